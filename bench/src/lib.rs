@@ -1,0 +1,1 @@
+//! Benchmarks and measuring tools for Gauntlet; the benches live in `benches/`.

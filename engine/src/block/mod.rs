@@ -1,0 +1,1 @@
+//! Blocks: meta.json, chunk segments, tombstones, block reader and writer.

@@ -1,0 +1,1 @@
+//! Chunk encodings and decoded sample batches.

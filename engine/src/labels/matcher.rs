@@ -1,0 +1,337 @@
+//! Label matchers (`=`, `!=`, `=~`, `!~`) with Prometheus's regex semantics: RE2 syntax, fully
+//! anchored, `.` matching newlines (Prometheus 3.x).
+
+use regex::Regex;
+use regex_syntax::hir::{Hir, HirKind, Literal};
+use std::fmt;
+
+/// The kind of comparison a matcher makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MatchType {
+    /// `=`: value equals.
+    Equal,
+    /// `!=`: value differs.
+    NotEqual,
+    /// `=~`: value matches the anchored regex.
+    Regexp,
+    /// `!~`: value does not match the anchored regex.
+    NotRegexp,
+}
+
+impl MatchType {
+    /// The operator as written in PromQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchType::Equal => "=",
+            MatchType::NotEqual => "!=",
+            MatchType::Regexp => "=~",
+            MatchType::NotRegexp => "!~",
+        }
+    }
+}
+
+/// A matcher's regex did not compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid regex {pattern:?} for label {name:?}: {reason}")]
+pub struct MatcherError {
+    /// Label the matcher was for.
+    pub name: String,
+    /// The pattern as given.
+    pub pattern: String,
+    /// The regex engine's explanation.
+    pub reason: String,
+}
+
+/// What the regex of a `=~`/`!~` matcher is known to accept, found once at construction so the
+/// index can take cheap paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegexShape {
+    /// `.*`: every value, including the empty one.
+    Any,
+    /// `.+`: every non-empty value.
+    NonEmpty,
+    /// An alternation of literals (`a|b|c`, or a single literal): exactly these values.
+    Set(Vec<String>),
+    /// Values starting with this literal followed by `.*`.
+    Prefix(String),
+    /// Nothing cheaper is known: run the regex.
+    General,
+}
+
+/// One label matcher.
+#[derive(Clone)]
+pub struct Matcher {
+    /// The label name the matcher applies to.
+    pub name: String,
+    /// The value or pattern as written.
+    pub value: String,
+    /// The comparison.
+    pub typ: MatchType,
+    re: Option<Regex>,
+    shape: RegexShape,
+}
+
+impl fmt::Debug for Matcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Matcher({self})")
+    }
+}
+
+impl fmt::Display for Matcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut q = String::new();
+        super::go_quote_into(&mut q, &self.value);
+        write!(f, "{}{}{}", self.name, self.typ.as_str(), q)
+    }
+}
+
+impl PartialEq for Matcher {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.value == other.value && self.typ == other.typ
+    }
+}
+
+impl Eq for Matcher {}
+
+impl Matcher {
+    /// Builds a matcher, compiling the regex for `=~`/`!~`.
+    pub fn new(
+        typ: MatchType,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<Self, MatcherError> {
+        let name = name.into();
+        let value = value.into();
+        let (re, shape) = match typ {
+            MatchType::Equal | MatchType::NotEqual => (None, RegexShape::General),
+            MatchType::Regexp | MatchType::NotRegexp => {
+                let anchored = format!("^(?s:{value})$");
+                let re = Regex::new(&anchored).map_err(|e| MatcherError {
+                    name: name.clone(),
+                    pattern: value.clone(),
+                    reason: e.to_string(),
+                })?;
+                (Some(re), regex_shape(&value))
+            }
+        };
+        Ok(Matcher {
+            name,
+            value,
+            typ,
+            re,
+            shape,
+        })
+    }
+
+    /// `name="value"`.
+    pub fn equal(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Self::new(MatchType::Equal, name, value).expect("equality matchers always build")
+    }
+
+    /// Whether `v` (the empty string when the label is absent) satisfies the matcher.
+    #[inline]
+    pub fn matches(&self, v: &str) -> bool {
+        match self.typ {
+            MatchType::Equal => v == self.value,
+            MatchType::NotEqual => v != self.value,
+            MatchType::Regexp => self.regex_matches(v),
+            MatchType::NotRegexp => !self.regex_matches(v),
+        }
+    }
+
+    fn regex_matches(&self, v: &str) -> bool {
+        match &self.shape {
+            RegexShape::Any => true,
+            RegexShape::NonEmpty => !v.is_empty(),
+            RegexShape::Set(set) => set.iter().any(|s| s == v),
+            RegexShape::Prefix(p) => v.starts_with(p.as_str()),
+            RegexShape::General => self.re.as_ref().is_some_and(|re| re.is_match(v)),
+        }
+    }
+
+    /// Whether a series without this label (value "") is selected.
+    pub fn matches_empty(&self) -> bool {
+        self.matches("")
+    }
+
+    /// What the regex is known to accept; `General` for `=`/`!=`.
+    pub fn shape(&self) -> &RegexShape {
+        &self.shape
+    }
+
+    /// For `=~` with a literal alternation (and `=` itself), the exact values selected.
+    pub fn set_matches(&self) -> Option<Vec<&str>> {
+        match (self.typ, &self.shape) {
+            (MatchType::Equal, _) => Some(vec![self.value.as_str()]),
+            (MatchType::Regexp, RegexShape::Set(s)) => Some(s.iter().map(String::as_str).collect()),
+            _ => None,
+        }
+    }
+
+    /// The matcher that selects exactly the complement (`=` ↔ `!=`, `=~` ↔ `!~`).
+    pub fn inverse(&self) -> Matcher {
+        let typ = match self.typ {
+            MatchType::Equal => MatchType::NotEqual,
+            MatchType::NotEqual => MatchType::Equal,
+            MatchType::Regexp => MatchType::NotRegexp,
+            MatchType::NotRegexp => MatchType::Regexp,
+        };
+        Matcher {
+            name: self.name.clone(),
+            value: self.value.clone(),
+            typ,
+            re: self.re.clone(),
+            shape: self.shape.clone(),
+        }
+    }
+}
+
+fn regex_shape(pattern: &str) -> RegexShape {
+    let Ok(hir) = regex_syntax::ParserBuilder::new()
+        .dot_matches_new_line(true)
+        .build()
+        .parse(pattern)
+    else {
+        return RegexShape::General;
+    };
+    shape_of(&hir)
+}
+
+fn shape_of(hir: &Hir) -> RegexShape {
+    if is_dot_star(hir, 0) {
+        return RegexShape::Any;
+    }
+    if is_dot_star(hir, 1) {
+        return RegexShape::NonEmpty;
+    }
+    if let Some(set) = literal_set(hir) {
+        return RegexShape::Set(set);
+    }
+    if let HirKind::Concat(parts) = hir.kind()
+        && parts.len() == 2
+        && is_dot_star(&parts[1], 0)
+        && let Some(p) = literal(&parts[0])
+    {
+        return RegexShape::Prefix(p);
+    }
+    if let HirKind::Capture(c) = hir.kind() {
+        return shape_of(&c.sub);
+    }
+    RegexShape::General
+}
+
+/// `.*` (min 0) or `.+` (min 1) over any character, newlines included.
+fn is_dot_star(hir: &Hir, min: u32) -> bool {
+    match hir.kind() {
+        HirKind::Repetition(r) if r.min == min && r.max.is_none() => {
+            matches!(r.sub.kind(), HirKind::Class(regex_syntax::hir::Class::Unicode(c))
+                if c.ranges().len() == 1
+                    && c.ranges()[0].start() == '\0'
+                    && c.ranges()[0].end() == char::MAX)
+        }
+        HirKind::Capture(c) => is_dot_star(&c.sub, min),
+        _ => false,
+    }
+}
+
+fn literal(hir: &Hir) -> Option<String> {
+    match hir.kind() {
+        HirKind::Empty => Some(String::new()),
+        HirKind::Literal(Literal(bytes)) => String::from_utf8(bytes.to_vec()).ok(),
+        HirKind::Capture(c) => literal(&c.sub),
+        HirKind::Concat(parts) => {
+            let mut s = String::new();
+            for p in parts {
+                s.push_str(&literal(p)?);
+            }
+            Some(s)
+        }
+        _ => None,
+    }
+}
+
+fn literal_set(hir: &Hir) -> Option<Vec<String>> {
+    let mut out = match hir.kind() {
+        HirKind::Alternation(alts) => {
+            let mut out = Vec::with_capacity(alts.len());
+            for a in alts {
+                out.extend(literal_set(a)?);
+            }
+            out
+        }
+        HirKind::Capture(c) => literal_set(&c.sub)?,
+        // regex-syntax folds `a|b` of single characters into a class.
+        HirKind::Class(regex_syntax::hir::Class::Unicode(c)) => {
+            let n: u32 = c.ranges().iter().map(|r| r.end() as u32 - r.start() as u32 + 1).sum();
+            if n > 64 {
+                return None;
+            }
+            c.ranges()
+                .iter()
+                .flat_map(|r| (r.start()..=r.end()).map(|ch| ch.to_string()))
+                .collect()
+        }
+        _ => vec![literal(hir)?],
+    };
+    out.sort();
+    out.dedup();
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn re(p: &str) -> Matcher {
+        Matcher::new(MatchType::Regexp, "l", p).unwrap()
+    }
+
+    #[test]
+    fn regex_is_fully_anchored_and_dot_matches_newline() {
+        let m = re("ab|c");
+        assert!(m.matches("ab") && m.matches("c") && !m.matches("abc") && !m.matches("xab"));
+        let m = re("a.c");
+        assert!(m.matches("a\nc"));
+        assert!(re("foo.*bar").matches("foo\nbar"));
+    }
+
+    #[test]
+    fn shapes() {
+        assert_eq!(re(".*").shape(), &RegexShape::Any);
+        assert_eq!(re(".+").shape(), &RegexShape::NonEmpty);
+        assert_eq!(
+            re("a|bb|c").shape(),
+            &RegexShape::Set(vec!["a".into(), "bb".into(), "c".into()])
+        );
+        assert_eq!(re("(GET|PUT)").shape(), &RegexShape::Set(vec!["GET".into(), "PUT".into()]));
+        assert_eq!(re("api.*").shape(), &RegexShape::Prefix("api".into()));
+        assert_eq!(re("a[0-9]+").shape(), &RegexShape::General);
+        assert!(re("").matches("") && !re("").matches("x"));
+    }
+
+    #[test]
+    fn shapes_agree_with_the_regex() {
+        let values = ["", "a", "bb", "c", "api", "api/x", "\n", "abc", "GET"];
+        for p in [".*", ".+", "a|bb|c", "api.*", "(GET|PUT)", "", "a?", "[ab]", "a|"] {
+            let m = re(p);
+            let r = Regex::new(&format!("^(?s:{p})$")).unwrap();
+            for v in values {
+                assert_eq!(m.matches(v), r.is_match(v), "pattern {p:?} value {v:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_regex_is_an_error() {
+        let e = Matcher::new(MatchType::Regexp, "job", "a(").unwrap_err();
+        assert_eq!(e.name, "job");
+    }
+
+    #[test]
+    fn empty_matching() {
+        assert!(Matcher::equal("x", "").matches_empty());
+        assert!(!Matcher::new(MatchType::NotEqual, "x", "").unwrap().matches_empty());
+        assert!(re(".*").matches_empty());
+        assert!(!re(".+").matches_empty());
+    }
+}

@@ -1,0 +1,226 @@
+//! Label sets and label matchers, ordered and compared exactly as Prometheus does.
+
+mod matcher;
+mod selector;
+
+pub use matcher::{MatchType, Matcher, MatcherError};
+pub use selector::{SelectorError, parse_selector};
+
+use std::cmp::Ordering;
+use std::fmt;
+
+/// Name of the label that holds the metric name.
+pub const METRIC_NAME: &str = "__name__";
+
+/// One label: a name and a value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Label {
+    /// Label name.
+    pub name: String,
+    /// Label value.
+    pub value: String,
+}
+
+impl Label {
+    /// A label from anything string-like.
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Label {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// A label set sorted by name with unique names; compared pairwise (name, then value), a shorter
+/// prefix sorting first, as Prometheus's `labels.Compare` does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Labels(Vec<Label>);
+
+impl Labels {
+    /// An empty label set.
+    pub fn empty() -> Self {
+        Labels(Vec::new())
+    }
+
+    /// Builds a label set from pairs in any order; later duplicates of a name replace earlier ones.
+    pub fn from_pairs<N: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (N, V)>,
+    ) -> Self {
+        let mut v: Vec<Label> = pairs
+            .into_iter()
+            .map(|(n, v)| Label::new(n, v))
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        // Keep the last of equal names: reverse, dedup keeps first, reverse back.
+        v.reverse();
+        v.dedup_by(|a, b| a.name == b.name);
+        v.reverse();
+        // `dedup_by` after reverse keeps the last occurrence; restore sort stability.
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        Labels(v)
+    }
+
+    /// Wraps labels that are already sorted by name with unique names.
+    pub fn from_sorted(v: Vec<Label>) -> Self {
+        debug_assert!(v.windows(2).all(|w| w[0].name < w[1].name));
+        Labels(v)
+    }
+
+    /// The labels, sorted by name.
+    pub fn as_slice(&self) -> &[Label] {
+        &self.0
+    }
+
+    /// Consumes the set into its sorted labels.
+    pub fn into_vec(self) -> Vec<Label> {
+        self.0
+    }
+
+    /// Number of labels.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the set has no labels.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The value of `name`, or `None` when absent.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|l| l.name.as_str().cmp(name))
+            .ok()
+            .map(|i| self.0[i].value.as_str())
+    }
+
+    /// Iterates over the labels in name order.
+    pub fn iter(&self) -> std::slice::Iter<'_, Label> {
+        self.0.iter()
+    }
+}
+
+impl Ord for Labels {
+    fn cmp(&self, other: &Self) -> Ordering {
+        for (a, b) in self.0.iter().zip(other.0.iter()) {
+            match a.name.cmp(&b.name) {
+                Ordering::Equal => {}
+                o => return o,
+            }
+            match a.value.cmp(&b.value) {
+                Ordering::Equal => {}
+                o => return o,
+            }
+        }
+        self.0.len().cmp(&other.0.len())
+    }
+}
+
+impl PartialOrd for Labels {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<'a> IntoIterator for &'a Labels {
+    type Item = &'a Label;
+    type IntoIter = std::slice::Iter<'a, Label>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+/// Formats as Prometheus's `labels.String()`: `{a="1", b="2"}` with Go-quoted values.
+impl fmt::Display for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = String::with_capacity(self.0.len() * 24);
+        s.push('{');
+        for (i, l) in self.0.iter().enumerate() {
+            if i > 0 {
+                s.push_str(", ");
+            }
+            s.push_str(&l.name);
+            s.push('=');
+            go_quote_into(&mut s, &l.value);
+        }
+        s.push('}');
+        f.write_str(&s)
+    }
+}
+
+/// Appends `v` quoted the way Go's `strconv.Quote` does: printable characters kept, `"` and `\`
+/// escaped, control characters as `\n`-style or `\xNN`/`\uNNNN` escapes.
+pub fn go_quote_into(out: &mut String, v: &str) {
+    use std::fmt::Write;
+    out.push('"');
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{07}' => out.push_str("\\a"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{0b}' => out.push_str("\\v"),
+            c if go_is_print(c) => out.push(c),
+            c if (c as u32) < 0x80 => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if (c as u32) < 0x10000 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => {
+                let _ = write!(out, "\\U{:08x}", c as u32);
+            }
+        }
+    }
+    out.push('"');
+}
+
+/// Go's `strconv.IsPrint` for the characters label values hold in practice: ASCII graphic and
+/// space, and non-ASCII letters, marks, numbers, punctuation and symbols (not other spaces,
+/// controls, format characters or unassigned code points we can recognise cheaply).
+fn go_is_print(c: char) -> bool {
+    let u = c as u32;
+    if u < 0x80 {
+        return (0x20..0x7f).contains(&u);
+    }
+    if c.is_control() || c.is_whitespace() {
+        return false;
+    }
+    // Format characters Go treats as unprintable: soft hyphen, zero-width and bidi controls,
+    // the BOM, and private-use or surrogate-adjacent ranges.
+    !matches!(u,
+        0xAD | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x180E | 0x200B..=0x200F
+        | 0x202A..=0x202E | 0x2060..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB
+        | 0xE000..=0xF8FF | 0xF0000..=0x10FFFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_matches_prometheus() {
+        let l = Labels::from_pairs([("job", "api"), ("__name__", "up"), ("q", "a\"b\\c\n")]);
+        assert_eq!(l.to_string(), r#"{__name__="up", job="api", q="a\"b\\c\n"}"#);
+        assert_eq!(Labels::empty().to_string(), "{}");
+    }
+
+    #[test]
+    fn order_is_pairwise_then_length() {
+        let a = Labels::from_pairs([("a", "1")]);
+        let b = Labels::from_pairs([("a", "1"), ("b", "0")]);
+        let c = Labels::from_pairs([("a", "2")]);
+        assert!(a < b && b < c);
+    }
+
+    #[test]
+    fn from_pairs_keeps_last_duplicate() {
+        let l = Labels::from_pairs([("a", "1"), ("b", "x"), ("a", "2")]);
+        assert_eq!(l.get("a"), Some("2"));
+        assert_eq!(l.len(), 2);
+    }
+}
