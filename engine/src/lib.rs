@@ -1,10 +1,14 @@
 //! Gauntlet's data engine: everything about data, nothing about sockets.
 //!
-//! The formats here are Prometheus's and Thanos's own (see `docs/` beside each module); the
-//! engine reads what they write and writes what they read.
+//! The formats here are Prometheus's and Thanos's own (byte layouts in the project's format
+//! contract); the engine reads what they write and writes what they read.
 
 pub mod block;
 pub mod chunk;
 pub mod encoding;
+pub mod error;
+pub mod exposition;
 pub mod index;
 pub mod labels;
+
+pub use error::{Error, Result};

@@ -1,0 +1,176 @@
+//! Where chunk boundaries fall when samples are written into chunks, following Prometheus's head
+//! (`memSeries.appendPreprocessor`): a chunk never crosses a multiple of the chunk range; at a
+//! quarter of the target sample count the end time is predicted so the rest of the range splits
+//! evenly; a hard cut at twice the target; and (Prometheus 3.x) a cut when the XOR payload passes
+//! 1005 bytes.
+
+use crate::chunk::XorAppender;
+
+/// Prometheus's default target of samples per float chunk.
+pub const DEFAULT_SAMPLES_PER_CHUNK: usize = 120;
+/// Prometheus's default chunk range and block duration: 2h in ms.
+pub const DEFAULT_CHUNK_RANGE_MS: i64 = 2 * 3600 * 1000;
+/// Prometheus 3.x cuts an XOR chunk when its payload exceeds this many bytes before an append
+/// (1024 minus the 19 bytes a sample can take at most).
+pub const MAX_XOR_BYTES_BEFORE_APPEND: usize = 1024 - 19;
+
+/// How chunks are cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CutOptions {
+    /// Target samples per chunk (Prometheus: 120).
+    pub samples_per_chunk: usize,
+    /// Chunks never cross a multiple of this range, in ms (Prometheus: 2h).
+    pub chunk_range_ms: i64,
+    /// Cut when the payload is larger than this before an append; `None` reproduces Prometheus
+    /// 2.x, which had no byte cap.
+    pub max_bytes_before_append: Option<usize>,
+}
+
+impl Default for CutOptions {
+    fn default() -> Self {
+        CutOptions {
+            samples_per_chunk: DEFAULT_SAMPLES_PER_CHUNK,
+            chunk_range_ms: DEFAULT_CHUNK_RANGE_MS,
+            max_bytes_before_append: Some(MAX_XOR_BYTES_BEFORE_APPEND),
+        }
+    }
+}
+
+/// One encoded chunk: its time bounds (inclusive, ms) and XOR payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CutChunk {
+    /// First sample's timestamp.
+    pub min_time: i64,
+    /// Last sample's timestamp.
+    pub max_time: i64,
+    /// The XOR payload, starting with the 2-byte sample count.
+    pub data: Vec<u8>,
+}
+
+/// End of the chunk range holding `t` (Go's truncating division, as Prometheus computes it).
+fn range_end(t: i64, width: i64) -> i64 {
+    (t / width).saturating_mul(width).saturating_add(width)
+}
+
+/// Predicts a chunk's end so the remaining range fills with evenly sized chunks, assuming the
+/// chunk is a quarter full at `cur`.
+fn predict_end(start: i64, cur: i64, max: i64) -> i64 {
+    let span = cur.saturating_sub(start).saturating_add(1).saturating_mul(4);
+    if span <= 0 {
+        return max;
+    }
+    let n = max.saturating_sub(start) / span;
+    if n <= 1 {
+        return max;
+    }
+    start + (max - start) / n
+}
+
+/// Encodes one series' samples (strictly increasing timestamps) into chunks cut the way
+/// Prometheus's head cuts them. Samples whose timestamp does not increase are dropped, as the
+/// head drops out-of-order samples.
+pub fn cut_chunks(ts: &[i64], val: &[f64], opts: CutOptions) -> Vec<CutChunk> {
+    debug_assert_eq!(ts.len(), val.len());
+    let mut out = Vec::with_capacity(ts.len() / opts.samples_per_chunk.max(1) + 1);
+    let mut app: Option<XorAppender> = None;
+    let (mut min_time, mut max_time) = (0i64, i64::MIN);
+    let mut next_at = i64::MIN;
+    let quarter = opts.samples_per_chunk / 4;
+    for (&t, &v) in ts.iter().zip(val) {
+        if app.is_some() && t <= max_time {
+            continue;
+        }
+        let cut = match &app {
+            None => true,
+            Some(a) => {
+                let n = a.num_samples();
+                if opts.max_bytes_before_append.is_some_and(|m| a.bytes().len() > m) {
+                    true
+                } else {
+                    if n == quarter {
+                        next_at = predict_end(min_time, max_time, next_at);
+                    }
+                    t >= next_at || n >= opts.samples_per_chunk * 2
+                }
+            }
+        };
+        if cut {
+            if let Some(a) = app.take() {
+                out.push(CutChunk {
+                    min_time,
+                    max_time,
+                    data: a.into_bytes(),
+                });
+            }
+            app = Some(XorAppender::new());
+            min_time = t;
+            next_at = range_end(t, opts.chunk_range_ms);
+        }
+        if let Some(a) = app.as_mut() {
+            a.append(t, v);
+        }
+        max_time = t;
+    }
+    if let Some(a) = app {
+        out.push(CutChunk {
+            min_time,
+            max_time,
+            data: a.into_bytes(),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bounds(ts: &[i64], opts: CutOptions) -> Vec<(i64, i64, usize)> {
+        let val = vec![1.0; ts.len()];
+        cut_chunks(ts, &val, opts)
+            .iter()
+            .map(|c| (c.min_time, c.max_time, u16::from_be_bytes([c.data[0], c.data[1]]) as usize))
+            .collect()
+    }
+
+    #[test]
+    fn two_hours_at_15s_make_four_chunks_of_120() {
+        let ts: Vec<i64> = (0..480).map(|i| i * 15_000).collect();
+        let b = bounds(&ts, CutOptions::default());
+        assert_eq!(b.len(), 4);
+        assert!(b.iter().all(|&(_, _, n)| n == 120));
+    }
+
+    #[test]
+    fn never_crosses_the_chunk_range() {
+        let ts: Vec<i64> = (0..100).map(|i| 7_000_000 + i * 10_000).collect();
+        let b = bounds(&ts, CutOptions::default());
+        assert!(b.iter().all(|&(lo, hi, _)| lo / DEFAULT_CHUNK_RANGE_MS == hi / DEFAULT_CHUNK_RANGE_MS));
+        assert_eq!(b.iter().map(|x| x.2).sum::<usize>(), 100);
+    }
+
+    #[test]
+    fn fast_samples_hit_the_hard_cut() {
+        let ts: Vec<i64> = (0..1000).collect();
+        let b = bounds(&ts, CutOptions::default());
+        assert!(b.iter().all(|&(_, _, n)| n <= 240));
+        assert_eq!(b.iter().map(|x| x.2).sum::<usize>(), 1000);
+    }
+
+    #[test]
+    fn out_of_order_samples_are_dropped() {
+        let b = bounds(&[10, 20, 20, 15, 30], CutOptions::default());
+        assert_eq!(b, vec![(10, 30, 3)]);
+    }
+
+    #[test]
+    fn byte_cap_cuts_incompressible_chunks() {
+        let ts: Vec<i64> = (0..240).map(|i| i * 1000 + (i * i) % 7).collect();
+        let val: Vec<f64> = (0..240).map(|i| (i as f64).sin() * 1e6 + 0.123456789).collect();
+        let chunks = cut_chunks(&ts, &val, CutOptions::default());
+        assert!(chunks.len() > 2);
+        assert!(chunks.iter().all(|c| c.data.len() <= 1024));
+        let uncapped = cut_chunks(&ts, &val, CutOptions { max_bytes_before_append: None, ..Default::default() });
+        assert!(uncapped.len() < chunks.len());
+    }
+}

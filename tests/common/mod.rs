@@ -1,0 +1,204 @@
+//! Helpers shared by the end-to-end tests: the binary under test, real peers, scratch dirs.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The fixture blocks written by real Prometheus and promtool.
+pub fn fixtures() -> PathBuf {
+    repo_root().join("testdata/tsdb")
+}
+
+/// The `gauntlet` binary built for this test run.
+pub fn gauntlet() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gauntlet"))
+}
+
+/// Path of a required external program; panics with install advice when missing.
+pub fn require(program: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let p = dir.join(program);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("{program} is not installed; run the README's test command, which installs it");
+}
+
+/// Runs a command to completion, panicking with its stderr when it fails.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {}:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Copies a directory tree.
+pub fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), &to).unwrap();
+            let mut perm = std::fs::metadata(&to).unwrap().permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perm.set_readonly(false);
+            std::fs::set_permissions(&to, perm).unwrap();
+        }
+    }
+}
+
+/// `promtool tsdb dump` of the blocks in `blocks` (a block dir or a dir of blocks), run on a
+/// scratch copy because promtool needs a `wal/` dir and writes into the data dir.
+pub fn promtool_dump(blocks: &Path, extra: &[&str]) -> Vec<u8> {
+    let scratch = tempfile::tempdir().unwrap();
+    let db = scratch.path().join("db");
+    if blocks.join("meta.json").is_file() {
+        copy_dir(blocks, &db.join(blocks.file_name().unwrap()));
+    } else {
+        copy_dir(blocks, &db);
+    }
+    std::fs::create_dir_all(db.join("wal")).unwrap();
+    let out = run_ok(
+        Command::new(require("promtool"))
+            .args(["tsdb", "dump"])
+            .args(extra)
+            .arg(&db),
+    );
+    out.stdout
+}
+
+/// `gauntlet tools block dump` of `dir`.
+pub fn gauntlet_dump(dir: &Path, extra: &[&str]) -> Vec<u8> {
+    run_ok(gauntlet().args(["tools", "block", "dump"]).arg(dir).args(extra)).stdout
+}
+
+/// Asserts two dumps are identical, reporting the first differing line.
+pub fn assert_same_dump(what: &str, want: &[u8], got: &[u8]) {
+    if want == got {
+        return;
+    }
+    let w: Vec<&[u8]> = want.split(|&b| b == b'\n').collect();
+    let g: Vec<&[u8]> = got.split(|&b| b == b'\n').collect();
+    for (i, (a, b)) in w.iter().zip(&g).enumerate() {
+        if a != b {
+            panic!(
+                "{what}: line {} differs\n want: {}\n  got: {}",
+                i + 1,
+                String::from_utf8_lossy(a),
+                String::from_utf8_lossy(b)
+            );
+        }
+    }
+    panic!("{what}: {} lines wanted, {} lines got", w.len(), g.len());
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A plain HTTP/1.0 GET on loopback; returns (status, body).
+pub fn http_get(port: u16, path_and_query: &str) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(s, "GET {path_and_query} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let head_end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no HTTP header"))?;
+    let head = String::from_utf8_lossy(&buf[..head_end]);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("bad status line"))?;
+    Ok((status, buf[head_end + 4..].to_vec()))
+}
+
+/// Percent-encodes a query parameter value.
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A real Prometheus server on loopback over a data dir, killed on drop.
+pub struct Prometheus {
+    child: Child,
+    /// Its HTTP port.
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Starts `binary` over a copy of the blocks in `blocks` with retention far enough back to
+    /// keep them, and waits until it is ready (at most 60 s).
+    pub fn start(binary: &Path, blocks: &Path) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        copy_dir(blocks, &data);
+        let cfg = dir.path().join("prometheus.yml");
+        std::fs::write(&cfg, "global:\n  scrape_interval: 1h\n").unwrap();
+        let port = free_port();
+        let child = Command::new(binary)
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--storage.tsdb.retention.time=100y")
+            .arg("--storage.tsdb.min-block-duration=2h")
+            .arg("--storage.tsdb.max-block-duration=2h")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting prometheus");
+        let p = Prometheus { child, port, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok((200, _)) = http_get(port, "/-/ready") {
+                return p;
+            }
+            assert!(Instant::now() < deadline, "prometheus did not become ready in 60 s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// GET on the API; panics on a non-200 answer.
+    pub fn get(&self, path_and_query: &str) -> serde_json::Value {
+        let (status, body) = http_get(self.port, path_and_query).expect("query prometheus");
+        assert_eq!(status, 200, "{path_and_query}: {}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).expect("prometheus JSON")
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

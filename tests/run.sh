@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Gauntlet's whole test suite, as CI runs it: installs the real peers the tests start
+# (Prometheus and promtool), then format check, clippy with warnings as errors, and every test
+# with cargo-nextest. Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "peers: prometheus and promtool"
+if [ -x ../shared/tools/prometheus.sh ] || [ -f ../shared/tools/prometheus.sh ]; then
+  bash ../shared/tools/prometheus.sh stable >/dev/null
+elif ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+promtool --version 2>&1 | head -1
+command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
+
+step "toolchain"
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo nextest"
+cargo nextest run --workspace --profile ci
