@@ -15,7 +15,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     for item in r.iter() {
-        let Ok((cref, enc, payload)) = item else { break };
+        let Ok((cref, enc, payload)) = item else {
+            break;
+        };
         assert_eq!(r.chunk(cref).unwrap(), (enc, payload));
     }
     for w in refs.chunks(8) {

@@ -19,12 +19,21 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(m2, m3);
     }
     if let Ok(m) = DeletionMark::parse(data, path) {
-        assert_eq!(DeletionMark::parse(m.to_json().as_bytes(), path).unwrap(), m);
+        assert_eq!(
+            DeletionMark::parse(m.to_json().as_bytes(), path).unwrap(),
+            m
+        );
     }
     if let Ok(m) = NoCompactMark::parse(data, path) {
-        assert_eq!(NoCompactMark::parse(m.to_json().as_bytes(), path).unwrap(), m);
+        assert_eq!(
+            NoCompactMark::parse(m.to_json().as_bytes(), path).unwrap(),
+            m
+        );
     }
     if let Ok(m) = NoDownsampleMark::parse(data, path) {
-        assert_eq!(NoDownsampleMark::parse(m.to_json().as_bytes(), path).unwrap(), m);
+        assert_eq!(
+            NoDownsampleMark::parse(m.to_json().as_bytes(), path).unwrap(),
+            m
+        );
     }
 });
