@@ -1,1 +1,149 @@
-//! Blocks: meta.json, chunk segments, tombstones, block reader and writer.
+//! Blocks: meta.json, chunk segments, tombstones, marker files.
+//!
+//! The formats are Prometheus's and Thanos's own, documented in their repositories and
+//! transcribed in `shared/spec/wire-and-formats.md` §3.1–3.3 (layout, `meta.json`), §3.5–3.6
+//! (chunk segments, encoding bytes), §3.9 (tombstones) and §5.6 (Thanos marker files).
+
+pub mod markers;
+pub mod meta;
+pub mod segment;
+pub mod tombstones;
+
+use std::path::PathBuf;
+
+use crate::encoding::DecodeError;
+
+pub use markers::{DeletionMark, NoCompactMark, NoDownsampleMark};
+pub use meta::{
+    BlockDesc, BlockMeta, BlockStats, Compaction, IndexStats, ObjectHash, Rewrite,
+    ThanosDownsample, ThanosFile, ThanosMeta,
+};
+pub use segment::{ChunkEncoding, ChunkRef, SegmentReader, SegmentWriter};
+pub use tombstones::{Interval, Tombstones, apply_deletions};
+
+/// Everything that can go wrong reading or writing the files of a block.
+///
+/// Each variant names the file; decoding errors also name the byte offset, so a log line is
+/// enough to find the damage with a hex dump.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BlockError {
+    /// An OS-level read, write, sync or rename failed; retrying may help if the cause was
+    /// transient (disk full, permissions), otherwise the block directory is unusable.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A JSON file (meta.json or a marker) is not valid JSON or does not have the expected
+    /// shape; the file is corrupt or was partially written.
+    #[error("{}: invalid JSON: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A JSON file parsed but its content is inconsistent (e.g. `minTime > maxTime`).
+    #[error("{}: invalid content: {reason}", path.display())]
+    InvalidMeta { path: PathBuf, reason: String },
+    /// The file does not start with the magic number of its format: it is not that kind of
+    /// file, or its header is damaged.
+    #[error("{}: bad magic {actual:#010x} at offset {offset} (expected {expected:#010x})", path.display())]
+    BadMagic {
+        path: PathBuf,
+        offset: u64,
+        expected: u32,
+        actual: u32,
+    },
+    /// The file declares a format version this code does not read; it was written by a newer
+    /// (or foreign) writer.
+    #[error("{}: unsupported {what} version {version}", path.display())]
+    UnsupportedVersion {
+        path: PathBuf,
+        /// Which version field: "meta", "thanos meta", "chunk segment", "tombstones", "marker".
+        what: &'static str,
+        version: i64,
+    },
+    /// A checksum does not match the bytes it covers: the data was damaged after writing.
+    #[error("{}: CRC32C mismatch at offset {offset}: stored {expected:#010x}, computed {actual:#010x}", path.display())]
+    CrcMismatch {
+        path: PathBuf,
+        /// Offset of the record (or section) the checksum covers.
+        offset: u64,
+        /// The checksum stored in the file.
+        expected: u32,
+        /// The checksum of the bytes as read.
+        actual: u32,
+    },
+    /// Bytes ended early or a varint was malformed while decoding; `source` holds the offset.
+    #[error("{}: {source}", path.display())]
+    Decode {
+        path: PathBuf,
+        #[source]
+        source: DecodeError,
+    },
+    /// A chunk reference names a segment file that the block does not have; the index and the
+    /// chunks directory disagree.
+    #[error("{}: chunk ref {chunk_ref:#x} names segment {segment} but only {num_segments} segment files exist", dir.display())]
+    SegmentMissing {
+        dir: PathBuf,
+        chunk_ref: u64,
+        /// 0-based segment index taken from the ref.
+        segment: u64,
+        num_segments: usize,
+    },
+    /// A chunk reference points inside the segment header or past the end of the file.
+    #[error("{}: chunk ref {chunk_ref:#x} points at offset {offset}, outside the records (file length {file_len})", path.display())]
+    ChunkOutOfBounds {
+        path: PathBuf,
+        chunk_ref: u64,
+        offset: u64,
+        file_len: u64,
+    },
+    /// The files in a chunks directory are not numbered 1, 2, 3, … without gaps, so chunk
+    /// refs cannot be resolved.
+    #[error("{}: segment files not numbered consecutively from 000001: expected {expected}, found {found:?}", dir.display())]
+    SegmentNumbering {
+        dir: PathBuf,
+        expected: u64,
+        found: String,
+    },
+    /// A chunk is too large for the format (its length field is 32 bits), or the writer would
+    /// need more segments or bigger offsets than a 64-bit ref can hold.
+    #[error("{}: chunk of {len} bytes cannot be stored: {reason}", path.display())]
+    ChunkTooLarge {
+        path: PathBuf,
+        len: u64,
+        reason: &'static str,
+    },
+    /// A chunk's encoding byte is not one of the values in spec §3.6.
+    #[error("{}: unknown chunk encoding {encoding} in record at offset {offset}", path.display())]
+    UnknownEncoding {
+        path: PathBuf,
+        offset: u64,
+        encoding: u8,
+    },
+}
+
+impl BlockError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        BlockError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn decode(path: impl Into<PathBuf>, source: DecodeError) -> Self {
+        BlockError::Decode {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Flushes a directory's entries (new or renamed files) to disk.
+pub(crate) fn sync_dir(dir: &std::path::Path) -> Result<(), BlockError> {
+    let d = std::fs::File::open(dir).map_err(|e| BlockError::io(dir, e))?;
+    d.sync_all().map_err(|e| BlockError::io(dir, e))
+}
