@@ -1,1 +1,86 @@
-fn main() {}
+//! Instruction counts (Callgrind) of the XOR chunk codec on a fixed set of real chunks: the
+//! first 100 chunks (12 000 samples) of `testdata/tsdb/promtool-200series-2h`. Unlike wall time,
+//! these counts are stable on a shared machine. Needs `iai-callgrind-runner` 0.16.1.
+
+use std::hint::black_box;
+use std::path::Path;
+
+use gauntlet_engine::chunk::{SampleBatch, XorIterator, decode_xor_into, encode_xor};
+use gauntlet_engine::encoding::Decbuf;
+use iai_callgrind::{library_benchmark, library_benchmark_group, main};
+
+/// Chunks measured: enough to amortise per-call overhead, few enough for a quick Callgrind run.
+const CHUNKS: usize = 100;
+
+/// Payloads of the first [`CHUNKS`] XOR chunks of the fixture segment (spec §3.5 records).
+fn fixture_chunks() -> Vec<Vec<u8>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../testdata/tsdb/promtool-200series-2h/01M80EDTXX3TS2DC5H3CJBESG9/chunks/000001");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let mut d = Decbuf::new(&bytes, 0);
+    d.skip(8).expect("segment header");
+    let mut out = Vec::new();
+    while d.remaining() > 0 && out.len() < CHUNKS {
+        let len = d.uvarint().expect("record length") as usize;
+        let encoding = d.u8().expect("encoding byte");
+        let data = d.bytes(len).expect("record data");
+        d.be32().expect("record CRC");
+        if encoding == 1 {
+            out.push(data.to_vec());
+        }
+    }
+    out
+}
+
+fn fixture_samples() -> Vec<SampleBatch> {
+    fixture_chunks()
+        .iter()
+        .map(|data| {
+            let mut b = SampleBatch::new();
+            decode_xor_into(data, &mut b).expect("fixture chunk decodes");
+            b
+        })
+        .collect()
+}
+
+#[library_benchmark]
+#[bench::fixture(setup = fixture_chunks)]
+fn decode_into_batch(chunks: Vec<Vec<u8>>) -> usize {
+    let mut batch = SampleBatch::with_capacity(256);
+    let mut n = 0;
+    for data in &chunks {
+        batch.clear();
+        n += decode_xor_into(black_box(data), &mut batch).expect("fixture chunk decodes");
+        black_box(&batch);
+    }
+    n
+}
+
+#[library_benchmark]
+#[bench::fixture(setup = fixture_chunks)]
+fn decode_iterator(chunks: Vec<Vec<u8>>) -> i64 {
+    let mut acc = 0i64;
+    for data in &chunks {
+        let mut it = XorIterator::new(black_box(data)).expect("fixture chunk has a header");
+        while let Some((t, v)) = it.next().expect("fixture chunk decodes") {
+            acc = acc.wrapping_add(t ^ v.to_bits() as i64);
+        }
+    }
+    acc
+}
+
+#[library_benchmark]
+#[bench::fixture(setup = fixture_samples)]
+fn encode(samples: Vec<SampleBatch>) -> usize {
+    samples
+        .iter()
+        .map(|s| encode_xor(black_box(&s.ts), black_box(&s.val)).len())
+        .sum()
+}
+
+library_benchmark_group!(
+    name = xor;
+    benchmarks = decode_into_batch, decode_iterator, encode
+);
+
+main!(library_benchmark_groups = xor);

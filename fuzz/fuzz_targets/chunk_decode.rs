@@ -1,4 +1,53 @@
+//! Arbitrary bytes as an XOR chunk payload: the batch decoder and the iterator must agree, never
+//! panic, leave the batch untouched on error, and whatever decodes must re-encode to samples
+//! that decode the same.
+
 #![no_main]
+
+use gauntlet_engine::chunk::{SampleBatch, XorAppender, XorIterator, decode_xor_into, encode_xor};
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|_data: &[u8]| {});
+fn bits(batch: &SampleBatch) -> Vec<(i64, u64)> {
+    batch.iter().map(|(t, v)| (t, v.to_bits())).collect()
+}
+
+fuzz_target!(|data: &[u8]| {
+    // A marker sample first: decoding appends after it, and on error must leave only it.
+    let mut batch = SampleBatch::new();
+    batch.push(-1, f64::from_bits(0xdead));
+    let res = decode_xor_into(data, &mut batch);
+
+    let mut it_samples = Vec::new();
+    let it_res = XorIterator::new(data).and_then(|mut it| {
+        while let Some((t, v)) = it.next()? {
+            it_samples.push((t, v.to_bits()));
+        }
+        Ok(())
+    });
+
+    match res {
+        Ok(n) => {
+            assert!(
+                it_res.is_ok(),
+                "iterator failed where the batch decoder succeeded"
+            );
+            assert_eq!(batch.len(), n + 1);
+            assert_eq!(bits(&batch)[1..], it_samples[..]);
+
+            batch.ts.remove(0);
+            batch.val.remove(0);
+            let again = encode_xor(&batch.ts, &batch.val);
+            let mut redecoded = SampleBatch::new();
+            decode_xor_into(&again, &mut redecoded).expect("re-encoded chunk decodes");
+            assert_eq!(bits(&redecoded), bits(&batch));
+
+            // Resuming an appender from the payload gives the one-shot encoding.
+            let resumed = XorAppender::from_payload(data).expect("decodable payload resumes");
+            assert_eq!(resumed.bytes(), &again[..]);
+        }
+        Err(e) => {
+            assert_eq!(bits(&batch), [(-1, 0xdead)]);
+            assert_eq!(it_res, Err(e), "iterator and batch decoder disagree");
+        }
+    }
+});
