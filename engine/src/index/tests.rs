@@ -548,19 +548,25 @@ fn chunk_metas_with_extreme_times_round_trip() {
 
 // ---- Format v1 ----
 
-/// A hand-built v1 index: symbol refs are file offsets, series refs are unaligned file offsets
-/// and the postings offset table is in write order.
-fn v1_index() -> Vec<u8> {
+/// A hand-built index. Version 1: symbol refs are file offsets, series refs are unaligned file
+/// offsets and the postings offset table is in write order. Version 2: laid out as Prometheus
+/// writes it since Aug 2025, without legacy label indices or label offset table.
+fn hand_built_index(version: u8) -> Vec<u8> {
     use crate::encoding::{Encbuf, crc32c};
+    let v1 = version == 1;
     let mut f = Encbuf::new();
     f.put_be32(0xBAAA_D700);
-    f.put_u8(1);
+    f.put_u8(version);
     let syms = ["a", "b", "x", "y"];
-    let mut sym_off = Vec::new();
+    let mut sym_ref = Vec::new();
     let mut body = Encbuf::new();
     body.put_be32(syms.len() as u32);
-    for s in syms {
-        sym_off.push((5 + 4 + body.len()) as u64);
+    for (i, s) in syms.iter().enumerate() {
+        sym_ref.push(if v1 {
+            (5 + 4 + body.len()) as u64
+        } else {
+            i as u64
+        });
         body.put_uvarint_bytes(s.as_bytes());
     }
     f.put_be32(body.len() as u32);
@@ -570,12 +576,19 @@ fn v1_index() -> Vec<u8> {
     // {a="x"}, {a="y", b="x"}
     let mut series_refs = Vec::new();
     for (ls, mint) in [(vec![(0, 2)], 100i64), (vec![(0, 3), (1, 2)], 200)] {
-        series_refs.push(f.len() as u32);
+        if v1 {
+            series_refs.push(f.len() as u32);
+        } else {
+            while !f.len().is_multiple_of(16) {
+                f.put_u8(0);
+            }
+            series_refs.push((f.len() / 16) as u32);
+        }
         let mut b = Encbuf::new();
         b.put_uvarint(ls.len() as u64);
         for (n, v) in ls {
-            b.put_uvarint(sym_off[n]);
-            b.put_uvarint(sym_off[v]);
+            b.put_uvarint(sym_ref[n]);
+            b.put_uvarint(sym_ref[v]);
         }
         b.put_uvarint(1);
         b.put_varint(mint);
@@ -588,13 +601,20 @@ fn v1_index() -> Vec<u8> {
     let postings_start = f.len() as u64;
     let mut pot = Encbuf::new();
     let mut n = 0;
-    // Deliberately unsorted, as v1 writers did not sort the table.
-    for (name, value, refs) in [
-        ("a", "y", vec![series_refs[1]]),
+    let mut lists = vec![
         ("", "", series_refs.clone()),
-        ("b", "x", vec![series_refs[1]]),
         ("a", "x", vec![series_refs[0]]),
-    ] {
+        ("a", "y", vec![series_refs[1]]),
+        ("b", "x", vec![series_refs[1]]),
+    ];
+    if v1 {
+        // v1 writers did not sort the table.
+        lists.swap(0, 2);
+    }
+    for (name, value, refs) in lists {
+        while !f.len().is_multiple_of(4) {
+            f.put_u8(0);
+        }
         pot.put_uvarint(2);
         pot.put_uvarint_bytes(name.as_bytes());
         pot.put_uvarint_bytes(value.as_bytes());
@@ -619,8 +639,8 @@ fn v1_index() -> Vec<u8> {
     Toc {
         symbols: 5,
         series: series_start,
-        label_indices: 0,
-        label_offset_table: 0,
+        label_indices: if v1 { 0 } else { postings_start },
+        label_offset_table: if v1 { 0 } else { pot_start },
         postings: postings_start,
         postings_offset_table: pot_start,
     }
@@ -629,18 +649,20 @@ fn v1_index() -> Vec<u8> {
 }
 
 #[test]
-fn v1_index_reads_with_offset_refs_and_unsorted_table() {
-    let ix = IndexReader::from_bytes(v1_index(), PathBuf::from("v1")).unwrap();
-    assert_eq!(ix.version(), 1);
-    assert_eq!(ix.num_series(), 2);
-    assert_eq!(ix.label_names(), ["a", "b"]);
-    assert_eq!(ix.label_values("a").unwrap(), ["x", "y"]);
-    let series = all_series(&ix);
-    assert_eq!(series[0].1, labels(&[("a", "x")]));
-    assert_eq!(series[1].1, labels(&[("a", "y"), ("b", "x")]));
-    assert_eq!(series[1].2, vec![chunk(200, 210, 8)]);
-    let m = [Matcher::new(MatchType::NotEqual, "b", "x").unwrap()];
-    assert_eq!(postings_for_matchers(&ix, &m).unwrap(), vec![series[0].0]);
+fn hand_built_v1_and_legacy_free_v2_indexes_read_alike() {
+    for version in [1, 2] {
+        let ix = IndexReader::from_bytes(hand_built_index(version), PathBuf::from("hand")).unwrap();
+        assert_eq!(ix.version(), version);
+        assert_eq!(ix.num_series(), 2);
+        assert_eq!(ix.label_names(), ["a", "b"]);
+        assert_eq!(ix.label_values("a").unwrap(), ["x", "y"]);
+        let series = all_series(&ix);
+        assert_eq!(series[0].1, labels(&[("a", "x")]));
+        assert_eq!(series[1].1, labels(&[("a", "y"), ("b", "x")]));
+        assert_eq!(series[1].2, vec![chunk(200, 210, 8)]);
+        let m = [Matcher::new(MatchType::NotEqual, "b", "x").unwrap()];
+        assert_eq!(postings_for_matchers(&ix, &m).unwrap(), vec![series[0].0]);
+    }
 }
 
 // ---- Matchers against brute force ----
