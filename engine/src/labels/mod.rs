@@ -3,7 +3,7 @@
 mod matcher;
 mod selector;
 
-pub use matcher::{MatchType, Matcher, MatcherError};
+pub use matcher::{MatchType, Matcher, MatcherError, RegexShape};
 pub use selector::{SelectorError, parse_selector};
 
 use std::cmp::Ordering;

@@ -1,0 +1,693 @@
+//! Reads an index held fully in memory (an mmap or a `Vec`): the TOC, symbol table and postings
+//! offset table are checked and indexed when it is opened; series and postings lists are
+//! decoded, CRC-checked, on each request.
+
+use super::ChunkMeta;
+use super::error::IndexError;
+use super::symbols::{SymbolIter, SymbolTable};
+use super::toc::{TOC_LEN, Toc};
+use crate::encoding::{Decbuf, DecodeError, crc32c};
+use crate::labels::Label;
+use std::cmp::Ordering;
+use std::fs::File;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// Index magic number, the first 4 bytes of the file (big-endian).
+pub const MAGIC: u32 = 0xBAAA_D700;
+/// Header length in bytes: magic and version.
+pub const HEADER_LEN: usize = 5;
+/// Series entries start at multiples of this many bytes in format v2; a series ref is the offset
+/// divided by it.
+pub const SERIES_ALIGN: u64 = 16;
+
+const POT: &str = "postings offset table";
+
+/// A label name of the postings offset table and the run of its values in `values`.
+#[derive(Debug)]
+struct NameEntry {
+    name: Box<str>,
+    values: Range<u32>,
+}
+
+/// A reader over a whole index file.
+///
+/// Opening validates the header, the TOC, the symbol table and the postings offset table
+/// (CRCs, ordering, bounds); series entries and postings lists are validated when read.
+#[derive(Debug)]
+pub struct IndexReader<B: AsRef<[u8]>> {
+    buf: B,
+    path: PathBuf,
+    version: u8,
+    toc: Toc,
+    /// Absolute offset of the TOC: no section may reach it.
+    limit: u64,
+    symbols: SymbolTable,
+    /// Label names (including the all-postings key `""`), ascending.
+    names: Vec<NameEntry>,
+    /// For each postings offset table entry in (name, value) order: the offset of its value
+    /// field relative to `pot_start`. Four bytes per entry keeps the map compact while every
+    /// value stays reachable for exact `label_values`.
+    values: Vec<u32>,
+    /// Absolute offset of the postings offset table body (its count field).
+    pot_start: u64,
+    /// Series section `[start, end)`, in bytes.
+    series: Range<u64>,
+    all_postings: Option<u64>,
+    num_series: usize,
+}
+
+impl IndexReader<memmap2::Mmap> {
+    /// Maps the index file at `path` and validates it as [`IndexReader::from_bytes`] does.
+    pub fn open(path: &Path) -> Result<Self, IndexError> {
+        let io = |op, source| IndexError::Io {
+            path: path.to_path_buf(),
+            op,
+            source,
+        };
+        let file = File::open(path).map_err(|e| io("open", e))?;
+        let size = file.metadata().map_err(|e| io("stat", e))?.len();
+        if size < (HEADER_LEN + TOC_LEN) as u64 {
+            // Small files are read rather than mapped: mapping an empty file fails, and the
+            // header checks below give a more useful error than "too small".
+            let data = std::fs::read(path).map_err(|e| io("read", e))?;
+            check_header(&data, path)?;
+            return Err(IndexError::TooSmall {
+                path: path.to_path_buf(),
+                size: data.len() as u64,
+            });
+        }
+        // SAFETY: block files are immutable once written; like Prometheus we rely on no other
+        // process truncating or rewriting the file while it is mapped. All reads go through
+        // bounds-checked slices of the mapping.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io("mmap", e))?;
+        Self::from_bytes(map, path.to_path_buf())
+    }
+}
+
+impl<B: AsRef<[u8]>> IndexReader<B> {
+    /// Validates the index in `buf` and indexes its postings offset table; `path` is used in
+    /// error messages only.
+    pub fn from_bytes(buf: B, path: PathBuf) -> Result<Self, IndexError> {
+        let data = buf.as_ref();
+        let version = check_header(data, &path)?;
+        if data.len() < HEADER_LEN + TOC_LEN {
+            return Err(IndexError::TooSmall {
+                path,
+                size: data.len() as u64,
+            });
+        }
+        let toc = Toc::read(data, &path)?;
+        let limit = (data.len() - TOC_LEN) as u64;
+        let symbols = SymbolTable::parse(data, toc.symbols, limit, version, &path)?;
+        let pot =
+            PostingsOffsetTable::parse(data, toc.postings_offset_table, limit, version, &path)?;
+
+        // The series section ends where the next section starts; 2.42 writers put the label
+        // indices there, newer ones the postings.
+        let series_start = toc.series;
+        let series_end = if series_start == 0 {
+            0
+        } else {
+            [
+                toc.label_indices,
+                toc.label_offset_table,
+                toc.postings,
+                toc.postings_offset_table,
+            ]
+            .into_iter()
+            .filter(|&o| o > series_start)
+            .min()
+            .unwrap_or(limit)
+            .min(limit)
+        };
+
+        let mut r = IndexReader {
+            buf,
+            path,
+            version,
+            toc,
+            limit,
+            symbols,
+            names: pot.names,
+            values: pot.values,
+            pot_start: pot.start,
+            series: series_start..series_end.max(series_start),
+            all_postings: None,
+            num_series: 0,
+        };
+        if let Some(range) = r.name_range("")
+            && let Some(off) = r.find_value(range, b"")?
+        {
+            let (body, body_off) = sized_section(r.data(), off, r.limit, "postings", &r.path)?;
+            r.num_series = r.postings_count(body, body_off)?;
+            r.all_postings = Some(off);
+        }
+        Ok(r)
+    }
+
+    fn data(&self) -> &[u8] {
+        self.buf.as_ref()
+    }
+
+    /// The path given when opening, used in errors.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The index format version: 1 or 2.
+    pub fn version(&self) -> u8 {
+        self.version
+    }
+
+    /// The table of contents.
+    pub fn toc(&self) -> &Toc {
+        &self.toc
+    }
+
+    /// Size of the index in bytes.
+    pub fn size(&self) -> u64 {
+        self.data().len() as u64
+    }
+
+    /// The symbol `r` names (v2: its position in the table; v1: its file offset).
+    pub fn symbol(&self, r: u32) -> Result<&str, IndexError> {
+        self.symbols
+            .lookup(self.data(), r, &self.path, self.toc.symbols)
+    }
+
+    /// Number of symbols in the table.
+    pub fn num_symbols(&self) -> u32 {
+        self.symbols.len()
+    }
+
+    /// All symbols in table order (sorted for files written by Prometheus or Gauntlet).
+    pub fn symbols(&self) -> impl Iterator<Item = Result<&str, IndexError>> {
+        let it: SymbolIter<'_> = self.symbols.iter(self.data(), &self.path);
+        it
+    }
+
+    /// All label names, sorted, without the all-postings key `""`.
+    pub fn label_names(&self) -> Vec<String> {
+        self.names
+            .iter()
+            .filter(|n| !n.name.is_empty())
+            .map(|n| n.name.to_string())
+            .collect()
+    }
+
+    /// All values of label `name`, sorted; empty when the name is unknown.
+    pub fn label_values(&self, name: &str) -> Result<Vec<String>, IndexError> {
+        let Some(range) = self.name_range(name) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::with_capacity(range.len());
+        for i in range {
+            out.push(self.value_str(self.entry(i)?.0, i)?.to_string());
+        }
+        Ok(out)
+    }
+
+    /// Writes the series refs of `name="value"` to `out` (cleared first); empty when absent.
+    pub fn postings(&self, name: &str, value: &str, out: &mut Vec<u32>) -> Result<(), IndexError> {
+        out.clear();
+        if let Some(range) = self.name_range(name)
+            && let Some(off) = self.find_value(range, value.as_bytes())?
+        {
+            self.append_postings_at(off, out)?;
+        }
+        Ok(())
+    }
+
+    /// Writes every series ref of the index to `out` (cleared first).
+    pub fn all_postings(&self, out: &mut Vec<u32>) -> Result<(), IndexError> {
+        out.clear();
+        if let Some(off) = self.all_postings {
+            self.append_postings_at(off, out)?;
+        }
+        Ok(())
+    }
+
+    /// Number of series: the length of the all-postings list.
+    pub fn num_series(&self) -> usize {
+        self.num_series
+    }
+
+    /// Decodes the series entry at `series_ref` (v2: byte offset / 16; v1: byte offset) into
+    /// its labels and chunk metas, replacing their contents; CRC checked. On error the outputs
+    /// hold partial data.
+    pub fn series(
+        &self,
+        series_ref: u32,
+        labels: &mut Vec<Label>,
+        chunks: &mut Vec<ChunkMeta>,
+    ) -> Result<(), IndexError> {
+        let offset = if self.version >= 2 {
+            u64::from(series_ref) * SERIES_ALIGN
+        } else {
+            u64::from(series_ref)
+        };
+        if !self.series.contains(&offset) {
+            return Err(IndexError::SeriesRefOutOfRange {
+                path: self.path.clone(),
+                series_ref,
+                offset,
+                start: self.series.start,
+                end: self.series.end,
+            });
+        }
+        let section = &self.data()[offset as usize..self.series.end as usize];
+        let mut d = Decbuf::new(section, offset);
+        let len = d.uvarint().map_err(|e| self.decode_err("series", e))?;
+        if len.saturating_add(4) > d.remaining() as u64 {
+            return Err(IndexError::PastEnd {
+                path: self.path.clone(),
+                section: "series",
+                offset,
+                len: len.saturating_add(4),
+                limit: self.series.end,
+            });
+        }
+        let body_off = d.offset();
+        let body = d
+            .bytes(len as usize)
+            .map_err(|e| self.decode_err("series", e))?;
+        let expected = d.be32().map_err(|e| self.decode_err("series", e))?;
+        let actual = crc32c(body);
+        if expected != actual {
+            return Err(IndexError::Crc {
+                path: self.path.clone(),
+                section: "series",
+                offset,
+                expected,
+                actual,
+            });
+        }
+        self.decode_series(body, body_off, labels, chunks)
+    }
+
+    fn decode_series(
+        &self,
+        body: &[u8],
+        body_off: u64,
+        labels: &mut Vec<Label>,
+        chunks: &mut Vec<ChunkMeta>,
+    ) -> Result<(), IndexError> {
+        let de = |e| self.decode_err("series", e);
+        let mut d = Decbuf::new(body, body_off);
+        let num_labels = d.uvarint().map_err(de)?;
+        // Each label takes at least two bytes: bound the loop by the bytes present.
+        if num_labels > d.remaining() as u64 / 2 {
+            return Err(self.corrupt(
+                "series",
+                body_off,
+                format!("{num_labels} labels cannot fit in {} bytes", d.remaining()),
+            ));
+        }
+        let n = num_labels as usize;
+        for i in 0..n {
+            let name_at = d.offset();
+            let name = self.symbols.lookup(
+                self.data(),
+                d.uvarint32().map_err(de)?,
+                &self.path,
+                name_at,
+            )?;
+            let value_at = d.offset();
+            let value = self.symbols.lookup(
+                self.data(),
+                d.uvarint32().map_err(de)?,
+                &self.path,
+                value_at,
+            )?;
+            // Reuse the strings already in `labels` to spare allocations on hot loops.
+            if let Some(l) = labels.get_mut(i) {
+                l.name.clear();
+                l.name.push_str(name);
+                l.value.clear();
+                l.value.push_str(value);
+            } else {
+                labels.push(Label::new(name, value));
+            }
+        }
+        labels.truncate(n);
+
+        chunks.clear();
+        let num_chunks = d.uvarint().map_err(de)?;
+        // Each chunk meta takes at least three bytes.
+        if num_chunks > d.remaining() as u64 / 3 {
+            return Err(self.corrupt(
+                "series",
+                d.offset(),
+                format!("{num_chunks} chunks cannot fit in {} bytes", d.remaining()),
+            ));
+        }
+        chunks.reserve(num_chunks as usize);
+        if num_chunks == 0 {
+            return Ok(());
+        }
+        // Deltas wrap as in Go: a hostile file decodes to garbage, never to a panic.
+        let min_time = d.varint().map_err(de)?;
+        let max_time = min_time.wrapping_add(d.uvarint().map_err(de)? as i64);
+        let chunk_ref = d.uvarint().map_err(de)?;
+        chunks.push(ChunkMeta {
+            min_time,
+            max_time,
+            chunk_ref,
+        });
+        let (mut prev_max, mut prev_ref) = (max_time, chunk_ref);
+        for _ in 1..num_chunks {
+            let min_time = prev_max.wrapping_add(d.uvarint().map_err(de)? as i64);
+            let max_time = min_time.wrapping_add(d.uvarint().map_err(de)? as i64);
+            let chunk_ref = prev_ref.wrapping_add(d.varint().map_err(de)? as u64);
+            chunks.push(ChunkMeta {
+                min_time,
+                max_time,
+                chunk_ref,
+            });
+            (prev_max, prev_ref) = (max_time, chunk_ref);
+        }
+        Ok(())
+    }
+
+    /// The values of `name` as a range of entry indexes, if the name exists.
+    pub(crate) fn name_range(&self, name: &str) -> Option<Range<usize>> {
+        self.names
+            .binary_search_by(|n| (*n.name).cmp(name))
+            .ok()
+            .map(|i| {
+                let r = &self.names[i].values;
+                r.start as usize..r.end as usize
+            })
+    }
+
+    /// The value (raw bytes) and postings offset of entry `i`.
+    pub(crate) fn entry(&self, i: usize) -> Result<(&[u8], u64), IndexError> {
+        let at = self.pot_start + u64::from(self.values[i]);
+        let mut d = Decbuf::new(&self.data()[at as usize..self.limit as usize], at);
+        let value = d.uvarint_bytes().map_err(|e| self.decode_err(POT, e))?;
+        let off = d.uvarint().map_err(|e| self.decode_err(POT, e))?;
+        Ok((value, off))
+    }
+
+    /// Entry `i`'s value as UTF-8.
+    pub(crate) fn value_str<'a>(&self, v: &'a [u8], i: usize) -> Result<&'a str, IndexError> {
+        std::str::from_utf8(v).map_err(|_| {
+            self.decode_err(
+                POT,
+                DecodeError::Utf8 {
+                    offset: self.pot_start + u64::from(self.values[i]),
+                },
+            )
+        })
+    }
+
+    /// The first entry of `range` whose value is not below `value`.
+    pub(crate) fn lower_bound(
+        &self,
+        range: Range<usize>,
+        value: &[u8],
+    ) -> Result<usize, IndexError> {
+        let (mut lo, mut hi) = (range.start, range.end);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.entry(mid)?.0 < value {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
+    /// The postings offset of `value` within `range`, if present.
+    pub(crate) fn find_value(
+        &self,
+        range: Range<usize>,
+        value: &[u8],
+    ) -> Result<Option<u64>, IndexError> {
+        let end = range.end;
+        let i = self.lower_bound(range, value)?;
+        if i < end {
+            let (v, off) = self.entry(i)?;
+            if v == value {
+                return Ok(Some(off));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Appends the postings list at absolute offset `off` to `out`, checking its CRC, length and
+    /// order.
+    pub(crate) fn append_postings_at(
+        &self,
+        off: u64,
+        out: &mut Vec<u32>,
+    ) -> Result<(), IndexError> {
+        let (body, body_off) = sized_section(self.data(), off, self.limit, "postings", &self.path)?;
+        let n = self.postings_count(body, body_off)?;
+        out.reserve(n);
+        let mut prev: Option<u32> = None;
+        for (i, b) in body[4..].chunks_exact(4).enumerate() {
+            let r = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+            if prev.is_some_and(|p| p >= r) {
+                return Err(self.corrupt(
+                    "postings",
+                    body_off + 4 + 4 * i as u64,
+                    format!("series ref {r} does not ascend"),
+                ));
+            }
+            prev = Some(r);
+            out.push(r);
+        }
+        Ok(())
+    }
+
+    /// The entry count of a postings list body, checked against its length.
+    fn postings_count(&self, body: &[u8], body_off: u64) -> Result<usize, IndexError> {
+        let mut d = Decbuf::new(body, body_off);
+        let n = d.be32().map_err(|e| self.decode_err("postings", e))? as usize;
+        if d.remaining() != n * 4 {
+            return Err(self.corrupt(
+                "postings",
+                body_off,
+                format!(
+                    "{n} entries need {} bytes, list has {}",
+                    n * 4,
+                    d.remaining()
+                ),
+            ));
+        }
+        Ok(n)
+    }
+
+    fn decode_err(&self, section: &'static str, source: DecodeError) -> IndexError {
+        IndexError::Decode {
+            path: self.path.clone(),
+            section,
+            source,
+        }
+    }
+
+    fn corrupt(&self, section: &'static str, offset: u64, reason: String) -> IndexError {
+        IndexError::Corrupt {
+            path: self.path.clone(),
+            section,
+            offset,
+            reason,
+        }
+    }
+}
+
+/// Checks magic and version; returns the version.
+fn check_header(data: &[u8], path: &Path) -> Result<u8, IndexError> {
+    let too_small = || IndexError::TooSmall {
+        path: path.to_path_buf(),
+        size: data.len() as u64,
+    };
+    let magic = data.get(..4).ok_or_else(too_small)?;
+    let found = u32::from_be_bytes([magic[0], magic[1], magic[2], magic[3]]);
+    if found != MAGIC {
+        return Err(IndexError::BadMagic {
+            path: path.to_path_buf(),
+            found,
+        });
+    }
+    match *data.get(4).ok_or_else(too_small)? {
+        v @ (1 | 2) => Ok(v),
+        version => Err(IndexError::UnsupportedVersion {
+            path: path.to_path_buf(),
+            version,
+        }),
+    }
+}
+
+/// Reads the section at `off` framed as `BE32 len`, `len` bytes, `BE32 CRC` and checks the CRC;
+/// returns the body and its absolute offset. Nothing may reach `limit`.
+pub(crate) fn sized_section<'a>(
+    data: &'a [u8],
+    off: u64,
+    limit: u64,
+    section: &'static str,
+    path: &Path,
+) -> Result<(&'a [u8], u64), IndexError> {
+    let limit = limit.min(data.len() as u64);
+    let past_end = |len| IndexError::PastEnd {
+        path: path.to_path_buf(),
+        section,
+        offset: off,
+        len,
+        limit,
+    };
+    if off > limit || limit - off < 4 {
+        return Err(past_end(4));
+    }
+    let at = off as usize;
+    let len = u64::from(u32::from_be_bytes([
+        data[at],
+        data[at + 1],
+        data[at + 2],
+        data[at + 3],
+    ]));
+    if len + 8 > limit - off {
+        return Err(past_end(len + 8));
+    }
+    let body = &data[at + 4..at + 4 + len as usize];
+    let c = at + 4 + len as usize;
+    let expected = u32::from_be_bytes([data[c], data[c + 1], data[c + 2], data[c + 3]]);
+    let actual = crc32c(body);
+    if expected != actual {
+        return Err(IndexError::Crc {
+            path: path.to_path_buf(),
+            section,
+            offset: off,
+            expected,
+            actual,
+        });
+    }
+    Ok((body, off + 4))
+}
+
+/// The postings offset table decoded into sorted name runs over compact entry positions.
+struct PostingsOffsetTable {
+    names: Vec<NameEntry>,
+    values: Vec<u32>,
+    start: u64,
+}
+
+impl PostingsOffsetTable {
+    fn parse(
+        data: &[u8],
+        off: u64,
+        limit: u64,
+        version: u8,
+        path: &Path,
+    ) -> Result<Self, IndexError> {
+        let (body, start) = sized_section(data, off, limit, POT, path)?;
+        let de = |source| IndexError::Decode {
+            path: path.to_path_buf(),
+            section: POT,
+            source,
+        };
+        let corrupt = |offset, reason: String| IndexError::Corrupt {
+            path: path.to_path_buf(),
+            section: POT,
+            offset,
+            reason,
+        };
+        let mut d = Decbuf::new(body, start);
+        let count = d.be32().map_err(de)?;
+        // An entry takes at least four bytes (key count, two lengths, offset).
+        if count as usize > d.remaining() / 4 {
+            return Err(corrupt(
+                start,
+                format!("{count} entries cannot fit in {} bytes", d.remaining()),
+            ));
+        }
+        let mut table = PostingsOffsetTable {
+            names: Vec::new(),
+            values: Vec::with_capacity(count as usize),
+            start,
+        };
+        let mut prev: Option<(&[u8], &[u8])> = None;
+        // v1 tables are in write order and get sorted below: (name, value, entry offset,
+        // value position relative to `start`).
+        let mut unsorted: Vec<(&[u8], &[u8], u64, u32)> = Vec::new();
+        for _ in 0..count {
+            let entry_at = d.offset();
+            let keys = d.uvarint().map_err(de)?;
+            if keys != 2 {
+                return Err(corrupt(entry_at, format!("entry has {keys} keys, want 2")));
+            }
+            let name = d.uvarint_bytes().map_err(de)?;
+            // The body is at most u32::MAX bytes long.
+            let value_pos = (d.offset() - start) as u32;
+            let value = d.uvarint_bytes().map_err(de)?;
+            d.uvarint().map_err(de)?;
+            if version < 2 {
+                unsorted.push((name, value, entry_at, value_pos));
+                continue;
+            }
+            if let Some((pn, pv)) = prev
+                && (pn, pv).cmp(&(name, value)) != Ordering::Less
+            {
+                return Err(corrupt(
+                    entry_at,
+                    format!(
+                        "entry {:?}={:?} does not sort after {:?}={:?}",
+                        String::from_utf8_lossy(name),
+                        String::from_utf8_lossy(value),
+                        String::from_utf8_lossy(pn),
+                        String::from_utf8_lossy(pv),
+                    ),
+                ));
+            }
+            prev = Some((name, value));
+            table.push(name, entry_at, value_pos, path)?;
+        }
+        if version < 2 {
+            // Later duplicates win, as in Prometheus's map; the sort is stable.
+            unsorted.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+            for (i, e) in unsorted.iter().enumerate() {
+                if unsorted
+                    .get(i + 1)
+                    .is_some_and(|n| (n.0, n.1) == (e.0, e.1))
+                {
+                    continue;
+                }
+                table.push(e.0, e.2, e.3, path)?;
+            }
+        }
+        Ok(table)
+    }
+
+    /// Appends the next entry in (name, value) order.
+    fn push(
+        &mut self,
+        name: &[u8],
+        entry_at: u64,
+        value_pos: u32,
+        path: &Path,
+    ) -> Result<(), IndexError> {
+        // At most u32::MAX entries fit in the count field.
+        let i = self.values.len() as u32;
+        match self.names.last_mut() {
+            Some(n) if n.name.as_bytes() == name => n.values.end = i + 1,
+            _ => {
+                let name = std::str::from_utf8(name).map_err(|_| IndexError::Decode {
+                    path: path.to_path_buf(),
+                    section: POT,
+                    source: DecodeError::Utf8 {
+                        offset: entry_at + 1,
+                    },
+                })?;
+                self.names.push(NameEntry {
+                    name: name.into(),
+                    values: i..i + 1,
+                });
+            }
+        }
+        self.values.push(value_pos);
+        Ok(())
+    }
+}
