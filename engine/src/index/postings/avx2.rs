@@ -153,10 +153,12 @@ fn intersect_blocks(a: &[u32], b: &[u32], out: &mut Vec<u32>) -> (usize, usize) 
     let dst = out.spare_capacity_mut().as_mut_ptr().cast::<u32>();
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
     let (last_a, last_b) = (a.len() - LANES, b.len() - LANES);
-    while i <= last_a && j <= last_b {
-        // SAFETY: i <= a.len() - 8 and j <= b.len() - 8, so both blocks are in bounds; `written`
-        // is at most the matches found so far, at most min(i, j), so the 8-lane store stays within
-        // the capacity reserved above.
+    // Sorted duplicate-free lists never reach this limit; it keeps malformed ones from writing
+    // past the reserve.
+    let limit = a.len().min(b.len());
+    while i <= last_a && j <= last_b && written <= limit {
+        // SAFETY: i <= a.len() - LANES and j <= b.len() - LANES, so both blocks are in bounds;
+        // `written` <= min(len), so the store of LANES lanes stays within the reserve.
         unsafe {
             let va = _mm256_loadu_si256(pa.add(i).cast());
             let (max_a, max_b) = (*pa.add(i + LANES - 1), *pb.add(j + LANES - 1));
@@ -308,10 +310,12 @@ fn union_blocks(a: &[u32], b: &[u32], out: &mut Vec<u32>) -> (usize, usize) {
     }
     // SAFETY: the first `written` lanes were initialised by the stores above.
     unsafe { out.set_len(start + written) };
+    let Some(&last) = out[start..].last() else {
+        // Only malformed input can have the first block dropped as repeats.
+        return (0, 0);
+    };
     // `carry` holds the consumed entries not yet written; give back the ones greater than the
     // last entry written (the others repeat it) so the scalar tail merges them again.
-    let last = out[out.len() - 1];
-    let _ = carry;
     (give_back(a, i, last), give_back(b, j, last))
 }
 

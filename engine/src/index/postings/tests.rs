@@ -361,3 +361,33 @@ fn gallop_finds_the_first_entry_not_below_the_target() {
     }
     assert_eq!(scalar::gallop(&[], 4), 0);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Postings read from a corrupt index may be unsorted or repeat entries: the kernels must
+    /// neither panic nor write out of bounds (the output itself is unspecified).
+    #[test]
+    fn malformed_lists_do_not_panic(
+        a in prop::collection::vec(0u32..40, 0..300),
+        b in prop::collection::vec(0u32..40, 0..300),
+        sort_a in any::<bool>(),
+        sort_b in any::<bool>(),
+    ) {
+        let (mut a, mut b) = (a, b);
+        if sort_a {
+            a.sort_unstable();
+        }
+        if sort_b {
+            b.sort_unstable();
+        }
+        for (_, kernels, many) in implementations() {
+            let mut out = Vec::new();
+            for kernel in kernels {
+                kernel(&a, &b, &mut out);
+                prop_assert!(out.len() <= a.len() + b.len());
+            }
+            many(&[&a, &b, &a], &mut out);
+        }
+    }
+}
