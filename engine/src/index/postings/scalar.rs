@@ -4,8 +4,6 @@
 //! Besides the four public kernels this module holds the `*_append` building blocks the SIMD
 //! kernels finish their tails with, and the galloping kernels used for skewed list sizes.
 
-use std::cmp::Ordering;
-
 /// Size ratio (larger / smaller) from which the kernels gallop through the larger list instead of
 /// merging both: a merge touches every entry, galloping about `small * log2(large / small)`.
 pub const GALLOP_RATIO: usize = 32;
@@ -63,19 +61,23 @@ pub fn subtract(a: &[u32], b: &[u32], out: &mut Vec<u32>) {
 }
 
 /// Appends `a ∩ b` to `out` by merging.
+///
+/// The merge has no data-dependent branch: about half its steps would mispredict on lists that
+/// share entries at random. Every step writes its candidate and keeps it only on a match.
 pub fn intersect_append(a: &[u32], b: &[u32], out: &mut Vec<u32>) {
-    let (mut i, mut j) = (0, 0);
+    let start = out.len();
+    out.resize(start + a.len().min(b.len()), 0);
+    let buf = &mut out[start..];
+    let (mut i, mut j, mut k) = (0, 0, 0);
     while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            Ordering::Less => i += 1,
-            Ordering::Greater => j += 1,
-            Ordering::Equal => {
-                out.push(a[i]);
-                i += 1;
-                j += 1;
-            }
-        }
+        let (x, y) = (a[i], b[j]);
+        // k counts matches and each match advances both lists, so k < min(len) here.
+        buf[k] = x;
+        k += usize::from(x == y);
+        i += usize::from(x <= y);
+        j += usize::from(y <= x);
     }
+    out.truncate(start + k);
 }
 
 /// Appends `a ∪ b` to `out` by merging.
@@ -104,22 +106,22 @@ pub fn union_append(mut a: &[u32], mut b: &[u32], out: &mut Vec<u32>) {
     out.extend_from_slice(&b[j..]);
 }
 
-/// Appends `a \ b` to `out` by merging.
+/// Appends `a \ b` to `out` by merging, without data-dependent branches (as
+/// [`intersect_append`]).
 pub fn subtract_append(a: &[u32], b: &[u32], out: &mut Vec<u32>) {
-    let (mut i, mut j) = (0, 0);
+    let start = out.len();
+    out.resize(start + a.len(), 0);
+    let buf = &mut out[start..];
+    let (mut i, mut j, mut k) = (0, 0, 0);
     while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            Ordering::Less => {
-                out.push(a[i]);
-                i += 1;
-            }
-            Ordering::Greater => j += 1,
-            Ordering::Equal => {
-                i += 1;
-                j += 1;
-            }
-        }
+        let (x, y) = (a[i], b[j]);
+        // k counts the entries of `a` kept, so k <= i < a.len() here.
+        buf[k] = x;
+        k += usize::from(x < y);
+        i += usize::from(x <= y);
+        j += usize::from(y <= x);
     }
+    out.truncate(start + k);
     out.extend_from_slice(&a[i..]);
 }
 
