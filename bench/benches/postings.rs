@@ -48,21 +48,43 @@ fn implementations() -> Vec<Implementation> {
         if avx2::available() {
             impls.push(Implementation {
                 name: "avx2",
-                // SAFETY (all four): pushed only when `avx2::available()`.
-                intersect: |a, b, out| unsafe { avx2::intersect(a, b, out) },
-                union: |a, b, out| unsafe { avx2::union(a, b, out) },
-                subtract: |a, b, out| unsafe { avx2::subtract(a, b, out) },
-                union_many: |lists, out| unsafe { avx2::union_many(lists, out) },
+                intersect: |a, b, out| {
+                    // SAFETY: pushed only when `avx2::available()`.
+                    unsafe { avx2::intersect(a, b, out) }
+                },
+                union: |a, b, out| {
+                    // SAFETY: as above.
+                    unsafe { avx2::union(a, b, out) }
+                },
+                subtract: |a, b, out| {
+                    // SAFETY: as above.
+                    unsafe { avx2::subtract(a, b, out) }
+                },
+                union_many: |lists, out| {
+                    // SAFETY: as above.
+                    unsafe { avx2::union_many(lists, out) }
+                },
             });
         }
         if avx512::available() {
             impls.push(Implementation {
                 name: "avx512",
-                // SAFETY (all four): pushed only when `avx512::available()`.
-                intersect: |a, b, out| unsafe { avx512::intersect(a, b, out) },
-                union: |a, b, out| unsafe { avx512::union(a, b, out) },
-                subtract: |a, b, out| unsafe { avx512::subtract(a, b, out) },
-                union_many: |lists, out| unsafe { avx512::union_many(lists, out) },
+                intersect: |a, b, out| {
+                    // SAFETY: pushed only when `avx512::available()`.
+                    unsafe { avx512::intersect(a, b, out) }
+                },
+                union: |a, b, out| {
+                    // SAFETY: as above.
+                    unsafe { avx512::union(a, b, out) }
+                },
+                subtract: |a, b, out| {
+                    // SAFETY: as above.
+                    unsafe { avx512::subtract(a, b, out) }
+                },
+                union_many: |lists, out| {
+                    // SAFETY: as above.
+                    unsafe { avx512::union_many(lists, out) }
+                },
             });
         }
     }
@@ -113,7 +135,7 @@ fn skewed(n: usize, seed: u64) -> (Vec<u32>, Vec<u32>) {
         let r = rng.next();
         v += 2 + (r & 3) as u32;
         long.push(v);
-        if (r >> 8) % 100 == 0 {
+        if (r >> 8).is_multiple_of(100) {
             // Half the picks land on the long list's entry, half on a value it skips.
             short.push(if (r >> 16) & 1 == 0 { v } else { v - 1 });
         }
