@@ -44,6 +44,12 @@ pub unsafe fn intersect(a: &[u32], b: &[u32], out: &mut Vec<u32>) {
 #[target_feature(enable = "avx512f,avx512vl,popcnt")]
 pub unsafe fn union(a: &[u32], b: &[u32], out: &mut Vec<u32>) {
     out.clear();
+    union_into(a, b, out);
+}
+
+/// Appends `a ∪ b` to `out`: the twin of [`scalar::union_into`].
+#[target_feature(enable = "avx512f,avx512vl,popcnt")]
+fn union_into(a: &[u32], b: &[u32], out: &mut Vec<u32>) {
     let (small, large) = if a.len() <= b.len() { (a, b) } else { (b, a) };
     if !small.is_empty() && large.len() / small.len() >= GALLOP_RATIO {
         return scalar::union_gallop_append(small, large, out);
@@ -58,10 +64,8 @@ pub unsafe fn union(a: &[u32], b: &[u32], out: &mut Vec<u32>) {
 /// The CPU must support AVX-512 F and VL and POPCNT ([`available`] returned true).
 #[target_feature(enable = "avx512f,avx512vl,popcnt")]
 pub unsafe fn union_many(lists: &[&[u32]], out: &mut Vec<u32>) {
-    scalar::union_many_with(lists, out, |a, b, out| {
-        // SAFETY: this closure only runs inside `union_many`, whose caller vouched for AVX-512.
-        unsafe { union(a, b, out) }
-    })
+    // The closure inherits this function's target features, so it may call `union_into`.
+    scalar::union_many_with(lists, out, |a, b, out| union_into(a, b, out))
 }
 
 /// AVX-512 twin of [`scalar::subtract`].

@@ -4,6 +4,8 @@
 //! Besides the four public kernels this module holds the `*_append` building blocks the SIMD
 //! kernels finish their tails with, and the galloping kernels used for skewed list sizes.
 
+use std::ops::Range;
+
 /// Size ratio (larger / smaller) from which the kernels gallop through the larger list instead of
 /// merging both: a merge touches every entry, galloping about `small * log2(large / small)`.
 pub const GALLOP_RATIO: usize = 32;
@@ -26,6 +28,12 @@ pub fn intersect(a: &[u32], b: &[u32], out: &mut Vec<u32>) {
 /// Sorted union of two lists, duplicates written once.
 pub fn union(a: &[u32], b: &[u32], out: &mut Vec<u32>) {
     out.clear();
+    union_into(a, b, out);
+}
+
+/// Appends `a ∪ b` to `out`: a merge, or galloping when one list is [`GALLOP_RATIO`] times
+/// longer.
+pub fn union_into(a: &[u32], b: &[u32], out: &mut Vec<u32>) {
     let (small, large) = if a.len() <= b.len() { (a, b) } else { (b, a) };
     if !small.is_empty() && large.len() / small.len() >= GALLOP_RATIO {
         union_gallop_append(small, large, out);
@@ -34,10 +42,11 @@ pub fn union(a: &[u32], b: &[u32], out: &mut Vec<u32>) {
     }
 }
 
-/// K-way union: pairwise merges of the shortest lists first, so each entry is copied about
-/// `log2(k)` times and no per-entry heap bookkeeping is needed.
+/// K-way union: a bitmap when the lists' values are dense enough (see
+/// [`BITMAP_SPAN_PER_ENTRY`]), else pairwise merges in rounds, each entry copied about
+/// `log2(k)` times.
 pub fn union_many(lists: &[&[u32]], out: &mut Vec<u32>) {
-    union_many_with(lists, out, union)
+    union_many_with(lists, out, union_into)
 }
 
 /// Sorted difference `a \ b`: a merge, or galloping when one list is [`GALLOP_RATIO`] times
@@ -81,19 +90,7 @@ pub fn intersect_append(a: &[u32], b: &[u32], out: &mut Vec<u32>) {
 }
 
 /// Appends `a ∪ b` to `out` by merging.
-///
-/// An entry equal to the last one already in `out` is not written again, so a SIMD kernel can
-/// hand over its tail in the middle of a run of equal entries.
-pub fn union_append(mut a: &[u32], mut b: &[u32], out: &mut Vec<u32>) {
-    if let Some(&last) = out.last() {
-        // Lists are sorted and duplicate-free, so only their first entries can repeat `last`.
-        if a.first() == Some(&last) {
-            a = &a[1..];
-        }
-        if b.first() == Some(&last) {
-            b = &b[1..];
-        }
-    }
+pub fn union_append(a: &[u32], b: &[u32], out: &mut Vec<u32>) {
     out.reserve(a.len() + b.len());
     let (mut i, mut j) = (0, 0);
     while i < a.len() && j < b.len() {
@@ -204,57 +201,137 @@ pub fn subtract_gallop_a_append(a: &[u32], b: &[u32], out: &mut Vec<u32>) {
     out.extend_from_slice(rest);
 }
 
-/// K-way union built from a two-way `union`: lists are merged pairwise in rounds, each round
-/// pairing the shortest lists, so each entry is copied about `log2(k)` times.
-pub(crate) fn union_many_with(
-    lists: &[&[u32]],
-    out: &mut Vec<u32>,
-    union: fn(&[u32], &[u32], &mut Vec<u32>),
-) {
+/// A kernel appending the union of two lists to its output.
+pub(crate) type UnionInto = fn(&[u32], &[u32], &mut Vec<u32>);
+
+/// Lists needed before [`union_many`] considers a bitmap: below it the merges are cheaper.
+pub const BITMAP_MIN_LISTS: usize = 4;
+
+/// Largest value span (`max - min + 1`) per input entry for which [`union_many`] marks entries in
+/// a bitmap instead of merging; it bounds the bitmap at 4 bytes per entry, the inputs' own size.
+pub const BITMAP_SPAN_PER_ENTRY: usize = 32;
+
+/// K-way union with `union_into` as the two-way kernel of the merge rounds.
+pub(crate) fn union_many_with(lists: &[&[u32]], out: &mut Vec<u32>, union_into: UnionInto) {
     out.clear();
-    let mut inputs: Vec<&[u32]> = lists.iter().copied().filter(|l| !l.is_empty()).collect();
+    let inputs: Vec<&[u32]> = lists.iter().copied().filter(|l| !l.is_empty()).collect();
     match inputs.len() {
-        0 => return,
-        1 => {
-            out.extend_from_slice(inputs[0]);
-            return;
-        }
-        2 => return union(inputs[0], inputs[1], out),
-        _ => {}
-    }
-    // Each round halves the number of lists; buffers of consumed rounds are reused.
-    inputs.sort_unstable_by_key(|l| l.len());
-    let mut level: Vec<Vec<u32>> = Vec::with_capacity(inputs.len().div_ceil(2));
-    let mut pairs = inputs.chunks_exact(2);
-    for pair in &mut pairs {
-        let mut merged = Vec::new();
-        union(pair[0], pair[1], &mut merged);
-        level.push(merged);
-    }
-    if let [odd] = pairs.remainder() {
-        level.push(odd.to_vec());
-    }
-    let mut spare: Vec<Vec<u32>> = Vec::new();
-    while level.len() > 2 {
-        level.sort_unstable_by_key(|l| l.len());
-        let mut next = Vec::with_capacity(level.len().div_ceil(2));
-        let mut drained = level.drain(..);
-        while let Some(x) = drained.next() {
-            match drained.next() {
-                Some(y) => {
-                    let mut merged = spare.pop().unwrap_or_default();
-                    union(&x, &y, &mut merged);
-                    next.push(merged);
-                    spare.push(x);
-                    spare.push(y);
-                }
-                None => next.push(x),
+        0 => {}
+        1 => out.extend_from_slice(inputs[0]),
+        2 => union_into(inputs[0], inputs[1], out),
+        k => {
+            if k < BITMAP_MIN_LISTS || !union_bitmap(&inputs, out) {
+                union_rounds(inputs, out, union_into);
             }
         }
-        drop(drained);
-        level = next;
     }
-    union(&level[0], &level[1], out);
+}
+
+/// K-way union by pairwise merges only (the fallback of [`union_many`] for sparse values).
+pub fn union_many_merge(lists: &[&[u32]], out: &mut Vec<u32>) {
+    out.clear();
+    let inputs: Vec<&[u32]> = lists.iter().copied().filter(|l| !l.is_empty()).collect();
+    match inputs.len() {
+        0 => {}
+        1 => out.extend_from_slice(inputs[0]),
+        _ => union_rounds(inputs, out, union_into),
+    }
+}
+
+/// K-way union through a bitmap whenever its size stays within [`BITMAP_SPAN_PER_ENTRY`].
+pub fn union_many_bitmap(lists: &[&[u32]], out: &mut Vec<u32>) {
+    out.clear();
+    let inputs: Vec<&[u32]> = lists.iter().copied().filter(|l| !l.is_empty()).collect();
+    if !union_bitmap(&inputs, out) {
+        union_many_merge(lists, out);
+    }
+}
+
+/// Appends the union of the non-empty `inputs` to `out` by setting one bit per value between the
+/// smallest first entry and the largest last entry, then reading the bits back in order. Returns
+/// false, having written nothing, when that span is too large for the entries at hand.
+fn union_bitmap(inputs: &[&[u32]], out: &mut Vec<u32>) -> bool {
+    let (Some(lo), Some(hi)) = (
+        inputs.iter().filter_map(|l| l.first()).min(),
+        inputs.iter().filter_map(|l| l.last()).max(),
+    ) else {
+        return true;
+    };
+    let (lo, hi) = (*lo, *hi);
+    let total: usize = inputs.iter().map(|l| l.len()).sum();
+    if hi < lo || (hi - lo) as usize >= total.saturating_mul(BITMAP_SPAN_PER_ENTRY) {
+        return false;
+    }
+    let span = (hi - lo) as usize + 1;
+    let mut bits = vec![0u64; span.div_ceil(64)];
+    for list in inputs {
+        for &v in *list {
+            let at = v.wrapping_sub(lo) as usize;
+            // Only unsorted input has values outside [lo, hi]; they are dropped.
+            if let Some(word) = bits.get_mut(at / 64) {
+                *word |= 1 << (at % 64);
+            }
+        }
+    }
+    out.reserve(total.min(span));
+    for (n, &word) in bits.iter().enumerate() {
+        let base = lo as usize + n * 64;
+        let mut word = word;
+        while word != 0 {
+            // A set bit stands for a value in [lo, hi], so the sum fits in u32.
+            out.push((base + word.trailing_zeros() as usize) as u32);
+            word &= word - 1;
+        }
+    }
+    true
+}
+
+/// Appends the union of `inputs` (at least two, none empty) to `out` by merging them pairwise in
+/// rounds, shortest first, between two buffers allocated once.
+fn union_rounds(mut inputs: Vec<&[u32]>, out: &mut Vec<u32>, union_into: UnionInto) {
+    let total: usize = inputs.iter().map(|l| l.len()).sum();
+    inputs.sort_unstable_by_key(|l| l.len());
+    // Slack for the full SIMD block a kernel may store past its last entry.
+    let mut src: Vec<u32> = Vec::with_capacity(total + 64);
+    let mut dst: Vec<u32> = Vec::with_capacity(total + 64);
+    let mut ranges: Vec<Range<usize>> = Vec::with_capacity(inputs.len().div_ceil(2));
+    merge_round(&inputs, &mut src, &mut ranges, union_into);
+    while ranges.len() > 2 {
+        ranges.sort_unstable_by_key(|r| r.len());
+        let lists: Vec<&[u32]> = ranges.iter().map(|r| &src[r.clone()]).collect();
+        dst.clear();
+        let mut next = Vec::with_capacity(lists.len().div_ceil(2));
+        merge_round(&lists, &mut dst, &mut next, union_into);
+        ranges = next;
+        std::mem::swap(&mut src, &mut dst);
+    }
+    match &ranges[..] {
+        [x, y] => union_into(&src[x.clone()], &src[y.clone()], out),
+        [x] => out.extend_from_slice(&src[x.clone()]),
+        _ => {}
+    }
+}
+
+/// Merges `lists` (sorted by length) pairwise into `buf`, recording where each result lies. With
+/// an odd count the shortest list is copied alone, being the cheapest to copy.
+fn merge_round(
+    lists: &[&[u32]],
+    buf: &mut Vec<u32>,
+    ranges: &mut Vec<Range<usize>>,
+    union_into: UnionInto,
+) {
+    let paired = if lists.len() % 2 == 1 {
+        buf.extend_from_slice(lists[0]);
+        ranges.push(0..buf.len());
+        &lists[1..]
+    } else {
+        lists
+    };
+    for pair in paired.chunks_exact(2) {
+        let at = buf.len();
+        union_into(pair[0], pair[1], buf);
+        ranges.push(at..buf.len());
+    }
 }
 
 /// K-way union with a min-heap of list heads: `O(total * log2(k))` comparisons, kept to measure

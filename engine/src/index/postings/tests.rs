@@ -92,9 +92,16 @@ fn check_many(lists: &[Vec<u32>]) -> Result<(), TestCaseError> {
         .into_iter()
         .collect();
     let slices: Vec<&[u32]> = lists.iter().map(Vec::as_slice).collect();
-    let mut heap_out = vec![1];
-    scalar::union_many_heap(&slices, &mut heap_out);
-    prop_assert_eq!(&heap_out, &want, "heap union of {} lists", lists.len());
+    let strategies: [(&str, Many); 3] = [
+        ("heap", scalar::union_many_heap),
+        ("merge", scalar::union_many_merge),
+        ("bitmap", scalar::union_many_bitmap),
+    ];
+    for (name, kernel) in strategies {
+        let mut out = vec![1];
+        kernel(&slices, &mut out);
+        prop_assert_eq!(&out, &want, "{} union of {} lists", name, lists.len());
+    }
     for (name, _, kernel) in implementations() {
         let mut out = vec![1, 2];
         kernel(&slices, &mut out);
@@ -340,13 +347,6 @@ fn kernel_name_reports_the_best_level_the_cpu_has() {
     }
     #[cfg(not(target_arch = "x86_64"))]
     assert_eq!(name, "scalar");
-}
-
-#[test]
-fn union_append_does_not_repeat_the_last_entry_written() {
-    let mut out = vec![1, 5];
-    scalar::union_append(&[5, 6], &[5, 7], &mut out);
-    assert_eq!(out, [1, 5, 6, 7]);
 }
 
 #[test]
