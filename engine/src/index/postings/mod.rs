@@ -2,8 +2,8 @@
 //!
 //! Each public kernel runs the fastest implementation the CPU offers, chosen once per process:
 //! [`avx512`] or [`avx2`] on x86-64, else [`scalar`]. Every SIMD kernel has a scalar twin that
-//! property tests hold it to, and all of them gallop through the longer list when one list is
-//! [`scalar::GALLOP_RATIO`] times longer than the other.
+//! property tests hold it to, and all of them gallop through the longer list when it is
+//! some multiple of the shorter one's length (each module's `GALLOP_RATIO`, measured per kernel).
 //!
 //! Inputs that are not sorted and duplicate-free give unspecified (but memory-safe) output.
 

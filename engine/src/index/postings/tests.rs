@@ -212,9 +212,12 @@ fn sizes() -> impl Strategy<Value = (usize, usize)> {
     prop_oneof![
         (0usize..2000, 0usize..2000),
         (0usize..70, 0usize..70),
-        // Skewed: one list at least 32 times longer, so the galloping kernels run.
+        // Skewed: one list at least 8 (scalar) or 128 (AVX-512) times longer, so the galloping
+        // kernels run.
         (0usize..40, 1200usize..2000),
         (1200usize..2000, 0usize..40),
+        (0usize..12, 1540usize..2000),
+        (1540usize..2000, 0usize..12),
     ]
 }
 
