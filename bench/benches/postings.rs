@@ -219,24 +219,23 @@ fn subtract(c: &mut Criterion) {
 }
 
 fn union_many(c: &mut Criterion) {
-    let mut impls = implementations();
-    impls.push(Implementation {
-        name: "scalar_heap",
-        union_many: scalar::union_many_heap,
-        ..implementations().remove(0)
-    });
+    let mut kernels: Vec<(&str, Many)> = implementations()
+        .iter()
+        .map(|imp| (imp.name, imp.union_many))
+        .collect();
+    kernels.push(("scalar_merge_only", scalar::union_many_merge));
+    kernels.push(("scalar_heap", scalar::union_many_heap));
     let mut out = Vec::new();
-    for (k, total, label) in [(10, 1_000_000, "10x100k"), (100, 1_000_000, "100x10k")] {
-        let lists = many_lists(k, total, 13);
+    for (k, label) in [(3, "3x333k"), (10, "10x100k"), (100, "100x10k")] {
+        let lists = many_lists(k, 1_000_000, 13);
         let slices: Vec<&[u32]> = lists.iter().map(Vec::as_slice).collect();
         let mut group = c.benchmark_group("union_many");
-        configure(&mut group, total);
+        configure(&mut group, 1_000_000);
         group.throughput(Throughput::Elements(
             lists.iter().map(|l| l.len() as u64).sum(),
         ));
-        for imp in &impls {
-            let kernel = imp.union_many;
-            group.bench_with_input(BenchmarkId::new(imp.name, label), &(), |bench, _| {
+        for &(name, kernel) in &kernels {
+            group.bench_with_input(BenchmarkId::new(name, label), &(), |bench, _| {
                 bench.iter(|| kernel(black_box(&slices), &mut out))
             });
         }
