@@ -13,8 +13,9 @@ use core::arch::x86_64::*;
 
 use super::scalar;
 
-/// Size ratio (larger / smaller) from which these kernels gallop instead of merging: the 8-lane merge runs at about 0.7 ns per entry,
-/// so galloping (tens of ns per entry of the shorter list) pays only for very skewed sizes.
+/// Size ratio (larger / smaller) from which these kernels gallop instead of merging; see
+/// `avx512::GALLOP_RATIO` for how it was chosen (the 8-lane merge is a little slower, which
+/// only favours galloping more).
 pub const GALLOP_RATIO: usize = 64;
 
 const LANES: usize = 8;

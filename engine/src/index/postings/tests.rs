@@ -212,7 +212,7 @@ fn sizes() -> impl Strategy<Value = (usize, usize)> {
     prop_oneof![
         (0usize..2000, 0usize..2000),
         (0usize..70, 0usize..70),
-        // Skewed: one list at least 8 (scalar) or 128 (AVX-512) times longer, so the galloping
+        // Skewed: one list at least 8 (scalar) or 64 (SIMD) times longer, so the galloping
         // kernels run.
         (0usize..40, 1200usize..2000),
         (1200usize..2000, 0usize..40),
