@@ -87,14 +87,20 @@ fn union_into(a: &[u32], b: &[u32], out: &mut Vec<u32>) {
     scalar::union_append(&a[i..], &b[j..], out);
 }
 
-/// AVX2 twin of [`scalar::union_many`]: pairwise merges with [`union`].
+/// AVX2 twin of [`scalar::union_many`]: the same bitmap for dense values, else merge rounds
+/// with this module's two-way union.
 ///
 /// # Safety
 /// The CPU must support AVX2 and POPCNT ([`available`] returned true).
 #[target_feature(enable = "avx2,popcnt")]
 pub unsafe fn union_many(lists: &[&[u32]], out: &mut Vec<u32>) {
     // The closure inherits this function's target features, so it may call `union_into`.
-    scalar::union_many_with(lists, out, |a, b, out| union_into(a, b, out))
+    scalar::union_many_with(
+        lists,
+        out,
+        |a, b, out| union_into(a, b, out),
+        |bits, lo, out| extract_bits(bits, lo, out),
+    )
 }
 
 /// AVX2 twin of [`scalar::subtract`].
@@ -331,4 +337,36 @@ fn union_blocks(a: &[u32], b: &[u32], out: &mut Vec<u32>) -> (usize, usize) {
 /// Moves the consumed position `at` of `list` back over the entries greater than `last`.
 pub(super) fn give_back(list: &[u32], at: usize, last: u32) -> usize {
     at - list[..at].iter().rev().take_while(|&&v| v > last).count()
+}
+
+/// Appends `lo + n` for every set bit `n` of `bits`, in order: each byte of the bitmap compacts a
+/// block of 8 consecutive values through the permutation table.
+#[target_feature(enable = "avx2,popcnt")]
+fn extract_bits(bits: &[u64], lo: u32, out: &mut Vec<u32>) {
+    let count: usize = bits.iter().map(|w| w.count_ones() as usize).sum();
+    out.reserve(count + LANES);
+    let start = out.len();
+    let dst = out.spare_capacity_mut().as_mut_ptr().cast::<u32>();
+    let mut written = 0;
+    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (n, &word) in bits.iter().enumerate() {
+        if word == 0 {
+            continue;
+        }
+        // Lanes past u32::MAX wrap; they belong to bits only malformed input sets.
+        let mut base = _mm256_add_epi32(
+            lanes,
+            _mm256_set1_epi32(lo.wrapping_add(n as u32 * 64) as i32),
+        );
+        for byte in word.to_le_bytes() {
+            let mask = u32::from(byte);
+            // SAFETY: `written` counts set bits already read, so it is at most `count` less the
+            // bits of this byte, and the 8-lane store ends within the `count + 8` reserved.
+            unsafe { _mm256_storeu_si256(dst.add(written).cast(), compact(base, mask)) };
+            written += mask.count_ones() as usize;
+            base = _mm256_add_epi32(base, _mm256_set1_epi32(LANES as i32));
+        }
+    }
+    // SAFETY: the first `written` lanes past `start` were initialised by the stores above.
+    unsafe { out.set_len(start + written) };
 }

@@ -64,14 +64,20 @@ fn union_into(a: &[u32], b: &[u32], out: &mut Vec<u32>) {
     scalar::union_append(&a[i..], &b[j..], out);
 }
 
-/// AVX-512 twin of [`scalar::union_many`]: pairwise merges with [`union`].
+/// AVX-512 twin of [`scalar::union_many`]: the same bitmap for dense values, else merge rounds
+/// with this module's two-way union.
 ///
 /// # Safety
 /// The CPU must support AVX-512 F and VL and POPCNT ([`available`] returned true).
 #[target_feature(enable = "avx512f,avx512vl,popcnt")]
 pub unsafe fn union_many(lists: &[&[u32]], out: &mut Vec<u32>) {
     // The closure inherits this function's target features, so it may call `union_into`.
-    scalar::union_many_with(lists, out, |a, b, out| union_into(a, b, out))
+    scalar::union_many_with(
+        lists,
+        out,
+        |a, b, out| union_into(a, b, out),
+        |bits, lo, out| extract_bits(bits, lo, out),
+    )
 }
 
 /// AVX-512 twin of [`scalar::subtract`].
@@ -267,4 +273,37 @@ fn union_blocks(a: &[u32], b: &[u32], out: &mut Vec<u32>) -> (usize, usize) {
     // `carry` holds the consumed entries not yet written; give back the ones greater than the
     // last entry written (the others repeat it) so the scalar tail merges them again.
     (give_back(a, i, last), give_back(b, j, last))
+}
+
+/// Appends `lo + n` for every set bit `n` of `bits`, in order: each 16 bits of the bitmap
+/// compress a block of 16 consecutive values.
+#[target_feature(enable = "avx512f,avx512vl,popcnt")]
+fn extract_bits(bits: &[u64], lo: u32, out: &mut Vec<u32>) {
+    let count: usize = bits.iter().map(|w| w.count_ones() as usize).sum();
+    out.reserve(count + LANES);
+    let start = out.len();
+    let dst = out.spare_capacity_mut().as_mut_ptr().cast::<u32>();
+    let mut written = 0;
+    let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (n, &word) in bits.iter().enumerate() {
+        if word == 0 {
+            continue;
+        }
+        // Lanes past u32::MAX wrap; they belong to bits only malformed input sets.
+        let mut base = _mm512_add_epi32(
+            lanes,
+            _mm512_set1_epi32(lo.wrapping_add(n as u32 * 64) as i32),
+        );
+        for quarter in 0..4 {
+            let mask = (word >> (16 * quarter)) as u16;
+            let packed = _mm512_maskz_compress_epi32(mask, base);
+            // SAFETY: `written` counts set bits already read, so it is at most `count` less the
+            // bits of this quarter, and the 16-lane store ends within the `count + 16` reserved.
+            unsafe { _mm512_storeu_si512(dst.add(written).cast(), packed) };
+            written += mask.count_ones() as usize;
+            base = _mm512_add_epi32(base, _mm512_set1_epi32(LANES as i32));
+        }
+    }
+    // SAFETY: the first `written` lanes past `start` were initialised by the stores above.
+    unsafe { out.set_len(start + written) };
 }

@@ -21,7 +21,6 @@ pub fn intersect(a: &[u32], b: &[u32], out: &mut Vec<u32>) {
     if large.len() / small.len() >= GALLOP_RATIO {
         intersect_gallop_append(small, large, out);
     } else {
-        out.reserve(small.len());
         intersect_append(a, b, out);
     }
 }
@@ -47,7 +46,7 @@ pub fn union_into(a: &[u32], b: &[u32], out: &mut Vec<u32>) {
 /// [`BITMAP_SPAN_PER_ENTRY`]), else pairwise merges in rounds, each entry copied about
 /// `log2(k)` times.
 pub fn union_many(lists: &[&[u32]], out: &mut Vec<u32>) {
-    union_many_with(lists, out, union_into)
+    union_many_with(lists, out, union_into, extract_bits)
 }
 
 /// Sorted difference `a \ b`: a merge, or galloping when one list is [`GALLOP_RATIO`] times
@@ -205,6 +204,10 @@ pub fn subtract_gallop_a_append(a: &[u32], b: &[u32], out: &mut Vec<u32>) {
 /// A kernel appending the union of two lists to its output.
 pub(crate) type UnionInto = fn(&[u32], &[u32], &mut Vec<u32>);
 
+/// A kernel appending, in order, `lo + n` for every set bit `n` of a bitmap (bit `n % 64` of word
+/// `n / 64`).
+pub(crate) type ExtractBits = fn(&[u64], u32, &mut Vec<u32>);
+
 /// Lists needed before [`union_many`] considers a bitmap: below it the merges are cheaper.
 pub const BITMAP_MIN_LISTS: usize = 4;
 
@@ -212,8 +215,14 @@ pub const BITMAP_MIN_LISTS: usize = 4;
 /// a bitmap instead of merging; it bounds the bitmap at 4 bytes per entry, the inputs' own size.
 pub const BITMAP_SPAN_PER_ENTRY: usize = 32;
 
-/// K-way union with `union_into` as the two-way kernel of the merge rounds.
-pub(crate) fn union_many_with(lists: &[&[u32]], out: &mut Vec<u32>, union_into: UnionInto) {
+/// K-way union with `union_into` as the two-way kernel of the merge rounds and `extract` reading
+/// back the bitmap.
+pub(crate) fn union_many_with(
+    lists: &[&[u32]],
+    out: &mut Vec<u32>,
+    union_into: UnionInto,
+    extract: ExtractBits,
+) {
     out.clear();
     let inputs: Vec<&[u32]> = lists.iter().copied().filter(|l| !l.is_empty()).collect();
     match inputs.len() {
@@ -221,7 +230,7 @@ pub(crate) fn union_many_with(lists: &[&[u32]], out: &mut Vec<u32>, union_into: 
         1 => out.extend_from_slice(inputs[0]),
         2 => union_into(inputs[0], inputs[1], out),
         k => {
-            if k < BITMAP_MIN_LISTS || !union_bitmap(&inputs, out) {
+            if k < BITMAP_MIN_LISTS || !union_bitmap(&inputs, out, extract) {
                 union_rounds(inputs, out, union_into);
             }
         }
@@ -243,7 +252,7 @@ pub fn union_many_merge(lists: &[&[u32]], out: &mut Vec<u32>) {
 pub fn union_many_bitmap(lists: &[&[u32]], out: &mut Vec<u32>) {
     out.clear();
     let inputs: Vec<&[u32]> = lists.iter().copied().filter(|l| !l.is_empty()).collect();
-    if !union_bitmap(&inputs, out) {
+    if !union_bitmap(&inputs, out, extract_bits) {
         union_many_merge(lists, out);
     }
 }
@@ -251,7 +260,7 @@ pub fn union_many_bitmap(lists: &[&[u32]], out: &mut Vec<u32>) {
 /// Appends the union of the non-empty `inputs` to `out` by setting one bit per value between the
 /// smallest first entry and the largest last entry, then reading the bits back in order. Returns
 /// false, having written nothing, when that span is too large for the entries at hand.
-fn union_bitmap(inputs: &[&[u32]], out: &mut Vec<u32>) -> bool {
+fn union_bitmap(inputs: &[&[u32]], out: &mut Vec<u32>, extract: ExtractBits) -> bool {
     let (Some(lo), Some(hi)) = (
         inputs.iter().filter_map(|l| l.first()).min(),
         inputs.iter().filter_map(|l| l.last()).max(),
@@ -274,17 +283,22 @@ fn union_bitmap(inputs: &[&[u32]], out: &mut Vec<u32>) -> bool {
             }
         }
     }
-    out.reserve(total.min(span));
+    extract(&bits, lo, out);
+    true
+}
+
+/// Appends `lo + n` for every set bit `n` of `bits`, in order (the scalar [`ExtractBits`]).
+pub(crate) fn extract_bits(bits: &[u64], lo: u32, out: &mut Vec<u32>) {
+    out.reserve(bits.iter().map(|w| w.count_ones() as usize).sum());
     for (n, &word) in bits.iter().enumerate() {
         let base = lo as usize + n * 64;
         let mut word = word;
         while word != 0 {
-            // A set bit stands for a value in [lo, hi], so the sum fits in u32.
+            // Valid input only sets bits for values up to u32::MAX; others wrap harmlessly.
             out.push((base + word.trailing_zeros() as usize) as u32);
             word &= word - 1;
         }
     }
-    true
 }
 
 /// Appends the union of `inputs` (at least two, none empty) to `out` by merging them pairwise in
