@@ -112,7 +112,7 @@ fn big_promtool_blocks_and_gauntlet_blocks_agree_with_promtool_and_prometheus() 
                 .arg(block.file_name().unwrap()),
         );
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("Total Series: 10000"), "promtool analyze:\n{text}");
+        assert!(text.contains("Series: 10000"), "promtool analyze:\n{text}");
     }
 
     let prom = require("prometheus");

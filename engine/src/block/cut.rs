@@ -165,12 +165,18 @@ mod tests {
 
     #[test]
     fn byte_cap_cuts_incompressible_chunks() {
-        let ts: Vec<i64> = (0..240).map(|i| i * 1000 + (i * i) % 7).collect();
-        let val: Vec<f64> = (0..240).map(|i| (i as f64).sin() * 1e6 + 0.123456789).collect();
-        let chunks = cut_chunks(&ts, &val, CutOptions::default());
-        assert!(chunks.len() > 2);
+        // Neither the sample count nor the range may cut first, so only the byte cap can.
+        let opts = CutOptions {
+            samples_per_chunk: 100_000,
+            chunk_range_ms: i64::MAX / 4,
+            ..CutOptions::default()
+        };
+        let ts: Vec<i64> = (0..260).map(|i| i * 1000 + i % 7).collect();
+        let val: Vec<f64> = (0..260).map(|i| (i as f64).sin() * i as f64 + 0.123456789).collect();
+        let chunks = cut_chunks(&ts, &val, opts);
+        assert!(chunks.len() >= 2, "{} chunks", chunks.len());
         assert!(chunks.iter().all(|c| c.data.len() <= 1024));
-        let uncapped = cut_chunks(&ts, &val, CutOptions { max_bytes_before_append: None, ..Default::default() });
-        assert!(uncapped.len() < chunks.len());
+        let uncapped = CutOptions { max_bytes_before_append: None, ..opts };
+        assert_eq!(cut_chunks(&ts, &val, uncapped).len(), 1);
     }
 }

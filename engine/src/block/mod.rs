@@ -1,18 +1,27 @@
-//! Blocks: meta.json, chunk segments, tombstones, marker files.
+//! Blocks: meta.json, chunk segments, tombstones, marker files; the block reader and writer,
+//! chunk cutting, dump and inspect.
 //!
 //! The formats are Prometheus's and Thanos's own, documented in their repositories and
 //! transcribed in `shared/spec/wire-and-formats.md` §3.1–3.3 (layout, `meta.json`), §3.5–3.6
 //! (chunk segments, encoding bytes), §3.9 (tombstones) and §5.6 (Thanos marker files).
 
+pub mod cut;
+pub mod dump;
+pub mod inspect;
 pub mod markers;
 pub mod meta;
+pub mod reader;
 pub mod segment;
 pub mod tombstones;
+pub mod writer;
 
 use std::path::PathBuf;
 
 use crate::encoding::DecodeError;
 
+pub use cut::{CutOptions, cut_chunks};
+pub use reader::{Block, block_dirs};
+pub use writer::{BlockWriter, SeriesSamples, write_blocks};
 pub use markers::{DeletionMark, NoCompactMark, NoDownsampleMark};
 pub use meta::{
     BlockDesc, BlockMeta, BlockStats, Compaction, IndexStats, ObjectHash, Rewrite,
