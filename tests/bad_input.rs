@@ -23,10 +23,22 @@ fn scratch_block() -> (tempfile::TempDir, PathBuf) {
 
 /// Runs dump and returns its stderr, asserting it failed cleanly (exit 1, no panic).
 fn dump_fails(dir: &Path) -> String {
-    let out = gauntlet().args(["tools", "block", "dump"]).arg(dir).output().unwrap();
+    let out = gauntlet()
+        .args(["tools", "block", "dump"])
+        .arg(dir)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "expected a clean failure, got {}:\n{err}", out.status);
-    assert!(!err.contains("panicked"), "panic instead of an error:\n{err}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected a clean failure, got {}:\n{err}",
+        out.status
+    );
+    assert!(
+        !err.contains("panicked"),
+        "panic instead of an error:\n{err}"
+    );
     err
 }
 
@@ -47,7 +59,10 @@ fn flipped_byte_in_the_symbol_table_is_a_crc_error() {
     flip(&dir.join("index"), 20);
     let err = dump_fails(&dir);
     assert!(err.contains("index"), "{err}");
-    assert!(err.to_lowercase().contains("crc") || err.contains("checksum"), "{err}");
+    assert!(
+        err.to_lowercase().contains("crc") || err.contains("checksum"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -123,6 +138,10 @@ fn absurd_lengths_do_not_allocate() {
 #[test]
 fn corrupt_tombstones() {
     let (_g, dir) = scratch_block();
-    std::fs::write(dir.join("tombstones"), [0x01, 0x30, 0xBA, 0x30, 1, 0xff, 0xff]).unwrap();
+    std::fs::write(
+        dir.join("tombstones"),
+        [0x01, 0x30, 0xBA, 0x30, 1, 0xff, 0xff],
+    )
+    .unwrap();
     assert!(dump_fails(&dir).contains("tombstones"));
 }

@@ -20,7 +20,10 @@ fn gunzip(path: &Path) -> Vec<u8> {
 
 #[test]
 fn fixture_dumps_match_the_recorded_promtool_dumps() {
-    for name in ["promtool-200series-2h", "prometheus-head-compacted-remote-write"] {
+    for name in [
+        "promtool-200series-2h",
+        "prometheus-head-compacted-remote-write",
+    ] {
         let want = gunzip(&fixtures().join(format!("{name}.dump.txt.gz")));
         let got = gauntlet_dump(&fixtures().join(name), &[]);
         assert_same_dump(name, &want, &got);
@@ -30,30 +33,56 @@ fn fixture_dumps_match_the_recorded_promtool_dumps() {
 #[test]
 fn compacted_fixture_dumps_like_promtool() {
     let dir = fixtures().join("prometheus-compacted-200series-10h");
-    assert_same_dump("compacted", &promtool_dump(&dir, &[]), &gauntlet_dump(&dir, &[]));
+    assert_same_dump(
+        "compacted",
+        &promtool_dump(&dir, &[]),
+        &gauntlet_dump(&dir, &[]),
+    );
     // One block of the set on its own, and a time window cutting through chunks.
     let one = dir.join("01M80EJD593276B0WSCA6NM0B3");
-    assert_same_dump("single block", &promtool_dump(&one, &[]), &gauntlet_dump(&one, &[]));
+    assert_same_dump(
+        "single block",
+        &promtool_dump(&one, &[]),
+        &gauntlet_dump(&one, &[]),
+    );
     let window = ["--min-time=1735700000000", "--max-time=1735715000000"];
-    assert_same_dump("window", &promtool_dump(&dir, &window), &gauntlet_dump(&dir, &window));
+    assert_same_dump(
+        "window",
+        &promtool_dump(&dir, &window),
+        &gauntlet_dump(&dir, &window),
+    );
 }
 
 #[test]
 fn dump_match_selects_like_a_filter_over_the_full_dump() {
     let dir = fixtures().join("promtool-200series-2h");
     let full = String::from_utf8(gauntlet_dump(&dir, &[])).unwrap();
-    let cases: [(&str, fn(&str) -> bool); 4] = [
+    type Filter = fn(&str) -> bool;
+    let cases: [(&str, Filter); 4] = [
         (r#"--match=http_requests_total{code="500"}"#, |l| {
             l.starts_with(r#"{__name__="http_requests_total""#) && l.contains(r#"code="500""#)
         }),
-        (r#"--match={__name__=~"temperature.*",sensor!~"s1|s2"}"#, |l| {
-            l.starts_with(r#"{__name__="temperature"#) && !l.contains(r#"sensor="s1""#) && !l.contains(r#"sensor="s2""#)
+        (
+            r#"--match={__name__=~"temperature.*",sensor!~"s1|s2"}"#,
+            |l| {
+                l.starts_with(r#"{__name__="temperature"#)
+                    && !l.contains(r#"sensor="s1""#)
+                    && !l.contains(r#"sensor="s2""#)
+            },
+        ),
+        (r#"--match={job="node",sensor=""}"#, |l| {
+            l.contains(r#"job="node""#) && !l.contains("sensor=")
         }),
-        (r#"--match={job="node",sensor=""}"#, |l| l.contains(r#"job="node""#) && !l.contains("sensor=")),
-        (r#"--match={le!="",handler="/api/b"}"#, |l| l.contains("le=") && l.contains(r#"handler="/api/b""#)),
+        (r#"--match={le!="",handler="/api/b"}"#, |l| {
+            l.contains("le=") && l.contains(r#"handler="/api/b""#)
+        }),
     ];
     for (arg, keep) in cases {
-        let want: String = full.lines().filter(|l| keep(l)).map(|l| format!("{l}\n")).collect();
+        let want: String = full
+            .lines()
+            .filter(|l| keep(l))
+            .map(|l| format!("{l}\n"))
+            .collect();
         assert!(!want.is_empty(), "{arg} selects nothing in the fixture");
         let got = String::from_utf8(gauntlet_dump(&dir, &[arg])).unwrap();
         assert_same_dump(arg, want.as_bytes(), got.as_bytes());
@@ -67,7 +96,12 @@ fn openmetrics(dir: &Path, instances: u32, secs: u32) -> std::path::PathBuf {
         Command::new(require("python3"))
             .arg(repo_root().join("tests/tools/gen_openmetrics.py"))
             .arg(&om)
-            .args(["1735689600", &secs.to_string(), "15", &instances.to_string()]),
+            .args([
+                "1735689600",
+                &secs.to_string(),
+                "15",
+                &instances.to_string(),
+            ]),
     );
     om
 }
@@ -86,7 +120,10 @@ fn big_promtool_blocks_and_gauntlet_blocks_agree_with_promtool_and_prometheus() 
             .arg(&theirs),
     );
     let reference = promtool_dump(&theirs, &[]);
-    assert!(reference.len() > 100_000_000 / 4, "expected millions of samples");
+    assert!(
+        reference.len() > 100_000_000 / 4,
+        "expected millions of samples"
+    );
     assert_same_dump("promtool blocks", &reference, &gauntlet_dump(&theirs, &[]));
 
     let ours = tmp.path().join("gauntlet-blocks");
@@ -96,8 +133,16 @@ fn big_promtool_blocks_and_gauntlet_blocks_agree_with_promtool_and_prometheus() 
             .arg(&om)
             .arg(&ours),
     );
-    assert_same_dump("gauntlet blocks, promtool dump", &reference, &promtool_dump(&ours, &[]));
-    assert_same_dump("gauntlet blocks, gauntlet dump", &reference, &gauntlet_dump(&ours, &[]));
+    assert_same_dump(
+        "gauntlet blocks, promtool dump",
+        &reference,
+        &promtool_dump(&ours, &[]),
+    );
+    assert_same_dump(
+        "gauntlet blocks, gauntlet dump",
+        &reference,
+        &gauntlet_dump(&ours, &[]),
+    );
 
     for block in std::fs::read_dir(&ours).unwrap() {
         let block = block.unwrap().path();
@@ -143,10 +188,15 @@ fn big_promtool_blocks_and_gauntlet_blocks_agree_with_promtool_and_prometheus() 
             let rb = b.get(&path);
             assert_eq!(ra["status"], "success", "{path}");
             assert!(
-                ra["data"]["result"].as_array().is_some_and(|r| !r.is_empty()),
+                ra["data"]["result"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty()),
                 "{path} returned no data"
             );
-            assert_eq!(ra, rb, "{path}: prometheus over promtool's blocks vs over Gauntlet's");
+            assert_eq!(
+                ra, rb,
+                "{path}: prometheus over promtool's blocks vs over Gauntlet's"
+            );
         }
     }
 }

@@ -61,7 +61,8 @@ pub fn parse_exposition(text: &str) -> Result<Vec<SeriesSamples>, ExpositionErro
     }
     for s in &mut out {
         if s.ts.windows(2).any(|w| w[0] > w[1]) {
-            let mut pairs: Vec<(i64, f64)> = s.ts.iter().copied().zip(s.val.iter().copied()).collect();
+            let mut pairs: Vec<(i64, f64)> =
+                s.ts.iter().copied().zip(s.val.iter().copied()).collect();
             pairs.sort_by_key(|p| p.0);
             s.ts = pairs.iter().map(|p| p.0).collect();
             s.val = pairs.iter().map(|p| p.1).collect();
@@ -191,7 +192,10 @@ mod tests {
         let text = "# HELP x y\n# TYPE up gauge\nup{job=\"a\",instance=\"h:1\"} 1 100\nup{instance=\"h:1\",job=\"a\"} NaN 99.5\nother 2.5e3 101\n{\"my.metric\",l=\"q\\\"\\n\"} +Inf 1\n# EOF\nignored 1 1\n";
         let s = parse_exposition(text).unwrap();
         assert_eq!(s.len(), 3);
-        assert_eq!(s[0].labels.to_string(), r#"{__name__="up", instance="h:1", job="a"}"#);
+        assert_eq!(
+            s[0].labels.to_string(),
+            r#"{__name__="up", instance="h:1", job="a"}"#
+        );
         assert_eq!(s[0].ts, vec![99500, 100000]);
         assert!(s[0].val[0].is_nan());
         assert_eq!(s[1].val, vec![2500.0]);
@@ -201,7 +205,12 @@ mod tests {
 
     #[test]
     fn rejects_bad_lines_with_line_numbers() {
-        for (text, line) in [("up 1\n", 1), ("a 1 1\nup{x=\"1} 1 1\n", 2), ("up{a=\"1\",a=\"2\"} 1 1", 1), ("up abc 1", 1)] {
+        for (text, line) in [
+            ("up 1\n", 1),
+            ("a 1 1\nup{x=\"1} 1 1\n", 2),
+            ("up{a=\"1\",a=\"2\"} 1 1", 1),
+            ("up abc 1", 1),
+        ] {
             assert_eq!(parse_exposition(text).unwrap_err().line, line, "{text:?}");
         }
     }

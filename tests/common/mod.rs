@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The fixture blocks written by real Prometheus and promtool.
@@ -37,7 +40,9 @@ pub fn require(program: &str) -> PathBuf {
 
 /// Runs a command to completion, panicking with its stderr when it fails.
 pub fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed with {}:\n{}",
@@ -87,7 +92,13 @@ pub fn promtool_dump(blocks: &Path, extra: &[&str]) -> Vec<u8> {
 
 /// `gauntlet tools block dump` of `dir`.
 pub fn gauntlet_dump(dir: &Path, extra: &[&str]) -> Vec<u8> {
-    run_ok(gauntlet().args(["tools", "block", "dump"]).arg(dir).args(extra)).stdout
+    run_ok(
+        gauntlet()
+            .args(["tools", "block", "dump"])
+            .arg(dir)
+            .args(extra),
+    )
+    .stdout
 }
 
 /// Asserts two dumps are identical, reporting the first differing line.
@@ -112,14 +123,21 @@ pub fn assert_same_dump(what: &str, want: &[u8], got: &[u8]) {
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A plain HTTP/1.0 GET on loopback; returns (status, body).
 pub fn http_get(port: u16, path_and_query: &str) -> std::io::Result<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    write!(s, "GET {path_and_query} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path_and_query} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
+    )?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let head_end = buf
@@ -177,13 +195,20 @@ impl Prometheus {
             .stderr(Stdio::null())
             .spawn()
             .expect("starting prometheus");
-        let p = Prometheus { child, port, _dir: dir };
+        let p = Prometheus {
+            child,
+            port,
+            _dir: dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok((200, _)) = http_get(port, "/-/ready") {
                 return p;
             }
-            assert!(Instant::now() < deadline, "prometheus did not become ready in 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "prometheus did not become ready in 60 s"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -191,7 +216,12 @@ impl Prometheus {
     /// GET on the API; panics on a non-200 answer.
     pub fn get(&self, path_and_query: &str) -> serde_json::Value {
         let (status, body) = http_get(self.port, path_and_query).expect("query prometheus");
-        assert_eq!(status, 200, "{path_and_query}: {}", String::from_utf8_lossy(&body));
+        assert_eq!(
+            status,
+            200,
+            "{path_and_query}: {}",
+            String::from_utf8_lossy(&body)
+        );
         serde_json::from_slice(&body).expect("prometheus JSON")
     }
 }

@@ -55,7 +55,10 @@ fn range_end(t: i64, width: i64) -> i64 {
 /// Predicts a chunk's end so the remaining range fills with evenly sized chunks, assuming the
 /// chunk is a quarter full at `cur`.
 fn predict_end(start: i64, cur: i64, max: i64) -> i64 {
-    let span = cur.saturating_sub(start).saturating_add(1).saturating_mul(4);
+    let span = cur
+        .saturating_sub(start)
+        .saturating_add(1)
+        .saturating_mul(4);
     if span <= 0 {
         return max;
     }
@@ -84,7 +87,10 @@ pub fn cut_chunks(ts: &[i64], val: &[f64], opts: CutOptions) -> Vec<CutChunk> {
             None => true,
             Some(a) => {
                 let n = a.num_samples();
-                if opts.max_bytes_before_append.is_some_and(|m| a.bytes().len() > m) {
+                if opts
+                    .max_bytes_before_append
+                    .is_some_and(|m| a.bytes().len() > m)
+                {
                     true
                 } else {
                     if n == quarter {
@@ -129,7 +135,13 @@ mod tests {
         let val = vec![1.0; ts.len()];
         cut_chunks(ts, &val, opts)
             .iter()
-            .map(|c| (c.min_time, c.max_time, u16::from_be_bytes([c.data[0], c.data[1]]) as usize))
+            .map(|c| {
+                (
+                    c.min_time,
+                    c.max_time,
+                    u16::from_be_bytes([c.data[0], c.data[1]]) as usize,
+                )
+            })
             .collect()
     }
 
@@ -145,7 +157,10 @@ mod tests {
     fn never_crosses_the_chunk_range() {
         let ts: Vec<i64> = (0..100).map(|i| 7_000_000 + i * 10_000).collect();
         let b = bounds(&ts, CutOptions::default());
-        assert!(b.iter().all(|&(lo, hi, _)| lo / DEFAULT_CHUNK_RANGE_MS == hi / DEFAULT_CHUNK_RANGE_MS));
+        assert!(
+            b.iter()
+                .all(|&(lo, hi, _)| lo / DEFAULT_CHUNK_RANGE_MS == hi / DEFAULT_CHUNK_RANGE_MS)
+        );
         assert_eq!(b.iter().map(|x| x.2).sum::<usize>(), 100);
     }
 
@@ -172,11 +187,16 @@ mod tests {
             ..CutOptions::default()
         };
         let ts: Vec<i64> = (0..260).map(|i| i * 1000 + i % 7).collect();
-        let val: Vec<f64> = (0..260).map(|i| (i as f64).sin() * i as f64 + 0.123456789).collect();
+        let val: Vec<f64> = (0..260)
+            .map(|i| (i as f64).sin() * i as f64 + 0.123456789)
+            .collect();
         let chunks = cut_chunks(&ts, &val, opts);
         assert!(chunks.len() >= 2, "{} chunks", chunks.len());
         assert!(chunks.iter().all(|c| c.data.len() <= 1024));
-        let uncapped = CutOptions { max_bytes_before_append: None, ..opts };
+        let uncapped = CutOptions {
+            max_bytes_before_append: None,
+            ..opts
+        };
         assert_eq!(cut_chunks(&ts, &val, uncapped).len(), 1);
     }
 }

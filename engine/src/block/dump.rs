@@ -108,10 +108,12 @@ pub fn dump(blocks: &[Block], opts: &DumpOptions, out: &mut impl Write) -> Resul
         path: "<output>".into(),
         source: e,
     };
-    loop {
-        let Some(min) = cursors.iter().filter_map(|c| c.labels.as_ref()).min().cloned() else {
-            break;
-        };
+    while let Some(min) = cursors
+        .iter()
+        .filter_map(|c| c.labels.as_ref())
+        .min()
+        .cloned()
+    {
         merged.clear();
         let mut sources = 0;
         for c in cursors.iter_mut() {
@@ -119,7 +121,13 @@ pub fn dump(blocks: &[Block], opts: &DumpOptions, out: &mut impl Write) -> Resul
                 continue;
             }
             batch.clear();
-            c.block.read_samples(c.current_ref(), &c.chunks, opts.min_time, opts.max_time, &mut batch)?;
+            c.block.read_samples(
+                c.current_ref(),
+                &c.chunks,
+                opts.min_time,
+                opts.max_time,
+                &mut batch,
+            )?;
             if sources == 0 {
                 std::mem::swap(&mut merged, &mut batch);
             } else {

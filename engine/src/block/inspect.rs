@@ -75,7 +75,9 @@ pub fn inspect(block: &Block) -> Result<BlockReport> {
             let (_, data) = block.chunks().chunk(c.chunk_ref)?;
             r.chunks += 1;
             r.chunk_bytes += data.len() as u64;
-            r.samples += data.get(..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]])) as u64;
+            r.samples += data
+                .get(..2)
+                .map_or(0, |b| u16::from_be_bytes([b[0], b[1]])) as u64;
             r.min_time = r.min_time.min(c.min_time);
             r.max_time = r.max_time.max(c.max_time);
         }
@@ -94,6 +96,7 @@ pub fn inspect(block: &Block) -> Result<BlockReport> {
             series,
         });
     }
-    r.labels.sort_by(|a, b| b.values.cmp(&a.values).then_with(|| a.name.cmp(&b.name)));
+    r.labels
+        .sort_by(|a, b| b.values.cmp(&a.values).then_with(|| a.name.cmp(&b.name)));
     Ok(r)
 }

@@ -20,15 +20,15 @@ use std::path::PathBuf;
 use crate::encoding::DecodeError;
 
 pub use cut::{CutOptions, cut_chunks};
-pub use reader::{Block, block_dirs};
-pub use writer::{BlockWriter, SeriesSamples, write_blocks};
 pub use markers::{DeletionMark, NoCompactMark, NoDownsampleMark};
 pub use meta::{
     BlockDesc, BlockMeta, BlockStats, Compaction, IndexStats, ObjectHash, Rewrite,
     ThanosDownsample, ThanosFile, ThanosMeta,
 };
+pub use reader::{Block, block_dirs};
 pub use segment::{ChunkEncoding, ChunkRef, SegmentReader, SegmentWriter};
 pub use tombstones::{Interval, Tombstones, apply_deletions};
+pub use writer::{BlockWriter, SeriesSamples, write_blocks};
 
 /// Everything that can go wrong reading or writing the files of a block.
 ///

@@ -99,7 +99,10 @@ impl BlockWriter {
         if labels.is_empty() {
             return Err(Error::InvalidInput("series with no labels".into()));
         }
-        let segments = self.segments.as_mut().expect("segment writer lives until finish");
+        let segments = self
+            .segments
+            .as_mut()
+            .expect("segment writer lives until finish");
         let mut metas = Vec::with_capacity(chunks.len());
         let mut prev_max = i64::MIN;
         for c in chunks {
@@ -116,7 +119,10 @@ impl BlockWriter {
                 max_time: c.max_time,
                 chunk_ref,
             });
-            let n = c.data.get(..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]])) as u64;
+            let n = c
+                .data
+                .get(..2)
+                .map_or(0, |b| u16::from_be_bytes([b[0], b[1]])) as u64;
             self.stats.num_samples += n;
             self.stats.num_float_samples += n;
             self.stats.num_chunks += 1;
@@ -140,7 +146,10 @@ impl BlockWriter {
     /// time range is `[first sample, last sample + 1)`. Returns its meta, or `None` when no
     /// series were added (no block is written then).
     pub fn finish(mut self, thanos: Option<ThanosMeta>) -> Result<Option<BlockMeta>> {
-        let segments = self.segments.take().expect("segment writer lives until finish");
+        let segments = self
+            .segments
+            .take()
+            .expect("segment writer lives until finish");
         let files = segments.finish()?;
         if self.series.is_empty() {
             let _ = fs::remove_dir_all(&self.tmp);

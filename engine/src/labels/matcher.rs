@@ -262,7 +262,11 @@ fn literal_set(hir: &Hir) -> Option<Vec<String>> {
         HirKind::Capture(c) => literal_set(&c.sub)?,
         // regex-syntax folds `a|b` of single characters into a class.
         HirKind::Class(regex_syntax::hir::Class::Unicode(c)) => {
-            let n: u32 = c.ranges().iter().map(|r| r.end() as u32 - r.start() as u32 + 1).sum();
+            let n: u32 = c
+                .ranges()
+                .iter()
+                .map(|r| r.end() as u32 - r.start() as u32 + 1)
+                .sum();
             if n > 64 {
                 return None;
             }
@@ -303,7 +307,10 @@ mod tests {
             re("a|bb|c").shape(),
             &RegexShape::Set(vec!["a".into(), "bb".into(), "c".into()])
         );
-        assert_eq!(re("(GET|PUT)").shape(), &RegexShape::Set(vec!["GET".into(), "PUT".into()]));
+        assert_eq!(
+            re("(GET|PUT)").shape(),
+            &RegexShape::Set(vec!["GET".into(), "PUT".into()])
+        );
         assert_eq!(re("api.*").shape(), &RegexShape::Prefix("api".into()));
         assert_eq!(re("a[0-9]+").shape(), &RegexShape::General);
         assert!(re("").matches("") && !re("").matches("x"));
@@ -312,7 +319,17 @@ mod tests {
     #[test]
     fn shapes_agree_with_the_regex() {
         let values = ["", "a", "bb", "c", "api", "api/x", "\n", "abc", "GET"];
-        for p in [".*", ".+", "a|bb|c", "api.*", "(GET|PUT)", "", "a?", "[ab]", "a|"] {
+        for p in [
+            ".*",
+            ".+",
+            "a|bb|c",
+            "api.*",
+            "(GET|PUT)",
+            "",
+            "a?",
+            "[ab]",
+            "a|",
+        ] {
             let m = re(p);
             let r = Regex::new(&format!("^(?s:{p})$")).unwrap();
             for v in values {
@@ -330,7 +347,11 @@ mod tests {
     #[test]
     fn empty_matching() {
         assert!(Matcher::equal("x", "").matches_empty());
-        assert!(!Matcher::new(MatchType::NotEqual, "x", "").unwrap().matches_empty());
+        assert!(
+            !Matcher::new(MatchType::NotEqual, "x", "")
+                .unwrap()
+                .matches_empty()
+        );
         assert!(re(".*").matches_empty());
         assert!(!re(".+").matches_empty());
     }

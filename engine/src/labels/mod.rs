@@ -46,10 +46,7 @@ impl Labels {
     pub fn from_pairs<N: Into<String>, V: Into<String>>(
         pairs: impl IntoIterator<Item = (N, V)>,
     ) -> Self {
-        let mut v: Vec<Label> = pairs
-            .into_iter()
-            .map(|(n, v)| Label::new(n, v))
-            .collect();
+        let mut v: Vec<Label> = pairs.into_iter().map(|(n, v)| Label::new(n, v)).collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         // Keep the last of equal names: reverse, dedup keeps first, reverse back.
         v.reverse();
@@ -205,7 +202,10 @@ mod tests {
     #[test]
     fn display_matches_prometheus() {
         let l = Labels::from_pairs([("job", "api"), ("__name__", "up"), ("q", "a\"b\\c\n")]);
-        assert_eq!(l.to_string(), r#"{__name__="up", job="api", q="a\"b\\c\n"}"#);
+        assert_eq!(
+            l.to_string(),
+            r#"{__name__="up", job="api", q="a\"b\\c\n"}"#
+        );
         assert_eq!(Labels::empty().to_string(), "{}");
     }
 

@@ -126,7 +126,10 @@ impl<'a> Parser<'a> {
     fn ident(&mut self) -> &'a str {
         let start = self.pos;
         while let Some(c) = self.peek() {
-            let ok = c == '_' || c == ':' || c.is_ascii_alphabetic() || (self.pos > start && c.is_ascii_digit());
+            let ok = c == '_'
+                || c == ':'
+                || c.is_ascii_alphabetic()
+                || (self.pos > start && c.is_ascii_digit());
             if !ok {
                 break;
             }
@@ -170,8 +173,12 @@ impl<'a> Parser<'a> {
                             'u' => 4,
                             _ => 8,
                         };
-                        let hex = self.s.get(self.pos..self.pos + n).ok_or_else(|| self.err("short escape"))?;
-                        let v = u32::from_str_radix(hex, 16).map_err(|_| self.err("bad hex escape"))?;
+                        let hex = self
+                            .s
+                            .get(self.pos..self.pos + n)
+                            .ok_or_else(|| self.err("short escape"))?;
+                        let v =
+                            u32::from_str_radix(hex, 16).map_err(|_| self.err("bad hex escape"))?;
                         out.push(char::from_u32(v).ok_or_else(|| self.err("bad code point"))?);
                         self.pos += n;
                     }
@@ -192,14 +199,32 @@ mod tests {
     fn parses_forms() {
         let m = parse_selector(r#"up{job="api", code=~"5..",x!="",y!~'a|b'}"#).unwrap();
         let s: Vec<String> = m.iter().map(|m| m.to_string()).collect();
-        assert_eq!(s, [r#"__name__="up""#, r#"job="api""#, r#"code=~"5..""#, r#"x!="""#, r#"y!~"a|b""#]);
+        assert_eq!(
+            s,
+            [
+                r#"__name__="up""#,
+                r#"job="api""#,
+                r#"code=~"5..""#,
+                r#"x!="""#,
+                r#"y!~"a|b""#
+            ]
+        );
         assert_eq!(parse_selector("up").unwrap().len(), 1);
         assert_eq!(parse_selector(r#"{"a.b"="c\n"}"#).unwrap()[0].value, "c\n");
     }
 
     #[test]
     fn rejects_bad_input() {
-        for bad in ["", "{}", r#"{a=""}"#, "up{", r#"up{a="b""#, r#"up{a~"b"}"#, "up} ", r#"{a=~"("}"#] {
+        for bad in [
+            "",
+            "{}",
+            r#"{a=""}"#,
+            "up{",
+            r#"up{a="b""#,
+            r#"up{a~"b"}"#,
+            "up} ",
+            r#"{a=~"("}"#,
+        ] {
             assert!(parse_selector(bad).is_err(), "{bad:?}");
         }
     }

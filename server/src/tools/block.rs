@@ -72,13 +72,20 @@ pub fn run(cmd: BlockCmd) -> anyhow::Result<()> {
             let range = parse_duration_ms(&block_duration)?;
             let text = std::fs::read_to_string(&input)
                 .with_context(|| format!("reading {}", input.display()))?;
-            let series = parse_exposition(&text).with_context(|| format!("parsing {}", input.display()))?;
-            std::fs::create_dir_all(&output).with_context(|| format!("creating {}", output.display()))?;
+            let series =
+                parse_exposition(&text).with_context(|| format!("parsing {}", input.display()))?;
+            std::fs::create_dir_all(&output)
+                .with_context(|| format!("creating {}", output.display()))?;
             let metas = write_blocks(&output, series, range, CutOptions::default(), None)?;
             for m in metas {
                 println!(
                     "{}\t{}\t{}\tseries={}\tsamples={}\tchunks={}",
-                    m.ulid, m.min_time, m.max_time, m.stats.num_series, m.stats.num_samples, m.stats.num_chunks
+                    m.ulid,
+                    m.min_time,
+                    m.max_time,
+                    m.stats.num_series,
+                    m.stats.num_samples,
+                    m.stats.num_chunks
                 );
             }
             Ok(())
@@ -119,13 +126,21 @@ fn run_inspect(dir: &Path, sample: bool, top: usize) -> anyhow::Result<()> {
     }
     let blocks = open_blocks(dir)?;
     if blocks.is_empty() {
-        bail!("no blocks in {} (a block is a directory with meta.json)", dir.display());
+        bail!(
+            "no blocks in {} (a block is a directory with meta.json)",
+            dir.display()
+        );
     }
     for b in &blocks {
         let m = b.meta();
         let r = inspect(b)?;
         println!("block {}", m.ulid);
-        println!("  time range     [{}, {}) ms, {:.2} h", m.min_time, m.max_time, (m.max_time - m.min_time) as f64 / 3.6e6);
+        println!(
+            "  time range     [{}, {}) ms, {:.2} h",
+            m.min_time,
+            m.max_time,
+            (m.max_time - m.min_time) as f64 / 3.6e6
+        );
         println!("  level          {}", m.compaction.level);
         println!("  series         {}", r.series);
         println!("  chunks         {}", r.chunks);
@@ -135,7 +150,10 @@ fn run_inspect(dir: &Path, sample: bool, top: usize) -> anyhow::Result<()> {
         println!("  segment bytes  {}", r.segment_bytes);
         println!("  label names    {}", r.labels.len());
         for l in r.labels.iter().take(top) {
-            println!("    {:<32} {:>8} values {:>10} series", l.name, l.values, l.series);
+            println!(
+                "    {:<32} {:>8} values {:>10} series",
+                l.name, l.values, l.series
+            );
         }
         println!();
     }
@@ -168,7 +186,9 @@ pub fn parse_duration_ms(s: &str) -> anyhow::Result<i64> {
             'y' => 365 * 86_400_000,
             _ => bail!("invalid duration {s:?}"),
         };
-        let n: i64 = num.parse().with_context(|| format!("invalid duration {s:?}"))?;
+        let n: i64 = num
+            .parse()
+            .with_context(|| format!("invalid duration {s:?}"))?;
         num.clear();
         total = n
             .checked_mul(unit_ms)
