@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 
 use super::{BlockError, sync_dir};
+use crate::chunk::Encoding;
 use crate::encoding::{Decbuf, crc32c, crc32c_append, put_uvarint};
 
 /// A chunk reference: segment index (0-based; file 000001 = 0) << 32 | byte offset of the
@@ -47,55 +48,6 @@ pub fn split_ref(r: ChunkRef) -> (u32, u32) {
 /// File name of the segment with 0-based index `segment`: 6-digit, zero-padded, 1-based.
 pub fn segment_file_name(segment: u32) -> String {
     format!("{:06}", u64::from(segment) + 1)
-}
-
-/// The chunk encodings of spec §3.6, named.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ChunkEncoding {
-    /// 1: Gorilla-style float samples, the default.
-    Xor,
-    /// 2: integer native histograms.
-    Histogram,
-    /// 3: float native histograms.
-    FloatHistogram,
-    /// 4: floats with optional start timestamps (not readable by Thanos yet).
-    Xor2,
-    /// 5: experimental histograms with start timestamps.
-    HistogramSt,
-    /// 6: experimental float histograms with start timestamps.
-    FloatHistogramSt,
-    /// 255: Thanos downsampling aggregate chunk.
-    ThanosAggr,
-}
-
-impl ChunkEncoding {
-    /// Maps an encoding byte to its name; `None` for 0 ("none", invalid) and unassigned values.
-    pub fn from_byte(b: u8) -> Option<Self> {
-        Some(match b {
-            1 => ChunkEncoding::Xor,
-            2 => ChunkEncoding::Histogram,
-            3 => ChunkEncoding::FloatHistogram,
-            4 => ChunkEncoding::Xor2,
-            5 => ChunkEncoding::HistogramSt,
-            6 => ChunkEncoding::FloatHistogramSt,
-            0xFF => ChunkEncoding::ThanosAggr,
-            _ => return None,
-        })
-    }
-
-    /// The byte written in chunk records.
-    pub fn as_byte(self) -> u8 {
-        match self {
-            ChunkEncoding::Xor => 1,
-            ChunkEncoding::Histogram => 2,
-            ChunkEncoding::FloatHistogram => 3,
-            ChunkEncoding::Xor2 => 4,
-            ChunkEncoding::HistogramSt => 5,
-            ChunkEncoding::FloatHistogramSt => 6,
-            ChunkEncoding::ThanosAggr => 0xFF,
-        }
-    }
 }
 
 /// Bytes of one segment file: memory-mapped from disk, or owned (tests, fuzzing).
@@ -216,9 +168,9 @@ impl SegmentReader {
 
     /// Like [`SegmentReader::chunk`], with the encoding byte named; an encoding outside spec
     /// §3.6 is a [`BlockError::UnknownEncoding`].
-    pub fn chunk_encoded(&self, r: ChunkRef) -> Result<(ChunkEncoding, &[u8]), BlockError> {
+    pub fn chunk_encoded(&self, r: ChunkRef) -> Result<(Encoding, &[u8]), BlockError> {
         let (enc, data) = self.chunk(r)?;
-        match ChunkEncoding::from_byte(enc) {
+        match Encoding::try_from(enc).ok() {
             Some(e) => Ok((e, data)),
             None => {
                 let (seg, offset) = split_ref(r);
@@ -615,7 +567,7 @@ mod tests {
             let mut last = None;
             for item in r.iter() {
                 let (cref, enc, data) = item.unwrap();
-                assert_eq!(enc, ChunkEncoding::Xor.as_byte(), "{}", dir.display());
+                assert_eq!(enc, Encoding::Xor.as_u8(), "{}", dir.display());
                 // Random access by ref agrees with the walk.
                 let (e2, d2) = r.chunk(cref).unwrap();
                 assert_eq!((e2, d2), (enc, data));
@@ -883,18 +835,15 @@ mod tests {
     fn unknown_encoding_is_named() {
         let (bytes, refs) = one_segment(&[(1, b"a"), (9, b"b"), (0xFF, b"c")]);
         let r = SegmentReader::from_segments(vec![bytes], PathBuf::from("c")).unwrap();
-        assert_eq!(r.chunk_encoded(refs[0]).unwrap().0, ChunkEncoding::Xor);
+        assert_eq!(r.chunk_encoded(refs[0]).unwrap().0, Encoding::Xor);
         assert!(matches!(
             r.chunk_encoded(refs[1]),
             Err(BlockError::UnknownEncoding { encoding: 9, .. })
         ));
-        assert_eq!(
-            r.chunk_encoded(refs[2]).unwrap().0,
-            ChunkEncoding::ThanosAggr
-        );
+        assert_eq!(r.chunk_encoded(refs[2]).unwrap().0, Encoding::Aggr);
         for b in 0..=255u8 {
-            if let Some(e) = ChunkEncoding::from_byte(b) {
-                assert_eq!(e.as_byte(), b);
+            if let Ok(e) = Encoding::try_from(b) {
+                assert_eq!(e.as_u8(), b);
             }
         }
     }
