@@ -2,34 +2,12 @@
 //! (800 chunks, 96 000 samples), reported per sample.
 
 use std::hint::black_box;
-use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gauntlet_engine::chunk::{SampleBatch, XorIterator, decode_xor_into, encode_xor};
-use gauntlet_engine::encoding::Decbuf;
-
-/// Payloads of the XOR chunks in a chunk segment file (spec §3.5).
-fn segment_chunks(path: &Path) -> Vec<Vec<u8>> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    let mut d = Decbuf::new(&bytes, 0);
-    d.skip(8).expect("segment header");
-    let mut out = Vec::new();
-    while d.remaining() > 0 {
-        let len = d.uvarint().expect("record length") as usize;
-        let encoding = d.u8().expect("encoding byte");
-        let data = d.bytes(len).expect("record data");
-        d.be32().expect("record CRC");
-        if encoding == 1 {
-            out.push(data.to_vec());
-        }
-    }
-    out
-}
 
 fn fixture_chunks() -> Vec<Vec<u8>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata/tsdb/promtool-200series-2h/01M80EDTXX3TS2DC5H3CJBESG9/chunks/000001");
-    segment_chunks(&dir)
+    gauntlet_bench::fixture_xor_chunks(usize::MAX)
 }
 
 fn xor(c: &mut Criterion) {

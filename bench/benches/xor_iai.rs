@@ -3,33 +3,15 @@
 //! these counts are stable on a shared machine. Needs `iai-callgrind-runner` 0.16.1.
 
 use std::hint::black_box;
-use std::path::Path;
 
 use gauntlet_engine::chunk::{SampleBatch, XorIterator, decode_xor_into, encode_xor};
-use gauntlet_engine::encoding::Decbuf;
 use iai_callgrind::{library_benchmark, library_benchmark_group, main};
 
 /// Chunks measured: enough to amortise per-call overhead, few enough for a quick Callgrind run.
 const CHUNKS: usize = 100;
 
-/// Payloads of the first [`CHUNKS`] XOR chunks of the fixture segment (spec §3.5 records).
 fn fixture_chunks() -> Vec<Vec<u8>> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata/tsdb/promtool-200series-2h/01M80EDTXX3TS2DC5H3CJBESG9/chunks/000001");
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    let mut d = Decbuf::new(&bytes, 0);
-    d.skip(8).expect("segment header");
-    let mut out = Vec::new();
-    while d.remaining() > 0 && out.len() < CHUNKS {
-        let len = d.uvarint().expect("record length") as usize;
-        let encoding = d.u8().expect("encoding byte");
-        let data = d.bytes(len).expect("record data");
-        d.be32().expect("record CRC");
-        if encoding == 1 {
-            out.push(data.to_vec());
-        }
-    }
-    out
+    gauntlet_bench::fixture_xor_chunks(CHUNKS)
 }
 
 fn fixture_samples() -> Vec<SampleBatch> {
