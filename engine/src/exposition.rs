@@ -20,6 +20,10 @@ pub struct ExpositionError {
 /// Parses `text` into series, each with samples sorted by timestamp (ms). OpenMetrics
 /// timestamps are seconds and are rounded to ms. Every sample must carry a timestamp.
 pub fn parse_exposition(text: &str) -> Result<Vec<SeriesSamples>, ExpositionError> {
+    // Keyed by the series text as written, so repeated lines of a series cost one lookup and no
+    // label parsing; the same series written with its labels in another order still merges
+    // through the parsed label set.
+    let mut by_text: HashMap<&str, usize> = HashMap::new();
     let mut by_series: HashMap<Labels, usize> = HashMap::new();
     let mut out: Vec<SeriesSamples> = Vec::new();
     for (i, raw) in text.lines().enumerate() {
@@ -34,7 +38,23 @@ pub fn parse_exposition(text: &str) -> Result<Vec<SeriesSamples>, ExpositionErro
             line: i + 1,
             msg: msg.to_string(),
         };
-        let (labels, rest) = parse_series(line).map_err(|m| err(&m))?;
+        let key_end = series_text_end(line);
+        let (idx, rest) = match by_text.get(&line[..key_end]) {
+            Some(&idx) => (idx, &line[key_end..]),
+            None => {
+                let (labels, rest) = parse_series(line).map_err(|m| err(&m))?;
+                let idx = *by_series.entry(labels.clone()).or_insert_with(|| {
+                    out.push(SeriesSamples {
+                        labels,
+                        ts: Vec::new(),
+                        val: Vec::new(),
+                    });
+                    out.len() - 1
+                });
+                by_text.insert(&line[..key_end], idx);
+                (idx, rest)
+            }
+        };
         let rest = rest.split(" # ").next().unwrap_or(rest).trim();
         let mut fields = rest.split_ascii_whitespace();
         let v = fields.next().ok_or_else(|| err("missing value"))?;
@@ -48,14 +68,6 @@ pub fn parse_exposition(text: &str) -> Result<Vec<SeriesSamples>, ExpositionErro
             return Err(err("unexpected text after timestamp"));
         }
         let ts = (t * 1000.0).round() as i64;
-        let idx = *by_series.entry(labels.clone()).or_insert_with(|| {
-            out.push(SeriesSamples {
-                labels,
-                ts: Vec::new(),
-                val: Vec::new(),
-            });
-            out.len() - 1
-        });
         out[idx].ts.push(ts);
         out[idx].val.push(v);
     }
@@ -69,6 +81,33 @@ pub fn parse_exposition(text: &str) -> Result<Vec<SeriesSamples>, ExpositionErro
         }
     }
     Ok(out)
+}
+
+/// Byte length of the series part of a sample line: up to the first space outside quotes and
+/// braces.
+fn series_text_end(line: &str) -> usize {
+    let b = line.as_bytes();
+    let (mut in_quote, mut escaped, mut in_braces) = (false, false, false);
+    for (i, &c) in b.iter().enumerate() {
+        if in_quote {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_quote = false;
+            }
+        } else if c == b'"' {
+            in_quote = true;
+        } else if c == b'{' {
+            in_braces = true;
+        } else if c == b'}' {
+            in_braces = false;
+        } else if c == b' ' && !in_braces {
+            return i;
+        }
+    }
+    b.len()
 }
 
 fn parse_value(s: &str) -> Option<f64> {
@@ -189,18 +228,29 @@ mod tests {
 
     #[test]
     fn parses_openmetrics_samples() {
-        let text = "# HELP x y\n# TYPE up gauge\nup{job=\"a\",instance=\"h:1\"} 1 100\nup{instance=\"h:1\",job=\"a\"} NaN 99.5\nother 2.5e3 101\n{\"my.metric\",l=\"q\\\"\\n\"} +Inf 1\n# EOF\nignored 1 1\n";
+        let text = "# HELP x y\n# TYPE up gauge\nup{job=\"a\", instance=\"h:1\"} 1 100\nup{job=\"a\", instance=\"h:1\"} 3 200\nup{instance=\"h:1\",job=\"a\"} NaN 99.5\nother 2.5e3 101\n{\"my.metric\",l=\"q\\\"\\n\"} +Inf 1\n# EOF\nignored 1 1\n";
         let s = parse_exposition(text).unwrap();
         assert_eq!(s.len(), 3);
         assert_eq!(
             s[0].labels.to_string(),
             r#"{__name__="up", instance="h:1", job="a"}"#
         );
-        assert_eq!(s[0].ts, vec![99500, 100000]);
+        assert_eq!(s[0].ts, vec![99500, 100000, 200000]);
+        assert_eq!(s[0].val[2], 3.0);
         assert!(s[0].val[0].is_nan());
         assert_eq!(s[1].val, vec![2500.0]);
         assert_eq!(s[2].labels.get("l"), Some("q\"\n"));
         assert_eq!(s[2].labels.get("__name__"), Some("my.metric"));
+    }
+
+    #[test]
+    fn braces_and_spaces_inside_values_do_not_split_the_series() {
+        let text = "q{a=\"x} y\", b=\"{ }\"} 5 7\nq{a=\"x} y\", b=\"{ }\"} 6 8\n";
+        let s = parse_exposition(text).unwrap();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].labels.get("a"), Some("x} y"));
+        assert_eq!(s[0].labels.get("b"), Some("{ }"));
+        assert_eq!(s[0].val, vec![5.0, 6.0]);
     }
 
     #[test]
