@@ -200,3 +200,29 @@ fn big_promtool_blocks_and_gauntlet_blocks_agree_with_promtool_and_prometheus() 
         }
     }
 }
+
+#[test]
+fn readme_run_command_writes_a_sample_block_promtool_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let out = run_ok(
+        gauntlet()
+            .args(["tools", "block", "inspect", "--sample"])
+            .arg(&data),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("series         140"), "{text}");
+    assert!(text.contains("samples        67200"), "{text}");
+    assert_same_dump(
+        "sample block",
+        &promtool_dump(&data, &[]),
+        &gauntlet_dump(&data, &[]),
+    );
+    // A second run finds the block and does not write another.
+    let again = run_ok(
+        gauntlet()
+            .args(["tools", "block", "inspect", "--sample"])
+            .arg(&data),
+    );
+    assert!(!String::from_utf8_lossy(&again.stdout).contains("wrote sample block"));
+}
