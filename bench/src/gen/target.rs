@@ -197,9 +197,10 @@ impl Target {
         }
     }
 
-    /// Scrape-time jitter, ms: usually none, sometimes a millisecond or two, as on real hosts.
+    /// Scrape-time jitter, ms: rarely a millisecond or two; Prometheus snaps timestamps within
+    /// 2 ms of the schedule, so most scrapes land exactly on it.
     pub(crate) fn jitter_ms(&mut self) -> i64 {
-        if self.rng.chance(0.1) {
+        if self.rng.chance(0.02) {
             1 + self.rng.below(2) as i64
         } else {
             0
@@ -307,15 +308,25 @@ fn scrape_node(
     // add up to the wall time that passed.
     let total = (interval_ms / 10) as u64;
     for c in 0..CPUS {
-        // iowait, irq, nice, softirq, steal, system, user; idle takes the rest.
-        let shares = [0.01, 0.002, 0.0, 0.005, 0.0, 0.08 * load, 0.25 * load];
+        // Share of wall time and chance of moving in a scrape, for iowait, irq, nice, softirq,
+        // steal, system, user; idle takes the rest. Rare modes stand still most of the time,
+        // as on real hosts, which is much of why real counters compress well.
+        let modes = [
+            (0.01, 0.3),
+            (0.0005, 0.05),
+            (0.0005, 0.02),
+            (0.005, 0.4),
+            (0.0, 0.0),
+            (0.08 * load, 1.0),
+            (0.25 * load, 1.0),
+        ];
         let mut used = [0u64; 8];
         let mut sum = 0;
-        for (i, s) in shares.iter().enumerate() {
-            let mut x = total as f64 * s * (1.0 + 0.15 * rng.noise()).max(0.0);
-            if i == 2 && rng.chance(0.02) {
-                x = 1.0 + rng.below(20) as f64;
+        for (i, &(share, p)) in modes.iter().enumerate() {
+            if p == 0.0 || !rng.chance(p) {
+                continue;
             }
+            let x = total as f64 * share / p * (1.0 + 0.15 * rng.noise()).max(0.0);
             let v = rng.round_stochastic(x).min(total - sum);
             used[i + 1] = v;
             sum += v;
@@ -370,6 +381,11 @@ fn scrape_node(
     }
 
     for (i, (_, rate)) in NICS.iter().enumerate() {
+        // Loopback traffic is bursty: many scrapes see none.
+        if i == 1 && rng.chance(0.5) {
+            push(n.net[i], n.net_bytes[i] as f64);
+            continue;
+        }
         let x = rate * load * interval_s * (1.0 + 0.2 * rng.noise()).max(0.0);
         n.net_bytes[i] += rng.round_stochastic(x);
         push(n.net[i], n.net_bytes[i] as f64);
