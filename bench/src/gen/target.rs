@@ -161,6 +161,7 @@ pub(crate) struct Target {
     pub(crate) offset_ms: i64,
     rng: Rng,
     host: String,
+    /// Phase of the hourly load wave, in periods [0, 1).
     load_phase: f64,
     node: Option<Node>,
     kube: Option<Kube>,
@@ -173,7 +174,7 @@ impl Target {
         // Leaves room for the jitter so a scrape never slides into the next interval.
         let offset_ms = rng.below((cfg.scrape_interval_ms - 3) as u64) as i64;
         let host = format!("host-{index:04}");
-        let load_phase = rng.f64() * std::f64::consts::TAU;
+        let load_phase = rng.f64();
         let node = cfg.families.node.then(|| new_node(&host, &mut rng, set));
         let kube = cfg.families.kube.then(|| {
             let inst = format!("{host}:8080");
@@ -216,8 +217,7 @@ impl Target {
     ) {
         let rng = &mut self.rng;
         // An hourly wave plus noise, shared by all of the host's families.
-        let load =
-            0.7 + 0.3 * ((ts as f64 / 3_600_000.0) * std::f64::consts::TAU + self.load_phase).sin();
+        let load = 0.7 + 0.3 * wave(ts as f64 / 3_600_000.0 + self.load_phase);
         let interval_s = cfg.scrape_interval_ms as f64 / 1000.0;
         let mut push = |series: u32, value: f64| {
             out.push(Sample {
@@ -242,6 +242,17 @@ impl Target {
         if let Some(a) = &mut self.app {
             scrape_app(a, rng, load, cfg.scrape_interval_ms, interval_s, &mut push);
         }
+    }
+}
+
+/// A sine-like wave of period 1 in [-1, 1], built from parabolas: unlike `sin`, plain IEEE
+/// arithmetic gives the same bits on every platform, which keeps a seed's output stable.
+fn wave(x: f64) -> f64 {
+    let f = x - x.floor();
+    if f < 0.5 {
+        16.0 * f * (0.5 - f)
+    } else {
+        -16.0 * (f - 0.5) * (1.0 - f)
     }
 }
 
@@ -491,7 +502,7 @@ fn new_app(host: &str, set: &mut SeriesSet) -> App {
             let mut l = base.to_vec();
             l.push(("handler", h));
             // A log-logistic latency distribution around the handler's median.
-            let cdf = LE.map(|le| 1.0 / (1.0 + (median / le).powf(2.0)));
+            let cdf = LE.map(|le| 1.0 / (1.0 + (median / le) * (median / le)));
             Handler {
                 req,
                 req_count: [[0; 3]; 2],
