@@ -61,3 +61,31 @@ impl Rng {
         (x + self.f64()).floor() as u64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Rng;
+
+    #[test]
+    fn streams_differ_by_seed_and_stream_and_repeat_for_the_same_pair() {
+        let take = |seed, stream| {
+            let mut r = Rng::new(seed, stream);
+            (0..4).map(|_| r.next_u64()).collect::<Vec<_>>()
+        };
+        assert_eq!(take(1, 0), take(1, 0));
+        assert_ne!(take(1, 0), take(2, 0));
+        assert_ne!(take(1, 0), take(1, 1));
+    }
+
+    #[test]
+    fn below_and_f64_stay_in_range() {
+        let mut r = Rng::new(7, 3);
+        for _ in 0..10_000 {
+            assert!(r.below(10) < 10);
+            let x = r.f64();
+            assert!((0.0..1.0).contains(&x));
+            assert!(r.noise().abs() <= 2.0 * 3f64.sqrt());
+        }
+        assert_eq!(r.below(0), 0);
+    }
+}
