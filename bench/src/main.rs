@@ -86,7 +86,7 @@ impl Knobs {
                 other => anyhow::bail!("unknown family {other:?} (expected node, kube or app)"),
             }
         }
-        Ok(GenConfig {
+        let cfg = GenConfig {
             targets: self.targets,
             scrape_interval_ms: (self.interval * 1000.0).round() as i64,
             start_ms: self.start_ms,
@@ -95,7 +95,9 @@ impl Knobs {
             churn_fraction: self.churn_fraction,
             seed: self.seed,
             families,
-        })
+        };
+        cfg.validate()?;
+        Ok(cfg)
     }
 }
 

@@ -58,9 +58,41 @@ pub struct GenConfig {
     pub families: Families,
 }
 
+impl GenConfig {
+    /// Checks every knob's range; [`Generator::new`] calls this too.
+    pub fn validate(&self) -> Result<(), GenError> {
+        let cfg = self;
+        let bad = |m: &str| Err(GenError::InvalidConfig(m.to_string()));
+        if cfg.scrape_interval_ms < 10 {
+            return bad("scrape interval must be at least 10 ms");
+        }
+        if cfg.duration_ms < 0 {
+            return bad("duration must not be negative");
+        }
+        if cfg.churn_every_ms < 0 {
+            return bad("churn interval must not be negative");
+        }
+        if !(0.0..=1.0).contains(&cfg.churn_fraction) {
+            return bad("churn fraction must lie in [0, 1]");
+        }
+        if cfg.targets > 100_000 {
+            return bad("at most 100000 targets");
+        }
+        if cfg
+            .start_ms
+            .checked_add(cfg.duration_ms)
+            .and_then(|e| e.checked_add(cfg.scrape_interval_ms))
+            .is_none()
+        {
+            return bad("start + duration overflows");
+        }
+        Ok(())
+    }
+}
+
 impl Default for GenConfig {
-    /// 20 targets scraped every 15 s for 2 h from 2023-11-14T22:00:00Z (a 2 h boundary), churning 25% of pods
-    /// every 30 min: about 2 900 series and 1.4 M samples.
+    /// 20 targets scraped every 15 s for 2 h from 2023-11-14T22:00:00Z (a 2 h boundary),
+    /// churning 25% of pods every 30 min: about 3 700 series and 1.4 M samples.
     fn default() -> Self {
         GenConfig {
             targets: 20,
@@ -82,8 +114,8 @@ pub enum GenError {
     /// A knob is out of range; the message names it. Fix the config.
     #[error("invalid generator config: {0}")]
     InvalidConfig(String),
-    /// Writing the OpenMetrics output failed.
-    #[error("writing OpenMetrics output: {0}")]
+    /// Writing an output (the OpenMetrics stream, the blocks directory) failed.
+    #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
     /// Gauntlet's block writer failed (its error names the path).
     #[error("writing blocks: {0}")]
@@ -198,30 +230,7 @@ pub struct Generator {
 impl Generator {
     /// Checks `cfg` and sets up every target's initial series.
     pub fn new(cfg: &GenConfig) -> Result<Self, GenError> {
-        let bad = |m: &str| Err(GenError::InvalidConfig(m.to_string()));
-        if cfg.scrape_interval_ms < 10 {
-            return bad("scrape interval must be at least 10 ms");
-        }
-        if cfg.duration_ms < 0 {
-            return bad("duration must not be negative");
-        }
-        if cfg.churn_every_ms < 0 {
-            return bad("churn interval must not be negative");
-        }
-        if !(0.0..=1.0).contains(&cfg.churn_fraction) {
-            return bad("churn fraction must lie in [0, 1]");
-        }
-        if cfg.targets > 100_000 {
-            return bad("at most 100000 targets");
-        }
-        if cfg
-            .start_ms
-            .checked_add(cfg.duration_ms)
-            .and_then(|e| e.checked_add(cfg.scrape_interval_ms))
-            .is_none()
-        {
-            return bad("start + duration overflows");
-        }
+        cfg.validate()?;
         let mut set = SeriesSet::default();
         let mut targets: Vec<Target> = (0..cfg.targets)
             .map(|i| Target::new(cfg, i, &mut set))

@@ -92,8 +92,8 @@ pub fn collect_series(cfg: &GenConfig) -> Result<Vec<SeriesSamples>, GenError> {
 /// Generates the data of `cfg` and writes it as 2 h blocks under `dir` (created if missing),
 /// stale markers included; returns the metas of the blocks written.
 pub fn write_blocks_dir(cfg: &GenConfig, dir: &Path) -> Result<Vec<BlockMeta>, GenError> {
-    std::fs::create_dir_all(dir)?;
     let series = collect_series(cfg)?;
+    std::fs::create_dir_all(dir)?;
     Ok(write_blocks(
         dir,
         series,
