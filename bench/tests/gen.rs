@@ -273,3 +273,59 @@ fn histogram_buckets_are_cumulative_and_count_equals_the_inf_bucket() {
         }
     }
 }
+
+#[test]
+fn node_counters_never_fall_and_byte_gauges_move_in_pages() {
+    let cfg = GenConfig {
+        families: Families {
+            node: true,
+            kube: false,
+            app: false,
+        },
+        ..small()
+    };
+    for s in collect_series(&cfg).expect("generate") {
+        let name = s.labels.get("__name__").unwrap_or_default();
+        if name.ends_with("_total") {
+            assert!(s.val.windows(2).all(|w| w[0] <= w[1]), "{}", s.labels);
+        }
+        if name == "node_cpu_seconds_total" {
+            // Hundredths of a second, as /proc/stat reports them.
+            assert!(
+                s.val.iter().all(|v| ((v * 100.0).round() / 100.0) == *v),
+                "{}",
+                s.labels
+            );
+        }
+        if name == "node_memory_MemAvailable_bytes" || name == "node_filesystem_avail_bytes" {
+            assert!(s.val.iter().all(|v| v % 4096.0 == 0.0), "{}", s.labels);
+            let changes = s.val.windows(2).filter(|w| w[0] != w[1]).count();
+            assert!(changes < s.val.len() - 1, "{}: no plateaus", s.labels);
+        }
+    }
+}
+
+#[test]
+fn out_of_range_knobs_are_rejected() {
+    for cfg in [
+        GenConfig {
+            scrape_interval_ms: 0,
+            ..small()
+        },
+        GenConfig {
+            duration_ms: -1,
+            ..small()
+        },
+        GenConfig {
+            churn_fraction: 1.5,
+            ..small()
+        },
+        GenConfig {
+            start_ms: i64::MAX,
+            ..small()
+        },
+    ] {
+        assert!(cfg.validate().is_err(), "{cfg:?}");
+        assert!(write_openmetrics(&cfg, Vec::new()).is_err(), "{cfg:?}");
+    }
+}
