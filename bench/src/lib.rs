@@ -1,6 +1,9 @@
 //! Benchmarks and measuring tools for Gauntlet; the benches live in `benches/`. This library
 //! holds what several benches share.
 
+// `gen` is a reserved word in edition 2024, hence the raw identifier.
+pub mod r#gen;
+
 use std::path::{Path, PathBuf};
 
 use gauntlet_engine::block::SegmentReader;
