@@ -2,7 +2,7 @@
 //! holds what several benches share.
 
 // `gen` is a reserved word in edition 2024, hence the raw identifier.
-pub mod r#gen;
+pub mod datagen;
 
 use std::path::{Path, PathBuf};
 

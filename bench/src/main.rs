@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use gauntlet_bench::r#gen::{Families, GenConfig, write_blocks_dir, write_openmetrics};
+use gauntlet_bench::datagen::{Families, GenConfig, write_blocks_dir, write_openmetrics};
 
 #[derive(Parser)]
 #[command(name = "gauntlet-bench", about = "Gauntlet's measuring tools")]

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::process::Command;
 
-use gauntlet_bench::r#gen::{
+use gauntlet_bench::datagen::{
     Families, GenConfig, collect_series, write_blocks_dir, write_openmetrics,
 };
 use gauntlet_engine::block::inspect::inspect;
