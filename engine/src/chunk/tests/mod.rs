@@ -6,8 +6,6 @@ mod round_trip;
 
 use std::path::{Path, PathBuf};
 
-use crate::encoding::{Decbuf, crc32c_append};
-
 /// One record of a chunk segment file.
 pub(super) struct SegmentChunk {
     /// Byte offset of the record in its file.
@@ -41,30 +39,21 @@ pub(super) fn segment_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Reads a chunk segment file (spec §3.5), checking its magic and every record's CRC.
+/// Reads a chunk segment file with the block segment reader, which checks its header and every
+/// record's CRC.
 pub(super) fn read_segment(path: &Path) -> Vec<SegmentChunk> {
     let bytes = std::fs::read(path).unwrap();
-    let mut d = Decbuf::new(&bytes, 0);
-    assert_eq!(d.be32().unwrap(), 0x85BD_40DD, "{path:?}: segment magic");
-    assert_eq!(d.u8().unwrap(), 1, "{path:?}: segment version");
-    d.skip(3).unwrap();
-    let mut out = Vec::new();
-    while d.remaining() > 0 {
-        let offset = d.position();
-        let len = d.uvarint().unwrap() as usize;
-        let encoding = d.u8().unwrap();
-        let data = d.bytes(len).unwrap();
-        let crc = d.be32().unwrap();
-        assert_eq!(
-            crc32c_append(crc32c_append(0, &[encoding]), data),
-            crc,
-            "{path:?}: CRC of record at {offset}"
-        );
-        out.push(SegmentChunk {
-            offset,
-            encoding,
-            data: data.to_vec(),
-        });
-    }
-    out
+    let dir = path.parent().unwrap().to_path_buf();
+    let reader = crate::block::SegmentReader::from_segments(vec![bytes], dir).unwrap();
+    reader
+        .iter()
+        .map(|r| {
+            let (chunk_ref, encoding, data) = r.unwrap_or_else(|e| panic!("{path:?}: {e}"));
+            SegmentChunk {
+                offset: (chunk_ref & 0xFFFF_FFFF) as usize,
+                encoding,
+                data: data.to_vec(),
+            }
+        })
+        .collect()
 }
