@@ -10,5 +10,6 @@ pub mod error;
 pub mod exposition;
 pub mod index;
 pub mod labels;
+pub mod query;
 
 pub use error::{Error, Result};

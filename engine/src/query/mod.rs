@@ -1,0 +1,162 @@
+//! The read path's common contract: anything that can answer "which series match these
+//! matchers, with their samples in `[mint, maxt]`" — local blocks, the head, a bucket store, a
+//! set of remote StoreAPI endpoints — implements [`Queryable`], and PromQL evaluates over it.
+
+mod local;
+mod merge;
+
+pub use local::LocalBlocks;
+pub use merge::merge_samples;
+
+use crate::chunk::SampleBatch;
+use crate::error::Result;
+use crate::labels::{Labels, Matcher};
+
+/// One series with its decoded float samples, sorted by time, no duplicate timestamps.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Series {
+    /// The series' labels, including `__name__`.
+    pub labels: Labels,
+    /// Samples in the selected time range; stale markers kept bit for bit.
+    pub samples: SampleBatch,
+}
+
+/// What a caller knows about how the selected data will be used; a source may ignore it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SelectHints {
+    /// Range query step in ms (0 for an instant query).
+    pub step_ms: i64,
+    /// The function the selection feeds, when known (`rate`, `max_over_time`, …).
+    pub func: Option<String>,
+    /// Range of the range selector in ms (0 for an instant selector).
+    pub range_ms: i64,
+}
+
+/// A source of series. Implementations are synchronous: callers on an async runtime run them
+/// on a blocking thread.
+pub trait Queryable: Send + Sync {
+    /// Series matching every matcher that have samples in `[mint, maxt]` (ms, inclusive),
+    /// sorted by labels, each with its samples in that range.
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        hints: &SelectHints,
+    ) -> Result<Vec<Series>>;
+
+    /// Label names, sorted and distinct, of the series matching `matchers` (all series when
+    /// empty) in `[mint, maxt]`.
+    fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>>;
+
+    /// Values of label `name`, sorted and distinct, over the series matching `matchers` in
+    /// `[mint, maxt]`.
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>>;
+}
+
+/// An in-memory set of series, as loaded by tests and the PromQL conformance runner.
+#[derive(Debug, Clone, Default)]
+pub struct MemSeries {
+    series: Vec<Series>,
+}
+
+impl MemSeries {
+    /// Holds `series`; samples of series with equal labels are merged (later wins on equal
+    /// timestamps).
+    pub fn new(mut series: Vec<Series>) -> Self {
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        let mut out: Vec<Series> = Vec::with_capacity(series.len());
+        for s in series {
+            match out.last_mut() {
+                Some(last) if last.labels == s.labels => {
+                    last.samples = merge_samples(&[&last.samples, &s.samples]);
+                }
+                _ => out.push(s),
+            }
+        }
+        MemSeries { series: out }
+    }
+
+    /// Every series held.
+    pub fn series(&self) -> &[Series] {
+        &self.series
+    }
+
+    fn matching<'a>(&'a self, matchers: &'a [Matcher]) -> impl Iterator<Item = &'a Series> + 'a {
+        self.series.iter().filter(move |s| {
+            matchers
+                .iter()
+                .all(|m| m.matches(s.labels.get(&m.name).unwrap_or("")))
+        })
+    }
+}
+
+impl Queryable for MemSeries {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        _hints: &SelectHints,
+    ) -> Result<Vec<Series>> {
+        let mut out = Vec::new();
+        for s in self.matching(matchers) {
+            let lo = s.samples.ts.partition_point(|&t| t < mint);
+            let hi = s.samples.ts.partition_point(|&t| t <= maxt);
+            if lo < hi {
+                out.push(Series {
+                    labels: s.labels.clone(),
+                    samples: SampleBatch {
+                        ts: s.samples.ts[lo..hi].to_vec(),
+                        val: s.samples.val[lo..hi].to_vec(),
+                    },
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self
+            .in_range(matchers, mint, maxt)
+            .flat_map(|s| s.labels.iter().map(|l| l.name.clone()))
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>> {
+        let mut values: Vec<String> = self
+            .in_range(matchers, mint, maxt)
+            .filter_map(|s| s.labels.get(name).map(str::to_string))
+            .collect();
+        values.sort();
+        values.dedup();
+        Ok(values)
+    }
+}
+
+impl MemSeries {
+    fn in_range<'a>(
+        &'a self,
+        matchers: &'a [Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> impl Iterator<Item = &'a Series> + 'a {
+        self.matching(matchers)
+            .filter(move |s| s.samples.ts.iter().any(|&t| t >= mint && t <= maxt))
+    }
+}
