@@ -2,9 +2,11 @@
 //! matchers, with their samples in `[mint, maxt]`" — local blocks, the head, a bucket store, a
 //! set of remote StoreAPI endpoints — implements [`Queryable`], and PromQL evaluates over it.
 
+mod dedup;
 mod local;
 mod merge;
 
+pub use dedup::{dedup_replicas, dedup_series, is_counter_func, penalty_merge, without_labels};
 pub use local::LocalBlocks;
 pub use merge::merge_samples;
 

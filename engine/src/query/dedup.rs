@@ -1,0 +1,299 @@
+//! Replica deduplication as Thanos Query does it: HA pairs scrape the same targets at slightly
+//! different times, so their samples are interleaved rather than merged, following one replica
+//! until it has a gap and only then switching to the other (the "penalty" algorithm).
+
+use super::Series;
+use crate::chunk::SampleBatch;
+use crate::labels::{Label, Labels};
+
+/// Penalty in ms applied to the replica not chosen before a previous sample is known; sample
+/// intervals are typically several seconds.
+const INITIAL_PENALTY_MS: i64 = 5000;
+
+/// Functions over counters: when switching replicas their values must not fall, or a small
+/// replica lag would read as a counter reset.
+pub fn is_counter_func(func: &str) -> bool {
+    matches!(func, "rate" | "increase" | "irate" | "resets")
+}
+
+/// One replica's samples with a cursor and the offset added to keep a counter from falling.
+struct Cursor<'a> {
+    b: &'a SampleBatch,
+    pos: usize,
+    adjust: f64,
+}
+
+impl Cursor<'_> {
+    /// Moves to the first sample at or after `t` (never backwards); false when exhausted.
+    fn seek(&mut self, t: i64) -> bool {
+        if self.pos < self.b.ts.len() && self.b.ts[self.pos] < t {
+            self.pos += self.b.ts[self.pos..].partition_point(|&x| x < t);
+        }
+        self.pos < self.b.ts.len()
+    }
+
+    fn t(&self) -> i64 {
+        self.b.ts[self.pos]
+    }
+
+    fn v(&self) -> f64 {
+        let v = self.b.val[self.pos];
+        // Adding even 0.0 would quieten the stale marker's signalling NaN and change its bits.
+        if self.adjust == 0.0 {
+            v
+        } else {
+            v + self.adjust
+        }
+    }
+}
+
+/// Merges two replicas of one series with the penalty algorithm: take the earlier sample, and
+/// hold the other replica back by twice the last step so it is only used across a gap.
+/// With `counter`, a replica switched to is offset so the emitted value never falls.
+pub fn penalty_merge(a: &SampleBatch, b: &SampleBatch, counter: bool) -> SampleBatch {
+    let mut out = SampleBatch::with_capacity(a.len().max(b.len()));
+    let mut ca = Cursor {
+        b: a,
+        pos: 0,
+        adjust: 0.0,
+    };
+    let mut cb = Cursor {
+        b,
+        pos: 0,
+        adjust: 0.0,
+    };
+    let mut last_t: Option<i64> = None;
+    let (mut pen_a, mut pen_b) = (0i64, 0i64);
+    // Which replica the previous emitted sample came from (true = a).
+    let mut last_from_a: Option<bool> = None;
+    loop {
+        let floor = last_t.map_or(i64::MIN, |t| t.saturating_add(1));
+        let has_a = ca.seek(floor.saturating_add(pen_a));
+        let has_b = cb.seek(floor.saturating_add(pen_b));
+        let use_a = match (has_a, has_b) {
+            (false, false) => break,
+            (true, false) => {
+                pen_a = 0;
+                true
+            }
+            (false, true) => {
+                pen_b = 0;
+                false
+            }
+            (true, true) => {
+                let (ta, tb) = (ca.t(), cb.t());
+                let use_a = ta <= tb;
+                let chosen = ta.min(tb);
+                let pen = last_t.map_or(INITIAL_PENALTY_MS, |l| 2 * (chosen - l));
+                if use_a {
+                    pen_b = pen;
+                    pen_a = 0;
+                } else {
+                    pen_a = pen;
+                    pen_b = 0;
+                }
+                use_a
+            }
+        };
+        let cur = if use_a { &mut ca } else { &mut cb };
+        if counter
+            && last_from_a.is_some_and(|prev| prev != use_a)
+            && let Some(&last_v) = out.val.last()
+        {
+            let v = cur.v();
+            if last_v > v {
+                cur.adjust += last_v - v;
+            }
+        }
+        let t = cur.t();
+        out.push(t, cur.v());
+        last_t = Some(t);
+        last_from_a = Some(use_a);
+    }
+    out
+}
+
+/// Folds any number of replicas pairwise, `merge(merge(r0, r1), r2)…`, as Thanos does.
+pub fn dedup_replicas(replicas: &[&SampleBatch], counter: bool) -> SampleBatch {
+    let mut it = replicas.iter();
+    let Some(first) = it.next() else {
+        return SampleBatch::new();
+    };
+    let mut acc = (*first).clone();
+    for r in it {
+        acc = penalty_merge(&acc, r, counter);
+    }
+    acc
+}
+
+/// Drops the labels named in `replica_labels` from every series, then deduplicates the series
+/// that become equal with [`dedup_replicas`], in input order. Returns series sorted by labels.
+pub fn dedup_series(series: Vec<Series>, replica_labels: &[String], counter: bool) -> Vec<Series> {
+    let mut stripped: Vec<Series> = series
+        .into_iter()
+        .map(|s| Series {
+            labels: without_labels(&s.labels, replica_labels),
+            samples: s.samples,
+        })
+        .collect();
+    // Stable: replicas keep their input order, which decides ties in the merge.
+    stripped.sort_by(|a, b| a.labels.cmp(&b.labels));
+    let mut out: Vec<Series> = Vec::with_capacity(stripped.len());
+    let mut group: Vec<Series> = Vec::new();
+    for s in stripped {
+        if group.first().is_some_and(|g| g.labels != s.labels) {
+            out.push(fold_group(std::mem::take(&mut group), counter));
+        }
+        group.push(s);
+    }
+    if !group.is_empty() {
+        out.push(fold_group(group, counter));
+    }
+    out
+}
+
+fn fold_group(mut group: Vec<Series>, counter: bool) -> Series {
+    if group.len() == 1 {
+        return group.pop().unwrap_or_default();
+    }
+    let samples = dedup_replicas(
+        &group.iter().map(|s| &s.samples).collect::<Vec<_>>(),
+        counter,
+    );
+    let labels = group.swap_remove(0).labels;
+    Series { labels, samples }
+}
+
+/// `labels` without the named labels.
+pub fn without_labels(labels: &Labels, names: &[String]) -> Labels {
+    if names.is_empty() || !labels.iter().any(|l| names.contains(&l.name)) {
+        return labels.clone();
+    }
+    Labels::from_sorted(
+        labels
+            .iter()
+            .filter(|l| !names.contains(&l.name))
+            .cloned()
+            .collect::<Vec<Label>>(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(s: &[(i64, f64)]) -> SampleBatch {
+        let mut b = SampleBatch::new();
+        for &(t, v) in s {
+            b.push(t, v);
+        }
+        b
+    }
+
+    fn every(start: i64, step: i64, n: usize, v: impl Fn(usize) -> f64) -> SampleBatch {
+        let mut b = SampleBatch::new();
+        for i in 0..n {
+            b.push(start + step * i as i64, v(i));
+        }
+        b
+    }
+
+    #[test]
+    fn identical_replicas_give_one_copy() {
+        let a = every(0, 15_000, 100, |i| i as f64);
+        assert_eq!(penalty_merge(&a, &a, false), a);
+        assert_eq!(dedup_replicas(&[&a, &a, &a], false), a);
+    }
+
+    #[test]
+    fn offset_replicas_are_not_interleaved() {
+        // Replica b scrapes 5 s after a; a full interleave would double the sample rate.
+        let a = every(0, 15_000, 40, |_| 1.0);
+        let b = every(5_000, 15_000, 40, |_| 2.0);
+        let out = penalty_merge(&a, &b, false);
+        assert_eq!(out.ts, a.ts, "stays on replica a");
+        assert!(out.val.iter().all(|&v| v == 1.0));
+    }
+
+    #[test]
+    fn a_gap_in_one_replica_is_filled_from_the_other() {
+        // a misses samples 10..20; b (offset 5 s) covers the gap after its penalty runs out,
+        // and then stays chosen: a is only used again across a gap in b.
+        let mut a = SampleBatch::new();
+        for i in (0..10).chain(20..40) {
+            a.push(i * 15_000, 1.0);
+        }
+        let b = every(5_000, 15_000, 40, |_| 2.0);
+        let out = penalty_merge(&a, &b, false);
+        // The rate never doubles: no two samples closer than 15 s, and the gap is bridged.
+        for w in out.ts.windows(2) {
+            let d = w[1] - w[0];
+            assert!((15_000..=45_000).contains(&d), "step {d} in {:?}", out.ts);
+        }
+        let from_b: Vec<i64> = out
+            .iter()
+            .filter(|&(_, v)| v == 2.0)
+            .map(|(t, _)| t)
+            .collect();
+        assert_eq!(from_b.first(), Some(&(5_000 + 11 * 15_000)), "{from_b:?}");
+        assert!(out.ts.first() == Some(&0) && out.ts.last() >= Some(&(39 * 15_000)));
+    }
+
+    #[test]
+    fn penalty_follows_thanos_steps_exactly() {
+        // a: 0, 10, 20, 30 s; b: 11, 21, 41, 61 s. a@0 (b held back 5 s); a@10 beats b@11 and
+        // b is held back 2*(10-0) = 20 s; a@20 and a@30 likewise; after a@30 b must reach
+        // 30 + 20 + 0.001 s, so b@41 is skipped and b@61 follows.
+        let a = batch(&[(0, 1.0), (10_000, 1.0), (20_000, 1.0), (30_000, 1.0)]);
+        let b = batch(&[(11_000, 2.0), (21_000, 2.0), (41_000, 2.0), (61_000, 2.0)]);
+        let out = penalty_merge(&a, &b, false);
+        assert_eq!(out.ts, vec![0, 10_000, 20_000, 30_000, 61_000]);
+        assert_eq!(out.val, vec![1.0, 1.0, 1.0, 1.0, 2.0]);
+    }
+
+    #[test]
+    fn counters_do_not_fall_when_switching_replicas() {
+        // b lags a's counter by 5; after a stops, b's values are raised to continue a's.
+        let a = batch(&[(0, 100.0), (10_000, 110.0)]);
+        let b = batch(&[(40_000, 115.0), (50_000, 125.0)]);
+        let plain = penalty_merge(&a, &b, false);
+        assert_eq!(plain.val, vec![100.0, 110.0, 115.0, 125.0]);
+        let b_low = batch(&[(40_000, 105.0), (50_000, 115.0)]);
+        let adjusted = penalty_merge(&a, &b_low, true);
+        assert_eq!(adjusted.ts, vec![0, 10_000, 40_000, 50_000]);
+        assert_eq!(adjusted.val, vec![100.0, 110.0, 110.0, 120.0]);
+        let not_adjusted = penalty_merge(&a, &b_low, false);
+        assert_eq!(not_adjusted.val, vec![100.0, 110.0, 105.0, 115.0]);
+    }
+
+    #[test]
+    fn stale_markers_survive_bit_for_bit() {
+        let stale = f64::from_bits(crate::chunk::STALE_NAN_BITS);
+        let a = batch(&[(0, 1.0), (15_000, stale)]);
+        let out = penalty_merge(&a, &SampleBatch::new(), false);
+        assert_eq!(out.val[1].to_bits(), crate::chunk::STALE_NAN_BITS);
+    }
+
+    #[test]
+    fn series_group_by_labels_without_replica_labels() {
+        let mk = |replica: &str, job: &str, v: f64| Series {
+            labels: Labels::from_pairs([("__name__", "up"), ("job", job), ("replica", replica)]),
+            samples: every(0, 15_000, 4, |_| v),
+        };
+        let input = vec![mk("b", "api", 2.0), mk("a", "api", 1.0), mk("a", "db", 3.0)];
+        let out = dedup_series(input, &["replica".to_string()], false);
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            out[0].labels,
+            Labels::from_pairs([("__name__", "up"), ("job", "api")])
+        );
+        // Equal timestamps: the first replica in input order wins.
+        assert!(out[0].samples.val.iter().all(|&v| v == 2.0));
+        assert_eq!(out[1].labels.get("job"), Some("db"));
+        assert_eq!(out[1].samples.len(), 4);
+        // No replica labels: nothing is merged.
+        let same = dedup_series(vec![mk("a", "x", 1.0), mk("b", "x", 1.0)], &[], false);
+        assert_eq!(same.len(), 2);
+        assert!(dedup_series(Vec::new(), &[], false).is_empty());
+    }
+}
