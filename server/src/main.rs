@@ -1,5 +1,8 @@
 //! The `gauntlet` binary: command line, servers and background loops over the engine.
 
+mod all;
+mod http;
+mod query;
 mod tools;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +22,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Store and query in one process over a filesystem bucket (`./data`).
+    All(all::AllArgs),
+    /// A querier over StoreAPI endpoints, with replica dedup, serving Prometheus's HTTP API.
+    Query(query::cmd::QueryArgs),
     /// Offline tools over blocks and buckets.
     Tools {
         #[command(subcommand)]
@@ -36,6 +43,8 @@ fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let res = match cli.command {
+        Command::All(args) => all::run(args),
+        Command::Query(args) => query::cmd::run(args),
         Command::Tools { tool } => tools::run(tool),
     };
     match res {

@@ -232,3 +232,84 @@ impl Drop for Prometheus {
         let _ = self.child.wait();
     }
 }
+
+/// A `gauntlet` server process (`all`, `query`, `store`) on loopback, killed on drop.
+pub struct GauntletServer {
+    child: Child,
+    /// Its HTTP port.
+    pub http_port: u16,
+    /// Its gRPC port.
+    pub grpc_port: u16,
+}
+
+impl GauntletServer {
+    /// Starts `gauntlet <args> --http-address=… --grpc-address=…` on free loopback ports and
+    /// waits (at most 60 s) until `ready_path` answers 200 over HTTP.
+    pub fn start(args: &[&str], ready_path: &str) -> GauntletServer {
+        let http_port = free_port();
+        let grpc_port = free_port();
+        let child = gauntlet()
+            .args(args)
+            .arg(format!("--http-address=127.0.0.1:{http_port}"))
+            .arg(format!("--grpc-address=127.0.0.1:{grpc_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting gauntlet");
+        let mut s = GauntletServer {
+            child,
+            http_port,
+            grpc_port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok((200, _)) = http_get(http_port, ready_path) {
+                return s;
+            }
+            if let Ok(Some(status)) = s.child.try_wait() {
+                panic!("gauntlet {args:?} exited early with {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gauntlet {args:?} did not become ready in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// GET on the HTTP API: (status, body).
+    pub fn get(&self, path_and_query: &str) -> (u16, Vec<u8>) {
+        http_get(self.http_port, path_and_query).expect("query gauntlet")
+    }
+}
+
+impl Drop for GauntletServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP/1.0 form-encoded POST on loopback; returns (status, body).
+pub fn http_post_form(port: u16, path: &str, form: &str) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(
+        s,
+        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    )?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let head_end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no HTTP header"))?;
+    let head = String::from_utf8_lossy(&buf[..head_end]);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("bad status line"))?;
+    Ok((status, buf[head_end + 4..].to_vec()))
+}

@@ -1,0 +1,373 @@
+//! Prometheus's HTTP API (`/api/v1/...`) over a [`Source`]: the answers Grafana, `curl` and
+//! the Thanos UI expect, in Prometheus's own JSON. Engine calls are synchronous, so every
+//! handler body runs on a blocking thread.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get};
+use gauntlet_engine::labels::Labels;
+use gauntlet_engine::query::SelectHints;
+
+use super::json;
+use super::promql;
+use super::params::{
+    ApiError, Form, MAX_TIME_MS, MIN_TIME_MS, bool_param, limit_param, parse_duration,
+    parse_match_sets, time_param,
+};
+use crate::query::{ReadOptions, ReadView, Source};
+
+/// Settings of the query API that do not change per request.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Lookback for instant selectors, ms (Prometheus's 5 m default).
+    pub lookback_delta_ms: i64,
+    /// Most samples one query may hold in memory (`--query.max-samples`).
+    pub max_samples: usize,
+    /// Longest a query may run (`--query.timeout`); a request's `timeout` can only shorten it.
+    pub timeout: Duration,
+    /// Default of the `partial_response` parameter (`--query.partial-response`).
+    pub partial_response: bool,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            lookback_delta_ms: 5 * 60 * 1000,
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+            partial_response: true,
+        }
+    }
+}
+
+/// Shared state of the API handlers.
+pub struct ApiState {
+    /// Where series come from.
+    pub source: Arc<dyn Source>,
+    /// Query settings.
+    pub config: ApiConfig,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A successful answer: encoded `data` and annotations.
+#[derive(Debug, Default)]
+pub struct Reply {
+    /// The JSON of `data`.
+    pub data: String,
+    /// Warnings (partial responses, PromQL warnings).
+    pub warnings: Vec<String>,
+    /// PromQL info annotations.
+    pub infos: Vec<String>,
+}
+
+type Endpoint = fn(&ApiState, &Form) -> Result<Reply, ApiError>;
+
+/// The `/api/v1` routes.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/api/v1/query", endpoint(promql::instant_query))
+        .route("/api/v1/query_range", endpoint(promql::range_query))
+        .route("/api/v1/format_query", endpoint(promql::format_query))
+        .route("/api/v1/series", endpoint(series))
+        .route("/api/v1/labels", endpoint(labels))
+        .route(
+            "/api/v1/label/{name}/values",
+            get(
+                |State(st): State<Arc<ApiState>>,
+                 Path(name): Path<String>,
+                 RawQuery(q): RawQuery| async move {
+                    run(st, q, None, move |st, form| label_values(st, form, &name)).await
+                },
+            ),
+        )
+        .route("/api/v1/metadata", endpoint(metadata))
+        .route("/api/v1/query_exemplars", endpoint(query_exemplars))
+        .route("/api/v1/status/buildinfo", endpoint(buildinfo))
+        .with_state(state)
+}
+
+/// GET and form-encoded POST for one endpoint.
+fn endpoint(f: Endpoint) -> MethodRouter<Arc<ApiState>> {
+    let handler = move |State(st): State<Arc<ApiState>>,
+                        method: Method,
+                        headers: HeaderMap,
+                        RawQuery(q): RawQuery,
+                        body: Bytes| async move {
+        let form_body = method == Method::POST
+            && headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+        let body = form_body.then_some(body);
+        run(st, q, body, f).await
+    };
+    get(handler).post(handler)
+}
+
+/// Parses the form and runs `f` on a blocking thread, encoding its answer.
+async fn run<F>(st: Arc<ApiState>, query: Option<String>, body: Option<Bytes>, f: F) -> Response
+where
+    F: FnOnce(&ApiState, &Form) -> Result<Reply, ApiError> + Send + 'static,
+{
+    let res = tokio::task::spawn_blocking(move || {
+        let form = Form::parse(query.as_deref(), body.as_deref())?;
+        f(&st, &form)
+    })
+    .await
+    .unwrap_or_else(|e| Err(ApiError::internal(format!("handler failed: {e}"))));
+    match res {
+        Ok(reply) => respond(
+            StatusCode::OK,
+            json::success(&reply.data, &reply.warnings, &reply.infos),
+        ),
+        Err(e) => respond(
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            json::error(e.error_type, &e.message, &[]),
+        ),
+    }
+}
+
+fn respond(status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Thanos Query's read parameters.
+pub fn read_options(st: &ApiState, form: &Form) -> Result<ReadOptions, ApiError> {
+    let replica_labels = form.all("replicaLabels[]");
+    let max_resolution_ms = match form.value("max_source_resolution") {
+        "" | "auto" => 0,
+        v => parse_duration(v).map_err(|e| ApiError::invalid_param("max_source_resolution", e))?,
+    };
+    Ok(ReadOptions {
+        dedup: bool_param(form, "dedup", true)?,
+        replica_labels: (!replica_labels.is_empty())
+            .then(|| replica_labels.iter().map(|s| s.to_string()).collect()),
+        partial_response: bool_param(form, "partial_response", st.config.partial_response)?,
+        max_resolution_ms,
+    })
+}
+
+/// Opens the source for one request.
+pub fn open_view(st: &ApiState, form: &Form) -> Result<Arc<dyn ReadView>, ApiError> {
+    let opts = read_options(st, form)?;
+    st.source.view(&opts).map_err(storage_error)
+}
+
+/// A storage failure: unavailable when a remote source failed, internal otherwise.
+pub fn storage_error(e: gauntlet_engine::Error) -> ApiError {
+    ApiError {
+        error_type: "internal",
+        message: e.to_string(),
+    }
+}
+
+fn time_range(form: &Form) -> Result<(i64, i64), ApiError> {
+    Ok((
+        time_param(form, "start", MIN_TIME_MS)?,
+        time_param(form, "end", MAX_TIME_MS)?,
+    ))
+}
+
+/// Cuts `items` to `limit` (0 = no limit), warning as Prometheus does when it had to.
+fn apply_limit<T>(items: &mut Vec<T>, limit: usize, warnings: &mut Vec<String>) {
+    if limit > 0 && items.len() > limit {
+        items.truncate(limit);
+        warnings.push("results truncated due to limit".to_string());
+    }
+}
+
+fn series(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
+    let sets = form.all("match[]");
+    if sets.is_empty() {
+        return Err(ApiError::bad_data("no match[] parameter provided"));
+    }
+    let (start, end) = time_range(form)?;
+    let limit = limit_param(form)?;
+    let sets = parse_match_sets(&sets)?;
+    let view = open_view(st, form)?;
+    let hints = SelectHints {
+        func: Some("series".to_string()),
+        ..SelectHints::default()
+    };
+    let mut found: BTreeSet<Labels> = BTreeSet::new();
+    for set in &sets {
+        for s in view
+            .select(set, start, end, &hints)
+            .map_err(storage_error)?
+        {
+            found.insert(s.labels);
+        }
+    }
+    let mut found: Vec<Labels> = found.into_iter().collect();
+    let mut warnings = view.warnings();
+    apply_limit(&mut found, limit, &mut warnings);
+    let mut data = String::from("[");
+    for (i, l) in found.iter().enumerate() {
+        if i > 0 {
+            data.push(',');
+        }
+        json::push_labels(&mut data, l);
+    }
+    data.push(']');
+    Ok(Reply {
+        data,
+        warnings,
+        infos: Vec::new(),
+    })
+}
+
+fn labels(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
+    let (start, end) = time_range(form)?;
+    let limit = limit_param(form)?;
+    let sets = parse_match_sets(&form.all("match[]"))?;
+    let view = open_view(st, form)?;
+    let mut names: Vec<String> = if sets.is_empty() {
+        view.label_names(&[], start, end).map_err(storage_error)?
+    } else {
+        let mut all = BTreeSet::new();
+        for set in &sets {
+            all.extend(view.label_names(set, start, end).map_err(storage_error)?);
+        }
+        all.into_iter().collect()
+    };
+    let mut warnings = view.warnings();
+    apply_limit(&mut names, limit, &mut warnings);
+    let mut data = String::new();
+    json::push_str_array(&mut data, &names);
+    Ok(Reply {
+        data,
+        warnings,
+        infos: Vec::new(),
+    })
+}
+
+fn label_values(st: &ApiState, form: &Form, name: &str) -> Result<Reply, ApiError> {
+    // Names outside the classic charset arrive escaped as `U__…` (Prometheus 3).
+    let name = unescape_label_name(name);
+    if name.is_empty() {
+        return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
+    }
+    let (start, end) = time_range(form)?;
+    let limit = limit_param(form)?;
+    let sets = parse_match_sets(&form.all("match[]"))?;
+    let view = open_view(st, form)?;
+    let mut values: Vec<String> = if sets.is_empty() {
+        view.label_values(&name, &[], start, end)
+            .map_err(storage_error)?
+    } else {
+        let mut all = BTreeSet::new();
+        for set in &sets {
+            all.extend(
+                view.label_values(&name, set, start, end)
+                    .map_err(storage_error)?,
+            );
+        }
+        all.into_iter().collect()
+    };
+    let mut warnings = view.warnings();
+    apply_limit(&mut values, limit, &mut warnings);
+    let mut data = String::new();
+    json::push_str_array(&mut data, &values);
+    Ok(Reply {
+        data,
+        warnings,
+        infos: Vec::new(),
+    })
+}
+
+/// Reverses Prometheus's `U__` label-name escaping: `_` stays for `_`, `__` is `_`,
+/// `_<hex>_` is that code point.
+fn unescape_label_name(name: &str) -> String {
+    let Some(rest) = name.strip_prefix("U__") else {
+        return name.to_string();
+    };
+    let mut out = String::new();
+    let mut chars = rest.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '_' {
+            out.push(c);
+            continue;
+        }
+        if chars.peek() == Some(&'_') {
+            chars.next();
+            out.push('_');
+            continue;
+        }
+        let hex: String = chars.by_ref().take_while(|&c| c != '_').collect();
+        match u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+            Some(c) => out.push(c),
+            // Not a valid escape: Prometheus keeps the name as given.
+            None => return name.to_string(),
+        }
+    }
+    out
+}
+
+/// Gauntlet keeps no metric metadata yet (blocks carry none), so this is always empty, as a
+/// Prometheus without scrape targets answers.
+fn metadata(_st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
+    limit_param(form)?;
+    Ok(Reply {
+        data: "{}".to_string(),
+        ..Reply::default()
+    })
+}
+
+/// Gauntlet stores no exemplars; the query is still checked so bad input is reported.
+fn query_exemplars(_st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
+    let (start, end) = time_range(form)?;
+    if end < start {
+        return Err(ApiError::bad_data(
+            "end timestamp must not be before start timestamp",
+        ));
+    }
+    promql::check_query(form.value("query"))?;
+    Ok(Reply {
+        data: "[]".to_string(),
+        ..Reply::default()
+    })
+}
+
+fn buildinfo(_st: &ApiState, _form: &Form) -> Result<Reply, ApiError> {
+    let mut data = String::from("{\"version\":");
+    json::push_str(&mut data, env!("CARGO_PKG_VERSION"));
+    data.push_str(
+        ",\"revision\":\"\",\"branch\":\"\",\"buildUser\":\"\",\"buildDate\":\"\",\"goVersion\":\"\"}",
+    );
+    Ok(Reply {
+        data,
+        ..Reply::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaped_label_names_are_unescaped() {
+        assert_eq!(unescape_label_name("job"), "job");
+        assert_eq!(unescape_label_name("U__my_2e_label"), "my.label");
+        assert_eq!(unescape_label_name("U__a__b"), "a_b");
+        assert_eq!(unescape_label_name("U__bad_zz_"), "U__bad_zz_");
+    }
+}

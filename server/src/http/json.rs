@@ -1,0 +1,192 @@
+//! Prometheus's HTTP API JSON, written by hand so numbers, escaping and key order come out
+//! byte for byte as Prometheus writes them (Grafana and the Thanos UI parse either, but
+//! differential tests compare bytes).
+
+use std::fmt::Write as _;
+
+use gauntlet_engine::labels::Labels;
+
+/// Appends `s` as a JSON string the way Go's `encoding/json` does: HTML-sensitive characters
+/// and U+2028/U+2029 escaped, invalid UTF-8 impossible here (Rust strings).
+pub fn push_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Appends a label set as a JSON object in label order.
+pub fn push_labels(out: &mut String, labels: &Labels) {
+    out.push('{');
+    for (i, l) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_str(out, &l.name);
+        out.push(':');
+        push_str(out, &l.value);
+    }
+    out.push('}');
+}
+
+/// Appends a timestamp in ms as Prometheus does: integer seconds, then `.` and exactly three
+/// digits when the ms part is not zero (`1.500`, `1.005`).
+pub fn push_ts(out: &mut String, t_ms: i64) {
+    if t_ms < 0 {
+        out.push('-');
+    }
+    let abs = t_ms.unsigned_abs();
+    let _ = write!(out, "{}", abs / 1000);
+    let frac = abs % 1000;
+    if frac != 0 {
+        let _ = write!(out, ".{frac:03}");
+    }
+}
+
+/// Appends a sample value as a JSON string: Go's `strconv.FormatFloat(v, 'f', -1, 64)` (the
+/// shortest decimal that round-trips, never in exponent form), with `NaN`, `+Inf`, `-Inf`.
+pub fn push_value(out: &mut String, v: f64) {
+    out.push('"');
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v == f64::INFINITY {
+        out.push_str("+Inf");
+    } else if v == f64::NEG_INFINITY {
+        out.push_str("-Inf");
+    } else {
+        // Rust's Display is the shortest round-trip digits in plain notation, like Go's 'f', -1.
+        let _ = write!(out, "{v}");
+    }
+    out.push('"');
+}
+
+/// Appends `[ts, "v"]`.
+pub fn push_point(out: &mut String, t_ms: i64, v: f64) {
+    out.push('[');
+    push_ts(out, t_ms);
+    out.push(',');
+    push_value(out, v);
+    out.push(']');
+}
+
+/// Appends a JSON array of strings.
+pub fn push_str_array(out: &mut String, items: &[String]) {
+    out.push('[');
+    for (i, s) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_str(out, s);
+    }
+    out.push(']');
+}
+
+/// The success envelope around already-encoded `data`, with `warnings` and `infos` when any.
+pub fn success(data: &str, warnings: &[String], infos: &[String]) -> String {
+    let mut out = String::with_capacity(data.len() + 64);
+    out.push_str("{\"status\":\"success\",\"data\":");
+    out.push_str(data);
+    push_annotations(&mut out, warnings, infos);
+    out.push('}');
+    out
+}
+
+/// The error envelope.
+pub fn error(error_type: &str, message: &str, warnings: &[String]) -> String {
+    let mut out = String::with_capacity(message.len() + 64);
+    out.push_str("{\"status\":\"error\",\"errorType\":");
+    push_str(&mut out, error_type);
+    out.push_str(",\"error\":");
+    push_str(&mut out, message);
+    push_annotations(&mut out, warnings, &[]);
+    out.push('}');
+    out
+}
+
+fn push_annotations(out: &mut String, warnings: &[String], infos: &[String]) {
+    if !warnings.is_empty() {
+        out.push_str(",\"warnings\":");
+        push_str_array(out, warnings);
+    }
+    if !infos.is_empty() {
+        out.push_str(",\"infos\":");
+        push_str_array(out, infos);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(v: f64) -> String {
+        let mut s = String::new();
+        push_value(&mut s, v);
+        s
+    }
+
+    fn ts(t: i64) -> String {
+        let mut s = String::new();
+        push_ts(&mut s, t);
+        s
+    }
+
+    #[test]
+    fn values_are_spelled_like_go_format_float_f() {
+        assert_eq!(value(1.0), "\"1\"");
+        assert_eq!(value(0.1), "\"0.1\"");
+        assert_eq!(value(-0.0), "\"-0\"");
+        assert_eq!(value(1e-7), "\"0.0000001\"");
+        assert_eq!(value(1e21), "\"1000000000000000000000\"");
+        assert_eq!(value(1.0 / 3.0), "\"0.3333333333333333\"");
+        assert_eq!(value(f64::NAN), "\"NaN\"");
+        assert_eq!(value(f64::INFINITY), "\"+Inf\"");
+        assert_eq!(value(f64::NEG_INFINITY), "\"-Inf\"");
+    }
+
+    #[test]
+    fn timestamps_keep_three_fraction_digits() {
+        assert_eq!(ts(1_435_781_451_781), "1435781451.781");
+        assert_eq!(ts(1_435_781_451_000), "1435781451");
+        assert_eq!(ts(1_500), "1.500");
+        assert_eq!(ts(1_005), "1.005");
+        assert_eq!(ts(-1_500), "-1.500");
+        assert_eq!(ts(0), "0");
+    }
+
+    #[test]
+    fn strings_escape_like_go() {
+        let mut s = String::new();
+        push_str(&mut s, "a\"b\\c\n<&>\u{1}\u{2028}é");
+        assert_eq!(s, r#""a\"b\\c\n\u003c\u0026\u003e\u0001\u2028é""#);
+    }
+
+    #[test]
+    fn envelopes() {
+        assert_eq!(
+            success("[]", &["w".into()], &[]),
+            r#"{"status":"success","data":[],"warnings":["w"]}"#
+        );
+        assert_eq!(
+            error("bad_data", "oops", &[]),
+            r#"{"status":"error","errorType":"bad_data","error":"oops"}"#
+        );
+    }
+}

@@ -1,0 +1,387 @@
+//! Request parameters as Prometheus reads them: form values from a POST body first, then the
+//! URL query; times as Unix seconds or RFC 3339; durations as seconds or `1h30m`.
+
+use gauntlet_engine::labels::{Matcher, parse_selector};
+use percent_encoding::percent_decode_str;
+
+/// Earliest time the API accepts, ms: Prometheus's `MinTime` (a Go `time.Time` bound).
+pub const MIN_TIME_MS: i64 = -9_223_309_901_257_974_000;
+/// Latest time the API accepts, ms: Prometheus's `MaxTime`.
+pub const MAX_TIME_MS: i64 = 9_223_309_901_257_974_999;
+const MIN_TIME_TEXT: &str = "-292273086-05-16T16:47:06Z";
+const MAX_TIME_TEXT: &str = "292277025-08-18T07:12:54.999999999Z";
+
+/// A failed API call: Prometheus's error type and message, mapped to an HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    /// Prometheus's `errorType`: `bad_data`, `execution`, `timeout`, `canceled`, `internal`,
+    /// `unavailable`, `not_found`.
+    pub error_type: &'static str,
+    /// Human-readable message.
+    pub message: String,
+}
+
+impl ApiError {
+    /// A `bad_data` error (HTTP 400).
+    pub fn bad_data(message: impl Into<String>) -> Self {
+        ApiError {
+            error_type: "bad_data",
+            message: message.into(),
+        }
+    }
+
+    /// An `internal` error (HTTP 500).
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError {
+            error_type: "internal",
+            message: message.into(),
+        }
+    }
+
+    /// `invalid parameter "name": reason`, as Prometheus wraps parameter errors.
+    pub fn invalid_param(name: &str, reason: impl std::fmt::Display) -> Self {
+        Self::bad_data(format!("invalid parameter {name:?}: {reason}"))
+    }
+
+    /// The HTTP status Prometheus answers with for this error type.
+    pub fn status(&self) -> u16 {
+        match self.error_type {
+            "bad_data" => 400,
+            "execution" => 422,
+            "canceled" | "timeout" | "unavailable" => 503,
+            "not_found" => 404,
+            _ => 500,
+        }
+    }
+}
+
+/// Decoded form values in Prometheus's precedence: body values, then URL query values.
+#[derive(Debug, Default, Clone)]
+pub struct Form {
+    pairs: Vec<(String, String)>,
+}
+
+impl Form {
+    /// Parses the URL query and, for a form-encoded body, the body (which comes first).
+    pub fn parse(query: Option<&str>, body: Option<&[u8]>) -> Result<Form, ApiError> {
+        let mut pairs = Vec::new();
+        if let Some(body) = body {
+            let text = std::str::from_utf8(body)
+                .map_err(|_| ApiError::bad_data("request body is not valid UTF-8"))?;
+            decode_pairs(text, &mut pairs)?;
+        }
+        if let Some(q) = query {
+            decode_pairs(q, &mut pairs)?;
+        }
+        Ok(Form { pairs })
+    }
+
+    /// The first value of `key`, or "" (Go's `FormValue`).
+    pub fn value(&self, key: &str) -> &str {
+        self.get(key).unwrap_or("")
+    }
+
+    /// The first value of `key` if present.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `key`, in order.
+    pub fn all(&self, key: &str) -> Vec<&str> {
+        self.pairs
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+fn decode_pairs(text: &str, out: &mut Vec<(String, String)>) -> Result<(), ApiError> {
+    for part in text.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        out.push((unescape(k)?, unescape(v)?));
+    }
+    Ok(())
+}
+
+fn unescape(s: &str) -> Result<String, ApiError> {
+    let plus = s.replace('+', " ");
+    percent_decode_str(&plus)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| ApiError::bad_data(format!("invalid URL escape in {s:?}")))
+}
+
+/// Parses a time parameter: Unix seconds (rounded to ms) or RFC 3339 with optional fraction.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(f) = s.parse::<f64>()
+        && f.is_finite()
+    {
+        let secs = f.trunc();
+        let frac = ((f - secs) * 1000.0).round() / 1000.0;
+        let nanos = secs as i128 * 1_000_000_000 + (frac * 1e9) as i128;
+        return i64::try_from(nanos.div_euclid(1_000_000))
+            .map_err(|_| format!("cannot parse {s:?} to a valid timestamp"));
+    }
+    match s {
+        MIN_TIME_TEXT => return Ok(MIN_TIME_MS),
+        MAX_TIME_TEXT => return Ok(MAX_TIME_MS),
+        _ => {}
+    }
+    parse_rfc3339(s).ok_or_else(|| format!("cannot parse {s:?} to a valid timestamp"))
+}
+
+/// The time parameter `name` in ms, or `default` when absent or empty.
+pub fn time_param(form: &Form, name: &str, default: i64) -> Result<i64, ApiError> {
+    match form.get(name) {
+        None | Some("") => Ok(default),
+        Some(v) => parse_time(v).map_err(|e| {
+            ApiError::invalid_param(name, format!("Invalid time value for '{name}': {e}"))
+        }),
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` to ms since the epoch.
+fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    if hour > 23 || min > 59 || sec > 59 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    let mut ms = 0i64;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        // Go truncates to ns; ms keeps the first three digits.
+        let d = &frac[..digits];
+        let first3 = format!("{:0<3}", &d[..d.len().min(3)]);
+        ms = first3.parse().ok()?;
+        rest = &frac[digits..];
+    }
+    let offset_s = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let rb = rest.as_bytes();
+            if rb.len() != 6 || rb[3] != b':' || !matches!(rb[0], b'+' | b'-') {
+                return None;
+            }
+            let h: i64 = rest.get(1..3)?.parse().ok()?;
+            let m: i64 = rest.get(4..6)?.parse().ok()?;
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let o = h * 3600 + m * 60;
+            if rb[0] == b'-' { -o } else { o }
+        }
+    };
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3600 + min * 60 + sec - offset_s;
+    Some(secs * 1000 + ms)
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Parses a duration parameter to ms: float seconds or a Prometheus duration (`1h30m`, `5m`).
+pub fn parse_duration(s: &str) -> Result<i64, String> {
+    if let Ok(f) = s.parse::<f64>()
+        && f.is_finite()
+    {
+        let ns = f * 1e9;
+        if ns >= i64::MAX as f64 || ns <= i64::MIN as f64 {
+            return Err(format!(
+                "cannot parse {s:?} to a valid duration. It overflows int64"
+            ));
+        }
+        return Ok((ns as i64) / 1_000_000);
+    }
+    parse_prom_duration(s).ok_or_else(|| format!("cannot parse {s:?} to a valid duration"))
+}
+
+/// `[0-9]+(y|w|d|h|m|s|ms)` repeated, units in descending order, each at most once; `0` alone.
+pub fn parse_prom_duration(s: &str) -> Option<i64> {
+    if s == "0" {
+        return Some(0);
+    }
+    const UNITS: [(&str, i64); 7] = [
+        ("y", 365 * 86_400_000),
+        ("w", 7 * 86_400_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ];
+    let mut rest = s;
+    let mut next_unit = 0;
+    let mut total: i64 = 0;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let n: i64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        // "ms" must be tried before "m".
+        let (idx, len) = if rest.starts_with("ms") {
+            (6, 2)
+        } else {
+            let u = rest.get(..1)?;
+            (UNITS[..6].iter().position(|(name, _)| *name == u)?, 1)
+        };
+        if idx < next_unit {
+            return None;
+        }
+        next_unit = idx + 1;
+        total = total.checked_add(n.checked_mul(UNITS[idx].1)?)?;
+        rest = &rest[len..];
+    }
+    Some(total)
+}
+
+/// Parses every `match[]` selector; each must hold a matcher that does not match "".
+pub fn parse_match_sets(values: &[&str]) -> Result<Vec<Vec<Matcher>>, ApiError> {
+    values
+        .iter()
+        .map(|v| parse_selector(v).map_err(|e| ApiError::bad_data(format!("{e}"))))
+        .collect()
+}
+
+/// A boolean parameter as Go's `strconv.ParseBool` reads it; `default` when absent or empty.
+pub fn bool_param(form: &Form, name: &str, default: bool) -> Result<bool, ApiError> {
+    match form.get(name) {
+        None | Some("") => Ok(default),
+        Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(true),
+        Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(false),
+        Some(v) => Err(ApiError::bad_data(format!(
+            "cannot parse parameter {name}: strconv.ParseBool: parsing {v:?}: invalid syntax"
+        ))),
+    }
+}
+
+/// The `limit` parameter: 0 (no limit) when absent; negative or non-integer is bad data.
+pub fn limit_param(form: &Form) -> Result<usize, ApiError> {
+    match form.get("limit") {
+        None | Some("") => Ok(0),
+        Some(v) => {
+            let n: i64 = v.parse().map_err(|_| {
+                ApiError::invalid_param(
+                    "limit",
+                    format!("strconv.Atoi: parsing {v:?}: invalid syntax"),
+                )
+            })?;
+            if n < 0 {
+                return Err(ApiError::invalid_param(
+                    "limit",
+                    "limit must be non-negative",
+                ));
+            }
+            Ok(n as usize)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_like_prometheus() {
+        assert_eq!(parse_time("1735689600"), Ok(1_735_689_600_000));
+        assert_eq!(parse_time("1735689600.5"), Ok(1_735_689_600_500));
+        assert_eq!(parse_time("1735689600.1234"), Ok(1_735_689_600_123));
+        assert_eq!(parse_time("-1.5"), Ok(-1500));
+        assert_eq!(parse_time("2025-01-01T00:00:00Z"), Ok(1_735_689_600_000));
+        assert_eq!(
+            parse_time("2025-01-01T01:00:00.25+01:00"),
+            Ok(1_735_689_600_250)
+        );
+        assert_eq!(parse_time(MIN_TIME_TEXT), Ok(MIN_TIME_MS));
+        assert_eq!(parse_time(MAX_TIME_TEXT), Ok(MAX_TIME_MS));
+        assert_eq!(
+            parse_time("yesterday"),
+            Err("cannot parse \"yesterday\" to a valid timestamp".into())
+        );
+        assert!(parse_time("2025-02-30T00:00:00Z").is_err());
+    }
+
+    #[test]
+    fn durations_parse_like_prometheus() {
+        assert_eq!(parse_duration("15"), Ok(15_000));
+        assert_eq!(parse_duration("0.5"), Ok(500));
+        assert_eq!(parse_duration("15s"), Ok(15_000));
+        assert_eq!(parse_duration("1h30m"), Ok(5_400_000));
+        assert_eq!(parse_duration("1m500ms"), Ok(60_500));
+        assert_eq!(parse_duration("2w"), Ok(14 * 86_400_000));
+        assert!(parse_duration("30m1h").is_err());
+        assert!(parse_duration("1x").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("1e30").is_err());
+    }
+
+    #[test]
+    fn form_body_values_come_before_query_values() {
+        let f = Form::parse(
+            Some("match%5B%5D=up&time=2"),
+            Some(b"match[]=a%7Bb%3D%22c+d%22%7D&time=1"),
+        )
+        .unwrap();
+        assert_eq!(f.value("time"), "1");
+        assert_eq!(f.all("match[]"), vec!["a{b=\"c d\"}", "up"]);
+        assert_eq!(f.value("absent"), "");
+    }
+
+    #[test]
+    fn errors_map_to_prometheus_statuses() {
+        assert_eq!(ApiError::bad_data("x").status(), 400);
+        assert_eq!(ApiError::internal("x").status(), 500);
+        let e = ApiError::invalid_param("start", "cannot parse \"x\" to a valid timestamp");
+        assert_eq!(
+            e.message,
+            "invalid parameter \"start\": cannot parse \"x\" to a valid timestamp"
+        );
+    }
+}

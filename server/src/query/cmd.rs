@@ -1,0 +1,128 @@
+//! `gauntlet query`: a querier over StoreAPI endpoints serving Prometheus's HTTP API, like
+//! Thanos Query.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::endpoints::EndpointSet;
+use super::fanout::Querier;
+use crate::http::api::{ApiConfig, ApiState, router};
+use crate::http::params::parse_duration;
+
+/// Flags of `gauntlet query`, named like Thanos Query's.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// A StoreAPI endpoint `host:port`; repeatable.
+    #[arg(long = "endpoint")]
+    pub endpoints: Vec<String>,
+    /// A file of endpoints (file-SD JSON or YAML, or one `host:port` per line), re-read when it
+    /// changes; repeatable.
+    #[arg(long = "endpoint.sd-files")]
+    pub sd_files: Vec<PathBuf>,
+    /// Address of the HTTP API.
+    #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
+    pub http_address: String,
+    /// Address of the StoreAPI this querier serves (for stacking queriers).
+    #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
+    pub grpc_address: String,
+    /// External label naming the replica of an HA pair; repeatable. Dedup drops these.
+    #[arg(long = "query.replica-label")]
+    pub replica_labels: Vec<String>,
+    /// Longest a query may run.
+    #[arg(long = "query.timeout", default_value = "2m", value_parser = duration)]
+    pub timeout: Duration,
+    /// Lookback of instant selectors.
+    #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = duration)]
+    pub lookback_delta: Duration,
+    /// Most samples a query may hold in memory.
+    #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
+    pub max_samples: usize,
+    /// Whether a failing endpoint gives a warning (true) or fails the query (false), unless
+    /// the request's `partial_response` says otherwise.
+    #[arg(long = "query.partial-response", default_value_t = true, action = clap::ArgAction::Set)]
+    pub partial_response: bool,
+    /// Longest one endpoint may take to answer a request.
+    #[arg(long = "store.response-timeout", default_value = "2m", value_parser = duration)]
+    pub response_timeout: Duration,
+    /// How often endpoints are asked for their Info, and how long an answer may take.
+    #[arg(long = "endpoint.info-timeout", default_value = "5s", value_parser = duration)]
+    pub info_timeout: Duration,
+}
+
+/// Parses a Prometheus duration (`5m`, `1h30m`) or seconds.
+pub fn duration(s: &str) -> Result<Duration, String> {
+    let ms = parse_duration(s)?;
+    u64::try_from(ms)
+        .map(Duration::from_millis)
+        .map_err(|_| format!("negative duration {s:?}"))
+}
+
+impl QueryArgs {
+    /// The API settings these flags give.
+    pub fn api_config(&self) -> ApiConfig {
+        ApiConfig {
+            lookback_delta_ms: self.lookback_delta.as_millis() as i64,
+            max_samples: self.max_samples,
+            timeout: self.timeout,
+            partial_response: self.partial_response,
+        }
+    }
+}
+
+/// Runs the querier until Ctrl-C or SIGTERM.
+pub fn run(args: QueryArgs) -> anyhow::Result<()> {
+    if args.endpoints.is_empty() && args.sd_files.is_empty() {
+        anyhow::bail!("no endpoints: give --endpoint HOST:PORT or --endpoint.sd-files FILE");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("gauntlet-net")
+        .build()?;
+    rt.block_on(async move {
+        let endpoints = Arc::new(EndpointSet::new(
+            args.endpoints.clone(),
+            args.sd_files.clone(),
+            args.info_timeout,
+        ));
+        endpoints.refresh().await;
+        for e in endpoints.all() {
+            match (e.info(), e.last_error()) {
+                (Some(info), _) => tracing::info!(
+                    endpoint = %e.addr,
+                    component = %info.component,
+                    label_sets = info.label_sets.len(),
+                    "endpoint ready"
+                ),
+                (None, err) => tracing::warn!(
+                    endpoint = %e.addr,
+                    error = err.as_deref().unwrap_or("unknown"),
+                    "endpoint not ready"
+                ),
+            }
+        }
+        endpoints.clone().spawn_refresh_loop(args.info_timeout);
+        let querier = Arc::new(Querier::new(
+            endpoints,
+            tokio::runtime::Handle::current(),
+            args.replica_labels.clone(),
+            args.response_timeout,
+        ));
+        let state = Arc::new(ApiState {
+            source: Arc::new(querier.clone()),
+            config: args.api_config(),
+        });
+        let grpc = super::proxy::serve(querier, &args.grpc_address);
+        let http = crate::http::serve(
+            &args.http_address,
+            router(state),
+            crate::http::shutdown_signal(),
+        );
+        tokio::select! {
+            r = http => r,
+            r = grpc => r,
+        }
+    })
+}

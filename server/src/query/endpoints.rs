@@ -1,0 +1,331 @@
+//! The querier's set of StoreAPI endpoints: addresses from the command line and from files
+//! re-read on change, each polled with `thanos.info.Info` so requests only go where the data
+//! can be (time range, external labels).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use gauntlet_engine::labels::{Labels, Matcher};
+use gauntlet_proto::thanos::info::InfoRequest;
+use gauntlet_proto::thanos::info::info_client::InfoClient;
+use gauntlet_proto::thanos::store_client::StoreClient;
+use tonic::transport::{Channel, Endpoint as TonicEndpoint};
+
+/// What the last successful Info call said about an endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointInfo {
+    /// External label sets of the data served; empty means "any".
+    pub label_sets: Vec<Labels>,
+    /// Earliest sample time served, ms.
+    pub min_time: i64,
+    /// Latest sample time served, ms.
+    pub max_time: i64,
+    /// Whether the store drops replica labels itself when asked (`without_replica_labels`).
+    pub supports_without_replica_labels: bool,
+    /// The component kind it reported (`store`, `sidecar`, `query`, …).
+    pub component: String,
+}
+
+/// One StoreAPI endpoint and its health.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// `host:port`.
+    pub addr: String,
+    channel: Channel,
+    state: RwLock<EndpointState>,
+}
+
+#[derive(Debug, Default)]
+struct EndpointState {
+    /// Metadata from the last good Info; kept while a later call fails, as Thanos does.
+    info: Option<EndpointInfo>,
+    /// Whether the last Info call succeeded and advertised a StoreAPI.
+    healthy: bool,
+    last_error: Option<String>,
+}
+
+impl Endpoint {
+    fn new(addr: &str) -> Result<Self, tonic::transport::Error> {
+        let channel = TonicEndpoint::from_shared(format!("http://{addr}"))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .connect_lazy();
+        Ok(Endpoint {
+            addr: addr.to_string(),
+            channel,
+            state: RwLock::new(EndpointState::default()),
+        })
+    }
+
+    /// A StoreAPI client on this endpoint's connection.
+    pub fn store(&self) -> StoreClient<Channel> {
+        StoreClient::new(self.channel.clone())
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX)
+    }
+
+    /// The endpoint's metadata if it is currently usable for queries.
+    pub fn info(&self) -> Option<EndpointInfo> {
+        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+        if st.healthy { st.info.clone() } else { None }
+    }
+
+    /// The last Info error, if the endpoint is unhealthy.
+    pub fn last_error(&self) -> Option<String> {
+        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+        st.last_error.clone()
+    }
+
+    async fn refresh(&self, timeout: Duration) {
+        let mut client = InfoClient::new(self.channel.clone());
+        let res = tokio::time::timeout(timeout, client.info(InfoRequest {})).await;
+        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+        match res {
+            Ok(Ok(resp)) => {
+                let r = resp.into_inner();
+                let Some(store) = r.store else {
+                    st.healthy = false;
+                    st.last_error = Some("endpoint does not offer the StoreAPI".into());
+                    return;
+                };
+                let label_sets = r
+                    .label_sets
+                    .into_iter()
+                    .map(|s| Labels::from_pairs(s.labels.into_iter().map(|l| (l.name, l.value))))
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                st.info = Some(EndpointInfo {
+                    label_sets,
+                    min_time: store.min_time,
+                    max_time: store.max_time,
+                    supports_without_replica_labels: store.supports_without_replica_labels,
+                    component: r.component_type,
+                });
+                st.healthy = true;
+                st.last_error = None;
+            }
+            Ok(Err(status)) => {
+                st.healthy = false;
+                st.last_error = Some(format!("info: {}", status.message()));
+            }
+            Err(_) => {
+                st.healthy = false;
+                st.last_error = Some(format!("info: no answer in {timeout:?}"));
+            }
+        }
+    }
+}
+
+impl EndpointInfo {
+    /// Whether a request for `[mint, maxt]` with `matchers` can find data here: the time ranges
+    /// overlap, and some advertised label set is not ruled out by a matcher on one of its
+    /// labels.
+    pub fn may_match(&self, mint: i64, maxt: i64, matchers: &[Matcher]) -> bool {
+        if mint > self.max_time || maxt < self.min_time {
+            return false;
+        }
+        if self.label_sets.is_empty() {
+            return true;
+        }
+        self.label_sets.iter().any(|set| {
+            matchers.iter().all(|m| match set.get(&m.name) {
+                Some(v) => m.matches(v),
+                None => true,
+            })
+        })
+    }
+}
+
+/// The endpoints a querier fans out to.
+#[derive(Debug)]
+pub struct EndpointSet {
+    static_addrs: Vec<String>,
+    files: Vec<PathBuf>,
+    info_timeout: Duration,
+    endpoints: RwLock<BTreeMap<String, Arc<Endpoint>>>,
+    file_stamps: RwLock<Vec<Option<SystemTime>>>,
+    file_addrs: RwLock<Vec<String>>,
+}
+
+impl EndpointSet {
+    /// Endpoints named directly plus those listed in `files` (see [`parse_endpoint_file`]).
+    pub fn new(static_addrs: Vec<String>, files: Vec<PathBuf>, info_timeout: Duration) -> Self {
+        EndpointSet {
+            static_addrs,
+            files,
+            info_timeout,
+            endpoints: RwLock::new(BTreeMap::new()),
+            file_stamps: RwLock::new(Vec::new()),
+            file_addrs: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Every known endpoint, healthy or not.
+    pub fn all(&self) -> Vec<Arc<Endpoint>> {
+        let eps = self.endpoints.read().unwrap_or_else(|e| e.into_inner());
+        eps.values().cloned().collect()
+    }
+
+    /// Healthy endpoints that may hold data for the request, with their metadata.
+    pub fn select(
+        &self,
+        mint: i64,
+        maxt: i64,
+        matchers: &[Matcher],
+    ) -> Vec<(Arc<Endpoint>, EndpointInfo)> {
+        self.all()
+            .into_iter()
+            .filter_map(|e| {
+                let info = e.info()?;
+                info.may_match(mint, maxt, matchers).then_some((e, info))
+            })
+            .collect()
+    }
+
+    /// Re-reads endpoint files if they changed, adds and removes endpoints, then calls Info on
+    /// every endpoint in parallel.
+    pub async fn refresh(&self) {
+        self.reload_files();
+        let mut wanted: Vec<String> = self.static_addrs.clone();
+        wanted.extend(
+            self.file_addrs
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned(),
+        );
+        wanted.sort();
+        wanted.dedup();
+        {
+            let mut eps = self.endpoints.write().unwrap_or_else(|e| e.into_inner());
+            eps.retain(|addr, _| wanted.contains(addr));
+            for addr in &wanted {
+                if eps.contains_key(addr) {
+                    continue;
+                }
+                match Endpoint::new(addr) {
+                    Ok(e) => {
+                        eps.insert(addr.clone(), Arc::new(e));
+                    }
+                    Err(e) => tracing::warn!(endpoint = %addr, error = %e, "bad endpoint address"),
+                }
+            }
+        }
+        let all = self.all();
+        let calls = all.iter().map(|e| e.refresh(self.info_timeout));
+        futures_util::future::join_all(calls).await;
+    }
+
+    /// Calls [`refresh`](Self::refresh) every `every` until the process ends.
+    pub fn spawn_refresh_loop(self: Arc<Self>, every: Duration) {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                self.refresh().await;
+            }
+        });
+    }
+
+    fn reload_files(&self) {
+        if self.files.is_empty() {
+            return;
+        }
+        let stamps: Vec<Option<SystemTime>> = self
+            .files
+            .iter()
+            .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+            .collect();
+        {
+            let old = self.file_stamps.read().unwrap_or_else(|e| e.into_inner());
+            if *old == stamps {
+                return;
+            }
+        }
+        let mut addrs = Vec::new();
+        for f in &self.files {
+            match std::fs::read_to_string(f) {
+                Ok(text) => addrs.extend(parse_endpoint_file(&text)),
+                Err(e) => tracing::warn!(file = %f.display(), error = %e, "reading endpoint file"),
+            }
+        }
+        tracing::info!(endpoints = addrs.len(), "endpoint files (re)loaded");
+        *self.file_addrs.write().unwrap_or_else(|e| e.into_inner()) = addrs;
+        *self.file_stamps.write().unwrap_or_else(|e| e.into_inner()) = stamps;
+    }
+}
+
+/// Endpoint addresses from a file-SD file: JSON (`[{"targets": ["host:port", …]}]`), the same
+/// structure in YAML (`- targets: ['host:port']` or one `- host:port` per line), or one
+/// address per line. `#` starts a comment.
+pub fn parse_endpoint_file(text: &str) -> Vec<String> {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
+        let mut out = Vec::new();
+        for group in v.as_array().into_iter().flatten() {
+            for t in group["targets"].as_array().into_iter().flatten() {
+                if let Some(s) = t.as_str() {
+                    out.push(s.to_string());
+                }
+            }
+        }
+        return out;
+    }
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let line = line.trim().trim_start_matches('-').trim();
+        let line = line.strip_prefix("targets:").unwrap_or(line);
+        for tok in line.split([',', '[', ']', ' ']) {
+            let tok = tok.trim().trim_matches(|c| c == '\'' || c == '"');
+            if !tok.is_empty() && tok.contains(':') && !tok.ends_with(':') {
+                out.push(tok.to_string());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_files_in_json_yaml_and_plain_form() {
+        let json = r#"[{"targets": ["a:1", "b:2"]}, {"targets": ["c:3"]}]"#;
+        assert_eq!(parse_endpoint_file(json), vec!["a:1", "b:2", "c:3"]);
+        let yaml = "# stores\n- targets:\n  - 'a:1'\n  - \"b:2\"\n- targets: [c:3, d:4]\n";
+        assert_eq!(parse_endpoint_file(yaml), vec!["a:1", "b:2", "c:3", "d:4"]);
+        assert_eq!(parse_endpoint_file("a:1\n\nb:2\n"), vec!["a:1", "b:2"]);
+    }
+
+    #[test]
+    fn pruning_by_time_and_external_labels() {
+        let info = EndpointInfo {
+            label_sets: vec![
+                Labels::from_pairs([("replica", "a"), ("region", "eu")]),
+                Labels::from_pairs([("replica", "b"), ("region", "eu")]),
+            ],
+            min_time: 1000,
+            max_time: 2000,
+            ..EndpointInfo::default()
+        };
+        let m = |n: &str, v: &str| Matcher::equal(n, v);
+        assert!(info.may_match(0, 1000, &[m("__name__", "up")]));
+        assert!(!info.may_match(2001, 3000, &[]));
+        assert!(!info.may_match(0, 999, &[]));
+        assert!(info.may_match(0, 5000, &[m("replica", "b")]));
+        assert!(!info.may_match(0, 5000, &[m("region", "us")]));
+        assert!(!info.may_match(0, 5000, &[m("replica", "c")]));
+        let any = EndpointInfo {
+            max_time: i64::MAX,
+            min_time: i64::MIN,
+            ..EndpointInfo::default()
+        };
+        assert!(any.may_match(0, 1, &[m("region", "us")]));
+    }
+}

@@ -1,0 +1,49 @@
+//! What the HTTP API reads from: in-process blocks (`gauntlet all`) or the querier's fan-out
+//! over StoreAPI endpoints (`gauntlet query`), behind one per-request interface.
+
+pub mod cmd;
+pub mod endpoints;
+pub mod fanout;
+pub mod local;
+pub mod proxy;
+
+use std::sync::Arc;
+
+use gauntlet_engine::query::Queryable;
+
+/// Per-request read options: Thanos Query's extra HTTP parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Deduplicate replicas along the replica labels (`dedup`, default true).
+    pub dedup: bool,
+    /// Replica labels for this request (`replicaLabels[]`); `None` uses the configured ones.
+    pub replica_labels: Option<Vec<String>>,
+    /// Whether failing sources become warnings (true) or fail the request (false).
+    pub partial_response: bool,
+    /// Coarsest downsampling resolution accepted, ms (`max_source_resolution`); 0 = raw.
+    pub max_resolution_ms: i64,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            dedup: true,
+            replica_labels: None,
+            partial_response: true,
+            max_resolution_ms: 0,
+        }
+    }
+}
+
+/// A [`Queryable`] for one request that also collects the warnings (partial responses) met
+/// while reading.
+pub trait ReadView: Queryable {
+    /// Warnings gathered so far, in the order they happened.
+    fn warnings(&self) -> Vec<String>;
+}
+
+/// Something the HTTP API can open a per-request [`ReadView`] over.
+pub trait Source: Send + Sync + 'static {
+    /// A view for one request with `opts`.
+    fn view(&self, opts: &ReadOptions) -> Result<Arc<dyn ReadView>, gauntlet_engine::Error>;
+}

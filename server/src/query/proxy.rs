@@ -1,0 +1,294 @@
+//! The StoreAPI a querier serves itself, as Thanos Query does, so queriers can be stacked: every
+//! call is proxied to the endpoints that may hold the data and the answers are merged, without
+//! deduplication (the querier on top decides that).
+
+use std::sync::Arc;
+
+use gauntlet_engine::labels::{Labels, MatchType, Matcher};
+use gauntlet_engine::query::without_labels;
+use gauntlet_proto::thanos::info::info_server::{Info, InfoServer};
+use gauntlet_proto::thanos::info::{InfoRequest as InfoReq, InfoResponse as InfoResp, StoreInfo};
+use gauntlet_proto::thanos::store_server::{Store, StoreServer};
+use gauntlet_proto::thanos::{
+    self, AggrChunk, InfoRequest, InfoResponse, LabelNamesRequest, LabelNamesResponse,
+    LabelValuesRequest, LabelValuesResponse, PartialResponseStrategy, SeriesRequest,
+    SeriesResponse, ZLabelSet, label_matcher, series_response,
+};
+use tonic::{Request, Response, Status};
+
+use super::endpoints::{Endpoint, EndpointInfo};
+use super::fanout::{Querier, series_from};
+
+/// Serves the proxy StoreAPI and Info service on `addr` until the process ends.
+pub async fn serve(querier: Arc<Querier>, addr: &str) -> anyhow::Result<()> {
+    let sock: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| anyhow::anyhow!("bad --grpc-address {addr:?}: {e}"))?;
+    let proxy = Proxy { querier };
+    tracing::info!(address = %sock, "StoreAPI listening");
+    tonic::transport::Server::builder()
+        .add_service(
+            StoreServer::new(proxy.clone())
+                .max_decoding_message_size(usize::MAX)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(InfoServer::new(proxy))
+        .serve_with_shutdown(sock, crate::http::shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+struct Proxy {
+    querier: Arc<Querier>,
+}
+
+fn matchers_from(proto: &[thanos::LabelMatcher]) -> Result<Vec<Matcher>, Status> {
+    proto
+        .iter()
+        .map(|m| {
+            let typ = match label_matcher::Type::try_from(m.r#type) {
+                Ok(label_matcher::Type::Eq) => MatchType::Equal,
+                Ok(label_matcher::Type::Neq) => MatchType::NotEqual,
+                Ok(label_matcher::Type::Re) => MatchType::Regexp,
+                Ok(label_matcher::Type::Nre) => MatchType::NotRegexp,
+                Err(_) => return Err(Status::invalid_argument("unknown matcher type")),
+            };
+            Matcher::new(typ, m.name.clone(), m.value.clone())
+                .map_err(|e| Status::invalid_argument(e.to_string()))
+        })
+        .collect()
+}
+
+fn to_proto_labels(l: &Labels) -> Vec<thanos::Label> {
+    l.iter()
+        .map(|l| thanos::Label {
+            name: l.name.clone(),
+            value: l.value.clone(),
+        })
+        .collect()
+}
+
+impl Proxy {
+    fn targets(
+        &self,
+        mint: i64,
+        maxt: i64,
+        matchers: &[Matcher],
+    ) -> Vec<(Arc<Endpoint>, EndpointInfo)> {
+        self.querier.endpoints().select(mint, maxt, matchers)
+    }
+
+    fn info_summary(&self) -> (Vec<Labels>, i64, i64) {
+        let mut sets: Vec<Labels> = Vec::new();
+        let (mut min, mut max) = (i64::MAX, i64::MIN);
+        for e in self.querier.endpoints().all() {
+            if let Some(i) = e.info() {
+                sets.extend(i.label_sets);
+                min = min.min(i.min_time);
+                max = max.max(i.max_time);
+            }
+        }
+        sets.sort();
+        sets.dedup();
+        (sets, min, max)
+    }
+}
+
+type SeriesStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<SeriesResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Store for Proxy {
+    async fn info(&self, _req: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
+        let (sets, min, max) = self.info_summary();
+        Ok(Response::new(InfoResponse {
+            labels: Vec::new(),
+            min_time: min,
+            max_time: max,
+            store_type: thanos::StoreType::Query as i32,
+            label_sets: sets
+                .iter()
+                .map(|s| thanos::LabelSet {
+                    labels: to_proto_labels(s),
+                })
+                .collect(),
+        }))
+    }
+
+    type SeriesStream = SeriesStream;
+
+    async fn series(
+        &self,
+        req: Request<SeriesRequest>,
+    ) -> Result<Response<Self::SeriesStream>, Status> {
+        let req = req.into_inner();
+        if req.matchers.is_empty() {
+            return Err(Status::invalid_argument(
+                "no matchers specified (excluded external labels)",
+            ));
+        }
+        let matchers = matchers_from(&req.matchers)?;
+        let abort = req.partial_response_disabled
+            || req.partial_response_strategy == PartialResponseStrategy::Abort as i32;
+        let strip = req.without_replica_labels.clone();
+        let calls = self
+            .targets(req.min_time, req.max_time, &matchers)
+            .into_iter()
+            .map(|(ep, info)| {
+                let mut r = req.clone();
+                if !info.supports_without_replica_labels {
+                    r.without_replica_labels.clear();
+                }
+                async move { (ep.addr.clone(), series_from(&ep, r).await) }
+            });
+        let mut merged: Vec<(Labels, Vec<AggrChunk>)> = Vec::new();
+        let mut frames: Vec<Result<SeriesResponse, Status>> = Vec::new();
+        for (addr, res) in futures_util::future::join_all(calls).await {
+            match res {
+                Ok((series, warnings)) => {
+                    for w in warnings {
+                        if abort {
+                            return Err(Status::aborted(w));
+                        }
+                        frames.push(Ok(warning(w)));
+                    }
+                    merged.extend(
+                        series
+                            .into_iter()
+                            .map(|(l, c)| (without_labels(&l, &strip), c)),
+                    );
+                }
+                Err(status) if abort => {
+                    return Err(Status::aborted(format!("{addr}: {}", status.message())));
+                }
+                Err(status) => frames.push(Ok(warning(format!("{addr}: {}", status.message())))),
+            }
+        }
+        merged.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out: Vec<(Labels, Vec<AggrChunk>)> = Vec::with_capacity(merged.len());
+        for (l, chunks) in merged {
+            match out.last_mut() {
+                Some((last, c)) if *last == l => c.extend(chunks),
+                _ => out.push((l, chunks)),
+            }
+        }
+        for (l, mut chunks) in out {
+            chunks.sort_by_key(|c| (c.min_time, c.max_time));
+            chunks.dedup();
+            frames.push(Ok(SeriesResponse {
+                result: Some(series_response::Result::Series(thanos::Series {
+                    labels: to_proto_labels(&l),
+                    chunks,
+                })),
+            }));
+        }
+        Ok(Response::new(Box::pin(tokio_stream::iter(frames))))
+    }
+
+    async fn label_names(
+        &self,
+        req: Request<LabelNamesRequest>,
+    ) -> Result<Response<LabelNamesResponse>, Status> {
+        let req = req.into_inner();
+        let matchers = matchers_from(&req.matchers)?;
+        let abort = req.partial_response_disabled
+            || req.partial_response_strategy == PartialResponseStrategy::Abort as i32;
+        let calls = self
+            .targets(req.start, req.end, &matchers)
+            .into_iter()
+            .map(|(ep, _)| {
+                let r = req.clone();
+                async move { (ep.addr.clone(), ep.store().label_names(r).await) }
+            });
+        let mut names = Vec::new();
+        let mut warnings = Vec::new();
+        for (addr, res) in futures_util::future::join_all(calls).await {
+            match res {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    names.extend(r.names);
+                    warnings.extend(r.warnings);
+                }
+                Err(s) if abort => return Err(Status::aborted(format!("{addr}: {}", s.message()))),
+                Err(s) => warnings.push(format!("{addr}: {}", s.message())),
+            }
+        }
+        names.retain(|n| !req.without_replica_labels.contains(n));
+        names.sort();
+        names.dedup();
+        Ok(Response::new(LabelNamesResponse {
+            names,
+            warnings,
+            hints: None,
+        }))
+    }
+
+    async fn label_values(
+        &self,
+        req: Request<LabelValuesRequest>,
+    ) -> Result<Response<LabelValuesResponse>, Status> {
+        let req = req.into_inner();
+        let matchers = matchers_from(&req.matchers)?;
+        let abort = req.partial_response_disabled
+            || req.partial_response_strategy == PartialResponseStrategy::Abort as i32;
+        let calls = self
+            .targets(req.start, req.end, &matchers)
+            .into_iter()
+            .map(|(ep, _)| {
+                let r = req.clone();
+                async move { (ep.addr.clone(), ep.store().label_values(r).await) }
+            });
+        let mut values = Vec::new();
+        let mut warnings = Vec::new();
+        for (addr, res) in futures_util::future::join_all(calls).await {
+            match res {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    values.extend(r.values);
+                    warnings.extend(r.warnings);
+                }
+                Err(s) if abort => return Err(Status::aborted(format!("{addr}: {}", s.message()))),
+                Err(s) => warnings.push(format!("{addr}: {}", s.message())),
+            }
+        }
+        values.sort();
+        values.dedup();
+        Ok(Response::new(LabelValuesResponse {
+            values,
+            warnings,
+            hints: None,
+        }))
+    }
+}
+
+fn warning(w: String) -> SeriesResponse {
+    SeriesResponse {
+        result: Some(series_response::Result::Warning(w)),
+    }
+}
+
+#[tonic::async_trait]
+impl Info for Proxy {
+    async fn info(&self, _req: Request<InfoReq>) -> Result<Response<InfoResp>, Status> {
+        let (sets, min, max) = self.info_summary();
+        Ok(Response::new(InfoResp {
+            label_sets: sets
+                .iter()
+                .map(|s| ZLabelSet {
+                    labels: to_proto_labels(s),
+                })
+                .collect(),
+            component_type: "query".to_string(),
+            store: Some(StoreInfo {
+                min_time: min,
+                max_time: max,
+                supports_sharding: false,
+                supports_without_replica_labels: true,
+                tsdb_infos: Vec::new(),
+                supports_projections: false,
+            }),
+            ..InfoResp::default()
+        }))
+    }
+}
