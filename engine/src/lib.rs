@@ -10,6 +10,7 @@ pub mod error;
 pub mod exposition;
 pub mod index;
 pub mod labels;
+pub mod promql;
 pub mod query;
 
 pub use error::{Error, Result};

@@ -1,0 +1,330 @@
+//! Binary operators: arithmetic, comparisons (filtering or `bool`), and the set operators,
+//! between scalars and vectors, with `on`/`ignoring` and `group_left`/`group_right` matching.
+
+use std::collections::HashMap;
+
+use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
+
+use super::{Col, Evaluator, Steps, Val, absent, is_absent};
+use crate::labels::{Label, Labels};
+use crate::promql::error::PromqlError;
+
+/// Whether `op` compares (`==`, `!=`, `<`, `<=`, `>`, `>=`).
+pub(crate) fn is_comparison(op: &str) -> bool {
+    matches!(op, "==" | "!=" | ">" | "<" | ">=" | "<=")
+}
+
+/// `lhs op rhs` for two numbers: the value and whether a comparison holds (arithmetic always
+/// holds). A comparison's value is its left operand, as Prometheus's filter keeps it.
+pub(crate) fn scalar_binop(op: &str, l: f64, r: f64) -> (f64, bool) {
+    match op {
+        "+" => (l + r, true),
+        "-" => (l - r, true),
+        "*" => (l * r, true),
+        "/" => (l / r, true),
+        "%" => (l % r, true),
+        "^" => (l.powf(r), true),
+        "atan2" => (l.atan2(r), true),
+        "==" => (l, l == r),
+        "!=" => (l, l != r),
+        ">" => (l, l > r),
+        "<" => (l, l < r),
+        ">=" => (l, l >= r),
+        "<=" => (l, l <= r),
+        _ => (f64::NAN, false),
+    }
+}
+
+/// The labels two series are matched on: only the `on` labels, or all but the `ignoring`
+/// labels and the metric name.
+fn signature(labels: &Labels, matching: Option<&LabelModifier>) -> Labels {
+    match matching {
+        Some(LabelModifier::Include(on)) => Labels::from_sorted(
+            labels
+                .iter()
+                .filter(|l| on.labels.iter().any(|n| *n == l.name))
+                .cloned()
+                .collect(),
+        ),
+        Some(LabelModifier::Exclude(ign)) => Labels::from_sorted(
+            labels
+                .iter()
+                .filter(|l| l.name != "__name__" && !ign.labels.iter().any(|n| *n == l.name))
+                .cloned()
+                .collect(),
+        ),
+        None => super::without_name(labels),
+    }
+}
+
+impl Evaluator<'_> {
+    pub(crate) fn binary(&mut self, b: &BinaryExpr, steps: &Steps) -> Result<Val, PromqlError> {
+        let op = b.op.to_string();
+        let return_bool = b.return_bool();
+        let lhs = self.eval(&b.lhs, steps)?;
+        let rhs = self.eval(&b.rhs, steps)?;
+        let matching = b.modifier.as_ref().and_then(|m| m.matching.as_ref());
+        match (lhs, rhs) {
+            (Val::Scalar(l), Val::Scalar(r)) => Ok(Val::Scalar(
+                l.iter()
+                    .zip(r.iter())
+                    .map(|(&a, &c)| {
+                        let (v, keep) = scalar_binop(&op, a, c);
+                        if is_comparison(&op) {
+                            if keep { 1.0 } else { 0.0 }
+                        } else {
+                            v
+                        }
+                    })
+                    .collect(),
+            )),
+            (Val::Vector(l), Val::Scalar(r)) => {
+                Ok(Val::Vector(vector_scalar(&op, l, &r, false, return_bool)))
+            }
+            (Val::Scalar(l), Val::Vector(r)) => {
+                Ok(Val::Vector(vector_scalar(&op, r, &l, true, return_bool)))
+            }
+            (Val::Vector(l), Val::Vector(r)) => match op.as_str() {
+                "and" => Ok(Val::Vector(set_and_unless(l, &r, matching, true))),
+                "unless" => Ok(Val::Vector(set_and_unless(l, &r, matching, false))),
+                "or" => Ok(Val::Vector(set_or(l, r, matching))),
+                _ => {
+                    let card = b
+                        .modifier
+                        .as_ref()
+                        .map(|m| m.card.clone())
+                        .unwrap_or(VectorMatchCardinality::OneToOne);
+                    let cols = vector_vector(&op, l, r, matching, &card, return_bool, steps.n)?;
+                    Ok(Val::Vector(cols))
+                }
+            },
+            (l, r) => Err(PromqlError::Execution(format!(
+                "binary expression must contain only scalar and instant vector types, got {} and {}",
+                l.type_name(),
+                r.type_name()
+            ))),
+        }
+    }
+}
+
+/// A vector against a per-step scalar; `swap` when the scalar is the left operand.
+fn vector_scalar(op: &str, mut cols: Vec<Col>, s: &[f64], swap: bool, rb: bool) -> Vec<Col> {
+    let cmp = is_comparison(op);
+    for c in &mut cols {
+        for (x, &sv) in c.v.iter_mut().zip(s.iter()) {
+            if is_absent(*x) {
+                continue;
+            }
+            let (l, r) = if swap { (sv, *x) } else { (*x, sv) };
+            let (mut v, keep) = scalar_binop(op, l, r);
+            if cmp && swap {
+                // The vector's own value survives a filtering comparison either way round.
+                v = r;
+            }
+            *x = if rb {
+                if keep { 1.0 } else { 0.0 }
+            } else if keep {
+                v
+            } else {
+                absent()
+            };
+        }
+        if !cmp || rb {
+            c.drop_name = true;
+        }
+    }
+    cols.retain(|c| c.v.iter().any(|x| !is_absent(*x)));
+    cols
+}
+
+/// Per signature and step, whether any series of `cols` has a value.
+fn presence(cols: &[Col], matching: Option<&LabelModifier>) -> HashMap<Labels, Vec<bool>> {
+    let mut m: HashMap<Labels, Vec<bool>> = HashMap::new();
+    for c in cols {
+        let p = m
+            .entry(signature(&c.labels, matching))
+            .or_insert_with(|| vec![false; c.v.len()]);
+        for (b, x) in p.iter_mut().zip(c.v.iter()) {
+            *b |= !is_absent(*x);
+        }
+    }
+    m
+}
+
+fn set_and_unless(
+    mut l: Vec<Col>,
+    r: &[Col],
+    matching: Option<&LabelModifier>,
+    and: bool,
+) -> Vec<Col> {
+    let p = presence(r, matching);
+    for c in &mut l {
+        let sig = signature(&c.labels, matching);
+        let present = p.get(&sig);
+        for (i, x) in c.v.iter_mut().enumerate() {
+            let other = present.is_some_and(|v| v[i]);
+            if other != and {
+                *x = absent();
+            }
+        }
+    }
+    l.retain(|c| c.v.iter().any(|x| !is_absent(*x)));
+    l
+}
+
+fn set_or(mut l: Vec<Col>, r: Vec<Col>, matching: Option<&LabelModifier>) -> Vec<Col> {
+    let p = presence(&l, matching);
+    for mut c in r {
+        let sig = signature(&c.labels, matching);
+        if let Some(present) = p.get(&sig) {
+            for (x, &b) in c.v.iter_mut().zip(present.iter()) {
+                if b {
+                    *x = absent();
+                }
+            }
+        }
+        if c.v.iter().any(|x| !is_absent(*x)) {
+            l.push(c);
+        }
+    }
+    l
+}
+
+/// The labels of a matched pair's result: the "many" side's labels, reduced to the `on`
+/// labels (or without the `ignoring` labels) for one-to-one matching, plus the `group_x`
+/// labels copied from the "one" side.
+fn result_labels(
+    many: &Labels,
+    one: &Labels,
+    matching: Option<&LabelModifier>,
+    card: &VectorMatchCardinality,
+) -> Labels {
+    let mut ls: Vec<Label> = many.iter().cloned().collect();
+    if matches!(card, VectorMatchCardinality::OneToOne) {
+        match matching {
+            Some(LabelModifier::Include(on)) => {
+                ls.retain(|l| on.labels.iter().any(|n| *n == l.name));
+            }
+            Some(LabelModifier::Exclude(ign)) => {
+                ls.retain(|l| !ign.labels.iter().any(|n| *n == l.name));
+            }
+            None => {}
+        }
+    }
+    if let Some(include) = card.labels() {
+        for name in &include.labels {
+            ls.retain(|l| l.name != *name);
+            if let Some(v) = one.get(name)
+                && !v.is_empty()
+            {
+                ls.push(Label::new(name.clone(), v));
+            }
+        }
+        ls.sort();
+    }
+    Labels::from_sorted(ls)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn vector_vector(
+    op: &str,
+    l: Vec<Col>,
+    r: Vec<Col>,
+    matching: Option<&LabelModifier>,
+    card: &VectorMatchCardinality,
+    rb: bool,
+    n: usize,
+) -> Result<Vec<Col>, PromqlError> {
+    let swapped = matches!(card, VectorMatchCardinality::OneToMany(_));
+    let (many, one) = if swapped { (r, l) } else { (l, r) };
+    let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
+    let cmp = is_comparison(op);
+    let drop = rb || !cmp;
+
+    let mut groups: HashMap<Labels, Vec<usize>> = HashMap::new();
+    for (i, c) in one.iter().enumerate() {
+        groups
+            .entry(signature(&c.labels, matching))
+            .or_default()
+            .push(i);
+    }
+    // Two "one"-side series with the same signature at the same step cannot be told apart.
+    for (sig, members) in groups.iter().filter(|(_, m)| m.len() > 1) {
+        for i in 0..n {
+            let present: Vec<usize> = members
+                .iter()
+                .copied()
+                .filter(|&m| !is_absent(one[m].v[i]))
+                .collect();
+            if present.len() > 1 {
+                return Err(PromqlError::Execution(format!(
+                    "found duplicate series for the match group {sig} on the {} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                    if swapped { "left" } else { "right" },
+                    one[present[0]].labels,
+                    one[present[1]].labels
+                )));
+            }
+        }
+    }
+
+    let mut out: Vec<Col> = Vec::new();
+    let mut out_idx: HashMap<Labels, usize> = HashMap::new();
+    let mut pair_idx: HashMap<(usize, usize), usize> = HashMap::new();
+    let mut matched: HashMap<Labels, Vec<bool>> = HashMap::new();
+    for (mi, m) in many.iter().enumerate() {
+        let sig = signature(&m.labels, matching);
+        let Some(members) = groups.get(&sig) else {
+            continue;
+        };
+        for i in 0..n {
+            let mv = m.v[i];
+            if is_absent(mv) {
+                continue;
+            }
+            let Some(oi) = members.iter().copied().find(|&o| !is_absent(one[o].v[i])) else {
+                continue;
+            };
+            let ov = one[oi].v[i];
+            let (lv, rv) = if swapped { (ov, mv) } else { (mv, ov) };
+            let (mut v, keep) = scalar_binop(op, lv, rv);
+            if rb {
+                v = if keep { 1.0 } else { 0.0 };
+            } else if !keep {
+                continue;
+            }
+            if one_to_one {
+                let seen = matched.entry(sig.clone()).or_insert_with(|| vec![false; n]);
+                if seen[i] {
+                    return Err(PromqlError::Execution(format!(
+                        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
+                    )));
+                }
+                seen[i] = true;
+            }
+            let idx = match pair_idx.get(&(mi, oi)) {
+                Some(&x) => x,
+                None => {
+                    let labels = result_labels(&m.labels, &one[oi].labels, matching, card);
+                    let x = *out_idx.entry(labels.clone()).or_insert_with(|| {
+                        out.push(Col {
+                            labels,
+                            drop_name: drop || m.drop_name,
+                            v: vec![absent(); n],
+                        });
+                        out.len() - 1
+                    });
+                    pair_idx.insert((mi, oi), x);
+                    x
+                }
+            };
+            if !is_absent(out[idx].v[i]) {
+                return Err(PromqlError::Execution(
+                    "multiple matches for labels: grouping labels must ensure unique matches"
+                        .into(),
+                ));
+            }
+            out[idx].v[i] = v;
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,414 @@
+//! The evaluator: walks the parsed expression once, evaluating each node for every step of the
+//! query at once (columns of step values), over a [`Queryable`].
+
+mod aggregate;
+mod binary;
+mod selector;
+mod subquery;
+
+use std::collections::HashMap;
+use std::time::{Instant, SystemTime};
+
+use promql_parser::parser::value::ValueType;
+use promql_parser::parser::{AtModifier, Expr, Offset};
+
+use super::error::PromqlError;
+use super::value::{InstantSample, QueryResult, Value};
+use super::{EngineOptions, functions};
+use crate::chunk::SampleBatch;
+use crate::labels::Labels;
+use crate::query::{Queryable, Series};
+
+
+/// The bit pattern marking "no sample at this step" in a step column. It is a NaN payload no
+/// computation produces and no stored sample carries (stale markers end in `2`), so one f64
+/// column holds both presence and value.
+const ABSENT_BITS: u64 = 0x7ff8_0000_dead_beef;
+
+/// The "no sample" marker for step columns.
+#[inline]
+pub(crate) fn absent() -> f64 {
+    f64::from_bits(ABSENT_BITS)
+}
+
+/// Whether a step column entry is the "no sample" marker.
+#[inline]
+pub(crate) fn is_absent(v: f64) -> bool {
+    v.to_bits() == ABSENT_BITS
+}
+
+/// The evaluation timestamps of one (sub)query: `start + i * step` for `i < n`, in ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Steps {
+    pub start: i64,
+    pub step: i64,
+    pub n: usize,
+}
+
+impl Steps {
+    /// Timestamp of step `i` (ms).
+    #[inline]
+    pub fn t(&self, i: usize) -> i64 {
+        self.start + i as i64 * self.step
+    }
+}
+
+/// One series of an instant vector, with one value (or [`absent`]) per step.
+#[derive(Debug, Clone)]
+pub(crate) struct Col {
+    pub labels: Labels,
+    /// Prometheus 3's delayed name removal: the name is dropped when the query ends, so
+    /// `label_replace` and `by (__name__)` still see it.
+    pub drop_name: bool,
+    pub v: Vec<f64>,
+}
+
+/// One series of a range vector: its samples, sorted by time, stale markers removed.
+#[derive(Debug, Clone)]
+pub(crate) struct RSeries {
+    pub labels: Labels,
+    pub drop_name: bool,
+    pub ts: Vec<i64>,
+    pub v: Vec<f64>,
+}
+
+/// A range vector for every step: series with their samples, the window length, and each
+/// step's window end (ms). Step `i` sees the samples in `(ends[i] - range, ends[i]]`.
+#[derive(Debug, Clone)]
+pub(crate) struct RangeVec {
+    pub series: Vec<RSeries>,
+    pub range: i64,
+    pub ends: Vec<i64>,
+}
+
+impl RangeVec {
+    /// Calls `f(step, lo, hi)` with the sample index range of each step's window of `s`,
+    /// sliding two indices along the sorted samples (ends never decrease).
+    pub fn windows(&self, s: &RSeries, mut f: impl FnMut(usize, usize, usize)) {
+        let (mut lo, mut hi) = (0usize, 0usize);
+        let mut prev_end = i64::MIN;
+        for (i, &end) in self.ends.iter().enumerate() {
+            if end < prev_end {
+                lo = 0;
+                hi = 0;
+            }
+            prev_end = end;
+            let start = end - self.range;
+            while hi < s.ts.len() && s.ts[hi] <= end {
+                hi += 1;
+            }
+            while lo < hi && s.ts[lo] <= start {
+                lo += 1;
+            }
+            f(i, lo, hi);
+        }
+    }
+}
+
+/// A value during evaluation: every variant covers all steps.
+#[derive(Debug, Clone)]
+pub(crate) enum Val {
+    Scalar(Vec<f64>),
+    Str(String),
+    Vector(Vec<Col>),
+    Range(RangeVec),
+}
+
+impl Val {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Val::Scalar(_) => "scalar",
+            Val::Str(_) => "string",
+            Val::Vector(_) => "instant vector",
+            Val::Range(_) => "range vector",
+        }
+    }
+}
+
+/// Per-query state: limits, the query's own start and end (for `@ start()`/`end()`), and the
+/// annotations collected.
+pub(crate) struct Evaluator<'a> {
+    pub opts: &'a EngineOptions,
+    pub storage: &'a dyn Queryable,
+    pub q_start: i64,
+    pub q_end: i64,
+    pub deadline: Instant,
+    pub samples: usize,
+    pub warnings: Vec<String>,
+    pub info: Vec<String>,
+}
+
+impl Evaluator<'_> {
+    /// Fails once the query's wall-clock budget is spent.
+    pub fn check_deadline(&self, stage: &'static str) -> Result<(), PromqlError> {
+        if Instant::now() > self.deadline {
+            return Err(PromqlError::Timeout(stage));
+        }
+        Ok(())
+    }
+
+    /// Accounts `n` more samples held, failing past the per-query limit.
+    pub fn add_samples(&mut self, n: usize, stage: &'static str) -> Result<(), PromqlError> {
+        self.samples = self.samples.saturating_add(n);
+        if self.samples > self.opts.max_samples {
+            return Err(PromqlError::TooManySamples(stage));
+        }
+        Ok(())
+    }
+
+    /// The time an `@` modifier pins evaluation to (ms).
+    pub fn at_time(&self, at: &Option<AtModifier>) -> Option<i64> {
+        at.as_ref().map(|a| match a {
+            AtModifier::Start => self.q_start,
+            AtModifier::End => self.q_end,
+            AtModifier::At(t) => system_time_ms(*t),
+        })
+    }
+
+    /// Evaluates `e` at every step of `steps`.
+    pub fn eval(&mut self, e: &Expr, steps: &Steps) -> Result<Val, PromqlError> {
+        self.check_deadline("query evaluation")?;
+        match e {
+            Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; steps.n])),
+            Expr::StringLiteral(s) => Ok(Val::Str(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, steps),
+            Expr::Unary(u) => match self.eval(&u.expr, steps)? {
+                Val::Scalar(mut v) => {
+                    v.iter_mut().for_each(|x| *x = -*x);
+                    Ok(Val::Scalar(v))
+                }
+                Val::Vector(mut cols) => {
+                    for c in &mut cols {
+                        c.drop_name = true;
+                        for x in c.v.iter_mut().filter(|x| !is_absent(**x)) {
+                            *x = -*x;
+                        }
+                    }
+                    Ok(Val::Vector(cols))
+                }
+                other => Err(PromqlError::Execution(format!(
+                    "unary expression only allowed on expressions of type scalar or instant vector, got {:?}",
+                    other.type_name()
+                ))),
+            },
+            Expr::VectorSelector(vs) => Ok(Val::Vector(self.vector_selector(vs, steps, false)?)),
+            Expr::MatrixSelector(ms) => Ok(Val::Range(self.matrix_selector(ms, steps)?)),
+            Expr::Subquery(sq) => Ok(Val::Range(self.subquery(sq, steps)?)),
+            Expr::Aggregate(a) => self.aggregate(a, steps),
+            Expr::Binary(b) => self.binary(b, steps),
+            Expr::Call(c) => functions::call(self, c, steps),
+            Expr::Extension(_) => Err(PromqlError::Execution(
+                "extension expressions are not supported".into(),
+            )),
+        }
+    }
+}
+
+/// Milliseconds since the epoch of a parser timestamp (negative before 1970).
+fn system_time_ms(t: SystemTime) -> i64 {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+/// An offset modifier in ms (negative offsets look into the future).
+pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => d.as_millis() as i64,
+        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+    }
+}
+
+/// Runs a whole query: `step_ms == 0` with `instant` for an instant query at `start_ms`.
+pub(crate) fn run(
+    opts: &EngineOptions,
+    storage: &dyn Queryable,
+    expr: &Expr,
+    start_ms: i64,
+    end_ms: i64,
+    step_ms: i64,
+    instant: bool,
+) -> Result<QueryResult, PromqlError> {
+    let steps = if instant {
+        Steps {
+            start: start_ms,
+            step: 1,
+            n: 1,
+        }
+    } else {
+        let n = ((end_ms - start_ms) / step_ms) as usize + 1;
+        if n > 11_000 {
+            return Err(PromqlError::Parse(
+                "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
+            ));
+        }
+        Steps {
+            start: start_ms,
+            step: step_ms,
+            n,
+        }
+    };
+    if !instant {
+        let vt = expr.value_type();
+        if vt != ValueType::Scalar && vt != ValueType::Vector {
+            return Err(PromqlError::Execution(format!(
+                "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                match vt {
+                    ValueType::Matrix => "range vector",
+                    ValueType::String => "string",
+                    _ => "unknown",
+                }
+            )));
+        }
+    }
+    let mut ev = Evaluator {
+        opts,
+        storage,
+        q_start: start_ms,
+        q_end: end_ms,
+        deadline: Instant::now() + opts.timeout,
+        samples: 0,
+        warnings: Vec::new(),
+        info: Vec::new(),
+    };
+    let sorted_output = instant && functions::is_sorting(expr);
+    let val = ev.eval(expr, &steps)?;
+    let value = match val {
+        Val::Scalar(v) => {
+            if instant {
+                Value::Scalar {
+                    t_ms: start_ms,
+                    v: v[0],
+                }
+            } else {
+                Value::Matrix(vec![Series {
+                    labels: Labels::empty(),
+                    samples: SampleBatch {
+                        ts: (0..steps.n).map(|i| steps.t(i)).collect(),
+                        val: v,
+                    },
+                }])
+            }
+        }
+        Val::Str(s) => Value::String {
+            t_ms: start_ms,
+            v: s,
+        },
+        Val::Vector(cols) => {
+            let cols = finish_names(cols)?;
+            if instant {
+                let mut out: Vec<InstantSample> = cols
+                    .into_iter()
+                    .filter(|c| !is_absent(c.v[0]))
+                    .map(|c| InstantSample {
+                        labels: c.labels,
+                        t_ms: start_ms,
+                        v: c.v[0],
+                    })
+                    .collect();
+                if !sorted_output {
+                    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+                }
+                Value::Vector(out)
+            } else {
+                let mut out: Vec<Series> = cols
+                    .into_iter()
+                    .filter_map(|c| {
+                        let mut b = SampleBatch::default();
+                        for (i, &x) in c.v.iter().enumerate() {
+                            if !is_absent(x) {
+                                b.ts.push(steps.t(i));
+                                b.val.push(x);
+                            }
+                        }
+                        (!b.ts.is_empty()).then_some(Series {
+                            labels: c.labels,
+                            samples: b,
+                        })
+                    })
+                    .collect();
+                out.sort_by(|a, b| a.labels.cmp(&b.labels));
+                Value::Matrix(out)
+            }
+        }
+        Val::Range(rv) => {
+            let mut out = Vec::new();
+            for s in &rv.series {
+                let mut b = SampleBatch::default();
+                rv.windows(s, |i, lo, hi| {
+                    if i == 0 {
+                        b.ts.extend_from_slice(&s.ts[lo..hi]);
+                        b.val.extend_from_slice(&s.v[lo..hi]);
+                    }
+                });
+                if !b.ts.is_empty() {
+                    let labels = if s.drop_name {
+                        without_name(&s.labels)
+                    } else {
+                        s.labels.clone()
+                    };
+                    out.push(Series { labels, samples: b });
+                }
+            }
+            out.sort_by(|a, b| a.labels.cmp(&b.labels));
+            Value::Matrix(out)
+        }
+    };
+    Ok(QueryResult {
+        value,
+        warnings: ev.warnings,
+        info: ev.info,
+    })
+}
+
+/// Applies delayed name removal at the end of a query and rejects the duplicates it creates.
+fn finish_names(mut cols: Vec<Col>) -> Result<Vec<Col>, PromqlError> {
+    let mut any = false;
+    for c in &mut cols {
+        if c.drop_name {
+            c.labels = without_name(&c.labels);
+            c.drop_name = false;
+            any = true;
+        }
+    }
+    if any {
+        check_duplicates(&cols)?;
+    }
+    Ok(cols)
+}
+
+/// Fails when two series with equal labels both have a value at some step.
+pub(crate) fn check_duplicates(cols: &[Col]) -> Result<(), PromqlError> {
+    let mut seen: HashMap<&Labels, usize> = HashMap::with_capacity(cols.len());
+    for (i, c) in cols.iter().enumerate() {
+        if let Some(&j) = seen.get(&c.labels) {
+            let other = &cols[j];
+            if c
+                .v
+                .iter()
+                .zip(other.v.iter())
+                .any(|(a, b)| !is_absent(*a) && !is_absent(*b))
+            {
+                return Err(PromqlError::Execution(
+                    "vector cannot contain metrics with the same labelset".into(),
+                ));
+            }
+        } else {
+            seen.insert(&c.labels, i);
+        }
+    }
+    Ok(())
+}
+
+/// `labels` without `__name__`.
+pub(crate) fn without_name(labels: &Labels) -> Labels {
+    Labels::from_sorted(
+        labels
+            .iter()
+            .filter(|l| l.name != "__name__")
+            .cloned()
+            .collect(),
+    )
+}

@@ -1,0 +1,87 @@
+//! Subqueries: the inner expression is evaluated once over the union of every outer step's
+//! window, at timestamps aligned to the subquery step, and becomes a range vector.
+
+use promql_parser::parser::SubqueryExpr;
+
+use super::{Evaluator, RSeries, RangeVec, Steps, Val, is_absent, offset_ms};
+use crate::promql::error::PromqlError;
+
+/// Prometheus's default subquery resolution when none is given (its evaluation interval), ms.
+const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
+
+impl Evaluator<'_> {
+    pub(crate) fn subquery(
+        &mut self,
+        sq: &SubqueryExpr,
+        steps: &Steps,
+    ) -> Result<RangeVec, PromqlError> {
+        let off = offset_ms(&sq.offset);
+        let range = sq.range.as_millis() as i64;
+        let step = sq
+            .step
+            .map(|d| d.as_millis() as i64)
+            .filter(|&s| s > 0)
+            .unwrap_or(DEFAULT_SUBQUERY_STEP_MS);
+        let ends: Vec<i64> = match self.at_time(&sq.at) {
+            Some(at) => vec![at - off; steps.n],
+            None => (0..steps.n).map(|i| steps.t(i) - off).collect(),
+        };
+        let first = ends.iter().copied().min().unwrap_or(0);
+        let last = ends.iter().copied().max().unwrap_or(0);
+        // The first aligned timestamp after the earliest window start; Go's integer division
+        // truncates toward zero, and so does Rust's.
+        let lo = first - range;
+        let mut start = step * (lo / step);
+        if start <= lo {
+            start += step;
+        }
+        let n = if last >= start {
+            ((last - start) / step) as usize + 1
+        } else {
+            0
+        };
+        let inner = Steps { start, step, n };
+        let series = if n == 0 {
+            Vec::new()
+        } else {
+            match self.eval(&sq.expr, &inner)? {
+                Val::Vector(cols) => cols
+                    .into_iter()
+                    .filter_map(|c| {
+                        let mut ts = Vec::new();
+                        let mut v = Vec::new();
+                        for (i, &x) in c.v.iter().enumerate() {
+                            if !is_absent(x) {
+                                ts.push(inner.t(i));
+                                v.push(x);
+                            }
+                        }
+                        (!ts.is_empty()).then_some(RSeries {
+                            labels: c.labels,
+                            drop_name: c.drop_name,
+                            ts,
+                            v,
+                        })
+                    })
+                    .collect(),
+                Val::Scalar(vals) => vec![RSeries {
+                    labels: crate::labels::Labels::empty(),
+                    drop_name: false,
+                    ts: (0..n).map(|i| inner.t(i)).collect(),
+                    v: vals,
+                }],
+                other => {
+                    return Err(PromqlError::Execution(format!(
+                        "subquery is only allowed on instant vector, got {} instead",
+                        other.type_name()
+                    )));
+                }
+            }
+        };
+        Ok(RangeVec {
+            series,
+            range,
+            ends,
+        })
+    }
+}

@@ -1,0 +1,175 @@
+//! `histogram_quantile` over classic histograms: series with an `le` label, grouped by their
+//! other labels, one quantile per group and step.
+
+use std::collections::HashMap;
+
+use crate::labels::{Label, Labels};
+use crate::promql::eval::{Col, Evaluator, absent, is_absent};
+
+/// Relative difference below which neighbouring bucket counts count as equal (float noise).
+const SMALL_DELTA_TOLERANCE: f64 = 1e-12;
+
+/// Parses an `le` value as Go's `strconv.ParseFloat` would.
+fn parse_le(s: &str) -> Option<f64> {
+    match s {
+        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        _ => s.parse::<f64>().ok(),
+    }
+}
+
+pub(crate) fn histogram_quantile(
+    ev: &mut Evaluator<'_>,
+    phi: &[f64],
+    cols: Vec<Col>,
+    n: usize,
+) -> Vec<Col> {
+    let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    for (ci, c) in cols.iter().enumerate() {
+        let Some(le) = c.labels.get("le").and_then(parse_le) else {
+            let name = c.labels.get("__name__").unwrap_or("");
+            let msg = format!(
+                "PromQL warning: bucket label \"le\" is missing or has a malformed value of \"{}\" for metric name \"{name}\"",
+                c.labels.get("le").unwrap_or("")
+            );
+            if !ev.warnings.contains(&msg) {
+                ev.warnings.push(msg);
+            }
+            continue;
+        };
+        let key = Labels::from_sorted(
+            c.labels
+                .iter()
+                .filter(|l| l.name != "le")
+                .cloned()
+                .collect::<Vec<Label>>(),
+        );
+        let gi = *index.entry(key.clone()).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[gi].1.push((le, ci));
+    }
+    let mut out = Vec::with_capacity(groups.len());
+    let mut buckets: Vec<(f64, f64)> = Vec::new();
+    for (labels, members) in groups {
+        let mut v = vec![absent(); n];
+        let mut forced = false;
+        for (i, slot) in v.iter_mut().enumerate() {
+            buckets.clear();
+            buckets.extend(
+                members
+                    .iter()
+                    .filter(|(_, ci)| !is_absent(cols[*ci].v[i]))
+                    .map(|&(le, ci)| (le, cols[ci].v[i])),
+            );
+            if buckets.is_empty() {
+                continue;
+            }
+            let (q, f) = bucket_quantile(phi[i], &mut buckets);
+            forced |= f;
+            *slot = q;
+        }
+        if forced {
+            let msg = format!(
+                "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name \"{}\"",
+                labels.get("__name__").unwrap_or("")
+            );
+            if !ev.info.contains(&msg) {
+                ev.info.push(msg);
+            }
+        }
+        out.push(Col {
+            labels,
+            drop_name: true,
+            v,
+        });
+    }
+    out.retain(|c| c.v.iter().any(|x| !is_absent(*x)));
+    out
+}
+
+/// The `q`-quantile of cumulative `(upper bound, count)` buckets, and whether the counts had
+/// to be forced monotonic.
+fn bucket_quantile(q: f64, b: &mut Vec<(f64, f64)>) -> (f64, bool) {
+    if q.is_nan() {
+        return (f64::NAN, false);
+    }
+    if q < 0.0 {
+        return (f64::NEG_INFINITY, false);
+    }
+    if q > 1.0 {
+        return (f64::INFINITY, false);
+    }
+    b.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap_or(std::cmp::Ordering::Equal));
+    if b.last().map(|x| x.0) != Some(f64::INFINITY) {
+        return (f64::NAN, false);
+    }
+    // Coalesce equal bounds (e.g. `le="1"` and `le="1.0"`).
+    let mut k = 0;
+    for j in 0..b.len() {
+        if k > 0 && b[k - 1].0 == b[j].0 {
+            b[k - 1].1 += b[j].1;
+        } else {
+            b[k] = b[j];
+            k += 1;
+        }
+    }
+    b.truncate(k);
+    let mut forced = false;
+    let mut prev = b[0].1;
+    for x in b.iter_mut().skip(1) {
+        let cur = x.1;
+        if cur == prev {
+            continue;
+        }
+        if almost_equal(prev, cur, SMALL_DELTA_TOLERANCE) {
+            x.1 = prev;
+            continue;
+        }
+        if cur < prev {
+            x.1 = prev;
+            forced = true;
+            continue;
+        }
+        prev = cur;
+    }
+    if b.len() < 2 {
+        return (f64::NAN, forced);
+    }
+    let observations = b[b.len() - 1].1;
+    if observations == 0.0 {
+        return (f64::NAN, forced);
+    }
+    let mut rank = q * observations;
+    let last = b.len() - 1;
+    let idx = b[..last].partition_point(|x| x.1 < rank);
+    if idx == last {
+        return (b[last - 1].0, forced);
+    }
+    if idx == 0 && b[0].0 <= 0.0 {
+        return (b[0].0, forced);
+    }
+    let (mut start, end, mut count) = (0.0, b[idx].0, b[idx].1);
+    if idx > 0 {
+        start = b[idx - 1].0;
+        count -= b[idx - 1].1;
+        rank -= b[idx - 1].1;
+    }
+    (start + (end - start) * (rank / count), forced)
+}
+
+/// Whether `a` and `b` differ by less than `eps` relative to their magnitude.
+fn almost_equal(a: f64, b: f64, eps: f64) -> bool {
+    const MIN_NORMAL: f64 = 2.2250738585072014e-308;
+    if a == b {
+        return true;
+    }
+    let abs_sum = a.abs() + b.abs();
+    let diff = (a - b).abs();
+    if a == 0.0 || b == 0.0 || abs_sum < MIN_NORMAL {
+        return diff < eps * MIN_NORMAL;
+    }
+    diff / abs_sum.min(f64::MAX) < eps
+}

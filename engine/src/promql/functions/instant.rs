@@ -1,0 +1,202 @@
+//! Element-wise functions over instant vectors: math, rounding and clamping, and calendar
+//! functions.
+
+use promql_parser::parser::Expr;
+
+use super::nonempty;
+use crate::labels::Labels;
+use crate::promql::error::PromqlError;
+use crate::promql::eval::{Col, Evaluator, Steps, Val, absent, is_absent};
+
+/// Go's `math.Max`: NaN wins.
+fn go_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+/// Go's `math.Min`: NaN wins.
+fn go_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
+}
+
+fn math_fn(name: &str) -> Option<fn(f64) -> f64> {
+    Some(match name {
+        "abs" => f64::abs,
+        "ceil" => f64::ceil,
+        "floor" => f64::floor,
+        "exp" => f64::exp,
+        "sqrt" => f64::sqrt,
+        "ln" => f64::ln,
+        "log2" => f64::log2,
+        "log10" => f64::log10,
+        "sgn" => |x: f64| {
+            if x > 0.0 {
+                1.0
+            } else if x < 0.0 {
+                -1.0
+            } else {
+                x
+            }
+        },
+        "deg" => |x: f64| x * 180.0 / std::f64::consts::PI,
+        "rad" => |x: f64| x * std::f64::consts::PI / 180.0,
+        "sin" => f64::sin,
+        "cos" => f64::cos,
+        "tan" => f64::tan,
+        "asin" => f64::asin,
+        "acos" => f64::acos,
+        "atan" => f64::atan,
+        "sinh" => f64::sinh,
+        "cosh" => f64::cosh,
+        "tanh" => f64::tanh,
+        "asinh" => f64::asinh,
+        "acosh" => f64::acosh,
+        "atanh" => f64::atanh,
+        _ => return None,
+    })
+}
+
+pub(crate) fn call(
+    ev: &mut Evaluator<'_>,
+    name: &str,
+    args: &[&Expr],
+    steps: &Steps,
+) -> Result<Val, PromqlError> {
+    let n = steps.n;
+    if let Some(f) = math_fn(name) {
+        let mut cols = ev.arg_vector(args[0], steps)?;
+        for c in &mut cols {
+            c.drop_name = true;
+            for x in c.v.iter_mut().filter(|x| !is_absent(**x)) {
+                *x = f(*x);
+            }
+        }
+        return Ok(Val::Vector(cols));
+    }
+    match name {
+        "round" => {
+            let mut cols = ev.arg_vector(args[0], steps)?;
+            let to = match args.get(1) {
+                Some(a) => ev.arg_scalar(a, steps)?,
+                None => vec![1.0; n],
+            };
+            for c in &mut cols {
+                c.drop_name = true;
+                for (x, &t) in c.v.iter_mut().zip(to.iter()) {
+                    if !is_absent(*x) {
+                        let inv = 1.0 / t;
+                        *x = (*x * inv + 0.5).floor() / inv;
+                    }
+                }
+            }
+            Ok(Val::Vector(cols))
+        }
+        "clamp" | "clamp_min" | "clamp_max" => {
+            let mut cols = ev.arg_vector(args[0], steps)?;
+            let (lo, hi) = match name {
+                "clamp" => (
+                    ev.arg_scalar(args[1], steps)?,
+                    ev.arg_scalar(args[2], steps)?,
+                ),
+                "clamp_min" => (ev.arg_scalar(args[1], steps)?, vec![f64::INFINITY; n]),
+                _ => (vec![f64::NEG_INFINITY; n], ev.arg_scalar(args[1], steps)?),
+            };
+            for c in &mut cols {
+                c.drop_name = true;
+                for (i, x) in c.v.iter_mut().enumerate() {
+                    if is_absent(*x) {
+                        continue;
+                    }
+                    if name == "clamp" && hi[i] < lo[i] {
+                        *x = absent();
+                        continue;
+                    }
+                    *x = match name {
+                        "clamp" => go_max(lo[i], go_min(hi[i], *x)),
+                        "clamp_min" => go_max(lo[i], *x),
+                        _ => go_min(hi[i], *x),
+                    };
+                }
+            }
+            Ok(nonempty(cols))
+        }
+        "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute"
+        | "month" | "year" => {
+            let mut cols = match args.first() {
+                Some(a) => ev.arg_vector(a, steps)?,
+                None => vec![Col {
+                    labels: Labels::empty(),
+                    drop_name: false,
+                    v: (0..n).map(|i| steps.t(i) as f64 / 1000.0).collect(),
+                }],
+            };
+            for c in &mut cols {
+                c.drop_name = true;
+                for x in c.v.iter_mut().filter(|x| !is_absent(**x)) {
+                    *x = calendar(name, *x);
+                }
+            }
+            Ok(Val::Vector(cols))
+        }
+        other => Err(PromqlError::Execution(format!(
+            "function {other:?} is not supported"
+        ))),
+    }
+}
+
+/// A calendar field of a Unix time in seconds, in UTC.
+fn calendar(name: &str, secs: f64) -> f64 {
+    if !secs.is_finite() {
+        return f64::NAN;
+    }
+    let s = secs.floor() as i64;
+    let days = s.div_euclid(86_400);
+    let rem = s.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    match name {
+        "day_of_month" => d as f64,
+        "day_of_week" => ((days + 4).rem_euclid(7)) as f64,
+        "day_of_year" => (days - days_from_civil(y, 1, 1) + 1) as f64,
+        "days_in_month" => {
+            let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+            (days_from_civil(ny, nm, 1) - days_from_civil(y, m, 1)) as f64
+        }
+        "hour" => (rem / 3600) as f64,
+        "minute" => ((rem % 3600) / 60) as f64,
+        "month" => m as f64,
+        "year" => y as f64,
+        _ => f64::NAN,
+    }
+}
+
+/// Year, month (1-12), day (1-31) of a day count since 1970-01-01 (proleptic Gregorian).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Days since 1970-01-01 of a civil date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}

@@ -1,0 +1,273 @@
+//! PromQL functions: dispatch by name, and the numeric helpers shared with aggregations.
+
+mod histogram;
+mod instant;
+mod labels;
+mod range;
+
+use promql_parser::parser::{Call, Expr};
+
+use super::error::PromqlError;
+use super::eval::{Col, Evaluator, RangeVec, Steps, Val, absent, is_absent};
+use crate::labels::Labels;
+
+/// Kahan–Babuška compensated addition as Prometheus does it: returns the new sum and
+/// compensation; an infinite sum resets the compensation.
+#[inline]
+pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if t.is_infinite() {
+        0.0
+    } else if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
+}
+
+/// Sorts floats ascending with NaN first, as Go's `sort.Float64s`.
+pub(crate) fn sort_floats(v: &mut [f64]) {
+    v.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
+    });
+}
+
+/// The `q`-quantile of sorted, non-empty `v`, interpolating between neighbours.
+pub(crate) fn quantile_sorted(q: f64, v: &[f64]) -> f64 {
+    if v.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    let n = v.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let w = rank - rank.floor();
+    v[lower as usize] * (1.0 - w) + v[upper as usize] * w
+}
+
+/// Whether the query's top-level result keeps its computed order (`sort`, `topk`, …).
+pub(crate) fn is_sorting(e: &Expr) -> bool {
+    match e {
+        Expr::Paren(p) => is_sorting(&p.expr),
+        Expr::Call(c) => matches!(
+            c.func.name,
+            "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc"
+        ),
+        Expr::Aggregate(a) => matches!(a.op.to_string().as_str(), "topk" | "bottomk"),
+        _ => false,
+    }
+}
+
+fn unwrap_parens(e: &Expr) -> &Expr {
+    match e {
+        Expr::Paren(p) => unwrap_parens(&p.expr),
+        other => other,
+    }
+}
+
+/// Evaluation helpers for arguments of a known type.
+impl Evaluator<'_> {
+    fn arg_vector(&mut self, e: &Expr, steps: &Steps) -> Result<Vec<Col>, PromqlError> {
+        match self.eval(e, steps)? {
+            Val::Vector(v) => Ok(v),
+            other => Err(PromqlError::Execution(format!(
+                "expected instant vector argument, got {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    fn arg_scalar(&mut self, e: &Expr, steps: &Steps) -> Result<Vec<f64>, PromqlError> {
+        match self.eval(e, steps)? {
+            Val::Scalar(v) => Ok(v),
+            other => Err(PromqlError::Execution(format!(
+                "expected scalar argument, got {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    fn arg_string(&mut self, e: &Expr, steps: &Steps) -> Result<String, PromqlError> {
+        match self.eval(e, steps)? {
+            Val::Str(s) => Ok(s),
+            other => Err(PromqlError::Execution(format!(
+                "expected string argument, got {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    fn arg_range(&mut self, e: &Expr, steps: &Steps) -> Result<RangeVec, PromqlError> {
+        match self.eval(e, steps)? {
+            Val::Range(r) => Ok(r),
+            other => Err(PromqlError::Execution(format!(
+                "expected range vector argument, got {}",
+                other.type_name()
+            ))),
+        }
+    }
+}
+
+/// Evaluates a function call at every step.
+pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, steps: &Steps) -> Result<Val, PromqlError> {
+    let name = c.func.name;
+    let args: Vec<&Expr> = c.args.args.iter().map(|b| b.as_ref()).collect();
+    let n = steps.n;
+    match name {
+        "time" => Ok(Val::Scalar(
+            (0..n).map(|i| steps.t(i) as f64 / 1000.0).collect(),
+        )),
+        "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; n])),
+        "vector" => {
+            let v = ev.arg_scalar(args[0], steps)?;
+            Ok(Val::Vector(vec![Col {
+                labels: Labels::empty(),
+                drop_name: false,
+                v,
+            }]))
+        }
+        "scalar" => {
+            let cols = ev.arg_vector(args[0], steps)?;
+            let mut out = vec![f64::NAN; n];
+            for (i, slot) in out.iter_mut().enumerate() {
+                let mut present = cols.iter().map(|c| c.v[i]).filter(|x| !is_absent(*x));
+                if let (Some(x), None) = (present.next(), present.next()) {
+                    *slot = x;
+                }
+            }
+            Ok(Val::Scalar(out))
+        }
+        "timestamp" => {
+            let mut cols = match unwrap_parens(args[0]) {
+                Expr::VectorSelector(vs) => ev.vector_selector(vs, steps, true)?,
+                other => {
+                    let mut cols = ev.arg_vector(other, steps)?;
+                    for c in &mut cols {
+                        for (i, x) in c.v.iter_mut().enumerate() {
+                            if !is_absent(*x) {
+                                *x = steps.t(i) as f64 / 1000.0;
+                            }
+                        }
+                    }
+                    cols
+                }
+            };
+            cols.iter_mut().for_each(|c| c.drop_name = true);
+            Ok(Val::Vector(cols))
+        }
+        "absent" => {
+            let cols = ev.arg_vector(args[0], steps)?;
+            let labels = absent_labels(args[0]);
+            let v = (0..n)
+                .map(|i| {
+                    if cols.iter().all(|c| is_absent(c.v[i])) {
+                        1.0
+                    } else {
+                        absent()
+                    }
+                })
+                .collect();
+            Ok(nonempty(vec![Col {
+                labels,
+                drop_name: false,
+                v,
+            }]))
+        }
+        "absent_over_time" => {
+            let rv = ev.arg_range(args[0], steps)?;
+            let mut v = vec![1.0; n];
+            for s in &rv.series {
+                rv.windows(s, |i, lo, hi| {
+                    if hi > lo {
+                        v[i] = absent();
+                    }
+                });
+            }
+            Ok(nonempty(vec![Col {
+                labels: absent_labels(args[0]),
+                drop_name: false,
+                v,
+            }]))
+        }
+        "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => {
+            let cols = ev.arg_vector(args[0], steps)?;
+            let mut names = Vec::new();
+            for a in &args[1..] {
+                names.push(ev.arg_string(a, steps)?);
+            }
+            Ok(Val::Vector(labels::sort(name, cols, &names, n)))
+        }
+        "label_replace" | "label_join" => {
+            let cols = ev.arg_vector(args[0], steps)?;
+            let mut strs = Vec::new();
+            for a in &args[1..] {
+                strs.push(ev.arg_string(a, steps)?);
+            }
+            let cols = if name == "label_replace" {
+                labels::label_replace(cols, &strs)?
+            } else {
+                labels::label_join(cols, &strs)?
+            };
+            Ok(Val::Vector(cols))
+        }
+        "histogram_quantile" => {
+            let phi = ev.arg_scalar(args[0], steps)?;
+            let cols = ev.arg_vector(args[1], steps)?;
+            Ok(Val::Vector(histogram::histogram_quantile(ev, &phi, cols, n)))
+        }
+        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
+        | "histogram_stdvar" | "histogram_fraction" => {
+            // Native histograms only; float series yield nothing.
+            for a in &args {
+                ev.eval(a, steps)?;
+            }
+            Ok(Val::Vector(Vec::new()))
+        }
+        "info" => ev.eval(args[0], steps),
+        _ if range::is_range_function(name) => range::call(ev, name, &args, steps),
+        _ => instant::call(ev, name, &args, steps),
+    }
+}
+
+/// Drops series with no value at any step.
+pub(crate) fn nonempty(cols: Vec<Col>) -> Val {
+    Val::Vector(
+        cols.into_iter()
+            .filter(|c| c.v.iter().any(|x| !is_absent(*x)))
+            .collect(),
+    )
+}
+
+/// The labels `absent` reports: the selector's equality matchers (other than the name), unless
+/// a label is matched for equality twice.
+fn absent_labels(e: &Expr) -> Labels {
+    let vs = match unwrap_parens(e) {
+        Expr::VectorSelector(vs) => vs,
+        Expr::MatrixSelector(ms) => &ms.vs,
+        _ => return Labels::empty(),
+    };
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    let mut dup: Vec<String> = Vec::new();
+    for m in &vs.matchers.matchers {
+        if m.name == "__name__" || !matches!(m.op, promql_parser::label::MatchOp::Equal) {
+            continue;
+        }
+        if pairs.iter().any(|(n, _)| *n == m.name) {
+            dup.push(m.name.clone());
+        } else {
+            pairs.push((m.name.clone(), m.value.clone()));
+        }
+    }
+    pairs.retain(|(n, v)| !dup.contains(n) && !v.is_empty());
+    Labels::from_pairs(pairs)
+}

@@ -1,0 +1,343 @@
+//! Functions over range vectors: each series' windows are visited in one pass over its sorted
+//! samples, one output value per step.
+
+use promql_parser::parser::Expr;
+
+use super::{kahan_inc, nonempty, quantile_sorted, sort_floats};
+use crate::promql::error::PromqlError;
+use crate::promql::eval::{Col, Evaluator, Steps, Val, absent};
+
+/// Whether `name` takes a range vector.
+pub(crate) fn is_range_function(name: &str) -> bool {
+    matches!(
+        name,
+        "rate"
+            | "increase"
+            | "delta"
+            | "irate"
+            | "idelta"
+            | "resets"
+            | "changes"
+            | "deriv"
+            | "predict_linear"
+            | "double_exponential_smoothing"
+            | "avg_over_time"
+            | "sum_over_time"
+            | "count_over_time"
+            | "min_over_time"
+            | "max_over_time"
+            | "stddev_over_time"
+            | "stdvar_over_time"
+            | "last_over_time"
+            | "first_over_time"
+            | "present_over_time"
+            | "quantile_over_time"
+            | "mad_over_time"
+            | "ts_of_max_over_time"
+            | "ts_of_min_over_time"
+            | "ts_of_last_over_time"
+            | "ts_of_first_over_time"
+    )
+}
+
+pub(crate) fn call(
+    ev: &mut Evaluator<'_>,
+    name: &str,
+    args: &[&Expr],
+    steps: &Steps,
+) -> Result<Val, PromqlError> {
+    let n = steps.n;
+    // Scalar parameters, per step.
+    let (range_arg, p1, p2) = match name {
+        "quantile_over_time" => (args[1], Some(ev.arg_scalar(args[0], steps)?), None),
+        "predict_linear" => (args[0], Some(ev.arg_scalar(args[1], steps)?), None),
+        "double_exponential_smoothing" => (
+            args[0],
+            Some(ev.arg_scalar(args[1], steps)?),
+            Some(ev.arg_scalar(args[2], steps)?),
+        ),
+        _ => (args[0], None, None),
+    };
+    if name == "double_exponential_smoothing" {
+        let (sf, tf) = (p1.as_deref().unwrap_or(&[]), p2.as_deref().unwrap_or(&[]));
+        if let Some(&s) = sf.iter().find(|&&s| s <= 0.0 || s >= 1.0 || s.is_nan()) {
+            return Err(PromqlError::Execution(format!(
+                "invalid smoothing factor. Expected: 0 < sf < 1, got: {s:.6}"
+            )));
+        }
+        if let Some(&t) = tf.iter().find(|&&t| t <= 0.0 || t >= 1.0 || t.is_nan()) {
+            return Err(PromqlError::Execution(format!(
+                "invalid trend factor. Expected: 0 < tf < 1, got: {t:.6}"
+            )));
+        }
+    }
+    let rv = ev.arg_range(range_arg, steps)?;
+    let keep_name = matches!(name, "last_over_time" | "first_over_time");
+    let mut out = Vec::with_capacity(rv.series.len());
+    let mut buf: Vec<f64> = Vec::new();
+    for s in &rv.series {
+        let mut v = vec![absent(); n];
+        let range = rv.range;
+        rv.windows(s, |i, lo, hi| {
+            if hi <= lo {
+                return;
+            }
+            let ts = &s.ts[lo..hi];
+            let vs = &s.v[lo..hi];
+            let end = rv.ends[i];
+            let r = match name {
+                "rate" => extrapolated(ts, vs, end - range, end, true, true),
+                "increase" => extrapolated(ts, vs, end - range, end, true, false),
+                "delta" => extrapolated(ts, vs, end - range, end, false, false),
+                "irate" => instant_delta(ts, vs, true),
+                "idelta" => instant_delta(ts, vs, false),
+                "resets" => Some(vs.windows(2).filter(|w| w[1] < w[0]).count() as f64),
+                "changes" => Some(
+                    vs.windows(2)
+                        .filter(|w| !(w[1] == w[0] || (w[1].is_nan() && w[0].is_nan())))
+                        .count() as f64,
+                ),
+                "deriv" => (ts.len() >= 2).then(|| linear_regression(ts, vs, ts[0]).0),
+                "predict_linear" => (ts.len() >= 2).then(|| {
+                    let dur = p1.as_ref().map_or(0.0, |p| p[i]);
+                    let (slope, intercept) = linear_regression(ts, vs, steps.t(i));
+                    slope * dur + intercept
+                }),
+                "double_exponential_smoothing" => {
+                    let sf = p1.as_ref().map_or(0.5, |p| p[i]);
+                    let tf = p2.as_ref().map_or(0.5, |p| p[i]);
+                    double_exp(vs, sf, tf)
+                }
+                "avg_over_time" => Some(avg(vs)),
+                "sum_over_time" => {
+                    let (mut s, mut c) = (0.0, 0.0);
+                    for &x in vs {
+                        (s, c) = kahan_inc(x, s, c);
+                    }
+                    Some(s + c)
+                }
+                "count_over_time" => Some(vs.len() as f64),
+                "min_over_time" => Some(extreme(vs, |cur, acc| cur < acc)),
+                "max_over_time" => Some(extreme(vs, |cur, acc| cur > acc)),
+                "stddev_over_time" => Some(variance(vs).sqrt()),
+                "stdvar_over_time" => Some(variance(vs)),
+                "last_over_time" => Some(vs[vs.len() - 1]),
+                "first_over_time" => Some(vs[0]),
+                "present_over_time" => Some(1.0),
+                "quantile_over_time" => {
+                    buf.clear();
+                    buf.extend_from_slice(vs);
+                    sort_floats(&mut buf);
+                    Some(quantile_sorted(p1.as_ref().map_or(f64::NAN, |p| p[i]), &buf))
+                }
+                "mad_over_time" => {
+                    buf.clear();
+                    buf.extend_from_slice(vs);
+                    sort_floats(&mut buf);
+                    let median = quantile_sorted(0.5, &buf);
+                    for x in buf.iter_mut() {
+                        *x = (*x - median).abs();
+                    }
+                    sort_floats(&mut buf);
+                    Some(quantile_sorted(0.5, &buf))
+                }
+                "ts_of_max_over_time" => Some(ts_of_extreme(ts, vs, |cur, acc| cur >= acc)),
+                "ts_of_min_over_time" => Some(ts_of_extreme(ts, vs, |cur, acc| cur <= acc)),
+                "ts_of_last_over_time" => Some(ts[ts.len() - 1] as f64 / 1000.0),
+                "ts_of_first_over_time" => Some(ts[0] as f64 / 1000.0),
+                _ => None,
+            };
+            if let Some(x) = r {
+                v[i] = x;
+            }
+        });
+        out.push(Col {
+            labels: s.labels.clone(),
+            drop_name: s.drop_name || !keep_name,
+            v,
+        });
+    }
+    Ok(nonempty(out))
+}
+
+/// `rate`/`increase`/`delta`: the change over the window, extrapolated towards the window's
+/// edges (Prometheus 3 rules), per second for `rate`.
+fn extrapolated(
+    ts: &[i64],
+    vs: &[f64],
+    range_start: i64,
+    range_end: i64,
+    counter: bool,
+    per_second: bool,
+) -> Option<f64> {
+    if ts.len() < 2 {
+        return None;
+    }
+    let (first_t, last_t) = (ts[0], ts[ts.len() - 1]);
+    let mut result = vs[vs.len() - 1] - vs[0];
+    if counter {
+        let mut prev = vs[0];
+        for &x in &vs[1..] {
+            if x < prev {
+                result += prev;
+            }
+            prev = x;
+        }
+    }
+    let mut to_start = (first_t - range_start) as f64 / 1000.0;
+    let mut to_end = (range_end - last_t) as f64 / 1000.0;
+    let sampled = (last_t - first_t) as f64 / 1000.0;
+    let avg_gap = sampled / (ts.len() - 1) as f64;
+    let threshold = avg_gap * 1.1;
+    if to_start >= threshold {
+        to_start = avg_gap / 2.0;
+    }
+    if counter && result > 0.0 && vs[0] >= 0.0 {
+        // A counter cannot have been below zero: do not extrapolate past its zero point.
+        let to_zero = sampled * (vs[0] / result);
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    if to_end >= threshold {
+        to_end = avg_gap / 2.0;
+    }
+    let mut factor = (sampled + to_start + to_end) / sampled;
+    if per_second {
+        factor /= (range_end - range_start) as f64 / 1000.0;
+    }
+    Some(result * factor)
+}
+
+/// `irate`/`idelta` from the window's last two samples.
+fn instant_delta(ts: &[i64], vs: &[f64], rate: bool) -> Option<f64> {
+    if ts.len() < 2 {
+        return None;
+    }
+    let k = ts.len();
+    let (last, prev) = (vs[k - 1], vs[k - 2]);
+    let dt = ts[k - 1] - ts[k - 2];
+    if dt == 0 {
+        return None;
+    }
+    let mut d = last - prev;
+    if rate && last < prev {
+        d = last;
+    }
+    if rate {
+        d /= dt as f64 / 1000.0;
+    }
+    Some(d)
+}
+
+/// Least-squares slope (per second) and intercept at `intercept_t` (ms), with compensated
+/// sums.
+pub(crate) fn linear_regression(ts: &[i64], vs: &[f64], intercept_t: i64) -> (f64, f64) {
+    let init = vs[0];
+    let const_y = vs.iter().all(|&y| y == init);
+    if const_y {
+        if init.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init);
+    }
+    let n = vs.len() as f64;
+    let (mut sx, mut cx, mut sy, mut cy, mut sxy, mut cxy, mut sx2, mut cx2) =
+        (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    for (&t, &y) in ts.iter().zip(vs) {
+        let x = (t - intercept_t) as f64 / 1000.0;
+        (sx, cx) = kahan_inc(x, sx, cx);
+        (sy, cy) = kahan_inc(y, sy, cy);
+        (sxy, cxy) = kahan_inc(x * y, sxy, cxy);
+        (sx2, cx2) = kahan_inc(x * x, sx2, cx2);
+    }
+    sx += cx;
+    sy += cy;
+    sxy += cxy;
+    sx2 += cx2;
+    let cov = sxy - sx * sy / n;
+    let var = sx2 - sx * sx / n;
+    let slope = cov / var;
+    let intercept = sy / n - slope * sx / n;
+    (slope, intercept)
+}
+
+fn double_exp(vs: &[f64], sf: f64, tf: f64) -> Option<f64> {
+    if vs.len() < 2 {
+        return None;
+    }
+    let (mut s0, mut s1) = (0.0, vs[0]);
+    let mut b = vs[1] - vs[0];
+    for (i, &x) in vs.iter().enumerate().skip(1) {
+        let xs = sf * x;
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        s0 = s1;
+        s1 = xs + y;
+    }
+    Some(s1)
+}
+
+/// Mean with compensated summation, switching to an incremental mean if the sum overflows.
+fn avg(vs: &[f64]) -> f64 {
+    let (mut sum, mut mean, mut c) = (0.0, 0.0, 0.0);
+    let mut count = 0.0;
+    let mut incremental = false;
+    for &x in vs {
+        count += 1.0;
+        if !incremental {
+            let (ns, nc) = kahan_inc(x, sum, c);
+            if count == 1.0 || !ns.is_infinite() {
+                sum = ns;
+                c = nc;
+                continue;
+            }
+            incremental = true;
+            mean = sum / (count - 1.0);
+            c /= count - 1.0;
+        }
+        let q = (count - 1.0) / count;
+        (mean, c) = kahan_inc(x / count, q * mean, q * c);
+    }
+    if incremental {
+        mean + c
+    } else {
+        sum / count + c / count
+    }
+}
+
+/// Population variance, Welford's method with compensated sums.
+fn variance(vs: &[f64]) -> f64 {
+    let (mut count, mut mean, mut cm, mut aux, mut ca) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for &x in vs {
+        count += 1.0;
+        let d = x - (mean + cm);
+        (mean, cm) = kahan_inc(d / count, mean, cm);
+        (aux, ca) = kahan_inc(d * (x - (mean + cm)), aux, ca);
+    }
+    (aux + ca) / count
+}
+
+/// The value `better` prefers over the running pick; a NaN pick is always replaced.
+fn extreme(vs: &[f64], better: impl Fn(f64, f64) -> bool) -> f64 {
+    let mut acc = vs[0];
+    for &x in &vs[1..] {
+        if better(x, acc) || acc.is_nan() {
+            acc = x;
+        }
+    }
+    acc
+}
+
+fn ts_of_extreme(ts: &[i64], vs: &[f64], better: impl Fn(f64, f64) -> bool) -> f64 {
+    let (mut acc, mut at) = (vs[0], ts[0]);
+    for (&t, &x) in ts.iter().zip(vs).skip(1) {
+        if better(x, acc) || acc.is_nan() {
+            acc = x;
+            at = t;
+        }
+    }
+    at as f64 / 1000.0
+}

@@ -1,0 +1,107 @@
+//! PromQL: queries parsed with `promql-parser`, evaluated by Gauntlet over any
+//! [`Queryable`](crate::query::Queryable) with Prometheus 3.x semantics on float samples.
+//!
+//! Evaluation is columnar: every expression is evaluated for all steps of a query at once.
+//! Selectors fetch each series once for the whole query range, range functions slide a window
+//! over each series' sorted samples in one pass, and aggregations and binary operators work on
+//! step columns.
+
+mod error;
+mod eval;
+mod functions;
+pub mod promqltest;
+mod value;
+
+pub use error::PromqlError;
+pub use value::{InstantSample, QueryResult, Value};
+
+use std::time::Duration;
+
+use crate::query::Queryable;
+
+/// Limits and defaults of an [`Engine`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// How far back an instant selector looks for a sample, in ms (Prometheus: 5m).
+    pub lookback_delta_ms: i64,
+    /// The most samples a query may hold in memory at once (`--query.max-samples`).
+    pub max_samples: usize,
+    /// Wall-clock budget of one query; checked between evaluation stages.
+    pub timeout: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            lookback_delta_ms: 300_000,
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// The PromQL engine. Stateless between queries; share one per process.
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    opts: EngineOptions,
+}
+
+impl Engine {
+    /// An engine with these options.
+    pub fn new(opts: EngineOptions) -> Self {
+        Engine { opts }
+    }
+
+    /// The options this engine runs with.
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// Evaluates `query` at `t_ms` (ms since the epoch).
+    pub fn instant_query(
+        &self,
+        storage: &dyn Queryable,
+        query: &str,
+        t_ms: i64,
+    ) -> Result<QueryResult, PromqlError> {
+        let expr = parse(query)?;
+        eval::run(&self.opts, storage, &expr, t_ms, t_ms, 0, true)
+    }
+
+    /// Evaluates `query` at every step from `start_ms` to `end_ms` (inclusive, ms), `step_ms`
+    /// apart; the answer is a matrix sorted by labels (or a scalar/string promoted to one).
+    pub fn range_query(
+        &self,
+        storage: &dyn Queryable,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<QueryResult, PromqlError> {
+        if step_ms <= 0 {
+            return Err(PromqlError::Execution(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer"
+                    .into(),
+            ));
+        }
+        if end_ms < start_ms {
+            return Err(PromqlError::Execution(
+                "end timestamp must not be before start time".into(),
+            ));
+        }
+        let expr = parse(query)?;
+        eval::run(
+            &self.opts, storage, &expr, start_ms, end_ms, step_ms, false,
+        )
+    }
+}
+
+/// Parses a query, mapping the parser's error to [`PromqlError::Parse`].
+pub(crate) fn parse(query: &str) -> Result<promql_parser::parser::Expr, PromqlError> {
+    promql_parser::parser::parse(query).map_err(PromqlError::Parse)
+}
+
+/// The query pretty-printed the way `/api/v1/format_query` answers.
+pub fn format_query(query: &str) -> Result<String, PromqlError> {
+    Ok(parse(query)?.prettify())
+}

@@ -1,0 +1,558 @@
+//! A runner for Prometheus's promqltest scripts (`load`, `clear`, `eval instant|range`,
+//! `eval_fail`, `eval_ordered`, `expect …`), used by the conformance test. Sections that load
+//! native histograms, and evals expecting them, are skipped and counted.
+
+use std::collections::BTreeMap;
+
+use regex::Regex;
+
+use super::{Engine, Value};
+use crate::chunk::{STALE_NAN_BITS, SampleBatch};
+use crate::labels::Labels;
+use crate::query::{MemSeries, Series};
+
+/// The outcome of one script.
+#[derive(Debug, Default, Clone)]
+pub struct ScriptReport {
+    /// Evals that gave the expected answer.
+    pub passed: usize,
+    /// Evals that did not, each as `file:line: query: reason`.
+    pub failed: Vec<String>,
+    /// Evals not run: native histograms, or expectations the runner does not check.
+    pub skipped: usize,
+}
+
+/// Parses a Prometheus duration (`5m`, `1h30m`, `0`, `100ms`) into ms.
+pub fn parse_duration(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(0);
+    }
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s),
+    };
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut total: i64 = 0;
+    if b.is_empty() {
+        return None;
+    }
+    while i < b.len() {
+        let st = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if st == i {
+            return None;
+        }
+        let num: i64 = s[st..i].parse().ok()?;
+        let us = i;
+        while i < b.len() && b[i].is_ascii_alphabetic() {
+            i += 1;
+        }
+        let mult = match &s[us..i] {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 7 * 86_400_000,
+            "y" => 365 * 86_400_000,
+            _ => return None,
+        };
+        total += num * mult;
+    }
+    Some(if neg { -total } else { total })
+}
+
+/// Parses a number as Go's `strconv.ParseFloat` and the test language accept it.
+fn parse_number(s: &str) -> Option<f64> {
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let v = if body.eq_ignore_ascii_case("inf") {
+        f64::INFINITY
+    } else if body.eq_ignore_ascii_case("nan") {
+        f64::NAN
+    } else if let Some(h) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
+        i64::from_str_radix(h, 16).ok()? as f64
+    } else {
+        body.parse::<f64>().ok()?
+    };
+    Some(if neg { -v } else { v })
+}
+
+/// A sample slot of a series description: a value, a gap (`_`), or a native histogram.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Value(f64),
+    Gap,
+}
+
+/// A parsed series description line.
+struct SeriesDesc {
+    labels: Labels,
+    slots: Vec<Slot>,
+    native: bool,
+}
+
+/// Reads a Go-style double-quoted string starting at `s[0] == '"'`; returns it and the rest.
+fn read_quoted(s: &str) -> Option<(String, &str)> {
+    let quote = s.chars().next()?;
+    let mut out = String::new();
+    let mut chars = s[1..].char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => {
+                let (_, e) = chars.next()?;
+                match e {
+                    'n' => out.push('\n'),
+                    't' => out.push('\t'),
+                    'r' => out.push('\r'),
+                    '\\' => out.push('\\'),
+                    '"' => out.push('"'),
+                    '\'' => out.push('\''),
+                    'x' => {
+                        let (_, a) = chars.next()?;
+                        let (_, b) = chars.next()?;
+                        let v = u8::from_str_radix(&format!("{a}{b}"), 16).ok()?;
+                        // Invalid UTF-8 bytes become U+FFFD, as Go would see them when printing.
+                        out.push(if v < 0x80 { v as char } else { '\u{FFFD}' });
+                    }
+                    other => {
+                        out.push('\\');
+                        out.push(other);
+                    }
+                }
+            }
+            c if c == quote => return Some((out, &s[1 + i + 1..])),
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// Parses `name{l="v", …} values…` (values optional).
+fn parse_series_desc(line: &str) -> Result<(Labels, &str), String> {
+    let line = line.trim();
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    let name_end = line
+        .find(|c: char| c == '{' || c.is_whitespace())
+        .unwrap_or(line.len());
+    if name_end > 0 {
+        pairs.push(("__name__".into(), line[..name_end].to_string()));
+    }
+    let mut rest = &line[name_end..];
+    if let Some(r) = rest.strip_prefix('{') {
+        rest = r.trim_start();
+        loop {
+            if let Some(r) = rest.strip_prefix('}') {
+                rest = r;
+                break;
+            }
+            let (name, r) = if rest.starts_with('"') {
+                read_quoted(rest).ok_or("bad quoted name")?
+            } else {
+                let e = rest
+                    .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                    .ok_or("bad label")?;
+                (rest[..e].to_string(), &rest[e..])
+            };
+            let r = r.trim_start();
+            if let Some(r) = r.strip_prefix('=') {
+                let r = r.trim_start();
+                let (value, r) = read_quoted(r).ok_or("bad label value")?;
+                pairs.push((name, value));
+                rest = r.trim_start();
+            } else {
+                // A quoted metric name on its own.
+                pairs.push(("__name__".into(), name));
+                rest = r;
+            }
+            rest = rest.trim_start();
+            if let Some(r) = rest.strip_prefix(',') {
+                rest = r.trim_start();
+            }
+        }
+    }
+    pairs.retain(|(_, v)| !v.is_empty());
+    Ok((Labels::from_pairs(pairs), rest.trim()))
+}
+
+/// Expands a value sequence (`1 2 _ 3+2x4 stale _x3`).
+fn parse_values(s: &str) -> Result<(Vec<Slot>, bool), String> {
+    if s.contains("{{") {
+        return Ok((Vec::new(), true));
+    }
+    let mut out = Vec::new();
+    for tok in s.split_whitespace() {
+        if tok == "_" {
+            out.push(Slot::Gap);
+        } else if let Some(n) = tok.strip_prefix("_x") {
+            let n: usize = n.parse().map_err(|_| format!("bad token {tok}"))?;
+            out.extend(std::iter::repeat_n(Slot::Gap, n));
+        } else if tok == "stale" {
+            out.push(Slot::Value(f64::from_bits(STALE_NAN_BITS)));
+        } else if let Some(v) = parse_number(tok) {
+            out.push(Slot::Value(v));
+        } else if let Some(xi) = tok.rfind('x') {
+            let times: usize = tok[xi + 1..]
+                .parse()
+                .map_err(|_| format!("bad token {tok}"))?;
+            let head = &tok[..xi];
+            // Split `a+b` / `a-b` at the sign that is not leading and not an exponent's.
+            let hb = head.as_bytes();
+            let split = (1..hb.len())
+                .find(|&i| (hb[i] == b'+' || hb[i] == b'-') && !matches!(hb[i - 1], b'e' | b'E'));
+            let (start, delta) = match split {
+                Some(i) => {
+                    let a = parse_number(&head[..i]).ok_or(format!("bad token {tok}"))?;
+                    let d = parse_number(&head[i + 1..]).ok_or(format!("bad token {tok}"))?;
+                    (a, if hb[i] == b'-' { -d } else { d })
+                }
+                None => (parse_number(head).ok_or(format!("bad token {tok}"))?, 0.0),
+            };
+            let mut k = start;
+            for _ in 0..=times {
+                out.push(Slot::Value(k));
+                k += delta;
+            }
+        } else {
+            return Err(format!("bad token {tok}"));
+        }
+    }
+    Ok((out, false))
+}
+
+fn parse_line(line: &str) -> Result<SeriesDesc, String> {
+    let (labels, rest) = parse_series_desc(line)?;
+    let (slots, native) = parse_values(rest)?;
+    Ok(SeriesDesc {
+        labels,
+        slots,
+        native,
+    })
+}
+
+/// Floats equal within promqltest's tolerance (NaN equals NaN).
+pub fn almost_equal(a: f64, b: f64) -> bool {
+    const MIN_NORMAL: f64 = 2.2250738585072014e-308;
+    const EPS: f64 = 1e-6;
+    if a.is_nan() && b.is_nan() {
+        return true;
+    }
+    if a == b {
+        return true;
+    }
+    let abs_sum = a.abs() + b.abs();
+    let diff = (a - b).abs();
+    if a == 0.0 || b == 0.0 || abs_sum < MIN_NORMAL {
+        return diff < EPS * MIN_NORMAL;
+    }
+    diff / abs_sum.min(f64::MAX) < EPS
+}
+
+/// One `eval` command with its expectations.
+#[derive(Default)]
+struct EvalCmd {
+    line: usize,
+    query: String,
+    range: Option<(i64, i64, i64)>,
+    at: i64,
+    fail: bool,
+    fail_msg: Option<String>,
+    fail_re: Option<String>,
+    ordered: bool,
+    scalar: Option<f64>,
+    string: Option<String>,
+    series: Vec<(Labels, Vec<Slot>)>,
+    skip: bool,
+}
+
+/// Runs one script's text; `name` prefixes failure messages.
+pub fn run_script(name: &str, text: &str, engine: &Engine) -> ScriptReport {
+    let mut rep = ScriptReport::default();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut store: Vec<Series> = Vec::new();
+    let mut mem = MemSeries::default();
+    let mut section_native = false;
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i].trim();
+        if line.is_empty() || line.starts_with('#') {
+            i += 1;
+            continue;
+        }
+        let start_line = i + 1;
+        // The command's body: following lines until a blank or comment line.
+        let mut body = Vec::new();
+        let mut j = i + 1;
+        while j < lines.len() {
+            let l = lines[j].trim();
+            if l.is_empty() || l.starts_with('#') || is_command(l) {
+                break;
+            }
+            body.push(l);
+            j += 1;
+        }
+        i = j;
+        let mut words = line.split_whitespace();
+        let cmd = words.next().unwrap_or("");
+        match cmd {
+            "clear" => {
+                store.clear();
+                mem = MemSeries::default();
+                section_native = false;
+            }
+            "load" | "load_with_nhcb" => {
+                if cmd == "load_with_nhcb" {
+                    section_native = true;
+                }
+                let step = words.next().and_then(parse_duration).unwrap_or(0);
+                let mut loaded: BTreeMap<Labels, SampleBatch> = BTreeMap::new();
+                for l in &body {
+                    match parse_line(l) {
+                        Ok(d) if d.native => section_native = true,
+                        Ok(d) => {
+                            let mut b = SampleBatch::default();
+                            for (k, s) in d.slots.iter().enumerate() {
+                                if let Slot::Value(v) = s {
+                                    b.ts.push(k as i64 * step);
+                                    b.val.push(*v);
+                                }
+                            }
+                            loaded.insert(d.labels, b);
+                        }
+                        Err(e) => rep
+                            .failed
+                            .push(format!("{name}:{start_line}: load: {e}: {l}")),
+                    }
+                }
+                store.extend(
+                    loaded
+                        .into_iter()
+                        .map(|(labels, samples)| Series { labels, samples }),
+                );
+                mem = MemSeries::new(store.clone());
+            }
+            c if c.starts_with("eval") => {
+                let cmd = match parse_eval(line, &body, start_line) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        rep.failed.push(format!("{name}:{start_line}: {e}"));
+                        continue;
+                    }
+                };
+                if cmd.skip || section_native {
+                    rep.skipped += 1;
+                    continue;
+                }
+                match check_eval(engine, &mem, &cmd) {
+                    Ok(()) => rep.passed += 1,
+                    Err(e) => rep
+                        .failed
+                        .push(format!("{name}:{}: {}: {e}", cmd.line, cmd.query)),
+                }
+            }
+            other => rep
+                .failed
+                .push(format!("{name}:{start_line}: unknown command {other}")),
+        }
+    }
+    rep
+}
+
+/// Whether a line starts a new command (a `clear` has no body, so one may follow at once).
+fn is_command(l: &str) -> bool {
+    let w = l.split_whitespace().next().unwrap_or("");
+    matches!(w, "clear" | "load" | "load_with_nhcb") || w.starts_with("eval")
+}
+
+fn parse_eval(line: &str, body: &[&str], line_no: usize) -> Result<EvalCmd, String> {
+    let mut c = EvalCmd {
+        line: line_no,
+        ..Default::default()
+    };
+    let (head, rest) = line.split_once(' ').ok_or("bad eval")?;
+    match head {
+        "eval" => {}
+        "eval_fail" => c.fail = true,
+        "eval_ordered" => c.ordered = true,
+        "eval_warn" | "eval_info" => {}
+        other => return Err(format!("unknown eval form {other}")),
+    }
+    let rest = rest.trim();
+    if let Some(r) = rest.strip_prefix("instant at ") {
+        let (at, q) = r.trim().split_once(' ').ok_or("bad instant eval")?;
+        c.at = parse_duration(at).ok_or("bad time")?;
+        c.query = q.trim().to_string();
+    } else if let Some(r) = rest.strip_prefix("range from ") {
+        let re = Regex::new(r"^(\S+)\s+to\s+(\S+)\s+step\s+(\S+)\s+(.*)$").expect("static regex");
+        let caps = re.captures(r.trim()).ok_or("bad range eval")?;
+        let p = |k: usize| parse_duration(&caps[k]).ok_or("bad duration");
+        c.range = Some((p(1)?, p(2)?, p(3)?));
+        c.query = caps[4].to_string();
+    } else {
+        return Err(format!("bad eval: {line}"));
+    }
+    for l in body {
+        if let Some(m) = l.strip_prefix("expected_fail_message ") {
+            c.fail_msg = Some(m.trim().to_string());
+        } else if let Some(m) = l.strip_prefix("expected_fail_regexp ") {
+            c.fail_re = Some(m.trim().to_string());
+        } else if let Some(e) = l.strip_prefix("expect ") {
+            let e = e.trim();
+            if e == "ordered" {
+                c.ordered = true;
+            } else if let Some(f) = e.strip_prefix("fail") {
+                c.fail = true;
+                let f = f.trim();
+                if let Some(m) = f.strip_prefix("msg:") {
+                    c.fail_msg = Some(m.trim().to_string());
+                } else if let Some(m) = f.strip_prefix("regex:") {
+                    c.fail_re = Some(m.trim().to_string());
+                }
+            } else if let Some(s) = e.strip_prefix("string ") {
+                c.string = read_quoted(s.trim()).map(|x| x.0);
+            } else if e.starts_with("range vector") {
+                c.skip = true;
+            }
+            // `expect warn|info|no_warn|no_info` are annotations; not checked here.
+        } else if body.len() == 1 && !l.contains('{') && parse_number(l).is_some() {
+            c.scalar = parse_number(l);
+        } else {
+            let d = parse_line(l).map_err(|e| format!("{e}: {l}"))?;
+            if d.native {
+                c.skip = true;
+            }
+            c.series.push((d.labels, d.slots));
+        }
+    }
+    Ok(c)
+}
+
+fn check_eval(engine: &Engine, mem: &MemSeries, c: &EvalCmd) -> Result<(), String> {
+    let res = match c.range {
+        Some((s, e, st)) => engine.range_query(mem, &c.query, s, e, st),
+        None => engine.instant_query(mem, &c.query, c.at),
+    };
+    if c.fail {
+        return match res {
+            Ok(_) => Err("expected an error, got a result".into()),
+            Err(e) => {
+                let msg = e.to_string();
+                if let Some(m) = &c.fail_msg
+                    && msg != *m
+                {
+                    return Err(format!("error {msg:?}, expected {m:?}"));
+                }
+                if let Some(r) = &c.fail_re {
+                    let re = Regex::new(r).map_err(|e| e.to_string())?;
+                    if !re.is_match(&msg) {
+                        return Err(format!("error {msg:?} does not match {r:?}"));
+                    }
+                }
+                Ok(())
+            }
+        };
+    }
+    let res = res.map_err(|e| format!("error: {e}"))?;
+    if let Some(exp) = &c.string {
+        return match &res.value {
+            Value::String { v, .. } if v == exp => Ok(()),
+            other => Err(format!("expected string {exp:?}, got {other:?}")),
+        };
+    }
+    if let Some(exp) = c.scalar {
+        return match res.value {
+            Value::Scalar { v, .. } if almost_equal(v, exp) => Ok(()),
+            other => Err(format!("expected scalar {exp}, got {other:?}")),
+        };
+    }
+    match (c.range, res.value) {
+        (None, Value::Vector(got)) => {
+            if got.len() != c.series.len() {
+                return Err(format!(
+                    "expected {} series, got {}: {:?}",
+                    c.series.len(),
+                    got.len(),
+                    got.iter()
+                        .map(|s| format!("{} {}", s.labels, s.v))
+                        .collect::<Vec<_>>()
+                ));
+            }
+            for (k, (labels, slots)) in c.series.iter().enumerate() {
+                let want = match slots.first() {
+                    Some(Slot::Value(v)) => *v,
+                    _ => return Err(format!("expected line without value: {labels}")),
+                };
+                let pos = got
+                    .iter()
+                    .position(|s| s.labels == *labels)
+                    .ok_or_else(|| format!("missing series {labels}"))?;
+                if c.ordered && pos != k {
+                    return Err(format!("{labels} at position {pos}, expected {k}"));
+                }
+                if !almost_equal(got[pos].v, want) {
+                    return Err(format!("{labels}: got {}, expected {want}", got[pos].v));
+                }
+            }
+            Ok(())
+        }
+        (None, Value::Matrix(got)) if c.series.is_empty() => {
+            if got.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("expected nothing, got {} series", got.len()))
+            }
+        }
+        (Some((start, _, step)), Value::Matrix(got)) => {
+            let want: Vec<&(Labels, Vec<Slot>)> = c
+                .series
+                .iter()
+                .filter(|(_, s)| s.iter().any(|x| matches!(x, Slot::Value(_))))
+                .collect();
+            if got.len() != want.len() {
+                return Err(format!(
+                    "expected {} series, got {}: {:?}",
+                    want.len(),
+                    got.len(),
+                    got.iter().map(|s| s.labels.to_string()).collect::<Vec<_>>()
+                ));
+            }
+            for (labels, slots) in want {
+                let s = got
+                    .iter()
+                    .find(|s| s.labels == *labels)
+                    .ok_or_else(|| format!("missing series {labels}"))?;
+                let exp: Vec<(i64, f64)> = slots
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(k, x)| match x {
+                        Slot::Value(v) => Some((start + k as i64 * step, *v)),
+                        Slot::Gap => None,
+                    })
+                    .collect();
+                let have: Vec<(i64, f64)> = s
+                    .samples
+                    .ts
+                    .iter()
+                    .copied()
+                    .zip(s.samples.val.iter().copied())
+                    .collect();
+                if exp.len() != have.len()
+                    || exp
+                        .iter()
+                        .zip(have.iter())
+                        .any(|(a, b)| a.0 != b.0 || !almost_equal(a.1, b.1))
+                {
+                    return Err(format!("{labels}: got {have:?}, expected {exp:?}"));
+                }
+            }
+            Ok(())
+        }
+        (_, other) => Err(format!("unexpected result type: {other:?}")),
+    }
+}
