@@ -146,3 +146,144 @@ fn buildinfo_has_prometheus_keys() {
     assert_eq!(keys(&g), keys(&p));
     assert_eq!(g["status"], "success");
 }
+
+/// Vectors come out in an order Prometheus does not fix (aggregation groups); everything else
+/// is compared as bytes.
+fn normalized(body: &[u8]) -> serde_json::Value {
+    let mut v: serde_json::Value = serde_json::from_slice(body).unwrap_or_else(|e| {
+        panic!("bad JSON {e}: {}", String::from_utf8_lossy(body));
+    });
+    if v["data"]["resultType"] == "vector"
+        && let Some(r) = v["data"]["result"].as_array_mut()
+    {
+        r.sort_by_key(|s| s["metric"].to_string());
+    }
+    v
+}
+
+#[test]
+fn query_answers_match_prometheus() {
+    let pair = start_pair();
+    let at = (T0 + 3600).to_string();
+    let late = (T0 + 5400).to_string() + ".25";
+    let instant = [
+        r#"http_requests_total{code="500",handler="/api/a"}"#,
+        "sum by (method) (http_requests_total)",
+        "count(temperature_celsius)",
+        "max by (sensor) (temperature_celsius) > 50",
+        "process_resident_memory_bytes / 1e9",
+        "1/0",
+        "-1/0",
+        "0/0",
+        "vector(1e-9) * 3",
+        "1e-9",
+        "vector(-1e25)",
+        "1e300 * 10",
+        "scalar(sum(process_resident_memory_bytes))",
+        r#""a string""#,
+        "time()",
+        r#"label_replace(up or vector(2), "x", "$1", "job", "(.*)")"#,
+        "no_such_metric",
+    ];
+    for q in instant {
+        for t in [&at, &late] {
+            let path = format!("/api/v1/query?{}", self::q(&[("query", q), ("time", t)]));
+            let (ps, pb) = http_get(pair.prom.port, &path).unwrap();
+            let (gs, gb) = pair.ours.get(&path);
+            assert_eq!(gs, ps, "{path}: {}", String::from_utf8_lossy(&gb));
+            assert_eq!(normalized(&gb), normalized(&pb), "{path}");
+        }
+    }
+    // Range queries over instant selectors and aggregations: bytes equal.
+    let range = [
+        r#"temperature_celsius{sensor="s1"}"#,
+        "sum(http_requests_total)",
+        "process_resident_memory_bytes > 2e9",
+        "vector(time())",
+        "1/0",
+    ];
+    let (start, end) = ((T0 + 600).to_string(), (T0 + 7200).to_string());
+    for q in range {
+        for step in ["60", "37.5", "5m"] {
+            assert_same(
+                &pair,
+                &format!(
+                    "/api/v1/query_range?{}",
+                    self::q(&[
+                        ("query", q),
+                        ("start", &start),
+                        ("end", &end),
+                        ("step", step)
+                    ])
+                ),
+            );
+        }
+    }
+    // Errors in parameters are spelled as Prometheus spells them.
+    for params in [
+        vec![
+            ("query", "up"),
+            ("start", "1"),
+            ("end", "0"),
+            ("step", "15"),
+        ],
+        vec![("query", "up"), ("start", "0"), ("end", "1"), ("step", "0")],
+        vec![("query", "up"), ("start", "0"), ("end", "1"), ("step", "x")],
+        vec![
+            ("query", "up"),
+            ("start", "0"),
+            ("end", "100000"),
+            ("step", "1"),
+        ],
+        vec![
+            ("query", "up"),
+            ("start", "zero"),
+            ("end", "1"),
+            ("step", "1"),
+        ],
+    ] {
+        assert_same(&pair, &format!("/api/v1/query_range?{}", self::q(&params)));
+    }
+    assert_same(
+        &pair,
+        &format!(
+            "/api/v1/query?{}",
+            self::q(&[("query", "up"), ("time", "later")])
+        ),
+    );
+    // Parse errors: same status and error type (message wording is the parser's own).
+    for bad in ["sum(", "foo{", "rate(up)", r#"{__name__=~".*"}"#] {
+        let path = format!(
+            "/api/v1/query?{}",
+            self::q(&[("query", bad), ("time", &at)])
+        );
+        let (ps, pb) = http_get(pair.prom.port, &path).unwrap();
+        let (gs, gb) = pair.ours.get(&path);
+        let (p, g) = (normalized(&pb), normalized(&gb));
+        assert_eq!(
+            (gs, &g["errorType"]),
+            (ps, &p["errorType"]),
+            "{path}: {g} vs {p}"
+        );
+        assert!(
+            g["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("invalid parameter \"query\": "),
+            "{g}"
+        );
+    }
+    // POST form and GET agree.
+    let form = self::q(&[("query", "sum(http_requests_total)"), ("time", &at)]);
+    let (gs, gb) = http_post_form(pair.ours.http_port, "/api/v1/query", &form).unwrap();
+    let (_, want) = pair.ours.get(&format!("/api/v1/query?{form}"));
+    assert_eq!((gs, gb), (200, want));
+    // format_query answers a string.
+    let (gs, gb) = pair.ours.get(&format!(
+        "/api/v1/format_query?{}",
+        self::q(&[("query", "sum(rate(x[5m]))by(job)")])
+    ));
+    let g = normalized(&gb);
+    assert_eq!(gs, 200, "{g}");
+    assert!(g["data"].as_str().unwrap().contains("sum by (job)"), "{g}");
+}

@@ -16,11 +16,11 @@ use gauntlet_engine::labels::Labels;
 use gauntlet_engine::query::SelectHints;
 
 use super::json;
-use super::promql;
 use super::params::{
     ApiError, Form, MAX_TIME_MS, MIN_TIME_MS, bool_param, limit_param, parse_duration,
     parse_match_sets, time_param,
 };
+use super::promql;
 use crate::query::{ReadOptions, ReadView, Source};
 
 /// Settings of the query API that do not change per request.

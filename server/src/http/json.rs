@@ -61,8 +61,9 @@ pub fn push_ts(out: &mut String, t_ms: i64) {
     }
 }
 
-/// Appends a sample value as a JSON string: Go's `strconv.FormatFloat(v, 'f', -1, 64)` (the
-/// shortest decimal that round-trips, never in exponent form), with `NaN`, `+Inf`, `-Inf`.
+/// Appends a sample value as a JSON string as Prometheus writes it: the shortest decimal that
+/// round-trips, in exponent form (`3e-09`, `1e+21`) when `|v| < 1e-6` or `|v| >= 1e21`, and
+/// `NaN`, `+Inf`, `-Inf`.
 pub fn push_value(out: &mut String, v: f64) {
     out.push('"');
     if v.is_nan() {
@@ -71,11 +72,34 @@ pub fn push_value(out: &mut String, v: f64) {
         out.push_str("+Inf");
     } else if v == f64::NEG_INFINITY {
         out.push_str("-Inf");
+    } else if v != 0.0 && (v.abs() < 1e-6 || v.abs() >= 1e21) {
+        // Go's 'e' format: shortest mantissa, exponent signed and at least two digits.
+        let e = format!("{v:e}");
+        let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
+        let exp: i32 = exp.parse().unwrap_or(0);
+        let sign = if exp < 0 { '-' } else { '+' };
+        let _ = write!(out, "{mantissa}e{sign}{:02}", exp.unsigned_abs());
     } else {
         // Rust's Display is the shortest round-trip digits in plain notation, like Go's 'f', -1.
         let _ = write!(out, "{v}");
     }
     out.push('"');
+}
+
+/// Appends a scalar result's value: Prometheus writes scalars always in plain notation
+/// (Go's `FormatFloat(v, 'f', -1, 64)`), unlike sample values.
+pub fn push_scalar_point(out: &mut String, t_ms: i64, v: f64) {
+    out.push('[');
+    push_ts(out, t_ms);
+    out.push_str(",\"");
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else {
+        let _ = write!(out, "{v}");
+    }
+    out.push_str("\"]");
 }
 
 /// Appends `[ts, "v"]`.
@@ -149,12 +173,16 @@ mod tests {
     }
 
     #[test]
-    fn values_are_spelled_like_go_format_float_f() {
+    fn values_are_spelled_like_prometheus() {
         assert_eq!(value(1.0), "\"1\"");
         assert_eq!(value(0.1), "\"0.1\"");
         assert_eq!(value(-0.0), "\"-0\"");
-        assert_eq!(value(1e-7), "\"0.0000001\"");
-        assert_eq!(value(1e21), "\"1000000000000000000000\"");
+        assert_eq!(value(1e-6), "\"0.000001\"");
+        assert_eq!(value(3.0000000000000004e-9), "\"3.0000000000000004e-09\"");
+        assert_eq!(value(-1.5e-7), "\"-1.5e-07\"");
+        assert_eq!(value(1e21), "\"1e+21\"");
+        assert_eq!(value(1.2345e300), "\"1.2345e+300\"");
+        assert_eq!(value(999999999999999900000.0), "\"999999999999999900000\"");
         assert_eq!(value(1.0 / 3.0), "\"0.3333333333333333\"");
         assert_eq!(value(f64::NAN), "\"NaN\"");
         assert_eq!(value(f64::INFINITY), "\"+Inf\"");

@@ -31,13 +31,16 @@ pub fn range_query(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     let start = parse_time(form.value("start")).map_err(|e| ApiError::invalid_param("start", e))?;
     let end = parse_time(form.value("end")).map_err(|e| ApiError::invalid_param("end", e))?;
     if end < start {
-        return Err(ApiError::bad_data(
+        return Err(ApiError::invalid_param(
+            "end",
             "end timestamp must not be before start time",
         ));
     }
-    let step = parse_duration(form.value("step")).map_err(|e| ApiError::invalid_param("step", e))?;
+    let step =
+        parse_duration(form.value("step")).map_err(|e| ApiError::invalid_param("step", e))?;
     if step <= 0 {
-        return Err(ApiError::bad_data(
+        return Err(ApiError::invalid_param(
+            "step",
             "zero or negative query resolution step widths are not accepted. Try a positive integer",
         ));
     }
@@ -117,7 +120,7 @@ fn reply(res: QueryResult, mut warnings: Vec<String>) -> Reply {
     match &res.value {
         Value::Scalar { t_ms, v } => {
             data.push_str("\"scalar\",\"result\":");
-            json::push_point(&mut data, *t_ms, *v);
+            json::push_scalar_point(&mut data, *t_ms, *v);
         }
         Value::String { t_ms, v } => {
             data.push_str("\"string\",\"result\":[");
