@@ -1,5 +1,8 @@
 //! The `gauntlet` binary: command line, servers and background loops over the engine.
 
+mod grpc;
+mod http;
+mod store;
 mod tools;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +22,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Store gateway: serve the blocks of an object-storage bucket over the Thanos StoreAPI.
+    Store(store::StoreArgs),
     /// Offline tools over blocks and buckets.
     Tools {
         #[command(subcommand)]
@@ -36,6 +41,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let res = match cli.command {
+        Command::Store(args) => store::run(args),
         Command::Tools { tool } => tools::run(tool),
     };
     match res {
