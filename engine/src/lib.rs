@@ -4,6 +4,7 @@
 //! contract); the engine reads what they write and writes what they read.
 
 pub mod block;
+pub mod bucket;
 pub mod chunk;
 pub mod encoding;
 pub mod error;
@@ -12,5 +13,6 @@ pub mod index;
 pub mod labels;
 pub mod promql;
 pub mod query;
+pub mod store;
 
 pub use error::{Error, Result};

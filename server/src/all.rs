@@ -10,25 +10,34 @@ use anyhow::Context as _;
 use clap::Args;
 use gauntlet_bench::datagen::{Families, GenConfig, write_blocks_dir};
 use gauntlet_engine::block::block_dirs;
+use gauntlet_engine::bucket::{Bucket, BucketConfig};
+use gauntlet_engine::store::{BucketStore, StoreOptions};
+use gauntlet_proto::thanos;
 
+use crate::grpc::StoreService;
 use crate::http::api::{ApiConfig, ApiState, router};
-use crate::query::local::LocalSource;
+use crate::http::ops;
+use crate::query::store::StoreSource;
 
 /// Flags of `gauntlet all`.
 #[derive(Debug, Args)]
 pub struct AllArgs {
-    /// The filesystem bucket: a directory of blocks (created if missing).
+    /// The filesystem bucket: a directory of blocks (created if missing). Index-headers are
+    /// kept in its `.gauntlet/` subdirectory.
     #[arg(long = "data-dir", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// Address of the HTTP API.
+    /// Address of the HTTP API, /metrics, /-/ready and /-/healthy.
     #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
     pub http_address: String,
     /// Address of the StoreAPI.
     #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
-    pub grpc_address: String,
+    pub grpc_address: std::net::SocketAddr,
     /// Fill an empty bucket with a day of generated data (10 hosts, 15 s scrapes) first.
     #[arg(long)]
     pub demo: bool,
+    /// How often the bucket is listed for new and deleted blocks.
+    #[arg(long = "sync-block-duration", default_value = "1m", value_parser = crate::query::cmd::duration)]
+    pub sync_every: Duration,
     /// Longest a query may run.
     #[arg(long = "query.timeout", default_value = "2m", value_parser = crate::query::cmd::duration)]
     pub timeout: Duration,
@@ -41,29 +50,69 @@ pub fn run(args: AllArgs) -> anyhow::Result<()> {
     if args.demo {
         fill_demo(&args.data_dir)?;
     }
-    let source = Arc::new(LocalSource::new(&args.data_dir));
-    let blocks = source.blocks()?;
-    tracing::info!(
-        dir = %args.data_dir.display(),
-        blocks = blocks.blocks().len(),
-        "serving blocks"
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("gauntlet-net")
+        .build()?;
+    rt.block_on(serve(args))
+}
+
+async fn serve(args: AllArgs) -> anyhow::Result<()> {
+    let dir = std::fs::canonicalize(&args.data_dir)?;
+    let dir_text = dir
+        .to_str()
+        .context("the data directory's path is not UTF-8")?;
+    let yaml = format!(
+        "type: FILESYSTEM\nconfig:\n  directory: \"{}\"\n",
+        dir_text.replace('\\', "\\\\").replace('"', "\\\"")
     );
+    let bucket = Bucket::open(&BucketConfig::parse(&yaml)?)?;
+    let store = Arc::new(BucketStore::open(
+        bucket,
+        &dir.join(".gauntlet"),
+        StoreOptions::default(),
+    )?);
+    // Serve only after the first sync, so the first query already sees every block.
+    let report = store.sync().await.context("first bucket sync")?;
+    tracing::info!(dir = %dir.display(), blocks = store.blocks().len(), ?report, "bucket synced");
+    let syncer = store.clone();
+    let every = args.sync_every.max(Duration::from_millis(100));
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(e) = syncer.sync().await {
+                tracing::warn!(error = %e, "bucket sync failed; serving the blocks loaded before");
+            }
+        }
+    });
+
     let state = Arc::new(ApiState {
-        source,
+        source: Arc::new(StoreSource(store.clone())),
         config: ApiConfig {
             timeout: args.timeout,
             ..ApiConfig::default()
         },
     });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("gauntlet-net")
-        .build()?;
-    rt.block_on(crate::http::serve(
-        &args.http_address,
-        router(state),
-        crate::http::shutdown_signal(),
-    ))
+    let ready = store.clone();
+    let metrics = store.clone();
+    let app = router(state).merge(ops::router(
+        Arc::new(move || ready.is_ready()),
+        Arc::new(move || crate::store::render_metrics(&metrics)),
+    ));
+    let svc = StoreService::new(store, 20);
+    tracing::info!(address = %args.grpc_address, "StoreAPI listening");
+    let grpc = tonic::transport::Server::builder()
+        .add_service(
+            thanos::store_server::StoreServer::new(svc.clone())
+                .max_decoding_message_size(i32::MAX as usize)
+                .max_encoding_message_size(i32::MAX as usize),
+        )
+        .add_service(thanos::info::info_server::InfoServer::new(svc))
+        .serve_with_shutdown(args.grpc_address, crate::http::shutdown_signal());
+    let http = crate::http::serve(&args.http_address, app, crate::http::shutdown_signal());
+    let (g, h) = tokio::join!(grpc, http);
+    g.context("gRPC server")?;
+    h
 }
 
 /// Writes a day of demo data ending at the last full hour, unless the bucket holds blocks.

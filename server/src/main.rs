@@ -1,8 +1,10 @@
 //! The `gauntlet` binary: command line, servers and background loops over the engine.
 
 mod all;
+mod grpc;
 mod http;
 mod query;
+mod store;
 mod tools;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +28,8 @@ enum Command {
     All(all::AllArgs),
     /// A querier over StoreAPI endpoints, with replica dedup, serving Prometheus's HTTP API.
     Query(query::cmd::QueryArgs),
+    /// Store gateway: serve the blocks of an object-storage bucket over the Thanos StoreAPI.
+    Store(store::StoreArgs),
     /// Offline tools over blocks and buckets.
     Tools {
         #[command(subcommand)]
@@ -45,6 +49,7 @@ fn main() -> std::process::ExitCode {
     let res = match cli.command {
         Command::All(args) => all::run(args),
         Command::Query(args) => query::cmd::run(args),
+        Command::Store(args) => store::run(args),
         Command::Tools { tool } => tools::run(tool),
     };
     match res {

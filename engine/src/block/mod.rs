@@ -26,7 +26,7 @@ pub use meta::{
     ThanosDownsample, ThanosFile, ThanosMeta,
 };
 pub use reader::{Block, block_dirs};
-pub use segment::{ChunkRef, SegmentReader, SegmentWriter};
+pub use segment::{ChunkRef, RecordRead, SegmentReader, SegmentWriter, read_chunk_record};
 pub use tombstones::{Interval, Tombstones, apply_deletions};
 pub use writer::{BlockWriter, SeriesSamples, write_blocks};
 

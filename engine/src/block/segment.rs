@@ -315,6 +315,49 @@ impl RecordError {
     }
 }
 
+/// What [`read_chunk_record`] found at the start of a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordRead<'a> {
+    /// A whole record, CRC checked: its encoding byte and payload.
+    Chunk {
+        /// The TSDB chunk encoding byte (spec §3.6).
+        encoding: u8,
+        /// The chunk payload, without length, encoding or CRC.
+        data: &'a [u8],
+    },
+    /// The buffer ends inside the record, which needs this many bytes from its start.
+    NeedBytes(u64),
+}
+
+/// Decodes the chunk record at the start of `buf`, a piece of the segment file at `path` read
+/// from byte offset `base` (a ranged read), checking its CRC.
+pub fn read_chunk_record<'a>(
+    buf: &'a [u8],
+    base: u64,
+    path: &Path,
+) -> Result<RecordRead<'a>, BlockError> {
+    let (len, n) = match crate::encoding::read_uvarint(buf) {
+        Ok(v) => v,
+        Err(crate::encoding::UvarintError::Truncated) => {
+            return Ok(RecordRead::NeedBytes(MAX_LEN_FIELD as u64 + 5));
+        }
+        Err(_) => {
+            return Err(BlockError::decode(
+                path,
+                crate::encoding::DecodeError::Varint { offset: base },
+            ));
+        }
+    };
+    let need = n as u64 + 1 + len + 4;
+    if need > buf.len() as u64 {
+        return Ok(RecordRead::NeedBytes(need));
+    }
+    match decode_record(buf, base, true) {
+        Ok((encoding, data, _)) => Ok(RecordRead::Chunk { encoding, data }),
+        Err(e) => Err(e.into_block_error(path)),
+    }
+}
+
 /// Decodes the record at the start of `buf` (which begins at file offset `base`), returning
 /// encoding, payload and the record's total length.
 #[inline]

@@ -19,7 +19,7 @@ mod tests;
 
 pub use error::IndexError;
 pub use reader::IndexReader;
-pub use select::postings_for_matchers;
+pub use select::{PostingsPlan, plan_postings, postings_for_matchers};
 pub use toc::Toc;
 pub use writer::IndexWriter;
 

@@ -89,6 +89,18 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
     /// Validates the index in `buf` and indexes its postings offset table; `path` is used in
     /// error messages only.
     pub fn from_bytes(buf: B, path: PathBuf) -> Result<Self, IndexError> {
+        Self::build(buf, path, true)
+    }
+
+    /// Validates an index-header in `buf`: a file holding only an index's header, symbol
+    /// table, postings offset table and TOC, whose postings offsets still point into the full
+    /// index held elsewhere. Series and postings are then decoded from bytes fetched by the
+    /// caller ([`IndexReader::decode_postings`], [`IndexReader::decode_series_entry`]).
+    pub fn header_from_bytes(buf: B, path: PathBuf) -> Result<Self, IndexError> {
+        Self::build(buf, path, false)
+    }
+
+    fn build(buf: B, path: PathBuf, postings_local: bool) -> Result<Self, IndexError> {
         let data = buf.as_ref();
         let version = check_header(data, &path)?;
         if data.len() < HEADER_LEN + TOC_LEN {
@@ -139,6 +151,10 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
         if let Some(range) = r.name_range("")
             && let Some(off) = r.find_value(range, b"")?
         {
+            if !postings_local {
+                r.all_postings = Some(off);
+                return Ok(r);
+            }
             let (body, body_off) = sized_section(r.data(), off, r.limit, "postings", &r.path)?;
             r.num_series = r.postings_count(body, body_off)?;
             r.all_postings = Some(off);
@@ -231,6 +247,74 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
     /// Number of series: the length of the all-postings list.
     pub fn num_series(&self) -> usize {
         self.num_series
+    }
+
+    /// Absolute offset of the all-postings list (key `""=""`), if the index has one.
+    pub fn all_postings_offset(&self) -> Option<u64> {
+        self.all_postings
+    }
+
+    /// Number of postings offset table entries (label name/value pairs, the all-postings key
+    /// included).
+    pub fn num_postings_entries(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Postings offset of entry `i` of the postings offset table, in (name, value) order.
+    pub fn postings_offset_at(&self, i: usize) -> Result<u64, IndexError> {
+        Ok(self.entry(i)?.1)
+    }
+
+    /// Decodes the postings list framed at the start of `buf` (`BE32 len`, body, `BE32 CRC`),
+    /// which was read from absolute offset `base` of the index; appends its refs to `out`.
+    pub fn decode_postings(
+        &self,
+        buf: &[u8],
+        base: u64,
+        out: &mut Vec<u32>,
+    ) -> Result<(), IndexError> {
+        let (body, body_off) = framed(buf, base, "postings", &self.path)?;
+        self.append_postings_body(body, body_off, out)
+    }
+
+    /// Decodes the series entry at the start of `buf`, read from absolute offset `base` of the
+    /// index, as [`IndexReader::series`] does; `Ok(Some(n))` when `buf` is too short and the
+    /// entry needs `n` bytes from `base`.
+    pub fn decode_series_entry(
+        &self,
+        buf: &[u8],
+        base: u64,
+        labels: &mut Vec<Label>,
+        chunks: &mut Vec<ChunkMeta>,
+    ) -> Result<Option<u64>, IndexError> {
+        let mut d = Decbuf::new(buf, base);
+        let len = match d.uvarint() {
+            Ok(l) => l,
+            // A varint cut by the end of `buf`: ask for its longest form.
+            Err(_) if buf.len() < 10 => return Ok(Some(10 + 4)),
+            Err(e) => return Err(self.decode_err("series", e)),
+        };
+        let need = d.position() as u64 + len + 4;
+        if need > buf.len() as u64 {
+            return Ok(Some(need));
+        }
+        let body_off = d.offset();
+        let body = d
+            .bytes(len as usize)
+            .map_err(|e| self.decode_err("series", e))?;
+        let expected = d.be32().map_err(|e| self.decode_err("series", e))?;
+        let actual = crc32c(body);
+        if expected != actual {
+            return Err(IndexError::Crc {
+                path: self.path.clone(),
+                section: "series",
+                offset: base,
+                expected,
+                actual,
+            });
+        }
+        self.decode_series(body, body_off, labels, chunks)?;
+        Ok(None)
     }
 
     /// Decodes the series entry at `series_ref` (v2: byte offset / 16; v1: byte offset) into
@@ -445,6 +529,16 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
         out: &mut Vec<u32>,
     ) -> Result<(), IndexError> {
         let (body, body_off) = sized_section(self.data(), off, self.limit, "postings", &self.path)?;
+        self.append_postings_body(body, body_off, out)
+    }
+
+    /// Appends the refs of a postings list body (count and refs, frame removed).
+    fn append_postings_body(
+        &self,
+        body: &[u8],
+        body_off: u64,
+        out: &mut Vec<u32>,
+    ) -> Result<(), IndexError> {
         let n = self.postings_count(body, body_off)?;
         out.reserve(n);
         let mut prev: Option<u32> = None;
@@ -566,6 +660,44 @@ pub(crate) fn sized_section<'a>(
         });
     }
     Ok((body, off + 4))
+}
+
+/// Reads a section framed as `BE32 len`, `len` bytes, `BE32 CRC` at the start of `buf`, which
+/// begins at absolute offset `base`; checks the CRC and returns the body and its offset.
+pub(crate) fn framed<'a>(
+    buf: &'a [u8],
+    base: u64,
+    section: &'static str,
+    path: &Path,
+) -> Result<(&'a [u8], u64), IndexError> {
+    let (body, body_off) = sized_section(buf, 0, buf.len() as u64, section, path).map_err(
+        |e| match e {
+            IndexError::PastEnd {
+                path, section, len, ..
+            } => IndexError::PastEnd {
+                path,
+                section,
+                offset: base,
+                len,
+                limit: base + buf.len() as u64,
+            },
+            IndexError::Crc {
+                path,
+                section,
+                expected,
+                actual,
+                ..
+            } => IndexError::Crc {
+                path,
+                section,
+                offset: base,
+                expected,
+                actual,
+            },
+            other => other,
+        },
+    )?;
+    Ok((body, body_off + base))
 }
 
 /// The postings offset table decoded into sorted name runs over compact entry positions.

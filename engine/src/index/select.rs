@@ -19,8 +19,101 @@ pub fn postings_for_matchers<B: AsRef<[u8]>>(
     ix: &IndexReader<B>,
     matchers: &[Matcher],
 ) -> Result<Vec<u32>, IndexError> {
+    let plan = plan_postings(ix, matchers)?;
+    plan.execute(|off, out| ix.append_postings_at(off, out))
+}
+
+/// Which postings lists a selection needs, by absolute offset in the index, and how to combine
+/// them; made from the postings offset table alone, so a reader whose postings live elsewhere
+/// (a bucket) can fetch them all in one batch before [`PostingsPlan::execute`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PostingsPlan {
+    /// Nothing can match: no list need be read.
+    pub empty: bool,
+    /// Groups whose unions are intersected; when there are none, the all-postings list is the
+    /// start.
+    pub intersect: Vec<Vec<u64>>,
+    /// Groups whose unions are subtracted from the result.
+    pub subtract: Vec<Vec<u64>>,
+    /// Offset of the all-postings list, needed when `intersect` is empty.
+    pub all: Option<u64>,
+}
+
+impl PostingsPlan {
+    /// Every postings offset the plan reads.
+    pub fn offsets(&self) -> impl Iterator<Item = u64> + '_ {
+        let all = if self.intersect.is_empty() && !self.empty {
+            self.all
+        } else {
+            None
+        };
+        self.intersect
+            .iter()
+            .chain(&self.subtract)
+            .flatten()
+            .copied()
+            .chain(all)
+    }
+
+    /// Combines the lists into the selected series refs (sorted); `read(off, out)` appends the
+    /// refs of the list at `off` to `out`.
+    pub fn execute(
+        &self,
+        mut read: impl FnMut(u64, &mut Vec<u32>) -> Result<(), IndexError>,
+    ) -> Result<Vec<u32>, IndexError> {
+        if self.empty {
+            return Ok(Vec::new());
+        }
+        let mut intersecting = Vec::with_capacity(self.intersect.len());
+        for g in &self.intersect {
+            let p = union_of(g, &mut read)?;
+            if p.is_empty() {
+                return Ok(Vec::new());
+            }
+            intersecting.push(p);
+        }
+        let mut out = Vec::new();
+        if intersecting.is_empty() {
+            if let Some(off) = self.all {
+                read(off, &mut out)?;
+            }
+        } else {
+            intersecting.sort_by_key(Vec::len);
+            let mut lists = intersecting.into_iter();
+            out = lists.next().unwrap_or_default();
+            let mut tmp = Vec::new();
+            for l in lists {
+                intersect(&out, &l, &mut tmp);
+                std::mem::swap(&mut out, &mut tmp);
+                if out.is_empty() {
+                    return Ok(out);
+                }
+            }
+        }
+        let mut tmp = Vec::new();
+        for g in &self.subtract {
+            if out.is_empty() {
+                break;
+            }
+            let s = union_of(g, &mut read)?;
+            subtract(&out, &s, &mut tmp);
+            std::mem::swap(&mut out, &mut tmp);
+        }
+        Ok(out)
+    }
+}
+
+/// Resolves `matchers` against the postings offset table into a [`PostingsPlan`].
+pub fn plan_postings<B: AsRef<[u8]>>(
+    ix: &IndexReader<B>,
+    matchers: &[Matcher],
+) -> Result<PostingsPlan, IndexError> {
+    let nothing = PostingsPlan {
+        empty: true,
+        ..PostingsPlan::default()
+    };
     if matchers.is_empty() {
-        return Ok(Vec::new());
+        return Ok(nothing);
     }
     // A name some matcher requires to be non-empty: series lacking it are out anyway, so the
     // other matchers on it need not care about the empty value.
@@ -30,78 +123,53 @@ pub fn postings_for_matchers<B: AsRef<[u8]>>(
         .map(|m| m.name.as_str())
         .collect();
 
-    let mut intersecting: Vec<Vec<u32>> = Vec::new();
-    let mut subtracting: Vec<Vec<u32>> = Vec::new();
+    let mut plan = PostingsPlan {
+        all: ix.all_postings_offset(),
+        ..PostingsPlan::default()
+    };
     for m in matchers {
         match (m.typ, m.shape()) {
             // `.*` accepts every value and the absence of the label.
             (MatchType::Regexp, RegexShape::Any) => continue,
-            (MatchType::NotRegexp, RegexShape::Any) => return Ok(Vec::new()),
+            (MatchType::NotRegexp, RegexShape::Any) => return Ok(nothing),
             _ => {}
         }
         let is_not = matches!(m.typ, MatchType::NotEqual | MatchType::NotRegexp);
         if must_be_set.contains(m.name.as_str()) && !(is_not && m.matches_empty()) {
             // `l="a"`, `l=~"a|b"`, `l!=""`, or an empty-matching matcher on a label another
             // matcher requires: the series with an accepted value.
-            let p = value_postings(ix, m, true)?;
-            if p.is_empty() {
-                return Ok(Vec::new());
+            let offs = value_offsets(ix, m, true)?;
+            if offs.is_empty() {
+                return Ok(nothing);
             }
-            intersecting.push(p);
+            plan.intersect.push(offs);
         } else {
             // `l=""`, `l!="a"`, `l=~"|a"`, `l!~".+"`: drop the series whose value is rejected.
-            let p = value_postings(ix, m, false)?;
-            if !p.is_empty() {
-                subtracting.push(p);
+            let offs = value_offsets(ix, m, false)?;
+            if !offs.is_empty() {
+                plan.subtract.push(offs);
             }
         }
     }
-
-    let mut out = Vec::new();
-    if intersecting.is_empty() {
-        ix.all_postings(&mut out)?;
-    } else {
-        intersecting.sort_by_key(Vec::len);
-        let mut lists = intersecting.into_iter();
-        out = lists.next().unwrap_or_default();
-        let mut tmp = Vec::new();
-        for l in lists {
-            intersect(&out, &l, &mut tmp);
-            std::mem::swap(&mut out, &mut tmp);
-            if out.is_empty() {
-                return Ok(out);
-            }
-        }
-    }
-    let mut tmp = Vec::new();
-    for s in &subtracting {
-        if out.is_empty() {
-            break;
-        }
-        subtract(&out, s, &mut tmp);
-        std::mem::swap(&mut out, &mut tmp);
-    }
-    Ok(out)
+    Ok(plan)
 }
 
-/// The union of the postings of every value of `m.name` for which `m.matches(value) == want`.
-fn value_postings<B: AsRef<[u8]>>(
-    ix: &IndexReader<B>,
-    m: &Matcher,
-    want: bool,
+/// The union of the postings lists at `offsets`.
+fn union_of(
+    offsets: &[u64],
+    read: &mut impl FnMut(u64, &mut Vec<u32>) -> Result<(), IndexError>,
 ) -> Result<Vec<u32>, IndexError> {
-    let offsets = value_offsets(ix, m, want)?;
     let mut out = Vec::new();
-    match offsets.as_slice() {
+    match offsets {
         [] => {}
-        [one] => ix.append_postings_at(*one, &mut out)?,
+        [one] => read(*one, &mut out)?,
         many => {
             // Decode every list into one buffer, then merge the slices of it.
             let mut all = Vec::new();
             let mut bounds = Vec::with_capacity(many.len() + 1);
             bounds.push(0);
             for &off in many {
-                ix.append_postings_at(off, &mut all)?;
+                read(off, &mut all)?;
                 bounds.push(all.len());
             }
             let lists: Vec<&[u32]> = bounds.windows(2).map(|w| &all[w[0]..w[1]]).collect();

@@ -1,7 +1,8 @@
-//! HTTP servers: Prometheus's query API.
+//! HTTP servers: Prometheus's query API and the operational endpoints.
 
 pub mod api;
 mod json;
+pub mod ops;
 pub(crate) mod params;
 mod promql;
 

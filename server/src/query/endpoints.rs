@@ -217,7 +217,7 @@ impl EndpointSet {
         }
         let all = self.all();
         let calls = all.iter().map(|e| e.refresh(self.info_timeout));
-        futures_util::future::join_all(calls).await;
+        futures::future::join_all(calls).await;
     }
 
     /// Calls [`refresh`](Self::refresh) every `every` until the process ends.

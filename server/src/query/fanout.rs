@@ -179,7 +179,7 @@ impl QuerierView {
             }
         });
         let mut out = Vec::new();
-        for (addr, res) in futures_util::future::join_all(calls).await {
+        for (addr, res) in futures::future::join_all(calls).await {
             match res {
                 Ok(Ok((series, warnings))) => {
                     for w in warnings {
@@ -319,7 +319,7 @@ impl QuerierView {
         let results = self
             .querier
             .runtime
-            .block_on(futures_util::future::join_all(calls));
+            .block_on(futures::future::join_all(calls));
         let mut out: Vec<String> = Vec::new();
         for (addr, res) in results {
             match res {

@@ -4,8 +4,8 @@
 pub mod cmd;
 pub mod endpoints;
 pub mod fanout;
-pub mod local;
 pub mod proxy;
+pub mod store;
 
 use std::sync::Arc;
 

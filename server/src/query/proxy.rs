@@ -144,7 +144,7 @@ impl Store for Proxy {
             });
         let mut merged: Vec<(Labels, Vec<AggrChunk>)> = Vec::new();
         let mut frames: Vec<Result<SeriesResponse, Status>> = Vec::new();
-        for (addr, res) in futures_util::future::join_all(calls).await {
+        for (addr, res) in futures::future::join_all(calls).await {
             match res {
                 Ok((series, warnings)) => {
                     for w in warnings {
@@ -203,7 +203,7 @@ impl Store for Proxy {
             });
         let mut names = Vec::new();
         let mut warnings = Vec::new();
-        for (addr, res) in futures_util::future::join_all(calls).await {
+        for (addr, res) in futures::future::join_all(calls).await {
             match res {
                 Ok(r) => {
                     let r = r.into_inner();
@@ -241,7 +241,7 @@ impl Store for Proxy {
             });
         let mut values = Vec::new();
         let mut warnings = Vec::new();
-        for (addr, res) in futures_util::future::join_all(calls).await {
+        for (addr, res) in futures::future::join_all(calls).await {
             match res {
                 Ok(r) => {
                     let r = r.into_inner();

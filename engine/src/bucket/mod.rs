@@ -1,0 +1,327 @@
+//! Object storage: the bucket a Thanos deployment writes blocks to, reached through
+//! `object_store` (filesystem, S3, GCS, Azure) and configured with Thanos's objstore YAML;
+//! ranged reads coalesced into few requests; byte-budgeted caches.
+
+mod cache;
+mod config;
+
+pub use cache::{ByteCache, CacheStats};
+pub use config::{BucketConfig, Provider};
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+/// Ranges closer than this many bytes are fetched in one request: a request costs more than
+/// reading a few KiB more.
+pub const DEFAULT_COALESCE_GAP: u64 = 16 * 1024;
+
+/// What went wrong talking to the bucket.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BucketError {
+    /// The objstore configuration is invalid; the message names the key. Fix the file.
+    #[error("objstore config: {reason}")]
+    Config {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The object does not exist (deleted, or a partial upload).
+    #[error("{path}: object not found")]
+    NotFound {
+        /// Object path in the bucket.
+        path: String,
+    },
+    /// The store failed the request (network, permissions, a vanished directory); retrying
+    /// later may help.
+    #[error("{path}: {source}")]
+    Store {
+        /// Object path (or prefix) in the bucket.
+        path: String,
+        /// The client's error.
+        #[source]
+        source: object_store::Error,
+    },
+    /// A ranged read returned fewer bytes than asked: the object is shorter than its index
+    /// says, so it is truncated or was replaced.
+    #[error("{path}: range {start}..{end} returned {got} bytes")]
+    ShortRead {
+        /// Object path.
+        path: String,
+        /// Requested start, bytes.
+        start: u64,
+        /// Requested end, bytes (exclusive).
+        end: u64,
+        /// Bytes returned.
+        got: usize,
+    },
+}
+
+impl BucketError {
+    fn store(path: &ObjPath, source: object_store::Error) -> Self {
+        match source {
+            object_store::Error::NotFound { .. } => BucketError::NotFound {
+                path: path.to_string(),
+            },
+            source => BucketError::Store {
+                path: path.to_string(),
+                source,
+            },
+        }
+    }
+}
+
+/// An object listed in the bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Path relative to the bucket (and its prefix).
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification, ms since the epoch.
+    pub modified_ms: i64,
+}
+
+/// A bucket: an `object_store` client and the counters of what was read through it.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    store: Arc<dyn ObjectStore>,
+    name: String,
+    coalesce_gap: u64,
+    stats: Arc<BucketStats>,
+}
+
+/// Counters of bucket operations since start.
+#[derive(Debug, Default)]
+pub struct BucketStats {
+    /// Requests issued (gets, ranged gets, lists).
+    pub requests: std::sync::atomic::AtomicU64,
+    /// Failed requests.
+    pub failures: std::sync::atomic::AtomicU64,
+    /// Bytes received.
+    pub bytes: std::sync::atomic::AtomicU64,
+}
+
+impl Bucket {
+    /// Opens the bucket `cfg` describes (no request is made yet).
+    pub fn open(cfg: &BucketConfig) -> Result<Self, BucketError> {
+        Ok(Self::from_store(cfg.build()?, cfg.describe()))
+    }
+
+    /// Wraps an existing client; `name` is used in logs.
+    pub fn from_store(store: Arc<dyn ObjectStore>, name: String) -> Self {
+        Bucket {
+            store,
+            name,
+            coalesce_gap: DEFAULT_COALESCE_GAP,
+            stats: Arc::default(),
+        }
+    }
+
+    /// The name given at open, for logs.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Operation counters.
+    pub fn stats(&self) -> &BucketStats {
+        &self.stats
+    }
+
+    fn count<T>(&self, r: &Result<T, BucketError>, bytes: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.stats.requests.fetch_add(1, Relaxed);
+        match r {
+            Ok(_) => self.stats.bytes.fetch_add(bytes as u64, Relaxed),
+            Err(_) => self.stats.failures.fetch_add(1, Relaxed),
+        };
+    }
+
+    /// Reads a whole object.
+    pub async fn get(&self, path: &str) -> Result<Bytes, BucketError> {
+        let p = ObjPath::from(path);
+        let r = async {
+            let res = self
+                .store
+                .get(&p)
+                .await
+                .map_err(|e| BucketError::store(&p, e))?;
+            res.bytes().await.map_err(|e| BucketError::store(&p, e))
+        }
+        .await;
+        self.count(&r, r.as_ref().map_or(0, Bytes::len));
+        r
+    }
+
+    /// Whether an object exists.
+    pub async fn exists(&self, path: &str) -> Result<bool, BucketError> {
+        let p = ObjPath::from(path);
+        let r = self.store.head(&p).await.map_err(|e| BucketError::store(&p, e));
+        self.count(&r, 0);
+        match r {
+            Ok(_) => Ok(true),
+            Err(BucketError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads `range` of an object; fails if fewer bytes come back.
+    pub async fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes, BucketError> {
+        let p = ObjPath::from(path);
+        let r = self
+            .store
+            .get_range(&p, range.clone())
+            .await
+            .map_err(|e| BucketError::store(&p, e));
+        self.count(&r, r.as_ref().map_or(0, Bytes::len));
+        let b = r?;
+        if (b.len() as u64) < range.end - range.start {
+            return Err(BucketError::ShortRead {
+                path: path.to_string(),
+                start: range.start,
+                end: range.end,
+                got: b.len(),
+            });
+        }
+        Ok(b)
+    }
+
+    /// Reads several ranges of one object, merging those closer than the coalescing gap into
+    /// one request each; returns the bytes of each range in the order given.
+    pub async fn get_ranges(
+        &self,
+        path: &str,
+        ranges: &[Range<u64>],
+    ) -> Result<Vec<Bytes>, BucketError> {
+        let merged = coalesce(ranges, self.coalesce_gap);
+        let fetched = futures::future::try_join_all(
+            merged.iter().map(|m| self.get_range(path, m.clone())),
+        )
+        .await?;
+        Ok(ranges
+            .iter()
+            .map(|r| {
+                // Every range lies inside exactly one merged range, found by its start.
+                let i = merged.partition_point(|m| m.end < r.end.max(r.start + 1));
+                let m = &merged[i.min(merged.len() - 1)];
+                fetched[i.min(merged.len() - 1)]
+                    .slice((r.start - m.start) as usize..(r.end - m.start) as usize)
+            })
+            .collect())
+    }
+
+    /// Lists every object under `prefix` (recursively).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BucketError> {
+        let p = ObjPath::from(prefix);
+        let r: Result<Vec<_>, _> = self
+            .store
+            .list(if prefix.is_empty() { None } else { Some(&p) })
+            .map_ok(|m| ObjectInfo {
+                path: m.location.to_string(),
+                size: m.size,
+                modified_ms: m.last_modified.timestamp_millis(),
+            })
+            .try_collect()
+            .await
+            .map_err(|e| BucketError::store(&p, e));
+        self.count(&r, 0);
+        r
+    }
+
+    /// Lists the top-level "directories" under `prefix` (one level, like `ls`).
+    pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, BucketError> {
+        let p = ObjPath::from(prefix);
+        let r = self
+            .store
+            .list_with_delimiter(if prefix.is_empty() { None } else { Some(&p) })
+            .await
+            .map_err(|e| BucketError::store(&p, e));
+        self.count(&r, 0);
+        Ok(r?
+            .common_prefixes
+            .into_iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect())
+    }
+
+    /// Writes an object (used by tests and tools that upload blocks).
+    pub async fn put(&self, path: &str, data: Bytes) -> Result<(), BucketError> {
+        let p = ObjPath::from(path);
+        let r = self
+            .store
+            .put(&p, data.into())
+            .await
+            .map(|_| ())
+            .map_err(|e| BucketError::store(&p, e));
+        self.count(&r, 0);
+        r
+    }
+}
+
+/// Sorts and merges ranges whose gap is at most `gap` bytes; empty input gives empty output.
+pub fn coalesce(ranges: &[Range<u64>], gap: u64) -> Vec<Range<u64>> {
+    let mut sorted: Vec<Range<u64>> = ranges.to_vec();
+    sorted.sort_by_key(|r| r.start);
+    let mut out: Vec<Range<u64>> = Vec::with_capacity(sorted.len());
+    for r in sorted {
+        match out.last_mut() {
+            Some(last) if r.start <= last.end.saturating_add(gap) => {
+                last.end = last.end.max(r.end);
+            }
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coalesce_merges_near_and_overlapping_ranges() {
+        assert_eq!(coalesce(&[], 10), Vec::<Range<u64>>::new());
+        assert_eq!(
+            coalesce(&[50..60, 0..10, 15..20, 100..120, 105..110], 5),
+            vec![0..20, 50..60, 100..120]
+        );
+        assert_eq!(coalesce(&[0..10, 11..12], 0), vec![0..10, 11..12]);
+        assert_eq!(coalesce(&[0..10, 10..12], 0), vec![0..12]);
+    }
+
+    #[tokio::test]
+    async fn ranged_reads_return_each_range_from_merged_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = BucketConfig::parse(&format!(
+            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+            dir.path().display()
+        ))
+        .unwrap();
+        let b = Bucket::open(&cfg).unwrap();
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        b.put("blk/obj", Bytes::from(data.clone())).await.unwrap();
+        let ranges = [90_000..90_010, 0..5, 3..40, 50_000..50_001, 99_990..100_000];
+        let got = b.get_ranges("blk/obj", &ranges).await.unwrap();
+        for (r, g) in ranges.iter().zip(&got) {
+            assert_eq!(&g[..], &data[r.start as usize..r.end as usize]);
+        }
+        // Three merged requests (0..40, 50_000.., 90_000..100_000) plus the put.
+        use std::sync::atomic::Ordering::Relaxed;
+        assert_eq!(b.stats().requests.load(Relaxed), 4);
+        assert!(matches!(
+            b.get_range("blk/obj", 99_990..100_100).await,
+            Err(BucketError::ShortRead { .. }) | Err(BucketError::Store { .. })
+        ));
+        assert!(matches!(
+            b.get("nope").await,
+            Err(BucketError::NotFound { .. })
+        ));
+        assert!(!b.exists("nope").await.unwrap());
+        assert_eq!(b.list_dirs("").await.unwrap(), vec!["blk".to_string()]);
+        assert_eq!(b.list("blk").await.unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,252 @@
+//! The bucket store: serves the blocks of an object-storage bucket (as Thanos's store gateway
+//! does) from small per-block index-headers on local disk, with postings, series and chunks
+//! fetched by coalesced ranged reads through a byte-budgeted cache.
+//!
+//! [`BucketStore`] is held in an `Arc` by the gRPC StoreAPI and by PromQL (it implements
+//! [`crate::query::Queryable`]); [`BucketStore::sync`] is called periodically.
+
+mod block;
+pub mod header;
+mod labels;
+mod queryable;
+mod series;
+mod sync;
+
+pub use block::{BlockSeries, BucketBlock, RawChunk};
+pub use series::{SeriesQuery, SeriesResult, ShardInfo, StoreSeries, recut_chunks};
+pub use labels::LabelsQuery;
+pub use sync::SyncReport;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use ulid::Ulid;
+
+use crate::block::BlockError;
+use crate::bucket::{Bucket, BucketError, ByteCache};
+use crate::index::IndexError;
+use crate::labels::Labels;
+
+/// Keys of the index cache: postings lists by offset, series entries by ref.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CacheKey {
+    /// A postings list at this index offset.
+    Postings(Ulid, u64),
+    /// A series entry with this ref.
+    Series(Ulid, u32),
+}
+
+/// What a request may cost before it fails with [`StoreError::LimitExceeded`]; 0 = no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Series per Series call (`--store.limits.request-series`).
+    pub series: u64,
+    /// Samples per Series call, estimated as chunks × 120 (`--store.limits.request-samples`).
+    pub samples: u64,
+    /// Bytes of chunks fetched per Series call.
+    pub bytes: u64,
+}
+
+/// Options of a bucket store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Byte budget of the postings and series cache (`--index-cache-size`), bytes.
+    pub index_cache_bytes: u64,
+    /// Blocks whose deletion mark is older than this are no longer served.
+    pub ignore_deletion_marks_delay: Duration,
+    /// Per-request limits.
+    pub limits: Limits,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            index_cache_bytes: 250 * 1024 * 1024,
+            ignore_deletion_marks_delay: Duration::from_secs(24 * 3600),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Everything a bucket store request can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The bucket failed a request; the block or request is retried on the next sync or call.
+    #[error(transparent)]
+    Bucket(#[from] BucketError),
+    /// A block's index is corrupt or unsupported; the block is skipped.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// A block's meta.json, chunks or markers are corrupt; the block is skipped.
+    #[error(transparent)]
+    Block(#[from] BlockError),
+    /// A chunk payload does not decode.
+    #[error("block {block}: chunk of series {series}: {source}")]
+    Chunk {
+        /// Block ULID.
+        block: String,
+        /// Series labels.
+        series: String,
+        /// Decoder error.
+        source: crate::chunk::ChunkError,
+    },
+    /// A local file (index-header, data dir) could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// The request is malformed (bad matcher, reversed time range...); the client must fix it.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// A request limit was exceeded; the client should narrow the query.
+    #[error("exceeded {limit} limit: {value} > {max}")]
+    LimitExceeded {
+        /// Which limit (`series`, `samples`, `bytes`, `concurrent requests`).
+        limit: &'static str,
+        /// What the request needed (at least).
+        value: u64,
+        /// The configured maximum.
+        max: u64,
+    },
+    /// Queried before the first sync finished.
+    #[error("store not ready: initial block sync has not finished")]
+    NotReady,
+}
+
+impl StoreError {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Counters exported on /metrics.
+#[derive(Debug, Default)]
+pub struct StoreMetrics {
+    /// Block loads that succeeded.
+    pub block_loads: AtomicU64,
+    /// Block loads that failed (corrupt or unreadable blocks).
+    pub block_load_failures: AtomicU64,
+    /// Blocks dropped (deleted or marked for deletion).
+    pub block_drops: AtomicU64,
+    /// Syncs run.
+    pub syncs: AtomicU64,
+    /// Syncs that failed to list the bucket.
+    pub sync_failures: AtomicU64,
+    /// Series returned by Series calls.
+    pub series_returned: AtomicU64,
+    /// Chunks returned by Series calls.
+    pub chunks_returned: AtomicU64,
+    /// Series calls served.
+    pub series_requests: AtomicU64,
+    /// Series calls refused by a limit.
+    pub limit_refusals: AtomicU64,
+}
+
+/// A time range and the external labels of a group of blocks, for Info.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelSetInfo {
+    /// External labels shared by the blocks.
+    pub labels: Labels,
+    /// Earliest ms served.
+    pub min_time: i64,
+    /// Latest ms served (inclusive).
+    pub max_time: i64,
+}
+
+/// The bucket store.
+#[derive(Debug)]
+pub struct BucketStore {
+    bucket: Bucket,
+    data_dir: PathBuf,
+    opts: StoreOptions,
+    cache: Arc<ByteCache<CacheKey>>,
+    blocks: RwLock<Vec<Arc<BucketBlock>>>,
+    synced: AtomicBool,
+    metrics: StoreMetrics,
+    runtime: tokio::runtime::Handle,
+}
+
+impl BucketStore {
+    /// A store over `bucket` keeping index-headers under `data_dir`; serves nothing until
+    /// [`BucketStore::sync`] has run once. Must be called within a tokio runtime, which the
+    /// synchronous [`crate::query::Queryable`] methods then use.
+    pub fn open(bucket: Bucket, data_dir: &Path, opts: StoreOptions) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::io(data_dir, e))?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|e| {
+            StoreError::InvalidRequest(format!("bucket store needs a tokio runtime: {e}"))
+        })?;
+        Ok(BucketStore {
+            bucket,
+            data_dir: data_dir.to_path_buf(),
+            cache: Arc::new(ByteCache::new(opts.index_cache_bytes)),
+            opts,
+            blocks: RwLock::new(Vec::new()),
+            synced: AtomicBool::new(false),
+            metrics: StoreMetrics::default(),
+            runtime,
+        })
+    }
+
+    /// Whether the first sync has finished.
+    pub fn is_ready(&self) -> bool {
+        self.synced.load(Relaxed)
+    }
+
+    /// The loaded blocks, sorted by min time then ULID.
+    pub fn blocks(&self) -> Vec<Arc<BucketBlock>> {
+        self.blocks.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Counters for /metrics.
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
+    }
+
+    /// The index cache.
+    pub fn cache(&self) -> &ByteCache<CacheKey> {
+        &self.cache
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &Bucket {
+        &self.bucket
+    }
+
+    /// The configured limits.
+    pub fn limits(&self) -> Limits {
+        self.opts.limits
+    }
+
+    /// One entry per distinct external label set: the set and the time range of its blocks.
+    /// Errors until the first sync has finished.
+    pub fn label_sets(&self) -> Result<Vec<LabelSetInfo>, StoreError> {
+        if !self.is_ready() {
+            return Err(StoreError::NotReady);
+        }
+        let mut out: Vec<LabelSetInfo> = Vec::new();
+        for b in self.blocks() {
+            match out.iter_mut().find(|i| i.labels == b.ext_labels) {
+                Some(i) => {
+                    i.min_time = i.min_time.min(b.meta.min_time);
+                    i.max_time = i.max_time.max(b.meta.max_time - 1);
+                }
+                None => out.push(LabelSetInfo {
+                    labels: b.ext_labels.clone(),
+                    min_time: b.meta.min_time,
+                    max_time: b.meta.max_time - 1,
+                }),
+            }
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
+    }
+}

@@ -1,0 +1,411 @@
+//! The Series call: select the blocks a request touches, resolve its matchers per block
+//! through the index-header, fetch series and chunks by ranged reads, attach external labels,
+//! and merge the series of every block into one sorted answer, with chunks of at most 120
+//! samples.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use bytes::Bytes;
+
+use super::block::{BucketBlock, RawChunk};
+use super::{BucketStore, Limits, StoreError};
+use crate::chunk::xor::xor_num_samples;
+use crate::chunk::{Encoding, SampleBatch, decode_xor_into, encode_xor};
+use crate::index::plan_postings;
+use crate::labels::{Label, Labels, MatchType, Matcher};
+use crate::query::merge_samples;
+
+/// Samples per chunk on the wire, as Thanos and Prometheus cut them.
+pub const MAX_SAMPLES_PER_CHUNK: usize = 120;
+
+/// Vertical sharding of a request (`thanos.ShardInfo`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardInfo {
+    /// This shard, `0..total`.
+    pub index: u64,
+    /// Number of shards; below 1 means no sharding.
+    pub total: u64,
+    /// Hash the labels named in `labels` (true) or all labels but those (false).
+    pub by: bool,
+    /// Sharding labels.
+    pub labels: Vec<String>,
+}
+
+impl ShardInfo {
+    /// Whether a series with `labels` belongs to this shard: xxhash64 of `name 0xFF value 0xFF`
+    /// over the selected labels, modulo `total`.
+    pub fn matches(&self, labels: &Labels) -> bool {
+        if self.total < 1 {
+            return true;
+        }
+        let mut buf = Vec::with_capacity(256);
+        for l in labels.iter() {
+            let named = self.labels.iter().any(|n| *n == l.name);
+            if named != self.by {
+                continue;
+            }
+            buf.extend_from_slice(l.name.as_bytes());
+            buf.push(0xFF);
+            buf.extend_from_slice(l.value.as_bytes());
+            buf.push(0xFF);
+        }
+        xxhash_rust::xxh64::xxh64(&buf, 0) % self.total == self.index
+    }
+}
+
+/// A Series request in engine terms.
+#[derive(Debug, Clone, Default)]
+pub struct SeriesQuery {
+    /// Start, ms inclusive.
+    pub min_time: i64,
+    /// End, ms inclusive.
+    pub max_time: i64,
+    /// All must match; matchers on external labels are checked against the block's.
+    pub matchers: Vec<Matcher>,
+    /// Return label sets only.
+    pub skip_chunks: bool,
+    /// Label names removed from every returned series.
+    pub without_replica_labels: Vec<String>,
+    /// Vertical sharding, when asked.
+    pub shard: Option<ShardInfo>,
+    /// At most this many series (0 = all).
+    pub limit: u64,
+    /// Fail the call on a block error instead of returning a warning.
+    pub abort_on_error: bool,
+}
+
+/// One series of the answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreSeries {
+    /// Labels with external labels attached, sorted.
+    pub labels: Labels,
+    /// Chunks sorted by min time, each of at most 120 samples; empty with `skip_chunks`.
+    pub chunks: Vec<RawChunk>,
+}
+
+/// The answer to a Series request.
+#[derive(Debug, Clone, Default)]
+pub struct SeriesResult {
+    /// Series sorted by labels.
+    pub series: Vec<StoreSeries>,
+    /// Problems with single blocks (partial response).
+    pub warnings: Vec<String>,
+    /// ULIDs of the blocks queried.
+    pub queried_blocks: Vec<String>,
+}
+
+/// What one request has used so far, checked against [`Limits`].
+#[derive(Debug, Default)]
+struct Usage {
+    series: AtomicU64,
+    samples: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Usage {
+    fn add(
+        counter: &AtomicU64,
+        n: u64,
+        max: u64,
+        limit: &'static str,
+    ) -> Result<(), StoreError> {
+        let value = counter.fetch_add(n, Relaxed) + n;
+        if max > 0 && value > max {
+            return Err(StoreError::LimitExceeded { limit, value, max });
+        }
+        Ok(())
+    }
+}
+
+impl BucketStore {
+    /// Answers a Series request.
+    pub async fn series(&self, q: &SeriesQuery) -> Result<SeriesResult, StoreError> {
+        if !self.is_ready() {
+            return Err(StoreError::NotReady);
+        }
+        if q.min_time > q.max_time {
+            return Err(StoreError::InvalidRequest(format!(
+                "min_time {} is after max_time {}",
+                q.min_time, q.max_time
+            )));
+        }
+        if q.matchers.is_empty() {
+            return Err(StoreError::InvalidRequest("no matchers given".into()));
+        }
+        self.metrics.series_requests.fetch_add(1, Relaxed);
+        let blocks: Vec<Arc<BucketBlock>> = self
+            .blocks()
+            .into_iter()
+            .filter(|b| b.resolution() == 0)
+            .filter(|b| b.meta.min_time <= q.max_time && b.meta.max_time > q.min_time)
+            .collect();
+        let usage = Usage::default();
+        let limits = self.opts.limits;
+        let results =
+            futures::future::join_all(blocks.iter().map(|b| select_block(b, q, limits, &usage)))
+                .await;
+        let mut out = SeriesResult::default();
+        let mut merged: BTreeMap<Labels, Vec<RawChunk>> = BTreeMap::new();
+        for (b, r) in blocks.iter().zip(results) {
+            out.queried_blocks.push(b.id().to_string());
+            match r {
+                Ok(series) => {
+                    for s in series {
+                        merged.entry(s.labels).or_default().extend(s.chunks);
+                    }
+                }
+                Err(e @ StoreError::LimitExceeded { .. }) => {
+                    self.metrics.limit_refusals.fetch_add(1, Relaxed);
+                    return Err(e);
+                }
+                Err(e) if q.abort_on_error => return Err(e),
+                Err(e) => {
+                    tracing::warn!(block = b.id(), error = %e, "series: block failed");
+                    out.warnings.push(format!("block {}: {e}", b.id()));
+                }
+            }
+        }
+        // Limits count series after the merge too: the same series in two blocks is one.
+        for (labels, chunks) in merged {
+            if q.limit > 0 && out.series.len() as u64 >= q.limit {
+                break;
+            }
+            let chunks = if q.skip_chunks {
+                Vec::new()
+            } else {
+                merge_chunks(chunks).map_err(|source| StoreError::Chunk {
+                    block: "merge".into(),
+                    series: format!("{labels:?}"),
+                    source,
+                })?
+            };
+            self.metrics
+                .chunks_returned
+                .fetch_add(chunks.len() as u64, Relaxed);
+            out.series.push(StoreSeries { labels, chunks });
+        }
+        self.metrics
+            .series_returned
+            .fetch_add(out.series.len() as u64, Relaxed);
+        Ok(out)
+    }
+}
+
+/// The block's matchers after checking those on external labels: `None` when an external
+/// label rules the block out.
+pub(super) fn block_matchers(b: &BucketBlock, matchers: &[Matcher]) -> Option<Vec<Matcher>> {
+    let mut out = Vec::with_capacity(matchers.len());
+    for m in matchers {
+        match b.ext_labels.get(&m.name) {
+            Some(v) if !m.matches(v) => return None,
+            Some(_) => {}
+            None => out.push(m.clone()),
+        }
+    }
+    if out.is_empty() {
+        // Every matcher was on an external label: the whole block.
+        out.push(Matcher::new(MatchType::Regexp, "__name__", ".*").ok()?);
+    }
+    Some(out)
+}
+
+/// Labels of a block series as served: external labels attached (their values win), replica
+/// labels removed.
+pub(super) fn served_labels(b: &BucketBlock, series: Vec<Label>, without: &[String]) -> Labels {
+    let mut pairs: Vec<(String, String)> =
+        series.into_iter().map(|l| (l.name, l.value)).collect();
+    pairs.extend(
+        b.ext_labels
+            .iter()
+            .map(|l| (l.name.clone(), l.value.clone())),
+    );
+    pairs.retain(|(n, _)| !without.contains(n));
+    Labels::from_pairs(pairs)
+}
+
+async fn select_block(
+    b: &BucketBlock,
+    q: &SeriesQuery,
+    limits: Limits,
+    usage: &Usage,
+) -> Result<Vec<StoreSeries>, StoreError> {
+    let Some(matchers) = block_matchers(b, &q.matchers) else {
+        return Ok(Vec::new());
+    };
+    let plan = plan_postings(b.header.reader(), &matchers)?;
+    let refs = b.postings(&plan).await?;
+    let entries = b.series(&refs).await?;
+    let mut out = Vec::new();
+    let mut metas = Vec::new();
+    let mut owners = Vec::new();
+    for e in entries {
+        let first = metas.len();
+        for c in &e.chunks {
+            if c.max_time >= q.min_time && c.min_time <= q.max_time {
+                metas.push(*c);
+            }
+        }
+        if metas.len() == first {
+            continue;
+        }
+        let labels = served_labels(b, e.labels, &q.without_replica_labels);
+        if let Some(s) = &q.shard
+            && !s.matches(&labels)
+        {
+            metas.truncate(first);
+            continue;
+        }
+        Usage::add(&usage.series, 1, limits.series, "series")?;
+        let n = (metas.len() - first) as u64;
+        Usage::add(
+            &usage.samples,
+            n * MAX_SAMPLES_PER_CHUNK as u64,
+            limits.samples,
+            "samples",
+        )?;
+        owners.extend(std::iter::repeat_n(out.len(), metas.len() - first));
+        out.push(StoreSeries {
+            labels,
+            chunks: Vec::new(),
+        });
+    }
+    if q.skip_chunks || metas.is_empty() {
+        return Ok(out);
+    }
+    let chunks = b.chunks(&metas).await?;
+    let bytes: u64 = chunks.iter().map(|c| c.data.len() as u64).sum();
+    Usage::add(&usage.bytes, bytes, limits.bytes, "bytes")?;
+    for (c, owner) in chunks.into_iter().zip(owners) {
+        out[owner].chunks.push(c);
+    }
+    Ok(out)
+}
+
+/// Sorts a series' chunks from several blocks by time and re-cuts them to at most 120 samples;
+/// chunks that overlap in time are decoded, merged (later block wins on equal timestamps) and
+/// re-encoded. Non-XOR chunks are passed through unchanged.
+pub fn merge_chunks(mut chunks: Vec<RawChunk>) -> Result<Vec<RawChunk>, crate::chunk::ChunkError> {
+    chunks.sort_by_key(|c| (c.min_time, c.max_time));
+    let overlapping = chunks
+        .windows(2)
+        .any(|w| w[1].min_time <= w[0].max_time);
+    let xor = Encoding::Xor as u8;
+    if overlapping && chunks.iter().all(|c| c.encoding == xor) {
+        let mut parts = Vec::with_capacity(chunks.len());
+        for c in &chunks {
+            let mut b = SampleBatch::new();
+            decode_xor_into(&c.data, &mut b)?;
+            parts.push(b);
+        }
+        let all = merge_samples(&parts.iter().collect::<Vec<_>>());
+        return Ok(encode_batch(&all));
+    }
+    let mut out = Vec::with_capacity(chunks.len());
+    for c in chunks {
+        out.extend(recut_chunks(c)?);
+    }
+    Ok(out)
+}
+
+/// Splits an XOR chunk of more than 120 samples into chunks of at most 120.
+pub fn recut_chunks(c: RawChunk) -> Result<Vec<RawChunk>, crate::chunk::ChunkError> {
+    if c.encoding != Encoding::Xor as u8 || xor_num_samples(&c.data)? <= MAX_SAMPLES_PER_CHUNK {
+        return Ok(vec![c]);
+    }
+    let mut b = SampleBatch::new();
+    decode_xor_into(&c.data, &mut b)?;
+    Ok(encode_batch(&b))
+}
+
+fn encode_batch(b: &SampleBatch) -> Vec<RawChunk> {
+    b.ts.chunks(MAX_SAMPLES_PER_CHUNK)
+        .zip(b.val.chunks(MAX_SAMPLES_PER_CHUNK))
+        .map(|(ts, val)| RawChunk {
+            min_time: ts[0],
+            max_time: ts[ts.len() - 1],
+            encoding: Encoding::Xor as u8,
+            data: Bytes::from(encode_xor(ts, val)),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(ts: &[i64]) -> RawChunk {
+        let val: Vec<f64> = ts.iter().map(|&t| t as f64).collect();
+        RawChunk {
+            min_time: ts[0],
+            max_time: *ts.last().unwrap(),
+            encoding: 1,
+            data: Bytes::from(encode_xor(ts, &val)),
+        }
+    }
+
+    fn decode(chunks: &[RawChunk]) -> Vec<i64> {
+        let mut b = SampleBatch::new();
+        for c in chunks {
+            assert!(xor_num_samples(&c.data).unwrap() <= 120);
+            decode_xor_into(&c.data, &mut b).unwrap();
+        }
+        b.ts
+    }
+
+    #[test]
+    fn long_chunks_are_recut_and_overlaps_merged() {
+        let ts: Vec<i64> = (0..300).collect();
+        let out = recut_chunks(chunk(&ts)).unwrap();
+        assert_eq!(out.len(), 3);
+        assert_eq!((out[2].min_time, out[2].max_time), (240, 299));
+        assert_eq!(decode(&out), ts);
+
+        let a: Vec<i64> = (0..100).map(|i| i * 2).collect();
+        let b: Vec<i64> = (50..150).collect();
+        let out = merge_chunks(vec![chunk(&b), chunk(&a)]).unwrap();
+        let mut want: Vec<i64> = a.iter().chain(&b).copied().collect();
+        want.sort();
+        want.dedup();
+        assert_eq!(decode(&out), want);
+
+        let out = merge_chunks(vec![chunk(&[10, 11]), chunk(&[1, 2])]).unwrap();
+        assert_eq!(decode(&out), vec![1, 2, 10, 11]);
+    }
+
+    #[test]
+    fn shard_rule_hashes_selected_labels() {
+        let l = Labels::from_pairs([("__name__", "up"), ("job", "a"), ("i", "1")]);
+        let by = |labels: &[&str], total| {
+            (0..total)
+                .filter(|&i| {
+                    ShardInfo {
+                        index: i,
+                        total,
+                        by: true,
+                        labels: labels.iter().map(|s| s.to_string()).collect(),
+                    }
+                    .matches(&l)
+                })
+                .count()
+        };
+        // Exactly one shard takes each series.
+        assert_eq!(by(&["job"], 5), 1);
+        let h = xxhash_rust::xxh64::xxh64(b"job\xffa\xff", 0);
+        let s = ShardInfo {
+            index: h % 7,
+            total: 7,
+            by: true,
+            labels: vec!["job".into()],
+        };
+        assert!(s.matches(&l));
+        let without = ShardInfo {
+            index: xxhash_rust::xxh64::xxh64(b"__name__\xffup\xffi\xff1\xff", 0) % 3,
+            total: 3,
+            by: false,
+            labels: vec!["job".into()],
+        };
+        assert!(without.matches(&l));
+    }
+}

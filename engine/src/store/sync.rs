@@ -1,0 +1,194 @@
+//! Block sync: list `<ULID>/meta.json` in the bucket, load new blocks (building their
+//! index-headers), drop deleted blocks and those whose deletion mark is older than the delay,
+//! and skip (log and count) blocks that fail to load while the rest keep serving.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use ulid::Ulid;
+
+use super::block::BucketBlock;
+use super::header::{HEADER_FILENAME, IndexHeader};
+use super::{BucketStore, StoreError};
+use crate::block::meta::META_FILENAME;
+use crate::block::{BlockMeta, DeletionMark};
+use crate::bucket::BucketError;
+
+/// What one sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Blocks served after the sync.
+    pub loaded: usize,
+    /// Blocks newly loaded.
+    pub added: usize,
+    /// Blocks no longer served (deleted or marked for deletion).
+    pub dropped: usize,
+    /// Directories without meta.json (uploads in progress or abandoned).
+    pub partial: usize,
+    /// Blocks that failed to load, with the reason.
+    pub failed: Vec<(String, String)>,
+}
+
+impl BucketStore {
+    /// Brings the served blocks in line with the bucket. An error means the bucket could not
+    /// be listed; the previously loaded blocks keep being served.
+    pub async fn sync(&self) -> Result<SyncReport, StoreError> {
+        self.metrics.syncs.fetch_add(1, Relaxed);
+        let listed = match self.list_blocks().await {
+            Ok(l) => l,
+            Err(e) => {
+                self.metrics.sync_failures.fetch_add(1, Relaxed);
+                return Err(e);
+            }
+        };
+        let mut report = SyncReport::default();
+        let current: HashMap<Ulid, Arc<BucketBlock>> = self
+            .blocks()
+            .into_iter()
+            .map(|b| (b.meta.ulid, b))
+            .collect();
+        let now_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let delay = self.opts.ignore_deletion_marks_delay.as_secs() as i64;
+        let mut next = Vec::new();
+        for id in listed {
+            let meta_path = format!("{id}/{META_FILENAME}");
+            let meta_bytes = match self.bucket.get(&meta_path).await {
+                Ok(b) => b,
+                Err(BucketError::NotFound { .. }) => {
+                    report.partial += 1;
+                    continue;
+                }
+                Err(e) => {
+                    self.fail(&mut report, &id.to_string(), &e.to_string());
+                    if let Some(b) = current.get(&id) {
+                        // A transient read error should not stop serving a loaded block.
+                        next.push(b.clone());
+                    }
+                    continue;
+                }
+            };
+            match self.deletion_mark(id).await {
+                Ok(Some(mark)) if now_s - mark.deletion_time >= delay => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    self.fail(&mut report, &id.to_string(), &e.to_string());
+                    continue;
+                }
+            }
+            if let Some(b) = current.get(&id) {
+                next.push(b.clone());
+                continue;
+            }
+            match self.load_block(id, &meta_bytes, &meta_path).await {
+                Ok(b) => {
+                    self.metrics.block_loads.fetch_add(1, Relaxed);
+                    report.added += 1;
+                    next.push(Arc::new(b));
+                }
+                Err(e) => self.fail(&mut report, &id.to_string(), &e.to_string()),
+            }
+        }
+        next.sort_by(|a, b| {
+            (a.meta.min_time, a.meta.ulid).cmp(&(b.meta.min_time, b.meta.ulid))
+        });
+        for id in current.keys() {
+            if !next.iter().any(|b| b.meta.ulid == *id) {
+                report.dropped += 1;
+                self.metrics.block_drops.fetch_add(1, Relaxed);
+                let dir = self.data_dir.join(id.to_string());
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "removing index-header");
+                }
+            }
+        }
+        report.loaded = next.len();
+        *self.blocks.write().unwrap_or_else(|p| p.into_inner()) = next;
+        self.synced.store(true, Relaxed);
+        tracing::info!(
+            loaded = report.loaded,
+            added = report.added,
+            dropped = report.dropped,
+            partial = report.partial,
+            failed = report.failed.len(),
+            "bucket sync done"
+        );
+        Ok(report)
+    }
+
+    fn fail(&self, report: &mut SyncReport, id: &str, reason: &str) {
+        tracing::warn!(block = id, error = reason, "skipping block");
+        self.metrics.block_load_failures.fetch_add(1, Relaxed);
+        report.failed.push((id.to_string(), reason.to_string()));
+    }
+
+    /// Top-level names that are ULIDs, sorted.
+    async fn list_blocks(&self) -> Result<Vec<Ulid>, StoreError> {
+        let mut ids: Vec<Ulid> = self
+            .bucket
+            .list_dirs("")
+            .await?
+            .iter()
+            .filter_map(|d| Ulid::from_string(d).ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    async fn deletion_mark(&self, id: Ulid) -> Result<Option<DeletionMark>, StoreError> {
+        let path = format!("{id}/{}", DeletionMark::FILENAME);
+        match self.bucket.get(&path).await {
+            Ok(b) => Ok(Some(DeletionMark::parse(&b, Path::new(&path))?)),
+            Err(BucketError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn load_block(
+        &self,
+        id: Ulid,
+        meta_bytes: &[u8],
+        meta_path: &str,
+    ) -> Result<BucketBlock, StoreError> {
+        let meta = BlockMeta::parse(meta_bytes, Path::new(meta_path))?;
+        if meta.ulid != id {
+            return Err(StoreError::Block(crate::block::BlockError::InvalidMeta {
+                path: meta_path.into(),
+                reason: format!("ulid {} does not match directory {id}", meta.ulid),
+            }));
+        }
+        let mut segments: Vec<(String, u64)> = self
+            .bucket
+            .list(&format!("{id}/chunks"))
+            .await?
+            .into_iter()
+            .map(|o| (o.path, o.size))
+            .collect();
+        segments.sort();
+        for (i, (p, _)) in segments.iter().enumerate() {
+            let want = format!("{id}/chunks/{:06}", i + 1);
+            if *p != want {
+                return Err(StoreError::Block(
+                    crate::block::BlockError::SegmentNumbering {
+                        dir: format!("{id}/chunks").into(),
+                        expected: i as u64 + 1,
+                        found: p.clone(),
+                    },
+                ));
+            }
+        }
+        let header_path = self.data_dir.join(id.to_string()).join(HEADER_FILENAME);
+        let header =
+            IndexHeader::open_or_build(&self.bucket, &id.to_string(), &header_path).await?;
+        Ok(BucketBlock::new(
+            meta,
+            header,
+            segments.into_iter().map(|s| s.1).collect(),
+            self.bucket.clone(),
+            self.cache.clone(),
+        ))
+    }
+}

@@ -1,0 +1,7 @@
+//! gRPC services: the Thanos StoreAPI (`thanos.Store`) and Info (`thanos.info.Info`) over a
+//! bucket store.
+
+mod convert;
+pub mod store;
+
+pub use store::StoreService;

@@ -1,0 +1,248 @@
+//! `thanos.Store` (Series, LabelNames, LabelValues, legacy Info) and `thanos.info.Info` served
+//! from a [`BucketStore`].
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use gauntlet_engine::store::{BucketStore, LabelsQuery, SeriesQuery, ShardInfo};
+use gauntlet_proto::hintspb;
+use gauntlet_proto::thanos::{self, series_response};
+use prost::Message;
+use tokio::sync::Semaphore;
+use tonic::{Request, Response, Status};
+
+use super::convert;
+
+/// The StoreAPI and Info service over one bucket store.
+#[derive(Debug, Clone)]
+pub struct StoreService {
+    store: Arc<BucketStore>,
+    series_gate: Arc<Semaphore>,
+    max_concurrent: usize,
+}
+
+impl StoreService {
+    /// Serves `store`, refusing Series calls beyond `max_concurrent` in flight (0 = no limit).
+    pub fn new(store: Arc<BucketStore>, max_concurrent: usize) -> Self {
+        let permits = if max_concurrent == 0 {
+            Semaphore::MAX_PERMITS
+        } else {
+            max_concurrent
+        };
+        StoreService {
+            store,
+            series_gate: Arc::new(Semaphore::new(permits)),
+            max_concurrent,
+        }
+    }
+
+    fn label_sets(&self) -> Result<Vec<gauntlet_engine::store::LabelSetInfo>, Status> {
+        self.store.label_sets().map_err(convert::status)
+    }
+}
+
+fn any<M: Message>(name: &str, m: &M) -> prost_types::Any {
+    prost_types::Any {
+        type_url: format!("type.googleapis.com/{name}"),
+        value: m.encode_to_vec(),
+    }
+}
+
+/// Min and max time over label sets (MaxInt64/MinInt64 when there are none, as Thanos).
+fn time_range(sets: &[gauntlet_engine::store::LabelSetInfo]) -> (i64, i64) {
+    if sets.is_empty() {
+        return (i64::MAX, i64::MIN);
+    }
+    (
+        sets.iter().map(|s| s.min_time).min().unwrap_or(i64::MAX),
+        sets.iter().map(|s| s.max_time).max().unwrap_or(i64::MIN),
+    )
+}
+
+type SeriesStream = Pin<Box<dyn Stream<Item = Result<thanos::SeriesResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl thanos::store_server::Store for StoreService {
+    async fn info(
+        &self,
+        _req: Request<thanos::InfoRequest>,
+    ) -> Result<Response<thanos::InfoResponse>, Status> {
+        let sets = self.label_sets()?;
+        let (min_time, max_time) = time_range(&sets);
+        Ok(Response::new(thanos::InfoResponse {
+            labels: Vec::new(),
+            min_time,
+            max_time,
+            store_type: thanos::StoreType::Store as i32,
+            label_sets: sets
+                .iter()
+                .map(|s| thanos::LabelSet {
+                    labels: convert::labels(&s.labels),
+                })
+                .collect(),
+        }))
+    }
+
+    type SeriesStream = SeriesStream;
+
+    async fn series(
+        &self,
+        req: Request<thanos::SeriesRequest>,
+    ) -> Result<Response<Self::SeriesStream>, Status> {
+        let r = req.into_inner();
+        let Ok(_permit) = self.series_gate.clone().try_acquire_owned() else {
+            return Err(Status::resource_exhausted(format!(
+                "exceeded concurrent Series calls limit of {}",
+                self.max_concurrent
+            )));
+        };
+        if r.max_resolution_window > 0 && !r.aggregates.is_empty() {
+            // Raw blocks answer downsampled requests with raw chunks, as Thanos does when no
+            // downsampled block covers the range.
+            tracing::debug!("downsampled read served from raw blocks");
+        }
+        let q = SeriesQuery {
+            min_time: r.min_time,
+            max_time: r.max_time,
+            matchers: convert::matchers(&r.matchers)?,
+            skip_chunks: r.skip_chunks,
+            without_replica_labels: r.without_replica_labels,
+            shard: r.shard_info.filter(|s| s.total_shards >= 1).map(|s| ShardInfo {
+                index: s.shard_index.max(0) as u64,
+                total: s.total_shards as u64,
+                by: s.by,
+                labels: s.labels,
+            }),
+            limit: r.limit.max(0) as u64,
+            abort_on_error: convert::abort(r.partial_response_strategy, r.partial_response_disabled),
+        };
+        let res = self.store.series(&q).await.map_err(convert::status)?;
+        let mut out: Vec<Result<thanos::SeriesResponse, Status>> =
+            Vec::with_capacity(res.series.len() + res.warnings.len() + 1);
+        for w in res.warnings {
+            out.push(Ok(thanos::SeriesResponse {
+                result: Some(series_response::Result::Warning(w)),
+            }));
+        }
+        for s in res.series {
+            let chunks = s
+                .chunks
+                .into_iter()
+                .map(|c| thanos::AggrChunk {
+                    min_time: c.min_time,
+                    max_time: c.max_time,
+                    raw: Some(thanos::Chunk {
+                        r#type: thanos::chunk::Encoding::Xor as i32,
+                        hash: xxhash_rust::xxh64::xxh64(&c.data, 0),
+                        data: c.data,
+                    }),
+                    ..Default::default()
+                })
+                .collect();
+            out.push(Ok(thanos::SeriesResponse {
+                result: Some(series_response::Result::Series(thanos::Series {
+                    labels: convert::labels(&s.labels),
+                    chunks,
+                })),
+            }));
+        }
+        let hints = hintspb::SeriesResponseHints {
+            queried_blocks: res
+                .queried_blocks
+                .into_iter()
+                .map(|id| hintspb::Block { id })
+                .collect(),
+            ..Default::default()
+        };
+        out.push(Ok(thanos::SeriesResponse {
+            result: Some(series_response::Result::Hints(any(
+                "hintspb.SeriesResponseHints",
+                &hints,
+            ))),
+        }));
+        Ok(Response::new(Box::pin(tokio_stream::iter(out))))
+    }
+
+    async fn label_names(
+        &self,
+        req: Request<thanos::LabelNamesRequest>,
+    ) -> Result<Response<thanos::LabelNamesResponse>, Status> {
+        let r = req.into_inner();
+        let q = LabelsQuery {
+            min_time: r.start,
+            max_time: r.end,
+            matchers: convert::matchers(&r.matchers)?,
+            without_replica_labels: r.without_replica_labels,
+            limit: r.limit.max(0) as u64,
+        };
+        let names = self.store.label_names(&q).await.map_err(convert::status)?;
+        Ok(Response::new(thanos::LabelNamesResponse {
+            names,
+            warnings: Vec::new(),
+            hints: None,
+        }))
+    }
+
+    async fn label_values(
+        &self,
+        req: Request<thanos::LabelValuesRequest>,
+    ) -> Result<Response<thanos::LabelValuesResponse>, Status> {
+        let r = req.into_inner();
+        let q = LabelsQuery {
+            min_time: r.start,
+            max_time: r.end,
+            matchers: convert::matchers(&r.matchers)?,
+            without_replica_labels: r.without_replica_labels,
+            limit: r.limit.max(0) as u64,
+        };
+        let values = self
+            .store
+            .label_values(&r.label, &q)
+            .await
+            .map_err(convert::status)?;
+        Ok(Response::new(thanos::LabelValuesResponse {
+            values,
+            warnings: Vec::new(),
+            hints: None,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl thanos::info::info_server::Info for StoreService {
+    async fn info(
+        &self,
+        _req: Request<thanos::info::InfoRequest>,
+    ) -> Result<Response<thanos::info::InfoResponse>, Status> {
+        let sets = self.label_sets()?;
+        let (min_time, max_time) = time_range(&sets);
+        let zsets: Vec<thanos::ZLabelSet> = sets
+            .iter()
+            .map(|s| thanos::ZLabelSet {
+                labels: convert::labels(&s.labels),
+            })
+            .collect();
+        Ok(Response::new(thanos::info::InfoResponse {
+            label_sets: zsets.clone(),
+            component_type: "store".into(),
+            store: Some(thanos::info::StoreInfo {
+                min_time,
+                max_time,
+                supports_sharding: true,
+                supports_without_replica_labels: true,
+                tsdb_infos: sets
+                    .iter()
+                    .zip(zsets)
+                    .map(|(s, z)| thanos::info::TsdbInfo {
+                        labels: Some(z),
+                        min_time: s.min_time,
+                        max_time: s.max_time,
+                    })
+                    .collect(),
+                supports_projections: false,
+            }),
+            ..Default::default()
+        }))
+    }
+}

@@ -1,0 +1,66 @@
+//! The in-process source of `gauntlet all`: the bucket store read directly, without a gRPC
+//! hop.
+
+use std::sync::Arc;
+
+use gauntlet_engine::Result;
+use gauntlet_engine::labels::{MatchType, Matcher};
+use gauntlet_engine::query::{Queryable, SelectHints, Series};
+use gauntlet_engine::store::BucketStore;
+
+use super::{ReadOptions, ReadView, Source};
+
+/// A bucket store as the HTTP API's source.
+#[derive(Debug, Clone)]
+pub struct StoreSource(pub Arc<BucketStore>);
+
+impl Source for StoreSource {
+    fn view(&self, _opts: &ReadOptions) -> Result<Arc<dyn ReadView>> {
+        Ok(Arc::new(self.clone()))
+    }
+}
+
+impl Queryable for StoreSource {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        hints: &SelectHints,
+    ) -> Result<Vec<Series>> {
+        Queryable::select(&*self.0, matchers, mint, maxt, hints)
+    }
+
+    fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>> {
+        let all = all_series();
+        Queryable::label_names(&*self.0, or_all(matchers, &all), mint, maxt)
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>> {
+        let all = all_series();
+        Queryable::label_values(&*self.0, name, or_all(matchers, &all), mint, maxt)
+    }
+}
+
+/// Reads from the local bucket have no partial failures: an error fails the request.
+impl ReadView for StoreSource {
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// A matcher every series satisfies: the label endpoints mean "every series" by an empty
+/// matcher list, and postings lookups need at least one matcher.
+fn all_series() -> [Matcher; 1] {
+    [Matcher::new(MatchType::NotEqual, "__name__", "").expect("plain matcher")]
+}
+
+fn or_all<'a>(matchers: &'a [Matcher], all: &'a [Matcher]) -> &'a [Matcher] {
+    if matchers.is_empty() { all } else { matchers }
+}

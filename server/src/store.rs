@@ -1,0 +1,225 @@
+//! `gauntlet store`: the store gateway. Serves the blocks of an object-storage bucket over the
+//! Thanos StoreAPI, so an existing Thanos Querier can list it as an endpoint.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use gauntlet_engine::bucket::{Bucket, BucketConfig};
+use gauntlet_engine::store::{BucketStore, Limits, StoreOptions};
+use gauntlet_proto::thanos;
+
+use crate::grpc::StoreService;
+use crate::http::ops;
+
+/// Flags of `gauntlet store`, named as Thanos names them where the meaning is the same.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Objstore configuration file (Thanos YAML: `type:` FILESYSTEM, S3, GCS or AZURE, and
+    /// `config:`).
+    #[arg(long = "objstore.config-file", required_unless_present = "objstore_config")]
+    objstore_config_file: Option<PathBuf>,
+    /// Objstore configuration as YAML text, instead of a file.
+    #[arg(long = "objstore.config")]
+    objstore_config: Option<String>,
+    /// Address the gRPC StoreAPI listens on.
+    #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
+    grpc_address: SocketAddr,
+    /// Address /metrics, /-/ready and /-/healthy listen on.
+    #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
+    http_address: SocketAddr,
+    /// Local directory for index-headers.
+    #[arg(long = "data-dir", default_value = "./data")]
+    data_dir: PathBuf,
+    /// How often the bucket is listed for new and deleted blocks (e.g. 15m, 30s).
+    #[arg(long = "sync-block-duration", default_value = "15m", value_parser = humantime::parse_duration)]
+    sync_block_duration: Duration,
+    /// Blocks whose deletion mark is older than this are no longer served.
+    #[arg(long = "ignore-deletion-marks-delay", default_value = "24h", value_parser = humantime::parse_duration)]
+    ignore_deletion_marks_delay: Duration,
+    /// Byte budget of the postings and series cache (e.g. 250MB; units are powers of 1024).
+    #[arg(long = "index-cache-size", default_value = "250MB", value_parser = parse_bytes)]
+    index_cache_size: u64,
+    /// Most series one Series call may touch (0 = no limit).
+    #[arg(long = "store.limits.request-series", default_value_t = 0)]
+    limit_series: u64,
+    /// Most samples one Series call may touch, counted as chunks × 120 (0 = no limit).
+    #[arg(long = "store.limits.request-samples", default_value_t = 0)]
+    limit_samples: u64,
+    /// Most chunk bytes one Series call may fetch (0 = no limit).
+    #[arg(long = "store.limits.request-bytes", default_value = "0", value_parser = parse_bytes)]
+    limit_bytes: u64,
+    /// Most Series calls served at once; more are refused with ResourceExhausted (0 = no
+    /// limit).
+    #[arg(long = "store.grpc.series-max-concurrency", default_value_t = 20)]
+    series_max_concurrency: usize,
+}
+
+/// Parses a byte size like `250MB`, `1GiB`, `512KB` or `1048576` (units are powers of 1024, as
+/// in Thanos).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a byte size"))?;
+    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "KB" | "KIB" | "K" => 1 << 10,
+        "MB" | "MIB" | "M" => 1 << 20,
+        "GB" | "GIB" | "G" => 1 << 30,
+        "TB" | "TIB" | "T" => 1 << 40,
+        u => return Err(format!("{s:?}: unknown unit {u:?}")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Runs the store gateway until SIGINT or SIGTERM.
+pub fn run(args: StoreArgs) -> anyhow::Result<()> {
+    let yaml = match (&args.objstore_config, &args.objstore_config_file) {
+        (Some(y), _) => y.clone(),
+        (None, Some(p)) => std::fs::read_to_string(p)
+            .with_context(|| format!("reading --objstore.config-file {}", p.display()))?,
+        (None, None) => anyhow::bail!("--objstore.config-file is required"),
+    };
+    let cfg = BucketConfig::parse(&yaml)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("gauntlet-net")
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(serve(args, cfg))
+}
+
+async fn serve(args: StoreArgs, cfg: BucketConfig) -> anyhow::Result<()> {
+    let bucket = Bucket::open(&cfg)?;
+    let opts = StoreOptions {
+        index_cache_bytes: args.index_cache_size,
+        ignore_deletion_marks_delay: args.ignore_deletion_marks_delay,
+        limits: Limits {
+            series: args.limit_series,
+            samples: args.limit_samples,
+            bytes: args.limit_bytes,
+        },
+    };
+    let store = Arc::new(BucketStore::open(bucket, &args.data_dir, opts)?);
+    tracing::info!(bucket = %cfg.describe(), data_dir = %args.data_dir.display(), "store starting");
+
+    // Sync in the background: Info answers with an error until the first sync is done, which
+    // is how a Querier learns this endpoint is not ready yet.
+    let syncer = store.clone();
+    let every = args.sync_block_duration.max(Duration::from_millis(100));
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = syncer.sync().await {
+                tracing::warn!(error = %e, "bucket sync failed; serving the blocks loaded before");
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
+
+    let grpc_listener = tokio::net::TcpListener::bind(args.grpc_address)
+        .await
+        .with_context(|| format!("binding --grpc-address {}", args.grpc_address))?;
+    let http_listener = tokio::net::TcpListener::bind(args.http_address)
+        .await
+        .with_context(|| format!("binding --http-address {}", args.http_address))?;
+    tracing::info!(grpc = %grpc_listener.local_addr()?, http = %http_listener.local_addr()?, "listening");
+
+    let svc = StoreService::new(store.clone(), args.series_max_concurrency);
+    let grpc = tonic::transport::Server::builder()
+        .add_service(
+            thanos::store_server::StoreServer::new(svc.clone())
+                .max_decoding_message_size(i32::MAX as usize)
+                .max_encoding_message_size(i32::MAX as usize),
+        )
+        .add_service(thanos::info::info_server::InfoServer::new(svc))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+            shutdown(),
+        );
+    let ready = store.clone();
+    let metrics = store.clone();
+    let app = ops::router(
+        Arc::new(move || ready.is_ready()),
+        Arc::new(move || render_metrics(&metrics)),
+    );
+    let http = axum::serve(http_listener, app).with_graceful_shutdown(shutdown());
+    let (g, h) = tokio::join!(grpc, http);
+    g.context("gRPC server")?;
+    h.context("HTTP server")?;
+    tracing::info!("store stopped");
+    Ok(())
+}
+
+async fn shutdown() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// The store's metrics, named as Thanos's store gateway names them where the meaning is the
+/// same.
+pub(crate) fn render_metrics(s: &BucketStore) -> String {
+    let m = s.metrics();
+    let b = s.bucket().stats();
+    let c = s.cache();
+    let blocks = s.blocks();
+    let header_bytes: u64 = blocks.iter().map(|b| b.header.file_size()).sum();
+    let mut out = String::new();
+    let f = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed) as f64;
+    for (name, typ, help, v) in [
+        ("thanos_bucket_store_blocks_loaded", "gauge", "Number of currently loaded blocks.", blocks.len() as f64),
+        ("thanos_bucket_store_block_loads_total", "counter", "Total number of remote block loads attempted.", f(&m.block_loads) + f(&m.block_load_failures)),
+        ("thanos_bucket_store_block_load_failures_total", "counter", "Total number of failed remote block loads (corrupt or unreadable blocks).", f(&m.block_load_failures)),
+        ("thanos_bucket_store_block_drops_total", "counter", "Total number of local blocks that were dropped.", f(&m.block_drops)),
+        ("thanos_blocks_meta_syncs_total", "counter", "Total blocks metadata synchronization attempts.", f(&m.syncs)),
+        ("thanos_blocks_meta_sync_failures_total", "counter", "Total blocks metadata synchronization failures.", f(&m.sync_failures)),
+        ("thanos_bucket_store_series_requests_total", "counter", "Series calls served.", f(&m.series_requests)),
+        ("thanos_bucket_store_series_returned_total", "counter", "Series returned by Series calls.", f(&m.series_returned)),
+        ("thanos_bucket_store_chunks_returned_total", "counter", "Chunks returned by Series calls.", f(&m.chunks_returned)),
+        ("thanos_bucket_store_series_limit_refusals_total", "counter", "Series calls refused by a request limit.", f(&m.limit_refusals)),
+        ("thanos_objstore_bucket_operations_total", "counter", "Total number of bucket operations.", f(&b.requests)),
+        ("thanos_objstore_bucket_operation_failures_total", "counter", "Total number of failed bucket operations.", f(&b.failures)),
+        ("gauntlet_objstore_bucket_read_bytes_total", "counter", "Bytes read from the bucket.", f(&b.bytes)),
+        ("thanos_store_index_cache_items", "gauge", "Items in the index cache.", c.len() as f64),
+        ("thanos_store_index_cache_total_size_bytes", "gauge", "Bytes in the index cache.", c.bytes() as f64),
+        ("thanos_store_index_cache_max_size_bytes", "gauge", "Byte budget of the index cache.", c.budget() as f64),
+        ("thanos_store_index_cache_hits_total", "counter", "Index cache hits.", f(&c.stats().hits)),
+        ("thanos_store_index_cache_requests_total", "counter", "Index cache lookups.", f(&c.stats().hits) + f(&c.stats().misses)),
+        ("thanos_store_index_cache_items_evicted_total", "counter", "Index cache evictions.", f(&c.stats().evictions)),
+        ("gauntlet_bucket_store_index_header_bytes", "gauge", "Bytes of index-header files of loaded blocks.", header_bytes as f64),
+    ] {
+        ops::metric(&mut out, name, typ, help, v);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn byte_sizes_parse_with_binary_units() {
+        assert_eq!(parse_bytes("250MB"), Ok(250 << 20));
+        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("512"), Ok(512));
+        assert!(parse_bytes("x").is_err());
+        assert!(parse_bytes("10XB").is_err());
+    }
+}

@@ -1,0 +1,214 @@
+//! The querier over real `gauntlet store` processes holding the same blocks as two HA
+//! replicas (`replica` external label "a" and "b"): with dedup the answers equal one copy of
+//! the data served by `gauntlet all`; without, both replicas' series come back. A second
+//! querier stacked on the first through its StoreAPI answers the same.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+const BLOCK: &str = "promtool-200series-2h";
+const T0: i64 = 1_735_689_600;
+
+/// A filesystem bucket holding the fixture block with external labels `labels`.
+fn bucket(root: &Path, name: &str, labels: &[(&str, &str)]) -> std::path::PathBuf {
+    let dir = root.join(name);
+    let src = fixtures().join(BLOCK);
+    copy_dir(&src, &dir);
+    for b in std::fs::read_dir(&dir).unwrap() {
+        let meta_path = b.unwrap().path().join("meta.json");
+        let mut meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+        let ext: serde_json::Map<String, serde_json::Value> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+            .collect();
+        meta["thanos"] = serde_json::json!({
+            "labels": ext,
+            "downsample": {"resolution": 0},
+            "source": "sidecar",
+        });
+        std::fs::write(&meta_path, serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
+    }
+    let cfg = root.join(format!("{name}.yml"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+fn store(root: &Path, cfg: &Path, name: &str) -> GauntletServer {
+    let cache = root.join(format!("{name}-cache"));
+    GauntletServer::start(
+        &[
+            "store",
+            &format!("--objstore.config-file={}", cfg.display()),
+            &format!("--data-dir={}", cache.display()),
+            "--sync-block-duration=1h",
+        ],
+        "/-/ready",
+    )
+}
+
+fn querier(endpoints: &[&GauntletServer], extra: &[&str]) -> GauntletServer {
+    let mut args: Vec<String> = vec!["query".into(), "--query.replica-label=replica".into()];
+    for e in endpoints {
+        args.push(format!("--endpoint=127.0.0.1:{}", e.grpc_port));
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    GauntletServer::start(&args, "/api/v1/status/buildinfo")
+}
+
+fn q(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn get_json(s: &GauntletServer, path: &str) -> serde_json::Value {
+    let (status, body) = s.get(path);
+    assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+fn paths() -> Vec<String> {
+    let at = (T0 + 3600).to_string();
+    let (start, end) = ((T0 + 600).to_string(), (T0 + 7200).to_string());
+    let mut out = Vec::new();
+    for query in [
+        r#"http_requests_total{code="500",handler="/api/a"}"#,
+        "sum by (code) (rate(http_requests_total[5m]))",
+        "max_over_time(temperature_celsius[10m])",
+        "histogram_quantile(0.9, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))",
+    ] {
+        out.push(format!(
+            "/api/v1/query?{}",
+            q(&[("query", query), ("time", &at)])
+        ));
+        out.push(format!(
+            "/api/v1/query_range?{}",
+            q(&[
+                ("query", query),
+                ("start", &start),
+                ("end", &end),
+                ("step", "60")
+            ])
+        ));
+    }
+    out.push(format!(
+        "/api/v1/series?{}",
+        q(&[("match[]", r#"{__name__=~"temp.*",sensor="s1"}"#)])
+    ));
+    out.push(format!("/api/v1/labels?{}", q(&[("start", &start)])));
+    out.push("/api/v1/label/code/values".to_string());
+    out
+}
+
+#[test]
+fn dedup_over_two_replica_stores_equals_one_copy() {
+    let root = tempfile::tempdir().unwrap();
+    let a = store(
+        root.path(),
+        &bucket(root.path(), "a", &[("replica", "a")]),
+        "a",
+    );
+    let b = store(
+        root.path(),
+        &bucket(root.path(), "b", &[("replica", "b")]),
+        "b",
+    );
+    let plain = root.path().join("plain");
+    copy_dir(&fixtures().join(BLOCK), &plain);
+    let single = GauntletServer::start(
+        &["all", &format!("--data-dir={}", plain.display())],
+        "/-/ready",
+    );
+    let q1 = querier(&[&a, &b], &[]);
+    let q2 = querier(&[&q1], &[]);
+    for path in paths() {
+        let want = get_json(&single, &path);
+        assert!(
+            want["data"]
+                .as_array()
+                .map(|a| !a.is_empty())
+                .unwrap_or_else(|| !want["data"]["result"].as_array().unwrap().is_empty()),
+            "{path}: no data"
+        );
+        assert_eq!(get_json(&q1, &path), want, "{path}: querier with dedup");
+        assert_eq!(get_json(&q2, &path), want, "{path}: stacked querier");
+    }
+
+    // Without dedup every series comes back twice, once per replica.
+    let at = (T0 + 3600).to_string();
+    let sel = r#"http_requests_total{code="500",handler="/api/a"}"#;
+    let one = get_json(
+        &single,
+        &format!("/api/v1/query?{}", q(&[("query", sel), ("time", &at)])),
+    );
+    let both = get_json(
+        &q1,
+        &format!(
+            "/api/v1/query?{}",
+            q(&[("query", sel), ("time", &at), ("dedup", "false")])
+        ),
+    );
+    let one = one["data"]["result"].as_array().unwrap();
+    let both = both["data"]["result"].as_array().unwrap();
+    assert_eq!(both.len(), 2 * one.len());
+    for replica in ["a", "b"] {
+        let n = both
+            .iter()
+            .filter(|s| s["metric"]["replica"] == replica)
+            .count();
+        assert_eq!(n, one.len(), "replica {replica}");
+    }
+    let values = get_json(&q1, "/api/v1/label/replica/values?dedup=false");
+    assert_eq!(values["data"], serde_json::json!(["a", "b"]));
+}
+
+#[test]
+fn a_failing_store_is_a_warning_or_an_error_as_asked() {
+    let root = tempfile::tempdir().unwrap();
+    let a = store(
+        root.path(),
+        &bucket(root.path(), "a", &[("replica", "a")]),
+        "a",
+    );
+    let b = store(
+        root.path(),
+        &bucket(root.path(), "b", &[("replica", "b")]),
+        "b",
+    );
+    // Info is polled once an hour, so the querier still counts `b` as healthy after it dies.
+    let q1 = querier(&[&a, &b], &["--endpoint.info-timeout=1h"]);
+    let at = (T0 + 3600).to_string();
+    let path = format!(
+        "/api/v1/query?{}",
+        q(&[("query", "count(up or http_requests_total)"), ("time", &at)])
+    );
+    let before = get_json(&q1, &path);
+    assert!(before.get("warnings").is_none(), "{before}");
+    drop(b);
+    let partial = get_json(&q1, &path);
+    assert_eq!(partial["data"], before["data"]);
+    let w = partial["warnings"].as_array().expect("warnings");
+    assert!(
+        w.iter()
+            .any(|w| w.as_str().unwrap().contains(&format!("127.0.0.1:"))),
+        "{partial}"
+    );
+    let (status, body) = q1.get(&format!("{path}&partial_response=false"));
+    let err: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(status >= 500, "{status} {err}");
+    assert_eq!(err["status"], "error");
+}
