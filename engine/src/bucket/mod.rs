@@ -169,6 +169,14 @@ impl Bucket {
         }
     }
 
+    /// Size of an object, bytes.
+    pub async fn size(&self, path: &str) -> Result<u64, BucketError> {
+        let p = ObjPath::from(path);
+        let r = self.store.head(&p).await.map_err(|e| BucketError::store(&p, e));
+        self.count(&r, 0);
+        Ok(r?.size)
+    }
+
     /// Reads `range` of an object; fails if fewer bytes come back.
     pub async fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes, BucketError> {
         let p = ObjPath::from(path);
