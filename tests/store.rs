@@ -41,7 +41,10 @@ impl Store {
         let cfg = data.with_extension("yaml");
         std::fs::write(
             &cfg,
-            format!("type: FILESYSTEM\nconfig:\n  directory: {}\n", bucket.display()),
+            format!(
+                "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+                bucket.display()
+            ),
         )
         .unwrap();
         let (grpc, http) = (free_port(), free_port());
@@ -240,14 +243,71 @@ fn store_serves_promtool_blocks_like_promtool_dumps_them() {
     // Cuts through chunks: 30 s samples, 120 per chunk = 1 h chunks; odd offsets.
     let (w0, w1) = (START_MS + 1_234_567, START_MS + 2 * 3600 * 1000 + 777_777);
     let cases: Vec<(Value, i64, i64)> = vec![
-        (json!([[0, "__name__", "http_requests_total"], [0, "code", "500"]]), START_MS, end),
-        (json!([[2, "__name__", "http_requests_total|node_cpu_seconds_total"], [1, "instance", "host-00"]]), w0, w1),
-        (json!([[0, "__name__", "http_requests_total"], [3, "method", "GET|POST"], [0, "cluster", "eu1"]]), w0, end),
-        (json!([[0, "job", "api"], [2, "handler", "/api/[ab]"], [1, "code", "200"]]), START_MS - 5000, w1),
-        (json!([[0, "__name__", "http_requests_total"], [0, "nonexistent", ""], [0, "method", "PUT"]]), w0, w0 + 60_000),
-        (json!([[2, "instance", "host-0.*"], [3, "__name__", "http.*|node.*"]]), START_MS, end),
-        (json!([[0, "cluster", "eu2"], [0, "__name__", "http_requests_total"]]), START_MS, end),
-        (json!([[0, "replica", "a"], [0, "method", "DELETE"], [0, "code", "404"]]), end - 1, end + 100_000),
+        (
+            json!([[0, "__name__", "http_requests_total"], [0, "code", "500"]]),
+            START_MS,
+            end,
+        ),
+        (
+            json!([
+                [2, "__name__", "http_requests_total|node_cpu_seconds_total"],
+                [1, "instance", "host-00"]
+            ]),
+            w0,
+            w1,
+        ),
+        (
+            json!([
+                [0, "__name__", "http_requests_total"],
+                [3, "method", "GET|POST"],
+                [0, "cluster", "eu1"]
+            ]),
+            w0,
+            end,
+        ),
+        (
+            json!([
+                [0, "job", "api"],
+                [2, "handler", "/api/[ab]"],
+                [1, "code", "200"]
+            ]),
+            START_MS - 5000,
+            w1,
+        ),
+        (
+            json!([
+                [0, "__name__", "http_requests_total"],
+                [0, "nonexistent", ""],
+                [0, "method", "PUT"]
+            ]),
+            w0,
+            w0 + 60_000,
+        ),
+        (
+            json!([
+                [2, "instance", "host-0.*"],
+                [3, "__name__", "http.*|node.*"]
+            ]),
+            START_MS,
+            end,
+        ),
+        (
+            json!([
+                [0, "cluster", "eu2"],
+                [0, "__name__", "http_requests_total"]
+            ]),
+            START_MS,
+            end,
+        ),
+        (
+            json!([
+                [0, "replica", "a"],
+                [0, "method", "DELETE"],
+                [0, "code", "404"]
+            ]),
+            end - 1,
+            end + 100_000,
+        ),
     ];
     let calls: Vec<Value> = cases
         .iter()
@@ -264,7 +324,10 @@ fn store_serves_promtool_blocks_like_promtool_dumps_them() {
             assert_eq!(gl, wl, "{ms}");
             assert_eq!(gs.len(), ws.len(), "{ms} {gl:?}: sample count");
             for (g, w) in gs.iter().zip(ws) {
-                assert!(g.0 == w.0 && (g.1 == w.1 || (g.1.is_nan() && w.1.is_nan())), "{ms} {gl:?}: {g:?} != {w:?}");
+                assert!(
+                    g.0 == w.0 && (g.1 == w.1 || (g.1.is_nan() && w.1.is_nan())),
+                    "{ms} {gl:?}: {g:?} != {w:?}"
+                );
             }
         }
         assert_eq!(res["hints"], 1);
@@ -273,7 +336,10 @@ fn store_serves_promtool_blocks_like_promtool_dumps_them() {
     assert!(total > 300, "cases select a fair share of series: {total}");
 
     // skip_chunks, without_replica_labels, limit, shards.
-    let ms = json!([[0, "__name__", "http_requests_total"], [0, "instance", "host-01"]]);
+    let ms = json!([
+        [0, "__name__", "http_requests_total"],
+        [0, "instance", "host-01"]
+    ]);
     let r = store.calls(&json!([
         {"method": "Series", "min_time": START_MS, "max_time": end, "matchers": ms, "skip_chunks": true},
         {"method": "Series", "min_time": START_MS, "max_time": end, "matchers": ms, "without_replica_labels": ["replica"], "skip_chunks": true},
@@ -284,11 +350,29 @@ fn store_serves_promtool_blocks_like_promtool_dumps_them() {
     ]));
     let n = r[0]["series"].as_array().unwrap().len();
     assert_eq!(n, 100);
-    assert!(r[0]["series"].as_array().unwrap().iter().all(|s| s["chunks"].as_array().unwrap().is_empty()));
-    assert!(r[1]["series"].as_array().unwrap().iter().all(|s| s["labels"].get("replica").is_none() && s["labels"]["cluster"] == "eu1"));
+    assert!(
+        r[0]["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["chunks"].as_array().unwrap().is_empty())
+    );
+    assert!(
+        r[1]["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["labels"].get("replica").is_none() && s["labels"]["cluster"] == "eu1")
+    );
     assert_eq!(r[2]["series"].as_array().unwrap().len(), 7);
-    let shards: Vec<usize> = (3..6).map(|i| r[i]["series"].as_array().unwrap().len()).collect();
-    assert_eq!(shards.iter().sum::<usize>(), n, "shards partition the series: {shards:?}");
+    let shards: Vec<usize> = (3..6)
+        .map(|i| r[i]["series"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(
+        shards.iter().sum::<usize>(),
+        n,
+        "shards partition the series: {shards:?}"
+    );
     assert!(shards.iter().all(|&s| s > 0 && s < n), "{shards:?}");
 
     // Info, legacy Info, label names and values.
@@ -307,9 +391,17 @@ fn store_serves_promtool_blocks_like_promtool_dumps_them() {
     assert_eq!(info["has_store"], true);
     assert_eq!(info["supports_sharding"], true);
     assert_eq!(info["supports_without_replica_labels"], true);
-    assert_eq!(info["label_sets"], json!([{"cluster": "eu1", "replica": "a"}]));
-    assert_eq!(info["min_time"].as_i64().unwrap(), dump.values().flatten().map(|s| s.0).min().unwrap());
-    assert!(info["max_time"].as_i64().unwrap() >= dump.values().flatten().map(|s| s.0).max().unwrap());
+    assert_eq!(
+        info["label_sets"],
+        json!([{"cluster": "eu1", "replica": "a"}])
+    );
+    assert_eq!(
+        info["min_time"].as_i64().unwrap(),
+        dump.values().flatten().map(|s| s.0).min().unwrap()
+    );
+    assert!(
+        info["max_time"].as_i64().unwrap() >= dump.values().flatten().map(|s| s.0).max().unwrap()
+    );
     assert_eq!(r[1]["store_type"], 4);
     assert_eq!(r[1]["label_sets"], info["label_sets"]);
     let mut names: Vec<String> = dump.keys().flat_map(|l| l.keys().cloned()).collect();
@@ -319,12 +411,20 @@ fn store_serves_promtool_blocks_like_promtool_dumps_them() {
     assert_eq!(r[3]["values"], json!(["host-00", "host-01"]));
     assert_eq!(r[4]["values"], json!(["eu1"]));
     assert_eq!(r[5]["values"], json!(["200", "201", "404", "500", "503"]));
-    assert_eq!(r[6]["names"], json!(["__name__", "cluster", "code", "handler", "instance", "job", "method", "replica"]));
+    assert_eq!(
+        r[6]["names"],
+        json!([
+            "__name__", "cluster", "code", "handler", "instance", "job", "method", "replica"
+        ])
+    );
     assert_eq!(r[7]["values"], json!([]));
 
     let m = store.metrics();
     assert!(m.contains("thanos_bucket_store_blocks_loaded 2"), "{m}");
-    assert!(m.contains("thanos_bucket_store_series_requests_total"), "{m}");
+    assert!(
+        m.contains("thanos_bucket_store_series_requests_total"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -343,17 +443,25 @@ fn bad_requests_and_bad_blocks_give_clear_errors_and_the_store_keeps_serving() {
     let corrupt_id = "01JH0000000000000000000000";
     let corrupt = bucket.join(corrupt_id);
     copy_dir(&blocks[0], &corrupt);
-    let mut meta: Value = serde_json::from_slice(&std::fs::read(corrupt.join("meta.json")).unwrap()).unwrap();
+    let mut meta: Value =
+        serde_json::from_slice(&std::fs::read(corrupt.join("meta.json")).unwrap()).unwrap();
     meta["ulid"] = json!(corrupt_id);
     meta["thanos"]["labels"]["cluster"] = json!("broken");
     std::fs::write(corrupt.join("meta.json"), meta.to_string()).unwrap();
     let idx = std::fs::read(corrupt.join("index")).unwrap();
     std::fs::write(corrupt.join("index"), &idx[..idx.len() / 2]).unwrap();
 
-    let mut store = Store::start(&bucket, &tmp.path().join("data"), &["--store.limits.request-series=50"]);
+    let mut store = Store::start(
+        &bucket,
+        &tmp.path().join("data"),
+        &["--store.limits.request-series=50"],
+    );
     let m = store.metrics();
     assert!(m.contains("thanos_bucket_store_blocks_loaded 2"), "{m}");
-    assert!(m.contains("thanos_bucket_store_block_load_failures_total 1"), "{m}");
+    assert!(
+        m.contains("thanos_bucket_store_block_load_failures_total 1"),
+        "{m}"
+    );
 
     let end = START_MS + 3 * 3600 * 1000;
     let r = store.calls(&json!([
@@ -377,12 +485,28 @@ fn bad_requests_and_bad_blocks_give_clear_errors_and_the_store_keeps_serving() {
         assert_eq!(r[i]["ok"], false, "call {i}: {}", r[i]);
         assert_eq!(r[i]["code"], want, "call {i}: {}", r[i]);
     }
-    assert!(r[0]["details"].as_str().unwrap().contains("(unclosed"), "{}", r[0]);
-    assert!(r[1]["details"].as_str().unwrap().contains("after"), "{}", r[1]);
-    assert!(r[4]["details"].as_str().unwrap().contains("series limit"), "{}", r[4]);
+    assert!(
+        r[0]["details"].as_str().unwrap().contains("(unclosed"),
+        "{}",
+        r[0]
+    );
+    assert!(
+        r[1]["details"].as_str().unwrap().contains("after"),
+        "{}",
+        r[1]
+    );
+    assert!(
+        r[4]["details"].as_str().unwrap().contains("series limit"),
+        "{}",
+        r[4]
+    );
 
     // Chunks vanish from the bucket under a loaded block: WARN gives warnings, ABORT an error.
-    let ms = json!([[0, "__name__", "http_requests_total"], [0, "instance", "host-00"], [0, "code", "500"]]);
+    let ms = json!([
+        [0, "__name__", "http_requests_total"],
+        [0, "instance", "host-00"],
+        [0, "code", "500"]
+    ]);
     for b in &blocks {
         std::fs::remove_dir_all(b.join("chunks")).unwrap();
     }
@@ -392,7 +516,14 @@ fn bad_requests_and_bad_blocks_give_clear_errors_and_the_store_keeps_serving() {
     ]));
     assert_eq!(r[0]["ok"], true, "{}", r[0]);
     assert_eq!(r[0]["warnings"].as_array().unwrap().len(), 2, "{}", r[0]);
-    assert!(r[0]["warnings"][0].as_str().unwrap().contains("chunks/000001"), "{}", r[0]);
+    assert!(
+        r[0]["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("chunks/000001"),
+        "{}",
+        r[0]
+    );
     assert_eq!(r[1]["ok"], false);
     assert_eq!(r[1]["code"], "INTERNAL", "{}", r[1]);
 

@@ -69,7 +69,11 @@ impl BucketConfig {
         }
         let dir = std::path::PathBuf::from(self.str_key("directory")?);
         let prefix = self.prefix.trim_matches('/');
-        Some(if prefix.is_empty() { dir } else { dir.join(prefix) })
+        Some(if prefix.is_empty() {
+            dir
+        } else {
+            dir.join(prefix)
+        })
     }
 
     fn str_key(&self, key: &str) -> Option<String> {

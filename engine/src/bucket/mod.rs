@@ -172,7 +172,11 @@ impl Bucket {
     /// Whether an object exists.
     pub async fn exists(&self, path: &str) -> Result<bool, BucketError> {
         let p = ObjPath::from(path);
-        let r = self.store.head(&p).await.map_err(|e| BucketError::store(&p, e));
+        let r = self
+            .store
+            .head(&p)
+            .await
+            .map_err(|e| BucketError::store(&p, e));
         self.count(&r, 0);
         match r {
             Ok(_) => Ok(true),
@@ -184,7 +188,11 @@ impl Bucket {
     /// Size of an object, bytes.
     pub async fn size(&self, path: &str) -> Result<u64, BucketError> {
         let p = ObjPath::from(path);
-        let r = self.store.head(&p).await.map_err(|e| BucketError::store(&p, e));
+        let r = self
+            .store
+            .head(&p)
+            .await
+            .map_err(|e| BucketError::store(&p, e));
         self.count(&r, 0);
         Ok(r?.size)
     }
@@ -218,10 +226,9 @@ impl Bucket {
         ranges: &[Range<u64>],
     ) -> Result<Vec<Bytes>, BucketError> {
         let merged = coalesce(ranges, self.coalesce_gap);
-        let fetched = futures::future::try_join_all(
-            merged.iter().map(|m| self.get_range(path, m.clone())),
-        )
-        .await?;
+        let fetched =
+            futures::future::try_join_all(merged.iter().map(|m| self.get_range(path, m.clone())))
+                .await?;
         Ok(ranges
             .iter()
             .map(|r| {
@@ -257,7 +264,12 @@ impl Bucket {
         if let Some(root) = &self.root
             && !root.is_dir()
         {
-            self.count(&Err::<(), _>(BucketError::NotFound { path: String::new() }), 0);
+            self.count(
+                &Err::<(), _>(BucketError::NotFound {
+                    path: String::new(),
+                }),
+                0,
+            );
             return Err(BucketError::Missing {
                 path: root.display().to_string(),
             });

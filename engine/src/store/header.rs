@@ -44,7 +44,9 @@ impl IndexHeader {
         if path.exists() {
             match Self::open(path) {
                 Ok(h) => return Ok(h),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "rebuilding index-header"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "rebuilding index-header")
+                }
             }
         }
         let bytes = build(bucket, &format!("{block}/index"), path).await?;
