@@ -253,3 +253,6 @@ impl BucketStore {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests;
