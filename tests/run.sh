@@ -17,6 +17,7 @@ elif ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; the
 fi
 promtool --version 2>&1 | head -1
 command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
+python3 -c 'import grpc, grpc_tools' 2>/dev/null || python3 -m pip install -q grpcio grpcio-tools
 
 step "toolchain"
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt

@@ -21,7 +21,10 @@ use crate::http::ops;
 pub struct StoreArgs {
     /// Objstore configuration file (Thanos YAML: `type:` FILESYSTEM, S3, GCS or AZURE, and
     /// `config:`).
-    #[arg(long = "objstore.config-file", required_unless_present = "objstore_config")]
+    #[arg(
+        long = "objstore.config-file",
+        required_unless_present = "objstore_config"
+    )]
     objstore_config_file: Option<PathBuf>,
     /// Objstore configuration as YAML text, instead of a file.
     #[arg(long = "objstore.config")]
@@ -63,11 +66,11 @@ pub struct StoreArgs {
 /// in Thanos).
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a byte size"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a byte size"))?;
     let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
         "" | "B" => 1,
         "KB" | "KIB" | "K" => 1 << 10,
@@ -184,26 +187,126 @@ pub(crate) fn render_metrics(s: &BucketStore) -> String {
     let mut out = String::new();
     let f = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed) as f64;
     for (name, typ, help, v) in [
-        ("thanos_bucket_store_blocks_loaded", "gauge", "Number of currently loaded blocks.", blocks.len() as f64),
-        ("thanos_bucket_store_block_loads_total", "counter", "Total number of remote block loads attempted.", f(&m.block_loads) + f(&m.block_load_failures)),
-        ("thanos_bucket_store_block_load_failures_total", "counter", "Total number of failed remote block loads (corrupt or unreadable blocks).", f(&m.block_load_failures)),
-        ("thanos_bucket_store_block_drops_total", "counter", "Total number of local blocks that were dropped.", f(&m.block_drops)),
-        ("thanos_blocks_meta_syncs_total", "counter", "Total blocks metadata synchronization attempts.", f(&m.syncs)),
-        ("thanos_blocks_meta_sync_failures_total", "counter", "Total blocks metadata synchronization failures.", f(&m.sync_failures)),
-        ("thanos_bucket_store_series_requests_total", "counter", "Series calls served.", f(&m.series_requests)),
-        ("thanos_bucket_store_series_returned_total", "counter", "Series returned by Series calls.", f(&m.series_returned)),
-        ("thanos_bucket_store_chunks_returned_total", "counter", "Chunks returned by Series calls.", f(&m.chunks_returned)),
-        ("thanos_bucket_store_series_limit_refusals_total", "counter", "Series calls refused by a request limit.", f(&m.limit_refusals)),
-        ("thanos_objstore_bucket_operations_total", "counter", "Total number of bucket operations.", f(&b.requests)),
-        ("thanos_objstore_bucket_operation_failures_total", "counter", "Total number of failed bucket operations.", f(&b.failures)),
-        ("gauntlet_objstore_bucket_read_bytes_total", "counter", "Bytes read from the bucket.", f(&b.bytes)),
-        ("thanos_store_index_cache_items", "gauge", "Items in the index cache.", c.len() as f64),
-        ("thanos_store_index_cache_total_size_bytes", "gauge", "Bytes in the index cache.", c.bytes() as f64),
-        ("thanos_store_index_cache_max_size_bytes", "gauge", "Byte budget of the index cache.", c.budget() as f64),
-        ("thanos_store_index_cache_hits_total", "counter", "Index cache hits.", f(&c.stats().hits)),
-        ("thanos_store_index_cache_requests_total", "counter", "Index cache lookups.", f(&c.stats().hits) + f(&c.stats().misses)),
-        ("thanos_store_index_cache_items_evicted_total", "counter", "Index cache evictions.", f(&c.stats().evictions)),
-        ("gauntlet_bucket_store_index_header_bytes", "gauge", "Bytes of index-header files of loaded blocks.", header_bytes as f64),
+        (
+            "thanos_bucket_store_blocks_loaded",
+            "gauge",
+            "Number of currently loaded blocks.",
+            blocks.len() as f64,
+        ),
+        (
+            "thanos_bucket_store_block_loads_total",
+            "counter",
+            "Total number of remote block loads attempted.",
+            f(&m.block_loads) + f(&m.block_load_failures),
+        ),
+        (
+            "thanos_bucket_store_block_load_failures_total",
+            "counter",
+            "Total number of failed remote block loads (corrupt or unreadable blocks).",
+            f(&m.block_load_failures),
+        ),
+        (
+            "thanos_bucket_store_block_drops_total",
+            "counter",
+            "Total number of local blocks that were dropped.",
+            f(&m.block_drops),
+        ),
+        (
+            "thanos_blocks_meta_syncs_total",
+            "counter",
+            "Total blocks metadata synchronization attempts.",
+            f(&m.syncs),
+        ),
+        (
+            "thanos_blocks_meta_sync_failures_total",
+            "counter",
+            "Total blocks metadata synchronization failures.",
+            f(&m.sync_failures),
+        ),
+        (
+            "thanos_bucket_store_series_requests_total",
+            "counter",
+            "Series calls served.",
+            f(&m.series_requests),
+        ),
+        (
+            "thanos_bucket_store_series_returned_total",
+            "counter",
+            "Series returned by Series calls.",
+            f(&m.series_returned),
+        ),
+        (
+            "thanos_bucket_store_chunks_returned_total",
+            "counter",
+            "Chunks returned by Series calls.",
+            f(&m.chunks_returned),
+        ),
+        (
+            "thanos_bucket_store_series_limit_refusals_total",
+            "counter",
+            "Series calls refused by a request limit.",
+            f(&m.limit_refusals),
+        ),
+        (
+            "thanos_objstore_bucket_operations_total",
+            "counter",
+            "Total number of bucket operations.",
+            f(&b.requests),
+        ),
+        (
+            "thanos_objstore_bucket_operation_failures_total",
+            "counter",
+            "Total number of failed bucket operations.",
+            f(&b.failures),
+        ),
+        (
+            "gauntlet_objstore_bucket_read_bytes_total",
+            "counter",
+            "Bytes read from the bucket.",
+            f(&b.bytes),
+        ),
+        (
+            "thanos_store_index_cache_items",
+            "gauge",
+            "Items in the index cache.",
+            c.len() as f64,
+        ),
+        (
+            "thanos_store_index_cache_total_size_bytes",
+            "gauge",
+            "Bytes in the index cache.",
+            c.bytes() as f64,
+        ),
+        (
+            "thanos_store_index_cache_max_size_bytes",
+            "gauge",
+            "Byte budget of the index cache.",
+            c.budget() as f64,
+        ),
+        (
+            "thanos_store_index_cache_hits_total",
+            "counter",
+            "Index cache hits.",
+            f(&c.stats().hits),
+        ),
+        (
+            "thanos_store_index_cache_requests_total",
+            "counter",
+            "Index cache lookups.",
+            f(&c.stats().hits) + f(&c.stats().misses),
+        ),
+        (
+            "thanos_store_index_cache_items_evicted_total",
+            "counter",
+            "Index cache evictions.",
+            f(&c.stats().evictions),
+        ),
+        (
+            "gauntlet_bucket_store_index_header_bytes",
+            "gauge",
+            "Bytes of index-header files of loaded blocks.",
+            header_bytes as f64,
+        ),
     ] {
         ops::metric(&mut out, name, typ, help, v);
     }

@@ -62,6 +62,20 @@ impl BucketConfig {
         format!("{:?}:{}", self.provider, what.unwrap_or_default())
     }
 
+    /// The directory of a FILESYSTEM bucket (with its prefix), if this is one.
+    pub fn root_dir(&self) -> Option<std::path::PathBuf> {
+        if self.provider != Provider::Filesystem {
+            return None;
+        }
+        let dir = std::path::PathBuf::from(self.str_key("directory")?);
+        let prefix = self.prefix.trim_matches('/');
+        Some(if prefix.is_empty() {
+            dir
+        } else {
+            dir.join(prefix)
+        })
+    }
+
     fn str_key(&self, key: &str) -> Option<String> {
         match self.config.get(key)? {
             serde_yaml::Value::String(s) if !s.is_empty() => Some(s.clone()),

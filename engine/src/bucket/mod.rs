@@ -46,6 +46,12 @@ pub enum BucketError {
         #[source]
         source: object_store::Error,
     },
+    /// The bucket itself is gone (a FILESYSTEM bucket's directory was removed or unmounted).
+    #[error("bucket {path} does not exist")]
+    Missing {
+        /// The bucket's directory.
+        path: String,
+    },
     /// A ranged read returned fewer bytes than asked: the object is shorter than its index
     /// says, so it is truncated or was replaced.
     #[error("{path}: range {start}..{end} returned {got} bytes")]
@@ -93,6 +99,9 @@ pub struct Bucket {
     name: String,
     coalesce_gap: u64,
     stats: Arc<BucketStats>,
+    /// The root directory of a FILESYSTEM bucket: a missing root is an error, not an empty
+    /// bucket, so a vanished mount does not unload every block.
+    root: Option<std::path::PathBuf>,
 }
 
 /// Counters of bucket operations since start.
@@ -109,7 +118,9 @@ pub struct BucketStats {
 impl Bucket {
     /// Opens the bucket `cfg` describes (no request is made yet).
     pub fn open(cfg: &BucketConfig) -> Result<Self, BucketError> {
-        Ok(Self::from_store(cfg.build()?, cfg.describe()))
+        let mut b = Self::from_store(cfg.build()?, cfg.describe());
+        b.root = cfg.root_dir();
+        Ok(b)
     }
 
     /// Wraps an existing client; `name` is used in logs.
@@ -119,6 +130,7 @@ impl Bucket {
             name,
             coalesce_gap: DEFAULT_COALESCE_GAP,
             stats: Arc::default(),
+            root: None,
         }
     }
 
@@ -160,13 +172,29 @@ impl Bucket {
     /// Whether an object exists.
     pub async fn exists(&self, path: &str) -> Result<bool, BucketError> {
         let p = ObjPath::from(path);
-        let r = self.store.head(&p).await.map_err(|e| BucketError::store(&p, e));
+        let r = self
+            .store
+            .head(&p)
+            .await
+            .map_err(|e| BucketError::store(&p, e));
         self.count(&r, 0);
         match r {
             Ok(_) => Ok(true),
             Err(BucketError::NotFound { .. }) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// Size of an object, bytes.
+    pub async fn size(&self, path: &str) -> Result<u64, BucketError> {
+        let p = ObjPath::from(path);
+        let r = self
+            .store
+            .head(&p)
+            .await
+            .map_err(|e| BucketError::store(&p, e));
+        self.count(&r, 0);
+        Ok(r?.size)
     }
 
     /// Reads `range` of an object; fails if fewer bytes come back.
@@ -198,10 +226,9 @@ impl Bucket {
         ranges: &[Range<u64>],
     ) -> Result<Vec<Bytes>, BucketError> {
         let merged = coalesce(ranges, self.coalesce_gap);
-        let fetched = futures::future::try_join_all(
-            merged.iter().map(|m| self.get_range(path, m.clone())),
-        )
-        .await?;
+        let fetched =
+            futures::future::try_join_all(merged.iter().map(|m| self.get_range(path, m.clone())))
+                .await?;
         Ok(ranges
             .iter()
             .map(|r| {
@@ -234,6 +261,19 @@ impl Bucket {
 
     /// Lists the top-level "directories" under `prefix` (one level, like `ls`).
     pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, BucketError> {
+        if let Some(root) = &self.root
+            && !root.is_dir()
+        {
+            self.count(
+                &Err::<(), _>(BucketError::NotFound {
+                    path: String::new(),
+                }),
+                0,
+            );
+            return Err(BucketError::Missing {
+                path: root.display().to_string(),
+            });
+        }
         let p = ObjPath::from(prefix);
         let r = self
             .store

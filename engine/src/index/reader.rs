@@ -670,8 +670,8 @@ pub(crate) fn framed<'a>(
     section: &'static str,
     path: &Path,
 ) -> Result<(&'a [u8], u64), IndexError> {
-    let (body, body_off) = sized_section(buf, 0, buf.len() as u64, section, path).map_err(
-        |e| match e {
+    let (body, body_off) =
+        sized_section(buf, 0, buf.len() as u64, section, path).map_err(|e| match e {
             IndexError::PastEnd {
                 path, section, len, ..
             } => IndexError::PastEnd {
@@ -695,8 +695,7 @@ pub(crate) fn framed<'a>(
                 actual,
             },
             other => other,
-        },
-    )?;
+        })?;
     Ok((body, body_off + base))
 }
 

@@ -308,12 +308,14 @@ impl BucketBlock {
                     r => r,
                 };
                 let RecordRead::Chunk { encoding, data } = rec else {
-                    return Err(StoreError::Block(crate::block::BlockError::ChunkOutOfBounds {
-                        path: ppath,
-                        chunk_ref: metas[i].chunk_ref,
-                        offset: range.start,
-                        file_len: self.segments[seg as usize],
-                    }));
+                    return Err(StoreError::Block(
+                        crate::block::BlockError::ChunkOutOfBounds {
+                            path: ppath,
+                            chunk_ref: metas[i].chunk_ref,
+                            offset: range.start,
+                            file_len: self.segments[seg as usize],
+                        },
+                    ));
                 };
                 let start = data.as_ptr() as usize - buf.as_ptr() as usize;
                 out[i] = Some(RawChunk {

@@ -44,7 +44,9 @@ impl IndexHeader {
         if path.exists() {
             match Self::open(path) {
                 Ok(h) => return Ok(h),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "rebuilding index-header"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "rebuilding index-header")
+                }
             }
         }
         let bytes = build(bucket, &format!("{block}/index"), path).await?;
@@ -184,15 +186,7 @@ fn read_source(data: &[u8], path: &Path) -> Result<(u64, Toc), StoreError> {
 /// Builds the header bytes of the index object at `index_path` with four ranged reads: the
 /// TOC, the symbol table's length, then the symbol table and the postings offset table.
 pub async fn build(bucket: &Bucket, index_path: &str, local: &Path) -> Result<Vec<u8>, StoreError> {
-    let size = bucket
-        .list(index_path)
-        .await?
-        .into_iter()
-        .find(|o| o.path == index_path)
-        .map(|o| o.size)
-        .ok_or_else(|| crate::bucket::BucketError::NotFound {
-            path: index_path.to_string(),
-        })?;
+    let size = bucket.size(index_path).await?;
     let ipath = PathBuf::from(index_path);
     if size < (HEADER_LEN + TOC_LEN) as u64 {
         return Err(IndexError::TooSmall { path: ipath, size }.into());

@@ -54,7 +54,10 @@ impl BucketStore {
         let mut names = BTreeSet::new();
         if q.matchers.is_empty() {
             for b in self.blocks() {
-                if b.resolution() != 0 || b.meta.min_time > q.max_time || b.meta.max_time <= q.min_time {
+                if b.resolution() != 0
+                    || b.meta.min_time > q.max_time
+                    || b.meta.max_time <= q.min_time
+                {
                     continue;
                 }
                 names.extend(b.header.reader().label_names());
@@ -85,7 +88,10 @@ impl BucketStore {
         let mut values = BTreeSet::new();
         if q.matchers.is_empty() {
             for b in self.blocks() {
-                if b.resolution() != 0 || b.meta.min_time > q.max_time || b.meta.max_time <= q.min_time {
+                if b.resolution() != 0
+                    || b.meta.min_time > q.max_time
+                    || b.meta.max_time <= q.min_time
+                {
                     continue;
                 }
                 match b.ext_labels.get(name) {

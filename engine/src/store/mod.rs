@@ -13,8 +13,8 @@ mod series;
 mod sync;
 
 pub use block::{BlockSeries, BucketBlock, RawChunk};
-pub use series::{SeriesQuery, SeriesResult, ShardInfo, StoreSeries, recut_chunks};
 pub use labels::LabelsQuery;
+pub use series::{SeriesQuery, SeriesResult, ShardInfo, StoreSeries, recut_chunks};
 pub use sync::SyncReport;
 
 use std::path::{Path, PathBuf};
@@ -203,7 +203,10 @@ impl BucketStore {
 
     /// The loaded blocks, sorted by min time then ULID.
     pub fn blocks(&self) -> Vec<Arc<BucketBlock>> {
-        self.blocks.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.blocks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Counters for /metrics.
@@ -250,3 +253,6 @@ impl BucketStore {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests;

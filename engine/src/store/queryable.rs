@@ -52,9 +52,8 @@ impl Queryable for BucketStore {
                         s.labels, c.encoding
                     )));
                 }
-                decode_xor_into(&c.data, &mut samples).map_err(|e| {
-                    Error::InvalidInput(format!("series {:?}: {e}", s.labels))
-                })?;
+                decode_xor_into(&c.data, &mut samples)
+                    .map_err(|e| Error::InvalidInput(format!("series {:?}: {e}", s.labels)))?;
             }
             samples.truncate_to_range(mint, maxt);
             if !samples.is_empty() {

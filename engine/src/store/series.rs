@@ -42,7 +42,7 @@ impl ShardInfo {
         }
         let mut buf = Vec::with_capacity(256);
         for l in labels.iter() {
-            let named = self.labels.iter().any(|n| *n == l.name);
+            let named = self.labels.contains(&l.name);
             if named != self.by {
                 continue;
             }
@@ -105,12 +105,7 @@ struct Usage {
 }
 
 impl Usage {
-    fn add(
-        counter: &AtomicU64,
-        n: u64,
-        max: u64,
-        limit: &'static str,
-    ) -> Result<(), StoreError> {
+    fn add(counter: &AtomicU64, n: u64, max: u64, limit: &'static str) -> Result<(), StoreError> {
         let value = counter.fetch_add(n, Relaxed) + n;
         if max > 0 && value > max {
             return Err(StoreError::LimitExceeded { limit, value, max });
@@ -214,8 +209,7 @@ pub(super) fn block_matchers(b: &BucketBlock, matchers: &[Matcher]) -> Option<Ve
 /// Labels of a block series as served: external labels attached (their values win), replica
 /// labels removed.
 pub(super) fn served_labels(b: &BucketBlock, series: Vec<Label>, without: &[String]) -> Labels {
-    let mut pairs: Vec<(String, String)> =
-        series.into_iter().map(|l| (l.name, l.value)).collect();
+    let mut pairs: Vec<(String, String)> = series.into_iter().map(|l| (l.name, l.value)).collect();
     pairs.extend(
         b.ext_labels
             .iter()
@@ -288,9 +282,7 @@ async fn select_block(
 /// re-encoded. Non-XOR chunks are passed through unchanged.
 pub fn merge_chunks(mut chunks: Vec<RawChunk>) -> Result<Vec<RawChunk>, crate::chunk::ChunkError> {
     chunks.sort_by_key(|c| (c.min_time, c.max_time));
-    let overlapping = chunks
-        .windows(2)
-        .any(|w| w[1].min_time <= w[0].max_time);
+    let overlapping = chunks.windows(2).any(|w| w[1].min_time <= w[0].max_time);
     let xor = Encoding::Xor as u8;
     if overlapping && chunks.iter().all(|c| c.encoding == xor) {
         let mut parts = Vec::with_capacity(chunks.len());

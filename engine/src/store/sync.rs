@@ -92,9 +92,7 @@ impl BucketStore {
                 Err(e) => self.fail(&mut report, &id.to_string(), &e.to_string()),
             }
         }
-        next.sort_by(|a, b| {
-            (a.meta.min_time, a.meta.ulid).cmp(&(b.meta.min_time, b.meta.ulid))
-        });
+        next.sort_by_key(|b| (b.meta.min_time, b.meta.ulid));
         for id in current.keys() {
             if !next.iter().any(|b| b.meta.ulid == *id) {
                 report.dropped += 1;

@@ -108,14 +108,20 @@ impl thanos::store_server::Store for StoreService {
             matchers: convert::matchers(&r.matchers)?,
             skip_chunks: r.skip_chunks,
             without_replica_labels: r.without_replica_labels,
-            shard: r.shard_info.filter(|s| s.total_shards >= 1).map(|s| ShardInfo {
-                index: s.shard_index.max(0) as u64,
-                total: s.total_shards as u64,
-                by: s.by,
-                labels: s.labels,
-            }),
+            shard: r
+                .shard_info
+                .filter(|s| s.total_shards >= 1)
+                .map(|s| ShardInfo {
+                    index: s.shard_index.max(0) as u64,
+                    total: s.total_shards as u64,
+                    by: s.by,
+                    labels: s.labels,
+                }),
             limit: r.limit.max(0) as u64,
-            abort_on_error: convert::abort(r.partial_response_strategy, r.partial_response_disabled),
+            abort_on_error: convert::abort(
+                r.partial_response_strategy,
+                r.partial_response_disabled,
+            ),
         };
         let res = self.store.series(&q).await.map_err(convert::status)?;
         let mut out: Vec<Result<thanos::SeriesResponse, Status>> =

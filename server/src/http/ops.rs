@@ -22,7 +22,10 @@ pub fn router(ready: ReadyFn, metrics: MetricsFn) -> Router {
                 let m = metrics.clone();
                 async move {
                     (
-                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
                         m(),
                     )
                 }
@@ -47,5 +50,8 @@ pub fn router(ready: ReadyFn, metrics: MetricsFn) -> Router {
 /// Appends one metric (HELP, TYPE and a sample without labels) to `out`.
 pub fn metric(out: &mut String, name: &str, typ: &str, help: &str, value: f64) {
     use std::fmt::Write;
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {typ}\n{name} {value}");
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {typ}\n{name} {value}"
+    );
 }

@@ -1,0 +1,248 @@
+//! The bucket store over a FILESYSTEM bucket of blocks the engine writes: it answers like
+//! [`LocalBlocks`] over the same directory (overlapping blocks merged, long chunks re-cut), and
+//! sync honours deletion marks, partial uploads and corrupt blocks.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::*;
+use crate::block::{BlockWriter, CutOptions, DeletionMark};
+use crate::bucket::{Bucket, BucketConfig};
+use crate::chunk::xor::xor_num_samples;
+use crate::labels::{MatchType, Matcher};
+use crate::query::{LocalBlocks, Queryable, SelectHints};
+
+const STEP: i64 = 15_000;
+
+/// A block of 20 series `m{i="0".."19"}` with samples at `[from, to)` every 15 s; values
+/// depend on time only, so overlapping blocks agree.
+fn write_block(dir: &Path, from: i64, to: i64, samples_per_chunk: usize) -> Ulid {
+    let opts = CutOptions {
+        samples_per_chunk,
+        max_bytes_before_append: None,
+        ..CutOptions::default()
+    };
+    let mut w = BlockWriter::create(dir, opts).unwrap();
+    let id = w.ulid();
+    let mut names: Vec<String> = (0..20).map(|i| i.to_string()).collect();
+    names.sort();
+    for i in names {
+        let ts: Vec<i64> = (from / STEP..to / STEP).map(|k| k * STEP).collect();
+        let val: Vec<f64> = ts.iter().map(|t| (*t / STEP) as f64 * 0.5).collect();
+        let labels = Labels::from_pairs([("__name__", "m"), ("i", i.as_str())]);
+        w.add_series(&labels, &ts, &val).unwrap();
+    }
+    w.finish(None).unwrap().unwrap();
+    id
+}
+
+fn open(dir: &Path, data: &Path, opts: StoreOptions) -> Arc<BucketStore> {
+    let cfg = BucketConfig::parse(&format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        dir.display()
+    ))
+    .unwrap();
+    Arc::new(BucketStore::open(Bucket::open(&cfg).unwrap(), data, opts).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_like_local_blocks_with_overlaps_merged_and_chunks_recut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    let h = 3_600_000;
+    // One block with 480-sample chunks, one overlapping it by an hour.
+    write_block(&bucket, 0, 2 * h, 1000);
+    write_block(&bucket, h, 3 * h, 120);
+    let store = open(&bucket, &tmp.path().join("data"), StoreOptions::default());
+    assert!(matches!(store.label_sets(), Err(StoreError::NotReady)));
+    let rep = store.sync().await.unwrap();
+    assert_eq!((rep.loaded, rep.added), (2, 2));
+
+    let q = SeriesQuery {
+        min_time: 0,
+        max_time: 3 * h,
+        matchers: vec![Matcher::new(MatchType::Regexp, "i", "1.*").unwrap()],
+        ..SeriesQuery::default()
+    };
+    let res = store.series(&q).await.unwrap();
+    assert_eq!(res.series.len(), 11);
+    for s in &res.series {
+        assert!(
+            s.chunks
+                .iter()
+                .all(|c| xor_num_samples(&c.data).unwrap() <= 120)
+        );
+        assert!(s.chunks.windows(2).all(|w| w[0].max_time < w[1].min_time));
+    }
+
+    let local = LocalBlocks::open(&bucket).unwrap();
+    let cases = [
+        (vec![Matcher::equal("__name__", "m")], 0, 3 * h),
+        (
+            vec![Matcher::new(MatchType::NotEqual, "i", "3").unwrap()],
+            h / 2 + 7,
+            2 * h + 11,
+        ),
+        (
+            vec![Matcher::new(MatchType::NotRegexp, "i", "1.*").unwrap()],
+            2 * h,
+            2 * h,
+        ),
+    ];
+    for (ms, mint, maxt) in cases {
+        let s = store.clone();
+        let m2 = ms.clone();
+        let got = tokio::task::spawn_blocking(move || {
+            s.select(&m2, mint, maxt, &SelectHints::default()).unwrap()
+        })
+        .await
+        .unwrap();
+        let want = local
+            .select(&ms, mint, maxt, &SelectHints::default())
+            .unwrap();
+        assert_eq!(got, want, "{ms:?} {mint} {maxt}");
+        assert!(!got.is_empty());
+    }
+    let s = store.clone();
+    let names =
+        tokio::task::spawn_blocking(move || Queryable::label_names(&*s, &[], 0, 3 * h).unwrap())
+            .await
+            .unwrap();
+    assert_eq!(names, vec!["__name__", "i"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_honours_deletion_marks_partial_uploads_and_corrupt_blocks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    let h = 3_600_000;
+    let a = write_block(&bucket, 0, 2 * h, 120);
+    let b = write_block(&bucket, 2 * h, 4 * h, 120);
+    let data = tmp.path().join("data");
+    let store = open(&bucket, &data, StoreOptions::default());
+    assert_eq!(store.sync().await.unwrap().loaded, 2);
+    assert!(
+        data.join(a.to_string())
+            .join(header::HEADER_FILENAME)
+            .is_file()
+    );
+
+    // A fresh mark is within the 24 h delay: still served. An old one: dropped.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    DeletionMark::new(a, now, "")
+        .write(&bucket.join(a.to_string()))
+        .unwrap();
+    assert_eq!(store.sync().await.unwrap().loaded, 2);
+    DeletionMark::new(a, now - 25 * 3600, "")
+        .write(&bucket.join(a.to_string()))
+        .unwrap();
+    let rep = store.sync().await.unwrap();
+    assert_eq!((rep.loaded, rep.dropped), (1, 1));
+    assert!(
+        !data.join(a.to_string()).exists(),
+        "header of a dropped block removed"
+    );
+
+    // A partial upload and a block with a corrupt meta.json and a truncated index.
+    let partial = Ulid::new().to_string();
+    std::fs::create_dir_all(bucket.join(&partial).join("chunks")).unwrap();
+    std::fs::write(bucket.join(&partial).join("chunks/000001"), b"x").unwrap();
+    let c = write_block(&bucket, 4 * h, 5 * h, 120);
+    std::fs::write(bucket.join(c.to_string()).join("meta.json"), b"{not json").unwrap();
+    let d = write_block(&bucket, 5 * h, 6 * h, 120);
+    let idx = bucket.join(d.to_string()).join("index");
+    let bytes = std::fs::read(&idx).unwrap();
+    std::fs::write(&idx, &bytes[..bytes.len() - 10]).unwrap();
+    let rep = store.sync().await.unwrap();
+    assert_eq!(
+        (rep.loaded, rep.partial, rep.failed.len()),
+        (1, 1, 2),
+        "{rep:?}"
+    );
+    assert!(
+        rep.failed
+            .iter()
+            .any(|(id, why)| *id == c.to_string() && why.contains("JSON")),
+        "{rep:?}"
+    );
+    assert!(
+        rep.failed
+            .iter()
+            .any(|(id, why)| *id == d.to_string() && why.contains("TOC")),
+        "{rep:?}"
+    );
+
+    // A deleted block disappears; a new one appears.
+    std::fs::remove_dir_all(bucket.join(b.to_string())).unwrap();
+    std::fs::remove_dir_all(bucket.join(c.to_string())).unwrap();
+    std::fs::remove_dir_all(bucket.join(d.to_string())).unwrap();
+    let e = write_block(&bucket, 6 * h, 7 * h, 120);
+    let rep = store.sync().await.unwrap();
+    assert_eq!((rep.loaded, rep.added, rep.dropped), (1, 1, 1), "{rep:?}");
+    assert_eq!(store.blocks()[0].meta.ulid, e);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_refuse_requests_naming_the_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    write_block(&bucket, 0, 7_200_000, 120);
+    let q = SeriesQuery {
+        min_time: 0,
+        max_time: 7_200_000,
+        matchers: vec![Matcher::equal("__name__", "m")],
+        ..SeriesQuery::default()
+    };
+    for (limits, name) in [
+        (
+            Limits {
+                series: 19,
+                ..Limits::default()
+            },
+            "series",
+        ),
+        (
+            Limits {
+                samples: 20 * 4 * 120 - 1,
+                ..Limits::default()
+            },
+            "samples",
+        ),
+        (
+            Limits {
+                bytes: 1000,
+                ..Limits::default()
+            },
+            "bytes",
+        ),
+    ] {
+        let opts = StoreOptions {
+            limits,
+            ..StoreOptions::default()
+        };
+        let store = open(&bucket, &tmp.path().join(name), opts);
+        store.sync().await.unwrap();
+        match store.series(&q).await {
+            Err(e @ StoreError::LimitExceeded { limit, .. }) => {
+                assert_eq!(limit, name);
+                assert!(e.to_string().contains(&format!("{name} limit")), "{e}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    // At the limit exactly, the request passes.
+    let opts = StoreOptions {
+        limits: Limits {
+            series: 20,
+            samples: 20 * 4 * 120,
+            bytes: 0,
+        },
+        ..StoreOptions::default()
+    };
+    let store = open(&bucket, &tmp.path().join("ok"), opts);
+    store.sync().await.unwrap();
+    assert_eq!(store.series(&q).await.unwrap().series.len(), 20);
+}

@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""A Thanos StoreAPI client built with grpcio from Gauntlet's .proto files (stubs generated at
+run time with grpc_tools.protoc into a temp dir). Reads a JSON list of calls on stdin, prints a
+JSON list of results: chunks as hex so the caller decodes them.
+
+Usage: store_client.py PROTO_DIR HOST:PORT < calls.json
+A call: {"method": "Series"|"LabelNames"|"LabelValues"|"Info"|"StoreInfo", ...request fields}
+with matchers as [[type, name, value], ...] (type 0 =, 1 !=, 2 =~, 3 !~)."""
+import glob, json, os, sys, tempfile
+
+import grpc
+from grpc_tools import protoc
+
+proto_dir, addr = sys.argv[1], sys.argv[2]
+out_dir = tempfile.mkdtemp(prefix="gauntlet-pb-")
+files = sorted(glob.glob(os.path.join(proto_dir, "**", "*.proto"), recursive=True))
+inc = os.path.join(os.path.dirname(protoc.__file__), "_proto")
+rc = protoc.main(["protoc", f"-I{proto_dir}", f"-I{inc}", f"--python_out={out_dir}",
+                  f"--grpc_python_out={out_dir}"] + [os.path.relpath(f, proto_dir) for f in files])
+if rc != 0:
+    sys.exit(f"protoc failed: {rc}")
+sys.path.insert(0, out_dir)
+from thanos.store.storepb import rpc_pb2, rpc_pb2_grpc, types_pb2  # noqa: E402
+from thanos.info.infopb import rpc_pb2 as info_pb2, rpc_pb2_grpc as info_grpc  # noqa: E402
+
+chan = grpc.insecure_channel(addr, options=[("grpc.max_receive_message_length", 1 << 30)])
+store = rpc_pb2_grpc.StoreStub(chan)
+info = info_grpc.InfoStub(chan)
+
+
+def matchers(c):
+    return [types_pb2.LabelMatcher(type=t, name=n, value=v) for t, n, v in c.get("matchers", [])]
+
+
+def labels(ls):
+    return {l.name: l.value for l in ls}
+
+
+def call(c):
+    m = c["method"]
+    if m == "Info":
+        r = info.Info(info_pb2.InfoRequest(), timeout=30)
+        return {"component_type": r.ComponentType, "label_sets": [labels(s.labels) for s in r.label_sets],
+                "has_store": r.HasField("store"), "min_time": r.store.min_time, "max_time": r.store.max_time,
+                "supports_sharding": r.store.supports_sharding,
+                "supports_without_replica_labels": r.store.supports_without_replica_labels,
+                "tsdb_infos": [[labels(t.labels.labels), t.min_time, t.max_time] for t in r.store.tsdb_infos]}
+    if m == "StoreInfo":
+        r = store.Info(rpc_pb2.InfoRequest(), timeout=30)
+        return {"store_type": r.storeType, "min_time": r.min_time, "max_time": r.max_time,
+                "label_sets": [labels(s.labels) for s in r.label_sets]}
+    if m == "LabelNames":
+        r = store.LabelNames(rpc_pb2.LabelNamesRequest(start=c["start"], end=c["end"], matchers=matchers(c)), timeout=60)
+        return {"names": list(r.names), "warnings": list(r.warnings)}
+    if m == "LabelValues":
+        r = store.LabelValues(rpc_pb2.LabelValuesRequest(label=c["label"], start=c["start"], end=c["end"],
+                                                         matchers=matchers(c)), timeout=60)
+        return {"values": list(r.values), "warnings": list(r.warnings)}
+    if m == "Series":
+        req = rpc_pb2.SeriesRequest(
+            min_time=c["min_time"], max_time=c["max_time"], matchers=matchers(c),
+            skip_chunks=c.get("skip_chunks", False),
+            without_replica_labels=c.get("without_replica_labels", []),
+            limit=c.get("limit", 0),
+            partial_response_strategy=c.get("partial_response_strategy", 0))
+        if "shard" in c:
+            i, n, by, ls = c["shard"]
+            req.shard_info.CopyFrom(rpc_pb2.ShardInfo(shard_index=i, total_shards=n, by=by, labels=ls))
+        series, warnings, hints = [], [], 0
+        for r in store.Series(req, timeout=120):
+            kind = r.WhichOneof("result")
+            if kind == "series":
+                series.append({"labels": labels(r.series.labels), "chunks": [
+                    {"min_time": ch.min_time, "max_time": ch.max_time, "type": ch.raw.type,
+                     "data": ch.raw.data.hex()} for ch in r.series.chunks]})
+            elif kind == "warning":
+                warnings.append(r.warning)
+            elif kind == "hints":
+                hints += 1
+        return {"series": series, "warnings": warnings, "hints": hints}
+    raise SystemExit(f"unknown method {m}")
+
+
+results = []
+for c in json.load(sys.stdin):
+    try:
+        results.append({"ok": True, **call(c)})
+    except grpc.RpcError as e:
+        results.append({"ok": False, "code": e.code().name, "details": e.details()})
+json.dump(results, sys.stdout)

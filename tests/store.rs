@@ -1,0 +1,539 @@
+//! `gauntlet store` against real peers: blocks made by promtool in a FILESYSTEM bucket, a
+//! Python grpcio client built from our .proto files calling Info, Series, LabelNames and
+//! LabelValues; the series and decoded samples must equal `promtool tsdb dump` of the blocks.
+//! Bad input (malformed requests, bad regexes, corrupt blocks, a vanishing bucket) must give
+//! clear errors and leave the server serving.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use gauntlet_engine::chunk::{SampleBatch, decode_xor_into};
+use gauntlet_engine::labels::{MatchType, Matcher};
+use serde_json::{Value, json};
+
+const START_MS: i64 = 1_735_689_600_000;
+const EXT: [(&str, &str); 2] = [("cluster", "eu1"), ("replica", "a")];
+
+/// Series as `{name="value", ...}` text (sorted names) → samples `(ts, value)`.
+type Dump = BTreeMap<BTreeMap<String, String>, Vec<(i64, f64)>>;
+
+struct Store {
+    child: Child,
+    grpc: u16,
+    http: u16,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Store {
+    fn start(bucket: &Path, data: &Path, extra: &[&str]) -> Store {
+        let cfg = data.with_extension("yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+                bucket.display()
+            ),
+        )
+        .unwrap();
+        let (grpc, http) = (free_port(), free_port());
+        let child = gauntlet()
+            .arg("store")
+            .arg(format!("--objstore.config-file={}", cfg.display()))
+            .arg(format!("--grpc-address=127.0.0.1:{grpc}"))
+            .arg(format!("--http-address=127.0.0.1:{http}"))
+            .arg(format!("--data-dir={}", data.display()))
+            .arg("--sync-block-duration=1s")
+            .args(extra)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let s = Store { child, grpc, http };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok((200, _)) = http_get(s.http, "/-/ready") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "store not ready in 60 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s
+    }
+
+    fn metrics(&self) -> String {
+        let (code, body) = http_get(self.http, "/metrics").unwrap();
+        assert_eq!(code, 200);
+        String::from_utf8(body).unwrap()
+    }
+
+    fn calls(&self, calls: &Value) -> Vec<Value> {
+        let mut child = Command::new(require("python3"))
+            .arg(repo_root().join("tests/python/store_client.py"))
+            .arg(repo_root().join("proto/proto"))
+            .arg(format!("127.0.0.1:{}", self.grpc))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(calls.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "python client failed");
+        serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+    }
+
+    fn call(&self, c: Value) -> Value {
+        self.calls(&json!([c])).remove(0)
+    }
+}
+
+/// Promtool blocks (2 instances × 200 series, 3 h at 30 s: two blocks) with a Thanos section
+/// naming external labels, in `bucket/`.
+fn make_bucket(dir: &Path) -> PathBuf {
+    let om = dir.join("input.om");
+    run_ok(
+        Command::new(require("python3"))
+            .arg(repo_root().join("tests/tools/gen_openmetrics.py"))
+            .arg(&om)
+            .args([&(START_MS / 1000).to_string(), "10800", "30", "2"]),
+    );
+    let bucket = dir.join("bucket");
+    run_ok(
+        Command::new(require("promtool"))
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&om)
+            .arg(&bucket),
+    );
+    for e in std::fs::read_dir(&bucket).unwrap() {
+        let meta = e.unwrap().path().join("meta.json");
+        if !meta.is_file() {
+            continue;
+        }
+        let mut m: Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+        m["thanos"] = json!({
+            "version": 1,
+            "labels": {EXT[0].0: EXT[0].1, EXT[1].0: EXT[1].1},
+            "downsample": {"resolution": 0},
+            "source": "test",
+        });
+        std::fs::write(&meta, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    }
+    bucket
+}
+
+/// Parses `promtool tsdb dump` output, attaching the external labels.
+fn parse_dump(text: &[u8]) -> Dump {
+    let mut out = Dump::new();
+    for line in String::from_utf8_lossy(text).lines() {
+        let close = line.rfind("} ").expect("dump line");
+        let mut rest = line[close + 2..].split(' ');
+        let v: f64 = rest.next().unwrap().parse().unwrap();
+        let t: i64 = rest.next().unwrap().parse().unwrap();
+        let mut labels = BTreeMap::new();
+        // `{a="x", b="y"}`: values here hold no quotes or backslashes.
+        for pair in line[1..close].split(", ") {
+            let (n, v) = pair.split_once('=').unwrap();
+            labels.insert(n.to_string(), v.trim_matches('"').to_string());
+        }
+        for (n, v) in EXT {
+            labels.insert(n.to_string(), v.to_string());
+        }
+        out.entry(labels).or_default().push((t, v));
+    }
+    out
+}
+
+fn matcher(m: &Value) -> Matcher {
+    let typ = match m[0].as_i64().unwrap() {
+        0 => MatchType::Equal,
+        1 => MatchType::NotEqual,
+        2 => MatchType::Regexp,
+        _ => MatchType::NotRegexp,
+    };
+    Matcher::new(typ, m[1].as_str().unwrap(), m[2].as_str().unwrap()).unwrap()
+}
+
+/// What the dump says a Series call must return.
+fn expected(dump: &Dump, ms: &[Matcher], mint: i64, maxt: i64) -> Dump {
+    dump.iter()
+        .filter(|(l, _)| {
+            ms.iter()
+                .all(|m| m.matches(l.get(&m.name).map_or("", String::as_str)))
+        })
+        .filter_map(|(l, s)| {
+            let s: Vec<(i64, f64)> = s
+                .iter()
+                .copied()
+                .filter(|(t, _)| *t >= mint && *t <= maxt)
+                .collect();
+            (!s.is_empty()).then(|| (l.clone(), s))
+        })
+        .collect()
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Decodes a Series result into the dump's shape, checking order and chunk sizes.
+fn decoded(res: &Value, mint: i64, maxt: i64) -> Dump {
+    assert_eq!(res["ok"], true, "{res}");
+    let mut out = Dump::new();
+    let mut prev: Option<Vec<(String, String)>> = None;
+    for s in res["series"].as_array().unwrap() {
+        let labels: BTreeMap<String, String> = s["labels"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+            .collect();
+        let key: Vec<(String, String)> = labels.clone().into_iter().collect();
+        if let Some(p) = &prev {
+            assert!(p < &key, "series out of order: {p:?} then {key:?}");
+        }
+        prev = Some(key);
+        let mut b = SampleBatch::new();
+        for c in s["chunks"].as_array().unwrap() {
+            assert_eq!(c["type"], 0, "XOR");
+            let data = hex(c["data"].as_str().unwrap());
+            let n = decode_xor_into(&data, &mut b).unwrap();
+            assert!(n <= 120, "chunk of {n} samples");
+            let first = b.ts[b.ts.len() - n];
+            assert_eq!(c["min_time"].as_i64().unwrap(), first);
+            assert_eq!(c["max_time"].as_i64().unwrap(), *b.ts.last().unwrap());
+        }
+        b.truncate_to_range(mint, maxt);
+        out.insert(labels, b.iter().collect());
+    }
+    out
+}
+
+fn series_call(ms: &Value, mint: i64, maxt: i64) -> Value {
+    json!({"method": "Series", "min_time": mint, "max_time": maxt, "matchers": ms})
+}
+
+#[test]
+fn store_serves_promtool_blocks_like_promtool_dumps_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = make_bucket(tmp.path());
+    let dump = parse_dump(&promtool_dump(&bucket, &[]));
+    assert_eq!(dump.len(), 400);
+    let store = Store::start(&bucket, &tmp.path().join("data"), &[]);
+
+    let end = START_MS + 3 * 3600 * 1000;
+    // Cuts through chunks: 30 s samples, 120 per chunk = 1 h chunks; odd offsets.
+    let (w0, w1) = (START_MS + 1_234_567, START_MS + 2 * 3600 * 1000 + 777_777);
+    let cases: Vec<(Value, i64, i64)> = vec![
+        (
+            json!([[0, "__name__", "http_requests_total"], [0, "code", "500"]]),
+            START_MS,
+            end,
+        ),
+        (
+            json!([
+                [2, "__name__", "http_requests_total|node_cpu_seconds_total"],
+                [1, "instance", "host-00"]
+            ]),
+            w0,
+            w1,
+        ),
+        (
+            json!([
+                [0, "__name__", "http_requests_total"],
+                [3, "method", "GET|POST"],
+                [0, "cluster", "eu1"]
+            ]),
+            w0,
+            end,
+        ),
+        (
+            json!([
+                [0, "job", "api"],
+                [2, "handler", "/api/[ab]"],
+                [1, "code", "200"]
+            ]),
+            START_MS - 5000,
+            w1,
+        ),
+        (
+            json!([
+                [0, "__name__", "http_requests_total"],
+                [0, "nonexistent", ""],
+                [0, "method", "PUT"]
+            ]),
+            w0,
+            w0 + 60_000,
+        ),
+        (
+            json!([
+                [2, "instance", "host-0.*"],
+                [3, "__name__", "http.*|node.*"]
+            ]),
+            START_MS,
+            end,
+        ),
+        (
+            json!([
+                [0, "cluster", "eu2"],
+                [0, "__name__", "http_requests_total"]
+            ]),
+            START_MS,
+            end,
+        ),
+        (
+            json!([
+                [0, "replica", "a"],
+                [0, "method", "DELETE"],
+                [0, "code", "404"]
+            ]),
+            end - 1,
+            end + 100_000,
+        ),
+    ];
+    let calls: Vec<Value> = cases
+        .iter()
+        .map(|(m, a, b)| series_call(m, *a, *b))
+        .collect();
+    let results = store.calls(&Value::Array(calls));
+    let mut total = 0;
+    for ((ms, mint, maxt), res) in cases.iter().zip(&results) {
+        let matchers: Vec<Matcher> = ms.as_array().unwrap().iter().map(matcher).collect();
+        let want = expected(&dump, &matchers, *mint, *maxt);
+        let got = decoded(res, *mint, *maxt);
+        assert_eq!(got.len(), want.len(), "{ms}: series count");
+        for ((gl, gs), (wl, ws)) in got.iter().zip(&want) {
+            assert_eq!(gl, wl, "{ms}");
+            assert_eq!(gs.len(), ws.len(), "{ms} {gl:?}: sample count");
+            for (g, w) in gs.iter().zip(ws) {
+                assert!(
+                    g.0 == w.0 && (g.1 == w.1 || (g.1.is_nan() && w.1.is_nan())),
+                    "{ms} {gl:?}: {g:?} != {w:?}"
+                );
+            }
+        }
+        assert_eq!(res["hints"], 1);
+        total += got.len();
+    }
+    assert!(total > 300, "cases select a fair share of series: {total}");
+
+    // skip_chunks, without_replica_labels, limit, shards.
+    let ms = json!([
+        [0, "__name__", "http_requests_total"],
+        [0, "instance", "host-01"]
+    ]);
+    let r = store.calls(&json!([
+        {"method": "Series", "min_time": START_MS, "max_time": end, "matchers": ms, "skip_chunks": true},
+        {"method": "Series", "min_time": START_MS, "max_time": end, "matchers": ms, "without_replica_labels": ["replica"], "skip_chunks": true},
+        {"method": "Series", "min_time": START_MS, "max_time": end, "matchers": ms, "limit": 7, "skip_chunks": true},
+        {"method": "Series", "min_time": START_MS, "max_time": end, "matchers": ms, "skip_chunks": true, "shard": [0, 3, true, ["method", "code"]]},
+        {"method": "Series", "min_time": START_MS, "max_time": end, "matchers": ms, "skip_chunks": true, "shard": [1, 3, true, ["method", "code"]]},
+        {"method": "Series", "min_time": START_MS, "max_time": end, "matchers": ms, "skip_chunks": true, "shard": [2, 3, true, ["method", "code"]]},
+    ]));
+    let n = r[0]["series"].as_array().unwrap().len();
+    assert_eq!(n, 100);
+    assert!(
+        r[0]["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["chunks"].as_array().unwrap().is_empty())
+    );
+    assert!(
+        r[1]["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["labels"].get("replica").is_none() && s["labels"]["cluster"] == "eu1")
+    );
+    assert_eq!(r[2]["series"].as_array().unwrap().len(), 7);
+    let shards: Vec<usize> = (3..6)
+        .map(|i| r[i]["series"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(
+        shards.iter().sum::<usize>(),
+        n,
+        "shards partition the series: {shards:?}"
+    );
+    assert!(shards.iter().all(|&s| s > 0 && s < n), "{shards:?}");
+
+    // Info, legacy Info, label names and values.
+    let r = store.calls(&json!([
+        {"method": "Info"},
+        {"method": "StoreInfo"},
+        {"method": "LabelNames", "start": START_MS, "end": end},
+        {"method": "LabelValues", "label": "instance", "start": START_MS, "end": end},
+        {"method": "LabelValues", "label": "cluster", "start": START_MS, "end": end},
+        {"method": "LabelValues", "label": "code", "start": START_MS, "end": end, "matchers": [[0, "__name__", "http_requests_total"], [0, "method", "GET"]]},
+        {"method": "LabelNames", "start": START_MS, "end": end, "matchers": [[0, "__name__", "http_requests_total"]]},
+        {"method": "LabelValues", "label": "instance", "start": START_MS, "end": end, "matchers": [[0, "cluster", "other"]]},
+    ]));
+    let info = &r[0];
+    assert_eq!(info["component_type"], "store");
+    assert_eq!(info["has_store"], true);
+    assert_eq!(info["supports_sharding"], true);
+    assert_eq!(info["supports_without_replica_labels"], true);
+    assert_eq!(
+        info["label_sets"],
+        json!([{"cluster": "eu1", "replica": "a"}])
+    );
+    assert_eq!(
+        info["min_time"].as_i64().unwrap(),
+        dump.values().flatten().map(|s| s.0).min().unwrap()
+    );
+    assert!(
+        info["max_time"].as_i64().unwrap() >= dump.values().flatten().map(|s| s.0).max().unwrap()
+    );
+    assert_eq!(r[1]["store_type"], 4);
+    assert_eq!(r[1]["label_sets"], info["label_sets"]);
+    let mut names: Vec<String> = dump.keys().flat_map(|l| l.keys().cloned()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(r[2]["names"], json!(names));
+    assert_eq!(r[3]["values"], json!(["host-00", "host-01"]));
+    assert_eq!(r[4]["values"], json!(["eu1"]));
+    assert_eq!(r[5]["values"], json!(["200", "201", "404", "500", "503"]));
+    assert_eq!(
+        r[6]["names"],
+        json!([
+            "__name__", "cluster", "code", "handler", "instance", "job", "method", "replica"
+        ])
+    );
+    assert_eq!(r[7]["values"], json!([]));
+
+    let m = store.metrics();
+    assert!(m.contains("thanos_bucket_store_blocks_loaded 2"), "{m}");
+    assert!(
+        m.contains("thanos_bucket_store_series_requests_total"),
+        "{m}"
+    );
+}
+
+#[test]
+fn bad_requests_and_bad_blocks_give_clear_errors_and_the_store_keeps_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = make_bucket(tmp.path());
+    let blocks: Vec<PathBuf> = std::fs::read_dir(&bucket)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("meta.json").is_file())
+        .collect();
+    // A partial upload (no meta.json) and a block whose index is truncated.
+    let partial = bucket.join("01JGZZZZZZZZZZZZZZZZZZZZZZ");
+    std::fs::create_dir_all(partial.join("chunks")).unwrap();
+    std::fs::write(partial.join("index"), b"x").unwrap();
+    let corrupt_id = "01JH0000000000000000000000";
+    let corrupt = bucket.join(corrupt_id);
+    copy_dir(&blocks[0], &corrupt);
+    let mut meta: Value =
+        serde_json::from_slice(&std::fs::read(corrupt.join("meta.json")).unwrap()).unwrap();
+    meta["ulid"] = json!(corrupt_id);
+    meta["thanos"]["labels"]["cluster"] = json!("broken");
+    std::fs::write(corrupt.join("meta.json"), meta.to_string()).unwrap();
+    let idx = std::fs::read(corrupt.join("index")).unwrap();
+    std::fs::write(corrupt.join("index"), &idx[..idx.len() / 2]).unwrap();
+
+    let mut store = Store::start(
+        &bucket,
+        &tmp.path().join("data"),
+        &["--store.limits.request-series=50"],
+    );
+    let m = store.metrics();
+    assert!(m.contains("thanos_bucket_store_blocks_loaded 2"), "{m}");
+    assert!(
+        m.contains("thanos_bucket_store_block_load_failures_total 1"),
+        "{m}"
+    );
+
+    let end = START_MS + 3 * 3600 * 1000;
+    let r = store.calls(&json!([
+        series_call(&json!([[2, "__name__", "(unclosed"]]), START_MS, end),
+        series_call(&json!([[0, "__name__", "up"]]), end, START_MS),
+        series_call(&json!([]), START_MS, end),
+        series_call(&json!([[7, "__name__", "up"]]), START_MS, end),
+        series_call(&json!([[0, "__name__", "http_requests_total"]]), START_MS, end),
+        {"method": "LabelValues", "label": "", "start": START_MS, "end": end},
+        {"method": "LabelNames", "start": end, "end": START_MS},
+    ]));
+    for (i, want) in [
+        (0, "INVALID_ARGUMENT"),
+        (1, "INVALID_ARGUMENT"),
+        (2, "INVALID_ARGUMENT"),
+        (3, "INVALID_ARGUMENT"),
+        (4, "RESOURCE_EXHAUSTED"),
+        (5, "INVALID_ARGUMENT"),
+        (6, "INVALID_ARGUMENT"),
+    ] {
+        assert_eq!(r[i]["ok"], false, "call {i}: {}", r[i]);
+        assert_eq!(r[i]["code"], want, "call {i}: {}", r[i]);
+    }
+    assert!(
+        r[0]["details"].as_str().unwrap().contains("(unclosed"),
+        "{}",
+        r[0]
+    );
+    assert!(
+        r[1]["details"].as_str().unwrap().contains("after"),
+        "{}",
+        r[1]
+    );
+    assert!(
+        r[4]["details"].as_str().unwrap().contains("series limit"),
+        "{}",
+        r[4]
+    );
+
+    // Chunks vanish from the bucket under a loaded block: WARN gives warnings, ABORT an error.
+    let ms = json!([
+        [0, "__name__", "http_requests_total"],
+        [0, "instance", "host-00"],
+        [0, "code", "500"]
+    ]);
+    for b in &blocks {
+        std::fs::remove_dir_all(b.join("chunks")).unwrap();
+    }
+    let r = store.calls(&json!([
+        {"method": "Series", "min_time": START_MS, "max_time": end, "matchers": ms},
+        {"method": "Series", "min_time": START_MS, "max_time": end, "matchers": ms, "partial_response_strategy": 1},
+    ]));
+    assert_eq!(r[0]["ok"], true, "{}", r[0]);
+    assert_eq!(r[0]["warnings"].as_array().unwrap().len(), 2, "{}", r[0]);
+    assert!(
+        r[0]["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("chunks/000001"),
+        "{}",
+        r[0]
+    );
+    assert_eq!(r[1]["ok"], false);
+    assert_eq!(r[1]["code"], "INTERNAL", "{}", r[1]);
+
+    // The whole bucket directory disappears: syncs fail, the server stays up and answers.
+    std::fs::remove_dir_all(&bucket).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let info = store.call(json!({"method": "Info"}));
+    assert_eq!(info["ok"], true, "{info}");
+    let r = store.call(series_call(&ms, START_MS, end));
+    assert_eq!(r["ok"], true, "{r}");
+    assert!(!r["warnings"].as_array().unwrap().is_empty(), "{r}");
+    assert!(store.child.try_wait().unwrap().is_none(), "store exited");
+}
