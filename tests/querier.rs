@@ -198,13 +198,13 @@ fn a_failing_store_is_a_warning_or_an_error_as_asked() {
     );
     let before = get_json(&q1, &path);
     assert!(before.get("warnings").is_none(), "{before}");
+    let b_addr = format!("127.0.0.1:{}", b.grpc_port);
     drop(b);
     let partial = get_json(&q1, &path);
     assert_eq!(partial["data"], before["data"]);
     let w = partial["warnings"].as_array().expect("warnings");
     assert!(
-        w.iter()
-            .any(|w| w.as_str().unwrap().contains(&format!("127.0.0.1:"))),
+        w.iter().any(|w| w.as_str().unwrap().contains(&b_addr)),
         "{partial}"
     );
     let (status, body) = q1.get(&format!("{path}&partial_response=false"));

@@ -178,6 +178,11 @@ impl Prometheus {
     /// Starts `binary` over a copy of the blocks in `blocks` with retention far enough back to
     /// keep them, and waits until it is ready (at most 60 s).
     pub fn start(binary: &Path, blocks: &Path) -> Prometheus {
+        Self::start_with_args(binary, blocks, &[])
+    }
+
+    /// As [`Prometheus::start`], with extra command-line flags (e.g. feature flags).
+    pub fn start_with_args(binary: &Path, blocks: &Path, extra: &[&str]) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         copy_dir(blocks, &data);
@@ -191,6 +196,7 @@ impl Prometheus {
             .arg("--storage.tsdb.retention.time=100y")
             .arg("--storage.tsdb.min-block-duration=2h")
             .arg("--storage.tsdb.max-block-duration=2h")
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
