@@ -287,3 +287,52 @@ fn query_answers_match_prometheus() {
     assert_eq!(gs, 200, "{g}");
     assert!(g["data"].as_str().unwrap().contains("sum by (job)"), "{g}");
 }
+
+#[test]
+fn readme_run_command_answers_the_readme_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let ours = GauntletServer::start(
+        &["all", "--demo", &format!("--data-dir={}", data.display())],
+        "/-/ready",
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let hour_ago = (now.parse::<i64>().unwrap() - 3600).to_string();
+    for path in [
+        format!(
+            "/api/v1/query?{}",
+            q(&[("query", "sum by (code) (rate(http_requests_total[5m]))")])
+        ),
+        format!(
+            "/api/v1/query?{}",
+            q(&[(
+                "query",
+                "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))"
+            )])
+        ),
+        format!(
+            "/api/v1/query_range?{}",
+            q(&[
+                (
+                    "query",
+                    r#"sum by (instance) (rate(node_cpu_seconds_total{mode!="idle"}[5m]))"#
+                ),
+                ("start", &hour_ago),
+                ("end", &now),
+                ("step", "60")
+            ])
+        ),
+    ] {
+        let (status, body) = ours.get(&path);
+        let v = normalized(&body);
+        assert_eq!(status, 200, "{path}: {v}");
+        assert!(
+            !v["data"]["result"].as_array().unwrap().is_empty(),
+            "{path}: no data: {v}"
+        );
+    }
+}

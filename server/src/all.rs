@@ -115,7 +115,7 @@ async fn serve(args: AllArgs) -> anyhow::Result<()> {
     h
 }
 
-/// Writes a day of demo data ending at the last full hour, unless the bucket holds blocks.
+/// Writes a day of demo data ending now, unless the bucket holds blocks.
 fn fill_demo(dir: &Path) -> anyhow::Result<()> {
     if !block_dirs(dir)?.is_empty() {
         tracing::info!("bucket already holds blocks; --demo leaves it as it is");
@@ -123,10 +123,12 @@ fn fill_demo(dir: &Path) -> anyhow::Result<()> {
     }
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
     let hour = 3_600_000;
-    let end = now_ms / hour * hour;
+    let step = 15_000;
+    // Ending now, so instant queries at the current time find the newest samples.
+    let end = now_ms / step * step;
     let cfg = GenConfig {
         targets: 10,
-        scrape_interval_ms: 15_000,
+        scrape_interval_ms: step,
         start_ms: end - 24 * hour,
         duration_ms: 24 * hour,
         churn_every_ms: 30 * 60_000,
