@@ -212,3 +212,47 @@ fn a_failing_store_is_a_warning_or_an_error_as_asked() {
     assert!(status >= 500, "{status} {err}");
     assert_eq!(err["status"], "error");
 }
+
+#[test]
+fn endpoint_files_are_re_read_when_they_change() {
+    let root = tempfile::tempdir().unwrap();
+    let a = store(
+        root.path(),
+        &bucket(root.path(), "a", &[("replica", "a")]),
+        "a",
+    );
+    let b = store(
+        root.path(),
+        &bucket(root.path(), "b", &[("replica", "b")]),
+        "b",
+    );
+    let sd = root.path().join("endpoints.yml");
+    std::fs::write(&sd, format!("- targets: ['127.0.0.1:{}']\n", a.grpc_port)).unwrap();
+    let q1 = GauntletServer::start(
+        &[
+            "query",
+            &format!("--endpoint.sd-files={}", sd.display()),
+            "--endpoint.info-timeout=1s",
+        ],
+        "/api/v1/status/buildinfo",
+    );
+    let replicas = || get_json(&q1, "/api/v1/label/replica/values")["data"].clone();
+    assert_eq!(replicas(), serde_json::json!(["a"]));
+    std::fs::write(
+        &sd,
+        format!(
+            "[{{\"targets\": [\"127.0.0.1:{}\", \"127.0.0.1:{}\"]}}]",
+            a.grpc_port, b.grpc_port
+        ),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while replicas() != serde_json::json!(["a", "b"]) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new endpoint was not picked up in 30 s: {}",
+            replicas()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
