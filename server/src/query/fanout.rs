@@ -210,7 +210,14 @@ impl QuerierView {
                 let lanes = if skip_chunks {
                     Vec::new()
                 } else {
-                    self.decode_lanes(chunks, mint, maxt)?
+                    let (lanes, skipped) = decode_lanes(chunks, mint, maxt)?;
+                    if skipped {
+                        self.warn(
+                            "histogram and downsampled chunks are not supported yet; they were skipped"
+                                .into(),
+                        );
+                    }
+                    lanes
                 };
                 all.push((labels, lanes));
             }
@@ -238,63 +245,6 @@ impl QuerierView {
             i = j;
         }
         Ok(out)
-    }
-
-    /// A series' chunks as non-overlapping runs ("lanes"), each decoded and cut to the range.
-    /// Overlapping chunks within one series come from different replicas' blocks, so each lane
-    /// is treated as a replica of its own.
-    fn decode_lanes(
-        &self,
-        mut chunks: Vec<AggrChunk>,
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<SampleBatch>> {
-        chunks.sort_by_key(|c| (c.min_time, c.max_time));
-        // Identical chunks from two stores serving the same block count once.
-        chunks.dedup_by(|a, b| {
-            a.min_time == b.min_time
-                && a.max_time == b.max_time
-                && a.raw.as_ref().map(|c| &c.data) == b.raw.as_ref().map(|c| &c.data)
-        });
-        let mut lanes: Vec<(i64, SampleBatch)> = Vec::new();
-        let mut skipped = false;
-        for c in chunks {
-            let Some(raw) = c
-                .raw
-                .as_ref()
-                .filter(|r| r.r#type == thanos::chunk::Encoding::Xor as i32)
-            else {
-                skipped = true;
-                continue;
-            };
-            let lane = match lanes.iter().position(|(end, _)| *end < c.min_time) {
-                Some(p) => p,
-                None => {
-                    lanes.push((i64::MIN, SampleBatch::new()));
-                    lanes.len() - 1
-                }
-            };
-            decode_xor_into(&raw.data, &mut lanes[lane].1).map_err(|e| {
-                remote_error(
-                    "chunk",
-                    format!("chunk [{}, {}]: {e}", c.min_time, c.max_time),
-                )
-            })?;
-            lanes[lane].0 = c.max_time;
-        }
-        if skipped {
-            self.warn(
-                "histogram and downsampled chunks are not supported yet; they were skipped".into(),
-            );
-        }
-        Ok(lanes
-            .into_iter()
-            .map(|(_, mut b)| {
-                b.truncate_to_range(mint, maxt);
-                b
-            })
-            .filter(|b| !b.is_empty())
-            .collect())
     }
 
     fn label_fanout<F, Fut>(
@@ -337,6 +287,58 @@ impl QuerierView {
         out.dedup();
         Ok(out)
     }
+}
+
+/// A series' chunks as non-overlapping runs ("lanes"), each decoded and cut to `[mint, maxt]`.
+/// Overlapping chunks within one series come from different replicas' blocks, so each lane is
+/// treated as a replica of its own. The flag says whether non-XOR chunks were skipped.
+fn decode_lanes(
+    mut chunks: Vec<AggrChunk>,
+    mint: i64,
+    maxt: i64,
+) -> Result<(Vec<SampleBatch>, bool)> {
+    chunks.sort_by_key(|c| (c.min_time, c.max_time));
+    // Identical chunks from two stores serving the same block count once.
+    chunks.dedup_by(|a, b| {
+        a.min_time == b.min_time
+            && a.max_time == b.max_time
+            && a.raw.as_ref().map(|c| &c.data) == b.raw.as_ref().map(|c| &c.data)
+    });
+    let mut lanes: Vec<(i64, SampleBatch)> = Vec::new();
+    let mut skipped = false;
+    for c in chunks {
+        let Some(raw) = c
+            .raw
+            .as_ref()
+            .filter(|r| r.r#type == thanos::chunk::Encoding::Xor as i32)
+        else {
+            skipped = true;
+            continue;
+        };
+        let lane = match lanes.iter().position(|(end, _)| *end < c.min_time) {
+            Some(p) => p,
+            None => {
+                lanes.push((i64::MIN, SampleBatch::new()));
+                lanes.len() - 1
+            }
+        };
+        decode_xor_into(&raw.data, &mut lanes[lane].1).map_err(|e| {
+            remote_error(
+                "chunk",
+                format!("chunk [{}, {}]: {e}", c.min_time, c.max_time),
+            )
+        })?;
+        lanes[lane].0 = c.max_time;
+    }
+    let lanes = lanes
+        .into_iter()
+        .map(|(_, mut b)| {
+            b.truncate_to_range(mint, maxt);
+            b
+        })
+        .filter(|b| !b.is_empty())
+        .collect();
+    Ok((lanes, skipped))
 }
 
 /// Reads one endpoint's Series stream; consecutive frames with equal labels are one series.
@@ -439,5 +441,71 @@ impl ReadView for QuerierView {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gauntlet_engine::chunk::encode_xor;
+
+    fn chunk(ts: &[i64]) -> AggrChunk {
+        let val: Vec<f64> = ts.iter().map(|&t| t as f64).collect();
+        AggrChunk {
+            min_time: ts[0],
+            max_time: *ts.last().unwrap(),
+            raw: Some(thanos::Chunk {
+                r#type: thanos::chunk::Encoding::Xor as i32,
+                data: encode_xor(ts, &val).into(),
+                hash: 0,
+            }),
+            ..AggrChunk::default()
+        }
+    }
+
+    #[test]
+    fn overlapping_chunks_become_separate_lanes_and_duplicates_count_once() {
+        let chunks = vec![
+            chunk(&[100, 200]),
+            chunk(&[0, 50]),
+            chunk(&[0, 50]),
+            chunk(&[40, 60, 300]),
+        ];
+        let (lanes, skipped) = decode_lanes(chunks, 0, 250).unwrap();
+        assert!(!skipped);
+        assert_eq!(lanes.len(), 2);
+        assert_eq!(lanes[0].ts, vec![0, 50, 100, 200]);
+        assert_eq!(lanes[1].ts, vec![40, 60]);
+    }
+
+    #[test]
+    fn non_xor_chunks_are_skipped_and_reported() {
+        let mut hist = chunk(&[0, 10]);
+        if let Some(raw) = hist.raw.as_mut() {
+            raw.r#type = thanos::chunk::Encoding::Histogram as i32;
+        }
+        let (lanes, skipped) = decode_lanes(vec![hist, chunk(&[20])], 0, 100).unwrap();
+        assert!(skipped);
+        assert_eq!(lanes.len(), 1);
+        let corrupt = AggrChunk {
+            raw: Some(thanos::Chunk {
+                data: vec![0xff, 0xff, 1].into(),
+                ..thanos::Chunk::default()
+            }),
+            ..AggrChunk::default()
+        };
+        assert!(decode_lanes(vec![corrupt], 0, 100).is_err());
+    }
+
+    #[test]
+    fn matchers_travel_in_storeapi_form() {
+        let m = [
+            Matcher::equal("a", "b"),
+            Matcher::new(MatchType::NotRegexp, "c", "d.*").unwrap(),
+        ];
+        let p = to_proto_matchers(&m);
+        assert_eq!(p[0].r#type, label_matcher::Type::Eq as i32);
+        assert_eq!(p[1].r#type, label_matcher::Type::Nre as i32);
+        assert_eq!((p[1].name.as_str(), p[1].value.as_str()), ("c", "d.*"));
     }
 }
