@@ -64,7 +64,7 @@ fn querier(endpoints: &[&GauntletServer], extra: &[&str]) -> GauntletServer {
     }
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    GauntletServer::start(&args, "/api/v1/status/buildinfo")
+    GauntletServer::start(&args, "/-/ready")
 }
 
 fn q(pairs: &[(&str, &str)]) -> String {
@@ -235,6 +235,13 @@ fn endpoint_files_are_re_read_when_they_change() {
             "--endpoint.info-timeout=1s",
         ],
         "/api/v1/status/buildinfo",
+    );
+    let (status, metrics) = q1.get("/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        String::from_utf8_lossy(&metrics).contains("gauntlet_query_endpoints_healthy 1"),
+        "{}",
+        String::from_utf8_lossy(&metrics)
     );
     let replicas = || get_json(&q1, "/api/v1/label/replica/values")["data"].clone();
     assert_eq!(replicas(), serde_json::json!(["a"]));

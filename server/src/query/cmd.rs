@@ -10,6 +10,7 @@ use clap::Args;
 use super::endpoints::EndpointSet;
 use super::fanout::Querier;
 use crate::http::api::{ApiConfig, ApiState, router};
+use crate::http::ops;
 use crate::http::params::parse_duration;
 
 /// Flags of `gauntlet query`, named like Thanos Query's.
@@ -114,15 +115,38 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
             source: Arc::new(querier.clone()),
             config: args.api_config(),
         });
+        let metrics_querier = querier.clone();
+        let app = router(state).merge(ops::router(
+            Arc::new(|| true),
+            Arc::new(move || render_metrics(&metrics_querier)),
+        ));
         let grpc = super::proxy::serve(querier, &args.grpc_address);
-        let http = crate::http::serve(
-            &args.http_address,
-            router(state),
-            crate::http::shutdown_signal(),
-        );
+        let http = crate::http::serve(&args.http_address, app, crate::http::shutdown_signal());
         tokio::select! {
             r = http => r,
             r = grpc => r,
         }
     })
+}
+
+/// The querier's metrics: endpoints known and usable, as Thanos Query's endpoint-set gauges.
+fn render_metrics(q: &Querier) -> String {
+    let all = q.endpoints().all();
+    let healthy = all.iter().filter(|e| e.info().is_some()).count();
+    let mut out = String::new();
+    ops::metric(
+        &mut out,
+        "gauntlet_query_endpoints",
+        "gauge",
+        "StoreAPI endpoints configured.",
+        all.len() as f64,
+    );
+    ops::metric(
+        &mut out,
+        "gauntlet_query_endpoints_healthy",
+        "gauge",
+        "StoreAPI endpoints whose last Info call succeeded.",
+        healthy as f64,
+    );
+    out
 }
