@@ -76,8 +76,9 @@ fn parse_number(s: &str) -> Option<f64> {
         f64::INFINITY
     } else if body.eq_ignore_ascii_case("nan") {
         f64::NAN
-    } else if let Some(h) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
-        i64::from_str_radix(h, 16).ok()? as f64
+    } else if body.contains(['x', 'X']) {
+        // `x` means repetition in this language, never hex.
+        return None;
     } else {
         body.parse::<f64>().ok()?
     };

@@ -24,7 +24,7 @@ fn group_labels(labels: &Labels, modifier: Option<&LabelModifier>) -> Labels {
         Some(LabelModifier::Exclude(without)) => Labels::from_sorted(
             labels
                 .iter()
-                .filter(|l| l.name != "__name__" && !without.labels.iter().any(|n| *n == l.name))
+                .filter(|l| !super::is_name_label(&l.name) && !without.labels.iter().any(|n| *n == l.name))
                 .cloned()
                 .collect(),
         ),

@@ -53,7 +53,13 @@ fn signature(labels: &Labels, matching: Option<&LabelModifier>) -> Labels {
                 .cloned()
                 .collect(),
         ),
-        None => super::without_name(labels),
+        None => Labels::from_sorted(
+            labels
+                .iter()
+                .filter(|l| l.name != "__name__")
+                .cloned()
+                .collect(),
+        ),
     }
 }
 

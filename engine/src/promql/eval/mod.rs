@@ -402,12 +402,18 @@ pub(crate) fn check_duplicates(cols: &[Col]) -> Result<(), PromqlError> {
     Ok(())
 }
 
-/// `labels` without `__name__`.
+/// Whether a label goes with the metric name: the name itself, and the type and unit labels
+/// that describe what the name measures.
+pub(crate) fn is_name_label(name: &str) -> bool {
+    matches!(name, "__name__" | "__type__" | "__unit__")
+}
+
+/// `labels` without the metric name (and its type and unit labels).
 pub(crate) fn without_name(labels: &Labels) -> Labels {
     Labels::from_sorted(
         labels
             .iter()
-            .filter(|l| l.name != "__name__")
+            .filter(|l| !is_name_label(&l.name))
             .cloned()
             .collect(),
     )

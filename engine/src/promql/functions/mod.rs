@@ -256,18 +256,21 @@ fn absent_labels(e: &Expr) -> Labels {
         Expr::MatrixSelector(ms) => &ms.vs,
         _ => return Labels::empty(),
     };
+    // A label matched once for equality is known; any other matcher on it makes it unknown.
     let mut pairs: Vec<(String, String)> = Vec::new();
-    let mut dup: Vec<String> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
     for m in &vs.matchers.matchers {
-        if m.name == "__name__" || !matches!(m.op, promql_parser::label::MatchOp::Equal) {
+        if m.name == "__name__" {
             continue;
         }
-        if pairs.iter().any(|(n, _)| *n == m.name) {
-            dup.push(m.name.clone());
-        } else {
+        let equal = matches!(m.op, promql_parser::label::MatchOp::Equal);
+        if equal && !seen.contains(&m.name.as_str()) {
             pairs.push((m.name.clone(), m.value.clone()));
+        } else {
+            pairs.retain(|(n, _)| *n != m.name);
         }
+        seen.push(&m.name);
     }
-    pairs.retain(|(n, v)| !dup.contains(n) && !v.is_empty());
+    pairs.retain(|(_, v)| !v.is_empty());
     Labels::from_pairs(pairs)
 }
