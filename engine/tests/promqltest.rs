@@ -21,7 +21,11 @@ fn run_dir(dir: &str) -> (usize, Vec<String>, usize) {
     let (mut passed, mut failed, mut skipped) = (0, Vec::new(), 0);
     for f in files {
         let text = std::fs::read_to_string(&f).expect("read script");
-        let name = f.file_name().expect("file name").to_string_lossy().to_string();
+        let name = f
+            .file_name()
+            .expect("file name")
+            .to_string_lossy()
+            .to_string();
         let mut r: ScriptReport = run_script(&name, &text, &engine);
         if UNPARSEABLE_SCRIPTS.contains(&name.as_str()) {
             r.skipped += r.passed + r.failed.len();
@@ -51,7 +55,11 @@ fn prometheus_v3_5_3_scripts_pass() {
         "promqltest v3.5.3: {passed} passed, {} failed, {skipped} skipped",
         failed.len()
     );
-    assert!(failed.is_empty(), "{} promqltest evals failed", failed.len());
+    assert!(
+        failed.is_empty(),
+        "{} promqltest evals failed",
+        failed.len()
+    );
 }
 
 /// Not gating yet: prints the figure for the newer script set.

@@ -90,9 +90,7 @@ impl Engine {
             ));
         }
         let expr = parse(query)?;
-        eval::run(
-            &self.opts, storage, &expr, start_ms, end_ms, step_ms, false,
-        )
+        eval::run(&self.opts, storage, &expr, start_ms, end_ms, step_ms, false)
     }
 }
 

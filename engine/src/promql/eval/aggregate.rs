@@ -17,14 +17,14 @@ fn group_labels(labels: &Labels, modifier: Option<&LabelModifier>) -> Labels {
         Some(LabelModifier::Include(by)) => Labels::from_sorted(
             labels
                 .iter()
-                .filter(|l| by.labels.iter().any(|n| *n == l.name))
+                .filter(|l| by.labels.contains(&l.name))
                 .cloned()
                 .collect(),
         ),
         Some(LabelModifier::Exclude(without)) => Labels::from_sorted(
             labels
                 .iter()
-                .filter(|l| !super::is_name_label(&l.name) && !without.labels.iter().any(|n| *n == l.name))
+                .filter(|l| !super::is_name_label(&l.name) && !without.labels.contains(&l.name))
                 .cloned()
                 .collect(),
         ),
@@ -35,7 +35,13 @@ fn group_labels(labels: &Labels, modifier: Option<&LabelModifier>) -> Labels {
 fn labels_hash(labels: &Labels) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for l in labels {
-        for b in l.name.bytes().chain([0xff]).chain(l.value.bytes()).chain([0xff]) {
+        for b in l
+            .name
+            .bytes()
+            .chain([0xff])
+            .chain(l.value.bytes())
+            .chain([0xff])
+        {
             h ^= b as u64;
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
@@ -191,9 +197,7 @@ impl Evaluator<'_> {
                 if op == "limit_ratio" {
                     for (i, &r) in p.iter().enumerate() {
                         if r.is_nan() {
-                            return Err(PromqlError::Execution(format!(
-                                "Ratio value is NaN"
-                            )));
+                            return Err(PromqlError::Execution("Ratio value is NaN".to_string()));
                         }
                         if !(-1.0..=1.0).contains(&r) {
                             let capped = r.clamp(-1.0, 1.0);
@@ -234,10 +238,19 @@ impl Evaluator<'_> {
                         }
                         for (_, members) in &groups {
                             buf.clear();
-                            buf.extend(members.iter().copied().filter(|&m| !is_absent(cols[m].v[i])));
+                            buf.extend(
+                                members
+                                    .iter()
+                                    .copied()
+                                    .filter(|&m| !is_absent(cols[m].v[i])),
+                            );
                             match op.as_str() {
-                                "topk" => buf.sort_by(|&x, &y| desc_nan_last(cols[x].v[i], cols[y].v[i])),
-                                "bottomk" => buf.sort_by(|&x, &y| asc_nan_last(cols[x].v[i], cols[y].v[i])),
+                                "topk" => {
+                                    buf.sort_by(|&x, &y| desc_nan_last(cols[x].v[i], cols[y].v[i]))
+                                }
+                                "bottomk" => {
+                                    buf.sort_by(|&x, &y| asc_nan_last(cols[x].v[i], cols[y].v[i]))
+                                }
                                 _ => {}
                             }
                             buf.truncate(k as usize);
@@ -335,16 +348,8 @@ fn simple_agg(op: &str, vals: impl Iterator<Item = f64>) -> Option<f64> {
                 let q = (count - 1.0) / count;
                 (mean, c) = kahan_inc(x / count, q * mean, q * c);
             }
-            "min" => {
-                if count == 1.0 || acc > x || acc.is_nan() {
-                    acc = x;
-                }
-            }
-            "max" => {
-                if count == 1.0 || acc < x || acc.is_nan() {
-                    acc = x;
-                }
-            }
+            "min" if count == 1.0 || acc > x || acc.is_nan() => acc = x,
+            "max" if count == 1.0 || acc < x || acc.is_nan() => acc = x,
             "stddev" | "stdvar" => {
                 let d = x - wmean;
                 wmean += d / count;

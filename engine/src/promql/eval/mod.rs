@@ -19,7 +19,6 @@ use crate::chunk::SampleBatch;
 use crate::labels::Labels;
 use crate::query::{Queryable, Series};
 
-
 /// The bit pattern marking "no sample at this step" in a step column. It is a NaN payload no
 /// computation produces and no stored sample carries (stale markers end in `2`), so one f64
 /// column holds both presence and value.
@@ -385,8 +384,7 @@ pub(crate) fn check_duplicates(cols: &[Col]) -> Result<(), PromqlError> {
     for (i, c) in cols.iter().enumerate() {
         if let Some(&j) = seen.get(&c.labels) {
             let other = &cols[j];
-            if c
-                .v
+            if c.v
                 .iter()
                 .zip(other.v.iter())
                 .any(|(a, b)| !is_absent(*a) && !is_absent(*b))

@@ -40,6 +40,9 @@ impl Evaluator<'_> {
         } else {
             0
         };
+        if n > self.opts.max_samples {
+            return Err(PromqlError::TooManySamples("subquery evaluation"));
+        }
         let inner = Steps { start, step, n };
         let series = if n == 0 {
             Vec::new()

@@ -223,7 +223,9 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, steps: &Steps) -> Result<Va
         "histogram_quantile" => {
             let phi = ev.arg_scalar(args[0], steps)?;
             let cols = ev.arg_vector(args[1], steps)?;
-            Ok(Val::Vector(histogram::histogram_quantile(ev, &phi, cols, n)))
+            Ok(Val::Vector(histogram::histogram_quantile(
+                ev, &phi, cols, n,
+            )))
         }
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
         | "histogram_stdvar" | "histogram_fraction" => {

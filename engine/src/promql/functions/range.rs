@@ -128,7 +128,10 @@ pub(crate) fn call(
                     buf.clear();
                     buf.extend_from_slice(vs);
                     sort_floats(&mut buf);
-                    Some(quantile_sorted(p1.as_ref().map_or(f64::NAN, |p| p[i]), &buf))
+                    Some(quantile_sorted(
+                        p1.as_ref().map_or(f64::NAN, |p| p[i]),
+                        &buf,
+                    ))
                 }
                 "mad_over_time" => {
                     buf.clear();
