@@ -7,7 +7,7 @@
 //! step columns.
 
 mod error;
-mod eval;
+pub(crate) mod eval;
 mod functions;
 pub mod promqltest;
 mod value;

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use promql_parser::parser::{Expr, VectorSelector};
 use regex::Regex;
 
 use super::{Engine, Value};
@@ -278,7 +279,8 @@ pub fn run_script(name: &str, text: &str, engine: &Engine) -> ScriptReport {
     let lines: Vec<&str> = text.lines().collect();
     let mut store: Vec<Series> = Vec::new();
     let mut mem = MemSeries::default();
-    let mut section_native = false;
+    // Series loaded with native-histogram samples; evals that select any of them are skipped.
+    let mut native_series: Vec<Labels> = Vec::new();
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i].trim();
@@ -305,18 +307,19 @@ pub fn run_script(name: &str, text: &str, engine: &Engine) -> ScriptReport {
             "clear" => {
                 store.clear();
                 mem = MemSeries::default();
-                section_native = false;
+                native_series.clear();
             }
             "load" | "load_with_nhcb" => {
-                if cmd == "load_with_nhcb" {
-                    section_native = true;
-                }
+                let nhcb = cmd == "load_with_nhcb";
                 let step = words.next().and_then(parse_duration).unwrap_or(0);
                 let mut loaded: BTreeMap<Labels, SampleBatch> = BTreeMap::new();
                 for l in &body {
                     match parse_line(l) {
-                        Ok(d) if d.native => section_native = true,
+                        Ok(d) if d.native => native_series.push(d.labels),
                         Ok(d) => {
+                            if nhcb && let Some(native) = nhcb_labels(&d.labels) {
+                                native_series.push(native);
+                            }
                             let mut b = SampleBatch::default();
                             for (k, s) in d.slots.iter().enumerate() {
                                 if let Slot::Value(v) = s {
@@ -346,7 +349,7 @@ pub fn run_script(name: &str, text: &str, engine: &Engine) -> ScriptReport {
                         continue;
                     }
                 };
-                if cmd.skip || section_native {
+                if cmd.skip || touches(&cmd.query, &native_series) {
                     rep.skipped += 1;
                     continue;
                 }
@@ -363,6 +366,66 @@ pub fn run_script(name: &str, text: &str, engine: &Engine) -> ScriptReport {
         }
     }
     rep
+}
+
+/// The native histogram `load_with_nhcb` derives from a classic `_bucket`/`_sum`/`_count`
+/// series: the base name, without `le`.
+fn nhcb_labels(labels: &Labels) -> Option<Labels> {
+    let name = labels.get("__name__")?;
+    let base = ["_bucket", "_sum", "_count"]
+        .iter()
+        .find_map(|s| name.strip_suffix(s))?;
+    Some(Labels::from_pairs(
+        labels.iter().filter(|l| l.name != "le").map(|l| {
+            if l.name == "__name__" {
+                (l.name.clone(), base.to_string())
+            } else {
+                (l.name.clone(), l.value.clone())
+            }
+        }),
+    ))
+}
+
+/// Whether `query` selects any of `series` (or does not parse, when any exist).
+fn touches(query: &str, series: &[Labels]) -> bool {
+    if series.is_empty() {
+        return false;
+    }
+    let Ok(expr) = crate::promql::parse(query) else {
+        return true;
+    };
+    let mut selectors = Vec::new();
+    collect_selectors(&expr, &mut selectors);
+    selectors.iter().any(|vs| {
+        let Ok(ms) = crate::promql::eval::selector_matchers(vs) else {
+            return true;
+        };
+        series
+            .iter()
+            .any(|l| ms.iter().all(|m| m.matches(l.get(&m.name).unwrap_or(""))))
+    })
+}
+
+fn collect_selectors<'a>(e: &'a Expr, out: &mut Vec<&'a VectorSelector>) {
+    match e {
+        Expr::VectorSelector(vs) => out.push(vs),
+        Expr::MatrixSelector(ms) => out.push(&ms.vs),
+        Expr::Aggregate(a) => {
+            collect_selectors(&a.expr, out);
+            if let Some(p) = &a.param {
+                collect_selectors(p, out);
+            }
+        }
+        Expr::Unary(u) => collect_selectors(&u.expr, out),
+        Expr::Binary(b) => {
+            collect_selectors(&b.lhs, out);
+            collect_selectors(&b.rhs, out);
+        }
+        Expr::Paren(p) => collect_selectors(&p.expr, out),
+        Expr::Subquery(s) => collect_selectors(&s.expr, out),
+        Expr::Call(c) => c.args.args.iter().for_each(|a| collect_selectors(a, out)),
+        _ => {}
+    }
 }
 
 /// Whether a line starts a new command (a `clear` has no body, so one may follow at once).

@@ -6,6 +6,8 @@ mod binary;
 mod selector;
 mod subquery;
 
+pub(crate) use selector::selector_matchers;
+
 use std::collections::HashMap;
 use std::time::{Instant, SystemTime};
 

@@ -161,6 +161,18 @@ impl Evaluator<'_> {
     }
 }
 
+/// The matchers of a selector's main group, the metric name included.
+pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, PromqlError> {
+    let mut ms = Vec::new();
+    if let Some(name) = &vs.name {
+        ms.push(Matcher::equal("__name__", name.clone()));
+    }
+    for m in &vs.matchers.matchers {
+        ms.push(convert_matcher(m)?);
+    }
+    Ok(ms)
+}
+
 /// The parser's matcher as Gauntlet's (anchored regexes, same semantics).
 fn convert_matcher(m: &promql_parser::label::Matcher) -> Result<Matcher, PromqlError> {
     let typ = match m.op {

@@ -227,8 +227,16 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, steps: &Steps) -> Result<Va
                 ev, &phi, cols, n,
             )))
         }
+        "histogram_fraction" => {
+            let lower = ev.arg_scalar(args[0], steps)?;
+            let upper = ev.arg_scalar(args[1], steps)?;
+            let cols = ev.arg_vector(args[2], steps)?;
+            Ok(Val::Vector(histogram::histogram_fraction(
+                ev, &lower, &upper, cols, n,
+            )))
+        }
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
-        | "histogram_stdvar" | "histogram_fraction" => {
+        | "histogram_stdvar" => {
             // Native histograms only; float series yield nothing.
             for a in &args {
                 ev.eval(a, steps)?;
