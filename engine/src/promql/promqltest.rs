@@ -267,6 +267,10 @@ struct EvalCmd {
     fail_msg: Option<String>,
     fail_re: Option<String>,
     ordered: bool,
+    /// `Some(true)`: at least one warning expected; `Some(false)`: none.
+    warn: Option<bool>,
+    /// The same for info annotations.
+    info: Option<bool>,
     scalar: Option<f64>,
     string: Option<String>,
     series: Vec<(Labels, Vec<Slot>)>,
@@ -444,7 +448,8 @@ fn parse_eval(line: &str, body: &[&str], line_no: usize) -> Result<EvalCmd, Stri
         "eval" => {}
         "eval_fail" => c.fail = true,
         "eval_ordered" => c.ordered = true,
-        "eval_warn" | "eval_info" => {}
+        "eval_warn" => c.warn = Some(true),
+        "eval_info" => c.info = Some(true),
         other => return Err(format!("unknown eval form {other}")),
     }
     let rest = rest.trim();
@@ -482,8 +487,15 @@ fn parse_eval(line: &str, body: &[&str], line_no: usize) -> Result<EvalCmd, Stri
                 c.string = read_quoted(s.trim()).map(|x| x.0);
             } else if e.starts_with("range vector") {
                 c.skip = true;
+            } else if e.starts_with("warn") {
+                c.warn = Some(true);
+            } else if e.starts_with("no_warn") {
+                c.warn = Some(false);
+            } else if e.starts_with("info") {
+                c.info = Some(true);
+            } else if e.starts_with("no_info") {
+                c.info = Some(false);
             }
-            // `expect warn|info|no_warn|no_info` are annotations; not checked here.
         } else if body.len() == 1 && !l.contains('{') && parse_number(l).is_some() {
             c.scalar = parse_number(l);
         } else {
@@ -523,6 +535,23 @@ fn check_eval(engine: &Engine, mem: &MemSeries, c: &EvalCmd) -> Result<(), Strin
         };
     }
     let res = res.map_err(|e| format!("error: {e}"))?;
+    // Annotations are checked for presence; their exact text is not compared.
+    match c.warn {
+        Some(true) if res.warnings.is_empty() => return Err("expected a warning, got none".into()),
+        Some(false) if !res.warnings.is_empty() => {
+            return Err(format!("expected no warning, got {:?}", res.warnings));
+        }
+        _ => {}
+    }
+    match c.info {
+        Some(true) if res.info.is_empty() => {
+            return Err("expected an info annotation, got none".into());
+        }
+        Some(false) if !res.info.is_empty() => {
+            return Err(format!("expected no info annotation, got {:?}", res.info));
+        }
+        _ => {}
+    }
     if let Some(exp) = &c.string {
         return match &res.value {
             Value::String { v, .. } if v == exp => Ok(()),

@@ -121,6 +121,7 @@ impl Evaluator<'_> {
             }
             "quantile" => {
                 let phi = scalar_param("quantile")?;
+                self.check_quantile_param(&phi);
                 let mut out = Vec::with_capacity(groups.len());
                 let mut buf = Vec::new();
                 for (g, members) in &groups {

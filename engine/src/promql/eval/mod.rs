@@ -157,6 +157,30 @@ impl Evaluator<'_> {
         Ok(())
     }
 
+    /// Records a warning once (`PromQL warning: …`).
+    pub fn warn(&mut self, msg: String) {
+        if !self.warnings.contains(&msg) {
+            self.warnings.push(msg);
+        }
+    }
+
+    /// Records an info annotation once (`PromQL info: …`).
+    pub fn note_info(&mut self, msg: String) {
+        if !self.info.contains(&msg) {
+            self.info.push(msg);
+        }
+    }
+
+    /// Warns once per query about each out-of-range quantile parameter.
+    pub fn check_quantile_param(&mut self, phi: &[f64]) {
+        if let Some(&q) = phi.iter().find(|q| q.is_nan() || **q < 0.0 || **q > 1.0) {
+            self.warn(format!(
+                "PromQL warning: quantile value should be between 0 and 1, got {}",
+                aggregate::format_float(q)
+            ));
+        }
+    }
+
     /// The time an `@` modifier pins evaluation to (ms).
     pub fn at_time(&self, at: &Option<AtModifier>) -> Option<i64> {
         at.as_ref().map(|a| match a {

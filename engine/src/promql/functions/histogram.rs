@@ -25,6 +25,9 @@ pub(crate) fn histogram_quantile(
     cols: Vec<Col>,
     n: usize,
 ) -> Vec<Col> {
+    if !cols.is_empty() {
+        ev.check_quantile_param(phi);
+    }
     per_histogram(ev, cols, n, true, |i, b| bucket_quantile(phi[i], b))
 }
 

@@ -72,6 +72,9 @@ pub(crate) fn call(
         }
     }
     let rv = ev.arg_range(range_arg, steps)?;
+    if name == "quantile_over_time" && !rv.series.is_empty() {
+        ev.check_quantile_param(p1.as_deref().unwrap_or(&[]));
+    }
     let keep_name = matches!(name, "last_over_time" | "first_over_time");
     let mut out = Vec::with_capacity(rv.series.len());
     let mut buf: Vec<f64> = Vec::new();
@@ -154,6 +157,17 @@ pub(crate) fn call(
                 v[i] = x;
             }
         });
+        if matches!(name, "rate" | "increase")
+            && let Some(metric) = s.labels.get("__name__")
+            && !["_total", "_sum", "_count", "_bucket"]
+                .iter()
+                .any(|x| metric.ends_with(x))
+            && v.iter().any(|x| !crate::promql::eval::is_absent(*x))
+        {
+            ev.note_info(format!(
+                "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"{metric}\""
+            ));
+        }
         out.push(Col {
             labels: s.labels.clone(),
             drop_name: s.drop_name || !keep_name,
