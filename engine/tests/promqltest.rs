@@ -66,6 +66,9 @@ fn prometheus_v3_5_3_scripts_pass() {
 #[test]
 fn prometheus_v3_14_0_scripts_figure() {
     let (passed, failed, skipped) = run_dir("testdata/promql/v3.14.0");
+    for f in &failed {
+        println!("FAIL {f}");
+    }
     println!(
         "promqltest v3.14.0: {passed} passed, {} failed, {skipped} skipped",
         failed.len()

@@ -292,12 +292,6 @@ fn vector_vector(
             };
             let ov = one[oi].v[i];
             let (lv, rv) = if swapped { (ov, mv) } else { (mv, ov) };
-            let (mut v, keep) = scalar_binop(op, lv, rv);
-            if rb {
-                v = if keep { 1.0 } else { 0.0 };
-            } else if !keep {
-                continue;
-            }
             if one_to_one {
                 let seen = matched.entry(sig.clone()).or_insert_with(|| vec![false; n]);
                 if seen[i] {
@@ -306,6 +300,12 @@ fn vector_vector(
                     ));
                 }
                 seen[i] = true;
+            }
+            let (mut v, keep) = scalar_binop(op, lv, rv);
+            if rb {
+                v = if keep { 1.0 } else { 0.0 };
+            } else if !keep {
+                continue;
             }
             let idx = match pair_idx.get(&(mi, oi)) {
                 Some(&x) => x,

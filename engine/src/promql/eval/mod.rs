@@ -133,6 +133,8 @@ pub(crate) struct Evaluator<'a> {
     pub storage: &'a dyn Queryable,
     pub q_start: i64,
     pub q_end: i64,
+    /// The query's step (ms); 0 for an instant query.
+    pub q_step: i64,
     pub deadline: Instant,
     pub samples: usize,
     pub warnings: Vec<String>,
@@ -293,6 +295,7 @@ pub(crate) fn run(
         storage,
         q_start: start_ms,
         q_end: end_ms,
+        q_step: if instant { 0 } else { step_ms },
         deadline: Instant::now() + opts.timeout,
         samples: 0,
         warnings: Vec::new(),
@@ -399,31 +402,40 @@ fn finish_names(mut cols: Vec<Col>) -> Result<Vec<Col>, PromqlError> {
         }
     }
     if any {
-        check_duplicates(&cols)?;
+        return merge_same_labels(cols);
     }
     Ok(cols)
 }
 
-/// Fails when two series with equal labels both have a value at some step.
-pub(crate) fn check_duplicates(cols: &[Col]) -> Result<(), PromqlError> {
-    let mut seen: HashMap<&Labels, usize> = HashMap::with_capacity(cols.len());
-    for (i, c) in cols.iter().enumerate() {
-        if let Some(&j) = seen.get(&c.labels) {
-            let other = &cols[j];
-            if c.v
-                .iter()
-                .zip(other.v.iter())
-                .any(|(a, b)| !is_absent(*a) && !is_absent(*b))
-            {
-                return Err(PromqlError::Execution(
-                    "vector cannot contain metrics with the same labelset".into(),
-                ));
+/// Merges series whose labels became equal (after a name drop or relabelling) when they
+/// never have a value at the same step; fails when they do, as Prometheus does.
+pub(crate) fn merge_same_labels(cols: Vec<Col>) -> Result<Vec<Col>, PromqlError> {
+    let mut index: HashMap<Labels, usize> = HashMap::with_capacity(cols.len());
+    let mut out: Vec<Col> = Vec::with_capacity(cols.len());
+    for c in cols {
+        match index.get(&c.labels) {
+            Some(&j) => {
+                let into = &mut out[j];
+                for (a, b) in into.v.iter_mut().zip(c.v.iter()) {
+                    if is_absent(*b) {
+                        continue;
+                    }
+                    if !is_absent(*a) {
+                        return Err(PromqlError::Execution(
+                            "vector cannot contain metrics with the same labelset".into(),
+                        ));
+                    }
+                    *a = *b;
+                }
+                into.drop_name &= c.drop_name;
             }
-        } else {
-            seen.insert(&c.labels, i);
+            None => {
+                index.insert(c.labels.clone(), out.len());
+                out.push(c);
+            }
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Whether a label goes with the metric name: the name itself, and the type and unit labels

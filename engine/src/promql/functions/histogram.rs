@@ -204,9 +204,11 @@ fn bucket_fraction(lower: f64, upper: f64, b: &mut Vec<(f64, f64)>) -> f64 {
         } else {
             f64::NEG_INFINITY
         };
+        // A bucket of infinite width cannot be interpolated into: its observations all count
+        // as sitting at its upper bound.
         let interpolate = |v: f64| {
             if lb.is_infinite() {
-                rank
+                if v == lower { c } else { rank }
             } else {
                 rank + (c - rank) * (v - lb) / (ub - lb)
             }

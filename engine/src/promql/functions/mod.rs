@@ -128,6 +128,32 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, steps: &Steps) -> Result<Va
             (0..n).map(|i| steps.t(i) as f64 / 1000.0).collect(),
         )),
         "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; n])),
+        // Experimental: the query's own start, end, range and step, in seconds.
+        "start" => Ok(Val::Scalar(vec![ev.q_start as f64 / 1000.0; n])),
+        "end" => Ok(Val::Scalar(vec![ev.q_end as f64 / 1000.0; n])),
+        "range" => Ok(Val::Scalar(vec![
+            (ev.q_end - ev.q_start) as f64 / 1000.0;
+            n
+        ])),
+        "step" => Ok(Val::Scalar(vec![ev.q_step as f64 / 1000.0; n])),
+        "min_of" | "max_of" => {
+            let a = ev.arg_scalar(args[0], steps)?;
+            let b = ev.arg_scalar(args[1], steps)?;
+            Ok(Val::Scalar(
+                a.iter()
+                    .zip(b.iter())
+                    .map(|(&x, &y)| {
+                        if x.is_nan() || y.is_nan() {
+                            f64::NAN
+                        } else if name == "min_of" {
+                            x.min(y)
+                        } else {
+                            x.max(y)
+                        }
+                    })
+                    .collect(),
+            ))
+        }
         "vector" => {
             let v = ev.arg_scalar(args[0], steps)?;
             Ok(Val::Vector(vec![Col {
