@@ -223,9 +223,7 @@ impl Evaluator<'_> {
                     let mut buf: Vec<usize> = Vec::new();
                     for (i, &kf) in p.iter().enumerate() {
                         if kf.is_nan() {
-                            return Err(PromqlError::Execution(format!(
-                                "Parameter value is NaN for {op}"
-                            )));
+                            return Err(PromqlError::Execution(format!("Parameter value is NaN")));
                         }
                         if kf >= 9.223_372_036_854_775e18 || kf <= -9.223_372_036_854_775e18 {
                             return Err(PromqlError::Execution(format!(
