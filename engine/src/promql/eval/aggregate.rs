@@ -97,7 +97,55 @@ impl Evaluator<'_> {
         };
 
         let out = match op.as_str() {
-            "sum" | "avg" | "count" | "min" | "max" | "group" | "stddev" | "stdvar" => {
+            "sum" | "count" | "min" | "max" | "group" => {
+                // Series-major: each member column is added into its group's accumulator in
+                // one sequential pass, instead of gathering a strided value per step.
+                let mut out = Vec::with_capacity(groups.len());
+                let (mut acc, mut comp) = (vec![0.0f64; n], vec![0.0f64; n]);
+                let code = match op.as_str() {
+                    "sum" => 0u8,
+                    "count" => 1,
+                    "group" => 2,
+                    "min" => 3,
+                    _ => 4,
+                };
+                for (g, members) in &groups {
+                    let mut v = vec![absent(); n];
+                    comp.iter_mut().for_each(|x| *x = 0.0);
+                    acc.iter_mut().for_each(|x| *x = 0.0);
+                    for &m in members {
+                        let col = &cols[m].v;
+                        for i in 0..n {
+                            let x = col[i];
+                            if is_absent(x) {
+                                continue;
+                            }
+                            let first = is_absent(v[i]);
+                            match code {
+                                0 => (acc[i], comp[i]) = kahan_inc(x, acc[i], comp[i]),
+                                1 => acc[i] += 1.0,
+                                2 => acc[i] = 1.0,
+                                3 if first || acc[i] > x || acc[i].is_nan() => acc[i] = x,
+                                4 if first || acc[i] < x || acc[i].is_nan() => acc[i] = x,
+                                _ => {}
+                            }
+                            v[i] = 0.0;
+                        }
+                    }
+                    for i in 0..n {
+                        if !is_absent(v[i]) {
+                            v[i] = acc[i] + comp[i];
+                        }
+                    }
+                    out.push(Col {
+                        labels: g.clone(),
+                        drop_name: by_name && cols[members[0]].drop_name,
+                        v,
+                    });
+                }
+                out
+            }
+            "avg" | "stddev" | "stdvar" => {
                 let mut out = Vec::with_capacity(groups.len());
                 for (g, members) in &groups {
                     let mut v = vec![absent(); n];
@@ -223,7 +271,9 @@ impl Evaluator<'_> {
                     let mut buf: Vec<usize> = Vec::new();
                     for (i, &kf) in p.iter().enumerate() {
                         if kf.is_nan() {
-                            return Err(PromqlError::Execution(format!("Parameter value is NaN")));
+                            return Err(PromqlError::Execution(
+                                "Parameter value is NaN".to_string(),
+                            ));
                         }
                         if kf >= 9.223_372_036_854_775e18 || kf <= -9.223_372_036_854_775e18 {
                             return Err(PromqlError::Execution(format!(
