@@ -50,7 +50,7 @@ impl Steps {
     /// Timestamp of step `i` (ms).
     #[inline]
     pub fn t(&self, i: usize) -> i64 {
-        self.start + i as i64 * self.step
+        self.start.wrapping_add((i as i64).wrapping_mul(self.step))
     }
 }
 
@@ -94,7 +94,7 @@ impl RangeVec {
                 hi = 0;
             }
             prev_end = end;
-            let start = end - self.range;
+            let start = end.saturating_sub(self.range);
             while hi < s.ts.len() && s.ts[hi] <= end {
                 hi += 1;
             }
@@ -235,7 +235,7 @@ impl Evaluator<'_> {
 fn system_time_ms(t: SystemTime) -> i64 {
     match t.duration_since(SystemTime::UNIX_EPOCH) {
         Ok(d) => d.as_millis() as i64,
-        Err(e) => -(e.duration().as_millis() as i64),
+        Err(e) => (e.duration().as_millis() as i64).wrapping_neg(),
     }
 }
 
@@ -244,7 +244,7 @@ pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
     match o {
         None => 0,
         Some(Offset::Pos(d)) => d.as_millis() as i64,
-        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+        Some(Offset::Neg(d)) => (d.as_millis() as i64).wrapping_neg(),
     }
 }
 
@@ -265,7 +265,7 @@ pub(crate) fn run(
             n: 1,
         }
     } else {
-        let n = ((end_ms - start_ms) / step_ms) as usize + 1;
+        let n = (end_ms.saturating_sub(start_ms) / step_ms) as usize + 1;
         if n > 11_000 {
             return Err(PromqlError::Parse(
                 "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),

@@ -127,9 +127,9 @@ pub(crate) fn call(
             let vs = &s.v[lo..hi];
             let end = rv.ends[i];
             let r = match f {
-                F::Rate => extrapolated(ts, vs, end - range, end, true, true),
-                F::Increase => extrapolated(ts, vs, end - range, end, true, false),
-                F::Delta => extrapolated(ts, vs, end - range, end, false, false),
+                F::Rate => extrapolated(ts, vs, end.saturating_sub(range), end, true, true),
+                F::Increase => extrapolated(ts, vs, end.saturating_sub(range), end, true, false),
+                F::Delta => extrapolated(ts, vs, end.saturating_sub(range), end, false, false),
                 F::Irate => instant_delta(ts, vs, true),
                 F::Idelta => instant_delta(ts, vs, false),
                 F::Resets => Some(vs.windows(2).filter(|w| w[1] < w[0]).count() as f64),
@@ -238,8 +238,8 @@ fn extrapolated(
             prev = x;
         }
     }
-    let mut to_start = (first_t - range_start) as f64 / 1000.0;
-    let mut to_end = (range_end - last_t) as f64 / 1000.0;
+    let mut to_start = (first_t as f64 - range_start as f64) / 1000.0;
+    let mut to_end = (range_end as f64 - last_t as f64) / 1000.0;
     let sampled = (last_t - first_t) as f64 / 1000.0;
     let avg_gap = sampled / (ts.len() - 1) as f64;
     let threshold = avg_gap * 1.1;
@@ -258,7 +258,7 @@ fn extrapolated(
     }
     let mut factor = (sampled + to_start + to_end) / sampled;
     if per_second {
-        factor /= (range_end - range_start) as f64 / 1000.0;
+        factor /= (range_end as f64 - range_start as f64) / 1000.0;
     }
     Some(result * factor)
 }
@@ -299,7 +299,7 @@ pub(crate) fn linear_regression(ts: &[i64], vs: &[f64], intercept_t: i64) -> (f6
     let (mut sx, mut cx, mut sy, mut cy, mut sxy, mut cxy, mut sx2, mut cx2) =
         (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
     for (&t, &y) in ts.iter().zip(vs) {
-        let x = (t - intercept_t) as f64 / 1000.0;
+        let x = (t as f64 - intercept_t as f64) / 1000.0;
         (sx, cx) = kahan_inc(x, sx, cx);
         (sy, cy) = kahan_inc(y, sy, cy);
         (sxy, cxy) = kahan_inc(x * y, sxy, cxy);
