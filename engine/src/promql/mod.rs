@@ -7,7 +7,7 @@
 //! step columns.
 
 mod error;
-mod eval;
+pub(crate) mod eval;
 mod functions;
 pub mod promqltest;
 mod value;
@@ -90,15 +90,57 @@ impl Engine {
             ));
         }
         let expr = parse(query)?;
-        eval::run(
-            &self.opts, storage, &expr, start_ms, end_ms, step_ms, false,
-        )
+        eval::run(&self.opts, storage, &expr, start_ms, end_ms, step_ms, false)
     }
 }
 
 /// Parses a query, mapping the parser's error to [`PromqlError::Parse`].
 pub(crate) fn parse(query: &str) -> Result<promql_parser::parser::Expr, PromqlError> {
-    promql_parser::parser::parse(query).map_err(PromqlError::Parse)
+    let query = decode_byte_escapes(query);
+    promql_parser::parser::parse(&query).map_err(PromqlError::Parse)
+}
+
+/// PromQL strings are Go strings: `\xHH` escapes are bytes, and runs of them spell UTF-8.
+/// The parser reads each as a character, so runs are decoded here first; bytes that are not
+/// valid UTF-8 become U+FFFD, which label-name checks then reject as Prometheus does.
+fn decode_byte_escapes(q: &str) -> std::borrow::Cow<'_, str> {
+    if !q.contains("\\x") {
+        return std::borrow::Cow::Borrowed(q);
+    }
+    let b = q.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = String::with_capacity(q.len());
+    let mut i = 0;
+    let mut last = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 1 < b.len() && b[i + 1] != b'x' {
+            i += 2;
+            continue;
+        }
+        let mut bytes = Vec::new();
+        let start = i;
+        while i + 3 < b.len() && b[i] == b'\\' && b[i + 1] == b'x' {
+            match (hex(b[i + 2]), hex(b[i + 3])) {
+                (Some(h), Some(l)) if h >= 8 => {
+                    bytes.push(h << 4 | l);
+                    i += 4;
+                }
+                _ => break,
+            }
+        }
+        if bytes.is_empty() {
+            i = start + 1;
+            continue;
+        }
+        out.push_str(&q[last..start]);
+        for c in String::from_utf8_lossy(&bytes).chars() {
+            // Re-escaped so the parser reads back exactly this character.
+            out.push_str(&format!("\\U{:08x}", c as u32));
+        }
+        last = i;
+    }
+    out.push_str(&q[last..]);
+    std::borrow::Cow::Owned(out)
 }
 
 /// The query pretty-printed the way `/api/v1/format_query` answers.

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use promql_parser::parser::{Expr, VectorSelector};
 use regex::Regex;
 
 use super::{Engine, Value};
@@ -76,8 +77,9 @@ fn parse_number(s: &str) -> Option<f64> {
         f64::INFINITY
     } else if body.eq_ignore_ascii_case("nan") {
         f64::NAN
-    } else if let Some(h) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
-        i64::from_str_radix(h, 16).ok()? as f64
+    } else if body.contains(['x', 'X']) {
+        // `x` means repetition in this language, never hex.
+        return None;
     } else {
         body.parse::<f64>().ok()?
     };
@@ -265,6 +267,10 @@ struct EvalCmd {
     fail_msg: Option<String>,
     fail_re: Option<String>,
     ordered: bool,
+    /// `Some(true)`: at least one warning expected; `Some(false)`: none.
+    warn: Option<bool>,
+    /// The same for info annotations.
+    info: Option<bool>,
     scalar: Option<f64>,
     string: Option<String>,
     series: Vec<(Labels, Vec<Slot>)>,
@@ -277,7 +283,8 @@ pub fn run_script(name: &str, text: &str, engine: &Engine) -> ScriptReport {
     let lines: Vec<&str> = text.lines().collect();
     let mut store: Vec<Series> = Vec::new();
     let mut mem = MemSeries::default();
-    let mut section_native = false;
+    // Series loaded with native-histogram samples; evals that select any of them are skipped.
+    let mut native_series: Vec<Labels> = Vec::new();
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i].trim();
@@ -304,18 +311,19 @@ pub fn run_script(name: &str, text: &str, engine: &Engine) -> ScriptReport {
             "clear" => {
                 store.clear();
                 mem = MemSeries::default();
-                section_native = false;
+                native_series.clear();
             }
             "load" | "load_with_nhcb" => {
-                if cmd == "load_with_nhcb" {
-                    section_native = true;
-                }
+                let nhcb = cmd == "load_with_nhcb";
                 let step = words.next().and_then(parse_duration).unwrap_or(0);
                 let mut loaded: BTreeMap<Labels, SampleBatch> = BTreeMap::new();
                 for l in &body {
                     match parse_line(l) {
-                        Ok(d) if d.native => section_native = true,
+                        Ok(d) if d.native => native_series.push(d.labels),
                         Ok(d) => {
+                            if nhcb && let Some(native) = nhcb_labels(&d.labels) {
+                                native_series.push(native);
+                            }
                             let mut b = SampleBatch::default();
                             for (k, s) in d.slots.iter().enumerate() {
                                 if let Slot::Value(v) = s {
@@ -345,7 +353,7 @@ pub fn run_script(name: &str, text: &str, engine: &Engine) -> ScriptReport {
                         continue;
                     }
                 };
-                if cmd.skip || section_native {
+                if cmd.skip || touches(&cmd.query, &native_series) {
                     rep.skipped += 1;
                     continue;
                 }
@@ -364,6 +372,66 @@ pub fn run_script(name: &str, text: &str, engine: &Engine) -> ScriptReport {
     rep
 }
 
+/// The native histogram `load_with_nhcb` derives from a classic `_bucket`/`_sum`/`_count`
+/// series: the base name, without `le`.
+fn nhcb_labels(labels: &Labels) -> Option<Labels> {
+    let name = labels.get("__name__")?;
+    let base = ["_bucket", "_sum", "_count"]
+        .iter()
+        .find_map(|s| name.strip_suffix(s))?;
+    Some(Labels::from_pairs(
+        labels.iter().filter(|l| l.name != "le").map(|l| {
+            if l.name == "__name__" {
+                (l.name.clone(), base.to_string())
+            } else {
+                (l.name.clone(), l.value.clone())
+            }
+        }),
+    ))
+}
+
+/// Whether `query` selects any of `series` (or does not parse, when any exist).
+fn touches(query: &str, series: &[Labels]) -> bool {
+    if series.is_empty() {
+        return false;
+    }
+    let Ok(expr) = crate::promql::parse(query) else {
+        return true;
+    };
+    let mut selectors = Vec::new();
+    collect_selectors(&expr, &mut selectors);
+    selectors.iter().any(|vs| {
+        let Ok(ms) = crate::promql::eval::selector_matchers(vs) else {
+            return true;
+        };
+        series
+            .iter()
+            .any(|l| ms.iter().all(|m| m.matches(l.get(&m.name).unwrap_or(""))))
+    })
+}
+
+fn collect_selectors<'a>(e: &'a Expr, out: &mut Vec<&'a VectorSelector>) {
+    match e {
+        Expr::VectorSelector(vs) => out.push(vs),
+        Expr::MatrixSelector(ms) => out.push(&ms.vs),
+        Expr::Aggregate(a) => {
+            collect_selectors(&a.expr, out);
+            if let Some(p) = &a.param {
+                collect_selectors(p, out);
+            }
+        }
+        Expr::Unary(u) => collect_selectors(&u.expr, out),
+        Expr::Binary(b) => {
+            collect_selectors(&b.lhs, out);
+            collect_selectors(&b.rhs, out);
+        }
+        Expr::Paren(p) => collect_selectors(&p.expr, out),
+        Expr::Subquery(s) => collect_selectors(&s.expr, out),
+        Expr::Call(c) => c.args.args.iter().for_each(|a| collect_selectors(a, out)),
+        _ => {}
+    }
+}
+
 /// Whether a line starts a new command (a `clear` has no body, so one may follow at once).
 fn is_command(l: &str) -> bool {
     let w = l.split_whitespace().next().unwrap_or("");
@@ -380,7 +448,8 @@ fn parse_eval(line: &str, body: &[&str], line_no: usize) -> Result<EvalCmd, Stri
         "eval" => {}
         "eval_fail" => c.fail = true,
         "eval_ordered" => c.ordered = true,
-        "eval_warn" | "eval_info" => {}
+        "eval_warn" => c.warn = Some(true),
+        "eval_info" => c.info = Some(true),
         other => return Err(format!("unknown eval form {other}")),
     }
     let rest = rest.trim();
@@ -418,8 +487,15 @@ fn parse_eval(line: &str, body: &[&str], line_no: usize) -> Result<EvalCmd, Stri
                 c.string = read_quoted(s.trim()).map(|x| x.0);
             } else if e.starts_with("range vector") {
                 c.skip = true;
+            } else if e.starts_with("warn") {
+                c.warn = Some(true);
+            } else if e.starts_with("no_warn") {
+                c.warn = Some(false);
+            } else if e.starts_with("info") {
+                c.info = Some(true);
+            } else if e.starts_with("no_info") {
+                c.info = Some(false);
             }
-            // `expect warn|info|no_warn|no_info` are annotations; not checked here.
         } else if body.len() == 1 && !l.contains('{') && parse_number(l).is_some() {
             c.scalar = parse_number(l);
         } else {
@@ -459,6 +535,23 @@ fn check_eval(engine: &Engine, mem: &MemSeries, c: &EvalCmd) -> Result<(), Strin
         };
     }
     let res = res.map_err(|e| format!("error: {e}"))?;
+    // Annotations are checked for presence; their exact text is not compared.
+    match c.warn {
+        Some(true) if res.warnings.is_empty() => return Err("expected a warning, got none".into()),
+        Some(false) if !res.warnings.is_empty() => {
+            return Err(format!("expected no warning, got {:?}", res.warnings));
+        }
+        _ => {}
+    }
+    match c.info {
+        Some(true) if res.info.is_empty() => {
+            return Err("expected an info annotation, got none".into());
+        }
+        Some(false) if !res.info.is_empty() => {
+            return Err(format!("expected no info annotation, got {:?}", res.info));
+        }
+        _ => {}
+    }
     if let Some(exp) = &c.string {
         return match &res.value {
             Value::String { v, .. } if v == exp => Ok(()),

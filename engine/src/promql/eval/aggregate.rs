@@ -17,14 +17,14 @@ fn group_labels(labels: &Labels, modifier: Option<&LabelModifier>) -> Labels {
         Some(LabelModifier::Include(by)) => Labels::from_sorted(
             labels
                 .iter()
-                .filter(|l| by.labels.iter().any(|n| *n == l.name))
+                .filter(|l| by.labels.contains(&l.name))
                 .cloned()
                 .collect(),
         ),
         Some(LabelModifier::Exclude(without)) => Labels::from_sorted(
             labels
                 .iter()
-                .filter(|l| l.name != "__name__" && !without.labels.iter().any(|n| *n == l.name))
+                .filter(|l| !super::is_name_label(&l.name) && !without.labels.contains(&l.name))
                 .cloned()
                 .collect(),
         ),
@@ -35,7 +35,13 @@ fn group_labels(labels: &Labels, modifier: Option<&LabelModifier>) -> Labels {
 fn labels_hash(labels: &Labels) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for l in labels {
-        for b in l.name.bytes().chain([0xff]).chain(l.value.bytes()).chain([0xff]) {
+        for b in l
+            .name
+            .bytes()
+            .chain([0xff])
+            .chain(l.value.bytes())
+            .chain([0xff])
+        {
             h ^= b as u64;
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
@@ -91,7 +97,55 @@ impl Evaluator<'_> {
         };
 
         let out = match op.as_str() {
-            "sum" | "avg" | "count" | "min" | "max" | "group" | "stddev" | "stdvar" => {
+            "sum" | "count" | "min" | "max" | "group" => {
+                // Series-major: each member column is added into its group's accumulator in
+                // one sequential pass, instead of gathering a strided value per step.
+                let mut out = Vec::with_capacity(groups.len());
+                let (mut acc, mut comp) = (vec![0.0f64; n], vec![0.0f64; n]);
+                let code = match op.as_str() {
+                    "sum" => 0u8,
+                    "count" => 1,
+                    "group" => 2,
+                    "min" => 3,
+                    _ => 4,
+                };
+                for (g, members) in &groups {
+                    let mut v = vec![absent(); n];
+                    comp.iter_mut().for_each(|x| *x = 0.0);
+                    acc.iter_mut().for_each(|x| *x = 0.0);
+                    for &m in members {
+                        let col = &cols[m].v;
+                        for i in 0..n {
+                            let x = col[i];
+                            if is_absent(x) {
+                                continue;
+                            }
+                            let first = is_absent(v[i]);
+                            match code {
+                                0 => (acc[i], comp[i]) = kahan_inc(x, acc[i], comp[i]),
+                                1 => acc[i] += 1.0,
+                                2 => acc[i] = 1.0,
+                                3 if first || acc[i] > x || acc[i].is_nan() => acc[i] = x,
+                                4 if first || acc[i] < x || acc[i].is_nan() => acc[i] = x,
+                                _ => {}
+                            }
+                            v[i] = 0.0;
+                        }
+                    }
+                    for i in 0..n {
+                        if !is_absent(v[i]) {
+                            v[i] = acc[i] + comp[i];
+                        }
+                    }
+                    out.push(Col {
+                        labels: g.clone(),
+                        drop_name: by_name && cols[members[0]].drop_name,
+                        v,
+                    });
+                }
+                out
+            }
+            "avg" | "stddev" | "stdvar" => {
                 let mut out = Vec::with_capacity(groups.len());
                 for (g, members) in &groups {
                     let mut v = vec![absent(); n];
@@ -115,6 +169,7 @@ impl Evaluator<'_> {
             }
             "quantile" => {
                 let phi = scalar_param("quantile")?;
+                self.check_quantile_param(&phi);
                 let mut out = Vec::with_capacity(groups.len());
                 let mut buf = Vec::new();
                 for (g, members) in &groups {
@@ -191,9 +246,7 @@ impl Evaluator<'_> {
                 if op == "limit_ratio" {
                     for (i, &r) in p.iter().enumerate() {
                         if r.is_nan() {
-                            return Err(PromqlError::Execution(format!(
-                                "Ratio value is NaN"
-                            )));
+                            return Err(PromqlError::Execution("Ratio value is NaN".to_string()));
                         }
                         if !(-1.0..=1.0).contains(&r) {
                             let capped = r.clamp(-1.0, 1.0);
@@ -218,9 +271,9 @@ impl Evaluator<'_> {
                     let mut buf: Vec<usize> = Vec::new();
                     for (i, &kf) in p.iter().enumerate() {
                         if kf.is_nan() {
-                            return Err(PromqlError::Execution(format!(
-                                "Parameter value is NaN for {op}"
-                            )));
+                            return Err(PromqlError::Execution(
+                                "Parameter value is NaN".to_string(),
+                            ));
                         }
                         if kf >= 9.223_372_036_854_775e18 || kf <= -9.223_372_036_854_775e18 {
                             return Err(PromqlError::Execution(format!(
@@ -234,10 +287,19 @@ impl Evaluator<'_> {
                         }
                         for (_, members) in &groups {
                             buf.clear();
-                            buf.extend(members.iter().copied().filter(|&m| !is_absent(cols[m].v[i])));
+                            buf.extend(
+                                members
+                                    .iter()
+                                    .copied()
+                                    .filter(|&m| !is_absent(cols[m].v[i])),
+                            );
                             match op.as_str() {
-                                "topk" => buf.sort_by(|&x, &y| desc_nan_last(cols[x].v[i], cols[y].v[i])),
-                                "bottomk" => buf.sort_by(|&x, &y| asc_nan_last(cols[x].v[i], cols[y].v[i])),
+                                "topk" => {
+                                    buf.sort_by(|&x, &y| desc_nan_last(cols[x].v[i], cols[y].v[i]))
+                                }
+                                "bottomk" => {
+                                    buf.sort_by(|&x, &y| asc_nan_last(cols[x].v[i], cols[y].v[i]))
+                                }
                                 _ => {}
                             }
                             buf.truncate(k as usize);
@@ -335,16 +397,8 @@ fn simple_agg(op: &str, vals: impl Iterator<Item = f64>) -> Option<f64> {
                 let q = (count - 1.0) / count;
                 (mean, c) = kahan_inc(x / count, q * mean, q * c);
             }
-            "min" => {
-                if count == 1.0 || acc > x || acc.is_nan() {
-                    acc = x;
-                }
-            }
-            "max" => {
-                if count == 1.0 || acc < x || acc.is_nan() {
-                    acc = x;
-                }
-            }
+            "min" if count == 1.0 || acc > x || acc.is_nan() => acc = x,
+            "max" if count == 1.0 || acc < x || acc.is_nan() => acc = x,
             "stddev" | "stdvar" => {
                 let d = x - wmean;
                 wmean += d / count;

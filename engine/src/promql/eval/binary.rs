@@ -42,18 +42,24 @@ fn signature(labels: &Labels, matching: Option<&LabelModifier>) -> Labels {
         Some(LabelModifier::Include(on)) => Labels::from_sorted(
             labels
                 .iter()
-                .filter(|l| on.labels.iter().any(|n| *n == l.name))
+                .filter(|l| on.labels.contains(&l.name))
                 .cloned()
                 .collect(),
         ),
         Some(LabelModifier::Exclude(ign)) => Labels::from_sorted(
             labels
                 .iter()
-                .filter(|l| l.name != "__name__" && !ign.labels.iter().any(|n| *n == l.name))
+                .filter(|l| l.name != "__name__" && !ign.labels.contains(&l.name))
                 .cloned()
                 .collect(),
         ),
-        None => super::without_name(labels),
+        None => Labels::from_sorted(
+            labels
+                .iter()
+                .filter(|l| l.name != "__name__")
+                .cloned()
+                .collect(),
+        ),
     }
 }
 
@@ -203,10 +209,10 @@ fn result_labels(
     if matches!(card, VectorMatchCardinality::OneToOne) {
         match matching {
             Some(LabelModifier::Include(on)) => {
-                ls.retain(|l| on.labels.iter().any(|n| *n == l.name));
+                ls.retain(|l| on.labels.contains(&l.name));
             }
             Some(LabelModifier::Exclude(ign)) => {
-                ls.retain(|l| !ign.labels.iter().any(|n| *n == l.name));
+                ls.retain(|l| !ign.labels.contains(&l.name));
             }
             None => {}
         }
@@ -286,20 +292,20 @@ fn vector_vector(
             };
             let ov = one[oi].v[i];
             let (lv, rv) = if swapped { (ov, mv) } else { (mv, ov) };
+            if one_to_one {
+                let seen = matched.entry(sig.clone()).or_insert_with(|| vec![false; n]);
+                if seen[i] {
+                    return Err(PromqlError::Execution(
+                        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
+                    ));
+                }
+                seen[i] = true;
+            }
             let (mut v, keep) = scalar_binop(op, lv, rv);
             if rb {
                 v = if keep { 1.0 } else { 0.0 };
             } else if !keep {
                 continue;
-            }
-            if one_to_one {
-                let seen = matched.entry(sig.clone()).or_insert_with(|| vec![false; n]);
-                if seen[i] {
-                    return Err(PromqlError::Execution(format!(
-                        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
-                    )));
-                }
-                seen[i] = true;
             }
             let idx = match pair_idx.get(&(mi, oi)) {
                 Some(&x) => x,

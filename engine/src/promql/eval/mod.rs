@@ -6,6 +6,8 @@ mod binary;
 mod selector;
 mod subquery;
 
+pub(crate) use selector::selector_matchers;
+
 use std::collections::HashMap;
 use std::time::{Instant, SystemTime};
 
@@ -18,7 +20,6 @@ use super::{EngineOptions, functions};
 use crate::chunk::SampleBatch;
 use crate::labels::Labels;
 use crate::query::{Queryable, Series};
-
 
 /// The bit pattern marking "no sample at this step" in a step column. It is a NaN payload no
 /// computation produces and no stored sample carries (stale markers end in `2`), so one f64
@@ -49,7 +50,7 @@ impl Steps {
     /// Timestamp of step `i` (ms).
     #[inline]
     pub fn t(&self, i: usize) -> i64 {
-        self.start + i as i64 * self.step
+        self.start.wrapping_add((i as i64).wrapping_mul(self.step))
     }
 }
 
@@ -93,7 +94,7 @@ impl RangeVec {
                 hi = 0;
             }
             prev_end = end;
-            let start = end - self.range;
+            let start = end.saturating_sub(self.range);
             while hi < s.ts.len() && s.ts[hi] <= end {
                 hi += 1;
             }
@@ -132,6 +133,8 @@ pub(crate) struct Evaluator<'a> {
     pub storage: &'a dyn Queryable,
     pub q_start: i64,
     pub q_end: i64,
+    /// The query's step (ms); 0 for an instant query.
+    pub q_step: i64,
     pub deadline: Instant,
     pub samples: usize,
     pub warnings: Vec<String>,
@@ -154,6 +157,30 @@ impl Evaluator<'_> {
             return Err(PromqlError::TooManySamples(stage));
         }
         Ok(())
+    }
+
+    /// Records a warning once (`PromQL warning: …`).
+    pub fn warn(&mut self, msg: String) {
+        if !self.warnings.contains(&msg) {
+            self.warnings.push(msg);
+        }
+    }
+
+    /// Records an info annotation once (`PromQL info: …`).
+    pub fn note_info(&mut self, msg: String) {
+        if !self.info.contains(&msg) {
+            self.info.push(msg);
+        }
+    }
+
+    /// Warns once per query about each out-of-range quantile parameter.
+    pub fn check_quantile_param(&mut self, phi: &[f64]) {
+        if let Some(&q) = phi.iter().find(|q| q.is_nan() || **q < 0.0 || **q > 1.0) {
+            self.warn(format!(
+                "PromQL warning: quantile value should be between 0 and 1, got {}",
+                aggregate::format_float(q)
+            ));
+        }
     }
 
     /// The time an `@` modifier pins evaluation to (ms).
@@ -208,7 +235,7 @@ impl Evaluator<'_> {
 fn system_time_ms(t: SystemTime) -> i64 {
     match t.duration_since(SystemTime::UNIX_EPOCH) {
         Ok(d) => d.as_millis() as i64,
-        Err(e) => -(e.duration().as_millis() as i64),
+        Err(e) => (e.duration().as_millis() as i64).wrapping_neg(),
     }
 }
 
@@ -217,7 +244,7 @@ pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
     match o {
         None => 0,
         Some(Offset::Pos(d)) => d.as_millis() as i64,
-        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+        Some(Offset::Neg(d)) => (d.as_millis() as i64).wrapping_neg(),
     }
 }
 
@@ -238,7 +265,7 @@ pub(crate) fn run(
             n: 1,
         }
     } else {
-        let n = ((end_ms - start_ms) / step_ms) as usize + 1;
+        let n = (end_ms.saturating_sub(start_ms) / step_ms) as usize + 1;
         if n > 11_000 {
             return Err(PromqlError::Parse(
                 "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
@@ -268,6 +295,7 @@ pub(crate) fn run(
         storage,
         q_start: start_ms,
         q_end: end_ms,
+        q_step: if instant { 0 } else { step_ms },
         deadline: Instant::now() + opts.timeout,
         samples: 0,
         warnings: Vec::new(),
@@ -374,40 +402,54 @@ fn finish_names(mut cols: Vec<Col>) -> Result<Vec<Col>, PromqlError> {
         }
     }
     if any {
-        check_duplicates(&cols)?;
+        return merge_same_labels(cols);
     }
     Ok(cols)
 }
 
-/// Fails when two series with equal labels both have a value at some step.
-pub(crate) fn check_duplicates(cols: &[Col]) -> Result<(), PromqlError> {
-    let mut seen: HashMap<&Labels, usize> = HashMap::with_capacity(cols.len());
-    for (i, c) in cols.iter().enumerate() {
-        if let Some(&j) = seen.get(&c.labels) {
-            let other = &cols[j];
-            if c
-                .v
-                .iter()
-                .zip(other.v.iter())
-                .any(|(a, b)| !is_absent(*a) && !is_absent(*b))
-            {
-                return Err(PromqlError::Execution(
-                    "vector cannot contain metrics with the same labelset".into(),
-                ));
+/// Merges series whose labels became equal (after a name drop or relabelling) when they
+/// never have a value at the same step; fails when they do, as Prometheus does.
+pub(crate) fn merge_same_labels(cols: Vec<Col>) -> Result<Vec<Col>, PromqlError> {
+    let mut index: HashMap<Labels, usize> = HashMap::with_capacity(cols.len());
+    let mut out: Vec<Col> = Vec::with_capacity(cols.len());
+    for c in cols {
+        match index.get(&c.labels) {
+            Some(&j) => {
+                let into = &mut out[j];
+                for (a, b) in into.v.iter_mut().zip(c.v.iter()) {
+                    if is_absent(*b) {
+                        continue;
+                    }
+                    if !is_absent(*a) {
+                        return Err(PromqlError::Execution(
+                            "vector cannot contain metrics with the same labelset".into(),
+                        ));
+                    }
+                    *a = *b;
+                }
+                into.drop_name &= c.drop_name;
             }
-        } else {
-            seen.insert(&c.labels, i);
+            None => {
+                index.insert(c.labels.clone(), out.len());
+                out.push(c);
+            }
         }
     }
-    Ok(())
+    Ok(out)
 }
 
-/// `labels` without `__name__`.
+/// Whether a label goes with the metric name: the name itself, and the type and unit labels
+/// that describe what the name measures.
+pub(crate) fn is_name_label(name: &str) -> bool {
+    matches!(name, "__name__" | "__type__" | "__unit__")
+}
+
+/// `labels` without the metric name (and its type and unit labels).
 pub(crate) fn without_name(labels: &Labels) -> Labels {
     Labels::from_sorted(
         labels
             .iter()
-            .filter(|l| l.name != "__name__")
+            .filter(|l| !is_name_label(&l.name))
             .cloned()
             .collect(),
     )

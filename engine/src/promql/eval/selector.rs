@@ -15,8 +15,10 @@ impl Evaluator<'_> {
     fn selector_times(&self, vs: &VectorSelector, steps: &Steps) -> Vec<i64> {
         let off = offset_ms(&vs.offset);
         match self.at_time(&vs.at) {
-            Some(at) => vec![at - off; steps.n],
-            None => (0..steps.n).map(|i| steps.t(i) - off).collect(),
+            Some(at) => vec![at.saturating_sub(off); steps.n],
+            None => (0..steps.n)
+                .map(|i| steps.t(i).saturating_sub(off))
+                .collect(),
         }
     }
 
@@ -62,7 +64,13 @@ impl Evaluator<'_> {
     ) -> Result<Vec<Col>, PromqlError> {
         let times = self.selector_times(vs, steps);
         let lookback = self.opts.lookback_delta_ms;
-        let mint = times.iter().copied().min().unwrap_or(0) - lookback + 1;
+        let mint = times
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(0)
+            .saturating_sub(lookback)
+            .saturating_add(1);
         let maxt = times.iter().copied().max().unwrap_or(0);
         let hints = SelectHints {
             step_ms: steps.step,
@@ -89,7 +97,7 @@ impl Evaluator<'_> {
                     continue;
                 }
                 let j = hi - 1;
-                if ts[j] <= t - lookback || is_stale_nan(vals[j]) {
+                if ts[j] <= t.saturating_sub(lookback) || is_stale_nan(vals[j]) {
                     continue;
                 }
                 col[i] = if want_ts {
@@ -120,7 +128,13 @@ impl Evaluator<'_> {
     ) -> Result<RangeVec, PromqlError> {
         let range = ms.range.as_millis() as i64;
         let ends = self.selector_times(&ms.vs, steps);
-        let mint = ends.iter().copied().min().unwrap_or(0) - range + 1;
+        let mint = ends
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(0)
+            .saturating_sub(range)
+            .saturating_add(1);
         let maxt = ends.iter().copied().max().unwrap_or(0);
         let hints = SelectHints {
             step_ms: steps.step,
@@ -159,6 +173,18 @@ impl Evaluator<'_> {
             ends,
         })
     }
+}
+
+/// The matchers of a selector's main group, the metric name included.
+pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, PromqlError> {
+    let mut ms = Vec::new();
+    if let Some(name) = &vs.name {
+        ms.push(Matcher::equal("__name__", name.clone()));
+    }
+    for m in &vs.matchers.matchers {
+        ms.push(convert_matcher(m)?);
+    }
+    Ok(ms)
 }
 
 /// The parser's matcher as Gauntlet's (anchored regexes, same semantics).

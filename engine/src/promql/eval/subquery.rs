@@ -23,23 +23,28 @@ impl Evaluator<'_> {
             .filter(|&s| s > 0)
             .unwrap_or(DEFAULT_SUBQUERY_STEP_MS);
         let ends: Vec<i64> = match self.at_time(&sq.at) {
-            Some(at) => vec![at - off; steps.n],
-            None => (0..steps.n).map(|i| steps.t(i) - off).collect(),
+            Some(at) => vec![at.saturating_sub(off); steps.n],
+            None => (0..steps.n)
+                .map(|i| steps.t(i).saturating_sub(off))
+                .collect(),
         };
         let first = ends.iter().copied().min().unwrap_or(0);
         let last = ends.iter().copied().max().unwrap_or(0);
         // The first aligned timestamp after the earliest window start; Go's integer division
         // truncates toward zero, and so does Rust's.
-        let lo = first - range;
-        let mut start = step * (lo / step);
+        let lo = first.saturating_sub(range);
+        let mut start = step.saturating_mul(lo / step);
         if start <= lo {
-            start += step;
+            start = start.saturating_add(step);
         }
         let n = if last >= start {
-            ((last - start) / step) as usize + 1
+            (last.saturating_sub(start) / step) as usize + 1
         } else {
             0
         };
+        if n > self.opts.max_samples {
+            return Err(PromqlError::TooManySamples("subquery evaluation"));
+        }
         let inner = Steps { start, step, n };
         let series = if n == 0 {
             Vec::new()

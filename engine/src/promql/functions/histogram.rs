@@ -18,11 +18,40 @@ fn parse_le(s: &str) -> Option<f64> {
     }
 }
 
+/// `histogram_quantile(phi, buckets)` per group and step.
 pub(crate) fn histogram_quantile(
     ev: &mut Evaluator<'_>,
     phi: &[f64],
     cols: Vec<Col>,
     n: usize,
+) -> Vec<Col> {
+    if !cols.is_empty() {
+        ev.check_quantile_param(phi);
+    }
+    per_histogram(ev, cols, n, true, |i, b| bucket_quantile(phi[i], b))
+}
+
+/// `histogram_fraction(lower, upper, buckets)` per group and step.
+pub(crate) fn histogram_fraction(
+    ev: &mut Evaluator<'_>,
+    lower: &[f64],
+    upper: &[f64],
+    cols: Vec<Col>,
+    n: usize,
+) -> Vec<Col> {
+    per_histogram(ev, cols, n, false, |i, b| {
+        (bucket_fraction(lower[i], upper[i], b), false)
+    })
+}
+
+/// Groups classic bucket series by their labels other than `le` and computes `f` over each
+/// group's `(upper bound, count)` buckets at each step.
+fn per_histogram(
+    ev: &mut Evaluator<'_>,
+    cols: Vec<Col>,
+    n: usize,
+    quantile: bool,
+    mut f: impl FnMut(usize, &mut Vec<(f64, f64)>) -> (f64, bool),
 ) -> Vec<Col> {
     let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
     let mut index: HashMap<Labels, usize> = HashMap::new();
@@ -67,11 +96,11 @@ pub(crate) fn histogram_quantile(
             if buckets.is_empty() {
                 continue;
             }
-            let (q, f) = bucket_quantile(phi[i], &mut buckets);
-            forced |= f;
+            let (q, fixed) = f(i, &mut buckets);
+            forced |= fixed;
             *slot = q;
         }
-        if forced {
+        if forced && quantile {
             let msg = format!(
                 "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name \"{}\"",
                 labels.get("__name__").unwrap_or("")
@@ -106,17 +135,7 @@ fn bucket_quantile(q: f64, b: &mut Vec<(f64, f64)>) -> (f64, bool) {
     if b.last().map(|x| x.0) != Some(f64::INFINITY) {
         return (f64::NAN, false);
     }
-    // Coalesce equal bounds (e.g. `le="1"` and `le="1.0"`).
-    let mut k = 0;
-    for j in 0..b.len() {
-        if k > 0 && b[k - 1].0 == b[j].0 {
-            b[k - 1].1 += b[j].1;
-        } else {
-            b[k] = b[j];
-            k += 1;
-        }
-    }
-    b.truncate(k);
+    coalesce(b);
     let mut forced = false;
     let mut prev = b[0].1;
     for x in b.iter_mut().skip(1) {
@@ -158,6 +177,87 @@ fn bucket_quantile(q: f64, b: &mut Vec<(f64, f64)>) -> (f64, bool) {
         rank -= b[idx - 1].1;
     }
     (start + (end - start) * (rank / count), forced)
+}
+
+/// The fraction of observations between `lower` and `upper`, interpolating linearly inside
+/// buckets.
+fn bucket_fraction(lower: f64, upper: f64, b: &mut Vec<(f64, f64)>) -> f64 {
+    b.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap_or(std::cmp::Ordering::Equal));
+    if b.last().map(|x| x.0) != Some(f64::INFINITY) {
+        return f64::NAN;
+    }
+    coalesce(b);
+    let count = b[b.len() - 1].1;
+    if count == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    let (mut rank, mut lower_rank, mut upper_rank) = (0.0, 0.0, 0.0);
+    let (mut lower_set, mut upper_set) = (false, false);
+    for (i, &(ub, c)) in b.iter().enumerate() {
+        let lb = if i > 0 {
+            b[i - 1].0
+        } else if ub > 0.0 {
+            0.0
+        } else {
+            f64::NEG_INFINITY
+        };
+        // A bucket of infinite width cannot be interpolated into: its observations all count
+        // as sitting at its upper bound.
+        let interpolate = |v: f64| {
+            if lb.is_infinite() {
+                if v == lower { c } else { rank }
+            } else {
+                rank + (c - rank) * (v - lb) / (ub - lb)
+            }
+        };
+        if !lower_set && lb >= lower {
+            lower_rank = rank;
+            lower_set = true;
+        }
+        if !upper_set && lb >= upper {
+            upper_rank = rank;
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        if !lower_set && lb < lower && ub > lower {
+            lower_rank = interpolate(lower);
+            lower_set = true;
+        }
+        if !upper_set && lb < upper && ub > upper {
+            upper_rank = interpolate(upper);
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        rank = c;
+    }
+    if !lower_set || lower_rank > count {
+        lower_rank = count;
+    }
+    if !upper_set || upper_rank > count {
+        upper_rank = count;
+    }
+    (upper_rank - lower_rank) / count
+}
+
+/// Merges buckets with equal upper bounds (e.g. `le="1"` and `le="1.0"`), adding counts.
+fn coalesce(b: &mut Vec<(f64, f64)>) {
+    let mut k = 0;
+    for j in 0..b.len() {
+        if k > 0 && b[k - 1].0 == b[j].0 {
+            b[k - 1].1 += b[j].1;
+        } else {
+            b[k] = b[j];
+            k += 1;
+        }
+    }
+    b.truncate(k);
 }
 
 /// Whether `a` and `b` differ by less than `eps` relative to their magnitude.

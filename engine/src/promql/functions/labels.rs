@@ -6,7 +6,7 @@ use regex::Regex;
 
 use crate::labels::{Label, Labels};
 use crate::promql::error::PromqlError;
-use crate::promql::eval::{Col, check_duplicates, is_absent};
+use crate::promql::eval::{Col, is_absent, merge_same_labels};
 
 /// Whether `s` is usable as a label name (Prometheus 3 accepts any valid UTF-8, not empty).
 fn valid_name(s: &str) -> bool {
@@ -47,8 +47,7 @@ pub(crate) fn label_replace(mut cols: Vec<Col>, args: &[String]) -> Result<Vec<C
             }
         }
     }
-    check_duplicates(&cols)?;
-    Ok(cols)
+    merge_same_labels(cols)
 }
 
 /// `label_join(v, dst, separator, src...)`; `args` are the strings.
@@ -75,8 +74,7 @@ pub(crate) fn label_join(mut cols: Vec<Col>, args: &[String]) -> Result<Vec<Col>
             c.drop_name = false;
         }
     }
-    check_duplicates(&cols)?;
-    Ok(cols)
+    merge_same_labels(cols)
 }
 
 /// Compares two strings in natural order: runs of digits compare as numbers.

@@ -128,6 +128,32 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, steps: &Steps) -> Result<Va
             (0..n).map(|i| steps.t(i) as f64 / 1000.0).collect(),
         )),
         "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; n])),
+        // Experimental: the query's own start, end, range and step, in seconds.
+        "start" => Ok(Val::Scalar(vec![ev.q_start as f64 / 1000.0; n])),
+        "end" => Ok(Val::Scalar(vec![ev.q_end as f64 / 1000.0; n])),
+        "range" => Ok(Val::Scalar(vec![
+            (ev.q_end - ev.q_start) as f64 / 1000.0;
+            n
+        ])),
+        "step" => Ok(Val::Scalar(vec![ev.q_step as f64 / 1000.0; n])),
+        "min_of" | "max_of" => {
+            let a = ev.arg_scalar(args[0], steps)?;
+            let b = ev.arg_scalar(args[1], steps)?;
+            Ok(Val::Scalar(
+                a.iter()
+                    .zip(b.iter())
+                    .map(|(&x, &y)| {
+                        if x.is_nan() || y.is_nan() {
+                            f64::NAN
+                        } else if name == "min_of" {
+                            x.min(y)
+                        } else {
+                            x.max(y)
+                        }
+                    })
+                    .collect(),
+            ))
+        }
         "vector" => {
             let v = ev.arg_scalar(args[0], steps)?;
             Ok(Val::Vector(vec![Col {
@@ -223,10 +249,20 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, steps: &Steps) -> Result<Va
         "histogram_quantile" => {
             let phi = ev.arg_scalar(args[0], steps)?;
             let cols = ev.arg_vector(args[1], steps)?;
-            Ok(Val::Vector(histogram::histogram_quantile(ev, &phi, cols, n)))
+            Ok(Val::Vector(histogram::histogram_quantile(
+                ev, &phi, cols, n,
+            )))
+        }
+        "histogram_fraction" => {
+            let lower = ev.arg_scalar(args[0], steps)?;
+            let upper = ev.arg_scalar(args[1], steps)?;
+            let cols = ev.arg_vector(args[2], steps)?;
+            Ok(Val::Vector(histogram::histogram_fraction(
+                ev, &lower, &upper, cols, n,
+            )))
         }
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
-        | "histogram_stdvar" | "histogram_fraction" => {
+        | "histogram_stdvar" => {
             // Native histograms only; float series yield nothing.
             for a in &args {
                 ev.eval(a, steps)?;
@@ -256,18 +292,21 @@ fn absent_labels(e: &Expr) -> Labels {
         Expr::MatrixSelector(ms) => &ms.vs,
         _ => return Labels::empty(),
     };
+    // A label matched once for equality is known; any other matcher on it makes it unknown.
     let mut pairs: Vec<(String, String)> = Vec::new();
-    let mut dup: Vec<String> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
     for m in &vs.matchers.matchers {
-        if m.name == "__name__" || !matches!(m.op, promql_parser::label::MatchOp::Equal) {
+        if m.name == "__name__" {
             continue;
         }
-        if pairs.iter().any(|(n, _)| *n == m.name) {
-            dup.push(m.name.clone());
-        } else {
+        let equal = matches!(m.op, promql_parser::label::MatchOp::Equal);
+        if equal && !seen.contains(&m.name.as_str()) {
             pairs.push((m.name.clone(), m.value.clone()));
+        } else {
+            pairs.retain(|(n, _)| *n != m.name);
         }
+        seen.push(&m.name);
     }
-    pairs.retain(|(n, v)| !dup.contains(n) && !v.is_empty());
+    pairs.retain(|(_, v)| !v.is_empty());
     Labels::from_pairs(pairs)
 }

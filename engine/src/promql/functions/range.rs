@@ -9,35 +9,70 @@ use crate::promql::eval::{Col, Evaluator, Steps, Val, absent};
 
 /// Whether `name` takes a range vector.
 pub(crate) fn is_range_function(name: &str) -> bool {
-    matches!(
-        name,
-        "rate"
-            | "increase"
-            | "delta"
-            | "irate"
-            | "idelta"
-            | "resets"
-            | "changes"
-            | "deriv"
-            | "predict_linear"
-            | "double_exponential_smoothing"
-            | "avg_over_time"
-            | "sum_over_time"
-            | "count_over_time"
-            | "min_over_time"
-            | "max_over_time"
-            | "stddev_over_time"
-            | "stdvar_over_time"
-            | "last_over_time"
-            | "first_over_time"
-            | "present_over_time"
-            | "quantile_over_time"
-            | "mad_over_time"
-            | "ts_of_max_over_time"
-            | "ts_of_min_over_time"
-            | "ts_of_last_over_time"
-            | "ts_of_first_over_time"
-    )
+    kind(name).is_some()
+}
+
+/// The range functions, resolved once per call so the per-step dispatch is an integer match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum F {
+    Rate,
+    Increase,
+    Delta,
+    Irate,
+    Idelta,
+    Resets,
+    Changes,
+    Deriv,
+    PredictLinear,
+    DoubleExponentialSmoothing,
+    AvgOverTime,
+    SumOverTime,
+    CountOverTime,
+    MinOverTime,
+    MaxOverTime,
+    StddevOverTime,
+    StdvarOverTime,
+    LastOverTime,
+    FirstOverTime,
+    PresentOverTime,
+    QuantileOverTime,
+    MadOverTime,
+    TsOfMaxOverTime,
+    TsOfMinOverTime,
+    TsOfLastOverTime,
+    TsOfFirstOverTime,
+}
+
+fn kind(name: &str) -> Option<F> {
+    Some(match name {
+        "rate" => F::Rate,
+        "increase" => F::Increase,
+        "delta" => F::Delta,
+        "irate" => F::Irate,
+        "idelta" => F::Idelta,
+        "resets" => F::Resets,
+        "changes" => F::Changes,
+        "deriv" => F::Deriv,
+        "predict_linear" => F::PredictLinear,
+        "double_exponential_smoothing" => F::DoubleExponentialSmoothing,
+        "avg_over_time" => F::AvgOverTime,
+        "sum_over_time" => F::SumOverTime,
+        "count_over_time" => F::CountOverTime,
+        "min_over_time" => F::MinOverTime,
+        "max_over_time" => F::MaxOverTime,
+        "stddev_over_time" => F::StddevOverTime,
+        "stdvar_over_time" => F::StdvarOverTime,
+        "last_over_time" => F::LastOverTime,
+        "first_over_time" => F::FirstOverTime,
+        "present_over_time" => F::PresentOverTime,
+        "quantile_over_time" => F::QuantileOverTime,
+        "mad_over_time" => F::MadOverTime,
+        "ts_of_max_over_time" => F::TsOfMaxOverTime,
+        "ts_of_min_over_time" => F::TsOfMinOverTime,
+        "ts_of_last_over_time" => F::TsOfLastOverTime,
+        "ts_of_first_over_time" => F::TsOfFirstOverTime,
+        _ => return None,
+    })
 }
 
 pub(crate) fn call(
@@ -71,7 +106,13 @@ pub(crate) fn call(
             )));
         }
     }
+    let Some(f) = kind(name) else {
+        return Err(PromqlError::Execution(format!("unknown function {name}")));
+    };
     let rv = ev.arg_range(range_arg, steps)?;
+    if name == "quantile_over_time" && !rv.series.is_empty() {
+        ev.check_quantile_param(p1.as_deref().unwrap_or(&[]));
+    }
     let keep_name = matches!(name, "last_over_time" | "first_over_time");
     let mut out = Vec::with_capacity(rv.series.len());
     let mut buf: Vec<f64> = Vec::new();
@@ -85,52 +126,55 @@ pub(crate) fn call(
             let ts = &s.ts[lo..hi];
             let vs = &s.v[lo..hi];
             let end = rv.ends[i];
-            let r = match name {
-                "rate" => extrapolated(ts, vs, end - range, end, true, true),
-                "increase" => extrapolated(ts, vs, end - range, end, true, false),
-                "delta" => extrapolated(ts, vs, end - range, end, false, false),
-                "irate" => instant_delta(ts, vs, true),
-                "idelta" => instant_delta(ts, vs, false),
-                "resets" => Some(vs.windows(2).filter(|w| w[1] < w[0]).count() as f64),
-                "changes" => Some(
+            let r = match f {
+                F::Rate => extrapolated(ts, vs, end.saturating_sub(range), end, true, true),
+                F::Increase => extrapolated(ts, vs, end.saturating_sub(range), end, true, false),
+                F::Delta => extrapolated(ts, vs, end.saturating_sub(range), end, false, false),
+                F::Irate => instant_delta(ts, vs, true),
+                F::Idelta => instant_delta(ts, vs, false),
+                F::Resets => Some(vs.windows(2).filter(|w| w[1] < w[0]).count() as f64),
+                F::Changes => Some(
                     vs.windows(2)
                         .filter(|w| !(w[1] == w[0] || (w[1].is_nan() && w[0].is_nan())))
                         .count() as f64,
                 ),
-                "deriv" => (ts.len() >= 2).then(|| linear_regression(ts, vs, ts[0]).0),
-                "predict_linear" => (ts.len() >= 2).then(|| {
+                F::Deriv => (ts.len() >= 2).then(|| linear_regression(ts, vs, ts[0]).0),
+                F::PredictLinear => (ts.len() >= 2).then(|| {
                     let dur = p1.as_ref().map_or(0.0, |p| p[i]);
                     let (slope, intercept) = linear_regression(ts, vs, steps.t(i));
                     slope * dur + intercept
                 }),
-                "double_exponential_smoothing" => {
+                F::DoubleExponentialSmoothing => {
                     let sf = p1.as_ref().map_or(0.5, |p| p[i]);
                     let tf = p2.as_ref().map_or(0.5, |p| p[i]);
                     double_exp(vs, sf, tf)
                 }
-                "avg_over_time" => Some(avg(vs)),
-                "sum_over_time" => {
+                F::AvgOverTime => Some(avg(vs)),
+                F::SumOverTime => {
                     let (mut s, mut c) = (0.0, 0.0);
                     for &x in vs {
                         (s, c) = kahan_inc(x, s, c);
                     }
                     Some(s + c)
                 }
-                "count_over_time" => Some(vs.len() as f64),
-                "min_over_time" => Some(extreme(vs, |cur, acc| cur < acc)),
-                "max_over_time" => Some(extreme(vs, |cur, acc| cur > acc)),
-                "stddev_over_time" => Some(variance(vs).sqrt()),
-                "stdvar_over_time" => Some(variance(vs)),
-                "last_over_time" => Some(vs[vs.len() - 1]),
-                "first_over_time" => Some(vs[0]),
-                "present_over_time" => Some(1.0),
-                "quantile_over_time" => {
+                F::CountOverTime => Some(vs.len() as f64),
+                F::MinOverTime => Some(extreme(vs, |cur, acc| cur < acc)),
+                F::MaxOverTime => Some(extreme(vs, |cur, acc| cur > acc)),
+                F::StddevOverTime => Some(variance(vs).sqrt()),
+                F::StdvarOverTime => Some(variance(vs)),
+                F::LastOverTime => Some(vs[vs.len() - 1]),
+                F::FirstOverTime => Some(vs[0]),
+                F::PresentOverTime => Some(1.0),
+                F::QuantileOverTime => {
                     buf.clear();
                     buf.extend_from_slice(vs);
                     sort_floats(&mut buf);
-                    Some(quantile_sorted(p1.as_ref().map_or(f64::NAN, |p| p[i]), &buf))
+                    Some(quantile_sorted(
+                        p1.as_ref().map_or(f64::NAN, |p| p[i]),
+                        &buf,
+                    ))
                 }
-                "mad_over_time" => {
+                F::MadOverTime => {
                     buf.clear();
                     buf.extend_from_slice(vs);
                     sort_floats(&mut buf);
@@ -141,16 +185,26 @@ pub(crate) fn call(
                     sort_floats(&mut buf);
                     Some(quantile_sorted(0.5, &buf))
                 }
-                "ts_of_max_over_time" => Some(ts_of_extreme(ts, vs, |cur, acc| cur >= acc)),
-                "ts_of_min_over_time" => Some(ts_of_extreme(ts, vs, |cur, acc| cur <= acc)),
-                "ts_of_last_over_time" => Some(ts[ts.len() - 1] as f64 / 1000.0),
-                "ts_of_first_over_time" => Some(ts[0] as f64 / 1000.0),
-                _ => None,
+                F::TsOfMaxOverTime => Some(ts_of_extreme(ts, vs, |cur, acc| cur >= acc)),
+                F::TsOfMinOverTime => Some(ts_of_extreme(ts, vs, |cur, acc| cur <= acc)),
+                F::TsOfLastOverTime => Some(ts[ts.len() - 1] as f64 / 1000.0),
+                F::TsOfFirstOverTime => Some(ts[0] as f64 / 1000.0),
             };
             if let Some(x) = r {
                 v[i] = x;
             }
         });
+        if matches!(name, "rate" | "increase")
+            && let Some(metric) = s.labels.get("__name__")
+            && !["_total", "_sum", "_count", "_bucket"]
+                .iter()
+                .any(|x| metric.ends_with(x))
+            && v.iter().any(|x| !crate::promql::eval::is_absent(*x))
+        {
+            ev.note_info(format!(
+                "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"{metric}\""
+            ));
+        }
         out.push(Col {
             labels: s.labels.clone(),
             drop_name: s.drop_name || !keep_name,
@@ -184,8 +238,8 @@ fn extrapolated(
             prev = x;
         }
     }
-    let mut to_start = (first_t - range_start) as f64 / 1000.0;
-    let mut to_end = (range_end - last_t) as f64 / 1000.0;
+    let mut to_start = (first_t as f64 - range_start as f64) / 1000.0;
+    let mut to_end = (range_end as f64 - last_t as f64) / 1000.0;
     let sampled = (last_t - first_t) as f64 / 1000.0;
     let avg_gap = sampled / (ts.len() - 1) as f64;
     let threshold = avg_gap * 1.1;
@@ -204,7 +258,7 @@ fn extrapolated(
     }
     let mut factor = (sampled + to_start + to_end) / sampled;
     if per_second {
-        factor /= (range_end - range_start) as f64 / 1000.0;
+        factor /= (range_end as f64 - range_start as f64) / 1000.0;
     }
     Some(result * factor)
 }
@@ -245,7 +299,7 @@ pub(crate) fn linear_regression(ts: &[i64], vs: &[f64], intercept_t: i64) -> (f6
     let (mut sx, mut cx, mut sy, mut cy, mut sxy, mut cxy, mut sx2, mut cx2) =
         (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
     for (&t, &y) in ts.iter().zip(vs) {
-        let x = (t - intercept_t) as f64 / 1000.0;
+        let x = (t as f64 - intercept_t as f64) / 1000.0;
         (sx, cx) = kahan_inc(x, sx, cx);
         (sy, cy) = kahan_inc(y, sy, cy);
         (sxy, cxy) = kahan_inc(x * y, sxy, cxy);

@@ -1,0 +1,131 @@
+//! The PromQL engine's public API as the HTTP layer uses it: result shapes and order, error
+//! types, limits, and query formatting.
+
+use std::time::Duration;
+
+use gauntlet_engine::chunk::SampleBatch;
+use gauntlet_engine::labels::Labels;
+use gauntlet_engine::promql::{Engine, EngineOptions, PromqlError, Value, format_query};
+use gauntlet_engine::query::{MemSeries, Series};
+
+/// Two counters, `job="b"` and `job="a"`, sampled every 15 s for 10 minutes.
+fn store() -> MemSeries {
+    let series = [("b", 2.0), ("a", 1.0)]
+        .into_iter()
+        .map(|(job, slope)| {
+            let ts: Vec<i64> = (0..=40).map(|k| k * 15_000).collect();
+            let val = ts.iter().map(|&t| t as f64 / 1000.0 * slope).collect();
+            Series {
+                labels: Labels::from_pairs([("__name__", "reqs_total"), ("job", job)]),
+                samples: SampleBatch { ts, val },
+            }
+        })
+        .collect();
+    MemSeries::new(series)
+}
+
+#[test]
+fn range_query_gives_a_matrix_sorted_by_labels_with_one_point_per_step() {
+    let r = Engine::default()
+        .range_query(&store(), "rate(reqs_total[1m])", 60_000, 600_000, 60_000)
+        .expect("query");
+    let Value::Matrix(m) = r.value else {
+        panic!("expected a matrix, got {:?}", r.value)
+    };
+    assert_eq!(m.len(), 2);
+    assert_eq!(m[0].labels, Labels::from_pairs([("job", "a")]));
+    assert_eq!(m[1].labels, Labels::from_pairs([("job", "b")]));
+    assert_eq!(m[0].samples.ts.len(), 10);
+    for (v1, v2) in m[0].samples.val.iter().zip(&m[1].samples.val) {
+        assert!((v1 - 1.0).abs() < 1e-9, "{v1}");
+        assert!((v2 - 2.0).abs() < 1e-9, "{v2}");
+    }
+}
+
+#[test]
+fn instant_query_keeps_the_order_of_sort_desc() {
+    let r = Engine::default()
+        .instant_query(&store(), "sort_desc(reqs_total)", 300_000)
+        .expect("query");
+    let Value::Vector(v) = r.value else {
+        panic!("expected a vector")
+    };
+    let jobs: Vec<_> = v.iter().map(|s| s.labels.get("job").unwrap()).collect();
+    assert_eq!(jobs, ["b", "a"]);
+    assert_eq!(v[0].v, 600.0);
+    assert_eq!(v[0].t_ms, 300_000);
+}
+
+#[test]
+fn scalar_and_range_vector_results() {
+    let e = Engine::default();
+    let r = e
+        .instant_query(&store(), "1 + 2 * 3", 1_000)
+        .expect("query");
+    assert_eq!(
+        r.value,
+        Value::Scalar {
+            t_ms: 1_000,
+            v: 7.0
+        }
+    );
+    let r = e
+        .instant_query(&store(), "reqs_total{job=\"a\"}[1m]", 60_000)
+        .expect("query");
+    let Value::Matrix(m) = r.value else {
+        panic!("expected a matrix")
+    };
+    // Left-open window: (0, 60s] holds 15s, 30s, 45s, 60s.
+    assert_eq!(m[0].samples.ts, vec![15_000, 30_000, 45_000, 60_000]);
+}
+
+#[test]
+fn errors_carry_prometheus_error_types() {
+    let e = Engine::default();
+    let err = e.instant_query(&store(), "sum(", 0).unwrap_err();
+    assert!(matches!(err, PromqlError::Parse(_)));
+    assert_eq!(err.error_type(), "bad_data");
+
+    let err = e
+        .range_query(&store(), "reqs_total[5m]", 0, 60_000, 15_000)
+        .unwrap_err();
+    assert_eq!(err.error_type(), "execution");
+    assert!(err.to_string().contains("range vector"), "{err}");
+
+    let err = e
+        .range_query(&store(), "reqs_total", 0, 60_000, 0)
+        .unwrap_err();
+    assert_eq!(err.error_type(), "execution");
+}
+
+#[test]
+fn sample_limit_and_timeout_stop_a_query() {
+    let small = Engine::new(EngineOptions {
+        max_samples: 10,
+        ..EngineOptions::default()
+    });
+    let err = small
+        .range_query(&store(), "reqs_total", 0, 600_000, 15_000)
+        .unwrap_err();
+    assert!(matches!(err, PromqlError::TooManySamples(_)), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "query processing would load too many samples into memory in query execution"
+    );
+
+    let hasty = Engine::new(EngineOptions {
+        timeout: Duration::ZERO,
+        ..EngineOptions::default()
+    });
+    let err = hasty.instant_query(&store(), "reqs_total", 0).unwrap_err();
+    assert_eq!(err.error_type(), "timeout");
+}
+
+#[test]
+fn format_query_prettifies() {
+    assert_eq!(
+        format_query("sum by(job)(rate(reqs_total[5m]))").expect("format"),
+        "sum by (job) (rate(reqs_total[5m]))"
+    );
+    assert!(matches!(format_query("sum("), Err(PromqlError::Parse(_))));
+}
