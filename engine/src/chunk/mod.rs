@@ -7,6 +7,7 @@
 pub mod batch;
 pub mod bstream;
 pub mod xor;
+mod xor_fast;
 
 #[cfg(test)]
 mod tests;
