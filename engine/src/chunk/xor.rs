@@ -284,6 +284,18 @@ pub fn decode_xor_into(data: &[u8], out: &mut SampleBatch) -> Result<usize, Chun
     }
 }
 
+/// Decodes `data` one sample at a time through the careful path only, as `(t, value bits)`:
+/// the reference the fast loops are tested against.
+#[cfg(test)]
+pub(super) fn decode_careful(data: &[u8]) -> Result<Vec<(i64, u64)>, ChunkError> {
+    let mut d = Decoder::new(data)?;
+    let mut out = Vec::new();
+    while let Some(s) = d.next_sample()? {
+        out.push(s);
+    }
+    Ok(out)
+}
+
 /// Number of samples an XOR payload's header announces (not checked against its bytes).
 pub fn xor_num_samples(data: &[u8]) -> Result<usize, ChunkError> {
     match data {

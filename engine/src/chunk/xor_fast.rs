@@ -116,6 +116,31 @@ fn run_body<const CHECK_END: bool>(
     let (ts, val) = (&mut ts[..n], &mut val[..n]);
     let mut i = 0;
     while i < n {
+        if rsh >= 10 {
+            // Steady series: a `0` dod bit and a `10` value whose 2 + sig bits all sit in the
+            // word loaded for the dod bit. Only the form test branches, the next position does
+            // not wait for the load, and the window shifts stay in registers.
+            let adv = 67 - rsh as usize;
+            while i < n {
+                let byte = pos >> 3;
+                if byte + FAST_SLACK_BYTES > buf.len() {
+                    break;
+                }
+                let w = load_be64(buf, byte) << (pos & 7);
+                if w >> 61 != 0b010 || (CHECK_END && pos + adv > end_bits) {
+                    break;
+                }
+                pos += adv;
+                v_bits ^= ((w << 3) >> rsh) << trailing;
+                t = t.wrapping_add(t_delta as i64);
+                ts[i] = t;
+                val[i] = f64::from_bits(v_bits);
+                i += 1;
+            }
+            if i >= n {
+                break;
+            }
+        }
         let byte = pos >> 3;
         if byte + FAST_SLACK_BYTES > buf.len() {
             break;
