@@ -47,9 +47,12 @@ fn apply(mut data: Vec<u8>, d: &Damage) -> Vec<u8> {
     data
 }
 
+/// A build of the fast loop.
+type FastRun = fn(&[u8], usize, &mut RunState, &mut [i64], &mut [f64]) -> usize;
+
 /// Runs one build of the fast loop and returns what it wrote and the state it reached.
 fn run(
-    f: fn(&[u8], usize, &mut RunState, &mut [i64], &mut [f64]) -> usize,
+    f: FastRun,
     buf: &[u8],
     end_bits: usize,
     st: RunState,
@@ -101,9 +104,9 @@ proptest! {
         prop_assume!(bmi2::available());
         let end_bits = end_cut % (buf.len() * 8 + 1);
         // SAFETY (of the calls below): `available` returned true.
-        let fast: fn(&[u8], usize, &mut RunState, &mut [i64], &mut [f64]) -> usize =
+        let fast: FastRun =
             |b, e, s, t, v| unsafe { bmi2::fast_run_bmi2::<false>(b, e, s, t, v) };
-        let fast_end: fn(&[u8], usize, &mut RunState, &mut [i64], &mut [f64]) -> usize =
+        let fast_end: FastRun =
             |b, e, s, t, v| unsafe { bmi2::fast_run_bmi2::<true>(b, e, s, t, v) };
         prop_assert_eq!(
             run(fast, &buf, end_bits, st, n),
