@@ -6,36 +6,16 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use gauntlet_bench::datagen::{GenConfig, write_blocks_dir};
-use gauntlet_engine::block::{SegmentReader, block_dirs};
 use gauntlet_engine::chunk::{
-    Encoding, SampleBatch, XorIterator, decode_xor_into, decode_xor_many, encode_xor,
+    SampleBatch, XorIterator, decode_xor_into, decode_xor_many, encode_xor,
 };
+
+mod xor_common;
+
+use xor_common::generated_chunks;
 
 fn fixture_chunks() -> Vec<Vec<u8>> {
     gauntlet_bench::fixture_xor_chunks(usize::MAX)
-}
-
-/// XOR payloads of the blocks written from a small, fixed generator config.
-fn generated_chunks() -> Vec<Vec<u8>> {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let cfg = GenConfig {
-        targets: 2,
-        seed: 1,
-        ..GenConfig::default()
-    };
-    write_blocks_dir(&cfg, dir.path()).expect("generated blocks");
-    let mut chunks = Vec::new();
-    for block in block_dirs(dir.path()).expect("block dirs") {
-        let reader = SegmentReader::open(&block.join("chunks")).expect("chunk segments");
-        for rec in reader.iter() {
-            let (_, enc, data) = rec.expect("chunk record");
-            if enc == Encoding::Xor.as_u8() {
-                chunks.push(data.to_vec());
-            }
-        }
-    }
-    chunks
 }
 
 fn xor(c: &mut Criterion) {
