@@ -34,7 +34,11 @@ fn check_many(chunks: &[&[u8]]) {
                 }
             }
         }
-        assert_eq!(bits(&outs[k]), bits(&b), "chunk {k} decodes differently in a batch");
+        assert_eq!(
+            bits(&outs[k]),
+            bits(&b),
+            "chunk {k} decodes differently in a batch"
+        );
     }
     assert_eq!(got, want);
 }
