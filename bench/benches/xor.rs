@@ -1,17 +1,29 @@
-//! XOR chunk codec throughput on the real chunks of `testdata/tsdb/promtool-200series-2h`
-//! (800 chunks, 96 000 samples), reported per sample.
+//! XOR chunk codec throughput, reported per sample: group `xor` on the real chunks of
+//! `testdata/tsdb/promtool-200series-2h` (800 chunks, 96 000 samples), group `xor_gen` on the
+//! chunks Gauntlet's block writer cuts from the data generator's output (node, kube and app
+//! families of 2 targets over 2 h, seed 1), written to a temporary directory at setup.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use gauntlet_engine::chunk::{SampleBatch, XorIterator, decode_xor_into, encode_xor};
+use gauntlet_engine::chunk::{
+    SampleBatch, XorIterator, decode_xor_into, decode_xor_many, encode_xor,
+};
+
+mod xor_common;
+
+use xor_common::generated_chunks;
 
 fn fixture_chunks() -> Vec<Vec<u8>> {
     gauntlet_bench::fixture_xor_chunks(usize::MAX)
 }
 
 fn xor(c: &mut Criterion) {
-    let chunks = fixture_chunks();
+    bench_chunks(c, "xor", &fixture_chunks());
+    bench_chunks(c, "xor_gen", &generated_chunks());
+}
+
+fn bench_chunks(c: &mut Criterion, group: &str, chunks: &[Vec<u8>]) {
     let decoded: Vec<SampleBatch> = chunks
         .iter()
         .map(|data| {
@@ -22,7 +34,7 @@ fn xor(c: &mut Criterion) {
         .collect();
     let samples: usize = decoded.iter().map(SampleBatch::len).sum();
 
-    let mut g = c.benchmark_group("xor");
+    let mut g = c.benchmark_group(group);
     g.throughput(Throughput::Elements(samples as u64));
 
     // One batch reused for all chunks, as a query reuses it across series.
@@ -30,7 +42,7 @@ fn xor(c: &mut Criterion) {
     g.bench_function("decode_into_batch", |b| {
         b.iter(|| {
             let mut n = 0;
-            for data in &chunks {
+            for data in chunks {
                 batch.clear();
                 n += decode_xor_into(black_box(data), &mut batch).unwrap();
                 black_box(&batch);
@@ -39,10 +51,25 @@ fn xor(c: &mut Criterion) {
         })
     });
 
+    // All chunks in one call, each into its own batch, as the store reads a query's series.
+    let slices: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+    let mut outs: Vec<SampleBatch> = decoded
+        .iter()
+        .map(|s| SampleBatch::with_capacity(s.len()))
+        .collect();
+    g.bench_function("decode_many", |b| {
+        b.iter(|| {
+            outs.iter_mut().for_each(SampleBatch::clear);
+            let n = decode_xor_many(black_box(&slices), &mut outs).unwrap();
+            black_box(&outs);
+            n
+        })
+    });
+
     g.bench_function("decode_iterator", |b| {
         b.iter(|| {
             let mut acc = 0i64;
-            for data in &chunks {
+            for data in chunks {
                 let mut it = XorIterator::new(black_box(data)).unwrap();
                 while let Some((t, v)) = it.next().unwrap() {
                     acc = acc.wrapping_add(t ^ v.to_bits() as i64);

@@ -1,17 +1,26 @@
-//! Instruction counts (Callgrind) of the XOR chunk codec on a fixed set of real chunks: the
-//! first 100 chunks (12 000 samples) of `testdata/tsdb/promtool-200series-2h`. Unlike wall time,
-//! these counts are stable on a shared machine. Needs `iai-callgrind-runner` 0.16.1.
+//! Instruction counts (Callgrind) of the XOR chunk codec on fixed sets of chunks: the first 100
+//! chunks (12 000 samples) of `testdata/tsdb/promtool-200series-2h`, and for decoding also the
+//! first 100 chunks the block writer cuts from generated data (see `xor_common`). Unlike wall
+//! time, these counts are stable on a shared machine. Needs `iai-callgrind-runner` 0.16.1.
 
 use std::hint::black_box;
 
 use gauntlet_engine::chunk::{SampleBatch, XorIterator, decode_xor_into, encode_xor};
 use iai_callgrind::{library_benchmark, library_benchmark_group, main};
 
+mod xor_common;
+
 /// Chunks measured: enough to amortise per-call overhead, few enough for a quick Callgrind run.
 const CHUNKS: usize = 100;
 
 fn fixture_chunks() -> Vec<Vec<u8>> {
     gauntlet_bench::fixture_xor_chunks(CHUNKS)
+}
+
+fn generated_chunks() -> Vec<Vec<u8>> {
+    let mut chunks = xor_common::generated_chunks();
+    chunks.truncate(CHUNKS);
+    chunks
 }
 
 fn fixture_samples() -> Vec<SampleBatch> {
@@ -27,6 +36,7 @@ fn fixture_samples() -> Vec<SampleBatch> {
 
 #[library_benchmark]
 #[bench::fixture(setup = fixture_chunks)]
+#[bench::generated(setup = generated_chunks)]
 fn decode_into_batch(chunks: Vec<Vec<u8>>) -> usize {
     let mut batch = SampleBatch::with_capacity(256);
     let mut n = 0;

@@ -1,17 +1,52 @@
 //! Arbitrary bytes as an XOR chunk payload: the batch decoder and the iterator must agree, never
 //! panic, leave the batch untouched on error, and whatever decodes must re-encode to samples
-//! that decode the same.
+//! that decode the same. The input split at every `0xA5` byte is also decoded as many chunks in
+//! one call, which must match one call per chunk.
 
 #![no_main]
 
-use gauntlet_engine::chunk::{SampleBatch, XorAppender, XorIterator, decode_xor_into, encode_xor};
+use gauntlet_engine::chunk::{
+    ManyDecodeError, SampleBatch, XorAppender, XorIterator, decode_xor_into, decode_xor_many,
+    encode_xor,
+};
 use libfuzzer_sys::fuzz_target;
 
 fn bits(batch: &SampleBatch) -> Vec<(i64, u64)> {
     batch.iter().map(|(t, v)| (t, v.to_bits())).collect()
 }
 
+/// Decodes `chunks` in one call and one by one; both must give the same batches and error.
+fn check_many(chunks: &[&[u8]]) {
+    let mut outs = vec![SampleBatch::new(); chunks.len()];
+    let got = decode_xor_many(chunks, &mut outs);
+    let mut want: Result<usize, ManyDecodeError> = Ok(0);
+    for (k, data) in chunks.iter().enumerate() {
+        let mut b = SampleBatch::new();
+        match decode_xor_into(data, &mut b) {
+            Ok(n) => {
+                if let Ok(total) = &mut want {
+                    *total += n;
+                }
+            }
+            Err(source) => {
+                if want.is_ok() {
+                    want = Err(ManyDecodeError::Chunk { chunk: k, source });
+                }
+            }
+        }
+        assert_eq!(
+            bits(&outs[k]),
+            bits(&b),
+            "chunk {k} decodes differently in a batch"
+        );
+    }
+    assert_eq!(got, want);
+}
+
 fuzz_target!(|data: &[u8]| {
+    let parts: Vec<&[u8]> = data.split(|&b| b == 0xA5).collect();
+    check_many(&parts);
+
     // A marker sample first: decoding appends after it, and on error must leave only it.
     let mut batch = SampleBatch::new();
     batch.push(-1, f64::from_bits(0xdead));

@@ -7,12 +7,15 @@
 pub mod batch;
 pub mod bstream;
 pub mod xor;
+mod xor_fast;
+mod xor_many;
 
 #[cfg(test)]
 mod tests;
 
 pub use batch::SampleBatch;
 pub use xor::{XorAppender, XorIterator, decode_xor_into, encode_xor};
+pub use xor_many::{ManyDecodeError, decode_xor_many};
 
 /// Prometheus's stale marker: a NaN with this exact bit pattern, which must survive encoding.
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;

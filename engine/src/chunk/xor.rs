@@ -10,7 +10,8 @@
 //! significant bits add up to more than 64 (which no writer emits) is an error instead of
 //! silently decoding garbage.
 
-use super::bstream::{BitReader, BitWriter, load_be64, peek64, peek64_inside};
+use super::bstream::{BitReader, BitWriter};
+use super::xor_fast::{FAST_SLACK_BYTES, RunState, dod_field, fast_run};
 use super::{ChunkError, SampleBatch};
 use crate::encoding::{UvarintError, put_uvarint, read_uvarint, zigzag_decode, zigzag_encode};
 
@@ -281,6 +282,18 @@ pub fn decode_xor_into(data: &[u8], out: &mut SampleBatch) -> Result<usize, Chun
             Err(e)
         }
     }
+}
+
+/// Decodes `data` one sample at a time through the careful path only, as `(t, value bits)`:
+/// the reference the fast loops are tested against.
+#[cfg(test)]
+pub(super) fn decode_careful(data: &[u8]) -> Result<Vec<(i64, u64)>, ChunkError> {
+    let mut d = Decoder::new(data)?;
+    let mut out = Vec::new();
+    while let Some(s) = d.next_sample()? {
+        out.push(s);
+    }
+    Ok(out)
 }
 
 /// Number of samples an XOR payload's header announces (not checked against its bytes).
@@ -645,142 +658,5 @@ impl<'a> Decoder<'a> {
     }
 }
 
-/// Bytes past a sample's first byte that [`fast_run`] needs in its buffer: 145 bits of sample
-/// plus a 9-byte peek, rounded up.
-const FAST_SLACK_BYTES: usize = 24;
-
 /// Size of the zero-padded copy the last bytes of a payload are decoded from.
 const TAIL_BUF_BYTES: usize = 64;
-
-/// Decoder state [`fast_run`] keeps in registers.
-#[derive(Debug, Clone, Copy)]
-struct RunState {
-    /// Bit position in the buffer being decoded.
-    pos: usize,
-    t: i64,
-    t_delta: u64,
-    v_bits: u64,
-    trailing: u32,
-    sig: u32,
-}
-
-/// Decodes samples 2 and later from `buf` into the slots, stopping at the first sample that
-/// would read within [`FAST_SLACK_BYTES`] of the end of `buf`, that ends past bit `end_bits`
-/// (checked if `CHECK_END`), or whose value header is corrupt; returns how many it wrote, with `st` at the next one.
-///
-/// This is [`Decoder::step`] with the state in registers, no per-field bounds handling, and
-/// the value bits taken from the word already loaded whenever they fit.
-#[inline(always)]
-fn fast_run<const CHECK_END: bool>(
-    buf: &[u8],
-    end_bits: usize,
-    st: &mut RunState,
-    ts: &mut [i64],
-    val: &mut [f64],
-) -> usize {
-    let RunState {
-        mut pos,
-        mut t,
-        mut t_delta,
-        mut v_bits,
-        mut trailing,
-        mut sig,
-    } = *st;
-    let n = ts.len().min(val.len());
-    let mut i = 0;
-    while i < n {
-        let byte = pos >> 3;
-        if byte + FAST_SLACK_BYTES > buf.len() {
-            break;
-        }
-        // At least 57 valid bits: enough for any dod prefix and bucket but the 64-bit one.
-        let w = load_be64(buf, byte) << (pos & 7);
-        let mut next_t_delta = t_delta;
-        // `v` holds the value field with at least 56 valid bits.
-        let (mut vpos, v) = if w >> 63 == 0 {
-            (pos + 1, w << 1)
-        } else {
-            let (dod, bits) = dod_field::<true>(buf, pos, w);
-            next_t_delta = t_delta.wrapping_add(dod as u64);
-            let vpos = pos + bits as usize;
-            (vpos, load_be64(buf, vpos >> 3) << (vpos & 7))
-        };
-        let (mut next_v_bits, mut next_sig, mut next_trailing) = (v_bits, sig, trailing);
-        // Branches, not selects: when the value form is predicted, the next position does not
-        // wait for this sample's load. Each form reads its bits from `v` when they fit.
-        if v >> 63 == 0 {
-            vpos += 1;
-        } else if (v >> 62) & 1 == 0 {
-            let bits = if 2 + sig <= 56 {
-                (v << 2) >> (64 - sig)
-            } else {
-                peek64_inside(buf, vpos + 2) >> (64 - sig)
-            };
-            next_v_bits ^= bits << trailing;
-            vpos += 2 + sig as usize;
-        } else {
-            let lead = ((v >> 57) & 31) as u32;
-            let s = match ((v >> 51) & 63) as u32 {
-                0 => 64,
-                s => s,
-            };
-            if lead + s > 64 {
-                break;
-            }
-            let tr = 64 - lead - s;
-            let bits = if 13 + s <= 56 {
-                (v << 13) >> (64 - s)
-            } else {
-                peek64_inside(buf, vpos + 13) >> (64 - s)
-            };
-            next_v_bits ^= bits << tr;
-            vpos += 13 + s as usize;
-            next_sig = s;
-            next_trailing = tr;
-        }
-        if CHECK_END && vpos > end_bits {
-            break;
-        }
-        pos = vpos;
-        t_delta = next_t_delta;
-        t = t.wrapping_add(t_delta as i64);
-        v_bits = next_v_bits;
-        sig = next_sig;
-        trailing = next_trailing;
-        ts[i] = t;
-        val[i] = f64::from_bits(v_bits);
-        i += 1;
-    }
-    *st = RunState {
-        pos,
-        t,
-        t_delta,
-        v_bits,
-        trailing,
-        sig,
-    };
-    i
-}
-
-/// Decodes a non-zero delta-of-delta field at bit `pos` whose first 64 bits are `w` (starting
-/// with `1` and has at least 57 valid bits); returns the value and the field's width in bits.
-/// `INSIDE` says the caller keeps 9 bytes of slack past the field (see [`peek64_inside`]).
-#[inline(always)]
-fn dod_field<const INSIDE: bool>(data: &[u8], pos: usize, w: u64) -> (i64, u32) {
-    // The prefix is up to four 1 bits; `1111` has no terminating 0.
-    match (!w).leading_zeros() {
-        1 => (bucket_value((w >> 48) & 0x3fff, 14), 16),
-        2 => (bucket_value((w >> 44) & 0x1_ffff, 17), 20),
-        3 => (bucket_value((w >> 40) & 0xf_ffff, 20), 24),
-        _ if INSIDE => (peek64_inside(data, pos + 4) as i64, 68),
-        _ => (peek64(data, pos + 4) as i64, 68),
-    }
-}
-
-/// Maps an `sz`-bit dod payload to its value: Prometheus stores the low bits of the two's
-/// complement, and reads anything above `2^(sz-1)` as negative.
-#[inline(always)]
-fn bucket_value(u: u64, sz: u32) -> i64 {
-    let u = u as i64;
-    if u > 1 << (sz - 1) { u - (1 << sz) } else { u }
-}

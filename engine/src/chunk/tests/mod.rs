@@ -1,5 +1,6 @@
 //! Tests of the chunk codecs against Prometheus-written data, round trips and hostile input.
 
+mod fast_paths;
 mod hostile_input;
 mod prometheus_fixtures;
 mod round_trip;

@@ -141,7 +141,7 @@ fn timestamps(len: usize) -> impl Strategy<Value = Vec<i64>> {
     ]
 }
 
-fn samples(max_len: usize) -> impl Strategy<Value = (Vec<i64>, Vec<u64>)> {
+pub(super) fn samples(max_len: usize) -> impl Strategy<Value = (Vec<i64>, Vec<u64>)> {
     (0..=max_len).prop_flat_map(|n| (timestamps(n), values(n)))
 }
 
