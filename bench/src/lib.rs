@@ -1,8 +1,12 @@
 //! Benchmarks and measuring tools for Gauntlet; the benches live in `benches/`. This library
-//! holds what several benches share.
+//! holds the data generator ([`datagen`]), its remote-write form ([`remote_write`]), the load
+//! generators ([`load`]) and the side-by-side runner ([`runner`]) behind the `gauntlet-bench`
+//! binary, and what several benches share.
 
-// `gen` is a reserved word in edition 2024, hence the raw identifier.
 pub mod datagen;
+pub mod load;
+pub mod remote_write;
+pub mod runner;
 
 use std::path::{Path, PathBuf};
 

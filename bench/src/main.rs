@@ -1,5 +1,8 @@
 //! `gauntlet-bench`: Gauntlet's measuring tools. `gen` writes realistic generated metric data as
-//! OpenMetrics text or as blocks.
+//! OpenMetrics text, blocks or remote-write requests; `load` drives a server with remote writes
+//! or queries; `run` measures Gauntlet and Prometheus side by side (see `perf/README.md`).
+
+mod cli;
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -8,6 +11,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use gauntlet_bench::datagen::{Families, GenConfig, write_blocks_dir, write_openmetrics};
+use gauntlet_bench::remote_write::{encode_stream, write_frames};
 
 #[derive(Parser)]
 #[command(name = "gauntlet-bench", about = "Gauntlet's measuring tools")]
@@ -21,6 +25,12 @@ enum Cmd {
     /// Generates realistic metric data.
     #[command(subcommand)]
     Gen(GenCmd),
+    /// Drives a server with remote writes or queries.
+    #[command(subcommand)]
+    Load(cli::LoadCmd),
+    /// Runs a side-by-side scenario and appends its figures to perf/RESULTS.md.
+    #[command(subcommand)]
+    Run(cli::RunCmd),
 }
 
 #[derive(Subcommand)]
@@ -33,6 +43,17 @@ enum GenCmd {
         #[command(flatten)]
         knobs: Knobs,
     },
+    /// Writes remote-write 1.0 requests (snappy protobuf, batched as Prometheus does) as frames:
+    /// a 4-byte little-endian length, then the request body.
+    RemoteWrite {
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        knobs: Knobs,
+        #[command(flatten)]
+        batch: cli::BatchArgs,
+    },
     /// Writes 2 h blocks into a directory with Gauntlet's block writer.
     Blocks {
         /// Output directory (created if missing).
@@ -43,9 +64,9 @@ enum GenCmd {
     },
 }
 
-#[derive(Args)]
-struct Knobs {
-    /// Number of scraped targets (about 147 series each with all families).
+#[derive(Args, Clone)]
+pub(crate) struct Knobs {
+    /// Number of scraped targets (147 series each with all families and 8 pods).
     #[arg(long, default_value_t = 20)]
     targets: usize,
     /// Scrape interval, seconds.
@@ -69,10 +90,14 @@ struct Knobs {
     /// Families to emit, comma-separated: node, kube, app.
     #[arg(long, default_value = "node,kube,app", value_delimiter = ',')]
     families: Vec<String>,
+    /// Pods per target (6 series each): the series-per-target knob; a target has 99 node and
+    /// app series plus 6 per pod.
+    #[arg(long, default_value_t = 8)]
+    pods_per_target: usize,
 }
 
 impl Knobs {
-    fn config(&self) -> anyhow::Result<GenConfig> {
+    pub(crate) fn config(&self) -> anyhow::Result<GenConfig> {
         let mut families = Families {
             node: false,
             kube: false,
@@ -95,6 +120,7 @@ impl Knobs {
             churn_fraction: self.churn_fraction,
             seed: self.seed,
             families,
+            pods_per_target: self.pods_per_target,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -131,6 +157,25 @@ fn main() -> anyhow::Result<()> {
                 samples as f64 / secs
             );
         }
+        Cmd::Gen(GenCmd::RemoteWrite { out, knobs, batch }) => {
+            let cfg = knobs.config()?;
+            let start = Instant::now();
+            let stream = encode_stream(&cfg, &batch.config(1)?)?;
+            let file = File::create(&out).with_context(|| format!("creating {}", out.display()))?;
+            let bytes = write_frames(&stream, std::io::BufWriter::new(file))
+                .with_context(|| format!("writing {}", out.display()))?;
+            eprintln!(
+                "wrote {} requests ({} samples, {} stale markers, {} series, {bytes} bytes) to {} in {:.2} s",
+                stream.requests.len(),
+                stream.samples,
+                stream.stale_markers,
+                stream.series,
+                out.display(),
+                start.elapsed().as_secs_f64()
+            );
+        }
+        Cmd::Load(cmd) => cli::load(cmd)?,
+        Cmd::Run(cmd) => cli::run(cmd)?,
     }
     Ok(())
 }

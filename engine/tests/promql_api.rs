@@ -89,7 +89,8 @@ fn errors_carry_prometheus_error_types() {
     let err = e
         .range_query(&store(), "reqs_total[5m]", 0, 60_000, 15_000)
         .unwrap_err();
-    assert_eq!(err.error_type(), "execution");
+    // Prometheus 3 checks the type while building the query: a bad `query` parameter.
+    assert_eq!(err.error_type(), "bad_data");
     assert!(err.to_string().contains("range vector"), "{err}");
 
     let err = e

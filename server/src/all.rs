@@ -135,6 +135,7 @@ fn fill_demo(dir: &Path) -> anyhow::Result<()> {
         churn_fraction: 0.25,
         seed: 1,
         families: Families::default(),
+        ..GenConfig::default()
     };
     let started = Instant::now();
     tracing::info!("generating a day of demo data");

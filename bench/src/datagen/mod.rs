@@ -56,6 +56,9 @@ pub struct GenConfig {
     pub seed: u64,
     /// Which families to emit.
     pub families: Families,
+    /// Pods per target in the kube family (6 series each); this is the knob for series per
+    /// target: a target has 99 node and app series plus 6 per pod (147 at the default 8).
+    pub pods_per_target: usize,
 }
 
 impl GenConfig {
@@ -74,6 +77,9 @@ impl GenConfig {
         }
         if !(0.0..=1.0).contains(&cfg.churn_fraction) {
             return bad("churn fraction must lie in [0, 1]");
+        }
+        if cfg.pods_per_target > 10_000 {
+            return bad("at most 10000 pods per target");
         }
         if cfg.targets > 100_000 {
             return bad("at most 100000 targets");
@@ -103,6 +109,7 @@ impl Default for GenConfig {
             churn_fraction: 0.25,
             seed: 1,
             families: Families::default(),
+            pods_per_target: 8,
         }
     }
 }

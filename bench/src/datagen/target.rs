@@ -71,9 +71,8 @@ const MOUNTS: [(&str, &str, &str); 3] = [
     ("tmpfs", "/run", "tmpfs"),
 ];
 const NICS: [(&str, f64); 2] = [("eth0", 2.0e6), ("lo", 4.0e4)];
-const PODS: usize = 8;
-/// Deployment and namespace of each pod slot.
-const DEPLOYS: [(&str, &str); PODS] = [
+/// Deployment and namespace of pod slots, cycled when a target has more than eight pods.
+const DEPLOYS: [(&str, &str); 8] = [
     ("api", "prod"),
     ("web", "prod"),
     ("worker", "batch"),
@@ -178,7 +177,7 @@ impl Target {
         let node = cfg.families.node.then(|| new_node(&host, &mut rng, set));
         let kube = cfg.families.kube.then(|| {
             let inst = format!("{host}:8080");
-            let pods = (0..PODS)
+            let pods = (0..cfg.pods_per_target)
                 .map(|slot| new_pod(&inst, slot, 0, &mut rng, set))
                 .collect();
             Kube {
@@ -405,7 +404,7 @@ fn scrape_node(
 
 fn new_pod(inst: &str, slot: usize, pending: u32, rng: &mut Rng, set: &mut SeriesSet) -> Pod {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let (deploy, ns) = DEPLOYS[slot];
+    let (deploy, ns) = DEPLOYS[slot % DEPLOYS.len()];
     let suffix: String = (0..5)
         .map(|_| ALPHABET[rng.below(ALPHABET.len() as u64) as usize] as char)
         .collect();

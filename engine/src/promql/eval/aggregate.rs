@@ -31,22 +31,18 @@ fn group_labels(labels: &Labels, modifier: Option<&LabelModifier>) -> Labels {
     }
 }
 
-/// A stable 64-bit hash of a label set, for `limit_ratio`'s per-series sampling decision.
+/// The label-set hash `limit_ratio` samples by, as Prometheus's default (string) label
+/// representation computes it: xxhash64 over each name and value, each preceded by its length
+/// as a uvarint.
 fn labels_hash(labels: &Labels) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut buf = Vec::with_capacity(256);
     for l in labels {
-        for b in l
-            .name
-            .bytes()
-            .chain([0xff])
-            .chain(l.value.bytes())
-            .chain([0xff])
-        {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
+        for part in [&l.name, &l.value] {
+            crate::encoding::put_uvarint(&mut buf, part.len() as u64);
+            buf.extend_from_slice(part.as_bytes());
         }
     }
-    h
+    xxhash_rust::xxh64::xxh64(&buf, 0)
 }
 
 impl Evaluator<'_> {

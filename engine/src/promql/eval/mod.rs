@@ -280,7 +280,9 @@ pub(crate) fn run(
     if !instant {
         let vt = expr.value_type();
         if vt != ValueType::Scalar && vt != ValueType::Vector {
-            return Err(PromqlError::Execution(format!(
+            // Prometheus rejects this while building the query, so the API reports it as a
+            // bad `query` parameter, not an execution error.
+            return Err(PromqlError::Parse(format!(
                 "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
                 match vt {
                     ValueType::Matrix => "range vector",

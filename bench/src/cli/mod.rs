@@ -1,0 +1,377 @@
+//! The `load` and `run` subcommands' flags and how they map onto the library.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use gauntlet_bench::load::query::{QueryOptions, parse_duration, parse_queries};
+use gauntlet_bench::load::{query as qload, remote_write as rwload};
+use gauntlet_bench::remote_write::{BatchConfig, encode_stream};
+use gauntlet_bench::runner::{self, RunOptions};
+
+use crate::Knobs;
+
+fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s)
+        .filter(|&ms| ms > 0)
+        .map(|ms| Duration::from_millis(ms as u64))
+        .ok_or_else(|| format!("bad duration {s:?} (e.g. 30s, 5m)"))
+}
+
+/// How remote-write requests are batched.
+#[derive(Args, Clone)]
+pub(crate) struct BatchArgs {
+    /// Samples per request (Prometheus's queue_config.max_samples_per_send).
+    #[arg(long, default_value_t = 2000)]
+    max_samples_per_send: usize,
+    /// External label `name=value` added to every series; repeatable.
+    #[arg(long = "external-label")]
+    external_labels: Vec<String>,
+}
+
+impl BatchArgs {
+    pub(crate) fn config(&self, shards: usize) -> anyhow::Result<BatchConfig> {
+        let mut external_labels = Vec::new();
+        for l in &self.external_labels {
+            let (k, v) = l
+                .split_once('=')
+                .with_context(|| format!("external label {l:?} is not name=value"))?;
+            external_labels.push((k.to_string(), v.to_string()));
+        }
+        Ok(BatchConfig {
+            max_samples_per_send: self.max_samples_per_send,
+            shards,
+            external_labels,
+            ..BatchConfig::default()
+        })
+    }
+}
+
+#[derive(Subcommand)]
+pub(crate) enum LoadCmd {
+    /// Remote-writes generated data over keep-alive connections, flat out or at a rate.
+    RemoteWrite {
+        /// Receiver URL, e.g. http://127.0.0.1:9090/api/v1/write.
+        #[arg(long)]
+        url: String,
+        /// Keep-alive HTTP/1.1 connections (one shard each).
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Samples per second over all connections; flat out when absent.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// How long to send.
+        #[arg(long, default_value = "30s", value_parser = duration)]
+        duration: Duration,
+        /// Move the data so it starts this long before now (keeps it inside the receiver's
+        /// accepted window).
+        #[arg(long, default_value = "1h", value_parser = duration)]
+        start_before_now: Duration,
+        #[command(flatten)]
+        knobs: Knobs,
+        #[command(flatten)]
+        batch: BatchArgs,
+    },
+    /// Runs a query file against a Prometheus-compatible HTTP API (format in perf/README.md).
+    Query {
+        /// Base URL of the HTTP API, e.g. http://127.0.0.1:9090.
+        #[arg(long)]
+        url: String,
+        /// Query file.
+        #[arg(long, default_value = "perf/queries/default.txt")]
+        queries: PathBuf,
+        /// Queries in flight.
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+        /// Stop after this long.
+        #[arg(long, value_parser = duration)]
+        duration: Option<Duration>,
+        /// Stop after this many queries (the file is cycled); once through the file when
+        /// neither this nor --duration is given.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Start of the data the query times are relative to, ms since the epoch.
+        #[arg(long, default_value_t = 1_699_999_200_000)]
+        data_start_ms: i64,
+        /// End of the data, ms since the epoch.
+        #[arg(long, default_value_t = 1_699_999_200_000 + 2 * 3_600_000)]
+        data_end_ms: i64,
+        /// Differential mode: send every query to this API too and report each answer that
+        /// differs beyond the tolerance; exits non-zero when any does.
+        #[arg(long)]
+        diff: Option<String>,
+        /// Relative tolerance of the differential mode.
+        #[arg(long, default_value_t = 1e-6)]
+        tolerance: f64,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum RunCmd {
+    /// Remote write flat out for a fixed time, then count what is queryable.
+    Ingest {
+        #[command(flatten)]
+        common: RunArgs,
+        /// Remote-write connections.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Samples per second; flat out when absent.
+        #[arg(long)]
+        rate: Option<f64>,
+    },
+    /// The query file over the same blocks.
+    Query {
+        #[command(flatten)]
+        common: RunArgs,
+        /// Query file.
+        #[arg(long, default_value = "perf/queries/default.txt")]
+        queries: PathBuf,
+        /// Queries in flight.
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+    },
+    /// `/api/v1/series` selections over the same blocks.
+    Series {
+        #[command(flatten)]
+        common: RunArgs,
+        /// Query file of `series` lines.
+        #[arg(long, default_value = "perf/queries/series.txt")]
+        queries: PathBuf,
+        /// Requests in flight.
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+    },
+    /// Prometheus merging the generated 2 h blocks into larger ones.
+    Compact {
+        #[command(flatten)]
+        common: RunArgs,
+    },
+}
+
+/// Flags every scenario shares. Data knobs default per scenario (see perf/README.md) unless
+/// given.
+#[derive(Args)]
+pub(crate) struct RunArgs {
+    /// Prometheus binary; fetched with --prometheus-script when absent.
+    #[arg(long)]
+    prometheus_bin: Option<PathBuf>,
+    /// The script that fetches Prometheus 3.x (`prometheus.sh current DIR`).
+    #[arg(long, default_value = "../shared/tools/prometheus.sh")]
+    prometheus_script: PathBuf,
+    /// Gauntlet binary; Prometheus is measured alone when absent or when it lacks the
+    /// scenario's component.
+    #[arg(long)]
+    gauntlet_bin: Option<PathBuf>,
+    /// Gauntlet arguments replacing the scenario's default; {http}, {grpc}, {data} are filled in.
+    #[arg(long)]
+    gauntlet_args: Option<String>,
+    /// Use this running endpoint as the target instead of starting Gauntlet.
+    #[arg(long)]
+    target_url: Option<String>,
+    /// Process id of the target, for CPU and RSS figures.
+    #[arg(long)]
+    target_pid: Option<u32>,
+    /// Use this running endpoint as the baseline instead of starting Prometheus.
+    #[arg(long)]
+    baseline_url: Option<String>,
+    /// Process id of the baseline.
+    #[arg(long)]
+    baseline_pid: Option<u32>,
+    /// Scratch directory.
+    #[arg(long, default_value = "target/perf-run")]
+    work_dir: PathBuf,
+    /// Results file the row is appended to.
+    #[arg(long, default_value = "perf/RESULTS.md")]
+    results: PathBuf,
+    /// Print the row without appending it.
+    #[arg(long)]
+    no_append: bool,
+    /// Load time per side.
+    #[arg(long, value_parser = duration)]
+    duration: Option<Duration>,
+    /// Targets (default per scenario).
+    #[arg(long)]
+    targets: Option<usize>,
+    /// Hours of data (default per scenario).
+    #[arg(long)]
+    hours: Option<f64>,
+    /// Pods per target (6 series each).
+    #[arg(long, default_value_t = 8)]
+    pods_per_target: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+impl RunArgs {
+    fn options(
+        &self,
+        targets: usize,
+        hours: f64,
+        duration: Duration,
+    ) -> anyhow::Result<RunOptions> {
+        let mut data = gauntlet_bench::datagen::GenConfig {
+            targets: self.targets.unwrap_or(targets),
+            duration_ms: (self.hours.unwrap_or(hours) * 3_600_000.0).round() as i64,
+            seed: self.seed,
+            pods_per_target: self.pods_per_target,
+            ..Default::default()
+        };
+        data.validate()?;
+        // Short data sets still churn (twice), so the stream carries stale markers.
+        data.churn_every_ms = data.churn_every_ms.min((data.duration_ms / 3).max(1));
+        std::fs::create_dir_all(&self.work_dir)?;
+        Ok(RunOptions {
+            prometheus_bin: self.prometheus_bin.clone(),
+            prometheus_script: self.prometheus_script.clone(),
+            gauntlet_bin: self.gauntlet_bin.clone(),
+            gauntlet_args: self.gauntlet_args.clone(),
+            target_url: self.target_url.clone(),
+            target_pid: self.target_pid,
+            baseline_url: self.baseline_url.clone(),
+            baseline_pid: self.baseline_pid,
+            work_dir: std::path::absolute(&self.work_dir)?,
+            results: (!self.no_append).then(|| self.results.clone()),
+            data,
+            connections: 4,
+            duration: self.duration.unwrap_or(duration),
+            rate: None,
+            queries: PathBuf::new(),
+            concurrency: 2,
+            command_line: std::env::args()
+                .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
+                .collect::<Vec<_>>()
+                .join(" "),
+        })
+    }
+}
+
+pub(crate) fn load(cmd: LoadCmd) -> anyhow::Result<()> {
+    match cmd {
+        LoadCmd::RemoteWrite {
+            url,
+            connections,
+            rate,
+            duration,
+            start_before_now,
+            knobs,
+            batch,
+        } => {
+            anyhow::ensure!(connections > 0, "--connections must be positive");
+            let cfg = knobs.config()?;
+            let t = std::time::Instant::now();
+            let stream = encode_stream(&cfg, &batch.config(connections)?)?;
+            eprintln!(
+                "encoded {} requests ({} series, {} samples) in {:.1} s; sending",
+                stream.requests.len(),
+                stream.series,
+                stream.samples,
+                t.elapsed().as_secs_f64()
+            );
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_millis() as i64;
+            let start = (now - start_before_now.as_millis() as i64) / cfg.scrape_interval_ms
+                * cfg.scrape_interval_ms;
+            let rep = rwload::run(
+                stream,
+                &rwload::RemoteWriteOptions {
+                    url,
+                    rate,
+                    duration,
+                    timeout: Duration::from_secs(60),
+                    time_shift_ms: start - cfg.start_ms,
+                },
+            )?;
+            print!("{}", rep.render());
+        }
+        LoadCmd::Query {
+            url,
+            queries,
+            concurrency,
+            duration,
+            count,
+            data_start_ms,
+            data_end_ms,
+            diff,
+            tolerance,
+        } => {
+            let text = std::fs::read_to_string(&queries)
+                .with_context(|| format!("reading {}", queries.display()))?;
+            let qs = parse_queries(&text)?;
+            let opts = QueryOptions {
+                url,
+                data_start_ms,
+                data_end_ms,
+                concurrency,
+                count: count.or(if duration.is_none() {
+                    Some(qs.len() as u64)
+                } else {
+                    None
+                }),
+                duration,
+                timeout: Duration::from_secs(120),
+            };
+            if let Some(b) = diff {
+                let d = qload::run_diff(&qs, &opts, &b, tolerance)?;
+                for x in &d {
+                    println!("line {}: {}\n  {}", x.line, x.expr, x.what);
+                }
+                println!("{} of {} queries differ", d.len(), qs.len());
+                anyhow::ensure!(d.is_empty(), "answers differ");
+            } else {
+                let rep = qload::run(&qs, &opts)?;
+                print!("{}", rep.render());
+                for (line, p50, n) in &rep.per_query {
+                    println!("line {line}: p50 {p50:.2} ms over {n} runs");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn run(cmd: RunCmd) -> anyhow::Result<()> {
+    let section = match cmd {
+        RunCmd::Ingest {
+            common,
+            connections,
+            rate,
+        } => {
+            // 680 targets × 147 series ≈ 100k series; 15 min of data, replayed as often as the
+            // receiver takes it.
+            let mut o = common.options(680, 0.25, Duration::from_secs(30))?;
+            o.connections = connections;
+            o.rate = rate;
+            (runner::ingest(&o)?, o.results.clone())
+        }
+        RunCmd::Query {
+            common,
+            queries,
+            concurrency,
+        } => {
+            let mut o = common.options(100, 6.0, Duration::from_secs(60))?;
+            o.queries = queries;
+            o.concurrency = concurrency;
+            (runner::query(&o, "query")?, o.results.clone())
+        }
+        RunCmd::Series {
+            common,
+            queries,
+            concurrency,
+        } => {
+            let mut o = common.options(100, 6.0, Duration::from_secs(60))?;
+            o.queries = queries;
+            o.concurrency = concurrency;
+            (runner::query(&o, "series")?, o.results.clone())
+        }
+        RunCmd::Compact { common } => {
+            let o = common.options(100, 24.0, Duration::from_secs(30))?;
+            (runner::compact(&o)?, o.results.clone())
+        }
+    };
+    let (section, results) = section;
+    runner::append_results(results.as_deref(), &section)?;
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! The side-by-side runner: one command per scenario starts Prometheus 3.x (and Gauntlet, when
+//! the component exists) on loopback over the same input, measures both the same way, and
+//! appends a row to `perf/RESULTS.md`. See `perf/README.md` for the methods.
+
+mod report;
+mod scenarios;
+pub mod server;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::datagen::GenConfig;
+
+pub use report::{Figures, append_results, machine_description};
+pub use scenarios::{compact, count_samples, ingest, query};
+
+/// Why a scenario could not be run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// A server did not start or become ready; the message names its log file.
+    #[error("starting a server: {0}")]
+    Start(String),
+    /// Generating the input failed.
+    #[error(transparent)]
+    Gen(#[from] crate::datagen::GenError),
+    /// The load generator failed.
+    #[error(transparent)]
+    Load(#[from] crate::load::LoadError),
+    /// File or process I/O failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// Anything else; the message says what.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Which side of a comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The incumbent (Prometheus 3.x, or an external endpoint such as a Thanos component).
+    Baseline,
+    /// Gauntlet (started here, or an external endpoint).
+    Target,
+}
+
+/// Options shared by every scenario.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Prometheus binary; when `None`, `prometheus_script current <work_dir>/prometheus3` is
+    /// run to fetch Prometheus 3.x.
+    pub prometheus_bin: Option<PathBuf>,
+    /// `prometheus.sh` (see `perf/README.md`).
+    pub prometheus_script: PathBuf,
+    /// Gauntlet binary; without it (and without `target_url`) Prometheus is measured alone.
+    pub gauntlet_bin: Option<PathBuf>,
+    /// Arguments for Gauntlet replacing the scenario's default; `{http}`, `{grpc}` and
+    /// `{data}` are replaced by the ports and data directory.
+    pub gauntlet_args: Option<String>,
+    /// Endpoint of an already running target instead of starting Gauntlet.
+    pub target_url: Option<String>,
+    /// Its process id, for process figures when it runs here.
+    pub target_pid: Option<u32>,
+    /// Endpoint of an already running baseline instead of starting Prometheus.
+    pub baseline_url: Option<String>,
+    /// Its process id.
+    pub baseline_pid: Option<u32>,
+    /// Scratch directory for data and logs.
+    pub work_dir: PathBuf,
+    /// Results file to append to; `None` prints the row only.
+    pub results: Option<PathBuf>,
+    /// The generated input.
+    pub data: GenConfig,
+    /// Remote-write connections (ingest).
+    pub connections: usize,
+    /// How long to load each side (ingest, query, series).
+    pub duration: Duration,
+    /// Remote-write rate, samples/s; `None` is flat out (ingest).
+    pub rate: Option<f64>,
+    /// Query file (query, series).
+    pub queries: PathBuf,
+    /// Queries in flight (query, series).
+    pub concurrency: usize,
+    /// The command line, for the results row.
+    pub command_line: String,
+}

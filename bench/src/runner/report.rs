@@ -1,0 +1,164 @@
+//! The row a scenario appends to `perf/RESULTS.md`: figures of each side, ratios, machine,
+//! versions and the exact command.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+/// What was measured on one side.
+#[derive(Clone, Debug, Default)]
+pub struct Figures {
+    /// System name and version.
+    pub system: String,
+    /// Main throughput figure (unit in the scenario's table header).
+    pub throughput: f64,
+    /// Latency p50, ms (0 when not applicable).
+    pub p50_ms: f64,
+    /// Latency p99, ms.
+    pub p99_ms: f64,
+    /// Server CPU time during the measured phase (user + system), s; `None` when remote.
+    pub cpu_s: Option<f64>,
+    /// Server peak RSS (`VmHWM`), bytes; `None` when remote.
+    pub peak_rss_bytes: Option<u64>,
+    /// Anything else worth a column: what the check counted, errors, etc.
+    pub notes: String,
+}
+
+fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    v.map_or_else(|| "n/a".to_string(), f)
+}
+
+/// Machine line: CPU model and count, memory, kernel.
+pub fn machine_description() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cpus = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let mem_kb: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let uname = Command::new("uname")
+        .arg("-srm")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    // Other work on the machine takes cores from the servers; the load average says how much.
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    format!(
+        "{cpus} × {model}, {:.0} GiB, {uname}; load average {load} when the section was written",
+        mem_kb as f64 / 1024.0 / 1024.0
+    )
+}
+
+fn utc_now() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Renders a scenario's section: title, machine, input, command, one row per side and a ratio
+/// row (target / baseline) when both sides ran.
+pub fn render(
+    scenario: &str,
+    unit: &str,
+    input: &str,
+    command: &str,
+    baseline: &Figures,
+    target: Option<&Figures>,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "\n## {} — `run {scenario}`\n", utc_now());
+    let _ = writeln!(s, "Machine: {}.", machine_description());
+    let _ = writeln!(s, "Input: {input}.");
+    let _ = writeln!(s, "Command: `{command}`\n");
+    let _ = writeln!(
+        s,
+        "| system | {unit} | p50 ms | p99 ms | server CPU s | peak RSS MiB | notes |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    let row = |s: &mut String, f: &Figures| {
+        let _ = writeln!(
+            s,
+            "| {} | {:.1} | {:.2} | {:.2} | {} | {} | {} |",
+            f.system,
+            f.throughput,
+            f.p50_ms,
+            f.p99_ms,
+            opt(f.cpu_s, |v| format!("{v:.2}")),
+            opt(f.peak_rss_bytes.map(|b| b as f64), |v| format!(
+                "{:.0}",
+                v / 1048576.0
+            )),
+            f.notes
+        );
+    };
+    row(&mut s, baseline);
+    match target {
+        Some(t) => {
+            row(&mut s, t);
+            let ratio = |a: f64, b: f64| {
+                if b > 0.0 {
+                    format!("{:.2}x", a / b)
+                } else {
+                    "n/a".into()
+                }
+            };
+            let _ = writeln!(
+                s,
+                "| ratio target / baseline | {} | {} | {} | {} | {} | |",
+                ratio(t.throughput, baseline.throughput),
+                ratio(t.p50_ms, baseline.p50_ms),
+                ratio(t.p99_ms, baseline.p99_ms),
+                match (t.cpu_s, baseline.cpu_s) {
+                    (Some(a), Some(b)) => ratio(a, b),
+                    _ => "n/a".into(),
+                },
+                match (t.peak_rss_bytes, baseline.peak_rss_bytes) {
+                    (Some(a), Some(b)) => ratio(a as f64, b as f64),
+                    _ => "n/a".into(),
+                },
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "\nNo target figures: Gauntlet's component for this scenario does not exist yet, or \
+                 neither `--gauntlet-bin` nor `--target-url` was given; the baseline is recorded \
+                 alone."
+            );
+        }
+    }
+    s
+}
+
+/// Prints `section` and appends it to `results` when given.
+pub fn append_results(results: Option<&Path>, section: &str) -> std::io::Result<()> {
+    print!("{section}");
+    if let Some(p) = results {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(p)?;
+        f.write_all(section.as_bytes())?;
+    }
+    Ok(())
+}

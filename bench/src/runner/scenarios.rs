@@ -1,0 +1,588 @@
+//! The scenarios: `ingest` (remote write flat out, then count what is queryable), `query` and
+//! `series` (a query file over the same blocks), `compact` (Prometheus merging the generated
+//! 2 h blocks). Sides run one after the other so neither competes with the other for cores.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::datagen::write_blocks_dir;
+use crate::load::{query as qload, remote_write as rwload};
+use crate::remote_write::{BatchConfig, encode_stream};
+
+use super::report::{Figures, render};
+use super::server::{Server, free_port, gauntlet_has, prometheus_cmd, version_of};
+use super::{RunError, RunOptions};
+
+const READY_WAIT: Duration = Duration::from_secs(120);
+
+/// Path of the Prometheus binary: given, or fetched with `prometheus.sh current`.
+fn prometheus_bin(o: &RunOptions) -> Result<PathBuf, RunError> {
+    if let Some(b) = &o.prometheus_bin {
+        return Ok(b.clone());
+    }
+    let dir = o.work_dir.join("prometheus3");
+    let out = Command::new("bash")
+        .arg(&o.prometheus_script)
+        .arg("current")
+        .arg(&dir)
+        .output()?;
+    if !out.status.success() {
+        return Err(RunError::Start(format!(
+            "{} current failed: {}",
+            o.prometheus_script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+fn prometheus_name(bin: &Path) -> String {
+    let v = version_of(bin);
+    // "prometheus, version 3.5.3+ds1 (branch: …)" → "prometheus 3.5.3+ds1"
+    v.split_whitespace()
+        .nth(2)
+        .map_or(v.clone(), |ver| format!("prometheus {ver}"))
+}
+
+/// Starts the baseline: the external endpoint, or Prometheus over `data` with `extra` flags.
+fn baseline(o: &RunOptions, name: &str, data: &Path, extra: &[String]) -> Result<Server, RunError> {
+    if let Some(u) = &o.baseline_url {
+        return Ok(Server::external("baseline (external)", u, o.baseline_pid));
+    }
+    let bin = prometheus_bin(o)?;
+    let port = free_port()?;
+    let dir = o.work_dir.join(format!("{name}-prometheus"));
+    std::fs::create_dir_all(&dir)?;
+    let cmd = prometheus_cmd(&bin, &dir, data, port, extra)?;
+    Server::start(
+        &prometheus_name(&bin),
+        cmd,
+        format!("http://127.0.0.1:{port}"),
+        &dir.join("log.txt"),
+        READY_WAIT,
+    )
+}
+
+/// Starts the target: the external endpoint, or Gauntlet's `subcommand` when it exists.
+fn target(
+    o: &RunOptions,
+    name: &str,
+    subcommand: &str,
+    default_args: &str,
+    data: &Path,
+) -> Result<Option<Server>, RunError> {
+    if let Some(u) = &o.target_url {
+        return Ok(Some(Server::external("target (external)", u, o.target_pid)));
+    }
+    let Some(bin) = &o.gauntlet_bin else {
+        return Ok(None);
+    };
+    let args = o.gauntlet_args.as_deref().unwrap_or(default_args);
+    let sub = args.split_whitespace().next().unwrap_or(subcommand);
+    if !gauntlet_has(bin, sub) {
+        eprintln!(
+            "{}: no `{sub}` subcommand yet; measuring Prometheus alone",
+            bin.display()
+        );
+        return Ok(None);
+    }
+    let (http, grpc) = (free_port()?, free_port()?);
+    let dir = o.work_dir.join(format!("{name}-gauntlet"));
+    std::fs::create_dir_all(&dir)?;
+    let mut cmd = Command::new(bin);
+    for a in args.split_whitespace() {
+        cmd.arg(
+            a.replace("{http}", &http.to_string())
+                .replace("{grpc}", &grpc.to_string())
+                .replace("{data}", &data.display().to_string()),
+        );
+    }
+    let version = version_of(bin);
+    Server::start(
+        &format!(
+            "gauntlet {}",
+            version.split_whitespace().last().unwrap_or("")
+        ),
+        cmd,
+        format!("http://127.0.0.1:{http}"),
+        &dir.join("log.txt"),
+        READY_WAIT,
+    )
+    .map(Some)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Copies the blocks under `src` into `dst` (created).
+fn copy_tree(src: &Path, dst: &Path) -> Result<(), RunError> {
+    std::fs::create_dir_all(dst)?;
+    for e in std::fs::read_dir(src)? {
+        let e = e?;
+        let to = dst.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_tree(&e.path(), &to)?;
+        } else {
+            std::fs::copy(e.path(), to)?;
+        }
+    }
+    Ok(())
+}
+
+fn input_text(o: &RunOptions) -> String {
+    let g = &o.data;
+    format!(
+        "generator seed {}, {} targets × {} pods, {} s scrapes over {} min, churn {}% every {} min",
+        g.seed,
+        g.targets,
+        g.pods_per_target,
+        g.scrape_interval_ms / 1000,
+        g.duration_ms / 60_000,
+        (g.churn_fraction * 100.0).round(),
+        g.churn_every_ms / 60_000
+    )
+}
+
+/// `ingest`: each side gets the same remote-write stream flat out (or at `rate`) for
+/// `duration` over `connections` connections; then every sample is counted with
+/// `sum(count_over_time({__name__=~".+"}[…]))` to check what became queryable.
+pub fn ingest(o: &RunOptions) -> Result<String, RunError> {
+    let batch = BatchConfig {
+        shards: o.connections,
+        external_labels: vec![("replica".into(), "bench".into())],
+        ..BatchConfig::default()
+    };
+    let t0 = Instant::now();
+    let stream = encode_stream(&o.data, &batch)?;
+    eprintln!(
+        "encoded {} requests, {} series, {} samples in {:.1} s",
+        stream.requests.len(),
+        stream.series,
+        stream.samples,
+        t0.elapsed().as_secs_f64()
+    );
+    let span = stream.span_ms;
+    let run_side = |server: &Server, write_path: &str, stream| -> Result<Figures, RunError> {
+        // The data starts an hour ago on the scrape grid, so a flat-out run stays near now.
+        let interval = o.data.scrape_interval_ms;
+        let data_start = (now_ms() - 3_600_000) / interval * interval;
+        let opts = rwload::RemoteWriteOptions {
+            url: format!("{}{write_path}", server.url),
+            rate: o.rate,
+            duration: o.duration,
+            timeout: Duration::from_secs(60),
+            time_shift_ms: data_start - o.data.start_ms,
+        };
+        let before = server.stats();
+        let rep = rwload::run(stream, &opts)?;
+        let after = server.stats();
+        eprintln!("{}:\n{}", server.name, rep.render());
+        let end = data_start + (rep.cycles as i64 + 1) * span;
+        let qt = Instant::now();
+        let counted = count_samples(server, data_start, end).ok();
+        let count_s = qt.elapsed().as_secs_f64();
+        let cpu_s = before.zip(after).map(|(b, a)| a.cpu_s - b.cpu_s);
+        let mut notes = format!(
+            "{} samples acknowledged; {}; generator CPU {:.1}% of a core",
+            rep.acked_samples,
+            cpu_s.map_or("server CPU n/a".to_string(), |c| format!(
+                "{:.0} samples per server CPU second",
+                rep.acked_samples as f64 / c.max(1e-9)
+            )),
+            100.0 * rep.self_cpu_share()
+        );
+        match counted {
+            Some(c) => notes.push_str(&format!(
+                "; {c:.0} samples queryable (count took {count_s:.1} s; stale markers are not counted)"
+            )),
+            None => notes.push_str("; queryable count not available"),
+        }
+        for (code, n) in &rep.non_2xx {
+            notes.push_str(&format!("; {n}× HTTP {code}"));
+        }
+        if rep.transport_errors > 0 {
+            notes.push_str(&format!("; {} transport errors", rep.transport_errors));
+        }
+        Ok(Figures {
+            system: server.name.clone(),
+            throughput: rep.acked_samples_per_s(),
+            p50_ms: rep.latency_p50_ms,
+            p99_ms: rep.latency_p99_ms,
+            cpu_s,
+            peak_rss_bytes: after.map(|a| a.peak_rss_bytes),
+            notes,
+        })
+    };
+    let data = o.work_dir.join("ingest-prometheus-data");
+    let _ = std::fs::remove_dir_all(&data);
+    let extra = [
+        "--web.enable-remote-write-receiver".to_string(),
+        "--query.max-samples=1000000000".to_string(),
+        "--query.timeout=10m".to_string(),
+    ];
+    let stream_b = stream.clone();
+    let mut b = baseline(o, "ingest", &data, &extra)?;
+    let base = run_side(
+        &b,
+        if o.baseline_url.is_some() {
+            ""
+        } else {
+            "/api/v1/write"
+        },
+        stream_b,
+    )?;
+    b.stop();
+    let gdata = o.work_dir.join("ingest-gauntlet-data");
+    let _ = std::fs::remove_dir_all(&gdata);
+    let tgt = match target(
+        o,
+        "ingest",
+        "receive",
+        "receive --http-address=127.0.0.1:{http} --grpc-address=127.0.0.1:{grpc} --tsdb.path={data}",
+        &gdata,
+    )? {
+        Some(mut t) => {
+            let path = if o.target_url.is_some() {
+                ""
+            } else {
+                "/api/v1/receive"
+            };
+            let f = run_side(&t, path, stream)?;
+            t.stop();
+            Some(f)
+        }
+        None => None,
+    };
+    Ok(render(
+        "ingest",
+        "acked samples/s",
+        &format!(
+            "{}; {} connections, {} s {}, 2000 samples per request, external label replica=\"bench\"",
+            input_text(o),
+            o.connections,
+            o.duration.as_secs(),
+            o.rate
+                .map_or("flat out".to_string(), |r| format!("at {r:.0} samples/s"))
+        ),
+        &o.command_line,
+        &base,
+        tgt.as_ref(),
+    ))
+}
+
+/// Counts the samples queryable in `[start_ms, end_ms]` with `count_over_time`, one query per
+/// metric name (without the name, series of different metrics could share a label set, which
+/// PromQL refuses in one vector). Stale markers are not counted, as PromQL skips them.
+pub fn count_samples(server: &Server, start_ms: i64, end_ms: i64) -> Result<f64, RunError> {
+    let json = |path: &str| -> Result<serde_json::Value, RunError> {
+        let (status, body) = server.get(path)?;
+        if status != 200 {
+            return Err(RunError::Other(format!(
+                "{path}: status {status}: {}",
+                String::from_utf8_lossy(&body)
+            )));
+        }
+        serde_json::from_slice(&body).map_err(|e| RunError::Other(format!("{path}: {e}")))
+    };
+    let names = json(&format!(
+        "/api/v1/label/__name__/values?start={}&end={}",
+        start_ms / 1000,
+        end_ms / 1000 + 1
+    ))?;
+    let mut total = 0.0;
+    for name in names["data"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+        let name = name.as_str().unwrap_or_default();
+        let q = format!(
+            "sum(count_over_time({{__name__=\"{name}\"}}[{}ms]))",
+            end_ms - start_ms + 1
+        );
+        let v = json(&format!(
+            "/api/v1/query?time={}.{:03}&query={}",
+            end_ms / 1000,
+            end_ms % 1000,
+            urlenc(&q)
+        ))?;
+        if let Some(x) = v["data"]["result"][0]["value"][1].as_str() {
+            total += x.parse::<f64>().unwrap_or(0.0);
+        }
+    }
+    Ok(total)
+}
+
+fn urlenc(s: &str) -> String {
+    let mut out = String::new();
+    crate::load::http::urlencode(s, &mut out);
+    out
+}
+
+/// Generates the blocks of `o.data` under the work dir (reused when already there).
+fn blocks(o: &RunOptions) -> Result<PathBuf, RunError> {
+    let g = &o.data;
+    let dir = o.work_dir.join(format!(
+        "blocks-s{}-t{}-p{}-i{}-d{}-c{}",
+        g.seed, g.targets, g.pods_per_target, g.scrape_interval_ms, g.duration_ms, g.churn_every_ms
+    ));
+    if !dir.join("done").exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        let t = Instant::now();
+        let metas = write_blocks_dir(g, &dir)?;
+        std::fs::write(dir.join("done"), "")?;
+        eprintln!(
+            "wrote {} blocks in {:.1} s",
+            metas.len(),
+            t.elapsed().as_secs_f64()
+        );
+    }
+    Ok(dir)
+}
+
+fn block_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|it| {
+            it.filter_map(Result::ok)
+                .filter(|e| e.path().join("meta.json").exists())
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// `query` and `series`: the query file against each side over the same blocks, one warm-up
+/// pass, then `duration` of load at `concurrency`; when both sides ran, every query is also
+/// compared (differential mode) and the differences counted.
+pub fn query(o: &RunOptions, scenario: &str) -> Result<String, RunError> {
+    let text = std::fs::read_to_string(&o.queries)
+        .map_err(|e| RunError::Other(format!("{}: {e}", o.queries.display())))?;
+    let queries = qload::parse_queries(&text)?;
+    let src = blocks(o)?;
+    let (start, end) = (o.data.start_ms, o.data.start_ms + o.data.duration_ms);
+    let qopts = |url: &str| qload::QueryOptions {
+        url: url.to_string(),
+        data_start_ms: start,
+        data_end_ms: end,
+        concurrency: o.concurrency,
+        duration: Some(o.duration),
+        count: None,
+        timeout: Duration::from_secs(120),
+    };
+    let measure = |s: &Server| -> Result<Figures, RunError> {
+        let warm = qload::QueryOptions {
+            count: Some(queries.len() as u64),
+            duration: None,
+            ..qopts(&s.url)
+        };
+        qload::run(&queries, &warm)?;
+        let before = s.stats();
+        let rep = qload::run(&queries, &qopts(&s.url))?;
+        let after = s.stats();
+        eprintln!("{}:\n{}", s.name, rep.render());
+        let mut notes = format!("{} queries, {} bytes", rep.queries, rep.bytes);
+        for (c, n) in &rep.non_2xx {
+            notes.push_str(&format!("; {n}× HTTP {c}"));
+        }
+        if let Some(e) = &rep.first_error {
+            notes.push_str(&format!(
+                "; first error: {}",
+                e.replace('|', "/").chars().take(120).collect::<String>()
+            ));
+        }
+        Ok(Figures {
+            system: s.name.clone(),
+            throughput: rep.queries as f64 / rep.elapsed_s,
+            p50_ms: rep.latency_p50_ms,
+            p99_ms: rep.latency_p99_ms,
+            cpu_s: before.zip(after).map(|(b, a)| a.cpu_s - b.cpu_s),
+            peak_rss_bytes: after.map(|a| a.peak_rss_bytes),
+            notes,
+        })
+    };
+    let pdata = o.work_dir.join(format!("{scenario}-prometheus-data"));
+    let _ = std::fs::remove_dir_all(&pdata);
+    if o.baseline_url.is_none() {
+        copy_tree(&src, &pdata)?;
+        let _ = std::fs::remove_file(pdata.join("done"));
+    }
+    let extra = [
+        "--storage.tsdb.min-block-duration=2h".to_string(),
+        "--storage.tsdb.max-block-duration=2h".to_string(),
+        "--storage.tsdb.retention.time=100y".to_string(),
+    ];
+    let b = baseline(o, scenario, &pdata, &extra)?;
+    let base = measure(&b)?;
+    let gdata = o.work_dir.join(format!("{scenario}-gauntlet-data"));
+    let _ = std::fs::remove_dir_all(&gdata);
+    if o.target_url.is_none() && o.gauntlet_bin.is_some() {
+        copy_tree(&src, &gdata)?;
+        let _ = std::fs::remove_file(gdata.join("done"));
+    }
+    let t = target(
+        o,
+        scenario,
+        "all",
+        "all --data-dir={data} --http-address=127.0.0.1:{http} --grpc-address=127.0.0.1:{grpc}",
+        &gdata,
+    )?;
+    let mut tgt = None;
+    if let Some(t) = &t {
+        let mut f = measure(t)?;
+        let diffs = qload::run_diff(&queries, &qopts(&b.url), &t.url, 1e-6)?;
+        f.notes.push_str(&format!(
+            "; {} of {} queries differ from the baseline",
+            diffs.len(),
+            queries.len()
+        ));
+        for d in diffs.iter().take(20) {
+            eprintln!("differs: line {} `{}`: {}", d.line, d.expr, d.what);
+        }
+        tgt = Some(f);
+    }
+    drop(b);
+    Ok(render(
+        scenario,
+        "queries/s",
+        &format!(
+            "{}; {} blocks; {} ({} queries), concurrency {}, {} s per side after one warm-up pass",
+            input_text(o),
+            block_count(&src),
+            o.queries.display(),
+            queries.len(),
+            o.concurrency,
+            o.duration.as_secs()
+        ),
+        &o.command_line,
+        &base,
+        tgt.as_ref(),
+    ))
+}
+
+/// `compact`: Prometheus started over the generated 2 h blocks with a larger
+/// `--storage.tsdb.max-block-duration` merges them by itself (its compaction loop runs about a
+/// minute after start). Measured: the sum of the `duration` Prometheus logs for its "compact
+/// blocks" steps, the process's CPU seconds and peak RSS from start until the block set has
+/// been stable for 70 s after the last compaction (or `duration` × 10 at most).
+pub fn compact(o: &RunOptions) -> Result<String, RunError> {
+    let src = blocks(o)?;
+    let before = block_count(&src);
+    let pdata = o.work_dir.join("compact-prometheus-data");
+    let _ = std::fs::remove_dir_all(&pdata);
+    copy_tree(&src, &pdata)?;
+    let _ = std::fs::remove_file(pdata.join("done"));
+    let extra = [
+        "--storage.tsdb.min-block-duration=2h".to_string(),
+        "--storage.tsdb.max-block-duration=744h".to_string(),
+        "--storage.tsdb.retention.time=100y".to_string(),
+    ];
+    let started = Instant::now();
+    let mut b = baseline(o, "compact", &pdata, &extra)?;
+    let limit = started + o.duration * 10;
+    let mut last_change = Instant::now();
+    let mut blocks_now = block_count(&pdata);
+    let mut compactions = 0usize;
+    let mut logged_s = 0.0;
+    while Instant::now() < limit {
+        std::thread::sleep(Duration::from_millis(500));
+        let n = block_count(&pdata);
+        if n != blocks_now {
+            blocks_now = n;
+            last_change = Instant::now();
+        }
+        let log = b
+            .log
+            .as_ref()
+            .and_then(|l| std::fs::read_to_string(l).ok())
+            .unwrap_or_default();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("compact blocks"))
+            .collect();
+        if lines.len() != compactions {
+            compactions = lines.len();
+            last_change = Instant::now();
+            logged_s = lines.iter().filter_map(|l| log_duration_s(l)).sum();
+        }
+        if compactions > 0 && last_change.elapsed() > Duration::from_secs(70) {
+            break;
+        }
+    }
+    let stats = b.stats();
+    b.stop();
+    let base = Figures {
+        system: b.name.clone(),
+        throughput: if logged_s > 0.0 {
+            before as f64 / logged_s
+        } else {
+            0.0
+        },
+        p50_ms: 0.0,
+        p99_ms: 0.0,
+        cpu_s: stats.map(|s| s.cpu_s),
+        peak_rss_bytes: stats.map(|s| s.peak_rss_bytes),
+        notes: format!(
+            "{compactions} compaction steps logged taking {logged_s:.2} s in all; {before} blocks → {blocks_now}; CPU and RSS are the whole process lifetime ({:.0} s)",
+            started.elapsed().as_secs_f64()
+        ),
+    };
+    Ok(render(
+        "compact",
+        "input blocks per compaction second",
+        &format!("{}; {before} blocks of 2 h", input_text(o)),
+        &o.command_line,
+        &base,
+        None,
+    ))
+}
+
+/// The `duration=…` field of a Prometheus log line, in seconds (`1.5s`, `850ms`, `1m2.5s`).
+fn log_duration_s(line: &str) -> Option<f64> {
+    let v = line.split("duration=").nth(1)?.split_whitespace().next()?;
+    let v = v.trim_matches('"');
+    let mut total = 0.0;
+    let mut num = String::new();
+    let mut chars = v.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let unit = match (c, chars.peek()) {
+            ('m', Some('s')) => {
+                chars.next();
+                1e-3
+            }
+            ('µ' | 'u', Some('s')) => {
+                chars.next();
+                1e-6
+            }
+            ('n', Some('s')) => {
+                chars.next();
+                1e-9
+            }
+            ('h', _) => 3600.0,
+            ('m', _) => 60.0,
+            ('s', _) => 1.0,
+            _ => return None,
+        };
+        total += num.parse::<f64>().ok()? * unit;
+        num.clear();
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_duration_s;
+
+    #[test]
+    fn go_durations_in_logs() {
+        assert_eq!(
+            log_duration_s("msg=\"compact blocks\" duration=1.5s x=1"),
+            Some(1.5)
+        );
+        assert_eq!(log_duration_s("duration=850ms"), Some(0.85));
+        assert_eq!(log_duration_s("duration=1m2.5s"), Some(62.5));
+        assert_eq!(log_duration_s("nothing"), None);
+    }
+}
