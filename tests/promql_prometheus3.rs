@@ -150,6 +150,11 @@ max_over_time(rate(http_requests_total{instance="host-00",code="200"}[5m])[30m:1
 avg_over_time(sum(edge_gauge)[20m:])
 min_over_time(deriv(temperature_celsius{instance="host-00"}[5m])[15m:30s])
 rate(edge_counter_total[5m:1m])
+# duration expressions
+rate(http_requests_total{instance="host-01",code="200"}[2m * 2 + 60s])
+sum_over_time(edge_gauge[10m:30s + 30s])
+edge_gauge offset (5m + 30s)
+temperature_celsius{instance="host-00"} offset -(1h - 58m)
 # literals and edge values
 1/0
 -1/0
@@ -363,12 +368,12 @@ fn compare(want: &serde_json::Value, got: &serde_json::Value) -> Option<String> 
 fn promql_agrees_with_prometheus_3() {
     let tmp = tempfile::tempdir().unwrap();
     let blocks = make_blocks(tmp.path());
-    // limitk, limit_ratio, sort_by_label and double_exponential_smoothing are experimental in
-    // Prometheus 3 and Gauntlet always serves them.
+    // limitk, limit_ratio, sort_by_label, double_exponential_smoothing and duration
+    // expressions are experimental in Prometheus 3 and Gauntlet always serves them.
     let prom = Prometheus::start_with_args(
         &prometheus3(),
         &blocks,
-        &["--enable-feature=promql-experimental-functions"],
+        &["--enable-feature=promql-experimental-functions,promql-duration-expr"],
     );
     let data = tmp.path().join("bucket");
     copy_dir(&blocks, &data);

@@ -6,6 +6,7 @@
 //! over each series' sorted samples in one pass, and aggregations and binary operators work on
 //! step columns.
 
+mod duration_expr;
 mod error;
 pub(crate) mod eval;
 mod functions;
@@ -64,7 +65,7 @@ impl Engine {
         query: &str,
         t_ms: i64,
     ) -> Result<QueryResult, PromqlError> {
-        let expr = parse(query)?;
+        let expr = parse_for(query, duration_expr::QueryTimes::default())?;
         eval::run(&self.opts, storage, &expr, t_ms, t_ms, 0, true)
     }
 
@@ -89,14 +90,27 @@ impl Engine {
                 "end timestamp must not be before start time".into(),
             ));
         }
-        let expr = parse(query)?;
+        let times = duration_expr::QueryTimes {
+            step_ms,
+            range_ms: end_ms.saturating_sub(start_ms),
+        };
+        let expr = parse_for(query, times)?;
         eval::run(&self.opts, storage, &expr, start_ms, end_ms, step_ms, false)
     }
 }
 
 /// Parses a query, mapping the parser's error to [`PromqlError::Parse`].
 pub(crate) fn parse(query: &str) -> Result<promql_parser::parser::Expr, PromqlError> {
+    parse_for(query, duration_expr::QueryTimes::default())
+}
+
+/// Parses a query whose duration expressions see these `step()` and `range()` values.
+fn parse_for(
+    query: &str,
+    times: duration_expr::QueryTimes,
+) -> Result<promql_parser::parser::Expr, PromqlError> {
     let query = decode_byte_escapes(query);
+    let query = duration_expr::rewrite(&query, times);
     promql_parser::parser::parse(&query).map_err(PromqlError::Parse)
 }
 

@@ -1,0 +1,455 @@
+//! Duration expressions (Prometheus 3's `promql-duration-expr`): arithmetic in range
+//! selectors, subquery ranges and steps, and offsets, such as `rate(x[5m * 2])`,
+//! `x[1h:30s + 30s]`, `x offset (1h + 5m)` or `x offset min_of(step(), 1m)`, where `step()`
+//! is the query's step and `range()` its end minus its start.
+//!
+//! The parser reads only literal durations, so before parsing each such expression is
+//! evaluated (in seconds, as Prometheus does) and written back as a literal in milliseconds.
+//! Queries without duration expressions pass through unchanged.
+
+use std::borrow::Cow;
+
+/// What `step()` and `range()` stand for in one query, ms (both 0 for an instant query).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct QueryTimes {
+    pub step_ms: i64,
+    pub range_ms: i64,
+}
+
+/// `query` with every duration expression replaced by its value as a `<n>ms` literal; an
+/// expression that does not evaluate is left as written, so the parser reports it.
+pub(crate) fn rewrite(query: &str, times: QueryTimes) -> Cow<'_, str> {
+    let b = query.as_bytes();
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut i = 0;
+    let mut braces = 0usize;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'"' | b'\'' | b'`') => i = skip_string(b, i, q),
+            b'{' => {
+                braces += 1;
+                i += 1;
+            }
+            b'}' => {
+                braces = braces.saturating_sub(1);
+                i += 1;
+            }
+            b'[' if braces == 0 => {
+                let Some(close) = query[i + 1..].find(']').map(|p| i + 1 + p) else {
+                    break;
+                };
+                let inner = &query[i + 1..close];
+                if let Some(new) = rewrite_brackets(inner, times) {
+                    out.push_str(&query[copied..=i]);
+                    out.push_str(&new);
+                    copied = close;
+                }
+                i = close + 1;
+            }
+            c if braces == 0 && c.is_ascii_alphabetic() => {
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':')
+                {
+                    i += 1;
+                }
+                let word_starts_token = start == 0 || !is_ident_byte(b[start - 1]);
+                if word_starts_token
+                    && query[start..i].eq_ignore_ascii_case("offset")
+                    && let Some((end, ms)) = offset_expression(query, i, times)
+                {
+                    if ms == 0 {
+                        // The parser refuses a zero duration; no offset is the same thing.
+                        out.push_str(&query[copied..start]);
+                    } else {
+                        out.push_str(&query[copied..i]);
+                        out.push_str(&format!(" {ms}ms"));
+                    }
+                    copied = end;
+                    i = end;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    if copied == 0 {
+        return Cow::Borrowed(query);
+    }
+    out.push_str(&query[copied..]);
+    Cow::Owned(out)
+}
+
+fn is_ident_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b':'
+}
+
+/// Index just past the string literal opened by `quote` at `start`.
+fn skip_string(b: &[u8], start: usize, quote: u8) -> usize {
+    let mut i = start + 1;
+    while i < b.len() {
+        if b[i] == b'\\' && quote != b'`' {
+            i += 2;
+            continue;
+        }
+        if b[i] == quote {
+            return i + 1;
+        }
+        i += 1;
+    }
+    b.len()
+}
+
+/// The bracket body `range` or `range:step` with expressions evaluated, or `None` when
+/// nothing in it needs rewriting.
+fn rewrite_brackets(inner: &str, times: QueryTimes) -> Option<String> {
+    let parts: Vec<&str> = split_top_level_colon(inner);
+    if parts.len() > 2 {
+        return None;
+    }
+    let mut changed = false;
+    let mut new_parts = Vec::with_capacity(parts.len());
+    for p in &parts {
+        let t = p.trim();
+        if t.is_empty() || is_plain_literal(t) {
+            new_parts.push((*p).to_string());
+            continue;
+        }
+        let secs = eval(t, times)?;
+        new_parts.push(ms_literal(secs)?);
+        changed = true;
+    }
+    changed.then(|| new_parts.join(":"))
+}
+
+/// Splits at colons outside parentheses.
+fn split_top_level_colon(s: &str) -> Vec<&str> {
+    let mut depth = 0i32;
+    let mut parts = Vec::new();
+    let mut last = 0;
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ':' if depth == 0 => {
+                parts.push(&s[last..i]);
+                last = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[last..]);
+    parts
+}
+
+/// A number or a duration literal the parser reads by itself.
+fn is_plain_literal(s: &str) -> bool {
+    let mut p = Parser::new(s, QueryTimes::default());
+    p.literal().is_some() && p.at_end()
+}
+
+/// After `offset` at `after`: an optionally signed parenthesized expression or duration
+/// function (`(1h + 5m)`, `-(2 * 2)`, `step()`, `-min_of(step(), 1s)`), as (index past it,
+/// value in ms). A literal offset is left to the parser; operators after the operand apply
+/// to the selector's result, not to the offset.
+fn offset_expression(query: &str, after: usize, times: QueryTimes) -> Option<(usize, i64)> {
+    let b = query.as_bytes();
+    let skip_ws = |mut i: usize| {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    let mut i = skip_ws(after);
+    let sign = match b.get(i) {
+        Some(b'-') => -1.0,
+        Some(b'+') => 1.0,
+        _ => 0.0,
+    };
+    if sign != 0.0 {
+        i = skip_ws(i + 1);
+    }
+    let operand = i;
+    if b.get(i) != Some(&b'(') {
+        let name_end = i + b[i..]
+            .iter()
+            .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
+            .count();
+        let name = query[i..name_end].to_ascii_lowercase();
+        if !DURATION_FUNCTIONS.contains(&name.as_str()) {
+            return None;
+        }
+        i = skip_ws(name_end);
+        if b.get(i) != Some(&b'(') {
+            return None;
+        }
+    }
+    let mut depth = 0usize;
+    let mut end = None;
+    for (k, &c) in b.iter().enumerate().skip(i) {
+        match c {
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth == 0 {
+                    end = Some(k + 1);
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let end = end?;
+    let secs = eval(&query[operand..end], times)?;
+    let secs = if sign < 0.0 { -secs } else { secs };
+    let ms = to_ms(secs)?;
+    Some((end, ms))
+}
+
+/// Functions a duration expression may call.
+const DURATION_FUNCTIONS: [&str; 4] = ["step", "range", "min_of", "max_of"];
+
+fn to_ms(secs: f64) -> Option<i64> {
+    let ms = (secs * 1000.0).round();
+    (ms.is_finite() && ms.abs() < 9.2e18).then_some(ms as i64)
+}
+
+fn ms_literal(secs: f64) -> Option<String> {
+    let ms = to_ms(secs)?;
+    // A negative range is left for the parser to refuse as Prometheus does.
+    (ms >= 0).then(|| format!("{ms}ms"))
+}
+
+/// Evaluates a duration expression to seconds: numbers are seconds, duration literals are
+/// converted; `+ - * / % ^`, unary signs and parentheses with PromQL's precedence (`^` is
+/// right-associative and binds tighter than a unary minus).
+fn eval(s: &str, times: QueryTimes) -> Option<f64> {
+    let mut p = Parser::new(s, times);
+    let v = p.sum()?;
+    p.at_end().then_some(v)
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+    times: QueryTimes,
+}
+
+impl<'a> Parser<'a> {
+    fn new(s: &'a str, times: QueryTimes) -> Self {
+        Parser {
+            s: s.as_bytes(),
+            i: 0,
+            times,
+        }
+    }
+
+    fn ws(&mut self) {
+        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
+            self.i += 1;
+        }
+    }
+
+    fn at_end(&mut self) -> bool {
+        self.ws();
+        self.i == self.s.len()
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        self.ws();
+        if self.s.get(self.i) == Some(&c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn sum(&mut self) -> Option<f64> {
+        let mut v = self.product()?;
+        loop {
+            if self.eat(b'+') {
+                v += self.product()?;
+            } else if self.eat(b'-') {
+                v -= self.product()?;
+            } else {
+                return Some(v);
+            }
+        }
+    }
+
+    fn product(&mut self) -> Option<f64> {
+        let mut v = self.unary()?;
+        loop {
+            if self.eat(b'*') {
+                v *= self.unary()?;
+            } else if self.eat(b'/') {
+                v /= self.unary()?;
+            } else if self.eat(b'%') {
+                v %= self.unary()?;
+            } else {
+                return Some(v);
+            }
+        }
+    }
+
+    fn unary(&mut self) -> Option<f64> {
+        if self.eat(b'-') {
+            return Some(-self.unary()?);
+        }
+        if self.eat(b'+') {
+            return self.unary();
+        }
+        self.power()
+    }
+
+    fn power(&mut self) -> Option<f64> {
+        let base = self.atom()?;
+        if self.eat(b'^') {
+            // Right-associative; the exponent may carry its own sign.
+            let exp = self.unary()?;
+            return Some(base.powf(exp));
+        }
+        Some(base)
+    }
+
+    fn atom(&mut self) -> Option<f64> {
+        if self.eat(b'(') {
+            let v = self.sum()?;
+            return self.eat(b')').then_some(v);
+        }
+        if self.s.get(self.i).is_some_and(|c| c.is_ascii_alphabetic()) {
+            return self.call();
+        }
+        self.literal()
+    }
+
+    /// `step()`, `range()`, `min_of(a, b)` or `max_of(a, b)`, names in any case.
+    fn call(&mut self) -> Option<f64> {
+        let start = self.i;
+        while self.i < self.s.len()
+            && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_')
+        {
+            self.i += 1;
+        }
+        let name = std::str::from_utf8(&self.s[start..self.i])
+            .ok()?
+            .to_ascii_lowercase();
+        if !self.eat(b'(') {
+            return None;
+        }
+        let v = match name.as_str() {
+            "step" => self.times.step_ms as f64 / 1000.0,
+            "range" => self.times.range_ms as f64 / 1000.0,
+            "min_of" | "max_of" => {
+                let a = self.sum()?;
+                if !self.eat(b',') {
+                    return None;
+                }
+                let b = self.sum()?;
+                if name == "min_of" { a.min(b) } else { a.max(b) }
+            }
+            _ => return None,
+        };
+        self.eat(b')').then_some(v)
+    }
+
+    /// A duration literal (`1h30m`, `8000ms`) or a decimal number, in seconds.
+    fn literal(&mut self) -> Option<f64> {
+        self.ws();
+        let start = self.i;
+        while self.i < self.s.len() && (self.s[self.i].is_ascii_digit() || self.s[self.i] == b'.') {
+            self.i += 1;
+        }
+        if self.i == start {
+            return None;
+        }
+        let num = std::str::from_utf8(&self.s[start..self.i]).ok()?;
+        if self.s.get(self.i).is_some_and(|c| c.is_ascii_alphabetic()) {
+            // A duration: digit runs each followed by a unit.
+            self.i = start;
+            let mut total_ms: f64 = 0.0;
+            while self.i < self.s.len() && self.s[self.i].is_ascii_digit() {
+                let d0 = self.i;
+                while self.i < self.s.len() && self.s[self.i].is_ascii_digit() {
+                    self.i += 1;
+                }
+                let n: f64 = std::str::from_utf8(&self.s[d0..self.i])
+                    .ok()?
+                    .parse()
+                    .ok()?;
+                let u0 = self.i;
+                while self.i < self.s.len() && self.s[self.i].is_ascii_alphabetic() {
+                    self.i += 1;
+                }
+                let unit_ms = match &self.s[u0..self.i] {
+                    b"ms" => 1.0,
+                    b"s" => 1_000.0,
+                    b"m" => 60_000.0,
+                    b"h" => 3_600_000.0,
+                    b"d" => 86_400_000.0,
+                    b"w" => 604_800_000.0,
+                    b"y" => 31_536_000_000.0,
+                    _ => return None,
+                };
+                total_ms += n * unit_ms;
+            }
+            return Some(total_ms / 1000.0);
+        }
+        num.parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(q: &str) -> Cow<'_, str> {
+        super::rewrite(q, QueryTimes::default())
+    }
+
+    #[test]
+    fn expressions_in_ranges_steps_and_offsets_become_literals() {
+        assert_eq!(rewrite("rate(x[5m])"), "rate(x[5m])");
+        assert_eq!(rewrite("x[26m+4m]"), "x[1800000ms]");
+        assert_eq!(rewrite("x[2m*(10+5)]"), "x[1800000ms]");
+        assert_eq!(rewrite("x[24m+((1.5*2m)+2m)]"), "x[1740000ms]");
+        assert_eq!(rewrite("x[-5m+35m]"), "x[1800000ms]");
+        assert_eq!(rewrite("x[1h30m % 1h]"), "x[1800000ms]");
+        assert_eq!(rewrite("x[30m1s-30m1s % 1m]"), "x[1800000ms]");
+        assert_eq!(rewrite("x[29s+1s:5s+5s]"), "x[30000ms:10000ms]");
+        assert_eq!(rewrite("x[5m:]"), "x[5m:]");
+        assert_eq!(rewrite("x offset (100 + 2)"), "x offset 102000ms");
+        assert_eq!(rewrite("x offset -(2 * 2)"), "x offset -4000ms");
+        assert_eq!(rewrite("x offset (-2 ^ 2)"), "x offset -4000ms");
+        assert_eq!(rewrite("x offset 100 + 2"), "x offset 100 + 2");
+        assert_eq!(rewrite("x OFFSET (1h)"), "x OFFSET 3600000ms");
+    }
+
+    #[test]
+    fn step_range_min_of_and_max_of_take_the_query_times() {
+        let t = QueryTimes {
+            step_ms: 5_000,
+            range_ms: 10_000,
+        };
+        let r = |q| super::rewrite(q, t).into_owned();
+        assert_eq!(r("x[step()+1ms]"), "x[5001ms]");
+        assert_eq!(r("x[1+(STep()-5)*2]"), "x[1000ms]");
+        assert_eq!(r("x[max_of(min_of(step()+1,1h),1ms)]"), "x[6000ms]");
+        assert_eq!(r("x[range()]"), "x[10000ms]");
+        assert_eq!(r("x offset step()*0"), "x offset 5000ms*0");
+        assert_eq!(r("x offset -step()*2"), "x offset -5000ms*2");
+        assert_eq!(r("x offset (-step()*2)"), "x offset -10000ms");
+        assert_eq!(r("x offset -min_of(step(), 1s)^0"), "x offset -1000ms^0");
+        assert_eq!(r("x offset min_of(range(), 8s)"), "x offset 8000ms");
+        assert_eq!(rewrite("x offset range()"), "x ");
+    }
+
+    #[test]
+    fn strings_matchers_and_other_words_are_left_alone() {
+        let q = r#"label_replace(x{a="[1+1]"}, "offset (1)", "$1", "b", "(.*)")"#;
+        assert_eq!(rewrite(q), q);
+        assert_eq!(rewrite("my_offset (1)"), "my_offset (1)");
+        assert_eq!(rewrite("x[5m+]"), "x[5m+]");
+        assert_eq!(rewrite("x[1m-5m]"), "x[1m-5m]");
+    }
+}
