@@ -13,7 +13,11 @@ fn run_dir(dir: &str) -> (usize, Vec<String>, usize) {
         .filter(|p| p.extension().is_some_and(|x| x == "test"))
         .collect();
     files.sort();
-    let engine = Engine::new(EngineOptions::default());
+    // Prometheus's test engine runs with delayed name removal; its scripts expect it.
+    let engine = Engine::new(EngineOptions {
+        delayed_name_removal: true,
+        ..EngineOptions::default()
+    });
     let (mut passed, mut failed, mut skipped) = (0, Vec::new(), 0);
     for f in files {
         let text = std::fs::read_to_string(&f).expect("read script");

@@ -15,7 +15,7 @@ use gauntlet_engine::store::{BucketStore, StoreOptions};
 use gauntlet_proto::thanos;
 
 use crate::grpc::StoreService;
-use crate::http::api::{ApiConfig, ApiState, router};
+use crate::http::api::{ApiConfig, ApiState, apply_features, router};
 use crate::http::ops;
 use crate::query::store::StoreSource;
 
@@ -41,6 +41,9 @@ pub struct AllArgs {
     /// Longest a query may run.
     #[arg(long = "query.timeout", default_value = "2m", value_parser = crate::query::cmd::duration)]
     pub timeout: Duration,
+    /// PromQL features to enable, as Prometheus names them: `promql-delayed-name-removal`.
+    #[arg(long = "enable-feature")]
+    pub features: Vec<String>,
 }
 
 /// Runs until Ctrl-C or SIGTERM.
@@ -86,12 +89,15 @@ async fn serve(args: AllArgs) -> anyhow::Result<()> {
         }
     });
 
+    let mut config = ApiConfig {
+        timeout: args.timeout,
+        ..ApiConfig::default()
+    };
+    apply_features(&mut config, &args.features)
+        .map_err(|e| anyhow::anyhow!("--enable-feature: {e}"))?;
     let state = Arc::new(ApiState {
         source: Arc::new(StoreSource(store.clone())),
-        config: ApiConfig {
-            timeout: args.timeout,
-            ..ApiConfig::default()
-        },
+        config,
     });
     let ready = store.clone();
     let metrics = store.clone();

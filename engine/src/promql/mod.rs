@@ -29,6 +29,10 @@ pub struct EngineOptions {
     pub max_samples: usize,
     /// Wall-clock budget of one query; checked between evaluation stages.
     pub timeout: Duration,
+    /// Drop the metric name only when the query ends, so `label_replace` and `by (__name__)`
+    /// still see it after a function (Prometheus's `promql-delayed-name-removal` feature, off
+    /// by default there as here; Prometheus's own test scripts run with it on).
+    pub delayed_name_removal: bool,
 }
 
 impl Default for EngineOptions {
@@ -37,6 +41,7 @@ impl Default for EngineOptions {
             lookback_delta_ms: 300_000,
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
+            delayed_name_removal: false,
         }
     }
 }

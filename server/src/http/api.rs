@@ -34,6 +34,22 @@ pub struct ApiConfig {
     pub timeout: Duration,
     /// Default of the `partial_response` parameter (`--query.partial-response`).
     pub partial_response: bool,
+    /// Delayed metric-name removal in PromQL (`--enable-feature=promql-delayed-name-removal`).
+    pub delayed_name_removal: bool,
+}
+
+/// PromQL feature flags named as Prometheus names them (`--enable-feature`, repeatable and
+/// comma-separated), applied to `config`. Experimental functions and duration expressions
+/// are always served, so their flags are accepted and change nothing.
+pub fn apply_features(config: &mut ApiConfig, flags: &[String]) -> Result<(), String> {
+    for f in flags.iter().flat_map(|f| f.split(',')).map(str::trim) {
+        match f {
+            "" | "promql-experimental-functions" | "promql-duration-expr" => {}
+            "promql-delayed-name-removal" => config.delayed_name_removal = true,
+            other => return Err(format!("unknown feature {other:?}")),
+        }
+    }
+    Ok(())
 }
 
 impl Default for ApiConfig {
@@ -43,6 +59,7 @@ impl Default for ApiConfig {
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
             partial_response: true,
+            delayed_name_removal: false,
         }
     }
 }

@@ -101,6 +101,7 @@ fn engine(st: &ApiState, form: &Form) -> Result<Engine, ApiError> {
         lookback_delta_ms: lookback,
         max_samples: st.config.max_samples,
         timeout,
+        delayed_name_removal: st.config.delayed_name_removal,
     }))
 }
 

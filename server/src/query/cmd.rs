@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::endpoints::EndpointSet;
 use super::fanout::Querier;
-use crate::http::api::{ApiConfig, ApiState, router};
+use crate::http::api::{ApiConfig, ApiState, apply_features, router};
 use crate::http::ops;
 use crate::http::params::parse_duration;
 
@@ -51,6 +51,9 @@ pub struct QueryArgs {
     /// How often endpoints are asked for their Info, and how long an answer may take.
     #[arg(long = "endpoint.info-timeout", default_value = "5s", value_parser = duration)]
     pub info_timeout: Duration,
+    /// PromQL features to enable, as Prometheus names them: `promql-delayed-name-removal`.
+    #[arg(long = "enable-feature")]
+    pub features: Vec<String>,
 }
 
 /// Parses a Prometheus duration (`5m`, `1h30m`) or seconds.
@@ -63,13 +66,17 @@ pub fn duration(s: &str) -> Result<Duration, String> {
 
 impl QueryArgs {
     /// The API settings these flags give.
-    pub fn api_config(&self) -> ApiConfig {
-        ApiConfig {
+    pub fn api_config(&self) -> anyhow::Result<ApiConfig> {
+        let mut config = ApiConfig {
             lookback_delta_ms: self.lookback_delta.as_millis() as i64,
             max_samples: self.max_samples,
             timeout: self.timeout,
             partial_response: self.partial_response,
-        }
+            delayed_name_removal: false,
+        };
+        apply_features(&mut config, &self.features)
+            .map_err(|e| anyhow::anyhow!("--enable-feature: {e}"))?;
+        Ok(config)
     }
 }
 
@@ -78,6 +85,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
     if args.endpoints.is_empty() && args.sd_files.is_empty() {
         anyhow::bail!("no endpoints: give --endpoint HOST:PORT or --endpoint.sd-files FILE");
     }
+    let config = args.api_config()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("gauntlet-net")
@@ -113,7 +121,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         ));
         let state = Arc::new(ApiState {
             source: Arc::new(querier.clone()),
-            config: args.api_config(),
+            config,
         });
         let metrics_querier = querier.clone();
         let app = router(state).merge(ops::router(

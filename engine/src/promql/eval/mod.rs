@@ -194,6 +194,20 @@ impl Evaluator<'_> {
 
     /// Evaluates `e` at every step of `steps`.
     pub fn eval(&mut self, e: &Expr, steps: &Steps) -> Result<Val, PromqlError> {
+        let v = self.eval_node(e, steps)?;
+        match v {
+            // Without delayed name removal, the name goes as soon as an operation drops it,
+            // and series that become equal must not collide at any step.
+            Val::Vector(cols)
+                if !self.opts.delayed_name_removal && cols.iter().any(|c| c.drop_name) =>
+            {
+                Ok(Val::Vector(finish_names(cols)?))
+            }
+            v => Ok(v),
+        }
+    }
+
+    fn eval_node(&mut self, e: &Expr, steps: &Steps) -> Result<Val, PromqlError> {
         self.check_deadline("query evaluation")?;
         match e {
             Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; steps.n])),
