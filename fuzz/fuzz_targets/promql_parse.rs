@@ -55,6 +55,7 @@ fuzz_target!(|data: &[u8]| {
         lookback_delta_ms: 300_000,
         max_samples: 200_000,
         timeout: Duration::from_secs(2),
+        ..EngineOptions::default()
     });
     let _ = engine.instant_query(store(), q, 300_000);
     let _ = engine.range_query(store(), q, 0, 600_000, 30_000);
