@@ -254,9 +254,14 @@ fn vector_vector(
             .or_default()
             .push(i);
     }
-    // Two "one"-side series with the same signature at the same step cannot be told apart.
+    // Two "one"-side series with the same signature at the same step cannot be told apart;
+    // a step where the other side is empty matches nothing, so it is not checked (as in
+    // Prometheus, which skips matching when either side is empty).
+    let many_present: Vec<bool> = (0..n)
+        .map(|i| many.iter().any(|c| !is_absent(c.v[i])))
+        .collect();
     for (sig, members) in groups.iter().filter(|(_, m)| m.len() > 1) {
-        for i in 0..n {
+        for i in (0..n).filter(|&i| many_present[i]) {
             let present: Vec<usize> = members
                 .iter()
                 .copied()

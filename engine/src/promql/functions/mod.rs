@@ -292,20 +292,21 @@ fn absent_labels(e: &Expr) -> Labels {
         Expr::MatrixSelector(ms) => &ms.vs,
         _ => return Labels::empty(),
     };
-    // A label matched once for equality is known; any other matcher on it makes it unknown.
+    // In matcher order: the first equality matcher on a label sets it; any other matcher on
+    // it (a second equality included) unsets it, and a later first equality sets it again,
+    // as Prometheus builds them.
     let mut pairs: Vec<(String, String)> = Vec::new();
-    let mut seen: Vec<&str> = Vec::new();
+    let mut set_once: Vec<&str> = Vec::new();
     for m in &vs.matchers.matchers {
         if m.name == "__name__" {
             continue;
         }
         let equal = matches!(m.op, promql_parser::label::MatchOp::Equal);
-        if equal && !seen.contains(&m.name.as_str()) {
+        pairs.retain(|(n, _)| *n != m.name);
+        if equal && !set_once.contains(&m.name.as_str()) {
             pairs.push((m.name.clone(), m.value.clone()));
-        } else {
-            pairs.retain(|(n, _)| *n != m.name);
+            set_once.push(&m.name);
         }
-        seen.push(&m.name);
     }
     pairs.retain(|(_, v)| !v.is_empty());
     Labels::from_pairs(pairs)
