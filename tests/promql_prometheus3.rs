@@ -80,6 +80,7 @@ sum(edge_gauge)
 avg(edge_gauge)
 limitk(2, temperature_celsius{instance="host-00"})
 limit_ratio(0.5, http_requests_total{instance="host-00",code="200"})
+limit_ratio(-0.3, abs(http_requests_total{instance="host-01",code="500"}))
 # binary operators, vector matching, bool, set operators
 temperature_celsius - 20
 2 ^ 3 + 4 * 5 % 3
@@ -98,6 +99,8 @@ edge_gauge != bool 1
 edge_gauge * -1
 1 / edge_gauge
 edge_gauge atan2 2
+nonexistent / on (instance) http_requests_total
+edge_gauge{case="gap"} + on () group_left temperature_celsius
 # histograms
 histogram_quantile(0.9, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))
 histogram_quantile(0.5, sum by (le, handler) (rate(http_request_duration_seconds_bucket[10m])))
@@ -137,6 +140,11 @@ days_in_month()
 month()
 year()
 day_of_year()
+year(edge_gauge)
+day_of_week(-edge_gauge)
+hour(vector(-0.5))
+month(vector(-1e19))
+minute(vector(-86399.5))
 # scalar, vector, sort, absent
 scalar(sum(process_resident_memory_bytes))
 vector(scalar(count(temperature_celsius)))
@@ -144,6 +152,8 @@ sort(temperature_celsius{instance="host-00"})
 sort_desc(process_resident_memory_bytes)
 sort_by_label(temperature_celsius{instance="host-01"}, "sensor")
 absent(nonexistent)
+absent(nonexistent{a=~"x",b="1",a="2",b="3",c="4"})
+absent_over_time(nonexistent{case=~"a|b",case="c"}[5m])
 absent(edge_gauge{case="nan"})
 # subqueries
 max_over_time(rate(http_requests_total{instance="host-00",code="200"}[5m])[30m:1m])

@@ -151,14 +151,21 @@ pub(crate) fn call(
     }
 }
 
-/// A calendar field of a Unix time in seconds, in UTC.
+/// Seconds from Go's absolute time epoch (year -292277022399) to the Unix epoch. Go's time
+/// package computes calendar fields from `unix seconds + this` as an unsigned 64-bit count,
+/// so earlier times wrap around to the far future.
+const GO_UNIX_TO_ABSOLUTE: i128 = 9_223_372_028_715_321_600;
+
+/// A calendar field of a Unix time in seconds, in UTC, as Prometheus computes it with Go's
+/// `time.Unix(int64(v), 0).UTC()`: the value truncated toward zero (NaN, ±Inf and values out
+/// of the int64 range become the minimum int64, as Go's conversion does on amd64), and
+/// times before Go's absolute epoch wrapped as Go's unsigned arithmetic wraps them.
 fn calendar(name: &str, secs: f64) -> f64 {
-    if !secs.is_finite() {
-        return f64::NAN;
-    }
-    let s = secs.floor() as i64;
-    let days = s.div_euclid(86_400);
-    let rem = s.rem_euclid(86_400);
+    let s = go_int64(secs);
+    let abs = (i128::from(s) + GO_UNIX_TO_ABSOLUTE).rem_euclid(1 << 64);
+    let unix = abs - GO_UNIX_TO_ABSOLUTE;
+    let days = unix.div_euclid(86_400) as i64;
+    let rem = unix.rem_euclid(86_400) as i64;
     let (y, m, d) = civil_from_days(days);
     match name {
         "day_of_month" => d as f64,
@@ -173,6 +180,16 @@ fn calendar(name: &str, secs: f64) -> f64 {
         "month" => m as f64,
         "year" => y as f64,
         _ => f64::NAN,
+    }
+}
+
+/// Go's `int64(x)` for a float64 on amd64: truncation toward zero, and the minimum int64
+/// for NaN, ±Inf and values outside the int64 range.
+fn go_int64(x: f64) -> i64 {
+    if x.is_nan() || !(-9.223_372_036_854_775_808e18..9.223_372_036_854_775_808e18).contains(&x) {
+        i64::MIN
+    } else {
+        x as i64
     }
 }
 
