@@ -186,7 +186,9 @@ fn calendar(name: &str, secs: f64) -> f64 {
 /// Go's `int64(x)` for a float64 on amd64: truncation toward zero, and the minimum int64
 /// for NaN, ±Inf and values outside the int64 range.
 fn go_int64(x: f64) -> i64 {
-    if x.is_nan() || !(-9.223_372_036_854_775_808e18..9.223_372_036_854_775_808e18).contains(&x) {
+    // 2^63 as f64, exactly.
+    const TWO_63: f64 = 9_223_372_036_854_775_808_u64 as f64;
+    if x.is_nan() || !(-TWO_63..TWO_63).contains(&x) {
         i64::MIN
     } else {
         x as i64
