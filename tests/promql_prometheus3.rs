@@ -154,6 +154,7 @@ sort_by_label(temperature_celsius{instance="host-01"}, "sensor")
 absent(nonexistent)
 absent(nonexistent{a=~"x",b="1",a="2",b="3",c="4"})
 absent_over_time(nonexistent{case=~"a|b",case="c"}[5m])
+absent(nonexistent{a!="1",a="2",b!~"",b="3",c!~"x|",c="4"})
 absent(edge_gauge{case="nan"})
 # subqueries
 max_over_time(rate(http_requests_total{instance="host-00",code="200"}[5m])[30m:1m])

@@ -292,12 +292,25 @@ fn absent_labels(e: &Expr) -> Labels {
         Expr::MatrixSelector(ms) => &ms.vs,
         _ => return Labels::empty(),
     };
-    // In matcher order: the first equality matcher on a label sets it; any other matcher on
-    // it (a second equality included) unsets it, and a later first equality sets it again,
-    // as Prometheus builds them.
+    // In matcher order, except that negative matchers which match the empty value come last:
+    // Prometheus's storage sorts the selector's matchers that way (in place) before absent()
+    // reads them. The first equality matcher on a label sets it; any other matcher on it (a
+    // second equality included) unsets it, and a later first equality sets it again.
     let mut pairs: Vec<(String, String)> = Vec::new();
     let mut set_once: Vec<&str> = Vec::new();
-    for m in &vs.matchers.matchers {
+    let negative = |m: &&promql_parser::label::Matcher| {
+        matches!(
+            m.op,
+            promql_parser::label::MatchOp::NotEqual | promql_parser::label::MatchOp::NotRe(_)
+        ) && m.is_match("")
+    };
+    let ordered = vs
+        .matchers
+        .matchers
+        .iter()
+        .filter(|m| !negative(m))
+        .chain(vs.matchers.matchers.iter().filter(negative));
+    for m in ordered {
         if m.name == "__name__" {
             continue;
         }
