@@ -106,6 +106,9 @@ histogram_quantile(0.9, sum by (le) (rate(http_request_duration_seconds_bucket[5
 histogram_quantile(0.5, sum by (le, handler) (rate(http_request_duration_seconds_bucket[10m])))
 histogram_quantile(0.99, rate(http_request_duration_seconds_bucket{instance="host-00"}[5m]))
 histogram_quantile(1.5, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))
+histogram_fraction(0, 0.1, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))
+histogram_fraction(-Inf, 0.25, sum by (le, instance) (rate(http_request_duration_seconds_bucket[10m])))
+histogram_fraction(0.05, +Inf, http_request_duration_seconds_bucket{instance="host-01"})
 # label functions
 label_replace(temperature_celsius{instance="host-00"}, "host", "$1", "instance", "host-(.*)")
 label_replace(edge_gauge, "kind", "x-$1", "case", "(n.*)")

@@ -197,22 +197,10 @@ fn bucket_fraction(lower: f64, upper: f64, b: &mut Vec<(f64, f64)>) -> f64 {
     let (mut rank, mut lower_rank, mut upper_rank) = (0.0, 0.0, 0.0);
     let (mut lower_set, mut upper_set) = (false, false);
     for (i, &(ub, c)) in b.iter().enumerate() {
-        let lb = if i > 0 {
-            b[i - 1].0
-        } else if ub > 0.0 {
-            0.0
-        } else {
-            f64::NEG_INFINITY
-        };
-        // A bucket of infinite width cannot be interpolated into: its observations all count
-        // as sitting at its upper bound.
-        let interpolate = |v: f64| {
-            if lb.is_infinite() {
-                if v == lower { c } else { rank }
-            } else {
-                rank + (c - rank) * (v - lb) / (ub - lb)
-            }
-        };
+        // The first bucket reaches down to -Inf, so a bound inside it interpolates to NaN,
+        // and one inside the +Inf bucket to that bucket's lower rank, as in Prometheus 3.5.
+        let lb = if i > 0 { b[i - 1].0 } else { f64::NEG_INFINITY };
+        let interpolate = |v: f64| rank + (c - rank) * (v - lb) / (ub - lb);
         if !lower_set && lb >= lower {
             lower_rank = rank;
             lower_set = true;
