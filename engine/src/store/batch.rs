@@ -17,7 +17,12 @@ pub struct SeriesBatch {
     labels: Vec<[u32; 3]>,
     series: Vec<Entry>,
     chunks: Vec<RawChunk>,
+    /// Payload bytes of `chunks` plus a per-chunk overhead, kept as chunks come and go.
+    chunk_bytes: usize,
 }
+
+/// What a chunk costs besides its payload (its struct and the reference count), bytes.
+const CHUNK_OVERHEAD: usize = 48;
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -43,9 +48,7 @@ impl SeriesBatch {
 
     /// Bytes held by labels and chunk payloads (the figure batches are sized by).
     pub fn bytes(&self) -> usize {
-        self.text.len()
-            + self.labels.len() * 12
-            + self.chunks.iter().map(|c| c.data.len() + 32).sum::<usize>()
+        self.text.len() + self.labels.len() * 12 + self.series.len() * 16 + self.chunk_bytes
     }
 
     /// Label `(name, value)` byte pairs of series `i`, sorted by name.
@@ -127,6 +130,7 @@ impl SeriesBatch {
 
     /// Adds a chunk to the series started last.
     pub fn push_chunk(&mut self, c: RawChunk) {
+        self.chunk_bytes += c.data.len() + CHUNK_OVERHEAD;
         self.chunks.push(c);
         if let Some(e) = self.series.last_mut() {
             e.chunks.end = self.chunks.len() as u32;
@@ -137,7 +141,9 @@ impl SeriesBatch {
     pub fn pop_series(&mut self) {
         if let Some(e) = self.series.pop() {
             self.labels.truncate(e.labels.start as usize);
-            self.chunks.truncate(e.chunks.start as usize);
+            for c in self.chunks.drain(e.chunks.start as usize..) {
+                self.chunk_bytes -= c.data.len() + CHUNK_OVERHEAD;
+            }
             let text_end = self.labels.last().map_or(0, |l| l[2] as usize);
             self.text.truncate(text_end);
         }
@@ -181,6 +187,7 @@ impl SeriesBatch {
             }
             e.chunks = start..all.len() as u32;
         }
+        self.chunk_bytes = all.iter().map(|c| c.data.len() + CHUNK_OVERHEAD).sum();
         self.chunks = all;
     }
 }

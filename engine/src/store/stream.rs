@@ -87,6 +87,7 @@ pub struct SeriesStream {
     abort_on_error: bool,
     limit: u64,
     returned: u64,
+    /// Byte target of an output batch.
     batch_target: usize,
     metrics: Arc<super::StoreMetrics>,
 }
@@ -133,7 +134,7 @@ impl BucketStore {
             abort_on_error: q.abort_on_error,
             limit: q.limit,
             returned: 0,
-            batch_target: BATCH_SERIES,
+            batch_target: batch_bytes,
             metrics: self.metrics.clone(),
         };
         for (b, r) in blocks.iter().zip(resolved) {
@@ -270,7 +271,7 @@ impl SeriesStream {
             let src = &self.sources[s];
             let same =
                 !out.is_empty() && out.cmp_series(out.len() - 1, &src.batch, src.pos).is_eq();
-            if !same && out.len() >= self.batch_target {
+            if !same && (out.len() >= BATCH_SERIES || out.bytes() >= self.batch_target) {
                 break;
             }
             if same {
