@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
-use super::core::{StoreCore, read_ranges};
+use super::core::{StoreCore, read_range, read_ranges};
 use super::header::IndexHeader;
 use super::{CacheKey, StoreError};
 use crate::block::segment::{SEGMENT_HEADER_SIZE, split_ref};
@@ -150,9 +150,7 @@ impl BucketBlock {
                     }
                     .into());
                 }
-                b = read_ranges(core, &path, &[*off..off + need])
-                    .await?
-                    .remove(0);
+                b = read_range(core, &path, *off..off + need).await?;
             }
             let b = b.slice(..need as usize);
             st.cache_put(CacheKey::Postings(self.meta.ulid, *off), &b);
@@ -230,9 +228,7 @@ impl BucketBlock {
                         }
                         .into());
                     }
-                    b = read_ranges(core, &path, &[off..off + need])
-                        .await?
-                        .remove(0);
+                    b = read_range(core, &path, off..off + need).await?;
                     match entry_len(&b) {
                         Some(n) if n <= b.len() => n,
                         _ => {
@@ -330,9 +326,7 @@ impl BucketBlock {
                                 },
                             ));
                         }
-                        buf = read_ranges(core, &path, &[range.start..end])
-                            .await?
-                            .remove(0);
+                        buf = read_range(core, &path, range.start..end).await?;
                         read_chunk_record(&buf, off, &ppath)?
                     }
                     r => r,

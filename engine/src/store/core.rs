@@ -149,3 +149,13 @@ pub(super) async fn read_ranges(
         })
         .collect())
 }
+
+/// Reads one range of object `path`.
+pub(super) async fn read_range(
+    core: &Core<StoreCore>,
+    path: &str,
+    range: Range<u64>,
+) -> Result<Bytes, BucketError> {
+    let mut got = read_ranges(core, path, std::slice::from_ref(&range)).await?;
+    Ok(got.swap_remove(0))
+}
