@@ -232,12 +232,31 @@ fn series_call(ms: &Value, mint: i64, maxt: i64) -> Value {
 }
 
 #[test]
-fn store_serves_promtool_blocks_like_promtool_dumps_them() {
+fn store_serves_promtool_blocks_like_promtool_dumps_them_io_uring() {
+    serves_promtool_blocks_like_promtool_dumps_them("io-uring");
+}
+
+#[test]
+fn store_serves_promtool_blocks_like_promtool_dumps_them_pread() {
+    serves_promtool_blocks_like_promtool_dumps_them("pread");
+}
+
+/// The whole check on one I/O backend of the engine cores.
+fn serves_promtool_blocks_like_promtool_dumps_them(io: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let bucket = make_bucket(tmp.path());
     let dump = parse_dump(&promtool_dump(&bucket, &[]));
     assert_eq!(dump.len(), 400);
-    let store = Store::start(&bucket, &tmp.path().join("data"), &[]);
+    let store = Store::start(
+        &bucket,
+        &tmp.path().join("data"),
+        &[&format!("--io-backend={io}")],
+    );
+    let m = store.metrics();
+    assert!(
+        m.contains(&format!("gauntlet_engine_io_backend{{backend=\"{io}\"}} 1")),
+        "{m}"
+    );
 
     let end = START_MS + 3 * 3600 * 1000;
     // Cuts through chunks: 30 s samples, 120 per chunk = 1 h chunks; odd offsets.
@@ -428,7 +447,17 @@ fn store_serves_promtool_blocks_like_promtool_dumps_them() {
 }
 
 #[test]
-fn bad_requests_and_bad_blocks_give_clear_errors_and_the_store_keeps_serving() {
+fn bad_requests_and_bad_blocks_give_clear_errors_and_the_store_keeps_serving_io_uring() {
+    bad_requests_and_bad_blocks_give_clear_errors("io-uring");
+}
+
+#[test]
+fn bad_requests_and_bad_blocks_give_clear_errors_and_the_store_keeps_serving_pread() {
+    bad_requests_and_bad_blocks_give_clear_errors("pread");
+}
+
+/// Bad input on one I/O backend: clear errors, and the store keeps serving.
+fn bad_requests_and_bad_blocks_give_clear_errors(io: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let bucket = make_bucket(tmp.path());
     let blocks: Vec<PathBuf> = std::fs::read_dir(&bucket)
@@ -454,7 +483,10 @@ fn bad_requests_and_bad_blocks_give_clear_errors_and_the_store_keeps_serving() {
     let mut store = Store::start(
         &bucket,
         &tmp.path().join("data"),
-        &["--store.limits.request-series=50"],
+        &[
+            "--store.limits.request-series=50",
+            &format!("--io-backend={io}"),
+        ],
     );
     let m = store.metrics();
     assert!(m.contains("thanos_bucket_store_blocks_loaded 2"), "{m}");

@@ -31,6 +31,25 @@ enum Cmd {
     /// Runs a side-by-side scenario and appends its figures to perf/RESULTS.md.
     #[command(subcommand)]
     Run(cli::RunCmd),
+    /// Streams every series matching a selector from a FILESYSTEM bucket in-process (the
+    /// bucket store without gRPC) and prints series/s, CPU, peak RSS and index-header sizes.
+    EngineStream {
+        /// The bucket directory (blocks from `gen blocks`).
+        #[arg(long)]
+        bucket: PathBuf,
+        /// Directory for index-headers.
+        #[arg(long, default_value = "target/engine-stream")]
+        data_dir: PathBuf,
+        /// Series selector.
+        #[arg(long = "match", default_value = "{__name__=~\".+\"}")]
+        selector: String,
+        /// I/O backend of the engine cores: auto, io-uring or pread.
+        #[arg(long, default_value = "auto")]
+        io_backend: gauntlet_engine::shard::IoChoice,
+        /// Passes; the best is reported (the first warms the caches).
+        #[arg(long, default_value_t = 3)]
+        passes: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -176,6 +195,29 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Load(cmd) => cli::load(cmd)?,
         Cmd::Run(cmd) => cli::run(cmd)?,
+        Cmd::EngineStream {
+            bucket,
+            data_dir,
+            selector,
+            io_backend,
+            passes,
+        } => {
+            let r = gauntlet_bench::runner::engine_stream::measure(
+                &bucket, &data_dir, &selector, io_backend, passes,
+            )?;
+            println!(
+                "{} series, {} chunks, {} chunk bytes in {:.3} s: {:.0} series/s; CPU {:.2} s; peak RSS {} MiB; io {}; index-header bytes per block {:?}",
+                r.series,
+                r.chunks,
+                r.chunk_bytes,
+                r.seconds,
+                r.series as f64 / r.seconds,
+                r.cpu_s,
+                r.peak_rss_bytes >> 20,
+                r.backend,
+                r.header_bytes
+            );
+        }
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ pub mod index;
 pub mod labels;
 pub mod promql;
 pub mod query;
+pub mod shard;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -11,6 +11,7 @@ use clap::Args;
 use gauntlet_bench::datagen::{Families, GenConfig, write_blocks_dir};
 use gauntlet_engine::block::block_dirs;
 use gauntlet_engine::bucket::{Bucket, BucketConfig};
+use gauntlet_engine::shard::IoChoice;
 use gauntlet_engine::store::{BucketStore, StoreOptions};
 use gauntlet_proto::thanos;
 
@@ -44,6 +45,12 @@ pub struct AllArgs {
     /// PromQL features to enable, as Prometheus names them: `promql-delayed-name-removal`.
     #[arg(long = "enable-feature")]
     pub features: Vec<String>,
+    /// How the engine cores read local files: `auto`, `io-uring` or `pread`.
+    #[arg(long = "io-backend", default_value = "auto")]
+    pub io_backend: IoChoice,
+    /// Engine cores (threads pinned one per CPU); 0 = one per CPU this process may use.
+    #[arg(long = "engine.cores", default_value_t = 0)]
+    pub engine_cores: usize,
 }
 
 /// Runs until Ctrl-C or SIGTERM.
@@ -73,7 +80,10 @@ async fn serve(args: AllArgs) -> anyhow::Result<()> {
     let store = Arc::new(BucketStore::open(
         bucket,
         &dir.join(".gauntlet"),
-        StoreOptions::default(),
+        StoreOptions {
+            runtime: crate::store::runtime_config(args.io_backend, args.engine_cores),
+            ..StoreOptions::default()
+        },
     )?);
     // Serve only after the first sync, so the first query already sees every block.
     let report = store.sync().await.context("first bucket sync")?;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use gauntlet_engine::bucket::{Bucket, BucketConfig};
+use gauntlet_engine::shard::{IoChoice, RuntimeConfig};
 use gauntlet_engine::store::{BucketStore, Limits, StoreOptions};
 use gauntlet_proto::thanos;
 
@@ -60,6 +61,23 @@ pub struct StoreArgs {
     /// limit).
     #[arg(long = "store.grpc.series-max-concurrency", default_value_t = 20)]
     series_max_concurrency: usize,
+    /// How the engine cores read local files: `auto` (io_uring where a ring can be created,
+    /// else pread), `io-uring` (fail if unavailable) or `pread`.
+    #[arg(long = "io-backend", default_value = "auto")]
+    io_backend: IoChoice,
+    /// Engine cores (threads pinned one per CPU); 0 = one per CPU this process may use.
+    #[arg(long = "engine.cores", default_value_t = 0)]
+    engine_cores: usize,
+}
+
+/// The store options the engine-core flags give.
+pub(crate) fn runtime_config(io: IoChoice, cores: usize) -> RuntimeConfig {
+    RuntimeConfig {
+        cores,
+        io,
+        pin: true,
+        ..RuntimeConfig::default()
+    }
 }
 
 /// Parses a byte size like `250MB`, `1GiB`, `512KB` or `1048576` (units are powers of 1024, as
@@ -110,6 +128,8 @@ async fn serve(args: StoreArgs, cfg: BucketConfig) -> anyhow::Result<()> {
             samples: args.limit_samples,
             bytes: args.limit_bytes,
         },
+        runtime: runtime_config(args.io_backend, args.engine_cores),
+        ..StoreOptions::default()
     };
     let store = Arc::new(BucketStore::open(bucket, &args.data_dir, opts)?);
     tracing::info!(bucket = %cfg.describe(), data_dir = %args.data_dir.display(), "store starting");
@@ -181,7 +201,7 @@ async fn shutdown() {
 pub(crate) fn render_metrics(s: &BucketStore) -> String {
     let m = s.metrics();
     let b = s.bucket().stats();
-    let c = s.cache();
+    let c = s.cache_stats();
     let blocks = s.blocks();
     let header_bytes: u64 = blocks.iter().map(|b| b.header.file_size()).sum();
     let mut out = String::new();
@@ -269,37 +289,43 @@ pub(crate) fn render_metrics(s: &BucketStore) -> String {
             "thanos_store_index_cache_items",
             "gauge",
             "Items in the index cache.",
-            c.len() as f64,
+            c.items as f64,
         ),
         (
             "thanos_store_index_cache_total_size_bytes",
             "gauge",
             "Bytes in the index cache.",
-            c.bytes() as f64,
+            c.bytes as f64,
         ),
         (
             "thanos_store_index_cache_max_size_bytes",
             "gauge",
             "Byte budget of the index cache.",
-            c.budget() as f64,
+            c.budget as f64,
         ),
         (
             "thanos_store_index_cache_hits_total",
             "counter",
             "Index cache hits.",
-            f(&c.stats().hits),
+            c.hits as f64,
         ),
         (
             "thanos_store_index_cache_requests_total",
             "counter",
             "Index cache lookups.",
-            f(&c.stats().hits) + f(&c.stats().misses),
+            (c.hits + c.misses) as f64,
         ),
         (
             "thanos_store_index_cache_items_evicted_total",
             "counter",
             "Index cache evictions.",
-            f(&c.stats().evictions),
+            c.evictions as f64,
+        ),
+        (
+            "gauntlet_engine_cores",
+            "gauge",
+            "Engine cores (pinned threads) serving the store.",
+            s.cores() as f64,
         ),
         (
             "gauntlet_bucket_store_index_header_bytes",
@@ -310,6 +336,11 @@ pub(crate) fn render_metrics(s: &BucketStore) -> String {
     ] {
         ops::metric(&mut out, name, typ, help, v);
     }
+    // The I/O backend as an info-style gauge, so a dashboard shows which one was chosen.
+    out.push_str(&format!(
+        "# HELP gauntlet_engine_io_backend I/O backend of the engine cores (value 1).\n# TYPE gauntlet_engine_io_backend gauge\ngauntlet_engine_io_backend{{backend=\"{}\"}} 1\n",
+        s.io_backend()
+    ));
     out
 }
 

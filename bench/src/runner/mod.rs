@@ -2,6 +2,7 @@
 //! the component exists) on loopback over the same input, measures both the same way, and
 //! appends a row to `perf/RESULTS.md`. See `perf/README.md` for the methods.
 
+pub mod engine_stream;
 mod report;
 mod scenarios;
 pub mod server;

@@ -1,9 +1,10 @@
 //! A byte-budgeted cache of immutable byte ranges (postings lists, series entries), evicting
-//! the least recently used entries once the budget is exceeded.
+//! the least recently used entries once the budget is exceeded. Each engine core owns its own
+//! (no lock); its counters are atomics so /metrics can read them from any thread.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use bytes::Bytes;
@@ -17,6 +18,10 @@ pub struct CacheStats {
     pub misses: AtomicU64,
     /// Entries evicted to stay under budget.
     pub evictions: AtomicU64,
+    /// Bytes held now.
+    pub bytes: AtomicU64,
+    /// Entries held now.
+    pub items: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -32,35 +37,33 @@ struct Inner<K> {
 #[derive(Debug)]
 pub struct ByteCache<K> {
     budget: u64,
-    inner: Mutex<Inner<K>>,
-    stats: CacheStats,
+    inner: Inner<K>,
+    stats: Arc<CacheStats>,
 }
 
 impl<K: Hash + Eq + Clone> ByteCache<K> {
     /// A cache holding at most `budget` bytes of values; 0 disables caching.
     pub fn new(budget: u64) -> Self {
+        Self::with_stats(budget, Arc::default())
+    }
+
+    /// A cache counting into `stats` (shared with whoever exports them).
+    pub fn with_stats(budget: u64, stats: Arc<CacheStats>) -> Self {
         ByteCache {
             budget,
-            inner: Mutex::new(Inner {
+            inner: Inner {
                 map: HashMap::new(),
                 order: BTreeMap::new(),
                 next: 0,
                 bytes: 0,
-            }),
-            stats: CacheStats::default(),
+            },
+            stats,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<K>> {
-        // A panic while holding the lock leaves consistent maps (every update is complete
-        // before it returns), so poisoning can be ignored.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// The cached value of `k`, marking it recently used.
-    pub fn get(&self, k: &K) -> Option<Bytes> {
-        let mut g = self.lock();
-        let inner = &mut *g;
+    pub fn get(&mut self, k: &K) -> Option<Bytes> {
+        let inner = &mut self.inner;
         let stamp = inner.next;
         match inner.map.get_mut(k) {
             Some((v, s)) => {
@@ -79,14 +82,14 @@ impl<K: Hash + Eq + Clone> ByteCache<K> {
     }
 
     /// Stores `v` under `k`, evicting older entries to stay within budget; values larger than
-    /// the whole budget are not stored.
-    pub fn insert(&self, k: K, v: Bytes) {
+    /// the whole budget are not stored. The value should own its bytes (not be a slice of a
+    /// larger buffer), or the cache holds more memory than it counts.
+    pub fn insert(&mut self, k: K, v: Bytes) {
         let size = v.len() as u64;
         if size > self.budget {
             return;
         }
-        let mut g = self.lock();
-        let inner = &mut *g;
+        let inner = &mut self.inner;
         let stamp = inner.next;
         inner.next += 1;
         if let Some((old, s)) = inner.map.insert(k.clone(), (v, stamp)) {
@@ -104,16 +107,33 @@ impl<K: Hash + Eq + Clone> ByteCache<K> {
                 self.stats.evictions.fetch_add(1, Relaxed);
             }
         }
+        self.stats.bytes.store(inner.bytes, Relaxed);
+        self.stats.items.store(inner.map.len() as u64, Relaxed);
+    }
+
+    /// Drops every entry whose key `keep` rejects (a block no longer served).
+    pub fn retain(&mut self, mut keep: impl FnMut(&K) -> bool) {
+        let inner = &mut self.inner;
+        inner.map.retain(|k, (v, s)| {
+            let kept = keep(k);
+            if !kept {
+                inner.bytes -= v.len() as u64;
+                inner.order.remove(s);
+            }
+            kept
+        });
+        self.stats.bytes.store(inner.bytes, Relaxed);
+        self.stats.items.store(inner.map.len() as u64, Relaxed);
     }
 
     /// Bytes held now.
     pub fn bytes(&self) -> u64 {
-        self.lock().bytes
+        self.inner.bytes
     }
 
     /// Entries held now.
     pub fn len(&self) -> usize {
-        self.lock().map.len()
+        self.inner.map.len()
     }
 
     /// Whether the cache is empty.
@@ -126,8 +146,8 @@ impl<K: Hash + Eq + Clone> ByteCache<K> {
         self.budget
     }
 
-    /// Hit, miss and eviction counters.
-    pub fn stats(&self) -> &CacheStats {
+    /// Hit, miss, eviction and size counters.
+    pub fn stats(&self) -> &Arc<CacheStats> {
         &self.stats
     }
 }
@@ -138,7 +158,7 @@ mod tests {
 
     #[test]
     fn stays_within_budget_and_evicts_least_recently_used() {
-        let c: ByteCache<u32> = ByteCache::new(100);
+        let mut c: ByteCache<u32> = ByteCache::new(100);
         c.insert(1, Bytes::from(vec![0; 40]));
         c.insert(2, Bytes::from(vec![0; 40]));
         assert!(c.get(&1).is_some());
@@ -151,7 +171,10 @@ mod tests {
         c.insert(1, Bytes::from(vec![0; 10]));
         assert_eq!(c.bytes(), 50);
         assert_eq!(c.stats().evictions.load(Relaxed), 1);
-        let off: ByteCache<u32> = ByteCache::new(0);
+        assert_eq!(c.stats().bytes.load(Relaxed), 50);
+        c.retain(|k| *k != 1);
+        assert_eq!((c.bytes(), c.len()), (40, 1));
+        let mut off: ByteCache<u32> = ByteCache::new(0);
         off.insert(1, Bytes::from_static(b"x"));
         assert!(off.is_empty());
     }

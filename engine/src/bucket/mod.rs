@@ -65,6 +65,16 @@ pub enum BucketError {
         /// Bytes returned.
         got: usize,
     },
+    /// A local read of a FILESYSTEM bucket object failed on an engine core; retrying later may
+    /// help.
+    #[error("{path}: {source}")]
+    Io {
+        /// Object path in the bucket.
+        path: String,
+        /// OS error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl BucketError {
@@ -137,6 +147,16 @@ impl Bucket {
     /// The name given at open, for logs.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Ranges closer than this many bytes are read as one, bytes.
+    pub fn coalesce_gap(&self) -> u64 {
+        self.coalesce_gap
+    }
+
+    /// The root directory of a FILESYSTEM bucket, whose objects are plain files under it.
+    pub fn local_root(&self) -> Option<&std::path::Path> {
+        self.root.as_deref()
     }
 
     /// Operation counters.

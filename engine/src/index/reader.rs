@@ -377,6 +377,89 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
         labels: &mut Vec<Label>,
         chunks: &mut Vec<ChunkMeta>,
     ) -> Result<(), IndexError> {
+        let mut refs = Vec::new();
+        self.decode_series_body(body, body_off, &mut refs, chunks)?;
+        for (i, &(n, v)) in refs.iter().enumerate() {
+            let name = self.symbols.lookup(self.data(), n, &self.path, body_off)?;
+            let value = self.symbols.lookup(self.data(), v, &self.path, body_off)?;
+            // Reuse the strings already in `labels` to spare allocations on hot loops.
+            if let Some(l) = labels.get_mut(i) {
+                l.name.clear();
+                l.name.push_str(name);
+                l.value.clear();
+                l.value.push_str(value);
+            } else {
+                labels.push(Label::new(name, value));
+            }
+        }
+        labels.truncate(refs.len());
+        Ok(())
+    }
+
+    /// Decodes the series entry at the start of `buf`, read from absolute offset `base`, into
+    /// the symbol references of its labels (name, value) and its chunk metas, replacing their
+    /// contents; CRC checked. `Ok(Some(n))` when `buf` is too short and the entry needs `n`
+    /// bytes from `base`. Symbol references are checked against the table, so
+    /// [`IndexReader::symbol_bytes`] of each succeeds.
+    pub fn decode_series_entry_refs(
+        &self,
+        buf: &[u8],
+        base: u64,
+        refs: &mut Vec<(u32, u32)>,
+        chunks: &mut Vec<ChunkMeta>,
+    ) -> Result<Option<u64>, IndexError> {
+        let mut d = Decbuf::new(buf, base);
+        let len = match d.uvarint() {
+            Ok(l) => l,
+            Err(_) if buf.len() < 10 => return Ok(Some(10 + 4)),
+            Err(e) => return Err(self.decode_err("series", e)),
+        };
+        let need = d.position() as u64 + len + 4;
+        if need > buf.len() as u64 {
+            return Ok(Some(need));
+        }
+        let body_off = d.offset();
+        let body = d
+            .bytes(len as usize)
+            .map_err(|e| self.decode_err("series", e))?;
+        let expected = d.be32().map_err(|e| self.decode_err("series", e))?;
+        let actual = crc32c(body);
+        if expected != actual {
+            return Err(IndexError::Crc {
+                path: self.path.clone(),
+                section: "series",
+                offset: base,
+                expected,
+                actual,
+            });
+        }
+        self.decode_series_body(body, body_off, refs, chunks)?;
+        Ok(None)
+    }
+
+    /// The bytes of symbol `r` (v2 position); the table's strings are checked to be UTF-8 by
+    /// [`IndexReader::check_symbols_utf8`].
+    pub fn symbol_bytes(&self, r: u32) -> Result<&[u8], IndexError> {
+        self.symbols
+            .lookup_bytes(self.data(), r, &self.path, self.toc.symbols)
+    }
+
+    /// Checks that every symbol is UTF-8, so bytes from [`IndexReader::symbol_bytes`] can be
+    /// used as text without another check.
+    pub fn check_symbols_utf8(&self) -> Result<(), IndexError> {
+        for s in self.symbols() {
+            s?;
+        }
+        Ok(())
+    }
+
+    fn decode_series_body(
+        &self,
+        body: &[u8],
+        body_off: u64,
+        refs: &mut Vec<(u32, u32)>,
+        chunks: &mut Vec<ChunkMeta>,
+    ) -> Result<(), IndexError> {
         let de = |e| self.decode_err("series", e);
         let mut d = Decbuf::new(body, body_off);
         let num_labels = d.uvarint().map_err(de)?;
@@ -388,33 +471,22 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
                 format!("{num_labels} labels cannot fit in {} bytes", d.remaining()),
             ));
         }
-        let n = num_labels as usize;
-        for i in 0..n {
-            let name_at = d.offset();
-            let name = self.symbols.lookup(
-                self.data(),
-                d.uvarint32().map_err(de)?,
-                &self.path,
-                name_at,
-            )?;
-            let value_at = d.offset();
-            let value = self.symbols.lookup(
-                self.data(),
-                d.uvarint32().map_err(de)?,
-                &self.path,
-                value_at,
-            )?;
-            // Reuse the strings already in `labels` to spare allocations on hot loops.
-            if let Some(l) = labels.get_mut(i) {
-                l.name.clear();
-                l.name.push_str(name);
-                l.value.clear();
-                l.value.push_str(value);
-            } else {
-                labels.push(Label::new(name, value));
+        refs.clear();
+        let count = self.symbols.len();
+        for _ in 0..num_labels {
+            let at = d.offset();
+            let n = d.uvarint32().map_err(de)?;
+            let v = d.uvarint32().map_err(de)?;
+            if self.version >= 2 && (n >= count || v >= count) {
+                return Err(IndexError::SymbolOutOfRange {
+                    path: self.path.clone(),
+                    symbol: n.max(v),
+                    offset: at,
+                    limit: u64::from(count),
+                });
             }
+            refs.push((n, v));
         }
-        labels.truncate(n);
 
         chunks.clear();
         let num_chunks = d.uvarint().map_err(de)?;

@@ -115,6 +115,29 @@ impl SymbolTable {
         self.str_at(data, at, path)
     }
 
+    /// The bytes of v2 symbol `r`, without a UTF-8 check.
+    pub(crate) fn lookup_bytes<'a>(
+        &self,
+        data: &'a [u8],
+        r: u32,
+        path: &Path,
+        ref_offset: u64,
+    ) -> Result<&'a [u8], IndexError> {
+        let Some(&o) = self.offsets.get(r as usize) else {
+            return Err(IndexError::SymbolOutOfRange {
+                path: path.to_path_buf(),
+                symbol: r,
+                offset: ref_offset,
+                limit: u64::from(self.count),
+            });
+        };
+        let at = self.first + u64::from(o);
+        let bytes = &data[at as usize..self.end as usize];
+        Decbuf::new(bytes, at)
+            .uvarint_bytes()
+            .map_err(|source| decode_err(path, source))
+    }
+
     /// Decodes the length-prefixed string at absolute offset `at`, which lies inside the table.
     fn str_at<'a>(&self, data: &'a [u8], at: u64, path: &Path) -> Result<&'a str, IndexError> {
         // parse() checked `end` against the data, and callers keep `at` below it.

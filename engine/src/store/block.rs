@@ -1,19 +1,20 @@
 //! A block served from the bucket: its meta.json, its index-header on local disk, the sizes of
-//! its chunk segments, and the ranged reads of postings, series entries and chunks.
+//! its chunk segments, and the ranged reads of postings, series entries and chunks, done on
+//! the engine core that owns the block (its cache, its ring).
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::core::{StoreCore, read_range, read_ranges};
 use super::header::IndexHeader;
 use super::{CacheKey, StoreError};
 use crate::block::segment::{SEGMENT_HEADER_SIZE, split_ref};
 use crate::block::{BlockMeta, RecordRead, read_chunk_record};
-use crate::bucket::{Bucket, ByteCache};
 use crate::index::{ChunkMeta, IndexError, PostingsPlan};
-use crate::labels::{Label, Labels};
+use crate::labels::Labels;
+use crate::shard::Core;
 
 /// First guess of a series entry's size when the meta gives none, bytes.
 const SERIES_GUESS: u64 = 1024;
@@ -21,17 +22,6 @@ const SERIES_GUESS: u64 = 1024;
 const CHUNK_GUESS: u64 = 2048;
 /// First guess of a postings list's size when the table order gives no bound, bytes.
 const POSTINGS_GUESS: u64 = 64 * 1024;
-
-/// One series entry read from a block.
-#[derive(Debug, Clone)]
-pub struct BlockSeries {
-    /// Index ref of the series in its block.
-    pub series_ref: u32,
-    /// Labels as stored in the block (external labels not attached).
-    pub labels: Vec<Label>,
-    /// Chunk metas, all of them (callers filter by time).
-    pub chunks: Vec<ChunkMeta>,
-}
 
 /// A raw chunk as served on the wire: its time range and XOR payload.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,8 +48,8 @@ pub struct BucketBlock {
     /// Sizes of `chunks/000001`... in order, bytes.
     pub segments: Vec<u64>,
     id: String,
-    bucket: Bucket,
-    cache: Arc<ByteCache<CacheKey>>,
+    /// The engine core that owns the block: reads it and caches its postings and series.
+    owner: usize,
 }
 
 impl BucketBlock {
@@ -67,8 +57,7 @@ impl BucketBlock {
         meta: BlockMeta,
         header: IndexHeader,
         segments: Vec<u64>,
-        bucket: Bucket,
-        cache: Arc<ByteCache<CacheKey>>,
+        cores: usize,
     ) -> Self {
         let ext_labels = Labels::from_pairs(
             meta.thanos
@@ -78,13 +67,17 @@ impl BucketBlock {
         );
         BucketBlock {
             id: meta.ulid.to_string(),
+            owner: owner_of(meta.ulid, cores),
             meta,
             ext_labels,
             header,
             segments,
-            bucket,
-            cache,
         }
+    }
+
+    /// The engine core that owns this block.
+    pub fn owner(&self) -> usize {
+        self.owner
     }
 
     /// The block's ULID as a string.
@@ -114,19 +107,24 @@ impl BucketBlock {
             .map_or(default, |v| v as u64)
     }
 
-    /// Reads the postings lists `plan` needs (from cache or in one coalesced batch of ranged
-    /// reads) and combines them into the selected series refs.
-    pub async fn postings(&self, plan: &PostingsPlan) -> Result<Vec<u32>, StoreError> {
+    /// Reads the postings lists `plan` needs (from the owner's cache or in one coalesced batch
+    /// of ranged reads) and combines them into the selected series refs.
+    pub async fn postings(
+        &self,
+        core: &Core<StoreCore>,
+        plan: &PostingsPlan,
+    ) -> Result<Vec<u32>, StoreError> {
         if plan.empty {
             return Ok(Vec::new());
         }
+        let st = core.state();
         let mut want: Vec<u64> = plan.offsets().collect();
         want.sort_unstable();
         want.dedup();
         let mut lists: HashMap<u64, Bytes> = HashMap::with_capacity(want.len());
         let mut missing = Vec::new();
         for &off in &want {
-            match self.cache.get(&CacheKey::Postings(self.meta.ulid, off)) {
+            match st.cache_get(&CacheKey::Postings(self.meta.ulid, off)) {
                 Some(b) => {
                     lists.insert(off, b);
                 }
@@ -138,8 +136,8 @@ impl BucketBlock {
             .map(|&off| self.header.postings_range(off, POSTINGS_GUESS))
             .collect();
         let path = self.index_path();
-        let got = self.bucket.get_ranges(&path, &ranges).await?;
-        for ((off, range), mut b) in missing.iter().zip(&ranges).zip(got) {
+        let got = read_ranges(core, &path, &ranges).await?;
+        for (off, mut b) in missing.iter().zip(got) {
             let need = 8 + u64::from(u32::from_be_bytes(frame_len(&b)));
             if need > b.len() as u64 {
                 if off + need > self.header.index_size() {
@@ -152,12 +150,10 @@ impl BucketBlock {
                     }
                     .into());
                 }
-                b = self.bucket.get_range(&path, *off..off + need).await?;
+                b = read_range(core, &path, *off..off + need).await?;
             }
-            let _ = range;
             let b = b.slice(..need as usize);
-            self.cache
-                .insert(CacheKey::Postings(self.meta.ulid, *off), b.clone());
+            st.cache_put(CacheKey::Postings(self.meta.ulid, *off), &b);
             lists.insert(*off, b);
         }
         let reader = self.header.reader();
@@ -172,89 +168,101 @@ impl BucketBlock {
         })?)
     }
 
-    /// Reads the series entries of `refs` (ascending).
-    pub async fn series(&self, refs: &[u32]) -> Result<Vec<BlockSeries>, StoreError> {
+    /// Reads the series entries of `refs` (ascending), each complete (length, body, CRC),
+    /// from the owner's cache or by coalesced ranged reads; with `cache`, entries read are
+    /// cached.
+    pub async fn series_entries(
+        &self,
+        core: &Core<StoreCore>,
+        refs: &[u32],
+        cache: bool,
+    ) -> Result<Vec<Bytes>, StoreError> {
+        let st = core.state();
         let guess = self.stat(|s| s.series_max_size, SERIES_GUESS);
         let end = self.header.series_end();
-        let mut entries: Vec<Option<Bytes>> = Vec::with_capacity(refs.len());
+        let mut entries: Vec<Bytes> = Vec::with_capacity(refs.len());
         let mut ranges = Vec::new();
         let mut missing = Vec::new();
         for (i, &r) in refs.iter().enumerate() {
-            let hit = self.cache.get(&CacheKey::Series(self.meta.ulid, r));
-            if hit.is_none() {
-                let off = u64::from(r) * 16;
-                if off >= end {
-                    return Err(IndexError::SeriesRefOutOfRange {
-                        path: self.index_path().into(),
-                        series_ref: r,
-                        offset: off,
-                        start: 0,
-                        end,
+            let hit = if cache {
+                st.cache_get(&CacheKey::Series(self.meta.ulid, r))
+            } else {
+                None
+            };
+            match hit {
+                Some(b) => entries.push(b),
+                None => {
+                    let off = u64::from(r) * 16;
+                    if off >= end {
+                        return Err(IndexError::SeriesRefOutOfRange {
+                            path: self.index_path().into(),
+                            series_ref: r,
+                            offset: off,
+                            start: 0,
+                            end,
+                        }
+                        .into());
                     }
-                    .into());
+                    ranges.push(off..(off + guess).min(end));
+                    missing.push(i);
+                    entries.push(Bytes::new());
                 }
-                ranges.push(off..(off + guess).min(end));
-                missing.push(i);
             }
-            entries.push(hit);
         }
         let path = self.index_path();
-        let got = self.bucket.get_ranges(&path, &ranges).await?;
-        for ((&i, range), b) in missing.iter().zip(&ranges).zip(got) {
-            entries[i] = Some(b.clone());
-            let _ = range;
-        }
-        let reader = self.header.reader();
-        let mut out = Vec::with_capacity(refs.len());
-        for (i, &r) in refs.iter().enumerate() {
-            let off = u64::from(r) * 16;
-            let mut b = entries[i].take().unwrap_or_default();
-            let mut labels = Vec::new();
-            let mut chunks = Vec::new();
-            if let Some(need) = reader.decode_series_entry(&b, off, &mut labels, &mut chunks)? {
-                if off + need > end {
-                    return Err(IndexError::PastEnd {
-                        path: path.clone().into(),
-                        section: "series",
-                        offset: off,
-                        len: need,
-                        limit: end,
+        let got = read_ranges(core, &path, &ranges).await?;
+        for ((&i, range), mut b) in missing.iter().zip(&ranges).zip(got) {
+            let off = range.start;
+            let need = match entry_len(&b) {
+                Some(n) if n <= b.len() => n,
+                want => {
+                    // The guess was short (or the length varint was cut): read exactly.
+                    let need = want.map_or(14, |n| n as u64);
+                    if off + need > end {
+                        return Err(IndexError::PastEnd {
+                            path: path.clone().into(),
+                            section: "series",
+                            offset: off,
+                            len: need,
+                            limit: end,
+                        }
+                        .into());
                     }
-                    .into());
-                }
-                b = self.bucket.get_range(&path, off..off + need).await?;
-                if reader
-                    .decode_series_entry(&b, off, &mut labels, &mut chunks)?
-                    .is_some()
-                {
-                    return Err(IndexError::Corrupt {
-                        path: path.clone().into(),
-                        section: "series",
-                        offset: off,
-                        reason: "entry length changed between reads".into(),
+                    b = read_range(core, &path, off..off + need).await?;
+                    match entry_len(&b) {
+                        Some(n) if n <= b.len() => n,
+                        _ => {
+                            return Err(IndexError::Corrupt {
+                                path: path.clone().into(),
+                                section: "series",
+                                offset: off,
+                                reason: "entry length changed between reads".into(),
+                            }
+                            .into());
+                        }
                     }
-                    .into());
                 }
+            };
+            let b = b.slice(..need);
+            if cache {
+                st.cache_put(CacheKey::Series(self.meta.ulid, refs[i]), &b);
             }
-            if missing.binary_search(&i).is_ok() {
-                let used = entry_len(&b);
-                self.cache
-                    .insert(CacheKey::Series(self.meta.ulid, r), b.slice(..used));
-            }
-            out.push(BlockSeries {
-                series_ref: r,
-                labels,
-                chunks,
-            });
+            entries[i] = b;
         }
-        Ok(out)
+        Ok(entries)
     }
 
-    /// Reads the chunks `metas` name, in order, as raw chunks (CRC checked).
-    pub async fn chunks(&self, metas: &[ChunkMeta]) -> Result<Vec<RawChunk>, StoreError> {
+    /// Reads the chunks `metas` name, in order, as raw chunks (CRC checked), in coalesced
+    /// ranged reads per segment.
+    pub async fn chunks(
+        &self,
+        core: &Core<StoreCore>,
+        metas: &[ChunkMeta],
+    ) -> Result<Vec<RawChunk>, StoreError> {
         let guess = self.stat(|s| s.chunk_max_size, CHUNK_GUESS);
-        // Group reads by segment; each chunk gets a guessed range.
-        let mut by_seg: HashMap<u32, Vec<(usize, Range<u64>)>> = HashMap::new();
+        // Reads in file order; a chunk's read ends at the next chunk's start when that is
+        // nearer than the guess (chunks of a segment are contiguous records).
+        let mut order: Vec<(u32, u64, usize)> = Vec::with_capacity(metas.len());
         for (i, c) in metas.iter().enumerate() {
             let (seg, off) = split_ref(c.chunk_ref);
             let size = *self.segments.get(seg as usize).ok_or_else(|| {
@@ -276,34 +284,50 @@ impl BucketBlock {
                     },
                 ));
             }
-            by_seg
-                .entry(seg)
-                .or_default()
-                .push((i, off..(off + guess).min(size)));
+            order.push((seg, off, i));
         }
+        order.sort_unstable();
         let mut out: Vec<Option<RawChunk>> = vec![None; metas.len()];
-        for (seg, reads) in by_seg {
+        let mut at = 0;
+        while at < order.len() {
+            let seg = order[at].0;
+            let n = order[at..].partition_point(|o| o.0 == seg);
+            let group = &order[at..at + n];
+            at += n;
+            let size = self.segments[seg as usize];
+            let ranges: Vec<Range<u64>> = group
+                .iter()
+                .enumerate()
+                .map(|(j, &(_, off, _))| {
+                    let mut end = (off + guess).min(size);
+                    if let Some(&(_, next, _)) = group.get(j + 1)
+                        && next > off
+                    {
+                        end = end.min(next);
+                    }
+                    off..end
+                })
+                .collect();
             let path = self.segment_path(seg);
-            let ranges: Vec<Range<u64>> = reads.iter().map(|r| r.1.clone()).collect();
-            let got = self.bucket.get_ranges(&path, &ranges).await?;
-            for ((i, range), b) in reads.into_iter().zip(got) {
-                let ppath = std::path::PathBuf::from(&path);
+            let got = read_ranges(core, &path, &ranges).await?;
+            let ppath = std::path::PathBuf::from(&path);
+            for ((&(_, off, i), range), b) in group.iter().zip(&ranges).zip(got) {
                 let mut buf = b;
-                let rec = match read_chunk_record(&buf, range.start, &ppath)? {
-                    RecordRead::NeedBytes(n) => {
-                        let end = range.start + n;
-                        if end > self.segments[seg as usize] {
+                let rec = match read_chunk_record(&buf, off, &ppath)? {
+                    RecordRead::NeedBytes(need) => {
+                        let end = off + need;
+                        if end > size {
                             return Err(StoreError::Block(
                                 crate::block::BlockError::ChunkOutOfBounds {
                                     path: ppath,
                                     chunk_ref: metas[i].chunk_ref,
-                                    offset: range.start,
-                                    file_len: self.segments[seg as usize],
+                                    offset: off,
+                                    file_len: size,
                                 },
                             ));
                         }
-                        buf = self.bucket.get_range(&path, range.start..end).await?;
-                        read_chunk_record(&buf, range.start, &ppath)?
+                        buf = read_range(core, &path, range.start..end).await?;
+                        read_chunk_record(&buf, off, &ppath)?
                     }
                     r => r,
                 };
@@ -312,8 +336,8 @@ impl BucketBlock {
                         crate::block::BlockError::ChunkOutOfBounds {
                             path: ppath,
                             chunk_ref: metas[i].chunk_ref,
-                            offset: range.start,
-                            file_len: self.segments[seg as usize],
+                            offset: off,
+                            file_len: size,
                         },
                     ));
                 };
@@ -342,11 +366,17 @@ fn frame_len(b: &[u8]) -> [u8; 4] {
     }
 }
 
-/// Bytes taken by the series entry at the start of `b` (varint length, body, CRC), or all of
-/// `b` when it cannot tell.
-fn entry_len(b: &[u8]) -> usize {
+/// Bytes taken by the series entry at the start of `b` (varint length, body, CRC); `None`
+/// when the length varint is cut short.
+fn entry_len(b: &[u8]) -> Option<usize> {
     match crate::encoding::read_uvarint(b) {
-        Ok((len, n)) => (n as u64 + len + 4).min(b.len() as u64) as usize,
-        Err(_) => b.len(),
+        Ok((len, n)) => usize::try_from(n as u64 + len.min(u32::MAX as u64) + 4).ok(),
+        Err(_) => None,
     }
+}
+
+/// The engine core owning block `id` among `cores`: a hash of the ULID, so the owner stays
+/// the same across syncs and restarts.
+pub(super) fn owner_of(id: ulid::Ulid, cores: usize) -> usize {
+    (xxhash_rust::xxh64::xxh64(&id.to_bytes(), 0) % cores.max(1) as u64) as usize
 }

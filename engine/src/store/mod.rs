@@ -1,20 +1,30 @@
 //! The bucket store: serves the blocks of an object-storage bucket (as Thanos's store gateway
 //! does) from small per-block index-headers on local disk, with postings, series and chunks
-//! fetched by coalesced ranged reads through a byte-budgeted cache.
+//! fetched by coalesced ranged reads.
+//!
+//! The work runs on the engine cores (`crate::shard`): each block is owned by one core, which
+//! resolves its postings and keeps its index cache; a large selection is read by every core in
+//! parts; FILESYSTEM buckets are read through each core's io_uring ring (or `pread`). Answers
+//! are streamed in bounded batches ([`BucketStore::series_stream`]).
 //!
 //! [`BucketStore`] is held in an `Arc` by the gRPC StoreAPI and by PromQL (it implements
 //! [`crate::query::Queryable`]); [`BucketStore::sync`] is called periodically.
 
+mod batch;
 mod block;
+mod core;
 pub mod header;
 mod labels;
 mod queryable;
 mod series;
+mod stream;
 mod sync;
 
-pub use block::{BlockSeries, BucketBlock, RawChunk};
+pub use batch::SeriesBatch;
+pub use block::{BucketBlock, RawChunk};
 pub use labels::LabelsQuery;
 pub use series::{SeriesQuery, SeriesResult, ShardInfo, StoreSeries, recut_chunks};
+pub use stream::SeriesStream;
 pub use sync::SyncReport;
 
 use std::path::{Path, PathBuf};
@@ -25,9 +35,12 @@ use std::time::Duration;
 use ulid::Ulid;
 
 use crate::block::BlockError;
-use crate::bucket::{Bucket, BucketError, ByteCache};
+use crate::bucket::{Bucket, BucketError, CacheStats};
 use crate::index::IndexError;
 use crate::labels::Labels;
+use crate::shard::{IoBackend, RuntimeConfig, RuntimeError, ShardSet};
+
+use self::core::{Reader, StoreCore};
 
 /// Keys of the index cache: postings lists by offset, series entries by ref.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,6 +49,15 @@ pub enum CacheKey {
     Postings(Ulid, u64),
     /// A series entry with this ref.
     Series(Ulid, u32),
+}
+
+impl CacheKey {
+    /// The block the entry belongs to.
+    pub fn block(&self) -> Ulid {
+        match *self {
+            CacheKey::Postings(b, _) | CacheKey::Series(b, _) => b,
+        }
+    }
 }
 
 /// What a request may cost before it fails with [`StoreError::LimitExceeded`]; 0 = no limit.
@@ -58,6 +80,11 @@ pub struct StoreOptions {
     pub ignore_deletion_marks_delay: Duration,
     /// Per-request limits.
     pub limits: Limits,
+    /// Bytes of series batches one Series call may hold in flight between the cores and the
+    /// caller (a few batches per block part), bytes.
+    pub stream_buffer_bytes: u64,
+    /// The engine cores: how many, pinned or not, and the I/O backend.
+    pub runtime: RuntimeConfig,
 }
 
 impl Default for StoreOptions {
@@ -66,8 +93,30 @@ impl Default for StoreOptions {
             index_cache_bytes: 250 * 1024 * 1024,
             ignore_deletion_marks_delay: Duration::from_secs(24 * 3600),
             limits: Limits::default(),
+            stream_buffer_bytes: 64 * 1024 * 1024,
+            runtime: RuntimeConfig {
+                pin: true,
+                ..RuntimeConfig::default()
+            },
         }
     }
+}
+
+/// The index caches of all cores, summed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheSnapshot {
+    /// Bytes held.
+    pub bytes: u64,
+    /// Entries held.
+    pub items: u64,
+    /// Budget of all cores together, bytes.
+    pub budget: u64,
+    /// Lookups that hit.
+    pub hits: u64,
+    /// Lookups that missed.
+    pub misses: u64,
+    /// Entries evicted.
+    pub evictions: u64,
 }
 
 /// Everything a bucket store request can fail with.
@@ -117,6 +166,12 @@ pub enum StoreError {
     /// Queried before the first sync finished.
     #[error("store not ready: initial block sync has not finished")]
     NotReady,
+    /// The engine cores could not start (io_uring forced but unavailable, threads).
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The engine cores stopped while answering (the store is shutting down).
+    #[error("engine cores stopped while answering")]
+    Stopped,
 }
 
 impl StoreError {
@@ -168,30 +223,54 @@ pub struct BucketStore {
     bucket: Bucket,
     data_dir: PathBuf,
     opts: StoreOptions,
-    cache: Arc<ByteCache<CacheKey>>,
+    cores: ShardSet<StoreCore>,
+    cache_stats: Vec<Arc<CacheStats>>,
     blocks: RwLock<Vec<Arc<BucketBlock>>>,
     synced: AtomicBool,
-    metrics: StoreMetrics,
+    metrics: Arc<StoreMetrics>,
     runtime: tokio::runtime::Handle,
 }
 
 impl BucketStore {
-    /// A store over `bucket` keeping index-headers under `data_dir`; serves nothing until
-    /// [`BucketStore::sync`] has run once. Must be called within a tokio runtime, which the
-    /// synchronous [`crate::query::Queryable`] methods then use.
+    /// A store over `bucket` keeping index-headers under `data_dir`, starting its engine
+    /// cores; serves nothing until [`BucketStore::sync`] has run once. Must be called within a
+    /// tokio runtime, which object-storage reads and the synchronous
+    /// [`crate::query::Queryable`] methods then use.
     pub fn open(bucket: Bucket, data_dir: &Path, opts: StoreOptions) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| StoreError::io(data_dir, e))?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|e| {
             StoreError::InvalidRequest(format!("bucket store needs a tokio runtime: {e}"))
         })?;
+        let n = if opts.runtime.cores == 0 {
+            crate::shard::allowed_cpus().len().max(1)
+        } else {
+            opts.runtime.cores
+        };
+        let cache_stats: Vec<Arc<CacheStats>> = (0..n).map(|_| Arc::default()).collect();
+        let reader = Reader {
+            bucket: bucket.clone(),
+            local_root: bucket.local_root().map(Path::to_path_buf),
+            runtime: runtime.clone(),
+        };
+        let per_core = opts.index_cache_bytes / n as u64;
+        let stats = cache_stats.clone();
+        let cores = ShardSet::start(
+            &RuntimeConfig {
+                cores: n,
+                name: "gauntlet-store".into(),
+                ..opts.runtime.clone()
+            },
+            move |core| StoreCore::new(per_core, stats[core].clone(), reader.clone()),
+        )?;
         Ok(BucketStore {
             bucket,
             data_dir: data_dir.to_path_buf(),
-            cache: Arc::new(ByteCache::new(opts.index_cache_bytes)),
+            cores,
+            cache_stats,
             opts,
             blocks: RwLock::new(Vec::new()),
             synced: AtomicBool::new(false),
-            metrics: StoreMetrics::default(),
+            metrics: Arc::default(),
             runtime,
         })
     }
@@ -214,9 +293,32 @@ impl BucketStore {
         &self.metrics
     }
 
-    /// The index cache.
-    pub fn cache(&self) -> &ByteCache<CacheKey> {
-        &self.cache
+    /// The index caches of every core, summed.
+    pub fn cache_stats(&self) -> CacheSnapshot {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut s = CacheSnapshot {
+            budget: self.opts.index_cache_bytes / self.cache_stats.len() as u64
+                * self.cache_stats.len() as u64,
+            ..CacheSnapshot::default()
+        };
+        for c in &self.cache_stats {
+            s.bytes += c.bytes.load(Relaxed);
+            s.items += c.items.load(Relaxed);
+            s.hits += c.hits.load(Relaxed);
+            s.misses += c.misses.load(Relaxed);
+            s.evictions += c.evictions.load(Relaxed);
+        }
+        s
+    }
+
+    /// The I/O backend the engine cores read with.
+    pub fn io_backend(&self) -> IoBackend {
+        self.cores.backend()
+    }
+
+    /// Number of engine cores.
+    pub fn cores(&self) -> usize {
+        self.cores.cores()
     }
 
     /// The bucket.

@@ -1,5 +1,6 @@
-//! [`Queryable`] over the bucket store, so PromQL runs over bucket blocks in-process: chunks
-//! are decoded into sample batches trimmed to the range.
+//! [`Queryable`] over the bucket store, so PromQL runs over bucket blocks in-process: the
+//! store's stream of series batches ([`BucketStore::series_stream`]) is decoded batch by batch
+//! into sample batches trimmed to the range.
 
 use super::labels::LabelsQuery;
 use super::series::SeriesQuery;
@@ -41,28 +42,35 @@ impl Queryable for BucketStore {
             abort_on_error: true,
             ..SeriesQuery::default()
         };
-        let res = self.block_on(self.series(&q))?;
-        let mut out = Vec::with_capacity(res.series.len());
-        for s in res.series {
-            let mut samples = SampleBatch::new();
-            for c in &s.chunks {
-                if c.encoding != Encoding::Xor as u8 {
-                    return Err(Error::InvalidInput(format!(
-                        "series {:?}: chunk encoding {} is not decoded by PromQL",
-                        s.labels, c.encoding
-                    )));
+        let mut out = Vec::new();
+        self.block_on(async {
+            let mut stream = self.series_stream(&q).await?;
+            while let Some(batch) = stream.next_batch().await? {
+                for i in 0..batch.len() {
+                    let mut samples = SampleBatch::new();
+                    for c in batch.chunks(i) {
+                        if c.encoding != Encoding::Xor as u8 {
+                            return Err(Error::InvalidInput(format!(
+                                "series {:?}: chunk encoding {} is not decoded by PromQL",
+                                batch.series(i).labels,
+                                c.encoding
+                            )));
+                        }
+                        decode_xor_into(&c.data, &mut samples).map_err(|e| {
+                            Error::InvalidInput(format!("series {:?}: {e}", batch.series(i).labels))
+                        })?;
+                    }
+                    samples.truncate_to_range(mint, maxt);
+                    if !samples.is_empty() {
+                        out.push(Series {
+                            labels: batch.series(i).labels,
+                            samples,
+                        });
+                    }
                 }
-                decode_xor_into(&c.data, &mut samples)
-                    .map_err(|e| Error::InvalidInput(format!("series {:?}: {e}", s.labels)))?;
             }
-            samples.truncate_to_range(mint, maxt);
-            if !samples.is_empty() {
-                out.push(Series {
-                    labels: s.labels,
-                    samples,
-                });
-            }
-        }
+            Ok::<(), Error>(())
+        })?;
         Ok(out)
     }
 

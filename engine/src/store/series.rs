@@ -1,20 +1,17 @@
-//! The Series call: select the blocks a request touches, resolve its matchers per block
-//! through the index-header, fetch series and chunks by ranged reads, attach external labels,
-//! and merge the series of every block into one sorted answer, with chunks of at most 120
-//! samples.
+//! The Series call's types, block selection, and the chunk merge and re-cut rules. The answer
+//! itself is streamed (`stream.rs`); [`BucketStore::series`] collects the stream for callers
+//! that want it whole.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use bytes::Bytes;
 
+use super::batch::SeriesBatch;
 use super::block::{BucketBlock, RawChunk};
-use super::{BucketStore, Limits, StoreError};
+use super::{BucketStore, StoreError};
 use crate::chunk::xor::xor_num_samples;
 use crate::chunk::{Encoding, SampleBatch, decode_xor_into, encode_xor};
-use crate::index::plan_postings;
-use crate::labels::{Label, Labels, MatchType, Matcher};
+use crate::labels::{Labels, MatchType, Matcher};
 use crate::query::merge_samples;
 
 /// Samples per chunk on the wire, as Thanos and Prometheus cut them.
@@ -52,6 +49,25 @@ impl ShardInfo {
             buf.push(0xFF);
         }
         xxhash_rust::xxh64::xxh64(&buf, 0) % self.total == self.index
+    }
+
+    /// [`ShardInfo::matches`] for series `i` of a batch; `buf` is scratch space.
+    pub fn matches_batch(&self, batch: &SeriesBatch, i: usize, buf: &mut Vec<u8>) -> bool {
+        if self.total < 1 {
+            return true;
+        }
+        buf.clear();
+        for (n, v) in batch.labels(i) {
+            let named = self.labels.iter().any(|l| l.as_bytes() == n);
+            if named != self.by {
+                continue;
+            }
+            buf.extend_from_slice(n);
+            buf.push(0xFF);
+            buf.extend_from_slice(v);
+            buf.push(0xFF);
+        }
+        xxhash_rust::xxh64::xxh64(buf, 0) % self.total == self.index
     }
 }
 
@@ -96,94 +112,26 @@ pub struct SeriesResult {
     pub queried_blocks: Vec<String>,
 }
 
-/// What one request has used so far, checked against [`Limits`].
-#[derive(Debug, Default)]
-struct Usage {
-    series: AtomicU64,
-    samples: AtomicU64,
-    bytes: AtomicU64,
-}
-
-impl Usage {
-    fn add(counter: &AtomicU64, n: u64, max: u64, limit: &'static str) -> Result<(), StoreError> {
-        let value = counter.fetch_add(n, Relaxed) + n;
-        if max > 0 && value > max {
-            return Err(StoreError::LimitExceeded { limit, value, max });
-        }
-        Ok(())
-    }
-}
-
 impl BucketStore {
-    /// Answers a Series request.
-    pub async fn series(&self, q: &SeriesQuery) -> Result<SeriesResult, StoreError> {
-        if !self.is_ready() {
-            return Err(StoreError::NotReady);
-        }
-        if q.min_time > q.max_time {
-            return Err(StoreError::InvalidRequest(format!(
-                "min_time {} is after max_time {}",
-                q.min_time, q.max_time
-            )));
-        }
-        if q.matchers.is_empty() {
-            return Err(StoreError::InvalidRequest("no matchers given".into()));
-        }
-        self.metrics.series_requests.fetch_add(1, Relaxed);
-        let blocks: Vec<Arc<BucketBlock>> = self
-            .blocks()
+    /// The blocks a request reads: raw blocks overlapping its time range, sorted by min time
+    /// then ULID. (Blocks ruled out by external labels are skipped per block later.)
+    pub fn select_blocks(&self, q: &SeriesQuery) -> Vec<Arc<BucketBlock>> {
+        self.blocks()
             .into_iter()
             .filter(|b| b.resolution() == 0)
             .filter(|b| b.meta.min_time <= q.max_time && b.meta.max_time > q.min_time)
-            .collect();
-        let usage = Usage::default();
-        let limits = self.opts.limits;
-        let results =
-            futures::future::join_all(blocks.iter().map(|b| select_block(b, q, limits, &usage)))
-                .await;
+            .collect()
+    }
+
+    /// Answers a Series request whole: the stream of [`BucketStore::series_stream`] collected.
+    pub async fn series(&self, q: &SeriesQuery) -> Result<SeriesResult, StoreError> {
+        let mut stream = self.series_stream(q).await?;
         let mut out = SeriesResult::default();
-        let mut merged: BTreeMap<Labels, Vec<RawChunk>> = BTreeMap::new();
-        for (b, r) in blocks.iter().zip(results) {
-            out.queried_blocks.push(b.id().to_string());
-            match r {
-                Ok(series) => {
-                    for s in series {
-                        merged.entry(s.labels).or_default().extend(s.chunks);
-                    }
-                }
-                Err(e @ StoreError::LimitExceeded { .. }) => {
-                    self.metrics.limit_refusals.fetch_add(1, Relaxed);
-                    return Err(e);
-                }
-                Err(e) if q.abort_on_error => return Err(e),
-                Err(e) => {
-                    tracing::warn!(block = b.id(), error = %e, "series: block failed");
-                    out.warnings.push(format!("block {}: {e}", b.id()));
-                }
-            }
+        while let Some(b) = stream.next_batch().await? {
+            out.series.extend((0..b.len()).map(|i| b.series(i)));
         }
-        // Limits count series after the merge too: the same series in two blocks is one.
-        for (labels, chunks) in merged {
-            if q.limit > 0 && out.series.len() as u64 >= q.limit {
-                break;
-            }
-            let chunks = if q.skip_chunks {
-                Vec::new()
-            } else {
-                merge_chunks(chunks).map_err(|source| StoreError::Chunk {
-                    block: "merge".into(),
-                    series: format!("{labels:?}"),
-                    source,
-                })?
-            };
-            self.metrics
-                .chunks_returned
-                .fetch_add(chunks.len() as u64, Relaxed);
-            out.series.push(StoreSeries { labels, chunks });
-        }
-        self.metrics
-            .series_returned
-            .fetch_add(out.series.len() as u64, Relaxed);
+        out.warnings = std::mem::take(&mut stream.warnings);
+        out.queried_blocks = std::mem::take(&mut stream.queried_blocks);
         Ok(out)
     }
 }
@@ -204,77 +152,6 @@ pub(super) fn block_matchers(b: &BucketBlock, matchers: &[Matcher]) -> Option<Ve
         out.push(Matcher::new(MatchType::Regexp, "__name__", ".*").ok()?);
     }
     Some(out)
-}
-
-/// Labels of a block series as served: external labels attached (their values win), replica
-/// labels removed.
-pub(super) fn served_labels(b: &BucketBlock, series: Vec<Label>, without: &[String]) -> Labels {
-    let mut pairs: Vec<(String, String)> = series.into_iter().map(|l| (l.name, l.value)).collect();
-    pairs.extend(
-        b.ext_labels
-            .iter()
-            .map(|l| (l.name.clone(), l.value.clone())),
-    );
-    pairs.retain(|(n, _)| !without.contains(n));
-    Labels::from_pairs(pairs)
-}
-
-async fn select_block(
-    b: &BucketBlock,
-    q: &SeriesQuery,
-    limits: Limits,
-    usage: &Usage,
-) -> Result<Vec<StoreSeries>, StoreError> {
-    let Some(matchers) = block_matchers(b, &q.matchers) else {
-        return Ok(Vec::new());
-    };
-    let plan = plan_postings(b.header.reader(), &matchers)?;
-    let refs = b.postings(&plan).await?;
-    let entries = b.series(&refs).await?;
-    let mut out = Vec::new();
-    let mut metas = Vec::new();
-    let mut owners = Vec::new();
-    for e in entries {
-        let first = metas.len();
-        for c in &e.chunks {
-            if c.max_time >= q.min_time && c.min_time <= q.max_time {
-                metas.push(*c);
-            }
-        }
-        if metas.len() == first {
-            continue;
-        }
-        let labels = served_labels(b, e.labels, &q.without_replica_labels);
-        if let Some(s) = &q.shard
-            && !s.matches(&labels)
-        {
-            metas.truncate(first);
-            continue;
-        }
-        Usage::add(&usage.series, 1, limits.series, "series")?;
-        let n = (metas.len() - first) as u64;
-        Usage::add(
-            &usage.samples,
-            n * MAX_SAMPLES_PER_CHUNK as u64,
-            limits.samples,
-            "samples",
-        )?;
-        owners.extend(std::iter::repeat_n(out.len(), metas.len() - first));
-        out.push(StoreSeries {
-            labels,
-            chunks: Vec::new(),
-        });
-    }
-    if q.skip_chunks || metas.is_empty() {
-        return Ok(out);
-    }
-    let chunks = b.chunks(&metas).await?;
-    let bytes: u64 = chunks.iter().map(|c| c.data.len() as u64).sum();
-    Usage::add(&usage.bytes, bytes, limits.bytes, "bytes")?;
-    for (c, owner) in chunks.into_iter().zip(owners) {
-        out[owner].chunks.push(c);
-    }
-    Ok(out)
 }
 
 /// Sorts a series' chunks from several blocks by time and re-cuts them to at most 120 samples;

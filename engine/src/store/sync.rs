@@ -97,6 +97,12 @@ impl BucketStore {
             if !next.iter().any(|b| b.meta.ulid == *id) {
                 report.dropped += 1;
                 self.metrics.block_drops.fetch_add(1, Relaxed);
+                // Every core may hold parts of it (large selections are split).
+                for core in 0..self.cores.cores() {
+                    let id = *id;
+                    self.cores
+                        .spawn(core, move |c| async move { c.state().forget(id) });
+                }
                 let dir = self.data_dir.join(id.to_string());
                 if let Err(e) = std::fs::remove_dir_all(&dir) {
                     tracing::warn!(dir = %dir.display(), error = %e, "removing index-header");
@@ -185,8 +191,7 @@ impl BucketStore {
             meta,
             header,
             segments.into_iter().map(|s| s.1).collect(),
-            self.bucket.clone(),
-            self.cache.clone(),
+            self.cores.cores(),
         ))
     }
 }

@@ -246,3 +246,94 @@ async fn limits_refuse_requests_naming_the_limit() {
     store.sync().await.unwrap();
     assert_eq!(store.series(&q).await.unwrap().series.len(), 20);
 }
+
+/// A block of `n` series `big{i="00000".."n"}`, two hours at 15 s (two chunks each).
+fn write_wide_block(dir: &Path, n: usize) {
+    let mut w = BlockWriter::create(dir, CutOptions::default()).unwrap();
+    let ts: Vec<i64> = (0..480).map(|k| k * STEP).collect();
+    for i in 0..n {
+        let val: Vec<f64> = ts.iter().map(|t| (*t / STEP + i as i64) as f64).collect();
+        let name = format!("{i:05}");
+        let labels = Labels::from_pairs([("__name__", "big"), ("i", name.as_str())]);
+        w.add_series(&labels, &ts, &val).unwrap();
+    }
+    w.finish(None).unwrap().unwrap();
+}
+
+async fn streams_everything_within_its_budgets(io: crate::shard::IoChoice) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    let n = 40_000;
+    write_wide_block(&bucket, n);
+    let opts = StoreOptions {
+        index_cache_bytes: 256 * 1024,
+        stream_buffer_bytes: 256 * 1024,
+        runtime: crate::shard::RuntimeConfig {
+            cores: 2,
+            io,
+            ..Default::default()
+        },
+        ..StoreOptions::default()
+    };
+    let store = open(&bucket, &tmp.path().join("data"), opts);
+    store.sync().await.unwrap();
+    let chunk_bytes: u64 = std::fs::read_dir(
+        bucket
+            .read_dir()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path()
+            .join("chunks"),
+    )
+    .unwrap()
+    .map(|e| e.unwrap().metadata().unwrap().len())
+    .sum();
+    let q = SeriesQuery {
+        min_time: 0,
+        max_time: i64::MAX,
+        matchers: vec![Matcher::new(MatchType::Regexp, "__name__", ".+").unwrap()],
+        ..SeriesQuery::default()
+    };
+    let mut stream = store.series_stream(&q).await.unwrap();
+    let first = stream.next_batch().await.unwrap().unwrap();
+    // The cores stop once their bounded channels are full: little has been read yet.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let read_early = store.bucket().stats().bytes.load(Relaxed);
+    assert!(
+        read_early < chunk_bytes / 4,
+        "read {read_early} of {chunk_bytes} chunk bytes before the reader asked for more"
+    );
+    let mut total = first.len();
+    let mut prev = first.series(first.len() - 1).labels;
+    let mut max_batch = first.bytes();
+    while let Some(b) = stream.next_batch().await.unwrap() {
+        let s0 = b.series(0).labels;
+        assert!(prev < s0, "batches are sorted");
+        prev = b.series(b.len() - 1).labels;
+        total += b.len();
+        max_batch = max_batch.max(b.bytes());
+        let c = store.cache_stats();
+        assert!(
+            c.bytes <= c.budget,
+            "cache {} over budget {}",
+            c.bytes,
+            c.budget
+        );
+    }
+    assert_eq!(total, n);
+    assert!(max_batch <= 512 * 1024, "a batch weighed {max_batch} bytes");
+    assert!(store.bucket().stats().bytes.load(Relaxed) >= chunk_bytes / 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_everything_within_its_budgets_io_uring() {
+    streams_everything_within_its_budgets(crate::shard::IoChoice::IoUring).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_everything_within_its_budgets_pread() {
+    streams_everything_within_its_budgets(crate::shard::IoChoice::Pread).await;
+}

@@ -2,7 +2,7 @@
 //! status each engine error maps to.
 
 use gauntlet_engine::labels::{Labels, MatchType, Matcher};
-use gauntlet_engine::store::StoreError;
+use gauntlet_engine::store::{SeriesBatch, StoreError};
 use gauntlet_proto::thanos::{self, label_matcher};
 use tonic::Status;
 
@@ -38,6 +38,35 @@ pub fn labels(l: &Labels) -> Vec<thanos::Label> {
         .collect()
 }
 
+/// Series `i` of a batch as a wire series: labels, and raw chunks with their xxhash64.
+pub fn batch_series(b: &SeriesBatch, i: usize) -> thanos::Series {
+    // Label bytes come from symbol tables checked to be UTF-8 when the block was loaded.
+    let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+    thanos::Series {
+        labels: b
+            .labels(i)
+            .map(|(n, v)| thanos::Label {
+                name: text(n),
+                value: text(v),
+            })
+            .collect(),
+        chunks: b
+            .chunks(i)
+            .iter()
+            .map(|c| thanos::AggrChunk {
+                min_time: c.min_time,
+                max_time: c.max_time,
+                raw: Some(thanos::Chunk {
+                    r#type: thanos::chunk::Encoding::Xor as i32,
+                    hash: xxhash_rust::xxh64::xxh64(&c.data, 0),
+                    data: c.data.clone(),
+                }),
+                ..Default::default()
+            })
+            .collect(),
+    }
+}
+
 /// Whether a request asked to abort on any block error.
 pub fn abort(strategy: i32, disabled: bool) -> bool {
     disabled || strategy == thanos::PartialResponseStrategy::Abort as i32
@@ -49,7 +78,7 @@ pub fn status(e: StoreError) -> Status {
     match e {
         StoreError::LimitExceeded { .. } => Status::resource_exhausted(e.to_string()),
         StoreError::InvalidRequest(_) => Status::invalid_argument(e.to_string()),
-        StoreError::NotReady => Status::unavailable(e.to_string()),
+        StoreError::NotReady | StoreError::Stopped => Status::unavailable(e.to_string()),
         _ => Status::internal(e.to_string()),
     }
 }

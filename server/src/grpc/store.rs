@@ -123,51 +123,64 @@ impl thanos::store_server::Store for StoreService {
                 r.partial_response_disabled,
             ),
         };
-        let res = self.store.series(&q).await.map_err(convert::status)?;
-        let mut out: Vec<Result<thanos::SeriesResponse, Status>> =
-            Vec::with_capacity(res.series.len() + res.warnings.len() + 1);
-        for w in res.warnings {
-            out.push(Ok(thanos::SeriesResponse {
-                result: Some(series_response::Result::Warning(w)),
-            }));
-        }
-        for s in res.series {
-            let chunks = s
-                .chunks
-                .into_iter()
-                .map(|c| thanos::AggrChunk {
-                    min_time: c.min_time,
-                    max_time: c.max_time,
-                    raw: Some(thanos::Chunk {
-                        r#type: thanos::chunk::Encoding::Xor as i32,
-                        hash: xxhash_rust::xxh64::xxh64(&c.data, 0),
-                        data: c.data,
-                    }),
-                    ..Default::default()
-                })
-                .collect();
-            out.push(Ok(thanos::SeriesResponse {
-                result: Some(series_response::Result::Series(thanos::Series {
-                    labels: convert::labels(&s.labels),
-                    chunks,
-                })),
-            }));
-        }
-        let hints = hintspb::SeriesResponseHints {
-            queried_blocks: res
-                .queried_blocks
-                .into_iter()
-                .map(|id| hintspb::Block { id })
-                .collect(),
-            ..Default::default()
-        };
-        out.push(Ok(thanos::SeriesResponse {
-            result: Some(series_response::Result::Hints(any(
-                "hintspb.SeriesResponseHints",
-                &hints,
-            ))),
-        }));
-        Ok(Response::new(Box::pin(tokio_stream::iter(out))))
+        let mut stream = self
+            .store
+            .series_stream(&q)
+            .await
+            .map_err(convert::status)?;
+        // Frames go out as the cores produce them; the bounded channel makes the cores wait
+        // for a slow client instead of buffering the answer.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<thanos::SeriesResponse, Status>>(64);
+        tokio::spawn(async move {
+            let _permit = _permit;
+            loop {
+                match stream.next_batch().await {
+                    Ok(Some(batch)) => {
+                        for i in 0..batch.len() {
+                            let frame = thanos::SeriesResponse {
+                                result: Some(series_response::Result::Series(
+                                    convert::batch_series(&batch, i),
+                                )),
+                            };
+                            if tx.send(Ok(frame)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = tx.send(Err(convert::status(e))).await;
+                        return;
+                    }
+                }
+            }
+            for w in std::mem::take(&mut stream.warnings) {
+                let frame = thanos::SeriesResponse {
+                    result: Some(series_response::Result::Warning(w)),
+                };
+                if tx.send(Ok(frame)).await.is_err() {
+                    return;
+                }
+            }
+            let hints = hintspb::SeriesResponseHints {
+                queried_blocks: std::mem::take(&mut stream.queried_blocks)
+                    .into_iter()
+                    .map(|id| hintspb::Block { id })
+                    .collect(),
+                ..Default::default()
+            };
+            let _ = tx
+                .send(Ok(thanos::SeriesResponse {
+                    result: Some(series_response::Result::Hints(any(
+                        "hintspb.SeriesResponseHints",
+                        &hints,
+                    ))),
+                }))
+                .await;
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn label_names(

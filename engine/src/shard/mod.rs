@@ -1,0 +1,323 @@
+//! The thread-per-core runtime: one pinned OS thread per core, each running its own
+//! single-threaded executor over its own state and its own file reader (an io_uring ring, or
+//! `pread` where io_uring is unavailable). Work arrives from any thread (the tokio network
+//! runtime, a blocking PromQL thread) over each core's flume channel; answers go back over
+//! oneshot channels, or over bounded channels for streams, so the sender is never blocked by a
+//! core and a core is never blocked by a slow reader.
+//!
+//! Nothing is shared between cores: a job runs on one core with `&Core<S>`, the state that
+//! core built at start. Callers decide which core owns what (see `store` for blocks).
+
+mod executor;
+mod io;
+mod uring;
+
+#[cfg(test)]
+mod tests;
+
+pub use io::{CoreIo, IoBackend, IoChoice};
+
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use futures::channel::oneshot;
+use futures::future::LocalBoxFuture;
+
+use executor::{Executor, RemoteWake, TaskId};
+
+/// How to start the runtime.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeConfig {
+    /// Engine cores (threads); 0 = one per CPU this process may run on.
+    pub cores: usize,
+    /// How files are read.
+    pub io: IoChoice,
+    /// Pin each core's thread to one CPU.
+    pub pin: bool,
+    /// Thread name prefix (`gauntlet-core` when empty).
+    pub name: String,
+}
+
+/// Why the runtime could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// `--io-backend=io-uring` was asked for and no ring could be created; run with `auto` or
+    /// `pread`, or raise `RLIMIT_MEMLOCK` / allow io_uring in the sandbox.
+    #[error("io_uring is unavailable: {0}")]
+    IoUringUnavailable(std::io::Error),
+    /// A core thread could not be started.
+    #[error("starting engine core {core}: {source}")]
+    Spawn {
+        /// The core.
+        core: usize,
+        /// OS error.
+        source: std::io::Error,
+    },
+}
+
+/// The call was dropped before it answered: the runtime is shutting down or the job panicked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("engine core stopped before answering")]
+pub struct Canceled;
+
+/// What a job sees: the core's id, its reader and its state.
+#[derive(Debug)]
+pub struct Core<S> {
+    id: usize,
+    cpu: Option<usize>,
+    io: CoreIo,
+    state: S,
+}
+
+impl<S> Core<S> {
+    /// This core's index, `0..cores`.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    /// The CPU this core's thread is pinned to, when pinned.
+    pub fn cpu(&self) -> Option<usize> {
+        self.cpu
+    }
+
+    /// The core's file reader.
+    pub fn io(&self) -> &CoreIo {
+        &self.io
+    }
+
+    /// The state this core built at start.
+    pub fn state(&self) -> &S {
+        &self.state
+    }
+
+    /// Runs `fut` as a separate task on this core (must be called on it).
+    pub fn spawn(&self, fut: impl Future<Output = ()> + 'static) {
+        executor::spawn_local(Box::pin(fut));
+    }
+}
+
+type Job<S> = Box<dyn FnOnce(Rc<Core<S>>) -> LocalBoxFuture<'static, ()> + Send>;
+
+enum Msg<S> {
+    Job(Job<S>),
+    Wake(TaskId),
+    Shutdown,
+}
+
+struct Remote<S>(flume::Sender<Msg<S>>);
+
+impl<S: 'static> RemoteWake for Remote<S> {
+    fn wake_remote(&self, id: TaskId) {
+        // The core may have stopped; then nothing is left to wake.
+        let _ = self.0.send(Msg::Wake(id));
+    }
+}
+
+/// A running set of engine cores, each with state `S`. Dropping it stops the cores: calls in
+/// progress are cancelled and the threads joined.
+pub struct ShardSet<S: 'static> {
+    senders: Vec<flume::Sender<Msg<S>>>,
+    threads: Vec<JoinHandle<()>>,
+    backend: IoBackend,
+}
+
+impl<S> std::fmt::Debug for ShardSet<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardSet")
+            .field("cores", &self.senders.len())
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+/// The CPUs this process may run on, ascending.
+pub fn allowed_cpus() -> Vec<usize> {
+    match nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
+        Ok(set) => (0..nix::sched::CpuSet::count())
+            .filter(|&c| set.is_set(c).unwrap_or(false))
+            .collect(),
+        Err(_) => (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect(),
+    }
+}
+
+impl<S: 'static> ShardSet<S> {
+    /// Starts the cores; `make_state(core)` runs on each core's thread to build its state.
+    /// The I/O backend is resolved once here and logged.
+    pub fn start(
+        cfg: &RuntimeConfig,
+        make_state: impl Fn(usize) -> S + Send + Sync + 'static,
+    ) -> Result<Self, RuntimeError> {
+        let (backend, why_not) = io::resolve(cfg.io).map_err(RuntimeError::IoUringUnavailable)?;
+        let cpus = allowed_cpus();
+        let n = if cfg.cores == 0 {
+            cpus.len().max(1)
+        } else {
+            cfg.cores
+        };
+        match &why_not {
+            Some(reason) => tracing::warn!(
+                cores = n,
+                io = %backend,
+                reason = reason.as_str(),
+                "engine cores started; io_uring is unavailable, reading with pread"
+            ),
+            None => tracing::info!(cores = n, io = %backend, "engine cores started"),
+        }
+        let make_state = Arc::new(make_state);
+        let name = if cfg.name.is_empty() {
+            "gauntlet-core"
+        } else {
+            cfg.name.as_str()
+        };
+        let mut set = ShardSet {
+            senders: Vec::with_capacity(n),
+            threads: Vec::with_capacity(n),
+            backend,
+        };
+        for core in 0..n {
+            let (tx, rx) = flume::unbounded::<Msg<S>>();
+            let remote = Arc::new(Remote(tx.clone()));
+            let make = make_state.clone();
+            let cpu = (cfg.pin && !cpus.is_empty()).then(|| cpus[core % cpus.len()]);
+            let thread = std::thread::Builder::new()
+                .name(format!("{name}-{core}"))
+                .spawn(move || core_main(core, cpu, backend, rx, remote, &*make))
+                .map_err(|source| RuntimeError::Spawn { core, source })?;
+            set.senders.push(tx);
+            set.threads.push(thread);
+        }
+        Ok(set)
+    }
+
+    /// Number of cores.
+    pub fn cores(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// The I/O backend every core reads with.
+    pub fn backend(&self) -> IoBackend {
+        self.backend
+    }
+
+    /// Runs `f` on core `core % cores` and returns its answer; the call is cancelled when the
+    /// runtime stops first.
+    pub fn call<R, F, Fut>(
+        &self,
+        core: usize,
+        f: F,
+    ) -> impl Future<Output = Result<R, Canceled>> + Send + 'static
+    where
+        R: Send + 'static,
+        F: FnOnce(Rc<Core<S>>) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.spawn(core, move |c| async move {
+            let _ = tx.send(f(c).await);
+        });
+        async move { rx.await.map_err(|_| Canceled) }
+    }
+
+    /// Runs `f` on core `core % cores` without waiting for it.
+    pub fn spawn<F, Fut>(&self, core: usize, f: F)
+    where
+        F: FnOnce(Rc<Core<S>>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let job: Job<S> = Box::new(move |c| Box::pin(f(c)));
+        let i = core % self.senders.len();
+        // A stopped core drops the job, which cancels the caller's reply.
+        let _ = self.senders[i].send(Msg::Job(job));
+    }
+}
+
+impl<S: 'static> Drop for ShardSet<S> {
+    fn drop(&mut self) {
+        for tx in &self.senders {
+            let _ = tx.send(Msg::Shutdown);
+        }
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                tracing::error!("an engine core panicked");
+            }
+        }
+    }
+}
+
+/// Polls made before new messages and completions are looked at again.
+const POLL_BUDGET: usize = 64;
+
+fn core_main<S: 'static>(
+    id: usize,
+    cpu: Option<usize>,
+    backend: IoBackend,
+    rx: flume::Receiver<Msg<S>>,
+    remote: Arc<Remote<S>>,
+    make_state: &(dyn Fn(usize) -> S + Send + Sync),
+) {
+    let cpu = cpu.filter(|&c| {
+        let mut set = nix::sched::CpuSet::new();
+        let pinned = set.set(c).is_ok()
+            && nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).is_ok();
+        if !pinned {
+            tracing::warn!(core = id, cpu = c, "could not pin engine core");
+        }
+        pinned
+    });
+    let io = match CoreIo::new(backend) {
+        Ok(io) => io,
+        Err(e) => {
+            // The probe at start succeeded, so this is a per-thread failure; keep serving.
+            tracing::warn!(core = id, error = %e, "io_uring ring failed on this core; using pread");
+            CoreIo::new(IoBackend::Pread).unwrap_or_else(|_| unreachable!("pread needs no setup"))
+        }
+    };
+    let core = Rc::new(Core {
+        id,
+        cpu,
+        io,
+        state: make_state(id),
+    });
+    let mut exec = Executor::new(remote);
+    let mut stopping = false;
+    let handle = |msg: Msg<S>, exec: &mut Executor, stopping: &mut bool| match msg {
+        Msg::Job(job) => {
+            if !*stopping {
+                exec.spawn(job(core.clone()));
+            }
+        }
+        Msg::Wake(t) => exec.wake(t),
+        Msg::Shutdown => *stopping = true,
+    };
+    loop {
+        while let Ok(msg) = rx.try_recv() {
+            handle(msg, &mut exec, &mut stopping);
+        }
+        if stopping {
+            break;
+        }
+        exec.run_ready(POLL_BUDGET);
+        core.io.flush();
+        let in_flight = core.io.poll_completions(false);
+        if exec.has_ready() || !rx.is_empty() {
+            continue;
+        }
+        if in_flight {
+            // Completions arrive in microseconds from the page cache, in a few ms from disk;
+            // messages that come meanwhile wait that long.
+            core.io.poll_completions(true);
+            continue;
+        }
+        match rx.recv() {
+            Ok(msg) => handle(msg, &mut exec, &mut stopping),
+            Err(_) => break,
+        }
+    }
+    // Tasks go first (their reads are abandoned), then the ring waits for the kernel.
+    exec.drop_all();
+    drop(exec);
+    drop(core);
+}
