@@ -202,7 +202,7 @@ fn big_promtool_blocks_and_gauntlet_blocks_agree_with_promtool_and_prometheus() 
 }
 
 #[test]
-fn readme_run_command_writes_a_sample_block_promtool_reads() {
+fn inspect_sample_writes_a_block_promtool_reads() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let out = run_ok(
