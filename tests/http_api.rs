@@ -1,4 +1,4 @@
-//! The Prometheus HTTP API against a real Prometheus over the same blocks: bodies and status
+//! The Prometheus HTTP API against a real Prometheus 3 over the same blocks: bodies and status
 //! codes must be byte for byte the same wherever Prometheus is deterministic.
 
 mod common;
@@ -17,7 +17,7 @@ struct Pair {
 
 fn start_pair() -> Pair {
     let blocks = fixtures().join(BLOCK);
-    let prom = Prometheus::start(&require("prometheus"), &blocks);
+    let prom = Prometheus::start(&prometheus3(), &blocks);
     let data = tempfile::tempdir().unwrap();
     copy_dir(&blocks, data.path());
     let dir = data.path().display().to_string();
@@ -111,6 +111,26 @@ fn series_labels_and_values_match_prometheus_byte_for_byte() {
             q(&[("match[]", "up"), ("start", "yesterday")])
         ),
         format!("/api/v1/labels?{}", q(&[("end", "2025-13-01T00:00:00Z")])),
+        format!("/api/v1/series?{}", q(&[("match[]", r#"{job=""}"#)])),
+        format!("/api/v1/series?{}", q(&[("match[]", r#"{job=~".*"}"#)])),
+        // A reversed range is answered, not refused.
+        format!(
+            "/api/v1/series?{}",
+            q(&[
+                ("match[]", r#"temperature_celsius{sensor="s2"}"#),
+                ("start", &mid),
+                ("end", &start)
+            ])
+        ),
+        format!(
+            "/api/v1/series?{}",
+            q(&[("match[]", "http_requests_total"), ("limit", "4")])
+        ),
+        format!("/api/v1/labels?{}", q(&[("limit", "2")])),
+        // Rules, alerts and targets: there are none.
+        "/api/v1/rules".to_string(),
+        "/api/v1/alerts".to_string(),
+        "/api/v1/targets".to_string(),
     ];
     for p in &paths {
         assert_same(&pair, p);
@@ -249,6 +269,31 @@ fn query_answers_match_prometheus() {
         &format!(
             "/api/v1/query?{}",
             self::q(&[("query", "up"), ("time", "later")])
+        ),
+    );
+    // `limit` cuts the result (sorted by labels) and says so in a warning.
+    assert_same(
+        &pair,
+        &format!(
+            "/api/v1/query?{}",
+            self::q(&[
+                ("query", "sort(temperature_celsius)"),
+                ("time", &at),
+                ("limit", "3")
+            ])
+        ),
+    );
+    assert_same(
+        &pair,
+        &format!(
+            "/api/v1/query_range?{}",
+            self::q(&[
+                ("query", "temperature_celsius"),
+                ("start", &start),
+                ("end", &end),
+                ("step", "10m"),
+                ("limit", "2")
+            ])
         ),
     );
     // Parse errors: same status and error type (message wording is the parser's own).

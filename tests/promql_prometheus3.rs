@@ -290,17 +290,6 @@ fn edge_series() -> String {
     out
 }
 
-fn prometheus3() -> PathBuf {
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("prometheus3");
-    let out = run_ok(
-        Command::new("bash")
-            .arg(repo_root().join("tests/tools/prometheus.sh"))
-            .arg("current")
-            .arg(&cache),
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
 fn close(a: f64, b: f64) -> bool {
     a == b || (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-6 * a.abs().max(b.abs())
 }

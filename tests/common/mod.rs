@@ -319,3 +319,19 @@ pub fn http_post_form(port: u16, path: &str, form: &str) -> std::io::Result<(u16
         .ok_or_else(|| std::io::Error::other("bad status line"))?;
     Ok((status, buf[head_end + 4..].to_vec()))
 }
+
+/// Prometheus 3 (Debian's current build, `tests/tools/prometheus.sh current`), fetched once
+/// into the target directory; test binaries running at once take turns through a lock.
+pub fn prometheus3() -> PathBuf {
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("prometheus3");
+    let lock = Path::new(env!("CARGO_TARGET_TMPDIR")).join("prometheus3.lock");
+    let out = run_ok(
+        Command::new(require("flock"))
+            .arg(&lock)
+            .arg("bash")
+            .arg(repo_root().join("tests/tools/prometheus.sh"))
+            .arg("current")
+            .arg(&cache),
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}

@@ -12,6 +12,10 @@ pub enum SelectorError {
     /// A regex in the selector did not compile.
     #[error(transparent)]
     Matcher(#[from] MatcherError),
+    /// Every matcher matches the empty value, so the selector would select every series; the
+    /// caller must add a matcher that narrows it.
+    #[error("vector selector must contain at least one non-empty matcher")]
+    NoNonEmptyMatcher,
 }
 
 /// Parses `name{...}`, `{...}` or a bare metric name into matchers.
@@ -71,10 +75,7 @@ pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, SelectorError> {
         return Err(p.err("unexpected trailing characters"));
     }
     if out.is_empty() || out.iter().all(Matcher::matches_empty) {
-        return Err(SelectorError::Syntax {
-            pos: 0,
-            msg: "vector selector must contain at least one non-empty matcher".into(),
-        });
+        return Err(SelectorError::NoNonEmptyMatcher);
     }
     Ok(out)
 }

@@ -114,6 +114,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/metadata", endpoint(metadata))
         .route("/api/v1/query_exemplars", endpoint(query_exemplars))
         .route("/api/v1/status/buildinfo", endpoint(buildinfo))
+        .route("/api/v1/rules", endpoint(rules))
+        .route("/api/v1/alerts", endpoint(alerts))
+        .route("/api/v1/targets", endpoint(targets))
         .with_state(state)
 }
 
@@ -197,11 +200,16 @@ pub fn storage_error(e: gauntlet_engine::Error) -> ApiError {
     }
 }
 
+/// `start` and `end` of a metadata request, which Prometheus answers even when reversed.
 fn time_range(form: &Form) -> Result<(i64, i64), ApiError> {
     Ok((
         time_param(form, "start", MIN_TIME_MS)?,
         time_param(form, "end", MAX_TIME_MS)?,
     ))
+}
+
+fn forwards((start, end): (i64, i64)) -> (i64, i64) {
+    (start.min(end), start.max(end))
 }
 
 /// Cuts `items` to `limit` (0 = no limit), warning as Prometheus does when it had to.
@@ -226,6 +234,9 @@ fn series(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
         ..SelectHints::default()
     };
     let mut found: BTreeSet<Labels> = BTreeSet::new();
+    // A reversed range selects the series whose chunks span it, which is rarely any; the
+    // sources take ranges in order, so it selects none here.
+    let sets = if start > end { Vec::new() } else { sets };
     for set in &sets {
         for s in view
             .select(set, start, end, &hints)
@@ -253,7 +264,8 @@ fn series(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
 }
 
 fn labels(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
-    let (start, end) = time_range(form)?;
+    // Label names and values come from whole blocks, which a reversed range still overlaps.
+    let (start, end) = forwards(time_range(form)?);
     let limit = limit_param(form)?;
     let sets = parse_match_sets(&form.all("match[]"))?;
     let view = open_view(st, form)?;
@@ -283,7 +295,7 @@ fn label_values(st: &ApiState, form: &Form, name: &str) -> Result<Reply, ApiErro
     if name.is_empty() {
         return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
     }
-    let (start, end) = time_range(form)?;
+    let (start, end) = forwards(time_range(form)?);
     let limit = limit_param(form)?;
     let sets = parse_match_sets(&form.all("match[]"))?;
     let view = open_view(st, form)?;
@@ -372,6 +384,30 @@ fn buildinfo(_st: &ApiState, _form: &Form) -> Result<Reply, ApiError> {
     );
     Ok(Reply {
         data,
+        ..Reply::default()
+    })
+}
+
+/// Gauntlet evaluates no recording or alerting rules; Grafana's rule views read this.
+fn rules(_st: &ApiState, _form: &Form) -> Result<Reply, ApiError> {
+    Ok(Reply {
+        data: "{\"groups\":[]}".to_string(),
+        ..Reply::default()
+    })
+}
+
+/// No alerts fire: there are no alerting rules.
+fn alerts(_st: &ApiState, _form: &Form) -> Result<Reply, ApiError> {
+    Ok(Reply {
+        data: "{\"alerts\":[]}".to_string(),
+        ..Reply::default()
+    })
+}
+
+/// Gauntlet scrapes no targets: data arrives as blocks (and remote write).
+fn targets(_st: &ApiState, _form: &Form) -> Result<Reply, ApiError> {
+    Ok(Reply {
+        data: "{\"activeTargets\":[],\"droppedTargets\":[],\"droppedTargetCounts\":{}}".to_string(),
         ..Reply::default()
     })
 }

@@ -1,7 +1,7 @@
 //! Request parameters as Prometheus reads them: form values from a POST body first, then the
 //! URL query; times as Unix seconds or RFC 3339; durations as seconds or `1h30m`.
 
-use gauntlet_engine::labels::{Matcher, parse_selector};
+use gauntlet_engine::labels::{Matcher, SelectorError, parse_selector};
 use percent_encoding::percent_decode_str;
 
 /// Earliest time the API accepts, ms: Prometheus's `MinTime` (a Go `time.Time` bound).
@@ -140,7 +140,7 @@ pub fn time_param(form: &Form, name: &str, default: i64) -> Result<i64, ApiError
     match form.get(name) {
         None | Some("") => Ok(default),
         Some(v) => parse_time(v).map_err(|e| {
-            ApiError::invalid_param(name, format!("Invalid time value for '{name}': {e}"))
+            ApiError::invalid_param(name, format!("invalid time value for '{name}': {e}"))
         }),
     }
 }
@@ -286,7 +286,15 @@ pub fn parse_prom_duration(s: &str) -> Option<i64> {
 pub fn parse_match_sets(values: &[&str]) -> Result<Vec<Vec<Matcher>>, ApiError> {
     values
         .iter()
-        .map(|v| parse_selector(v).map_err(|e| ApiError::bad_data(format!("{e}"))))
+        .map(|v| {
+            parse_selector(v).map_err(|e| match e {
+                SelectorError::NoNonEmptyMatcher => ApiError::invalid_param(
+                    "match[]",
+                    "match[] must contain at least one non-empty matcher",
+                ),
+                e => ApiError::invalid_param("match[]", e),
+            })
+        })
         .collect()
 }
 

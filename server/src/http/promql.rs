@@ -14,7 +14,7 @@ const MAX_POINTS_PER_SERIES: i64 = 11_000;
 
 /// `/api/v1/query`: `query`, `time` (default now), `timeout`.
 pub fn instant_query(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
-    limit_param(form)?;
+    let limit = limit_param(form)?;
     let t = time_param(form, "time", now_ms())?;
     let engine = engine(st, form)?;
     let query = form.value("query");
@@ -22,12 +22,12 @@ pub fn instant_query(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     let res = engine
         .instant_query(view.as_ref(), query, t)
         .map_err(query_error)?;
-    Ok(reply(res, view.warnings()))
+    Ok(reply(truncate(res, limit), view.warnings()))
 }
 
 /// `/api/v1/query_range`: `query`, `start`, `end`, `step`, `timeout`.
 pub fn range_query(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
-    limit_param(form)?;
+    let limit = limit_param(form)?;
     let start = parse_time(form.value("start")).map_err(|e| ApiError::invalid_param("start", e))?;
     let end = parse_time(form.value("end")).map_err(|e| ApiError::invalid_param("end", e))?;
     if end < start {
@@ -55,7 +55,7 @@ pub fn range_query(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     let res = engine
         .range_query(view.as_ref(), form.value("query"), start, end, step)
         .map_err(query_error)?;
-    Ok(reply(res, view.warnings()))
+    Ok(reply(truncate(res, limit), view.warnings()))
 }
 
 /// `/api/v1/format_query`: the query pretty-printed.
@@ -113,6 +113,26 @@ fn query_error(e: PromqlError) -> ApiError {
             message: e.to_string(),
         },
     }
+}
+
+/// Keeps the first `limit` series of a vector or matrix (0 = all), warning when it cut.
+fn truncate(mut res: QueryResult, limit: usize) -> QueryResult {
+    let cut = match &mut res.value {
+        Value::Vector(v) if limit > 0 && v.len() > limit => {
+            v.truncate(limit);
+            true
+        }
+        Value::Matrix(m) if limit > 0 && m.len() > limit => {
+            m.truncate(limit);
+            true
+        }
+        _ => false,
+    };
+    if cut {
+        res.warnings
+            .push("results truncated due to limit".to_string());
+    }
+    res
 }
 
 fn reply(res: QueryResult, mut warnings: Vec<String>) -> Reply {
