@@ -152,35 +152,7 @@ fn parse_rel(s: &str) -> Option<RelTime> {
 
 /// Parses a Prometheus duration (`1h30m`, `90s`, `250ms`) into ms.
 pub fn parse_duration(s: &str) -> Option<i64> {
-    let mut total = 0i64;
-    let b = s.as_bytes();
-    let mut i = 0;
-    if b.is_empty() {
-        return None;
-    }
-    while i < b.len() {
-        let n_start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        let n: i64 = s[n_start..i].parse().ok()?;
-        let u_start = i;
-        while i < b.len() && b[i].is_ascii_alphabetic() {
-            i += 1;
-        }
-        let unit = match &s[u_start..i] {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 7 * 86_400_000,
-            "y" => 365 * 86_400_000,
-            _ => return None,
-        };
-        total = total.checked_add(n.checked_mul(unit)?)?;
-    }
-    Some(total)
+    gauntlet_engine::promql::parse_duration_ms(s)
 }
 
 /// Options of a query run.

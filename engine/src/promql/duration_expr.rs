@@ -365,35 +365,12 @@ impl<'a> Parser<'a> {
         }
         let num = std::str::from_utf8(&self.s[start..self.i]).ok()?;
         if self.s.get(self.i).is_some_and(|c| c.is_ascii_alphabetic()) {
-            // A duration: digit runs each followed by a unit.
-            self.i = start;
-            let mut total_ms: f64 = 0.0;
-            while self.i < self.s.len() && self.s[self.i].is_ascii_digit() {
-                let d0 = self.i;
-                while self.i < self.s.len() && self.s[self.i].is_ascii_digit() {
-                    self.i += 1;
-                }
-                let n: f64 = std::str::from_utf8(&self.s[d0..self.i])
-                    .ok()?
-                    .parse()
-                    .ok()?;
-                let u0 = self.i;
-                while self.i < self.s.len() && self.s[self.i].is_ascii_alphabetic() {
-                    self.i += 1;
-                }
-                let unit_ms = match &self.s[u0..self.i] {
-                    b"ms" => 1.0,
-                    b"s" => 1_000.0,
-                    b"m" => 60_000.0,
-                    b"h" => 3_600_000.0,
-                    b"d" => 86_400_000.0,
-                    b"w" => 604_800_000.0,
-                    b"y" => 31_536_000_000.0,
-                    _ => return None,
-                };
-                total_ms += n * unit_ms;
+            // A duration literal: digit and unit runs.
+            while self.i < self.s.len() && self.s[self.i].is_ascii_alphanumeric() {
+                self.i += 1;
             }
-            return Some(total_ms / 1000.0);
+            let text = std::str::from_utf8(&self.s[start..self.i]).ok()?;
+            return super::parse_duration_ms(text).map(|ms| ms as f64 / 1000.0);
         }
         num.parse().ok()
     }

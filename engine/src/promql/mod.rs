@@ -6,6 +6,7 @@
 //! over each series' sorted samples in one pass, and aggregations and binary operators work on
 //! step columns.
 
+mod duration;
 mod duration_expr;
 mod error;
 pub(crate) mod eval;
@@ -13,6 +14,7 @@ mod functions;
 pub mod promqltest;
 mod value;
 
+pub use duration::parse_duration_ms;
 pub use error::PromqlError;
 pub use value::{InstantSample, QueryResult, Value};
 

@@ -23,48 +23,14 @@ pub struct ScriptReport {
     pub skipped: usize,
 }
 
-/// Parses a Prometheus duration (`5m`, `1h30m`, `0`, `100ms`) into ms.
+/// Parses a duration of the test language (a Prometheus duration, optionally negative) into
+/// ms.
 pub fn parse_duration(s: &str) -> Option<i64> {
     let s = s.trim();
-    if s == "0" {
-        return Some(0);
+    match s.strip_prefix('-') {
+        Some(r) => super::parse_duration_ms(r).map(|v| -v),
+        None => super::parse_duration_ms(s),
     }
-    let (neg, s) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s),
-    };
-    let b = s.as_bytes();
-    let mut i = 0;
-    let mut total: i64 = 0;
-    if b.is_empty() {
-        return None;
-    }
-    while i < b.len() {
-        let st = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if st == i {
-            return None;
-        }
-        let num: i64 = s[st..i].parse().ok()?;
-        let us = i;
-        while i < b.len() && b[i].is_ascii_alphabetic() {
-            i += 1;
-        }
-        let mult = match &s[us..i] {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 7 * 86_400_000,
-            "y" => 365 * 86_400_000,
-            _ => return None,
-        };
-        total += num * mult;
-    }
-    Some(if neg { -total } else { total })
 }
 
 /// Parses a number as Go's `strconv.ParseFloat` and the test language accept it.

@@ -235,51 +235,8 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
         }
         return Ok((ns as i64) / 1_000_000);
     }
-    parse_prom_duration(s).ok_or_else(|| format!("cannot parse {s:?} to a valid duration"))
-}
-
-/// `[0-9]+(y|w|d|h|m|s|ms)` repeated, units in descending order, each at most once; `0` alone.
-pub fn parse_prom_duration(s: &str) -> Option<i64> {
-    if s == "0" {
-        return Some(0);
-    }
-    const UNITS: [(&str, i64); 7] = [
-        ("y", 365 * 86_400_000),
-        ("w", 7 * 86_400_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1000),
-        ("ms", 1),
-    ];
-    let mut rest = s;
-    let mut next_unit = 0;
-    let mut total: i64 = 0;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let n: i64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        // "ms" must be tried before "m".
-        let (idx, len) = if rest.starts_with("ms") {
-            (6, 2)
-        } else {
-            let u = rest.get(..1)?;
-            (UNITS[..6].iter().position(|(name, _)| *name == u)?, 1)
-        };
-        if idx < next_unit {
-            return None;
-        }
-        next_unit = idx + 1;
-        total = total.checked_add(n.checked_mul(UNITS[idx].1)?)?;
-        rest = &rest[len..];
-    }
-    Some(total)
+    gauntlet_engine::promql::parse_duration_ms(s)
+        .ok_or_else(|| format!("cannot parse {s:?} to a valid duration"))
 }
 
 /// Parses every `match[]` selector; each must hold a matcher that does not match "".
