@@ -1,24 +1,29 @@
-//! AVX-512 many-chunk XOR decoder: one chunk per 64-bit lane, 16 chunks in flight.
+//! AVX-512 many-chunk XOR decoder: one chunk per 64-bit lane, 24 chunks in flight.
 //!
 //! A single chunk decodes at the speed of its serial chain (each sample's bit position depends
 //! on the widths of the one before) plus a mispredicted branch whenever the value form changes.
-//! Here every lane runs the same branch-free step on its own chunk, so the chains of 16 chunks
-//! overlap and no branch depends on the data. One step, per lane:
+//! Here every lane runs the same branch-free step on its own chunk, so the chains of many
+//! chunks overlap and no branch depends on the data. One step, per lane:
 //!
-//! 1. gather the 16 bytes at the lane's bit position from a zero-padded copy of the payloads
-//!    and funnel-shift them into a 120-bit window;
+//! 1. gather the 16 bytes at the lane's bit position and funnel-shift them into a window (the
+//!    payloads are stored byte-reversed, so a little-endian load is the big-endian window);
 //! 2. count the leading ones of the window (the dod bucket, `vplzcntq` of the complement) and
-//!    look up the field width; decode the 14/17/20-bit dod or take the raw 64-bit one;
+//!    look up the field width; decode the 14/17/20-bit dod, or take the raw 64-bit one;
 //! 3. shift the window past the dod field and decode the value field (`0`, `10` reusing the
 //!    previous window, `11` with a new 5-bit leading and 6-bit significant count) with masks;
-//! 4. advance; commit only where the sample ended inside the payload and its header is sound.
+//! 4. advance.
 //!
-//! Steps run in blocks of 8; each block's samples are transposed so every lane writes 8
-//! consecutive samples to its chunk's columns with one masked store. Between blocks, lanes
-//! whose chunk ended take the next one; its samples 0 and 1 (varints and raw bits) are decoded
-//! by the scalar decoder, which also decodes chunks too short for a lane, re-decodes from
-//! scratch any chunk in which a lane met an anomaly (so errors are exactly the scalar
-//! decoder's), and finishes the last chunks once too few remain to fill the lanes.
+//! Steps run in blocks of 8. A lane steps 8 times whatever its chunk holds: steps past the
+//! chunk's last sample decode the padding and are ignored, and every payload is followed by
+//! enough zero padding for 8 steps of the longest samples, so no step needs a bounds check.
+//! Anomalies (a sample that ends past the payload, a value header with more than 64 bits)
+//! mark the lane bad and are checked once per block. Each block's samples are transposed so
+//! every lane writes its samples to its chunk's columns with one masked store per column.
+//!
+//! Between blocks, lanes whose chunk ended take the next one; its samples 0 and 1 (varints
+//! and raw bits) are decoded by the scalar decoder, which also decodes chunks too short for a
+//! lane, re-decodes from scratch any chunk whose lane went bad (so errors are exactly the
+//! scalar decoder's), and finishes the last chunks once too few are left to fill the lanes.
 //!
 //! Every function here needs a CPU with the features [`available`] checks.
 
@@ -32,20 +37,30 @@ use super::xor_many::Job;
 /// Lanes of a 512-bit vector of u64.
 const LANES: usize = 8;
 /// Independent lane groups interleaved in one block: while one group waits on its gathers the
-/// other computes.
-const GROUPS: usize = 2;
+/// others compute.
+const GROUPS: usize = 3;
 /// Steps per block; equal to [`LANES`] so the staged samples transpose as a square.
 const BLOCK: usize = LANES;
-/// Zero bytes after each payload in the arena: a step reads at most 16 bytes from the byte of
-/// a position inside the payload, or 25 when the dod is the 64-bit one.
-pub(super) const PAD_BYTES: usize = 32;
+/// Longest sample in bits: a 68-bit dod field and a 77-bit value field.
+const MAX_SAMPLE_BITS: usize = 145;
+/// Zero bytes past each payload (below it, as payloads are stored reversed): a block's steps
+/// may run 8 samples past the payload's end, and a step reads up to 25 bytes from its
+/// position.
+const PAD_BYTES: usize = (BLOCK * MAX_SAMPLE_BITS).div_ceil(8) + 32;
 /// Fewest samples for which a chunk takes a lane; shorter ones go to the scalar decoder.
-pub(super) const MIN_LANE_SAMPLES: usize = 4;
+const MIN_LANE_SAMPLES: usize = 4;
 /// Once no chunk is left to start and fewer lanes than this are busy, the scalar decoder
-/// finishes them: a step costs the same with 16 lanes busy as with 1.
+/// finishes them: a step costs the same with all lanes busy as with one.
 const TAIL_LANES: usize = LANES * GROUPS / 3;
 /// Lane marker for "no chunk".
 const NO_JOB: usize = usize::MAX;
+
+#[cfg(test)]
+thread_local! {
+    /// Chunks this thread's lanes gave up on and re-decoded from scratch: tests check that
+    /// valid chunks never need it, so the scalar fallback cannot hide a lane bug.
+    pub(super) static REDECODED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
 
 /// Whether this CPU runs [`decode_jobs`].
 pub fn available() -> bool {
@@ -62,12 +77,15 @@ pub fn available() -> bool {
 struct Lanes([u64; LANES]);
 
 /// One group's lane state between blocks, lane `l` of every field belonging to the chunk
-/// `job[l]`. Positions count bits from the start of the arena.
+/// `job[l]`.
+///
+/// A lane's position is kept as `u = c - p`, where `p` is the bit position in the payload and
+/// `c = 8 * (r - 7) + 7` for the arena index `r` of the payload's first byte: the payload is
+/// stored byte-reversed, so the 8 bytes at arena index `u >> 3` read as a little-endian u64
+/// are the big-endian word at byte `p >> 3`, shifted by `p & 7 = !u & 7`.
 #[derive(Debug, Clone, Copy)]
 struct Group {
-    pos: Lanes,
-    /// Bit just past the lane's payload.
-    end: Lanes,
+    u: Lanes,
     t: Lanes,
     td: Lanes,
     vb: Lanes,
@@ -75,30 +93,38 @@ struct Group {
     tr: Lanes,
     /// `64 - sig` of the last `11` value header.
     rsh: Lanes,
-    /// Samples still to decode.
-    left: Lanes,
-    /// Lanes that met an anomaly (a sample ending past the payload, a corrupt value header).
+    /// Samples the lane decodes in the next block: `min(left, 8)`.
+    steps: Lanes,
+    /// `u` after the lane's last real step of the block.
+    u_last: Lanes,
+    /// Lanes whose chunk showed a corrupt value header.
     bad: u8,
     /// Index of the lane's job, or [`NO_JOB`].
     job: [usize; LANES],
+    /// `c` of the lane's payload (see the type's docs).
+    c: [u64; LANES],
     /// Samples of the job already in its columns.
     done: [usize; LANES],
+    /// Samples of the job still to decode.
+    left: [usize; LANES],
 }
 
 impl Group {
     fn idle() -> Self {
         Group {
-            pos: Lanes::default(),
-            end: Lanes::default(),
+            u: Lanes([IDLE_U; LANES]),
             t: Lanes::default(),
             td: Lanes::default(),
             vb: Lanes::default(),
             tr: Lanes::default(),
             rsh: Lanes::default(),
-            left: Lanes::default(),
+            steps: Lanes::default(),
+            u_last: Lanes::default(),
             bad: 0,
             job: [NO_JOB; LANES],
+            c: [0; LANES],
             done: [0; LANES],
+            left: [0; LANES],
         }
     }
 
@@ -107,19 +133,20 @@ impl Group {
     }
 }
 
+/// Position of idle lanes: they decode the zeros at the front of the arena.
+const IDLE_U: u64 = (PAD_BYTES as u64) * 8 + 7;
+
 /// One group's state in registers during a block.
 #[derive(Clone, Copy)]
 struct Regs {
-    pos: __m512i,
-    end: __m512i,
+    u: __m512i,
     t: __m512i,
     td: __m512i,
     vb: __m512i,
     tr: __m512i,
     rsh: __m512i,
-    left: __m512i,
-    /// Lanes still decoding: samples left and no anomaly.
-    active: __mmask8,
+    steps: __m512i,
+    u_last: __m512i,
     bad: __mmask8,
 }
 
@@ -139,24 +166,24 @@ struct Stage {
 pub unsafe fn decode_jobs(jobs: &mut [Job<'_>], results: &mut [Result<usize, ChunkError>]) {
     let n = jobs.len().min(results.len());
     let (jobs, results) = (&mut jobs[..n], &mut results[..n]);
-    // Payloads copied back to back with zero padding: every gather of a lane inside its payload
-    // stays inside the arena and reads zeros past the payload's end, as the scalar reader does.
-    let mut offs = Vec::with_capacity(n);
+    // Zero padding first (idle lanes read it), then each payload's padding and the payload,
+    // reversed. Index `r[k]` is the payload's first byte.
     let bytes: usize = jobs.iter().map(|j| j.data.len() + PAD_BYTES).sum();
     let mut arena = Vec::with_capacity(bytes + PAD_BYTES);
+    arena.resize(PAD_BYTES, 0);
+    let mut c = Vec::with_capacity(n);
     for j in jobs.iter() {
-        offs.push(arena.len());
-        arena.extend_from_slice(j.data);
         arena.resize(arena.len() + PAD_BYTES, 0);
+        arena.extend(j.data.iter().rev());
+        let r = (arena.len() - 1) as u64;
+        c.push(8 * (r - 7) + 7);
     }
-    // Idle lanes sit at position 0 and read from there.
-    arena.resize(arena.len().max(PAD_BYTES), 0);
 
     let mut groups = [Group::idle(); GROUPS];
     let mut next = 0;
     for g in &mut groups {
         for l in 0..LANES {
-            start_lane(g, l, jobs, results, &offs, &mut next);
+            start_lane(g, l, jobs, results, &c, &mut next);
         }
     }
     let zero = _mm512_setzero_si512();
@@ -169,25 +196,39 @@ pub unsafe fn decode_jobs(jobs: &mut [Job<'_>], results: &mut [Result<usize, Chu
         if busy == 0 || (next == jobs.len() && busy < TAIL_LANES) {
             break;
         }
-        // SAFETY: every lane's position lies inside its payload in `arena` (or is 0 for idle
-        // lanes), which `run_block`'s gathers require; see `PAD_BYTES`.
+        for g in &mut groups {
+            for l in 0..LANES {
+                g.steps.0[l] = g.left[l].min(BLOCK) as u64;
+            }
+        }
+        // SAFETY: every lane's position is inside its payload (a busy lane), or `IDLE_U`,
+        // with `PAD_BYTES` of padding below, as `run_block` requires.
         unsafe { run_block(&mut groups, arena.as_ptr(), &mut stage) };
         for (g, st) in groups.iter_mut().zip(&stage) {
             flush(g, st, jobs);
             for l in 0..LANES {
                 let k = g.job[l];
-                if k == NO_JOB || (g.left.0[l] != 0 && g.bad & (1 << l) == 0) {
+                if k == NO_JOB {
+                    g.u.0[l] = IDLE_U;
                     continue;
                 }
-                finish_lane(g, l, jobs, results, &offs);
-                start_lane(g, l, jobs, results, &offs, &mut next);
+                // The sample that ends past the payload is the first step past `c - end`.
+                let end = (jobs[k].data.len() * 8) as u64;
+                if g.u_last.0[l] < g.c[l] - end {
+                    g.bad |= 1 << l;
+                }
+                if g.left[l] != 0 && g.bad & (1 << l) == 0 {
+                    continue;
+                }
+                finish_lane(g, l, jobs, results);
+                start_lane(g, l, jobs, results, &c, &mut next);
             }
         }
     }
     for g in &mut groups {
         for l in 0..LANES {
             if g.job[l] != NO_JOB {
-                finish_lane(g, l, jobs, results, &offs);
+                finish_lane(g, l, jobs, results);
             }
         }
     }
@@ -201,11 +242,12 @@ fn start_lane(
     l: usize,
     jobs: &mut [Job<'_>],
     results: &mut [Result<usize, ChunkError>],
-    offs: &[usize],
+    c: &[u64],
     next: &mut usize,
 ) {
     g.job[l] = NO_JOB;
-    g.left.0[l] = 0;
+    g.left[l] = 0;
+    g.u.0[l] = IDLE_U;
     g.bad &= !(1 << l);
     while let Some(job) = jobs.get_mut(*next) {
         let k = *next;
@@ -222,30 +264,28 @@ fn start_lane(
             results[k] = decode_xor_slots(job.data, job.ts, job.val);
             continue;
         };
-        let bit0 = offs[k] as u64 * 8;
-        g.pos.0[l] = bit0 + st.pos as u64;
-        g.end.0[l] = bit0 + job.data.len() as u64 * 8;
+        g.u.0[l] = c[k] - st.pos as u64;
         g.t.0[l] = st.t as u64;
         g.td.0[l] = st.t_delta;
         g.vb.0[l] = st.v_bits;
         g.tr.0[l] = u64::from(st.trailing);
         g.rsh.0[l] = u64::from(64 - st.sig.clamp(1, 64));
-        g.left.0[l] = (slots - 2) as u64;
         g.job[l] = k;
+        g.c[l] = c[k];
         g.done[l] = 2;
+        g.left[l] = slots - 2;
         return;
     }
 }
 
 /// Records the result of lane `l`'s job and leaves the lane idle: done if all its samples
-/// decoded, else decoded by the scalar decoder, from the lane's state if it met no anomaly
-/// (the tail) or from scratch if it did.
+/// decoded, else decoded by the scalar decoder, from the lane's state if it went right so far
+/// (the tail) or from scratch if it went bad.
 fn finish_lane(
     g: &mut Group,
     l: usize,
     jobs: &mut [Job<'_>],
     results: &mut [Result<usize, ChunkError>],
-    offs: &[usize],
 ) {
     let k = g.job[l];
     g.job[l] = NO_JOB;
@@ -254,12 +294,16 @@ fn finish_lane(
     };
     let read = g.done[l];
     *res = if g.bad & (1 << l) != 0 {
+        #[cfg(test)]
+        REDECODED.with(|n| n.set(n.get() + 1));
         decode_xor_slots(job.data, job.ts, job.val)
-    } else if g.left.0[l] == 0 {
+    } else if g.left[l] == 0 {
         Ok(read)
     } else {
+        // The lane ran every step of its last block, so its registers are that of its last
+        // sample.
         let st = RunState {
-            pos: (g.pos.0[l] - offs[k] as u64 * 8) as usize,
+            pos: (g.c[l] - g.u.0[l]) as usize,
             t: g.t.0[l] as i64,
             t_delta: g.td.0[l],
             v_bits: g.vb.0[l],
@@ -269,11 +313,12 @@ fn finish_lane(
         let (ts, val) = (&mut job.ts[read..], &mut job.val[read..]);
         decode_resume(job.data, st, read, ts, val)
     };
-    g.left.0[l] = 0;
+    g.left[l] = 0;
+    g.u.0[l] = IDLE_U;
 }
 
-/// Writes the samples a block staged into the lanes' columns: lane `l` wrote one sample per
-/// step until it stopped, so its samples are the first `count` of its transposed row.
+/// Writes the samples a block staged into the lanes' columns: lane `l`'s samples are the first
+/// `steps[l]` of its transposed row.
 #[target_feature(enable = "avx512f")]
 fn flush(g: &mut Group, st: &Stage, jobs: &mut [Job<'_>]) {
     let t = transpose(&st.t);
@@ -281,15 +326,14 @@ fn flush(g: &mut Group, st: &Stage, jobs: &mut [Job<'_>]) {
     for l in 0..LANES {
         let (k, done) = (g.job[l], g.done[l]);
         let Some(job) = jobs.get_mut(k) else { continue };
-        let left_before = job.ts.len().min(job.val.len()) - done;
-        let count = left_before.saturating_sub(g.left.0[l] as usize).min(BLOCK);
-        if count == 0 {
-            continue;
-        }
+        let count = (g.steps.0[l] as usize).min(g.left[l]);
         let (Some(ts), Some(val)) = (job.ts.get_mut(done..), job.val.get_mut(done..)) else {
             continue;
         };
         let count = count.min(ts.len()).min(val.len());
+        if count == 0 {
+            continue;
+        }
         let mask = (0xffu16 >> (LANES - count)) as __mmask8;
         // SAFETY: the mask selects `count` lanes and `ts` and `val` hold at least `count`
         // elements from their start; masked-off lanes are neither read nor written.
@@ -298,6 +342,7 @@ fn flush(g: &mut Group, st: &Stage, jobs: &mut [Job<'_>]) {
             _mm512_mask_storeu_epi64(val.as_mut_ptr().cast(), mask, v[l]);
         }
         g.done[l] = done + count;
+        g.left[l] -= count;
     }
 }
 
@@ -329,16 +374,33 @@ fn transpose(m: &[__m512i; 8]) -> [__m512i; 8] {
 /// Runs one block of [`BLOCK`] steps on every group, staging each step's samples.
 ///
 /// # Safety
-/// Each lane's position must be at most its payload's end, inside `arena` (`base`) with
-/// [`PAD_BYTES`] after it, or 0 with at least that many bytes in the arena.
+/// For every lane, arena index `u >> 3` must be at least [`PAD_BYTES`] and at most
+/// `arena.len() - 8` (`base` being the arena), with zeros wherever the lane's payload does not
+/// reach: true of a busy lane's position inside its payload and of [`IDLE_U`].
 #[target_feature(enable = "avx512f,avx512cd,avx512bw,avx512dq,avx512vbmi2")]
 unsafe fn run_block(groups: &mut [Group; GROUPS], base: *const u8, stage: &mut [Stage; GROUPS]) {
-    let mut regs = [load(&groups[0]), load(&groups[1])];
+    let zero = _mm512_setzero_si512();
+    let mut regs = [Regs {
+        u: zero,
+        t: zero,
+        td: zero,
+        vb: zero,
+        tr: zero,
+        rsh: zero,
+        steps: zero,
+        u_last: zero,
+        bad: 0,
+    }; GROUPS];
+    for (r, g) in regs.iter_mut().zip(groups.iter()) {
+        *r = load(g);
+    }
     for j in 0..BLOCK {
+        let jv = _mm512_set1_epi64(j as i64);
         for (r, st) in regs.iter_mut().zip(stage.iter_mut()) {
-            // SAFETY: the caller's guarantee; `step` keeps it (it commits no position past the
-            // payload's end).
-            let (t, v) = unsafe { step(r, base) };
+            let real = _mm512_cmpgt_epu64_mask(r.steps, jv);
+            // SAFETY: the caller's guarantee; a block moves a lane by at most 8 samples, which
+            // the padding covers.
+            let (t, v) = unsafe { step(r, base, real) };
             st.t[j] = t;
             st.v[j] = v;
         }
@@ -354,18 +416,15 @@ fn load(g: &Group) -> Regs {
         // SAFETY: `x` is 64 readable bytes.
         unsafe { _mm512_loadu_si512(x.0.as_ptr().cast()) }
     };
-    let left = ld(&g.left);
-    let live = _mm512_cmpneq_epu64_mask(left, _mm512_setzero_si512());
     Regs {
-        pos: ld(&g.pos),
-        end: ld(&g.end),
+        u: ld(&g.u),
         t: ld(&g.t),
         td: ld(&g.td),
         vb: ld(&g.vb),
         tr: ld(&g.tr),
         rsh: ld(&g.rsh),
-        left,
-        active: live & !g.bad,
+        steps: ld(&g.steps),
+        u_last: ld(&g.u),
         bad: g.bad,
     }
 }
@@ -376,65 +435,58 @@ fn store(g: &mut Group, r: &Regs) {
         // SAFETY: `x` is 64 writable bytes.
         unsafe { _mm512_storeu_si512(x.0.as_mut_ptr().cast(), v) }
     };
-    st(&mut g.pos, r.pos);
-    st(&mut g.end, r.end);
+    st(&mut g.u, r.u);
     st(&mut g.t, r.t);
     st(&mut g.td, r.td);
     st(&mut g.vb, r.vb);
     st(&mut g.tr, r.tr);
     st(&mut g.rsh, r.rsh);
-    st(&mut g.left, r.left);
+    st(&mut g.u_last, r.u_last);
     g.bad = r.bad;
 }
 
-/// Big-endian bytes of each u64 lane: the byte shuffle that swaps them.
-#[target_feature(enable = "avx512f")]
-fn bswap_index() -> __m512i {
-    let (even, odd) = (0x0001_0203_0405_0607, 0x0809_0a0b_0c0d_0e0f);
-    _mm512_set_epi64(odd, even, odd, even, odd, even, odd, even)
-}
-
-/// The bits at each lane's bit position `pos` as a 128-bit window `(hi, lo)`: 64 valid bits in
-/// `hi`, 56 more at the top of `lo`.
+/// The two big-endian words at each lane's position `u` (see [`Group`]): bytes `p >> 3`
+/// onward and 8 bytes later.
 ///
 /// # Safety
-/// `base + (pos >> 3)` must be readable for 16 bytes in every lane set in `mask`.
+/// Arena index `u >> 3` must be in `8..=arena.len() - 8` in every lane set in `mask`.
 #[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vbmi2")]
-unsafe fn window(pos: __m512i, base: *const u8, mask: __mmask8) -> (__m512i, __m512i) {
-    let byte = _mm512_srli_epi64::<3>(pos);
+#[target_feature(enable = "avx512f")]
+unsafe fn words(u: __m512i, base: *const u8, mask: __mmask8) -> (__m512i, __m512i) {
+    let idx = _mm512_srli_epi64::<3>(u);
     let zero = _mm512_setzero_si512();
-    // SAFETY: the caller's guarantee.
-    let (q0, q1) = unsafe {
+    // SAFETY: the caller's guarantee: both loads read inside the arena.
+    unsafe {
         (
-            _mm512_mask_i64gather_epi64::<1>(zero, mask, byte, base.cast()),
-            _mm512_mask_i64gather_epi64::<1>(zero, mask, byte, base.wrapping_add(8).cast()),
+            _mm512_mask_i64gather_epi64::<1>(zero, mask, idx, base.cast()),
+            _mm512_mask_i64gather_epi64::<1>(zero, mask, idx, base.wrapping_sub(8).cast()),
         )
-    };
-    let sw = bswap_index();
-    let (q0, q1) = (_mm512_shuffle_epi8(q0, sw), _mm512_shuffle_epi8(q1, sw));
-    let s = _mm512_and_si512(pos, _mm512_set1_epi64(7));
-    (_mm512_shldv_epi64(q0, q1, s), _mm512_sllv_epi64(q1, s))
+    }
 }
 
-/// Decodes one sample in every active lane and returns the lanes' `(t, value bits)`; lanes
-/// that meet an anomaly keep their state and are marked bad.
+/// Decodes one sample in every lane and returns the lanes' `(t, value bits)`. Lanes in `real`
+/// record where the step ended and whether its value header was corrupt; the others step
+/// through padding or garbage and are ignored.
 ///
 /// # Safety
-/// As [`run_block`]'s, for the positions in `r`.
+/// As [`run_block`]'s, for the positions in `r`, with room for 8 samples.
 #[inline]
 #[target_feature(enable = "avx512f,avx512cd,avx512bw,avx512dq,avx512vbmi2")]
-unsafe fn step(r: &mut Regs, base: *const u8) -> (__m512i, __m512i) {
-    let zero = _mm512_setzero_si512();
+unsafe fn step(r: &mut Regs, base: *const u8, real: __mmask8) -> (__m512i, __m512i) {
     let one = _mm512_set1_epi64(1);
+    let seven = _mm512_set1_epi64(7);
     // SAFETY: the caller's guarantee, for every lane.
-    let (hi, lo) = unsafe { window(r.pos, base, 0xff) };
+    let (q0, q1) = unsafe { words(r.u, base, 0xff) };
+    let s = _mm512_andnot_si512(r.u, seven);
+    let hi = _mm512_shldv_epi64(q0, q1, s);
 
-    // Delta of delta: the prefix is up to four 1 bits.
-    let ones = _mm512_min_epu64(
-        _mm512_lzcnt_epi64(_mm512_ternarylogic_epi64::<0x55>(hi, hi, hi)),
-        _mm512_set1_epi64(4),
-    );
+    // Delta of delta: the prefix is up to four 1 bits, so the count of leading ones is capped
+    // at 4 by a 0 planted in bit 59 of the complement.
+    let ones = _mm512_lzcnt_epi64(_mm512_ternarylogic_epi64::<0xf3>(
+        _mm512_set1_epi64(1 << 59),
+        hi,
+        hi,
+    ));
     let width = _mm512_permutexvar_epi64(ones, _mm512_set_epi64(68, 68, 68, 68, 24, 20, 16, 1));
     // Buckets of 14, 17 and 20 bits: the payload `u` sits at the top of `x` with `k` bits
     // below it. Prometheus reads `u > 2^(sz-1)` as `u - 2^sz`, which is the sign extension of
@@ -442,53 +494,48 @@ unsafe fn step(r: &mut Regs, base: *const u8) -> (__m512i, __m512i) {
     let k = _mm512_permutexvar_epi64(ones, _mm512_set_epi64(63, 63, 63, 63, 44, 47, 50, 63));
     let x = _mm512_sllv_epi64(hi, _mm512_add_epi64(ones, one));
     let ext = _mm512_srav_epi64(_mm512_sub_epi64(x, _mm512_sllv_epi64(one, k)), k);
-    let m_raw = _mm512_cmpeq_epu64_mask(ones, _mm512_set1_epi64(4));
-    let m_bucket = _mm512_cmpneq_epu64_mask(ones, zero) & !m_raw;
-    let dod = _mm512_maskz_add_epi64(m_bucket, ext, one);
-    // `1111`: the 64 raw bits after the prefix.
-    let dod = _mm512_mask_mov_epi64(dod, m_raw, _mm512_shldi_epi64::<4>(hi, lo));
+    let m_dod = _mm512_cmpneq_epu64_mask(ones, _mm512_setzero_si512());
+    let mut dod = _mm512_maskz_add_epi64(m_dod, ext, one);
 
-    // The value field, from the window shifted past the dod field.
-    let mut vhi = _mm512_shldv_epi64(hi, lo, width);
-    let mut vlo = _mm512_sllv_epi64(lo, width);
+    // The value field: the window shifted past the dod field (at most 7 + 24 bits, which
+    // leaves 97 of the 128 gathered bits, more than a value field's 77).
+    let sv = _mm512_add_epi64(s, width);
+    let mut vhi = _mm512_shldv_epi64(q0, q1, sv);
+    let mut vlo = _mm512_sllv_epi64(q1, sv);
+    let m_raw = _mm512_cmpeq_epu64_mask(ones, _mm512_set1_epi64(4));
     if m_raw != 0 {
-        // A 68-bit dod field leaves too few bits of the window: load the value's own.
-        let vpos = _mm512_add_epi64(r.pos, _mm512_set1_epi64(68));
-        // SAFETY: the caller's guarantee covers 25 bytes from a lane's position.
-        let (h, l) = unsafe { window(vpos, base, m_raw) };
-        vhi = _mm512_mask_mov_epi64(vhi, m_raw, h);
-        vlo = _mm512_mask_mov_epi64(vlo, m_raw, l);
+        // `1111`: the 64 raw bits after the prefix, then a value field the window does not
+        // hold: load its own.
+        let lo = _mm512_sllv_epi64(q1, s);
+        dod = _mm512_mask_shldi_epi64::<4>(dod, m_raw, hi, lo);
+        let vu = _mm512_sub_epi64(r.u, _mm512_set1_epi64(68));
+        // SAFETY: the caller's guarantee covers 25 bytes past a lane's position.
+        let (w0, w1) = unsafe { words(vu, base, m_raw) };
+        let vs = _mm512_andnot_si512(vu, seven);
+        vhi = _mm512_mask_mov_epi64(vhi, m_raw, _mm512_shldv_epi64(w0, w1, vs));
+        vlo = _mm512_mask_mov_epi64(vlo, m_raw, _mm512_sllv_epi64(w1, vs));
     }
     let m_change = _mm512_movepi64_mask(vhi);
     let m_new = m_change & _mm512_movepi64_mask(_mm512_add_epi64(vhi, vhi));
     let lead = _mm512_and_si512(_mm512_srli_epi64::<57>(vhi), _mm512_set1_epi64(31));
     // `64 - sig`, a 6-bit 0 standing for 64 significant bits.
-    let c63 = _mm512_set1_epi64(63);
-    let rnew = _mm512_and_si512(_mm512_sub_epi64(zero, _mm512_srli_epi64::<51>(vhi)), c63);
-    let bad_header = _mm512_mask_cmpgt_epu64_mask(m_new, lead, rnew);
-    let rsh = _mm512_mask_mov_epi64(r.rsh, m_new, rnew);
-    let tr = _mm512_mask_sub_epi64(r.tr, m_new, rnew, lead);
+    let rnew = _mm512_and_si512(
+        _mm512_sub_epi64(_mm512_setzero_si512(), _mm512_srli_epi64::<51>(vhi)),
+        _mm512_set1_epi64(63),
+    );
+    r.bad |= _mm512_mask_cmpgt_epu64_mask(m_new & real, lead, rnew);
+    r.rsh = _mm512_mask_mov_epi64(r.rsh, m_new, rnew);
+    r.tr = _mm512_mask_sub_epi64(r.tr, m_new, rnew, lead);
     let skip = _mm512_mask_mov_epi64(_mm512_set1_epi64(2), m_new, _mm512_set1_epi64(13));
-    let payload = _mm512_srlv_epi64(_mm512_shldv_epi64(vhi, vlo, skip), rsh);
-    let vb = _mm512_mask_xor_epi64(r.vb, m_change, r.vb, _mm512_sllv_epi64(payload, tr));
+    let payload = _mm512_srlv_epi64(_mm512_shldv_epi64(vhi, vlo, skip), r.rsh);
+    r.vb = _mm512_mask_xor_epi64(r.vb, m_change, r.vb, _mm512_sllv_epi64(payload, r.tr));
     let form = _mm512_mask_mov_epi64(_mm512_set1_epi64(66), m_new, _mm512_set1_epi64(77));
-    let vwidth = _mm512_mask_sub_epi64(one, m_change, form, rsh);
+    let vwidth = _mm512_mask_sub_epi64(one, m_change, form, r.rsh);
 
-    let pos = _mm512_add_epi64(r.pos, _mm512_add_epi64(width, vwidth));
-    let td = _mm512_add_epi64(r.td, dod);
-    let t = _mm512_add_epi64(r.t, td);
-
-    let anomaly = bad_header | _mm512_cmpgt_epu64_mask(pos, r.end);
-    let ok = r.active & !anomaly;
-    r.bad |= r.active & anomaly;
-    r.pos = _mm512_mask_mov_epi64(r.pos, ok, pos);
-    r.td = _mm512_mask_mov_epi64(r.td, ok, td);
-    r.t = _mm512_mask_mov_epi64(r.t, ok, t);
-    r.vb = _mm512_mask_mov_epi64(r.vb, ok, vb);
-    r.tr = _mm512_mask_mov_epi64(r.tr, ok, tr);
-    r.rsh = _mm512_mask_mov_epi64(r.rsh, ok, rsh);
-    r.left = _mm512_mask_sub_epi64(r.left, ok, r.left, one);
-    r.active = _mm512_mask_cmpneq_epu64_mask(ok, r.left, zero);
+    r.u = _mm512_sub_epi64(r.u, _mm512_add_epi64(width, vwidth));
+    r.u_last = _mm512_mask_mov_epi64(r.u_last, real, r.u);
+    r.td = _mm512_add_epi64(r.td, dod);
+    r.t = _mm512_add_epi64(r.t, r.td);
     (r.t, r.vb)
 }
 
