@@ -173,8 +173,11 @@ pub unsafe fn decode_jobs(jobs: &mut [Job<'_>], results: &mut [Result<usize, Chu
     arena.resize(PAD_BYTES, 0);
     let mut c = Vec::with_capacity(n);
     for j in jobs.iter() {
-        arena.resize(arena.len() + PAD_BYTES, 0);
-        arena.extend(j.data.iter().rev());
+        let at = arena.len() + PAD_BYTES;
+        arena.resize(at + j.data.len(), 0);
+        let dst = &mut arena[at..];
+        dst.copy_from_slice(j.data);
+        dst.reverse();
         let r = (arena.len() - 1) as u64;
         c.push(8 * (r - 7) + 7);
     }
