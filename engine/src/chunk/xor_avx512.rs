@@ -49,9 +49,13 @@ const MAX_SAMPLE_BITS: usize = 145;
 const PAD_BYTES: usize = (BLOCK * MAX_SAMPLE_BITS).div_ceil(8) + 32;
 /// Fewest samples for which a chunk takes a lane; shorter ones go to the scalar decoder.
 const MIN_LANE_SAMPLES: usize = 4;
+/// Lanes in all: the many-chunk call uses the lanes only for at least this many chunks.
+pub(super) const ALL_LANES: usize = LANES * GROUPS;
 /// Once no chunk is left to start and fewer lanes than this are busy, the scalar decoder
-/// finishes them: a step costs the same with all lanes busy as with one.
-const TAIL_LANES: usize = LANES * GROUPS / 3;
+/// finishes them: a step costs the same with all lanes busy as with one, and on the machine
+/// measured (`perf/RESULTS.md`) a full set of lanes is only about as fast as the scalar
+/// decoder.
+const TAIL_LANES: usize = ALL_LANES * 3 / 4;
 /// Lane marker for "no chunk".
 const NO_JOB: usize = usize::MAX;
 
@@ -164,6 +168,17 @@ struct Stage {
 /// The CPU must support the features [`available`] checks (it returned true).
 #[target_feature(enable = "avx512f,avx512cd,avx512bw,avx512dq,avx512vbmi2")]
 pub unsafe fn decode_jobs(jobs: &mut [Job<'_>], results: &mut [Result<usize, ChunkError>]) {
+    decode_jobs_tail(jobs, results, TAIL_LANES)
+}
+
+/// [`decode_jobs`], handing the last chunks to the scalar decoder once fewer than `tail_lanes`
+/// lanes are busy (tests pass 1 to keep every chunk in the lanes).
+#[target_feature(enable = "avx512f,avx512cd,avx512bw,avx512dq,avx512vbmi2")]
+pub(super) fn decode_jobs_tail(
+    jobs: &mut [Job<'_>],
+    results: &mut [Result<usize, ChunkError>],
+    tail_lanes: usize,
+) {
     let n = jobs.len().min(results.len());
     let (jobs, results) = (&mut jobs[..n], &mut results[..n]);
     // Zero padding first (idle lanes read it), then each payload's padding and the payload,
@@ -196,7 +211,7 @@ pub unsafe fn decode_jobs(jobs: &mut [Job<'_>], results: &mut [Result<usize, Chu
     }; GROUPS];
     loop {
         let busy: usize = groups.iter().map(Group::busy).sum();
-        if busy == 0 || (next == jobs.len() && busy < TAIL_LANES) {
+        if busy == 0 || (next == jobs.len() && busy < tail_lanes) {
             break;
         }
         for g in &mut groups {

@@ -67,9 +67,12 @@ pub fn xor_many_kernel_name() -> &'static str {
     kernel().0
 }
 
-/// Fewest chunks in a call for which the lanes pay: below it, every lane would idle most of
-/// the time, so the chunks are decoded one by one.
-const MIN_LANE_JOBS: usize = 4;
+/// Fewest chunks in a call for which the lanes pay: with fewer, lanes would idle, so the
+/// chunks are decoded one by one.
+#[cfg(target_arch = "x86_64")]
+const MIN_LANE_JOBS: usize = super::xor_avx512::ALL_LANES;
+#[cfg(not(target_arch = "x86_64"))]
+const MIN_LANE_JOBS: usize = 0;
 
 /// Decodes every job with the kernel this CPU runs best.
 fn decode_jobs(jobs: &mut [Job<'_>], results: &mut [Result<usize, ChunkError>]) {

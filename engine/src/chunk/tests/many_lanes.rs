@@ -63,17 +63,24 @@ fn one_by_one(payloads: &[Vec<u8>]) -> Vec<Outcome> {
         .collect()
 }
 
-/// The AVX-512 kernel, or `None` (with a note) where this CPU lacks it.
+/// The AVX-512 kernel as dispatched, and with every chunk kept in the lanes to the end; none
+/// (with a note) where this CPU lacks AVX-512.
 #[cfg(target_arch = "x86_64")]
-fn avx512_kernel() -> Option<Kernel> {
+fn avx512_kernels() -> Vec<(&'static str, Kernel)> {
     if !crate::chunk::xor_avx512::available() {
         eprintln!("skipped the AVX-512 arm: this CPU lacks AVX-512 F/CD/BW/DQ/VBMI2");
-        return None;
+        return Vec::new();
     }
-    Some(|jobs, results| {
-        // SAFETY: `available` returned true.
-        unsafe { crate::chunk::xor_avx512::decode_jobs(jobs, results) }
-    })
+    vec![
+        ("avx512", |jobs, results| {
+            // SAFETY: `available` returned true.
+            unsafe { crate::chunk::xor_avx512::decode_jobs(jobs, results) }
+        }),
+        ("avx512 without scalar tail", |jobs, results| {
+            // SAFETY: `available` returned true.
+            unsafe { crate::chunk::xor_avx512::decode_jobs_tail(jobs, results, 1) }
+        }),
+    ]
 }
 
 /// Chunks the AVX-512 lanes of this thread re-decoded from scratch so far.
@@ -88,9 +95,9 @@ fn redecoded() -> usize {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn avx512_kernel() -> Option<Kernel> {
+fn avx512_kernels() -> Vec<(&'static str, Kernel)> {
     eprintln!("skipped the AVX-512 arm: not x86-64");
-    None
+    Vec::new()
 }
 
 /// Compares outcomes chunk by chunk, naming the first chunk and sample that differ.
@@ -119,9 +126,9 @@ fn same_outcomes(got: &[Outcome], want: &[Outcome], kernel: &str) -> Result<(), 
 fn check_all(payloads: &[Vec<u8>]) -> Result<(), TestCaseError> {
     let want = one_by_one(payloads);
     same_outcomes(&run_kernel(decode_jobs_scalar, payloads), &want, "scalar")?;
-    if let Some(k) = avx512_kernel() {
+    for (name, k) in avx512_kernels() {
         let before = redecoded();
-        same_outcomes(&run_kernel(k, payloads), &want, "avx512")?;
+        same_outcomes(&run_kernel(k, payloads), &want, name)?;
         // Chunks that decode must have been decoded by their lanes, not by the fallback.
         let failed = want.iter().filter(|w| w.is_err()).count();
         prop_assert!(
