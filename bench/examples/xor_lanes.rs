@@ -91,6 +91,10 @@ fn main() {
     if let Ok(l) = std::fs::read_to_string("/proc/loadavg") {
         println!("load average: {}", l.trim());
     }
-    report("fixture", &gauntlet_bench::fixture_xor_chunks(usize::MAX), runs);
+    report(
+        "fixture",
+        &gauntlet_bench::fixture_xor_chunks(usize::MAX),
+        runs,
+    );
     report("generated", &xor_common::generated_chunks(), runs);
 }

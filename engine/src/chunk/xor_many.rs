@@ -74,11 +74,20 @@ const MIN_LANE_JOBS: usize = super::xor_avx512::ALL_LANES;
 #[cfg(not(target_arch = "x86_64"))]
 const MIN_LANE_JOBS: usize = 0;
 
+/// Chunks handed to the lanes at a time: windows keep the kernel's copy of the payloads and
+/// the columns it writes in cache (48 to 192 measured alike, all about 10 % faster than one
+/// window of 800 chunks).
+const LANE_WINDOW: usize = 96;
+
 /// Decodes every job with the kernel this CPU runs best.
 fn decode_jobs(jobs: &mut [Job<'_>], results: &mut [Result<usize, ChunkError>]) {
     if jobs.len() < MIN_LANE_JOBS {
-        decode_jobs_scalar(jobs, results);
-    } else {
+        return decode_jobs_scalar(jobs, results);
+    }
+    for (jobs, results) in jobs
+        .chunks_mut(LANE_WINDOW)
+        .zip(results.chunks_mut(LANE_WINDOW))
+    {
         (kernel().1)(jobs, results);
     }
 }

@@ -46,7 +46,10 @@ fn run_kernel(kernel: Kernel, payloads: &[Vec<u8>]) -> Vec<Outcome> {
             s?;
             let n = r?;
             assert_eq!(n, ts.len(), "a decoded chunk fills its slots exactly");
-            Ok(ts.into_iter().zip(val.iter().map(|v| v.to_bits())).collect())
+            Ok(ts
+                .into_iter()
+                .zip(val.iter().map(|v| v.to_bits()))
+                .collect())
         })
         .collect()
 }
@@ -116,7 +119,13 @@ fn same_outcomes(got: &[Outcome], want: &[Outcome], kernel: &str) -> Result<(), 
                     first.map(|i| w[i])
                 );
             }
-            _ => prop_assert_eq!(g.as_ref().err(), w.as_ref().err(), "{}: chunk {}", kernel, k),
+            _ => prop_assert_eq!(
+                g.as_ref().err(),
+                w.as_ref().err(),
+                "{}: chunk {}",
+                kernel,
+                k
+            ),
         }
     }
     Ok(())
@@ -272,7 +281,9 @@ fn lanes_decode_regular_scrapes() {
     let payloads: Vec<Vec<u8>> = (0..50)
         .map(|k| {
             let n = 100 + k * 7;
-            let ts: Vec<i64> = (0..n).map(|i| 1_700_000_000_000 + i as i64 * 15_000).collect();
+            let ts: Vec<i64> = (0..n)
+                .map(|i| 1_700_000_000_000 + i as i64 * 15_000)
+                .collect();
             let bits: Vec<u64> = (0..n)
                 .map(|i| ((i * (k + 1)) as f64 * 0.25).to_bits())
                 .collect();
