@@ -4,6 +4,9 @@
 //! decodes far, so this target encodes its chunks first: the lanes run long, every dod bucket
 //! and value form occurs, and damage lands anywhere in them.
 //!
+//! Sets of fewer than 24 chunks (where the call would not use the lanes) are repeated up to
+//! 24 or more.
+//!
 //! Input: a sequence of chunk descriptions, each a length byte, then per sample a control
 //! byte choosing the dod and value shape and up to 8 bytes feeding them; an optional damage
 //! byte flips bits or cuts the chunk.
@@ -89,7 +92,14 @@ fuzz_target!(|data: &[u8]| {
     while !b.0.is_empty() && chunks.len() < 64 {
         chunks.push(chunk(&mut b));
     }
-    let slices: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+    // The many-chunk call uses the lanes from 24 chunks on: repeat short sets up to that.
+    let mut slices: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+    if !slices.is_empty() {
+        let base = slices.clone();
+        while slices.len() < 24 {
+            slices.extend_from_slice(&base);
+        }
+    }
 
     let mut want_outs = vec![SampleBatch::new(); slices.len()];
     let mut want: Result<usize, ManyDecodeError> = Ok(0);
