@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-60}
 fixtures=../testdata/tsdb
-mkdir -p corpus/chunk_decode corpus/index_reader corpus/meta_json corpus/chunk_segment corpus/tombstones
+mkdir -p corpus/chunk_decode corpus/chunk_lanes corpus/index_reader corpus/meta_json corpus/chunk_segment corpus/tombstones
 if [ -z "$(ls -A corpus/index_reader)" ]; then
   i=0
   for idx in "$fixtures"/*/*/index; do cp "$idx" "corpus/index_reader/seed$i"; i=$((i+1)); done
@@ -16,7 +16,7 @@ if [ -z "$(ls -A corpus/index_reader)" ]; then
   seg=$(ls "$fixtures"/promtool-200series-2h/*/chunks/000001)
   for off in 10 400 4000 40000; do dd if="$seg" of="corpus/chunk_decode/seed$off" bs=1 skip=$off count=300 status=none; done
 fi
-for t in chunk_decode index_reader meta_json chunk_segment tombstones; do
+for t in chunk_decode chunk_lanes index_reader meta_json chunk_segment tombstones; do
   echo "==> $t ($secs s)"
   cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -rss_limit_mb=2048
 done

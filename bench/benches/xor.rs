@@ -1,4 +1,5 @@
-//! XOR chunk codec throughput, reported per sample: group `xor` on the real chunks of
+//! XOR chunk codec throughput, reported per sample (`decode_many*` run the AVX-512 lanes where
+//! the CPU has them, see `xor_many_kernel_name`): group `xor` on the real chunks of
 //! `testdata/tsdb/promtool-200series-2h` (800 chunks, 96 000 samples), group `xor_gen` on the
 //! chunks Gauntlet's block writer cuts from the data generator's output (node, kube and app
 //! families of 2 targets over 2 h, seed 1), written to a temporary directory at setup.
@@ -7,7 +8,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gauntlet_engine::chunk::{
-    SampleBatch, XorIterator, decode_xor_into, decode_xor_many, encode_xor,
+    SampleBatch, XorIterator, decode_xor_into, decode_xor_many, decode_xor_many_flat, encode_xor,
 };
 
 mod xor_common;
@@ -62,6 +63,32 @@ fn bench_chunks(c: &mut Criterion, group: &str, chunks: &[Vec<u8>]) {
             outs.iter_mut().for_each(SampleBatch::clear);
             let n = decode_xor_many(black_box(&slices), &mut outs).unwrap();
             black_box(&outs);
+            n
+        })
+    });
+
+    // The scalar twin of `decode_many`: the same batches, one `decode_xor_into` per chunk.
+    g.bench_function("decode_many_one_by_one", |b| {
+        b.iter(|| {
+            outs.iter_mut().for_each(SampleBatch::clear);
+            let mut n = 0;
+            for (data, out) in slices.iter().zip(outs.iter_mut()) {
+                n += decode_xor_into(black_box(data), out).unwrap();
+            }
+            black_box(&outs);
+            n
+        })
+    });
+
+    // All chunks into one flat batch with per-chunk ends, as a query gathers its series.
+    let mut flat = SampleBatch::with_capacity(samples);
+    let mut ends = Vec::with_capacity(slices.len());
+    g.bench_function("decode_many_flat", |b| {
+        b.iter(|| {
+            flat.clear();
+            ends.clear();
+            let n = decode_xor_many_flat(black_box(&slices), &mut flat, &mut ends).unwrap();
+            black_box(&flat);
             n
         })
     });

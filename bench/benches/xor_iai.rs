@@ -5,7 +5,9 @@
 
 use std::hint::black_box;
 
-use gauntlet_engine::chunk::{SampleBatch, XorIterator, decode_xor_into, encode_xor};
+use gauntlet_engine::chunk::{
+    SampleBatch, XorIterator, decode_xor_into, decode_xor_many_flat, encode_xor,
+};
 use iai_callgrind::{library_benchmark, library_benchmark_group, main};
 
 mod xor_common;
@@ -50,6 +52,16 @@ fn decode_into_batch(chunks: Vec<Vec<u8>>) -> usize {
 
 #[library_benchmark]
 #[bench::fixture(setup = fixture_chunks)]
+#[bench::generated(setup = generated_chunks)]
+fn decode_many_flat(chunks: Vec<Vec<u8>>) -> usize {
+    let slices: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+    let mut flat = SampleBatch::with_capacity(256 * slices.len());
+    let mut ends = Vec::with_capacity(slices.len());
+    decode_xor_many_flat(black_box(&slices), &mut flat, &mut ends).expect("chunks decode")
+}
+
+#[library_benchmark]
+#[bench::fixture(setup = fixture_chunks)]
 fn decode_iterator(chunks: Vec<Vec<u8>>) -> i64 {
     let mut acc = 0i64;
     for data in &chunks {
@@ -72,7 +84,7 @@ fn encode(samples: Vec<SampleBatch>) -> usize {
 
 library_benchmark_group!(
     name = xor;
-    benchmarks = decode_into_batch, decode_iterator, encode
+    benchmarks = decode_into_batch, decode_many_flat, decode_iterator, encode
 );
 
 main!(library_benchmark_groups = xor);

@@ -1,13 +1,14 @@
 //! Arbitrary bytes as an XOR chunk payload: the batch decoder and the iterator must agree, never
 //! panic, leave the batch untouched on error, and whatever decodes must re-encode to samples
 //! that decode the same. The input split at every `0xA5` byte is also decoded as many chunks in
-//! one call, which must match one call per chunk.
+//! one call (on AVX-512 machines, the lanes), both into a batch per chunk and into one flat
+//! batch, which must match one call per chunk.
 
 #![no_main]
 
 use gauntlet_engine::chunk::{
     ManyDecodeError, SampleBatch, XorAppender, XorIterator, decode_xor_into, decode_xor_many,
-    encode_xor,
+    decode_xor_many_flat, encode_xor,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -41,6 +42,22 @@ fn check_many(chunks: &[&[u8]]) {
         );
     }
     assert_eq!(got, want);
+
+    let mut flat = SampleBatch::new();
+    let mut ends = Vec::new();
+    let got_flat = decode_xor_many_flat(chunks, &mut flat, &mut ends);
+    assert_eq!(got_flat, want);
+    assert_eq!(ends.len(), chunks.len());
+    let mut start = 0;
+    for (k, (&end, out)) in ends.iter().zip(&outs).enumerate() {
+        let part = SampleBatch {
+            ts: flat.ts[start..end].to_vec(),
+            val: flat.val[start..end].to_vec(),
+        };
+        assert_eq!(bits(&part), bits(out), "chunk {k} decodes differently flat");
+        start = end;
+    }
+    assert_eq!(start, flat.len());
 }
 
 fuzz_target!(|data: &[u8]| {

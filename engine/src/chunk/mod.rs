@@ -7,6 +7,8 @@
 pub mod batch;
 pub mod bstream;
 pub mod xor;
+#[cfg(target_arch = "x86_64")]
+mod xor_avx512;
 mod xor_fast;
 mod xor_many;
 
@@ -15,7 +17,7 @@ mod tests;
 
 pub use batch::SampleBatch;
 pub use xor::{XorAppender, XorIterator, decode_xor_into, encode_xor};
-pub use xor_many::{ManyDecodeError, decode_xor_many};
+pub use xor_many::{ManyDecodeError, decode_xor_many, decode_xor_many_flat, xor_many_kernel_name};
 
 /// Prometheus's stale marker: a NaN with this exact bit pattern, which must survive encoding.
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;

@@ -263,25 +263,90 @@ fn bit_range(x: i64, n: u32) -> bool {
 ///
 /// Never panics. On corrupt input it returns the error and leaves `out` as it was.
 pub fn decode_xor_into(data: &[u8], out: &mut SampleBatch) -> Result<usize, ChunkError> {
-    let mut d = Decoder::new(data)?;
-    let n = d.num_samples;
-    if n == 0 {
+    let slots = xor_slots(data)?;
+    if slots == 0 {
         return Ok(0);
     }
-    // The header is untrusted: reserve no more than the payload's bits could encode.
-    let max_in_payload = data.len() * 8 / MIN_SAMPLE_BITS + 2;
-    let slots = n.min(max_in_payload);
     let (ts0, val0) = (out.ts.len(), out.val.len());
     out.ts.resize(ts0 + slots, 0);
     out.val.resize(val0 + slots, 0.0);
-    match d.decode_into(&mut out.ts[ts0..], &mut out.val[val0..]) {
-        Ok(()) => Ok(n),
+    match decode_xor_slots(data, &mut out.ts[ts0..], &mut out.val[val0..]) {
+        Ok(n) => Ok(n),
         Err(e) => {
             out.ts.truncate(ts0);
             out.val.truncate(val0);
             Err(e)
         }
     }
+}
+
+/// Output slots a payload needs: its header's sample count, capped at what its bits could
+/// encode, as the header is untrusted. A payload that decodes fills exactly this many.
+pub(super) fn xor_slots(data: &[u8]) -> Result<usize, ChunkError> {
+    let n = xor_num_samples(data)?;
+    let max_in_payload = data.len() * 8 / MIN_SAMPLE_BITS + 2;
+    Ok(n.min(max_in_payload))
+}
+
+/// Decodes `data` into `ts` and `val`, each [`xor_slots`] long, returning the sample count.
+/// On error the slots hold unspecified samples.
+pub(super) fn decode_xor_slots(
+    data: &[u8],
+    ts: &mut [i64],
+    val: &mut [f64],
+) -> Result<usize, ChunkError> {
+    let mut d = Decoder::new(data)?;
+    let n = d.num_samples;
+    if n > 0 {
+        d.decode_into(ts, val)?;
+    }
+    Ok(n)
+}
+
+/// Decodes samples 0 and 1 of a payload announcing at least 2 into `ts[..2]` and `val[..2]`,
+/// returning the decoder state after them, for a decoder that takes over from there (the
+/// AVX-512 lanes). The error is the one [`decode_xor_slots`] would return.
+pub(super) fn decode_head(
+    data: &[u8],
+    ts: &mut [i64],
+    val: &mut [f64],
+) -> Result<RunState, ChunkError> {
+    let mut d = Decoder::new(data)?;
+    d.first()?;
+    d.read = 1;
+    if let (Some(t), Some(v)) = (ts.first_mut(), val.first_mut()) {
+        *t = d.t;
+        *v = f64::from_bits(d.v_bits);
+    }
+    d.second()?;
+    d.read = 2;
+    if let (Some(t), Some(v)) = (ts.get_mut(1), val.get_mut(1)) {
+        *t = d.t;
+        *v = f64::from_bits(d.v_bits);
+    }
+    Ok(d.state())
+}
+
+/// Continues decoding `data` from `st`, reached after `read` samples (2 or more), into `ts` and
+/// `val`, which hold the slots from sample `read` on; the result is what
+/// [`decode_xor_slots`] returns for the whole payload.
+pub(super) fn decode_resume(
+    data: &[u8],
+    st: RunState,
+    read: usize,
+    ts: &mut [i64],
+    val: &mut [f64],
+) -> Result<usize, ChunkError> {
+    let mut d = Decoder::new(data)?;
+    d.r.set_bit_pos(st.pos);
+    d.read = read;
+    d.t = st.t;
+    d.t_delta = st.t_delta;
+    d.v_bits = st.v_bits;
+    d.trailing = st.trailing as u8;
+    d.sig = st.sig;
+    d.decode_into(ts, val)?;
+    Ok(d.num_samples)
 }
 
 /// Decodes `data` one sample at a time through the careful path only, as `(t, value bits)`:
@@ -508,14 +573,7 @@ impl<'a> Decoder<'a> {
     #[inline(always)]
     fn fast_runs(&mut self, ts: &mut [i64], val: &mut [f64]) -> usize {
         let data = self.r.data();
-        let mut st = RunState {
-            pos: self.r.bit_pos(),
-            t: self.t,
-            t_delta: self.t_delta,
-            v_bits: self.v_bits,
-            trailing: u32::from(self.trailing),
-            sig: self.sig,
-        };
+        let mut st = self.state();
         // Within the payload the slack check alone keeps every sample inside it.
         let mut n = fast_run::<false>(data, data.len() * 8, &mut st, ts, val);
         let byte = st.pos >> 3;
@@ -540,6 +598,18 @@ impl<'a> Decoder<'a> {
         self.sig = st.sig;
         self.read += n;
         n
+    }
+
+    /// The state the fast loops take, at the current position.
+    fn state(&self) -> RunState {
+        RunState {
+            pos: self.r.bit_pos(),
+            t: self.t,
+            t_delta: self.t_delta,
+            v_bits: self.v_bits,
+            trailing: u32::from(self.trailing),
+            sig: self.sig,
+        }
     }
 
     fn truncated(&self) -> ChunkError {

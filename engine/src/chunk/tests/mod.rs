@@ -2,6 +2,7 @@
 
 mod fast_paths;
 mod hostile_input;
+mod many_lanes;
 mod prometheus_fixtures;
 mod round_trip;
 

@@ -1,0 +1,591 @@
+//! AVX-512 many-chunk XOR decoder: one chunk per 64-bit lane, 24 chunks in flight.
+//!
+//! A single chunk decodes at the speed of its serial chain (each sample's bit position depends
+//! on the widths of the one before) plus a mispredicted branch whenever the value form changes.
+//! Here every lane runs the same branch-free step on its own chunk, so the chains of many
+//! chunks overlap and no branch depends on the data. One step, per lane:
+//!
+//! 1. gather the 16 bytes at the lane's bit position and funnel-shift them into a window (the
+//!    payloads are stored byte-reversed, so a little-endian load is the big-endian window);
+//! 2. count the leading ones of the window (the dod bucket, `vplzcntq` of the complement) and
+//!    look up the field width; decode the 14/17/20-bit dod, or take the raw 64-bit one;
+//! 3. shift the window past the dod field and decode the value field (`0`, `10` reusing the
+//!    previous window, `11` with a new 5-bit leading and 6-bit significant count) with masks;
+//! 4. advance.
+//!
+//! Steps run in blocks of 8. A lane steps 8 times whatever its chunk holds: steps past the
+//! chunk's last sample decode the padding and are ignored, and every payload is followed by
+//! enough zero padding for 8 steps of the longest samples, so no step needs a bounds check.
+//! Anomalies (a sample that ends past the payload, a value header with more than 64 bits)
+//! mark the lane bad and are checked once per block. Each block's samples are transposed so
+//! every lane writes its samples to its chunk's columns with one masked store per column.
+//!
+//! Between blocks, lanes whose chunk ended take the next one; its samples 0 and 1 (varints
+//! and raw bits) are decoded by the scalar decoder, which also decodes chunks too short for a
+//! lane, re-decodes from scratch any chunk whose lane went bad (so errors are exactly the
+//! scalar decoder's), and finishes the last chunks once too few are left to fill the lanes.
+//!
+//! Every function here needs a CPU with the features [`available`] checks.
+
+use core::arch::x86_64::*;
+
+use super::ChunkError;
+use super::xor::{decode_head, decode_resume, decode_xor_slots, xor_num_samples};
+use super::xor_fast::RunState;
+use super::xor_many::Job;
+
+/// Lanes of a 512-bit vector of u64.
+const LANES: usize = 8;
+/// Independent lane groups interleaved in one block: while one group waits on its gathers the
+/// others compute.
+const GROUPS: usize = 3;
+/// Steps per block; equal to [`LANES`] so the staged samples transpose as a square.
+const BLOCK: usize = LANES;
+/// Longest sample in bits: a 68-bit dod field and a 77-bit value field.
+const MAX_SAMPLE_BITS: usize = 145;
+/// Zero bytes past each payload (below it, as payloads are stored reversed): a block's steps
+/// may run 8 samples past the payload's end, and a step reads up to 25 bytes from its
+/// position.
+const PAD_BYTES: usize = (BLOCK * MAX_SAMPLE_BITS).div_ceil(8) + 32;
+/// Fewest samples for which a chunk takes a lane; shorter ones go to the scalar decoder.
+const MIN_LANE_SAMPLES: usize = 4;
+/// Lanes in all: the many-chunk call uses the lanes only for at least this many chunks.
+pub(super) const ALL_LANES: usize = LANES * GROUPS;
+/// Once no chunk is left to start and fewer lanes than this are busy, the scalar decoder
+/// finishes them: a step costs the same with all lanes busy as with one, and on the machine
+/// measured (`perf/RESULTS.md`) a full set of lanes is only about as fast as the scalar
+/// decoder.
+const TAIL_LANES: usize = ALL_LANES * 3 / 4;
+/// Lane marker for "no chunk".
+const NO_JOB: usize = usize::MAX;
+
+#[cfg(test)]
+thread_local! {
+    /// Chunks this thread's lanes gave up on and re-decoded from scratch: tests check that
+    /// valid chunks never need it, so the scalar fallback cannot hide a lane bug.
+    pub(super) static REDECODED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether this CPU runs [`decode_jobs`].
+pub fn available() -> bool {
+    is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512cd")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512dq")
+        && is_x86_feature_detected!("avx512vbmi2")
+}
+
+/// Eight u64 lanes in memory, aligned for whole-vector loads.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct Lanes([u64; LANES]);
+
+/// One group's lane state between blocks, lane `l` of every field belonging to the chunk
+/// `job[l]`.
+///
+/// A lane's position is kept as `u = c - p`, where `p` is the bit position in the payload and
+/// `c = 8 * (r - 7) + 7` for the arena index `r` of the payload's first byte: the payload is
+/// stored byte-reversed, so the 8 bytes at arena index `u >> 3` read as a little-endian u64
+/// are the big-endian word at byte `p >> 3`, shifted by `p & 7 = !u & 7`.
+#[derive(Debug, Clone, Copy)]
+struct Group {
+    u: Lanes,
+    t: Lanes,
+    td: Lanes,
+    vb: Lanes,
+    /// Trailing zeros of the last `11` value header.
+    tr: Lanes,
+    /// `64 - sig` of the last `11` value header.
+    rsh: Lanes,
+    /// Samples the lane decodes in the next block: `min(left, 8)`.
+    steps: Lanes,
+    /// `u` after the lane's last real step of the block.
+    u_last: Lanes,
+    /// Lanes whose chunk showed a corrupt value header.
+    bad: u8,
+    /// Index of the lane's job, or [`NO_JOB`].
+    job: [usize; LANES],
+    /// `c` of the lane's payload (see the type's docs).
+    c: [u64; LANES],
+    /// Samples of the job already in its columns.
+    done: [usize; LANES],
+    /// Samples of the job still to decode.
+    left: [usize; LANES],
+}
+
+impl Group {
+    fn idle() -> Self {
+        Group {
+            u: Lanes([IDLE_U; LANES]),
+            t: Lanes::default(),
+            td: Lanes::default(),
+            vb: Lanes::default(),
+            tr: Lanes::default(),
+            rsh: Lanes::default(),
+            steps: Lanes::default(),
+            u_last: Lanes::default(),
+            bad: 0,
+            job: [NO_JOB; LANES],
+            c: [0; LANES],
+            done: [0; LANES],
+            left: [0; LANES],
+        }
+    }
+
+    fn busy(&self) -> usize {
+        self.job.iter().filter(|&&k| k != NO_JOB).count()
+    }
+}
+
+/// Position of idle lanes: they decode the zeros at the front of the arena.
+const IDLE_U: u64 = (PAD_BYTES as u64) * 8 + 7;
+
+/// One group's state in registers during a block.
+#[derive(Clone, Copy)]
+struct Regs {
+    u: __m512i,
+    t: __m512i,
+    td: __m512i,
+    vb: __m512i,
+    tr: __m512i,
+    rsh: __m512i,
+    steps: __m512i,
+    u_last: __m512i,
+    bad: __mmask8,
+}
+
+/// Samples staged by one block of one group: row `j` holds step `j` of every lane.
+#[derive(Clone, Copy)]
+struct Stage {
+    t: [__m512i; BLOCK],
+    v: [__m512i; BLOCK],
+}
+
+/// Decodes every job, writing `results[k]` for `jobs[k]`: exactly what the scalar decoder
+/// ([`decode_xor_slots`]) returns, with the same samples in the job's slots on success.
+///
+/// # Safety
+/// The CPU must support the features [`available`] checks (it returned true).
+#[target_feature(enable = "avx512f,avx512cd,avx512bw,avx512dq,avx512vbmi2")]
+pub unsafe fn decode_jobs(jobs: &mut [Job<'_>], results: &mut [Result<usize, ChunkError>]) {
+    decode_jobs_tail(jobs, results, TAIL_LANES)
+}
+
+/// [`decode_jobs`], handing the last chunks to the scalar decoder once fewer than `tail_lanes`
+/// lanes are busy (tests pass 1 to keep every chunk in the lanes).
+#[target_feature(enable = "avx512f,avx512cd,avx512bw,avx512dq,avx512vbmi2")]
+pub(super) fn decode_jobs_tail(
+    jobs: &mut [Job<'_>],
+    results: &mut [Result<usize, ChunkError>],
+    tail_lanes: usize,
+) {
+    let n = jobs.len().min(results.len());
+    let (jobs, results) = (&mut jobs[..n], &mut results[..n]);
+    // Zero padding first (idle lanes read it), then each payload's padding and the payload,
+    // reversed. Index `r[k]` is the payload's first byte.
+    let bytes: usize = jobs.iter().map(|j| j.data.len() + PAD_BYTES).sum();
+    let mut arena = Vec::with_capacity(bytes + PAD_BYTES);
+    arena.resize(PAD_BYTES, 0);
+    let mut c = Vec::with_capacity(n);
+    for j in jobs.iter() {
+        let at = arena.len() + PAD_BYTES;
+        arena.resize(at + j.data.len(), 0);
+        let dst = &mut arena[at..];
+        dst.copy_from_slice(j.data);
+        dst.reverse();
+        let r = (arena.len() - 1) as u64;
+        c.push(8 * (r - 7) + 7);
+    }
+
+    let mut groups = [Group::idle(); GROUPS];
+    let mut next = 0;
+    for g in &mut groups {
+        for l in 0..LANES {
+            start_lane(g, l, jobs, results, &c, &mut next);
+        }
+    }
+    let zero = _mm512_setzero_si512();
+    let mut stage = [Stage {
+        t: [zero; BLOCK],
+        v: [zero; BLOCK],
+    }; GROUPS];
+    loop {
+        let busy: usize = groups.iter().map(Group::busy).sum();
+        if busy == 0 || (next == jobs.len() && busy < tail_lanes) {
+            break;
+        }
+        for g in &mut groups {
+            for l in 0..LANES {
+                g.steps.0[l] = g.left[l].min(BLOCK) as u64;
+            }
+        }
+        // SAFETY: every lane's position is inside its payload (a busy lane), or `IDLE_U`,
+        // with `PAD_BYTES` of padding below, as `run_block` requires.
+        unsafe { run_block(&mut groups, arena.as_ptr(), &mut stage) };
+        for (g, st) in groups.iter_mut().zip(&stage) {
+            flush(g, st, jobs);
+            for l in 0..LANES {
+                let k = g.job[l];
+                if k == NO_JOB {
+                    g.u.0[l] = IDLE_U;
+                    continue;
+                }
+                // The sample that ends past the payload is the first step past `c - end`.
+                let end = (jobs[k].data.len() * 8) as u64;
+                if g.u_last.0[l] < g.c[l] - end {
+                    g.bad |= 1 << l;
+                }
+                if g.left[l] != 0 && g.bad & (1 << l) == 0 {
+                    continue;
+                }
+                finish_lane(g, l, jobs, results);
+                start_lane(g, l, jobs, results, &c, &mut next);
+            }
+        }
+    }
+    for g in &mut groups {
+        for l in 0..LANES {
+            if g.job[l] != NO_JOB {
+                finish_lane(g, l, jobs, results);
+            }
+        }
+    }
+}
+
+/// Gives lane `l` the next job that needs one, decoding its first two samples; jobs too short
+/// or too odd for a lane are decoded by the scalar decoder on the way. Leaves the lane idle
+/// when none is left.
+fn start_lane(
+    g: &mut Group,
+    l: usize,
+    jobs: &mut [Job<'_>],
+    results: &mut [Result<usize, ChunkError>],
+    c: &[u64],
+    next: &mut usize,
+) {
+    g.job[l] = NO_JOB;
+    g.left[l] = 0;
+    g.u.0[l] = IDLE_U;
+    g.bad &= !(1 << l);
+    while let Some(job) = jobs.get_mut(*next) {
+        let k = *next;
+        *next += 1;
+        let slots = job.ts.len().min(job.val.len());
+        // A header announcing more samples than the payload holds fails in the scalar decoder.
+        let lane_fit = slots >= MIN_LANE_SAMPLES && xor_num_samples(job.data) == Ok(slots);
+        let head = if lane_fit {
+            decode_head(job.data, job.ts, job.val).ok()
+        } else {
+            None
+        };
+        let Some(st) = head else {
+            results[k] = decode_xor_slots(job.data, job.ts, job.val);
+            continue;
+        };
+        g.u.0[l] = c[k] - st.pos as u64;
+        g.t.0[l] = st.t as u64;
+        g.td.0[l] = st.t_delta;
+        g.vb.0[l] = st.v_bits;
+        g.tr.0[l] = u64::from(st.trailing);
+        g.rsh.0[l] = u64::from(64 - st.sig.clamp(1, 64));
+        g.job[l] = k;
+        g.c[l] = c[k];
+        g.done[l] = 2;
+        g.left[l] = slots - 2;
+        return;
+    }
+}
+
+/// Records the result of lane `l`'s job and leaves the lane idle: done if all its samples
+/// decoded, else decoded by the scalar decoder, from the lane's state if it went right so far
+/// (the tail) or from scratch if it went bad.
+fn finish_lane(
+    g: &mut Group,
+    l: usize,
+    jobs: &mut [Job<'_>],
+    results: &mut [Result<usize, ChunkError>],
+) {
+    let k = g.job[l];
+    g.job[l] = NO_JOB;
+    let (Some(job), Some(res)) = (jobs.get_mut(k), results.get_mut(k)) else {
+        return;
+    };
+    let read = g.done[l];
+    *res = if g.bad & (1 << l) != 0 {
+        #[cfg(test)]
+        REDECODED.with(|n| n.set(n.get() + 1));
+        decode_xor_slots(job.data, job.ts, job.val)
+    } else if g.left[l] == 0 {
+        Ok(read)
+    } else {
+        // The lane ran every step of its last block, so its registers are that of its last
+        // sample.
+        let st = RunState {
+            pos: (g.c[l] - g.u.0[l]) as usize,
+            t: g.t.0[l] as i64,
+            t_delta: g.td.0[l],
+            v_bits: g.vb.0[l],
+            trailing: g.tr.0[l] as u32,
+            sig: 64 - g.rsh.0[l] as u32,
+        };
+        let (ts, val) = (&mut job.ts[read..], &mut job.val[read..]);
+        decode_resume(job.data, st, read, ts, val)
+    };
+    g.left[l] = 0;
+    g.u.0[l] = IDLE_U;
+}
+
+/// Writes the samples a block staged into the lanes' columns: lane `l`'s samples are the first
+/// `steps[l]` of its transposed row.
+#[target_feature(enable = "avx512f")]
+fn flush(g: &mut Group, st: &Stage, jobs: &mut [Job<'_>]) {
+    let t = transpose(&st.t);
+    let v = transpose(&st.v);
+    for l in 0..LANES {
+        let (k, done) = (g.job[l], g.done[l]);
+        let Some(job) = jobs.get_mut(k) else { continue };
+        let count = (g.steps.0[l] as usize).min(g.left[l]);
+        let (Some(ts), Some(val)) = (job.ts.get_mut(done..), job.val.get_mut(done..)) else {
+            continue;
+        };
+        let count = count.min(ts.len()).min(val.len());
+        if count == 0 {
+            continue;
+        }
+        let mask = (0xffu16 >> (LANES - count)) as __mmask8;
+        // SAFETY: the mask selects `count` lanes and `ts` and `val` hold at least `count`
+        // elements from their start; masked-off lanes are neither read nor written.
+        unsafe {
+            _mm512_mask_storeu_epi64(ts.as_mut_ptr(), mask, t[l]);
+            _mm512_mask_storeu_epi64(val.as_mut_ptr().cast(), mask, v[l]);
+        }
+        g.done[l] = done + count;
+        g.left[l] -= count;
+    }
+}
+
+/// Transposes an 8×8 matrix of u64 held as 8 row vectors, by swapping off-diagonal blocks of
+/// 4×4, then 2×2, then 1×1.
+#[target_feature(enable = "avx512f")]
+fn transpose(m: &[__m512i; 8]) -> [__m512i; 8] {
+    let mut a = *m;
+    for i in 0..4 {
+        let (x, y) = (a[i], a[i + 4]);
+        a[i] = _mm512_shuffle_i64x2::<0x44>(x, y);
+        a[i + 4] = _mm512_shuffle_i64x2::<0xee>(x, y);
+    }
+    let lo2 = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);
+    let hi2 = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
+    for i in [0, 1, 4, 5] {
+        let (x, y) = (a[i], a[i + 2]);
+        a[i] = _mm512_permutex2var_epi64(x, lo2, y);
+        a[i + 2] = _mm512_permutex2var_epi64(x, hi2, y);
+    }
+    for i in [0, 2, 4, 6] {
+        let (x, y) = (a[i], a[i + 1]);
+        a[i] = _mm512_unpacklo_epi64(x, y);
+        a[i + 1] = _mm512_unpackhi_epi64(x, y);
+    }
+    a
+}
+
+/// Runs one block of [`BLOCK`] steps on every group, staging each step's samples.
+///
+/// # Safety
+/// For every lane, arena index `u >> 3` must be at least [`PAD_BYTES`] and at most
+/// `arena.len() - 8` (`base` being the arena), with zeros wherever the lane's payload does not
+/// reach: true of a busy lane's position inside its payload and of [`IDLE_U`].
+#[target_feature(enable = "avx512f,avx512cd,avx512bw,avx512dq,avx512vbmi2")]
+unsafe fn run_block(groups: &mut [Group; GROUPS], base: *const u8, stage: &mut [Stage; GROUPS]) {
+    let zero = _mm512_setzero_si512();
+    let mut regs = [Regs {
+        u: zero,
+        t: zero,
+        td: zero,
+        vb: zero,
+        tr: zero,
+        rsh: zero,
+        steps: zero,
+        u_last: zero,
+        bad: 0,
+    }; GROUPS];
+    for (r, g) in regs.iter_mut().zip(groups.iter()) {
+        *r = load(g);
+    }
+    for j in 0..BLOCK {
+        let jv = _mm512_set1_epi64(j as i64);
+        for (r, st) in regs.iter_mut().zip(stage.iter_mut()) {
+            let real = _mm512_cmpgt_epu64_mask(r.steps, jv);
+            // SAFETY: the caller's guarantee; a block moves a lane by at most 8 samples, which
+            // the padding covers.
+            let (t, v) = unsafe { step(r, base, real) };
+            st.t[j] = t;
+            st.v[j] = v;
+        }
+    }
+    for (g, r) in groups.iter_mut().zip(&regs) {
+        store(g, r);
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+fn load(g: &Group) -> Regs {
+    let ld = |x: &Lanes| {
+        // SAFETY: `x` is 64 readable bytes.
+        unsafe { _mm512_loadu_si512(x.0.as_ptr().cast()) }
+    };
+    Regs {
+        u: ld(&g.u),
+        t: ld(&g.t),
+        td: ld(&g.td),
+        vb: ld(&g.vb),
+        tr: ld(&g.tr),
+        rsh: ld(&g.rsh),
+        steps: ld(&g.steps),
+        u_last: ld(&g.u),
+        bad: g.bad,
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+fn store(g: &mut Group, r: &Regs) {
+    let st = |x: &mut Lanes, v: __m512i| {
+        // SAFETY: `x` is 64 writable bytes.
+        unsafe { _mm512_storeu_si512(x.0.as_mut_ptr().cast(), v) }
+    };
+    st(&mut g.u, r.u);
+    st(&mut g.t, r.t);
+    st(&mut g.td, r.td);
+    st(&mut g.vb, r.vb);
+    st(&mut g.tr, r.tr);
+    st(&mut g.rsh, r.rsh);
+    st(&mut g.u_last, r.u_last);
+    g.bad = r.bad;
+}
+
+/// The two big-endian words at each lane's position `u` (see [`Group`]): bytes `p >> 3`
+/// onward and 8 bytes later.
+///
+/// # Safety
+/// Arena index `u >> 3` must be in `8..=arena.len() - 8` in every lane set in `mask`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn words(u: __m512i, base: *const u8, mask: __mmask8) -> (__m512i, __m512i) {
+    let idx = _mm512_srli_epi64::<3>(u);
+    let zero = _mm512_setzero_si512();
+    // SAFETY: the caller's guarantee: both loads read inside the arena.
+    unsafe {
+        (
+            _mm512_mask_i64gather_epi64::<1>(zero, mask, idx, base.cast()),
+            _mm512_mask_i64gather_epi64::<1>(zero, mask, idx, base.wrapping_sub(8).cast()),
+        )
+    }
+}
+
+/// Decodes one sample in every lane and returns the lanes' `(t, value bits)`. Lanes in `real`
+/// record where the step ended and whether its value header was corrupt; the others step
+/// through padding or garbage and are ignored.
+///
+/// # Safety
+/// As [`run_block`]'s, for the positions in `r`, with room for 8 samples.
+#[inline]
+#[target_feature(enable = "avx512f,avx512cd,avx512bw,avx512dq,avx512vbmi2")]
+unsafe fn step(r: &mut Regs, base: *const u8, real: __mmask8) -> (__m512i, __m512i) {
+    let one = _mm512_set1_epi64(1);
+    let seven = _mm512_set1_epi64(7);
+    // SAFETY: the caller's guarantee, for every lane.
+    let (q0, q1) = unsafe { words(r.u, base, 0xff) };
+    let s = _mm512_andnot_si512(r.u, seven);
+    let hi = _mm512_shldv_epi64(q0, q1, s);
+
+    // Delta of delta: the prefix is up to four 1 bits, so the count of leading ones is capped
+    // at 4 by a 0 planted in bit 59 of the complement.
+    let ones = _mm512_lzcnt_epi64(_mm512_ternarylogic_epi64::<0xf3>(
+        _mm512_set1_epi64(1 << 59),
+        hi,
+        hi,
+    ));
+    let width = _mm512_permutexvar_epi64(ones, _mm512_set_epi64(68, 68, 68, 68, 24, 20, 16, 1));
+    // Buckets of 14, 17 and 20 bits: the payload `u` sits at the top of `x` with `k` bits
+    // below it. Prometheus reads `u > 2^(sz-1)` as `u - 2^sz`, which is the sign extension of
+    // `u - 1`, plus 1.
+    let k = _mm512_permutexvar_epi64(ones, _mm512_set_epi64(63, 63, 63, 63, 44, 47, 50, 63));
+    let x = _mm512_sllv_epi64(hi, _mm512_add_epi64(ones, one));
+    let ext = _mm512_srav_epi64(_mm512_sub_epi64(x, _mm512_sllv_epi64(one, k)), k);
+    let m_dod = _mm512_cmpneq_epu64_mask(ones, _mm512_setzero_si512());
+    let mut dod = _mm512_maskz_add_epi64(m_dod, ext, one);
+
+    // The value field: the window shifted past the dod field (at most 7 + 24 bits, which
+    // leaves 97 of the 128 gathered bits, more than a value field's 77).
+    let sv = _mm512_add_epi64(s, width);
+    let mut vhi = _mm512_shldv_epi64(q0, q1, sv);
+    let mut vlo = _mm512_sllv_epi64(q1, sv);
+    let m_raw = _mm512_cmpeq_epu64_mask(ones, _mm512_set1_epi64(4));
+    if m_raw != 0 {
+        // `1111`: the 64 raw bits after the prefix, then a value field the window does not
+        // hold: load its own.
+        let lo = _mm512_sllv_epi64(q1, s);
+        dod = _mm512_mask_shldi_epi64::<4>(dod, m_raw, hi, lo);
+        let vu = _mm512_sub_epi64(r.u, _mm512_set1_epi64(68));
+        // SAFETY: the caller's guarantee covers 25 bytes past a lane's position.
+        let (w0, w1) = unsafe { words(vu, base, m_raw) };
+        let vs = _mm512_andnot_si512(vu, seven);
+        vhi = _mm512_mask_mov_epi64(vhi, m_raw, _mm512_shldv_epi64(w0, w1, vs));
+        vlo = _mm512_mask_mov_epi64(vlo, m_raw, _mm512_sllv_epi64(w1, vs));
+    }
+    let m_change = _mm512_movepi64_mask(vhi);
+    let m_new = m_change & _mm512_movepi64_mask(_mm512_add_epi64(vhi, vhi));
+    let lead = _mm512_and_si512(_mm512_srli_epi64::<57>(vhi), _mm512_set1_epi64(31));
+    // `64 - sig`, a 6-bit 0 standing for 64 significant bits.
+    let rnew = _mm512_and_si512(
+        _mm512_sub_epi64(_mm512_setzero_si512(), _mm512_srli_epi64::<51>(vhi)),
+        _mm512_set1_epi64(63),
+    );
+    r.bad |= _mm512_mask_cmpgt_epu64_mask(m_new & real, lead, rnew);
+    r.rsh = _mm512_mask_mov_epi64(r.rsh, m_new, rnew);
+    r.tr = _mm512_mask_sub_epi64(r.tr, m_new, rnew, lead);
+    let skip = _mm512_mask_mov_epi64(_mm512_set1_epi64(2), m_new, _mm512_set1_epi64(13));
+    let payload = _mm512_srlv_epi64(_mm512_shldv_epi64(vhi, vlo, skip), r.rsh);
+    r.vb = _mm512_mask_xor_epi64(r.vb, m_change, r.vb, _mm512_sllv_epi64(payload, r.tr));
+    let form = _mm512_mask_mov_epi64(_mm512_set1_epi64(66), m_new, _mm512_set1_epi64(77));
+    let vwidth = _mm512_mask_sub_epi64(one, m_change, form, r.rsh);
+
+    r.u = _mm512_sub_epi64(r.u, _mm512_add_epi64(width, vwidth));
+    r.u_last = _mm512_mask_mov_epi64(r.u_last, real, r.u);
+    r.td = _mm512_add_epi64(r.td, dod);
+    r.t = _mm512_add_epi64(r.t, r.td);
+    (r.t, r.vb)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose_swaps_rows_and_columns() {
+        if !available() {
+            eprintln!("skipped: this CPU lacks AVX-512");
+            return;
+        }
+        let mut rows = [[0u64; 8]; 8];
+        for (r, row) in rows.iter_mut().enumerate() {
+            for (c, x) in row.iter_mut().enumerate() {
+                *x = (r * 10 + c) as u64;
+            }
+        }
+        // SAFETY: `available` returned true; the loads and stores touch 64-byte arrays.
+        let got = unsafe {
+            let m = rows.map(|row| _mm512_loadu_si512(row.as_ptr().cast()));
+            transpose(&m).map(|v| {
+                let mut out = [0u64; 8];
+                _mm512_storeu_si512(out.as_mut_ptr().cast(), v);
+                out
+            })
+        };
+        for (r, row) in got.iter().enumerate() {
+            for (c, x) in row.iter().enumerate() {
+                assert_eq!(*x, (c * 10 + r) as u64, "row {r} col {c}");
+            }
+        }
+    }
+}
