@@ -311,7 +311,10 @@ mod tests {
         let ts: Vec<i64> = (0..150).map(|i| i * 300_000 + 299_999).collect();
         let payloads: Vec<Vec<u8>> = (0..5)
             .map(|k| {
-                let v: Vec<f64> = ts.iter().map(|&t| (t as f64).sin() * (k + 1) as f64).collect();
+                let v: Vec<f64> = ts
+                    .iter()
+                    .map(|&t| (t as f64).sin() * (k + 1) as f64)
+                    .collect();
                 encode_xor(&ts, &v)
             })
             .collect();
@@ -353,7 +356,9 @@ mod tests {
             &[5, 1, 0, 1],
             &[0],
             &[0, 0, 0, 0],
-            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 1],
+            &[
+                0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 1,
+            ],
         ] {
             let c = AggrChunk::new(data);
             for t in AggrType::ALL {
