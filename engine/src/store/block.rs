@@ -10,7 +10,7 @@ use bytes::Bytes;
 use super::header::IndexHeader;
 use super::{CacheKey, StoreError};
 use crate::block::segment::{SEGMENT_HEADER_SIZE, split_ref};
-use crate::block::{BlockMeta, RecordRead, read_chunk_record};
+use crate::block::{BlockMeta, LabelFilter, RecordRead, read_chunk_record};
 use crate::bucket::{Bucket, ByteCache};
 use crate::index::{ChunkMeta, IndexError, PostingsPlan};
 use crate::labels::{Label, Labels};
@@ -60,6 +60,7 @@ pub struct BucketBlock {
     id: String,
     bucket: Bucket,
     cache: Arc<ByteCache<CacheKey>>,
+    label_filter: Option<LabelFilter>,
 }
 
 impl BucketBlock {
@@ -84,7 +85,19 @@ impl BucketBlock {
             segments,
             bucket,
             cache,
+            label_filter: None,
         }
+    }
+
+    /// The block with its label filter (see [`LabelFilter`]).
+    pub(super) fn with_label_filter(mut self, f: Option<LabelFilter>) -> Self {
+        self.label_filter = f;
+        self
+    }
+
+    /// The block's label filter, when one could be built.
+    pub fn label_filter(&self) -> Option<&LabelFilter> {
+        self.label_filter.as_ref()
     }
 
     /// The block's ULID as a string.

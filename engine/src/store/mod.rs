@@ -6,9 +6,11 @@
 //! [`crate::query::Queryable`]); [`BucketStore::sync`] is called periodically.
 
 mod block;
+mod downsampled;
 pub mod header;
 mod labels;
 mod queryable;
+mod select;
 mod series;
 mod sync;
 
@@ -104,8 +106,9 @@ pub enum StoreError {
     /// The request is malformed (bad matcher, reversed time range...); the client must fix it.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
-    /// A request limit was exceeded; the client should narrow the query.
-    #[error("exceeded {limit} limit: {value} > {max}")]
+    /// A request limit was exceeded; the client should narrow the query. The message names
+    /// the flag that sets the limit.
+    #[error("exceeded {limit} limit ({}): {value} > {max}", limit_flag(limit))]
     LimitExceeded {
         /// Which limit (`series`, `samples`, `bytes`, `concurrent requests`).
         limit: &'static str,
@@ -114,9 +117,29 @@ pub enum StoreError {
         /// The configured maximum.
         max: u64,
     },
+    /// A downsampled chunk lacks an aggregate the request asked for, or is corrupt.
+    #[error("block {block}: chunk of series {series}: {source}")]
+    Aggregate {
+        /// Block ULID.
+        block: String,
+        /// Series labels.
+        series: String,
+        /// What the aggregate chunk reader found.
+        source: crate::chunk::AggrError,
+    },
     /// Queried before the first sync finished.
     #[error("store not ready: initial block sync has not finished")]
     NotReady,
+}
+
+/// The command-line flag that sets a request limit, for error messages.
+fn limit_flag(limit: &str) -> &'static str {
+    match limit {
+        "series" => "--store.limits.request-series",
+        "samples" => "--store.limits.request-samples",
+        "bytes" => "--store.limits.request-bytes",
+        _ => "a store limit",
+    }
 }
 
 impl StoreError {
@@ -149,6 +172,10 @@ pub struct StoreMetrics {
     pub series_requests: AtomicU64,
     /// Series calls refused by a limit.
     pub limit_refusals: AtomicU64,
+    /// Blocks skipped because their label filter ruled out every matching series.
+    pub label_filter_excluded: AtomicU64,
+    /// Label filters built (or rebuilt after damage) at block load.
+    pub label_filter_builds: AtomicU64,
 }
 
 /// A time range and the external labels of a group of blocks, for Info.
@@ -254,5 +281,7 @@ impl BucketStore {
     }
 }
 
+#[cfg(test)]
+mod filter_resolution_tests;
 #[cfg(test)]
 mod tests;

@@ -1,10 +1,9 @@
 //! [`Queryable`] over the bucket store, so PromQL runs over bucket blocks in-process: chunks
-//! are decoded into sample batches trimmed to the range.
+//! are decoded into sample batches trimmed to the range (raw blocks; see `downsampled.rs` for
+//! reads at a coarser resolution).
 
 use super::labels::LabelsQuery;
-use super::series::SeriesQuery;
 use super::{BucketStore, StoreError};
-use crate::chunk::{Encoding, SampleBatch, decode_xor_into};
 use crate::error::{Error, Result};
 use crate::labels::Matcher;
 use crate::query::{Queryable, SelectHints, Series};
@@ -21,7 +20,7 @@ impl From<StoreError> for Error {
 
 impl BucketStore {
     /// Runs a future on the store's runtime from a synchronous caller (a blocking thread).
-    fn block_on<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+    pub(super) fn block_on<T>(&self, f: impl std::future::Future<Output = T>) -> T {
         self.runtime.block_on(f)
     }
 }
@@ -32,38 +31,9 @@ impl Queryable for BucketStore {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-        _hints: &SelectHints,
+        hints: &SelectHints,
     ) -> Result<Vec<Series>> {
-        let q = SeriesQuery {
-            min_time: mint,
-            max_time: maxt,
-            matchers: matchers.to_vec(),
-            abort_on_error: true,
-            ..SeriesQuery::default()
-        };
-        let res = self.block_on(self.series(&q))?;
-        let mut out = Vec::with_capacity(res.series.len());
-        for s in res.series {
-            let mut samples = SampleBatch::new();
-            for c in &s.chunks {
-                if c.encoding != Encoding::Xor as u8 {
-                    return Err(Error::InvalidInput(format!(
-                        "series {:?}: chunk encoding {} is not decoded by PromQL",
-                        s.labels, c.encoding
-                    )));
-                }
-                decode_xor_into(&c.data, &mut samples)
-                    .map_err(|e| Error::InvalidInput(format!("series {:?}: {e}", s.labels)))?;
-            }
-            samples.truncate_to_range(mint, maxt);
-            if !samples.is_empty() {
-                out.push(Series {
-                    labels: s.labels,
-                    samples,
-                });
-            }
-        }
-        Ok(out)
+        self.select_at_resolution(matchers, mint, maxt, hints, 0)
     }
 
     fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>> {

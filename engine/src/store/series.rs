@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use bytes::Bytes;
 
 use super::block::{BucketBlock, RawChunk};
+use super::select::served_chunk;
 use super::{BucketStore, Limits, StoreError};
 use crate::chunk::xor::xor_num_samples;
-use crate::chunk::{Encoding, SampleBatch, decode_xor_into, encode_xor};
+use crate::chunk::{AggrType, Encoding, SampleBatch, decode_xor_into, encode_xor};
 use crate::index::plan_postings;
 use crate::labels::{Label, Labels, MatchType, Matcher};
 use crate::query::merge_samples;
@@ -74,6 +75,12 @@ pub struct SeriesQuery {
     pub limit: u64,
     /// Fail the call on a block error instead of returning a warning.
     pub abort_on_error: bool,
+    /// Coarsest downsampling resolution accepted, ms; 0 = raw blocks only.
+    pub max_resolution_window: i64,
+    /// Aggregates to serve from downsampled chunks (raw chunks are served whole).
+    pub aggregates: Vec<AggrType>,
+    /// Read the blocks of every resolution in range instead of choosing one (label queries).
+    pub every_resolution: bool,
 }
 
 /// One series of the answer.
@@ -130,12 +137,7 @@ impl BucketStore {
             return Err(StoreError::InvalidRequest("no matchers given".into()));
         }
         self.metrics.series_requests.fetch_add(1, Relaxed);
-        let blocks: Vec<Arc<BucketBlock>> = self
-            .blocks()
-            .into_iter()
-            .filter(|b| b.resolution() == 0)
-            .filter(|b| b.meta.min_time <= q.max_time && b.meta.max_time > q.min_time)
-            .collect();
+        let blocks: Vec<Arc<BucketBlock>> = self.select_blocks(q);
         let usage = Usage::default();
         let limits = self.opts.limits;
         let results =
@@ -272,6 +274,7 @@ async fn select_block(
     let bytes: u64 = chunks.iter().map(|c| c.data.len() as u64).sum();
     Usage::add(&usage.bytes, bytes, limits.bytes, "bytes")?;
     for (c, owner) in chunks.into_iter().zip(owners) {
+        let c = served_chunk(b, &out[owner].labels, c, &q.aggregates)?;
         out[owner].chunks.push(c);
     }
     Ok(out)
