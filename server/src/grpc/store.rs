@@ -93,15 +93,11 @@ impl thanos::store_server::Store for StoreService {
         let r = req.into_inner();
         let Ok(_permit) = self.series_gate.clone().try_acquire_owned() else {
             return Err(Status::resource_exhausted(format!(
-                "exceeded concurrent Series calls limit of {}",
+                "exceeded concurrent Series calls limit (--store.grpc.series-max-concurrency) of {}",
                 self.max_concurrent
             )));
         };
-        if r.max_resolution_window > 0 && !r.aggregates.is_empty() {
-            // Raw blocks answer downsampled requests with raw chunks, as Thanos does when no
-            // downsampled block covers the range.
-            tracing::debug!("downsampled read served from raw blocks");
-        }
+        let aggregates = convert::aggregates(&r.aggregates)?;
         let q = SeriesQuery {
             min_time: r.min_time,
             max_time: r.max_time,
@@ -122,6 +118,9 @@ impl thanos::store_server::Store for StoreService {
                 r.partial_response_strategy,
                 r.partial_response_disabled,
             ),
+            max_resolution_window: r.max_resolution_window,
+            aggregates,
+            every_resolution: false,
         };
         let res = self.store.series(&q).await.map_err(convert::status)?;
         let mut out: Vec<Result<thanos::SeriesResponse, Status>> =
@@ -132,20 +131,7 @@ impl thanos::store_server::Store for StoreService {
             }));
         }
         for s in res.series {
-            let chunks = s
-                .chunks
-                .into_iter()
-                .map(|c| thanos::AggrChunk {
-                    min_time: c.min_time,
-                    max_time: c.max_time,
-                    raw: Some(thanos::Chunk {
-                        r#type: thanos::chunk::Encoding::Xor as i32,
-                        hash: xxhash_rust::xxh64::xxh64(&c.data, 0),
-                        data: c.data,
-                    }),
-                    ..Default::default()
-                })
-                .collect();
+            let chunks = s.chunks.into_iter().map(convert::chunk).collect();
             out.push(Ok(thanos::SeriesResponse {
                 result: Some(series_response::Result::Series(thanos::Series {
                     labels: convert::labels(&s.labels),

@@ -1,6 +1,7 @@
 //! `gauntlet tools …`: offline commands over local blocks, the counterparts of `promtool tsdb`.
 
 mod block;
+mod downsample;
 mod sample;
 
 use clap::Subcommand;
