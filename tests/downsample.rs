@@ -9,10 +9,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+use common::storeapi::{hex, python_calls};
 use common::*;
 use gauntlet_engine::block::Block;
 use gauntlet_engine::chunk::{AggrChunk, AggrType, SampleBatch, XorIterator, decode_xor_into};
@@ -290,33 +290,6 @@ fn bucket_with_5m(root: &Path) -> (PathBuf, PathBuf) {
     )
     .unwrap();
     (cfg, d5)
-}
-
-fn python_calls(grpc_port: u16, calls: &Value) -> Vec<Value> {
-    let mut child = Command::new(require("python3"))
-        .arg(repo_root().join("tests/python/store_client.py"))
-        .arg(repo_root().join("proto/proto"))
-        .arg(format!("127.0.0.1:{grpc_port}"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(calls.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "python client failed");
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
 }
 
 fn store_server(cfg: &Path, data: &Path) -> GauntletServer {
