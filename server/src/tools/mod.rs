@@ -2,6 +2,7 @@
 
 mod block;
 mod downsample;
+mod label_filter;
 mod sample;
 
 use clap::Subcommand;
