@@ -210,6 +210,9 @@ impl LabelFilter {
                 b[4], b[5]
             )));
         }
+        if b[6] != 0 || b[7] != 0 {
+            return Err(corrupt("reserved bytes 6..8 are not zero".into()));
+        }
         let body_end = b.len() - CRC_LEN;
         let (stored, computed) = (be32(body_end), crc32c(&b[..body_end]));
         if stored != computed {
@@ -425,7 +428,17 @@ mod tests {
             b[i] ^= 0x40;
             assert!(LabelFilter::decode(&b, p).is_err(), "flip at {i}");
         }
-        // A consistent CRC over an inconsistent descriptor is still refused.
+        // A consistent CRC over non-zero reserved bytes or an inconsistent descriptor is still
+        // refused.
+        let with_crc = |mut b: Vec<u8>| {
+            let end = b.len() - 4;
+            let crc = crc32c(&b[..end]);
+            b[end..].copy_from_slice(&crc.to_be_bytes());
+            b
+        };
+        let mut b = bytes.clone();
+        b[7] = 0x80;
+        assert!(LabelFilter::decode(&with_crc(b), p).is_err());
         let mut b = bytes.clone();
         b[40..44].copy_from_slice(&(u32::MAX - 7).to_be_bytes());
         let end = b.len() - 4;
