@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-60}
 fixtures=../testdata/tsdb
-mkdir -p corpus/chunk_decode corpus/chunk_lanes corpus/index_reader corpus/meta_json corpus/chunk_segment corpus/tombstones
+mkdir -p corpus/chunk_decode corpus/chunk_lanes corpus/index_reader corpus/meta_json corpus/chunk_segment corpus/tombstones \
+  corpus/aggr_chunk corpus/label_filter
 if [ -z "$(ls -A corpus/index_reader)" ]; then
   i=0
   for idx in "$fixtures"/*/*/index; do cp "$idx" "corpus/index_reader/seed$i"; i=$((i+1)); done
@@ -16,7 +17,19 @@ if [ -z "$(ls -A corpus/index_reader)" ]; then
   seg=$(ls "$fixtures"/promtool-200series-2h/*/chunks/000001)
   for off in 10 400 4000 40000; do dd if="$seg" of="corpus/chunk_decode/seed$off" bs=1 skip=$off count=300 status=none; done
 fi
-for t in chunk_decode chunk_lanes index_reader meta_json chunk_segment tombstones; do
+# Aggregate chunks: record payloads of a block downsampled from a fixture (the first one
+# starts right after its 2-byte length and 0xFF byte); label filters: structured inputs.
+if [ -z "$(ls -A corpus/aggr_chunk)" ] || [ -z "$(ls -A corpus/label_filter)" ]; then
+  (cd .. && cargo run -q -p gauntlet -- tools block downsample \
+      "$(ls -d testdata/tsdb/promtool-200series-2h/*/)" fuzz/seed-blocks --resolution 5m >/dev/null)
+  seg=$(ls seed-blocks/*/chunks/000001)
+  for off in 8 2000 20000; do dd if="$seg" of="corpus/aggr_chunk/seed$off" bs=1 skip=$((off + 3)) count=1500 status=none; done
+  rm -rf seed-blocks
+  # Structured seeds: a 0 byte, 8 edit bytes, then name=value lines (see the target).
+  printf '\0\0\0\0\0\0\0\0\0job=api\ncode=500\ninstance=host-01\n' > corpus/label_filter/seed0
+  printf '\0\x30\x01\x20\x80\0\0\0\0__name__=up\n' > corpus/label_filter/seed1
+fi
+for t in chunk_decode chunk_lanes index_reader meta_json chunk_segment tombstones aggr_chunk label_filter; do
   echo "==> $t ($secs s)"
   cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -rss_limit_mb=2048
 done

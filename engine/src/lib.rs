@@ -6,6 +6,7 @@
 pub mod block;
 pub mod bucket;
 pub mod chunk;
+pub mod downsample;
 pub mod encoding;
 pub mod error;
 pub mod exposition;

@@ -204,6 +204,11 @@ pub(crate) fn render_metrics(s: &BucketStore) -> String {
     let c = s.cache_stats();
     let blocks = s.blocks();
     let header_bytes: u64 = blocks.iter().map(|b| b.header.file_size()).sum();
+    let filter_bytes: usize = blocks
+        .iter()
+        .filter_map(|b| b.label_filter())
+        .map(|f| f.encoded_len())
+        .sum();
     let mut out = String::new();
     let f = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed) as f64;
     for (name, typ, help, v) in [
@@ -326,6 +331,24 @@ pub(crate) fn render_metrics(s: &BucketStore) -> String {
             "gauge",
             "Engine cores (pinned threads) serving the store.",
             s.cores() as f64,
+        ),
+        (
+            "gauntlet_bucket_store_label_filter_excluded_blocks_total",
+            "counter",
+            "Blocks skipped by Series calls because their label filter ruled out every match.",
+            f(&m.label_filter_excluded),
+        ),
+        (
+            "gauntlet_bucket_store_label_filter_builds_total",
+            "counter",
+            "Label filters built or rebuilt (missing or damaged files) at block load.",
+            f(&m.label_filter_builds),
+        ),
+        (
+            "gauntlet_bucket_store_label_filter_bytes",
+            "gauge",
+            "Bytes of label filters of loaded blocks.",
+            filter_bytes as f64,
         ),
         (
             "gauntlet_bucket_store_index_header_bytes",

@@ -4,7 +4,9 @@ run time with grpc_tools.protoc into a temp dir). Reads a JSON list of calls on 
 JSON list of results: chunks as hex so the caller decodes them.
 
 Usage: store_client.py PROTO_DIR HOST:PORT < calls.json
-A call: {"method": "Series"|"LabelNames"|"LabelValues"|"Info"|"StoreInfo", ...request fields}
+A call: {"method": "Series"|"LabelNames"|"LabelValues"|"Info"|"StoreInfo", ...request fields},
+or {"method": "Parallel", "calls": [...]} to make several calls at once
+(Series also takes max_resolution_window and aggregates, the StoreAPI Aggr numbers)
 with matchers as [[type, name, value], ...] (type 0 =, 1 !=, 2 =~, 3 !~)."""
 import glob, json, os, sys, tempfile
 
@@ -62,7 +64,9 @@ def call(c):
             skip_chunks=c.get("skip_chunks", False),
             without_replica_labels=c.get("without_replica_labels", []),
             limit=c.get("limit", 0),
-            partial_response_strategy=c.get("partial_response_strategy", 0))
+            partial_response_strategy=c.get("partial_response_strategy", 0),
+            max_resolution_window=c.get("max_resolution_window", 0),
+            aggregates=c.get("aggregates", []))
         if "shard" in c:
             i, n, by, ls = c["shard"]
             req.shard_info.CopyFrom(rpc_pb2.ShardInfo(shard_index=i, total_shards=n, by=by, labels=ls))
@@ -72,19 +76,30 @@ def call(c):
             if kind == "series":
                 series.append({"labels": labels(r.series.labels), "chunks": [
                     {"min_time": ch.min_time, "max_time": ch.max_time, "type": ch.raw.type,
-                     "data": ch.raw.data.hex()} for ch in r.series.chunks]})
+                     "data": ch.raw.data.hex(),
+                     # Downsampled chunks: the aggregate sub-chunks present, as hex.
+                     "aggregates": {a: getattr(ch, a).data.hex()
+                                    for a in ("raw", "count", "sum", "min", "max", "counter")
+                                    if ch.HasField(a)}}
+                    for ch in r.series.chunks]})
             elif kind == "warning":
                 warnings.append(r.warning)
             elif kind == "hints":
                 hints += 1
         return {"series": series, "warnings": warnings, "hints": hints}
+    if m == "Parallel":
+        # The calls at once, each on its own thread and channel (concurrency limits).
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(len(c["calls"])) as pool:
+            return {"results": list(pool.map(guarded, c["calls"]))}
     raise SystemExit(f"unknown method {m}")
 
 
-results = []
-for c in json.load(sys.stdin):
+def guarded(c):
     try:
-        results.append({"ok": True, **call(c)})
+        return {"ok": True, **call(c)}
     except grpc.RpcError as e:
-        results.append({"ok": False, "code": e.code().name, "details": e.details()})
-json.dump(results, sys.stdout)
+        return {"ok": False, "code": e.code().name, "details": e.details()}
+
+
+json.dump([guarded(c) for c in json.load(sys.stdin)], sys.stdout)

@@ -8,6 +8,7 @@
 pub mod cut;
 pub mod dump;
 pub mod inspect;
+pub mod label_filter;
 pub mod markers;
 pub mod meta;
 pub mod reader;
@@ -20,6 +21,7 @@ use std::path::PathBuf;
 use crate::encoding::DecodeError;
 
 pub use cut::{CutOptions, cut_chunks};
+pub use label_filter::{LabelFilter, LabelFilterError};
 pub use markers::{DeletionMark, NoCompactMark, NoDownsampleMark};
 pub use meta::{
     BlockDesc, BlockMeta, BlockStats, Compaction, IndexStats, ObjectHash, Rewrite,

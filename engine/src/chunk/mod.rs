@@ -4,6 +4,7 @@
 //! (`tsdb/chunkenc`); this module reads and writes it bit for bit. [`decode_xor_into`] is the
 //! query hot path: it appends a whole chunk to a columnar [`SampleBatch`].
 
+pub mod aggr;
 pub mod batch;
 pub mod bstream;
 pub mod xor;
@@ -15,6 +16,7 @@ mod xor_many;
 #[cfg(test)]
 mod tests;
 
+pub use aggr::{AggrChunk, AggrError, AggrType, SubChunk, encode_aggr, retain_aggregates};
 pub use batch::SampleBatch;
 pub use xor::{XorAppender, XorIterator, decode_xor_into, encode_xor};
 pub use xor_many::{ManyDecodeError, decode_xor_many, decode_xor_many_flat, xor_many_kernel_name};

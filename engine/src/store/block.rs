@@ -11,7 +11,7 @@ use super::core::{StoreCore, read_range, read_ranges};
 use super::header::IndexHeader;
 use super::{CacheKey, StoreError};
 use crate::block::segment::{SEGMENT_HEADER_SIZE, split_ref};
-use crate::block::{BlockMeta, RecordRead, read_chunk_record};
+use crate::block::{BlockMeta, LabelFilter, RecordRead, read_chunk_record};
 use crate::index::{ChunkMeta, IndexError, PostingsPlan};
 use crate::labels::Labels;
 use crate::shard::Core;
@@ -50,6 +50,7 @@ pub struct BucketBlock {
     id: String,
     /// The engine core that owns the block: reads it and caches its postings and series.
     owner: usize,
+    label_filter: Option<LabelFilter>,
 }
 
 impl BucketBlock {
@@ -72,12 +73,24 @@ impl BucketBlock {
             ext_labels,
             header,
             segments,
+            label_filter: None,
         }
     }
 
     /// The engine core that owns this block.
     pub fn owner(&self) -> usize {
         self.owner
+    }
+
+    /// The block with its label filter (see [`LabelFilter`]).
+    pub(super) fn with_label_filter(mut self, f: Option<LabelFilter>) -> Self {
+        self.label_filter = f;
+        self
+    }
+
+    /// The block's label filter, when one could be built.
+    pub fn label_filter(&self) -> Option<&LabelFilter> {
+        self.label_filter.as_ref()
     }
 
     /// The block's ULID as a string.

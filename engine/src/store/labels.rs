@@ -43,6 +43,7 @@ impl BucketStore {
             matchers: q.matchers.clone(),
             skip_chunks: true,
             without_replica_labels: q.without_replica_labels.clone(),
+            every_resolution: true,
             ..SeriesQuery::default()
         }
     }
@@ -54,10 +55,7 @@ impl BucketStore {
         let mut names = BTreeSet::new();
         if q.matchers.is_empty() {
             for b in self.blocks() {
-                if b.resolution() != 0
-                    || b.meta.min_time > q.max_time
-                    || b.meta.max_time <= q.min_time
-                {
+                if b.meta.min_time > q.max_time || b.meta.max_time <= q.min_time {
                     continue;
                 }
                 names.extend(b.header.reader().label_names());
@@ -88,10 +86,7 @@ impl BucketStore {
         let mut values = BTreeSet::new();
         if q.matchers.is_empty() {
             for b in self.blocks() {
-                if b.resolution() != 0
-                    || b.meta.min_time > q.max_time
-                    || b.meta.max_time <= q.min_time
-                {
+                if b.meta.min_time > q.max_time || b.meta.max_time <= q.min_time {
                     continue;
                 }
                 match b.ext_labels.get(name) {

@@ -13,9 +13,11 @@
 mod batch;
 mod block;
 mod core;
+mod downsampled;
 pub mod header;
 mod labels;
 mod queryable;
+mod select;
 mod series;
 mod stream;
 mod sync;
@@ -153,8 +155,9 @@ pub enum StoreError {
     /// The request is malformed (bad matcher, reversed time range...); the client must fix it.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
-    /// A request limit was exceeded; the client should narrow the query.
-    #[error("exceeded {limit} limit: {value} > {max}")]
+    /// A request limit was exceeded; the client should narrow the query. The message names
+    /// the flag that sets the limit.
+    #[error("exceeded {limit} limit ({}): {value} > {max}", limit_flag(limit))]
     LimitExceeded {
         /// Which limit (`series`, `samples`, `bytes`, `concurrent requests`).
         limit: &'static str,
@@ -162,6 +165,16 @@ pub enum StoreError {
         value: u64,
         /// The configured maximum.
         max: u64,
+    },
+    /// A downsampled chunk lacks an aggregate the request asked for, or is corrupt.
+    #[error("block {block}: chunk of series {series}: {source}")]
+    Aggregate {
+        /// Block ULID.
+        block: String,
+        /// Series labels.
+        series: String,
+        /// What the aggregate chunk reader found.
+        source: crate::chunk::AggrError,
     },
     /// Queried before the first sync finished.
     #[error("store not ready: initial block sync has not finished")]
@@ -172,6 +185,16 @@ pub enum StoreError {
     /// The engine cores stopped while answering (the store is shutting down).
     #[error("engine cores stopped while answering")]
     Stopped,
+}
+
+/// The command-line flag that sets a request limit, for error messages.
+fn limit_flag(limit: &str) -> &'static str {
+    match limit {
+        "series" => "--store.limits.request-series",
+        "samples" => "--store.limits.request-samples",
+        "bytes" => "--store.limits.request-bytes",
+        _ => "a store limit",
+    }
 }
 
 impl StoreError {
@@ -204,6 +227,10 @@ pub struct StoreMetrics {
     pub series_requests: AtomicU64,
     /// Series calls refused by a limit.
     pub limit_refusals: AtomicU64,
+    /// Blocks skipped because their label filter ruled out every matching series.
+    pub label_filter_excluded: AtomicU64,
+    /// Label filters built (or rebuilt after damage) at block load.
+    pub label_filter_builds: AtomicU64,
 }
 
 /// A time range and the external labels of a group of blocks, for Info.
@@ -356,5 +383,7 @@ impl BucketStore {
     }
 }
 
+#[cfg(test)]
+mod filter_resolution_tests;
 #[cfg(test)]
 mod tests;

@@ -1,8 +1,6 @@
-//! The Series call's types, block selection, and the chunk merge and re-cut rules. The answer
-//! itself is streamed (`stream.rs`); [`BucketStore::series`] collects the stream for callers
-//! that want it whole.
-
-use std::sync::Arc;
+//! The Series call's types and the chunk merge and re-cut rules. Block selection is in
+//! `select.rs`; the answer itself is streamed (`stream.rs`); [`BucketStore::series`] collects
+//! the stream for callers that want it whole.
 
 use bytes::Bytes;
 
@@ -10,7 +8,7 @@ use super::batch::SeriesBatch;
 use super::block::{BucketBlock, RawChunk};
 use super::{BucketStore, StoreError};
 use crate::chunk::xor::xor_num_samples;
-use crate::chunk::{Encoding, SampleBatch, decode_xor_into, encode_xor};
+use crate::chunk::{AggrType, Encoding, SampleBatch, decode_xor_into, encode_xor};
 use crate::labels::{Labels, MatchType, Matcher};
 use crate::query::merge_samples;
 
@@ -90,6 +88,12 @@ pub struct SeriesQuery {
     pub limit: u64,
     /// Fail the call on a block error instead of returning a warning.
     pub abort_on_error: bool,
+    /// Coarsest downsampling resolution accepted, ms; 0 = raw blocks only.
+    pub max_resolution_window: i64,
+    /// Aggregates to serve from downsampled chunks (raw chunks are served whole).
+    pub aggregates: Vec<AggrType>,
+    /// Read the blocks of every resolution in range instead of choosing one (label queries).
+    pub every_resolution: bool,
 }
 
 /// One series of the answer.
@@ -113,16 +117,6 @@ pub struct SeriesResult {
 }
 
 impl BucketStore {
-    /// The blocks a request reads: raw blocks overlapping its time range, sorted by min time
-    /// then ULID. (Blocks ruled out by external labels are skipped per block later.)
-    pub fn select_blocks(&self, q: &SeriesQuery) -> Vec<Arc<BucketBlock>> {
-        self.blocks()
-            .into_iter()
-            .filter(|b| b.resolution() == 0)
-            .filter(|b| b.meta.min_time <= q.max_time && b.meta.max_time > q.min_time)
-            .collect()
-    }
-
     /// Answers a Series request whole: the stream of [`BucketStore::series_stream`] collected.
     pub async fn series(&self, q: &SeriesQuery) -> Result<SeriesResult, StoreError> {
         let mut stream = self.series_stream(q).await?;

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use super::batch::SeriesBatch;
 use super::block::{BucketBlock, RawChunk};
 use super::core::StoreCore;
+use super::select::served_chunk;
 use super::series::{
     MAX_SAMPLES_PER_CHUNK, SeriesQuery, block_matchers, merge_chunks, recut_chunks,
 };
@@ -439,7 +440,7 @@ async fn read_batch(
             && *o as usize == i
         {
             let (c, _) = it.next().unwrap_or_else(|| unreachable!("peeked"));
-            own.push(c);
+            own.push(served_chunk(c, &q.aggregates).map_err(|source| aggr_err(b, &out, source))?);
         }
         let sorted = own.windows(2).all(|w| w[0].max_time < w[1].min_time);
         let long = own.iter().any(|c| {
@@ -466,6 +467,14 @@ async fn read_batch(
 
 fn chunk_err(b: &BucketBlock, out: &SeriesBatch, source: crate::chunk::ChunkError) -> StoreError {
     StoreError::Chunk {
+        block: b.id().to_string(),
+        series: format!("{:?}", out.series(out.len() - 1).labels),
+        source,
+    }
+}
+
+fn aggr_err(b: &BucketBlock, out: &SeriesBatch, source: crate::chunk::AggrError) -> StoreError {
+    StoreError::Aggregate {
         block: b.id().to_string(),
         series: format!("{:?}", out.series(out.len() - 1).labels),
         source,

@@ -12,6 +12,7 @@ use ulid::Ulid;
 use super::block::BucketBlock;
 use super::header::{HEADER_FILENAME, IndexHeader};
 use super::{BucketStore, StoreError};
+use crate::block::label_filter::LABEL_FILTER_FILENAME;
 use crate::block::meta::META_FILENAME;
 use crate::block::{BlockMeta, DeletionMark};
 use crate::bucket::BucketError;
@@ -187,11 +188,13 @@ impl BucketStore {
         let header_path = self.data_dir.join(id.to_string()).join(HEADER_FILENAME);
         let header =
             IndexHeader::open_or_build(&self.bucket, &id.to_string(), &header_path).await?;
+        let filter = self.label_filter(&header_path.with_file_name(LABEL_FILTER_FILENAME), &header);
         Ok(BucketBlock::new(
             meta,
             header,
             segments.into_iter().map(|s| s.1).collect(),
             self.cores.cores(),
-        ))
+        )
+        .with_label_filter(filter))
     }
 }

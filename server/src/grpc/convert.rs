@@ -1,8 +1,9 @@
 //! Translation between the Thanos protobuf messages and the engine's types, with the gRPC
 //! status each engine error maps to.
 
+use gauntlet_engine::chunk::{AggrChunk, AggrType, Encoding};
 use gauntlet_engine::labels::{Labels, MatchType, Matcher};
-use gauntlet_engine::store::{SeriesBatch, StoreError};
+use gauntlet_engine::store::{RawChunk, SeriesBatch, StoreError};
 use gauntlet_proto::thanos::{self, label_matcher};
 use tonic::Status;
 
@@ -38,7 +39,7 @@ pub fn labels(l: &Labels) -> Vec<thanos::Label> {
         .collect()
 }
 
-/// Series `i` of a batch as a wire series: labels, and raw chunks with their xxhash64.
+/// Series `i` of a batch as a wire series: labels, and chunks in wire form (see [`chunk`]).
 pub fn batch_series(b: &SeriesBatch, i: usize) -> thanos::Series {
     // Label bytes come from symbol tables checked to be UTF-8 when the block was loaded.
     let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
@@ -50,20 +51,7 @@ pub fn batch_series(b: &SeriesBatch, i: usize) -> thanos::Series {
                 value: text(v),
             })
             .collect(),
-        chunks: b
-            .chunks(i)
-            .iter()
-            .map(|c| thanos::AggrChunk {
-                min_time: c.min_time,
-                max_time: c.max_time,
-                raw: Some(thanos::Chunk {
-                    r#type: thanos::chunk::Encoding::Xor as i32,
-                    hash: xxhash_rust::xxh64::xxh64(&c.data, 0),
-                    data: c.data.clone(),
-                }),
-                ..Default::default()
-            })
-            .collect(),
+        chunks: b.chunks(i).iter().map(chunk).collect(),
     }
 }
 
@@ -78,7 +66,70 @@ pub fn status(e: StoreError) -> Status {
     match e {
         StoreError::LimitExceeded { .. } => Status::resource_exhausted(e.to_string()),
         StoreError::InvalidRequest(_) => Status::invalid_argument(e.to_string()),
+        StoreError::Aggregate {
+            source: gauntlet_engine::chunk::AggrError::Missing { .. },
+            ..
+        } => Status::invalid_argument(e.to_string()),
         StoreError::NotReady | StoreError::Stopped => Status::unavailable(e.to_string()),
         _ => Status::internal(e.to_string()),
     }
+}
+
+/// The aggregates a Series request asks for; `RAW` is ignored (raw chunks are always served
+/// whole), unknown numbers are `InvalidArgument`.
+pub fn aggregates(aggrs: &[i32]) -> Result<Vec<AggrType>, Status> {
+    let mut out = Vec::with_capacity(aggrs.len());
+    for &a in aggrs {
+        match AggrType::from_storeapi(a) {
+            Some(t) if !out.contains(&t) => out.push(t),
+            Some(_) => {}
+            None if a == thanos::Aggr::Raw as i32 => {}
+            None => {
+                return Err(Status::invalid_argument(format!("unknown aggregate {a}")));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A served chunk in wire form: raw chunks in `raw`, downsampled ones split into the
+/// aggregate fields they hold (the store has already kept only the requested ones). Each
+/// payload carries its xxhash64 so a querier can drop duplicates cheaply.
+pub fn chunk(c: &RawChunk) -> thanos::AggrChunk {
+    let wire = |data: bytes::Bytes| thanos::Chunk {
+        r#type: thanos::chunk::Encoding::Xor as i32,
+        hash: xxhash_rust::xxh64::xxh64(&data, 0),
+        data,
+    };
+    let mut out = thanos::AggrChunk {
+        min_time: c.min_time,
+        max_time: c.max_time,
+        ..Default::default()
+    };
+    if c.encoding != Encoding::Aggr as u8 {
+        let typ = match c.encoding {
+            2 => thanos::chunk::Encoding::Histogram,
+            3 => thanos::chunk::Encoding::FloatHistogram,
+            _ => thanos::chunk::Encoding::Xor,
+        };
+        out.raw = Some(thanos::Chunk {
+            r#type: typ as i32,
+            ..wire(c.data.clone())
+        });
+        return out;
+    }
+    let parts = AggrChunk::new(&c.data).present();
+    let field = |t: AggrType| {
+        parts[t as usize].map(|p| {
+            // Sub-chunks are slices of the chunk's bytes: no copy.
+            let start = p.data.as_ptr() as usize - c.data.as_ptr() as usize;
+            wire(c.data.slice(start..start + p.data.len()))
+        })
+    };
+    out.count = field(AggrType::Count);
+    out.sum = field(AggrType::Sum);
+    out.min = field(AggrType::Min);
+    out.max = field(AggrType::Max);
+    out.counter = field(AggrType::Counter);
+    out
 }

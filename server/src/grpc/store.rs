@@ -3,13 +3,14 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use futures::Stream;
 use gauntlet_engine::store::{BucketStore, LabelsQuery, SeriesQuery, ShardInfo};
 use gauntlet_proto::hintspb;
 use gauntlet_proto::thanos::{self, series_response};
 use prost::Message;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Request, Response, Status};
 
 use super::convert;
@@ -62,6 +63,21 @@ fn time_range(sets: &[gauntlet_engine::store::LabelSetInfo]) -> (i64, i64) {
 
 type SeriesStream = Pin<Box<dyn Stream<Item = Result<thanos::SeriesResponse, Status>> + Send>>;
 
+/// A Series response stream holding the call's concurrency permit: it is released when tonic
+/// drops the stream (after the last frame, or when the client goes away).
+struct Permitted<S> {
+    frames: S,
+    _permit: Arc<OwnedSemaphorePermit>,
+}
+
+impl<S: Stream + Unpin> Stream for Permitted<S> {
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        Pin::new(&mut self.frames).poll_next(cx)
+    }
+}
+
 #[tonic::async_trait]
 impl thanos::store_server::Store for StoreService {
     async fn info(
@@ -91,17 +107,13 @@ impl thanos::store_server::Store for StoreService {
         req: Request<thanos::SeriesRequest>,
     ) -> Result<Response<Self::SeriesStream>, Status> {
         let r = req.into_inner();
-        let Ok(_permit) = self.series_gate.clone().try_acquire_owned() else {
+        let Ok(permit) = self.series_gate.clone().try_acquire_owned() else {
             return Err(Status::resource_exhausted(format!(
-                "exceeded concurrent Series calls limit of {}",
+                "exceeded concurrent Series calls limit (--store.grpc.series-max-concurrency) of {}",
                 self.max_concurrent
             )));
         };
-        if r.max_resolution_window > 0 && !r.aggregates.is_empty() {
-            // Raw blocks answer downsampled requests with raw chunks, as Thanos does when no
-            // downsampled block covers the range.
-            tracing::debug!("downsampled read served from raw blocks");
-        }
+        let aggregates = convert::aggregates(&r.aggregates)?;
         let q = SeriesQuery {
             min_time: r.min_time,
             max_time: r.max_time,
@@ -122,6 +134,9 @@ impl thanos::store_server::Store for StoreService {
                 r.partial_response_strategy,
                 r.partial_response_disabled,
             ),
+            max_resolution_window: r.max_resolution_window,
+            aggregates,
+            every_resolution: false,
         };
         let mut stream = self
             .store
@@ -131,8 +146,12 @@ impl thanos::store_server::Store for StoreService {
         // Frames go out as the cores produce them; the bounded channel makes the cores wait
         // for a slow client instead of buffering the answer.
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<thanos::SeriesResponse, Status>>(64);
+        // The call counts against the concurrency limit until both the producer has finished
+        // and the frames it queued have been handed to the transport (or the call is dropped).
+        let permit = Arc::new(permit);
+        let producer_permit = permit.clone();
         tokio::spawn(async move {
-            let _permit = _permit;
+            let _permit = producer_permit;
             loop {
                 match stream.next_batch().await {
                     Ok(Some(batch)) => {
@@ -178,9 +197,10 @@ impl thanos::store_server::Store for StoreService {
                 }))
                 .await;
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(Response::new(Box::pin(Permitted {
+            frames: tokio_stream::wrappers::ReceiverStream::new(rx),
+            _permit: permit,
+        })))
     }
 
     async fn label_names(

@@ -174,7 +174,9 @@ fn respond(status: StatusCode, body: String) -> Response {
 pub fn read_options(st: &ApiState, form: &Form) -> Result<ReadOptions, ApiError> {
     let replica_labels = form.all("replicaLabels[]");
     let max_resolution_ms = match form.value("max_source_resolution") {
-        "" | "auto" => 0,
+        "" => 0,
+        // Thanos: a fifth of the step for range queries, raw for instant ones.
+        "auto" => parse_duration(form.value("step")).map_or(0, |step| step / 5),
         v => parse_duration(v).map_err(|e| ApiError::invalid_param("max_source_resolution", e))?,
     };
     Ok(ReadOptions {
@@ -183,6 +185,7 @@ pub fn read_options(st: &ApiState, form: &Form) -> Result<ReadOptions, ApiError>
             .then(|| replica_labels.iter().map(|s| s.to_string()).collect()),
         partial_response: bool_param(form, "partial_response", st.config.partial_response)?,
         max_resolution_ms,
+        query: form.value("query").to_string(),
     })
 }
 

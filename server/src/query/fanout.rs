@@ -6,14 +6,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gauntlet_engine::chunk::{SampleBatch, decode_xor_into};
+use gauntlet_engine::downsample::{
+    AggrRead, SelectorFuncs, ServedChunk, decode_chunks, resolution_for,
+};
 use gauntlet_engine::labels::{Labels, MatchType, Matcher};
 use gauntlet_engine::query::{
-    Queryable, SelectHints, Series, dedup_replicas, is_counter_func, merge_samples, without_labels,
+    Queryable, SelectHints, Series, dedup_replicas, merge_samples, without_labels,
 };
 use gauntlet_engine::{Error, Result};
 use gauntlet_proto::thanos::{
-    self, Aggr, AggrChunk, LabelMatcher, LabelNamesRequest, LabelValuesRequest,
-    PartialResponseStrategy, SeriesRequest, label_matcher, series_response,
+    self, AggrChunk, LabelMatcher, LabelNamesRequest, LabelValuesRequest, PartialResponseStrategy,
+    SeriesRequest, label_matcher, series_response,
 };
 use tokio::runtime::Handle;
 
@@ -65,6 +68,7 @@ impl Source for Arc<Querier> {
             querier: self.clone(),
             opts: opts.clone(),
             replica_labels,
+            funcs: SelectorFuncs::from_query(&opts.query),
             warnings: Mutex::new(Vec::new()),
         }))
     }
@@ -77,6 +81,8 @@ pub struct QuerierView {
     opts: ReadOptions,
     /// Labels to deduplicate along; empty when dedup is off.
     replica_labels: Vec<String>,
+    /// The function each selector of the request's query feeds.
+    funcs: SelectorFuncs,
     warnings: Mutex<Vec<String>>,
 }
 
@@ -147,22 +153,33 @@ impl QuerierView {
         self.querier.endpoints.select(mint, maxt, matchers)
     }
 
+    /// Asks every endpoint that may hold matching data for its series, at the resolution and
+    /// with the aggregates `hints` call for (Thanos's querier rules).
     async fn fetch_series(
         &self,
         mint: i64,
         maxt: i64,
         matchers: &[Matcher],
         skip_chunks: bool,
+        hints: &SelectHints,
     ) -> Result<Vec<EndpointSeries>> {
         let targets = self.targets(mint, maxt, matchers);
         let timeout = self.querier.endpoint_timeout;
+        let func = hints.func.as_deref();
+        let aggregates: Vec<i32> = AggrRead::for_func(func)
+            .aggregates()
+            .iter()
+            .map(|a| a.storeapi())
+            .collect();
+        let max_resolution_window =
+            resolution_for(self.opts.max_resolution_ms, func, hints.range_ms);
         let calls = targets.into_iter().map(|(ep, info)| {
             let req = SeriesRequest {
                 min_time: mint,
                 max_time: maxt,
                 matchers: to_proto_matchers(matchers),
-                max_resolution_window: self.opts.max_resolution_ms,
-                aggregates: vec![Aggr::Count as i32, Aggr::Sum as i32],
+                max_resolution_window,
+                aggregates: aggregates.clone(),
                 partial_response_disabled: !self.opts.partial_response,
                 partial_response_strategy: self.strategy(),
                 skip_chunks,
@@ -200,9 +217,10 @@ impl QuerierView {
         per_endpoint: Vec<EndpointSeries>,
         mint: i64,
         maxt: i64,
-        counter: bool,
+        read: AggrRead,
         skip_chunks: bool,
     ) -> Result<Vec<Series>> {
+        let counter = read == AggrRead::Counter;
         let mut all: Vec<(Labels, Vec<SampleBatch>)> = Vec::new();
         for series in per_endpoint {
             for (labels, chunks) in series {
@@ -210,10 +228,10 @@ impl QuerierView {
                 let lanes = if skip_chunks {
                     Vec::new()
                 } else {
-                    let (lanes, skipped) = decode_lanes(chunks, mint, maxt)?;
+                    let (lanes, skipped) = decode_lanes(chunks, mint, maxt, read)?;
                     if skipped {
                         self.warn(
-                            "histogram and downsampled chunks are not supported yet; they were skipped"
+                            "native histogram chunks are not supported yet; they were skipped"
                                 .into(),
                         );
                     }
@@ -290,55 +308,107 @@ impl QuerierView {
 }
 
 /// A series' chunks as non-overlapping runs ("lanes"), each decoded and cut to `[mint, maxt]`.
-/// Overlapping chunks within one series come from different replicas' blocks, so each lane is
-/// treated as a replica of its own. The flag says whether non-XOR chunks were skipped.
+/// Overlapping chunks within one series come from different replicas' blocks (or from blocks
+/// of two resolutions), so each lane is treated as a replica of its own. Raw chunks decode as
+/// they are; downsampled ones (aggregates only) are read as `read` says. The flag says whether
+/// chunks of an unsupported encoding (native histograms) were skipped.
 fn decode_lanes(
     mut chunks: Vec<AggrChunk>,
     mint: i64,
     maxt: i64,
+    read: AggrRead,
 ) -> Result<(Vec<SampleBatch>, bool)> {
     chunks.sort_by_key(|c| (c.min_time, c.max_time));
     // Identical chunks from two stores serving the same block count once.
     chunks.dedup_by(|a, b| {
         a.min_time == b.min_time
             && a.max_time == b.max_time
-            && a.raw.as_ref().map(|c| &c.data) == b.raw.as_ref().map(|c| &c.data)
+            && chunk_payloads(a) == chunk_payloads(b)
     });
-    let mut lanes: Vec<(i64, SampleBatch)> = Vec::new();
+    let xor = thanos::chunk::Encoding::Xor as i32;
+    let mut lanes: Vec<(i64, Vec<AggrChunk>)> = Vec::new();
     let mut skipped = false;
     for c in chunks {
-        let Some(raw) = c
-            .raw
-            .as_ref()
-            .filter(|r| r.r#type == thanos::chunk::Encoding::Xor as i32)
-        else {
+        if c.raw.as_ref().is_some_and(|r| r.r#type != xor) {
             skipped = true;
             continue;
-        };
-        let lane = match lanes.iter().position(|(end, _)| *end < c.min_time) {
-            Some(p) => p,
-            None => {
-                lanes.push((i64::MIN, SampleBatch::new()));
-                lanes.len() - 1
+        }
+        let end = c.max_time;
+        match lanes
+            .iter_mut()
+            .find(|(last_end, _)| *last_end < c.min_time)
+        {
+            Some(lane) => {
+                lane.0 = end;
+                lane.1.push(c);
             }
-        };
-        decode_xor_into(&raw.data, &mut lanes[lane].1).map_err(|e| {
-            remote_error(
-                "chunk",
-                format!("chunk [{}, {}]: {e}", c.min_time, c.max_time),
-            )
-        })?;
-        lanes[lane].0 = c.max_time;
+            None => lanes.push((end, vec![c])),
+        }
     }
-    let lanes = lanes
-        .into_iter()
-        .map(|(_, mut b)| {
-            b.truncate_to_range(mint, maxt);
-            b
+    let mut out = Vec::with_capacity(lanes.len());
+    for (_, lane) in lanes {
+        let mut b = SampleBatch::new();
+        decode_lane(&lane, read, &mut b)?;
+        b.truncate_to_range(mint, maxt);
+        if !b.is_empty() {
+            out.push(b);
+        }
+    }
+    Ok((out, skipped))
+}
+
+/// The payloads of a wire chunk, for duplicate detection.
+fn chunk_payloads(c: &AggrChunk) -> [Option<&[u8]>; 6] {
+    [&c.raw, &c.count, &c.sum, &c.min, &c.max, &c.counter].map(data)
+}
+
+fn data(p: &Option<thanos::Chunk>) -> Option<&[u8]> {
+    p.as_ref().map(|p| &p.data[..])
+}
+
+/// Decodes one lane's chunks (sorted, not overlapping) into `out`.
+fn decode_lane(lane: &[AggrChunk], read: AggrRead, out: &mut SampleBatch) -> Result<()> {
+    if lane.iter().all(|c| c.raw.is_some()) {
+        for c in lane {
+            let raw = c.raw.as_ref().map_or(&[][..], |r| &r.data[..]);
+            decode_xor_into(raw, out).map_err(|e| {
+                remote_error(
+                    "chunk",
+                    format!("chunk [{}, {}]: {e}", c.min_time, c.max_time),
+                )
+            })?;
+        }
+        return Ok(());
+    }
+    let served: Vec<ServedChunk<'_>> = lane
+        .iter()
+        .map(|c| ServedChunk {
+            min_time: c.min_time,
+            max_time: c.max_time,
+            raw: data(&c.raw),
+            aggr: [
+                data(&c.count),
+                data(&c.sum),
+                data(&c.min),
+                data(&c.max),
+                data(&c.counter),
+            ],
         })
-        .filter(|b| !b.is_empty())
         .collect();
-    Ok((lanes, skipped))
+    decode_chunks(&served, read, out).map_err(|e| remote_error("chunk", e))
+}
+
+/// `hints` with the function filled in from the query text when the evaluator left it out.
+pub(super) fn with_func(
+    hints: &SelectHints,
+    funcs: &SelectorFuncs,
+    matchers: &[Matcher],
+) -> SelectHints {
+    let mut h = hints.clone();
+    if h.func.is_none() {
+        h.func = funcs.func_for(matchers, h.range_ms).map(str::to_string);
+    }
+    h
 }
 
 /// Reads one endpoint's Series stream; consecutive frames with equal labels are one series.
@@ -377,12 +447,16 @@ impl Queryable for QuerierView {
     ) -> Result<Vec<Series>> {
         // `/api/v1/series` only needs label sets.
         let skip_chunks = hints.func.as_deref() == Some("series");
-        let counter = hints.func.as_deref().is_some_and(is_counter_func);
-        let per_endpoint =
-            self.querier
-                .runtime
-                .block_on(self.fetch_series(mint, maxt, matchers, skip_chunks))?;
-        self.assemble(per_endpoint, mint, maxt, counter, skip_chunks)
+        let hints = &with_func(hints, &self.funcs, matchers);
+        let read = AggrRead::for_func(hints.func.as_deref());
+        let per_endpoint = self.querier.runtime.block_on(self.fetch_series(
+            mint,
+            maxt,
+            matchers,
+            skip_chunks,
+            hints,
+        ))?;
+        self.assemble(per_endpoint, mint, maxt, read, skip_chunks)
     }
 
     fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>> {
@@ -471,7 +545,7 @@ mod tests {
             chunk(&[0, 50]),
             chunk(&[40, 60, 300]),
         ];
-        let (lanes, skipped) = decode_lanes(chunks, 0, 250).unwrap();
+        let (lanes, skipped) = decode_lanes(chunks, 0, 250, AggrRead::Average).unwrap();
         assert!(!skipped);
         assert_eq!(lanes.len(), 2);
         assert_eq!(lanes[0].ts, vec![0, 50, 100, 200]);
@@ -484,7 +558,8 @@ mod tests {
         if let Some(raw) = hist.raw.as_mut() {
             raw.r#type = thanos::chunk::Encoding::Histogram as i32;
         }
-        let (lanes, skipped) = decode_lanes(vec![hist, chunk(&[20])], 0, 100).unwrap();
+        let (lanes, skipped) =
+            decode_lanes(vec![hist, chunk(&[20])], 0, 100, AggrRead::Average).unwrap();
         assert!(skipped);
         assert_eq!(lanes.len(), 1);
         let corrupt = AggrChunk {
@@ -494,7 +569,51 @@ mod tests {
             }),
             ..AggrChunk::default()
         };
-        assert!(decode_lanes(vec![corrupt], 0, 100).is_err());
+        assert!(decode_lanes(vec![corrupt], 0, 100, AggrRead::Average).is_err());
+    }
+
+    /// A wire chunk holding the given aggregates of 5m windows.
+    fn aggr_chunk(windows: &[(i64, f64, f64, f64)]) -> AggrChunk {
+        let ts: Vec<i64> = windows.iter().map(|w| w.0).collect();
+        let sub = |v: Vec<f64>| {
+            Some(thanos::Chunk {
+                r#type: thanos::chunk::Encoding::Xor as i32,
+                data: encode_xor(&ts, &v).into(),
+                hash: 0,
+            })
+        };
+        AggrChunk {
+            min_time: ts[0],
+            max_time: *ts.last().unwrap(),
+            count: sub(windows.iter().map(|w| w.1).collect()),
+            sum: sub(windows.iter().map(|w| w.2).collect()),
+            max: sub(windows.iter().map(|w| w.3).collect()),
+            ..AggrChunk::default()
+        }
+    }
+
+    #[test]
+    fn downsampled_chunks_decode_by_the_requested_read_with_raw_fallback() {
+        let a = aggr_chunk(&[(299_999, 10.0, 50.0, 9.0), (599_999, 20.0, 60.0, 4.0)]);
+        let raw = chunk(&[600_000, 615_000]);
+        let (lanes, _) = decode_lanes(
+            vec![raw.clone(), a.clone()],
+            0,
+            10_000_000,
+            AggrRead::Average,
+        )
+        .unwrap();
+        assert_eq!(lanes.len(), 1);
+        assert_eq!(lanes[0].ts, vec![299_999, 599_999, 600_000, 615_000]);
+        assert_eq!(lanes[0].val, vec![5.0, 3.0, 600_000.0, 615_000.0]);
+        let (lanes, _) = decode_lanes(vec![a.clone()], 0, 400_000, AggrRead::Max).unwrap();
+        assert_eq!(
+            (lanes[0].ts.clone(), lanes[0].val.clone()),
+            (vec![299_999], vec![9.0])
+        );
+        // The counter aggregate was not sent: an error naming the chunk, not a guess.
+        let e = decode_lanes(vec![a], 0, 400_000, AggrRead::Counter).unwrap_err();
+        assert!(e.to_string().contains("[299999, 599999]"), "{e}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use gauntlet_engine::Result;
+use gauntlet_engine::downsample::SelectorFuncs;
 use gauntlet_engine::labels::{MatchType, Matcher};
 use gauntlet_engine::query::{Queryable, SelectHints, Series};
 use gauntlet_engine::store::BucketStore;
@@ -15,12 +16,24 @@ use super::{ReadOptions, ReadView, Source};
 pub struct StoreSource(pub Arc<BucketStore>);
 
 impl Source for StoreSource {
-    fn view(&self, _opts: &ReadOptions) -> Result<Arc<dyn ReadView>> {
-        Ok(Arc::new(self.clone()))
+    fn view(&self, opts: &ReadOptions) -> Result<Arc<dyn ReadView>> {
+        Ok(Arc::new(StoreView {
+            store: self.0.clone(),
+            max_resolution_ms: opts.max_resolution_ms,
+            funcs: SelectorFuncs::from_query(&opts.query),
+        }))
     }
 }
 
-impl Queryable for StoreSource {
+/// One request's view of the bucket store: reads at up to `max_source_resolution`.
+#[derive(Debug, Clone)]
+pub struct StoreView {
+    store: Arc<BucketStore>,
+    max_resolution_ms: i64,
+    funcs: SelectorFuncs,
+}
+
+impl Queryable for StoreView {
     fn select(
         &self,
         matchers: &[Matcher],
@@ -28,12 +41,14 @@ impl Queryable for StoreSource {
         maxt: i64,
         hints: &SelectHints,
     ) -> Result<Vec<Series>> {
-        Queryable::select(&*self.0, matchers, mint, maxt, hints)
+        let hints = super::fanout::with_func(hints, &self.funcs, matchers);
+        self.store
+            .select_at_resolution(matchers, mint, maxt, &hints, self.max_resolution_ms)
     }
 
     fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>> {
         let all = all_series();
-        Queryable::label_names(&*self.0, or_all(matchers, &all), mint, maxt)
+        Queryable::label_names(&*self.store, or_all(matchers, &all), mint, maxt)
     }
 
     fn label_values(
@@ -44,12 +59,12 @@ impl Queryable for StoreSource {
         maxt: i64,
     ) -> Result<Vec<String>> {
         let all = all_series();
-        Queryable::label_values(&*self.0, name, or_all(matchers, &all), mint, maxt)
+        Queryable::label_values(&*self.store, name, or_all(matchers, &all), mint, maxt)
     }
 }
 
 /// Reads from the local bucket have no partial failures: an error fails the request.
-impl ReadView for StoreSource {
+impl ReadView for StoreView {
     fn warnings(&self) -> Vec<String> {
         Vec::new()
     }

@@ -1,4 +1,4 @@
-//! `gauntlet tools block dump | inspect | create-from-openmetrics`.
+//! `gauntlet tools block dump | inspect | create-from-openmetrics | downsample | label-filter`.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -52,6 +52,26 @@ pub enum BlockCmd {
         #[arg(long, default_value = "2h")]
         block_duration: String,
     },
+    /// Builds the label filter the store keeps per block and prints its size, build time and
+    /// measured false-positive rate.
+    LabelFilter {
+        /// A block directory, or a directory of blocks.
+        dir: PathBuf,
+        /// Absent pairs to look up when measuring false positives.
+        #[arg(long, default_value_t = 1_000_000)]
+        probes: usize,
+    },
+    /// Writes the downsampled copy of a block (Thanos aggregate chunks, `meta.json` with
+    /// `thanos.downsample.resolution`) into DST: 5m from a raw block, 1h from a raw or 5m one.
+    Downsample {
+        /// The block directory to read.
+        src: PathBuf,
+        /// Directory the new block is written into (created if missing).
+        dst: PathBuf,
+        /// Target resolution: `5m` or `1h`.
+        #[arg(long)]
+        resolution: String,
+    },
 }
 
 /// Runs a block command.
@@ -64,6 +84,12 @@ pub fn run(cmd: BlockCmd) -> anyhow::Result<()> {
             max_time,
         } => run_dump(&dir, &matchers, min_time, max_time),
         BlockCmd::Inspect { dir, sample, top } => run_inspect(&dir, sample, top),
+        BlockCmd::LabelFilter { dir, probes } => super::label_filter::run(&dir, probes),
+        BlockCmd::Downsample {
+            src,
+            dst,
+            resolution,
+        } => super::downsample::run(&src, &dst, &resolution),
         BlockCmd::CreateFromOpenmetrics {
             input,
             output,

@@ -1,6 +1,8 @@
 //! `gauntlet tools …`: offline commands over local blocks, the counterparts of `promtool tsdb`.
 
 mod block;
+mod downsample;
+mod label_filter;
 mod sample;
 
 use clap::Subcommand;

@@ -1,0 +1,36 @@
+//! `gauntlet tools block downsample SRC DST --resolution 5m|1h`: writes the downsampled copy of
+//! a block, as Thanos's compactor does, into DST.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use gauntlet_engine::downsample::{RES_RAW, downsample_block, parse_resolution};
+
+/// Downsamples the block in `src` to `resolution` into a new block under `dst`, printing its
+/// directory and what it took.
+pub fn run(src: &Path, dst: &Path, resolution: &str) -> anyhow::Result<()> {
+    let res = match parse_resolution(resolution) {
+        Some(r) if r != RES_RAW => r,
+        _ => bail!("--resolution must be 5m or 1h, not {resolution:?}"),
+    };
+    std::fs::create_dir_all(dst).with_context(|| format!("creating {}", dst.display()))?;
+    let s = downsample_block(src, dst, res)
+        .with_context(|| format!("downsampling {} to {resolution}", src.display()))?;
+    let rate = if s.seconds > 0.0 {
+        s.samples_in as f64 / s.seconds
+    } else {
+        0.0
+    };
+    println!(
+        "{}\tresolution {} ms\tseries {} of {}\tsamples read {}\tchunks {}\t{:.3} s\t{:.0} samples/s",
+        s.dir.display(),
+        res,
+        s.series_out,
+        s.series_in,
+        s.samples_in,
+        s.meta.stats.num_chunks,
+        s.seconds,
+        rate
+    );
+    Ok(())
+}

@@ -1,0 +1,296 @@
+//! `gauntlet store` over a real S3-compatible server on loopback (`s3s-fs`, an S3 server over a
+//! directory, installed by `tests/run.sh`): blocks written by promtool are uploaded through
+//! the S3 API, the store is configured with a Thanos `type: S3` objstore file, and a Python
+//! grpcio client checks Series, LabelNames and LabelValues against `promtool tsdb dump`. A
+//! bucket that disappears under a running store gives errors and warnings, not a crash.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::storeapi::*;
+use common::*;
+use gauntlet_engine::bucket::{Bucket, BucketConfig};
+use serde_json::{Value, json};
+
+const ACCESS_KEY: &str = "gauntlet-test";
+const SECRET_KEY: &str = "gauntlet-test-secret";
+const BUCKET: &str = "thanos";
+const START_MS: i64 = 1_735_689_600_000;
+const EXT: [(&str, &str); 1] = [("cluster", "s3")];
+
+/// An `s3s-fs` server over a scratch directory, killed on drop.
+struct S3Server {
+    child: Child,
+    port: u16,
+    root: PathBuf,
+}
+
+impl S3Server {
+    fn start(root: &Path) -> S3Server {
+        std::fs::create_dir_all(root.join(BUCKET)).unwrap();
+        let port = free_port();
+        let child = Command::new(require("s3s-fs"))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting s3s-fs");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "s3s-fs did not listen in 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        S3Server {
+            child,
+            port,
+            root: root.to_path_buf(),
+        }
+    }
+
+    /// The objstore configuration as Thanos spells it.
+    fn objstore_yaml(&self) -> String {
+        format!(
+            "type: S3\nconfig:\n  bucket: {BUCKET}\n  endpoint: 127.0.0.1:{}\n  access_key: {ACCESS_KEY}\n  secret_key: {SECRET_KEY}\n  insecure: true\n",
+            self.port
+        )
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Uploads every file of the blocks in `dir` through the S3 API, `meta.json` of each block
+/// last (as Thanos does), with external labels added to the meta.
+fn upload(s3: &S3Server, dir: &Path) -> usize {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let bucket = Bucket::open(&BucketConfig::parse(&s3.objstore_yaml()).unwrap()).unwrap();
+    let mut blocks = 0;
+    for b in std::fs::read_dir(dir).unwrap() {
+        let b = b.unwrap().path();
+        if !b.join("meta.json").is_file() {
+            continue;
+        }
+        let id = b.file_name().unwrap().to_str().unwrap().to_string();
+        let mut files = vec![b.join("index")];
+        for c in std::fs::read_dir(b.join("chunks")).unwrap() {
+            files.push(c.unwrap().path());
+        }
+        for f in files {
+            let rel = f.strip_prefix(&b).unwrap().to_str().unwrap().to_string();
+            let data = Bytes::from(std::fs::read(&f).unwrap());
+            rt.block_on(bucket.put(&format!("{id}/{rel}"), data))
+                .unwrap();
+        }
+        let mut meta: Value =
+            serde_json::from_slice(&std::fs::read(b.join("meta.json")).unwrap()).unwrap();
+        meta["thanos"] = json!({"version": 1, "labels": {EXT[0].0: EXT[0].1},
+            "downsample": {"resolution": 0}, "source": "test"});
+        let meta = Bytes::from(serde_json::to_vec_pretty(&meta).unwrap());
+        rt.block_on(bucket.put(&format!("{id}/meta.json"), meta))
+            .unwrap();
+        blocks += 1;
+    }
+    blocks
+}
+
+/// Promtool blocks (2 instances × 200 series, 3 h at 30 s: two blocks) in `dir/blocks`.
+fn promtool_blocks(dir: &Path) -> PathBuf {
+    let om = dir.join("input.om");
+    run_ok(
+        Command::new(require("python3"))
+            .arg(repo_root().join("tests/tools/gen_openmetrics.py"))
+            .arg(&om)
+            .args([&(START_MS / 1000).to_string(), "10800", "30", "2"]),
+    );
+    let out = dir.join("blocks");
+    run_ok(
+        Command::new(require("promtool"))
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&om)
+            .arg(&out),
+    );
+    out
+}
+
+fn start_store(s3: &S3Server, tmp: &Path) -> GauntletServer {
+    let cfg = tmp.join("objstore.yml");
+    std::fs::write(&cfg, s3.objstore_yaml()).unwrap();
+    GauntletServer::start(
+        &[
+            "store",
+            &format!("--objstore.config-file={}", cfg.display()),
+            &format!("--data-dir={}", tmp.join("data").display()),
+            "--sync-block-duration=1s",
+        ],
+        "/-/ready",
+    )
+}
+
+fn series_call(ms: &Value, mint: i64, maxt: i64) -> Value {
+    json!({"method": "Series", "min_time": mint, "max_time": maxt, "matchers": ms})
+}
+
+#[test]
+fn store_over_s3_serves_promtool_blocks_like_promtool_dumps_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let blocks = promtool_blocks(tmp.path());
+    let dump = parse_dump(&promtool_dump(&blocks, &[]), &EXT);
+    assert_eq!(dump.len(), 400);
+    let s3 = S3Server::start(&tmp.path().join("s3"));
+    assert_eq!(upload(&s3, &blocks), 2);
+    let store = start_store(&s3, tmp.path());
+    let (_, body) = store.get("/metrics");
+    let m = String::from_utf8_lossy(&body);
+    assert!(m.contains("thanos_bucket_store_blocks_loaded 2"), "{m}");
+
+    let end = START_MS + 3 * 3600 * 1000;
+    let (w0, w1) = (START_MS + 1_234_567, START_MS + 2 * 3600 * 1000 + 777_777);
+    let cases: Vec<(Value, i64, i64)> = vec![
+        (
+            json!([[0, "__name__", "http_requests_total"], [0, "code", "500"]]),
+            START_MS,
+            end,
+        ),
+        (
+            json!([
+                [2, "__name__", "http_requests_total|node_cpu_seconds_total"],
+                [1, "instance", "host-00"]
+            ]),
+            w0,
+            w1,
+        ),
+        (
+            json!([
+                [0, "job", "api"],
+                [2, "handler", "/api/[ab]"],
+                [3, "code", "2.*"]
+            ]),
+            START_MS - 5000,
+            w1,
+        ),
+        (
+            json!([[0, "cluster", "s3"], [0, "__name__", "temperature_celsius"]]),
+            w0,
+            end,
+        ),
+        (
+            json!([
+                [0, "cluster", "other"],
+                [0, "__name__", "temperature_celsius"]
+            ]),
+            START_MS,
+            end,
+        ),
+    ];
+    let calls: Vec<Value> = cases
+        .iter()
+        .map(|(m, a, b)| series_call(m, *a, *b))
+        .collect();
+    let results = python_calls(store.grpc_port, &Value::Array(calls));
+    let mut total = 0;
+    for ((ms, mint, maxt), res) in cases.iter().zip(&results) {
+        let matchers: Vec<_> = ms.as_array().unwrap().iter().map(matcher).collect();
+        let want = expected(&dump, &matchers, *mint, *maxt);
+        let got = decoded(res, *mint, *maxt);
+        assert_same_series(&ms.to_string(), &got, &want);
+        assert!(res["warnings"].as_array().unwrap().is_empty(), "{res}");
+        total += got.len();
+    }
+    assert!(total > 150, "cases select a fair share of series: {total}");
+
+    let r = python_calls(
+        store.grpc_port,
+        &json!([
+            {"method": "LabelNames", "start": START_MS, "end": end},
+            {"method": "LabelValues", "label": "instance", "start": START_MS, "end": end},
+            {"method": "LabelValues", "label": "code", "start": START_MS, "end": end,
+             "matchers": [[0, "__name__", "http_requests_total"], [0, "method", "GET"]]},
+            {"method": "LabelValues", "label": "cluster", "start": START_MS, "end": end},
+        ]),
+    );
+    let mut names: Vec<String> = dump.keys().flat_map(|l| l.keys().cloned()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(r[0]["names"], json!(names));
+    assert_eq!(r[1]["values"], json!(["host-00", "host-01"]));
+    assert_eq!(r[2]["values"], json!(["200", "201", "404", "500", "503"]));
+    assert_eq!(r[3]["values"], json!(["s3"]));
+
+    // Ranged reads went to the S3 server.
+    let (_, body) = store.get("/metrics");
+    let m = String::from_utf8_lossy(&body);
+    let ops: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("thanos_objstore_bucket_operations_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(ops > 10.0, "{m}");
+}
+
+#[test]
+fn a_bucket_that_disappears_gives_errors_not_a_crash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let blocks = promtool_blocks(tmp.path());
+    let s3 = S3Server::start(&tmp.path().join("s3"));
+    upload(&s3, &blocks);
+    let store = start_store(&s3, tmp.path());
+    let end = START_MS + 3 * 3600 * 1000;
+    let ms = json!([
+        [0, "__name__", "http_requests_total"],
+        [0, "instance", "host-00"],
+        [0, "code", "500"]
+    ]);
+    let ok = python_calls(store.grpc_port, &json!([series_call(&ms, START_MS, end)]));
+    assert_eq!(ok[0]["ok"], true, "{}", ok[0]);
+    assert!(!ok[0]["series"].as_array().unwrap().is_empty());
+
+    // The bucket vanishes on the server side.
+    std::fs::remove_dir_all(s3.root.join(BUCKET)).unwrap();
+    let r = python_calls(
+        store.grpc_port,
+        &json!([
+            series_call(&ms, START_MS, end),
+            {"method": "Series", "min_time": START_MS, "max_time": end, "matchers": ms,
+             "partial_response_strategy": 1},
+            {"method": "Info"},
+        ]),
+    );
+    // Chunks already read are cached nowhere but the postings and series are: the chunk
+    // reads fail, as warnings (WARN) or an error (ABORT).
+    assert_eq!(r[0]["ok"], true, "{}", r[0]);
+    assert!(!r[0]["warnings"].as_array().unwrap().is_empty(), "{}", r[0]);
+    assert_eq!(r[1]["ok"], false, "{}", r[1]);
+    assert_eq!(r[2]["ok"], true, "{}", r[2]);
+    // Syncs fail and are counted; the loaded blocks are kept and the process lives.
+    std::thread::sleep(Duration::from_millis(2500));
+    let (code, body) = store.get("/metrics");
+    assert_eq!(code, 200);
+    let m = String::from_utf8_lossy(&body);
+    let failures: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("thanos_blocks_meta_sync_failures_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(failures >= 1.0, "{m}");
+    assert!(m.contains("thanos_bucket_store_blocks_loaded 2"), "{m}");
+    let again = python_calls(
+        store.grpc_port,
+        &json!([{"method": "LabelNames", "start": START_MS, "end": end}]),
+    );
+    assert_eq!(again[0]["ok"], true, "{}", again[0]);
+}
