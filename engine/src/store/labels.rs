@@ -60,7 +60,7 @@ impl BucketStore {
                 {
                     continue;
                 }
-                names.extend(b.header.reader().label_names());
+                names.extend(b.header.label_names());
                 names.extend(b.ext_labels.iter().map(|l| l.name.clone()));
             }
         } else {
@@ -98,7 +98,17 @@ impl BucketStore {
                     Some(v) => {
                         values.insert(v.to_string());
                     }
-                    None => values.extend(b.header.reader().label_values(name)?),
+                    None => {
+                        let (b, n) = (b.clone(), name.to_string());
+                        let got = self
+                            .cores
+                            .call(b.owner(), move |c| async move {
+                                super::resolve::label_values(&c, &b, &n).await
+                            })
+                            .await
+                            .map_err(|_| StoreError::Stopped)??;
+                        values.extend(got);
+                    }
                 }
             }
         } else {

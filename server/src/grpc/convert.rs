@@ -52,14 +52,13 @@ pub fn batch_series(b: &SeriesBatch, i: usize) -> thanos::Series {
             .collect(),
         chunks: b
             .chunks(i)
-            .iter()
             .map(|c| thanos::AggrChunk {
                 min_time: c.min_time,
                 max_time: c.max_time,
                 raw: Some(thanos::Chunk {
                     r#type: thanos::chunk::Encoding::Xor as i32,
                     hash: xxhash_rust::xxh64::xxh64(&c.data, 0),
-                    data: c.data.clone(),
+                    data: bytes::Bytes::copy_from_slice(c.data),
                 }),
                 ..Default::default()
             })
