@@ -71,6 +71,15 @@ impl SeriesBatch {
         Self::default()
     }
 
+    /// Makes room for `series` more series with `labels` labels, `text` label bytes and
+    /// `chunks` chunks.
+    pub(super) fn reserve(&mut self, series: usize, labels: usize, text: usize, chunks: usize) {
+        self.series.reserve(series);
+        self.labels.reserve(labels);
+        self.text.reserve(text);
+        self.chunks.reserve(chunks);
+    }
+
     /// Number of series.
     pub fn len(&self) -> usize {
         self.series.len()
@@ -235,6 +244,11 @@ impl SeriesBatch {
         if let Some(e) = self.series.last_mut() {
             e.labels.end = self.labels.len() as u32;
         }
+    }
+
+    /// Bytes of label text in the arena.
+    pub(super) fn text_len(&self) -> usize {
+        self.text.len()
     }
 
     /// Number of payload buffers.

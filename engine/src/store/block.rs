@@ -9,7 +9,7 @@ use super::entry::entry_len;
 use super::header::IndexHeader;
 use super::{CacheKey, StoreError};
 use crate::block::segment::{SEGMENT_HEADER_SIZE, split_ref};
-use crate::block::{BlockMeta, RecordRead, read_chunk_record};
+use crate::block::BlockMeta;
 use crate::index::{ChunkMeta, IndexError};
 use crate::labels::Labels;
 use crate::shard::Core;
@@ -143,11 +143,11 @@ impl BucketBlock {
         }
         let path = self.index_path();
         let fetched = fetch(core, &path, &ranges).await?;
+        let mut walk = fetched.walker();
         let mut extra = Vec::new();
         for (&i, range) in missing.iter().zip(&ranges) {
             let off = range.start;
-            let (buf, start) = fetched.locate(off).unwrap_or((usize::MAX, 0));
-            let have = fetched.from(off);
+            let (buf, start, have) = walk.at(off).unwrap_or((usize::MAX, 0, &[]));
             let need = match entry_len(have) {
                 Some(n) if n <= have.len() => n,
                 want => {
@@ -258,23 +258,21 @@ impl BucketBlock {
             }));
             let path = self.segment_path(seg);
             let fetched = fetch(core, &path, &ranges).await?;
-            let ppath = std::path::PathBuf::from(&path);
+            let mut walk = fetched.walker();
             let base = out.bufs.len();
             let mut extra = Vec::new();
             for &(_, off, i) in group {
-                let (buf, start) = fetched.locate(off).unwrap_or((usize::MAX, 0));
-                let have = fetched.from(off);
-                match read_chunk_record(have, off, &ppath)? {
-                    RecordRead::Chunk { encoding, data } => {
-                        let s = start + (data.as_ptr() as usize - have.as_ptr() as usize);
-                        out.at[i] = ((base + buf) as u32, s as u32, data.len() as u32, encoding);
+                let (buf, start, have) = walk.at(off).unwrap_or((usize::MAX, 0, &[]));
+                match parse_record(have, off, &path)? {
+                    Ok((encoding, s, len)) => {
+                        out.at[i] = ((base + buf) as u32, (start + s) as u32, len as u32, encoding);
                     }
-                    RecordRead::NeedBytes(need) => {
+                    Err(need) => {
                         let end = off + need;
                         if end > size {
                             return Err(StoreError::Block(
                                 crate::block::BlockError::ChunkOutOfBounds {
-                                    path: ppath,
+                                    path: path.clone().into(),
                                     chunk_ref: metas[i].chunk_ref,
                                     offset: off,
                                     file_len: size,
@@ -282,20 +280,17 @@ impl BucketBlock {
                             ));
                         }
                         let b = read_range(core, &path, off..end).await?;
-                        let RecordRead::Chunk { encoding, data } =
-                            read_chunk_record(&b, off, &ppath)?
-                        else {
+                        let Ok((encoding, s, len)) = parse_record(&b, off, &path)? else {
                             return Err(StoreError::Block(
                                 crate::block::BlockError::ChunkOutOfBounds {
-                                    path: ppath,
+                                    path: path.clone().into(),
                                     chunk_ref: metas[i].chunk_ref,
                                     offset: off,
                                     file_len: size,
                                 },
                             ));
                         };
-                        let s = data.as_ptr() as usize - b.as_ptr() as usize;
-                        extra.push((i, b.clone(), s, data.len(), encoding));
+                        extra.push((i, b, s, len, encoding));
                     }
                 }
             }
@@ -311,6 +306,54 @@ impl BucketBlock {
     fn segment_path(&self, seg: u32) -> String {
         format!("{}/chunks/{:06}", self.id, seg + 1)
     }
+}
+
+/// Parses the chunk record at the start of `have`, read from offset `off` of segment `path`:
+/// `uvarint len`, encoding byte, `len` bytes of payload, `BE32` CRC-32C of encoding and payload.
+/// Gives the encoding and the payload's start and length in `have`, or `Err(n)` when `have`
+/// ends inside the record, which needs `n` bytes.
+#[inline]
+fn parse_record(
+    have: &[u8],
+    off: u64,
+    path: &str,
+) -> Result<Result<(u8, usize, usize), u64>, StoreError> {
+    let Some((len, n)) = super::entry::uvarint(have, 0) else {
+        if have.len() < MAX_LEN_FIELD {
+            return Ok(Err(MAX_LEN_FIELD as u64 + 5));
+        }
+        return Err(bad_record(path, off));
+    };
+    if n > MAX_LEN_FIELD {
+        return Err(bad_record(path, off));
+    }
+    let need = n as u64 + 1 + len + 4;
+    if need > have.len() as u64 {
+        return Ok(Err(need));
+    }
+    let len = len as usize;
+    let c = &have[n + 1 + len..n + 5 + len];
+    let expected = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+    let actual = super::crc::crc32c(&have[n..n + 1 + len]);
+    if expected != actual {
+        return Err(StoreError::Block(crate::block::BlockError::CrcMismatch {
+            path: path.into(),
+            offset: off,
+            expected,
+            actual,
+        }));
+    }
+    Ok(Ok((have[n], n + 1, len)))
+}
+
+/// Most bytes of a chunk record's length field.
+const MAX_LEN_FIELD: usize = 5;
+
+fn bad_record(path: &str, off: u64) -> StoreError {
+    StoreError::Block(crate::block::BlockError::decode(
+        std::path::Path::new(path),
+        crate::encoding::DecodeError::Varint { offset: off },
+    ))
 }
 
 /// Series entries read for a batch: the buffers read and, per entry, (buffer, start, length).

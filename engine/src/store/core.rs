@@ -103,12 +103,34 @@ impl Fetched {
         (off < self.bufs[i].len()).then_some((i, off))
     }
 
-    /// The bytes from `pos` to the end of the read holding it (empty when none does).
-    pub(super) fn from(&self, pos: u64) -> &[u8] {
-        match self.locate(pos) {
-            Some((i, off)) => &self.bufs[i][off..],
-            None => &[],
+    /// A cursor for looking up positions in ascending order without a search each.
+    pub(super) fn walker(&self) -> Walker<'_> {
+        Walker { f: self, i: 0 }
+    }
+}
+
+/// Looks up positions of a [`Fetched`] given in ascending order.
+#[derive(Debug)]
+pub(super) struct Walker<'a> {
+    f: &'a Fetched,
+    i: usize,
+}
+
+impl<'a> Walker<'a> {
+    /// The read holding `pos`, the offset of `pos` in it and the bytes from there to the
+    /// read's end; `None` when no read covers it.
+    #[inline]
+    pub(super) fn at(&mut self, pos: u64) -> Option<(usize, usize, &'a [u8])> {
+        let f = self.f;
+        while self.i < f.bufs.len() && pos >= f.starts[self.i] + f.bufs[self.i].len() as u64 {
+            self.i += 1;
         }
+        let (i, off) = if self.i < f.bufs.len() && pos >= f.starts[self.i] {
+            (self.i, (pos - f.starts[self.i]) as usize)
+        } else {
+            f.locate(pos)?
+        };
+        Some((i, off, &f.bufs[i][off..]))
     }
 }
 

@@ -3,7 +3,8 @@
 //! range. The layout is the index's (`index/FORMAT.md`); this is the store's hot loop, so the
 //! varints are read with a one-byte fast path and nothing is allocated.
 
-use crate::encoding::{crc32c, zigzag_decode};
+use super::crc::crc32c;
+use crate::encoding::zigzag_decode;
 use crate::index::{ChunkMeta, IndexError};
 
 /// A cursor over an entry body; every read is bounds-checked and fails with the offset.
@@ -15,32 +16,57 @@ struct Cursor<'a> {
 impl Cursor<'_> {
     #[inline(always)]
     fn uvarint(&mut self) -> Option<u64> {
-        let b = *self.buf.get(self.pos)?;
-        if b < 0x80 {
-            self.pos += 1;
-            return Some(u64::from(b));
-        }
-        let mut v = 0u64;
-        let mut shift = 0;
-        for i in 0..10 {
-            let b = *self.buf.get(self.pos + i)?;
-            if i == 9 && b > 1 {
-                return None;
-            }
-            v |= u64::from(b & 0x7F) << shift;
-            if b < 0x80 {
-                self.pos += i + 1;
-                return Some(v);
-            }
-            shift += 7;
-        }
-        None
+        let (v, n) = uvarint(self.buf, self.pos)?;
+        self.pos += n;
+        Some(v)
     }
 
     #[inline(always)]
     fn uvarint32(&mut self) -> Option<u32> {
         self.uvarint().and_then(|v| u32::try_from(v).ok())
     }
+}
+
+/// The Go uvarint at `buf[pos..]` and its length in bytes; `None` when cut short or longer
+/// than 10 bytes. One byte is tested first (most label references and deltas); up to eight
+/// bytes are decoded from one 64-bit load without a loop.
+#[inline(always)]
+pub(super) fn uvarint(buf: &[u8], pos: usize) -> Option<(u64, usize)> {
+    let b = *buf.get(pos)?;
+    if b < 0x80 {
+        return Some((u64::from(b), 1));
+    }
+    if let Some(w) = buf.get(pos..pos + 8) {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        let w = u64::from_le_bytes(a);
+        // The first byte without its continuation bit ends the varint.
+        let stop = !w & 0x8080_8080_8080_8080;
+        if stop != 0 {
+            // Keep the bytes up to the stop bit, drop the continuation bits, then pack the
+            // 7-bit groups pairwise: 14 bits per 16, 28 per 32, 56 per 64.
+            let w = w & (stop ^ (stop - 1)) & 0x7F7F_7F7F_7F7F_7F7F;
+            let w = (w & 0x007F_007F_007F_007F) | ((w & 0x7F00_7F00_7F00_7F00) >> 1);
+            let w = (w & 0x0000_3FFF_0000_3FFF) | ((w & 0x3FFF_0000_3FFF_0000) >> 2);
+            let v = (w & 0x0000_0000_0FFF_FFFF) | ((w & 0x0FFF_FFFF_0000_0000) >> 4);
+            let bits = stop.trailing_zeros() + 1;
+            return Some((v, (bits / 8) as usize));
+        }
+    }
+    let mut v = 0u64;
+    let mut shift = 0;
+    for i in 0..10 {
+        let b = *buf.get(pos + i)?;
+        if i == 9 && b > 1 {
+            return None;
+        }
+        v |= u64::from(b & 0x7F) << shift;
+        if b < 0x80 {
+            return Some((v, i + 1));
+        }
+        shift += 7;
+    }
+    None
 }
 
 /// What an entry decoded to.
@@ -174,6 +200,25 @@ mod tests {
     use super::*;
     use crate::index::{IndexReader, IndexWriter};
     use crate::labels::Labels;
+
+    #[test]
+    fn uvarints_decode_as_go_writes_them() {
+        let mut values: Vec<u64> = vec![0, 1, 127, 128, 300, 16_383, 16_384, u64::MAX];
+        values.extend((0..64).map(|s| 1u64 << s));
+        values.extend((1..64).map(|s| (1u64 << s) - 1));
+        for v in values {
+            let mut buf = Vec::new();
+            crate::encoding::put_uvarint(&mut buf, v);
+            let n = buf.len();
+            // Alone, and followed by more bytes (the 64-bit load path).
+            assert_eq!(uvarint(&buf, 0), Some((v, n)), "{v}");
+            buf.extend_from_slice(&[0xFF; 9]);
+            assert_eq!(uvarint(&buf, 0), Some((v, n)), "{v}");
+            assert_eq!(uvarint(&buf[..n - 1], 0), None);
+        }
+        assert_eq!(uvarint(&[0xFF; 11], 0), None);
+        assert_eq!(uvarint(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02], 0), None);
+    }
 
     #[test]
     fn entries_decode_as_the_index_reader_does() {

@@ -13,6 +13,7 @@
 mod batch;
 mod block;
 mod core;
+mod crc;
 mod entry;
 pub mod header;
 mod labels;

@@ -46,6 +46,8 @@ const SPLIT_SERIES: usize = 16 * 1024;
 /// Series entries are cached only for selections of at most this many series per block: a
 /// scan of a whole block would only evict what smaller queries reuse.
 const CACHE_SERIES_MAX: usize = 64 * 1024;
+/// A producer keeps symbol pages up to this fraction of its core's cache budget.
+const SYMBOL_SHARE: usize = 8;
 /// Blocks a core resolves at once: each holds its postings lists while it is resolved.
 const RESOLVE_CONCURRENCY: usize = 4;
 
@@ -77,6 +79,8 @@ struct Prepared {
     limits: Limits,
     usage: Usage,
     batch_bytes: usize,
+    /// Bytes of symbol pages a producer keeps between its batches.
+    symbol_bytes: usize,
 }
 
 /// A batch of a stripe, and whether it is the stripe's last.
@@ -155,6 +159,7 @@ impl BucketStore {
             limits: self.opts.limits,
             usage: Usage::default(),
             batch_bytes,
+            symbol_bytes: (self.opts.index_cache_bytes as usize / cores) / SYMBOL_SHARE,
         });
         let resolved = self.resolve_all(&blocks, &prep).await;
         let mut stream = SeriesStream {
@@ -548,6 +553,8 @@ struct Scratch {
     served: Vec<(u32, u32)>,
     shard: Vec<u8>,
     memo: LabelMemo,
+    /// Label bytes the last batch wrote, to size the next.
+    text_hint: usize,
 }
 
 /// Reads this part's stripes of a block on this core and sends them in batches; stops early
@@ -559,7 +566,7 @@ async fn produce(
     tx: flume::Sender<PartResult>,
 ) {
     let b = &part.block;
-    let mut syms = SymbolPages::new(b.header.num_pages());
+    let mut syms = SymbolPages::new(b.header.num_pages(), p.symbol_bytes);
     let mut sc = Scratch::default();
     let n = part.refs.len();
     let stripes = n.div_ceil(part.stripe);
@@ -640,6 +647,12 @@ async fn read_batch(
         .await?;
 
     let mut batch = SeriesBatch::new();
+    batch.reserve(
+        refs.len(),
+        sc.labels.len() + refs.len() * b.ext_labels.len(),
+        sc.text_hint,
+        sc.metas.len(),
+    );
     sc.memo.start_batch(b.ext_labels.len());
     sc.served.clear();
     let (mut l0, mut c0) = (0u32, 0u32);
@@ -668,6 +681,7 @@ async fn read_batch(
         samples += u64::from(chunks.end - chunks.start) * MAX_SAMPLES_PER_CHUNK as u64;
         sc.served.push((chunks.start, chunks.end));
     }
+    sc.text_hint = batch.text_len() + batch.text_len() / 8;
     Usage::add(&p.usage.series, batch.len() as u64, p.limits.series, "series")?;
     Usage::add(&p.usage.samples, samples, p.limits.samples, "samples")?;
     if q.skip_chunks || batch.is_empty() {

@@ -1,7 +1,8 @@
 //! Symbols of a block as a producer resolves them: pages of 32 symbols read from the index in
-//! the bucket when a batch first needs them (from the owning core's cache, else by one
-//! coalesced read per batch), held for the producer's next batches while few, and looked up by
-//! reference in constant time.
+//! the bucket when a batch first needs them (from the core's cache, else by one coalesced read
+//! per batch), held for the producer's next batches up to a byte cap (a share of the core's
+//! cache budget; the pages are the cache's own buffers, shared, so holding them mostly costs
+//! nothing more), and looked up by reference in constant time.
 
 use bytes::Bytes;
 
@@ -12,8 +13,6 @@ use super::{CacheKey, StoreError};
 use crate::index::IndexError;
 use crate::shard::Core;
 
-/// Pages a producer keeps between batches; past this it starts over (about 1 MiB of symbols).
-const KEEP_PAGES: usize = 1024;
 const NONE: u32 = u32::MAX;
 
 /// The symbol pages one producer holds.
@@ -23,15 +22,22 @@ pub(super) struct SymbolPages {
     slot: Vec<u32>,
     pages: Vec<(u32, Bytes)>,
     missing: Vec<u32>,
+    /// Bytes of `pages`.
+    bytes: usize,
+    /// Bytes held between batches; past this the producer starts over.
+    cap: usize,
 }
 
 impl SymbolPages {
-    /// An empty set for a block with `num_pages` pages.
-    pub(super) fn new(num_pages: usize) -> Self {
+    /// An empty set for a block with `num_pages` pages, keeping at most `cap` bytes of pages
+    /// between batches.
+    pub(super) fn new(num_pages: usize, cap: usize) -> Self {
         SymbolPages {
             slot: vec![NONE; num_pages],
             pages: Vec::new(),
             missing: Vec::new(),
+            bytes: 0,
+            cap,
         }
     }
 
@@ -59,10 +65,11 @@ impl SymbolPages {
         b: &BucketBlock,
         refs: impl Iterator<Item = u32>,
     ) -> Result<(), StoreError> {
-        if self.pages.len() > KEEP_PAGES {
+        if self.bytes > self.cap {
             for (p, _) in self.pages.drain(..) {
                 self.slot[p as usize] = NONE;
             }
+            self.bytes = 0;
         }
         let n = b.header.num_symbols();
         self.missing.clear();
@@ -114,6 +121,7 @@ impl SymbolPages {
     }
 
     fn hold(&mut self, p: u32, page: Bytes) {
+        self.bytes += page.len();
         self.slot[p as usize] = self.pages.len() as u32;
         self.pages.push((p, page));
     }
