@@ -31,15 +31,30 @@ fn field_len(n: usize) -> usize {
     1 + varint_len(n as u64) + n
 }
 
+/// Length of a string or bytes field, which proto3 leaves out when empty.
+#[inline]
+fn bytes_len(n: usize) -> usize {
+    if n == 0 { 0 } else { field_len(n) }
+}
+
+#[inline]
+fn put_bytes(out: &mut BytesMut, tag: u8, b: &[u8]) {
+    if !b.is_empty() {
+        out.put_u8(tag);
+        put_varint(out, b.len() as u64);
+        out.put_slice(b);
+    }
+}
+
 #[inline]
 fn label_len(name: &[u8], value: &[u8]) -> usize {
-    field_len(name.len()) + field_len(value.len())
+    bytes_len(name.len()) + bytes_len(value.len())
 }
 
 /// `thanos.Chunk { type: XOR (0, omitted), data, hash }`.
 #[inline]
 fn chunk_len(data: &[u8], hash: u64) -> usize {
-    field_len(data.len()) + if hash != 0 { 1 + varint_len(hash) } else { 0 }
+    bytes_len(data.len()) + if hash != 0 { 1 + varint_len(hash) } else { 0 }
 }
 
 /// `thanos.AggrChunk { min_time, max_time, raw }`.
@@ -73,12 +88,8 @@ pub fn put_series_frame(b: &SeriesBatch, i: usize, hashes: &mut Vec<u64>, out: &
         // Series.labels (1): Label { name (1), value (2) }.
         out.put_u8(0x0A);
         put_varint(out, label_len(n, v) as u64);
-        out.put_u8(0x0A);
-        put_varint(out, n.len() as u64);
-        out.put_slice(n);
-        out.put_u8(0x12);
-        put_varint(out, v.len() as u64);
-        out.put_slice(v);
+        put_bytes(out, 0x0A, n);
+        put_bytes(out, 0x12, v);
     }
     for (c, &h) in b.chunks(i).zip(hashes.iter()) {
         let raw = chunk_len(c.data, h);
@@ -96,9 +107,7 @@ pub fn put_series_frame(b: &SeriesBatch, i: usize, hashes: &mut Vec<u64>, out: &
         out.put_u8(0x1A);
         put_varint(out, raw as u64);
         // Chunk { data (2), hash (3) }; type XOR is 0, the default, so not written.
-        out.put_u8(0x12);
-        put_varint(out, c.data.len() as u64);
-        out.put_slice(c.data);
+        put_bytes(out, 0x12, c.data);
         if h != 0 {
             out.put_u8(0x18);
             put_varint(out, h);
