@@ -640,6 +640,9 @@ fn store_api_streams_what_prometheus_remote_read_streams() {
             "{text}"
         );
         assert!(a.warnings.is_empty() && b.warnings.is_empty());
-        eprintln!("{text}: {} series, {} chunks, {} chunk bytes", a.series, a.chunks, a.chunk_bytes);
+        eprintln!(
+            "{text}: {} series, {} chunks, {} chunk bytes",
+            a.series, a.chunks, a.chunk_bytes
+        );
     }
 }

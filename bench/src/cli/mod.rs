@@ -375,7 +375,10 @@ pub(crate) fn run(cmd: RunCmd) -> anyhow::Result<()> {
             } else {
                 selectors
             };
-            (runner::series::series(&o, &selectors, passes)?, o.results.clone())
+            (
+                runner::series::series(&o, &selectors, passes)?,
+                o.results.clone(),
+            )
         }
         RunCmd::Compact { common } => {
             let o = common.options(100, 24.0, Duration::from_secs(30))?;

@@ -46,7 +46,12 @@ fn prometheus_name(bin: &Path) -> String {
 }
 
 /// Starts the baseline: the external endpoint, or Prometheus over `data` with `extra` flags.
-pub(super) fn baseline(o: &RunOptions, name: &str, data: &Path, extra: &[String]) -> Result<Server, RunError> {
+pub(super) fn baseline(
+    o: &RunOptions,
+    name: &str,
+    data: &Path,
+    extra: &[String],
+) -> Result<Server, RunError> {
     if let Some(u) = &o.baseline_url {
         return Ok(Server::external("baseline (external)", u, o.baseline_pid));
     }

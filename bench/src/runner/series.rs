@@ -198,7 +198,8 @@ impl<'c> Tally<'c> {
         for f in fields(msg, "series") {
             match f? {
                 (n, Value::Bytes(b)) if n == label_field => {
-                    self.labels.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                    self.labels
+                        .extend_from_slice(&(b.len() as u32).to_le_bytes());
                     self.labels.extend_from_slice(b);
                     if let Some(g) = &mut got {
                         let (mut name, mut value) = (String::new(), String::new());
@@ -360,8 +361,7 @@ pub async fn store_series(
         partial_response_strategy: thanos::PartialResponseStrategy::Abort as i32,
         ..Default::default()
     };
-    let mut grpc_client = tonic::client::Grpc::new(channel)
-        .max_decoding_message_size(usize::MAX);
+    let mut grpc_client = tonic::client::Grpc::new(channel).max_decoding_message_size(usize::MAX);
     grpc_client.ready().await.map_err(|e| err(&e))?;
     let t = Instant::now();
     let mut stream = grpc_client
@@ -618,7 +618,10 @@ fn start_store(
     let cfg = dir.join("bucket.yml");
     std::fs::write(
         &cfg,
-        format!("type: FILESYSTEM\nconfig:\n  directory: {}\n", bucket.display()),
+        format!(
+            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+            bucket.display()
+        ),
     )?;
     let default = "store --objstore.config-file={bucket} --data-dir={data} \
                    --http-address=127.0.0.1:{http} --grpc-address=127.0.0.1:{grpc}";
@@ -634,7 +637,10 @@ fn start_store(
     }
     let version = version_of(bin);
     let s = Server::start(
-        &format!("gauntlet {}", version.split_whitespace().last().unwrap_or("")),
+        &format!(
+            "gauntlet {}",
+            version.split_whitespace().last().unwrap_or("")
+        ),
         cmd,
         format!("http://127.0.0.1:{http}"),
         &dir.join("log.txt"),
@@ -673,7 +679,10 @@ pub fn series(o: &RunOptions, selectors: &[String], passes: usize) -> Result<Str
             headers = header_sizes(&gdata);
             s.stop();
         } else {
-            eprintln!("{}: no `store` subcommand; measuring Prometheus alone", bin.display());
+            eprintln!(
+                "{}: no `store` subcommand; measuring Prometheus alone",
+                bin.display()
+            );
         }
     }
 
@@ -722,7 +731,11 @@ fn render(
         "| selector | system | series | series/s | chunks | bytes received | server CPU s per pass | peak RSS MiB |"
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
-    let mib = |b: Option<u64>| b.map_or("n/a".to_string(), |b| format!("{:.0}", b as f64 / 1048576.0));
+    let mib = |b: Option<u64>| {
+        b.map_or("n/a".to_string(), |b| {
+            format!("{:.0}", b as f64 / 1048576.0)
+        })
+    };
     let rate = |r: &Streamed| r.series as f64 / r.best_seconds();
     let mut agree = true;
     for (i, br) in base.rows.iter().enumerate() {
@@ -745,7 +758,13 @@ fn render(
             && let Some(tr) = t.rows.get(i)
         {
             row(t, tr);
-            let ratio = |a: f64, b: f64| if b > 0.0 { format!("{:.2}x", a / b) } else { "n/a".into() };
+            let ratio = |a: f64, b: f64| {
+                if b > 0.0 {
+                    format!("{:.2}x", a / b)
+                } else {
+                    "n/a".into()
+                }
+            };
             let _ = writeln!(
                 s,
                 "| `{}` | ratio Gauntlet / Prometheus | | {} | | {} | {} | {} |",

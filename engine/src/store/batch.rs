@@ -28,6 +28,23 @@ pub struct SeriesBatch {
     /// The series chunks are added to: the one started last, or the one opened with
     /// [`SeriesBatch::open_chunks`].
     chunk_target: usize,
+    /// The series written in a wire format by a [`FrameEncoder`] on the engine core, while
+    /// they match the batch (any change other than dropping trailing series discards them).
+    encoded: Option<Encoded>,
+}
+
+/// Series of a batch in a wire format, and where each series ends in it.
+#[derive(Debug, Clone, Default)]
+struct Encoded {
+    bytes: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+/// Writes series in a wire format (the server's Series frames) on the engine cores, so the
+/// thread that sends them does not have to.
+pub trait FrameEncoder: Send + Sync + std::fmt::Debug {
+    /// Appends series `i` of `batch`, encoded, to `out`.
+    fn encode_series(&self, batch: &SeriesBatch, i: usize, out: &mut Vec<u8>);
 }
 
 #[derive(Debug, Clone)]
@@ -90,14 +107,41 @@ impl SeriesBatch {
         self.series.is_empty()
     }
 
-    /// Bytes held: labels, bookkeeping and the payload buffers (the figure batches are sized
-    /// by).
+    /// Bytes held: labels, bookkeeping, the payload buffers and the encoded series (the
+    /// figure batches are sized by).
     pub fn bytes(&self) -> usize {
         self.text.len()
             + self.labels.len() * LABEL_COST
             + self.series.len() * SERIES_COST
             + self.chunks.len() * CHUNK_COST
             + self.buf_bytes
+            + self
+                .encoded
+                .as_ref()
+                .map_or(0, |e| e.bytes.len() + e.ends.len() * 4)
+    }
+
+    /// Encodes every series with `enc`, keeping the bytes with the batch.
+    pub fn encode_with(&mut self, enc: &dyn FrameEncoder) {
+        let mut e = Encoded {
+            bytes: Vec::with_capacity(self.bytes()),
+            ends: Vec::with_capacity(self.len()),
+        };
+        for i in 0..self.len() {
+            enc.encode_series(self, i, &mut e.bytes);
+            e.ends.push(e.bytes.len() as u32);
+        }
+        self.encoded = Some(e);
+    }
+
+    /// The encoded series, taken out of the batch, when the batch still matches them.
+    pub fn take_encoded(&mut self) -> Option<Vec<u8>> {
+        self.encoded.take().map(|e| e.bytes)
+    }
+
+    /// Whether the batch carries its series encoded.
+    pub fn is_encoded(&self) -> bool {
+        self.encoded.is_some()
     }
 
     /// Label `(name, value)` byte pairs of series `i`, sorted by name.
@@ -197,6 +241,7 @@ impl SeriesBatch {
     /// Starts a new series; add its labels in name order with [`SeriesBatch::push_label`] and
     /// its chunks with [`SeriesBatch::push_chunk`] or [`SeriesBatch::push_chunk_in`].
     pub fn start_series(&mut self) {
+        self.encoded = None;
         let l = self.labels.len() as u32;
         let c = self.chunks.len() as u32;
         self.series.push(Entry {
@@ -209,6 +254,7 @@ impl SeriesBatch {
     /// Makes series `i` the one chunks are added to; its chunks must all be added before
     /// another series' (chunks are kept in series order).
     pub(super) fn open_chunks(&mut self, i: usize) {
+        self.encoded = None;
         let c = self.chunks.len() as u32;
         self.series[i].chunks = c..c;
         self.chunk_target = i;
@@ -223,6 +269,7 @@ impl SeriesBatch {
 
     /// Adds a label to the series started last.
     pub fn push_label(&mut self, name: &[u8], value: &[u8]) {
+        self.encoded = None;
         let a = self.text.len() as u32;
         self.text.extend_from_slice(name);
         let b = self.text.len() as u32;
@@ -240,6 +287,7 @@ impl SeriesBatch {
 
     /// Adds a label by its arena position (the same bytes as an earlier label).
     pub(super) fn push_label_at(&mut self, l: [u32; 3]) {
+        self.encoded = None;
         self.labels.push(l);
         if let Some(e) = self.series.last_mut() {
             e.labels.end = self.labels.len() as u32;
@@ -284,6 +332,7 @@ impl SeriesBatch {
         max_time: i64,
         encoding: u8,
     ) {
+        self.encoded = None;
         self.chunks.push(ChunkEntry {
             min_time,
             max_time,
@@ -335,19 +384,17 @@ impl SeriesBatch {
             }
         }
         let buf = buf.unwrap_or_else(|| self.add_buf(src.clone()));
-        self.push_chunk_in(
-            buf,
-            c.start,
-            c.len,
-            c.min_time,
-            c.max_time,
-            c.encoding,
-        );
+        self.push_chunk_in(buf, c.start, c.len, c.min_time, c.max_time, c.encoding);
     }
 
     /// Drops the series started last (it turned out not to be served). Its label bytes stay in
     /// the arena, where later labels may share them.
     pub fn pop_series(&mut self) {
+        if let Some(enc) = &mut self.encoded {
+            enc.ends.pop();
+            let end = enc.ends.last().map_or(0, |&e| e as usize);
+            enc.bytes.truncate(end);
+        }
         if let Some(e) = self.series.pop() {
             self.labels.truncate(e.labels.start as usize);
             self.chunks.truncate(e.chunks.start as usize);
@@ -364,11 +411,26 @@ impl SeriesBatch {
 
     /// Copies series `i` of `from` to the end of this batch; payloads are shared, not copied.
     pub fn copy_series(&mut self, from: &SeriesBatch, i: usize) {
+        // The encoded bytes follow when both sides carry theirs (or this batch is empty).
+        let keep = (self.is_empty() || self.encoded.is_some())
+            .then(|| from.encoded.as_ref())
+            .flatten()
+            .map(|e| {
+                let start = if i == 0 { 0 } else { e.ends[i - 1] as usize };
+                e.bytes[start..e.ends[i] as usize].to_vec()
+            });
+        let mut enc = self.encoded.take();
         self.start_series();
         for (n, v) in from.labels(i) {
             self.push_label(n, v);
         }
         self.append_chunks_of(from, i);
+        if let Some(frame) = keep {
+            let e = enc.get_or_insert_with(Encoded::default);
+            e.bytes.extend_from_slice(&frame);
+            e.ends.push(e.bytes.len() as u32);
+            self.encoded = enc;
+        }
     }
 
     /// Adds the chunks of series `i` of `from` to the last series of this batch (same labels).
@@ -390,12 +452,14 @@ impl SeriesBatch {
 
     /// Replaces the chunks of series `i` (used after merging overlapping chunks).
     pub(super) fn replace_chunks(&mut self, i: usize, chunks: Vec<RawChunk>) {
+        self.encoded = None;
         let old = std::mem::take(&mut self.chunks);
         let mut all = Vec::with_capacity(old.len() + chunks.len());
         let mut fresh = Vec::with_capacity(chunks.len());
         for c in chunks {
             let buf = self.buf_index(&c.data);
-            let start = (c.data.as_ptr() as usize - self.bufs[buf as usize].as_ptr() as usize) as u32;
+            let start =
+                (c.data.as_ptr() as usize - self.bufs[buf as usize].as_ptr() as usize) as u32;
             fresh.push(ChunkEntry {
                 min_time: c.min_time,
                 max_time: c.max_time,

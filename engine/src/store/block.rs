@@ -8,8 +8,8 @@ use super::core::{StoreCore, fetch, read_range};
 use super::entry::entry_len;
 use super::header::IndexHeader;
 use super::{CacheKey, StoreError};
-use crate::block::segment::{SEGMENT_HEADER_SIZE, split_ref};
 use crate::block::BlockMeta;
+use crate::block::segment::{SEGMENT_HEADER_SIZE, split_ref};
 use crate::index::{ChunkMeta, IndexError};
 use crate::labels::Labels;
 use crate::shard::Core;
@@ -265,7 +265,12 @@ impl BucketBlock {
                 let (buf, start, have) = walk.at(off).unwrap_or((usize::MAX, 0, &[]));
                 match parse_record(have, off, &path)? {
                     Ok((encoding, s, len)) => {
-                        out.at[i] = ((base + buf) as u32, (start + s) as u32, len as u32, encoding);
+                        out.at[i] = (
+                            (base + buf) as u32,
+                            (start + s) as u32,
+                            len as u32,
+                            encoding,
+                        );
                     }
                     Err(need) => {
                         let end = off + need;

@@ -155,8 +155,7 @@ pub(super) async fn fetch(
             .reader
             .runtime
             .spawn(async move {
-                futures::future::try_join_all(r.into_iter().map(|m| bucket.get_range(&p, m)))
-                    .await
+                futures::future::try_join_all(r.into_iter().map(|m| bucket.get_range(&p, m))).await
             })
             .await
             .map_err(|e| BucketError::Io {

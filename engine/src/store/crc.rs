@@ -34,7 +34,10 @@ fn short_sse42(data: &[u8]) -> u32 {
     let mut crc = crc as u32;
     let mut rest = words.remainder();
     if rest.len() >= 4 {
-        crc = _mm_crc32_u32(crc, u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]));
+        crc = _mm_crc32_u32(
+            crc,
+            u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]),
+        );
         rest = &rest[4..];
     }
     if rest.len() >= 2 {

@@ -126,7 +126,9 @@ pub(super) fn decode_entry(
     }
     let mut c = Cursor { buf: body, pos: 0 };
     let at = |c: &Cursor<'_>| body_at + c.pos;
-    let n = c.uvarint().ok_or_else(|| corrupt(at(&c), "bad label count"))?;
+    let n = c
+        .uvarint()
+        .ok_or_else(|| corrupt(at(&c), "bad label count"))?;
     // Each label takes at least two bytes: bound the loop by the bytes present.
     if n > body.len() as u64 / 2 {
         return Err(corrupt(body_at, "more labels than the entry can hold"));
@@ -164,7 +166,8 @@ pub(super) fn decode_entry(
             if k > 0 {
                 min = max_time.wrapping_add(c.uvarint().ok_or_else(|| bad(&c))? as i64);
                 max_time = min.wrapping_add(c.uvarint().ok_or_else(|| bad(&c))? as i64);
-                chunk_ref = chunk_ref.wrapping_add(zigzag_decode(c.uvarint().ok_or_else(|| bad(&c))?) as u64);
+                chunk_ref = chunk_ref
+                    .wrapping_add(zigzag_decode(c.uvarint().ok_or_else(|| bad(&c))?) as u64);
             }
             if min > maxt {
                 // Chunks are sorted by time: the rest are later still.
@@ -217,7 +220,13 @@ mod tests {
             assert_eq!(uvarint(&buf[..n - 1], 0), None);
         }
         assert_eq!(uvarint(&[0xFF; 11], 0), None);
-        assert_eq!(uvarint(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02], 0), None);
+        assert_eq!(
+            uvarint(
+                &[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02],
+                0
+            ),
+            None
+        );
     }
 
     #[test]

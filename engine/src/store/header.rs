@@ -165,9 +165,13 @@ impl IndexHeader {
         let mut d = Decbuf::new(sym, sym_off);
         let num_symbols = d.be32().map_err(de)?;
         let num_pages = d.be32().map_err(de)? as usize;
-        if num_pages != (num_symbols as usize).div_ceil(SAMPLE_EVERY) || num_pages * 8 > d.remaining()
+        if num_pages != (num_symbols as usize).div_ceil(SAMPLE_EVERY)
+            || num_pages * 8 > d.remaining()
         {
-            return Err(corrupt(sym_off, "page count does not match the symbol count"));
+            return Err(corrupt(
+                sym_off,
+                "page count does not match the symbol count",
+            ));
         }
         let mut pages = Vec::with_capacity(num_pages);
         for _ in 0..num_pages {
@@ -237,7 +241,10 @@ impl IndexHeader {
             });
         }
         if d.remaining() != 0 {
-            return Err(corrupt(d.offset(), "trailing bytes in the postings section"));
+            return Err(corrupt(
+                d.offset(),
+                "trailing bytes in the postings section",
+            ));
         }
         let all_postings = all.checked_sub(1);
         let mut h = IndexHeader {
@@ -311,7 +318,12 @@ impl IndexHeader {
     /// Decodes symbol page `p` read from the index into the cached form: `u32` count, then
     /// `count + 1` little-endian `u32` string offsets, then the strings; checks the CRC the
     /// header recorded (the symbols were checked to be UTF-8 when it was built).
-    pub(super) fn decode_page(&self, p: usize, raw: &[u8], index: &Path) -> Result<Vec<u8>, IndexError> {
+    pub(super) fn decode_page(
+        &self,
+        p: usize,
+        raw: &[u8],
+        index: &Path,
+    ) -> Result<Vec<u8>, IndexError> {
         let range = self.page_range(p);
         let actual = crc32c(raw);
         if actual != self.pages[p].1 {
@@ -377,10 +389,11 @@ impl IndexHeader {
     /// value is not above it.
     pub(super) fn window_of(&self, n: usize, value: &[u8]) -> Option<usize> {
         let w = self.windows_of(n);
-        let i = w.start + self.samples[w.clone()].partition_point(|s| {
-            let r = &s.value;
-            &self.values[r.start as usize..r.end as usize] <= value
-        });
+        let i = w.start
+            + self.samples[w.clone()].partition_point(|s| {
+                let r = &s.value;
+                &self.values[r.start as usize..r.end as usize] <= value
+            });
         (i > w.start).then(|| i - 1)
     }
 
@@ -582,7 +595,13 @@ pub async fn build(bucket: &Bucket, index_path: &str, local: &Path) -> Result<Ve
 
 /// Encodes the header of an index of `size` bytes with `toc` from its symbol table section
 /// `sym` and postings offset table section `pot` (each framed: length, body, CRC).
-fn encode(size: u64, toc: &Toc, sym: &[u8], pot: &[u8], ipath: &Path) -> Result<Vec<u8>, IndexError> {
+fn encode(
+    size: u64,
+    toc: &Toc,
+    sym: &[u8],
+    pot: &[u8],
+    ipath: &Path,
+) -> Result<Vec<u8>, IndexError> {
     let de = |section, source| IndexError::Decode {
         path: ipath.to_path_buf(),
         section,
@@ -632,8 +651,10 @@ fn encode(size: u64, toc: &Toc, sym: &[u8], pot: &[u8], ipath: &Path) -> Result<
         if i % SAMPLE_EVERY == 0 {
             if i > 0 {
                 let r = (page_start - body_off) as usize..(d.offset() - body_off) as usize;
-                pages.last_mut().unwrap_or_else(|| unreachable!("pushed above")).1 =
-                    crc32c(&body[r]);
+                pages
+                    .last_mut()
+                    .unwrap_or_else(|| unreachable!("pushed above"))
+                    .1 = crc32c(&body[r]);
             }
             page_start = d.offset();
             pages.push(((page_start - first) as u32, 0));
@@ -745,7 +766,9 @@ fn encode(size: u64, toc: &Toc, sym: &[u8], pot: &[u8], ipath: &Path) -> Result<
                 samples: Vec::new(),
             });
         }
-        let nm = names.last_mut().unwrap_or_else(|| unreachable!("pushed above"));
+        let nm = names
+            .last_mut()
+            .unwrap_or_else(|| unreachable!("pushed above"));
         if new_window {
             nm.samples.push((value, off, at, 0));
         }
@@ -786,28 +809,43 @@ mod tests {
     fn header_pages_and_windows_give_back_the_index_tables() {
         // An index with many symbols and values, so names span several windows.
         let mut w = crate::index::IndexWriter::in_memory();
-        let mut syms: Vec<String> = vec!["__name__".into(), "m".into(), "pod".into(), "job".into(), "a".into()];
+        let mut syms: Vec<String> = vec![
+            "__name__".into(),
+            "m".into(),
+            "pod".into(),
+            "job".into(),
+            "a".into(),
+        ];
         let pods: Vec<String> = (0..300).map(|i| format!("pod-{i:04}")).collect();
         syms.extend(pods.iter().cloned());
         syms.sort();
         syms.dedup();
         w.add_symbols(syms.iter().map(String::as_str)).unwrap();
         for (i, p) in pods.iter().enumerate() {
-            let labels = crate::labels::Labels::from_pairs([("__name__", "m"), ("job", "a"), ("pod", p.as_str())]);
+            let labels = crate::labels::Labels::from_pairs([
+                ("__name__", "m"),
+                ("job", "a"),
+                ("pod", p.as_str()),
+            ]);
             let _ = i;
             w.add_series(&labels, &[]).unwrap();
         }
         let bytes = w.finish_to_vec().unwrap();
         let ix = IndexReader::from_bytes(bytes.clone(), "index".into()).unwrap();
         let toc = *ix.toc();
-        let sym_len = u32::from_be_bytes(bytes[toc.symbols as usize..toc.symbols as usize + 4].try_into().unwrap()) as usize;
+        let sym_len = u32::from_be_bytes(
+            bytes[toc.symbols as usize..toc.symbols as usize + 4]
+                .try_into()
+                .unwrap(),
+        ) as usize;
         let pot_len = u32::from_be_bytes(
             bytes[toc.postings_offset_table as usize..toc.postings_offset_table as usize + 4]
                 .try_into()
                 .unwrap(),
         ) as usize;
         let sym = &bytes[toc.symbols as usize..toc.symbols as usize + sym_len + 8];
-        let pot = &bytes[toc.postings_offset_table as usize..toc.postings_offset_table as usize + pot_len + 8];
+        let pot = &bytes
+            [toc.postings_offset_table as usize..toc.postings_offset_table as usize + pot_len + 8];
         let enc = encode(bytes.len() as u64, &toc, sym, pot, Path::new("index")).unwrap();
         let h = IndexHeader::parse(&enc, Path::new("h")).unwrap();
         assert!(h.memory_bytes() < 10_000, "{}", h.memory_bytes());
@@ -816,13 +854,18 @@ mod tests {
         for p in 0..h.num_pages() {
             let r = h.page_range(p);
             let page = h
-                .decode_page(p, &bytes[r.start as usize..r.end as usize], Path::new("index"))
+                .decode_page(
+                    p,
+                    &bytes[r.start as usize..r.end as usize],
+                    Path::new("index"),
+                )
                 .unwrap();
             let count = u32::from_le_bytes(page[..4].try_into().unwrap()) as usize;
             let base = 4 + 4 * (count + 1);
             for k in 0..count {
                 let a = u32::from_le_bytes(page[4 + 4 * k..8 + 4 * k].try_into().unwrap()) as usize;
-                let b = u32::from_le_bytes(page[8 + 4 * k..12 + 4 * k].try_into().unwrap()) as usize;
+                let b =
+                    u32::from_le_bytes(page[8 + 4 * k..12 + 4 * k].try_into().unwrap()) as usize;
                 got.push(String::from_utf8(page[base + a..base + b].to_vec()).unwrap());
             }
         }
@@ -834,15 +877,24 @@ mod tests {
         let mut entries = Vec::new();
         for s in h.windows_of(n) {
             let r = h.window_range(s);
-            h.parse_window(s, &bytes[r.start as usize..r.end as usize], Path::new("index"), &mut entries)
-                .unwrap();
+            h.parse_window(
+                s,
+                &bytes[r.start as usize..r.end as usize],
+                Path::new("index"),
+                &mut entries,
+            )
+            .unwrap();
         }
         let want: Vec<String> = ix.label_values("pod").unwrap();
-        let got: Vec<String> = entries.iter().map(|e| String::from_utf8(e.0.to_vec()).unwrap()).collect();
+        let got: Vec<String> = entries
+            .iter()
+            .map(|e| String::from_utf8(e.0.to_vec()).unwrap())
+            .collect();
         assert_eq!(got, want);
         for (v, off, end) in &entries {
             let mut refs = Vec::new();
-            ix.postings("pod", std::str::from_utf8(v).unwrap(), &mut refs).unwrap();
+            ix.postings("pod", std::str::from_utf8(v).unwrap(), &mut refs)
+                .unwrap();
             let mut at = Vec::new();
             ix.append_postings_at(*off, &mut at).unwrap();
             assert_eq!(refs, at);
@@ -850,8 +902,13 @@ mod tests {
             let w = h.window_of(n, v).unwrap();
             let r = h.window_range(w);
             let mut one = Vec::new();
-            h.parse_window(w, &bytes[r.start as usize..r.end as usize], Path::new("index"), &mut one)
-                .unwrap();
+            h.parse_window(
+                w,
+                &bytes[r.start as usize..r.end as usize],
+                Path::new("index"),
+                &mut one,
+            )
+            .unwrap();
             assert!(one.iter().any(|e| e.0 == *v));
         }
         assert_eq!(h.window_of(n, b"a"), None);
@@ -863,7 +920,12 @@ mod tests {
         let mut bad = bytes[r.start as usize..r.end as usize].to_vec();
         bad[3] ^= 1;
         assert!(matches!(
-            h.parse_window(h.windows_of(n).start, &bad, Path::new("index"), &mut Vec::new()),
+            h.parse_window(
+                h.windows_of(n).start,
+                &bad,
+                Path::new("index"),
+                &mut Vec::new()
+            ),
             Err(IndexError::Crc { .. })
         ));
         // Corrupt header bytes are refused, never a panic.

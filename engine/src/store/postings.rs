@@ -202,7 +202,8 @@ impl PackedBuilder {
     pub fn finish(self) -> PackedRefs {
         let blocks = self.meta.len() / META;
         let len = self.len + self.pending.len();
-        let mut out = Vec::with_capacity(8 + self.meta.len() + self.data.len() + 4 * self.pending.len());
+        let mut out =
+            Vec::with_capacity(8 + self.meta.len() + self.data.len() + 4 * self.pending.len());
         out.extend_from_slice(&(len as u32).to_le_bytes());
         out.extend_from_slice(&(blocks as u32).to_le_bytes());
         out.extend_from_slice(&self.meta);

@@ -95,10 +95,14 @@ async fn load_view(
             continue;
         };
         match need {
-            ValueNeed::Values(vs) => {
-                wanted.extend(vs.iter().filter_map(|v| h.window_of(n, v.as_bytes())).map(|w| (n, w)))
+            ValueNeed::Values(vs) => wanted.extend(
+                vs.iter()
+                    .filter_map(|v| h.window_of(n, v.as_bytes()))
+                    .map(|w| (n, w)),
+            ),
+            ValueNeed::Prefix(p) => {
+                wanted.extend(h.prefix_windows(n, p.as_bytes()).map(|w| (n, w)))
             }
-            ValueNeed::Prefix(p) => wanted.extend(h.prefix_windows(n, p.as_bytes()).map(|w| (n, w))),
             ValueNeed::All => wanted.extend(h.windows_of(n).map(|w| (n, w))),
         }
     }
@@ -111,7 +115,10 @@ async fn load_view(
         .collect();
     let missing: Vec<usize> = (0..wanted.len()).filter(|&i| raw[i].is_none()).collect();
     if !missing.is_empty() {
-        let ranges: Vec<_> = missing.iter().map(|&i| h.window_range(wanted[i].1)).collect();
+        let ranges: Vec<_> = missing
+            .iter()
+            .map(|&i| h.window_range(wanted[i].1))
+            .collect();
         let got = read_ranges(core, &b.index_path(), &ranges).await?;
         for (&i, bytes) in missing.iter().zip(got) {
             st.cache_put(CacheKey::PotWindow(b.meta.ulid, wanted[i].1 as u32), &bytes);
@@ -260,7 +267,10 @@ async fn all_postings(core: &Core<StoreCore>, b: &BucketBlock) -> Result<PackedR
     };
     let st = core.state();
     let key = CacheKey::Postings(b.meta.ulid, off);
-    if let Some(p) = st.cache_get(&key).and_then(|b| PackedRefs::from_bytes(b).ok()) {
+    if let Some(p) = st
+        .cache_get(&key)
+        .and_then(|b| PackedRefs::from_bytes(b).ok())
+    {
         return Ok(p);
     }
     let path = b.index_path();
@@ -288,7 +298,10 @@ async fn all_postings(core: &Core<StoreCore>, b: &BucketBlock) -> Result<PackedR
             path: path.clone().into(),
             section: "postings",
             offset: off,
-            reason: format!("{count} entries need {} bytes, list has {len}", count * 4 + 4),
+            reason: format!(
+                "{count} entries need {} bytes, list has {len}",
+                count * 4 + 4
+            ),
         }
         .into());
     }
@@ -352,7 +365,11 @@ fn decode_body(
             path: path.into(),
             section: "postings",
             offset: body_off,
-            reason: format!("{n} entries need {} bytes, list has {}", n * 4, body.len().saturating_sub(4)),
+            reason: format!(
+                "{n} entries need {} bytes, list has {}",
+                n * 4,
+                body.len().saturating_sub(4)
+            ),
         });
     }
     decode_refs(&body[4..], body_off + 4, path, prev, out)

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use futures::StreamExt;
 
-use super::batch::SeriesBatch;
+use super::batch::{FrameEncoder, SeriesBatch};
 use super::block::BucketBlock;
 use super::core::StoreCore;
 use super::entry::decode_entry;
@@ -81,6 +81,8 @@ struct Prepared {
     batch_bytes: usize,
     /// Bytes of symbol pages a producer keeps between its batches.
     symbol_bytes: usize,
+    /// Encodes each batch on its core for the caller, when asked.
+    encoder: Option<Arc<dyn FrameEncoder>>,
 }
 
 /// A batch of a stripe, and whether it is the stripe's last.
@@ -145,6 +147,17 @@ impl BucketStore {
     /// Starts answering a Series request as a stream of sorted batches; the blocks' parts are
     /// read on the engine cores while the caller consumes the stream.
     pub async fn series_stream(&self, q: &SeriesQuery) -> Result<SeriesStream, StoreError> {
+        self.series_stream_encoded(q, None).await
+    }
+
+    /// As [`BucketStore::series_stream`], with each batch also written by `encoder` on the
+    /// core that read it: batches that reach the caller unchanged carry their encoded series
+    /// ([`SeriesBatch::take_encoded`]); those the caller's merge built do not.
+    pub async fn series_stream_encoded(
+        &self,
+        q: &SeriesQuery,
+        encoder: Option<Arc<dyn FrameEncoder>>,
+    ) -> Result<SeriesStream, StoreError> {
         self.check_series_query(q)?;
         self.metrics.series_requests.fetch_add(1, Relaxed);
         let blocks = self.select_blocks(q);
@@ -160,6 +173,7 @@ impl BucketStore {
             usage: Usage::default(),
             batch_bytes,
             symbol_bytes: (self.opts.index_cache_bytes as usize / cores) / SYMBOL_SHARE,
+            encoder,
         });
         let resolved = self.resolve_all(&blocks, &prep).await;
         let mut stream = SeriesStream {
@@ -237,8 +251,11 @@ impl BucketStore {
         for (i, b) in blocks.iter().enumerate() {
             by_core[b.owner() % cores].push(i);
         }
-        let calls = by_core.into_iter().enumerate().filter(|(_, v)| !v.is_empty()).map(
-            |(core, idx)| {
+        let calls = by_core
+            .into_iter()
+            .enumerate()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(core, idx)| {
                 let bs: Vec<Arc<BucketBlock>> = idx.iter().map(|&i| blocks[i].clone()).collect();
                 let p = prep.clone();
                 let call = self.cores.call(core, move |c| async move {
@@ -257,8 +274,7 @@ impl BucketStore {
                         .await
                 });
                 async move { (idx, call.await) }
-            },
-        );
+            });
         let mut out: Vec<Option<Result<PackedRefs, StoreError>>> =
             (0..blocks.len()).map(|_| None).collect();
         for (idx, res) in futures::future::join_all(calls).await {
@@ -582,18 +598,30 @@ async fn produce(
         let mut start = 0;
         loop {
             let step = per_batch.min(refs.len() - start);
-            let res = read_batch(&core, &part, &p, &refs[start..start + step], &mut syms, &mut sc).await;
+            let res = read_batch(
+                &core,
+                &part,
+                &p,
+                &refs[start..start + step],
+                &mut syms,
+                &mut sc,
+            )
+            .await;
             start += step;
             let end = start >= refs.len();
             let batch = match res {
                 Ok(batch) => {
-                    let per_series = batch.bytes() / step.max(1) + 1;
-                    per_batch = (p.batch_bytes / per_series).clamp(16, BATCH_SERIES);
-                    if part.reorder && !batch.is_sorted() {
+                    let mut batch = if part.reorder && !batch.is_sorted() {
                         batch.sorted()
                     } else {
                         batch
+                    };
+                    if let Some(enc) = &p.encoder {
+                        batch.encode_with(enc.as_ref());
                     }
+                    let per_series = batch.bytes() / step.max(1) + 1;
+                    per_batch = (p.batch_bytes / per_series).clamp(16, BATCH_SERIES);
+                    batch
                 }
                 Err(e) => {
                     let _ = tx.send_async(Err(e)).await;
@@ -682,7 +710,12 @@ async fn read_batch(
         sc.served.push((chunks.start, chunks.end));
     }
     sc.text_hint = batch.text_len() + batch.text_len() / 8;
-    Usage::add(&p.usage.series, batch.len() as u64, p.limits.series, "series")?;
+    Usage::add(
+        &p.usage.series,
+        batch.len() as u64,
+        p.limits.series,
+        "series",
+    )?;
     Usage::add(&p.usage.samples, samples, p.limits.samples, "samples")?;
     if q.skip_chunks || batch.is_empty() {
         return Ok(batch);

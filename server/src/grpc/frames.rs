@@ -4,8 +4,7 @@
 //! `wire-and-formats.md` §1.4–1.5; the unit test holds the two to each other), each framed for
 //! gRPC (a zero compression flag, the big-endian length, the message).
 
-use bytes::{BufMut, BytesMut};
-use gauntlet_engine::store::{ChunkView, SeriesBatch};
+use gauntlet_engine::store::{ChunkView, FrameEncoder, SeriesBatch};
 
 /// Bytes of the gRPC frame header: compression flag and `BE32` length.
 pub const FRAME_HEADER: usize = 5;
@@ -17,12 +16,12 @@ fn varint_len(v: u64) -> usize {
 }
 
 #[inline]
-fn put_varint(out: &mut BytesMut, mut v: u64) {
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
-        out.put_u8(v as u8 | 0x80);
+        out.push(v as u8 | 0x80);
         v >>= 7;
     }
-    out.put_u8(v as u8);
+    out.push(v as u8);
 }
 
 /// Length of a length-delimited field holding `n` bytes, tag included (tags here are 1 byte).
@@ -38,11 +37,11 @@ fn bytes_len(n: usize) -> usize {
 }
 
 #[inline]
-fn put_bytes(out: &mut BytesMut, tag: u8, b: &[u8]) {
+fn put_bytes(out: &mut Vec<u8>, tag: u8, b: &[u8]) {
     if !b.is_empty() {
-        out.put_u8(tag);
+        out.push(tag);
         put_varint(out, b.len() as u64);
-        out.put_slice(b);
+        out.extend_from_slice(b);
     }
 }
 
@@ -64,29 +63,50 @@ fn aggr_len(c: &ChunkView<'_>, raw: usize) -> usize {
     t(c.min_time) + t(c.max_time) + field_len(raw)
 }
 
+/// Writes each series as one gRPC frame of `thanos.SeriesResponse { series }` (on the engine
+/// cores, see [`FrameEncoder`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SeriesFrames;
+
+impl FrameEncoder for SeriesFrames {
+    fn encode_series(&self, batch: &SeriesBatch, i: usize, out: &mut Vec<u8>) {
+        put_series_frame(batch, i, out);
+    }
+}
+
+/// Chunks per series whose hashes are kept on the stack.
+const STACK_CHUNKS: usize = 32;
+
 /// Appends series `i` of `b` as one gRPC frame of `thanos.SeriesResponse { series }`; chunks
 /// carry the xxhash64 of their payload, as the querier uses it to drop duplicates.
-pub fn put_series_frame(b: &SeriesBatch, i: usize, hashes: &mut Vec<u64>, out: &mut BytesMut) {
-    hashes.clear();
+pub fn put_series_frame(b: &SeriesBatch, i: usize, out: &mut Vec<u8>) {
+    let n = b.num_chunks(i);
+    let mut stack = [0u64; STACK_CHUNKS];
+    let mut heap = Vec::new();
+    let hashes: &mut [u64] = if n <= STACK_CHUNKS {
+        &mut stack[..n]
+    } else {
+        heap.resize(n, 0);
+        &mut heap
+    };
     let mut series = 0;
     for (n, v) in b.labels(i) {
         series += field_len(label_len(n, v));
     }
-    for c in b.chunks(i) {
-        let h = xxhash_rust::xxh64::xxh64(c.data, 0);
-        hashes.push(h);
-        series += field_len(aggr_len(&c, chunk_len(c.data, h)));
+    for (c, h) in b.chunks(i).zip(hashes.iter_mut()) {
+        *h = xxhash_rust::xxh64::xxh64(c.data, 0);
+        series += field_len(aggr_len(&c, chunk_len(c.data, *h)));
     }
     let msg = field_len(series);
     out.reserve(FRAME_HEADER + msg);
-    out.put_u8(0);
-    out.put_u32(msg as u32);
+    out.push(0);
+    out.extend_from_slice(&(msg as u32).to_be_bytes());
     // SeriesResponse.series (1).
-    out.put_u8(0x0A);
+    out.push(0x0A);
     put_varint(out, series as u64);
     for (n, v) in b.labels(i) {
         // Series.labels (1): Label { name (1), value (2) }.
-        out.put_u8(0x0A);
+        out.push(0x0A);
         put_varint(out, label_len(n, v) as u64);
         put_bytes(out, 0x0A, n);
         put_bytes(out, 0x12, v);
@@ -94,33 +114,33 @@ pub fn put_series_frame(b: &SeriesBatch, i: usize, hashes: &mut Vec<u64>, out: &
     for (c, &h) in b.chunks(i).zip(hashes.iter()) {
         let raw = chunk_len(c.data, h);
         // Series.chunks (2): AggrChunk { min_time (1), max_time (2), raw (3) }.
-        out.put_u8(0x12);
+        out.push(0x12);
         put_varint(out, aggr_len(&c, raw) as u64);
         if c.min_time != 0 {
-            out.put_u8(0x08);
+            out.push(0x08);
             put_varint(out, c.min_time as u64);
         }
         if c.max_time != 0 {
-            out.put_u8(0x10);
+            out.push(0x10);
             put_varint(out, c.max_time as u64);
         }
-        out.put_u8(0x1A);
+        out.push(0x1A);
         put_varint(out, raw as u64);
         // Chunk { data (2), hash (3) }; type XOR is 0, the default, so not written.
         put_bytes(out, 0x12, c.data);
         if h != 0 {
-            out.put_u8(0x18);
+            out.push(0x18);
             put_varint(out, h);
         }
     }
 }
 
 /// Appends an already encoded message as one gRPC frame.
-pub fn put_frame(msg: &[u8], out: &mut BytesMut) {
+pub fn put_frame(msg: &[u8], out: &mut Vec<u8>) {
     out.reserve(FRAME_HEADER + msg.len());
-    out.put_u8(0);
-    out.put_u32(msg.len() as u32);
-    out.put_slice(msg);
+    out.push(0);
+    out.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    out.extend_from_slice(msg);
 }
 
 #[cfg(test)]
@@ -128,6 +148,7 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use gauntlet_engine::store::RawChunk;
+    use gauntlet_engine::store::SeriesBatch;
     use gauntlet_proto::thanos::{self, series_response};
     use prost::Message;
 
@@ -138,7 +159,10 @@ mod tests {
         let cases: Vec<(Vec<(&str, &str)>, Vec<(i64, i64, Vec<u8>)>)> = vec![
             (
                 vec![("__name__", "up"), ("job", "node"), ("zone", "")],
-                vec![(1_700_000_000_000, 1_700_000_119_000, vec![0, 120, 1, 2, 3]), (-5, 0, vec![0, 1])],
+                vec![
+                    (1_700_000_000_000, 1_700_000_119_000, vec![0, 120, 1, 2, 3]),
+                    (-5, 0, vec![0, 1]),
+                ],
             ),
             (vec![("a", long.as_str())], vec![]),
             (vec![], vec![(0, i64::MAX, vec![7; 200])]),
@@ -157,16 +181,20 @@ mod tests {
                 });
             }
         }
-        let mut hashes = Vec::new();
         for i in 0..b.len() {
-            let mut out = BytesMut::new();
-            put_series_frame(&b, i, &mut hashes, &mut out);
+            let mut out = Vec::new();
+            put_series_frame(&b, i, &mut out);
             let want = thanos::SeriesResponse {
-                result: Some(series_response::Result::Series(super::super::convert::batch_series(&b, i))),
+                result: Some(series_response::Result::Series(
+                    super::super::convert::batch_series(&b, i),
+                )),
             }
             .encode_to_vec();
             assert_eq!(out[0], 0);
-            assert_eq!(u32::from_be_bytes([out[1], out[2], out[3], out[4]]) as usize, want.len());
+            assert_eq!(
+                u32::from_be_bytes([out[1], out[2], out[3], out[4]]) as usize,
+                want.len()
+            );
             assert_eq!(&out[5..], &want[..], "series {i}");
             let back = thanos::SeriesResponse::decode(&out[5..]).unwrap();
             let Some(series_response::Result::Series(s)) = back.result else {
@@ -175,7 +203,7 @@ mod tests {
             assert_eq!(s.labels.len(), b.series(i).labels.len());
         }
         for v in [0u64, 1, 127, 128, 16_383, 16_384, u64::MAX] {
-            let mut o = BytesMut::new();
+            let mut o = Vec::new();
             put_varint(&mut o, v);
             assert_eq!(o.len(), varint_len(v), "{v}");
         }

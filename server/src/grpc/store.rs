@@ -6,9 +6,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::Stream;
-use gauntlet_engine::store::{BucketStore, LabelsQuery, SeriesQuery, SeriesStream as EngineStream, ShardInfo};
+use gauntlet_engine::store::{
+    BucketStore, LabelsQuery, SeriesQuery, SeriesStream as EngineStream, ShardInfo,
+};
 use gauntlet_proto::hintspb;
 use gauntlet_proto::thanos::{self, series_response};
 use http_body::Frame;
@@ -19,7 +21,8 @@ use tonic::body::Body;
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use super::frames::{FRAME_HEADER, put_frame, put_series_frame};
+use super::frames::{FRAME_HEADER, SeriesFrames, put_frame};
+use gauntlet_engine::store::FrameEncoder;
 
 /// The StoreAPI and Info service over one bucket store.
 #[derive(Debug, Clone)]
@@ -166,25 +169,28 @@ impl StoreService {
         let r = thanos::SeriesRequest::decode(msg)
             .map_err(|e| Status::invalid_argument(format!("decoding SeriesRequest: {e}")))?;
         let q = series_query(r)?;
+        // The engine cores write the frames as they read the batches; only batches the merge of
+        // several blocks built are written here.
         let mut stream = self
             .store
-            .series_stream(&q)
+            .series_stream_encoded(&q, Some(Arc::new(SeriesFrames)))
             .await
             .map_err(convert::status)?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Status>>(4);
         tokio::spawn(async move {
             let _permit = permit;
-            let mut hashes = Vec::new();
             let status = loop {
                 match stream.next_batch().await {
-                    Ok(Some(batch)) => {
-                        // Labels and chunks plus a few bytes of framing per label and chunk.
-                        let mut out = BytesMut::with_capacity(batch.bytes() + batch.len() * 64);
-                        for i in 0..batch.len() {
-                            put_series_frame(&batch, i, &mut hashes, &mut out);
-                        }
+                    Ok(Some(mut batch)) => {
+                        let out = batch.take_encoded().unwrap_or_else(|| {
+                            let mut out = Vec::with_capacity(batch.bytes());
+                            for i in 0..batch.len() {
+                                SeriesFrames.encode_series(&batch, i, &mut out);
+                            }
+                            out
+                        });
                         drop(batch);
-                        if tx.send(Ok(Frame::data(out.freeze()))).await.is_err() {
+                        if tx.send(Ok(Frame::data(Bytes::from(out)))).await.is_err() {
                             return;
                         }
                     }
@@ -193,11 +199,11 @@ impl StoreService {
                 }
             };
             if status.code() == tonic::Code::Ok {
-                let mut out = BytesMut::new();
+                let mut out = Vec::new();
                 for m in trailing_messages(&mut stream) {
                     put_frame(&m.encode_to_vec(), &mut out);
                 }
-                if tx.send(Ok(Frame::data(out.freeze()))).await.is_err() {
+                if tx.send(Ok(Frame::data(Bytes::from(out)))).await.is_err() {
                     return;
                 }
             }
@@ -243,7 +249,8 @@ impl tonic::server::NamedService for StoreApi {
 impl tonic::codegen::Service<http::Request<Body>> for StoreApi {
     type Response = http::Response<Body>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Infallible>> + Send>>;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
