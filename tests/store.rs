@@ -569,3 +569,80 @@ fn bad_requests_and_bad_blocks_give_clear_errors(io: &str) {
     assert!(!r["warnings"].as_array().unwrap().is_empty(), "{r}");
     assert!(store.child.try_wait().unwrap().is_none(), "store exited");
 }
+
+/// Prometheus 3 (Debian's current build via `tests/tools/prometheus.sh current`), cached per
+/// target directory.
+fn prometheus3() -> PathBuf {
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("prometheus3");
+    let out = run_ok(
+        Command::new("bash")
+            .arg(repo_root().join("tests/tools/prometheus.sh"))
+            .arg("current")
+            .arg(&cache),
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// The `run series` clients against both real servers: over the same generated blocks (three
+/// hours, so two blocks and series split between them), `gauntlet store` over the StoreAPI and
+/// Prometheus 3 over remote read with STREAMED_XOR_CHUNKS (frames of uvarint length, BE32
+/// CRC-32C, message, each checked) return the same series with byte-identical chunks, for
+/// every selector of the scenario.
+#[test]
+fn store_api_streams_what_prometheus_remote_read_streams() {
+    use gauntlet_bench::runner::series::{
+        DEFAULT_SELECTORS, GotSeries, Selection, remote_read, store_series,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let blocks = tmp.path().join("blocks");
+    let g = gauntlet_bench::datagen::GenConfig {
+        targets: 4,
+        pods_per_target: 6,
+        duration_ms: 3 * 3_600_000,
+        churn_every_ms: 3_600_000,
+        ..Default::default()
+    };
+    let metas = gauntlet_bench::datagen::write_blocks_dir(&g, &blocks).unwrap();
+    assert_eq!(metas.len(), 2);
+    let store = Store::start(&blocks, &tmp.path().join("data"), &[]);
+    let prom = Prometheus::start(&prometheus3(), &blocks);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut selectors: Vec<&str> = DEFAULT_SELECTORS.to_vec();
+    selectors.push(r#"{__name__=~".+", instance!~"host-000[02].*"}"#);
+    for text in selectors {
+        let sel = Selection::parse(text, g.start_ms, g.start_ms + g.duration_ms).unwrap();
+        let (mut ours, mut theirs): (Vec<GotSeries>, Vec<GotSeries>) = (Vec::new(), Vec::new());
+        let a = rt
+            .block_on(store_series(
+                &format!("http://127.0.0.1:{}", store.grpc),
+                &sel,
+                Some(&mut ours),
+            ))
+            .unwrap();
+        let b = rt
+            .block_on(remote_read(
+                &format!("http://127.0.0.1:{}", prom.port),
+                &sel,
+                Some(&mut theirs),
+            ))
+            .unwrap();
+        assert!(!ours.is_empty(), "{text}: nothing selected");
+        assert_eq!(ours.len(), theirs.len(), "{text}: series count");
+        for (o, t) in ours.iter().zip(&theirs) {
+            assert_eq!(o, t, "{text}");
+        }
+        assert_eq!(
+            (a.series, a.chunks, a.chunk_bytes),
+            (b.series, b.chunks, b.chunk_bytes),
+            "{text}"
+        );
+        assert!(a.warnings.is_empty() && b.warnings.is_empty());
+        eprintln!(
+            "{text}: {} series, {} chunks, {} chunk bytes",
+            a.series, a.chunks, a.chunk_bytes
+        );
+    }
+}

@@ -50,6 +50,29 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         passes: usize,
     },
+    /// Streams every series matching a selector from a running StoreAPI endpoint (a tonic
+    /// client), or from a Prometheus remote-read endpoint with `--remote-read`, and prints
+    /// series/s and bytes per pass.
+    SeriesStream {
+        /// `http://host:port` of the StoreAPI (gRPC) or of Prometheus.
+        #[arg(long)]
+        url: String,
+        /// Ask Prometheus's remote read (STREAMED_XOR_CHUNKS) instead of the StoreAPI.
+        #[arg(long)]
+        remote_read: bool,
+        /// Series selector.
+        #[arg(long = "match", default_value = "{__name__=~\".+\"}")]
+        selector: String,
+        /// Start, ms (default: all time).
+        #[arg(long, default_value_t = i64::MIN)]
+        min_time: i64,
+        /// End, ms inclusive (default: all time).
+        #[arg(long, default_value_t = i64::MAX)]
+        max_time: i64,
+        /// Passes.
+        #[arg(long, default_value_t = 3)]
+        passes: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -195,6 +218,43 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Load(cmd) => cli::load(cmd)?,
         Cmd::Run(cmd) => cli::run(cmd)?,
+        Cmd::SeriesStream {
+            url,
+            remote_read,
+            selector,
+            min_time,
+            max_time,
+            passes,
+        } => {
+            use gauntlet_bench::runner::series;
+            let sel = series::Selection::parse(&selector, min_time, max_time)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            for _ in 0..passes.max(1) {
+                let r = rt.block_on(async {
+                    if remote_read {
+                        series::remote_read(&url, &sel, None).await
+                    } else {
+                        series::store_series(&url, &sel, None).await
+                    }
+                })?;
+                println!(
+                    "{} series, {} chunks, {} chunk bytes, {} bytes received in {:.3} s: {:.0} series/s{}",
+                    r.series,
+                    r.chunks,
+                    r.chunk_bytes,
+                    r.wire_bytes,
+                    r.seconds,
+                    r.series as f64 / r.seconds,
+                    if r.warnings.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; warnings: {:?}", r.warnings)
+                    }
+                );
+            }
+        }
         Cmd::EngineStream {
             bucket,
             data_dir,

@@ -118,11 +118,7 @@ async fn serve(args: AllArgs) -> anyhow::Result<()> {
     let svc = StoreService::new(store, 20);
     tracing::info!(address = %args.grpc_address, "StoreAPI listening");
     let grpc = tonic::transport::Server::builder()
-        .add_service(
-            thanos::store_server::StoreServer::new(svc.clone())
-                .max_decoding_message_size(i32::MAX as usize)
-                .max_encoding_message_size(i32::MAX as usize),
-        )
+        .add_service(crate::grpc::StoreApi::new(svc.clone()))
         .add_service(thanos::info::info_server::InfoServer::new(svc))
         .serve_with_shutdown(args.grpc_address, crate::http::shutdown_signal());
     let http = crate::http::serve(&args.http_address, app, crate::http::shutdown_signal());

@@ -157,11 +157,7 @@ async fn serve(args: StoreArgs, cfg: BucketConfig) -> anyhow::Result<()> {
 
     let svc = StoreService::new(store.clone(), args.series_max_concurrency);
     let grpc = tonic::transport::Server::builder()
-        .add_service(
-            thanos::store_server::StoreServer::new(svc.clone())
-                .max_decoding_message_size(i32::MAX as usize)
-                .max_encoding_message_size(i32::MAX as usize),
-        )
+        .add_service(crate::grpc::StoreApi::new(svc.clone()))
         .add_service(thanos::info::info_server::InfoServer::new(svc))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),

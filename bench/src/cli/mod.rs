@@ -131,16 +131,18 @@ pub(crate) enum RunCmd {
         #[arg(long, default_value_t = 2)]
         concurrency: usize,
     },
-    /// `/api/v1/series` selections over the same blocks.
+    /// Streaming every series matching high-cardinality selectors: `gauntlet store` over the
+    /// StoreAPI against Prometheus over remote read (STREAMED_XOR_CHUNKS), same blocks.
     Series {
         #[command(flatten)]
         common: RunArgs,
-        /// Query file of `series` lines.
-        #[arg(long, default_value = "perf/queries/series.txt")]
-        queries: PathBuf,
-        /// Requests in flight.
-        #[arg(long, default_value_t = 2)]
-        concurrency: usize,
+        /// A selector to stream (repeatable); default: `{__name__=~"kube_pod.*"}`,
+        /// `{job="node"}`, `{__name__="kube_pod_status_phase"}`.
+        #[arg(long = "match")]
+        selectors: Vec<String>,
+        /// Measured passes per selector (after one warm-up pass); the best is reported.
+        #[arg(long, default_value_t = 3)]
+        passes: usize,
     },
     /// Prometheus merging the generated 2 h blocks into larger ones.
     Compact {
@@ -196,9 +198,9 @@ pub(crate) struct RunArgs {
     /// Hours of data (default per scenario).
     #[arg(long)]
     hours: Option<f64>,
-    /// Pods per target (6 series each).
-    #[arg(long, default_value_t = 8)]
-    pods_per_target: usize,
+    /// Pods per target (6 series each); 8, or 75 for `series`.
+    #[arg(long)]
+    pods_per_target: Option<usize>,
     /// Seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -215,7 +217,7 @@ impl RunArgs {
             targets: self.targets.unwrap_or(targets),
             duration_ms: (self.hours.unwrap_or(hours) * 3_600_000.0).round() as i64,
             seed: self.seed,
-            pods_per_target: self.pods_per_target,
+            pods_per_target: self.pods_per_target.unwrap_or(8),
             ..Default::default()
         };
         data.validate()?;
@@ -357,14 +359,26 @@ pub(crate) fn run(cmd: RunCmd) -> anyhow::Result<()> {
             (runner::query(&o, "query")?, o.results.clone())
         }
         RunCmd::Series {
-            common,
-            queries,
-            concurrency,
+            mut common,
+            selectors,
+            passes,
         } => {
-            let mut o = common.options(100, 6.0, Duration::from_secs(60))?;
-            o.queries = queries;
-            o.concurrency = concurrency;
-            (runner::query(&o, "series")?, o.results.clone())
+            // 200 targets × 75 pods: 178k series in one 2 h block (`--targets 2000` gives the
+            // 1.78M-series block with a 1.32M-series metric).
+            common.pods_per_target = common.pods_per_target.or(Some(75));
+            let o = common.options(200, 2.0, Duration::from_secs(60))?;
+            let selectors: Vec<String> = if selectors.is_empty() {
+                runner::series::DEFAULT_SELECTORS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            } else {
+                selectors
+            };
+            (
+                runner::series::series(&o, &selectors, passes)?,
+                o.results.clone(),
+            )
         }
         RunCmd::Compact { common } => {
             let o = common.options(100, 24.0, Duration::from_secs(30))?;

@@ -91,9 +91,10 @@ pub fn measure(
             {
                 series += batch.len() as u64;
                 for i in 0..batch.len() {
-                    let c = batch.chunks(i);
-                    chunks += c.len() as u64;
-                    bytes += c.iter().map(|c| c.data.len() as u64).sum::<u64>();
+                    for c in batch.chunks(i) {
+                        chunks += 1;
+                        bytes += c.data.len() as u64;
+                    }
                 }
             }
             let seconds = t.elapsed().as_secs_f64();
@@ -108,10 +109,15 @@ pub fn measure(
                 header_bytes: store.blocks().iter().map(|b| b.header.file_size()).collect(),
                 backend: store.io_backend().to_string(),
             };
+            let c = store.cache_stats();
             eprintln!(
-                "pass: {series} series, {chunks} chunks, {bytes} chunk bytes in {seconds:.3} s ({:.0} series/s), CPU {:.2} s",
+                "pass: {series} series, {chunks} chunks, {bytes} chunk bytes in {seconds:.3} s ({:.0} series/s), CPU {:.2} s; index cache {} of {} bytes, {} hits, {} misses",
                 series as f64 / seconds,
-                pass.cpu_s
+                pass.cpu_s,
+                c.bytes,
+                c.budget,
+                c.hits,
+                c.misses
             );
             if best.as_ref().is_none_or(|b| pass.seconds < b.seconds) {
                 best = Some(pass);

@@ -5,6 +5,7 @@
 pub mod engine_stream;
 mod report;
 mod scenarios;
+pub mod series;
 pub mod server;
 
 use std::path::PathBuf;

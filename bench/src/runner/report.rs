@@ -65,7 +65,7 @@ pub fn machine_description() -> String {
     )
 }
 
-fn utc_now() -> String {
+pub(super) fn utc_now() -> String {
     Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
         .output()

@@ -14,10 +14,10 @@ use super::report::{Figures, render};
 use super::server::{Server, free_port, gauntlet_has, prometheus_cmd, version_of};
 use super::{RunError, RunOptions};
 
-const READY_WAIT: Duration = Duration::from_secs(120);
+pub(super) const READY_WAIT: Duration = Duration::from_secs(120);
 
 /// Path of the Prometheus binary: given, or fetched with `prometheus.sh current`.
-fn prometheus_bin(o: &RunOptions) -> Result<PathBuf, RunError> {
+pub(super) fn prometheus_bin(o: &RunOptions) -> Result<PathBuf, RunError> {
     if let Some(b) = &o.prometheus_bin {
         return Ok(b.clone());
     }
@@ -46,7 +46,12 @@ fn prometheus_name(bin: &Path) -> String {
 }
 
 /// Starts the baseline: the external endpoint, or Prometheus over `data` with `extra` flags.
-fn baseline(o: &RunOptions, name: &str, data: &Path, extra: &[String]) -> Result<Server, RunError> {
+pub(super) fn baseline(
+    o: &RunOptions,
+    name: &str,
+    data: &Path,
+    extra: &[String],
+) -> Result<Server, RunError> {
     if let Some(u) = &o.baseline_url {
         return Ok(Server::external("baseline (external)", u, o.baseline_pid));
     }
@@ -119,7 +124,7 @@ fn now_ms() -> i64 {
 }
 
 /// Copies the blocks under `src` into `dst` (created).
-fn copy_tree(src: &Path, dst: &Path) -> Result<(), RunError> {
+pub(super) fn copy_tree(src: &Path, dst: &Path) -> Result<(), RunError> {
     std::fs::create_dir_all(dst)?;
     for e in std::fs::read_dir(src)? {
         let e = e?;
@@ -133,7 +138,7 @@ fn copy_tree(src: &Path, dst: &Path) -> Result<(), RunError> {
     Ok(())
 }
 
-fn input_text(o: &RunOptions) -> String {
+pub(super) fn input_text(o: &RunOptions) -> String {
     let g = &o.data;
     format!(
         "generator seed {}, {} targets × {} pods, {} s scrapes over {} min, churn {}% every {} min",
@@ -320,7 +325,7 @@ fn urlenc(s: &str) -> String {
 }
 
 /// Generates the blocks of `o.data` under the work dir (reused when already there).
-fn blocks(o: &RunOptions) -> Result<PathBuf, RunError> {
+pub(super) fn blocks(o: &RunOptions) -> Result<PathBuf, RunError> {
     let g = &o.data;
     let dir = o.work_dir.join(format!(
         "blocks-s{}-t{}-p{}-i{}-d{}-c{}",
@@ -340,7 +345,7 @@ fn blocks(o: &RunOptions) -> Result<PathBuf, RunError> {
     Ok(dir)
 }
 
-fn block_count(dir: &Path) -> usize {
+pub(super) fn block_count(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .map(|it| {
             it.filter_map(Result::ok)

@@ -252,9 +252,20 @@ impl LabelFilter {
         index: &IndexReader<B>,
         index_size: u64,
     ) -> Result<(Self, bool), LabelFilterError> {
+        if let Some(f) = Self::open_valid(path, index_size) {
+            return Ok((f, false));
+        }
+        let f = Self::build(index, index_size)?;
+        f.write(path)?;
+        Ok((f, true))
+    }
+
+    /// The filter at `path` when it is valid and was built from an index of `index_size`
+    /// bytes; `None` (with the reason logged) when it is missing, damaged or stale.
+    pub fn open_valid(path: &Path, index_size: u64) -> Option<Self> {
         match std::fs::read(path) {
             Ok(b) => match Self::decode(&b, path) {
-                Ok(f) if f.index_size == index_size => return Ok((f, false)),
+                Ok(f) if f.index_size == index_size => return Some(f),
                 Ok(f) => tracing::warn!(
                     path = %path.display(),
                     built_for = f.index_size,
@@ -266,7 +277,11 @@ impl LabelFilter {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => tracing::warn!(path = %path.display(), error = %e, "rebuilding label filter"),
         }
-        let f = Self::build(index, index_size)?;
+        None
+    }
+
+    /// Writes the filter to `path` through a temporary file and a rename.
+    pub fn write(&self, path: &Path) -> Result<(), LabelFilterError> {
         let io = |source| LabelFilterError::Io {
             path: path.to_path_buf(),
             source,
@@ -275,9 +290,8 @@ impl LabelFilter {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, f.encode()).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)?;
-        Ok((f, true))
+        std::fs::write(&tmp, self.encode()).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
     }
 }
 

@@ -324,10 +324,16 @@ impl Bucket {
 
 /// Sorts and merges ranges whose gap is at most `gap` bytes; empty input gives empty output.
 pub fn coalesce(ranges: &[Range<u64>], gap: u64) -> Vec<Range<u64>> {
-    let mut sorted: Vec<Range<u64>> = ranges.to_vec();
-    sorted.sort_by_key(|r| r.start);
-    let mut out: Vec<Range<u64>> = Vec::with_capacity(sorted.len());
-    for r in sorted {
+    let mut out: Vec<Range<u64>> = Vec::new();
+    let mut sorted_copy;
+    let sorted = if ranges.is_sorted_by_key(|r| r.start) {
+        ranges
+    } else {
+        sorted_copy = ranges.to_vec();
+        sorted_copy.sort_by_key(|r| r.start);
+        &sorted_copy[..]
+    };
+    for r in sorted.iter().cloned() {
         match out.last_mut() {
             Some(last) if r.start <= last.end.saturating_add(gap) => {
                 last.end = last.end.max(r.end);

@@ -12,6 +12,167 @@ use super::postings::{intersect, subtract, union_many};
 use super::reader::IndexReader;
 use crate::labels::{MatchType, Matcher, RegexShape};
 use std::collections::HashSet;
+use std::ops::Range;
+
+/// A sorted postings offset table, or the part of one a selection needs: label names, each
+/// with a run of (value, postings offset) entries sorted by value.
+pub trait PostingsTable {
+    /// The entries of label `name` as a range of entry indexes, if the name exists.
+    fn name_range(&self, name: &str) -> Option<Range<usize>>;
+    /// The value (raw bytes) and postings offset of entry `i`.
+    fn entry(&self, i: usize) -> Result<(&[u8], u64), IndexError>;
+    /// Entry `i`'s value `v` as UTF-8.
+    fn value_str<'a>(&self, v: &'a [u8], i: usize) -> Result<&'a str, IndexError>;
+    /// Offset of the all-postings list (key `""=""`), if the index has one.
+    fn all_postings_offset(&self) -> Option<u64>;
+
+    /// The first entry of `range` whose value is not below `value`.
+    fn lower_bound(&self, range: Range<usize>, value: &[u8]) -> Result<usize, IndexError> {
+        let (mut lo, mut hi) = (range.start, range.end);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.entry(mid)?.0 < value {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
+    /// The postings offset of `value` within `range`, if present.
+    fn find_value(&self, range: Range<usize>, value: &[u8]) -> Result<Option<u64>, IndexError> {
+        let end = range.end;
+        let i = self.lower_bound(range, value)?;
+        if i < end {
+            let (v, off) = self.entry(i)?;
+            if v == value {
+                return Ok(Some(off));
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl<B: AsRef<[u8]>> PostingsTable for IndexReader<B> {
+    fn name_range(&self, name: &str) -> Option<Range<usize>> {
+        IndexReader::name_range(self, name)
+    }
+
+    fn entry(&self, i: usize) -> Result<(&[u8], u64), IndexError> {
+        IndexReader::entry(self, i)
+    }
+
+    fn value_str<'a>(&self, v: &'a [u8], i: usize) -> Result<&'a str, IndexError> {
+        IndexReader::value_str(self, v, i)
+    }
+
+    fn all_postings_offset(&self) -> Option<u64> {
+        IndexReader::all_postings_offset(self)
+    }
+
+    fn lower_bound(&self, range: Range<usize>, value: &[u8]) -> Result<usize, IndexError> {
+        IndexReader::lower_bound(self, range, value)
+    }
+
+    fn find_value(&self, range: Range<usize>, value: &[u8]) -> Result<Option<u64>, IndexError> {
+        IndexReader::find_value(self, range, value)
+    }
+}
+
+/// Which values of one label name a selection reads from the postings offset table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueNeed {
+    /// Exactly these values (equality and literal alternations).
+    Values(Vec<String>),
+    /// The values starting with this prefix.
+    Prefix(String),
+    /// Every value of the name.
+    All,
+}
+
+/// The values of each label name [`plan_postings`] looks at for `matchers`, so that a reader
+/// holding only a sample of the postings offset table can fetch the parts it needs first.
+pub fn value_needs(matchers: &[Matcher]) -> Vec<(String, ValueNeed)> {
+    let must_be_set = names_set(matchers);
+    let mut out = Vec::new();
+    for m in matchers {
+        let Some(want) = matcher_want(m, &must_be_set) else {
+            continue;
+        };
+        let need = match lookup_for(m, want) {
+            Lookup::Values(v) => ValueNeed::Values(v.into_iter().map(str::to_string).collect()),
+            Lookup::Prefix(p) => ValueNeed::Prefix(p.to_string()),
+            Lookup::All | Lookup::Scan => ValueNeed::All,
+            Lookup::Nothing => continue,
+        };
+        out.push((m.name.clone(), need));
+    }
+    out
+}
+
+/// Names some matcher requires to be non-empty: series lacking them are out anyway, so the
+/// other matchers on them need not care about the empty value.
+fn names_set(matchers: &[Matcher]) -> HashSet<&str> {
+    matchers
+        .iter()
+        .filter(|m| !m.matches_empty())
+        .map(|m| m.name.as_str())
+        .collect()
+}
+
+/// Whether `m` selects by the values it accepts (`Some(true)`: a union to intersect) or by
+/// those it rejects (`Some(false)`: a union to subtract); `None` when it selects everything.
+/// A `!~".*"` matcher (nothing) is answered by [`plan_postings`] before this is asked.
+fn matcher_want(m: &Matcher, must_be_set: &HashSet<&str>) -> Option<bool> {
+    if matches!(
+        (m.typ, m.shape()),
+        (MatchType::Regexp | MatchType::NotRegexp, RegexShape::Any)
+    ) {
+        return None;
+    }
+    let is_not = matches!(m.typ, MatchType::NotEqual | MatchType::NotRegexp);
+    Some(must_be_set.contains(m.name.as_str()) && !(is_not && m.matches_empty()))
+}
+
+/// How the values of `m.name` with `m.matches(value) == want` are found.
+enum Lookup<'m> {
+    /// These literal values.
+    Values(Vec<&'m str>),
+    /// The values with this prefix.
+    Prefix(&'m str),
+    /// Every value.
+    All,
+    /// Every value, each tested with the matcher.
+    Scan,
+    /// None.
+    Nothing,
+}
+
+fn lookup_for(m: &Matcher, want: bool) -> Lookup<'_> {
+    // The values the matcher's regex (or equality) accepts, when that is the side we want.
+    let positive = match m.typ {
+        MatchType::Equal | MatchType::Regexp => want,
+        MatchType::NotEqual | MatchType::NotRegexp => !want,
+    };
+    match (m.typ, m.shape()) {
+        (MatchType::Equal | MatchType::NotEqual, _) if positive => Lookup::Values(vec![&m.value]),
+        (MatchType::Regexp | MatchType::NotRegexp, RegexShape::Set(values)) if positive => {
+            Lookup::Values(values.iter().map(String::as_str).collect())
+        }
+        (MatchType::Regexp | MatchType::NotRegexp, RegexShape::Prefix(p)) if positive => {
+            Lookup::Prefix(p)
+        }
+        (MatchType::Regexp | MatchType::NotRegexp, RegexShape::Any) => {
+            if positive {
+                Lookup::All
+            } else {
+                Lookup::Nothing
+            }
+        }
+        _ => Lookup::Scan,
+    }
+}
 
 /// Series refs (sorted) of the series selected by ALL matchers, resolved the way Prometheus's
 /// `PostingsForMatchers` does. No matchers select nothing, as in Prometheus.
@@ -104,8 +265,8 @@ impl PostingsPlan {
 }
 
 /// Resolves `matchers` against the postings offset table into a [`PostingsPlan`].
-pub fn plan_postings<B: AsRef<[u8]>>(
-    ix: &IndexReader<B>,
+pub fn plan_postings<T: PostingsTable + ?Sized>(
+    ix: &T,
     matchers: &[Matcher],
 ) -> Result<PostingsPlan, IndexError> {
     let nothing = PostingsPlan {
@@ -115,27 +276,21 @@ pub fn plan_postings<B: AsRef<[u8]>>(
     if matchers.is_empty() {
         return Ok(nothing);
     }
-    // A name some matcher requires to be non-empty: series lacking it are out anyway, so the
-    // other matchers on it need not care about the empty value.
-    let must_be_set: HashSet<&str> = matchers
-        .iter()
-        .filter(|m| !m.matches_empty())
-        .map(|m| m.name.as_str())
-        .collect();
+    let must_be_set = names_set(matchers);
 
     let mut plan = PostingsPlan {
         all: ix.all_postings_offset(),
         ..PostingsPlan::default()
     };
     for m in matchers {
-        match (m.typ, m.shape()) {
-            // `.*` accepts every value and the absence of the label.
-            (MatchType::Regexp, RegexShape::Any) => continue,
-            (MatchType::NotRegexp, RegexShape::Any) => return Ok(nothing),
-            _ => {}
+        if matches!((m.typ, m.shape()), (MatchType::NotRegexp, RegexShape::Any)) {
+            return Ok(nothing);
         }
-        let is_not = matches!(m.typ, MatchType::NotEqual | MatchType::NotRegexp);
-        if must_be_set.contains(m.name.as_str()) && !(is_not && m.matches_empty()) {
+        let Some(want) = matcher_want(m, &must_be_set) else {
+            // `.*` accepts every value and the absence of the label.
+            continue;
+        };
+        if want {
             // `l="a"`, `l=~"a|b"`, `l!=""`, or an empty-matching matcher on a label another
             // matcher requires: the series with an accepted value.
             let offs = value_offsets(ix, m, true)?;
@@ -181,8 +336,8 @@ fn union_of(
 
 /// Postings offsets of the values of `m.name` for which `m.matches(value) == want`, taking the
 /// cheap path the matcher's shape allows.
-fn value_offsets<B: AsRef<[u8]>>(
-    ix: &IndexReader<B>,
+fn value_offsets<T: PostingsTable + ?Sized>(
+    ix: &T,
     m: &Matcher,
     want: bool,
 ) -> Result<Vec<u64>, IndexError> {
@@ -190,21 +345,13 @@ fn value_offsets<B: AsRef<[u8]>>(
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
-    // The values the matcher's regex (or equality) accepts, when that is the side we want.
-    let positive = match m.typ {
-        MatchType::Equal | MatchType::Regexp => want,
-        MatchType::NotEqual | MatchType::NotRegexp => !want,
-    };
-    match (m.typ, m.shape()) {
-        (MatchType::Equal | MatchType::NotEqual, _) if positive => {
-            out.extend(ix.find_value(range, m.value.as_bytes())?);
-        }
-        (MatchType::Regexp | MatchType::NotRegexp, RegexShape::Set(values)) if positive => {
+    match lookup_for(m, want) {
+        Lookup::Values(values) => {
             for v in values {
                 out.extend(ix.find_value(range.clone(), v.as_bytes())?);
             }
         }
-        (MatchType::Regexp | MatchType::NotRegexp, RegexShape::Prefix(p)) if positive => {
+        Lookup::Prefix(p) => {
             let start = ix.lower_bound(range.clone(), p.as_bytes())?;
             for i in start..range.end {
                 let (v, off) = ix.entry(i)?;
@@ -214,14 +361,12 @@ fn value_offsets<B: AsRef<[u8]>>(
                 out.push(off);
             }
         }
-        (MatchType::Regexp | MatchType::NotRegexp, RegexShape::Any) => {
-            if positive {
-                for i in range {
-                    out.push(ix.entry(i)?.1);
-                }
+        Lookup::All => {
+            for i in range {
+                out.push(ix.entry(i)?.1);
             }
         }
-        _ => {
+        Lookup::Scan => {
             for i in range {
                 let (v, off) = ix.entry(i)?;
                 if m.matches(ix.value_str(v, i)?) == want {
@@ -229,6 +374,7 @@ fn value_offsets<B: AsRef<[u8]>>(
                 }
             }
         }
+        Lookup::Nothing => {}
     }
     Ok(out)
 }

@@ -20,7 +20,11 @@ enum State {
 
 struct Slot {
     file: Option<Arc<File>>,
+    /// Allocated with capacity for the read and left uninitialised: the kernel fills it, and
+    /// its length is set to what was filled once the read completes.
     buf: Vec<u8>,
+    /// Bytes the read asks for.
+    want: usize,
     offset: u64,
     filled: usize,
     state: State,
@@ -74,6 +78,7 @@ impl Uring {
                 self.slots.push(Slot {
                     file: None,
                     buf: Vec::new(),
+                    want: 0,
                     offset: 0,
                     filled: 0,
                     state: State::Free,
@@ -84,7 +89,9 @@ impl Uring {
         };
         let s = &mut self.slots[slot];
         s.file = Some(file);
-        s.buf = vec![0u8; len];
+        // Not zeroed: page-cache reads are memcpy-bound and zeroing first would double that.
+        s.buf = Vec::with_capacity(len);
+        s.want = len;
         s.offset = offset;
         s.filled = 0;
         s.abandoned = false;
@@ -110,15 +117,18 @@ impl Uring {
         }
         let s = &mut self.slots[slot];
         let fd = s.file.as_ref().map_or(-1, |f| f.as_raw_fd());
-        let rest = &mut s.buf[s.filled..];
-        let entry = opcode::Read::new(types::Fd(fd), rest.as_mut_ptr(), rest.len() as u32)
+        debug_assert!(s.buf.capacity() >= s.want && s.filled < s.want);
+        // SAFETY: `filled < want <= capacity`, so the pointer stays inside the allocation.
+        let rest = unsafe { s.buf.as_mut_ptr().add(s.filled) };
+        let entry = opcode::Read::new(types::Fd(fd), rest, (s.want - s.filled) as u32)
             .offset(s.offset + s.filled as u64)
             .build()
             .user_data(slot as u64);
-        // SAFETY: the buffer is the heap allocation of `slots[slot].buf`, which is neither
-        // freed, resized nor handed out until this entry's completion has been reaped (the
-        // slot stays `Pending` until then, and `Drop` waits for every read in flight); the
-        // file descriptor is kept open by the `Arc<File>` held in the same slot.
+        // SAFETY: the buffer is the heap allocation of `slots[slot].buf` (capacity `want`),
+        // which is neither freed, resized nor handed out until this entry's completion has
+        // been reaped (the slot stays `Pending` until then, and `Drop` waits for every read in
+        // flight); the kernel writes at most `want - filled` bytes from `rest`; the file
+        // descriptor is kept open by the `Arc<File>` held in the same slot.
         let pushed = unsafe { self.ring.submission().push(&entry) };
         if pushed.is_err() {
             self.ring.submit()?;
@@ -174,13 +184,12 @@ impl Uring {
                 std::io::ErrorKind::UnexpectedEof,
                 format!(
                     "read of {} bytes at offset {} ended at end of file",
-                    s.buf.len(),
-                    s.offset
+                    s.want, s.offset
                 ),
             )))
         } else {
             s.filled += res as usize;
-            (s.filled >= s.buf.len()).then_some(Ok(()))
+            (s.filled >= s.want).then_some(Ok(()))
         };
         let Some(outcome) = outcome else {
             // A short read: ask for the rest.
@@ -229,10 +238,17 @@ impl Uring {
                 let State::Done(r) = std::mem::replace(&mut s.state, State::Free) else {
                     unreachable!("matched Done above")
                 };
-                let buf = std::mem::take(&mut s.buf);
+                let mut buf = std::mem::take(&mut s.buf);
+                let filled = s.filled.min(s.want);
                 s.file = None;
                 self.free.push(slot);
-                Poll::Ready(r.map(|()| Bytes::from(buf)))
+                Poll::Ready(r.map(|()| {
+                    // SAFETY: the read completed: the kernel wrote `filled` bytes from the
+                    // start of the buffer (short reads were resubmitted for the rest), and
+                    // `filled <= want <= capacity`.
+                    unsafe { buf.set_len(filled) };
+                    Bytes::from(buf)
+                }))
             }
             State::Free => Poll::Ready(Err(std::io::Error::other(
                 "io_uring read polled after completion",

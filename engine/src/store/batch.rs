@@ -1,8 +1,11 @@
-//! A batch of series as the store streams them: label bytes in one arena, chunks in one list,
-//! so a batch of a thousand series costs a handful of allocations instead of thousands.
+//! A batch of series as the store streams them: label bytes in one arena, chunk payloads as
+//! ranges of the few buffers they were read into, so a batch of a thousand series costs a
+//! handful of allocations and no reference-count traffic per chunk.
 
 use std::cmp::Ordering;
 use std::ops::Range;
+
+use bytes::Bytes;
 
 use super::block::RawChunk;
 use super::series::StoreSeries;
@@ -11,18 +14,38 @@ use crate::labels::{Label, Labels};
 /// Series sorted by labels, each with its chunks.
 #[derive(Debug, Clone, Default)]
 pub struct SeriesBatch {
-    /// Label names and values, concatenated; UTF-8 (copied from checked symbol tables).
+    /// Label names and values; UTF-8 (copied from checked symbol tables). Labels of several
+    /// series may share bytes.
     text: Vec<u8>,
     /// Per label: name start, name end (= value start), value end in `text`.
     labels: Vec<[u32; 3]>,
     series: Vec<Entry>,
-    chunks: Vec<RawChunk>,
-    /// Payload bytes of `chunks` plus a per-chunk overhead, kept as chunks come and go.
-    chunk_bytes: usize,
+    chunks: Vec<ChunkEntry>,
+    /// The buffers chunk payloads live in (whole coalesced reads, or re-cut chunks).
+    bufs: Vec<Bytes>,
+    /// Bytes of `bufs`, counted once each.
+    buf_bytes: usize,
+    /// The series chunks are added to: the one started last, or the one opened with
+    /// [`SeriesBatch::open_chunks`].
+    chunk_target: usize,
+    /// The series written in a wire format by a [`FrameEncoder`] on the engine core, while
+    /// they match the batch (any change other than dropping trailing series discards them).
+    encoded: Option<Encoded>,
 }
 
-/// What a chunk costs besides its payload (its struct and the reference count), bytes.
-const CHUNK_OVERHEAD: usize = 48;
+/// Series of a batch in a wire format, and where each series ends in it.
+#[derive(Debug, Clone, Default)]
+struct Encoded {
+    bytes: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+/// Writes series in a wire format (the server's Series frames) on the engine cores, so the
+/// thread that sends them does not have to.
+pub trait FrameEncoder: Send + Sync + std::fmt::Debug {
+    /// Appends series `i` of `batch`, encoded, to `out`.
+    fn encode_series(&self, batch: &SeriesBatch, i: usize, out: &mut Vec<u8>);
+}
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -30,10 +53,48 @@ struct Entry {
     chunks: Range<u32>,
 }
 
+/// A chunk: its time range and where its payload lies in the batch's buffers.
+#[derive(Debug, Clone, Copy)]
+struct ChunkEntry {
+    min_time: i64,
+    max_time: i64,
+    buf: u32,
+    start: u32,
+    len: u32,
+    encoding: u8,
+}
+
+/// A chunk of a batch, borrowed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChunkView<'a> {
+    /// First sample's timestamp, ms.
+    pub min_time: i64,
+    /// Last sample's timestamp, ms (inclusive).
+    pub max_time: i64,
+    /// TSDB chunk encoding byte (1 = XOR).
+    pub encoding: u8,
+    /// The payload, starting with the 2-byte sample count.
+    pub data: &'a [u8],
+}
+
+/// Bytes a batch's bookkeeping costs per label, series and chunk besides the payloads.
+const LABEL_COST: usize = 12;
+const SERIES_COST: usize = 24;
+const CHUNK_COST: usize = 32;
+
 impl SeriesBatch {
     /// An empty batch.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Makes room for `series` more series with `labels` labels, `text` label bytes and
+    /// `chunks` chunks.
+    pub(super) fn reserve(&mut self, series: usize, labels: usize, text: usize, chunks: usize) {
+        self.series.reserve(series);
+        self.labels.reserve(labels);
+        self.text.reserve(text);
+        self.chunks.reserve(chunks);
     }
 
     /// Number of series.
@@ -46,9 +107,41 @@ impl SeriesBatch {
         self.series.is_empty()
     }
 
-    /// Bytes held by labels and chunk payloads (the figure batches are sized by).
+    /// Bytes held: labels, bookkeeping, the payload buffers and the encoded series (the
+    /// figure batches are sized by).
     pub fn bytes(&self) -> usize {
-        self.text.len() + self.labels.len() * 12 + self.series.len() * 16 + self.chunk_bytes
+        self.text.len()
+            + self.labels.len() * LABEL_COST
+            + self.series.len() * SERIES_COST
+            + self.chunks.len() * CHUNK_COST
+            + self.buf_bytes
+            + self
+                .encoded
+                .as_ref()
+                .map_or(0, |e| e.bytes.len() + e.ends.len() * 4)
+    }
+
+    /// Encodes every series with `enc`, keeping the bytes with the batch.
+    pub fn encode_with(&mut self, enc: &dyn FrameEncoder) {
+        let mut e = Encoded {
+            bytes: Vec::with_capacity(self.bytes()),
+            ends: Vec::with_capacity(self.len()),
+        };
+        for i in 0..self.len() {
+            enc.encode_series(self, i, &mut e.bytes);
+            e.ends.push(e.bytes.len() as u32);
+        }
+        self.encoded = Some(e);
+    }
+
+    /// The encoded series, taken out of the batch, when the batch still matches them.
+    pub fn take_encoded(&mut self) -> Option<Vec<u8>> {
+        self.encoded.take().map(|e| e.bytes)
+    }
+
+    /// Whether the batch carries its series encoded.
+    pub fn is_encoded(&self) -> bool {
+        self.encoded.is_some()
     }
 
     /// Label `(name, value)` byte pairs of series `i`, sorted by name.
@@ -64,13 +157,40 @@ impl SeriesBatch {
             })
     }
 
-    /// Chunks of series `i`, sorted by time, each of at most 120 samples.
-    pub fn chunks(&self, i: usize) -> &[RawChunk] {
-        let r = &self.series[i].chunks;
-        &self.chunks[r.start as usize..r.end as usize]
+    /// Number of labels of series `i`.
+    pub fn num_labels(&self, i: usize) -> usize {
+        self.series[i].labels.len()
     }
 
-    /// Series `i` as owned labels and chunks.
+    /// Chunks of series `i`, sorted by time, each of at most 120 samples.
+    pub fn chunks(&self, i: usize) -> impl ExactSizeIterator<Item = ChunkView<'_>> + '_ {
+        let r = &self.series[i].chunks;
+        self.chunks[r.start as usize..r.end as usize]
+            .iter()
+            .map(|c| self.view(c))
+    }
+
+    /// Number of chunks of series `i`.
+    pub fn num_chunks(&self, i: usize) -> usize {
+        self.series[i].chunks.len()
+    }
+
+    /// Number of chunks in the batch.
+    pub fn total_chunks(&self) -> usize {
+        self.chunks.len()
+    }
+
+    fn view(&self, c: &ChunkEntry) -> ChunkView<'_> {
+        let s = c.start as usize;
+        ChunkView {
+            min_time: c.min_time,
+            max_time: c.max_time,
+            encoding: c.encoding,
+            data: &self.bufs[c.buf as usize][s..s + c.len as usize],
+        }
+    }
+
+    /// Series `i` as owned labels and chunks (the chunks share the batch's buffers).
     pub fn series(&self, i: usize) -> StoreSeries {
         let labels = self
             .labels(i)
@@ -81,9 +201,23 @@ impl SeriesBatch {
                 )
             })
             .collect();
+        let r = &self.series[i].chunks;
         StoreSeries {
             labels: Labels::from_sorted(labels),
-            chunks: self.chunks(i).to_vec(),
+            chunks: self.chunks[r.start as usize..r.end as usize]
+                .iter()
+                .map(|c| self.raw_chunk(c))
+                .collect(),
+        }
+    }
+
+    fn raw_chunk(&self, c: &ChunkEntry) -> RawChunk {
+        let s = c.start as usize;
+        RawChunk {
+            min_time: c.min_time,
+            max_time: c.max_time,
+            encoding: c.encoding,
+            data: self.bufs[c.buf as usize].slice(s..s + c.len as usize),
         }
     }
 
@@ -105,47 +239,166 @@ impl SeriesBatch {
     }
 
     /// Starts a new series; add its labels in name order with [`SeriesBatch::push_label`] and
-    /// its chunks with [`SeriesBatch::push_chunk`].
+    /// its chunks with [`SeriesBatch::push_chunk`] or [`SeriesBatch::push_chunk_in`].
     pub fn start_series(&mut self) {
+        self.encoded = None;
         let l = self.labels.len() as u32;
         let c = self.chunks.len() as u32;
         self.series.push(Entry {
             labels: l..l,
             chunks: c..c,
         });
+        self.chunk_target = self.series.len() - 1;
+    }
+
+    /// Makes series `i` the one chunks are added to; its chunks must all be added before
+    /// another series' (chunks are kept in series order).
+    pub(super) fn open_chunks(&mut self, i: usize) {
+        self.encoded = None;
+        let c = self.chunks.len() as u32;
+        self.series[i].chunks = c..c;
+        self.chunk_target = i;
+    }
+
+    /// Keeps the first `n` series.
+    pub fn truncate(&mut self, n: usize) {
+        while self.series.len() > n {
+            self.pop_series();
+        }
     }
 
     /// Adds a label to the series started last.
     pub fn push_label(&mut self, name: &[u8], value: &[u8]) {
+        self.encoded = None;
         let a = self.text.len() as u32;
         self.text.extend_from_slice(name);
         let b = self.text.len() as u32;
         self.text.extend_from_slice(value);
         let c = self.text.len() as u32;
-        self.labels.push([a, b, c]);
+        self.push_label_at([a, b, c]);
+    }
+
+    /// Appends `bytes` to the label arena; returns their range, for labels that reuse them.
+    pub(super) fn push_text(&mut self, bytes: &[u8]) -> Range<u32> {
+        let a = self.text.len() as u32;
+        self.text.extend_from_slice(bytes);
+        a..self.text.len() as u32
+    }
+
+    /// Adds a label by its arena position (the same bytes as an earlier label).
+    pub(super) fn push_label_at(&mut self, l: [u32; 3]) {
+        self.encoded = None;
+        self.labels.push(l);
         if let Some(e) = self.series.last_mut() {
             e.labels.end = self.labels.len() as u32;
         }
     }
 
-    /// Adds a chunk to the series started last.
-    pub fn push_chunk(&mut self, c: RawChunk) {
-        self.chunk_bytes += c.data.len() + CHUNK_OVERHEAD;
-        self.chunks.push(c);
-        if let Some(e) = self.series.last_mut() {
+    /// Bytes of label text in the arena.
+    pub(super) fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
+    /// Number of payload buffers.
+    pub(super) fn bufs_len(&self) -> usize {
+        self.bufs.len()
+    }
+
+    /// Bytes `start..start + len` of buffer `buf`.
+    pub(super) fn buf_slice(&self, buf: u32, start: u32, len: u32) -> &[u8] {
+        &self.bufs[buf as usize][start as usize..(start + len) as usize]
+    }
+
+    /// Bytes `start..start + len` of buffer `buf`, shared.
+    pub(super) fn buf_bytes_of(&self, buf: u32, start: u32, len: u32) -> Bytes {
+        self.bufs[buf as usize].slice(start as usize..(start + len) as usize)
+    }
+
+    /// Adds a buffer chunk payloads will point into; returns its index.
+    pub(super) fn add_buf(&mut self, b: Bytes) -> u32 {
+        self.buf_bytes += b.len();
+        self.bufs.push(b);
+        self.bufs.len() as u32 - 1
+    }
+
+    /// Adds a chunk whose payload is `buf[start..start + len]` to the series started last (or
+    /// opened).
+    pub(super) fn push_chunk_in(
+        &mut self,
+        buf: u32,
+        start: u32,
+        len: u32,
+        min_time: i64,
+        max_time: i64,
+        encoding: u8,
+    ) {
+        self.encoded = None;
+        self.chunks.push(ChunkEntry {
+            min_time,
+            max_time,
+            buf,
+            start,
+            len,
+            encoding,
+        });
+        if let Some(e) = self.series.get_mut(self.chunk_target) {
             e.chunks.end = self.chunks.len() as u32;
         }
     }
 
-    /// Drops the series started last (it turned out not to be served).
+    /// Adds an owned chunk to the series started last.
+    pub fn push_chunk(&mut self, c: RawChunk) {
+        let len = c.data.len() as u32;
+        let buf = self.buf_index(&c.data);
+        let start = (c.data.as_ptr() as usize - self.bufs[buf as usize].as_ptr() as usize) as u32;
+        self.push_chunk_in(buf, start, len, c.min_time, c.max_time, c.encoding);
+    }
+
+    /// The index of a buffer holding `data`: one of the last few added when `data` lies in
+    /// it (chunks copied from another batch come in runs from the same buffer), else `data`
+    /// added as a new buffer.
+    fn buf_index(&mut self, data: &Bytes) -> u32 {
+        let p = data.as_ptr() as usize;
+        let n = self.bufs.len();
+        for k in (n.saturating_sub(4)..n).rev() {
+            let b = &self.bufs[k];
+            let s = b.as_ptr() as usize;
+            if p >= s && p + data.len() <= s + b.len() {
+                return k as u32;
+            }
+        }
+        self.add_buf(data.clone())
+    }
+
+    /// Adds chunk `c` of batch `from` (a range of one of its buffers) to the series started
+    /// last, sharing the buffer.
+    fn copy_chunk(&mut self, from: &SeriesBatch, c: &ChunkEntry) {
+        let src = &from.bufs[c.buf as usize];
+        let n = self.bufs.len();
+        let mut buf = None;
+        for k in (n.saturating_sub(4)..n).rev() {
+            let b = &self.bufs[k];
+            if b.as_ptr() == src.as_ptr() && b.len() == src.len() {
+                buf = Some(k as u32);
+                break;
+            }
+        }
+        let buf = buf.unwrap_or_else(|| self.add_buf(src.clone()));
+        self.push_chunk_in(buf, c.start, c.len, c.min_time, c.max_time, c.encoding);
+    }
+
+    /// Drops the series started last (it turned out not to be served). Its label bytes stay in
+    /// the arena, where later labels may share them.
     pub fn pop_series(&mut self) {
+        if let Some(enc) = &mut self.encoded {
+            enc.ends.pop();
+            let end = enc.ends.last().map_or(0, |&e| e as usize);
+            enc.bytes.truncate(end);
+        }
         if let Some(e) = self.series.pop() {
             self.labels.truncate(e.labels.start as usize);
-            for c in self.chunks.drain(e.chunks.start as usize..) {
-                self.chunk_bytes -= c.data.len() + CHUNK_OVERHEAD;
-            }
-            let text_end = self.labels.last().map_or(0, |l| l[2] as usize);
-            self.text.truncate(text_end);
+            self.chunks.truncate(e.chunks.start as usize);
+            self.chunk_target = self.series.len().saturating_sub(1);
         }
     }
 
@@ -156,39 +409,93 @@ impl SeriesBatch {
             .map_or(0, |e| (e.chunks.end - e.chunks.start) as usize)
     }
 
-    /// Copies series `i` of `from` to the end of this batch, moving no payload bytes (chunks
-    /// are reference-counted).
+    /// Copies series `i` of `from` to the end of this batch; payloads are shared, not copied.
     pub fn copy_series(&mut self, from: &SeriesBatch, i: usize) {
+        // The encoded bytes follow when both sides carry theirs (or this batch is empty).
+        let keep = (self.is_empty() || self.encoded.is_some())
+            .then_some(from.encoded.as_ref())
+            .flatten()
+            .map(|e| {
+                let start = if i == 0 { 0 } else { e.ends[i - 1] as usize };
+                e.bytes[start..e.ends[i] as usize].to_vec()
+            });
+        let mut enc = self.encoded.take();
         self.start_series();
         for (n, v) in from.labels(i) {
             self.push_label(n, v);
         }
-        for c in from.chunks(i) {
-            self.push_chunk(c.clone());
+        self.append_chunks_of(from, i);
+        if let Some(frame) = keep {
+            let e = enc.get_or_insert_with(Encoded::default);
+            e.bytes.extend_from_slice(&frame);
+            e.ends.push(e.bytes.len() as u32);
+            self.encoded = enc;
         }
     }
 
     /// Adds the chunks of series `i` of `from` to the last series of this batch (same labels).
     pub fn append_chunks_of(&mut self, from: &SeriesBatch, i: usize) {
-        for c in from.chunks(i) {
-            self.push_chunk(c.clone());
+        let r = from.series[i].chunks.clone();
+        for c in &from.chunks[r.start as usize..r.end as usize] {
+            self.copy_chunk(from, c);
         }
+    }
+
+    /// The chunks of series `i`, owned.
+    pub(super) fn raw_chunks(&self, i: usize) -> Vec<RawChunk> {
+        let r = &self.series[i].chunks;
+        self.chunks[r.start as usize..r.end as usize]
+            .iter()
+            .map(|c| self.raw_chunk(c))
+            .collect()
     }
 
     /// Replaces the chunks of series `i` (used after merging overlapping chunks).
     pub(super) fn replace_chunks(&mut self, i: usize, chunks: Vec<RawChunk>) {
-        let mut all = Vec::with_capacity(self.chunks.len());
+        self.encoded = None;
+        let old = std::mem::take(&mut self.chunks);
+        let mut all = Vec::with_capacity(old.len() + chunks.len());
+        let mut fresh = Vec::with_capacity(chunks.len());
+        for c in chunks {
+            let buf = self.buf_index(&c.data);
+            let start =
+                (c.data.as_ptr() as usize - self.bufs[buf as usize].as_ptr() as usize) as u32;
+            fresh.push(ChunkEntry {
+                min_time: c.min_time,
+                max_time: c.max_time,
+                buf,
+                start,
+                len: c.data.len() as u32,
+                encoding: c.encoding,
+            });
+        }
         for (j, e) in self.series.iter_mut().enumerate() {
             let start = all.len() as u32;
             if j == i {
-                all.extend(chunks.iter().cloned());
+                all.extend_from_slice(&fresh);
             } else {
-                all.extend_from_slice(&self.chunks[e.chunks.start as usize..e.chunks.end as usize]);
+                all.extend_from_slice(&old[e.chunks.start as usize..e.chunks.end as usize]);
             }
             e.chunks = start..all.len() as u32;
         }
-        self.chunk_bytes = all.iter().map(|c| c.data.len() + CHUNK_OVERHEAD).sum();
         self.chunks = all;
+    }
+
+    /// Sorts the series by label set (stable), for producers whose label rewriting may have
+    /// changed the index order.
+    pub(super) fn sorted(&self) -> SeriesBatch {
+        let mut idx: Vec<usize> = (0..self.len()).collect();
+        idx.sort_by(|&a, &b| self.cmp_series(a, self, b));
+        let mut out = SeriesBatch::new();
+        for i in idx {
+            out.copy_series(self, i);
+        }
+        out
+    }
+
+    /// Whether the series are in strictly ascending label order.
+    pub(super) fn is_sorted(&self) -> bool {
+        (1..self.len()).all(|i| self.cmp_series(i - 1, self, i).is_lt())
     }
 }
 
@@ -196,16 +503,33 @@ impl SeriesBatch {
 mod tests {
     use super::*;
 
+    fn chunk(data: &'static [u8], t: i64) -> RawChunk {
+        RawChunk {
+            min_time: t,
+            max_time: t + 1,
+            encoding: 1,
+            data: Bytes::from_static(data),
+        }
+    }
+
     #[test]
     fn series_keep_their_labels_and_chunks_and_compare_like_label_sets() {
         let mut b = SeriesBatch::new();
         b.start_series();
         b.push_label(b"__name__", b"up");
         b.push_label(b"job", b"a");
+        b.push_chunk(chunk(b"\x00\x01abc", 1));
         b.start_series();
-        b.push_label(b"__name__", b"up");
-        b.push_label(b"job", b"a");
+        let name = b.push_text(b"__name__");
+        let up = b.push_text(b"up");
+        assert_eq!(name.end, up.start);
+        b.push_label_at([name.start, name.end, up.end]);
+        let job = b.push_text(b"job");
+        let a = b.push_text(b"a");
+        b.push_label_at([job.start, job.end, a.end]);
         b.push_label(b"x", b"1");
+        let buf = b.add_buf(Bytes::from_static(b"....\x00\x01zz.."));
+        b.push_chunk_in(buf, 4, 4, 10, 20, 1);
         b.start_series();
         b.push_label(b"__name__", b"zz");
         b.pop_series();
@@ -218,8 +542,21 @@ mod tests {
             s.labels,
             Labels::from_pairs([("__name__", "up"), ("job", "a"), ("x", "1")])
         );
+        assert_eq!(&s.chunks[0].data[..], b"\x00\x01zz");
+        assert_eq!(b.chunks(0).next().unwrap().data, b"\x00\x01abc");
         let mut c = SeriesBatch::new();
+        c.copy_series(&b, 1);
         c.copy_series(&b, 0);
-        assert_eq!(c.cmp_series(0, &b, 0), Ordering::Equal);
+        assert_eq!(c.cmp_series(0, &b, 1), Ordering::Equal);
+        assert!(!c.is_sorted());
+        let s = c.sorted();
+        assert!(s.is_sorted());
+        assert_eq!(s.chunks(1).next().unwrap().data, b"\x00\x01zz");
+        // Chunks copied from one buffer share it.
+        assert_eq!(s.bufs.len(), 2);
+        let mut r = s.clone();
+        r.replace_chunks(0, vec![chunk(b"\x00\x01new", 5)]);
+        assert_eq!(r.chunks(0).next().unwrap().data, b"\x00\x01new");
+        assert_eq!(r.chunks(1).next().unwrap().data, b"\x00\x01zz");
     }
 }

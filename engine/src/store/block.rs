@@ -2,17 +2,16 @@
 //! its chunk segments, and the ranged reads of postings, series entries and chunks, done on
 //! the engine core that owns the block (its cache, its ring).
 
-use std::collections::HashMap;
-use std::ops::Range;
-
 use bytes::Bytes;
 
-use super::core::{StoreCore, read_range, read_ranges};
+use super::core::{StoreCore, fetch, read_range};
+use super::entry::entry_len;
 use super::header::IndexHeader;
 use super::{CacheKey, StoreError};
+use crate::block::BlockMeta;
+use crate::block::LabelFilter;
 use crate::block::segment::{SEGMENT_HEADER_SIZE, split_ref};
-use crate::block::{BlockMeta, LabelFilter, RecordRead, read_chunk_record};
-use crate::index::{ChunkMeta, IndexError, PostingsPlan};
+use crate::index::{ChunkMeta, IndexError};
 use crate::labels::Labels;
 use crate::shard::Core;
 
@@ -20,8 +19,6 @@ use crate::shard::Core;
 const SERIES_GUESS: u64 = 1024;
 /// First guess of a chunk record's size when the meta gives none, bytes.
 const CHUNK_GUESS: u64 = 2048;
-/// First guess of a postings list's size when the table order gives no bound, bytes.
-const POSTINGS_GUESS: u64 = 64 * 1024;
 
 /// A raw chunk as served on the wire: its time range and XOR payload.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,11 +103,11 @@ impl BucketBlock {
             .map_or(0, |t| t.downsample.resolution)
     }
 
-    fn index_path(&self) -> String {
+    pub(super) fn index_path(&self) -> String {
         format!("{}/index", self.id)
     }
 
-    fn stat(&self, f: impl Fn(&crate::block::IndexStats) -> i64, default: u64) -> u64 {
+    pub(super) fn stat(&self, f: impl Fn(&crate::block::IndexStats) -> i64, default: u64) -> u64 {
         self.meta
             .thanos
             .as_ref()
@@ -120,116 +117,55 @@ impl BucketBlock {
             .map_or(default, |v| v as u64)
     }
 
-    /// Reads the postings lists `plan` needs (from the owner's cache or in one coalesced batch
-    /// of ranged reads) and combines them into the selected series refs.
-    pub async fn postings(
-        &self,
-        core: &Core<StoreCore>,
-        plan: &PostingsPlan,
-    ) -> Result<Vec<u32>, StoreError> {
-        if plan.empty {
-            return Ok(Vec::new());
-        }
-        let st = core.state();
-        let mut want: Vec<u64> = plan.offsets().collect();
-        want.sort_unstable();
-        want.dedup();
-        let mut lists: HashMap<u64, Bytes> = HashMap::with_capacity(want.len());
-        let mut missing = Vec::new();
-        for &off in &want {
-            match st.cache_get(&CacheKey::Postings(self.meta.ulid, off)) {
-                Some(b) => {
-                    lists.insert(off, b);
-                }
-                None => missing.push(off),
-            }
-        }
-        let ranges: Vec<Range<u64>> = missing
-            .iter()
-            .map(|&off| self.header.postings_range(off, POSTINGS_GUESS))
-            .collect();
-        let path = self.index_path();
-        let got = read_ranges(core, &path, &ranges).await?;
-        for (off, mut b) in missing.iter().zip(got) {
-            let need = 8 + u64::from(u32::from_be_bytes(frame_len(&b)));
-            if need > b.len() as u64 {
-                if off + need > self.header.index_size() {
-                    return Err(IndexError::PastEnd {
-                        path: path.clone().into(),
-                        section: "postings",
-                        offset: *off,
-                        len: need,
-                        limit: self.header.index_size(),
-                    }
-                    .into());
-                }
-                b = read_range(core, &path, *off..off + need).await?;
-            }
-            let b = b.slice(..need as usize);
-            st.cache_put(CacheKey::Postings(self.meta.ulid, *off), &b);
-            lists.insert(*off, b);
-        }
-        let reader = self.header.reader();
-        Ok(plan.execute(|off, out| match lists.get(&off) {
-            Some(b) => reader.decode_postings(b, off, out),
-            None => Err(IndexError::Corrupt {
-                path: path.clone().into(),
-                section: "postings",
-                offset: off,
-                reason: "postings list was not fetched".into(),
-            }),
-        })?)
-    }
-
     /// Reads the series entries of `refs` (ascending), each complete (length, body, CRC),
     /// from the owner's cache or by coalesced ranged reads; with `cache`, entries read are
     /// cached.
-    pub async fn series_entries(
+    pub(super) async fn series_entries(
         &self,
         core: &Core<StoreCore>,
         refs: &[u32],
         cache: bool,
-    ) -> Result<Vec<Bytes>, StoreError> {
+    ) -> Result<Entries, StoreError> {
         let st = core.state();
         let guess = self.stat(|s| s.series_max_size, SERIES_GUESS);
         let end = self.header.series_end();
-        let mut entries: Vec<Bytes> = Vec::with_capacity(refs.len());
-        let mut ranges = Vec::new();
-        let mut missing = Vec::new();
+        let mut out = Entries {
+            bufs: Vec::new(),
+            at: vec![(0, 0, 0); refs.len()],
+        };
+        let mut hits = Vec::new();
+        let mut ranges = Vec::with_capacity(refs.len());
+        let mut missing = Vec::with_capacity(refs.len());
         for (i, &r) in refs.iter().enumerate() {
-            let hit = if cache {
-                st.cache_get(&CacheKey::Series(self.meta.ulid, r))
-            } else {
-                None
-            };
-            match hit {
-                Some(b) => entries.push(b),
-                None => {
-                    let off = u64::from(r) * 16;
-                    if off >= end {
-                        return Err(IndexError::SeriesRefOutOfRange {
-                            path: self.index_path().into(),
-                            series_ref: r,
-                            offset: off,
-                            start: 0,
-                            end,
-                        }
-                        .into());
-                    }
-                    ranges.push(off..(off + guess).min(end));
-                    missing.push(i);
-                    entries.push(Bytes::new());
-                }
+            if cache && let Some(b) = st.cache_get(&CacheKey::Series(self.meta.ulid, r)) {
+                hits.push((i, b));
+                continue;
             }
+            let off = u64::from(r) * 16;
+            if off >= end {
+                return Err(IndexError::SeriesRefOutOfRange {
+                    path: self.index_path().into(),
+                    series_ref: r,
+                    offset: off,
+                    start: 0,
+                    end,
+                }
+                .into());
+            }
+            ranges.push(off..(off + guess).min(end));
+            missing.push(i);
         }
         let path = self.index_path();
-        let got = read_ranges(core, &path, &ranges).await?;
-        for ((&i, range), mut b) in missing.iter().zip(&ranges).zip(got) {
+        let fetched = fetch(core, &path, &ranges).await?;
+        let mut walk = fetched.walker();
+        let mut extra = Vec::new();
+        for (&i, range) in missing.iter().zip(&ranges) {
             let off = range.start;
-            let need = match entry_len(&b) {
-                Some(n) if n <= b.len() => n,
+            let (buf, start, have) = walk.at(off).unwrap_or((usize::MAX, 0, &[]));
+            let need = match entry_len(have) {
+                Some(n) if n <= have.len() => n,
                 want => {
-                    // The guess was short (or the length varint was cut): read exactly.
+                    // The read ended inside the entry: read exactly what it needs.
                     let need = want.map_or(14, |n| n as u64);
                     if off + need > end {
                         return Err(IndexError::PastEnd {
@@ -241,9 +177,9 @@ impl BucketBlock {
                         }
                         .into());
                     }
-                    b = read_range(core, &path, off..off + need).await?;
+                    let b = read_range(core, &path, off..off + need).await?;
                     match entry_len(&b) {
-                        Some(n) if n <= b.len() => n,
+                        Some(n) if n <= b.len() => extra.push((i, b.slice(..n))),
                         _ => {
                             return Err(IndexError::Corrupt {
                                 path: path.clone().into(),
@@ -254,27 +190,37 @@ impl BucketBlock {
                             .into());
                         }
                     }
+                    continue;
                 }
             };
-            let b = b.slice(..need);
+            if cache {
+                st.cache_put(CacheKey::Series(self.meta.ulid, refs[i]), &have[..need]);
+            }
+            out.at[i] = (buf as u32, start as u32, need as u32);
+        }
+        out.bufs = fetched.bufs;
+        for (i, b) in hits.into_iter().chain(extra) {
             if cache {
                 st.cache_put(CacheKey::Series(self.meta.ulid, refs[i]), &b);
             }
-            entries[i] = b;
+            out.at[i] = (out.bufs.len() as u32, 0, b.len() as u32);
+            out.bufs.push(b);
         }
-        Ok(entries)
+        Ok(out)
     }
 
-    /// Reads the chunks `metas` name, in order, as raw chunks (CRC checked), in coalesced
-    /// ranged reads per segment.
-    pub async fn chunks(
+    /// Reads the chunks `metas` name (CRC checked), in coalesced ranged reads per segment;
+    /// returns the buffers read and where each chunk's payload lies in them, in the order of
+    /// `metas`.
+    pub(super) async fn chunks(
         &self,
         core: &Core<StoreCore>,
         metas: &[ChunkMeta],
-    ) -> Result<Vec<RawChunk>, StoreError> {
+    ) -> Result<ChunkData, StoreError> {
         let guess = self.stat(|s| s.chunk_max_size, CHUNK_GUESS);
-        // Reads in file order; a chunk's read ends at the next chunk's start when that is
-        // nearer than the guess (chunks of a segment are contiguous records).
+        // Reads in file order (the order chunks of a batch are normally asked in); a chunk's
+        // read ends at the next chunk's start when that is nearer than the guess (chunks of a
+        // segment are contiguous records).
         let mut order: Vec<(u32, u64, usize)> = Vec::with_capacity(metas.len());
         for (i, c) in metas.iter().enumerate() {
             let (seg, off) = split_ref(c.chunk_ref);
@@ -299,71 +245,81 @@ impl BucketBlock {
             }
             order.push((seg, off, i));
         }
-        order.sort_unstable();
-        let mut out: Vec<Option<RawChunk>> = vec![None; metas.len()];
+        if !order.is_sorted() {
+            order.sort_unstable();
+        }
+        let mut out = ChunkData {
+            bufs: Vec::new(),
+            at: vec![(0, 0, 0, 0); metas.len()],
+        };
         let mut at = 0;
+        let mut ranges = Vec::new();
         while at < order.len() {
             let seg = order[at].0;
             let n = order[at..].partition_point(|o| o.0 == seg);
             let group = &order[at..at + n];
             at += n;
             let size = self.segments[seg as usize];
-            let ranges: Vec<Range<u64>> = group
-                .iter()
-                .enumerate()
-                .map(|(j, &(_, off, _))| {
-                    let mut end = (off + guess).min(size);
-                    if let Some(&(_, next, _)) = group.get(j + 1)
-                        && next > off
-                    {
-                        end = end.min(next);
-                    }
-                    off..end
-                })
-                .collect();
+            ranges.clear();
+            ranges.extend(group.iter().enumerate().map(|(j, &(_, off, _))| {
+                let mut end = (off + guess).min(size);
+                if let Some(&(_, next, _)) = group.get(j + 1)
+                    && next > off
+                {
+                    end = end.min(next);
+                }
+                off..end
+            }));
             let path = self.segment_path(seg);
-            let got = read_ranges(core, &path, &ranges).await?;
-            let ppath = std::path::PathBuf::from(&path);
-            for ((&(_, off, i), range), b) in group.iter().zip(&ranges).zip(got) {
-                let mut buf = b;
-                let rec = match read_chunk_record(&buf, off, &ppath)? {
-                    RecordRead::NeedBytes(need) => {
+            let fetched = fetch(core, &path, &ranges).await?;
+            let mut walk = fetched.walker();
+            let base = out.bufs.len();
+            let mut extra = Vec::new();
+            for &(_, off, i) in group {
+                let (buf, start, have) = walk.at(off).unwrap_or((usize::MAX, 0, &[]));
+                match parse_record(have, off, &path)? {
+                    Ok((encoding, s, len)) => {
+                        out.at[i] = (
+                            (base + buf) as u32,
+                            (start + s) as u32,
+                            len as u32,
+                            encoding,
+                        );
+                    }
+                    Err(need) => {
                         let end = off + need;
                         if end > size {
                             return Err(StoreError::Block(
                                 crate::block::BlockError::ChunkOutOfBounds {
-                                    path: ppath,
+                                    path: path.clone().into(),
                                     chunk_ref: metas[i].chunk_ref,
                                     offset: off,
                                     file_len: size,
                                 },
                             ));
                         }
-                        buf = read_range(core, &path, range.start..end).await?;
-                        read_chunk_record(&buf, off, &ppath)?
+                        let b = read_range(core, &path, off..end).await?;
+                        let Ok((encoding, s, len)) = parse_record(&b, off, &path)? else {
+                            return Err(StoreError::Block(
+                                crate::block::BlockError::ChunkOutOfBounds {
+                                    path: path.clone().into(),
+                                    chunk_ref: metas[i].chunk_ref,
+                                    offset: off,
+                                    file_len: size,
+                                },
+                            ));
+                        };
+                        extra.push((i, b, s, len, encoding));
                     }
-                    r => r,
-                };
-                let RecordRead::Chunk { encoding, data } = rec else {
-                    return Err(StoreError::Block(
-                        crate::block::BlockError::ChunkOutOfBounds {
-                            path: ppath,
-                            chunk_ref: metas[i].chunk_ref,
-                            offset: off,
-                            file_len: size,
-                        },
-                    ));
-                };
-                let start = data.as_ptr() as usize - buf.as_ptr() as usize;
-                out[i] = Some(RawChunk {
-                    min_time: metas[i].min_time,
-                    max_time: metas[i].max_time,
-                    encoding,
-                    data: buf.slice(start..start + data.len()),
-                });
+                }
+            }
+            out.bufs.extend(fetched.bufs);
+            for (i, b, s, len, enc) in extra {
+                out.at[i] = (out.bufs.len() as u32, s as u32, len as u32, enc);
+                out.bufs.push(b);
             }
         }
-        Ok(out.into_iter().flatten().collect())
+        Ok(out)
     }
 
     fn segment_path(&self, seg: u32) -> String {
@@ -371,21 +327,75 @@ impl BucketBlock {
     }
 }
 
-/// The BE32 length prefix at the start of a framed section (zeros if too short).
-fn frame_len(b: &[u8]) -> [u8; 4] {
-    match b.get(..4) {
-        Some(s) => [s[0], s[1], s[2], s[3]],
-        None => [0; 4],
+/// Parses the chunk record at the start of `have`, read from offset `off` of segment `path`:
+/// `uvarint len`, encoding byte, `len` bytes of payload, `BE32` CRC-32C of encoding and payload.
+/// Gives the encoding and the payload's start and length in `have`, or `Err(n)` when `have`
+/// ends inside the record, which needs `n` bytes.
+#[inline]
+fn parse_record(
+    have: &[u8],
+    off: u64,
+    path: &str,
+) -> Result<Result<(u8, usize, usize), u64>, StoreError> {
+    let Some((len, n)) = super::entry::uvarint(have, 0) else {
+        if have.len() < MAX_LEN_FIELD {
+            return Ok(Err(MAX_LEN_FIELD as u64 + 5));
+        }
+        return Err(bad_record(path, off));
+    };
+    if n > MAX_LEN_FIELD {
+        return Err(bad_record(path, off));
+    }
+    let need = n as u64 + 1 + len + 4;
+    if need > have.len() as u64 {
+        return Ok(Err(need));
+    }
+    let len = len as usize;
+    let c = &have[n + 1 + len..n + 5 + len];
+    let expected = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+    let actual = super::crc::crc32c(&have[n..n + 1 + len]);
+    if expected != actual {
+        return Err(StoreError::Block(crate::block::BlockError::CrcMismatch {
+            path: path.into(),
+            offset: off,
+            expected,
+            actual,
+        }));
+    }
+    Ok(Ok((have[n], n + 1, len)))
+}
+
+/// Most bytes of a chunk record's length field.
+const MAX_LEN_FIELD: usize = 5;
+
+fn bad_record(path: &str, off: u64) -> StoreError {
+    StoreError::Block(crate::block::BlockError::decode(
+        std::path::Path::new(path),
+        crate::encoding::DecodeError::Varint { offset: off },
+    ))
+}
+
+/// Series entries read for a batch: the buffers read and, per entry, (buffer, start, length).
+#[derive(Debug)]
+pub(super) struct Entries {
+    bufs: Vec<Bytes>,
+    at: Vec<(u32, u32, u32)>,
+}
+
+impl Entries {
+    /// The bytes of entry `i` (varint length, body, CRC).
+    pub(super) fn get(&self, i: usize) -> &[u8] {
+        let (b, s, n) = self.at[i];
+        &self.bufs[b as usize][s as usize..(s + n) as usize]
     }
 }
 
-/// Bytes taken by the series entry at the start of `b` (varint length, body, CRC); `None`
-/// when the length varint is cut short.
-fn entry_len(b: &[u8]) -> Option<usize> {
-    match crate::encoding::read_uvarint(b) {
-        Ok((len, n)) => usize::try_from(n as u64 + len.min(u32::MAX as u64) + 4).ok(),
-        Err(_) => None,
-    }
+/// Chunks read for a batch: the buffers read and, per chunk, (buffer, payload start, payload
+/// length, encoding).
+#[derive(Debug)]
+pub(super) struct ChunkData {
+    pub(super) bufs: Vec<Bytes>,
+    pub(super) at: Vec<(u32, u32, u32, u8)>,
 }
 
 /// The engine core owning block `id` among `cores`: a hash of the ULID, so the owner stays

@@ -57,6 +57,11 @@ impl StoreCore {
         self.cache.borrow_mut().insert(k, Bytes::copy_from_slice(v));
     }
 
+    /// Caches a value that owns its bytes.
+    pub(super) fn cache_put_owned(&self, k: CacheKey, v: Bytes) {
+        self.cache.borrow_mut().insert(k, v);
+    }
+
     /// Forgets what is cached and open for a block no longer served.
     pub(super) fn forget(&self, block: Ulid) {
         self.cache.borrow_mut().retain(|k| k.block() != block);
@@ -80,33 +85,85 @@ impl StoreCore {
     }
 }
 
+/// Bytes read for a set of ranges: the merged reads, in file order.
+#[derive(Debug, Default)]
+pub(super) struct Fetched {
+    /// The merged reads.
+    pub(super) bufs: Vec<Bytes>,
+    /// Absolute start of each read.
+    starts: Vec<u64>,
+}
+
+impl Fetched {
+    /// The read holding absolute position `pos` and `pos`'s offset in it; `None` when no
+    /// read covers it.
+    pub(super) fn locate(&self, pos: u64) -> Option<(usize, usize)> {
+        let i = self.starts.partition_point(|&s| s <= pos).checked_sub(1)?;
+        let off = (pos - self.starts[i]) as usize;
+        (off < self.bufs[i].len()).then_some((i, off))
+    }
+
+    /// A cursor for looking up positions in ascending order without a search each.
+    pub(super) fn walker(&self) -> Walker<'_> {
+        Walker { f: self, i: 0 }
+    }
+}
+
+/// Looks up positions of a [`Fetched`] given in ascending order.
+#[derive(Debug)]
+pub(super) struct Walker<'a> {
+    f: &'a Fetched,
+    i: usize,
+}
+
+impl<'a> Walker<'a> {
+    /// The read holding `pos`, the offset of `pos` in it and the bytes from there to the
+    /// read's end; `None` when no read covers it.
+    #[inline]
+    pub(super) fn at(&mut self, pos: u64) -> Option<(usize, usize, &'a [u8])> {
+        let f = self.f;
+        while self.i < f.bufs.len() && pos >= f.starts[self.i] + f.bufs[self.i].len() as u64 {
+            self.i += 1;
+        }
+        let (i, off) = if self.i < f.bufs.len() && pos >= f.starts[self.i] {
+            (self.i, (pos - f.starts[self.i]) as usize)
+        } else {
+            f.locate(pos)?
+        };
+        Some((i, off, &f.bufs[i][off..]))
+    }
+}
+
 /// Reads `ranges` of object `path`, merging ranges closer than the bucket's coalescing gap into
-/// one read each (callers bound their batches, which bounds the reads); returns each range's
-/// bytes in the order given.
-pub(super) async fn read_ranges(
+/// one read each (callers bound their batches, which bounds the reads).
+pub(super) async fn fetch(
     core: &Core<StoreCore>,
     path: &str,
     ranges: &[Range<u64>],
-) -> Result<Vec<Bytes>, BucketError> {
+) -> Result<Fetched, BucketError> {
     if ranges.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Fetched::default());
     }
     let st = core.state();
+    let merged = coalesce(ranges, st.reader.bucket.coalesce_gap());
+    let starts = merged.iter().map(|m| m.start).collect();
     let Some(root) = &st.reader.local_root else {
-        // Object storage: the request runs on the network runtime.
+        // Object storage: the requests run on the network runtime.
         let bucket = st.reader.bucket.clone();
-        let (p, r) = (path.to_string(), ranges.to_vec());
-        return st
+        let (p, r) = (path.to_string(), merged.clone());
+        let bufs = st
             .reader
             .runtime
-            .spawn(async move { bucket.get_ranges(&p, &r).await })
+            .spawn(async move {
+                futures::future::try_join_all(r.into_iter().map(|m| bucket.get_range(&p, m))).await
+            })
             .await
             .map_err(|e| BucketError::Io {
                 path: path.to_string(),
                 source: std::io::Error::other(e),
-            })?;
+            })??;
+        return Ok(Fetched { bufs, starts });
     };
-    let merged = coalesce(ranges, st.reader.bucket.coalesce_gap());
     let stats = st.reader.bucket.stats();
     let io_err = |source: std::io::Error| {
         stats.failures.fetch_add(1, Relaxed);
@@ -122,7 +179,7 @@ pub(super) async fn read_ranges(
         }
     };
     let file = st.file(root, path).map_err(io_err)?;
-    let fetched = core
+    let bufs = core
         .io()
         .read_many(&file, &merged)
         .await
@@ -138,14 +195,25 @@ pub(super) async fn read_ranges(
     stats.requests.fetch_add(merged.len() as u64, Relaxed);
     stats
         .bytes
-        .fetch_add(fetched.iter().map(|b| b.len() as u64).sum::<u64>(), Relaxed);
+        .fetch_add(bufs.iter().map(|b| b.len() as u64).sum::<u64>(), Relaxed);
+    Ok(Fetched { bufs, starts })
+}
+
+/// Reads `ranges` of object `path` in coalesced reads; returns each range's bytes in the
+/// order given.
+pub(super) async fn read_ranges(
+    core: &Core<StoreCore>,
+    path: &str,
+    ranges: &[Range<u64>],
+) -> Result<Vec<Bytes>, BucketError> {
+    let f = fetch(core, path, ranges).await?;
     Ok(ranges
         .iter()
         .map(|r| {
-            // Every range lies inside one merged range: the last one starting at or before it.
-            let i = merged.partition_point(|m| m.start <= r.start) - 1;
-            let m = &merged[i];
-            fetched[i].slice((r.start - m.start) as usize..(r.end - m.start) as usize)
+            // Every range lies inside one merged read: the last one starting at or before it.
+            let i = f.starts.partition_point(|&s| s <= r.start) - 1;
+            let s = f.starts[i];
+            f.bufs[i].slice((r.start - s) as usize..(r.end - s) as usize)
         })
         .collect())
 }

@@ -4,7 +4,7 @@
 //! Thanos's querier decodes them.
 
 use super::BucketStore;
-use super::block::RawChunk;
+use super::batch::ChunkView;
 use super::series::SeriesQuery;
 use crate::chunk::{AggrChunk, AggrType, Encoding, SampleBatch, decode_xor_into};
 use crate::downsample::{AggrRead, ServedChunk, decode_chunks, resolution_for};
@@ -42,9 +42,10 @@ impl BucketStore {
             while let Some(batch) = stream.next_batch().await? {
                 for i in 0..batch.len() {
                     let mut samples = SampleBatch::new();
-                    decode_series(batch.chunks(i), read, &mut samples).map_err(|e| {
-                        Error::InvalidInput(format!("series {:?}: {e}", batch.series(i).labels))
-                    })?;
+                    decode_series(&batch.chunks(i).collect::<Vec<_>>(), read, &mut samples)
+                        .map_err(|e| {
+                            Error::InvalidInput(format!("series {:?}: {e}", batch.series(i).labels))
+                        })?;
                     samples.truncate_to_range(mint, maxt);
                     if !samples.is_empty() {
                         out.push(Series {
@@ -62,11 +63,15 @@ impl BucketStore {
 
 /// Decodes a served series: raw XOR chunks straight into the batch, anything downsampled
 /// through [`decode_chunks`].
-fn decode_series(chunks: &[RawChunk], read: AggrRead, out: &mut SampleBatch) -> Result<(), String> {
+fn decode_series(
+    chunks: &[ChunkView<'_>],
+    read: AggrRead,
+    out: &mut SampleBatch,
+) -> Result<(), String> {
     let xor = Encoding::Xor as u8;
     if chunks.iter().all(|c| c.encoding == xor) {
         for c in chunks {
-            decode_xor_into(&c.data, out).map_err(|e| e.to_string())?;
+            decode_xor_into(c.data, out).map_err(|e| e.to_string())?;
         }
         return Ok(());
     }
@@ -78,9 +83,9 @@ fn decode_series(chunks: &[RawChunk], read: AggrRead, out: &mut SampleBatch) -> 
             ..ServedChunk::default()
         };
         if c.encoding == xor {
-            s.raw = Some(&c.data);
+            s.raw = Some(c.data);
         } else if c.encoding == Encoding::Aggr as u8 {
-            let ac = AggrChunk::new(&c.data);
+            let ac = AggrChunk::new(c.data);
             s.aggr = AggrType::ALL.map(|t| ac.get_xor(t).ok());
         } else {
             return Err(format!(

@@ -58,7 +58,7 @@ impl BucketStore {
                 if b.meta.min_time > q.max_time || b.meta.max_time <= q.min_time {
                     continue;
                 }
-                names.extend(b.header.reader().label_names());
+                names.extend(b.header.label_names());
                 names.extend(b.ext_labels.iter().map(|l| l.name.clone()));
             }
         } else {
@@ -93,7 +93,17 @@ impl BucketStore {
                     Some(v) => {
                         values.insert(v.to_string());
                     }
-                    None => values.extend(b.header.reader().label_values(name)?),
+                    None => {
+                        let (b, n) = (b.clone(), name.to_string());
+                        let got = self
+                            .cores
+                            .call(b.owner(), move |c| async move {
+                                super::resolve::label_values(&c, &b, &n).await
+                            })
+                            .await
+                            .map_err(|_| StoreError::Stopped)??;
+                        values.extend(got);
+                    }
                 }
             }
         } else {

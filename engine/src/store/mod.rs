@@ -13,16 +13,21 @@
 mod batch;
 mod block;
 mod core;
+mod crc;
 mod downsampled;
+mod entry;
 pub mod header;
 mod labels;
+pub mod postings;
 mod queryable;
+mod resolve;
 mod select;
 mod series;
 mod stream;
+mod symbols;
 mod sync;
 
-pub use batch::SeriesBatch;
+pub use batch::{ChunkView, FrameEncoder, SeriesBatch};
 pub use block::{BucketBlock, RawChunk};
 pub use labels::LabelsQuery;
 pub use series::{SeriesQuery, SeriesResult, ShardInfo, StoreSeries, recut_chunks};
@@ -44,20 +49,28 @@ use crate::shard::{IoBackend, RuntimeConfig, RuntimeError, ShardSet};
 
 use self::core::{Reader, StoreCore};
 
-/// Keys of the index cache: postings lists by offset, series entries by ref.
+/// Keys of the index cache: postings lists (bitpacked) by offset, series entries by ref,
+/// symbol pages and postings offset table windows by number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CacheKey {
-    /// A postings list at this index offset.
+    /// A postings list at this index offset, bitpacked.
     Postings(Ulid, u64),
     /// A series entry with this ref.
     Series(Ulid, u32),
+    /// A page of 32 symbols, decoded for lookup.
+    Symbols(Ulid, u32),
+    /// A window of 32 postings offset table entries, as read from the index.
+    PotWindow(Ulid, u32),
 }
 
 impl CacheKey {
     /// The block the entry belongs to.
     pub fn block(&self) -> Ulid {
         match *self {
-            CacheKey::Postings(b, _) | CacheKey::Series(b, _) => b,
+            CacheKey::Postings(b, _)
+            | CacheKey::Series(b, _)
+            | CacheKey::Symbols(b, _)
+            | CacheKey::PotWindow(b, _) => b,
         }
     }
 }

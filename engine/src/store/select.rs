@@ -94,18 +94,35 @@ pub(super) fn served_chunk(c: RawChunk, aggregates: &[AggrType]) -> Result<RawCh
 
 impl BucketStore {
     /// The label filter of a block being loaded: read from `path` beside the index-header, or
-    /// built from the header (and written there) when missing, damaged or stale. A block whose
-    /// filter cannot be built is served without one.
-    pub(super) fn label_filter(
+    /// built from the index's postings offset table (and written there) when missing, damaged
+    /// or stale. A block whose filter cannot be built is served without one.
+    pub(super) async fn label_filter(
         &self,
         path: &std::path::Path,
         header: &super::header::IndexHeader,
+        block: &str,
     ) -> Option<LabelFilter> {
-        match LabelFilter::open_or_build(path, header.reader(), header.index_size()) {
-            Ok((f, built)) => {
-                if built {
-                    self.metrics.label_filter_builds.fetch_add(1, Relaxed);
-                }
+        if let Some(f) = LabelFilter::open_valid(path, header.index_size()) {
+            return Some(f);
+        }
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        let built = header
+            .for_each_pair(&self.bucket, &format!("{block}/index"), |n, v| {
+                pairs.push((n.to_string(), String::from_utf8_lossy(v).into_owned()));
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                LabelFilter::from_pairs(
+                    pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+                    header.index_size(),
+                )
+                .map_err(|e| e.to_string())
+            })
+            .and_then(|f| f.write(path).map(|()| f).map_err(|e| e.to_string()));
+        match built {
+            Ok(f) => {
+                self.metrics.label_filter_builds.fetch_add(1, Relaxed);
                 Some(f)
             }
             Err(e) => {

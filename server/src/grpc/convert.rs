@@ -3,7 +3,7 @@
 
 use gauntlet_engine::chunk::{AggrChunk, AggrType, Encoding};
 use gauntlet_engine::labels::{Labels, MatchType, Matcher};
-use gauntlet_engine::store::{RawChunk, SeriesBatch, StoreError};
+use gauntlet_engine::store::{ChunkView, SeriesBatch, StoreError};
 use gauntlet_proto::thanos::{self, label_matcher};
 use tonic::Status;
 
@@ -51,7 +51,7 @@ pub fn batch_series(b: &SeriesBatch, i: usize) -> thanos::Series {
                 value: text(v),
             })
             .collect(),
-        chunks: b.chunks(i).iter().map(chunk).collect(),
+        chunks: b.chunks(i).map(|c| chunk(&c)).collect(),
     }
 }
 
@@ -95,7 +95,8 @@ pub fn aggregates(aggrs: &[i32]) -> Result<Vec<AggrType>, Status> {
 /// A served chunk in wire form: raw chunks in `raw`, downsampled ones split into the
 /// aggregate fields they hold (the store has already kept only the requested ones). Each
 /// payload carries its xxhash64 so a querier can drop duplicates cheaply.
-pub fn chunk(c: &RawChunk) -> thanos::AggrChunk {
+pub fn chunk(c: &ChunkView<'_>) -> thanos::AggrChunk {
+    let data = bytes::Bytes::copy_from_slice(c.data);
     let wire = |data: bytes::Bytes| thanos::Chunk {
         r#type: thanos::chunk::Encoding::Xor as i32,
         hash: xxhash_rust::xxh64::xxh64(&data, 0),
@@ -114,16 +115,16 @@ pub fn chunk(c: &RawChunk) -> thanos::AggrChunk {
         };
         out.raw = Some(thanos::Chunk {
             r#type: typ as i32,
-            ..wire(c.data.clone())
+            ..wire(data)
         });
         return out;
     }
-    let parts = AggrChunk::new(&c.data).present();
+    let parts = AggrChunk::new(c.data).present();
     let field = |t: AggrType| {
         parts[t as usize].map(|p| {
-            // Sub-chunks are slices of the chunk's bytes: no copy.
+            // Sub-chunks are slices of the one copy of the chunk's bytes.
             let start = p.data.as_ptr() as usize - c.data.as_ptr() as usize;
-            wire(c.data.slice(start..start + p.data.len()))
+            wire(data.slice(start..start + p.data.len()))
         })
     };
     out.count = field(AggrType::Count);

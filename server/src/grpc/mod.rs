@@ -2,6 +2,7 @@
 //! bucket store.
 
 mod convert;
+mod frames;
 pub mod store;
 
-pub use store::StoreService;
+pub use store::{StoreApi, StoreService};

@@ -1,19 +1,28 @@
 //! `thanos.Store` (Series, LabelNames, LabelValues, legacy Info) and `thanos.info.Info` served
 //! from a [`BucketStore`].
 
+use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use futures::Stream;
-use gauntlet_engine::store::{BucketStore, LabelsQuery, SeriesQuery, ShardInfo};
+use gauntlet_engine::store::{
+    BucketStore, LabelsQuery, SeriesQuery, SeriesStream as EngineStream, ShardInfo,
+};
 use gauntlet_proto::hintspb;
 use gauntlet_proto::thanos::{self, series_response};
+use http_body::Frame;
+use http_body_util::BodyExt;
 use prost::Message;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::body::Body;
 use tonic::{Request, Response, Status};
 
 use super::convert;
+use super::frames::{FRAME_HEADER, SeriesFrames, put_frame};
+use gauntlet_engine::store::FrameEncoder;
 
 /// The StoreAPI and Info service over one bucket store.
 #[derive(Debug, Clone)]
@@ -78,6 +87,205 @@ impl<S: Stream + Unpin> Stream for Permitted<S> {
     }
 }
 
+/// The engine query a Series request asks for; a bad matcher is `InvalidArgument`.
+fn series_query(r: thanos::SeriesRequest) -> Result<SeriesQuery, Status> {
+    let aggregates = convert::aggregates(&r.aggregates)?;
+    Ok(SeriesQuery {
+        min_time: r.min_time,
+        max_time: r.max_time,
+        matchers: convert::matchers(&r.matchers)?,
+        skip_chunks: r.skip_chunks,
+        without_replica_labels: r.without_replica_labels,
+        shard: r
+            .shard_info
+            .filter(|s| s.total_shards >= 1)
+            .map(|s| ShardInfo {
+                index: s.shard_index.max(0) as u64,
+                total: s.total_shards as u64,
+                by: s.by,
+                labels: s.labels,
+            }),
+        limit: r.limit.max(0) as u64,
+        abort_on_error: convert::abort(r.partial_response_strategy, r.partial_response_disabled),
+        max_resolution_window: r.max_resolution_window,
+        aggregates,
+        every_resolution: false,
+    })
+}
+
+/// The frames that end a Series answer: one warning per block that failed, then the hints
+/// naming the blocks queried.
+fn trailing_messages(stream: &mut EngineStream) -> Vec<thanos::SeriesResponse> {
+    let mut out: Vec<thanos::SeriesResponse> = std::mem::take(&mut stream.warnings)
+        .into_iter()
+        .map(|w| thanos::SeriesResponse {
+            result: Some(series_response::Result::Warning(w)),
+        })
+        .collect();
+    let hints = hintspb::SeriesResponseHints {
+        queried_blocks: std::mem::take(&mut stream.queried_blocks)
+            .into_iter()
+            .map(|id| hintspb::Block { id })
+            .collect(),
+        ..Default::default()
+    };
+    out.push(thanos::SeriesResponse {
+        result: Some(series_response::Result::Hints(any(
+            "hintspb.SeriesResponseHints",
+            &hints,
+        ))),
+    });
+    out
+}
+
+impl StoreService {
+    fn permit(&self) -> Result<OwnedSemaphorePermit, Status> {
+        self.series_gate.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "exceeded concurrent Series calls limit (--store.grpc.series-max-concurrency) of {}",
+                self.max_concurrent
+            ))
+        })
+    }
+
+    /// Answers `/thanos.Store/Series` at the HTTP level: the request decoded with prost, the
+    /// answer written as gRPC frames straight from the engine's batches, a batch per HTTP/2
+    /// data frame, the status in the trailers.
+    async fn series_http(&self, req: http::Request<Body>) -> http::Response<Body> {
+        match self.start_series(req).await {
+            Ok(r) => r,
+            Err(status) => status.into_http(),
+        }
+    }
+
+    async fn start_series(&self, req: http::Request<Body>) -> Result<http::Response<Body>, Status> {
+        let permit = self.permit()?;
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| Status::internal(format!("reading the request: {e}")))?
+            .to_bytes();
+        let msg = match body.get(..FRAME_HEADER) {
+            Some([0, a, b, c, d]) => {
+                let n = u32::from_be_bytes([*a, *b, *c, *d]) as usize;
+                body.get(FRAME_HEADER..FRAME_HEADER + n).ok_or_else(|| {
+                    Status::invalid_argument("request frame is shorter than its length")
+                })?
+            }
+            Some(_) => {
+                return Err(Status::unimplemented(
+                    "compressed requests are not supported; send Series requests uncompressed",
+                ));
+            }
+            None => return Err(Status::invalid_argument("empty request")),
+        };
+        let r = thanos::SeriesRequest::decode(msg)
+            .map_err(|e| Status::invalid_argument(format!("decoding SeriesRequest: {e}")))?;
+        let q = series_query(r)?;
+        // The engine cores write the frames as they read the batches; only batches the merge of
+        // several blocks built are written here.
+        let mut stream = self
+            .store
+            .series_stream_encoded(&q, Some(Arc::new(SeriesFrames)))
+            .await
+            .map_err(convert::status)?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Status>>(4);
+        // As in `series`: the permit is held until the producer is done and the body stream
+        // holding its queued frames is dropped.
+        let permit = Arc::new(permit);
+        let producer_permit = permit.clone();
+        tokio::spawn(async move {
+            let _permit = producer_permit;
+            let status = loop {
+                match stream.next_batch().await {
+                    Ok(Some(mut batch)) => {
+                        let out = batch.take_encoded().unwrap_or_else(|| {
+                            let mut out = Vec::with_capacity(batch.bytes());
+                            for i in 0..batch.len() {
+                                SeriesFrames.encode_series(&batch, i, &mut out);
+                            }
+                            out
+                        });
+                        drop(batch);
+                        if tx.send(Ok(Frame::data(Bytes::from(out)))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => break Status::ok(""),
+                    Err(e) => break convert::status(e),
+                }
+            };
+            if status.code() == tonic::Code::Ok {
+                let mut out = Vec::new();
+                for m in trailing_messages(&mut stream) {
+                    put_frame(&m.encode_to_vec(), &mut out);
+                }
+                if tx.send(Ok(Frame::data(Bytes::from(out)))).await.is_err() {
+                    return;
+                }
+            }
+            let mut trailers = http::HeaderMap::new();
+            if status.add_header(&mut trailers).is_ok() {
+                let _ = tx.send(Ok(Frame::trailers(trailers))).await;
+            }
+        });
+        let body = http_body_util::StreamBody::new(Permitted {
+            frames: tokio_stream::wrappers::ReceiverStream::new(rx),
+            _permit: permit,
+        });
+        let mut resp = http::Response::new(Body::new(body));
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        Ok(resp)
+    }
+}
+
+/// `thanos.Store` as mounted on the gRPC server: `Series` answered by frames written from the
+/// engine's batches ([`StoreService::series_http`]), everything else by the generated server.
+#[derive(Debug, Clone)]
+pub struct StoreApi {
+    svc: StoreService,
+    inner: thanos::store_server::StoreServer<StoreService>,
+}
+
+impl StoreApi {
+    /// The StoreAPI over `svc`.
+    pub fn new(svc: StoreService) -> Self {
+        StoreApi {
+            inner: thanos::store_server::StoreServer::new(svc.clone())
+                .max_decoding_message_size(i32::MAX as usize)
+                .max_encoding_message_size(i32::MAX as usize),
+            svc,
+        }
+    }
+}
+
+impl tonic::server::NamedService for StoreApi {
+    const NAME: &'static str = "thanos.Store";
+}
+
+impl tonic::codegen::Service<http::Request<Body>> for StoreApi {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        if req.uri().path() == "/thanos.Store/Series" {
+            let svc = self.svc.clone();
+            return Box::pin(async move { Ok(svc.series_http(req).await) });
+        }
+        Box::pin(self.inner.call(req))
+    }
+}
+
 #[tonic::async_trait]
 impl thanos::store_server::Store for StoreService {
     async fn info(
@@ -106,45 +314,15 @@ impl thanos::store_server::Store for StoreService {
         &self,
         req: Request<thanos::SeriesRequest>,
     ) -> Result<Response<Self::SeriesStream>, Status> {
-        let r = req.into_inner();
-        let Ok(permit) = self.series_gate.clone().try_acquire_owned() else {
-            return Err(Status::resource_exhausted(format!(
-                "exceeded concurrent Series calls limit (--store.grpc.series-max-concurrency) of {}",
-                self.max_concurrent
-            )));
-        };
-        let aggregates = convert::aggregates(&r.aggregates)?;
-        let q = SeriesQuery {
-            min_time: r.min_time,
-            max_time: r.max_time,
-            matchers: convert::matchers(&r.matchers)?,
-            skip_chunks: r.skip_chunks,
-            without_replica_labels: r.without_replica_labels,
-            shard: r
-                .shard_info
-                .filter(|s| s.total_shards >= 1)
-                .map(|s| ShardInfo {
-                    index: s.shard_index.max(0) as u64,
-                    total: s.total_shards as u64,
-                    by: s.by,
-                    labels: s.labels,
-                }),
-            limit: r.limit.max(0) as u64,
-            abort_on_error: convert::abort(
-                r.partial_response_strategy,
-                r.partial_response_disabled,
-            ),
-            max_resolution_window: r.max_resolution_window,
-            aggregates,
-            every_resolution: false,
-        };
+        // Mounted through [`StoreApi`], Series is answered by `series_http`; this path serves
+        // the generated server used alone, with the same answer as prost messages.
+        let permit = self.permit()?;
+        let q = series_query(req.into_inner())?;
         let mut stream = self
             .store
             .series_stream(&q)
             .await
             .map_err(convert::status)?;
-        // Frames go out as the cores produce them; the bounded channel makes the cores wait
-        // for a slow client instead of buffering the answer.
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<thanos::SeriesResponse, Status>>(64);
         // The call counts against the concurrency limit until both the producer has finished
         // and the frames it queued have been handed to the transport (or the call is dropped).
@@ -173,29 +351,11 @@ impl thanos::store_server::Store for StoreService {
                     }
                 }
             }
-            for w in std::mem::take(&mut stream.warnings) {
-                let frame = thanos::SeriesResponse {
-                    result: Some(series_response::Result::Warning(w)),
-                };
+            for frame in trailing_messages(&mut stream) {
                 if tx.send(Ok(frame)).await.is_err() {
                     return;
                 }
             }
-            let hints = hintspb::SeriesResponseHints {
-                queried_blocks: std::mem::take(&mut stream.queried_blocks)
-                    .into_iter()
-                    .map(|id| hintspb::Block { id })
-                    .collect(),
-                ..Default::default()
-            };
-            let _ = tx
-                .send(Ok(thanos::SeriesResponse {
-                    result: Some(series_response::Result::Hints(any(
-                        "hintspb.SeriesResponseHints",
-                        &hints,
-                    ))),
-                }))
-                .await;
         });
         Ok(Response::new(Box::pin(Permitted {
             frames: tokio_stream::wrappers::ReceiverStream::new(rx),

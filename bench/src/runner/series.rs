@@ -1,0 +1,818 @@
+//! `run series`: the time to stream every series (with its chunks) matching high-cardinality
+//! selectors, from a running `gauntlet store` over the Thanos StoreAPI (`/thanos.Store/Series`,
+//! a tonic client) against Prometheus 3 answering the same selection over the same blocks
+//! through remote read with `STREAMED_XOR_CHUNKS`.
+//!
+//! Both clients walk the protobuf frames as they arrive without building messages (counting
+//! series, chunks and payload bytes, checking the framing and, for remote read, each frame's
+//! CRC-32C), so the client costs the same little on both sides; with a collector they also
+//! return what they received, which the tests compare between the two servers.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use gauntlet_engine::labels::{MatchType, parse_selector};
+use gauntlet_proto::{prometheus, thanos};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use prost::Message;
+
+use super::report::{machine_description, utc_now};
+use super::scenarios::{READY_WAIT, baseline, block_count, blocks, copy_tree, input_text};
+use super::server::{Server, free_port, gauntlet_has, version_of};
+use super::{RunError, RunOptions};
+
+/// A selection: matchers and a time range, ms inclusive.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    /// The selector as written, for the report.
+    pub text: String,
+    matchers: Vec<(i32, String, String)>,
+    /// Start, ms.
+    pub min_time: i64,
+    /// End, ms (inclusive).
+    pub max_time: i64,
+}
+
+impl Selection {
+    /// Parses a selector such as `{__name__=~"kube_pod.*"}` over `[min_time, max_time]`.
+    pub fn parse(text: &str, min_time: i64, max_time: i64) -> Result<Selection, RunError> {
+        let ms = parse_selector(text).map_err(|e| RunError::Other(format!("{text}: {e}")))?;
+        Ok(Selection {
+            text: text.to_string(),
+            // The four matcher types have the same numbers in both protocols.
+            matchers: ms
+                .into_iter()
+                .map(|m| {
+                    let t = match m.typ {
+                        MatchType::Equal => 0,
+                        MatchType::NotEqual => 1,
+                        MatchType::Regexp => 2,
+                        MatchType::NotRegexp => 3,
+                    };
+                    (t, m.name, m.value)
+                })
+                .collect(),
+            min_time,
+            max_time,
+        })
+    }
+}
+
+/// What one streaming pass received.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Streamed {
+    /// Series (a series split over several frames counts once).
+    pub series: u64,
+    /// Chunks.
+    pub chunks: u64,
+    /// Chunk payload bytes.
+    pub chunk_bytes: u64,
+    /// Response bytes received (framing included).
+    pub wire_bytes: u64,
+    /// Warnings the server sent.
+    pub warnings: Vec<String>,
+    /// Wall time from the request to the last byte, s.
+    pub seconds: f64,
+}
+
+/// A series as a client received it: labels in order, and chunks (min ms, max ms, payload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GotSeries {
+    /// `(name, value)` pairs.
+    pub labels: Vec<(String, String)>,
+    /// `(min_time, max_time, data)` per chunk.
+    pub chunks: Vec<(i64, i64, Vec<u8>)>,
+}
+
+fn bad(what: &str) -> RunError {
+    RunError::Other(format!("malformed {what}"))
+}
+
+/// A protobuf field: its number and value (varints as numbers, length-delimited as bytes).
+enum Value<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+}
+
+/// Walks the fields of one message.
+struct Fields<'a> {
+    buf: &'a [u8],
+    what: &'static str,
+}
+
+fn uvarint(buf: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for i in 0..10 {
+        let b = *buf.get(i)?;
+        v |= u64::from(b & 0x7F) << (7 * i);
+        if b < 0x80 {
+            *buf = &buf[i + 1..];
+            return Some(v);
+        }
+    }
+    None
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Result<(u64, Value<'a>), RunError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        let mut b = self.buf;
+        let item = (|| {
+            let key = uvarint(&mut b)?;
+            let v = match key & 7 {
+                0 => Value::Varint(uvarint(&mut b)?),
+                2 => {
+                    let n = usize::try_from(uvarint(&mut b)?).ok()?;
+                    let v = b.get(..n)?;
+                    b = &b[n..];
+                    Value::Bytes(v)
+                }
+                1 => {
+                    b = b.get(8..)?;
+                    Value::Varint(0)
+                }
+                5 => {
+                    b = b.get(4..)?;
+                    Value::Varint(0)
+                }
+                _ => return None,
+            };
+            Some((key >> 3, v))
+        })();
+        match item {
+            Some(f) => {
+                self.buf = b;
+                Some(Ok(f))
+            }
+            None => {
+                self.buf = &[];
+                Some(Err(bad(self.what)))
+            }
+        }
+    }
+}
+
+fn fields<'a>(buf: &'a [u8], what: &'static str) -> Fields<'a> {
+    Fields { buf, what }
+}
+
+/// Counts what a stream of series frames holds, merging a series split over frames.
+struct Tally<'c> {
+    out: Streamed,
+    /// The label fields of the last series, to tell a continuation from a new series.
+    last: Vec<u8>,
+    labels: Vec<u8>,
+    collect: Option<&'c mut Vec<GotSeries>>,
+}
+
+impl<'c> Tally<'c> {
+    fn new(collect: Option<&'c mut Vec<GotSeries>>) -> Self {
+        Tally {
+            out: Streamed::default(),
+            last: Vec::new(),
+            labels: Vec::new(),
+            collect,
+        }
+    }
+
+    /// One series message: labels are field `label_field` (each `Label { name = 1, value = 2
+    /// }`), chunks field `chunk_field`, read by `chunk`.
+    fn series(
+        &mut self,
+        msg: &[u8],
+        label_field: u64,
+        chunk_field: u64,
+        chunk: impl Fn(&[u8]) -> Result<(i64, i64, &[u8]), RunError>,
+    ) -> Result<(), RunError> {
+        self.labels.clear();
+        let mut got = self.collect.as_ref().map(|_| GotSeries {
+            labels: Vec::new(),
+            chunks: Vec::new(),
+        });
+        for f in fields(msg, "series") {
+            match f? {
+                (n, Value::Bytes(b)) if n == label_field => {
+                    self.labels
+                        .extend_from_slice(&(b.len() as u32).to_le_bytes());
+                    self.labels.extend_from_slice(b);
+                    if let Some(g) = &mut got {
+                        let (mut name, mut value) = (String::new(), String::new());
+                        for f in fields(b, "label") {
+                            match f? {
+                                (1, Value::Bytes(v)) => name = String::from_utf8_lossy(v).into(),
+                                (2, Value::Bytes(v)) => value = String::from_utf8_lossy(v).into(),
+                                _ => {}
+                            }
+                        }
+                        g.labels.push((name, value));
+                    }
+                }
+                (n, Value::Bytes(b)) if n == chunk_field => {
+                    let (lo, hi, data) = chunk(b)?;
+                    self.out.chunks += 1;
+                    self.out.chunk_bytes += data.len() as u64;
+                    if let Some(g) = &mut got {
+                        g.chunks.push((lo, hi, data.to_vec()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let same = !self.last.is_empty() && self.last == self.labels;
+        if !same {
+            self.out.series += 1;
+            std::mem::swap(&mut self.last, &mut self.labels);
+        }
+        if let (Some(c), Some(g)) = (self.collect.as_deref_mut(), got) {
+            match c.last_mut() {
+                Some(prev) if same => prev.chunks.extend(g.chunks),
+                _ => c.push(g),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `thanos.AggrChunk` as (min, max, raw payload).
+fn thanos_chunk(b: &[u8]) -> Result<(i64, i64, &[u8]), RunError> {
+    let (mut lo, mut hi, mut data) = (0, 0, &[][..]);
+    for f in fields(b, "AggrChunk") {
+        match f? {
+            (1, Value::Varint(v)) => lo = v as i64,
+            (2, Value::Varint(v)) => hi = v as i64,
+            (3, Value::Bytes(raw)) => {
+                for f in fields(raw, "Chunk") {
+                    if let (2, Value::Bytes(d)) = f? {
+                        data = d;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((lo, hi, data))
+}
+
+/// `prometheus.Chunk` as (min, max, payload).
+fn prometheus_chunk(b: &[u8]) -> Result<(i64, i64, &[u8]), RunError> {
+    let (mut lo, mut hi, mut data) = (0, 0, &[][..]);
+    for f in fields(b, "Chunk") {
+        match f? {
+            (1, Value::Varint(v)) => lo = v as i64,
+            (2, Value::Varint(v)) => hi = v as i64,
+            (4, Value::Bytes(d)) => data = d,
+            _ => {}
+        }
+    }
+    Ok((lo, hi, data))
+}
+
+/// A tonic codec that sends a prost `SeriesRequest` and hands back each response message's
+/// bytes undecoded.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct RawEncoder;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct RawDecoder;
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = thanos::SeriesRequest;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Self::Item,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Self::Error> {
+        item.encode(dst)
+            .map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+}
+
+impl tonic::codec::Decoder for RawDecoder {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Self::Item>, Self::Error> {
+        let n = src.remaining();
+        Ok(Some(src.copy_to_bytes(n)))
+    }
+}
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = thanos::SeriesRequest;
+    type Decode = Bytes;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawDecoder
+    }
+}
+
+/// Flow-control windows of the client's HTTP/2 connection: large, so a fast server is not
+/// held back by window updates on loopback (gRPC's Go client grows its windows the same way).
+const STREAM_WINDOW: u32 = 16 << 20;
+const CONN_WINDOW: u32 = 64 << 20;
+
+/// Streams `sel` from the StoreAPI at `grpc` (`http://host:port`) with a tonic client.
+pub async fn store_series(
+    grpc: &str,
+    sel: &Selection,
+    collect: Option<&mut Vec<GotSeries>>,
+) -> Result<Streamed, RunError> {
+    let err = |e: &dyn std::fmt::Display| RunError::Other(format!("StoreAPI {grpc}: {e}"));
+    let channel = tonic::transport::Endpoint::from_shared(grpc.to_string())
+        .map_err(|e| err(&e))?
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONN_WINDOW)
+        .timeout(Duration::from_secs(1800))
+        .connect()
+        .await
+        .map_err(|e| err(&e))?;
+    let req = thanos::SeriesRequest {
+        min_time: sel.min_time,
+        max_time: sel.max_time,
+        matchers: sel
+            .matchers
+            .iter()
+            .map(|(t, n, v)| thanos::LabelMatcher {
+                r#type: *t,
+                name: n.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+        partial_response_strategy: thanos::PartialResponseStrategy::Abort as i32,
+        ..Default::default()
+    };
+    let mut grpc_client = tonic::client::Grpc::new(channel).max_decoding_message_size(usize::MAX);
+    grpc_client.ready().await.map_err(|e| err(&e))?;
+    let t = Instant::now();
+    let mut stream = grpc_client
+        .server_streaming(
+            tonic::Request::new(req),
+            tonic::codegen::http::uri::PathAndQuery::from_static("/thanos.Store/Series"),
+            RawCodec,
+        )
+        .await
+        .map_err(|e| err(&e))?
+        .into_inner();
+    let mut tally = Tally::new(collect);
+    while let Some(msg) = stream.message().await.map_err(|e| err(&e))? {
+        tally.out.wire_bytes += msg.len() as u64 + 5;
+        for f in fields(&msg, "SeriesResponse") {
+            match f? {
+                (1, Value::Bytes(s)) => tally.series(s, 1, 2, thanos_chunk)?,
+                (2, Value::Bytes(w)) => tally
+                    .out
+                    .warnings
+                    .push(String::from_utf8_lossy(w).into_owned()),
+                (4, Value::Bytes(batch)) => {
+                    for f in fields(batch, "SeriesBatch") {
+                        if let (1, Value::Bytes(s)) = f? {
+                            tally.series(s, 1, 2, thanos_chunk)?;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    tally.out.seconds = t.elapsed().as_secs_f64();
+    Ok(tally.out)
+}
+
+/// Streams `sel` from Prometheus's remote-read endpoint at `base` (`http://host:port`) asking
+/// for `STREAMED_XOR_CHUNKS`: frames of `uvarint length`, `BE32 CRC-32C` of the message, the
+/// `ChunkedReadResponse` message.
+pub async fn remote_read(
+    base: &str,
+    sel: &Selection,
+    collect: Option<&mut Vec<GotSeries>>,
+) -> Result<Streamed, RunError> {
+    let err = |e: &dyn std::fmt::Display| RunError::Other(format!("remote read {base}: {e}"));
+    let ep = crate::load::http::Endpoint::parse(base).map_err(|e| err(&e))?;
+    let req = prometheus::ReadRequest {
+        queries: vec![prometheus::Query {
+            start_timestamp_ms: sel.min_time,
+            end_timestamp_ms: sel.max_time,
+            matchers: sel
+                .matchers
+                .iter()
+                .map(|(t, n, v)| prometheus::LabelMatcher {
+                    r#type: *t,
+                    name: n.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
+            hints: None,
+        }],
+        accepted_response_types: vec![
+            prometheus::read_request::ResponseType::StreamedXorChunks as i32,
+        ],
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .map_err(|e| err(&e))?;
+    let tcp = tokio::net::TcpStream::connect(ep.authority())
+        .await
+        .map_err(|e| err(&e))?;
+    let _ = tcp.set_nodelay(true);
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| err(&e))?;
+    tokio::spawn(conn);
+    let request = hyper::Request::post(format!("{}/api/v1/read", base.trim_end_matches('/')))
+        .header("Host", ep.authority())
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "snappy")
+        .header("X-Prometheus-Remote-Read-Version", "0.1.0")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| err(&e))?;
+    let t = Instant::now();
+    let resp = send.send_request(request).await.map_err(|e| err(&e))?;
+    let status = resp.status();
+    let mut body = resp.into_body();
+    if !status.is_success() {
+        let text = body
+            .collect()
+            .await
+            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+            .unwrap_or_default();
+        return Err(err(&format!("status {status}: {}", text.trim())));
+    }
+    let mut tally = Tally::new(collect);
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| err(&e))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        tally.out.wire_bytes += data.len() as u64;
+        buf.put(data);
+        loop {
+            // A whole frame: uvarint length, CRC, message.
+            let mut b = &buf[..];
+            let Some(n) = uvarint(&mut b) else {
+                if buf.len() >= 10 {
+                    return Err(bad("remote-read frame length"));
+                }
+                break;
+            };
+            let head = buf.len() - b.len();
+            let n = n as usize;
+            if b.len() < 4 + n {
+                break;
+            }
+            let crc = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+            let msg = &b[4..4 + n];
+            if gauntlet_engine::encoding::crc32c(msg) != crc {
+                return Err(err(&"remote-read frame checksum mismatch"));
+            }
+            for f in fields(msg, "ChunkedReadResponse") {
+                if let (1, Value::Bytes(s)) = f? {
+                    tally.series(s, 1, 2, prometheus_chunk)?;
+                }
+            }
+            buf.advance(head + 4 + n);
+        }
+    }
+    if !buf.is_empty() {
+        return Err(bad("remote-read stream: it ends inside a frame"));
+    }
+    tally.out.seconds = t.elapsed().as_secs_f64();
+    Ok(tally.out)
+}
+
+/// Sizes of the index-header files under a store's data directory, bytes per block.
+pub fn header_sizes(data_dir: &Path) -> Vec<u64> {
+    let mut out: Vec<u64> = std::fs::read_dir(data_dir)
+        .map(|it| {
+            it.filter_map(Result::ok)
+                .filter_map(|e| {
+                    std::fs::metadata(e.path().join("gauntlet-index-header"))
+                        .ok()
+                        .map(|m| m.len())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort_unstable();
+    out
+}
+
+/// The default selections: most series of the generated data (every kube-state-metrics pod
+/// series), one job's few, and every series of the largest metric (1.32M series at
+/// `--targets 2000 --pods-per-target 75`).
+pub const DEFAULT_SELECTORS: &[&str] = &[
+    r#"{__name__=~"kube_pod.*"}"#,
+    r#"{job="node"}"#,
+    r#"{__name__="kube_pod_status_phase"}"#,
+];
+
+/// One side's figures for one selection.
+#[derive(Debug, Clone)]
+struct Row {
+    selector: String,
+    /// The best pass.
+    best: Streamed,
+    /// Server CPU per pass (average over the measured passes), s.
+    cpu_s: Option<f64>,
+}
+
+/// A side's figures: one row per selection, and the server's peak RSS at the end.
+#[derive(Debug, Clone)]
+struct Side {
+    system: String,
+    rows: Vec<Row>,
+    peak_rss: Option<u64>,
+}
+
+/// Where a side is asked.
+#[derive(Debug, Clone, Copy)]
+enum Api<'a> {
+    /// A StoreAPI at this `http://host:port`.
+    Store(&'a str),
+    /// A Prometheus remote-read endpoint under this base URL.
+    RemoteRead(&'a str),
+}
+
+async fn pass(api: Api<'_>, sel: &Selection) -> Result<Streamed, RunError> {
+    match api {
+        Api::Store(u) => store_series(u, sel, None).await,
+        Api::RemoteRead(u) => remote_read(u, sel, None).await,
+    }
+}
+
+/// Measures one side: per selection a warm-up pass, then `passes` passes.
+async fn measure_side(
+    server: &Server,
+    api: Api<'_>,
+    sels: &[Selection],
+    passes: usize,
+) -> Result<Side, RunError> {
+    let mut rows = Vec::new();
+    for sel in sels {
+        pass(api, sel).await?;
+        let before = server.stats();
+        let mut best: Option<Streamed> = None;
+        for _ in 0..passes.max(1) {
+            let got = pass(api, sel).await?;
+            eprintln!(
+                "{} {}: {} series, {} chunks, {} bytes in {:.3} s ({:.0} series/s)",
+                server.name,
+                sel.text,
+                got.series,
+                got.chunks,
+                got.wire_bytes,
+                got.seconds,
+                got.series as f64 / got.seconds
+            );
+            if best.as_ref().is_none_or(|b| got.seconds < b.seconds) {
+                best = Some(got);
+            }
+        }
+        let after = server.stats();
+        rows.push(Row {
+            selector: sel.text.clone(),
+            best: best.unwrap_or_default(),
+            cpu_s: before
+                .zip(after)
+                .map(|(b, a)| (a.cpu_s - b.cpu_s) / passes.max(1) as f64),
+        });
+    }
+    Ok(Side {
+        system: server.name.clone(),
+        rows,
+        peak_rss: server.stats().map(|s| s.peak_rss_bytes),
+    })
+}
+
+/// Starts `gauntlet store` over the blocks in `bucket` (a FILESYSTEM bucket); returns the
+/// server (its URL is the HTTP one) and the StoreAPI URL.
+fn start_store(
+    o: &RunOptions,
+    bin: &Path,
+    bucket: &Path,
+    data: &Path,
+) -> Result<(Server, String), RunError> {
+    let (http, grpc) = (free_port()?, free_port()?);
+    let dir = o.work_dir.join("series-gauntlet");
+    std::fs::create_dir_all(&dir)?;
+    let cfg = dir.join("bucket.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+            bucket.display()
+        ),
+    )?;
+    let default = "store --objstore.config-file={bucket} --data-dir={data} \
+                   --http-address=127.0.0.1:{http} --grpc-address=127.0.0.1:{grpc}";
+    let args = o.gauntlet_args.as_deref().unwrap_or(default);
+    let mut cmd = std::process::Command::new(bin);
+    for a in args.split_whitespace() {
+        cmd.arg(
+            a.replace("{http}", &http.to_string())
+                .replace("{grpc}", &grpc.to_string())
+                .replace("{data}", &data.display().to_string())
+                .replace("{bucket}", &cfg.display().to_string()),
+        );
+    }
+    let version = version_of(bin);
+    let s = Server::start(
+        &format!(
+            "gauntlet {}",
+            version.split_whitespace().last().unwrap_or("")
+        ),
+        cmd,
+        format!("http://127.0.0.1:{http}"),
+        &dir.join("log.txt"),
+        READY_WAIT,
+    )?;
+    Ok((s, format!("http://127.0.0.1:{grpc}")))
+}
+
+/// `series`: for each selector, the time to stream every matching series with its chunks over
+/// the blocks' whole time range: Gauntlet's store over the StoreAPI, then Prometheus 3 over
+/// remote read (one after the other, never both at once), each with a warm-up pass and
+/// `passes` measured passes; both must return the same series and chunks.
+pub fn series(o: &RunOptions, selectors: &[String], passes: usize) -> Result<String, RunError> {
+    let src = blocks(o)?;
+    let (start, end) = (o.data.start_ms, o.data.start_ms + o.data.duration_ms);
+    let sels = selectors
+        .iter()
+        .map(|t| Selection::parse(t, start, end))
+        .collect::<Result<Vec<_>, _>>()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+
+    let mut target: Option<Side> = None;
+    let mut headers = Vec::new();
+    let gdata = o.work_dir.join("series-gauntlet-data");
+    let _ = std::fs::remove_dir_all(&gdata);
+    if let Some(url) = &o.target_url {
+        let s = Server::external("target (external)", url, o.target_pid);
+        target = Some(rt.block_on(measure_side(&s, Api::Store(url), &sels, passes))?);
+    } else if let Some(bin) = &o.gauntlet_bin {
+        if gauntlet_has(bin, "store") {
+            let (mut s, grpc) = start_store(o, bin, &src, &gdata)?;
+            target = Some(rt.block_on(measure_side(&s, Api::Store(&grpc), &sels, passes))?);
+            headers = header_sizes(&gdata);
+            s.stop();
+        } else {
+            eprintln!(
+                "{}: no `store` subcommand; measuring Prometheus alone",
+                bin.display()
+            );
+        }
+    }
+
+    let pdata = o.work_dir.join("series-prometheus-data");
+    let _ = std::fs::remove_dir_all(&pdata);
+    if o.baseline_url.is_none() {
+        copy_tree(&src, &pdata)?;
+        let _ = std::fs::remove_file(pdata.join("done"));
+    }
+    let extra = [
+        "--storage.tsdb.min-block-duration=2h".to_string(),
+        "--storage.tsdb.max-block-duration=2h".to_string(),
+        "--storage.tsdb.retention.time=100y".to_string(),
+    ];
+    let mut b = baseline(o, "series", &pdata, &extra)?;
+    let url = b.url.clone();
+    let base = rt.block_on(measure_side(&b, Api::RemoteRead(&url), &sels, passes))?;
+    b.stop();
+    Ok(render(o, &src, passes, &base, target.as_ref(), &headers))
+}
+
+fn render(
+    o: &RunOptions,
+    src: &Path,
+    passes: usize,
+    base: &Side,
+    target: Option<&Side>,
+    headers: &[u64],
+) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "\n## {} — `run series`\n", utc_now());
+    let _ = writeln!(s, "Machine: {}.", machine_description());
+    let _ = writeln!(
+        s,
+        "Input: {}; {} blocks; every selection over the blocks' whole time range, one warm-up \
+         pass then {passes} measured passes per selection (best pass shown, CPU averaged over \
+         the passes); Gauntlet over the StoreAPI (tonic client), Prometheus over remote read \
+         with STREAMED_XOR_CHUNKS; both clients walk the frames without building messages.",
+        input_text(o),
+        block_count(src)
+    );
+    let _ = writeln!(s, "Command: `{}`\n", o.command_line);
+    let _ = writeln!(
+        s,
+        "| selector | system | series | series/s | chunks | bytes received | server CPU s per pass | peak RSS MiB |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    let mib = |b: Option<u64>| {
+        b.map_or("n/a".to_string(), |b| {
+            format!("{:.0}", b as f64 / 1048576.0)
+        })
+    };
+    let rate = |r: &Streamed| r.series as f64 / r.best_seconds();
+    let mut agree = true;
+    for (i, br) in base.rows.iter().enumerate() {
+        let mut row = |side: &Side, r: &Row| {
+            let _ = writeln!(
+                s,
+                "| `{}` | {} | {} | {:.0} | {} | {} | {} | {} |",
+                r.selector,
+                side.system,
+                r.best.series,
+                rate(&r.best),
+                r.best.chunks,
+                r.best.wire_bytes,
+                r.cpu_s.map_or("n/a".to_string(), |c| format!("{c:.2}")),
+                mib(side.peak_rss)
+            );
+        };
+        row(base, br);
+        if let Some(t) = target
+            && let Some(tr) = t.rows.get(i)
+        {
+            row(t, tr);
+            let ratio = |a: f64, b: f64| {
+                if b > 0.0 {
+                    format!("{:.2}x", a / b)
+                } else {
+                    "n/a".into()
+                }
+            };
+            let _ = writeln!(
+                s,
+                "| `{}` | ratio Gauntlet / Prometheus | | {} | | {} | {} | {} |",
+                br.selector,
+                ratio(rate(&tr.best), rate(&br.best)),
+                ratio(tr.best.wire_bytes as f64, br.best.wire_bytes as f64),
+                match (tr.cpu_s, br.cpu_s) {
+                    (Some(a), Some(b)) => ratio(a, b),
+                    _ => "n/a".into(),
+                },
+                match (t.peak_rss, base.peak_rss) {
+                    (Some(a), Some(b)) => ratio(a as f64, b as f64),
+                    _ => "n/a".into(),
+                },
+            );
+            if (tr.best.series, tr.best.chunks, tr.best.chunk_bytes)
+                != (br.best.series, br.best.chunks, br.best.chunk_bytes)
+            {
+                agree = false;
+            }
+        }
+    }
+    match target {
+        Some(_) => {
+            let _ = writeln!(
+                s,
+                "\n{}; peak RSS is the whole run of each server (all selections). Index-header \
+                 bytes per block: {headers:?}.",
+                if agree {
+                    "Both servers returned the same number of series, chunks and chunk bytes for every selection"
+                } else {
+                    "**The servers disagree on series, chunks or chunk bytes for some selection** (see the rows)"
+                }
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "\nNo Gauntlet figures: neither `--gauntlet-bin` nor `--target-url` was given; \
+                 Prometheus is recorded alone."
+            );
+        }
+    }
+    s
+}
+
+impl Streamed {
+    fn best_seconds(&self) -> f64 {
+        self.seconds.max(1e-9)
+    }
+}

@@ -1,0 +1,283 @@
+//! Decoding a series entry of the index (as read from the bucket) into what the store streams:
+//! the symbol references of its labels and the metas of its chunks in the requested time
+//! range. The layout is the index's (`index/FORMAT.md`); this is the store's hot loop, so the
+//! varints are read with a one-byte fast path and nothing is allocated.
+
+use super::crc::crc32c;
+use crate::encoding::zigzag_decode;
+use crate::index::{ChunkMeta, IndexError};
+
+/// A cursor over an entry body; every read is bounds-checked and fails with the offset.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    #[inline(always)]
+    fn uvarint(&mut self) -> Option<u64> {
+        let (v, n) = uvarint(self.buf, self.pos)?;
+        self.pos += n;
+        Some(v)
+    }
+
+    #[inline(always)]
+    fn uvarint32(&mut self) -> Option<u32> {
+        self.uvarint().and_then(|v| u32::try_from(v).ok())
+    }
+}
+
+/// The Go uvarint at `buf[pos..]` and its length in bytes; `None` when cut short or longer
+/// than 10 bytes. One byte is tested first (most label references and deltas); up to eight
+/// bytes are decoded from one 64-bit load without a loop.
+#[inline(always)]
+pub(super) fn uvarint(buf: &[u8], pos: usize) -> Option<(u64, usize)> {
+    let b = *buf.get(pos)?;
+    if b < 0x80 {
+        return Some((u64::from(b), 1));
+    }
+    if let Some(w) = buf.get(pos..pos + 8) {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        let w = u64::from_le_bytes(a);
+        // The first byte without its continuation bit ends the varint.
+        let stop = !w & 0x8080_8080_8080_8080;
+        if stop != 0 {
+            // Keep the bytes up to the stop bit, drop the continuation bits, then pack the
+            // 7-bit groups pairwise: 14 bits per 16, 28 per 32, 56 per 64.
+            let w = w & (stop ^ (stop - 1)) & 0x7F7F_7F7F_7F7F_7F7F;
+            let w = (w & 0x007F_007F_007F_007F) | ((w & 0x7F00_7F00_7F00_7F00) >> 1);
+            let w = (w & 0x0000_3FFF_0000_3FFF) | ((w & 0x3FFF_0000_3FFF_0000) >> 2);
+            let v = (w & 0x0000_0000_0FFF_FFFF) | ((w & 0x0FFF_FFFF_0000_0000) >> 4);
+            let bits = stop.trailing_zeros() + 1;
+            return Some((v, (bits / 8) as usize));
+        }
+    }
+    let mut v = 0u64;
+    let mut shift = 0;
+    for i in 0..10 {
+        let b = *buf.get(pos + i)?;
+        if i == 9 && b > 1 {
+            return None;
+        }
+        v |= u64::from(b & 0x7F) << shift;
+        if b < 0x80 {
+            return Some((v, i + 1));
+        }
+        shift += 7;
+    }
+    None
+}
+
+/// What an entry decoded to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Decoded {
+    /// Labels appended.
+    pub(super) labels: usize,
+    /// Chunks of the series (in any time range).
+    pub(super) chunks: usize,
+    /// Chunks appended (those overlapping the range).
+    pub(super) kept: usize,
+}
+
+/// Decodes the series entry `buf` (varint length, body, CRC) read from index offset `base`:
+/// checks its CRC, appends its labels' (name, value) symbol references (each below
+/// `num_symbols`) to `labels`, and the metas of its chunks overlapping `[mint, maxt]` to
+/// `chunks`. `path` names the index in errors.
+pub(super) fn decode_entry(
+    buf: &[u8],
+    base: u64,
+    num_symbols: u32,
+    (mint, maxt): (i64, i64),
+    path: &str,
+    labels: &mut Vec<(u32, u32)>,
+    chunks: &mut Vec<ChunkMeta>,
+) -> Result<Decoded, IndexError> {
+    let corrupt = |at: usize, reason: &str| IndexError::Corrupt {
+        path: path.into(),
+        section: "series",
+        offset: base + at as u64,
+        reason: reason.to_string(),
+    };
+    let mut c = Cursor { buf, pos: 0 };
+    let len = c.uvarint().ok_or_else(|| corrupt(0, "bad entry length"))? as usize;
+    let body_at = c.pos;
+    if buf.len() < body_at + len + 4 {
+        return Err(IndexError::PastEnd {
+            path: path.into(),
+            section: "series",
+            offset: base,
+            len: (body_at + len + 4) as u64,
+            limit: base + buf.len() as u64,
+        });
+    }
+    let body = &buf[body_at..body_at + len];
+    let s = &buf[body_at + len..body_at + len + 4];
+    let expected = u32::from_be_bytes([s[0], s[1], s[2], s[3]]);
+    let actual = crc32c(body);
+    if expected != actual {
+        return Err(IndexError::Crc {
+            path: path.into(),
+            section: "series",
+            offset: base,
+            expected,
+            actual,
+        });
+    }
+    let mut c = Cursor { buf: body, pos: 0 };
+    let at = |c: &Cursor<'_>| body_at + c.pos;
+    let n = c
+        .uvarint()
+        .ok_or_else(|| corrupt(at(&c), "bad label count"))?;
+    // Each label takes at least two bytes: bound the loop by the bytes present.
+    if n > body.len() as u64 / 2 {
+        return Err(corrupt(body_at, "more labels than the entry can hold"));
+    }
+    let first = labels.len();
+    for _ in 0..n {
+        let here = at(&c);
+        let (Some(nr), Some(vr)) = (c.uvarint32(), c.uvarint32()) else {
+            return Err(corrupt(here, "bad label reference"));
+        };
+        if nr >= num_symbols || vr >= num_symbols {
+            return Err(IndexError::SymbolOutOfRange {
+                path: path.into(),
+                symbol: nr.max(vr),
+                offset: base + here as u64,
+                limit: u64::from(num_symbols),
+            });
+        }
+        labels.push((nr, vr));
+    }
+    let bad = |c: &Cursor<'_>| corrupt(at(c), "bad chunk meta");
+    let num_chunks = c.uvarint().ok_or_else(|| bad(&c))?;
+    // Each chunk meta takes at least three bytes.
+    if num_chunks > (body.len() - c.pos) as u64 / 3 {
+        return Err(corrupt(at(&c), "more chunks than the entry can hold"));
+    }
+    let mut kept = 0;
+    if num_chunks > 0 {
+        // Deltas wrap as in Go: a hostile file decodes to garbage, never to a panic.
+        let min_time = zigzag_decode(c.uvarint().ok_or_else(|| bad(&c))?);
+        let mut max_time = min_time.wrapping_add(c.uvarint().ok_or_else(|| bad(&c))? as i64);
+        let mut chunk_ref = c.uvarint().ok_or_else(|| bad(&c))?;
+        let mut min = min_time;
+        for k in 0..num_chunks {
+            if k > 0 {
+                min = max_time.wrapping_add(c.uvarint().ok_or_else(|| bad(&c))? as i64);
+                max_time = min.wrapping_add(c.uvarint().ok_or_else(|| bad(&c))? as i64);
+                chunk_ref = chunk_ref
+                    .wrapping_add(zigzag_decode(c.uvarint().ok_or_else(|| bad(&c))?) as u64);
+            }
+            if min > maxt {
+                // Chunks are sorted by time: the rest are later still.
+                break;
+            }
+            if max_time >= mint {
+                chunks.push(ChunkMeta {
+                    min_time: min,
+                    max_time,
+                    chunk_ref,
+                });
+                kept += 1;
+            }
+        }
+    }
+    Ok(Decoded {
+        labels: labels.len() - first,
+        chunks: num_chunks as usize,
+        kept,
+    })
+}
+
+/// Bytes taken by the series entry at the start of `b` (varint length, body, CRC); `None`
+/// when the length varint is cut short.
+pub(super) fn entry_len(b: &[u8]) -> Option<usize> {
+    let mut c = Cursor { buf: b, pos: 0 };
+    let len = c.uvarint()?;
+    usize::try_from(c.pos as u64 + len.min(u64::from(u32::MAX)) + 4).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{IndexReader, IndexWriter};
+    use crate::labels::Labels;
+
+    #[test]
+    fn uvarints_decode_as_go_writes_them() {
+        let mut values: Vec<u64> = vec![0, 1, 127, 128, 300, 16_383, 16_384, u64::MAX];
+        values.extend((0..64).map(|s| 1u64 << s));
+        values.extend((1..64).map(|s| (1u64 << s) - 1));
+        for v in values {
+            let mut buf = Vec::new();
+            crate::encoding::put_uvarint(&mut buf, v);
+            let n = buf.len();
+            // Alone, and followed by more bytes (the 64-bit load path).
+            assert_eq!(uvarint(&buf, 0), Some((v, n)), "{v}");
+            buf.extend_from_slice(&[0xFF; 9]);
+            assert_eq!(uvarint(&buf, 0), Some((v, n)), "{v}");
+            assert_eq!(uvarint(&buf[..n - 1], 0), None);
+        }
+        assert_eq!(uvarint(&[0xFF; 11], 0), None);
+        assert_eq!(
+            uvarint(
+                &[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02],
+                0
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn entries_decode_as_the_index_reader_does() {
+        let mut w = IndexWriter::in_memory();
+        w.add_symbols(["__name__", "a", "b", "m", "x"]).unwrap();
+        let metas: Vec<ChunkMeta> = (0..5)
+            .map(|i| ChunkMeta {
+                min_time: i * 100 - 150,
+                max_time: i * 100 - 60,
+                chunk_ref: 8 + 300 * i as u64,
+            })
+            .collect();
+        w.add_series(&Labels::from_pairs([("__name__", "m"), ("a", "x")]), &metas)
+            .unwrap();
+        w.add_series(&Labels::from_pairs([("__name__", "m"), ("b", "x")]), &[])
+            .unwrap();
+        let bytes = w.finish_to_vec().unwrap();
+        let ix = IndexReader::from_bytes(bytes.clone(), "i".into()).unwrap();
+        let mut all = Vec::new();
+        ix.all_postings(&mut all).unwrap();
+        let off = u64::from(all[0]) * 16;
+        let entry = &bytes[off as usize..];
+        let n = entry_len(entry).unwrap();
+        let (mut lr, mut cm) = (Vec::new(), Vec::new());
+        let d = decode_entry(&entry[..n], off, 5, (-1000, 1000), "i", &mut lr, &mut cm).unwrap();
+        assert_eq!((d.labels, d.chunks, d.kept), (2, 5, 5));
+        let (mut want_l, mut want_c) = (Vec::new(), Vec::new());
+        ix.decode_series_entry_refs(&entry[..n], off, &mut want_l, &mut want_c)
+            .unwrap();
+        assert_eq!((lr.clone(), cm.clone()), (want_l, want_c.clone()));
+        // A time range keeps the overlapping chunks only.
+        cm.clear();
+        let d = decode_entry(&entry[..n], off, 5, (0, 100), "i", &mut lr, &mut cm).unwrap();
+        assert_eq!(d.kept, 2);
+        assert_eq!(cm, want_c[1..3]);
+        // Truncation, a flipped bit and a short symbol table are errors, not panics.
+        assert!(decode_entry(&entry[..n - 1], off, 5, (0, 1), "i", &mut lr, &mut cm).is_err());
+        let mut bad = entry[..n].to_vec();
+        bad[2] ^= 1;
+        assert!(matches!(
+            decode_entry(&bad, off, 5, (0, 1), "i", &mut lr, &mut cm),
+            Err(IndexError::Crc { .. })
+        ));
+        assert!(matches!(
+            decode_entry(&entry[..n], off, 2, (0, 1), "i", &mut lr, &mut cm),
+            Err(IndexError::SymbolOutOfRange { .. })
+        ));
+        for cut in 0..n {
+            let _ = entry_len(&entry[..cut]);
+            let _ = decode_entry(&entry[..cut], off, 5, (0, 1), "i", &mut lr, &mut cm);
+        }
+    }
+}
