@@ -1,0 +1,554 @@
+//! Streamed evaluation: a selector's series come from storage a batch at a time; on worker
+//! threads each series is decoded, turned into its step column (lookback for instant
+//! selectors, a sliding window for range functions, then any element-wise functions and
+//! scalar operations), and its samples dropped; the columns are handed on in stream order, to
+//! an aggregation's fold or into a vector.
+
+use promql_parser::parser::{Expr, VectorSelector};
+
+use super::binary::{is_comparison, vector_scalar_col};
+use super::{Col, Evaluator, Steps, absent, is_absent, offset_ms};
+use crate::chunk::{SampleBatch, is_stale_nan};
+use crate::promql::error::PromqlError;
+use crate::promql::functions::{InstantFn, RangeCall, is_range_function, unwrap_parens};
+use crate::query::{DecodeScratch, SelectHints, SeriesStream, StreamSeries, decode_series};
+
+/// Most worker threads one query uses for its CPU work.
+const MAX_WORKERS: usize = 8;
+
+/// Fewest series worth handing to one more thread.
+const MIN_SERIES_PER_WORKER: usize = 64;
+
+/// Threads [`par_map`] uses for `n` items: a function of `n` and the machine only.
+pub(crate) fn par_threads(n: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    cores.min(MAX_WORKERS).min(n / MIN_SERIES_PER_WORKER).max(1)
+}
+
+/// Maps `items` through `f` on [`par_threads`] threads, each taking one fixed contiguous share
+/// with its own scratch state, and returns the results in item order. The split depends on the
+/// item count only, and callers fold the results in order, so answers never depend on timing.
+/// This is the one place query work fans out across cores.
+pub(crate) fn par_map<T: Send, R: Send, S: Default>(
+    mut items: Vec<T>,
+    f: &(dyn Fn(&mut S, T) -> R + Sync),
+) -> Vec<R> {
+    let threads = par_threads(items.len());
+    let run = |part: Vec<T>| {
+        let mut scratch = S::default();
+        part.into_iter()
+            .map(|x| f(&mut scratch, x))
+            .collect::<Vec<R>>()
+    };
+    if threads == 1 {
+        return run(items);
+    }
+    let per = items.len().div_ceil(threads);
+    let mut parts = Vec::with_capacity(threads);
+    while items.len() > per {
+        let rest = items.split_off(per);
+        parts.push(std::mem::replace(&mut items, rest));
+    }
+    parts.push(items);
+    std::thread::scope(|sc| {
+        let mut parts = parts.into_iter();
+        let first = parts.next().unwrap_or_default();
+        let handles: Vec<_> = parts.map(|p| sc.spawn(move || run(p))).collect();
+        let mut out = run(first);
+        for h in handles {
+            match h.join() {
+                Ok(r) => out.extend(r),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        out
+    })
+}
+
+/// Where a streamed series' step values come from.
+pub(crate) enum Source {
+    /// An instant selector: at each evaluation time the latest sample within the lookback,
+    /// none when it is a stale marker; with `want_ts` the sample's timestamp in seconds.
+    Instant {
+        times: Vec<i64>,
+        lookback: i64,
+        want_ts: bool,
+    },
+    /// A range function over a range selector's windows `(end - range, end]`.
+    Range {
+        call: RangeCall,
+        ends: Vec<i64>,
+        range: i64,
+    },
+}
+
+/// What is applied to a series' column after its source, in order.
+pub(crate) enum PostOp {
+    /// Unary minus.
+    Neg,
+    /// An element-wise function.
+    Func(InstantFn),
+    /// `series op scalar` (`swap`: `scalar op series`), `bool` when `rb`.
+    Scalar {
+        op: String,
+        s: Vec<f64>,
+        swap: bool,
+        rb: bool,
+    },
+}
+
+/// Turns one selected series into its step column without looking at any other series, so it
+/// runs on worker threads.
+pub(crate) struct SeriesKernel {
+    source: Source,
+    post: Vec<PostOp>,
+    /// The selected time range, ms inclusive.
+    mint: i64,
+    maxt: i64,
+    steps: Steps,
+    hints: SelectHints,
+}
+
+/// A worker's reusable buffers.
+#[derive(Default)]
+struct Scratch {
+    decode: DecodeScratch,
+    samples: SampleBatch,
+    buf: Vec<f64>,
+}
+
+/// One series' result.
+struct SeriesOut {
+    col: Option<Col>,
+    note: Option<String>,
+    /// Samples decoded for the series (held while it was processed).
+    decoded: usize,
+    /// Whether the series had samples to work on (range functions: after stale markers).
+    selected: bool,
+}
+
+impl SeriesKernel {
+    fn run(&self, s: StreamSeries, sc: &mut Scratch) -> Result<SeriesOut, PromqlError> {
+        decode_series(&s, self.mint, self.maxt, &mut sc.decode, &mut sc.samples)?;
+        let decoded = sc.samples.len();
+        let mut out = SeriesOut {
+            col: None,
+            note: None,
+            decoded,
+            selected: false,
+        };
+        if decoded == 0 {
+            return Ok(out);
+        }
+        let mut v = vec![absent(); self.steps.n];
+        let drop_name = match &self.source {
+            Source::Instant {
+                times,
+                lookback,
+                want_ts,
+            } => {
+                out.selected = true;
+                instant_column(
+                    &sc.samples.ts,
+                    &sc.samples.val,
+                    times,
+                    *lookback,
+                    *want_ts,
+                    &mut v,
+                );
+                *want_ts
+            }
+            Source::Range { call, ends, range } => {
+                remove_stale(&mut sc.samples);
+                if sc.samples.is_empty() {
+                    return Ok(out);
+                }
+                out.selected = true;
+                call.column(
+                    &sc.samples.ts,
+                    &sc.samples.val,
+                    ends,
+                    *range,
+                    &self.steps,
+                    &mut sc.buf,
+                    &mut v,
+                );
+                out.note = call.counter_note(&s.labels, &v);
+                !call.keeps_name()
+            }
+        };
+        if v.iter().all(|x| is_absent(*x)) {
+            return Ok(out);
+        }
+        let mut col = Col {
+            labels: s.labels,
+            drop_name,
+            v,
+        };
+        for op in &self.post {
+            match op {
+                PostOp::Neg => negate(&mut col),
+                PostOp::Func(f) => f.apply(&mut col),
+                PostOp::Scalar { op, s, swap, rb } => {
+                    vector_scalar_col(op, &mut col, s, *swap, *rb)
+                }
+            }
+        }
+        // Series left without a value are dropped, as each materialized step drops them.
+        if col.v.iter().any(|x| !is_absent(*x)) {
+            out.col = Some(col);
+        }
+        Ok(out)
+    }
+}
+
+/// Unary minus of one series; the result loses its metric name.
+pub(crate) fn negate(c: &mut Col) {
+    c.drop_name = true;
+    for x in c.v.iter_mut().filter(|x| !is_absent(**x)) {
+        *x = -*x;
+    }
+}
+
+/// Removes stale markers, which range functions do not see.
+fn remove_stale(b: &mut SampleBatch) {
+    if !b.val.iter().any(|x| is_stale_nan(*x)) {
+        return;
+    }
+    let mut k = 0;
+    for j in 0..b.ts.len() {
+        if !is_stale_nan(b.val[j]) {
+            b.ts[k] = b.ts[j];
+            b.val[k] = b.val[j];
+            k += 1;
+        }
+    }
+    b.truncate(k);
+}
+
+/// Fills `out[i]` with the latest sample at or before `times[i]` and after
+/// `times[i] - lookback`, unless it is a stale marker; `want_ts` puts its timestamp (s)
+/// instead. Returns whether any step got a value.
+pub(crate) fn instant_column(
+    ts: &[i64],
+    vals: &[f64],
+    times: &[i64],
+    lookback: i64,
+    want_ts: bool,
+    out: &mut [f64],
+) -> bool {
+    let mut any = false;
+    let mut hi = 0usize;
+    let mut prev = i64::MIN;
+    for (i, &t) in times.iter().enumerate() {
+        if t < prev {
+            hi = 0;
+        }
+        prev = t;
+        while hi < ts.len() && ts[hi] <= t {
+            hi += 1;
+        }
+        if hi == 0 {
+            continue;
+        }
+        let j = hi - 1;
+        if ts[j] <= t.saturating_sub(lookback) || is_stale_nan(vals[j]) {
+            continue;
+        }
+        out[i] = if want_ts {
+            ts[j] as f64 / 1000.0
+        } else {
+            vals[j]
+        };
+        any = true;
+    }
+    any
+}
+
+/// Whether `e` maps every series it selects to at most one output series on its own: a
+/// selector, a range function over a range selector, and element-wise functions, unary
+/// minus and scalar operations over those. Such expressions are streamed into
+/// aggregations.
+pub(crate) fn streamable(e: &Expr) -> bool {
+    match e {
+        Expr::Paren(p) => streamable(&p.expr),
+        Expr::VectorSelector(vs) => vs.matchers.or_matchers.is_empty(),
+        Expr::Unary(u) => streamable(&u.expr),
+        Expr::Call(c) => {
+            let args: Vec<&Expr> = c.args.args.iter().map(|b| b.as_ref()).collect();
+            let name = c.func.name;
+            if name == "timestamp" {
+                return matches!(args.first().map(|a| unwrap_parens(a)), Some(Expr::VectorSelector(vs)) if vs.matchers.or_matchers.is_empty());
+            }
+            if is_range_function(name) {
+                let arg = if name == "quantile_over_time" {
+                    args.get(1)
+                } else {
+                    args.first()
+                };
+                return matches!(arg.map(|a| unwrap_parens(a)), Some(Expr::MatrixSelector(ms)) if ms.vs.matchers.or_matchers.is_empty());
+            }
+            InstantFn::handles(name) && args.first().is_some_and(|a| streamable(a))
+        }
+        Expr::Binary(b) => {
+            use promql_parser::parser::value::ValueType;
+            let op = b.op.to_string();
+            let arith_or_cmp = is_comparison(&op)
+                || matches!(op.as_str(), "+" | "-" | "*" | "/" | "%" | "^" | "atan2");
+            let (l, r) = (b.lhs.value_type(), b.rhs.value_type());
+            arith_or_cmp
+                && ((l == ValueType::Scalar && streamable(&b.rhs))
+                    || (r == ValueType::Scalar && streamable(&b.lhs)))
+        }
+        _ => false,
+    }
+}
+
+impl<'a> Evaluator<'a> {
+    /// The selector and per-series kernel of a [`streamable`] expression; scalar arguments
+    /// are evaluated here, in the order the materialized evaluation would.
+    pub(crate) fn build_kernel<'e>(
+        &mut self,
+        e: &'e Expr,
+        steps: &Steps,
+    ) -> Result<(&'e VectorSelector, SeriesKernel), PromqlError> {
+        match e {
+            Expr::Paren(p) => self.build_kernel(&p.expr, steps),
+            Expr::VectorSelector(vs) => Ok((vs, self.instant_kernel(vs, steps, false))),
+            Expr::Unary(u) => {
+                let (vs, mut k) = self.build_kernel(&u.expr, steps)?;
+                k.post.push(PostOp::Neg);
+                Ok((vs, k))
+            }
+            Expr::Call(c) => {
+                let args: Vec<&Expr> = c.args.args.iter().map(|b| b.as_ref()).collect();
+                let name = c.func.name;
+                if name == "timestamp" {
+                    if let Expr::VectorSelector(vs) = unwrap_parens(args[0]) {
+                        return Ok((vs, self.instant_kernel(vs, steps, true)));
+                    }
+                } else if is_range_function(name) {
+                    let (rc, arg) = RangeCall::prepare(self, name, &args, steps)?;
+                    if let Expr::MatrixSelector(ms) = unwrap_parens(arg) {
+                        return Ok((&ms.vs, self.range_kernel(rc, ms, steps)?));
+                    }
+                } else if InstantFn::handles(name) && !args.is_empty() {
+                    let (vs, mut k) = self.build_kernel(args[0], steps)?;
+                    let f = InstantFn::prepare(self, name, &args, steps)?;
+                    k.post.push(PostOp::Func(f));
+                    return Ok((vs, k));
+                }
+                Err(not_streamable(e))
+            }
+            Expr::Binary(b) => {
+                use promql_parser::parser::value::ValueType;
+                let op = b.op.to_string();
+                let rb = b.return_bool();
+                if b.lhs.value_type() == ValueType::Scalar {
+                    let s = self.arg_scalar(&b.lhs, steps)?;
+                    let (vs, mut k) = self.build_kernel(&b.rhs, steps)?;
+                    k.post.push(PostOp::Scalar {
+                        op,
+                        s,
+                        swap: true,
+                        rb,
+                    });
+                    Ok((vs, k))
+                } else {
+                    let (vs, mut k) = self.build_kernel(&b.lhs, steps)?;
+                    let s = self.arg_scalar(&b.rhs, steps)?;
+                    k.post.push(PostOp::Scalar {
+                        op,
+                        s,
+                        swap: false,
+                        rb,
+                    });
+                    Ok((vs, k))
+                }
+            }
+            _ => Err(not_streamable(e)),
+        }
+    }
+
+    /// Each step's evaluation time for a selector: the `@` time or the step, minus the offset.
+    pub(crate) fn selector_times(&self, vs: &VectorSelector, steps: &Steps) -> Vec<i64> {
+        let off = offset_ms(&vs.offset);
+        match self.at_time(&vs.at) {
+            Some(at) => vec![at.saturating_sub(off); steps.n],
+            None => (0..steps.n)
+                .map(|i| steps.t(i).saturating_sub(off))
+                .collect(),
+        }
+    }
+
+    /// The kernel of an instant selector (`want_ts`: of `timestamp(selector)`).
+    pub(crate) fn instant_kernel(
+        &self,
+        vs: &VectorSelector,
+        steps: &Steps,
+        want_ts: bool,
+    ) -> SeriesKernel {
+        let times = self.selector_times(vs, steps);
+        let lookback = self.opts.lookback_delta_ms;
+        let mint = times
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(0)
+            .saturating_sub(lookback)
+            .saturating_add(1);
+        let maxt = times.iter().copied().max().unwrap_or(0);
+        SeriesKernel {
+            source: Source::Instant {
+                times,
+                lookback,
+                want_ts,
+            },
+            post: Vec::new(),
+            mint,
+            maxt,
+            steps: *steps,
+            hints: SelectHints {
+                step_ms: steps.step,
+                func: None,
+                range_ms: 0,
+            },
+        }
+    }
+
+    /// The kernel of a range function over a range selector.
+    pub(crate) fn range_kernel(
+        &self,
+        call: RangeCall,
+        ms: &promql_parser::parser::MatrixSelector,
+        steps: &Steps,
+    ) -> Result<SeriesKernel, PromqlError> {
+        let range = ms.range.as_millis() as i64;
+        let ends = self.selector_times(&ms.vs, steps);
+        let mint = ends
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(0)
+            .saturating_sub(range)
+            .saturating_add(1);
+        let maxt = ends.iter().copied().max().unwrap_or(0);
+        Ok(SeriesKernel {
+            hints: SelectHints {
+                step_ms: steps.step,
+                func: Some(call.name().to_string()),
+                range_ms: range,
+            },
+            source: Source::Range { call, ends, range },
+            post: Vec::new(),
+            mint,
+            maxt,
+            steps: *steps,
+        })
+    }
+
+    /// Streams the series `vs` selects through `kernel`, calling `sink` with every column that
+    /// has a value, in stream order. Storage reads run one batch ahead of the workers.
+    pub(crate) fn stream_columns(
+        &mut self,
+        vs: &VectorSelector,
+        kernel: &SeriesKernel,
+        sink: &mut dyn FnMut(&mut Self, Col) -> Result<(), PromqlError>,
+    ) -> Result<(), PromqlError> {
+        let stream = self.open_stream(vs, kernel.mint, kernel.maxt, &kernel.hints)?;
+        let mut selected = false;
+        std::thread::scope(|sc| -> Result<(), PromqlError> {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            sc.spawn(move || {
+                let mut stream = stream;
+                loop {
+                    let r = stream.next_batch();
+                    let more = matches!(r, Ok(Some(_)));
+                    if tx.send(r).is_err() || !more {
+                        break;
+                    }
+                }
+            });
+            while let Ok(next) = rx.recv() {
+                let Some(batch) = next? else { break };
+                self.check_deadline("query execution")?;
+                let threads = par_threads(batch.len());
+                let results = par_map(batch, &|sc: &mut Scratch, s| kernel.run(s, sc));
+                let mut most = 0;
+                for r in results {
+                    let out = r?;
+                    most = most.max(out.decoded);
+                    selected |= out.selected;
+                    if let Some(note) = out.note {
+                        self.note_info(note);
+                    }
+                    if let Some(col) = out.col {
+                        sink(self, col)?;
+                    }
+                }
+                // Each worker held one series' samples at a time.
+                self.acquire(most * threads)?;
+                self.release(most * threads);
+            }
+            Ok(())
+        })?;
+        if selected && let Source::Range { call, .. } = &kernel.source {
+            call.warn_params(self);
+        }
+        Ok(())
+    }
+
+    /// Every column of a streamed expression, each counted as held.
+    pub(crate) fn collect_columns(
+        &mut self,
+        vs: &VectorSelector,
+        kernel: &SeriesKernel,
+    ) -> Result<Vec<Col>, PromqlError> {
+        let mut out = Vec::new();
+        self.stream_columns(vs, kernel, &mut |ev, c| {
+            ev.acquire(c.v.iter().filter(|x| !is_absent(**x)).count())?;
+            out.push(c);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The storage stream of the series `vs` selects in `[mint, maxt]`. A selector with
+    /// several matcher groups (`{a="1" or b="2"}`) is the union of their selections.
+    pub(crate) fn open_stream(
+        &self,
+        vs: &VectorSelector,
+        mint: i64,
+        maxt: i64,
+        hints: &SelectHints,
+    ) -> Result<Box<dyn SeriesStream + 'a>, PromqlError> {
+        let storage: &'a dyn crate::query::Queryable = self.storage;
+        let mut groups = vec![vs.matchers.matchers.clone()];
+        groups.extend(vs.matchers.or_matchers.iter().cloned());
+        let matchers = |group: &[promql_parser::label::Matcher]| {
+            let mut ms = Vec::with_capacity(group.len() + 1);
+            if let Some(name) = &vs.name {
+                ms.push(crate::labels::Matcher::equal("__name__", name.clone()));
+            }
+            for m in group {
+                ms.push(super::selector::convert_matcher(m)?);
+            }
+            Ok::<_, PromqlError>(ms)
+        };
+        if groups.len() == 1 {
+            let ms = matchers(&groups[0])?;
+            return Ok(storage.select_stream(&ms, mint, maxt, hints)?);
+        }
+        let mut all = Vec::new();
+        for g in &groups {
+            all.extend(storage.select(&matchers(g)?, mint, maxt, hints)?);
+        }
+        all.sort_by(|a, b| a.labels.cmp(&b.labels));
+        all.dedup_by(|a, b| a.labels == b.labels);
+        Ok(Box::new(crate::query::VecStream::new(all)))
+    }
+}
+
+fn not_streamable(e: &Expr) -> PromqlError {
+    PromqlError::Execution(format!("expression cannot be streamed: {e}"))
+}
