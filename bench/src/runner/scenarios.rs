@@ -16,6 +16,9 @@ use super::{RunError, RunOptions};
 
 const READY_WAIT: Duration = Duration::from_secs(120);
 
+/// Times each query of the file runs alone (one at a time) for its per-query latency.
+const SEQUENTIAL_RUNS: usize = 3;
+
 /// Path of the Prometheus binary: given, or fetched with `prometheus.sh current`.
 fn prometheus_bin(o: &RunOptions) -> Result<PathBuf, RunError> {
     if let Some(b) = &o.prometheus_bin {
@@ -368,36 +371,50 @@ pub fn query(o: &RunOptions, scenario: &str) -> Result<String, RunError> {
         count: None,
         timeout: Duration::from_secs(120),
     };
-    let measure = |s: &Server| -> Result<Figures, RunError> {
+    let measure = |s: &Server| -> Result<(Figures, Vec<f64>), RunError> {
         let warm = qload::QueryOptions {
             count: Some(queries.len() as u64),
             duration: None,
             ..qopts(&s.url)
         };
         qload::run(&queries, &warm)?;
+        // Latency of each query alone: the file run SEQUENTIAL_RUNS times, one at a time.
+        let alone = qload::run(
+            &queries,
+            &qload::QueryOptions {
+                concurrency: 1,
+                count: Some((queries.len() * SEQUENTIAL_RUNS) as u64),
+                duration: None,
+                ..qopts(&s.url)
+            },
+        )?;
+        let per_query: Vec<f64> = alone.per_query.iter().map(|q| q.1).collect();
         let before = s.stats();
         let rep = qload::run(&queries, &qopts(&s.url))?;
         let after = s.stats();
         eprintln!("{}:\n{}", s.name, rep.render());
         let mut notes = format!("{} queries, {} bytes", rep.queries, rep.bytes);
-        for (c, n) in &rep.non_2xx {
+        for (c, n) in alone.non_2xx.iter().chain(&rep.non_2xx) {
             notes.push_str(&format!("; {n}× HTTP {c}"));
         }
-        if let Some(e) = &rep.first_error {
+        if let Some(e) = alone.first_error.as_ref().or(rep.first_error.as_ref()) {
             notes.push_str(&format!(
                 "; first error: {}",
                 e.replace('|', "/").chars().take(120).collect::<String>()
             ));
         }
-        Ok(Figures {
-            system: s.name.clone(),
-            throughput: rep.queries as f64 / rep.elapsed_s,
-            p50_ms: rep.latency_p50_ms,
-            p99_ms: rep.latency_p99_ms,
-            cpu_s: before.zip(after).map(|(b, a)| a.cpu_s - b.cpu_s),
-            peak_rss_bytes: after.map(|a| a.peak_rss_bytes),
-            notes,
-        })
+        Ok((
+            Figures {
+                system: s.name.clone(),
+                throughput: rep.queries as f64 / rep.elapsed_s,
+                p50_ms: rep.latency_p50_ms,
+                p99_ms: rep.latency_p99_ms,
+                cpu_s: before.zip(after).map(|(b, a)| a.cpu_s - b.cpu_s),
+                peak_rss_bytes: after.map(|a| a.peak_rss_bytes),
+                notes,
+            },
+            per_query,
+        ))
     };
     let pdata = o.work_dir.join(format!("{scenario}-prometheus-data"));
     let _ = std::fs::remove_dir_all(&pdata);
@@ -411,7 +428,7 @@ pub fn query(o: &RunOptions, scenario: &str) -> Result<String, RunError> {
         "--storage.tsdb.retention.time=100y".to_string(),
     ];
     let b = baseline(o, scenario, &pdata, &extra)?;
-    let base = measure(&b)?;
+    let (base, base_alone) = measure(&b)?;
     let gdata = o.work_dir.join(format!("{scenario}-gauntlet-data"));
     let _ = std::fs::remove_dir_all(&gdata);
     if o.target_url.is_none() && o.gauntlet_bin.is_some() {
@@ -426,8 +443,10 @@ pub fn query(o: &RunOptions, scenario: &str) -> Result<String, RunError> {
         &gdata,
     )?;
     let mut tgt = None;
+    let mut alone = None;
     if let Some(t) = &t {
-        let mut f = measure(t)?;
+        let (mut f, per_query) = measure(t)?;
+        alone = Some(per_query);
         let diffs = qload::run_diff(&queries, &qopts(&b.url), &t.url, 1e-6)?;
         f.notes.push_str(&format!(
             "; {} of {} queries differ from the baseline",
@@ -440,22 +459,24 @@ pub fn query(o: &RunOptions, scenario: &str) -> Result<String, RunError> {
         tgt = Some(f);
     }
     drop(b);
+    let per_query = per_query_table(&queries, &base_alone, alone.as_deref());
     Ok(render(
         scenario,
         "queries/s",
         &format!(
-            "{}; {} blocks; {} ({} queries), concurrency {}, {} s per side after one warm-up pass",
+            "{}; {} blocks; {} ({} queries); per side one warm-up pass, each query alone \
+             {SEQUENTIAL_RUNS} times, then {} s at concurrency {}",
             input_text(o),
             block_count(&src),
             o.queries.display(),
             queries.len(),
+            o.duration.as_secs(),
             o.concurrency,
-            o.duration.as_secs()
         ),
         &o.command_line,
         &base,
         tgt.as_ref(),
-    ))
+    ) + &per_query)
 }
 
 /// `compact`: Prometheus started over the generated 2 h blocks with a larger
@@ -585,4 +606,48 @@ mod tests {
         assert_eq!(log_duration_s("duration=1m2.5s"), Some(62.5));
         assert_eq!(log_duration_s("nothing"), None);
     }
+}
+
+/// The per-query latencies of both sides (median of the sequential runs) with each query's
+/// speed-up (baseline / target), and the set's median speed-up and median latencies.
+fn per_query_table(queries: &[qload::QuerySpec], base: &[f64], target: Option<&[f64]>) -> String {
+    use std::fmt::Write as _;
+    let mut s = format!(
+        "\nPer query, each run alone (median of {SEQUENTIAL_RUNS} sequential runs), ms:\n\n\
+         | line | query | baseline | target | speed-up |\n|---|---|---|---|---|\n"
+    );
+    let mut ratios = Vec::new();
+    for (i, q) in queries.iter().enumerate() {
+        let kind = match q.kind {
+            qload::QueryKind::Instant { .. } => "instant",
+            qload::QueryKind::Range { .. } => "range",
+            qload::QueryKind::Series { .. } => "series",
+        };
+        let b = base.get(i).copied().unwrap_or(f64::NAN);
+        let t = target.and_then(|t| t.get(i).copied());
+        let ratio = t.filter(|&t| t > 0.0).map(|t| b / t);
+        ratios.extend(ratio);
+        let _ = writeln!(
+            s,
+            "| {} | {kind} `{}` | {b:.1} | {} | {} |",
+            q.line,
+            q.expr.replace('|', "\\|"),
+            t.map_or("n/a".into(), |t| format!("{t:.1}")),
+            ratio.map_or("n/a".into(), |r| format!("{r:.1}x")),
+        );
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() / 2).copied()
+    };
+    let mut b: Vec<f64> = base.to_vec();
+    let mut t: Vec<f64> = target.map(<[f64]>::to_vec).unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "\nMedian over the set: baseline {:.1} ms, target {}; median speed-up {}.",
+        median(&mut b).unwrap_or(f64::NAN),
+        median(&mut t).map_or("n/a".into(), |x| format!("{x:.1} ms")),
+        median(&mut ratios).map_or("n/a".into(), |x| format!("{x:.1}x")),
+    );
+    s
 }

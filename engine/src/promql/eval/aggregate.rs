@@ -167,8 +167,8 @@ enum State {
         mean: Vec<f64>,
         m2: Vec<f64>,
     },
-    /// `topk`, `bottomk`: the best members so far at each step, best first, as (value,
-    /// input position); ties keep the earlier member.
+    /// `topk`, `bottomk`: at each step a heap of the best members so far, as (value, input
+    /// position), kept exactly as Prometheus keeps it so ties pick the same members.
     Top(Vec<Vec<(f64, usize)>>),
     /// Input kept for the finish.
     Members(Vec<usize>),
@@ -338,28 +338,32 @@ impl Aggregator {
                     m2[i] += d * (x - mean[i]);
                 }
             }
-            State::Top(best) => {
+            State::Top(heaps) => {
                 let Ok(k) = &self.k else {
                     return 0;
                 };
+                let top = op == Op::TopK;
                 let mut taken = false;
                 for (i, &x) in c.v.iter().enumerate() {
                     let k = k[i];
                     if is_absent(x) || k == 0 {
                         continue;
                     }
-                    let list = &mut best[i];
-                    let better = |a: f64, b: f64| match op {
-                        Op::TopK => desc_nan_last(a, b),
-                        _ => asc_nan_last(a, b),
-                    };
-                    // After every member that is at least as good: ties keep earlier members.
-                    let pos = list.partition_point(|&(v, _)| better(x, v).is_ge());
-                    if pos < k {
-                        if list.len() == k {
-                            list.pop();
+                    let h = &mut heaps[i];
+                    if h.len() < k {
+                        h.push((x, seq));
+                        let last = h.len() - 1;
+                        heap_up(h, last, top);
+                        taken = true;
+                        continue;
+                    }
+                    let root = h[0].0;
+                    let beats = if top { root < x } else { root > x };
+                    if beats || (root.is_nan() && !x.is_nan()) {
+                        h[0] = (x, seq);
+                        if k > 1 {
+                            heap_fix(h, 0, top);
                         }
-                        list.insert(pos, (x, seq));
                         taken = true;
                     }
                 }
@@ -456,18 +460,19 @@ impl Aggregator {
                 out
             }
             Op::TopK | Op::BottomK => {
-                let k = self.k.map_err(PromqlError::Execution)?;
+                self.k.map_err(PromqlError::Execution)?;
+                let top = self.op == Op::TopK;
                 // Per kept member, the steps at which it is among the best.
                 let mut keep: HashMap<usize, Vec<bool>> = HashMap::new();
                 let mut order: Vec<usize> = Vec::new();
                 for g in &self.groups {
-                    let State::Top(best) = &g.state else { continue };
-                    for (i, list) in best.iter().enumerate() {
-                        for &(_, s) in list {
+                    let State::Top(heaps) = &g.state else { continue };
+                    for (i, h) in heaps.iter().enumerate() {
+                        for &(_, s) in h {
                             keep.entry(s).or_insert_with(|| vec![false; n])[i] = true;
-                            if n == 1 {
-                                order.push(s);
-                            }
+                        }
+                        if n == 1 {
+                            order.extend(best_first(h, top).iter().map(|&(_, s)| s));
                         }
                     }
                 }
@@ -475,7 +480,6 @@ impl Aggregator {
                     order = keep.keys().copied().collect();
                     order.sort_unstable();
                 }
-                let _ = k;
                 let mut out = Vec::with_capacity(order.len());
                 for s in order {
                     let Some(mut c) = self.kept.remove(&s) else {
@@ -532,6 +536,78 @@ impl Aggregator {
             .filter(|c| c.v.iter().any(|x| !is_absent(*x)))
             .collect())
     }
+}
+
+/// Go's `container/heap` order for `topk` (a min-heap) or `bottomk` (a max-heap), NaN at the
+/// root first, as Prometheus's value heaps compare.
+fn heap_less(top: bool, a: f64, b: f64) -> bool {
+    if a.is_nan() {
+        return true;
+    }
+    if top { a < b } else { a > b }
+}
+
+fn heap_up(h: &mut [(f64, usize)], mut j: usize, top: bool) {
+    while j > 0 {
+        let i = (j - 1) / 2;
+        if !heap_less(top, h[j].0, h[i].0) {
+            break;
+        }
+        h.swap(i, j);
+        j = i;
+    }
+}
+
+fn heap_down(h: &mut [(f64, usize)], i0: usize, top: bool) -> bool {
+    let n = h.len();
+    let mut i = i0;
+    loop {
+        let j1 = 2 * i + 1;
+        if j1 >= n {
+            break;
+        }
+        let mut j = j1;
+        if j1 + 1 < n && heap_less(top, h[j1 + 1].0, h[j1].0) {
+            j = j1 + 1;
+        }
+        if !heap_less(top, h[j].0, h[i].0) {
+            break;
+        }
+        h.swap(i, j);
+        i = j;
+    }
+    i > i0
+}
+
+fn heap_fix(h: &mut [(f64, usize)], i: usize, top: bool) {
+    if !heap_down(h, i, top) {
+        heap_up(h, i, top);
+    }
+}
+
+/// The heap's members best first, in the order Prometheus lists an instant `topk`: Go's
+/// `sort.Sort` of the reversed heap, which for up to 12 members is an insertion sort over the
+/// heap's array (beyond that, a stable sort by value stands in for Go's unstable one).
+fn best_first(h: &[(f64, usize)], top: bool) -> Vec<(f64, usize)> {
+    let mut v = h.to_vec();
+    if v.len() <= 12 {
+        for i in 1..v.len() {
+            let mut j = i;
+            while j > 0 && heap_less(top, v[j - 1].0, v[j].0) {
+                v.swap(j, j - 1);
+                j -= 1;
+            }
+        }
+    } else {
+        v.sort_by(|a, b| {
+            if top {
+                desc_nan_last(a.0, b.0)
+            } else {
+                asc_nan_last(a.0, b.0)
+            }
+        });
+    }
+    v
 }
 
 /// `k` per step for `topk`/`bottomk`, or the error Prometheus gives for the parameter.
