@@ -121,8 +121,12 @@ fn stream_equals_select(src: &dyn Queryable) {
                 labels_seen.windows(2).all(|w| w[0] < w[1]),
                 "{ms:?}: series out of label order or repeated"
             );
-            let got = collect_stream(src.select_stream(&ms, mint, maxt, &hints).unwrap(), mint, maxt)
-                .unwrap();
+            let got = collect_stream(
+                src.select_stream(&ms, mint, maxt, &hints).unwrap(),
+                mint,
+                maxt,
+            )
+            .unwrap();
             assert_eq!(got.len(), want.len(), "{ms:?} [{mint}, {maxt}]");
             for (g, w) in got.iter().zip(&want) {
                 assert_eq!(g.labels, w.labels);
@@ -185,7 +189,10 @@ fn bucket_store_stream_equals_select() {
     // back to the sorted Series answer. Both must equal `select`.
     for (name, exts) in [
         ("same", vec![vec![("replica", "a")]; 2]),
-        ("mixed", vec![vec![("replica", "a")], vec![("replica", "b")]]),
+        (
+            "mixed",
+            vec![vec![("replica", "a")], vec![("replica", "b")]],
+        ),
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let bucket = tmp.path().join("bucket");
@@ -282,7 +289,11 @@ fn streamed_and_in_memory_sources_agree_bit_for_bit() {
                     (
                         s.labels.clone(),
                         s.samples.ts.clone(),
-                        s.samples.val.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                        s.samples
+                            .val
+                            .iter()
+                            .map(|x| x.to_bits())
+                            .collect::<Vec<_>>(),
                     )
                 })
                 .collect::<Vec<_>>(),

@@ -337,8 +337,13 @@ impl SeriesStream for BucketStream<'_> {
                 let mut chunks: Vec<SeriesChunk> = slots.into_iter().flatten().collect();
                 // As the Series call orders them: by time, so on overlap the later wins.
                 chunks.sort_by_key(|c| (c.min_time, c.max_time));
+                let block = &self.cursors[cursor].block;
                 StreamSeries {
-                    labels: served_labels(&self.cursors[cursor].block, labels.into_vec(), &[]),
+                    labels: if block.ext_labels.is_empty() {
+                        labels
+                    } else {
+                        served_labels(block, labels.into_vec(), &[])
+                    },
                     data: SeriesData::Chunks(chunks),
                 }
             })

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use gauntlet_engine::Result;
 use gauntlet_engine::labels::{MatchType, Matcher};
-use gauntlet_engine::query::{Queryable, SelectHints, Series};
+use gauntlet_engine::query::{Queryable, SelectHints, Series, SeriesStream};
 use gauntlet_engine::store::BucketStore;
 
 use super::{ReadOptions, ReadView, Source};
@@ -29,6 +29,16 @@ impl Queryable for StoreSource {
         hints: &SelectHints,
     ) -> Result<Vec<Series>> {
         Queryable::select(&*self.0, matchers, mint, maxt, hints)
+    }
+
+    fn select_stream<'a>(
+        &'a self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        hints: &SelectHints,
+    ) -> Result<Box<dyn SeriesStream + 'a>> {
+        self.0.select_stream(matchers, mint, maxt, hints)
     }
 
     fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>> {

@@ -25,7 +25,7 @@ fn in_group(l: &Label, modifier: Option<&LabelModifier>) -> bool {
 }
 
 /// The labels of the group a series falls in.
-fn group_labels(labels: &Labels, modifier: Option<&LabelModifier>) -> Labels {
+pub(crate) fn group_labels(labels: &Labels, modifier: Option<&LabelModifier>) -> Labels {
     Labels::from_sorted(
         labels
             .iter()
@@ -53,8 +53,28 @@ fn labels_hash(labels: &Labels) -> u64 {
 /// the grouping labels and confirmed by comparing them in place.
 #[derive(Default)]
 struct GroupIndex {
-    by_hash: HashMap<u64, Vec<usize>>,
+    by_hash: HashMap<u64, Vec<usize>, std::hash::BuildHasherDefault<KeyHasher>>,
     buf: Vec<u8>,
+}
+
+/// The map's keys are xxhash64 values already: use them as they are.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 impl GroupIndex {
@@ -132,6 +152,11 @@ impl Op {
                 )));
             }
         })
+    }
+
+    /// Whether the output names input series, so inputs must keep all their labels.
+    fn outputs_input_series(self) -> bool {
+        matches!(self, Op::TopK | Op::BottomK | Op::LimitK | Op::LimitRatio)
     }
 
     /// Whether the operator needs every input column until the end.
@@ -241,63 +266,19 @@ impl Aggregator {
         let seq = self.seq;
         self.seq += 1;
         let n = self.n;
-        let g = match self
-            .index
-            .find(&c.labels, self.modifier.as_ref(), &self.groups)
-        {
-            Ok(g) => g,
-            Err(hash) => {
-                let state = match self.op {
-                    Op::Sum | Op::Count | Op::Group | Op::Min | Op::Max => State::Simple {
-                        acc: vec![0.0; n],
-                        comp: vec![0.0; n],
-                        seen: vec![false; n],
-                    },
-                    Op::Avg => State::Avg {
-                        count: vec![0.0; n],
-                        sum: vec![0.0; n],
-                        comp: vec![0.0; n],
-                        mean: vec![0.0; n],
-                        incremental: vec![false; n],
-                    },
-                    Op::Stddev | Op::Stdvar => State::Var {
-                        count: vec![0.0; n],
-                        mean: vec![0.0; n],
-                        m2: vec![0.0; n],
-                    },
-                    Op::TopK | Op::BottomK => State::Top(vec![Vec::new(); n]),
-                    _ => State::Members(Vec::new()),
-                };
-                self.groups.push(Group {
-                    labels: group_labels(&c.labels, self.modifier.as_ref()),
-                    drop_name: self.by_name && c.drop_name,
-                    state,
-                });
-                let g = self.groups.len() - 1;
-                self.index.insert(hash, g);
-                g
-            }
-        };
+        let g = find_or_create(
+            &mut self.index,
+            &mut self.groups,
+            self.op,
+            self.modifier.as_ref(),
+            self.by_name && c.drop_name,
+            &c.labels,
+            n,
+        );
         let held = self.holds(&c);
         let op = self.op;
         match &mut self.groups[g].state {
-            State::Simple { acc, comp, seen } => {
-                for (i, &x) in c.v.iter().enumerate() {
-                    if is_absent(x) {
-                        continue;
-                    }
-                    let first = !seen[i];
-                    match op {
-                        Op::Sum => (acc[i], comp[i]) = kahan_inc(x, acc[i], comp[i]),
-                        Op::Count => acc[i] += 1.0,
-                        Op::Group => acc[i] = 1.0,
-                        Op::Min if first || acc[i] > x || acc[i].is_nan() => acc[i] = x,
-                        Op::Max if first || acc[i] < x || acc[i].is_nan() => acc[i] = x,
-                        _ => {}
-                    }
-                    seen[i] = true;
-                }
-            }
+            State::Simple { acc, comp, seen } => fold_simple(op, acc, comp, seen, &c.v),
             State::Avg {
                 count,
                 sum,
@@ -379,6 +360,78 @@ impl Aggregator {
             self.kept.insert(seq, c);
         }
         held
+    }
+
+    /// How worker tasks can fold their series ahead of this aggregation, for the operators
+    /// whose partial results combine: `sum` (compensated sums added), `count`, `group`, `min`,
+    /// `max` (exactly).
+    pub(crate) fn partial_spec(&self) -> Option<PartialSpec> {
+        matches!(self.op, Op::Sum | Op::Count | Op::Group | Op::Min | Op::Max).then(|| {
+            PartialSpec {
+                op: self.op,
+                modifier: self.modifier.clone(),
+                by_name: self.by_name,
+                n: self.n,
+            }
+        })
+    }
+
+    /// Merges a task's partial groups, tasks in input order.
+    pub(crate) fn merge(&mut self, p: Partial) {
+        let op = self.op;
+        for pg in p.groups {
+            let State::Simple {
+                acc: pacc,
+                comp: pcomp,
+                seen: pseen,
+            } = pg.state
+            else {
+                continue;
+            };
+            let g = match self
+                .index
+                .find(&pg.labels, self.modifier.as_ref(), &self.groups)
+            {
+                Ok(g) => g,
+                Err(hash) => {
+                    // New here: the task's group is the whole group so far.
+                    self.groups.push(Group {
+                        labels: pg.labels,
+                        drop_name: pg.drop_name,
+                        state: State::Simple {
+                            acc: pacc,
+                            comp: pcomp,
+                            seen: pseen,
+                        },
+                    });
+                    self.index.insert(hash, self.groups.len() - 1);
+                    continue;
+                }
+            };
+            let State::Simple { acc, comp, seen } = &mut self.groups[g].state else {
+                continue;
+            };
+            for i in 0..self.n {
+                if !pseen[i] {
+                    continue;
+                }
+                let x = pacc[i];
+                if !seen[i] {
+                    (acc[i], comp[i], seen[i]) = (x, pcomp[i], true);
+                    continue;
+                }
+                match op {
+                    Op::Sum => {
+                        (acc[i], comp[i]) = kahan_inc(x, acc[i], comp[i]);
+                        comp[i] += pcomp[i];
+                    }
+                    Op::Count => acc[i] += x,
+                    Op::Min if acc[i] > x || acc[i].is_nan() => acc[i] = x,
+                    Op::Max if acc[i] < x || acc[i].is_nan() => acc[i] = x,
+                    _ => {}
+                }
+            }
+        }
     }
 
     /// Drops kept `topk` candidates that no step holds any more.
@@ -466,7 +519,9 @@ impl Aggregator {
                 let mut keep: HashMap<usize, Vec<bool>> = HashMap::new();
                 let mut order: Vec<usize> = Vec::new();
                 for g in &self.groups {
-                    let State::Top(heaps) = &g.state else { continue };
+                    let State::Top(heaps) = &g.state else {
+                        continue;
+                    };
                     for (i, h) in heaps.iter().enumerate() {
                         for &(_, s) in h {
                             keep.entry(s).or_insert_with(|| vec![false; n])[i] = true;
@@ -535,6 +590,129 @@ impl Aggregator {
             .into_iter()
             .filter(|c| c.v.iter().any(|x| !is_absent(*x)))
             .collect())
+    }
+}
+
+/// The group of `labels` (created empty when new), as an aggregation or a task's partial
+/// keeps its groups.
+fn find_or_create(
+    index: &mut GroupIndex,
+    groups: &mut Vec<Group>,
+    op: Op,
+    modifier: Option<&LabelModifier>,
+    drop_name: bool,
+    labels: &Labels,
+    n: usize,
+) -> usize {
+    match index.find(labels, modifier, groups) {
+        Ok(g) => g,
+        Err(hash) => {
+            let state = match op {
+                Op::Sum | Op::Count | Op::Group | Op::Min | Op::Max => State::Simple {
+                    acc: vec![0.0; n],
+                    comp: vec![0.0; n],
+                    seen: vec![false; n],
+                },
+                Op::Avg => State::Avg {
+                    count: vec![0.0; n],
+                    sum: vec![0.0; n],
+                    comp: vec![0.0; n],
+                    mean: vec![0.0; n],
+                    incremental: vec![false; n],
+                },
+                Op::Stddev | Op::Stdvar => State::Var {
+                    count: vec![0.0; n],
+                    mean: vec![0.0; n],
+                    m2: vec![0.0; n],
+                },
+                Op::TopK | Op::BottomK => State::Top(vec![Vec::new(); n]),
+                _ => State::Members(Vec::new()),
+            };
+            groups.push(Group {
+                labels: group_labels(labels, modifier),
+                drop_name,
+                state,
+            });
+            index.insert(hash, groups.len() - 1);
+            groups.len() - 1
+        }
+    }
+}
+
+/// Folds one series' steps into a `sum`, `count`, `group`, `min` or `max` group, in input
+/// order, as Prometheus does step by step.
+fn fold_simple(op: Op, acc: &mut [f64], comp: &mut [f64], seen: &mut [bool], v: &[f64]) {
+    let steps = acc.iter_mut().zip(comp.iter_mut()).zip(seen.iter_mut());
+    let present = steps.zip(v).filter(|(_, x)| !is_absent(**x));
+    match op {
+        Op::Sum => {
+            for (((a, c), s), &x) in present {
+                (*a, *c) = kahan_inc(x, *a, *c);
+                *s = true;
+            }
+        }
+        Op::Count => {
+            for (((a, _), s), _) in present {
+                *a += 1.0;
+                *s = true;
+            }
+        }
+        Op::Group => {
+            for (((a, _), s), _) in present {
+                *a = 1.0;
+                *s = true;
+            }
+        }
+        Op::Min => {
+            for (((a, _), s), &x) in present {
+                if !*s || *a > x || a.is_nan() {
+                    *a = x;
+                }
+                *s = true;
+            }
+        }
+        _ => {
+            for (((a, _), s), &x) in present {
+                if !*s || *a < x || a.is_nan() {
+                    *a = x;
+                }
+                *s = true;
+            }
+        }
+    }
+}
+
+/// What a worker task needs to fold its series into partial groups.
+#[derive(Clone)]
+pub(crate) struct PartialSpec {
+    op: Op,
+    modifier: Option<LabelModifier>,
+    by_name: bool,
+    n: usize,
+}
+
+/// One task's groups, merged into the aggregation with [`Aggregator::merge`].
+#[derive(Default)]
+pub(crate) struct Partial {
+    index: GroupIndex,
+    groups: Vec<Group>,
+}
+
+impl PartialSpec {
+    /// Folds one series into the task's partial groups.
+    pub(crate) fn add(&self, p: &mut Partial, c: Col) {
+        let g = find_or_create(
+            &mut p.index,
+            &mut p.groups,
+            self.op,
+            self.modifier.as_ref(),
+            self.by_name && c.drop_name,
+            &c.labels,
+            self.n,
+        );
+        if let State::Simple { acc, comp, seen } = &mut p.groups[g].state {
+            fold_simple(self.op, acc, comp, seen, &c.v);
+        }
     }
 }
 
@@ -645,7 +823,23 @@ impl Evaluator<'_> {
         };
         let mut agg = Aggregator::new(a, param, steps.n)?;
         if super::stream::streamable(&a.expr) {
-            let (vs, kernel) = self.build_kernel(&a.expr, steps)?;
+            let (vs, mut kernel) = self.build_kernel(&a.expr, steps)?;
+            if !agg.op.outputs_input_series() {
+                kernel.keep_group_labels(a.modifier.clone());
+            }
+            if let Some(spec) = agg.partial_spec() {
+                self.stream_partials(
+                    vs,
+                    &kernel,
+                    &Partial::default,
+                    &|p, c| spec.add(p, c),
+                    &mut |_, p| {
+                        agg.merge(p);
+                        Ok(())
+                    },
+                )?;
+                return Ok(Val::Vector(agg.finish(self)?));
+            }
             let mut batch_seen = 0usize;
             self.stream_columns(vs, &kernel, &mut |ev, c| {
                 let held = agg.push(c);

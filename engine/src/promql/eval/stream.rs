@@ -4,8 +4,9 @@
 //! scalar operations), and its samples dropped; the columns are handed on in stream order, to
 //! an aggregation's fold or into a vector.
 
-use promql_parser::parser::{Expr, VectorSelector};
+use promql_parser::parser::{Expr, LabelModifier, VectorSelector};
 
+use super::aggregate::group_labels;
 use super::binary::{is_comparison, vector_scalar_col};
 use super::{Col, Evaluator, Steps, absent, is_absent, offset_ms};
 use crate::chunk::{SampleBatch, is_stale_nan};
@@ -16,19 +17,22 @@ use crate::query::{DecodeScratch, SelectHints, SeriesStream, StreamSeries, decod
 /// Most worker threads one query uses for its CPU work.
 const MAX_WORKERS: usize = 8;
 
-/// Fewest series worth handing to one more thread.
-const MIN_SERIES_PER_WORKER: usize = 64;
+/// Consecutive series one worker task takes from a batch. Tasks are cut by count alone, and
+/// their results are merged in task order, so answers depend neither on thread timing nor on
+/// the number of cores; batches of fewer series (every small query) are one task.
+pub(crate) const TASK_SERIES: usize = 256;
 
-/// Threads [`par_map`] uses for `n` items: a function of `n` and the machine only.
+/// Threads [`par_map`] uses for `n` items.
 pub(crate) fn par_threads(n: usize) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-    cores.min(MAX_WORKERS).min(n / MIN_SERIES_PER_WORKER).max(1)
+    // Asking the system reads cgroup files: once per process is enough.
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |c| c.get()));
+    cores.min(MAX_WORKERS).min(n).max(1)
 }
 
 /// Maps `items` through `f` on [`par_threads`] threads, each taking one fixed contiguous share
-/// with its own scratch state, and returns the results in item order. The split depends on the
-/// item count only, and callers fold the results in order, so answers never depend on timing.
-/// This is the one place query work fans out across cores.
+/// with its own scratch state, and returns the results in item order. This is the one place
+/// query work fans out across cores.
 pub(crate) fn par_map<T: Send, R: Send, S: Default>(
     mut items: Vec<T>,
     f: &(dyn Fn(&mut S, T) -> R + Sync),
@@ -63,6 +67,17 @@ pub(crate) fn par_map<T: Send, R: Send, S: Default>(
         }
         out
     })
+}
+
+/// What one worker task hands back: its fold of the task's series and what the evaluator must
+/// account for.
+struct TaskOut<P> {
+    acc: P,
+    notes: Vec<String>,
+    /// Most samples one series of the task decoded (held while it was processed).
+    decoded: usize,
+    /// Whether any series had samples to work on.
+    selected: bool,
 }
 
 /// Where a streamed series' step values come from.
@@ -107,6 +122,24 @@ pub(crate) struct SeriesKernel {
     maxt: i64,
     steps: Steps,
     hints: SelectHints,
+    /// Which labels a column keeps: all, or (inside an aggregation that needs no more) only
+    /// its group's, dropped on the worker rather than where columns are folded.
+    keep: KeepLabels,
+}
+
+/// The labels a streamed column keeps.
+pub(crate) enum KeepLabels {
+    /// Every label (the series is part of the result).
+    All,
+    /// Only the labels of its aggregation group (`by`, `without`, or none).
+    Group(Option<LabelModifier>),
+}
+
+impl SeriesKernel {
+    /// Keeps only the labels of each series' aggregation group under `modifier`.
+    pub(crate) fn keep_group_labels(&mut self, modifier: Option<LabelModifier>) {
+        self.keep = KeepLabels::Group(modifier);
+    }
 }
 
 /// A worker's reusable buffers.
@@ -196,6 +229,9 @@ impl SeriesKernel {
         }
         // Series left without a value are dropped, as each materialized step drops them.
         if col.v.iter().any(|x| !is_absent(*x)) {
+            if let KeepLabels::Group(m) = &self.keep {
+                col.labels = group_labels(&col.labels, m.as_ref());
+            }
             out.col = Some(col);
         }
         Ok(out)
@@ -405,6 +441,7 @@ impl<'a> Evaluator<'a> {
                 want_ts,
             },
             post: Vec::new(),
+            keep: KeepLabels::All,
             mint,
             maxt,
             steps: *steps,
@@ -441,22 +478,44 @@ impl<'a> Evaluator<'a> {
             },
             source: Source::Range { call, ends, range },
             post: Vec::new(),
+            keep: KeepLabels::All,
             mint,
             maxt,
             steps: *steps,
         })
     }
 
-    /// Streams the series `vs` selects through `kernel`, calling `sink` with every column that
-    /// has a value, in stream order. Storage reads run one batch ahead of the workers.
-    pub(crate) fn stream_columns(
+    /// Streams the series `vs` selects through `kernel`: each worker task folds its series'
+    /// columns (those with a value, in stream order) into a fresh `new()` with `add`, and the
+    /// tasks' folds are handed to `merge` in stream order. Storage reads run one batch ahead.
+    pub(crate) fn stream_partials<P: Send>(
         &mut self,
         vs: &VectorSelector,
         kernel: &SeriesKernel,
-        sink: &mut dyn FnMut(&mut Self, Col) -> Result<(), PromqlError>,
+        new: &(dyn Fn() -> P + Sync),
+        add: &(dyn Fn(&mut P, Col) + Sync),
+        merge: &mut dyn FnMut(&mut Self, P) -> Result<(), PromqlError>,
     ) -> Result<(), PromqlError> {
         let stream = self.open_stream(vs, kernel.mint, kernel.maxt, &kernel.hints)?;
         let mut selected = false;
+        let task = |sc: &mut Scratch, series: Vec<StreamSeries>| {
+            let mut out = TaskOut {
+                acc: new(),
+                notes: Vec::new(),
+                decoded: 0,
+                selected: false,
+            };
+            for s in series {
+                let r = kernel.run(s, sc)?;
+                out.decoded = out.decoded.max(r.decoded);
+                out.selected |= r.selected;
+                out.notes.extend(r.note);
+                if let Some(col) = r.col {
+                    add(&mut out.acc, col);
+                }
+            }
+            Ok::<_, PromqlError>(out)
+        };
         std::thread::scope(|sc| -> Result<(), PromqlError> {
             let (tx, rx) = std::sync::mpsc::sync_channel(1);
             sc.spawn(move || {
@@ -470,21 +529,24 @@ impl<'a> Evaluator<'a> {
                 }
             });
             while let Ok(next) = rx.recv() {
-                let Some(batch) = next? else { break };
+                let Some(mut batch) = next? else { break };
                 self.check_deadline("query execution")?;
-                let threads = par_threads(batch.len());
-                let results = par_map(batch, &|sc: &mut Scratch, s| kernel.run(s, sc));
+                let mut tasks = Vec::with_capacity(batch.len().div_ceil(TASK_SERIES));
+                while batch.len() > TASK_SERIES {
+                    let rest = batch.split_off(TASK_SERIES);
+                    tasks.push(std::mem::replace(&mut batch, rest));
+                }
+                tasks.push(batch);
+                let threads = par_threads(tasks.len());
                 let mut most = 0;
-                for r in results {
+                for r in par_map(tasks, &task) {
                     let out = r?;
                     most = most.max(out.decoded);
                     selected |= out.selected;
-                    if let Some(note) = out.note {
+                    for note in out.notes {
                         self.note_info(note);
                     }
-                    if let Some(col) = out.col {
-                        sink(self, col)?;
-                    }
+                    merge(self, out.acc)?;
                 }
                 // Each worker held one series' samples at a time.
                 self.acquire(most * threads)?;
@@ -496,6 +558,28 @@ impl<'a> Evaluator<'a> {
             call.warn_params(self);
         }
         Ok(())
+    }
+
+    /// Streams the series `vs` selects through `kernel`, calling `sink` with every column
+    /// that has a value, in stream order.
+    pub(crate) fn stream_columns(
+        &mut self,
+        vs: &VectorSelector,
+        kernel: &SeriesKernel,
+        sink: &mut dyn FnMut(&mut Self, Col) -> Result<(), PromqlError>,
+    ) -> Result<(), PromqlError> {
+        self.stream_partials(
+            vs,
+            kernel,
+            &Vec::new,
+            &|v: &mut Vec<Col>, c| v.push(c),
+            &mut |ev, cols| {
+                for c in cols {
+                    sink(ev, c)?;
+                }
+                Ok(())
+            },
+        )
     }
 
     /// Every column of a streamed expression, each counted as held.
