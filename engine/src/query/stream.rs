@@ -100,15 +100,14 @@ impl SeriesStream for VecStream {
     }
 }
 
-/// Reusable buffers for [`decode_series`], one set per decoding thread.
+/// Reusable buffers for [`decode_many`], one set per decoding thread.
 #[derive(Debug, Default)]
 pub struct DecodeScratch {
     parts: Vec<SampleBatch>,
 }
 
-/// Decodes a streamed series' samples in `[mint, maxt]` into `out` (cleared first), merging
-/// chunks that overlap in time (a later chunk wins on equal timestamps). Chunks are decoded with
-/// [`decode_xor_many`]; encodings other than XOR are an error naming the series.
+/// Decodes a streamed series' samples in `[mint, maxt]` into `out` (cleared first): what
+/// [`decode_many`] does for one series.
 pub fn decode_series(
     s: &StreamSeries,
     mint: i64,
@@ -116,58 +115,96 @@ pub fn decode_series(
     scratch: &mut DecodeScratch,
     out: &mut SampleBatch,
 ) -> Result<()> {
-    out.clear();
-    let chunks = match &s.data {
-        SeriesData::Decoded(b) => {
-            let lo = b.ts.partition_point(|&t| t < mint);
-            let hi = b.ts.partition_point(|&t| t <= maxt);
-            out.ts.extend_from_slice(&b.ts[lo..hi.max(lo)]);
-            out.val.extend_from_slice(&b.val[lo..hi.max(lo)]);
-            return Ok(());
+    decode_many(
+        std::slice::from_ref(s),
+        mint,
+        maxt,
+        scratch,
+        std::slice::from_mut(out),
+    )
+}
+
+/// Decodes the samples in `[mint, maxt]` of `series[k]` into `outs[k]` (each cleared first),
+/// merging chunks of a series that overlap in time (a later chunk wins on equal timestamps).
+/// Every chunk of every series goes to one [`decode_xor_many`] call, so a multi-chunk decoder
+/// sees them all at once. Encodings other than XOR, and corrupt chunks, are errors naming the
+/// series.
+pub fn decode_many(
+    series: &[StreamSeries],
+    mint: i64,
+    maxt: i64,
+    scratch: &mut DecodeScratch,
+    outs: &mut [SampleBatch],
+) -> Result<()> {
+    let mut payloads: Vec<&[u8]> = Vec::new();
+    // Per series, the range of its chunks in `payloads`.
+    let mut spans: Vec<std::ops::Range<usize>> = Vec::with_capacity(series.len());
+    for (s, out) in series.iter().zip(outs.iter_mut()) {
+        out.clear();
+        let at = payloads.len();
+        match &s.data {
+            SeriesData::Decoded(b) => {
+                let lo = b.ts.partition_point(|&t| t < mint);
+                let hi = b.ts.partition_point(|&t| t <= maxt).max(lo);
+                out.ts.extend_from_slice(&b.ts[lo..hi]);
+                out.val.extend_from_slice(&b.val[lo..hi]);
+            }
+            SeriesData::Chunks(chunks) => {
+                if let Some(c) = chunks.iter().find(|c| c.encoding != Encoding::Xor as u8) {
+                    return Err(Error::InvalidInput(format!(
+                        "series {}: chunk encoding {} is not decoded by PromQL",
+                        s.labels, c.encoding
+                    )));
+                }
+                payloads.extend(chunks.iter().map(|c| c.data.as_ref()));
+            }
         }
-        SeriesData::Chunks(c) => c,
-    };
-    if let Some(c) = chunks.iter().find(|c| c.encoding != Encoding::Xor as u8) {
-        return Err(Error::InvalidInput(format!(
-            "series {}: chunk encoding {} is not decoded by PromQL",
-            s.labels, c.encoding
-        )));
+        spans.push(at..payloads.len());
     }
-    let n = chunks.len();
+    let n = payloads.len();
     if scratch.parts.len() < n {
         scratch.parts.resize_with(n, SampleBatch::new);
     }
     for p in &mut scratch.parts[..n] {
         p.clear();
     }
-    let payloads: Vec<&[u8]> = chunks.iter().map(|c| c.data.as_ref()).collect();
-    decode_xor_many(&payloads, &mut scratch.parts[..n]).map_err(|e| match e {
-        ManyDecodeError::Chunk { chunk, source } => Error::InvalidInput(format!(
-            "series {}: chunk {} ({}..{}): {source}",
-            s.labels, chunk, chunks[chunk].min_time, chunks[chunk].max_time
-        )),
-        other => Error::InvalidInput(format!("series {}: {other}", s.labels)),
+    decode_xor_many(&payloads, &mut scratch.parts[..n]).map_err(|e| {
+        let ManyDecodeError::Chunk { chunk, source } = e else {
+            return Error::InvalidInput(e.to_string());
+        };
+        let k = spans.iter().position(|r| r.contains(&chunk)).unwrap_or(0);
+        let (i, s) = (chunk - spans[k].start, &series[k]);
+        let range = match &s.data {
+            SeriesData::Chunks(c) => format!("{}..{}", c[i].min_time, c[i].max_time),
+            SeriesData::Decoded(_) => String::new(),
+        };
+        Error::InvalidInput(format!(
+            "series {}: chunk {i} ({range}): {source}",
+            s.labels
+        ))
     })?;
-    let parts = &scratch.parts[..n];
-    let disjoint = parts
-        .windows(2)
-        .all(|w| match (w[0].ts.last(), w[1].ts.first()) {
-            (Some(a), Some(b)) => a < b,
-            _ => true,
-        });
-    if disjoint {
-        // The usual case: consecutive chunks; copy the in-range run of each.
-        for p in parts {
-            let lo = p.ts.partition_point(|&t| t < mint);
-            let hi = p.ts.partition_point(|&t| t <= maxt).max(lo);
-            out.ts.extend_from_slice(&p.ts[lo..hi]);
-            out.val.extend_from_slice(&p.val[lo..hi]);
+    for (span, out) in spans.into_iter().zip(outs.iter_mut()) {
+        let parts = &scratch.parts[span];
+        let disjoint = parts
+            .windows(2)
+            .all(|w| match (w[0].ts.last(), w[1].ts.first()) {
+                (Some(a), Some(b)) => a < b,
+                _ => true,
+            });
+        if disjoint {
+            // The usual case: consecutive chunks; copy the in-range run of each.
+            for p in parts {
+                let lo = p.ts.partition_point(|&t| t < mint);
+                let hi = p.ts.partition_point(|&t| t <= maxt).max(lo);
+                out.ts.extend_from_slice(&p.ts[lo..hi]);
+                out.val.extend_from_slice(&p.val[lo..hi]);
+            }
+        } else {
+            let merged = merge_samples(&parts.iter().collect::<Vec<_>>());
+            out.ts.extend_from_slice(&merged.ts);
+            out.val.extend_from_slice(&merged.val);
+            out.truncate_to_range(mint, maxt);
         }
-    } else {
-        let merged = merge_samples(&parts.iter().collect::<Vec<_>>());
-        out.ts.extend_from_slice(&merged.ts);
-        out.val.extend_from_slice(&merged.val);
-        out.truncate_to_range(mint, maxt);
     }
     Ok(())
 }

@@ -10,9 +10,10 @@ use super::aggregate::group_labels;
 use super::binary::{is_comparison, vector_scalar_col};
 use super::{Col, Evaluator, Steps, absent, is_absent, offset_ms};
 use crate::chunk::{SampleBatch, is_stale_nan};
+use crate::labels::Labels;
 use crate::promql::error::PromqlError;
 use crate::promql::functions::{InstantFn, RangeCall, is_range_function, unwrap_parens};
-use crate::query::{DecodeScratch, SelectHints, SeriesStream, StreamSeries, decode_series};
+use crate::query::{DecodeScratch, SelectHints, SeriesStream, StreamSeries, decode_many};
 
 /// Most worker threads one query uses for its CPU work.
 const MAX_WORKERS: usize = 8;
@@ -74,8 +75,10 @@ pub(crate) fn par_map<T: Send, R: Send, S: Default>(
 struct TaskOut<P> {
     acc: P,
     notes: Vec<String>,
-    /// Most samples one series of the task decoded (held while it was processed).
+    /// Samples of the decode group being worked on.
     decoded: usize,
+    /// Most samples one decode group of the task held at once.
+    decoded_most: usize,
     /// Whether any series had samples to work on.
     selected: bool,
 }
@@ -142,11 +145,15 @@ impl SeriesKernel {
     }
 }
 
+/// Series a worker decodes together (one `decode_xor_many` call for all their chunks),
+/// small enough that their samples stay in cache until their columns are computed.
+const DECODE_GROUP: usize = 32;
+
 /// A worker's reusable buffers.
 #[derive(Default)]
 struct Scratch {
     decode: DecodeScratch,
-    samples: SampleBatch,
+    samples: Vec<SampleBatch>,
     buf: Vec<f64>,
 }
 
@@ -161,9 +168,9 @@ struct SeriesOut {
 }
 
 impl SeriesKernel {
-    fn run(&self, s: StreamSeries, sc: &mut Scratch) -> Result<SeriesOut, PromqlError> {
-        decode_series(&s, self.mint, self.maxt, &mut sc.decode, &mut sc.samples)?;
-        let decoded = sc.samples.len();
+    /// One series' column from its samples (decoded, in the selected range).
+    fn run(&self, labels: Labels, samples: &mut SampleBatch, buf: &mut Vec<f64>) -> SeriesOut {
+        let decoded = samples.len();
         let mut out = SeriesOut {
             col: None,
             note: None,
@@ -171,7 +178,7 @@ impl SeriesKernel {
             selected: false,
         };
         if decoded == 0 {
-            return Ok(out);
+            return out;
         }
         let mut v = vec![absent(); self.steps.n];
         let drop_name = match &self.source {
@@ -182,8 +189,8 @@ impl SeriesKernel {
             } => {
                 out.selected = true;
                 instant_column(
-                    &sc.samples.ts,
-                    &sc.samples.val,
+                    &samples.ts,
+                    &samples.val,
                     times,
                     *lookback,
                     *want_ts,
@@ -192,29 +199,29 @@ impl SeriesKernel {
                 *want_ts
             }
             Source::Range { call, ends, range } => {
-                remove_stale(&mut sc.samples);
-                if sc.samples.is_empty() {
-                    return Ok(out);
+                remove_stale(samples);
+                if samples.is_empty() {
+                    return out;
                 }
                 out.selected = true;
                 call.column(
-                    &sc.samples.ts,
-                    &sc.samples.val,
+                    &samples.ts,
+                    &samples.val,
                     ends,
                     *range,
                     &self.steps,
-                    &mut sc.buf,
+                    buf,
                     &mut v,
                 );
-                out.note = call.counter_note(&s.labels, &v);
+                out.note = call.counter_note(&labels, &v);
                 !call.keeps_name()
             }
         };
         if v.iter().all(|x| is_absent(*x)) {
-            return Ok(out);
+            return out;
         }
         let mut col = Col {
-            labels: s.labels,
+            labels,
             drop_name,
             v,
         };
@@ -234,7 +241,7 @@ impl SeriesKernel {
             }
             out.col = Some(col);
         }
-        Ok(out)
+        out
     }
 }
 
@@ -273,30 +280,27 @@ pub(crate) fn instant_column(
     want_ts: bool,
     out: &mut [f64],
 ) -> bool {
+    let n = ts.len().min(vals.len());
+    let (ts, vals) = (&ts[..n], &vals[..n]);
     let mut any = false;
     let mut hi = 0usize;
     let mut prev = i64::MIN;
-    for (i, &t) in times.iter().enumerate() {
+    for (o, &t) in out.iter_mut().zip(times) {
         if t < prev {
             hi = 0;
         }
         prev = t;
-        while hi < ts.len() && ts[hi] <= t {
+        while hi < n && ts[hi] <= t {
             hi += 1;
         }
-        if hi == 0 {
+        let Some(j) = hi.checked_sub(1) else {
             continue;
-        }
-        let j = hi - 1;
-        if ts[j] <= t.saturating_sub(lookback) || is_stale_nan(vals[j]) {
-            continue;
-        }
-        out[i] = if want_ts {
-            ts[j] as f64 / 1000.0
-        } else {
-            vals[j]
         };
-        any = true;
+        let (tj, vj) = (ts[j], vals[j]);
+        if tj > t.saturating_sub(lookback) && !is_stale_nan(vj) {
+            *o = if want_ts { tj as f64 / 1000.0 } else { vj };
+            any = true;
+        }
     }
     any
 }
@@ -503,16 +507,33 @@ impl<'a> Evaluator<'a> {
                 acc: new(),
                 notes: Vec::new(),
                 decoded: 0,
+                decoded_most: 0,
                 selected: false,
             };
-            for s in series {
-                let r = kernel.run(s, sc)?;
-                out.decoded = out.decoded.max(r.decoded);
-                out.selected |= r.selected;
-                out.notes.extend(r.note);
-                if let Some(col) = r.col {
-                    add(&mut out.acc, col);
+            let mut series = series.into_iter().peekable();
+            while series.peek().is_some() {
+                let group: Vec<StreamSeries> = series.by_ref().take(DECODE_GROUP).collect();
+                if sc.samples.len() < group.len() {
+                    sc.samples.resize_with(group.len(), SampleBatch::new);
                 }
+                decode_many(
+                    &group,
+                    kernel.mint,
+                    kernel.maxt,
+                    &mut sc.decode,
+                    &mut sc.samples[..group.len()],
+                )?;
+                for (s, samples) in group.into_iter().zip(sc.samples.iter_mut()) {
+                    let r = kernel.run(s.labels, samples, &mut sc.buf);
+                    out.decoded += r.decoded;
+                    out.selected |= r.selected;
+                    out.notes.extend(r.note);
+                    if let Some(col) = r.col {
+                        add(&mut out.acc, col);
+                    }
+                }
+                out.decoded_most = out.decoded_most.max(out.decoded);
+                out.decoded = 0;
             }
             Ok::<_, PromqlError>(out)
         };
@@ -541,14 +562,14 @@ impl<'a> Evaluator<'a> {
                 let mut most = 0;
                 for r in par_map(tasks, &task) {
                     let out = r?;
-                    most = most.max(out.decoded);
+                    most = most.max(out.decoded_most);
                     selected |= out.selected;
                     for note in out.notes {
                         self.note_info(note);
                     }
                     merge(self, out.acc)?;
                 }
-                // Each worker held one series' samples at a time.
+                // Each worker held one decode group's samples at a time.
                 self.acquire(most * threads)?;
                 self.release(most * threads);
             }

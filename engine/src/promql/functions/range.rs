@@ -180,6 +180,13 @@ impl RangeCall {
         out: &mut [f64],
     ) {
         let (p1, p2) = (self.p1.as_deref(), self.p2.as_deref());
+        // Counter resets are rare: find them once per series instead of once per window.
+        let resets: Vec<usize> = if matches!(self.f, F::Rate | F::Increase | F::Resets) {
+            (1..vs.len()).filter(|&j| vs[j] < vs[j - 1]).collect()
+        } else {
+            Vec::new()
+        };
+        let all_vs = vs;
         for_each_window(ts, ends, range, |i, lo, hi| {
             if hi <= lo {
                 return;
@@ -187,13 +194,29 @@ impl RangeCall {
             let ts = &ts[lo..hi];
             let vs = &vs[lo..hi];
             let end = ends[i];
+            // The resets inside the window: at positions lo+1..hi.
+            let in_window = || {
+                let a = resets.partition_point(|&j| j <= lo);
+                let b = resets.partition_point(|&j| j < hi);
+                &resets[a..b]
+            };
+            let counter_adj = || in_window().iter().map(|&j| all_vs[j - 1]);
             let r = match self.f {
-                F::Rate => extrapolated(ts, vs, end.saturating_sub(range), end, true, true),
-                F::Increase => extrapolated(ts, vs, end.saturating_sub(range), end, true, false),
-                F::Delta => extrapolated(ts, vs, end.saturating_sub(range), end, false, false),
+                F::Rate => {
+                    let start = end.saturating_sub(range);
+                    extrapolated(ts, vs, start, end, true, counter_adj(), true)
+                }
+                F::Increase => {
+                    let start = end.saturating_sub(range);
+                    extrapolated(ts, vs, start, end, true, counter_adj(), false)
+                }
+                F::Delta => {
+                    let start = end.saturating_sub(range);
+                    extrapolated(ts, vs, start, end, false, std::iter::empty(), false)
+                }
                 F::Irate => instant_delta(ts, vs, true),
                 F::Idelta => instant_delta(ts, vs, false),
-                F::Resets => Some(vs.windows(2).filter(|w| w[1] < w[0]).count() as f64),
+                F::Resets => Some(in_window().len() as f64),
                 F::Changes => Some(
                     vs.windows(2)
                         .filter(|w| !(w[1] == w[0] || (w[1].is_nan() && w[0].is_nan())))
@@ -318,13 +341,16 @@ pub(crate) fn call(
 }
 
 /// `rate`/`increase`/`delta`: the change over the window, extrapolated towards the window's
-/// edges (Prometheus 3 rules), per second for `rate`.
+/// edges (Prometheus 3 rules), per second for `rate`. `resets` are the values just before each
+/// counter reset in the window, in order (none for `delta`); each is added back as Prometheus
+/// adds it while walking the window.
 fn extrapolated(
     ts: &[i64],
     vs: &[f64],
     range_start: i64,
     range_end: i64,
     counter: bool,
+    resets: impl Iterator<Item = f64>,
     per_second: bool,
 ) -> Option<f64> {
     if ts.len() < 2 {
@@ -332,14 +358,8 @@ fn extrapolated(
     }
     let (first_t, last_t) = (ts[0], ts[ts.len() - 1]);
     let mut result = vs[vs.len() - 1] - vs[0];
-    if counter {
-        let mut prev = vs[0];
-        for &x in &vs[1..] {
-            if x < prev {
-                result += prev;
-            }
-            prev = x;
-        }
+    for prev in resets {
+        result += prev;
     }
     let mut to_start = (first_t as f64 - range_start as f64) / 1000.0;
     let mut to_end = (range_end as f64 - last_t as f64) / 1000.0;
