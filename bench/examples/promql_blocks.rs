@@ -1,9 +1,10 @@
 //! PromQL over a directory of blocks read through the bucket store, in-process, for profiling
 //! (`perf record`, `valgrind --tool=callgrind`): each query runs `--runs` times as a range
-//! query over the blocks' whole span (step 60 s), printing wall and process CPU time.
+//! query over the blocks' whole span (step 60 s), or with `--instant` at its end, printing
+//! wall and process CPU time.
 //!
 //! ```sh
-//! cargo run --release -p gauntlet-bench --example promql_blocks -- DIR [--runs N] [QUERY ...]
+//! cargo run --release -p gauntlet-bench --example promql_blocks -- DIR [--runs N] [--instant] [QUERY ...]
 //! ```
 //!
 //! `DIR` is a filesystem bucket (a directory of blocks); index-headers go to `DIR/.gauntlet`.
@@ -43,10 +44,13 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let dir = std::fs::canonicalize(args.next().ok_or_else(|| anyhow::anyhow!("usage: DIR"))?)?;
     let mut runs = 3;
+    let mut instant = false;
     let mut queries: Vec<String> = Vec::new();
     while let Some(a) = args.next() {
         if a == "--runs" {
             runs = args.next().unwrap_or_default().parse()?;
+        } else if a == "--instant" {
+            instant = true;
         } else {
             queries.push(a);
         }
@@ -82,7 +86,11 @@ fn main() -> anyhow::Result<()> {
     for q in &queries {
         for _ in 0..runs {
             let (t0, c0) = (Instant::now(), cpu_s());
-            let r = engine.range_query(store.as_ref(), q, start, end, 60_000)?;
+            let r = if instant {
+                engine.instant_query(store.as_ref(), q, end)?
+            } else {
+                engine.range_query(store.as_ref(), q, start, end, 60_000)?
+            };
             println!(
                 "{:8.1} ms wall {:8.1} ms cpu  peak {:>9} samples  {q}",
                 t0.elapsed().as_secs_f64() * 1e3,

@@ -413,7 +413,9 @@ fn finish_names(mut cols: Vec<Col>) -> Result<Vec<Col>, PromqlError> {
     let mut any = false;
     for c in &mut cols {
         if c.drop_name {
-            c.labels = without_name(&c.labels);
+            let mut ls = std::mem::take(&mut c.labels).into_vec();
+            ls.retain(|l| !is_name_label(&l.name));
+            c.labels = Labels::from_sorted(ls);
             c.drop_name = false;
             any = true;
         }
@@ -427,6 +429,25 @@ fn finish_names(mut cols: Vec<Col>) -> Result<Vec<Col>, PromqlError> {
 /// Merges series whose labels became equal (after a name drop or relabelling) when they
 /// never have a value at the same step; fails when they do, as Prometheus does.
 pub(crate) fn merge_same_labels(cols: Vec<Col>) -> Result<Vec<Col>, PromqlError> {
+    // Usually no two label sets are equal: tell by hashes alone, without copying labels.
+    let mut buf = Vec::new();
+    let mut hashes: Vec<u64> = cols
+        .iter()
+        .map(|c| {
+            buf.clear();
+            for l in &c.labels {
+                buf.extend_from_slice(l.name.as_bytes());
+                buf.push(0xff);
+                buf.extend_from_slice(l.value.as_bytes());
+                buf.push(0xff);
+            }
+            xxhash_rust::xxh64::xxh64(&buf, 0)
+        })
+        .collect();
+    hashes.sort_unstable();
+    if hashes.windows(2).all(|w| w[0] != w[1]) {
+        return Ok(cols);
+    }
     let mut index: HashMap<Labels, usize> = HashMap::with_capacity(cols.len());
     let mut out: Vec<Col> = Vec::with_capacity(cols.len());
     for c in cols {

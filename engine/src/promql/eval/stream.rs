@@ -537,10 +537,42 @@ impl<'a> Evaluator<'a> {
             }
             Ok::<_, PromqlError>(out)
         };
+        let mut run_batch = |ev: &mut Self, mut batch: Vec<StreamSeries>| {
+            ev.check_deadline("query execution")?;
+            let mut tasks = Vec::with_capacity(batch.len().div_ceil(TASK_SERIES));
+            while batch.len() > TASK_SERIES {
+                let rest = batch.split_off(TASK_SERIES);
+                tasks.push(std::mem::replace(&mut batch, rest));
+            }
+            tasks.push(batch);
+            let threads = par_threads(tasks.len());
+            let mut most = 0;
+            for r in par_map(tasks, &task) {
+                let out = r?;
+                most = most.max(out.decoded_most);
+                selected |= out.selected;
+                for note in out.notes {
+                    ev.note_info(note);
+                }
+                merge(ev, out.acc)?;
+            }
+            // Each worker held one decode group's samples at a time.
+            ev.acquire(most * threads)?;
+            ev.release(most * threads);
+            Ok::<_, PromqlError>(())
+        };
+        // Small selections (one or two batches) run on this thread alone; longer ones read
+        // ahead on a second thread while the workers compute.
+        let mut stream = stream;
+        for _ in 0..2 {
+            match stream.next_batch()? {
+                Some(batch) => run_batch(self, batch)?,
+                None => return self.finish_stream(kernel, selected),
+            }
+        }
         std::thread::scope(|sc| -> Result<(), PromqlError> {
             let (tx, rx) = std::sync::mpsc::sync_channel(1);
             sc.spawn(move || {
-                let mut stream = stream;
                 loop {
                     let r = stream.next_batch();
                     let more = matches!(r, Ok(Some(_)));
@@ -550,31 +582,16 @@ impl<'a> Evaluator<'a> {
                 }
             });
             while let Ok(next) = rx.recv() {
-                let Some(mut batch) = next? else { break };
-                self.check_deadline("query execution")?;
-                let mut tasks = Vec::with_capacity(batch.len().div_ceil(TASK_SERIES));
-                while batch.len() > TASK_SERIES {
-                    let rest = batch.split_off(TASK_SERIES);
-                    tasks.push(std::mem::replace(&mut batch, rest));
-                }
-                tasks.push(batch);
-                let threads = par_threads(tasks.len());
-                let mut most = 0;
-                for r in par_map(tasks, &task) {
-                    let out = r?;
-                    most = most.max(out.decoded_most);
-                    selected |= out.selected;
-                    for note in out.notes {
-                        self.note_info(note);
-                    }
-                    merge(self, out.acc)?;
-                }
-                // Each worker held one decode group's samples at a time.
-                self.acquire(most * threads)?;
-                self.release(most * threads);
+                let Some(batch) = next? else { break };
+                run_batch(self, batch)?;
             }
             Ok(())
         })?;
+        self.finish_stream(kernel, selected)
+    }
+
+    /// What a stream owes once its series are all seen.
+    fn finish_stream(&mut self, kernel: &SeriesKernel, selected: bool) -> Result<(), PromqlError> {
         if selected && let Source::Range { call, .. } = &kernel.source {
             call.warn_params(self);
         }
