@@ -23,7 +23,7 @@ const H: i64 = 3_600_000;
 /// The value of series `i` at `t`: a counter that resets every 40 minutes, or a stale marker
 /// for every 13th series between 50 and 60 minutes past each hour. Overlapping blocks agree.
 fn value(i: usize, t: i64) -> f64 {
-    if i % 13 == 0 && (50 * 60_000..60 * 60_000).contains(&(t % H)) {
+    if i.is_multiple_of(13) && (50 * 60_000..60 * 60_000).contains(&(t % H)) {
         return f64::from_bits(STALE_NAN_BITS);
     }
     ((t % (40 * 60_000)) / STEP) as f64 * (1 + i % 5) as f64

@@ -592,22 +592,6 @@ fn log_duration_s(line: &str) -> Option<f64> {
     Some(total)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::log_duration_s;
-
-    #[test]
-    fn go_durations_in_logs() {
-        assert_eq!(
-            log_duration_s("msg=\"compact blocks\" duration=1.5s x=1"),
-            Some(1.5)
-        );
-        assert_eq!(log_duration_s("duration=850ms"), Some(0.85));
-        assert_eq!(log_duration_s("duration=1m2.5s"), Some(62.5));
-        assert_eq!(log_duration_s("nothing"), None);
-    }
-}
-
 /// The per-query latencies of both sides (median of the sequential runs) with each query's
 /// speed-up (baseline / target), and the set's median speed-up and median latencies.
 fn per_query_table(queries: &[qload::QuerySpec], base: &[f64], target: Option<&[f64]>) -> String {
@@ -650,4 +634,20 @@ fn per_query_table(queries: &[qload::QuerySpec], base: &[f64], target: Option<&[
         median(&mut ratios).map_or("n/a".into(), |x| format!("{x:.1}x")),
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_duration_s;
+
+    #[test]
+    fn go_durations_in_logs() {
+        assert_eq!(
+            log_duration_s("msg=\"compact blocks\" duration=1.5s x=1"),
+            Some(1.5)
+        );
+        assert_eq!(log_duration_s("duration=850ms"), Some(0.85));
+        assert_eq!(log_duration_s("duration=1m2.5s"), Some(62.5));
+        assert_eq!(log_duration_s("nothing"), None);
+    }
 }

@@ -205,6 +205,9 @@ impl Ord for Head {
     }
 }
 
+/// The chunk metas a batch reads from one block, with the (series, slot) each fills.
+type BlockWants = (Vec<ChunkMeta>, Vec<(usize, usize)>);
+
 /// The blocks merged by their labels, a batch of series (with their chunks fetched in one
 /// ranged read per block) at a time.
 struct BucketStream<'a> {
@@ -272,7 +275,7 @@ impl SeriesStream for BucketStream<'_> {
         // (labels of the first block holding it, chunk slots per block) per series, and the
         // metas each block must read, with the (series, slot) each read fills.
         let mut series: Vec<(Labels, usize, Vec<Option<SeriesChunk>>)> = Vec::new();
-        let mut wants: Vec<(Vec<ChunkMeta>, Vec<(usize, usize)>)> = (0..self.cursors.len())
+        let mut wants: Vec<BlockWants> = (0..self.cursors.len())
             .map(|_| Default::default())
             .collect();
         let mut nchunks = 0;

@@ -845,7 +845,7 @@ impl Evaluator<'_> {
                 let held = agg.push(c);
                 ev.acquire(held)?;
                 batch_seen += 1;
-                if batch_seen % 1024 == 0 {
+                if batch_seen.is_multiple_of(1024) {
                     agg.prune();
                 }
                 Ok(())

@@ -23,7 +23,7 @@ const MAX_WORKERS: usize = 8;
 /// the number of cores; batches of fewer series (every small query) are one task.
 pub(crate) const TASK_SERIES: usize = 256;
 
-/// Threads [`par_map`] uses for `n` items.
+/// Worker threads for `n` tasks: the cores, at most [`MAX_WORKERS`] and `n`.
 pub(crate) fn par_threads(n: usize) -> usize {
     // Asking the system reads cgroup files: once per process is enough.
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
@@ -31,44 +31,8 @@ pub(crate) fn par_threads(n: usize) -> usize {
     cores.min(MAX_WORKERS).min(n).max(1)
 }
 
-/// Maps `items` through `f` on [`par_threads`] threads, each taking one fixed contiguous share
-/// with its own scratch state, and returns the results in item order. This is the one place
-/// query work fans out across cores.
-pub(crate) fn par_map<T: Send, R: Send, S: Default>(
-    mut items: Vec<T>,
-    f: &(dyn Fn(&mut S, T) -> R + Sync),
-) -> Vec<R> {
-    let threads = par_threads(items.len());
-    let run = |part: Vec<T>| {
-        let mut scratch = S::default();
-        part.into_iter()
-            .map(|x| f(&mut scratch, x))
-            .collect::<Vec<R>>()
-    };
-    if threads == 1 {
-        return run(items);
-    }
-    let per = items.len().div_ceil(threads);
-    let mut parts = Vec::with_capacity(threads);
-    while items.len() > per {
-        let rest = items.split_off(per);
-        parts.push(std::mem::replace(&mut items, rest));
-    }
-    parts.push(items);
-    std::thread::scope(|sc| {
-        let mut parts = parts.into_iter();
-        let first = parts.next().unwrap_or_default();
-        let handles: Vec<_> = parts.map(|p| sc.spawn(move || run(p))).collect();
-        let mut out = run(first);
-        for h in handles {
-            match h.join() {
-                Ok(r) => out.extend(r),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        out
-    })
-}
+/// Takes one task's result, in task order.
+type Absorb<'f, E, P> = dyn FnMut(&mut E, TaskOut<P>) -> Result<(), PromqlError> + 'f;
 
 /// What one worker task hands back: its fold of the task's series and what the evaluator must
 /// account for.
@@ -491,7 +455,12 @@ impl<'a> Evaluator<'a> {
 
     /// Streams the series `vs` selects through `kernel`: each worker task folds its series'
     /// columns (those with a value, in stream order) into a fresh `new()` with `add`, and the
-    /// tasks' folds are handed to `merge` in stream order. Storage reads run one batch ahead.
+    /// tasks' folds are handed to `merge` in stream order.
+    ///
+    /// A selection that fits one task runs on this thread. Otherwise a reader thread fetches
+    /// batches ahead, [`par_threads`] workers (started once per selection) compute tasks as
+    /// they come, and this thread merges their results in task order, so answers never
+    /// depend on which worker finished first.
     pub(crate) fn stream_partials<P: Send>(
         &mut self,
         vs: &VectorSelector,
@@ -500,8 +469,7 @@ impl<'a> Evaluator<'a> {
         add: &(dyn Fn(&mut P, Col) + Sync),
         merge: &mut dyn FnMut(&mut Self, P) -> Result<(), PromqlError>,
     ) -> Result<(), PromqlError> {
-        let stream = self.open_stream(vs, kernel.mint, kernel.maxt, &kernel.hints)?;
-        let mut selected = false;
+        let mut stream = self.open_stream(vs, kernel.mint, kernel.maxt, &kernel.hints)?;
         let task = |sc: &mut Scratch, series: Vec<StreamSeries>| {
             let mut out = TaskOut {
                 acc: new(),
@@ -537,57 +505,152 @@ impl<'a> Evaluator<'a> {
             }
             Ok::<_, PromqlError>(out)
         };
-        let mut run_batch = |ev: &mut Self, mut batch: Vec<StreamSeries>| {
-            ev.check_deadline("query execution")?;
-            let mut tasks = Vec::with_capacity(batch.len().div_ceil(TASK_SERIES));
-            while batch.len() > TASK_SERIES {
-                let rest = batch.split_off(TASK_SERIES);
-                tasks.push(std::mem::replace(&mut batch, rest));
+        let mut selected = false;
+        let workers = par_threads(usize::MAX);
+        let mut absorb = |ev: &mut Self, out: TaskOut<P>| {
+            selected |= out.selected;
+            for note in out.notes {
+                ev.note_info(note);
             }
-            tasks.push(batch);
-            let threads = par_threads(tasks.len());
-            let mut most = 0;
-            for r in par_map(tasks, &task) {
-                let out = r?;
-                most = most.max(out.decoded_most);
-                selected |= out.selected;
-                for note in out.notes {
-                    ev.note_info(note);
-                }
-                merge(ev, out.acc)?;
-            }
-            // Each worker held one decode group's samples at a time.
-            ev.acquire(most * threads)?;
-            ev.release(most * threads);
-            Ok::<_, PromqlError>(())
+            // Each worker holds one decode group's samples at a time.
+            ev.acquire(out.decoded_most * workers)?;
+            ev.release(out.decoded_most * workers);
+            merge(ev, out.acc)
         };
-        // Small selections (one or two batches) run on this thread alone; longer ones read
-        // ahead on a second thread while the workers compute.
-        let mut stream = stream;
-        for _ in 0..2 {
-            match stream.next_batch()? {
-                Some(batch) => run_batch(self, batch)?,
-                None => return self.finish_stream(kernel, selected),
+        let Some(first) = stream.next_batch()? else {
+            return self.finish_stream(kernel, selected);
+        };
+        if first.len() <= TASK_SERIES || workers == 1 {
+            let mut more = Some(first);
+            let mut sc = Scratch::default();
+            while let Some(mut batch) = more {
+                self.check_deadline("query execution")?;
+                while !batch.is_empty() {
+                    let rest = batch.split_off(batch.len().min(TASK_SERIES));
+                    let out = task(&mut sc, std::mem::replace(&mut batch, rest))?;
+                    absorb(self, out)?;
+                }
+                // A small selection ends here; a large one on one core carries on.
+                more = stream.next_batch()?;
+                if more.is_some() && workers > 1 {
+                    return self.stream_pool(more, stream, &task, &mut absorb, kernel, workers);
+                }
             }
+            return self.finish_stream(kernel, selected);
         }
+        self.stream_pool(Some(first), stream, &task, &mut absorb, kernel, workers)
+    }
+
+    /// The parallel half of [`Evaluator::stream_partials`]: `first` and the rest of `stream`
+    /// through `workers` worker threads, results absorbed in task order. This is the one
+    /// place query work fans out across cores (plain scoped threads for now; the engine's
+    /// per-core executors can take the tasks instead).
+    fn stream_pool<P: Send, F>(
+        &mut self,
+        first: Option<Vec<StreamSeries>>,
+        mut stream: Box<dyn SeriesStream + 'a>,
+        task: &F,
+        absorb: &mut Absorb<'_, Self, P>,
+        kernel: &SeriesKernel,
+        workers: usize,
+    ) -> Result<(), PromqlError>
+    where
+        F: Fn(&mut Scratch, Vec<StreamSeries>) -> Result<TaskOut<P>, PromqlError> + Sync,
+    {
+        type Job = (usize, Vec<StreamSeries>);
         std::thread::scope(|sc| -> Result<(), PromqlError> {
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            let (batch_tx, batch_rx) = std::sync::mpsc::sync_channel(1);
             sc.spawn(move || {
                 loop {
                     let r = stream.next_batch();
                     let more = matches!(r, Ok(Some(_)));
-                    if tx.send(r).is_err() || !more {
+                    if batch_tx.send(r).is_err() || !more {
                         break;
                     }
                 }
             });
-            while let Ok(next) = rx.recv() {
-                let Some(batch) = next? else { break };
-                run_batch(self, batch)?;
+            let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<Job>(workers * 2);
+            let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
+            let (res_tx, res_rx) = std::sync::mpsc::channel();
+            for _ in 0..workers {
+                let (job_rx, res_tx) = (job_rx.clone(), res_tx.clone());
+                sc.spawn(move || {
+                    let mut scratch = Scratch::default();
+                    loop {
+                        let job = job_rx
+                            .lock()
+                            .map_err(|_| ())
+                            .and_then(|rx| rx.recv().map_err(|_| ()));
+                        let Ok((i, series)) = job else { break };
+                        if res_tx.send((i, task(&mut scratch, series))).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(res_tx);
+            let mut pending = std::collections::BTreeMap::new();
+            let (mut sent, mut merged) = (0usize, 0usize);
+            // Takes the results that are in (waiting for one first when `block`), absorbing
+            // them in task order; false when every worker is gone.
+            let mut take_ready = |ev: &mut Self,
+                                  pending: &mut std::collections::BTreeMap<usize, _>,
+                                  merged: &mut usize,
+                                  block: bool|
+             -> Result<bool, PromqlError> {
+                let mut wait = block;
+                loop {
+                    let got = if wait {
+                        res_rx.recv().ok()
+                    } else {
+                        res_rx.try_recv().ok()
+                    };
+                    let Some((i, r)) = got else {
+                        return Ok(!wait);
+                    };
+                    wait = false;
+                    pending.insert(i, r);
+                    while let Some(r) = pending.remove(merged) {
+                        absorb(ev, r?)?;
+                        *merged += 1;
+                    }
+                }
+            };
+            let mut next = first;
+            loop {
+                let batch = match next.take() {
+                    Some(b) => b,
+                    None => match batch_rx.recv() {
+                        Ok(r) => match r? {
+                            Some(b) => b,
+                            None => break,
+                        },
+                        Err(_) => break,
+                    },
+                };
+                self.check_deadline("query execution")?;
+                let mut batch = batch;
+                while !batch.is_empty() {
+                    let rest = batch.split_off(batch.len().min(TASK_SERIES));
+                    let job = (sent, std::mem::replace(&mut batch, rest));
+                    sent += 1;
+                    if job_tx.send(job).is_err() {
+                        break;
+                    }
+                    take_ready(self, &mut pending, &mut merged, false)?;
+                }
+            }
+            drop(job_tx);
+            while merged < sent {
+                // Every worker gone without an answer means one panicked, which the scope
+                // reports when it joins.
+                if !take_ready(self, &mut pending, &mut merged, true)? {
+                    break;
+                }
             }
             Ok(())
         })?;
-        self.finish_stream(kernel, selected)
+        self.finish_stream(kernel, false)
     }
 
     /// What a stream owes once its series are all seen.
