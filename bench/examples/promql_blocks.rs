@@ -40,6 +40,16 @@ fn cpu_s() -> f64 {
     ticks / 100.0
 }
 
+/// A `/proc/self/status` figure in KiB.
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let dir = std::fs::canonicalize(args.next().ok_or_else(|| anyhow::anyhow!("usage: DIR"))?)?;
@@ -92,10 +102,12 @@ fn main() -> anyhow::Result<()> {
                 engine.range_query(store.as_ref(), q, start, end, 60_000)?
             };
             println!(
-                "{:8.1} ms wall {:8.1} ms cpu  peak {:>9} samples  {q}",
+                "{:8.1} ms wall {:8.1} ms cpu  peak {:>9} samples  rss {:>4} MiB (peak {:>4})  {q}",
                 t0.elapsed().as_secs_f64() * 1e3,
                 (cpu_s() - c0) * 1e3,
-                r.peak_samples
+                r.peak_samples,
+                status_kib("VmRSS") / 1024,
+                status_kib("VmHWM") / 1024,
             );
         }
     }
