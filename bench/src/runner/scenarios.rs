@@ -371,50 +371,71 @@ pub fn query(o: &RunOptions, scenario: &str) -> Result<String, RunError> {
         count: None,
         timeout: Duration::from_secs(120),
     };
-    let measure = |s: &Server| -> Result<(Figures, Vec<f64>), RunError> {
+    let measure = |s: &Server| -> Result<Figures, RunError> {
         let warm = qload::QueryOptions {
             count: Some(queries.len() as u64),
             duration: None,
             ..qopts(&s.url)
         };
         qload::run(&queries, &warm)?;
-        // Latency of each query alone: the file run SEQUENTIAL_RUNS times, one at a time.
-        let alone = qload::run(
-            &queries,
-            &qload::QueryOptions {
-                concurrency: 1,
-                count: Some((queries.len() * SEQUENTIAL_RUNS) as u64),
-                duration: None,
-                ..qopts(&s.url)
-            },
-        )?;
-        let per_query: Vec<f64> = alone.per_query.iter().map(|q| q.1).collect();
         let before = s.stats();
         let rep = qload::run(&queries, &qopts(&s.url))?;
         let after = s.stats();
         eprintln!("{}:\n{}", s.name, rep.render());
         let mut notes = format!("{} queries, {} bytes", rep.queries, rep.bytes);
-        for (c, n) in alone.non_2xx.iter().chain(&rep.non_2xx) {
+        for (c, n) in &rep.non_2xx {
             notes.push_str(&format!("; {n}× HTTP {c}"));
         }
-        if let Some(e) = alone.first_error.as_ref().or(rep.first_error.as_ref()) {
+        if let Some(e) = &rep.first_error {
             notes.push_str(&format!(
                 "; first error: {}",
                 e.replace('|', "/").chars().take(120).collect::<String>()
             ));
         }
-        Ok((
-            Figures {
-                system: s.name.clone(),
-                throughput: rep.queries as f64 / rep.elapsed_s,
-                p50_ms: rep.latency_p50_ms,
-                p99_ms: rep.latency_p99_ms,
-                cpu_s: before.zip(after).map(|(b, a)| a.cpu_s - b.cpu_s),
-                peak_rss_bytes: after.map(|a| a.peak_rss_bytes),
-                notes,
-            },
-            per_query,
-        ))
+        Ok(Figures {
+            system: s.name.clone(),
+            throughput: rep.queries as f64 / rep.elapsed_s,
+            p50_ms: rep.latency_p50_ms,
+            p99_ms: rep.latency_p99_ms,
+            cpu_s: before.zip(after).map(|(b, a)| a.cpu_s - b.cpu_s),
+            peak_rss_bytes: after.map(|a| a.peak_rss_bytes),
+            notes,
+        })
+    };
+    // Latency of each query alone, SEQUENTIAL_RUNS times, the sides taking turns query by
+    // query so a change in the machine's load hits both alike; the median per side and query.
+    let alone = |servers: &[&Server]| -> Result<Vec<Vec<f64>>, RunError> {
+        let mut runs = vec![vec![Vec::new(); queries.len()]; servers.len()];
+        for _ in 0..SEQUENTIAL_RUNS {
+            for (i, q) in queries.iter().enumerate() {
+                for (k, s) in servers.iter().enumerate() {
+                    let rep = qload::run(
+                        std::slice::from_ref(q),
+                        &qload::QueryOptions {
+                            concurrency: 1,
+                            count: Some(1),
+                            duration: None,
+                            ..qopts(&s.url)
+                        },
+                    )?;
+                    if let Some(e) = &rep.first_error {
+                        eprintln!("{}: line {}: {e}", s.name, q.line);
+                    }
+                    runs[k][i].push(rep.per_query.first().map_or(f64::NAN, |p| p.1));
+                }
+            }
+        }
+        Ok(runs
+            .into_iter()
+            .map(|side| {
+                side.into_iter()
+                    .map(|mut v| {
+                        v.sort_by(|a, b| a.total_cmp(b));
+                        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+                    })
+                    .collect()
+            })
+            .collect())
     };
     let pdata = o.work_dir.join(format!("{scenario}-prometheus-data"));
     let _ = std::fs::remove_dir_all(&pdata);
@@ -428,7 +449,7 @@ pub fn query(o: &RunOptions, scenario: &str) -> Result<String, RunError> {
         "--storage.tsdb.retention.time=100y".to_string(),
     ];
     let b = baseline(o, scenario, &pdata, &extra)?;
-    let (base, base_alone) = measure(&b)?;
+    let base = measure(&b)?;
     let gdata = o.work_dir.join(format!("{scenario}-gauntlet-data"));
     let _ = std::fs::remove_dir_all(&gdata);
     if o.target_url.is_none() && o.gauntlet_bin.is_some() {
@@ -443,10 +464,8 @@ pub fn query(o: &RunOptions, scenario: &str) -> Result<String, RunError> {
         &gdata,
     )?;
     let mut tgt = None;
-    let mut alone = None;
     if let Some(t) = &t {
-        let (mut f, per_query) = measure(t)?;
-        alone = Some(per_query);
+        let mut f = measure(t)?;
         let diffs = qload::run_diff(&queries, &qopts(&b.url), &t.url, 1e-6)?;
         f.notes.push_str(&format!(
             "; {} of {} queries differ from the baseline",
@@ -458,14 +477,20 @@ pub fn query(o: &RunOptions, scenario: &str) -> Result<String, RunError> {
         }
         tgt = Some(f);
     }
+    let per_query = match &t {
+        Some(t) => {
+            let sides = alone(&[&b, t])?;
+            per_query_table(&queries, &sides[0], Some(&sides[1]))
+        }
+        None => per_query_table(&queries, &alone(&[&b])?[0], None),
+    };
     drop(b);
-    let per_query = per_query_table(&queries, &base_alone, alone.as_deref());
     Ok(render(
         scenario,
         "queries/s",
         &format!(
-            "{}; {} blocks; {} ({} queries); per side one warm-up pass, each query alone \
-             {SEQUENTIAL_RUNS} times, then {} s at concurrency {}",
+            "{}; {} blocks; {} ({} queries); per side one warm-up pass, then {} s at \
+             concurrency {}; then each query alone {SEQUENTIAL_RUNS} times, the sides taking turns",
             input_text(o),
             block_count(&src),
             o.queries.display(),
@@ -597,7 +622,8 @@ fn log_duration_s(line: &str) -> Option<f64> {
 fn per_query_table(queries: &[qload::QuerySpec], base: &[f64], target: Option<&[f64]>) -> String {
     use std::fmt::Write as _;
     let mut s = format!(
-        "\nPer query, each run alone (median of {SEQUENTIAL_RUNS} sequential runs), ms:\n\n\
+        "\nPer query, each run alone (median of {SEQUENTIAL_RUNS} runs, the sides taking turns \
+         query by query), ms:\n\n\
          | line | query | baseline | target | speed-up |\n|---|---|---|---|---|\n"
     );
     let mut ratios = Vec::new();
