@@ -6,7 +6,7 @@ mod labels;
 mod range;
 
 pub(crate) use instant::InstantFn;
-pub(crate) use range::{RangeCall, advance_past, for_each_window, is_range_function};
+pub(crate) use range::{RangeCall, for_each_window, is_range_function};
 
 use promql_parser::parser::{Call, Expr};
 

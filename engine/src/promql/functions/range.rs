@@ -295,24 +295,14 @@ pub(crate) fn for_each_window(
         }
         prev_end = end;
         let start = end.saturating_sub(range);
-        hi = advance_past(ts, hi, end);
-        lo = advance_past(&ts[..hi], lo, start);
+        while hi < ts.len() && ts[hi] <= end {
+            hi += 1;
+        }
+        while lo < hi && ts[lo] <= start {
+            lo += 1;
+        }
         f(i, lo, hi);
     }
-}
-
-/// The first index at or after `from` whose timestamp is after `t` (`ts` sorted). Steps move
-/// a few samples at a time, so a short branch-free search of the next eight comes first: a
-/// loop that exits after an unpredictable number of samples mispredicts at every step.
-#[inline]
-pub(crate) fn advance_past(ts: &[i64], from: usize, t: i64) -> usize {
-    let near = &ts[from.min(ts.len())..ts.len().min(from.saturating_add(8))];
-    let k = near.partition_point(|&x| x <= t);
-    if k < near.len() {
-        return from + k;
-    }
-    let at = from + k;
-    at + ts[at.min(ts.len())..].partition_point(|&x| x <= t)
 }
 
 /// Evaluates a range function at every step: streamed when its argument is a range
@@ -535,22 +525,6 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        /// The windowed search finds what a plain scan finds.
-        #[test]
-        fn advance_past_matches_a_scan(
-            mut ts in proptest::collection::vec(-50i64..500, 0..80),
-            from in 0usize..90,
-            t in -60i64..520,
-        ) {
-            ts.sort_unstable();
-            let from = from.min(ts.len());
-            let mut want = from;
-            while want < ts.len() && ts[want] <= t {
-                want += 1;
-            }
-            prop_assert_eq!(advance_past(&ts, from, t), want);
-        }
-
         /// Every window holds exactly the samples in `(end - range, end]`.
         #[test]
         fn windows_hold_their_samples(
