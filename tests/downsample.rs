@@ -479,3 +479,69 @@ fn promql_at_5m_resolution_answers_like_raw_data() {
         "{worst:?}"
     );
 }
+
+/// `gauntlet all` reads the bucket in-process, PromQL streaming the store's series: at 5m it
+/// must answer as the querier does over gRPC (the same aggregates chosen per function, decoded
+/// the same way), and differently from the raw data where downsampling shows.
+#[test]
+fn all_in_one_streams_downsampled_data_as_the_querier_reads_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cfg, _) = bucket_with_5m(tmp.path());
+    let store = store_server(&cfg, &tmp.path().join("data"));
+    let query = GauntletServer::start(
+        &[
+            "query",
+            &format!("--endpoint=127.0.0.1:{}", store.grpc_port),
+        ],
+        "/-/ready",
+    );
+    let copy = tmp.path().join("all-bucket");
+    copy_dir(&tmp.path().join("bucket"), &copy);
+    let all = GauntletServer::start(
+        &["all", &format!("--data-dir={}", copy.display())],
+        "/-/ready",
+    );
+    let mut checked = 0;
+    let mut rate_differs = false;
+    for k in [13i64, 23] {
+        let at = T0_MS + k * 300_000 - 1;
+        for q in [
+            "temperature_celsius",
+            "max_over_time(temperature_celsius[1h])",
+            "sum by (mode) (rate(node_cpu_seconds_total[1h]))",
+            "count(rate(http_requests_total[1h]))",
+            "topk(3, increase(http_requests_total[1h]))",
+            "sum(count_over_time(process_resident_memory_bytes[30m]))",
+        ] {
+            let want = vector(&query, q, at, "5m");
+            let got = vector(&all, q, at, "5m");
+            assert!(!want.is_empty(), "{q}");
+            assert_eq!(
+                want.keys().collect::<Vec<_>>(),
+                got.keys().collect::<Vec<_>>(),
+                "{q}"
+            );
+            for (l, w) in &want {
+                let g = got[l];
+                assert!(
+                    close(*w, g),
+                    "{q} at {at} {l:?}: querier {w}, all-in-one {g}"
+                );
+                checked += 1;
+            }
+            if q.contains("rate") {
+                let raw = vector(&all, q, at, "0s");
+                rate_differs |= raw.iter().any(|(l, r)| !close(*r, got[l]));
+            }
+        }
+    }
+    assert!(checked > 60, "{checked}");
+    assert!(
+        rate_differs,
+        "the 5m answers come from the downsampled block"
+    );
+}
+
+fn close(a: f64, b: f64) -> bool {
+    a == b || (a - b).abs() <= 1e-12 * a.abs().max(b.abs())
+}

@@ -169,6 +169,50 @@ rate(http_requests_total{instance="host-01",code="200"}[2m * 2 + 60s])
 sum_over_time(edge_gauge[10m:30s + 30s])
 edge_gauge offset (5m + 30s)
 temperature_celsius{instance="host-00"} offset -(1h - 58m)
+# streamed aggregations: fan-in over every series, without, topk/bottomk over streams (their
+# input straight from a selector or range function: over a computed range vector Prometheus
+# orders series by a map, so ties would pick members at random)
+count({__name__=~".+"})
+count by (__name__) ({__name__=~".+"})
+sum by (__name__) ({__name__=~"edge_.+"})
+sum(rate({__name__=~".+_total"}[5m]))
+sum without (instance, method, code) (rate(http_requests_total[5m]))
+sum without (handler) (http_requests_total)
+max without (instance) (temperature_celsius)
+min without (sensor) (-temperature_celsius)
+avg without (instance) (temperature_celsius)
+stddev without (sensor) (temperature_celsius)
+group without (code) (http_requests_total)
+topk(5, rate(http_requests_total[5m]))
+bottomk(5, rate(http_requests_total[5m]))
+topk by (handler) (2, rate(http_requests_total[5m]))
+bottomk without (sensor) (1, temperature_celsius)
+topk(3, edge_gauge)
+bottomk(3, edge_gauge)
+topk(2, rate(edge_counter_total[5m]))
+count(edge_gauge > 0)
+sum(edge_gauge > bool 0)
+sum(timestamp(edge_gauge))
+max by (instance) (abs(deriv(temperature_celsius[10m])))
+quantile(0.9, rate(http_requests_total[5m]))
+count_values("v", round(temperature_celsius / 10))
+sum(rate(edge_counter_total[10m] @ 1735693200))
+count(edge_counter_total offset 10m)
+avg(round(-temperature_celsius, 5))
+# stale markers mid-window (a block written by Gauntlet), a counter split across two blocks
+edge_stale
+count(edge_stale)
+count by (case) (edge_stale)
+rate(edge_stale{case="mid"}[5m])
+sum(rate(edge_stale[5m]))
+count_over_time(edge_stale[10m])
+last_over_time(edge_stale[10m])
+max_over_time(edge_stale{case="flap"}[2m])
+sum(increase(edge_stale[15m]))
+edge_split_total
+rate(edge_split_total[5m])
+increase(edge_split_total[30m])
+sum(increase(edge_split_total[30m]))
 # literals and edge values
 1/0
 -1/0
@@ -176,6 +220,15 @@ temperature_celsius{instance="host-00"} offset -(1h - 58m)
 vector(1e-9) * 3
 "a string"
 "#;
+
+/// Queries whose range answer must hold data, so the stale-marker and split-series block is
+/// known to be served by both sides, not just agreed on as empty.
+const MUST_HAVE_DATA: [&str; 4] = [
+    "count by (case) (edge_stale)",
+    "rate(edge_stale{case=\"mid\"}[5m])",
+    "increase(edge_split_total[30m])",
+    "bottomk(5, rate(http_requests_total[5m]))",
+];
 
 /// Instant evaluation times: on the scrape grid, between scrapes, inside the gauge gap, end.
 const INSTANT_TIMES: [&str; 4] = ["1735693200", "1735692007.5", "1735692300", "1735696785"];
@@ -206,7 +259,67 @@ fn make_blocks(dir: &Path) -> PathBuf {
             .arg(&om)
             .arg(&blocks),
     );
+    write_gauntlet_block(&blocks);
     blocks
+}
+
+/// A second block, written by Gauntlet's block writer over the same two hours: series with
+/// stale markers inside windows (which OpenMetrics cannot carry), and the second hour of
+/// `edge_split_total`, whose first hour is in promtool's block, so both servers merge a series
+/// across blocks.
+fn write_gauntlet_block(blocks: &Path) {
+    use gauntlet_engine::block::{BlockWriter, CutOptions};
+    use gauntlet_engine::chunk::STALE_NAN_BITS;
+    use gauntlet_engine::labels::Labels;
+    let stale = f64::from_bits(STALE_NAN_BITS);
+    let n = HOURS * 3600 / STEP;
+    let mut w = BlockWriter::create(blocks, CutOptions::default()).unwrap();
+    let series = |f: &dyn Fn(i64) -> Option<f64>| {
+        let (mut ts, mut vals) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            if let Some(v) = f(i) {
+                ts.push((T0 + i * STEP) * 1000);
+                vals.push(v);
+            }
+        }
+        (ts, vals)
+    };
+    let split = series(&|i| (i >= n / 2).then_some(i as f64 * 3.0));
+    // A counter that goes stale at 40 min and comes back (reset) at 50 min; a gauge with a
+    // stale marker every 7th scrape; a gauge that ends with a stale marker at 90 min.
+    let end = series(&|i| match i * STEP {
+        t if t < 5400 => Some((i % 11) as f64),
+        5400 => Some(stale),
+        _ => None,
+    });
+    let flap = series(&|i| Some(if i % 7 == 3 { stale } else { (i % 13) as f64 }));
+    let mid = series(&|i| match i * STEP {
+        t if t < 2400 => Some(i as f64 * 2.0),
+        2400 => Some(stale),
+        t if t < 3000 => None,
+        _ => Some((i - 200) as f64),
+    });
+    for (labels, (ts, vals)) in [
+        (
+            Labels::from_pairs([("__name__", "edge_split_total"), ("part", "x")]),
+            split,
+        ),
+        (
+            Labels::from_pairs([("__name__", "edge_stale"), ("case", "end")]),
+            end,
+        ),
+        (
+            Labels::from_pairs([("__name__", "edge_stale"), ("case", "flap")]),
+            flap,
+        ),
+        (
+            Labels::from_pairs([("__name__", "edge_stale"), ("case", "mid")]),
+            mid,
+        ),
+    ] {
+        w.add_series(&labels, &ts, &vals).unwrap();
+    }
+    w.finish(None).unwrap().unwrap();
 }
 
 /// A series of the edge data: its `case` label and its value at sample index `i`, if any.
@@ -265,6 +378,15 @@ fn edge_series() -> String {
                 );
             }
         }
+    }
+    out.push_str("# TYPE edge_split counter\n");
+    for i in 0..n / 2 {
+        let _ = writeln!(
+            out,
+            "edge_split_total{{part=\"x\"}} {} {}",
+            fmt(i as f64 * 3.0),
+            T0 + i * STEP
+        );
     }
     out.push_str("# TYPE edge_counter counter\n");
     let counters: [EdgeCase; 3] = [
@@ -376,6 +498,10 @@ count by (__name__) (abs({__name__=~"temperature_celsius|process_resident_memory
 rate({__name__=~"edge_counter_total|http_requests_total",instance!="host-01"}[5m])
 -{__name__=~"edge_gauge|temperature_celsius",instance=~"host-00|"}
 topk by (__name__) (1, sqrt({__name__=~"temperature_celsius|process_resident_memory_bytes"}))
+sum(abs({__name__=~"edge_gauge|edge_counter_total",case="gap"}))
+topk(2, -{__name__=~"edge_gauge|edge_counter_total",case="gap"})
+count by (__name__) (rate({__name__=~"edge_.+_total"}[5m]))
+limit_ratio(0.5, rate({__name__=~"edge_.+_total"}[5m]))
 "#;
 
 #[test]
@@ -460,6 +586,13 @@ fn differential(queries: &[&str], features: &str, gauntlet_args: &[&str]) {
                 panic!("{path}: bad JSON {e}: {}", String::from_utf8_lossy(&gb))
             });
             checked += 1;
+            if MUST_HAVE_DATA.contains(query) && path.contains("query_range") {
+                let n = |v: &serde_json::Value| v["data"]["result"].as_array().map_or(0, Vec::len);
+                assert!(
+                    n(&want) > 0 && n(&got) > 0,
+                    "{path}: no data: {want} / {got}"
+                );
+            }
             if let Some(why) = compare(&want, &got) {
                 let mut why = why;
                 why.truncate(600);

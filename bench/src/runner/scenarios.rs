@@ -16,6 +16,9 @@ use super::{RunError, RunOptions};
 
 pub(super) const READY_WAIT: Duration = Duration::from_secs(120);
 
+/// Times each query of the file runs alone (one at a time) for its per-query latency.
+const SEQUENTIAL_RUNS: usize = 3;
+
 /// Path of the Prometheus binary: given, or fetched with `prometheus.sh current`.
 pub(super) fn prometheus_bin(o: &RunOptions) -> Result<PathBuf, RunError> {
     if let Some(b) = &o.prometheus_bin {
@@ -404,6 +407,41 @@ pub fn query(o: &RunOptions, scenario: &str) -> Result<String, RunError> {
             notes,
         })
     };
+    // Latency of each query alone, SEQUENTIAL_RUNS times, the sides taking turns query by
+    // query so a change in the machine's load hits both alike; the median per side and query.
+    let alone = |servers: &[&Server]| -> Result<Vec<Vec<f64>>, RunError> {
+        let mut runs = vec![vec![Vec::new(); queries.len()]; servers.len()];
+        for _ in 0..SEQUENTIAL_RUNS {
+            for (i, q) in queries.iter().enumerate() {
+                for (k, s) in servers.iter().enumerate() {
+                    let rep = qload::run(
+                        std::slice::from_ref(q),
+                        &qload::QueryOptions {
+                            concurrency: 1,
+                            count: Some(1),
+                            duration: None,
+                            ..qopts(&s.url)
+                        },
+                    )?;
+                    if let Some(e) = &rep.first_error {
+                        eprintln!("{}: line {}: {e}", s.name, q.line);
+                    }
+                    runs[k][i].push(rep.per_query.first().map_or(f64::NAN, |p| p.1));
+                }
+            }
+        }
+        Ok(runs
+            .into_iter()
+            .map(|side| {
+                side.into_iter()
+                    .map(|mut v| {
+                        v.sort_by(|a, b| a.total_cmp(b));
+                        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+                    })
+                    .collect()
+            })
+            .collect())
+    };
     let pdata = o.work_dir.join(format!("{scenario}-prometheus-data"));
     let _ = std::fs::remove_dir_all(&pdata);
     if o.baseline_url.is_none() {
@@ -444,23 +482,31 @@ pub fn query(o: &RunOptions, scenario: &str) -> Result<String, RunError> {
         }
         tgt = Some(f);
     }
+    let per_query = match &t {
+        Some(t) => {
+            let sides = alone(&[&b, t])?;
+            per_query_table(&queries, &sides[0], Some(&sides[1]))
+        }
+        None => per_query_table(&queries, &alone(&[&b])?[0], None),
+    };
     drop(b);
     Ok(render(
         scenario,
         "queries/s",
         &format!(
-            "{}; {} blocks; {} ({} queries), concurrency {}, {} s per side after one warm-up pass",
+            "{}; {} blocks; {} ({} queries); per side one warm-up pass, then {} s at \
+             concurrency {}; then each query alone {SEQUENTIAL_RUNS} times, the sides taking turns",
             input_text(o),
             block_count(&src),
             o.queries.display(),
             queries.len(),
+            o.duration.as_secs(),
             o.concurrency,
-            o.duration.as_secs()
         ),
         &o.command_line,
         &base,
         tgt.as_ref(),
-    ))
+    ) + &per_query)
 }
 
 /// `compact`: Prometheus started over the generated 2 h blocks with a larger
@@ -574,6 +620,51 @@ fn log_duration_s(line: &str) -> Option<f64> {
         num.clear();
     }
     Some(total)
+}
+
+/// The per-query latencies of both sides (median of the sequential runs) with each query's
+/// speed-up (baseline / target), and the set's median speed-up and median latencies.
+fn per_query_table(queries: &[qload::QuerySpec], base: &[f64], target: Option<&[f64]>) -> String {
+    use std::fmt::Write as _;
+    let mut s = format!(
+        "\nPer query, each run alone (median of {SEQUENTIAL_RUNS} runs, the sides taking turns \
+         query by query), ms:\n\n\
+         | line | query | baseline | target | speed-up |\n|---|---|---|---|---|\n"
+    );
+    let mut ratios = Vec::new();
+    for (i, q) in queries.iter().enumerate() {
+        let kind = match q.kind {
+            qload::QueryKind::Instant { .. } => "instant",
+            qload::QueryKind::Range { .. } => "range",
+            qload::QueryKind::Series { .. } => "series",
+        };
+        let b = base.get(i).copied().unwrap_or(f64::NAN);
+        let t = target.and_then(|t| t.get(i).copied());
+        let ratio = t.filter(|&t| t > 0.0).map(|t| b / t);
+        ratios.extend(ratio);
+        let _ = writeln!(
+            s,
+            "| {} | {kind} `{}` | {b:.1} | {} | {} |",
+            q.line,
+            q.expr.replace('|', "\\|"),
+            t.map_or("n/a".into(), |t| format!("{t:.1}")),
+            ratio.map_or("n/a".into(), |r| format!("{r:.1}x")),
+        );
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() / 2).copied()
+    };
+    let mut b: Vec<f64> = base.to_vec();
+    let mut t: Vec<f64> = target.map(<[f64]>::to_vec).unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "\nMedian over the set: baseline {:.1} ms, target {}; median speed-up {}.",
+        median(&mut b).unwrap_or(f64::NAN),
+        median(&mut t).map_or("n/a".into(), |x| format!("{x:.1} ms")),
+        median(&mut ratios).map_or("n/a".into(), |x| format!("{x:.1}x")),
+    );
+    s
 }
 
 #[cfg(test)]

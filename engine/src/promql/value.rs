@@ -12,6 +12,9 @@ pub struct QueryResult {
     pub warnings: Vec<String>,
     /// Informational notes (`PromQL info: …`).
     pub info: Vec<String>,
+    /// The most samples the evaluation held at once (stored samples being worked on and step
+    /// values), the figure `--query.max-samples` limits.
+    pub peak_samples: usize,
 }
 
 /// One of PromQL's four result types.

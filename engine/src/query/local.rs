@@ -1,9 +1,16 @@
 //! [`Queryable`] over the blocks in a local directory.
 
-use std::collections::BTreeMap;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BinaryHeap};
+use std::ops::Range;
 use std::path::Path;
 
-use super::{Queryable, SelectHints, Series, merge_samples};
+use bytes::Bytes;
+
+use super::{
+    BATCH_CHUNKS, BATCH_SERIES, Queryable, SelectHints, Series, SeriesChunk, SeriesData,
+    SeriesStream, StreamSeries, merge_samples,
+};
 use crate::block::{Block, block_dirs};
 use crate::chunk::SampleBatch;
 use crate::error::Result;
@@ -96,6 +103,33 @@ impl Queryable for LocalBlocks {
             .collect())
     }
 
+    fn select_stream<'a>(
+        &'a self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        _hints: &SelectHints,
+    ) -> Result<Box<dyn SeriesStream + 'a>> {
+        let mut st = LocalStream {
+            cursors: Vec::new(),
+            heap: BinaryHeap::new(),
+            mint,
+            maxt,
+            labels: Vec::new(),
+        };
+        for b in self.overlapping(mint, maxt) {
+            st.cursors.push(Cursor {
+                block: b,
+                refs: b.select(matchers)?,
+                pos: 0,
+            });
+        }
+        for i in 0..st.cursors.len() {
+            st.advance(i)?;
+        }
+        Ok(Box::new(st))
+    }
+
     fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>> {
         let mut names: Vec<String> = self
             .matching_labels(matchers, mint, maxt)?
@@ -122,5 +156,178 @@ impl Queryable for LocalBlocks {
         values.sort();
         values.dedup();
         Ok(values)
+    }
+}
+
+/// Where one block's selection stands: its series refs (ascending, so in label order) and the
+/// next one to read.
+struct Cursor<'a> {
+    block: &'a Block,
+    refs: Vec<u32>,
+    pos: usize,
+}
+
+/// The next series of one block, waiting in the merge.
+struct Head {
+    labels: Labels,
+    chunks: Vec<ChunkMeta>,
+    series_ref: u32,
+    cursor: usize,
+}
+
+impl PartialEq for Head {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Head {}
+
+impl PartialOrd for Head {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Head {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.labels
+            .cmp(&other.labels)
+            .then(self.cursor.cmp(&other.cursor))
+    }
+}
+
+/// The blocks' selections merged by labels: every block hands out its series in label order,
+/// so a heap of each block's next series yields the union in label order, equal label sets
+/// from several blocks together.
+struct LocalStream<'a> {
+    cursors: Vec<Cursor<'a>>,
+    heap: BinaryHeap<Reverse<Head>>,
+    mint: i64,
+    maxt: i64,
+    labels: Vec<Label>,
+}
+
+impl LocalStream<'_> {
+    /// Reads cursor `i`'s next series with a chunk in range into the heap.
+    fn advance(&mut self, i: usize) -> Result<()> {
+        let c = &mut self.cursors[i];
+        while let Some(&r) = c.refs.get(c.pos) {
+            c.pos += 1;
+            let mut chunks = Vec::new();
+            c.block.series(r, &mut self.labels, &mut chunks)?;
+            chunks.retain(|m| m.max_time >= self.mint && m.min_time <= self.maxt);
+            if !chunks.is_empty() {
+                self.heap.push(Reverse(Head {
+                    labels: Labels::from_sorted(std::mem::take(&mut self.labels)),
+                    chunks,
+                    series_ref: r,
+                    cursor: i,
+                }));
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A series of the batch being built: its chunks as ranges of the batch's byte buffer.
+enum Pending {
+    Chunks(Labels, Vec<(i64, i64, u8, Range<usize>)>),
+    Decoded(Labels, SampleBatch),
+}
+
+impl SeriesStream for LocalStream<'_> {
+    fn next_batch(&mut self) -> Result<Option<Vec<StreamSeries>>> {
+        let mut pending: Vec<Pending> = Vec::new();
+        let mut buf: Vec<u8> = Vec::new();
+        let mut nchunks = 0;
+        while pending.len() < BATCH_SERIES && nchunks < BATCH_CHUNKS {
+            let Some(Reverse(first)) = self.heap.pop() else {
+                break;
+            };
+            let mut parts = vec![first];
+            while self
+                .heap
+                .peek()
+                .is_some_and(|Reverse(h)| h.labels == parts[0].labels)
+            {
+                if let Some(Reverse(h)) = self.heap.pop() {
+                    parts.push(h);
+                }
+            }
+            for p in &parts {
+                self.advance(p.cursor)?;
+            }
+            // Deleted samples are removed while decoding, as `select` does.
+            let deleted = parts.iter().any(|p| {
+                !self.cursors[p.cursor]
+                    .block
+                    .tombstones()
+                    .get(u64::from(p.series_ref))
+                    .is_empty()
+            });
+            let labels = parts[0].labels.clone();
+            if deleted {
+                let mut decoded = Vec::with_capacity(parts.len());
+                for p in &parts {
+                    let mut b = SampleBatch::new();
+                    self.cursors[p.cursor].block.read_samples(
+                        p.series_ref,
+                        &p.chunks,
+                        self.mint,
+                        self.maxt,
+                        &mut b,
+                    )?;
+                    decoded.push(b);
+                }
+                let merged = merge_samples(&decoded.iter().collect::<Vec<_>>());
+                if !merged.is_empty() {
+                    pending.push(Pending::Decoded(labels, merged));
+                }
+                continue;
+            }
+            let mut chunks = Vec::new();
+            for p in &parts {
+                let block = self.cursors[p.cursor].block;
+                for m in &p.chunks {
+                    let (enc, data) = block.chunks().chunk(m.chunk_ref)?;
+                    let at = buf.len();
+                    buf.extend_from_slice(data);
+                    chunks.push((m.min_time, m.max_time, enc, at..buf.len()));
+                }
+            }
+            nchunks += chunks.len();
+            pending.push(Pending::Chunks(labels, chunks));
+        }
+        if pending.is_empty() {
+            return Ok(None);
+        }
+        // One buffer per batch: every chunk is a slice of it, no allocation per chunk.
+        let buf = Bytes::from(buf);
+        Ok(Some(
+            pending
+                .into_iter()
+                .map(|p| match p {
+                    Pending::Decoded(labels, b) => StreamSeries {
+                        labels,
+                        data: SeriesData::Decoded(b),
+                    },
+                    Pending::Chunks(labels, cs) => StreamSeries {
+                        labels,
+                        data: SeriesData::Chunks(
+                            cs.into_iter()
+                                .map(|(min_time, max_time, encoding, r)| SeriesChunk {
+                                    min_time,
+                                    max_time,
+                                    encoding,
+                                    data: buf.slice(r),
+                                })
+                                .collect(),
+                        ),
+                    },
+                })
+                .collect(),
+        ))
     }
 }

@@ -5,10 +5,15 @@
 mod dedup;
 mod local;
 mod merge;
+mod stream;
 
 pub use dedup::{dedup_replicas, dedup_series, is_counter_func, penalty_merge, without_labels};
 pub use local::LocalBlocks;
 pub use merge::merge_samples;
+pub use stream::{
+    BATCH_CHUNKS, BATCH_SERIES, DecodeScratch, SeriesChunk, SeriesData, SeriesStream, StreamSeries,
+    VecStream, collect_stream, decode_many, decode_series,
+};
 
 use crate::chunk::SampleBatch;
 use crate::error::Result;
@@ -46,6 +51,22 @@ pub trait Queryable: Send + Sync {
         maxt: i64,
         hints: &SelectHints,
     ) -> Result<Vec<Series>>;
+
+    /// The same selection as [`Queryable::select`], handed over in bounded batches so the
+    /// caller never holds every series' samples at once (see [`SeriesStream`]). The default
+    /// runs `select` and hands its answer out in batches; sources that can read lazily
+    /// override it.
+    fn select_stream<'a>(
+        &'a self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        hints: &SelectHints,
+    ) -> Result<Box<dyn SeriesStream + 'a>> {
+        Ok(Box::new(VecStream::new(
+            self.select(matchers, mint, maxt, hints)?,
+        )))
+    }
 
     /// Label names, sorted and distinct, of the series matching `matchers` (all series when
     /// empty) in `[mint, maxt]`.
@@ -124,6 +145,32 @@ impl Queryable for MemSeries {
         Ok(out)
     }
 
+    fn select_stream<'a>(
+        &'a self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        _hints: &SelectHints,
+    ) -> Result<Box<dyn SeriesStream + 'a>> {
+        let picked: Vec<usize> = self
+            .series
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                matchers
+                    .iter()
+                    .all(|m| m.matches(s.labels.get(&m.name).unwrap_or("")))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        Ok(Box::new(MemStream {
+            all: &self.series,
+            picked: picked.into_iter(),
+            mint,
+            maxt,
+        }))
+    }
+
     fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>> {
         let mut names: Vec<String> = self
             .in_range(matchers, mint, maxt)
@@ -148,6 +195,39 @@ impl Queryable for MemSeries {
         values.sort();
         values.dedup();
         Ok(values)
+    }
+}
+
+/// [`MemSeries`]'s stream: copies each batch's samples in range only when asked for it.
+struct MemStream<'a> {
+    all: &'a [Series],
+    picked: std::vec::IntoIter<usize>,
+    mint: i64,
+    maxt: i64,
+}
+
+impl SeriesStream for MemStream<'_> {
+    fn next_batch(&mut self) -> Result<Option<Vec<StreamSeries>>> {
+        let mut batch = Vec::new();
+        for i in self.picked.by_ref() {
+            let s = &self.all[i];
+            let lo = s.samples.ts.partition_point(|&t| t < self.mint);
+            let hi = s.samples.ts.partition_point(|&t| t <= self.maxt);
+            if lo >= hi {
+                continue;
+            }
+            batch.push(StreamSeries {
+                labels: s.labels.clone(),
+                data: SeriesData::Decoded(SampleBatch {
+                    ts: s.samples.ts[lo..hi].to_vec(),
+                    val: s.samples.val[lo..hi].to_vec(),
+                }),
+            });
+            if batch.len() == BATCH_SERIES {
+                break;
+            }
+        }
+        Ok((!batch.is_empty()).then_some(batch))
     }
 }
 

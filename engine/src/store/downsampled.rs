@@ -1,16 +1,18 @@
 //! PromQL over the bucket store at a chosen resolution (`max_source_resolution`): the Series
 //! call picks downsampled blocks where allowed, asking for the aggregates the function around
-//! the selector needs, and the chunks of the streamed answer are decoded batch by batch as
-//! Thanos's querier decodes them.
+//! the selector needs; the streamed answer goes to PromQL batch by batch, raw chunks as they are
+//! (decoded on PromQL's workers) and downsampled ones decoded as Thanos's querier decodes them.
 
-use super::BucketStore;
-use super::batch::ChunkView;
-use super::series::SeriesQuery;
-use crate::chunk::{AggrChunk, AggrType, Encoding, SampleBatch, decode_xor_into};
+use super::block::RawChunk;
+use super::series::{SeriesQuery, StoreSeries};
+use super::{BucketStore, SeriesStream};
+use crate::chunk::{AggrChunk, AggrType, Encoding, SampleBatch};
 use crate::downsample::{AggrRead, ServedChunk, decode_chunks, resolution_for};
 use crate::error::{Error, Result};
 use crate::labels::Matcher;
-use crate::query::{SelectHints, Series};
+use crate::query::{
+    self, SelectHints, Series, SeriesChunk, SeriesData, StreamSeries, collect_stream,
+};
 
 impl BucketStore {
     /// Series matching `matchers` with samples in `[mint, maxt]` (ms), read from blocks of at
@@ -25,6 +27,23 @@ impl BucketStore {
         hints: &SelectHints,
         max_resolution: i64,
     ) -> Result<Vec<Series>> {
+        let stream =
+            self.select_stream_at_resolution(matchers, mint, maxt, hints, max_resolution)?;
+        collect_stream(stream, mint, maxt)
+    }
+
+    /// The selection of [`BucketStore::select_at_resolution`] as a stream of bounded batches
+    /// in label order: series whose chunks are all raw are handed over as chunks, for the
+    /// consumer to decode; those with downsampled chunks are decoded here to the aggregate
+    /// `hints.func` calls for.
+    pub fn select_stream_at_resolution<'a>(
+        &'a self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        hints: &SelectHints,
+        max_resolution: i64,
+    ) -> Result<Box<dyn query::SeriesStream + 'a>> {
         let func = hints.func.as_deref();
         let read = AggrRead::for_func(func);
         let q = SeriesQuery {
@@ -36,45 +55,64 @@ impl BucketStore {
             aggregates: read.aggregates().to_vec(),
             ..SeriesQuery::default()
         };
-        let mut out = Vec::new();
-        self.block_on(async {
-            let mut stream = self.series_stream(&q).await?;
-            while let Some(batch) = stream.next_batch().await? {
-                for i in 0..batch.len() {
-                    let mut samples = SampleBatch::new();
-                    decode_series(&batch.chunks(i).collect::<Vec<_>>(), read, &mut samples)
-                        .map_err(|e| {
-                            Error::InvalidInput(format!("series {:?}: {e}", batch.series(i).labels))
-                        })?;
-                    samples.truncate_to_range(mint, maxt);
-                    if !samples.is_empty() {
-                        out.push(Series {
-                            labels: batch.series(i).labels,
-                            samples,
-                        });
-                    }
-                }
-            }
-            Ok::<(), Error>(())
-        })?;
-        Ok(out)
+        let inner = self.block_on(self.series_stream(&q))?;
+        Ok(Box::new(ResolutionStream {
+            store: self,
+            inner,
+            read,
+            mint,
+            maxt,
+        }))
     }
 }
 
-/// Decodes a served series: raw XOR chunks straight into the batch, anything downsampled
-/// through [`decode_chunks`].
-fn decode_series(
-    chunks: &[ChunkView<'_>],
+/// The store's Series stream as PromQL reads it.
+struct ResolutionStream<'a> {
+    store: &'a BucketStore,
+    inner: SeriesStream,
     read: AggrRead,
-    out: &mut SampleBatch,
-) -> Result<(), String> {
-    let xor = Encoding::Xor as u8;
-    if chunks.iter().all(|c| c.encoding == xor) {
-        for c in chunks {
-            decode_xor_into(c.data, out).map_err(|e| e.to_string())?;
+    mint: i64,
+    maxt: i64,
+}
+
+impl query::SeriesStream for ResolutionStream<'_> {
+    fn next_batch(&mut self) -> Result<Option<Vec<StreamSeries>>> {
+        let Some(batch) = self.store.block_on(self.inner.next_batch())? else {
+            return Ok(None);
+        };
+        let xor = Encoding::Xor as u8;
+        let mut out = Vec::with_capacity(batch.len());
+        for i in 0..batch.len() {
+            let StoreSeries { labels, chunks } = batch.series(i);
+            let data = if chunks.iter().all(|c| c.encoding == xor) {
+                SeriesData::Chunks(
+                    chunks
+                        .into_iter()
+                        .map(|c| SeriesChunk {
+                            min_time: c.min_time,
+                            max_time: c.max_time,
+                            encoding: c.encoding,
+                            data: c.data,
+                        })
+                        .collect(),
+                )
+            } else {
+                let mut samples = SampleBatch::new();
+                decode_series(&chunks, self.read, &mut samples)
+                    .map_err(|e| Error::InvalidInput(format!("series {labels:?}: {e}")))?;
+                samples.truncate_to_range(self.mint, self.maxt);
+                SeriesData::Decoded(samples)
+            };
+            out.push(StreamSeries { labels, data });
         }
-        return Ok(());
+        Ok(Some(out))
     }
+}
+
+/// Decodes a served series with downsampled chunks through [`decode_chunks`] (raw chunks of
+/// the same series, filling gaps, included).
+fn decode_series(chunks: &[RawChunk], read: AggrRead, out: &mut SampleBatch) -> Result<(), String> {
+    let xor = Encoding::Xor as u8;
     let mut served = Vec::with_capacity(chunks.len());
     for c in chunks {
         let mut s = ServedChunk {
@@ -83,9 +121,9 @@ fn decode_series(
             ..ServedChunk::default()
         };
         if c.encoding == xor {
-            s.raw = Some(c.data);
+            s.raw = Some(&c.data);
         } else if c.encoding == Encoding::Aggr as u8 {
-            let ac = AggrChunk::new(c.data);
+            let ac = AggrChunk::new(&c.data);
             s.aggr = AggrType::ALL.map(|t| ac.get_xor(t).ok());
         } else {
             return Err(format!(

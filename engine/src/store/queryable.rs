@@ -1,13 +1,13 @@
 //! [`Queryable`] over the bucket store, so PromQL runs over bucket blocks in-process: the
-//! store's stream of series batches ([`BucketStore::series_stream`]) is decoded batch by batch
-//! into sample batches trimmed to the range (raw blocks here; `downsampled.rs` reads at a
-//! coarser resolution and does the decoding for both).
+//! store's stream of series batches ([`BucketStore::series_stream`]) is handed to PromQL batch
+//! by batch, raw chunks left for its workers to decode (raw blocks here; `downsampled.rs`
+//! reads at a coarser resolution and adapts the stream for both).
 
 use super::labels::LabelsQuery;
 use super::{BucketStore, StoreError};
 use crate::error::{Error, Result};
 use crate::labels::Matcher;
-use crate::query::{Queryable, SelectHints, Series};
+use crate::query::{Queryable, SelectHints, Series, SeriesStream};
 
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
@@ -35,6 +35,16 @@ impl Queryable for BucketStore {
         hints: &SelectHints,
     ) -> Result<Vec<Series>> {
         self.select_at_resolution(matchers, mint, maxt, hints, 0)
+    }
+
+    fn select_stream<'a>(
+        &'a self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        hints: &SelectHints,
+    ) -> Result<Box<dyn SeriesStream + 'a>> {
+        self.select_stream_at_resolution(matchers, mint, maxt, hints, 0)
     }
 
     fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>> {

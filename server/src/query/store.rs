@@ -6,7 +6,7 @@ use std::sync::Arc;
 use gauntlet_engine::Result;
 use gauntlet_engine::downsample::SelectorFuncs;
 use gauntlet_engine::labels::{MatchType, Matcher};
-use gauntlet_engine::query::{Queryable, SelectHints, Series};
+use gauntlet_engine::query::{Queryable, SelectHints, Series, SeriesStream};
 use gauntlet_engine::store::BucketStore;
 
 use super::{ReadOptions, ReadView, Source};
@@ -44,6 +44,18 @@ impl Queryable for StoreView {
         let hints = super::fanout::with_func(hints, &self.funcs, matchers);
         self.store
             .select_at_resolution(matchers, mint, maxt, &hints, self.max_resolution_ms)
+    }
+
+    fn select_stream<'a>(
+        &'a self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        hints: &SelectHints,
+    ) -> Result<Box<dyn SeriesStream + 'a>> {
+        let hints = super::fanout::with_func(hints, &self.funcs, matchers);
+        self.store
+            .select_stream_at_resolution(matchers, mint, maxt, &hints, self.max_resolution_ms)
     }
 
     fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>> {

@@ -1,5 +1,8 @@
-//! Aggregation operators over step columns: series are assigned to groups once, then each
-//! group's accumulators are updated column by column.
+//! Aggregation operators as folds: series arrive one at a time in input order (streamed from
+//! storage or from a materialized vector) and are folded into their group's step columns, so
+//! `sum`, `count`, `min`, `max`, `group`, `avg`, `stddev`, `stdvar`, `topk` and `bottomk` never
+//! hold their input. `quantile`, `count_values`, `limitk` and `limit_ratio` keep their input
+//! columns and finish over them.
 
 use std::collections::HashMap;
 
@@ -10,25 +13,26 @@ use crate::labels::{Label, Labels};
 use crate::promql::error::PromqlError;
 use crate::promql::functions::{kahan_inc, quantile_sorted, sort_floats};
 
-/// The labels of the group a series falls in.
-fn group_labels(labels: &Labels, modifier: Option<&LabelModifier>) -> Labels {
+/// Whether a label of a series is part of its group's labels.
+fn in_group(l: &Label, modifier: Option<&LabelModifier>) -> bool {
     match modifier {
-        None => Labels::empty(),
-        Some(LabelModifier::Include(by)) => Labels::from_sorted(
-            labels
-                .iter()
-                .filter(|l| by.labels.contains(&l.name))
-                .cloned()
-                .collect(),
-        ),
-        Some(LabelModifier::Exclude(without)) => Labels::from_sorted(
-            labels
-                .iter()
-                .filter(|l| !super::is_name_label(&l.name) && !without.labels.contains(&l.name))
-                .cloned()
-                .collect(),
-        ),
+        None => false,
+        Some(LabelModifier::Include(by)) => by.labels.contains(&l.name),
+        Some(LabelModifier::Exclude(without)) => {
+            !super::is_name_label(&l.name) && !without.labels.contains(&l.name)
+        }
     }
+}
+
+/// The labels of the group a series falls in.
+pub(crate) fn group_labels(labels: &Labels, modifier: Option<&LabelModifier>) -> Labels {
+    Labels::from_sorted(
+        labels
+            .iter()
+            .filter(|l| in_group(l, modifier))
+            .cloned()
+            .collect(),
+    )
 }
 
 /// The label-set hash `limit_ratio` samples by, as Prometheus's default (string) label
@@ -45,307 +49,1029 @@ fn labels_hash(labels: &Labels) -> u64 {
     xxhash_rust::xxh64::xxh64(&buf, 0)
 }
 
+/// Finds a series' group without building its group labels: groups are keyed by a hash of
+/// the grouping labels and confirmed by comparing them in place.
+#[derive(Default)]
+struct GroupIndex {
+    by_hash: HashMap<u64, Vec<usize>, std::hash::BuildHasherDefault<KeyHasher>>,
+    buf: Vec<u8>,
+}
+
+/// The map's keys are xxhash64 values already: use them as they are.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+impl GroupIndex {
+    /// The group of `labels` among `groups` (their labels), or its hash when it is new.
+    fn find(
+        &mut self,
+        labels: &Labels,
+        modifier: Option<&LabelModifier>,
+        groups: &[Group],
+    ) -> Result<usize, u64> {
+        self.buf.clear();
+        for l in labels.iter().filter(|l| in_group(l, modifier)) {
+            self.buf.extend_from_slice(l.name.as_bytes());
+            self.buf.push(0xff);
+            self.buf.extend_from_slice(l.value.as_bytes());
+            self.buf.push(0xff);
+        }
+        let h = xxhash_rust::xxh64::xxh64(&self.buf, 0);
+        if let Some(cands) = self.by_hash.get(&h) {
+            for &g in cands {
+                let mut mine = labels.iter().filter(|l| in_group(l, modifier));
+                let theirs = groups[g].labels.iter();
+                if theirs.map(Some).chain([None]).all(|t| t == mine.next()) {
+                    return Ok(g);
+                }
+            }
+        }
+        Err(h)
+    }
+
+    fn insert(&mut self, hash: u64, group: usize) {
+        self.by_hash.entry(hash).or_default().push(group);
+    }
+}
+
+/// The aggregation operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Sum,
+    Count,
+    Group,
+    Min,
+    Max,
+    Avg,
+    Stddev,
+    Stdvar,
+    TopK,
+    BottomK,
+    Quantile,
+    CountValues,
+    LimitK,
+    LimitRatio,
+}
+
+impl Op {
+    fn parse(s: &str) -> Result<Op, PromqlError> {
+        Ok(match s {
+            "sum" => Op::Sum,
+            "count" => Op::Count,
+            "group" => Op::Group,
+            "min" => Op::Min,
+            "max" => Op::Max,
+            "avg" => Op::Avg,
+            "stddev" => Op::Stddev,
+            "stdvar" => Op::Stdvar,
+            "topk" => Op::TopK,
+            "bottomk" => Op::BottomK,
+            "quantile" => Op::Quantile,
+            "count_values" => Op::CountValues,
+            "limitk" => Op::LimitK,
+            "limit_ratio" => Op::LimitRatio,
+            other => {
+                return Err(PromqlError::Execution(format!(
+                    "unsupported aggregation {other}"
+                )));
+            }
+        })
+    }
+
+    /// Whether the output names input series, so inputs must keep all their labels.
+    fn outputs_input_series(self) -> bool {
+        matches!(self, Op::TopK | Op::BottomK | Op::LimitK | Op::LimitRatio)
+    }
+
+    /// Whether the operator needs every input column until the end.
+    fn keeps_input(self) -> bool {
+        matches!(
+            self,
+            Op::Quantile | Op::CountValues | Op::LimitK | Op::LimitRatio
+        )
+    }
+}
+
+/// Running state of one group, per step.
+enum State {
+    /// `sum`, `count`, `group`, `min`, `max`: the value so far, its Kahan compensation, and
+    /// whether any member had a value at the step.
+    Simple {
+        acc: Vec<f64>,
+        comp: Vec<f64>,
+        seen: Vec<bool>,
+    },
+    /// `avg`: count, Kahan sum and compensation, and the incremental mean once the sum
+    /// overflowed (as Prometheus switches to it).
+    Avg {
+        count: Vec<f64>,
+        sum: Vec<f64>,
+        comp: Vec<f64>,
+        mean: Vec<f64>,
+        incremental: Vec<bool>,
+    },
+    /// `stddev`, `stdvar`: Welford's count, mean and sum of squared deviations.
+    Var {
+        count: Vec<f64>,
+        mean: Vec<f64>,
+        m2: Vec<f64>,
+    },
+    /// `topk`, `bottomk`: at each step a heap of the best members so far, as (value, input
+    /// position), kept exactly as Prometheus keeps it so ties pick the same members.
+    Top(Vec<Vec<(f64, usize)>>),
+    /// Input kept for the finish.
+    Members(Vec<usize>),
+}
+
+struct Group {
+    labels: Labels,
+    /// The metric name is dropped later when the first member's is (`by (__name__)`).
+    drop_name: bool,
+    state: State,
+}
+
+/// An aggregation in progress: created with its parameter, fed every input series in order
+/// with [`Aggregator::push`], and finished into its output columns.
+pub(crate) struct Aggregator {
+    op: Op,
+    op_name: String,
+    modifier: Option<LabelModifier>,
+    by_name: bool,
+    n: usize,
+    param: Option<Val>,
+    /// `k` per step for `topk`/`bottomk` (0 where no member is taken); an invalid parameter
+    /// is reported at the finish, after the input was evaluated, as before streaming.
+    k: Result<Vec<usize>, String>,
+    groups: Vec<Group>,
+    index: GroupIndex,
+    /// Input columns kept: all of them for [`Op::keeps_input`], the candidates of `topk`.
+    kept: HashMap<usize, Col>,
+    /// Position of the next input series.
+    seq: usize,
+}
+
+impl Aggregator {
+    fn new(a: &AggregateExpr, param: Option<Val>, n: usize) -> Result<Self, PromqlError> {
+        let op_name = a.op.to_string();
+        let op = Op::parse(&op_name)?;
+        let modifier = a.modifier.clone();
+        let by_name = matches!(&modifier, Some(LabelModifier::Include(by)) if by.labels.iter().any(|l| l == "__name__"));
+        let k = match op {
+            Op::TopK | Op::BottomK => top_k_param(&param, &op_name),
+            _ => Ok(Vec::new()),
+        };
+        Ok(Aggregator {
+            op,
+            op_name,
+            modifier,
+            by_name,
+            n,
+            param,
+            k,
+            groups: Vec::new(),
+            index: GroupIndex::default(),
+            kept: HashMap::new(),
+            seq: 0,
+        })
+    }
+
+    /// Samples an input column holds while this aggregation keeps it (0 when it is folded).
+    fn holds(&self, c: &Col) -> usize {
+        if self.op.keeps_input() {
+            c.v.iter().filter(|x| !is_absent(**x)).count()
+        } else {
+            0
+        }
+    }
+
+    /// Folds one input series (in input order) into its group; returns how many step
+    /// values the aggregation now holds beyond before.
+    fn push(&mut self, c: Col) -> usize {
+        let seq = self.seq;
+        self.seq += 1;
+        let n = self.n;
+        let g = find_or_create(
+            &mut self.index,
+            &mut self.groups,
+            self.op,
+            self.modifier.as_ref(),
+            self.by_name && c.drop_name,
+            &c.labels,
+            n,
+        );
+        let held = self.holds(&c);
+        let op = self.op;
+        match &mut self.groups[g].state {
+            State::Simple { acc, comp, seen } => fold_simple(op, acc, comp, seen, &c.v),
+            State::Avg {
+                count,
+                sum,
+                comp,
+                mean,
+                incremental,
+            } => {
+                for (i, &x) in c.v.iter().enumerate() {
+                    if is_absent(x) {
+                        continue;
+                    }
+                    count[i] += 1.0;
+                    let cnt = count[i];
+                    if !incremental[i] {
+                        let (ns, nc) = kahan_inc(x, sum[i], comp[i]);
+                        if cnt == 1.0 || !ns.is_infinite() {
+                            sum[i] = ns;
+                            comp[i] = nc;
+                            continue;
+                        }
+                        // The sum overflowed: carry on with an incremental mean.
+                        incremental[i] = true;
+                        mean[i] = sum[i] / (cnt - 1.0);
+                        comp[i] /= cnt - 1.0;
+                    }
+                    let q = (cnt - 1.0) / cnt;
+                    (mean[i], comp[i]) = kahan_inc(x / cnt, q * mean[i], q * comp[i]);
+                }
+            }
+            State::Var { count, mean, m2 } => {
+                for (i, &x) in c.v.iter().enumerate() {
+                    if is_absent(x) {
+                        continue;
+                    }
+                    count[i] += 1.0;
+                    let d = x - mean[i];
+                    mean[i] += d / count[i];
+                    m2[i] += d * (x - mean[i]);
+                }
+            }
+            State::Top(heaps) => {
+                let Ok(k) = &self.k else {
+                    return 0;
+                };
+                let top = op == Op::TopK;
+                let mut taken = false;
+                for (i, &x) in c.v.iter().enumerate() {
+                    let k = k[i];
+                    if is_absent(x) || k == 0 {
+                        continue;
+                    }
+                    let h = &mut heaps[i];
+                    if h.len() < k {
+                        h.push((x, seq));
+                        let last = h.len() - 1;
+                        heap_up(h, last, top);
+                        taken = true;
+                        continue;
+                    }
+                    let root = h[0].0;
+                    let beats = if top { root < x } else { root > x };
+                    if beats || (root.is_nan() && !x.is_nan()) {
+                        h[0] = (x, seq);
+                        if k > 1 {
+                            heap_fix(h, 0, top);
+                        }
+                        taken = true;
+                    }
+                }
+                // Candidates are bounded by k per step and group: not counted as held input.
+                if taken {
+                    self.kept.insert(seq, c);
+                }
+                return 0;
+            }
+            State::Members(m) => m.push(seq),
+        }
+        if held > 0 {
+            self.kept.insert(seq, c);
+        }
+        held
+    }
+
+    /// How worker tasks can fold their series ahead of this aggregation, for the operators
+    /// whose partial results combine: `sum` (compensated sums added), `count`, `group`, `min`,
+    /// `max` (exactly).
+    pub(crate) fn partial_spec(&self) -> Option<PartialSpec> {
+        matches!(self.op, Op::Sum | Op::Count | Op::Group | Op::Min | Op::Max).then(|| {
+            PartialSpec {
+                op: self.op,
+                modifier: self.modifier.clone(),
+                by_name: self.by_name,
+                n: self.n,
+            }
+        })
+    }
+
+    /// Merges a task's partial groups, tasks in input order.
+    pub(crate) fn merge(&mut self, p: Partial) {
+        let op = self.op;
+        for pg in p.groups {
+            let State::Simple {
+                acc: pacc,
+                comp: pcomp,
+                seen: pseen,
+            } = pg.state
+            else {
+                continue;
+            };
+            let g = match self
+                .index
+                .find(&pg.labels, self.modifier.as_ref(), &self.groups)
+            {
+                Ok(g) => g,
+                Err(hash) => {
+                    // New here: the task's group is the whole group so far.
+                    self.groups.push(Group {
+                        labels: pg.labels,
+                        drop_name: pg.drop_name,
+                        state: State::Simple {
+                            acc: pacc,
+                            comp: pcomp,
+                            seen: pseen,
+                        },
+                    });
+                    self.index.insert(hash, self.groups.len() - 1);
+                    continue;
+                }
+            };
+            let State::Simple { acc, comp, seen } = &mut self.groups[g].state else {
+                continue;
+            };
+            for i in 0..self.n {
+                if !pseen[i] {
+                    continue;
+                }
+                let x = pacc[i];
+                if !seen[i] {
+                    (acc[i], comp[i], seen[i]) = (x, pcomp[i], true);
+                    continue;
+                }
+                match op {
+                    Op::Sum => {
+                        (acc[i], comp[i]) = kahan_inc(x, acc[i], comp[i]);
+                        comp[i] += pcomp[i];
+                    }
+                    Op::Count => acc[i] += x,
+                    Op::Min if acc[i] > x || acc[i].is_nan() => acc[i] = x,
+                    Op::Max if acc[i] < x || acc[i].is_nan() => acc[i] = x,
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Drops kept `topk` candidates that no step holds any more.
+    fn prune(&mut self) {
+        if !matches!(self.op, Op::TopK | Op::BottomK) || self.kept.len() < 4096 {
+            return;
+        }
+        let mut live = std::collections::HashSet::new();
+        for g in &self.groups {
+            if let State::Top(best) = &g.state {
+                for l in best {
+                    live.extend(l.iter().map(|&(_, s)| s));
+                }
+            }
+        }
+        self.kept.retain(|s, _| live.contains(s));
+    }
+
+    /// The aggregation's output columns, empty ones removed.
+    fn finish(mut self, ev: &mut Evaluator<'_>) -> Result<Vec<Col>, PromqlError> {
+        let n = self.n;
+        let out = match self.op {
+            Op::Sum
+            | Op::Count
+            | Op::Group
+            | Op::Min
+            | Op::Max
+            | Op::Avg
+            | Op::Stddev
+            | Op::Stdvar => {
+                let mut out = Vec::with_capacity(self.groups.len());
+                for g in self.groups {
+                    let mut v = vec![absent(); n];
+                    match g.state {
+                        State::Simple { acc, comp, seen } => {
+                            for i in 0..n {
+                                if seen[i] {
+                                    v[i] = acc[i] + comp[i];
+                                }
+                            }
+                        }
+                        State::Avg {
+                            count,
+                            sum,
+                            comp,
+                            mean,
+                            incremental,
+                        } => {
+                            for i in 0..n {
+                                if count[i] > 0.0 {
+                                    v[i] = if incremental[i] {
+                                        mean[i] + comp[i]
+                                    } else {
+                                        sum[i] / count[i] + comp[i] / count[i]
+                                    };
+                                }
+                            }
+                        }
+                        State::Var { count, m2, .. } => {
+                            for i in 0..n {
+                                if count[i] > 0.0 {
+                                    let var = m2[i] / count[i];
+                                    v[i] = if self.op == Op::Stddev {
+                                        var.sqrt()
+                                    } else {
+                                        var
+                                    };
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                    out.push(Col {
+                        labels: g.labels,
+                        drop_name: g.drop_name,
+                        v,
+                    });
+                }
+                out
+            }
+            Op::TopK | Op::BottomK => {
+                self.k.map_err(PromqlError::Execution)?;
+                let top = self.op == Op::TopK;
+                // Per kept member, the steps at which it is among the best.
+                let mut keep: HashMap<usize, Vec<bool>> = HashMap::new();
+                let mut order: Vec<usize> = Vec::new();
+                for g in &self.groups {
+                    let State::Top(heaps) = &g.state else {
+                        continue;
+                    };
+                    for (i, h) in heaps.iter().enumerate() {
+                        for &(_, s) in h {
+                            keep.entry(s).or_insert_with(|| vec![false; n])[i] = true;
+                        }
+                        if n == 1 {
+                            order.extend(best_first(h, top).iter().map(|&(_, s)| s));
+                        }
+                    }
+                }
+                if n != 1 {
+                    order = keep.keys().copied().collect();
+                    order.sort_unstable();
+                }
+                let mut out = Vec::with_capacity(order.len());
+                for s in order {
+                    let Some(mut c) = self.kept.remove(&s) else {
+                        continue;
+                    };
+                    let Some(mask) = keep.get(&s) else { continue };
+                    for (x, &k) in c.v.iter_mut().zip(mask) {
+                        if !k {
+                            *x = absent();
+                        }
+                    }
+                    out.push(c);
+                }
+                out
+            }
+            _ => {
+                let mut cols: Vec<Col> = Vec::with_capacity(self.kept.len());
+                let mut pos: HashMap<usize, usize> = HashMap::with_capacity(self.kept.len());
+                let mut seqs: Vec<usize> = self.kept.keys().copied().collect();
+                seqs.sort_unstable();
+                for s in seqs {
+                    if let Some(c) = self.kept.remove(&s) {
+                        pos.insert(s, cols.len());
+                        cols.push(c);
+                    }
+                }
+                let groups: Vec<MemberGroup> = self
+                    .groups
+                    .into_iter()
+                    .map(|g| {
+                        let members = match g.state {
+                            State::Members(m) => {
+                                m.iter().filter_map(|s| pos.get(s).copied()).collect()
+                            }
+                            _ => Vec::new(),
+                        };
+                        (g.labels, g.drop_name, members)
+                    })
+                    .filter(|(_, _, m)| !m.is_empty())
+                    .collect();
+                finish_members(
+                    ev,
+                    self.op,
+                    &self.op_name,
+                    self.param.as_ref(),
+                    cols,
+                    groups,
+                    n,
+                )?
+            }
+        };
+        Ok(out
+            .into_iter()
+            .filter(|c| c.v.iter().any(|x| !is_absent(*x)))
+            .collect())
+    }
+}
+
+/// The group of `labels` (created empty when new), as an aggregation or a task's partial
+/// keeps its groups.
+fn find_or_create(
+    index: &mut GroupIndex,
+    groups: &mut Vec<Group>,
+    op: Op,
+    modifier: Option<&LabelModifier>,
+    drop_name: bool,
+    labels: &Labels,
+    n: usize,
+) -> usize {
+    match index.find(labels, modifier, groups) {
+        Ok(g) => g,
+        Err(hash) => {
+            let state = match op {
+                Op::Sum | Op::Count | Op::Group | Op::Min | Op::Max => State::Simple {
+                    acc: vec![0.0; n],
+                    comp: vec![0.0; n],
+                    seen: vec![false; n],
+                },
+                Op::Avg => State::Avg {
+                    count: vec![0.0; n],
+                    sum: vec![0.0; n],
+                    comp: vec![0.0; n],
+                    mean: vec![0.0; n],
+                    incremental: vec![false; n],
+                },
+                Op::Stddev | Op::Stdvar => State::Var {
+                    count: vec![0.0; n],
+                    mean: vec![0.0; n],
+                    m2: vec![0.0; n],
+                },
+                Op::TopK | Op::BottomK => State::Top(vec![Vec::new(); n]),
+                _ => State::Members(Vec::new()),
+            };
+            groups.push(Group {
+                labels: group_labels(labels, modifier),
+                drop_name,
+                state,
+            });
+            index.insert(hash, groups.len() - 1);
+            groups.len() - 1
+        }
+    }
+}
+
+/// Folds one series' steps into a `sum`, `count`, `group`, `min` or `max` group, in input
+/// order, as Prometheus does step by step.
+fn fold_simple(op: Op, acc: &mut [f64], comp: &mut [f64], seen: &mut [bool], v: &[f64]) {
+    let steps = acc.iter_mut().zip(comp.iter_mut()).zip(seen.iter_mut());
+    let present = steps.zip(v).filter(|(_, x)| !is_absent(**x));
+    match op {
+        Op::Sum => {
+            for (((a, c), s), &x) in present {
+                (*a, *c) = kahan_inc(x, *a, *c);
+                *s = true;
+            }
+        }
+        Op::Count => {
+            for (((a, _), s), _) in present {
+                *a += 1.0;
+                *s = true;
+            }
+        }
+        Op::Group => {
+            for (((a, _), s), _) in present {
+                *a = 1.0;
+                *s = true;
+            }
+        }
+        Op::Min => {
+            for (((a, _), s), &x) in present {
+                if !*s || *a > x || a.is_nan() {
+                    *a = x;
+                }
+                *s = true;
+            }
+        }
+        _ => {
+            for (((a, _), s), &x) in present {
+                if !*s || *a < x || a.is_nan() {
+                    *a = x;
+                }
+                *s = true;
+            }
+        }
+    }
+}
+
+/// What a worker task needs to fold its series into partial groups.
+#[derive(Clone)]
+pub(crate) struct PartialSpec {
+    op: Op,
+    modifier: Option<LabelModifier>,
+    by_name: bool,
+    n: usize,
+}
+
+/// One task's groups, merged into the aggregation with [`Aggregator::merge`].
+#[derive(Default)]
+pub(crate) struct Partial {
+    index: GroupIndex,
+    groups: Vec<Group>,
+}
+
+impl PartialSpec {
+    /// Folds one series into the task's partial groups.
+    pub(crate) fn add(&self, p: &mut Partial, c: Col) {
+        let g = find_or_create(
+            &mut p.index,
+            &mut p.groups,
+            self.op,
+            self.modifier.as_ref(),
+            self.by_name && c.drop_name,
+            &c.labels,
+            self.n,
+        );
+        if let State::Simple { acc, comp, seen } = &mut p.groups[g].state {
+            fold_simple(self.op, acc, comp, seen, &c.v);
+        }
+    }
+}
+
+/// Go's `container/heap` order for `topk` (a min-heap) or `bottomk` (a max-heap), NaN at the
+/// root first, as Prometheus's value heaps compare.
+fn heap_less(top: bool, a: f64, b: f64) -> bool {
+    if a.is_nan() {
+        return true;
+    }
+    if top { a < b } else { a > b }
+}
+
+fn heap_up(h: &mut [(f64, usize)], mut j: usize, top: bool) {
+    while j > 0 {
+        let i = (j - 1) / 2;
+        if !heap_less(top, h[j].0, h[i].0) {
+            break;
+        }
+        h.swap(i, j);
+        j = i;
+    }
+}
+
+fn heap_down(h: &mut [(f64, usize)], i0: usize, top: bool) -> bool {
+    let n = h.len();
+    let mut i = i0;
+    loop {
+        let j1 = 2 * i + 1;
+        if j1 >= n {
+            break;
+        }
+        let mut j = j1;
+        if j1 + 1 < n && heap_less(top, h[j1 + 1].0, h[j1].0) {
+            j = j1 + 1;
+        }
+        if !heap_less(top, h[j].0, h[i].0) {
+            break;
+        }
+        h.swap(i, j);
+        i = j;
+    }
+    i > i0
+}
+
+fn heap_fix(h: &mut [(f64, usize)], i: usize, top: bool) {
+    if !heap_down(h, i, top) {
+        heap_up(h, i, top);
+    }
+}
+
+/// The heap's members best first, in the order Prometheus lists an instant `topk`: Go's
+/// `sort.Sort` of the reversed heap, which for up to 12 members is an insertion sort over the
+/// heap's array (beyond that, a stable sort by value stands in for Go's unstable one).
+fn best_first(h: &[(f64, usize)], top: bool) -> Vec<(f64, usize)> {
+    let mut v = h.to_vec();
+    if v.len() <= 12 {
+        for i in 1..v.len() {
+            let mut j = i;
+            while j > 0 && heap_less(top, v[j - 1].0, v[j].0) {
+                v.swap(j, j - 1);
+                j -= 1;
+            }
+        }
+    } else {
+        v.sort_by(|a, b| {
+            if top {
+                desc_nan_last(a.0, b.0)
+            } else {
+                asc_nan_last(a.0, b.0)
+            }
+        });
+    }
+    v
+}
+
+/// `k` per step for `topk`/`bottomk`, or the error Prometheus gives for the parameter.
+fn top_k_param(param: &Option<Val>, op: &str) -> Result<Vec<usize>, String> {
+    let Some(Val::Scalar(p)) = param else {
+        return Err(format!("expected scalar parameter for {op}"));
+    };
+    let mut out = Vec::with_capacity(p.len());
+    for &kf in p {
+        if kf.is_nan() {
+            return Err("Parameter value is NaN".to_string());
+        }
+        if kf >= 9.223_372_036_854_775e18 || kf <= -9.223_372_036_854_775e18 {
+            return Err(format!("Scalar value {} overflows int64", format_float(kf)));
+        }
+        let k = kf as i64;
+        out.push(if k < 1 {
+            0
+        } else {
+            usize::try_from(k).unwrap_or(usize::MAX)
+        });
+    }
+    Ok(out)
+}
+
 impl Evaluator<'_> {
     pub(crate) fn aggregate(
         &mut self,
         a: &AggregateExpr,
         steps: &Steps,
     ) -> Result<Val, PromqlError> {
-        let op = a.op.to_string();
-        let n = steps.n;
         let param = match &a.param {
             Some(p) => Some(self.eval(p, steps)?),
             None => None,
         };
-        let cols = match self.eval(&a.expr, steps)? {
-            Val::Vector(c) => c,
-            other => {
-                return Err(PromqlError::Execution(format!(
-                    "expected instant vector in aggregation, got {}",
-                    other.type_name()
-                )));
+        let mut agg = Aggregator::new(a, param, steps.n)?;
+        // Without delayed name removal, series left equal by a dropped name are an error,
+        // which only the whole input shows: such input is evaluated first.
+        let eager_names = !self.opts.delayed_name_removal;
+        if super::stream::streamable(&a.expr)
+            && (!eager_names || super::stream::names_stay_distinct(&a.expr))
+        {
+            let (vs, mut kernel) = self.build_kernel(&a.expr, steps)?;
+            if eager_names {
+                kernel.drop_name_now();
             }
-        };
-        let modifier = a.modifier.as_ref();
-        let by_name = matches!(modifier, Some(LabelModifier::Include(by)) if by.labels.iter().any(|l| l == "__name__"));
-
-        // Group assignment, in first-seen order.
-        let mut group_of = Vec::with_capacity(cols.len());
-        let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
-        let mut index: HashMap<Labels, usize> = HashMap::new();
-        for (i, c) in cols.iter().enumerate() {
-            let g = group_labels(&c.labels, modifier);
-            let gi = *index.entry(g.clone()).or_insert_with(|| {
-                groups.push((g, Vec::new()));
-                groups.len() - 1
-            });
-            groups[gi].1.push(i);
-            group_of.push(gi);
-        }
-
-        let scalar_param = |name: &str| -> Result<Vec<f64>, PromqlError> {
-            match &param {
-                Some(Val::Scalar(v)) => Ok(v.clone()),
-                _ => Err(PromqlError::Execution(format!(
-                    "expected scalar parameter for {name}"
-                ))),
+            if !agg.op.outputs_input_series() {
+                kernel.keep_group_labels(a.modifier.clone());
             }
-        };
-
-        let out = match op.as_str() {
-            "sum" | "count" | "min" | "max" | "group" => {
-                // Series-major: each member column is added into its group's accumulator in
-                // one sequential pass, instead of gathering a strided value per step.
-                let mut out = Vec::with_capacity(groups.len());
-                let (mut acc, mut comp) = (vec![0.0f64; n], vec![0.0f64; n]);
-                let code = match op.as_str() {
-                    "sum" => 0u8,
-                    "count" => 1,
-                    "group" => 2,
-                    "min" => 3,
-                    _ => 4,
-                };
-                for (g, members) in &groups {
-                    let mut v = vec![absent(); n];
-                    comp.iter_mut().for_each(|x| *x = 0.0);
-                    acc.iter_mut().for_each(|x| *x = 0.0);
-                    for &m in members {
-                        let col = &cols[m].v;
-                        for i in 0..n {
-                            let x = col[i];
-                            if is_absent(x) {
-                                continue;
-                            }
-                            let first = is_absent(v[i]);
-                            match code {
-                                0 => (acc[i], comp[i]) = kahan_inc(x, acc[i], comp[i]),
-                                1 => acc[i] += 1.0,
-                                2 => acc[i] = 1.0,
-                                3 if first || acc[i] > x || acc[i].is_nan() => acc[i] = x,
-                                4 if first || acc[i] < x || acc[i].is_nan() => acc[i] = x,
-                                _ => {}
-                            }
-                            v[i] = 0.0;
-                        }
-                    }
-                    for i in 0..n {
-                        if !is_absent(v[i]) {
-                            v[i] = acc[i] + comp[i];
-                        }
-                    }
-                    out.push(Col {
-                        labels: g.clone(),
-                        drop_name: by_name && cols[members[0]].drop_name,
-                        v,
-                    });
+            if let Some(spec) = agg.partial_spec() {
+                self.stream_partials(
+                    vs,
+                    &kernel,
+                    &Partial::default,
+                    &|p, c| spec.add(p, c),
+                    &mut |_, p| {
+                        agg.merge(p);
+                        Ok(())
+                    },
+                )?;
+                return Ok(Val::Vector(agg.finish(self)?));
+            }
+            let mut batch_seen = 0usize;
+            self.stream_columns(vs, &kernel, &mut |ev, c| {
+                let held = agg.push(c);
+                ev.acquire(held)?;
+                batch_seen += 1;
+                if batch_seen.is_multiple_of(1024) {
+                    agg.prune();
                 }
-                out
+                Ok(())
+            })?;
+        } else {
+            let cols = match self.eval(&a.expr, steps)? {
+                Val::Vector(c) => c,
+                other => {
+                    return Err(PromqlError::Execution(format!(
+                        "expected instant vector in aggregation, got {}",
+                        other.type_name()
+                    )));
+                }
+            };
+            // The input is already counted as held by its own evaluation.
+            for c in cols {
+                agg.push(c);
             }
-            "avg" | "stddev" | "stdvar" => {
-                let mut out = Vec::with_capacity(groups.len());
-                for (g, members) in &groups {
-                    let mut v = vec![absent(); n];
-                    for (i, slot) in v.iter_mut().enumerate() {
-                        let vals = members
+        }
+        Ok(Val::Vector(agg.finish(self)?))
+    }
+}
+
+/// A group's labels, whether it drops the metric name, and its members (indexes into the
+/// kept columns).
+type MemberGroup = (Labels, bool, Vec<usize>);
+
+/// The operators that finish over their kept input: `quantile`, `count_values`, `limitk`,
+/// `limit_ratio`. `cols` are the input columns in input order; `groups` name each group's
+/// members in that order.
+#[allow(clippy::too_many_arguments)]
+fn finish_members(
+    ev: &mut Evaluator<'_>,
+    op: Op,
+    op_name: &str,
+    param: Option<&Val>,
+    cols: Vec<Col>,
+    groups: Vec<MemberGroup>,
+    n: usize,
+) -> Result<Vec<Col>, PromqlError> {
+    let scalar_param = |name: &str| -> Result<Vec<f64>, PromqlError> {
+        match param {
+            Some(Val::Scalar(v)) => Ok(v.clone()),
+            _ => Err(PromqlError::Execution(format!(
+                "expected scalar parameter for {name}"
+            ))),
+        }
+    };
+    Ok(match op {
+        Op::Quantile => {
+            let phi = scalar_param("quantile")?;
+            ev.check_quantile_param(&phi);
+            let mut out = Vec::with_capacity(groups.len());
+            let mut buf = Vec::new();
+            for (g, drop_name, members) in &groups {
+                let mut v = vec![absent(); n];
+                for (i, slot) in v.iter_mut().enumerate() {
+                    buf.clear();
+                    buf.extend(
+                        members
                             .iter()
                             .map(|&m| cols[m].v[i])
-                            .filter(|x| !is_absent(*x));
-                        if let Some(x) = simple_agg(&op, vals) {
-                            *slot = x;
+                            .filter(|x| !is_absent(*x)),
+                    );
+                    if !buf.is_empty() {
+                        sort_floats(&mut buf);
+                        *slot = quantile_sorted(phi[i], &buf);
+                    }
+                }
+                out.push(Col {
+                    labels: g.clone(),
+                    drop_name: *drop_name,
+                    v,
+                });
+            }
+            out
+        }
+        Op::CountValues => {
+            let label = match param {
+                Some(Val::Str(s)) => s.clone(),
+                _ => {
+                    return Err(PromqlError::Execution(
+                        "expected string parameter for count_values".into(),
+                    ));
+                }
+            };
+            if !valid_label_name(&label) {
+                return Err(PromqlError::Execution(format!(
+                    "invalid label name {}",
+                    go_quoted(&label)
+                )));
+            }
+            let mut out: Vec<Col> = Vec::new();
+            let mut idx: HashMap<Labels, usize> = HashMap::new();
+            for (g, _, members) in &groups {
+                for i in 0..n {
+                    for &m in members {
+                        let x = cols[m].v[i];
+                        if is_absent(x) {
+                            continue;
+                        }
+                        let mut ls: Vec<Label> =
+                            g.iter().filter(|l| l.name != label).cloned().collect();
+                        ls.push(Label::new(label.clone(), format_float(x)));
+                        ls.sort();
+                        let labels = Labels::from_sorted(ls);
+                        let k = *idx.entry(labels.clone()).or_insert_with(|| {
+                            out.push(Col {
+                                labels,
+                                drop_name: false,
+                                v: vec![absent(); n],
+                            });
+                            out.len() - 1
+                        });
+                        let slot = &mut out[k].v[i];
+                        *slot = if is_absent(*slot) { 1.0 } else { *slot + 1.0 };
+                    }
+                }
+            }
+            out
+        }
+        _ => {
+            let p = scalar_param(op_name)?;
+            let mut keep = vec![vec![false; n]; cols.len()];
+            let mut order: Vec<usize> = Vec::new();
+            if op == Op::LimitRatio {
+                for (i, &r) in p.iter().enumerate() {
+                    if r.is_nan() {
+                        return Err(PromqlError::Execution("Ratio value is NaN".to_string()));
+                    }
+                    if !(-1.0..=1.0).contains(&r) {
+                        let capped = r.clamp(-1.0, 1.0);
+                        let msg = format!(
+                            "PromQL warning: ratio value should be between -1 and 1, got {}, capping to {}",
+                            format_float(r),
+                            format_float(capped)
+                        );
+                        if !ev.warnings.contains(&msg) {
+                            ev.warnings.push(msg);
                         }
                     }
-                    let drop_name = by_name && cols[members[0]].drop_name;
-                    out.push(Col {
-                        labels: g.clone(),
-                        drop_name,
-                        v,
-                    });
+                    let r = r.clamp(-1.0, 1.0);
+                    for (ci, c) in cols.iter().enumerate() {
+                        let off = labels_hash(&c.labels) as f64 / 18_446_744_073_709_551_616.0;
+                        let sel = if r >= 0.0 { off < r } else { off >= 1.0 + r };
+                        keep[ci][i] = sel && !is_absent(c.v[i]);
+                    }
                 }
-                out
-            }
-            "quantile" => {
-                let phi = scalar_param("quantile")?;
-                self.check_quantile_param(&phi);
-                let mut out = Vec::with_capacity(groups.len());
-                let mut buf = Vec::new();
-                for (g, members) in &groups {
-                    let mut v = vec![absent(); n];
-                    for (i, slot) in v.iter_mut().enumerate() {
+                order.extend(0..cols.len());
+            } else {
+                let mut buf: Vec<usize> = Vec::new();
+                for (i, &kf) in p.iter().enumerate() {
+                    if kf.is_nan() {
+                        return Err(PromqlError::Execution("Parameter value is NaN".to_string()));
+                    }
+                    if kf >= 9.223_372_036_854_775e18 || kf <= -9.223_372_036_854_775e18 {
+                        return Err(PromqlError::Execution(format!(
+                            "Scalar value {} overflows int64",
+                            format_float(kf)
+                        )));
+                    }
+                    let k = kf as i64;
+                    if k < 1 {
+                        continue;
+                    }
+                    for (_, _, members) in &groups {
                         buf.clear();
                         buf.extend(
                             members
                                 .iter()
-                                .map(|&m| cols[m].v[i])
-                                .filter(|x| !is_absent(*x)),
+                                .copied()
+                                .filter(|&m| !is_absent(cols[m].v[i])),
                         );
-                        if !buf.is_empty() {
-                            sort_floats(&mut buf);
-                            *slot = quantile_sorted(phi[i], &buf);
-                        }
-                    }
-                    out.push(Col {
-                        labels: g.clone(),
-                        drop_name: by_name && cols[members[0]].drop_name,
-                        v,
-                    });
-                }
-                out
-            }
-            "count_values" => {
-                let label = match &param {
-                    Some(Val::Str(s)) => s.clone(),
-                    _ => {
-                        return Err(PromqlError::Execution(
-                            "expected string parameter for count_values".into(),
-                        ));
-                    }
-                };
-                if !valid_label_name(&label) {
-                    return Err(PromqlError::Execution(format!(
-                        "invalid label name {}",
-                        go_quoted(&label)
-                    )));
-                }
-                let mut out: Vec<Col> = Vec::new();
-                let mut idx: HashMap<Labels, usize> = HashMap::new();
-                for (g, members) in &groups {
-                    for i in 0..n {
-                        for &m in members {
-                            let x = cols[m].v[i];
-                            if is_absent(x) {
-                                continue;
+                        match op_name {
+                            "topk" => {
+                                buf.sort_by(|&x, &y| desc_nan_last(cols[x].v[i], cols[y].v[i]))
                             }
-                            let mut ls: Vec<Label> =
-                                g.iter().filter(|l| l.name != label).cloned().collect();
-                            ls.push(Label::new(label.clone(), format_float(x)));
-                            ls.sort();
-                            let labels = Labels::from_sorted(ls);
-                            let k = *idx.entry(labels.clone()).or_insert_with(|| {
-                                out.push(Col {
-                                    labels,
-                                    drop_name: false,
-                                    v: vec![absent(); n],
-                                });
-                                out.len() - 1
-                            });
-                            let slot = &mut out[k].v[i];
-                            *slot = if is_absent(*slot) { 1.0 } else { *slot + 1.0 };
+                            "bottomk" => {
+                                buf.sort_by(|&x, &y| asc_nan_last(cols[x].v[i], cols[y].v[i]))
+                            }
+                            _ => {}
+                        }
+                        buf.truncate(k as usize);
+                        for &m in &buf {
+                            keep[m][i] = true;
+                        }
+                        if n == 1 {
+                            order.extend(buf.iter().copied());
                         }
                     }
                 }
-                out
-            }
-            "topk" | "bottomk" | "limitk" | "limit_ratio" => {
-                let p = scalar_param(&op)?;
-                let mut keep = vec![vec![false; n]; cols.len()];
-                let mut order: Vec<usize> = Vec::new();
-                if op == "limit_ratio" {
-                    for (i, &r) in p.iter().enumerate() {
-                        if r.is_nan() {
-                            return Err(PromqlError::Execution("Ratio value is NaN".to_string()));
-                        }
-                        if !(-1.0..=1.0).contains(&r) {
-                            let capped = r.clamp(-1.0, 1.0);
-                            let msg = format!(
-                                "PromQL warning: ratio value should be between -1 and 1, got {}, capping to {}",
-                                format_float(r),
-                                format_float(capped)
-                            );
-                            if !self.warnings.contains(&msg) {
-                                self.warnings.push(msg);
-                            }
-                        }
-                        let r = r.clamp(-1.0, 1.0);
-                        for (ci, c) in cols.iter().enumerate() {
-                            let off = labels_hash(&c.labels) as f64 / 18_446_744_073_709_551_616.0;
-                            let sel = if r >= 0.0 { off < r } else { off >= 1.0 + r };
-                            keep[ci][i] = sel && !is_absent(c.v[i]);
-                        }
-                    }
+                if n != 1 {
                     order.extend(0..cols.len());
-                } else {
-                    let mut buf: Vec<usize> = Vec::new();
-                    for (i, &kf) in p.iter().enumerate() {
-                        if kf.is_nan() {
-                            return Err(PromqlError::Execution(
-                                "Parameter value is NaN".to_string(),
-                            ));
-                        }
-                        if kf >= 9.223_372_036_854_775e18 || kf <= -9.223_372_036_854_775e18 {
-                            return Err(PromqlError::Execution(format!(
-                                "Scalar value {} overflows int64",
-                                format_float(kf)
-                            )));
-                        }
-                        let k = kf as i64;
-                        if k < 1 {
-                            continue;
-                        }
-                        for (_, members) in &groups {
-                            buf.clear();
-                            buf.extend(
-                                members
-                                    .iter()
-                                    .copied()
-                                    .filter(|&m| !is_absent(cols[m].v[i])),
-                            );
-                            match op.as_str() {
-                                "topk" => {
-                                    buf.sort_by(|&x, &y| desc_nan_last(cols[x].v[i], cols[y].v[i]))
-                                }
-                                "bottomk" => {
-                                    buf.sort_by(|&x, &y| asc_nan_last(cols[x].v[i], cols[y].v[i]))
-                                }
-                                _ => {}
-                            }
-                            buf.truncate(k as usize);
-                            for &m in &buf {
-                                keep[m][i] = true;
-                            }
-                            if n == 1 {
-                                order.extend(buf.iter().copied());
-                            }
-                        }
-                    }
-                    if n != 1 {
-                        order.extend(0..cols.len());
+                }
+            }
+            let mut cols = cols;
+            let mut out = Vec::with_capacity(order.len());
+            for ci in order {
+                let mut c = std::mem::replace(
+                    &mut cols[ci],
+                    Col {
+                        labels: Labels::empty(),
+                        drop_name: false,
+                        v: Vec::new(),
+                    },
+                );
+                for (x, &k) in c.v.iter_mut().zip(keep[ci].iter()) {
+                    if !k {
+                        *x = absent();
                     }
                 }
-                let mut cols = cols;
-                let mut out = Vec::with_capacity(order.len());
-                for ci in order {
-                    let mut c = std::mem::replace(
-                        &mut cols[ci],
-                        Col {
-                            labels: Labels::empty(),
-                            drop_name: false,
-                            v: Vec::new(),
-                        },
-                    );
-                    for (x, &k) in c.v.iter_mut().zip(keep[ci].iter()) {
-                        if !k {
-                            *x = absent();
-                        }
-                    }
-                    if c.v.iter().any(|x| !is_absent(*x)) {
-                        out.push(c);
-                    }
+                if c.v.iter().any(|x| !is_absent(*x)) {
+                    out.push(c);
                 }
-                let _ = group_of;
-                out
             }
-            other => {
-                return Err(PromqlError::Execution(format!(
-                    "unsupported aggregation {other}"
-                )));
-            }
-        };
-        Ok(Val::Vector(
-            out.into_iter()
-                .filter(|c| c.v.iter().any(|x| !is_absent(*x)))
-                .collect(),
-        ))
-    }
+            out
+        }
+    })
 }
 
 fn desc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
@@ -364,64 +1090,6 @@ fn asc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
         (false, true) => std::cmp::Ordering::Less,
         _ => a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
     }
-}
-
-/// One step of sum/avg/count/min/max/group/stddev/stdvar over a group's present values.
-fn simple_agg(op: &str, vals: impl Iterator<Item = f64>) -> Option<f64> {
-    let mut count = 0.0f64;
-    let (mut sum, mut c) = (0.0f64, 0.0f64);
-    let mut mean = 0.0f64;
-    let mut incremental = false;
-    let mut acc = f64::NAN;
-    let (mut wmean, mut m2) = (0.0f64, 0.0f64);
-    for x in vals {
-        count += 1.0;
-        match op {
-            "sum" => (sum, c) = kahan_inc(x, sum, c),
-            "avg" => {
-                if !incremental {
-                    let (ns, nc) = kahan_inc(x, sum, c);
-                    if count == 1.0 || !ns.is_infinite() {
-                        sum = ns;
-                        c = nc;
-                        continue;
-                    }
-                    incremental = true;
-                    mean = sum / (count - 1.0);
-                    c /= count - 1.0;
-                }
-                let q = (count - 1.0) / count;
-                (mean, c) = kahan_inc(x / count, q * mean, q * c);
-            }
-            "min" if count == 1.0 || acc > x || acc.is_nan() => acc = x,
-            "max" if count == 1.0 || acc < x || acc.is_nan() => acc = x,
-            "stddev" | "stdvar" => {
-                let d = x - wmean;
-                wmean += d / count;
-                m2 += d * (x - wmean);
-            }
-            _ => {}
-        }
-    }
-    if count == 0.0 {
-        return None;
-    }
-    Some(match op {
-        "sum" => sum + c,
-        "avg" => {
-            if incremental {
-                mean + c
-            } else {
-                sum / count + c / count
-            }
-        }
-        "count" => count,
-        "group" => 1.0,
-        "min" | "max" => acc,
-        "stdvar" => m2 / count,
-        "stddev" => (m2 / count).sqrt(),
-        _ => f64::NAN,
-    })
 }
 
 /// Whether `s` is a valid Prometheus label name (UTF-8 names are valid in 3.x, but not

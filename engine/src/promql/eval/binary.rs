@@ -115,32 +115,38 @@ impl Evaluator<'_> {
 
 /// A vector against a per-step scalar; `swap` when the scalar is the left operand.
 fn vector_scalar(op: &str, mut cols: Vec<Col>, s: &[f64], swap: bool, rb: bool) -> Vec<Col> {
-    let cmp = is_comparison(op);
     for c in &mut cols {
-        for (x, &sv) in c.v.iter_mut().zip(s.iter()) {
-            if is_absent(*x) {
-                continue;
-            }
-            let (l, r) = if swap { (sv, *x) } else { (*x, sv) };
-            let (mut v, keep) = scalar_binop(op, l, r);
-            if cmp && swap {
-                // The vector's own value survives a filtering comparison either way round.
-                v = r;
-            }
-            *x = if rb {
-                if keep { 1.0 } else { 0.0 }
-            } else if keep {
-                v
-            } else {
-                absent()
-            };
-        }
-        if !cmp || rb {
-            c.drop_name = true;
-        }
+        vector_scalar_col(op, c, s, swap, rb);
     }
     cols.retain(|c| c.v.iter().any(|x| !is_absent(*x)));
     cols
+}
+
+/// One series against a per-step scalar: the value, a 0/1 with `bool`, or absent where a
+/// filtering comparison fails.
+pub(crate) fn vector_scalar_col(op: &str, c: &mut Col, s: &[f64], swap: bool, rb: bool) {
+    let cmp = is_comparison(op);
+    for (x, &sv) in c.v.iter_mut().zip(s.iter()) {
+        if is_absent(*x) {
+            continue;
+        }
+        let (l, r) = if swap { (sv, *x) } else { (*x, sv) };
+        let (mut v, keep) = scalar_binop(op, l, r);
+        if cmp && swap {
+            // The vector's own value survives a filtering comparison either way round.
+            v = r;
+        }
+        *x = if rb {
+            if keep { 1.0 } else { 0.0 }
+        } else if keep {
+            v
+        } else {
+            absent()
+        };
+    }
+    if !cmp || rb {
+        c.drop_name = true;
+    }
 }
 
 /// Per signature and step, whether any series of `cols` has a value.

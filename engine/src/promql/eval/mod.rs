@@ -4,6 +4,7 @@
 mod aggregate;
 mod binary;
 mod selector;
+mod stream;
 mod subquery;
 
 pub(crate) use selector::selector_matchers;
@@ -85,24 +86,8 @@ pub(crate) struct RangeVec {
 impl RangeVec {
     /// Calls `f(step, lo, hi)` with the sample index range of each step's window of `s`,
     /// sliding two indices along the sorted samples (ends never decrease).
-    pub fn windows(&self, s: &RSeries, mut f: impl FnMut(usize, usize, usize)) {
-        let (mut lo, mut hi) = (0usize, 0usize);
-        let mut prev_end = i64::MIN;
-        for (i, &end) in self.ends.iter().enumerate() {
-            if end < prev_end {
-                lo = 0;
-                hi = 0;
-            }
-            prev_end = end;
-            let start = end.saturating_sub(self.range);
-            while hi < s.ts.len() && s.ts[hi] <= end {
-                hi += 1;
-            }
-            while lo < hi && s.ts[lo] <= start {
-                lo += 1;
-            }
-            f(i, lo, hi);
-        }
+    pub fn windows(&self, s: &RSeries, f: impl FnMut(usize, usize, usize)) {
+        functions::for_each_window(&s.ts, &self.ends, self.range, f);
     }
 }
 
@@ -116,6 +101,20 @@ pub(crate) enum Val {
 }
 
 impl Val {
+    /// Samples the value holds: present step values, range vector samples; a scalar counts
+    /// one per step, as Prometheus counts it.
+    pub fn samples(&self) -> usize {
+        match self {
+            Val::Scalar(v) => v.len(),
+            Val::Str(_) => 0,
+            Val::Vector(cols) => cols
+                .iter()
+                .map(|c| c.v.iter().filter(|x| !is_absent(**x)).count())
+                .sum(),
+            Val::Range(r) => r.series.iter().map(|s| s.ts.len()).sum(),
+        }
+    }
+
     pub fn type_name(&self) -> &'static str {
         match self {
             Val::Scalar(_) => "scalar",
@@ -136,7 +135,11 @@ pub(crate) struct Evaluator<'a> {
     /// The query's step (ms); 0 for an instant query.
     pub q_step: i64,
     pub deadline: Instant,
-    pub samples: usize,
+    /// Samples (stored samples and step values) held at this point of the evaluation, counted
+    /// as Prometheus counts them for `--query.max-samples`.
+    pub held: usize,
+    /// The most samples held at once so far.
+    pub peak: usize,
     pub warnings: Vec<String>,
     pub info: Vec<String>,
 }
@@ -150,13 +153,19 @@ impl Evaluator<'_> {
         Ok(())
     }
 
-    /// Accounts `n` more samples held, failing past the per-query limit.
-    pub fn add_samples(&mut self, n: usize, stage: &'static str) -> Result<(), PromqlError> {
-        self.samples = self.samples.saturating_add(n);
-        if self.samples > self.opts.max_samples {
-            return Err(PromqlError::TooManySamples(stage));
+    /// Accounts `n` more samples held, failing past the per-query limit as Prometheus does.
+    pub fn acquire(&mut self, n: usize) -> Result<(), PromqlError> {
+        self.held = self.held.saturating_add(n);
+        self.peak = self.peak.max(self.held);
+        if self.held > self.opts.max_samples {
+            return Err(PromqlError::TooManySamples("query execution"));
         }
         Ok(())
+    }
+
+    /// Accounts `n` samples no longer held.
+    pub fn release(&mut self, n: usize) {
+        self.held = self.held.saturating_sub(n);
     }
 
     /// Records a warning once (`PromQL warning: …`).
@@ -192,19 +201,24 @@ impl Evaluator<'_> {
         })
     }
 
-    /// Evaluates `e` at every step of `steps`.
+    /// Evaluates `e` at every step of `steps`. As in Prometheus, a node's inputs count as
+    /// held while it runs, and once it returns only its result does.
     pub fn eval(&mut self, e: &Expr, steps: &Steps) -> Result<Val, PromqlError> {
+        let before = self.held;
         let v = self.eval_node(e, steps)?;
-        match v {
+        self.held = before;
+        let v = match v {
             // Without delayed name removal, the name goes as soon as an operation drops it,
             // and series that become equal must not collide at any step.
             Val::Vector(cols)
                 if !self.opts.delayed_name_removal && cols.iter().any(|c| c.drop_name) =>
             {
-                Ok(Val::Vector(finish_names(cols)?))
+                Val::Vector(finish_names(cols)?)
             }
-            v => Ok(v),
-        }
+            v => v,
+        };
+        self.acquire(v.samples())?;
+        Ok(v)
     }
 
     fn eval_node(&mut self, e: &Expr, steps: &Steps) -> Result<Val, PromqlError> {
@@ -219,12 +233,7 @@ impl Evaluator<'_> {
                     Ok(Val::Scalar(v))
                 }
                 Val::Vector(mut cols) => {
-                    for c in &mut cols {
-                        c.drop_name = true;
-                        for x in c.v.iter_mut().filter(|x| !is_absent(**x)) {
-                            *x = -*x;
-                        }
-                    }
+                    cols.iter_mut().for_each(stream::negate);
                     Ok(Val::Vector(cols))
                 }
                 other => Err(PromqlError::Execution(format!(
@@ -313,7 +322,8 @@ pub(crate) fn run(
         q_end: end_ms,
         q_step: if instant { 0 } else { step_ms },
         deadline: Instant::now() + opts.timeout,
-        samples: 0,
+        held: 0,
+        peak: 0,
         warnings: Vec::new(),
         info: Vec::new(),
     };
@@ -404,6 +414,7 @@ pub(crate) fn run(
         value,
         warnings: ev.warnings,
         info: ev.info,
+        peak_samples: ev.peak,
     })
 }
 
@@ -412,7 +423,9 @@ fn finish_names(mut cols: Vec<Col>) -> Result<Vec<Col>, PromqlError> {
     let mut any = false;
     for c in &mut cols {
         if c.drop_name {
-            c.labels = without_name(&c.labels);
+            let mut ls = std::mem::take(&mut c.labels).into_vec();
+            ls.retain(|l| !is_name_label(&l.name));
+            c.labels = Labels::from_sorted(ls);
             c.drop_name = false;
             any = true;
         }
@@ -426,6 +439,25 @@ fn finish_names(mut cols: Vec<Col>) -> Result<Vec<Col>, PromqlError> {
 /// Merges series whose labels became equal (after a name drop or relabelling) when they
 /// never have a value at the same step; fails when they do, as Prometheus does.
 pub(crate) fn merge_same_labels(cols: Vec<Col>) -> Result<Vec<Col>, PromqlError> {
+    // Usually no two label sets are equal: tell by hashes alone, without copying labels.
+    let mut buf = Vec::new();
+    let mut hashes: Vec<u64> = cols
+        .iter()
+        .map(|c| {
+            buf.clear();
+            for l in &c.labels {
+                buf.extend_from_slice(l.name.as_bytes());
+                buf.push(0xff);
+                buf.extend_from_slice(l.value.as_bytes());
+                buf.push(0xff);
+            }
+            xxhash_rust::xxh64::xxh64(&buf, 0)
+        })
+        .collect();
+    hashes.sort_unstable();
+    if hashes.windows(2).all(|w| w[0] != w[1]) {
+        return Ok(cols);
+    }
     let mut index: HashMap<Labels, usize> = HashMap::with_capacity(cols.len());
     let mut out: Vec<Col> = Vec::with_capacity(cols.len());
     for c in cols {

@@ -1,28 +1,20 @@
 //! Instant and range selectors: each series is fetched once for the whole query range, then
-//! every step picks its sample (lookback) or its window from the one column.
+//! every step picks its sample (lookback) or its window from the one column. Instant
+//! selectors stream (see `stream.rs`); range selectors that are not a range function's
+//! argument are materialized.
 
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{MatrixSelector, VectorSelector};
 
-use super::{Col, Evaluator, RSeries, RangeVec, Steps, absent, offset_ms};
-use crate::chunk::is_stale_nan;
+use super::{Col, Evaluator, RSeries, RangeVec, Steps};
+use crate::chunk::{SampleBatch, is_stale_nan};
 use crate::labels::{MatchType, Matcher};
 use crate::promql::error::PromqlError;
-use crate::query::{SelectHints, Series};
+use crate::query::{DecodeScratch, SelectHints, Series, decode_series};
 
 impl Evaluator<'_> {
-    /// Each step's evaluation time for a selector: the `@` time or the step, minus the offset.
-    fn selector_times(&self, vs: &VectorSelector, steps: &Steps) -> Vec<i64> {
-        let off = offset_ms(&vs.offset);
-        match self.at_time(&vs.at) {
-            Some(at) => vec![at.saturating_sub(off); steps.n],
-            None => (0..steps.n)
-                .map(|i| steps.t(i).saturating_sub(off))
-                .collect(),
-        }
-    }
-
-    /// Fetches the series `vs` selects with samples in `[mint, maxt]` (ms).
+    /// Fetches the series `vs` selects with samples in `[mint, maxt]` (ms), decoded, each
+    /// counted as held.
     pub(crate) fn select(
         &mut self,
         vs: &VectorSelector,
@@ -30,25 +22,22 @@ impl Evaluator<'_> {
         maxt: i64,
         hints: &SelectHints,
     ) -> Result<Vec<Series>, PromqlError> {
-        let mut groups = vec![vs.matchers.matchers.clone()];
-        groups.extend(vs.matchers.or_matchers.iter().cloned());
-        let mut out: Vec<Series> = Vec::new();
-        for group in &groups {
-            let mut ms = Vec::with_capacity(group.len() + 1);
-            if let Some(name) = &vs.name {
-                ms.push(Matcher::equal("__name__", name.clone()));
+        let mut stream = self.open_stream(vs, mint, maxt, hints)?;
+        let mut out = Vec::new();
+        let mut scratch = DecodeScratch::default();
+        while let Some(batch) = stream.next_batch()? {
+            self.check_deadline("query execution")?;
+            for s in batch {
+                let mut samples = SampleBatch::new();
+                decode_series(&s, mint, maxt, &mut scratch, &mut samples)?;
+                if !samples.is_empty() {
+                    self.acquire(samples.len())?;
+                    out.push(Series {
+                        labels: s.labels,
+                        samples,
+                    });
+                }
             }
-            for m in group {
-                ms.push(convert_matcher(m)?);
-            }
-            let got = self.storage.select(&ms, mint, maxt, hints)?;
-            let n: usize = got.iter().map(|s| s.samples.ts.len()).sum();
-            self.add_samples(n, "query execution")?;
-            out.extend(got);
-        }
-        if groups.len() > 1 {
-            out.sort_by(|a, b| a.labels.cmp(&b.labels));
-            out.dedup_by(|a, b| a.labels == b.labels);
         }
         Ok(out)
     }
@@ -62,61 +51,8 @@ impl Evaluator<'_> {
         steps: &Steps,
         want_ts: bool,
     ) -> Result<Vec<Col>, PromqlError> {
-        let times = self.selector_times(vs, steps);
-        let lookback = self.opts.lookback_delta_ms;
-        let mint = times
-            .iter()
-            .copied()
-            .min()
-            .unwrap_or(0)
-            .saturating_sub(lookback)
-            .saturating_add(1);
-        let maxt = times.iter().copied().max().unwrap_or(0);
-        let hints = SelectHints {
-            step_ms: steps.step,
-            func: None,
-            range_ms: 0,
-        };
-        let series = self.select(vs, mint, maxt, &hints)?;
-        let mut out = Vec::with_capacity(series.len());
-        for s in series {
-            let (ts, vals) = (&s.samples.ts, &s.samples.val);
-            let mut col = vec![absent(); steps.n];
-            let mut any = false;
-            let mut hi = 0usize;
-            let mut prev = i64::MIN;
-            for (i, &t) in times.iter().enumerate() {
-                if t < prev {
-                    hi = 0;
-                }
-                prev = t;
-                while hi < ts.len() && ts[hi] <= t {
-                    hi += 1;
-                }
-                if hi == 0 {
-                    continue;
-                }
-                let j = hi - 1;
-                if ts[j] <= t.saturating_sub(lookback) || is_stale_nan(vals[j]) {
-                    continue;
-                }
-                col[i] = if want_ts {
-                    ts[j] as f64 / 1000.0
-                } else {
-                    vals[j]
-                };
-                any = true;
-            }
-            if any {
-                out.push(Col {
-                    labels: s.labels,
-                    drop_name: false,
-                    v: col,
-                });
-            }
-        }
-        self.add_samples(out.len() * steps.n, "query execution")?;
-        Ok(out)
+        let kernel = self.instant_kernel(vs, steps, want_ts);
+        self.collect_columns(vs, &kernel)
     }
 
     /// Evaluates a range selector: each series' samples over all windows, stale markers
@@ -188,7 +124,7 @@ pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, Pro
 }
 
 /// The parser's matcher as Gauntlet's (anchored regexes, same semantics).
-fn convert_matcher(m: &promql_parser::label::Matcher) -> Result<Matcher, PromqlError> {
+pub(crate) fn convert_matcher(m: &promql_parser::label::Matcher) -> Result<Matcher, PromqlError> {
     let typ = match m.op {
         MatchOp::Equal => MatchType::Equal,
         MatchOp::NotEqual => MatchType::NotEqual,

@@ -63,92 +63,137 @@ fn math_fn(name: &str) -> Option<fn(f64) -> f64> {
     })
 }
 
+/// An element-wise function with its scalar arguments evaluated, applied to one series at a
+/// time (by the materialized path and inside streamed aggregations alike).
+#[derive(Debug, Clone)]
+pub(crate) enum InstantFn {
+    /// A math function of one value.
+    Math(fn(f64) -> f64),
+    /// `round(v, to)`, `to` per step.
+    Round(Vec<f64>),
+    /// `clamp`, `clamp_min`, `clamp_max` with bounds per step.
+    Clamp {
+        both: bool,
+        lo: Vec<f64>,
+        hi: Vec<f64>,
+    },
+    /// A calendar field of the value (seconds since the epoch).
+    Calendar(&'static str),
+}
+
+impl InstantFn {
+    /// Whether `name` is an element-wise function of an instant vector (with an argument).
+    pub(crate) fn handles(name: &str) -> bool {
+        math_fn(name).is_some()
+            || matches!(
+                name,
+                "round"
+                    | "clamp"
+                    | "clamp_min"
+                    | "clamp_max"
+                    | "day_of_month"
+                    | "day_of_week"
+                    | "day_of_year"
+                    | "days_in_month"
+                    | "hour"
+                    | "minute"
+                    | "month"
+                    | "year"
+            )
+    }
+
+    /// Evaluates the scalar arguments of `name(args)` (the vector argument is `args[0]`).
+    pub(crate) fn prepare(
+        ev: &mut Evaluator<'_>,
+        name: &'static str,
+        args: &[&Expr],
+        steps: &Steps,
+    ) -> Result<InstantFn, PromqlError> {
+        let n = steps.n;
+        if let Some(f) = math_fn(name) {
+            return Ok(InstantFn::Math(f));
+        }
+        Ok(match name {
+            "round" => InstantFn::Round(match args.get(1) {
+                Some(a) => ev.arg_scalar(a, steps)?,
+                None => vec![1.0; n],
+            }),
+            "clamp" => InstantFn::Clamp {
+                both: true,
+                lo: ev.arg_scalar(args[1], steps)?,
+                hi: ev.arg_scalar(args[2], steps)?,
+            },
+            "clamp_min" => InstantFn::Clamp {
+                both: false,
+                lo: ev.arg_scalar(args[1], steps)?,
+                hi: vec![f64::INFINITY; n],
+            },
+            "clamp_max" => InstantFn::Clamp {
+                both: false,
+                lo: vec![f64::NEG_INFINITY; n],
+                hi: ev.arg_scalar(args[1], steps)?,
+            },
+            other => InstantFn::Calendar(other),
+        })
+    }
+
+    /// Applies the function to one series' steps; the result loses its metric name.
+    pub(crate) fn apply(&self, c: &mut Col) {
+        c.drop_name = true;
+        for (i, x) in c.v.iter_mut().enumerate() {
+            if is_absent(*x) {
+                continue;
+            }
+            *x = match self {
+                InstantFn::Math(f) => f(*x),
+                InstantFn::Round(to) => {
+                    let inv = 1.0 / to[i];
+                    (*x * inv + 0.5).floor() / inv
+                }
+                InstantFn::Clamp { both, lo, hi } => {
+                    if *both && hi[i] < lo[i] {
+                        absent()
+                    } else {
+                        go_max(lo[i], go_min(hi[i], *x))
+                    }
+                }
+                InstantFn::Calendar(name) => calendar(name, *x),
+            };
+        }
+    }
+}
+
 pub(crate) fn call(
     ev: &mut Evaluator<'_>,
-    name: &str,
+    name: &'static str,
     args: &[&Expr],
     steps: &Steps,
 ) -> Result<Val, PromqlError> {
     let n = steps.n;
-    if let Some(f) = math_fn(name) {
-        let mut cols = ev.arg_vector(args[0], steps)?;
+    if InstantFn::handles(name) {
+        let calendar_default = args.is_empty();
+        let mut cols = if calendar_default {
+            vec![Col {
+                labels: Labels::empty(),
+                drop_name: false,
+                v: (0..n).map(|i| steps.t(i) as f64 / 1000.0).collect(),
+            }]
+        } else {
+            ev.arg_vector(args[0], steps)?
+        };
+        let f = InstantFn::prepare(ev, name, args, steps)?;
         for c in &mut cols {
-            c.drop_name = true;
-            for x in c.v.iter_mut().filter(|x| !is_absent(**x)) {
-                *x = f(*x);
-            }
+            f.apply(c);
         }
-        return Ok(Val::Vector(cols));
+        // Only clamp with crossed bounds removes values.
+        return Ok(match f {
+            InstantFn::Clamp { .. } => nonempty(cols),
+            _ => Val::Vector(cols),
+        });
     }
-    match name {
-        "round" => {
-            let mut cols = ev.arg_vector(args[0], steps)?;
-            let to = match args.get(1) {
-                Some(a) => ev.arg_scalar(a, steps)?,
-                None => vec![1.0; n],
-            };
-            for c in &mut cols {
-                c.drop_name = true;
-                for (x, &t) in c.v.iter_mut().zip(to.iter()) {
-                    if !is_absent(*x) {
-                        let inv = 1.0 / t;
-                        *x = (*x * inv + 0.5).floor() / inv;
-                    }
-                }
-            }
-            Ok(Val::Vector(cols))
-        }
-        "clamp" | "clamp_min" | "clamp_max" => {
-            let mut cols = ev.arg_vector(args[0], steps)?;
-            let (lo, hi) = match name {
-                "clamp" => (
-                    ev.arg_scalar(args[1], steps)?,
-                    ev.arg_scalar(args[2], steps)?,
-                ),
-                "clamp_min" => (ev.arg_scalar(args[1], steps)?, vec![f64::INFINITY; n]),
-                _ => (vec![f64::NEG_INFINITY; n], ev.arg_scalar(args[1], steps)?),
-            };
-            for c in &mut cols {
-                c.drop_name = true;
-                for (i, x) in c.v.iter_mut().enumerate() {
-                    if is_absent(*x) {
-                        continue;
-                    }
-                    if name == "clamp" && hi[i] < lo[i] {
-                        *x = absent();
-                        continue;
-                    }
-                    *x = match name {
-                        "clamp" => go_max(lo[i], go_min(hi[i], *x)),
-                        "clamp_min" => go_max(lo[i], *x),
-                        _ => go_min(hi[i], *x),
-                    };
-                }
-            }
-            Ok(nonempty(cols))
-        }
-        "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute"
-        | "month" | "year" => {
-            let mut cols = match args.first() {
-                Some(a) => ev.arg_vector(a, steps)?,
-                None => vec![Col {
-                    labels: Labels::empty(),
-                    drop_name: false,
-                    v: (0..n).map(|i| steps.t(i) as f64 / 1000.0).collect(),
-                }],
-            };
-            for c in &mut cols {
-                c.drop_name = true;
-                for x in c.v.iter_mut().filter(|x| !is_absent(**x)) {
-                    *x = calendar(name, *x);
-                }
-            }
-            Ok(Val::Vector(cols))
-        }
-        other => Err(PromqlError::Execution(format!(
-            "function {other:?} is not supported"
-        ))),
-    }
+    Err(PromqlError::Execution(format!(
+        "function {name:?} is not supported"
+    )))
 }
 
 /// Seconds from Go's absolute time epoch (year -292277022399) to the Unix epoch. Go's time

@@ -5,6 +5,9 @@ mod instant;
 mod labels;
 mod range;
 
+pub(crate) use instant::InstantFn;
+pub(crate) use range::{RangeCall, for_each_window, is_range_function};
+
 use promql_parser::parser::{Call, Expr};
 
 use super::error::PromqlError;
@@ -68,7 +71,7 @@ pub(crate) fn is_sorting(e: &Expr) -> bool {
     }
 }
 
-fn unwrap_parens(e: &Expr) -> &Expr {
+pub(crate) fn unwrap_parens(e: &Expr) -> &Expr {
     match e {
         Expr::Paren(p) => unwrap_parens(&p.expr),
         other => other,
@@ -77,7 +80,7 @@ fn unwrap_parens(e: &Expr) -> &Expr {
 
 /// Evaluation helpers for arguments of a known type.
 impl Evaluator<'_> {
-    fn arg_vector(&mut self, e: &Expr, steps: &Steps) -> Result<Vec<Col>, PromqlError> {
+    pub(crate) fn arg_vector(&mut self, e: &Expr, steps: &Steps) -> Result<Vec<Col>, PromqlError> {
         match self.eval(e, steps)? {
             Val::Vector(v) => Ok(v),
             other => Err(PromqlError::Execution(format!(
@@ -87,7 +90,7 @@ impl Evaluator<'_> {
         }
     }
 
-    fn arg_scalar(&mut self, e: &Expr, steps: &Steps) -> Result<Vec<f64>, PromqlError> {
+    pub(crate) fn arg_scalar(&mut self, e: &Expr, steps: &Steps) -> Result<Vec<f64>, PromqlError> {
         match self.eval(e, steps)? {
             Val::Scalar(v) => Ok(v),
             other => Err(PromqlError::Execution(format!(
@@ -107,7 +110,7 @@ impl Evaluator<'_> {
         }
     }
 
-    fn arg_range(&mut self, e: &Expr, steps: &Steps) -> Result<RangeVec, PromqlError> {
+    pub(crate) fn arg_range(&mut self, e: &Expr, steps: &Steps) -> Result<RangeVec, PromqlError> {
         match self.eval(e, steps)? {
             Val::Range(r) => Ok(r),
             other => Err(PromqlError::Execution(format!(

@@ -3,9 +3,10 @@
 
 use promql_parser::parser::Expr;
 
-use super::{kahan_inc, nonempty, quantile_sorted, sort_floats};
+use super::{kahan_inc, nonempty, quantile_sorted, sort_floats, unwrap_parens};
+use crate::labels::Labels;
 use crate::promql::error::PromqlError;
-use crate::promql::eval::{Col, Evaluator, Steps, Val, absent};
+use crate::promql::eval::{Col, Evaluator, Steps, Val, absent, is_absent};
 
 /// Whether `name` takes a range vector.
 pub(crate) fn is_range_function(name: &str) -> bool {
@@ -75,64 +76,147 @@ fn kind(name: &str) -> Option<F> {
     })
 }
 
-pub(crate) fn call(
-    ev: &mut Evaluator<'_>,
-    name: &str,
-    args: &[&Expr],
-    steps: &Steps,
-) -> Result<Val, PromqlError> {
-    let n = steps.n;
-    // Scalar parameters, per step.
-    let (range_arg, p1, p2) = match name {
-        "quantile_over_time" => (args[1], Some(ev.arg_scalar(args[0], steps)?), None),
-        "predict_linear" => (args[0], Some(ev.arg_scalar(args[1], steps)?), None),
-        "double_exponential_smoothing" => (
-            args[0],
-            Some(ev.arg_scalar(args[1], steps)?),
-            Some(ev.arg_scalar(args[2], steps)?),
-        ),
-        _ => (args[0], None, None),
-    };
-    if name == "double_exponential_smoothing" {
-        let (sf, tf) = (p1.as_deref().unwrap_or(&[]), p2.as_deref().unwrap_or(&[]));
-        if let Some(&s) = sf.iter().find(|&&s| s <= 0.0 || s >= 1.0 || s.is_nan()) {
-            return Err(PromqlError::Execution(format!(
-                "invalid smoothing factor. Expected: 0 < sf < 1, got: {s:.6}"
-            )));
+/// A range function call with its scalar parameters evaluated: turns one series' samples into
+/// its step column. The same kernel serves streamed selectors and materialized range vectors
+/// (subqueries).
+#[derive(Debug, Clone)]
+pub(crate) struct RangeCall {
+    f: F,
+    name: &'static str,
+    /// First scalar parameter per step (quantile, prediction horizon, smoothing factor).
+    p1: Option<Vec<f64>>,
+    /// Second scalar parameter per step (trend factor).
+    p2: Option<Vec<f64>>,
+}
+
+impl RangeCall {
+    /// Evaluates the scalar arguments of `name(args)` and checks them; returns the call and
+    /// its range argument.
+    pub(crate) fn prepare<'e>(
+        ev: &mut Evaluator<'_>,
+        name: &'static str,
+        args: &[&'e Expr],
+        steps: &Steps,
+    ) -> Result<(RangeCall, &'e Expr), PromqlError> {
+        let (range_arg, p1, p2) = match name {
+            "quantile_over_time" => (args[1], Some(ev.arg_scalar(args[0], steps)?), None),
+            "predict_linear" => (args[0], Some(ev.arg_scalar(args[1], steps)?), None),
+            "double_exponential_smoothing" => (
+                args[0],
+                Some(ev.arg_scalar(args[1], steps)?),
+                Some(ev.arg_scalar(args[2], steps)?),
+            ),
+            _ => (args[0], None, None),
+        };
+        if name == "double_exponential_smoothing" {
+            let (sf, tf) = (p1.as_deref().unwrap_or(&[]), p2.as_deref().unwrap_or(&[]));
+            if let Some(&s) = sf.iter().find(|&&s| s <= 0.0 || s >= 1.0 || s.is_nan()) {
+                return Err(PromqlError::Execution(format!(
+                    "invalid smoothing factor. Expected: 0 < sf < 1, got: {s:.6}"
+                )));
+            }
+            if let Some(&t) = tf.iter().find(|&&t| t <= 0.0 || t >= 1.0 || t.is_nan()) {
+                return Err(PromqlError::Execution(format!(
+                    "invalid trend factor. Expected: 0 < tf < 1, got: {t:.6}"
+                )));
+            }
         }
-        if let Some(&t) = tf.iter().find(|&&t| t <= 0.0 || t >= 1.0 || t.is_nan()) {
-            return Err(PromqlError::Execution(format!(
-                "invalid trend factor. Expected: 0 < tf < 1, got: {t:.6}"
-            )));
+        let Some(f) = kind(name) else {
+            return Err(PromqlError::Execution(format!("unknown function {name}")));
+        };
+        Ok((RangeCall { f, name, p1, p2 }, range_arg))
+    }
+
+    /// The function's name.
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Whether the result keeps the metric name (`last_over_time`, `first_over_time` act like
+    /// an offset).
+    pub(crate) fn keeps_name(&self) -> bool {
+        matches!(self.f, F::LastOverTime | F::FirstOverTime)
+    }
+
+    /// Warnings owed once some series was selected (an out-of-range quantile).
+    pub(crate) fn warn_params(&self, ev: &mut Evaluator<'_>) {
+        if self.f == F::QuantileOverTime {
+            ev.check_quantile_param(self.p1.as_deref().unwrap_or(&[]));
         }
     }
-    let Some(f) = kind(name) else {
-        return Err(PromqlError::Execution(format!("unknown function {name}")));
-    };
-    let rv = ev.arg_range(range_arg, steps)?;
-    if name == "quantile_over_time" && !rv.series.is_empty() {
-        ev.check_quantile_param(p1.as_deref().unwrap_or(&[]));
+
+    /// The info annotation `rate`/`increase` owe a series whose name does not look like a
+    /// counter's, when the series produced a value.
+    pub(crate) fn counter_note(&self, labels: &Labels, out: &[f64]) -> Option<String> {
+        if !matches!(self.f, F::Rate | F::Increase) {
+            return None;
+        }
+        let metric = labels.get("__name__")?;
+        if ["_total", "_sum", "_count", "_bucket"]
+            .iter()
+            .any(|x| metric.ends_with(x))
+            || out.iter().all(|x| is_absent(*x))
+        {
+            return None;
+        }
+        Some(format!(
+            "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"{metric}\""
+        ))
     }
-    let keep_name = matches!(name, "last_over_time" | "first_over_time");
-    let mut out = Vec::with_capacity(rv.series.len());
-    let mut buf: Vec<f64> = Vec::new();
-    for s in &rv.series {
-        let mut v = vec![absent(); n];
-        let range = rv.range;
-        rv.windows(s, |i, lo, hi| {
+
+    /// Fills `out[i]` with the function over step `i`'s window `(ends[i] - range, ends[i]]` of
+    /// one series' samples (sorted, stale markers removed), for every step whose window holds
+    /// a result; the other entries are left as they are (absent). One pass: the window's two
+    /// ends only move forward while ends increase.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn column(
+        &self,
+        ts: &[i64],
+        vs: &[f64],
+        ends: &[i64],
+        range: i64,
+        steps: &Steps,
+        buf: &mut Vec<f64>,
+        out: &mut [f64],
+    ) {
+        let (p1, p2) = (self.p1.as_deref(), self.p2.as_deref());
+        // Counter resets are rare: find them once per series instead of once per window.
+        let resets: Vec<usize> = if matches!(self.f, F::Rate | F::Increase | F::Resets) {
+            (1..vs.len()).filter(|&j| vs[j] < vs[j - 1]).collect()
+        } else {
+            Vec::new()
+        };
+        let all_vs = vs;
+        for_each_window(ts, ends, range, |i, lo, hi| {
             if hi <= lo {
                 return;
             }
-            let ts = &s.ts[lo..hi];
-            let vs = &s.v[lo..hi];
-            let end = rv.ends[i];
-            let r = match f {
-                F::Rate => extrapolated(ts, vs, end.saturating_sub(range), end, true, true),
-                F::Increase => extrapolated(ts, vs, end.saturating_sub(range), end, true, false),
-                F::Delta => extrapolated(ts, vs, end.saturating_sub(range), end, false, false),
+            let ts = &ts[lo..hi];
+            let vs = &vs[lo..hi];
+            let end = ends[i];
+            // The resets inside the window: at positions lo+1..hi.
+            let in_window = || {
+                let a = resets.partition_point(|&j| j <= lo);
+                let b = resets.partition_point(|&j| j < hi);
+                &resets[a..b]
+            };
+            let counter_adj = || in_window().iter().map(|&j| all_vs[j - 1]);
+            let r = match self.f {
+                F::Rate => {
+                    let start = end.saturating_sub(range);
+                    extrapolated(ts, vs, start, end, true, counter_adj(), true)
+                }
+                F::Increase => {
+                    let start = end.saturating_sub(range);
+                    extrapolated(ts, vs, start, end, true, counter_adj(), false)
+                }
+                F::Delta => {
+                    let start = end.saturating_sub(range);
+                    extrapolated(ts, vs, start, end, false, std::iter::empty(), false)
+                }
                 F::Irate => instant_delta(ts, vs, true),
                 F::Idelta => instant_delta(ts, vs, false),
-                F::Resets => Some(vs.windows(2).filter(|w| w[1] < w[0]).count() as f64),
+                F::Resets => Some(in_window().len() as f64),
                 F::Changes => Some(
                     vs.windows(2)
                         .filter(|w| !(w[1] == w[0] || (w[1].is_nan() && w[0].is_nan())))
@@ -140,13 +224,13 @@ pub(crate) fn call(
                 ),
                 F::Deriv => (ts.len() >= 2).then(|| linear_regression(ts, vs, ts[0]).0),
                 F::PredictLinear => (ts.len() >= 2).then(|| {
-                    let dur = p1.as_ref().map_or(0.0, |p| p[i]);
+                    let dur = p1.map_or(0.0, |p| p[i]);
                     let (slope, intercept) = linear_regression(ts, vs, steps.t(i));
                     slope * dur + intercept
                 }),
                 F::DoubleExponentialSmoothing => {
-                    let sf = p1.as_ref().map_or(0.5, |p| p[i]);
-                    let tf = p2.as_ref().map_or(0.5, |p| p[i]);
+                    let sf = p1.map_or(0.5, |p| p[i]);
+                    let tf = p2.map_or(0.5, |p| p[i]);
                     double_exp(vs, sf, tf)
                 }
                 F::AvgOverTime => Some(avg(vs)),
@@ -168,22 +252,19 @@ pub(crate) fn call(
                 F::QuantileOverTime => {
                     buf.clear();
                     buf.extend_from_slice(vs);
-                    sort_floats(&mut buf);
-                    Some(quantile_sorted(
-                        p1.as_ref().map_or(f64::NAN, |p| p[i]),
-                        &buf,
-                    ))
+                    sort_floats(buf);
+                    Some(quantile_sorted(p1.map_or(f64::NAN, |p| p[i]), buf))
                 }
                 F::MadOverTime => {
                     buf.clear();
                     buf.extend_from_slice(vs);
-                    sort_floats(&mut buf);
-                    let median = quantile_sorted(0.5, &buf);
+                    sort_floats(buf);
+                    let median = quantile_sorted(0.5, buf);
                     for x in buf.iter_mut() {
                         *x = (*x - median).abs();
                     }
-                    sort_floats(&mut buf);
-                    Some(quantile_sorted(0.5, &buf))
+                    sort_floats(buf);
+                    Some(quantile_sorted(0.5, buf))
                 }
                 F::TsOfMaxOverTime => Some(ts_of_extreme(ts, vs, |cur, acc| cur >= acc)),
                 F::TsOfMinOverTime => Some(ts_of_extreme(ts, vs, |cur, acc| cur <= acc)),
@@ -191,23 +272,68 @@ pub(crate) fn call(
                 F::TsOfFirstOverTime => Some(ts[0] as f64 / 1000.0),
             };
             if let Some(x) = r {
-                v[i] = x;
+                out[i] = x;
             }
         });
-        if matches!(name, "rate" | "increase")
-            && let Some(metric) = s.labels.get("__name__")
-            && !["_total", "_sum", "_count", "_bucket"]
-                .iter()
-                .any(|x| metric.ends_with(x))
-            && v.iter().any(|x| !crate::promql::eval::is_absent(*x))
-        {
-            ev.note_info(format!(
-                "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"{metric}\""
-            ));
+    }
+}
+
+/// Calls `f(step, lo, hi)` with the index range of each step's window `(end - range, end]`
+/// over sorted `ts`, sliding two indices forward (restarting if an end goes backwards).
+pub(crate) fn for_each_window(
+    ts: &[i64],
+    ends: &[i64],
+    range: i64,
+    mut f: impl FnMut(usize, usize, usize),
+) {
+    let (mut lo, mut hi) = (0usize, 0usize);
+    let mut prev_end = i64::MIN;
+    for (i, &end) in ends.iter().enumerate() {
+        if end < prev_end {
+            lo = 0;
+            hi = 0;
+        }
+        prev_end = end;
+        let start = end.saturating_sub(range);
+        while hi < ts.len() && ts[hi] <= end {
+            hi += 1;
+        }
+        while lo < hi && ts[lo] <= start {
+            lo += 1;
+        }
+        f(i, lo, hi);
+    }
+}
+
+/// Evaluates a range function at every step: streamed when its argument is a range
+/// selector, over the materialized range vector otherwise (subqueries).
+pub(crate) fn call(
+    ev: &mut Evaluator<'_>,
+    name: &'static str,
+    args: &[&Expr],
+    steps: &Steps,
+) -> Result<Val, PromqlError> {
+    let (rc, range_arg) = RangeCall::prepare(ev, name, args, steps)?;
+    if let Expr::MatrixSelector(ms) = unwrap_parens(range_arg) {
+        let kernel = ev.range_kernel(rc, ms, steps)?;
+        return Ok(Val::Vector(ev.collect_columns(&ms.vs, &kernel)?));
+    }
+    let rv = ev.arg_range(range_arg, steps)?;
+    if !rv.series.is_empty() {
+        rc.warn_params(ev);
+    }
+    let n = steps.n;
+    let mut out = Vec::with_capacity(rv.series.len());
+    let mut buf: Vec<f64> = Vec::new();
+    for s in &rv.series {
+        let mut v = vec![absent(); n];
+        rc.column(&s.ts, &s.v, &rv.ends, rv.range, steps, &mut buf, &mut v);
+        if let Some(note) = rc.counter_note(&s.labels, &v) {
+            ev.note_info(note);
         }
         out.push(Col {
             labels: s.labels.clone(),
-            drop_name: s.drop_name || !keep_name,
+            drop_name: s.drop_name || !rc.keeps_name(),
             v,
         });
     }
@@ -215,13 +341,16 @@ pub(crate) fn call(
 }
 
 /// `rate`/`increase`/`delta`: the change over the window, extrapolated towards the window's
-/// edges (Prometheus 3 rules), per second for `rate`.
+/// edges (Prometheus 3 rules), per second for `rate`. `resets` are the values just before each
+/// counter reset in the window, in order (none for `delta`); each is added back as Prometheus
+/// adds it while walking the window.
 fn extrapolated(
     ts: &[i64],
     vs: &[f64],
     range_start: i64,
     range_end: i64,
     counter: bool,
+    resets: impl Iterator<Item = f64>,
     per_second: bool,
 ) -> Option<f64> {
     if ts.len() < 2 {
@@ -229,14 +358,8 @@ fn extrapolated(
     }
     let (first_t, last_t) = (ts[0], ts[ts.len() - 1]);
     let mut result = vs[vs.len() - 1] - vs[0];
-    if counter {
-        let mut prev = vs[0];
-        for &x in &vs[1..] {
-            if x < prev {
-                result += prev;
-            }
-            prev = x;
-        }
+    for prev in resets {
+        result += prev;
     }
     let mut to_start = (first_t as f64 - range_start as f64) / 1000.0;
     let mut to_end = (range_end as f64 - last_t as f64) / 1000.0;
@@ -394,4 +517,29 @@ fn ts_of_extreme(ts: &[i64], vs: &[f64], better: impl Fn(f64, f64) -> bool) -> f
         }
     }
     at as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Every window holds exactly the samples in `(end - range, end]`.
+        #[test]
+        fn windows_hold_their_samples(
+            mut ts in proptest::collection::vec(0i64..1000, 0..60),
+            mut ends in proptest::collection::vec(0i64..1100, 1..20),
+            range in 1i64..300,
+        ) {
+            ts.sort_unstable();
+            ts.dedup();
+            ends.sort_unstable();
+            for_each_window(&ts, &ends, range, |i, lo, hi| {
+                let want: Vec<i64> =
+                    ts.iter().copied().filter(|&x| x > ends[i] - range && x <= ends[i]).collect();
+                assert_eq!(&ts[lo..hi], want.as_slice());
+            });
+        }
+    }
 }

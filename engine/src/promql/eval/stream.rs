@@ -1,0 +1,813 @@
+//! Streamed evaluation: a selector's series come from storage a batch at a time; on worker
+//! threads each series is decoded, turned into its step column (lookback for instant
+//! selectors, a sliding window for range functions, then any element-wise functions and
+//! scalar operations), and its samples dropped; the columns are handed on in stream order, to
+//! an aggregation's fold or into a vector.
+
+use promql_parser::parser::{Expr, LabelModifier, VectorSelector};
+
+use super::aggregate::group_labels;
+use super::binary::{is_comparison, vector_scalar_col};
+use super::{Col, Evaluator, Steps, absent, is_absent, offset_ms};
+use crate::chunk::{SampleBatch, is_stale_nan};
+use crate::labels::Labels;
+use crate::promql::error::PromqlError;
+use crate::promql::functions::{InstantFn, RangeCall, is_range_function, unwrap_parens};
+use crate::query::{DecodeScratch, SelectHints, SeriesStream, StreamSeries, decode_many};
+
+/// Most worker threads one query uses for its CPU work.
+const MAX_WORKERS: usize = 8;
+
+/// Consecutive series one worker task takes from a batch. Tasks are cut by count alone, and
+/// their results are merged in task order, so answers depend neither on thread timing nor on
+/// the number of cores; batches of fewer series (every small query) are one task.
+pub(crate) const TASK_SERIES: usize = 256;
+
+/// Worker threads for `n` tasks: the cores, at most [`MAX_WORKERS`] and `n`.
+pub(crate) fn par_threads(n: usize) -> usize {
+    // Asking the system reads cgroup files: once per process is enough.
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |c| c.get()));
+    cores.min(MAX_WORKERS).min(n).max(1)
+}
+
+/// Takes one task's result, in task order.
+type Absorb<'f, E, P> = dyn FnMut(&mut E, TaskOut<P>) -> Result<(), PromqlError> + 'f;
+
+/// What one worker task hands back: its fold of the task's series and what the evaluator must
+/// account for.
+struct TaskOut<P> {
+    acc: P,
+    notes: Vec<String>,
+    /// Samples of the decode group being worked on.
+    decoded: usize,
+    /// Most samples one decode group of the task held at once.
+    decoded_most: usize,
+    /// Whether any series had samples to work on.
+    selected: bool,
+}
+
+/// Where a streamed series' step values come from.
+pub(crate) enum Source {
+    /// An instant selector: at each evaluation time the latest sample within the lookback,
+    /// none when it is a stale marker; with `want_ts` the sample's timestamp in seconds.
+    Instant {
+        times: Vec<i64>,
+        lookback: i64,
+        want_ts: bool,
+    },
+    /// A range function over a range selector's windows `(end - range, end]`.
+    Range {
+        call: RangeCall,
+        ends: Vec<i64>,
+        range: i64,
+    },
+}
+
+/// What is applied to a series' column after its source, in order.
+pub(crate) enum PostOp {
+    /// Unary minus.
+    Neg,
+    /// An element-wise function.
+    Func(InstantFn),
+    /// `series op scalar` (`swap`: `scalar op series`), `bool` when `rb`.
+    Scalar {
+        op: String,
+        s: Vec<f64>,
+        swap: bool,
+        rb: bool,
+    },
+}
+
+/// Turns one selected series into its step column without looking at any other series, so it
+/// runs on worker threads.
+pub(crate) struct SeriesKernel {
+    source: Source,
+    post: Vec<PostOp>,
+    /// The selected time range, ms inclusive.
+    mint: i64,
+    maxt: i64,
+    steps: Steps,
+    hints: SelectHints,
+    /// Which labels a column keeps: all, or (inside an aggregation that needs no more) only
+    /// its group's, dropped on the worker rather than where columns are folded.
+    keep: KeepLabels,
+    /// Whether a column whose operations drop the metric name loses it on the worker, before
+    /// any grouping (without delayed name removal, as Prometheus 3 does by default).
+    drop_name_now: bool,
+}
+
+/// The labels a streamed column keeps.
+pub(crate) enum KeepLabels {
+    /// Every label (the series is part of the result).
+    All,
+    /// Only the labels of its aggregation group (`by`, `without`, or none).
+    Group(Option<LabelModifier>),
+}
+
+impl SeriesKernel {
+    /// Keeps only the labels of each series' aggregation group under `modifier`.
+    pub(crate) fn keep_group_labels(&mut self, modifier: Option<LabelModifier>) {
+        self.keep = KeepLabels::Group(modifier);
+    }
+
+    /// Drops the metric name on the worker as soon as an operation drops it. Only for
+    /// expressions whose series stay distinct without their names ([`names_stay_distinct`]),
+    /// since the same-labelset check needs every series at once.
+    pub(crate) fn drop_name_now(&mut self) {
+        self.drop_name_now = true;
+    }
+}
+
+/// Series a worker decodes together (one `decode_xor_many` call for all their chunks),
+/// small enough that their samples stay in cache until their columns are computed.
+const DECODE_GROUP: usize = 32;
+
+/// A worker's reusable buffers.
+#[derive(Default)]
+struct Scratch {
+    decode: DecodeScratch,
+    samples: Vec<SampleBatch>,
+    buf: Vec<f64>,
+}
+
+/// One series' result.
+struct SeriesOut {
+    col: Option<Col>,
+    note: Option<String>,
+    /// Samples decoded for the series (held while it was processed).
+    decoded: usize,
+    /// Whether the series had samples to work on (range functions: after stale markers).
+    selected: bool,
+}
+
+impl SeriesKernel {
+    /// One series' column from its samples (decoded, in the selected range).
+    fn run(&self, labels: Labels, samples: &mut SampleBatch, buf: &mut Vec<f64>) -> SeriesOut {
+        let decoded = samples.len();
+        let mut out = SeriesOut {
+            col: None,
+            note: None,
+            decoded,
+            selected: false,
+        };
+        if decoded == 0 {
+            return out;
+        }
+        let mut v = vec![absent(); self.steps.n];
+        let drop_name = match &self.source {
+            Source::Instant {
+                times,
+                lookback,
+                want_ts,
+            } => {
+                out.selected = true;
+                instant_column(
+                    &samples.ts,
+                    &samples.val,
+                    times,
+                    *lookback,
+                    *want_ts,
+                    &mut v,
+                );
+                *want_ts
+            }
+            Source::Range { call, ends, range } => {
+                remove_stale(samples);
+                if samples.is_empty() {
+                    return out;
+                }
+                out.selected = true;
+                call.column(
+                    &samples.ts,
+                    &samples.val,
+                    ends,
+                    *range,
+                    &self.steps,
+                    buf,
+                    &mut v,
+                );
+                out.note = call.counter_note(&labels, &v);
+                !call.keeps_name()
+            }
+        };
+        if v.iter().all(|x| is_absent(*x)) {
+            return out;
+        }
+        let mut col = Col {
+            labels,
+            drop_name,
+            v,
+        };
+        for op in &self.post {
+            match op {
+                PostOp::Neg => negate(&mut col),
+                PostOp::Func(f) => f.apply(&mut col),
+                PostOp::Scalar { op, s, swap, rb } => {
+                    vector_scalar_col(op, &mut col, s, *swap, *rb)
+                }
+            }
+        }
+        if self.drop_name_now && col.drop_name {
+            let mut ls = std::mem::take(&mut col.labels).into_vec();
+            ls.retain(|l| l.name != "__name__");
+            col.labels = Labels::from_sorted(ls);
+            col.drop_name = false;
+        }
+        // Series left without a value are dropped, as each materialized step drops them.
+        if col.v.iter().any(|x| !is_absent(*x)) {
+            if let KeepLabels::Group(m) = &self.keep {
+                col.labels = group_labels(&col.labels, m.as_ref());
+            }
+            out.col = Some(col);
+        }
+        out
+    }
+}
+
+/// Unary minus of one series; the result loses its metric name.
+pub(crate) fn negate(c: &mut Col) {
+    c.drop_name = true;
+    for x in c.v.iter_mut().filter(|x| !is_absent(**x)) {
+        *x = -*x;
+    }
+}
+
+/// Removes stale markers, which range functions do not see.
+fn remove_stale(b: &mut SampleBatch) {
+    if !b.val.iter().any(|x| is_stale_nan(*x)) {
+        return;
+    }
+    let mut k = 0;
+    for j in 0..b.ts.len() {
+        if !is_stale_nan(b.val[j]) {
+            b.ts[k] = b.ts[j];
+            b.val[k] = b.val[j];
+            k += 1;
+        }
+    }
+    b.truncate(k);
+}
+
+/// Fills `out[i]` with the latest sample at or before `times[i]` and after
+/// `times[i] - lookback`, unless it is a stale marker; `want_ts` puts its timestamp (s)
+/// instead. Returns whether any step got a value.
+pub(crate) fn instant_column(
+    ts: &[i64],
+    vals: &[f64],
+    times: &[i64],
+    lookback: i64,
+    want_ts: bool,
+    out: &mut [f64],
+) -> bool {
+    let n = ts.len().min(vals.len());
+    let (ts, vals) = (&ts[..n], &vals[..n]);
+    let mut any = false;
+    let mut hi = 0usize;
+    let mut prev = i64::MIN;
+    for (o, &t) in out.iter_mut().zip(times) {
+        if t < prev {
+            hi = 0;
+        }
+        prev = t;
+        // Scrapes are regular, so this short loop is well predicted: measured faster than a
+        // branch-free search of the next few samples.
+        while hi < n && ts[hi] <= t {
+            hi += 1;
+        }
+        let Some(j) = hi.checked_sub(1) else {
+            continue;
+        };
+        let (tj, vj) = (ts[j], vals[j]);
+        if tj > t.saturating_sub(lookback) && !is_stale_nan(vj) {
+            *o = if want_ts { tj as f64 / 1000.0 } else { vj };
+            any = true;
+        }
+    }
+    any
+}
+
+/// Whether `e` maps every series it selects to at most one output series on its own: a
+/// selector, a range function over a range selector, and element-wise functions, unary
+/// minus and scalar operations over those. Such expressions are streamed into
+/// aggregations.
+pub(crate) fn streamable(e: &Expr) -> bool {
+    match e {
+        Expr::Paren(p) => streamable(&p.expr),
+        Expr::VectorSelector(vs) => vs.matchers.or_matchers.is_empty(),
+        Expr::Unary(u) => streamable(&u.expr),
+        Expr::Call(c) => {
+            let args: Vec<&Expr> = c.args.args.iter().map(|b| b.as_ref()).collect();
+            let name = c.func.name;
+            if name == "timestamp" {
+                return matches!(args.first().map(|a| unwrap_parens(a)), Some(Expr::VectorSelector(vs)) if vs.matchers.or_matchers.is_empty());
+            }
+            if is_range_function(name) {
+                let arg = if name == "quantile_over_time" {
+                    args.get(1)
+                } else {
+                    args.first()
+                };
+                return matches!(arg.map(|a| unwrap_parens(a)), Some(Expr::MatrixSelector(ms)) if ms.vs.matchers.or_matchers.is_empty());
+            }
+            InstantFn::handles(name) && args.first().is_some_and(|a| streamable(a))
+        }
+        Expr::Binary(b) => {
+            use promql_parser::parser::value::ValueType;
+            let op = b.op.to_string();
+            let arith_or_cmp = is_comparison(&op)
+                || matches!(op.as_str(), "+" | "-" | "*" | "/" | "%" | "^" | "atan2");
+            let (l, r) = (b.lhs.value_type(), b.rhs.value_type());
+            arith_or_cmp
+                && ((l == ValueType::Scalar && streamable(&b.rhs))
+                    || (r == ValueType::Scalar && streamable(&b.lhs)))
+        }
+        _ => false,
+    }
+}
+
+/// Whether the series of a [`streamable`] expression stay distinct once their metric names
+/// are dropped where its operations drop them: when no operation drops the name (a selector,
+/// possibly filtered by a comparison), or when the selector pins the name to one value, so
+/// series that differed stay different without it. Otherwise, without delayed name removal,
+/// the series must all be seen together to reject the duplicates, as Prometheus does.
+pub(crate) fn names_stay_distinct(e: &Expr) -> bool {
+    match e {
+        Expr::Paren(p) => names_stay_distinct(&p.expr),
+        Expr::VectorSelector(_) => true,
+        Expr::Binary(b) if !b.return_bool() && is_comparison(&b.op.to_string()) => {
+            use promql_parser::parser::value::ValueType;
+            if b.lhs.value_type() == ValueType::Scalar {
+                names_stay_distinct(&b.rhs)
+            } else {
+                names_stay_distinct(&b.lhs)
+            }
+        }
+        _ => stream_selector(e).is_some_and(|vs| {
+            vs.name.is_some()
+                || vs.matchers.matchers.iter().any(|m| {
+                    m.name == "__name__" && matches!(m.op, promql_parser::label::MatchOp::Equal)
+                })
+        }),
+    }
+}
+
+/// The selector a [`streamable`] expression reads.
+fn stream_selector(e: &Expr) -> Option<&VectorSelector> {
+    match e {
+        Expr::Paren(p) => stream_selector(&p.expr),
+        Expr::VectorSelector(vs) => Some(vs),
+        Expr::MatrixSelector(ms) => Some(&ms.vs),
+        Expr::Unary(u) => stream_selector(&u.expr),
+        Expr::Call(c) => {
+            let args = &c.args.args;
+            let arg = if c.func.name == "quantile_over_time" {
+                args.get(1)
+            } else {
+                args.first()
+            };
+            stream_selector(arg?)
+        }
+        Expr::Binary(b) => {
+            use promql_parser::parser::value::ValueType;
+            if b.lhs.value_type() == ValueType::Scalar {
+                stream_selector(&b.rhs)
+            } else {
+                stream_selector(&b.lhs)
+            }
+        }
+        _ => None,
+    }
+}
+
+impl<'a> Evaluator<'a> {
+    /// The selector and per-series kernel of a [`streamable`] expression; scalar arguments
+    /// are evaluated here, in the order the materialized evaluation would.
+    pub(crate) fn build_kernel<'e>(
+        &mut self,
+        e: &'e Expr,
+        steps: &Steps,
+    ) -> Result<(&'e VectorSelector, SeriesKernel), PromqlError> {
+        match e {
+            Expr::Paren(p) => self.build_kernel(&p.expr, steps),
+            Expr::VectorSelector(vs) => Ok((vs, self.instant_kernel(vs, steps, false))),
+            Expr::Unary(u) => {
+                let (vs, mut k) = self.build_kernel(&u.expr, steps)?;
+                k.post.push(PostOp::Neg);
+                Ok((vs, k))
+            }
+            Expr::Call(c) => {
+                let args: Vec<&Expr> = c.args.args.iter().map(|b| b.as_ref()).collect();
+                let name = c.func.name;
+                if name == "timestamp" {
+                    if let Expr::VectorSelector(vs) = unwrap_parens(args[0]) {
+                        return Ok((vs, self.instant_kernel(vs, steps, true)));
+                    }
+                } else if is_range_function(name) {
+                    let (rc, arg) = RangeCall::prepare(self, name, &args, steps)?;
+                    if let Expr::MatrixSelector(ms) = unwrap_parens(arg) {
+                        return Ok((&ms.vs, self.range_kernel(rc, ms, steps)?));
+                    }
+                } else if InstantFn::handles(name) && !args.is_empty() {
+                    let (vs, mut k) = self.build_kernel(args[0], steps)?;
+                    let f = InstantFn::prepare(self, name, &args, steps)?;
+                    k.post.push(PostOp::Func(f));
+                    return Ok((vs, k));
+                }
+                Err(not_streamable(e))
+            }
+            Expr::Binary(b) => {
+                use promql_parser::parser::value::ValueType;
+                let op = b.op.to_string();
+                let rb = b.return_bool();
+                if b.lhs.value_type() == ValueType::Scalar {
+                    let s = self.arg_scalar(&b.lhs, steps)?;
+                    let (vs, mut k) = self.build_kernel(&b.rhs, steps)?;
+                    k.post.push(PostOp::Scalar {
+                        op,
+                        s,
+                        swap: true,
+                        rb,
+                    });
+                    Ok((vs, k))
+                } else {
+                    let (vs, mut k) = self.build_kernel(&b.lhs, steps)?;
+                    let s = self.arg_scalar(&b.rhs, steps)?;
+                    k.post.push(PostOp::Scalar {
+                        op,
+                        s,
+                        swap: false,
+                        rb,
+                    });
+                    Ok((vs, k))
+                }
+            }
+            _ => Err(not_streamable(e)),
+        }
+    }
+
+    /// Each step's evaluation time for a selector: the `@` time or the step, minus the offset.
+    pub(crate) fn selector_times(&self, vs: &VectorSelector, steps: &Steps) -> Vec<i64> {
+        let off = offset_ms(&vs.offset);
+        match self.at_time(&vs.at) {
+            Some(at) => vec![at.saturating_sub(off); steps.n],
+            None => (0..steps.n)
+                .map(|i| steps.t(i).saturating_sub(off))
+                .collect(),
+        }
+    }
+
+    /// The kernel of an instant selector (`want_ts`: of `timestamp(selector)`).
+    pub(crate) fn instant_kernel(
+        &self,
+        vs: &VectorSelector,
+        steps: &Steps,
+        want_ts: bool,
+    ) -> SeriesKernel {
+        let times = self.selector_times(vs, steps);
+        let lookback = self.opts.lookback_delta_ms;
+        let mint = times
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(0)
+            .saturating_sub(lookback)
+            .saturating_add(1);
+        let maxt = times.iter().copied().max().unwrap_or(0);
+        SeriesKernel {
+            source: Source::Instant {
+                times,
+                lookback,
+                want_ts,
+            },
+            post: Vec::new(),
+            keep: KeepLabels::All,
+            drop_name_now: false,
+            mint,
+            maxt,
+            steps: *steps,
+            hints: SelectHints {
+                step_ms: steps.step,
+                func: None,
+                range_ms: 0,
+            },
+        }
+    }
+
+    /// The kernel of a range function over a range selector.
+    pub(crate) fn range_kernel(
+        &self,
+        call: RangeCall,
+        ms: &promql_parser::parser::MatrixSelector,
+        steps: &Steps,
+    ) -> Result<SeriesKernel, PromqlError> {
+        let range = ms.range.as_millis() as i64;
+        let ends = self.selector_times(&ms.vs, steps);
+        let mint = ends
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(0)
+            .saturating_sub(range)
+            .saturating_add(1);
+        let maxt = ends.iter().copied().max().unwrap_or(0);
+        Ok(SeriesKernel {
+            hints: SelectHints {
+                step_ms: steps.step,
+                func: Some(call.name().to_string()),
+                range_ms: range,
+            },
+            source: Source::Range { call, ends, range },
+            post: Vec::new(),
+            keep: KeepLabels::All,
+            drop_name_now: false,
+            mint,
+            maxt,
+            steps: *steps,
+        })
+    }
+
+    /// Streams the series `vs` selects through `kernel`: each worker task folds its series'
+    /// columns (those with a value, in stream order) into a fresh `new()` with `add`, and the
+    /// tasks' folds are handed to `merge` in stream order.
+    ///
+    /// A selection that fits one task runs on this thread. Otherwise a reader thread fetches
+    /// batches ahead, [`par_threads`] workers (started once per selection) compute tasks as
+    /// they come, and this thread merges their results in task order, so answers never
+    /// depend on which worker finished first.
+    pub(crate) fn stream_partials<P: Send>(
+        &mut self,
+        vs: &VectorSelector,
+        kernel: &SeriesKernel,
+        new: &(dyn Fn() -> P + Sync),
+        add: &(dyn Fn(&mut P, Col) + Sync),
+        merge: &mut dyn FnMut(&mut Self, P) -> Result<(), PromqlError>,
+    ) -> Result<(), PromqlError> {
+        let mut stream = self.open_stream(vs, kernel.mint, kernel.maxt, &kernel.hints)?;
+        let task = |sc: &mut Scratch, series: Vec<StreamSeries>| {
+            let mut out = TaskOut {
+                acc: new(),
+                notes: Vec::new(),
+                decoded: 0,
+                decoded_most: 0,
+                selected: false,
+            };
+            let mut series = series.into_iter().peekable();
+            while series.peek().is_some() {
+                let group: Vec<StreamSeries> = series.by_ref().take(DECODE_GROUP).collect();
+                if sc.samples.len() < group.len() {
+                    sc.samples.resize_with(group.len(), SampleBatch::new);
+                }
+                decode_many(
+                    &group,
+                    kernel.mint,
+                    kernel.maxt,
+                    &mut sc.decode,
+                    &mut sc.samples[..group.len()],
+                )?;
+                for (s, samples) in group.into_iter().zip(sc.samples.iter_mut()) {
+                    let r = kernel.run(s.labels, samples, &mut sc.buf);
+                    out.decoded += r.decoded;
+                    out.selected |= r.selected;
+                    out.notes.extend(r.note);
+                    if let Some(col) = r.col {
+                        add(&mut out.acc, col);
+                    }
+                }
+                out.decoded_most = out.decoded_most.max(out.decoded);
+                out.decoded = 0;
+            }
+            Ok::<_, PromqlError>(out)
+        };
+        let mut selected = false;
+        let workers = par_threads(usize::MAX);
+        let mut absorb = |ev: &mut Self, out: TaskOut<P>| {
+            selected |= out.selected;
+            for note in out.notes {
+                ev.note_info(note);
+            }
+            // Each worker holds one decode group's samples at a time.
+            ev.acquire(out.decoded_most * workers)?;
+            ev.release(out.decoded_most * workers);
+            merge(ev, out.acc)
+        };
+        let Some(first) = stream.next_batch()? else {
+            return self.finish_stream(kernel, selected);
+        };
+        if first.len() <= TASK_SERIES || workers == 1 {
+            let mut more = Some(first);
+            let mut sc = Scratch::default();
+            while let Some(mut batch) = more {
+                self.check_deadline("query execution")?;
+                while !batch.is_empty() {
+                    let rest = batch.split_off(batch.len().min(TASK_SERIES));
+                    let out = task(&mut sc, std::mem::replace(&mut batch, rest))?;
+                    absorb(self, out)?;
+                }
+                // A small selection ends here; a large one on one core carries on.
+                more = stream.next_batch()?;
+                if more.is_some() && workers > 1 {
+                    return self.stream_pool(more, stream, &task, &mut absorb, kernel, workers);
+                }
+            }
+            return self.finish_stream(kernel, selected);
+        }
+        self.stream_pool(Some(first), stream, &task, &mut absorb, kernel, workers)
+    }
+
+    /// The parallel half of [`Evaluator::stream_partials`]: `first` and the rest of `stream`
+    /// through `workers` worker threads, results absorbed in task order. This is the one
+    /// place query work fans out across cores (plain scoped threads for now; the engine's
+    /// per-core executors can take the tasks instead).
+    fn stream_pool<P: Send, F>(
+        &mut self,
+        first: Option<Vec<StreamSeries>>,
+        mut stream: Box<dyn SeriesStream + 'a>,
+        task: &F,
+        absorb: &mut Absorb<'_, Self, P>,
+        kernel: &SeriesKernel,
+        workers: usize,
+    ) -> Result<(), PromqlError>
+    where
+        F: Fn(&mut Scratch, Vec<StreamSeries>) -> Result<TaskOut<P>, PromqlError> + Sync,
+    {
+        type Job = (usize, Vec<StreamSeries>);
+        std::thread::scope(|sc| -> Result<(), PromqlError> {
+            let (batch_tx, batch_rx) = std::sync::mpsc::sync_channel(1);
+            sc.spawn(move || {
+                loop {
+                    let r = stream.next_batch();
+                    let more = matches!(r, Ok(Some(_)));
+                    if batch_tx.send(r).is_err() || !more {
+                        break;
+                    }
+                }
+            });
+            let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<Job>(workers * 2);
+            let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
+            let (res_tx, res_rx) = std::sync::mpsc::channel();
+            for _ in 0..workers {
+                let (job_rx, res_tx) = (job_rx.clone(), res_tx.clone());
+                sc.spawn(move || {
+                    let mut scratch = Scratch::default();
+                    loop {
+                        let job = job_rx
+                            .lock()
+                            .map_err(|_| ())
+                            .and_then(|rx| rx.recv().map_err(|_| ()));
+                        let Ok((i, series)) = job else { break };
+                        if res_tx.send((i, task(&mut scratch, series))).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(res_tx);
+            let mut pending = std::collections::BTreeMap::new();
+            let (mut sent, mut merged) = (0usize, 0usize);
+            // Takes the results that are in (waiting for one first when `block`), absorbing
+            // them in task order; false when every worker is gone.
+            let mut take_ready = |ev: &mut Self,
+                                  pending: &mut std::collections::BTreeMap<usize, _>,
+                                  merged: &mut usize,
+                                  block: bool|
+             -> Result<bool, PromqlError> {
+                let mut wait = block;
+                loop {
+                    let got = if wait {
+                        res_rx.recv().ok()
+                    } else {
+                        res_rx.try_recv().ok()
+                    };
+                    let Some((i, r)) = got else {
+                        return Ok(!wait);
+                    };
+                    wait = false;
+                    pending.insert(i, r);
+                    while let Some(r) = pending.remove(merged) {
+                        absorb(ev, r?)?;
+                        *merged += 1;
+                    }
+                }
+            };
+            let mut next = first;
+            loop {
+                let batch = match next.take() {
+                    Some(b) => b,
+                    None => match batch_rx.recv() {
+                        Ok(r) => match r? {
+                            Some(b) => b,
+                            None => break,
+                        },
+                        Err(_) => break,
+                    },
+                };
+                self.check_deadline("query execution")?;
+                let mut batch = batch;
+                while !batch.is_empty() {
+                    let rest = batch.split_off(batch.len().min(TASK_SERIES));
+                    let job = (sent, std::mem::replace(&mut batch, rest));
+                    sent += 1;
+                    if job_tx.send(job).is_err() {
+                        break;
+                    }
+                    take_ready(self, &mut pending, &mut merged, false)?;
+                }
+            }
+            drop(job_tx);
+            while merged < sent {
+                // Every worker gone without an answer means one panicked, which the scope
+                // reports when it joins.
+                if !take_ready(self, &mut pending, &mut merged, true)? {
+                    break;
+                }
+            }
+            Ok(())
+        })?;
+        self.finish_stream(kernel, false)
+    }
+
+    /// What a stream owes once its series are all seen.
+    fn finish_stream(&mut self, kernel: &SeriesKernel, selected: bool) -> Result<(), PromqlError> {
+        if selected && let Source::Range { call, .. } = &kernel.source {
+            call.warn_params(self);
+        }
+        Ok(())
+    }
+
+    /// Streams the series `vs` selects through `kernel`, calling `sink` with every column
+    /// that has a value, in stream order.
+    pub(crate) fn stream_columns(
+        &mut self,
+        vs: &VectorSelector,
+        kernel: &SeriesKernel,
+        sink: &mut dyn FnMut(&mut Self, Col) -> Result<(), PromqlError>,
+    ) -> Result<(), PromqlError> {
+        self.stream_partials(
+            vs,
+            kernel,
+            &Vec::new,
+            &|v: &mut Vec<Col>, c| v.push(c),
+            &mut |ev, cols| {
+                for c in cols {
+                    sink(ev, c)?;
+                }
+                Ok(())
+            },
+        )
+    }
+
+    /// Every column of a streamed expression, each counted as held.
+    pub(crate) fn collect_columns(
+        &mut self,
+        vs: &VectorSelector,
+        kernel: &SeriesKernel,
+    ) -> Result<Vec<Col>, PromqlError> {
+        let mut out = Vec::new();
+        self.stream_columns(vs, kernel, &mut |ev, c| {
+            ev.acquire(c.v.iter().filter(|x| !is_absent(**x)).count())?;
+            out.push(c);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The storage stream of the series `vs` selects in `[mint, maxt]`. A selector with
+    /// several matcher groups (`{a="1" or b="2"}`) is the union of their selections.
+    pub(crate) fn open_stream(
+        &self,
+        vs: &VectorSelector,
+        mint: i64,
+        maxt: i64,
+        hints: &SelectHints,
+    ) -> Result<Box<dyn SeriesStream + 'a>, PromqlError> {
+        let storage: &'a dyn crate::query::Queryable = self.storage;
+        let mut groups = vec![vs.matchers.matchers.clone()];
+        groups.extend(vs.matchers.or_matchers.iter().cloned());
+        let matchers = |group: &[promql_parser::label::Matcher]| {
+            let mut ms = Vec::with_capacity(group.len() + 1);
+            if let Some(name) = &vs.name {
+                ms.push(crate::labels::Matcher::equal("__name__", name.clone()));
+            }
+            for m in group {
+                ms.push(super::selector::convert_matcher(m)?);
+            }
+            Ok::<_, PromqlError>(ms)
+        };
+        if groups.len() == 1 {
+            let ms = matchers(&groups[0])?;
+            return Ok(storage.select_stream(&ms, mint, maxt, hints)?);
+        }
+        let mut all = Vec::new();
+        for g in &groups {
+            all.extend(storage.select(&matchers(g)?, mint, maxt, hints)?);
+        }
+        all.sort_by(|a, b| a.labels.cmp(&b.labels));
+        all.dedup_by(|a, b| a.labels == b.labels);
+        Ok(Box::new(crate::query::VecStream::new(all)))
+    }
+}
+
+fn not_streamable(e: &Expr) -> PromqlError {
+    PromqlError::Execution(format!("expression cannot be streamed: {e}"))
+}

@@ -1,0 +1,328 @@
+//! Streaming selection: series handed to a consumer a bounded batch at a time, so a query over
+//! many series never holds all of their samples at once.
+//!
+//! A source hands each series either decoded or as its stored chunks; chunks are decoded by the
+//! consumer ([`decode_series`]), which lets PromQL decode on its worker threads and drop each
+//! series' samples as soon as its step column is computed.
+
+use bytes::Bytes;
+
+use super::{Series, merge_samples};
+use crate::chunk::{Encoding, ManyDecodeError, SampleBatch, decode_xor_many};
+use crate::error::{Error, Result};
+use crate::labels::Labels;
+
+/// Series per batch a source aims for; a batch may be smaller, never empty.
+pub const BATCH_SERIES: usize = 1024;
+
+/// Chunks per batch a chunk source aims for at most (about 120 samples each).
+pub const BATCH_CHUNKS: usize = 8192;
+
+/// One stored chunk of a series: its time range and encoded payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesChunk {
+    /// First sample's timestamp, ms.
+    pub min_time: i64,
+    /// Last sample's timestamp, ms (inclusive).
+    pub max_time: i64,
+    /// TSDB chunk encoding byte (1 = XOR).
+    pub encoding: u8,
+    /// The payload, starting with its 2-byte sample count.
+    pub data: Bytes,
+}
+
+/// The samples of a streamed series.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SeriesData {
+    /// Decoded samples in the selected range, sorted by time, no duplicate timestamps.
+    Decoded(SampleBatch),
+    /// The chunks that overlap the selected range, ordered so that a later chunk's sample wins
+    /// over an earlier one's at the same timestamp. Samples outside the range are the
+    /// consumer's to drop ([`decode_series`] does).
+    Chunks(Vec<SeriesChunk>),
+}
+
+impl SeriesData {
+    /// Samples (decoded) or chunks × 120 (estimated) this data stands for.
+    pub fn estimated_samples(&self) -> usize {
+        match self {
+            SeriesData::Decoded(b) => b.len(),
+            SeriesData::Chunks(c) => c.len() * 120,
+        }
+    }
+}
+
+/// A series as a stream hands it over: labels and samples. Once decoded and trimmed to the
+/// range it may turn out to hold no sample (a chunk can straddle the range); consumers skip it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSeries {
+    /// The series' labels, including `__name__`.
+    pub labels: Labels,
+    /// Its samples, decoded or as chunks.
+    pub data: SeriesData,
+}
+
+/// A selection handed over in batches. Each label set comes exactly once, with all of its
+/// samples in the selected range (merged across blocks), and batches follow one fixed order
+/// for a given source and selection, so consumers that fold in stream order are deterministic.
+pub trait SeriesStream: Send {
+    /// The next batch (never empty), or `None` when the selection is exhausted.
+    fn next_batch(&mut self) -> Result<Option<Vec<StreamSeries>>>;
+}
+
+/// A stream over series already in memory (the default for sources without a streaming path).
+#[derive(Debug)]
+pub struct VecStream {
+    series: std::vec::IntoIter<Series>,
+}
+
+impl VecStream {
+    /// Streams `series` in their order, [`BATCH_SERIES`] at a time.
+    pub fn new(series: Vec<Series>) -> Self {
+        VecStream {
+            series: series.into_iter(),
+        }
+    }
+}
+
+impl SeriesStream for VecStream {
+    fn next_batch(&mut self) -> Result<Option<Vec<StreamSeries>>> {
+        let batch: Vec<StreamSeries> = self
+            .series
+            .by_ref()
+            .take(BATCH_SERIES)
+            .map(|s| StreamSeries {
+                labels: s.labels,
+                data: SeriesData::Decoded(s.samples),
+            })
+            .collect();
+        Ok((!batch.is_empty()).then_some(batch))
+    }
+}
+
+/// Reusable buffers for [`decode_many`], one set per decoding thread.
+#[derive(Debug, Default)]
+pub struct DecodeScratch {
+    parts: Vec<SampleBatch>,
+}
+
+/// Decodes a streamed series' samples in `[mint, maxt]` into `out` (cleared first): what
+/// [`decode_many`] does for one series.
+pub fn decode_series(
+    s: &StreamSeries,
+    mint: i64,
+    maxt: i64,
+    scratch: &mut DecodeScratch,
+    out: &mut SampleBatch,
+) -> Result<()> {
+    decode_many(
+        std::slice::from_ref(s),
+        mint,
+        maxt,
+        scratch,
+        std::slice::from_mut(out),
+    )
+}
+
+/// Decodes the samples in `[mint, maxt]` of `series[k]` into `outs[k]` (each cleared first),
+/// merging chunks of a series that overlap in time (a later chunk wins on equal timestamps).
+/// Every chunk of every series goes to one [`decode_xor_many`] call, so a multi-chunk decoder
+/// sees them all at once. Encodings other than XOR, and corrupt chunks, are errors naming the
+/// series.
+pub fn decode_many(
+    series: &[StreamSeries],
+    mint: i64,
+    maxt: i64,
+    scratch: &mut DecodeScratch,
+    outs: &mut [SampleBatch],
+) -> Result<()> {
+    let mut payloads: Vec<&[u8]> = Vec::new();
+    // Per series, the range of its chunks in `payloads`.
+    let mut spans: Vec<std::ops::Range<usize>> = Vec::with_capacity(series.len());
+    for (s, out) in series.iter().zip(outs.iter_mut()) {
+        out.clear();
+        let at = payloads.len();
+        match &s.data {
+            SeriesData::Decoded(b) => {
+                let lo = b.ts.partition_point(|&t| t < mint);
+                let hi = b.ts.partition_point(|&t| t <= maxt).max(lo);
+                out.ts.extend_from_slice(&b.ts[lo..hi]);
+                out.val.extend_from_slice(&b.val[lo..hi]);
+            }
+            SeriesData::Chunks(chunks) => {
+                if let Some(c) = chunks.iter().find(|c| c.encoding != Encoding::Xor as u8) {
+                    return Err(Error::InvalidInput(format!(
+                        "series {}: chunk encoding {} is not decoded by PromQL",
+                        s.labels, c.encoding
+                    )));
+                }
+                payloads.extend(chunks.iter().map(|c| c.data.as_ref()));
+            }
+        }
+        spans.push(at..payloads.len());
+    }
+    let n = payloads.len();
+    if scratch.parts.len() < n {
+        scratch.parts.resize_with(n, SampleBatch::new);
+    }
+    for p in &mut scratch.parts[..n] {
+        p.clear();
+    }
+    decode_xor_many(&payloads, &mut scratch.parts[..n]).map_err(|e| {
+        let ManyDecodeError::Chunk { chunk, source } = e else {
+            return Error::InvalidInput(e.to_string());
+        };
+        let k = spans.iter().position(|r| r.contains(&chunk)).unwrap_or(0);
+        let (i, s) = (chunk - spans[k].start, &series[k]);
+        let range = match &s.data {
+            SeriesData::Chunks(c) => format!("{}..{}", c[i].min_time, c[i].max_time),
+            SeriesData::Decoded(_) => String::new(),
+        };
+        Error::InvalidInput(format!(
+            "series {}: chunk {i} ({range}): {source}",
+            s.labels
+        ))
+    })?;
+    for (span, out) in spans.into_iter().zip(outs.iter_mut()) {
+        let parts = &scratch.parts[span];
+        let disjoint = parts
+            .windows(2)
+            .all(|w| match (w[0].ts.last(), w[1].ts.first()) {
+                (Some(a), Some(b)) => a < b,
+                _ => true,
+            });
+        if disjoint {
+            // The usual case: consecutive chunks; copy the in-range run of each.
+            for p in parts {
+                let lo = p.ts.partition_point(|&t| t < mint);
+                let hi = p.ts.partition_point(|&t| t <= maxt).max(lo);
+                out.ts.extend_from_slice(&p.ts[lo..hi]);
+                out.val.extend_from_slice(&p.val[lo..hi]);
+            }
+        } else {
+            let merged = merge_samples(&parts.iter().collect::<Vec<_>>());
+            out.ts.extend_from_slice(&merged.ts);
+            out.val.extend_from_slice(&merged.val);
+            out.truncate_to_range(mint, maxt);
+        }
+    }
+    Ok(())
+}
+
+/// Drains `stream` into series with decoded samples, dropping those with no sample in
+/// `[mint, maxt]`: what [`super::Queryable::select`] answers for the same selection.
+pub fn collect_stream(
+    mut stream: Box<dyn SeriesStream + '_>,
+    mint: i64,
+    maxt: i64,
+) -> Result<Vec<Series>> {
+    let mut out = Vec::new();
+    let mut scratch = DecodeScratch::default();
+    while let Some(batch) = stream.next_batch()? {
+        for s in batch {
+            let mut samples = SampleBatch::new();
+            decode_series(&s, mint, maxt, &mut scratch, &mut samples)?;
+            if !samples.is_empty() {
+                out.push(Series {
+                    labels: s.labels,
+                    samples,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::encode_xor;
+
+    fn chunk(ts: &[i64], v: f64) -> SeriesChunk {
+        let val = vec![v; ts.len()];
+        SeriesChunk {
+            min_time: ts[0],
+            max_time: ts[ts.len() - 1],
+            encoding: Encoding::Xor as u8,
+            data: Bytes::from(encode_xor(ts, &val)),
+        }
+    }
+
+    fn series(data: SeriesData) -> StreamSeries {
+        StreamSeries {
+            labels: Labels::from_pairs([("__name__", "x")]),
+            data,
+        }
+    }
+
+    #[test]
+    fn consecutive_chunks_are_concatenated_and_trimmed() {
+        let s = series(SeriesData::Chunks(vec![
+            chunk(&[10, 20, 30], 1.0),
+            chunk(&[40, 50], 2.0),
+        ]));
+        let mut out = SampleBatch::new();
+        decode_series(&s, 20, 40, &mut DecodeScratch::default(), &mut out).unwrap();
+        assert_eq!(out.ts, vec![20, 30, 40]);
+        assert_eq!(out.val, vec![1.0, 1.0, 2.0]);
+    }
+
+    #[test]
+    fn overlapping_chunks_merge_with_the_later_one_winning() {
+        let s = series(SeriesData::Chunks(vec![
+            chunk(&[10, 20, 30], 1.0),
+            chunk(&[20, 25], 2.0),
+        ]));
+        let mut out = SampleBatch::new();
+        decode_series(&s, 0, 100, &mut DecodeScratch::default(), &mut out).unwrap();
+        assert_eq!(out.ts, vec![10, 20, 25, 30]);
+        assert_eq!(out.val, vec![1.0, 2.0, 2.0, 1.0]);
+    }
+
+    #[test]
+    fn corrupt_and_foreign_chunks_are_errors_naming_the_series() {
+        let mut bad = chunk(&[10, 20, 30], 1.0);
+        bad.data = bad.data.slice(..3);
+        let mut out = SampleBatch::new();
+        let err = decode_series(
+            &series(SeriesData::Chunks(vec![bad])),
+            0,
+            100,
+            &mut DecodeScratch::default(),
+            &mut out,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("__name__=\"x\""), "{err}");
+        let mut foreign = chunk(&[10], 1.0);
+        foreign.encoding = Encoding::Histogram as u8;
+        let err = decode_series(
+            &series(SeriesData::Chunks(vec![foreign])),
+            0,
+            100,
+            &mut DecodeScratch::default(),
+            &mut out,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("encoding 2"), "{err}");
+    }
+
+    #[test]
+    fn vec_stream_hands_out_bounded_batches_in_order() {
+        let all: Vec<Series> = (0..BATCH_SERIES + 5)
+            .map(|i| Series {
+                labels: Labels::from_pairs([("i", format!("{i:05}"))]),
+                samples: SampleBatch {
+                    ts: vec![i as i64],
+                    val: vec![1.0],
+                },
+            })
+            .collect();
+        let mut st = VecStream::new(all.clone());
+        let a = st.next_batch().unwrap().unwrap();
+        let b = st.next_batch().unwrap().unwrap();
+        assert_eq!((a.len(), b.len()), (BATCH_SERIES, 5));
+        assert!(st.next_batch().unwrap().is_none());
+        let got = collect_stream(Box::new(VecStream::new(all.clone())), 0, i64::MAX).unwrap();
+        assert_eq!(got, all);
+    }
+}
