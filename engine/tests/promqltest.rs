@@ -57,6 +57,20 @@ fn prometheus_v3_5_3_scripts_pass() {
     );
 }
 
+/// Gauntlet's own scripts (answers taken from Prometheus 3.5.3) must pass as well.
+#[test]
+fn gauntlet_scripts_pass() {
+    let (passed, failed, _) = run_dir("testdata/promql/gauntlet");
+    for f in &failed {
+        println!("FAIL {f}");
+    }
+    assert!(
+        passed > 0 && failed.is_empty(),
+        "{} evals failed",
+        failed.len()
+    );
+}
+
 /// Not gating yet: prints the figure for the newer script set.
 #[test]
 fn prometheus_v3_14_0_scripts_figure() {

@@ -215,9 +215,12 @@ pub(crate) struct Aggregator {
     by_name: bool,
     n: usize,
     param: Option<Val>,
-    /// `k` per step for `topk`/`bottomk` (0 where no member is taken); an invalid parameter
-    /// is reported at the finish, after the input was evaluated, as before streaming.
-    k: Result<Vec<usize>, String>,
+    /// `k` per step for `topk`/`bottomk` (0 where no member is taken, `None` where the
+    /// parameter does not convert to an int64).
+    k: Vec<Option<usize>>,
+    /// The first step with input at which `k` is `None`: the query fails there, reported at
+    /// the finish, after the input was evaluated.
+    bad_k_step: Option<usize>,
     groups: Vec<Group>,
     index: GroupIndex,
     /// Input columns kept: all of them for [`Op::keeps_input`], the candidates of `topk`.
@@ -232,9 +235,14 @@ impl Aggregator {
         let op = Op::parse(&op_name)?;
         let modifier = a.modifier.clone();
         let by_name = matches!(&modifier, Some(LabelModifier::Include(by)) if by.labels.iter().any(|l| l == "__name__"));
-        let k = match op {
-            Op::TopK | Op::BottomK => top_k_param(&param, &op_name),
-            _ => Ok(Vec::new()),
+        let k = match (op, &param) {
+            (Op::TopK | Op::BottomK, Some(Val::Scalar(p))) => k_per_step(p),
+            (Op::TopK | Op::BottomK, _) => {
+                return Err(PromqlError::Execution(format!(
+                    "expected scalar parameter for {op_name}"
+                )));
+            }
+            _ => Vec::new(),
         };
         Ok(Aggregator {
             op,
@@ -244,6 +252,7 @@ impl Aggregator {
             n,
             param,
             k,
+            bad_k_step: None,
             groups: Vec::new(),
             index: GroupIndex::default(),
             kept: HashMap::new(),
@@ -320,16 +329,20 @@ impl Aggregator {
                 }
             }
             State::Top(heaps) => {
-                let Ok(k) = &self.k else {
-                    return 0;
-                };
                 let top = op == Op::TopK;
                 let mut taken = false;
                 for (i, &x) in c.v.iter().enumerate() {
-                    let k = k[i];
-                    if is_absent(x) || k == 0 {
+                    if is_absent(x) {
                         continue;
                     }
+                    let k = match self.k[i] {
+                        Some(0) => continue,
+                        Some(k) => k,
+                        None => {
+                            self.bad_k_step = Some(self.bad_k_step.map_or(i, |b| b.min(i)));
+                            continue;
+                        }
+                    };
                     let h = &mut heaps[i];
                     if h.len() < k {
                         h.push((x, seq));
@@ -513,7 +526,9 @@ impl Aggregator {
                 out
             }
             Op::TopK | Op::BottomK => {
-                self.k.map_err(PromqlError::Execution)?;
+                if let (Some(i), Some(Val::Scalar(p))) = (self.bad_k_step, &self.param) {
+                    return Err(k_overflow(p[i]));
+                }
                 let top = self.op == Op::TopK;
                 // Per kept member, the steps at which it is among the best.
                 let mut keep: HashMap<usize, Vec<bool>> = HashMap::new();
@@ -788,27 +803,61 @@ fn best_first(h: &[(f64, usize)], top: bool) -> Vec<(f64, usize)> {
     v
 }
 
-/// `k` per step for `topk`/`bottomk`, or the error Prometheus gives for the parameter.
-fn top_k_param(param: &Option<Val>, op: &str) -> Result<Vec<usize>, String> {
-    let Some(Val::Scalar(p)) = param else {
-        return Err(format!("expected scalar parameter for {op}"));
-    };
-    let mut out = Vec::with_capacity(p.len());
-    for &kf in p {
-        if kf.is_nan() {
-            return Err("Parameter value is NaN".to_string());
-        }
-        if kf >= 9.223_372_036_854_775e18 || kf <= -9.223_372_036_854_775e18 {
-            return Err(format!("Scalar value {} overflows int64", format_float(kf)));
-        }
-        let k = kf as i64;
-        out.push(if k < 1 {
-            0
-        } else {
-            usize::try_from(k).unwrap_or(usize::MAX)
-        });
+/// `k` per step of `topk`/`bottomk`/`limitk` as Prometheus 3.5 reads the parameter: 0 (take
+/// nothing) below 1, `None` where it does not convert to an int64 (NaN included), which fails
+/// the query only at a step with input ([`k_overflow`]). When every step's `k` is below 1
+/// the aggregation takes nothing and checks nothing.
+fn k_per_step(p: &[f64]) -> Vec<Option<usize>> {
+    if p.iter().all(|&k| k < 1.0) {
+        return vec![Some(0); p.len()];
     }
-    Ok(out)
+    // Prometheus's bounds: the largest float below 2^63 that converts exactly, and -2^63.
+    const MAX: f64 = 9_223_372_036_854_774_784.0;
+    const MIN: f64 = -9_223_372_036_854_775_808.0;
+    p.iter()
+        .map(|&kf| {
+            (MIN..=MAX).contains(&kf).then(|| {
+                let k = kf as i64;
+                if k < 1 {
+                    0
+                } else {
+                    usize::try_from(k).unwrap_or(usize::MAX)
+                }
+            })
+        })
+        .collect()
+}
+
+/// The error for a `k` that does not convert to an int64 (Go's `%v` of the value).
+fn k_overflow(kf: f64) -> PromqlError {
+    PromqlError::Execution(format!("Scalar value {} overflows int64", go_g(kf)))
+}
+
+/// Warns as Prometheus 3.5 does about `limit_ratio` parameters outside `[-1, 1]`, whether or
+/// not the aggregation has input: once for the largest above 1 and once for the smallest below
+/// -1, and not at all when any step's ratio is NaN (the maximum and minimum are NaN then).
+fn ratio_warnings(ev: &mut Evaluator<'_>, p: &[f64]) {
+    if p.iter().any(|r| r.is_nan()) {
+        return;
+    }
+    let max = p.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let min = p.iter().copied().fold(f64::INFINITY, f64::min);
+    for (out, r, cap) in [(max > 1.0, max, 1.0), (min < -1.0, min, -1.0)] {
+        if out {
+            ev.warn(format!(
+                "PromQL warning: ratio value should be between -1 and 1, got {}, capping to {}",
+                go_g(r),
+                go_g(cap)
+            ));
+        }
+    }
+}
+
+/// A float as Go's `%g` / `%v` prints it (`1e+20`, `NaN`, `+Inf`).
+pub(crate) fn go_g(x: f64) -> String {
+    let mut s = String::new();
+    crate::block::dump::format_go_g(x, &mut s);
+    s
 }
 
 impl Evaluator<'_> {
@@ -979,21 +1028,24 @@ fn finish_members(
             let p = scalar_param(op_name)?;
             let mut keep = vec![vec![false; n]; cols.len()];
             let mut order: Vec<usize> = Vec::new();
+            // Parameters are checked only at steps where the aggregation has input.
+            let has_input: Vec<bool> = (0..n)
+                .map(|i| cols.iter().any(|c| !is_absent(c.v[i])))
+                .collect();
             if op == Op::LimitRatio {
+                if p.iter().all(|&r| r == 0.0) {
+                    return Ok(Vec::new());
+                }
+                ratio_warnings(ev, &p);
                 for (i, &r) in p.iter().enumerate() {
-                    if r.is_nan() {
-                        return Err(PromqlError::Execution("Ratio value is NaN".to_string()));
+                    if !has_input[i] {
+                        continue;
                     }
-                    if !(-1.0..=1.0).contains(&r) {
-                        let capped = r.clamp(-1.0, 1.0);
-                        let msg = format!(
-                            "PromQL warning: ratio value should be between -1 and 1, got {}, capping to {}",
-                            format_float(r),
-                            format_float(capped)
-                        );
-                        if !ev.warnings.contains(&msg) {
-                            ev.warnings.push(msg);
-                        }
+                    if r.is_nan() {
+                        return Err(PromqlError::Execution(format!(
+                            "Ratio value {} is NaN",
+                            go_g(r)
+                        )));
                     }
                     let r = r.clamp(-1.0, 1.0);
                     for (ci, c) in cols.iter().enumerate() {
@@ -1005,20 +1057,15 @@ fn finish_members(
                 order.extend(0..cols.len());
             } else {
                 let mut buf: Vec<usize> = Vec::new();
-                for (i, &kf) in p.iter().enumerate() {
-                    if kf.is_nan() {
-                        return Err(PromqlError::Execution("Parameter value is NaN".to_string()));
-                    }
-                    if kf >= 9.223_372_036_854_775e18 || kf <= -9.223_372_036_854_775e18 {
-                        return Err(PromqlError::Execution(format!(
-                            "Scalar value {} overflows int64",
-                            format_float(kf)
-                        )));
-                    }
-                    let k = kf as i64;
-                    if k < 1 {
+                for (i, k) in k_per_step(&p).into_iter().enumerate() {
+                    if !has_input[i] {
                         continue;
                     }
+                    let k = match k {
+                        Some(0) => continue,
+                        Some(k) => k,
+                        None => return Err(k_overflow(p[i])),
+                    };
                     for (_, _, members) in &groups {
                         buf.clear();
                         buf.extend(
@@ -1036,7 +1083,7 @@ fn finish_members(
                             }
                             _ => {}
                         }
-                        buf.truncate(k as usize);
+                        buf.truncate(k);
                         for &m in &buf {
                             keep[m][i] = true;
                         }
