@@ -54,10 +54,14 @@ pub fn push_ts(out: &mut String, t_ms: i64) {
         out.push('-');
     }
     let abs = t_ms.unsigned_abs();
-    let _ = write!(out, "{}", abs / 1000);
+    out.push_str(itoa::Buffer::new().format(abs / 1000));
     let frac = abs % 1000;
     if frac != 0 {
-        let _ = write!(out, ".{frac:03}");
+        let digit = |d: u64| char::from(b'0' + d as u8);
+        out.push('.');
+        out.push(digit(frac / 100));
+        out.push(digit(frac / 10 % 10));
+        out.push(digit(frac % 10));
     }
 }
 
@@ -73,17 +77,103 @@ pub fn push_value(out: &mut String, v: f64) {
     } else if v == f64::NEG_INFINITY {
         out.push_str("-Inf");
     } else if v != 0.0 && (v.abs() < 1e-6 || v.abs() >= 1e21) {
-        // Go's 'e' format: shortest mantissa, exponent signed and at least two digits.
-        let e = format!("{v:e}");
-        let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
-        let exp: i32 = exp.parse().unwrap_or(0);
-        let sign = if exp < 0 { '-' } else { '+' };
-        let _ = write!(out, "{mantissa}e{sign}{:02}", exp.unsigned_abs());
+        push_float(out, v, Notation::Exponent);
     } else {
-        // Rust's Display is the shortest round-trip digits in plain notation, like Go's 'f', -1.
-        let _ = write!(out, "{v}");
+        push_float(out, v, Notation::Plain);
     }
     out.push('"');
+}
+
+/// Digits as text (they are ASCII).
+fn ascii(b: &[u8]) -> &str {
+    std::str::from_utf8(b).unwrap_or("0")
+}
+
+/// How [`push_float`] writes a finite number.
+#[derive(Clone, Copy, PartialEq)]
+enum Notation {
+    /// Go's `FormatFloat(v, 'f', -1, 64)`: `0.000123`, `100000000000000000000`.
+    Plain,
+    /// Go's `FormatFloat(v, 'e', -1, 64)`: `1.23e-04`, `1e+21`.
+    Exponent,
+}
+
+/// Appends finite `v` with the shortest digits that round-trip, in `notation`. The digits come
+/// from `ryu` (the shortest round-trip digits, as Go's formatter picks them); only their
+/// placement differs between ryu's output and Go's.
+fn push_float(out: &mut String, v: f64, notation: Notation) {
+    let mut buf = ryu::Buffer::new();
+    let text = buf.format_finite(v);
+    let (negative, text) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exp) = match text.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
+        None => (text, 0),
+    };
+    // The mantissa's digits without the point, and how many of them stand before it.
+    let mut digits = [0u8; 40];
+    let (mut n, mut int_len) = (0usize, None);
+    for b in mantissa.bytes() {
+        if b == b'.' {
+            int_len = Some(n);
+        } else if n < digits.len() {
+            digits[n] = b;
+            n += 1;
+        }
+    }
+    let mut point = int_len.unwrap_or(n) as i32 + exp;
+    let mut d = &digits[..n];
+    while let [b'0', rest @ ..] = d {
+        d = rest;
+        point -= 1;
+    }
+    while let [rest @ .., b'0'] = d {
+        d = rest;
+    }
+    if negative {
+        out.push('-');
+    }
+    if d.is_empty() {
+        out.push_str(if notation == Notation::Exponent {
+            "0e+00"
+        } else {
+            "0"
+        });
+        return;
+    }
+    match notation {
+        Notation::Plain => {
+            if point <= 0 {
+                out.push_str("0.");
+                out.extend(std::iter::repeat_n('0', (-point) as usize));
+                out.push_str(ascii(d));
+            } else if point as usize >= d.len() {
+                out.push_str(ascii(d));
+                out.extend(std::iter::repeat_n('0', point as usize - d.len()));
+            } else {
+                let (a, b) = d.split_at(point as usize);
+                out.push_str(ascii(a));
+                out.push('.');
+                out.push_str(ascii(b));
+            }
+        }
+        Notation::Exponent => {
+            out.push(char::from(d[0]));
+            if d.len() > 1 {
+                out.push('.');
+                out.push_str(ascii(&d[1..]));
+            }
+            let e = point - 1;
+            out.push_str(if e < 0 { "e-" } else { "e+" });
+            let e = e.unsigned_abs();
+            if e < 10 {
+                out.push('0');
+            }
+            out.push_str(itoa::Buffer::new().format(e));
+        }
+    }
 }
 
 /// Appends a scalar result's value: Prometheus writes scalars always in plain notation
@@ -97,7 +187,7 @@ pub fn push_scalar_point(out: &mut String, t_ms: i64, v: f64) {
     } else if v.is_infinite() {
         out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
     } else {
-        let _ = write!(out, "{v}");
+        push_float(out, v, Notation::Plain);
     }
     out.push_str("\"]");
 }
@@ -187,6 +277,66 @@ mod tests {
         assert_eq!(value(f64::NAN), "\"NaN\"");
         assert_eq!(value(f64::INFINITY), "\"+Inf\"");
         assert_eq!(value(f64::NEG_INFINITY), "\"-Inf\"");
+    }
+
+    /// Go's `'e', -1` spelling built from Rust's shortest digits (the formatter's twin).
+    fn exponent_reference(v: f64) -> String {
+        let e = format!("{v:e}");
+        let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
+        let exp: i32 = exp.parse().unwrap_or(0);
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.unsigned_abs())
+    }
+
+    fn float(v: f64, notation: Notation) -> String {
+        let mut s = String::new();
+        push_float(&mut s, v, notation);
+        s
+    }
+
+    proptest::proptest! {
+        /// The fast formatter writes exactly what Rust's (shortest round-trip digits, like Go's)
+        /// formatting writes, for every finite double.
+        #[test]
+        fn floats_match_the_standard_formatting(bits: u64) {
+            let v = f64::from_bits(bits);
+            if v.is_finite() {
+                proptest::prop_assert_eq!(float(v, Notation::Plain), format!("{v}"));
+                proptest::prop_assert_eq!(float(v, Notation::Exponent), exponent_reference(v));
+            }
+        }
+
+        #[test]
+        fn everyday_floats_match_the_standard_formatting(i in -1_000_000_000i64..1_000_000_000, scale in 0u32..12) {
+            let v = i as f64 / 10f64.powi(scale as i32);
+            proptest::prop_assert_eq!(float(v, Notation::Plain), format!("{v}"));
+            proptest::prop_assert_eq!(float(v, Notation::Exponent), exponent_reference(v));
+        }
+    }
+
+    #[test]
+    fn float_edges() {
+        for v in [
+            0.0,
+            -0.0,
+            5e-324,
+            -5e-324,
+            f64::MAX,
+            f64::MIN,
+            f64::MIN_POSITIVE,
+            1e21,
+            1e-7,
+            123456789012345680000.0,
+            0.1 + 0.2,
+            100.0,
+            1e15,
+            1e16,
+            1e17,
+            9007199254740993.0,
+        ] {
+            assert_eq!(float(v, Notation::Plain), format!("{v}"), "{v:e}");
+            assert_eq!(float(v, Notation::Exponent), exponent_reference(v), "{v:e}");
+        }
     }
 
     #[test]
