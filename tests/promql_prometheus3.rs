@@ -675,6 +675,51 @@ fn differential(queries: &[&str], features: &str, gauntlet_args: &[&str]) {
             }
         }
     }
+    // The label APIs answer for every series of the blocks overlapping the window, whether or
+    // not the series has samples in it (edge_stale{case="end"} ends at 90 min, edge_split's
+    // halves sit in different blocks).
+    let late = ((T0 + 6000).to_string(), (T0 + 6600).to_string());
+    let early = (T0.to_string(), (T0 + 600).to_string());
+    for (a, z) in [&late, &early] {
+        for path in [
+            format!(
+                "/api/v1/label/case/values?{}",
+                enc(&[("match[]", "edge_stale"), ("start", a), ("end", z)])
+            ),
+            format!(
+                "/api/v1/label/case/values?{}",
+                enc(&[("start", a), ("end", z)])
+            ),
+            format!(
+                "/api/v1/labels?{}",
+                enc(&[
+                    ("match[]", r#"{__name__=~"edge_s.*"}"#),
+                    ("start", a),
+                    ("end", z)
+                ])
+            ),
+            format!("/api/v1/labels?{}", enc(&[("start", a), ("end", z)])),
+            format!(
+                "/api/v1/series?{}",
+                enc(&[
+                    ("match[]", r#"{__name__=~"edge_s.*"}"#),
+                    ("start", a),
+                    ("end", z)
+                ])
+            ),
+        ] {
+            let (ps, pb) = http_get(prom.port, &path).unwrap();
+            let (gs, gb) = ours.get(&path);
+            checked += 1;
+            if (ps, &pb) != (gs, &gb) {
+                failures.push(format!(
+                    "[{path}]\n    prometheus {ps} {}\n    gauntlet {gs} {}",
+                    String::from_utf8_lossy(&pb),
+                    String::from_utf8_lossy(&gb)
+                ));
+            }
+        }
+    }
     eprintln!(
         "{} queries, {checked} evaluations: {} agree with Prometheus 3, {} differ",
         queries.len(),

@@ -20,6 +20,9 @@ pub struct LabelsQuery {
     pub without_replica_labels: Vec<String>,
     /// At most this many entries (0 = all).
     pub limit: u64,
+    /// Count every series of the blocks overlapping the range, as Prometheus's label APIs do;
+    /// otherwise only series with a chunk in range, as Thanos's store does.
+    pub whole_blocks: bool,
 }
 
 impl BucketStore {
@@ -44,6 +47,7 @@ impl BucketStore {
             skip_chunks: true,
             without_replica_labels: q.without_replica_labels.clone(),
             every_resolution: true,
+            whole_blocks: q.whole_blocks,
             ..SeriesQuery::default()
         }
     }

@@ -52,6 +52,8 @@ impl Queryable for BucketStore {
             min_time: mint,
             max_time: maxt,
             matchers: matchers.to_vec(),
+            // PromQL's label APIs answer for whole blocks, as Prometheus does.
+            whole_blocks: true,
             ..LabelsQuery::default()
         };
         Ok(self.block_on(BucketStore::label_names(self, &q))?)
@@ -68,6 +70,8 @@ impl Queryable for BucketStore {
             min_time: mint,
             max_time: maxt,
             matchers: matchers.to_vec(),
+            // PromQL's label APIs answer for whole blocks, as Prometheus does.
+            whole_blocks: true,
             ..LabelsQuery::default()
         };
         Ok(self.block_on(BucketStore::label_values(self, name, &q))?)

@@ -94,6 +94,10 @@ pub struct SeriesQuery {
     pub aggregates: Vec<AggrType>,
     /// Read the blocks of every resolution in range instead of choosing one (label queries).
     pub every_resolution: bool,
+    /// With `skip_chunks`: serve every matching series of the blocks overlapping the range,
+    /// whether or not a chunk of it does (Prometheus's label APIs work at block granularity;
+    /// Thanos's store, and Series, at chunk granularity).
+    pub whole_blocks: bool,
 }
 
 /// One series of the answer.

@@ -659,12 +659,17 @@ async fn read_batch(
     sc.labels.clear();
     sc.spans.clear();
     sc.metas.clear();
+    let window = if q.whole_blocks && q.skip_chunks {
+        (i64::MIN, i64::MAX)
+    } else {
+        (q.min_time, q.max_time)
+    };
     for (i, &r) in refs.iter().enumerate() {
         decode_entry(
             entries.get(i),
             u64::from(r) * 16,
             num_symbols,
-            (q.min_time, q.max_time),
+            window,
             &path,
             &mut sc.labels,
             &mut sc.metas,

@@ -110,6 +110,7 @@ fn series_query(r: thanos::SeriesRequest) -> Result<SeriesQuery, Status> {
         max_resolution_window: r.max_resolution_window,
         aggregates,
         every_resolution: false,
+        whole_blocks: false,
     })
 }
 
@@ -374,6 +375,7 @@ impl thanos::store_server::Store for StoreService {
             matchers: convert::matchers(&r.matchers)?,
             without_replica_labels: r.without_replica_labels,
             limit: r.limit.max(0) as u64,
+            whole_blocks: false,
         };
         let names = self.store.label_names(&q).await.map_err(convert::status)?;
         Ok(Response::new(thanos::LabelNamesResponse {
@@ -394,6 +396,7 @@ impl thanos::store_server::Store for StoreService {
             matchers: convert::matchers(&r.matchers)?,
             without_replica_labels: r.without_replica_labels,
             limit: r.limit.max(0) as u64,
+            whole_blocks: false,
         };
         let values = self
             .store

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use gauntlet_engine::Result;
 use gauntlet_engine::downsample::SelectorFuncs;
-use gauntlet_engine::labels::{MatchType, Matcher};
+use gauntlet_engine::labels::Matcher;
 use gauntlet_engine::query::{Queryable, SelectHints, Series, SeriesStream};
 use gauntlet_engine::store::BucketStore;
 
@@ -59,8 +59,7 @@ impl Queryable for StoreView {
     }
 
     fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>> {
-        let all = all_series();
-        Queryable::label_names(&*self.store, or_all(matchers, &all), mint, maxt)
+        Queryable::label_names(&*self.store, matchers, mint, maxt)
     }
 
     fn label_values(
@@ -70,8 +69,7 @@ impl Queryable for StoreView {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>> {
-        let all = all_series();
-        Queryable::label_values(&*self.store, name, or_all(matchers, &all), mint, maxt)
+        Queryable::label_values(&*self.store, name, matchers, mint, maxt)
     }
 }
 
@@ -80,14 +78,4 @@ impl ReadView for StoreView {
     fn warnings(&self) -> Vec<String> {
         Vec::new()
     }
-}
-
-/// A matcher every series satisfies: the label endpoints mean "every series" by an empty
-/// matcher list, and postings lookups need at least one matcher.
-fn all_series() -> [Matcher; 1] {
-    [Matcher::new(MatchType::NotEqual, "__name__", "").expect("plain matcher")]
-}
-
-fn or_all<'a>(matchers: &'a [Matcher], all: &'a [Matcher]) -> &'a [Matcher] {
-    if matchers.is_empty() { all } else { matchers }
 }
