@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 secs=${1:-60}
 fixtures=../testdata/tsdb
 mkdir -p corpus/chunk_decode corpus/chunk_lanes corpus/index_reader corpus/meta_json corpus/chunk_segment corpus/tombstones \
-  corpus/aggr_chunk corpus/label_filter
+  corpus/aggr_chunk corpus/label_filter corpus/index_header corpus/series_entry
 if [ -z "$(ls -A corpus/index_reader)" ]; then
   i=0
   for idx in "$fixtures"/*/*/index; do cp "$idx" "corpus/index_reader/seed$i"; i=$((i+1)); done
@@ -29,7 +29,14 @@ if [ -z "$(ls -A corpus/aggr_chunk)" ] || [ -z "$(ls -A corpus/label_filter)" ];
   printf '\0\0\0\0\0\0\0\0\0job=api\ncode=500\ninstance=host-01\n' > corpus/label_filter/seed0
   printf '\0\x30\x01\x20\x80\0\0\0\0__name__=up\n' > corpus/label_filter/seed1
 fi
-for t in chunk_decode chunk_lanes index_reader meta_json chunk_segment tombstones aggr_chunk label_filter; do
+# Index-headers and series entries: seeded from a header the store builds for a fixture block
+# (two bytes giving the header's length, the header, then the index) and from the fixture
+# indexes' series sections.
+if [ -z "$(ls -A corpus/index_header)" ]; then
+  (cd .. && cargo run -q -p gauntlet-bench --example index_header_seed -- \
+      "$(ls -d testdata/tsdb/promtool-200series-2h/*/)" fuzz/corpus/index_header/seed0 fuzz/corpus/series_entry)
+fi
+for t in chunk_decode chunk_lanes index_reader meta_json chunk_segment tombstones aggr_chunk label_filter index_header series_entry; do
   echo "==> $t ($secs s)"
   cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -rss_limit_mb=2048
 done

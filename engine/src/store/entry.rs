@@ -71,20 +71,20 @@ pub(super) fn uvarint(buf: &[u8], pos: usize) -> Option<(u64, usize)> {
 
 /// What an entry decoded to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Decoded {
+pub struct Decoded {
     /// Labels appended.
-    pub(super) labels: usize,
+    pub labels: usize,
     /// Chunks of the series (in any time range).
-    pub(super) chunks: usize,
+    pub chunks: usize,
     /// Chunks appended (those overlapping the range).
-    pub(super) kept: usize,
+    pub kept: usize,
 }
 
 /// Decodes the series entry `buf` (varint length, body, CRC) read from index offset `base`:
 /// checks its CRC, appends its labels' (name, value) symbol references (each below
 /// `num_symbols`) to `labels`, and the metas of its chunks overlapping `[mint, maxt]` to
 /// `chunks`. `path` names the index in errors.
-pub(super) fn decode_entry(
+pub fn decode_entry(
     buf: &[u8],
     base: u64,
     num_symbols: u32,
@@ -100,17 +100,22 @@ pub(super) fn decode_entry(
         reason: reason.to_string(),
     };
     let mut c = Cursor { buf, pos: 0 };
-    let len = c.uvarint().ok_or_else(|| corrupt(0, "bad entry length"))? as usize;
+    let len = c.uvarint().ok_or_else(|| corrupt(0, "bad entry length"))?;
     let body_at = c.pos;
-    if buf.len() < body_at + len + 4 {
+    // A hostile length must not overflow the bounds check.
+    let need = usize::try_from(len)
+        .ok()
+        .and_then(|l| l.checked_add(body_at + 4));
+    let Some(need) = need.filter(|&n| n <= buf.len()) else {
         return Err(IndexError::PastEnd {
             path: path.into(),
             section: "series",
             offset: base,
-            len: (body_at + len + 4) as u64,
+            len: len.saturating_add(body_at as u64 + 4),
             limit: base + buf.len() as u64,
         });
-    }
+    };
+    let len = need - body_at - 4;
     let body = &buf[body_at..body_at + len];
     let s = &buf[body_at + len..body_at + len + 4];
     let expected = u32::from_be_bytes([s[0], s[1], s[2], s[3]]);
@@ -203,6 +208,22 @@ mod tests {
     use super::*;
     use crate::index::{IndexReader, IndexWriter};
     use crate::labels::Labels;
+
+    #[test]
+    fn hostile_entry_lengths_are_errors() {
+        let mut buf = Vec::new();
+        for len in [u64::MAX, u64::MAX - 3, 1 << 40, 100] {
+            buf.clear();
+            crate::encoding::put_uvarint(&mut buf, len);
+            buf.extend_from_slice(&[0; 16]);
+            let (mut labels, mut chunks) = (Vec::new(), Vec::new());
+            let got = decode_entry(&buf, 16, 10, (0, 1), "x", &mut labels, &mut chunks);
+            assert!(
+                matches!(got, Err(IndexError::PastEnd { .. })),
+                "{len}: {got:?}"
+            );
+        }
+    }
 
     #[test]
     fn uvarints_decode_as_go_writes_them() {

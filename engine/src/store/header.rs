@@ -147,6 +147,28 @@ impl IndexHeader {
         Ok(())
     }
 
+    /// The header file's bytes for an index held whole in memory (as the store builds them
+    /// from ranged reads of the bucket), for tools and tests.
+    pub fn bytes_from_index(index: &[u8], path: &Path) -> Result<Vec<u8>, IndexError> {
+        let toc = *crate::index::IndexReader::from_bytes(index.to_vec(), path.to_path_buf())?.toc();
+        let section = |start: u64, name: &'static str| -> Result<&[u8], IndexError> {
+            let start = usize::try_from(start).unwrap_or(usize::MAX);
+            let len = index
+                .get(start..start.saturating_add(4))
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
+            len.and_then(|n| index.get(start..start.saturating_add(n + 8)))
+                .ok_or_else(|| IndexError::Corrupt {
+                    path: path.to_path_buf(),
+                    section: name,
+                    offset: start as u64,
+                    reason: "section past the end of the index".into(),
+                })
+        };
+        let sym = section(toc.symbols, "symbol table")?;
+        let pot = section(toc.postings_offset_table, "postings offset table")?;
+        encode(index.len() as u64, &toc, sym, pot, path)
+    }
+
     /// Reads and validates a header file.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let data = std::fs::read(path).map_err(|e| StoreError::io(path, e))?;
@@ -395,6 +417,34 @@ impl IndexHeader {
         }
         out[4 + 4 * count..8 + 4 * count].copy_from_slice(&at.to_le_bytes());
         Ok(out)
+    }
+
+    /// Decodes every symbol page and postings offset window of the header from `index` (the
+    /// whole index object), each checked against the CRC the header recorded; returns how many
+    /// entries the windows hold. Parts past the end of `index` are errors, not panics.
+    pub fn verify_against(&self, index: &[u8], path: &Path) -> Result<usize, IndexError> {
+        let past = |section: &'static str, offset: u64| IndexError::Corrupt {
+            path: path.to_path_buf(),
+            section,
+            offset,
+            reason: "past the end of the index".into(),
+        };
+        let slice = |r: Range<u64>, section| {
+            usize::try_from(r.start)
+                .ok()
+                .zip(usize::try_from(r.end).ok())
+                .and_then(|(a, z)| index.get(a..z))
+                .ok_or_else(|| past(section, r.start))
+        };
+        for p in 0..self.num_pages() {
+            self.decode_page(p, slice(self.page_range(p), "symbol table")?, path)?;
+        }
+        let mut entries = Vec::new();
+        for s in 0..self.samples.len() {
+            let raw = slice(self.window_range(s), "postings offset table")?;
+            self.parse_window(s, raw, path, &mut entries)?;
+        }
+        Ok(entries.len())
     }
 
     /// All label names, sorted, without the all-postings key `""`.
@@ -977,5 +1027,38 @@ mod tests {
             let _ = IndexHeader::parse(&b, Path::new("h"));
         }
         assert!(IndexHeader::parse(&enc[..enc.len() - 1], Path::new("h")).is_err());
+    }
+
+    #[test]
+    fn headers_built_from_index_bytes_verify_against_their_index_and_refuse_others() {
+        let mut w = crate::index::IndexWriter::in_memory();
+        let pods: Vec<String> = (0..500).map(|i| format!("pod-{i:04}")).collect();
+        let mut syms: Vec<&str> = vec!["__name__", "m", "pod"];
+        syms.extend(pods.iter().map(String::as_str));
+        syms.sort();
+        w.add_symbols(syms.iter().copied()).unwrap();
+        for p in &pods {
+            let labels =
+                crate::labels::Labels::from_pairs([("__name__", "m"), ("pod", p.as_str())]);
+            w.add_series(&labels, &[]).unwrap();
+        }
+        let index = w.finish_to_vec().unwrap();
+        let bytes = IndexHeader::bytes_from_index(&index, Path::new("index")).unwrap();
+        let h = IndexHeader::parse(&bytes, Path::new("h")).unwrap();
+        // Every (name, value) pair plus the all-postings entry.
+        assert_eq!(
+            h.verify_against(&index, Path::new("index")).unwrap(),
+            1 + 1 + 500
+        );
+        // A truncated or altered index is an error, not a panic.
+        assert!(
+            h.verify_against(&index[..index.len() / 2], Path::new("index"))
+                .is_err()
+        );
+        let mut bad = index.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0x40;
+        let _ = h.verify_against(&bad, Path::new("index"));
+        assert!(IndexHeader::bytes_from_index(&index[..100], Path::new("index")).is_err());
     }
 }

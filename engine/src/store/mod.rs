@@ -15,7 +15,7 @@ mod block;
 mod core;
 mod crc;
 mod downsampled;
-mod entry;
+pub mod entry;
 pub mod header;
 mod labels;
 pub mod postings;
