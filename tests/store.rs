@@ -504,6 +504,8 @@ fn bad_requests_and_bad_blocks_give_clear_errors(io: &str) {
         series_call(&json!([[0, "__name__", "http_requests_total"]]), START_MS, end),
         {"method": "LabelValues", "label": "", "start": START_MS, "end": end},
         {"method": "LabelNames", "start": end, "end": START_MS},
+        // A 5 MiB request is refused before it is held.
+        series_call(&json!([[0, "__name__", "x".repeat(5 << 20)]]), START_MS, end),
     ]));
     for (i, want) in [
         (0, "INVALID_ARGUMENT"),
@@ -513,6 +515,7 @@ fn bad_requests_and_bad_blocks_give_clear_errors(io: &str) {
         (4, "RESOURCE_EXHAUSTED"),
         (5, "INVALID_ARGUMENT"),
         (6, "INVALID_ARGUMENT"),
+        (7, "INVALID_ARGUMENT"),
     ] {
         assert_eq!(r[i]["ok"], false, "call {i}: {}", r[i]);
         assert_eq!(r[i]["code"], want, "call {i}: {}", r[i]);
@@ -531,6 +534,14 @@ fn bad_requests_and_bad_blocks_give_clear_errors(io: &str) {
         r[4]["details"].as_str().unwrap().contains("series limit"),
         "{}",
         r[4]
+    );
+    assert!(
+        r[7]["details"]
+            .as_str()
+            .unwrap()
+            .contains("at most 4194304 bytes"),
+        "{}",
+        r[7]
     );
 
     // Chunks vanish from the bucket under a loaded block: WARN gives warnings, ABORT an error.

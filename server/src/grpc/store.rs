@@ -24,6 +24,9 @@ use super::convert;
 use super::frames::{FRAME_HEADER, SeriesFrames, put_frame};
 use gauntlet_engine::store::FrameEncoder;
 
+/// Largest Series request body read, bytes.
+const MAX_SERIES_REQUEST_BYTES: usize = 4 << 20;
+
 /// The StoreAPI and Info service over one bucket store.
 #[derive(Debug, Clone)]
 pub struct StoreService {
@@ -161,11 +164,16 @@ impl StoreService {
 
     async fn start_series(&self, req: http::Request<Body>) -> Result<http::Response<Body>, Status> {
         let permit = self.permit()?;
-        let body = req
-            .into_body()
+        // A Series request is a few matchers and hints; a body past the limit is refused
+        // before it is held in memory (tonic's default decoding limit is the same).
+        let body = http_body_util::Limited::new(req.into_body(), MAX_SERIES_REQUEST_BYTES)
             .collect()
             .await
-            .map_err(|e| Status::internal(format!("reading the request: {e}")))?
+            .map_err(|e| {
+                Status::invalid_argument(format!(
+                    "reading the request (at most {MAX_SERIES_REQUEST_BYTES} bytes): {e}"
+                ))
+            })?
             .to_bytes();
         let msg = match body.get(..FRAME_HEADER) {
             Some([0, a, b, c, d]) => {
