@@ -201,6 +201,9 @@ pub(crate) struct RunArgs {
     /// Pods per target (6 series each); 8, or 75 for `series`.
     #[arg(long)]
     pods_per_target: Option<usize>,
+    /// Metric families, comma-separated: node, kube, app (default all three).
+    #[arg(long, value_delimiter = ',')]
+    families: Vec<String>,
     /// Seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -220,6 +223,22 @@ impl RunArgs {
             pods_per_target: self.pods_per_target.unwrap_or(8),
             ..Default::default()
         };
+        if !self.families.is_empty() {
+            let mut f = gauntlet_bench::datagen::Families {
+                node: false,
+                kube: false,
+                app: false,
+            };
+            for name in &self.families {
+                match name.trim() {
+                    "node" => f.node = true,
+                    "kube" => f.kube = true,
+                    "app" => f.app = true,
+                    other => anyhow::bail!("unknown family {other:?} (expected node, kube or app)"),
+                }
+            }
+            data.families = f;
+        }
         data.validate()?;
         // Short data sets still churn (twice), so the stream carries stale markers.
         data.churn_every_ms = data.churn_every_ms.min((data.duration_ms / 3).max(1));

@@ -144,15 +144,29 @@ pub(super) fn copy_tree(src: &Path, dst: &Path) -> Result<(), RunError> {
 pub(super) fn input_text(o: &RunOptions) -> String {
     let g = &o.data;
     format!(
-        "generator seed {}, {} targets × {} pods, {} s scrapes over {} min, churn {}% every {} min",
+        "generator seed {}, {} targets × {} pods, {} s scrapes over {} min, churn {}% every {} min{}",
         g.seed,
         g.targets,
         g.pods_per_target,
         g.scrape_interval_ms / 1000,
         g.duration_ms / 60_000,
         (g.churn_fraction * 100.0).round(),
-        g.churn_every_ms / 60_000
+        g.churn_every_ms / 60_000,
+        families_text(g, ", families ")
     )
+}
+
+/// The generator's families after `prefix` when they are not the default (all three).
+fn families_text(g: &crate::datagen::GenConfig, prefix: &str) -> String {
+    let f = g.families;
+    if f == crate::datagen::Families::default() {
+        return String::new();
+    }
+    let names: Vec<&str> = [(f.node, "node"), (f.kube, "kube"), (f.app, "app")]
+        .into_iter()
+        .filter_map(|(on, n)| on.then_some(n))
+        .collect();
+    format!("{prefix}{}", names.join(","))
 }
 
 /// `ingest`: each side gets the same remote-write stream flat out (or at `rate`) for
@@ -331,8 +345,14 @@ fn urlenc(s: &str) -> String {
 pub(super) fn blocks(o: &RunOptions) -> Result<PathBuf, RunError> {
     let g = &o.data;
     let dir = o.work_dir.join(format!(
-        "blocks-s{}-t{}-p{}-i{}-d{}-c{}",
-        g.seed, g.targets, g.pods_per_target, g.scrape_interval_ms, g.duration_ms, g.churn_every_ms
+        "blocks-s{}-t{}-p{}-i{}-d{}-c{}{}",
+        g.seed,
+        g.targets,
+        g.pods_per_target,
+        g.scrape_interval_ms,
+        g.duration_ms,
+        g.churn_every_ms,
+        families_text(g, "-")
     ));
     if !dir.join("done").exists() {
         let _ = std::fs::remove_dir_all(&dir);
