@@ -154,6 +154,13 @@ vector(scalar(count(temperature_celsius)))
 sort(temperature_celsius{instance="host-00"})
 sort_desc(process_resident_memory_bytes)
 sort_by_label(temperature_celsius{instance="host-01"}, "sensor")
+# A sort inside elementwise functions, scalar arithmetic and aggregations still sets the order.
+rad(sort_by_label_desc(process_resident_memory_bytes, "instance"))
+-sort(process_resident_memory_bytes)
+2 * sort_desc(temperature_celsius) > 0
+label_replace(sort_desc(process_resident_memory_bytes), "x", "$1", "instance", "(.*)")
+sum without (sensor) (sort_by_label_desc(temperature_celsius, "instance"))
+max by (handler) (sort_desc(http_request_duration_seconds_bucket))
 absent(nonexistent)
 absent(nonexistent{a=~"x",b="1",a="2",b="3",c="4"})
 absent_over_time(nonexistent{case=~"a|b",case="c"}[5m])
@@ -664,6 +671,25 @@ fn differential(queries: &[&str], features: &str, gauntlet_args: &[&str]) {
                     n(&want) > 0 && n(&got) > 0,
                     "{path}: no data: {want} / {got}"
                 );
+            }
+            // Instant answers keep the order a sort function gave them.
+            let order = |v: &serde_json::Value| -> Vec<String> {
+                v["data"]["result"]
+                    .as_array()
+                    .map(|r| r.iter().map(|s| s["metric"].to_string()).collect())
+                    .unwrap_or_default()
+            };
+            if query.contains("sort")
+                && path.starts_with("/api/v1/query?")
+                && want["data"]["resultType"] == "vector"
+                && order(&want) != order(&got)
+            {
+                failures.push(format!(
+                    "{query}  [{path}]\n    order: want {:?}, got {:?}",
+                    order(&want),
+                    order(&got)
+                ));
+                continue;
             }
             let strict = query_lines(PARAM_QUERIES).any(|q| q == *query);
             let why = compare(&want, &got)
