@@ -161,6 +161,9 @@ rad(sort_by_label_desc(process_resident_memory_bytes, "instance"))
 label_replace(sort_desc(process_resident_memory_bytes), "x", "$1", "instance", "(.*)")
 sum without (sensor) (sort_by_label_desc(temperature_celsius, "instance"))
 max by (handler) (sort_desc(http_request_duration_seconds_bucket))
+sort_desc(process_resident_memory_bytes) >= process_resident_memory_bytes
+sort_desc(process_resident_memory_bytes) * on(instance) group_left process_resident_memory_bytes
+process_resident_memory_bytes * on(instance) group_right sort_desc(process_resident_memory_bytes)
 absent(nonexistent)
 absent(nonexistent{a=~"x",b="1",a="2",b="3",c="4"})
 absent_over_time(nonexistent{case=~"a|b",case="c"}[5m])

@@ -72,10 +72,27 @@ pub(crate) fn is_sorting(e: &Expr) -> bool {
             "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc"
         ),
         Expr::Unary(u) => is_sorting(&u.expr),
-        Expr::Binary(b) if !b.op.is_set_operator() => {
-            // A vector with a scalar keeps the vector's order.
+        Expr::Binary(b) => {
             let scalar = |e: &Expr| matches!(unwrap_parens(e), Expr::NumberLiteral(_));
-            (scalar(&b.rhs) && is_sorting(&b.lhs)) || (scalar(&b.lhs) && is_sorting(&b.rhs))
+            if scalar(&b.rhs) || scalar(&b.lhs) {
+                // A vector with a scalar keeps the vector's order.
+                return (scalar(&b.rhs) && is_sorting(&b.lhs))
+                    || (scalar(&b.lhs) && is_sorting(&b.rhs));
+            }
+            // Between vectors the answer follows the side that drives the matching: the
+            // right one with group_right, else the left (`or` appends, so it is left out).
+            let op = b.op.to_string();
+            let group_right = b.modifier.as_ref().is_some_and(|m| {
+                matches!(
+                    m.card,
+                    promql_parser::parser::VectorMatchCardinality::OneToMany(_)
+                )
+            });
+            match op.as_str() {
+                "or" => false,
+                _ if group_right => is_sorting(&b.rhs),
+                _ => is_sorting(&b.lhs),
+            }
         }
         Expr::Aggregate(a) => match a.op.to_string().as_str() {
             "topk" | "bottomk" => true,
