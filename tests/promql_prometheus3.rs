@@ -157,6 +157,8 @@ sort_by_label(temperature_celsius{instance="host-01"}, "sensor")
 # A sort inside elementwise functions, scalar arithmetic and aggregations still sets the order.
 rad(sort_by_label_desc(process_resident_memory_bytes, "instance"))
 -sort(process_resident_memory_bytes)
+pi() * sort_by_label_desc(process_resident_memory_bytes, "instance")
+sort_desc(process_resident_memory_bytes) / scalar(count(process_resident_memory_bytes))
 2 * sort_desc(temperature_celsius) > 0
 label_replace(sort_desc(process_resident_memory_bytes), "x", "$1", "instance", "(.*)")
 sum without (sensor) (sort_by_label_desc(temperature_celsius, "instance"))

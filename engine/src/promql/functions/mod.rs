@@ -73,7 +73,8 @@ pub(crate) fn is_sorting(e: &Expr) -> bool {
         ),
         Expr::Unary(u) => is_sorting(&u.expr),
         Expr::Binary(b) => {
-            let scalar = |e: &Expr| matches!(unwrap_parens(e), Expr::NumberLiteral(_));
+            let scalar =
+                |e: &Expr| e.value_type() == promql_parser::parser::value::ValueType::Scalar;
             if scalar(&b.rhs) || scalar(&b.lhs) {
                 // A vector with a scalar keeps the vector's order.
                 return (scalar(&b.rhs) && is_sorting(&b.lhs))
