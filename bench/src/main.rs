@@ -140,19 +140,7 @@ pub(crate) struct Knobs {
 
 impl Knobs {
     pub(crate) fn config(&self) -> anyhow::Result<GenConfig> {
-        let mut families = Families {
-            node: false,
-            kube: false,
-            app: false,
-        };
-        for f in &self.families {
-            match f.trim() {
-                "node" => families.node = true,
-                "kube" => families.kube = true,
-                "app" => families.app = true,
-                other => anyhow::bail!("unknown family {other:?} (expected node, kube or app)"),
-            }
-        }
+        let families = Families::from_names(&self.families).map_err(anyhow::Error::msg)?;
         let cfg = GenConfig {
             targets: self.targets,
             scrape_interval_ms: (self.interval * 1000.0).round() as i64,

@@ -224,20 +224,8 @@ impl RunArgs {
             ..Default::default()
         };
         if !self.families.is_empty() {
-            let mut f = gauntlet_bench::datagen::Families {
-                node: false,
-                kube: false,
-                app: false,
-            };
-            for name in &self.families {
-                match name.trim() {
-                    "node" => f.node = true,
-                    "kube" => f.kube = true,
-                    "app" => f.app = true,
-                    other => anyhow::bail!("unknown family {other:?} (expected node, kube or app)"),
-                }
-            }
-            data.families = f;
+            data.families = gauntlet_bench::datagen::Families::from_names(&self.families)
+                .map_err(anyhow::Error::msg)?;
         }
         data.validate()?;
         // Short data sets still churn (twice), so the stream carries stale markers.

@@ -27,6 +27,30 @@ pub struct Families {
     pub app: bool,
 }
 
+impl Families {
+    /// The families named in `names` (`node`, `kube`, `app`).
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Families, String> {
+        let mut f = Families {
+            node: false,
+            kube: false,
+            app: false,
+        };
+        for name in names {
+            match name.as_ref().trim() {
+                "node" => f.node = true,
+                "kube" => f.kube = true,
+                "app" => f.app = true,
+                other => {
+                    return Err(format!(
+                        "unknown family {other:?} (expected node, kube or app)"
+                    ));
+                }
+            }
+        }
+        Ok(f)
+    }
+}
+
 impl Default for Families {
     fn default() -> Self {
         Families {
