@@ -139,10 +139,6 @@ fn start_store(s3: &S3Server, tmp: &Path) -> GauntletServer {
     )
 }
 
-fn series_call(ms: &Value, mint: i64, maxt: i64) -> Value {
-    json!({"method": "Series", "min_time": mint, "max_time": maxt, "matchers": ms})
-}
-
 #[test]
 fn store_over_s3_serves_promtool_blocks_like_promtool_dumps_them() {
     let tmp = tempfile::tempdir().unwrap();

@@ -6,22 +6,17 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::storeapi::*;
 use common::*;
-use gauntlet_engine::chunk::{SampleBatch, decode_xor_into};
-use gauntlet_engine::labels::{MatchType, Matcher};
+use gauntlet_engine::labels::Matcher;
 use serde_json::{Value, json};
 
 const START_MS: i64 = 1_735_689_600_000;
 const EXT: [(&str, &str); 2] = [("cluster", "eu1"), ("replica", "a")];
-
-/// Series as `{name="value", ...}` text (sorted names) → samples `(ts, value)`.
-type Dump = BTreeMap<BTreeMap<String, String>, Vec<(i64, f64)>>;
 
 struct Store {
     child: Child,
@@ -78,24 +73,7 @@ impl Store {
     }
 
     fn calls(&self, calls: &Value) -> Vec<Value> {
-        let mut child = Command::new(require("python3"))
-            .arg(repo_root().join("tests/python/store_client.py"))
-            .arg(repo_root().join("proto/proto"))
-            .arg(format!("127.0.0.1:{}", self.grpc))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(calls.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "python client failed");
-        serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+        python_calls(self.grpc, calls)
     }
 
     fn call(&self, c: Value) -> Value {
@@ -137,100 +115,6 @@ fn make_bucket(dir: &Path) -> PathBuf {
     bucket
 }
 
-/// Parses `promtool tsdb dump` output, attaching the external labels.
-fn parse_dump(text: &[u8]) -> Dump {
-    let mut out = Dump::new();
-    for line in String::from_utf8_lossy(text).lines() {
-        let close = line.rfind("} ").expect("dump line");
-        let mut rest = line[close + 2..].split(' ');
-        let v: f64 = rest.next().unwrap().parse().unwrap();
-        let t: i64 = rest.next().unwrap().parse().unwrap();
-        let mut labels = BTreeMap::new();
-        // `{a="x", b="y"}`: values here hold no quotes or backslashes.
-        for pair in line[1..close].split(", ") {
-            let (n, v) = pair.split_once('=').unwrap();
-            labels.insert(n.to_string(), v.trim_matches('"').to_string());
-        }
-        for (n, v) in EXT {
-            labels.insert(n.to_string(), v.to_string());
-        }
-        out.entry(labels).or_default().push((t, v));
-    }
-    out
-}
-
-fn matcher(m: &Value) -> Matcher {
-    let typ = match m[0].as_i64().unwrap() {
-        0 => MatchType::Equal,
-        1 => MatchType::NotEqual,
-        2 => MatchType::Regexp,
-        _ => MatchType::NotRegexp,
-    };
-    Matcher::new(typ, m[1].as_str().unwrap(), m[2].as_str().unwrap()).unwrap()
-}
-
-/// What the dump says a Series call must return.
-fn expected(dump: &Dump, ms: &[Matcher], mint: i64, maxt: i64) -> Dump {
-    dump.iter()
-        .filter(|(l, _)| {
-            ms.iter()
-                .all(|m| m.matches(l.get(&m.name).map_or("", String::as_str)))
-        })
-        .filter_map(|(l, s)| {
-            let s: Vec<(i64, f64)> = s
-                .iter()
-                .copied()
-                .filter(|(t, _)| *t >= mint && *t <= maxt)
-                .collect();
-            (!s.is_empty()).then(|| (l.clone(), s))
-        })
-        .collect()
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-/// Decodes a Series result into the dump's shape, checking order and chunk sizes.
-fn decoded(res: &Value, mint: i64, maxt: i64) -> Dump {
-    assert_eq!(res["ok"], true, "{res}");
-    let mut out = Dump::new();
-    let mut prev: Option<Vec<(String, String)>> = None;
-    for s in res["series"].as_array().unwrap() {
-        let labels: BTreeMap<String, String> = s["labels"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-            .collect();
-        let key: Vec<(String, String)> = labels.clone().into_iter().collect();
-        if let Some(p) = &prev {
-            assert!(p < &key, "series out of order: {p:?} then {key:?}");
-        }
-        prev = Some(key);
-        let mut b = SampleBatch::new();
-        for c in s["chunks"].as_array().unwrap() {
-            assert_eq!(c["type"], 0, "XOR");
-            let data = hex(c["data"].as_str().unwrap());
-            let n = decode_xor_into(&data, &mut b).unwrap();
-            assert!(n <= 120, "chunk of {n} samples");
-            let first = b.ts[b.ts.len() - n];
-            assert_eq!(c["min_time"].as_i64().unwrap(), first);
-            assert_eq!(c["max_time"].as_i64().unwrap(), *b.ts.last().unwrap());
-        }
-        b.truncate_to_range(mint, maxt);
-        out.insert(labels, b.iter().collect());
-    }
-    out
-}
-
-fn series_call(ms: &Value, mint: i64, maxt: i64) -> Value {
-    json!({"method": "Series", "min_time": mint, "max_time": maxt, "matchers": ms})
-}
-
 #[test]
 fn store_serves_promtool_blocks_like_promtool_dumps_them_io_uring() {
     serves_promtool_blocks_like_promtool_dumps_them("io-uring");
@@ -245,7 +129,7 @@ fn store_serves_promtool_blocks_like_promtool_dumps_them_pread() {
 fn serves_promtool_blocks_like_promtool_dumps_them(io: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let bucket = make_bucket(tmp.path());
-    let dump = parse_dump(&promtool_dump(&bucket, &[]));
+    let dump = parse_dump(&promtool_dump(&bucket, &[]), &EXT);
     assert_eq!(dump.len(), 400);
     let store = Store::start(
         &bucket,

@@ -96,8 +96,8 @@ pub fn expected(dump: &Dump, matchers: &[Matcher], mint: i64, maxt: i64) -> Dump
         .collect()
 }
 
-/// Decodes a Series result of raw chunks into the dump's shape, checking series order and
-/// chunk sizes; samples are cut to `[mint, maxt]`.
+/// Decodes a Series result of raw chunks into the dump's shape, checking series order, chunk
+/// sizes and chunk time bounds; samples are cut to `[mint, maxt]`.
 pub fn decoded(res: &Value, mint: i64, maxt: i64) -> Dump {
     assert_eq!(res["ok"], true, "{res}");
     let mut out = Dump::new();
@@ -119,11 +119,18 @@ pub fn decoded(res: &Value, mint: i64, maxt: i64) -> Dump {
             assert_eq!(c["type"], 0, "XOR");
             let n = decode_xor_into(&hex(c["data"].as_str().unwrap()), &mut b).unwrap();
             assert!(n <= 120, "chunk of {n} samples");
+            assert_eq!(c["min_time"].as_i64().unwrap(), b.ts[b.ts.len() - n]);
+            assert_eq!(c["max_time"].as_i64().unwrap(), *b.ts.last().unwrap());
         }
         b.truncate_to_range(mint, maxt);
         out.insert(labels, b.iter().collect());
     }
     out
+}
+
+/// A Series call for the client: `[type, name, value]` matchers over `[mint, maxt]`.
+pub fn series_call(matchers: &Value, mint: i64, maxt: i64) -> Value {
+    serde_json::json!({"method": "Series", "min_time": mint, "max_time": maxt, "matchers": matchers})
 }
 
 /// Asserts two dumps are equal (NaN equal to NaN).
