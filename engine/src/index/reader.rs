@@ -277,26 +277,25 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
         self.append_postings_body(body, body_off, out)
     }
 
-    /// Decodes the series entry at the start of `buf`, read from absolute offset `base` of the
-    /// index, as [`IndexReader::series`] does; `Ok(Some(n))` when `buf` is too short and the
-    /// entry needs `n` bytes from `base`.
-    pub fn decode_series_entry(
+    /// The CRC-checked body of the series entry at the start of `buf` (read from absolute
+    /// offset `base`) and the body's offset, or `Err(n)` when `buf` is too short and the entry
+    /// needs `n` bytes from `base`.
+    fn series_entry_body<'b>(
         &self,
-        buf: &[u8],
+        buf: &'b [u8],
         base: u64,
-        labels: &mut Vec<Label>,
-        chunks: &mut Vec<ChunkMeta>,
-    ) -> Result<Option<u64>, IndexError> {
+    ) -> Result<Result<(&'b [u8], u64), u64>, IndexError> {
         let mut d = Decbuf::new(buf, base);
         let len = match d.uvarint() {
             Ok(l) => l,
             // A varint cut by the end of `buf`: ask for its longest form.
-            Err(_) if buf.len() < 10 => return Ok(Some(10 + 4)),
+            Err(_) if buf.len() < 10 => return Ok(Err(10 + 4)),
             Err(e) => return Err(self.decode_err("series", e)),
         };
-        let need = d.position() as u64 + len + 4;
+        // A hostile length must not overflow the check.
+        let need = (d.position() as u64).saturating_add(len).saturating_add(4);
         if need > buf.len() as u64 {
-            return Ok(Some(need));
+            return Ok(Err(need));
         }
         let body_off = d.offset();
         let body = d
@@ -313,6 +312,23 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
                 actual,
             });
         }
+        Ok(Ok((body, body_off)))
+    }
+
+    /// Decodes the series entry at the start of `buf`, read from absolute offset `base` of the
+    /// index, as [`IndexReader::series`] does; `Ok(Some(n))` when `buf` is too short and the
+    /// entry needs `n` bytes from `base`.
+    pub fn decode_series_entry(
+        &self,
+        buf: &[u8],
+        base: u64,
+        labels: &mut Vec<Label>,
+        chunks: &mut Vec<ChunkMeta>,
+    ) -> Result<Option<u64>, IndexError> {
+        let (body, body_off) = match self.series_entry_body(buf, base)? {
+            Ok(b) => b,
+            Err(need) => return Ok(Some(need)),
+        };
         self.decode_series(body, body_off, labels, chunks)?;
         Ok(None)
     }
@@ -408,31 +424,10 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
         refs: &mut Vec<(u32, u32)>,
         chunks: &mut Vec<ChunkMeta>,
     ) -> Result<Option<u64>, IndexError> {
-        let mut d = Decbuf::new(buf, base);
-        let len = match d.uvarint() {
-            Ok(l) => l,
-            Err(_) if buf.len() < 10 => return Ok(Some(10 + 4)),
-            Err(e) => return Err(self.decode_err("series", e)),
+        let (body, body_off) = match self.series_entry_body(buf, base)? {
+            Ok(b) => b,
+            Err(need) => return Ok(Some(need)),
         };
-        let need = d.position() as u64 + len + 4;
-        if need > buf.len() as u64 {
-            return Ok(Some(need));
-        }
-        let body_off = d.offset();
-        let body = d
-            .bytes(len as usize)
-            .map_err(|e| self.decode_err("series", e))?;
-        let expected = d.be32().map_err(|e| self.decode_err("series", e))?;
-        let actual = crc32c(body);
-        if expected != actual {
-            return Err(IndexError::Crc {
-                path: self.path.clone(),
-                section: "series",
-                offset: base,
-                expected,
-                actual,
-            });
-        }
         self.decode_series_body(body, body_off, refs, chunks)?;
         Ok(None)
     }
