@@ -55,13 +55,13 @@ impl Evaluator<'_> {
         self.collect_columns(vs, &kernel)
     }
 
-    /// Evaluates a range selector: each series' samples over all windows, stale markers
-    /// removed; windows are `(t - range, t]` (Prometheus 3).
-    pub(crate) fn matrix_selector(
-        &mut self,
+    /// A range selector's length (ms), its window end at each step, and the span `[mint, maxt]`
+    /// its windows `(t - range, t]` cover together.
+    pub(crate) fn range_span(
+        &self,
         ms: &MatrixSelector,
         steps: &Steps,
-    ) -> Result<RangeVec, PromqlError> {
+    ) -> (i64, Vec<i64>, i64, i64) {
         let range = ms.range.as_millis() as i64;
         let ends = self.selector_times(&ms.vs, steps);
         let mint = ends
@@ -72,6 +72,17 @@ impl Evaluator<'_> {
             .saturating_sub(range)
             .saturating_add(1);
         let maxt = ends.iter().copied().max().unwrap_or(0);
+        (range, ends, mint, maxt)
+    }
+
+    /// Evaluates a range selector: each series' samples over all windows, stale markers
+    /// removed; windows are `(t - range, t]` (Prometheus 3).
+    pub(crate) fn matrix_selector(
+        &mut self,
+        ms: &MatrixSelector,
+        steps: &Steps,
+    ) -> Result<RangeVec, PromqlError> {
+        let (range, ends, mint, maxt) = self.range_span(ms, steps);
         let hints = SelectHints {
             step_ms: steps.step,
             func: None,

@@ -501,16 +501,7 @@ impl<'a> Evaluator<'a> {
         ms: &promql_parser::parser::MatrixSelector,
         steps: &Steps,
     ) -> Result<SeriesKernel, PromqlError> {
-        let range = ms.range.as_millis() as i64;
-        let ends = self.selector_times(&ms.vs, steps);
-        let mint = ends
-            .iter()
-            .copied()
-            .min()
-            .unwrap_or(0)
-            .saturating_sub(range)
-            .saturating_add(1);
-        let maxt = ends.iter().copied().max().unwrap_or(0);
+        let (range, ends, mint, maxt) = self.range_span(ms, steps);
         Ok(SeriesKernel {
             hints: SelectHints {
                 step_ms: steps.step,
