@@ -115,13 +115,6 @@ pub fn render(
     match target {
         Some(t) => {
             row(&mut s, t);
-            let ratio = |a: f64, b: f64| {
-                if b > 0.0 {
-                    format!("{:.2}x", a / b)
-                } else {
-                    "n/a".into()
-                }
-            };
             let _ = writeln!(
                 s,
                 "| ratio target / baseline | {} | {} | {} | {} | {} | |",
@@ -161,4 +154,13 @@ pub fn append_results(results: Option<&Path>, section: &str) -> std::io::Result<
         f.write_all(section.as_bytes())?;
     }
     Ok(())
+}
+
+/// `a / b` as a ratio cell (`2.50x`), `n/a` when `b` is not positive.
+pub(super) fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.2}x", a / b)
+    } else {
+        "n/a".into()
+    }
 }

@@ -126,6 +126,27 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Starts the baseline over a copy of the generated blocks in `src`, with flags that make
+/// Prometheus serve them as they are (no compaction, no retention).
+pub(super) fn baseline_over_blocks(
+    o: &RunOptions,
+    scenario: &str,
+    src: &Path,
+) -> Result<Server, RunError> {
+    let pdata = o.work_dir.join(format!("{scenario}-prometheus-data"));
+    let _ = std::fs::remove_dir_all(&pdata);
+    if o.baseline_url.is_none() {
+        copy_tree(src, &pdata)?;
+        let _ = std::fs::remove_file(pdata.join("done"));
+    }
+    let extra = [
+        "--storage.tsdb.min-block-duration=2h".to_string(),
+        "--storage.tsdb.max-block-duration=2h".to_string(),
+        "--storage.tsdb.retention.time=100y".to_string(),
+    ];
+    baseline(o, scenario, &pdata, &extra)
+}
+
 /// Copies the blocks under `src` into `dst` (created).
 pub(super) fn copy_tree(src: &Path, dst: &Path) -> Result<(), RunError> {
     std::fs::create_dir_all(dst)?;
@@ -462,18 +483,7 @@ pub fn query(o: &RunOptions, scenario: &str) -> Result<String, RunError> {
             })
             .collect())
     };
-    let pdata = o.work_dir.join(format!("{scenario}-prometheus-data"));
-    let _ = std::fs::remove_dir_all(&pdata);
-    if o.baseline_url.is_none() {
-        copy_tree(&src, &pdata)?;
-        let _ = std::fs::remove_file(pdata.join("done"));
-    }
-    let extra = [
-        "--storage.tsdb.min-block-duration=2h".to_string(),
-        "--storage.tsdb.max-block-duration=2h".to_string(),
-        "--storage.tsdb.retention.time=100y".to_string(),
-    ];
-    let b = baseline(o, scenario, &pdata, &extra)?;
+    let b = baseline_over_blocks(o, scenario, &src)?;
     let base = measure(&b)?;
     let gdata = o.work_dir.join(format!("{scenario}-gauntlet-data"));
     let _ = std::fs::remove_dir_all(&gdata);

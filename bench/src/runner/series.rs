@@ -18,8 +18,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use prost::Message;
 
-use super::report::{machine_description, utc_now};
-use super::scenarios::{READY_WAIT, baseline, block_count, blocks, copy_tree, input_text};
+use super::report::{machine_description, ratio, utc_now};
+use super::scenarios::{READY_WAIT, baseline_over_blocks, block_count, blocks, input_text};
 use super::server::{Server, free_port, gauntlet_has, version_of};
 use super::{RunError, RunOptions};
 
@@ -686,18 +686,7 @@ pub fn series(o: &RunOptions, selectors: &[String], passes: usize) -> Result<Str
         }
     }
 
-    let pdata = o.work_dir.join("series-prometheus-data");
-    let _ = std::fs::remove_dir_all(&pdata);
-    if o.baseline_url.is_none() {
-        copy_tree(&src, &pdata)?;
-        let _ = std::fs::remove_file(pdata.join("done"));
-    }
-    let extra = [
-        "--storage.tsdb.min-block-duration=2h".to_string(),
-        "--storage.tsdb.max-block-duration=2h".to_string(),
-        "--storage.tsdb.retention.time=100y".to_string(),
-    ];
-    let mut b = baseline(o, "series", &pdata, &extra)?;
+    let mut b = baseline_over_blocks(o, "series", &src)?;
     let url = b.url.clone();
     let base = rt.block_on(measure_side(&b, Api::RemoteRead(&url), &sels, passes))?;
     b.stop();
@@ -758,13 +747,6 @@ fn render(
             && let Some(tr) = t.rows.get(i)
         {
             row(t, tr);
-            let ratio = |a: f64, b: f64| {
-                if b > 0.0 {
-                    format!("{:.2}x", a / b)
-                } else {
-                    "n/a".into()
-                }
-            };
             let _ = writeln!(
                 s,
                 "| `{}` | ratio Gauntlet / Prometheus | | {} | | {} | {} | {} |",
