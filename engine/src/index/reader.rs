@@ -4,6 +4,7 @@
 
 use super::ChunkMeta;
 use super::error::IndexError;
+use super::select::PostingsTable;
 use super::symbols::{SymbolIter, SymbolTable};
 use super::toc::{TOC_LEN, Toc};
 use crate::encoding::{Decbuf, DecodeError, crc32c};
@@ -551,41 +552,6 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
                 },
             )
         })
-    }
-
-    /// The first entry of `range` whose value is not below `value`.
-    pub(crate) fn lower_bound(
-        &self,
-        range: Range<usize>,
-        value: &[u8],
-    ) -> Result<usize, IndexError> {
-        let (mut lo, mut hi) = (range.start, range.end);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.entry(mid)?.0 < value {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        Ok(lo)
-    }
-
-    /// The postings offset of `value` within `range`, if present.
-    pub(crate) fn find_value(
-        &self,
-        range: Range<usize>,
-        value: &[u8],
-    ) -> Result<Option<u64>, IndexError> {
-        let end = range.end;
-        let i = self.lower_bound(range, value)?;
-        if i < end {
-            let (v, off) = self.entry(i)?;
-            if v == value {
-                return Ok(Some(off));
-            }
-        }
-        Ok(None)
     }
 
     /// Appends the postings list at absolute offset `off` to `out`, checking its CRC, length and

@@ -70,14 +70,6 @@ impl<B: AsRef<[u8]>> PostingsTable for IndexReader<B> {
     fn all_postings_offset(&self) -> Option<u64> {
         IndexReader::all_postings_offset(self)
     }
-
-    fn lower_bound(&self, range: Range<usize>, value: &[u8]) -> Result<usize, IndexError> {
-        IndexReader::lower_bound(self, range, value)
-    }
-
-    fn find_value(&self, range: Range<usize>, value: &[u8]) -> Result<Option<u64>, IndexError> {
-        IndexReader::find_value(self, range, value)
-    }
 }
 
 /// Which values of one label name a selection reads from the postings offset table.
