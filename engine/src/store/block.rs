@@ -287,27 +287,21 @@ impl BucketBlock {
                         );
                     }
                     Err(need) => {
+                        let out_of_bounds = || {
+                            StoreError::Block(crate::block::BlockError::ChunkOutOfBounds {
+                                path: path.clone().into(),
+                                chunk_ref: metas[i].chunk_ref,
+                                offset: off,
+                                file_len: size,
+                            })
+                        };
                         let end = off + need;
                         if end > size {
-                            return Err(StoreError::Block(
-                                crate::block::BlockError::ChunkOutOfBounds {
-                                    path: path.clone().into(),
-                                    chunk_ref: metas[i].chunk_ref,
-                                    offset: off,
-                                    file_len: size,
-                                },
-                            ));
+                            return Err(out_of_bounds());
                         }
                         let b = read_range(core, &path, off..end).await?;
                         let Ok((encoding, s, len)) = parse_record(&b, off, &path)? else {
-                            return Err(StoreError::Block(
-                                crate::block::BlockError::ChunkOutOfBounds {
-                                    path: path.clone().into(),
-                                    chunk_ref: metas[i].chunk_ref,
-                                    offset: off,
-                                    file_len: size,
-                                },
-                            ));
+                            return Err(out_of_bounds());
                         };
                         extra.push((i, b, s, len, encoding));
                     }
