@@ -3,7 +3,7 @@
 mod histogram;
 mod instant;
 mod labels;
-mod range;
+pub(crate) mod range;
 
 pub(crate) use instant::InstantFn;
 pub(crate) use range::{RangeCall, for_each_window, is_range_function};

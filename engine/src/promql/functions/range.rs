@@ -299,7 +299,7 @@ pub(crate) fn for_each_window(
 /// before, and checking that guess costs two compares and one well-predicted branch where a
 /// loop over the samples mispredicts at every step's exit. `*guess` becomes this step's move.
 #[inline(always)]
-fn advance_past(ts: &[i64], i: usize, limit: i64, guess: &mut usize) -> usize {
+pub(crate) fn advance_past(ts: &[i64], i: usize, limit: i64, guess: &mut usize) -> usize {
     let j = i + *guess;
     if j <= ts.len() && (j == i || ts[j - 1] <= limit) && ts.get(j).is_none_or(|&t| t > limit) {
         return j;
