@@ -12,7 +12,7 @@ pub use local::LocalBlocks;
 pub use merge::merge_samples;
 pub use stream::{
     BATCH_CHUNKS, BATCH_SERIES, DecodeScratch, SeriesChunk, SeriesData, SeriesStream, StreamSeries,
-    VecStream, collect_stream, decode_many, decode_series,
+    VecStream, collect_stream, decode_many, decode_many_flat, decode_series,
 };
 
 use crate::chunk::SampleBatch;

@@ -104,6 +104,8 @@ impl SeriesStream for VecStream {
 #[derive(Debug, Default)]
 pub struct DecodeScratch {
     parts: Vec<SampleBatch>,
+    /// Chunk ends of a flat decode.
+    ends: Vec<usize>,
 }
 
 /// Decodes a streamed series' samples in `[mint, maxt]` into `out` (cleared first): what
@@ -168,29 +170,18 @@ pub fn decode_many(
     for p in &mut scratch.parts[..n] {
         p.clear();
     }
-    decode_xor_many(&payloads, &mut scratch.parts[..n]).map_err(|e| {
-        let ManyDecodeError::Chunk { chunk, source } = e else {
-            return Error::InvalidInput(e.to_string());
-        };
-        let k = spans.iter().position(|r| r.contains(&chunk)).unwrap_or(0);
-        let (i, s) = (chunk - spans[k].start, &series[k]);
-        let range = match &s.data {
-            SeriesData::Chunks(c) => format!("{}..{}", c[i].min_time, c[i].max_time),
-            SeriesData::Decoded(_) => String::new(),
-        };
-        Error::InvalidInput(format!(
-            "series {}: chunk {i} ({range}): {source}",
-            s.labels
-        ))
-    })?;
+    decode_xor_many(&payloads, &mut scratch.parts[..n])
+        .map_err(|e| chunk_error(e, series, &spans))?;
     for (span, out) in spans.into_iter().zip(outs.iter_mut()) {
         let parts = &scratch.parts[span];
-        let disjoint = parts
-            .windows(2)
-            .all(|w| match (w[0].ts.last(), w[1].ts.first()) {
-                (Some(a), Some(b)) => a < b,
-                _ => true,
-            });
+        // Consecutive in time: each non-empty chunk starts after the last one ended (an empty
+        // chunk between two others does not make them consecutive).
+        let mut last: Option<i64> = None;
+        let disjoint = parts.iter().filter(|p| !p.is_empty()).all(|p| {
+            let ok = last.is_none_or(|t| t < p.ts[0]);
+            last = p.ts.last().copied();
+            ok
+        });
         if disjoint {
             // The usual case: consecutive chunks; copy the in-range run of each.
             for p in parts {
@@ -207,6 +198,122 @@ pub fn decode_many(
         }
     }
     Ok(())
+}
+
+/// Decodes the samples in `[mint, maxt]` of every series into one flat batch `out` (cleared
+/// first), pushing to `spans` where each series' samples lie in it: what [`decode_many`] gives
+/// per series, without a copy per series. All chunks go to one
+/// [`decode_xor_many_flat`](crate::chunk::decode_xor_many_flat) call; a series' chunks land
+/// next to each other, so when they are consecutive in time (the usual case) its span is a
+/// trimmed range of them. Series whose chunks overlap are merged and appended after them.
+pub fn decode_many_flat(
+    series: &[StreamSeries],
+    mint: i64,
+    maxt: i64,
+    scratch: &mut DecodeScratch,
+    out: &mut SampleBatch,
+    spans: &mut Vec<std::ops::Range<usize>>,
+) -> Result<()> {
+    out.clear();
+    spans.clear();
+    let mut payloads: Vec<&[u8]> = Vec::new();
+    // Per series, the range of its chunks in `payloads`.
+    let mut chunk_spans: Vec<std::ops::Range<usize>> = Vec::with_capacity(series.len());
+    for s in series {
+        let at = payloads.len();
+        if let SeriesData::Chunks(chunks) = &s.data {
+            if let Some(c) = chunks.iter().find(|c| c.encoding != Encoding::Xor as u8) {
+                return Err(Error::InvalidInput(format!(
+                    "series {}: chunk encoding {} is not decoded by PromQL",
+                    s.labels, c.encoding
+                )));
+            }
+            payloads.extend(chunks.iter().map(|c| c.data.as_ref()));
+        }
+        chunk_spans.push(at..payloads.len());
+    }
+    let ends = &mut scratch.ends;
+    ends.clear();
+    crate::chunk::decode_xor_many_flat(&payloads, out, ends)
+        .map_err(|e| chunk_error(e, series, &chunk_spans))?;
+    for (s, cs) in series.iter().zip(&chunk_spans) {
+        let lo = if cs.start == 0 { 0 } else { ends[cs.start - 1] };
+        let hi = if cs.is_empty() { lo } else { ends[cs.end - 1] };
+        match &s.data {
+            SeriesData::Decoded(b) => {
+                let a = b.ts.partition_point(|&t| t < mint);
+                let z = b.ts.partition_point(|&t| t <= maxt).max(a);
+                let at = out.len();
+                out.ts.extend_from_slice(&b.ts[a..z]);
+                out.val.extend_from_slice(&b.val[a..z]);
+                spans.push(at..out.len());
+            }
+            SeriesData::Chunks(_) => {
+                // Consecutive in time: each non-empty chunk starts after the last one ended.
+                let mut disjoint = true;
+                let mut last: Option<i64> = None;
+                for k in cs.clone() {
+                    let a = if k == 0 { 0 } else { ends[k - 1] };
+                    if a == ends[k] {
+                        continue;
+                    }
+                    if last.is_some_and(|t| t >= out.ts[a]) {
+                        disjoint = false;
+                        break;
+                    }
+                    last = Some(out.ts[ends[k] - 1]);
+                }
+                if disjoint {
+                    let ts = &out.ts[lo..hi];
+                    let a = ts.partition_point(|&t| t < mint);
+                    let z = ts.partition_point(|&t| t <= maxt).max(a);
+                    spans.push(lo + a..lo + z);
+                } else {
+                    let parts: Vec<SampleBatch> = cs
+                        .clone()
+                        .map(|k| {
+                            let a = if k == 0 { 0 } else { ends[k - 1] };
+                            SampleBatch {
+                                ts: out.ts[a..ends[k]].to_vec(),
+                                val: out.val[a..ends[k]].to_vec(),
+                            }
+                        })
+                        .collect();
+                    let mut merged = merge_samples(&parts.iter().collect::<Vec<_>>());
+                    merged.truncate_to_range(mint, maxt);
+                    let at = out.len();
+                    out.ts.extend_from_slice(&merged.ts);
+                    out.val.extend_from_slice(&merged.val);
+                    spans.push(at..out.len());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The error of a many-chunk decode, naming the series and chunk that failed.
+fn chunk_error(
+    e: ManyDecodeError,
+    series: &[StreamSeries],
+    chunk_spans: &[std::ops::Range<usize>],
+) -> Error {
+    let ManyDecodeError::Chunk { chunk, source } = e else {
+        return Error::InvalidInput(e.to_string());
+    };
+    let k = chunk_spans
+        .iter()
+        .position(|r| r.contains(&chunk))
+        .unwrap_or(0);
+    let (i, s) = (chunk - chunk_spans[k].start, &series[k]);
+    let range = match &s.data {
+        SeriesData::Chunks(c) => format!("{}..{}", c[i].min_time, c[i].max_time),
+        SeriesData::Decoded(_) => String::new(),
+    };
+    Error::InvalidInput(format!(
+        "series {}: chunk {i} ({range}): {source}",
+        s.labels
+    ))
 }
 
 /// Drains `stream` into series with decoded samples, dropping those with no sample in
@@ -280,6 +387,25 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_chunk_between_overlapping_ones_does_not_hide_the_overlap() {
+        let empty = SeriesChunk {
+            min_time: 15,
+            max_time: 15,
+            encoding: Encoding::Xor as u8,
+            data: Bytes::from(encode_xor(&[], &[])),
+        };
+        let s = series(SeriesData::Chunks(vec![
+            chunk(&[10, 20], 1.0),
+            empty,
+            chunk(&[20, 25], 2.0),
+        ]));
+        let mut out = SampleBatch::new();
+        decode_series(&s, 0, 100, &mut DecodeScratch::default(), &mut out).unwrap();
+        assert_eq!(out.ts, vec![10, 20, 25]);
+        assert_eq!(out.val, vec![1.0, 2.0, 2.0]);
+    }
+
+    #[test]
     fn corrupt_and_foreign_chunks_are_errors_naming_the_series() {
         let mut bad = chunk(&[10, 20, 30], 1.0);
         bad.data = bad.data.slice(..3);
@@ -304,6 +430,79 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("encoding 2"), "{err}");
+    }
+
+    proptest::proptest! {
+        /// The flat decode gives each series exactly the samples the per-series decode gives:
+        /// consecutive, overlapping and empty chunks, decoded series, trimmed ranges.
+        #[test]
+        fn flat_decode_equals_per_series_decode(
+            shapes in proptest::collection::vec(
+                proptest::collection::vec((0i64..400, 0usize..40, 1i64..20), 0..5),
+                1..40,
+            ),
+            decoded_every in 2usize..9,
+            mint in -50i64..300,
+            len in 0i64..600,
+        ) {
+            let maxt = mint + len;
+            let series: Vec<StreamSeries> = shapes
+                .iter()
+                .enumerate()
+                .map(|(i, cs)| {
+                    let chunks: Vec<SeriesChunk> = cs
+                        .iter()
+                        .enumerate()
+                        .map(|(k, &(t0, n, gap))| {
+                            let ts: Vec<i64> = (0..n as i64).map(|j| t0 + j * gap).collect();
+                            let val: Vec<f64> = ts.iter().map(|&t| (t * 10 + k as i64) as f64).collect();
+                            SeriesChunk {
+                                min_time: ts.first().copied().unwrap_or(t0),
+                                max_time: ts.last().copied().unwrap_or(t0),
+                                encoding: Encoding::Xor as u8,
+                                data: Bytes::from(encode_xor(&ts, &val)),
+                            }
+                        })
+                        .collect();
+                    let mut s = series(SeriesData::Chunks(chunks));
+                    if i % decoded_every == 0 {
+                        let mut b = SampleBatch::new();
+                        decode_series(&s, i64::MIN, i64::MAX, &mut DecodeScratch::default(), &mut b).unwrap();
+                        s.data = SeriesData::Decoded(b);
+                    }
+                    s
+                })
+                .collect();
+            let mut want = vec![SampleBatch::new(); series.len()];
+            decode_many(&series, mint, maxt, &mut DecodeScratch::default(), &mut want).unwrap();
+            let (mut flat, mut spans) = (SampleBatch::new(), Vec::new());
+            decode_many_flat(&series, mint, maxt, &mut DecodeScratch::default(), &mut flat, &mut spans).unwrap();
+            proptest::prop_assert_eq!(spans.len(), series.len());
+            for (w, r) in want.iter().zip(&spans) {
+                proptest::prop_assert_eq!(&flat.ts[r.clone()], w.ts.as_slice());
+                proptest::prop_assert_eq!(&flat.val[r.clone()], w.val.as_slice());
+            }
+        }
+    }
+
+    #[test]
+    fn flat_decode_names_the_corrupt_series() {
+        let mut bad = chunk(&[10, 20, 30], 1.0);
+        bad.data = bad.data.slice(..3);
+        let s = [
+            series(SeriesData::Chunks(vec![chunk(&[1, 2], 1.0)])),
+            series(SeriesData::Chunks(vec![bad])),
+        ];
+        let err = decode_many_flat(
+            &s,
+            0,
+            100,
+            &mut DecodeScratch::default(),
+            &mut SampleBatch::new(),
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("chunk 0 (10..30)"), "{err}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::labels::Labels;
 use crate::promql::error::PromqlError;
 use crate::promql::functions::range::advance_past;
 use crate::promql::functions::{InstantFn, RangeCall, is_range_function, unwrap_parens};
-use crate::query::{DecodeScratch, SelectHints, SeriesStream, StreamSeries, decode_many};
+use crate::query::{DecodeScratch, SelectHints, SeriesStream, StreamSeries, decode_many_flat};
 
 /// Most worker threads one query uses for its CPU work.
 const MAX_WORKERS: usize = 8;
@@ -128,7 +128,10 @@ const DECODE_GROUP: usize = 32;
 #[derive(Default)]
 struct Scratch {
     decode: DecodeScratch,
-    samples: Vec<SampleBatch>,
+    /// The decode group's samples, series after series.
+    samples: SampleBatch,
+    /// Where each series' samples lie in `samples`.
+    spans: Vec<std::ops::Range<usize>>,
     buf: Vec<f64>,
 }
 
@@ -143,9 +146,16 @@ struct SeriesOut {
 }
 
 impl SeriesKernel {
-    /// One series' column from its samples (decoded, in the selected range).
-    fn run(&self, labels: Labels, samples: &mut SampleBatch, buf: &mut Vec<f64>) -> SeriesOut {
-        let decoded = samples.len();
+    /// One series' column from its samples (decoded, in the selected range), which it may
+    /// reorder in place.
+    fn run(
+        &self,
+        labels: Labels,
+        ts: &mut [i64],
+        val: &mut [f64],
+        buf: &mut Vec<f64>,
+    ) -> SeriesOut {
+        let decoded = ts.len().min(val.len());
         let mut out = SeriesOut {
             col: None,
             note: None,
@@ -163,31 +173,16 @@ impl SeriesKernel {
                 want_ts,
             } => {
                 out.selected = true;
-                instant_column(
-                    &samples.ts,
-                    &samples.val,
-                    times,
-                    *lookback,
-                    *want_ts,
-                    &mut v,
-                );
+                instant_column(ts, val, times, *lookback, *want_ts, &mut v);
                 *want_ts
             }
             Source::Range { call, ends, range } => {
-                remove_stale(samples);
-                if samples.is_empty() {
+                let n = remove_stale(ts, val);
+                if n == 0 {
                     return out;
                 }
                 out.selected = true;
-                call.column(
-                    &samples.ts,
-                    &samples.val,
-                    ends,
-                    *range,
-                    &self.steps,
-                    buf,
-                    &mut v,
-                );
+                call.column(&ts[..n], &val[..n], ends, *range, &self.steps, buf, &mut v);
                 out.note = call.counter_note(&labels, &v);
                 !call.keeps_name()
             }
@@ -234,20 +229,22 @@ pub(crate) fn negate(c: &mut Col) {
     }
 }
 
-/// Removes stale markers, which range functions do not see.
-fn remove_stale(b: &mut SampleBatch) {
-    if !b.val.iter().any(|x| is_stale_nan(*x)) {
-        return;
+/// Moves the samples that are not stale markers (which range functions do not see) to the
+/// front, in order; returns how many there are.
+fn remove_stale(ts: &mut [i64], val: &mut [f64]) -> usize {
+    let n = ts.len().min(val.len());
+    if !val[..n].iter().any(|x| is_stale_nan(*x)) {
+        return n;
     }
     let mut k = 0;
-    for j in 0..b.ts.len() {
-        if !is_stale_nan(b.val[j]) {
-            b.ts[k] = b.ts[j];
-            b.val[k] = b.val[j];
+    for j in 0..n {
+        if !is_stale_nan(val[j]) {
+            ts[k] = ts[j];
+            val[k] = val[j];
             k += 1;
         }
     }
-    b.truncate(k);
+    k
 }
 
 /// Fills `out[i]` with the latest sample at or before `times[i]` and after
@@ -561,18 +558,21 @@ impl<'a> Evaluator<'a> {
             let mut series = series.into_iter().peekable();
             while series.peek().is_some() {
                 let group: Vec<StreamSeries> = series.by_ref().take(DECODE_GROUP).collect();
-                if sc.samples.len() < group.len() {
-                    sc.samples.resize_with(group.len(), SampleBatch::new);
-                }
-                decode_many(
+                decode_many_flat(
                     &group,
                     kernel.mint,
                     kernel.maxt,
                     &mut sc.decode,
-                    &mut sc.samples[..group.len()],
+                    &mut sc.samples,
+                    &mut sc.spans,
                 )?;
-                for (s, samples) in group.into_iter().zip(sc.samples.iter_mut()) {
-                    let r = kernel.run(s.labels, samples, &mut sc.buf);
+                for (s, span) in group.into_iter().zip(&sc.spans) {
+                    let r = kernel.run(
+                        s.labels,
+                        &mut sc.samples.ts[span.clone()],
+                        &mut sc.samples.val[span.clone()],
+                        &mut sc.buf,
+                    );
                     out.decoded += r.decoded;
                     out.selected |= r.selected;
                     out.notes.extend(r.note);
