@@ -17,9 +17,9 @@ use crate::promql::functions::{kahan_inc, quantile_sorted, sort_floats};
 fn in_group(l: &Label, modifier: Option<&LabelModifier>) -> bool {
     match modifier {
         None => false,
-        Some(LabelModifier::Include(by)) => by.labels.contains(&l.name),
+        Some(LabelModifier::Include(by)) => super::listed(&by.labels, &l.name),
         Some(LabelModifier::Exclude(without)) => {
-            !super::is_name_label(&l.name) && !without.labels.contains(&l.name)
+            !super::is_name_label(&l.name) && !super::listed(&without.labels, &l.name)
         }
     }
 }
