@@ -241,6 +241,23 @@ mod tests {
         assert!(a < b && b < c);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn label_bytes_read_as_from_utf8_lossy(
+            n in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+            v in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+            s in "\\PC{0,30}",
+        ) {
+            let l = Label::from_bytes(&n, &v);
+            proptest::prop_assert_eq!(l.name.as_str(), String::from_utf8_lossy(&n));
+            proptest::prop_assert_eq!(l.value.as_str(), String::from_utf8_lossy(&v));
+            proptest::prop_assert_eq!(compact_from_utf8_lossy(s.as_bytes()), s.as_str());
+            // Labels order byte-wise, as the strings they replaced did.
+            let (a, b) = (String::from_utf8_lossy(&n), String::from_utf8_lossy(&v));
+            proptest::prop_assert_eq!(l.name.cmp(&l.value), a.cmp(&b));
+        }
+    }
+
     #[test]
     fn from_pairs_keeps_last_duplicate() {
         let l = Labels::from_pairs([("a", "1"), ("b", "x"), ("a", "2")]);
