@@ -585,9 +585,6 @@ mod tests {
         assert_eq!(s.labels.get("empty"), Some(""));
         assert_eq!(s.labels.get("invalid"), Some("a\u{fffd}b\u{fffd}"));
         assert_eq!(s.labels.get("na\u{fffd}me"), Some("ok"));
-        assert_eq!(
-            s.labels.get("utf8"),
-            Some("h\u{e9}llo \u{20ac} \u{1f600}")
-        );
+        assert_eq!(s.labels.get("utf8"), Some("h\u{e9}llo \u{20ac} \u{1f600}"));
     }
 }

@@ -1006,7 +1006,7 @@ fn finish_members(
                         }
                         let mut ls: Vec<Label> =
                             g.iter().filter(|l| l.name != label).cloned().collect();
-                        ls.push(Label::new(label.clone(), format_float(x)));
+                        ls.push(Label::new(label.as_str(), format_float(x)));
                         ls.sort();
                         let labels = Labels::from_sorted(ls);
                         let k = *idx.entry(labels.clone()).or_insert_with(|| {

@@ -229,7 +229,7 @@ fn result_labels(
             if let Some(v) = one.get(name)
                 && !v.is_empty()
             {
-                ls.push(Label::new(name.clone(), v));
+                ls.push(Label::new(name.as_str(), v));
             }
         }
         ls.sort();
