@@ -67,7 +67,10 @@ fn read_aggr_block(dir: &Path) -> BTreeMap<LabelMap, Chunks> {
     for r in refs {
         let (mut labels, mut metas) = (Vec::new(), Vec::new());
         b.series(r, &mut labels, &mut metas).unwrap();
-        let key: LabelMap = labels.into_iter().map(|l| (l.name, l.value)).collect();
+        let key: LabelMap = labels
+            .into_iter()
+            .map(|l| (l.name.into(), l.value.into()))
+            .collect();
         let mut chunks = Chunks::new();
         for m in metas {
             let (enc, data) = b.chunks().chunk(m.chunk_ref).unwrap();

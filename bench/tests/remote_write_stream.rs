@@ -84,7 +84,7 @@ fn stream_decodes_to_the_generated_samples() {
             let mut labels: Vec<(String, String)> = g.series()[s.series as usize]
                 .labels
                 .iter()
-                .map(|l| (l.name.clone(), l.value.clone()))
+                .map(|l| (l.name.to_string(), l.value.to_string()))
                 .collect();
             labels.extend(b.external_labels.iter().cloned());
             labels.sort();

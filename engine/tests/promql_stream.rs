@@ -10,7 +10,7 @@ use std::sync::Arc;
 use gauntlet_engine::block::{BlockWriter, CutOptions, Interval, ThanosMeta, Tombstones};
 use gauntlet_engine::bucket::{Bucket, BucketConfig};
 use gauntlet_engine::chunk::{STALE_NAN_BITS, SampleBatch};
-use gauntlet_engine::labels::{Labels, MatchType, Matcher};
+use gauntlet_engine::labels::{CompactString, Labels, MatchType, Matcher};
 use gauntlet_engine::promql::{Engine, EngineOptions, PromqlError, Value};
 use gauntlet_engine::query::{
     BATCH_SERIES, LocalBlocks, MemSeries, Queryable, SelectHints, Series, collect_stream,
@@ -214,11 +214,11 @@ fn bucket_store_stream_equals_select() {
                 .iter()
                 .flat_map(|&(from, to, lo, hi, ext)| {
                     (lo..hi).map(move |i| {
-                        let mut ls: Vec<(String, String)> = labels(i)
+                        let mut ls: Vec<(CompactString, CompactString)> = labels(i)
                             .iter()
                             .map(|l| (l.name.clone(), l.value.clone()))
                             .collect();
-                        ls.extend(ext.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+                        ls.extend(ext.iter().map(|&(k, v)| (k.into(), v.into())));
                         let ts: Vec<i64> = (from / STEP..to / STEP).map(|k| k * STEP).collect();
                         let val = ts.iter().map(|&t| value(i, t)).collect();
                         Series {

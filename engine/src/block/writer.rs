@@ -130,11 +130,11 @@ impl BlockWriter {
         self.min_time = self.min_time.min(chunks[0].min_time);
         self.max_time = self.max_time.max(prev_max);
         for l in labels {
-            if !self.symbols.contains(&l.name) {
-                self.symbols.insert(l.name.clone());
+            if !self.symbols.contains(l.name.as_str()) {
+                self.symbols.insert(l.name.to_string());
             }
-            if !self.symbols.contains(&l.value) {
-                self.symbols.insert(l.value.clone());
+            if !self.symbols.contains(l.value.as_str()) {
+                self.symbols.insert(l.value.to_string());
             }
         }
         self.stats.num_series += 1;

@@ -61,9 +61,9 @@ fn postings_from_series(series: &[Series]) -> BTreeMap<String, BTreeMap<String, 
     let mut m: BTreeMap<String, BTreeMap<String, Vec<u32>>> = BTreeMap::new();
     for (r, ls, _) in series {
         for l in ls {
-            m.entry(l.name.clone())
+            m.entry(l.name.to_string())
                 .or_default()
-                .entry(l.value.clone())
+                .entry(l.value.to_string())
                 .or_default()
                 .push(*r);
         }

@@ -211,7 +211,7 @@ impl IndexWriter {
                         .reverse_lookup(&self.sym_section, s, &self.path)?
                         .ok_or_else(|| IndexError::UnknownSymbol {
                             path: self.path.clone(),
-                            symbol: s.clone(),
+                            symbol: s.to_string(),
                             offset,
                         })?,
                 };

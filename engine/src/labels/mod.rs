@@ -12,22 +12,46 @@ use std::fmt;
 /// Name of the label that holds the metric name.
 pub const METRIC_NAME: &str = "__name__";
 
+pub use compact_str::CompactString;
+
 /// One label: a name and a value.
+///
+/// Both are [`CompactString`]s, which keep up to 24 bytes inline: nearly every label name and
+/// value fits, so building a label set per series costs one allocation (the vector) instead of
+/// one per string. They order, hash and print as `str` does.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Label {
     /// Label name.
-    pub name: String,
+    pub name: CompactString,
     /// Label value.
-    pub value: String,
+    pub value: CompactString,
 }
 
 impl Label {
     /// A label from anything string-like.
-    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn new(name: impl Into<CompactString>, value: impl Into<CompactString>) -> Self {
         Label {
             name: name.into(),
             value: value.into(),
         }
+    }
+
+    /// A label from raw name and value bytes, as stored in blocks and on the wire; invalid UTF-8
+    /// is replaced with U+FFFD as `String::from_utf8_lossy` does.
+    pub fn from_bytes(name: &[u8], value: &[u8]) -> Self {
+        Label {
+            name: compact_from_utf8_lossy(name),
+            value: compact_from_utf8_lossy(value),
+        }
+    }
+}
+
+/// `bytes` as a string, invalid UTF-8 replaced with U+FFFD. Valid input (the norm: symbol tables
+/// are checked) is copied straight in, inline when it fits.
+pub fn compact_from_utf8_lossy(bytes: &[u8]) -> CompactString {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => CompactString::from(s),
+        Err(_) => CompactString::from(String::from_utf8_lossy(bytes)),
     }
 }
 
@@ -43,7 +67,7 @@ impl Labels {
     }
 
     /// Builds a label set from pairs in any order; later duplicates of a name replace earlier ones.
-    pub fn from_pairs<N: Into<String>, V: Into<String>>(
+    pub fn from_pairs<N: Into<CompactString>, V: Into<CompactString>>(
         pairs: impl IntoIterator<Item = (N, V)>,
     ) -> Self {
         let mut v: Vec<Label> = pairs.into_iter().map(|(n, v)| Label::new(n, v)).collect();
@@ -215,6 +239,23 @@ mod tests {
         let b = Labels::from_pairs([("a", "1"), ("b", "0")]);
         let c = Labels::from_pairs([("a", "2")]);
         assert!(a < b && b < c);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn label_bytes_read_as_from_utf8_lossy(
+            n in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+            v in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+            s in "\\PC{0,30}",
+        ) {
+            let l = Label::from_bytes(&n, &v);
+            proptest::prop_assert_eq!(l.name.as_str(), String::from_utf8_lossy(&n));
+            proptest::prop_assert_eq!(l.value.as_str(), String::from_utf8_lossy(&v));
+            proptest::prop_assert_eq!(compact_from_utf8_lossy(s.as_bytes()), s.as_str());
+            // Labels order byte-wise, as the strings they replaced did.
+            let (a, b) = (String::from_utf8_lossy(&n), String::from_utf8_lossy(&v));
+            proptest::prop_assert_eq!(l.name.cmp(&l.value), a.cmp(&b));
+        }
     }
 
     #[test]

@@ -348,7 +348,7 @@ fn nhcb_labels(labels: &Labels) -> Option<Labels> {
     Some(Labels::from_pairs(
         labels.iter().filter(|l| l.name != "le").map(|l| {
             if l.name == "__name__" {
-                (l.name.clone(), base.to_string())
+                (l.name.clone(), base.into())
             } else {
                 (l.name.clone(), l.value.clone())
             }

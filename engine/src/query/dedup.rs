@@ -166,13 +166,13 @@ fn fold_group(mut group: Vec<Series>, counter: bool) -> Series {
 
 /// `labels` without the named labels.
 pub fn without_labels(labels: &Labels, names: &[String]) -> Labels {
-    if names.is_empty() || !labels.iter().any(|l| names.contains(&l.name)) {
+    if names.is_empty() || !labels.iter().any(|l| names.iter().any(|n| *n == l.name)) {
         return labels.clone();
     }
     Labels::from_sorted(
         labels
             .iter()
-            .filter(|l| !names.contains(&l.name))
+            .filter(|l| !names.iter().any(|n| *n == l.name))
             .cloned()
             .collect::<Vec<Label>>(),
     )

@@ -134,7 +134,7 @@ impl Queryable for LocalBlocks {
         let mut names: Vec<String> = self
             .matching_labels(matchers, mint, maxt)?
             .iter()
-            .flat_map(|l| l.iter().map(|l| l.name.clone()))
+            .flat_map(|l| l.iter().map(|l| l.name.to_string()))
             .collect();
         names.sort();
         names.dedup();

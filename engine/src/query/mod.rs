@@ -174,7 +174,7 @@ impl Queryable for MemSeries {
     fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>> {
         let mut names: Vec<String> = self
             .in_range(matchers, mint, maxt)
-            .flat_map(|s| s.labels.iter().map(|l| l.name.clone()))
+            .flat_map(|s| s.labels.iter().map(|l| l.name.to_string()))
             .collect();
         names.sort();
         names.dedup();

@@ -194,12 +194,7 @@ impl SeriesBatch {
     pub fn series(&self, i: usize) -> StoreSeries {
         let labels = self
             .labels(i)
-            .map(|(n, v)| {
-                Label::new(
-                    String::from_utf8_lossy(n).into_owned(),
-                    String::from_utf8_lossy(v).into_owned(),
-                )
-            })
+            .map(|(n, v)| Label::from_bytes(n, v))
             .collect();
         let r = &self.series[i].chunks;
         StoreSeries {
@@ -558,5 +553,38 @@ mod tests {
         r.replace_chunks(0, vec![chunk(b"\x00\x01new", 5)]);
         assert_eq!(r.chunks(0).next().unwrap().data, b"\x00\x01new");
         assert_eq!(r.chunks(1).next().unwrap().data, b"\x00\x01zz");
+    }
+
+    #[test]
+    fn series_labels_read_back_as_lossy_utf8_of_their_bytes() {
+        let long = "v".repeat(100);
+        let pairs: [(&[u8], &[u8]); 8] = [
+            (b"__name__", b"up"),
+            (b"a24", b"exactly-twenty-four-byte"),
+            (b"a25", b"exactly-twenty-five-bytes"),
+            (b"b_long", long.as_bytes()),
+            (b"empty", b""),
+            (b"invalid", b"a\xffb\xe2\x82"),
+            (b"na\xc3me", b"ok"),
+            (b"utf8", "h\u{e9}llo \u{20ac} \u{1f600}".as_bytes()),
+        ];
+        let mut b = SeriesBatch::new();
+        b.start_series();
+        for (n, v) in pairs {
+            b.push_label(n, v);
+        }
+        let s = b.series(0);
+        assert_eq!(s.labels.len(), pairs.len());
+        for (l, (n, v)) in s.labels.iter().zip(pairs) {
+            assert_eq!(l.name.as_str(), String::from_utf8_lossy(n));
+            assert_eq!(l.value.as_str(), String::from_utf8_lossy(v));
+        }
+        assert_eq!(s.labels.get("a24"), Some("exactly-twenty-four-byte"));
+        assert_eq!(s.labels.get("a25"), Some("exactly-twenty-five-bytes"));
+        assert_eq!(s.labels.get("b_long"), Some(long.as_str()));
+        assert_eq!(s.labels.get("empty"), Some(""));
+        assert_eq!(s.labels.get("invalid"), Some("a\u{fffd}b\u{fffd}"));
+        assert_eq!(s.labels.get("na\u{fffd}me"), Some("ok"));
+        assert_eq!(s.labels.get("utf8"), Some("h\u{e9}llo \u{20ac} \u{1f600}"));
     }
 }

@@ -63,11 +63,11 @@ impl BucketStore {
                     continue;
                 }
                 names.extend(b.header.label_names());
-                names.extend(b.ext_labels.iter().map(|l| l.name.clone()));
+                names.extend(b.ext_labels.iter().map(|l| l.name.to_string()));
             }
         } else {
             for s in self.series(&Self::series_query(q)).await?.series {
-                names.extend(s.labels.iter().map(|l| l.name.clone()));
+                names.extend(s.labels.iter().map(|l| l.name.to_string()));
             }
         }
         Ok(finish(names, &q.without_replica_labels, q.limit))

@@ -37,7 +37,7 @@ impl ShardInfo {
         }
         let mut buf = Vec::with_capacity(256);
         for l in labels.iter() {
-            let named = self.labels.contains(&l.name);
+            let named = self.labels.iter().any(|n| *n == l.name);
             if named != self.by {
                 continue;
             }

@@ -33,8 +33,8 @@ pub fn matchers(ms: &[thanos::LabelMatcher]) -> Result<Vec<Matcher>, Status> {
 pub fn labels(l: &Labels) -> Vec<thanos::Label> {
     l.iter()
         .map(|l| thanos::Label {
-            name: l.name.clone(),
-            value: l.value.clone(),
+            name: l.name.to_string(),
+            value: l.value.to_string(),
         })
         .collect()
 }

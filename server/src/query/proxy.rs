@@ -63,8 +63,8 @@ fn matchers_from(proto: &[thanos::LabelMatcher]) -> Result<Vec<Matcher>, Status>
 fn to_proto_labels(l: &Labels) -> Vec<thanos::Label> {
     l.iter()
         .map(|l| thanos::Label {
-            name: l.name.clone(),
-            value: l.value.clone(),
+            name: l.name.to_string(),
+            value: l.value.to_string(),
         })
         .collect()
 }

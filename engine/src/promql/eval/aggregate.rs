@@ -17,9 +17,9 @@ use crate::promql::functions::{kahan_inc, quantile_sorted, sort_floats};
 fn in_group(l: &Label, modifier: Option<&LabelModifier>) -> bool {
     match modifier {
         None => false,
-        Some(LabelModifier::Include(by)) => by.labels.contains(&l.name),
+        Some(LabelModifier::Include(by)) => super::listed(&by.labels, &l.name),
         Some(LabelModifier::Exclude(without)) => {
-            !super::is_name_label(&l.name) && !without.labels.contains(&l.name)
+            !super::is_name_label(&l.name) && !super::listed(&without.labels, &l.name)
         }
     }
 }
@@ -1006,7 +1006,7 @@ fn finish_members(
                         }
                         let mut ls: Vec<Label> =
                             g.iter().filter(|l| l.name != label).cloned().collect();
-                        ls.push(Label::new(label.clone(), format_float(x)));
+                        ls.push(Label::new(label.as_str(), format_float(x)));
                         ls.sort();
                         let labels = Labels::from_sorted(ls);
                         let k = *idx.entry(labels.clone()).or_insert_with(|| {

@@ -42,14 +42,14 @@ fn signature(labels: &Labels, matching: Option<&LabelModifier>) -> Labels {
         Some(LabelModifier::Include(on)) => Labels::from_sorted(
             labels
                 .iter()
-                .filter(|l| on.labels.contains(&l.name))
+                .filter(|l| super::listed(&on.labels, &l.name))
                 .cloned()
                 .collect(),
         ),
         Some(LabelModifier::Exclude(ign)) => Labels::from_sorted(
             labels
                 .iter()
-                .filter(|l| l.name != "__name__" && !ign.labels.contains(&l.name))
+                .filter(|l| l.name != "__name__" && !super::listed(&ign.labels, &l.name))
                 .cloned()
                 .collect(),
         ),
@@ -215,10 +215,10 @@ fn result_labels(
     if matches!(card, VectorMatchCardinality::OneToOne) {
         match matching {
             Some(LabelModifier::Include(on)) => {
-                ls.retain(|l| on.labels.contains(&l.name));
+                ls.retain(|l| super::listed(&on.labels, &l.name));
             }
             Some(LabelModifier::Exclude(ign)) => {
-                ls.retain(|l| !ign.labels.contains(&l.name));
+                ls.retain(|l| !super::listed(&ign.labels, &l.name));
             }
             None => {}
         }
@@ -229,7 +229,7 @@ fn result_labels(
             if let Some(v) = one.get(name)
                 && !v.is_empty()
             {
-                ls.push(Label::new(name.clone(), v));
+                ls.push(Label::new(name.as_str(), v));
             }
         }
         ls.sort();

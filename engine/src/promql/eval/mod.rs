@@ -492,6 +492,11 @@ pub(crate) fn is_name_label(name: &str) -> bool {
     matches!(name, "__name__" | "__type__" | "__unit__")
 }
 
+/// Whether `name` is one of the label names a query lists (`by`, `without`, `on`, `ignoring`).
+pub(crate) fn listed(names: &[String], name: &str) -> bool {
+    names.iter().any(|n| n == name)
+}
+
 /// `labels` without the metric name (and its type and unit labels).
 pub(crate) fn without_name(labels: &Labels) -> Labels {
     Labels::from_sorted(
