@@ -150,14 +150,56 @@ where
     .await
     .unwrap_or_else(|e| Err(ApiError::internal(format!("handler failed: {e}"))));
     match res {
-        Ok(reply) => respond(
+        // The answer goes out as the pieces it was built in: a large one is not copied into
+        // an envelope first.
+        Ok(reply) => respond_parts(
             StatusCode::OK,
-            json::success(&reply.data, &reply.warnings, &reply.infos),
+            [
+                Bytes::from_static(json::SUCCESS_HEAD.as_bytes()),
+                Bytes::from(reply.data),
+                Bytes::from(json::success_tail(&reply.warnings, &reply.infos)),
+            ],
         ),
         Err(e) => respond(
             StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             json::error(e.error_type, &e.message, &[]),
         ),
+    }
+}
+
+fn respond_parts<const N: usize>(status: StatusCode, parts: [Bytes; N]) -> Response {
+    let mut r = Response::new(axum::body::Body::new(PartsBody(
+        parts.into_iter().collect(),
+    )));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// A body sent as the byte strings it was built from, one frame each; its length is exact, so
+/// it goes out with a Content-Length as a single buffer would.
+struct PartsBody(std::collections::VecDeque<Bytes>);
+
+impl http_body::Body for PartsBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(http_body::Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
     }
 }
 

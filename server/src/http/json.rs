@@ -104,6 +104,12 @@ enum Notation {
 fn push_float(out: &mut String, v: f64, notation: Notation) {
     let mut buf = ryu::Buffer::new();
     let text = buf.format_finite(v);
+    if notation == Notation::Plain && !text.contains('e') {
+        // ryu wrote the digits positionally, as Go does, and marks whole numbers with a `.0`
+        // Go leaves out: the common case needs no re-placing.
+        out.push_str(text.strip_suffix(".0").unwrap_or(text));
+        return;
+    }
     let (negative, text) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
@@ -213,13 +219,26 @@ pub fn push_str_array(out: &mut String, items: &[String]) {
     out.push(']');
 }
 
-/// The success envelope around already-encoded `data`, with `warnings` and `infos` when any.
-pub fn success(data: &str, warnings: &[String], infos: &[String]) -> String {
-    let mut out = String::with_capacity(data.len() + 64);
-    out.push_str("{\"status\":\"success\",\"data\":");
-    out.push_str(data);
+/// What the success envelope writes before its data.
+pub const SUCCESS_HEAD: &str = "{\"status\":\"success\",\"data\":";
+
+/// What the success envelope writes after its data: `warnings` and `infos` when any, and the
+/// closing brace.
+pub fn success_tail(warnings: &[String], infos: &[String]) -> String {
+    let mut out = String::new();
     push_annotations(&mut out, warnings, infos);
     out.push('}');
+    out
+}
+
+/// The success envelope around already-encoded `data` as one string (the server sends the
+/// head, data and tail as they are).
+#[cfg(test)]
+pub fn success(data: &str, warnings: &[String], infos: &[String]) -> String {
+    let mut out = String::with_capacity(data.len() + 64);
+    out.push_str(SUCCESS_HEAD);
+    out.push_str(data);
+    out.push_str(&success_tail(warnings, infos));
     out
 }
 

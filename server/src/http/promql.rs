@@ -137,7 +137,9 @@ fn truncate(mut res: QueryResult, limit: usize) -> QueryResult {
 
 fn reply(res: QueryResult, mut warnings: Vec<String>) -> Reply {
     warnings.extend(res.warnings);
-    let mut data = String::from("{\"resultType\":");
+    // Sized up front: a large matrix grown by doubling is copied about twice over.
+    let mut data = String::with_capacity(64 + encoded_size_hint(&res.value));
+    data.push_str("{\"resultType\":");
     match &res.value {
         Value::Scalar { t_ms, v } => {
             data.push_str("\"scalar\",\"result\":");
@@ -189,5 +191,23 @@ fn reply(res: QueryResult, mut warnings: Vec<String>) -> Reply {
         data,
         warnings,
         infos: res.info,
+    }
+}
+
+/// About how many bytes a result encodes to: each label pair and each point at a typical width.
+fn encoded_size_hint(v: &Value) -> usize {
+    let labels = |l: &gauntlet_engine::labels::Labels| {
+        32 + l
+            .iter()
+            .map(|x| x.name.len() + x.value.len() + 6)
+            .sum::<usize>()
+    };
+    match v {
+        Value::Vector(samples) => samples.iter().map(|s| labels(&s.labels) + 40).sum(),
+        Value::Matrix(series) => series
+            .iter()
+            .map(|s| labels(&s.labels) + 16 + s.samples.len() * 28)
+            .sum(),
+        _ => 0,
     }
 }
