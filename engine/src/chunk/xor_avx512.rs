@@ -23,14 +23,14 @@
 //! field from the payload directly, and a lane whose offset is still past the first word after
 //! the slide reloads its window at its position.
 //!
-//! Steps run in blocks of 8. A lane whose chunk ends within a block stops advancing after its
+//! Steps run in blocks of 24. A lane whose chunk ends within a block stops advancing after its
 //! last sample (its later steps decode the same bits again and are ignored), so a valid chunk
 //! is never read more than a window past its end; a corrupt one may run a block of the longest
 //! samples past it, which the zero padding after the last payload covers, so no step needs a
 //! bounds check. Anomalies (a sample that ends past the payload, a value header with more than
 //! 64 bits) mark the lane bad and are checked once per block. Each block's samples are
-//! transposed so every lane writes its samples to its chunk's columns with one masked store
-//! per column.
+//! transposed 8 steps at a time so every lane writes its samples to its chunk's columns with one
+//! masked store per column and 8 samples.
 //!
 //! Between blocks, lanes whose chunk ended take the next one; its samples 0 and 1 (varints
 //! and raw bits) are decoded by the scalar decoder, which also decodes chunks too short for a
@@ -53,8 +53,13 @@ const LANES: usize = 8;
 /// other computes. Two, as a group's state takes 10 vector registers: with three, the step
 /// spilled registers and ran slower (`perf/RESULTS.md`).
 const GROUPS: usize = 2;
-/// Steps per block; equal to [`LANES`] so the staged samples transpose as a square.
-const BLOCK: usize = LANES;
+/// Squares of [`LANES`] steps in a block: the staged samples transpose a square at a time.
+const SQUARES: usize = 3;
+/// Steps per block. Longer blocks spread the per-lane work between blocks over more samples,
+/// and lanes whose chunk ends early in a block idle longer: 24 measured fastest of 8, 16, 24
+/// and 32 (`perf/RESULTS.md`), and a 120-sample chunk (Prometheus's usual cut) needs 118 lane
+/// steps, 2 short of 5 blocks.
+const BLOCK: usize = LANES * SQUARES;
 /// Longest sample in bits: a 68-bit dod field and a 77-bit value field.
 const MAX_SAMPLE_BITS: usize = 145;
 /// Bits of a lane's window.
@@ -192,8 +197,8 @@ struct Regs {
 /// Samples staged by one block of one group: row `j` holds step `j` of every lane.
 #[derive(Clone, Copy)]
 struct Stage {
-    t: [__m512i; BLOCK],
-    v: [__m512i; BLOCK],
+    t: [[__m512i; LANES]; SQUARES],
+    v: [[__m512i; LANES]; SQUARES],
 }
 
 /// Decodes every job, writing `results[k]` for `jobs[k]`: exactly what the scalar decoder
@@ -238,8 +243,8 @@ pub(super) fn decode_jobs_tail(
     }
     let zero = _mm512_setzero_si512();
     let mut stage = [Stage {
-        t: [zero; BLOCK],
-        v: [zero; BLOCK],
+        t: [[zero; LANES]; SQUARES],
+        v: [[zero; LANES]; SQUARES],
     }; GROUPS];
     loop {
         let busy: usize = groups.iter().map(Group::busy).sum();
@@ -368,11 +373,15 @@ fn finish_lane(
 }
 
 /// Writes the samples a block staged into the lanes' columns: lane `l`'s samples are the first
-/// `min(left, 8)` of its transposed row.
+/// `min(left, BLOCK)` of its transposed rows.
 #[target_feature(enable = "avx512f")]
 fn flush(g: &mut Group, st: &Stage, jobs: &mut [Job<'_>]) {
-    let t = transpose(&st.t);
-    let v = transpose(&st.v);
+    let mut t = [[_mm512_setzero_si512(); LANES]; SQUARES];
+    let mut v = t;
+    for h in 0..SQUARES {
+        t[h] = transpose(&st.t[h]);
+        v[h] = transpose(&st.v[h]);
+    }
     for l in 0..LANES {
         let (k, done) = (g.job[l], g.done[l]);
         let Some(job) = jobs.get_mut(k) else { continue };
@@ -381,15 +390,21 @@ fn flush(g: &mut Group, st: &Stage, jobs: &mut [Job<'_>]) {
             continue;
         };
         let count = count.min(ts.len()).min(val.len());
-        if count == 0 {
-            continue;
-        }
-        let mask = (0xffu16 >> (LANES - count)) as __mmask8;
-        // SAFETY: the mask selects `count` lanes and `ts` and `val` hold at least `count`
-        // elements from their start; masked-off lanes are neither read nor written.
-        unsafe {
-            _mm512_mask_storeu_epi64(ts.as_mut_ptr(), mask, t[l]);
-            _mm512_mask_storeu_epi64(val.as_mut_ptr().cast(), mask, v[l]);
+        for h in 0..SQUARES {
+            let n = count.saturating_sub(h * LANES).min(LANES);
+            let (Some(ts), Some(val)) = (ts.get_mut(h * LANES..), val.get_mut(h * LANES..)) else {
+                break;
+            };
+            if n == 0 {
+                break;
+            }
+            let mask = (0xffu16 >> (LANES - n)) as __mmask8;
+            // SAFETY: the mask selects `n` lanes and `ts` and `val` hold at least `n` elements
+            // from their start; masked-off lanes are neither read nor written.
+            unsafe {
+                _mm512_mask_storeu_epi64(ts.as_mut_ptr(), mask, t[h][l]);
+                _mm512_mask_storeu_epi64(val.as_mut_ptr().cast(), mask, v[h][l]);
+            }
         }
         g.done[l] = done + count;
         g.left[l] -= count;
@@ -443,11 +458,12 @@ unsafe fn run_block(groups: &mut [Group; GROUPS], base: *const u8, stage: &mut [
     let [s0, s1] = stage;
     let (mut r0, mut r1) = (load(g0), load(g1));
     for j in 0..BLOCK {
-        // SAFETY: the caller's guarantee; a block moves a lane by at most 8 samples, which
+        // SAFETY: the caller's guarantee; a block moves a lane by at most `BLOCK` samples, which
         // the padding covers.
         unsafe {
-            (s0.t[j], s0.v[j]) = step(&mut r0, base, real[0][j]);
-            (s1.t[j], s1.v[j]) = step(&mut r1, base, real[1][j]);
+            let (h, i) = (j / LANES, j % LANES);
+            (s0.t[h][i], s0.v[h][i]) = step(&mut r0, base, real[0][j]);
+            (s1.t[h][i], s1.v[h][i]) = step(&mut r1, base, real[1][j]);
         }
     }
     store(g0, &r0);
@@ -523,7 +539,7 @@ unsafe fn word(idx: __m512i, base: *const u8, mask: __mmask8) -> __m512i {
 /// and their samples are ignored.
 ///
 /// # Safety
-/// As [`run_block`]'s, for the lanes in `r`, with room for 8 samples.
+/// As [`run_block`]'s, for the lanes in `r`, with room for a block of samples.
 #[inline]
 #[target_feature(enable = "avx512f,avx512cd,avx512bw,avx512dq,avx512vbmi2")]
 unsafe fn step(r: &mut Regs, base: *const u8, real: __mmask8) -> (__m512i, __m512i) {
