@@ -256,8 +256,9 @@ pub(super) fn decode_jobs_tail(
                 g.steps.0[l] = g.left[l].min(BLOCK) as u64;
             }
         }
-        // SAFETY: every lane's window and position lie inside the arena, with `PAD_BYTES` of
-        // padding after the last payload, as `run_block` requires.
+        // SAFETY: a busy lane's position is inside its payload (one past its end is retired
+        // after the block that took it there) and an idle lane's is the arena's start; the
+        // arena holds `PAD_BYTES` after the last payload, as `run_block` requires.
         unsafe { run_block(&mut groups, arena.as_ptr(), &mut stage) };
         for (g, st) in groups.iter_mut().zip(&stage) {
             flush(g, st, jobs);
@@ -440,8 +441,10 @@ fn transpose(m: &[__m512i; 8]) -> [__m512i; 8] {
 /// advances only the lanes with more than `j` steps to run.
 ///
 /// # Safety
-/// For every lane, its window must start inside the arena (`base`), with the arena reaching
-/// at least [`PAD_BYTES`] past the lane's position and at least 8 bytes past its window.
+/// `base` is the arena. Every lane's window (`f - 192 .. f`) must lie inside it with the lane's
+/// position in its first word, and the arena must reach at least [`PAD_BYTES`] bytes past the
+/// lane's position: a block moves a lane by at most [`BLOCK`] samples of at most
+/// [`MAX_SAMPLE_BITS`], and a step reads at most 32 bytes past the position it reaches.
 #[target_feature(enable = "avx512f,avx512cd,avx512bw,avx512dq,avx512vbmi2")]
 unsafe fn run_block(groups: &mut [Group; GROUPS], base: *const u8, stage: &mut [Stage; GROUPS]) {
     let mut real = [[0; BLOCK]; GROUPS];
@@ -539,7 +542,7 @@ unsafe fn word(idx: __m512i, base: *const u8, mask: __mmask8) -> __m512i {
 /// and their samples are ignored.
 ///
 /// # Safety
-/// As [`run_block`]'s, for the lanes in `r`, with room for a block of samples.
+/// As [`run_block`]'s, for the lanes in `r`, at most a block of steps after its start.
 #[inline]
 #[target_feature(enable = "avx512f,avx512cd,avx512bw,avx512dq,avx512vbmi2")]
 unsafe fn step(r: &mut Regs, base: *const u8, real: __mmask8) -> (__m512i, __m512i) {
