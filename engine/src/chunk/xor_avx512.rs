@@ -460,13 +460,14 @@ unsafe fn run_block(groups: &mut [Group; GROUPS], base: *const u8, stage: &mut [
     let [g0, g1] = groups;
     let [s0, s1] = stage;
     let (mut r0, mut r1) = (load(g0), load(g1));
-    for j in 0..BLOCK {
+    let [m0, m1] = real;
+    for (j, (m0, m1)) in m0.into_iter().zip(m1).enumerate() {
+        let (h, i) = (j / LANES, j % LANES);
         // SAFETY: the caller's guarantee; a block moves a lane by at most `BLOCK` samples, which
         // the padding covers.
         unsafe {
-            let (h, i) = (j / LANES, j % LANES);
-            (s0.t[h][i], s0.v[h][i]) = step(&mut r0, base, real[0][j]);
-            (s1.t[h][i], s1.v[h][i]) = step(&mut r1, base, real[1][j]);
+            (s0.t[h][i], s0.v[h][i]) = step(&mut r0, base, m0);
+            (s1.t[h][i], s1.v[h][i]) = step(&mut r1, base, m1);
         }
     }
     store(g0, &r0);
