@@ -4,8 +4,8 @@
 //! decodes far, so this target encodes its chunks first: the lanes run long, every dod bucket
 //! and value form occurs, and damage lands anywhere in them.
 //!
-//! Sets of fewer than 24 chunks (where the call would not use the lanes) are repeated up to
-//! 24 or more.
+//! Sets of fewer than 24 chunks are repeated up to 24 or more, so every input runs the lanes
+//! (the call uses them from 16 chunks on) with every lane busy at first.
 //!
 //! Input: a sequence of chunk descriptions, each a length byte, then per sample a control
 //! byte choosing the dod and value shape and up to 8 bytes feeding them; an optional damage
@@ -92,7 +92,7 @@ fuzz_target!(|data: &[u8]| {
     while !b.0.is_empty() && chunks.len() < 64 {
         chunks.push(chunk(&mut b));
     }
-    // The many-chunk call uses the lanes from 24 chunks on: repeat short sets up to that.
+    // The many-chunk call uses the lanes from 16 chunks on: repeat short sets past that.
     let mut slices: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
     if !slices.is_empty() {
         let base = slices.clone();

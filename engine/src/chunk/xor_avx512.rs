@@ -1,24 +1,36 @@
-//! AVX-512 many-chunk XOR decoder: one chunk per 64-bit lane, 24 chunks in flight.
+//! AVX-512 many-chunk XOR decoder: one chunk per 64-bit lane, 16 chunks in flight.
 //!
 //! A single chunk decodes at the speed of its serial chain (each sample's bit position depends
 //! on the widths of the one before) plus a mispredicted branch whenever the value form changes.
 //! Here every lane runs the same branch-free step on its own chunk, so the chains of many
-//! chunks overlap and no branch depends on the data. One step, per lane:
+//! chunks overlap and no branch depends on the data.
 //!
-//! 1. gather the 16 bytes at the lane's bit position and funnel-shift them into a window (the
-//!    payloads are stored byte-reversed, so a little-endian load is the big-endian window);
-//! 2. count the leading ones of the window (the dod bucket, `vplzcntq` of the complement) and
-//!    look up the field width; decode the 14/17/20-bit dod, or take the raw 64-bit one;
-//! 3. shift the window past the dod field and decode the value field (`0`, `10` reusing the
-//!    previous window, `11` with a new 5-bit leading and 6-bit significant count) with masks;
-//! 4. advance.
+//! Each lane keeps a window of its chunk in registers: 192 bits (three big-endian words) of
+//! the payload and the offset of its position in the first word, so at least 128 bits lie
+//! ahead of the position, more than any sample takes but one with a 64-bit timestamp field.
+//! One step, per lane:
 //!
-//! Steps run in blocks of 8. A lane steps 8 times whatever its chunk holds: steps past the
-//! chunk's last sample decode the padding and are ignored, and every payload is followed by
-//! enough zero padding for 8 steps of the longest samples, so no step needs a bounds check.
-//! Anomalies (a sample that ends past the payload, a value header with more than 64 bits)
-//! mark the lane bad and are checked once per block. Each block's samples are transposed so
-//! every lane writes its samples to its chunk's columns with one masked store per column.
+//! 1. load the word after the window (one gather; its address depends only on earlier steps,
+//!    so the load overlaps this step's work instead of sitting on the position chain);
+//! 2. take the 128 bits at the position; count their leading ones (the dod bucket,
+//!    `vplzcntq` of the complement) and look up the field width; decode the 14/17/20-bit dod;
+//! 3. shift past the dod field and decode the value field (`0`, `10` reusing the previous
+//!    window, `11` with a new 5-bit leading and 6-bit significant count) with masks;
+//! 4. advance the offset; once it passes the first word, slide the window by a word, taking
+//!    the word loaded in 1.
+//!
+//! The rare cases leave the window: a `1111` dod (64 raw bits, 145-bit sample) loads its value
+//! field from the payload directly, and a lane whose offset is still past the first word after
+//! the slide reloads its window at its position.
+//!
+//! Steps run in blocks of 24. A lane whose chunk ends within a block stops advancing after its
+//! last sample (its later steps decode the same bits again and are ignored), so a valid chunk
+//! is never read more than a window past its end; a corrupt one may run a block of the longest
+//! samples past it, which the zero padding after the last payload covers, so no step needs a
+//! bounds check. Anomalies (a sample that ends past the payload, a value header with more than
+//! 64 bits) mark the lane bad and are checked once per block. Each block's samples are
+//! transposed 8 steps at a time so every lane writes its samples to its chunk's columns with one
+//! masked store per column and 8 samples.
 //!
 //! Between blocks, lanes whose chunk ended take the next one; its samples 0 and 1 (varints
 //! and raw bits) are decoded by the scalar decoder, which also decodes chunks too short for a
@@ -30,31 +42,38 @@
 use core::arch::x86_64::*;
 
 use super::ChunkError;
+use super::bstream::load_be64;
 use super::xor::{decode_head, decode_resume, decode_xor_slots, xor_num_samples};
 use super::xor_fast::RunState;
 use super::xor_many::Job;
 
 /// Lanes of a 512-bit vector of u64.
 const LANES: usize = 8;
-/// Independent lane groups interleaved in one block: while one group waits on its gathers the
-/// others compute.
-const GROUPS: usize = 3;
-/// Steps per block; equal to [`LANES`] so the staged samples transpose as a square.
-const BLOCK: usize = LANES;
+/// Independent lane groups interleaved in one block: while one group waits on its loads the
+/// other computes. Two, as a group's state takes 10 vector registers: with three, the step
+/// spilled registers and ran slower (`perf/RESULTS.md`).
+const GROUPS: usize = 2;
+/// Squares of [`LANES`] steps in a block: the staged samples transpose a square at a time.
+const SQUARES: usize = 3;
+/// Steps per block. Longer blocks spread the per-lane work between blocks over more samples,
+/// and lanes whose chunk ends early in a block idle longer: 24 measured fastest of 8, 16, 24
+/// and 32 (`perf/RESULTS.md`), and a 120-sample chunk (Prometheus's usual cut) needs 118 lane
+/// steps, 2 short of 5 blocks.
+const BLOCK: usize = LANES * SQUARES;
 /// Longest sample in bits: a 68-bit dod field and a 77-bit value field.
 const MAX_SAMPLE_BITS: usize = 145;
-/// Zero bytes past each payload (below it, as payloads are stored reversed): a block's steps
-/// may run 8 samples past the payload's end, and a step reads up to 25 bytes from its
-/// position.
-const PAD_BYTES: usize = (BLOCK * MAX_SAMPLE_BITS).div_ceil(8) + 32;
+/// Bits of a lane's window.
+const WINDOW_BITS: u64 = 192;
+/// Zero bytes after the last payload in the arena: a corrupt chunk's lane may run a block of
+/// the longest samples past its payload's end before the block's check finds it, and a step
+/// reads up to 32 bytes past its position (the word after its window).
+const PAD_BYTES: usize = (BLOCK * MAX_SAMPLE_BITS).div_ceil(8) + 40;
 /// Fewest samples for which a chunk takes a lane; shorter ones go to the scalar decoder.
 const MIN_LANE_SAMPLES: usize = 4;
 /// Lanes in all: the many-chunk call uses the lanes only for at least this many chunks.
 pub(super) const ALL_LANES: usize = LANES * GROUPS;
 /// Once no chunk is left to start and fewer lanes than this are busy, the scalar decoder
-/// finishes them: a step costs the same with all lanes busy as with one, and on the machine
-/// measured (`perf/RESULTS.md`) a full set of lanes is only about as fast as the scalar
-/// decoder.
+/// finishes them: a step costs the same with all lanes busy as with one.
 const TAIL_LANES: usize = ALL_LANES * 3 / 4;
 /// Lane marker for "no chunk".
 const NO_JOB: usize = usize::MAX;
@@ -81,15 +100,18 @@ pub fn available() -> bool {
 struct Lanes([u64; LANES]);
 
 /// One group's lane state between blocks, lane `l` of every field belonging to the chunk
-/// `job[l]`.
-///
-/// A lane's position is kept as `u = c - p`, where `p` is the bit position in the payload and
-/// `c = 8 * (r - 7) + 7` for the arena index `r` of the payload's first byte: the payload is
-/// stored byte-reversed, so the 8 bytes at arena index `u >> 3` read as a little-endian u64
-/// are the big-endian word at byte `p >> 3`, shifted by `p & 7 = !u & 7`.
+/// `job[l]`. Positions are bit indexes into the arena (all payloads one after another, bits
+/// numbered from each byte's most significant bit).
 #[derive(Debug, Clone, Copy)]
 struct Group {
-    u: Lanes,
+    /// The window: arena bits `f - 192 .. f`, most significant first.
+    w0: Lanes,
+    w1: Lanes,
+    w2: Lanes,
+    /// Offset of the lane's position in the window, below 64.
+    o: Lanes,
+    /// Arena bit just past the window, a multiple of 8.
+    f: Lanes,
     t: Lanes,
     td: Lanes,
     vb: Lanes,
@@ -99,14 +121,14 @@ struct Group {
     rsh: Lanes,
     /// Samples the lane decodes in the next block: `min(left, 8)`.
     steps: Lanes,
-    /// `u` after the lane's last real step of the block.
-    u_last: Lanes,
     /// Lanes whose chunk showed a corrupt value header.
     bad: u8,
     /// Index of the lane's job, or [`NO_JOB`].
     job: [usize; LANES],
-    /// `c` of the lane's payload (see the type's docs).
-    c: [u64; LANES],
+    /// Arena bit of the first byte of the lane's payload.
+    start: [u64; LANES],
+    /// Arena bit just past the lane's payload.
+    end: [u64; LANES],
     /// Samples of the job already in its columns.
     done: [usize; LANES],
     /// Samples of the job still to decode.
@@ -116,17 +138,21 @@ struct Group {
 impl Group {
     fn idle() -> Self {
         Group {
-            u: Lanes([IDLE_U; LANES]),
+            w0: Lanes::default(),
+            w1: Lanes::default(),
+            w2: Lanes::default(),
+            o: Lanes::default(),
+            f: Lanes([WINDOW_BITS; LANES]),
             t: Lanes::default(),
             td: Lanes::default(),
             vb: Lanes::default(),
             tr: Lanes::default(),
             rsh: Lanes::default(),
             steps: Lanes::default(),
-            u_last: Lanes::default(),
             bad: 0,
             job: [NO_JOB; LANES],
-            c: [0; LANES],
+            start: [0; LANES],
+            end: [0; LANES],
             done: [0; LANES],
             left: [0; LANES],
         }
@@ -135,30 +161,44 @@ impl Group {
     fn busy(&self) -> usize {
         self.job.iter().filter(|&&k| k != NO_JOB).count()
     }
-}
 
-/// Position of idle lanes: they decode the zeros at the front of the arena.
-const IDLE_U: u64 = (PAD_BYTES as u64) * 8 + 7;
+    /// Arena bit at lane `l`'s position.
+    fn pos(&self, l: usize) -> u64 {
+        self.f.0[l] - WINDOW_BITS + self.o.0[l]
+    }
+
+    /// Points lane `l` at arena bit `p`, loading its window from `arena`.
+    fn seek(&mut self, l: usize, arena: &[u8], p: u64) {
+        let byte = (p >> 3) as usize;
+        self.w0.0[l] = load_be64(arena, byte);
+        self.w1.0[l] = load_be64(arena, byte + 8);
+        self.w2.0[l] = load_be64(arena, byte + 16);
+        self.o.0[l] = p & 7;
+        self.f.0[l] = (p & !7) + WINDOW_BITS;
+    }
+}
 
 /// One group's state in registers during a block.
 #[derive(Clone, Copy)]
 struct Regs {
-    u: __m512i,
+    w0: __m512i,
+    w1: __m512i,
+    w2: __m512i,
+    o: __m512i,
+    f: __m512i,
     t: __m512i,
     td: __m512i,
     vb: __m512i,
     tr: __m512i,
     rsh: __m512i,
-    steps: __m512i,
-    u_last: __m512i,
     bad: __mmask8,
 }
 
 /// Samples staged by one block of one group: row `j` holds step `j` of every lane.
 #[derive(Clone, Copy)]
 struct Stage {
-    t: [__m512i; BLOCK],
-    v: [__m512i; BLOCK],
+    t: [[__m512i; LANES]; SQUARES],
+    v: [[__m512i; LANES]; SQUARES],
 }
 
 /// Decodes every job, writing `results[k]` for `jobs[k]`: exactly what the scalar decoder
@@ -181,33 +221,30 @@ pub(super) fn decode_jobs_tail(
 ) {
     let n = jobs.len().min(results.len());
     let (jobs, results) = (&mut jobs[..n], &mut results[..n]);
-    // Zero padding first (idle lanes read it), then each payload's padding and the payload,
-    // reversed. Index `r[k]` is the payload's first byte.
-    let bytes: usize = jobs.iter().map(|j| j.data.len() + PAD_BYTES).sum();
+    // The payloads one after another, then zeros; `starts[k]` is where payload `k` begins. A
+    // lane reading past its payload's end reads the next payload: only corrupt chunks consume
+    // those bits, and they are found by the end check and decoded again by the scalar decoder.
+    let bytes: usize = jobs.iter().map(|j| j.data.len()).sum();
     let mut arena = Vec::with_capacity(bytes + PAD_BYTES);
-    arena.resize(PAD_BYTES, 0);
-    let mut c = Vec::with_capacity(n);
+    let mut starts = Vec::with_capacity(n);
     for j in jobs.iter() {
-        let at = arena.len() + PAD_BYTES;
-        arena.resize(at + j.data.len(), 0);
-        let dst = &mut arena[at..];
-        dst.copy_from_slice(j.data);
-        dst.reverse();
-        let r = (arena.len() - 1) as u64;
-        c.push(8 * (r - 7) + 7);
+        starts.push(arena.len());
+        arena.extend_from_slice(j.data);
     }
+    arena.resize(bytes + PAD_BYTES, 0);
+    let arena = &arena[..];
 
     let mut groups = [Group::idle(); GROUPS];
     let mut next = 0;
     for g in &mut groups {
         for l in 0..LANES {
-            start_lane(g, l, jobs, results, &c, &mut next);
+            start_lane(g, l, jobs, results, arena, &starts, &mut next);
         }
     }
     let zero = _mm512_setzero_si512();
     let mut stage = [Stage {
-        t: [zero; BLOCK],
-        v: [zero; BLOCK],
+        t: [[zero; LANES]; SQUARES],
+        v: [[zero; LANES]; SQUARES],
     }; GROUPS];
     loop {
         let busy: usize = groups.iter().map(Group::busy).sum();
@@ -219,27 +256,26 @@ pub(super) fn decode_jobs_tail(
                 g.steps.0[l] = g.left[l].min(BLOCK) as u64;
             }
         }
-        // SAFETY: every lane's position is inside its payload (a busy lane), or `IDLE_U`,
-        // with `PAD_BYTES` of padding below, as `run_block` requires.
+        // SAFETY: a busy lane's position is inside its payload (one past its end is retired
+        // after the block that took it there) and an idle lane's is the arena's start; the
+        // arena holds `PAD_BYTES` after the last payload, as `run_block` requires.
         unsafe { run_block(&mut groups, arena.as_ptr(), &mut stage) };
         for (g, st) in groups.iter_mut().zip(&stage) {
             flush(g, st, jobs);
             for l in 0..LANES {
-                let k = g.job[l];
-                if k == NO_JOB {
-                    g.u.0[l] = IDLE_U;
+                if g.job[l] == NO_JOB {
                     continue;
                 }
-                // The sample that ends past the payload is the first step past `c - end`.
-                let end = (jobs[k].data.len() * 8) as u64;
-                if g.u_last.0[l] < g.c[l] - end {
+                // A sample that ends past the payload leaves the position past its end: lanes
+                // stop at their last sample, and a block moves a lane by whole samples.
+                if g.pos(l) > g.end[l] {
                     g.bad |= 1 << l;
                 }
                 if g.left[l] != 0 && g.bad & (1 << l) == 0 {
                     continue;
                 }
                 finish_lane(g, l, jobs, results);
-                start_lane(g, l, jobs, results, &c, &mut next);
+                start_lane(g, l, jobs, results, arena, &starts, &mut next);
             }
         }
     }
@@ -260,12 +296,12 @@ fn start_lane(
     l: usize,
     jobs: &mut [Job<'_>],
     results: &mut [Result<usize, ChunkError>],
-    c: &[u64],
+    arena: &[u8],
+    starts: &[usize],
     next: &mut usize,
 ) {
     g.job[l] = NO_JOB;
     g.left[l] = 0;
-    g.u.0[l] = IDLE_U;
     g.bad &= !(1 << l);
     while let Some(job) = jobs.get_mut(*next) {
         let k = *next;
@@ -278,22 +314,25 @@ fn start_lane(
         } else {
             None
         };
-        let Some(st) = head else {
+        let (Some(st), Some(&start)) = (head, starts.get(k)) else {
             results[k] = decode_xor_slots(job.data, job.ts, job.val);
             continue;
         };
-        g.u.0[l] = c[k] - st.pos as u64;
+        let start = (start * 8) as u64;
+        g.seek(l, arena, start + st.pos as u64);
         g.t.0[l] = st.t as u64;
         g.td.0[l] = st.t_delta;
         g.vb.0[l] = st.v_bits;
         g.tr.0[l] = u64::from(st.trailing);
         g.rsh.0[l] = u64::from(64 - st.sig.clamp(1, 64));
         g.job[l] = k;
-        g.c[l] = c[k];
+        g.start[l] = start;
+        g.end[l] = start + (job.data.len() * 8) as u64;
         g.done[l] = 2;
         g.left[l] = slots - 2;
         return;
     }
+    g.seek(l, arena, 0);
 }
 
 /// Records the result of lane `l`'s job and leaves the lane idle: done if all its samples
@@ -321,7 +360,7 @@ fn finish_lane(
         // The lane ran every step of its last block, so its registers are that of its last
         // sample.
         let st = RunState {
-            pos: (g.c[l] - g.u.0[l]) as usize,
+            pos: (g.pos(l) - g.start[l]) as usize,
             t: g.t.0[l] as i64,
             t_delta: g.td.0[l],
             v_bits: g.vb.0[l],
@@ -332,32 +371,41 @@ fn finish_lane(
         decode_resume(job.data, st, read, ts, val)
     };
     g.left[l] = 0;
-    g.u.0[l] = IDLE_U;
 }
 
 /// Writes the samples a block staged into the lanes' columns: lane `l`'s samples are the first
-/// `steps[l]` of its transposed row.
+/// `min(left, BLOCK)` of its transposed rows.
 #[target_feature(enable = "avx512f")]
 fn flush(g: &mut Group, st: &Stage, jobs: &mut [Job<'_>]) {
-    let t = transpose(&st.t);
-    let v = transpose(&st.v);
+    let mut t = [[_mm512_setzero_si512(); LANES]; SQUARES];
+    let mut v = t;
+    for h in 0..SQUARES {
+        t[h] = transpose(&st.t[h]);
+        v[h] = transpose(&st.v[h]);
+    }
     for l in 0..LANES {
         let (k, done) = (g.job[l], g.done[l]);
         let Some(job) = jobs.get_mut(k) else { continue };
-        let count = (g.steps.0[l] as usize).min(g.left[l]);
+        let count = g.left[l].min(BLOCK);
         let (Some(ts), Some(val)) = (job.ts.get_mut(done..), job.val.get_mut(done..)) else {
             continue;
         };
         let count = count.min(ts.len()).min(val.len());
-        if count == 0 {
-            continue;
-        }
-        let mask = (0xffu16 >> (LANES - count)) as __mmask8;
-        // SAFETY: the mask selects `count` lanes and `ts` and `val` hold at least `count`
-        // elements from their start; masked-off lanes are neither read nor written.
-        unsafe {
-            _mm512_mask_storeu_epi64(ts.as_mut_ptr(), mask, t[l]);
-            _mm512_mask_storeu_epi64(val.as_mut_ptr().cast(), mask, v[l]);
+        for h in 0..SQUARES {
+            let n = count.saturating_sub(h * LANES).min(LANES);
+            let (Some(ts), Some(val)) = (ts.get_mut(h * LANES..), val.get_mut(h * LANES..)) else {
+                break;
+            };
+            if n == 0 {
+                break;
+            }
+            let mask = (0xffu16 >> (LANES - n)) as __mmask8;
+            // SAFETY: the mask selects `n` lanes and `ts` and `val` hold at least `n` elements
+            // from their start; masked-off lanes are neither read nor written.
+            unsafe {
+                _mm512_mask_storeu_epi64(ts.as_mut_ptr(), mask, t[h][l]);
+                _mm512_mask_storeu_epi64(val.as_mut_ptr().cast(), mask, v[h][l]);
+            }
         }
         g.done[l] = done + count;
         g.left[l] -= count;
@@ -389,43 +437,41 @@ fn transpose(m: &[__m512i; 8]) -> [__m512i; 8] {
     a
 }
 
-/// Runs one block of [`BLOCK`] steps on every group, staging each step's samples.
+/// Runs one block of [`BLOCK`] steps on every group, staging each step's samples; step `j`
+/// advances only the lanes with more than `j` steps to run.
 ///
 /// # Safety
-/// For every lane, arena index `u >> 3` must be at least [`PAD_BYTES`] and at most
-/// `arena.len() - 8` (`base` being the arena), with zeros wherever the lane's payload does not
-/// reach: true of a busy lane's position inside its payload and of [`IDLE_U`].
+/// `base` is the arena. Every lane's window (`f - 192 .. f`) must lie inside it with the lane's
+/// position in its first word, and the arena must reach at least [`PAD_BYTES`] bytes past the
+/// lane's position: a block moves a lane by at most [`BLOCK`] samples of at most
+/// [`MAX_SAMPLE_BITS`], and a step reads at most 32 bytes past the position it reaches.
 #[target_feature(enable = "avx512f,avx512cd,avx512bw,avx512dq,avx512vbmi2")]
 unsafe fn run_block(groups: &mut [Group; GROUPS], base: *const u8, stage: &mut [Stage; GROUPS]) {
-    let zero = _mm512_setzero_si512();
-    let mut regs = [Regs {
-        u: zero,
-        t: zero,
-        td: zero,
-        vb: zero,
-        tr: zero,
-        rsh: zero,
-        steps: zero,
-        u_last: zero,
-        bad: 0,
-    }; GROUPS];
-    for (r, g) in regs.iter_mut().zip(groups.iter()) {
-        *r = load(g);
-    }
-    for j in 0..BLOCK {
-        let jv = _mm512_set1_epi64(j as i64);
-        for (r, st) in regs.iter_mut().zip(stage.iter_mut()) {
-            let real = _mm512_cmpgt_epu64_mask(r.steps, jv);
-            // SAFETY: the caller's guarantee; a block moves a lane by at most 8 samples, which
-            // the padding covers.
-            let (t, v) = unsafe { step(r, base, real) };
-            st.t[j] = t;
-            st.v[j] = v;
+    let mut real = [[0; BLOCK]; GROUPS];
+    for (g, real) in groups.iter().zip(&mut real) {
+        // SAFETY: `steps` is 64 readable bytes.
+        let steps = unsafe { _mm512_loadu_si512(g.steps.0.as_ptr().cast()) };
+        for (j, m) in real.iter_mut().enumerate() {
+            *m = _mm512_cmpgt_epu64_mask(steps, _mm512_set1_epi64(j as i64));
         }
     }
-    for (g, r) in groups.iter_mut().zip(&regs) {
-        store(g, r);
+    // The groups' registers as separate locals (not an array indexed in the loop), so they
+    // stay in registers across the steps.
+    let [g0, g1] = groups;
+    let [s0, s1] = stage;
+    let (mut r0, mut r1) = (load(g0), load(g1));
+    let [m0, m1] = real;
+    for (j, (m0, m1)) in m0.into_iter().zip(m1).enumerate() {
+        let (h, i) = (j / LANES, j % LANES);
+        // SAFETY: the caller's guarantee; a block moves a lane by at most `BLOCK` samples, which
+        // the padding covers.
+        unsafe {
+            (s0.t[h][i], s0.v[h][i]) = step(&mut r0, base, m0);
+            (s1.t[h][i], s1.v[h][i]) = step(&mut r1, base, m1);
+        }
     }
+    store(g0, &r0);
+    store(g1, &r1);
 }
 
 #[target_feature(enable = "avx512f")]
@@ -435,14 +481,16 @@ fn load(g: &Group) -> Regs {
         unsafe { _mm512_loadu_si512(x.0.as_ptr().cast()) }
     };
     Regs {
-        u: ld(&g.u),
+        w0: ld(&g.w0),
+        w1: ld(&g.w1),
+        w2: ld(&g.w2),
+        o: ld(&g.o),
+        f: ld(&g.f),
         t: ld(&g.t),
         td: ld(&g.td),
         vb: ld(&g.vb),
         tr: ld(&g.tr),
         rsh: ld(&g.rsh),
-        steps: ld(&g.steps),
-        u_last: ld(&g.u),
         bad: g.bad,
     }
 }
@@ -453,50 +501,59 @@ fn store(g: &mut Group, r: &Regs) {
         // SAFETY: `x` is 64 writable bytes.
         unsafe { _mm512_storeu_si512(x.0.as_mut_ptr().cast(), v) }
     };
-    st(&mut g.u, r.u);
+    st(&mut g.w0, r.w0);
+    st(&mut g.w1, r.w1);
+    st(&mut g.w2, r.w2);
+    st(&mut g.o, r.o);
+    st(&mut g.f, r.f);
     st(&mut g.t, r.t);
     st(&mut g.td, r.td);
     st(&mut g.vb, r.vb);
     st(&mut g.tr, r.tr);
     st(&mut g.rsh, r.rsh);
-    st(&mut g.u_last, r.u_last);
     g.bad = r.bad;
 }
 
-/// The two big-endian words at each lane's position `u` (see [`Group`]): bytes `p >> 3`
-/// onward and 8 bytes later.
+/// The big-endian words at arena bytes `idx` of the lanes in `mask` (zero in the others).
 ///
 /// # Safety
-/// Arena index `u >> 3` must be in `8..=arena.len() - 8` in every lane set in `mask`.
+/// Arena bytes `idx .. idx + 8` must be readable in every lane set in `mask`.
 #[inline]
-#[target_feature(enable = "avx512f")]
-unsafe fn words(u: __m512i, base: *const u8, mask: __mmask8) -> (__m512i, __m512i) {
-    let idx = _mm512_srli_epi64::<3>(u);
-    let zero = _mm512_setzero_si512();
-    // SAFETY: the caller's guarantee: both loads read inside the arena.
-    unsafe {
-        (
-            _mm512_mask_i64gather_epi64::<1>(zero, mask, idx, base.cast()),
-            _mm512_mask_i64gather_epi64::<1>(zero, mask, idx, base.wrapping_sub(8).cast()),
-        )
-    }
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn word(idx: __m512i, base: *const u8, mask: __mmask8) -> __m512i {
+    // SAFETY: the caller's guarantee.
+    let le =
+        unsafe { _mm512_mask_i64gather_epi64::<1>(_mm512_setzero_si512(), mask, idx, base.cast()) };
+    // Reverses the bytes of each u64.
+    let bswap = _mm512_set_epi64(
+        0x08090a0b0c0d0e0f,
+        0x0001020304050607,
+        0x08090a0b0c0d0e0f,
+        0x0001020304050607,
+        0x08090a0b0c0d0e0f,
+        0x0001020304050607,
+        0x08090a0b0c0d0e0f,
+        0x0001020304050607,
+    );
+    _mm512_shuffle_epi8(le, bswap)
 }
 
 /// Decodes one sample in every lane and returns the lanes' `(t, value bits)`. Lanes in `real`
-/// record where the step ended and whether its value header was corrupt; the others step
-/// through padding or garbage and are ignored.
+/// advance and record whether their value header was corrupt; the others stay where they are
+/// and their samples are ignored.
 ///
 /// # Safety
-/// As [`run_block`]'s, for the positions in `r`, with room for 8 samples.
+/// As [`run_block`]'s, for the lanes in `r`, at most a block of steps after its start.
 #[inline]
 #[target_feature(enable = "avx512f,avx512cd,avx512bw,avx512dq,avx512vbmi2")]
 unsafe fn step(r: &mut Regs, base: *const u8, real: __mmask8) -> (__m512i, __m512i) {
     let one = _mm512_set1_epi64(1);
-    let seven = _mm512_set1_epi64(7);
-    // SAFETY: the caller's guarantee, for every lane.
-    let (q0, q1) = unsafe { words(r.u, base, 0xff) };
-    let s = _mm512_andnot_si512(r.u, seven);
-    let hi = _mm512_shldv_epi64(q0, q1, s);
+    let c64 = _mm512_set1_epi64(64);
+    // SAFETY: the caller's guarantee covers the word after every lane's window.
+    let after = unsafe { word(_mm512_srli_epi64::<3>(r.f), base, 0xff) };
+    // The 128 bits at the position.
+    let hi = _mm512_shldv_epi64(r.w0, r.w1, r.o);
+    let lo = _mm512_shldv_epi64(r.w1, r.w2, r.o);
 
     // Delta of delta: the prefix is up to four 1 bits, so the count of leading ones is capped
     // at 4 by a 0 planted in bit 59 of the complement.
@@ -515,21 +572,28 @@ unsafe fn step(r: &mut Regs, base: *const u8, real: __mmask8) -> (__m512i, __m51
     let m_dod = _mm512_cmpneq_epu64_mask(ones, _mm512_setzero_si512());
     let mut dod = _mm512_maskz_add_epi64(m_dod, ext, one);
 
-    // The value field: the window shifted past the dod field (at most 7 + 24 bits, which
-    // leaves 97 of the 128 gathered bits, more than a value field's 77).
-    let sv = _mm512_add_epi64(s, width);
-    let mut vhi = _mm512_shldv_epi64(q0, q1, sv);
-    let mut vlo = _mm512_sllv_epi64(q1, sv);
-    let m_raw = _mm512_cmpeq_epu64_mask(ones, _mm512_set1_epi64(4));
+    // The value field: the 128 bits shifted past the dod field (at most 24 bits, which leaves
+    // 104, more than a value field's 77).
+    let mut vhi = _mm512_shldv_epi64(hi, lo, width);
+    let mut vlo = _mm512_sllv_epi64(lo, width);
+    let m_raw = _mm512_mask_cmpeq_epu64_mask(real, ones, _mm512_set1_epi64(4));
     if m_raw != 0 {
-        // `1111`: the 64 raw bits after the prefix, then a value field the window does not
-        // hold: load its own.
-        let lo = _mm512_sllv_epi64(q1, s);
+        // `1111`: the 64 raw bits after the prefix, then a value field the 128 bits do not
+        // hold: load it from the payload, at the position plus 68.
         dod = _mm512_mask_shldi_epi64::<4>(dod, m_raw, hi, lo);
-        let vu = _mm512_sub_epi64(r.u, _mm512_set1_epi64(68));
+        let vp = _mm512_add_epi64(
+            _mm512_add_epi64(r.f, r.o),
+            _mm512_set1_epi64(68 - WINDOW_BITS as i64),
+        );
+        let idx = _mm512_srli_epi64::<3>(vp);
         // SAFETY: the caller's guarantee covers 25 bytes past a lane's position.
-        let (w0, w1) = unsafe { words(vu, base, m_raw) };
-        let vs = _mm512_andnot_si512(vu, seven);
+        let (w0, w1) = unsafe {
+            (
+                word(idx, base, m_raw),
+                word(_mm512_add_epi64(idx, _mm512_set1_epi64(8)), base, m_raw),
+            )
+        };
+        let vs = _mm512_and_si512(vp, _mm512_set1_epi64(7));
         vhi = _mm512_mask_mov_epi64(vhi, m_raw, _mm512_shldv_epi64(w0, w1, vs));
         vlo = _mm512_mask_mov_epi64(vlo, m_raw, _mm512_sllv_epi64(w1, vs));
     }
@@ -549,11 +613,44 @@ unsafe fn step(r: &mut Regs, base: *const u8, real: __mmask8) -> (__m512i, __m51
     r.vb = _mm512_mask_xor_epi64(r.vb, m_change, r.vb, _mm512_sllv_epi64(payload, r.tr));
     let form = _mm512_mask_mov_epi64(_mm512_set1_epi64(66), m_new, _mm512_set1_epi64(77));
     let vwidth = _mm512_mask_sub_epi64(one, m_change, form, r.rsh);
-
-    r.u = _mm512_sub_epi64(r.u, _mm512_add_epi64(width, vwidth));
-    r.u_last = _mm512_mask_mov_epi64(r.u_last, real, r.u);
     r.td = _mm512_add_epi64(r.td, dod);
     r.t = _mm512_add_epi64(r.t, r.td);
+
+    // Advance (lanes past their chunk's last sample stay), sliding the window by a word once
+    // the position leaves the first.
+    r.o = _mm512_add_epi64(r.o, _mm512_maskz_add_epi64(real, width, vwidth));
+    let slide = _mm512_cmpge_epu64_mask(r.o, c64);
+    r.w0 = _mm512_mask_mov_epi64(r.w0, slide, r.w1);
+    r.w1 = _mm512_mask_mov_epi64(r.w1, slide, r.w2);
+    r.w2 = _mm512_mask_mov_epi64(r.w2, slide, after);
+    r.o = _mm512_mask_sub_epi64(r.o, slide, r.o, c64);
+    r.f = _mm512_mask_add_epi64(r.f, slide, r.f, c64);
+    let far = _mm512_cmpge_epu64_mask(r.o, c64);
+    if far != 0 {
+        // A sample longer than 64 bits from late in the first word: load the window at the
+        // position.
+        let p = _mm512_add_epi64(
+            _mm512_add_epi64(r.f, r.o),
+            _mm512_set1_epi64(-(WINDOW_BITS as i64)),
+        );
+        let idx = _mm512_srli_epi64::<3>(p);
+        let eight = _mm512_set1_epi64(8);
+        // SAFETY: the caller's guarantee covers 24 bytes past a lane's position.
+        unsafe {
+            r.w0 = _mm512_mask_mov_epi64(r.w0, far, word(idx, base, far));
+            let idx = _mm512_add_epi64(idx, eight);
+            r.w1 = _mm512_mask_mov_epi64(r.w1, far, word(idx, base, far));
+            let idx = _mm512_add_epi64(idx, eight);
+            r.w2 = _mm512_mask_mov_epi64(r.w2, far, word(idx, base, far));
+        }
+        r.o = _mm512_mask_and_epi64(r.o, far, p, _mm512_set1_epi64(7));
+        r.f = _mm512_mask_add_epi64(
+            r.f,
+            far,
+            _mm512_andnot_si512(_mm512_set1_epi64(7), p),
+            _mm512_set1_epi64(WINDOW_BITS as i64),
+        );
+    }
     (r.t, r.vb)
 }
 
