@@ -304,10 +304,16 @@ pub(crate) fn advance_past(ts: &[i64], i: usize, limit: i64, guess: &mut usize) 
     if j <= ts.len() && (j == i || ts[j - 1] <= limit) && ts.get(j).is_none_or(|&t| t > limit) {
         return j;
     }
-    let mut k = i;
-    while k < ts.len() && ts[k] <= limit {
-        k += 1;
+    // Otherwise gallop: the first step of an instant query over a long range moves hundreds
+    // of samples at once, where a scan would test each.
+    let rest = &ts[i.min(ts.len())..];
+    let mut bound = 1;
+    while bound < rest.len() && rest[bound - 1] <= limit {
+        bound *= 2;
     }
+    let from = bound / 2;
+    let to = bound.min(rest.len());
+    let k = i + from + rest[from..to].partition_point(|&t| t <= limit);
     *guess = k - i;
     k
 }
