@@ -164,6 +164,7 @@ impl BucketStore {
         self.metrics.series_requests.fetch_add(1, Relaxed);
         let blocks = self.select_blocks(q);
         let cores = self.cores.cores();
+        let local = self.bucket.local_root().is_some();
         // Every part holds a few batches: the budget is shared by all parts of the request.
         let parts_guess = (blocks.len() * cores).max(1);
         let batch_bytes = (self.opts.stream_buffer_bytes as usize
@@ -203,6 +204,11 @@ impl BucketStore {
                 continue;
             }
             let n = refs.len();
+            // A filesystem bucket's index is in the page cache already: one coalesced read of
+            // a selection's entries costs less than a lookup per series in the entry cache
+            // (each a miss in a large map, measured at 5-7 % of an instant query's CPU).
+            // Object storage charges a request per read, so there entries are cached.
+            let cache = !local && n <= CACHE_SERIES_MAX;
             let parts = if n > SPLIT_SERIES { cores } else { 1 };
             let stripe = stripe_len(b, batch_bytes);
             let stripes = n.div_ceil(stripe);
@@ -218,7 +224,7 @@ impl BucketStore {
                     stripe,
                     first,
                     step: parts,
-                    cache: n <= CACHE_SERIES_MAX,
+                    cache,
                     reorder,
                 };
                 let p = prep.clone();
