@@ -8,7 +8,7 @@
 use bytes::Bytes;
 
 use super::{Series, merge_samples};
-use crate::chunk::{Encoding, ManyDecodeError, SampleBatch, decode_xor_many};
+use crate::chunk::{Encoding, ManyDecodeError, SampleBatch, decode_xor_many_flat};
 use crate::error::{Error, Result};
 use crate::labels::Labels;
 
@@ -103,9 +103,11 @@ impl SeriesStream for VecStream {
 /// Reusable buffers for [`decode_many`], one set per decoding thread.
 #[derive(Debug, Default)]
 pub struct DecodeScratch {
-    parts: Vec<SampleBatch>,
     /// Chunk ends of a flat decode.
     ends: Vec<usize>,
+    /// [`decode_many`]'s flat batch and the series' ranges in it.
+    flat: SampleBatch,
+    spans: Vec<std::ops::Range<usize>>,
 }
 
 /// Decodes a streamed series' samples in `[mint, maxt]` into `out` (cleared first): what
@@ -127,10 +129,9 @@ pub fn decode_series(
 }
 
 /// Decodes the samples in `[mint, maxt]` of `series[k]` into `outs[k]` (each cleared first),
-/// merging chunks of a series that overlap in time (a later chunk wins on equal timestamps).
-/// Every chunk of every series goes to one [`decode_xor_many`] call, so a multi-chunk decoder
-/// sees them all at once. Encodings other than XOR, and corrupt chunks, are errors naming the
-/// series.
+/// merging chunks of a series that overlap in time (a later chunk wins on equal timestamps):
+/// [`decode_many_flat`], copied out per series. Encodings other than XOR, and corrupt chunks,
+/// are errors naming the series.
 pub fn decode_many(
     series: &[StreamSeries],
     mint: i64,
@@ -138,66 +139,18 @@ pub fn decode_many(
     scratch: &mut DecodeScratch,
     outs: &mut [SampleBatch],
 ) -> Result<()> {
-    let mut payloads: Vec<&[u8]> = Vec::new();
-    // Per series, the range of its chunks in `payloads`.
-    let mut spans: Vec<std::ops::Range<usize>> = Vec::with_capacity(series.len());
-    for (s, out) in series.iter().zip(outs.iter_mut()) {
-        out.clear();
-        let at = payloads.len();
-        match &s.data {
-            SeriesData::Decoded(b) => {
-                let lo = b.ts.partition_point(|&t| t < mint);
-                let hi = b.ts.partition_point(|&t| t <= maxt).max(lo);
-                out.ts.extend_from_slice(&b.ts[lo..hi]);
-                out.val.extend_from_slice(&b.val[lo..hi]);
-            }
-            SeriesData::Chunks(chunks) => {
-                if let Some(c) = chunks.iter().find(|c| c.encoding != Encoding::Xor as u8) {
-                    return Err(Error::InvalidInput(format!(
-                        "series {}: chunk encoding {} is not decoded by PromQL",
-                        s.labels, c.encoding
-                    )));
-                }
-                payloads.extend(chunks.iter().map(|c| c.data.as_ref()));
-            }
-        }
-        spans.push(at..payloads.len());
-    }
-    let n = payloads.len();
-    if scratch.parts.len() < n {
-        scratch.parts.resize_with(n, SampleBatch::new);
-    }
-    for p in &mut scratch.parts[..n] {
-        p.clear();
-    }
-    decode_xor_many(&payloads, &mut scratch.parts[..n])
-        .map_err(|e| chunk_error(e, series, &spans))?;
-    for (span, out) in spans.into_iter().zip(outs.iter_mut()) {
-        let parts = &scratch.parts[span];
-        // Consecutive in time: each non-empty chunk starts after the last one ended (an empty
-        // chunk between two others does not make them consecutive).
-        let mut last: Option<i64> = None;
-        let disjoint = parts.iter().filter(|p| !p.is_empty()).all(|p| {
-            let ok = last.is_none_or(|t| t < p.ts[0]);
-            last = p.ts.last().copied();
-            ok
-        });
-        if disjoint {
-            // The usual case: consecutive chunks; copy the in-range run of each.
-            for p in parts {
-                let lo = p.ts.partition_point(|&t| t < mint);
-                let hi = p.ts.partition_point(|&t| t <= maxt).max(lo);
-                out.ts.extend_from_slice(&p.ts[lo..hi]);
-                out.val.extend_from_slice(&p.val[lo..hi]);
-            }
-        } else {
-            let merged = merge_samples(&parts.iter().collect::<Vec<_>>());
-            out.ts.extend_from_slice(&merged.ts);
-            out.val.extend_from_slice(&merged.val);
-            out.truncate_to_range(mint, maxt);
+    let mut flat = std::mem::take(&mut scratch.flat);
+    let mut spans = std::mem::take(&mut scratch.spans);
+    let res = decode_many_flat(series, mint, maxt, scratch, &mut flat, &mut spans);
+    if res.is_ok() {
+        for (r, out) in spans.iter().zip(outs.iter_mut()) {
+            out.clear();
+            out.ts.extend_from_slice(&flat.ts[r.clone()]);
+            out.val.extend_from_slice(&flat.val[r.clone()]);
         }
     }
-    Ok(())
+    (scratch.flat, scratch.spans) = (flat, spans);
+    res
 }
 
 /// Decodes the samples in `[mint, maxt]` of every series into one flat batch `out` (cleared
@@ -234,8 +187,7 @@ pub fn decode_many_flat(
     }
     let ends = &mut scratch.ends;
     ends.clear();
-    crate::chunk::decode_xor_many_flat(&payloads, out, ends)
-        .map_err(|e| chunk_error(e, series, &chunk_spans))?;
+    decode_xor_many_flat(&payloads, out, ends).map_err(|e| chunk_error(e, series, &chunk_spans))?;
     for (s, cs) in series.iter().zip(&chunk_spans) {
         let lo = if cs.start == 0 { 0 } else { ends[cs.start - 1] };
         let hi = if cs.is_empty() { lo } else { ends[cs.end - 1] };
@@ -433,10 +385,10 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// The flat decode gives each series exactly the samples the per-series decode gives:
+        /// Both decodes give each series exactly its chunks' samples merged and trimmed:
         /// consecutive, overlapping and empty chunks, decoded series, trimmed ranges.
         #[test]
-        fn flat_decode_equals_per_series_decode(
+        fn decodes_equal_each_series_chunks_merged_and_trimmed(
             shapes in proptest::collection::vec(
                 proptest::collection::vec((0i64..400, 0usize..40, 1i64..20), 0..5),
                 1..40,
@@ -473,8 +425,32 @@ mod tests {
                     s
                 })
                 .collect();
-            let mut want = vec![SampleBatch::new(); series.len()];
-            decode_many(&series, mint, maxt, &mut DecodeScratch::default(), &mut want).unwrap();
+            // The reference: each chunk decoded on its own, a series' chunks merged (a later
+            // one winning on equal timestamps), then trimmed to the range.
+            let want: Vec<SampleBatch> = series
+                .iter()
+                .map(|s| {
+                    let mut b = match &s.data {
+                        SeriesData::Decoded(b) => b.clone(),
+                        SeriesData::Chunks(cs) => {
+                            let parts: Vec<SampleBatch> = cs
+                                .iter()
+                                .map(|c| {
+                                    let mut p = SampleBatch::new();
+                                    crate::chunk::decode_xor_into(&c.data, &mut p).unwrap();
+                                    p
+                                })
+                                .collect();
+                            merge_samples(&parts.iter().collect::<Vec<_>>())
+                        }
+                    };
+                    b.truncate_to_range(mint, maxt);
+                    b
+                })
+                .collect();
+            let mut per_series = vec![SampleBatch::new(); series.len()];
+            decode_many(&series, mint, maxt, &mut DecodeScratch::default(), &mut per_series).unwrap();
+            proptest::prop_assert_eq!(&per_series, &want);
             let (mut flat, mut spans) = (SampleBatch::new(), Vec::new());
             decode_many_flat(&series, mint, maxt, &mut DecodeScratch::default(), &mut flat, &mut spans).unwrap();
             proptest::prop_assert_eq!(spans.len(), series.len());
