@@ -10,7 +10,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{MethodRouter, get};
 use gauntlet_engine::labels::Labels;
 use gauntlet_engine::query::SelectHints;
@@ -204,12 +204,7 @@ impl http_body::Body for PartsBody {
 }
 
 fn respond(status: StatusCode, body: String) -> Response {
-    let mut r = (status, body).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
+    respond_parts(status, [Bytes::from(body)])
 }
 
 /// Thanos Query's read parameters.

@@ -397,6 +397,23 @@ struct WindowBlock {
     out: [f64; BLOCK],
 }
 
+impl WindowBlock {
+    fn new() -> Self {
+        WindowBlock {
+            len: 0,
+            step: [0; BLOCK],
+            first_t: [0; BLOCK],
+            last_t: [0; BLOCK],
+            start: [0; BLOCK],
+            end: [0; BLOCK],
+            gaps: [0.0; BLOCK],
+            first_v: [0.0; BLOCK],
+            change: [0.0; BLOCK],
+            out: [0.0; BLOCK],
+        }
+    }
+}
+
 /// `rate`/`increase`/`delta` of one series at every step, extrapolated towards each window's
 /// edges by Prometheus 3's rules, into `out` (steps whose window holds fewer than two samples
 /// are left as they are). Every window's operations are the same IEEE operations in the same
@@ -415,18 +432,7 @@ fn extrapolated_column(f: F, ts: &[i64], vs: &[f64], ends: &[i64], range: i64, o
     } else {
         Vec::new()
     };
-    let mut b = WindowBlock {
-        len: 0,
-        step: [0; BLOCK],
-        first_t: [0; BLOCK],
-        last_t: [0; BLOCK],
-        start: [0; BLOCK],
-        end: [0; BLOCK],
-        gaps: [0.0; BLOCK],
-        first_v: [0.0; BLOCK],
-        change: [0.0; BLOCK],
-        out: [0.0; BLOCK],
-    };
+    let mut b = WindowBlock::new();
     for_each_window(ts, ends, range, |i, lo, hi| {
         if hi < lo + 2 {
             return;
@@ -799,11 +805,7 @@ mod tests {
                     per_second: f == F::Rate,
                     range_seconds: duration_seconds(range),
                 };
-                let mut b = WindowBlock {
-                    len: 0, step: [0; BLOCK], first_t: [0; BLOCK], last_t: [0; BLOCK],
-                    start: [0; BLOCK], end: [0; BLOCK], gaps: [0.0; BLOCK],
-                    first_v: [0.0; BLOCK], change: [0.0; BLOCK], out: [0.0; BLOCK],
-                };
+                let mut b = WindowBlock::new();
                 let mut scalar = vec![absent(); ends.len()];
                 for_each_window(&ts, &ends, range, |i, lo, hi| {
                     if hi < lo + 2 || b.len == BLOCK {
