@@ -206,6 +206,45 @@ impl SeriesBatch {
         }
     }
 
+    /// Every series of the batch, as [`SeriesBatch::series`] gives them one at a time. A label
+    /// the batch holds once for several series (sorted series share most of theirs) is decoded
+    /// once and cloned for the rest.
+    pub fn all_series(&self) -> Vec<StoreSeries> {
+        const SLOTS: usize = 1024;
+        let mut memo: Vec<Option<([u32; 3], Label)>> = vec![None; SLOTS];
+        let slot = |at: &[u32; 3]| {
+            (u64::from(at[0]).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - 10)) as usize
+        };
+        (0..self.series.len())
+            .map(|i| {
+                let r = &self.series[i].labels;
+                let labels = self.labels[r.start as usize..r.end as usize]
+                    .iter()
+                    .map(|at| {
+                        let m = &mut memo[slot(at)];
+                        match m {
+                            Some((key, l)) if key == at => l.clone(),
+                            _ => {
+                                let [a, b, c] = at.map(|x| x as usize);
+                                let l = Label::from_bytes(&self.text[a..b], &self.text[b..c]);
+                                *m = Some((*at, l.clone()));
+                                l
+                            }
+                        }
+                    })
+                    .collect();
+                let r = &self.series[i].chunks;
+                StoreSeries {
+                    labels: Labels::from_sorted(labels),
+                    chunks: self.chunks[r.start as usize..r.end as usize]
+                        .iter()
+                        .map(|c| self.raw_chunk(c))
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
     fn raw_chunk(&self, c: &ChunkEntry) -> RawChunk {
         let s = c.start as usize;
         RawChunk {
@@ -556,6 +595,30 @@ mod tests {
     }
 
     #[test]
+    fn all_series_equals_each_series_with_shared_labels() {
+        // Labels written once and reused by later series (as the store writes them), new ones
+        // between, enough that memo slots collide.
+        let mut b = SeriesBatch::new();
+        let mut shared: Vec<[u32; 3]> = Vec::new();
+        for i in 0..3000u32 {
+            b.start_series();
+            let n = b.push_text(b"job");
+            let v = b.push_text(format!("j{}", i % 7).as_bytes());
+            b.push_label_at([n.start, n.end, v.end]);
+            if i % 3 == 0 || shared.is_empty() {
+                let n = b.push_text(b"long_shared_label_name_of_more_than_24_bytes");
+                let v = b.push_text(format!("value-{i}-padded-past-the-inline-size").as_bytes());
+                shared.push([n.start, n.end, v.end]);
+            }
+            b.push_label_at(shared[(i as usize * 7919) % shared.len()]);
+            b.push_label(b"pod", format!("p{i}").as_bytes());
+            b.push_chunk(chunk(b"\x00\x01ab", i64::from(i)));
+        }
+        let each: Vec<StoreSeries> = (0..b.len()).map(|i| b.series(i)).collect();
+        assert_eq!(b.all_series(), each);
+    }
+
+    #[test]
     fn series_labels_read_back_as_lossy_utf8_of_their_bytes() {
         let long = "v".repeat(100);
         let pairs: [(&[u8], &[u8]); 8] = [
@@ -574,6 +637,7 @@ mod tests {
             b.push_label(n, v);
         }
         let s = b.series(0);
+        assert_eq!(b.all_series(), vec![s.clone()]);
         assert_eq!(s.labels.len(), pairs.len());
         for (l, (n, v)) in s.labels.iter().zip(pairs) {
             assert_eq!(l.name.as_str(), String::from_utf8_lossy(n));

@@ -82,8 +82,7 @@ impl query::SeriesStream for ResolutionStream<'_> {
         };
         let xor = Encoding::Xor as u8;
         let mut out = Vec::with_capacity(batch.len());
-        for i in 0..batch.len() {
-            let StoreSeries { labels, chunks } = batch.series(i);
+        for StoreSeries { labels, chunks } in batch.all_series() {
             let data = if chunks.iter().all(|c| c.encoding == xor) {
                 SeriesData::Chunks(
                     chunks

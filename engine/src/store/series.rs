@@ -126,7 +126,7 @@ impl BucketStore {
         let mut stream = self.series_stream(q).await?;
         let mut out = SeriesResult::default();
         while let Some(b) = stream.next_batch().await? {
-            out.series.extend((0..b.len()).map(|i| b.series(i)));
+            out.series.extend(b.all_series());
         }
         out.warnings = std::mem::take(&mut stream.warnings);
         out.queried_blocks = std::mem::take(&mut stream.queried_blocks);

@@ -83,8 +83,11 @@ impl std::fmt::Debug for ApiState {
 /// A successful answer: encoded `data` and annotations.
 #[derive(Debug, Default)]
 pub struct Reply {
-    /// The JSON of `data`.
+    /// The JSON of `data`: its first piece.
     pub data: String,
+    /// The rest of `data`'s JSON, in order, when it was encoded in pieces (a large answer is
+    /// encoded by several threads); each piece goes out as it is.
+    pub rest: Vec<String>,
     /// Warnings (partial responses, PromQL warnings).
     pub warnings: Vec<String>,
     /// PromQL info annotations.
@@ -152,14 +155,14 @@ where
     match res {
         // The answer goes out as the pieces it was built in: a large one is not copied into
         // an envelope first.
-        Ok(reply) => respond_parts(
-            StatusCode::OK,
-            [
-                Bytes::from_static(json::SUCCESS_HEAD.as_bytes()),
-                Bytes::from(reply.data),
-                Bytes::from(json::success_tail(&reply.warnings, &reply.infos)),
-            ],
-        ),
+        Ok(reply) => {
+            let tail = json::success_tail(&reply.warnings, &reply.infos);
+            let parts = [json::SUCCESS_HEAD.to_string(), reply.data]
+                .into_iter()
+                .chain(reply.rest)
+                .chain([tail]);
+            respond_parts(StatusCode::OK, parts)
+        }
         Err(e) => respond(
             StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             json::error(e.error_type, &e.message, &[]),
@@ -167,9 +170,9 @@ where
     }
 }
 
-fn respond_parts<const N: usize>(status: StatusCode, parts: [Bytes; N]) -> Response {
+fn respond_parts(status: StatusCode, parts: impl IntoIterator<Item = String>) -> Response {
     let mut r = Response::new(axum::body::Body::new(PartsBody(
-        parts.into_iter().collect(),
+        parts.into_iter().map(Bytes::from).collect(),
     )));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -204,7 +207,7 @@ impl http_body::Body for PartsBody {
 }
 
 fn respond(status: StatusCode, body: String) -> Response {
-    respond_parts(status, [Bytes::from(body)])
+    respond_parts(status, [body])
 }
 
 /// Thanos Query's read parameters.
@@ -299,7 +302,7 @@ fn series(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     Ok(Reply {
         data,
         warnings,
-        infos: Vec::new(),
+        ..Reply::default()
     })
 }
 
@@ -325,7 +328,7 @@ fn labels(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     Ok(Reply {
         data,
         warnings,
-        infos: Vec::new(),
+        ..Reply::default()
     })
 }
 
@@ -359,7 +362,7 @@ fn label_values(st: &ApiState, form: &Form, name: &str) -> Result<Reply, ApiErro
     Ok(Reply {
         data,
         warnings,
-        infos: Vec::new(),
+        ..Reply::default()
     })
 }
 

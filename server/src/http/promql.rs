@@ -137,77 +137,266 @@ fn truncate(mut res: QueryResult, limit: usize) -> QueryResult {
 
 fn reply(res: QueryResult, mut warnings: Vec<String>) -> Reply {
     warnings.extend(res.warnings);
-    // Sized up front: a large matrix grown by doubling is copied about twice over.
-    let mut data = String::with_capacity(64 + encoded_size_hint(&res.value));
-    data.push_str("{\"resultType\":");
-    match &res.value {
+    let mut head = String::from("{\"resultType\":");
+    let mut pieces = match &res.value {
         Value::Scalar { t_ms, v } => {
-            data.push_str("\"scalar\",\"result\":");
-            json::push_scalar_point(&mut data, *t_ms, *v);
+            head.push_str("\"scalar\",\"result\":");
+            json::push_scalar_point(&mut head, *t_ms, *v);
+            Vec::new()
         }
         Value::String { t_ms, v } => {
-            data.push_str("\"string\",\"result\":[");
-            json::push_ts(&mut data, *t_ms);
-            data.push(',');
-            json::push_str(&mut data, v);
-            data.push(']');
+            head.push_str("\"string\",\"result\":[");
+            json::push_ts(&mut head, *t_ms);
+            head.push(',');
+            json::push_str(&mut head, v);
+            head.push(']');
+            Vec::new()
         }
         Value::Vector(samples) => {
-            data.push_str("\"vector\",\"result\":[");
-            for (i, s) in samples.iter().enumerate() {
-                if i > 0 {
-                    data.push(',');
-                }
-                data.push_str("{\"metric\":");
-                json::push_labels(&mut data, &s.labels);
-                data.push_str(",\"value\":");
-                json::push_point(&mut data, s.t_ms, s.v);
-                data.push('}');
-            }
-            data.push(']');
+            head.push_str("\"vector\",\"result\":[");
+            let pieces = encode_pieces(samples, vector_size, |out, s| {
+                out.push_str("{\"metric\":");
+                json::push_labels(out, &s.labels);
+                out.push_str(",\"value\":");
+                json::push_point(out, s.t_ms, s.v);
+                out.push('}');
+            });
+            close(pieces, "]")
         }
         Value::Matrix(series) => {
-            data.push_str("\"matrix\",\"result\":[");
-            for (i, s) in series.iter().enumerate() {
-                if i > 0 {
-                    data.push(',');
-                }
-                data.push_str("{\"metric\":");
-                json::push_labels(&mut data, &s.labels);
-                data.push_str(",\"values\":[");
+            head.push_str("\"matrix\",\"result\":[");
+            let pieces = encode_pieces(series, matrix_size, |out, s| {
+                out.push_str("{\"metric\":");
+                json::push_labels(out, &s.labels);
+                out.push_str(",\"values\":[");
                 for (j, (t, v)) in s.samples.iter().enumerate() {
                     if j > 0 {
-                        data.push(',');
+                        out.push(',');
                     }
-                    json::push_point(&mut data, t, v);
+                    json::push_point(out, t, v);
                 }
-                data.push_str("]}");
-            }
-            data.push(']');
+                out.push_str("]}");
+            });
+            close(pieces, "]")
         }
+    };
+    if pieces.is_empty() {
+        head.push('}');
+        return Reply {
+            data: head,
+            warnings,
+            infos: res.info,
+            rest: Vec::new(),
+        };
     }
-    data.push('}');
+    if let Some(last) = pieces.last_mut() {
+        last.push('}');
+    }
+    // The short head goes out as a piece of its own: joining it to the first piece would copy
+    // that piece.
     Reply {
-        data,
+        data: head,
+        rest: pieces,
         warnings,
         infos: res.info,
     }
 }
 
-/// About how many bytes a result encodes to: each label pair and each point at a typical width.
-fn encoded_size_hint(v: &Value) -> usize {
-    let labels = |l: &gauntlet_engine::labels::Labels| {
-        32 + l
-            .iter()
-            .map(|x| x.name.len() + x.value.len() + 6)
-            .sum::<usize>()
+/// Bytes of encoded answer worth a second thread: below this, starting one costs about what
+/// it saves.
+const PARALLEL_MIN_BYTES: usize = 256 << 10;
+
+/// The JSON of `items`, comma-separated, in one or more pieces to be sent in order. A large
+/// answer is cut into contiguous runs of about equal encoded size, each encoded by its own
+/// thread; a piece after the first starts with its separating comma.
+fn encode_pieces<T: Sync>(
+    items: &[T],
+    size: fn(&T) -> usize,
+    write: impl Fn(&mut String, &T) + Sync,
+) -> Vec<String> {
+    let sizes: Vec<usize> = items.iter().map(size).collect();
+    let total: usize = sizes.iter().sum();
+    let parts = if total >= PARALLEL_MIN_BYTES {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+    } else {
+        1
     };
-    match v {
-        Value::Vector(samples) => samples.iter().map(|s| labels(&s.labels) + 40).sum(),
-        Value::Matrix(series) => series
+    encode_in(items, &sizes, parts, write)
+}
+
+/// [`encode_pieces`] in `parts` pieces (fewer when there are fewer items).
+fn encode_in<T: Sync>(
+    items: &[T],
+    sizes: &[usize],
+    parts: usize,
+    write: impl Fn(&mut String, &T) + Sync,
+) -> Vec<String> {
+    let total: usize = sizes.iter().sum();
+    let run = |(a, z): (usize, usize)| {
+        let mut out = String::with_capacity(sizes[a..z].iter().sum::<usize>() + 8);
+        for (i, item) in items[a..z].iter().enumerate() {
+            if a + i > 0 {
+                out.push(',');
+            }
+            write(&mut out, item);
+        }
+        out
+    };
+    let cuts = cut_points(sizes, total, parts);
+    if cuts.len() == 1 {
+        return vec![run(cuts[0])];
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = cuts[1..]
             .iter()
-            .map(|s| labels(&s.labels) + 16 + s.samples.len() * 28)
-            .sum(),
-        _ => 0,
+            .map(|&c| scope.spawn(move || run(c)))
+            .collect();
+        let mut out = vec![run(cuts[0])];
+        for h in handles {
+            // Encoding does not panic; if it did, the request's thread carries it on.
+            out.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+        out
+    })
+}
+
+/// At most `parts` contiguous, non-empty index ranges covering `sizes` (one empty range when
+/// `sizes` is), of about `total / parts` each.
+fn cut_points(sizes: &[usize], total: usize, parts: usize) -> Vec<(usize, usize)> {
+    let parts = parts.max(1);
+    let mut cuts = Vec::with_capacity(parts);
+    let (mut a, mut acc) = (0, 0);
+    for (i, &s) in sizes.iter().enumerate() {
+        acc += s;
+        let goal = total / parts * (cuts.len() + 1);
+        if acc >= goal && cuts.len() + 1 < parts && i + 1 < sizes.len() {
+            cuts.push((a, i + 1));
+            a = i + 1;
+        }
+    }
+    cuts.push((a, sizes.len()));
+    cuts
+}
+
+/// Appends `end` to the last piece (an empty list gets one piece holding just `end`).
+fn close(mut pieces: Vec<String>, end: &str) -> Vec<String> {
+    match pieces.last_mut() {
+        Some(last) => last.push_str(end),
+        None => pieces.push(end.to_string()),
+    }
+    pieces
+}
+
+fn labels_size(l: &gauntlet_engine::labels::Labels) -> usize {
+    32 + l
+        .iter()
+        .map(|x| x.name.len() + x.value.len() + 6)
+        .sum::<usize>()
+}
+
+/// About how many bytes a sample encodes to: its labels and one point at a typical width.
+fn vector_size(s: &gauntlet_engine::promql::InstantSample) -> usize {
+    labels_size(&s.labels) + 40
+}
+
+/// About how many bytes a series encodes to: its labels and its points at a typical width.
+fn matrix_size(s: &gauntlet_engine::query::Series) -> usize {
+    labels_size(&s.labels) + 16 + s.samples.len() * 28
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gauntlet_engine::labels::Labels;
+    use gauntlet_engine::promql::InstantSample;
+
+    fn write(out: &mut String, s: &InstantSample) {
+        out.push_str("{\"metric\":");
+        json::push_labels(out, &s.labels);
+        out.push_str(",\"value\":");
+        json::push_point(out, s.t_ms, s.v);
+        out.push('}');
+    }
+
+    fn samples(n: usize) -> Vec<InstantSample> {
+        (0..n)
+            .map(|i| InstantSample {
+                labels: Labels::from_pairs([("i", i.to_string()), ("job", "x".repeat(i % 7))]),
+                t_ms: 1_700_000_000_123 + i as i64,
+                v: i as f64 / 3.0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pieces_join_to_the_single_encoding() {
+        for n in [0, 1, 2, 3, 5, 17, 1000] {
+            let items = samples(n);
+            let sizes: Vec<usize> = items.iter().map(vector_size).collect();
+            let one = encode_in(&items, &sizes, 1, write).concat();
+            let parsed: serde_json::Value = serde_json::from_str(&format!("[{one}]")).unwrap();
+            assert_eq!(parsed.as_array().unwrap().len(), n);
+            for parts in 2..=5 {
+                let pieces = encode_in(&items, &sizes, parts, write);
+                assert!(pieces.len() <= parts.min(n.max(1)), "{n} {parts}");
+                assert_eq!(pieces.concat(), one, "{n} items in {parts} parts");
+            }
+        }
+    }
+
+    #[test]
+    fn cut_points_cover_every_index_once() {
+        for sizes in [
+            vec![],
+            vec![5],
+            vec![1, 1, 1],
+            vec![100, 1, 1, 1],
+            vec![1, 1, 1, 100],
+        ] {
+            let total = sizes.iter().sum();
+            for parts in 1..=6 {
+                let cuts = cut_points(&sizes, total, parts);
+                assert!(cuts.len() <= parts);
+                assert_eq!(cuts.first().unwrap().0, 0);
+                assert_eq!(cuts.last().unwrap().1, sizes.len());
+                for w in cuts.windows(2) {
+                    assert_eq!(w[0].1, w[1].0);
+                    assert!(w[0].0 < w[0].1, "{sizes:?} {parts}: {cuts:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_large_matrix_reply_is_valid_json_in_pieces() {
+        let series: Vec<gauntlet_engine::query::Series> = (0..400)
+            .map(|i| {
+                let mut samples = gauntlet_engine::chunk::SampleBatch::new();
+                for k in 0..200 {
+                    samples.ts.push(1_700_000_000_000 + k * 60_000);
+                    samples.val.push((i * k) as f64 * 1.5e-3);
+                }
+                gauntlet_engine::query::Series {
+                    labels: Labels::from_pairs([("i", i.to_string())]),
+                    samples,
+                }
+            })
+            .collect();
+        let res = QueryResult {
+            value: Value::Matrix(series),
+            warnings: Vec::new(),
+            info: Vec::new(),
+            peak_samples: 0,
+        };
+        let r = reply(res, Vec::new());
+        let body = std::iter::once(r.data.as_str())
+            .chain(r.rest.iter().map(String::as_str))
+            .collect::<String>();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["resultType"], "matrix");
+        let result = v["result"].as_array().unwrap();
+        assert_eq!(result.len(), 400);
+        assert_eq!(result[399]["metric"]["i"], "399");
+        assert_eq!(result[399]["values"].as_array().unwrap().len(), 200);
     }
 }
