@@ -138,10 +138,13 @@ fn truncate(mut res: QueryResult, limit: usize) -> QueryResult {
 fn reply(res: QueryResult, mut warnings: Vec<String>) -> Reply {
     warnings.extend(res.warnings);
     let mut head = String::from("{\"resultType\":");
-    let mut pieces = match &res.value {
+    // The short head goes out as a piece of its own: joining it to the first piece of a long
+    // answer would copy that piece.
+    let rest = match &res.value {
         Value::Scalar { t_ms, v } => {
             head.push_str("\"scalar\",\"result\":");
             json::push_scalar_point(&mut head, *t_ms, *v);
+            head.push('}');
             Vec::new()
         }
         Value::String { t_ms, v } => {
@@ -149,7 +152,7 @@ fn reply(res: QueryResult, mut warnings: Vec<String>) -> Reply {
             json::push_ts(&mut head, *t_ms);
             head.push(',');
             json::push_str(&mut head, v);
-            head.push(']');
+            head.push_str("]}");
             Vec::new()
         }
         Value::Vector(samples) => {
@@ -161,7 +164,7 @@ fn reply(res: QueryResult, mut warnings: Vec<String>) -> Reply {
                 json::push_point(out, s.t_ms, s.v);
                 out.push('}');
             });
-            close(pieces, "]")
+            close(pieces, "]}")
         }
         Value::Matrix(series) => {
             head.push_str("\"matrix\",\"result\":[");
@@ -177,26 +180,12 @@ fn reply(res: QueryResult, mut warnings: Vec<String>) -> Reply {
                 }
                 out.push_str("]}");
             });
-            close(pieces, "]")
+            close(pieces, "]}")
         }
     };
-    if pieces.is_empty() {
-        head.push('}');
-        return Reply {
-            data: head,
-            warnings,
-            infos: res.info,
-            rest: Vec::new(),
-        };
-    }
-    if let Some(last) = pieces.last_mut() {
-        last.push('}');
-    }
-    // The short head goes out as a piece of its own: joining it to the first piece would copy
-    // that piece.
     Reply {
         data: head,
-        rest: pieces,
+        rest,
         warnings,
         infos: res.info,
     }
