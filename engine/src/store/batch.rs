@@ -196,13 +196,9 @@ impl SeriesBatch {
             .labels(i)
             .map(|(n, v)| Label::from_bytes(n, v))
             .collect();
-        let r = &self.series[i].chunks;
         StoreSeries {
             labels: Labels::from_sorted(labels),
-            chunks: self.chunks[r.start as usize..r.end as usize]
-                .iter()
-                .map(|c| self.raw_chunk(c))
-                .collect(),
+            chunks: self.raw_chunks(i),
         }
     }
 
@@ -213,7 +209,8 @@ impl SeriesBatch {
         const SLOTS: usize = 1024;
         let mut memo: Vec<Option<([u32; 3], Label)>> = vec![None; SLOTS];
         let slot = |at: &[u32; 3]| {
-            (u64::from(at[0]).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - 10)) as usize
+            (u64::from(at[0]).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOTS.trailing_zeros()))
+                as usize
         };
         (0..self.series.len())
             .map(|i| {
@@ -233,13 +230,9 @@ impl SeriesBatch {
                         }
                     })
                     .collect();
-                let r = &self.series[i].chunks;
                 StoreSeries {
                     labels: Labels::from_sorted(labels),
-                    chunks: self.chunks[r.start as usize..r.end as usize]
-                        .iter()
-                        .map(|c| self.raw_chunk(c))
-                        .collect(),
+                    chunks: self.raw_chunks(i),
                 }
             })
             .collect()
