@@ -50,18 +50,81 @@ pub fn push_labels(out: &mut String, labels: &Labels) {
 /// Appends a timestamp in ms as Prometheus does: integer seconds, then `.` and exactly three
 /// digits when the ms part is not zero (`1.500`, `1.005`).
 pub fn push_ts(out: &mut String, t_ms: i64) {
+    let mut buf = [0u8; TS_MAX];
+    let n = ts_text(t_ms, &mut buf);
+    out.push_str(ascii(&buf[..n]));
+}
+
+/// Longest timestamp text: `-9223372036854775.808`.
+const TS_MAX: usize = 24;
+
+/// Writes [`push_ts`]'s spelling of `t_ms` to the front of `buf`, returning its length.
+fn ts_text(t_ms: i64, buf: &mut [u8; TS_MAX]) -> usize {
+    let mut n = 0;
     if t_ms < 0 {
-        out.push('-');
+        buf[0] = b'-';
+        n = 1;
     }
     let abs = t_ms.unsigned_abs();
-    out.push_str(itoa::Buffer::new().format(abs / 1000));
+    let mut itoa_buf = itoa::Buffer::new();
+    let secs = itoa_buf.format(abs / 1000).as_bytes();
+    buf[n..n + secs.len()].copy_from_slice(secs);
+    n += secs.len();
     let frac = abs % 1000;
     if frac != 0 {
-        let digit = |d: u64| char::from(b'0' + d as u8);
-        out.push('.');
-        out.push(digit(frac / 100));
-        out.push(digit(frac / 10 % 10));
-        out.push(digit(frac % 10));
+        let digit = |d: u64| b'0' + d as u8;
+        buf[n..n + 4].copy_from_slice(&[
+            b'.',
+            digit(frac / 100),
+            digit(frac / 10 % 10),
+            digit(frac % 10),
+        ]);
+        n += 4;
+    }
+    n
+}
+
+/// Timestamps as [`push_ts`] spells them, remembered: an answer writes the same few times over
+/// and over (each series of a range answer has the same steps, each sample of an instant
+/// answer the same time), and copying the text costs less than writing it again.
+pub struct TsText {
+    /// Direct-mapped by a hash of the time: the time and its text's length (0: empty slot).
+    slots: Box<[(i64, u8)]>,
+    /// The slots' texts, [`TS_MAX`] bytes each.
+    text: String,
+}
+
+impl TsText {
+    /// Slots; a range answer of up to 11 000 steps per series (Prometheus's limit) keeps the
+    /// steps of a few hundred consecutive points in them.
+    const SLOTS: usize = 256;
+
+    /// An empty memo.
+    pub fn new() -> Self {
+        Self {
+            slots: vec![(0, 0); Self::SLOTS].into_boxed_slice(),
+            text: " ".repeat(Self::SLOTS * TS_MAX),
+        }
+    }
+
+    /// Appends `t_ms` as [`push_ts`] does.
+    pub fn push(&mut self, out: &mut String, t_ms: i64) {
+        let i = ((t_ms as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize % Self::SLOTS;
+        let at = i * TS_MAX;
+        let slot = &mut self.slots[i];
+        if slot.1 == 0 || slot.0 != t_ms {
+            let mut buf = [b' '; TS_MAX];
+            let n = ts_text(t_ms, &mut buf);
+            self.text.replace_range(at..at + TS_MAX, ascii(&buf));
+            *slot = (t_ms, n as u8);
+        }
+        out.push_str(&self.text[at..at + usize::from(slot.1)]);
+    }
+}
+
+impl Default for TsText {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -84,6 +147,9 @@ pub fn push_value(out: &mut String, v: f64) {
     out.push('"');
 }
 
+/// 2^53: every whole number below it is a distinct double.
+const WHOLE_EXACT: f64 = 9_007_199_254_740_992.0;
+
 /// Digits as text (they are ASCII).
 fn ascii(b: &[u8]) -> &str {
     std::str::from_utf8(b).unwrap_or("0")
@@ -102,14 +168,27 @@ enum Notation {
 /// from `ryu` (the shortest round-trip digits, as Go's formatter picks them); only their
 /// placement differs between ryu's output and Go's.
 fn push_float(out: &mut String, v: f64, notation: Notation) {
+    let a = v.abs();
+    // (Through i64 rather than `trunc`, which is a library call on the baseline x86-64 target.)
+    if notation == Notation::Plain && v != 0.0 && a < WHOLE_EXACT && v == (v as i64) as f64 {
+        // A whole number below 2^53 is its own shortest round-trip spelling.
+        out.push_str(itoa::Buffer::new().format(v as i64));
+        return;
+    }
     let mut buf = ryu::Buffer::new();
     let text = buf.format_finite(v);
-    if notation == Notation::Plain && !text.contains('e') {
-        // ryu wrote the digits positionally, as Go does, and marks whole numbers with a `.0`
-        // Go leaves out: the common case needs no re-placing.
+    if notation == Notation::Plain && (a == 0.0 || (1e-5..1e16).contains(&a)) {
+        // In this range ryu writes the digits positionally, as Go does (its shortest digits
+        // round-trip, so they stay on the same side of both bounds as `v`), and marks whole
+        // numbers with a `.0` Go leaves out: the common case needs no re-placing.
         out.push_str(text.strip_suffix(".0").unwrap_or(text));
         return;
     }
+    place_digits(out, text, notation);
+}
+
+/// Appends ryu's spelling `text` of a finite number with its digits placed in `notation`.
+fn place_digits(out: &mut String, text: &str, notation: Notation) {
     let (negative, text) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
@@ -198,10 +277,10 @@ pub fn push_scalar_point(out: &mut String, t_ms: i64, v: f64) {
     out.push_str("\"]");
 }
 
-/// Appends `[ts, "v"]`.
-pub fn push_point(out: &mut String, t_ms: i64, v: f64) {
+/// Appends `[ts, "v"]`, the time's text through `ts`.
+pub fn push_point(out: &mut String, ts: &mut TsText, t_ms: i64, v: f64) {
     out.push('[');
-    push_ts(out, t_ms);
+    ts.push(out, t_ms);
     out.push(',');
     push_value(out, v);
     out.push(']');
@@ -405,6 +484,61 @@ mod tests {
         assert_eq!(ts(1_005), "1.005");
         assert_eq!(ts(-1_500), "-1.500");
         assert_eq!(ts(0), "0");
+    }
+
+    #[test]
+    fn remembered_timestamps_are_spelled_the_same() {
+        let mut memo = TsText::new();
+        let times: Vec<i64> = [i64::MIN, i64::MAX, -1_500, -1, 0, 1, 999, 1_000, 1_005]
+            .into_iter()
+            .chain((0..2000).map(|k| 1_700_000_000_123 + k * 15_000))
+            .chain((0..2000).map(|k| 1_700_000_000_000 - k * 7))
+            .collect();
+        // Twice over, so the second pass reads slots the first one filled or overwrote.
+        for t in times.iter().chain(&times) {
+            let mut got = String::new();
+            memo.push(&mut got, *t);
+            assert_eq!(got, ts(*t), "{t}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The whole-number and positional shortcuts of plain notation give what the general
+        /// placement gives.
+        #[test]
+        fn plain_shortcuts_match_the_general_placement(bits: u64, whole in -(1i64 << 54)..(1i64 << 54), scale in 0u32..20) {
+            for v in [f64::from_bits(bits), whole as f64, whole as f64 / 10f64.powi(scale as i32)] {
+                if v.is_finite() {
+                    proptest::prop_assert_eq!(float(v, Notation::Plain), placed(v));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn plain_shortcut_bounds() {
+        for v in [
+            1e-5,
+            f64::from_bits(1e-5f64.to_bits() - 1),
+            f64::from_bits(1e-5f64.to_bits() + 1),
+            1e16,
+            9999999999999998.0,
+            9007199254740992.0,
+            9007199254740990.0,
+            -9007199254740991.0,
+            4503599627370495.5,
+            0.5,
+            -0.0,
+        ] {
+            assert_eq!(float(v, Notation::Plain), placed(v), "{v:e}");
+        }
+    }
+
+    /// Plain notation through the general placement alone.
+    fn placed(v: f64) -> String {
+        let mut s = String::new();
+        place_digits(&mut s, ryu::Buffer::new().format_finite(v), Notation::Plain);
+        s
     }
 
     #[test]

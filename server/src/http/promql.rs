@@ -157,18 +157,18 @@ fn reply(res: QueryResult, mut warnings: Vec<String>) -> Reply {
         }
         Value::Vector(samples) => {
             head.push_str("\"vector\",\"result\":[");
-            let pieces = encode_pieces(samples, vector_size, |out, s| {
+            let pieces = encode_pieces(samples, vector_size, |out, ts, s| {
                 out.push_str("{\"metric\":");
                 json::push_labels(out, &s.labels);
                 out.push_str(",\"value\":");
-                json::push_point(out, s.t_ms, s.v);
+                json::push_point(out, ts, s.t_ms, s.v);
                 out.push('}');
             });
             close(pieces, "]}")
         }
         Value::Matrix(series) => {
             head.push_str("\"matrix\",\"result\":[");
-            let pieces = encode_pieces(series, matrix_size, |out, s| {
+            let pieces = encode_pieces(series, matrix_size, |out, ts, s| {
                 out.push_str("{\"metric\":");
                 json::push_labels(out, &s.labels);
                 out.push_str(",\"values\":[");
@@ -176,7 +176,7 @@ fn reply(res: QueryResult, mut warnings: Vec<String>) -> Reply {
                     if j > 0 {
                         out.push(',');
                     }
-                    json::push_point(out, t, v);
+                    json::push_point(out, ts, t, v);
                 }
                 out.push_str("]}");
             });
@@ -201,7 +201,7 @@ const PARALLEL_MIN_BYTES: usize = 256 << 10;
 fn encode_pieces<T: Sync>(
     items: &[T],
     size: fn(&T) -> usize,
-    write: impl Fn(&mut String, &T) + Sync,
+    write: impl Fn(&mut String, &mut json::TsText, &T) + Sync,
 ) -> Vec<String> {
     let sizes: Vec<usize> = items.iter().map(size).collect();
     let total: usize = sizes.iter().sum();
@@ -218,16 +218,17 @@ fn encode_in<T: Sync>(
     items: &[T],
     sizes: &[usize],
     parts: usize,
-    write: impl Fn(&mut String, &T) + Sync,
+    write: impl Fn(&mut String, &mut json::TsText, &T) + Sync,
 ) -> Vec<String> {
     let total: usize = sizes.iter().sum();
     let run = |(a, z): (usize, usize)| {
         let mut out = String::with_capacity(sizes[a..z].iter().sum::<usize>() + 8);
+        let mut ts = json::TsText::new();
         for (i, item) in items[a..z].iter().enumerate() {
             if a + i > 0 {
                 out.push(',');
             }
-            write(&mut out, item);
+            write(&mut out, &mut ts, item);
         }
         out
     };
@@ -288,9 +289,11 @@ fn vector_size(s: &gauntlet_engine::promql::InstantSample) -> usize {
     labels_size(&s.labels) + 40
 }
 
-/// About how many bytes a series encodes to: its labels and its points at a typical width.
+/// About how many bytes a series encodes to: its labels and its points at a typical width
+/// (a ms timestamp and a 17-digit value take 40), erring long: the piece is reserved at this
+/// size, and pages it never writes cost nothing, while growing it copies it.
 fn matrix_size(s: &gauntlet_engine::query::Series) -> usize {
-    labels_size(&s.labels) + 16 + s.samples.len() * 28
+    labels_size(&s.labels) + 16 + s.samples.len() * 42
 }
 
 #[cfg(test)]
@@ -299,11 +302,11 @@ mod tests {
     use gauntlet_engine::labels::Labels;
     use gauntlet_engine::promql::InstantSample;
 
-    fn write(out: &mut String, s: &InstantSample) {
+    fn write(out: &mut String, ts: &mut json::TsText, s: &InstantSample) {
         out.push_str("{\"metric\":");
         json::push_labels(out, &s.labels);
         out.push_str(",\"value\":");
-        json::push_point(out, s.t_ms, s.v);
+        json::push_point(out, ts, s.t_ms, s.v);
         out.push('}');
     }
 
