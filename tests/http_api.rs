@@ -271,6 +271,27 @@ fn query_answers_match_prometheus() {
             self::q(&[("query", "up"), ("time", "later")])
         ),
     );
+    // Per-request lookback and timeout, valid and not.
+    for (name, value) in [
+        ("lookback_delta", "1m"),
+        ("lookback_delta", "2h"),
+        ("lookback_delta", "x"),
+        ("lookback_delta", "-1m"),
+        ("timeout", "1m"),
+        ("timeout", "x"),
+    ] {
+        assert_same(
+            &pair,
+            &format!(
+                "/api/v1/query?{}",
+                self::q(&[
+                    ("query", r#"temperature_celsius{sensor="s1"}"#),
+                    ("time", &late),
+                    (name, value)
+                ])
+            ),
+        );
+    }
     // `limit` cuts the result (sorted by labels) and says so in a warning.
     assert_same(
         &pair,

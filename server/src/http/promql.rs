@@ -92,7 +92,9 @@ fn engine(st: &ApiState, form: &Form) -> Result<Engine, ApiError> {
     }
     let mut lookback = st.config.lookback_delta_ms;
     if let Some(v) = form.get("lookback_delta").filter(|v| !v.is_empty()) {
-        lookback = parse_duration(v).map_err(|e| ApiError::invalid_param("lookback_delta", e))?;
+        lookback = parse_duration(v).map_err(|e| {
+            ApiError::bad_data(format!("error parsing lookback delta duration: {e}"))
+        })?;
         if lookback <= 0 {
             lookback = st.config.lookback_delta_ms;
         }
