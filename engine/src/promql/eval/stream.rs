@@ -476,14 +476,23 @@ impl<'a> Evaluator<'a> {
         steps: &Steps,
         want_ts: bool,
     ) -> SeriesKernel {
-        let times = self.selector_times(vs, steps);
-        let lookback = self.opts.lookback_delta_ms;
+        let mut times = self.selector_times(vs, steps);
+        let mut lookback = self.opts.lookback_delta_ms;
+        if want_ts && let Some(at) = self.at_time(&vs.at) {
+            // `timestamp(v @ t offset d)`, as Prometheus 3 evaluates it: v's samples are read
+            // for the selector's window `(t - d - lookback, t - d]` but looked up at `t`,
+            // without the offset, so the answer is the latest sample in `(t - lookback, t]`
+            // that the window holds (none once the two do not meet).
+            let d = offset_ms(&vs.offset);
+            times = vec![at.saturating_sub(d.max(0)); steps.n];
+            lookback = lookback.saturating_sub(d.saturating_abs()).max(0);
+        }
         let mint = times
             .iter()
             .copied()
             .min()
             .unwrap_or(0)
-            .saturating_sub(lookback)
+            .saturating_sub(lookback.max(1))
             .saturating_add(1);
         let maxt = times.iter().copied().max().unwrap_or(0);
         SeriesKernel {
