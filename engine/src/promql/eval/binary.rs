@@ -303,6 +303,14 @@ fn vector_vector(
             };
             let ov = one[oi].v[i];
             let (lv, rv) = if swapped { (ov, mv) } else { (mv, ov) };
+            let (mut v, keep) = scalar_binop(op, lv, rv);
+            if rb {
+                v = if keep { 1.0 } else { 0.0 };
+            } else if !keep {
+                continue;
+            }
+            // Only pairs a comparison keeps count as matches: a filter may leave one "many"
+            // series per group at a step, and then one-to-one matching holds there.
             if one_to_one {
                 let seen = matched.entry(sig.clone()).or_insert_with(|| vec![false; n]);
                 if seen[i] {
@@ -311,12 +319,6 @@ fn vector_vector(
                     ));
                 }
                 seen[i] = true;
-            }
-            let (mut v, keep) = scalar_binop(op, lv, rv);
-            if rb {
-                v = if keep { 1.0 } else { 0.0 };
-            } else if !keep {
-                continue;
             }
             let idx = match pair_idx.get(&(mi, oi)) {
                 Some(&x) => x,
