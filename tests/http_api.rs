@@ -168,7 +168,7 @@ fn buildinfo_has_prometheus_keys() {
 }
 
 /// Vectors come out in an order Prometheus does not fix (aggregation groups); everything else
-/// is compared as bytes.
+/// is compared as values.
 fn normalized(body: &[u8]) -> serde_json::Value {
     let mut v: serde_json::Value = serde_json::from_slice(body).unwrap_or_else(|e| {
         panic!("bad JSON {e}: {}", String::from_utf8_lossy(body));
@@ -177,6 +177,12 @@ fn normalized(body: &[u8]) -> serde_json::Value {
         && let Some(r) = v["data"]["result"].as_array_mut()
     {
         r.sort_by_key(|s| s["metric"].to_string());
+    }
+    // Nor the order of several annotations (a map in Prometheus).
+    for k in ["warnings", "infos"] {
+        if let Some(a) = v[k].as_array_mut() {
+            a.sort_by_key(|x| x.to_string());
+        }
     }
     v
 }
@@ -204,6 +210,12 @@ fn query_answers_match_prometheus() {
         "time()",
         r#"label_replace(up or vector(2), "x", "$1", "job", "(.*)")"#,
         "no_such_metric",
+        // Annotations end with the position of the argument they are about.
+        "rate(temperature_celsius[5m])",
+        "sum(\n  rate(process_resident_memory_bytes[5m])\n) + on() group_left sum(rate(temperature_celsius{sensor=\"s1\"}[1m]))",
+        "quantile_over_time(2, temperature_celsius[5m])",
+        "quantile by (instance) (-0.5, temperature_celsius)",
+        "histogram_quantile(1.5, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))",
     ];
     for q in instant {
         for t in [&at, &late] {

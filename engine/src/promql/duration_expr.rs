@@ -84,7 +84,7 @@ fn is_ident_byte(c: u8) -> bool {
 }
 
 /// Index just past the string literal opened by `quote` at `start`.
-fn skip_string(b: &[u8], start: usize, quote: u8) -> usize {
+pub(crate) fn skip_string(b: &[u8], start: usize, quote: u8) -> usize {
     let mut i = start + 1;
     while i < b.len() {
         if b[i] == b'\\' && quote != b'`' {

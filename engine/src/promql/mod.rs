@@ -11,6 +11,7 @@ mod duration_expr;
 mod error;
 pub(crate) mod eval;
 mod functions;
+mod positions;
 pub mod promqltest;
 mod value;
 
@@ -73,7 +74,8 @@ impl Engine {
         t_ms: i64,
     ) -> Result<QueryResult, PromqlError> {
         let expr = parse_for(query, duration_expr::QueryTimes::default())?;
-        eval::run(&self.opts, storage, &expr, t_ms, t_ms, 0, true)
+        let positions = positions::Positions::find(query, &expr);
+        eval::run(&self.opts, storage, &expr, &positions, t_ms, t_ms, 0, true)
     }
 
     /// Evaluates `query` at every step from `start_ms` to `end_ms` (inclusive, ms), `step_ms`
@@ -102,7 +104,10 @@ impl Engine {
             range_ms: end_ms.saturating_sub(start_ms),
         };
         let expr = parse_for(query, times)?;
-        eval::run(&self.opts, storage, &expr, start_ms, end_ms, step_ms, false)
+        let positions = positions::Positions::find(query, &expr);
+        eval::run(
+            &self.opts, storage, &expr, &positions, start_ms, end_ms, step_ms, false,
+        )
     }
 }
 

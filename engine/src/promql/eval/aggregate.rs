@@ -215,6 +215,8 @@ pub(crate) struct Aggregator {
     by_name: bool,
     n: usize,
     param: Option<Val>,
+    /// Where the parameter starts in the query, as annotations about it end (` (1:10)`).
+    param_at: String,
     /// `k` per step for `topk`/`bottomk` (0 where no member is taken, `None` where the
     /// parameter does not convert to an int64).
     k: Vec<Option<usize>>,
@@ -230,7 +232,12 @@ pub(crate) struct Aggregator {
 }
 
 impl Aggregator {
-    fn new(a: &AggregateExpr, param: Option<Val>, n: usize) -> Result<Self, PromqlError> {
+    fn new(
+        a: &AggregateExpr,
+        param: Option<Val>,
+        param_at: String,
+        n: usize,
+    ) -> Result<Self, PromqlError> {
         let op_name = a.op.to_string();
         let op = Op::parse(&op_name)?;
         let modifier = a.modifier.clone();
@@ -251,6 +258,7 @@ impl Aggregator {
             by_name,
             n,
             param,
+            param_at,
             k,
             bad_k_step: None,
             groups: Vec::new(),
@@ -594,7 +602,7 @@ impl Aggregator {
                     ev,
                     self.op,
                     &self.op_name,
-                    self.param.as_ref(),
+                    (self.param.as_ref(), &self.param_at),
                     cols,
                     groups,
                     n,
@@ -836,7 +844,7 @@ fn k_overflow(kf: f64) -> PromqlError {
 /// Warns as Prometheus 3.5 does about `limit_ratio` parameters outside `[-1, 1]`, whether or
 /// not the aggregation has input: once for the largest above 1 and once for the smallest below
 /// -1, and not at all when any step's ratio is NaN (the maximum and minimum are NaN then).
-fn ratio_warnings(ev: &mut Evaluator<'_>, p: &[f64]) {
+fn ratio_warnings(ev: &mut Evaluator<'_>, p: &[f64], at: &str) {
     if p.iter().any(|r| r.is_nan()) {
         return;
     }
@@ -845,7 +853,7 @@ fn ratio_warnings(ev: &mut Evaluator<'_>, p: &[f64]) {
     for (out, r, cap) in [(max > 1.0, max, 1.0), (min < -1.0, min, -1.0)] {
         if out {
             ev.warn(format!(
-                "PromQL warning: ratio value should be between -1 and 1, got {}, capping to {}",
+                "PromQL warning: ratio value should be between -1 and 1, got {}, capping to {}{at}",
                 go_g(r),
                 go_g(cap)
             ));
@@ -870,7 +878,8 @@ impl Evaluator<'_> {
             Some(p) => Some(self.eval(p, steps)?),
             None => None,
         };
-        let mut agg = Aggregator::new(a, param, steps.n)?;
+        let param_at = a.param.as_deref().map(|p| self.at(p)).unwrap_or_default();
+        let mut agg = Aggregator::new(a, param, param_at, steps.n)?;
         // Without delayed name removal, series left equal by a dropped name are an error,
         // which only the whole input shows: such input is evaluated first.
         let eager_names = !self.opts.delayed_name_removal;
@@ -938,7 +947,7 @@ fn finish_members(
     ev: &mut Evaluator<'_>,
     op: Op,
     op_name: &str,
-    param: Option<&Val>,
+    (param, param_at): (Option<&Val>, &str),
     cols: Vec<Col>,
     groups: Vec<MemberGroup>,
     n: usize,
@@ -954,7 +963,7 @@ fn finish_members(
     Ok(match op {
         Op::Quantile => {
             let phi = scalar_param("quantile")?;
-            ev.check_quantile_param(&phi);
+            ev.check_quantile_param(&phi, param_at);
             let mut out = Vec::with_capacity(groups.len());
             let mut buf = Vec::new();
             for (g, drop_name, members) in &groups {
@@ -1036,7 +1045,7 @@ fn finish_members(
                 if p.iter().all(|&r| r == 0.0) {
                     return Ok(Vec::new());
                 }
-                ratio_warnings(ev, &p);
+                ratio_warnings(ev, &p, param_at);
                 for (i, &r) in p.iter().enumerate() {
                     if !has_input[i] {
                         continue;

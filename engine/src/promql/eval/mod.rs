@@ -16,6 +16,7 @@ use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{AtModifier, Expr, Offset};
 
 use super::error::PromqlError;
+use super::positions::Positions;
 use super::value::{InstantSample, QueryResult, Value};
 use super::{EngineOptions, functions};
 use crate::chunk::SampleBatch;
@@ -142,6 +143,8 @@ pub(crate) struct Evaluator<'a> {
     pub peak: usize,
     pub warnings: Vec<String>,
     pub info: Vec<String>,
+    /// Where the query's arguments start, for the position annotations end with.
+    pub positions: &'a Positions,
 }
 
 impl Evaluator<'_> {
@@ -182,14 +185,21 @@ impl Evaluator<'_> {
         }
     }
 
-    /// Warns once per query about each out-of-range quantile parameter.
-    pub fn check_quantile_param(&mut self, phi: &[f64]) {
+    /// Warns once per query about each out-of-range quantile parameter; `at` is where the
+    /// parameter starts ([`Evaluator::at`]).
+    pub fn check_quantile_param(&mut self, phi: &[f64], at: &str) {
         if let Some(&q) = phi.iter().find(|q| q.is_nan() || **q < 0.0 || **q > 1.0) {
             self.warn(format!(
-                "PromQL warning: quantile value should be between 0 and 1, got {}",
-                aggregate::go_g(q)
+                "PromQL warning: quantile value should be between 0 and 1, got {}{at}",
+                aggregate::go_g(q),
             ));
         }
+    }
+
+    /// The position Prometheus appends to an annotation about argument `e` (` (1:6)`), or
+    /// nothing when it is not known.
+    pub fn at(&self, e: &Expr) -> String {
+        self.positions.suffix(e)
     }
 
     /// The time an `@` modifier pins evaluation to (ms).
@@ -272,10 +282,12 @@ pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
 }
 
 /// Runs a whole query: `step_ms == 0` with `instant` for an instant query at `start_ms`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
     opts: &EngineOptions,
     storage: &dyn Queryable,
     expr: &Expr,
+    positions: &Positions,
     start_ms: i64,
     end_ms: i64,
     step_ms: i64,
@@ -326,6 +338,7 @@ pub(crate) fn run(
         peak: 0,
         warnings: Vec::new(),
         info: Vec::new(),
+        positions,
     };
     let sorted_output = instant && functions::is_sorting(expr);
     let val = ev.eval(expr, &steps)?;

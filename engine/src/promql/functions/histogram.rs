@@ -18,17 +18,21 @@ fn parse_le(s: &str) -> Option<f64> {
     }
 }
 
-/// `histogram_quantile(phi, buckets)` per group and step.
+/// `histogram_quantile(phi, buckets)` per group and step; `at` holds where the two arguments
+/// start in the query ([`Evaluator::at`]).
 pub(crate) fn histogram_quantile(
     ev: &mut Evaluator<'_>,
     phi: &[f64],
     cols: Vec<Col>,
     n: usize,
+    (phi_at, buckets_at): (String, String),
 ) -> Vec<Col> {
     if !cols.is_empty() {
-        ev.check_quantile_param(phi);
+        ev.check_quantile_param(phi, &phi_at);
     }
-    per_histogram(ev, cols, n, true, |i, b| bucket_quantile(phi[i], b))
+    per_histogram(ev, cols, n, true, &buckets_at, |i, b| {
+        bucket_quantile(phi[i], b)
+    })
 }
 
 /// `histogram_fraction(lower, upper, buckets)` per group and step.
@@ -38,8 +42,9 @@ pub(crate) fn histogram_fraction(
     upper: &[f64],
     cols: Vec<Col>,
     n: usize,
+    buckets_at: &str,
 ) -> Vec<Col> {
-    per_histogram(ev, cols, n, false, |i, b| {
+    per_histogram(ev, cols, n, false, buckets_at, |i, b| {
         (bucket_fraction(lower[i], upper[i], b), false)
     })
 }
@@ -51,6 +56,7 @@ fn per_histogram(
     cols: Vec<Col>,
     n: usize,
     quantile: bool,
+    at: &str,
     mut f: impl FnMut(usize, &mut Vec<(f64, f64)>) -> (f64, bool),
 ) -> Vec<Col> {
     let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
@@ -59,7 +65,7 @@ fn per_histogram(
         let Some(le) = c.labels.get("le").and_then(parse_le) else {
             let name = c.labels.get("__name__").unwrap_or("");
             let msg = format!(
-                "PromQL warning: bucket label \"le\" is missing or has a malformed value of \"{}\" for metric name \"{name}\"",
+                "PromQL warning: bucket label \"le\" is missing or has a malformed value of \"{}\" for metric name \"{name}\"{at}",
                 c.labels.get("le").unwrap_or("")
             );
             if !ev.warnings.contains(&msg) {
@@ -102,7 +108,7 @@ fn per_histogram(
         }
         if forced && quantile {
             let msg = format!(
-                "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name \"{}\"",
+                "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name \"{}\"{at}",
                 labels.get("__name__").unwrap_or("")
             );
             if !ev.info.contains(&msg) {

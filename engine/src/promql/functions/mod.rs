@@ -330,16 +330,18 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, steps: &Steps) -> Result<Va
         "histogram_quantile" => {
             let phi = ev.arg_scalar(args[0], steps)?;
             let cols = ev.arg_vector(args[1], steps)?;
+            let at = (ev.at(args[0]), ev.at(args[1]));
             Ok(Val::Vector(histogram::histogram_quantile(
-                ev, &phi, cols, n,
+                ev, &phi, cols, n, at,
             )))
         }
         "histogram_fraction" => {
             let lower = ev.arg_scalar(args[0], steps)?;
             let upper = ev.arg_scalar(args[1], steps)?;
             let cols = ev.arg_vector(args[2], steps)?;
+            let at = ev.at(args[2]);
             Ok(Val::Vector(histogram::histogram_fraction(
-                ev, &lower, &upper, cols, n,
+                ev, &lower, &upper, cols, n, &at,
             )))
         }
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"

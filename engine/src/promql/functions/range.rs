@@ -87,6 +87,9 @@ pub(crate) struct RangeCall {
     p1: Option<Vec<f64>>,
     /// Second scalar parameter per step (trend factor).
     p2: Option<Vec<f64>>,
+    /// Where the first argument starts in the query, as annotations about it end: the
+    /// quantile of `quantile_over_time`, the selector of `rate` ([`Evaluator::at`]).
+    first_at: String,
 }
 
 impl RangeCall {
@@ -124,7 +127,17 @@ impl RangeCall {
         let Some(f) = kind(name) else {
             return Err(PromqlError::Execution(format!("unknown function {name}")));
         };
-        Ok((RangeCall { f, name, p1, p2 }, range_arg))
+        let first_at = args.first().map(|a| ev.at(a)).unwrap_or_default();
+        Ok((
+            RangeCall {
+                f,
+                name,
+                p1,
+                p2,
+                first_at,
+            },
+            range_arg,
+        ))
     }
 
     /// The function's name.
@@ -141,7 +154,7 @@ impl RangeCall {
     /// Warnings owed once some series was selected (an out-of-range quantile).
     pub(crate) fn warn_params(&self, ev: &mut Evaluator<'_>) {
         if self.f == F::QuantileOverTime {
-            ev.check_quantile_param(self.p1.as_deref().unwrap_or(&[]));
+            ev.check_quantile_param(self.p1.as_deref().unwrap_or(&[]), &self.first_at);
         }
     }
 
@@ -160,7 +173,8 @@ impl RangeCall {
             return None;
         }
         Some(format!(
-            "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"{metric}\""
+            "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"{metric}\"{}",
+            self.first_at
         ))
     }
 
@@ -741,6 +755,7 @@ mod tests {
             name: "",
             p1: None,
             p2: None,
+            first_at: String::new(),
         }
     }
 

@@ -1,0 +1,345 @@
+//! Where a query's function arguments and aggregation parameters start in its text.
+//!
+//! Prometheus ends each annotation with the position of the expression it is about
+//! (`… "edge_gauge" (1:6)`: line 1, byte column 6, of the query as sent). The parsed tree keeps
+//! no positions, so the text is scanned once more: every function call and aggregation, in the
+//! order their names appear, with the start of each of its top-level arguments. The tree's
+//! calls and aggregations, visited parent first and children in source order, come in the same
+//! order; each argument node is then looked up by address. When the scan and the tree disagree
+//! in shape (the scan is not a full parser), no position is given rather than a wrong one.
+
+use std::collections::HashMap;
+
+use promql_parser::parser::Expr;
+
+use super::duration_expr::skip_string;
+
+/// Start offsets of argument expressions, by the address of their node in one parsed tree.
+#[derive(Debug, Default)]
+pub struct Positions {
+    /// `(line, column)` of each argument, 1-based, column in bytes as Prometheus counts it.
+    at: HashMap<usize, (usize, usize)>,
+}
+
+impl Positions {
+    /// The argument positions of `expr`, parsed from `query`.
+    pub fn find(query: &str, expr: &Expr) -> Positions {
+        let Some(scanned) = scan(query.as_bytes()) else {
+            return Positions::default();
+        };
+        let mut nodes: Vec<Vec<&Expr>> = Vec::new();
+        calls_in_order(expr, &mut nodes);
+        if nodes.len() != scanned.len()
+            || nodes.iter().zip(&scanned).any(|(a, b)| a.len() != b.len())
+        {
+            return Positions::default();
+        }
+        let at = nodes
+            .iter()
+            .flatten()
+            .zip(scanned.iter().flatten())
+            .map(|(e, &off)| (address(e), line_col(query, off)))
+            .collect();
+        Positions { at }
+    }
+
+    /// ` (line:column)` of argument `e`, as Prometheus appends it to an annotation, or nothing
+    /// when its position is not known.
+    pub fn suffix(&self, e: &Expr) -> String {
+        self.at
+            .get(&address(e))
+            .map(|(l, c)| format!(" ({l}:{c})"))
+            .unwrap_or_default()
+    }
+}
+
+fn address(e: &Expr) -> usize {
+    std::ptr::from_ref(e) as usize
+}
+
+/// Line and byte column (both from 1) of byte offset `off`.
+fn line_col(query: &str, off: usize) -> (usize, usize) {
+    let before = &query.as_bytes()[..off.min(query.len())];
+    let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+    let col = match before.iter().rposition(|&b| b == b'\n') {
+        Some(nl) => off - nl,
+        None => off + 1,
+    };
+    (line, col)
+}
+
+/// The arguments of every call and aggregation of `e`, parent first, children in source order.
+fn calls_in_order<'e>(e: &'e Expr, out: &mut Vec<Vec<&'e Expr>>) {
+    match e {
+        Expr::Aggregate(a) => {
+            let args: Vec<&Expr> = a
+                .param
+                .iter()
+                .map(|p| p.as_ref())
+                .chain([a.expr.as_ref()])
+                .collect();
+            out.push(args.clone());
+            for x in args {
+                calls_in_order(x, out);
+            }
+        }
+        Expr::Call(c) => {
+            let args: Vec<&Expr> = c.args.args.iter().map(|a| a.as_ref()).collect();
+            out.push(args.clone());
+            for x in args {
+                calls_in_order(x, out);
+            }
+        }
+        Expr::Unary(u) => calls_in_order(&u.expr, out),
+        Expr::Binary(b) => {
+            calls_in_order(&b.lhs, out);
+            calls_in_order(&b.rhs, out);
+        }
+        Expr::Paren(p) => calls_in_order(&p.expr, out),
+        Expr::Subquery(s) => calls_in_order(&s.expr, out),
+        Expr::MatrixSelector(_)
+        | Expr::VectorSelector(_)
+        | Expr::NumberLiteral(_)
+        | Expr::StringLiteral(_)
+        | Expr::Extension(_) => {}
+    }
+}
+
+const AGGREGATIONS: &[&str] = &[
+    "sum",
+    "avg",
+    "count",
+    "min",
+    "max",
+    "group",
+    "stddev",
+    "stdvar",
+    "topk",
+    "bottomk",
+    "count_values",
+    "quantile",
+    "limitk",
+    "limit_ratio",
+];
+
+/// Words followed by a parenthesised list of label names, not arguments.
+const LABEL_LISTS: &[&str] = &[
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+];
+
+/// Words that may precede `(` without calling anything.
+const OPERATOR_WORDS: &[&str] = &["and", "or", "unless", "atan2", "bool", "offset"];
+
+/// Per call or aggregation, in the order their names appear, the byte offsets where its
+/// top-level arguments start; `None` when the text does not scan (unbalanced brackets).
+fn scan(b: &[u8]) -> Option<Vec<Vec<usize>>> {
+    let mut calls: Vec<Vec<usize>> = Vec::new();
+    // Open parentheses: the call whose arguments they hold, if any.
+    let mut parens: Vec<Option<usize>> = Vec::new();
+    let mut prev_at = false;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'"' | b'\'' | b'`' => i = skip_string(b, i, c),
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'{' => i = skip_group(b, i, b'{', b'}')?,
+            b'[' => i = skip_group(b, i, b'[', b']')?,
+            b'(' => {
+                parens.push(None);
+                i += 1;
+            }
+            b')' => {
+                parens.pop()?;
+                i += 1;
+            }
+            b',' => {
+                if let Some(Some(k)) = parens.last() {
+                    let at = skip_blank(b, i + 1);
+                    calls[*k].push(at);
+                }
+                i += 1;
+            }
+            _ if c.is_ascii_alphabetic() || c == b'_' || c == b':' => {
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':')
+                {
+                    i += 1;
+                }
+                let word = std::str::from_utf8(&b[start..i]).ok()?;
+                let lower = word.to_ascii_lowercase();
+                let mut j = skip_blank(b, i);
+                let after_at = std::mem::replace(&mut prev_at, false);
+                if LABEL_LISTS.contains(&lower.as_str()) {
+                    if b.get(j) == Some(&b'(') {
+                        i = skip_group(b, j, b'(', b')')?;
+                    }
+                    continue;
+                }
+                let aggregation = AGGREGATIONS.contains(&lower.as_str());
+                if aggregation {
+                    // `sum by (job) (x)`: the grouping comes between the name and the arguments.
+                    let k = word_end(b, j);
+                    let next = std::str::from_utf8(&b[j..k]).ok()?.to_ascii_lowercase();
+                    if next == "by" || next == "without" {
+                        let open = skip_blank(b, k);
+                        if b.get(open) != Some(&b'(') {
+                            return None;
+                        }
+                        j = skip_blank(b, skip_group(b, open, b'(', b')')?);
+                    }
+                }
+                let is_call = b.get(j) == Some(&b'(')
+                    && !after_at
+                    && !OPERATOR_WORDS.contains(&lower.as_str());
+                if is_call {
+                    let first = skip_blank(b, j + 1);
+                    calls.push(if b.get(first) == Some(&b')') {
+                        Vec::new()
+                    } else {
+                        vec![first]
+                    });
+                    parens.push(Some(calls.len() - 1));
+                    i = j + 1;
+                }
+            }
+            b'@' => {
+                prev_at = true;
+                i += 1;
+            }
+            _ if c.is_ascii_digit() || c == b'.' => {
+                // A number or duration: digits, letters and dots, and the sign of an exponent.
+                while i < b.len() {
+                    let d = b[i];
+                    let exp_sign = (d == b'+' || d == b'-')
+                        && matches!(b[i - 1], b'e' | b'E')
+                        && !b[..i].starts_with(b"0x");
+                    if d.is_ascii_alphanumeric() || d == b'.' || d == b'_' || exp_sign {
+                        i += 1;
+                    } else {
+                        break;
+                    }
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    parens.is_empty().then_some(calls)
+}
+
+/// Index just past the group opened by `open` at `start`, strings inside skipped.
+fn skip_group(b: &[u8], start: usize, open: u8, close: u8) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = start;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'"' | b'\'' | b'`') => {
+                i = skip_string(b, i, q);
+                continue;
+            }
+            x if x == open => depth += 1,
+            x if x == close => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The first index at or after `i` that is not white space or inside a comment.
+fn skip_blank(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() {
+        if b[i].is_ascii_whitespace() {
+            i += 1;
+        } else if b[i] == b'#' {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+        } else {
+            break;
+        }
+    }
+    i
+}
+
+/// Index just past the word starting at `i` (`i` itself when none starts there).
+fn word_end(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':') {
+        i += 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arg_positions(q: &str) -> Vec<Vec<(usize, usize)>> {
+        let expr = promql_parser::parser::parse(q).unwrap();
+        let p = Positions::find(q, &expr);
+        let mut nodes = Vec::new();
+        calls_in_order(&expr, &mut nodes);
+        nodes
+            .iter()
+            .map(|args| {
+                args.iter()
+                    .map(|e| p.at.get(&address(e)).copied().unwrap_or((0, 0)))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn arguments_are_found_where_prometheus_points() {
+        // Positions Prometheus 3.5.3 gave in its annotations for these queries.
+        assert_eq!(arg_positions("rate(edge_gauge[5m])"), vec![vec![(1, 6)]]);
+        assert_eq!(
+            arg_positions("sum(rate(edge_gauge[5m]))"),
+            vec![vec![(1, 5)], vec![(1, 10)]]
+        );
+        assert_eq!(
+            arg_positions("quantile_over_time(-1, edge_gauge[7m30s])"),
+            vec![vec![(1, 20), (1, 24)]]
+        );
+        assert_eq!(
+            arg_positions("histogram_quantile(2, sum by (le) (rate(b_bucket[5m])))")[0],
+            vec![(1, 20), (1, 23)]
+        );
+    }
+
+    #[test]
+    fn shapes_the_scan_must_follow() {
+        let q = "sum by (job) (\n  rate(x{a=\"(\", b=~\"rate\\\\(\"}[5m] offset 1m)\n) / on (job) group_left (i) max(y @ start()) # rate(\n + topk(3, z) + count_values without (a) (\"v\", w) + SUM(v) atan2 (u)";
+        let got = arg_positions(q);
+        assert_eq!(got[0], vec![(2, 3)]);
+        assert_eq!(got[1], vec![(2, 8)]);
+        assert_eq!(got[2], vec![(3, 33)]);
+        assert_eq!(got[3], vec![(4, 9), (4, 12)]);
+        assert_eq!(got[4], vec![(4, 43), (4, 48)]);
+        assert_eq!(got[5], vec![(4, 57)]);
+        assert!(got.iter().flatten().all(|&p| p != (0, 0)), "{got:?}");
+    }
+
+    #[test]
+    fn a_shape_it_cannot_follow_gives_no_positions() {
+        let expr = promql_parser::parser::parse("rate(x[5m])").unwrap();
+        let p = Positions::find("rate(x[5m]) + abs(y)", &expr);
+        assert!(p.at.is_empty());
+        let p = Positions::find("rate(x[5m]", &expr);
+        assert!(p.at.is_empty());
+    }
+}
