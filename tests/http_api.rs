@@ -214,6 +214,7 @@ fn query_answers_match_prometheus() {
         "rate(temperature_celsius[5m])",
         "sum(\n  rate(process_resident_memory_bytes[5m])\n) + on() group_left sum(rate(temperature_celsius{sensor=\"s1\"}[1m]))",
         "quantile_over_time(2, temperature_celsius[5m])",
+        "rate((temperature_celsius)[10m:1m])",
         "quantile by (instance) (-0.5, temperature_celsius)",
         "histogram_quantile(1.5, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))",
     ];

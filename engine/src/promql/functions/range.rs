@@ -88,7 +88,7 @@ pub(crate) struct RangeCall {
     /// Second scalar parameter per step (trend factor).
     p2: Option<Vec<f64>>,
     /// Where the first argument starts in the query, as annotations about it end: the
-    /// quantile of `quantile_over_time`, the selector of `rate` ([`Evaluator::at`]).
+    /// quantile of `quantile_over_time`, the range argument of `rate` ([`Evaluator::at`]).
     first_at: String,
 }
 
@@ -127,7 +127,13 @@ impl RangeCall {
         let Some(f) = kind(name) else {
             return Err(PromqlError::Execution(format!("unknown function {name}")));
         };
-        let first_at = args.first().map(|a| ev.at(a)).unwrap_or_default();
+        // A subquery reaches the function as a selector Prometheus builds without a position,
+        // so annotations about it point at the query's start.
+        let first_at = match args.first() {
+            Some(a) if matches!(unwrap_parens(a), Expr::Subquery(_)) => " (1:1)".to_string(),
+            Some(a) => ev.at(a),
+            None => String::new(),
+        };
         Ok((
             RangeCall {
                 f,
