@@ -347,3 +347,45 @@ fn streamed_and_in_memory_sources_agree_bit_for_bit() {
         assert_eq!(bits(&a), bits(&c), "{q}: not repeatable");
     }
 }
+
+/// Aggregations folded in parallel tasks and merged agree with the same aggregation over a
+/// materialized input (a no-op `label_replace` keeps it from streaming), for coarse groups
+/// every task shares and fine groups each task starts.
+#[test]
+fn merged_task_groups_agree_with_one_fold() {
+    let tmp = tempfile::tempdir().unwrap();
+    let blocks = many_series(tmp.path(), 3000);
+    let e = Engine::default();
+    let same = |x: f64, y: f64| x == y || (x - y).abs() <= 1e-12 * x.abs().max(y.abs());
+    for (agg, inner) in [
+        ("sum by (g)", "rate(m_total[5m])"),
+        ("min by (g)", "m_total"),
+        ("max without (i)", "rate(m_total[5m])"),
+        ("count by (i)", "m_total"),
+        ("group by (g, i)", "m_total > 20"),
+        ("sum by (i)", "increase(m_total[10m])"),
+        ("count", "m_total"),
+    ] {
+        let streamed = format!("{agg} ({inner})");
+        let folded = format!(r#"{agg} (label_replace({inner}, "nope", "", "nope", ""))"#);
+        let (Value::Matrix(a), _) = range(&e, &blocks, &streamed).unwrap() else {
+            panic!("{streamed}: not a matrix")
+        };
+        let (Value::Matrix(b), _) = range(&e, &blocks, &folded).unwrap() else {
+            panic!("{folded}: not a matrix")
+        };
+        assert_eq!(a.len(), b.len(), "{streamed}");
+        assert!(!a.is_empty(), "{streamed}");
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x.labels, y.labels, "{streamed}");
+            assert_eq!(x.samples.ts, y.samples.ts, "{streamed}: {}", x.labels);
+            let agree = x
+                .samples
+                .val
+                .iter()
+                .zip(&y.samples.val)
+                .all(|(&p, &q)| same(p, q));
+            assert!(agree, "{streamed}: {}", x.labels);
+        }
+    }
+}

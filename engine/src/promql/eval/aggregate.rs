@@ -50,12 +50,19 @@ fn labels_hash(labels: &Labels) -> u64 {
 }
 
 /// Finds a series' group without building its group labels: groups are keyed by a hash of
-/// the grouping labels and confirmed by comparing them in place.
+/// the grouping labels and confirmed by comparing them in place. Groups sharing a hash are
+/// chained through `next`, so a group costs no allocation of its own here.
 #[derive(Default)]
 struct GroupIndex {
-    by_hash: HashMap<u64, Vec<usize>, std::hash::BuildHasherDefault<KeyHasher>>,
+    /// The last group inserted under each hash.
+    by_hash: HashMap<u64, u32, std::hash::BuildHasherDefault<KeyHasher>>,
+    /// Per group (in insertion order), the group inserted before it under the same hash.
+    next: Vec<u32>,
     buf: Vec<u8>,
 }
+
+/// End of a [`GroupIndex`] chain.
+const NO_GROUP: u32 = u32::MAX;
 
 /// The map's keys are xxhash64 values already: use them as they are.
 #[derive(Default)]
@@ -78,12 +85,13 @@ impl std::hash::Hasher for KeyHasher {
 }
 
 impl GroupIndex {
-    /// The group of `labels` among `groups` (their labels), or its hash when it is new.
-    fn find(
+    /// The group of `labels` among the groups (`group_labels` gives each one's labels), or
+    /// its hash when it is new.
+    fn find<'g>(
         &mut self,
         labels: &Labels,
         modifier: Option<&LabelModifier>,
-        groups: &[Group],
+        group_labels: impl Fn(usize) -> &'g Labels,
     ) -> Result<usize, u64> {
         self.buf.clear();
         for l in labels.iter().filter(|l| in_group(l, modifier)) {
@@ -93,20 +101,41 @@ impl GroupIndex {
             self.buf.push(0xff);
         }
         let h = xxhash_rust::xxh64::xxh64(&self.buf, 0);
-        if let Some(cands) = self.by_hash.get(&h) {
-            for &g in cands {
-                let mut mine = labels.iter().filter(|l| in_group(l, modifier));
-                let theirs = groups[g].labels.iter();
-                if theirs.map(Some).chain([None]).all(|t| t == mine.next()) {
-                    return Ok(g);
-                }
+        let mut g = self.by_hash.get(&h).copied().unwrap_or(NO_GROUP);
+        while g != NO_GROUP {
+            let mut mine = labels.iter().filter(|l| in_group(l, modifier));
+            let theirs = group_labels(g as usize).iter();
+            if theirs.map(Some).chain([None]).all(|t| t == mine.next()) {
+                return Ok(g as usize);
             }
+            g = self.next[g as usize];
         }
         Err(h)
     }
 
+    /// The group whose labels are `labels`, already a group's labels, with `hash` as
+    /// [`GroupIndex::find`] computes it.
+    fn find_hashed<'g>(
+        &self,
+        hash: u64,
+        labels: &Labels,
+        group_labels: impl Fn(usize) -> &'g Labels,
+    ) -> Option<usize> {
+        let mut g = self.by_hash.get(&hash).copied().unwrap_or(NO_GROUP);
+        while g != NO_GROUP {
+            if group_labels(g as usize) == labels {
+                return Some(g as usize);
+            }
+            g = self.next[g as usize];
+        }
+        None
+    }
+
+    /// Adds the next group (groups are inserted in order, each once) under `hash`.
     fn insert(&mut self, hash: u64, group: usize) {
-        self.by_hash.entry(hash).or_default().push(group);
+        debug_assert_eq!(group, self.next.len());
+        let prev = self.by_hash.insert(hash, group as u32).unwrap_or(NO_GROUP);
+        self.next.push(prev);
     }
 }
 
@@ -399,58 +428,34 @@ impl Aggregator {
 
     /// Merges a task's partial groups, tasks in input order.
     pub(crate) fn merge(&mut self, p: Partial) {
-        let op = self.op;
-        for pg in p.groups {
-            let State::Simple {
-                acc: pacc,
-                comp: pcomp,
-                seen: pseen,
-            } = pg.state
-            else {
-                continue;
-            };
-            let g = match self
+        let (op, n) = (self.op, self.n);
+        for (k, pg) in p.groups.into_iter().enumerate() {
+            let steps = k * n..(k + 1) * n;
+            let (pacc, pcomp, pseen) = (
+                &p.acc[steps.clone()],
+                &p.comp[steps.clone()],
+                &p.seen[steps],
+            );
+            let groups = &self.groups;
+            let Some(g) = self
                 .index
-                .find(&pg.labels, self.modifier.as_ref(), &self.groups)
-            {
-                Ok(g) => g,
-                Err(hash) => {
-                    // New here: the task's group is the whole group so far.
-                    self.groups.push(Group {
-                        labels: pg.labels,
-                        drop_name: pg.drop_name,
-                        state: State::Simple {
-                            acc: pacc,
-                            comp: pcomp,
-                            seen: pseen,
-                        },
-                    });
-                    self.index.insert(hash, self.groups.len() - 1);
-                    continue;
-                }
-            };
-            let State::Simple { acc, comp, seen } = &mut self.groups[g].state else {
+                .find_hashed(pg.hash, &pg.labels, |g| &groups[g].labels)
+            else {
+                // New here: the task's group is the whole group so far.
+                self.groups.push(Group {
+                    labels: pg.labels,
+                    drop_name: pg.drop_name,
+                    state: State::Simple {
+                        acc: pacc.to_vec(),
+                        comp: pcomp.to_vec(),
+                        seen: pseen.to_vec(),
+                    },
+                });
+                self.index.insert(pg.hash, self.groups.len() - 1);
                 continue;
             };
-            for i in 0..self.n {
-                if !pseen[i] {
-                    continue;
-                }
-                let x = pacc[i];
-                if !seen[i] {
-                    (acc[i], comp[i], seen[i]) = (x, pcomp[i], true);
-                    continue;
-                }
-                match op {
-                    Op::Sum => {
-                        (acc[i], comp[i]) = kahan_inc(x, acc[i], comp[i]);
-                        comp[i] += pcomp[i];
-                    }
-                    Op::Count => acc[i] += x,
-                    Op::Min if acc[i] > x || acc[i].is_nan() => acc[i] = x,
-                    Op::Max if acc[i] < x || acc[i].is_nan() => acc[i] = x,
-                    _ => {}
-                }
+            if let State::Simple { acc, comp, seen } = &mut self.groups[g].state {
+                merge_simple(op, (acc, comp, seen), (pacc, pcomp, pseen));
             }
         }
     }
@@ -627,7 +632,7 @@ fn find_or_create(
     labels: &Labels,
     n: usize,
 ) -> usize {
-    match index.find(labels, modifier, groups) {
+    match index.find(labels, modifier, |g| &groups[g].labels) {
         Ok(g) => g,
         Err(hash) => {
             let state = match op {
@@ -714,27 +719,94 @@ pub(crate) struct PartialSpec {
     n: usize,
 }
 
-/// One task's groups, merged into the aggregation with [`Aggregator::merge`].
+/// One task's groups, merged into the aggregation with [`Aggregator::merge`]. The groups' step
+/// values lie in flat arrays, so a group costs no allocation of its own: with fine grouping
+/// (`count by (pod)`) most series start a group of their task.
 #[derive(Default)]
 pub(crate) struct Partial {
     index: GroupIndex,
-    groups: Vec<Group>,
+    groups: Vec<PartialGroup>,
+    /// `n` steps per group, group after group: the value so far, its Kahan compensation, and
+    /// whether any member had a value at the step.
+    acc: Vec<f64>,
+    comp: Vec<f64>,
+    seen: Vec<bool>,
+}
+
+struct PartialGroup {
+    labels: Labels,
+    /// As [`Group::drop_name`].
+    drop_name: bool,
+    /// The group's key hash, so the merge does not compute it again.
+    hash: u64,
 }
 
 impl PartialSpec {
-    /// Folds one series into the task's partial groups.
+    /// Folds one series, whose labels are already its group's, into the task's partial groups.
     pub(crate) fn add(&self, p: &mut Partial, c: Col) {
-        let g = find_or_create(
-            &mut p.index,
-            &mut p.groups,
+        let Col {
+            labels,
+            drop_name,
+            v,
+        } = c;
+        let n = self.n;
+        let groups = &p.groups;
+        let g = match p
+            .index
+            .find(&labels, self.modifier.as_ref(), |g| &groups[g].labels)
+        {
+            Ok(g) => g,
+            Err(hash) => {
+                debug_assert_eq!(labels, group_labels(&labels, self.modifier.as_ref()));
+                p.groups.push(PartialGroup {
+                    labels,
+                    drop_name: self.by_name && drop_name,
+                    hash,
+                });
+                p.index.insert(hash, p.groups.len() - 1);
+                p.acc.resize(p.acc.len() + n, 0.0);
+                p.comp.resize(p.comp.len() + n, 0.0);
+                p.seen.resize(p.seen.len() + n, false);
+                p.groups.len() - 1
+            }
+        };
+        let steps = g * n..(g + 1) * n;
+        fold_simple(
             self.op,
-            self.modifier.as_ref(),
-            self.by_name && c.drop_name,
-            &c.labels,
-            self.n,
+            &mut p.acc[steps.clone()],
+            &mut p.comp[steps.clone()],
+            &mut p.seen[steps],
+            &v,
         );
-        if let State::Simple { acc, comp, seen } = &mut p.groups[g].state {
-            fold_simple(self.op, acc, comp, seen, &c.v);
+    }
+}
+
+/// Merges a later task's values of a group (`p`: value, compensation, seen per step) into the
+/// group's running ones (`g`), as folding its members one by one would.
+fn merge_simple(
+    op: Op,
+    (acc, comp, seen): (&mut [f64], &mut [f64], &mut [bool]),
+    (pacc, pcomp, pseen): (&[f64], &[f64], &[bool]),
+) {
+    let steps = acc.iter_mut().zip(comp.iter_mut()).zip(seen.iter_mut());
+    let later = pacc.iter().zip(pcomp).zip(pseen);
+    for (((a, c), s), ((&x, &xc), &xs)) in steps.zip(later) {
+        if !xs {
+            continue;
+        }
+        if !*s {
+            (*a, *c, *s) = (x, xc, true);
+            continue;
+        }
+        match op {
+            Op::Sum => {
+                (*a, *c) = kahan_inc(x, *a, *c);
+                *c += xc;
+            }
+            Op::Count => *a += x,
+            Op::Min if *a > x || a.is_nan() => *a = x,
+            Op::Max if *a < x || a.is_nan() => *a = x,
+            _ => {}
         }
     }
 }
