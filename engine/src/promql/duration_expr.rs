@@ -79,7 +79,7 @@ pub(crate) fn rewrite(query: &str, times: QueryTimes) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-fn is_ident_byte(c: u8) -> bool {
+pub(crate) fn is_ident_byte(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c == b':'
 }
 

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use promql_parser::parser::Expr;
 
-use super::duration_expr::skip_string;
+use super::duration_expr::{is_ident_byte, skip_string};
 
 /// Start offsets of argument expressions, by the address of their node in one parsed tree.
 #[derive(Debug, Default)]
@@ -171,10 +171,7 @@ fn scan(b: &[u8]) -> Option<Vec<Vec<usize>>> {
             }
             _ if c.is_ascii_alphabetic() || c == b'_' || c == b':' => {
                 let start = i;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':')
-                {
-                    i += 1;
-                }
+                i = word_end(b, i);
                 let word = std::str::from_utf8(&b[start..i]).ok()?;
                 let lower = word.to_ascii_lowercase();
                 let mut j = skip_blank(b, i);
@@ -278,7 +275,7 @@ fn skip_blank(b: &[u8], mut i: usize) -> usize {
 
 /// Index just past the word starting at `i` (`i` itself when none starts there).
 fn word_end(b: &[u8], mut i: usize) -> usize {
-    while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':') {
+    while i < b.len() && is_ident_byte(b[i]) {
         i += 1;
     }
     i
