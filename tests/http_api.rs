@@ -82,6 +82,24 @@ fn series_labels_and_values_match_prometheus_byte_for_byte() {
             "/api/v1/series?{}",
             q(&[("match[]", "no_such_metric"), ("start", &start)])
         ),
+        // Between two samples: a series counts when a chunk of it spans the range.
+        format!(
+            "/api/v1/series?{}",
+            q(&[
+                ("match[]", r#"{__name__=~"temp.*|process.*"}"#),
+                ("start", &(T0 + 3601).to_string()),
+                ("end", &(T0 + 3614).to_string())
+            ])
+        ),
+        // Past the data's end.
+        format!(
+            "/api/v1/series?{}",
+            q(&[
+                ("match[]", r#"{job="node"}"#),
+                ("start", &(T0 + 7300).to_string()),
+                ("end", &(T0 + 8000).to_string())
+            ])
+        ),
         "/api/v1/labels".to_string(),
         format!("/api/v1/labels?{}", q(&[("start", &start), ("end", &end)])),
         format!(

@@ -33,7 +33,9 @@ pub struct Series {
 pub struct SelectHints {
     /// Range query step in ms (0 for an instant query).
     pub step_ms: i64,
-    /// The function the selection feeds, when known (`rate`, `max_over_time`, …).
+    /// The function the selection feeds, when known (`rate`, `max_over_time`, …), or `series`
+    /// for the series API, which needs labels only: a source may then answer series without
+    /// samples, chosen by chunks overlapping the range as Prometheus chooses them.
     pub func: Option<String>,
     /// Range of the range selector in ms (0 for an instant selector).
     pub range_ms: i64,

@@ -27,9 +27,43 @@ impl BucketStore {
         hints: &SelectHints,
         max_resolution: i64,
     ) -> Result<Vec<Series>> {
+        if hints.func.as_deref() == Some("series") {
+            return self.series_labels(matchers, mint, maxt, hints, max_resolution);
+        }
         let stream =
             self.select_stream_at_resolution(matchers, mint, maxt, hints, max_resolution)?;
         collect_stream(stream, mint, maxt)
+    }
+
+    /// The series API's selection (`hints.func` "series"): every matching series with a chunk
+    /// overlapping `[mint, maxt]`, labels only, as Prometheus answers it (a series whose chunk
+    /// spans the range counts even without a sample inside it); no chunk is read.
+    fn series_labels(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        hints: &SelectHints,
+        max_resolution: i64,
+    ) -> Result<Vec<Series>> {
+        let q = SeriesQuery {
+            min_time: mint,
+            max_time: maxt,
+            matchers: matchers.to_vec(),
+            abort_on_error: true,
+            skip_chunks: true,
+            max_resolution_window: resolution_for(max_resolution, None, hints.range_ms),
+            ..SeriesQuery::default()
+        };
+        let mut stream = self.block_on(self.series_stream(&q))?;
+        let mut out = Vec::new();
+        while let Some(batch) = self.block_on(stream.next_batch())? {
+            out.extend(batch.all_series().into_iter().map(|s| Series {
+                labels: s.labels,
+                samples: SampleBatch::new(),
+            }));
+        }
+        Ok(out)
     }
 
     /// The selection of [`BucketStore::select_at_resolution`] as a stream of bounded batches
