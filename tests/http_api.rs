@@ -370,6 +370,30 @@ fn query_answers_match_prometheus() {
             "{g}"
         );
     }
+    // Errors found at the end of the input, empty queries and unknown functions are worded
+    // exactly as Prometheus words them, position included.
+    for bad in [
+        "sum(",
+        "foo{",
+        "rate(x[5m]",
+        "x[5m",
+        "x[5m:",
+        "",
+        " ",
+        "sum(\nx\n",
+        "x offset",
+        "x @",
+        "unknown_fn(x)",
+        "sum(rate(x[5m])) / on() group_left\n  no_such_function(y)",
+    ] {
+        assert_same(
+            &pair,
+            &format!(
+                "/api/v1/query?{}",
+                self::q(&[("query", bad), ("time", &at)])
+            ),
+        );
+    }
     // POST form and GET agree.
     let form = self::q(&[("query", "sum(http_requests_total)"), ("time", &at)]);
     let (gs, gb) = http_post_form(pair.ours.http_port, "/api/v1/query", &form).unwrap();

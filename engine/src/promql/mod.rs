@@ -121,9 +121,44 @@ fn parse_for(
     query: &str,
     times: duration_expr::QueryTimes,
 ) -> Result<promql_parser::parser::Expr, PromqlError> {
-    let query = decode_byte_escapes(query);
-    let query = duration_expr::rewrite(&query, times);
-    promql_parser::parser::parse(&query).map_err(PromqlError::Parse)
+    let text = decode_byte_escapes(query);
+    let text = duration_expr::rewrite(&text, times);
+    promql_parser::parser::parse(&text).map_err(|e| PromqlError::Parse(parse_error(query, e)))
+}
+
+/// The parser's message for `query` worded as Prometheus words it, where the message alone
+/// tells how: errors found at the end of the input carry that position (`1:5: parse error:
+/// unclosed left parenthesis`), a query with nothing in it its own form. Other messages keep
+/// the parser's wording, without a position (it does not report one).
+fn parse_error(query: &str, msg: String) -> String {
+    let msg = match msg.as_str() {
+        "unexpected end of input inside brackets" => "unclosed left bracket".to_string(),
+        "unexpected end of input in offset, expected duration" => {
+            "unexpected end of input in offset, expected number or duration".to_string()
+        }
+        _ => msg,
+    };
+    if msg == "no expression found in input" {
+        let at = if query.is_empty() {
+            "unknown position"
+        } else {
+            "1:1"
+        };
+        return format!("{at}: parse error: {msg}");
+    }
+    if msg.starts_with("unclosed left") || msg.starts_with("unexpected end of input") {
+        let (line, col) = positions::line_col(query, query.len());
+        return format!("{line}:{col}: parse error: {msg}");
+    }
+    // Prometheus quotes the name Go's way and points at the call.
+    if let Some(name) = msg
+        .strip_prefix("unknown function with name '")
+        .and_then(|r| r.strip_suffix('\''))
+        && let Some((line, col)) = positions::call_named(query, name)
+    {
+        return format!("{line}:{col}: parse error: unknown function with name {name:?}");
+    }
+    msg
 }
 
 /// PromQL strings are Go strings: `\xHH` escapes are bytes, and runs of them spell UTF-8.

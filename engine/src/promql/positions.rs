@@ -30,14 +30,17 @@ impl Positions {
         let mut nodes: Vec<Vec<&Expr>> = Vec::new();
         calls_in_order(expr, &mut nodes);
         if nodes.len() != scanned.len()
-            || nodes.iter().zip(&scanned).any(|(a, b)| a.len() != b.len())
+            || nodes
+                .iter()
+                .zip(&scanned)
+                .any(|(a, b)| a.len() != b.args.len())
         {
             return Positions::default();
         }
         let at = nodes
             .iter()
             .flatten()
-            .zip(scanned.iter().flatten())
+            .zip(scanned.iter().flat_map(|c| &c.args))
             .map(|(e, &off)| (address(e), line_col(query, off)))
             .collect();
         Positions { at }
@@ -53,12 +56,21 @@ impl Positions {
     }
 }
 
+/// Line and column of the first call of function `name` in `query`, when the text scans.
+pub(crate) fn call_named(query: &str, name: &str) -> Option<(usize, usize)> {
+    let b = query.as_bytes();
+    let call = scan(b)?
+        .into_iter()
+        .find(|c| &b[c.name.clone()] == name.as_bytes())?;
+    Some(line_col(query, call.name.start))
+}
+
 fn address(e: &Expr) -> usize {
     std::ptr::from_ref(e) as usize
 }
 
 /// Line and byte column (both from 1) of byte offset `off`.
-fn line_col(query: &str, off: usize) -> (usize, usize) {
+pub(crate) fn line_col(query: &str, off: usize) -> (usize, usize) {
     let before = &query.as_bytes()[..off.min(query.len())];
     let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
     let col = match before.iter().rposition(|&b| b == b'\n') {
@@ -135,10 +147,18 @@ const LABEL_LISTS: &[&str] = &[
 /// Words that may precede `(` without calling anything.
 const OPERATOR_WORDS: &[&str] = &["and", "or", "unless", "atan2", "bool", "offset"];
 
-/// Per call or aggregation, in the order their names appear, the byte offsets where its
-/// top-level arguments start; `None` when the text does not scan (unbalanced brackets).
-fn scan(b: &[u8]) -> Option<Vec<Vec<usize>>> {
-    let mut calls: Vec<Vec<usize>> = Vec::new();
+/// A call or aggregation found in the text.
+struct Call {
+    /// Where its name starts and ends.
+    name: std::ops::Range<usize>,
+    /// Where each of its top-level arguments starts.
+    args: Vec<usize>,
+}
+
+/// Every call and aggregation, in the order their names appear; `None` when the text does not
+/// scan (unbalanced brackets).
+fn scan(b: &[u8]) -> Option<Vec<Call>> {
+    let mut calls: Vec<Call> = Vec::new();
     // Open parentheses: the call whose arguments they hold, if any.
     let mut parens: Vec<Option<usize>> = Vec::new();
     let mut prev_at = false;
@@ -165,7 +185,7 @@ fn scan(b: &[u8]) -> Option<Vec<Vec<usize>>> {
             b',' => {
                 if let Some(Some(k)) = parens.last() {
                     let at = skip_blank(b, i + 1);
-                    calls[*k].push(at);
+                    calls[*k].args.push(at);
                 }
                 i += 1;
             }
@@ -200,10 +220,13 @@ fn scan(b: &[u8]) -> Option<Vec<Vec<usize>>> {
                     && !OPERATOR_WORDS.contains(&lower.as_str());
                 if is_call {
                     let first = skip_blank(b, j + 1);
-                    calls.push(if b.get(first) == Some(&b')') {
-                        Vec::new()
-                    } else {
-                        vec![first]
+                    calls.push(Call {
+                        name: start..start + word.len(),
+                        args: if b.get(first) == Some(&b')') {
+                            Vec::new()
+                        } else {
+                            vec![first]
+                        },
                     });
                     parens.push(Some(calls.len() - 1));
                     i = j + 1;
