@@ -370,8 +370,8 @@ fn query_answers_match_prometheus() {
             "{g}"
         );
     }
-    // Errors found at the end of the input, empty queries and unknown functions are worded
-    // exactly as Prometheus words them, position included.
+    // Errors found at the end of the input, empty queries, unknown functions and durations
+    // out of range are worded exactly as Prometheus words them, position included.
     for bad in [
         "sum(",
         "foo{",
@@ -384,6 +384,12 @@ fn query_answers_match_prometheus() {
         "x offset",
         "x @",
         "unknown_fn(x)",
+        "n[9300000000]",
+        "n[1e300]",
+        "rate(n[5m:9300000000])",
+        "n offset 8111111111111111111111111111",
+        "n offset 999999999999y",
+        "n[99999999999999999999s]",
         "sum(rate(x[5m])) / on() group_left\n  no_such_function(y)",
     ] {
         assert_same(

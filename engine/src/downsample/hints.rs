@@ -23,7 +23,7 @@ impl SelectorFuncs {
     /// Walks `query`; a query that does not parse gives no entries (every lookup misses).
     pub fn from_query(query: &str) -> Self {
         let mut out = SelectorFuncs::default();
-        if let Ok(expr) = promql_parser::parser::parse(query) {
+        if let Ok(expr) = crate::promql::parse(query) {
             out.walk(&expr, None);
         }
         out

@@ -121,9 +121,17 @@ fn parse_for(
     query: &str,
     times: duration_expr::QueryTimes,
 ) -> Result<promql_parser::parser::Expr, PromqlError> {
+    if let Some(e) = positions::duration_range_error(query) {
+        return Err(PromqlError::Parse(e));
+    }
     let text = decode_byte_escapes(query);
     let text = duration_expr::rewrite(&text, times);
-    promql_parser::parser::parse(&text).map_err(|e| PromqlError::Parse(parse_error(query, e)))
+    // The parser panics on some input it should refuse (found by fuzzing); such a query is
+    // reported as invalid rather than failing the request.
+    match std::panic::catch_unwind(|| promql_parser::parser::parse(&text)) {
+        Ok(parsed) => parsed.map_err(|e| PromqlError::Parse(parse_error(query, e))),
+        Err(_) => Err(PromqlError::Parse("invalid promql query".into())),
+    }
 }
 
 /// The parser's message for `query` worded as Prometheus words it, where the message alone

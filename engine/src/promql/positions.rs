@@ -65,6 +65,104 @@ pub(crate) fn call_named(query: &str, name: &str) -> Option<(usize, usize)> {
     Some(line_col(query, call.name.start))
 }
 
+/// Prometheus's error for the first duration in `query` too large to be one (`[9300000000]`,
+/// `offset 999999999999y`), with its position: the parser accepts some of these and cannot
+/// represent others.
+pub(crate) fn duration_range_error(query: &str) -> Option<String> {
+    let b = query.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'"' | b'\'' | b'`') => i = skip_string(b, i, q),
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'{' => i = skip_group(b, i, b'{', b'}')?,
+            b'[' => {
+                let end = skip_group(b, i, b'[', b']')?;
+                // `[range]` or `[range:step]`.
+                let mut at = i + 1;
+                for part in b[i + 1..end - 1].split(|&c| c == b':') {
+                    let start = skip_blank(b, at);
+                    if let Some(msg) = duration_token_error(token_at(b, start)) {
+                        let (line, col) = line_col(query, start);
+                        return Some(format!("{line}:{col}: parse error: {msg}"));
+                    }
+                    at += part.len() + 1;
+                }
+                i = end;
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let end = word_end(b, i);
+                if b[i..end].eq_ignore_ascii_case(b"offset") {
+                    let start = skip_blank(b, end);
+                    let sign = usize::from(matches!(b.get(start), Some(b'-' | b'+')));
+                    if let Some(msg) = duration_token_error(token_at(b, start + sign)) {
+                        let (line, col) = line_col(query, start + sign);
+                        return Some(format!("{line}:{col}: parse error: {msg}"));
+                    }
+                }
+                i = end;
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// The number or duration literal starting at `i`.
+fn token_at(b: &[u8], i: usize) -> &[u8] {
+    let end = b[i.min(b.len())..]
+        .iter()
+        .position(|c| !(c.is_ascii_alphanumeric() || *c == b'.' || *c == b'_'))
+        .map_or(b.len(), |n| i + n);
+    &b[i.min(end)..end]
+}
+
+/// Why Prometheus refuses the duration literal `tok` as too large, if it does: a plain number
+/// of seconds whose nanoseconds overflow an int64, or a `1h30m` literal whose parts or total
+/// do (a part too long for a uint64 makes the whole literal invalid).
+fn duration_token_error(tok: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(tok).ok()?;
+    if !text.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
+        return None;
+    }
+    if let Ok(secs) = text.parse::<f64>() {
+        return (secs * 1e9 > i64::MAX as f64).then(|| "duration out of range".to_string());
+    }
+    const UNITS_NS: [(&str, u64); 7] = [
+        ("y", 365 * 86_400 * 1_000_000_000),
+        ("w", 7 * 86_400 * 1_000_000_000),
+        ("d", 86_400 * 1_000_000_000),
+        ("h", 3_600 * 1_000_000_000),
+        ("m", 60 * 1_000_000_000),
+        ("s", 1_000_000_000),
+        ("ms", 1_000_000),
+    ];
+    let mut rest = text;
+    let mut total: u64 = 0;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let Ok(v) = rest[..digits].parse::<u64>() else {
+            return Some(format!("not a valid duration string: {text:?}"));
+        };
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(|c| !c.is_ascii_digit()).count();
+        let (_, mult) = UNITS_NS.iter().find(|(u, _)| *u == &rest[..unit_len])?;
+        rest = &rest[unit_len..];
+        if v > (1u64 << 63) / mult {
+            return Some("duration out of range".to_string());
+        }
+        total = total.saturating_add(v * mult);
+        if total > (1u64 << 63) - 1 {
+            return Some("duration out of range".to_string());
+        }
+    }
+    None
+}
+
 fn address(e: &Expr) -> usize {
     std::ptr::from_ref(e) as usize
 }
@@ -352,6 +450,30 @@ mod tests {
         assert_eq!(got[4], vec![(4, 43), (4, 48)]);
         assert_eq!(got[5], vec![(4, 57)]);
         assert!(got.iter().flatten().all(|&p| p != (0, 0)), "{got:?}");
+    }
+
+    #[test]
+    fn durations_too_large_are_refused_where_they_stand() {
+        let e = |q: &str| duration_range_error(q);
+        assert_eq!(e("n[9200000000]"), None);
+        assert_eq!(e("n[5m:30s] offset -1h"), None);
+        assert_eq!(e(r#"n{a="[9300000000]"}"#), None);
+        assert_eq!(
+            e("n[9300000000]").unwrap(),
+            "1:3: parse error: duration out of range"
+        );
+        assert_eq!(
+            e("sum(\n n[5m:1e300])").unwrap(),
+            "2:7: parse error: duration out of range"
+        );
+        assert_eq!(
+            e("n OFFSET -106752d").unwrap(),
+            "1:11: parse error: duration out of range"
+        );
+        assert_eq!(
+            e("n[99999999999999999999s]").unwrap(),
+            "1:3: parse error: not a valid duration string: \"99999999999999999999s\""
+        );
     }
 
     #[test]
