@@ -370,20 +370,34 @@ fn query_answers_match_prometheus() {
             "{g}"
         );
     }
-    // Errors found at the end of the input, empty queries, unknown functions and durations
-    // out of range are worded exactly as Prometheus words them, position included.
+    // Errors found at the end of the input, empty queries, unknown functions, wrong argument
+    // types and counts, and durations out of range are worded exactly as Prometheus words
+    // them, position included.
     for bad in [
         "sum(",
         "foo{",
         "rate(x[5m]",
         "x[5m",
         "x[5m:",
+        "x[",
+        "rate(x[5m",
+        "sum(rate(x[ ",
         "",
         " ",
         "sum(\nx\n",
         "x offset",
         "x @",
         "unknown_fn(x)",
+        "count(asi(nmad_over_time(x[3m])))",
+        "rate(x)",
+        "sum(rate(x))",
+        "quantile_over_time(x[5m], 0.5)",
+        "histogram_quantile(0.9, x[5m])",
+        "abs(x, y)",
+        "round()",
+        "x + label_replace(y, \"a\")",
+        "sum(x, y)",
+        "x / topk(x)",
         "n[9300000000]",
         "n[1e300]",
         "rate(n[5m:9300000000])",

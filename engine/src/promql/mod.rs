@@ -140,7 +140,11 @@ fn parse_for(
 /// the parser's wording, without a position (it does not report one).
 fn parse_error(query: &str, msg: String) -> String {
     let msg = match msg.as_str() {
-        "unexpected end of input inside brackets" => "unclosed left bracket".to_string(),
+        "unexpected end of input inside brackets" => match positions::open_bracket_at_end(query) {
+            Some((_, false)) => "unexpected end of input in duration expression".to_string(),
+            Some((true, true)) => "unclosed left parenthesis".to_string(),
+            _ => "unclosed left bracket".to_string(),
+        },
         "unexpected end of input in offset, expected duration" => {
             "unexpected end of input in offset, expected number or duration".to_string()
         }
@@ -158,13 +162,45 @@ fn parse_error(query: &str, msg: String) -> String {
         let (line, col) = positions::line_col(query, query.len());
         return format!("{line}:{col}: parse error: {msg}");
     }
-    // Prometheus quotes the name Go's way and points at the call.
-    if let Some(name) = msg
-        .strip_prefix("unknown function with name '")
-        .and_then(|r| r.strip_suffix('\''))
-        && let Some((line, col)) = positions::call_named(query, name)
+    // Prometheus quotes names Go's way, calls types by their PromQL names and points at the
+    // call or argument at fault.
+    if msg.starts_with("unknown function with name '")
+        && let Some((name, (line, col))) = positions::first_unknown_call(query)
     {
         return format!("{line}:{col}: parse error: unknown function with name {name:?}");
+    }
+    if let Some((want, rest)) = msg
+        .strip_prefix("expected type ")
+        .and_then(|r| r.split_once(" in call to function '"))
+        && let Some((name, got)) = rest.split_once("', got ")
+        && let Some((line, col)) = positions::argument_of_type(query, name, got)
+    {
+        let kind = |t: &str| match t {
+            "matrix" => "range vector".to_string(),
+            "vector" => "instant vector".to_string(),
+            other => other.to_string(),
+        };
+        return format!(
+            "{line}:{col}: parse error: expected type {} in call to function {name:?}, got {}",
+            kind(want),
+            kind(got)
+        );
+    }
+    if msg.starts_with("expected ")
+        && let Some((head, rest)) = msg.split_once(" argument(s) in call to '")
+        && let Some((name, got)) = rest.split_once("', got ")
+        && let Some((line, col)) = positions::call_named(query, name)
+    {
+        return format!(
+            "{line}:{col}: parse error: {head} argument(s) in call to {name:?}, got {got}"
+        );
+    }
+    if let Some(counts) =
+        msg.strip_prefix("wrong number of arguments for aggregate expression provided, ")
+        && let Some(got) = counts.rsplit_once("got ").and_then(|(_, n)| n.parse().ok())
+        && let Some((line, col)) = positions::aggregation_with_args(query, got)
+    {
+        return format!("{line}:{col}: parse error: {msg}");
     }
     msg
 }

@@ -56,6 +56,42 @@ impl Positions {
     }
 }
 
+/// How `query` ends inside an unclosed `[`: whether a `(` is open around it and whether the
+/// bracket holds anything; `None` when it does not end inside one.
+pub(crate) fn open_bracket_at_end(query: &str) -> Option<(bool, bool)> {
+    let b = query.as_bytes();
+    let mut parens = 0usize;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'"' | b'\'' | b'`') => i = skip_string(b, i, q),
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'{' => i = skip_group(b, i, b'{', b'}')?,
+            b'(' => {
+                parens += 1;
+                i += 1;
+            }
+            b')' => {
+                parens = parens.saturating_sub(1);
+                i += 1;
+            }
+            b'[' => match skip_group(b, i, b'[', b']') {
+                Some(end) => i = end,
+                None => {
+                    let empty = b[i + 1..].iter().all(u8::is_ascii_whitespace);
+                    return Some((parens > 0, !empty));
+                }
+            },
+            _ => i += 1,
+        }
+    }
+    None
+}
+
 /// Line and column of the first call of function `name` in `query`, when the text scans.
 pub(crate) fn call_named(query: &str, name: &str) -> Option<(usize, usize)> {
     let b = query.as_bytes();
@@ -63,6 +99,55 @@ pub(crate) fn call_named(query: &str, name: &str) -> Option<(usize, usize)> {
         .into_iter()
         .find(|c| &b[c.name.clone()] == name.as_bytes())?;
     Some(line_col(query, call.name.start))
+}
+
+/// The call of an unknown function Prometheus reports in `query`, with its line and column:
+/// its parser reduces calls innermost first, so the first unknown call to close.
+pub(crate) fn first_unknown_call(query: &str) -> Option<(String, (usize, usize))> {
+    let b = query.as_bytes();
+    let call = scan(b)?
+        .into_iter()
+        .filter(|c| {
+            let name = String::from_utf8_lossy(&b[c.name.clone()]).to_string();
+            !AGGREGATIONS.contains(&name.to_ascii_lowercase().as_str())
+                // The parser itself, not this crate's parse, which reports through here.
+                && promql_parser::parser::parse(&format!("{name}()"))
+                    .is_err_and(|m| m.starts_with("unknown function"))
+        })
+        .min_by_key(|c| c.end)?;
+    let name = String::from_utf8_lossy(&b[call.name.clone()]).to_string();
+    Some((name, line_col(query, call.name.start)))
+}
+
+/// Line and column of the first aggregation in `query` given `args` arguments.
+pub(crate) fn aggregation_with_args(query: &str, args: usize) -> Option<(usize, usize)> {
+    let b = query.as_bytes();
+    let call = scan(b)?.into_iter().find(|c| {
+        let name = String::from_utf8_lossy(&b[c.name.clone()]).to_ascii_lowercase();
+        AGGREGATIONS.contains(&name.as_str()) && c.args.len() == args
+    })?;
+    Some(line_col(query, call.name.start))
+}
+
+/// Line and column of the first argument of the first call of `name` whose own type, parsed
+/// alone, is `got` (a `ValueType` name): where Prometheus points a type error.
+pub(crate) fn argument_of_type(query: &str, name: &str, got: &str) -> Option<(usize, usize)> {
+    let b = query.as_bytes();
+    let call = scan(b)?
+        .into_iter()
+        .find(|c| &b[c.name.clone()] == name.as_bytes())?;
+    let ends = call.args.iter().skip(1).map(|&next| {
+        // The argument ends at the comma before the next one.
+        b[..next].iter().rposition(|&c| c == b',').unwrap_or(next)
+    });
+    call.args
+        .iter()
+        .zip(ends.chain([call.end]))
+        .find(|&(&start, end)| {
+            let text = query.get(start..end.max(start)).unwrap_or("");
+            super::parse(text).is_ok_and(|e| e.value_type().to_string() == got)
+        })
+        .map(|(&start, _)| line_col(query, start))
 }
 
 /// Prometheus's error for the first duration in `query` too large to be one (`[9300000000]`,
@@ -251,6 +336,8 @@ struct Call {
     name: std::ops::Range<usize>,
     /// Where each of its top-level arguments starts.
     args: Vec<usize>,
+    /// Where its closing parenthesis is.
+    end: usize,
 }
 
 /// Every call and aggregation, in the order their names appear; `None` when the text does not
@@ -277,7 +364,9 @@ fn scan(b: &[u8]) -> Option<Vec<Call>> {
                 i += 1;
             }
             b')' => {
-                parens.pop()?;
+                if let Some(k) = parens.pop()? {
+                    calls[k].end = i;
+                }
                 i += 1;
             }
             b',' => {
@@ -319,6 +408,7 @@ fn scan(b: &[u8]) -> Option<Vec<Call>> {
                 if is_call {
                     let first = skip_blank(b, j + 1);
                     calls.push(Call {
+                        end: b.len(),
                         name: start..start + word.len(),
                         args: if b.get(first) == Some(&b')') {
                             Vec::new()
