@@ -162,6 +162,14 @@ fn parse_error(query: &str, msg: String) -> String {
         let (line, col) = positions::line_col(query, query.len());
         return format!("{line}:{col}: parse error: {msg}");
     }
+    let msg = match msg.strip_prefix("unterminated quoted string") {
+        Some(_) => "unterminated quoted string".to_string(),
+        None => msg,
+    };
+    if let Some(off) = positions::lexical_error_offset(query, &msg) {
+        let (line, col) = positions::line_col(query, off);
+        return format!("{line}:{col}: parse error: {msg}");
+    }
     // Prometheus quotes names Go's way, calls types by their PromQL names and points at the
     // call or argument at fault.
     if msg.starts_with("unknown function with name '")

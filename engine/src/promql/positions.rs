@@ -92,6 +92,82 @@ pub(crate) fn open_bracket_at_end(query: &str) -> Option<(bool, bool)> {
     None
 }
 
+/// Where Prometheus places a lexical error the parser reported as `msg` (its wording), as a
+/// byte offset into `query`; `None` for other errors or when the text does not show it.
+pub(crate) fn lexical_error_offset(query: &str, msg: &str) -> Option<usize> {
+    let b = query.as_bytes();
+    let quoted = |prefix: &str| {
+        msg.strip_prefix(prefix)
+            .and_then(|r| r.strip_prefix('\''))
+            .and_then(|r| r.strip_suffix('\''))
+            .and_then(|c| c.bytes().next().filter(|_| c.len() == 1))
+    };
+    let after_bang = quoted("unexpected character after '!' inside braces: ");
+    let in_braces = quoted("unexpected character inside braces: ");
+    let (mut parens, mut brackets, mut braces) = (0usize, 0usize, 0usize);
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'"' | b'\'' | b'`' => {
+                let mut k = i + 1;
+                loop {
+                    if k >= b.len() {
+                        return msg.starts_with("unterminated quoted string").then_some(i);
+                    }
+                    if b[k] == b'\\' && c != b'`' {
+                        k += 2;
+                        continue;
+                    }
+                    if b[k] == c {
+                        break;
+                    }
+                    k += 1;
+                }
+                i = k + 1;
+                continue;
+            }
+            b'#' if braces == 0 => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'{' => braces += 1,
+            b'}' => braces = braces.saturating_sub(1),
+            // A `~` right after `=` or `!` belongs to the operator; the stray one comes later.
+            _ if braces > 0
+                && ((Some(c) == in_braces && !(c == b'~' && matches!(b[i - 1], b'=' | b'!')))
+                    || (c == b'!'
+                        && after_bang.is_some()
+                        && b.get(i + 1).copied() == after_bang)) =>
+            {
+                return Some(i);
+            }
+            _ if braces > 0 => {}
+            b'(' => parens += 1,
+            b'[' => brackets += 1,
+            // Prometheus's lexer is one byte further on at an unmatched `)`.
+            b')' if parens == 0 => {
+                return (msg == "unexpected right parenthesis ')'").then_some(i + 1);
+            }
+            b')' => parens -= 1,
+            b']' if brackets == 0 => {
+                return (msg == "unexpected right bracket ']'").then_some(i);
+            }
+            b']' => brackets -= 1,
+            b',' if msg == "trailing commas not allowed in function call args"
+                && b.get(skip_blank(b, i + 1)) == Some(&b')') =>
+            {
+                return Some(i);
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Line and column of the first call of function `name` in `query`, when the text scans.
 pub(crate) fn call_named(query: &str, name: &str) -> Option<(usize, usize)> {
     let b = query.as_bytes();
