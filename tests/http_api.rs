@@ -400,6 +400,7 @@ fn query_answers_match_prometheus() {
         "count(asi(nmad_over_time(x[3m])))",
         "rate(x)",
         "sum(rate(x))",
+        "abs(abs(abs(x[5m])))",
         "quantile_over_time(x[5m], 0.5)",
         "histogram_quantile(0.9, x[5m])",
         "abs(x, y)",

@@ -205,25 +205,32 @@ pub(crate) fn aggregation_with_args(query: &str, args: usize) -> Option<(usize, 
     Some(line_col(query, call.name.start))
 }
 
-/// Line and column of the first argument of the first call of `name` whose own type, parsed
-/// alone, is `got` (a `ValueType` name): where Prometheus points a type error.
+/// Line and column of the argument Prometheus points a type error at: among the calls of
+/// `name`, innermost first (its parser reduces them in that order), the first argument whose
+/// own type, parsed alone, is `got` (a `ValueType` name).
 pub(crate) fn argument_of_type(query: &str, name: &str, got: &str) -> Option<(usize, usize)> {
     let b = query.as_bytes();
-    let call = scan(b)?
+    let mut calls: Vec<Call> = scan(b)?
         .into_iter()
-        .find(|c| &b[c.name.clone()] == name.as_bytes())?;
-    let ends = call.args.iter().skip(1).map(|&next| {
-        // The argument ends at the comma before the next one.
-        b[..next].iter().rposition(|&c| c == b',').unwrap_or(next)
-    });
-    call.args
-        .iter()
-        .zip(ends.chain([call.end]))
-        .find(|&(&start, end)| {
+        .filter(|c| &b[c.name.clone()] == name.as_bytes())
+        .collect();
+    calls.sort_by_key(|c| c.end);
+    for call in calls {
+        let ends = call.args.iter().skip(1).map(|&next| {
+            // The argument ends at the comma before the next one.
+            b[..next].iter().rposition(|&c| c == b',').unwrap_or(next)
+        });
+        for (&start, end) in call.args.iter().zip(ends.chain([call.end])) {
             let text = query.get(start..end.max(start)).unwrap_or("");
-            super::parse(text).is_ok_and(|e| e.value_type().to_string() == got)
-        })
-        .map(|(&start, _)| line_col(query, start))
+            // The parser itself: this crate's parse reports its errors through here.
+            let typed = std::panic::catch_unwind(|| promql_parser::parser::parse(text))
+                .is_ok_and(|r| r.is_ok_and(|e| e.value_type().to_string() == got));
+            if typed {
+                return Some(line_col(query, start));
+            }
+        }
+    }
+    None
 }
 
 /// Prometheus's error for the first duration in `query` too large to be one (`[9300000000]`,
