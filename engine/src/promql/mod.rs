@@ -134,10 +134,12 @@ fn parse_for(
     }
 }
 
-/// The parser's message for `query` worded as Prometheus words it, where the message alone
-/// tells how: errors found at the end of the input carry that position (`1:5: parse error:
-/// unclosed left parenthesis`), a query with nothing in it its own form. Other messages keep
-/// the parser's wording, without a position (it does not report one).
+/// The parser's message for `query` worded and placed as Prometheus words and places it
+/// (`1:5: parse error: unclosed left parenthesis`), where the message and the text tell how:
+/// errors at the end of the input point there, lexical errors at the offending character,
+/// unknown functions and argument errors at the call or argument at fault, and a query with
+/// nothing in it has its own form. Other messages keep the parser's wording, without a
+/// position (the parser does not report one).
 fn parse_error(query: &str, msg: String) -> String {
     let msg = match msg.as_str() {
         "unexpected end of input inside brackets" => match positions::open_bracket_at_end(query) {
