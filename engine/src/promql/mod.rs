@@ -161,56 +161,54 @@ fn parse_error(query: &str, msg: String) -> String {
         return format!("{at}: parse error: {msg}");
     }
     if msg.starts_with("unclosed left") || msg.starts_with("unexpected end of input") {
-        let (line, col) = positions::line_col(query, query.len());
-        return format!("{line}:{col}: parse error: {msg}");
+        return positions::placed(positions::line_col(query, query.len()), &msg);
     }
     let msg = match msg.strip_prefix("unterminated quoted string") {
         Some(_) => "unterminated quoted string".to_string(),
         None => msg,
     };
     if let Some(off) = positions::lexical_error_offset(query, &msg) {
-        let (line, col) = positions::line_col(query, off);
-        return format!("{line}:{col}: parse error: {msg}");
+        return positions::placed(positions::line_col(query, off), &msg);
     }
     // Prometheus quotes names Go's way, calls types by their PromQL names and points at the
     // call or argument at fault.
     if msg.starts_with("unknown function with name '")
-        && let Some((name, (line, col))) = positions::first_unknown_call(query)
+        && let Some((name, at)) = positions::first_unknown_call(query)
     {
-        return format!("{line}:{col}: parse error: unknown function with name {name:?}");
+        return positions::placed(at, &format!("unknown function with name {name:?}"));
     }
     if let Some((want, rest)) = msg
         .strip_prefix("expected type ")
         .and_then(|r| r.split_once(" in call to function '"))
         && let Some((name, got)) = rest.split_once("', got ")
-        && let Some((line, col)) = positions::argument_of_type(query, name, got)
+        && let Some(at) = positions::argument_of_type(query, name, got)
     {
         let kind = |t: &str| match t {
             "matrix" => "range vector".to_string(),
             "vector" => "instant vector".to_string(),
             other => other.to_string(),
         };
-        return format!(
-            "{line}:{col}: parse error: expected type {} in call to function {name:?}, got {}",
+        let msg = format!(
+            "expected type {} in call to function {name:?}, got {}",
             kind(want),
             kind(got)
         );
+        return positions::placed(at, &msg);
     }
     if msg.starts_with("expected ")
         && let Some((head, rest)) = msg.split_once(" argument(s) in call to '")
         && let Some((name, got)) = rest.split_once("', got ")
-        && let Some((line, col)) = positions::call_named(query, name)
+        && let Some(at) = positions::call_named(query, name)
     {
-        return format!(
-            "{line}:{col}: parse error: {head} argument(s) in call to {name:?}, got {got}"
-        );
+        let msg = format!("{head} argument(s) in call to {name:?}, got {got}");
+        return positions::placed(at, &msg);
     }
     if let Some(counts) =
         msg.strip_prefix("wrong number of arguments for aggregate expression provided, ")
         && let Some(got) = counts.rsplit_once("got ").and_then(|(_, n)| n.parse().ok())
-        && let Some((line, col)) = positions::aggregation_with_args(query, got)
+        && let Some(at) = positions::aggregation_with_args(query, got)
     {
-        return format!("{line}:{col}: parse error: {msg}");
+        return positions::placed(at, &msg);
     }
     msg
 }

@@ -66,9 +66,7 @@ pub(crate) fn open_bracket_at_end(query: &str) -> Option<(bool, bool)> {
         match b[i] {
             q @ (b'"' | b'\'' | b'`') => i = skip_string(b, i, q),
             b'#' => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
+                i = comment_end(b, i);
             }
             b'{' => i = skip_group(b, i, b'{', b'}')?,
             b'(' => {
@@ -128,9 +126,7 @@ pub(crate) fn lexical_error_offset(query: &str, msg: &str) -> Option<usize> {
                 continue;
             }
             b'#' if braces == 0 => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
+                i = comment_end(b, i);
                 continue;
             }
             b'{' => braces += 1,
@@ -243,9 +239,7 @@ pub(crate) fn duration_range_error(query: &str) -> Option<String> {
         match b[i] {
             q @ (b'"' | b'\'' | b'`') => i = skip_string(b, i, q),
             b'#' => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
+                i = comment_end(b, i);
             }
             b'{' => i = skip_group(b, i, b'{', b'}')?,
             b'[' => {
@@ -255,8 +249,7 @@ pub(crate) fn duration_range_error(query: &str) -> Option<String> {
                 for part in b[i + 1..end - 1].split(|&c| c == b':') {
                     let start = skip_blank(b, at);
                     if let Some(msg) = duration_token_error(token_at(b, start)) {
-                        let (line, col) = line_col(query, start);
-                        return Some(format!("{line}:{col}: parse error: {msg}"));
+                        return Some(placed(line_col(query, start), &msg));
                     }
                     at += part.len() + 1;
                 }
@@ -268,8 +261,7 @@ pub(crate) fn duration_range_error(query: &str) -> Option<String> {
                     let start = skip_blank(b, end);
                     let sign = usize::from(matches!(b.get(start), Some(b'-' | b'+')));
                     if let Some(msg) = duration_token_error(token_at(b, start + sign)) {
-                        let (line, col) = line_col(query, start + sign);
-                        return Some(format!("{line}:{col}: parse error: {msg}"));
+                        return Some(placed(line_col(query, start + sign), &msg));
                     }
                 }
                 i = end;
@@ -436,9 +428,7 @@ fn scan(b: &[u8]) -> Option<Vec<Call>> {
         match c {
             b'"' | b'\'' | b'`' => i = skip_string(b, i, c),
             b'#' => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
+                i = comment_end(b, i);
             }
             b'{' => i = skip_group(b, i, b'{', b'}')?,
             b'[' => i = skip_group(b, i, b'[', b']')?,
@@ -557,14 +547,25 @@ fn skip_blank(b: &[u8], mut i: usize) -> usize {
         if b[i].is_ascii_whitespace() {
             i += 1;
         } else if b[i] == b'#' {
-            while i < b.len() && b[i] != b'\n' {
-                i += 1;
-            }
+            i = comment_end(b, i);
         } else {
             break;
         }
     }
     i
+}
+
+/// Index of the line end closing the `#` comment at `i` (the input's end on the last line).
+fn comment_end(b: &[u8], i: usize) -> usize {
+    b[i..]
+        .iter()
+        .position(|&c| c == b'\n')
+        .map_or(b.len(), |n| i + n)
+}
+
+/// A parse error as Prometheus writes it at `(line, column)`.
+pub(crate) fn placed((line, col): (usize, usize), msg: &str) -> String {
+    format!("{line}:{col}: parse error: {msg}")
 }
 
 /// Index just past the word starting at `i` (`i` itself when none starts there).

@@ -47,13 +47,8 @@ impl BucketStore {
         max_resolution: i64,
     ) -> Result<Vec<Series>> {
         let q = SeriesQuery {
-            min_time: mint,
-            max_time: maxt,
-            matchers: matchers.to_vec(),
-            abort_on_error: true,
             skip_chunks: true,
-            max_resolution_window: resolution_for(max_resolution, None, hints.range_ms),
-            ..SeriesQuery::default()
+            ..query_at_resolution(matchers, mint, maxt, None, hints, max_resolution)
         };
         let mut stream = self.block_on(self.series_stream(&q))?;
         let mut out = Vec::new();
@@ -81,13 +76,8 @@ impl BucketStore {
         let func = hints.func.as_deref();
         let read = AggrRead::for_func(func);
         let q = SeriesQuery {
-            min_time: mint,
-            max_time: maxt,
-            matchers: matchers.to_vec(),
-            abort_on_error: true,
-            max_resolution_window: resolution_for(max_resolution, func, hints.range_ms),
             aggregates: read.aggregates().to_vec(),
-            ..SeriesQuery::default()
+            ..query_at_resolution(matchers, mint, maxt, func, hints, max_resolution)
         };
         let inner = self.block_on(self.series_stream(&q))?;
         Ok(Box::new(ResolutionStream {
@@ -97,6 +87,26 @@ impl BucketStore {
             mint,
             maxt,
         }))
+    }
+}
+
+/// The Series request PromQL makes over `[mint, maxt]`: failing on any block's error, from
+/// blocks of the resolution allowed for `func` over the selector's range.
+fn query_at_resolution(
+    matchers: &[Matcher],
+    mint: i64,
+    maxt: i64,
+    func: Option<&str>,
+    hints: &SelectHints,
+    max_resolution: i64,
+) -> SeriesQuery {
+    SeriesQuery {
+        min_time: mint,
+        max_time: maxt,
+        matchers: matchers.to_vec(),
+        abort_on_error: true,
+        max_resolution_window: resolution_for(max_resolution, func, hints.range_ms),
+        ..SeriesQuery::default()
     }
 }
 
