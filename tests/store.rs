@@ -234,9 +234,39 @@ fn serves_promtool_blocks_like_promtool_dumps_them(io: &str) {
             }
         }
         assert_eq!(res["hints"], 1);
+        assert_eq!(
+            res["frames"].as_u64(),
+            Some(res["series"].as_array().unwrap().len() as u64),
+            "{ms}: one series per message"
+        );
         total += got.len();
     }
     assert!(total > 300, "cases select a fair share of series: {total}");
+
+    // `response_batch_size`, as Thanos's querier sends it: the same series, in the same order,
+    // packed that many to a message.
+    let batched: Vec<Value> = cases
+        .iter()
+        .map(|(m, a, b)| {
+            let mut c = series_call(m, *a, *b);
+            c["response_batch_size"] = json!(7);
+            c
+        })
+        .collect();
+    for ((ms, _, _), (one, packed)) in cases
+        .iter()
+        .zip(results.iter().zip(store.calls(&Value::Array(batched))))
+    {
+        assert_eq!(packed["series"], one["series"], "{ms}: batched");
+        assert_eq!(packed["hints"], 1);
+        let n = one["series"].as_array().unwrap().len() as u64;
+        let frames = packed["frames"].as_u64().unwrap();
+        assert!(
+            frames >= n.div_ceil(7) && (n <= 7 || frames < n),
+            "{ms}: {frames} messages for {n} series"
+        );
+        assert!(packed["largest"].as_u64().unwrap() <= 7, "{ms}");
+    }
 
     // skip_chunks, without_replica_labels, limit, shards.
     let ms = json!([
@@ -486,7 +516,7 @@ fn prometheus3() -> PathBuf {
 #[test]
 fn store_api_streams_what_prometheus_remote_read_streams() {
     use gauntlet_bench::runner::series::{
-        DEFAULT_SELECTORS, GotSeries, Selection, remote_read, store_series,
+        DEFAULT_SELECTORS, GotSeries, RESPONSE_BATCH, Selection, remote_read, store_series,
     };
     let tmp = tempfile::tempdir().unwrap();
     let blocks = tmp.path().join("blocks");
@@ -514,9 +544,20 @@ fn store_api_streams_what_prometheus_remote_read_streams() {
             .block_on(store_series(
                 &format!("http://127.0.0.1:{}", store.grpc),
                 &sel,
+                RESPONSE_BATCH,
                 Some(&mut ours),
             ))
             .unwrap();
+        // One series per message, as queriers before batching ask: the same answer.
+        let mut single = Vec::new();
+        rt.block_on(store_series(
+            &format!("http://127.0.0.1:{}", store.grpc),
+            &sel,
+            0,
+            Some(&mut single),
+        ))
+        .unwrap();
+        assert!(single == ours, "{text}: batched and single answers differ");
         let b = rt
             .block_on(remote_read(
                 &format!("http://127.0.0.1:{}", prom.port),

@@ -72,6 +72,10 @@ enum Cmd {
         /// Passes.
         #[arg(long, default_value_t = 3)]
         passes: usize,
+        /// Series per StoreAPI answer message to ask for (`response_batch_size`; 0 = one per
+        /// message, as queriers before batching ask).
+        #[arg(long, default_value_t = gauntlet_bench::runner::series::RESPONSE_BATCH)]
+        response_batch_size: i64,
     },
 }
 
@@ -213,6 +217,7 @@ fn main() -> anyhow::Result<()> {
             min_time,
             max_time,
             passes,
+            response_batch_size,
         } => {
             use gauntlet_bench::runner::series;
             let sel = series::Selection::parse(&selector, min_time, max_time)?;
@@ -224,7 +229,7 @@ fn main() -> anyhow::Result<()> {
                     if remote_read {
                         series::remote_read(&url, &sel, None).await
                     } else {
-                        series::store_series(&url, &sel, None).await
+                        series::store_series(&url, &sel, response_batch_size, None).await
                     }
                 })?;
                 println!(

@@ -66,27 +66,37 @@ def call(c):
             limit=c.get("limit", 0),
             partial_response_strategy=c.get("partial_response_strategy", 0),
             max_resolution_window=c.get("max_resolution_window", 0),
-            aggregates=c.get("aggregates", []))
+            aggregates=c.get("aggregates", []),
+            response_batch_size=c.get("response_batch_size", 0))
         if "shard" in c:
             i, n, by, ls = c["shard"]
             req.shard_info.CopyFrom(rpc_pb2.ShardInfo(shard_index=i, total_shards=n, by=by, labels=ls))
-        series, warnings, hints = [], [], 0
+        series, warnings, hints, frames, largest = [], [], 0, 0, 0
+
+        def wire_series(s):
+            return {"labels": labels(s.labels), "chunks": [
+                {"min_time": ch.min_time, "max_time": ch.max_time, "type": ch.raw.type,
+                 "data": ch.raw.data.hex(),
+                 # Downsampled chunks: the aggregate sub-chunks present, as hex.
+                 "aggregates": {a: getattr(ch, a).data.hex()
+                                for a in ("raw", "count", "sum", "min", "max", "counter")
+                                if ch.HasField(a)}}
+                for ch in s.chunks]}
         for r in store.Series(req, timeout=120):
             kind = r.WhichOneof("result")
             if kind == "series":
-                series.append({"labels": labels(r.series.labels), "chunks": [
-                    {"min_time": ch.min_time, "max_time": ch.max_time, "type": ch.raw.type,
-                     "data": ch.raw.data.hex(),
-                     # Downsampled chunks: the aggregate sub-chunks present, as hex.
-                     "aggregates": {a: getattr(ch, a).data.hex()
-                                    for a in ("raw", "count", "sum", "min", "max", "counter")
-                                    if ch.HasField(a)}}
-                    for ch in r.series.chunks]})
+                series.append(wire_series(r.series))
+                frames, largest = frames + 1, max(largest, 1)
+            elif kind == "batch":
+                series.extend(wire_series(s) for s in r.batch.series)
+                frames, largest = frames + 1, max(largest, len(r.batch.series))
             elif kind == "warning":
                 warnings.append(r.warning)
             elif kind == "hints":
                 hints += 1
-        return {"series": series, "warnings": warnings, "hints": hints}
+        # frames: messages that carried series; largest: most series in one of them.
+        return {"series": series, "warnings": warnings, "hints": hints, "frames": frames,
+                "largest": largest}
     if m == "Parallel":
         # The calls at once, each on its own thread and channel (concurrency limits).
         from concurrent.futures import ThreadPoolExecutor

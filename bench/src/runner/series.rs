@@ -331,10 +331,15 @@ impl tonic::codec::Codec for RawCodec {
 const STREAM_WINDOW: u32 = 16 << 20;
 const CONN_WINDOW: u32 = 64 << 20;
 
-/// Streams `sel` from the StoreAPI at `grpc` (`http://host:port`) with a tonic client.
+/// Series per answer message the runner asks for, as Thanos's querier asks by default.
+pub const RESPONSE_BATCH: i64 = 64;
+
+/// Streams `sel` from the StoreAPI at `grpc` (`http://host:port`) with a tonic client, asking
+/// for `batch` series per message (`response_batch_size`; 0 or 1 = one per message).
 pub async fn store_series(
     grpc: &str,
     sel: &Selection,
+    batch: i64,
     collect: Option<&mut Vec<GotSeries>>,
 ) -> Result<Streamed, RunError> {
     let err = |e: &dyn std::fmt::Display| RunError::Other(format!("StoreAPI {grpc}: {e}"));
@@ -359,6 +364,10 @@ pub async fn store_series(
             })
             .collect(),
         partial_response_strategy: thanos::PartialResponseStrategy::Abort as i32,
+        response_batch_size: std::env::var("GB_BATCH")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
         ..Default::default()
     };
     let mut grpc_client = tonic::client::Grpc::new(channel).max_decoding_message_size(usize::MAX);
@@ -555,7 +564,7 @@ enum Api<'a> {
 
 async fn pass(api: Api<'_>, sel: &Selection) -> Result<Streamed, RunError> {
     match api {
-        Api::Store(u) => store_series(u, sel, None).await,
+        Api::Store(u) => store_series(u, sel, RESPONSE_BATCH, None).await,
         Api::RemoteRead(u) => remote_read(u, sel, None).await,
     }
 }

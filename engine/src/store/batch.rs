@@ -35,9 +35,11 @@ pub struct SeriesBatch {
 
 /// Series of a batch in a wire format, and where each series ends in it.
 #[derive(Debug, Clone, Default)]
-struct Encoded {
-    bytes: Vec<u8>,
-    ends: Vec<u32>,
+pub struct Encoded {
+    /// The series, one after another.
+    pub bytes: Vec<u8>,
+    /// Where each series ends in `bytes` (exclusive), in batch order.
+    pub ends: Vec<u32>,
 }
 
 /// Writes series in a wire format (the server's Series frames) on the engine cores, so the
@@ -135,8 +137,8 @@ impl SeriesBatch {
     }
 
     /// The encoded series, taken out of the batch, when the batch still matches them.
-    pub fn take_encoded(&mut self) -> Option<Vec<u8>> {
-        self.encoded.take().map(|e| e.bytes)
+    pub fn take_encoded(&mut self) -> Option<Encoded> {
+        self.encoded.take()
     }
 
     /// Whether the batch carries its series encoded.

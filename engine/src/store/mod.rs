@@ -27,7 +27,7 @@ mod stream;
 mod symbols;
 mod sync;
 
-pub use batch::{ChunkView, FrameEncoder, SeriesBatch};
+pub use batch::{ChunkView, Encoded, FrameEncoder, SeriesBatch};
 pub use block::{BucketBlock, RawChunk};
 pub use labels::LabelsQuery;
 pub use series::{SeriesQuery, SeriesResult, ShardInfo, StoreSeries, recut_chunks};

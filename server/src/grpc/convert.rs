@@ -55,6 +55,33 @@ pub fn batch_series(b: &SeriesBatch, i: usize) -> thanos::Series {
     }
 }
 
+/// A Series answer's messages: one per series, or, when the request's `response_batch_size`
+/// is above 1, that many series per `SeriesResponse.batch`.
+pub fn series_responses(
+    series: Vec<thanos::Series>,
+    response_batch_size: i64,
+) -> Vec<thanos::SeriesResponse> {
+    use thanos::series_response::Result;
+    let wrap = |result| thanos::SeriesResponse {
+        result: Some(result),
+    };
+    match usize::try_from(response_batch_size) {
+        Ok(n) if n > 1 => {
+            let mut out = Vec::with_capacity(series.len().div_ceil(n));
+            let mut it = series.into_iter().peekable();
+            while it.peek().is_some() {
+                let series = it.by_ref().take(n).collect();
+                out.push(wrap(Result::Batch(thanos::SeriesBatch { series })));
+            }
+            out
+        }
+        _ => series
+            .into_iter()
+            .map(|s| wrap(Result::Series(s)))
+            .collect(),
+    }
+}
+
 /// Whether a request asked to abort on any block error.
 pub fn abort(strategy: i32, disabled: bool) -> bool {
     disabled || strategy == thanos::PartialResponseStrategy::Abort as i32

@@ -4,6 +4,7 @@
 //! `wire-and-formats.md` §1.4–1.5; the unit test holds the two to each other), each framed for
 //! gRPC (a zero compression flag, the big-endian length, the message).
 
+use bytes::Bytes;
 use gauntlet_engine::store::{ChunkView, FrameEncoder, SeriesBatch};
 
 /// Bytes of the gRPC frame header: compression flag and `BE32` length.
@@ -11,17 +12,24 @@ pub const FRAME_HEADER: usize = 5;
 
 #[inline]
 fn varint_len(v: u64) -> usize {
-    // 1 byte per started 7 bits; 0 takes one byte.
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+    // 1 byte per started 7 bits (0 takes one byte): bits × 9/64 rounds up to the same figure
+    // for 1..=64 bits without a division.
+    let bits = 64 - (v | 1).leading_zeros() as usize;
+    (bits * 9 + 64) / 64
 }
 
 #[inline]
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    // Written on the stack and appended at once: one capacity check instead of one per byte.
+    let mut buf = [0u8; 10];
+    let mut n = 0;
     while v >= 0x80 {
-        out.push(v as u8 | 0x80);
+        buf[n] = v as u8 | 0x80;
         v >>= 7;
+        n += 1;
     }
-    out.push(v as u8);
+    buf[n] = v as u8;
+    out.extend_from_slice(&buf[..=n]);
 }
 
 /// Length of a length-delimited field holding `n` bytes, tag included (tags here are 1 byte).
@@ -50,6 +58,25 @@ fn label_len(name: &[u8], value: &[u8]) -> usize {
     bytes_len(name.len()) + bytes_len(value.len())
 }
 
+/// Appends `Series.labels` (1): `Label { name (1), value (2) }`.
+#[inline]
+fn put_label(n: &[u8], v: &[u8], out: &mut Vec<u8>) {
+    let inner = label_len(n, v);
+    if inner < 0x80 && !n.is_empty() && !v.is_empty() {
+        // The usual label: every length fits one byte, so the tags and lengths go in two
+        // appends.
+        out.extend_from_slice(&[0x0A, inner as u8, 0x0A, n.len() as u8]);
+        out.extend_from_slice(n);
+        out.extend_from_slice(&[0x12, v.len() as u8]);
+        out.extend_from_slice(v);
+        return;
+    }
+    out.push(0x0A);
+    put_varint(out, inner as u64);
+    put_bytes(out, 0x0A, n);
+    put_bytes(out, 0x12, v);
+}
+
 /// `thanos.Chunk { type: XOR (0, omitted), data, hash }`.
 #[inline]
 fn chunk_len(data: &[u8], hash: u64) -> usize {
@@ -63,14 +90,67 @@ fn aggr_len(c: &ChunkView<'_>, raw: usize) -> usize {
     t(c.min_time) + t(c.max_time) + field_len(raw)
 }
 
-/// Writes each series as one gRPC frame of `thanos.SeriesResponse { series }` (on the engine
-/// cores, see [`FrameEncoder`]).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SeriesFrames;
+/// How a Series answer is framed: one series per `thanos.SeriesResponse`, or, when the request
+/// asks for it with `response_batch_size` > 1, up to that many per `SeriesResponse.batch`.
+/// The engine cores write each series (see [`FrameEncoder`]); [`SeriesFrames::frames`] cuts
+/// the written bytes into gRPC frames.
+#[derive(Debug, Clone, Copy)]
+pub struct SeriesFrames {
+    /// Series per frame; 1 writes each series as a whole frame.
+    batch: usize,
+}
+
+/// Most bytes of series put in one batched frame: a batch of large series is cut sooner, so a
+/// frame stays well under the 4 MiB a default gRPC client accepts.
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
+impl SeriesFrames {
+    /// The framing a request's `response_batch_size` asks for (0 and 1: one series per frame).
+    pub fn for_request(response_batch_size: i64) -> Self {
+        SeriesFrames {
+            batch: usize::try_from(response_batch_size).unwrap_or(1).max(1),
+        }
+    }
+
+    /// The gRPC frames of a batch of series written by this encoder: the written bytes
+    /// themselves when each series is its own frame, else the series grouped into
+    /// `SeriesResponse.batch` frames. The groups are copied behind their headers into one
+    /// buffer: as separate pieces, each header would go out as an HTTP/2 frame of its own.
+    pub fn frames(&self, enc: gauntlet_engine::store::Encoded) -> Bytes {
+        if self.batch <= 1 || enc.ends.is_empty() {
+            return Bytes::from(enc.bytes);
+        }
+        let groups = enc.ends.len().div_ceil(self.batch);
+        let mut out = Vec::with_capacity(enc.bytes.len() + groups * (FRAME_HEADER + 6));
+        let (mut start, mut count) = (0usize, 0usize);
+        for (i, &end) in enc.ends.iter().enumerate() {
+            count += 1;
+            let end = end as usize;
+            let last = i + 1 == enc.ends.len();
+            if last || count == self.batch || end - start >= MAX_BATCH_BYTES {
+                put_batch_header(end - start, &mut out);
+                out.extend_from_slice(&enc.bytes[start..end]);
+                (start, count) = (end, 0);
+            }
+        }
+        Bytes::from(out)
+    }
+}
+
+/// Appends the frame header and `SeriesResponse.batch` tag and length for a batch whose
+/// `SeriesBatch.series` fields take `n` bytes.
+fn put_batch_header(n: usize, out: &mut Vec<u8>) {
+    let msg = field_len(n);
+    out.push(0);
+    out.extend_from_slice(&(msg as u32).to_be_bytes());
+    // SeriesResponse.batch (4).
+    out.push(0x22);
+    put_varint(out, n as u64);
+}
 
 impl FrameEncoder for SeriesFrames {
     fn encode_series(&self, batch: &SeriesBatch, i: usize, out: &mut Vec<u8>) {
-        put_series_frame(batch, i, out);
+        put_series(batch, i, self.batch <= 1, out);
     }
 }
 
@@ -80,18 +160,22 @@ const XOR: u8 = 1;
 /// Chunks per series whose hashes are kept on the stack.
 const STACK_CHUNKS: usize = 32;
 
-/// Appends series `i` of `b` as one gRPC frame of `thanos.SeriesResponse { series }`; chunks
-/// carry the xxhash64 of their payload, as the querier uses it to drop duplicates.
-pub fn put_series_frame(b: &SeriesBatch, i: usize, out: &mut Vec<u8>) {
+/// Appends series `i` of `b` as a length-delimited field 1 holding a `thanos.Series`: that is
+/// both a whole `SeriesResponse { series }` and one element of `SeriesBatch.series`. With
+/// `framed`, the gRPC frame header goes first, making it a frame of its own. Chunks carry the
+/// xxhash64 of their payload, as the querier uses it to drop duplicates.
+fn put_series(b: &SeriesBatch, i: usize, framed: bool, out: &mut Vec<u8>) {
     if b.chunks(i).any(|c| c.encoding != XOR) {
         // Downsampled (aggregate) and histogram chunks take the general path: rare, and their
         // wire form has more fields than this writer covers.
-        let msg = gauntlet_proto::thanos::SeriesResponse {
-            result: Some(gauntlet_proto::thanos::series_response::Result::Series(
-                super::convert::batch_series(b, i),
-            )),
-        };
-        put_frame(&prost::Message::encode_to_vec(&msg), out);
+        let series = prost::Message::encode_to_vec(&super::convert::batch_series(b, i));
+        if framed {
+            out.push(0);
+            out.extend_from_slice(&(field_len(series.len()) as u32).to_be_bytes());
+        }
+        out.push(0x0A);
+        put_varint(out, series.len() as u64);
+        out.extend_from_slice(&series);
         return;
     }
     let n = b.num_chunks(i);
@@ -113,17 +197,15 @@ pub fn put_series_frame(b: &SeriesBatch, i: usize, out: &mut Vec<u8>) {
     }
     let msg = field_len(series);
     out.reserve(FRAME_HEADER + msg);
-    out.push(0);
-    out.extend_from_slice(&(msg as u32).to_be_bytes());
-    // SeriesResponse.series (1).
+    if framed {
+        out.push(0);
+        out.extend_from_slice(&(msg as u32).to_be_bytes());
+    }
+    // SeriesResponse.series (1), or one SeriesBatch.series (1).
     out.push(0x0A);
     put_varint(out, series as u64);
     for (n, v) in b.labels(i) {
-        // Series.labels (1): Label { name (1), value (2) }.
-        out.push(0x0A);
-        put_varint(out, label_len(n, v) as u64);
-        put_bytes(out, 0x0A, n);
-        put_bytes(out, 0x12, v);
+        put_label(n, v, out);
     }
     for (c, &h) in b.chunks(i).zip(hashes.iter()) {
         let raw = chunk_len(c.data, h);
@@ -160,9 +242,7 @@ pub fn put_frame(msg: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
     use gauntlet_engine::store::RawChunk;
-    use gauntlet_engine::store::SeriesBatch;
     use gauntlet_proto::thanos::{self, series_response};
     use prost::Message;
 
@@ -198,7 +278,7 @@ mod tests {
         }
         for i in 0..b.len() {
             let mut out = Vec::new();
-            put_series_frame(&b, i, &mut out);
+            put_series(&b, i, true, &mut out);
             let want = thanos::SeriesResponse {
                 result: Some(series_response::Result::Series(
                     super::super::convert::batch_series(&b, i),
@@ -217,10 +297,77 @@ mod tests {
             };
             assert_eq!(s.labels.len(), b.series(i).labels.len());
         }
+        for bits in 0..64 {
+            for v in [1u64 << bits, (1u64 << bits) - 1] {
+                let mut o = Vec::new();
+                put_varint(&mut o, v);
+                assert_eq!(o.len(), varint_len(v), "{v}");
+            }
+        }
         for v in [0u64, 1, 127, 128, 16_383, 16_384, u64::MAX] {
             let mut o = Vec::new();
             put_varint(&mut o, v);
             assert_eq!(o.len(), varint_len(v), "{v}");
+        }
+    }
+
+    /// Splits gRPC frames and decodes each as a `SeriesResponse`.
+    fn decode_frames(mut b: &[u8]) -> Vec<thanos::SeriesResponse> {
+        let mut out = Vec::new();
+        while !b.is_empty() {
+            assert_eq!(b[0], 0, "uncompressed frame");
+            let n = u32::from_be_bytes([b[1], b[2], b[3], b[4]]) as usize;
+            out.push(thanos::SeriesResponse::decode(&b[5..5 + n]).unwrap());
+            b = &b[5 + n..];
+        }
+        out
+    }
+
+    #[test]
+    fn batched_frames_hold_the_same_series() {
+        let mut b = SeriesBatch::new();
+        for s in 0..23u8 {
+            b.start_series();
+            b.push_label(b"__name__", b"m");
+            b.push_label(b"i", format!("{s:03}").as_bytes());
+            if s == 5 {
+                b.push_label(b"big", "x".repeat(200).as_bytes());
+            }
+            for c in 0..(s % 4) {
+                b.push_chunk(RawChunk {
+                    min_time: i64::from(c) * 1000,
+                    max_time: i64::from(c) * 1000 + 999,
+                    // Series 7 carries a histogram chunk, written by the general path.
+                    encoding: if s == 7 { 2 } else { 1 },
+                    data: Bytes::from(vec![0, 2, s, c]),
+                });
+            }
+        }
+        let want: Vec<thanos::Series> = (0..b.len())
+            .map(|i| super::super::convert::batch_series(&b, i))
+            .collect();
+        for size in [0i64, 1, 2, 5, 64, -3] {
+            let enc = SeriesFrames::for_request(size);
+            let mut batch = b.clone();
+            batch.encode_with(&enc);
+            let written = batch.take_encoded().expect("encoded");
+            let wire = enc.frames(written);
+            let mut got = Vec::new();
+            for r in decode_frames(&wire) {
+                match r.result {
+                    Some(series_response::Result::Series(s)) => {
+                        assert!(enc.batch <= 1, "batch {size}: a lone series");
+                        got.push(s);
+                    }
+                    Some(series_response::Result::Batch(sb)) => {
+                        assert!(enc.batch > 1, "batch {size}: a batch");
+                        assert!(!sb.series.is_empty() && sb.series.len() <= enc.batch);
+                        got.extend(sb.series);
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            assert_eq!(got, want, "batch size {size}");
         }
     }
 }

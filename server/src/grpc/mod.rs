@@ -1,7 +1,7 @@
 //! gRPC services: the Thanos StoreAPI (`thanos.Store`) and Info (`thanos.info.Info`) over a
 //! bucket store.
 
-mod convert;
+pub(crate) mod convert;
 mod frames;
 pub mod store;
 

@@ -191,12 +191,13 @@ impl StoreService {
         };
         let r = thanos::SeriesRequest::decode(msg)
             .map_err(|e| Status::invalid_argument(format!("decoding SeriesRequest: {e}")))?;
+        let framing = SeriesFrames::for_request(r.response_batch_size);
         let q = series_query(r)?;
-        // The engine cores write the frames as they read the batches; only batches the merge of
-        // several blocks built are written here.
+        // The engine cores write the series as they read the batches; only batches the merge
+        // of several blocks built are written here.
         let mut stream = self
             .store
-            .series_stream_encoded(&q, Some(Arc::new(SeriesFrames)))
+            .series_stream_encoded(&q, Some(Arc::new(framing)))
             .await
             .map_err(convert::status)?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Status>>(4);
@@ -209,15 +210,20 @@ impl StoreService {
             let status = loop {
                 match stream.next_batch().await {
                     Ok(Some(mut batch)) => {
-                        let out = batch.take_encoded().unwrap_or_else(|| {
-                            let mut out = Vec::with_capacity(batch.bytes());
+                        let written = batch.take_encoded().unwrap_or_else(|| {
+                            let mut e = gauntlet_engine::store::Encoded::default();
                             for i in 0..batch.len() {
-                                SeriesFrames.encode_series(&batch, i, &mut out);
+                                framing.encode_series(&batch, i, &mut e.bytes);
+                                e.ends.push(e.bytes.len() as u32);
                             }
-                            out
+                            e
                         });
                         drop(batch);
-                        if tx.send(Ok(Frame::data(Bytes::from(out)))).await.is_err() {
+                        if tx
+                            .send(Ok(Frame::data(framing.frames(written))))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -326,7 +332,9 @@ impl thanos::store_server::Store for StoreService {
         // Mounted through [`StoreApi`], Series is answered by `series_http`; this path serves
         // the generated server used alone, with the same answer as prost messages.
         let permit = self.permit()?;
-        let q = series_query(req.into_inner())?;
+        let req = req.into_inner();
+        let batch_size = req.response_batch_size;
+        let q = series_query(req)?;
         let mut stream = self
             .store
             .series_stream(&q)
@@ -342,12 +350,10 @@ impl thanos::store_server::Store for StoreService {
             loop {
                 match stream.next_batch().await {
                     Ok(Some(batch)) => {
-                        for i in 0..batch.len() {
-                            let frame = thanos::SeriesResponse {
-                                result: Some(series_response::Result::Series(
-                                    convert::batch_series(&batch, i),
-                                )),
-                            };
+                        let series = (0..batch.len())
+                            .map(|i| convert::batch_series(&batch, i))
+                            .collect();
+                        for frame in convert::series_responses(series, batch_size) {
                             if tx.send(Ok(frame)).await.is_err() {
                                 return;
                             }

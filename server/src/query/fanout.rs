@@ -23,6 +23,10 @@ use tokio::runtime::Handle;
 use super::endpoints::{Endpoint, EndpointInfo, EndpointSet};
 use super::{ReadOptions, ReadView, Source};
 
+/// Series per Series answer message asked of endpoints, as Thanos's querier asks by default;
+/// endpoints that do not batch send one series per message.
+const SERIES_RESPONSE_BATCH: i64 = 64;
+
 /// A querier over a set of StoreAPI endpoints.
 #[derive(Debug)]
 pub struct Querier {
@@ -188,6 +192,7 @@ impl QuerierView {
                 } else {
                     Vec::new()
                 },
+                response_batch_size: SERIES_RESPONSE_BATCH,
                 ..SeriesRequest::default()
             };
             async move {

@@ -173,16 +173,22 @@ impl Store for Proxy {
                 _ => out.push((l, chunks)),
             }
         }
-        for (l, mut chunks) in out {
-            chunks.sort_by_key(|c| (c.min_time, c.max_time));
-            chunks.dedup();
-            frames.push(Ok(SeriesResponse {
-                result: Some(series_response::Result::Series(thanos::Series {
+        let series = out
+            .into_iter()
+            .map(|(l, mut chunks)| {
+                chunks.sort_by_key(|c| (c.min_time, c.max_time));
+                chunks.dedup();
+                thanos::Series {
                     labels: to_proto_labels(&l),
                     chunks,
-                })),
-            }));
-        }
+                }
+            })
+            .collect();
+        frames.extend(
+            crate::grpc::convert::series_responses(series, req.response_batch_size)
+                .into_iter()
+                .map(Ok),
+        );
         Ok(Response::new(Box::pin(tokio_stream::iter(frames))))
     }
 
