@@ -550,14 +550,22 @@ fn store_api_streams_what_prometheus_remote_read_streams() {
             .unwrap();
         // One series per message, as queriers before batching ask: the same answer.
         let mut single = Vec::new();
-        rt.block_on(store_series(
-            &format!("http://127.0.0.1:{}", store.grpc),
-            &sel,
-            0,
-            Some(&mut single),
-        ))
-        .unwrap();
+        let one = rt
+            .block_on(store_series(
+                &format!("http://127.0.0.1:{}", store.grpc),
+                &sel,
+                0,
+                Some(&mut single),
+            ))
+            .unwrap();
         assert!(single == ours, "{text}: batched and single answers differ");
+        // Batches save a frame header and a tag per series.
+        assert!(
+            one.wire_bytes >= a.wire_bytes + 5 * a.series,
+            "{text}: {} bytes batched, {} one per message",
+            a.wire_bytes,
+            one.wire_bytes
+        );
         let b = rt
             .block_on(remote_read(
                 &format!("http://127.0.0.1:{}", prom.port),

@@ -364,10 +364,7 @@ pub async fn store_series(
             })
             .collect(),
         partial_response_strategy: thanos::PartialResponseStrategy::Abort as i32,
-        response_batch_size: std::env::var("GB_BATCH")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
+        response_batch_size: batch,
         ..Default::default()
     };
     let mut grpc_client = tonic::client::Grpc::new(channel).max_decoding_message_size(usize::MAX);
