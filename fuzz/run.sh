@@ -36,7 +36,7 @@ if [ -z "$(ls -A corpus/index_header)" ]; then
   (cd .. && cargo run -q -p gauntlet-bench --example index_header_seed -- \
       "$(ls -d testdata/tsdb/promtool-200series-2h/*/)" fuzz/corpus/index_header/seed0 fuzz/corpus/series_entry)
 fi
-for t in chunk_decode chunk_lanes index_reader meta_json chunk_segment tombstones aggr_chunk label_filter index_header series_entry; do
+for t in chunk_decode chunk_lanes index_reader meta_json chunk_segment tombstones aggr_chunk label_filter index_header series_entry selector_parse; do
   echo "==> $t ($secs s)"
   cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -rss_limit_mb=2048
 done

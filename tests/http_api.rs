@@ -153,6 +153,48 @@ fn series_labels_and_values_match_prometheus_byte_for_byte() {
     for p in &paths {
         assert_same(&pair, p);
     }
+    // Selectors Prometheus's metric-selector parser takes or refuses, and how it says so; the
+    // series API calls a bad one an invalid parameter, the label APIs do not.
+    let selectors = [
+        "rate(x[5m])",
+        "x offset 5m",
+        "x{a=\"b\"} == 1",
+        "x 12345678901234",
+        "x{a=b}",
+        "x{a}",
+        "x{1=\"a\"}",
+        "x{a!}",
+        "x{a=\"\\z\"}",
+        "x)",
+        "x{a=\"b\"",
+        "x{a=\"b\"}}",
+        "{a=\"b\",,}",
+        "{\"a\" \"b\"}",
+        "x{a=\"b\",\nc=1}",
+        "",
+        "   ",
+        "{}",
+        "{a=~\"(\"}",
+        "{a=~\"a**\"}",
+        "{a=~\"x{1001}\"}",
+        "{a=~\"\\\\p{Foo}\"}",
+        // Taken: a lone quoted name is the metric name; trailing comma; comment.
+        "{\"temperature_celsius\", sensor=\"s2\"}",
+        "temperature_celsius{sensor=\"s2\",} # c",
+    ];
+    for sel in selectors {
+        for api in ["series", "labels", "label/sensor/values"] {
+            assert_same(&pair, &format!("/api/v1/{api}?{}", q(&[("match[]", sel)])));
+        }
+    }
+    // A query's matcher regex is checked with RE2's rules, at its place in the query.
+    for query in [
+        "sum(rate(x{a=~\"(b\"}[5m])) by (c)",
+        "x{a=\"{\"} + y{b=~\"c++\"}",
+        "{a=~\"a**\"}",
+    ] {
+        assert_same(&pair, &format!("/api/v1/query?{}", q(&[("query", query)])));
+    }
     // A form-encoded POST answers like the GET.
     let form = q(&[("match[]", r#"http_requests_total{code="500"}"#)]);
     let (ps, pb) = http_post_form(pair.prom.port, "/api/v1/series", &form).unwrap();

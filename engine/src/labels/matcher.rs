@@ -42,6 +42,91 @@ pub struct MatcherError {
     pub reason: String,
 }
 
+/// Why Go's regexp package, whose RE2 syntax Prometheus uses, refuses `pattern`, in its words
+/// (`missing closing ): `a(b``), or `None` when it takes it. Besides mapping this crate's
+/// parse errors, it refuses what RE2 refuses and this crate takes: a repetition of a
+/// repetition (`a**`) and counts above 1000.
+pub fn re2_refusal(pattern: &str) -> Option<String> {
+    use regex_syntax::ast::{self, Ast, ErrorKind, RepetitionKind, RepetitionRange};
+    let ast = match ast::parse::Parser::new().parse(pattern) {
+        Ok(ast) => ast,
+        Err(e) => {
+            let span = e.span();
+            // A missing repetition's span is empty: the operator is the character there.
+            let end = if span.end.offset > span.start.offset {
+                span.end.offset
+            } else {
+                pattern[span.start.offset..]
+                    .chars()
+                    .next()
+                    .map_or(span.start.offset, |c| span.start.offset + c.len_utf8())
+            };
+            let part = pattern.get(span.start.offset..end).unwrap_or("");
+            let from = pattern.get(span.start.offset..).unwrap_or("");
+            let (what, text) = match e.kind() {
+                ErrorKind::GroupUnclosed => ("missing closing )", pattern),
+                ErrorKind::GroupUnopened => ("unexpected )", pattern),
+                ErrorKind::ClassUnclosed => ("missing closing ]", from),
+                ErrorKind::RepetitionMissing => ("missing argument to repetition operator", part),
+                ErrorKind::EscapeUnrecognized => ("invalid escape sequence", part),
+                ErrorKind::RepetitionCountInvalid
+                | ErrorKind::RepetitionCountDecimalEmpty
+                | ErrorKind::RepetitionCountUnclosed => ("invalid repeat count", part),
+                ErrorKind::ClassRangeInvalid => ("invalid character class range", part),
+                ErrorKind::FlagUnrecognized | ErrorKind::GroupNameInvalid => {
+                    let open = pattern[..span.start.offset].rfind("(?").unwrap_or(0);
+                    let end = span.end.offset.min(pattern.len());
+                    ("invalid or unsupported Perl syntax", &pattern[open..end])
+                }
+                kind => return Some(kind.to_string()),
+            };
+            return Some(format!("{what}: `{text}`"));
+        }
+    };
+    // RE2's own limits, checked over the tree.
+    let mut stack = vec![&ast];
+    while let Some(a) = stack.pop() {
+        match a {
+            Ast::Repetition(r) => {
+                if let Ast::Repetition(inner) = &*r.ast {
+                    let text = &pattern[inner.op.span.start.offset..r.op.span.end.offset];
+                    return Some(format!("invalid nested repetition operator: `{text}`"));
+                }
+                if let RepetitionKind::Range(
+                    RepetitionRange::Exactly(n)
+                    | RepetitionRange::AtLeast(n)
+                    | RepetitionRange::Bounded(_, n),
+                ) = &r.op.kind
+                    && *n > 1000
+                {
+                    let text = &pattern[r.op.span.start.offset..r.op.span.end.offset];
+                    return Some(format!("invalid repeat count: `{text}`"));
+                }
+                stack.push(&r.ast);
+            }
+            Ast::Group(g) => stack.push(&g.ast),
+            Ast::Alternation(x) => stack.extend(x.asts.iter()),
+            Ast::Concat(x) => stack.extend(x.asts.iter()),
+            _ => {}
+        }
+    }
+    // Unicode classes this crate does not know, as RE2 words it.
+    if let Err(e) = regex_syntax::hir::translate::Translator::new().translate(pattern, &ast) {
+        let span = e.span();
+        let part = pattern
+            .get(span.start.offset..span.end.offset)
+            .unwrap_or("");
+        return Some(match e.kind() {
+            regex_syntax::hir::ErrorKind::UnicodePropertyNotFound
+            | regex_syntax::hir::ErrorKind::UnicodePropertyValueNotFound => {
+                format!("invalid character class range: `{part}`")
+            }
+            kind => kind.to_string(),
+        });
+    }
+    None
+}
+
 /// What the regex of a `=~`/`!~` matcher is known to accept, found once at construction so the
 /// index can take cheap paths.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,12 +190,16 @@ impl Matcher {
         let (re, shape) = match typ {
             MatchType::Equal | MatchType::NotEqual => (None, RegexShape::General),
             MatchType::Regexp | MatchType::NotRegexp => {
-                let anchored = format!("^(?s:{value})$");
-                let re = Regex::new(&anchored).map_err(|e| MatcherError {
+                let refused = |reason| MatcherError {
                     name: name.clone(),
                     pattern: value.clone(),
-                    reason: e.to_string(),
-                })?;
+                    reason,
+                };
+                if let Some(reason) = re2_refusal(&value) {
+                    return Err(refused(reason));
+                }
+                let anchored = format!("^(?s:{value})$");
+                let re = Regex::new(&anchored).map_err(|e| refused(e.to_string()))?;
                 (Some(re), regex_shape(&value))
             }
         };

@@ -4,7 +4,7 @@ mod matcher;
 mod selector;
 
 pub use matcher::{MatchType, Matcher, MatcherError, RegexShape};
-pub use selector::{SelectorError, parse_selector};
+pub use selector::{SelectorError, first_regex_error, parse_selector};
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -203,7 +203,7 @@ pub fn go_quote_into(out: &mut String, v: &str) {
 /// Go's `strconv.IsPrint` for the characters label values hold in practice: ASCII graphic and
 /// space, and non-ASCII letters, marks, numbers, punctuation and symbols (not other spaces,
 /// controls, format characters or unassigned code points we can recognise cheaply).
-fn go_is_print(c: char) -> bool {
+pub(crate) fn go_is_print(c: char) -> bool {
     let u = c as u32;
     if u < 0x80 {
         return (0x20..0x7f).contains(&u);

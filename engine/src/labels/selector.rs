@@ -1,17 +1,23 @@
-//! A parser for series selectors (`metric{a="b", c=~"d"}`), the form tools take with `--match`.
+//! A parser for series selectors (`metric{a="b", c=~"d"}`), the form `match[]` parameters and
+//! tools' `--match` take. It accepts what Prometheus's metric-selector parser accepts and words
+//! and places its errors the same way (`1:5: parse error: unexpected "("`), so an API answer
+//! for a bad selector reads as Prometheus's does.
 
-use super::{METRIC_NAME, MatchType, Matcher, MatcherError};
+use std::fmt::Write;
+
+use super::{METRIC_NAME, MatchType, Matcher, go_is_print, go_quote_into};
 
 /// A selector could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SelectorError {
-    /// The text is not a selector; `pos` is the byte position of the problem.
-    #[error("invalid selector at position {pos}: {msg}")]
-    Syntax { pos: usize, msg: String },
-    /// A regex in the selector did not compile.
-    #[error(transparent)]
-    Matcher(#[from] MatcherError),
+    /// The text is not a selector (or a regex in it does not compile): the message and its
+    /// place, line and byte column from 1 (`None` for empty text, which has no place).
+    #[error("{}: parse error: {msg}", place.map_or("unknown position".to_string(), |(l, c)| format!("{l}:{c}")))]
+    Syntax {
+        place: Option<(usize, usize)>,
+        msg: String,
+    },
     /// Every matcher matches the empty value, so the selector would select every series; the
     /// caller must add a matcher that narrows it.
     #[error("vector selector must contain at least one non-empty matcher")]
@@ -20,59 +26,38 @@ pub enum SelectorError {
 
 /// Parses `name{...}`, `{...}` or a bare metric name into matchers.
 ///
-/// Values are double-, single- or back-quoted strings with Go escapes, as in PromQL. A selector
-/// must contain at least one matcher that does not match the empty string, as Prometheus requires.
+/// Values are double-, single- or back-quoted strings with Go escapes, as in PromQL; a quoted
+/// label name may stand alone as the metric name (`{"my.metric", job="a"}`). A selector must
+/// contain at least one matcher that does not match the empty string, as Prometheus requires.
 pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, SelectorError> {
-    let mut p = Parser { s, pos: 0 };
+    let mut lx = Lexer { s, pos: 0 };
     let mut out = Vec::new();
-    p.ws();
-    let name = p.ident();
-    if !name.is_empty() {
-        out.push(Matcher::equal(METRIC_NAME, name));
-    }
-    p.ws();
-    if p.eat('{') {
-        loop {
-            p.ws();
-            if p.eat('}') {
-                break;
-            }
-            let lname = if p.peek() == Some('"') {
-                p.string()?
-            } else {
-                p.ident().to_string()
-            };
-            if lname.is_empty() {
-                return Err(p.err("expected label name"));
-            }
-            p.ws();
-            let typ = if p.eat_str("=~") {
-                MatchType::Regexp
-            } else if p.eat_str("!~") {
-                MatchType::NotRegexp
-            } else if p.eat_str("!=") {
-                MatchType::NotEqual
-            } else if p.eat('=') {
-                MatchType::Equal
-            } else {
-                return Err(p.err("expected one of =, !=, =~, !~"));
-            };
-            p.ws();
-            let value = p.string()?;
-            out.push(Matcher::new(typ, lname, value)?);
-            p.ws();
-            if p.eat(',') {
-                continue;
-            }
-            if p.eat('}') {
-                break;
-            }
-            return Err(p.err("expected ',' or '}'"));
+    let (at, first) = lx.outer()?;
+    let next = match first {
+        Tok::Word(w) | Tok::Keyword(w) | Tok::Aggr(w) | Tok::Op(w) | Tok::Quoted(w)
+            if w.starts_with(is_word_start) =>
+        {
+            out.push(Matcher::equal(METRIC_NAME, w));
+            lx.outer()?
         }
-    }
-    p.ws();
-    if p.pos != s.len() {
-        return Err(p.err("unexpected trailing characters"));
+        Tok::Eof if s.is_empty() => {
+            return Err(SelectorError::Syntax {
+                place: None,
+                msg: "unexpected end of input".into(),
+            });
+        }
+        Tok::Eof => return Err(lx.error(at, "unexpected end of input".into())),
+        t => (at, t),
+    };
+    let (at, last) = match next {
+        (_, Tok::Punct("{")) => {
+            lx.braces(&mut out)?;
+            lx.outer()?
+        }
+        t => t,
+    };
+    if last != Tok::Eof {
+        return Err(lx.error(at, format!("unexpected {}", last.describe())));
     }
     if out.is_empty() || out.iter().all(Matcher::matches_empty) {
         return Err(SelectorError::NoNonEmptyMatcher);
@@ -80,16 +65,134 @@ pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, SelectorError> {
     Ok(out)
 }
 
-struct Parser<'a> {
+/// The first matcher regex in `query` (PromQL text) that Go's regexp package refuses, as
+/// Prometheus's parser reports it: `1:3: parse error: error parsing regexp: ...`, placed at
+/// the matcher's label name. `None` when every regex is taken, or when the text around one is
+/// malformed (the PromQL parser reports that).
+pub fn first_regex_error(query: &str) -> Option<String> {
+    let mut lx = Lexer { s: query, pos: 0 };
+    while let Some(c) = lx.peek() {
+        match c {
+            '"' | '\'' | '`' => {
+                lx.string().ok()?;
+            }
+            '#' => {
+                lx.take_while(|c| c != '\n');
+            }
+            '{' => {
+                lx.bump();
+                if let Some(e) = lx.braces_regex_error()? {
+                    return Some(e);
+                }
+            }
+            _ => {
+                lx.bump();
+            }
+        }
+    }
+    None
+}
+
+/// A token, as Prometheus's lexer sorts them (for parsing and for naming them in errors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tok<'a> {
+    /// An identifier: a metric name outside braces, a label name inside.
+    Word(&'a str),
+    /// A string literal, quotes included.
+    Str(&'a str),
+    Number(&'a str),
+    Duration(&'a str),
+    /// Punctuation named by its text: `(`, `[`, `{`, `}`, `,`, `=`.
+    Punct(&'static str),
+    /// An operator, `<op:+>` in errors.
+    Op(&'a str),
+    /// `offset`, `by` and the like, `<offset>` in errors.
+    Keyword(&'a str),
+    /// An aggregation name, `<aggr:sum>` in errors.
+    Aggr(&'a str),
+    /// `start` and `end`, quoted in errors.
+    Quoted(&'a str),
+    At,
+    Eof,
+}
+
+impl Tok<'_> {
+    /// The token as Prometheus's parser names it after "unexpected".
+    fn describe(&self) -> String {
+        let mut out = String::new();
+        match *self {
+            Tok::Word(w) => {
+                out.push_str("identifier ");
+                go_quote_into(&mut out, w);
+            }
+            Tok::Str(v) => short_quoted(&mut out, "string ", v),
+            Tok::Number(v) => short_quoted(&mut out, "number ", v),
+            Tok::Duration(v) => short_quoted(&mut out, "duration ", v),
+            Tok::Punct(p) => go_quote_into(&mut out, p),
+            Tok::Quoted(w) => go_quote_into(&mut out, w),
+            Tok::Op(o) => out = format!("<op:{o}>"),
+            Tok::Keyword(k) => out = format!("<{k}>"),
+            Tok::Aggr(a) => out = format!("<aggr:{a}>"),
+            Tok::At => out.push_str("\"<Item 57400>\" <op:@>"),
+            Tok::Eof => out.push_str("end of input"),
+        }
+        out
+    }
+}
+
+/// `kind` and the first ten characters of `v` quoted, `...` when there were more.
+fn short_quoted(out: &mut String, kind: &str, v: &str) {
+    out.push_str(kind);
+    match v.char_indices().nth(10) {
+        Some((cut, _)) => {
+            go_quote_into(out, &v[..cut]);
+            out.push_str("...");
+        }
+        None => go_quote_into(out, v),
+    }
+}
+
+fn is_word_start(c: char) -> bool {
+    c.is_ascii_alphabetic() || c == '_' || c == ':'
+}
+
+/// Words the lexer gives a kind of their own (matched lower-cased, as Prometheus does).
+fn classify(w: &str) -> Tok<'_> {
+    match w.to_ascii_lowercase().as_str() {
+        "inf" | "nan" => Tok::Number(w),
+        "and" | "or" | "unless" | "atan2" => Tok::Op(w),
+        "sum" | "avg" | "count" | "min" | "max" | "group" | "stddev" | "stdvar" | "topk"
+        | "bottomk" | "count_values" | "quantile" | "limitk" | "limit_ratio" => Tok::Aggr(w),
+        "offset" | "by" | "without" | "on" | "ignoring" | "group_left" | "group_right" | "bool" => {
+            Tok::Keyword(w)
+        }
+        "start" | "end" => Tok::Quoted(w),
+        _ => Tok::Word(w),
+    }
+}
+
+fn is_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r')
+}
+
+struct Lexer<'a> {
     s: &'a str,
     pos: usize,
 }
 
-impl<'a> Parser<'a> {
-    fn err(&self, msg: &str) -> SelectorError {
+type Lexed<'a> = Result<(usize, Tok<'a>), SelectorError>;
+
+impl<'a> Lexer<'a> {
+    fn error(&self, at: usize, msg: String) -> SelectorError {
+        let before = &self.s.as_bytes()[..at.min(self.s.len())];
+        let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+        let col = match before.iter().rposition(|&b| b == b'\n') {
+            Some(nl) => at - nl,
+            None => at + 1,
+        };
         SelectorError::Syntax {
-            pos: self.pos,
-            msg: msg.into(),
+            place: Some((line, col)),
+            msg,
         }
     }
 
@@ -97,99 +200,379 @@ impl<'a> Parser<'a> {
         self.s[self.pos..].chars().next()
     }
 
-    fn ws(&mut self) {
-        while let Some(c) = self.peek() {
-            if !c.is_whitespace() {
-                break;
-            }
-            self.pos += c.len_utf8();
-        }
+    fn bump(&mut self) -> Option<char> {
+        let c = self.peek()?;
+        self.pos += c.len_utf8();
+        Some(c)
     }
 
-    fn eat(&mut self, c: char) -> bool {
-        if self.peek() == Some(c) {
-            self.pos += c.len_utf8();
-            true
-        } else {
-            false
-        }
-    }
-
-    fn eat_str(&mut self, t: &str) -> bool {
-        if self.s[self.pos..].starts_with(t) {
-            self.pos += t.len();
-            true
-        } else {
-            false
-        }
-    }
-
-    fn ident(&mut self) -> &'a str {
+    fn take_while(&mut self, f: impl Fn(char) -> bool) -> &'a str {
         let start = self.pos;
-        while let Some(c) = self.peek() {
-            let ok = c == '_'
-                || c == ':'
-                || c.is_ascii_alphabetic()
-                || (self.pos > start && c.is_ascii_digit());
-            if !ok {
-                break;
-            }
-            self.pos += 1;
+        while self.peek().is_some_and(&f) {
+            self.bump();
         }
         &self.s[start..self.pos]
     }
 
-    fn string(&mut self) -> Result<String, SelectorError> {
-        let quote = match self.peek() {
-            Some(q @ ('"' | '\'' | '`')) => q,
-            _ => return Err(self.err("expected quoted string")),
-        };
-        self.pos += 1;
-        let mut out = String::new();
+    /// The next token outside braces.
+    fn outer(&mut self) -> Lexed<'a> {
         loop {
-            let Some(c) = self.peek() else {
-                return Err(self.err("unterminated string"));
-            };
-            self.pos += c.len_utf8();
-            if c == quote {
-                return Ok(out);
+            self.take_while(is_space);
+            if self.peek() != Some('#') {
+                break;
             }
-            if c == '\\' && quote != '`' {
-                let Some(e) = self.peek() else {
-                    return Err(self.err("unterminated escape"));
-                };
-                self.pos += e.len_utf8();
-                match e {
-                    'n' => out.push('\n'),
-                    't' => out.push('\t'),
-                    'r' => out.push('\r'),
-                    'a' => out.push('\u{07}'),
-                    'b' => out.push('\u{08}'),
-                    'f' => out.push('\u{0c}'),
-                    'v' => out.push('\u{0b}'),
-                    '\\' | '"' | '\'' => out.push(e),
-                    'x' | 'u' | 'U' => {
-                        let n = match e {
-                            'x' => 2,
-                            'u' => 4,
-                            _ => 8,
-                        };
-                        let hex = self
-                            .s
-                            .get(self.pos..self.pos + n)
-                            .ok_or_else(|| self.err("short escape"))?;
-                        let v =
-                            u32::from_str_radix(hex, 16).map_err(|_| self.err("bad hex escape"))?;
-                        out.push(char::from_u32(v).ok_or_else(|| self.err("bad code point"))?);
-                        self.pos += n;
-                    }
-                    _ => return Err(self.err("unknown escape")),
+            self.take_while(|c| c != '\n');
+        }
+        let at = self.pos;
+        let Some(c) = self.bump() else {
+            return Ok((at, Tok::Eof));
+        };
+        let tok = match c {
+            c if is_word_start(c) => {
+                self.pos = at;
+                classify(self.take_while(|c| is_word_start(c) || c.is_ascii_digit()))
+            }
+            '0'..='9' | '.' if c != '.' || self.peek().is_some_and(|d| d.is_ascii_digit()) => {
+                self.pos = at;
+                return self.number();
+            }
+            '"' | '\'' | '`' => {
+                self.pos = at;
+                Tok::Str(self.string()?.0)
+            }
+            '(' => Tok::Punct("("),
+            '[' => Tok::Punct("["),
+            '{' => Tok::Punct("{"),
+            ',' => Tok::Punct(","),
+            '@' => Tok::At,
+            // Prometheus's lexer reads the parenthesis before it finds it unmatched.
+            ')' => {
+                return Err(self.error(self.pos, "unexpected right parenthesis ')'".into()));
+            }
+            ']' => return Err(self.error(at, "unexpected right bracket ']'".into())),
+            '=' => match self.peek() {
+                Some('=') => self.op(at, 1),
+                Some('~') => {
+                    return Err(self.error(at, "unexpected character after '=': '~'".into()));
                 }
-            } else {
-                out.push(c);
+                _ => Tok::Punct("="),
+            },
+            '!' => match self.bump() {
+                Some('=') => self.op(at, 0),
+                c => {
+                    let c = c.unwrap_or('\u{FFFD}');
+                    return Err(self.error(
+                        at,
+                        format!("unexpected character after '!': {}", go_rune(c)),
+                    ));
+                }
+            },
+            '<' | '>' => {
+                let n = usize::from(self.peek() == Some('='));
+                self.op(at, n)
+            }
+            '+' | '-' | '*' | '/' | '%' | '^' => self.op(at, 0),
+            c => return Err(self.error(at, format!("unexpected character: {}", go_rune(c)))),
+        };
+        Ok((at, tok))
+    }
+
+    /// An operator starting at `at`, `more` bytes past the current position.
+    fn op(&mut self, at: usize, more: usize) -> Tok<'a> {
+        self.pos += more;
+        Tok::Op(&self.s[at..self.pos])
+    }
+
+    /// A number (`1`, `.5`, `1e3`, `0x1f`) or a duration (`5m`, `1h30m`) at the position.
+    fn number(&mut self) -> Lexed<'a> {
+        let at = self.pos;
+        if self.s[at..].starts_with("0x") || self.s[at..].starts_with("0X") {
+            self.pos += 2;
+            self.take_while(|c| c.is_ascii_hexdigit());
+        } else {
+            self.take_while(|c| c.is_ascii_digit() || c == '.');
+            if matches!(self.peek(), Some('e' | 'E'))
+                && self.s[self.pos + 1..]
+                    .trim_start_matches(['+', '-'])
+                    .starts_with(|c: char| c.is_ascii_digit())
+            {
+                self.bump();
+                self.take_while(|c| c == '+' || c == '-');
+                self.take_while(|c| c.is_ascii_digit());
+            }
+        }
+        let number = &self.s[at..self.pos];
+        if !self
+            .peek()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Ok((at, Tok::Number(number)));
+        }
+        // Digits followed by letters: a duration such as 1h30m, or nothing valid.
+        let word = self.take_while(|c| c.is_ascii_alphanumeric() || c == '_');
+        let text = &self.s[at..at + number.len() + word.len()];
+        if is_duration(text) {
+            return Ok((at, Tok::Duration(text)));
+        }
+        let mut msg = "bad number or duration syntax: ".to_string();
+        go_quote_into(&mut msg, number);
+        Err(self.error(at, msg))
+    }
+
+    /// A string literal at the position: its text with quotes, and its value.
+    fn string(&mut self) -> Result<(&'a str, String), SelectorError> {
+        let at = self.pos;
+        let quote = self.bump().unwrap_or('"');
+        let mut value = String::new();
+        loop {
+            let c = self.bump();
+            match c {
+                None if quote == '`' => {
+                    return Err(self.error(at, "unterminated raw string".into()));
+                }
+                None | Some('\n') if quote != '`' => {
+                    return Err(self.error(at, "unterminated quoted string".into()));
+                }
+                Some(c) if c == quote => return Ok((&self.s[at..self.pos], value)),
+                Some('\\') if quote != '`' => {
+                    let v = self.escape(quote).map_err(|m| self.error(at, m))?;
+                    value.push(v);
+                }
+                Some(c) => value.push(c),
+                None => unreachable!("handled above"),
             }
         }
     }
+
+    /// The character an escape (after its backslash) stands for, or Prometheus's complaint.
+    fn escape(&mut self, quote: char) -> Result<char, String> {
+        let Some(e) = self.bump() else {
+            return Err("escape sequence not terminated".into());
+        };
+        let (digits, radix, max) = match e {
+            'a' => return Ok('\u{07}'),
+            'b' => return Ok('\u{08}'),
+            'f' => return Ok('\u{0c}'),
+            'n' => return Ok('\n'),
+            'r' => return Ok('\r'),
+            't' => return Ok('\t'),
+            'v' => return Ok('\u{0b}'),
+            '\\' => return Ok('\\'),
+            c if c == quote => return Ok(c),
+            '0'..='7' => {
+                self.pos -= 1;
+                (3, 8, 255)
+            }
+            'x' => (2, 16, 255),
+            'u' => (4, 16, 0x10FFFF),
+            'U' => (8, 16, 0x10FFFF),
+            c => return Err(format!("unknown escape sequence {}", go_rune_u(c))),
+        };
+        let mut v: u32 = 0;
+        for _ in 0..digits {
+            match self.bump() {
+                None => return Err("escape sequence not terminated".into()),
+                Some(d) => match d.to_digit(radix) {
+                    Some(d) => v = v * radix + d,
+                    None => {
+                        return Err(format!(
+                            "illegal character {} in escape sequence",
+                            go_rune_u(d)
+                        ));
+                    }
+                },
+            }
+        }
+        match char::from_u32(v).filter(|_| v <= max) {
+            Some(c) => Ok(c),
+            None => Err("escape sequence is an invalid Unicode code point".into()),
+        }
+    }
+
+    /// The next token inside braces.
+    fn inner(&mut self) -> Lexed<'a> {
+        self.take_while(is_space);
+        let at = self.pos;
+        let Some(c) = self.bump() else {
+            return Err(self.error(at, "unexpected end of input inside braces".into()));
+        };
+        let tok = match c {
+            ',' => Tok::Punct(","),
+            '}' => Tok::Punct("}"),
+            '=' if self.peek() == Some('~') => self.op(at, 1),
+            '=' => Tok::Punct("="),
+            '!' => match self.peek() {
+                Some('=' | '~') => self.op(at, 1),
+                c => {
+                    let c = c.unwrap_or('\u{FFFD}');
+                    return Err(self.error(
+                        at,
+                        format!(
+                            "unexpected character after '!' inside braces: {}",
+                            go_rune(c)
+                        ),
+                    ));
+                }
+            },
+            '"' | '\'' | '`' => {
+                self.pos = at;
+                Tok::Str(self.string()?.0)
+            }
+            c if c.is_ascii_alphabetic() || c == '_' => {
+                self.pos = at;
+                Tok::Word(self.take_while(|c| c.is_ascii_alphanumeric() || c == '_'))
+            }
+            '{' => return Err(self.error(at, "unexpected left brace '{'".into())),
+            c => {
+                return Err(self.error(
+                    at,
+                    format!("unexpected character inside braces: {}", go_rune(c)),
+                ));
+            }
+        };
+        Ok((at, tok))
+    }
+
+    /// The matchers between braces, the `{` already read.
+    fn braces(&mut self, out: &mut Vec<Matcher>) -> Result<(), SelectorError> {
+        let unexpected = |lx: &Self, (at, t): (usize, Tok<'_>), expected: &str| {
+            lx.error(
+                at,
+                format!(
+                    "unexpected {} in label matching, expected {expected}",
+                    t.describe()
+                ),
+            )
+        };
+        loop {
+            let (at, t) = self.inner()?;
+            let name = match t {
+                Tok::Punct("}") => return Ok(()),
+                Tok::Word(w) => w.to_string(),
+                Tok::Str(raw) => self.value_of(at, raw)?,
+                t => return Err(unexpected(self, (at, t), "identifier or \"}\"")),
+            };
+            let op = self.inner()?;
+            let typ = match op.1 {
+                Tok::Punct("=") => MatchType::Equal,
+                Tok::Op("!=") => MatchType::NotEqual,
+                Tok::Op("=~") => MatchType::Regexp,
+                Tok::Op("!~") => MatchType::NotRegexp,
+                Tok::Punct(p @ ("," | "}")) if matches!(t, Tok::Str(_)) => {
+                    // A lone quoted name is the metric name.
+                    out.push(Matcher::equal(METRIC_NAME, name));
+                    if p == "}" {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                _ if matches!(t, Tok::Str(_)) => {
+                    return Err(unexpected(self, op, "\",\" or \"}\""));
+                }
+                _ => return Err(unexpected(self, op, "label matching operator")),
+            };
+            let value = match self.inner()? {
+                (vat, Tok::Str(raw)) => self.value_of(vat, raw)?,
+                v => return Err(unexpected(self, v, "string")),
+            };
+            let m = Matcher::new(typ, name, value)
+                .map_err(|e| self.error(at, format!("error parsing regexp: {}", e.reason)))?;
+            out.push(m);
+            match self.inner()? {
+                (_, Tok::Punct(",")) => {}
+                (_, Tok::Punct("}")) => return Ok(()),
+                t => return Err(unexpected(self, t, "\",\" or \"}\"")),
+            }
+        }
+    }
+
+    /// Reads the matchers of one pair of braces (the `{` already read): `Some(Some(error))` for
+    /// the first regex RE2 refuses, `Some(None)` when there is none, `None` when the braces
+    /// do not hold matchers.
+    fn braces_regex_error(&mut self) -> Option<Option<String>> {
+        loop {
+            let (at, name) = self.inner().ok()?;
+            match name {
+                Tok::Punct("}") => return Some(None),
+                Tok::Word(_) | Tok::Str(_) => {}
+                _ => return None,
+            }
+            let regex = match self.inner().ok()?.1 {
+                Tok::Op("=~" | "!~") => true,
+                Tok::Punct("=") | Tok::Op("!=") => false,
+                Tok::Punct(",") if matches!(name, Tok::Str(_)) => continue,
+                Tok::Punct("}") if matches!(name, Tok::Str(_)) => return Some(None),
+                _ => return None,
+            };
+            let Tok::Str(raw) = self.inner().ok()?.1 else {
+                return None;
+            };
+            if regex {
+                let value = self.value_of(self.pos - raw.len(), raw).ok()?;
+                if let Some(reason) = super::matcher::re2_refusal(&value) {
+                    let e = self.error(at, format!("error parsing regexp: {reason}"));
+                    return Some(Some(e.to_string()));
+                }
+            }
+            match self.inner().ok()?.1 {
+                Tok::Punct(",") => {}
+                Tok::Punct("}") => return Some(None),
+                _ => return None,
+            }
+        }
+    }
+
+    /// The value of the string literal `raw` lexed at `at`.
+    fn value_of(&self, at: usize, raw: &'a str) -> Result<String, SelectorError> {
+        let mut again = Lexer { s: self.s, pos: at };
+        again
+            .string()
+            .map(|(_, v)| v)
+            .map_err(|_| self.error(at, format!("bad string {raw}")))
+    }
+}
+
+/// Whether `s` is a Prometheus duration: one or more number-unit pairs, units ms, s, m, h,
+/// d, w, y.
+fn is_duration(s: &str) -> bool {
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return false;
+        }
+        rest = &rest[digits..];
+        let unit = ["ms", "s", "m", "h", "d", "w", "y"]
+            .into_iter()
+            .find(|u| rest.starts_with(u));
+        match unit {
+            Some(u) => rest = &rest[u.len()..],
+            None => return false,
+        }
+    }
+    !s.is_empty()
+}
+
+/// A rune as Go's `%q` writes it: `'x'`.
+fn go_rune(c: char) -> String {
+    let mut q = String::new();
+    go_quote_into(&mut q, &c.to_string());
+    let inner = &q[1..q.len() - 1];
+    match inner {
+        "\\\"" => "'\"'".to_string(),
+        "'" => "'\\''".to_string(),
+        _ => format!("'{inner}'"),
+    }
+}
+
+/// A rune as Go's `%#U` writes it: `U+007A 'z'`, without the character when it is not
+/// printable.
+fn go_rune_u(c: char) -> String {
+    let mut out = format!("U+{:04X}", c as u32);
+    if go_is_print(c) {
+        let _ = write!(out, " '{c}'");
+    }
+    out
 }
 
 #[cfg(test)]
@@ -227,6 +610,150 @@ mod tests {
             r#"{a=~"("}"#,
         ] {
             assert!(parse_selector(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn errors_read_as_prometheus_writes_them() {
+        // Prometheus 3.5.3's messages for these `match[]` values.
+        let cases = [
+            ("rate(x[5m])", r#"1:5: parse error: unexpected "(""#),
+            ("x[5m]", r#"1:2: parse error: unexpected "[""#),
+            ("x offset 5m", "1:3: parse error: unexpected <offset>"),
+            ("x + y", "1:3: parse error: unexpected <op:+>"),
+            ("1", r#"1:1: parse error: unexpected number "1""#),
+            ("x y", r#"1:3: parse error: unexpected identifier "y""#),
+            ("x sum", "1:3: parse error: unexpected <aggr:sum>"),
+            ("x end", r#"1:3: parse error: unexpected "end""#),
+            ("x 5ms", r#"1:3: parse error: unexpected duration "5ms""#),
+            (
+                "x 5x",
+                r#"1:3: parse error: bad number or duration syntax: "5""#,
+            ),
+            (
+                r#"x "abcdefghijklmno""#,
+                r#"1:3: parse error: unexpected string "\"abcdefghi"..."#,
+            ),
+            (
+                "x@",
+                r#"1:2: parse error: unexpected "<Item 57400>" <op:@>"#,
+            ),
+            ("x)", "1:3: parse error: unexpected right parenthesis ')'"),
+            ("x ]", "1:3: parse error: unexpected right bracket ']'"),
+            ("x.y", "1:2: parse error: unexpected character: '.'"),
+            (
+                "x !",
+                "1:3: parse error: unexpected character after '!': '\u{FFFD}'",
+            ),
+            (
+                r#"x{a="b" c="d"}"#,
+                r#"1:9: parse error: unexpected identifier "c" in label matching, expected "," or "}""#,
+            ),
+            (
+                "x{a=b}",
+                r#"1:5: parse error: unexpected identifier "b" in label matching, expected string"#,
+            ),
+            (
+                "x{a}",
+                r#"1:4: parse error: unexpected "}" in label matching, expected label matching operator"#,
+            ),
+            (
+                "{=}",
+                r#"1:2: parse error: unexpected "=" in label matching, expected identifier or "}""#,
+            ),
+            (
+                r#"{a="b"!="c"}"#,
+                r#"1:7: parse error: unexpected <op:!=> in label matching, expected "," or "}""#,
+            ),
+            (
+                "x{1=\"a\"}",
+                "1:3: parse error: unexpected character inside braces: '1'",
+            ),
+            (
+                "x{a!}",
+                "1:4: parse error: unexpected character after '!' inside braces: '}'",
+            ),
+            ("x{a{", "1:4: parse error: unexpected left brace '{'"),
+            (
+                "x{a=\"b\"",
+                "1:8: parse error: unexpected end of input inside braces",
+            ),
+            ("x{a=\"b}", "1:5: parse error: unterminated quoted string"),
+            ("x{a=`b", "1:5: parse error: unterminated raw string"),
+            (
+                r#"x{a="\z"}"#,
+                "1:5: parse error: unknown escape sequence U+007A 'z'",
+            ),
+            (
+                r#"x{a="\x4"}"#,
+                r#"1:5: parse error: illegal character U+0022 '"' in escape sequence"#,
+            ),
+            (
+                "x{a=\"b\",\nc=1}",
+                "2:3: parse error: unexpected character inside braces: '1'",
+            ),
+            ("", "unknown position: parse error: unexpected end of input"),
+            ("   ", "1:4: parse error: unexpected end of input"),
+            (
+                r#"{a=~"a(b"}"#,
+                "1:2: parse error: error parsing regexp: missing closing ): `a(b`",
+            ),
+            (
+                r#"{a=~"a**"}"#,
+                "1:2: parse error: error parsing regexp: invalid nested repetition operator: `**`",
+            ),
+            (
+                r#"{a=~"*"}"#,
+                "1:2: parse error: error parsing regexp: missing argument to repetition operator: `*`",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = parse_selector(text).unwrap_err().to_string();
+            assert_eq!(got, want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn takes_what_prometheus_takes() {
+        for (text, n) in [
+            (r#"{"a.b", c="d"}"#, 2),
+            (r#"x{a="b",}"#, 2),
+            ("x:y", 1),
+            ("sum", 1),
+            (r#"x{a="\141"} # comment"#, 2),
+            (r#"{"__name__"="x", a='b'}"#, 2),
+            (r#"x{__name__="y"}"#, 2),
+        ] {
+            let m = parse_selector(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(m.len(), n, "{text}");
+        }
+        let m = parse_selector(r#"{"a.b", c="d"}"#).unwrap();
+        assert_eq!(
+            (m[0].name.as_str(), m[0].value.as_str()),
+            (METRIC_NAME, "a.b")
+        );
+        assert_eq!(parse_selector(r#"x{a="\141"}"#).unwrap()[1].value, "a");
+    }
+
+    #[test]
+    fn finds_refused_regexes_in_queries() {
+        assert_eq!(
+            first_regex_error(r#"sum(rate(x{a=~"(b"}[5m])) by (c)"#).as_deref(),
+            Some("1:12: parse error: error parsing regexp: missing closing ): `(b`")
+        );
+        assert_eq!(
+            first_regex_error("x{a=\"{\"} +\n y{b=~\"c++\"}").as_deref(),
+            Some(
+                "2:4: parse error: error parsing regexp: invalid nested repetition operator: `++`"
+            )
+        );
+        for fine in [
+            r#"x{a=~"b+"} # {a=~"("}"#,
+            r#"x{a="("}"#,
+            "rate(x[5m])",
+            r#"x{a=~"a{1000}"}"#,
+        ] {
+            assert_eq!(first_regex_error(fine), None, "{fine}");
         }
     }
 }

@@ -128,8 +128,22 @@ fn parse_for(
     let text = duration_expr::rewrite(&text, times);
     // The parser panics on some input it should refuse (found by fuzzing); such a query is
     // reported as invalid rather than failing the request.
+    // Matcher regexes are checked with RE2's rules and words, as Prometheus compiles each
+    // matcher when its parser reads it: a refused one is the error even where this parser
+    // took the regex, or stopped later at the selector as a whole.
+    let regex_first = |e: &str| {
+        (e.starts_with("illegal regex") || e.starts_with("vector selector must contain"))
+            .then(|| crate::labels::first_regex_error(query))
+            .flatten()
+    };
     match std::panic::catch_unwind(|| promql_parser::parser::parse(&text)) {
-        Ok(parsed) => parsed.map_err(|e| PromqlError::Parse(parse_error(query, e))),
+        Ok(Ok(expr)) => match crate::labels::first_regex_error(query) {
+            Some(e) => Err(PromqlError::Parse(e)),
+            None => Ok(expr),
+        },
+        Ok(Err(e)) => Err(PromqlError::Parse(
+            regex_first(&e).unwrap_or_else(|| parse_error(query, e)),
+        )),
         Err(_) => Err(PromqlError::Parse("invalid promql query".into())),
     }
 }

@@ -270,7 +270,7 @@ fn series(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     }
     let (start, end) = time_range(form)?;
     let limit = limit_param(form)?;
-    let sets = parse_match_sets(&sets)?;
+    let sets = parse_match_sets(&sets, true)?;
     let view = open_view(st, form)?;
     let hints = SelectHints {
         func: Some("series".to_string()),
@@ -310,7 +310,7 @@ fn labels(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     // Label names and values come from whole blocks, which a reversed range still overlaps.
     let (start, end) = forwards(time_range(form)?);
     let limit = limit_param(form)?;
-    let sets = parse_match_sets(&form.all("match[]"))?;
+    let sets = parse_match_sets(&form.all("match[]"), false)?;
     let view = open_view(st, form)?;
     let mut names: Vec<String> = if sets.is_empty() {
         view.label_names(&[], start, end).map_err(storage_error)?
@@ -340,7 +340,7 @@ fn label_values(st: &ApiState, form: &Form, name: &str) -> Result<Reply, ApiErro
     }
     let (start, end) = forwards(time_range(form)?);
     let limit = limit_param(form)?;
-    let sets = parse_match_sets(&form.all("match[]"))?;
+    let sets = parse_match_sets(&form.all("match[]"), false)?;
     let view = open_view(st, form)?;
     let mut values: Vec<String> = if sets.is_empty() {
         view.label_values(&name, &[], start, end)

@@ -239,17 +239,25 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("cannot parse {s:?} to a valid duration"))
 }
 
-/// Parses every `match[]` selector; each must hold a matcher that does not match "".
-pub fn parse_match_sets(values: &[&str]) -> Result<Vec<Vec<Matcher>>, ApiError> {
+/// Parses every `match[]` selector; each must hold a matcher that does not match "". The
+/// series API reports a bad one as an invalid `match[]` parameter, the label APIs with the
+/// bare message, as Prometheus does.
+pub fn parse_match_sets(values: &[&str], as_param: bool) -> Result<Vec<Vec<Matcher>>, ApiError> {
     values
         .iter()
         .map(|v| {
-            parse_selector(v).map_err(|e| match e {
-                SelectorError::NoNonEmptyMatcher => ApiError::invalid_param(
-                    "match[]",
-                    "match[] must contain at least one non-empty matcher",
-                ),
-                e => ApiError::invalid_param("match[]", e),
+            parse_selector(v).map_err(|e| {
+                let msg = match e {
+                    SelectorError::NoNonEmptyMatcher => {
+                        "match[] must contain at least one non-empty matcher".to_string()
+                    }
+                    e => e.to_string(),
+                };
+                if as_param {
+                    ApiError::invalid_param("match[]", msg)
+                } else {
+                    ApiError::bad_data(msg)
+                }
             })
         })
         .collect()
