@@ -192,6 +192,21 @@ fn series_labels_and_values_match_prometheus_byte_for_byte() {
         "sum(rate(x{a=~\"(b\"}[5m])) by (c)",
         "x{a=\"{\"} + y{b=~\"c++\"}",
         "{a=~\"a**\"}",
+        // Selector errors inside a query, placed and worded by the selector lexer.
+        "sum(x{a=\"b\" c=\"d\"})",
+        "rate(x{a=b}[5m])",
+        "x + y{a}",
+        "x{a=\"b\"} + y{__name__=\"z\"}",
+        "x{a=\"b\"}}",
+        "stddev(x{case!=\"drop\",grp!=\"\"a\"}) without (case)",
+        "(month(x{{grp!~\"b|a\"} offset 5m)))",
+        // Empty arguments, ranges of nothing, a stray `!`.
+        "clamp(limitk (1,, x), 5, 1)",
+        "acosh(1e308 >= (last_over_time(x[0s])))",
+        "rate(x[5m:0s])",
+        "x{a!~\"b\"}[0]",
+        "edge_gaugegrp!~\"a|b\",grp=~\"a|b\"}",
+        "x !",
     ] {
         assert_same(&pair, &format!("/api/v1/query?{}", q(&[("query", query)])));
     }

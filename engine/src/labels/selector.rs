@@ -93,6 +93,62 @@ pub fn first_regex_error(query: &str) -> Option<String> {
     None
 }
 
+/// The first error inside the selectors of `query` (PromQL text), as Prometheus's parser
+/// reports it: a malformed matcher list, a refused regex, a metric name given both before the
+/// braces and as `__name__`, or a `}` closing nothing. `None` when the selectors are sound
+/// (an error elsewhere is the PromQL parser's to report).
+pub fn first_brace_error(query: &str) -> Option<String> {
+    let mut lx = Lexer { s: query, pos: 0 };
+    // The metric name just before the current position, and where it starts.
+    let mut name: Option<(usize, &str)> = None;
+    while let Some(c) = lx.peek() {
+        match c {
+            '"' | '\'' | '`' => {
+                lx.string().ok()?;
+                name = None;
+            }
+            '#' => {
+                lx.take_while(|c| c != '\n');
+            }
+            c if is_space(c) => {
+                lx.bump();
+            }
+            c if is_word_start(c) => {
+                let at = lx.pos;
+                let w = lx.take_while(|c| is_word_start(c) || c.is_ascii_digit());
+                name = Some((at, w));
+            }
+            '}' => {
+                return Some(
+                    lx.error(lx.pos, "unexpected character: '}'".into())
+                        .to_string(),
+                );
+            }
+            '{' => {
+                lx.bump();
+                let mut ms = Vec::new();
+                if let Err(e) = lx.braces(&mut ms) {
+                    return Some(e.to_string());
+                }
+                let named = ms.iter().find(|m| m.name == METRIC_NAME);
+                if let (Some((at, metric)), Some(m)) = (name, named) {
+                    let mut msg = "metric name must not be set twice: ".to_string();
+                    go_quote_into(&mut msg, metric);
+                    msg.push_str(" or ");
+                    go_quote_into(&mut msg, &m.value);
+                    return Some(lx.error(at, msg).to_string());
+                }
+                name = None;
+            }
+            _ => {
+                lx.bump();
+                name = None;
+            }
+        }
+    }
+    None
+}
+
 /// A token, as Prometheus's lexer sorts them (for parsing and for naming them in errors).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tok<'a> {

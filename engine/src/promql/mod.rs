@@ -139,7 +139,14 @@ fn parse_for(
     match std::panic::catch_unwind(|| promql_parser::parser::parse(&text)) {
         Ok(Ok(expr)) => match crate::labels::first_regex_error(query) {
             Some(e) => Err(PromqlError::Parse(e)),
-            None => Ok(expr),
+            // The parser takes a bare `[0]`; Prometheus refuses a range of nothing.
+            None => match unquoted_offset(query, zero_duration_at) {
+                Some(off) => Err(PromqlError::Parse(positions::placed(
+                    positions::line_col(query, off),
+                    "duration must be greater than 0",
+                ))),
+                None => Ok(expr),
+            },
         },
         Ok(Err(e)) => Err(PromqlError::Parse(
             regex_first(&e).unwrap_or_else(|| parse_error(query, e)),
@@ -155,6 +162,25 @@ fn parse_for(
 /// nothing in it has its own form. Other messages keep the parser's wording, without a
 /// position (the parser does not report one).
 fn parse_error(query: &str, msg: String) -> String {
+    // Errors inside a selector's braces: the parser's words for them are its own (or a bare
+    // "invalid promql query"); the selector lexer words and places them as Prometheus does.
+    let in_braces = msg.contains("label matching")
+        || msg.contains("label matcher")
+        || msg.starts_with("unknown escape sequence")
+        || msg.starts_with("metric name must not be set twice")
+        || msg.starts_with("unexpected right brace")
+        || msg.starts_with("unexpected left brace")
+        || msg.starts_with("unterminated quoted string")
+        || msg == "invalid promql query";
+    if in_braces && let Some(e) = crate::labels::first_brace_error(query) {
+        return e;
+    }
+    if msg == "'!' can not be at the end"
+        && let Some(off) = query.rfind('!')
+    {
+        let msg = "unexpected character after '!': '\u{FFFD}'";
+        return positions::placed(positions::line_col(query, off), msg);
+    }
     let msg = match msg.as_str() {
         "unexpected end of input inside brackets" => match positions::open_bracket_at_end(query) {
             Some((_, false)) => "unexpected end of input in duration expression".to_string(),
@@ -182,6 +208,20 @@ fn parse_error(query: &str, msg: String) -> String {
         None => msg,
     };
     if let Some(off) = positions::lexical_error_offset(query, &msg) {
+        return positions::placed(positions::line_col(query, off), &msg);
+    }
+    if let Some(off) = unquoted_offset(query, |b, i| match msg.as_str() {
+        // An empty argument between two commas: Prometheus points at the first.
+        "trailing commas not allowed in function call args" => {
+            b[i] == b',' && b[i + 1..].trim_ascii_start().first() == Some(&b',')
+        }
+        // A range or subquery of nothing: at its duration.
+        "duration must be greater than 0" => zero_duration_at(b, i),
+        _ => msg
+            .strip_prefix("unexpected character after '!': '")
+            .and_then(|r| r.strip_suffix('\''))
+            .is_some_and(|c| b[i] == b'!' && b[i + 1..].starts_with(c.as_bytes())),
+    }) {
         return positions::placed(positions::line_col(query, off), &msg);
     }
     // Prometheus quotes names Go's way, calls types by their PromQL names and points at the
@@ -273,4 +313,56 @@ fn decode_byte_escapes(q: &str) -> std::borrow::Cow<'_, str> {
 /// The query pretty-printed the way `/api/v1/format_query` answers.
 pub fn format_query(query: &str) -> Result<String, PromqlError> {
     Ok(parse(query)?.prettify())
+}
+
+/// The first byte offset outside string literals and comments where `at(bytes, offset)` holds.
+fn unquoted_offset(query: &str, at: impl Fn(&[u8], usize) -> bool) -> Option<usize> {
+    let b = query.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'"' | b'\'' | b'`') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += if b[i] == b'\\' && q != b'`' { 2 } else { 1 };
+                }
+            }
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            _ if at(b, i) => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Whether a range's or subquery's duration at `i` is zero: right after its `[`, or after
+/// the `:` of a subquery.
+fn zero_duration_at(b: &[u8], i: usize) -> bool {
+    let Some(&before) = i.checked_sub(1).and_then(|p| b.get(p)) else {
+        return false;
+    };
+    let in_brackets = || {
+        let open = b[..i].iter().rposition(|&c| c == b'[');
+        let close = b[..i].iter().rposition(|&c| c == b']');
+        open.is_some() && close < open
+    };
+    (before == b'[' || (before == b':' && in_brackets())) && is_zero_duration(&b[i..])
+}
+
+/// Whether `b` starts with a zero duration (`0`, `0s`, `0m0s`) ended by `]` or `:`.
+fn is_zero_duration(b: &[u8]) -> bool {
+    let end = b
+        .iter()
+        .position(|&c| c == b']' || c == b':')
+        .unwrap_or(b.len());
+    let d = b[..end].trim_ascii();
+    !d.is_empty()
+        && d[0].is_ascii_digit()
+        && d.iter()
+            .all(|&c| c == b'0' || c == b'.' || c.is_ascii_alphabetic())
 }
