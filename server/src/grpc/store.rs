@@ -22,7 +22,6 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use super::frames::{FRAME_HEADER, SeriesFrames, put_frame};
-use gauntlet_engine::store::FrameEncoder;
 
 /// Largest Series request body read, bytes.
 const MAX_SERIES_REQUEST_BYTES: usize = 4 << 20;
@@ -210,14 +209,10 @@ impl StoreService {
             let status = loop {
                 match stream.next_batch().await {
                     Ok(Some(mut batch)) => {
-                        let written = batch.take_encoded().unwrap_or_else(|| {
-                            let mut e = gauntlet_engine::store::Encoded::default();
-                            for i in 0..batch.len() {
-                                framing.encode_series(&batch, i, &mut e.bytes);
-                                e.ends.push(e.bytes.len() as u32);
-                            }
-                            e
-                        });
+                        if !batch.is_encoded() {
+                            batch.encode_with(&framing);
+                        }
+                        let written = batch.take_encoded().unwrap_or_default();
                         drop(batch);
                         if tx
                             .send(Ok(Frame::data(framing.frames(written))))
