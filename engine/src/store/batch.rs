@@ -40,6 +40,9 @@ pub struct Encoded {
     pub bytes: Vec<u8>,
     /// Where each series ends in `bytes` (exclusive), in batch order.
     pub ends: Vec<u32>,
+    /// The bytes also hold what belongs to groups of series (headers of frames carrying
+    /// several), so one series cannot be cut out of them on its own.
+    pub grouped: bool,
 }
 
 /// Writes series in a wire format (the server's Series frames) on the engine cores, so the
@@ -47,6 +50,21 @@ pub struct Encoded {
 pub trait FrameEncoder: Send + Sync + std::fmt::Debug {
     /// Appends series `i` of `batch`, encoded, to `out`.
     fn encode_series(&self, batch: &SeriesBatch, i: usize, out: &mut Vec<u8>);
+
+    /// Every series of `batch`, encoded; by default one after another with
+    /// [`FrameEncoder::encode_series`].
+    fn encode_batch(&self, batch: &SeriesBatch) -> Encoded {
+        let mut e = Encoded {
+            bytes: Vec::with_capacity(batch.bytes()),
+            ends: Vec::with_capacity(batch.len()),
+            grouped: false,
+        };
+        for i in 0..batch.len() {
+            self.encode_series(batch, i, &mut e.bytes);
+            e.ends.push(e.bytes.len() as u32);
+        }
+        e
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -125,15 +143,7 @@ impl SeriesBatch {
 
     /// Encodes every series with `enc`, keeping the bytes with the batch.
     pub fn encode_with(&mut self, enc: &dyn FrameEncoder) {
-        let mut e = Encoded {
-            bytes: Vec::with_capacity(self.bytes()),
-            ends: Vec::with_capacity(self.len()),
-        };
-        for i in 0..self.len() {
-            enc.encode_series(self, i, &mut e.bytes);
-            e.ends.push(e.bytes.len() as u32);
-        }
-        self.encoded = Some(e);
+        self.encoded = Some(enc.encode_batch(self));
     }
 
     /// The encoded series, taken out of the batch, when the batch still matches them.
@@ -419,6 +429,9 @@ impl SeriesBatch {
     /// Drops the series started last (it turned out not to be served). Its label bytes stay in
     /// the arena, where later labels may share them.
     pub fn pop_series(&mut self) {
+        if self.encoded.as_ref().is_some_and(|e| e.grouped) {
+            self.encoded = None;
+        }
         if let Some(enc) = &mut self.encoded {
             enc.ends.pop();
             let end = enc.ends.last().map_or(0, |&e| e as usize);
@@ -441,9 +454,10 @@ impl SeriesBatch {
     /// Copies series `i` of `from` to the end of this batch; payloads are shared, not copied.
     pub fn copy_series(&mut self, from: &SeriesBatch, i: usize) {
         // The encoded bytes follow when both sides carry theirs (or this batch is empty).
-        let keep = (self.is_empty() || self.encoded.is_some())
+        let keep = (self.is_empty() || self.encoded.as_ref().is_some_and(|e| !e.grouped))
             .then_some(from.encoded.as_ref())
             .flatten()
+            .filter(|e| !e.grouped)
             .map(|e| {
                 let start = if i == 0 { 0 } else { e.ends[i - 1] as usize };
                 e.bytes[start..e.ends[i] as usize].to_vec()

@@ -1,11 +1,11 @@
 //! `thanos.SeriesResponse` frames written straight from a series batch's label and chunk
 //! bytes: no message structs, no `String` per label, one buffer per batch. The bytes are what
 //! prost writes for the same `SeriesResponse { series }` (field numbers in
-//! `wire-and-formats.md` §1.4–1.5; the unit test holds the two to each other), each framed for
-//! gRPC (a zero compression flag, the big-endian length, the message).
+//! `wire-and-formats.md` §1.4–1.5; the unit tests hold the two to each other), each framed for
+//! gRPC (a zero compression flag, the big-endian length, the message), or, when the request
+//! asks for batches, several series to a `SeriesResponse { batch }` frame.
 
-use bytes::Bytes;
-use gauntlet_engine::store::{ChunkView, FrameEncoder, SeriesBatch};
+use gauntlet_engine::store::{ChunkView, Encoded, FrameEncoder, SeriesBatch};
 
 /// Bytes of the gRPC frame header: compression flag and `BE32` length.
 pub const FRAME_HEADER: usize = 5;
@@ -111,30 +111,6 @@ impl SeriesFrames {
             batch: usize::try_from(response_batch_size).unwrap_or(1).max(1),
         }
     }
-
-    /// The gRPC frames of a batch of series written by this encoder: the written bytes
-    /// themselves when each series is its own frame, else the series grouped into
-    /// `SeriesResponse.batch` frames. The groups are copied behind their headers into one
-    /// buffer: as separate pieces, each header would go out as an HTTP/2 frame of its own.
-    pub fn frames(&self, enc: gauntlet_engine::store::Encoded) -> Bytes {
-        if self.batch <= 1 || enc.ends.is_empty() {
-            return Bytes::from(enc.bytes);
-        }
-        let groups = enc.ends.len().div_ceil(self.batch);
-        let mut out = Vec::with_capacity(enc.bytes.len() + groups * (FRAME_HEADER + 6));
-        let (mut start, mut count) = (0usize, 0usize);
-        for (i, &end) in enc.ends.iter().enumerate() {
-            count += 1;
-            let end = end as usize;
-            let last = i + 1 == enc.ends.len();
-            if last || count == self.batch || end - start >= MAX_BATCH_BYTES {
-                put_batch_header(end - start, &mut out);
-                out.extend_from_slice(&enc.bytes[start..end]);
-                (start, count) = (end, 0);
-            }
-        }
-        Bytes::from(out)
-    }
 }
 
 /// Appends the frame header and `SeriesResponse.batch` tag and length for a batch whose
@@ -150,60 +126,133 @@ fn put_batch_header(n: usize, out: &mut Vec<u8>) {
 
 impl FrameEncoder for SeriesFrames {
     fn encode_series(&self, batch: &SeriesBatch, i: usize, out: &mut Vec<u8>) {
-        put_series(batch, i, self.batch <= 1, out);
+        put_series(batch, i, self.batch <= 1, &mut Vec::new(), out);
+    }
+
+    /// One frame per series, or groups of up to `batch` series (and at most
+    /// [`MAX_BATCH_BYTES`]) each behind one header, written in place: each group's series are
+    /// measured first, so its header goes out with its exact length.
+    fn encode_batch(&self, b: &SeriesBatch) -> Encoded {
+        let mut e = Encoded {
+            bytes: Vec::with_capacity(b.bytes() + b.len().div_ceil(self.batch) * 16),
+            ends: Vec::with_capacity(b.len()),
+            grouped: self.batch > 1,
+        };
+        let mut hashes = Vec::new();
+        if self.batch <= 1 {
+            for i in 0..b.len() {
+                put_series(b, i, true, &mut hashes, &mut e.bytes);
+                e.ends.push(e.bytes.len() as u32);
+            }
+            return e;
+        }
+        let mut group: Vec<Measured> = Vec::with_capacity(self.batch.min(b.len()));
+        let mut i = 0;
+        while i < b.len() {
+            let (first, mut total) = (i, 0);
+            hashes.clear();
+            while i < b.len() && group.len() < self.batch && total < MAX_BATCH_BYTES {
+                let m = measure(b, i, &mut hashes);
+                total += field_len(m.len());
+                group.push(m);
+                i += 1;
+            }
+            put_batch_header(total, &mut e.bytes);
+            let mut h = 0;
+            for (k, m) in group.drain(..).enumerate() {
+                h += put_measured(b, first + k, m, &hashes[h..], &mut e.bytes);
+                e.ends.push(e.bytes.len() as u32);
+            }
+        }
+        e
+    }
+}
+
+/// A series sized for writing.
+enum Measured {
+    /// An XOR series: its `Series` message length and how many chunk hashes it added.
+    Fast { len: usize, chunks: usize },
+    /// Any other series, encoded by prost.
+    General(Vec<u8>),
+}
+
+impl Measured {
+    /// Bytes of the `Series` message.
+    fn len(&self) -> usize {
+        match self {
+            Measured::Fast { len, .. } => *len,
+            Measured::General(v) => v.len(),
+        }
+    }
+}
+
+/// Sizes series `i` of `b`, appending its chunks' hashes to `hashes` on the fast path.
+fn measure(b: &SeriesBatch, i: usize, hashes: &mut Vec<u64>) -> Measured {
+    if b.chunks(i).any(|c| c.encoding != XOR) {
+        // Downsampled (aggregate) and histogram chunks take the general path: rare, and their
+        // wire form has more fields than this writer covers.
+        return Measured::General(prost::Message::encode_to_vec(
+            &super::convert::batch_series(b, i),
+        ));
+    }
+    let mut len = 0;
+    for (n, v) in b.labels(i) {
+        len += field_len(label_len(n, v));
+    }
+    let before = hashes.len();
+    for c in b.chunks(i) {
+        let h = xxhash_rust::xxh64::xxh64(c.data, 0);
+        hashes.push(h);
+        len += field_len(aggr_len(&c, chunk_len(c.data, h)));
+    }
+    Measured::Fast {
+        len,
+        chunks: hashes.len() - before,
+    }
+}
+
+/// Writes series `i` of `b`, measured as `m`, as field 1 holding a `thanos.Series`; its
+/// chunk hashes start `hashes`. Returns how many hashes it used.
+fn put_measured(
+    b: &SeriesBatch,
+    i: usize,
+    m: Measured,
+    hashes: &[u64],
+    out: &mut Vec<u8>,
+) -> usize {
+    out.push(0x0A);
+    put_varint(out, m.len() as u64);
+    match m {
+        Measured::General(v) => {
+            out.extend_from_slice(&v);
+            0
+        }
+        Measured::Fast { chunks, .. } => {
+            put_series_body(b, i, &hashes[..chunks], out);
+            chunks
+        }
     }
 }
 
 /// TSDB chunk encoding byte of XOR chunks, the only ones written by the fast path.
 const XOR: u8 = 1;
 
-/// Chunks per series whose hashes are kept on the stack.
-const STACK_CHUNKS: usize = 32;
-
 /// Appends series `i` of `b` as a length-delimited field 1 holding a `thanos.Series`: that is
 /// both a whole `SeriesResponse { series }` and one element of `SeriesBatch.series`. With
 /// `framed`, the gRPC frame header goes first, making it a frame of its own. Chunks carry the
-/// xxhash64 of their payload, as the querier uses it to drop duplicates.
-fn put_series(b: &SeriesBatch, i: usize, framed: bool, out: &mut Vec<u8>) {
-    if b.chunks(i).any(|c| c.encoding != XOR) {
-        // Downsampled (aggregate) and histogram chunks take the general path: rare, and their
-        // wire form has more fields than this writer covers.
-        let series = prost::Message::encode_to_vec(&super::convert::batch_series(b, i));
-        if framed {
-            out.push(0);
-            out.extend_from_slice(&(field_len(series.len()) as u32).to_be_bytes());
-        }
-        out.push(0x0A);
-        put_varint(out, series.len() as u64);
-        out.extend_from_slice(&series);
-        return;
-    }
-    let n = b.num_chunks(i);
-    let mut stack = [0u64; STACK_CHUNKS];
-    let mut heap = Vec::new();
-    let hashes: &mut [u64] = if n <= STACK_CHUNKS {
-        &mut stack[..n]
-    } else {
-        heap.resize(n, 0);
-        &mut heap
-    };
-    let mut series = 0;
-    for (n, v) in b.labels(i) {
-        series += field_len(label_len(n, v));
-    }
-    for (c, h) in b.chunks(i).zip(hashes.iter_mut()) {
-        *h = xxhash_rust::xxh64::xxh64(c.data, 0);
-        series += field_len(aggr_len(&c, chunk_len(c.data, *h)));
-    }
-    let msg = field_len(series);
-    out.reserve(FRAME_HEADER + msg);
+/// xxhash64 of their payload, as the querier uses it to drop duplicates; `hashes` is scratch.
+fn put_series(b: &SeriesBatch, i: usize, framed: bool, hashes: &mut Vec<u64>, out: &mut Vec<u8>) {
+    hashes.clear();
+    let m = measure(b, i, hashes);
     if framed {
         out.push(0);
-        out.extend_from_slice(&(msg as u32).to_be_bytes());
+        out.extend_from_slice(&(field_len(m.len()) as u32).to_be_bytes());
     }
-    // SeriesResponse.series (1), or one SeriesBatch.series (1).
-    out.push(0x0A);
-    put_varint(out, series as u64);
+    put_measured(b, i, m, hashes, out);
+}
+
+/// The fields of series `i` of `b` (an XOR series), its chunks' hashes given.
+fn put_series_body(b: &SeriesBatch, i: usize, hashes: &[u64], out: &mut Vec<u8>) {
     for (n, v) in b.labels(i) {
         put_label(n, v, out);
     }
@@ -242,6 +291,7 @@ pub fn put_frame(msg: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use gauntlet_engine::store::RawChunk;
     use gauntlet_proto::thanos::{self, series_response};
     use prost::Message;
@@ -278,7 +328,7 @@ mod tests {
         }
         for i in 0..b.len() {
             let mut out = Vec::new();
-            put_series(&b, i, true, &mut out);
+            put_series(&b, i, true, &mut Vec::new(), &mut out);
             let want = thanos::SeriesResponse {
                 result: Some(series_response::Result::Series(
                     super::super::convert::batch_series(&b, i),
@@ -351,7 +401,9 @@ mod tests {
             let mut batch = b.clone();
             batch.encode_with(&enc);
             let written = batch.take_encoded().expect("encoded");
-            let wire = enc.frames(written);
+            assert_eq!(written.grouped, enc.batch > 1);
+            assert_eq!(written.ends.len(), b.len());
+            let wire = written.bytes;
             let mut got = Vec::new();
             for r in decode_frames(&wire) {
                 match r.result {
@@ -368,6 +420,14 @@ mod tests {
                 }
             }
             assert_eq!(got, want, "batch size {size}");
+        }
+        // Grouped bytes cannot lose a series on their own: dropping one drops them, and the
+        // sender writes the batch again; series written one by one are cut.
+        for (size, kept) in [(4, false), (1, true)] {
+            let mut batch = b.clone();
+            batch.encode_with(&SeriesFrames::for_request(size));
+            batch.pop_series();
+            assert_eq!(batch.is_encoded(), kept, "batch size {size}");
         }
     }
 }

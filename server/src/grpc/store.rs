@@ -215,7 +215,7 @@ impl StoreService {
                         let written = batch.take_encoded().unwrap_or_default();
                         drop(batch);
                         if tx
-                            .send(Ok(Frame::data(framing.frames(written))))
+                            .send(Ok(Frame::data(Bytes::from(written.bytes))))
                             .await
                             .is_err()
                         {
