@@ -346,7 +346,18 @@ impl<'a> Lexer<'a> {
             self.pos += 2;
             self.take_while(|c| c.is_ascii_hexdigit());
         } else {
-            self.take_while(|c| c.is_ascii_digit() || c == '.');
+            self.take_while(|c| c.is_ascii_digit());
+            if self.peek() == Some('.') {
+                self.bump();
+                self.take_while(|c| c.is_ascii_digit());
+            }
+            if self.peek() == Some('.') {
+                // A second point: Prometheus's lexer takes it and gives up there.
+                self.bump();
+                let mut msg = "bad number or duration syntax: ".to_string();
+                go_quote_into(&mut msg, &self.s[at..self.pos]);
+                return Err(self.error(at, msg));
+            }
             if matches!(self.peek(), Some('e' | 'E'))
                 && self.s[self.pos + 1..]
                     .trim_start_matches(['+', '-'])
