@@ -11,6 +11,7 @@ use promql_parser::parser::{AggregateExpr, LabelModifier};
 use super::{Col, Evaluator, Steps, Val, absent, is_absent};
 use crate::labels::{Label, Labels};
 use crate::promql::error::PromqlError;
+use crate::promql::functions::go_sort::go_sort;
 use crate::promql::functions::{kahan_inc, quantile_sorted, sort_floats};
 
 /// Whether a label of a series is part of its group's labels.
@@ -859,28 +860,24 @@ fn heap_fix(h: &mut [(f64, usize)], i: usize, top: bool) {
 }
 
 /// The heap's members best first, in the order Prometheus lists an instant `topk`: Go's
-/// `sort.Sort` of the reversed heap, which for up to 12 members is an insertion sort over the
-/// heap's array (beyond that, a stable sort by value stands in for Go's unstable one).
+/// `sort.Sort` of the reversed heap.
 fn best_first(h: &[(f64, usize)], top: bool) -> Vec<(f64, usize)> {
     let mut v = h.to_vec();
-    if v.len() <= 12 {
-        for i in 1..v.len() {
-            let mut j = i;
-            while j > 0 && heap_less(top, v[j - 1].0, v[j].0) {
-                v.swap(j, j - 1);
-                j -= 1;
-            }
-        }
-    } else {
-        v.sort_by(|a, b| {
-            if top {
-                desc_nan_last(a.0, b.0)
-            } else {
-                asc_nan_last(a.0, b.0)
-            }
-        });
-    }
+    go_sort(&mut v, |a, b| heap_less(top, b.0, a.0));
     v
+}
+
+/// The order Prometheus lists an instant `limitk` or `limit_ratio` group in: each member
+/// (value, id), in input order, pushed onto `topk`'s min-heap, whose array is then read as it
+/// stands.
+fn pushed_heap_order(members: impl Iterator<Item = (f64, usize)>) -> Vec<usize> {
+    let mut h: Vec<(f64, usize)> = Vec::new();
+    for m in members {
+        h.push(m);
+        let last = h.len() - 1;
+        heap_up(&mut h, last, true);
+    }
+    h.into_iter().map(|(_, m)| m).collect()
 }
 
 /// `k` per step of `topk`/`bottomk`/`limitk` as Prometheus 3.5 reads the parameter: 0 (take
@@ -1135,7 +1132,14 @@ fn finish_members(
                         keep[ci][i] = sel && !is_absent(c.v[i]);
                     }
                 }
-                order.extend(0..cols.len());
+                if n == 1 {
+                    for (_, _, members) in &groups {
+                        let kept = members.iter().copied().filter(|&m| keep[m][0]);
+                        order.extend(pushed_heap_order(kept.map(|m| (cols[m].v[0], m))));
+                    }
+                } else {
+                    order.extend(0..cols.len());
+                }
             } else {
                 let mut buf: Vec<usize> = Vec::new();
                 for (i, k) in k_per_step(&p).into_iter().enumerate() {
@@ -1168,7 +1172,9 @@ fn finish_members(
                         for &m in &buf {
                             keep[m][i] = true;
                         }
-                        if n == 1 {
+                        if n == 1 && op == Op::LimitK {
+                            order.extend(pushed_heap_order(buf.iter().map(|&m| (cols[m].v[i], m))));
+                        } else if n == 1 {
                             order.extend(buf.iter().copied());
                         }
                     }
