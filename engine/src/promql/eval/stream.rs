@@ -139,6 +139,8 @@ struct Scratch {
 struct SeriesOut {
     col: Option<Col>,
     note: Option<String>,
+    /// The error the series fails the query with (a function parameter checked per call).
+    fail: Option<String>,
     /// Samples decoded for the series (held while it was processed).
     decoded: usize,
     /// Whether the series had samples to work on (range functions: after stale markers).
@@ -159,6 +161,7 @@ impl SeriesKernel {
         let mut out = SeriesOut {
             col: None,
             note: None,
+            fail: None,
             decoded,
             selected: false,
         };
@@ -182,6 +185,10 @@ impl SeriesKernel {
                     return out;
                 }
                 out.selected = true;
+                out.fail = call.param_error(&ts[..n], ends, *range);
+                if out.fail.is_some() {
+                    return out;
+                }
                 call.column(&ts[..n], &val[..n], ends, *range, &self.steps, buf, &mut v);
                 out.note = call.counter_note(&labels, &v);
                 !call.keeps_name()
@@ -582,6 +589,9 @@ impl<'a> Evaluator<'a> {
                         &mut sc.samples.val[span.clone()],
                         &mut sc.buf,
                     );
+                    if let Some(msg) = r.fail {
+                        return Err(PromqlError::Execution(msg));
+                    }
                     out.decoded += r.decoded;
                     out.selected |= r.selected;
                     out.notes.extend(r.note);
