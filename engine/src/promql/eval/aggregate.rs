@@ -606,8 +606,7 @@ impl Aggregator {
                     .collect();
                 finish_members(
                     ev,
-                    self.op,
-                    &self.op_name,
+                    (self.op, &self.op_name, self.modifier.as_ref()),
                     (self.param.as_ref(), &self.param_at),
                     cols,
                     groups,
@@ -1014,8 +1013,7 @@ type MemberGroup = (Labels, bool, Vec<usize>);
 #[allow(clippy::too_many_arguments)]
 fn finish_members(
     ev: &mut Evaluator<'_>,
-    op: Op,
-    op_name: &str,
+    (op, op_name, modifier): (Op, &str, Option<&LabelModifier>),
     (param, param_at): (Option<&Val>, &str),
     cols: Vec<Col>,
     groups: Vec<MemberGroup>,
@@ -1073,6 +1071,10 @@ fn finish_members(
                     go_quoted(&label)
                 )));
             }
+            // Prometheus sets the value label before it groups, so `without` takes it off
+            // again when it is listed or is the metric name: the values then count together.
+            let value_dropped = matches!(modifier, Some(LabelModifier::Exclude(w))
+                if label == "__name__" || super::listed(&w.labels, &label));
             let mut out: Vec<Col> = Vec::new();
             let mut idx: HashMap<Labels, usize> = HashMap::new();
             for (g, _, members) in &groups {
@@ -1084,8 +1086,10 @@ fn finish_members(
                         }
                         let mut ls: Vec<Label> =
                             g.iter().filter(|l| l.name != label).cloned().collect();
-                        ls.push(Label::new(label.as_str(), format_float(x)));
-                        ls.sort();
+                        if !value_dropped {
+                            ls.push(Label::new(label.as_str(), format_float(x)));
+                            ls.sort();
+                        }
                         let labels = Labels::from_sorted(ls);
                         let k = *idx.entry(labels.clone()).or_insert_with(|| {
                             out.push(Col {

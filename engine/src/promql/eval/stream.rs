@@ -632,12 +632,14 @@ impl<'a> Evaluator<'a> {
                 // A small selection ends here; a large one on one core carries on.
                 more = stream.next_batch()?;
                 if more.is_some() && workers > 1 {
-                    return self.stream_pool(more, stream, &task, &mut absorb, kernel, workers);
+                    self.stream_pool(more, stream, &task, &mut absorb, workers)?;
+                    return self.finish_stream(kernel, selected);
                 }
             }
             return self.finish_stream(kernel, selected);
         }
-        self.stream_pool(Some(first), stream, &task, &mut absorb, kernel, workers)
+        self.stream_pool(Some(first), stream, &task, &mut absorb, workers)?;
+        self.finish_stream(kernel, selected)
     }
 
     /// The parallel half of [`Evaluator::stream_partials`]: `first` and the rest of `stream`
@@ -650,7 +652,6 @@ impl<'a> Evaluator<'a> {
         mut stream: Box<dyn SeriesStream + 'a>,
         task: &F,
         absorb: &mut Absorb<'_, Self, P>,
-        kernel: &SeriesKernel,
         workers: usize,
     ) -> Result<(), PromqlError>
     where
@@ -748,8 +749,7 @@ impl<'a> Evaluator<'a> {
                 }
             }
             Ok(())
-        })?;
-        self.finish_stream(kernel, false)
+        })
     }
 
     /// What a stream owes once its series are all seen.
