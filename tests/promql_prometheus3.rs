@@ -188,6 +188,10 @@ rate(http_requests_total{instance="host-01",code="200"}[2m * 2 + 60s])
 sum_over_time(edge_gauge[10m:30s + 30s])
 edge_gauge offset (5m + 30s)
 temperature_celsius{instance="host-00"} offset -(1h - 58m)
+# Arithmetic after a parenthesized offset belongs to the offset; a literal offset ends it.
+edge_gauge offset (1m + 30s) / 2
+temperature_celsius{instance="host-00"} offset -(1m) * 2 + 180
+temperature_celsius{instance="host-00"} offset 1m / 2
 # streamed aggregations: fan-in over every series, without, topk/bottomk over streams (their
 # input straight from a selector or range function: over a computed range vector Prometheus
 # orders series by a map, so ties would pick members at random)
