@@ -168,6 +168,11 @@ max by (handler) (sort_desc(http_request_duration_seconds_bucket))
 sort_desc(process_resident_memory_bytes) >= process_resident_memory_bytes
 sort_desc(process_resident_memory_bytes) * on(instance) group_left process_resident_memory_bytes
 process_resident_memory_bytes * on(instance) group_right sort_desc(process_resident_memory_bytes)
+# Inside `or` a sort keeps its order on either side; ties follow Go's unstable sort.
+sort_desc(process_resident_memory_bytes) or temperature_celsius{instance="host-00"}
+temperature_celsius{instance="host-00"} or sort(process_resident_memory_bytes)
+sort(http_requests_total > bool 0)
+sort_desc(floor(http_requests_total / 30000)) or vector(1)
 absent(nonexistent)
 absent(nonexistent{a=~"x",b="1",a="2",b="3",c="4"})
 absent_over_time(nonexistent{case=~"a|b",case="c"}[5m])
@@ -183,6 +188,10 @@ rate(http_requests_total{instance="host-01",code="200"}[2m * 2 + 60s])
 sum_over_time(edge_gauge[10m:30s + 30s])
 edge_gauge offset (5m + 30s)
 temperature_celsius{instance="host-00"} offset -(1h - 58m)
+# Arithmetic after a parenthesized offset belongs to the offset; a literal offset ends it.
+edge_gauge offset (1m + 30s) / 2
+temperature_celsius{instance="host-00"} offset -(1m) * 2 + 180
+temperature_celsius{instance="host-00"} offset 1m / 2
 # streamed aggregations: fan-in over every series, without, topk/bottomk over streams (their
 # input straight from a selector or range function: over a computed range vector Prometheus
 # orders series by a map, so ties would pick members at random)
@@ -555,15 +564,26 @@ sum(abs({__name__=~"edge_gauge|edge_counter_total",case="gap"}))
 topk(2, -{__name__=~"edge_gauge|edge_counter_total",case="gap"})
 count by (__name__) (rate({__name__=~"edge_.+_total"}[5m]))
 limit_ratio(0.5, rate({__name__=~"edge_.+_total"}[5m]))
+temperature_celsius * on(instance) group_left(__name__) process_resident_memory_bytes
+temperature_celsius > bool on(instance) group_left(__name__) process_resident_memory_bytes
+process_resident_memory_bytes - on(instance) group_right(__name__, job) temperature_celsius
 "#;
 
 /// Parameters of `topk`, `bottomk`, `limitk`, `limit_ratio` (and `quantile`) that Prometheus
 /// 3.5 refuses or warns about: checked only at steps where the aggregation has input (the
 /// `gap` gauge has none for half an hour, so parameters built from it are NaN exactly there),
 /// overflow messages with Go's `%v` of the value, ratios capped with a warning for the largest
-/// and smallest out of range. For these the error message and the warnings must match too.
+/// and smallest out of range. Also: the pair a many-to-many error names, the factors of
+/// `double_exponential_smoothing` (checked only where a window holds a sample) and the quantile
+/// of `histogram_quantile` (warned about even without buckets). For these the error message
+/// and the warnings must match too.
 const PARAM_QUERIES: &str = r#"
 topk(NaN, edge_gauge)
+process_resident_memory_bytes > on() temperature_celsius{instance="host-00"}
+double_exponential_smoothing(edge_gauge{case="gap"}[1m] offset 1h, 2, 0.5)
+double_exponential_smoothing(edge_gauge{case="gap"}[1m] offset 1h, 0.5, 1)
+histogram_quantile(2, edge_gauge{case="none"})
+histogram_quantile(( 2 ), edge_gauge{case="steps"})
 topk(NaN, edge_gauge{case="none"})
 bottomk(1e20, http_requests_total)
 topk(-1e20, temperature_celsius)

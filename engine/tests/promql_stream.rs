@@ -389,3 +389,26 @@ fn merged_task_groups_agree_with_one_fold() {
         }
     }
 }
+
+/// A warning owed once any series was selected comes out however many worker tasks the
+/// selection is cut into (one task for a few series, several in parallel for thousands), as
+/// Prometheus gives it for any input with samples.
+#[test]
+fn warnings_survive_parallel_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = many_series(dir.path(), 3000);
+    let e = Engine::default();
+    for q in [
+        "quantile_over_time(NaN, m_total{i=\"00001\"}[5m])",
+        "quantile_over_time(NaN, m_total[5m])",
+        "sum(quantile_over_time(2, m_total[5m]))",
+    ] {
+        let r = e.range_query(&src, q, 10 * 60_000, 2 * H, 60_000).unwrap();
+        assert_eq!(r.warnings.len(), 1, "{q}: {:?}", r.warnings);
+        assert!(
+            r.warnings[0].starts_with("PromQL warning: quantile value should be between 0 and 1"),
+            "{q}: {:?}",
+            r.warnings
+        );
+    }
+}

@@ -149,8 +149,9 @@ fn is_plain_literal(s: &str) -> bool {
 
 /// After `offset` at `after`: an optionally signed parenthesized expression or duration
 /// function (`(1h + 5m)`, `-(2 * 2)`, `step()`, `-min_of(step(), 1s)`), as (index past it,
-/// value in ms). A literal offset is left to the parser; operators after the operand apply
-/// to the selector's result, not to the offset.
+/// value in ms), with any arithmetic on literals or parenthesized operands that follows it.
+/// A literal offset is left to the parser, and operators after it apply to the selector's
+/// result.
 fn offset_expression(query: &str, after: usize, times: QueryTimes) -> Option<(usize, i64)> {
     let b = query.as_bytes();
     let skip_ws = |mut i: usize| {
@@ -160,6 +161,7 @@ fn offset_expression(query: &str, after: usize, times: QueryTimes) -> Option<(us
         i
     };
     let mut i = skip_ws(after);
+    let start = i;
     let sign = match b.get(i) {
         Some(b'-') => -1.0,
         Some(b'+') => 1.0,
@@ -168,8 +170,8 @@ fn offset_expression(query: &str, after: usize, times: QueryTimes) -> Option<(us
     if sign != 0.0 {
         i = skip_ws(i + 1);
     }
-    let operand = i;
-    if b.get(i) != Some(&b'(') {
+    let paren_operand = b.get(i) == Some(&b'(');
+    if !paren_operand {
         let name_end = i + b[i..]
             .iter()
             .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
@@ -198,9 +200,53 @@ fn offset_expression(query: &str, after: usize, times: QueryTimes) -> Option<(us
             _ => {}
         }
     }
-    let end = end?;
-    let secs = eval(&query[operand..end], times)?;
-    let secs = if sign < 0.0 { -secs } else { secs };
+    let mut end = end?;
+    // In Prometheus 3.5 arithmetic after a parenthesized operand goes on with the duration
+    // expression, while its operands are literals or parenthesized (`offset (1m + 30s) / 2`
+    // is 45s). The duration functions came later, with operators after them applying to the
+    // selector's result, so an operand that calls one ends the offset as before.
+    let lower = query[i..end].to_ascii_lowercase();
+    let continues = paren_operand && !DURATION_FUNCTIONS.iter().any(|f| lower.contains(f));
+    loop {
+        let op = skip_ws(end);
+        if !continues || !matches!(b.get(op), Some(b'+' | b'-' | b'*' | b'/' | b'%' | b'^')) {
+            break;
+        }
+        let k = skip_ws(op + 1);
+        let next = match b.get(k) {
+            Some(b'(') => {
+                let mut depth = 0usize;
+                let mut close = None;
+                for (j, &c) in b.iter().enumerate().skip(k) {
+                    match c {
+                        b'(' => depth += 1,
+                        b')' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                close = Some(j + 1);
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                close
+            }
+            Some(c) if c.is_ascii_digit() || *c == b'.' => Some(
+                k + b[k..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_alphanumeric() || **c == b'.')
+                    .count(),
+            ),
+            _ => None,
+        };
+        match next {
+            Some(n) => end = n,
+            None => break,
+        }
+    }
+    // The sign belongs to the first operand only: `-(1m) + 60` is 0.
+    let secs = eval(&query[start..end], times)?;
     let ms = to_ms(secs)?;
     Some((end, ms))
 }
@@ -397,6 +443,11 @@ mod tests {
         assert_eq!(rewrite("x[5m:]"), "x[5m:]");
         assert_eq!(rewrite("x offset (100 + 2)"), "x offset 102000ms");
         assert_eq!(rewrite("x offset -(2 * 2)"), "x offset -4000ms");
+        // Arithmetic after the parenthesized operand is part of the offset.
+        assert_eq!(rewrite("x offset (1m + 30s) / 2"), "x offset 45000ms");
+        assert_eq!(rewrite("x offset (1m) * (2) + 60"), "x offset 180000ms");
+        assert_eq!(rewrite("x offset -(1m) + 60 > 1"), "x  > 1");
+        assert_eq!(rewrite("x offset 1m / 2"), "x offset 1m / 2");
         assert_eq!(rewrite("x offset (-2 ^ 2)"), "x offset -4000ms");
         assert_eq!(rewrite("x offset 100 + 2"), "x offset 100 + 2");
         assert_eq!(rewrite("x OFFSET (1h)"), "x OFFSET 3600000ms");

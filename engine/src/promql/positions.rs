@@ -27,7 +27,7 @@ impl Positions {
         let Some(scanned) = scan(query.as_bytes()) else {
             return Positions::default();
         };
-        let mut nodes: Vec<Vec<&Expr>> = Vec::new();
+        let mut nodes: Vec<Vec<Arg>> = Vec::new();
         calls_in_order(expr, &mut nodes);
         if nodes.len() != scanned.len()
             || nodes
@@ -41,7 +41,14 @@ impl Positions {
             .iter()
             .flatten()
             .zip(scanned.iter().flat_map(|c| &c.args))
-            .map(|(e, &off)| (address(e), line_col(query, off)))
+            .map(|(&(e, keep), &off)| {
+                let off = if keep {
+                    off
+                } else {
+                    inside_parens(query, e, off)
+                };
+                (address(e), line_col(query, off))
+            })
             .collect();
         Positions { at }
     }
@@ -54,6 +61,22 @@ impl Positions {
             .map(|(l, c)| format!(" ({l}:{c})"))
             .unwrap_or_default()
     }
+}
+
+/// Where the expression inside argument `e` (at `off`) starts: Prometheus takes the
+/// parentheses off a function's arguments and an aggregation's parameter before it evaluates
+/// them, so its annotations point inside them (unless [`calls_in_order`] says otherwise).
+fn inside_parens(query: &str, mut e: &Expr, mut off: usize) -> usize {
+    let b = query.as_bytes();
+    while let Expr::Paren(p) = e {
+        let open = skip_blank(b, off);
+        if b.get(open) != Some(&b'(') {
+            return off;
+        }
+        off = skip_blank(b, open + 1);
+        e = &p.expr;
+    }
+    off
 }
 
 /// How `query` ends inside an unclosed `[`: whether a `(` is open around it and whether the
@@ -339,7 +362,7 @@ pub(crate) fn line_col(query: &str, off: usize) -> (usize, usize) {
 }
 
 /// The arguments of every call and aggregation of `e`, parent first, children in source order.
-fn calls_in_order<'e>(e: &'e Expr, out: &mut Vec<Vec<&'e Expr>>) {
+fn calls_in_order<'e>(e: &'e Expr, out: &mut Vec<Vec<Arg<'e>>>) {
     match e {
         Expr::Aggregate(a) => {
             let args: Vec<&Expr> = a
@@ -348,14 +371,21 @@ fn calls_in_order<'e>(e: &'e Expr, out: &mut Vec<Vec<&'e Expr>>) {
                 .map(|p| p.as_ref())
                 .chain([a.expr.as_ref()])
                 .collect();
-            out.push(args.clone());
+            out.push(args.iter().map(|&x| (x, false)).collect());
             for x in args {
                 calls_in_order(x, out);
             }
         }
         Expr::Call(c) => {
             let args: Vec<&Expr> = c.args.args.iter().map(|a| a.as_ref()).collect();
-            out.push(args.clone());
+            // Prometheus wraps the step-invariant arguments of a call that is not itself
+            // step invariant before taking parentheses off; a wrapped argument keeps its own.
+            let whole = !AT_UNSAFE.contains(&c.func.name) && args.iter().all(|a| step_invariant(a));
+            out.push(
+                args.iter()
+                    .map(|&x| (x, !whole && step_invariant(x)))
+                    .collect(),
+            );
             for x in args {
                 calls_in_order(x, out);
             }
@@ -372,6 +402,43 @@ fn calls_in_order<'e>(e: &'e Expr, out: &mut Vec<Vec<&'e Expr>>) {
         | Expr::NumberLiteral(_)
         | Expr::StringLiteral(_)
         | Expr::Extension(_) => {}
+    }
+}
+
+/// An argument, and whether Prometheus reports it with its parentheses on.
+type Arg<'e> = (&'e Expr, bool);
+
+/// Functions whose answer depends on the evaluation time even over `@`-pinned input.
+const AT_UNSAFE: &[&str] = &[
+    "days_in_month",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "hour",
+    "minute",
+    "month",
+    "year",
+    "predict_linear",
+    "time",
+    "timestamp",
+];
+
+/// Whether `e` has the same value at every step, as Prometheus decides it before evaluating:
+/// literals, `@`-pinned selectors and subqueries, and what is built only from them.
+fn step_invariant(e: &Expr) -> bool {
+    match e {
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => true,
+        Expr::VectorSelector(v) => v.at.is_some(),
+        Expr::MatrixSelector(m) => m.vs.at.is_some(),
+        Expr::Subquery(s) => s.at.is_some(),
+        Expr::Paren(p) => step_invariant(&p.expr),
+        Expr::Unary(u) => step_invariant(&u.expr),
+        Expr::Binary(b) => step_invariant(&b.lhs) && step_invariant(&b.rhs),
+        Expr::Aggregate(a) => step_invariant(&a.expr),
+        Expr::Call(c) => {
+            !AT_UNSAFE.contains(&c.func.name) && c.args.args.iter().all(|a| step_invariant(a))
+        }
+        Expr::Extension(_) => false,
     }
 }
 
@@ -589,7 +656,7 @@ mod tests {
             .iter()
             .map(|args| {
                 args.iter()
-                    .map(|e| p.at.get(&address(e)).copied().unwrap_or((0, 0)))
+                    .map(|(e, _)| p.at.get(&address(e)).copied().unwrap_or((0, 0)))
                     .collect()
             })
             .collect()

@@ -237,10 +237,30 @@ struct EvalCmd {
     warn: Option<bool>,
     /// The same for info annotations.
     info: Option<bool>,
+    /// Texts of `expect warn msg:` and `expect info msg:` lines, each of which some
+    /// annotation of the answer must carry.
+    warn_msgs: Vec<String>,
+    info_msgs: Vec<String>,
     scalar: Option<f64>,
     string: Option<String>,
     series: Vec<(Labels, Vec<Slot>)>,
     skip: bool,
+}
+
+/// Whether annotation `got` reads `want`: exactly, or without the ` (line:column)` it ends
+/// with, as Prometheus's own scripts write their messages.
+fn annotation_is(got: &str, want: &str) -> bool {
+    if got == want {
+        return true;
+    }
+    got.strip_suffix(')')
+        .and_then(|g| g.rsplit_once(" ("))
+        .is_some_and(|(text, pos)| {
+            text == want
+                && pos
+                    .split_once(':')
+                    .is_some_and(|(l, c)| l.parse::<u32>().is_ok() && c.parse::<u32>().is_ok())
+        })
 }
 
 /// Runs one script's text; `name` prefixes failure messages.
@@ -453,12 +473,18 @@ fn parse_eval(line: &str, body: &[&str], line_no: usize) -> Result<EvalCmd, Stri
                 c.string = read_quoted(s.trim()).map(|x| x.0);
             } else if e.starts_with("range vector") {
                 c.skip = true;
-            } else if e.starts_with("warn") {
+            } else if let Some(w) = e.strip_prefix("warn") {
                 c.warn = Some(true);
+                if let Some(m) = w.trim().strip_prefix("msg:") {
+                    c.warn_msgs.push(m.trim().to_string());
+                }
             } else if e.starts_with("no_warn") {
                 c.warn = Some(false);
-            } else if e.starts_with("info") {
+            } else if let Some(i) = e.strip_prefix("info") {
                 c.info = Some(true);
+                if let Some(m) = i.trim().strip_prefix("msg:") {
+                    c.info_msgs.push(m.trim().to_string());
+                }
             } else if e.starts_with("no_info") {
                 c.info = Some(false);
             }
@@ -501,7 +527,7 @@ fn check_eval(engine: &Engine, mem: &MemSeries, c: &EvalCmd) -> Result<(), Strin
         };
     }
     let res = res.map_err(|e| format!("error: {e}"))?;
-    // Annotations are checked for presence; their exact text is not compared.
+    // Annotations are checked for presence, and their text where a `msg:` gives it.
     match c.warn {
         Some(true) if res.warnings.is_empty() => return Err("expected a warning, got none".into()),
         Some(false) if !res.warnings.is_empty() => {
@@ -517,6 +543,14 @@ fn check_eval(engine: &Engine, mem: &MemSeries, c: &EvalCmd) -> Result<(), Strin
             return Err(format!("expected no info annotation, got {:?}", res.info));
         }
         _ => {}
+    }
+    for (want, got) in [(&c.warn_msgs, &res.warnings), (&c.info_msgs, &res.info)] {
+        if let Some(m) = want
+            .iter()
+            .find(|m| !got.iter().any(|g| annotation_is(g, m)))
+        {
+            return Err(format!("expected annotation {m:?}, got {got:?}"));
+        }
     }
     if let Some(exp) = &c.string {
         return match &res.value {

@@ -11,6 +11,7 @@ use promql_parser::parser::{AggregateExpr, LabelModifier};
 use super::{Col, Evaluator, Steps, Val, absent, is_absent};
 use crate::labels::{Label, Labels};
 use crate::promql::error::PromqlError;
+use crate::promql::functions::go_sort::go_sort;
 use crate::promql::functions::{kahan_inc, quantile_sorted, sort_floats};
 
 /// Whether a label of a series is part of its group's labels.
@@ -605,8 +606,7 @@ impl Aggregator {
                     .collect();
                 finish_members(
                     ev,
-                    self.op,
-                    &self.op_name,
+                    (self.op, &self.op_name, self.modifier.as_ref()),
                     (self.param.as_ref(), &self.param_at),
                     cols,
                     groups,
@@ -859,28 +859,24 @@ fn heap_fix(h: &mut [(f64, usize)], i: usize, top: bool) {
 }
 
 /// The heap's members best first, in the order Prometheus lists an instant `topk`: Go's
-/// `sort.Sort` of the reversed heap, which for up to 12 members is an insertion sort over the
-/// heap's array (beyond that, a stable sort by value stands in for Go's unstable one).
+/// `sort.Sort` of the reversed heap.
 fn best_first(h: &[(f64, usize)], top: bool) -> Vec<(f64, usize)> {
     let mut v = h.to_vec();
-    if v.len() <= 12 {
-        for i in 1..v.len() {
-            let mut j = i;
-            while j > 0 && heap_less(top, v[j - 1].0, v[j].0) {
-                v.swap(j, j - 1);
-                j -= 1;
-            }
-        }
-    } else {
-        v.sort_by(|a, b| {
-            if top {
-                desc_nan_last(a.0, b.0)
-            } else {
-                asc_nan_last(a.0, b.0)
-            }
-        });
-    }
+    go_sort(&mut v, |a, b| heap_less(top, b.0, a.0));
     v
+}
+
+/// The order Prometheus lists an instant `limitk` or `limit_ratio` group in: each member
+/// (value, id), in input order, pushed onto `topk`'s min-heap, whose array is then read as it
+/// stands.
+fn pushed_heap_order(members: impl Iterator<Item = (f64, usize)>) -> Vec<usize> {
+    let mut h: Vec<(f64, usize)> = Vec::new();
+    for m in members {
+        h.push(m);
+        let last = h.len() - 1;
+        heap_up(&mut h, last, true);
+    }
+    h.into_iter().map(|(_, m)| m).collect()
 }
 
 /// `k` per step of `topk`/`bottomk`/`limitk` as Prometheus 3.5 reads the parameter: 0 (take
@@ -1017,8 +1013,7 @@ type MemberGroup = (Labels, bool, Vec<usize>);
 #[allow(clippy::too_many_arguments)]
 fn finish_members(
     ev: &mut Evaluator<'_>,
-    op: Op,
-    op_name: &str,
+    (op, op_name, modifier): (Op, &str, Option<&LabelModifier>),
     (param, param_at): (Option<&Val>, &str),
     cols: Vec<Col>,
     groups: Vec<MemberGroup>,
@@ -1076,6 +1071,10 @@ fn finish_members(
                     go_quoted(&label)
                 )));
             }
+            // Prometheus sets the value label before it groups, so `without` takes it off
+            // again when it is listed or is the metric name: the values then count together.
+            let value_dropped = matches!(modifier, Some(LabelModifier::Exclude(w))
+                if label == "__name__" || super::listed(&w.labels, &label));
             let mut out: Vec<Col> = Vec::new();
             let mut idx: HashMap<Labels, usize> = HashMap::new();
             for (g, _, members) in &groups {
@@ -1087,8 +1086,10 @@ fn finish_members(
                         }
                         let mut ls: Vec<Label> =
                             g.iter().filter(|l| l.name != label).cloned().collect();
-                        ls.push(Label::new(label.as_str(), format_float(x)));
-                        ls.sort();
+                        if !value_dropped {
+                            ls.push(Label::new(label.as_str(), format_float(x)));
+                            ls.sort();
+                        }
                         let labels = Labels::from_sorted(ls);
                         let k = *idx.entry(labels.clone()).or_insert_with(|| {
                             out.push(Col {
@@ -1135,7 +1136,14 @@ fn finish_members(
                         keep[ci][i] = sel && !is_absent(c.v[i]);
                     }
                 }
-                order.extend(0..cols.len());
+                if n == 1 {
+                    for (_, _, members) in &groups {
+                        let kept = members.iter().copied().filter(|&m| keep[m][0]);
+                        order.extend(pushed_heap_order(kept.map(|m| (cols[m].v[0], m))));
+                    }
+                } else {
+                    order.extend(0..cols.len());
+                }
             } else {
                 let mut buf: Vec<usize> = Vec::new();
                 for (i, k) in k_per_step(&p).into_iter().enumerate() {
@@ -1168,7 +1176,9 @@ fn finish_members(
                         for &m in &buf {
                             keep[m][i] = true;
                         }
-                        if n == 1 {
+                        if n == 1 && op == Op::LimitK {
+                            order.extend(pushed_heap_order(buf.iter().map(|&m| (cols[m].v[i], m))));
+                        } else if n == 1 {
                             order.extend(buf.iter().copied());
                         }
                     }

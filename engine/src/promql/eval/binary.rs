@@ -252,6 +252,13 @@ fn vector_vector(
     let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
     let cmp = is_comparison(op);
     let drop = rb || !cmp;
+    // Prometheus drops the "many" side's name for arithmetic before it copies the group_x
+    // labels, so `group_left(__name__)` keeps the "one" side's name, with or without delayed
+    // name removal (`bool` drops the name afterwards, so nothing keeps it).
+    let name_from_one = !cmp
+        && card
+            .labels()
+            .is_some_and(|l| l.labels.iter().any(|x| x == "__name__"));
 
     let mut groups: HashMap<Labels, Vec<usize>> = HashMap::new();
     for (i, c) in one.iter().enumerate() {
@@ -273,12 +280,13 @@ fn vector_vector(
                 .copied()
                 .filter(|&m| !is_absent(one[m].v[i]))
                 .collect();
+            // Prometheus names the second series it meets, then the first.
             if present.len() > 1 {
                 return Err(PromqlError::Execution(format!(
                     "found duplicate series for the match group {sig} on the {} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
                     if swapped { "left" } else { "right" },
-                    one[present[0]].labels,
-                    one[present[1]].labels
+                    one[present[1]].labels,
+                    one[present[0]].labels
                 )));
             }
         }
@@ -323,11 +331,16 @@ fn vector_vector(
             let idx = match pair_idx.get(&(mi, oi)) {
                 Some(&x) => x,
                 None => {
-                    let labels = result_labels(&m.labels, &one[oi].labels, matching, card);
+                    let labels = if name_from_one {
+                        let many = super::without_name(&m.labels);
+                        result_labels(&many, &one[oi].labels, matching, card)
+                    } else {
+                        result_labels(&m.labels, &one[oi].labels, matching, card)
+                    };
                     let x = *out_idx.entry(labels.clone()).or_insert_with(|| {
                         out.push(Col {
                             labels,
-                            drop_name: drop || m.drop_name,
+                            drop_name: !name_from_one && (drop || m.drop_name),
                             v: vec![absent(); n],
                         });
                         out.len() - 1

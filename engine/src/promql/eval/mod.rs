@@ -340,7 +340,6 @@ pub(crate) fn run(
         info: Vec::new(),
         positions,
     };
-    let sorted_output = instant && functions::is_sorting(expr);
     let val = ev.eval(expr, &steps)?;
     let value = match val {
         Val::Scalar(v) => {
@@ -366,7 +365,10 @@ pub(crate) fn run(
         Val::Vector(cols) => {
             let cols = finish_names(cols)?;
             if instant {
-                let mut out: Vec<InstantSample> = cols
+                // Prometheus answers an instant query in evaluation order (selectors sorted
+                // by labels, aggregation groups as they first appear, `or` left then right,
+                // sort functions their own way), and so does Gauntlet.
+                let out: Vec<InstantSample> = cols
                     .into_iter()
                     .filter(|c| !is_absent(c.v[0]))
                     .map(|c| InstantSample {
@@ -375,9 +377,6 @@ pub(crate) fn run(
                         v: c.v[0],
                     })
                     .collect();
-                if !sorted_output {
-                    out.sort_by(|a, b| a.labels.cmp(&b.labels));
-                }
                 Value::Vector(out)
             } else {
                 let mut out: Vec<Series> = cols

@@ -139,6 +139,8 @@ struct Scratch {
 struct SeriesOut {
     col: Option<Col>,
     note: Option<String>,
+    /// The error the series fails the query with (a function parameter checked per call).
+    fail: Option<String>,
     /// Samples decoded for the series (held while it was processed).
     decoded: usize,
     /// Whether the series had samples to work on (range functions: after stale markers).
@@ -159,6 +161,7 @@ impl SeriesKernel {
         let mut out = SeriesOut {
             col: None,
             note: None,
+            fail: None,
             decoded,
             selected: false,
         };
@@ -182,6 +185,10 @@ impl SeriesKernel {
                     return out;
                 }
                 out.selected = true;
+                out.fail = call.param_error(&ts[..n], ends, *range);
+                if out.fail.is_some() {
+                    return out;
+                }
                 call.column(&ts[..n], &val[..n], ends, *range, &self.steps, buf, &mut v);
                 out.note = call.counter_note(&labels, &v);
                 !call.keeps_name()
@@ -582,6 +589,9 @@ impl<'a> Evaluator<'a> {
                         &mut sc.samples.val[span.clone()],
                         &mut sc.buf,
                     );
+                    if let Some(msg) = r.fail {
+                        return Err(PromqlError::Execution(msg));
+                    }
                     out.decoded += r.decoded;
                     out.selected |= r.selected;
                     out.notes.extend(r.note);
@@ -622,12 +632,14 @@ impl<'a> Evaluator<'a> {
                 // A small selection ends here; a large one on one core carries on.
                 more = stream.next_batch()?;
                 if more.is_some() && workers > 1 {
-                    return self.stream_pool(more, stream, &task, &mut absorb, kernel, workers);
+                    self.stream_pool(more, stream, &task, &mut absorb, workers)?;
+                    return self.finish_stream(kernel, selected);
                 }
             }
             return self.finish_stream(kernel, selected);
         }
-        self.stream_pool(Some(first), stream, &task, &mut absorb, kernel, workers)
+        self.stream_pool(Some(first), stream, &task, &mut absorb, workers)?;
+        self.finish_stream(kernel, selected)
     }
 
     /// The parallel half of [`Evaluator::stream_partials`]: `first` and the rest of `stream`
@@ -640,7 +652,6 @@ impl<'a> Evaluator<'a> {
         mut stream: Box<dyn SeriesStream + 'a>,
         task: &F,
         absorb: &mut Absorb<'_, Self, P>,
-        kernel: &SeriesKernel,
         workers: usize,
     ) -> Result<(), PromqlError>
     where
@@ -738,8 +749,7 @@ impl<'a> Evaluator<'a> {
                 }
             }
             Ok(())
-        })?;
-        self.finish_stream(kernel, false)
+        })
     }
 
     /// What a stream owes once its series are all seen.

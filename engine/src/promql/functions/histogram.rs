@@ -27,9 +27,8 @@ pub(crate) fn histogram_quantile(
     n: usize,
     (phi_at, buckets_at): (String, String),
 ) -> Vec<Col> {
-    if !cols.is_empty() {
-        ev.check_quantile_param(phi, &phi_at);
-    }
+    // Prometheus checks the quantile at every step, with or without buckets.
+    ev.check_quantile_param(phi, &phi_at);
     per_histogram(ev, cols, n, true, &buckets_at, |i, b| {
         bucket_quantile(phi[i], b)
     })

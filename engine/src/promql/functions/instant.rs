@@ -8,19 +8,27 @@ use crate::labels::Labels;
 use crate::promql::error::PromqlError;
 use crate::promql::eval::{Col, Evaluator, Steps, Val, absent, is_absent};
 
-/// Go's `math.Max`: NaN wins.
+/// Go's `math.Max`: +Inf wins even over NaN, then NaN wins; +0 is above -0.
 fn go_max(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
+    if a == f64::INFINITY || b == f64::INFINITY {
+        f64::INFINITY
+    } else if a.is_nan() || b.is_nan() {
         f64::NAN
+    } else if a == 0.0 && b == 0.0 {
+        if a.is_sign_negative() { b } else { a }
     } else {
         a.max(b)
     }
 }
 
-/// Go's `math.Min`: NaN wins.
+/// Go's `math.Min`: -Inf wins even over NaN, then NaN wins; -0 is below +0.
 fn go_min(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
+    if a == f64::NEG_INFINITY || b == f64::NEG_INFINITY {
+        f64::NEG_INFINITY
+    } else if a.is_nan() || b.is_nan() {
         f64::NAN
+    } else if a == 0.0 && b == 0.0 {
+        if a.is_sign_negative() { a } else { b }
     } else {
         a.min(b)
     }

@@ -7,6 +7,7 @@ use regex::Regex;
 use crate::labels::{Label, Labels};
 use crate::promql::error::PromqlError;
 use crate::promql::eval::{Col, is_absent, merge_same_labels};
+use crate::promql::functions::go_sort::go_sort;
 
 /// Whether `s` is usable as a label name (Prometheus 3 accepts any valid UTF-8, not empty).
 fn valid_name(s: &str) -> bool {
@@ -118,16 +119,12 @@ pub(crate) fn sort(name: &str, mut cols: Vec<Col>, names: &[String], n: usize) -
     cols.retain(|c| !is_absent(c.v[0]));
     match name {
         "sort" | "sort_desc" => {
+            // Prometheus sorts a heap-ordered vector with Go's unstable sort, reversed: NaN
+            // last, and ties where Go's algorithm leaves them.
             let desc = name == "sort_desc";
-            cols.sort_by(|a, b| {
+            go_sort(&mut cols, |a, b| {
                 let (x, y) = (a.v[0], b.v[0]);
-                match (x.is_nan(), y.is_nan()) {
-                    (true, true) => Ordering::Equal,
-                    (true, false) => Ordering::Greater,
-                    (false, true) => Ordering::Less,
-                    _ if desc => y.partial_cmp(&x).unwrap_or(Ordering::Equal),
-                    _ => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
-                }
+                y.is_nan() || if desc { y < x } else { y > x }
             });
         }
         _ => {

@@ -1,5 +1,6 @@
 //! PromQL functions: dispatch by name, and the numeric helpers shared with aggregations.
 
+pub(crate) mod go_sort;
 mod histogram;
 mod instant;
 mod labels;
@@ -57,97 +58,6 @@ pub(crate) fn quantile_sorted(q: f64, v: &[f64]) -> f64 {
     let w = rank - rank.floor();
     v[lower as usize] * (1.0 - w) + v[upper as usize] * w
 }
-
-/// Whether the query's top-level result keeps its computed order (`sort`, `topk`, …).
-pub(crate) fn is_sorting(e: &Expr) -> bool {
-    match e {
-        Expr::Paren(p) => is_sorting(&p.expr),
-        Expr::Call(c) if ELEMENTWISE.contains(&c.func.name) => {
-            // One output series per input series, in input order (Prometheus evaluates an
-            // instant query without reordering), so a sort inside still decides the order.
-            c.args.args.iter().any(|a| is_sorting(a))
-        }
-        Expr::Call(c) => matches!(
-            c.func.name,
-            "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc"
-        ),
-        Expr::Unary(u) => is_sorting(&u.expr),
-        Expr::Binary(b) => {
-            let scalar =
-                |e: &Expr| e.value_type() == promql_parser::parser::value::ValueType::Scalar;
-            if scalar(&b.rhs) || scalar(&b.lhs) {
-                // A vector with a scalar keeps the vector's order.
-                return (scalar(&b.rhs) && is_sorting(&b.lhs))
-                    || (scalar(&b.lhs) && is_sorting(&b.rhs));
-            }
-            // Between vectors the answer follows the side that drives the matching: the
-            // right one with group_right, else the left (`or` appends, so it is left out).
-            let op = b.op.to_string();
-            let group_right = b.modifier.as_ref().is_some_and(|m| {
-                matches!(
-                    m.card,
-                    promql_parser::parser::VectorMatchCardinality::OneToMany(_)
-                )
-            });
-            match op.as_str() {
-                "or" => false,
-                _ if group_right => is_sorting(&b.rhs),
-                _ => is_sorting(&b.lhs),
-            }
-        }
-        Expr::Aggregate(a) => match a.op.to_string().as_str() {
-            "topk" | "bottomk" => true,
-            // Groups come out in the order their first series came in.
-            "sum" | "avg" | "min" | "max" | "count" | "group" | "stddev" | "stdvar" => {
-                is_sorting(&a.expr)
-            }
-            _ => false,
-        },
-        _ => false,
-    }
-}
-
-/// Functions that map each input series to at most one output series of the same position.
-const ELEMENTWISE: &[&str] = &[
-    "abs",
-    "acos",
-    "acosh",
-    "asin",
-    "asinh",
-    "atan",
-    "atanh",
-    "ceil",
-    "clamp",
-    "clamp_max",
-    "clamp_min",
-    "cos",
-    "cosh",
-    "day_of_month",
-    "day_of_week",
-    "day_of_year",
-    "days_in_month",
-    "deg",
-    "exp",
-    "floor",
-    "hour",
-    "label_join",
-    "label_replace",
-    "ln",
-    "log10",
-    "log2",
-    "minute",
-    "month",
-    "rad",
-    "round",
-    "sgn",
-    "sin",
-    "sinh",
-    "sqrt",
-    "tan",
-    "tanh",
-    "timestamp",
-    "year",
-];
 
 pub(crate) fn unwrap_parens(e: &Expr) -> &Expr {
     match e {

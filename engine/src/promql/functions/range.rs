@@ -111,19 +111,6 @@ impl RangeCall {
             ),
             _ => (args[0], None, None),
         };
-        if name == "double_exponential_smoothing" {
-            let (sf, tf) = (p1.as_deref().unwrap_or(&[]), p2.as_deref().unwrap_or(&[]));
-            if let Some(&s) = sf.iter().find(|&&s| s <= 0.0 || s >= 1.0 || s.is_nan()) {
-                return Err(PromqlError::Execution(format!(
-                    "invalid smoothing factor. Expected: 0 < sf < 1, got: {s:.6}"
-                )));
-            }
-            if let Some(&t) = tf.iter().find(|&&t| t <= 0.0 || t >= 1.0 || t.is_nan()) {
-                return Err(PromqlError::Execution(format!(
-                    "invalid trend factor. Expected: 0 < tf < 1, got: {t:.6}"
-                )));
-            }
-        }
         let Some(f) = kind(name) else {
             return Err(PromqlError::Execution(format!("unknown function {name}")));
         };
@@ -155,6 +142,38 @@ impl RangeCall {
     /// an offset).
     pub(crate) fn keeps_name(&self) -> bool {
         matches!(self.f, F::LastOverTime | F::FirstOverTime)
+    }
+
+    /// The error `double_exponential_smoothing` owes a series (samples `ts`, stale markers
+    /// removed): Prometheus checks the factors each time it runs the function, which is at
+    /// every step whose window holds a sample, smoothing factor first.
+    pub(crate) fn param_error(&self, ts: &[i64], ends: &[i64], range: i64) -> Option<String> {
+        if self.f != F::DoubleExponentialSmoothing {
+            return None;
+        }
+        let (sf, tf) = (self.p1.as_deref()?, self.p2.as_deref()?);
+        let bad = |x: f64| x <= 0.0 || x >= 1.0 || x.is_nan();
+        if !sf.iter().chain(tf).any(|&x| bad(x)) {
+            return None;
+        }
+        let mut err = None;
+        for_each_window(ts, ends, range, |i, lo, hi| {
+            if err.is_some() || hi <= lo {
+                return;
+            }
+            if bad(sf[i]) {
+                err = Some(format!(
+                    "invalid smoothing factor. Expected: 0 < sf < 1, got: {:.6}",
+                    sf[i]
+                ));
+            } else if bad(tf[i]) {
+                err = Some(format!(
+                    "invalid trend factor. Expected: 0 < tf < 1, got: {:.6}",
+                    tf[i]
+                ));
+            }
+        });
+        err
     }
 
     /// Warnings owed once some series was selected (an out-of-range quantile).
@@ -359,6 +378,9 @@ pub(crate) fn call(
     let mut out = Vec::with_capacity(rv.series.len());
     let mut buf: Vec<f64> = Vec::new();
     for s in &rv.series {
+        if let Some(msg) = rc.param_error(&s.ts, &rv.ends, rv.range) {
+            return Err(PromqlError::Execution(msg));
+        }
         let mut v = vec![absent(); n];
         rc.column(&s.ts, &s.v, &rv.ends, rv.range, steps, &mut buf, &mut v);
         if let Some(note) = rc.counter_note(&s.labels, &v) {
