@@ -4,7 +4,9 @@ mod matcher;
 mod selector;
 
 pub use matcher::{MatchType, Matcher, MatcherError, RegexShape};
-pub use selector::{SelectorError, first_brace_error, first_regex_error, parse_selector};
+pub use selector::{
+    SelectorError, first_brace_error, first_regex_error, parse_selector, token_description_at,
+};
 
 use std::cmp::Ordering;
 use std::fmt;

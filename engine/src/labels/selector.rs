@@ -149,6 +149,14 @@ pub fn first_brace_error(query: &str) -> Option<String> {
     None
 }
 
+/// The token at byte `pos` of PromQL text as Prometheus's parser names it after "unexpected"
+/// (`identifier "y"`, `<op:+>`, `number "1"`), when one starts there.
+pub fn token_description_at(text: &str, pos: usize) -> Option<String> {
+    let mut lx = Lexer { s: text, pos };
+    text.get(pos..)?;
+    lx.outer().ok().map(|(_, t)| t.describe())
+}
+
 /// A token, as Prometheus's lexer sorts them (for parsing and for naming them in errors).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tok<'a> {

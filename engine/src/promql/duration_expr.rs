@@ -147,6 +147,80 @@ fn is_plain_literal(s: &str) -> bool {
     p.literal().is_some() && p.at_end()
 }
 
+/// Where Prometheus's parser stops in an offset whose parenthesized duration an operator
+/// continues with an operand that is no number or duration (`x offset (1m) * y`): the
+/// operand's byte offset. (Such arithmetic is part of the offset there; see
+/// [`offset_expression`].)
+pub(crate) fn offset_operand_error(query: &str) -> Option<usize> {
+    let b = query.as_bytes();
+    let mut i = 0;
+    let mut braces = 0usize;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'"' | b'\'' | b'`') => i = skip_string(b, i, q),
+            b'{' => {
+                braces += 1;
+                i += 1;
+            }
+            b'}' => {
+                braces = braces.saturating_sub(1);
+                i += 1;
+            }
+            c if braces == 0 && c.is_ascii_alphabetic() => {
+                let start = i;
+                while i < b.len() && (is_ident_byte(b[i]) || b[i] == b':') {
+                    i += 1;
+                }
+                let word_starts_token = start == 0 || !is_ident_byte(b[start - 1]);
+                if !(word_starts_token && query[start..i].eq_ignore_ascii_case("offset")) {
+                    continue;
+                }
+                let operand = i + b[i..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_whitespace())
+                    .count();
+                let operand = operand
+                    + usize::from(matches!(b.get(operand), Some(b'-' | b'+')))
+                        * (1 + b[operand + 1..]
+                            .iter()
+                            .take_while(|c| c.is_ascii_whitespace())
+                            .count());
+                if b.get(operand) != Some(&b'(') {
+                    continue;
+                }
+                let Some((end, _)) = offset_expression(query, i, QueryTimes::default()) else {
+                    continue;
+                };
+                let lower = query[operand..end].to_ascii_lowercase();
+                if DURATION_FUNCTIONS.iter().any(|f| lower.contains(f)) {
+                    continue;
+                }
+                let op = end
+                    + b[end..]
+                        .iter()
+                        .take_while(|c| c.is_ascii_whitespace())
+                        .count();
+                if !matches!(b.get(op), Some(b'+' | b'-' | b'*' | b'/' | b'%' | b'^')) {
+                    continue;
+                }
+                let k = op
+                    + 1
+                    + b[op + 1..]
+                        .iter()
+                        .take_while(|c| c.is_ascii_whitespace())
+                        .count();
+                if b.get(k)
+                    .is_some_and(|&c| c.is_ascii_alphabetic() || c == b'_' || c == b'{')
+                {
+                    return Some(k);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
 /// After `offset` at `after`: an optionally signed parenthesized expression or duration
 /// function (`(1h + 5m)`, `-(2 * 2)`, `step()`, `-min_of(step(), 1s)`), as (index past it,
 /// value in ms), with any arithmetic on literals or parenthesized operands that follows it.
@@ -448,6 +522,18 @@ mod tests {
         assert_eq!(rewrite("x offset (1m) * (2) + 60"), "x offset 180000ms");
         assert_eq!(rewrite("x offset -(1m) + 60 > 1"), "x  > 1");
         assert_eq!(rewrite("x offset 1m / 2"), "x offset 1m / 2");
+        // ... and an operand that is not a duration is where Prometheus's parser stops.
+        assert_eq!(offset_operand_error("x offset (1m) * y"), Some(16));
+        assert_eq!(offset_operand_error("x offset -(1m) - {a=\"b\"}"), Some(17));
+        for fine in [
+            "x offset (1m) * 2",
+            "x offset 1m * y",
+            "rate(x[5m] offset (1m)) * y",
+            "x offset (step()) * y",
+            "x{a=\"offset (1m) * y\"}",
+        ] {
+            assert_eq!(offset_operand_error(fine), None, "{fine}");
+        }
         assert_eq!(rewrite("x offset (-2 ^ 2)"), "x offset -4000ms");
         assert_eq!(rewrite("x offset 100 + 2"), "x offset 100 + 2");
         assert_eq!(rewrite("x OFFSET (1h)"), "x OFFSET 3600000ms");

@@ -145,7 +145,19 @@ fn parse_for(
                     positions::line_col(query, off),
                     "duration must be greater than 0",
                 ))),
-                None => Ok(expr),
+                // Arithmetic after a parenthesized offset goes on with the offset in
+                // Prometheus, which then refuses an operand that is not a duration.
+                None => match duration_expr::offset_operand_error(query) {
+                    Some(k) => {
+                        let what = crate::labels::token_description_at(query, k)
+                            .unwrap_or_else(|| "input".to_string());
+                        Err(PromqlError::Parse(positions::placed(
+                            positions::line_col(query, k),
+                            &format!("unexpected {what} in offset, expected number or duration"),
+                        )))
+                    }
+                    None => Ok(expr),
+                },
             },
         },
         Ok(Err(e)) => Err(PromqlError::Parse(
