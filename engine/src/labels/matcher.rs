@@ -105,6 +105,11 @@ pub fn re2_refusal(pattern: &str) -> Option<String> {
                 stack.push(&r.ast);
             }
             Ast::Group(g) => stack.push(&g.ast),
+            Ast::ClassBracketed(c) => {
+                if let Some(text) = unknown_posix_class(pattern, &c.kind) {
+                    return Some(format!("invalid character class range: `{text}`"));
+                }
+            }
             Ast::Alternation(x) => stack.extend(x.asts.iter()),
             Ast::Concat(x) => stack.extend(x.asts.iter()),
             _ => {}
@@ -125,6 +130,34 @@ pub fn re2_refusal(pattern: &str) -> Option<String> {
         });
     }
     None
+}
+
+/// A `[:name:]` inside a bracketed class whose name RE2 does not know (this crate reads it
+/// as a nested class of those characters), as written in `pattern`.
+fn unknown_posix_class<'p>(pattern: &'p str, set: &regex_syntax::ast::ClassSet) -> Option<&'p str> {
+    use regex_syntax::ast::{ClassSet, ClassSetItem};
+    match set {
+        ClassSet::BinaryOp(op) => {
+            unknown_posix_class(pattern, &op.lhs).or_else(|| unknown_posix_class(pattern, &op.rhs))
+        }
+        ClassSet::Item(item) => {
+            let items = match item {
+                ClassSetItem::Union(u) => u.items.iter().collect(),
+                other => vec![other],
+            };
+            items.into_iter().find_map(|it| match it {
+                ClassSetItem::Bracketed(b) => {
+                    let text = &pattern[b.span.start.offset..b.span.end.offset];
+                    if text.len() > 4 && text.starts_with("[:") && text.ends_with(":]") {
+                        Some(text)
+                    } else {
+                        unknown_posix_class(pattern, &b.kind)
+                    }
+                }
+                _ => None,
+            })
+        }
+    }
 }
 
 /// What the regex of a `=~`/`!~` matcher is known to accept, found once at construction so the

@@ -778,6 +778,10 @@ mod tests {
                 "1:2: parse error: error parsing regexp: invalid nested repetition operator: `**`",
             ),
             (
+                r#"{a=~"x[a[:foo:]]"}"#,
+                "1:2: parse error: error parsing regexp: invalid character class range: `[:foo:]`",
+            ),
+            (
                 r#"{a=~"*"}"#,
                 "1:2: parse error: error parsing regexp: missing argument to repetition operator: `*`",
             ),
