@@ -70,27 +70,7 @@ pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, SelectorError> {
 /// the matcher's label name. `None` when every regex is taken, or when the text around one is
 /// malformed (the PromQL parser reports that).
 pub fn first_regex_error(query: &str) -> Option<String> {
-    let mut lx = Lexer { s: query, pos: 0 };
-    while let Some(c) = lx.peek() {
-        match c {
-            '"' | '\'' | '`' => {
-                lx.string().ok()?;
-            }
-            '#' => {
-                lx.take_while(|c| c != '\n');
-            }
-            '{' => {
-                lx.bump();
-                if let Some(e) = lx.braces_regex_error()? {
-                    return Some(e);
-                }
-            }
-            _ => {
-                lx.bump();
-            }
-        }
-    }
-    None
+    first_selector_error(query, true)
 }
 
 /// The first error inside the selectors of `query` (PromQL text), as Prometheus's parser
@@ -98,6 +78,11 @@ pub fn first_regex_error(query: &str) -> Option<String> {
 /// braces and as `__name__`, or a `}` closing nothing. `None` when the selectors are sound
 /// (an error elsewhere is the PromQL parser's to report).
 pub fn first_brace_error(query: &str) -> Option<String> {
+    first_selector_error(query, false)
+}
+
+/// [`first_brace_error`], or with `regex_only` [`first_regex_error`].
+fn first_selector_error(query: &str, regex_only: bool) -> Option<String> {
     let mut lx = Lexer { s: query, pos: 0 };
     // The metric name just before the current position, and where it starts.
     let mut name: Option<(usize, &str)> = None;
@@ -118,7 +103,7 @@ pub fn first_brace_error(query: &str) -> Option<String> {
                 let w = lx.take_while(|c| is_word_start(c) || c.is_ascii_digit());
                 name = Some((at, w));
             }
-            '}' => {
+            '}' if !regex_only => {
                 return Some(
                     lx.error(lx.pos, "unexpected character: '}'".into())
                         .to_string(),
@@ -128,7 +113,14 @@ pub fn first_brace_error(query: &str) -> Option<String> {
                 lx.bump();
                 let mut ms = Vec::new();
                 if let Err(e) = lx.braces(&mut ms) {
-                    return Some(e.to_string());
+                    let regex = matches!(&e, SelectorError::Syntax { msg, .. }
+                        if msg.starts_with(REGEX_ERROR));
+                    // Other faults inside the braces are the PromQL parser's to report.
+                    return (regex || !regex_only).then(|| e.to_string());
+                }
+                if regex_only {
+                    name = None;
+                    continue;
                 }
                 let named = ms.iter().find(|m| m.name == METRIC_NAME);
                 if let (Some((at, metric)), Some(m)) = (name, named) {
@@ -156,6 +148,9 @@ pub fn token_description_at(text: &str, pos: usize) -> Option<String> {
     text.get(pos..)?;
     lx.outer().ok().map(|(_, t)| t.describe())
 }
+
+/// How a matcher regex RE2 refuses is reported, before the reason.
+const REGEX_ERROR: &str = "error parsing regexp: ";
 
 /// A token, as Prometheus's lexer sorts them (for parsing and for naming them in errors).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -551,48 +546,12 @@ impl<'a> Lexer<'a> {
                 v => return Err(unexpected(self, v, "string")),
             };
             let m = Matcher::new(typ, name, value)
-                .map_err(|e| self.error(at, format!("error parsing regexp: {}", e.reason)))?;
+                .map_err(|e| self.error(at, format!("{REGEX_ERROR}{}", e.reason)))?;
             out.push(m);
             match self.inner()? {
                 (_, Tok::Punct(",")) => {}
                 (_, Tok::Punct("}")) => return Ok(()),
                 t => return Err(unexpected(self, t, "\",\" or \"}\"")),
-            }
-        }
-    }
-
-    /// Reads the matchers of one pair of braces (the `{` already read): `Some(Some(error))` for
-    /// the first regex RE2 refuses, `Some(None)` when there is none, `None` when the braces
-    /// do not hold matchers.
-    fn braces_regex_error(&mut self) -> Option<Option<String>> {
-        loop {
-            let (at, name) = self.inner().ok()?;
-            match name {
-                Tok::Punct("}") => return Some(None),
-                Tok::Word(_) | Tok::Str(_) => {}
-                _ => return None,
-            }
-            let regex = match self.inner().ok()?.1 {
-                Tok::Op("=~" | "!~") => true,
-                Tok::Punct("=") | Tok::Op("!=") => false,
-                Tok::Punct(",") if matches!(name, Tok::Str(_)) => continue,
-                Tok::Punct("}") if matches!(name, Tok::Str(_)) => return Some(None),
-                _ => return None,
-            };
-            let Tok::Str(raw) = self.inner().ok()?.1 else {
-                return None;
-            };
-            if regex {
-                let value = self.value_of(self.pos - raw.len(), raw).ok()?;
-                if let Some(reason) = super::matcher::re2_refusal(&value) {
-                    let e = self.error(at, format!("error parsing regexp: {reason}"));
-                    return Some(Some(e.to_string()));
-                }
-            }
-            match self.inner().ok()?.1 {
-                Tok::Punct(",") => {}
-                Tok::Punct("}") => return Some(None),
-                _ => return None,
             }
         }
     }

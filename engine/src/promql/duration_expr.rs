@@ -9,6 +9,8 @@
 
 use std::borrow::Cow;
 
+use super::positions::skip_group;
+
 /// What `step()` and `range()` stand for in one query, ms (both 0 for an instant query).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct QueryTimes {
@@ -19,7 +21,21 @@ pub(crate) struct QueryTimes {
 /// `query` with every duration expression replaced by its value as a `<n>ms` literal; an
 /// expression that does not evaluate is left as written, so the parser reports it.
 pub(crate) fn rewrite(query: &str, times: QueryTimes) -> Cow<'_, str> {
+    scan(query, times).0
+}
+
+/// Where Prometheus's parser stops in an offset whose parenthesized duration an operator
+/// continues with an operand that is no number or duration (`x offset (1m) * y`): the
+/// operand's byte offset. (Such arithmetic is part of the offset there; see
+/// [`offset_expression`].)
+pub(crate) fn offset_operand_error(query: &str) -> Option<usize> {
+    scan(query, QueryTimes::default()).1
+}
+
+/// [`rewrite`], and the first operand an offset refuses ([`offset_operand_error`]).
+fn scan(query: &str, times: QueryTimes) -> (Cow<'_, str>, Option<usize>) {
     let b = query.as_bytes();
+    let mut refused = None;
     let mut out = String::new();
     let mut copied = 0;
     let mut i = 0;
@@ -56,8 +72,13 @@ pub(crate) fn rewrite(query: &str, times: QueryTimes) -> Cow<'_, str> {
                 let word_starts_token = start == 0 || !is_ident_byte(b[start - 1]);
                 if word_starts_token
                     && query[start..i].eq_ignore_ascii_case("offset")
-                    && let Some((end, ms)) = offset_expression(query, i, times)
+                    && let Some(Offset {
+                        end,
+                        ms,
+                        refused_operand,
+                    }) = offset_expression(query, i, times)
                 {
+                    refused = refused.or(refused_operand);
                     if ms == 0 {
                         // The parser refuses a zero duration; no offset is the same thing.
                         out.push_str(&query[copied..start]);
@@ -73,10 +94,10 @@ pub(crate) fn rewrite(query: &str, times: QueryTimes) -> Cow<'_, str> {
         }
     }
     if copied == 0 {
-        return Cow::Borrowed(query);
+        return (Cow::Borrowed(query), refused);
     }
     out.push_str(&query[copied..]);
-    Cow::Owned(out)
+    (Cow::Owned(out), refused)
 }
 
 pub(crate) fn is_ident_byte(c: u8) -> bool {
@@ -147,78 +168,15 @@ fn is_plain_literal(s: &str) -> bool {
     p.literal().is_some() && p.at_end()
 }
 
-/// Where Prometheus's parser stops in an offset whose parenthesized duration an operator
-/// continues with an operand that is no number or duration (`x offset (1m) * y`): the
-/// operand's byte offset. (Such arithmetic is part of the offset there; see
-/// [`offset_expression`].)
-pub(crate) fn offset_operand_error(query: &str) -> Option<usize> {
-    let b = query.as_bytes();
-    let mut i = 0;
-    let mut braces = 0usize;
-    while i < b.len() {
-        match b[i] {
-            q @ (b'"' | b'\'' | b'`') => i = skip_string(b, i, q),
-            b'{' => {
-                braces += 1;
-                i += 1;
-            }
-            b'}' => {
-                braces = braces.saturating_sub(1);
-                i += 1;
-            }
-            c if braces == 0 && c.is_ascii_alphabetic() => {
-                let start = i;
-                while i < b.len() && (is_ident_byte(b[i]) || b[i] == b':') {
-                    i += 1;
-                }
-                let word_starts_token = start == 0 || !is_ident_byte(b[start - 1]);
-                if !(word_starts_token && query[start..i].eq_ignore_ascii_case("offset")) {
-                    continue;
-                }
-                let operand = i + b[i..]
-                    .iter()
-                    .take_while(|c| c.is_ascii_whitespace())
-                    .count();
-                let operand = operand
-                    + usize::from(matches!(b.get(operand), Some(b'-' | b'+')))
-                        * (1 + b[operand + 1..]
-                            .iter()
-                            .take_while(|c| c.is_ascii_whitespace())
-                            .count());
-                if b.get(operand) != Some(&b'(') {
-                    continue;
-                }
-                let Some((end, _)) = offset_expression(query, i, QueryTimes::default()) else {
-                    continue;
-                };
-                let lower = query[operand..end].to_ascii_lowercase();
-                if DURATION_FUNCTIONS.iter().any(|f| lower.contains(f)) {
-                    continue;
-                }
-                let op = end
-                    + b[end..]
-                        .iter()
-                        .take_while(|c| c.is_ascii_whitespace())
-                        .count();
-                if !matches!(b.get(op), Some(b'+' | b'-' | b'*' | b'/' | b'%' | b'^')) {
-                    continue;
-                }
-                let k = op
-                    + 1
-                    + b[op + 1..]
-                        .iter()
-                        .take_while(|c| c.is_ascii_whitespace())
-                        .count();
-                if b.get(k)
-                    .is_some_and(|&c| c.is_ascii_alphabetic() || c == b'_' || c == b'{')
-                {
-                    return Some(k);
-                }
-            }
-            _ => i += 1,
-        }
-    }
-    None
+/// An offset expression read by [`offset_expression`].
+struct Offset {
+    /// Index past it.
+    end: usize,
+    /// Its value.
+    ms: i64,
+    /// An operand that arithmetic after it brings in and Prometheus refuses (not a number or
+    /// duration), where it starts.
+    refused_operand: Option<usize>,
 }
 
 /// After `offset` at `after`: an optionally signed parenthesized expression or duration
@@ -226,7 +184,7 @@ pub(crate) fn offset_operand_error(query: &str) -> Option<usize> {
 /// value in ms), with any arithmetic on literals or parenthesized operands that follows it.
 /// A literal offset is left to the parser, and operators after it apply to the selector's
 /// result.
-fn offset_expression(query: &str, after: usize, times: QueryTimes) -> Option<(usize, i64)> {
+fn offset_expression(query: &str, after: usize, times: QueryTimes) -> Option<Offset> {
     let b = query.as_bytes();
     let skip_ws = |mut i: usize| {
         while i < b.len() && b[i].is_ascii_whitespace() {
@@ -259,28 +217,14 @@ fn offset_expression(query: &str, after: usize, times: QueryTimes) -> Option<(us
             return None;
         }
     }
-    let mut depth = 0usize;
-    let mut end = None;
-    for (k, &c) in b.iter().enumerate().skip(i) {
-        match c {
-            b'(' => depth += 1,
-            b')' => {
-                depth -= 1;
-                if depth == 0 {
-                    end = Some(k + 1);
-                    break;
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut end = end?;
+    let mut end = skip_group(b, i, b'(', b')')?;
     // In Prometheus 3.5 arithmetic after a parenthesized operand goes on with the duration
     // expression, while its operands are literals or parenthesized (`offset (1m + 30s) / 2`
     // is 45s). The duration functions came later, with operators after them applying to the
     // selector's result, so an operand that calls one ends the offset as before.
     let lower = query[i..end].to_ascii_lowercase();
     let continues = paren_operand && !DURATION_FUNCTIONS.iter().any(|f| lower.contains(f));
+    let mut refused_operand = None;
     loop {
         let op = skip_ws(end);
         if !continues || !matches!(b.get(op), Some(b'+' | b'-' | b'*' | b'/' | b'%' | b'^')) {
@@ -288,24 +232,7 @@ fn offset_expression(query: &str, after: usize, times: QueryTimes) -> Option<(us
         }
         let k = skip_ws(op + 1);
         let next = match b.get(k) {
-            Some(b'(') => {
-                let mut depth = 0usize;
-                let mut close = None;
-                for (j, &c) in b.iter().enumerate().skip(k) {
-                    match c {
-                        b'(' => depth += 1,
-                        b')' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                close = Some(j + 1);
-                                break;
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                close
-            }
+            Some(b'(') => skip_group(b, k, b'(', b')'),
             Some(c) if c.is_ascii_digit() || *c == b'.' => Some(
                 k + b[k..]
                     .iter()
@@ -316,13 +243,24 @@ fn offset_expression(query: &str, after: usize, times: QueryTimes) -> Option<(us
         };
         match next {
             Some(n) => end = n,
-            None => break,
+            None => {
+                if b.get(k)
+                    .is_some_and(|&c| c.is_ascii_alphabetic() || c == b'_' || c == b'{')
+                {
+                    refused_operand = Some(k);
+                }
+                break;
+            }
         }
     }
     // The sign belongs to the first operand only: `-(1m) + 60` is 0.
     let secs = eval(&query[start..end], times)?;
     let ms = to_ms(secs)?;
-    Some((end, ms))
+    Some(Offset {
+        end,
+        ms,
+        refused_operand,
+    })
 }
 
 /// Functions a duration expression may call.

@@ -333,21 +333,11 @@ fn unquoted_offset(query: &str, at: impl Fn(&[u8], usize) -> bool) -> Option<usi
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            q @ (b'"' | b'\'' | b'`') => {
-                i += 1;
-                while i < b.len() && b[i] != q {
-                    i += if b[i] == b'\\' && q != b'`' { 2 } else { 1 };
-                }
-            }
-            b'#' => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
+            q @ (b'"' | b'\'' | b'`') => i = duration_expr::skip_string(b, i, q),
+            b'#' => i = positions::comment_end(b, i),
             _ if at(b, i) => return Some(i),
-            _ => {}
+            _ => i += 1,
         }
-        i += 1;
     }
     None
 }

@@ -585,7 +585,7 @@ fn scan(b: &[u8]) -> Option<Vec<Call>> {
 }
 
 /// Index just past the group opened by `open` at `start`, strings inside skipped.
-fn skip_group(b: &[u8], start: usize, open: u8, close: u8) -> Option<usize> {
+pub(crate) fn skip_group(b: &[u8], start: usize, open: u8, close: u8) -> Option<usize> {
     let mut depth = 0usize;
     let mut i = start;
     while i < b.len() {
@@ -623,7 +623,7 @@ fn skip_blank(b: &[u8], mut i: usize) -> usize {
 }
 
 /// Index of the line end closing the `#` comment at `i` (the input's end on the last line).
-fn comment_end(b: &[u8], i: usize) -> usize {
+pub(crate) fn comment_end(b: &[u8], i: usize) -> usize {
     b[i..]
         .iter()
         .position(|&c| c == b'\n')
