@@ -42,7 +42,7 @@ impl Store {
             ),
         )
         .unwrap();
-        let (grpc, http) = (free_port(), free_port());
+        let [grpc, http] = free_ports();
         let child = gauntlet()
             .arg("store")
             .arg(format!("--objstore.config-file={}", cfg.display()))

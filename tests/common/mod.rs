@@ -132,6 +132,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `N` distinct free loopback ports: each listener is held until all are picked, so two picks
+/// cannot hand back the same port.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
+}
+
 /// A plain HTTP/1.0 GET on loopback; returns (status, body).
 pub fn http_get(port: u16, path_and_query: &str) -> std::io::Result<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
@@ -254,8 +263,7 @@ impl GauntletServer {
     /// Starts `gauntlet <args> --http-address=… --grpc-address=…` on free loopback ports and
     /// waits (at most 60 s) until `ready_path` answers 200 over HTTP.
     pub fn start(args: &[&str], ready_path: &str) -> GauntletServer {
-        let http_port = free_port();
-        let grpc_port = free_port();
+        let [http_port, grpc_port] = free_ports();
         let child = gauntlet()
             .args(args)
             .arg(format!("--http-address=127.0.0.1:{http_port}"))
