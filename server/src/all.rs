@@ -51,6 +51,10 @@ pub struct AllArgs {
     /// Engine cores (threads pinned one per CPU); 0 = one per CPU this process may use.
     #[arg(long = "engine.cores", default_value_t = 0)]
     pub engine_cores: usize,
+    /// Byte budget of the in-memory cache of chunk pages read for selections of up to 64k
+    /// series per block (0 = no cache).
+    #[arg(long = "store.chunk-cache-size", default_value = "128MB", value_parser = crate::store::parse_bytes)]
+    pub chunk_cache_size: u64,
 }
 
 /// Runs until Ctrl-C or SIGTERM.
@@ -82,6 +86,7 @@ async fn serve(args: AllArgs) -> anyhow::Result<()> {
         &dir.join(".gauntlet"),
         StoreOptions {
             runtime: crate::store::runtime_config(args.io_backend, args.engine_cores),
+            chunk_cache_bytes: args.chunk_cache_size,
             ..StoreOptions::default()
         },
     )?);

@@ -48,6 +48,10 @@ pub struct StoreArgs {
     /// Byte budget of the postings and series cache (e.g. 250MB; units are powers of 1024).
     #[arg(long = "index-cache-size", default_value = "250MB", value_parser = parse_bytes)]
     index_cache_size: u64,
+    /// Byte budget of the in-memory cache of chunk pages read for selections of up to 64k
+    /// series per block (0 = no cache).
+    #[arg(long = "store.chunk-cache-size", default_value = "128MB", value_parser = parse_bytes)]
+    chunk_cache_size: u64,
     /// Most series one Series call may touch (0 = no limit).
     #[arg(long = "store.limits.request-series", default_value_t = 0)]
     limit_series: u64,
@@ -122,6 +126,7 @@ async fn serve(args: StoreArgs, cfg: BucketConfig) -> anyhow::Result<()> {
     let bucket = Bucket::open(&cfg)?;
     let opts = StoreOptions {
         index_cache_bytes: args.index_cache_size,
+        chunk_cache_bytes: args.chunk_cache_size,
         ignore_deletion_marks_delay: args.ignore_deletion_marks_delay,
         limits: Limits {
             series: args.limit_series,
@@ -197,7 +202,6 @@ async fn shutdown() {
 pub(crate) fn render_metrics(s: &BucketStore) -> String {
     let m = s.metrics();
     let b = s.bucket().stats();
-    let c = s.cache_stats();
     let blocks = s.blocks();
     let header_bytes: u64 = blocks.iter().map(|b| b.header.file_size()).sum();
     let filter_bytes: usize = blocks
@@ -287,42 +291,6 @@ pub(crate) fn render_metrics(s: &BucketStore) -> String {
             f(&b.bytes),
         ),
         (
-            "thanos_store_index_cache_items",
-            "gauge",
-            "Items in the index cache.",
-            c.items as f64,
-        ),
-        (
-            "thanos_store_index_cache_total_size_bytes",
-            "gauge",
-            "Bytes in the index cache.",
-            c.bytes as f64,
-        ),
-        (
-            "thanos_store_index_cache_max_size_bytes",
-            "gauge",
-            "Byte budget of the index cache.",
-            c.budget as f64,
-        ),
-        (
-            "thanos_store_index_cache_hits_total",
-            "counter",
-            "Index cache hits.",
-            c.hits as f64,
-        ),
-        (
-            "thanos_store_index_cache_requests_total",
-            "counter",
-            "Index cache lookups.",
-            (c.hits + c.misses) as f64,
-        ),
-        (
-            "thanos_store_index_cache_items_evicted_total",
-            "counter",
-            "Index cache evictions.",
-            c.evictions as f64,
-        ),
-        (
             "gauntlet_engine_cores",
             "gauge",
             "Engine cores (pinned threads) serving the store.",
@@ -354,6 +322,36 @@ pub(crate) fn render_metrics(s: &BucketStore) -> String {
         ),
     ] {
         ops::metric(&mut out, name, typ, help, v);
+    }
+    for (prefix, what, c) in [
+        ("thanos_store_index_cache", "index cache", s.cache_stats()),
+        (
+            "gauntlet_store_chunk_cache",
+            "chunk page cache",
+            s.chunk_cache_stats(),
+        ),
+    ] {
+        for (name, typ, help, v) in [
+            ("items", "gauge", "Items in the", c.items),
+            ("total_size_bytes", "gauge", "Bytes in the", c.bytes),
+            ("max_size_bytes", "gauge", "Byte budget of the", c.budget),
+            ("hits_total", "counter", "Hits of the", c.hits),
+            (
+                "requests_total",
+                "counter",
+                "Lookups in the",
+                c.hits + c.misses,
+            ),
+            (
+                "items_evicted_total",
+                "counter",
+                "Evictions from the",
+                c.evictions,
+            ),
+        ] {
+            let help = format!("{help} {what}.");
+            ops::metric(&mut out, &format!("{prefix}_{name}"), typ, &help, v as f64);
+        }
     }
     // The I/O backend as an info-style gauge, so a dashboard shows which one was chosen.
     out.push_str(&format!(

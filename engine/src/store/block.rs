@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use super::core::{StoreCore, fetch, read_range};
+use super::core::{StoreCore, fetch, fetch_pages, read_range};
 use super::entry::entry_len;
 use super::header::IndexHeader;
 use super::{CacheKey, StoreError};
@@ -209,13 +209,14 @@ impl BucketBlock {
         Ok(out)
     }
 
-    /// Reads the chunks `metas` name (CRC checked), in coalesced ranged reads per segment;
-    /// returns the buffers read and where each chunk's payload lies in them, in the order of
-    /// `metas`.
+    /// Reads the chunks `metas` name (CRC checked), in coalesced ranged reads per segment, or
+    /// with `cache` through the core's chunk page cache; returns the buffers read and where
+    /// each chunk's payload lies in them, in the order of `metas`.
     pub(super) async fn chunks(
         &self,
         core: &Core<StoreCore>,
         metas: &[ChunkMeta],
+        cache: bool,
     ) -> Result<ChunkData, StoreError> {
         let guess = self.stat(|s| s.chunk_max_size, CHUNK_GUESS);
         // Reads in file order (the order chunks of a batch are normally asked in); a chunk's
@@ -271,7 +272,11 @@ impl BucketBlock {
                 off..end
             }));
             let path = self.segment_path(seg);
-            let fetched = fetch(core, &path, &ranges).await?;
+            let fetched = if cache {
+                fetch_pages(core, (self.meta.ulid, seg, &path), size, &ranges).await?
+            } else {
+                fetch(core, &path, &ranges).await?
+            };
             let mut walk = fetched.walker();
             let base = out.bufs.len();
             let mut extra = Vec::new();
@@ -286,7 +291,7 @@ impl BucketBlock {
                             encoding,
                         );
                     }
-                    Err(need) => {
+                    Err(mut need) => {
                         let out_of_bounds = || {
                             StoreError::Block(crate::block::BlockError::ChunkOutOfBounds {
                                 path: path.clone().into(),
@@ -295,15 +300,25 @@ impl BucketBlock {
                                 file_len: size,
                             })
                         };
-                        let end = off + need;
-                        if end > size {
-                            return Err(out_of_bounds());
+                        // The record runs past what was read (or its length field does):
+                        // take it from the neighbouring page, else read it, until it parses.
+                        loop {
+                            if off + need > size {
+                                return Err(out_of_bounds());
+                            }
+                            let b = match fetched.join(off, need) {
+                                Some(b) => b,
+                                None => read_range(core, &path, off..off + need).await?,
+                            };
+                            match parse_record(&b, off, &path)? {
+                                Ok((encoding, s, len)) => {
+                                    extra.push((i, b, s, len, encoding));
+                                    break;
+                                }
+                                Err(more) if more > need => need = more,
+                                Err(_) => return Err(out_of_bounds()),
+                            }
                         }
-                        let b = read_range(core, &path, off..end).await?;
-                        let Ok((encoding, s, len)) = parse_record(&b, off, &path)? else {
-                            return Err(out_of_bounds());
-                        };
-                        extra.push((i, b, s, len, encoding));
                     }
                 }
             }

@@ -1,6 +1,7 @@
 //! What each engine core holds for the bucket store: the index cache of the blocks it owns,
-//! the files it has open, and the reads of bucket objects (through the core's io_uring ring or
-//! `pread` for a FILESYSTEM bucket, through `object_store` on the network runtime otherwise).
+//! the chunk pages it has read, the files it has open, and the reads of bucket objects
+//! (through the core's io_uring ring or `pread` for a FILESYSTEM bucket, through
+//! `object_store` on the network runtime otherwise).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -20,10 +21,22 @@ use crate::shard::Core;
 /// Files kept open per core; past this the set is cleared (blocks come and go rarely).
 const MAX_OPEN_FILES: usize = 1024;
 
+/// Size of a cached chunk page: chunk segments are cached in aligned pages of this many bytes.
+pub(super) const CHUNK_PAGE: u64 = 16 * 1024;
+
+/// A cached page of a chunk segment: page `page` of segment `seg` (0-based) of `block`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct PageKey {
+    block: Ulid,
+    seg: u32,
+    page: u32,
+}
+
 /// The state of one engine core.
 #[derive(Debug)]
 pub struct StoreCore {
     cache: RefCell<ByteCache<CacheKey>>,
+    pages: RefCell<ByteCache<PageKey>>,
     files: RefCell<HashMap<String, Arc<File>>>,
     reader: Reader,
 }
@@ -39,9 +52,11 @@ pub(super) struct Reader {
 }
 
 impl StoreCore {
-    pub(super) fn new(budget: u64, stats: Arc<CacheStats>, reader: Reader) -> Self {
+    pub(super) fn new(budgets: [(u64, Arc<CacheStats>); 2], reader: Reader) -> Self {
+        let [(index, index_stats), (pages, page_stats)] = budgets;
         StoreCore {
-            cache: RefCell::new(ByteCache::with_stats(budget, stats)),
+            cache: RefCell::new(ByteCache::with_stats(index, index_stats)),
+            pages: RefCell::new(ByteCache::with_stats(pages, page_stats)),
             files: RefCell::new(HashMap::new()),
             reader,
         }
@@ -65,6 +80,7 @@ impl StoreCore {
     /// Forgets what is cached and open for a block no longer served.
     pub(super) fn forget(&self, block: Ulid) {
         self.cache.borrow_mut().retain(|k| k.block() != block);
+        self.pages.borrow_mut().retain(|k| k.block != block);
         let prefix = format!("{block}/");
         self.files
             .borrow_mut()
@@ -101,6 +117,24 @@ impl Fetched {
         let i = self.starts.partition_point(|&s| s <= pos).checked_sub(1)?;
         let off = (pos - self.starts[i]) as usize;
         (off < self.bufs[i].len()).then_some((i, off))
+    }
+
+    /// The `len` bytes from absolute position `pos`, copied out of consecutive reads that
+    /// together hold them (a record cut by a page boundary); `None` when they do not.
+    pub(super) fn join(&self, pos: u64, len: u64) -> Option<Bytes> {
+        let (mut i, off) = self.locate(pos)?;
+        let mut out = Vec::with_capacity(len as usize);
+        out.extend_from_slice(&self.bufs[i][off..]);
+        while (out.len() as u64) < len {
+            let end = self.starts[i] + self.bufs[i].len() as u64;
+            i += 1;
+            if self.starts.get(i) != Some(&end) {
+                return None;
+            }
+            out.extend_from_slice(&self.bufs[i]);
+        }
+        out.truncate(len as usize);
+        Some(out.into())
     }
 
     /// A cursor for looking up positions in ascending order without a search each.
@@ -144,13 +178,86 @@ pub(super) async fn fetch(
     if ranges.is_empty() {
         return Ok(Fetched::default());
     }
-    let st = core.state();
-    let merged = coalesce(ranges, st.reader.bucket.coalesce_gap());
+    let merged = coalesce(ranges, core.state().reader.bucket.coalesce_gap());
     let starts = merged.iter().map(|m| m.start).collect();
+    let bufs = read_exact(core, path, merged).await?;
+    Ok(Fetched { bufs, starts })
+}
+
+/// Reads the pages of chunk segment `seg` of `block` (object `path`, `size` bytes) that
+/// `ranges` (ascending by start) touch, from the core's page cache where it has them and from
+/// the bucket otherwise (then cached): the chunks of a selection come back without a copy.
+pub(super) async fn fetch_pages(
+    core: &Core<StoreCore>,
+    (block, seg, path): (Ulid, u32, &str),
+    size: u64,
+    ranges: &[Range<u64>],
+) -> Result<Fetched, BucketError> {
+    let mut pages: Vec<u32> = Vec::new();
+    for r in ranges.iter().filter(|r| r.end > r.start) {
+        let first = (r.start / CHUNK_PAGE) as u32;
+        let from = pages.last().map_or(first, |&p| first.max(p + 1));
+        pages.extend(from..=((r.end - 1) / CHUNK_PAGE) as u32);
+    }
+    let page_range = |p: u32| {
+        let start = u64::from(p) * CHUNK_PAGE;
+        start..(start + CHUNK_PAGE).min(size)
+    };
+    let mut bufs: Vec<Option<Bytes>> = {
+        let mut cache = core.state().pages.borrow_mut();
+        pages
+            .iter()
+            .map(|&page| cache.get(&PageKey { block, seg, page }))
+            .collect()
+    };
+    let missing: Vec<usize> = (0..pages.len()).filter(|&i| bufs[i].is_none()).collect();
+    if !missing.is_empty() {
+        let want: Vec<Range<u64>> = missing.iter().map(|&i| page_range(pages[i])).collect();
+        let read = if core.state().reader.local_root.is_some() {
+            // Local reads land in page-sized buffers the cache can own as they are.
+            read_exact(core, path, want).await?
+        } else {
+            // Object storage: one request per run of pages, cut into owned pages.
+            let runs = coalesce(&want, 0);
+            let got = read_exact(core, path, runs.clone()).await?;
+            want.iter()
+                .map(|w| {
+                    let k = runs.partition_point(|r| r.start <= w.start) - 1;
+                    let at = (w.start - runs[k].start) as usize;
+                    Bytes::copy_from_slice(&got[k][at..at + (w.end - w.start) as usize])
+                })
+                .collect()
+        };
+        let mut cache = core.state().pages.borrow_mut();
+        for (&i, b) in missing.iter().zip(read) {
+            cache.insert(
+                PageKey {
+                    block,
+                    seg,
+                    page: pages[i],
+                },
+                b.clone(),
+            );
+            bufs[i] = Some(b);
+        }
+    }
+    Ok(Fetched {
+        bufs: bufs.into_iter().flatten().collect(),
+        starts: pages.iter().map(|&p| page_range(p).start).collect(),
+    })
+}
+
+/// Reads each of `ranges` of object `path` as one request.
+async fn read_exact(
+    core: &Core<StoreCore>,
+    path: &str,
+    ranges: Vec<Range<u64>>,
+) -> Result<Vec<Bytes>, BucketError> {
+    let st = core.state();
     let Some(root) = &st.reader.local_root else {
         // Object storage: the requests run on the network runtime.
         let bucket = st.reader.bucket.clone();
-        let (p, r) = (path.to_string(), merged.clone());
+        let (p, r) = (path.to_string(), ranges);
         let bufs = st
             .reader
             .runtime
@@ -162,7 +269,7 @@ pub(super) async fn fetch(
                 path: path.to_string(),
                 source: std::io::Error::other(e),
             })??;
-        return Ok(Fetched { bufs, starts });
+        return Ok(bufs);
     };
     let stats = st.reader.bucket.stats();
     let io_err = |source: std::io::Error| {
@@ -181,22 +288,22 @@ pub(super) async fn fetch(
     let file = st.file(root, path).map_err(io_err)?;
     let bufs = core
         .io()
-        .read_many(&file, &merged)
+        .read_many(&file, &ranges)
         .await
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::UnexpectedEof => BucketError::ShortRead {
                 path: path.to_string(),
-                start: merged[0].start,
-                end: merged[merged.len() - 1].end,
+                start: ranges[0].start,
+                end: ranges[ranges.len() - 1].end,
                 got: 0,
             },
             _ => io_err(e),
         })?;
-    stats.requests.fetch_add(merged.len() as u64, Relaxed);
+    stats.requests.fetch_add(ranges.len() as u64, Relaxed);
     stats
         .bytes
         .fetch_add(bufs.iter().map(|b| b.len() as u64).sum::<u64>(), Relaxed);
-    Ok(Fetched { bufs, starts })
+    Ok(bufs)
 }
 
 /// Reads `ranges` of object `path` in coalesced reads; returns each range's bytes in the

@@ -91,6 +91,8 @@ pub struct Limits {
 pub struct StoreOptions {
     /// Byte budget of the postings and series cache (`--index-cache-size`), bytes.
     pub index_cache_bytes: u64,
+    /// Byte budget of the chunk page cache (`--store.chunk-cache-size`), bytes; 0 = none.
+    pub chunk_cache_bytes: u64,
     /// Blocks whose deletion mark is older than this are no longer served.
     pub ignore_deletion_marks_delay: Duration,
     /// Per-request limits.
@@ -106,6 +108,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             index_cache_bytes: 250 * 1024 * 1024,
+            chunk_cache_bytes: 128 * 1024 * 1024,
             ignore_deletion_marks_delay: Duration::from_secs(24 * 3600),
             limits: Limits::default(),
             stream_buffer_bytes: 64 * 1024 * 1024,
@@ -117,7 +120,7 @@ impl Default for StoreOptions {
     }
 }
 
-/// The index caches of all cores, summed.
+/// A cache's counters over all cores, summed (the index cache or the chunk page cache).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheSnapshot {
     /// Bytes held.
@@ -257,6 +260,24 @@ pub struct LabelSetInfo {
     pub max_time: i64,
 }
 
+/// The counters of per-core caches sharing `budget`, summed.
+fn snapshot(stats: &[Arc<CacheStats>], budget: u64) -> CacheSnapshot {
+    use std::sync::atomic::Ordering::Relaxed;
+    let n = stats.len() as u64;
+    let mut s = CacheSnapshot {
+        budget: budget / n * n,
+        ..CacheSnapshot::default()
+    };
+    for c in stats {
+        s.bytes += c.bytes.load(Relaxed);
+        s.items += c.items.load(Relaxed);
+        s.hits += c.hits.load(Relaxed);
+        s.misses += c.misses.load(Relaxed);
+        s.evictions += c.evictions.load(Relaxed);
+    }
+    s
+}
+
 /// The bucket store.
 #[derive(Debug)]
 pub struct BucketStore {
@@ -265,6 +286,7 @@ pub struct BucketStore {
     opts: StoreOptions,
     cores: ShardSet<StoreCore>,
     cache_stats: Vec<Arc<CacheStats>>,
+    chunk_cache_stats: Vec<Arc<CacheStats>>,
     blocks: RwLock<Vec<Arc<BucketBlock>>>,
     synced: AtomicBool,
     metrics: Arc<StoreMetrics>,
@@ -292,21 +314,26 @@ impl BucketStore {
             local_root: bucket.local_root().map(Path::to_path_buf),
             runtime: runtime.clone(),
         };
-        let per_core = opts.index_cache_bytes / n as u64;
-        let stats = cache_stats.clone();
+        let chunk_cache_stats: Vec<Arc<CacheStats>> = (0..n).map(|_| Arc::default()).collect();
+        let per_core = [opts.index_cache_bytes, opts.chunk_cache_bytes].map(|b| b / n as u64);
+        let stats = [cache_stats.clone(), chunk_cache_stats.clone()];
         let cores = ShardSet::start(
             &RuntimeConfig {
                 cores: n,
                 name: "gauntlet-store".into(),
                 ..opts.runtime.clone()
             },
-            move |core| StoreCore::new(per_core, stats[core].clone(), reader.clone()),
+            move |core| {
+                let budgets = [0, 1].map(|k| (per_core[k], stats[k][core].clone()));
+                StoreCore::new(budgets, reader.clone())
+            },
         )?;
         Ok(BucketStore {
             bucket,
             data_dir: data_dir.to_path_buf(),
             cores,
             cache_stats,
+            chunk_cache_stats,
             opts,
             blocks: RwLock::new(Vec::new()),
             synced: AtomicBool::new(false),
@@ -335,20 +362,12 @@ impl BucketStore {
 
     /// The index caches of every core, summed.
     pub fn cache_stats(&self) -> CacheSnapshot {
-        use std::sync::atomic::Ordering::Relaxed;
-        let mut s = CacheSnapshot {
-            budget: self.opts.index_cache_bytes / self.cache_stats.len() as u64
-                * self.cache_stats.len() as u64,
-            ..CacheSnapshot::default()
-        };
-        for c in &self.cache_stats {
-            s.bytes += c.bytes.load(Relaxed);
-            s.items += c.items.load(Relaxed);
-            s.hits += c.hits.load(Relaxed);
-            s.misses += c.misses.load(Relaxed);
-            s.evictions += c.evictions.load(Relaxed);
-        }
-        s
+        snapshot(&self.cache_stats, self.opts.index_cache_bytes)
+    }
+
+    /// The chunk page caches of every core, summed.
+    pub fn chunk_cache_stats(&self) -> CacheSnapshot {
+        snapshot(&self.chunk_cache_stats, self.opts.chunk_cache_bytes)
     }
 
     /// The I/O backend the engine cores read with.

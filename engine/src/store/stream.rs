@@ -45,8 +45,8 @@ const MIN_BATCH_BYTES: usize = 64 << 10;
 const CHANNEL_BATCHES: usize = 2;
 /// A block's selection is read by every core when it holds more series than this.
 const SPLIT_SERIES: usize = 16 * 1024;
-/// Series entries are cached only for selections of at most this many series per block: a
-/// scan of a whole block would only evict what smaller queries reuse.
+/// Series entries and chunk pages are cached only for selections of at most this many series
+/// per block: a scan of a whole block would only evict what smaller queries reuse.
 const CACHE_SERIES_MAX: usize = 64 * 1024;
 /// A producer keeps symbol pages up to this fraction of its core's cache budget.
 const SYMBOL_SHARE: usize = 8;
@@ -141,7 +141,8 @@ struct Part {
     stripe: usize,
     first: usize,
     step: usize,
-    cache: bool,
+    cache_entries: bool,
+    cache_chunks: bool,
     reorder: bool,
 }
 
@@ -207,8 +208,10 @@ impl BucketStore {
             // A filesystem bucket's index is in the page cache already: one coalesced read of
             // a selection's entries costs less than a lookup per series in the entry cache
             // (each a miss in a large map, measured at 5-7 % of an instant query's CPU).
-            // Object storage charges a request per read, so there entries are cached.
-            let cache = !local && n <= CACHE_SERIES_MAX;
+            // Object storage charges a request per read, so there entries are cached. Chunk
+            // pages are cached from any bucket: taken from the cache they cost no copy.
+            let cache_entries = !local && n <= CACHE_SERIES_MAX;
+            let cache_chunks = n <= CACHE_SERIES_MAX && self.opts.chunk_cache_bytes > 0;
             let parts = if n > SPLIT_SERIES { cores } else { 1 };
             let stripe = stripe_len(b, batch_bytes);
             let stripes = n.div_ceil(stripe);
@@ -224,7 +227,8 @@ impl BucketStore {
                     stripe,
                     first,
                     step: parts,
-                    cache,
+                    cache_entries,
+                    cache_chunks,
                     reorder,
                 };
                 let p = prep.clone();
@@ -659,7 +663,7 @@ async fn read_batch(
 ) -> Result<SeriesBatch, StoreError> {
     let q = &p.q;
     let b = &part.block;
-    let entries = b.series_entries(core, refs, part.cache).await?;
+    let entries = b.series_entries(core, refs, part.cache_entries).await?;
     let path = b.index_path();
     let num_symbols = b.header.num_symbols();
     sc.labels.clear();
@@ -743,7 +747,7 @@ async fn read_batch(
             wanted.extend_from_slice(&sc.metas[a as usize..z as usize]);
         }
     }
-    let data = b.chunks(core, &wanted).await?;
+    let data = b.chunks(core, &wanted, part.cache_chunks).await?;
     let bytes: u64 = data.at.iter().map(|c| u64::from(c.2)).sum();
     Usage::add(&p.usage.bytes, bytes, p.limits.bytes, "bytes")?;
     let base = batch.bufs_len() as u32;

@@ -337,3 +337,96 @@ async fn streams_everything_within_its_budgets_io_uring() {
 async fn streams_everything_within_its_budgets_pread() {
     streams_everything_within_its_budgets(crate::shard::IoChoice::Pread).await;
 }
+
+/// Chunks read through the page cache are the chunks read straight from the segment files,
+/// whether the pages come from the bucket, from the cache, or were evicted in between; records
+/// cut by a page boundary are joined from the two pages.
+async fn chunk_pages_serve_what_direct_reads_serve(io: crate::shard::IoChoice) {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    write_wide_block(&bucket, 3_000);
+    let with_cache = |name: &str, bytes: u64| {
+        let opts = StoreOptions {
+            chunk_cache_bytes: bytes,
+            runtime: crate::shard::RuntimeConfig {
+                cores: 2,
+                io,
+                ..Default::default()
+            },
+            ..StoreOptions::default()
+        };
+        open(&bucket, &tmp.path().join(name), opts)
+    };
+    let (direct, tiny, ample) = (
+        with_cache("direct", 0),
+        with_cache("tiny", 64 * 1024),
+        with_cache("ample", 64 << 20),
+    );
+    for s in [&direct, &tiny, &ample] {
+        s.sync().await.unwrap();
+    }
+    let selections = [
+        (".+", 0, i64::MAX),
+        ("001.*", 0, i64::MAX),
+        ("0[0-2]1[0-4].*", 3_600_000, 3_600_000),
+        ("02.*5", 1_000_000, 6_000_000),
+    ];
+    for round in 0..2 {
+        for (re, min_time, max_time) in selections {
+            let q = SeriesQuery {
+                min_time,
+                max_time,
+                matchers: vec![Matcher::new(MatchType::Regexp, "i", re).unwrap()],
+                ..SeriesQuery::default()
+            };
+            let want = direct.series(&q).await.unwrap().series;
+            assert!(!want.is_empty(), "{re}");
+            for s in [&tiny, &ample] {
+                let got = s.series(&q).await.unwrap().series;
+                assert!(got == want, "round {round}, i=~{re:?}: answers differ");
+            }
+        }
+    }
+    assert_eq!(
+        direct.chunk_cache_stats().hits + direct.chunk_cache_stats().misses,
+        0
+    );
+    let t = tiny.chunk_cache_stats();
+    assert!(t.bytes <= t.budget && t.evictions > 0, "{t:?}");
+    let a = ample.chunk_cache_stats();
+    assert!(a.hits > a.misses && a.evictions == 0, "{a:?}");
+    // The second round read no chunk page from the bucket.
+    let read_before = ample
+        .bucket()
+        .stats()
+        .bytes
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let q = SeriesQuery {
+        min_time: 0,
+        max_time: i64::MAX,
+        matchers: vec![Matcher::new(MatchType::Regexp, "i", "001.*").unwrap()],
+        ..SeriesQuery::default()
+    };
+    ample.series(&q).await.unwrap();
+    let read = ample
+        .bucket()
+        .stats()
+        .bytes
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - read_before;
+    let chunk_pages = ample.chunk_cache_stats().bytes;
+    assert!(
+        read < chunk_pages / 4,
+        "read {read} bytes again with {chunk_pages} cached"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunk_pages_serve_what_direct_reads_serve_io_uring() {
+    chunk_pages_serve_what_direct_reads_serve(crate::shard::IoChoice::IoUring).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunk_pages_serve_what_direct_reads_serve_pread() {
+    chunk_pages_serve_what_direct_reads_serve(crate::shard::IoChoice::Pread).await;
+}
