@@ -25,12 +25,17 @@ fn in_group(l: &Label, modifier: Option<&LabelModifier>) -> bool {
     }
 }
 
-/// The labels of the group a series falls in.
-pub(crate) fn group_labels(labels: &Labels, modifier: Option<&LabelModifier>) -> Labels {
+/// The labels of the group a series falls in; with `drop_name`, the series has lost its
+/// metric name first (so `by (__name__)` does not bring it back).
+pub(crate) fn group_labels(
+    labels: &Labels,
+    modifier: Option<&LabelModifier>,
+    drop_name: bool,
+) -> Labels {
     Labels::from_sorted(
         labels
             .iter()
-            .filter(|l| in_group(l, modifier))
+            .filter(|l| in_group(l, modifier) && !(drop_name && super::is_name_label(&l.name)))
             .cloned()
             .collect(),
     )
@@ -657,7 +662,7 @@ fn find_or_create(
                 _ => State::Members(Vec::new()),
             };
             groups.push(Group {
-                labels: group_labels(labels, modifier),
+                labels: group_labels(labels, modifier, false),
                 drop_name,
                 state,
             });
@@ -757,7 +762,7 @@ impl PartialSpec {
         {
             Ok(g) => g,
             Err(hash) => {
-                debug_assert_eq!(labels, group_labels(&labels, self.modifier.as_ref()));
+                debug_assert_eq!(labels, group_labels(&labels, self.modifier.as_ref(), false));
                 p.groups.push(PartialGroup {
                     labels,
                     drop_name: self.by_name && drop_name,

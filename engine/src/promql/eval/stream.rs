@@ -211,17 +211,22 @@ impl SeriesKernel {
                 }
             }
         }
-        if self.drop_name_now && col.drop_name {
-            let mut ls = std::mem::take(&mut col.labels).into_vec();
-            ls.retain(|l| l.name != "__name__");
-            col.labels = Labels::from_sorted(ls);
-            col.drop_name = false;
-        }
         // Series left without a value are dropped, as each materialized step drops them.
         if col.v.iter().any(|x| !is_absent(*x)) {
-            if let KeepLabels::Group(m) = &self.keep {
-                col.labels = group_labels(&col.labels, m.as_ref());
+            let drop_name = self.drop_name_now && col.drop_name;
+            match &self.keep {
+                // One pass keeps the group's labels, less the name if it goes now.
+                KeepLabels::Group(m) => {
+                    col.labels = group_labels(&col.labels, m.as_ref(), drop_name)
+                }
+                KeepLabels::All if drop_name => {
+                    let mut ls = std::mem::take(&mut col.labels).into_vec();
+                    ls.retain(|l| l.name != "__name__");
+                    col.labels = Labels::from_sorted(ls);
+                }
+                KeepLabels::All => {}
             }
+            col.drop_name &= !drop_name;
             out.col = Some(col);
         }
         out
