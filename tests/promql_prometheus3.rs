@@ -192,6 +192,9 @@ temperature_celsius{instance="host-00"} offset -(1h - 58m)
 edge_gauge offset (1m + 30s) / 2
 temperature_celsius{instance="host-00"} offset -(1m) * 2 + 180
 temperature_celsius{instance="host-00"} offset 1m / 2
+# A zero offset is no offset.
+edge_gauge offset 0s
+rate(edge_counter_total[5m] offset -0m)
 # streamed aggregations: fan-in over every series, without, topk/bottomk over streams (their
 # input straight from a selector or range function: over a computed range vector Prometheus
 # orders series by a map, so ties would pick members at random)
@@ -575,9 +578,12 @@ process_resident_memory_bytes - on(instance) group_right(__name__, job) temperat
 /// overflow messages with Go's `%v` of the value, ratios capped with a warning for the largest
 /// and smallest out of range. Also: the pair a many-to-many error names, the factors of
 /// `double_exponential_smoothing` (checked only where a window holds a sample) and the quantile
-/// of `histogram_quantile` (warned about even without buckets). For these the error message
-/// and the warnings must match too.
+/// of `histogram_quantile` (warned about even without buckets), and number literals Go's
+/// `strconv` refuses. For these the error message and the warnings must match too.
 const PARAM_QUERIES: &str = r#"
+clamp_min(edge_gauge, 1e3308)
+-1e400
+0xFFFFFFFFFFFFFFFFFFFF
 topk(NaN, edge_gauge)
 process_resident_memory_bytes > on() temperature_celsius{instance="host-00"}
 double_exponential_smoothing(edge_gauge{case="gap"}[1m] offset 1h, 2, 0.5)

@@ -203,6 +203,27 @@ fn offset_expression(query: &str, after: usize, times: QueryTimes) -> Option<Off
         i = skip_ws(i + 1);
     }
     let paren_operand = b.get(i) == Some(&b'(');
+    // A zero duration (`offset 0s`), which the parser refuses and Prometheus takes as no
+    // offset.
+    let literal_end = i + b[i..]
+        .iter()
+        .take_while(|c| c.is_ascii_alphanumeric() || **c == b'.')
+        .count();
+    let literal = &b[i..literal_end];
+    if literal.first().is_some_and(u8::is_ascii_digit)
+        && literal
+            .iter()
+            .all(|&c| matches!(c, b'0' | b'.') || c.is_ascii_alphabetic())
+        && !literal
+            .iter()
+            .any(|c| matches!(c, b'x' | b'X' | b'e' | b'E'))
+    {
+        return Some(Offset {
+            end: literal_end,
+            ms: 0,
+            refused_operand: None,
+        });
+    }
     if !paren_operand {
         let name_end = i + b[i..]
             .iter()

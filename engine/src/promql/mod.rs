@@ -137,31 +137,40 @@ fn parse_for(
             .flatten()
     };
     match std::panic::catch_unwind(|| promql_parser::parser::parse(&text)) {
-        Ok(Ok(expr)) => match crate::labels::first_regex_error(query) {
-            Some(e) => Err(PromqlError::Parse(e)),
-            // The parser takes a bare `[0]`; Prometheus refuses a range of nothing.
-            None => match unquoted_offset(query, zero_duration_at) {
-                Some(off) => Err(PromqlError::Parse(positions::placed(
-                    positions::line_col(query, off),
-                    "duration must be greater than 0",
-                ))),
+        Ok(Ok(expr)) => {
+            let refused = crate::labels::first_regex_error(query)
+                // The parser takes a bare `[0]`; Prometheus refuses a range of nothing.
+                .or_else(|| {
+                    let off = unquoted_offset(query, zero_duration_at)?;
+                    Some(positions::placed(
+                        positions::line_col(query, off),
+                        "duration must be greater than 0",
+                    ))
+                })
                 // Arithmetic after a parenthesized offset goes on with the offset in
                 // Prometheus, which then refuses an operand that is not a duration.
-                None => match duration_expr::offset_operand_error(query) {
-                    Some(k) => {
-                        let what = crate::labels::token_description_at(query, k)
-                            .unwrap_or_else(|| "input".to_string());
-                        Err(PromqlError::Parse(positions::placed(
-                            positions::line_col(query, k),
-                            &format!("unexpected {what} in offset, expected number or duration"),
-                        )))
-                    }
-                    None => Ok(expr),
-                },
-            },
-        },
+                .or_else(|| {
+                    let k = duration_expr::offset_operand_error(query)?;
+                    let what = crate::labels::token_description_at(query, k)
+                        .unwrap_or_else(|| "input".to_string());
+                    Some(positions::placed(
+                        positions::line_col(query, k),
+                        &format!("unexpected {what} in offset, expected number or duration"),
+                    ))
+                })
+                .or_else(|| number_error(query));
+            match refused {
+                Some(e) => Err(PromqlError::Parse(e)),
+                None => Ok(expr),
+            }
+        }
         Ok(Err(e)) => Err(PromqlError::Parse(
-            regex_first(&e).unwrap_or_else(|| parse_error(query, e)),
+            regex_first(&e)
+                .or_else(|| {
+                    e.starts_with("ParseFloatError")
+                        .then(|| number_error(query))?
+                })
+                .unwrap_or_else(|| parse_error(query, e)),
         )),
         Err(_) => Err(PromqlError::Parse("invalid promql query".into())),
     }
@@ -340,6 +349,76 @@ fn unquoted_offset(query: &str, at: impl Fn(&[u8], usize) -> bool) -> Option<usi
         }
     }
     None
+}
+
+/// The first number literal Go's `strconv` refuses where Rust's parsing does not, worded and
+/// placed as Prometheus reports it: a decimal beyond the float range (`1e400`, which Rust reads
+/// as infinity), or a hexadecimal integer beyond 64 bits (which Go then fails to read as a
+/// float, having no exponent).
+fn number_error(query: &str) -> Option<String> {
+    let off = unquoted_offset(query, |b, i| number_refusal(b, i).is_some())?;
+    let (end, why) = number_refusal(query.as_bytes(), off)?;
+    Some(positions::placed(
+        positions::line_col(query, off),
+        &format!(
+            "error parsing number: strconv.ParseFloat: parsing \"{}\": {why}",
+            &query[off..end]
+        ),
+    ))
+}
+
+/// The end of the number literal at `i` and why Go refuses it, if it does.
+fn number_refusal(b: &[u8], i: usize) -> Option<(usize, &'static str)> {
+    let end = number_end(b, i)?;
+    let tok = std::str::from_utf8(&b[i..end]).ok()?;
+    let why = match tok.get(..2) {
+        Some("0x" | "0X") => i64::from_str_radix(&tok[2..], 16)
+            .is_err()
+            .then_some("invalid syntax"),
+        _ => tok
+            .parse::<f64>()
+            .is_ok_and(f64::is_infinite)
+            .then_some("value out of range"),
+    };
+    why.map(|why| (end, why))
+}
+
+/// End of the number literal starting at `i`, lexed as Prometheus lexes one (`0x` and hex
+/// digits, or digits, a fraction and an exponent); `None` when none starts there or the
+/// literal runs on into a duration or a name.
+fn number_end(b: &[u8], i: usize) -> Option<usize> {
+    let starts =
+        b[i].is_ascii_digit() || (b[i] == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit));
+    if !starts
+        || i.checked_sub(1)
+            .is_some_and(|p| duration_expr::is_ident_byte(b[p]) || b[p] == b'.')
+    {
+        return None;
+    }
+    let run = |mut j: usize, ok: fn(&u8) -> bool| {
+        while b.get(j).is_some_and(ok) {
+            j += 1;
+        }
+        j
+    };
+    let mut j = i;
+    if b[j] == b'0' && matches!(b.get(j + 1), Some(b'x' | b'X')) {
+        j = run(j + 2, u8::is_ascii_hexdigit);
+    } else {
+        j = run(j, u8::is_ascii_digit);
+        if b.get(j) == Some(&b'.') {
+            j = run(j + 1, u8::is_ascii_digit);
+        }
+        if matches!(b.get(j), Some(b'e' | b'E')) {
+            let k = j + 1 + usize::from(matches!(b.get(j + 1), Some(b'+' | b'-')));
+            if b.get(k).is_some_and(u8::is_ascii_digit) {
+                j = run(k, u8::is_ascii_digit);
+            }
+        }
+    }
+    (!b.get(j)
+        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_'))
+    .then_some(j)
 }
 
 /// Whether a range's or subquery's duration at `i` is zero: right after its `[`, or after
