@@ -100,6 +100,15 @@ fn scan(query: &str, times: QueryTimes) -> (Cow<'_, str>, Option<usize>) {
     (Cow::Owned(out), refused)
 }
 
+/// Whether `tok` is a duration literal worth nothing (`0`, `0s`, `0m0s`, `0.0`).
+pub(crate) fn is_zero_duration_literal(tok: &[u8]) -> bool {
+    tok.first().is_some_and(u8::is_ascii_digit)
+        && tok
+            .iter()
+            .all(|&c| matches!(c, b'0' | b'.') || c.is_ascii_alphabetic())
+        && !tok.iter().any(|c| matches!(c, b'x' | b'X' | b'e' | b'E'))
+}
+
 pub(crate) fn is_ident_byte(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c == b':'
 }
@@ -209,15 +218,7 @@ fn offset_expression(query: &str, after: usize, times: QueryTimes) -> Option<Off
         .iter()
         .take_while(|c| c.is_ascii_alphanumeric() || **c == b'.')
         .count();
-    let literal = &b[i..literal_end];
-    if literal.first().is_some_and(u8::is_ascii_digit)
-        && literal
-            .iter()
-            .all(|&c| matches!(c, b'0' | b'.') || c.is_ascii_alphabetic())
-        && !literal
-            .iter()
-            .any(|c| matches!(c, b'x' | b'X' | b'e' | b'E'))
-    {
+    if is_zero_duration_literal(&b[i..literal_end]) {
         return Some(Offset {
             end: literal_end,
             ms: 0,

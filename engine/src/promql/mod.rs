@@ -441,9 +441,5 @@ fn is_zero_duration(b: &[u8]) -> bool {
         .iter()
         .position(|&c| c == b']' || c == b':')
         .unwrap_or(b.len());
-    let d = b[..end].trim_ascii();
-    !d.is_empty()
-        && d[0].is_ascii_digit()
-        && d.iter()
-            .all(|&c| c == b'0' || c == b'.' || c.is_ascii_alphabetic())
+    duration_expr::is_zero_duration_literal(b[..end].trim_ascii())
 }
