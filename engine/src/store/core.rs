@@ -217,15 +217,11 @@ pub(super) async fn fetch_pages(
             // Local reads land in page-sized buffers the cache can own as they are.
             read_exact(core, path, want).await?
         } else {
-            // Object storage: one request per run of pages, cut into owned pages.
-            let runs = coalesce(&want, 0);
-            let got = read_exact(core, path, runs.clone()).await?;
-            want.iter()
-                .map(|w| {
-                    let k = runs.partition_point(|r| r.start <= w.start) - 1;
-                    let at = (w.start - runs[k].start) as usize;
-                    Bytes::copy_from_slice(&got[k][at..at + (w.end - w.start) as usize])
-                })
+            // Object storage: coalesced requests, cut into pages the cache owns.
+            read_ranges(core, path, &want)
+                .await?
+                .iter()
+                .map(|b| Bytes::copy_from_slice(b))
                 .collect()
         };
         let mut cache = core.state().pages.borrow_mut();

@@ -371,14 +371,15 @@ async fn chunk_pages_serve_what_direct_reads_serve(io: crate::shard::IoChoice) {
         ("0[0-2]1[0-4].*", 3_600_000, 3_600_000),
         ("02.*5", 1_000_000, 6_000_000),
     ];
+    let select = |re: &str, min_time, max_time| SeriesQuery {
+        min_time,
+        max_time,
+        matchers: vec![Matcher::new(MatchType::Regexp, "i", re).unwrap()],
+        ..SeriesQuery::default()
+    };
     for round in 0..2 {
         for (re, min_time, max_time) in selections {
-            let q = SeriesQuery {
-                min_time,
-                max_time,
-                matchers: vec![Matcher::new(MatchType::Regexp, "i", re).unwrap()],
-                ..SeriesQuery::default()
-            };
+            let q = select(re, min_time, max_time);
             let want = direct.series(&q).await.unwrap().series;
             assert!(!want.is_empty(), "{re}");
             for s in [&tiny, &ample] {
@@ -401,13 +402,7 @@ async fn chunk_pages_serve_what_direct_reads_serve(io: crate::shard::IoChoice) {
         .stats()
         .bytes
         .load(std::sync::atomic::Ordering::Relaxed);
-    let q = SeriesQuery {
-        min_time: 0,
-        max_time: i64::MAX,
-        matchers: vec![Matcher::new(MatchType::Regexp, "i", "001.*").unwrap()],
-        ..SeriesQuery::default()
-    };
-    ample.series(&q).await.unwrap();
+    ample.series(&select("001.*", 0, i64::MAX)).await.unwrap();
     let read = ample
         .bucket()
         .stats()

@@ -140,19 +140,8 @@ impl<T, F: Fn(&T, &T) -> bool> Sorter<'_, T, F> {
         // `i` and `j` are inclusive bounds of what is left to partition; `j` may pass below
         // `a + 1`, so it is kept signed.
         let (mut i, mut j) = (a + 1, b as isize - 1);
-        while i as isize <= j && self.less(i, a) {
-            i += 1;
-        }
-        while i as isize <= j && !self.less(j as usize, a) {
-            j -= 1;
-        }
-        if i as isize > j {
-            self.swap(j as usize, a);
-            return (j as usize, true);
-        }
-        self.swap(i, j as usize);
-        i += 1;
-        j -= 1;
+        // Nothing to swap on the first pass means the range was already partitioned.
+        let mut first = true;
         loop {
             while i as isize <= j && self.less(i, a) {
                 i += 1;
@@ -166,9 +155,10 @@ impl<T, F: Fn(&T, &T) -> bool> Sorter<'_, T, F> {
             self.swap(i, j as usize);
             i += 1;
             j -= 1;
+            first = false;
         }
         self.swap(j as usize, a);
-        (j as usize, false)
+        (j as usize, first)
     }
 
     fn partition_equal(&mut self, a: usize, b: usize, pivot: usize) -> usize {
