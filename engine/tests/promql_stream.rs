@@ -209,26 +209,7 @@ fn bucket_store_stream_equals_select() {
         stream_equals_select(store.as_ref());
         // The store's answer (its `select` drains the same stream) against the series as
         // written, external labels attached.
-        let written = MemSeries::new(
-            parts
-                .iter()
-                .flat_map(|&(from, to, lo, hi, ext)| {
-                    (lo..hi).map(move |i| {
-                        let mut ls: Vec<(CompactString, CompactString)> = labels(i)
-                            .iter()
-                            .map(|l| (l.name.clone(), l.value.clone()))
-                            .collect();
-                        ls.extend(ext.iter().map(|&(k, v)| (k.into(), v.into())));
-                        let ts: Vec<i64> = (from / STEP..to / STEP).map(|k| k * STEP).collect();
-                        let val = ts.iter().map(|&t| value(i, t)).collect();
-                        Series {
-                            labels: Labels::from_pairs(ls),
-                            samples: SampleBatch { ts, val },
-                        }
-                    })
-                })
-                .collect(),
-        );
+        let written = written_series(&parts);
         for ms in matcher_sets() {
             for (mint, maxt) in [(0, 4 * H), (H / 2, 5 * H / 2), (-H, -1)] {
                 let hints = SelectHints::default();
@@ -244,6 +225,74 @@ fn bucket_store_stream_equals_select() {
                 }
             }
         }
+    }
+}
+
+/// Blocks of a store test: `[from, to)`, series `lo..hi`, external labels.
+type Part<'a> = (i64, i64, usize, usize, &'a Vec<(&'a str, &'a str)>);
+
+/// Every series of `parts` as written, external labels attached (overlapping parts agree).
+fn written_series(parts: &[Part<'_>]) -> MemSeries {
+    MemSeries::new(
+        parts
+            .iter()
+            .flat_map(|&(from, to, lo, hi, ext)| {
+                (lo..hi).map(move |i| {
+                    let mut ls: Vec<(CompactString, CompactString)> = labels(i)
+                        .iter()
+                        .map(|l| (l.name.clone(), l.value.clone()))
+                        .collect();
+                    ls.extend(ext.iter().map(|&(k, v)| (k.into(), v.into())));
+                    let ts: Vec<i64> = (from / STEP..to / STEP).map(|k| k * STEP).collect();
+                    let val = ts.iter().map(|&t| value(i, t)).collect();
+                    Series {
+                        labels: Labels::from_pairs(ls),
+                        samples: SampleBatch { ts, val },
+                    }
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Aggregations that read only their groups' labels (which the store then hands over alone)
+/// answer as over the series as written: series merged across overlapping blocks count once,
+/// series of different external label sets stay apart, whatever the grouping.
+#[test]
+fn bucket_store_aggregations_read_grouped_labels_only() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    let (a, b) = (vec![("replica", "a")], vec![("replica", "b")]);
+    let parts: [Part<'_>; 4] = [
+        (0, 2 * H, 0, 1500, &a),
+        (H, 3 * H, 1000, 2000, &a),
+        (2 * H, 4 * H, 1000, 2600, &b),
+        (0, 2 * H, 2500, 2600, &b),
+    ];
+    for &(from, to, lo, hi, ext) in &parts {
+        write_block(&bucket, from, to, lo, hi, ext);
+    }
+    let store = bucket_store(&rt, &bucket, &tmp.path().join("data"));
+    let written = written_series(&parts);
+    let e = Engine::default();
+    for q in [
+        "count(m_total)",
+        "count({__name__=~\".+\"})",
+        "sum by (g) (rate(m_total[5m]))",
+        "count by (replica) (m_total)",
+        "max without (i) (m_total)",
+        "sum without (g, i) (m_total > 10)",
+        "count by (__name__, replica) (m_total)",
+        "avg by (i) (m_total{g=\"3\"})",
+    ] {
+        let got = e.range_query(store.as_ref(), q, 0, 4 * H, 60_000).unwrap();
+        let want = e.range_query(&written, q, 0, 4 * H, 60_000).unwrap();
+        assert_eq!(got.value, want.value, "{q}");
     }
 }
 

@@ -39,6 +39,35 @@ pub struct SelectHints {
     pub func: Option<String>,
     /// Range of the range selector in ms (0 for an instant selector).
     pub range_ms: i64,
+    /// When the caller reads only some labels of each series (an aggregation's grouping),
+    /// which: a source may leave the others out of the series it hands over. Only a source
+    /// that has already merged its series by their whole label sets may.
+    pub grouping: Option<Grouping>,
+}
+
+/// The labels an aggregation's input is read for: `__name__` and, with `by`, the named
+/// labels, or without it every label but the named ones.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Grouping {
+    /// `by` (keep the named labels) rather than `without` (drop them).
+    pub by: bool,
+    /// The labels named.
+    pub names: Vec<String>,
+}
+
+impl Grouping {
+    /// `by ()`: the metric name alone.
+    pub fn default_by() -> Grouping {
+        Grouping {
+            by: true,
+            names: Vec::new(),
+        }
+    }
+
+    /// Whether a series' label `name` is read.
+    pub fn reads(&self, name: &[u8]) -> bool {
+        name == b"__name__" || self.names.iter().any(|n| n.as_bytes() == name) == self.by
+    }
 }
 
 /// A source of series. Implementations are synchronous: callers on an async runtime run them
@@ -242,5 +271,31 @@ impl MemSeries {
     ) -> impl Iterator<Item = &'a Series> + 'a {
         self.matching(matchers)
             .filter(move |s| s.samples.ts.iter().any(|&t| t >= mint && t <= maxt))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Grouping;
+
+    #[test]
+    fn grouping_reads_the_name_and_its_labels() {
+        let g = |by: bool, names: &[&str]| Grouping {
+            by,
+            names: names.iter().map(|n| n.to_string()).collect(),
+        };
+        let reads = |g: &Grouping| {
+            ["__name__", "job", "instance", "le"]
+                .into_iter()
+                .filter(|n| g.reads(n.as_bytes()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(reads(&Grouping::default_by()), ["__name__"]);
+        assert_eq!(reads(&g(true, &["job", "le"])), ["__name__", "job", "le"]);
+        assert_eq!(reads(&g(false, &["job"])), ["__name__", "instance", "le"]);
+        assert_eq!(
+            reads(&g(false, &["__name__"])),
+            ["__name__", "job", "instance", "le"]
+        );
     }
 }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use super::block::RawChunk;
 use super::series::StoreSeries;
 use crate::labels::{Label, Labels};
+use crate::query::Grouping;
 
 /// Series sorted by labels, each with its chunks.
 #[derive(Debug, Clone, Default)]
@@ -218,6 +219,11 @@ impl SeriesBatch {
     /// the batch holds once for several series (sorted series share most of theirs) is decoded
     /// once and cloned for the rest.
     pub fn all_series(&self) -> Vec<StoreSeries> {
+        self.all_series_reading(None)
+    }
+
+    /// [`SeriesBatch::all_series`] with, under `grouping`, only the labels it reads.
+    pub fn all_series_reading(&self, grouping: Option<&Grouping>) -> Vec<StoreSeries> {
         const SLOTS: usize = 1024;
         let mut memo: Vec<Option<([u32; 3], Label)>> = vec![None; SLOTS];
         let slot = |at: &[u32; 3]| {
@@ -229,6 +235,9 @@ impl SeriesBatch {
                 let r = &self.series[i].labels;
                 let labels = self.labels[r.start as usize..r.end as usize]
                     .iter()
+                    .filter(|at| {
+                        grouping.is_none_or(|g| g.reads(&self.text[at[0] as usize..at[1] as usize]))
+                    })
                     .map(|at| {
                         let m = &mut memo[slot(at)];
                         match m {

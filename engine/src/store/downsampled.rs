@@ -11,7 +11,7 @@ use crate::downsample::{AggrRead, ServedChunk, decode_chunks, resolution_for};
 use crate::error::{Error, Result};
 use crate::labels::Matcher;
 use crate::query::{
-    self, SelectHints, Series, SeriesChunk, SeriesData, StreamSeries, collect_stream,
+    self, Grouping, SelectHints, Series, SeriesChunk, SeriesData, StreamSeries, collect_stream,
 };
 
 impl BucketStore {
@@ -83,6 +83,7 @@ impl BucketStore {
         Ok(Box::new(ResolutionStream {
             store: self,
             inner,
+            grouping: hints.grouping.clone(),
             read,
             mint,
             maxt,
@@ -114,6 +115,8 @@ fn query_at_resolution(
 struct ResolutionStream<'a> {
     store: &'a BucketStore,
     inner: SeriesStream,
+    /// The labels the caller reads; series come merged across blocks, so the rest can go.
+    grouping: Option<Grouping>,
     read: AggrRead,
     mint: i64,
     maxt: i64,
@@ -126,7 +129,7 @@ impl query::SeriesStream for ResolutionStream<'_> {
         };
         let xor = Encoding::Xor as u8;
         let mut out = Vec::with_capacity(batch.len());
-        for StoreSeries { labels, chunks } in batch.all_series() {
+        for StoreSeries { labels, chunks } in batch.all_series_reading(self.grouping.as_ref()) {
             let data = if chunks.iter().all(|c| c.encoding == xor) {
                 SeriesData::Chunks(
                     chunks

@@ -87,6 +87,7 @@ impl Evaluator<'_> {
             step_ms: steps.step,
             func: None,
             range_ms: range,
+            grouping: None,
         };
         let series = self.select(&ms.vs, mint, maxt, &hints)?;
         let mut out = Vec::with_capacity(series.len());

@@ -14,7 +14,9 @@ use crate::labels::Labels;
 use crate::promql::error::PromqlError;
 use crate::promql::functions::range::advance_past;
 use crate::promql::functions::{InstantFn, RangeCall, is_range_function, unwrap_parens};
-use crate::query::{DecodeScratch, SelectHints, SeriesStream, StreamSeries, decode_many_flat};
+use crate::query::{
+    DecodeScratch, Grouping, SelectHints, SeriesStream, StreamSeries, decode_many_flat,
+};
 
 /// Most worker threads one query uses for its CPU work.
 const MAX_WORKERS: usize = 8;
@@ -108,7 +110,19 @@ pub(crate) enum KeepLabels {
 
 impl SeriesKernel {
     /// Keeps only the labels of each series' aggregation group under `modifier`.
+    /// Storage is told so, and may hand over only those labels (and the metric name).
     pub(crate) fn keep_group_labels(&mut self, modifier: Option<LabelModifier>) {
+        self.hints.grouping = Some(match &modifier {
+            None => Grouping::default_by(),
+            Some(LabelModifier::Include(l)) => Grouping {
+                by: true,
+                names: l.labels.clone(),
+            },
+            Some(LabelModifier::Exclude(l)) => Grouping {
+                by: false,
+                names: l.labels.clone(),
+            },
+        });
         self.keep = KeepLabels::Group(modifier);
     }
 
@@ -523,6 +537,7 @@ impl<'a> Evaluator<'a> {
                 step_ms: steps.step,
                 func: None,
                 range_ms: 0,
+                grouping: None,
             },
         }
     }
@@ -540,6 +555,7 @@ impl<'a> Evaluator<'a> {
                 step_ms: steps.step,
                 func: Some(call.name().to_string()),
                 range_ms: range,
+                grouping: None,
             },
             source: Source::Range { call, ends, range },
             post: Vec::new(),
@@ -828,9 +844,14 @@ impl<'a> Evaluator<'a> {
             let ms = matchers(&groups[0])?;
             return Ok(storage.select_stream(&ms, mint, maxt, hints)?);
         }
+        // The union is taken by whole label sets.
+        let hints = SelectHints {
+            grouping: None,
+            ..hints.clone()
+        };
         let mut all = Vec::new();
         for g in &groups {
-            all.extend(storage.select(&matchers(g)?, mint, maxt, hints)?);
+            all.extend(storage.select(&matchers(g)?, mint, maxt, &hints)?);
         }
         all.sort_by(|a, b| a.labels.cmp(&b.labels));
         all.dedup_by(|a, b| a.labels == b.labels);
