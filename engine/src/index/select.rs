@@ -173,7 +173,20 @@ pub fn postings_for_matchers<B: AsRef<[u8]>>(
     matchers: &[Matcher],
 ) -> Result<Vec<u32>, IndexError> {
     let plan = plan_postings(ix, matchers)?;
-    plan.execute(|off, out| ix.append_postings_at(off, out))
+    plan.execute(|off, (lo, hi), out| {
+        let at = out.len();
+        ix.append_postings_at(off, out)?;
+        // Only the refs asked for go on to be merged.
+        let mut kept = at;
+        for i in at..out.len() {
+            if (lo..=hi).contains(&out[i]) {
+                out[kept] = out[i];
+                kept += 1;
+            }
+        }
+        out.truncate(kept);
+        Ok(())
+    })
 }
 
 /// Which postings lists a selection needs, by absolute offset in the index, and how to combine
@@ -208,47 +221,51 @@ impl PostingsPlan {
             .chain(all)
     }
 
-    /// Combines the lists into the selected series refs (sorted); `read(off, out)` appends the
-    /// refs of the list at `off` to `out`.
+    /// Combines the lists into the selected series refs (sorted); `read(off, within, out)`
+    /// appends the refs of the list at `off` to `out`: at least those in the inclusive range
+    /// `within`, and may leave out the others.
+    ///
+    /// Groups of one list go first, and once some refs are selected, lists are read only over
+    /// their span. A regex over many values (`instance=~"host-0.*"`) beside a metric name thus
+    /// decodes and merges only the parts of its lists that fall among that metric's series
+    /// (series are numbered in label order, so a metric's series lie together).
     pub fn execute(
         &self,
-        mut read: impl FnMut(u64, &mut Vec<u32>) -> Result<(), IndexError>,
+        mut read: impl FnMut(u64, (u32, u32), &mut Vec<u32>) -> Result<(), IndexError>,
     ) -> Result<Vec<u32>, IndexError> {
         if self.empty {
             return Ok(Vec::new());
         }
-        let mut intersecting = Vec::with_capacity(self.intersect.len());
-        for g in &self.intersect {
-            let p = union_of(g, &mut read)?;
-            if p.is_empty() {
-                return Ok(Vec::new());
-            }
-            intersecting.push(p);
-        }
+        let span = |refs: &[u32]| match (refs.first(), refs.last()) {
+            (Some(&a), Some(&z)) => (a, z),
+            _ => (u32::MAX, 0),
+        };
+        let mut groups: Vec<&Vec<u64>> = self.intersect.iter().collect();
+        groups.sort_by_key(|g| g.len());
         let mut out = Vec::new();
-        if intersecting.is_empty() {
-            if let Some(off) = self.all {
-                read(off, &mut out)?;
-            }
-        } else {
-            intersecting.sort_by_key(Vec::len);
-            let mut lists = intersecting.into_iter();
-            out = lists.next().unwrap_or_default();
-            let mut tmp = Vec::new();
-            for l in lists {
+        let mut tmp = Vec::new();
+        for (i, g) in groups.into_iter().enumerate() {
+            if i == 0 {
+                out = union_of(g, (0, u32::MAX), &mut read)?;
+            } else {
+                let l = union_of(g, span(&out), &mut read)?;
                 intersect(&out, &l, &mut tmp);
                 std::mem::swap(&mut out, &mut tmp);
-                if out.is_empty() {
-                    return Ok(out);
-                }
+            }
+            if out.is_empty() {
+                return Ok(out);
             }
         }
-        let mut tmp = Vec::new();
+        if self.intersect.is_empty()
+            && let Some(off) = self.all
+        {
+            read(off, (0, u32::MAX), &mut out)?;
+        }
         for g in &self.subtract {
             if out.is_empty() {
                 break;
             }
-            let s = union_of(g, &mut read)?;
+            let s = union_of(g, span(&out), &mut read)?;
             subtract(&out, &s, &mut tmp);
             std::mem::swap(&mut out, &mut tmp);
         }
@@ -301,22 +318,23 @@ pub fn plan_postings<T: PostingsTable + ?Sized>(
     Ok(plan)
 }
 
-/// The union of the postings lists at `offsets`.
+/// The union of the postings lists at `offsets`, at least over the refs `within`.
 fn union_of(
     offsets: &[u64],
-    read: &mut impl FnMut(u64, &mut Vec<u32>) -> Result<(), IndexError>,
+    within: (u32, u32),
+    read: &mut impl FnMut(u64, (u32, u32), &mut Vec<u32>) -> Result<(), IndexError>,
 ) -> Result<Vec<u32>, IndexError> {
     let mut out = Vec::new();
     match offsets {
         [] => {}
-        [one] => read(*one, &mut out)?,
+        [one] => read(*one, within, &mut out)?,
         many => {
             // Decode every list into one buffer, then merge the slices of it.
             let mut all = Vec::new();
             let mut bounds = Vec::with_capacity(many.len() + 1);
             bounds.push(0);
             for &off in many {
-                read(off, &mut all)?;
+                read(off, within, &mut all)?;
                 bounds.push(all.len());
             }
             let lists: Vec<&[u32]> = bounds.windows(2).map(|w| &all[w[0]..w[1]]).collect();

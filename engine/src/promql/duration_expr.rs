@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use super::positions::skip_group;
 
 /// What `step()` and `range()` stand for in one query, ms (both 0 for an instant query).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub(crate) struct QueryTimes {
     pub step_ms: i64,
     pub range_ms: i64,

@@ -99,6 +99,46 @@ impl PackedRefs {
         self.decode_range(0..self.len, out);
     }
 
+    /// Appends the refs from `lo` to `hi` (inclusive) to `out`, decoding only the blocks that
+    /// can hold such refs.
+    pub fn decode_within(&self, lo: u32, hi: u32, out: &mut Vec<u32>) {
+        if lo > hi {
+            return;
+        }
+        // Block `k > 0` holds refs above the ref before it (its description's) and up to the
+        // ref before block `k + 1`.
+        let before = |k: usize| {
+            let m = &self.bytes[8 + k * META + 4..8 + k * META + 8];
+            u32::from_le_bytes([m[0], m[1], m[2], m[3]])
+        };
+        // The first block that can hold `lo` or above.
+        let (mut k, mut z) = (0, self.blocks);
+        while k < z {
+            let m = (k + z) / 2;
+            if m + 1 < self.blocks && before(m + 1) < lo {
+                k = m + 1;
+            } else {
+                z = m;
+            }
+        }
+        let mut part = Vec::with_capacity(BLOCK);
+        let mut keep = |from: usize, to: usize, out: &mut Vec<u32>| {
+            part.clear();
+            self.decode_range(from..to, &mut part);
+            let a = part.partition_point(|&r| r < lo);
+            let z = part.partition_point(|&r| r <= hi).max(a);
+            out.extend_from_slice(&part[a..z]);
+        };
+        while k < self.blocks {
+            if k > 0 && before(k) >= hi {
+                return;
+            }
+            keep(k * BLOCK, (k + 1) * BLOCK, out);
+            k += 1;
+        }
+        keep(self.blocks * BLOCK, self.len, out);
+    }
+
     /// Appends the refs at positions `range` (clamped to the length) to `out`.
     pub fn decode_range(&self, range: Range<usize>, out: &mut Vec<u32>) {
         let end = range.end.min(self.len);
@@ -255,6 +295,26 @@ mod tests {
             let lo = lo.min(refs.len());
             let hi = hi.min(refs.len());
             prop_assert_eq!(&part[..], &refs[lo..hi]);
+        }
+
+        #[test]
+        fn packed_refs_within_bounds_are_the_refs_in_them(
+            mut refs in proptest::collection::vec(0u32..200_000, 0..3000),
+            a in 0u32..210_000,
+            b in 0u32..210_000,
+        ) {
+            refs.sort_unstable();
+            refs.dedup();
+            let p = pack(&refs);
+            let mut got = Vec::new();
+            p.decode_within(a, b, &mut got);
+            let want: Vec<u32> = refs.iter().copied().filter(|r| (a..=b).contains(r)).collect();
+            prop_assert_eq!(got, want);
+            for r in refs.iter().copied().step_by(97) {
+                let mut one = Vec::new();
+                p.decode_within(r, r, &mut one);
+                prop_assert_eq!(one, vec![r]);
+            }
         }
     }
 

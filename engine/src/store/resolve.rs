@@ -187,9 +187,9 @@ pub(super) async fn resolve(
     want.dedup();
     let lists = postings_lists(core, b, &view, &want).await?;
     let path = b.index_path();
-    let refs = plan.execute(|off, out| match want.binary_search(&off) {
+    let refs = plan.execute(|off, (lo, hi), out| match want.binary_search(&off) {
         Ok(i) => {
-            lists[i].decode_all(out);
+            lists[i].decode_within(lo, hi, out);
             Ok(())
         }
         Err(_) => Err(IndexError::Corrupt {
