@@ -565,6 +565,12 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
         self.append_postings_body(body, body_off, out)
     }
 
+    /// The number of refs in the postings list at absolute offset `off`.
+    pub(crate) fn postings_len_at(&self, off: u64) -> Result<usize, IndexError> {
+        let (body, body_off) = sized_section(self.data(), off, self.limit, "postings", &self.path)?;
+        self.postings_count(body, body_off)
+    }
+
     /// Appends the refs of a postings list body (count and refs, frame removed).
     fn append_postings_body(
         &self,

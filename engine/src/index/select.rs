@@ -94,7 +94,7 @@ pub fn value_needs(matchers: &[Matcher]) -> Vec<(String, ValueNeed)> {
         };
         let need = match lookup_for(m, want) {
             Lookup::Values(v) => ValueNeed::Values(v.into_iter().map(str::to_string).collect()),
-            Lookup::Prefix(p) => ValueNeed::Prefix(p.to_string()),
+            Lookup::Prefix(p) | Lookup::ScanPrefix(p) => ValueNeed::Prefix(p.to_string()),
             Lookup::All | Lookup::Scan => ValueNeed::All,
             Lookup::Nothing => continue,
         };
@@ -137,6 +137,8 @@ enum Lookup<'m> {
     All,
     /// Every value, each tested with the matcher.
     Scan,
+    /// The values with this prefix, each tested with the matcher (which accepts no other).
+    ScanPrefix(&'m str),
     /// None.
     Nothing,
 }
@@ -162,6 +164,11 @@ fn lookup_for(m: &Matcher, want: bool) -> Lookup<'_> {
                 Lookup::Nothing
             }
         }
+        (MatchType::Regexp | MatchType::NotRegexp, _)
+            if positive && !m.literal_prefix().is_empty() =>
+        {
+            Lookup::ScanPrefix(m.literal_prefix())
+        }
         _ => Lookup::Scan,
     }
 }
@@ -173,20 +180,7 @@ pub fn postings_for_matchers<B: AsRef<[u8]>>(
     matchers: &[Matcher],
 ) -> Result<Vec<u32>, IndexError> {
     let plan = plan_postings(ix, matchers)?;
-    plan.execute(|off, (lo, hi), out| {
-        let at = out.len();
-        ix.append_postings_at(off, out)?;
-        // Only the refs asked for go on to be merged.
-        let mut kept = at;
-        for i in at..out.len() {
-            if (lo..=hi).contains(&out[i]) {
-                out[kept] = out[i];
-                kept += 1;
-            }
-        }
-        out.truncate(kept);
-        Ok(())
-    })
+    plan.execute(&mut { ix })
 }
 
 /// Which postings lists a selection needs, by absolute offset in the index, and how to combine
@@ -221,18 +215,15 @@ impl PostingsPlan {
             .chain(all)
     }
 
-    /// Combines the lists into the selected series refs (sorted); `read(off, within, out)`
-    /// appends the refs of the list at `off` to `out`: at least those in the inclusive range
-    /// `within`, and may leave out the others.
+    /// Combines the lists of `src` into the selected series refs (sorted).
     ///
-    /// Groups of one list go first, and once some refs are selected, lists are read only over
-    /// their span. A regex over many values (`instance=~"host-0.*"`) beside a metric name thus
-    /// decodes and merges only the parts of its lists that fall among that metric's series
-    /// (series are numbered in label order, so a metric's series lie together).
-    pub fn execute(
-        &self,
-        mut read: impl FnMut(u64, (u32, u32), &mut Vec<u32>) -> Result<(), IndexError>,
-    ) -> Result<Vec<u32>, IndexError> {
+    /// Groups go smallest first. Once some refs are selected, a single list much longer than
+    /// them is only probed for them, and other lists are read only over their span. So a
+    /// metric name beside one instance's list costs the instance's refs and a few blocks of
+    /// the metric's list; a regex over many values (`instance=~"host-0.*"`) beside a metric
+    /// name decodes and merges only the parts of its lists among that metric's series (series
+    /// are numbered in label order, so a metric's series lie together).
+    pub fn execute(&self, src: &mut impl PostingsSource) -> Result<Vec<u32>, IndexError> {
         if self.empty {
             return Ok(Vec::new());
         }
@@ -240,15 +231,27 @@ impl PostingsPlan {
             (Some(&a), Some(&z)) => (a, z),
             _ => (u32::MAX, 0),
         };
-        let mut groups: Vec<&Vec<u64>> = self.intersect.iter().collect();
-        groups.sort_by_key(|g| g.len());
+        let mut groups = Vec::with_capacity(self.intersect.len());
+        for g in &self.intersect {
+            let mut size = 0usize;
+            for &off in g {
+                size = size.saturating_add(src.len(off)?);
+            }
+            groups.push((size, g));
+        }
+        groups.sort_by_key(|g| g.0);
         let mut out = Vec::new();
         let mut tmp = Vec::new();
-        for (i, g) in groups.into_iter().enumerate() {
+        for (i, (size, g)) in groups.into_iter().enumerate() {
             if i == 0 {
-                out = union_of(g, (0, u32::MAX), &mut read)?;
+                out = union_of(g, (0, u32::MAX), src)?;
+            } else if let [one] = g[..]
+                && size / PROBE_RATIO >= out.len()
+            {
+                src.retain(one, &out, &mut tmp)?;
+                std::mem::swap(&mut out, &mut tmp);
             } else {
-                let l = union_of(g, span(&out), &mut read)?;
+                let l = union_of(g, span(&out), src)?;
                 intersect(&out, &l, &mut tmp);
                 std::mem::swap(&mut out, &mut tmp);
             }
@@ -259,17 +262,74 @@ impl PostingsPlan {
         if self.intersect.is_empty()
             && let Some(off) = self.all
         {
-            read(off, (0, u32::MAX), &mut out)?;
+            src.read(off, (0, u32::MAX), &mut out)?;
         }
         for g in &self.subtract {
             if out.is_empty() {
                 break;
             }
-            let s = union_of(g, span(&out), &mut read)?;
+            let s = union_of(g, span(&out), src)?;
             subtract(&out, &s, &mut tmp);
             std::mem::swap(&mut out, &mut tmp);
         }
         Ok(out)
+    }
+}
+
+/// How many times longer than the refs selected so far a list must be for
+/// [`PostingsPlan::execute`] to probe it for them rather than read it over their span.
+const PROBE_RATIO: usize = 16;
+
+/// The postings lists a [`PostingsPlan`] is executed over, by offset.
+pub trait PostingsSource {
+    /// The number of refs in the list at `off`.
+    fn len(&mut self, off: u64) -> Result<usize, IndexError>;
+
+    /// Appends at least the refs of the list at `off` that lie in the inclusive range
+    /// `within` to `out`; it may append others of the list too.
+    fn read(&mut self, off: u64, within: (u32, u32), out: &mut Vec<u32>) -> Result<(), IndexError>;
+
+    /// The refs of `candidates` (sorted) that the list at `off` holds, into `out` (cleared
+    /// first).
+    fn retain(
+        &mut self,
+        off: u64,
+        candidates: &[u32],
+        out: &mut Vec<u32>,
+    ) -> Result<(), IndexError> {
+        let mut list = Vec::new();
+        if let (Some(&a), Some(&z)) = (candidates.first(), candidates.last()) {
+            self.read(off, (a, z), &mut list)?;
+        }
+        intersect(candidates, &list, out);
+        Ok(())
+    }
+}
+
+/// An index's own postings lists.
+impl<B: AsRef<[u8]>> PostingsSource for &IndexReader<B> {
+    fn len(&mut self, off: u64) -> Result<usize, IndexError> {
+        self.postings_len_at(off)
+    }
+
+    fn read(
+        &mut self,
+        off: u64,
+        (lo, hi): (u32, u32),
+        out: &mut Vec<u32>,
+    ) -> Result<(), IndexError> {
+        let at = out.len();
+        self.append_postings_at(off, out)?;
+        // Only the refs asked for go on to be merged.
+        let mut kept = at;
+        for i in at..out.len() {
+            if (lo..=hi).contains(&out[i]) {
+                out[kept] = out[i];
+                kept += 1;
+            }
+        }
+        out.truncate(kept);
+        Ok(())
     }
 }
 
@@ -322,19 +382,19 @@ pub fn plan_postings<T: PostingsTable + ?Sized>(
 fn union_of(
     offsets: &[u64],
     within: (u32, u32),
-    read: &mut impl FnMut(u64, (u32, u32), &mut Vec<u32>) -> Result<(), IndexError>,
+    src: &mut impl PostingsSource,
 ) -> Result<Vec<u32>, IndexError> {
     let mut out = Vec::new();
     match offsets {
         [] => {}
-        [one] => read(*one, within, &mut out)?,
+        [one] => src.read(*one, within, &mut out)?,
         many => {
             // Decode every list into one buffer, then merge the slices of it.
             let mut all = Vec::new();
             let mut bounds = Vec::with_capacity(many.len() + 1);
             bounds.push(0);
             for &off in many {
-                read(off, within, &mut all)?;
+                src.read(off, within, &mut all)?;
                 bounds.push(all.len());
             }
             let lists: Vec<&[u32]> = bounds.windows(2).map(|w| &all[w[0]..w[1]]).collect();
@@ -374,6 +434,18 @@ fn value_offsets<T: PostingsTable + ?Sized>(
         Lookup::All => {
             for i in range {
                 out.push(ix.entry(i)?.1);
+            }
+        }
+        Lookup::ScanPrefix(p) => {
+            let start = ix.lower_bound(range.clone(), p.as_bytes())?;
+            for i in start..range.end {
+                let (v, off) = ix.entry(i)?;
+                if !v.starts_with(p.as_bytes()) {
+                    break;
+                }
+                if m.matches(ix.value_str(v, i)?) == want {
+                    out.push(off);
+                }
             }
         }
         Lookup::Scan => {

@@ -673,7 +673,7 @@ mod select_prop {
 
     const NAMES: [&str; 4] = ["__name__", "a", "b", "c"];
     const VALUES: [&str; 8] = ["", "x", "y", "xy", "yx", "foo", "foobar", "z\n"];
-    const PATTERNS: [&str; 18] = [
+    const PATTERNS: [&str; 20] = [
         ".*",
         ".+",
         "x|y",
@@ -692,6 +692,8 @@ mod select_prop {
         "(?i)X",
         "z.",
         "foo(bar)?",
+        "fo(o|x)b.*",
+        "y(x|z\n)",
     ];
 
     fn series_strategy() -> impl Strategy<Value = Vec<Labels>> {

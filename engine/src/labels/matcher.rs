@@ -187,6 +187,8 @@ pub struct Matcher {
     pub typ: MatchType,
     re: Option<Regex>,
     shape: RegexShape,
+    /// A literal every value the regex accepts starts with (empty when none is known).
+    prefix: String,
 }
 
 impl fmt::Debug for Matcher {
@@ -220,8 +222,8 @@ impl Matcher {
     ) -> Result<Self, MatcherError> {
         let name = name.into();
         let value = value.into();
-        let (re, shape) = match typ {
-            MatchType::Equal | MatchType::NotEqual => (None, RegexShape::General),
+        let (re, (shape, prefix)) = match typ {
+            MatchType::Equal | MatchType::NotEqual => (None, (RegexShape::General, String::new())),
             MatchType::Regexp | MatchType::NotRegexp => {
                 let refused = |reason| MatcherError {
                     name: name.clone(),
@@ -242,6 +244,7 @@ impl Matcher {
             typ,
             re,
             shape,
+            prefix,
         })
     }
 
@@ -281,6 +284,12 @@ impl Matcher {
         &self.shape
     }
 
+    /// For `=~`/`!~`, a literal that every value the regex accepts starts with (`host-0` for
+    /// `host-0(1|2).*`); empty when none is known.
+    pub fn literal_prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// For `=~` with a literal alternation (and `=` itself), the exact values selected.
     pub fn set_matches(&self) -> Option<Vec<&str>> {
         match (self.typ, &self.shape) {
@@ -304,19 +313,42 @@ impl Matcher {
             typ,
             re: self.re.clone(),
             shape: self.shape.clone(),
+            prefix: self.prefix.clone(),
         }
     }
 }
 
-fn regex_shape(pattern: &str) -> RegexShape {
+/// The regex's shape and a literal prefix of every value it accepts.
+fn regex_shape(pattern: &str) -> (RegexShape, String) {
     let Ok(hir) = regex_syntax::ParserBuilder::new()
         .dot_matches_new_line(true)
         .build()
         .parse(pattern)
     else {
-        return RegexShape::General;
+        return (RegexShape::General, String::new());
     };
-    shape_of(&hir)
+    (shape_of(&hir), literal_prefix(&hir))
+}
+
+/// The literal the regex's matches all begin with: its leading literal parts.
+fn literal_prefix(hir: &Hir) -> String {
+    match hir.kind() {
+        HirKind::Capture(c) => literal_prefix(&c.sub),
+        HirKind::Concat(parts) => {
+            let mut p = String::new();
+            for part in parts {
+                match literal(part) {
+                    Some(l) => p.push_str(&l),
+                    None => {
+                        p.push_str(&literal_prefix(part));
+                        break;
+                    }
+                }
+            }
+            p
+        }
+        _ => literal(hir).unwrap_or_default(),
+    }
 }
 
 fn shape_of(hir: &Hir) -> RegexShape {
@@ -456,6 +488,39 @@ mod tests {
             let r = Regex::new(&format!("^(?s:{p})$")).unwrap();
             for v in values {
                 assert_eq!(m.matches(v), r.is_match(v), "pattern {p:?} value {v:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn literal_prefixes_begin_every_accepted_value() {
+        for (p, prefix) in [
+            ("host-00(1|2).*", "host-00"),
+            ("a(b(c|d))x+", "ab"),
+            ("(api)/v[12]/.*", "api/v"),
+            ("ab?c", "a"),
+            ("(ab)+c", ""),
+            ("^host.*", ""),
+            ("(?i)host.*x", ""),
+            ("a|ab", ""),
+            ("x.*y", "x"),
+        ] {
+            let m = re(p);
+            assert_eq!(m.literal_prefix(), prefix, "{p}");
+            let r = Regex::new(&format!("^(?s:{p})$")).unwrap();
+            for v in [
+                "host-001",
+                "host-0025",
+                "abcx",
+                "abdxx",
+                "api/v1/q",
+                "ac",
+                "abc",
+                "ababc",
+            ] {
+                if r.is_match(v) {
+                    assert!(v.starts_with(prefix), "{p} accepts {v}");
+                }
             }
         }
     }

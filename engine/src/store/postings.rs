@@ -107,10 +107,7 @@ impl PackedRefs {
         }
         // Block `k > 0` holds refs above the ref before it (its description's) and up to the
         // ref before block `k + 1`.
-        let before = |k: usize| {
-            let m = &self.bytes[8 + k * META + 4..8 + k * META + 8];
-            u32::from_le_bytes([m[0], m[1], m[2], m[3]])
-        };
+        let before = |k: usize| self.before(k);
         // The first block that can hold `lo` or above.
         let (mut k, mut z) = (0, self.blocks);
         while k < z {
@@ -137,6 +134,55 @@ impl PackedRefs {
             k += 1;
         }
         keep(self.blocks * BLOCK, self.len, out);
+    }
+
+    /// The refs of `candidates` (sorted) that this list holds, into `out` (cleared first).
+    /// Each candidate is looked for in the one block whose range can hold it, and a block is
+    /// decoded only when some candidate falls in its range.
+    pub fn retain(&self, candidates: &[u32], out: &mut Vec<u32>) {
+        out.clear();
+        // The packed blocks, then the tail when there is one.
+        let parts = self.blocks + usize::from(self.len > self.blocks * BLOCK);
+        // A ref that part `k`'s refs are not above and the later parts' refs are.
+        let upper = |k: usize| {
+            if k + 1 >= parts {
+                u32::MAX
+            } else if k + 1 < self.blocks {
+                self.before(k + 1)
+            } else {
+                self.tail_ref(0) - 1
+            }
+        };
+        let mut part: Vec<u32> = Vec::with_capacity(BLOCK);
+        let (mut k, mut held) = (0, usize::MAX);
+        for &r in candidates {
+            while k < parts && upper(k) < r {
+                k += 1;
+            }
+            if k == parts {
+                break;
+            }
+            if held != k {
+                part.clear();
+                self.decode_range(k * BLOCK..((k + 1) * BLOCK).min(self.len), &mut part);
+                held = k;
+            }
+            if part.binary_search(&r).is_ok() {
+                out.push(r);
+            }
+        }
+    }
+
+    /// The ref before block `k` (`0 < k < blocks`): the last of block `k - 1`.
+    fn before(&self, k: usize) -> u32 {
+        let m = &self.bytes[8 + k * META + 4..8 + k * META + 8];
+        u32::from_le_bytes([m[0], m[1], m[2], m[3]])
+    }
+
+    /// Ref `i` of the tail (the refs after the packed blocks).
+    fn tail_ref(&self, i: usize) -> u32 {
+        let b = &self.bytes[self.tail_at + 4 * i..self.tail_at + 4 * i + 4];
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
     }
 
     /// Appends the refs at positions `range` (clamped to the length) to `out`.
@@ -310,6 +356,11 @@ mod tests {
             p.decode_within(a, b, &mut got);
             let want: Vec<u32> = refs.iter().copied().filter(|r| (a..=b).contains(r)).collect();
             prop_assert_eq!(got, want);
+            let candidates: Vec<u32> = (0..600u32).map(|i| i * 353 % 210_000).collect::<std::collections::BTreeSet<_>>().into_iter().chain(refs.iter().copied().step_by(7)).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+            let mut kept = Vec::new();
+            p.retain(&candidates, &mut kept);
+            let want: Vec<u32> = candidates.iter().copied().filter(|c| refs.binary_search(c).is_ok()).collect();
+            prop_assert_eq!(kept, want);
             for r in refs.iter().copied().step_by(97) {
                 let mut one = Vec::new();
                 p.decode_within(r, r, &mut one);

@@ -17,7 +17,7 @@ use super::postings::{PackedBuilder, PackedRefs, pack};
 use super::{CacheKey, StoreError};
 use crate::encoding::crc32c_append;
 use crate::index::reader::framed;
-use crate::index::select::{PostingsTable, ValueNeed, value_needs};
+use crate::index::select::{PostingsSource, PostingsTable, ValueNeed, value_needs};
 use crate::index::{IndexError, plan_postings};
 use crate::labels::Matcher;
 use crate::shard::Core;
@@ -187,19 +187,59 @@ pub(super) async fn resolve(
     want.dedup();
     let lists = postings_lists(core, b, &view, &want).await?;
     let path = b.index_path();
-    let refs = plan.execute(|off, (lo, hi), out| match want.binary_search(&off) {
-        Ok(i) => {
-            lists[i].decode_within(lo, hi, out);
-            Ok(())
-        }
-        Err(_) => Err(IndexError::Corrupt {
-            path: path.clone().into(),
-            section: "postings",
-            offset: off,
-            reason: "postings list was not fetched".into(),
-        }),
+    let refs = plan.execute(&mut FetchedLists {
+        want: &want,
+        lists: &lists,
+        path: &path,
     })?;
     Ok(pack(&refs))
+}
+
+/// Postings lists fetched for a plan: `lists[i]` is the list at offset `want[i]`.
+struct FetchedLists<'a> {
+    want: &'a [u64],
+    lists: &'a [PackedRefs],
+    path: &'a str,
+}
+
+impl FetchedLists<'_> {
+    fn list(&self, off: u64) -> Result<&PackedRefs, IndexError> {
+        match self.want.binary_search(&off) {
+            Ok(i) => Ok(&self.lists[i]),
+            Err(_) => Err(IndexError::Corrupt {
+                path: self.path.into(),
+                section: "postings",
+                offset: off,
+                reason: "postings list was not fetched".into(),
+            }),
+        }
+    }
+}
+
+impl PostingsSource for FetchedLists<'_> {
+    fn len(&mut self, off: u64) -> Result<usize, IndexError> {
+        Ok(self.list(off)?.len())
+    }
+
+    fn read(
+        &mut self,
+        off: u64,
+        (lo, hi): (u32, u32),
+        out: &mut Vec<u32>,
+    ) -> Result<(), IndexError> {
+        self.list(off)?.decode_within(lo, hi, out);
+        Ok(())
+    }
+
+    fn retain(
+        &mut self,
+        off: u64,
+        candidates: &[u32],
+        out: &mut Vec<u32>,
+    ) -> Result<(), IndexError> {
+        self.list(off)?.retain(candidates, out);
+        Ok(())
+    }
 }
 
 /// The postings lists at offsets `want` (sorted), from the cache or read and packed.
