@@ -105,58 +105,41 @@ impl PackedRefs {
         if lo > hi {
             return;
         }
-        // Block `k > 0` holds refs above the ref before it (its description's) and up to the
-        // ref before block `k + 1`.
-        let before = |k: usize| self.before(k);
-        // The first block that can hold `lo` or above.
-        let (mut k, mut z) = (0, self.blocks);
+        // The first part that can hold `lo` or above.
+        let parts = self.parts();
+        let (mut k, mut z) = (0, parts);
         while k < z {
             let m = (k + z) / 2;
-            if m + 1 < self.blocks && before(m + 1) < lo {
+            if self.upper(m) < lo {
                 k = m + 1;
             } else {
                 z = m;
             }
         }
         let mut part = Vec::with_capacity(BLOCK);
-        let mut keep = |from: usize, to: usize, out: &mut Vec<u32>| {
+        while k < parts {
             part.clear();
-            self.decode_range(from..to, &mut part);
+            self.decode_range(self.part_range(k), &mut part);
             let a = part.partition_point(|&r| r < lo);
             let z = part.partition_point(|&r| r <= hi).max(a);
             out.extend_from_slice(&part[a..z]);
-        };
-        while k < self.blocks {
-            if k > 0 && before(k) >= hi {
+            if self.upper(k) >= hi {
                 return;
             }
-            keep(k * BLOCK, (k + 1) * BLOCK, out);
             k += 1;
         }
-        keep(self.blocks * BLOCK, self.len, out);
     }
 
     /// The refs of `candidates` (sorted) that this list holds, into `out` (cleared first).
-    /// Each candidate is looked for in the one block whose range can hold it, and a block is
+    /// Each candidate is looked for in the one part whose range can hold it, and a part is
     /// decoded only when some candidate falls in its range.
     pub fn retain(&self, candidates: &[u32], out: &mut Vec<u32>) {
         out.clear();
-        // The packed blocks, then the tail when there is one.
-        let parts = self.blocks + usize::from(self.len > self.blocks * BLOCK);
-        // A ref that part `k`'s refs are not above and the later parts' refs are.
-        let upper = |k: usize| {
-            if k + 1 >= parts {
-                u32::MAX
-            } else if k + 1 < self.blocks {
-                self.before(k + 1)
-            } else {
-                self.tail_ref(0) - 1
-            }
-        };
+        let parts = self.parts();
         let mut part: Vec<u32> = Vec::with_capacity(BLOCK);
         let (mut k, mut held) = (0, usize::MAX);
         for &r in candidates {
-            while k < parts && upper(k) < r {
+            while k < parts && self.upper(k) < r {
                 k += 1;
             }
             if k == parts {
@@ -164,7 +147,7 @@ impl PackedRefs {
             }
             if held != k {
                 part.clear();
-                self.decode_range(k * BLOCK..((k + 1) * BLOCK).min(self.len), &mut part);
+                self.decode_range(self.part_range(k), &mut part);
                 held = k;
             }
             if part.binary_search(&r).is_ok() {
@@ -173,16 +156,29 @@ impl PackedRefs {
         }
     }
 
-    /// The ref before block `k` (`0 < k < blocks`): the last of block `k - 1`.
-    fn before(&self, k: usize) -> u32 {
-        let m = &self.bytes[8 + k * META + 4..8 + k * META + 8];
-        u32::from_le_bytes([m[0], m[1], m[2], m[3]])
+    /// The parts of the list: its packed blocks, then the tail when there is one.
+    fn parts(&self) -> usize {
+        self.blocks + usize::from(self.len > self.blocks * BLOCK)
     }
 
-    /// Ref `i` of the tail (the refs after the packed blocks).
-    fn tail_ref(&self, i: usize) -> u32 {
-        let b = &self.bytes[self.tail_at + 4 * i..self.tail_at + 4 * i + 4];
-        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    /// Positions of part `k`'s refs.
+    fn part_range(&self, k: usize) -> Range<usize> {
+        k * BLOCK..((k + 1) * BLOCK).min(self.len)
+    }
+
+    /// A ref that part `k`'s refs are not above and the later parts' refs are: the ref
+    /// before the next block (its description's), or the tail's first ref less one.
+    fn upper(&self, k: usize) -> u32 {
+        if k + 1 >= self.parts() {
+            u32::MAX
+        } else if k + 1 < self.blocks {
+            let m = &self.bytes[8 + (k + 1) * META + 4..8 + (k + 1) * META + 8];
+            u32::from_le_bytes([m[0], m[1], m[2], m[3]])
+        } else {
+            let t = &self.bytes[self.tail_at..self.tail_at + 4];
+            // The tail's refs are above every packed ref, so its first is not 0.
+            u32::from_le_bytes([t[0], t[1], t[2], t[3]]) - 1
+        }
     }
 
     /// Appends the refs at positions `range` (clamped to the length) to `out`.
@@ -356,7 +352,10 @@ mod tests {
             p.decode_within(a, b, &mut got);
             let want: Vec<u32> = refs.iter().copied().filter(|r| (a..=b).contains(r)).collect();
             prop_assert_eq!(got, want);
-            let candidates: Vec<u32> = (0..600u32).map(|i| i * 353 % 210_000).collect::<std::collections::BTreeSet<_>>().into_iter().chain(refs.iter().copied().step_by(7)).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+            let mut candidates: std::collections::BTreeSet<u32> =
+                (0..600u32).map(|i| i * 353 % 210_000).collect();
+            candidates.extend(refs.iter().copied().step_by(7));
+            let candidates: Vec<u32> = candidates.into_iter().collect();
             let mut kept = Vec::new();
             p.retain(&candidates, &mut kept);
             let want: Vec<u32> = candidates.iter().copied().filter(|c| refs.binary_search(c).is_ok()).collect();
