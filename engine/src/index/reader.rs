@@ -565,10 +565,23 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
         self.append_postings_body(body, body_off, out)
     }
 
-    /// The number of refs in the postings list at absolute offset `off`.
+    /// The number of refs the postings list at absolute offset `off` declares, read without
+    /// checking the list (reading it checks it).
     pub(crate) fn postings_len_at(&self, off: u64) -> Result<usize, IndexError> {
-        let (body, body_off) = sized_section(self.data(), off, self.limit, "postings", &self.path)?;
-        self.postings_count(body, body_off)
+        let data = self.data();
+        let at = usize::try_from(off).unwrap_or(usize::MAX);
+        match data.get(at.saturating_add(4)..at.saturating_add(8)) {
+            Some(b) if off.checked_add(8).is_some_and(|end| end <= self.limit) => {
+                Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            }
+            _ => Err(IndexError::PastEnd {
+                path: self.path.clone(),
+                section: "postings",
+                offset: off,
+                len: 8,
+                limit: self.limit.min(data.len() as u64),
+            }),
+        }
     }
 
     /// Appends the refs of a postings list body (count and refs, frame removed).
