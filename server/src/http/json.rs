@@ -10,26 +10,44 @@ use gauntlet_engine::labels::Labels;
 /// and U+2028/U+2029 escaped, invalid UTF-8 impossible here (Rust strings).
 pub fn push_str(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+    let bytes = s.as_bytes();
+    // Runs of characters written as they are go in whole; escapes start at ASCII bytes or at
+    // 0xE2 (the first byte of U+2028 and U+2029), so every cut falls between characters.
+    let (mut from, mut i) = (0, 0);
+    while i < bytes.len() {
+        let (escaped, width): (&str, usize) = match bytes[i] {
+            b'"' => ("\\\"", 1),
+            b'\\' => ("\\\\", 1),
+            b'\n' => ("\\n", 1),
+            b'\r' => ("\\r", 1),
+            b'\t' => ("\\t", 1),
+            0x08 => ("\\b", 1),
+            0x0c => ("\\f", 1),
+            b'<' => ("\\u003c", 1),
+            b'>' => ("\\u003e", 1),
+            b'&' => ("\\u0026", 1),
+            0xE2 if bytes.get(i + 1) == Some(&0x80) && bytes.get(i + 2) == Some(&0xA8) => {
+                ("\\u2028", 3)
             }
-            c => out.push(c),
+            0xE2 if bytes.get(i + 1) == Some(&0x80) && bytes.get(i + 2) == Some(&0xA9) => {
+                ("\\u2029", 3)
+            }
+            c if c < 0x20 => ("", 1),
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        out.push_str(&s[from..i]);
+        if escaped.is_empty() {
+            let _ = write!(out, "\\u{:04x}", bytes[i]);
+        } else {
+            out.push_str(escaped);
         }
+        i += width;
+        from = i;
     }
+    out.push_str(&s[from..]);
     out.push('"');
 }
 
@@ -347,6 +365,38 @@ fn push_annotations(out: &mut String, warnings: &[String], infos: &[String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn strings_are_escaped_character_by_character(s in "(?s).{0,40}", t in "[\\x00-\\x7f\u{2026}-\u{202a}\u{e2}\u{80}]{0,40}") {
+            for s in [&s, &t] {
+                // What Go's encoding/json writes for each character.
+                let mut want = String::from("\"");
+                for c in s.chars() {
+                    match c {
+                        '"' => want.push_str("\\\""),
+                        '\\' => want.push_str("\\\\"),
+                        '\n' => want.push_str("\\n"),
+                        '\r' => want.push_str("\\r"),
+                        '\t' => want.push_str("\\t"),
+                        '\u{8}' => want.push_str("\\b"),
+                        '\u{c}' => want.push_str("\\f"),
+                        '<' => want.push_str("\\u003c"),
+                        '>' => want.push_str("\\u003e"),
+                        '&' => want.push_str("\\u0026"),
+                        '\u{2028}' => want.push_str("\\u2028"),
+                        '\u{2029}' => want.push_str("\\u2029"),
+                        c if (c as u32) < 0x20 => want.push_str(&format!("\\u{:04x}", c as u32)),
+                        c => want.push(c),
+                    }
+                }
+                want.push('"');
+                let mut got = String::new();
+                push_str(&mut got, s);
+                proptest::prop_assert_eq!(got, want);
+            }
+        }
+    }
 
     fn value(v: f64) -> String {
         let mut s = String::new();
