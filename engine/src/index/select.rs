@@ -94,8 +94,8 @@ pub fn value_needs(matchers: &[Matcher]) -> Vec<(String, ValueNeed)> {
         };
         let need = match lookup_for(m, want) {
             Lookup::Values(v) => ValueNeed::Values(v.into_iter().map(str::to_string).collect()),
-            Lookup::Prefix(p) | Lookup::ScanPrefix(p) => ValueNeed::Prefix(p.to_string()),
-            Lookup::All | Lookup::Scan => ValueNeed::All,
+            Lookup::Prefixed { prefix: "", .. } => ValueNeed::All,
+            Lookup::Prefixed { prefix, .. } => ValueNeed::Prefix(prefix.to_string()),
             Lookup::Nothing => continue,
         };
         out.push((m.name.clone(), need));
@@ -131,14 +131,9 @@ fn matcher_want(m: &Matcher, must_be_set: &HashSet<&str>) -> Option<bool> {
 enum Lookup<'m> {
     /// These literal values.
     Values(Vec<&'m str>),
-    /// The values with this prefix.
-    Prefix(&'m str),
-    /// Every value.
-    All,
-    /// Every value, each tested with the matcher.
-    Scan,
-    /// The values with this prefix, each tested with the matcher (which accepts no other).
-    ScanPrefix(&'m str),
+    /// The values with this prefix (every value when it is empty), with `test` each tested
+    /// with the matcher (which accepts no value without the prefix).
+    Prefixed { prefix: &'m str, test: bool },
     /// None.
     Nothing,
 }
@@ -155,21 +150,30 @@ fn lookup_for(m: &Matcher, want: bool) -> Lookup<'_> {
             Lookup::Values(values.iter().map(String::as_str).collect())
         }
         (MatchType::Regexp | MatchType::NotRegexp, RegexShape::Prefix(p)) if positive => {
-            Lookup::Prefix(p)
+            Lookup::Prefixed {
+                prefix: p,
+                test: false,
+            }
         }
         (MatchType::Regexp | MatchType::NotRegexp, RegexShape::Any) => {
             if positive {
-                Lookup::All
+                Lookup::Prefixed {
+                    prefix: "",
+                    test: false,
+                }
             } else {
                 Lookup::Nothing
             }
         }
-        (MatchType::Regexp | MatchType::NotRegexp, _)
-            if positive && !m.literal_prefix().is_empty() =>
-        {
-            Lookup::ScanPrefix(m.literal_prefix())
-        }
-        _ => Lookup::Scan,
+        // Only the values the regex accepts carry its literal prefix.
+        (MatchType::Regexp | MatchType::NotRegexp, _) if positive => Lookup::Prefixed {
+            prefix: m.literal_prefix(),
+            test: true,
+        },
+        _ => Lookup::Prefixed {
+            prefix: "",
+            test: true,
+        },
     }
 }
 
@@ -421,37 +425,18 @@ fn value_offsets<T: PostingsTable + ?Sized>(
                 out.extend(ix.find_value(range.clone(), v.as_bytes())?);
             }
         }
-        Lookup::Prefix(p) => {
-            let start = ix.lower_bound(range.clone(), p.as_bytes())?;
+        Lookup::Prefixed { prefix, test } => {
+            let start = if prefix.is_empty() {
+                range.start
+            } else {
+                ix.lower_bound(range.clone(), prefix.as_bytes())?
+            };
             for i in start..range.end {
                 let (v, off) = ix.entry(i)?;
-                if !v.starts_with(p.as_bytes()) {
+                if !v.starts_with(prefix.as_bytes()) {
                     break;
                 }
-                out.push(off);
-            }
-        }
-        Lookup::All => {
-            for i in range {
-                out.push(ix.entry(i)?.1);
-            }
-        }
-        Lookup::ScanPrefix(p) => {
-            let start = ix.lower_bound(range.clone(), p.as_bytes())?;
-            for i in start..range.end {
-                let (v, off) = ix.entry(i)?;
-                if !v.starts_with(p.as_bytes()) {
-                    break;
-                }
-                if m.matches(ix.value_str(v, i)?) == want {
-                    out.push(off);
-                }
-            }
-        }
-        Lookup::Scan => {
-            for i in range {
-                let (v, off) = ix.entry(i)?;
-                if m.matches(ix.value_str(v, i)?) == want {
+                if !test || m.matches(ix.value_str(v, i)?) == want {
                     out.push(off);
                 }
             }
