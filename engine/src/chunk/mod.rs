@@ -19,6 +19,7 @@ mod tests;
 pub use aggr::{AggrChunk, AggrError, AggrType, SubChunk, encode_aggr, retain_aggregates};
 pub use batch::SampleBatch;
 pub use xor::{XorAppender, XorIterator, decode_xor_into, encode_xor};
+pub(crate) use xor_many::decode_xor_many_at;
 pub use xor_many::{ManyDecodeError, decode_xor_many, decode_xor_many_flat, xor_many_kernel_name};
 
 /// Prometheus's stale marker: a NaN with this exact bit pattern, which must survive encoding.

@@ -183,10 +183,33 @@ pub fn decode_xor_many_flat(
 ) -> Result<usize, ManyDecodeError> {
     let n = out.ts.len().min(out.val.len());
     out.truncate(n);
+    let (end, err) = decode_xor_many_at(chunks, out, n, ends);
+    out.truncate(end);
+    match err {
+        Some(e) => Err(e),
+        None => Ok(end - n),
+    }
+}
+
+/// [`decode_xor_many_flat`] writing from sample `at` of `out` on, as working space: whatever
+/// `out` holds past `at` is overwritten, and it grows only when too short, so a buffer reused
+/// call after call is not cleared and zeroed each time. Returns where the samples end (`out`
+/// may hold stale samples after that) and the first chunk error.
+pub(crate) fn decode_xor_many_at(
+    chunks: &[&[u8]],
+    out: &mut SampleBatch,
+    at: usize,
+    ends: &mut Vec<usize>,
+) -> (usize, Option<ManyDecodeError>) {
+    let n = at;
     let slots: Vec<Result<usize, ChunkError>> = chunks.iter().map(|d| xor_slots(d)).collect();
     let total_slots: usize = slots.iter().map(|s| *s.as_ref().unwrap_or(&0)).sum();
-    out.ts.resize(n + total_slots, 0);
-    out.val.resize(n + total_slots, 0.0);
+    if out.ts.len() < n + total_slots {
+        out.ts.resize(n + total_slots, 0);
+    }
+    if out.val.len() < n + total_slots {
+        out.val.resize(n + total_slots, 0.0);
+    }
 
     let mut jobs = Vec::with_capacity(chunks.len());
     let mut job_of = Vec::with_capacity(chunks.len());
@@ -236,9 +259,5 @@ pub fn decode_xor_many_flat(
         read += width;
         ends.push(write);
     }
-    out.truncate(write);
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(write - n),
-    }
+    (write, first_err)
 }

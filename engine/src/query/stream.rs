@@ -8,7 +8,7 @@
 use bytes::Bytes;
 
 use super::{Series, merge_samples};
-use crate::chunk::{Encoding, ManyDecodeError, SampleBatch, decode_xor_many_flat};
+use crate::chunk::{Encoding, ManyDecodeError, SampleBatch, decode_xor_many_at};
 use crate::error::{Error, Result};
 use crate::labels::Labels;
 
@@ -153,8 +153,9 @@ pub fn decode_many(
     res
 }
 
-/// Decodes the samples in `[mint, maxt]` of every series into one flat batch `out` (cleared
-/// first), pushing to `spans` where each series' samples lie in it: what [`decode_many`] gives
+/// Decodes the samples in `[mint, maxt]` of every series into one flat batch `out`, pushing
+/// to `spans` where each series' samples lie in it (`out` is working space, reused from call to
+/// call without clearing: what lies outside `spans` is left over): what [`decode_many`] gives
 /// per series, without a copy per series. All chunks go to one
 /// [`decode_xor_many_flat`](crate::chunk::decode_xor_many_flat) call; a series' chunks land
 /// next to each other, so when they are consecutive in time (the usual case) its span is a
@@ -167,7 +168,6 @@ pub fn decode_many_flat(
     out: &mut SampleBatch,
     spans: &mut Vec<std::ops::Range<usize>>,
 ) -> Result<()> {
-    out.clear();
     spans.clear();
     let mut payloads: Vec<&[u8]> = Vec::new();
     // Per series, the range of its chunks in `payloads`.
@@ -187,7 +187,10 @@ pub fn decode_many_flat(
     }
     let ends = &mut scratch.ends;
     ends.clear();
-    decode_xor_many_flat(&payloads, out, ends).map_err(|e| chunk_error(e, series, &chunk_spans))?;
+    let (mut len, err) = decode_xor_many_at(&payloads, out, 0, ends);
+    if let Some(e) = err {
+        return Err(chunk_error(e, series, &chunk_spans));
+    }
     for (s, cs) in series.iter().zip(&chunk_spans) {
         let lo = if cs.start == 0 { 0 } else { ends[cs.start - 1] };
         let hi = if cs.is_empty() { lo } else { ends[cs.end - 1] };
@@ -195,10 +198,7 @@ pub fn decode_many_flat(
             SeriesData::Decoded(b) => {
                 let a = b.ts.partition_point(|&t| t < mint);
                 let z = b.ts.partition_point(|&t| t <= maxt).max(a);
-                let at = out.len();
-                out.ts.extend_from_slice(&b.ts[a..z]);
-                out.val.extend_from_slice(&b.val[a..z]);
-                spans.push(at..out.len());
+                spans.push(put_at(out, &mut len, &b.ts[a..z], &b.val[a..z]));
             }
             SeriesData::Chunks(_) => {
                 // Consecutive in time: each non-empty chunk starts after the last one ended.
@@ -233,15 +233,33 @@ pub fn decode_many_flat(
                         .collect();
                     let mut merged = merge_samples(&parts.iter().collect::<Vec<_>>());
                     merged.truncate_to_range(mint, maxt);
-                    let at = out.len();
-                    out.ts.extend_from_slice(&merged.ts);
-                    out.val.extend_from_slice(&merged.val);
-                    spans.push(at..out.len());
+                    spans.push(put_at(out, &mut len, &merged.ts, &merged.val));
                 }
             }
         }
     }
     Ok(())
+}
+
+/// Writes samples at `*len` of the working batch `out` (growing it only when too short) and
+/// moves `*len` past them; returns where they lie.
+fn put_at(
+    out: &mut SampleBatch,
+    len: &mut usize,
+    ts: &[i64],
+    val: &[f64],
+) -> std::ops::Range<usize> {
+    let (at, end) = (*len, *len + ts.len());
+    if out.ts.len() < end {
+        out.ts.resize(end, 0);
+    }
+    if out.val.len() < end {
+        out.val.resize(end, 0.0);
+    }
+    out.ts[at..end].copy_from_slice(ts);
+    out.val[at..end].copy_from_slice(val);
+    *len = end;
+    at..end
 }
 
 /// The error of a many-chunk decode, naming the series and chunk that failed.

@@ -747,8 +747,9 @@ struct PartialGroup {
 }
 
 impl PartialSpec {
-    /// Folds one series, whose labels are already its group's, into the task's partial groups.
-    pub(crate) fn add(&self, p: &mut Partial, c: Col) {
+    /// Folds one series, whose labels are already its group's, into the task's partial groups;
+    /// gives its column's buffer back for reuse.
+    pub(crate) fn add(&self, p: &mut Partial, c: Col) -> Option<Vec<f64>> {
         let Col {
             labels,
             drop_name,
@@ -783,6 +784,7 @@ impl PartialSpec {
             &mut p.seen[steps],
             &v,
         );
+        Some(v)
     }
 }
 

@@ -24,7 +24,7 @@ const MAX_WORKERS: usize = 8;
 /// Consecutive series one worker task takes from a batch. Tasks are cut by count alone, and
 /// their results are merged in task order, so answers depend neither on thread timing nor on
 /// the number of cores; batches of fewer series (every small query) are one task.
-pub(crate) const TASK_SERIES: usize = 256;
+pub(crate) const TASK_SERIES: usize = 512;
 
 /// Worker threads for `n` tasks: the cores, at most [`MAX_WORKERS`] and `n`.
 pub(crate) fn par_threads(n: usize) -> usize {
@@ -48,6 +48,53 @@ struct TaskOut<P> {
     decoded_most: usize,
     /// Whether any series had samples to work on.
     selected: bool,
+}
+
+/// The tasks workers take, cut from the stream's batches as they are needed.
+struct Feed<'s> {
+    stream: Box<dyn SeriesStream + 's>,
+    /// Tasks cut from the last batch read, not yet taken.
+    cut: std::collections::VecDeque<(usize, Vec<StreamSeries>)>,
+    /// Number of the next task cut.
+    next: usize,
+    /// Whether the stream has ended (or failed).
+    done: bool,
+}
+
+/// A task for a worker: its number and series, or the error reading its batch failed with.
+type FeedTask = (usize, Result<Vec<StreamSeries>, PromqlError>);
+
+impl Feed<'_> {
+    /// Cuts `batch` into tasks of at most [`TASK_SERIES`] consecutive series.
+    fn cut_batch(&mut self, mut batch: Vec<StreamSeries>) {
+        while !batch.is_empty() {
+            let rest = batch.split_off(batch.len().min(TASK_SERIES));
+            self.cut
+                .push_back((self.next, std::mem::replace(&mut batch, rest)));
+            self.next += 1;
+        }
+    }
+
+    /// The next task, reading the next batch when none is cut; `None` once the stream ended.
+    fn take(&mut self) -> Option<FeedTask> {
+        loop {
+            if let Some((i, s)) = self.cut.pop_front() {
+                return Some((i, Ok(s)));
+            }
+            if self.done {
+                return None;
+            }
+            match self.stream.next_batch() {
+                Ok(Some(b)) => self.cut_batch(b),
+                Ok(None) => self.done = true,
+                Err(e) => {
+                    self.done = true;
+                    self.next += 1;
+                    return Some((self.next - 1, Err(e.into())));
+                }
+            }
+        }
+    }
 }
 
 /// Where a streamed series' step values come from.
@@ -147,6 +194,9 @@ struct Scratch {
     /// Where each series' samples lie in `samples`.
     spans: Vec<std::ops::Range<usize>>,
     buf: Vec<f64>,
+    /// A column buffer to build the next series' column in: the last one not handed on, or
+    /// given back by the fold.
+    spare: Vec<f64>,
 }
 
 /// One series' result.
@@ -170,6 +220,7 @@ impl SeriesKernel {
         ts: &mut [i64],
         val: &mut [f64],
         buf: &mut Vec<f64>,
+        spare: &mut Vec<f64>,
     ) -> SeriesOut {
         let decoded = ts.len().min(val.len());
         let mut out = SeriesOut {
@@ -182,7 +233,11 @@ impl SeriesKernel {
         if decoded == 0 {
             return out;
         }
-        let mut v = vec![absent(); self.steps.n];
+        // The column is built in the worker's spare buffer, which goes back unless the column
+        // is handed on.
+        let mut v = std::mem::take(spare);
+        v.clear();
+        v.resize(self.steps.n, absent());
         let drop_name = match &self.source {
             Source::Instant {
                 times,
@@ -196,11 +251,13 @@ impl SeriesKernel {
             Source::Range { call, ends, range } => {
                 let n = remove_stale(ts, val);
                 if n == 0 {
+                    *spare = v;
                     return out;
                 }
                 out.selected = true;
                 out.fail = call.param_error(&ts[..n], ends, *range);
                 if out.fail.is_some() {
+                    *spare = v;
                     return out;
                 }
                 call.column(&ts[..n], &val[..n], ends, *range, &self.steps, buf, &mut v);
@@ -209,6 +266,7 @@ impl SeriesKernel {
             }
         };
         if v.iter().all(|x| is_absent(*x)) {
+            *spare = v;
             return out;
         }
         let mut col = Col {
@@ -242,6 +300,8 @@ impl SeriesKernel {
             }
             col.drop_name &= !drop_name;
             out.col = Some(col);
+        } else {
+            *spare = col.v;
         }
         out
     }
@@ -568,19 +628,20 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Streams the series `vs` selects through `kernel`: each worker task folds its series'
-    /// columns (those with a value, in stream order) into a fresh `new()` with `add`, and the
-    /// tasks' folds are handed to `merge` in stream order.
+    /// columns (those with a value, in stream order) into a fresh `new()` with `add` (which
+    /// gives back a column's buffer when it keeps only the values), and the tasks' folds are
+    /// handed to `merge` in stream order.
     ///
-    /// A selection that fits one task runs on this thread. Otherwise a reader thread fetches
-    /// batches ahead, [`par_threads`] workers (started once per selection) compute tasks as
-    /// they come, and this thread merges their results in task order, so answers never
-    /// depend on which worker finished first.
+    /// A selection that fits one task runs on this thread. Otherwise [`par_threads`] workers
+    /// (started once per selection) read the batches and compute tasks as they come, and this
+    /// thread merges their results in task order, so answers never depend on which worker
+    /// finished first.
     pub(crate) fn stream_partials<P: Send>(
         &mut self,
         vs: &VectorSelector,
         kernel: &SeriesKernel,
         new: &(dyn Fn() -> P + Sync),
-        add: &(dyn Fn(&mut P, Col) + Sync),
+        add: &(dyn Fn(&mut P, Col) -> Option<Vec<f64>> + Sync),
         merge: &mut dyn FnMut(&mut Self, P) -> Result<(), PromqlError>,
     ) -> Result<(), PromqlError> {
         let mut stream = self.open_stream(vs, kernel.mint, kernel.maxt, &kernel.hints)?;
@@ -609,6 +670,7 @@ impl<'a> Evaluator<'a> {
                         &mut sc.samples.ts[span.clone()],
                         &mut sc.samples.val[span.clone()],
                         &mut sc.buf,
+                        &mut sc.spare,
                     );
                     if let Some(msg) = r.fail {
                         return Err(PromqlError::Execution(msg));
@@ -616,8 +678,10 @@ impl<'a> Evaluator<'a> {
                     out.decoded += r.decoded;
                     out.selected |= r.selected;
                     out.notes.extend(r.note);
-                    if let Some(col) = r.col {
-                        add(&mut out.acc, col);
+                    if let Some(col) = r.col
+                        && let Some(v) = add(&mut out.acc, col)
+                    {
+                        sc.spare = v;
                     }
                 }
                 out.decoded_most = out.decoded_most.max(out.decoded);
@@ -667,10 +731,16 @@ impl<'a> Evaluator<'a> {
     /// through `workers` worker threads, results absorbed in task order. This is the one
     /// place query work fans out across cores (plain scoped threads for now; the engine's
     /// per-core executors can take the tasks instead).
+    ///
+    /// Workers take their tasks themselves: a worker that finds no task cut waiting reads the
+    /// next batch from the stream, keeps its first task and leaves the rest for the others.
+    /// So a batch costs one hand-off from storage and one per result, not the three a
+    /// separate reader thread and job queue took (on two cores, each hand-off is a sleeping
+    /// thread woken on the other core).
     fn stream_pool<P: Send, F>(
         &mut self,
         first: Option<Vec<StreamSeries>>,
-        mut stream: Box<dyn SeriesStream + 'a>,
+        stream: Box<dyn SeriesStream + 'a>,
         task: &F,
         absorb: &mut Absorb<'_, Self, P>,
         workers: usize,
@@ -678,32 +748,31 @@ impl<'a> Evaluator<'a> {
     where
         F: Fn(&mut Scratch, Vec<StreamSeries>) -> Result<TaskOut<P>, PromqlError> + Sync,
     {
-        type Job = (usize, Vec<StreamSeries>);
+        let mut feed = Feed {
+            stream,
+            cut: std::collections::VecDeque::new(),
+            next: 0,
+            done: false,
+        };
+        if let Some(b) = first {
+            feed.cut_batch(b);
+        }
+        let feed = std::sync::Mutex::new(feed);
+        let stop = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|sc| -> Result<(), PromqlError> {
-            let (batch_tx, batch_rx) = std::sync::mpsc::sync_channel(1);
-            sc.spawn(move || {
-                loop {
-                    let r = stream.next_batch();
-                    let more = matches!(r, Ok(Some(_)));
-                    if batch_tx.send(r).is_err() || !more {
-                        break;
-                    }
-                }
-            });
-            let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<Job>(workers * 2);
-            let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
             let (res_tx, res_rx) = std::sync::mpsc::channel();
             for _ in 0..workers {
-                let (job_rx, res_tx) = (job_rx.clone(), res_tx.clone());
+                let (feed, stop, res_tx) = (&feed, &stop, res_tx.clone());
                 sc.spawn(move || {
                     let mut scratch = Scratch::default();
-                    loop {
-                        let job = job_rx
-                            .lock()
-                            .map_err(|_| ())
-                            .and_then(|rx| rx.recv().map_err(|_| ()));
-                        let Ok((i, series)) = job else { break };
-                        if res_tx.send((i, task(&mut scratch, series))).is_err() {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        // A poisoned lock means another worker panicked; the scope reports it.
+                        let Ok(mut f) = feed.lock() else { break };
+                        let job = f.take();
+                        drop(f);
+                        let Some((i, job)) = job else { break };
+                        let r = job.and_then(|series| task(&mut scratch, series));
+                        if res_tx.send((i, r)).is_err() {
                             break;
                         }
                     }
@@ -711,62 +780,24 @@ impl<'a> Evaluator<'a> {
             }
             drop(res_tx);
             let mut pending = std::collections::BTreeMap::new();
-            let (mut sent, mut merged) = (0usize, 0usize);
-            // Takes the results that are in (waiting for one first when `block`), absorbing
-            // them in task order; false when every worker is gone.
-            let mut take_ready = |ev: &mut Self,
-                                  pending: &mut std::collections::BTreeMap<usize, _>,
-                                  merged: &mut usize,
-                                  block: bool|
-             -> Result<bool, PromqlError> {
-                let mut wait = block;
-                loop {
-                    let got = if wait {
-                        res_rx.recv().ok()
-                    } else {
-                        res_rx.try_recv().ok()
-                    };
-                    let Some((i, r)) = got else {
-                        return Ok(!wait);
-                    };
-                    wait = false;
-                    pending.insert(i, r);
-                    while let Some(r) = pending.remove(merged) {
-                        absorb(ev, r?)?;
-                        *merged += 1;
-                    }
+            let mut merged = 0usize;
+            let mut absorb_ready = |ev: &mut Self,
+                                    pending: &mut std::collections::BTreeMap<usize, _>|
+             -> Result<(), PromqlError> {
+                ev.check_deadline("query execution")?;
+                while let Some(r) = pending.remove(&merged) {
+                    absorb(ev, r?)?;
+                    merged += 1;
                 }
+                Ok(())
             };
-            let mut next = first;
-            loop {
-                let batch = match next.take() {
-                    Some(b) => b,
-                    None => match batch_rx.recv() {
-                        Ok(r) => match r? {
-                            Some(b) => b,
-                            None => break,
-                        },
-                        Err(_) => break,
-                    },
-                };
-                self.check_deadline("query execution")?;
-                let mut batch = batch;
-                while !batch.is_empty() {
-                    let rest = batch.split_off(batch.len().min(TASK_SERIES));
-                    let job = (sent, std::mem::replace(&mut batch, rest));
-                    sent += 1;
-                    if job_tx.send(job).is_err() {
-                        break;
-                    }
-                    take_ready(self, &mut pending, &mut merged, false)?;
-                }
-            }
-            drop(job_tx);
-            while merged < sent {
-                // Every worker gone without an answer means one panicked, which the scope
-                // reports when it joins.
-                if !take_ready(self, &mut pending, &mut merged, true)? {
-                    break;
+            // Every worker gone closes the channel: all tasks are in, or one panicked, which
+            // the scope reports when it joins.
+            for (i, r) in res_rx.iter() {
+                pending.insert(i, r);
+                if let Err(e) = absorb_ready(self, &mut pending) {
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Err(e);
                 }
             }
             Ok(())
@@ -793,7 +824,10 @@ impl<'a> Evaluator<'a> {
             vs,
             kernel,
             &Vec::new,
-            &|v: &mut Vec<Col>, c| v.push(c),
+            &|v: &mut Vec<Col>, c| {
+                v.push(c);
+                None
+            },
             &mut |ev, cols| {
                 for c in cols {
                     sink(ev, c)?;
