@@ -461,3 +461,100 @@ fn warnings_survive_parallel_streams() {
         );
     }
 }
+
+/// Storage that fails once `good` batches of a selection are handed over, as a bucket that
+/// disappears mid-query does.
+struct FailingAfter {
+    inner: LocalBlocks,
+    good: usize,
+}
+
+struct FailingStream<'a> {
+    inner: Box<dyn gauntlet_engine::query::SeriesStream + 'a>,
+    left: usize,
+}
+
+impl gauntlet_engine::query::SeriesStream for FailingStream<'_> {
+    fn next_batch(
+        &mut self,
+    ) -> gauntlet_engine::Result<Option<Vec<gauntlet_engine::query::StreamSeries>>> {
+        if self.left == 0 {
+            return Err(gauntlet_engine::Error::InvalidInput(
+                "bucket went away".to_string(),
+            ));
+        }
+        self.left -= 1;
+        self.inner.next_batch()
+    }
+}
+
+impl Queryable for FailingAfter {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        hints: &SelectHints,
+    ) -> gauntlet_engine::Result<Vec<Series>> {
+        collect_stream(self.select_stream(matchers, mint, maxt, hints)?, mint, maxt)
+    }
+
+    fn select_stream<'a>(
+        &'a self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        hints: &SelectHints,
+    ) -> gauntlet_engine::Result<Box<dyn gauntlet_engine::query::SeriesStream + 'a>> {
+        Ok(Box::new(FailingStream {
+            inner: self.inner.select_stream(matchers, mint, maxt, hints)?,
+            left: self.good,
+        }))
+    }
+
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> gauntlet_engine::Result<Vec<String>> {
+        self.inner.label_names(matchers, mint, maxt)
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> gauntlet_engine::Result<Vec<String>> {
+        self.inner.label_values(name, matchers, mint, maxt)
+    }
+}
+
+/// A storage error in the middle of a selection read by parallel workers fails the query
+/// with that error, whichever batch it comes at (the first, while tasks are in flight, or
+/// after the last series), and never answers with the series read before it.
+#[test]
+fn storage_errors_mid_stream_fail_the_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::default();
+    let batches = 5000usize.div_ceil(BATCH_SERIES);
+    for good in [0, 1, 2, batches] {
+        let src = FailingAfter {
+            inner: many_series(dir.path().join(good.to_string()).as_path(), 5000),
+            good,
+        };
+        for q in [
+            "count(m_total)",
+            "sum by (g) (rate(m_total[5m]))",
+            "rate(m_total[5m])",
+        ] {
+            let err = range(&e, &src, q).unwrap_err();
+            assert!(
+                err.to_string().contains("bucket went away"),
+                "{q} after {good} batches: {err}"
+            );
+        }
+    }
+}
