@@ -6,6 +6,7 @@
 //! over each series' sorted samples in one pass, and aggregations and binary operators work on
 //! step columns.
 
+mod check_errors;
 mod duration;
 mod duration_expr;
 mod error;
@@ -190,6 +191,16 @@ fn parse_uncached(
     match std::panic::catch_unwind(|| promql_parser::parser::parse(&text)) {
         Ok(Ok(expr)) => {
             let refused = crate::labels::first_regex_error(query)
+                .or_else(|| {
+                    check_errors::has_or_matchers(&expr).then(|| {
+                        crate::labels::first_brace_error(query).unwrap_or_else(|| {
+                            "parse error: unexpected identifier \"or\" in label matching, \
+                             expected \",\" or \"}\""
+                                .to_string()
+                        })
+                    })
+                })
+                .or_else(|| check_errors::at_out_of_bounds(query))
                 // The parser takes a bare `[0]`; Prometheus refuses a range of nothing.
                 .or_else(|| {
                     let off = unquoted_offset(query, zero_duration_at)?;
@@ -245,6 +256,19 @@ fn parse_error(query: &str, msg: String) -> String {
         || msg.starts_with("unterminated quoted string")
         || msg == "invalid promql query";
     if in_braces && let Some(e) = crate::labels::first_brace_error(query) {
+        return e;
+    }
+    if msg == "invalid promql query"
+        && let Some(e) = check_errors::end_of_input_error(query)
+    {
+        return e;
+    }
+    // An `@` out of bounds is refused while parsing, before the checks of the expression
+    // around it.
+    if let Some(e) = check_errors::at_out_of_bounds(query) {
+        return e;
+    }
+    if let Some(e) = check_errors::placed_check_error(query, &msg) {
         return e;
     }
     if msg == "'!' can not be at the end"

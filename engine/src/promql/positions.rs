@@ -252,6 +252,43 @@ pub(crate) fn argument_of_type(query: &str, name: &str, got: &str) -> Option<(us
     None
 }
 
+/// Line and column of the aggregation operand Prometheus points a type error at: among the
+/// aggregations, innermost first, the parameter (`param`) or the aggregated expression (the last
+/// argument) whose own type, parsed alone, is `got`.
+pub(crate) fn aggregation_argument_of_type(
+    query: &str,
+    param: bool,
+    got: &str,
+) -> Option<(usize, usize)> {
+    let b = query.as_bytes();
+    let mut calls: Vec<Call> = scan(b)?
+        .into_iter()
+        .filter(|c| {
+            let name = String::from_utf8_lossy(&b[c.name.clone()]).to_ascii_lowercase();
+            AGGREGATIONS.contains(&name.as_str()) && !c.args.is_empty()
+        })
+        .collect();
+    calls.sort_by_key(|c| c.end);
+    for call in calls {
+        let k = if param { 0 } else { call.args.len() - 1 };
+        if param && call.args.len() < 2 {
+            continue;
+        }
+        let start = call.args[k];
+        let end = match call.args.get(k + 1) {
+            Some(&next) => b[..next].iter().rposition(|&c| c == b',').unwrap_or(next),
+            None => call.end,
+        };
+        let text = query.get(start..end.max(start)).unwrap_or("");
+        let typed = std::panic::catch_unwind(|| promql_parser::parser::parse(text))
+            .is_ok_and(|r| r.is_ok_and(|e| e.value_type().to_string() == got));
+        if typed {
+            return Some(line_col(query, start));
+        }
+    }
+    None
+}
+
 /// Prometheus's error for the first duration in `query` too large to be one (`[9300000000]`,
 /// `offset 999999999999y`), with its position: the parser accepts some of these and cannot
 /// represent others.
@@ -440,6 +477,11 @@ fn step_invariant(e: &Expr) -> bool {
         }
         Expr::Extension(_) => false,
     }
+}
+
+/// Whether `name` is an aggregation operator (any case).
+pub(crate) fn is_aggregation(name: &str) -> bool {
+    AGGREGATIONS.contains(&name.to_ascii_lowercase().as_str())
 }
 
 const AGGREGATIONS: &[&str] = &[
