@@ -355,6 +355,28 @@ pub(crate) fn placed_check_error(query: &str, msg: &str) -> Option<String> {
         }
         return None;
     }
+    if msg.starts_with("unexpected character after '.'") {
+        // A `.` that starts no number is a character no token starts with.
+        let b = query.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                q @ (b'"' | b'\'' | b'`') => i = skip_string(b, i, q),
+                b'#' => i = comment_end(b, i),
+                b'{' => i = skip_group(b, i, b'{', b'}').unwrap_or(b.len()),
+                b'.' if !b.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                    return Some(placed(line_col(query, i), "unexpected character: '.'"));
+                }
+                c if c.is_ascii_digit() => {
+                    i = match lex_literal(b, i) {
+                        Literal::Number(e) | Literal::Duration(e) | Literal::Bad(e) => e.max(i + 1),
+                    }
+                }
+                _ => i += 1,
+            }
+        }
+        return None;
+    }
     let t = tokens(query)?;
     let at = |k: usize| line_col(query, t[k].start);
     let op_named =
@@ -523,6 +545,81 @@ pub(crate) fn placed_check_error(query: &str, msg: &str) -> Option<String> {
     None
 }
 
+/// Prometheus's error for a malformed grouping after `by` or `without` (`sum by a (x)`,
+/// `count by (,a) (x)`), or an `@` followed by no timestamp (`x @ foo`), for queries the parser
+/// refuses without saying why.
+pub(crate) fn grouping_or_at_error(query: &str) -> Option<String> {
+    let t = tokens(query)?;
+    let describe = |k: usize| match t.get(k) {
+        Some(x) => crate::labels::token_description_at(query, x.start)
+            .unwrap_or_else(|| "input".to_string()),
+        None => "end of input".to_string(),
+    };
+    let place = |k: usize| line_col(query, t.get(k).map_or(query.len(), |x| x.start));
+    for k in 0..t.len() {
+        match t[k].kind {
+            Kind::Word(w) if w.eq_ignore_ascii_case("by") || w.eq_ignore_ascii_case("without") => {
+                let aggregation = k > 0
+                    && match t[k - 1].kind {
+                        Kind::Word(a) => super::positions::is_aggregation(a),
+                        Kind::Close => true,
+                        _ => false,
+                    };
+                if !aggregation {
+                    continue;
+                }
+                if t.get(k + 1).map(|x| x.kind) != Some(Kind::Open) {
+                    let m = format!(
+                        "unexpected {} in grouping opts, expected \"(\"",
+                        describe(k + 1)
+                    );
+                    return Some(placed(place(k + 1), &m));
+                }
+                let mut j = k + 2;
+                let mut want_label = true;
+                loop {
+                    match t.get(j).map(|x| x.kind) {
+                        Some(Kind::Close) => break,
+                        Some(Kind::Word(_) | Kind::Str) if want_label => want_label = false,
+                        Some(Kind::Comma) if !want_label => want_label = true,
+                        _ => {
+                            let expected = if want_label {
+                                "label"
+                            } else {
+                                "\",\" or \")\""
+                            };
+                            let m = format!(
+                                "unexpected {} in grouping opts, expected {expected}",
+                                describe(j)
+                            );
+                            return Some(placed(place(j), &m));
+                        }
+                    }
+                    j += 1;
+                }
+            }
+            Kind::At => {
+                // `start()` and `end()` are read as one token each: a bare `start` is refused
+                // at what follows it.
+                let wrong = match t.get(k + 1).map(|x| x.kind) {
+                    Some(Kind::Number | Kind::Op("-" | "+")) => None,
+                    Some(Kind::Word("start" | "end")) => (t.get(k + 2).map(|x| x.kind)
+                        != Some(Kind::Open)
+                        || t.get(k + 3).map(|x| x.kind) != Some(Kind::Close))
+                    .then_some(k + 2),
+                    _ => Some(k + 1),
+                };
+                if let Some(w) = wrong {
+                    let m = format!("unexpected {} in @, expected timestamp", describe(w));
+                    return Some(placed(place(w), &m));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Prometheus's error for a query ending where an operand must follow (`x +`, `x and`,
 /// `1 == bool`): the end of input, placed after the last character.
 pub(crate) fn end_of_input_error(query: &str) -> Option<String> {
@@ -558,6 +655,247 @@ pub(crate) fn at_out_of_bounds(query: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// What Prometheus's lexer reads from a number or duration literal.
+#[derive(Debug, PartialEq)]
+enum Literal {
+    /// A number token ending at this index (it may still fail to parse as a float).
+    Number(usize),
+    /// A duration token ending at this index.
+    Duration(usize),
+    /// Refused after reading up to this index: `bad number or duration syntax`.
+    Bad(usize),
+}
+
+/// Reads the number or duration literal at `s` as Prometheus 3's lexer does: digits with at
+/// most one `.` and one exponent, `_` between digits, hexadecimal after `0x`; failing that, a
+/// duration (`5m`, `1h30m`, units in `smhdwy`); failing that, refused with what was read.
+fn lex_literal(b: &[u8], s: usize) -> Literal {
+    let at = |i: usize| b.get(i).copied().unwrap_or(0);
+    let in_set = |c: u8, set: &[u8]| c != 0 && set.contains(&c);
+    let mut i = s;
+    let number_ok = 'number: {
+        if at(i) == b'0' && matches!(at(i + 1), b'x' | b'X') {
+            i += 2;
+            if at(i) == b'_' {
+                i += 1;
+            }
+            while at(i).is_ascii_hexdigit() || at(i) == b'_' {
+                i += 1;
+                if b[i - 1] == b'_' && !at(i).is_ascii_hexdigit() {
+                    if in_set(at(i), b"._") {
+                        i += 1;
+                    }
+                    return Literal::Bad(i);
+                }
+            }
+            break 'number !at(i).is_ascii_alphanumeric();
+        }
+        if at(i) == b'.' {
+            i += 1;
+        }
+        if at(i).is_ascii_digit() {
+            i += 1;
+        }
+        let (mut dot, mut exp) = (false, false);
+        while at(i).is_ascii_digit() || in_set(at(i), b"._eE") {
+            let c = b[i];
+            i += 1;
+            let anti: &[u8] = match c {
+                b'.' if dot => {
+                    if in_set(at(i), b"_.") {
+                        i += 1;
+                    }
+                    return Literal::Bad(i);
+                }
+                b'.' => {
+                    dot = true;
+                    b"_."
+                }
+                b'e' | b'E' if exp => {
+                    if in_set(at(i), b"._eE") {
+                        i += 1;
+                    }
+                    return Literal::Bad(i);
+                }
+                b'e' | b'E' => {
+                    exp = true;
+                    if in_set(at(i), b"._eE") {
+                        return Literal::Bad(i + 1);
+                    }
+                    if in_set(at(i), b"+-") {
+                        i += 1;
+                    }
+                    b""
+                }
+                b'_' => b"._eE",
+                _ => b"",
+            };
+            if in_set(at(i), anti) {
+                return Literal::Bad(i + 1);
+            }
+        }
+        // An exponent, its sign or an underscore may not end the number.
+        if in_set(b[i - 1], b"eE+-_") {
+            return Literal::Bad(i);
+        }
+        !at(i).is_ascii_alphanumeric()
+    };
+    if number_ok {
+        return Literal::Number(i);
+    }
+    // The rest of a duration: a unit, then more digits and units.
+    if !in_set(at(i), b"smhdwy") {
+        return Literal::Bad(i);
+    }
+    i += 1;
+    if at(i) == b's' {
+        i += 1;
+    }
+    while at(i).is_ascii_digit() {
+        while at(i).is_ascii_digit() {
+            i += 1;
+        }
+        if !in_set(at(i), b"smhdw") {
+            return Literal::Bad(i);
+        }
+        i += 1;
+        if at(i) == b's' {
+            i += 1;
+        }
+    }
+    if at(i).is_ascii_alphanumeric() {
+        // The lexer reads the character before refusing it.
+        let width = std::str::from_utf8(&b[i..])
+            .ok()
+            .and_then(|r| r.chars().next());
+        return Literal::Bad(i + width.map_or(1, char::len_utf8));
+    }
+    Literal::Duration(i)
+}
+
+/// Where number and duration literals start in `q`: outside strings, comments, selectors'
+/// braces and identifiers.
+fn literal_starts(q: &str) -> Vec<usize> {
+    let b = q.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            c @ (b'"' | b'\'' | b'`') => i = skip_string(b, i, c),
+            b'#' => i = comment_end(b, i),
+            b'{' => i = skip_group(b, i, b'{', b'}').unwrap_or(b.len()),
+            // An identifier (a `:` before a digit separates a subquery's range and step).
+            c if c.is_ascii_alphabetic()
+                || c == b'_'
+                || (c == b':' && !b.get(i + 1).is_some_and(u8::is_ascii_digit)) =>
+            {
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':')
+                {
+                    i += 1;
+                }
+            }
+            c if c.is_ascii_digit()
+                || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)) =>
+            {
+                out.push(i);
+                i = match lex_literal(b, i) {
+                    Literal::Number(e) | Literal::Duration(e) | Literal::Bad(e) => e.max(i + 1),
+                };
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+/// Prometheus's error for the first number or duration literal its lexer refuses, or whose
+/// text does not then parse (`5x`, `1e`, `1.2.3`, `1d1y`, `[1.5m]`), placed at the literal.
+pub(crate) fn literal_error(query: &str) -> Option<String> {
+    let b = query.as_bytes();
+    for s in literal_starts(query) {
+        let msg = match lex_literal(b, s) {
+            Literal::Bad(e) => format!(
+                "bad number or duration syntax: {:?}",
+                &query[s..e.min(query.len())]
+            ),
+            Literal::Duration(e) => match duration_text_error(&query[s..e]) {
+                Some(m) => m,
+                None => continue,
+            },
+            Literal::Number(e) => {
+                let text = &query[s..e];
+                let digits: String = text.chars().filter(|&c| c != '_').collect();
+                let hex = digits.starts_with("0x") || digits.starts_with("0X");
+                if hex || digits.parse::<f64>().is_ok() {
+                    continue;
+                }
+                format!(
+                    "error parsing number: strconv.ParseFloat: parsing {text:?}: invalid syntax"
+                )
+            }
+        };
+        return Some(placed(line_col(query, s), &msg));
+    }
+    None
+}
+
+/// Why Prometheus's duration parser refuses `text` (a duration token), if it does, in its
+/// words: a unit it does not know, or units out of order.
+fn duration_text_error(text: &str) -> Option<String> {
+    const UNITS: [&str; 8] = ["y", "w", "d", "h", "m", "s", "ms", ""];
+    let b = text.as_bytes();
+    let mut i = 0;
+    let mut last = None;
+    while i < b.len() {
+        let d = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let u = i;
+        while i < b.len() && !b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if d == u || u == i {
+            return Some(format!("not a valid duration string: {text:?}"));
+        }
+        let unit = &text[u..i];
+        let Some(pos) = UNITS[..7].iter().position(|x| *x == unit) else {
+            return Some(format!("unknown unit {unit:?} in duration {text:?}"));
+        };
+        if last.is_some_and(|l| pos <= l) {
+            return Some(format!("not a valid duration string: {text:?}"));
+        }
+        last = Some(pos);
+    }
+    None
+}
+
+/// `query` with the underscores of its number literals taken out (`1_000` is 1000 to
+/// Prometheus 3; the parser does not read them); `None` when it has none.
+pub(crate) fn without_number_underscores(query: &str) -> Option<String> {
+    let b = query.as_bytes();
+    let mut cuts = Vec::new();
+    for s in literal_starts(query) {
+        if let Literal::Number(e) = lex_literal(b, s)
+            && query[s..e].contains('_')
+        {
+            cuts.push(s..e);
+        }
+    }
+    if cuts.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(query.len());
+    let mut last = 0;
+    for r in cuts {
+        out.push_str(&query[last..r.start]);
+        out.extend(query[r.clone()].chars().filter(|&c| c != '_'));
+        last = r.end;
+    }
+    out.push_str(&query[last..]);
+    Some(out)
 }
 
 /// A `{a="b" or c="d"}` selector: Prometheus 3.5 has no `or` between matchers, and reads it as
@@ -680,6 +1018,16 @@ mod tests {
                 "1:3: parse error: unexpected character: '$'",
             ),
             (
+                "..5",
+                "unexpected character after '.': '.'",
+                "1:1: parse error: unexpected character: '.'",
+            ),
+            (
+                "x + .e5",
+                "unexpected character after '.': 'e'",
+                "1:5: parse error: unexpected character: '.'",
+            ),
+            (
                 "sum(x[5m])",
                 "expected type vector in aggregation expression, got matrix",
                 "1:5: parse error: expected type instant vector in aggregation expression, got range vector",
@@ -731,6 +1079,147 @@ mod tests {
             }
         }
         assert!(crate::promql::parse("x @ 1e9").is_ok());
+    }
+
+    /// Literals as Prometheus 3.5.3's lexer read them (its answers to these queries).
+    #[test]
+    fn literals_are_read_as_prometheus_reads_them() {
+        for (q, want) in [
+            (
+                "5x",
+                "1:1: parse error: bad number or duration syntax: \"5\"",
+            ),
+            (
+                "1.2.3",
+                "1:1: parse error: bad number or duration syntax: \"1.2.\"",
+            ),
+            (
+                "1e",
+                "1:1: parse error: bad number or duration syntax: \"1e\"",
+            ),
+            (
+                "1e+",
+                "1:1: parse error: bad number or duration syntax: \"1e+\"",
+            ),
+            (
+                "1e5x",
+                "1:1: parse error: bad number or duration syntax: \"1e5\"",
+            ),
+            (
+                "1.5e3.2",
+                "1:1: parse error: bad number or duration syntax: \"1.5e3.\"",
+            ),
+            (
+                "0xg",
+                "1:1: parse error: bad number or duration syntax: \"0x\"",
+            ),
+            (
+                "0x1p3",
+                "1:1: parse error: bad number or duration syntax: \"0x1\"",
+            ),
+            (
+                "1__0",
+                "1:1: parse error: bad number or duration syntax: \"1__\"",
+            ),
+            (
+                "1_",
+                "1:1: parse error: bad number or duration syntax: \"1_\"",
+            ),
+            (
+                "1._5",
+                "1:1: parse error: bad number or duration syntax: \"1._\"",
+            ),
+            (
+                "1ee5",
+                "1:1: parse error: bad number or duration syntax: \"1ee\"",
+            ),
+            (
+                "1e5e5",
+                "1:1: parse error: bad number or duration syntax: \"1e5e\"",
+            ),
+            (
+                "5m5x",
+                "1:1: parse error: bad number or duration syntax: \"5m5\"",
+            ),
+            (
+                "5mx",
+                "1:1: parse error: bad number or duration syntax: \"5mx\"",
+            ),
+            (
+                "5y5y",
+                "1:1: parse error: bad number or duration syntax: \"5y5\"",
+            ),
+            (
+                "x[1h30]",
+                "1:3: parse error: bad number or duration syntax: \"1h30\"",
+            ),
+            (
+                "x[5smh]",
+                "1:3: parse error: bad number or duration syntax: \"5sm\"",
+            ),
+            (
+                "x offset 5x",
+                "1:10: parse error: bad number or duration syntax: \"5\"",
+            ),
+            (
+                "count by (1a) (x)",
+                "1:11: parse error: bad number or duration syntax: \"1\"",
+            ),
+            (
+                "x[1.5m]",
+                "1:3: parse error: unknown unit \".\" in duration \"1.5m\"",
+            ),
+            (
+                "x[5m:1.5s]",
+                "1:6: parse error: unknown unit \".\" in duration \"1.5s\"",
+            ),
+            (
+                ".5.",
+                "1:1: parse error: error parsing number: strconv.ParseFloat: parsing \".5.\": invalid syntax",
+            ),
+        ] {
+            assert_eq!(literal_error(q).as_deref(), Some(want), "{q}");
+        }
+        for q in [
+            "1", "1.5", ".5", "1e5", "1E-3", "0x1F", "1_000", "5m", "1h30m", "5ms", "x1[5m]",
+        ] {
+            assert_eq!(literal_error(q), None, "{q}");
+        }
+        assert_eq!(
+            without_number_underscores("x * 1_000 + 2_5").as_deref(),
+            Some("x * 1000 + 25")
+        );
+        assert_eq!(without_number_underscores("x_1 * 10"), None);
+    }
+
+    /// Prometheus 3.5.3's answers to these queries.
+    #[test]
+    fn malformed_groupings_and_timestamps() {
+        for (q, want) in [
+            (
+                "sum by a (x)",
+                "1:8: parse error: unexpected identifier \"a\" in grouping opts, expected \"(\"",
+            ),
+            (
+                "count by (,a) (x)",
+                "1:11: parse error: unexpected \",\" in grouping opts, expected label",
+            ),
+            (
+                "sum(x) by",
+                "1:10: parse error: unexpected end of input in grouping opts, expected \"(\"",
+            ),
+            (
+                "x[10m] @ start",
+                "1:15: parse error: unexpected end of input in @, expected timestamp",
+            ),
+            (
+                "x @ foo",
+                "1:5: parse error: unexpected identifier \"foo\" in @, expected timestamp",
+            ),
+        ] {
+            assert_eq!(grouping_or_at_error(q).as_deref(), Some(want), "{q}");
+        }
+        assert_eq!(grouping_or_at_error("sum by (a, b,) (x) @ start()"), None);
     }
 
     #[test]

@@ -176,7 +176,8 @@ fn parse_uncached(
     if let Some(e) = positions::duration_range_error(query) {
         return Err(PromqlError::Parse(e));
     }
-    let text = decode_byte_escapes(query);
+    let plain = check_errors::without_number_underscores(query);
+    let text = decode_byte_escapes(plain.as_deref().unwrap_or(query));
     let text = duration_expr::rewrite(&text, times);
     // The parser panics on some input it should refuse (found by fuzzing); such a query is
     // reported as invalid rather than failing the request.
@@ -229,6 +230,13 @@ fn parse_uncached(
         Ok(Err(e)) => Err(PromqlError::Parse(
             regex_first(&e)
                 .or_else(|| {
+                    let literal = e.starts_with("bad number or duration syntax")
+                        || e.starts_with("ParseFloatError")
+                        || e.starts_with("not a valid duration string")
+                        || e.starts_with("unknown unit");
+                    literal.then(|| check_errors::literal_error(query))?
+                })
+                .or_else(|| {
                     e.starts_with("ParseFloatError")
                         .then(|| number_error(query))?
                 })
@@ -260,6 +268,7 @@ fn parse_error(query: &str, msg: String) -> String {
     }
     if msg == "invalid promql query"
         && let Some(e) = check_errors::end_of_input_error(query)
+            .or_else(|| check_errors::grouping_or_at_error(query))
     {
         return e;
     }
