@@ -169,7 +169,6 @@ fn left_start(t: &[Token<'_>], k: usize) -> usize {
         }
         j = prev;
     }
-    // Modifiers between an operator and its right operand are not part of the operand.
     j
 }
 

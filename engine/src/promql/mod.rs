@@ -193,13 +193,9 @@ fn parse_uncached(
         Ok(Ok(expr)) => {
             let refused = crate::labels::first_regex_error(query)
                 .or_else(|| {
-                    check_errors::has_or_matchers(&expr).then(|| {
-                        crate::labels::first_brace_error(query).unwrap_or_else(|| {
-                            "parse error: unexpected identifier \"or\" in label matching, \
-                             expected \",\" or \"}\""
-                                .to_string()
-                        })
-                    })
+                    // The selector lexer reads `or` between matchers as Prometheus 3.5 does.
+                    check_errors::has_or_matchers(&expr)
+                        .then(|| crate::labels::first_brace_error(query))?
                 })
                 .or_else(|| check_errors::at_out_of_bounds(query))
                 // The parser takes a bare `[0]`; Prometheus refuses a range of nothing.
