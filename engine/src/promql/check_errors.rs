@@ -406,6 +406,16 @@ pub(crate) fn placed_check_error(query: &str, msg: &str) -> Option<String> {
         let m = format!("no grouping allowed for {op:?} operation");
         return Some(placed(at(left_start(&t, k)), &m));
     }
+    if let Some(what) = msg
+        .strip_prefix("unexpected ")
+        .filter(|w| w.starts_with('<'))
+    {
+        // The parser names the token as Prometheus does but not where it is.
+        let k = (0..t.len()).find(|&k| {
+            crate::labels::token_description_at(query, t[k].start).as_deref() == Some(what)
+        })?;
+        return Some(placed(at(k), msg));
+    }
     if msg == "bool modifier can only be used on comparison operators" {
         let k = find(&t, |x| *x == Kind::Word("bool"))?;
         return Some(placed(at(k.checked_sub(1)?), msg));
@@ -596,16 +606,99 @@ pub(crate) fn grouping_or_at_error(query: &str) -> Option<String> {
                     }
                     j += 1;
                 }
+                // The aggregated expression follows a grouping that comes first, and no second
+                // grouping follows it.
+                if matches!(t[k - 1].kind, Kind::Word(_)) {
+                    if t.get(j + 1).map(|x| x.kind) != Some(Kind::Open) {
+                        let m = format!("unexpected {} in aggregation", describe(j + 1));
+                        return Some(placed(place(j + 1), &m));
+                    }
+                    let mut depth = 0usize;
+                    let mut e = j + 1;
+                    while e < t.len() {
+                        match t[e].kind {
+                            Kind::Open => depth += 1,
+                            Kind::Close => {
+                                depth -= 1;
+                                if depth == 0 {
+                                    break;
+                                }
+                            }
+                            _ => {}
+                        }
+                        e += 1;
+                    }
+                    let grouping = |x: Kind<'_>| matches!(x, Kind::Word(w) if w.eq_ignore_ascii_case("by") || w.eq_ignore_ascii_case("without"));
+                    if t.get(e + 1).is_some_and(|x| grouping(x.kind)) {
+                        let m = format!("unexpected {}", describe(e + 1));
+                        return Some(placed(place(e + 1), &m));
+                    }
+                }
+            }
+            // Vector matching in the wrong order: a second `on`/`ignoring`, a second
+            // `group_left`/`group_right`, or `bool` after them.
+            Kind::Word(w @ ("on" | "ignoring" | "group_left" | "group_right"))
+                if k > 0 && after_operator(&t, k) =>
+            {
+                let mut j = k + 1;
+                if t.get(j).map(|x| x.kind) == Some(Kind::Open) {
+                    while j < t.len() && t[j].kind != Kind::Close {
+                        j += 1;
+                    }
+                    j += 1;
+                }
+                let next = t.get(j).map(|x| x.kind);
+                let keyword = matches!(
+                    next,
+                    Some(Kind::Word(
+                        "bool" | "on" | "ignoring" | "group_left" | "group_right"
+                    ))
+                );
+                // A keyword where a label list may still come: `group_left group_left`.
+                if keyword && j == k + 1 {
+                    let m = format!(
+                        "unexpected {} in grouping opts, expected \"(\"",
+                        describe(j)
+                    );
+                    return Some(placed(place(j), &m));
+                }
+                let refused = match next {
+                    Some(Kind::Word("bool" | "on" | "ignoring")) => true,
+                    Some(Kind::Word("group_left" | "group_right")) => {
+                        matches!(w, "group_left" | "group_right")
+                    }
+                    _ => false,
+                };
+                if refused {
+                    return Some(placed(place(j), &format!("unexpected {}", describe(j))));
+                }
+            }
+            Kind::Word("bool")
+                if k > 0
+                    && after_operator(&t, k)
+                    && t.get(k + 1).map(|x| x.kind) == Some(Kind::Word("bool")) =>
+            {
+                return Some(placed(
+                    place(k + 1),
+                    &format!("unexpected {}", describe(k + 1)),
+                ));
             }
             Kind::At => {
                 // `start()` and `end()` are read as one token each: a bare `start` is refused
                 // at what follows it.
-                let wrong = match t.get(k + 1).map(|x| x.kind) {
-                    Some(Kind::Number | Kind::Op("-" | "+")) => None,
-                    Some(Kind::Word("start" | "end")) => (t.get(k + 2).map(|x| x.kind)
-                        != Some(Kind::Open)
-                        || t.get(k + 3).map(|x| x.kind) != Some(Kind::Close))
-                    .then_some(k + 2),
+                let kind = |j: usize| t.get(j).map(|x| x.kind);
+                let wrong = match kind(k + 1) {
+                    Some(Kind::Number) => None,
+                    Some(Kind::Op("-" | "+")) => {
+                        (kind(k + 2) != Some(Kind::Number)).then_some(k + 2)
+                    }
+                    Some(Kind::Word("start" | "end")) => {
+                        if kind(k + 2) != Some(Kind::Open) {
+                            Some(k + 2)
+                        } else {
+                            (kind(k + 3) != Some(Kind::Close)).then_some(k + 3)
+                        }
+                    }
                     _ => Some(k + 1),
                 };
                 if let Some(w) = wrong {
@@ -617,6 +710,31 @@ pub(crate) fn grouping_or_at_error(query: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// Whether token `k` comes right after a binary operator, its `bool`, or a vector matching
+/// clause's label list: where vector matching keywords are read as keywords.
+fn after_operator(t: &[Token<'_>], k: usize) -> bool {
+    match t[k - 1].kind {
+        Kind::Op(_) => is_binary_at(t, k - 1),
+        Kind::Word("bool") => true,
+        Kind::Close => {
+            let Some(m) = (0..k - 1).rev().find(|&m| t[m].kind == Kind::Open) else {
+                return false;
+            };
+            m > 0
+                && matches!(
+                    t[m - 1].kind,
+                    Kind::Word("on" | "ignoring" | "group_left" | "group_right")
+                )
+                && m >= 2
+                && after_operator(t, m - 1)
+        }
+        Kind::Word("on" | "ignoring" | "group_left" | "group_right") => {
+            k >= 2 && after_operator(t, k - 1)
+        }
+        _ => false,
+    }
 }
 
 /// Prometheus's error for a query ending where an operand must follow (`x +`, `x and`,
@@ -1017,6 +1135,11 @@ mod tests {
                 "1:3: parse error: unexpected character: '$'",
             ),
             (
+                "x + group_left (a) y",
+                "unexpected <group_left>",
+                "1:5: parse error: unexpected <group_left>",
+            ),
+            (
                 "..5",
                 "unexpected character after '.': '.'",
                 "1:1: parse error: unexpected character: '.'",
@@ -1208,6 +1331,40 @@ mod tests {
                 "1:10: parse error: unexpected end of input in grouping opts, expected \"(\"",
             ),
             (
+                "sum by (a) (x) by (b)",
+                "1:16: parse error: unexpected <by>",
+            ),
+            (
+                "sum without (a) by (b) (x)",
+                "1:17: parse error: unexpected <by> in aggregation",
+            ),
+            (
+                "sum by (job) x",
+                "1:14: parse error: unexpected identifier \"x\" in aggregation",
+            ),
+            (
+                "x + ignoring(a) on(b) y",
+                "1:17: parse error: unexpected <on>",
+            ),
+            (
+                "x + on (a) group_left(b) group_right y",
+                "1:26: parse error: unexpected <group_right>",
+            ),
+            ("x == on() bool y", "1:11: parse error: unexpected <bool>"),
+            ("x > bool bool y", "1:10: parse error: unexpected <bool>"),
+            (
+                "x - on (a) group_left group_left y",
+                "1:23: parse error: unexpected <group_left> in grouping opts, expected \"(\"",
+            ),
+            (
+                "x @ start(1)",
+                "1:11: parse error: unexpected number \"1\" in @, expected timestamp",
+            ),
+            (
+                "x @ -foo",
+                "1:6: parse error: unexpected identifier \"foo\" in @, expected timestamp",
+            ),
+            (
                 "x[10m] @ start",
                 "1:15: parse error: unexpected end of input in @, expected timestamp",
             ),
@@ -1218,7 +1375,14 @@ mod tests {
         ] {
             assert_eq!(grouping_or_at_error(q).as_deref(), Some(want), "{q}");
         }
-        assert_eq!(grouping_or_at_error("sum by (a, b,) (x) @ start()"), None);
+        for q in [
+            "sum by (a, b,) (x) @ start()",
+            "sum(x) by (a) + on (a) group_left (b) y",
+            "x == bool on (a) y",
+            "x + ignoring (a) group_right y",
+        ] {
+            assert_eq!(grouping_or_at_error(q), None, "{q}");
+        }
     }
 
     #[test]
