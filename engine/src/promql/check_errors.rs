@@ -416,6 +416,28 @@ pub(crate) fn placed_check_error(query: &str, msg: &str) -> Option<String> {
         })?;
         return Some(placed(at(k), msg));
     }
+    // Inside a range or subquery's brackets: a second `:`, or a `-` before the duration.
+    let in_brackets = |pick: &dyn Fn(&str) -> Option<usize>| {
+        t.iter().find_map(|x| match x.kind {
+            Kind::Brackets { .. } => {
+                let end = skip_group(query.as_bytes(), x.start, b'[', b']')?;
+                pick(&query[x.start..end]).map(|off| line_col(query, x.start + off))
+            }
+            _ => None,
+        })
+    };
+    if msg == "unexpected second colon(:) in brackets" {
+        let pos = in_brackets(&|g| g.match_indices(':').nth(1).map(|(i, _)| i))?;
+        return Some(placed(pos, "unexpected colon ':'"));
+    }
+    if msg == "unexpected character inside brackets: '-'" {
+        // `[-5m]`, `[5m:-1m]`: a duration below zero.
+        let pos = in_brackets(&|g| {
+            let i = g.find('-')?;
+            g[..i].trim_end().ends_with(['[', ':']).then_some(i)
+        })?;
+        return Some(placed(pos, "duration must be greater than 0"));
+    }
     if msg == "bool modifier can only be used on comparison operators" {
         let k = find(&t, |x| *x == Kind::Word("bool"))?;
         return Some(placed(at(k.checked_sub(1)?), msg));
@@ -1133,6 +1155,21 @@ mod tests {
                 "x $",
                 "unexpected character: '$'",
                 "1:3: parse error: unexpected character: '$'",
+            ),
+            (
+                "x[5m:1m:1m]",
+                "unexpected second colon(:) in brackets",
+                "1:8: parse error: unexpected colon ':'",
+            ),
+            (
+                "x[5m:-1m]",
+                "unexpected character inside brackets: '-'",
+                "1:6: parse error: duration must be greater than 0",
+            ),
+            (
+                "x[-5m]",
+                "unexpected character inside brackets: '-'",
+                "1:3: parse error: duration must be greater than 0",
             ),
             (
                 "x + group_left (a) y",
