@@ -1,9 +1,13 @@
-//! Errors of Prometheus's checks on a parsed expression (operand types, modifiers, set
-//! operators), worded and placed as Prometheus reports them. The PromQL parser words these
-//! its own way and gives no position, and Prometheus places each at the start of the node at
-//! fault (a binary expression at its left operand, a modifier at the expression it modifies),
-//! so the text is scanned into tokens with parentheses kept apart and the node found from
-//! them.
+//! Prometheus's errors for queries this parser refuses in other words, or takes where
+//! Prometheus refuses them, worded and placed as Prometheus reports them:
+//! - the checks on a parsed expression (operand types, modifiers, set operators), which
+//!   Prometheus places at the start of the node at fault (a binary expression at its left
+//!   operand, a modifier at the expression it modifies);
+//! - syntax errors the parser only calls invalid (a dangling operator, keywords out of place);
+//! - number and duration literals, read as Prometheus 3's lexer reads them.
+//!
+//! The parser gives no positions, so the text is scanned into tokens with parentheses kept
+//! apart, and the node at fault is found from them.
 
 use super::duration_expr::skip_string;
 use super::positions::{comment_end, line_col, placed, skip_group};
@@ -576,10 +580,11 @@ pub(crate) fn placed_check_error(query: &str, msg: &str) -> Option<String> {
     None
 }
 
-/// Prometheus's error for a malformed grouping after `by` or `without` (`sum by a (x)`,
-/// `count by (,a) (x)`), or an `@` followed by no timestamp (`x @ foo`), for queries the parser
-/// refuses without saying why.
-pub(crate) fn grouping_or_at_error(query: &str) -> Option<String> {
+/// Prometheus's error for a keyword out of place, for queries the parser refuses without saying
+/// why: a malformed or second grouping of an aggregation (`sum by a (x)`, `count by (,a) (x)`),
+/// vector matching keywords in the wrong order or twice (`x + ignoring(a) on(b) y`, `x > bool
+/// bool y`), or an `@` followed by no timestamp (`x @ foo`).
+pub(crate) fn misplaced_keyword_error(query: &str) -> Option<String> {
     let t = tokens(query)?;
     let describe = |k: usize| match t.get(k) {
         Some(x) => crate::labels::token_description_at(query, x.start)
@@ -1410,7 +1415,7 @@ mod tests {
                 "1:5: parse error: unexpected identifier \"foo\" in @, expected timestamp",
             ),
         ] {
-            assert_eq!(grouping_or_at_error(q).as_deref(), Some(want), "{q}");
+            assert_eq!(misplaced_keyword_error(q).as_deref(), Some(want), "{q}");
         }
         for q in [
             "sum by (a, b,) (x) @ start()",
@@ -1418,7 +1423,7 @@ mod tests {
             "x == bool on (a) y",
             "x + ignoring (a) group_right y",
         ] {
-            assert_eq!(grouping_or_at_error(q), None, "{q}");
+            assert_eq!(misplaced_keyword_error(q), None, "{q}");
         }
     }
 

@@ -264,7 +264,7 @@ fn parse_error(query: &str, msg: String) -> String {
     }
     if msg == "invalid promql query"
         && let Some(e) = check_errors::end_of_input_error(query)
-            .or_else(|| check_errors::grouping_or_at_error(query))
+            .or_else(|| check_errors::misplaced_keyword_error(query))
     {
         return e;
     }
