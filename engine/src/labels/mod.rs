@@ -4,6 +4,7 @@ mod matcher;
 mod selector;
 
 pub use matcher::{MatchType, Matcher, MatcherError, RegexShape};
+pub(crate) use selector::{Literal, lex_literal};
 pub use selector::{
     SelectorError, first_brace_error, first_regex_error, parse_selector, token_description_at,
 };

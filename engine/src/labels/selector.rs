@@ -345,48 +345,22 @@ impl<'a> Lexer<'a> {
     /// A number (`1`, `.5`, `1e3`, `0x1f`) or a duration (`5m`, `1h30m`) at the position.
     fn number(&mut self) -> Lexed<'a> {
         let at = self.pos;
-        if self.s[at..].starts_with("0x") || self.s[at..].starts_with("0X") {
-            self.pos += 2;
-            self.take_while(|c| c.is_ascii_hexdigit());
-        } else {
-            self.take_while(|c| c.is_ascii_digit());
-            if self.peek() == Some('.') {
-                self.bump();
-                self.take_while(|c| c.is_ascii_digit());
+        match lex_literal(self.s.as_bytes(), at) {
+            Literal::Number(end) => {
+                self.pos = end;
+                Ok((at, Tok::Number(&self.s[at..end])))
             }
-            if self.peek() == Some('.') {
-                // A second point: Prometheus's lexer takes it and gives up there.
-                self.bump();
+            Literal::Duration(end) => {
+                self.pos = end;
+                Ok((at, Tok::Duration(&self.s[at..end])))
+            }
+            Literal::Bad(end) => {
+                self.pos = end.min(self.s.len());
                 let mut msg = "bad number or duration syntax: ".to_string();
                 go_quote_into(&mut msg, &self.s[at..self.pos]);
-                return Err(self.error(at, msg));
-            }
-            if matches!(self.peek(), Some('e' | 'E'))
-                && self.s[self.pos + 1..]
-                    .trim_start_matches(['+', '-'])
-                    .starts_with(|c: char| c.is_ascii_digit())
-            {
-                self.bump();
-                self.take_while(|c| c == '+' || c == '-');
-                self.take_while(|c| c.is_ascii_digit());
+                Err(self.error(at, msg))
             }
         }
-        let number = &self.s[at..self.pos];
-        if !self
-            .peek()
-            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
-            return Ok((at, Tok::Number(number)));
-        }
-        // Digits followed by letters: a duration such as 1h30m, or nothing valid.
-        let word = self.take_while(|c| c.is_ascii_alphanumeric() || c == '_');
-        let text = &self.s[at..at + number.len() + word.len()];
-        if is_duration(text) {
-            return Ok((at, Tok::Duration(text)));
-        }
-        let mut msg = "bad number or duration syntax: ".to_string();
-        go_quote_into(&mut msg, number);
-        Err(self.error(at, msg))
     }
 
     /// A string literal at the position: its text with quotes, and its value.
@@ -566,27 +540,6 @@ impl<'a> Lexer<'a> {
     }
 }
 
-/// Whether `s` is a Prometheus duration: one or more number-unit pairs, units ms, s, m, h,
-/// d, w, y.
-fn is_duration(s: &str) -> bool {
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-        if digits == 0 {
-            return false;
-        }
-        rest = &rest[digits..];
-        let unit = ["ms", "s", "m", "h", "d", "w", "y"]
-            .into_iter()
-            .find(|u| rest.starts_with(u));
-        match unit {
-            Some(u) => rest = &rest[u.len()..],
-            None => return false,
-        }
-    }
-    !s.is_empty()
-}
-
 /// A rune as Go's `%q` writes it: `'x'`.
 fn go_rune(c: char) -> String {
     let mut q = String::new();
@@ -607,6 +560,124 @@ fn go_rune_u(c: char) -> String {
         let _ = write!(out, " '{c}'");
     }
     out
+}
+
+/// What Prometheus's lexer reads from a number or duration literal.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Literal {
+    /// A number token ending at this index (it may still fail to parse as a float).
+    Number(usize),
+    /// A duration token ending at this index.
+    Duration(usize),
+    /// Refused after reading up to this index: `bad number or duration syntax`.
+    Bad(usize),
+}
+
+/// Reads the number or duration literal at `s` as Prometheus 3's lexer does: digits with at
+/// most one `.` and one exponent, `_` between digits, hexadecimal after `0x`; failing that, a
+/// duration (`5m`, `1h30m`, units in `smhdwy`); failing that, refused with what was read.
+pub(crate) fn lex_literal(b: &[u8], s: usize) -> Literal {
+    let at = |i: usize| b.get(i).copied().unwrap_or(0);
+    let in_set = |c: u8, set: &[u8]| c != 0 && set.contains(&c);
+    let mut i = s;
+    let number_ok = 'number: {
+        if at(i) == b'0' && matches!(at(i + 1), b'x' | b'X') {
+            i += 2;
+            if at(i) == b'_' {
+                i += 1;
+            }
+            while at(i).is_ascii_hexdigit() || at(i) == b'_' {
+                i += 1;
+                if b[i - 1] == b'_' && !at(i).is_ascii_hexdigit() {
+                    if in_set(at(i), b"._") {
+                        i += 1;
+                    }
+                    return Literal::Bad(i);
+                }
+            }
+            break 'number !at(i).is_ascii_alphanumeric();
+        }
+        if at(i) == b'.' {
+            i += 1;
+        }
+        if at(i).is_ascii_digit() {
+            i += 1;
+        }
+        let (mut dot, mut exp) = (false, false);
+        while at(i).is_ascii_digit() || in_set(at(i), b"._eE") {
+            let c = b[i];
+            i += 1;
+            let anti: &[u8] = match c {
+                b'.' if dot => {
+                    if in_set(at(i), b"_.") {
+                        i += 1;
+                    }
+                    return Literal::Bad(i);
+                }
+                b'.' => {
+                    dot = true;
+                    b"_."
+                }
+                b'e' | b'E' if exp => {
+                    if in_set(at(i), b"._eE") {
+                        i += 1;
+                    }
+                    return Literal::Bad(i);
+                }
+                b'e' | b'E' => {
+                    exp = true;
+                    if in_set(at(i), b"._eE") {
+                        return Literal::Bad(i + 1);
+                    }
+                    if in_set(at(i), b"+-") {
+                        i += 1;
+                    }
+                    b""
+                }
+                b'_' => b"._eE",
+                _ => b"",
+            };
+            if in_set(at(i), anti) {
+                return Literal::Bad(i + 1);
+            }
+        }
+        // An exponent, its sign or an underscore may not end the number.
+        if in_set(b[i - 1], b"eE+-_") {
+            return Literal::Bad(i);
+        }
+        !at(i).is_ascii_alphanumeric()
+    };
+    if number_ok {
+        return Literal::Number(i);
+    }
+    // The rest of a duration: a unit, then more digits and units.
+    if !in_set(at(i), b"smhdwy") {
+        return Literal::Bad(i);
+    }
+    i += 1;
+    if at(i) == b's' {
+        i += 1;
+    }
+    while at(i).is_ascii_digit() {
+        while at(i).is_ascii_digit() {
+            i += 1;
+        }
+        if !in_set(at(i), b"smhdw") {
+            return Literal::Bad(i);
+        }
+        i += 1;
+        if at(i) == b's' {
+            i += 1;
+        }
+    }
+    if at(i).is_ascii_alphanumeric() {
+        // The lexer reads the character before refusing it.
+        let width = std::str::from_utf8(&b[i..])
+            .ok()
+            .and_then(|r| r.chars().next());
+        return Literal::Bad(i + width.map_or(1, char::len_utf8));
+    }
+    Literal::Duration(i)
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@
 //! apart, and the node at fault is found from them.
 
 use super::duration_expr::skip_string;
-use super::positions::{comment_end, line_col, placed, skip_group};
+use super::positions::{comment_end, line_col, placed, skip_group, type_alone, type_name};
+use crate::labels::{Literal, lex_literal};
 
 /// A token of PromQL text, as far as finding nodes needs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -84,17 +85,11 @@ fn tokens(q: &str) -> Option<Vec<Token<'_>>> {
                 i += 1;
                 Kind::At
             }
+            // A number or duration, as far as the lexer reads it.
             b'0'..=b'9' | b'.' => {
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.') {
-                    // An exponent's sign belongs to the number.
-                    if matches!(b[i], b'e' | b'E')
-                        && !q[start..].starts_with("0x")
-                        && matches!(b.get(i + 1), Some(b'+' | b'-'))
-                    {
-                        i += 1;
-                    }
-                    i += 1;
-                }
+                i = match lex_literal(b, start) {
+                    Literal::Number(e) | Literal::Duration(e) | Literal::Bad(e) => e.max(start + 1),
+                };
                 Kind::Number
             }
             c if c.is_ascii_alphabetic() || c == b'_' || c == b':' => {
@@ -226,21 +221,6 @@ fn span<'q>(q: &'q str, t: &[Token<'_>], a: usize, b: usize) -> &'q str {
     let from = t.get(a).map_or(q.len(), |x| x.start);
     let to = t.get(b).map_or(q.len(), |x| x.start);
     q.get(from..to.max(from)).unwrap_or("")
-}
-
-/// The type of `text` parsed alone (`vector`, `matrix`, `scalar`, `string`), if it parses.
-fn type_of(text: &str) -> Option<String> {
-    let parsed = std::panic::catch_unwind(|| promql_parser::parser::parse(text)).ok()?;
-    parsed.ok().map(|e| e.value_type().to_string())
-}
-
-/// Prometheus's name of a value type.
-fn type_name(t: &str) -> &str {
-    match t {
-        "vector" => "instant vector",
-        "matrix" => "range vector",
-        other => other,
-    }
 }
 
 /// Index of the first token of the expression a modifier at token `k` applies to.
@@ -454,7 +434,7 @@ pub(crate) fn placed_check_error(query: &str, msg: &str) -> Option<String> {
             let l = left_start(&t, k);
             let r = right_start(&t, k);
             let e = right_end(&t, r, precedence(op));
-            let bad = |s: &str| type_of(s).is_some_and(|ty| ty == "matrix" || ty == "string");
+            let bad = |s: &str| type_alone(s).is_some_and(|ty| ty == "matrix" || ty == "string");
             if bad(span(query, &t, l, k)) {
                 return Some(placed(at(l), msg));
             }
@@ -799,124 +779,6 @@ pub(crate) fn at_out_of_bounds(query: &str) -> Option<String> {
         }
     }
     None
-}
-
-/// What Prometheus's lexer reads from a number or duration literal.
-#[derive(Debug, PartialEq)]
-enum Literal {
-    /// A number token ending at this index (it may still fail to parse as a float).
-    Number(usize),
-    /// A duration token ending at this index.
-    Duration(usize),
-    /// Refused after reading up to this index: `bad number or duration syntax`.
-    Bad(usize),
-}
-
-/// Reads the number or duration literal at `s` as Prometheus 3's lexer does: digits with at
-/// most one `.` and one exponent, `_` between digits, hexadecimal after `0x`; failing that, a
-/// duration (`5m`, `1h30m`, units in `smhdwy`); failing that, refused with what was read.
-fn lex_literal(b: &[u8], s: usize) -> Literal {
-    let at = |i: usize| b.get(i).copied().unwrap_or(0);
-    let in_set = |c: u8, set: &[u8]| c != 0 && set.contains(&c);
-    let mut i = s;
-    let number_ok = 'number: {
-        if at(i) == b'0' && matches!(at(i + 1), b'x' | b'X') {
-            i += 2;
-            if at(i) == b'_' {
-                i += 1;
-            }
-            while at(i).is_ascii_hexdigit() || at(i) == b'_' {
-                i += 1;
-                if b[i - 1] == b'_' && !at(i).is_ascii_hexdigit() {
-                    if in_set(at(i), b"._") {
-                        i += 1;
-                    }
-                    return Literal::Bad(i);
-                }
-            }
-            break 'number !at(i).is_ascii_alphanumeric();
-        }
-        if at(i) == b'.' {
-            i += 1;
-        }
-        if at(i).is_ascii_digit() {
-            i += 1;
-        }
-        let (mut dot, mut exp) = (false, false);
-        while at(i).is_ascii_digit() || in_set(at(i), b"._eE") {
-            let c = b[i];
-            i += 1;
-            let anti: &[u8] = match c {
-                b'.' if dot => {
-                    if in_set(at(i), b"_.") {
-                        i += 1;
-                    }
-                    return Literal::Bad(i);
-                }
-                b'.' => {
-                    dot = true;
-                    b"_."
-                }
-                b'e' | b'E' if exp => {
-                    if in_set(at(i), b"._eE") {
-                        i += 1;
-                    }
-                    return Literal::Bad(i);
-                }
-                b'e' | b'E' => {
-                    exp = true;
-                    if in_set(at(i), b"._eE") {
-                        return Literal::Bad(i + 1);
-                    }
-                    if in_set(at(i), b"+-") {
-                        i += 1;
-                    }
-                    b""
-                }
-                b'_' => b"._eE",
-                _ => b"",
-            };
-            if in_set(at(i), anti) {
-                return Literal::Bad(i + 1);
-            }
-        }
-        // An exponent, its sign or an underscore may not end the number.
-        if in_set(b[i - 1], b"eE+-_") {
-            return Literal::Bad(i);
-        }
-        !at(i).is_ascii_alphanumeric()
-    };
-    if number_ok {
-        return Literal::Number(i);
-    }
-    // The rest of a duration: a unit, then more digits and units.
-    if !in_set(at(i), b"smhdwy") {
-        return Literal::Bad(i);
-    }
-    i += 1;
-    if at(i) == b's' {
-        i += 1;
-    }
-    while at(i).is_ascii_digit() {
-        while at(i).is_ascii_digit() {
-            i += 1;
-        }
-        if !in_set(at(i), b"smhdw") {
-            return Literal::Bad(i);
-        }
-        i += 1;
-        if at(i) == b's' {
-            i += 1;
-        }
-    }
-    if at(i).is_ascii_alphanumeric() {
-        // The lexer reads the character before refusing it.
-        let width = std::str::from_utf8(&b[i..])
-            .ok()
-            .and_then(|r| r.chars().next());
-        return Literal::Bad(i + width.map_or(1, char::len_utf8));
-    }
-    Literal::Duration(i)
 }
 
 /// Where number and duration literals start in `q`: outside strings, comments, selectors'

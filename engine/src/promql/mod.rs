@@ -338,15 +338,10 @@ fn parse_error(query: &str, msg: String) -> String {
         && let Some((name, got)) = rest.split_once("', got ")
         && let Some(at) = positions::argument_of_type(query, name, got)
     {
-        let kind = |t: &str| match t {
-            "matrix" => "range vector".to_string(),
-            "vector" => "instant vector".to_string(),
-            other => other.to_string(),
-        };
         let msg = format!(
             "expected type {} in call to function {name:?}, got {}",
-            kind(want),
-            kind(got)
+            positions::type_name(want),
+            positions::type_name(got)
         );
         return positions::placed(at, &msg);
     }

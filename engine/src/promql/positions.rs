@@ -218,8 +218,7 @@ pub(crate) fn first_unknown_call(query: &str) -> Option<(String, (usize, usize))
 pub(crate) fn aggregation_with_args(query: &str, args: usize) -> Option<(usize, usize)> {
     let b = query.as_bytes();
     let call = scan(b)?.into_iter().find(|c| {
-        let name = String::from_utf8_lossy(&b[c.name.clone()]).to_ascii_lowercase();
-        AGGREGATIONS.contains(&name.as_str()) && c.args.len() == args
+        is_aggregation(&String::from_utf8_lossy(&b[c.name.clone()])) && c.args.len() == args
     })?;
     Some(line_col(query, call.name.start))
 }
@@ -234,22 +233,9 @@ pub(crate) fn argument_of_type(query: &str, name: &str, got: &str) -> Option<(us
         .filter(|c| &b[c.name.clone()] == name.as_bytes())
         .collect();
     calls.sort_by_key(|c| c.end);
-    for call in calls {
-        let ends = call.args.iter().skip(1).map(|&next| {
-            // The argument ends at the comma before the next one.
-            b[..next].iter().rposition(|&c| c == b',').unwrap_or(next)
-        });
-        for (&start, end) in call.args.iter().zip(ends.chain([call.end])) {
-            let text = query.get(start..end.max(start)).unwrap_or("");
-            // The parser itself: this crate's parse reports its errors through here.
-            let typed = std::panic::catch_unwind(|| promql_parser::parser::parse(text))
-                .is_ok_and(|r| r.is_ok_and(|e| e.value_type().to_string() == got));
-            if typed {
-                return Some(line_col(query, start));
-            }
-        }
-    }
-    None
+    calls
+        .iter()
+        .find_map(|call| (0..call.args.len()).find_map(|k| call.argument_typed(query, k, got)))
 }
 
 /// Line and column of the aggregation operand Prometheus points a type error at: among the
@@ -263,30 +249,46 @@ pub(crate) fn aggregation_argument_of_type(
     let b = query.as_bytes();
     let mut calls: Vec<Call> = scan(b)?
         .into_iter()
-        .filter(|c| {
-            let name = String::from_utf8_lossy(&b[c.name.clone()]).to_ascii_lowercase();
-            AGGREGATIONS.contains(&name.as_str()) && !c.args.is_empty()
-        })
+        .filter(|c| is_aggregation(&String::from_utf8_lossy(&b[c.name.clone()])))
+        .filter(|c| c.args.len() >= if param { 2 } else { 1 })
         .collect();
     calls.sort_by_key(|c| c.end);
-    for call in calls {
+    calls.iter().find_map(|call| {
         let k = if param { 0 } else { call.args.len() - 1 };
-        if param && call.args.len() < 2 {
-            continue;
-        }
-        let start = call.args[k];
-        let end = match call.args.get(k + 1) {
+        call.argument_typed(query, k, got)
+    })
+}
+
+/// The type of `text` parsed alone (a `ValueType` name: `vector`, `matrix`, `scalar`,
+/// `string`), if it parses.
+pub(crate) fn type_alone(text: &str) -> Option<String> {
+    // The parser itself: this crate's parse reports its errors through here.
+    let parsed = std::panic::catch_unwind(|| promql_parser::parser::parse(text)).ok()?;
+    parsed.ok().map(|e| e.value_type().to_string())
+}
+
+/// Prometheus's name of a value type.
+pub(crate) fn type_name(t: &str) -> &str {
+    match t {
+        "vector" => "instant vector",
+        "matrix" => "range vector",
+        other => other,
+    }
+}
+
+impl Call {
+    /// Where argument `k` is, when its own type parsed alone is `got`. It ends at the comma
+    /// before the next argument, or at the closing parenthesis.
+    fn argument_typed(&self, query: &str, k: usize, got: &str) -> Option<(usize, usize)> {
+        let b = query.as_bytes();
+        let start = *self.args.get(k)?;
+        let end = match self.args.get(k + 1) {
             Some(&next) => b[..next].iter().rposition(|&c| c == b',').unwrap_or(next),
-            None => call.end,
+            None => self.end,
         };
         let text = query.get(start..end.max(start)).unwrap_or("");
-        let typed = std::panic::catch_unwind(|| promql_parser::parser::parse(text))
-            .is_ok_and(|r| r.is_ok_and(|e| e.value_type().to_string() == got));
-        if typed {
-            return Some(line_col(query, start));
-        }
+        (type_alone(text).as_deref() == Some(got)).then(|| line_col(query, start))
     }
-    None
 }
 
 /// Prometheus's error for the first duration in `query` too large to be one (`[9300000000]`,
