@@ -49,6 +49,11 @@ enum Cmd {
         /// Passes; the best is reported (the first warms the caches).
         #[arg(long, default_value_t = 3)]
         passes: usize,
+        /// Write the series as the StoreAPI frames the server sends, this many series per
+        /// `SeriesResponse` (`response_batch_size`; 1 = one per message), and count their
+        /// bytes.
+        #[arg(long)]
+        frames: Option<i64>,
     },
     /// Streams every series matching a selector from a running StoreAPI endpoint (a tonic
     /// client), or from a Prometheus remote-read endpoint with `--remote-read`, and prints
@@ -254,15 +259,17 @@ fn main() -> anyhow::Result<()> {
             selector,
             io_backend,
             passes,
+            frames,
         } => {
             let r = gauntlet_bench::runner::engine_stream::measure(
-                &bucket, &data_dir, &selector, io_backend, passes,
+                &bucket, &data_dir, &selector, io_backend, passes, frames,
             )?;
             println!(
-                "{} series, {} chunks, {} chunk bytes in {:.3} s: {:.0} series/s; CPU {:.2} s; peak RSS {} MiB; io {}; index-header bytes per block {:?}",
+                "{} series, {} chunks, {} {} bytes in {:.3} s: {:.0} series/s; CPU {:.2} s; peak RSS {} MiB; io {}; index-header bytes per block {:?}",
                 r.series,
                 r.chunks,
                 r.chunk_bytes,
+                if frames.is_some() { "frame" } else { "chunk" },
                 r.seconds,
                 r.series as f64 / r.seconds,
                 r.cpu_s,

@@ -9,7 +9,7 @@ use std::time::Instant;
 use gauntlet_engine::bucket::{Bucket, BucketConfig};
 use gauntlet_engine::labels::parse_selector;
 use gauntlet_engine::shard::{IoChoice, RuntimeConfig};
-use gauntlet_engine::store::{BucketStore, SeriesQuery, StoreOptions};
+use gauntlet_engine::store::{BucketStore, SeriesQuery, StoreOptions, WireFraming};
 
 use super::RunError;
 use crate::load::stats::ProcStats;
@@ -21,7 +21,7 @@ pub struct EngineStream {
     pub series: u64,
     /// Chunks streamed.
     pub chunks: u64,
-    /// Chunk payload bytes streamed.
+    /// Chunk payload bytes streamed, or with StoreAPI frames, the frames' bytes.
     pub chunk_bytes: u64,
     /// Wall time of the pass, s.
     pub seconds: f64,
@@ -36,13 +36,17 @@ pub struct EngineStream {
 }
 
 /// Opens a store over `bucket` and streams `selector` over all time `passes` times (the first
-/// warms the page cache and the index cache); returns the best pass.
+/// warms the page cache and the index cache); returns the best pass. With `frames`, the
+/// series are written as the StoreAPI frames the server sends, `frames` series per
+/// `SeriesResponse` (`response_batch_size`), and their bytes are counted instead of the
+/// chunks' payloads.
 pub fn measure(
     bucket: &Path,
     data_dir: &Path,
     selector: &str,
     io: IoChoice,
     passes: usize,
+    frames: Option<i64>,
 ) -> Result<EngineStream, RunError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -79,21 +83,30 @@ pub fn measure(
         for _ in 0..passes.max(1) {
             let before = ProcStats::read("self").ok();
             let t = Instant::now();
-            let mut s = store
-                .series_stream(&q)
-                .await
-                .map_err(|e| RunError::Other(e.to_string()))?;
+            let err = |e: gauntlet_engine::store::StoreError| RunError::Other(e.to_string());
             let (mut series, mut chunks, mut bytes) = (0u64, 0u64, 0u64);
-            while let Some(batch) = s
-                .next_batch()
-                .await
-                .map_err(|e| RunError::Other(e.to_string()))?
-            {
-                series += batch.len() as u64;
-                for i in 0..batch.len() {
-                    for c in batch.chunks(i) {
-                        chunks += 1;
-                        bytes += c.data.len() as u64;
+            match frames {
+                Some(per) => {
+                    let mut s = store
+                        .series_wire(&q, WireFraming::for_request(per))
+                        .await
+                        .map_err(err)?;
+                    while let Some(batch) = s.next_batch().await.map_err(err)? {
+                        series += batch.len() as u64;
+                        chunks += batch.total_chunks() as u64;
+                        bytes += batch.into_frames().len() as u64;
+                    }
+                }
+                None => {
+                    let mut s = store.series_stream(&q).await.map_err(err)?;
+                    while let Some(batch) = s.next_batch().await.map_err(err)? {
+                        series += batch.len() as u64;
+                        for i in 0..batch.len() {
+                            for c in batch.chunks(i) {
+                                chunks += 1;
+                                bytes += c.data.len() as u64;
+                            }
+                        }
                     }
                 }
             }
@@ -111,7 +124,8 @@ pub fn measure(
             };
             let c = store.cache_stats();
             eprintln!(
-                "pass: {series} series, {chunks} chunks, {bytes} chunk bytes in {seconds:.3} s ({:.0} series/s), CPU {:.2} s; index cache {} of {} bytes, {} hits, {} misses",
+                "pass: {series} series, {chunks} chunks, {bytes} {} bytes in {seconds:.3} s ({:.0} series/s), CPU {:.2} s; index cache {} of {} bytes, {} hits, {} misses",
+                if frames.is_some() { "frame" } else { "chunk" },
                 series as f64 / seconds,
                 pass.cpu_s,
                 c.bytes,

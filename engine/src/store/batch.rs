@@ -26,46 +26,6 @@ pub struct SeriesBatch {
     bufs: Vec<Bytes>,
     /// Bytes of `bufs`, counted once each.
     buf_bytes: usize,
-    /// The series chunks are added to: the one started last, or the one opened with
-    /// [`SeriesBatch::open_chunks`].
-    chunk_target: usize,
-    /// The series written in a wire format by a [`FrameEncoder`] on the engine core, while
-    /// they match the batch (any change other than dropping trailing series discards them).
-    encoded: Option<Encoded>,
-}
-
-/// Series of a batch in a wire format, and where each series ends in it.
-#[derive(Debug, Clone, Default)]
-pub struct Encoded {
-    /// The series, one after another.
-    pub bytes: Vec<u8>,
-    /// Where each series ends in `bytes` (exclusive), in batch order.
-    pub ends: Vec<u32>,
-    /// The bytes also hold what belongs to groups of series (headers of frames carrying
-    /// several), so one series cannot be cut out of them on its own.
-    pub grouped: bool,
-}
-
-/// Writes series in a wire format (the server's Series frames) on the engine cores, so the
-/// thread that sends them does not have to.
-pub trait FrameEncoder: Send + Sync + std::fmt::Debug {
-    /// Appends series `i` of `batch`, encoded, to `out`.
-    fn encode_series(&self, batch: &SeriesBatch, i: usize, out: &mut Vec<u8>);
-
-    /// Every series of `batch`, encoded; by default one after another with
-    /// [`FrameEncoder::encode_series`].
-    fn encode_batch(&self, batch: &SeriesBatch) -> Encoded {
-        let mut e = Encoded {
-            bytes: Vec::with_capacity(batch.bytes()),
-            ends: Vec::with_capacity(batch.len()),
-            grouped: false,
-        };
-        for i in 0..batch.len() {
-            self.encode_series(batch, i, &mut e.bytes);
-            e.ends.push(e.bytes.len() as u32);
-        }
-        e
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -109,15 +69,6 @@ impl SeriesBatch {
         Self::default()
     }
 
-    /// Makes room for `series` more series with `labels` labels, `text` label bytes and
-    /// `chunks` chunks.
-    pub(super) fn reserve(&mut self, series: usize, labels: usize, text: usize, chunks: usize) {
-        self.series.reserve(series);
-        self.labels.reserve(labels);
-        self.text.reserve(text);
-        self.chunks.reserve(chunks);
-    }
-
     /// Number of series.
     pub fn len(&self) -> usize {
         self.series.len()
@@ -128,33 +79,19 @@ impl SeriesBatch {
         self.series.is_empty()
     }
 
-    /// Bytes held: labels, bookkeeping, the payload buffers and the encoded series (the
-    /// figure batches are sized by).
+    /// Bytes held: labels, bookkeeping and the payload buffers (the figure batches are sized
+    /// by).
     pub fn bytes(&self) -> usize {
         self.text.len()
             + self.labels.len() * LABEL_COST
             + self.series.len() * SERIES_COST
             + self.chunks.len() * CHUNK_COST
             + self.buf_bytes
-            + self
-                .encoded
-                .as_ref()
-                .map_or(0, |e| e.bytes.len() + e.ends.len() * 4)
     }
 
-    /// Encodes every series with `enc`, keeping the bytes with the batch.
-    pub fn encode_with(&mut self, enc: &dyn FrameEncoder) {
-        self.encoded = Some(enc.encode_batch(self));
-    }
-
-    /// The encoded series, taken out of the batch, when the batch still matches them.
-    pub fn take_encoded(&mut self) -> Option<Encoded> {
-        self.encoded.take()
-    }
-
-    /// Whether the batch carries its series encoded.
-    pub fn is_encoded(&self) -> bool {
-        self.encoded.is_some()
+    /// Makes room for `n` more bytes of label text.
+    pub(super) fn reserve_text(&mut self, n: usize) {
+        self.text.reserve(n);
     }
 
     /// Label `(name, value)` byte pairs of series `i`, sorted by name.
@@ -289,23 +226,12 @@ impl SeriesBatch {
     /// Starts a new series; add its labels in name order with [`SeriesBatch::push_label`] and
     /// its chunks with [`SeriesBatch::push_chunk`] or [`SeriesBatch::push_chunk_in`].
     pub fn start_series(&mut self) {
-        self.encoded = None;
         let l = self.labels.len() as u32;
         let c = self.chunks.len() as u32;
         self.series.push(Entry {
             labels: l..l,
             chunks: c..c,
         });
-        self.chunk_target = self.series.len() - 1;
-    }
-
-    /// Makes series `i` the one chunks are added to; its chunks must all be added before
-    /// another series' (chunks are kept in series order).
-    pub(super) fn open_chunks(&mut self, i: usize) {
-        self.encoded = None;
-        let c = self.chunks.len() as u32;
-        self.series[i].chunks = c..c;
-        self.chunk_target = i;
     }
 
     /// Keeps the first `n` series.
@@ -317,7 +243,6 @@ impl SeriesBatch {
 
     /// Adds a label to the series started last.
     pub fn push_label(&mut self, name: &[u8], value: &[u8]) {
-        self.encoded = None;
         let a = self.text.len() as u32;
         self.text.extend_from_slice(name);
         let b = self.text.len() as u32;
@@ -335,31 +260,15 @@ impl SeriesBatch {
 
     /// Adds a label by its arena position (the same bytes as an earlier label).
     pub(super) fn push_label_at(&mut self, l: [u32; 3]) {
-        self.encoded = None;
         self.labels.push(l);
         if let Some(e) = self.series.last_mut() {
             e.labels.end = self.labels.len() as u32;
         }
     }
 
-    /// Bytes of label text in the arena.
-    pub(super) fn text_len(&self) -> usize {
-        self.text.len()
-    }
-
     /// Number of payload buffers.
     pub(super) fn bufs_len(&self) -> usize {
         self.bufs.len()
-    }
-
-    /// Bytes `start..start + len` of buffer `buf`.
-    pub(super) fn buf_slice(&self, buf: u32, start: u32, len: u32) -> &[u8] {
-        &self.bufs[buf as usize][start as usize..(start + len) as usize]
-    }
-
-    /// Bytes `start..start + len` of buffer `buf`, shared.
-    pub(super) fn buf_bytes_of(&self, buf: u32, start: u32, len: u32) -> Bytes {
-        self.bufs[buf as usize].slice(start as usize..(start + len) as usize)
     }
 
     /// Adds a buffer chunk payloads will point into; returns its index.
@@ -369,8 +278,7 @@ impl SeriesBatch {
         self.bufs.len() as u32 - 1
     }
 
-    /// Adds a chunk whose payload is `buf[start..start + len]` to the series started last (or
-    /// opened).
+    /// Adds a chunk whose payload is `buf[start..start + len]` to the series started last.
     pub(super) fn push_chunk_in(
         &mut self,
         buf: u32,
@@ -380,7 +288,6 @@ impl SeriesBatch {
         max_time: i64,
         encoding: u8,
     ) {
-        self.encoded = None;
         self.chunks.push(ChunkEntry {
             min_time,
             max_time,
@@ -389,7 +296,7 @@ impl SeriesBatch {
             len,
             encoding,
         });
-        if let Some(e) = self.series.get_mut(self.chunk_target) {
+        if let Some(e) = self.series.last_mut() {
             e.chunks.end = self.chunks.len() as u32;
         }
     }
@@ -438,18 +345,9 @@ impl SeriesBatch {
     /// Drops the series started last (it turned out not to be served). Its label bytes stay in
     /// the arena, where later labels may share them.
     pub fn pop_series(&mut self) {
-        if self.encoded.as_ref().is_some_and(|e| e.grouped) {
-            self.encoded = None;
-        }
-        if let Some(enc) = &mut self.encoded {
-            enc.ends.pop();
-            let end = enc.ends.last().map_or(0, |&e| e as usize);
-            enc.bytes.truncate(end);
-        }
         if let Some(e) = self.series.pop() {
             self.labels.truncate(e.labels.start as usize);
             self.chunks.truncate(e.chunks.start as usize);
-            self.chunk_target = self.series.len().saturating_sub(1);
         }
     }
 
@@ -462,27 +360,11 @@ impl SeriesBatch {
 
     /// Copies series `i` of `from` to the end of this batch; payloads are shared, not copied.
     pub fn copy_series(&mut self, from: &SeriesBatch, i: usize) {
-        // The encoded bytes follow when both sides carry theirs (or this batch is empty).
-        let keep = (self.is_empty() || self.encoded.as_ref().is_some_and(|e| !e.grouped))
-            .then_some(from.encoded.as_ref())
-            .flatten()
-            .filter(|e| !e.grouped)
-            .map(|e| {
-                let start = if i == 0 { 0 } else { e.ends[i - 1] as usize };
-                e.bytes[start..e.ends[i] as usize].to_vec()
-            });
-        let mut enc = self.encoded.take();
         self.start_series();
         for (n, v) in from.labels(i) {
             self.push_label(n, v);
         }
         self.append_chunks_of(from, i);
-        if let Some(frame) = keep {
-            let e = enc.get_or_insert_with(Encoded::default);
-            e.bytes.extend_from_slice(&frame);
-            e.ends.push(e.bytes.len() as u32);
-            self.encoded = enc;
-        }
     }
 
     /// Adds the chunks of series `i` of `from` to the last series of this batch (same labels).
@@ -502,35 +384,27 @@ impl SeriesBatch {
             .collect()
     }
 
-    /// Replaces the chunks of series `i` (used after merging overlapping chunks).
-    pub(super) fn replace_chunks(&mut self, i: usize, chunks: Vec<RawChunk>) {
-        self.encoded = None;
-        let old = std::mem::take(&mut self.chunks);
-        let mut all = Vec::with_capacity(old.len() + chunks.len());
-        let mut fresh = Vec::with_capacity(chunks.len());
+    /// Whether the chunks of series `i` are in time order without overlapping (each starts
+    /// after the one before ends), as chunks of one block, or of blocks following each other
+    /// in time, are: such chunks need no merging.
+    pub(super) fn chunks_in_order(&self, i: usize) -> bool {
+        let r = &self.series[i].chunks;
+        self.chunks[r.start as usize..r.end as usize]
+            .windows(2)
+            .all(|w| w[1].min_time > w[0].max_time)
+    }
+
+    /// Replaces the chunks of the last series (used after merging overlapping chunks).
+    pub(super) fn replace_last_chunks(&mut self, chunks: Vec<RawChunk>) {
+        let Some(last) = self.series.len().checked_sub(1) else {
+            return;
+        };
+        self.chunks
+            .truncate(self.series[last].chunks.start as usize);
+        self.series[last].chunks.end = self.series[last].chunks.start;
         for c in chunks {
-            let buf = self.buf_index(&c.data);
-            let start =
-                (c.data.as_ptr() as usize - self.bufs[buf as usize].as_ptr() as usize) as u32;
-            fresh.push(ChunkEntry {
-                min_time: c.min_time,
-                max_time: c.max_time,
-                buf,
-                start,
-                len: c.data.len() as u32,
-                encoding: c.encoding,
-            });
+            self.push_chunk(c);
         }
-        for (j, e) in self.series.iter_mut().enumerate() {
-            let start = all.len() as u32;
-            if j == i {
-                all.extend_from_slice(&fresh);
-            } else {
-                all.extend_from_slice(&old[e.chunks.start as usize..e.chunks.end as usize]);
-            }
-            e.chunks = start..all.len() as u32;
-        }
-        self.chunks = all;
     }
 
     /// Sorts the series by label set (stable), for producers whose label rewriting may have
@@ -607,9 +481,11 @@ mod tests {
         // Chunks copied from one buffer share it.
         assert_eq!(s.bufs.len(), 2);
         let mut r = s.clone();
-        r.replace_chunks(0, vec![chunk(b"\x00\x01new", 5)]);
-        assert_eq!(r.chunks(0).next().unwrap().data, b"\x00\x01new");
-        assert_eq!(r.chunks(1).next().unwrap().data, b"\x00\x01zz");
+        r.replace_last_chunks(vec![chunk(b"\x00\x01new", 5), chunk(b"\x00\x01two", 7)]);
+        assert_eq!(r.chunks(0).next().unwrap().data, b"\x00\x01abc");
+        let last: Vec<_> = r.chunks(1).map(|c| c.data).collect();
+        assert_eq!(last, [b"\x00\x01new", b"\x00\x01two"]);
+        assert!(r.chunks_in_order(1));
     }
 
     #[test]

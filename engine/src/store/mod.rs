@@ -5,7 +5,8 @@
 //! The work runs on the engine cores (`crate::shard`): each block is owned by one core, which
 //! resolves its postings and keeps its index cache; a large selection is read by every core in
 //! parts; FILESYSTEM buckets are read through each core's io_uring ring (or `pread`). Answers
-//! are streamed in bounded batches ([`BucketStore::series_stream`]).
+//! are streamed in bounded batches, decoded ([`BucketStore::series_stream`]) or as StoreAPI
+//! frames written on the cores ([`BucketStore::series_wire`]).
 //!
 //! [`BucketStore`] is held in an `Arc` by the gRPC StoreAPI and by PromQL (it implements
 //! [`crate::query::Queryable`]); [`BucketStore::sync`] is called periodically.
@@ -16,23 +17,28 @@ mod core;
 mod crc;
 mod downsampled;
 pub mod entry;
+mod form;
 pub mod header;
 mod labels;
 pub mod postings;
 mod queryable;
+mod read;
 mod resolve;
 mod select;
 mod series;
 mod stream;
 mod symbols;
 mod sync;
+mod wire;
 
-pub use batch::{ChunkView, Encoded, FrameEncoder, SeriesBatch};
+pub use batch::{ChunkView, SeriesBatch};
 pub use block::{BucketBlock, RawChunk};
+pub use form::StreamBatch;
 pub use labels::LabelsQuery;
 pub use series::{SeriesQuery, SeriesResult, ShardInfo, StoreSeries, recut_chunks};
 pub use stream::SeriesStream;
 pub use sync::SyncReport;
+pub use wire::{FRAME_HEADER, LabelFields, WireBatch, WireFraming, put_frame};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};

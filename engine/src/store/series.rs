@@ -4,7 +4,6 @@
 
 use bytes::Bytes;
 
-use super::batch::SeriesBatch;
 use super::block::{BucketBlock, RawChunk};
 use super::{BucketStore, StoreError};
 use crate::chunk::xor::xor_num_samples;
@@ -49,13 +48,18 @@ impl ShardInfo {
         xxhash_rust::xxh64::xxh64(&buf, 0) % self.total == self.index
     }
 
-    /// [`ShardInfo::matches`] for series `i` of a batch; `buf` is scratch space.
-    pub fn matches_batch(&self, batch: &SeriesBatch, i: usize, buf: &mut Vec<u8>) -> bool {
+    /// [`ShardInfo::matches`] for a series given as its `(name, value)` pairs, sorted;
+    /// `buf` is scratch space.
+    pub fn matches_pairs<'a>(
+        &self,
+        labels: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+        buf: &mut Vec<u8>,
+    ) -> bool {
         if self.total < 1 {
             return true;
         }
         buf.clear();
-        for (n, v) in batch.labels(i) {
+        for (n, v) in labels {
             let named = self.labels.iter().any(|l| l.as_bytes() == n);
             if named != self.by {
                 continue;

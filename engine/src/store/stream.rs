@@ -1,42 +1,36 @@
 //! The streamed Series answer. Each selected block's matchers are resolved on the core that
 //! owns it into bitpacked series refs; the refs are cut into stripes of about one batch each,
-//! and stripe `k` is read on core `owner + k` (series entries, symbol pages, chunks, all by
-//! coalesced reads) and sent over that core's bounded channel for the block. Since refs ascend
-//! in label order, the caller gets a block's series in order by taking stripe after stripe from
-//! the cores in turn: the cores read in parallel and nothing is compared or copied per series.
-//! Blocks are then merged per series where several hold the same one, and passed through a
-//! batch at a time where they do not overlap.
+//! and stripe `k` is read on core `owner + k` (see `read.rs`) and sent over that core's
+//! bounded channel for the block. Since refs ascend in label order, the caller gets a block's
+//! series in order by taking stripe after stripe from the cores in turn: the cores read in
+//! parallel and nothing is compared or copied per series. Blocks are then merged per series
+//! where several hold the same one, and passed through a batch at a time where they do not
+//! overlap.
+//!
+//! The batches come in the form the caller asks for ([`StreamBatch`]): decoded series
+//! ([`BucketStore::series_stream`]) or StoreAPI frames written on the cores
+//! ([`BucketStore::series_wire`]).
 //!
 //! Memory is bounded by the number of parts times a few batches, and batches are sized from
 //! the store's stream budget, so a query that selects everything costs no more than one that
 //! selects little, only longer.
 
 use std::cmp::Ordering;
-use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 
 use futures::StreamExt;
 
-use super::batch::{FrameEncoder, SeriesBatch};
+use super::batch::SeriesBatch;
 use super::block::BucketBlock;
-use super::core::StoreCore;
-use super::entry::decode_entry;
+use super::form::StreamBatch;
 use super::postings::PackedRefs;
+use super::read::{BATCH_SERIES, Part, PartResult, Prepared, Usage, produce};
 use super::resolve::resolve;
-use super::select::served_chunk;
-use super::series::{
-    MAX_SAMPLES_PER_CHUNK, SeriesQuery, block_matchers, merge_chunks, recut_chunks,
-};
-use super::symbols::SymbolPages;
-use super::{BucketStore, Limits, StoreError};
-use crate::chunk::Encoding;
-use crate::chunk::xor::xor_num_samples;
-use crate::index::ChunkMeta;
-use crate::shard::Core;
+use super::series::{SeriesQuery, block_matchers};
+use super::wire::{WireBatch, WireFraming};
+use super::{BucketStore, StoreError};
 
-/// Most series in one batch.
-const BATCH_SERIES: usize = 1024;
 /// Fewest series in a stripe.
 const MIN_STRIPE: usize = 64;
 /// Smallest byte target of a batch.
@@ -53,67 +47,30 @@ const SYMBOL_SHARE: usize = 8;
 /// Blocks a core resolves at once: each holds its postings lists while it is resolved.
 const RESOLVE_CONCURRENCY: usize = 4;
 
-/// What one request has used so far, checked against [`Limits`].
-#[derive(Debug, Default)]
-struct Usage {
-    series: AtomicU64,
-    samples: AtomicU64,
-    bytes: AtomicU64,
-}
-
-impl Usage {
-    fn add(counter: &AtomicU64, n: u64, max: u64, limit: &'static str) -> Result<(), StoreError> {
-        if n == 0 {
-            return Ok(());
-        }
-        let value = counter.fetch_add(n, Relaxed) + n;
-        if max > 0 && value > max {
-            return Err(StoreError::LimitExceeded { limit, value, max });
-        }
-        Ok(())
-    }
-}
-
-/// The request as every part sees it.
-#[derive(Debug)]
-struct Prepared {
-    q: SeriesQuery,
-    limits: Limits,
-    usage: Usage,
-    batch_bytes: usize,
-    /// Bytes of symbol pages a producer keeps between its batches.
-    symbol_bytes: usize,
-    /// Encodes each batch on its core for the caller, when asked.
-    encoder: Option<Arc<dyn FrameEncoder>>,
-}
-
-/// A batch of a stripe, and whether it is the stripe's last.
-type PartResult = Result<(SeriesBatch, bool), StoreError>;
-
 /// One block's stream as the caller reads it: stripe `k` comes over `rxs[k % rxs.len()]`.
-struct Source {
-    rxs: Vec<flume::Receiver<PartResult>>,
+struct Source<B> {
+    rxs: Vec<flume::Receiver<PartResult<B>>>,
     stripes: usize,
     stripe: usize,
-    batch: SeriesBatch,
+    batch: B,
     pos: usize,
     block: String,
     /// Attached external labels or removed replica labels may move a series past a batch
     /// boundary: the last series of each batch is held back until the next batch shows where
     /// it goes.
     reorder: bool,
-    held: SeriesBatch,
-    pending: Option<SeriesBatch>,
+    held: B,
+    pending: Option<B>,
 }
 
 /// A sorted stream of series batches answering a Series request.
 #[derive(Debug)]
-pub struct SeriesStream {
+pub struct SeriesStream<B: StreamBatch = SeriesBatch> {
     /// Problems with single blocks (partial response), so far.
     pub warnings: Vec<String>,
     /// ULIDs of the blocks queried.
     pub queried_blocks: Vec<String>,
-    sources: Vec<Source>,
+    sources: Vec<Source<B>>,
     /// Indexes into `sources` of those with a current series, sorted by it.
     heads: Vec<usize>,
     started: bool,
@@ -122,10 +79,11 @@ pub struct SeriesStream {
     returned: u64,
     /// Byte target of an output batch.
     batch_target: usize,
+    form: B::Form,
     metrics: Arc<super::StoreMetrics>,
 }
 
-impl std::fmt::Debug for Source {
+impl<B> std::fmt::Debug for Source<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Source")
             .field("block", &self.block)
@@ -134,33 +92,28 @@ impl std::fmt::Debug for Source {
     }
 }
 
-/// What one core reads of a block: every `step`-th stripe from `first`.
-struct Part {
-    block: Arc<BucketBlock>,
-    refs: Arc<PackedRefs>,
-    stripe: usize,
-    first: usize,
-    step: usize,
-    cache_entries: bool,
-    cache_chunks: bool,
-    reorder: bool,
-}
-
 impl BucketStore {
-    /// Starts answering a Series request as a stream of sorted batches; the blocks' parts are
-    /// read on the engine cores while the caller consumes the stream.
+    /// Starts answering a Series request as a stream of sorted batches of decoded series; the
+    /// blocks' parts are read on the engine cores while the caller consumes the stream.
     pub async fn series_stream(&self, q: &SeriesQuery) -> Result<SeriesStream, StoreError> {
-        self.series_stream_encoded(q, None).await
+        self.stream_of(q, ()).await
     }
 
-    /// As [`BucketStore::series_stream`], with each batch also written by `encoder` on the
-    /// core that read it: batches that reach the caller unchanged carry their encoded series
-    /// ([`SeriesBatch::take_encoded`]); those the caller's merge built do not.
-    pub async fn series_stream_encoded(
+    /// As [`BucketStore::series_stream`], with the series written as StoreAPI frames on the
+    /// engine cores, framed as `framing` says.
+    pub async fn series_wire(
         &self,
         q: &SeriesQuery,
-        encoder: Option<Arc<dyn FrameEncoder>>,
-    ) -> Result<SeriesStream, StoreError> {
+        framing: WireFraming,
+    ) -> Result<SeriesStream<WireBatch>, StoreError> {
+        self.stream_of(q, framing).await
+    }
+
+    async fn stream_of<B: StreamBatch>(
+        &self,
+        q: &SeriesQuery,
+        form: B::Form,
+    ) -> Result<SeriesStream<B>, StoreError> {
         self.check_series_query(q)?;
         self.metrics.series_requests.fetch_add(1, Relaxed);
         let blocks = self.select_blocks(q);
@@ -171,15 +124,17 @@ impl BucketStore {
         let batch_bytes = (self.opts.stream_buffer_bytes as usize
             / ((CHANNEL_BATCHES + 2) * parts_guess))
             .max(MIN_BATCH_BYTES);
-        let prep = Arc::new(Prepared {
+        let prep = Arc::new(Prepared::<B> {
             q: q.clone(),
             limits: self.opts.limits,
             usage: Usage::default(),
             batch_bytes,
             symbol_bytes: (self.opts.index_cache_bytes as usize / cores) / SYMBOL_SHARE,
-            encoder,
+            form: form.clone(),
         });
-        let resolved = self.resolve_all(&blocks, &prep).await;
+        let resolved = self
+            .resolve_all(&blocks, Arc::new(q.matchers.clone()))
+            .await;
         let mut stream = SeriesStream {
             warnings: Vec::new(),
             queried_blocks: Vec::with_capacity(blocks.len()),
@@ -190,6 +145,7 @@ impl BucketStore {
             limit: q.limit,
             returned: 0,
             batch_target: batch_bytes,
+            form,
             metrics: self.metrics.clone(),
         };
         for (b, r) in blocks.iter().zip(resolved) {
@@ -241,11 +197,11 @@ impl BucketStore {
                 rxs,
                 stripes,
                 stripe: 0,
-                batch: SeriesBatch::new(),
+                batch: B::empty(&stream.form),
                 pos: 0,
                 block: b.id().to_string(),
                 reorder,
-                held: SeriesBatch::new(),
+                held: B::empty(&stream.form),
                 pending: None,
             });
         }
@@ -256,7 +212,7 @@ impl BucketStore {
     async fn resolve_all(
         &self,
         blocks: &[Arc<BucketBlock>],
-        prep: &Arc<Prepared>,
+        matchers: Arc<Vec<crate::labels::Matcher>>,
     ) -> Vec<Result<PackedRefs, StoreError>> {
         let cores = self.cores.cores();
         let mut by_core: Vec<Vec<usize>> = vec![Vec::new(); cores];
@@ -269,13 +225,13 @@ impl BucketStore {
             .filter(|(_, v)| !v.is_empty())
             .map(|(core, idx)| {
                 let bs: Vec<Arc<BucketBlock>> = idx.iter().map(|&i| blocks[i].clone()).collect();
-                let p = prep.clone();
+                let p = matchers.clone();
                 let call = self.cores.call(core, move |c| async move {
                     futures::stream::iter(bs)
                         .map(|b| {
                             let (c, p) = (c.clone(), p.clone());
                             async move {
-                                match block_matchers(&b, &p.q.matchers) {
+                                match block_matchers(&b, &p) {
                                     Some(m) => resolve(&c, &b, &m).await,
                                     None => Ok(PackedRefs::default()),
                                 }
@@ -334,7 +290,7 @@ fn stripe_len(b: &BucketBlock, batch_bytes: usize) -> usize {
     (batch_bytes as u64 / per_series).clamp(MIN_STRIPE as u64, BATCH_SERIES as u64) as usize
 }
 
-impl SeriesStream {
+impl<B: StreamBatch> SeriesStream<B> {
     fn block_failed(&mut self, block: &str, e: StoreError) -> Result<(), StoreError> {
         match e {
             e @ StoreError::LimitExceeded { .. } => {
@@ -351,7 +307,7 @@ impl SeriesStream {
     }
 
     /// The next non-empty batch of source `s` as its cores sent it, stripe after stripe.
-    async fn recv(&mut self, s: usize) -> Result<Option<SeriesBatch>, StoreError> {
+    async fn recv(&mut self, s: usize) -> Result<Option<B>, StoreError> {
         loop {
             let src = &mut self.sources[s];
             if src.stripe >= src.stripes {
@@ -388,7 +344,7 @@ impl SeriesStream {
     /// The next batch of source `s` in served order: as received, or, for a source whose
     /// label rewriting may move series across batch boundaries, with the last series of each
     /// batch held back until the next batch shows where it goes.
-    async fn next_of(&mut self, s: usize) -> Result<Option<SeriesBatch>, StoreError> {
+    async fn next_of(&mut self, s: usize) -> Result<Option<B>, StoreError> {
         if !self.sources[s].reorder {
             return self.recv(s).await;
         }
@@ -397,13 +353,13 @@ impl SeriesStream {
                 return Ok(Some(b));
             }
             let Some(mut b) = self.recv(s).await? else {
-                let held = std::mem::take(&mut self.sources[s].held);
+                let held = std::mem::replace(&mut self.sources[s].held, B::empty(&self.form));
                 return Ok((!held.is_empty()).then_some(held));
             };
             let src = &mut self.sources[s];
             if src.held.is_empty() || src.held.cmp_series(0, &b, 0).is_lt() {
                 // The usual case: the held series goes first; hold back the batch's last.
-                let out = std::mem::take(&mut src.held);
+                let out = std::mem::replace(&mut src.held, B::empty(&self.form));
                 src.held.copy_series(&b, b.len() - 1);
                 b.pop_series();
                 match (out.is_empty(), b.is_empty()) {
@@ -418,7 +374,7 @@ impl SeriesStream {
                 }
             }
             // The held series sorts after the batch's first: sort them together.
-            let mut all = std::mem::take(&mut src.held);
+            let mut all = std::mem::replace(&mut src.held, B::empty(&self.form));
             for i in 0..b.len() {
                 all.copy_series(&b, i);
             }
@@ -446,7 +402,7 @@ impl SeriesStream {
                 Ok(true)
             }
             None => {
-                src.batch = SeriesBatch::new();
+                src.batch = B::empty(&self.form);
                 Ok(false)
             }
         }
@@ -488,7 +444,7 @@ impl SeriesStream {
     }
 
     /// The next batch of merged series, sorted; `None` at the end.
-    pub async fn next_batch(&mut self) -> Result<Option<SeriesBatch>, StoreError> {
+    pub async fn next_batch(&mut self) -> Result<Option<B>, StoreError> {
         if !self.started {
             self.started = true;
             for s in 0..self.sources.len() {
@@ -503,7 +459,8 @@ impl SeriesStream {
         }
         if self.whole_batch_first() {
             let s = self.heads.remove(0);
-            let mut out = std::mem::take(&mut self.sources[s].batch);
+            let empty = B::empty(&self.form);
+            let mut out = std::mem::replace(&mut self.sources[s].batch, empty);
             if self.fill(s).await? {
                 self.insert_head(s);
             }
@@ -514,14 +471,15 @@ impl SeriesStream {
             self.returned += out.len() as u64;
             return Ok(Some(self.count(out)));
         }
-        let mut out = SeriesBatch::new();
-        let mut merged: Vec<usize> = Vec::new();
+        let mut out = B::empty(&self.form);
+        let mut parts: Vec<usize> = Vec::new();
         while let Some(&s) = self.heads.first() {
             if self.limit > 0 && self.returned >= self.limit {
                 self.heads.clear();
                 break;
             }
             let src = &self.sources[s];
+            // A series a block holds twice after label rewriting is not cut between batches.
             let same =
                 !out.is_empty() && out.cmp_series(out.len() - 1, &src.batch, src.pos).is_eq();
             if !same
@@ -531,28 +489,30 @@ impl SeriesStream {
             {
                 break;
             }
-            if same {
-                out.append_chunks_of(&src.batch, src.pos);
-                if merged.last() != Some(&(out.len() - 1)) {
-                    merged.push(out.len() - 1);
+            // The same series in several blocks: every source holding it has it as its
+            // current series, so they lead the heads together.
+            parts.clear();
+            parts.push(s);
+            for &t in &self.heads[1..] {
+                if self.cmp_heads(s, t).is_ne() {
+                    break;
                 }
-            } else {
-                out.copy_series(&src.batch, src.pos);
-                self.returned += 1;
+                parts.push(t);
             }
-            self.heads.remove(0);
-            self.sources[s].pos += 1;
-            if self.fill(s).await? {
-                self.insert_head(s);
+            let before = out.len();
+            let of: Vec<(&B, usize)> = parts
+                .iter()
+                .map(|&k| (&self.sources[k].batch, self.sources[k].pos))
+                .collect();
+            out.push_merged(&of)?;
+            self.returned += (out.len() - before) as u64;
+            self.heads.drain(..parts.len());
+            for &k in &parts {
+                self.sources[k].pos += 1;
+                if self.fill(k).await? {
+                    self.insert_head(k);
+                }
             }
-        }
-        for i in merged {
-            let chunks = merge_chunks(out.raw_chunks(i)).map_err(|source| StoreError::Chunk {
-                block: "merge".into(),
-                series: format!("{:?}", out.series(i).labels),
-                source,
-            })?;
-            out.replace_chunks(i, chunks);
         }
         if out.is_empty() {
             return Ok(None);
@@ -560,394 +520,11 @@ impl SeriesStream {
         Ok(Some(self.count(out)))
     }
 
-    fn count(&self, out: SeriesBatch) -> SeriesBatch {
+    fn count(&self, out: B) -> B {
         let m = &self.metrics;
         m.series_returned.fetch_add(out.len() as u64, Relaxed);
         m.chunks_returned
             .fetch_add(out.total_chunks() as u64, Relaxed);
         out
-    }
-}
-
-/// Reusable buffers of one producer.
-#[derive(Default)]
-struct Scratch {
-    refs: Vec<u32>,
-    labels: Vec<(u32, u32)>,
-    /// Per entry: end of its labels in `labels`, end of its chunks in `metas`.
-    spans: Vec<(u32, u32)>,
-    metas: Vec<ChunkMeta>,
-    /// Per served series: its entry's chunks in `metas`.
-    served: Vec<(u32, u32)>,
-    shard: Vec<u8>,
-    memo: LabelMemo,
-    /// Label bytes the last batch wrote, to size the next.
-    text_hint: usize,
-}
-
-/// Reads this part's stripes of a block on this core and sends them in batches; stops early
-/// when the reader goes away.
-async fn produce(
-    core: Rc<Core<StoreCore>>,
-    part: Part,
-    p: Arc<Prepared>,
-    tx: flume::Sender<PartResult>,
-) {
-    let b = &part.block;
-    let mut syms = SymbolPages::new(b.header.num_pages(), p.symbol_bytes);
-    let mut sc = Scratch::default();
-    let n = part.refs.len();
-    let stripes = n.div_ceil(part.stripe);
-    // Series per batch, adapted to what the last batch weighed so a batch stays near the byte
-    // target whatever the series' chunk counts.
-    let mut per_batch = part.stripe;
-    let mut k = part.first;
-    while k < stripes {
-        let mut refs = std::mem::take(&mut sc.refs);
-        refs.clear();
-        part.refs
-            .decode_range(k * part.stripe..(k + 1) * part.stripe, &mut refs);
-        let mut start = 0;
-        loop {
-            let step = per_batch.min(refs.len() - start);
-            let res = read_batch(
-                &core,
-                &part,
-                &p,
-                &refs[start..start + step],
-                &mut syms,
-                &mut sc,
-            )
-            .await;
-            start += step;
-            let end = start >= refs.len();
-            let batch = match res {
-                Ok(batch) => {
-                    let mut batch = if part.reorder && !batch.is_sorted() {
-                        batch.sorted()
-                    } else {
-                        batch
-                    };
-                    if let Some(enc) = &p.encoder {
-                        batch.encode_with(enc.as_ref());
-                    }
-                    let per_series = batch.bytes() / step.max(1) + 1;
-                    per_batch = (p.batch_bytes / per_series).clamp(16, BATCH_SERIES);
-                    batch
-                }
-                Err(e) => {
-                    let _ = tx.send_async(Err(e)).await;
-                    return;
-                }
-            };
-            if (end || !batch.is_empty()) && tx.send_async(Ok((batch, end))).await.is_err() {
-                return;
-            }
-            if end {
-                break;
-            }
-        }
-        sc.refs = refs;
-        k += part.step;
-    }
-}
-
-/// Reads the series entries of `refs` and their chunks into a batch of served series.
-async fn read_batch(
-    core: &Core<StoreCore>,
-    part: &Part,
-    p: &Prepared,
-    refs: &[u32],
-    syms: &mut SymbolPages,
-    sc: &mut Scratch,
-) -> Result<SeriesBatch, StoreError> {
-    let q = &p.q;
-    let b = &part.block;
-    let entries = b.series_entries(core, refs, part.cache_entries).await?;
-    let path = b.index_path();
-    let num_symbols = b.header.num_symbols();
-    sc.labels.clear();
-    sc.spans.clear();
-    sc.metas.clear();
-    let window = if q.whole_blocks && q.skip_chunks {
-        (i64::MIN, i64::MAX)
-    } else {
-        (q.min_time, q.max_time)
-    };
-    for (i, &r) in refs.iter().enumerate() {
-        decode_entry(
-            entries.get(i),
-            u64::from(r) * 16,
-            num_symbols,
-            window,
-            &path,
-            &mut sc.labels,
-            &mut sc.metas,
-        )?;
-        sc.spans
-            .push((sc.labels.len() as u32, sc.metas.len() as u32));
-    }
-    drop(entries);
-    syms.load(core, b, sc.labels.iter().flat_map(|&(n, v)| [n, v]))
-        .await?;
-
-    let mut batch = SeriesBatch::new();
-    batch.reserve(
-        refs.len(),
-        sc.labels.len() + refs.len() * b.ext_labels.len(),
-        sc.text_hint,
-        sc.metas.len(),
-    );
-    sc.memo.start_batch(b.ext_labels.len());
-    sc.served.clear();
-    let (mut l0, mut c0) = (0u32, 0u32);
-    let mut samples = 0u64;
-    for &(l1, c1) in &sc.spans {
-        let (labels, chunks) = (l0 as usize..l1 as usize, c0..c1);
-        (l0, c0) = (l1, c1);
-        if chunks.is_empty() {
-            continue;
-        }
-        batch.start_series();
-        push_served_labels(
-            &mut batch,
-            b,
-            syms,
-            &sc.labels[labels],
-            &q.without_replica_labels,
-            &mut sc.memo,
-        );
-        if let Some(s) = &q.shard
-            && !s.matches_batch(&batch, batch.len() - 1, &mut sc.shard)
-        {
-            batch.pop_series();
-            continue;
-        }
-        samples += u64::from(chunks.end - chunks.start) * MAX_SAMPLES_PER_CHUNK as u64;
-        sc.served.push((chunks.start, chunks.end));
-    }
-    sc.text_hint = batch.text_len() + batch.text_len() / 8;
-    Usage::add(
-        &p.usage.series,
-        batch.len() as u64,
-        p.limits.series,
-        "series",
-    )?;
-    Usage::add(&p.usage.samples, samples, p.limits.samples, "samples")?;
-    if q.skip_chunks || batch.is_empty() {
-        return Ok(batch);
-    }
-    // The chunks of the served series, in series order (and so in file order).
-    let mut wanted: Vec<ChunkMeta> = Vec::new();
-    let all_served = sc.served.len() == sc.spans.len();
-    if all_served {
-        std::mem::swap(&mut wanted, &mut sc.metas);
-    } else {
-        for &(a, z) in &sc.served {
-            wanted.extend_from_slice(&sc.metas[a as usize..z as usize]);
-        }
-    }
-    let data = b.chunks(core, &wanted, part.cache_chunks).await?;
-    let bytes: u64 = data.at.iter().map(|c| u64::from(c.2)).sum();
-    Usage::add(&p.usage.bytes, bytes, p.limits.bytes, "bytes")?;
-    let base = batch.bufs_len() as u32;
-    for buf in data.bufs {
-        batch.add_buf(buf);
-    }
-    let mut at = 0usize;
-    for i in 0..batch.len() {
-        let (a, z) = sc.served[i];
-        let n = (z - a) as usize;
-        let metas = &wanted[at..at + n];
-        let got = &data.at[at..at + n];
-        at += n;
-        batch.open_chunks(i);
-        let sorted = metas.windows(2).all(|w| w[0].max_time < w[1].min_time);
-        let long = got.iter().any(|&(buf, s, len, enc)| {
-            enc == 1
-                && xor_num_samples(batch.buf_slice(base + buf, s, len))
-                    .is_ok_and(|n| n > MAX_SAMPLES_PER_CHUNK)
-        });
-        let aggr = got.iter().any(|g| g.3 == Encoding::Aggr as u8);
-        if sorted && !long && !aggr {
-            for (m, &(buf, s, len, enc)) in metas.iter().zip(got) {
-                batch.push_chunk_in(base + buf, s, len, m.min_time, m.max_time, enc);
-            }
-            continue;
-        }
-        // Rare: chunks longer than 120 samples, or overlapping ones, are re-cut; downsampled
-        // chunks keep only the aggregates asked for.
-        let mut own: Vec<super::RawChunk> = Vec::with_capacity(n);
-        for (m, &(buf, s, len, enc)) in metas.iter().zip(got) {
-            let c = super::RawChunk {
-                min_time: m.min_time,
-                max_time: m.max_time,
-                encoding: enc,
-                data: batch.buf_bytes_of(base + buf, s, len),
-            };
-            own.push(
-                served_chunk(c, &q.aggregates).map_err(|source| aggr_err(b, &batch, i, source))?,
-            );
-        }
-        let fixed = if sorted {
-            let mut v = Vec::new();
-            for c in own {
-                v.extend(recut_chunks(c).map_err(|source| chunk_err(b, &batch, i, source))?);
-            }
-            v
-        } else {
-            merge_chunks(own).map_err(|source| chunk_err(b, &batch, i, source))?
-        };
-        for c in fixed {
-            batch.push_chunk(c);
-        }
-    }
-    if all_served {
-        std::mem::swap(&mut wanted, &mut sc.metas);
-    }
-    Ok(batch)
-}
-
-fn chunk_err(
-    b: &BucketBlock,
-    batch: &SeriesBatch,
-    i: usize,
-    source: crate::chunk::ChunkError,
-) -> StoreError {
-    StoreError::Chunk {
-        block: b.id().to_string(),
-        series: format!("{:?}", batch.series(i).labels),
-        source,
-    }
-}
-
-fn aggr_err(
-    b: &BucketBlock,
-    batch: &SeriesBatch,
-    i: usize,
-    source: crate::chunk::AggrError,
-) -> StoreError {
-    StoreError::Aggregate {
-        block: b.id().to_string(),
-        series: format!("{:?}", batch.series(i).labels),
-        source,
-    }
-}
-
-/// Label pairs already written to the batch's arena, by symbol references: sorted series
-/// repeat most of their labels, so most labels cost a lookup here instead of two symbol
-/// lookups and a copy. Direct-mapped; a generation number empties it per batch.
-struct LabelMemo {
-    slots: Vec<(u64, u32, [u32; 3])>,
-    generation: u32,
-    /// External labels written to the current batch.
-    ext: Vec<Option<[u32; 3]>>,
-}
-
-const MEMO_SLOTS: usize = 4096;
-
-impl Default for LabelMemo {
-    fn default() -> Self {
-        LabelMemo {
-            slots: vec![(0, 0, [0; 3]); MEMO_SLOTS],
-            generation: 0,
-            ext: Vec::new(),
-        }
-    }
-}
-
-impl LabelMemo {
-    fn start_batch(&mut self, ext: usize) {
-        self.generation = self.generation.wrapping_add(1);
-        if self.generation == 0 {
-            self.slots.fill((0, 0, [0; 3]));
-            self.generation = 1;
-        }
-        self.ext.clear();
-        self.ext.resize(ext, None);
-    }
-
-    #[inline(always)]
-    fn slot(key: u64) -> usize {
-        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - 12)) as usize
-    }
-
-    /// The label `(name, value)` refer to, written to the batch once per batch.
-    #[inline(always)]
-    fn label(
-        &mut self,
-        batch: &mut SeriesBatch,
-        syms: &SymbolPages,
-        name: u32,
-        value: u32,
-    ) -> [u32; 3] {
-        let key = (u64::from(name) << 32) | u64::from(value);
-        let i = Self::slot(key);
-        let s = &self.slots[i];
-        if s.0 == key && s.1 == self.generation {
-            return s.2;
-        }
-        let n = batch.push_text(syms.get(name));
-        let v = batch.push_text(syms.get(value));
-        let at = [n.start, n.end, v.end];
-        self.slots[i] = (key, self.generation, at);
-        at
-    }
-}
-
-/// Appends a block series' labels as served: external labels attached (their values win),
-/// replica labels removed, sorted by name.
-fn push_served_labels(
-    batch: &mut SeriesBatch,
-    b: &BucketBlock,
-    syms: &SymbolPages,
-    refs: &[(u32, u32)],
-    without: &[String],
-    memo: &mut LabelMemo,
-) {
-    let ext = b.ext_labels.as_slice();
-    if ext.is_empty() && without.is_empty() {
-        for &(n, v) in refs {
-            let at = memo.label(batch, syms, n, v);
-            batch.push_label_at(at);
-        }
-        return;
-    }
-    let mut e = 0;
-    let skip = |n: &[u8]| without.iter().any(|w| w.as_bytes() == n);
-    let push_ext = |batch: &mut SeriesBatch, memo: &mut LabelMemo, e: usize| {
-        if skip(ext[e].name.as_bytes()) {
-            return;
-        }
-        let at = match memo.ext[e] {
-            Some(at) => at,
-            None => {
-                let n = batch.push_text(ext[e].name.as_bytes());
-                let v = batch.push_text(ext[e].value.as_bytes());
-                let at = [n.start, n.end, v.end];
-                memo.ext[e] = Some(at);
-                at
-            }
-        };
-        batch.push_label_at(at);
-    };
-    for &(nr, vr) in refs {
-        let name = syms.get(nr);
-        while e < ext.len() && ext[e].name.as_bytes() < name {
-            push_ext(batch, memo, e);
-            e += 1;
-        }
-        if e < ext.len() && ext[e].name.as_bytes() == name {
-            continue; // the external label's value wins, added in the loop above next time
-        }
-        if skip(name) {
-            continue;
-        }
-        let at = memo.label(batch, syms, nr, vr);
-        batch.push_label_at(at);
-    }
-    while e < ext.len() {
-        push_ext(batch, memo, e);
-        e += 1;
     }
 }

@@ -425,3 +425,193 @@ async fn chunk_pages_serve_what_direct_reads_serve_io_uring() {
 async fn chunk_pages_serve_what_direct_reads_serve_pread() {
     chunk_pages_serve_what_direct_reads_serve(crate::shard::IoChoice::Pread).await;
 }
+
+/// A block of series `m{i, zone}` (with a `cluster` label on some, which an external label of
+/// the same name overrides) at `[from, to)` every 15 s, with external labels `ext`.
+fn write_labelled_block(
+    dir: &Path,
+    (from, to): (i64, i64),
+    samples_per_chunk: usize,
+    ext: &[(&str, &str)],
+) {
+    let opts = CutOptions {
+        samples_per_chunk,
+        max_bytes_before_append: None,
+        ..CutOptions::default()
+    };
+    let mut w = BlockWriter::create(dir, opts).unwrap();
+    let mut all: Vec<Labels> = (0..300)
+        .map(|i| {
+            let i = i.to_string();
+            let mut l = vec![("__name__", "m"), ("i", i.as_str()), ("zone", "z")];
+            if i.ends_with('7') {
+                l.push(("cluster", "own"));
+            }
+            Labels::from_pairs(l)
+        })
+        .collect();
+    all.sort();
+    for labels in all {
+        let ts: Vec<i64> = (from / STEP..to / STEP).map(|k| k * STEP).collect();
+        let val: Vec<f64> = ts.iter().map(|t| (*t / STEP) as f64 * 0.25).collect();
+        w.add_series(&labels, &ts, &val).unwrap();
+    }
+    let thanos = crate::block::ThanosMeta {
+        labels: ext
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect(),
+        source: "test".into(),
+        ..Default::default()
+    };
+    w.finish(Some(thanos)).unwrap().unwrap();
+}
+
+/// A decoded answer in wire terms: labels, and per chunk its time range and payload.
+type Flat = Vec<(Vec<(String, String)>, Vec<(i64, i64, Vec<u8>)>)>;
+
+fn flat_decoded(series: &[StoreSeries]) -> Flat {
+    series
+        .iter()
+        .map(|s| {
+            (
+                s.labels
+                    .iter()
+                    .map(|l| (l.name.to_string(), l.value.to_string()))
+                    .collect(),
+                s.chunks
+                    .iter()
+                    .map(|c| (c.min_time, c.max_time, c.data.to_vec()))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// The series of StoreAPI frames, decoded with prost; chunk hashes are checked on the way.
+fn flat_frames(mut b: &[u8]) -> Flat {
+    use gauntlet_proto::thanos::{self, series_response::Result as R};
+    use prost::Message;
+    let mut out = Vec::new();
+    let mut add = |s: thanos::Series| {
+        let chunks = s
+            .chunks
+            .iter()
+            .map(|c| {
+                let raw = c.raw.as_ref().expect("raw chunk");
+                assert_eq!(raw.hash, xxhash_rust::xxh64::xxh64(&raw.data, 0));
+                (c.min_time, c.max_time, raw.data.to_vec())
+            })
+            .collect();
+        let labels = s.labels.into_iter().map(|l| (l.name, l.value)).collect();
+        out.push((labels, chunks));
+    };
+    while !b.is_empty() {
+        assert_eq!(b[0], 0);
+        let n = u32::from_be_bytes([b[1], b[2], b[3], b[4]]) as usize;
+        match thanos::SeriesResponse::decode(&b[5..5 + n]).unwrap().result {
+            Some(R::Series(s)) => add(s),
+            Some(R::Batch(batch)) => batch.series.into_iter().for_each(&mut add),
+            other => panic!("unexpected {other:?}"),
+        }
+        b = &b[5 + n..];
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wire_answers_are_the_decoded_answers_framed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    let h = 3_600_000;
+    // Two replicas of one cluster (the same series, overlapping in time, one with long
+    // chunks), a later block of the same replica, and a block of another cluster.
+    write_labelled_block(
+        &bucket,
+        (0, 2 * h),
+        120,
+        &[("cluster", "c1"), ("replica", "a")],
+    );
+    write_labelled_block(
+        &bucket,
+        (h, 3 * h),
+        500,
+        &[("cluster", "c1"), ("replica", "b")],
+    );
+    write_labelled_block(
+        &bucket,
+        (2 * h, 4 * h),
+        120,
+        &[("cluster", "c1"), ("replica", "a")],
+    );
+    write_labelled_block(
+        &bucket,
+        (0, 4 * h),
+        120,
+        &[("cluster", "c2"), ("replica", "a")],
+    );
+    let opts = StoreOptions {
+        // Small batches: answers cross many batch boundaries.
+        stream_buffer_bytes: 1 << 20,
+        ..StoreOptions::default()
+    };
+    let store = open(&bucket, &tmp.path().join("data"), opts);
+    store.sync().await.unwrap();
+    let all = vec![Matcher::equal("__name__", "m")];
+    let base = SeriesQuery {
+        min_time: 0,
+        max_time: 4 * h,
+        matchers: all.clone(),
+        ..SeriesQuery::default()
+    };
+    let queries = [
+        base.clone(),
+        SeriesQuery {
+            without_replica_labels: vec!["replica".into()],
+            ..base.clone()
+        },
+        SeriesQuery {
+            min_time: h + 7,
+            max_time: 2 * h - 11,
+            matchers: vec![Matcher::new(MatchType::Regexp, "i", "1.*").unwrap()],
+            ..base.clone()
+        },
+        SeriesQuery {
+            shard: Some(ShardInfo {
+                index: 1,
+                total: 3,
+                by: true,
+                labels: vec!["i".into()],
+            }),
+            ..base.clone()
+        },
+        SeriesQuery {
+            limit: 250,
+            ..base.clone()
+        },
+        SeriesQuery {
+            skip_chunks: true,
+            without_replica_labels: vec!["replica".into(), "cluster".into()],
+            ..base.clone()
+        },
+    ];
+    for q in &queries {
+        let want = flat_decoded(&store.series(q).await.unwrap().series);
+        assert!(!want.is_empty(), "{q:?}");
+        for per in [1, 7, 64] {
+            let mut s = store
+                .series_wire(q, WireFraming::for_request(per))
+                .await
+                .unwrap();
+            let mut frames = Vec::new();
+            let mut n = 0;
+            while let Some(b) = s.next_batch().await.unwrap() {
+                n += b.len();
+                frames.extend(b.into_frames());
+            }
+            let got = flat_frames(&frames);
+            assert_eq!(n, got.len());
+            assert_eq!(got, want, "{q:?}, {per} per frame");
+        }
+    }
+}

@@ -2,7 +2,6 @@
 //! bucket store.
 
 pub(crate) mod convert;
-mod frames;
 pub mod store;
 
 pub use store::{StoreApi, StoreService};

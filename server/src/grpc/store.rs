@@ -9,7 +9,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures::Stream;
 use gauntlet_engine::store::{
-    BucketStore, LabelsQuery, SeriesQuery, SeriesStream as EngineStream, ShardInfo,
+    BucketStore, FRAME_HEADER, LabelsQuery, SeriesQuery, SeriesStream as EngineStream, ShardInfo,
+    StreamBatch, WireFraming, put_frame,
 };
 use gauntlet_proto::hintspb;
 use gauntlet_proto::thanos::{self, series_response};
@@ -21,7 +22,6 @@ use tonic::body::Body;
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use super::frames::{FRAME_HEADER, SeriesFrames, put_frame};
 
 /// Largest Series request body read, bytes.
 const MAX_SERIES_REQUEST_BYTES: usize = 4 << 20;
@@ -118,7 +118,7 @@ fn series_query(r: thanos::SeriesRequest) -> Result<SeriesQuery, Status> {
 
 /// The frames that end a Series answer: one warning per block that failed, then the hints
 /// naming the blocks queried.
-fn trailing_messages(stream: &mut EngineStream) -> Vec<thanos::SeriesResponse> {
+fn trailing_messages<B: StreamBatch>(stream: &mut EngineStream<B>) -> Vec<thanos::SeriesResponse> {
     let mut out: Vec<thanos::SeriesResponse> = std::mem::take(&mut stream.warnings)
         .into_iter()
         .map(|w| thanos::SeriesResponse {
@@ -190,13 +190,13 @@ impl StoreService {
         };
         let r = thanos::SeriesRequest::decode(msg)
             .map_err(|e| Status::invalid_argument(format!("decoding SeriesRequest: {e}")))?;
-        let framing = SeriesFrames::for_request(r.response_batch_size);
+        let framing = WireFraming::for_request(r.response_batch_size);
         let q = series_query(r)?;
-        // The engine cores write the series as they read the batches; only batches the merge
-        // of several blocks built are written here.
+        // The engine cores write the series as frames; only batches merging several blocks
+        // are written by the stream here.
         let mut stream = self
             .store
-            .series_stream_encoded(&q, Some(Arc::new(framing)))
+            .series_wire(&q, framing)
             .await
             .map_err(convert::status)?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Status>>(4);
@@ -208,17 +208,9 @@ impl StoreService {
             let _permit = producer_permit;
             let status = loop {
                 match stream.next_batch().await {
-                    Ok(Some(mut batch)) => {
-                        if !batch.is_encoded() {
-                            batch.encode_with(&framing);
-                        }
-                        let written = batch.take_encoded().unwrap_or_default();
-                        drop(batch);
-                        if tx
-                            .send(Ok(Frame::data(Bytes::from(written.bytes))))
-                            .await
-                            .is_err()
-                        {
+                    Ok(Some(batch)) => {
+                        let frames = Bytes::from(batch.into_frames());
+                        if tx.send(Ok(Frame::data(frames))).await.is_err() {
                             return;
                         }
                     }

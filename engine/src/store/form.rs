@@ -1,0 +1,477 @@
+//! The two forms a streamed Series answer takes: [`SeriesBatch`] (labels and chunk payloads
+//! by reference, for PromQL and other in-process readers) and [`WireBatch`] (StoreAPI frames,
+//! for the gRPC server). [`StreamBatch`] is what the producers on the engine cores write and
+//! what the stream merges, whichever the form.
+
+use std::cmp::Ordering;
+
+use bytes::Bytes;
+
+use super::StoreError;
+use super::batch::SeriesBatch;
+use super::series::merge_chunks;
+use super::symbols::SymbolPages;
+use super::wire::{SizedChunk, WireBatch, WireChunk, WireFraming, label_field_len};
+use crate::labels::Labels;
+
+/// A label of a series as a producer serves it: a (name, value) pair of symbol references
+/// of the block, or (with `name == EXT`) the block's external label number `value`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Served {
+    pub(super) name: u32,
+    pub(super) value: u32,
+}
+
+impl Served {
+    /// The `name` of an external label.
+    pub(super) const EXT: u32 = u32::MAX;
+}
+
+/// A chunk of a series as a producer serves it: its time range, encoding, and where its
+/// payload lies in the batch's buffers.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadChunk {
+    pub(super) min_time: i64,
+    pub(super) max_time: i64,
+    pub(super) encoding: u8,
+    pub(super) buf: u32,
+    pub(super) start: u32,
+    pub(super) len: u32,
+}
+
+/// What a producer read of a batch: the symbols and external labels its labels refer to and
+/// the buffers its chunk payloads lie in.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadBatch<'a> {
+    pub(super) syms: &'a SymbolPages,
+    pub(super) ext: &'a Labels,
+    pub(super) bufs: &'a [Bytes],
+}
+
+impl<'a> ReadBatch<'a> {
+    /// The bytes of a served label's name and value.
+    #[inline]
+    pub(super) fn label(&self, l: Served) -> (&'a [u8], &'a [u8]) {
+        if l.name == Served::EXT {
+            let e = &self.ext.as_slice()[l.value as usize];
+            (e.name.as_bytes(), e.value.as_bytes())
+        } else {
+            (self.syms.get(l.name), self.syms.get(l.value))
+        }
+    }
+
+    /// The payload of a chunk.
+    #[inline]
+    pub(super) fn data(&self, c: &ReadChunk) -> &'a [u8] {
+        &self.bufs[c.buf as usize][c.start as usize..(c.start + c.len) as usize]
+    }
+
+    /// A served label set as text, for error messages.
+    pub(super) fn labels_text(&self, labels: &[Served]) -> String {
+        let pairs: Vec<String> = labels
+            .iter()
+            .map(|&l| {
+                let (n, v) = self.label(l);
+                format!(
+                    "{}={:?}",
+                    String::from_utf8_lossy(n),
+                    String::from_utf8_lossy(v)
+                )
+            })
+            .collect();
+        format!("{{{}}}", pairs.join(", "))
+    }
+}
+
+/// Label pairs already written to the current batch, by symbol references: sorted series
+/// repeat most of their labels, so most labels cost a lookup here instead of two symbol
+/// lookups and a copy. Direct-mapped; a generation number empties it per batch. `V` says
+/// where the batch holds the label.
+#[derive(Debug)]
+pub(super) struct LabelMemo<V> {
+    slots: Vec<(u64, u32, V)>,
+    generation: u32,
+    /// External labels written to the current batch.
+    ext: Vec<Option<V>>,
+}
+
+const MEMO_SLOTS: usize = 4096;
+
+impl<V: Copy + Default> Default for LabelMemo<V> {
+    fn default() -> Self {
+        LabelMemo {
+            slots: vec![(0, 0, V::default()); MEMO_SLOTS],
+            generation: 0,
+            ext: Vec::new(),
+        }
+    }
+}
+
+impl<V: Copy + Default> LabelMemo<V> {
+    /// Forgets every label (a new batch).
+    pub(super) fn clear(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            self.slots.fill((0, 0, V::default()));
+            self.generation = 1;
+        }
+        self.ext.clear();
+    }
+
+    #[inline(always)]
+    fn slot(key: u64) -> usize {
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - MEMO_SLOTS.trailing_zeros())) as usize
+    }
+
+    /// Where the batch holds label `l`, if it was written.
+    #[inline(always)]
+    pub(super) fn get(&self, l: Served) -> Option<V> {
+        if l.name == Served::EXT {
+            return self.ext.get(l.value as usize).copied().flatten();
+        }
+        let key = (u64::from(l.name) << 32) | u64::from(l.value);
+        let s = &self.slots[Self::slot(key)];
+        (s.0 == key && s.1 == self.generation).then_some(s.2)
+    }
+
+    /// Remembers where the batch holds label `l`.
+    #[inline(always)]
+    pub(super) fn put(&mut self, l: Served, at: V) {
+        if l.name == Served::EXT {
+            let e = l.value as usize;
+            if self.ext.len() <= e {
+                self.ext.resize(e + 1, None);
+            }
+            self.ext[e] = Some(at);
+            return;
+        }
+        let key = (u64::from(l.name) << 32) | u64::from(l.value);
+        self.slots[Self::slot(key)] = (key, self.generation, at);
+    }
+}
+
+/// A batch of a streamed Series answer, in one of its forms.
+pub trait StreamBatch: Sized + Send + std::fmt::Debug + 'static {
+    /// What every batch of an answer shares (the wire framing).
+    type Form: Clone + Send + Sync + std::fmt::Debug + 'static;
+    /// A producer's memory kept from batch to batch (label memo, scratch space).
+    #[doc(hidden)]
+    type Writer: Default + Send;
+
+    /// An empty batch.
+    fn empty(form: &Self::Form) -> Self;
+    /// Number of series.
+    fn len(&self) -> usize;
+    /// Whether the batch holds no series.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Bytes held (the figure batches are sized by).
+    fn bytes(&self) -> usize;
+    /// Number of chunks.
+    fn total_chunks(&self) -> usize;
+    /// Compares series `i` of this batch with series `j` of `other` as label sets.
+    fn cmp_series(&self, i: usize, other: &Self, j: usize) -> Ordering;
+    /// Appends series `i` of `from`.
+    fn copy_series(&mut self, from: &Self, i: usize);
+    /// Drops the last series.
+    fn pop_series(&mut self);
+    /// Keeps the first `n` series.
+    fn truncate(&mut self, n: usize);
+    /// The series sorted by label set (stable).
+    fn sorted(&self) -> Self;
+    /// Whether the series are in strictly ascending label order.
+    fn is_sorted(&self) -> bool;
+    /// Appends the series made of the same series in several batches (`parts`, in block
+    /// order), or adds them to the last series when that is the same one: chunks in time
+    /// order, overlapping ones merged.
+    fn push_merged(&mut self, parts: &[(&Self, usize)]) -> Result<(), StoreError>;
+
+    /// Starts writing a batch a producer read (see [`ReadBatch`]).
+    #[doc(hidden)]
+    fn start_read(&mut self, w: &mut Self::Writer, read: &ReadBatch<'_>, bytes_hint: usize);
+    /// Appends a series a producer read: its served labels, in order, and chunks.
+    #[doc(hidden)]
+    fn push_read(
+        &mut self,
+        w: &mut Self::Writer,
+        read: &ReadBatch<'_>,
+        labels: &[Served],
+        chunks: &[ReadChunk],
+    );
+}
+
+/// A producer's memory for writing [`SeriesBatch`]es.
+#[derive(Debug, Default)]
+pub struct SeriesWriter {
+    memo: LabelMemo<[u32; 3]>,
+    /// Index of the batch's first chunk buffer.
+    base: u32,
+}
+
+impl StreamBatch for SeriesBatch {
+    type Form = ();
+    type Writer = SeriesWriter;
+
+    fn empty(_: &()) -> Self {
+        SeriesBatch::new()
+    }
+
+    fn len(&self) -> usize {
+        SeriesBatch::len(self)
+    }
+
+    fn bytes(&self) -> usize {
+        SeriesBatch::bytes(self)
+    }
+
+    fn total_chunks(&self) -> usize {
+        SeriesBatch::total_chunks(self)
+    }
+
+    fn cmp_series(&self, i: usize, other: &Self, j: usize) -> Ordering {
+        SeriesBatch::cmp_series(self, i, other, j)
+    }
+
+    fn copy_series(&mut self, from: &Self, i: usize) {
+        SeriesBatch::copy_series(self, from, i);
+    }
+
+    fn pop_series(&mut self) {
+        SeriesBatch::pop_series(self);
+    }
+
+    fn truncate(&mut self, n: usize) {
+        SeriesBatch::truncate(self, n);
+    }
+
+    fn sorted(&self) -> Self {
+        SeriesBatch::sorted(self)
+    }
+
+    fn is_sorted(&self) -> bool {
+        SeriesBatch::is_sorted(self)
+    }
+
+    fn push_merged(&mut self, parts: &[(&Self, usize)]) -> Result<(), StoreError> {
+        let Some(&(first, i0)) = parts.first() else {
+            return Ok(());
+        };
+        let grows = !self.is_empty() && self.cmp_series(self.len() - 1, first, i0).is_eq();
+        if !grows {
+            self.copy_series(first, i0);
+        }
+        let last = self.len() - 1;
+        for &(b, i) in &parts[usize::from(!grows)..] {
+            self.append_chunks_of(b, i);
+        }
+        if parts.len() > 1 || grows {
+            self.merge_overlapping(last)?;
+        }
+        Ok(())
+    }
+
+    fn start_read(&mut self, w: &mut SeriesWriter, read: &ReadBatch<'_>, bytes_hint: usize) {
+        w.memo.clear();
+        w.base = self.bufs_len() as u32;
+        for b in read.bufs {
+            self.add_buf(b.clone());
+        }
+        self.reserve_text(bytes_hint);
+    }
+
+    #[inline]
+    fn push_read(
+        &mut self,
+        w: &mut SeriesWriter,
+        read: &ReadBatch<'_>,
+        labels: &[Served],
+        chunks: &[ReadChunk],
+    ) {
+        self.start_series();
+        for &l in labels {
+            let at = match w.memo.get(l) {
+                Some(at) => at,
+                None => {
+                    let (n, v) = read.label(l);
+                    let n = self.push_text(n);
+                    let v = self.push_text(v);
+                    let at = [n.start, n.end, v.end];
+                    w.memo.put(l, at);
+                    at
+                }
+            };
+            self.push_label_at(at);
+        }
+        for c in chunks {
+            self.push_chunk_in(
+                w.base + c.buf,
+                c.start,
+                c.len,
+                c.min_time,
+                c.max_time,
+                c.encoding,
+            );
+        }
+    }
+}
+
+impl SeriesBatch {
+    /// Merges the chunks of series `i` (gathered from several blocks) when they overlap.
+    fn merge_overlapping(&mut self, i: usize) -> Result<(), StoreError> {
+        if self.chunks_in_order(i) {
+            return Ok(());
+        }
+        let chunks = merge_chunks(self.raw_chunks(i)).map_err(|source| StoreError::Chunk {
+            block: "merge".into(),
+            series: format!("{:?}", self.series(i).labels),
+            source,
+        })?;
+        self.replace_last_chunks(chunks);
+        Ok(())
+    }
+}
+
+/// A producer's memory for writing [`WireBatch`]es.
+#[derive(Debug, Default)]
+pub struct WireWriter {
+    /// Where the batch holds each label field written: position and length.
+    memo: LabelMemo<(u32, u32)>,
+    /// [`WireBatch::moves`] when the memo was last valid.
+    moves: u32,
+    /// Per label of the series being written: where the batch holds it, or nothing.
+    at: Vec<Option<(u32, u32)>>,
+    /// Per chunk of the series being written: its size and hash.
+    sized: Vec<SizedChunk>,
+}
+
+impl StreamBatch for WireBatch {
+    type Form = WireFraming;
+    type Writer = WireWriter;
+
+    fn empty(form: &WireFraming) -> Self {
+        WireBatch::new(*form)
+    }
+
+    fn len(&self) -> usize {
+        WireBatch::len(self)
+    }
+
+    fn bytes(&self) -> usize {
+        WireBatch::bytes(self)
+    }
+
+    fn total_chunks(&self) -> usize {
+        WireBatch::total_chunks(self)
+    }
+
+    fn cmp_series(&self, i: usize, other: &Self, j: usize) -> Ordering {
+        WireBatch::cmp_series(self, i, other, j)
+    }
+
+    fn copy_series(&mut self, from: &Self, i: usize) {
+        WireBatch::copy_series(self, from, i);
+    }
+
+    fn pop_series(&mut self) {
+        WireBatch::pop_series(self);
+    }
+
+    fn truncate(&mut self, n: usize) {
+        WireBatch::truncate(self, n);
+    }
+
+    fn sorted(&self) -> Self {
+        WireBatch::sorted(self)
+    }
+
+    fn is_sorted(&self) -> bool {
+        WireBatch::is_sorted(self)
+    }
+
+    fn push_merged(&mut self, parts: &[(&Self, usize)]) -> Result<(), StoreError> {
+        WireBatch::push_merged(self, parts).map_err(|source| StoreError::Chunk {
+            block: "merge".into(),
+            series: parts
+                .first()
+                .map(|&(b, i)| b.labels_text(i))
+                .unwrap_or_default(),
+            source,
+        })
+    }
+
+    fn start_read(&mut self, w: &mut WireWriter, _: &ReadBatch<'_>, bytes_hint: usize) {
+        w.memo.clear();
+        w.moves = self.moves();
+        self.reserve(bytes_hint);
+    }
+
+    #[inline]
+    fn push_read(
+        &mut self,
+        w: &mut WireWriter,
+        read: &ReadBatch<'_>,
+        labels: &[Served],
+        chunks: &[ReadChunk],
+    ) {
+        if w.moves != self.moves() {
+            // A frame closed and moved what the memo points at.
+            w.memo.clear();
+            w.moves = self.moves();
+        }
+        let mut len = 0;
+        w.at.clear();
+        for &l in labels {
+            let at = w.memo.get(l);
+            len += match at {
+                Some((_, n)) => n as usize,
+                None => {
+                    let (n, v) = read.label(l);
+                    label_field_len(n, v)
+                }
+            };
+            w.at.push(at);
+        }
+        w.sized.clear();
+        let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
+        for c in chunks {
+            let s = wire_chunk(read, c).sized();
+            len += 1 + super::wire::varint_len(s.len as u64) + s.len;
+            w.sized.push(s);
+            min_time = min_time.min(c.min_time);
+            max_time = max_time.max(c.max_time);
+        }
+        self.begin_series(len);
+        if w.moves != self.moves() {
+            // Starting the series closed a frame and moved the labels the memo points at.
+            w.memo.clear();
+            w.moves = self.moves();
+            w.at.iter_mut().for_each(|a| *a = None);
+        }
+        for (&l, &at) in labels.iter().zip(&w.at) {
+            match at {
+                Some(at) => self.label_at(at),
+                None => {
+                    let (n, v) = read.label(l);
+                    let at = self.put_label(n, v);
+                    w.memo.put(l, at);
+                }
+            }
+        }
+        self.end_labels();
+        for (c, &s) in chunks.iter().zip(&w.sized) {
+            self.put_chunk(&wire_chunk(read, c), s);
+        }
+        self.end_series(chunks.len(), min_time, max_time);
+    }
+}
+
+#[inline(always)]
+fn wire_chunk<'a>(read: &ReadBatch<'a>, c: &ReadChunk) -> WireChunk<'a> {
+    WireChunk {
+        min_time: c.min_time,
+        max_time: c.max_time,
+        encoding: c.encoding,
+        data: read.data(c),
+    }
+}

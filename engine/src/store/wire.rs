@@ -1,0 +1,822 @@
+//! Series in the StoreAPI's wire form: `thanos.SeriesResponse` messages framed for gRPC,
+//! written on the engine cores straight from block bytes (symbols, chunk records), so the
+//! thread that sends an answer only hands the bytes to the socket.
+//!
+//! A [`WireBatch`] holds whole gRPC frames: a zero compression flag, the big-endian message
+//! length, then either one `SeriesResponse { series (1) }` per frame, or, when the request
+//! asks for `response_batch_size` > 1, `SeriesResponse { batch (4): SeriesBatch }` with up to
+//! that many series (and at most [`MAX_FRAME_SERIES_BYTES`]). Either way each series is
+//! `0x0A len Series`: field 1 of both messages. Field numbers are those of
+//! `wire-and-formats.md` §1.4–1.5; the tests hold the bytes to what prost writes for the
+//! same messages.
+//!
+//! The batch also remembers where each series' label fields and chunk fields lie, so the
+//! stream can compare series (labels are parsed back, equal label sets are equal bytes) and
+//! merge a series found in several blocks by concatenating their chunk fields.
+
+use std::cmp::Ordering;
+
+use bytes::Bytes;
+
+use super::block::RawChunk;
+use super::series::merge_chunks;
+use crate::chunk::{AggrChunk, AggrType, ChunkError, Encoding};
+
+/// Bytes of the gRPC frame header: compression flag and `BE32` length.
+pub const FRAME_HEADER: usize = 5;
+
+/// Most bytes of series put in one batched frame: a batch of large series is cut sooner, so a
+/// frame stays well under the 4 MiB a default gRPC client accepts.
+pub const MAX_FRAME_SERIES_BYTES: usize = 1 << 20;
+
+/// Bytes reserved for a batched frame's header: frame header, `SeriesResponse.batch` tag, and
+/// a 3-byte length (enough for [`MAX_FRAME_SERIES_BYTES`] plus one series).
+const GROUP_HEADER: usize = FRAME_HEADER + 1 + 3;
+
+/// How series are cut into frames: one per `SeriesResponse`, or up to `per_frame` per
+/// `SeriesResponse.batch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WireFraming {
+    per_frame: usize,
+}
+
+impl WireFraming {
+    /// The framing a request's `response_batch_size` asks for (0, 1 and negative: one series
+    /// per frame).
+    pub fn for_request(response_batch_size: i64) -> Self {
+        WireFraming {
+            per_frame: usize::try_from(response_batch_size).unwrap_or(1).max(1),
+        }
+    }
+
+    /// Series per frame.
+    pub fn per_frame(&self) -> usize {
+        self.per_frame
+    }
+}
+
+/// Length of `v` as a protobuf varint, bytes.
+#[inline(always)]
+pub(super) fn varint_len(v: u64) -> usize {
+    // One byte per started 7 bits (0 takes one byte): bits × 9/64 rounds up to the same figure
+    // for 1..=64 bits without a division.
+    let bits = 64 - (v | 1).leading_zeros() as usize;
+    (bits * 9 + 64) / 64
+}
+
+#[inline(always)]
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Writes `v` as a varint of exactly `n` bytes (padded with continuation bytes when `v` needs
+/// fewer) into `out`.
+#[inline]
+fn put_varint_fixed(out: &mut [u8], mut v: u64) {
+    let n = out.len();
+    for (k, b) in out.iter_mut().enumerate() {
+        *b = (v as u8 & 0x7F) | if k + 1 < n { 0x80 } else { 0 };
+        v >>= 7;
+    }
+}
+
+/// Length of a length-delimited field of `n` bytes, its 1-byte tag included.
+#[inline(always)]
+fn field_len(n: usize) -> usize {
+    1 + varint_len(n as u64) + n
+}
+
+/// Length of a string or bytes field, which proto3 leaves out when empty.
+#[inline(always)]
+fn bytes_len(n: usize) -> usize {
+    if n == 0 { 0 } else { field_len(n) }
+}
+
+#[inline(always)]
+fn put_bytes(out: &mut Vec<u8>, tag: u8, b: &[u8]) {
+    if !b.is_empty() {
+        out.push(tag);
+        put_varint(out, b.len() as u64);
+        out.extend_from_slice(b);
+    }
+}
+
+/// Length of a `Series.labels` field holding `Label { name, value }`, tag included.
+#[inline(always)]
+pub(super) fn label_field_len(name: &[u8], value: &[u8]) -> usize {
+    field_len(bytes_len(name.len()) + bytes_len(value.len()))
+}
+
+/// Appends a `Series.labels` (1) field: `Label { name (1), value (2) }`.
+#[inline]
+fn put_label(out: &mut Vec<u8>, n: &[u8], v: &[u8]) {
+    let inner = bytes_len(n.len()) + bytes_len(v.len());
+    if inner < 0x80 && !n.is_empty() && !v.is_empty() {
+        // The usual label: every length fits one byte.
+        out.extend_from_slice(&[0x0A, inner as u8, 0x0A, n.len() as u8]);
+        out.extend_from_slice(n);
+        out.extend_from_slice(&[0x12, v.len() as u8]);
+        out.extend_from_slice(v);
+        return;
+    }
+    out.push(0x0A);
+    put_varint(out, inner as u64);
+    put_bytes(out, 0x0A, n);
+    put_bytes(out, 0x12, v);
+}
+
+/// Length of a varint field (proto3 leaves 0 out), tag included.
+#[inline(always)]
+fn int_len(v: u64) -> usize {
+    if v == 0 { 0 } else { 1 + varint_len(v) }
+}
+
+/// `thanos.Chunk.Encoding` of a TSDB chunk encoding byte.
+#[inline]
+fn wire_type(encoding: u8) -> u64 {
+    match encoding {
+        2 => 1, // HISTOGRAM
+        3 => 2, // FLOAT_HISTOGRAM
+        _ => 0, // XOR
+    }
+}
+
+/// Length of a `thanos.Chunk { type, data, hash }` message.
+#[inline(always)]
+fn wire_chunk_len(typ: u64, data: &[u8], hash: u64) -> usize {
+    int_len(typ) + bytes_len(data.len()) + int_len(hash)
+}
+
+#[inline(always)]
+fn put_wire_chunk(out: &mut Vec<u8>, typ: u64, data: &[u8], hash: u64) {
+    if typ != 0 {
+        out.push(0x08);
+        put_varint(out, typ);
+    }
+    put_bytes(out, 0x12, data);
+    if hash != 0 {
+        out.push(0x18);
+        put_varint(out, hash);
+    }
+}
+
+/// The xxhash64 a chunk payload is sent with, so a querier can drop duplicates cheaply.
+#[inline]
+pub(super) fn chunk_hash(data: &[u8]) -> u64 {
+    xxhash_rust::xxh64::xxh64(data, 0)
+}
+
+/// A chunk as written: time range, TSDB encoding byte and payload.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct WireChunk<'a> {
+    pub(super) min_time: i64,
+    pub(super) max_time: i64,
+    pub(super) encoding: u8,
+    pub(super) data: &'a [u8],
+}
+
+/// A chunk sized for writing: the `AggrChunk` message length, and the hash of a raw chunk.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SizedChunk {
+    pub(super) len: usize,
+    pub(super) hash: u64,
+}
+
+impl WireChunk<'_> {
+    /// Sizes the chunk's `AggrChunk` message (hashing its payload).
+    #[inline]
+    pub(super) fn sized(&self) -> SizedChunk {
+        let times = int_len(self.min_time as u64) + int_len(self.max_time as u64);
+        if self.encoding == Encoding::Aggr as u8 {
+            let mut len = times;
+            for p in AggrChunk::new(self.data).present().iter().flatten() {
+                len += field_len(wire_chunk_len(0, p.data, chunk_hash(p.data)));
+            }
+            return SizedChunk { len, hash: 0 };
+        }
+        let hash = chunk_hash(self.data);
+        let raw = wire_chunk_len(wire_type(self.encoding), self.data, hash);
+        SizedChunk {
+            len: times + field_len(raw),
+            hash,
+        }
+    }
+
+    /// Appends the `Series.chunks` (2) field: `AggrChunk { min_time (1), max_time (2), raw (3)
+    /// }` for raw chunks, the aggregate sub-chunks in fields 4–8 for downsampled ones.
+    #[inline]
+    pub(super) fn put(&self, s: SizedChunk, out: &mut Vec<u8>) {
+        out.push(0x12);
+        put_varint(out, s.len as u64);
+        if self.min_time != 0 {
+            out.push(0x08);
+            put_varint(out, self.min_time as u64);
+        }
+        if self.max_time != 0 {
+            out.push(0x10);
+            put_varint(out, self.max_time as u64);
+        }
+        if self.encoding == Encoding::Aggr as u8 {
+            for (t, p) in AggrType::ALL
+                .iter()
+                .zip(AggrChunk::new(self.data).present())
+            {
+                if let Some(p) = p {
+                    let h = chunk_hash(p.data);
+                    // AggrChunk.count (4), sum (5), min (6), max (7), counter (8).
+                    out.push(((4 + *t as u8) << 3) | 2);
+                    put_varint(out, wire_chunk_len(0, p.data, h) as u64);
+                    put_wire_chunk(out, 0, p.data, h);
+                }
+            }
+            return;
+        }
+        let typ = wire_type(self.encoding);
+        out.push(0x1A);
+        put_varint(out, wire_chunk_len(typ, self.data, s.hash) as u64);
+        put_wire_chunk(out, typ, self.data, s.hash);
+    }
+}
+
+/// Where a series lies in a batch's bytes, with what merging needs of its chunks.
+#[derive(Debug, Clone, Copy)]
+struct WireSeries {
+    /// First byte of the series: its frame header when it has a frame of its own, else its
+    /// `0x0A` tag.
+    start: u32,
+    /// Start of the label fields (just after `0x0A len`).
+    labels: u32,
+    /// Start of the chunk fields.
+    chunks: u32,
+    /// End of the series.
+    end: u32,
+    /// Number of chunks.
+    n: u32,
+    /// Start of the first chunk and end of the last, ms (chunks are in time order without
+    /// overlapping, except in series of downsampled or histogram chunks from overlapping
+    /// blocks, which are only sorted).
+    min_time: i64,
+    max_time: i64,
+}
+
+/// Series in wire form, sorted by labels; see the module documentation.
+#[derive(Debug, Clone)]
+pub struct WireBatch {
+    bytes: Vec<u8>,
+    series: Vec<WireSeries>,
+    chunks: usize,
+    framing: WireFraming,
+    /// The batched frame being filled: its header's position, and its first series. It is
+    /// closed when the next series finds it full, or by [`WireBatch::into_frames`], so the
+    /// last series always lies in an open frame and can be dropped.
+    open: Option<(usize, usize)>,
+    /// Incremented whenever closing a frame moved bytes already written, so writers that
+    /// remember positions know to forget them.
+    moves: u32,
+}
+
+impl WireBatch {
+    /// An empty batch framed as `framing` says.
+    pub fn new(framing: WireFraming) -> Self {
+        WireBatch {
+            bytes: Vec::new(),
+            series: Vec::new(),
+            chunks: 0,
+            framing,
+            open: None,
+            moves: 0,
+        }
+    }
+
+    /// How the batch is framed.
+    pub fn framing(&self) -> WireFraming {
+        self.framing
+    }
+
+    /// Number of series.
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Whether the batch holds no series.
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
+    /// Number of chunks.
+    pub fn total_chunks(&self) -> usize {
+        self.chunks
+    }
+
+    /// Bytes held (the figure batches are sized by).
+    pub fn bytes(&self) -> usize {
+        self.bytes.len() + self.series.len() * std::mem::size_of::<WireSeries>()
+    }
+
+    /// Makes room for `n` more bytes.
+    pub(super) fn reserve(&mut self, n: usize) {
+        self.bytes.reserve(n);
+    }
+
+    /// The frames: every series, framed, ready to be sent.
+    pub fn into_frames(mut self) -> Vec<u8> {
+        self.close_frame();
+        self.bytes
+    }
+
+    /// How many times closing a frame moved bytes already written (see
+    /// [`WireBatch::label_at`]).
+    pub(super) fn moves(&self) -> u32 {
+        self.moves
+    }
+
+    /// Starts a series whose `Series` message takes `len` bytes: frame headers as the framing
+    /// asks, then `0x0A len`. Its label fields follow, then [`WireBatch::end_labels`], its
+    /// chunk fields, and [`WireBatch::end_series`].
+    #[inline]
+    pub(super) fn begin_series(&mut self, len: usize) {
+        self.bytes.reserve(len + 16 + GROUP_HEADER);
+        let start = if self.framing.per_frame > 1 {
+            if let Some((hdr, first)) = self.open {
+                let body = self.bytes.len() - hdr - GROUP_HEADER;
+                if self.series.len() - first >= self.framing.per_frame
+                    || body >= MAX_FRAME_SERIES_BYTES
+                {
+                    self.close_frame();
+                }
+            }
+            if self.open.is_none() {
+                self.open = Some((self.bytes.len(), self.series.len()));
+                self.bytes.extend_from_slice(&[0; GROUP_HEADER]);
+            }
+            self.bytes.len()
+        } else {
+            let start = self.bytes.len();
+            self.bytes.push(0);
+            self.bytes
+                .extend_from_slice(&(field_len(len) as u32).to_be_bytes());
+            start
+        };
+        self.bytes.push(0x0A);
+        put_varint(&mut self.bytes, len as u64);
+        let at = self.bytes.len() as u32;
+        self.series.push(WireSeries {
+            start: start as u32,
+            labels: at,
+            chunks: at,
+            end: at,
+            n: 0,
+            min_time: i64::MAX,
+            max_time: i64::MIN,
+        });
+    }
+
+    /// Marks the end of the label fields of the series begun last.
+    #[inline]
+    pub(super) fn end_labels(&mut self) {
+        let at = self.bytes.len() as u32;
+        if let Some(s) = self.series.last_mut() {
+            s.chunks = at;
+        }
+    }
+
+    /// Ends the series begun last, which holds `n` chunks from `min_time` to `max_time`.
+    #[inline]
+    pub(super) fn end_series(&mut self, n: usize, min_time: i64, max_time: i64) {
+        let at = self.bytes.len() as u32;
+        if let Some(s) = self.series.last_mut() {
+            s.end = at;
+            s.n = n as u32;
+            s.min_time = min_time;
+            s.max_time = max_time;
+            debug_assert!(s.chunks >= s.labels && s.end >= s.chunks);
+        }
+        self.chunks += n;
+    }
+
+    /// Writes the open batched frame's header now that its length is known, moving its series
+    /// when the length takes other than the 3 bytes reserved (fewer for a short frame, more for
+    /// a frame whose last series took it past 2 MiB).
+    fn close_frame(&mut self) {
+        let Some((hdr, first)) = self.open.take() else {
+            return;
+        };
+        let body = self.bytes.len() - hdr - GROUP_HEADER;
+        let n = varint_len(body as u64);
+        let head = FRAME_HEADER + 1 + n;
+        if head != GROUP_HEADER {
+            let (from, to) = (hdr + GROUP_HEADER, hdr + head);
+            if to > from {
+                self.bytes.resize(self.bytes.len() + (to - from), 0);
+                self.bytes.copy_within(from..from + body, to);
+            } else {
+                self.bytes.copy_within(from.., to);
+                self.bytes.truncate(to + body);
+            }
+            for s in &mut self.series[first..] {
+                for at in [&mut s.start, &mut s.labels, &mut s.chunks, &mut s.end] {
+                    *at = (*at as usize + to - from) as u32;
+                }
+            }
+            self.moves = self.moves.wrapping_add(1);
+        }
+        let h = &mut self.bytes[hdr..hdr + head];
+        h[0] = 0;
+        h[1..5].copy_from_slice(&(field_len(body) as u32).to_be_bytes());
+        h[5] = 0x22;
+        put_varint_fixed(&mut h[6..], body as u64);
+    }
+
+    /// Appends a `Series.labels` field; returns where it lies, for [`WireBatch::label_at`].
+    #[inline]
+    pub(super) fn put_label(&mut self, name: &[u8], value: &[u8]) -> (u32, u32) {
+        let at = self.bytes.len();
+        put_label(&mut self.bytes, name, value);
+        (at as u32, (self.bytes.len() - at) as u32)
+    }
+
+    /// Appends again a label field written earlier in this batch (as long as
+    /// [`WireBatch::moves`] has not changed since).
+    #[inline]
+    pub(super) fn label_at(&mut self, (at, len): (u32, u32)) {
+        let at = at as usize;
+        self.bytes.extend_from_within(at..at + len as usize);
+    }
+
+    /// Appends a chunk field sized by [`WireChunk::sized`].
+    #[inline]
+    pub(super) fn put_chunk(&mut self, c: &WireChunk<'_>, s: SizedChunk) {
+        c.put(s, &mut self.bytes);
+    }
+
+    fn label_bytes(&self, i: usize) -> &[u8] {
+        let s = &self.series[i];
+        &self.bytes[s.labels as usize..s.chunks as usize]
+    }
+
+    fn chunk_bytes(&self, i: usize) -> &[u8] {
+        let s = &self.series[i];
+        &self.bytes[s.chunks as usize..s.end as usize]
+    }
+
+    /// Label `(name, value)` byte pairs of series `i`, sorted by name.
+    pub fn labels(&self, i: usize) -> LabelFields<'_> {
+        LabelFields {
+            buf: self.label_bytes(i),
+        }
+    }
+
+    /// The labels of series `i` as text, for error messages.
+    pub(super) fn labels_text(&self, i: usize) -> String {
+        let pairs: Vec<String> = self
+            .labels(i)
+            .map(|(n, v)| {
+                format!(
+                    "{}={:?}",
+                    String::from_utf8_lossy(n),
+                    String::from_utf8_lossy(v)
+                )
+            })
+            .collect();
+        format!("{{{}}}", pairs.join(", "))
+    }
+
+    /// Compares series `i` of this batch with series `j` of `other` as label sets.
+    pub fn cmp_series(&self, i: usize, other: &WireBatch, j: usize) -> Ordering {
+        let (a, b) = (self.label_bytes(i), other.label_bytes(j));
+        if a == b {
+            // One encoding per label set: equal bytes, equal labels.
+            return Ordering::Equal;
+        }
+        self.labels(i).cmp(other.labels(j))
+    }
+
+    /// Appends a series of the label fields `labels` and the chunk fields `chunks` (joined),
+    /// `n` chunks from `min_time` to `max_time`.
+    fn push_fields(
+        &mut self,
+        labels: &[u8],
+        chunks: &[&[u8]],
+        n: usize,
+        min_time: i64,
+        max_time: i64,
+    ) {
+        let len = labels.len() + chunks.iter().map(|c| c.len()).sum::<usize>();
+        self.begin_series(len);
+        self.bytes.extend_from_slice(labels);
+        self.end_labels();
+        for c in chunks {
+            self.bytes.extend_from_slice(c);
+        }
+        self.end_series(n, min_time, max_time);
+    }
+
+    /// Appends a series of `labels` (sorted by name) and `chunks` (in time order).
+    pub fn push_series(&mut self, labels: &[(&[u8], &[u8])], chunks: &[RawChunk]) {
+        let sized: Vec<SizedChunk> = chunks.iter().map(|c| wire(c).sized()).collect();
+        let len = labels
+            .iter()
+            .map(|(n, v)| label_field_len(n, v))
+            .chain(sized.iter().map(|s| field_len(s.len)))
+            .sum();
+        self.begin_series(len);
+        for (n, v) in labels {
+            self.put_label(n, v);
+        }
+        self.end_labels();
+        for (c, s) in chunks.iter().zip(sized) {
+            self.put_chunk(&wire(c), s);
+        }
+        let (lo, hi) = chunks.iter().fold((i64::MAX, i64::MIN), |(lo, hi), c| {
+            (lo.min(c.min_time), hi.max(c.max_time))
+        });
+        self.end_series(chunks.len(), lo, hi);
+    }
+
+    /// Appends series `i` of `from` (labels and chunks as they are).
+    pub fn copy_series(&mut self, from: &WireBatch, i: usize) {
+        let s = from.series[i];
+        self.push_fields(
+            from.label_bytes(i),
+            &[from.chunk_bytes(i)],
+            s.n as usize,
+            s.min_time,
+            s.max_time,
+        );
+    }
+
+    /// Drops the last series.
+    pub fn pop_series(&mut self) {
+        let n = self.series.len();
+        if n > 0 {
+            self.truncate(n - 1);
+        }
+    }
+
+    /// Keeps the first `n` series.
+    pub fn truncate(&mut self, n: usize) {
+        if n >= self.series.len() {
+            return;
+        }
+        let batched = self.framing.per_frame > 1;
+        if batched && self.open.is_none_or(|(_, first)| n < first) {
+            // Series of closed frames go: the frames are written again.
+            let mut kept = WireBatch::new(self.framing);
+            kept.reserve(self.series[n].start as usize);
+            for i in 0..n {
+                kept.copy_series(self, i);
+            }
+            *self = kept;
+            return;
+        }
+        let cut = self.series[n];
+        self.chunks -= self.series[n..].iter().map(|s| s.n as usize).sum::<usize>();
+        self.series.truncate(n);
+        match self.open {
+            // The open frame loses all its series: its header goes too.
+            Some((hdr, first)) if first == n => {
+                self.bytes.truncate(hdr);
+                self.open = None;
+            }
+            _ => self.bytes.truncate(cut.start as usize),
+        }
+    }
+
+    /// The series sorted by label set (stable), for producers whose label rewriting may have
+    /// changed the index order.
+    pub(super) fn sorted(&self) -> WireBatch {
+        let mut idx: Vec<usize> = (0..self.len()).collect();
+        idx.sort_by(|&a, &b| self.cmp_series(a, self, b));
+        let mut out = WireBatch::new(self.framing);
+        out.reserve(self.bytes.len());
+        for i in idx {
+            out.copy_series(self, i);
+        }
+        out
+    }
+
+    /// Whether the series are in strictly ascending label order.
+    pub(super) fn is_sorted(&self) -> bool {
+        (1..self.len()).all(|i| self.cmp_series(i - 1, self, i).is_lt())
+    }
+
+    /// Appends one series made of the same series from several batches (`parts`, in block
+    /// order), or adds them to the last series when it is the same: the labels once, the
+    /// chunks of every part. Parts whose chunks follow each other in time are joined as they
+    /// are; overlapping raw chunks are decoded, merged and re-encoded (see [`merge_chunks`]);
+    /// other chunk kinds are sorted by time.
+    pub fn push_merged(&mut self, parts: &[(&WireBatch, usize)]) -> Result<(), ChunkError> {
+        let Some(&(first, i0)) = parts.first() else {
+            return Ok(());
+        };
+        let last = self.series.len().wrapping_sub(1);
+        if !self.is_empty() && self.label_bytes(last) == first.label_bytes(i0) {
+            // Label rewriting made two series of a block one: the last grows.
+            let mut prev = WireBatch::new(self.framing);
+            prev.copy_series(self, last);
+            self.pop_series();
+            let mut all = Vec::with_capacity(parts.len() + 1);
+            all.push((&prev, 0));
+            all.extend_from_slice(parts);
+            return self.push_merged(&all);
+        }
+        if let [(b, i)] = parts {
+            self.copy_series(b, *i);
+            return Ok(());
+        }
+        let labels = first.label_bytes(i0);
+        let mut in_order = true;
+        let mut n = 0usize;
+        let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
+        for &(b, i) in parts {
+            let s = &b.series[i];
+            if s.n > 0 {
+                if n > 0 && s.min_time <= max_time {
+                    in_order = false;
+                }
+                min_time = min_time.min(s.min_time);
+                max_time = max_time.max(s.max_time);
+            }
+            n += s.n as usize;
+        }
+        let mut chunks: Vec<&[u8]> = parts.iter().map(|&(b, i)| b.chunk_bytes(i)).collect();
+        if in_order {
+            self.push_fields(labels, &chunks, n, min_time, max_time);
+            return Ok(());
+        }
+        let mut fields: Vec<ChunkField<'_>> = Vec::with_capacity(n);
+        for c in &chunks {
+            let mut buf = *c;
+            while !buf.is_empty() {
+                match ChunkField::next(&mut buf) {
+                    Some(f) => fields.push(f),
+                    // Not fields this module wrote (it cannot happen): passed on as they are.
+                    None => {
+                        self.push_fields(labels, &chunks, n, min_time, max_time);
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        if !fields.iter().all(|f| f.raw_xor.is_some()) {
+            // Downsampled or histogram chunks: kept as they are, in time order.
+            fields.sort_by_key(|f| (f.min_time, f.max_time));
+            chunks = fields.iter().map(|f| f.field).collect();
+            self.push_fields(labels, &chunks, n, min_time, max_time);
+            return Ok(());
+        }
+        let raw: Vec<RawChunk> = fields
+            .iter()
+            .map(|f| RawChunk {
+                min_time: f.min_time,
+                max_time: f.max_time,
+                encoding: Encoding::Xor as u8,
+                data: Bytes::copy_from_slice(f.raw_xor.unwrap_or_default()),
+            })
+            .collect();
+        let merged = merge_chunks(raw)?;
+        let pairs: Vec<(&[u8], &[u8])> = LabelFields { buf: labels }.collect();
+        self.push_series(&pairs, &merged);
+        Ok(())
+    }
+}
+
+fn wire(c: &RawChunk) -> WireChunk<'_> {
+    WireChunk {
+        min_time: c.min_time,
+        max_time: c.max_time,
+        encoding: c.encoding,
+        data: &c.data,
+    }
+}
+
+/// Reads a varint at the start of `buf`, advancing it.
+#[inline]
+fn take_varint(buf: &mut &[u8]) -> Option<u64> {
+    let (v, n) = super::entry::uvarint(buf, 0)?;
+    *buf = &buf[n..];
+    Some(v)
+}
+
+/// Reads a length-delimited field's bytes at the start of `buf`, advancing it.
+#[inline]
+fn take_bytes<'a>(buf: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let n = usize::try_from(take_varint(buf)?).ok()?;
+    let (v, rest) = (buf.get(..n)?, buf.get(n..)?);
+    *buf = rest;
+    Some(v)
+}
+
+/// The `(name, value)` pairs of a series' label fields, as this module writes them.
+#[derive(Debug, Clone)]
+pub struct LabelFields<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Iterator for LabelFields<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        // Written by this module: a tag 0x0A and a length, then `name` (0x0A) and `value`
+        // (0x12) fields, either left out when empty.
+        let mut b = self.buf;
+        if b.first() != Some(&0x0A) {
+            return None;
+        }
+        b = &b[1..];
+        let Some(mut label) = take_bytes(&mut b) else {
+            self.buf = &[];
+            return None;
+        };
+        self.buf = b;
+        let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
+        while let Some(&tag) = label.first() {
+            label = &label[1..];
+            let Some(v) = take_bytes(&mut label) else {
+                break;
+            };
+            if tag == 0x0A {
+                name = v;
+            } else {
+                value = v;
+            }
+        }
+        Some((name, value))
+    }
+}
+
+/// A `Series.chunks` field as written: the whole field, its time range, and the payload of a
+/// raw XOR chunk.
+#[derive(Debug, Clone, Copy)]
+struct ChunkField<'a> {
+    field: &'a [u8],
+    min_time: i64,
+    max_time: i64,
+    raw_xor: Option<&'a [u8]>,
+}
+
+impl<'a> ChunkField<'a> {
+    /// Reads the chunk field at the start of `buf`, advancing it.
+    fn next(buf: &mut &'a [u8]) -> Option<ChunkField<'a>> {
+        let start = *buf;
+        if start.first() != Some(&0x12) {
+            return None;
+        }
+        let mut b = &start[1..];
+        let mut msg = take_bytes(&mut b)?;
+        let field = &start[..start.len() - b.len()];
+        *buf = b;
+        let mut c = ChunkField {
+            field,
+            min_time: 0,
+            max_time: 0,
+            raw_xor: None,
+        };
+        while let Some(&tag) = msg.first() {
+            msg = &msg[1..];
+            match tag {
+                0x08 => c.min_time = take_varint(&mut msg)? as i64,
+                0x10 => c.max_time = take_varint(&mut msg)? as i64,
+                0x1A => {
+                    let mut raw = take_bytes(&mut msg)?;
+                    let (mut typ, mut data) = (0, &[][..]);
+                    while let Some(&t) = raw.first() {
+                        raw = &raw[1..];
+                        match t {
+                            0x08 => typ = take_varint(&mut raw)?,
+                            0x12 => data = take_bytes(&mut raw)?,
+                            0x18 => {
+                                take_varint(&mut raw)?;
+                            }
+                            _ => return None,
+                        }
+                    }
+                    if typ == 0 {
+                        c.raw_xor = Some(data);
+                    }
+                }
+                t if t & 7 == 2 => {
+                    take_bytes(&mut msg)?;
+                }
+                _ => return None,
+            }
+        }
+        Some(c)
+    }
+}
+
+/// Appends an already encoded message as one gRPC frame.
+pub fn put_frame(msg: &[u8], out: &mut Vec<u8>) {
+    out.reserve(FRAME_HEADER + msg.len());
+    out.push(0);
+    out.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    out.extend_from_slice(msg);
+}
+
+#[cfg(test)]
+mod tests;
