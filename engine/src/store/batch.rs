@@ -258,6 +258,17 @@ impl SeriesBatch {
         a..self.text.len() as u32
     }
 
+    /// Adds to the series started last the first `n` labels of the series before it.
+    pub(super) fn labels_of_previous(&mut self, n: usize) {
+        let k = self.series.len();
+        if n == 0 || k < 2 {
+            return;
+        }
+        let from = self.series[k - 2].labels.start as usize;
+        self.labels.extend_from_within(from..from + n);
+        self.series[k - 1].labels.end = self.labels.len() as u32;
+    }
+
     /// Adds a label by its arena position (the same bytes as an earlier label).
     pub(super) fn push_label_at(&mut self, l: [u32; 3]) {
         self.labels.push(l);

@@ -11,7 +11,7 @@ use super::StoreError;
 use super::batch::SeriesBatch;
 use super::series::merge_chunks;
 use super::symbols::SymbolPages;
-use super::wire::{SizedChunk, WireBatch, WireChunk, WireFraming, label_field_len};
+use super::wire::{SizedChunk, WireBatch, WireChunk, WireFraming, put_label_field};
 use crate::labels::Labels;
 
 /// A label of a series as a producer serves it: a (name, value) pair of symbol references
@@ -207,6 +207,19 @@ pub struct SeriesWriter {
     memo: LabelMemo<[u32; 3]>,
     /// Index of the batch's first chunk buffer.
     base: u32,
+    /// Labels of the series written last.
+    prev: Vec<Served>,
+}
+
+/// How many labels `labels` shares with `prev` from the start: sorted series mostly repeat
+/// the first labels of the series before them.
+#[inline]
+fn shared_prefix(labels: &[Served], prev: &[Served]) -> usize {
+    labels
+        .iter()
+        .zip(prev)
+        .take_while(|(a, b)| a == b)
+        .count()
 }
 
 impl StreamBatch for SeriesBatch {
@@ -273,6 +286,7 @@ impl StreamBatch for SeriesBatch {
 
     fn start_read(&mut self, w: &mut SeriesWriter, read: &ReadBatch<'_>, bytes_hint: usize) {
         w.memo.clear();
+        w.prev.clear();
         w.base = self.bufs_len() as u32;
         for b in read.bufs {
             self.add_buf(b.clone());
@@ -280,7 +294,7 @@ impl StreamBatch for SeriesBatch {
         self.reserve_text(bytes_hint);
     }
 
-    #[inline]
+    #[inline(never)]
     fn push_read(
         &mut self,
         w: &mut SeriesWriter,
@@ -289,7 +303,9 @@ impl StreamBatch for SeriesBatch {
         chunks: &[ReadChunk],
     ) {
         self.start_series();
-        for &l in labels {
+        let shared = shared_prefix(labels, &w.prev);
+        self.labels_of_previous(shared);
+        for &l in &labels[shared..] {
             let at = match w.memo.get(l) {
                 Some(at) => at,
                 None => {
@@ -303,6 +319,8 @@ impl StreamBatch for SeriesBatch {
             };
             self.push_label_at(at);
         }
+        w.prev.clear();
+        w.prev.extend_from_slice(labels);
         for c in chunks {
             self.push_chunk_in(
                 w.base + c.buf,
@@ -339,8 +357,16 @@ pub struct WireWriter {
     memo: LabelMemo<(u32, u32)>,
     /// [`WireBatch::moves`] when the memo was last valid.
     moves: u32,
-    /// Per label of the series being written: where the batch holds it, or nothing.
-    at: Vec<Option<(u32, u32)>>,
+    /// Labels of the series written last, and where each one's field ends (from the start of
+    /// its label fields).
+    prev: Vec<Served>,
+    prev_ends: Vec<u32>,
+    /// Per label of the series being written (after those shared with the last): where the
+    /// batch holds it (`Ok`), or where `fresh` does (`Err`).
+    labels: Vec<Result<(u32, u32), (u32, u32)>>,
+    /// Label fields not yet in the batch, written while the series is sized.
+    fresh: Vec<u8>,
+    ends: Vec<u32>,
     /// Per chunk of the series being written: its size and hash.
     sized: Vec<SizedChunk>,
 }
@@ -403,10 +429,12 @@ impl StreamBatch for WireBatch {
     fn start_read(&mut self, w: &mut WireWriter, _: &ReadBatch<'_>, bytes_hint: usize) {
         w.memo.clear();
         w.moves = self.moves();
+        w.prev.clear();
+        w.prev_ends.clear();
         self.reserve(bytes_hint);
     }
 
-    #[inline]
+    #[inline(never)]
     fn push_read(
         &mut self,
         w: &mut WireWriter,
@@ -419,18 +447,30 @@ impl StreamBatch for WireBatch {
             w.memo.clear();
             w.moves = self.moves();
         }
-        let mut len = 0;
-        w.at.clear();
-        for &l in labels {
-            let at = w.memo.get(l);
-            len += match at {
-                Some((_, n)) => n as usize,
+        // The labels shared with the series before are copied from it in one piece; the rest
+        // from where the batch already holds them, or written afresh.
+        let shared = shared_prefix(labels, &w.prev);
+        let mut len = if shared > 0 {
+            w.prev_ends[shared - 1] as usize
+        } else {
+            0
+        };
+        w.labels.clear();
+        w.fresh.clear();
+        for &l in &labels[shared..] {
+            let at = match w.memo.get(l) {
+                Some(at) => Ok(at),
                 None => {
                     let (n, v) = read.label(l);
-                    label_field_len(n, v)
+                    let at = w.fresh.len();
+                    put_label_field(&mut w.fresh, n, v);
+                    Err((at as u32, (w.fresh.len() - at) as u32))
                 }
             };
-            w.at.push(at);
+            len += match at {
+                Ok((_, n)) | Err((_, n)) => n as usize,
+            };
+            w.labels.push(at);
         }
         w.sized.clear();
         let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
@@ -443,26 +483,43 @@ impl StreamBatch for WireBatch {
         }
         self.begin_series(len);
         if w.moves != self.moves() {
-            // Starting the series closed a frame and moved the labels the memo points at.
+            // Starting the series closed a frame and moved the labels the memo points at: the
+            // labels are taken from the series before instead.
             w.memo.clear();
             w.moves = self.moves();
-            w.at.iter_mut().for_each(|a| *a = None);
-        }
-        for (&l, &at) in labels.iter().zip(&w.at) {
-            match at {
-                Some(at) => self.label_at(at),
-                None => {
+            for (k, &l) in labels[shared..].iter().enumerate() {
+                if w.labels[k].is_ok() {
                     let (n, v) = read.label(l);
-                    let at = self.put_label(n, v);
+                    let at = w.fresh.len();
+                    put_label_field(&mut w.fresh, n, v);
+                    w.labels[k] = Err((at as u32, (w.fresh.len() - at) as u32));
+                }
+            }
+        }
+        let start = self.written();
+        if shared > 0 {
+            self.labels_of_previous(w.prev_ends[shared - 1] as usize);
+        }
+        w.ends.clear();
+        w.ends.extend_from_slice(&w.prev_ends[..shared]);
+        for (&l, &at) in labels[shared..].iter().zip(&w.labels) {
+            match at {
+                Ok(at) => self.label_at(at),
+                Err((from, n)) => {
+                    let at = self.put_label_bytes(&w.fresh[from as usize..(from + n) as usize]);
                     w.memo.put(l, at);
                 }
             }
+            w.ends.push((self.written() - start) as u32);
         }
         self.end_labels();
         for (c, &s) in chunks.iter().zip(&w.sized) {
             self.put_chunk(&wire_chunk(read, c), s);
         }
         self.end_series(chunks.len(), min_time, max_time);
+        w.prev.clear();
+        w.prev.extend_from_slice(labels);
+        std::mem::swap(&mut w.prev_ends, &mut w.ends);
     }
 }
 

@@ -113,7 +113,7 @@ pub(super) fn label_field_len(name: &[u8], value: &[u8]) -> usize {
 
 /// Appends a `Series.labels` (1) field: `Label { name (1), value (2) }`.
 #[inline]
-fn put_label(out: &mut Vec<u8>, n: &[u8], v: &[u8]) {
+pub(super) fn put_label_field(out: &mut Vec<u8>, n: &[u8], v: &[u8]) {
     let inner = bytes_len(n.len()) + bytes_len(v.len());
     if inner < 0x80 && !n.is_empty() && !v.is_empty() {
         // The usual label: every length fits one byte.
@@ -210,6 +210,10 @@ impl WireChunk<'_> {
     /// }` for raw chunks, the aggregate sub-chunks in fields 4–8 for downsampled ones.
     #[inline]
     pub(super) fn put(&self, s: SizedChunk, out: &mut Vec<u8>) {
+        if self.encoding != Encoding::Aggr as u8 {
+            self.put_raw(s, out);
+            return;
+        }
         out.push(0x12);
         put_varint(out, s.len as u64);
         if self.min_time != 0 {
@@ -220,26 +224,73 @@ impl WireChunk<'_> {
             out.push(0x10);
             put_varint(out, self.max_time as u64);
         }
-        if self.encoding == Encoding::Aggr as u8 {
-            for (t, p) in AggrType::ALL
-                .iter()
-                .zip(AggrChunk::new(self.data).present())
-            {
-                if let Some(p) = p {
-                    let h = chunk_hash(p.data);
-                    // AggrChunk.count (4), sum (5), min (6), max (7), counter (8).
-                    out.push(((4 + *t as u8) << 3) | 2);
-                    put_varint(out, wire_chunk_len(0, p.data, h) as u64);
-                    put_wire_chunk(out, 0, p.data, h);
-                }
+        for (t, p) in AggrType::ALL
+            .iter()
+            .zip(AggrChunk::new(self.data).present())
+        {
+            if let Some(p) = p {
+                let h = chunk_hash(p.data);
+                // AggrChunk.count (4), sum (5), min (6), max (7), counter (8).
+                out.push(((4 + *t as u8) << 3) | 2);
+                put_varint(out, wire_chunk_len(0, p.data, h) as u64);
+                put_wire_chunk(out, 0, p.data, h);
             }
-            return;
         }
-        let typ = wire_type(self.encoding);
-        out.push(0x1A);
-        put_varint(out, wire_chunk_len(typ, self.data, s.hash) as u64);
-        put_wire_chunk(out, typ, self.data, s.hash);
     }
+
+    /// [`WireChunk::put`] for a raw chunk: the fields before the payload are written in a
+    /// buffer on the stack and appended at once.
+    #[inline]
+    fn put_raw(&self, s: SizedChunk, out: &mut Vec<u8>) {
+        let typ = wire_type(self.encoding);
+        // The fields before the payload, written in place over zeros and cut to length: a
+        // tag and varint each, at most 2 + 10 + 3 × 11 + 11 bytes.
+        let at = out.len();
+        out.extend_from_slice(&[0; 64]);
+        let h = &mut out[at..];
+        h[0] = 0x12;
+        let mut n = varint_at(h, 1, s.len as u64);
+        if self.min_time != 0 {
+            h[n] = 0x08;
+            n = varint_at(h, n + 1, self.min_time as u64);
+        }
+        if self.max_time != 0 {
+            h[n] = 0x10;
+            n = varint_at(h, n + 1, self.max_time as u64);
+        }
+        h[n] = 0x1A;
+        n = varint_at(h, n + 1, wire_chunk_len(typ, self.data, s.hash) as u64);
+        if typ != 0 {
+            h[n] = 0x08;
+            n = varint_at(h, n + 1, typ);
+        }
+        if !self.data.is_empty() {
+            h[n] = 0x12;
+            n = varint_at(h, n + 1, self.data.len() as u64);
+        }
+        out.truncate(at + n);
+        out.extend_from_slice(self.data);
+        if s.hash != 0 {
+            let at = out.len();
+            out.extend_from_slice(&[0; 16]);
+            let t = &mut out[at..];
+            t[0] = 0x18;
+            let m = varint_at(t, 1, s.hash);
+            out.truncate(at + m);
+        }
+    }
+}
+
+/// Writes `v` as a varint at `buf[at..]`; returns the position after it.
+#[inline(always)]
+fn varint_at(buf: &mut [u8], mut at: usize, mut v: u64) -> usize {
+    while v >= 0x80 {
+        buf[at] = v as u8 | 0x80;
+        v >>= 7;
+        at += 1;
+    }
+    buf[at] = v as u8;
+    at + 1
 }
 
 /// Where a series lies in a batch's bytes, with what merging needs of its chunks.
@@ -435,8 +486,22 @@ impl WireBatch {
     #[inline]
     pub(super) fn put_label(&mut self, name: &[u8], value: &[u8]) -> (u32, u32) {
         let at = self.bytes.len();
-        put_label(&mut self.bytes, name, value);
+        put_label_field(&mut self.bytes, name, value);
         (at as u32, (self.bytes.len() - at) as u32)
+    }
+
+    /// Appends a `Series.labels` field written by [`put_label_field`]; returns where it lies.
+    #[inline]
+    pub(super) fn put_label_bytes(&mut self, field: &[u8]) -> (u32, u32) {
+        let at = self.bytes.len();
+        self.bytes.extend_from_slice(field);
+        (at as u32, field.len() as u32)
+    }
+
+    /// Bytes written so far.
+    #[inline]
+    pub(super) fn written(&self) -> usize {
+        self.bytes.len()
     }
 
     /// Appends again a label field written earlier in this batch (as long as
@@ -451,6 +516,16 @@ impl WireBatch {
     #[inline]
     pub(super) fn put_chunk(&mut self, c: &WireChunk<'_>, s: SizedChunk) {
         c.put(s, &mut self.bytes);
+    }
+
+    /// Appends again the first `len` bytes of label fields of the series before the one begun
+    /// last.
+    #[inline]
+    pub(super) fn labels_of_previous(&mut self, len: usize) {
+        let n = self.series.len();
+        debug_assert!(n >= 2);
+        let at = self.series[n - 2].labels as usize;
+        self.bytes.extend_from_within(at..at + len);
     }
 
     fn label_bytes(&self, i: usize) -> &[u8] {
