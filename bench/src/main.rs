@@ -4,6 +4,13 @@
 
 mod cli;
 
+use mimalloc::MiMalloc;
+
+/// The allocator the server runs with, so in-process figures (`engine-stream`) are the
+/// server's.
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
 use std::fs::File;
 use std::path::PathBuf;
 use std::time::Instant;

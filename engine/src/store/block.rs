@@ -340,7 +340,7 @@ impl BucketBlock {
 /// `uvarint len`, encoding byte, `len` bytes of payload, `BE32` CRC-32C of encoding and payload.
 /// Gives the encoding and the payload's start and length in `have`, or `Err(n)` when `have`
 /// ends inside the record, which needs `n` bytes.
-#[inline]
+#[inline(always)]
 fn parse_record(
     have: &[u8],
     off: u64,

@@ -129,6 +129,13 @@ pub fn decode_entry(
             actual,
         });
     }
+    let (l0, c0) = (labels.len(), chunks.len());
+    if let Some(d) = decode_body(body, num_symbols, (mint, maxt), labels, chunks) {
+        return Ok(d);
+    }
+    // Something is wrong with the entry: decoded again, step by step, for the error.
+    labels.truncate(l0);
+    chunks.truncate(c0);
     let mut c = Cursor { buf: body, pos: 0 };
     let at = |c: &Cursor<'_>| body_at + c.pos;
     let n = c
@@ -190,6 +197,101 @@ pub fn decode_entry(
     }
     Ok(Decoded {
         labels: labels.len() - first,
+        chunks: num_chunks as usize,
+        kept,
+    })
+}
+
+/// A `u32` varint at `b[*pos..]`, advancing `pos`; most references take one to three bytes.
+#[inline(always)]
+fn varint32(b: &[u8], pos: &mut usize) -> Option<u32> {
+    let p = *pos;
+    let x = *b.get(p)?;
+    if x < 0x80 {
+        *pos = p + 1;
+        return Some(u32::from(x));
+    }
+    let y = *b.get(p + 1)?;
+    if y < 0x80 {
+        *pos = p + 2;
+        return Some(u32::from(x & 0x7F) | u32::from(y) << 7);
+    }
+    let z = *b.get(p + 2)?;
+    if z < 0x80 {
+        *pos = p + 3;
+        return Some(u32::from(x & 0x7F) | u32::from(y & 0x7F) << 7 | u32::from(z) << 14);
+    }
+    let (v, n) = uvarint(b, p)?;
+    *pos = p + n;
+    u32::try_from(v).ok()
+}
+
+/// A `u64` varint at `b[*pos..]`, advancing `pos`.
+#[inline(always)]
+fn varint64(b: &[u8], pos: &mut usize) -> Option<u64> {
+    let (v, n) = uvarint(b, *pos)?;
+    *pos += n;
+    Some(v)
+}
+
+/// The entry body decoded as [`decode_entry`] does, when it is well formed; `None` on any
+/// fault (the caller decodes it again for the error), with whatever was appended left for
+/// the caller to cut.
+#[inline]
+fn decode_body(
+    body: &[u8],
+    num_symbols: u32,
+    (mint, maxt): (i64, i64),
+    labels: &mut Vec<(u32, u32)>,
+    chunks: &mut Vec<ChunkMeta>,
+) -> Option<Decoded> {
+    let mut p = 0;
+    let n = usize::try_from(varint64(body, &mut p)?).ok()?;
+    if n > body.len() / 2 {
+        return None;
+    }
+    labels.reserve(n);
+    let mut top = 0;
+    for _ in 0..n {
+        let name = varint32(body, &mut p)?;
+        let value = varint32(body, &mut p)?;
+        top = top.max(name).max(value);
+        labels.push((name, value));
+    }
+    if n > 0 && top >= num_symbols {
+        return None;
+    }
+    let num_chunks = varint64(body, &mut p)?;
+    if num_chunks > (body.len() - p) as u64 / 3 {
+        return None;
+    }
+    let mut kept = 0;
+    if num_chunks > 0 {
+        let min_time = zigzag_decode(varint64(body, &mut p)?);
+        let mut max_time = min_time.wrapping_add(varint64(body, &mut p)? as i64);
+        let mut chunk_ref = varint64(body, &mut p)?;
+        let mut min = min_time;
+        for k in 0..num_chunks {
+            if k > 0 {
+                min = max_time.wrapping_add(varint64(body, &mut p)? as i64);
+                max_time = min.wrapping_add(varint64(body, &mut p)? as i64);
+                chunk_ref = chunk_ref.wrapping_add(zigzag_decode(varint64(body, &mut p)?) as u64);
+            }
+            if min > maxt {
+                break;
+            }
+            if max_time >= mint {
+                chunks.push(ChunkMeta {
+                    min_time: min,
+                    max_time,
+                    chunk_ref,
+                });
+                kept += 1;
+            }
+        }
+    }
+    Some(Decoded {
+        labels: n,
         chunks: num_chunks as usize,
         kept,
     })

@@ -215,11 +215,7 @@ pub struct SeriesWriter {
 /// the first labels of the series before them.
 #[inline]
 fn shared_prefix(labels: &[Served], prev: &[Served]) -> usize {
-    labels
-        .iter()
-        .zip(prev)
-        .take_while(|(a, b)| a == b)
-        .count()
+    labels.iter().zip(prev).take_while(|(a, b)| a == b).count()
 }
 
 impl StreamBatch for SeriesBatch {

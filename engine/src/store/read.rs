@@ -404,7 +404,10 @@ fn warm_labels(read: &ReadBatch<'_>, served: &[Served], series: &[(u32, u32, u32
         for (k, &l) in served[cur.clone()].iter().enumerate() {
             if k >= prev.len() || served[prev.start + k] != l {
                 let (n, v) = read.label(l);
-                bytes += n.len() + v.len();
+                // The bytes themselves, not only their offsets.
+                bytes += usize::from(n.first().copied().unwrap_or(0))
+                    + usize::from(v.first().copied().unwrap_or(0))
+                    + usize::from(v.last().copied().unwrap_or(0));
             }
         }
         prev = cur;
@@ -428,7 +431,11 @@ fn new_label_refs<'a>(
         labels[cur]
             .iter()
             .enumerate()
-            .filter(move |&(k, l)| labels.get(before.start + k).is_none_or(|p| k >= before.len() || p != l))
+            .filter(move |&(k, l)| {
+                labels
+                    .get(before.start + k)
+                    .is_none_or(|p| k >= before.len() || p != l)
+            })
             .flat_map(|(_, &(n, v))| [n, v])
     })
 }
