@@ -11,7 +11,7 @@ use super::StoreError;
 use super::batch::SeriesBatch;
 use super::series::merge_chunks;
 use super::symbols::SymbolPages;
-use super::wire::{SizedChunk, WireBatch, WireChunk, WireFraming, put_label_field};
+use super::wire::{WireBatch, WireChunk, WireForm};
 use crate::labels::Labels;
 
 /// A label of a series as a producer serves it: a (name, value) pair of symbol references
@@ -290,7 +290,7 @@ impl StreamBatch for SeriesBatch {
         self.reserve_text(bytes_hint);
     }
 
-    #[inline(never)]
+    #[inline]
     fn push_read(
         &mut self,
         w: &mut SeriesWriter,
@@ -357,22 +357,15 @@ pub struct WireWriter {
     /// its label fields).
     prev: Vec<Served>,
     prev_ends: Vec<u32>,
-    /// Per label of the series being written (after those shared with the last): where the
-    /// batch holds it (`Ok`), or where `fresh` does (`Err`).
-    labels: Vec<Result<(u32, u32), (u32, u32)>>,
-    /// Label fields not yet in the batch, written while the series is sized.
-    fresh: Vec<u8>,
     ends: Vec<u32>,
-    /// Per chunk of the series being written: its size and hash.
-    sized: Vec<SizedChunk>,
 }
 
 impl StreamBatch for WireBatch {
-    type Form = WireFraming;
+    type Form = WireForm;
     type Writer = WireWriter;
 
-    fn empty(form: &WireFraming) -> Self {
-        WireBatch::new(*form)
+    fn empty(form: &WireForm) -> Self {
+        WireBatch::of(form)
     }
 
     fn len(&self) -> usize {
@@ -430,7 +423,7 @@ impl StreamBatch for WireBatch {
         self.reserve(bytes_hint);
     }
 
-    #[inline(never)]
+    #[inline]
     fn push_read(
         &mut self,
         w: &mut WireWriter,
@@ -438,79 +431,40 @@ impl StreamBatch for WireBatch {
         labels: &[Served],
         chunks: &[ReadChunk],
     ) {
+        let shared = shared_prefix(labels, &w.prev);
+        self.open_series();
         if w.moves != self.moves() {
-            // A frame closed and moved what the memo points at.
+            // Closing a frame (or the last series' length) moved what the memo points at.
             w.memo.clear();
             w.moves = self.moves();
         }
         // The labels shared with the series before are copied from it in one piece; the rest
         // from where the batch already holds them, or written afresh.
-        let shared = shared_prefix(labels, &w.prev);
-        let mut len = if shared > 0 {
-            w.prev_ends[shared - 1] as usize
-        } else {
-            0
-        };
-        w.labels.clear();
-        w.fresh.clear();
-        for &l in &labels[shared..] {
-            let at = match w.memo.get(l) {
-                Some(at) => Ok(at),
-                None => {
-                    let (n, v) = read.label(l);
-                    let at = w.fresh.len();
-                    put_label_field(&mut w.fresh, n, v);
-                    Err((at as u32, (w.fresh.len() - at) as u32))
-                }
-            };
-            len += match at {
-                Ok((_, n)) | Err((_, n)) => n as usize,
-            };
-            w.labels.push(at);
-        }
-        w.sized.clear();
-        let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
-        for c in chunks {
-            let s = wire_chunk(read, c).sized();
-            len += 1 + super::wire::varint_len(s.len as u64) + s.len;
-            w.sized.push(s);
-            min_time = min_time.min(c.min_time);
-            max_time = max_time.max(c.max_time);
-        }
-        self.begin_series(len);
-        if w.moves != self.moves() {
-            // Starting the series closed a frame and moved the labels the memo points at: the
-            // labels are taken from the series before instead.
-            w.memo.clear();
-            w.moves = self.moves();
-            for (k, &l) in labels[shared..].iter().enumerate() {
-                if w.labels[k].is_ok() {
-                    let (n, v) = read.label(l);
-                    let at = w.fresh.len();
-                    put_label_field(&mut w.fresh, n, v);
-                    w.labels[k] = Err((at as u32, (w.fresh.len() - at) as u32));
-                }
-            }
-        }
         let start = self.written();
         if shared > 0 {
             self.labels_of_previous(w.prev_ends[shared - 1] as usize);
         }
         w.ends.clear();
         w.ends.extend_from_slice(&w.prev_ends[..shared]);
-        for (&l, &at) in labels[shared..].iter().zip(&w.labels) {
-            match at {
-                Ok(at) => self.label_at(at),
-                Err((from, n)) => {
-                    let at = self.put_label_bytes(&w.fresh[from as usize..(from + n) as usize]);
+        for &l in &labels[shared..] {
+            match w.memo.get(l) {
+                Some(at) => self.label_at(at),
+                None => {
+                    let (n, v) = read.label(l);
+                    let at = self.put_label(n, v);
                     w.memo.put(l, at);
                 }
             }
             w.ends.push((self.written() - start) as u32);
         }
         self.end_labels();
-        for (c, &s) in chunks.iter().zip(&w.sized) {
-            self.put_chunk(&wire_chunk(read, c), s);
+        let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
+        for c in chunks {
+            let wc = wire_chunk(read, c);
+            let s = wc.sized();
+            self.put_chunk(&wc, s);
+            min_time = min_time.min(c.min_time);
+            max_time = max_time.max(c.max_time);
         }
         self.end_series(chunks.len(), min_time, max_time);
         w.prev.clear();

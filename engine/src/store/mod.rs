@@ -38,7 +38,7 @@ pub use labels::LabelsQuery;
 pub use series::{SeriesQuery, SeriesResult, ShardInfo, StoreSeries, recut_chunks};
 pub use stream::SeriesStream;
 pub use sync::SyncReport;
-pub use wire::{FRAME_HEADER, LabelFields, WireBatch, WireFraming, put_frame};
+pub use wire::{FRAME_HEADER, LabelFields, WireBatch, WireForm, WireFraming, WirePool, put_frame};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -297,6 +297,8 @@ pub struct BucketStore {
     synced: AtomicBool,
     metrics: Arc<StoreMetrics>,
     runtime: tokio::runtime::Handle,
+    /// Buffers of the StoreAPI frames written for Series answers, reused from answer to answer.
+    wire_pool: Arc<WirePool>,
 }
 
 impl BucketStore {
@@ -345,6 +347,7 @@ impl BucketStore {
             synced: AtomicBool::new(false),
             metrics: Arc::default(),
             runtime,
+            wire_pool: Arc::default(),
         })
     }
 

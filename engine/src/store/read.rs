@@ -82,6 +82,8 @@ struct Scratch<W> {
     /// Per entry: end of its labels in `labels`, end of its chunks in `metas`.
     spans: Vec<(u32, u32)>,
     metas: Vec<ChunkMeta>,
+    /// Symbol references to look up for the batch.
+    fresh: Vec<u32>,
     /// Labels of the served series, one after another.
     served: Vec<Served>,
     /// Per served series: end of its labels in `served`, its entry's chunks in `metas`.
@@ -102,6 +104,7 @@ impl<W: Default> Default for Scratch<W> {
             labels: Vec::new(),
             spans: Vec::new(),
             metas: Vec::new(),
+            fresh: Vec::new(),
             served: Vec::new(),
             series: Vec::new(),
             chunks: Vec::new(),
@@ -199,7 +202,12 @@ async fn read_batch<B: StreamBatch>(
     } else {
         (q.min_time, q.max_time)
     };
+    // The symbols of the labels an entry does not share with the one before (sorted series
+    // mostly repeat those) are the ones to look up.
+    sc.fresh.clear();
+    let mut prev = 0..0;
     for (i, &r) in refs.iter().enumerate() {
+        let start = sc.labels.len();
         decode_entry(
             entries.get(i),
             u64::from(r) * 16,
@@ -209,12 +217,20 @@ async fn read_batch<B: StreamBatch>(
             &mut sc.labels,
             &mut sc.metas,
         )?;
-        sc.spans
-            .push((sc.labels.len() as u32, sc.metas.len() as u32));
+        let end = sc.labels.len();
+        let shared = sc.labels[start..end]
+            .iter()
+            .zip(&sc.labels[prev.clone()])
+            .take_while(|(a, b)| a == b)
+            .count();
+        for &(n, v) in &sc.labels[start + shared..end] {
+            sc.fresh.extend_from_slice(&[n, v]);
+        }
+        prev = start..end;
+        sc.spans.push((end as u32, sc.metas.len() as u32));
     }
     drop(entries);
-    syms.load(core, b, new_label_refs(&sc.labels, &sc.spans))
-        .await?;
+    syms.load(core, b, sc.fresh.iter().copied()).await?;
 
     // The series served: those with chunks in the window, in this shard, labels as served.
     sc.served.clear();
@@ -413,31 +429,6 @@ fn warm_labels(read: &ReadBatch<'_>, served: &[Served], series: &[(u32, u32, u32
         prev = cur;
     }
     std::hint::black_box(bytes);
-}
-
-/// The symbol references of the labels of the entries `spans` delimit in `labels`, leaving out
-/// each label equal to the one at its place in the entry before (sorted series mostly repeat
-/// those), whose symbols were already asked for.
-fn new_label_refs<'a>(
-    labels: &'a [(u32, u32)],
-    spans: &'a [(u32, u32)],
-) -> impl Iterator<Item = u32> + 'a {
-    let mut prev = 0..0;
-    let mut start = 0;
-    spans.iter().flat_map(move |&(end, _)| {
-        let cur = start..end as usize;
-        start = end as usize;
-        let before = std::mem::replace(&mut prev, cur.clone());
-        labels[cur]
-            .iter()
-            .enumerate()
-            .filter(move |&(k, l)| {
-                labels
-                    .get(before.start + k)
-                    .is_none_or(|p| k >= before.len() || p != l)
-            })
-            .flat_map(|(_, &(n, v))| [n, v])
-    })
 }
 
 /// Appends a block series' labels as served, by symbol reference: external labels attached

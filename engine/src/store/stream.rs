@@ -28,7 +28,7 @@ use super::postings::PackedRefs;
 use super::read::{BATCH_SERIES, Part, PartResult, Prepared, Usage, produce};
 use super::resolve::resolve;
 use super::series::{SeriesQuery, block_matchers};
-use super::wire::{WireBatch, WireFraming};
+use super::wire::{WireBatch, WireForm, WireFraming};
 use super::{BucketStore, StoreError};
 
 /// Fewest series in a stripe.
@@ -106,7 +106,11 @@ impl BucketStore {
         q: &SeriesQuery,
         framing: WireFraming,
     ) -> Result<SeriesStream<WireBatch>, StoreError> {
-        self.stream_of(q, framing).await
+        let form = WireForm {
+            framing,
+            pool: Some(self.wire_pool.clone()),
+        };
+        self.stream_of(q, form).await
     }
 
     async fn stream_of<B: StreamBatch>(

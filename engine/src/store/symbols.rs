@@ -133,7 +133,8 @@ impl SymbolPages {
         let page = &self.pages[self.slot[p] as usize].1;
         let k = r as usize % SAMPLE_EVERY;
         let u32_at = |at: usize| {
-            u32::from_le_bytes([page[at], page[at + 1], page[at + 2], page[at + 3]]) as usize
+            page.get(at..at + 4)
+                .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
         };
         let count = u32_at(0);
         let base = 4 + 4 * (count + 1);

@@ -615,3 +615,58 @@ async fn wire_answers_are_the_decoded_answers_framed() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wire_series_of_every_size_are_framed_whole() {
+    // Series whose length takes one, two and three bytes, with and without chunks, in
+    // batches that close frames of every size.
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    let mut w = BlockWriter::create(&bucket, CutOptions::default()).unwrap();
+    let mut all: Vec<(Labels, usize)> = Vec::new();
+    for (k, len) in [1usize, 40, 90, 127, 128, 300, 16_250, 16_400, 40_000, 5, 2]
+        .into_iter()
+        .enumerate()
+    {
+        for samples in [1usize, 500] {
+            let v = format!("{k:02}{}", "x".repeat(len));
+            let labels = Labels::from_pairs([
+                ("__name__", "m"),
+                ("s", samples.to_string().as_str()),
+                ("v", v.as_str()),
+            ]);
+            all.push((labels, samples));
+        }
+    }
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    for (labels, samples) in &all {
+        let ts: Vec<i64> = (0..*samples as i64).map(|k| k * STEP).collect();
+        let val: Vec<f64> = ts.iter().map(|&t| t as f64).collect();
+        w.add_series(labels, &ts, &val).unwrap();
+    }
+    w.finish(None).unwrap().unwrap();
+    let store = open(&bucket, &tmp.path().join("data"), StoreOptions::default());
+    store.sync().await.unwrap();
+    for skip_chunks in [false, true] {
+        let q = SeriesQuery {
+            min_time: 0,
+            max_time: 500 * STEP,
+            matchers: vec![Matcher::equal("__name__", "m")],
+            skip_chunks,
+            ..SeriesQuery::default()
+        };
+        let want = flat_decoded(&store.series(&q).await.unwrap().series);
+        assert_eq!(want.len(), all.len());
+        for per in [1, 3, 64] {
+            let mut s = store
+                .series_wire(&q, WireFraming::for_request(per))
+                .await
+                .unwrap();
+            let mut frames = Vec::new();
+            while let Some(b) = s.next_batch().await.unwrap() {
+                frames.extend_from_slice(&b.into_frames());
+            }
+            assert_eq!(flat_frames(&frames), want, "{per} per frame");
+        }
+    }
+}

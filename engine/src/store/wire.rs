@@ -14,13 +14,23 @@
 //! stream can compare series (labels are parsed back, equal label sets are equal bytes) and
 //! merge a series found in several blocks by concatenating their chunk fields.
 
+mod buf;
+mod parse;
+
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
+pub(super) use self::buf::WireBuf;
+use self::buf::{bytes_len, field_len, int_len, put_varint_fixed, varint_at, varint_len};
+use self::parse::ChunkField;
 use super::block::RawChunk;
 use super::series::merge_chunks;
 use crate::chunk::{AggrChunk, AggrType, ChunkError, Encoding};
+
+pub use self::buf::WirePool;
+pub use self::parse::LabelFields;
 
 /// Bytes of the gRPC frame header: compression flag and `BE32` length.
 pub const FRAME_HEADER: usize = 5;
@@ -55,84 +65,35 @@ impl WireFraming {
     }
 }
 
-/// Length of `v` as a protobuf varint, bytes.
-#[inline(always)]
-pub(super) fn varint_len(v: u64) -> usize {
-    // One byte per started 7 bits (0 takes one byte): bits × 9/64 rounds up to the same figure
-    // for 1..=64 bits without a division.
-    let bits = 64 - (v | 1).leading_zeros() as usize;
-    (bits * 9 + 64) / 64
-}
-
-#[inline(always)]
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// Writes `v` as a varint of exactly `n` bytes (padded with continuation bytes when `v` needs
-/// fewer) into `out`.
-#[inline]
-fn put_varint_fixed(out: &mut [u8], mut v: u64) {
-    let n = out.len();
-    for (k, b) in out.iter_mut().enumerate() {
-        *b = (v as u8 & 0x7F) | if k + 1 < n { 0x80 } else { 0 };
-        v >>= 7;
-    }
-}
-
-/// Length of a length-delimited field of `n` bytes, its 1-byte tag included.
-#[inline(always)]
-fn field_len(n: usize) -> usize {
-    1 + varint_len(n as u64) + n
-}
-
-/// Length of a string or bytes field, which proto3 leaves out when empty.
-#[inline(always)]
-fn bytes_len(n: usize) -> usize {
-    if n == 0 { 0 } else { field_len(n) }
-}
-
-#[inline(always)]
-fn put_bytes(out: &mut Vec<u8>, tag: u8, b: &[u8]) {
-    if !b.is_empty() {
-        out.push(tag);
-        put_varint(out, b.len() as u64);
-        out.extend_from_slice(b);
-    }
+/// What the batches of one answer share: the framing, and the pool their buffers come from.
+#[derive(Debug, Clone)]
+pub struct WireForm {
+    pub(super) framing: WireFraming,
+    pub(super) pool: Option<Arc<WirePool>>,
 }
 
 /// Length of a `Series.labels` field holding `Label { name, value }`, tag included.
 #[inline(always)]
-pub(super) fn label_field_len(name: &[u8], value: &[u8]) -> usize {
+fn label_field_len(name: &[u8], value: &[u8]) -> usize {
     field_len(bytes_len(name.len()) + bytes_len(value.len()))
 }
 
 /// Appends a `Series.labels` (1) field: `Label { name (1), value (2) }`.
 #[inline]
-pub(super) fn put_label_field(out: &mut Vec<u8>, n: &[u8], v: &[u8]) {
+pub(super) fn put_label_field(out: &mut WireBuf, n: &[u8], v: &[u8]) {
     let inner = bytes_len(n.len()) + bytes_len(v.len());
     if inner < 0x80 && !n.is_empty() && !v.is_empty() {
         // The usual label: every length fits one byte.
-        out.extend_from_slice(&[0x0A, inner as u8, 0x0A, n.len() as u8]);
-        out.extend_from_slice(n);
-        out.extend_from_slice(&[0x12, v.len() as u8]);
-        out.extend_from_slice(v);
+        out.reserve(inner + 2);
+        out.put(&[0x0A, inner as u8, 0x0A, n.len() as u8]);
+        out.put(n);
+        out.put(&[0x12, v.len() as u8]);
+        out.put(v);
         return;
     }
-    out.push(0x0A);
-    put_varint(out, inner as u64);
-    put_bytes(out, 0x0A, n);
-    put_bytes(out, 0x12, v);
-}
-
-/// Length of a varint field (proto3 leaves 0 out), tag included.
-#[inline(always)]
-fn int_len(v: u64) -> usize {
-    if v == 0 { 0 } else { 1 + varint_len(v) }
+    out.tag_varint(0x0A, inner as u64);
+    out.bytes_field(0x0A, n);
+    out.bytes_field(0x12, v);
 }
 
 /// `thanos.Chunk.Encoding` of a TSDB chunk encoding byte.
@@ -151,22 +112,22 @@ fn wire_chunk_len(typ: u64, data: &[u8], hash: u64) -> usize {
     int_len(typ) + bytes_len(data.len()) + int_len(hash)
 }
 
+/// Appends the fields of a `thanos.Chunk { type (1), data (2), hash (3) }`; type XOR (0) and
+/// a zero hash are left out.
 #[inline(always)]
-fn put_wire_chunk(out: &mut Vec<u8>, typ: u64, data: &[u8], hash: u64) {
+fn put_wire_chunk(out: &mut WireBuf, typ: u64, data: &[u8], hash: u64) {
     if typ != 0 {
-        out.push(0x08);
-        put_varint(out, typ);
+        out.tag_varint(0x08, typ);
     }
-    put_bytes(out, 0x12, data);
+    out.bytes_field(0x12, data);
     if hash != 0 {
-        out.push(0x18);
-        put_varint(out, hash);
+        out.tag_varint(0x18, hash);
     }
 }
 
 /// The xxhash64 a chunk payload is sent with, so a querier can drop duplicates cheaply.
 #[inline]
-pub(super) fn chunk_hash(data: &[u8]) -> u64 {
+fn chunk_hash(data: &[u8]) -> u64 {
     xxhash_rust::xxh64::xxh64(data, 0)
 }
 
@@ -184,6 +145,14 @@ pub(super) struct WireChunk<'a> {
 pub(super) struct SizedChunk {
     pub(super) len: usize,
     pub(super) hash: u64,
+}
+
+impl SizedChunk {
+    /// Bytes of the `Series.chunks` field, tag included.
+    #[inline(always)]
+    pub(super) fn field_len(&self) -> usize {
+        field_len(self.len)
+    }
 }
 
 impl WireChunk<'_> {
@@ -209,20 +178,17 @@ impl WireChunk<'_> {
     /// Appends the `Series.chunks` (2) field: `AggrChunk { min_time (1), max_time (2), raw (3)
     /// }` for raw chunks, the aggregate sub-chunks in fields 4–8 for downsampled ones.
     #[inline]
-    pub(super) fn put(&self, s: SizedChunk, out: &mut Vec<u8>) {
+    pub(super) fn put(&self, s: SizedChunk, out: &mut WireBuf) {
         if self.encoding != Encoding::Aggr as u8 {
             self.put_raw(s, out);
             return;
         }
-        out.push(0x12);
-        put_varint(out, s.len as u64);
+        out.tag_varint(0x12, s.len as u64);
         if self.min_time != 0 {
-            out.push(0x08);
-            put_varint(out, self.min_time as u64);
+            out.tag_varint(0x08, self.min_time as u64);
         }
         if self.max_time != 0 {
-            out.push(0x10);
-            put_varint(out, self.max_time as u64);
+            out.tag_varint(0x10, self.max_time as u64);
         }
         for (t, p) in AggrType::ALL
             .iter()
@@ -231,66 +197,49 @@ impl WireChunk<'_> {
             if let Some(p) = p {
                 let h = chunk_hash(p.data);
                 // AggrChunk.count (4), sum (5), min (6), max (7), counter (8).
-                out.push(((4 + *t as u8) << 3) | 2);
-                put_varint(out, wire_chunk_len(0, p.data, h) as u64);
+                out.tag_varint(
+                    ((4 + *t as u8) << 3) | 2,
+                    wire_chunk_len(0, p.data, h) as u64,
+                );
                 put_wire_chunk(out, 0, p.data, h);
             }
         }
     }
-
-    /// [`WireChunk::put`] for a raw chunk: the fields before the payload are written in a
-    /// buffer on the stack and appended at once.
-    #[inline]
-    fn put_raw(&self, s: SizedChunk, out: &mut Vec<u8>) {
-        let typ = wire_type(self.encoding);
-        // The fields before the payload, written in place over zeros and cut to length: a
-        // tag and varint each, at most 2 + 10 + 3 × 11 + 11 bytes.
-        let at = out.len();
-        out.extend_from_slice(&[0; 64]);
-        let h = &mut out[at..];
-        h[0] = 0x12;
-        let mut n = varint_at(h, 1, s.len as u64);
-        if self.min_time != 0 {
-            h[n] = 0x08;
-            n = varint_at(h, n + 1, self.min_time as u64);
-        }
-        if self.max_time != 0 {
-            h[n] = 0x10;
-            n = varint_at(h, n + 1, self.max_time as u64);
-        }
-        h[n] = 0x1A;
-        n = varint_at(h, n + 1, wire_chunk_len(typ, self.data, s.hash) as u64);
-        if typ != 0 {
-            h[n] = 0x08;
-            n = varint_at(h, n + 1, typ);
-        }
-        if !self.data.is_empty() {
-            h[n] = 0x12;
-            n = varint_at(h, n + 1, self.data.len() as u64);
-        }
-        out.truncate(at + n);
-        out.extend_from_slice(self.data);
-        if s.hash != 0 {
-            let at = out.len();
-            out.extend_from_slice(&[0; 16]);
-            let t = &mut out[at..];
-            t[0] = 0x18;
-            let m = varint_at(t, 1, s.hash);
-            out.truncate(at + m);
-        }
-    }
 }
 
-/// Writes `v` as a varint at `buf[at..]`; returns the position after it.
-#[inline(always)]
-fn varint_at(buf: &mut [u8], mut at: usize, mut v: u64) -> usize {
-    while v >= 0x80 {
-        buf[at] = v as u8 | 0x80;
-        v >>= 7;
-        at += 1;
+impl WireChunk<'_> {
+    /// [`WireChunk::put`] for a raw chunk, written in place into room made once.
+    #[inline(always)]
+    fn put_raw(&self, s: SizedChunk, out: &mut WireBuf) {
+        let typ = wire_type(self.encoding);
+        let need = s.field_len();
+        let h = out.room(need);
+        let tag = |h: &mut [u8], p: usize, tag: u8, v: u64| {
+            h[p] = tag;
+            varint_at(h, p + 1, v)
+        };
+        let mut p = tag(h, 0, 0x12, s.len as u64);
+        if self.min_time != 0 {
+            p = tag(h, p, 0x08, self.min_time as u64);
+        }
+        if self.max_time != 0 {
+            p = tag(h, p, 0x10, self.max_time as u64);
+        }
+        p = tag(h, p, 0x1A, wire_chunk_len(typ, self.data, s.hash) as u64);
+        if typ != 0 {
+            p = tag(h, p, 0x08, typ);
+        }
+        if !self.data.is_empty() {
+            p = tag(h, p, 0x12, self.data.len() as u64);
+            h[p..p + self.data.len()].copy_from_slice(self.data);
+            p += self.data.len();
+        }
+        if s.hash != 0 {
+            p = tag(h, p, 0x18, s.hash);
+        }
+        debug_assert_eq!(p, need);
+        out.advance(p);
     }
-    buf[at] = v as u8;
-    at + 1
 }
 
 /// Where a series lies in a batch's bytes, with what merging needs of its chunks.
@@ -317,10 +266,11 @@ struct WireSeries {
 /// Series in wire form, sorted by labels; see the module documentation.
 #[derive(Debug, Clone)]
 pub struct WireBatch {
-    bytes: Vec<u8>,
+    buf: WireBuf,
     series: Vec<WireSeries>,
     chunks: usize,
     framing: WireFraming,
+    pool: Option<Arc<WirePool>>,
     /// The batched frame being filled: its header's position, and its first series. It is
     /// closed when the next series finds it full, or by [`WireBatch::into_frames`], so the
     /// last series always lies in an open frame and can be dropped.
@@ -333,19 +283,31 @@ pub struct WireBatch {
 impl WireBatch {
     /// An empty batch framed as `framing` says.
     pub fn new(framing: WireFraming) -> Self {
+        Self::of(&WireForm {
+            framing,
+            pool: None,
+        })
+    }
+
+    /// An empty batch of an answer of form `form`; its buffer comes from the form's pool when
+    /// the first bytes are written.
+    pub(super) fn of(form: &WireForm) -> Self {
         WireBatch {
-            bytes: Vec::new(),
+            buf: WireBuf::default(),
             series: Vec::new(),
             chunks: 0,
-            framing,
+            framing: form.framing,
+            pool: form.pool.clone(),
             open: None,
             moves: 0,
         }
     }
 
-    /// How the batch is framed.
-    pub fn framing(&self) -> WireFraming {
-        self.framing
+    fn empty_like(&self) -> Self {
+        Self::of(&WireForm {
+            framing: self.framing,
+            pool: self.pool.clone(),
+        })
     }
 
     /// Number of series.
@@ -365,18 +327,25 @@ impl WireBatch {
 
     /// Bytes held (the figure batches are sized by).
     pub fn bytes(&self) -> usize {
-        self.bytes.len() + self.series.len() * std::mem::size_of::<WireSeries>()
+        self.buf.len() + self.series.len() * std::mem::size_of::<WireSeries>()
     }
 
     /// Makes room for `n` more bytes.
+    #[inline]
     pub(super) fn reserve(&mut self, n: usize) {
-        self.bytes.reserve(n);
+        if !self.buf.has_storage()
+            && let Some(pool) = &self.pool
+        {
+            self.buf = pool.take(n);
+        }
+        self.buf.reserve(n);
     }
 
-    /// The frames: every series, framed, ready to be sent.
-    pub fn into_frames(mut self) -> Vec<u8> {
+    /// The frames: every series, framed, ready to be sent. The storage goes back to the
+    /// answer's pool when the bytes are dropped.
+    pub fn into_frames(mut self) -> Bytes {
         self.close_frame();
-        self.bytes
+        std::mem::take(&mut self.buf).into_bytes(self.pool.as_ref())
     }
 
     /// How many times closing a frame moved bytes already written (see
@@ -385,15 +354,21 @@ impl WireBatch {
         self.moves
     }
 
+    /// Bytes written so far.
+    #[inline]
+    pub(super) fn written(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Starts a series whose `Series` message takes `len` bytes: frame headers as the framing
     /// asks, then `0x0A len`. Its label fields follow, then [`WireBatch::end_labels`], its
     /// chunk fields, and [`WireBatch::end_series`].
     #[inline]
     pub(super) fn begin_series(&mut self, len: usize) {
-        self.bytes.reserve(len + 16 + GROUP_HEADER);
+        self.reserve(len + 16 + GROUP_HEADER);
         let start = if self.framing.per_frame > 1 {
             if let Some((hdr, first)) = self.open {
-                let body = self.bytes.len() - hdr - GROUP_HEADER;
+                let body = self.buf.len() - hdr - GROUP_HEADER;
                 if self.series.len() - first >= self.framing.per_frame
                     || body >= MAX_FRAME_SERIES_BYTES
                 {
@@ -401,20 +376,18 @@ impl WireBatch {
                 }
             }
             if self.open.is_none() {
-                self.open = Some((self.bytes.len(), self.series.len()));
-                self.bytes.extend_from_slice(&[0; GROUP_HEADER]);
+                self.open = Some((self.buf.len(), self.series.len()));
+                self.buf.put(&[0; GROUP_HEADER]);
             }
-            self.bytes.len()
+            self.buf.len()
         } else {
-            let start = self.bytes.len();
-            self.bytes.push(0);
-            self.bytes
-                .extend_from_slice(&(field_len(len) as u32).to_be_bytes());
+            let start = self.buf.len();
+            self.buf.push(0);
+            self.buf.put(&(field_len(len) as u32).to_be_bytes());
             start
         };
-        self.bytes.push(0x0A);
-        put_varint(&mut self.bytes, len as u64);
-        let at = self.bytes.len() as u32;
+        self.buf.tag_varint(0x0A, len as u64);
+        let at = self.buf.len() as u32;
         self.series.push(WireSeries {
             start: start as u32,
             labels: at,
@@ -426,27 +399,79 @@ impl WireBatch {
         });
     }
 
+    /// Starts a series whose length is known only at [`WireBatch::end_series`], which writes
+    /// it: room is left for a length of two bytes (128 to 16 383 bytes, most series), and a
+    /// series of another length is moved once to fit.
+    #[inline]
+    pub(super) fn open_series(&mut self) {
+        self.begin_series(0x80);
+    }
+
     /// Marks the end of the label fields of the series begun last.
     #[inline]
     pub(super) fn end_labels(&mut self) {
-        let at = self.bytes.len() as u32;
+        let at = self.buf.len() as u32;
         if let Some(s) = self.series.last_mut() {
             s.chunks = at;
         }
     }
 
-    /// Ends the series begun last, which holds `n` chunks from `min_time` to `max_time`.
+    /// Ends the series begun last, which holds `n` chunks from `min_time` to `max_time`,
+    /// writing its length (and its frame's, when it has a frame of its own) now that it is
+    /// known.
     #[inline]
     pub(super) fn end_series(&mut self, n: usize, min_time: i64, max_time: i64) {
-        let at = self.bytes.len() as u32;
+        let Some(&s) = self.series.last() else {
+            return;
+        };
+        let labels = s.labels as usize;
+        let body = self.buf.len() - labels;
+        // The varint written at the start holds the length asked for, not this one.
+        let tag = self.series_tag(s);
+        let (had, has) = (labels - tag - 1, varint_len(body as u64));
+        let mut at = labels;
+        if had != has {
+            at = tag + 1 + has;
+            self.buf.shift(labels, at);
+            self.moves = self.moves.wrapping_add(1);
+        }
+        put_varint_fixed(self.buf.written_mut(tag + 1, has), body as u64);
+        if self.framing.per_frame <= 1 {
+            let msg = (1 + has + body) as u32;
+            self.buf
+                .written_mut(s.start as usize + 1, 4)
+                .copy_from_slice(&msg.to_be_bytes());
+        }
+        let moved = at as i64 - labels as i64;
+        let end = self.buf.len() as u32;
         if let Some(s) = self.series.last_mut() {
-            s.end = at;
+            s.labels = at as u32;
+            s.chunks = (s.chunks as i64 + moved) as u32;
+            s.end = end;
             s.n = n as u32;
             s.min_time = min_time;
             s.max_time = max_time;
             debug_assert!(s.chunks >= s.labels && s.end >= s.chunks);
         }
         self.chunks += n;
+    }
+
+    /// Where the `0x0A` tag of series `s` lies.
+    #[inline(always)]
+    fn series_tag(&self, s: WireSeries) -> usize {
+        if self.framing.per_frame > 1 {
+            s.start as usize
+        } else {
+            s.start as usize + FRAME_HEADER
+        }
+    }
+
+    /// Appends a `Series.labels` field; returns where it lies, for [`WireBatch::label_at`].
+    #[inline]
+    pub(super) fn put_label(&mut self, name: &[u8], value: &[u8]) -> (u32, u32) {
+        let at = self.buf.len();
+        put_label_field(&mut self.buf, name, value);
+        (at as u32, (self.buf.len() - at) as u32)
     }
 
     /// Writes the open batched frame's header now that its length is known, moving its series
@@ -456,18 +481,12 @@ impl WireBatch {
         let Some((hdr, first)) = self.open.take() else {
             return;
         };
-        let body = self.bytes.len() - hdr - GROUP_HEADER;
+        let body = self.buf.len() - hdr - GROUP_HEADER;
         let n = varint_len(body as u64);
         let head = FRAME_HEADER + 1 + n;
         if head != GROUP_HEADER {
             let (from, to) = (hdr + GROUP_HEADER, hdr + head);
-            if to > from {
-                self.bytes.resize(self.bytes.len() + (to - from), 0);
-                self.bytes.copy_within(from..from + body, to);
-            } else {
-                self.bytes.copy_within(from.., to);
-                self.bytes.truncate(to + body);
-            }
+            self.buf.shift(from, to);
             for s in &mut self.series[first..] {
                 for at in [&mut s.start, &mut s.labels, &mut s.chunks, &mut s.end] {
                     *at = (*at as usize + to - from) as u32;
@@ -475,47 +494,18 @@ impl WireBatch {
             }
             self.moves = self.moves.wrapping_add(1);
         }
-        let h = &mut self.bytes[hdr..hdr + head];
+        let h = self.buf.written_mut(hdr, head);
         h[0] = 0;
         h[1..5].copy_from_slice(&(field_len(body) as u32).to_be_bytes());
         h[5] = 0x22;
         put_varint_fixed(&mut h[6..], body as u64);
     }
 
-    /// Appends a `Series.labels` field; returns where it lies, for [`WireBatch::label_at`].
-    #[inline]
-    pub(super) fn put_label(&mut self, name: &[u8], value: &[u8]) -> (u32, u32) {
-        let at = self.bytes.len();
-        put_label_field(&mut self.bytes, name, value);
-        (at as u32, (self.bytes.len() - at) as u32)
-    }
-
-    /// Appends a `Series.labels` field written by [`put_label_field`]; returns where it lies.
-    #[inline]
-    pub(super) fn put_label_bytes(&mut self, field: &[u8]) -> (u32, u32) {
-        let at = self.bytes.len();
-        self.bytes.extend_from_slice(field);
-        (at as u32, field.len() as u32)
-    }
-
-    /// Bytes written so far.
-    #[inline]
-    pub(super) fn written(&self) -> usize {
-        self.bytes.len()
-    }
-
     /// Appends again a label field written earlier in this batch (as long as
     /// [`WireBatch::moves`] has not changed since).
     #[inline]
     pub(super) fn label_at(&mut self, (at, len): (u32, u32)) {
-        let at = at as usize;
-        self.bytes.extend_from_within(at..at + len as usize);
-    }
-
-    /// Appends a chunk field sized by [`WireChunk::sized`].
-    #[inline]
-    pub(super) fn put_chunk(&mut self, c: &WireChunk<'_>, s: SizedChunk) {
-        c.put(s, &mut self.bytes);
+        self.buf.put_from_within(at as usize, len as usize);
     }
 
     /// Appends again the first `len` bytes of label fields of the series before the one begun
@@ -525,17 +515,23 @@ impl WireBatch {
         let n = self.series.len();
         debug_assert!(n >= 2);
         let at = self.series[n - 2].labels as usize;
-        self.bytes.extend_from_within(at..at + len);
+        self.buf.put_from_within(at, len);
+    }
+
+    /// Appends a chunk field sized by [`WireChunk::sized`].
+    #[inline]
+    pub(super) fn put_chunk(&mut self, c: &WireChunk<'_>, s: SizedChunk) {
+        c.put(s, &mut self.buf);
     }
 
     fn label_bytes(&self, i: usize) -> &[u8] {
         let s = &self.series[i];
-        &self.bytes[s.labels as usize..s.chunks as usize]
+        &self.buf.as_slice()[s.labels as usize..s.chunks as usize]
     }
 
     fn chunk_bytes(&self, i: usize) -> &[u8] {
         let s = &self.series[i];
-        &self.bytes[s.chunks as usize..s.end as usize]
+        &self.buf.as_slice()[s.chunks as usize..s.end as usize]
     }
 
     /// Label `(name, value)` byte pairs of series `i`, sorted by name.
@@ -582,10 +578,10 @@ impl WireBatch {
     ) {
         let len = labels.len() + chunks.iter().map(|c| c.len()).sum::<usize>();
         self.begin_series(len);
-        self.bytes.extend_from_slice(labels);
+        self.buf.put(labels);
         self.end_labels();
         for c in chunks {
-            self.bytes.extend_from_slice(c);
+            self.buf.put(c);
         }
         self.end_series(n, min_time, max_time);
     }
@@ -596,11 +592,11 @@ impl WireBatch {
         let len = labels
             .iter()
             .map(|(n, v)| label_field_len(n, v))
-            .chain(sized.iter().map(|s| field_len(s.len)))
+            .chain(sized.iter().map(SizedChunk::field_len))
             .sum();
         self.begin_series(len);
         for (n, v) in labels {
-            self.put_label(n, v);
+            put_label_field(&mut self.buf, n, v);
         }
         self.end_labels();
         for (c, s) in chunks.iter().zip(sized) {
@@ -640,7 +636,7 @@ impl WireBatch {
         let batched = self.framing.per_frame > 1;
         if batched && self.open.is_none_or(|(_, first)| n < first) {
             // Series of closed frames go: the frames are written again.
-            let mut kept = WireBatch::new(self.framing);
+            let mut kept = self.empty_like();
             kept.reserve(self.series[n].start as usize);
             for i in 0..n {
                 kept.copy_series(self, i);
@@ -654,10 +650,10 @@ impl WireBatch {
         match self.open {
             // The open frame loses all its series: its header goes too.
             Some((hdr, first)) if first == n => {
-                self.bytes.truncate(hdr);
+                self.buf.truncate(hdr);
                 self.open = None;
             }
-            _ => self.bytes.truncate(cut.start as usize),
+            _ => self.buf.truncate(cut.start as usize),
         }
     }
 
@@ -666,8 +662,8 @@ impl WireBatch {
     pub(super) fn sorted(&self) -> WireBatch {
         let mut idx: Vec<usize> = (0..self.len()).collect();
         idx.sort_by(|&a, &b| self.cmp_series(a, self, b));
-        let mut out = WireBatch::new(self.framing);
-        out.reserve(self.bytes.len());
+        let mut out = self.empty_like();
+        out.reserve(self.buf.len());
         for i in idx {
             out.copy_series(self, i);
         }
@@ -691,7 +687,7 @@ impl WireBatch {
         let last = self.series.len().wrapping_sub(1);
         if !self.is_empty() && self.label_bytes(last) == first.label_bytes(i0) {
             // Label rewriting made two series of a block one: the last grows.
-            let mut prev = WireBatch::new(self.framing);
+            let mut prev = self.empty_like();
             prev.copy_series(self, last);
             self.pop_series();
             let mut all = Vec::with_capacity(parts.len() + 1);
@@ -760,128 +756,21 @@ impl WireBatch {
     }
 }
 
+impl Drop for WireBatch {
+    fn drop(&mut self) {
+        // A batch dropped unsent (cut, merged into another) gives its storage back too.
+        if let Some(pool) = &self.pool {
+            pool.give_buf(std::mem::take(&mut self.buf));
+        }
+    }
+}
+
 fn wire(c: &RawChunk) -> WireChunk<'_> {
     WireChunk {
         min_time: c.min_time,
         max_time: c.max_time,
         encoding: c.encoding,
         data: &c.data,
-    }
-}
-
-/// Reads a varint at the start of `buf`, advancing it.
-#[inline]
-fn take_varint(buf: &mut &[u8]) -> Option<u64> {
-    let (v, n) = super::entry::uvarint(buf, 0)?;
-    *buf = &buf[n..];
-    Some(v)
-}
-
-/// Reads a length-delimited field's bytes at the start of `buf`, advancing it.
-#[inline]
-fn take_bytes<'a>(buf: &mut &'a [u8]) -> Option<&'a [u8]> {
-    let n = usize::try_from(take_varint(buf)?).ok()?;
-    let (v, rest) = (buf.get(..n)?, buf.get(n..)?);
-    *buf = rest;
-    Some(v)
-}
-
-/// The `(name, value)` pairs of a series' label fields, as this module writes them.
-#[derive(Debug, Clone)]
-pub struct LabelFields<'a> {
-    buf: &'a [u8],
-}
-
-impl<'a> Iterator for LabelFields<'a> {
-    type Item = (&'a [u8], &'a [u8]);
-
-    #[inline]
-    fn next(&mut self) -> Option<Self::Item> {
-        // Written by this module: a tag 0x0A and a length, then `name` (0x0A) and `value`
-        // (0x12) fields, either left out when empty.
-        let mut b = self.buf;
-        if b.first() != Some(&0x0A) {
-            return None;
-        }
-        b = &b[1..];
-        let Some(mut label) = take_bytes(&mut b) else {
-            self.buf = &[];
-            return None;
-        };
-        self.buf = b;
-        let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
-        while let Some(&tag) = label.first() {
-            label = &label[1..];
-            let Some(v) = take_bytes(&mut label) else {
-                break;
-            };
-            if tag == 0x0A {
-                name = v;
-            } else {
-                value = v;
-            }
-        }
-        Some((name, value))
-    }
-}
-
-/// A `Series.chunks` field as written: the whole field, its time range, and the payload of a
-/// raw XOR chunk.
-#[derive(Debug, Clone, Copy)]
-struct ChunkField<'a> {
-    field: &'a [u8],
-    min_time: i64,
-    max_time: i64,
-    raw_xor: Option<&'a [u8]>,
-}
-
-impl<'a> ChunkField<'a> {
-    /// Reads the chunk field at the start of `buf`, advancing it.
-    fn next(buf: &mut &'a [u8]) -> Option<ChunkField<'a>> {
-        let start = *buf;
-        if start.first() != Some(&0x12) {
-            return None;
-        }
-        let mut b = &start[1..];
-        let mut msg = take_bytes(&mut b)?;
-        let field = &start[..start.len() - b.len()];
-        *buf = b;
-        let mut c = ChunkField {
-            field,
-            min_time: 0,
-            max_time: 0,
-            raw_xor: None,
-        };
-        while let Some(&tag) = msg.first() {
-            msg = &msg[1..];
-            match tag {
-                0x08 => c.min_time = take_varint(&mut msg)? as i64,
-                0x10 => c.max_time = take_varint(&mut msg)? as i64,
-                0x1A => {
-                    let mut raw = take_bytes(&mut msg)?;
-                    let (mut typ, mut data) = (0, &[][..]);
-                    while let Some(&t) = raw.first() {
-                        raw = &raw[1..];
-                        match t {
-                            0x08 => typ = take_varint(&mut raw)?,
-                            0x12 => data = take_bytes(&mut raw)?,
-                            0x18 => {
-                                take_varint(&mut raw)?;
-                            }
-                            _ => return None,
-                        }
-                    }
-                    if typ == 0 {
-                        c.raw_xor = Some(data);
-                    }
-                }
-                t if t & 7 == 2 => {
-                    take_bytes(&mut msg)?;
-                }
-                _ => return None,
-            }
-        }
-        Some(c)
     }
 }
 

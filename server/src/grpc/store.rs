@@ -209,7 +209,7 @@ impl StoreService {
             let status = loop {
                 match stream.next_batch().await {
                     Ok(Some(batch)) => {
-                        let frames = Bytes::from(batch.into_frames());
+                        let frames = batch.into_frames();
                         if tx.send(Ok(Frame::data(frames))).await.is_err() {
                             return;
                         }

@@ -378,3 +378,25 @@ proptest! {
         );
     }
 }
+
+#[test]
+fn varints_written_at_once_are_the_varints() {
+    let mut values: Vec<u64> = vec![0, 1, 127, 128, 300, 16_383, 16_384, u64::MAX];
+    values.extend((0..64).map(|s| 1u64 << s));
+    values.extend((1..64).map(|s| (1u64 << s) - 1));
+    values.extend([1_700_000_000_000, -5i64 as u64, i64::MIN as u64]);
+    for v in values {
+        // Go's binary.PutUvarint, byte by byte.
+        let (mut want, mut x) = (Vec::new(), v);
+        while x >= 0x80 {
+            want.push(x as u8 | 0x80);
+            x >>= 7;
+        }
+        want.push(x as u8);
+        assert_eq!(want.len(), varint_len(v), "{v}");
+        let mut buf = [0xEE; 24];
+        let end = buf::varint_at(&mut buf, 3, v);
+        assert_eq!(&buf[3..end], &want[..], "{v}");
+        assert_eq!(buf[..3], [0xEE; 3]);
+    }
+}
