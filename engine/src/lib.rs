@@ -5,6 +5,7 @@
 
 pub mod block;
 pub mod bucket;
+pub mod buffers;
 pub mod chunk;
 pub mod downsample;
 pub mod encoding;

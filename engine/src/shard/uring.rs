@@ -9,6 +9,12 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use io_uring::{IoUring, opcode, types};
 
+use crate::buffers::{BufferPool, pooled_bytes};
+
+/// Idle read buffers a core keeps, and the largest kept, bytes.
+const POOL_BUFFERS: usize = 16;
+const POOL_BUFFER_MAX: usize = 8 << 20;
+
 enum State {
     /// Submitted (or queued for submission); the waker of the task awaiting it.
     Pending(Option<Waker>),
@@ -20,8 +26,8 @@ enum State {
 
 struct Slot {
     file: Option<Arc<File>>,
-    /// Allocated with capacity for the read and left uninitialised: the kernel fills it, and
-    /// its length is set to what was filled once the read completes.
+    /// Taken from the pool with capacity for the read, its length set to 0: the kernel fills
+    /// it, and its length is set to what was filled once the read completes.
     buf: Vec<u8>,
     /// Bytes the read asks for.
     want: usize,
@@ -35,6 +41,8 @@ struct Slot {
 /// A ring and its read slots.
 pub(crate) struct Uring {
     ring: IoUring,
+    /// Buffers reads land in, back from the bytes handed out once those are dropped.
+    pool: Arc<BufferPool>,
     slots: Vec<Slot>,
     free: Vec<usize>,
     in_flight: usize,
@@ -58,6 +66,7 @@ impl Uring {
     pub(crate) fn new(entries: u32) -> std::io::Result<Self> {
         Ok(Uring {
             ring: IoUring::new(entries)?,
+            pool: Arc::new(BufferPool::new(POOL_BUFFERS, POOL_BUFFER_MAX)),
             slots: Vec::new(),
             free: Vec::new(),
             in_flight: 0,
@@ -87,10 +96,13 @@ impl Uring {
                 self.slots.len() - 1
             }
         };
+        // Not zeroed: page-cache reads are memcpy-bound and zeroing first would double that.
+        let mut buf = self.pool.take(len);
+        buf.clear();
+        buf.reserve(len);
         let s = &mut self.slots[slot];
         s.file = Some(file);
-        // Not zeroed: page-cache reads are memcpy-bound and zeroing first would double that.
-        s.buf = Vec::with_capacity(len);
+        s.buf = buf;
         s.want = len;
         s.offset = offset;
         s.filled = 0;
@@ -247,7 +259,7 @@ impl Uring {
                     // start of the buffer (short reads were resubmitted for the rest), and
                     // `filled <= want <= capacity`.
                     unsafe { buf.set_len(filled) };
-                    Bytes::from(buf)
+                    pooled_bytes(buf, filled, &self.pool)
                 }))
             }
             State::Free => Poll::Ready(Err(std::io::Error::other(

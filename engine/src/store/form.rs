@@ -11,7 +11,7 @@ use super::StoreError;
 use super::batch::SeriesBatch;
 use super::series::merge_chunks;
 use super::symbols::SymbolPages;
-use super::wire::{WireBatch, WireChunk, WireForm};
+use super::wire::{WireBatch, WireBuf, WireChunk, WireForm, put_label_field};
 use crate::labels::Labels;
 
 /// A label of a series as a producer serves it: a (name, value) pair of symbol references
@@ -46,6 +46,9 @@ pub struct ReadBatch<'a> {
     pub(super) syms: &'a SymbolPages,
     pub(super) ext: &'a Labels,
     pub(super) bufs: &'a [Bytes],
+    /// The labels of the batch's series, one after another, and where each series' end.
+    pub(super) served: &'a [Served],
+    pub(super) ends: &'a [u32],
 }
 
 impl<'a> ReadBatch<'a> {
@@ -64,6 +67,21 @@ impl<'a> ReadBatch<'a> {
     #[inline]
     pub(super) fn data(&self, c: &ReadChunk) -> &'a [u8] {
         &self.bufs[c.buf as usize][c.start as usize..(c.start + c.len) as usize]
+    }
+
+    /// The labels of the batch's series that the series before does not start with, in
+    /// order: what the batch needs looked up.
+    pub(super) fn fresh_labels(&self) -> impl Iterator<Item = Served> + 'a {
+        let (served, ends) = (self.served, self.ends);
+        let mut prev: &[Served] = &[];
+        let mut start = 0;
+        ends.iter().flat_map(move |&end| {
+            let cur = &served[start..end as usize];
+            start = end as usize;
+            let shared = shared_prefix(cur, prev);
+            prev = cur;
+            cur[shared..].iter().copied()
+        })
     }
 
     /// A served label set as text, for error messages.
@@ -288,6 +306,17 @@ impl StreamBatch for SeriesBatch {
             self.add_buf(b.clone());
         }
         self.reserve_text(bytes_hint);
+        // The symbols of unique values (pod names, say) lie all over the symbol table: looked
+        // up one after another, their lookups wait for memory together instead of one at a
+        // time while the series are written.
+        let mut touched = 0usize;
+        for l in read.fresh_labels() {
+            let (n, v) = read.label(l);
+            touched += usize::from(n.first().copied().unwrap_or(0))
+                + usize::from(v.first().copied().unwrap_or(0))
+                + usize::from(v.last().copied().unwrap_or(0));
+        }
+        std::hint::black_box(touched);
     }
 
     #[inline]
@@ -349,15 +378,89 @@ impl SeriesBatch {
 /// A producer's memory for writing [`WireBatch`]es.
 #[derive(Debug, Default)]
 pub struct WireWriter {
-    /// Where the batch holds each label field written: position and length.
-    memo: LabelMemo<(u32, u32)>,
-    /// [`WireBatch::moves`] when the memo was last valid.
-    moves: u32,
+    /// Label fields written before, kept from batch to batch.
+    cache: LabelCache,
     /// Labels of the series written last, and where each one's field ends (from the start of
     /// its label fields).
     prev: Vec<Served>,
     prev_ends: Vec<u32>,
     ends: Vec<u32>,
+}
+
+/// Label fields a producer has written, in wire form, by symbol references: a series' labels
+/// that the series before does not share are copied from here, and looked up in the block's
+/// symbols only the first time. Sorted series come back to the same values (the pods of one
+/// namespace under each phase, say) within a few hundred series, across batches. Direct-mapped;
+/// emptied when its bytes pass a cap.
+#[derive(Debug)]
+struct LabelCache {
+    /// Per slot: the key (`name << 32 | value`, or an external label), its generation, where
+    /// its field lies in `fields`.
+    slots: Vec<(u64, u32, u32, u32)>,
+    generation: u32,
+    fields: WireBuf,
+}
+
+/// Slots of a label cache: 16 bytes each.
+const CACHE_SLOTS: usize = 1 << 13;
+/// Bytes of label fields a cache keeps before it starts over.
+const CACHE_FIELDS_MAX: usize = 1 << 20;
+
+impl Default for LabelCache {
+    fn default() -> Self {
+        LabelCache {
+            slots: vec![(0, 0, 0, 0); CACHE_SLOTS],
+            generation: 1,
+            fields: WireBuf::default(),
+        }
+    }
+}
+
+impl LabelCache {
+    #[inline(always)]
+    fn key(l: Served) -> u64 {
+        (u64::from(l.name) << 32) | u64::from(l.value)
+    }
+
+    #[inline(always)]
+    fn slot(key: u64) -> usize {
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - CACHE_SLOTS.trailing_zeros())) as usize
+    }
+
+    /// The field of label `l`, written from the batch's symbols when not cached.
+    #[inline(always)]
+    fn field(&mut self, read: &ReadBatch<'_>, l: Served) -> (u32, u32) {
+        let key = Self::key(l);
+        let i = Self::slot(key);
+        let s = self.slots[i];
+        if s.0 == key && s.1 == self.generation {
+            return (s.2, s.3);
+        }
+        let (n, v) = read.label(l);
+        let at = self.fields.len();
+        put_label_field(&mut self.fields, n, v);
+        let f = (at as u32, (self.fields.len() - at) as u32);
+        self.slots[i] = (key, self.generation, f.0, f.1);
+        f
+    }
+
+    /// The bytes of a field [`LabelCache::field`] gave.
+    #[inline(always)]
+    fn bytes(&self, (at, len): (u32, u32)) -> &[u8] {
+        &self.fields.as_slice()[at as usize..(at + len) as usize]
+    }
+
+    /// Starts over when the fields have grown past their cap.
+    fn trim(&mut self) {
+        if self.fields.len() > CACHE_FIELDS_MAX {
+            self.generation = self.generation.wrapping_add(1);
+            if self.generation == 0 {
+                self.slots.fill((0, 0, 0, 0));
+                self.generation = 1;
+            }
+            self.fields.truncate(0);
+        }
+    }
 }
 
 impl StreamBatch for WireBatch {
@@ -415,12 +518,18 @@ impl StreamBatch for WireBatch {
         })
     }
 
-    fn start_read(&mut self, w: &mut WireWriter, _: &ReadBatch<'_>, bytes_hint: usize) {
-        w.memo.clear();
-        w.moves = self.moves();
+    fn start_read(&mut self, w: &mut WireWriter, read: &ReadBatch<'_>, bytes_hint: usize) {
+        w.cache.trim();
         w.prev.clear();
         w.prev_ends.clear();
         self.reserve(bytes_hint);
+        // The labels the batch needs are written to the cache first, one after another: the
+        // symbols of unique values (pod names, say) lie all over the symbol table, and these
+        // lookups, independent of each other, wait for memory together instead of one at a
+        // time while the series are written.
+        for l in read.fresh_labels() {
+            w.cache.field(read, l);
+        }
     }
 
     #[inline]
@@ -431,15 +540,10 @@ impl StreamBatch for WireBatch {
         labels: &[Served],
         chunks: &[ReadChunk],
     ) {
+        // The labels shared with the series before are copied from it in one piece, the rest
+        // from the cache.
         let shared = shared_prefix(labels, &w.prev);
         self.open_series();
-        if w.moves != self.moves() {
-            // Closing a frame (or the last series' length) moved what the memo points at.
-            w.memo.clear();
-            w.moves = self.moves();
-        }
-        // The labels shared with the series before are copied from it in one piece; the rest
-        // from where the batch already holds them, or written afresh.
         let start = self.written();
         if shared > 0 {
             self.labels_of_previous(w.prev_ends[shared - 1] as usize);
@@ -447,14 +551,8 @@ impl StreamBatch for WireBatch {
         w.ends.clear();
         w.ends.extend_from_slice(&w.prev_ends[..shared]);
         for &l in &labels[shared..] {
-            match w.memo.get(l) {
-                Some(at) => self.label_at(at),
-                None => {
-                    let (n, v) = read.label(l);
-                    let at = self.put_label(n, v);
-                    w.memo.put(l, at);
-                }
-            }
+            let f = w.cache.field(read, l);
+            self.put_label_bytes(w.cache.bytes(f));
             w.ends.push((self.written() - start) as u32);
         }
         self.end_labels();

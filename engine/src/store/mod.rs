@@ -38,7 +38,7 @@ pub use labels::LabelsQuery;
 pub use series::{SeriesQuery, SeriesResult, ShardInfo, StoreSeries, recut_chunks};
 pub use stream::SeriesStream;
 pub use sync::SyncReport;
-pub use wire::{FRAME_HEADER, LabelFields, WireBatch, WireForm, WireFraming, WirePool, put_frame};
+pub use wire::{FRAME_HEADER, LabelFields, WireBatch, WireForm, WireFraming, put_frame};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -54,6 +54,10 @@ use crate::labels::Labels;
 use crate::shard::{IoBackend, RuntimeConfig, RuntimeError, ShardSet};
 
 use self::core::{Reader, StoreCore};
+
+/// Idle buffers of written Series frames the store keeps, and the largest kept, bytes.
+const WIRE_POOL_BUFFERS: usize = 32;
+const WIRE_POOL_BUFFER_MAX: usize = 8 << 20;
 
 /// Keys of the index cache: postings lists (bitpacked) by offset, series entries by ref,
 /// symbol pages and postings offset table windows by number.
@@ -298,7 +302,7 @@ pub struct BucketStore {
     metrics: Arc<StoreMetrics>,
     runtime: tokio::runtime::Handle,
     /// Buffers of the StoreAPI frames written for Series answers, reused from answer to answer.
-    wire_pool: Arc<WirePool>,
+    wire_pool: Arc<crate::buffers::BufferPool>,
 }
 
 impl BucketStore {
@@ -347,7 +351,10 @@ impl BucketStore {
             synced: AtomicBool::new(false),
             metrics: Arc::default(),
             runtime,
-            wire_pool: Arc::default(),
+            wire_pool: Arc::new(crate::buffers::BufferPool::new(
+                WIRE_POOL_BUFFERS,
+                WIRE_POOL_BUFFER_MAX,
+            )),
         })
     }
 

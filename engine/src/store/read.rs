@@ -88,6 +88,8 @@ struct Scratch<W> {
     served: Vec<Served>,
     /// Per served series: end of its labels in `served`, its entry's chunks in `metas`.
     series: Vec<(u32, u32, u32)>,
+    /// The label ends of `series`.
+    ends: Vec<u32>,
     /// Chunks of the served series, one after another, and where each series' end.
     chunks: Vec<ReadChunk>,
     chunk_ends: Vec<u32>,
@@ -107,6 +109,7 @@ impl<W: Default> Default for Scratch<W> {
             fresh: Vec::new(),
             served: Vec::new(),
             series: Vec::new(),
+            ends: Vec::new(),
             chunks: Vec::new(),
             chunk_ends: Vec::new(),
             shard: Vec::new(),
@@ -257,6 +260,8 @@ async fn read_batch<B: StreamBatch>(
                 syms,
                 ext,
                 bufs: &[],
+                served: &[],
+                ends: &[],
             };
             let pairs = sc.served[from..].iter().map(|&l| read.label(l));
             if !s.matches_pairs(pairs, &mut sc.shard) {
@@ -330,6 +335,8 @@ async fn read_batch<B: StreamBatch>(
                 syms,
                 ext,
                 bufs: &bufs,
+                served: &[],
+                ends: &[],
             };
             let series_err = || read.labels_text(served);
             let mut own: Vec<RawChunk> = Vec::with_capacity(n);
@@ -383,12 +390,15 @@ async fn read_batch<B: StreamBatch>(
         sc.chunk_ends.resize(sc.series.len(), 0);
     }
 
+    sc.ends.clear();
+    sc.ends.extend(sc.series.iter().map(|s| s.0));
     let read = ReadBatch {
         syms,
         ext,
         bufs: &bufs,
+        served: &sc.served,
+        ends: &sc.ends,
     };
-    warm_labels(&read, &sc.served, &sc.series);
     let mut batch = B::empty(&p.form);
     batch.start_read(&mut sc.writer, &read, sc.bytes_hint);
     let (mut l0, mut c0) = (0usize, 0usize);
@@ -404,31 +414,6 @@ async fn read_batch<B: StreamBatch>(
     }
     sc.bytes_hint = batch.bytes() + batch.bytes() / 8;
     Ok(batch)
-}
-
-/// Looks up the labels the served series do not share with the series before them, one after
-/// another: symbols of unique values (pod names, say) lie all over the symbol table, and these
-/// lookups, independent of each other, wait for memory together instead of one at a time
-/// while the batch is written.
-fn warm_labels(read: &ReadBatch<'_>, served: &[Served], series: &[(u32, u32, u32)]) {
-    let mut bytes = 0usize;
-    let mut prev = 0..0;
-    let mut start = 0;
-    for &(end, _, _) in series {
-        let cur = start..end as usize;
-        start = end as usize;
-        for (k, &l) in served[cur.clone()].iter().enumerate() {
-            if k >= prev.len() || served[prev.start + k] != l {
-                let (n, v) = read.label(l);
-                // The bytes themselves, not only their offsets.
-                bytes += usize::from(n.first().copied().unwrap_or(0))
-                    + usize::from(v.first().copied().unwrap_or(0))
-                    + usize::from(v.last().copied().unwrap_or(0));
-            }
-        }
-        prev = cur;
-    }
-    std::hint::black_box(bytes);
 }
 
 /// Appends a block series' labels as served, by symbol reference: external labels attached

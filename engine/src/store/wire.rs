@@ -27,9 +27,9 @@ use self::buf::{bytes_len, field_len, int_len, put_varint_fixed, varint_at, vari
 use self::parse::ChunkField;
 use super::block::RawChunk;
 use super::series::merge_chunks;
+use crate::buffers::BufferPool;
 use crate::chunk::{AggrChunk, AggrType, ChunkError, Encoding};
 
-pub use self::buf::WirePool;
 pub use self::parse::LabelFields;
 
 /// Bytes of the gRPC frame header: compression flag and `BE32` length.
@@ -69,7 +69,7 @@ impl WireFraming {
 #[derive(Debug, Clone)]
 pub struct WireForm {
     pub(super) framing: WireFraming,
-    pub(super) pool: Option<Arc<WirePool>>,
+    pub(super) pool: Option<Arc<BufferPool>>,
 }
 
 /// Length of a `Series.labels` field holding `Label { name, value }`, tag included.
@@ -270,14 +270,11 @@ pub struct WireBatch {
     series: Vec<WireSeries>,
     chunks: usize,
     framing: WireFraming,
-    pool: Option<Arc<WirePool>>,
+    pool: Option<Arc<BufferPool>>,
     /// The batched frame being filled: its header's position, and its first series. It is
     /// closed when the next series finds it full, or by [`WireBatch::into_frames`], so the
     /// last series always lies in an open frame and can be dropped.
     open: Option<(usize, usize)>,
-    /// Incremented whenever closing a frame moved bytes already written, so writers that
-    /// remember positions know to forget them.
-    moves: u32,
 }
 
 impl WireBatch {
@@ -299,7 +296,6 @@ impl WireBatch {
             framing: form.framing,
             pool: form.pool.clone(),
             open: None,
-            moves: 0,
         }
     }
 
@@ -336,7 +332,7 @@ impl WireBatch {
         if !self.buf.has_storage()
             && let Some(pool) = &self.pool
         {
-            self.buf = pool.take(n);
+            self.buf = WireBuf::from_pool(pool, n);
         }
         self.buf.reserve(n);
     }
@@ -346,12 +342,6 @@ impl WireBatch {
     pub fn into_frames(mut self) -> Bytes {
         self.close_frame();
         std::mem::take(&mut self.buf).into_bytes(self.pool.as_ref())
-    }
-
-    /// How many times closing a frame moved bytes already written (see
-    /// [`WireBatch::label_at`]).
-    pub(super) fn moves(&self) -> u32 {
-        self.moves
     }
 
     /// Bytes written so far.
@@ -433,7 +423,6 @@ impl WireBatch {
         if had != has {
             at = tag + 1 + has;
             self.buf.shift(labels, at);
-            self.moves = self.moves.wrapping_add(1);
         }
         put_varint_fixed(self.buf.written_mut(tag + 1, has), body as u64);
         if self.framing.per_frame <= 1 {
@@ -466,14 +455,6 @@ impl WireBatch {
         }
     }
 
-    /// Appends a `Series.labels` field; returns where it lies, for [`WireBatch::label_at`].
-    #[inline]
-    pub(super) fn put_label(&mut self, name: &[u8], value: &[u8]) -> (u32, u32) {
-        let at = self.buf.len();
-        put_label_field(&mut self.buf, name, value);
-        (at as u32, (self.buf.len() - at) as u32)
-    }
-
     /// Writes the open batched frame's header now that its length is known, moving its series
     /// when the length takes other than the 3 bytes reserved (fewer for a short frame, more for
     /// a frame whose last series took it past 2 MiB).
@@ -492,7 +473,6 @@ impl WireBatch {
                     *at = (*at as usize + to - from) as u32;
                 }
             }
-            self.moves = self.moves.wrapping_add(1);
         }
         let h = self.buf.written_mut(hdr, head);
         h[0] = 0;
@@ -501,11 +481,10 @@ impl WireBatch {
         put_varint_fixed(&mut h[6..], body as u64);
     }
 
-    /// Appends again a label field written earlier in this batch (as long as
-    /// [`WireBatch::moves`] has not changed since).
+    /// Appends a `Series.labels` field written elsewhere by [`put_label_field`].
     #[inline]
-    pub(super) fn label_at(&mut self, (at, len): (u32, u32)) {
-        self.buf.put_from_within(at as usize, len as usize);
+    pub(super) fn put_label_bytes(&mut self, field: &[u8]) {
+        self.buf.put(field);
     }
 
     /// Appends again the first `len` bytes of label fields of the series before the one begun
@@ -760,7 +739,7 @@ impl Drop for WireBatch {
     fn drop(&mut self) {
         // A batch dropped unsent (cut, merged into another) gives its storage back too.
         if let Some(pool) = &self.pool {
-            pool.give_buf(std::mem::take(&mut self.buf));
+            std::mem::take(&mut self.buf).give_back(pool);
         }
     }
 }

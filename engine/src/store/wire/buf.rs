@@ -3,12 +3,15 @@
 //! A [`WireBuf`] keeps its bytes initialized past the written end and writes at a cursor, so
 //! the writers of tags, varints and fields store straight into it: no capacity test and no
 //! zero fill per write, and a varint is written with one store of eight bytes. Buffers come
-//! from a [`WirePool`] and go back to it when the server has sent them, so a stream reuses
-//! the same few megabytes instead of allocating (and faulting in) fresh ones per batch.
+//! from the store's [`BufferPool`] and go back to it when the server has sent them, so a
+//! stream reuses the same few megabytes instead of allocating (and faulting in) fresh ones
+//! per batch.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
+
+use crate::buffers::{BufferPool, pooled_bytes};
 
 /// Length of `v` as a protobuf varint, bytes.
 #[inline(always)]
@@ -221,84 +224,26 @@ impl WireBuf {
 
     /// The bytes written, as a shareable buffer; with a pool, the storage goes back to it when
     /// the last holder drops the bytes.
-    pub(super) fn into_bytes(self, pool: Option<&Arc<WirePool>>) -> Bytes {
+    pub(super) fn into_bytes(self, pool: Option<&Arc<BufferPool>>) -> Bytes {
         match pool {
-            Some(pool) if self.data.len() <= POOL_BUFFER_MAX => Bytes::from_owner(Pooled {
-                data: self.data,
-                len: self.len,
-                pool: pool.clone(),
-            }),
-            _ => {
+            Some(pool) => pooled_bytes(self.data, self.len, pool),
+            None => {
                 let mut data = self.data;
                 data.truncate(self.len);
                 Bytes::from(data)
             }
         }
     }
-}
 
-/// Buffers kept for reuse by a pool.
-const POOL_BUFFERS: usize = 32;
-/// Largest buffer a pool keeps, bytes.
-const POOL_BUFFER_MAX: usize = 8 << 20;
-
-/// Buffers for wire batches, given back when the bytes written to them have been sent: at most
-/// 32 of at most 8 MiB each are kept.
-#[derive(Debug, Default)]
-pub struct WirePool {
-    free: Mutex<Vec<Vec<u8>>>,
-}
-
-impl WirePool {
-    /// A buffer of at least `want` bytes, reused when the pool has one.
-    pub(super) fn take(&self, want: usize) -> WireBuf {
-        let reused = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut buf = WireBuf::over(reused.unwrap_or_default());
+    /// A buffer over storage from `pool`, room made for `want` bytes.
+    pub(super) fn from_pool(pool: &BufferPool, want: usize) -> Self {
+        let mut buf = WireBuf::over(pool.take(want));
         buf.reserve(want);
         buf
     }
 
-    /// Takes back the storage of `buf` (dropped when the pool is full or it is too large).
-    pub(super) fn give_buf(&self, buf: WireBuf) {
-        self.give(buf.data);
-    }
-
-    fn give(&self, data: Vec<u8>) {
-        if data.is_empty() || data.len() > POOL_BUFFER_MAX {
-            return;
-        }
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        if free.len() < POOL_BUFFERS {
-            free.push(data);
-        }
-    }
-
-    /// Bytes held by the pool's idle buffers.
-    pub fn idle_bytes(&self) -> usize {
-        self.free
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(Vec::len)
-            .sum()
-    }
-}
-
-/// Written bytes whose storage goes back to a pool.
-struct Pooled {
-    data: Vec<u8>,
-    len: usize,
-    pool: Arc<WirePool>,
-}
-
-impl AsRef<[u8]> for Pooled {
-    fn as_ref(&self) -> &[u8] {
-        &self.data[..self.len]
-    }
-}
-
-impl Drop for Pooled {
-    fn drop(&mut self) {
-        self.pool.give(std::mem::take(&mut self.data));
+    /// Gives the storage back to `pool`.
+    pub(super) fn give_back(self, pool: &BufferPool) {
+        pool.give(self.data);
     }
 }
