@@ -90,64 +90,77 @@ fn bad(what: &str) -> RunError {
     RunError::Other(format!("malformed {what}"))
 }
 
-/// A protobuf field: its number and value (varints as numbers, length-delimited as bytes).
+/// A protobuf field's value: a varint's, or a length-delimited field's bytes (fixed-width
+/// fields read as 0).
+#[derive(Debug, Clone, Copy)]
 enum Value<'a> {
     Varint(u64),
     Bytes(&'a [u8]),
 }
 
-/// Walks the fields of one message.
-struct Fields<'a> {
-    buf: &'a [u8],
-    what: &'static str,
-}
-
-fn uvarint(buf: &mut &[u8]) -> Option<u64> {
+/// The varint at the start of `b` and its length; `None` when cut short or longer than 10
+/// bytes. One and two bytes (tags, lengths) are read without a loop.
+#[inline(always)]
+fn varint(b: &[u8]) -> Option<(u64, usize)> {
+    let x = *b.first()?;
+    if x < 0x80 {
+        return Some((u64::from(x), 1));
+    }
+    let y = *b.get(1)?;
+    if y < 0x80 {
+        return Some((u64::from(x & 0x7F) | u64::from(y) << 7, 2));
+    }
     let mut v = 0u64;
     for i in 0..10 {
-        let b = *buf.get(i)?;
-        v |= u64::from(b & 0x7F) << (7 * i);
-        if b < 0x80 {
-            *buf = &buf[i + 1..];
-            return Some(v);
+        let c = *b.get(i)?;
+        v |= u64::from(c & 0x7F) << (7 * i);
+        if c < 0x80 {
+            return Some((v, i + 1));
         }
     }
     None
 }
 
+/// The field at the start of `b` (number and value) and the bytes after it; `None` when
+/// malformed.
+#[inline(always)]
+fn field(b: &[u8]) -> Option<((u64, Value<'_>), &[u8])> {
+    let (key, n) = varint(b)?;
+    let b = &b[n..];
+    match key & 7 {
+        0 => {
+            let (v, m) = varint(b)?;
+            Some(((key >> 3, Value::Varint(v)), &b[m..]))
+        }
+        2 => {
+            let (len, m) = varint(b)?;
+            let end = m.checked_add(usize::try_from(len).ok()?)?;
+            Some(((key >> 3, Value::Bytes(b.get(m..end)?)), &b[end..]))
+        }
+        1 => Some(((key >> 3, Value::Varint(0)), b.get(8..)?)),
+        5 => Some(((key >> 3, Value::Varint(0)), b.get(4..)?)),
+        _ => None,
+    }
+}
+
+/// Walks the fields of one message; a malformed field ends the walk with an error naming
+/// `what`.
+struct Fields<'a> {
+    buf: &'a [u8],
+    what: &'static str,
+}
+
 impl<'a> Iterator for Fields<'a> {
     type Item = Result<(u64, Value<'a>), RunError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.buf.is_empty() {
             return None;
         }
-        let mut b = self.buf;
-        let item = (|| {
-            let key = uvarint(&mut b)?;
-            let v = match key & 7 {
-                0 => Value::Varint(uvarint(&mut b)?),
-                2 => {
-                    let n = usize::try_from(uvarint(&mut b)?).ok()?;
-                    let v = b.get(..n)?;
-                    b = &b[n..];
-                    Value::Bytes(v)
-                }
-                1 => {
-                    b = b.get(8..)?;
-                    Value::Varint(0)
-                }
-                5 => {
-                    b = b.get(4..)?;
-                    Value::Varint(0)
-                }
-                _ => return None,
-            };
-            Some((key >> 3, v))
-        })();
-        match item {
-            Some(f) => {
-                self.buf = b;
+        match field(self.buf) {
+            Some((f, rest)) => {
+                self.buf = rest;
                 Some(Ok(f))
             }
             None => {
@@ -166,8 +179,7 @@ fn fields<'a>(buf: &'a [u8], what: &'static str) -> Fields<'a> {
 struct Tally<'c> {
     out: Streamed,
     /// The label fields of the last series, to tell a continuation from a new series.
-    last: Vec<u8>,
-    labels: Vec<u8>,
+    last: Bytes,
     collect: Option<&'c mut Vec<GotSeries>>,
 }
 
@@ -175,32 +187,47 @@ impl<'c> Tally<'c> {
     fn new(collect: Option<&'c mut Vec<GotSeries>>) -> Self {
         Tally {
             out: Streamed::default(),
-            last: Vec::new(),
-            labels: Vec::new(),
+            last: Bytes::new(),
             collect,
         }
     }
 
-    /// One series message: labels are field `label_field` (each `Label { name = 1, value = 2
-    /// }`), chunks field `chunk_field`, read by `chunk`.
+    /// One series message `msg`, a slice of `owner`: labels are field `label_field` (each
+    /// `Label { name = 1, value = 2 }`), chunks field `chunk_field`, read by `chunk`. A series
+    /// whose label fields are the bytes of the last one's continues it.
     fn series(
         &mut self,
+        owner: &Bytes,
         msg: &[u8],
         label_field: u64,
         chunk_field: u64,
         chunk: impl Fn(&[u8]) -> Result<(i64, i64, &[u8]), RunError>,
     ) -> Result<(), RunError> {
-        self.labels.clear();
+        // The label fields: one run of bytes as encoders write them (labels first), or
+        // gathered when fields come between them.
+        let (mut lo, mut hi) = (usize::MAX, 0);
+        let mut gathered: Option<Vec<u8>> = None;
         let mut got = self.collect.as_ref().map(|_| GotSeries {
             labels: Vec::new(),
             chunks: Vec::new(),
         });
-        for f in fields(msg, "series") {
-            match f? {
-                (n, Value::Bytes(b)) if n == label_field => {
-                    self.labels
-                        .extend_from_slice(&(b.len() as u32).to_le_bytes());
-                    self.labels.extend_from_slice(b);
+        let mut rest = msg;
+        while !rest.is_empty() {
+            let start = msg.len() - rest.len();
+            let ((n, v), r) = field(rest).ok_or_else(|| bad("series"))?;
+            rest = r;
+            let end = msg.len() - rest.len();
+            match v {
+                Value::Bytes(b) if n == label_field => {
+                    if lo == usize::MAX {
+                        lo = start;
+                    } else if hi != start {
+                        let g = gathered.get_or_insert_with(|| msg[lo..hi].to_vec());
+                        g.extend_from_slice(&msg[start..end]);
+                    } else if let Some(g) = &mut gathered {
+                        g.extend_from_slice(&msg[start..end]);
+                    }
+                    hi = end;
                     if let Some(g) = &mut got {
                         let (mut name, mut value) = (String::new(), String::new());
                         for f in fields(b, "label") {
@@ -213,7 +240,7 @@ impl<'c> Tally<'c> {
                         g.labels.push((name, value));
                     }
                 }
-                (n, Value::Bytes(b)) if n == chunk_field => {
+                Value::Bytes(b) if n == chunk_field => {
                     let (lo, hi, data) = chunk(b)?;
                     self.out.chunks += 1;
                     self.out.chunk_bytes += data.len() as u64;
@@ -224,10 +251,15 @@ impl<'c> Tally<'c> {
                 _ => {}
             }
         }
-        let same = !self.last.is_empty() && self.last == self.labels;
+        let labels: Bytes = match gathered {
+            Some(g) => Bytes::from(g),
+            None if lo == usize::MAX => Bytes::new(),
+            None => owner.slice_ref(&msg[lo..hi]),
+        };
+        let same = !self.last.is_empty() && self.last == labels;
         if !same {
             self.out.series += 1;
-            std::mem::swap(&mut self.last, &mut self.labels);
+            self.last = labels;
         }
         if let (Some(c), Some(g)) = (self.collect.as_deref_mut(), got) {
             match c.last_mut() {
@@ -239,37 +271,50 @@ impl<'c> Tally<'c> {
     }
 }
 
-/// `thanos.AggrChunk` as (min, max, raw payload).
-fn thanos_chunk(b: &[u8]) -> Result<(i64, i64, &[u8]), RunError> {
-    let (mut lo, mut hi, mut data) = (0, 0, &[][..]);
-    for f in fields(b, "AggrChunk") {
-        match f? {
-            (1, Value::Varint(v)) => lo = v as i64,
-            (2, Value::Varint(v)) => hi = v as i64,
-            (3, Value::Bytes(raw)) => {
-                for f in fields(raw, "Chunk") {
-                    if let (2, Value::Bytes(d)) = f? {
-                        data = d;
-                    }
-                }
-            }
-            _ => {}
-        }
+/// Calls `f` with each field of `msg`, in order; a malformed field is an error naming `what`.
+#[inline(always)]
+fn each_field<'a>(
+    mut msg: &'a [u8],
+    what: &'static str,
+    mut f: impl FnMut(u64, Value<'a>),
+) -> Result<(), RunError> {
+    while !msg.is_empty() {
+        let ((n, v), rest) = field(msg).ok_or_else(|| bad(what))?;
+        f(n, v);
+        msg = rest;
     }
+    Ok(())
+}
+
+/// `thanos.AggrChunk` as (min, max, raw payload).
+#[inline]
+fn thanos_chunk(b: &[u8]) -> Result<(i64, i64, &[u8]), RunError> {
+    let (mut lo, mut hi, mut raw) = (0, 0, &[][..]);
+    each_field(b, "AggrChunk", |n, v| match (n, v) {
+        (1, Value::Varint(v)) => lo = v as i64,
+        (2, Value::Varint(v)) => hi = v as i64,
+        (3, Value::Bytes(r)) => raw = r,
+        _ => {}
+    })?;
+    let mut data = &[][..];
+    each_field(raw, "Chunk", |n, v| {
+        if let (2, Value::Bytes(d)) = (n, v) {
+            data = d;
+        }
+    })?;
     Ok((lo, hi, data))
 }
 
 /// `prometheus.Chunk` as (min, max, payload).
+#[inline]
 fn prometheus_chunk(b: &[u8]) -> Result<(i64, i64, &[u8]), RunError> {
     let (mut lo, mut hi, mut data) = (0, 0, &[][..]);
-    for f in fields(b, "Chunk") {
-        match f? {
-            (1, Value::Varint(v)) => lo = v as i64,
-            (2, Value::Varint(v)) => hi = v as i64,
-            (4, Value::Bytes(d)) => data = d,
-            _ => {}
-        }
-    }
+    each_field(b, "Chunk", |n, v| match (n, v) {
+        (1, Value::Varint(v)) => lo = v as i64,
+        (2, Value::Varint(v)) => hi = v as i64,
+        (4, Value::Bytes(d)) => data = d,
+        _ => {}
+    })?;
     Ok((lo, hi, data))
 }
 
@@ -384,7 +429,7 @@ pub async fn store_series(
         tally.out.wire_bytes += msg.len() as u64 + 5;
         for f in fields(&msg, "SeriesResponse") {
             match f? {
-                (1, Value::Bytes(s)) => tally.series(s, 1, 2, thanos_chunk)?,
+                (1, Value::Bytes(s)) => tally.series(&msg, s, 1, 2, thanos_chunk)?,
                 (2, Value::Bytes(w)) => tally
                     .out
                     .warnings
@@ -392,7 +437,7 @@ pub async fn store_series(
                 (4, Value::Bytes(batch)) => {
                     for f in fields(batch, "SeriesBatch") {
                         if let (1, Value::Bytes(s)) = f? {
-                            tally.series(s, 1, 2, thanos_chunk)?;
+                            tally.series(&msg, s, 1, 2, thanos_chunk)?;
                         }
                     }
                 }
@@ -474,29 +519,28 @@ pub async fn remote_read(
         buf.put(data);
         loop {
             // A whole frame: uvarint length, CRC, message.
-            let mut b = &buf[..];
-            let Some(n) = uvarint(&mut b) else {
+            let Some((n, head)) = varint(&buf) else {
                 if buf.len() >= 10 {
                     return Err(bad("remote-read frame length"));
                 }
                 break;
             };
-            let head = buf.len() - b.len();
-            let n = n as usize;
-            if b.len() < 4 + n {
+            let n = usize::try_from(n).map_err(|_| bad("remote-read frame length"))?;
+            if buf.len() - head < 4 + n {
                 break;
             }
-            let crc = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-            let msg = &b[4..4 + n];
+            let frame = buf.split_to(head + 4 + n).freeze();
+            let c = &frame[head..head + 4];
+            let crc = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+            let msg = &frame[head + 4..];
             if gauntlet_engine::encoding::crc32c(msg) != crc {
                 return Err(err(&"remote-read frame checksum mismatch"));
             }
             for f in fields(msg, "ChunkedReadResponse") {
                 if let (1, Value::Bytes(s)) = f? {
-                    tally.series(s, 1, 2, prometheus_chunk)?;
+                    tally.series(&frame, s, 1, 2, prometheus_chunk)?;
                 }
             }
-            buf.advance(head + 4 + n);
         }
     }
     if !buf.is_empty() {
