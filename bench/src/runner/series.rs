@@ -740,9 +740,96 @@ pub fn series(o: &RunOptions, selectors: &[String], passes: usize) -> Result<Str
     let url = b.url.clone();
     let base = rt.block_on(measure_side(&b, Api::RemoteRead(&url), &sels, passes))?;
     b.stop();
-    Ok(render(o, &src, passes, &base, target.as_ref(), &headers))
+    drop(rt);
+    // What the store itself does, without the socket and the client sharing the cores: the
+    // bucket store in this process writing the frames it would send (64 series per message).
+    let mut inner = Vec::new();
+    if o.target_url.is_none() && o.gauntlet_bin.is_some() {
+        let data = o.work_dir.join("series-inprocess-data");
+        for sel in &sels {
+            let r = super::engine_stream::measure(
+                &src,
+                &data,
+                &sel.text,
+                gauntlet_engine::shard::IoChoice::Auto,
+                passes + 1,
+                Some(RESPONSE_BATCH),
+            )?;
+            eprintln!(
+                "in-process {}: {} series, {} frame bytes in {:.3} s ({:.0} series/s), CPU {:.2} s",
+                sel.text,
+                r.series,
+                r.chunk_bytes,
+                r.seconds,
+                r.series as f64 / r.seconds,
+                r.cpu_s
+            );
+            inner.push(r);
+        }
+    }
+    let floor = match target.as_ref().and_then(|t| t.rows.first()) {
+        Some(r) => Some(loopback_floor(r.best.wire_bytes)?),
+        None => None,
+    };
+    Ok(render(
+        o,
+        &src,
+        passes,
+        &base,
+        target.as_ref(),
+        &headers,
+        &inner,
+        floor,
+    ))
 }
 
+/// Wall and CPU seconds to move `bytes` through a loopback TCP connection within this
+/// process, written 16 KiB at a time (an HTTP/2 sender writes a DATA frame of at most 16 KiB
+/// per write to a default gRPC client) and read 64 KiB at a time, with nothing else done: the
+/// floor a Series answer of that size costs on this machine before any work on it.
+pub fn loopback_floor(bytes: u64) -> Result<(f64, f64), RunError> {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let reader = std::thread::spawn(move || -> std::io::Result<u64> {
+        let (mut s, _) = listener.accept()?;
+        let mut buf = vec![0u8; 64 << 10];
+        let mut got = 0u64;
+        loop {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                return Ok(got);
+            }
+            got += n as u64;
+        }
+    });
+    let before = crate::load::stats::ProcStats::read("self").ok();
+    let t = Instant::now();
+    let mut s = TcpStream::connect(addr)?;
+    let frame = vec![0x5Au8; 16 << 10];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(frame.len() as u64) as usize;
+        s.write_all(&frame[..n])?;
+        left -= n as u64;
+    }
+    drop(s);
+    let got = reader
+        .join()
+        .map_err(|_| RunError::Other("loopback reader panicked".into()))??;
+    let seconds = t.elapsed().as_secs_f64();
+    let after = crate::load::stats::ProcStats::read("self").ok();
+    if got != bytes {
+        return Err(RunError::Other(format!(
+            "loopback: {got} of {bytes} bytes arrived"
+        )));
+    }
+    let cpu = before.zip(after).map_or(0.0, |(b, a)| a.cpu_s - b.cpu_s);
+    Ok((seconds, cpu))
+}
+
+#[allow(clippy::too_many_arguments)]
 fn render(
     o: &RunOptions,
     src: &Path,
@@ -750,6 +837,8 @@ fn render(
     base: &Side,
     target: Option<&Side>,
     headers: &[u64],
+    inner: &[super::engine_stream::EngineStream],
+    floor: Option<(f64, f64)>,
 ) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
@@ -839,6 +928,41 @@ fn render(
                  Prometheus is recorded alone."
             );
         }
+    }
+    if !inner.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nThe store without the socket and the client: the bucket store in the runner's \
+             process writing the StoreAPI frames it sends ({RESPONSE_BATCH} series per \
+             message) for the same selections, best of {} passes (the first warms the caches; \
+             CPU is the whole process's over that pass).\n",
+            passes + 1
+        );
+        let _ = writeln!(
+            s,
+            "| selector | series | series/s | frame bytes | CPU s per pass | I/O |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|");
+        for (sel, r) in base.rows.iter().zip(inner) {
+            let _ = writeln!(
+                s,
+                "| `{}` | {} | {:.0} | {} | {:.2} | {} |",
+                sel.selector,
+                r.series,
+                r.series as f64 / r.seconds.max(1e-9),
+                r.chunk_bytes,
+                r.cpu_s,
+                r.backend
+            );
+        }
+    }
+    if let (Some((wall, cpu)), Some(t)) = (floor, target.and_then(|t| t.rows.first())) {
+        let _ = writeln!(
+            s,
+            "\nLoopback TCP alone, for the {} bytes of the first selection's answer written 16 \
+             KiB at a time and read by another thread: {wall:.3} s wall, {cpu:.2} CPU s.",
+            t.best.wire_bytes
+        );
     }
     s
 }
