@@ -972,3 +972,17 @@ impl Streamed {
         self.seconds.max(1e-9)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_floor;
+
+    #[test]
+    fn loopback_floor_moves_every_byte_including_a_partial_last_write() {
+        // 1 MiB and 5 bytes: 64 full 16 KiB writes and one short one; the reader must count
+        // exactly that many, or the floor refuses to report a time.
+        let (wall, cpu) = loopback_floor((1 << 20) + 5).expect("loopback floor");
+        assert!(wall > 0.0 && wall < 30.0, "wall {wall}");
+        assert!(cpu >= 0.0, "cpu {cpu}");
+    }
+}
