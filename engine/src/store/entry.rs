@@ -167,34 +167,7 @@ pub fn decode_entry(
     if num_chunks > (body.len() - c.pos) as u64 / 3 {
         return Err(corrupt(at(&c), "more chunks than the entry can hold"));
     }
-    let mut kept = 0;
-    if num_chunks > 0 {
-        // Deltas wrap as in Go: a hostile file decodes to garbage, never to a panic.
-        let min_time = zigzag_decode(c.uvarint().ok_or_else(|| bad(&c))?);
-        let mut max_time = min_time.wrapping_add(c.uvarint().ok_or_else(|| bad(&c))? as i64);
-        let mut chunk_ref = c.uvarint().ok_or_else(|| bad(&c))?;
-        let mut min = min_time;
-        for k in 0..num_chunks {
-            if k > 0 {
-                min = max_time.wrapping_add(c.uvarint().ok_or_else(|| bad(&c))? as i64);
-                max_time = min.wrapping_add(c.uvarint().ok_or_else(|| bad(&c))? as i64);
-                chunk_ref = chunk_ref
-                    .wrapping_add(zigzag_decode(c.uvarint().ok_or_else(|| bad(&c))?) as u64);
-            }
-            if min > maxt {
-                // Chunks are sorted by time: the rest are later still.
-                break;
-            }
-            if max_time >= mint {
-                chunks.push(ChunkMeta {
-                    min_time: min,
-                    max_time,
-                    chunk_ref,
-                });
-                kept += 1;
-            }
-        }
-    }
+    let kept = chunk_metas(num_chunks, (mint, maxt), chunks, &mut c).ok_or_else(|| bad(&c))?;
     Ok(Decoded {
         labels: labels.len() - first,
         chunks: num_chunks as usize,
@@ -265,36 +238,53 @@ fn decode_body(
     if num_chunks > (body.len() - p) as u64 / 3 {
         return None;
     }
-    let mut kept = 0;
-    if num_chunks > 0 {
-        let min_time = zigzag_decode(varint64(body, &mut p)?);
-        let mut max_time = min_time.wrapping_add(varint64(body, &mut p)? as i64);
-        let mut chunk_ref = varint64(body, &mut p)?;
-        let mut min = min_time;
-        for k in 0..num_chunks {
-            if k > 0 {
-                min = max_time.wrapping_add(varint64(body, &mut p)? as i64);
-                max_time = min.wrapping_add(varint64(body, &mut p)? as i64);
-                chunk_ref = chunk_ref.wrapping_add(zigzag_decode(varint64(body, &mut p)?) as u64);
-            }
-            if min > maxt {
-                break;
-            }
-            if max_time >= mint {
-                chunks.push(ChunkMeta {
-                    min_time: min,
-                    max_time,
-                    chunk_ref,
-                });
-                kept += 1;
-            }
-        }
-    }
+    let mut c = Cursor { buf: body, pos: p };
+    let kept = chunk_metas(num_chunks, (mint, maxt), chunks, &mut c)?;
     Some(Decoded {
         labels: n,
         chunks: num_chunks as usize,
         kept,
     })
+}
+
+/// Reads `num_chunks` chunk metas (the first as absolute values, the rest as deltas) from
+/// `c`, a cursor over the entry body, and appends those overlapping `mint..=maxt`;
+/// the number appended, or `None` when a varint is cut short. Deltas wrap as in Go: a hostile
+/// file decodes to garbage, never to a panic.
+#[inline(always)]
+fn chunk_metas(
+    num_chunks: u64,
+    (mint, maxt): (i64, i64),
+    chunks: &mut Vec<ChunkMeta>,
+    c: &mut Cursor<'_>,
+) -> Option<usize> {
+    let mut kept = 0;
+    if num_chunks == 0 {
+        return Some(kept);
+    }
+    let mut min = zigzag_decode(c.uvarint()?);
+    let mut max_time = min.wrapping_add(c.uvarint()? as i64);
+    let mut chunk_ref = c.uvarint()?;
+    for k in 0..num_chunks {
+        if k > 0 {
+            min = max_time.wrapping_add(c.uvarint()? as i64);
+            max_time = min.wrapping_add(c.uvarint()? as i64);
+            chunk_ref = chunk_ref.wrapping_add(zigzag_decode(c.uvarint()?) as u64);
+        }
+        if min > maxt {
+            // Chunks are sorted by time: the rest are later still.
+            break;
+        }
+        if max_time >= mint {
+            chunks.push(ChunkMeta {
+                min_time: min,
+                max_time,
+                chunk_ref,
+            });
+            kept += 1;
+        }
+    }
+    Some(kept)
 }
 
 /// Bytes taken by the series entry at the start of `b` (varint length, body, CRC); `None`

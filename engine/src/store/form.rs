@@ -86,19 +86,22 @@ impl<'a> ReadBatch<'a> {
 
     /// A served label set as text, for error messages.
     pub(super) fn labels_text(&self, labels: &[Served]) -> String {
-        let pairs: Vec<String> = labels
-            .iter()
-            .map(|&l| {
-                let (n, v) = self.label(l);
-                format!(
-                    "{}={:?}",
-                    String::from_utf8_lossy(n),
-                    String::from_utf8_lossy(v)
-                )
-            })
-            .collect();
-        format!("{{{}}}", pairs.join(", "))
+        pairs_text(labels.iter().map(|&l| self.label(l)))
     }
+}
+
+/// Label pairs as text, `{name="value", ...}`, for error messages.
+pub(super) fn pairs_text<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> String {
+    let pairs: Vec<String> = pairs
+        .map(|(n, v)| {
+            format!(
+                "{}={:?}",
+                String::from_utf8_lossy(n),
+                String::from_utf8_lossy(v)
+            )
+        })
+        .collect();
+    format!("{{{}}}", pairs.join(", "))
 }
 
 /// Label pairs already written to the current batch, by symbol references: sorted series

@@ -522,17 +522,7 @@ impl WireBatch {
 
     /// The labels of series `i` as text, for error messages.
     pub(super) fn labels_text(&self, i: usize) -> String {
-        let pairs: Vec<String> = self
-            .labels(i)
-            .map(|(n, v)| {
-                format!(
-                    "{}={:?}",
-                    String::from_utf8_lossy(n),
-                    String::from_utf8_lossy(v)
-                )
-            })
-            .collect();
-        format!("{{{}}}", pairs.join(", "))
+        super::form::pairs_text(self.labels(i))
     }
 
     /// Compares series `i` of this batch with series `j` of `other` as label sets.
