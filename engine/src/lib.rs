@@ -18,4 +18,4 @@ pub mod query;
 pub mod shard;
 pub mod store;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorClass, Result};

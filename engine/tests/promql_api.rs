@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
+use gauntlet_engine::ErrorClass;
 use gauntlet_engine::chunk::SampleBatch;
 use gauntlet_engine::labels::Labels;
-use gauntlet_engine::promql::{Engine, EngineOptions, PromqlError, Value, format_query};
+use gauntlet_engine::promql::{Engine, EngineOptions, PromqlError, Value};
 use gauntlet_engine::query::{MemSeries, Series};
 
 /// Two counters, `job="b"` and `job="a"`, sampled every 15 s for 10 minutes.
@@ -84,19 +85,19 @@ fn errors_carry_prometheus_error_types() {
     let e = Engine::default();
     let err = e.instant_query(&store(), "sum(", 0).unwrap_err();
     assert!(matches!(err, PromqlError::Parse(_)));
-    assert_eq!(err.error_type(), "bad_data");
+    assert_eq!(err.class(), ErrorClass::BadData);
 
     let err = e
         .range_query(&store(), "reqs_total[5m]", 0, 60_000, 15_000)
         .unwrap_err();
     // Prometheus 3 checks the type while building the query: a bad `query` parameter.
-    assert_eq!(err.error_type(), "bad_data");
+    assert_eq!(err.class(), ErrorClass::BadData);
     assert!(err.to_string().contains("range vector"), "{err}");
 
     let err = e
         .range_query(&store(), "reqs_total", 0, 60_000, 0)
         .unwrap_err();
-    assert_eq!(err.error_type(), "execution");
+    assert_eq!(err.class(), ErrorClass::Execution);
 }
 
 #[test]
@@ -119,14 +120,19 @@ fn sample_limit_and_timeout_stop_a_query() {
         ..EngineOptions::default()
     });
     let err = hasty.instant_query(&store(), "reqs_total", 0).unwrap_err();
-    assert_eq!(err.error_type(), "timeout");
+    assert_eq!(err.class(), ErrorClass::Timeout);
 }
 
 #[test]
 fn format_query_prettifies() {
     assert_eq!(
-        format_query("sum by(job)(rate(reqs_total[5m]))").expect("format"),
+        Engine::default()
+            .format_query("sum by(job)(rate(reqs_total[5m]))")
+            .expect("format"),
         "sum by (job) (rate(reqs_total[5m]))"
     );
-    assert!(matches!(format_query("sum("), Err(PromqlError::Parse(_))));
+    assert!(matches!(
+        Engine::default().format_query("sum("),
+        Err(PromqlError::Parse(_))
+    ));
 }

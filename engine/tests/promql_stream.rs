@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use gauntlet_engine::ErrorClass;
 use gauntlet_engine::block::{BlockWriter, CutOptions, Interval, ThanosMeta, Tombstones};
 use gauntlet_engine::bucket::{Bucket, BucketConfig};
 use gauntlet_engine::chunk::{STALE_NAN_BITS, SampleBatch};
@@ -343,7 +344,7 @@ fn aggregations_over_many_series_hold_few_samples() {
         ..EngineOptions::default()
     });
     let err = range(&limited, &large, "rate(m_total[5m])").unwrap_err();
-    assert_eq!(err.error_type(), "execution");
+    assert_eq!(err.class(), ErrorClass::Execution);
     assert_eq!(
         err.to_string(),
         "query processing would load too many samples into memory in query execution"

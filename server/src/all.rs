@@ -16,7 +16,7 @@ use gauntlet_engine::store::{BucketStore, StoreOptions};
 use gauntlet_proto::thanos;
 
 use crate::grpc::StoreService;
-use crate::http::api::{ApiConfig, ApiState, apply_features, router};
+use crate::http::api::{ApiState, router};
 use crate::http::ops;
 use crate::query::store::StoreSource;
 
@@ -39,12 +39,8 @@ pub struct AllArgs {
     /// How often the bucket is listed for new and deleted blocks.
     #[arg(long = "sync-block-duration", default_value = "1m", value_parser = crate::query::cmd::duration)]
     pub sync_every: Duration,
-    /// Longest a query may run.
-    #[arg(long = "query.timeout", default_value = "2m", value_parser = crate::query::cmd::duration)]
-    pub timeout: Duration,
-    /// PromQL features to enable, as Prometheus names them: `promql-delayed-name-removal`.
-    #[arg(long = "enable-feature")]
-    pub features: Vec<String>,
+    #[command(flatten)]
+    pub promql: crate::query::cmd::PromqlFlags,
     /// How the engine cores read local files: `auto`, `io-uring` or `pread`.
     #[arg(long = "io-backend", default_value = "auto")]
     pub io_backend: IoChoice,
@@ -104,12 +100,8 @@ async fn serve(args: AllArgs) -> anyhow::Result<()> {
         }
     });
 
-    let mut config = ApiConfig {
-        timeout: args.timeout,
-        ..ApiConfig::default()
-    };
-    apply_features(&mut config, &args.features)
-        .map_err(|e| anyhow::anyhow!("--enable-feature: {e}"))?;
+    // Reads from the local bucket cannot fail partially.
+    let config = args.promql.api_config(true)?;
     let state = Arc::new(ApiState {
         source: Arc::new(StoreSource(store.clone())),
         config,

@@ -6,21 +6,18 @@
 //! - [`aggregate`]: the per-series aggregation (`DownsampleRaw`, `downsampleAggr`);
 //! - [`block`]: a whole block in, a block with Thanos's `meta.json` out;
 //! - [`read`]: the query side, turning served aggregate chunks back into samples for PromQL;
-//! - [`select`]: which blocks of which resolution answer a time range;
-//! - [`hints`]: which function each selector of a query feeds.
+//! - [`select`]: which blocks of which resolution answer a time range.
 //!
 //! The formats and formulas are in the project's format contract (`wire-and-formats.md` §4).
 
 pub mod aggregate;
 pub mod block;
 mod counter;
-pub mod hints;
 pub mod read;
 pub mod select;
 
 pub use aggregate::{AggrChunkOut, downsample_aggr, downsample_raw, window_end};
 pub use block::{DownsampleStats, downsample_block};
-pub use hints::SelectorFuncs;
 pub use read::{AggrRead, ServedChunk, decode_chunks, resolution_for};
 pub use select::{BlockSpan, blocks_for_range};
 

@@ -1,9 +1,12 @@
 //! Label matchers (`=`, `!=`, `=~`, `!~`) with Prometheus's regex semantics: RE2 syntax, fully
 //! anchored, `.` matching newlines (Prometheus 3.x).
 
+use std::fmt;
+
 use regex::Regex;
 use regex_syntax::hir::{Hir, HirKind, Literal};
-use std::fmt;
+
+use crate::error::{ECHO_BYTES, MESSAGE_BYTES, clip};
 
 /// The kind of comparison a matcher makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,7 +35,6 @@ impl MatchType {
 
 /// A matcher's regex did not compile.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid regex {pattern:?} for label {name:?}: {reason}")]
 pub struct MatcherError {
     /// Label the matcher was for.
     pub name: String,
@@ -40,6 +42,20 @@ pub struct MatcherError {
     pub pattern: String,
     /// The regex engine's explanation.
     pub reason: String,
+}
+
+/// The pattern and name are the user's and may be megabytes long: they are cut to a length an
+/// error message can carry.
+impl fmt::Display for MatcherError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid regex {:?} for label {:?}: {}",
+            clip(&self.pattern, ECHO_BYTES),
+            clip(&self.name, ECHO_BYTES),
+            clip(&self.reason, MESSAGE_BYTES)
+        )
+    }
 }
 
 /// Why Go's regexp package, whose RE2 syntax Prometheus uses, refuses `pattern`, in its words

@@ -12,12 +12,14 @@ mod duration_expr;
 mod error;
 pub(crate) mod eval;
 mod functions;
+mod limits;
 mod positions;
 pub mod promqltest;
 mod value;
 
 pub use duration::parse_duration_ms;
 pub use error::PromqlError;
+pub use limits::{DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, QueryLimits, nesting_bound};
 pub use value::{InstantSample, QueryResult, Value};
 
 use std::collections::{HashMap, VecDeque};
@@ -39,6 +41,8 @@ pub struct EngineOptions {
     /// still see it after a function (Prometheus's `promql-delayed-name-removal` feature, off
     /// by default there as here; Prometheus's own test scripts run with it on).
     pub delayed_name_removal: bool,
+    /// How long and how deeply nested a query may be; checked before it is parsed.
+    pub limits: QueryLimits,
 }
 
 impl Default for EngineOptions {
@@ -48,6 +52,7 @@ impl Default for EngineOptions {
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
             delayed_name_removal: false,
+            limits: QueryLimits::default(),
         }
     }
 }
@@ -76,9 +81,12 @@ impl Engine {
         query: &str,
         t_ms: i64,
     ) -> Result<QueryResult, PromqlError> {
-        let expr = parse_for(query, duration_expr::QueryTimes::default())?;
-        let positions = positions::Positions::find(query, &expr);
-        eval::run(&self.opts, storage, &expr, &positions, t_ms, t_ms, 0, true)
+        let depth = self.opts.limits.check(query)?;
+        limits::with_stack_for(depth, || {
+            let expr = parse_for(query, duration_expr::QueryTimes::default(), depth)?;
+            let positions = positions::Positions::find(query, &expr);
+            eval::run(&self.opts, storage, &expr, &positions, t_ms, t_ms, 0, true)
+        })
     }
 
     /// Evaluates `query` at every step from `start_ms` to `end_ms` (inclusive, ms), `step_ms`
@@ -106,17 +114,30 @@ impl Engine {
             step_ms,
             range_ms: end_ms.saturating_sub(start_ms),
         };
-        let expr = parse_for(query, times)?;
-        let positions = positions::Positions::find(query, &expr);
-        eval::run(
-            &self.opts, storage, &expr, &positions, start_ms, end_ms, step_ms, false,
-        )
+        let depth = self.opts.limits.check(query)?;
+        limits::with_stack_for(depth, || {
+            let expr = parse_for(query, times, depth)?;
+            let positions = positions::Positions::find(query, &expr);
+            eval::run(
+                &self.opts, storage, &expr, &positions, start_ms, end_ms, step_ms, false,
+            )
+        })
+    }
+
+    /// `query` pretty-printed the way `/api/v1/format_query` answers, within this engine's
+    /// limits.
+    pub fn format_query(&self, query: &str) -> Result<String, PromqlError> {
+        let depth = self.opts.limits.check(query)?;
+        limits::with_stack_for(depth, || {
+            Ok(parse_for(query, duration_expr::QueryTimes::default(), depth)?.prettify())
+        })
     }
 }
 
-/// Parses a query, mapping the parser's error to [`PromqlError::Parse`].
+/// Parses a query alone, without the cache or the limits: for trusted text (test scripts);
+/// requests go through [`Engine`].
 pub(crate) fn parse(query: &str) -> Result<promql_parser::parser::Expr, PromqlError> {
-    parse_for(query, duration_expr::QueryTimes::default())
+    parse_uncached(query, duration_expr::QueryTimes::default())
 }
 
 /// Queries parsed lately, and which of them went in first. Dashboards send the same queries
@@ -139,10 +160,12 @@ fn parse_cache() -> &'static Mutex<ParseCache> {
 }
 
 /// Parses a query whose duration expressions see these `step()` and `range()` values; a query
-/// parsed lately is taken from [`ParseCache`].
+/// parsed lately is taken from [`ParseCache`]. `depth` is the query's nesting bound: only a
+/// query shallow enough for any thread to drop is kept in the cache.
 fn parse_for(
     query: &str,
     times: duration_expr::QueryTimes,
+    depth: usize,
 ) -> Result<promql_parser::parser::Expr, PromqlError> {
     let key = (query.to_string(), times);
     if let Some(e) = parse_cache()
@@ -154,7 +177,7 @@ fn parse_for(
         return Ok(e.clone());
     }
     let expr = parse_uncached(query, times)?;
-    if query.len() <= PARSE_CACHE_QUERY_BYTES {
+    if query.len() <= PARSE_CACHE_QUERY_BYTES && limits::runs_inline(depth) {
         let mut c = parse_cache().lock().unwrap_or_else(|p| p.into_inner());
         if c.parsed.insert(key.clone(), expr.clone()).is_none() {
             c.order.push_back(key);
@@ -200,7 +223,7 @@ fn parse_uncached(
                 .or_else(|| check_errors::at_out_of_bounds(query))
                 // The parser takes a bare `[0]`; Prometheus refuses a range of nothing.
                 .or_else(|| {
-                    let off = unquoted_offset(query, zero_duration_at)?;
+                    let off = zero_duration_offset(query)?;
                     Some(positions::placed(
                         positions::line_col(query, off),
                         "duration must be greater than 0",
@@ -311,18 +334,20 @@ fn parse_error(query: &str, msg: String) -> String {
     if let Some(off) = positions::lexical_error_offset(query, &msg) {
         return positions::placed(positions::line_col(query, off), &msg);
     }
-    if let Some(off) = unquoted_offset(query, |b, i| match msg.as_str() {
-        // An empty argument between two commas: Prometheus points at the first.
-        "trailing commas not allowed in function call args" => {
-            b[i] == b',' && b[i + 1..].trim_ascii_start().first() == Some(&b',')
-        }
+    let found = match msg.as_str() {
         // A range or subquery of nothing: at its duration.
-        "duration must be greater than 0" => zero_duration_at(b, i),
-        _ => msg
-            .strip_prefix("unexpected character after '!': '")
-            .and_then(|r| r.strip_suffix('\''))
-            .is_some_and(|c| b[i] == b'!' && b[i + 1..].starts_with(c.as_bytes())),
-    }) {
+        "duration must be greater than 0" => zero_duration_offset(query),
+        // An empty argument between two commas: Prometheus points at the first.
+        "trailing commas not allowed in function call args" => unquoted_offset(query, |b, i| {
+            b[i] == b',' && b[i + 1..].trim_ascii_start().first() == Some(&b',')
+        }),
+        _ => unquoted_offset(query, |b, i| {
+            msg.strip_prefix("unexpected character after '!': '")
+                .and_then(|r| r.strip_suffix('\''))
+                .is_some_and(|c| b[i] == b'!' && b[i + 1..].starts_with(c.as_bytes()))
+        }),
+    };
+    if let Some(off) = found {
         return positions::placed(positions::line_col(query, off), &msg);
     }
     // Prometheus quotes names Go's way, calls types by their PromQL names and points at the
@@ -404,11 +429,6 @@ fn decode_byte_escapes(q: &str) -> std::borrow::Cow<'_, str> {
     }
     out.push_str(&q[last..]);
     std::borrow::Cow::Owned(out)
-}
-
-/// The query pretty-printed the way `/api/v1/format_query` answers.
-pub fn format_query(query: &str) -> Result<String, PromqlError> {
-    Ok(parse(query)?.prettify())
 }
 
 /// The first byte offset outside string literals and comments where `at(bytes, offset)` holds.
@@ -496,27 +516,44 @@ fn number_end(b: &[u8], i: usize) -> Option<usize> {
     .then_some(j)
 }
 
-/// Whether a range's or subquery's duration at `i` is zero: right after its `[`, or after
-/// the `:` of a subquery.
-fn zero_duration_at(b: &[u8], i: usize) -> bool {
-    let Some(&before) = i.checked_sub(1).and_then(|p| b.get(p)) else {
-        return false;
-    };
-    let in_brackets = || {
-        let open = b[..i].iter().rposition(|&c| c == b'[');
-        let close = b[..i].iter().rposition(|&c| c == b']');
-        open.is_some() && close < open
-    };
-    (before == b'[' || (before == b':' && in_brackets())) && is_zero_duration(&b[i..])
+/// Where the first range or subquery duration that is zero starts (`[0]`, `[5m:0s]`): right
+/// after a `[`, or after the `:` of a subquery. One pass over the text, strings and comments
+/// skipped.
+fn zero_duration_offset(query: &str) -> Option<usize> {
+    let b = query.as_bytes();
+    let mut in_brackets = false;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'"' | b'\'' | b'`') => {
+                i = duration_expr::skip_string(b, i, q);
+                continue;
+            }
+            b'#' => {
+                i = positions::comment_end(b, i);
+                continue;
+            }
+            b'[' => in_brackets = true,
+            b']' => in_brackets = false,
+            _ => {}
+        }
+        if (b[i] == b'[' || (b[i] == b':' && in_brackets)) && is_zero_duration(&b[i + 1..]) {
+            return Some(i + 1);
+        }
+        i += 1;
+    }
+    None
 }
 
-/// Whether `b` starts with a zero duration (`0`, `0s`, `0m0s`) ended by `]` or `:`.
+/// Whether `b` starts with a zero duration (`0`, `0s`, `0m0s`) ended by `]` or `:`. Reads no
+/// further than the characters a duration can hold.
 fn is_zero_duration(b: &[u8]) -> bool {
     let end = b
         .iter()
-        .position(|&c| c == b']' || c == b':')
+        .position(|&c| !(c.is_ascii_alphanumeric() || c == b'.' || c.is_ascii_whitespace()))
         .unwrap_or(b.len());
-    duration_expr::is_zero_duration_literal(b[..end].trim_ascii())
+    matches!(b.get(end), None | Some(b']' | b':'))
+        && duration_expr::is_zero_duration_literal(b[..end].trim_ascii())
 }
 
 #[cfg(test)]
@@ -537,13 +574,13 @@ mod tests {
         ] {
             for step in [15_000, 60_000, 15_000] {
                 let want = parse_uncached(q, times(step)).unwrap();
-                assert_eq!(parse_for(q, times(step)).unwrap(), want, "{q}");
-                assert_eq!(parse_for(q, times(step)).unwrap(), want, "{q} (cached)");
+                assert_eq!(parse_for(q, times(step), 4).unwrap(), want, "{q}");
+                assert_eq!(parse_for(q, times(step), 4).unwrap(), want, "{q} (cached)");
             }
         }
         // A refused query stays refused on every call.
         for _ in 0..2 {
-            assert!(parse_for("sum(", times(15_000)).is_err());
+            assert!(parse_for("sum(", times(15_000), 2).is_err());
         }
     }
 }

@@ -37,6 +37,7 @@ impl Positions {
         {
             return Positions::default();
         }
+        let lines = LineIndex::new(query);
         let at = nodes
             .iter()
             .flatten()
@@ -47,7 +48,7 @@ impl Positions {
                 } else {
                     inside_parens(query, e, off)
                 };
-                (address(e), line_col(query, off))
+                (address(e), lines.line_col(off))
             })
             .collect();
         Positions { at }
@@ -391,13 +392,40 @@ fn address(e: &Expr) -> usize {
 
 /// Line and byte column (both from 1) of byte offset `off`.
 pub(crate) fn line_col(query: &str, off: usize) -> (usize, usize) {
-    let before = &query.as_bytes()[..off.min(query.len())];
-    let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
-    let col = match before.iter().rposition(|&b| b == b'\n') {
-        Some(nl) => off - nl,
-        None => off + 1,
-    };
-    (line, col)
+    LineIndex::new(query).line_col(off)
+}
+
+/// Where a text's lines start, for finding the line and column of many offsets in one pass
+/// over the text.
+pub(crate) struct LineIndex {
+    /// Offsets of the text's newlines, ascending.
+    newlines: Vec<usize>,
+    len: usize,
+}
+
+impl LineIndex {
+    pub fn new(text: &str) -> LineIndex {
+        LineIndex {
+            newlines: text
+                .bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'\n')
+                .map(|(i, _)| i)
+                .collect(),
+            len: text.len(),
+        }
+    }
+
+    /// Line and byte column (both from 1) of byte offset `off`.
+    pub fn line_col(&self, off: usize) -> (usize, usize) {
+        let off = off.min(self.len);
+        let before = self.newlines.partition_point(|&nl| nl < off);
+        let col = match before.checked_sub(1) {
+            Some(k) => off - self.newlines[k],
+            None => off + 1,
+        };
+        (1 + before, col)
+    }
 }
 
 /// The arguments of every call and aggregation of `e`, parent first, children in source order.

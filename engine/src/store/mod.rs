@@ -224,6 +224,24 @@ fn limit_flag(limit: &str) -> &'static str {
 }
 
 impl StoreError {
+    /// What the error means for whoever sent the request: a limit is `Execution`, a bad
+    /// request `BadData`, a store not ready or a bucket out of reach `Unavailable`.
+    pub fn class(&self) -> crate::error::ErrorClass {
+        use crate::error::ErrorClass;
+        match self {
+            StoreError::LimitExceeded { .. } => ErrorClass::Execution,
+            StoreError::InvalidRequest(_)
+            | StoreError::Aggregate {
+                source: crate::chunk::AggrError::Missing { .. },
+                ..
+            } => ErrorClass::BadData,
+            StoreError::NotReady | StoreError::Stopped | StoreError::Bucket(_) => {
+                ErrorClass::Unavailable
+            }
+            _ => ErrorClass::Internal,
+        }
+    }
+
     fn io(path: &Path, source: std::io::Error) -> Self {
         StoreError::Io {
             path: path.to_path_buf(),

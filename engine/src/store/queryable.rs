@@ -3,21 +3,11 @@
 //! by batch, raw chunks left for its workers to decode (raw blocks here; `downsampled.rs`
 //! reads at a coarser resolution and adapts the stream for both).
 
+use super::BucketStore;
 use super::labels::LabelsQuery;
-use super::{BucketStore, StoreError};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::labels::Matcher;
 use crate::query::{Queryable, SelectHints, Series, SeriesStream};
-
-impl From<StoreError> for Error {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Index(e) => Error::Index(e),
-            StoreError::Block(e) => Error::Block(e),
-            other => Error::InvalidInput(other.to_string()),
-        }
-    }
-}
 
 impl BucketStore {
     /// Runs a future on the store's runtime from a synchronous caller (a blocking thread).

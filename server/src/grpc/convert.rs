@@ -1,14 +1,39 @@
 //! Translation between the Thanos protobuf messages and the engine's types, with the gRPC
 //! status each engine error maps to.
 
+use gauntlet_engine::ErrorClass;
 use gauntlet_engine::chunk::{AggrChunk, AggrType, Encoding};
+use gauntlet_engine::error::{ECHO_BYTES, MESSAGE_BYTES, clip};
 use gauntlet_engine::labels::{Labels, MatchType, Matcher};
 use gauntlet_engine::store::{ChunkView, SeriesBatch, StoreError};
 use gauntlet_proto::thanos::{self, label_matcher};
 use tonic::Status;
 
-/// Engine matchers from wire matchers; a bad regex or type is `InvalidArgument`.
-pub fn matchers(ms: &[thanos::LabelMatcher]) -> Result<Vec<Matcher>, Status> {
+/// Regex bytes of a request whose matchers are built on the network thread that took it;
+/// longer patterns can take milliseconds, even seconds, to compile, and are built on a
+/// blocking thread instead.
+const INLINE_REGEX_BYTES: usize = 4096;
+
+/// Engine matchers from wire matchers; a bad regex or type is `InvalidArgument`. Long regexes
+/// are compiled off the network threads.
+pub async fn matchers(ms: Vec<thanos::LabelMatcher>) -> Result<Vec<Matcher>, Status> {
+    let regex_bytes: usize = ms
+        .iter()
+        .filter(|m| {
+            m.r#type == label_matcher::Type::Re as i32
+                || m.r#type == label_matcher::Type::Nre as i32
+        })
+        .map(|m| m.value.len())
+        .sum();
+    if regex_bytes <= INLINE_REGEX_BYTES {
+        return build_matchers(&ms);
+    }
+    tokio::task::spawn_blocking(move || build_matchers(&ms))
+        .await
+        .map_err(|e| Status::internal(format!("building matchers: {e}")))?
+}
+
+fn build_matchers(ms: &[thanos::LabelMatcher]) -> Result<Vec<Matcher>, Status> {
     ms.iter()
         .map(|m| {
             let typ = match label_matcher::Type::try_from(m.r#type) {
@@ -19,12 +44,13 @@ pub fn matchers(ms: &[thanos::LabelMatcher]) -> Result<Vec<Matcher>, Status> {
                 Err(_) => {
                     return Err(Status::invalid_argument(format!(
                         "matcher on {:?}: unknown type {}",
-                        m.name, m.r#type
+                        clip(&m.name, ECHO_BYTES),
+                        m.r#type
                     )));
                 }
             };
             Matcher::new(typ, &m.name, &m.value)
-                .map_err(|e| Status::invalid_argument(format!("bad matcher: {e}")))
+                .map_err(|e| invalid_argument(format!("bad matcher: {e}")))
         })
         .collect()
 }
@@ -87,19 +113,29 @@ pub fn abort(strategy: i32, disabled: bool) -> bool {
     disabled || strategy == thanos::PartialResponseStrategy::Abort as i32
 }
 
-/// The gRPC status of an engine error: limits are `ResourceExhausted` naming the limit, bad
-/// requests `InvalidArgument`, an unready store `Unavailable`, the rest `Internal`.
+/// The gRPC status of a store error, by its class: limits are `ResourceExhausted` naming the
+/// limit, bad requests `InvalidArgument`, an unready store or unreachable bucket
+/// `Unavailable`, the rest `Internal`.
 pub fn status(e: StoreError) -> Status {
-    match e {
-        StoreError::LimitExceeded { .. } => Status::resource_exhausted(e.to_string()),
-        StoreError::InvalidRequest(_) => Status::invalid_argument(e.to_string()),
-        StoreError::Aggregate {
-            source: gauntlet_engine::chunk::AggrError::Missing { .. },
-            ..
-        } => Status::invalid_argument(e.to_string()),
-        StoreError::NotReady | StoreError::Stopped => Status::unavailable(e.to_string()),
-        _ => Status::internal(e.to_string()),
-    }
+    let code = match e.class() {
+        ErrorClass::BadData => tonic::Code::InvalidArgument,
+        ErrorClass::Execution => tonic::Code::ResourceExhausted,
+        ErrorClass::Timeout => tonic::Code::DeadlineExceeded,
+        ErrorClass::Canceled => tonic::Code::Cancelled,
+        ErrorClass::Unavailable => tonic::Code::Unavailable,
+        _ => tonic::Code::Internal,
+    };
+    clipped(code, &e.to_string())
+}
+
+/// A status whose message is at most [`MESSAGE_BYTES`]: it travels in a header.
+pub fn clipped(code: tonic::Code, message: &str) -> Status {
+    Status::new(code, clip(message, MESSAGE_BYTES))
+}
+
+/// An `InvalidArgument` status, its message clipped.
+pub fn invalid_argument(message: String) -> Status {
+    clipped(tonic::Code::InvalidArgument, &message)
 }
 
 /// The aggregates a Series request asks for; `RAW` is ignored (raw chunks are always served

@@ -90,12 +90,12 @@ impl<S: Stream + Unpin> Stream for Permitted<S> {
 }
 
 /// The engine query a Series request asks for; a bad matcher is `InvalidArgument`.
-fn series_query(r: thanos::SeriesRequest) -> Result<SeriesQuery, Status> {
+async fn series_query(mut r: thanos::SeriesRequest) -> Result<SeriesQuery, Status> {
     let aggregates = convert::aggregates(&r.aggregates)?;
     Ok(SeriesQuery {
         min_time: r.min_time,
         max_time: r.max_time,
-        matchers: convert::matchers(&r.matchers)?,
+        matchers: convert::matchers(std::mem::take(&mut r.matchers)).await?,
         skip_chunks: r.skip_chunks,
         without_replica_labels: r.without_replica_labels,
         shard: r
@@ -191,7 +191,7 @@ impl StoreService {
         let r = thanos::SeriesRequest::decode(msg)
             .map_err(|e| Status::invalid_argument(format!("decoding SeriesRequest: {e}")))?;
         let framing = WireFraming::for_request(r.response_batch_size);
-        let q = series_query(r)?;
+        let q = series_query(r).await?;
         // The engine cores write the series as frames; only batches merging several blocks
         // are written by the stream here.
         let mut stream = self
@@ -321,7 +321,7 @@ impl thanos::store_server::Store for StoreService {
         let permit = self.permit()?;
         let req = req.into_inner();
         let batch_size = req.response_batch_size;
-        let q = series_query(req)?;
+        let q = series_query(req).await?;
         let mut stream = self
             .store
             .series_stream(&q)
@@ -369,11 +369,11 @@ impl thanos::store_server::Store for StoreService {
         &self,
         req: Request<thanos::LabelNamesRequest>,
     ) -> Result<Response<thanos::LabelNamesResponse>, Status> {
-        let r = req.into_inner();
+        let mut r = req.into_inner();
         let q = LabelsQuery {
             min_time: r.start,
             max_time: r.end,
-            matchers: convert::matchers(&r.matchers)?,
+            matchers: convert::matchers(std::mem::take(&mut r.matchers)).await?,
             without_replica_labels: r.without_replica_labels,
             limit: r.limit.max(0) as u64,
             whole_blocks: false,
@@ -390,11 +390,11 @@ impl thanos::store_server::Store for StoreService {
         &self,
         req: Request<thanos::LabelValuesRequest>,
     ) -> Result<Response<thanos::LabelValuesResponse>, Status> {
-        let r = req.into_inner();
+        let mut r = req.into_inner();
         let q = LabelsQuery {
             min_time: r.start,
             max_time: r.end,
-            matchers: convert::matchers(&r.matchers)?,
+            matchers: convert::matchers(std::mem::take(&mut r.matchers)).await?,
             without_replica_labels: r.without_replica_labels,
             limit: r.limit.max(0) as u64,
             whole_blocks: false,

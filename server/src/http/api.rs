@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{MethodRouter, get};
 use gauntlet_engine::labels::Labels;
+use gauntlet_engine::promql::QueryLimits;
 use gauntlet_engine::query::SelectHints;
 
 use super::json;
@@ -36,6 +37,9 @@ pub struct ApiConfig {
     pub partial_response: bool,
     /// Delayed metric-name removal in PromQL (`--enable-feature=promql-delayed-name-removal`).
     pub delayed_name_removal: bool,
+    /// How long and how deeply nested a query may be (`--query.max-length`,
+    /// `--query.max-depth`).
+    pub limits: QueryLimits,
 }
 
 /// PromQL feature flags named as Prometheus names them (`--enable-feature`, repeatable and
@@ -60,6 +64,7 @@ impl Default for ApiConfig {
             timeout: Duration::from_secs(120),
             partial_response: true,
             delayed_name_removal: false,
+            limits: QueryLimits::default(),
         }
     }
 }
@@ -165,7 +170,7 @@ where
         }
         Err(e) => respond(
             StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            json::error(e.error_type, &e.message, &[]),
+            json::error(e.error_type(), &e.message, &[]),
         ),
     }
 }
@@ -225,21 +230,39 @@ pub fn read_options(st: &ApiState, form: &Form) -> Result<ReadOptions, ApiError>
             .then(|| replica_labels.iter().map(|s| s.to_string()).collect()),
         partial_response: bool_param(form, "partial_response", st.config.partial_response)?,
         max_resolution_ms,
-        query: form.value("query").to_string(),
     })
 }
 
 /// Opens the source for one request.
 pub fn open_view(st: &ApiState, form: &Form) -> Result<Arc<dyn ReadView>, ApiError> {
     let opts = read_options(st, form)?;
-    st.source.view(&opts).map_err(storage_error)
+    Ok(st.source.view(&opts)?)
 }
 
-/// A storage failure: unavailable when a remote source failed, internal otherwise.
-pub fn storage_error(e: gauntlet_engine::Error) -> ApiError {
-    ApiError {
-        error_type: "internal",
-        message: e.to_string(),
+/// The end of a metadata request's time (`--query.timeout`): a request with many `match[]`
+/// selectors reads one selection per selector, each of them one fan-out through a querier.
+struct Deadline {
+    at: std::time::Instant,
+    timeout: Duration,
+}
+
+impl Deadline {
+    fn start(st: &ApiState) -> Deadline {
+        Deadline {
+            at: std::time::Instant::now() + st.config.timeout,
+            timeout: st.config.timeout,
+        }
+    }
+
+    /// Fails with a `timeout` error once the request's time is up.
+    fn check(&self, what: &str) -> Result<(), ApiError> {
+        if std::time::Instant::now() > self.at {
+            return Err(ApiError::timeout(format!(
+                "{what} request took longer than {:?} (--query.timeout)",
+                self.timeout
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -280,11 +303,10 @@ fn series(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     // A reversed range selects the series whose chunks span it, which is rarely any; the
     // sources take ranges in order, so it selects none here.
     let sets = if start > end { Vec::new() } else { sets };
+    let deadline = Deadline::start(st);
     for set in &sets {
-        for s in view
-            .select(set, start, end, &hints)
-            .map_err(storage_error)?
-        {
+        deadline.check("series")?;
+        for s in view.select(set, start, end, &hints)? {
             found.insert(s.labels);
         }
     }
@@ -313,11 +335,13 @@ fn labels(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     let sets = parse_match_sets(&form.all("match[]"), false)?;
     let view = open_view(st, form)?;
     let mut names: Vec<String> = if sets.is_empty() {
-        view.label_names(&[], start, end).map_err(storage_error)?
+        view.label_names(&[], start, end)?
     } else {
         let mut all = BTreeSet::new();
+        let deadline = Deadline::start(st);
         for set in &sets {
-            all.extend(view.label_names(set, start, end).map_err(storage_error)?);
+            deadline.check("label names")?;
+            all.extend(view.label_names(set, start, end)?);
         }
         all.into_iter().collect()
     };
@@ -343,15 +367,13 @@ fn label_values(st: &ApiState, form: &Form, name: &str) -> Result<Reply, ApiErro
     let sets = parse_match_sets(&form.all("match[]"), false)?;
     let view = open_view(st, form)?;
     let mut values: Vec<String> = if sets.is_empty() {
-        view.label_values(&name, &[], start, end)
-            .map_err(storage_error)?
+        view.label_values(&name, &[], start, end)?
     } else {
         let mut all = BTreeSet::new();
+        let deadline = Deadline::start(st);
         for set in &sets {
-            all.extend(
-                view.label_values(&name, set, start, end)
-                    .map_err(storage_error)?,
-            );
+            deadline.check("label values")?;
+            all.extend(view.label_values(&name, set, start, end)?);
         }
         all.into_iter().collect()
     };
@@ -405,14 +427,14 @@ fn metadata(_st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
 }
 
 /// Gauntlet stores no exemplars; the query is still checked so bad input is reported.
-fn query_exemplars(_st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
+fn query_exemplars(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     let (start, end) = time_range(form)?;
     if end < start {
         return Err(ApiError::bad_data(
             "end timestamp must not be before start timestamp",
         ));
     }
-    promql::check_query(form.value("query"))?;
+    promql::check_query(st, form.value("query"))?;
     Ok(Reply {
         data: "[]".to_string(),
         ..Reply::default()

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use gauntlet_engine::error::{MESSAGE_BYTES, clip};
 use gauntlet_engine::labels::Labels;
 
 /// Appends `s` as a JSON string the way Go's `encoding/json` does: HTML-sensitive characters
@@ -339,8 +340,10 @@ pub fn success(data: &str, warnings: &[String], infos: &[String]) -> String {
     out
 }
 
-/// The error envelope.
+/// The error envelope; a message longer than [`MESSAGE_BYTES`] is cut in the middle.
 pub fn error(error_type: &str, message: &str, warnings: &[String]) -> String {
+    let message = clip(message, MESSAGE_BYTES);
+    let message = message.as_ref();
     let mut out = String::with_capacity(message.len() + 64);
     out.push_str("{\"status\":\"error\",\"errorType\":");
     push_str(&mut out, error_type);

@@ -1,7 +1,9 @@
 //! Request parameters as Prometheus reads them: form values from a POST body first, then the
 //! URL query; times as Unix seconds or RFC 3339; durations as seconds or `1h30m`.
 
+use gauntlet_engine::ErrorClass;
 use gauntlet_engine::labels::{Matcher, SelectorError, parse_selector};
+use gauntlet_engine::promql::PromqlError;
 use percent_encoding::percent_decode_str;
 
 /// Earliest time the API accepts, ms: Prometheus's `MinTime` (a Go `time.Time` bound).
@@ -11,13 +13,13 @@ pub const MAX_TIME_MS: i64 = 9_223_309_901_257_974_999;
 const MIN_TIME_TEXT: &str = "-292273086-05-16T16:47:06Z";
 const MAX_TIME_TEXT: &str = "292277025-08-18T07:12:54.999999999Z";
 
-/// A failed API call: Prometheus's error type and message, mapped to an HTTP status.
+/// A failed API call: what kind of failure ([`ErrorClass`], which gives Prometheus's
+/// `errorType` and the HTTP status) and its message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct ApiError {
-    /// Prometheus's `errorType`: `bad_data`, `execution`, `timeout`, `canceled`, `internal`,
-    /// `unavailable`, `not_found`.
-    pub error_type: &'static str,
+    /// What the failure means for the client.
+    pub class: ErrorClass,
     /// Human-readable message.
     pub message: String,
 }
@@ -26,7 +28,7 @@ impl ApiError {
     /// A `bad_data` error (HTTP 400).
     pub fn bad_data(message: impl Into<String>) -> Self {
         ApiError {
-            error_type: "bad_data",
+            class: ErrorClass::BadData,
             message: message.into(),
         }
     }
@@ -34,7 +36,15 @@ impl ApiError {
     /// An `internal` error (HTTP 500).
     pub fn internal(message: impl Into<String>) -> Self {
         ApiError {
-            error_type: "internal",
+            class: ErrorClass::Internal,
+            message: message.into(),
+        }
+    }
+
+    /// A `timeout` error (HTTP 503).
+    pub fn timeout(message: impl Into<String>) -> Self {
+        ApiError {
+            class: ErrorClass::Timeout,
             message: message.into(),
         }
     }
@@ -44,14 +54,49 @@ impl ApiError {
         Self::bad_data(format!("invalid parameter {name:?}: {reason}"))
     }
 
-    /// The HTTP status Prometheus answers with for this error type.
+    /// Prometheus's `errorType` for this error.
+    pub fn error_type(&self) -> &'static str {
+        match self.class {
+            ErrorClass::BadData => "bad_data",
+            ErrorClass::Execution => "execution",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Canceled => "canceled",
+            ErrorClass::Unavailable => "unavailable",
+            _ => "internal",
+        }
+    }
+
+    /// The HTTP status Prometheus answers with for this error's class.
     pub fn status(&self) -> u16 {
-        match self.error_type {
-            "bad_data" => 400,
-            "execution" => 422,
-            "canceled" | "timeout" | "unavailable" => 503,
-            "not_found" => 404,
+        match self.class {
+            ErrorClass::BadData => 400,
+            ErrorClass::Execution => 422,
+            ErrorClass::Timeout | ErrorClass::Canceled | ErrorClass::Unavailable => 503,
             _ => 500,
+        }
+    }
+}
+
+/// A storage failure keeps its class: a store limit is `execution` (422), a store or
+/// endpoint out of reach `unavailable` (503), a timeout `timeout` (503).
+impl From<gauntlet_engine::Error> for ApiError {
+    fn from(e: gauntlet_engine::Error) -> Self {
+        ApiError {
+            class: e.class(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// A query's failure; a query that does not parse is a bad `query` parameter.
+impl From<PromqlError> for ApiError {
+    fn from(e: PromqlError) -> Self {
+        match e {
+            PromqlError::Parse(m) => ApiError::invalid_param("query", m),
+            e => ApiError {
+                class: e.class(),
+                message: e.to_string(),
+            },
         }
     }
 }
@@ -243,8 +288,11 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
 /// series API reports a bad one as an invalid `match[]` parameter, the label APIs with the
 /// bare message, as Prometheus does.
 pub fn parse_match_sets(values: &[&str], as_param: bool) -> Result<Vec<Vec<Matcher>>, ApiError> {
+    // A selector given twice selects the same series twice; each is read once.
+    let mut seen = std::collections::HashSet::new();
     values
         .iter()
+        .filter(|v| seen.insert(**v))
         .map(|v| {
             parse_selector(v).map_err(|e| {
                 let msg = match e {

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use gauntlet_engine::promql::{Engine, EngineOptions, PromqlError, QueryResult, Value};
+use gauntlet_engine::promql::{Engine, EngineOptions, QueryResult, Value};
 
 use super::api::{ApiState, Reply, open_view};
 use super::json;
@@ -19,9 +19,7 @@ pub fn instant_query(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     let engine = engine(st, form)?;
     let query = form.value("query");
     let view = open_view(st, form)?;
-    let res = engine
-        .instant_query(view.as_ref(), query, t)
-        .map_err(query_error)?;
+    let res = engine.instant_query(view.as_ref(), query, t)?;
     Ok(reply(truncate(res, limit), view.warnings()))
 }
 
@@ -52,15 +50,14 @@ pub fn range_query(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     }
     let engine = engine(st, form)?;
     let view = open_view(st, form)?;
-    let res = engine
-        .range_query(view.as_ref(), form.value("query"), start, end, step)
-        .map_err(query_error)?;
+    let res = engine.range_query(view.as_ref(), form.value("query"), start, end, step)?;
     Ok(reply(truncate(res, limit), view.warnings()))
 }
 
 /// `/api/v1/format_query`: the query pretty-printed.
-pub fn format_query(_st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
-    let text = gauntlet_engine::promql::format_query(form.value("query"))
+pub fn format_query(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
+    let text = parser(st)
+        .format_query(form.value("query"))
         .map_err(|e| ApiError::invalid_param("query", e))?;
     let mut data = String::new();
     json::push_str(&mut data, &text);
@@ -71,10 +68,19 @@ pub fn format_query(_st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
 }
 
 /// Checks that `query` parses, with Prometheus's error for the `query` parameter.
-pub fn check_query(query: &str) -> Result<(), ApiError> {
-    gauntlet_engine::promql::format_query(query)
+pub fn check_query(st: &ApiState, query: &str) -> Result<(), ApiError> {
+    parser(st)
+        .format_query(query)
         .map(|_| ())
         .map_err(|e| ApiError::invalid_param("query", e))
+}
+
+/// An engine that only parses: the configured query limits, nothing else.
+fn parser(st: &ApiState) -> Engine {
+    Engine::new(EngineOptions {
+        limits: st.config.limits,
+        ..EngineOptions::default()
+    })
 }
 
 fn now_ms() -> i64 {
@@ -104,17 +110,8 @@ fn engine(st: &ApiState, form: &Form) -> Result<Engine, ApiError> {
         max_samples: st.config.max_samples,
         timeout,
         delayed_name_removal: st.config.delayed_name_removal,
+        limits: st.config.limits,
     }))
-}
-
-fn query_error(e: PromqlError) -> ApiError {
-    match e {
-        PromqlError::Parse(m) => ApiError::invalid_param("query", m),
-        e => ApiError {
-            error_type: e.error_type(),
-            message: e.to_string(),
-        },
-    }
 }
 
 /// Keeps the first `limit` series of a vector or matrix (0 = all), warning when it cut.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use gauntlet_engine::promql::QueryLimits;
 
 use super::endpoints::EndpointSet;
 use super::fanout::Querier;
@@ -32,15 +33,8 @@ pub struct QueryArgs {
     /// External label naming the replica of an HA pair; repeatable. Dedup drops these.
     #[arg(long = "query.replica-label")]
     pub replica_labels: Vec<String>,
-    /// Longest a query may run.
-    #[arg(long = "query.timeout", default_value = "2m", value_parser = duration)]
-    pub timeout: Duration,
-    /// Lookback of instant selectors.
-    #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = duration)]
-    pub lookback_delta: Duration,
-    /// Most samples a query may hold in memory.
-    #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
-    pub max_samples: usize,
+    #[command(flatten)]
+    pub promql: PromqlFlags,
     /// Whether a failing endpoint gives a warning (true) or fails the query (false), unless
     /// the request's `partial_response` says otherwise.
     #[arg(long = "query.partial-response", default_value_t = true, action = clap::ArgAction::Set)]
@@ -51,9 +45,50 @@ pub struct QueryArgs {
     /// How often endpoints are asked for their Info, and how long an answer may take.
     #[arg(long = "endpoint.info-timeout", default_value = "5s", value_parser = duration)]
     pub info_timeout: Duration,
+}
+
+/// The PromQL flags of every role that evaluates queries (`query`, `all`).
+#[derive(Debug, Args)]
+pub struct PromqlFlags {
+    /// Longest a query may run.
+    #[arg(long = "query.timeout", default_value = "2m", value_parser = duration)]
+    pub timeout: Duration,
+    /// Lookback of instant selectors.
+    #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = duration)]
+    pub lookback_delta: Duration,
+    /// Most samples a query may hold in memory.
+    #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
+    pub max_samples: usize,
+    /// Deepest a query's expression may nest (operators, parentheses, calls, aggregations and
+    /// subqueries each add a level); deeper queries are refused before they are parsed.
+    #[arg(long = "query.max-depth", default_value_t = gauntlet_engine::promql::DEFAULT_MAX_DEPTH)]
+    pub max_depth: usize,
+    /// Longest query text accepted, bytes; longer queries are refused before they are parsed.
+    #[arg(long = "query.max-length", default_value_t = gauntlet_engine::promql::DEFAULT_MAX_BYTES)]
+    pub max_length: usize,
     /// PromQL features to enable, as Prometheus names them: `promql-delayed-name-removal`.
     #[arg(long = "enable-feature")]
     pub features: Vec<String>,
+}
+
+impl PromqlFlags {
+    /// The API settings these flags give; `partial_response` is the role's own default.
+    pub fn api_config(&self, partial_response: bool) -> anyhow::Result<ApiConfig> {
+        let mut config = ApiConfig {
+            lookback_delta_ms: self.lookback_delta.as_millis() as i64,
+            max_samples: self.max_samples,
+            timeout: self.timeout,
+            partial_response,
+            delayed_name_removal: false,
+            limits: QueryLimits {
+                max_depth: self.max_depth,
+                max_bytes: self.max_length,
+            },
+        };
+        apply_features(&mut config, &self.features)
+            .map_err(|e| anyhow::anyhow!("--enable-feature: {e}"))?;
+        Ok(config)
+    }
 }
 
 /// Parses a Prometheus duration (`5m`, `1h30m`) or seconds.
@@ -64,28 +99,12 @@ pub fn duration(s: &str) -> Result<Duration, String> {
         .map_err(|_| format!("negative duration {s:?}"))
 }
 
-impl QueryArgs {
-    /// The API settings these flags give.
-    pub fn api_config(&self) -> anyhow::Result<ApiConfig> {
-        let mut config = ApiConfig {
-            lookback_delta_ms: self.lookback_delta.as_millis() as i64,
-            max_samples: self.max_samples,
-            timeout: self.timeout,
-            partial_response: self.partial_response,
-            delayed_name_removal: false,
-        };
-        apply_features(&mut config, &self.features)
-            .map_err(|e| anyhow::anyhow!("--enable-feature: {e}"))?;
-        Ok(config)
-    }
-}
-
 /// Runs the querier until Ctrl-C or SIGTERM.
 pub fn run(args: QueryArgs) -> anyhow::Result<()> {
     if args.endpoints.is_empty() && args.sd_files.is_empty() {
         anyhow::bail!("no endpoints: give --endpoint HOST:PORT or --endpoint.sd-files FILE");
     }
-    let config = args.api_config()?;
+    let config = args.promql.api_config(args.partial_response)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("gauntlet-net")

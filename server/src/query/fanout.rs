@@ -6,9 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gauntlet_engine::chunk::{SampleBatch, decode_xor_into};
-use gauntlet_engine::downsample::{
-    AggrRead, SelectorFuncs, ServedChunk, decode_chunks, resolution_for,
-};
+use gauntlet_engine::downsample::{AggrRead, ServedChunk, decode_chunks, resolution_for};
+use gauntlet_engine::error::{RemoteError, RemoteErrorKind};
 use gauntlet_engine::labels::{Labels, MatchType, Matcher};
 use gauntlet_engine::query::{
     Queryable, SelectHints, Series, dedup_replicas, merge_samples, without_labels,
@@ -72,7 +71,6 @@ impl Source for Arc<Querier> {
             querier: self.clone(),
             opts: opts.clone(),
             replica_labels,
-            funcs: SelectorFuncs::from_query(&opts.query),
             warnings: Mutex::new(Vec::new()),
         }))
     }
@@ -85,18 +83,34 @@ pub struct QuerierView {
     opts: ReadOptions,
     /// Labels to deduplicate along; empty when dedup is off.
     replica_labels: Vec<String>,
-    /// The function each selector of the request's query feeds.
-    funcs: SelectorFuncs,
     warnings: Mutex<Vec<String>>,
 }
 
 /// The series one endpoint returned: frames of equal labels joined, chunks kept raw.
 pub(super) type EndpointSeries = Vec<(Labels, Vec<AggrChunk>)>;
 
-fn remote_error(addr: &str, msg: impl std::fmt::Display) -> Error {
-    Error::Io {
-        path: addr.into(),
-        source: std::io::Error::other(msg.to_string()),
+fn remote_error(endpoint: &str, kind: RemoteErrorKind, msg: impl std::fmt::Display) -> Error {
+    Error::Remote(RemoteError {
+        endpoint: endpoint.to_string(),
+        kind,
+        message: msg.to_string(),
+    })
+}
+
+/// A chunk in an endpoint's answer that does not decode; the answers are merged before they
+/// are decoded, so which endpoint sent it is not known.
+fn undecodable(msg: impl std::fmt::Display) -> Error {
+    remote_error("a StoreAPI answer", RemoteErrorKind::Internal, msg)
+}
+
+/// What an endpoint's gRPC status means for the request.
+fn status_kind(code: tonic::Code) -> RemoteErrorKind {
+    match code {
+        tonic::Code::Unavailable | tonic::Code::Aborted => RemoteErrorKind::Unavailable,
+        tonic::Code::DeadlineExceeded => RemoteErrorKind::Timeout,
+        tonic::Code::ResourceExhausted => RemoteErrorKind::LimitExceeded,
+        tonic::Code::InvalidArgument | tonic::Code::OutOfRange => RemoteErrorKind::InvalidRequest,
+        _ => RemoteErrorKind::Internal,
     }
 }
 
@@ -139,12 +153,12 @@ impl QuerierView {
     }
 
     /// An endpoint failed: a warning when partial responses are allowed, else the error.
-    fn endpoint_failed(&self, addr: &str, msg: String) -> Result<()> {
+    fn endpoint_failed(&self, addr: &str, kind: RemoteErrorKind, msg: String) -> Result<()> {
         if self.opts.partial_response {
             self.warn(format!("endpoint {addr}: {msg}"));
             Ok(())
         } else {
-            Err(remote_error(addr, msg))
+            Err(remote_error(addr, kind, msg))
         }
     }
 
@@ -209,8 +223,16 @@ impl QuerierView {
                     }
                     out.push(series);
                 }
-                Ok(Err(status)) => self.endpoint_failed(&addr, status.message().to_string())?,
-                Err(_) => self.endpoint_failed(&addr, format!("no answer within {timeout:?}"))?,
+                Ok(Err(status)) => self.endpoint_failed(
+                    &addr,
+                    status_kind(status.code()),
+                    status.message().to_string(),
+                )?,
+                Err(_) => self.endpoint_failed(
+                    &addr,
+                    RemoteErrorKind::Timeout,
+                    format!("no answer within {timeout:?}"),
+                )?,
             }
         }
         Ok(out)
@@ -302,8 +324,16 @@ impl QuerierView {
                         self.warn(w);
                     }
                 }
-                Ok(Err(status)) => self.endpoint_failed(&addr, status.message().to_string())?,
-                Err(_) => self.endpoint_failed(&addr, format!("no answer within {timeout:?}"))?,
+                Ok(Err(status)) => self.endpoint_failed(
+                    &addr,
+                    status_kind(status.code()),
+                    status.message().to_string(),
+                )?,
+                Err(_) => self.endpoint_failed(
+                    &addr,
+                    RemoteErrorKind::Timeout,
+                    format!("no answer within {timeout:?}"),
+                )?,
             }
         }
         out.sort();
@@ -376,12 +406,8 @@ fn decode_lane(lane: &[AggrChunk], read: AggrRead, out: &mut SampleBatch) -> Res
     if lane.iter().all(|c| c.raw.is_some()) {
         for c in lane {
             let raw = c.raw.as_ref().map_or(&[][..], |r| &r.data[..]);
-            decode_xor_into(raw, out).map_err(|e| {
-                remote_error(
-                    "chunk",
-                    format!("chunk [{}, {}]: {e}", c.min_time, c.max_time),
-                )
-            })?;
+            decode_xor_into(raw, out)
+                .map_err(|e| undecodable(format!("chunk [{}, {}]: {e}", c.min_time, c.max_time)))?;
         }
         return Ok(());
     }
@@ -400,20 +426,7 @@ fn decode_lane(lane: &[AggrChunk], read: AggrRead, out: &mut SampleBatch) -> Res
             ],
         })
         .collect();
-    decode_chunks(&served, read, out).map_err(|e| remote_error("chunk", e))
-}
-
-/// `hints` with the function filled in from the query text when the evaluator left it out.
-pub(super) fn with_func(
-    hints: &SelectHints,
-    funcs: &SelectorFuncs,
-    matchers: &[Matcher],
-) -> SelectHints {
-    let mut h = hints.clone();
-    if h.func.is_none() {
-        h.func = funcs.func_for(matchers, h.range_ms).map(str::to_string);
-    }
-    h
+    decode_chunks(&served, read, out).map_err(undecodable)
 }
 
 /// Reads one endpoint's Series stream; consecutive frames with equal labels are one series.
@@ -452,7 +465,6 @@ impl Queryable for QuerierView {
     ) -> Result<Vec<Series>> {
         // `/api/v1/series` only needs label sets.
         let skip_chunks = hints.func.as_deref() == Some("series");
-        let hints = &with_func(hints, &self.funcs, matchers);
         let read = AggrRead::for_func(hints.func.as_deref());
         let per_endpoint = self.querier.runtime.block_on(self.fetch_series(
             mint,

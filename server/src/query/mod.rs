@@ -22,9 +22,6 @@ pub struct ReadOptions {
     pub partial_response: bool,
     /// Coarsest downsampling resolution accepted, ms (`max_source_resolution`); 0 = raw.
     pub max_resolution_ms: i64,
-    /// The PromQL query text, when the request has one: it tells which function each selector
-    /// feeds, which picks the aggregates read from downsampled data.
-    pub query: String,
 }
 
 impl Default for ReadOptions {
@@ -34,7 +31,6 @@ impl Default for ReadOptions {
             replica_labels: None,
             partial_response: true,
             max_resolution_ms: 0,
-            query: String::new(),
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use gauntlet_engine::labels::{Labels, MatchType, Matcher};
+use gauntlet_engine::labels::{Labels, Matcher};
 use gauntlet_engine::query::without_labels;
 use gauntlet_proto::thanos::info::info_server::{Info, InfoServer};
 use gauntlet_proto::thanos::info::{InfoRequest as InfoReq, InfoResponse as InfoResp, StoreInfo};
@@ -12,12 +12,13 @@ use gauntlet_proto::thanos::store_server::{Store, StoreServer};
 use gauntlet_proto::thanos::{
     self, AggrChunk, InfoRequest, InfoResponse, LabelNamesRequest, LabelNamesResponse,
     LabelValuesRequest, LabelValuesResponse, PartialResponseStrategy, SeriesRequest,
-    SeriesResponse, ZLabelSet, label_matcher, series_response,
+    SeriesResponse, ZLabelSet, series_response,
 };
 use tonic::{Request, Response, Status};
 
 use super::endpoints::{Endpoint, EndpointInfo};
 use super::fanout::{Querier, series_from};
+use crate::grpc::convert;
 
 /// Serves the proxy StoreAPI and Info service on `addr` until the process ends.
 pub async fn serve(querier: Arc<Querier>, addr: &str) -> anyhow::Result<()> {
@@ -41,23 +42,6 @@ pub async fn serve(querier: Arc<Querier>, addr: &str) -> anyhow::Result<()> {
 #[derive(Debug, Clone)]
 struct Proxy {
     querier: Arc<Querier>,
-}
-
-fn matchers_from(proto: &[thanos::LabelMatcher]) -> Result<Vec<Matcher>, Status> {
-    proto
-        .iter()
-        .map(|m| {
-            let typ = match label_matcher::Type::try_from(m.r#type) {
-                Ok(label_matcher::Type::Eq) => MatchType::Equal,
-                Ok(label_matcher::Type::Neq) => MatchType::NotEqual,
-                Ok(label_matcher::Type::Re) => MatchType::Regexp,
-                Ok(label_matcher::Type::Nre) => MatchType::NotRegexp,
-                Err(_) => return Err(Status::invalid_argument("unknown matcher type")),
-            };
-            Matcher::new(typ, m.name.clone(), m.value.clone())
-                .map_err(|e| Status::invalid_argument(e.to_string()))
-        })
-        .collect()
 }
 
 fn to_proto_labels(l: &Labels) -> Vec<thanos::Label> {
@@ -128,7 +112,7 @@ impl Store for Proxy {
                 "no matchers specified (excluded external labels)",
             ));
         }
-        let matchers = matchers_from(&req.matchers)?;
+        let matchers = convert::matchers(req.matchers.clone()).await?;
         let abort = req.partial_response_disabled
             || req.partial_response_strategy == PartialResponseStrategy::Abort as i32;
         let strip = req.without_replica_labels.clone();
@@ -149,7 +133,7 @@ impl Store for Proxy {
                 Ok((series, warnings)) => {
                     for w in warnings {
                         if abort {
-                            return Err(Status::aborted(w));
+                            return Err(convert::clipped(tonic::Code::Aborted, &w));
                         }
                         frames.push(Ok(warning(w)));
                     }
@@ -160,7 +144,10 @@ impl Store for Proxy {
                     );
                 }
                 Err(status) if abort => {
-                    return Err(Status::aborted(format!("{addr}: {}", status.message())));
+                    return Err(convert::clipped(
+                        tonic::Code::Aborted,
+                        &format!("{addr}: {}", status.message()),
+                    ));
                 }
                 Err(status) => frames.push(Ok(warning(format!("{addr}: {}", status.message())))),
             }
@@ -197,7 +184,7 @@ impl Store for Proxy {
         req: Request<LabelNamesRequest>,
     ) -> Result<Response<LabelNamesResponse>, Status> {
         let req = req.into_inner();
-        let matchers = matchers_from(&req.matchers)?;
+        let matchers = convert::matchers(req.matchers.clone()).await?;
         let abort = req.partial_response_disabled
             || req.partial_response_strategy == PartialResponseStrategy::Abort as i32;
         let calls = self
@@ -216,7 +203,12 @@ impl Store for Proxy {
                     names.extend(r.names);
                     warnings.extend(r.warnings);
                 }
-                Err(s) if abort => return Err(Status::aborted(format!("{addr}: {}", s.message()))),
+                Err(s) if abort => {
+                    return Err(convert::clipped(
+                        tonic::Code::Aborted,
+                        &format!("{addr}: {}", s.message()),
+                    ));
+                }
                 Err(s) => warnings.push(format!("{addr}: {}", s.message())),
             }
         }
@@ -235,7 +227,7 @@ impl Store for Proxy {
         req: Request<LabelValuesRequest>,
     ) -> Result<Response<LabelValuesResponse>, Status> {
         let req = req.into_inner();
-        let matchers = matchers_from(&req.matchers)?;
+        let matchers = convert::matchers(req.matchers.clone()).await?;
         let abort = req.partial_response_disabled
             || req.partial_response_strategy == PartialResponseStrategy::Abort as i32;
         let calls = self
@@ -254,7 +246,12 @@ impl Store for Proxy {
                     values.extend(r.values);
                     warnings.extend(r.warnings);
                 }
-                Err(s) if abort => return Err(Status::aborted(format!("{addr}: {}", s.message()))),
+                Err(s) if abort => {
+                    return Err(convert::clipped(
+                        tonic::Code::Aborted,
+                        &format!("{addr}: {}", s.message()),
+                    ));
+                }
                 Err(s) => warnings.push(format!("{addr}: {}", s.message())),
             }
         }

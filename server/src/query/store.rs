@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use gauntlet_engine::Result;
-use gauntlet_engine::downsample::SelectorFuncs;
 use gauntlet_engine::labels::Matcher;
 use gauntlet_engine::query::{Queryable, SelectHints, Series, SeriesStream};
 use gauntlet_engine::store::BucketStore;
@@ -20,7 +19,6 @@ impl Source for StoreSource {
         Ok(Arc::new(StoreView {
             store: self.0.clone(),
             max_resolution_ms: opts.max_resolution_ms,
-            funcs: SelectorFuncs::from_query(&opts.query),
         }))
     }
 }
@@ -30,7 +28,6 @@ impl Source for StoreSource {
 pub struct StoreView {
     store: Arc<BucketStore>,
     max_resolution_ms: i64,
-    funcs: SelectorFuncs,
 }
 
 impl Queryable for StoreView {
@@ -41,9 +38,8 @@ impl Queryable for StoreView {
         maxt: i64,
         hints: &SelectHints,
     ) -> Result<Vec<Series>> {
-        let hints = super::fanout::with_func(hints, &self.funcs, matchers);
         self.store
-            .select_at_resolution(matchers, mint, maxt, &hints, self.max_resolution_ms)
+            .select_at_resolution(matchers, mint, maxt, hints, self.max_resolution_ms)
     }
 
     fn select_stream<'a>(
@@ -53,9 +49,8 @@ impl Queryable for StoreView {
         maxt: i64,
         hints: &SelectHints,
     ) -> Result<Box<dyn SeriesStream + 'a>> {
-        let hints = super::fanout::with_func(hints, &self.funcs, matchers);
         self.store
-            .select_stream_at_resolution(matchers, mint, maxt, &hints, self.max_resolution_ms)
+            .select_stream_at_resolution(matchers, mint, maxt, hints, self.max_resolution_ms)
     }
 
     fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>> {

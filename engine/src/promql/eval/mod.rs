@@ -3,6 +3,7 @@
 
 mod aggregate;
 mod binary;
+mod hints;
 mod selector;
 mod stream;
 mod subquery;
@@ -145,6 +146,8 @@ pub(crate) struct Evaluator<'a> {
     pub info: Vec<String>,
     /// Where the query's arguments start, for the position annotations end with.
     pub positions: &'a Positions,
+    /// The function each selector feeds, for its selection's hints.
+    pub select_funcs: hints::SelectorFuncs,
 }
 
 impl Evaluator<'_> {
@@ -339,6 +342,7 @@ pub(crate) fn run(
         warnings: Vec::new(),
         info: Vec::new(),
         positions,
+        select_funcs: hints::SelectorFuncs::find(expr),
     };
     let val = ev.eval(expr, &steps)?;
     let value = match val {

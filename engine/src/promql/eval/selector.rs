@@ -85,7 +85,7 @@ impl Evaluator<'_> {
         let (range, ends, mint, maxt) = self.range_span(ms, steps);
         let hints = SelectHints {
             step_ms: steps.step,
-            func: None,
+            func: self.select_funcs.of(&ms.vs),
             range_ms: range,
             grouping: None,
         };

@@ -595,7 +595,7 @@ impl<'a> Evaluator<'a> {
             steps: *steps,
             hints: SelectHints {
                 step_ms: steps.step,
-                func: None,
+                func: self.select_funcs.of(vs),
                 range_ms: 0,
                 grouping: None,
             },
@@ -613,7 +613,7 @@ impl<'a> Evaluator<'a> {
         Ok(SeriesKernel {
             hints: SelectHints {
                 step_ms: steps.step,
-                func: Some(call.name().to_string()),
+                func: self.select_funcs.of(&ms.vs),
                 range_ms: range,
                 grouping: None,
             },

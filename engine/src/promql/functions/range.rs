@@ -82,7 +82,6 @@ fn kind(name: &str) -> Option<F> {
 #[derive(Debug, Clone)]
 pub(crate) struct RangeCall {
     f: F,
-    name: &'static str,
     /// First scalar parameter per step (quantile, prediction horizon, smoothing factor).
     p1: Option<Vec<f64>>,
     /// Second scalar parameter per step (trend factor).
@@ -124,18 +123,12 @@ impl RangeCall {
         Ok((
             RangeCall {
                 f,
-                name,
                 p1,
                 p2,
                 first_at,
             },
             range_arg,
         ))
-    }
-
-    /// The function's name.
-    pub(crate) fn name(&self) -> &'static str {
-        self.name
     }
 
     /// Whether the result keeps the metric name (`last_over_time`, `first_over_time` act like
@@ -780,7 +773,6 @@ mod tests {
     fn extrapolating(f: F) -> RangeCall {
         RangeCall {
             f,
-            name: "",
             p1: None,
             p2: None,
             first_at: String::new(),
