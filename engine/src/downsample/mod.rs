@@ -9,7 +9,7 @@
 //! - [`select`]: which blocks of which resolution answer a time range;
 //! - [`hints`]: which function each selector of a query feeds.
 //!
-//! The formats and formulas are in the project's format contract (`wire-and-formats.md` §4).
+//! The formats and formulas are in `docs/formats/downsampling.md`.
 
 pub mod aggregate;
 pub mod block;
