@@ -8,13 +8,8 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 step "peers: prometheus and promtool"
-if [ -x ../shared/tools/prometheus.sh ] || [ -f ../shared/tools/prometheus.sh ]; then
-  bash ../shared/tools/prometheus.sh stable >/dev/null
-elif ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-fi
+# Debian's prometheus package (which brings promtool), installed with apt when either is missing.
+bash tests/tools/prometheus.sh stable >/dev/null
 promtool --version 2>&1 | head -1
 command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
 python3 -c 'import grpc, grpc_tools' 2>/dev/null || python3 -m pip install -q grpcio grpcio-tools
