@@ -1,42 +1,153 @@
 #!/usr/bin/env bash
-# Runs every fuzz target for a bounded time (seconds per target, default 60), seeding the
-# corpora from the fixture blocks. Exits non-zero when a target finds a crash.
+# Builds every fuzz target, then runs each for a bounded time. The targets are the ones
+# `cargo fuzz list` reports (the [[bin]] entries of fuzz/Cargo.toml), so a new target is built
+# and run without touching this script. An empty corpus is seeded from the repository's
+# fixtures first (fuzz/corpus/TARGET/).
+#
+#   bash fuzz/run.sh [SECONDS [TARGET...]]   SECONDS per target, 60 by default; every target
+#                                            unless some are named
+#
+# Every target runs even when one fails; the script then exits non-zero if any target found a
+# crash, a leak, an input slower than 60 s or one above 2 GiB of memory (the input is kept in
+# fuzz/artifacts/TARGET/, the target's output in fuzz/artifacts/TARGET.log).
+#
+# cargo-fuzz (`cargo install cargo-fuzz --locked`) needs a nightly compiler for its sanitizer
+# flags: rustup's nightly toolchain when there is one (or $FUZZ_TOOLCHAIN), otherwise the
+# toolchain in use with RUSTC_BOOTSTRAP=1, which lets a stable compiler take nightly flags.
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-60}
-fixtures=../testdata/tsdb
-mkdir -p corpus/chunk_decode corpus/chunk_lanes corpus/index_reader corpus/meta_json corpus/chunk_segment corpus/tombstones \
-  corpus/aggr_chunk corpus/label_filter corpus/index_header corpus/series_entry
-if [ -z "$(ls -A corpus/index_reader)" ]; then
-  i=0
-  for idx in "$fixtures"/*/*/index; do cp "$idx" "corpus/index_reader/seed$i"; i=$((i+1)); done
-  for m in "$fixtures"/*/*/meta.json; do cp "$m" "corpus/meta_json/seed$i"; i=$((i+1)); done
-  for t in "$fixtures"/*/*/tombstones; do cp "$t" "corpus/tombstones/seed$i"; i=$((i+1)); done
-  head -c 4096 "$(ls "$fixtures"/promtool-200series-2h/*/chunks/000001)" > corpus/chunk_segment/seed0
-  # First chunk payloads of a segment: skip the 8-byte header, take slices of the records.
-  seg=$(ls "$fixtures"/promtool-200series-2h/*/chunks/000001)
-  for off in 10 400 4000 40000; do dd if="$seg" of="corpus/chunk_decode/seed$off" bs=1 skip=$off count=300 status=none; done
+shift || true
+root=$(cd .. && pwd)
+fixtures=$root/testdata/tsdb
+
+tc=()
+if [ -n "${FUZZ_TOOLCHAIN:-}" ]; then
+  tc=("+$FUZZ_TOOLCHAIN")
+elif rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  tc=(+nightly)
 fi
-# Aggregate chunks: record payloads of a block downsampled from a fixture (the first one
-# starts right after its 2-byte length and 0xFF byte); label filters: structured inputs.
-if [ -z "$(ls -A corpus/aggr_chunk)" ] || [ -z "$(ls -A corpus/label_filter)" ]; then
-  (cd .. && cargo run -q -p gauntlet -- tools block downsample \
-      "$(ls -d testdata/tsdb/promtool-200series-2h/*/)" fuzz/seed-blocks --resolution 5m >/dev/null)
-  seg=$(ls seed-blocks/*/chunks/000001)
-  for off in 8 2000 20000; do dd if="$seg" of="corpus/aggr_chunk/seed$off" bs=1 skip=$((off + 3)) count=1500 status=none; done
-  rm -rf seed-blocks
-  # Structured seeds: a 0 byte, 8 edit bytes, then name=value lines (see the target).
-  printf '\0\0\0\0\0\0\0\0\0job=api\ncode=500\ninstance=host-01\n' > corpus/label_filter/seed0
-  printf '\0\x30\x01\x20\x80\0\0\0\0__name__=up\n' > corpus/label_filter/seed1
+if ! rustc "${tc[@]}" --version | grep -q nightly; then
+  export RUSTC_BOOTSTRAP=1
 fi
-# Index-headers and series entries: seeded from a header the store builds for a fixture block
-# (two bytes giving the header's length, the header, then the index) and from the fixture
-# indexes' series sections.
-if [ -z "$(ls -A corpus/index_header)" ]; then
-  (cd .. && cargo run -q -p gauntlet-bench --example index_header_seed -- \
-      "$(ls -d testdata/tsdb/promtool-200series-2h/*/)" fuzz/corpus/index_header/seed0 fuzz/corpus/series_entry)
+echo "fuzz toolchain: $(rustc "${tc[@]}" --version)${RUSTC_BOOTSTRAP:+, with RUSTC_BOOTSTRAP=1}"
+fuzz() { cargo "${tc[@]}" fuzz "$@"; }
+
+if [ $# -gt 0 ]; then
+  targets=("$@")
+else
+  list=$(fuzz list)
+  mapfile -t targets <<<"$list"
 fi
-for t in chunk_decode chunk_lanes index_reader meta_json chunk_segment tombstones aggr_chunk label_filter index_header series_entry selector_parse; do
-  echo "==> $t ($secs s)"
-  cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -rss_limit_mb=2048
+if [ ${#targets[@]} -eq 0 ] || [ -z "${targets[0]}" ]; then
+  echo "no fuzz targets found" >&2
+  exit 1
+fi
+
+echo "==> building ${#targets[@]} targets: ${targets[*]}"
+fuzz build
+
+# Seeds that need Gauntlet itself: the server binary (to downsample a fixture block) and the
+# index-header seed writer, from the main workspace built with the test profile, as
+# `cargo nextest run --workspace` builds them: after the test suite has run, this build does
+# nothing.
+tools_built=
+tools() {
+  if [ -z "$tools_built" ]; then
+    (cd "$root" && cargo build -q --workspace --bins --examples --profile test)
+    tools_built=1
+  fi
+}
+tdir=${CARGO_TARGET_DIR:-$root/target}
+tdir=$(cd "$root" && cd "$tdir" && pwd)
+block=$(ls -d "$fixtures"/promtool-200series-2h/*/)
+segment=$(ls "$fixtures"/promtool-200series-2h/*/chunks/000001)
+
+# Writes each line on stdin as one seed file in directory $1.
+seed_lines() {
+  awk -v dir="$1" 'NF { f = sprintf("%s/seed%05d", dir, NR); printf "%s", $0 > f; close(f) }'
+}
+
+# Queries of the PromQL scripts, perf query sets and malformed queries, one per line.
+queries() {
+  grep -h '^eval' "$root"/testdata/promql/v3.5.3/*.test "$root"/testdata/promql/gauntlet/*.test |
+    sed -E 's/^eval[a-z_]* +(instant +at +[^ ]+|range +from +[^ ]+ +to +[^ ]+ +step +[^ ]+) +//'
+  grep -hE '^(instant|range) ' "$root"/perf/queries/default.txt |
+    sed -E 's/^instant +[^ ]+ +//; s/^range +[^ ]+ +[^ ]+ +[^ ]+ +//'
+  grep -v '^#' "$root"/testdata/promql/invalid_queries.txt
+}
+
+# Fills corpus directory $2 for target $1.
+seed() {
+  local t=$1 dir=$2 i=0 f off
+  case "$t" in
+  index_reader)
+    for f in "$fixtures"/*/*/index; do cp "$f" "$dir/seed$i"; i=$((i + 1)); done ;;
+  meta_json)
+    for f in "$fixtures"/*/*/meta.json; do cp "$f" "$dir/seed$i"; i=$((i + 1)); done
+    printf '{"id":"01M80EDTXX3TS2DC5H3CJBESG9","version":1,"details":"","deletion_time":1735689600}' >"$dir/deletion-mark"
+    printf '{"id":"01M80EDTXX3TS2DC5H3CJBESG9","version":1,"details":"x","no_compact_time":1735689600,"reason":"manual"}' >"$dir/no-compact-mark"
+    printf '{"id":"01M80EDTXX3TS2DC5H3CJBESG9","version":1,"details":"","no_downsample_time":1735689600,"reason":"manual"}' >"$dir/no-downsample-mark" ;;
+  tombstones)
+    for f in "$fixtures"/*/*/tombstones; do cp "$f" "$dir/seed$i"; i=$((i + 1)); done ;;
+  chunk_segment)
+    head -c 4096 "$segment" >"$dir/seed0" ;;
+  chunk_decode | chunk_lanes)
+    # Slices of a segment's records (the first payload starts after the 8-byte header).
+    for off in 10 400 4000 40000; do
+      dd if="$segment" of="$dir/seed$off" bs=1 skip=$off count=300 status=none
+    done ;;
+  aggr_chunk)
+    # Record payloads of the fixture block downsampled to 5m (the first starts after the
+    # segment header, its 2-byte length and its 0xFF byte).
+    tools
+    local tmp
+    tmp=$(mktemp -d)
+    "$tdir/debug/gauntlet" tools block downsample "$block" "$tmp" --resolution 5m >/dev/null
+    f=$(ls "$tmp"/*/chunks/000001)
+    for off in 8 2000 20000; do
+      dd if="$f" of="$dir/seed$off" bs=1 skip=$((off + 3)) count=1500 status=none
+    done
+    rm -rf "$tmp" ;;
+  label_filter)
+    # Structured inputs: a 0 byte, 8 edit bytes, then name=value lines (see the target).
+    printf '\0\0\0\0\0\0\0\0\0job=api\ncode=500\ninstance=host-01\n' >"$dir/seed0"
+    printf '\0\x30\x01\x20\x80\0\0\0\0__name__=up\n' >"$dir/seed1" ;;
+  index_header | series_entry)
+    # Two bytes giving the header's length, the header the store builds for a fixture block,
+    # then the index; series entries from the start of the index's series section.
+    tools
+    mkdir -p corpus/index_header corpus/series_entry
+    "$tdir/debug/examples/index_header_seed" "$block" corpus/index_header/seed0 corpus/series_entry ;;
+  promql_parse)
+    queries | seed_lines "$dir" ;;
+  selector_parse)
+    { grep -hv '^#' "$root"/perf/queries/series.txt | sed -E 's/^series +[^ ]+ +[^ ]+ +//'
+      queries | grep '[{]'; } | seed_lines "$dir" ;;
+  *)
+    echo "note: no seeds for $t; it starts from an empty corpus (add a case to seed() in fuzz/run.sh)" ;;
+  esac
+}
+
+failed=()
+for t in "${targets[@]}"; do
+  mkdir -p "corpus/$t" artifacts
+  if [ -z "$(ls -A "corpus/$t")" ]; then
+    seed "$t" "corpus/$t"
+  fi
+  log=artifacts/$t.log
+  start=$(date +%s)
+  if fuzz run "$t" -- -max_total_time="$secs" -timeout=60 -rss_limit_mb=2048 >"$log" 2>&1; then
+    runs=$(grep -o 'Done [0-9]* runs' "$log" | tail -1 || true)
+    echo "==> $t: ok, ${runs:-no run count} in $(($(date +%s) - start)) s, corpus $(ls "corpus/$t" | wc -l) inputs"
+  else
+    echo "==> $t: FAILED after $(($(date +%s) - start)) s; the end of $PWD/$log:"
+    tail -n 60 "$log"
+    failed+=("$t")
+  fi
 done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "fuzz targets that failed: ${failed[*]} (inputs in fuzz/artifacts/TARGET/)" >&2
+  exit 1
+fi
+echo "all ${#targets[@]} fuzz targets ran ${secs} s each without a failure"

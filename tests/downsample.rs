@@ -2,8 +2,8 @@
 //! a long block for Thanos's chunk batching) are downsampled by `gauntlet tools block
 //! downsample`; every aggregate sample of the result must equal what
 //! `tests/python/downsample_ref.py` computes from `promtool tsdb dump` of the source block
-//! (Python written from the format contract, not from the Rust code). Then the store serves
-//! the aggregates to a Python grpcio client, and PromQL through `gauntlet query` with
+//! (Python written from `docs/formats/downsampling.md`, not from the Rust code). Then the store
+//! serves the aggregates to a Python grpcio client, and PromQL through `gauntlet query` with
 //! `max_source_resolution=5m` answers like the raw data.
 
 mod common;

@@ -1,20 +1,16 @@
 #!/usr/bin/env bash
 # Gauntlet's whole test suite, as CI runs it: installs the real peers the tests start
-# (Prometheus and promtool), then format check, clippy with warnings as errors, and every test
-# with cargo-nextest. Exits non-zero on any failure.
+# (Prometheus and promtool), then format check, clippy with warnings as errors, every test
+# with cargo-nextest, and every fuzz target built and run for a short time (FUZZ_SECONDS each,
+# 15 by default). Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
 step "peers: prometheus and promtool"
-if [ -x ../shared/tools/prometheus.sh ] || [ -f ../shared/tools/prometheus.sh ]; then
-  bash ../shared/tools/prometheus.sh stable >/dev/null
-elif ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-fi
+# Debian's prometheus package (which brings promtool), installed with apt when either is missing.
+bash tests/tools/prometheus.sh stable >/dev/null
 promtool --version 2>&1 | head -1
 command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
 python3 -c 'import grpc, grpc_tools' 2>/dev/null || python3 -m pip install -q grpcio grpcio-tools
@@ -28,6 +24,8 @@ step "toolchain"
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
+# The fuzz targets' builder; it needs nightly compiler flags, which fuzz/run.sh arranges.
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --locked
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -37,3 +35,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo nextest"
 cargo nextest run --workspace --profile ci
+
+# Every target of fuzz/Cargo.toml (fuzz/run.sh lists them with `cargo fuzz list`), seeded from
+# the fixtures and run for a bounded time; a crash, leak, hang or runaway memory fails the step.
+# Corpora and findings stay under fuzz/corpus/ and fuzz/artifacts/, which git ignores.
+step "fuzz: every target built, each run ${FUZZ_SECONDS:-15} s"
+bash fuzz/run.sh "${FUZZ_SECONDS:-15}"

@@ -1,7 +1,7 @@
 //! Gauntlet's data engine: everything about data, nothing about sockets.
 //!
-//! The formats here are Prometheus's and Thanos's own (byte layouts in the project's format
-//! contract); the engine reads what they write and writes what they read.
+//! The formats here are Prometheus's and Thanos's own (byte layouts in `docs/formats/`); the
+//! engine reads what they write and writes what they read.
 
 pub mod block;
 pub mod bucket;

@@ -2,7 +2,8 @@
 //! independent transcription of the wire contract: every gRPC method path,
 //! every message's fields (number, name, type), every enum's values and the
 //! reserved numbers. The .proto files and this table were written separately
-//! from docs sections 1 and 2, so a slip in one shows up as a mismatch.
+//! from `docs/formats/storeapi.md` and `docs/formats/remote-write.md`, so a
+//! slip in one shows up as a mismatch.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,7 +26,7 @@ const OUR_PACKAGES: &[&str] = &[
 type MessageSpec = (&'static str, &'static [(i32, &'static str, &'static str)]);
 
 const MESSAGES: &[MessageSpec] = &[
-    // thanos, labelpb (section 1.5)
+    // thanos, labelpb (storeapi.md, Labels)
     (
         "thanos.Label",
         &[(1, "name", "string"), (2, "value", "string")],
@@ -46,7 +47,7 @@ const MESSAGES: &[MessageSpec] = &[
         "thanos.SymbolTable",
         &[(1, "offsets", "repeated uint32"), (2, "table", "bytes")],
     ),
-    // thanos, storepb types (sections 1.3, 1.4)
+    // thanos, storepb types (storeapi.md, Nested request messages, Enums, Series answers)
     (
         "thanos.Chunk",
         &[
@@ -83,7 +84,7 @@ const MESSAGES: &[MessageSpec] = &[
             (3, "value", "string"),
         ],
     ),
-    // thanos, storepb rpc (sections 1.2-1.4, 1.6, 1.9, 1.10)
+    // thanos, storepb rpc (storeapi.md, SeriesRequest to WriteRequest)
     (
         "thanos.SeriesRequest",
         &[
@@ -232,7 +233,7 @@ const MESSAGES: &[MessageSpec] = &[
         ],
     ),
     ("thanos.WriteResponse", &[]),
-    // hintspb (section 1.7; QueryStats names from upstream hints.proto)
+    // hintspb (storeapi.md, Hints; QueryStats names from upstream hints.proto)
     (
         "hintspb.SeriesRequestHints",
         &[
@@ -291,7 +292,7 @@ const MESSAGES: &[MessageSpec] = &[
             (22, "merge_duration", ".google.protobuf.Duration"),
         ],
     ),
-    // thanos.info (section 1.8)
+    // thanos.info (storeapi.md, The thanos.info.Info service)
     ("thanos.info.InfoRequest", &[]),
     (
         "thanos.info.InfoResponse",
@@ -335,7 +336,7 @@ const MESSAGES: &[MessageSpec] = &[
     ("thanos.info.TargetsInfo", &[]),
     ("thanos.info.QueryAPIInfo", &[]),
     ("thanos.info.StatusInfo", &[]),
-    // prometheus, remote write 1.0 (section 2.1)
+    // prometheus, remote write 1.0 (remote-write.md, Remote write 1.0 messages)
     (
         "prometheus.WriteRequest",
         &[
@@ -406,7 +407,7 @@ const MESSAGES: &[MessageSpec] = &[
         "prometheus.BucketSpan",
         &[(1, "offset", "sint32"), (2, "length", "uint32")],
     ),
-    // prometheus, remote read (section 2.1 note; rest from upstream prompb)
+    // prometheus, remote read (remote-write.md, after the 1.0 messages; rest from upstream prompb)
     (
         "prometheus.LabelMatcher",
         &[
@@ -478,7 +479,7 @@ const MESSAGES: &[MessageSpec] = &[
             (2, "query_index", "int64"),
         ],
     ),
-    // io.prometheus.write.v2 (section 2.5)
+    // io.prometheus.write.v2 (remote-write.md, Remote write 2.0 messages)
     (
         "io.prometheus.write.v2.Request",
         &[

@@ -1,7 +1,8 @@
 //! Encodes messages and compares them with bytes worked out by hand from the
-//! wire contract (tag byte = field number << 3 | wire type; 0 varint,
-//! 1 fixed64, 2 length-delimited). A wrong field number or type in a .proto
-//! file shows up here as a byte mismatch.
+//! field numbers of `docs/formats/storeapi.md` and `docs/formats/remote-write.md`
+//! (tag byte = field number << 3 | wire type; 0 varint, 1 fixed64,
+//! 2 length-delimited). A wrong field number or type in a .proto file shows
+//! up here as a byte mismatch.
 
 use gauntlet_proto::hintspb;
 use gauntlet_proto::io::prometheus::write::v2;

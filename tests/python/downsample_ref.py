@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Reference Thanos downsampling, written from the format contract (wire-and-formats.md §4.2,
-§4.4, §4.5) independently of Gauntlet's Rust code, for tests to compare against.
+"""Reference Thanos downsampling, written from docs/formats/downsampling.md (Windows,
+Aggregates, Counter aggregate) independently of Gauntlet's Rust code, for tests to compare
+against.
 
 Reads `promtool tsdb dump` output (`{labels} value timestamp_ms` per line) and prints JSON:
 a list of [labels, chunks] per series, where chunks is the list of aggregate chunks Thanos

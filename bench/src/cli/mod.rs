@@ -158,8 +158,9 @@ pub(crate) struct RunArgs {
     /// Prometheus binary; fetched with --prometheus-script when absent.
     #[arg(long)]
     prometheus_bin: Option<PathBuf>,
-    /// The script that fetches Prometheus 3.x (`prometheus.sh current DIR`).
-    #[arg(long, default_value = "../shared/tools/prometheus.sh")]
+    /// The script that fetches Prometheus 3.x (`prometheus.sh current DIR`); the default is
+    /// relative to the repository root, where the runner is started.
+    #[arg(long, default_value = "tests/tools/prometheus.sh")]
     prometheus_script: PathBuf,
     /// Gauntlet binary; Prometheus is measured alone when absent or when it lacks the
     /// scenario's component.

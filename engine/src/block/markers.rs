@@ -1,5 +1,5 @@
-//! Thanos marker files in a block directory (spec §5.6): `deletion-mark.json`,
-//! `no-compact-mark.json`, `no-downsample-mark.json`.
+//! Thanos marker files in a block directory (`docs/formats/compaction.md`, Marker files):
+//! `deletion-mark.json`, `no-compact-mark.json`, `no-downsample-mark.json`.
 //!
 //! Thanos writes them with `json.Marshal` (compact, no trailing newline) and rejects any
 //! `version` other than 1 on read; times are Unix **seconds**.

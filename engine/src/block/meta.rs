@@ -1,5 +1,5 @@
-//! `meta.json`: the block's identity, time range, stats and compaction history (spec §3.2),
-//! plus the optional `thanos` section (spec §3.3).
+//! `meta.json`: the block's identity, time range, stats and compaction history, plus the
+//! optional `thanos` section (`docs/formats/tsdb-block.md`, meta.json and The thanos section).
 //!
 //! Output is byte-for-byte what the Go writers produce: keys in Go struct order, tab
 //! indentation, Go's string escaping. Prometheus writes no trailing newline; Thanos (whose

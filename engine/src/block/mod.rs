@@ -1,9 +1,9 @@
 //! Blocks: meta.json, chunk segments, tombstones, marker files; the block reader and writer,
 //! chunk cutting, dump and inspect.
 //!
-//! The formats are Prometheus's and Thanos's own, documented in their repositories and
-//! transcribed in `shared/spec/wire-and-formats.md` §3.1–3.3 (layout, `meta.json`), §3.5–3.6
-//! (chunk segments, encoding bytes), §3.9 (tombstones) and §5.6 (Thanos marker files).
+//! The formats are Prometheus's and Thanos's own, written down for Gauntlet in
+//! `docs/formats/tsdb-block.md` (sections Layout, meta.json, Chunk segment files, Chunk
+//! encoding bytes, Tombstones) and `docs/formats/compaction.md` (Marker files).
 
 pub mod cut;
 pub mod dump;
@@ -128,7 +128,8 @@ pub enum BlockError {
         len: u64,
         reason: &'static str,
     },
-    /// A chunk's encoding byte is not one of the values in spec §3.6.
+    /// A chunk's encoding byte is not one of the values in `docs/formats/tsdb-block.md`, Chunk
+    /// encoding bytes.
     #[error("{}: unknown chunk encoding {encoding} in record at offset {offset}", path.display())]
     UnknownEncoding {
         path: PathBuf,

@@ -1,5 +1,5 @@
-//! Chunk segment files `chunks/000001`, `000002`, … (spec §3.5) and chunk encoding bytes
-//! (spec §3.6).
+//! Chunk segment files `chunks/000001`, `000002`, … and chunk encoding bytes
+//! (`docs/formats/tsdb-block.md`, Chunk segment files and Chunk encoding bytes).
 //!
 //! Each file: `BE32 magic 0x85BD40DD`, `u8 version 1`, 3 padding bytes, then records of
 //! `uvarint len`, `u8 encoding`, `len` bytes of data, `BE32 CRC32C(encoding ‖ data)`.
@@ -166,8 +166,8 @@ impl SegmentReader {
         self.read_record(r, false)
     }
 
-    /// Like [`SegmentReader::chunk`], with the encoding byte named; an encoding outside spec
-    /// §3.6 is a [`BlockError::UnknownEncoding`].
+    /// Like [`SegmentReader::chunk`], with the encoding byte named; an encoding outside
+    /// `docs/formats/tsdb-block.md`, Chunk encoding bytes, is a [`BlockError::UnknownEncoding`].
     pub fn chunk_encoded(&self, r: ChunkRef) -> Result<(Encoding, &[u8]), BlockError> {
         let (enc, data) = self.chunk(r)?;
         match Encoding::try_from(enc).ok() {
@@ -320,7 +320,7 @@ impl RecordError {
 pub enum RecordRead<'a> {
     /// A whole record, CRC checked: its encoding byte and payload.
     Chunk {
-        /// The TSDB chunk encoding byte (spec §3.6).
+        /// The TSDB chunk encoding byte (`docs/formats/tsdb-block.md`, Chunk encoding bytes).
         encoding: u8,
         /// The chunk payload, without length, encoding or CRC.
         data: &'a [u8],

@@ -1,4 +1,5 @@
-//! The `tombstones` file: deleted time ranges per series (spec §3.9).
+//! The `tombstones` file: deleted time ranges per series (`docs/formats/tsdb-block.md`,
+//! Tombstones).
 //!
 //! Layout: `BE32 magic 0x0130BA30`, `u8 version 1`, entries of (`uvarint64 series_ref`,
 //! `varint64 mint`, `varint64 maxt`), then `BE32 CRC32C` over the entries only: the version

@@ -31,7 +31,8 @@ pub fn is_stale_nan(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
-/// TSDB chunk encoding byte, as stored in chunk segment records (spec §3.6).
+/// TSDB chunk encoding byte, as stored in chunk segment records (`docs/formats/tsdb-block.md`,
+/// Chunk encoding bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Encoding {

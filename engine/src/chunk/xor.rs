@@ -1,5 +1,5 @@
 //! XOR ("Gorilla") float chunks, bit for bit as Prometheus's `chunkenc/xor.go` writes them
-//! (spec §3.7).
+//! (`docs/formats/tsdb-block.md`, XOR chunk payload).
 //!
 //! Layout: a big-endian u16 sample count; sample 0 as a varint timestamp and the 64 raw bits of
 //! the value; sample 1 as a uvarint timestamp delta and an XOR-encoded value; every later sample
@@ -218,7 +218,7 @@ impl XorAppender {
     }
 
     /// Writes the `width` (0..=24) bits of `field`, then `v_bits` XOR the previous value
-    /// (spec §3.7, value encoding).
+    /// (`docs/formats/tsdb-block.md`, XOR chunk payload, value XOR encoding).
     ///
     /// Go writes each field separately, and only the split of a sample's last write shows in the
     /// bytes (it decides Go's empty trailing byte, see [`BitWriter`]); so everything before the

@@ -8,7 +8,7 @@
 //! - [`read`]: the query side, turning served aggregate chunks back into samples for PromQL;
 //! - [`select`]: which blocks of which resolution answer a time range.
 //!
-//! The formats and formulas are in the project's format contract (`wire-and-formats.md` §4).
+//! The formats and formulas are in `docs/formats/downsampling.md`.
 
 pub mod aggregate;
 pub mod block;

@@ -7,8 +7,8 @@
 //! asks for `response_batch_size` > 1, `SeriesResponse { batch (4): SeriesBatch }` with up to
 //! that many series (and at most [`MAX_FRAME_SERIES_BYTES`]). Either way each series is
 //! `0x0A len Series`: field 1 of both messages. Field numbers are those of
-//! `wire-and-formats.md` §1.4–1.5; the tests hold the bytes to what prost writes for the
-//! same messages.
+//! `docs/formats/storeapi.md` (Series answers, Labels); the tests hold the bytes to what prost
+//! writes for the same messages.
 //!
 //! The batch also remembers where each series' label fields and chunk fields lie, so the
 //! stream can compare series (labels are parsed back, equal label sets are equal bytes) and

@@ -104,7 +104,7 @@ fn timestamps(len: usize) -> impl Strategy<Value = Vec<i64>> {
                     })
                     .collect()
             }),
-        // Deltas straddling every bucket boundary of spec §3.7.
+        // Deltas straddling every delta-of-delta bucket boundary (`docs/formats/tsdb-block.md`).
         (
             -1_700_000_000_000i64..1_800_000_000_000,
             proptest::collection::vec(
