@@ -126,7 +126,30 @@ fn push_e(out: &mut String, v: f64) {
         Digits::from_whole(v as i64).push_e(out);
         return;
     }
-    Digits::from_ryu(ryu::Buffer::new().format_finite(v)).push_e(out);
+    let mut buf = ryu::Buffer::new();
+    let text = buf.format_finite(v);
+    if let Some(at) = text.bytes().position(|b| b == b'e') {
+        // Outside [1e-5, 1e16) ryu writes Go's mantissa already (`-1.5e-7`, `1e300`): only
+        // the exponent's sign and its second digit are missing.
+        out.push_str(&text[..at]);
+        let exp = &text[at + 1..];
+        let digits = match exp.strip_prefix('-') {
+            Some(digits) => {
+                out.push_str("e-");
+                digits
+            }
+            None => {
+                out.push_str("e+");
+                exp
+            }
+        };
+        if digits.len() == 1 {
+            out.push('0');
+        }
+        out.push_str(digits);
+        return;
+    }
+    Digits::from_ryu(text).push_e(out);
 }
 
 /// The shortest round-trip digits of a finite float, as Go's `decimalSlice` holds them: the
@@ -176,12 +199,13 @@ impl Digits {
 
     /// The digits in ryu's spelling of a finite float: `1.0`, `-0.00123`, `1.5e-7`, `1e300`.
     fn from_ryu(text: &str) -> Digits {
-        let (negative, text) = match text.strip_prefix('-') {
-            Some(rest) => (true, rest),
-            None => (false, text),
+        let text = text.as_bytes();
+        let (negative, text) = match text {
+            [b'-', rest @ ..] => (true, rest),
+            _ => (false, text),
         };
-        let (mantissa, exp) = match text.split_once(['e', 'E']) {
-            Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
+        let (mantissa, exp) = match text.iter().position(|&b| b == b'e') {
+            Some(at) => (&text[..at], exponent(&text[at + 1..])),
             None => (text, 0),
         };
         let mut d = Digits {
@@ -193,7 +217,7 @@ impl Digits {
         // Digits seen before the mantissa's point, leading zeros included.
         let mut before_point = None;
         let mut seen = 0i32;
-        for b in mantissa.bytes() {
+        for &b in mantissa {
             if b == b'.' {
                 before_point = Some(seen);
                 continue;
@@ -269,6 +293,18 @@ impl Digits {
             out.push_str(ascii(fraction));
         }
     }
+}
+
+/// The value of ryu's exponent digits, `-` first when negative.
+fn exponent(text: &[u8]) -> i32 {
+    let (negative, digits) = match text {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, text),
+    };
+    let e = digits
+        .iter()
+        .fold(0i32, |e, &d| e * 10 + i32::from(d.wrapping_sub(b'0')));
+    if negative { -e } else { e }
 }
 
 /// Digits as text (they are ASCII).
