@@ -1,6 +1,7 @@
 //! Blocks against real peers: fixtures written by Prometheus and promtool dump identically;
-//! bigger promtool blocks made here dump identically; blocks Gauntlet writes from the same input
-//! are accepted by promtool and answer the same queries in a real Prometheus.
+//! bigger promtool blocks made here dump identically, and so does a block of floats that are
+//! hard to spell as Go does; blocks Gauntlet writes from the same input are accepted by promtool
+//! and answer the same queries in a real Prometheus.
 
 mod common;
 
