@@ -157,10 +157,12 @@ fn push_e(out: &mut String, v: f64) {
 /// zero).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Digits {
-    pub(crate) negative: bool,
+    /// A `-` goes first (negative numbers and -0).
+    negative: bool,
     /// ASCII digits; `len` of them are used. Ryū's are at most 17, a whole number's at most 16.
     buf: [u8; 24],
     len: u8,
+    /// Where the decimal point goes: the value is `0.digits * 10^point`.
     pub(crate) point: i32,
 }
 

@@ -3,7 +3,9 @@
 //! dump, the HTTP API's sample values, error messages and annotations, `meta.json`), and strings
 //! and runes as `%q` and `%#U` quote them (label sets, matchers, parse errors).
 //!
-//! Every such spelling in the engine and the server comes from here.
+//! The engine and the server take every shortest float spelling and every Go-quoted string
+//! from here rather than from Rust's `{}`, `{:e}` and `{:?}`, which differ from Go's on ties,
+//! notation and escapes.
 
 mod float;
 mod quote;
