@@ -11,6 +11,7 @@ pub mod downsample;
 pub mod encoding;
 pub mod error;
 pub mod exposition;
+pub mod go_format;
 pub mod index;
 pub mod labels;
 pub mod promql;

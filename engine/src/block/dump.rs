@@ -1,12 +1,13 @@
 //! Prints the samples of one or more blocks exactly as `promtool tsdb dump` does: one line per
-//! sample, `{labels} value timestamp_ms`, series in label order, samples of a series merged
-//! across blocks in time order.
+//! sample, `{labels} value timestamp_ms` with the value as Go's `%g` prints it, series in label
+//! order, samples of a series merged across blocks in time order.
 
 use std::io::Write;
 
 use super::reader::Block;
 use crate::chunk::SampleBatch;
 use crate::error::{Error, Result};
+use crate::go_format::{FloatFormat, push_float};
 use crate::index::ChunkMeta;
 use crate::index::postings::union_many;
 use crate::labels::{Label, Labels, Matcher};
@@ -145,7 +146,7 @@ pub fn dump(blocks: &[Block], opts: &DumpOptions, out: &mut impl Write) -> Resul
             line.clear();
             line.push_str(&prefix);
             line.push(' ');
-            format_go_g(v, &mut line);
+            push_float(&mut line, v, FloatFormat::G);
             line.push(' ');
             line.push_str(itoa_i64(t, &mut [0u8; 20]));
             line.push('\n');
@@ -205,102 +206,9 @@ fn itoa_i64(v: i64, buf: &mut [u8; 20]) -> &str {
     std::str::from_utf8(&buf[i..]).expect("ASCII digits")
 }
 
-/// Appends `v` formatted as Go's `fmt` `%g` does: the shortest decimal that round-trips, in
-/// exponent form (`1.5e+06`, at least two exponent digits) when the decimal exponent is below -4
-/// or at least 6, else plain; `NaN`, `+Inf`, `-Inf`.
-pub fn format_go_g(v: f64, out: &mut String) {
-    if v.is_nan() {
-        out.push_str("NaN");
-        return;
-    }
-    if v.is_infinite() {
-        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
-        return;
-    }
-    if v.is_sign_negative() {
-        out.push('-');
-    }
-    let v = v.abs();
-    if v == 0.0 {
-        out.push('0');
-        return;
-    }
-    // Rust's `{:e}` prints the shortest round-tripping digits, e.g. "1.234e5".
-    let s = format!("{v:e}");
-    let (mant, exp) = s.split_once('e').expect("exponent form");
-    let exp: i32 = exp.parse().expect("exponent digits");
-    let digits: String = mant.chars().filter(|c| *c != '.').collect();
-    let nd = digits.len() as i32;
-    if !(-4..6).contains(&exp) {
-        out.push_str(&digits[..1]);
-        if nd > 1 {
-            out.push('.');
-            out.push_str(&digits[1..]);
-        }
-        out.push('e');
-        out.push(if exp < 0 { '-' } else { '+' });
-        let e = exp.unsigned_abs();
-        if e < 10 {
-            out.push('0');
-        }
-        out.push_str(&e.to_string());
-    } else if exp < 0 {
-        out.push_str("0.");
-        for _ in 0..(-exp - 1) {
-            out.push('0');
-        }
-        out.push_str(&digits);
-    } else {
-        let int_len = (exp + 1) as usize;
-        if digits.len() <= int_len {
-            out.push_str(&digits);
-            for _ in digits.len()..int_len {
-                out.push('0');
-            }
-        } else {
-            out.push_str(&digits[..int_len]);
-            out.push('.');
-            out.push_str(&digits[int_len..]);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn g(v: f64) -> String {
-        let mut s = String::new();
-        format_go_g(v, &mut s);
-        s
-    }
-
-    #[test]
-    fn go_g_formatting() {
-        let cases = [
-            (0.0, "0"),
-            (-0.0, "-0"),
-            (1.0, "1"),
-            (29.0, "29"),
-            (100000.0, "100000"),
-            (1e6, "1e+06"),
-            (3053596158.0, "3.053596158e+09"),
-            (0.0001, "0.0001"),
-            (0.00001, "1e-05"),
-            (123.456, "123.456"),
-            (-2.5, "-2.5"),
-            (1.7976931348623157e308, "1.7976931348623157e+308"),
-            (5e-324, "5e-324"),
-            (123456.7, "123456.7"),
-            (1234567.8, "1.2345678e+06"),
-            (f64::NAN, "NaN"),
-            (f64::INFINITY, "+Inf"),
-            (f64::NEG_INFINITY, "-Inf"),
-        ];
-        for (v, want) in cases {
-            assert_eq!(g(v), want, "{v:?}");
-        }
-    }
 
     #[test]
     fn itoa_extremes() {

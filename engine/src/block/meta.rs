@@ -491,16 +491,8 @@ pub(crate) mod go_json {
         }
 
         fn write_f64<W: ?Sized + io::Write>(&mut self, w: &mut W, v: f64) -> io::Result<()> {
-            let abs = v.abs();
-            let s = if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
-                let s = format!("{v:e}");
-                match s.split_once('e') {
-                    Some((mant, exp)) if !exp.starts_with('-') => format!("{mant}e+{exp}"),
-                    _ => s,
-                }
-            } else {
-                format!("{v}")
-            };
+            let mut s = String::with_capacity(24);
+            crate::go_format::push_json_float(&mut s, v);
             w.write_all(s.as_bytes())
         }
 

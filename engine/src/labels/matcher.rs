@@ -216,7 +216,7 @@ impl fmt::Debug for Matcher {
 impl fmt::Display for Matcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut q = String::new();
-        super::go_quote_into(&mut q, &self.value);
+        crate::go_format::push_quoted(&mut q, &self.value);
         write!(f, "{}{}{}", self.name, self.typ.as_str(), q)
     }
 }

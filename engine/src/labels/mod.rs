@@ -165,61 +165,11 @@ impl fmt::Display for Labels {
             }
             s.push_str(&l.name);
             s.push('=');
-            go_quote_into(&mut s, &l.value);
+            crate::go_format::push_quoted(&mut s, &l.value);
         }
         s.push('}');
         f.write_str(&s)
     }
-}
-
-/// Appends `v` quoted the way Go's `strconv.Quote` does: printable characters kept, `"` and `\`
-/// escaped, control characters as `\n`-style or `\xNN`/`\uNNNN` escapes.
-pub fn go_quote_into(out: &mut String, v: &str) {
-    use std::fmt::Write;
-    out.push('"');
-    for c in v.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{07}' => out.push_str("\\a"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{0b}' => out.push_str("\\v"),
-            c if go_is_print(c) => out.push(c),
-            c if (c as u32) < 0x80 => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c if (c as u32) < 0x10000 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => {
-                let _ = write!(out, "\\U{:08x}", c as u32);
-            }
-        }
-    }
-    out.push('"');
-}
-
-/// Go's `strconv.IsPrint` for the characters label values hold in practice: ASCII graphic and
-/// space, and non-ASCII letters, marks, numbers, punctuation and symbols (not other spaces,
-/// controls, format characters or unassigned code points we can recognise cheaply).
-pub(crate) fn go_is_print(c: char) -> bool {
-    let u = c as u32;
-    if u < 0x80 {
-        return (0x20..0x7f).contains(&u);
-    }
-    if c.is_control() || c.is_whitespace() {
-        return false;
-    }
-    // Format characters Go treats as unprintable: soft hyphen, zero-width and bidi controls,
-    // the BOM, and private-use or surrogate-adjacent ranges.
-    !matches!(u,
-        0xAD | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x180E | 0x200B..=0x200F
-        | 0x202A..=0x202E | 0x2060..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB
-        | 0xE000..=0xF8FF | 0xF0000..=0x10FFFF)
 }
 
 #[cfg(test)]

@@ -3,9 +3,8 @@
 //! and places its errors the same way (`1:5: parse error: unexpected "("`), so an API answer
 //! for a bad selector reads as Prometheus's does.
 
-use std::fmt::Write;
-
-use super::{METRIC_NAME, MatchType, Matcher, go_is_print, go_quote_into};
+use super::{METRIC_NAME, MatchType, Matcher};
+use crate::go_format::{push_quoted, quoted_rune, unicode_format};
 
 /// A selector could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -125,9 +124,9 @@ fn first_selector_error(query: &str, regex_only: bool) -> Option<String> {
                 let named = ms.iter().find(|m| m.name == METRIC_NAME);
                 if let (Some((at, metric)), Some(m)) = (name, named) {
                     let mut msg = "metric name must not be set twice: ".to_string();
-                    go_quote_into(&mut msg, metric);
+                    push_quoted(&mut msg, metric);
                     msg.push_str(" or ");
-                    go_quote_into(&mut msg, &m.value);
+                    push_quoted(&mut msg, &m.value);
                     return Some(lx.error(at, msg).to_string());
                 }
                 name = None;
@@ -182,13 +181,13 @@ impl Tok<'_> {
         match *self {
             Tok::Word(w) => {
                 out.push_str("identifier ");
-                go_quote_into(&mut out, w);
+                push_quoted(&mut out, w);
             }
             Tok::Str(v) => short_quoted(&mut out, "string ", v),
             Tok::Number(v) => short_quoted(&mut out, "number ", v),
             Tok::Duration(v) => short_quoted(&mut out, "duration ", v),
-            Tok::Punct(p) => go_quote_into(&mut out, p),
-            Tok::Quoted(w) => go_quote_into(&mut out, w),
+            Tok::Punct(p) => push_quoted(&mut out, p),
+            Tok::Quoted(w) => push_quoted(&mut out, w),
             Tok::Op(o) => out = format!("<op:{o}>"),
             Tok::Keyword(k) => out = format!("<{k}>"),
             Tok::Aggr(a) => out = format!("<aggr:{a}>"),
@@ -204,10 +203,10 @@ fn short_quoted(out: &mut String, kind: &str, v: &str) {
     out.push_str(kind);
     match v.char_indices().nth(10) {
         Some((cut, _)) => {
-            go_quote_into(out, &v[..cut]);
+            push_quoted(out, &v[..cut]);
             out.push_str("...");
         }
-        None => go_quote_into(out, v),
+        None => push_quoted(out, v),
     }
 }
 
@@ -322,7 +321,7 @@ impl<'a> Lexer<'a> {
                     let c = c.unwrap_or('\u{FFFD}');
                     return Err(self.error(
                         at,
-                        format!("unexpected character after '!': {}", go_rune(c)),
+                        format!("unexpected character after '!': {}", quoted_rune(c)),
                     ));
                 }
             },
@@ -331,7 +330,7 @@ impl<'a> Lexer<'a> {
                 self.op(at, n)
             }
             '+' | '-' | '*' | '/' | '%' | '^' => self.op(at, 0),
-            c => return Err(self.error(at, format!("unexpected character: {}", go_rune(c)))),
+            c => return Err(self.error(at, format!("unexpected character: {}", quoted_rune(c)))),
         };
         Ok((at, tok))
     }
@@ -357,7 +356,7 @@ impl<'a> Lexer<'a> {
             Literal::Bad(end) => {
                 self.pos = end.min(self.s.len());
                 let mut msg = "bad number or duration syntax: ".to_string();
-                go_quote_into(&mut msg, &self.s[at..self.pos]);
+                push_quoted(&mut msg, &self.s[at..self.pos]);
                 Err(self.error(at, msg))
             }
         }
@@ -410,7 +409,7 @@ impl<'a> Lexer<'a> {
             'x' => (2, 16, 255),
             'u' => (4, 16, 0x10FFFF),
             'U' => (8, 16, 0x10FFFF),
-            c => return Err(format!("unknown escape sequence {}", go_rune_u(c))),
+            c => return Err(format!("unknown escape sequence {}", unicode_format(c))),
         };
         let mut v: u32 = 0;
         for _ in 0..digits {
@@ -421,7 +420,7 @@ impl<'a> Lexer<'a> {
                     None => {
                         return Err(format!(
                             "illegal character {} in escape sequence",
-                            go_rune_u(d)
+                            unicode_format(d)
                         ));
                     }
                 },
@@ -453,7 +452,7 @@ impl<'a> Lexer<'a> {
                         at,
                         format!(
                             "unexpected character after '!' inside braces: {}",
-                            go_rune(c)
+                            quoted_rune(c)
                         ),
                     ));
                 }
@@ -470,7 +469,7 @@ impl<'a> Lexer<'a> {
             c => {
                 return Err(self.error(
                     at,
-                    format!("unexpected character inside braces: {}", go_rune(c)),
+                    format!("unexpected character inside braces: {}", quoted_rune(c)),
                 ));
             }
         };
@@ -538,28 +537,6 @@ impl<'a> Lexer<'a> {
             .map(|(_, v)| v)
             .map_err(|_| self.error(at, format!("bad string {raw}")))
     }
-}
-
-/// A rune as Go's `%q` writes it: `'x'`.
-fn go_rune(c: char) -> String {
-    let mut q = String::new();
-    go_quote_into(&mut q, &c.to_string());
-    let inner = &q[1..q.len() - 1];
-    match inner {
-        "\\\"" => "'\"'".to_string(),
-        "'" => "'\\''".to_string(),
-        _ => format!("'{inner}'"),
-    }
-}
-
-/// A rune as Go's `%#U` writes it: `U+007A 'z'`, without the character when it is not
-/// printable.
-fn go_rune_u(c: char) -> String {
-    let mut out = format!("U+{:04X}", c as u32);
-    if go_is_print(c) {
-        let _ = write!(out, " '{c}'");
-    }
-    out
 }
 
 /// What Prometheus's lexer reads from a number or duration literal.

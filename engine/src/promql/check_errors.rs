@@ -11,6 +11,7 @@
 
 use super::duration_expr::skip_string;
 use super::positions::{comment_end, line_col, placed, skip_group, type_alone, type_name};
+use crate::go_format::{quoted, unicode_format};
 use crate::labels::{Literal, lex_literal};
 
 /// A token of PromQL text, as far as finding nodes needs.
@@ -543,7 +544,7 @@ pub(crate) fn placed_check_error(query: &str, msg: &str) -> Option<String> {
         let k = (0..t.len()).find(|&k| {
             t[k].kind == Kind::Str && span(query, &t, k, k + 1).contains(escape.as_str())
         })?;
-        let m = format!("unknown escape sequence U+{:04X} {c:?}", c as u32);
+        let m = format!("unknown escape sequence {}", unicode_format(c));
         return Some(placed(at(k), &m));
     }
     if let Some(got) = msg.strip_prefix(
@@ -823,8 +824,8 @@ pub(crate) fn literal_error(query: &str) -> Option<String> {
     for s in literal_starts(query) {
         let msg = match lex_literal(b, s) {
             Literal::Bad(e) => format!(
-                "bad number or duration syntax: {:?}",
-                &query[s..e.min(query.len())]
+                "bad number or duration syntax: {}",
+                quoted(&query[s..e.min(query.len())])
             ),
             Literal::Duration(e) => match duration_text_error(&query[s..e]) {
                 Some(m) => m,
@@ -838,7 +839,8 @@ pub(crate) fn literal_error(query: &str) -> Option<String> {
                     continue;
                 }
                 format!(
-                    "error parsing number: strconv.ParseFloat: parsing {text:?}: invalid syntax"
+                    "error parsing number: strconv.ParseFloat: parsing {}: invalid syntax",
+                    quoted(text)
                 )
             }
         };
@@ -864,14 +866,18 @@ fn duration_text_error(text: &str) -> Option<String> {
             i += 1;
         }
         if d == u || u == i {
-            return Some(format!("not a valid duration string: {text:?}"));
+            return Some(format!("not a valid duration string: {}", quoted(text)));
         }
         let unit = &text[u..i];
         let Some(pos) = UNITS[..7].iter().position(|x| *x == unit) else {
-            return Some(format!("unknown unit {unit:?} in duration {text:?}"));
+            return Some(format!(
+                "unknown unit {} in duration {}",
+                quoted(unit),
+                quoted(text)
+            ));
         };
         if last.is_some_and(|l| pos <= l) {
-            return Some(format!("not a valid duration string: {text:?}"));
+            return Some(format!("not a valid duration string: {}", quoted(text)));
         }
         last = Some(pos);
     }

@@ -369,7 +369,10 @@ fn duration_token_error(tok: &[u8]) -> Option<String> {
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         let Ok(v) = rest[..digits].parse::<u64>() else {
-            return Some(format!("not a valid duration string: {text:?}"));
+            return Some(format!(
+                "not a valid duration string: {}",
+                crate::go_format::quoted(text)
+            ));
         };
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(|c| !c.is_ascii_digit()).count();

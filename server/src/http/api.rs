@@ -12,6 +12,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{MethodRouter, get};
+use gauntlet_engine::go_format::quoted;
 use gauntlet_engine::labels::Labels;
 use gauntlet_engine::promql::QueryLimits;
 use gauntlet_engine::query::SelectHints;
@@ -360,7 +361,10 @@ fn label_values(st: &ApiState, form: &Form, name: &str) -> Result<Reply, ApiErro
     // Names outside the classic charset arrive escaped as `U__…` (Prometheus 3).
     let name = unescape_label_name(name);
     if name.is_empty() {
-        return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
+        return Err(ApiError::bad_data(format!(
+            "invalid label name: {}",
+            quoted(&name)
+        )));
     }
     let (start, end) = forwards(time_range(form)?);
     let limit = limit_param(form)?;

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use gauntlet_engine::error::{MESSAGE_BYTES, clip};
+use gauntlet_engine::go_format::{FloatFormat, push_float};
 use gauntlet_engine::labels::Labels;
 
 /// Appends `s` as a JSON string the way Go's `encoding/json` does: HTML-sensitive characters
@@ -147,137 +148,24 @@ impl Default for TsText {
     }
 }
 
-/// Appends a sample value as a JSON string as Prometheus writes it: the shortest decimal that
-/// round-trips, in exponent form (`3e-09`, `1e+21`) when `|v| < 1e-6` or `|v| >= 1e21`, and
-/// `NaN`, `+Inf`, `-Inf`.
+/// Appends a sample value as a JSON string as Prometheus writes it: Go's
+/// `strconv.FormatFloat(v, 'f', -1, 64)`, or `'e'` (`3e-09`, `1e+21`) when `|v| < 1e-6` or
+/// `|v| >= 1e21`; `NaN`, `+Inf`, `-Inf`.
 pub fn push_value(out: &mut String, v: f64) {
     out.push('"');
-    if v.is_nan() {
-        out.push_str("NaN");
-    } else if v == f64::INFINITY {
-        out.push_str("+Inf");
-    } else if v == f64::NEG_INFINITY {
-        out.push_str("-Inf");
-    } else if v != 0.0 && (v.abs() < 1e-6 || v.abs() >= 1e21) {
-        push_float(out, v, Notation::Exponent);
+    let a = v.abs();
+    let format = if a != 0.0 && !(1e-6..1e21).contains(&a) {
+        FloatFormat::E
     } else {
-        push_float(out, v, Notation::Plain);
-    }
+        FloatFormat::F
+    };
+    push_float(out, v, format);
     out.push('"');
 }
-
-/// 2^53: every whole number below it is a distinct double.
-const WHOLE_EXACT: f64 = 9_007_199_254_740_992.0;
 
 /// Digits as text (they are ASCII).
 fn ascii(b: &[u8]) -> &str {
     std::str::from_utf8(b).unwrap_or("0")
-}
-
-/// How [`push_float`] writes a finite number.
-#[derive(Clone, Copy, PartialEq)]
-enum Notation {
-    /// Go's `FormatFloat(v, 'f', -1, 64)`: `0.000123`, `100000000000000000000`.
-    Plain,
-    /// Go's `FormatFloat(v, 'e', -1, 64)`: `1.23e-04`, `1e+21`.
-    Exponent,
-}
-
-/// Appends finite `v` with the shortest digits that round-trip, in `notation`. The digits come
-/// from `ryu` (the shortest round-trip digits, as Go's formatter picks them); only their
-/// placement differs between ryu's output and Go's.
-fn push_float(out: &mut String, v: f64, notation: Notation) {
-    let a = v.abs();
-    // (Through i64 rather than `trunc`, which is a library call on the baseline x86-64 target.)
-    if notation == Notation::Plain && v != 0.0 && a < WHOLE_EXACT && v == (v as i64) as f64 {
-        // A whole number below 2^53 is its own shortest round-trip spelling.
-        out.push_str(itoa::Buffer::new().format(v as i64));
-        return;
-    }
-    let mut buf = ryu::Buffer::new();
-    let text = buf.format_finite(v);
-    if notation == Notation::Plain && (a == 0.0 || (1e-5..1e16).contains(&a)) {
-        // In this range ryu writes the digits positionally, as Go does (its shortest digits
-        // round-trip, so they stay on the same side of both bounds as `v`), and marks whole
-        // numbers with a `.0` Go leaves out: the common case needs no re-placing.
-        out.push_str(text.strip_suffix(".0").unwrap_or(text));
-        return;
-    }
-    place_digits(out, text, notation);
-}
-
-/// Appends ryu's spelling `text` of a finite number with its digits placed in `notation`.
-fn place_digits(out: &mut String, text: &str, notation: Notation) {
-    let (negative, text) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
-    };
-    let (mantissa, exp) = match text.split_once(['e', 'E']) {
-        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
-        None => (text, 0),
-    };
-    // The mantissa's digits without the point, and how many of them stand before it.
-    let mut digits = [0u8; 40];
-    let (mut n, mut int_len) = (0usize, None);
-    for b in mantissa.bytes() {
-        if b == b'.' {
-            int_len = Some(n);
-        } else if n < digits.len() {
-            digits[n] = b;
-            n += 1;
-        }
-    }
-    let mut point = int_len.unwrap_or(n) as i32 + exp;
-    let mut d = &digits[..n];
-    while let [b'0', rest @ ..] = d {
-        d = rest;
-        point -= 1;
-    }
-    while let [rest @ .., b'0'] = d {
-        d = rest;
-    }
-    if negative {
-        out.push('-');
-    }
-    if d.is_empty() {
-        out.push_str(if notation == Notation::Exponent {
-            "0e+00"
-        } else {
-            "0"
-        });
-        return;
-    }
-    match notation {
-        Notation::Plain => {
-            if point <= 0 {
-                out.push_str("0.");
-                out.extend(std::iter::repeat_n('0', (-point) as usize));
-                out.push_str(ascii(d));
-            } else if point as usize >= d.len() {
-                out.push_str(ascii(d));
-                out.extend(std::iter::repeat_n('0', point as usize - d.len()));
-            } else {
-                let (a, b) = d.split_at(point as usize);
-                out.push_str(ascii(a));
-                out.push('.');
-                out.push_str(ascii(b));
-            }
-        }
-        Notation::Exponent => {
-            out.push(char::from(d[0]));
-            if d.len() > 1 {
-                out.push('.');
-                out.push_str(ascii(&d[1..]));
-            }
-            let e = point - 1;
-            out.push_str(if e < 0 { "e-" } else { "e+" });
-            let e = e.unsigned_abs();
-            if e < 10 {
-                out.push('0');
-            }
-            out.push_str(itoa::Buffer::new().format(e));
-        }
-    }
 }
 
 /// Appends a scalar result's value: Prometheus writes scalars always in plain notation
@@ -286,13 +174,7 @@ pub fn push_scalar_point(out: &mut String, t_ms: i64, v: f64) {
     out.push('[');
     push_ts(out, t_ms);
     out.push_str(",\"");
-    if v.is_nan() {
-        out.push_str("NaN");
-    } else if v.is_infinite() {
-        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
-    } else {
-        push_float(out, v, Notation::Plain);
-    }
+    push_float(out, v, FloatFormat::F);
     out.push_str("\"]");
 }
 
@@ -430,103 +312,14 @@ mod tests {
         assert_eq!(value(f64::NEG_INFINITY), "\"-Inf\"");
     }
 
-    /// Go's `'e', -1` spelling built from Rust's shortest digits (the formatter's twin).
-    fn exponent_reference(v: f64) -> String {
-        let e = format!("{v:e}");
-        let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
-        let exp: i32 = exp.parse().unwrap_or(0);
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exp.unsigned_abs())
-    }
-
-    fn float(v: f64, notation: Notation) -> String {
-        let mut s = String::new();
-        push_float(&mut s, v, notation);
-        s
-    }
-
-    /// The significant digits of a formatted number (mantissa only, no leading or trailing
-    /// zeros).
-    fn digits(s: &str) -> String {
-        let m = s.split(['e', 'E']).next().unwrap_or("");
-        let d: String = m.chars().filter(char::is_ascii_digit).collect();
-        d.trim_start_matches('0').trim_end_matches('0').to_string()
-    }
-
-    /// Holds both notations of `v` to Go's rules: they read back as `v` exactly, carry the
-    /// shortest digits (as many as Rust's shortest formatting), and when the digits are the
-    /// same as Rust's they are placed exactly as the reference places them. The digits may
-    /// differ only where two shortest candidates are equally close (Go, like ryu, keeps the
-    /// even one there; see `float_ties_round_like_go`).
-    fn check(v: f64) -> Result<(), proptest::test_runner::TestCaseError> {
-        for (got, want) in [
-            (float(v, Notation::Plain), format!("{v}")),
-            (float(v, Notation::Exponent), exponent_reference(v)),
-        ] {
-            let back: f64 = got.parse().unwrap();
-            proptest::prop_assert_eq!(back.to_bits(), v.to_bits(), "{} for {:e}", got, v);
-            proptest::prop_assert_eq!(
-                digits(&got).len(),
-                digits(&want).len(),
-                "{} vs {}",
-                got,
-                want
-            );
-            if digits(&got) == digits(&want) {
-                proptest::prop_assert_eq!(got, want);
-            }
-        }
-        Ok(())
-    }
-
-    proptest::proptest! {
-        /// The fast formatter writes Go's spelling for every finite double.
-        #[test]
-        fn floats_match_the_standard_formatting(bits: u64) {
-            let v = f64::from_bits(bits);
-            if v.is_finite() {
-                check(v)?;
-            }
-        }
-
-        #[test]
-        fn everyday_floats_match_the_standard_formatting(i in -1_000_000_000i64..1_000_000_000, scale in 0u32..12) {
-            check(i as f64 / 10f64.powi(scale as i32))?;
-        }
-    }
-
     #[test]
     fn float_ties_round_like_go() {
         // Exactly halfway between ...800.2 and ...800.3; Prometheus 3.5.3 answers
         // `vector(-1139863423205800.25)` with "-1139863423205800.2".
         let v = f64::from_bits(14_055_790_291_088_770_721);
-        assert_eq!(float(v, Notation::Plain), "-1139863423205800.2");
         assert_eq!(value(v), "\"-1139863423205800.2\"");
-    }
-
-    #[test]
-    fn float_edges() {
-        for v in [
-            0.0,
-            -0.0,
-            5e-324,
-            -5e-324,
-            f64::MAX,
-            f64::MIN,
-            f64::MIN_POSITIVE,
-            1e21,
-            1e-7,
-            123456789012345680000.0,
-            0.1 + 0.2,
-            100.0,
-            1e15,
-            1e16,
-            1e17,
-            9007199254740993.0,
-        ] {
-            assert_eq!(float(v, Notation::Plain), format!("{v}"), "{v:e}");
-            assert_eq!(float(v, Notation::Exponent), exponent_reference(v), "{v:e}");
-        }
+        // In exponent form too: 2^-25 = 2.98023223876953125e-08.
+        assert_eq!(value(2f64.powi(-25)), "\"2.9802322387695312e-08\"");
     }
 
     #[test]
@@ -553,45 +346,6 @@ mod tests {
             memo.push(&mut got, *t);
             assert_eq!(got, ts(*t), "{t}");
         }
-    }
-
-    proptest::proptest! {
-        /// The whole-number and positional shortcuts of plain notation give what the general
-        /// placement gives.
-        #[test]
-        fn plain_shortcuts_match_the_general_placement(bits: u64, whole in -(1i64 << 54)..(1i64 << 54), scale in 0u32..20) {
-            for v in [f64::from_bits(bits), whole as f64, whole as f64 / 10f64.powi(scale as i32)] {
-                if v.is_finite() {
-                    proptest::prop_assert_eq!(float(v, Notation::Plain), placed(v));
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn plain_shortcut_bounds() {
-        for v in [
-            1e-5,
-            f64::from_bits(1e-5f64.to_bits() - 1),
-            f64::from_bits(1e-5f64.to_bits() + 1),
-            1e16,
-            9999999999999998.0,
-            9007199254740992.0,
-            9007199254740990.0,
-            -9007199254740991.0,
-            4503599627370495.5,
-            0.5,
-            -0.0,
-        ] {
-            assert_eq!(float(v, Notation::Plain), placed(v), "{v:e}");
-        }
-    }
-
-    /// Plain notation through the general placement alone.
-    fn placed(v: f64) -> String {
-        let mut s = String::new();
-        place_digits(&mut s, ryu::Buffer::new().format_finite(v), Notation::Plain);
-        s
     }
 
     #[test]

@@ -7,6 +7,7 @@ use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use gauntlet_engine::go_format::{FloatFormat, push_float};
 
 /// Whether the component is ready to serve (e.g. its first block sync is done).
 pub type ReadyFn = Arc<dyn Fn() -> bool + Send + Sync>;
@@ -47,11 +48,15 @@ pub fn router(ready: ReadyFn, metrics: MetricsFn) -> Router {
         .route("/-/healthy", get(|| async { "healthy\n" }))
 }
 
-/// Appends one metric (HELP, TYPE and a sample without labels) to `out`.
+/// Appends one metric (HELP, TYPE and a sample without labels) to `out`, the value spelled as
+/// Prometheus's exposition writer spells it: Go's shortest `'g'` (`1.7e+09`), zero as `0`.
 pub fn metric(out: &mut String, name: &str, typ: &str, help: &str, value: f64) {
     use std::fmt::Write;
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} {typ}\n{name} {value}"
-    );
+    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {typ}\n{name} ");
+    if value == 0.0 {
+        out.push('0');
+    } else {
+        push_float(out, value, FloatFormat::G);
+    }
+    out.push('\n');
 }

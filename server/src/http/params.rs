@@ -2,6 +2,7 @@
 //! URL query; times as Unix seconds or RFC 3339; durations as seconds or `1h30m`.
 
 use gauntlet_engine::ErrorClass;
+use gauntlet_engine::go_format::quoted;
 use gauntlet_engine::labels::{Matcher, SelectorError, parse_selector};
 use gauntlet_engine::promql::PromqlError;
 use percent_encoding::percent_decode_str;
@@ -158,7 +159,7 @@ fn unescape(s: &str) -> Result<String, ApiError> {
     percent_decode_str(&plus)
         .decode_utf8()
         .map(|c| c.into_owned())
-        .map_err(|_| ApiError::bad_data(format!("invalid URL escape in {s:?}")))
+        .map_err(|_| ApiError::bad_data(format!("invalid URL escape in {}", quoted(s))))
 }
 
 /// Parses a time parameter: Unix seconds (rounded to ms) or RFC 3339 with optional fraction.
@@ -170,14 +171,14 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
         let frac = ((f - secs) * 1000.0).round() / 1000.0;
         let nanos = secs as i128 * 1_000_000_000 + (frac * 1e9) as i128;
         return i64::try_from(nanos.div_euclid(1_000_000))
-            .map_err(|_| format!("cannot parse {s:?} to a valid timestamp"));
+            .map_err(|_| format!("cannot parse {} to a valid timestamp", quoted(s)));
     }
     match s {
         MIN_TIME_TEXT => return Ok(MIN_TIME_MS),
         MAX_TIME_TEXT => return Ok(MAX_TIME_MS),
         _ => {}
     }
-    parse_rfc3339(s).ok_or_else(|| format!("cannot parse {s:?} to a valid timestamp"))
+    parse_rfc3339(s).ok_or_else(|| format!("cannot parse {} to a valid timestamp", quoted(s)))
 }
 
 /// The time parameter `name` in ms, or `default` when absent or empty.
@@ -275,13 +276,14 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
         let ns = f * 1e9;
         if ns >= i64::MAX as f64 || ns <= i64::MIN as f64 {
             return Err(format!(
-                "cannot parse {s:?} to a valid duration. It overflows int64"
+                "cannot parse {} to a valid duration. It overflows int64",
+                quoted(s)
             ));
         }
         return Ok((ns as i64) / 1_000_000);
     }
     gauntlet_engine::promql::parse_duration_ms(s)
-        .ok_or_else(|| format!("cannot parse {s:?} to a valid duration"))
+        .ok_or_else(|| format!("cannot parse {} to a valid duration", quoted(s)))
 }
 
 /// Parses every `match[]` selector; each must hold a matcher that does not match "". The
@@ -318,7 +320,8 @@ pub fn bool_param(form: &Form, name: &str, default: bool) -> Result<bool, ApiErr
         Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(true),
         Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(false),
         Some(v) => Err(ApiError::bad_data(format!(
-            "cannot parse parameter {name}: strconv.ParseBool: parsing {v:?}: invalid syntax"
+            "cannot parse parameter {name}: strconv.ParseBool: parsing {}: invalid syntax",
+            quoted(v)
         ))),
     }
 }
@@ -331,7 +334,7 @@ pub fn limit_param(form: &Form) -> Result<usize, ApiError> {
             let n: i64 = v.parse().map_err(|_| {
                 ApiError::invalid_param(
                     "limit",
-                    format!("strconv.Atoi: parsing {v:?}: invalid syntax"),
+                    format!("strconv.Atoi: parsing {}: invalid syntax", quoted(v)),
                 )
             })?;
             if n < 0 {
@@ -367,6 +370,11 @@ mod tests {
             Err("cannot parse \"yesterday\" to a valid timestamp".into())
         );
         assert!(parse_time("2025-02-30T00:00:00Z").is_err());
+        // Quoted as Go's %q quotes, not as Rust's Debug (`"\u{1}\u{7f}"`).
+        assert_eq!(
+            parse_time("\u{1}\u{7f}"),
+            Err(r#"cannot parse "\x01\x7f" to a valid timestamp"#.into())
+        );
     }
 
     #[test]

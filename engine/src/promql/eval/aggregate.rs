@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use super::{Col, Evaluator, Steps, Val, absent, is_absent};
+use crate::go_format::{FloatFormat, format_float, quoted};
 use crate::labels::{Label, Labels};
 use crate::promql::error::PromqlError;
 use crate::promql::functions::go_sort::go_sort;
@@ -913,7 +914,10 @@ fn k_per_step(p: &[f64]) -> Vec<Option<usize>> {
 
 /// The error for a `k` that does not convert to an int64 (Go's `%v` of the value).
 fn k_overflow(kf: f64) -> PromqlError {
-    PromqlError::Execution(format!("Scalar value {} overflows int64", go_g(kf)))
+    PromqlError::Execution(format!(
+        "Scalar value {} overflows int64",
+        format_float(kf, FloatFormat::G)
+    ))
 }
 
 /// Warns as Prometheus 3.5 does about `limit_ratio` parameters outside `[-1, 1]`, whether or
@@ -929,18 +933,11 @@ fn ratio_warnings(ev: &mut Evaluator<'_>, p: &[f64], at: &str) {
         if out {
             ev.warn(format!(
                 "PromQL warning: ratio value should be between -1 and 1, got {}, capping to {}{at}",
-                go_g(r),
-                go_g(cap)
+                format_float(r, FloatFormat::G),
+                format_float(cap, FloatFormat::G)
             ));
         }
     }
-}
-
-/// A float as Go's `%g` / `%v` prints it (`1e+20`, `NaN`, `+Inf`).
-pub(crate) fn go_g(x: f64) -> String {
-    let mut s = String::new();
-    crate::block::dump::format_go_g(x, &mut s);
-    s
 }
 
 impl Evaluator<'_> {
@@ -1075,7 +1072,7 @@ fn finish_members(
             if !valid_label_name(&label) {
                 return Err(PromqlError::Execution(format!(
                     "invalid label name {}",
-                    go_quoted(&label)
+                    quoted(&label)
                 )));
             }
             // Prometheus sets the value label before it groups, so `without` takes it off
@@ -1094,7 +1091,7 @@ fn finish_members(
                         let mut ls: Vec<Label> =
                             g.iter().filter(|l| l.name != label).cloned().collect();
                         if !value_dropped {
-                            ls.push(Label::new(label.as_str(), format_float(x)));
+                            ls.push(Label::new(label.as_str(), format_float(x, FloatFormat::F)));
                             ls.sort();
                         }
                         let labels = Labels::from_sorted(ls);
@@ -1133,7 +1130,7 @@ fn finish_members(
                     if r.is_nan() {
                         return Err(PromqlError::Execution(format!(
                             "Ratio value {} is NaN",
-                            go_g(r)
+                            format_float(r, FloatFormat::G)
                         )));
                     }
                     let r = r.clamp(-1.0, 1.0);
@@ -1241,24 +1238,4 @@ fn asc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
 /// invalid UTF-8 or the empty string).
 pub(crate) fn valid_label_name(s: &str) -> bool {
     !s.is_empty() && !s.contains('\u{FFFD}')
-}
-
-/// `s` quoted the way Go's `%q` prints it.
-pub(crate) fn go_quoted(s: &str) -> String {
-    let mut out = String::new();
-    crate::labels::go_quote_into(&mut out, s);
-    out
-}
-
-/// A float as Go's `strconv.FormatFloat(f, 'f', -1, 64)` prints it.
-pub(crate) fn format_float(x: f64) -> String {
-    if x.is_nan() {
-        "NaN".into()
-    } else if x == f64::INFINITY {
-        "+Inf".into()
-    } else if x == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{x}")
-    }
 }

@@ -194,7 +194,7 @@ impl Evaluator<'_> {
         if let Some(&q) = phi.iter().find(|q| q.is_nan() || **q < 0.0 || **q > 1.0) {
             self.warn(format!(
                 "PromQL warning: quantile value should be between 0 and 1, got {}{at}",
-                aggregate::go_g(q),
+                crate::go_format::format_float(q, crate::go_format::FloatFormat::G),
             ));
         }
     }
