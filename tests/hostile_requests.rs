@@ -179,24 +179,28 @@ fn attack_http(port: u16, remote: bool) {
             format!("match[]={m}&{range}"),
         ));
     }
-    let many: Vec<String> = (0..10_000)
-        .map(|i| {
-            format!(
-                "match[]={}",
-                urlencode(&format!("{{job=\"api\",n!=\"{i}\"}}"))
-            )
-        })
-        .collect();
-    let many = many.join("&");
-    for path in [
-        "/api/v1/series",
-        "/api/v1/labels",
-        "/api/v1/label/job/values",
+    // Thousands of distinct selectors, each one selection (one fan-out through a querier);
+    // label values take fewer, to fit in a URL.
+    let many = |n: usize| {
+        (0..n)
+            .map(|i| {
+                format!(
+                    "match[]={}",
+                    urlencode(&format!("{{job=\"api\",n!=\"{i}\"}}"))
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    for (path, n) in [
+        ("/api/v1/series", 10_000),
+        ("/api/v1/labels", 10_000),
+        ("/api/v1/label/job/values", 5_000),
     ] {
         requests.push((
-            format!("{path}: 10000 match[]"),
+            format!("{path}: {n} match[]"),
             path,
-            format!("{many}&{range}"),
+            format!("{}&{range}", many(n)),
         ));
     }
     let long_name = "n".repeat(100_000);

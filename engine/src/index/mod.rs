@@ -19,6 +19,7 @@ mod tests;
 
 pub use error::IndexError;
 pub use reader::IndexReader;
+pub(crate) use reader::series_entry;
 pub use select::{PostingsPlan, plan_postings, postings_for_matchers};
 pub use toc::Toc;
 pub use writer::IndexWriter;

@@ -346,7 +346,7 @@ fn parse_record(
     off: u64,
     path: &str,
 ) -> Result<Result<(u8, usize, usize), u64>, StoreError> {
-    let Some((len, n)) = super::entry::uvarint(have, 0) else {
+    let Ok((len, n)) = crate::encoding::read_uvarint(have) else {
         if have.len() < MAX_LEN_FIELD {
             return Ok(Err(MAX_LEN_FIELD as u64 + 5));
         }
@@ -362,7 +362,7 @@ fn parse_record(
     let len = len as usize;
     let c = &have[n + 1 + len..n + 5 + len];
     let expected = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
-    let actual = super::crc::crc32c(&have[n..n + 1 + len]);
+    let actual = crate::encoding::crc32c(&have[n..n + 1 + len]);
     if expected != actual {
         return Err(StoreError::Block(crate::block::BlockError::CrcMismatch {
             path: path.into(),

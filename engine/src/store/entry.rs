@@ -3,9 +3,10 @@
 //! range. The layout is the index's (`index/FORMAT.md`); this is the store's hot loop, so the
 //! varints are read with a one-byte fast path and nothing is allocated.
 
-use super::crc::crc32c;
-use crate::encoding::zigzag_decode;
-use crate::index::{ChunkMeta, IndexError};
+use std::path::Path;
+
+use crate::encoding::{read_uvarint, zigzag_decode};
+use crate::index::{ChunkMeta, IndexError, series_entry};
 
 /// A cursor over an entry body; every read is bounds-checked and fails with the offset.
 struct Cursor<'a> {
@@ -16,7 +17,7 @@ struct Cursor<'a> {
 impl Cursor<'_> {
     #[inline(always)]
     fn uvarint(&mut self) -> Option<u64> {
-        let (v, n) = uvarint(self.buf, self.pos)?;
+        let (v, n) = read_uvarint(self.buf.get(self.pos..)?).ok()?;
         self.pos += n;
         Some(v)
     }
@@ -25,48 +26,6 @@ impl Cursor<'_> {
     fn uvarint32(&mut self) -> Option<u32> {
         self.uvarint().and_then(|v| u32::try_from(v).ok())
     }
-}
-
-/// The Go uvarint at `buf[pos..]` and its length in bytes; `None` when cut short or longer
-/// than 10 bytes. One byte is tested first (most label references and deltas); up to eight
-/// bytes are decoded from one 64-bit load without a loop.
-#[inline(always)]
-pub(super) fn uvarint(buf: &[u8], pos: usize) -> Option<(u64, usize)> {
-    let b = *buf.get(pos)?;
-    if b < 0x80 {
-        return Some((u64::from(b), 1));
-    }
-    if let Some(w) = buf.get(pos..pos + 8) {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(w);
-        let w = u64::from_le_bytes(a);
-        // The first byte without its continuation bit ends the varint.
-        let stop = !w & 0x8080_8080_8080_8080;
-        if stop != 0 {
-            // Keep the bytes up to the stop bit, drop the continuation bits, then pack the
-            // 7-bit groups pairwise: 14 bits per 16, 28 per 32, 56 per 64.
-            let w = w & (stop ^ (stop - 1)) & 0x7F7F_7F7F_7F7F_7F7F;
-            let w = (w & 0x007F_007F_007F_007F) | ((w & 0x7F00_7F00_7F00_7F00) >> 1);
-            let w = (w & 0x0000_3FFF_0000_3FFF) | ((w & 0x3FFF_0000_3FFF_0000) >> 2);
-            let v = (w & 0x0000_0000_0FFF_FFFF) | ((w & 0x0FFF_FFFF_0000_0000) >> 4);
-            let bits = stop.trailing_zeros() + 1;
-            return Some((v, (bits / 8) as usize));
-        }
-    }
-    let mut v = 0u64;
-    let mut shift = 0;
-    for i in 0..10 {
-        let b = *buf.get(pos + i)?;
-        if i == 9 && b > 1 {
-            return None;
-        }
-        v |= u64::from(b & 0x7F) << shift;
-        if b < 0x80 {
-            return Some((v, i + 1));
-        }
-        shift += 7;
-    }
-    None
 }
 
 /// What an entry decoded to.
@@ -99,36 +58,18 @@ pub fn decode_entry(
         offset: base + at as u64,
         reason: reason.to_string(),
     };
-    let mut c = Cursor { buf, pos: 0 };
-    let len = c.uvarint().ok_or_else(|| corrupt(0, "bad entry length"))?;
-    let body_at = c.pos;
-    // A hostile length must not overflow the bounds check.
-    let need = usize::try_from(len)
-        .ok()
-        .and_then(|l| l.checked_add(body_at + 4));
-    let Some(need) = need.filter(|&n| n <= buf.len()) else {
-        return Err(IndexError::PastEnd {
-            path: path.into(),
-            section: "series",
-            offset: base,
-            len: len.saturating_add(body_at as u64 + 4),
-            limit: base + buf.len() as u64,
-        });
+    let (body, body_at) = match series_entry(buf, base, Path::new(path))? {
+        Ok(entry) => entry,
+        Err(need) => {
+            return Err(IndexError::PastEnd {
+                path: path.into(),
+                section: "series",
+                offset: base,
+                len: need,
+                limit: base + buf.len() as u64,
+            });
+        }
     };
-    let len = need - body_at - 4;
-    let body = &buf[body_at..body_at + len];
-    let s = &buf[body_at + len..body_at + len + 4];
-    let expected = u32::from_be_bytes([s[0], s[1], s[2], s[3]]);
-    let actual = crc32c(body);
-    if expected != actual {
-        return Err(IndexError::Crc {
-            path: path.into(),
-            section: "series",
-            offset: base,
-            expected,
-            actual,
-        });
-    }
     let (l0, c0) = (labels.len(), chunks.len());
     if let Some(d) = decode_body(body, num_symbols, (mint, maxt), labels, chunks) {
         return Ok(d);
@@ -194,7 +135,7 @@ fn varint32(b: &[u8], pos: &mut usize) -> Option<u32> {
         *pos = p + 3;
         return Some(u32::from(x & 0x7F) | u32::from(y & 0x7F) << 7 | u32::from(z) << 14);
     }
-    let (v, n) = uvarint(b, p)?;
+    let (v, n) = read_uvarint(b.get(p..)?).ok()?;
     *pos = p + n;
     u32::try_from(v).ok()
 }
@@ -202,7 +143,7 @@ fn varint32(b: &[u8], pos: &mut usize) -> Option<u32> {
 /// A `u64` varint at `b[*pos..]`, advancing `pos`.
 #[inline(always)]
 fn varint64(b: &[u8], pos: &mut usize) -> Option<u64> {
-    let (v, n) = uvarint(b, *pos)?;
+    let (v, n) = read_uvarint(b.get(*pos..)?).ok()?;
     *pos += n;
     Some(v)
 }
@@ -315,31 +256,6 @@ mod tests {
                 "{len}: {got:?}"
             );
         }
-    }
-
-    #[test]
-    fn uvarints_decode_as_go_writes_them() {
-        let mut values: Vec<u64> = vec![0, 1, 127, 128, 300, 16_383, 16_384, u64::MAX];
-        values.extend((0..64).map(|s| 1u64 << s));
-        values.extend((1..64).map(|s| (1u64 << s) - 1));
-        for v in values {
-            let mut buf = Vec::new();
-            crate::encoding::put_uvarint(&mut buf, v);
-            let n = buf.len();
-            // Alone, and followed by more bytes (the 64-bit load path).
-            assert_eq!(uvarint(&buf, 0), Some((v, n)), "{v}");
-            buf.extend_from_slice(&[0xFF; 9]);
-            assert_eq!(uvarint(&buf, 0), Some((v, n)), "{v}");
-            assert_eq!(uvarint(&buf[..n - 1], 0), None);
-        }
-        assert_eq!(uvarint(&[0xFF; 11], 0), None);
-        assert_eq!(
-            uvarint(
-                &[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02],
-                0
-            ),
-            None
-        );
     }
 
     #[test]

@@ -14,7 +14,6 @@
 mod batch;
 mod block;
 mod core;
-mod crc;
 mod downsampled;
 pub mod entry;
 mod form;
@@ -225,7 +224,8 @@ fn limit_flag(limit: &str) -> &'static str {
 
 impl StoreError {
     /// What the error means for whoever sent the request: a limit is `Execution`, a bad
-    /// request `BadData`, a store not ready or a bucket out of reach `Unavailable`.
+    /// request `BadData`, a store not ready or a bucket out of reach `Unavailable`, a damaged
+    /// block `Internal`.
     pub fn class(&self) -> crate::error::ErrorClass {
         use crate::error::ErrorClass;
         match self {
@@ -235,7 +235,10 @@ impl StoreError {
                 source: crate::chunk::AggrError::Missing { .. },
                 ..
             } => ErrorClass::BadData,
-            StoreError::NotReady | StoreError::Stopped | StoreError::Bucket(_) => {
+            // The bucket out of reach; a missing or short object is a damaged block instead.
+            StoreError::NotReady
+            | StoreError::Stopped
+            | StoreError::Bucket(BucketError::Store { .. } | BucketError::Missing { .. }) => {
                 ErrorClass::Unavailable
             }
             _ => ErrorClass::Internal,

@@ -4,7 +4,7 @@
 /// Reads a varint at the start of `buf`, advancing it.
 #[inline]
 fn take_varint(buf: &mut &[u8]) -> Option<u64> {
-    let (v, n) = crate::store::entry::uvarint(buf, 0)?;
+    let (v, n) = crate::encoding::read_uvarint(buf).ok()?;
     *buf = &buf[n..];
     Some(v)
 }

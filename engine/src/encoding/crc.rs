@@ -1,15 +1,16 @@
-//! CRC-32C of the short records the store checks on every read (series entries of ~70 bytes,
-//! chunk records of ~100): the `crc32c` crate first aligns the input byte by byte, which for
-//! records this short costs as much as the checksum itself; here unaligned 8-byte loads go
-//! straight to the SSE4.2 instruction and the tail takes at most three more. Longer inputs go
-//! to the crate, whose three-way interleaving wins there.
+//! CRC-32C (Castagnoli), the checksum of every TSDB section and record. Most records are short
+//! (series entries of ~70 bytes, chunk records of ~100, checked on every read by the store):
+//! the `crc32c` crate first aligns the input byte by byte, which for records this short costs
+//! as much as the checksum itself; here unaligned 8-byte loads go straight to the SSE4.2
+//! instruction and the tail takes at most three more. Longer inputs go to the crate, whose
+//! three-way interleaving wins there.
 
 /// Inputs up to this many bytes take the short path (the crate interleaves from 768 bytes).
 const SHORT: usize = 768;
 
-/// CRC-32C (Castagnoli) of `data`, as `crate::encoding::crc32c` computes it.
+/// CRC-32C (Castagnoli) of `data`.
 #[inline]
-pub(super) fn crc32c(data: &[u8]) -> u32 {
+pub fn crc32c(data: &[u8]) -> u32 {
     #[cfg(target_arch = "x86_64")]
     {
         if data.len() <= SHORT && std::arch::is_x86_feature_detected!("sse4.2") {
@@ -17,7 +18,13 @@ pub(super) fn crc32c(data: &[u8]) -> u32 {
             return unsafe { short_sse42(data) };
         }
     }
-    crate::encoding::crc32c(data)
+    ::crc32c::crc32c(data)
+}
+
+/// Continues a CRC-32C over more bytes.
+#[inline]
+pub fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
+    ::crc32c::crc32c_append(crc, data)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -80,7 +87,7 @@ mod tests {
             // Every alignment of the input.
             let d = &data[skip.min(data.len())..];
             prop_assert_eq!(crc32c(d), scalar(d));
-            prop_assert_eq!(crc32c(d), crate::encoding::crc32c(d));
+            prop_assert_eq!(crc32c(d), ::crc32c::crc32c(d));
         }
     }
 
