@@ -13,6 +13,8 @@ pub mod snappy;
 
 use std::io::Write;
 
+use gauntlet_engine::encoding::{put_uvarint, uvarint_len};
+
 use crate::datagen::{GenConfig, GenError, Generator, Sample};
 
 /// How requests are cut, as in Prometheus's `queue_config`.
@@ -86,7 +88,7 @@ pub fn shift_timestamps(body: &mut [u8], ts_pos: &[u32], delta_ms: i64) -> Resul
         let pos = pos as usize;
         let (old, width) = read_varint(&body[pos..]);
         let new = (old as i64).wrapping_add(delta_ms);
-        if snappy::varint_len(new as u64) != width {
+        if uvarint_len(new as u64) != width {
             return Err(ShiftError::Width {
                 from: old as i64,
                 to: new,
@@ -243,19 +245,15 @@ fn encode_labels<'a>(
     all.sort_unstable();
     let mut out = Vec::with_capacity(128);
     for (k, v) in all {
-        let body = 1
-            + snappy::varint_len(k.len() as u64)
-            + k.len()
-            + 1
-            + snappy::varint_len(v.len() as u64)
-            + v.len();
+        let body =
+            1 + uvarint_len(k.len() as u64) + k.len() + 1 + uvarint_len(v.len() as u64) + v.len();
         out.push(0x0a);
-        snappy::put_varint(&mut out, body as u64);
+        put_uvarint(&mut out, body as u64);
         out.push(0x0a);
-        snappy::put_varint(&mut out, k.len() as u64);
+        put_uvarint(&mut out, k.len() as u64);
         out.extend_from_slice(k.as_bytes());
         out.push(0x12);
-        snappy::put_varint(&mut out, v.len() as u64);
+        put_uvarint(&mut out, v.len() as u64);
         out.extend_from_slice(v.as_bytes());
     }
     out
@@ -265,19 +263,19 @@ fn encode_labels<'a>(
 /// always written (even 0.0) so every sample has the same shape.
 fn push_series(b: &mut Batch, labels: &[u8], s: &Sample) {
     let ts = s.ts_ms as u64;
-    let sample_len = 1 + 8 + 1 + snappy::varint_len(ts);
-    let series_len = labels.len() + 1 + snappy::varint_len(sample_len as u64) + sample_len;
+    let sample_len = 1 + 8 + 1 + uvarint_len(ts);
+    let series_len = labels.len() + 1 + uvarint_len(sample_len as u64) + sample_len;
     b.raw.push(0x0a);
-    snappy::put_varint(&mut b.raw, series_len as u64);
+    put_uvarint(&mut b.raw, series_len as u64);
     b.raw.extend_from_slice(labels);
     b.raw.push(0x12);
-    snappy::put_varint(&mut b.raw, sample_len as u64);
+    put_uvarint(&mut b.raw, sample_len as u64);
     b.raw.push(0x09);
     b.raw.extend_from_slice(&s.value.to_bits().to_le_bytes());
     b.raw.push(0x10);
     b.ts_ranges
-        .push((b.raw.len() as u32, snappy::varint_len(ts) as u32));
-    snappy::put_varint(&mut b.raw, ts);
+        .push((b.raw.len() as u32, uvarint_len(ts) as u32));
+    put_uvarint(&mut b.raw, ts);
     b.samples += 1;
 }
 

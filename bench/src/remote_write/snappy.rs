@@ -6,6 +6,8 @@
 //! it; either would make an in-place rewrite corrupt other bytes. Here no copy starts, ends or
 //! reads inside a protected range, and every protected range lands whole inside one literal.
 
+use gauntlet_engine::encoding::put_uvarint;
+
 /// Hash table size (entries) of the match finder; 16 K entries like snappy's.
 const TABLE_BITS: u32 = 14;
 /// Longest backward distance a match may use; 2-byte-offset copies keep the output simple.
@@ -35,7 +37,7 @@ pub fn compress_with_literals(input: &[u8], protected: &[(u32, u32)]) -> (Vec<u8
         prev_end = e;
     }
     let mut out = Vec::with_capacity(input.len() / 2 + 16);
-    put_varint(&mut out, input.len() as u64);
+    put_uvarint(&mut out, input.len() as u64);
     let mut positions = Vec::with_capacity(protected.len());
     let mut next_protected = 0usize;
     let mut table = vec![u32::MAX; 1 << TABLE_BITS];
@@ -122,20 +124,6 @@ fn copy(out: &mut Vec<u8>, offset: usize, mut len: usize) {
     }
 }
 
-/// Appends `v` as a protobuf/snappy base-128 varint.
-pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// Bytes `v` takes as a varint.
-pub fn varint_len(v: u64) -> usize {
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,23 +171,5 @@ mod tests {
         roundtrip(b"abc", &[(0, 3)]);
         roundtrip(&[7u8; 300], &[(0, 1), (150, 6), (299, 1)]);
         roundtrip(&[7u8; 100_000], &[(70_000, 6)]);
-    }
-
-    #[test]
-    fn varints() {
-        for v in [
-            0u64,
-            1,
-            127,
-            128,
-            16_383,
-            16_384,
-            1_700_000_000_000,
-            u64::MAX,
-        ] {
-            let mut b = Vec::new();
-            put_varint(&mut b, v);
-            assert_eq!(b.len(), varint_len(v), "{v}");
-        }
     }
 }

@@ -99,26 +99,10 @@ enum Value<'a> {
 }
 
 /// The varint at the start of `b` and its length; `None` when cut short or longer than 10
-/// bytes. One and two bytes (tags, lengths) are read without a loop.
+/// bytes.
 #[inline(always)]
 fn varint(b: &[u8]) -> Option<(u64, usize)> {
-    let x = *b.first()?;
-    if x < 0x80 {
-        return Some((u64::from(x), 1));
-    }
-    let y = *b.get(1)?;
-    if y < 0x80 {
-        return Some((u64::from(x & 0x7F) | u64::from(y) << 7, 2));
-    }
-    let mut v = 0u64;
-    for i in 0..10 {
-        let c = *b.get(i)?;
-        v |= u64::from(c & 0x7F) << (7 * i);
-        if c < 0x80 {
-            return Some((v, i + 1));
-        }
-    }
-    None
+    gauntlet_engine::encoding::read_uvarint(b).ok()
 }
 
 /// The field at the start of `b` (number and value) and the bytes after it; `None` when

@@ -348,7 +348,16 @@ impl Encbuf {
     }
 }
 
-/// Appends a Go uvarint to `out`.
+/// Bytes `v` takes as a uvarint (protobuf's varint is the same encoding).
+#[inline(always)]
+pub fn uvarint_len(v: u64) -> usize {
+    // One byte per started 7 bits (0 takes one byte): bits × 9/64 rounds up to the same figure
+    // for 1..=64 bits without a division.
+    let bits = 64 - (v | 1).leading_zeros() as usize;
+    (bits * 9 + 64) / 64
+}
+
+/// Appends a Go uvarint to `out` (protobuf's varint is the same encoding).
 #[inline]
 pub fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -393,6 +402,13 @@ mod tests {
             let mut d = Decbuf::new(e.get(), 0);
             prop_assert_eq!(d.uvarint().unwrap(), v);
             prop_assert_eq!(d.remaining(), 0);
+        }
+
+        #[test]
+        fn uvarint_len_is_the_bytes_written(v in any::<u64>()) {
+            let mut out = Vec::new();
+            put_uvarint(&mut out, v);
+            prop_assert_eq!(uvarint_len(v), out.len());
         }
 
         #[test]

@@ -13,14 +13,7 @@ use bytes::Bytes;
 
 use crate::buffers::{BufferPool, pooled_bytes};
 
-/// Length of `v` as a protobuf varint, bytes.
-#[inline(always)]
-pub(in crate::store) fn varint_len(v: u64) -> usize {
-    // One byte per started 7 bits (0 takes one byte): bits × 9/64 rounds up to the same figure
-    // for 1..=64 bits without a division.
-    let bits = 64 - (v | 1).leading_zeros() as usize;
-    (bits * 9 + 64) / 64
-}
+pub(in crate::store) use crate::encoding::uvarint_len as varint_len;
 
 /// Length of a length-delimited field of `n` bytes, its 1-byte tag included.
 #[inline(always)]
