@@ -78,13 +78,9 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let yaml = format!(
-        "type: FILESYSTEM\nconfig:\n  directory: \"{}\"\n",
-        dir.display()
-    );
     let store = rt.block_on(async {
         let s = Arc::new(BucketStore::open(
-            Bucket::open(&BucketConfig::parse(&yaml)?)?,
+            Bucket::open(&BucketConfig::filesystem(&dir)?)?,
             &dir.join(".gauntlet"),
             StoreOptions::default(),
         )?);

@@ -69,14 +69,7 @@ pub fn run(args: AllArgs) -> anyhow::Result<()> {
 
 async fn serve(args: AllArgs) -> anyhow::Result<()> {
     let dir = std::fs::canonicalize(&args.data_dir)?;
-    let dir_text = dir
-        .to_str()
-        .context("the data directory's path is not UTF-8")?;
-    let yaml = format!(
-        "type: FILESYSTEM\nconfig:\n  directory: \"{}\"\n",
-        dir_text.replace('\\', "\\\\").replace('"', "\\\"")
-    );
-    let bucket = Bucket::open(&BucketConfig::parse(&yaml)?)?;
+    let bucket = Bucket::open(&BucketConfig::filesystem(&dir)?)?;
     let store = Arc::new(BucketStore::open(
         bucket,
         &dir.join(".gauntlet"),

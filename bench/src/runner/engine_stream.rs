@@ -53,11 +53,8 @@ pub fn measure(
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let cfg = BucketConfig::parse(&format!(
-            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-            bucket.display()
-        ))
-        .map_err(|e| RunError::Other(e.to_string()))?;
+        let cfg =
+            BucketConfig::filesystem(bucket).map_err(|e| RunError::Other(e.to_string()))?;
         let b = Bucket::open(&cfg).map_err(|e| RunError::Other(e.to_string()))?;
         let opts = StoreOptions {
             runtime: RuntimeConfig {

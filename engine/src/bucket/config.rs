@@ -52,6 +52,19 @@ impl BucketConfig {
         Ok(cfg)
     }
 
+    /// A FILESYSTEM bucket over `dir`, as a config file naming it would give; the path must be
+    /// UTF-8, as in a config file.
+    pub fn filesystem(dir: &std::path::Path) -> Result<Self, BucketError> {
+        let dir = dir.to_str().ok_or_else(|| BucketError::Config {
+            reason: format!("the directory {} is not UTF-8", dir.display()),
+        })?;
+        Ok(BucketConfig {
+            provider: Provider::Filesystem,
+            config: BTreeMap::from([("directory".to_string(), dir.into())]),
+            prefix: String::new(),
+        })
+    }
+
     /// A human-readable name for logs: provider and bucket or directory.
     pub fn describe(&self) -> String {
         let what = match self.provider {
@@ -200,6 +213,9 @@ mod tests {
         c.build().unwrap();
         let f = BucketConfig::parse("type: FILESYSTEM\nconfig:\n  directory: /tmp/x\n").unwrap();
         assert_eq!(f.provider, Provider::Filesystem);
+        let made = BucketConfig::filesystem(std::path::Path::new("/tmp/x")).unwrap();
+        assert_eq!(made.root_dir(), f.root_dir());
+        assert_eq!(made.describe(), f.describe());
     }
 
     #[test]

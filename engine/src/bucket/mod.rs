@@ -362,11 +362,7 @@ mod tests {
     #[tokio::test]
     async fn ranged_reads_return_each_range_from_merged_requests() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = BucketConfig::parse(&format!(
-            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-            dir.path().display()
-        ))
-        .unwrap();
+        let cfg = BucketConfig::filesystem(dir.path()).unwrap();
         let b = Bucket::open(&cfg).unwrap();
         let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         b.put("blk/obj", Bytes::from(data.clone())).await.unwrap();
