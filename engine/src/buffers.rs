@@ -3,9 +3,9 @@
 //! (and have the kernel fault in and zero) fresh memory for every batch.
 //!
 //! Memory: a pool's idle buffers hold at most its byte budget, counted by capacity. Buffers
-//! come in size classes, four per doubling from 16 KiB, and a request is served from its own
-//! class only, so a buffer is at most a quarter larger than the request it was cut for (up to
-//! 16 KiB for small requests). Handing out the smallest idle buffer that fits instead let a
+//! come in size classes, four per doubling from 16 KiB, and a request below 1 MiB is served
+//! from its own class only, so such a buffer is at most a quarter larger than the request it
+//! was cut for (up to 16 KiB for small requests). Handing out the smallest idle buffer that fits instead let a
 //! 16 KiB chunk page land in a multi-megabyte buffer left by a large read, and the page cache,
 //! which counts a page as 16 KiB, then kept the whole buffer alive.
 
@@ -20,6 +20,14 @@ const MIN_CLASS_SHIFT: u32 = 14;
 
 /// Size classes per doubling.
 const STEPS: usize = 4;
+
+/// From this size on a request may take an idle buffer up to [`REACH`] classes larger (at
+/// most 1.75 times the request): batch buffers vary in size from batch to batch, and a
+/// neighbouring class is better reused than left idle while a new buffer is allocated. Smaller
+/// requests, chunk pages among them, get their own class only.
+const REACH_FROM: usize = 1 << 20;
+/// Classes above a request's own that it may take from.
+const REACH: usize = 3;
 
 /// The size class a buffer of `n` bytes is cut to: the smallest class of at least `n` bytes.
 fn class_of(n: usize) -> usize {
@@ -75,20 +83,23 @@ impl BufferPool {
         }
     }
 
-    /// A buffer that can hold `min` bytes, with the capacity of `min`'s size class: an idle one
-    /// of that class when the pool has one, else a new one. Its length and contents are as its
-    /// last user left them.
+    /// A buffer that can hold `min` bytes: an idle one of `min`'s size class when the pool has
+    /// one (from 1 MiB, of one of the next [`REACH`] classes too), else a new one with the
+    /// capacity of `min`'s class. Its length and contents are as its last user left them.
     pub fn take(&self, min: usize) -> Vec<u8> {
         let c = class_of(min);
         if c > self.max_class {
             return Vec::with_capacity(min);
         }
-        let got = self
-            .free
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(c)
-            .and_then(Vec::pop);
+        let last = if class_bytes(c) >= REACH_FROM {
+            (c + REACH).min(self.max_class)
+        } else {
+            c
+        };
+        let got = {
+            let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+            (c..=last).find_map(|k| free[k].pop())
+        };
         match got {
             Some(buf) => {
                 self.idle.fetch_sub(buf.capacity() as u64, Relaxed);
@@ -221,6 +232,11 @@ mod tests {
             pooled_capacity(5 << 20)
         );
         assert_eq!(pool.idle_bytes(), 0);
+        // From 1 MiB on, an idle buffer up to three classes larger is reused.
+        pool.give(Vec::with_capacity(7 << 20));
+        assert_eq!(pool.take(5 << 20).capacity(), 7 << 20);
+        pool.give(Vec::with_capacity(8 << 20));
+        assert_eq!(pool.take(4 << 20).capacity(), 4 << 20, "twice: too large");
     }
 
     #[test]
