@@ -13,7 +13,7 @@ const MI_OPTION_PURGE_DELAY: c_int = 15;
 /// mimalloc 3 keeps it 1000 ms. Under a query load that frees a few hundred MB a second
 /// (batches, decode buffers, answers), that held about 130 MB more than the live heap at the
 /// peak: in the `run query` workload (124k series, 30 s at concurrency 2) peak RSS was
-/// 432–512 MiB at 1000 ms against 354–374 MiB at 100 ms, with heaptrack's live peak at
+/// 432–512 MiB at 1000 ms against 354–375 MiB at 100 ms, with heaptrack's live peak at
 /// 230 MB. 100 ms is what mimalloc 2 waited for its arenas; 0 purges at once and costs page
 /// faults on every reuse. `MIMALLOC_PURGE_DELAY` in the environment overrides it.
 pub const PURGE_DELAY_MS: c_long = 100;
