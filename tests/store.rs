@@ -268,6 +268,21 @@ fn serves_promtool_blocks_like_promtool_dumps_them(io: &str) {
         assert!(packed["largest"].as_u64().unwrap() <= 7, "{ms}");
     }
 
+    // The buffers kept for reuse after those answers are named on /metrics within budget.
+    let m = store.metrics();
+    for pool in ["read", "wire"] {
+        let gauge = |name: &str| -> f64 {
+            let name = format!("gauntlet_store_{pool}_buffer_pool_{name} ");
+            m.lines()
+                .find_map(|l| l.strip_prefix(name.as_str()))
+                .unwrap_or_else(|| panic!("{name}missing: {m}"))
+                .parse()
+                .unwrap()
+        };
+        let (idle, max) = (gauge("idle_bytes"), gauge("max_idle_bytes"));
+        assert!(max > 0.0 && idle <= max, "{pool}: {idle} of {max}");
+    }
+
     // skip_chunks, without_replica_labels, limit, shards.
     let ms = json!([
         [0, "__name__", "http_requests_total"],

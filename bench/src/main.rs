@@ -174,6 +174,8 @@ impl Knobs {
 }
 
 fn main() -> anyhow::Result<()> {
+    // The server's allocator settings, so in-process figures are the server's.
+    gauntlet_engine::alloc::tune();
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Gen(GenCmd::Openmetrics { out, knobs }) => {

@@ -3,6 +3,7 @@
 //! The formats here are Prometheus's and Thanos's own (byte layouts in `docs/formats/`); the
 //! engine reads what they write and writes what they read.
 
+pub mod alloc;
 pub mod block;
 pub mod bucket;
 pub mod buffers;

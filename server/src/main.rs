@@ -38,6 +38,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    gauntlet_engine::alloc::tune();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

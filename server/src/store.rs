@@ -353,6 +353,31 @@ pub(crate) fn render_metrics(s: &BucketStore) -> String {
             ops::metric(&mut out, &format!("{prefix}_{name}"), typ, &help, v as f64);
         }
     }
+    for (pool, what, p) in [
+        ("read", "chunk and index reads", s.read_pool_stats()),
+        ("wire", "written Series frames", s.wire_pool_stats()),
+    ] {
+        for (name, help, v) in [
+            (
+                "idle_bytes",
+                "Bytes of idle buffers kept for reuse, for",
+                p.idle_bytes,
+            ),
+            (
+                "max_idle_bytes",
+                "Byte budget of the idle buffers kept for reuse, for",
+                p.budget_bytes,
+            ),
+        ] {
+            ops::metric(
+                &mut out,
+                &format!("gauntlet_store_{pool}_buffer_pool_{name}"),
+                "gauge",
+                &format!("{help} {what}."),
+                v as f64,
+            );
+        }
+    }
     // The I/O backend as an info-style gauge, so a dashboard shows which one was chosen.
     out.push_str(&format!(
         "# HELP gauntlet_engine_io_backend I/O backend of the engine cores (value 1).\n# TYPE gauntlet_engine_io_backend gauge\ngauntlet_engine_io_backend{{backend=\"{}\"}} 1\n",

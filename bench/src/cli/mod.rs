@@ -243,6 +243,7 @@ impl RunArgs {
             baseline_pid: self.baseline_pid,
             work_dir: std::path::absolute(&self.work_dir)?,
             results: (!self.no_append).then(|| self.results.clone()),
+            recorded: self.results.clone(),
             data,
             connections: 4,
             duration: self.duration.unwrap_or(duration),
@@ -343,7 +344,7 @@ pub(crate) fn load(cmd: LoadCmd) -> anyhow::Result<()> {
 }
 
 pub(crate) fn run(cmd: RunCmd) -> anyhow::Result<()> {
-    let section = match cmd {
+    let (rec, o) = match cmd {
         RunCmd::Ingest {
             common,
             connections,
@@ -354,7 +355,7 @@ pub(crate) fn run(cmd: RunCmd) -> anyhow::Result<()> {
             let mut o = common.options(680, 0.25, Duration::from_secs(30))?;
             o.connections = connections;
             o.rate = rate;
-            (runner::ingest(&o)?, o.results.clone())
+            (runner::ingest(&o)?, o)
         }
         RunCmd::Query {
             common,
@@ -364,7 +365,7 @@ pub(crate) fn run(cmd: RunCmd) -> anyhow::Result<()> {
             let mut o = common.options(100, 6.0, Duration::from_secs(60))?;
             o.queries = queries;
             o.concurrency = concurrency;
-            (runner::query(&o, "query")?, o.results.clone())
+            (runner::query(&o, "query")?, o)
         }
         RunCmd::Series {
             mut common,
@@ -383,17 +384,13 @@ pub(crate) fn run(cmd: RunCmd) -> anyhow::Result<()> {
             } else {
                 selectors
             };
-            (
-                runner::series::series(&o, &selectors, passes)?,
-                o.results.clone(),
-            )
+            (runner::series::series(&o, &selectors, passes)?, o)
         }
         RunCmd::Compact { common } => {
             let o = common.options(100, 24.0, Duration::from_secs(30))?;
-            (runner::compact(&o)?, o.results.clone())
+            (runner::compact(&o)?, o)
         }
     };
-    let (section, results) = section;
-    runner::append_results(results.as_deref(), &section)?;
+    runner::record(&rec, &o.recorded, o.results.is_some())?;
     Ok(())
 }

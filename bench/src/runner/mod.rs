@@ -2,6 +2,7 @@
 //! the component exists) on loopback over the same input, measures both the same way, and
 //! appends a row to `perf/RESULTS.md`. See `perf/README.md` for the methods.
 
+pub mod current;
 pub mod engine_stream;
 mod report;
 mod scenarios;
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use crate::datagen::GenConfig;
 
-pub use report::{Figures, append_results, machine_description};
+pub use report::{Figures, machine_description, record};
 pub use scenarios::{compact, count_samples, ingest, query};
 
 /// Why a scenario could not be run.
@@ -71,6 +72,9 @@ pub struct RunOptions {
     pub work_dir: PathBuf,
     /// Results file to append to; `None` prints the row only.
     pub results: Option<PathBuf>,
+    /// Results file whose current table holds the last recorded figures (read even when
+    /// nothing is appended).
+    pub recorded: PathBuf,
     /// The generated input.
     pub data: GenConfig,
     /// Remote-write connections (ingest).

@@ -143,15 +143,45 @@ pub fn render(
     s
 }
 
-/// Prints `section` and appends it to `results` when given.
-pub fn append_results(results: Option<&Path>, section: &str) -> std::io::Result<()> {
+/// Prints a run's section with its figures next to the last recorded ones in the current
+/// table of `results` (read when the file exists); with `append`, appends the section to
+/// `results` and rewrites the scenario's rows of the current table, else prints those rows.
+pub fn record(rec: &super::current::Recorded, results: &Path, append: bool) -> std::io::Result<()> {
+    use super::current;
+    let text = std::fs::read_to_string(results).unwrap_or_default();
+    let date = rec
+        .section
+        .lines()
+        .find_map(|l| l.strip_prefix("## ")?.split(" — ").next())
+        .map_or_else(utc_now, str::to_string);
+    let rows = current::rows_of(rec, &date, &current::commit());
+    let last = current::rows(&text, rec.scenario);
+    let mut section = rec.section.clone();
+    let _ = write!(
+        section,
+        "\nAgainst the last recorded figures (the current table of `run {}` on {}):\n\n{}",
+        rec.scenario,
+        rec.input,
+        current::compare(&last, &rows)
+    );
     print!("{section}");
-    if let Some(p) = results {
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(p)?;
-        f.write_all(section.as_bytes())?;
+    if append {
+        let mut out = current::update(&text, rec.scenario, &rows);
+        out.push_str(&section);
+        let mut f = std::fs::File::create(results)?;
+        f.write_all(out.as_bytes())?;
+    } else {
+        println!(
+            "\nRows for the current table (not written: --no-append):\n\n{}",
+            rows.iter()
+                .map(|r| {
+                    format!(
+                        "| {} | {} | {} | {} | {} | {} | {} |\n",
+                        r.input, r.figure, r.gauntlet, r.prometheus, r.ratio, r.date, r.commit
+                    )
+                })
+                .collect::<String>()
+        );
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ use crate::datagen::write_blocks_dir;
 use crate::load::{query as qload, remote_write as rwload};
 use crate::remote_write::{BatchConfig, encode_stream};
 
+use super::current::{Figure, Recorded};
 use super::report::{Figures, render};
 use super::server::{Server, free_port, gauntlet_has, prometheus_cmd, version_of};
 use super::{RunError, RunOptions};
@@ -193,7 +194,7 @@ fn families_text(g: &crate::datagen::GenConfig, prefix: &str) -> String {
 /// `ingest`: each side gets the same remote-write stream flat out (or at `rate`) for
 /// `duration` over `connections` connections; then every sample is counted with
 /// `sum(count_over_time({__name__=~".+"}[…]))` to check what became queryable.
-pub fn ingest(o: &RunOptions) -> Result<String, RunError> {
+pub fn ingest(o: &RunOptions) -> Result<Recorded, RunError> {
     let batch = BatchConfig {
         shards: o.connections,
         external_labels: vec![("replica".into(), "bench".into())],
@@ -300,7 +301,7 @@ pub fn ingest(o: &RunOptions) -> Result<String, RunError> {
         }
         None => None,
     };
-    Ok(render(
+    let section = render(
         "ingest",
         "acked samples/s",
         &format!(
@@ -314,7 +315,13 @@ pub fn ingest(o: &RunOptions) -> Result<String, RunError> {
         &o.command_line,
         &base,
         tgt.as_ref(),
-    ))
+    );
+    Ok(Recorded {
+        scenario: "ingest",
+        input: input_name(o, None),
+        section,
+        figures: side_figures("acknowledged samples/s", &base, tgt.as_ref()),
+    })
 }
 
 /// Counts the samples queryable in `[start_ms, end_ms]` with `count_over_time`, one query per
@@ -399,10 +406,84 @@ pub(super) fn block_count(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// The input as the current table names it: the generator's knobs, then the series of the
+/// blocks in `blocks` (`680 targets × 8 pods, 2 h (124k series)`). Rows are matched on the
+/// knobs alone.
+pub(super) fn input_name(o: &RunOptions, blocks: Option<&Path>) -> String {
+    let g = &o.data;
+    let span = if g.duration_ms >= 3_600_000 {
+        format!("{} h", g.duration_ms as f64 / 3_600_000.0)
+    } else {
+        format!("{} min", g.duration_ms / 60_000)
+    };
+    let mut name = format!(
+        "{} targets × {} pods, {span}{}",
+        g.targets,
+        g.pods_per_target,
+        families_text(g, ", families ")
+    );
+    let series: Vec<u64> = blocks
+        .and_then(|d| std::fs::read_dir(d).ok())
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path().join("meta.json")).ok())
+        .filter_map(|m| serde_json::from_str::<serde_json::Value>(&m).ok())
+        .filter_map(|m| m["stats"]["numSeries"].as_u64())
+        .collect();
+    let short = |n: u64| match n {
+        n if n >= 1_000_000 => format!("{:.2}M", n as f64 / 1e6),
+        n if n >= 10_000 => format!("{}k", (n as f64 / 1e3).round()),
+        n => n.to_string(),
+    };
+    match series.as_slice() {
+        [] => {}
+        [n] => name.push_str(&format!(" ({} series)", short(*n))),
+        many => name.push_str(&format!(
+            " ({} blocks, up to {} series each)",
+            many.len(),
+            short(many.iter().copied().max().unwrap_or(0))
+        )),
+    }
+    name
+}
+
+/// The figures of a side-by-side table for the current table: throughput, latency, peak RSS.
+fn side_figures(unit: &str, base: &Figures, target: Option<&Figures>) -> Vec<Figure> {
+    let rss = |f: &Figures| f.peak_rss_bytes.map(|b| b as f64 / 1048576.0);
+    let mut out = vec![Figure::new(
+        unit,
+        target.map(|t| t.throughput),
+        Some(base.throughput),
+        1,
+    )];
+    if base.p50_ms > 0.0 {
+        out.push(Figure::new(
+            "latency p50, ms",
+            target.map(|t| t.p50_ms),
+            Some(base.p50_ms),
+            1,
+        ));
+        out.push(Figure::new(
+            "latency p99, ms",
+            target.map(|t| t.p99_ms),
+            Some(base.p99_ms),
+            1,
+        ));
+    }
+    out.push(Figure::new(
+        "peak RSS, MiB",
+        target.and_then(rss),
+        rss(base),
+        0,
+    ));
+    out
+}
+
 /// `query` and `series`: the query file against each side over the same blocks, one warm-up
 /// pass, then `duration` of load at `concurrency`; when both sides ran, every query is also
 /// compared (differential mode) and the differences counted.
-pub fn query(o: &RunOptions, scenario: &str) -> Result<String, RunError> {
+pub fn query(o: &RunOptions, scenario: &'static str) -> Result<Recorded, RunError> {
     let text = std::fs::read_to_string(&o.queries)
         .map_err(|e| RunError::Other(format!("{}: {e}", o.queries.display())))?;
     let queries = qload::parse_queries(&text)?;
@@ -512,7 +593,7 @@ pub fn query(o: &RunOptions, scenario: &str) -> Result<String, RunError> {
         }
         tgt = Some(f);
     }
-    let per_query = match &t {
+    let (per_query, medians) = match &t {
         Some(t) => {
             let sides = alone(&[&b, t])?;
             per_query_table(&queries, &sides[0], Some(&sides[1]))
@@ -520,7 +601,21 @@ pub fn query(o: &RunOptions, scenario: &str) -> Result<String, RunError> {
         None => per_query_table(&queries, &alone(&[&b])?[0], None),
     };
     drop(b);
-    Ok(render(
+    let mut figures = side_figures(
+        &format!("queries/s at concurrency {}", o.concurrency),
+        &base,
+        tgt.as_ref(),
+    );
+    figures.insert(
+        3,
+        Figure::new(
+            "median latency of the queries run alone, ms",
+            medians.1,
+            medians.0,
+            1,
+        ),
+    );
+    let section = render(
         scenario,
         "queries/s",
         &format!(
@@ -536,7 +631,13 @@ pub fn query(o: &RunOptions, scenario: &str) -> Result<String, RunError> {
         &o.command_line,
         &base,
         tgt.as_ref(),
-    ) + &per_query)
+    ) + &per_query;
+    Ok(Recorded {
+        scenario,
+        input: input_name(o, Some(&src)),
+        section,
+        figures,
+    })
 }
 
 /// `compact`: Prometheus started over the generated 2 h blocks with a larger
@@ -544,7 +645,7 @@ pub fn query(o: &RunOptions, scenario: &str) -> Result<String, RunError> {
 /// minute after start). Measured: the sum of the `duration` Prometheus logs for its "compact
 /// blocks" steps, the process's CPU seconds and peak RSS from start until the block set has
 /// been stable for 70 s after the last compaction (or `duration` × 10 at most).
-pub fn compact(o: &RunOptions) -> Result<String, RunError> {
+pub fn compact(o: &RunOptions) -> Result<Recorded, RunError> {
     let src = blocks(o)?;
     let before = block_count(&src);
     let pdata = o.work_dir.join("compact-prometheus-data");
@@ -606,14 +707,20 @@ pub fn compact(o: &RunOptions) -> Result<String, RunError> {
             started.elapsed().as_secs_f64()
         ),
     };
-    Ok(render(
+    let section = render(
         "compact",
         "input blocks per compaction second",
         &format!("{}; {before} blocks of 2 h", input_text(o)),
         &o.command_line,
         &base,
         None,
-    ))
+    );
+    Ok(Recorded {
+        scenario: "compact",
+        input: input_name(o, None),
+        section,
+        figures: side_figures("input blocks per compaction second", &base, None),
+    })
 }
 
 /// The `duration=…` field of a Prometheus log line, in seconds (`1.5s`, `850ms`, `1m2.5s`).
@@ -654,7 +761,12 @@ fn log_duration_s(line: &str) -> Option<f64> {
 
 /// The per-query latencies of both sides (median of the sequential runs) with each query's
 /// speed-up (baseline / target), and the set's median speed-up and median latencies.
-fn per_query_table(queries: &[qload::QuerySpec], base: &[f64], target: Option<&[f64]>) -> String {
+/// The per-query table, and the median latency over the set of each side (baseline, target).
+fn per_query_table(
+    queries: &[qload::QuerySpec],
+    base: &[f64],
+    target: Option<&[f64]>,
+) -> (String, (Option<f64>, Option<f64>)) {
     use std::fmt::Write as _;
     let mut s = format!(
         "\nPer query, each run alone (median of {SEQUENTIAL_RUNS} runs, the sides taking turns \
@@ -687,14 +799,15 @@ fn per_query_table(queries: &[qload::QuerySpec], base: &[f64], target: Option<&[
     };
     let mut b: Vec<f64> = base.to_vec();
     let mut t: Vec<f64> = target.map(<[f64]>::to_vec).unwrap_or_default();
+    let (mb, mt) = (median(&mut b), median(&mut t));
     let _ = writeln!(
         s,
         "\nMedian over the set: baseline {:.1} ms, target {}; median speed-up {}.",
-        median(&mut b).unwrap_or(f64::NAN),
-        median(&mut t).map_or("n/a".into(), |x| format!("{x:.1} ms")),
+        mb.unwrap_or(f64::NAN),
+        mt.map_or("n/a".into(), |x| format!("{x:.1} ms")),
         median(&mut ratios).map_or("n/a".into(), |x| format!("{x:.1}x")),
     );
-    s
+    (s, (mb, mt))
 }
 
 #[cfg(test)]

@@ -18,8 +18,11 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use prost::Message;
 
+use super::current::{Figure, Recorded};
 use super::report::{machine_description, ratio, utc_now};
-use super::scenarios::{READY_WAIT, baseline_over_blocks, block_count, blocks, input_text};
+use super::scenarios::{
+    READY_WAIT, baseline_over_blocks, block_count, blocks, input_name, input_text,
+};
 use super::server::{Server, free_port, gauntlet_has, version_of};
 use super::{RunError, RunOptions};
 
@@ -687,7 +690,7 @@ fn start_store(
 /// the blocks' whole time range: Gauntlet's store over the StoreAPI, then Prometheus 3 over
 /// remote read (one after the other, never both at once), each with a warm-up pass and
 /// `passes` measured passes; both must return the same series and chunks.
-pub fn series(o: &RunOptions, selectors: &[String], passes: usize) -> Result<String, RunError> {
+pub fn series(o: &RunOptions, selectors: &[String], passes: usize) -> Result<Recorded, RunError> {
     let src = blocks(o)?;
     let (start, end) = (o.data.start_ms, o.data.start_ms + o.data.duration_ms);
     let sels = selectors
@@ -755,7 +758,7 @@ pub fn series(o: &RunOptions, selectors: &[String], passes: usize) -> Result<Str
         Some(r) => Some(loopback_floor(r.best.wire_bytes)?),
         None => None,
     };
-    Ok(render(
+    let section = render(
         o,
         &src,
         passes,
@@ -764,7 +767,57 @@ pub fn series(o: &RunOptions, selectors: &[String], passes: usize) -> Result<Str
         &headers,
         &inner,
         floor,
-    ))
+    );
+    Ok(Recorded {
+        scenario: "series",
+        input: input_name(o, Some(&src)),
+        section,
+        figures: figures(&base, target.as_ref(), &inner),
+    })
+}
+
+/// The figures for the current table: per selection the series/s over the wire and the
+/// server's CPU per pass, then the store's series/s in-process, and each server's peak RSS.
+fn figures(
+    base: &Side,
+    target: Option<&Side>,
+    inner: &[super::engine_stream::EngineStream],
+) -> Vec<Figure> {
+    let mut out = Vec::new();
+    for (i, br) in base.rows.iter().enumerate() {
+        let tr = target.and_then(|t| t.rows.get(i));
+        out.push(Figure::new(
+            &format!("series/s, `{}`", br.selector),
+            tr.map(|r| r.best.series as f64 / r.best.best_seconds()),
+            Some(br.best.series as f64 / br.best.best_seconds()),
+            0,
+        ));
+        out.push(Figure::new(
+            &format!("server CPU s per pass, `{}`", br.selector),
+            tr.and_then(|r| r.cpu_s),
+            br.cpu_s,
+            2,
+        ));
+    }
+    for (br, r) in base.rows.iter().zip(inner) {
+        out.push(Figure::new(
+            &format!(
+                "series/s in-process (no socket, no client), `{}`",
+                br.selector
+            ),
+            Some(r.series as f64 / r.seconds.max(1e-9)),
+            None,
+            0,
+        ));
+    }
+    let rss = |s: &Side| s.peak_rss.map(|b| b as f64 / 1048576.0);
+    out.push(Figure::new(
+        "peak RSS over all selections, MiB",
+        target.and_then(rss),
+        rss(base),
+        0,
+    ));
+    out
 }
 
 /// Wall and CPU seconds to move `bytes` through a loopback TCP connection within this

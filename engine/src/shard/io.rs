@@ -13,6 +13,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 
 use super::uring::Uring;
+use crate::buffers::BufferPool;
 
 /// How file reads are done on the engine cores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,6 +70,21 @@ impl std::str::FromStr for IoChoice {
 /// Ring size per core (submission entries; completions are twice that).
 pub(crate) const RING_ENTRIES: u32 = 256;
 
+/// Budget of the idle read buffers each core keeps, bytes. A core reads one batch of a
+/// stream at a time, and a batch's chunk reads are at most the stream's batch target (8 MiB
+/// for a request over one block on two cores): two batches' worth lets the next batch land in
+/// the buffers the last one gave back, while cached chunk pages, which hold theirs until
+/// evicted, count against the chunk cache's budget instead.
+pub const READ_POOL_BYTES: u64 = 16 << 20;
+
+/// The largest read buffer kept for reuse, bytes; larger reads are allocated as they come.
+const READ_POOL_BUFFER_MAX: usize = 8 << 20;
+
+/// A core's pool of idle read buffers, within [`READ_POOL_BYTES`].
+pub(crate) fn read_pool() -> Arc<BufferPool> {
+    Arc::new(BufferPool::new(READ_POOL_BYTES, READ_POOL_BUFFER_MAX))
+}
+
 /// Resolves `choice` to a backend by trying to create a ring; the error says why io_uring
 /// cannot be used (memlock limit, seccomp, old kernel).
 pub(crate) fn resolve(choice: IoChoice) -> Result<(IoBackend, Option<String>), std::io::Error> {
@@ -92,10 +108,11 @@ pub struct CoreIo {
 }
 
 impl CoreIo {
-    pub(crate) fn new(backend: IoBackend) -> std::io::Result<Self> {
+    /// A reader with `backend`; io_uring reads land in buffers from `pool`.
+    pub(crate) fn new(backend: IoBackend, pool: Arc<BufferPool>) -> std::io::Result<Self> {
         Ok(CoreIo {
             uring: match backend {
-                IoBackend::IoUring => Some(RefCell::new(Uring::new(RING_ENTRIES)?)),
+                IoBackend::IoUring => Some(RefCell::new(Uring::new(RING_ENTRIES, pool)?)),
                 IoBackend::Pread => None,
             },
         })

@@ -15,7 +15,7 @@ mod uring;
 #[cfg(test)]
 mod tests;
 
-pub use io::{CoreIo, IoBackend, IoChoice};
+pub use io::{CoreIo, IoBackend, IoChoice, READ_POOL_BYTES};
 
 use std::future::Future;
 use std::rc::Rc;
@@ -26,6 +26,8 @@ use futures::channel::oneshot;
 use futures::future::LocalBoxFuture;
 
 use executor::{Executor, RemoteWake, TaskId};
+
+use crate::buffers::BufferPool;
 
 /// How to start the runtime.
 #[derive(Debug, Clone, Default)]
@@ -122,6 +124,8 @@ pub struct ShardSet<S: 'static> {
     senders: Vec<flume::Sender<Msg<S>>>,
     threads: Vec<JoinHandle<()>>,
     backend: IoBackend,
+    /// Each core's idle read buffers, for the gauges.
+    read_pools: Vec<Arc<BufferPool>>,
 }
 
 impl<S> std::fmt::Debug for ShardSet<S> {
@@ -176,15 +180,18 @@ impl<S: 'static> ShardSet<S> {
             senders: Vec::with_capacity(n),
             threads: Vec::with_capacity(n),
             backend,
+            read_pools: Vec::with_capacity(n),
         };
         for core in 0..n {
+            let pool = io::read_pool();
+            set.read_pools.push(pool.clone());
             let (tx, rx) = flume::unbounded::<Msg<S>>();
             let remote = Arc::new(Remote(tx.clone()));
             let make = make_state.clone();
             let cpu = (cfg.pin && !cpus.is_empty()).then(|| cpus[core % cpus.len()]);
             let thread = std::thread::Builder::new()
                 .name(format!("{name}-{core}"))
-                .spawn(move || core_main(core, cpu, backend, rx, remote, &*make))
+                .spawn(move || core_main(core, cpu, backend, pool, rx, remote, &*make))
                 .map_err(|source| RuntimeError::Spawn { core, source })?;
             set.senders.push(tx);
             set.threads.push(thread);
@@ -200,6 +207,16 @@ impl<S: 'static> ShardSet<S> {
     /// The I/O backend every core reads with.
     pub fn backend(&self) -> IoBackend {
         self.backend
+    }
+
+    /// Bytes of idle read buffers the cores keep for reuse, all cores together.
+    pub fn read_pool_idle_bytes(&self) -> u64 {
+        self.read_pools.iter().map(|p| p.idle_bytes()).sum()
+    }
+
+    /// The most bytes of idle read buffers the cores may keep, all cores together.
+    pub fn read_pool_budget(&self) -> u64 {
+        self.read_pools.iter().map(|p| p.budget()).sum()
     }
 
     /// Runs `f` on core `core % cores` and returns its answer; the call is cancelled when the
@@ -254,6 +271,7 @@ fn core_main<S: 'static>(
     id: usize,
     cpu: Option<usize>,
     backend: IoBackend,
+    pool: Arc<BufferPool>,
     rx: flume::Receiver<Msg<S>>,
     remote: Arc<Remote<S>>,
     make_state: &(dyn Fn(usize) -> S + Send + Sync),
@@ -267,12 +285,13 @@ fn core_main<S: 'static>(
         }
         pinned
     });
-    let io = match CoreIo::new(backend) {
+    let io = match CoreIo::new(backend, pool.clone()) {
         Ok(io) => io,
         Err(e) => {
             // The probe at start succeeded, so this is a per-thread failure; keep serving.
             tracing::warn!(core = id, error = %e, "io_uring ring failed on this core; using pread");
-            CoreIo::new(IoBackend::Pread).unwrap_or_else(|_| unreachable!("pread needs no setup"))
+            CoreIo::new(IoBackend::Pread, pool)
+                .unwrap_or_else(|_| unreachable!("pread needs no setup"))
         }
     };
     let core = Rc::new(Core {

@@ -11,10 +11,6 @@ use io_uring::{IoUring, opcode, types};
 
 use crate::buffers::{BufferPool, pooled_bytes};
 
-/// Idle read buffers a core keeps, and the largest kept, bytes.
-const POOL_BUFFERS: usize = 16;
-const POOL_BUFFER_MAX: usize = 8 << 20;
-
 enum State {
     /// Submitted (or queued for submission); the waker of the task awaiting it.
     Pending(Option<Waker>),
@@ -63,10 +59,11 @@ impl Uring {
         IoUring::new(entries).map(drop)
     }
 
-    pub(crate) fn new(entries: u32) -> std::io::Result<Self> {
+    /// A ring of `entries` whose reads land in buffers from `pool`.
+    pub(crate) fn new(entries: u32, pool: Arc<BufferPool>) -> std::io::Result<Self> {
         Ok(Uring {
             ring: IoUring::new(entries)?,
-            pool: Arc::new(BufferPool::new(POOL_BUFFERS, POOL_BUFFER_MAX)),
+            pool,
             slots: Vec::new(),
             free: Vec::new(),
             in_flight: 0,

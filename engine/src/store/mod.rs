@@ -54,9 +54,15 @@ use crate::shard::{IoBackend, RuntimeConfig, RuntimeError, ShardSet};
 
 use self::core::{Reader, StoreCore};
 
-/// Idle buffers of written Series frames the store keeps, and the largest kept, bytes.
-const WIRE_POOL_BUFFERS: usize = 32;
-const WIRE_POOL_BUFFER_MAX: usize = 8 << 20;
+/// Budget of the idle buffers of written Series frames the store keeps, bytes. A stream's
+/// frames go back to the pool once sent and its producers take them again for their next
+/// batches, so few are idle at once: this holds four batches at the largest batch target
+/// (8 MiB), enough for two streams to reuse theirs, while buffers given back past it are
+/// freed.
+const WIRE_POOL_BYTES: u64 = 32 << 20;
+/// The largest frame buffer kept for reuse, bytes: a batch at the largest target and the
+/// series that overran it.
+const WIRE_POOL_BUFFER_MAX: usize = 10 << 20;
 
 /// Keys of the index cache: postings lists (bitpacked) by offset, series entries by ref,
 /// symbol pages and postings offset table windows by number.
@@ -144,6 +150,15 @@ pub struct CacheSnapshot {
     pub misses: u64,
     /// Entries evicted.
     pub evictions: u64,
+}
+
+/// Idle buffers a pool keeps for reuse, against its budget.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolSnapshot {
+    /// Capacity of the idle buffers, bytes.
+    pub idle_bytes: u64,
+    /// The most the idle buffers may hold, bytes.
+    pub budget_bytes: u64,
 }
 
 /// Everything a bucket store request can fail with.
@@ -373,7 +388,7 @@ impl BucketStore {
             metrics: Arc::default(),
             runtime,
             wire_pool: Arc::new(crate::buffers::BufferPool::new(
-                WIRE_POOL_BUFFERS,
+                WIRE_POOL_BYTES,
                 WIRE_POOL_BUFFER_MAX,
             )),
         })
@@ -405,6 +420,22 @@ impl BucketStore {
     /// The chunk page caches of every core, summed.
     pub fn chunk_cache_stats(&self) -> CacheSnapshot {
         snapshot(&self.chunk_cache_stats, self.opts.chunk_cache_bytes)
+    }
+
+    /// The read buffers the engine cores keep for reuse, all cores together.
+    pub fn read_pool_stats(&self) -> PoolSnapshot {
+        PoolSnapshot {
+            idle_bytes: self.cores.read_pool_idle_bytes(),
+            budget_bytes: self.cores.read_pool_budget(),
+        }
+    }
+
+    /// The buffers of written Series frames the store keeps for reuse.
+    pub fn wire_pool_stats(&self) -> PoolSnapshot {
+        PoolSnapshot {
+            idle_bytes: self.wire_pool.idle_bytes(),
+            budget_bytes: self.wire_pool.budget(),
+        }
     }
 
     /// The I/O backend the engine cores read with.

@@ -135,6 +135,11 @@ impl WireBuf {
     #[cold]
     fn grow(&mut self, n: usize) {
         let want = (self.len + n + SLACK).max(self.data.len() * 2).max(4096);
+        // To a pool's size class, so the storage can go back to the pool.
+        if want > self.data.capacity() {
+            let cap = crate::buffers::pooled_capacity(want);
+            self.data.reserve_exact(cap - self.data.len());
+        }
         self.data.resize(want, 0);
     }
 

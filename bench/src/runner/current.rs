@@ -1,0 +1,431 @@
+//! The current figures at the top of `perf/RESULTS.md`: one table per scenario holding the
+//! latest recorded run's figures for Gauntlet and Prometheus, their ratio, the date and the
+//! commit measured. A run reads its scenario's rows to print its figures next to the last
+//! recorded ones (so a regression shows in the run that causes it), and rewrites those rows
+//! when it appends its section.
+
+use std::fmt::Write as _;
+use std::process::Command;
+
+/// The heading of the current figures, the first `## ` section of the results file.
+pub const HEADING: &str = "## Current figures";
+
+const TABLE_HEAD: &str = "| input | figure | Gauntlet | Prometheus | ratio Gauntlet / Prometheus | date | commit |\n|---|---|---|---|---|---|---|";
+
+/// One figure a run measured, for each side that has it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figure {
+    /// What it is, with its unit (`peak RSS, MiB`).
+    pub name: String,
+    /// Gauntlet's figure.
+    pub gauntlet: Option<f64>,
+    /// Prometheus's figure.
+    pub prometheus: Option<f64>,
+    /// Decimals shown.
+    pub decimals: usize,
+}
+
+impl Figure {
+    /// A figure of both sides.
+    pub fn new(
+        name: &str,
+        gauntlet: Option<f64>,
+        prometheus: Option<f64>,
+        decimals: usize,
+    ) -> Self {
+        Figure {
+            name: name.to_string(),
+            gauntlet,
+            prometheus,
+            decimals,
+        }
+    }
+}
+
+/// What a scenario run produced: its dated section and its figures for the current table.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// The scenario (`query`, `series`, `ingest`, `compact`).
+    pub scenario: &'static str,
+    /// The input, as the current table names it (`680 targets × 8 pods, 2 h (124k series)`);
+    /// rows are matched on the part before any parenthesis.
+    pub input: String,
+    /// The section appended to the results file.
+    pub section: String,
+    /// The figures for the current table.
+    pub figures: Vec<Figure>,
+}
+
+/// A row of a scenario's current table, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// The input the figure was measured on.
+    pub input: String,
+    /// What the figure is.
+    pub figure: String,
+    /// Gauntlet's figure (`–` when it has none).
+    pub gauntlet: String,
+    /// Prometheus's figure.
+    pub prometheus: String,
+    /// Gauntlet / Prometheus.
+    pub ratio: String,
+    /// When it was measured (`2026-11-23 08:41 UTC`).
+    pub date: String,
+    /// The commit measured.
+    pub commit: String,
+}
+
+impl Row {
+    fn key(&self) -> (&str, &str) {
+        (input_key(&self.input), self.figure.as_str())
+    }
+
+    fn render(&self) -> String {
+        format!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            self.input,
+            self.figure,
+            self.gauntlet,
+            self.prometheus,
+            self.ratio,
+            self.date,
+            self.commit
+        )
+    }
+}
+
+/// The part of an input's name rows are matched on: before any parenthesis.
+fn input_key(input: &str) -> &str {
+    input.split(" (").next().unwrap_or(input).trim()
+}
+
+fn scenario_heading(scenario: &str) -> String {
+    format!("### `run {scenario}`")
+}
+
+/// The rows of `scenario`'s current table in the results text `text` (none when it has none).
+pub fn rows(text: &str, scenario: &str) -> Vec<Row> {
+    let Some(body) = scenario_body(text, scenario) else {
+        return Vec::new();
+    };
+    body.lines().filter_map(parse_row).collect()
+}
+
+/// The lines of `scenario`'s subsection of the current figures, heading excluded.
+fn scenario_body<'a>(text: &'a str, scenario: &str) -> Option<&'a str> {
+    let current = section(text)?;
+    let heading = scenario_heading(scenario);
+    let start = current
+        .find(&format!("\n{heading}\n"))
+        .map(|i| i + heading.len() + 2)?;
+    let rest = &current[start..];
+    let end = rest.find("\n### ").map_or(rest.len(), |i| i + 1);
+    Some(&rest[..end])
+}
+
+/// The current figures section: from its heading to the next `## ` heading.
+fn section(text: &str) -> Option<&str> {
+    let start = text.find(&format!("\n{HEADING}\n"))? + 1;
+    let rest = &text[start..];
+    let end = rest[HEADING.len()..]
+        .find("\n## ")
+        .map_or(rest.len(), |i| HEADING.len() + i + 1);
+    Some(&rest[..end])
+}
+
+fn parse_row(line: &str) -> Option<Row> {
+    let cells: Vec<&str> = line
+        .trim()
+        .strip_prefix('|')?
+        .strip_suffix('|')?
+        .split('|')
+        .map(str::trim)
+        .collect();
+    if cells.len() != 7 || cells[0] == "input" || cells[0].starts_with("---") {
+        return None;
+    }
+    Some(Row {
+        input: cells[0].into(),
+        figure: cells[1].into(),
+        gauntlet: cells[2].into(),
+        prometheus: cells[3].into(),
+        ratio: cells[4].into(),
+        date: cells[5].into(),
+        commit: cells[6].into(),
+    })
+}
+
+/// The rows a run's figures make.
+pub fn rows_of(rec: &Recorded, date: &str, commit: &str) -> Vec<Row> {
+    let cell = |v: Option<f64>, d: usize| v.map_or("–".to_string(), |v| format!("{v:.d$}"));
+    rec.figures
+        .iter()
+        .map(|f| Row {
+            input: rec.input.clone(),
+            figure: f.name.clone(),
+            gauntlet: cell(f.gauntlet, f.decimals),
+            prometheus: cell(f.prometheus, f.decimals),
+            ratio: match (f.gauntlet, f.prometheus) {
+                (Some(g), Some(p)) if p > 0.0 => format!("{:.2}x", g / p),
+                _ => "–".into(),
+            },
+            date: date.to_string(),
+            commit: commit.to_string(),
+        })
+        .collect()
+}
+
+/// `text` with `scenario`'s rows of the same input and figure as `new` replaced by them (new
+/// ones added at the end of its table); the scenario's table, and the current figures section,
+/// are made when missing.
+pub fn update(text: &str, scenario: &str, new: &[Row]) -> String {
+    let mut kept = rows(text, scenario);
+    for r in new {
+        match kept.iter_mut().find(|k| k.key() == r.key()) {
+            Some(k) => *k = r.clone(),
+            None => kept.push(r.clone()),
+        }
+    }
+    let mut table = format!("{TABLE_HEAD}\n");
+    for r in &kept {
+        let _ = writeln!(table, "{}", r.render());
+    }
+    let text = with_section(text);
+    let current = section(&text).unwrap_or(&text[text.len()..]);
+    let cur_start = offset(&text, current);
+    let heading = scenario_heading(scenario);
+    match scenario_body(&text, scenario) {
+        Some(body) => {
+            // Prose before the table stays; the table is rewritten; anything after it stays.
+            let lines: Vec<&str> = body.lines().collect();
+            let first = lines.iter().position(|l| l.starts_with('|'));
+            let last = lines.iter().rposition(|l| l.starts_with('|'));
+            let mut out = String::new();
+            match (first, last) {
+                (Some(a), Some(b)) => {
+                    for l in &lines[..a] {
+                        let _ = writeln!(out, "{l}");
+                    }
+                    out.push_str(&table);
+                    for l in &lines[b + 1..] {
+                        let _ = writeln!(out, "{l}");
+                    }
+                }
+                _ => {
+                    out.push_str(body);
+                    if !out.ends_with("\n\n") {
+                        out.push('\n');
+                    }
+                    out.push_str(&table);
+                    out.push('\n');
+                }
+            }
+            let body_start = offset(&text, body);
+            format!(
+                "{}{}{}",
+                &text[..body_start],
+                out,
+                &text[body_start + body.len()..]
+            )
+        }
+        None => {
+            let end = cur_start + current.len();
+            let mut add = String::new();
+            if !text[..end].ends_with("\n\n") {
+                add.push('\n');
+            }
+            let _ = write!(add, "{heading}\n\n{table}\n");
+            format!("{}{}{}", &text[..end], add, &text[end..])
+        }
+    }
+}
+
+/// Where `part`, a slice of `whole`, starts in it.
+fn offset(whole: &str, part: &str) -> usize {
+    part.as_ptr() as usize - whole.as_ptr() as usize
+}
+
+/// `text` with an empty current figures section before its first dated section when it has
+/// none.
+fn with_section(text: &str) -> String {
+    if section(text).is_some() {
+        return text.to_string();
+    }
+    let intro = "The latest recorded run of each scenario: the figures to quote. The dated \
+                 sections below hold each run's full tables, machine and command; \
+                 `gauntlet-bench run` rewrites its scenario's rows here when it appends one.\n\n";
+    match text.find("\n## ") {
+        Some(i) => format!("{}\n{HEADING}\n\n{intro}{}", &text[..i + 1], &text[i + 1..]),
+        None => format!("{text}\n{HEADING}\n\n{intro}"),
+    }
+}
+
+/// Each figure of `new` next to the last recorded one of the same input and figure, one line
+/// per figure (`peak RSS, MiB: Gauntlet 412 (last recorded 399, +3%)`).
+pub fn compare(prev: &[Row], new: &[Row]) -> String {
+    let mut s = String::new();
+    for r in new {
+        let old = prev.iter().find(|p| p.key() == r.key());
+        let side = |name: &str, now: &str, then: Option<&str>| -> Option<String> {
+            let n = number(now)?;
+            Some(match then.and_then(number) {
+                Some(t) if t != 0.0 => format!(
+                    "{name} {now} (last recorded {}, {:+.0}%)",
+                    then.unwrap_or_default(),
+                    (n / t - 1.0) * 100.0
+                ),
+                _ => format!("{name} {now} (none recorded)"),
+            })
+        };
+        let parts: Vec<String> = [
+            side("Gauntlet", &r.gauntlet, old.map(|o| o.gauntlet.as_str())),
+            side(
+                "Prometheus",
+                &r.prometheus,
+                old.map(|o| o.prometheus.as_str()),
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !parts.is_empty() {
+            let _ = writeln!(
+                s,
+                "- {}: {}{}",
+                r.figure,
+                parts.join("; "),
+                old.map_or(String::new(), |o| format!(
+                    " [recorded {}, {}]",
+                    o.date, o.commit
+                ))
+            );
+        }
+    }
+    s
+}
+
+fn number(cell: &str) -> Option<f64> {
+    cell.split_whitespace()
+        .next()?
+        .replace(',', "")
+        .parse()
+        .ok()
+}
+
+/// The commit of the checkout the runner runs in (`abc1234`, with `-dirty` when tracked files
+/// have changes); `unknown` outside a git checkout.
+pub fn commit() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(h) => match git(&["status", "--porcelain", "--untracked-files=no"]) {
+            Some(s) if !s.is_empty() => format!("{h}-dirty"),
+            _ => h,
+        },
+        None => "unknown".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "# Measured figures\n\nIntro.\n\n## Current figures\n\nWhat these are.\n\n### `run query`\n\nOn one block.\n\n| input | figure | Gauntlet | Prometheus | ratio Gauntlet / Prometheus | date | commit |\n|---|---|---|---|---|---|---|\n| 680 targets × 8 pods, 2 h (124k series) | peak RSS, MiB | 399 | 840 | 0.48x | 2026-11-23 08:38 UTC | b3aa111 |\n| 680 targets × 8 pods, 2 h (124k series) | latency p50, ms | 22.52 | 75.09 | 0.30x | 2026-11-23 08:41 UTC | b3aa111 |\n\n### `run series`\n\n| input | figure | Gauntlet | Prometheus | ratio Gauntlet / Prometheus | date | commit |\n|---|---|---|---|---|---|---|\n| 2000 targets × 75 pods, 2 h | peak RSS, MiB | 280 | 562 | 0.50x | 2026-11-23 15:31 UTC | d2c8319 |\n\n## 2026-11-22 — kernels\n\nOld text.\n";
+
+    fn rec(rss: f64) -> Recorded {
+        Recorded {
+            scenario: "query",
+            input: "680 targets × 8 pods, 2 h (124k series)".into(),
+            section: String::new(),
+            figures: vec![
+                Figure::new("peak RSS, MiB", Some(rss), Some(846.0), 0),
+                Figure::new("queries/s", Some(40.0), Some(7.0), 1),
+            ],
+        }
+    }
+
+    #[test]
+    fn the_results_files_current_tables_are_read() {
+        let text = include_str!("../../../perf/RESULTS.md");
+        for scenario in ["query", "series", "ingest", "compact"] {
+            let rows = rows(text, scenario);
+            assert!(!rows.is_empty(), "{scenario}");
+            for r in &rows {
+                assert!(
+                    number(&r.gauntlet).is_some() || number(&r.prometheus).is_some(),
+                    "{scenario}: {r:?}"
+                );
+                assert!(r.date.starts_with("20") && !r.commit.is_empty(), "{r:?}");
+            }
+        }
+        let rss = rows(text, "query").into_iter().find(|r| {
+            r.figure == "peak RSS, MiB" && input_key(&r.input) == "680 targets × 8 pods, 2 h"
+        });
+        assert!(rss.is_some_and(|r| number(&r.gauntlet).is_some()));
+    }
+
+    #[test]
+    fn rows_are_read_per_scenario() {
+        let q = rows(TEXT, "query");
+        assert_eq!(q.len(), 2);
+        assert_eq!(q[0].gauntlet, "399");
+        assert_eq!(q[1].date, "2026-11-23 08:41 UTC");
+        assert_eq!(rows(TEXT, "series").len(), 1);
+        assert!(rows(TEXT, "ingest").is_empty());
+        assert!(rows("# nothing\n", "query").is_empty());
+    }
+
+    #[test]
+    fn a_run_is_printed_next_to_the_last_recorded_figures() {
+        let new = rows_of(&rec(412.0), "2026-11-24 10:00 UTC", "abc1234");
+        let c = compare(&rows(TEXT, "query"), &new);
+        assert!(
+            c.contains(
+                "- peak RSS, MiB: Gauntlet 412 (last recorded 399, +3%); Prometheus 846 (last recorded 840, +1%) [recorded 2026-11-23 08:38 UTC, b3aa111]"
+            ),
+            "{c}"
+        );
+        assert!(
+            c.contains("- queries/s: Gauntlet 40.0 (none recorded)"),
+            "{c}"
+        );
+    }
+
+    #[test]
+    fn updating_replaces_the_scenarios_rows_and_keeps_the_rest() {
+        let new = rows_of(&rec(412.0), "2026-11-24 10:00 UTC", "abc1234");
+        let out = update(TEXT, "query", &new);
+        let q = rows(&out, "query");
+        assert_eq!(q.len(), 3, "{out}");
+        assert_eq!(q[0].gauntlet, "412");
+        assert_eq!(q[0].ratio, "0.49x");
+        assert_eq!(q[1].figure, "latency p50, ms", "kept in place");
+        assert_eq!(q[2].figure, "queries/s", "added at the end");
+        assert_eq!(rows(&out, "series"), rows(TEXT, "series"));
+        assert!(out.contains("On one block.\n\n| input"), "{out}");
+        assert!(
+            out.ends_with("## 2026-11-22 — kernels\n\nOld text.\n"),
+            "{out}"
+        );
+        assert_eq!(update(&out, "query", &new), out, "idempotent");
+        // A scenario without a table gets one at the end of the section.
+        let out = update(TEXT, "ingest", &new);
+        assert_eq!(rows(&out, "ingest").len(), 2);
+        assert!(out.contains("### `run ingest`\n\n| input"), "{out}");
+        assert!(out.find("### `run ingest`") < out.find("## 2026-11-22"));
+        // A file without the section gets one before its first dated section.
+        let out = update(
+            "# Measured figures\n\nIntro.\n\n## 2026-11-22 — x\n\ny\n",
+            "query",
+            &new,
+        );
+        assert_eq!(rows(&out, "query").len(), 2, "{out}");
+        assert!(out.find(HEADING) < out.find("## 2026-11-22"));
+    }
+}
