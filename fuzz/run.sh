@@ -121,6 +121,32 @@ seed() {
     "$tdir/debug/examples/index_header_seed" "$block" corpus/index_header/seed0 corpus/series_entry ;;
   promql_parse)
     queries | seed_lines "$dir" ;;
+  http_api)
+    # Requests as the target reads them: an endpoint byte, a method byte, the URL query (and
+    # a 0 byte then a form body): instant and range queries, series, label and label-value
+    # selections, with the queries and selectors above and Thanos's parameters.
+    queries | python3 -c '
+import sys, urllib.parse as u
+out, n = sys.argv[1], 0
+def put(pick, post, query, body=b""):
+    global n
+    with open(f"{out}/seed{n:05d}", "wb") as f:
+        f.write(bytes([pick, post]) + query.encode() + (b"\0" + body if body else b""))
+    n += 1
+for i, q in enumerate(l.rstrip("\n") for l in sys.stdin):
+    e = u.quote(q, safe="")
+    if i % 2:
+        put(0, 1, "time=300", f"query={e}&dedup=false".encode())
+    else:
+        put(0, 0, f"query={e}&time=300&timeout=1s")
+    put(1, i % 2, f"query={e}&start=0&end=600&step=30&max_source_resolution=auto")
+    if "{" in q:
+        put(3, 0, f"match[]={e}&start=0&end=600&limit=5")
+        put(5, 0, f"job&match[]={e}")
+put(4, 0, "start=-1e300&end=abc")
+put(7, 0, "limit=-1&metric=up")
+put(2, 0, "query=" + u.quote("sum by (job) (rate(x[5m]))", safe=""))
+' "$dir" ;;
   selector_parse)
     { grep -hv '^#' "$root"/perf/queries/series.txt | sed -E 's/^series +[^ ]+ +[^ ]+ +//'
       queries | grep '[{]'; } | seed_lines "$dir" ;;

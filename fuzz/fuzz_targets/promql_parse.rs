@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use gauntlet_engine::chunk::SampleBatch;
 use gauntlet_engine::labels::Labels;
-use gauntlet_engine::promql::{Engine, EngineOptions, format_query};
+use gauntlet_engine::promql::{Engine, EngineOptions};
 use gauntlet_engine::query::{MemSeries, Series};
 use libfuzzer_sys::fuzz_target;
 
@@ -50,13 +50,13 @@ fuzz_target!(|data: &[u8]| {
     let Ok(q) = std::str::from_utf8(data) else {
         return;
     };
-    let _ = format_query(q);
     let engine = Engine::new(EngineOptions {
         lookback_delta_ms: 300_000,
         max_samples: 200_000,
         timeout: Duration::from_secs(2),
         ..EngineOptions::default()
     });
+    let _ = engine.format_query(q);
     let _ = engine.instant_query(store(), q, 300_000);
     let _ = engine.range_query(store(), q, 0, 600_000, 30_000);
 });

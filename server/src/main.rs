@@ -1,13 +1,7 @@
-//! The `gauntlet` binary: command line, servers and background loops over the engine.
-
-mod all;
-mod grpc;
-mod http;
-mod query;
-mod store;
-mod tools;
+//! The `gauntlet` binary: the command line, dispatching to the role or tool it names.
 
 use clap::{Parser, Subcommand};
+use gauntlet::{all, query, store, tools};
 use mimalloc::MiMalloc;
 
 #[global_allocator]

@@ -8,14 +8,15 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use axum::routing::{MethodRouter, get};
 use gauntlet_engine::go_format::quoted;
 use gauntlet_engine::labels::Labels;
 use gauntlet_engine::promql::QueryLimits;
 use gauntlet_engine::query::SelectHints;
+use percent_encoding::percent_decode_str;
 
 use super::json;
 use super::params::{
@@ -113,9 +114,15 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route(
             "/api/v1/label/{name}/values",
             get(
-                |State(st): State<Arc<ApiState>>,
-                 Path(name): Path<String>,
-                 RawQuery(q): RawQuery| async move {
+                |State(st): State<Arc<ApiState>>, uri: Uri, RawQuery(q): RawQuery| async move {
+                    // The name as sent, still percent-encoded: a name that is not UTF-8 once
+                    // decoded gets the API's own error, not the router's.
+                    let name = uri
+                        .path()
+                        .strip_prefix("/api/v1/label/")
+                        .and_then(|p| p.strip_suffix("/values"))
+                        .unwrap_or_default()
+                        .to_string();
                     run(st, q, None, move |st, form| label_values(st, form, &name)).await
                 },
             ),
@@ -357,9 +364,16 @@ fn labels(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     })
 }
 
-fn label_values(st: &ApiState, form: &Form, name: &str) -> Result<Reply, ApiError> {
+fn label_values(st: &ApiState, form: &Form, raw_name: &str) -> Result<Reply, ApiError> {
+    let name = percent_decode_str(raw_name).decode_utf8_lossy();
     // Names outside the classic charset arrive escaped as `U__…` (Prometheus 3).
-    let name = unescape_label_name(name);
+    let name = unescape_label_name(&name);
+    if name.contains('\u{FFFD}') {
+        return Err(ApiError::bad_data(format!(
+            "invalid label name: {}",
+            quoted(&name)
+        )));
+    }
     if name.is_empty() {
         return Err(ApiError::bad_data(format!(
             "invalid label name: {}",

@@ -169,7 +169,10 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
     {
         let secs = f.trunc();
         let frac = ((f - secs) * 1000.0).round() / 1000.0;
-        let nanos = secs as i128 * 1_000_000_000 + (frac * 1e9) as i128;
+        // Seconds beyond an i64 saturate, as Go's conversion does on the machines Prometheus
+        // runs on; they are then out of range as milliseconds.
+        let secs = secs.clamp(i64::MIN as f64, i64::MAX as f64) as i128;
+        let nanos = secs * 1_000_000_000 + (frac * 1e9) as i128;
         return i64::try_from(nanos.div_euclid(1_000_000))
             .map_err(|_| format!("cannot parse {} to a valid timestamp", quoted(s)));
     }
@@ -365,6 +368,10 @@ mod tests {
         );
         assert_eq!(parse_time(MIN_TIME_TEXT), Ok(MIN_TIME_MS));
         assert_eq!(parse_time(MAX_TIME_TEXT), Ok(MAX_TIME_MS));
+        // Far outside any timestamp: an error, not an overflow (found by the http_api target).
+        for far in ["-1e300", "1e300", "9.3e18", "-9.3e18"] {
+            assert!(parse_time(far).is_err(), "{far}");
+        }
         assert_eq!(
             parse_time("yesterday"),
             Err("cannot parse \"yesterday\" to a valid timestamp".into())

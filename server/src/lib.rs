@@ -1,0 +1,11 @@
+//! Gauntlet's roles over the engine: the command line of each, the gRPC and HTTP servers and
+//! the background loops. The `gauntlet` binary (`main.rs`) dispatches to them; as a library they
+//! are what tests and fuzz targets drive in-process (the HTTP API's router over any
+//! [`query::Source`]).
+
+pub mod all;
+pub mod grpc;
+pub mod http;
+pub mod query;
+pub mod store;
+pub mod tools;
