@@ -283,15 +283,7 @@ fn bucket_with_5m(root: &Path) -> (PathBuf, PathBuf) {
     meta["thanos"] = json!({"version": 1, "labels": {"cluster": "eu1"}, "downsample": {"resolution": 0}, "source": "sidecar"});
     std::fs::write(&meta_path, serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
     let d5 = downsample(&raw, &bucket, "5m");
-    let cfg = root.join("bucket.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-            bucket.display()
-        ),
-    )
-    .unwrap();
+    let cfg = filesystem_objstore(root.join("bucket.yml"), &bucket);
     (cfg, d5)
 }
 

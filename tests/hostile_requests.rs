@@ -35,6 +35,14 @@ fn join(item: &str, sep: &str, n: usize) -> String {
     vec![item; n].join(sep)
 }
 
+/// 50 000 matchers, `l0="v",l1="v",…`.
+fn many_matchers() -> String {
+    (0..50_000)
+        .map(|i| format!("l{i}=\"v\""))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Queries no server may fall over on, named.
 fn hostile_queries() -> Vec<(&'static str, String)> {
     let alternatives: Vec<String> = (0..80_000).map(|i| format!("value{i}")).collect();
@@ -75,16 +83,7 @@ fn hostile_queries() -> Vec<(&'static str, String)> {
             format!("up{{job=\"{}\"}}", "x".repeat(1 << 20)),
         ),
         ("long metric name", "m".repeat(1 << 20)),
-        (
-            "many matchers",
-            format!(
-                "up{{{}}}",
-                (0..50_000)
-                    .map(|i| format!("l{i}=\"v\""))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
-        ),
+        ("many matchers", format!("up{{{}}}", many_matchers())),
         ("long number", "9".repeat(1 << 20)),
         (
             "unclosed string",
@@ -115,13 +114,7 @@ fn hostile_selectors() -> Vec<(&'static str, String)> {
         ),
         (
             "many matchers",
-            format!(
-                "{{__name__=\"up\",{}}}",
-                (0..50_000)
-                    .map(|i| format!("l{i}=\"v\""))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
+            format!("{{__name__=\"up\",{}}}", many_matchers()),
         ),
         (
             "a PromQL expression",
@@ -440,15 +433,7 @@ fn all_in_one_answers_hostile_requests_and_keeps_serving() {
 fn querier_and_store_answer_hostile_requests_and_keep_serving() {
     let tmp = tempfile::tempdir().unwrap();
     let bucket = bucket(tmp.path());
-    let cfg = tmp.path().join("bucket.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-            bucket.display()
-        ),
-    )
-    .unwrap();
+    let cfg = filesystem_objstore(tmp.path().join("bucket.yaml"), &bucket);
     let store = GauntletServer::start(
         &[
             "store",

@@ -32,16 +32,7 @@ fn bucket(root: &Path, name: &str, labels: &[(&str, &str)]) -> std::path::PathBu
         });
         std::fs::write(&meta_path, serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
     }
-    let cfg = root.join(format!("{name}.yml"));
-    std::fs::write(
-        &cfg,
-        format!(
-            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-            dir.display()
-        ),
-    )
-    .unwrap();
-    cfg
+    filesystem_objstore(root.join(format!("{name}.yml")), &dir)
 }
 
 fn store(root: &Path, cfg: &Path, name: &str) -> GauntletServer {

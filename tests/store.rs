@@ -33,15 +33,7 @@ impl Drop for Store {
 
 impl Store {
     fn start(bucket: &Path, data: &Path, extra: &[&str]) -> Store {
-        let cfg = data.with_extension("yaml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-                bucket.display()
-            ),
-        )
-        .unwrap();
+        let cfg = filesystem_objstore(data.with_extension("yaml"), bucket);
         let [grpc, http] = free_ports();
         let child = gauntlet()
             .arg("store")

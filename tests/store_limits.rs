@@ -19,16 +19,7 @@ const END_MS: i64 = START_MS + 2 * 3600 * 1000;
 fn bucket(root: &Path) -> std::path::PathBuf {
     let dir = root.join("bucket");
     copy_dir(&fixtures().join("promtool-200series-2h"), &dir);
-    let cfg = root.join("bucket.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-            dir.display()
-        ),
-    )
-    .unwrap();
-    cfg
+    filesystem_objstore(root.join("bucket.yml"), &dir)
 }
 
 fn store(root: &Path, cfg: &Path, name: &str, flags: &[&str]) -> GauntletServer {

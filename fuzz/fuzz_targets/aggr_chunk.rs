@@ -29,7 +29,11 @@ fuzz_target!(|data: &[u8]| {
     let kept = retain_aggregates(data, &want).expect("present aggregates can be kept");
     let k = AggrChunk::new(&kept);
     for t in &want {
-        assert_eq!(k.get(*t).ok(), present[*t as usize], "{t} changed when kept");
+        assert_eq!(
+            k.get(*t).ok(),
+            present[*t as usize],
+            "{t} changed when kept"
+        );
     }
 
     let served: Vec<ServedChunk<'_>> = data

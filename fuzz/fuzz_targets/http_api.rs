@@ -9,14 +9,15 @@
 
 #![no_main]
 
+mod common;
+
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::body::Body;
 use gauntlet::http::api::{ApiConfig, ApiState, router};
 use gauntlet::query::{ReadOptions, ReadView, Source};
-use gauntlet_engine::chunk::SampleBatch;
-use gauntlet_engine::labels::{Labels, Matcher};
+use gauntlet_engine::labels::Matcher;
 use gauntlet_engine::query::{MemSeries, Queryable, SelectHints, Series, SeriesStream};
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
@@ -97,31 +98,6 @@ impl Source for MemSource {
     }
 }
 
-fn mem() -> MemSeries {
-    let mut series = Vec::new();
-    for (i, (name, job, le)) in [
-        ("http_requests_total", "api", ""),
-        ("http_requests_total", "web", ""),
-        ("latency_bucket", "api", "0.1"),
-        ("latency_bucket", "api", "+Inf"),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let mut pairs = vec![("__name__", name), ("job", job)];
-        if !le.is_empty() {
-            pairs.push(("le", le));
-        }
-        let ts: Vec<i64> = (0..40).map(|k| k * 15_000).collect();
-        let val = ts.iter().map(|&t| (t / 1000) as f64 * (i + 1) as f64).collect();
-        series.push(Series {
-            labels: Labels::from_pairs(pairs),
-            samples: SampleBatch { ts, val },
-        });
-    }
-    MemSeries::new(series)
-}
-
 /// The runtime and the router, made once.
 fn server() -> &'static (tokio::runtime::Runtime, axum::Router) {
     static SERVER: OnceLock<(tokio::runtime::Runtime, axum::Router)> = OnceLock::new();
@@ -131,7 +107,7 @@ fn server() -> &'static (tokio::runtime::Runtime, axum::Router) {
             .build()
             .expect("runtime");
         let state = Arc::new(ApiState {
-            source: Arc::new(MemSource(Arc::new(Mem(mem())))),
+            source: Arc::new(MemSource(Arc::new(Mem(common::small_store())))),
             config: ApiConfig {
                 max_samples: 200_000,
                 timeout: Duration::from_secs(2),
@@ -197,7 +173,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let (rt, app) = server();
     let (status, bytes) = rt.block_on(async {
-        let resp = app.clone().oneshot(req).await.expect("the router always answers");
+        let resp = app
+            .clone()
+            .oneshot(req)
+            .await
+            .expect("the router always answers");
         let status = resp.status().as_u16();
         let bytes = resp.into_body().collect().await.expect("body").to_bytes();
         (status, bytes)
@@ -211,7 +191,10 @@ fuzz_target!(|data: &[u8]| {
             let v: serde_json::Value = serde_json::from_slice(&bytes).expect("errors are JSON");
             assert_eq!(v["status"], "error", "{uri}");
             let msg = v["error"].as_str().expect("an error message");
-            assert!(!msg.is_empty() && msg.len() <= MESSAGE_BYTES, "{uri}: {msg}");
+            assert!(
+                !msg.is_empty() && msg.len() <= MESSAGE_BYTES,
+                "{uri}: {msg}"
+            );
         }
         // Routing answers: an unknown path or a method an endpoint does not take.
         404 | 405 => {}

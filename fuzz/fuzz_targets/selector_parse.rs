@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(ms) = parse_selector(text) {
         let printed = format!(
             "{{{}}}",
-            ms.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(",")
+            ms.iter()
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
         );
         let again = parse_selector(&printed)
             .unwrap_or_else(|e| panic!("{text:?} printed as {printed:?}: {e}"));

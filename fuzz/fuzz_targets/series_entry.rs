@@ -13,10 +13,22 @@ fuzz_target!(|data: &[u8]| {
     // A small symbol count and a time window taken from the first byte, so both the
     // reference check and the time filter are exercised.
     let num_symbols = u32::from(knobs & 0x3F) + 1;
-    let window = if knobs & 0x40 != 0 { (0, 1000) } else { (i64::MIN, i64::MAX) };
+    let window = if knobs & 0x40 != 0 {
+        (0, 1000)
+    } else {
+        (i64::MIN, i64::MAX)
+    };
     let run = |buf: &[u8]| {
         let (mut labels, mut chunks) = (Vec::new(), Vec::new());
-        decode_entry(buf, 16, num_symbols, window, "fuzz", &mut labels, &mut chunks)
+        decode_entry(
+            buf,
+            16,
+            num_symbols,
+            window,
+            "fuzz",
+            &mut labels,
+            &mut chunks,
+        )
     };
     if let Err(IndexError::Crc { .. }) = run(entry) {
         // Put the expected CRC after the body the length varint announces, and decode again.

@@ -54,6 +54,19 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// Writes a Thanos objstore file for a FILESYSTEM bucket over `bucket` at `cfg`; returns `cfg`.
+pub fn filesystem_objstore(cfg: PathBuf, bucket: &Path) -> PathBuf {
+    std::fs::write(
+        &cfg,
+        format!(
+            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+            bucket.display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
 /// Copies a directory tree.
 pub fn copy_dir(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).unwrap();

@@ -162,6 +162,28 @@ impl QuerierView {
         }
     }
 
+    /// One endpoint's answer, given within `timeout`; its failure otherwise, as
+    /// [`QuerierView::endpoint_failed`] takes it (`None` when it became a warning).
+    fn answered<T>(
+        &self,
+        addr: &str,
+        timeout: Duration,
+        res: std::result::Result<
+            std::result::Result<T, tonic::Status>,
+            tokio::time::error::Elapsed,
+        >,
+    ) -> Result<Option<T>> {
+        let (kind, msg) = match res {
+            Ok(Ok(answer)) => return Ok(Some(answer)),
+            Ok(Err(status)) => (status_kind(status.code()), status.message().to_string()),
+            Err(_) => (
+                RemoteErrorKind::Timeout,
+                format!("no answer within {timeout:?}"),
+            ),
+        };
+        self.endpoint_failed(addr, kind, msg).map(|()| None)
+    }
+
     fn targets(
         &self,
         mint: i64,
@@ -216,23 +238,11 @@ impl QuerierView {
         });
         let mut out = Vec::new();
         for (addr, res) in futures::future::join_all(calls).await {
-            match res {
-                Ok(Ok((series, warnings))) => {
-                    for w in warnings {
-                        self.warn(w);
-                    }
-                    out.push(series);
+            if let Some((series, warnings)) = self.answered(&addr, timeout, res)? {
+                for w in warnings {
+                    self.warn(w);
                 }
-                Ok(Err(status)) => self.endpoint_failed(
-                    &addr,
-                    status_kind(status.code()),
-                    status.message().to_string(),
-                )?,
-                Err(_) => self.endpoint_failed(
-                    &addr,
-                    RemoteErrorKind::Timeout,
-                    format!("no answer within {timeout:?}"),
-                )?,
+                out.push(series);
             }
         }
         Ok(out)
@@ -317,23 +327,11 @@ impl QuerierView {
             .block_on(futures::future::join_all(calls));
         let mut out: Vec<String> = Vec::new();
         for (addr, res) in results {
-            match res {
-                Ok(Ok((values, warnings))) => {
-                    out.extend(values);
-                    for w in warnings {
-                        self.warn(w);
-                    }
+            if let Some((values, warnings)) = self.answered(&addr, timeout, res)? {
+                out.extend(values);
+                for w in warnings {
+                    self.warn(w);
                 }
-                Ok(Err(status)) => self.endpoint_failed(
-                    &addr,
-                    status_kind(status.code()),
-                    status.message().to_string(),
-                )?,
-                Err(_) => self.endpoint_failed(
-                    &addr,
-                    RemoteErrorKind::Timeout,
-                    format!("no answer within {timeout:?}"),
-                )?,
             }
         }
         out.sort();
