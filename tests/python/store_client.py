@@ -8,13 +8,14 @@ A call: {"method": "Series"|"LabelNames"|"LabelValues"|"Info"|"StoreInfo", ...re
 or {"method": "Parallel", "calls": [...]} to make several calls at once
 (Series also takes max_resolution_window and aggregates, the StoreAPI Aggr numbers)
 with matchers as [[type, name, value], ...] (type 0 =, 1 !=, 2 =~, 3 !~)."""
-import glob, json, os, sys, tempfile
+import atexit, glob, json, os, shutil, sys, tempfile
 
 import grpc
 from grpc_tools import protoc
 
 proto_dir, addr = sys.argv[1], sys.argv[2]
 out_dir = tempfile.mkdtemp(prefix="gauntlet-pb-")
+atexit.register(shutil.rmtree, out_dir, ignore_errors=True)
 files = sorted(glob.glob(os.path.join(proto_dir, "**", "*.proto"), recursive=True))
 inc = os.path.join(os.path.dirname(protoc.__file__), "_proto")
 rc = protoc.main(["protoc", f"-I{proto_dir}", f"-I{inc}", f"--python_out={out_dir}",
