@@ -7,6 +7,9 @@
 #   bash fuzz/run.sh [SECONDS [TARGET...]]   SECONDS per target, 60 by default; every target
 #                                            unless some are named
 #
+# Inputs that once made a target fail are kept in fuzz/regressions/TARGET/ and copied into its
+# corpus before every run, so a fixed crash stays fixed.
+#
 # Every target runs even when one fails; the script then exits non-zero if any target found a
 # crash, a leak, an input slower than 60 s or one above 2 GiB of memory (the input is kept in
 # fuzz/artifacts/TARGET/, the target's output in fuzz/artifacts/TARGET.log).
@@ -160,6 +163,10 @@ for t in "${targets[@]}"; do
   mkdir -p "corpus/$t" artifacts
   if [ -z "$(ls -A "corpus/$t")" ]; then
     seed "$t" "corpus/$t"
+  fi
+  # Inputs that once failed, kept in git: every run starts by replaying them.
+  if [ -d "regressions/$t" ]; then
+    cp regressions/"$t"/* "corpus/$t/"
   fi
   log=artifacts/$t.log
   start=$(date +%s)

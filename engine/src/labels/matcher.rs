@@ -216,9 +216,26 @@ impl fmt::Debug for Matcher {
 impl fmt::Display for Matcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut q = String::new();
+        // A name that is not a legacy identifier is quoted, as Prometheus's `Matcher.String`
+        // does, so the printed selector parses back to the same matcher.
+        if legacy_name(&self.name) {
+            q.push_str(&self.name);
+        } else {
+            crate::go_format::push_quoted(&mut q, &self.name);
+        }
+        q.push_str(self.typ.as_str());
         crate::go_format::push_quoted(&mut q, &self.value);
-        write!(f, "{}{}{}", self.name, self.typ.as_str(), q)
+        f.write_str(&q)
     }
+}
+
+/// Whether `name` is a label name in the legacy charset (`[a-zA-Z_][a-zA-Z0-9_]*`), which
+/// prints without quotes.
+fn legacy_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .char_indices()
+            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()))
 }
 
 impl PartialEq for Matcher {
@@ -467,6 +484,22 @@ mod tests {
         let m = re("a.c");
         assert!(m.matches("a\nc"));
         assert!(re("foo.*bar").matches("foo\nbar"));
+    }
+
+    #[test]
+    fn names_outside_the_legacy_charset_print_quoted() {
+        let eq = |n: &str| Matcher::new(MatchType::Equal, n, "b").unwrap().to_string();
+        assert_eq!(eq("job"), r#"job="b""#);
+        assert_eq!(eq("_a1"), r#"_a1="b""#);
+        assert_eq!(eq("rate(5m])a"), r#""rate(5m])a"="b""#);
+        assert_eq!(eq("a:b"), r#""a:b"="b""#);
+        assert_eq!(eq("1a"), r#""1a"="b""#);
+        assert_eq!(eq(""), r#"""="b""#);
+        // Found by the selector_parse fuzz target: the printed form must parse back.
+        let ms = crate::labels::parse_selector(r#"x{"rate(5m])a"="b"}"#).unwrap();
+        let printed: Vec<String> = ms.iter().map(Matcher::to_string).collect();
+        let again = crate::labels::parse_selector(&format!("{{{}}}", printed.join(","))).unwrap();
+        assert_eq!(again, ms);
     }
 
     #[test]
