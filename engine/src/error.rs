@@ -50,6 +50,14 @@ pub enum Error {
     /// A remote StoreAPI endpoint failed a request, or answered what does not decode.
     #[error(transparent)]
     Remote(#[from] RemoteError),
+    /// The WAL could not be written or read; the error names the file. A write that failed
+    /// is worth retrying once the disk has room again.
+    #[error(transparent)]
+    Wal(#[from] crate::wal::WalError),
+    /// An engine core stopped before answering: the process is shutting down. Retry against
+    /// another replica or after the restart.
+    #[error(transparent)]
+    Canceled(#[from] crate::shard::Canceled),
 }
 
 impl Error {
@@ -58,6 +66,7 @@ impl Error {
         match self {
             Error::Store(e) => e.class(),
             Error::Remote(e) => e.kind.class(),
+            Error::Wal(_) | Error::Canceled(_) => ErrorClass::Unavailable,
             Error::Index(_)
             | Error::Block(_)
             | Error::Chunk { .. }

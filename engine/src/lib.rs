@@ -13,11 +13,14 @@ pub mod encoding;
 pub mod error;
 pub mod exposition;
 pub mod go_format;
+pub mod head;
 pub mod index;
 pub mod labels;
 pub mod promql;
 pub mod query;
+pub mod remote_write;
 pub mod shard;
 pub mod store;
+pub mod wal;
 
 pub use error::{Error, ErrorClass, Result};

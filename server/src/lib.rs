@@ -7,5 +7,6 @@ pub mod all;
 pub mod grpc;
 pub mod http;
 pub mod query;
+pub mod receive;
 pub mod store;
 pub mod tools;

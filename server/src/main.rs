@@ -1,7 +1,7 @@
 //! The `gauntlet` binary: the command line, dispatching to the role or tool it names.
 
 use clap::{Parser, Subcommand};
-use gauntlet::{all, query, store, tools};
+use gauntlet::{all, query, receive, store, tools};
 use mimalloc::MiMalloc;
 
 #[global_allocator]
@@ -22,6 +22,9 @@ enum Command {
     All(all::AllArgs),
     /// A querier over StoreAPI endpoints, with replica dedup, serving Prometheus's HTTP API.
     Query(query::cmd::QueryArgs),
+    /// Receive: remote write into per-tenant heads with a WAL, served over the StoreAPI and
+    /// cut into blocks shipped to the bucket.
+    Receive(Box<receive::ReceiveArgs>),
     /// Store gateway: serve the blocks of an object-storage bucket over the Thanos StoreAPI.
     Store(store::StoreArgs),
     /// Offline tools over blocks and buckets.
@@ -44,6 +47,7 @@ fn main() -> std::process::ExitCode {
     let res = match cli.command {
         Command::All(args) => all::run(args),
         Command::Query(args) => query::cmd::run(args),
+        Command::Receive(args) => receive::run(*args),
         Command::Store(args) => store::run(args),
         Command::Tools { tool } => tools::run(tool),
     };

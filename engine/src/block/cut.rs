@@ -69,22 +69,42 @@ fn predict_end(start: i64, cur: i64, max: i64) -> i64 {
     start + (max - start) / n
 }
 
-/// Encodes one series' samples (strictly increasing timestamps) into chunks cut the way
-/// Prometheus's head cuts them. Samples whose timestamp does not increase are dropped, as the
-/// head drops out-of-order samples.
-pub fn cut_chunks(ts: &[i64], val: &[f64], opts: CutOptions) -> Vec<CutChunk> {
-    debug_assert_eq!(ts.len(), val.len());
-    let mut out = Vec::with_capacity(ts.len() / opts.samples_per_chunk.max(1) + 1);
-    let mut app: Option<XorAppender> = None;
-    let (mut min_time, mut max_time) = (0i64, i64::MIN);
-    let mut next_at = i64::MIN;
-    let quarter = opts.samples_per_chunk / 4;
-    for (&t, &v) in ts.iter().zip(val) {
-        if app.is_some() && t <= max_time {
-            continue;
-        }
-        let cut = match &app {
+/// The open chunk of one series as samples arrive in time order: decides where chunks end the
+/// way Prometheus's head does and hands each finished chunk back. The head keeps one per
+/// series; [`cut_chunks`] runs one over a whole series.
+#[derive(Debug, Clone, Default)]
+pub struct ChunkCutter {
+    app: Option<XorAppender>,
+    min_time: i64,
+    max_time: i64,
+    next_at: i64,
+}
+
+impl ChunkCutter {
+    /// A cutter with no open chunk.
+    pub fn new() -> Self {
+        ChunkCutter::default()
+    }
+
+    /// Timestamp of the last sample taken, ms (`None` before the first).
+    pub fn max_time(&self) -> Option<i64> {
+        self.app.as_ref().map(|_| self.max_time)
+    }
+
+    /// The open chunk: its first and last timestamps (ms) and its payload so far.
+    pub fn open(&self) -> Option<(i64, i64, &[u8])> {
+        self.app
+            .as_ref()
+            .map(|a| (self.min_time, self.max_time, a.bytes()))
+    }
+
+    /// Appends a sample whose timestamp is after [`ChunkCutter::max_time`] (a sample at or
+    /// before it is dropped, as the head drops out-of-order samples); returns the chunk that
+    /// had to be closed first, if any.
+    pub fn push(&mut self, t: i64, v: f64, opts: &CutOptions) -> Option<CutChunk> {
+        let cut = match &self.app {
             None => true,
+            Some(_) if t <= self.max_time => return None,
             Some(a) => {
                 let n = a.num_samples();
                 if opts
@@ -93,37 +113,48 @@ pub fn cut_chunks(ts: &[i64], val: &[f64], opts: CutOptions) -> Vec<CutChunk> {
                 {
                     true
                 } else {
-                    if n == quarter {
-                        next_at = predict_end(min_time, max_time, next_at);
+                    if n == opts.samples_per_chunk / 4 {
+                        self.next_at = predict_end(self.min_time, self.max_time, self.next_at);
                     }
-                    t >= next_at || n >= opts.samples_per_chunk * 2
+                    t >= self.next_at || n >= opts.samples_per_chunk * 2
                 }
             }
         };
+        let mut closed = None;
         if cut {
-            if let Some(a) = app.take() {
-                out.push(CutChunk {
-                    min_time,
-                    max_time,
-                    data: a.into_bytes(),
-                });
-            }
-            app = Some(XorAppender::new());
-            min_time = t;
-            next_at = range_end(t, opts.chunk_range_ms);
+            closed = self.finish();
+            self.app = Some(XorAppender::new());
+            self.min_time = t;
+            self.next_at = range_end(t, opts.chunk_range_ms);
         }
-        if let Some(a) = app.as_mut() {
+        if let Some(a) = self.app.as_mut() {
             a.append(t, v);
         }
-        max_time = t;
+        self.max_time = t;
+        closed
     }
-    if let Some(a) = app {
-        out.push(CutChunk {
-            min_time,
-            max_time,
+
+    /// Closes the open chunk and returns it.
+    pub fn finish(&mut self) -> Option<CutChunk> {
+        self.app.take().map(|a| CutChunk {
+            min_time: self.min_time,
+            max_time: self.max_time,
             data: a.into_bytes(),
-        });
+        })
     }
+}
+
+/// Encodes one series' samples (strictly increasing timestamps) into chunks cut the way
+/// Prometheus's head cuts them. Samples whose timestamp does not increase are dropped, as the
+/// head drops out-of-order samples.
+pub fn cut_chunks(ts: &[i64], val: &[f64], opts: CutOptions) -> Vec<CutChunk> {
+    debug_assert_eq!(ts.len(), val.len());
+    let mut out = Vec::with_capacity(ts.len() / opts.samples_per_chunk.max(1) + 1);
+    let mut cutter = ChunkCutter::new();
+    for (&t, &v) in ts.iter().zip(val) {
+        out.extend(cutter.push(t, v, &opts));
+    }
+    out.extend(cutter.finish());
     out
 }
 

@@ -29,6 +29,8 @@ pub struct BlockWriter {
     stats: BlockStats,
     min_time: i64,
     max_time: i64,
+    /// The block's `[min, max)` when chosen by the caller rather than by its samples.
+    range: Option<(i64, i64)>,
 }
 
 impl BlockWriter {
@@ -62,7 +64,14 @@ impl BlockWriter {
             stats: BlockStats::default(),
             min_time: i64::MAX,
             max_time: i64::MIN,
+            range: None,
         })
+    }
+
+    /// Gives the block the time range `[min_ms, max_ms)` instead of the one its samples span,
+    /// as Prometheus does for a block cut from its head (`[head min time, range end)`).
+    pub fn set_time_range(&mut self, min_ms: i64, max_ms: i64) {
+        self.range = Some((min_ms, max_ms));
     }
 
     /// The new block's ULID.
@@ -178,8 +187,8 @@ impl BlockWriter {
         });
         let meta = BlockMeta {
             ulid: self.ulid,
-            min_time: self.min_time,
-            max_time: self.max_time.saturating_add(1),
+            min_time: self.range.map_or(self.min_time, |r| r.0),
+            max_time: self.range.map_or(self.max_time.saturating_add(1), |r| r.1),
             stats: self.stats.clone(),
             compaction: Compaction {
                 level: 1,

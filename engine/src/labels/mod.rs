@@ -49,6 +49,20 @@ impl Label {
     }
 }
 
+/// Prometheus's hash of a label set (`labels.Hash`): xxhash64 of every name and value, each
+/// followed by a 0xFF byte, in label order. The head finds series by it and routes them to
+/// their core with it.
+pub fn hash_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> u64 {
+    let mut h = xxhash_rust::xxh64::Xxh64::new(0);
+    for (n, v) in pairs {
+        h.update(n.as_bytes());
+        h.update(&[0xFF]);
+        h.update(v.as_bytes());
+        h.update(&[0xFF]);
+    }
+    h.digest()
+}
+
 /// `bytes` as a string, invalid UTF-8 replaced with U+FFFD. Valid input (the norm: symbol tables
 /// are checked) is copied straight in, inline when it fits.
 pub fn compact_from_utf8_lossy(bytes: &[u8]) -> CompactString {

@@ -1,0 +1,757 @@
+//! The in-memory head a receiver appends to: one per tenant, its series sharded across the
+//! engine cores by label hash, every stored sample logged to a Prometheus-format WAL before the
+//! append returns, and cut into a standard block once it spans one and a half block ranges, as
+//! Prometheus's head is.
+//!
+//! A tenant's directory is a Prometheus TSDB directory (`wal/` and block directories), so
+//! promtool and Prometheus read what the head wrote, and the head replays a WAL Prometheus
+//! wrote.
+//!
+//! Each core owns its part of every tenant's head ([`shard::HeadShard`]): a request is split by
+//! [`Head::route`] into one [`AppendBatch`] per core, each core appends its batch, encodes the
+//! WAL records for what it stored and writes them (one writer per tenant, behind a lock held
+//! for the write only). A series always lives on the same core, so its samples reach the WAL in
+//! the order they were stored, which replay relies on.
+
+mod series;
+mod shard;
+
+pub use series::Appended;
+pub use shard::{AppendBatch, AppendReport};
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+
+use self::shard::{AppendCheck, HeadShard};
+use crate::block::cut::CutOptions;
+use crate::block::meta::{BlockMeta, ThanosMeta};
+use crate::block::writer::BlockWriter;
+use crate::error::{Error, Result};
+use crate::labels::{Labels, Matcher, hash_pairs};
+use crate::query::{Queryable, SelectHints, Series};
+use crate::shard::{Canceled, RuntimeConfig, RuntimeError, ShardSet};
+use crate::wal::{self, WalError, WalOptions, WalReader, WalWriter};
+
+/// Prometheus's block range and head chunk range: 2h in ms.
+pub const DEFAULT_BLOCK_DURATION_MS: i64 = 2 * 3600 * 1000;
+
+/// The head's settings, as Thanos Receive's `--tsdb.*` flags give them.
+#[derive(Debug, Clone)]
+pub struct HeadOptions {
+    /// Block range, ms (`--tsdb.min-block-duration`): chunks never cross a multiple of it and
+    /// the head is cut into blocks of it.
+    pub block_duration_ms: i64,
+    /// Out-of-order samples this far behind the newest sample are kept, ms
+    /// (`--tsdb.out-of-order.time-window`); 0 refuses every out-of-order sample.
+    pub ooo_window_ms: i64,
+    /// Samples further than this ahead of the wall clock are refused, ms
+    /// (`--tsdb.too-far-in-future.time-window`); 0 = no limit.
+    pub too_far_in_future_ms: i64,
+    /// Active series the tenant may hold (`--receive.limits.max-series`); 0 = no limit.
+    pub max_series: u64,
+    /// Segment size and compression of the WAL.
+    pub wal: WalOptions,
+}
+
+impl Default for HeadOptions {
+    fn default() -> Self {
+        HeadOptions {
+            block_duration_ms: DEFAULT_BLOCK_DURATION_MS,
+            ooo_window_ms: 0,
+            too_far_in_future_ms: 0,
+            max_series: 0,
+            wal: WalOptions::default(),
+        }
+    }
+}
+
+impl HeadOptions {
+    fn cut(&self) -> CutOptions {
+        CutOptions {
+            chunk_range_ms: self.block_duration_ms,
+            ..CutOptions::default()
+        }
+    }
+}
+
+/// What each core holds: its part of every tenant's head, by tenant slot.
+#[derive(Debug, Default)]
+struct HeadCore {
+    tenants: RefCell<Vec<Option<HeadShard>>>,
+}
+
+impl HeadCore {
+    fn with<R>(&self, slot: usize, f: impl FnOnce(&mut HeadShard) -> R) -> R {
+        let mut t = self.tenants.borrow_mut();
+        if t.len() <= slot {
+            t.resize_with(slot + 1, || None);
+        }
+        f(t[slot].get_or_insert_with(HeadShard::default))
+    }
+}
+
+/// The engine cores every tenant's head lives on.
+#[derive(Debug)]
+pub struct HeadRuntime {
+    cores: ShardSet<HeadCore>,
+    next_slot: AtomicUsize,
+}
+
+impl HeadRuntime {
+    /// Starts the cores (`cfg.cores`, 0 = one per CPU).
+    pub fn start(cfg: &RuntimeConfig) -> Result<Arc<Self>, RuntimeError> {
+        let mut cfg = cfg.clone();
+        if cfg.name.is_empty() {
+            cfg.name = "gauntlet-head".into();
+        }
+        let cores = ShardSet::start(&cfg, |_| HeadCore::default())?;
+        Ok(Arc::new(HeadRuntime {
+            cores,
+            next_slot: AtomicUsize::new(0),
+        }))
+    }
+
+    /// Number of cores.
+    pub fn cores(&self) -> usize {
+        self.cores.cores()
+    }
+}
+
+/// The WAL writer and its group-commit counters.
+#[derive(Debug)]
+struct WalState {
+    writer: WalWriter,
+    /// Appends logged so far.
+    logged: u64,
+    /// Appends covered by the last fsync.
+    synced: u64,
+}
+
+/// What the cores share about one tenant's head.
+#[derive(Debug)]
+struct Shared {
+    next_ref: AtomicU64,
+    series: AtomicU64,
+    min_time: AtomicI64,
+    max_time: AtomicI64,
+    /// Samples before this are in blocks already, ms.
+    min_valid: AtomicI64,
+    /// `None` until replay is done.
+    wal: Mutex<Option<WalState>>,
+    appended: AtomicU64,
+    appended_ooo: AtomicU64,
+    refused: AtomicU64,
+    wal_bytes: AtomicU64,
+}
+
+impl Shared {
+    fn check(&self, opts: &HeadOptions) -> AppendCheck {
+        let head_max = self.max_time.load(Relaxed);
+        // Prometheus's appendable minimum: nothing older than half a chunk range behind the
+        // newest sample, and nothing already in a block.
+        let in_order = head_max.saturating_sub(opts.block_duration_ms / 2);
+        let min_valid = self.min_valid.load(Relaxed).max(in_order);
+        let ooo_min = if opts.ooo_window_ms > 0 {
+            head_max
+                .saturating_sub(opts.ooo_window_ms)
+                .max(self.min_valid.load(Relaxed))
+        } else {
+            i64::MAX
+        };
+        let max_valid = if opts.too_far_in_future_ms > 0 {
+            now_ms().saturating_add(opts.too_far_in_future_ms)
+        } else {
+            i64::MAX
+        };
+        AppendCheck {
+            min_valid,
+            ooo_min,
+            max_valid,
+        }
+    }
+
+    /// Counts a new series, unless the tenant is at `max` (0 = no limit).
+    fn reserve_series(&self, max: u64) -> bool {
+        if max == 0 {
+            self.series.fetch_add(1, Relaxed);
+            return true;
+        }
+        self.series
+            .fetch_update(Relaxed, Relaxed, |c| (c < max).then_some(c + 1))
+            .is_ok()
+    }
+
+    fn stored(&self, rep: &AppendReport) {
+        self.appended.fetch_add(rep.appended, Relaxed);
+        self.appended_ooo.fetch_add(rep.appended_ooo, Relaxed);
+        self.refused
+            .fetch_add(rep.conflicts() + rep.series_limited, Relaxed);
+        if rep.max_time != i64::MIN {
+            self.max_time.fetch_max(rep.max_time, Relaxed);
+            self.min_time.fetch_min(rep.min_time, Relaxed);
+        }
+    }
+
+    /// Encodes and writes the records for what one core stored.
+    fn log(
+        &self,
+        created: &[(u64, Labels)],
+        stored: &[(u64, i64, f64)],
+        buf: &mut Vec<u8>,
+    ) -> Result<(), WalError> {
+        if created.is_empty() && stored.is_empty() {
+            return Ok(());
+        }
+        buf.clear();
+        let mut bounds = Vec::with_capacity(2);
+        if !created.is_empty() {
+            wal::record::encode_series(buf, created.iter().map(|(r, l)| (*r, l)));
+            bounds.push(buf.len());
+        }
+        if !stored.is_empty() {
+            let samples: Vec<wal::record::RefSample> = stored
+                .iter()
+                .map(|&(r, t, v)| wal::record::RefSample { r, t, v })
+                .collect();
+            wal::record::encode_samples(buf, &samples);
+            bounds.push(buf.len());
+        }
+        let mut recs: Vec<&[u8]> = Vec::with_capacity(2);
+        let mut start = 0;
+        for end in bounds {
+            recs.push(&buf[start..end]);
+            start = end;
+        }
+        let mut guard = self.wal.lock().unwrap_or_else(|p| p.into_inner());
+        let w = guard.as_mut().ok_or_else(wal_closed)?;
+        w.writer.log(&recs)?;
+        w.logged += 1;
+        self.wal_bytes.fetch_add(buf.len() as u64, Relaxed);
+        Ok(())
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A snapshot of a head's counters, for `/metrics` and status pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadStats {
+    /// Series held.
+    pub series: u64,
+    /// Oldest sample held, ms (`i64::MAX` when empty).
+    pub min_time: i64,
+    /// Newest sample held, ms (`i64::MIN` when empty).
+    pub max_time: i64,
+    /// Samples stored in order since start (replay excluded).
+    pub appended: u64,
+    /// Samples stored out of order since start.
+    pub appended_ooo: u64,
+    /// Samples refused since start (conflicts and limits).
+    pub refused: u64,
+    /// Bytes of records written to the WAL since start.
+    pub wal_bytes: u64,
+}
+
+/// What replaying the WAL found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Series records read.
+    pub series: u64,
+    /// Samples stored.
+    pub samples: u64,
+    /// Samples dropped: before the newest block, of unknown series, or out of order.
+    pub dropped: u64,
+    /// Records of types the head does not keep (exemplars, metadata, histograms).
+    pub skipped_records: u64,
+    /// Where the WAL was torn or corrupt and cut, if it was.
+    pub repaired: Option<String>,
+    /// Wall time, ms.
+    pub millis: u64,
+}
+
+/// One tenant's head.
+#[derive(Debug)]
+pub struct Head {
+    rt: Arc<HeadRuntime>,
+    slot: usize,
+    dir: PathBuf,
+    opts: HeadOptions,
+    shared: Arc<Shared>,
+}
+
+/// Samples sent to the cores per replay job.
+const REPLAY_BATCH: usize = 64 * 1024;
+
+impl Head {
+    /// Opens the tenant directory `dir` (created when missing): replays its WAL into the
+    /// cores, then starts a new WAL segment. Samples older than the newest block's end are
+    /// dropped: they are in that block already.
+    pub fn open(
+        rt: Arc<HeadRuntime>,
+        dir: &Path,
+        opts: HeadOptions,
+    ) -> Result<(Head, ReplayReport)> {
+        let t0 = Instant::now();
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut min_valid = i64::MIN;
+        for b in crate::block::reader::block_dirs(dir)? {
+            if let Ok(meta) = BlockMeta::read(&b) {
+                min_valid = min_valid.max(meta.max_time);
+            }
+        }
+        let slot = rt.next_slot.fetch_add(1, Relaxed);
+        let wal_dir = dir.join("wal");
+        let mut head = Head {
+            rt,
+            slot,
+            dir: dir.to_path_buf(),
+            opts,
+            shared: Arc::new(Shared {
+                next_ref: AtomicU64::new(1),
+                series: AtomicU64::new(0),
+                min_time: AtomicI64::new(i64::MAX),
+                max_time: AtomicI64::new(i64::MIN),
+                min_valid: AtomicI64::new(min_valid),
+                wal: Mutex::new(None),
+                appended: AtomicU64::new(0),
+                appended_ooo: AtomicU64::new(0),
+                refused: AtomicU64::new(0),
+                wal_bytes: AtomicU64::new(0),
+            }),
+        };
+        let mut report = ReplayReport::default();
+        if wal_dir.is_dir() {
+            head.replay(&wal_dir, &mut report)?;
+        }
+        let writer = WalWriter::open(&wal_dir, head.opts.wal).map_err(wal_error)?;
+        *head.shared.wal.lock().unwrap_or_else(|p| p.into_inner()) = Some(WalState {
+            writer,
+            logged: 0,
+            synced: 0,
+        });
+        report.millis = t0.elapsed().as_millis() as u64;
+        Ok((head, report))
+    }
+
+    fn replay(&mut self, wal_dir: &Path, report: &mut ReplayReport) -> Result<()> {
+        let cores = self.rt.cores();
+        let mut ref_core: HashMap<u64, u16> = HashMap::new();
+        let mut series_out: Vec<Vec<(u64, u64, Labels)>> = vec![Vec::new(); cores];
+        let mut samples_out: Vec<Vec<(u64, i64, f64)>> = vec![Vec::new(); cores];
+        let mut max_ref = 0u64;
+        let mut pending = 0usize;
+        let mut reader = WalReader::open(wal_dir).map_err(wal_error)?;
+        loop {
+            let rec = match reader.next() {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(e @ WalError::Corrupt { .. }) => {
+                    tracing::warn!(dir = %wal_dir.display(), error = %e, "WAL torn or corrupt; cutting it there, as Prometheus does");
+                    report.repaired = Some(e.to_string());
+                    wal::repair(wal_dir, &e).map_err(wal_error)?;
+                    break;
+                }
+                Err(e) => return Err(wal_error(e)),
+            };
+            let rec = match wal::record::decode(rec) {
+                Ok(r) => r,
+                Err(e) => {
+                    // The fragment checksums held, so the record was written like this;
+                    // skipping it loses its own content only.
+                    tracing::warn!(dir = %wal_dir.display(), segment = %reader.segment().display(), error = %e, "WAL record does not decode; skipped");
+                    report.skipped_records += 1;
+                    continue;
+                }
+            };
+            match rec {
+                wal::record::Record::Series(list) => {
+                    for s in list {
+                        let labels = Labels::from_pairs(s.labels.iter().copied());
+                        let hash = hash_pairs(labels.iter().map(|l| (&*l.name, &*l.value)));
+                        let core = self.route(hash);
+                        ref_core.insert(s.r, core as u16);
+                        max_ref = max_ref.max(s.r);
+                        series_out[core].push((hash, s.r, labels));
+                        report.series += 1;
+                    }
+                }
+                wal::record::Record::Samples(list) => {
+                    for s in list {
+                        match ref_core.get(&s.r) {
+                            Some(&c) => {
+                                samples_out[c as usize].push((s.r, s.t, s.v));
+                                pending += 1;
+                            }
+                            None => report.dropped += 1,
+                        }
+                    }
+                }
+                wal::record::Record::Tombstones(_) => {}
+                _ => report.skipped_records += 1,
+            }
+            if pending >= REPLAY_BATCH {
+                self.replay_flush(&mut series_out, &mut samples_out, report)?;
+                pending = 0;
+            }
+        }
+        self.replay_flush(&mut series_out, &mut samples_out, report)?;
+        let slot = self.slot;
+        let counts = self.on_cores(move |c| {
+            c.with(slot, |s| {
+                s.end_replay();
+                (s.len() as u64, s.min_time())
+            })
+        })?;
+        self.shared
+            .series
+            .store(counts.iter().map(|c| c.0).sum(), Relaxed);
+        self.shared.next_ref.store(max_ref + 1, Relaxed);
+        if let Some(min) = counts.iter().filter_map(|c| c.1).min() {
+            self.shared.min_time.store(min, Relaxed);
+        }
+        Ok(())
+    }
+
+    fn replay_flush(
+        &self,
+        series: &mut [Vec<(u64, u64, Labels)>],
+        samples: &mut [Vec<(u64, i64, f64)>],
+        report: &mut ReplayReport,
+    ) -> Result<()> {
+        let slot = self.slot;
+        let opts = self.opts.clone();
+        let cut = opts.cut();
+        let shared = self.shared.clone();
+        let mut calls = Vec::new();
+        for (core, (se, sa)) in series.iter_mut().zip(samples.iter_mut()).enumerate() {
+            if se.is_empty() && sa.is_empty() {
+                continue;
+            }
+            let se = std::mem::take(se);
+            let sa = std::mem::take(sa);
+            let shared = shared.clone();
+            let opts = opts.clone();
+            calls.push(self.rt.cores.call(core, move |c| async move {
+                c.state().with(slot, |s| {
+                    for (hash, r, labels) in se {
+                        s.replay_series(hash, labels, r);
+                    }
+                    let mut check = shared.check(&opts);
+                    // Replay keeps what the WAL holds except what blocks hold already; the
+                    // head's own bounds at the time it was written were checked then.
+                    check.min_valid = shared.min_valid.load(Relaxed);
+                    check.max_valid = i64::MAX;
+                    let rep = s.replay_samples(&sa, check, &cut);
+                    if rep.max_time != i64::MIN {
+                        shared.max_time.fetch_max(rep.max_time, Relaxed);
+                    }
+                    rep
+                })
+            }));
+        }
+        for r in futures::executor::block_on(join_all(calls)) {
+            let rep = r.map_err(canceled)?;
+            report.samples += rep.appended + rep.appended_ooo;
+            report.dropped += rep.too_old + rep.out_of_order + rep.duplicate_timestamp;
+        }
+        Ok(())
+    }
+
+    /// The core that owns the series with label hash `hash`.
+    pub fn route(&self, hash: u64) -> usize {
+        ((hash >> 32) as usize) % self.rt.cores()
+    }
+
+    /// Number of cores, so callers can build one [`AppendBatch`] per core.
+    pub fn cores(&self) -> usize {
+        self.rt.cores()
+    }
+
+    /// The tenant directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The head's settings.
+    pub fn options(&self) -> &HeadOptions {
+        &self.opts
+    }
+
+    /// Appends `batches[core]` on each core; returns when every stored sample's WAL record has
+    /// been written to the file (not synced: see [`Head::sync_wal`]). A WAL failure fails the
+    /// whole call (the client should retry; samples already stored are then duplicates, which
+    /// are not errors).
+    pub async fn append(&self, batches: Vec<AppendBatch>) -> Result<AppendReport> {
+        let slot = self.slot;
+        let mut calls = Vec::with_capacity(batches.len());
+        for (core, batch) in batches.into_iter().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            let shared = self.shared.clone();
+            let opts = self.opts.clone();
+            calls.push(self.rt.cores.call(core, move |c| async move {
+                let cut = opts.cut();
+                let mut created = Vec::new();
+                let mut stored = Vec::with_capacity(batch.samples_len());
+                let check = shared.check(&opts);
+                let rep = c.state().with(slot, |s| {
+                    s.append(
+                        &batch,
+                        check,
+                        &cut,
+                        &|| shared.reserve_series(opts.max_series),
+                        &|| shared.next_ref.fetch_add(1, Relaxed),
+                        &mut created,
+                        &mut stored,
+                    )
+                });
+                shared.stored(&rep);
+                let mut buf = Vec::new();
+                shared
+                    .log(&created, &stored, &mut buf)
+                    .map(|()| rep)
+                    .map_err(|e| e.to_string())
+            }));
+        }
+        let mut total = AppendReport::empty();
+        let mut failed = None;
+        for r in join_all(calls).await {
+            match r.map_err(canceled)? {
+                Ok(rep) => total.merge(&rep),
+                Err(e) => failed = Some(e),
+            }
+        }
+        match failed {
+            Some(e) => Err(Error::Io {
+                path: self.dir.join("wal"),
+                source: std::io::Error::other(e),
+            }),
+            None => Ok(total),
+        }
+    }
+
+    /// fsyncs the WAL unless a sync since the caller's last append already covered it (group
+    /// commit: concurrent callers share one fsync). Blocking.
+    pub fn sync_wal(&self) -> Result<()> {
+        let mut guard = self.shared.wal.lock().unwrap_or_else(|p| p.into_inner());
+        let w = guard.as_mut().ok_or_else(wal_closed).map_err(wal_error)?;
+        if w.synced == w.logged {
+            return Ok(());
+        }
+        let logged = w.logged;
+        w.writer.sync().map_err(wal_error)?;
+        w.synced = logged;
+        Ok(())
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> HeadStats {
+        let s = &self.shared;
+        HeadStats {
+            series: s.series.load(Relaxed),
+            min_time: s.min_time.load(Relaxed),
+            max_time: s.max_time.load(Relaxed),
+            appended: s.appended.load(Relaxed),
+            appended_ooo: s.appended_ooo.load(Relaxed),
+            refused: s.refused.load(Relaxed),
+            wal_bytes: s.wal_bytes.load(Relaxed),
+        }
+    }
+
+    /// Bytes of sample data (chunk payloads and out-of-order samples) the head holds in
+    /// memory. Asks every core: for metrics, not hot paths. Blocking.
+    pub fn data_bytes(&self) -> Result<u64> {
+        let slot = self.slot;
+        let parts = self.on_cores(move |c| c.with(slot, |s| s.data_bytes() as u64))?;
+        Ok(parts.into_iter().sum())
+    }
+
+    /// Runs `f` on every core with this tenant's shard and collects the answers in core order.
+    /// Blocking: call it from a thread that may block.
+    fn on_cores<R: Send + 'static>(
+        &self,
+        f: impl Fn(&HeadCore) -> R + Send + Sync + Clone + 'static,
+    ) -> Result<Vec<R>> {
+        let calls: Vec<_> = (0..self.rt.cores())
+            .map(|core| {
+                let f = f.clone();
+                self.rt
+                    .cores
+                    .call(core, move |c| async move { f(c.state()) })
+            })
+            .collect();
+        futures::executor::block_on(join_all(calls))
+            .into_iter()
+            .map(|r| r.map_err(canceled))
+            .collect()
+    }
+
+    /// The range `[start, end)` of the next block when the head spans more than one and a half
+    /// block ranges (Prometheus's rule), else `None`. `start` is the head's oldest sample and
+    /// `end` the end of its block range.
+    pub fn due_block(&self) -> Option<(i64, i64)> {
+        let min = self.shared.min_time.load(Relaxed);
+        let max = self.shared.max_time.load(Relaxed);
+        let d = self.opts.block_duration_ms;
+        if min == i64::MAX || max == i64::MIN || max - min <= d / 2 * 3 {
+            return None;
+        }
+        Some((min, min.div_euclid(d) * d + d))
+    }
+
+    /// Writes the head's samples in `[start, end)` as a block under the tenant directory (with
+    /// the Thanos section `thanos`, when given), then drops them from memory and truncates the
+    /// WAL behind a checkpoint. Returns the block's meta (`None` when the range held nothing).
+    /// Blocking.
+    pub fn cut_block(
+        &self,
+        start: i64,
+        end: i64,
+        thanos: Option<ThanosMeta>,
+    ) -> Result<Option<BlockMeta>> {
+        let t0 = Instant::now();
+        let slot = self.slot;
+        let cut = self.opts.cut();
+        let parts = self.on_cores(move |c| c.with(slot, |s| s.block_series(start, end, &cut)))?;
+        let mut all: Vec<_> = parts.into_iter().flatten().collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut w = BlockWriter::create(&self.dir, self.opts.cut())?;
+        w.set_time_range(start, end);
+        for (labels, chunks) in &all {
+            w.add_chunks(labels, chunks)?;
+        }
+        drop(all);
+        let meta = w.finish(thanos)?;
+        // The block is in place: what it holds can leave memory and the WAL.
+        self.shared.min_valid.fetch_max(end, Relaxed);
+        let left = self.on_cores(move |c| {
+            c.with(slot, |s| {
+                let removed = s.truncate_before(end);
+                (removed as u64, s.min_time(), s.refs())
+            })
+        })?;
+        let removed: u64 = left.iter().map(|l| l.0).sum();
+        self.shared.series.fetch_sub(removed, Relaxed);
+        let min = left.iter().filter_map(|l| l.1).min().unwrap_or(i64::MAX);
+        self.shared.min_time.store(min, Relaxed);
+        let live: std::collections::HashSet<u64> = left.into_iter().flat_map(|l| l.2).collect();
+        self.truncate_wal(&live, end)?;
+        if let Some(m) = &meta {
+            tracing::info!(
+                dir = %self.dir.display(),
+                block = %m.ulid,
+                min_time = m.min_time,
+                max_time = m.max_time,
+                series = m.stats.num_series,
+                samples = m.stats.num_samples,
+                series_removed = removed,
+                took_ms = t0.elapsed().as_millis() as u64,
+                "head cut into a block"
+            );
+        }
+        Ok(meta)
+    }
+
+    /// Starts a new WAL segment, checkpoints the closed ones keeping the live series and the
+    /// samples from `mint`, and deletes what the checkpoint replaces.
+    fn truncate_wal(&self, live: &std::collections::HashSet<u64>, mint: i64) -> Result<()> {
+        let wal_dir = self.dir.join("wal");
+        let closed = {
+            let mut guard = self.shared.wal.lock().unwrap_or_else(|p| p.into_inner());
+            let w = guard.as_mut().ok_or_else(wal_closed).map_err(wal_error)?;
+            w.writer.next_segment().map_err(wal_error)?
+        };
+        let first = match wal::last_checkpoint(&wal_dir).map_err(wal_error)? {
+            Some((_, n)) => n + 1,
+            None => 0,
+        };
+        let first = wal::segment_range(&wal_dir)
+            .map_err(wal_error)?
+            .map_or(first, |(lo, _)| lo.max(first));
+        wal::checkpoint(&wal_dir, first, closed, &|r| live.contains(&r), mint)
+            .map_err(wal_error)?;
+        wal::delete_segments_before(&wal_dir, closed + 1).map_err(wal_error)?;
+        wal::delete_checkpoints_before(&wal_dir, closed).map_err(wal_error)?;
+        Ok(())
+    }
+
+    /// How long ago the newest sample was, against the wall clock (for readiness logs).
+    pub fn lag(&self) -> Option<Duration> {
+        let max = self.shared.max_time.load(Relaxed);
+        (max != i64::MIN).then(|| Duration::from_millis(now_ms().saturating_sub(max).max(0) as u64))
+    }
+}
+
+fn wal_error(e: WalError) -> Error {
+    Error::Wal(e)
+}
+
+fn wal_closed() -> WalError {
+    WalError::InvalidArgument("the WAL is not open (the head is still replaying it)".into())
+}
+
+fn canceled(c: Canceled) -> Error {
+    Error::Canceled(c)
+}
+
+impl Queryable for Head {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        _hints: &SelectHints,
+    ) -> Result<Vec<Series>> {
+        let slot = self.slot;
+        let ms = matchers.to_vec();
+        let parts = self.on_cores(move |c| c.with(slot, |s| s.select(&ms, mint, maxt)))?;
+        let mut out: Vec<Series> = parts.into_iter().flatten().collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
+    }
+
+    fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>> {
+        let slot = self.slot;
+        let ms = matchers.to_vec();
+        let parts = self.on_cores(move |c| c.with(slot, |s| s.label_names(&ms, mint, maxt)))?;
+        let mut out: Vec<String> = parts.into_iter().flatten().collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>> {
+        let slot = self.slot;
+        let ms = matchers.to_vec();
+        let name = name.to_string();
+        let parts =
+            self.on_cores(move |c| c.with(slot, |s| s.label_values(&name, &ms, mint, maxt)))?;
+        let mut out: Vec<String> = parts.into_iter().flatten().collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,342 @@
+//! One series of the head: its labels, its WAL ref, the chunks it has closed, its open chunk
+//! and the out-of-order samples it holds.
+
+use crate::block::cut::{ChunkCutter, CutChunk, CutOptions, cut_chunks};
+use crate::chunk::{SampleBatch, decode_xor_into};
+use crate::labels::Labels;
+
+/// What happened to one appended sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored in order.
+    InOrder,
+    /// Stored among the out-of-order samples (within the out-of-order window).
+    OutOfOrder,
+    /// The same timestamp and value bits as a stored sample: nothing to do, not an error.
+    Duplicate,
+    /// Older than the series' newest sample, with no out-of-order window.
+    RefusedOutOfOrder,
+    /// Older than the series' newest sample and outside the out-of-order window (Prometheus's
+    /// "too old sample").
+    RefusedTooOld,
+    /// The series already has a different value at this timestamp.
+    RefusedDuplicateTimestamp,
+}
+
+/// The bounds a sample is checked against, from the head as a whole.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AppendBounds {
+    /// Out-of-order samples at or after this time are kept, ms; `i64::MAX` when the window
+    /// is 0 (none are).
+    pub ooo_min: i64,
+}
+
+/// A series held in memory.
+#[derive(Debug)]
+pub(crate) struct MemSeries {
+    pub labels: Labels,
+    /// The series' reference in the WAL.
+    pub r: u64,
+    /// Closed chunks, in time order, not overlapping.
+    pub chunks: Vec<CutChunk>,
+    /// The chunk samples are appended to.
+    pub open: ChunkCutter,
+    /// The newest in-order sample's value bits (for duplicate detection).
+    last_bits: u64,
+    /// Out-of-order samples, sorted by time, distinct timestamps.
+    pub ooo: Vec<(i64, f64)>,
+}
+
+impl MemSeries {
+    pub fn new(labels: Labels, r: u64) -> Self {
+        MemSeries {
+            labels,
+            r,
+            chunks: Vec::new(),
+            open: ChunkCutter::new(),
+            last_bits: 0,
+            ooo: Vec::new(),
+        }
+    }
+
+    /// Oldest timestamp held, in order or not, ms.
+    pub fn min_time(&self) -> Option<i64> {
+        let in_order = self
+            .chunks
+            .first()
+            .map(|c| c.min_time)
+            .or_else(|| self.open.open().map(|o| o.0));
+        match (in_order, self.ooo.first().map(|s| s.0)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Appends one sample; the caller has checked it against the head's lower bound.
+    pub fn append(&mut self, t: i64, v: f64, opts: &CutOptions, b: AppendBounds) -> Appended {
+        match self.open.max_time() {
+            Some(max) if t == max => {
+                if v.to_bits() == self.last_bits {
+                    Appended::Duplicate
+                } else {
+                    Appended::RefusedDuplicateTimestamp
+                }
+            }
+            Some(max) if t < max => {
+                if b.ooo_min == i64::MAX {
+                    return Appended::RefusedOutOfOrder;
+                }
+                if t < b.ooo_min {
+                    return Appended::RefusedTooOld;
+                }
+                self.append_ooo(t, v)
+            }
+            _ => {
+                if let Some(c) = self.open.push(t, v, opts) {
+                    self.chunks.push(c);
+                }
+                self.last_bits = v.to_bits();
+                Appended::InOrder
+            }
+        }
+    }
+
+    pub fn append_ooo(&mut self, t: i64, v: f64) -> Appended {
+        match self.ooo.binary_search_by_key(&t, |s| s.0) {
+            Ok(i) if self.ooo[i].1.to_bits() == v.to_bits() => Appended::Duplicate,
+            Ok(_) => Appended::RefusedDuplicateTimestamp,
+            Err(i) => {
+                // A sample already stored in order at this timestamp decides too.
+                if let Some(existing) = self.in_order_at(t) {
+                    return if existing.to_bits() == v.to_bits() {
+                        Appended::Duplicate
+                    } else {
+                        Appended::RefusedDuplicateTimestamp
+                    };
+                }
+                self.ooo.insert(i, (t, v));
+                Appended::OutOfOrder
+            }
+        }
+    }
+
+    /// The in-order sample at exactly `t`, if any (decodes the one chunk that may hold it).
+    fn in_order_at(&self, t: i64) -> Option<f64> {
+        let mut batch = SampleBatch::new();
+        let data = self
+            .chunks
+            .iter()
+            .find(|c| c.min_time <= t && t <= c.max_time)
+            .map(|c| c.data.as_slice())
+            .or_else(|| {
+                self.open
+                    .open()
+                    .filter(|o| o.0 <= t && t <= o.1)
+                    .map(|o| o.2)
+            })?;
+        decode_xor_into(data, &mut batch).ok()?;
+        let i = batch.ts.binary_search(&t).ok()?;
+        Some(batch.val[i])
+    }
+
+    /// Appends the samples in `[mint, maxt]` to `out` (sorted, in-order and out-of-order merged).
+    pub fn samples_into(&self, mint: i64, maxt: i64, out: &mut SampleBatch) {
+        let start = out.len();
+        let mut tmp = SampleBatch::new();
+        let open = self.open.open();
+        let parts = self
+            .chunks
+            .iter()
+            .map(|c| (c.min_time, c.max_time, c.data.as_slice()))
+            .chain(open);
+        for (lo, hi, data) in parts {
+            if hi < mint || lo > maxt {
+                continue;
+            }
+            tmp.clear();
+            // The head wrote these payloads itself; a failure would be a bug, and the samples
+            // decoded before it are still right.
+            let _ = decode_xor_into(data, &mut tmp);
+            for (t, v) in tmp.iter() {
+                if t >= mint && t <= maxt {
+                    out.push(t, v);
+                }
+            }
+        }
+        let ooo: Vec<(i64, f64)> = self
+            .ooo
+            .iter()
+            .copied()
+            .filter(|&(t, _)| t >= mint && t <= maxt)
+            .collect();
+        if !ooo.is_empty() {
+            let mut merged = SampleBatch::with_capacity(out.len() - start + ooo.len());
+            let (ts, vs) = (&out.ts[start..], &out.val[start..]);
+            let (mut i, mut j) = (0, 0);
+            while i < ts.len() || j < ooo.len() {
+                if j >= ooo.len() || (i < ts.len() && ts[i] < ooo[j].0) {
+                    merged.push(ts[i], vs[i]);
+                    i += 1;
+                } else {
+                    merged.push(ooo[j].0, ooo[j].1);
+                    j += 1;
+                }
+            }
+            out.truncate(start);
+            for (t, v) in merged.iter() {
+                out.push(t, v);
+            }
+        }
+    }
+
+    /// Whether any sample lies in `[mint, maxt]`, judged by chunk bounds.
+    pub fn overlaps(&self, mint: i64, maxt: i64) -> bool {
+        self.chunks
+            .iter()
+            .any(|c| c.max_time >= mint && c.min_time <= maxt)
+            || self.open.open().is_some_and(|o| o.1 >= mint && o.0 <= maxt)
+            || self.ooo.iter().any(|&(t, _)| t >= mint && t <= maxt)
+    }
+
+    /// The series' data in `[mint, maxt)` as chunks for a block: the head's own chunks when no
+    /// out-of-order sample falls in the range (chunks never cross the range's edges, which
+    /// are multiples of the chunk range), else the samples merged and cut afresh.
+    pub fn block_chunks(&self, mint: i64, maxt: i64, opts: &CutOptions) -> Vec<CutChunk> {
+        let ooo_in = self.ooo.iter().any(|&(t, _)| t >= mint && t < maxt);
+        let open = self.open.open();
+        let straddles = self
+            .chunks
+            .iter()
+            .map(|c| (c.min_time, c.max_time))
+            .chain(open.map(|o| (o.0, o.1)))
+            .any(|(lo, hi)| lo < maxt && hi >= maxt || lo < mint && hi >= mint);
+        if !ooo_in && !straddles {
+            let mut out: Vec<CutChunk> = self
+                .chunks
+                .iter()
+                .filter(|c| c.min_time >= mint && c.max_time < maxt)
+                .cloned()
+                .collect();
+            if let Some((lo, hi, data)) = open
+                && lo >= mint
+                && hi < maxt
+            {
+                out.push(CutChunk {
+                    min_time: lo,
+                    max_time: hi,
+                    data: data.to_vec(),
+                });
+            }
+            return out;
+        }
+        let mut batch = SampleBatch::new();
+        self.samples_into(mint, maxt - 1, &mut batch);
+        cut_chunks(&batch.ts, &batch.val, *opts)
+    }
+
+    /// Drops every sample before `mint` (ms); returns whether the series still holds samples.
+    /// The open chunk stays when any of its samples is at or after `mint`.
+    pub fn truncate_before(&mut self, mint: i64) -> bool {
+        self.chunks.retain(|c| c.max_time >= mint);
+        if let Some((_, hi, _)) = self.open.open()
+            && hi < mint
+        {
+            // Keep the cutter's notion of the newest timestamp: a later sample older than it
+            // is still out of order. An empty chunk cannot say so, so the series is kept
+            // only if it has other data.
+            let _ = self.open.finish();
+        }
+        self.ooo.retain(|&(t, _)| t >= mint);
+        !self.chunks.is_empty() || self.open.open().is_some() || !self.ooo.is_empty()
+    }
+
+    /// Bytes of memory the series' samples take (chunk payloads and out-of-order samples).
+    pub fn data_bytes(&self) -> usize {
+        self.chunks.iter().map(|c| c.data.len()).sum::<usize>()
+            + self.open.open().map_or(0, |o| o.2.len())
+            + self.ooo.len() * 16
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NO_OOO: AppendBounds = AppendBounds { ooo_min: i64::MAX };
+
+    fn series() -> MemSeries {
+        MemSeries::new(Labels::from_pairs([("__name__", "x")]), 1)
+    }
+
+    fn all(s: &MemSeries) -> Vec<(i64, f64)> {
+        let mut b = SampleBatch::new();
+        s.samples_into(i64::MIN, i64::MAX, &mut b);
+        b.iter().collect()
+    }
+
+    #[test]
+    fn in_order_duplicates_and_conflicts() {
+        let o = CutOptions::default();
+        let mut s = series();
+        assert_eq!(s.append(10, 1.0, &o, NO_OOO), Appended::InOrder);
+        assert_eq!(s.append(20, 2.0, &o, NO_OOO), Appended::InOrder);
+        assert_eq!(s.append(20, 2.0, &o, NO_OOO), Appended::Duplicate);
+        assert_eq!(
+            s.append(20, 3.0, &o, NO_OOO),
+            Appended::RefusedDuplicateTimestamp
+        );
+        assert_eq!(s.append(15, 3.0, &o, NO_OOO), Appended::RefusedOutOfOrder);
+        assert_eq!(all(&s), vec![(10, 1.0), (20, 2.0)]);
+    }
+
+    #[test]
+    fn out_of_order_within_the_window_merges() {
+        let o = CutOptions::default();
+        let b = AppendBounds { ooo_min: 5 };
+        let mut s = series();
+        for t in [10, 20, 30] {
+            s.append(t, t as f64, &o, b);
+        }
+        assert_eq!(s.append(25, 25.0, &o, b), Appended::OutOfOrder);
+        assert_eq!(s.append(25, 25.0, &o, b), Appended::Duplicate);
+        assert_eq!(s.append(20, 20.0, &o, b), Appended::Duplicate);
+        assert_eq!(
+            s.append(20, 9.0, &o, b),
+            Appended::RefusedDuplicateTimestamp
+        );
+        assert_eq!(s.append(4, 4.0, &o, b), Appended::RefusedTooOld);
+        assert_eq!(s.append(6, 6.0, &o, b), Appended::OutOfOrder);
+        assert_eq!(
+            all(&s),
+            vec![(6, 6.0), (10, 10.0), (20, 20.0), (25, 25.0), (30, 30.0)]
+        );
+        let chunks = s.block_chunks(0, 100, &o);
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(chunks[0].min_time, 6);
+        assert_eq!(chunks[0].max_time, 30);
+    }
+
+    #[test]
+    fn block_chunks_reuse_the_head_chunks_and_truncation_drops_them() {
+        let o = CutOptions {
+            chunk_range_ms: 1000,
+            ..CutOptions::default()
+        };
+        let mut s = series();
+        for t in (0..3000).step_by(10) {
+            s.append(t, t as f64, &o, NO_OOO);
+        }
+        let first = s.block_chunks(0, 1000, &o);
+        assert!(!first.is_empty());
+        assert!(first.iter().all(|c| c.min_time >= 0 && c.max_time < 1000));
+        let n: usize = first
+            .iter()
+            .map(|c| u16::from_be_bytes([c.data[0], c.data[1]]) as usize)
+            .sum();
+        assert_eq!(n, 100);
+        assert!(s.truncate_before(1000));
+        assert_eq!(all(&s).first(), Some(&(1000, 1000.0)));
+        assert_eq!(s.min_time(), Some(1000));
+        assert!(!s.truncate_before(5000));
+    }
+}

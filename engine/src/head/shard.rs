@@ -1,0 +1,571 @@
+//! One core's part of a tenant's head: the series whose label hash routes them to this core,
+//! found by hash and by postings, appended to and read only on this core's thread.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+
+use super::series::{AppendBounds, Appended, MemSeries};
+use crate::block::cut::{CutChunk, CutOptions};
+use crate::chunk::SampleBatch;
+use crate::labels::{CompactString, Label, Labels, Matcher};
+use crate::query::Series;
+
+/// Series and samples bound for one core, copied out of a request so the request buffer can
+/// be freed (or reused) at once: label bytes in one string, no allocation per series.
+#[derive(Debug, Default, Clone)]
+pub struct AppendBatch {
+    strings: String,
+    /// Per label: where its name ends and its value ends in `strings` (each starts where the
+    /// previous ends).
+    labels: Vec<(u32, u32)>,
+    series: Vec<BatchSeries>,
+    samples: Vec<(i64, f64)>,
+}
+
+#[derive(Debug, Clone)]
+struct BatchSeries {
+    hash: u64,
+    labels: Range<u32>,
+    samples: Range<u32>,
+}
+
+impl AppendBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        AppendBatch::default()
+    }
+
+    /// Adds a series (labels sorted by name, validated by the caller; `hash` from
+    /// [`crate::labels::hash_pairs`]) with its samples (ms, value).
+    pub fn push_series<'a>(
+        &mut self,
+        hash: u64,
+        labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+        samples: impl IntoIterator<Item = (i64, f64)>,
+    ) {
+        let l0 = self.labels.len() as u32;
+        for (n, v) in labels {
+            self.strings.push_str(n);
+            let name_end = self.strings.len() as u32;
+            self.strings.push_str(v);
+            self.labels.push((name_end, self.strings.len() as u32));
+        }
+        let s0 = self.samples.len() as u32;
+        self.samples.extend(samples);
+        self.series.push(BatchSeries {
+            hash,
+            labels: l0..self.labels.len() as u32,
+            samples: s0..self.samples.len() as u32,
+        });
+    }
+
+    /// Number of series added.
+    pub fn series_len(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Number of samples added.
+    pub fn samples_len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Whether nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
+    /// Label `i` of the batch as (name, value).
+    fn label(&self, i: u32) -> (&str, &str) {
+        let start = if i == 0 {
+            0
+        } else {
+            self.labels[i as usize - 1].1 as usize
+        };
+        let (ne, ve) = self.labels[i as usize];
+        (
+            &self.strings[start..ne as usize],
+            &self.strings[ne as usize..ve as usize],
+        )
+    }
+
+    fn series_labels(&self, s: &BatchSeries) -> impl Iterator<Item = (&str, &str)> + '_ {
+        s.labels.clone().map(move |i| self.label(i))
+    }
+}
+
+/// What became of the samples of an append, summed over series.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AppendReport {
+    /// Samples stored in order.
+    pub appended: u64,
+    /// Samples stored out of order, within the out-of-order window.
+    pub appended_ooo: u64,
+    /// Samples identical to stored ones (ignored, not errors).
+    pub duplicates: u64,
+    /// Samples older than their series' newest, outside the out-of-order window.
+    pub out_of_order: u64,
+    /// Samples at a stored timestamp with another value.
+    pub duplicate_timestamp: u64,
+    /// Samples older than the head accepts (already cut into a block, or too far behind).
+    pub too_old: u64,
+    /// Samples further in the future than `--tsdb.too-far-in-future.time-window`.
+    pub too_new: u64,
+    /// Samples of new series refused because the tenant is at its series limit.
+    pub series_limited: u64,
+    /// Series created.
+    pub new_series: u64,
+    /// Newest timestamp stored, ms (`i64::MIN` when none).
+    pub max_time: i64,
+    /// Oldest timestamp stored, ms (`i64::MAX` when none).
+    pub min_time: i64,
+}
+
+impl AppendReport {
+    pub(crate) fn empty() -> Self {
+        AppendReport {
+            max_time: i64::MIN,
+            min_time: i64::MAX,
+            ..AppendReport::default()
+        }
+    }
+
+    /// Adds another core's report.
+    pub fn merge(&mut self, o: &AppendReport) {
+        self.appended += o.appended;
+        self.appended_ooo += o.appended_ooo;
+        self.duplicates += o.duplicates;
+        self.out_of_order += o.out_of_order;
+        self.duplicate_timestamp += o.duplicate_timestamp;
+        self.too_old += o.too_old;
+        self.too_new += o.too_new;
+        self.series_limited += o.series_limited;
+        self.new_series += o.new_series;
+        self.max_time = self.max_time.max(o.max_time);
+        self.min_time = self.min_time.min(o.min_time);
+    }
+
+    /// Samples refused for their timestamps (Thanos answers these with 409).
+    pub fn conflicts(&self) -> u64 {
+        self.out_of_order + self.duplicate_timestamp + self.too_old + self.too_new
+    }
+}
+
+/// The limits and bounds one append is checked against.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AppendCheck {
+    /// In-order samples must be at or after this, ms.
+    pub min_valid: i64,
+    /// Out-of-order samples at or after this are kept (`i64::MAX`: none).
+    pub ooo_min: i64,
+    /// Samples after this are refused as too far in the future (`i64::MAX`: no limit).
+    pub max_valid: i64,
+}
+
+/// A new series and its WAL ref, for the series record.
+pub(crate) type Created = (u64, Labels);
+
+/// Series ids under one hash: nearly always one.
+#[derive(Debug)]
+enum Ids {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl Ids {
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Ids::One(i) => std::slice::from_ref(i),
+            Ids::Many(v) => v,
+        }
+    }
+}
+
+/// The series one core owns for one tenant.
+#[derive(Debug, Default)]
+pub(crate) struct HeadShard {
+    series: Vec<Option<Box<MemSeries>>>,
+    by_hash: HashMap<u64, Ids>,
+    /// Label name → value → ids of the series holding that pair, ascending.
+    postings: HashMap<CompactString, HashMap<CompactString, Vec<u32>>>,
+    /// WAL ref → id; filled only while the WAL is replayed.
+    by_ref: HashMap<u64, u32>,
+    live: usize,
+}
+
+impl HeadShard {
+    /// Number of series held.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    fn find(&self, hash: u64, labels: &mut dyn Iterator<Item = (&str, &str)>) -> Option<u32> {
+        let ids = self.by_hash.get(&hash)?;
+        let want: Vec<(&str, &str)> = labels.collect();
+        ids.as_slice().iter().copied().find(|&id| {
+            self.series[id as usize].as_ref().is_some_and(|s| {
+                s.labels.len() == want.len()
+                    && s.labels
+                        .iter()
+                        .zip(&want)
+                        .all(|(l, w)| l.name == w.0 && l.value == w.1)
+            })
+        })
+    }
+
+    /// Adds a series; returns its id.
+    pub fn create(&mut self, hash: u64, labels: Labels, r: u64) -> u32 {
+        let id = self.series.len() as u32;
+        for l in &labels {
+            self.postings
+                .entry(l.name.clone())
+                .or_default()
+                .entry(l.value.clone())
+                .or_default()
+                .push(id);
+        }
+        match self.by_hash.get_mut(&hash) {
+            None => {
+                self.by_hash.insert(hash, Ids::One(id));
+            }
+            Some(ids) => {
+                let mut v = ids.as_slice().to_vec();
+                v.push(id);
+                *ids = Ids::Many(v);
+            }
+        }
+        self.series.push(Some(Box::new(MemSeries::new(labels, r))));
+        self.live += 1;
+        id
+    }
+
+    /// Appends a batch: finds or creates each series, checks and stores its samples. A new
+    /// series is created when `reserve_series` grants it room under the tenant's limit; it
+    /// gets its ref from `next_ref` and is pushed to `created`. Stored samples go to `stored`
+    /// as (ref, t, v) for the WAL.
+    #[allow(clippy::too_many_arguments)]
+    pub fn append(
+        &mut self,
+        batch: &AppendBatch,
+        check: AppendCheck,
+        opts: &CutOptions,
+        reserve_series: &dyn Fn() -> bool,
+        next_ref: &dyn Fn() -> u64,
+        created: &mut Vec<Created>,
+        stored: &mut Vec<(u64, i64, f64)>,
+    ) -> AppendReport {
+        let mut rep = AppendReport::empty();
+        let bounds = AppendBounds {
+            ooo_min: check.ooo_min,
+        };
+        for s in &batch.series {
+            let samples = &batch.samples[s.samples.start as usize..s.samples.end as usize];
+            let id = match self.find(s.hash, &mut batch.series_labels(s)) {
+                Some(id) => id,
+                None if samples.is_empty() => continue,
+                None if !reserve_series() => {
+                    rep.series_limited += samples.len() as u64;
+                    continue;
+                }
+                None => {
+                    let labels = Labels::from_sorted(
+                        batch
+                            .series_labels(s)
+                            .map(|(n, v)| Label::new(n, v))
+                            .collect(),
+                    );
+                    let r = next_ref();
+                    created.push((r, labels.clone()));
+                    rep.new_series += 1;
+                    self.create(s.hash, labels, r)
+                }
+            };
+            let series = self.series[id as usize]
+                .as_mut()
+                .expect("found series are live");
+            for &(t, v) in samples {
+                let outcome = if t > check.max_valid {
+                    rep.too_new += 1;
+                    continue;
+                } else if t < check.min_valid {
+                    if t < check.ooo_min {
+                        rep.too_old += 1;
+                        continue;
+                    }
+                    // Below the in-order bound but inside the window: out of order for the
+                    // head, whatever the series' own newest sample is.
+                    series.append_ooo(t, v)
+                } else {
+                    series.append(t, v, opts, bounds)
+                };
+                match outcome {
+                    Appended::InOrder | Appended::OutOfOrder => {
+                        if outcome == Appended::InOrder {
+                            rep.appended += 1;
+                        } else {
+                            rep.appended_ooo += 1;
+                        }
+                        rep.max_time = rep.max_time.max(t);
+                        rep.min_time = rep.min_time.min(t);
+                        stored.push((series.r, t, v));
+                    }
+                    Appended::Duplicate => rep.duplicates += 1,
+                    Appended::RefusedOutOfOrder => rep.out_of_order += 1,
+                    Appended::RefusedTooOld => rep.too_old += 1,
+                    Appended::RefusedDuplicateTimestamp => rep.duplicate_timestamp += 1,
+                }
+            }
+        }
+        rep
+    }
+
+    /// Replay: adds a series read from the WAL under its ref (a ref seen before keeps its
+    /// series: Prometheus may log a series again after a checkpoint).
+    pub fn replay_series(&mut self, hash: u64, labels: Labels, r: u64) {
+        if self.by_ref.contains_key(&r) {
+            return;
+        }
+        let id = match self.find(hash, &mut labels.iter().map(|l| (&*l.name, &*l.value))) {
+            Some(id) => id,
+            None => self.create(hash, labels, r),
+        };
+        self.by_ref.insert(r, id);
+    }
+
+    /// Replay: appends samples by ref; returns (stored, dropped) counts and the time range
+    /// stored.
+    pub fn replay_samples(
+        &mut self,
+        samples: &[(u64, i64, f64)],
+        check: AppendCheck,
+        opts: &CutOptions,
+    ) -> AppendReport {
+        let mut rep = AppendReport::empty();
+        let bounds = AppendBounds {
+            ooo_min: check.ooo_min,
+        };
+        for &(r, t, v) in samples {
+            let Some(series) = self
+                .by_ref
+                .get(&r)
+                .and_then(|&id| self.series[id as usize].as_mut())
+            else {
+                rep.too_old += 1;
+                continue;
+            };
+            if t < check.min_valid {
+                rep.too_old += 1;
+                continue;
+            }
+            match series.append(t, v, opts, bounds) {
+                Appended::InOrder => rep.appended += 1,
+                Appended::OutOfOrder => rep.appended_ooo += 1,
+                Appended::Duplicate => rep.duplicates += 1,
+                Appended::RefusedOutOfOrder => rep.out_of_order += 1,
+                Appended::RefusedTooOld => rep.too_old += 1,
+                Appended::RefusedDuplicateTimestamp => rep.duplicate_timestamp += 1,
+            }
+            rep.max_time = rep.max_time.max(t);
+            rep.min_time = rep.min_time.min(t);
+        }
+        rep
+    }
+
+    /// Ends replay: the ref map is no longer needed.
+    pub fn end_replay(&mut self) {
+        self.by_ref = HashMap::new();
+    }
+
+    /// Ids of the series matching every matcher, ascending.
+    fn select_ids(&self, matchers: &[Matcher]) -> Vec<u32> {
+        // The narrowest matcher that cannot match an empty value gives the candidates.
+        let mut candidates: Option<Vec<u32>> = None;
+        for m in matchers.iter().filter(|m| !m.matches("")) {
+            let Some(values) = self.postings.get(m.name.as_str()) else {
+                return Vec::new();
+            };
+            let mut ids: Vec<u32> = Vec::new();
+            for (v, list) in values {
+                if m.matches(v) {
+                    ids.extend_from_slice(list);
+                }
+            }
+            ids.sort_unstable();
+            ids.dedup();
+            candidates = Some(match candidates {
+                None => ids,
+                Some(c) => {
+                    let keep: HashSet<u32> = ids.into_iter().collect();
+                    c.into_iter().filter(|i| keep.contains(i)).collect()
+                }
+            });
+        }
+        let ids: Vec<u32> = match candidates {
+            Some(c) => c,
+            None => (0..self.series.len() as u32).collect(),
+        };
+        ids.into_iter()
+            .filter(|&id| {
+                self.series[id as usize].as_ref().is_some_and(|s| {
+                    matchers
+                        .iter()
+                        .all(|m| m.matches(s.labels.get(&m.name).unwrap_or("")))
+                })
+            })
+            .collect()
+    }
+
+    fn matching(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> impl Iterator<Item = &MemSeries> + '_ {
+        self.select_ids(matchers)
+            .into_iter()
+            .filter_map(|id| self.series[id as usize].as_deref())
+            .filter(move |s| s.overlaps(mint, maxt))
+    }
+
+    /// Series matching `matchers` with samples in `[mint, maxt]`, with those samples.
+    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Series> {
+        let mut out = Vec::new();
+        for s in self.matching(matchers, mint, maxt) {
+            let mut samples = SampleBatch::new();
+            s.samples_into(mint, maxt, &mut samples);
+            if !samples.is_empty() {
+                out.push(Series {
+                    labels: s.labels.clone(),
+                    samples,
+                });
+            }
+        }
+        out
+    }
+
+    /// Label names of the matching series with data in range.
+    pub fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> HashSet<String> {
+        let mut out = HashSet::new();
+        for s in self.matching(matchers, mint, maxt) {
+            for l in &s.labels {
+                if !out.contains(l.name.as_str()) {
+                    out.insert(l.name.to_string());
+                }
+            }
+        }
+        out
+    }
+
+    /// Values of label `name` over the matching series with data in range.
+    pub fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> HashSet<String> {
+        let mut out = HashSet::new();
+        for s in self.matching(matchers, mint, maxt) {
+            if let Some(v) = s.labels.get(name)
+                && !out.contains(v)
+            {
+                out.insert(v.to_string());
+            }
+        }
+        out
+    }
+
+    /// Every series with data in `[mint, maxt)` and its chunks for a block, sorted by labels.
+    pub fn block_series(
+        &self,
+        mint: i64,
+        maxt: i64,
+        opts: &CutOptions,
+    ) -> Vec<(Labels, Vec<CutChunk>)> {
+        let mut out: Vec<(Labels, Vec<CutChunk>)> = self
+            .series
+            .iter()
+            .flatten()
+            .filter(|s| s.overlaps(mint, maxt - 1))
+            .map(|s| (s.labels.clone(), s.block_chunks(mint, maxt, opts)))
+            .filter(|(_, c)| !c.is_empty())
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Drops every sample before `mint` and the series left without samples; returns the
+    /// number of series removed.
+    pub fn truncate_before(&mut self, mint: i64) -> usize {
+        let mut removed: Vec<(u32, u64)> = Vec::new();
+        for (id, slot) in self.series.iter_mut().enumerate() {
+            if let Some(s) = slot
+                && !s.truncate_before(mint)
+            {
+                let hash =
+                    crate::labels::hash_pairs(s.labels.iter().map(|l| (&*l.name, &*l.value)));
+                removed.push((id as u32, hash));
+            }
+        }
+        if removed.is_empty() {
+            return 0;
+        }
+        let gone: HashSet<u32> = removed.iter().map(|r| r.0).collect();
+        let mut touched: HashSet<(CompactString, CompactString)> = HashSet::new();
+        for &(id, hash) in &removed {
+            if let Some(s) = self.series[id as usize].take() {
+                for l in &s.labels {
+                    touched.insert((l.name.clone(), l.value.clone()));
+                }
+            }
+            if let Some(ids) = self.by_hash.get_mut(&hash) {
+                let rest: Vec<u32> = ids
+                    .as_slice()
+                    .iter()
+                    .copied()
+                    .filter(|i| !gone.contains(i))
+                    .collect();
+                match rest.as_slice() {
+                    [] => {
+                        self.by_hash.remove(&hash);
+                    }
+                    [one] => *ids = Ids::One(*one),
+                    _ => *ids = Ids::Many(rest),
+                }
+            }
+        }
+        for (name, value) in touched {
+            if let Some(values) = self.postings.get_mut(&name) {
+                if let Some(list) = values.get_mut(&value) {
+                    list.retain(|i| !gone.contains(i));
+                    if list.is_empty() {
+                        values.remove(&value);
+                    }
+                }
+                if values.is_empty() {
+                    self.postings.remove(&name);
+                }
+            }
+        }
+        self.live -= removed.len();
+        removed.len()
+    }
+
+    /// WAL refs of every series held.
+    pub fn refs(&self) -> Vec<u64> {
+        self.series.iter().flatten().map(|s| s.r).collect()
+    }
+
+    /// Oldest sample held, ms.
+    pub fn min_time(&self) -> Option<i64> {
+        self.series
+            .iter()
+            .flatten()
+            .filter_map(|s| s.min_time())
+            .min()
+    }
+
+    /// Bytes of sample data held.
+    pub fn data_bytes(&self) -> usize {
+        self.series.iter().flatten().map(|s| s.data_bytes()).sum()
+    }
+}

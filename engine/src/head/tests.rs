@@ -1,0 +1,233 @@
+use super::*;
+use crate::block::reader::block_dirs;
+use crate::query::LocalBlocks;
+use crate::shard::IoChoice;
+
+fn runtime(cores: usize) -> Arc<HeadRuntime> {
+    HeadRuntime::start(&RuntimeConfig {
+        cores,
+        io: IoChoice::Pread,
+        pin: false,
+        name: "test-head".into(),
+    })
+    .unwrap()
+}
+
+fn opts() -> HeadOptions {
+    HeadOptions {
+        block_duration_ms: 3_600_000,
+        ..HeadOptions::default()
+    }
+}
+
+/// One request's worth: `series` series named `m` with label `i`, samples at `ts`.
+fn batches(head: &Head, series: usize, ts: &[i64]) -> Vec<AppendBatch> {
+    let mut out = vec![AppendBatch::new(); head.cores()];
+    for i in 0..series {
+        let v = format!("{i:04}");
+        let pairs = [("__name__", "m"), ("i", v.as_str())];
+        let hash = hash_pairs(pairs);
+        out[head.route(hash)].push_series(
+            hash,
+            pairs,
+            ts.iter().map(|&t| (t, t as f64 + i as f64)),
+        );
+    }
+    out
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    futures::executor::block_on(f)
+}
+
+fn eq(name: &str, value: &str) -> Matcher {
+    Matcher::new(crate::labels::MatchType::Equal, name, value).unwrap()
+}
+
+#[test]
+fn appends_are_queryable_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(2);
+    let (head, rep) = Head::open(rt.clone(), dir.path(), opts()).unwrap();
+    assert_eq!(rep.samples, 0);
+    let ts: Vec<i64> = (0..50).map(|i| 1_000_000 + i * 15_000).collect();
+    let r = block_on(head.append(batches(&head, 100, &ts))).unwrap();
+    assert_eq!(r.appended, 5000);
+    assert_eq!(r.new_series, 100);
+    assert_eq!(head.stats().series, 100);
+    let got = head
+        .select(&[eq("__name__", "m")], 0, i64::MAX, &SelectHints::default())
+        .unwrap();
+    assert_eq!(got.len(), 100);
+    assert_eq!(got[7].labels.get("i"), Some("0007"));
+    assert_eq!(got[7].samples.len(), 50);
+    assert_eq!(got[7].samples.val[0], 1_000_007.0);
+    assert_eq!(head.label_values("i", &[], 0, i64::MAX).unwrap().len(), 100);
+    drop(head);
+    let (head, rep) = Head::open(rt, dir.path(), opts()).unwrap();
+    assert_eq!(rep.series, 100);
+    assert_eq!(rep.samples, 5000);
+    assert_eq!(rep.dropped, 0);
+    let again = head
+        .select(&[eq("__name__", "m")], 0, i64::MAX, &SelectHints::default())
+        .unwrap();
+    assert_eq!(again, got);
+    // New series after a restart get refs past the replayed ones.
+    let r = block_on(head.append(batches(&head, 101, &[ts[49] + 15_000]))).unwrap();
+    assert_eq!(r.new_series, 1);
+    assert_eq!(r.appended, 101);
+}
+
+#[test]
+fn conflicts_are_counted_and_the_rest_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (head, _) = Head::open(runtime(2), dir.path(), opts()).unwrap();
+    block_on(head.append(batches(&head, 10, &[10_000_000, 10_015_000]))).unwrap();
+    // Same timestamp and value: duplicate, fine. Older: out of order. Far older: too old.
+    let r = block_on(head.append(batches(
+        &head,
+        10,
+        &[10_015_000, 10_010_000, 1_000, 10_030_000],
+    )))
+    .unwrap();
+    assert_eq!(r.duplicates, 10);
+    assert_eq!(r.out_of_order, 10);
+    assert_eq!(r.too_old, 10);
+    assert_eq!(r.appended, 10);
+    let mut changed = batches(&head, 1, &[]);
+    let pairs = [("__name__", "m"), ("i", "0000")];
+    let h = hash_pairs(pairs);
+    changed[head.route(h)].push_series(h, pairs, [(10_030_000, 99.0)]);
+    let r = block_on(head.append(changed)).unwrap();
+    assert_eq!(r.duplicate_timestamp, 1);
+}
+
+#[test]
+fn out_of_order_window_and_future_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = HeadOptions {
+        ooo_window_ms: 600_000,
+        too_far_in_future_ms: 60_000,
+        ..opts()
+    };
+    let (head, _) = Head::open(runtime(1), dir.path(), o.clone()).unwrap();
+    let now = now_ms() / 1000 * 1000;
+    block_on(head.append(batches(&head, 3, &[now]))).unwrap();
+    let r = block_on(head.append(batches(
+        &head,
+        3,
+        &[now - 300_000, now - 900_000, now + 3_600_000],
+    )))
+    .unwrap();
+    assert_eq!(r.appended_ooo, 3);
+    assert_eq!(r.too_old, 3);
+    assert_eq!(r.too_new, 3);
+    let got = head
+        .select(&[eq("i", "0001")], 0, i64::MAX, &SelectHints::default())
+        .unwrap();
+    assert_eq!(got[0].samples.ts, vec![now - 300_000, now]);
+    drop(head);
+    // Out-of-order samples are in the WAL too.
+    let (head, rep) = Head::open(runtime(1), dir.path(), o).unwrap();
+    assert_eq!(rep.samples, 6);
+    let got = head
+        .select(&[eq("i", "0001")], 0, i64::MAX, &SelectHints::default())
+        .unwrap();
+    assert_eq!(got[0].samples.ts, vec![now - 300_000, now]);
+}
+
+#[test]
+fn series_limit_refuses_new_series_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = HeadOptions {
+        max_series: 5,
+        ..opts()
+    };
+    let (head, _) = Head::open(runtime(1), dir.path(), o).unwrap();
+    let r = block_on(head.append(batches(&head, 5, &[1000]))).unwrap();
+    assert_eq!(r.new_series, 5);
+    let r = block_on(head.append(batches(&head, 8, &[2000]))).unwrap();
+    assert_eq!(r.appended, 5);
+    assert_eq!(r.series_limited, 3);
+}
+
+#[test]
+fn cut_block_writes_a_block_truncates_memory_and_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(2);
+    let (head, _) = Head::open(rt.clone(), dir.path(), opts()).unwrap();
+    let hour = 3_600_000;
+    // Two hours of data at 30 s, then one more sample half an hour later.
+    let ts: Vec<i64> = (0..240).map(|i| hour + i * 30_000).collect();
+    for chunk in ts.chunks(20) {
+        block_on(head.append(batches(&head, 50, chunk))).unwrap();
+    }
+    block_on(head.append(batches(&head, 50, &[3 * hour + 1_800_000]))).unwrap();
+    let (start, end) = head.due_block().unwrap();
+    assert_eq!((start, end), (hour, 2 * hour));
+    let meta = head.cut_block(start, end, None).unwrap().unwrap();
+    assert_eq!(meta.min_time, hour);
+    assert_eq!(meta.max_time, 2 * hour);
+    assert_eq!(meta.stats.num_series, 50);
+    assert_eq!(meta.stats.num_samples, 50 * 120);
+    // The block holds the first hour; the head the rest.
+    let blocks = LocalBlocks::open(dir.path()).unwrap();
+    let from_block = blocks
+        .select(&[eq("i", "0003")], 0, i64::MAX, &SelectHints::default())
+        .unwrap();
+    assert_eq!(from_block[0].samples.len(), 120);
+    let from_head = head
+        .select(&[eq("i", "0003")], 0, i64::MAX, &SelectHints::default())
+        .unwrap();
+    assert_eq!(from_head[0].samples.ts[0], 2 * hour);
+    assert_eq!(from_head[0].samples.len(), 121);
+    // A sample for the cut range is now too old.
+    let r = block_on(head.append(batches(&head, 1, &[2 * hour - 1]))).unwrap();
+    assert_eq!(r.too_old, 1);
+    // The WAL was checkpointed: a restart replays only what the head still holds.
+    drop(head);
+    assert_eq!(block_dirs(dir.path()).unwrap().len(), 1);
+    let (head, rep) = Head::open(rt, dir.path(), opts()).unwrap();
+    assert_eq!(rep.samples, 50 * 121);
+    let again = head
+        .select(&[eq("i", "0003")], 0, i64::MAX, &SelectHints::default())
+        .unwrap();
+    assert_eq!(again, from_head);
+    let merged = crate::query::Merged::new(vec![Arc::new(blocks), Arc::new(head)]);
+    let all = merged
+        .select(&[eq("i", "0003")], 0, i64::MAX, &SelectHints::default())
+        .unwrap();
+    assert_eq!(all[0].samples.len(), 241);
+}
+
+#[test]
+fn a_torn_wal_tail_is_cut_and_the_rest_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(1);
+    let (head, _) = Head::open(rt.clone(), dir.path(), opts()).unwrap();
+    for i in 0..10 {
+        block_on(head.append(batches(&head, 20, &[1000 + i * 1000]))).unwrap();
+    }
+    drop(head);
+    // Cut the newest segment in the middle of its last record.
+    let wal_dir = dir.path().join("wal");
+    let mut segs: Vec<_> = std::fs::read_dir(&wal_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    segs.sort();
+    let last = segs
+        .iter()
+        .rev()
+        .find(|p| std::fs::metadata(p).unwrap().len() > 0)
+        .unwrap();
+    let len = std::fs::metadata(last).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(last).unwrap();
+    f.set_len(len - 5).unwrap();
+    drop(f);
+    let (head, rep) = Head::open(rt, dir.path(), opts()).unwrap();
+    assert!(rep.repaired.is_some(), "{rep:?}");
+    assert_eq!(rep.samples, 9 * 20);
+    assert_eq!(head.stats().series, 20);
+}

@@ -1,0 +1,592 @@
+//! `gauntlet receive`: takes Prometheus remote write into per-tenant heads with a
+//! Prometheus-format WAL, serves them over the StoreAPI, cuts standard blocks every block
+//! range and ships them to the bucket, as Thanos Receive does, with its flags and its data
+//! directory layout (`<tsdb.path>/<tenant>/` with `wal/`, blocks and `thanos.shipper.json`).
+
+pub mod ship;
+pub mod store;
+pub mod tenants;
+pub mod write;
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::routing::post;
+use clap::Args;
+use gauntlet_engine::bucket::{Bucket, BucketConfig};
+use gauntlet_engine::head::{HeadOptions, HeadRuntime};
+use gauntlet_engine::labels::{Label, Labels};
+use gauntlet_engine::remote_write::LabelLimits;
+use gauntlet_engine::shard::{IoChoice, RuntimeConfig};
+use gauntlet_engine::wal::WalOptions;
+use gauntlet_proto::thanos;
+
+use self::ship::ShipStats;
+use self::store::ReceiveStore;
+use self::tenants::Tenants;
+use self::write::{RequestLimits, WriteState, WriteStats};
+use crate::http::ops;
+use crate::query::cmd::duration;
+use crate::store::parse_bytes;
+
+/// Flags of `gauntlet receive`, named as Thanos Receive names them.
+#[derive(Debug, Args, Clone)]
+pub struct ReceiveArgs {
+    /// Directory of the tenants' TSDBs (`<path>/<tenant>/`).
+    #[arg(long = "tsdb.path", default_value = "./data/receive")]
+    pub tsdb_path: PathBuf,
+    /// Address remote write (`/api/v1/receive`, `/api/v1/write`) listens on.
+    #[arg(long = "remote-write.address", default_value = "0.0.0.0:19291")]
+    pub remote_write_address: SocketAddr,
+    /// Address of the StoreAPI.
+    #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
+    pub grpc_address: SocketAddr,
+    /// Address of /metrics, /-/ready and /-/healthy (remote write is served here too).
+    #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
+    pub http_address: SocketAddr,
+    /// External label of every series served and every block shipped, `name="value"`
+    /// (repeatable).
+    #[arg(long = "label", value_parser = parse_label)]
+    pub labels: Vec<Label>,
+    /// Objstore configuration file; without one, blocks stay local.
+    #[arg(long = "objstore.config-file")]
+    pub objstore_config_file: Option<PathBuf>,
+    /// Objstore configuration as YAML text, instead of a file.
+    #[arg(long = "objstore.config")]
+    pub objstore_config: Option<String>,
+    /// HTTP header naming the tenant of a write.
+    #[arg(long = "receive.tenant-header", default_value = "THANOS-TENANT")]
+    pub tenant_header: String,
+    /// Tenant of writes without the tenant header.
+    #[arg(long = "receive.default-tenant-id", default_value = "default-tenant")]
+    pub default_tenant: String,
+    /// External label naming the tenant.
+    #[arg(long = "receive.tenant-label-name", default_value = "tenant_id")]
+    pub tenant_label: String,
+    /// How long local blocks are kept (they are deleted once shipped and this old).
+    #[arg(long = "tsdb.retention", default_value = "15d", value_parser = duration)]
+    pub retention: Duration,
+    /// Out-of-order samples this far behind a tenant's newest are kept (0s: none).
+    #[arg(long = "tsdb.out-of-order.time-window", default_value = "0s", value_parser = duration)]
+    pub ooo_window: Duration,
+    /// Samples further ahead of the wall clock are refused (0s: no limit).
+    #[arg(long = "tsdb.too-far-in-future.time-window", default_value = "0s", value_parser = duration)]
+    pub too_far_in_future: Duration,
+    /// Block range: the head is cut into blocks of this length.
+    #[arg(long = "tsdb.min-block-duration", default_value = "2h", value_parser = duration)]
+    pub min_block_duration: Duration,
+    /// Accepted for Thanos compatibility; must equal `--tsdb.min-block-duration`.
+    #[arg(long = "tsdb.max-block-duration", default_value = "2h", value_parser = duration)]
+    pub max_block_duration: Duration,
+    /// `off`: a write is answered once its WAL records are written to the file (a process
+    /// kill loses nothing); `batch`: also fsynced (a power loss loses nothing), one fsync
+    /// shared by the writes that wait for it.
+    #[arg(long = "tsdb.wal-fsync", default_value = "off", value_parser = ["off", "batch"])]
+    pub wal_fsync: String,
+    /// Compress WAL records with snappy.
+    #[arg(long = "tsdb.wal-compression", default_value_t = true, action = clap::ArgAction::Set)]
+    pub wal_compression: bool,
+    /// Active series one tenant may hold; new series past it are refused with 429 (0 = no
+    /// limit).
+    #[arg(long = "receive.limits.max-series", default_value_t = 0)]
+    pub max_series: u64,
+    /// Series one request may carry; more is refused with 413 (0 = no limit).
+    #[arg(long = "receive.limits.request-series", default_value_t = 0)]
+    pub request_series: usize,
+    /// Samples one request may carry; more is refused with 413 (0 = no limit).
+    #[arg(long = "receive.limits.request-samples", default_value_t = 0)]
+    pub request_samples: usize,
+    /// Bytes of one (compressed) request body; more is refused with 413.
+    #[arg(long = "receive.limits.request-size", default_value = "32MiB", value_parser = parse_bytes)]
+    pub request_size: u64,
+    /// Labels one series may have; more is refused with 400 (0 = no limit).
+    #[arg(long = "receive.limits.label-count", default_value_t = 0)]
+    pub label_count: usize,
+    /// Bytes of one label name; longer is refused with 400 (0 = no limit).
+    #[arg(long = "receive.limits.label-name-length", default_value_t = 0)]
+    pub label_name_length: usize,
+    /// Bytes of one label value; longer is refused with 400 (0 = no limit).
+    #[arg(long = "receive.limits.label-value-length", default_value_t = 0)]
+    pub label_value_length: usize,
+    /// Engine cores for the heads (threads pinned one per CPU); 0 = one per CPU.
+    #[arg(long = "engine.cores", default_value_t = 0)]
+    pub engine_cores: usize,
+    /// How often each tenant's head is checked for a block to cut and blocks to ship.
+    #[arg(long = "receive.cut-check-interval", default_value = "15s", value_parser = duration, hide = true)]
+    pub cut_check_interval: Duration,
+}
+
+/// Parses `name="value"` (the value quoted as a Go string literal, as Thanos takes it).
+pub fn parse_label(s: &str) -> Result<Label, String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: want name=\"value\""))?;
+    let value = value.trim();
+    let inner = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .ok_or_else(|| format!("{s:?}: the value must be double-quoted"))?;
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some(c @ ('\\' | '"')) => out.push(c),
+                other => return Err(format!("{s:?}: unknown escape \\{}", other.unwrap_or(' '))),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(format!("{s:?}: empty label name"));
+    }
+    Ok(Label::new(name, out))
+}
+
+impl ReceiveArgs {
+    fn head_options(&self) -> anyhow::Result<HeadOptions> {
+        let block = self.min_block_duration.as_millis() as i64;
+        if block <= 0 {
+            anyhow::bail!("--tsdb.min-block-duration must be positive");
+        }
+        if self.max_block_duration != self.min_block_duration {
+            anyhow::bail!(
+                "--tsdb.max-block-duration must equal --tsdb.min-block-duration (the receiver cuts blocks of one range; the compactor makes longer ones)"
+            );
+        }
+        Ok(HeadOptions {
+            block_duration_ms: block,
+            ooo_window_ms: self.ooo_window.as_millis() as i64,
+            too_far_in_future_ms: self.too_far_in_future.as_millis() as i64,
+            max_series: self.max_series,
+            wal: WalOptions {
+                compress: self.wal_compression,
+                ..WalOptions::default()
+            },
+        })
+    }
+
+    fn limits(&self) -> RequestLimits {
+        RequestLimits {
+            body_bytes: self.request_size as usize,
+            series: self.request_series,
+            samples: self.request_samples,
+            labels: LabelLimits {
+                max_labels: self.label_count,
+                max_name_bytes: self.label_name_length,
+                max_value_bytes: self.label_value_length,
+                // A series without a name cannot be selected by name and is refused, as
+                // Prometheus's own receiver refuses it.
+                require_metric_name: true,
+            },
+        }
+    }
+
+    fn bucket_config(&self) -> anyhow::Result<Option<BucketConfig>> {
+        let yaml = match (&self.objstore_config, &self.objstore_config_file) {
+            (Some(y), _) => y.clone(),
+            (None, Some(p)) => std::fs::read_to_string(p)
+                .with_context(|| format!("reading --objstore.config-file {}", p.display()))?,
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(BucketConfig::parse(&yaml)?))
+    }
+}
+
+/// Runs the receiver until SIGINT or SIGTERM.
+pub fn run(args: ReceiveArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("gauntlet-net")
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async move {
+        let r = Receiver::start(&args).await?;
+        r.serve(crate::http::shutdown_signal()).await
+    })
+}
+
+/// A running receiver: its tenants, their write endpoint, StoreAPI and background loop.
+#[derive(Debug)]
+pub struct Receiver {
+    args: ReceiveArgs,
+    /// Every tenant.
+    pub tenants: Arc<Tenants>,
+    write: Arc<WriteState>,
+    bucket: Option<Arc<Bucket>>,
+    ship_stats: Arc<ShipStats>,
+    cuts: Arc<std::sync::atomic::AtomicU64>,
+    cut_failures: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Receiver {
+    /// Opens every tenant found under `--tsdb.path` (replaying their WALs).
+    pub async fn start(args: &ReceiveArgs) -> anyhow::Result<Receiver> {
+        let opts = args.head_options()?;
+        let bucket = match args.bucket_config()? {
+            Some(cfg) => {
+                tracing::info!(bucket = %cfg.describe(), "blocks will be shipped to the bucket");
+                Some(Arc::new(Bucket::open(&cfg)?))
+            }
+            None => None,
+        };
+        let rt = HeadRuntime::start(&RuntimeConfig {
+            cores: args.engine_cores,
+            io: IoChoice::Pread,
+            pin: true,
+            name: "gauntlet-head".into(),
+        })?;
+        let mut labels = args.labels.clone();
+        labels.sort();
+        labels.dedup_by(|a, b| a.name == b.name);
+        let tenants = Arc::new(Tenants::new(
+            &args.tsdb_path,
+            rt,
+            opts,
+            Labels::from_sorted(labels),
+            args.tenant_label.clone(),
+        ));
+        let opener = tenants.clone();
+        let opened = tokio::task::spawn_blocking(move || opener.open_existing()).await??;
+        tracing::info!(path = %args.tsdb_path.display(), tenants = opened.len(), "receiver's tenants opened");
+        let write = Arc::new(WriteState {
+            tenants: tenants.clone(),
+            tenant_header: args.tenant_header.to_ascii_lowercase(),
+            default_tenant: args.default_tenant.clone(),
+            limits: args.limits(),
+            fsync: args.wal_fsync == "batch",
+            stats: WriteStats::default(),
+        });
+        Ok(Receiver {
+            args: args.clone(),
+            tenants,
+            write,
+            bucket,
+            ship_stats: Arc::new(ShipStats::default()),
+            cuts: Arc::default(),
+            cut_failures: Arc::default(),
+        })
+    }
+
+    /// The remote-write routes (`/api/v1/receive`, `/api/v1/write`).
+    pub fn write_router(&self) -> Router {
+        Router::new()
+            .route("/api/v1/receive", post(write::receive))
+            .route("/api/v1/write", post(write::receive))
+            .with_state(self.write.clone())
+    }
+
+    /// The StoreAPI service over the tenants.
+    pub fn store(&self) -> ReceiveStore {
+        ReceiveStore::new(self.tenants.clone())
+    }
+
+    /// One pass of the background work for every tenant: cut a block if one is due, ship
+    /// what is not shipped, apply retention.
+    pub async fn maintain(&self) {
+        for t in self.tenants.all() {
+            while let Some((start, end)) = t.head.due_block() {
+                let tt = t.clone();
+                let thanos = t.thanos_meta();
+                let res = tokio::task::spawn_blocking(move || {
+                    tt.head.cut_block(start, end, Some(thanos))
+                })
+                .await;
+                match res {
+                    Ok(Ok(_)) => {
+                        self.cuts.fetch_add(1, Relaxed);
+                        if let Err(e) = t.reload_blocks() {
+                            tracing::warn!(tenant = %t.name, error = %e, "reopening blocks after a cut failed");
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        self.cut_failures.fetch_add(1, Relaxed);
+                        tracing::error!(tenant = %t.name, error = %e, "cutting a block failed; retrying on the next pass");
+                        break;
+                    }
+                    Err(e) => {
+                        self.cut_failures.fetch_add(1, Relaxed);
+                        tracing::error!(tenant = %t.name, error = %e, "cutting a block failed");
+                        break;
+                    }
+                }
+            }
+            if let Some(b) = &self.bucket {
+                ship::ship(&t, b, &self.ship_stats).await;
+            }
+            let retention = self.args.retention.as_millis() as i64;
+            if ship::apply_retention(&t, retention, self.bucket.is_some()) > 0
+                && let Err(e) = t.reload_blocks()
+            {
+                tracing::warn!(tenant = %t.name, error = %e, "reopening blocks after retention failed");
+            }
+        }
+    }
+
+    /// Serves remote write, the StoreAPI and the operational endpoints until `shutdown`
+    /// resolves, then syncs every WAL.
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let me = Arc::new(self);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let rw_listener = tokio::net::TcpListener::bind(me.args.remote_write_address)
+            .await
+            .with_context(|| {
+                format!(
+                    "binding --remote-write.address {}",
+                    me.args.remote_write_address
+                )
+            })?;
+        let http_listener = tokio::net::TcpListener::bind(me.args.http_address)
+            .await
+            .with_context(|| format!("binding --http-address {}", me.args.http_address))?;
+        let grpc_listener = tokio::net::TcpListener::bind(me.args.grpc_address)
+            .await
+            .with_context(|| format!("binding --grpc-address {}", me.args.grpc_address))?;
+        tracing::info!(
+            remote_write = %rw_listener.local_addr()?,
+            http = %http_listener.local_addr()?,
+            grpc = %grpc_listener.local_addr()?,
+            "receive listening"
+        );
+        let loop_me = me.clone();
+        let every = me.args.cut_check_interval.max(Duration::from_millis(50));
+        let mut loop_stop = stop_rx.clone();
+        let background = tokio::spawn(async move {
+            loop {
+                loop_me.maintain().await;
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = loop_stop.wait_for(|s| *s) => return,
+                }
+            }
+        });
+        let svc = me.store();
+        let grpc = tonic::transport::Server::builder()
+            .add_service(
+                thanos::store_server::StoreServer::new(svc.clone())
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(thanos::info::info_server::InfoServer::new(svc))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+                stopped(stop_rx.clone()),
+            );
+        let metrics_me = me.clone();
+        let ops = ops::router(
+            Arc::new(|| true),
+            Arc::new(move || metrics_me.render_metrics()),
+        );
+        let http = axum::serve(http_listener, me.write_router().merge(ops))
+            .with_graceful_shutdown(stopped(stop_rx.clone()));
+        let rw = axum::serve(rw_listener, me.write_router())
+            .with_graceful_shutdown(stopped(stop_rx.clone()));
+        let (g, h, w) = tokio::join!(grpc, http, rw);
+        let _ = background.await;
+        for t in me.tenants.all() {
+            let head = t.head.clone();
+            match tokio::task::spawn_blocking(move || head.sync_wal()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(tenant = %t.name, error = %e, "syncing the WAL at shutdown failed")
+                }
+                Err(e) => {
+                    tracing::error!(tenant = %t.name, error = %e, "syncing the WAL at shutdown failed")
+                }
+            }
+        }
+        g.context("gRPC server")?;
+        h.context("HTTP server")?;
+        w.context("remote-write server")?;
+        tracing::info!("receive stopped");
+        Ok(())
+    }
+
+    /// The receiver's metrics, named as Thanos Receive and Prometheus's TSDB name them where
+    /// the meaning is the same.
+    pub fn render_metrics(&self) -> String {
+        let mut out = String::new();
+        let ws = &self.write.stats;
+        let _ = writeln!(
+            out,
+            "# HELP thanos_receive_write_requests_total Remote-write requests answered, by status code.\n# TYPE thanos_receive_write_requests_total counter"
+        );
+        for (code, n) in WriteStats::CODES.iter().zip(&ws.codes) {
+            let _ = writeln!(
+                out,
+                "thanos_receive_write_requests_total{{code=\"{code}\"}} {}",
+                n.load(Relaxed)
+            );
+        }
+        for (name, typ, help, v) in [
+            (
+                "thanos_receive_write_timeseries_total",
+                "counter",
+                "Series received in remote-write requests.",
+                ws.series.load(Relaxed),
+            ),
+            (
+                "thanos_receive_write_samples_total",
+                "counter",
+                "Float samples received in remote-write requests.",
+                ws.samples.load(Relaxed),
+            ),
+            (
+                "gauntlet_receive_invalid_series_total",
+                "counter",
+                "Series refused for invalid labels.",
+                ws.invalid_series.load(Relaxed),
+            ),
+            (
+                "gauntlet_receive_histograms_dropped_total",
+                "counter",
+                "Native histogram samples received and not stored (not supported yet).",
+                ws.histograms_dropped.load(Relaxed),
+            ),
+            (
+                "gauntlet_receive_exemplars_dropped_total",
+                "counter",
+                "Exemplars received and not stored.",
+                ws.exemplars_dropped.load(Relaxed),
+            ),
+            (
+                "thanos_receive_head_series_limited_requests_total",
+                "counter",
+                "Requests that hit a tenant's active series limit.",
+                self.tenants.series_limited_requests(),
+            ),
+            (
+                "thanos_shipper_uploads_total",
+                "counter",
+                "Blocks uploaded to the bucket.",
+                self.ship_stats.uploads.load(Relaxed),
+            ),
+            (
+                "thanos_shipper_upload_failures_total",
+                "counter",
+                "Block uploads that failed.",
+                self.ship_stats.failures.load(Relaxed),
+            ),
+            (
+                "prometheus_tsdb_compactions_total",
+                "counter",
+                "Blocks cut from the heads.",
+                self.cuts.load(Relaxed),
+            ),
+            (
+                "prometheus_tsdb_compactions_failed_total",
+                "counter",
+                "Block cuts that failed.",
+                self.cut_failures.load(Relaxed),
+            ),
+            (
+                "gauntlet_receive_tenants",
+                "gauge",
+                "Tenants open.",
+                self.tenants.all().len() as u64,
+            ),
+        ] {
+            ops::metric(&mut out, name, typ, help, v as f64);
+        }
+        let tenants = self.tenants.all();
+        let per_tenant: [TenantMetric; 7] = [
+            (
+                "prometheus_tsdb_head_series",
+                "gauge",
+                "Series in the head.",
+                |t| t.head.stats().series as f64,
+            ),
+            (
+                "prometheus_tsdb_head_samples_appended_total",
+                "counter",
+                "Samples appended to the head in order.",
+                |t| t.head.stats().appended as f64,
+            ),
+            (
+                "prometheus_tsdb_head_out_of_order_samples_appended_total",
+                "counter",
+                "Samples appended to the head out of order.",
+                |t| t.head.stats().appended_ooo as f64,
+            ),
+            (
+                "gauntlet_tsdb_head_samples_refused_total",
+                "counter",
+                "Samples refused by the head (conflicts and limits).",
+                |t| t.head.stats().refused as f64,
+            ),
+            (
+                "prometheus_tsdb_head_min_time",
+                "gauge",
+                "Oldest sample in the head, ms.",
+                |t| {
+                    let m = t.head.stats().min_time;
+                    if m == i64::MAX { 0.0 } else { m as f64 }
+                },
+            ),
+            (
+                "prometheus_tsdb_head_max_time",
+                "gauge",
+                "Newest sample in the head, ms.",
+                |t| {
+                    let m = t.head.stats().max_time;
+                    if m == i64::MIN { 0.0 } else { m as f64 }
+                },
+            ),
+            (
+                "prometheus_tsdb_blocks_loaded",
+                "gauge",
+                "Local blocks of the tenant.",
+                |t| t.block_metas().len() as f64,
+            ),
+        ];
+        for (name, typ, help, f) in per_tenant {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {typ}");
+            for t in &tenants {
+                let _ = write!(out, "{name}{{tenant=\"");
+                push_label_value(&mut out, &t.name);
+                out.push_str("\"} ");
+                gauntlet_engine::go_format::push_float(
+                    &mut out,
+                    f(t),
+                    gauntlet_engine::go_format::FloatFormat::G,
+                );
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+/// A per-tenant metric: name, type, help and how to read it.
+type TenantMetric = (&'static str, &'static str, &'static str, fn(&tenants::Tenant) -> f64);
+
+/// Appends `v` escaped as a label value of the text exposition format.
+fn push_label_value(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! The receiver's StoreAPI and Info service: every tenant's head and local blocks, each
+//! tenant one label set (the `--label`s plus the tenant label), as Thanos Receive serves them,
+//! so a querier sees samples seconds after they were written.
+
+use std::sync::Arc;
+
+use gauntlet_engine::chunk::encode_xor;
+use gauntlet_engine::labels::{Label, Labels, Matcher};
+use gauntlet_engine::query::{Queryable, SelectHints, without_labels};
+use gauntlet_proto::thanos;
+use tonic::{Request, Response, Status};
+
+use super::tenants::{Tenant, Tenants};
+use crate::grpc::convert;
+
+/// Samples per chunk the receiver serves (Thanos's store re-chunks to at most 120 too).
+const SAMPLES_PER_CHUNK: usize = 120;
+
+/// The StoreAPI over the tenants.
+#[derive(Debug, Clone)]
+pub struct ReceiveStore {
+    tenants: Arc<Tenants>,
+}
+
+impl ReceiveStore {
+    /// Serves `tenants`.
+    pub fn new(tenants: Arc<Tenants>) -> Self {
+        ReceiveStore { tenants }
+    }
+
+    /// Label sets and time ranges: one per tenant. The newest time is unbounded, as Thanos
+    /// Receive says, since samples keep arriving.
+    fn label_sets(&self) -> Vec<(Labels, i64)> {
+        self.tenants
+            .all()
+            .iter()
+            .map(|t| (t.external.clone(), t.min_time()))
+            .collect()
+    }
+}
+
+/// The matchers left for the tenant's own series once those on its external labels are
+/// decided, or `None` when an external label rules the tenant out.
+fn tenant_matchers(t: &Tenant, matchers: &[Matcher]) -> Option<Vec<Matcher>> {
+    let mut rest = Vec::with_capacity(matchers.len());
+    for m in matchers {
+        match t.external.get(&m.name) {
+            Some(v) if !m.matches(v) => return None,
+            Some(_) => {}
+            None => rest.push(m.clone()),
+        }
+    }
+    Some(rest)
+}
+
+/// `l` with the tenant's external labels added (replacing a series label of the same name).
+fn with_external(l: &Labels, ext: &Labels) -> Labels {
+    let mut v: Vec<Label> = l
+        .iter()
+        .filter(|x| ext.get(&x.name).is_none())
+        .cloned()
+        .collect();
+    v.extend(ext.iter().cloned());
+    v.sort();
+    Labels::from_sorted(v)
+}
+
+fn status(e: gauntlet_engine::Error) -> Status {
+    use gauntlet_engine::ErrorClass;
+    let code = match e.class() {
+        ErrorClass::BadData => tonic::Code::InvalidArgument,
+        ErrorClass::Execution => tonic::Code::ResourceExhausted,
+        ErrorClass::Timeout => tonic::Code::DeadlineExceeded,
+        ErrorClass::Canceled => tonic::Code::Cancelled,
+        ErrorClass::Unavailable => tonic::Code::Unavailable,
+        _ => tonic::Code::Internal,
+    };
+    convert::clipped(code, &e.to_string())
+}
+
+/// The tenants a request may touch with the matchers left for each.
+fn targets(tenants: &Tenants, matchers: &[Matcher]) -> Vec<(Arc<Tenant>, Vec<Matcher>)> {
+    tenants
+        .all()
+        .into_iter()
+        .filter_map(|t| tenant_matchers(&t, matchers).map(|m| (t, m)))
+        .collect()
+}
+
+type SeriesStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<thanos::SeriesResponse, Status>> + Send>,
+>;
+
+#[tonic::async_trait]
+impl thanos::store_server::Store for ReceiveStore {
+    async fn info(
+        &self,
+        _req: Request<thanos::InfoRequest>,
+    ) -> Result<Response<thanos::InfoResponse>, Status> {
+        let sets = self.label_sets();
+        Ok(Response::new(thanos::InfoResponse {
+            labels: Vec::new(),
+            min_time: sets.iter().map(|s| s.1).min().unwrap_or(i64::MAX),
+            max_time: i64::MAX,
+            store_type: thanos::StoreType::Receive as i32,
+            label_sets: sets
+                .iter()
+                .map(|s| thanos::LabelSet {
+                    labels: convert::labels(&s.0),
+                })
+                .collect(),
+        }))
+    }
+
+    type SeriesStream = SeriesStream;
+
+    async fn series(
+        &self,
+        req: Request<thanos::SeriesRequest>,
+    ) -> Result<Response<Self::SeriesStream>, Status> {
+        let req = req.into_inner();
+        if req.matchers.is_empty() {
+            return Err(Status::invalid_argument("no matchers specified"));
+        }
+        let matchers = convert::matchers(req.matchers.clone()).await?;
+        let tenants = self.tenants.clone();
+        let (mint, maxt) = (req.min_time, req.max_time);
+        let strip = req.without_replica_labels.clone();
+        let skip_chunks = req.skip_chunks;
+        let series = tokio::task::spawn_blocking(move || {
+            let mut out: Vec<(Labels, Vec<thanos::AggrChunk>)> = Vec::new();
+            for (t, ms) in targets(&tenants, &matchers) {
+                let hints = SelectHints::default();
+                for s in t.source().select(&ms, mint, maxt, &hints)? {
+                    let labels = without_labels(&with_external(&s.labels, &t.external), &strip);
+                    let chunks = if skip_chunks {
+                        Vec::new()
+                    } else {
+                        s.samples
+                            .ts
+                            .chunks(SAMPLES_PER_CHUNK)
+                            .zip(s.samples.val.chunks(SAMPLES_PER_CHUNK))
+                            .map(|(ts, vs)| {
+                                let data = bytes::Bytes::from(encode_xor(ts, vs));
+                                thanos::AggrChunk {
+                                    min_time: ts[0],
+                                    max_time: ts[ts.len() - 1],
+                                    raw: Some(thanos::Chunk {
+                                        r#type: thanos::chunk::Encoding::Xor as i32,
+                                        hash: xxhash_rust::xxh64::xxh64(&data, 0),
+                                        data,
+                                    }),
+                                    ..Default::default()
+                                }
+                            })
+                            .collect()
+                    };
+                    out.push((labels, chunks));
+                }
+            }
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok::<_, gauntlet_engine::Error>(out)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("series: {e}")))?
+        .map_err(status)?;
+        let series: Vec<thanos::Series> = series
+            .into_iter()
+            .map(|(l, chunks)| thanos::Series {
+                labels: convert::labels(&l),
+                chunks,
+            })
+            .collect();
+        let frames = convert::series_responses(series, req.response_batch_size);
+        Ok(Response::new(Box::pin(tokio_stream::iter(
+            frames.into_iter().map(Ok),
+        ))))
+    }
+
+    async fn label_names(
+        &self,
+        req: Request<thanos::LabelNamesRequest>,
+    ) -> Result<Response<thanos::LabelNamesResponse>, Status> {
+        let r = req.into_inner();
+        let matchers = convert::matchers(r.matchers.clone()).await?;
+        let tenants = self.tenants.clone();
+        let mut names = tokio::task::spawn_blocking(move || {
+            let mut names = Vec::new();
+            for (t, ms) in targets(&tenants, &matchers) {
+                let own = t.source().label_names(&ms, r.start, r.end)?;
+                if !own.is_empty() {
+                    names.extend(own);
+                    names.extend(t.external.iter().map(|l| l.name.to_string()));
+                }
+            }
+            Ok::<_, gauntlet_engine::Error>(names)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("label names: {e}")))?
+        .map_err(status)?;
+        names.retain(|n| !r.without_replica_labels.contains(n));
+        names.sort();
+        names.dedup();
+        if r.limit > 0 {
+            names.truncate(r.limit as usize);
+        }
+        Ok(Response::new(thanos::LabelNamesResponse {
+            names,
+            warnings: Vec::new(),
+            hints: None,
+        }))
+    }
+
+    async fn label_values(
+        &self,
+        req: Request<thanos::LabelValuesRequest>,
+    ) -> Result<Response<thanos::LabelValuesResponse>, Status> {
+        let r = req.into_inner();
+        let matchers = convert::matchers(r.matchers.clone()).await?;
+        let tenants = self.tenants.clone();
+        let name = r.label.clone();
+        let mut values = tokio::task::spawn_blocking(move || {
+            let mut values = Vec::new();
+            for (t, ms) in targets(&tenants, &matchers) {
+                match t.external.get(&name) {
+                    // An external label has one value for every series of the tenant.
+                    Some(v) => {
+                        if !t.source().label_names(&ms, r.start, r.end)?.is_empty() {
+                            values.push(v.to_string());
+                        }
+                    }
+                    None => values.extend(t.source().label_values(&name, &ms, r.start, r.end)?),
+                }
+            }
+            Ok::<_, gauntlet_engine::Error>(values)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("label values: {e}")))?
+        .map_err(status)?;
+        values.sort();
+        values.dedup();
+        if r.limit > 0 {
+            values.truncate(r.limit as usize);
+        }
+        Ok(Response::new(thanos::LabelValuesResponse {
+            values,
+            warnings: Vec::new(),
+            hints: None,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl thanos::info::info_server::Info for ReceiveStore {
+    async fn info(
+        &self,
+        _req: Request<thanos::info::InfoRequest>,
+    ) -> Result<Response<thanos::info::InfoResponse>, Status> {
+        let sets = self.label_sets();
+        let zsets: Vec<thanos::ZLabelSet> = sets
+            .iter()
+            .map(|s| thanos::ZLabelSet {
+                labels: convert::labels(&s.0),
+            })
+            .collect();
+        Ok(Response::new(thanos::info::InfoResponse {
+            label_sets: zsets.clone(),
+            component_type: "receive".into(),
+            store: Some(thanos::info::StoreInfo {
+                min_time: sets.iter().map(|s| s.1).min().unwrap_or(i64::MAX),
+                max_time: i64::MAX,
+                supports_sharding: false,
+                supports_without_replica_labels: true,
+                tsdb_infos: sets
+                    .iter()
+                    .zip(zsets)
+                    .map(|(s, z)| thanos::info::TsdbInfo {
+                        labels: Some(z),
+                        min_time: s.1,
+                        max_time: i64::MAX,
+                    })
+                    .collect(),
+                supports_projections: false,
+            }),
+            ..Default::default()
+        }))
+    }
+}

@@ -1,0 +1,412 @@
+//! `POST /api/v1/receive` (and `/api/v1/write`): remote write 1.0 and 2.0 into a tenant's
+//! head, answered with the status codes Thanos Receive gives: 200; 400 for malformed bodies and
+//! invalid labels; 409 for out-of-order, duplicate-timestamp, too-old and too-new samples; 413
+//! over the body or per-request limits; 415 for an unknown content type; 429 over the tenant's
+//! series limit; 503 when the WAL cannot be written. Every series that can be written is
+//! written whatever the answer, and the message says what was refused and how many samples it
+//! affected.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use gauntlet_engine::head::{AppendBatch, AppendReport};
+use gauntlet_engine::labels::hash_pairs;
+use gauntlet_engine::remote_write::{self, LabelLimits, Version, WriteBatch};
+
+use super::tenants::{Tenants, valid_tenant};
+
+/// Per-request limits (0 = none), as Thanos Receive's write limits.
+#[derive(Debug, Clone, Default)]
+pub struct RequestLimits {
+    /// Most bytes of a (compressed) body.
+    pub body_bytes: usize,
+    /// Most series in one request.
+    pub series: usize,
+    /// Most samples in one request.
+    pub samples: usize,
+    /// Label count and name and value lengths of one series.
+    pub labels: LabelLimits,
+}
+
+/// Counters of the write endpoint.
+#[derive(Debug, Default)]
+pub struct WriteStats {
+    /// Requests by answer: 2xx, 400, 409, 413, 415, 429, 5xx.
+    pub codes: [AtomicU64; 7],
+    /// Series received.
+    pub series: AtomicU64,
+    /// Float samples received.
+    pub samples: AtomicU64,
+    /// Native histogram samples received and not stored (Gauntlet does not store them yet).
+    pub histograms_dropped: AtomicU64,
+    /// Exemplars received and not stored.
+    pub exemplars_dropped: AtomicU64,
+    /// Series refused for invalid labels.
+    pub invalid_series: AtomicU64,
+}
+
+impl WriteStats {
+    /// Status classes in the order of [`WriteStats::codes`].
+    pub const CODES: [&'static str; 7] = ["200", "400", "409", "413", "415", "429", "503"];
+
+    fn count(&self, code: StatusCode) {
+        let i = match code.as_u16() {
+            200..=299 => 0,
+            400 => 1,
+            409 => 2,
+            413 => 3,
+            415 => 4,
+            429 => 5,
+            _ => 6,
+        };
+        self.codes[i].fetch_add(1, Relaxed);
+    }
+}
+
+/// What the write handler needs.
+#[derive(Debug)]
+pub struct WriteState {
+    /// Every tenant.
+    pub tenants: Arc<Tenants>,
+    /// Header naming the tenant (`--receive.tenant-header`).
+    pub tenant_header: String,
+    /// Tenant of requests without the header (`--receive.default-tenant-id`).
+    pub default_tenant: String,
+    /// Per-request limits.
+    pub limits: RequestLimits,
+    /// fsync the WAL before answering (`--tsdb.wal-fsync=batch`).
+    pub fsync: bool,
+    /// Counters.
+    pub stats: WriteStats,
+}
+
+fn answer(st: &WriteState, code: StatusCode, msg: String) -> Response {
+    st.stats.count(code);
+    if code != StatusCode::OK {
+        tracing::debug!(code = code.as_u16(), message = %msg, "remote write refused");
+    }
+    let msg =
+        gauntlet_engine::error::clip(&msg, gauntlet_engine::error::MESSAGE_BYTES).into_owned();
+    (code, msg).into_response()
+}
+
+/// Largest decompressed body taken, bytes, whatever the body limit: snappy expands at most
+/// about 6x, and a declared size past this is refused before anything is allocated.
+const MAX_DECODED_BYTES: usize = 512 << 20;
+
+/// The handler.
+pub async fn receive(
+    State(st): State<Arc<WriteState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let tenant_name = match headers.get(st.tenant_header.as_str()) {
+        Some(v) => match v.to_str() {
+            Ok(s) => s.to_string(),
+            Err(_) => {
+                return answer(
+                    &st,
+                    StatusCode::BAD_REQUEST,
+                    "tenant header is not text".into(),
+                );
+            }
+        },
+        None => st.default_tenant.clone(),
+    };
+    if let Err(e) = valid_tenant(&tenant_name) {
+        return answer(&st, StatusCode::BAD_REQUEST, e.to_string());
+    }
+    let ct = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let enc = headers
+        .get(axum::http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok());
+    let version = match remote_write::version_from_content_type(ct)
+        .and_then(|v| remote_write::check_content_encoding(enc).map(|()| v))
+    {
+        Ok(v) => v,
+        Err(e) => return answer(&st, decode_status(&e), e.to_string()),
+    };
+    let limit = if st.limits.body_bytes == 0 {
+        MAX_DECODED_BYTES
+    } else {
+        st.limits.body_bytes
+    };
+    let raw = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(e) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.to_string().contains("length limit"))
+                || e.to_string().contains("length limit");
+            return if too_large {
+                answer(
+                    &st,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request body over {limit} bytes (--receive.limits.request-size)"),
+                )
+            } else {
+                answer(
+                    &st,
+                    StatusCode::BAD_REQUEST,
+                    format!("reading the body: {e}"),
+                )
+            };
+        }
+    };
+    let mut buf = Vec::new();
+    if let Err(e) = remote_write::decompress(&raw, MAX_DECODED_BYTES, &mut buf) {
+        return answer(&st, decode_status(&e), format!("snappy: {e}"));
+    }
+    drop(raw);
+    let tenant = {
+        let tenants = st.tenants.clone();
+        let name = tenant_name.clone();
+        let open = match tenants.get(&name) {
+            Some(t) => Ok(t),
+            None => tokio::task::spawn_blocking(move || tenants.get_or_open(&name))
+                .await
+                .unwrap_or_else(|e| Err(anyhow::anyhow!("opening the tenant: {e}"))),
+        };
+        match open {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(tenant = %tenant_name, error = %format!("{e:#}"), "opening a tenant failed");
+                return answer(
+                    &st,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("opening tenant {tenant_name:?}: {e:#}"),
+                );
+            }
+        }
+    };
+    let head = tenant.head.clone();
+    let cores = head.cores();
+    // Decoding borrows the buffer; what reaches the cores is copied into per-core batches,
+    // so nothing borrowed crosses the await below.
+    let prepared = {
+        let mut wb = WriteBatch::new();
+        if let Err(e) = remote_write::decode(version, &buf, &mut wb) {
+            return answer(
+                &st,
+                decode_status(&e),
+                format!("decoding the write request: {e}"),
+            );
+        }
+        prepare(&st, &wb, cores, |h| head.route(h))
+    };
+    let prep = match prepared {
+        Ok(p) => p,
+        Err(resp) => return answer(&st, resp.0, resp.1),
+    };
+    drop(buf);
+    let report = match head.append(prep.batches).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(tenant = %tenant_name, error = %e, "append failed");
+            return answer(
+                &st,
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("storing samples: {e}"),
+            );
+        }
+    };
+    if st.fsync {
+        let h = head.clone();
+        let synced = tokio::task::spawn_blocking(move || h.sync_wal()).await;
+        if let Err(e) = synced
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
+            tracing::error!(tenant = %tenant_name, error = %e, "WAL fsync failed");
+            return answer(
+                &st,
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("syncing the WAL: {e}"),
+            );
+        }
+    }
+    if report.series_limited > 0 {
+        tenant.series_limited_requests.fetch_add(1, Relaxed);
+    }
+    let (code, msg) = outcome(&prep.refusals, &report);
+    let mut resp = answer(&st, code, msg);
+    if version == Version::V2 {
+        let written = remote_write::Written {
+            samples: report.appended + report.appended_ooo + report.duplicates,
+            histograms: 0,
+            exemplars: 0,
+        };
+        let h = resp.headers_mut();
+        for (name, v) in written.headers() {
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                h.insert(name, v);
+            }
+        }
+    }
+    resp
+}
+
+fn decode_status(e: &remote_write::DecodeError) -> StatusCode {
+    StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST)
+}
+
+/// What was refused before the append: series with invalid labels.
+#[derive(Debug, Default)]
+struct Refusals {
+    invalid_series: u64,
+    invalid_samples: u64,
+    first_invalid: Option<String>,
+}
+
+struct Prepared {
+    batches: Vec<AppendBatch>,
+    refusals: Refusals,
+}
+
+/// Checks the request's limits and labels and splits its series by owning core.
+fn prepare(
+    st: &WriteState,
+    wb: &WriteBatch<'_>,
+    cores: usize,
+    route: impl Fn(u64) -> usize,
+) -> Result<Prepared, (StatusCode, String)> {
+    let n_series = wb.series.len();
+    let n_samples = wb.samples.len();
+    st.stats.series.fetch_add(n_series as u64, Relaxed);
+    st.stats.samples.fetch_add(n_samples as u64, Relaxed);
+    st.stats
+        .histograms_dropped
+        .fetch_add(wb.histograms as u64, Relaxed);
+    st.stats
+        .exemplars_dropped
+        .fetch_add(wb.exemplars as u64, Relaxed);
+    let l = &st.limits;
+    if l.series > 0 && n_series > l.series {
+        return Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request has {n_series} series, over the limit of {} (--receive.limits.request-series)",
+                l.series
+            ),
+        ));
+    }
+    if l.samples > 0 && n_samples > l.samples {
+        return Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request has {n_samples} samples, over the limit of {} (--receive.limits.request-samples)",
+                l.samples
+            ),
+        ));
+    }
+    let mut batches = vec![AppendBatch::new(); cores];
+    let mut refusals = Refusals::default();
+    for i in 0..n_series {
+        let labels = wb.series_labels(i);
+        let samples = wb.series_samples(i);
+        if let Err(e) = remote_write::validate_labels(labels, &l.labels) {
+            refusals.invalid_series += 1;
+            refusals.invalid_samples += samples.len() as u64;
+            if refusals.first_invalid.is_none() {
+                refusals.first_invalid = Some(e.to_string());
+            }
+            continue;
+        }
+        if samples.is_empty() {
+            continue;
+        }
+        let hash = hash_pairs(labels.iter().copied());
+        batches[route(hash)].push_series(
+            hash,
+            labels.iter().copied(),
+            samples.iter().map(|s| (s.t, s.v)),
+        );
+    }
+    st.stats
+        .invalid_series
+        .fetch_add(refusals.invalid_series, Relaxed);
+    Ok(Prepared { batches, refusals })
+}
+
+/// The answer for a request whose writable part was written: the most serious refusal
+/// decides the code (invalid labels, then the series limit, then conflicts), and the message
+/// lists every kind refused with its sample count.
+fn outcome(r: &Refusals, rep: &AppendReport) -> (StatusCode, String) {
+    let mut msg = String::new();
+    let mut add = |what: &str, n: u64| {
+        if n > 0 {
+            if !msg.is_empty() {
+                msg.push_str("; ");
+            }
+            let _ = write!(msg, "{what}: {n} samples");
+        }
+    };
+    if let Some(first) = &r.first_invalid {
+        add(
+            &format!(
+                "{} series with invalid labels (first: {first})",
+                r.invalid_series
+            ),
+            r.invalid_samples,
+        );
+    }
+    add(
+        "new series over the tenant's active series limit (--receive.limits.max-series)",
+        rep.series_limited,
+    );
+    add("out of order sample", rep.out_of_order);
+    add("duplicate sample for timestamp", rep.duplicate_timestamp);
+    add("out of bounds (older than the head accepts)", rep.too_old);
+    add(
+        "too far in the future (--tsdb.too-far-in-future.time-window)",
+        rep.too_new,
+    );
+    let code = if r.invalid_series > 0 {
+        StatusCode::BAD_REQUEST
+    } else if rep.series_limited > 0 {
+        StatusCode::TOO_MANY_REQUESTS
+    } else if rep.conflicts() > 0 {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::OK
+    };
+    (code, msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_most_serious_refusal_decides_the_code() {
+        let mut rep = AppendReport::default();
+        assert_eq!(outcome(&Refusals::default(), &rep).0, StatusCode::OK);
+        rep.out_of_order = 3;
+        let (c, m) = outcome(&Refusals::default(), &rep);
+        assert_eq!(c, StatusCode::CONFLICT);
+        assert_eq!(m, "out of order sample: 3 samples");
+        rep.series_limited = 2;
+        assert_eq!(
+            outcome(&Refusals::default(), &rep).0,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        let r = Refusals {
+            invalid_series: 1,
+            invalid_samples: 4,
+            first_invalid: Some("no metric name".into()),
+        };
+        let (c, m) = outcome(&r, &rep);
+        assert_eq!(c, StatusCode::BAD_REQUEST);
+        assert!(
+            m.starts_with("1 series with invalid labels (first: no metric name): 4 samples"),
+            "{m}"
+        );
+        assert!(m.contains("out of order sample: 3 samples"), "{m}");
+    }
+}

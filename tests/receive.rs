@@ -1,0 +1,697 @@
+//! `gauntlet receive` against real peers: a real Prometheus remote-writes what it scrapes and
+//! `promtool tsdb dump` over Gauntlet's tenant directory (its blocks and WAL, in Prometheus's
+//! format) prints every sample that Prometheus stored itself; the StoreAPI serves the same
+//! through a Python grpcio client; a WAL written by Prometheus is taken over as it is; bad
+//! requests get their status codes while the rest of a request is kept; and a receiver killed
+//! with SIGKILL twenty times under load keeps every acknowledged sample, once.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::storeapi::{Dump, assert_same_series, decoded, parse_dump, python_calls, series_call};
+use common::*;
+use gauntlet_proto::prometheus as pb;
+use prost::Message;
+
+/// A `gauntlet receive` process on loopback, killed on drop.
+struct Receiver {
+    child: Child,
+    http: u16,
+    grpc: u16,
+    rw: u16,
+}
+
+impl Receiver {
+    fn start(dir: &Path, extra: &[&str]) -> Receiver {
+        let [http, grpc, rw] = free_ports();
+        Self::start_on(dir, extra, [http, grpc, rw])
+    }
+
+    fn start_on(dir: &Path, extra: &[&str], [http, grpc, rw]: [u16; 3]) -> Receiver {
+        let child = gauntlet()
+            .arg("receive")
+            .arg(format!("--tsdb.path={}", dir.display()))
+            .arg(format!("--http-address=127.0.0.1:{http}"))
+            .arg(format!("--grpc-address=127.0.0.1:{grpc}"))
+            .arg(format!("--remote-write.address=127.0.0.1:{rw}"))
+            .arg("--label=replica=\"r1\"")
+            .arg("--engine.cores=2")
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting gauntlet receive");
+        let mut r = Receiver {
+            child,
+            http,
+            grpc,
+            rw,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok((200, _)) = http_get(http, "/-/ready") {
+                return r;
+            }
+            if let Ok(Some(status)) = r.child.try_wait() {
+                panic!("gauntlet receive exited early with {status}");
+            }
+            assert!(Instant::now() < deadline, "receive not ready in 60 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                assert!(s.success(), "receive exited with {s} on SIGTERM");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("receive did not stop within 30 s of SIGTERM");
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// POSTs `body` to `path` on loopback; returns (status, response headers, body).
+fn post(
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    s.write_all(body)?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no HTTP header"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("bad status line"))?;
+    Ok((status, head.to_string(), body.to_string()))
+}
+
+const V1: (&str, &str) = ("Content-Type", "application/x-protobuf");
+
+fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> pb::TimeSeries {
+    pb::TimeSeries {
+        labels: labels
+            .iter()
+            .map(|(n, v)| pb::Label {
+                name: n.to_string(),
+                value: v.to_string(),
+            })
+            .collect(),
+        samples: samples
+            .iter()
+            .map(|&(t, v)| pb::Sample {
+                value: v,
+                timestamp: t,
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn snappy(raw: &[u8]) -> Vec<u8> {
+    snap::raw::Encoder::new().compress_vec(raw).unwrap()
+}
+
+fn write_body(ts: Vec<pb::TimeSeries>) -> Vec<u8> {
+    snappy(
+        &pb::WriteRequest {
+            timeseries: ts,
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    )
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// `promtool tsdb dump` over a TSDB directory (blocks and WAL), as a [`Dump`].
+fn dump_dir(dir: &Path) -> Dump {
+    let out = run_ok(
+        Command::new(require("promtool"))
+            .args(["tsdb", "dump"])
+            .arg(dir),
+    );
+    parse_dump(&out.stdout, &[])
+}
+
+fn window(d: &Dump, mint: i64, maxt: i64) -> Dump {
+    d.iter()
+        .map(|(l, s)| {
+            (
+                l.clone(),
+                s.iter()
+                    .copied()
+                    .filter(|&(t, _)| t >= mint && t <= maxt)
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .filter(|(_, s)| !s.is_empty())
+        .collect()
+}
+
+#[test]
+fn prometheus_remote_writes_and_gauntlet_serves_what_it_stored() {
+    require("promtool");
+    let tmp = tempfile::tempdir().unwrap();
+    let recv = Receiver::start(&tmp.path().join("receive"), &[]);
+    let rw = recv.rw;
+    let prom = Prometheus::start_with_config(
+        &require("prometheus"),
+        |port| {
+            format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\nremote_write:\n  - url: http://127.0.0.1:{rw}/api/v1/receive\n    queue_config:\n      batch_send_deadline: 500ms\n      max_samples_per_send: 500\n"
+            )
+        },
+        &[],
+    );
+    // Wait for a few scrapes, then compare up to a moment a few seconds back: Prometheus has
+    // stored and sent everything scraped before it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = prom.get("/api/v1/query?query=count_over_time(up%5B1m%5D)");
+        let n: f64 = v["data"]["result"][0]["value"][1]
+            .as_str()
+            .unwrap_or("0")
+            .parse()
+            .unwrap();
+        if n >= 6.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus scraped {n} times in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let cutoff = now_ms() - 2000;
+    std::thread::sleep(Duration::from_secs(4));
+    let want = prometheus_samples(&prom, cutoff);
+    let samples: usize = want.values().map(Vec::len).sum();
+    assert!(
+        want.len() > 100 && samples > 500,
+        "Prometheus stored {} series, {samples} samples",
+        want.len()
+    );
+
+    // The tenant directory reads back with promtool while the receiver runs.
+    let tenant = tmp.path().join("receive/default-tenant");
+    let got = without_stale(window(&dump_dir(&tenant), 0, cutoff));
+    assert_same_series(
+        "promtool dump of the receiver's tenant directory",
+        &got,
+        &want,
+    );
+
+    // The StoreAPI serves the same, with the external labels added.
+    let res = python_calls(
+        recv.grpc,
+        &serde_json::json!([series_call(
+            &serde_json::json!([[2, "__name__", ".+"]]),
+            0,
+            cutoff
+        )]),
+    );
+    let served = decoded(&res[0], 0, cutoff);
+    let mut want_ext = Dump::new();
+    for (l, s) in &want {
+        let mut l = l.clone();
+        l.insert("replica".into(), "r1".into());
+        l.insert("tenant_id".into(), "default-tenant".into());
+        want_ext.insert(l, s.clone());
+    }
+    let served = without_stale(served);
+    assert_same_series("StoreAPI Series", &served, &want_ext);
+    let info = python_calls(recv.grpc, &serde_json::json!([{"method": "Info"}]));
+    assert_eq!(info[0]["component_type"], "receive");
+    assert_eq!(
+        info[0]["label_sets"],
+        serde_json::json!([{"replica": "r1", "tenant_id": "default-tenant"}])
+    );
+    let (code, metrics) = http_get(recv.http, "/metrics").unwrap();
+    assert_eq!(code, 200);
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(
+        metrics.contains("prometheus_tsdb_head_series{tenant=\"default-tenant\"}"),
+        "{metrics}"
+    );
+}
+
+/// Every raw sample Prometheus holds in the hour up to `at` (ms), from its HTTP API.
+fn prometheus_samples(p: &Prometheus, at: i64) -> Dump {
+    let q = urlencode("{__name__=~\".+\"}[1h]");
+    let v = p.get(&format!(
+        "/api/v1/query?query={q}&time={}",
+        at as f64 / 1000.0
+    ));
+    let mut out = Dump::new();
+    for r in v["data"]["result"].as_array().unwrap() {
+        let labels: BTreeMap<String, String> = r["metric"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+            .collect();
+        let samples = r["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                let t = (x[0].as_f64().unwrap() * 1000.0).round() as i64;
+                (t, x[1].as_str().unwrap().parse::<f64>().unwrap())
+            })
+            .collect();
+        out.insert(labels, samples);
+    }
+    out
+}
+
+/// `d` without stale markers (Prometheus's API leaves them out), and without series left
+/// empty.
+fn without_stale(d: Dump) -> Dump {
+    d.into_iter()
+        .map(|(l, s)| {
+            let s: Vec<(i64, f64)> = s
+                .into_iter()
+                .filter(|x| x.1.to_bits() != 0x7ff0_0000_0000_0002)
+                .collect();
+            (l, s)
+        })
+        .filter(|(_, s)| !s.is_empty())
+        .collect()
+}
+
+#[test]
+fn a_wal_written_by_prometheus_is_taken_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut prom = Prometheus::start_with_config(
+        &require("prometheus"),
+        |port| {
+            format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+            )
+        },
+        &[],
+    );
+    std::thread::sleep(Duration::from_secs(6));
+    prom.kill();
+    let want = dump_dir(&prom.data_dir());
+    assert!(want.len() > 100, "{} series", want.len());
+    // The Prometheus directory becomes a tenant's, as it is.
+    let tenant = tmp.path().join("receive/default-tenant");
+    copy_dir(&prom.data_dir(), &tenant);
+    let recv = Receiver::start(&tmp.path().join("receive"), &[]);
+    let res = python_calls(
+        recv.grpc,
+        &serde_json::json!([series_call(
+            &serde_json::json!([[2, "__name__", ".+"]]),
+            0,
+            i64::MAX
+        )]),
+    );
+    let served: Dump = decoded(&res[0], 0, i64::MAX)
+        .into_iter()
+        .map(|(mut l, s)| {
+            l.remove("replica");
+            l.remove("tenant_id");
+            (l, s)
+        })
+        .collect();
+    assert_same_series("a Prometheus WAL replayed by Gauntlet", &served, &want);
+}
+
+#[test]
+fn bad_requests_get_their_codes_and_the_rest_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recv = Receiver::start(
+        &tmp.path().join("receive"),
+        &[
+            "--receive.limits.request-size=64KiB",
+            "--receive.limits.label-value-length=1024",
+            "--tsdb.too-far-in-future.time-window=1h",
+            "--receive.limits.max-series=1000",
+        ],
+    );
+    let t = now_ms();
+    let ok = series(&[("__name__", "good"), ("job", "a")], &[(t, 1.0)]);
+    let check = |what: &str, headers: &[(&str, &str)], body: Vec<u8>, want: u16, mentions: &str| {
+        let (code, _, msg) = post(recv.rw, "/api/v1/receive", headers, &body).unwrap();
+        assert_eq!(code, want, "{what}: {msg}");
+        assert!(
+            msg.contains(mentions),
+            "{what}: {msg:?} should mention {mentions:?}"
+        );
+        assert!(msg.len() < 1200, "{what}: message of {} bytes", msg.len());
+    };
+    check("good", &[V1], write_body(vec![ok.clone()]), 200, "");
+    let good = write_body(vec![ok.clone()]);
+    check(
+        "truncated snappy",
+        &[V1],
+        good[..good.len() - 3].to_vec(),
+        400,
+        "snappy",
+    );
+    check(
+        "garbage protobuf",
+        &[V1],
+        snappy(&[0xff; 64]),
+        400,
+        "malformed",
+    );
+    check(
+        "content type",
+        &[("Content-Type", "text/plain")],
+        good.clone(),
+        415,
+        "content type",
+    );
+    check(
+        "tenant with a path",
+        &[V1, ("THANOS-TENANT", "../etc")],
+        good.clone(),
+        400,
+        "tenant",
+    );
+    check(
+        "body over the limit",
+        &[V1],
+        vec![0u8; 100 << 10],
+        413,
+        "request-size",
+    );
+    let bad_series = [
+        (
+            "unsorted",
+            series(&[("job", "a"), ("__name__", "x1")], &[(t, 1.0)]),
+            "order",
+        ),
+        (
+            "duplicate name",
+            series(&[("__name__", "x2"), ("a", "1"), ("a", "2")], &[(t, 1.0)]),
+            "duplicate",
+        ),
+        (
+            "empty name",
+            series(&[("", "v"), ("__name__", "x3")], &[(t, 1.0)]),
+            "empty name",
+        ),
+        (
+            "no metric name",
+            series(&[("job", "a")], &[(t, 1.0)]),
+            "__name__",
+        ),
+        (
+            "huge value",
+            series(&[("__name__", "x4"), ("v", &"x".repeat(5000))], &[(t, 1.0)]),
+            "5000",
+        ),
+    ];
+    for (what, s, mentions) in bad_series {
+        let kept = series(&[("__name__", "kept"), ("case", what)], &[(t, 2.0)]);
+        check(what, &[V1], write_body(vec![s, kept]), 400, mentions);
+    }
+    // Invalid UTF-8 in a label refuses the request: labels are read in place as text.
+    let mut raw = pb::WriteRequest {
+        timeseries: vec![series(&[("__name__", "utf8"), ("v", "ab")], &[(t, 1.0)])],
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let at = raw.windows(2).position(|w| w == b"ab").unwrap();
+    raw[at] = 0xff;
+    check("invalid UTF-8", &[V1], snappy(&raw), 400, "UTF-8");
+    // Special values are stored bit for bit; old and future samples get 409, the rest stays.
+    let stale = f64::from_bits(0x7ff0_0000_0000_0002);
+    let special = series(
+        &[("__name__", "special")],
+        &[
+            (t - 3000, f64::NAN),
+            (t - 2000, f64::INFINITY),
+            (t - 1000, f64::NEG_INFINITY),
+            (t, stale),
+        ],
+    );
+    check("special values", &[V1], write_body(vec![special]), 200, "");
+    let old = series(&[("__name__", "old")], &[(t - 86_400_000 * 30, 1.0)]);
+    let future = series(&[("__name__", "future")], &[(t + 86_400_000, 1.0)]);
+    let kept = series(&[("__name__", "kept"), ("case", "timestamps")], &[(t, 3.0)]);
+    check(
+        "far past and future",
+        &[V1],
+        write_body(vec![old, future, kept]),
+        409,
+        "too far in the future",
+    );
+    // Out of order and duplicate timestamps.
+    let again = series(&[("__name__", "good"), ("job", "a")], &[(t - 1000, 5.0)]);
+    check(
+        "out of order",
+        &[V1],
+        write_body(vec![again]),
+        409,
+        "out of order",
+    );
+    let conflict = series(&[("__name__", "good"), ("job", "a")], &[(t, 9.0)]);
+    check(
+        "duplicate timestamp",
+        &[V1],
+        write_body(vec![conflict]),
+        409,
+        "duplicate sample",
+    );
+    // The series limit.
+    let many: Vec<pb::TimeSeries> = (0..1200)
+        .map(|i| series(&[("__name__", "many"), ("i", &i.to_string())], &[(t, 1.0)]))
+        .collect();
+    check("series limit", &[V1], write_body(many), 429, "max-series");
+
+    // Everything that could be written was, and nothing else.
+    let res = python_calls(
+        recv.grpc,
+        &serde_json::json!([
+            series_call(&serde_json::json!([[0, "__name__", "kept"]]), 0, i64::MAX),
+            series_call(
+                &serde_json::json!([[0, "__name__", "special"]]),
+                0,
+                i64::MAX
+            ),
+            series_call(
+                &serde_json::json!([[2, "__name__", "x.*|old|future|utf8"]]),
+                0,
+                i64::MAX
+            )
+        ]),
+    );
+    let kept = decoded(&res[0], 0, i64::MAX);
+    assert_eq!(kept.len(), 6, "{kept:?}");
+    let special = decoded(&res[1], 0, i64::MAX);
+    let vals: Vec<u64> = special
+        .values()
+        .next()
+        .unwrap()
+        .iter()
+        .map(|s| s.1.to_bits())
+        .collect();
+    assert!(f64::from_bits(vals[0]).is_nan());
+    assert_eq!(
+        vals[1..],
+        [
+            f64::INFINITY.to_bits(),
+            f64::NEG_INFINITY.to_bits(),
+            0x7ff0_0000_0000_0002
+        ]
+    );
+    assert!(decoded(&res[2], 0, i64::MAX).is_empty());
+    // Remote write 2.0 is answered with the written-samples headers.
+    // (An existing series: the tenant is at its series limit now.)
+    let v2 = gauntlet_proto::io::prometheus::write::v2::Request {
+        symbols: vec![
+            "".into(),
+            "__name__".into(),
+            "kept".into(),
+            "case".into(),
+            "timestamps".into(),
+        ],
+        timeseries: vec![gauntlet_proto::io::prometheus::write::v2::TimeSeries {
+            labels_refs: vec![1, 2, 3, 4],
+            samples: vec![gauntlet_proto::io::prometheus::write::v2::Sample {
+                value: 1.5,
+                timestamp: t + 1,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let (code, head, msg) = post(
+        recv.rw,
+        "/api/v1/write",
+        &[(
+            "Content-Type",
+            "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+        )],
+        &snappy(&v2.encode_to_vec()),
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{msg}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("x-prometheus-remote-write-samples-written: 1"),
+        "{head}"
+    );
+    assert_eq!(http_get(recv.http, "/-/healthy").unwrap().0, 200);
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_no_acknowledged_sample() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("receive");
+    let ports = free_ports();
+    let series_n = 50;
+    let mut acked: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+    let mut t = now_ms() - 600_000;
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    for round in 0..20 {
+        let mut r = Receiver::start_on(&dir, &[], ports);
+        let stop = Instant::now() + Duration::from_millis(150 + (rng % 400));
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let mut sent = 0;
+        // Bounded: at most 2000 requests a round, and the round's time.
+        while Instant::now() < stop && sent < 2000 {
+            t += 1000;
+            let ts: Vec<pb::TimeSeries> = (0..series_n)
+                .map(|i| {
+                    series(
+                        &[("__name__", "crash"), ("i", &i.to_string())],
+                        &[(t, (t + i) as f64)],
+                    )
+                })
+                .collect();
+            sent += 1;
+            match post(r.rw, "/api/v1/receive", &[V1], &write_body(ts)) {
+                Ok((200, _, _)) => {
+                    for i in 0..series_n {
+                        acked.entry(i.to_string()).or_default().insert(t);
+                    }
+                }
+                Ok((code, _, msg)) => panic!("round {round}: {code} {msg}"),
+                Err(_) => break,
+            }
+        }
+        r.kill();
+    }
+    let total: usize = acked.values().map(BTreeSet::len).sum();
+    assert!(total > 1000, "only {total} samples acknowledged");
+    // Replayed by Gauntlet, served over the StoreAPI: every acknowledged sample, once.
+    let r = Receiver::start_on(&dir, &[], ports);
+    let res = python_calls(
+        r.grpc,
+        &serde_json::json!([series_call(
+            &serde_json::json!([[0, "__name__", "crash"]]),
+            0,
+            i64::MAX
+        )]),
+    );
+    let got = decoded(&res[0], 0, i64::MAX);
+    check_acked("StoreAPI after 20 kills", &got, &acked);
+    drop(r);
+    // And promtool reads the same from the directory.
+    let dumped = dump_dir(&dir.join("default-tenant"));
+    check_acked("promtool dump after 20 kills", &dumped, &acked);
+}
+
+fn check_acked(what: &str, got: &Dump, acked: &BTreeMap<String, BTreeSet<i64>>) {
+    let by_i: BTreeMap<String, &Vec<(i64, f64)>> =
+        got.iter().map(|(l, s)| (l["i"].clone(), s)).collect();
+    for (i, ts) in acked {
+        let s = by_i
+            .get(i)
+            .unwrap_or_else(|| panic!("{what}: series i={i} missing"));
+        let have: Vec<i64> = s.iter().map(|x| x.0).collect();
+        let mut sorted = have.clone();
+        sorted.dedup();
+        assert_eq!(sorted.len(), have.len(), "{what}: i={i} has a sample twice");
+        let have: BTreeSet<i64> = have.into_iter().collect();
+        let lost: Vec<&i64> = ts.difference(&have).collect();
+        assert!(
+            lost.is_empty(),
+            "{what}: i={i} lost {} acknowledged samples, first {:?}",
+            lost.len(),
+            lost.first()
+        );
+        for &(t, v) in s.iter() {
+            assert_eq!(
+                v,
+                (t + i.parse::<i64>().unwrap()) as f64,
+                "{what}: i={i} t={t}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_a_restart_serves_everything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("receive");
+    let mut r = Receiver::start(&dir, &["--tsdb.wal-fsync=batch"]);
+    let t = now_ms();
+    let body = write_body(vec![series(&[("__name__", "term")], &[(t, 1.0)])]);
+    assert_eq!(post(r.rw, "/api/v1/receive", &[V1], &body).unwrap().0, 200);
+    r.terminate();
+    let r = Receiver::start(&dir, &[]);
+    let res = python_calls(
+        r.grpc,
+        &serde_json::json!([series_call(
+            &serde_json::json!([[0, "__name__", "term"]]),
+            0,
+            i64::MAX
+        )]),
+    );
+    assert_eq!(decoded(&res[0], 0, i64::MAX).len(), 1);
+}
