@@ -122,6 +122,11 @@ seed() {
     tools
     mkdir -p corpus/index_header corpus/series_entry
     "$tdir/debug/examples/index_header_seed" "$block" corpus/index_header/seed0 corpus/series_entry ;;
+  wal_reader)
+    # WAL segments from Gauntlet's writer (plain and snappy, a record across pages) and
+    # single records.
+    tools
+    "$tdir/debug/examples/wal_seed" "$dir" ;;
   promql_parse)
     queries | seed_lines "$dir" ;;
   http_api)

@@ -1,4 +1,6 @@
 //! Helpers shared by the end-to-end tests: the binary under test, real peers, scratch dirs.
+//! The engine's tests that need a real peer include this file too (`#[path]`); there the
+//! `gauntlet` binary is not built.
 
 #![allow(dead_code)]
 
@@ -23,21 +25,41 @@ pub fn fixtures() -> PathBuf {
     repo_root().join("testdata/tsdb")
 }
 
-/// The `gauntlet` binary built for this test run.
+/// The `gauntlet` binary built for this test run (the server package's tests only).
 pub fn gauntlet() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_gauntlet"))
+    match option_env!("CARGO_BIN_EXE_gauntlet") {
+        Some(bin) => Command::new(bin),
+        None => panic!("the gauntlet binary is built for the server package's tests only"),
+    }
+}
+
+/// Path of an external program on PATH, if it is installed.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
 }
 
 /// Path of a required external program; panics with install advice when missing.
 pub fn require(program: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        let p = dir.join(program);
-        if p.is_file() {
-            return p;
-        }
+    which(program).unwrap_or_else(|| {
+        panic!("{program} is not installed; run the README's test command, which installs it")
+    })
+}
+
+/// Path of an external program a test needs, or `None` (after saying so on stderr) when it
+/// is missing outside CI, so the caller can skip; under `CI` a missing program fails the test.
+pub fn require_or_skip(program: &str, test: &str) -> Option<PathBuf> {
+    let found = which(program);
+    if found.is_none() && std::env::var_os("CI").is_none() {
+        eprintln!(
+            "SKIPPED {test}: {program} is not installed (bash tests/tools/prometheus.sh stable \
+             installs it; under CI=true this is a failure)"
+        );
+        return None;
     }
-    panic!("{program} is not installed; run the README's test command, which installs it");
+    Some(found.unwrap_or_else(|| require(program)))
 }
 
 /// Runs a command to completion, panicking with its stderr when it fails.
@@ -195,7 +217,7 @@ pub struct Prometheus {
     child: Child,
     /// Its HTTP port.
     pub port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Prometheus {
@@ -208,28 +230,52 @@ impl Prometheus {
     /// As [`Prometheus::start`], with extra command-line flags (e.g. feature flags).
     pub fn start_with_args(binary: &Path, blocks: &Path, extra: &[&str]) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
+        copy_dir(blocks, &dir.path().join("data"));
+        let mut args = vec![
+            "--storage.tsdb.retention.time=100y",
+            "--storage.tsdb.min-block-duration=2h",
+            "--storage.tsdb.max-block-duration=2h",
+        ];
+        args.extend_from_slice(extra);
+        Self::launch(
+            binary,
+            dir,
+            |_| "global:\n  scrape_interval: 1h\n".into(),
+            &args,
+        )
+    }
+
+    /// Starts `binary` over an empty data dir ([`Prometheus::data_dir`]) with the
+    /// configuration `config` returns for its HTTP port (to scrape itself, say), and waits
+    /// until it is ready (at most 60 s).
+    pub fn start_with_config(
+        binary: &Path,
+        config: impl FnOnce(u16) -> String,
+        extra: &[&str],
+    ) -> Prometheus {
+        Self::launch(binary, tempfile::tempdir().unwrap(), config, extra)
+    }
+
+    fn launch(
+        binary: &Path,
+        dir: tempfile::TempDir,
+        config: impl FnOnce(u16) -> String,
+        extra: &[&str],
+    ) -> Prometheus {
         let data = dir.path().join("data");
-        copy_dir(blocks, &data);
         let cfg = dir.path().join("prometheus.yml");
-        std::fs::write(&cfg, "global:\n  scrape_interval: 1h\n").unwrap();
         let port = free_port();
+        std::fs::write(&cfg, config(port)).unwrap();
         let child = Command::new(binary)
             .arg(format!("--config.file={}", cfg.display()))
             .arg(format!("--storage.tsdb.path={}", data.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--storage.tsdb.retention.time=100y")
-            .arg("--storage.tsdb.min-block-duration=2h")
-            .arg("--storage.tsdb.max-block-duration=2h")
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("starting prometheus");
-        let p = Prometheus {
-            child,
-            port,
-            _dir: dir,
-        };
+        let p = Prometheus { child, port, dir };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok((200, _)) = http_get(port, "/-/ready") {
@@ -241,6 +287,17 @@ impl Prometheus {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// Its `--storage.tsdb.path`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Kills it with SIGKILL, as a crash would, and waits for it to exit.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// GET on the API; panics on a non-200 answer.
