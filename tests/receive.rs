@@ -695,3 +695,160 @@ fn sigterm_stops_cleanly_and_a_restart_serves_everything() {
     );
     assert_eq!(decoded(&res[0], 0, i64::MAX).len(), 1);
 }
+
+#[test]
+fn blocks_are_cut_shipped_and_still_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let cfg = filesystem_objstore(tmp.path().join("bucket.yml"), &bucket);
+    let dir = tmp.path().join("receive");
+    let recv = Receiver::start(
+        &dir,
+        &[
+            &format!("--objstore.config-file={}", cfg.display()),
+            "--tsdb.min-block-duration=2m",
+            "--tsdb.max-block-duration=2m",
+            "--receive.cut-check-interval=100ms",
+        ],
+    );
+    // Seven minutes of samples every 10 s for 20 series, sent in time order.
+    let minute = 60_000;
+    let start = (now_ms() - 20 * minute) / (2 * minute) * (2 * minute);
+    let mut sent = 0usize;
+    for k in 0..42 {
+        let t = start + k * 10_000;
+        let ts: Vec<pb::TimeSeries> = (0..20)
+            .map(|i| {
+                series(
+                    &[("__name__", "cut"), ("i", &i.to_string())],
+                    &[(t, (k * 100 + i) as f64)],
+                )
+            })
+            .collect();
+        let (code, _, msg) = post(recv.rw, "/api/v1/receive", &[V1], &write_body(ts)).unwrap();
+        assert_eq!(code, 200, "{msg}");
+        sent += 20;
+    }
+    // Two blocks are due (the head spans more than 1.5 ranges twice over); wait for them in
+    // the bucket, meta.json last.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metas = loop {
+        let metas: Vec<serde_json::Value> = std::fs::read_dir(&bucket)
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.unwrap().path().join("meta.json")).ok())
+            .map(|b| serde_json::from_slice(&b).unwrap())
+            .collect();
+        if metas.len() >= 2 {
+            break metas;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} blocks shipped in 30 s",
+            metas.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for m in &metas {
+        assert_eq!(m["thanos"]["source"], "receive", "{m}");
+        assert_eq!(m["thanos"]["labels"]["tenant_id"], "default-tenant", "{m}");
+        assert_eq!(m["thanos"]["labels"]["replica"], "r1", "{m}");
+        assert_eq!(m["maxTime"].as_i64().unwrap() % (2 * minute), 0, "{m}");
+    }
+    let shipped = std::fs::read_to_string(dir.join("default-tenant/thanos.shipper.json")).unwrap();
+    for m in &metas {
+        assert!(shipped.contains(m["ulid"].as_str().unwrap()), "{shipped}");
+    }
+    // promtool reads the shipped blocks; with the head, every sample is served once.
+    let in_bucket = parse_dump(&promtool_dump(&bucket, &[]), &[]);
+    let bucket_samples: usize = in_bucket.values().map(Vec::len).sum();
+    assert_eq!(
+        bucket_samples,
+        20 * 24,
+        "two 2-minute blocks of 12 samples per series"
+    );
+    let res = python_calls(
+        recv.grpc,
+        &serde_json::json!([series_call(
+            &serde_json::json!([[0, "__name__", "cut"]]),
+            0,
+            i64::MAX
+        )]),
+    );
+    let served = decoded(&res[0], 0, i64::MAX);
+    assert_eq!(served.values().map(Vec::len).sum::<usize>(), sent);
+    for (l, s) in &served {
+        let i: i64 = l["i"].parse().unwrap();
+        for (k, &(t, v)) in s.iter().enumerate() {
+            assert_eq!(t, start + k as i64 * 10_000);
+            assert_eq!(v, (k as i64 * 100 + i) as f64);
+        }
+    }
+}
+
+#[test]
+fn all_takes_remote_write_and_answers_promql_over_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rw = free_port();
+    let all = GauntletServer::start(
+        &[
+            "all",
+            &format!("--data-dir={}", tmp.path().display()),
+            &format!("--remote-write.address=127.0.0.1:{rw}"),
+            "--engine.cores=2",
+        ],
+        "/-/ready",
+    );
+    let t = now_ms() / 1000 * 1000;
+    let body = write_body(vec![
+        series(
+            &[("__name__", "pushed"), ("job", "a")],
+            &[(t - 2000, 1.0), (t - 1000, 2.0)],
+        ),
+        series(&[("__name__", "pushed"), ("job", "b")], &[(t - 1000, 40.0)]),
+    ]);
+    // Both the remote-write address and the HTTP address take writes.
+    assert_eq!(post(rw, "/api/v1/receive", &[V1], &body).unwrap().0, 200);
+    let later = write_body(vec![series(
+        &[("__name__", "pushed"), ("job", "a")],
+        &[(t, 3.0)],
+    )]);
+    assert_eq!(
+        post(all.http_port, "/api/v1/write", &[V1], &later)
+            .unwrap()
+            .0,
+        200
+    );
+    let q = urlencode("sum by (job) (pushed)");
+    let (code, body) = all.get(&format!(
+        "/api/v1/query?query={q}&time={}",
+        t as f64 / 1000.0
+    ));
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let mut got: Vec<(String, String)> = v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["metric"]["job"].as_str().unwrap().to_string(),
+                r["value"][1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("a".to_string(), "3".to_string()),
+            ("b".to_string(), "40".to_string())
+        ]
+    );
+    let (code, body) = all.get(&format!(
+        "/api/v1/label/tenant_id/values?match[]={}",
+        urlencode("pushed")
+    ));
+    assert_eq!(code, 200);
+    assert!(String::from_utf8_lossy(&body).contains("default-tenant"));
+}

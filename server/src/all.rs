@@ -1,6 +1,8 @@
-//! `gauntlet all`: store and query in one process over a filesystem bucket, the HTTP API
-//! reading blocks in-process without a gRPC hop. `--demo` first fills an empty bucket with a
-//! day of generated data.
+//! `gauntlet all`: receive, store and query in one process over a filesystem bucket, the HTTP
+//! API reading blocks and the receiver's heads in-process without a gRPC hop. Remote write is
+//! taken on `--remote-write.address` (and on the HTTP address); the receiver keeps its tenants
+//! under `<data-dir>/.gauntlet/receive/` and ships the blocks it cuts into the bucket itself.
+//! `--demo` first fills an empty bucket with a day of generated data.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +21,14 @@ use crate::grpc::StoreService;
 use crate::http::api::{ApiState, router};
 use crate::http::ops;
 use crate::query::store::StoreSource;
+use crate::query::{ReadOptions, ReadView, Source};
+use crate::receive::store as receive_store;
+use crate::receive::tenants::Tenants;
+use crate::receive::{ReceiveArgs, Receiver};
+use gauntlet_engine::labels::Matcher;
+use gauntlet_engine::query::{
+    Queryable, SelectHints, Series, SeriesStream, VecStream, merge_series,
+};
 
 /// Flags of `gauntlet all`.
 #[derive(Debug, Args)]
@@ -33,6 +43,10 @@ pub struct AllArgs {
     /// Address of the StoreAPI.
     #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
     pub grpc_address: std::net::SocketAddr,
+    /// Address remote write (`/api/v1/receive`, `/api/v1/write`) listens on; the HTTP
+    /// address takes it too.
+    #[arg(long = "remote-write.address", default_value = "0.0.0.0:19291")]
+    pub remote_write_address: std::net::SocketAddr,
     /// Fill an empty bucket with a day of generated data (10 hosts, 15 s scrapes) first.
     #[arg(long)]
     pub demo: bool,
@@ -93,18 +107,31 @@ async fn serve(args: AllArgs) -> anyhow::Result<()> {
         }
     });
 
+    let receiver = Arc::new(Receiver::start(&receive_args(&args, &dir)?).await?);
+
     // Reads from the local bucket cannot fail partially.
     let config = args.promql.api_config(true)?;
     let state = Arc::new(ApiState {
-        source: Arc::new(StoreSource(store.clone())),
+        source: Arc::new(AllSource {
+            store: StoreSource(store.clone()),
+            tenants: receiver.tenants.clone(),
+        }),
         config,
     });
     let ready = store.clone();
     let metrics = store.clone();
-    let app = router(state).merge(ops::router(
-        Arc::new(move || ready.is_ready()),
-        Arc::new(move || crate::store::render_metrics(&metrics)),
-    ));
+    let recv_metrics = receiver.clone();
+    let app = router(state)
+        .merge(receiver.write_router())
+        .merge(ops::router(
+            Arc::new(move || ready.is_ready()),
+            Arc::new(move || {
+                let mut m = crate::store::render_metrics(&metrics);
+                m.push_str(&recv_metrics.render_metrics());
+                m
+            }),
+        ));
+    let embedded = tokio::spawn(receiver.serve_embedded(crate::http::shutdown_signal()));
     let svc = StoreService::new(store, 20);
     tracing::info!(address = %args.grpc_address, "StoreAPI listening");
     let grpc = tonic::transport::Server::builder()
@@ -113,8 +140,130 @@ async fn serve(args: AllArgs) -> anyhow::Result<()> {
         .serve_with_shutdown(args.grpc_address, crate::http::shutdown_signal());
     let http = crate::http::serve(&args.http_address, app, crate::http::shutdown_signal());
     let (g, h) = tokio::join!(grpc, http);
+    match embedded.await {
+        Ok(r) => r.context("receiver")?,
+        Err(e) => anyhow::bail!("receiver: {e}"),
+    }
     g.context("gRPC server")?;
     h
+}
+
+/// The receiver's flags inside `all`: tenants under `<data>/.gauntlet/receive/`, blocks
+/// shipped into the bucket `<data>` itself, defaults otherwise.
+fn receive_args(args: &AllArgs, dir: &Path) -> anyhow::Result<ReceiveArgs> {
+    #[derive(clap::Parser)]
+    struct Defaults {
+        #[command(flatten)]
+        receive: ReceiveArgs,
+    }
+    let mut r = <Defaults as clap::Parser>::try_parse_from(["receive"])?.receive;
+    r.tsdb_path = dir.join(".gauntlet/receive");
+    r.remote_write_address = args.remote_write_address;
+    r.objstore_config = Some(format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {:?}\n",
+        dir.display().to_string()
+    ));
+    r.engine_cores = args.engine_cores;
+    Ok(r)
+}
+
+/// What `all`'s PromQL reads: the bucket, and the receiver's tenants (heads and blocks not
+/// yet in the bucket's last sync), series of equal labels merged.
+#[derive(Debug, Clone)]
+struct AllSource {
+    store: StoreSource,
+    tenants: Arc<Tenants>,
+}
+
+impl Source for AllSource {
+    fn view(&self, opts: &ReadOptions) -> gauntlet_engine::Result<Arc<dyn ReadView>> {
+        Ok(Arc::new(AllView {
+            store: self.store.view(opts)?,
+            tenants: self.tenants.clone(),
+        }))
+    }
+}
+
+struct AllView {
+    store: Arc<dyn ReadView>,
+    tenants: Arc<Tenants>,
+}
+
+impl Queryable for AllView {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        hints: &SelectHints,
+    ) -> gauntlet_engine::Result<Vec<Series>> {
+        let received = receive_store::select(&self.tenants, matchers, mint, maxt, hints)?;
+        let stored = self.store.select(matchers, mint, maxt, hints)?;
+        Ok(merge_series(vec![stored, received]))
+    }
+
+    fn select_stream<'a>(
+        &'a self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        hints: &SelectHints,
+    ) -> gauntlet_engine::Result<Box<dyn SeriesStream + 'a>> {
+        // Without received series the bucket's own stream serves, keeping its bounded memory;
+        // with them the two are merged whole.
+        let received = receive_store::select(&self.tenants, matchers, mint, maxt, hints)?;
+        if received.is_empty() {
+            return self.store.select_stream(matchers, mint, maxt, hints);
+        }
+        let stored = self.store.select(matchers, mint, maxt, hints)?;
+        Ok(Box::new(VecStream::new(merge_series(vec![
+            stored, received,
+        ]))))
+    }
+
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> gauntlet_engine::Result<Vec<String>> {
+        let mut names = self.store.label_names(matchers, mint, maxt)?;
+        names.extend(receive_store::label_names(
+            &self.tenants,
+            matchers,
+            mint,
+            maxt,
+        )?);
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> gauntlet_engine::Result<Vec<String>> {
+        let mut values = self.store.label_values(name, matchers, mint, maxt)?;
+        values.extend(receive_store::label_values(
+            &self.tenants,
+            name,
+            matchers,
+            mint,
+            maxt,
+        )?);
+        values.sort();
+        values.dedup();
+        Ok(values)
+    }
+}
+
+impl ReadView for AllView {
+    fn warnings(&self) -> Vec<String> {
+        self.store.warnings()
+    }
 }
 
 /// Writes a day of demo data ending now, unless the bucket holds blocks.

@@ -282,11 +282,12 @@ pub fn ingest(o: &RunOptions) -> Result<Recorded, RunError> {
     b.stop();
     let gdata = o.work_dir.join("ingest-gauntlet-data");
     let _ = std::fs::remove_dir_all(&gdata);
+    // `all` rather than `receive`: the same receiver, plus the PromQL API the count needs.
     let tgt = match target(
         o,
         "ingest",
-        "receive",
-        "receive --http-address=127.0.0.1:{http} --grpc-address=127.0.0.1:{grpc} --tsdb.path={data}",
+        "all",
+        "all --http-address=127.0.0.1:{http} --grpc-address=127.0.0.1:{grpc} --data-dir={data} --remote-write.address=127.0.0.1:0",
         &gdata,
     )? {
         Some(mut t) => {

@@ -29,6 +29,28 @@ impl Merged {
     }
 }
 
+/// Series lists as one, sorted by labels; series with equal labels are merged, samples at
+/// equal timestamps taken once (from the later list).
+pub fn merge_series(lists: Vec<Vec<Series>>) -> Vec<Series> {
+    let mut all: Vec<(usize, Series)> = lists
+        .into_iter()
+        .enumerate()
+        .flat_map(|(i, l)| l.into_iter().map(move |s| (i, s)))
+        .collect();
+    // By labels, then by list, so later lists win ties in the merge.
+    all.sort_by(|a, b| a.1.labels.cmp(&b.1.labels).then(a.0.cmp(&b.0)));
+    let mut out: Vec<Series> = Vec::with_capacity(all.len());
+    for (_, s) in all {
+        match out.last_mut() {
+            Some(last) if last.labels == s.labels => {
+                last.samples = merge_samples(&[&last.samples, &s.samples]);
+            }
+            _ => out.push(s),
+        }
+    }
+    out
+}
+
 fn union(mut lists: Vec<Vec<String>>) -> Vec<String> {
     let mut out: Vec<String> = lists.drain(..).flatten().collect();
     out.sort();
@@ -44,26 +66,12 @@ impl Queryable for Merged {
         maxt: i64,
         hints: &SelectHints,
     ) -> Result<Vec<Series>> {
-        let mut all: Vec<(usize, Series)> = Vec::new();
-        for (i, p) in self.parts.iter().enumerate() {
-            all.extend(
-                p.select(matchers, mint, maxt, hints)?
-                    .into_iter()
-                    .map(|s| (i, s)),
-            );
-        }
-        // Stable by labels, then by source, so later sources win ties in the merge.
-        all.sort_by(|a, b| a.1.labels.cmp(&b.1.labels).then(a.0.cmp(&b.0)));
-        let mut out: Vec<Series> = Vec::with_capacity(all.len());
-        for (_, s) in all {
-            match out.last_mut() {
-                Some(last) if last.labels == s.labels => {
-                    last.samples = merge_samples(&[&last.samples, &s.samples]);
-                }
-                _ => out.push(s),
-            }
-        }
-        Ok(out)
+        let lists = self
+            .parts
+            .iter()
+            .map(|p| p.select(matchers, mint, maxt, hints))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(merge_series(lists))
     }
 
     fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>> {

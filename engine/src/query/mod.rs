@@ -11,7 +11,7 @@ mod stream;
 pub use dedup::{dedup_replicas, dedup_series, is_counter_func, penalty_merge, without_labels};
 pub use local::LocalBlocks;
 pub use merge::merge_samples;
-pub use merged::Merged;
+pub use merged::{Merged, merge_series};
 pub use stream::{
     BATCH_CHUNKS, BATCH_SERIES, DecodeScratch, SeriesChunk, SeriesData, SeriesStream, StreamSeries,
     VecStream, collect_stream, decode_many, decode_many_flat, decode_series,

@@ -368,18 +368,7 @@ impl Receiver {
             grpc = %grpc_listener.local_addr()?,
             "receive listening"
         );
-        let loop_me = me.clone();
-        let every = me.args.cut_check_interval.max(Duration::from_millis(50));
-        let mut loop_stop = stop_rx.clone();
-        let background = tokio::spawn(async move {
-            loop {
-                loop_me.maintain().await;
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
-                    _ = loop_stop.wait_for(|s| *s) => return,
-                }
-            }
-        });
+        let background = me.spawn_maintenance(stop_rx.clone());
         let svc = me.store();
         let grpc = tonic::transport::Server::builder()
             .add_service(
@@ -402,7 +391,36 @@ impl Receiver {
             .with_graceful_shutdown(stopped(stop_rx.clone()));
         let (g, h, w) = tokio::join!(grpc, http, rw);
         let _ = background.await;
-        for t in me.tenants.all() {
+        me.sync_wals().await;
+        g.context("gRPC server")?;
+        h.context("HTTP server")?;
+        w.context("remote-write server")?;
+        tracing::info!("receive stopped");
+        Ok(())
+    }
+
+    /// Runs [`Receiver::maintain`] every `--receive.cut-check-interval` until `stop` turns
+    /// true.
+    fn spawn_maintenance(
+        self: &Arc<Self>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        let every = me.args.cut_check_interval.max(Duration::from_millis(50));
+        tokio::spawn(async move {
+            loop {
+                me.maintain().await;
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        })
+    }
+
+    /// fsyncs every tenant's WAL (at shutdown).
+    async fn sync_wals(&self) {
+        for t in self.tenants.all() {
             let head = t.head.clone();
             match tokio::task::spawn_blocking(move || head.sync_wal()).await {
                 Ok(Ok(())) => {}
@@ -414,11 +432,40 @@ impl Receiver {
                 }
             }
         }
-        g.context("gRPC server")?;
-        h.context("HTTP server")?;
-        w.context("remote-write server")?;
-        tracing::info!("receive stopped");
-        Ok(())
+    }
+
+    /// Runs inside another role (`gauntlet all`): serves remote write on
+    /// `--remote-write.address` and does the background work until `shutdown` resolves, then
+    /// syncs every WAL. The caller serves [`Receiver::write_router`] on its own HTTP address
+    /// too, and reads the tenants itself.
+    pub async fn serve_embedded(
+        self: Arc<Self>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let listener = tokio::net::TcpListener::bind(self.args.remote_write_address)
+            .await
+            .with_context(|| {
+                format!(
+                    "binding --remote-write.address {}",
+                    self.args.remote_write_address
+                )
+            })?;
+        tracing::info!(address = %listener.local_addr()?, "remote write listening");
+        let background = self.spawn_maintenance(stop_rx.clone());
+        let mut rx = stop_rx;
+        let served =
+            axum::serve(listener, self.write_router()).with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            });
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let r = served.await;
+        let _ = background.await;
+        self.sync_wals().await;
+        r.context("remote-write server")
     }
 
     /// The receiver's metrics, named as Thanos Receive and Prometheus's TSDB name them where
@@ -577,7 +624,12 @@ impl Receiver {
 }
 
 /// A per-tenant metric: name, type, help and how to read it.
-type TenantMetric = (&'static str, &'static str, &'static str, fn(&tenants::Tenant) -> f64);
+type TenantMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&tenants::Tenant) -> f64,
+);
 
 /// Appends `v` escaped as a label value of the text exposition format.
 fn push_label_value(out: &mut String, v: &str) {

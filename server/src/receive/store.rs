@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
+use gauntlet_engine::chunk::SampleBatch;
 use gauntlet_engine::chunk::encode_xor;
 use gauntlet_engine::labels::{Label, Labels, Matcher};
-use gauntlet_engine::query::{Queryable, SelectHints, without_labels};
+use gauntlet_engine::query::{Queryable, SelectHints, Series, without_labels};
 use gauntlet_proto::thanos;
 use tonic::{Request, Response, Status};
 
@@ -78,6 +79,95 @@ fn status(e: gauntlet_engine::Error) -> Status {
     convert::clipped(code, &e.to_string())
 }
 
+/// Series of every tenant matching `matchers` with samples in `[mint, maxt]`, each with its
+/// tenant's external labels, sorted by labels. Blocking.
+pub fn select(
+    tenants: &Tenants,
+    matchers: &[Matcher],
+    mint: i64,
+    maxt: i64,
+    hints: &SelectHints,
+) -> gauntlet_engine::Result<Vec<Series>> {
+    let mut out = Vec::new();
+    for (t, ms) in targets(tenants, matchers) {
+        for mut s in t.source().select(&ms, mint, maxt, hints)? {
+            s.labels = with_external(&s.labels, &t.external);
+            out.push(s);
+        }
+    }
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    Ok(out)
+}
+
+/// Samples as XOR chunks of at most [`SAMPLES_PER_CHUNK`] in wire form.
+fn wire_chunks(samples: &SampleBatch) -> Vec<thanos::AggrChunk> {
+    samples
+        .ts
+        .chunks(SAMPLES_PER_CHUNK)
+        .zip(samples.val.chunks(SAMPLES_PER_CHUNK))
+        .map(|(ts, vs)| {
+            let data = bytes::Bytes::from(encode_xor(ts, vs));
+            thanos::AggrChunk {
+                min_time: ts[0],
+                max_time: ts[ts.len() - 1],
+                raw: Some(thanos::Chunk {
+                    r#type: thanos::chunk::Encoding::Xor as i32,
+                    hash: xxhash_rust::xxh64::xxh64(&data, 0),
+                    data,
+                }),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+/// Label names of every tenant's series matching `matchers` in `[mint, maxt]`, external
+/// labels included. Blocking.
+pub fn label_names(
+    tenants: &Tenants,
+    matchers: &[Matcher],
+    mint: i64,
+    maxt: i64,
+) -> gauntlet_engine::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for (t, ms) in targets(tenants, matchers) {
+        let own = t.source().label_names(&ms, mint, maxt)?;
+        if !own.is_empty() {
+            names.extend(own);
+            names.extend(t.external.iter().map(|l| l.name.to_string()));
+        }
+    }
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// Values of label `name` over every tenant's series matching `matchers` in `[mint, maxt]`.
+/// Blocking.
+pub fn label_values(
+    tenants: &Tenants,
+    name: &str,
+    matchers: &[Matcher],
+    mint: i64,
+    maxt: i64,
+) -> gauntlet_engine::Result<Vec<String>> {
+    let mut values = Vec::new();
+    for (t, ms) in targets(tenants, matchers) {
+        match t.external.get(name) {
+            // An external label has one value for every series of the tenant.
+            Some(v) => {
+                if !t.source().label_names(&ms, mint, maxt)?.is_empty() {
+                    values.push(v.to_string());
+                }
+            }
+            None => values.extend(t.source().label_values(name, &ms, mint, maxt)?),
+        }
+    }
+    values.sort();
+    values.dedup();
+    Ok(values)
+}
+
 /// The tenants a request may touch with the matchers left for each.
 fn targets(tenants: &Tenants, matchers: &[Matcher]) -> Vec<(Arc<Tenant>, Vec<Matcher>)> {
     tenants
@@ -128,37 +218,20 @@ impl thanos::store_server::Store for ReceiveStore {
         let strip = req.without_replica_labels.clone();
         let skip_chunks = req.skip_chunks;
         let series = tokio::task::spawn_blocking(move || {
-            let mut out: Vec<(Labels, Vec<thanos::AggrChunk>)> = Vec::new();
-            for (t, ms) in targets(&tenants, &matchers) {
-                let hints = SelectHints::default();
-                for s in t.source().select(&ms, mint, maxt, &hints)? {
-                    let labels = without_labels(&with_external(&s.labels, &t.external), &strip);
+            let hints = SelectHints::default();
+            let selected = select(&tenants, &matchers, mint, maxt, &hints)?;
+            let out: Vec<(Labels, Vec<thanos::AggrChunk>)> = selected
+                .into_iter()
+                .map(|s| {
+                    let labels = without_labels(&s.labels, &strip);
                     let chunks = if skip_chunks {
                         Vec::new()
                     } else {
-                        s.samples
-                            .ts
-                            .chunks(SAMPLES_PER_CHUNK)
-                            .zip(s.samples.val.chunks(SAMPLES_PER_CHUNK))
-                            .map(|(ts, vs)| {
-                                let data = bytes::Bytes::from(encode_xor(ts, vs));
-                                thanos::AggrChunk {
-                                    min_time: ts[0],
-                                    max_time: ts[ts.len() - 1],
-                                    raw: Some(thanos::Chunk {
-                                        r#type: thanos::chunk::Encoding::Xor as i32,
-                                        hash: xxhash_rust::xxh64::xxh64(&data, 0),
-                                        data,
-                                    }),
-                                    ..Default::default()
-                                }
-                            })
-                            .collect()
+                        wire_chunks(&s.samples)
                     };
-                    out.push((labels, chunks));
-                }
-            }
-            out.sort_by(|a, b| a.0.cmp(&b.0));
+                    (labels, chunks)
+                })
+                .collect();
             Ok::<_, gauntlet_engine::Error>(out)
         })
         .await
@@ -184,23 +257,12 @@ impl thanos::store_server::Store for ReceiveStore {
         let r = req.into_inner();
         let matchers = convert::matchers(r.matchers.clone()).await?;
         let tenants = self.tenants.clone();
-        let mut names = tokio::task::spawn_blocking(move || {
-            let mut names = Vec::new();
-            for (t, ms) in targets(&tenants, &matchers) {
-                let own = t.source().label_names(&ms, r.start, r.end)?;
-                if !own.is_empty() {
-                    names.extend(own);
-                    names.extend(t.external.iter().map(|l| l.name.to_string()));
-                }
-            }
-            Ok::<_, gauntlet_engine::Error>(names)
-        })
-        .await
-        .map_err(|e| Status::internal(format!("label names: {e}")))?
-        .map_err(status)?;
+        let mut names =
+            tokio::task::spawn_blocking(move || label_names(&tenants, &matchers, r.start, r.end))
+                .await
+                .map_err(|e| Status::internal(format!("label names: {e}")))?
+                .map_err(status)?;
         names.retain(|n| !r.without_replica_labels.contains(n));
-        names.sort();
-        names.dedup();
         if r.limit > 0 {
             names.truncate(r.limit as usize);
         }
@@ -220,25 +282,11 @@ impl thanos::store_server::Store for ReceiveStore {
         let tenants = self.tenants.clone();
         let name = r.label.clone();
         let mut values = tokio::task::spawn_blocking(move || {
-            let mut values = Vec::new();
-            for (t, ms) in targets(&tenants, &matchers) {
-                match t.external.get(&name) {
-                    // An external label has one value for every series of the tenant.
-                    Some(v) => {
-                        if !t.source().label_names(&ms, r.start, r.end)?.is_empty() {
-                            values.push(v.to_string());
-                        }
-                    }
-                    None => values.extend(t.source().label_values(&name, &ms, r.start, r.end)?),
-                }
-            }
-            Ok::<_, gauntlet_engine::Error>(values)
+            label_values(&tenants, &name, &matchers, r.start, r.end)
         })
         .await
         .map_err(|e| Status::internal(format!("label values: {e}")))?
         .map_err(status)?;
-        values.sort();
-        values.dedup();
         if r.limit > 0 {
             values.truncate(r.limit as usize);
         }
