@@ -10,6 +10,7 @@
 //! without re-encoding, which is how the load generator replays the data round after round.
 
 pub mod snappy;
+pub mod v2;
 
 use std::io::Write;
 

@@ -1,0 +1,905 @@
+//! The decoder held to prost (the generated decoder of the same `.proto` files): whatever
+//! prost reads, the decoder reads to the same series, and what prost refuses it refuses;
+//! plus malformed, truncated and hostile requests, and the header helpers.
+
+use gauntlet_proto::io::prometheus::write::v2 as pb2;
+use gauntlet_proto::prometheus as pb1;
+use proptest::prelude::*;
+use prost::Message;
+
+use super::*;
+use crate::encoding::put_uvarint;
+
+/// A series as both decoders can state it: labels, samples (t, value bits, start
+/// timestamp), counts, and 2.0 extras.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Series {
+    labels: Vec<(String, String)>,
+    samples: Vec<(i64, u64, i64)>,
+    histograms: u32,
+    exemplars: u32,
+    created: i64,
+    metric_type: MetricType,
+    help: String,
+    unit: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Request {
+    series: Vec<Series>,
+    metadata: Vec<(MetricType, String, String, String)>,
+}
+
+fn ours(v: Version, buf: &[u8]) -> Result<Request, DecodeError> {
+    let mut b = WriteBatch::new();
+    decode(v, buf, &mut b)?;
+    let mut out = Request::default();
+    for (i, s) in b.series.iter().enumerate() {
+        let st = |k: usize| b.start_timestamps.get(k).copied().unwrap_or(0);
+        out.series.push(Series {
+            labels: b
+                .series_labels(i)
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            samples: (s.samples.start as usize..s.samples.end as usize)
+                .map(|k| (b.samples[k].t, b.samples[k].v.to_bits(), st(k)))
+                .collect(),
+            histograms: s.histograms,
+            exemplars: s.exemplars,
+            created: s.created_timestamp,
+            metric_type: s.metric_type,
+            help: b.series_help(i).to_string(),
+            unit: b.series_unit(i).to_string(),
+        });
+    }
+    assert_eq!(
+        b.histograms,
+        b.series
+            .iter()
+            .map(|s| s.histograms as usize)
+            .sum::<usize>()
+    );
+    assert_eq!(
+        b.exemplars,
+        b.series.iter().map(|s| s.exemplars as usize).sum::<usize>()
+    );
+    assert!(b.start_timestamps.is_empty() || b.start_timestamps.len() == b.samples.len());
+    out.metadata = b
+        .metadata
+        .iter()
+        .map(|m| {
+            let s = |x: &str| x.to_string();
+            (m.metric_type, s(m.family), s(m.help), s(m.unit))
+        })
+        .collect();
+    Ok(out)
+}
+
+fn prost_v1(buf: &[u8]) -> Option<Request> {
+    let r = pb1::WriteRequest::decode(buf).ok()?;
+    let series = r
+        .timeseries
+        .into_iter()
+        .map(|t| Series {
+            labels: t.labels.into_iter().map(|l| (l.name, l.value)).collect(),
+            samples: t
+                .samples
+                .iter()
+                .map(|s| (s.timestamp, s.value.to_bits(), 0))
+                .collect(),
+            histograms: t.histograms.len() as u32,
+            exemplars: t.exemplars.len() as u32,
+            created: 0,
+            metric_type: MetricType::Unknown,
+            help: String::new(),
+            unit: String::new(),
+        })
+        .collect();
+    let metadata = r
+        .metadata
+        .into_iter()
+        .map(|m| {
+            let t = MetricType::from_wire(m.r#type as u64);
+            (t, m.metric_family_name, m.help, m.unit)
+        })
+        .collect();
+    Some(Request { series, metadata })
+}
+
+/// prost's reading of a 2.0 request, with references resolved as the receivers resolve them;
+/// `Err` when prost reads it but a reference is out of range or odd in number.
+fn prost_v2(buf: &[u8]) -> Option<Result<Request, ()>> {
+    let r = pb2::Request::decode(buf).ok()?;
+    let sym = |i: u32| -> Result<String, ()> {
+        match r.symbols.get(i as usize) {
+            Some(s) => Ok(s.clone()),
+            None if i == 0 => Ok(String::new()),
+            None => Err(()),
+        }
+    };
+    let resolve = |refs: &[u32]| -> Result<Vec<(String, String)>, ()> {
+        if !refs.len().is_multiple_of(2) {
+            return Err(());
+        }
+        refs.chunks(2)
+            .map(|p| Ok((sym(p[0])?, sym(p[1])?)))
+            .collect()
+    };
+    let mut series = Vec::new();
+    for t in &r.timeseries {
+        let Ok(mut labels) = resolve(&t.labels_refs) else {
+            return Some(Err(()));
+        };
+        labels.sort_by(|a, b| a.0.cmp(&b.0));
+        for e in &t.exemplars {
+            if resolve(&e.labels_refs).is_err() {
+                return Some(Err(()));
+            }
+        }
+        let md = t.metadata.unwrap_or_default();
+        let (Ok(help), Ok(unit)) = (sym(md.help_ref), sym(md.unit_ref)) else {
+            return Some(Err(()));
+        };
+        series.push(Series {
+            labels,
+            samples: t
+                .samples
+                .iter()
+                .map(|s| (s.timestamp, s.value.to_bits(), s.start_timestamp))
+                .collect(),
+            histograms: t.histograms.len() as u32,
+            exemplars: t.exemplars.len() as u32,
+            created: 0,
+            metric_type: MetricType::from_wire(md.r#type as u64),
+            help,
+            unit,
+        });
+    }
+    Some(Ok(Request {
+        series,
+        metadata: Vec::new(),
+    }))
+}
+
+/// The decoder must agree with prost: same reading when prost reads it; an error when prost
+/// refuses it; an error only where Gauntlet is knowingly stricter (groups, references).
+fn agree(v: Version, buf: &[u8]) -> Result<Request, DecodeError> {
+    let got = ours(v, buf);
+    let want = match v {
+        Version::V1 => prost_v1(buf).map(Ok),
+        Version::V2 => prost_v2(buf),
+    };
+    match (&got, want) {
+        (Ok(g), Some(Ok(w))) => assert_eq!(*g, w, "{buf:x?}"),
+        (Ok(g), w) => panic!("decoded {g:?} where prost gives {w:?}: {buf:x?}"),
+        (Err(_), None) => {}
+        (Err(e), Some(Err(()))) => assert!(
+            matches!(
+                e,
+                DecodeError::BadSymbolRef { .. } | DecodeError::OddLabelRefs { .. }
+            ),
+            "{e}"
+        ),
+        (Err(e), Some(Ok(_))) => assert!(
+            e.to_string().contains("group") || matches!(e, DecodeError::BadSymbolRef { .. }),
+            "refused what prost reads: {e}: {buf:x?}"
+        ),
+    }
+    if let Err(e) = &got {
+        assert!(e.to_string().len() < 400, "{e}");
+    }
+    got
+}
+
+fn label(n: &str, v: &str) -> pb1::Label {
+    pb1::Label {
+        name: n.into(),
+        value: v.into(),
+    }
+}
+
+fn sample(t: i64, v: f64) -> pb1::Sample {
+    pb1::Sample {
+        value: v,
+        timestamp: t,
+    }
+}
+
+fn histogram() -> pb1::Histogram {
+    pb1::Histogram {
+        count: Some(pb1::histogram::Count::CountInt(12)),
+        sum: 3.5,
+        schema: -2,
+        zero_threshold: 1e-9,
+        zero_count: Some(pb1::histogram::ZeroCount::ZeroCountFloat(1.0)),
+        negative_spans: vec![pb1::BucketSpan {
+            offset: -3,
+            length: 2,
+        }],
+        negative_deltas: vec![1, -1],
+        positive_counts: vec![0.5, 2.0],
+        custom_values: vec![1.0, 2.0, 4.0],
+        reset_hint: 2,
+        timestamp: 1_700_000_000_000,
+        ..Default::default()
+    }
+}
+
+fn v1_request() -> pb1::WriteRequest {
+    pb1::WriteRequest {
+        timeseries: vec![
+            pb1::TimeSeries {
+                labels: vec![
+                    label("__name__", "http_requests_total"),
+                    label("code", "200"),
+                    label("path", "/api/v1/çé"),
+                ],
+                samples: vec![
+                    sample(1_700_000_000_000, 1.0),
+                    sample(1_700_000_015_000, f64::from_bits(0x7ff0_0000_0000_0002)),
+                ],
+                exemplars: vec![pb1::Exemplar {
+                    labels: vec![label("trace_id", "abc")],
+                    value: 0.25,
+                    timestamp: 1_700_000_000_001,
+                }],
+                histograms: vec![],
+            },
+            // Empty names and values, and no samples: decoded as sent, refused later by
+            // validation.
+            pb1::TimeSeries {
+                labels: vec![label("", "x"), label("b", "")],
+                histograms: vec![histogram(), histogram()],
+                ..Default::default()
+            },
+            pb1::TimeSeries::default(),
+            pb1::TimeSeries {
+                labels: vec![label("__name__", &"x".repeat(300))],
+                samples: vec![sample(-5, -0.0)],
+                ..Default::default()
+            },
+        ],
+        metadata: vec![pb1::MetricMetadata {
+            r#type: 1,
+            metric_family_name: "http_requests_total".into(),
+            help: "Requests.".into(),
+            unit: "".into(),
+        }],
+    }
+}
+
+fn v2_request() -> pb2::Request {
+    let symbols: Vec<String> = [
+        "",
+        "__name__",
+        "up",
+        "job",
+        "node",
+        "zone",
+        "ü",
+        "Help text.",
+        "s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    pb2::Request {
+        symbols,
+        timeseries: vec![
+            pb2::TimeSeries {
+                labels_refs: vec![1, 2, 3, 4],
+                samples: vec![
+                    pb2::Sample {
+                        value: 1.0,
+                        timestamp: 10,
+                        start_timestamp: 0,
+                    },
+                    pb2::Sample {
+                        value: 2.0,
+                        timestamp: 20,
+                        start_timestamp: 5,
+                    },
+                ],
+                metadata: Some(pb2::Metadata {
+                    r#type: 2,
+                    help_ref: 7,
+                    unit_ref: 8,
+                }),
+                exemplars: vec![pb2::Exemplar {
+                    labels_refs: vec![3, 4],
+                    value: 1.5,
+                    timestamp: 11,
+                }],
+                ..Default::default()
+            },
+            // Unsorted: sorted on the way in, as Prometheus and Thanos sort.
+            pb2::TimeSeries {
+                labels_refs: vec![5, 6, 1, 2, 3, 4],
+                histograms: vec![pb2::Histogram {
+                    count: Some(pb2::histogram::Count::CountFloat(3.0)),
+                    positive_deltas: vec![5, -2],
+                    start_timestamp: 9,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            pb2::TimeSeries::default(),
+        ],
+    }
+}
+
+#[test]
+fn v1_round_trip() {
+    let req = v1_request();
+    let got = agree(Version::V1, &req.encode_to_vec()).unwrap();
+    assert_eq!(got.series.len(), 4);
+    assert_eq!(got.series[0].labels[2].1, "/api/v1/çé");
+    assert_eq!(got.series[0].samples[1].1, 0x7ff0_0000_0000_0002);
+    assert_eq!((got.series[0].exemplars, got.series[1].histograms), (1, 2));
+    assert_eq!(got.metadata[0].0, MetricType::Counter);
+    // An empty body is an empty request.
+    assert_eq!(agree(Version::V1, &[]).unwrap(), Request::default());
+}
+
+#[test]
+fn v2_round_trip() {
+    let req = v2_request();
+    let got = agree(Version::V2, &req.encode_to_vec()).unwrap();
+    let s = &got.series[0];
+    assert_eq!(
+        s.labels,
+        [
+            ("__name__".into(), "up".into()),
+            ("job".into(), "node".into())
+        ]
+    );
+    assert_eq!(
+        s.samples,
+        [(10, 1f64.to_bits(), 0), (20, 2f64.to_bits(), 5)]
+    );
+    assert_eq!(
+        (s.metric_type, s.help.as_str(), s.unit.as_str()),
+        (MetricType::Gauge, "Help text.", "s")
+    );
+    let names: Vec<&str> = got.series[1].labels.iter().map(|l| l.0.as_str()).collect();
+    assert_eq!(names, ["__name__", "job", "zone"]);
+    assert_eq!(got.series[1].histograms, 1);
+    // A 1.0 body read as 2.0 is an empty request: 2.0 reserves 1.0's field numbers.
+    let v1 = v1_request().encode_to_vec();
+    assert_eq!(agree(Version::V2, &v1).unwrap().series.len(), 0);
+}
+
+/// Appends a length-delimited field.
+fn put_len(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
+    put_uvarint(out, u64::from(field << 3 | 2));
+    put_uvarint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// Unknown fields of every wire type (varint, 64-bit, length-delimited, 32-bit), numbered
+/// past every message's own and one with a multi-byte key.
+fn unknowns() -> Vec<u8> {
+    let mut u = vec![0x78, 0x96, 0x01]; // 15: varint
+    u.extend_from_slice(&[0x71, 1, 2, 3, 4, 5, 6, 7, 8]); // 14: fixed64
+    put_len(&mut u, 13, b"\xff\xfe not utf-8");
+    u.extend_from_slice(&[0x6d, 1, 2, 3, 4]); // 13: fixed32
+    u.extend_from_slice(&[0xf8, 0xff, 0xff, 0xff, 0x0f, 0x01]); // field 2^29-1: varint
+    u
+}
+
+#[test]
+fn unknown_fields_are_skipped_at_every_level() {
+    let u = unknowns();
+    let with = |m: Vec<u8>| [u.clone(), m, u.clone()].concat();
+    let mut lab = Vec::new();
+    put_len(&mut lab, 1, b"__name__");
+    put_len(&mut lab, 2, b"up");
+    let mut smp = Vec::new();
+    smp.push(0x09);
+    smp.extend_from_slice(&2.5f64.to_bits().to_le_bytes());
+    smp.extend_from_slice(&[0x10, 0x2a]);
+    let mut ts = Vec::new();
+    put_len(&mut ts, 1, &with(lab));
+    put_len(&mut ts, 2, &with(smp.clone()));
+    let mut req = u.clone();
+    put_len(&mut req, 1, &with(ts));
+    // Field 2 is reserved in 1.0 (Cortex's "source"): skipped too.
+    put_len(&mut req, 2, b"cortex");
+    let got = agree(Version::V1, &with(req)).unwrap();
+    assert_eq!(got.series[0].labels, [("__name__".into(), "up".into())]);
+    assert_eq!(got.series[0].samples, [(42, 2.5f64.to_bits(), 0)]);
+
+    // 2.0: unknown fields around symbols, series, samples, and the former created_timestamp.
+    let mut ts = Vec::new();
+    ts.extend_from_slice(&[0x0a, 2, 1, 2]); // labels_refs packed
+    put_len(&mut ts, 2, &with(smp));
+    ts.extend_from_slice(&[0x30, 0x07]); // field 6 as a varint: the created timestamp
+    let mut req = Vec::new();
+    put_len(&mut req, 4, b"");
+    put_len(&mut req, 4, b"__name__");
+    put_len(&mut req, 5, &with(ts));
+    put_len(&mut req, 4, b"up"); // symbols after the series that use them
+    let got = ours(Version::V2, &with(req.clone())).unwrap();
+    assert_eq!(got.series[0].labels, [("__name__".into(), "up".into())]);
+    assert_eq!(got.series[0].created, 7);
+    let mut want = prost_v2(&with(req)).unwrap().unwrap();
+    want.series[0].created = 7;
+    assert_eq!(got, want);
+}
+
+#[test]
+fn unpacked_and_split_label_refs_read_as_one_list() {
+    let mut ts = vec![0x08, 1, 0x08, 2]; // unpacked
+    ts.extend_from_slice(&[0x0a, 1, 3, 0x0a, 1, 4]); // two packed runs
+    let mut req = Vec::new();
+    for s in ["", "a", "1", "b", "2"] {
+        put_len(&mut req, 4, s.as_bytes());
+    }
+    put_len(&mut req, 5, &ts);
+    let got = agree(Version::V2, &req).unwrap();
+    assert_eq!(
+        got.series[0].labels,
+        [("a".into(), "1".into()), ("b".into(), "2".into())]
+    );
+}
+
+#[test]
+fn the_last_copy_of_a_singular_field_wins() {
+    let mut lab = Vec::new();
+    put_len(&mut lab, 1, b"first");
+    put_len(&mut lab, 2, b"v");
+    put_len(&mut lab, 1, b"second");
+    let mut ts = Vec::new();
+    put_len(&mut ts, 1, &lab);
+    ts.extend_from_slice(&[0x12, 4, 0x10, 1, 0x10, 2]); // timestamp twice
+    let mut req = Vec::new();
+    put_len(&mut req, 1, &ts);
+    let got = agree(Version::V1, &req).unwrap();
+    assert_eq!(got.series[0].labels, [("second".into(), "v".into())]);
+    assert_eq!(got.series[0].samples, [(2, 0, 0)]);
+    // Every copy must be UTF-8, as prost checks each.
+    let mut lab = Vec::new();
+    put_len(&mut lab, 1, b"\xff");
+    put_len(&mut lab, 1, b"ok");
+    let mut ts = Vec::new();
+    put_len(&mut ts, 1, &lab);
+    let mut req = Vec::new();
+    put_len(&mut req, 1, &ts);
+    let e = agree(Version::V1, &req).unwrap_err();
+    assert!(matches!(e, DecodeError::InvalidUtf8 { .. }), "{e}");
+}
+
+#[test]
+fn errors_name_the_field_and_offset() {
+    // A name declaring 900 bytes with 2 left, in the second label of the fourth series.
+    let mut req = Vec::new();
+    for _ in 0..3 {
+        put_len(&mut req, 1, &[]);
+    }
+    let mut ts = Vec::new();
+    let mut lab = Vec::new();
+    put_len(&mut lab, 1, b"a");
+    put_len(&mut ts, 1, &lab);
+    let bad = [0x0a, 0x84, 0x07, b'x', b'y'];
+    put_len(&mut ts, 1, &bad);
+    put_len(&mut req, 1, &ts);
+    let e = agree(Version::V1, &req).unwrap_err();
+    let at = req.len() - 4;
+    assert_eq!(
+        e,
+        DecodeError::Protobuf {
+            offset: at,
+            what: "timeseries[3].labels[1].name: length 900 past the end of its message (2 bytes left)"
+                .into()
+        }
+    );
+    assert_eq!(e.status(), 400);
+
+    let mut lab = Vec::new();
+    put_len(&mut lab, 2, b"ok\xc3");
+    let mut ts = Vec::new();
+    put_len(&mut ts, 1, &lab);
+    let mut req = Vec::new();
+    put_len(&mut req, 1, &ts);
+    let e = agree(Version::V1, &req).unwrap_err();
+    assert_eq!(
+        e,
+        DecodeError::InvalidUtf8 {
+            offset: 6,
+            field: "timeseries[0].labels[0].value".into()
+        }
+    );
+
+    // Wrong wire type for a known field.
+    let e = agree(Version::V1, &[0x0a, 2, 0x08, 1]).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("timeseries[0].labels: wire type 0, want 2"),
+        "{e}"
+    );
+    // A group is refused even where unknown fields are skipped.
+    let e = agree(Version::V1, &[0x0a, 2, 0x7b, 0x7c]).unwrap_err();
+    assert!(e.to_string().contains("group"), "{e}");
+}
+
+#[test]
+fn labels_anywhere_in_a_series_keep_their_order() {
+    // Two labels, a sample, then two more labels (one long enough for a two-byte length):
+    // the first run and the rest are read by different paths and must join in order.
+    let mut ts = Vec::new();
+    for (n, v) in [("a", "1"), ("b", "ü")] {
+        put_len(&mut ts, 1, &label(n, v).encode_to_vec());
+    }
+    put_len(&mut ts, 2, &sample(5, 1.5).encode_to_vec());
+    let long = "v".repeat(200);
+    for (n, v) in [("c", long.as_str()), ("d", "4")] {
+        put_len(&mut ts, 1, &label(n, v).encode_to_vec());
+    }
+    let mut req = Vec::new();
+    put_len(&mut req, 1, &ts);
+    let got = agree(Version::V1, &req).unwrap();
+    let names: Vec<&str> = got.series[0].labels.iter().map(|l| l.0.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c", "d"]);
+
+    // Invalid UTF-8 in a label of the usual shape is found and named.
+    for bad in [1, 3] {
+        let mut ts = Vec::new();
+        for i in 0..4 {
+            let v: &[u8] = if i == bad { b"x\xc3(" } else { b"ok" };
+            let mut l = Vec::new();
+            put_len(&mut l, 1, b"n");
+            put_len(&mut l, 2, v);
+            put_len(&mut ts, 1, &l);
+        }
+        let mut req = Vec::new();
+        put_len(&mut req, 1, &ts);
+        let e = agree(Version::V1, &req).unwrap_err();
+        assert!(
+            matches!(&e, DecodeError::InvalidUtf8 { field, .. } if *field == format!("timeseries[0].labels[{bad}].value")),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn symbol_references_must_resolve() {
+    let mut req = pb2::Request {
+        symbols: vec!["".into(), "a".into(), "b".into()],
+        timeseries: vec![pb2::TimeSeries {
+            labels_refs: vec![1, 2, 1, 3],
+            ..Default::default()
+        }],
+    };
+    let e = agree(Version::V2, &req.encode_to_vec()).unwrap_err();
+    assert!(
+        matches!(&e, DecodeError::BadSymbolRef { field, reference: 3, symbols: 3, .. } if field == "timeseries[0].labels_refs[3]"),
+        "{e}"
+    );
+    req.timeseries[0].labels_refs = vec![1, 2, 1];
+    let e = agree(Version::V2, &req.encode_to_vec()).unwrap_err();
+    assert!(
+        matches!(e, DecodeError::OddLabelRefs { count: 3, .. }),
+        "{e}"
+    );
+    req.timeseries[0].labels_refs = vec![1, 2];
+    req.timeseries[0].metadata = Some(pb2::Metadata {
+        r#type: 1,
+        help_ref: 9,
+        unit_ref: 0,
+    });
+    let e = agree(Version::V2, &req.encode_to_vec()).unwrap_err();
+    assert!(
+        e.to_string().contains("timeseries[0].metadata.help_ref"),
+        "{e}"
+    );
+    req.timeseries[0].metadata = None;
+    req.timeseries[0].exemplars = vec![pb2::Exemplar {
+        labels_refs: vec![4, 1],
+        ..Default::default()
+    }];
+    let e = agree(Version::V2, &req.encode_to_vec()).unwrap_err();
+    assert!(e.to_string().contains("exemplars[0].labels_refs[0]"), "{e}");
+    // Reference 0 is "" even with no symbols at all.
+    let req = pb2::Request {
+        symbols: vec![],
+        timeseries: vec![pb2::TimeSeries {
+            labels_refs: vec![0, 0],
+            ..Default::default()
+        }],
+    };
+    let got = agree(Version::V2, &req.encode_to_vec()).unwrap();
+    assert_eq!(got.series[0].labels, [(String::new(), String::new())]);
+    // A symbol that is not UTF-8.
+    let mut req = Vec::new();
+    put_len(&mut req, 4, b"");
+    put_len(&mut req, 4, b"\xe2\x82");
+    let e = agree(Version::V2, &req).unwrap_err();
+    assert_eq!(
+        e,
+        DecodeError::InvalidUtf8 {
+            offset: 4,
+            field: "symbols[1]".into()
+        }
+    );
+}
+
+#[test]
+fn every_truncation_is_an_error_or_a_shorter_request() {
+    for (v, buf) in [
+        (Version::V1, v1_request().encode_to_vec()),
+        (Version::V2, v2_request().encode_to_vec()),
+    ] {
+        let whole = agree(v, &buf).unwrap();
+        for cut in 0..buf.len() {
+            // Cuts on a field boundary of the request give a valid shorter request; any other
+            // is an error. Both must be what prost says.
+            if let Ok(r) = agree(v, &buf[..cut]) {
+                assert!(
+                    r.series.len() < whole.series.len() || r.metadata.len() < whole.metadata.len(),
+                    "cut {cut}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn huge_lengths_and_varints_are_errors() {
+    for bytes in [
+        &[
+            0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ][..],
+        &[
+            0x0a, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01,
+        ],
+        &[0x0a, 0x80, 0x80, 0x80, 0x80, 0x10],
+        &[0x0a, 5, 0x12, 0xff, 0xff, 0xff, 0x7f],
+    ] {
+        for v in [Version::V1, Version::V2] {
+            let e = ours(v, bytes);
+            if v == Version::V1 {
+                assert!(matches!(e, Err(DecodeError::Protobuf { .. })), "{e:?}");
+            }
+            agree(v, bytes).ok();
+        }
+    }
+}
+
+#[test]
+fn batches_are_reused_without_growing() {
+    let a = v1_request().encode_to_vec();
+    let mut batch = WriteBatch::new();
+    decode(Version::V1, &a, &mut batch).unwrap();
+    let caps = |b: &WriteBatch| {
+        (
+            b.labels.capacity(),
+            b.series.capacity(),
+            b.samples.capacity(),
+        )
+    };
+    let before = caps(&batch);
+    let mut batch = batch.recycle();
+    let b = v1_request().encode_to_vec();
+    decode(Version::V1, &b, &mut batch).unwrap();
+    assert_eq!(caps(&batch), before);
+    assert_eq!(batch.len(), 4);
+    // A failed decode leaves nothing behind.
+    assert!(decode(Version::V1, &[0x0a, 9], &mut batch).is_err());
+    assert!(batch.is_empty() && batch.labels.is_empty() && batch.samples.is_empty());
+}
+
+#[test]
+fn content_types() {
+    let ok = |ct: Option<&str>| version_from_content_type(ct).unwrap();
+    assert_eq!(ok(None), Version::V1);
+    assert_eq!(ok(Some("")), Version::V1);
+    assert_eq!(ok(Some("application/x-protobuf")), Version::V1);
+    assert_eq!(
+        ok(Some("application/x-protobuf;proto=prometheus.WriteRequest")),
+        Version::V1
+    );
+    assert_eq!(
+        ok(Some(
+            "application/x-protobuf;proto=io.prometheus.write.v2.Request"
+        )),
+        Version::V2
+    );
+    assert_eq!(
+        ok(Some(
+            "Application/X-Protobuf ; Proto=\"io.prometheus.write.v2.Request\""
+        )),
+        Version::V2
+    );
+    assert_eq!(
+        ok(Some("application/x-protobuf; charset=utf-8")),
+        Version::V1
+    );
+    for bad in [
+        "application/json",
+        "application/x-protobuf;proto=io.prometheus.write.v3.Request",
+        "application/x-protobuf;garbage",
+        "text/plain;proto=prometheus.WriteRequest",
+    ] {
+        let e = version_from_content_type(Some(bad)).unwrap_err();
+        assert_eq!(e.status(), 415, "{bad}");
+    }
+    let long = format!("application/{}", "x".repeat(100_000));
+    let e = version_from_content_type(Some(&long)).unwrap_err();
+    assert!(e.to_string().len() < 500);
+    assert!(check_content_encoding(None).is_ok());
+    assert!(check_content_encoding(Some("Snappy")).is_ok());
+    assert_eq!(
+        check_content_encoding(Some("gzip")).unwrap_err().status(),
+        415
+    );
+    assert_eq!(
+        DecodeError::TooLarge {
+            limit: 1,
+            declared: 2
+        }
+        .status(),
+        413
+    );
+}
+
+#[test]
+fn written_headers() {
+    let w = Written {
+        samples: 2000,
+        histograms: 0,
+        exemplars: 3,
+    };
+    assert_eq!(
+        w.headers(),
+        [
+            (
+                "X-Prometheus-Remote-Write-Samples-Written",
+                "2000".to_string()
+            ),
+            (
+                "X-Prometheus-Remote-Write-Histograms-Written",
+                "0".to_string()
+            ),
+            (
+                "X-Prometheus-Remote-Write-Exemplars-Written",
+                "3".to_string()
+            ),
+        ]
+    );
+}
+
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z_]{0,12}",
+        "\\PC{0,6}",
+        Just(String::new()),
+        "[a-z]{120,140}",
+    ]
+}
+
+fn v1_strategy() -> impl Strategy<Value = pb1::WriteRequest> {
+    let ts = (
+        prop::collection::vec((text(), text()), 0..6),
+        prop::collection::vec((any::<i64>(), any::<u64>()), 0..4),
+        0..2usize,
+        0..2usize,
+    )
+        .prop_map(|(labels, samples, h, e)| pb1::TimeSeries {
+            labels: labels.into_iter().map(|(n, v)| label(&n, &v)).collect(),
+            samples: samples
+                .into_iter()
+                .map(|(t, v)| sample(t, f64::from_bits(v)))
+                .collect(),
+            histograms: vec![histogram(); h],
+            exemplars: vec![pb1::Exemplar::default(); e],
+        });
+    (
+        prop::collection::vec(ts, 0..8),
+        prop::collection::vec((0..9i32, text()), 0..3),
+    )
+        .prop_map(|(timeseries, md)| pb1::WriteRequest {
+            timeseries,
+            metadata: md
+                .into_iter()
+                .map(|(t, s)| pb1::MetricMetadata {
+                    r#type: t,
+                    metric_family_name: s.clone(),
+                    help: s,
+                    unit: String::new(),
+                })
+                .collect(),
+        })
+}
+
+fn v2_strategy() -> impl Strategy<Value = pb2::Request> {
+    (
+        prop::collection::vec(text(), 1..12),
+        prop::collection::vec(
+            (
+                prop::collection::vec(0..12u32, 0..8),
+                prop::collection::vec(
+                    (
+                        any::<i64>(),
+                        any::<u64>(),
+                        prop_oneof![Just(0i64), any::<i64>()],
+                    ),
+                    0..4,
+                ),
+                prop::option::of((0..9i32, 0..12u32, 0..12u32)),
+            ),
+            0..8,
+        ),
+    )
+        .prop_map(|(mut symbols, ts)| {
+            symbols[0].clear();
+            let n = symbols.len() as u32;
+            pb2::Request {
+                timeseries: ts
+                    .into_iter()
+                    .map(|(mut refs, samples, md)| {
+                        refs.truncate(refs.len() / 2 * 2);
+                        pb2::TimeSeries {
+                            // Mostly in range; some references past the table on purpose.
+                            labels_refs: refs
+                                .into_iter()
+                                .map(|r| if r < n + 1 { r % n } else { r })
+                                .collect(),
+                            samples: samples
+                                .into_iter()
+                                .map(|(t, v, st)| pb2::Sample {
+                                    value: f64::from_bits(v),
+                                    timestamp: t,
+                                    start_timestamp: st,
+                                })
+                                .collect(),
+                            metadata: md.map(|(t, h, u)| pb2::Metadata {
+                                r#type: t,
+                                help_ref: h % n,
+                                unit_ref: u % n,
+                            }),
+                            ..Default::default()
+                        }
+                    })
+                    .collect(),
+                symbols,
+            }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn v1_requests_decode_as_prost_decodes_them(req in v1_strategy()) {
+        let buf = req.encode_to_vec();
+        let got = agree(Version::V1, &buf).unwrap();
+        prop_assert_eq!(got.series.len(), req.timeseries.len());
+    }
+
+    #[test]
+    fn v2_requests_decode_as_prost_decodes_them(req in v2_strategy()) {
+        agree(Version::V2, &req.encode_to_vec()).ok();
+    }
+
+    #[test]
+    fn damaged_requests_never_panic(req in v1_strategy(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let mut buf = req.encode_to_vec();
+        if !buf.is_empty() {
+            let i = at.index(buf.len());
+            buf[i] = byte;
+        }
+        agree(Version::V1, &buf).ok();
+        agree(Version::V2, &buf).ok();
+    }
+
+    #[test]
+    fn garbage_never_panics(buf in prop::collection::vec(any::<u8>(), 0..200)) {
+        agree(Version::V1, &buf).ok();
+        agree(Version::V2, &buf).ok();
+        let mut out = Vec::new();
+        if decompress(&buf, 1 << 16, &mut out).is_ok() {
+            agree(Version::V1, &out).ok();
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! Remote write 2.0: `io.prometheus.write.v2.Request` (`proto/proto/prometheus/write/v2/`),
+//! whose strings live once in the request's symbol table and are referenced by index.
+
+use super::batch::{MetricType, Sample, SeriesEntry, WriteBatch};
+use super::wire::{Cursor, FIXED64, Fault, FaultKind, Field, Kind, LEN, VARINT, check, key, strs};
+
+const SAMPLE: &[Field] = &[
+    Field::new(1, "value", Kind::Fixed64),
+    Field::new(2, "timestamp", Kind::Varint),
+    Field::new(3, "start_timestamp", Kind::Varint),
+];
+const EXEMPLAR: &[Field] = &[
+    Field::new(1, "labels_refs", Kind::PackedVarint),
+    Field::new(2, "value", Kind::Fixed64),
+    Field::new(3, "timestamp", Kind::Varint),
+];
+const METADATA: &[Field] = &[
+    Field::new(1, "type", Kind::Varint),
+    Field::new(3, "help_ref", Kind::Varint),
+    Field::new(4, "unit_ref", Kind::Varint),
+];
+const BUCKET_SPAN: &[Field] = &[
+    Field::new(1, "offset", Kind::Varint),
+    Field::new(2, "length", Kind::Varint),
+];
+const HISTOGRAM: &[Field] = &[
+    Field::new(1, "count_int", Kind::Varint),
+    Field::new(2, "count_float", Kind::Fixed64),
+    Field::new(3, "sum", Kind::Fixed64),
+    Field::new(4, "schema", Kind::Varint),
+    Field::new(5, "zero_threshold", Kind::Fixed64),
+    Field::new(6, "zero_count_int", Kind::Varint),
+    Field::new(7, "zero_count_float", Kind::Fixed64),
+    Field::new(8, "negative_spans", Kind::Msg(BUCKET_SPAN)),
+    Field::new(9, "negative_deltas", Kind::PackedVarint),
+    Field::new(10, "negative_counts", Kind::PackedFixed64),
+    Field::new(11, "positive_spans", Kind::Msg(BUCKET_SPAN)),
+    Field::new(12, "positive_deltas", Kind::PackedVarint),
+    Field::new(13, "positive_counts", Kind::PackedFixed64),
+    Field::new(14, "reset_hint", Kind::Varint),
+    Field::new(15, "timestamp", Kind::Varint),
+    Field::new(16, "custom_values", Kind::PackedFixed64),
+    Field::new(17, "start_timestamp", Kind::Varint),
+];
+/// Field 6 (the former `created_timestamp`) is reserved in the current `.proto`, so it is
+/// not declared: read when it is a varint, skipped like any unknown field otherwise.
+const TIME_SERIES: &[Field] = &[
+    Field::new(1, "labels_refs", Kind::PackedVarint),
+    Field::new(2, "samples", Kind::Msg(SAMPLE)),
+    Field::new(3, "histograms", Kind::Msg(HISTOGRAM)),
+    Field::new(4, "exemplars", Kind::Msg(EXEMPLAR)),
+    Field::new(5, "metadata", Kind::Msg(METADATA)),
+];
+const REQUEST: &[Field] = &[
+    Field::new(4, "symbols", Kind::Str),
+    Field::new(5, "timeseries", Kind::Msg(TIME_SERIES)),
+];
+
+/// Decodes a whole `Request` into `out` (already cleared). Symbols may follow the series
+/// that use them, so a first pass finds both and a second decodes the series.
+pub(super) fn request<'a>(buf: &'a [u8], out: &mut WriteBatch<'a>) -> Result<(), Fault> {
+    let mut c = Cursor::new(buf);
+    while c.more() {
+        let at = c.pos;
+        match c.varint()? {
+            k if k == key(4, LEN) => {
+                let i = out.spans.len();
+                let s = c.len_delim().map_err(|e| e.at("symbols", Some(i)))?;
+                out.spans.push((s.pos as u32, s.end as u32));
+            }
+            k if k == key(5, LEN) => {
+                let i = out.messages.len();
+                let m = c.len_delim().map_err(|e| e.at("timeseries", Some(i)))?;
+                out.messages.push((m.pos as u32, m.end as u32));
+            }
+            k => c.other(k, at, REQUEST)?,
+        }
+    }
+    let symbols = &mut out.symbols;
+    strs(buf, &out.spans, |s| symbols.push(s))
+        .map_err(|i| Fault::new(out.spans[i].0 as usize, FaultKind::Utf8).at("symbols", Some(i)))?;
+    for i in 0..out.messages.len() {
+        let (pos, end) = out.messages[i];
+        let m = Cursor {
+            buf,
+            pos: pos as usize,
+            end: end as usize,
+        };
+        series(m, out).map_err(|e| e.at("timeseries", Some(i)))?;
+    }
+    Ok(())
+}
+
+/// The symbol `r` names; 0 is "" even in an empty table, since senders use 0 for "none".
+#[inline(always)]
+fn symbol<'a>(symbols: &[&'a str], r: u64, at: usize) -> Result<&'a str, Fault> {
+    match usize::try_from(r).ok().and_then(|i| symbols.get(i)) {
+        Some(s) => Ok(s),
+        None if r == 0 => Ok(""),
+        None => Err(Fault::new(
+            at,
+            FaultKind::SymbolRef {
+                reference: r,
+                symbols: symbols.len(),
+            },
+        )),
+    }
+}
+
+/// One `TimeSeries`.
+fn series<'a>(mut c: Cursor<'a>, out: &mut WriteBatch<'a>) -> Result<(), Fault> {
+    let WriteBatch {
+        labels,
+        samples,
+        start_timestamps,
+        symbols,
+        ..
+    } = out;
+    let first_label = labels.len();
+    let first_sample = samples.len();
+    let mut entry = SeriesEntry::default();
+    // References arrive one at a time (packed runs may be split, or not packed at all); a
+    // label name waits here for its value.
+    let mut name: Option<&'a str> = None;
+    let mut refs = 0usize;
+    let mut push_ref = |r: u64, at: usize| -> Result<(), Fault> {
+        let s = symbol(symbols, r, at).map_err(|e| e.at("labels_refs", Some(refs)))?;
+        refs += 1;
+        match name.take() {
+            None => name = Some(s),
+            Some(n) => labels.push((n, s)),
+        }
+        Ok(())
+    };
+    while c.more() {
+        let at = c.pos;
+        match c.varint()? {
+            k if k == key(1, LEN) => {
+                let mut m = c.len_delim().map_err(|e| e.at("labels_refs", None))?;
+                while m.more() {
+                    let at = m.pos;
+                    push_ref(m.varint().map_err(|e| e.at("labels_refs", None))?, at)?;
+                }
+            }
+            k if k == key(1, VARINT) => {
+                push_ref(c.varint().map_err(|e| e.at("labels_refs", None))?, at)?
+            }
+            k if k == key(2, LEN) => {
+                let i = samples.len() - first_sample;
+                let m = c.len_delim().map_err(|e| e.at("samples", Some(i)))?;
+                let (s, st) = sample(m).map_err(|e| e.at("samples", Some(i)))?;
+                if st != 0 || !start_timestamps.is_empty() {
+                    start_timestamps.resize(samples.len(), 0);
+                    start_timestamps.push(st);
+                }
+                samples.push(s);
+            }
+            k if k == key(3, LEN) => {
+                let i = entry.histograms as usize;
+                let m = c.len_delim().map_err(|e| e.at("histograms", Some(i)))?;
+                check(m, HISTOGRAM).map_err(|e| e.at("histograms", Some(i)))?;
+                entry.histograms += 1;
+            }
+            k if k == key(4, LEN) => {
+                let i = entry.exemplars as usize;
+                let m = c.len_delim().map_err(|e| e.at("exemplars", Some(i)))?;
+                exemplar(m, symbols).map_err(|e| e.at("exemplars", Some(i)))?;
+                entry.exemplars += 1;
+            }
+            k if k == key(5, LEN) => {
+                let m = c.len_delim().map_err(|e| e.at("metadata", None))?;
+                metadata(m, symbols, &mut entry).map_err(|e| e.at("metadata", None))?;
+            }
+            k if k == key(6, VARINT) => entry.created_timestamp = c.varint()? as i64,
+            k => c.other(k, at, TIME_SERIES)?,
+        }
+    }
+    if name.is_some() {
+        return Err(Fault::new(c.end, FaultKind::OddRefs(refs)).at("labels_refs", None));
+    }
+    let own = &mut labels[first_label..];
+    if !own.is_sorted_by(|a, b| name_le(a.0, b.0)) {
+        // Prometheus's and Thanos's receivers sort 2.0 labels by name before anything else
+        // looks at them, so an unsorted request is accepted as if sorted; a stable sort keeps
+        // duplicate names in request order.
+        own.sort_by(|a, b| a.0.cmp(b.0));
+    }
+    entry.labels = first_label as u32..labels.len() as u32;
+    entry.samples = first_sample as u32..samples.len() as u32;
+    out.histograms += entry.histograms as usize;
+    out.exemplars += entry.exemplars as usize;
+    out.series.push(entry);
+    Ok(())
+}
+
+/// `a <= b`, deciding on the first bytes when they differ: adjacent label names mostly do,
+/// and a full comparison is a call to `memcmp`.
+#[inline(always)]
+fn name_le(a: &str, b: &str) -> bool {
+    match (a.as_bytes().first(), b.as_bytes().first()) {
+        (Some(x), Some(y)) if x != y => x < y,
+        _ => a <= b,
+    }
+}
+
+/// One `Sample` and its start timestamp (0 when not given).
+#[inline]
+fn sample(mut c: Cursor<'_>) -> Result<(Sample, i64), Fault> {
+    let mut s = Sample { t: 0, v: 0.0 };
+    let mut st = 0;
+    while c.more() {
+        let at = c.pos;
+        match c.varint()? {
+            k if k == key(1, FIXED64) => {
+                s.v = f64::from_bits(c.fixed64().map_err(|e| e.at("value", None))?)
+            }
+            k if k == key(2, VARINT) => {
+                s.t = c.varint().map_err(|e| e.at("timestamp", None))? as i64
+            }
+            k if k == key(3, VARINT) => {
+                st = c.varint().map_err(|e| e.at("start_timestamp", None))? as i64
+            }
+            k => c.other(k, at, SAMPLE)?,
+        }
+    }
+    Ok((s, st))
+}
+
+/// Checks one `Exemplar`, including that its label references resolve and pair up.
+fn exemplar(mut c: Cursor<'_>, symbols: &[&str]) -> Result<(), Fault> {
+    let mut refs = 0usize;
+    while c.more() {
+        let at = c.pos;
+        match c.varint()? {
+            k if k == key(1, LEN) => {
+                let mut m = c.len_delim().map_err(|e| e.at("labels_refs", None))?;
+                while m.more() {
+                    let at = m.pos;
+                    let r = m.varint().map_err(|e| e.at("labels_refs", None))?;
+                    symbol(symbols, r, at).map_err(|e| e.at("labels_refs", Some(refs)))?;
+                    refs += 1;
+                }
+            }
+            k if k == key(1, VARINT) => {
+                let r = c.varint().map_err(|e| e.at("labels_refs", None))?;
+                symbol(symbols, r, at).map_err(|e| e.at("labels_refs", Some(refs)))?;
+                refs += 1;
+            }
+            k if k == key(2, FIXED64) => {
+                c.fixed64().map_err(|e| e.at("value", None))?;
+            }
+            k if k == key(3, VARINT) => {
+                c.varint().map_err(|e| e.at("timestamp", None))?;
+            }
+            k => c.other(k, at, EXEMPLAR)?,
+        }
+    }
+    if !refs.is_multiple_of(2) {
+        return Err(Fault::new(c.end, FaultKind::OddRefs(refs)).at("labels_refs", None));
+    }
+    Ok(())
+}
+
+/// One `Metadata`, merged into the series' entry: a message given twice merges field by
+/// field, as protobuf merges a singular message field.
+fn metadata(mut c: Cursor<'_>, symbols: &[&str], entry: &mut SeriesEntry) -> Result<(), Fault> {
+    while c.more() {
+        let at = c.pos;
+        match c.varint()? {
+            k if k == key(1, VARINT) => {
+                entry.metric_type =
+                    MetricType::from_wire(c.varint().map_err(|e| e.at("type", None))?)
+            }
+            k if k == key(3, VARINT) || k == key(4, VARINT) => {
+                let field = if k == key(3, VARINT) {
+                    "help_ref"
+                } else {
+                    "unit_ref"
+                };
+                let at = c.pos;
+                let r = c.varint().map_err(|e| e.at(field, None))?;
+                symbol(symbols, r, at).map_err(|e| e.at(field, None))?;
+                // `symbol` accepted it, so it fits in 32 bits.
+                let r = r as u32;
+                if field == "help_ref" {
+                    entry.help_ref = r;
+                } else {
+                    entry.unit_ref = r;
+                }
+            }
+            k => c.other(k, at, METADATA)?,
+        }
+    }
+    Ok(())
+}
