@@ -626,6 +626,9 @@ impl Head {
         let t0 = Instant::now();
         let slot = self.slot;
         let cut = self.opts.cut();
+        // From here no sample may enter the range (an out-of-order one could otherwise land
+        // between reading the range and dropping it); if the cut fails, the next one covers it.
+        self.shared.min_valid.fetch_max(end, Relaxed);
         let parts = self.on_cores(move |c| c.with(slot, |s| s.block_series(start, end, &cut)))?;
         let mut all: Vec<_> = parts.into_iter().flatten().collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
@@ -637,7 +640,6 @@ impl Head {
         drop(all);
         let meta = w.finish(thanos)?;
         // The block is in place: what it holds can leave memory and the WAL.
-        self.shared.min_valid.fetch_max(end, Relaxed);
         let left = self.on_cores(move |c| {
             c.with(slot, |s| {
                 let removed = s.truncate_before(end);
