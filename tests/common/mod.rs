@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod receive;
 pub mod storeapi;
 
 use std::io::{Read, Write};

@@ -2,7 +2,12 @@
 //! Prometheus-format WAL, serves them over the StoreAPI, cuts standard blocks every block
 //! range and ships them to the bucket, as Thanos Receive does, with its flags and its data
 //! directory layout (`<tsdb.path>/<tenant>/` with `wal/`, blocks and `thanos.shipper.json`).
+//! With a hashring (`--receive.hashrings-file`), receivers share and replicate series as
+//! Thanos receivers do ([`forward`], [`replicate`]).
 
+pub mod forward;
+pub mod hashring;
+pub mod replicate;
 pub mod ship;
 pub mod store;
 pub mod tenants;
@@ -27,6 +32,8 @@ use gauntlet_engine::shard::{IoChoice, RuntimeConfig};
 use gauntlet_engine::wal::WalOptions;
 use gauntlet_proto::thanos;
 
+use self::forward::{ForwardOptions, Forwarder, WriteableStoreService};
+use self::hashring::Algorithm;
 use self::ship::ShipStats;
 use self::store::ReceiveStore;
 use self::tenants::Tenants;
@@ -120,6 +127,34 @@ pub struct ReceiveArgs {
     /// How often each tenant's head is checked for a block to cut and blocks to ship.
     #[arg(long = "receive.cut-check-interval", default_value = "15s", value_parser = duration, hide = true)]
     pub cut_check_interval: Duration,
+    /// File of Thanos hashrings (JSON): series are spread over the receivers it lists.
+    /// Without one (or `--receive.hashrings`), every series stays here.
+    #[arg(long = "receive.hashrings-file")]
+    pub hashrings_file: Option<PathBuf>,
+    /// The hashrings as JSON text, instead of a file.
+    #[arg(long = "receive.hashrings", conflicts_with = "hashrings_file")]
+    pub hashrings: Option<String>,
+    /// Algorithm of hashrings that do not name one.
+    #[arg(long = "receive.hashrings-algorithm", default_value = "hashmod", value_parser = ["hashmod", "ketama"])]
+    pub hashrings_algorithm: String,
+    /// How often the hashrings file is read again in full; a change of its size, time or
+    /// inode is noticed within a second.
+    #[arg(long = "receive.hashrings-file-refresh-interval", default_value = "5m", value_parser = duration)]
+    pub hashrings_refresh: Duration,
+    /// This receiver's endpoint as the hashrings list it (`host:port` of its gRPC server);
+    /// without it, a receiver with hashrings only routes.
+    #[arg(long = "receive.local-endpoint")]
+    pub local_endpoint: Option<String>,
+    /// Copies of each series, on distinct receivers; a write succeeds once a quorum (a
+    /// majority; 1 of 2) of them took it.
+    #[arg(long = "receive.replication-factor", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub replication_factor: u64,
+    /// How long a write forwarded to another receiver may take.
+    #[arg(long = "receive-forward-timeout", default_value = "5s", value_parser = duration)]
+    pub forward_timeout: Duration,
+    /// HTTP header with the replica number (from 1) of a write another receiver replicated.
+    #[arg(long = "receive.replica-header", default_value = "THANOS-REPLICA")]
+    pub replica_header: String,
 }
 
 /// Parses `name="value"` (the value quoted as a Go string literal, as Thanos takes it).
@@ -190,6 +225,20 @@ impl ReceiveArgs {
                 require_metric_name: true,
             },
         }
+    }
+
+    fn forwarder(&self) -> anyhow::Result<Option<Forwarder>> {
+        let opts = ForwardOptions {
+            local_endpoint: self.local_endpoint.clone(),
+            replication_factor: self.replication_factor,
+            timeout: self.forward_timeout,
+            algorithm: Algorithm::parse(&self.hashrings_algorithm).unwrap_or_default(),
+        };
+        Ok(match (&self.hashrings_file, &self.hashrings) {
+            (Some(path), _) => Some(Forwarder::from_file(path, self.hashrings_refresh, opts)?),
+            (None, Some(json)) => Some(Forwarder::from_json(json, opts)?),
+            (None, None) => None,
+        })
     }
 
     fn bucket_config(&self) -> anyhow::Result<Option<BucketConfig>> {
@@ -266,6 +315,8 @@ impl Receiver {
             limits: args.limits(),
             fsync: args.wal_fsync == "batch",
             stats: WriteStats::default(),
+            replica_header: args.replica_header.to_ascii_lowercase(),
+            forward: args.forwarder()?.map(Arc::new),
         });
         Ok(Receiver {
             args: args.clone(),
@@ -376,6 +427,12 @@ impl Receiver {
                     .max_encoding_message_size(usize::MAX),
             )
             .add_service(thanos::info::info_server::InfoServer::new(svc))
+            .add_service(
+                thanos::writeable_store_server::WriteableStoreServer::new(
+                    WriteableStoreService::new(me.write.clone()),
+                )
+                .max_decoding_message_size(write::MAX_DECODED_BYTES),
+            )
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
                 stopped(stop_rx.clone()),
@@ -389,7 +446,15 @@ impl Receiver {
             .with_graceful_shutdown(stopped(stop_rx.clone()));
         let rw = axum::serve(rw_listener, me.write_router())
             .with_graceful_shutdown(stopped(stop_rx.clone()));
+        let ring_watch = me
+            .write
+            .forward
+            .clone()
+            .map(|f| tokio::spawn(f.watch(stop_rx.clone())));
         let (g, h, w) = tokio::join!(grpc, http, rw);
+        if let Some(t) = ring_watch {
+            let _ = t.await;
+        }
         let _ = background.await;
         me.sync_wals().await;
         g.context("gRPC server")?;
@@ -618,6 +683,9 @@ impl Receiver {
                 );
                 out.push('\n');
             }
+        }
+        if let Some(f) = &self.write.forward {
+            f.render_metrics(&mut out);
         }
         out
     }

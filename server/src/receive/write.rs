@@ -4,7 +4,8 @@
 //! over the body or per-request limits; 415 for an unknown content type; 429 over the tenant's
 //! series limit; 503 when the WAL cannot be written. Every series that can be written is
 //! written whatever the answer, and the message says what was refused and how many samples it
-//! affected.
+//! affected. With a hashring the series go where it says ([`super::replicate`]); the HTTP
+//! handler and the gRPC `WriteableStore` server share [`write`] from the decoded request on.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -16,9 +17,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gauntlet_engine::head::{AppendBatch, AppendReport};
 use gauntlet_engine::labels::hash_pairs;
-use gauntlet_engine::remote_write::{self, LabelLimits, Version, WriteBatch};
+use gauntlet_engine::remote_write::{self, LabelLimits, SeriesEntry, Version, WriteBatch};
+use gauntlet_proto::prometheus as pb;
 
-use super::tenants::{Tenants, valid_tenant};
+use super::forward::Forwarder;
+use super::replicate::Route;
+use super::tenants::{Tenant, Tenants, valid_tenant};
 
 /// Per-request limits (0 = none), as Thanos Receive's write limits.
 #[derive(Debug, Clone, Default)]
@@ -83,6 +87,11 @@ pub struct WriteState {
     pub fsync: bool,
     /// Counters.
     pub stats: WriteStats,
+    /// Header giving the replica number of a write another receiver already replicated
+    /// (`--receive.replica-header`), lower case.
+    pub replica_header: String,
+    /// Where series go when a hashring is configured; `None` keeps everything here.
+    pub forward: Option<Arc<Forwarder>>,
 }
 
 fn answer(st: &WriteState, code: StatusCode, msg: String) -> Response {
@@ -96,8 +105,9 @@ fn answer(st: &WriteState, code: StatusCode, msg: String) -> Response {
 }
 
 /// Largest decompressed body taken, bytes, whatever the body limit: snappy expands at most
-/// about 6x, and a declared size past this is refused before anything is allocated.
-const MAX_DECODED_BYTES: usize = 512 << 20;
+/// about 6x, and a declared size past this is refused before anything is allocated. Also the
+/// largest forwarded gRPC message a receiver takes or sends.
+pub const MAX_DECODED_BYTES: usize = 512 << 20;
 
 /// The handler.
 pub async fn receive(
@@ -121,6 +131,20 @@ pub async fn receive(
     if let Err(e) = valid_tenant(&tenant_name) {
         return answer(&st, StatusCode::BAD_REQUEST, e.to_string());
     }
+    // Counted from 1 on the wire; absent means not yet replicated.
+    let replica = match headers.get(st.replica_header.as_str()) {
+        None => 0,
+        Some(v) => match v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+            Some(r) => r,
+            None => {
+                return answer(
+                    &st,
+                    StatusCode::BAD_REQUEST,
+                    "could not parse replica header".into(),
+                );
+            }
+        },
+    };
     let ct = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -164,81 +188,11 @@ pub async fn receive(
         return answer(&st, decode_status(&e), format!("snappy: {e}"));
     }
     drop(raw);
-    let tenant = {
-        let tenants = st.tenants.clone();
-        let name = tenant_name.clone();
-        let open = match tenants.get(&name) {
-            Some(t) => Ok(t),
-            None => tokio::task::spawn_blocking(move || tenants.get_or_open(&name))
-                .await
-                .unwrap_or_else(|e| Err(anyhow::anyhow!("opening the tenant: {e}"))),
-        };
-        match open {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::error!(tenant = %tenant_name, error = %format!("{e:#}"), "opening a tenant failed");
-                return answer(
-                    &st,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("opening tenant {tenant_name:?}: {e:#}"),
-                );
-            }
-        }
-    };
-    let head = tenant.head.clone();
-    let cores = head.cores();
-    // Decoding borrows the buffer; what reaches the cores is copied into per-core batches,
-    // so nothing borrowed crosses the await below.
-    let prepared = {
-        let mut wb = WriteBatch::new();
-        if let Err(e) = remote_write::decode(version, &buf, &mut wb) {
-            return answer(
-                &st,
-                decode_status(&e),
-                format!("decoding the write request: {e}"),
-            );
-        }
-        prepare(&st, &wb, cores, |h| head.route(h))
-    };
-    let prep = match prepared {
-        Ok(p) => p,
-        Err(resp) => return answer(&st, resp.0, resp.1),
-    };
-    drop(buf);
-    let report = match head.append(prep.batches).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(tenant = %tenant_name, error = %e, "append failed");
-            return answer(
-                &st,
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("storing samples: {e}"),
-            );
-        }
-    };
-    if st.fsync {
-        let h = head.clone();
-        let synced = tokio::task::spawn_blocking(move || h.sync_wal()).await;
-        if let Err(e) = synced
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
-        {
-            tracing::error!(tenant = %tenant_name, error = %e, "WAL fsync failed");
-            return answer(
-                &st,
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("syncing the WAL: {e}"),
-            );
-        }
-    }
-    if report.series_limited > 0 {
-        tenant.series_limited_requests.fetch_add(1, Relaxed);
-    }
-    let (code, msg) = outcome(&prep.refusals, &report);
-    let mut resp = answer(&st, code, msg);
+    let done = write(&st, &tenant_name, replica, Input::Http { version, buf }).await;
+    let mut resp = answer(&st, done.code, done.message);
     if version == Version::V2 {
         let written = remote_write::Written {
-            samples: report.appended + report.appended_ooo + report.duplicates,
+            samples: done.written_samples,
             histograms: 0,
             exemplars: 0,
         };
@@ -252,30 +206,183 @@ pub async fn receive(
     resp
 }
 
+/// Where a write's series come from.
+#[derive(Debug)]
+pub enum Input {
+    /// A decompressed remote-write body.
+    Http {
+        /// Its protocol version.
+        version: Version,
+        /// The protobuf bytes.
+        buf: Vec<u8>,
+    },
+    /// Series forwarded by another receiver (`thanos.WriteRequest`).
+    Forwarded(Vec<pb::TimeSeries>),
+}
+
+impl Input {
+    /// Fills `wb` with the series, borrowing their strings from `self`.
+    fn decode<'a>(&'a self, wb: &mut WriteBatch<'a>) -> Result<(), (StatusCode, String)> {
+        match self {
+            Input::Http { version, buf } => remote_write::decode(*version, buf, wb).map_err(|e| {
+                (
+                    decode_status(&e),
+                    format!("decoding the write request: {e}"),
+                )
+            }),
+            Input::Forwarded(series) => {
+                for ts in series {
+                    let labels = wb.labels.len() as u32;
+                    let samples = wb.samples.len() as u32;
+                    wb.labels.extend(
+                        ts.labels
+                            .iter()
+                            .map(|l| (l.name.as_str(), l.value.as_str())),
+                    );
+                    wb.samples
+                        .extend(ts.samples.iter().map(|s| remote_write::Sample {
+                            t: s.timestamp,
+                            v: s.value,
+                        }));
+                    wb.histograms += ts.histograms.len();
+                    wb.exemplars += ts.exemplars.len();
+                    wb.series.push(SeriesEntry {
+                        labels: labels..wb.labels.len() as u32,
+                        samples: samples..wb.samples.len() as u32,
+                        histograms: ts.histograms.len() as u32,
+                        exemplars: ts.exemplars.len() as u32,
+                        ..SeriesEntry::default()
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// How a write ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The status Thanos Receive would give.
+    pub code: StatusCode,
+    /// What was refused and why; empty on success.
+    pub message: String,
+    /// Float samples written (for remote write 2.0's answer headers).
+    pub written_samples: u64,
+}
+
+impl Answer {
+    /// A write refused before any series was stored.
+    pub fn refused(code: StatusCode, message: String) -> Self {
+        Answer {
+            code,
+            message,
+            written_samples: 0,
+        }
+    }
+}
+
+/// Writes `input`'s series for `tenant_name`: here, or over the hashring (replica `replica`,
+/// counted from 1; 0 for a write not yet replicated). Both front doors end here.
+pub async fn write(st: &WriteState, tenant_name: &str, replica: u64, input: Input) -> Answer {
+    let route = match &st.forward {
+        None => Route::Local,
+        Some(f) => match f.route(tenant_name, replica) {
+            Ok(r) => r,
+            Err((code, msg)) => return Answer::refused(code, msg),
+        },
+    };
+    let tenant = if route.stores_here() {
+        match open_tenant(st, tenant_name).await {
+            Ok(t) => Some(t),
+            Err(a) => return a,
+        }
+    } else {
+        None
+    };
+    // Decoding borrows the input; what reaches the cores or other receivers is copied out, so
+    // nothing borrowed crosses the awaits below.
+    let plan = {
+        let mut wb = WriteBatch::new();
+        if let Err((code, msg)) = input.decode(&mut wb) {
+            return Answer::refused(code, msg);
+        }
+        let checked = match check(st, &wb) {
+            Ok(c) => c,
+            Err((code, msg)) => return Answer::refused(code, msg),
+        };
+        match route.plan(tenant, tenant_name, &wb, checked) {
+            Ok(p) => p,
+            Err((code, msg)) => return Answer::refused(code, msg),
+        }
+    };
+    drop(input);
+    plan.execute(st).await
+}
+
+/// The tenant named `name`, opened (its WAL replayed) on its first write.
+async fn open_tenant(st: &WriteState, name: &str) -> Result<Arc<Tenant>, Answer> {
+    if let Some(t) = st.tenants.get(name) {
+        return Ok(t);
+    }
+    let tenants = st.tenants.clone();
+    let owned = name.to_string();
+    let open = tokio::task::spawn_blocking(move || tenants.get_or_open(&owned))
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("opening the tenant: {e}")));
+    open.map_err(|e| {
+        tracing::error!(tenant = %name, error = %format!("{e:#}"), "opening a tenant failed");
+        Answer::refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("opening tenant {name:?}: {e:#}"),
+        )
+    })
+}
+
 fn decode_status(e: &remote_write::DecodeError) -> StatusCode {
     StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST)
 }
 
 /// What was refused before the append: series with invalid labels.
 #[derive(Debug, Default)]
-struct Refusals {
+pub struct Refusals {
     invalid_series: u64,
     invalid_samples: u64,
     first_invalid: Option<String>,
 }
 
-struct Prepared {
-    batches: Vec<AppendBatch>,
-    refusals: Refusals,
+impl Refusals {
+    /// Whether any series was refused.
+    pub fn any(&self) -> bool {
+        self.invalid_series > 0
+    }
+
+    /// Appends what was refused to `msg` (`; `-separated), if anything.
+    pub fn describe(&self, msg: &mut String) {
+        if let Some(first) = &self.first_invalid {
+            push_part(
+                msg,
+                &format!(
+                    "{} series with invalid labels (first: {first})",
+                    self.invalid_series
+                ),
+                self.invalid_samples,
+            );
+        }
+    }
 }
 
-/// Checks the request's limits and labels and splits its series by owning core.
-fn prepare(
-    st: &WriteState,
-    wb: &WriteBatch<'_>,
-    cores: usize,
-    route: impl Fn(u64) -> usize,
-) -> Result<Prepared, (StatusCode, String)> {
+/// A request's series that passed the checks.
+#[derive(Debug)]
+pub struct Checked {
+    /// Indexes in the batch of the series with valid labels and at least one sample.
+    pub series: Vec<u32>,
+    /// The series refused.
+    pub refusals: Refusals,
+}
+
+/// Checks the request's limits and labels.
+fn check(st: &WriteState, wb: &WriteBatch<'_>) -> Result<Checked, (StatusCode, String)> {
     let n_series = wb.series.len();
     let n_samples = wb.samples.len();
     st.stats.series.fetch_add(n_series as u64, Relaxed);
@@ -305,12 +412,11 @@ fn prepare(
             ),
         ));
     }
-    let mut batches = vec![AppendBatch::new(); cores];
+    let mut series = Vec::with_capacity(n_series);
     let mut refusals = Refusals::default();
     for i in 0..n_series {
-        let labels = wb.series_labels(i);
         let samples = wb.series_samples(i);
-        if let Err(e) = remote_write::validate_labels(labels, &l.labels) {
+        if let Err(e) = remote_write::validate_labels(wb.series_labels(i), &l.labels) {
             refusals.invalid_series += 1;
             refusals.invalid_samples += samples.len() as u64;
             if refusals.first_invalid.is_none() {
@@ -318,44 +424,84 @@ fn prepare(
             }
             continue;
         }
-        if samples.is_empty() {
-            continue;
+        if !samples.is_empty() {
+            series.push(i as u32);
         }
-        let hash = hash_pairs(labels.iter().copied());
-        batches[route(hash)].push_series(
-            hash,
-            labels.iter().copied(),
-            samples.iter().map(|s| (s.t, s.v)),
-        );
     }
     st.stats
         .invalid_series
         .fetch_add(refusals.invalid_series, Relaxed);
-    Ok(Prepared { batches, refusals })
+    Ok(Checked { series, refusals })
+}
+
+/// Series of one request bound for this receiver's head, split by owning core.
+#[derive(Debug)]
+pub struct LocalWrite {
+    tenant: Arc<Tenant>,
+    batches: Vec<AppendBatch>,
+}
+
+impl LocalWrite {
+    /// Copies the series `series` (indexes into `wb`, checked) into per-core batches.
+    pub fn new(tenant: Arc<Tenant>, wb: &WriteBatch<'_>, series: &[u32]) -> Self {
+        let head = &tenant.head;
+        let mut batches = vec![AppendBatch::new(); head.cores()];
+        for &i in series {
+            let labels = wb.series_labels(i as usize);
+            let hash = hash_pairs(labels.iter().copied());
+            batches[head.route(hash)].push_series(
+                hash,
+                labels.iter().copied(),
+                wb.series_samples(i as usize).iter().map(|s| (s.t, s.v)),
+            );
+        }
+        LocalWrite { tenant, batches }
+    }
+
+    /// Appends to the head and, with `fsync`, syncs the WAL. An error (the WAL could not be
+    /// written) is worth a retry.
+    pub async fn store(self, fsync: bool) -> Result<AppendReport, String> {
+        let LocalWrite { tenant, batches } = self;
+        let head = tenant.head.clone();
+        let report = head.append(batches).await.map_err(|e| {
+            tracing::error!(tenant = %tenant.name, error = %e, "append failed");
+            format!("storing samples: {e}")
+        })?;
+        if fsync {
+            let h = head.clone();
+            let synced = tokio::task::spawn_blocking(move || h.sync_wal()).await;
+            if let Err(e) = synced
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+            {
+                tracing::error!(tenant = %tenant.name, error = %e, "WAL fsync failed");
+                return Err(format!("syncing the WAL: {e}"));
+            }
+        }
+        if report.series_limited > 0 {
+            tenant.series_limited_requests.fetch_add(1, Relaxed);
+        }
+        Ok(report)
+    }
+}
+
+/// Appends `what: n samples` to `msg` when `n` is not 0.
+fn push_part(msg: &mut String, what: &str, n: u64) {
+    if n > 0 {
+        if !msg.is_empty() {
+            msg.push_str("; ");
+        }
+        let _ = write!(msg, "{what}: {n} samples");
+    }
 }
 
 /// The answer for a request whose writable part was written: the most serious refusal
 /// decides the code (invalid labels, then the series limit, then conflicts), and the message
 /// lists every kind refused with its sample count.
-fn outcome(r: &Refusals, rep: &AppendReport) -> (StatusCode, String) {
+pub fn outcome(r: &Refusals, rep: &AppendReport) -> (StatusCode, String) {
     let mut msg = String::new();
-    let mut add = |what: &str, n: u64| {
-        if n > 0 {
-            if !msg.is_empty() {
-                msg.push_str("; ");
-            }
-            let _ = write!(msg, "{what}: {n} samples");
-        }
-    };
-    if let Some(first) = &r.first_invalid {
-        add(
-            &format!(
-                "{} series with invalid labels (first: {first})",
-                r.invalid_series
-            ),
-            r.invalid_samples,
-        );
-    }
+    r.describe(&mut msg);
+    let mut add = |what: &str, n: u64| push_part(&mut msg, what, n);
     add(
         "new series over the tenant's active series limit (--receive.limits.max-series)",
         rep.series_limited,
