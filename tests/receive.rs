@@ -45,18 +45,61 @@ fn window(d: &Dump, mint: i64, maxt: i64) -> Dump {
 
 #[test]
 fn prometheus_remote_writes_and_gauntlet_serves_what_it_stored() {
+    remote_write_from(&require("prometheus"), "", &[]);
+}
+
+#[test]
+fn prometheus3_remote_writes_1_0_and_gauntlet_serves_what_it_stored() {
+    let metrics = remote_write_from(&prometheus3(), "", &[]);
+    assert!(
+        metrics.contains("gauntlet_receive_write_v2_requests_total 0\n"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn prometheus3_remote_writes_2_0_with_metadata_and_gauntlet_serves_what_it_stored() {
+    let metrics = remote_write_from(
+        &prometheus3(),
+        "    protobuf_message: io.prometheus.write.v2.Request\n    metadata_config:\n      send: true\n",
+        &["--enable-feature=metadata-wal-records"],
+    );
+    // Every request was 2.0: none fell back to 1.0.
+    let v2 = metric(&metrics, "gauntlet_receive_write_v2_requests_total");
+    let all = metric(
+        &metrics,
+        "thanos_receive_write_requests_total{code=\"200\"}",
+    );
+    assert!(v2 > 0.0 && v2 == all, "{v2} of {all} requests were 2.0");
+}
+
+/// The value of the metric line starting with `name ` in exposition text.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .parse()
+        .unwrap()
+}
+
+/// `prometheus` scrapes itself every second and remote-writes into a receiver (with
+/// `rw_config` added to its remote_write entry and `flags` on its command line); what the
+/// receiver keeps (promtool over its tenant directory, and its StoreAPI) must equal what that
+/// Prometheus holds.
+/// Returns the receiver's `/metrics` at the end.
+fn remote_write_from(prometheus: &Path, rw_config: &str, flags: &[&str]) -> String {
     require("promtool");
     let tmp = tempfile::tempdir().unwrap();
     let recv = Receiver::start(&tmp.path().join("receive"), &[]);
     let rw = recv.rw;
     let prom = Prometheus::start_with_config(
-        &require("prometheus"),
+        prometheus,
         |port| {
             format!(
-                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\nremote_write:\n  - url: http://127.0.0.1:{rw}/api/v1/receive\n    queue_config:\n      batch_send_deadline: 500ms\n      max_samples_per_send: 500\n"
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\nremote_write:\n  - url: http://127.0.0.1:{rw}/api/v1/receive\n    queue_config:\n      batch_send_deadline: 500ms\n      max_samples_per_send: 500\n{rw_config}"
             )
         },
-        &[],
+        flags,
     );
     // Wait for a few scrapes, then compare up to a moment a few seconds back: Prometheus has
     // stored and sent everything scraped before it.
@@ -128,6 +171,7 @@ fn prometheus_remote_writes_and_gauntlet_serves_what_it_stored() {
         metrics.contains("prometheus_tsdb_head_series{tenant=\"default-tenant\"}"),
         "{metrics}"
     );
+    metrics
 }
 
 /// Every raw sample Prometheus holds in the hour up to `at` (ms), from its HTTP API.

@@ -557,6 +557,12 @@ impl Receiver {
                 ws.series.load(Relaxed),
             ),
             (
+                "gauntlet_receive_write_v2_requests_total",
+                "counter",
+                "Remote-write requests taken as protocol 2.0.",
+                ws.v2_requests.load(Relaxed),
+            ),
+            (
                 "thanos_receive_write_samples_total",
                 "counter",
                 "Float samples received in remote-write requests.",

@@ -52,6 +52,8 @@ pub struct WriteStats {
     pub exemplars_dropped: AtomicU64,
     /// Series refused for invalid labels.
     pub invalid_series: AtomicU64,
+    /// Requests taken as remote write 2.0 (`io.prometheus.write.v2.Request`).
+    pub v2_requests: AtomicU64,
 }
 
 impl WriteStats {
@@ -157,6 +159,9 @@ pub async fn receive(
         Ok(v) => v,
         Err(e) => return answer(&st, decode_status(&e), e.to_string()),
     };
+    if version == Version::V2 {
+        st.stats.v2_requests.fetch_add(1, Relaxed);
+    }
     let limit = if st.limits.body_bytes == 0 {
         MAX_DECODED_BYTES
     } else {
