@@ -13,7 +13,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::receive::{Receiver, V1, now_ms, post, series, snappy, write_body};
-use common::storeapi::{Dump, assert_same_series, decoded, parse_dump, python_calls, series_call};
+use common::storeapi::{
+    Dump, assert_same_series, decoded, matrix, parse_dump, python_calls, series_call,
+};
 use common::*;
 use gauntlet_proto::prometheus as pb;
 use prost::Message;
@@ -177,30 +179,10 @@ fn remote_write_from(prometheus: &Path, rw_config: &str, flags: &[&str]) -> Stri
 /// Every raw sample Prometheus holds in the hour up to `at` (ms), from its HTTP API.
 fn prometheus_samples(p: &Prometheus, at: i64) -> Dump {
     let q = urlencode("{__name__=~\".+\"}[1h]");
-    let v = p.get(&format!(
-        "/api/v1/query?query={q}&time={}",
-        at as f64 / 1000.0
-    ));
-    let mut out = Dump::new();
-    for r in v["data"]["result"].as_array().unwrap() {
-        let labels: BTreeMap<String, String> = r["metric"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-            .collect();
-        let samples = r["values"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| {
-                let t = (x[0].as_f64().unwrap() * 1000.0).round() as i64;
-                (t, x[1].as_str().unwrap().parse::<f64>().unwrap())
-            })
-            .collect();
-        out.insert(labels, samples);
-    }
-    out
+    let path = format!("/api/v1/query?query={q}&time={}", at as f64 / 1000.0);
+    let (status, body) = http_get(p.port, &path).unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    matrix(&body)
 }
 
 /// `d` without stale markers (Prometheus's API leaves them out), and without series left

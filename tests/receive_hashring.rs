@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::receive::{Receiver, V1, now_ms, post, series, write_body};
-use common::storeapi::{Dump, decoded, python_calls, series_call};
+use common::storeapi::{Dump, decoded, matrix, python_calls, series_call};
 use common::*;
 use gauntlet_proto::prometheus as pb;
 
@@ -286,31 +286,6 @@ fn check_query(querier: &GauntletServer, at: i64, want: &Dump) {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-}
-
-/// A matrix answer of the HTTP API as a dump.
-fn matrix(body: &[u8]) -> Dump {
-    let v: serde_json::Value = serde_json::from_slice(body).unwrap();
-    let mut out = Dump::new();
-    for r in v["data"]["result"].as_array().unwrap() {
-        let labels = r["metric"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-            .collect();
-        let samples = r["values"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| {
-                let t = (x[0].as_f64().unwrap() * 1000.0).round() as i64;
-                (t, x[1].as_str().unwrap().parse::<f64>().unwrap())
-            })
-            .collect();
-        out.insert(labels, samples);
-    }
-    out
 }
 
 /// Thanos's hashmod owner of `hr{i}` for tenant `default-tenant` among `addresses`, computed

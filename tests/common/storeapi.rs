@@ -147,3 +147,28 @@ pub fn assert_same_series(what: &str, got: &Dump, want: &Dump) {
         }
     }
 }
+
+/// A matrix answer of the HTTP API as a dump.
+pub fn matrix(body: &[u8]) -> Dump {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+    let mut out = Dump::new();
+    for r in v["data"]["result"].as_array().unwrap() {
+        let labels = r["metric"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+            .collect();
+        let samples = r["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                let t = (x[0].as_f64().unwrap() * 1000.0).round() as i64;
+                (t, x[1].as_str().unwrap().parse::<f64>().unwrap())
+            })
+            .collect();
+        out.insert(labels, samples);
+    }
+    out
+}
