@@ -13,6 +13,7 @@
 //! for the write only). A series always lives on the same core, so its samples reach the WAL in
 //! the order they were stored, which replay relies on.
 
+mod refs;
 mod series;
 mod shard;
 
@@ -20,7 +21,6 @@ pub use series::Appended;
 pub use shard::{AppendBatch, AppendReport};
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 
+use self::refs::RefMap;
 use self::shard::{AppendCheck, HeadShard};
 use crate::block::cut::CutOptions;
 use crate::block::meta::{BlockMeta, ThanosMeta};
@@ -36,6 +37,7 @@ use crate::error::{Error, Result};
 use crate::labels::{Labels, Matcher, hash_pairs};
 use crate::query::{Queryable, SelectHints, Series};
 use crate::shard::{Canceled, RuntimeConfig, RuntimeError, ShardSet};
+use crate::wal::record::RecordType;
 use crate::wal::{self, WalError, WalOptions, WalReader, WalWriter};
 
 /// Prometheus's block range and head chunk range: 2h in ms.
@@ -289,8 +291,9 @@ pub struct Head {
     shared: Arc<Shared>,
 }
 
-/// Samples sent to the cores per replay job.
-const REPLAY_BATCH: usize = 64 * 1024;
+/// Samples sent to the cores per replay job: enough that each series of a large head gets a
+/// run of samples to append at once (24 bytes each, two batches in flight).
+const REPLAY_BATCH: usize = 1 << 21;
 
 impl Head {
     /// Opens the tenant directory `dir` (created when missing): replays its WAL into the
@@ -348,11 +351,14 @@ impl Head {
 
     fn replay(&mut self, wal_dir: &Path, report: &mut ReplayReport) -> Result<()> {
         let cores = self.rt.cores();
-        let mut ref_core: HashMap<u64, u16> = HashMap::new();
+        let mut ref_core: RefMap<u16> = RefMap::default();
         let mut series_out: Vec<Vec<(u64, u64, Labels)>> = vec![Vec::new(); cores];
         let mut samples_out: Vec<Vec<(u64, i64, f64)>> = vec![Vec::new(); cores];
+        let mut samples = Vec::new();
         let mut max_ref = 0u64;
         let mut pending = 0usize;
+        // The cores append one batch while the next is read and decoded.
+        let mut in_flight = None;
         let mut reader = WalReader::open(wal_dir).map_err(wal_error)?;
         loop {
             let rec = match reader.next() {
@@ -366,48 +372,60 @@ impl Head {
                 }
                 Err(e) => return Err(wal_error(e)),
             };
-            let rec = match wal::record::decode(rec) {
-                Ok(r) => r,
-                Err(e) => {
-                    // The fragment checksums held, so the record was written like this;
-                    // skipping it loses its own content only.
-                    tracing::warn!(dir = %wal_dir.display(), segment = %reader.segment().display(), error = %e, "WAL record does not decode; skipped");
+            let decoded = match wal::record::record_type(rec) {
+                Some(RecordType::Samples | RecordType::SamplesV2) => {
+                    samples.clear();
+                    wal::record::decode_samples_into(rec, &mut samples).map(|()| {
+                        for s in &samples {
+                            match ref_core.get(s.r) {
+                                Some(c) => {
+                                    samples_out[c as usize].push((s.r, s.t, s.v));
+                                    pending += 1;
+                                }
+                                None => report.dropped += 1,
+                            }
+                        }
+                    })
+                }
+                Some(RecordType::Series) => {
+                    let mut list = Vec::new();
+                    wal::record::decode_series_into(rec, &mut list).map(|()| {
+                        for s in list {
+                            let labels = Labels::from_pairs(s.labels.iter().copied());
+                            let hash = hash_pairs(labels.iter().map(|l| (&*l.name, &*l.value)));
+                            let core = self.route(hash);
+                            ref_core.insert(s.r, core as u16);
+                            max_ref = max_ref.max(s.r);
+                            series_out[core].push((hash, s.r, labels));
+                            report.series += 1;
+                        }
+                    })
+                }
+                Some(RecordType::Tombstones) => Ok(()),
+                _ => {
                     report.skipped_records += 1;
-                    continue;
+                    Ok(())
                 }
             };
-            match rec {
-                wal::record::Record::Series(list) => {
-                    for s in list {
-                        let labels = Labels::from_pairs(s.labels.iter().copied());
-                        let hash = hash_pairs(labels.iter().map(|l| (&*l.name, &*l.value)));
-                        let core = self.route(hash);
-                        ref_core.insert(s.r, core as u16);
-                        max_ref = max_ref.max(s.r);
-                        series_out[core].push((hash, s.r, labels));
-                        report.series += 1;
-                    }
-                }
-                wal::record::Record::Samples(list) => {
-                    for s in list {
-                        match ref_core.get(&s.r) {
-                            Some(&c) => {
-                                samples_out[c as usize].push((s.r, s.t, s.v));
-                                pending += 1;
-                            }
-                            None => report.dropped += 1,
-                        }
-                    }
-                }
-                wal::record::Record::Tombstones(_) => {}
-                _ => report.skipped_records += 1,
+            if let Err(e) = decoded {
+                // The fragment checksums held, so the record was written like this; skipping
+                // it loses its own content only.
+                tracing::warn!(dir = %wal_dir.display(), segment = %reader.segment().display(), error = %e, "WAL record does not decode; skipped");
+                report.skipped_records += 1;
             }
             if pending >= REPLAY_BATCH {
-                self.replay_flush(&mut series_out, &mut samples_out, report)?;
+                let sent = self.replay_send(&mut series_out, &mut samples_out);
+                if let Some(prev) = in_flight.replace(sent) {
+                    replay_wait(prev, report)?;
+                }
                 pending = 0;
             }
         }
-        self.replay_flush(&mut series_out, &mut samples_out, report)?;
+        let last = self.replay_send(&mut series_out, &mut samples_out);
+        if let Some(prev) = in_flight.take() {
+            replay_wait(prev, report)?;
+        }
+        replay_wait(last, report)?;
         let slot = self.slot;
         let counts = self.on_cores(move |c| {
             c.with(slot, |s| {
@@ -425,26 +443,24 @@ impl Head {
         Ok(())
     }
 
-    fn replay_flush(
+    /// Hands each core its part of the replay read so far; the answers come back through
+    /// [`replay_wait`].
+    fn replay_send(
         &self,
         series: &mut [Vec<(u64, u64, Labels)>],
         samples: &mut [Vec<(u64, i64, f64)>],
-        report: &mut ReplayReport,
-    ) -> Result<()> {
+    ) -> Vec<ReplayCall> {
         let slot = self.slot;
-        let opts = self.opts.clone();
-        let cut = opts.cut();
-        let shared = self.shared.clone();
-        let mut calls = Vec::new();
+        let mut calls: Vec<ReplayCall> = Vec::new();
         for (core, (se, sa)) in series.iter_mut().zip(samples.iter_mut()).enumerate() {
             if se.is_empty() && sa.is_empty() {
                 continue;
             }
             let se = std::mem::take(se);
             let sa = std::mem::take(sa);
-            let shared = shared.clone();
-            let opts = opts.clone();
-            calls.push(self.rt.cores.call(core, move |c| async move {
+            let shared = self.shared.clone();
+            let opts = self.opts.clone();
+            calls.push(Box::pin(self.rt.cores.call(core, move |c| async move {
                 c.state().with(slot, |s| {
                     for (hash, r, labels) in se {
                         s.replay_series(hash, labels, r);
@@ -454,20 +470,15 @@ impl Head {
                     // head's own bounds at the time it was written were checked then.
                     check.min_valid = shared.min_valid.load(Relaxed);
                     check.max_valid = i64::MAX;
-                    let rep = s.replay_samples(&sa, check, &cut);
+                    let rep = s.replay_samples(&sa, check, &opts.cut());
                     if rep.max_time != i64::MIN {
                         shared.max_time.fetch_max(rep.max_time, Relaxed);
                     }
                     rep
                 })
-            }));
+            })));
         }
-        for r in futures::executor::block_on(join_all(calls)) {
-            let rep = r.map_err(canceled)?;
-            report.samples += rep.appended + rep.appended_ooo;
-            report.dropped += rep.too_old + rep.out_of_order + rep.duplicate_timestamp;
-        }
-        Ok(())
+        calls
     }
 
     /// The core that owns the series with label hash `hash`.
@@ -700,6 +711,20 @@ impl Head {
 
 fn wal_error(e: WalError) -> Error {
     Error::Wal(e)
+}
+
+/// One core's answer to a replay batch.
+type ReplayCall =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<AppendReport, Canceled>> + Send>>;
+
+/// Waits for replay batches and adds up what they stored and dropped.
+fn replay_wait(calls: Vec<ReplayCall>, report: &mut ReplayReport) -> Result<()> {
+    for r in futures::executor::block_on(join_all(calls)) {
+        let rep = r.map_err(canceled)?;
+        report.samples += rep.appended + rep.appended_ooo;
+        report.dropped += rep.too_old + rep.out_of_order + rep.duplicate_timestamp;
+    }
+    Ok(())
 }
 
 fn wal_closed() -> WalError {

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
+use super::refs::RefMap;
 use super::series::{AppendBounds, Appended, MemSeries};
 use crate::block::cut::{CutChunk, CutOptions};
 use crate::chunk::SampleBatch;
@@ -188,7 +189,7 @@ pub(crate) struct HeadShard {
     /// Label name → value → ids of the series holding that pair, ascending.
     postings: HashMap<CompactString, HashMap<CompactString, Vec<u32>>>,
     /// WAL ref → id; filled only while the WAL is replayed.
-    by_ref: HashMap<u64, u32>,
+    by_ref: RefMap<u32>,
     live: usize,
 }
 
@@ -321,7 +322,7 @@ impl HeadShard {
     /// Replay: adds a series read from the WAL under its ref (a ref seen before keeps its
     /// series: Prometheus may log a series again after a checkpoint).
     pub fn replay_series(&mut self, hash: u64, labels: Labels, r: u64) {
-        if self.by_ref.contains_key(&r) {
+        if self.by_ref.contains(r) {
             return;
         }
         let id = match self.find(hash, &mut labels.iter().map(|l| (&*l.name, &*l.value))) {
@@ -343,12 +344,19 @@ impl HeadShard {
         let bounds = AppendBounds {
             ooo_min: check.ooo_min,
         };
-        for &(r, t, v) in samples {
-            let Some(series) = self
-                .by_ref
-                .get(&r)
-                .and_then(|&id| self.series[id as usize].as_mut())
-            else {
+        // Appended series by series (each series' samples in log order): interleaved, every
+        // sample would touch another series' chunk and miss the cache.
+        let mut order: Vec<(u32, u32)> = Vec::with_capacity(samples.len());
+        for (i, &(r, _, _)) in samples.iter().enumerate() {
+            match self.by_ref.get(r) {
+                Some(id) => order.push((id, i as u32)),
+                None => rep.too_old += 1,
+            }
+        }
+        order.sort_unstable();
+        for (id, i) in order {
+            let (_, t, v) = samples[i as usize];
+            let Some(series) = self.series[id as usize].as_mut() else {
                 rep.too_old += 1;
                 continue;
             };
@@ -372,7 +380,7 @@ impl HeadShard {
 
     /// Ends replay: the ref map is no longer needed.
     pub fn end_replay(&mut self) {
-        self.by_ref = HashMap::new();
+        self.by_ref = RefMap::default();
     }
 
     /// Ids of the series matching every matcher, ascending.
