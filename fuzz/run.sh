@@ -127,6 +127,13 @@ seed() {
     # single records.
     tools
     "$tdir/debug/examples/wal_seed" "$dir" ;;
+  remote_write_v1 | remote_write_v2)
+    # A mode byte (bit 0: the rest is a snappy body; bits 1-4: label limits), then requests
+    # cut by the bench encoder and one with histograms, exemplars and metadata, in both
+    # protocol versions.
+    tools
+    mkdir -p corpus/remote_write_v1 corpus/remote_write_v2
+    "$tdir/debug/examples/remote_write_seed" corpus/remote_write_v1 corpus/remote_write_v2 ;;
   promql_parse)
     queries | seed_lines "$dir" ;;
   http_api)

@@ -22,7 +22,8 @@
 //! Read from thanos-io/thanos `pkg/receive/{handler,handler_writev2,writer,writer_errors}.go`
 //! and `pkg/store/labelpb/label_common.go`, and prometheus/prometheus
 //! `storage/remote/write_handler.go`, `prompb/io/prometheus/write/v2/symbols.go` and
-//! `tsdb/head_append.go` (the snapshots `docs/formats/remote-write.md` names):
+//! `tsdb/head_append.go` (recent main-branch copies, not necessarily the snapshots
+//! `docs/formats/remote-write.md` names):
 //!
 //! - Thanos's `labelpb.ValidateLabels` refuses a series with no labels, with an empty label
 //!   name or value ("label set contains a label with empty name or value"), with duplicate

@@ -174,16 +174,12 @@ fn agree(v: Version, buf: &[u8]) -> Result<Request, DecodeError> {
         (Ok(g), Some(Ok(w))) => assert_eq!(*g, w, "{buf:x?}"),
         (Ok(g), w) => panic!("decoded {g:?} where prost gives {w:?}: {buf:x?}"),
         (Err(_), None) => {}
-        (Err(e), Some(Err(()))) => assert!(
-            matches!(
-                e,
-                DecodeError::BadSymbolRef { .. } | DecodeError::OddLabelRefs { .. }
-            ),
-            "{e}"
-        ),
+        // Refusals beyond prost's: groups, which prost skips, and symbol references, which
+        // prost does not resolve (and truncates to 32 bits, where Gauntlet refuses them).
+        (Err(e), Some(Err(()))) => assert!(group(e) || reference(e), "{e}"),
         (Err(e), Some(Ok(_))) => assert!(
-            e.to_string().contains("group") || matches!(e, DecodeError::BadSymbolRef { .. }),
-            "refused what prost reads: {e}: {buf:x?}"
+            group(e) || matches!(e, DecodeError::BadSymbolRef { .. }),
+            "refused what prost reads: {e}"
         ),
     }
     if let Err(e) = &got {
@@ -902,4 +898,15 @@ proptest! {
             agree(Version::V1, &out).ok();
         }
     }
+}
+
+fn group(e: &DecodeError) -> bool {
+    e.to_string().contains("group (wire type 3 or 4)")
+}
+
+fn reference(e: &DecodeError) -> bool {
+    matches!(
+        e,
+        DecodeError::BadSymbolRef { .. } | DecodeError::OddLabelRefs { .. }
+    )
 }

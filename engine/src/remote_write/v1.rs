@@ -137,18 +137,20 @@ fn series<'a>(mut c: Cursor<'a>, out: &mut WriteBatch<'a>) -> Result<(), Fault> 
             k => c.other(k, at, TIME_SERIES)?,
         }
     }
-    let labels = &mut out.labels;
-    let mut name: Option<&'a str> = None;
-    strs(c.buf, &out.spans, |s| match name.take() {
-        None => name = Some(s),
-        Some(n) => labels.push((n, s)),
-    })
-    .map_err(|i| {
-        let field = if i % 2 == 0 { "name" } else { "value" };
-        Fault::new(out.spans[i].0 as usize, FaultKind::Utf8)
-            .at(field, None)
-            .at("labels", Some(fast + i / 2))
-    })?;
+    if !out.spans.is_empty() {
+        let labels = &mut out.labels;
+        let mut name: Option<&'a str> = None;
+        strs(c.buf, &out.spans, |s| match name.take() {
+            None => name = Some(s),
+            Some(n) => labels.push((n, s)),
+        })
+        .map_err(|i| {
+            let field = if i % 2 == 0 { "name" } else { "value" };
+            Fault::new(out.spans[i].0 as usize, FaultKind::Utf8)
+                .at(field, None)
+                .at("labels", Some(fast + i / 2))
+        })?;
+    }
     out.series.push(SeriesEntry {
         labels: first_label..out.labels.len() as u32,
         samples: first_sample..out.samples.len() as u32,
@@ -203,26 +205,26 @@ fn label_run<'a>(
 /// [`label`], which reads it to the same result.
 #[inline(always)]
 fn short_label(b: &[u8]) -> Option<[u32; 5]> {
-    let (&len, rest) = b.split_first()?;
-    let m = rest.get(..usize::from(len))?;
-    let (&[0x0a, n], rest) = m.split_first_chunk::<2>()? else {
+    // len, 0x0a, n, name (n bytes), 0x12, k, value (k bytes), with len = 4 + n + k.
+    let &[len, 0x0a, n, ..] = b else {
         return None;
     };
-    let (n, len) = (usize::from(n), usize::from(len));
-    let (&[0x12, k], value) = rest.get(n..)?.split_first_chunk::<2>()? else {
-        return None;
-    };
-    if len >= 0x80 || n >= 0x80 || k >= 0x80 || value.len() != usize::from(k) {
+    if (len | n) >= 0x80 {
         return None;
     }
-    let name_start = 3;
-    let value_start = name_start + n + 2;
+    let (len, n) = (usize::from(len), usize::from(n));
+    let &[0x12, k] = b.get(3 + n..5 + n)? else {
+        return None;
+    };
+    if k >= 0x80 || 4 + n + usize::from(k) != len || b.len() <= len {
+        return None;
+    }
     Some([
-        name_start as u32,
-        (name_start + n) as u32,
-        value_start as u32,
-        (1 + len) as u32,
-        (1 + len) as u32,
+        3,
+        3 + n as u32,
+        5 + n as u32,
+        1 + len as u32,
+        1 + len as u32,
     ])
 }
 
