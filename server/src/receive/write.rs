@@ -190,7 +190,7 @@ pub async fn receive(
     };
     let mut buf = Vec::new();
     if let Err(e) = remote_write::decompress(&raw, MAX_DECODED_BYTES, &mut buf) {
-        return answer(&st, decode_status(&e), format!("snappy: {e}"));
+        return answer(&st, decode_status(&e), e.to_string());
     }
     drop(raw);
     let done = write(&st, &tenant_name, replica, Input::Http { version, buf }).await;
