@@ -625,14 +625,17 @@ impl Head {
     }
 
     /// Writes the head's samples in `[start, end)` as a block under the tenant directory (with
-    /// the Thanos section `thanos`, when given), then drops them from memory and truncates the
-    /// WAL behind a checkpoint. Returns the block's meta (`None` when the range held nothing).
-    /// Blocking.
+    /// the Thanos section `thanos`, when given), calls `written` with its meta once it is in
+    /// place, then drops the range from memory and truncates the WAL behind a checkpoint.
+    /// Readers must see the block before the head lets go of its samples, or a query in
+    /// between would miss them: `written` is where a caller makes the block readable.
+    /// Returns the block's meta (`None` when the range held nothing). Blocking.
     pub fn cut_block(
         &self,
         start: i64,
         end: i64,
         thanos: Option<ThanosMeta>,
+        written: impl FnOnce(&BlockMeta),
     ) -> Result<Option<BlockMeta>> {
         let t0 = Instant::now();
         let slot = self.slot;
@@ -650,7 +653,10 @@ impl Head {
         }
         drop(all);
         let meta = w.finish(thanos)?;
-        // The block is in place: what it holds can leave memory and the WAL.
+        if let Some(m) = &meta {
+            written(m);
+        }
+        // The block is in place and readable: what it holds can leave memory and the WAL.
         let left = self.on_cores(move |c| {
             c.with(slot, |s| {
                 let removed = s.truncate_before(end);

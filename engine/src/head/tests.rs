@@ -165,7 +165,24 @@ fn cut_block_writes_a_block_truncates_memory_and_wal() {
     block_on(head.append(batches(&head, 50, &[3 * hour + 1_800_000]))).unwrap();
     let (start, end) = head.due_block().unwrap();
     assert_eq!((start, end), (hour, 2 * hour));
-    let meta = head.cut_block(start, end, None).unwrap().unwrap();
+    // When the block is in place the head still holds its samples, so a reader that opens
+    // the block then sees every sample (twice over the cut range, merged once).
+    let mut seen_while_cutting = 0;
+    let meta = head
+        .cut_block(start, end, None, |_| {
+            let blocks = LocalBlocks::open(dir.path()).unwrap();
+            let from_head = head
+                .select(&[eq("i", "0003")], 0, i64::MAX, &SelectHints::default())
+                .unwrap();
+            let from_blocks = blocks
+                .select(&[eq("i", "0003")], 0, i64::MAX, &SelectHints::default())
+                .unwrap();
+            let merged = crate::query::merge_series(vec![from_blocks, from_head]);
+            seen_while_cutting = merged[0].samples.len();
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen_while_cutting, 241);
     assert_eq!(meta.min_time, hour);
     assert_eq!(meta.max_time, 2 * hour);
     assert_eq!(meta.stats.num_series, 50);

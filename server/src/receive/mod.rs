@@ -350,15 +350,17 @@ impl Receiver {
                 let tt = t.clone();
                 let thanos = t.thanos_meta();
                 let res = tokio::task::spawn_blocking(move || {
-                    tt.head.cut_block(start, end, Some(thanos))
+                    tt.head.cut_block(start, end, Some(thanos), |_| {
+                        // Queries must find the block before the head drops its samples.
+                        if let Err(e) = tt.reload_blocks() {
+                            tracing::warn!(tenant = %tt.name, error = %e, "reopening blocks after a cut failed");
+                        }
+                    })
                 })
                 .await;
                 match res {
                     Ok(Ok(_)) => {
                         self.cuts.fetch_add(1, Relaxed);
-                        if let Err(e) = t.reload_blocks() {
-                            tracing::warn!(tenant = %t.name, error = %e, "reopening blocks after a cut failed");
-                        }
                     }
                     Ok(Err(e)) => {
                         self.cut_failures.fetch_add(1, Relaxed);
