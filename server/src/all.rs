@@ -131,7 +131,16 @@ async fn serve(args: AllArgs) -> anyhow::Result<()> {
                 m
             }),
         ));
-    let embedded = tokio::spawn(receiver.serve_embedded(crate::http::shutdown_signal()));
+    let rw_listener = tokio::net::TcpListener::bind(args.remote_write_address)
+        .await
+        .with_context(|| {
+            format!(
+                "binding --remote-write.address {}",
+                args.remote_write_address
+            )
+        })?;
+    let embedded =
+        tokio::spawn(receiver.serve_embedded(rw_listener, crate::http::shutdown_signal()));
     let svc = StoreService::new(store, 20);
     tracing::info!(address = %args.grpc_address, "StoreAPI listening");
     let grpc = tonic::transport::Server::builder()

@@ -335,8 +335,14 @@ impl GauntletServer {
     /// waits (at most 60 s) until `ready_path` answers 200 over HTTP.
     pub fn start(args: &[&str], ready_path: &str) -> GauntletServer {
         let [http_port, grpc_port] = free_ports();
+        // `all` takes remote write too: on loopback, on a port of its own choosing, unless the
+        // test names one.
+        let rw = (args.first() == Some(&"all")
+            && !args.iter().any(|a| a.starts_with("--remote-write.address")))
+        .then_some("--remote-write.address=127.0.0.1:0");
         let child = gauntlet()
             .args(args)
+            .args(rw)
             .arg(format!("--http-address=127.0.0.1:{http_port}"))
             .arg(format!("--grpc-address=127.0.0.1:{grpc_port}"))
             .stdout(Stdio::null())

@@ -577,7 +577,7 @@ pub fn query(o: &RunOptions, scenario: &'static str) -> Result<Recorded, RunErro
         o,
         scenario,
         "all",
-        "all --data-dir={data} --http-address=127.0.0.1:{http} --grpc-address=127.0.0.1:{grpc}",
+        "all --data-dir={data} --http-address=127.0.0.1:{http} --grpc-address=127.0.0.1:{grpc} --remote-write.address=127.0.0.1:0",
         &gdata,
     )?;
     let mut tgt = None;

@@ -501,23 +501,16 @@ impl Receiver {
         }
     }
 
-    /// Runs inside another role (`gauntlet all`): serves remote write on
-    /// `--remote-write.address` and does the background work until `shutdown` resolves, then
-    /// syncs every WAL. The caller serves [`Receiver::write_router`] on its own HTTP address
-    /// too, and reads the tenants itself.
+    /// Runs inside another role (`gauntlet all`): serves remote write on `listener` (bound by
+    /// the caller to `--remote-write.address`, so a taken port fails the start) and does the
+    /// background work until `shutdown` resolves, then syncs every WAL. The caller serves
+    /// [`Receiver::write_router`] on its own HTTP address too, and reads the tenants itself.
     pub async fn serve_embedded(
         self: Arc<Self>,
+        listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let listener = tokio::net::TcpListener::bind(self.args.remote_write_address)
-            .await
-            .with_context(|| {
-                format!(
-                    "binding --remote-write.address {}",
-                    self.args.remote_write_address
-                )
-            })?;
         tracing::info!(address = %listener.local_addr()?, "remote write listening");
         let background = self.spawn_maintenance(stop_rx.clone());
         let mut rx = stop_rx;
