@@ -49,6 +49,25 @@ impl Label {
     }
 }
 
+/// The matchers left for a source's own series once those naming one of its external labels
+/// `ext` are decided against it (as Thanos's stores decide them), or `None` when an external
+/// label rules the source out. When every matcher was on an external label, the source's
+/// every series is asked for (`__name__=~".*"`).
+pub fn external_matchers(ext: &Labels, matchers: &[Matcher]) -> Option<Vec<Matcher>> {
+    let mut out = Vec::with_capacity(matchers.len());
+    for m in matchers {
+        match ext.get(&m.name) {
+            Some(v) if !m.matches(v) => return None,
+            Some(_) => {}
+            None => out.push(m.clone()),
+        }
+    }
+    if out.is_empty() {
+        out.push(Matcher::new(MatchType::Regexp, METRIC_NAME, ".*").ok()?);
+    }
+    Some(out)
+}
+
 /// Prometheus's hash of a label set (`labels.Hash`): xxhash64 of every name and value, each
 /// followed by a 0xFF byte, in label order. The head finds series by it and routes them to
 /// their core with it.
@@ -122,6 +141,19 @@ impl Labels {
     /// Whether the set has no labels.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// These labels with the external labels `ext` attached, an external label replacing a
+    /// label of the same name, as a store serves its series.
+    pub fn with_external(&self, ext: &Labels) -> Labels {
+        let mut v: Vec<Label> = self
+            .iter()
+            .filter(|x| ext.get(&x.name).is_none())
+            .cloned()
+            .collect();
+        v.extend(ext.iter().cloned());
+        v.sort();
+        Labels(v)
     }
 
     /// The value of `name`, or `None` when absent.

@@ -23,7 +23,7 @@ const BUCKET_SPAN: &[Field] = &[
     Field::new(2, "length", Kind::Varint),
 ];
 /// `prometheus.Histogram`; 2.0's adds field 17 ([`super::v2`]).
-pub(super) const HISTOGRAM: &[Field] = &[
+pub(super) const HISTOGRAM_FIELDS: [Field; 16] = [
     Field::new(1, "count_int", Kind::Varint),
     Field::new(2, "count_float", Kind::Fixed64),
     Field::new(3, "sum", Kind::Fixed64),
@@ -41,6 +41,7 @@ pub(super) const HISTOGRAM: &[Field] = &[
     Field::new(15, "timestamp", Kind::Varint),
     Field::new(16, "custom_values", Kind::PackedFixed64),
 ];
+const HISTOGRAM: &[Field] = &HISTOGRAM_FIELDS;
 const TIME_SERIES: &[Field] = &[
     Field::new(1, "labels", Kind::Msg(LABEL)),
     Field::new(2, "samples", Kind::Msg(SAMPLE)),

@@ -19,29 +19,17 @@ const METADATA: &[Field] = &[
     Field::new(3, "help_ref", Kind::Varint),
     Field::new(4, "unit_ref", Kind::Varint),
 ];
-const BUCKET_SPAN: &[Field] = &[
-    Field::new(1, "offset", Kind::Varint),
-    Field::new(2, "length", Kind::Varint),
-];
-const HISTOGRAM: &[Field] = &[
-    Field::new(1, "count_int", Kind::Varint),
-    Field::new(2, "count_float", Kind::Fixed64),
-    Field::new(3, "sum", Kind::Fixed64),
-    Field::new(4, "schema", Kind::Varint),
-    Field::new(5, "zero_threshold", Kind::Fixed64),
-    Field::new(6, "zero_count_int", Kind::Varint),
-    Field::new(7, "zero_count_float", Kind::Fixed64),
-    Field::new(8, "negative_spans", Kind::Msg(BUCKET_SPAN)),
-    Field::new(9, "negative_deltas", Kind::PackedVarint),
-    Field::new(10, "negative_counts", Kind::PackedFixed64),
-    Field::new(11, "positive_spans", Kind::Msg(BUCKET_SPAN)),
-    Field::new(12, "positive_deltas", Kind::PackedVarint),
-    Field::new(13, "positive_counts", Kind::PackedFixed64),
-    Field::new(14, "reset_hint", Kind::Varint),
-    Field::new(15, "timestamp", Kind::Varint),
-    Field::new(16, "custom_values", Kind::PackedFixed64),
-    Field::new(17, "start_timestamp", Kind::Varint),
-];
+/// 1.0's `Histogram` and its field 17, the start timestamp.
+const HISTOGRAM_FIELDS: [Field; 17] = {
+    let mut out = [Field::new(17, "start_timestamp", Kind::Varint); 17];
+    let mut i = 0;
+    while i < super::v1::HISTOGRAM_FIELDS.len() {
+        out[i] = super::v1::HISTOGRAM_FIELDS[i];
+        i += 1;
+    }
+    out
+};
+const HISTOGRAM: &[Field] = &HISTOGRAM_FIELDS;
 /// Field 6 (the former `created_timestamp`) is reserved in the current `.proto`, so it is
 /// not declared: read when it is a varint, skipped like any unknown field otherwise.
 const TIME_SERIES: &[Field] = &[

@@ -8,7 +8,7 @@ use super::block::{BucketBlock, RawChunk};
 use super::{BucketStore, StoreError};
 use crate::chunk::xor::xor_num_samples;
 use crate::chunk::{AggrType, Encoding, SampleBatch, decode_xor_into, encode_xor};
-use crate::labels::{Labels, MatchType, Matcher};
+use crate::labels::{Labels, Matcher};
 use crate::query::merge_samples;
 
 /// Samples per chunk on the wire, as Thanos and Prometheus cut them.
@@ -141,19 +141,7 @@ impl BucketStore {
 /// The block's matchers after checking those on external labels: `None` when an external
 /// label rules the block out.
 pub(super) fn block_matchers(b: &BucketBlock, matchers: &[Matcher]) -> Option<Vec<Matcher>> {
-    let mut out = Vec::with_capacity(matchers.len());
-    for m in matchers {
-        match b.ext_labels.get(&m.name) {
-            Some(v) if !m.matches(v) => return None,
-            Some(_) => {}
-            None => out.push(m.clone()),
-        }
-    }
-    if out.is_empty() {
-        // Every matcher was on an external label: the whole block.
-        out.push(Matcher::new(MatchType::Regexp, "__name__", ".*").ok()?);
-    }
-    Some(out)
+    crate::labels::external_matchers(&b.ext_labels, matchers)
 }
 
 /// Sorts a series' chunks from several blocks by time and re-cuts them to at most 120 samples;
@@ -190,7 +178,8 @@ pub fn recut_chunks(c: RawChunk) -> Result<Vec<RawChunk>, crate::chunk::ChunkErr
     Ok(encode_batch(&b))
 }
 
-fn encode_batch(b: &SampleBatch) -> Vec<RawChunk> {
+/// Samples as XOR chunks of at most 120 samples each, as a store serves them.
+pub fn encode_batch(b: &SampleBatch) -> Vec<RawChunk> {
     b.ts.chunks(MAX_SAMPLES_PER_CHUNK)
         .zip(b.val.chunks(MAX_SAMPLES_PER_CHUNK))
         .map(|(ts, val)| RawChunk {

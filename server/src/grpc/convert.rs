@@ -117,15 +117,24 @@ pub fn abort(strategy: i32, disabled: bool) -> bool {
 /// limit, bad requests `InvalidArgument`, an unready store or unreachable bucket
 /// `Unavailable`, the rest `Internal`.
 pub fn status(e: StoreError) -> Status {
-    let code = match e.class() {
+    clipped(code(e.class()), &e.to_string())
+}
+
+/// The gRPC status of any engine error, by its class (as [`status`]).
+pub fn engine_status(e: gauntlet_engine::Error) -> Status {
+    clipped(code(e.class()), &e.to_string())
+}
+
+/// The gRPC code of an error class.
+pub fn code(class: ErrorClass) -> tonic::Code {
+    match class {
         ErrorClass::BadData => tonic::Code::InvalidArgument,
         ErrorClass::Execution => tonic::Code::ResourceExhausted,
         ErrorClass::Timeout => tonic::Code::DeadlineExceeded,
         ErrorClass::Canceled => tonic::Code::Cancelled,
         ErrorClass::Unavailable => tonic::Code::Unavailable,
         _ => tonic::Code::Internal,
-    };
-    clipped(code, &e.to_string())
+    }
 }
 
 /// A status whose message is at most [`MESSAGE_BYTES`]: it travels in a header.
@@ -196,4 +205,52 @@ pub fn chunk(c: &ChunkView<'_>) -> thanos::AggrChunk {
     out.max = field(AggrType::Max);
     out.counter = field(AggrType::Counter);
     out
+}
+
+/// One label set a StoreAPI server serves, with its time range (ms), for Info.
+#[derive(Debug, Clone)]
+pub struct InfoSet {
+    /// The external labels.
+    pub labels: Labels,
+    /// Oldest sample, ms.
+    pub min_time: i64,
+    /// Newest sample, ms.
+    pub max_time: i64,
+}
+
+/// The `thanos.info.Info` answer of a StoreAPI server of `component` ("store", "receive")
+/// serving `sets`: one label set and TSDB info per set, the store's range their union
+/// (MaxInt64/MinInt64 when there are none, as Thanos).
+pub fn info_response(
+    component: &str,
+    sets: &[InfoSet],
+    supports_sharding: bool,
+) -> thanos::info::InfoResponse {
+    let zsets: Vec<thanos::ZLabelSet> = sets
+        .iter()
+        .map(|s| thanos::ZLabelSet {
+            labels: labels(&s.labels),
+        })
+        .collect();
+    thanos::info::InfoResponse {
+        label_sets: zsets.clone(),
+        component_type: component.into(),
+        store: Some(thanos::info::StoreInfo {
+            min_time: sets.iter().map(|s| s.min_time).min().unwrap_or(i64::MAX),
+            max_time: sets.iter().map(|s| s.max_time).max().unwrap_or(i64::MIN),
+            supports_sharding,
+            supports_without_replica_labels: true,
+            tsdb_infos: sets
+                .iter()
+                .zip(zsets)
+                .map(|(s, z)| thanos::info::TsdbInfo {
+                    labels: Some(z),
+                    min_time: s.min_time,
+                    max_time: s.max_time,
+                })
+                .collect(),
+            supports_projections: false,
+        }),
+        ..Default::default()
+    }
 }

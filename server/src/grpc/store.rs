@@ -418,34 +418,15 @@ impl thanos::info::info_server::Info for StoreService {
         &self,
         _req: Request<thanos::info::InfoRequest>,
     ) -> Result<Response<thanos::info::InfoResponse>, Status> {
-        let sets = self.label_sets()?;
-        let (min_time, max_time) = time_range(&sets);
-        let zsets: Vec<thanos::ZLabelSet> = sets
-            .iter()
-            .map(|s| thanos::ZLabelSet {
-                labels: convert::labels(&s.labels),
+        let sets: Vec<convert::InfoSet> = self
+            .label_sets()?
+            .into_iter()
+            .map(|s| convert::InfoSet {
+                labels: s.labels,
+                min_time: s.min_time,
+                max_time: s.max_time,
             })
             .collect();
-        Ok(Response::new(thanos::info::InfoResponse {
-            label_sets: zsets.clone(),
-            component_type: "store".into(),
-            store: Some(thanos::info::StoreInfo {
-                min_time,
-                max_time,
-                supports_sharding: true,
-                supports_without_replica_labels: true,
-                tsdb_infos: sets
-                    .iter()
-                    .zip(zsets)
-                    .map(|(s, z)| thanos::info::TsdbInfo {
-                        labels: Some(z),
-                        min_time: s.min_time,
-                        max_time: s.max_time,
-                    })
-                    .collect(),
-                supports_projections: false,
-            }),
-            ..Default::default()
-        }))
+        Ok(Response::new(convert::info_response("store", &sets, true)))
     }
 }

@@ -5,17 +5,14 @@
 use std::sync::Arc;
 
 use gauntlet_engine::chunk::SampleBatch;
-use gauntlet_engine::chunk::encode_xor;
-use gauntlet_engine::labels::{Label, Labels, Matcher};
+use gauntlet_engine::labels::{Labels, Matcher, external_matchers};
 use gauntlet_engine::query::{Queryable, SelectHints, Series, without_labels};
+use gauntlet_engine::store::{ChunkView, encode_batch};
 use gauntlet_proto::thanos;
 use tonic::{Request, Response, Status};
 
 use super::tenants::{Tenant, Tenants};
 use crate::grpc::convert;
-
-/// Samples per chunk the receiver serves (Thanos's store re-chunks to at most 120 too).
-const SAMPLES_PER_CHUNK: usize = 120;
 
 /// The StoreAPI over the tenants.
 #[derive(Debug, Clone)]
@@ -40,45 +37,6 @@ impl ReceiveStore {
     }
 }
 
-/// The matchers left for the tenant's own series once those on its external labels are
-/// decided, or `None` when an external label rules the tenant out.
-fn tenant_matchers(t: &Tenant, matchers: &[Matcher]) -> Option<Vec<Matcher>> {
-    let mut rest = Vec::with_capacity(matchers.len());
-    for m in matchers {
-        match t.external.get(&m.name) {
-            Some(v) if !m.matches(v) => return None,
-            Some(_) => {}
-            None => rest.push(m.clone()),
-        }
-    }
-    Some(rest)
-}
-
-/// `l` with the tenant's external labels added (replacing a series label of the same name).
-fn with_external(l: &Labels, ext: &Labels) -> Labels {
-    let mut v: Vec<Label> = l
-        .iter()
-        .filter(|x| ext.get(&x.name).is_none())
-        .cloned()
-        .collect();
-    v.extend(ext.iter().cloned());
-    v.sort();
-    Labels::from_sorted(v)
-}
-
-fn status(e: gauntlet_engine::Error) -> Status {
-    use gauntlet_engine::ErrorClass;
-    let code = match e.class() {
-        ErrorClass::BadData => tonic::Code::InvalidArgument,
-        ErrorClass::Execution => tonic::Code::ResourceExhausted,
-        ErrorClass::Timeout => tonic::Code::DeadlineExceeded,
-        ErrorClass::Canceled => tonic::Code::Cancelled,
-        ErrorClass::Unavailable => tonic::Code::Unavailable,
-        _ => tonic::Code::Internal,
-    };
-    convert::clipped(code, &e.to_string())
-}
-
 /// Series of every tenant matching `matchers` with samples in `[mint, maxt]`, each with its
 /// tenant's external labels, sorted by labels. Blocking.
 pub fn select(
@@ -91,7 +49,7 @@ pub fn select(
     let mut out = Vec::new();
     for (t, ms) in targets(tenants, matchers) {
         for mut s in t.source().select(&ms, mint, maxt, hints)? {
-            s.labels = with_external(&s.labels, &t.external);
+            s.labels = s.labels.with_external(&t.external);
             out.push(s);
         }
     }
@@ -99,24 +57,17 @@ pub fn select(
     Ok(out)
 }
 
-/// Samples as XOR chunks of at most [`SAMPLES_PER_CHUNK`] in wire form.
+/// Samples as wire chunks of at most 120 samples, as the bucket store serves them.
 fn wire_chunks(samples: &SampleBatch) -> Vec<thanos::AggrChunk> {
-    samples
-        .ts
-        .chunks(SAMPLES_PER_CHUNK)
-        .zip(samples.val.chunks(SAMPLES_PER_CHUNK))
-        .map(|(ts, vs)| {
-            let data = bytes::Bytes::from(encode_xor(ts, vs));
-            thanos::AggrChunk {
-                min_time: ts[0],
-                max_time: ts[ts.len() - 1],
-                raw: Some(thanos::Chunk {
-                    r#type: thanos::chunk::Encoding::Xor as i32,
-                    hash: xxhash_rust::xxh64::xxh64(&data, 0),
-                    data,
-                }),
-                ..Default::default()
-            }
+    encode_batch(samples)
+        .iter()
+        .map(|c| {
+            convert::chunk(&ChunkView {
+                min_time: c.min_time,
+                max_time: c.max_time,
+                encoding: c.encoding,
+                data: &c.data,
+            })
         })
         .collect()
 }
@@ -173,7 +124,7 @@ fn targets(tenants: &Tenants, matchers: &[Matcher]) -> Vec<(Arc<Tenant>, Vec<Mat
     tenants
         .all()
         .into_iter()
-        .filter_map(|t| tenant_matchers(&t, matchers).map(|m| (t, m)))
+        .filter_map(|t| external_matchers(&t.external, matchers).map(|m| (t, m)))
         .collect()
 }
 
@@ -236,7 +187,7 @@ impl thanos::store_server::Store for ReceiveStore {
         })
         .await
         .map_err(|e| Status::internal(format!("series: {e}")))?
-        .map_err(status)?;
+        .map_err(convert::engine_status)?;
         let series: Vec<thanos::Series> = series
             .into_iter()
             .map(|(l, chunks)| thanos::Series {
@@ -261,7 +212,7 @@ impl thanos::store_server::Store for ReceiveStore {
             tokio::task::spawn_blocking(move || label_names(&tenants, &matchers, r.start, r.end))
                 .await
                 .map_err(|e| Status::internal(format!("label names: {e}")))?
-                .map_err(status)?;
+                .map_err(convert::engine_status)?;
         names.retain(|n| !r.without_replica_labels.contains(n));
         if r.limit > 0 {
             names.truncate(r.limit as usize);
@@ -286,7 +237,7 @@ impl thanos::store_server::Store for ReceiveStore {
         })
         .await
         .map_err(|e| Status::internal(format!("label values: {e}")))?
-        .map_err(status)?;
+        .map_err(convert::engine_status)?;
         if r.limit > 0 {
             values.truncate(r.limit as usize);
         }
@@ -304,33 +255,17 @@ impl thanos::info::info_server::Info for ReceiveStore {
         &self,
         _req: Request<thanos::info::InfoRequest>,
     ) -> Result<Response<thanos::info::InfoResponse>, Status> {
-        let sets = self.label_sets();
-        let zsets: Vec<thanos::ZLabelSet> = sets
-            .iter()
-            .map(|s| thanos::ZLabelSet {
-                labels: convert::labels(&s.0),
+        let sets: Vec<convert::InfoSet> = self
+            .label_sets()
+            .into_iter()
+            .map(|(labels, min_time)| convert::InfoSet {
+                labels,
+                min_time,
+                max_time: i64::MAX,
             })
             .collect();
-        Ok(Response::new(thanos::info::InfoResponse {
-            label_sets: zsets.clone(),
-            component_type: "receive".into(),
-            store: Some(thanos::info::StoreInfo {
-                min_time: sets.iter().map(|s| s.1).min().unwrap_or(i64::MAX),
-                max_time: i64::MAX,
-                supports_sharding: false,
-                supports_without_replica_labels: true,
-                tsdb_infos: sets
-                    .iter()
-                    .zip(zsets)
-                    .map(|(s, z)| thanos::info::TsdbInfo {
-                        labels: Some(z),
-                        min_time: s.1,
-                        max_time: i64::MAX,
-                    })
-                    .collect(),
-                supports_projections: false,
-            }),
-            ..Default::default()
-        }))
+        Ok(Response::new(convert::info_response(
+            "receive", &sets, false,
+        )))
     }
 }
