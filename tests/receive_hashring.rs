@@ -92,6 +92,26 @@ impl Cluster {
         decoded(&res[0], 0, i64::MAX)
     }
 
+    /// Waits (at most 15 s) until receiver `i` serves `want` for metric names matching `re`:
+    /// a write is acknowledged once a quorum of its replicas took it, so the last replica may
+    /// still be writing when the answer arrives.
+    fn await_served(&self, i: usize, re: &str, want: &Dump, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let got = self.served(i, re);
+            if &got == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "r{i} {what}: served {} series, want {}",
+                got.len(),
+                want.len()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Waits (at most 15 s) until every running receiver has loaded the file `changes`
     /// times.
     fn await_changes(&self, changes: u64) {
@@ -185,7 +205,7 @@ fn replication_factor_3_keeps_every_series_on_every_receiver_and_survives_one_do
     }
     for i in 0..3 {
         let want = expected(&sent, Some(&format!("r{i}")));
-        assert_eq!(c.served(i, "hr_.*"), want, "r{i} holds every series");
+        c.await_served(i, "hr_.*", &want, "holds every series");
     }
     let page = metrics(c.get(0));
     assert!(
@@ -237,7 +257,7 @@ fn replication_factor_3_keeps_every_series_on_every_receiver_and_survives_one_do
             expected(&sent, Some(&format!("r{i}"))),
             expected(&more, Some(&format!("r{i}"))),
         );
-        assert_eq!(c.served(i, "hr_.*"), want, "r{i} after r2 went down");
+        c.await_served(i, "hr_.*", &want, "after r2 went down");
     }
     let all = merged(expected(&sent, None), expected(&more, None));
     check_query(&querier, until, &all);
