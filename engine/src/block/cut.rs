@@ -47,6 +47,9 @@ pub struct CutChunk {
     pub data: Vec<u8>,
 }
 
+/// Bytes a new chunk's buffer starts with.
+const OPEN_CHUNK_BYTES: usize = 24;
+
 /// End of the chunk range holding `t` (Go's truncating division, as Prometheus computes it).
 fn range_end(t: i64, width: i64) -> i64 {
     (t / width).saturating_mul(width).saturating_add(width)
@@ -91,6 +94,11 @@ impl ChunkCutter {
         self.app.as_ref().map(|_| self.max_time)
     }
 
+    /// The bits of the last value taken (`None` when no chunk is open).
+    pub fn last_value_bits(&self) -> Option<u64> {
+        self.app.as_ref().map(XorAppender::last_value_bits)
+    }
+
     /// The open chunk: its first and last timestamps (ms) and its payload so far.
     pub fn open(&self) -> Option<(i64, i64, &[u8])> {
         self.app
@@ -123,7 +131,9 @@ impl ChunkCutter {
         let mut closed = None;
         if cut {
             closed = self.finish();
-            self.app = Some(XorAppender::new());
+            // A chunk's buffer starts small and doubles: a head holds one open chunk per
+            // series, most of them a few samples long.
+            self.app = Some(XorAppender::with_capacity(OPEN_CHUNK_BYTES));
             self.min_time = t;
             self.next_at = range_end(t, opts.chunk_range_ms);
         }

@@ -125,6 +125,11 @@ impl XorAppender {
         self.w.bytes()
     }
 
+    /// The bits of the last value appended (0 before the first).
+    pub fn last_value_bits(&self) -> u64 {
+        self.v_bits
+    }
+
     /// The finished payload.
     pub fn into_bytes(self) -> Vec<u8> {
         self.w.into_bytes()

@@ -13,12 +13,14 @@
 //! for the write only). A series always lives on the same core, so its samples reach the WAL in
 //! the order they were stored, which replay relies on.
 
+mod labels;
+mod postings;
 mod refs;
 mod series;
 mod shard;
 
 pub use series::Appended;
-pub use shard::{AppendBatch, AppendReport};
+pub use shard::{AppendBatch, AppendReport, HeadMemory};
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -28,13 +30,14 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 
+use self::labels::SeriesLabels;
 use self::refs::RefMap;
 use self::shard::{AppendCheck, HeadShard};
 use crate::block::cut::CutOptions;
 use crate::block::meta::{BlockMeta, ThanosMeta};
 use crate::block::writer::BlockWriter;
 use crate::error::{Error, Result};
-use crate::labels::{Labels, Matcher, hash_pairs};
+use crate::labels::{Labels, Matcher};
 use crate::query::{Queryable, SelectHints, Series};
 use crate::shard::{Canceled, RuntimeConfig, RuntimeError, ShardSet};
 use crate::wal::record::RecordType;
@@ -203,7 +206,7 @@ impl Shared {
     /// Encodes and writes the records for what one core stored.
     fn log(
         &self,
-        created: &[(u64, Labels)],
+        created: &[shard::Created],
         stored: &[(u64, i64, f64)],
         buf: &mut Vec<u8>,
     ) -> Result<(), WalError> {
@@ -213,7 +216,10 @@ impl Shared {
         buf.clear();
         let mut bounds = Vec::with_capacity(2);
         if !created.is_empty() {
-            wal::record::encode_series(buf, created.iter().map(|(r, l)| (*r, l)));
+            wal::record::begin_series(buf);
+            for (r, labels) in created {
+                wal::record::encode_series_pairs(buf, *r, labels.iter());
+            }
             bounds.push(buf.len());
         }
         if !stored.is_empty() {
@@ -352,7 +358,7 @@ impl Head {
     fn replay(&mut self, wal_dir: &Path, report: &mut ReplayReport) -> Result<()> {
         let cores = self.rt.cores();
         let mut ref_core: RefMap<u16> = RefMap::default();
-        let mut series_out: Vec<Vec<(u64, u64, Labels)>> = vec![Vec::new(); cores];
+        let mut series_out: Vec<Vec<(u64, u64, SeriesLabels)>> = vec![Vec::new(); cores];
         let mut samples_out: Vec<Vec<(u64, i64, f64)>> = vec![Vec::new(); cores];
         let mut samples = Vec::new();
         let mut max_ref = 0u64;
@@ -391,8 +397,8 @@ impl Head {
                     let mut list = Vec::new();
                     wal::record::decode_series_into(rec, &mut list).map(|()| {
                         for s in list {
-                            let labels = Labels::from_pairs(s.labels.iter().copied());
-                            let hash = hash_pairs(labels.iter().map(|l| (&*l.name, &*l.value)));
+                            let labels = series_labels(&s.labels);
+                            let hash = labels.hash();
                             let core = self.route(hash);
                             ref_core.insert(s.r, core as u16);
                             max_ref = max_ref.max(s.r);
@@ -447,7 +453,7 @@ impl Head {
     /// [`replay_wait`].
     fn replay_send(
         &self,
-        series: &mut [Vec<(u64, u64, Labels)>],
+        series: &mut [Vec<(u64, u64, SeriesLabels)>],
         samples: &mut [Vec<(u64, i64, f64)>],
     ) -> Vec<ReplayCall> {
         let slot = self.slot;
@@ -583,12 +589,16 @@ impl Head {
         }
     }
 
-    /// Bytes of sample data (chunk payloads and out-of-order samples) the head holds in
-    /// memory. Asks every core: for metrics, not hot paths. Blocking.
-    pub fn data_bytes(&self) -> Result<u64> {
+    /// The memory the head holds, by part. Asks every core: for metrics and logs, not hot
+    /// paths. Blocking.
+    pub fn memory(&self) -> Result<HeadMemory> {
         let slot = self.slot;
-        let parts = self.on_cores(move |c| c.with(slot, |s| s.data_bytes() as u64))?;
-        Ok(parts.into_iter().sum())
+        let parts = self.on_cores(move |c| c.with(slot, |s| s.memory()))?;
+        let mut m = HeadMemory::default();
+        for p in &parts {
+            m.merge(p);
+        }
+        Ok(m)
     }
 
     /// Runs `f` on every core with this tenant's shard and collects the answers in core order.
@@ -724,6 +734,16 @@ type ReplayCall =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<AppendReport, Canceled>> + Send>>;
 
 /// Waits for replay batches and adds up what they stored and dropped.
+/// A WAL series record's labels as the head keeps them: sorted by name with unique names.
+/// Prometheus writes them so; a record written otherwise is put in order first.
+fn series_labels(pairs: &[(&str, &str)]) -> SeriesLabels {
+    if pairs.windows(2).all(|w| w[0].0 < w[1].0) {
+        SeriesLabels::from_pairs(pairs.iter().copied())
+    } else {
+        SeriesLabels::from_labels(&Labels::from_pairs(pairs.iter().copied()))
+    }
+}
+
 fn replay_wait(calls: Vec<ReplayCall>, report: &mut ReplayReport) -> Result<()> {
     for r in futures::executor::block_on(join_all(calls)) {
         let rep = r.map_err(canceled)?;

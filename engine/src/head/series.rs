@@ -1,9 +1,9 @@
 //! One series of the head: its labels, its WAL ref, the chunks it has closed, its open chunk
 //! and the out-of-order samples it holds.
 
+use super::labels::SeriesLabels;
 use crate::block::cut::{ChunkCutter, CutChunk, CutOptions, cut_chunks};
 use crate::chunk::{SampleBatch, decode_xor_into};
-use crate::labels::Labels;
 
 /// What happened to one appended sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,28 +34,55 @@ pub(crate) struct AppendBounds {
 /// A series held in memory.
 #[derive(Debug)]
 pub(crate) struct MemSeries {
-    pub labels: Labels,
+    pub labels: SeriesLabels,
     /// The series' reference in the WAL.
     pub r: u64,
     /// Closed chunks, in time order, not overlapping.
     pub chunks: Vec<CutChunk>,
     /// The chunk samples are appended to.
     pub open: ChunkCutter,
-    /// The newest in-order sample's value bits (for duplicate detection).
-    last_bits: u64,
     /// Out-of-order samples, sorted by time, distinct timestamps.
-    pub ooo: Vec<(i64, f64)>,
+    pub ooo: OooSamples,
+}
+
+/// A series' out-of-order samples, sorted by time, distinct timestamps: one pointer while
+/// there are none, as for nearly every series.
+// The box makes the field one thin pointer, where a `Vec` would take three words.
+#[allow(clippy::box_collection)]
+#[derive(Debug, Default)]
+pub(crate) struct OooSamples(Option<Box<Vec<(i64, f64)>>>);
+
+impl std::ops::Deref for OooSamples {
+    type Target = [(i64, f64)];
+
+    fn deref(&self) -> &[(i64, f64)] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+}
+
+impl OooSamples {
+    fn insert(&mut self, i: usize, s: (i64, f64)) {
+        self.0.get_or_insert_default().insert(i, s);
+    }
+
+    fn retain(&mut self, keep: impl FnMut(&(i64, f64)) -> bool) {
+        if let Some(v) = &mut self.0 {
+            v.retain(keep);
+            if v.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
 }
 
 impl MemSeries {
-    pub fn new(labels: Labels, r: u64) -> Self {
+    pub fn new(labels: SeriesLabels, r: u64) -> Self {
         MemSeries {
             labels,
             r,
             chunks: Vec::new(),
             open: ChunkCutter::new(),
-            last_bits: 0,
-            ooo: Vec::new(),
+            ooo: OooSamples::default(),
         }
     }
 
@@ -76,7 +103,7 @@ impl MemSeries {
     pub fn append(&mut self, t: i64, v: f64, opts: &CutOptions, b: AppendBounds) -> Appended {
         match self.open.max_time() {
             Some(max) if t == max => {
-                if v.to_bits() == self.last_bits {
+                if Some(v.to_bits()) == self.open.last_value_bits() {
                     Appended::Duplicate
                 } else {
                     Appended::RefusedDuplicateTimestamp
@@ -92,10 +119,12 @@ impl MemSeries {
                 self.append_ooo(t, v)
             }
             _ => {
-                if let Some(c) = self.open.push(t, v, opts) {
+                if let Some(mut c) = self.open.push(t, v, opts) {
+                    // The open chunk's buffer grew by doubling; a closed chunk keeps its bytes
+                    // for hours, so it gives the slack back.
+                    c.data.shrink_to_fit();
                     self.chunks.push(c);
                 }
-                self.last_bits = v.to_bits();
                 Appended::InOrder
             }
         }
@@ -265,7 +294,7 @@ mod tests {
     const NO_OOO: AppendBounds = AppendBounds { ooo_min: i64::MAX };
 
     fn series() -> MemSeries {
-        MemSeries::new(Labels::from_pairs([("__name__", "x")]), 1)
+        MemSeries::new(SeriesLabels::from_pairs([("__name__", "x")]), 1)
     }
 
     fn all(s: &MemSeries) -> Vec<(i64, f64)> {

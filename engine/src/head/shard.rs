@@ -1,14 +1,18 @@
 //! One core's part of a tenant's head: the series whose label hash routes them to this core,
 //! found by hash and by postings, appended to and read only on this core's thread.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ops::Range;
 
+use hashbrown::HashTable;
+
+use super::labels::SeriesLabels;
+use super::postings::{Postings, ValueSource};
 use super::refs::RefMap;
 use super::series::{AppendBounds, Appended, MemSeries};
 use crate::block::cut::{CutChunk, CutOptions};
 use crate::chunk::SampleBatch;
-use crate::labels::{CompactString, Label, Labels, Matcher};
+use crate::labels::{Labels, MatchType, Matcher};
 use crate::query::Series;
 
 /// Series and samples bound for one core, copied out of a request so the request buffer can
@@ -89,7 +93,7 @@ impl AppendBatch {
         )
     }
 
-    fn series_labels(&self, s: &BatchSeries) -> impl Iterator<Item = (&str, &str)> + '_ {
+    fn series_labels(&self, s: &BatchSeries) -> impl Iterator<Item = (&str, &str)> + Clone + '_ {
         s.labels.clone().map(move |i| self.label(i))
     }
 }
@@ -151,6 +155,31 @@ impl AppendReport {
     }
 }
 
+/// Memory a head holds, by part, in bytes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HeadMemory {
+    /// Chunk payloads and out-of-order samples.
+    pub chunk_bytes: u64,
+    /// The series' label sets.
+    pub label_bytes: u64,
+    /// Series records, the hash index and the postings.
+    pub index_bytes: u64,
+}
+
+impl HeadMemory {
+    /// Adds another core's part.
+    pub fn merge(&mut self, o: &HeadMemory) {
+        self.chunk_bytes += o.chunk_bytes;
+        self.label_bytes += o.label_bytes;
+        self.index_bytes += o.index_bytes;
+    }
+
+    /// Every part.
+    pub fn total(&self) -> u64 {
+        self.chunk_bytes + self.label_bytes + self.index_bytes
+    }
+}
+
 /// The limits and bounds one append is checked against.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct AppendCheck {
@@ -163,31 +192,39 @@ pub(crate) struct AppendCheck {
 }
 
 /// A new series and its WAL ref, for the series record.
-pub(crate) type Created = (u64, Labels);
+pub(crate) type Created = (u64, SeriesLabels);
 
-/// Series ids under one hash: nearly always one.
-#[derive(Debug)]
-enum Ids {
-    One(u32),
-    Many(Vec<u32>),
+/// The postings read the values they index from the series themselves.
+impl ValueSource for [Option<Box<MemSeries>>] {
+    fn value(&self, id: u32, name: &str) -> Option<&str> {
+        self.get(id as usize)?.as_ref()?.labels.get(name)
+    }
 }
 
-impl Ids {
-    fn as_slice(&self) -> &[u32] {
-        match self {
-            Ids::One(i) => std::slice::from_ref(i),
-            Ids::Many(v) => v,
-        }
-    }
+/// A series in the hash index: its id and the low half of its label hash, from which the
+/// index's own hash is rebuilt when the table grows (a 32-bit fingerprint collides for a few
+/// pairs in a million; the labels decide then).
+#[derive(Debug, Clone, Copy)]
+struct HashEntry {
+    id: u32,
+    fingerprint: u32,
+}
+
+/// The table hash of a label hash's fingerprint: the bits spread over the whole word, as the
+/// table takes its bucket from the low bits and its tag from the high ones.
+fn table_hash(fingerprint: u32) -> u64 {
+    u64::from(fingerprint).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// The series one core owns for one tenant.
 #[derive(Debug, Default)]
 pub(crate) struct HeadShard {
+    /// Series by id; ids of removed series are reused ([`HeadShard::free`]).
     series: Vec<Option<Box<MemSeries>>>,
-    by_hash: HashMap<u64, Ids>,
-    /// Label name → value → ids of the series holding that pair, ascending.
-    postings: HashMap<CompactString, HashMap<CompactString, Vec<u32>>>,
+    free: Vec<u32>,
+    by_hash: HashTable<HashEntry>,
+    /// Label name → value → ids of the series holding that pair.
+    postings: Postings,
     /// WAL ref → id; filled only while the WAL is replayed.
     by_ref: RefMap<u32>,
     live: usize,
@@ -199,42 +236,50 @@ impl HeadShard {
         self.live
     }
 
-    fn find(&self, hash: u64, labels: &mut dyn Iterator<Item = (&str, &str)>) -> Option<u32> {
-        let ids = self.by_hash.get(&hash)?;
-        let want: Vec<(&str, &str)> = labels.collect();
-        ids.as_slice().iter().copied().find(|&id| {
-            self.series[id as usize].as_ref().is_some_and(|s| {
-                s.labels.len() == want.len()
-                    && s.labels
-                        .iter()
-                        .zip(&want)
-                        .all(|(l, w)| l.name == w.0 && l.value == w.1)
+    fn find<'a>(
+        &self,
+        hash: u64,
+        labels: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+    ) -> Option<u32> {
+        let fingerprint = hash as u32;
+        self.by_hash
+            .find(table_hash(fingerprint), |e| {
+                e.fingerprint == fingerprint
+                    && self.series[e.id as usize]
+                        .as_ref()
+                        .is_some_and(|s| s.labels.eq_pairs(labels.clone()))
             })
-        })
+            .map(|e| e.id)
     }
 
     /// Adds a series; returns its id.
-    pub fn create(&mut self, hash: u64, labels: Labels, r: u64) -> u32 {
-        let id = self.series.len() as u32;
-        for l in &labels {
-            self.postings
-                .entry(l.name.clone())
-                .or_default()
-                .entry(l.value.clone())
-                .or_default()
-                .push(id);
-        }
-        match self.by_hash.get_mut(&hash) {
+    pub fn create(&mut self, hash: u64, labels: SeriesLabels, r: u64) -> u32 {
+        let series = Some(Box::new(MemSeries::new(labels, r)));
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.series[id as usize] = series;
+                id
+            }
             None => {
-                self.by_hash.insert(hash, Ids::One(id));
+                self.series.push(series);
+                (self.series.len() - 1) as u32
             }
-            Some(ids) => {
-                let mut v = ids.as_slice().to_vec();
-                v.push(id);
-                *ids = Ids::Many(v);
-            }
-        }
-        self.series.push(Some(Box::new(MemSeries::new(labels, r))));
+        };
+        let HeadShard {
+            series, postings, ..
+        } = self;
+        let pairs = series[id as usize]
+            .as_ref()
+            .map(|s| s.labels.iter())
+            .into_iter()
+            .flatten();
+        postings.add(id, pairs, series.as_slice());
+        let fingerprint = hash as u32;
+        self.by_hash.insert_unique(
+            table_hash(fingerprint),
+            HashEntry { id, fingerprint },
+            |e| table_hash(e.fingerprint),
+        );
         self.live += 1;
         id
     }
@@ -260,7 +305,7 @@ impl HeadShard {
         };
         for s in &batch.series {
             let samples = &batch.samples[s.samples.start as usize..s.samples.end as usize];
-            let id = match self.find(s.hash, &mut batch.series_labels(s)) {
+            let id = match self.find(s.hash, batch.series_labels(s)) {
                 Some(id) => id,
                 None if samples.is_empty() => continue,
                 None if !reserve_series() => {
@@ -268,12 +313,7 @@ impl HeadShard {
                     continue;
                 }
                 None => {
-                    let labels = Labels::from_sorted(
-                        batch
-                            .series_labels(s)
-                            .map(|(n, v)| Label::new(n, v))
-                            .collect(),
-                    );
+                    let labels = SeriesLabels::from_pairs(batch.series_labels(s));
                     let r = next_ref();
                     created.push((r, labels.clone()));
                     rep.new_series += 1;
@@ -321,11 +361,11 @@ impl HeadShard {
 
     /// Replay: adds a series read from the WAL under its ref (a ref seen before keeps its
     /// series: Prometheus may log a series again after a checkpoint).
-    pub fn replay_series(&mut self, hash: u64, labels: Labels, r: u64) {
+    pub fn replay_series(&mut self, hash: u64, labels: SeriesLabels, r: u64) {
         if self.by_ref.contains(r) {
             return;
         }
-        let id = match self.find(hash, &mut labels.iter().map(|l| (&*l.name, &*l.value))) {
+        let id = match self.find(hash, labels.iter()) {
             Some(id) => id,
             None => self.create(hash, labels, r),
         };
@@ -387,14 +427,21 @@ impl HeadShard {
     fn select_ids(&self, matchers: &[Matcher]) -> Vec<u32> {
         // The narrowest matcher that cannot match an empty value gives the candidates.
         let mut candidates: Option<Vec<u32>> = None;
+        let held = self.series.as_slice();
         for m in matchers.iter().filter(|m| !m.matches("")) {
-            let Some(values) = self.postings.get(m.name.as_str()) else {
+            if !self.postings.has_name(&m.name) {
                 return Vec::new();
-            };
+            }
             let mut ids: Vec<u32> = Vec::new();
-            for (v, list) in values {
-                if m.matches(v) {
+            if m.typ == MatchType::Equal {
+                if let Some(list) = self.postings.get(&m.name, &m.value, held) {
                     ids.extend_from_slice(list);
+                }
+            } else {
+                for (v, list) in self.postings.values(&m.name, held) {
+                    if m.matches(v) {
+                        ids.extend_from_slice(list);
+                    }
                 }
             }
             ids.sort_unstable();
@@ -442,7 +489,7 @@ impl HeadShard {
             s.samples_into(mint, maxt, &mut samples);
             if !samples.is_empty() {
                 out.push(Series {
-                    labels: s.labels.clone(),
+                    labels: s.labels.to_labels(),
                     samples,
                 });
             }
@@ -454,9 +501,9 @@ impl HeadShard {
     pub fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> HashSet<String> {
         let mut out = HashSet::new();
         for s in self.matching(matchers, mint, maxt) {
-            for l in &s.labels {
-                if !out.contains(l.name.as_str()) {
-                    out.insert(l.name.to_string());
+            for (name, _) in s.labels.iter() {
+                if !out.contains(name) {
+                    out.insert(name.to_string());
                 }
             }
         }
@@ -494,7 +541,7 @@ impl HeadShard {
             .iter()
             .flatten()
             .filter(|s| s.overlaps(mint, maxt - 1))
-            .map(|s| (s.labels.clone(), s.block_chunks(mint, maxt, opts)))
+            .map(|s| (s.labels.to_labels(), s.block_chunks(mint, maxt, opts)))
             .filter(|(_, c)| !c.is_empty())
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -504,57 +551,48 @@ impl HeadShard {
     /// Drops every sample before `mint` and the series left without samples; returns the
     /// number of series removed.
     pub fn truncate_before(&mut self, mint: i64) -> usize {
-        let mut removed: Vec<(u32, u64)> = Vec::new();
+        let mut removed: Vec<u32> = Vec::new();
         for (id, slot) in self.series.iter_mut().enumerate() {
             if let Some(s) = slot
                 && !s.truncate_before(mint)
             {
-                let hash =
-                    crate::labels::hash_pairs(s.labels.iter().map(|l| (&*l.name, &*l.value)));
-                removed.push((id as u32, hash));
+                removed.push(id as u32);
             }
         }
         if removed.is_empty() {
             return 0;
         }
-        let gone: HashSet<u32> = removed.iter().map(|r| r.0).collect();
-        let mut touched: HashSet<(CompactString, CompactString)> = HashSet::new();
-        for &(id, hash) in &removed {
-            if let Some(s) = self.series[id as usize].take() {
-                for l in &s.labels {
-                    touched.insert((l.name.clone(), l.value.clone()));
-                }
-            }
-            if let Some(ids) = self.by_hash.get_mut(&hash) {
-                let rest: Vec<u32> = ids
-                    .as_slice()
-                    .iter()
-                    .copied()
-                    .filter(|i| !gone.contains(i))
-                    .collect();
-                match rest.as_slice() {
-                    [] => {
-                        self.by_hash.remove(&hash);
-                    }
-                    [one] => *ids = Ids::One(*one),
-                    _ => *ids = Ids::Many(rest),
-                }
-            }
-        }
-        for (name, value) in touched {
-            if let Some(values) = self.postings.get_mut(&name) {
-                if let Some(list) = values.get_mut(&value) {
-                    list.retain(|i| !gone.contains(i));
-                    if list.is_empty() {
-                        values.remove(&value);
-                    }
-                }
-                if values.is_empty() {
-                    self.postings.remove(&name);
+        let gone: HashSet<u32> = removed.iter().copied().collect();
+        let HeadShard {
+            series,
+            free,
+            by_hash,
+            postings,
+            live,
+            ..
+        } = self;
+        {
+            let held = |id: u32| series[id as usize].as_deref();
+            // Each list is filtered once, however many of its series go.
+            let touched: HashSet<(&str, &str)> = removed
+                .iter()
+                .filter_map(|&id| held(id))
+                .flat_map(|s| s.labels.iter())
+                .collect();
+            postings.remove(touched, &|i| gone.contains(&i), series.as_slice());
+            for &id in &removed {
+                let Some(s) = held(id) else { continue };
+                let fingerprint = s.labels.hash() as u32;
+                if let Ok(e) = by_hash.find_entry(table_hash(fingerprint), |e| e.id == id) {
+                    e.remove();
                 }
             }
         }
-        self.live -= removed.len();
+        for &id in &removed {
+            series[id as usize] = None;
+        }
+        free.extend(removed.iter().rev());
+        *live -= removed.len();
         removed.len()
     }
 
@@ -572,8 +610,18 @@ impl HeadShard {
             .min()
     }
 
-    /// Bytes of sample data held.
-    pub fn data_bytes(&self) -> usize {
-        self.series.iter().flatten().map(|s| s.data_bytes()).sum()
+    /// What the shard's memory holds, by part (estimated from sizes and capacities).
+    pub fn memory(&self) -> HeadMemory {
+        let mut m = HeadMemory::default();
+        for s in self.series.iter().flatten() {
+            m.chunk_bytes += s.data_bytes() as u64;
+            m.label_bytes += s.labels.heap_bytes() as u64;
+        }
+        let slots = self.series.capacity() * std::mem::size_of::<Option<Box<MemSeries>>>()
+            + self.live * std::mem::size_of::<MemSeries>()
+            + self.free.capacity() * 4
+            + self.by_hash.capacity() * (std::mem::size_of::<HashEntry>() + 1);
+        m.index_bytes = (slots + self.postings.heap_bytes()) as u64;
+        m
     }
 }

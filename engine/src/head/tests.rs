@@ -1,5 +1,6 @@
 use super::*;
 use crate::block::reader::block_dirs;
+use crate::labels::hash_pairs;
 use crate::query::LocalBlocks;
 use crate::shard::IoChoice;
 
@@ -247,4 +248,89 @@ fn a_torn_wal_tail_is_cut_and_the_rest_replayed() {
     assert!(rep.repaired.is_some(), "{rep:?}");
     assert_eq!(rep.samples, 9 * 20);
     assert_eq!(head.stats().series, 20);
+}
+
+/// Series as a Kubernetes scrape makes them: eight labels, two of them unique to the series.
+fn pod_batches(head: &Head, from: usize, to: usize, t: i64) -> Vec<AppendBatch> {
+    let mut out = vec![AppendBatch::new(); head.cores()];
+    for i in from..to {
+        let pod = format!("api-server-7d9f8b6c5d-{i:08x}");
+        let ip = format!("10.{}.{}.{}:9100", i >> 16 & 255, i >> 8 & 255, i & 255);
+        let pairs = [
+            ("__name__", "container_memory_working_set_bytes"),
+            ("container", "api"),
+            ("instance", ip.as_str()),
+            ("job", "kubernetes-pods"),
+            ("namespace", "prod"),
+            ("node", "node-17"),
+            ("pod", pod.as_str()),
+            ("replica", "r1"),
+        ];
+        let hash = hash_pairs(pairs);
+        out[head.route(hash)].push_series(hash, pairs, [(t, i as f64)]);
+    }
+    out
+}
+
+#[test]
+fn memory_per_series_stays_small_and_removed_series_give_their_room_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(2);
+    let (head, _) = Head::open(rt, dir.path(), opts()).unwrap();
+    let n = 50_000;
+    let t = 1_000_000;
+    block_on(head.append(pod_batches(&head, 0, n, t))).unwrap();
+    let m = head.memory().unwrap();
+    let per_series = |b: u64| b as f64 / n as f64;
+    // 160 bytes of label text and 16 of lengths; the index: the series record, a hash slot
+    // and the postings of the two values only this series has.
+    assert!(per_series(m.label_bytes) < 180.0, "{m:?}");
+    assert!(per_series(m.index_bytes) < 250.0, "{m:?}");
+    let got = head
+        .select(
+            &[eq("pod", "api-server-7d9f8b6c5d-0000beef")],
+            0,
+            i64::MAX,
+            &SelectHints::default(),
+        )
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].labels.get("instance"), Some("10.0.190.239:9100"));
+
+    // The first half stops, the head drops it, and as many new series arrive: they take the
+    // slots and postings room of the old ones.
+    block_on(head.append(pod_batches(&head, n / 2, n, t + 7_200_000))).unwrap();
+    let (start, end) = head.due_block().unwrap();
+    head.cut_block(start, end, None, |_| {}).unwrap();
+    assert_eq!(head.stats().series, n as u64 / 2);
+    block_on(head.append(pod_batches(&head, n, n + n / 2, t + 7_200_000))).unwrap();
+    assert_eq!(head.stats().series, n as u64);
+    let after = head.memory().unwrap();
+    assert!(
+        after.index_bytes <= m.index_bytes + m.index_bytes / 10,
+        "{m:?} then {after:?}"
+    );
+    let gone = head
+        .select(
+            &[eq("pod", "api-server-7d9f8b6c5d-00000001")],
+            0,
+            i64::MAX,
+            &SelectHints::default(),
+        )
+        .unwrap();
+    assert!(gone.is_empty());
+    let jobs = head
+        .select(
+            &[eq("job", "kubernetes-pods")],
+            0,
+            i64::MAX,
+            &SelectHints::default(),
+        )
+        .unwrap();
+    assert_eq!(jobs.len(), n);
+    let re = Matcher::new(crate::labels::MatchType::Regexp, "pod", ".*-0000f.{3}").unwrap();
+    let some = head
+        .select(&[re], 0, i64::MAX, &SelectHints::default())
+        .unwrap();
+    assert_eq!(some.len(), 4096);
 }

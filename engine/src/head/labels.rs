@@ -1,0 +1,137 @@
+//! A head series' label set in one allocation: each name and value as a uvarint length and
+//! its bytes, in label order (the pairs of a WAL series record). A million series each
+//! holding eight labels as separate strings would spend most of the head's memory on string
+//! headers; this form costs the text, a byte or two per string and one pointer.
+
+use crate::encoding::{put_uvarint, read_uvarint};
+use crate::labels::{Label, Labels};
+
+/// A label set sorted by name, packed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SeriesLabels(Box<[u8]>);
+
+impl SeriesLabels {
+    /// Packs `pairs` (sorted by name, unique names: the caller's invariant).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut out = Vec::new();
+        for (n, v) in pairs {
+            put_uvarint(&mut out, n.len() as u64);
+            out.extend_from_slice(n.as_bytes());
+            put_uvarint(&mut out, v.len() as u64);
+            out.extend_from_slice(v.as_bytes());
+        }
+        SeriesLabels(out.into_boxed_slice())
+    }
+
+    /// Packs a label set.
+    pub fn from_labels(labels: &Labels) -> Self {
+        Self::from_pairs(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+    }
+
+    /// The pairs as raw bytes, in order.
+    fn raw(&self) -> RawPairs<'_> {
+        RawPairs { buf: &self.0 }
+    }
+
+    /// The pairs (name, value), in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + Clone + '_ {
+        self.raw().map(|(n, v)| (as_str(n), as_str(v)))
+    }
+
+    /// Whether the pairs equal `other`'s, compared as bytes without decoding them as text.
+    pub fn eq_pairs<'a>(&self, other: impl IntoIterator<Item = (&'a str, &'a str)>) -> bool {
+        let mut mine = self.raw();
+        for (n, v) in other {
+            match mine.next() {
+                Some((mn, mv)) if mn == n.as_bytes() && mv == v.as_bytes() => {}
+                _ => return false,
+            }
+        }
+        mine.next().is_none()
+    }
+
+    /// The value of label `name`, if the set has it.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.raw()
+            .find(|(n, _)| *n == name.as_bytes())
+            .map(|(_, v)| as_str(v))
+    }
+
+    /// The label set as the query path's [`Labels`].
+    pub fn to_labels(&self) -> Labels {
+        Labels::from_sorted(self.iter().map(|(n, v)| Label::new(n, v)).collect())
+    }
+
+    /// Prometheus's hash of the set ([`crate::labels::hash_pairs`]).
+    pub fn hash(&self) -> u64 {
+        crate::labels::hash_pairs(self.iter())
+    }
+
+    /// Heap bytes the set takes.
+    pub fn heap_bytes(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// The packed bytes were all written from `&str`s, so each string is valid UTF-8; a failure
+/// would be a bug, and reads as an empty string rather than a panic on a serving thread.
+fn as_str(b: &[u8]) -> &str {
+    debug_assert!(std::str::from_utf8(b).is_ok());
+    std::str::from_utf8(b).unwrap_or_default()
+}
+
+#[derive(Clone)]
+struct RawPairs<'a> {
+    buf: &'a [u8],
+}
+
+/// The next length-prefixed string of `buf`, moving `buf` past it.
+fn take_string<'a>(buf: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let (len, n) = read_uvarint(buf).ok()?;
+    let end = n.checked_add(usize::try_from(len).ok()?)?;
+    let s = buf.get(n..end)?;
+    *buf = &buf[end..];
+    Some(s)
+}
+
+impl<'a> Iterator for RawPairs<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        let n = take_string(&mut self.buf)?;
+        let v = take_string(&mut self.buf)?;
+        Some((n, v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_round_trip_and_compare_as_bytes() {
+        let long = "v".repeat(300);
+        let pairs = [
+            ("__name__", "up"),
+            ("a", ""),
+            ("job", long.as_str()),
+            ("zé", "ü"),
+        ];
+        let l = SeriesLabels::from_pairs(pairs);
+        assert_eq!(l.iter().collect::<Vec<_>>(), pairs);
+        assert!(l.eq_pairs(pairs));
+        assert!(!l.eq_pairs(pairs[..3].iter().copied()));
+        assert!(!l.eq_pairs([("__name__", "up"), ("a", ""), ("job", "v"), ("zé", "ü")]));
+        assert_eq!(l.get("job"), Some(long.as_str()));
+        assert_eq!(l.get("a"), Some(""));
+        assert_eq!(l.get("b"), None);
+        assert_eq!(l.hash(), crate::labels::hash_pairs(pairs));
+        assert_eq!(l.to_labels(), Labels::from_pairs(pairs));
+        // The text is 320 bytes; each length takes a byte, the 300-byte one two.
+        assert_eq!(l.heap_bytes(), 328);
+        assert!(SeriesLabels::from_pairs([]).iter().next().is_none());
+    }
+}

@@ -1,0 +1,238 @@
+//! One core's postings: for each label name, the ids of the series holding each of its
+//! values. A value's text is not kept here: it is read from the first series of its list
+//! (every series on the list holds it), so a value only one series has (a pod name, an
+//! instance, a container id) costs a sixteen-byte entry and a control byte, not a second copy
+//! of its text.
+
+use std::collections::HashMap;
+
+use hashbrown::HashTable;
+
+use crate::labels::CompactString;
+
+/// Series ids holding one label pair, in no particular order (ids are reused). Nearly every
+/// list of a high-cardinality label has one id, kept inline.
+// The box makes the field one thin pointer, where a `Vec` would take three words.
+#[allow(clippy::box_collection)]
+#[derive(Debug, Clone)]
+pub(crate) enum Ids {
+    One(u32),
+    Many(Box<Vec<u32>>),
+}
+
+impl Ids {
+    pub fn as_slice(&self) -> &[u32] {
+        match self {
+            Ids::One(i) => std::slice::from_ref(i),
+            Ids::Many(v) => v,
+        }
+    }
+
+    /// The first id: a series whose labels hold the pair (lists are never empty).
+    pub fn first(&self) -> u32 {
+        self.as_slice()[0]
+    }
+
+    /// Adds `id`, not on the list yet.
+    pub fn push(&mut self, id: u32) {
+        match self {
+            Ids::One(a) => *self = Ids::Many(Box::new(vec![*a, id])),
+            Ids::Many(v) => v.push(id),
+        }
+    }
+
+    /// Keeps the ids `keep` accepts; returns whether any is left.
+    pub fn retain(&mut self, keep: impl Fn(u32) -> bool) -> bool {
+        match self {
+            Ids::One(a) => keep(*a),
+            Ids::Many(v) => {
+                v.retain(|&i| keep(i));
+                match v.as_slice() {
+                    [] => false,
+                    [one] => {
+                        *self = Ids::One(*one);
+                        true
+                    }
+                    _ => {
+                        if v.capacity() > 2 * v.len() {
+                            v.shrink_to_fit();
+                        }
+                        true
+                    }
+                }
+            }
+        }
+    }
+
+    /// Heap bytes the list takes beyond its entry.
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Ids::One(_) => 0,
+            Ids::Many(v) => 24 + v.capacity() * 4,
+        }
+    }
+}
+
+/// Where the postings read the text of the values they index.
+pub(crate) trait ValueSource {
+    /// Label `name`'s value of series `id`.
+    fn value(&self, id: u32, name: &str) -> Option<&str>;
+}
+
+fn value_hash(v: &str) -> u64 {
+    xxhash_rust::xxh64::xxh64(v.as_bytes(), 0)
+}
+
+/// Label name → value → series ids.
+#[derive(Debug, Default)]
+pub(crate) struct Postings {
+    names: HashMap<CompactString, HashTable<Ids>>,
+}
+
+impl Postings {
+    /// Indexes series `id` (not indexed yet) under each of its `pairs`.
+    /// `value_of` must already answer for `id`.
+    pub fn add<'a>(
+        &mut self,
+        id: u32,
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+        src: &(impl ValueSource + ?Sized),
+    ) {
+        for (name, value) in pairs {
+            let table = match self.names.get_mut(name) {
+                Some(t) => t,
+                None => self.names.entry(CompactString::from(name)).or_default(),
+            };
+            let hash = value_hash(value);
+            let same = |ids: &Ids| src.value(ids.first(), name) == Some(value);
+            match table.find_mut(hash, same) {
+                Some(ids) => ids.push(id),
+                None => {
+                    table.insert_unique(hash, Ids::One(id), |ids| {
+                        value_hash(src.value(ids.first(), name).unwrap_or_default())
+                    });
+                }
+            }
+        }
+    }
+
+    /// Removes the ids `gone` accepts from the lists of `pairs`, dropping lists left empty.
+    /// `value_of` must still answer for every id on those lists.
+    pub fn remove<'a>(
+        &mut self,
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+        gone: &dyn Fn(u32) -> bool,
+        src: &(impl ValueSource + ?Sized),
+    ) {
+        for (name, value) in pairs {
+            let Some(table) = self.names.get_mut(name) else {
+                continue;
+            };
+            let hash = value_hash(value);
+            let same = |ids: &Ids| src.value(ids.first(), name) == Some(value);
+            if let Ok(entry) = table.find_entry(hash, same) {
+                let mut entry = entry;
+                if !entry.get_mut().retain(|i| !gone(i)) {
+                    entry.remove();
+                }
+            }
+            if table.is_empty() {
+                self.names.remove(name);
+            }
+        }
+    }
+
+    /// The series holding `name="value"`.
+    pub fn get(
+        &self,
+        name: &str,
+        value: &str,
+        src: &(impl ValueSource + ?Sized),
+    ) -> Option<&[u32]> {
+        let table = self.names.get(name)?;
+        table
+            .find(value_hash(value), |ids| {
+                src.value(ids.first(), name) == Some(value)
+            })
+            .map(Ids::as_slice)
+    }
+
+    /// Whether any series has label `name`.
+    pub fn has_name(&self, name: &str) -> bool {
+        self.names.contains_key(name)
+    }
+
+    /// Every value of `name` with its series.
+    pub fn values<'s, S: ValueSource + ?Sized>(
+        &'s self,
+        name: &'s str,
+        src: &'s S,
+    ) -> impl Iterator<Item = (&'s str, &'s [u32])> + 's {
+        self.names.get(name).into_iter().flat_map(move |t| {
+            t.iter().map(move |ids| {
+                (
+                    src.value(ids.first(), name).unwrap_or_default(),
+                    ids.as_slice(),
+                )
+            })
+        })
+    }
+
+    /// Heap bytes the postings take (names, tables and id lists).
+    pub fn heap_bytes(&self) -> usize {
+        self.names
+            .iter()
+            .map(|(n, t)| {
+                n.len()
+                    + 48
+                    + t.capacity() * (std::mem::size_of::<Ids>() + 1)
+                    + t.iter().map(Ids::heap_bytes).sum::<usize>()
+            })
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_read_their_values_from_the_series() {
+        struct Held(Vec<Vec<(&'static str, &'static str)>>);
+        impl ValueSource for Held {
+            fn value(&self, id: u32, name: &str) -> Option<&str> {
+                let pairs = self.0.get(id as usize)?;
+                pairs.iter().find(|p| p.0 == name).map(|p| p.1)
+            }
+        }
+        let series = vec![
+            vec![("job", "a"), ("pod", "p0")],
+            vec![("job", "a"), ("pod", "p1")],
+            vec![("job", "b"), ("pod", "p2")],
+        ];
+        let held = Held(series.clone());
+        let mut p = Postings::default();
+        for (id, s) in series.iter().enumerate() {
+            p.add(id as u32, s.iter().copied(), &held);
+        }
+        assert_eq!(p.get("job", "a", &held), Some(&[0, 1][..]));
+        assert_eq!(p.get("pod", "p2", &held), Some(&[2][..]));
+        assert_eq!(p.get("pod", "p3", &held), None);
+        let mut jobs: Vec<(&str, Vec<u32>)> = p
+            .values("job", &held)
+            .map(|(v, ids)| (v, ids.to_vec()))
+            .collect();
+        jobs.sort();
+        assert_eq!(jobs, vec![("a", vec![0, 1]), ("b", vec![2])]);
+
+        // Series 0 goes: its unique pod value goes with it, and job="a" is read from series 1.
+        p.remove(series[0].iter().copied(), &|i| i == 0, &held);
+        assert_eq!(p.get("job", "a", &held), Some(&[1][..]));
+        assert_eq!(p.get("pod", "p0", &held), None);
+        p.remove(series[2].iter().copied(), &|i| i == 2, &held);
+        assert_eq!(p.values("job", &held).count(), 1);
+        assert!(p.has_name("pod"));
+        p.remove(series[1].iter().copied(), &|i| i == 1, &held);
+        assert!(!p.has_name("job"));
+    }
+}
