@@ -169,6 +169,11 @@ pub(crate) struct RunArgs {
     /// Gauntlet arguments replacing the scenario's default; {http}, {grpc}, {data} are filled in.
     #[arg(long)]
     gauntlet_args: Option<String>,
+    /// An argument appended to Gauntlet's (default or --gauntlet-args) arguments, e.g.
+    /// `--gauntlet-arg=--engine.cores=1`; repeatable; {http}, {grpc}, {data} are filled in. The
+    /// current table names the input with them, so such runs get rows of their own.
+    #[arg(long = "gauntlet-arg", allow_hyphen_values = true)]
+    gauntlet_arg: Vec<String>,
     /// Use this running endpoint as the target instead of starting Gauntlet.
     #[arg(long)]
     target_url: Option<String>,
@@ -237,6 +242,7 @@ impl RunArgs {
             prometheus_script: self.prometheus_script.clone(),
             gauntlet_bin: self.gauntlet_bin.clone(),
             gauntlet_args: self.gauntlet_args.clone(),
+            gauntlet_extra_args: self.gauntlet_arg.clone(),
             target_url: self.target_url.clone(),
             target_pid: self.target_pid,
             baseline_url: self.baseline_url.clone(),

@@ -4,6 +4,7 @@
 
 pub mod current;
 pub mod engine_stream;
+mod ingest;
 mod report;
 mod scenarios;
 pub mod series;
@@ -14,8 +15,9 @@ use std::time::Duration;
 
 use crate::datagen::GenConfig;
 
+pub use ingest::ingest;
 pub use report::{Figures, machine_description, record};
-pub use scenarios::{compact, count_samples, ingest, query};
+pub use scenarios::{compact, count_samples, query};
 
 /// Why a scenario could not be run.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +62,9 @@ pub struct RunOptions {
     /// Arguments for Gauntlet replacing the scenario's default; `{http}`, `{grpc}` and
     /// `{data}` are replaced by the ports and data directory.
     pub gauntlet_args: Option<String>,
+    /// Arguments appended to Gauntlet's (default or replaced) arguments, with the same
+    /// placeholders (`--gauntlet-arg`, repeatable).
+    pub gauntlet_extra_args: Vec<String>,
     /// Endpoint of an already running target instead of starting Gauntlet.
     pub target_url: Option<String>,
     /// Its process id, for process figures when it runs here.

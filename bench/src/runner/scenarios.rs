@@ -7,12 +7,11 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::datagen::write_blocks_dir;
-use crate::load::{query as qload, remote_write as rwload};
-use crate::remote_write::{BatchConfig, encode_stream};
+use crate::load::query as qload;
 
 use super::current::{Figure, Recorded};
 use super::report::{Figures, render};
-use super::server::{Server, free_port, gauntlet_has, prometheus_cmd, version_of};
+use super::server::{Server, free_port, gauntlet_cmd, gauntlet_has, prometheus_cmd, version_of};
 use super::{RunError, RunOptions};
 
 pub(super) const READY_WAIT: Duration = Duration::from_secs(120);
@@ -74,7 +73,7 @@ pub(super) fn baseline(
 }
 
 /// Starts the target: the external endpoint, or Gauntlet's `subcommand` when it exists.
-fn target(
+pub(super) fn target(
     o: &RunOptions,
     name: &str,
     subcommand: &str,
@@ -99,14 +98,16 @@ fn target(
     let (http, grpc) = (free_port()?, free_port()?);
     let dir = o.work_dir.join(format!("{name}-gauntlet"));
     std::fs::create_dir_all(&dir)?;
-    let mut cmd = Command::new(bin);
-    for a in args.split_whitespace() {
-        cmd.arg(
-            a.replace("{http}", &http.to_string())
-                .replace("{grpc}", &grpc.to_string())
-                .replace("{data}", &data.display().to_string()),
-        );
-    }
+    let cmd = gauntlet_cmd(
+        bin,
+        args,
+        &o.gauntlet_extra_args,
+        &[
+            ("http", http.to_string()),
+            ("grpc", grpc.to_string()),
+            ("data", data.display().to_string()),
+        ],
+    );
     let version = version_of(bin);
     Server::start(
         &format!(
@@ -121,7 +122,7 @@ fn target(
     .map(Some)
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -189,140 +190,6 @@ fn families_text(g: &crate::datagen::GenConfig, prefix: &str) -> String {
         .filter_map(|(on, n)| on.then_some(n))
         .collect();
     format!("{prefix}{}", names.join(","))
-}
-
-/// `ingest`: each side gets the same remote-write stream flat out (or at `rate`) for
-/// `duration` over `connections` connections; then every sample is counted with
-/// `sum(count_over_time({__name__=~".+"}[…]))` to check what became queryable.
-pub fn ingest(o: &RunOptions) -> Result<Recorded, RunError> {
-    let batch = BatchConfig {
-        shards: o.connections,
-        external_labels: vec![("replica".into(), "bench".into())],
-        ..BatchConfig::default()
-    };
-    let t0 = Instant::now();
-    let stream = encode_stream(&o.data, &batch)?;
-    eprintln!(
-        "encoded {} requests, {} series, {} samples in {:.1} s",
-        stream.requests.len(),
-        stream.series,
-        stream.samples,
-        t0.elapsed().as_secs_f64()
-    );
-    let span = stream.span_ms;
-    let run_side = |server: &Server, write_path: &str, stream| -> Result<Figures, RunError> {
-        // The data starts an hour ago on the scrape grid, so a flat-out run stays near now.
-        let interval = o.data.scrape_interval_ms;
-        let data_start = (now_ms() - 3_600_000) / interval * interval;
-        let opts = rwload::RemoteWriteOptions {
-            url: format!("{}{write_path}", server.url),
-            rate: o.rate,
-            duration: o.duration,
-            timeout: Duration::from_secs(60),
-            time_shift_ms: data_start - o.data.start_ms,
-        };
-        let before = server.stats();
-        let rep = rwload::run(stream, &opts)?;
-        let after = server.stats();
-        eprintln!("{}:\n{}", server.name, rep.render());
-        let end = data_start + (rep.cycles as i64 + 1) * span;
-        let qt = Instant::now();
-        let counted = count_samples(server, data_start, end).ok();
-        let count_s = qt.elapsed().as_secs_f64();
-        let cpu_s = before.zip(after).map(|(b, a)| a.cpu_s - b.cpu_s);
-        let mut notes = format!(
-            "{} samples acknowledged; {}; generator CPU {:.1}% of a core",
-            rep.acked_samples,
-            cpu_s.map_or("server CPU n/a".to_string(), |c| format!(
-                "{:.0} samples per server CPU second",
-                rep.acked_samples as f64 / c.max(1e-9)
-            )),
-            100.0 * rep.self_cpu_share()
-        );
-        match counted {
-            Some(c) => notes.push_str(&format!(
-                "; {c:.0} samples queryable (count took {count_s:.1} s; stale markers are not counted)"
-            )),
-            None => notes.push_str("; queryable count not available"),
-        }
-        for (code, n) in &rep.non_2xx {
-            notes.push_str(&format!("; {n}× HTTP {code}"));
-        }
-        if rep.transport_errors > 0 {
-            notes.push_str(&format!("; {} transport errors", rep.transport_errors));
-        }
-        Ok(Figures {
-            system: server.name.clone(),
-            throughput: rep.acked_samples_per_s(),
-            p50_ms: rep.latency_p50_ms,
-            p99_ms: rep.latency_p99_ms,
-            cpu_s,
-            peak_rss_bytes: after.map(|a| a.peak_rss_bytes),
-            notes,
-        })
-    };
-    let data = o.work_dir.join("ingest-prometheus-data");
-    let _ = std::fs::remove_dir_all(&data);
-    let extra = [
-        "--web.enable-remote-write-receiver".to_string(),
-        "--query.max-samples=1000000000".to_string(),
-        "--query.timeout=10m".to_string(),
-    ];
-    let stream_b = stream.clone();
-    let mut b = baseline(o, "ingest", &data, &extra)?;
-    let base = run_side(
-        &b,
-        if o.baseline_url.is_some() {
-            ""
-        } else {
-            "/api/v1/write"
-        },
-        stream_b,
-    )?;
-    b.stop();
-    let gdata = o.work_dir.join("ingest-gauntlet-data");
-    let _ = std::fs::remove_dir_all(&gdata);
-    // `all` rather than `receive`: the same receiver, plus the PromQL API the count needs.
-    let tgt = match target(
-        o,
-        "ingest",
-        "all",
-        "all --http-address=127.0.0.1:{http} --grpc-address=127.0.0.1:{grpc} --data-dir={data} --remote-write.address=127.0.0.1:0",
-        &gdata,
-    )? {
-        Some(mut t) => {
-            let path = if o.target_url.is_some() {
-                ""
-            } else {
-                "/api/v1/receive"
-            };
-            let f = run_side(&t, path, stream)?;
-            t.stop();
-            Some(f)
-        }
-        None => None,
-    };
-    let section = render(
-        "ingest",
-        "acked samples/s",
-        &format!(
-            "{}; {} connections, {} s {}, 2000 samples per request, external label replica=\"bench\"",
-            input_text(o),
-            o.connections,
-            o.duration.as_secs(),
-            o.rate
-                .map_or("flat out".to_string(), |r| format!("at {r:.0} samples/s"))
-        ),
-        &o.command_line,
-        &base,
-        tgt.as_ref(),
-    );
-    Ok(Recorded {
-        scenario: "ingest",
-        input: input_name(o, None),
-        section,
-        figures: side_figures("acknowledged samples/s", &base, tgt.as_ref()),
-    })
 }
 
 /// Counts the samples queryable in `[start_ms, end_ms]` with `count_over_time`, one query per
@@ -407,10 +274,10 @@ pub(super) fn block_count(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
-/// The input as the current table names it: the generator's knobs, then the series of the
-/// blocks in `blocks` (`680 targets × 8 pods, 2 h (124k series)`). Rows are matched on the
-/// knobs alone.
-pub(super) fn input_name(o: &RunOptions, blocks: Option<&Path>) -> String {
+/// The input as the current table names it: the generator's knobs, any `--gauntlet-arg`s,
+/// then `series`, the series of each block or of the data (`680 targets × 8 pods, 2 h (124k
+/// series)`). Rows are matched on the part before the parenthesis.
+pub(super) fn input_name(o: &RunOptions, series: &[u64]) -> String {
     let g = &o.data;
     let span = if g.duration_ms >= 3_600_000 {
         format!("{} h", g.duration_ms as f64 / 3_600_000.0)
@@ -423,34 +290,47 @@ pub(super) fn input_name(o: &RunOptions, blocks: Option<&Path>) -> String {
         g.pods_per_target,
         families_text(g, ", families ")
     );
-    let series: Vec<u64> = blocks
-        .and_then(|d| std::fs::read_dir(d).ok())
+    if !o.gauntlet_extra_args.is_empty() {
+        name.push_str(&format!(
+            ", Gauntlet with `{}`",
+            o.gauntlet_extra_args.join(" ")
+        ));
+    }
+    match series {
+        [] => {}
+        [n] => name.push_str(&format!(" ({} series)", short_count(*n))),
+        many => name.push_str(&format!(
+            " ({} blocks, up to {} series each)",
+            many.len(),
+            short_count(many.iter().copied().max().unwrap_or(0))
+        )),
+    }
+    name
+}
+
+/// The series of each block under `dir`, from their `meta.json`.
+pub(super) fn block_series(dir: &Path) -> Vec<u64> {
+    std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .filter_map(Result::ok)
         .filter_map(|e| std::fs::read_to_string(e.path().join("meta.json")).ok())
         .filter_map(|m| serde_json::from_str::<serde_json::Value>(&m).ok())
         .filter_map(|m| m["stats"]["numSeries"].as_u64())
-        .collect();
-    let short = |n: u64| match n {
+        .collect()
+}
+
+/// A count as the tables name sizes: `1.16M`, `124k`, `3700`.
+pub(super) fn short_count(n: u64) -> String {
+    match n {
         n if n >= 1_000_000 => format!("{:.2}M", n as f64 / 1e6),
         n if n >= 10_000 => format!("{}k", (n as f64 / 1e3).round()),
         n => n.to_string(),
-    };
-    match series.as_slice() {
-        [] => {}
-        [n] => name.push_str(&format!(" ({} series)", short(*n))),
-        many => name.push_str(&format!(
-            " ({} blocks, up to {} series each)",
-            many.len(),
-            short(many.iter().copied().max().unwrap_or(0))
-        )),
     }
-    name
 }
 
 /// The figures of a side-by-side table for the current table: throughput, latency, peak RSS.
-fn side_figures(unit: &str, base: &Figures, target: Option<&Figures>) -> Vec<Figure> {
+pub(super) fn side_figures(unit: &str, base: &Figures, target: Option<&Figures>) -> Vec<Figure> {
     let rss = |f: &Figures| f.peak_rss_bytes.map(|b| b as f64 / 1048576.0);
     let mut out = vec![Figure::new(
         unit,
@@ -635,7 +515,7 @@ pub fn query(o: &RunOptions, scenario: &'static str) -> Result<Recorded, RunErro
     ) + &per_query;
     Ok(Recorded {
         scenario,
-        input: input_name(o, Some(&src)),
+        input: input_name(o, &block_series(&src)),
         section,
         figures,
     })
@@ -718,7 +598,7 @@ pub fn compact(o: &RunOptions) -> Result<Recorded, RunError> {
     );
     Ok(Recorded {
         scenario: "compact",
-        input: input_name(o, None),
+        input: input_name(o, &[]),
         section,
         figures: side_figures("input blocks per compaction second", &base, None),
     })
@@ -813,7 +693,14 @@ fn per_query_table(
 
 #[cfg(test)]
 mod tests {
-    use super::log_duration_s;
+    use super::{log_duration_s, short_count};
+
+    #[test]
+    fn counts_are_shortened() {
+        assert_eq!(short_count(1_162_800), "1.16M");
+        assert_eq!(short_count(116_280), "116k");
+        assert_eq!(short_count(3_700), "3700");
+    }
 
     #[test]
     fn go_durations_in_logs() {

@@ -21,9 +21,9 @@ use prost::Message;
 use super::current::{Figure, Recorded};
 use super::report::{machine_description, ratio, utc_now};
 use super::scenarios::{
-    READY_WAIT, baseline_over_blocks, block_count, blocks, input_name, input_text,
+    READY_WAIT, baseline_over_blocks, block_count, block_series, blocks, input_name, input_text,
 };
-use super::server::{Server, free_port, gauntlet_has, version_of};
+use super::server::{Server, free_port, gauntlet_cmd, gauntlet_has, version_of};
 use super::{RunError, RunOptions};
 
 /// A selection: matchers and a time range, ms inclusive.
@@ -663,15 +663,17 @@ fn start_store(
     let default = "store --objstore.config-file={bucket} --data-dir={data} \
                    --http-address=127.0.0.1:{http} --grpc-address=127.0.0.1:{grpc}";
     let args = o.gauntlet_args.as_deref().unwrap_or(default);
-    let mut cmd = std::process::Command::new(bin);
-    for a in args.split_whitespace() {
-        cmd.arg(
-            a.replace("{http}", &http.to_string())
-                .replace("{grpc}", &grpc.to_string())
-                .replace("{data}", &data.display().to_string())
-                .replace("{bucket}", &cfg.display().to_string()),
-        );
-    }
+    let cmd = gauntlet_cmd(
+        bin,
+        args,
+        &o.gauntlet_extra_args,
+        &[
+            ("http", http.to_string()),
+            ("grpc", grpc.to_string()),
+            ("data", data.display().to_string()),
+            ("bucket", cfg.display().to_string()),
+        ],
+    );
     let version = version_of(bin);
     let s = Server::start(
         &format!(
@@ -770,7 +772,7 @@ pub fn series(o: &RunOptions, selectors: &[String], passes: usize) -> Result<Rec
     );
     Ok(Recorded {
         scenario: "series",
-        input: input_name(o, Some(&src)),
+        input: input_name(o, &block_series(&src)),
         section,
         figures: figures(&base, target.as_ref(), &inner),
     })
