@@ -14,13 +14,28 @@ impl SeriesLabels {
     /// Packs `pairs` (sorted by name, unique names: the caller's invariant).
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         let mut out = Vec::new();
+        Self::pack_into(&mut out, pairs);
+        SeriesLabels(out.into_boxed_slice())
+    }
+
+    /// Appends `pairs` packed to `out`: what [`SeriesLabels::packed`] gives back.
+    pub fn pack_into<'a>(out: &mut Vec<u8>, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) {
         for (n, v) in pairs {
-            put_uvarint(&mut out, n.len() as u64);
+            put_uvarint(out, n.len() as u64);
             out.extend_from_slice(n.as_bytes());
-            put_uvarint(&mut out, v.len() as u64);
+            put_uvarint(out, v.len() as u64);
             out.extend_from_slice(v.as_bytes());
         }
-        SeriesLabels(out.into_boxed_slice())
+    }
+
+    /// A set from bytes [`SeriesLabels::pack_into`] wrote.
+    pub fn from_packed(packed: &[u8]) -> Self {
+        SeriesLabels(packed.into())
+    }
+
+    /// The packed bytes: two sets are equal exactly when these are.
+    pub fn packed(&self) -> &[u8] {
+        &self.0
     }
 
     /// Packs a label set.
@@ -36,18 +51,6 @@ impl SeriesLabels {
     /// The pairs (name, value), in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + Clone + '_ {
         self.raw().map(|(n, v)| (as_str(n), as_str(v)))
-    }
-
-    /// Whether the pairs equal `other`'s, compared as bytes without decoding them as text.
-    pub fn eq_pairs<'a>(&self, other: impl IntoIterator<Item = (&'a str, &'a str)>) -> bool {
-        let mut mine = self.raw();
-        for (n, v) in other {
-            match mine.next() {
-                Some((mn, mv)) if mn == n.as_bytes() && mv == v.as_bytes() => {}
-                _ => return false,
-            }
-        }
-        mine.next().is_none()
     }
 
     /// The value of label `name`, if the set has it.
@@ -122,9 +125,12 @@ mod tests {
         ];
         let l = SeriesLabels::from_pairs(pairs);
         assert_eq!(l.iter().collect::<Vec<_>>(), pairs);
-        assert!(l.eq_pairs(pairs));
-        assert!(!l.eq_pairs(pairs[..3].iter().copied()));
-        assert!(!l.eq_pairs([("__name__", "up"), ("a", ""), ("job", "v"), ("zé", "ü")]));
+        assert_eq!(SeriesLabels::from_packed(l.packed()), l);
+        let mut two = Vec::new();
+        SeriesLabels::pack_into(&mut two, pairs[..3].iter().copied());
+        assert_ne!(two.as_slice(), l.packed());
+        SeriesLabels::pack_into(&mut two, [("a", "b")]);
+        assert_eq!(&two[..two.len() - 4], &l.packed()[..two.len() - 4]);
         assert_eq!(l.get("job"), Some(long.as_str()));
         assert_eq!(l.get("a"), Some(""));
         assert_eq!(l.get("b"), None);

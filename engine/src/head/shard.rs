@@ -16,13 +16,11 @@ use crate::labels::{Labels, MatchType, Matcher};
 use crate::query::Series;
 
 /// Series and samples bound for one core, copied out of a request so the request buffer can
-/// be freed (or reused) at once: label bytes in one string, no allocation per series.
+/// be freed (or reused) at once: every series' labels packed as the head keeps them
+/// ([`SeriesLabels`]) in one buffer, no allocation per series.
 #[derive(Debug, Default, Clone)]
 pub struct AppendBatch {
-    strings: String,
-    /// Per label: where its name ends and its value ends in `strings` (each starts where the
-    /// previous ends).
-    labels: Vec<(u32, u32)>,
+    packed: Vec<u8>,
     series: Vec<BatchSeries>,
     samples: Vec<(i64, f64)>,
 }
@@ -48,18 +46,13 @@ impl AppendBatch {
         labels: impl IntoIterator<Item = (&'a str, &'a str)>,
         samples: impl IntoIterator<Item = (i64, f64)>,
     ) {
-        let l0 = self.labels.len() as u32;
-        for (n, v) in labels {
-            self.strings.push_str(n);
-            let name_end = self.strings.len() as u32;
-            self.strings.push_str(v);
-            self.labels.push((name_end, self.strings.len() as u32));
-        }
+        let l0 = self.packed.len() as u32;
+        SeriesLabels::pack_into(&mut self.packed, labels);
         let s0 = self.samples.len() as u32;
         self.samples.extend(samples);
         self.series.push(BatchSeries {
             hash,
-            labels: l0..self.labels.len() as u32,
+            labels: l0..self.packed.len() as u32,
             samples: s0..self.samples.len() as u32,
         });
     }
@@ -79,22 +72,9 @@ impl AppendBatch {
         self.series.is_empty()
     }
 
-    /// Label `i` of the batch as (name, value).
-    fn label(&self, i: u32) -> (&str, &str) {
-        let start = if i == 0 {
-            0
-        } else {
-            self.labels[i as usize - 1].1 as usize
-        };
-        let (ne, ve) = self.labels[i as usize];
-        (
-            &self.strings[start..ne as usize],
-            &self.strings[ne as usize..ve as usize],
-        )
-    }
-
-    fn series_labels(&self, s: &BatchSeries) -> impl Iterator<Item = (&str, &str)> + Clone + '_ {
-        s.labels.clone().map(move |i| self.label(i))
+    /// The packed labels of series `s`.
+    fn series_labels(&self, s: &BatchSeries) -> &[u8] {
+        &self.packed[s.labels.start as usize..s.labels.end as usize]
     }
 }
 
@@ -236,18 +216,15 @@ impl HeadShard {
         self.live
     }
 
-    fn find<'a>(
-        &self,
-        hash: u64,
-        labels: impl Iterator<Item = (&'a str, &'a str)> + Clone,
-    ) -> Option<u32> {
+    /// The series with `packed` labels ([`SeriesLabels::packed`]), whose hash is `hash`.
+    fn find(&self, hash: u64, packed: &[u8]) -> Option<u32> {
         let fingerprint = hash as u32;
         self.by_hash
             .find(table_hash(fingerprint), |e| {
                 e.fingerprint == fingerprint
                     && self.series[e.id as usize]
                         .as_ref()
-                        .is_some_and(|s| s.labels.eq_pairs(labels.clone()))
+                        .is_some_and(|s| s.labels.packed() == packed)
             })
             .map(|e| e.id)
     }
@@ -313,7 +290,7 @@ impl HeadShard {
                     continue;
                 }
                 None => {
-                    let labels = SeriesLabels::from_pairs(batch.series_labels(s));
+                    let labels = SeriesLabels::from_packed(batch.series_labels(s));
                     let r = next_ref();
                     created.push((r, labels.clone()));
                     rep.new_series += 1;
@@ -365,7 +342,7 @@ impl HeadShard {
         if self.by_ref.contains(r) {
             return;
         }
-        let id = match self.find(hash, labels.iter()) {
+        let id = match self.find(hash, labels.packed()) {
             Some(id) => id,
             None => self.create(hash, labels, r),
         };
