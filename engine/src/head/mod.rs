@@ -18,6 +18,7 @@ mod postings;
 mod refs;
 mod series;
 mod shard;
+mod slab;
 
 pub use series::Appended;
 pub use shard::{AppendBatch, AppendReport, HeadMemory};

@@ -10,6 +10,7 @@ use super::labels::SeriesLabels;
 use super::postings::{Postings, ValueSource};
 use super::refs::RefMap;
 use super::series::{AppendBounds, Appended, MemSeries};
+use super::slab::Slab;
 use crate::block::cut::{CutChunk, CutOptions};
 use crate::chunk::SampleBatch;
 use crate::labels::{Labels, MatchType, Matcher};
@@ -175,9 +176,9 @@ pub(crate) struct AppendCheck {
 pub(crate) type Created = (u64, SeriesLabels);
 
 /// The postings read the values they index from the series themselves.
-impl ValueSource for [Option<Box<MemSeries>>] {
+impl ValueSource for Slab {
     fn value(&self, id: u32, name: &str) -> Option<&str> {
-        self.get(id as usize)?.as_ref()?.labels.get(name)
+        self.get(id)?.labels.get(name)
     }
 }
 
@@ -200,7 +201,7 @@ fn table_hash(fingerprint: u32) -> u64 {
 #[derive(Debug, Default)]
 pub(crate) struct HeadShard {
     /// Series by id; ids of removed series are reused ([`HeadShard::free`]).
-    series: Vec<Option<Box<MemSeries>>>,
+    series: Slab,
     free: Vec<u32>,
     by_hash: HashTable<HashEntry>,
     /// Label name → value → ids of the series holding that pair.
@@ -222,8 +223,9 @@ impl HeadShard {
         self.by_hash
             .find(table_hash(fingerprint), |e| {
                 e.fingerprint == fingerprint
-                    && self.series[e.id as usize]
-                        .as_ref()
+                    && self
+                        .series
+                        .get(e.id)
                         .is_some_and(|s| s.labels.packed() == packed)
             })
             .map(|e| e.id)
@@ -231,26 +233,23 @@ impl HeadShard {
 
     /// Adds a series; returns its id.
     pub fn create(&mut self, hash: u64, labels: SeriesLabels, r: u64) -> u32 {
-        let series = Some(Box::new(MemSeries::new(labels, r)));
+        let series = MemSeries::new(labels, r);
         let id = match self.free.pop() {
             Some(id) => {
-                self.series[id as usize] = series;
+                self.series.replace(id, Some(series));
                 id
             }
-            None => {
-                self.series.push(series);
-                (self.series.len() - 1) as u32
-            }
+            None => self.series.push(series),
         };
         let HeadShard {
             series, postings, ..
         } = self;
-        let pairs = series[id as usize]
-            .as_ref()
+        let pairs = series
+            .get(id)
             .map(|s| s.labels.iter())
             .into_iter()
             .flatten();
-        postings.add(id, pairs, series.as_slice());
+        postings.add(id, pairs, series);
         let fingerprint = hash as u32;
         self.by_hash.insert_unique(
             table_hash(fingerprint),
@@ -297,9 +296,7 @@ impl HeadShard {
                     self.create(s.hash, labels, r)
                 }
             };
-            let series = self.series[id as usize]
-                .as_mut()
-                .expect("found series are live");
+            let series = self.series.get_mut(id).expect("found series are live");
             for &(t, v) in samples {
                 let outcome = if t > check.max_valid {
                     rep.too_new += 1;
@@ -373,7 +370,7 @@ impl HeadShard {
         order.sort_unstable();
         for (id, i) in order {
             let (_, t, v) = samples[i as usize];
-            let Some(series) = self.series[id as usize].as_mut() else {
+            let Some(series) = self.series.get_mut(id) else {
                 rep.too_old += 1;
                 continue;
             };
@@ -404,7 +401,7 @@ impl HeadShard {
     fn select_ids(&self, matchers: &[Matcher]) -> Vec<u32> {
         // The narrowest matcher that cannot match an empty value gives the candidates.
         let mut candidates: Option<Vec<u32>> = None;
-        let held = self.series.as_slice();
+        let held = &self.series;
         for m in matchers.iter().filter(|m| !m.matches("")) {
             if !self.postings.has_name(&m.name) {
                 return Vec::new();
@@ -433,11 +430,11 @@ impl HeadShard {
         }
         let ids: Vec<u32> = match candidates {
             Some(c) => c,
-            None => (0..self.series.len() as u32).collect(),
+            None => (0..self.series.ids()).collect(),
         };
         ids.into_iter()
             .filter(|&id| {
-                self.series[id as usize].as_ref().is_some_and(|s| {
+                self.series.get(id).is_some_and(|s| {
                     matchers
                         .iter()
                         .all(|m| m.matches(s.labels.get(&m.name).unwrap_or("")))
@@ -454,7 +451,7 @@ impl HeadShard {
     ) -> impl Iterator<Item = &MemSeries> + '_ {
         self.select_ids(matchers)
             .into_iter()
-            .filter_map(|id| self.series[id as usize].as_deref())
+            .filter_map(|id| self.series.get(id))
             .filter(move |s| s.overlaps(mint, maxt))
     }
 
@@ -515,8 +512,7 @@ impl HeadShard {
     ) -> Vec<(Labels, Vec<CutChunk>)> {
         let mut out: Vec<(Labels, Vec<CutChunk>)> = self
             .series
-            .iter()
-            .flatten()
+            .values()
             .filter(|s| s.overlaps(mint, maxt - 1))
             .map(|s| (s.labels.to_labels(), s.block_chunks(mint, maxt, opts)))
             .filter(|(_, c)| !c.is_empty())
@@ -529,11 +525,9 @@ impl HeadShard {
     /// number of series removed.
     pub fn truncate_before(&mut self, mint: i64) -> usize {
         let mut removed: Vec<u32> = Vec::new();
-        for (id, slot) in self.series.iter_mut().enumerate() {
-            if let Some(s) = slot
-                && !s.truncate_before(mint)
-            {
-                removed.push(id as u32);
+        for (id, s) in self.series.iter_mut() {
+            if !s.truncate_before(mint) {
+                removed.push(id);
             }
         }
         if removed.is_empty() {
@@ -549,14 +543,14 @@ impl HeadShard {
             ..
         } = self;
         {
-            let held = |id: u32| series[id as usize].as_deref();
+            let held = |id: u32| series.get(id);
             // Each list is filtered once, however many of its series go.
             let touched: HashSet<(&str, &str)> = removed
                 .iter()
                 .filter_map(|&id| held(id))
                 .flat_map(|s| s.labels.iter())
                 .collect();
-            postings.remove(touched, &|i| gone.contains(&i), series.as_slice());
+            postings.remove(touched, &|i| gone.contains(&i), series);
             for &id in &removed {
                 let Some(s) = held(id) else { continue };
                 let fingerprint = s.labels.hash() as u32;
@@ -566,7 +560,7 @@ impl HeadShard {
             }
         }
         for &id in &removed {
-            series[id as usize] = None;
+            series.replace(id, None);
         }
         free.extend(removed.iter().rev());
         *live -= removed.len();
@@ -575,27 +569,22 @@ impl HeadShard {
 
     /// WAL refs of every series held.
     pub fn refs(&self) -> Vec<u64> {
-        self.series.iter().flatten().map(|s| s.r).collect()
+        self.series.values().map(|s| s.r).collect()
     }
 
     /// Oldest sample held, ms.
     pub fn min_time(&self) -> Option<i64> {
-        self.series
-            .iter()
-            .flatten()
-            .filter_map(|s| s.min_time())
-            .min()
+        self.series.values().filter_map(|s| s.min_time()).min()
     }
 
     /// What the shard's memory holds, by part (estimated from sizes and capacities).
     pub fn memory(&self) -> HeadMemory {
         let mut m = HeadMemory::default();
-        for s in self.series.iter().flatten() {
+        for s in self.series.values() {
             m.chunk_bytes += s.data_bytes() as u64;
             m.label_bytes += s.labels.heap_bytes() as u64;
         }
-        let slots = self.series.capacity() * std::mem::size_of::<Option<Box<MemSeries>>>()
-            + self.live * std::mem::size_of::<MemSeries>()
+        let slots = self.series.heap_bytes()
             + self.free.capacity() * 4
             + self.by_hash.capacity() * (std::mem::size_of::<HashEntry>() + 1);
         m.index_bytes = (slots + self.postings.heap_bytes()) as u64;
