@@ -670,6 +670,8 @@ fn all_takes_remote_write_and_answers_promql_over_it() {
             &format!("--data-dir={}", tmp.path().display()),
             &format!("--remote-write.address=127.0.0.1:{rw}"),
             "--engine.cores=2",
+            "--tsdb.wal-fsync=batch",
+            "--tsdb.out-of-order.time-window=1h",
         ],
         "/-/ready",
     );
@@ -692,6 +694,23 @@ fn all_takes_remote_write_and_answers_promql_over_it() {
             .unwrap()
             .0,
         200
+    );
+    // The receiver's flags `all` passes on: an out-of-order sample inside the window is kept.
+    let late = write_body(vec![series(
+        &[("__name__", "pushed"), ("job", "b")],
+        &[(t - 600_000, 5.0)],
+    )]);
+    assert_eq!(post(rw, "/api/v1/receive", &[V1], &late).unwrap().0, 200);
+    let q = urlencode("count_over_time(pushed{job=\"b\"}[11m])");
+    let (code, body) = all.get(&format!(
+        "/api/v1/query?query={q}&time={}",
+        t as f64 / 1000.0
+    ));
+    assert_eq!(code, 200);
+    assert!(
+        String::from_utf8_lossy(&body).contains("\"2\"]"),
+        "{}",
+        String::from_utf8_lossy(&body)
     );
     let q = urlencode("sum by (job) (pushed)");
     let (code, body) = all.get(&format!(

@@ -65,6 +65,13 @@ pub struct AllArgs {
     /// series per block (0 = no cache).
     #[arg(long = "store.chunk-cache-size", default_value = "128MB", value_parser = crate::store::parse_bytes)]
     pub chunk_cache_size: u64,
+    /// The receiver's WAL: `off` answers a write once its records are in the file (a process
+    /// kill loses nothing), `batch` also fsyncs them (a power loss loses nothing).
+    #[arg(long = "tsdb.wal-fsync", default_value = "off", value_parser = ["off", "batch"])]
+    pub wal_fsync: String,
+    /// Out-of-order samples this far behind a tenant's newest are kept (0s: none).
+    #[arg(long = "tsdb.out-of-order.time-window", default_value = "0s", value_parser = crate::query::cmd::duration)]
+    pub ooo_window: Duration,
 }
 
 /// Runs until Ctrl-C or SIGTERM.
@@ -173,6 +180,8 @@ fn receive_args(args: &AllArgs, dir: &Path) -> anyhow::Result<ReceiveArgs> {
         dir.display().to_string()
     ));
     r.engine_cores = args.engine_cores;
+    r.wal_fsync = args.wal_fsync.clone();
+    r.ooo_window = args.ooo_window;
     Ok(r)
 }
 
