@@ -510,7 +510,6 @@ impl Head {
                 (Some(RecordType::Samples | RecordType::SamplesV2), _) => {
                     st.samples.clear();
                     wal::record::decode_samples_into(rec, &mut st.samples).map(|()| {
-                        let mut seg_newest = i64::MIN;
                         for s in &st.samples {
                             match st.ref_core.get(s.r) {
                                 Some(c) => {
@@ -519,16 +518,15 @@ impl Head {
                                 }
                                 None => report.dropped += 1,
                             }
-                            seg_newest = seg_newest.max(s.t);
-                            if log == Log::Wbl {
-                                st.max_ref = st.max_ref.max(s.r);
-                            }
                         }
-                        if log == Log::Wbl
-                            && let Some(n) = segment_number(reader.segment())
-                        {
-                            let e = newest.entry(n).or_insert(seg_newest);
-                            *e = (*e).max(seg_newest);
+                        if log == Log::Wbl {
+                            let t = st.samples.iter().map(|s| s.t).max();
+                            let r = st.samples.iter().map(|s| s.r).max();
+                            st.max_ref = st.max_ref.max(r.unwrap_or(0));
+                            if let (Some(t), Some(n)) = (t, segment_number(reader.segment())) {
+                                let e = newest.entry(n).or_insert(t);
+                                *e = (*e).max(t);
+                            }
                         }
                     })
                 }
@@ -644,9 +642,9 @@ impl Head {
     }
 
     /// Appends `batches[core]` on each core; returns when every stored sample's WAL or WBL
-    /// record has been written to the file (not synced: see [`Head::sync_wal`]). A WAL failure fails the
-    /// whole call (the client should retry; samples already stored are then duplicates, which
-    /// are not errors).
+    /// record has been written to the file (not synced: see [`Head::sync_wal`]). A WAL or WBL
+    /// failure fails the whole call (the client should retry; samples already stored are then
+    /// duplicates, which are not errors).
     pub async fn append(&self, batches: Vec<AppendBatch>) -> Result<AppendReport> {
         let slot = self.slot;
         let mut calls = Vec::with_capacity(batches.len());

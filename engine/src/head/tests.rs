@@ -330,10 +330,21 @@ fn out_of_order_samples_go_to_the_wbl_only_and_survive_a_restart() {
     let r = block_on(head.append(batches(&head, 4, &[1_500_000]))).unwrap();
     assert_eq!(r.duplicates, 4);
     drop(head);
-    // A head without a window still replays them.
-    let (head, rep) = Head::open(rt, dir.path(), opts()).unwrap();
+    // A head without a window still replays them, and a cut past them deletes the segments
+    // holding them (without ever opening a writer there).
+    let (head, rep) = Head::open(rt.clone(), dir.path(), opts()).unwrap();
     assert_eq!(rep.wbl_samples, 8, "{rep:?}");
     assert_eq!(ts_of(&head, "0002"), want);
+    let wbl = dir.path().join("wbl");
+    assert_eq!(segments(&wbl), vec![0, 1]);
+    head.cut_block(0, 3_600_000, None, |_| {}).unwrap().unwrap();
+    assert_eq!(segments(&wbl), Vec::<u32>::new());
+    drop(head);
+    let (head, rep) = Head::open(rt, dir.path(), opts()).unwrap();
+    assert_eq!((rep.samples, rep.wbl_samples), (0, 0), "{rep:?}");
+    let blocks = LocalBlocks::open(dir.path()).unwrap();
+    let merged = crate::query::Merged::new(vec![Arc::new(blocks), Arc::new(head)]);
+    assert_eq!(ts_of(&merged, "0002"), want);
 }
 
 #[test]
