@@ -3,7 +3,8 @@
 //! format) prints every sample that Prometheus stored itself; the StoreAPI serves the same
 //! through a Python grpcio client; a WAL written by Prometheus is taken over as it is; bad
 //! requests get their status codes while the rest of a request is kept; and a receiver killed
-//! with SIGKILL twenty times under load keeps every acknowledged sample, once.
+//! with SIGKILL twenty times under load keeps every acknowledged sample, once (out-of-order
+//! ones too, through its write-behind log).
 
 mod common;
 
@@ -518,6 +519,75 @@ fn sigkill_at_random_moments_loses_no_acknowledged_sample() {
     // And promtool reads the same from the directory.
     let dumped = dump_dir(&dir.join("default-tenant"));
     check_acked("promtool dump after 20 kills", &dumped, &acked);
+}
+
+#[test]
+fn sigkill_loses_no_acknowledged_out_of_order_sample() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("receive");
+    let ports = free_ports();
+    let series_n = 20;
+    let flags = [
+        "--tsdb.out-of-order.time-window=1h",
+        "--tsdb.wal-fsync=batch",
+    ];
+    let mut acked: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+    let mut t = now_ms() - 600_000;
+    let mut ooo = 0;
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    for round in 0..8 {
+        let mut r = Receiver::start_on(&dir, &flags, ports);
+        let stop = Instant::now() + Duration::from_millis(150 + (rng % 400));
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let mut sent = 0;
+        // Each request: every series' next sample, and one half a minute behind it (out of
+        // order: the series has samples after it). Bounded by the round's time and count.
+        while Instant::now() < stop && sent < 1000 {
+            t += 1000;
+            let behind = t - 29_500;
+            let ts: Vec<pb::TimeSeries> = (0..series_n)
+                .map(|i| {
+                    series(
+                        &[("__name__", "crash_ooo"), ("i", &i.to_string())],
+                        &[(behind, (behind + i) as f64), (t, (t + i) as f64)],
+                    )
+                })
+                .collect();
+            sent += 1;
+            match post(r.rw, "/api/v1/receive", &[V1], &write_body(ts)) {
+                Ok((200, _, _)) => {
+                    for i in 0..series_n {
+                        acked.entry(i.to_string()).or_default().extend([behind, t]);
+                    }
+                    ooo += 1;
+                }
+                Ok((code, _, msg)) => panic!("round {round}: {code} {msg}"),
+                Err(_) => break,
+            }
+        }
+        r.kill();
+    }
+    assert!(ooo > 100, "only {ooo} requests acknowledged");
+    let tenant = dir.join("default-tenant");
+    assert!(tenant.join("wbl").is_dir());
+    // Replayed by Gauntlet, served over the StoreAPI: every acknowledged sample, once.
+    let r = Receiver::start_on(&dir, &flags, ports);
+    let res = python_calls(
+        r.grpc,
+        &serde_json::json!([series_call(
+            &serde_json::json!([[0, "__name__", "crash_ooo"]]),
+            0,
+            i64::MAX
+        )]),
+    );
+    let got = decoded(&res[0], 0, i64::MAX);
+    check_acked("StoreAPI after 8 kills", &got, &acked);
+    drop(r);
+    // And promtool, which replays wbl/ too, reads the same from the directory.
+    let dumped = dump_dir(&tenant);
+    check_acked("promtool dump after 8 kills", &dumped, &acked);
 }
 
 fn check_acked(what: &str, got: &Dump, acked: &BTreeMap<String, BTreeSet<i64>>) {

@@ -257,6 +257,20 @@ impl Prometheus {
         Self::launch(binary, tempfile::tempdir().unwrap(), config, extra)
     }
 
+    /// Starts `binary` over a copy of the TSDB directory `data` (blocks, `wal/`, `wbl/`) with
+    /// the configuration `config` returns for its HTTP port, and waits until it is ready (at
+    /// most 60 s).
+    pub fn start_over(
+        binary: &Path,
+        data: &Path,
+        config: impl FnOnce(u16) -> String,
+        extra: &[&str],
+    ) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(data, &dir.path().join("data"));
+        Self::launch(binary, dir, config, extra)
+    }
+
     fn launch(
         binary: &Path,
         dir: tempfile::TempDir,

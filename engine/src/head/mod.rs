@@ -1,17 +1,22 @@
 //! The in-memory head a receiver appends to: one per tenant, its series sharded across the
-//! engine cores by label hash, every stored sample logged to a Prometheus-format WAL before the
-//! append returns, and cut into a standard block once it spans one and a half block ranges, as
-//! Prometheus's head is.
+//! engine cores by label hash, every stored sample logged to a Prometheus-format WAL (or, when
+//! out of order, to the write-behind log) before the append returns, and cut into a standard
+//! block once it spans one and a half block ranges, as Prometheus's head is.
 //!
-//! A tenant's directory is a Prometheus TSDB directory (`wal/` and block directories), so
-//! promtool and Prometheus read what the head wrote, and the head replays a WAL Prometheus
-//! wrote.
+//! A tenant's directory is a Prometheus TSDB directory (`wal/`, `wbl/` and block directories),
+//! so promtool and Prometheus read what the head wrote, and the head replays a WAL and WBL
+//! Prometheus wrote.
 //!
 //! Each core owns its part of every tenant's head ([`shard::HeadShard`]): a request is split by
 //! [`Head::route`] into one [`AppendBatch`] per core, each core appends its batch, encodes the
-//! WAL records for what it stored and writes them (one writer per tenant, behind a lock held
-//! for the write only). A series always lives on the same core, so its samples reach the WAL in
-//! the order they were stored, which replay relies on.
+//! records for what it stored and writes them (one writer per log per tenant, behind a lock
+//! held for the write only). A series always lives on the same core, so its samples reach the
+//! WAL in the order they were stored, which replay relies on.
+//!
+//! Out-of-order samples go to `wbl/` only, as Prometheus means to (it logs them to both logs
+//! today, and its WAL replay drops the WAL's copy as older than the series' newest sample):
+//! replay reads the WAL, dropping samples older than their series' newest, then the WBL into
+//! the out-of-order samples ([`wbl`]).
 
 mod labels;
 mod postings;
@@ -19,6 +24,7 @@ mod refs;
 mod series;
 mod shard;
 mod slab;
+mod wbl;
 
 pub use series::Appended;
 pub use shard::{AppendBatch, AppendReport, HeadMemory};
@@ -34,6 +40,7 @@ use futures::future::join_all;
 use self::labels::SeriesLabels;
 use self::refs::RefMap;
 use self::shard::{AppendCheck, HeadShard};
+use self::wbl::Wbl;
 use crate::block::cut::CutOptions;
 use crate::block::meta::{BlockMeta, ThanosMeta};
 use crate::block::writer::BlockWriter;
@@ -129,10 +136,12 @@ impl HeadRuntime {
     }
 }
 
-/// The WAL writer and its group-commit counters.
+/// The WAL and WBL writers and their group-commit counters (one fsync of both covers every
+/// append logged before it).
 #[derive(Debug)]
 struct WalState {
     writer: WalWriter,
+    wbl: Wbl,
     /// Appends logged so far.
     logged: u64,
     /// Appends covered by the last fsync.
@@ -154,6 +163,7 @@ struct Shared {
     appended_ooo: AtomicU64,
     refused: AtomicU64,
     wal_bytes: AtomicU64,
+    wbl_bytes: AtomicU64,
 }
 
 impl Shared {
@@ -204,14 +214,17 @@ impl Shared {
         }
     }
 
-    /// Encodes and writes the records for what one core stored.
+    /// Encodes and writes the records for what one core stored: its new series and in-order
+    /// samples to the WAL, its out-of-order samples to the WBL (after the WAL, whose series
+    /// records they refer to).
     fn log(
         &self,
         created: &[shard::Created],
         stored: &[(u64, i64, f64)],
+        stored_ooo: &[(u64, i64, f64)],
         buf: &mut Vec<u8>,
     ) -> Result<(), WalError> {
-        if created.is_empty() && stored.is_empty() {
+        if created.is_empty() && stored.is_empty() && stored_ooo.is_empty() {
             return Ok(());
         }
         buf.clear();
@@ -224,12 +237,12 @@ impl Shared {
             bounds.push(buf.len());
         }
         if !stored.is_empty() {
-            let samples: Vec<wal::record::RefSample> = stored
-                .iter()
-                .map(|&(r, t, v)| wal::record::RefSample { r, t, v })
-                .collect();
-            wal::record::encode_samples(buf, &samples);
+            encode_samples(buf, stored);
             bounds.push(buf.len());
+        }
+        let wal_end = buf.len();
+        if !stored_ooo.is_empty() {
+            encode_samples(buf, stored_ooo);
         }
         let mut recs: Vec<&[u8]> = Vec::with_capacity(2);
         let mut start = 0;
@@ -239,11 +252,28 @@ impl Shared {
         }
         let mut guard = self.wal.lock().unwrap_or_else(|p| p.into_inner());
         let w = guard.as_mut().ok_or_else(wal_closed)?;
-        w.writer.log(&recs)?;
+        if !recs.is_empty() {
+            w.writer.log(&recs)?;
+        }
+        if !stored_ooo.is_empty() {
+            let newest = stored_ooo.iter().map(|s| s.1).max().unwrap_or(i64::MIN);
+            w.wbl.log(&buf[wal_end..], newest)?;
+        }
         w.logged += 1;
-        self.wal_bytes.fetch_add(buf.len() as u64, Relaxed);
+        self.wal_bytes.fetch_add(wal_end as u64, Relaxed);
+        self.wbl_bytes
+            .fetch_add((buf.len() - wal_end) as u64, Relaxed);
         Ok(())
     }
+}
+
+/// Appends a samples record of `samples` (ref, t, v) to `buf`.
+fn encode_samples(buf: &mut Vec<u8>, samples: &[(u64, i64, f64)]) {
+    let samples: Vec<wal::record::RefSample> = samples
+        .iter()
+        .map(|&(r, t, v)| wal::record::RefSample { r, t, v })
+        .collect();
+    wal::record::encode_samples(buf, &samples);
 }
 
 fn now_ms() -> i64 {
@@ -269,23 +299,54 @@ pub struct HeadStats {
     pub refused: u64,
     /// Bytes of records written to the WAL since start.
     pub wal_bytes: u64,
+    /// Bytes of records written to the WBL (out-of-order samples) since start.
+    pub wbl_bytes: u64,
 }
 
-/// What replaying the WAL found.
+/// What replaying the WAL and the WBL found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplayReport {
     /// Series records read.
     pub series: u64,
-    /// Samples stored.
+    /// Samples stored, from both logs.
     pub samples: u64,
-    /// Samples dropped: before the newest block, of unknown series, or out of order.
+    /// Of those, samples stored from the WBL (out-of-order samples).
+    pub wbl_samples: u64,
+    /// Samples dropped: before the newest block, of unknown series, or in the WAL and older
+    /// than their series' newest sample (the out-of-order samples Prometheus logs to both
+    /// logs; the WBL's copy is the one kept).
     pub dropped: u64,
     /// Records of types the head does not keep (exemplars, metadata, histograms).
     pub skipped_records: u64,
     /// Where the WAL was torn or corrupt and cut, if it was.
     pub repaired: Option<String>,
+    /// Where the WBL was torn or corrupt and cut, if it was.
+    pub wbl_repaired: Option<String>,
     /// Wall time, ms.
     pub millis: u64,
+}
+
+/// The two logs replay reads, in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Log {
+    Wal,
+    Wbl,
+}
+
+/// What replay carries from record to record and from the WAL to the WBL.
+struct Replay {
+    /// The core each declared ref's series lives on.
+    ref_core: RefMap<u16>,
+    series_out: Vec<Vec<(u64, u64, SeriesLabels)>>,
+    samples_out: Vec<Vec<(u64, i64, f64)>>,
+    samples: Vec<wal::record::RefSample>,
+    /// The largest ref in a series record or a WBL sample: refs handed out after replay start
+    /// past it, so a WBL sample of a series the WAL no longer declares is never taken for a
+    /// new series'.
+    max_ref: u64,
+    pending: usize,
+    /// The batch the cores are appending while the next is read and decoded.
+    in_flight: Option<Vec<ReplayCall>>,
 }
 
 /// One tenant's head.
@@ -303,9 +364,12 @@ pub struct Head {
 const REPLAY_BATCH: usize = 1 << 21;
 
 impl Head {
-    /// Opens the tenant directory `dir` (created when missing): replays its WAL into the
-    /// cores, then starts a new WAL segment. Samples older than the newest block's end are
-    /// dropped: they are in that block already.
+    /// Opens the tenant directory `dir` (created when missing): replays its WAL, then its WBL,
+    /// into the cores, then starts a new WAL segment (and a new WBL segment when the
+    /// out-of-order window is open). Samples older than the newest block's end are dropped:
+    /// they are in that block already. Blocks Prometheus made of out-of-order samples alone
+    /// do not count, as Prometheus does not count them: they may end after in-order samples
+    /// no block holds.
     pub fn open(
         rt: Arc<HeadRuntime>,
         dir: &Path,
@@ -318,12 +382,19 @@ impl Head {
         })?;
         let mut min_valid = i64::MIN;
         for b in crate::block::reader::block_dirs(dir)? {
-            if let Ok(meta) = BlockMeta::read(&b) {
+            if let Ok(meta) = BlockMeta::read(&b)
+                && !meta
+                    .compaction
+                    .hints
+                    .iter()
+                    .any(|h| h == "from-out-of-order")
+            {
                 min_valid = min_valid.max(meta.max_time);
             }
         }
         let slot = rt.next_slot.fetch_add(1, Relaxed);
         let wal_dir = dir.join("wal");
+        let wbl_dir = dir.join("wbl");
         let mut head = Head {
             rt,
             slot,
@@ -340,15 +411,23 @@ impl Head {
                 appended_ooo: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
                 wal_bytes: AtomicU64::new(0),
+                wbl_bytes: AtomicU64::new(0),
             }),
         };
         let mut report = ReplayReport::default();
-        if wal_dir.is_dir() {
-            head.replay(&wal_dir, &mut report)?;
-        }
+        let newest = if wal_dir.is_dir() || wbl_dir.is_dir() {
+            head.replay(&wal_dir, &wbl_dir, &mut report)?
+        } else {
+            Default::default()
+        };
         let writer = WalWriter::open(&wal_dir, head.opts.wal).map_err(wal_error)?;
+        let mut wbl = Wbl::new(&wbl_dir, head.opts.wal, newest);
+        if head.opts.ooo_window_ms > 0 {
+            wbl.open_writer().map_err(wal_error)?;
+        }
         *head.shared.wal.lock().unwrap_or_else(|p| p.into_inner()) = Some(WalState {
             writer,
+            wbl,
             logged: 0,
             synced: 0,
         });
@@ -356,83 +435,33 @@ impl Head {
         Ok((head, report))
     }
 
-    fn replay(&mut self, wal_dir: &Path, report: &mut ReplayReport) -> Result<()> {
+    /// Replays the WAL, then the WBL (each when its directory exists); returns the newest
+    /// sample timestamp of each WBL segment, ms.
+    fn replay(
+        &mut self,
+        wal_dir: &Path,
+        wbl_dir: &Path,
+        report: &mut ReplayReport,
+    ) -> Result<std::collections::BTreeMap<u32, i64>> {
         let cores = self.rt.cores();
-        let mut ref_core: RefMap<u16> = RefMap::default();
-        let mut series_out: Vec<Vec<(u64, u64, SeriesLabels)>> = vec![Vec::new(); cores];
-        let mut samples_out: Vec<Vec<(u64, i64, f64)>> = vec![Vec::new(); cores];
-        let mut samples = Vec::new();
-        let mut max_ref = 0u64;
-        let mut pending = 0usize;
-        // The cores append one batch while the next is read and decoded.
-        let mut in_flight = None;
-        let mut reader = WalReader::open(wal_dir).map_err(wal_error)?;
-        loop {
-            let rec = match reader.next() {
-                Ok(Some(r)) => r,
-                Ok(None) => break,
-                Err(e @ WalError::Corrupt { .. }) => {
-                    tracing::warn!(dir = %wal_dir.display(), error = %e, "WAL torn or corrupt; cutting it there, as Prometheus does");
-                    report.repaired = Some(e.to_string());
-                    wal::repair(wal_dir, &e).map_err(wal_error)?;
-                    break;
-                }
-                Err(e) => return Err(wal_error(e)),
-            };
-            let decoded = match wal::record::record_type(rec) {
-                Some(RecordType::Samples | RecordType::SamplesV2) => {
-                    samples.clear();
-                    wal::record::decode_samples_into(rec, &mut samples).map(|()| {
-                        for s in &samples {
-                            match ref_core.get(s.r) {
-                                Some(c) => {
-                                    samples_out[c as usize].push((s.r, s.t, s.v));
-                                    pending += 1;
-                                }
-                                None => report.dropped += 1,
-                            }
-                        }
-                    })
-                }
-                Some(RecordType::Series) => {
-                    let mut list = Vec::new();
-                    wal::record::decode_series_into(rec, &mut list).map(|()| {
-                        for s in list {
-                            let labels = series_labels(&s.labels);
-                            let hash = labels.hash();
-                            let core = self.route(hash);
-                            ref_core.insert(s.r, core as u16);
-                            max_ref = max_ref.max(s.r);
-                            series_out[core].push((hash, s.r, labels));
-                            report.series += 1;
-                        }
-                    })
-                }
-                Some(RecordType::Tombstones) => Ok(()),
-                _ => {
-                    report.skipped_records += 1;
-                    Ok(())
-                }
-            };
-            if let Err(e) = decoded {
-                // The fragment checksums held, so the record was written like this; skipping
-                // it loses its own content only.
-                tracing::warn!(dir = %wal_dir.display(), segment = %reader.segment().display(), error = %e, "WAL record does not decode; skipped");
-                report.skipped_records += 1;
-            }
-            if pending >= REPLAY_BATCH {
-                let sent = self.replay_send(&mut series_out, &mut samples_out);
-                if let Some(prev) = in_flight.replace(sent) {
-                    replay_wait(prev, report)?;
-                }
-                pending = 0;
-            }
+        let mut st = Replay {
+            ref_core: RefMap::default(),
+            series_out: vec![Vec::new(); cores],
+            samples_out: vec![Vec::new(); cores],
+            samples: Vec::new(),
+            max_ref: 0,
+            pending: 0,
+            in_flight: None,
+        };
+        if wal_dir.is_dir() {
+            self.replay_log(wal_dir, Log::Wal, &mut st, report)?;
         }
-        let last = self.replay_send(&mut series_out, &mut samples_out);
-        if let Some(prev) = in_flight.take() {
-            replay_wait(prev, report)?;
+        // Every WAL sample is in before the first WBL sample: which of a series' samples are
+        // in order depends on its newest in-order sample.
+        let mut newest = std::collections::BTreeMap::new();
+        if wbl_dir.is_dir() {
+            newest = self.replay_log(wbl_dir, Log::Wbl, &mut st, report)?;
         }
-        replay_wait(last, report)?;
         let slot = self.slot;
         let counts = self.on_cores(move |c| {
             c.with(slot, |s| {
@@ -443,19 +472,122 @@ impl Head {
         self.shared
             .series
             .store(counts.iter().map(|c| c.0).sum(), Relaxed);
-        self.shared.next_ref.store(max_ref + 1, Relaxed);
+        self.shared.next_ref.store(st.max_ref + 1, Relaxed);
         if let Some(min) = counts.iter().filter_map(|c| c.1).min() {
             self.shared.min_time.store(min, Relaxed);
         }
-        Ok(())
+        Ok(newest)
     }
 
-    /// Hands each core its part of the replay read so far; the answers come back through
-    /// [`replay_wait`].
+    /// Reads one log to its end (cutting a torn or corrupt tail off, as Prometheus does) and
+    /// hands its series and samples to the cores; returns when the cores have appended them
+    /// all, with the newest sample timestamp of each segment read (ms). Series records count
+    /// in the WAL only, as in Prometheus's replay of its WBL; so do tombstones, and the WBL's
+    /// m-map markers (which point into Prometheus's `chunks_head/`) are skipped.
+    fn replay_log(
+        &self,
+        dir: &Path,
+        log: Log,
+        st: &mut Replay,
+        report: &mut ReplayReport,
+    ) -> Result<std::collections::BTreeMap<u32, i64>> {
+        let name = match log {
+            Log::Wal => "WAL",
+            Log::Wbl => "WBL",
+        };
+        let mut newest = std::collections::BTreeMap::new();
+        let mut reader = WalReader::open(dir).map_err(wal_error)?;
+        loop {
+            let rec = match reader.next() {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(e @ WalError::Corrupt { .. }) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "{name} torn or corrupt; cutting it there, as Prometheus does");
+                    let at = Some(e.to_string());
+                    match log {
+                        Log::Wal => report.repaired = at,
+                        Log::Wbl => report.wbl_repaired = at,
+                    }
+                    wal::repair(dir, &e).map_err(wal_error)?;
+                    break;
+                }
+                Err(e) => return Err(wal_error(e)),
+            };
+            let decoded = match (wal::record::record_type(rec), log) {
+                (Some(RecordType::Samples | RecordType::SamplesV2), _) => {
+                    st.samples.clear();
+                    wal::record::decode_samples_into(rec, &mut st.samples).map(|()| {
+                        for s in &st.samples {
+                            match st.ref_core.get(s.r) {
+                                Some(c) => {
+                                    st.samples_out[c as usize].push((s.r, s.t, s.v));
+                                    st.pending += 1;
+                                }
+                                None => report.dropped += 1,
+                            }
+                        }
+                        if log == Log::Wbl {
+                            let t = st.samples.iter().map(|s| s.t).max();
+                            let r = st.samples.iter().map(|s| s.r).max();
+                            st.max_ref = st.max_ref.max(r.unwrap_or(0));
+                            if let (Some(t), Some(n)) = (t, segment_number(reader.segment())) {
+                                let e = newest.entry(n).or_insert(t);
+                                *e = (*e).max(t);
+                            }
+                        }
+                    })
+                }
+                (Some(RecordType::Series), Log::Wal) => {
+                    let mut list = Vec::new();
+                    wal::record::decode_series_into(rec, &mut list).map(|()| {
+                        for s in list {
+                            let labels = series_labels(&s.labels);
+                            let hash = labels.hash();
+                            let core = self.route(hash);
+                            st.ref_core.insert(s.r, core as u16);
+                            st.max_ref = st.max_ref.max(s.r);
+                            st.series_out[core].push((hash, s.r, labels));
+                            report.series += 1;
+                        }
+                    })
+                }
+                (Some(RecordType::Tombstones), Log::Wal)
+                | (Some(RecordType::MmapMarkers), Log::Wbl) => Ok(()),
+                _ => {
+                    report.skipped_records += 1;
+                    Ok(())
+                }
+            };
+            if let Err(e) = decoded {
+                // The fragment checksums held, so the record was written like this; skipping
+                // it loses its own content only.
+                tracing::warn!(dir = %dir.display(), segment = %reader.segment().display(), error = %e, "{name} record does not decode; skipped");
+                report.skipped_records += 1;
+            }
+            if st.pending >= REPLAY_BATCH {
+                let sent = self.replay_send(&mut st.series_out, &mut st.samples_out, log);
+                if let Some(prev) = st.in_flight.replace(sent) {
+                    replay_wait(prev, log, report)?;
+                }
+                st.pending = 0;
+            }
+        }
+        let last = self.replay_send(&mut st.series_out, &mut st.samples_out, log);
+        if let Some(prev) = st.in_flight.take() {
+            replay_wait(prev, log, report)?;
+        }
+        replay_wait(last, log, report)?;
+        st.pending = 0;
+        Ok(newest)
+    }
+
+    /// Hands each core its part of the replay read so far from `log`; the answers come back
+    /// through [`replay_wait`].
     fn replay_send(
         &self,
         series: &mut [Vec<(u64, u64, SeriesLabels)>],
         samples: &mut [Vec<(u64, i64, f64)>],
+        log: Log,
     ) -> Vec<ReplayCall> {
         let slot = self.slot;
         let mut calls: Vec<ReplayCall> = Vec::new();
@@ -472,11 +604,19 @@ impl Head {
                     for (hash, r, labels) in se {
                         s.replay_series(hash, labels, r);
                     }
-                    let mut check = shared.check(&opts);
-                    // Replay keeps what the WAL holds except what blocks hold already; the
-                    // head's own bounds at the time it was written were checked then.
-                    check.min_valid = shared.min_valid.load(Relaxed);
-                    check.max_valid = i64::MAX;
+                    // Replay keeps what the logs hold except what blocks hold already; the
+                    // head's own bounds at the time they were written were checked then. A
+                    // WAL sample older than its series' newest is dropped, as Prometheus's
+                    // replay drops it (its copy is in the WBL); a WBL sample is out of order
+                    // unless it is the series' newest.
+                    let check = AppendCheck {
+                        min_valid: shared.min_valid.load(Relaxed),
+                        ooo_min: match log {
+                            Log::Wal => i64::MAX,
+                            Log::Wbl => i64::MIN,
+                        },
+                        max_valid: i64::MAX,
+                    };
                     let rep = s.replay_samples(&sa, check, &opts.cut());
                     if rep.max_time != i64::MIN {
                         shared.max_time.fetch_max(rep.max_time, Relaxed);
@@ -508,10 +648,10 @@ impl Head {
         &self.opts
     }
 
-    /// Appends `batches[core]` on each core; returns when every stored sample's WAL record has
-    /// been written to the file (not synced: see [`Head::sync_wal`]). A WAL failure fails the
-    /// whole call (the client should retry; samples already stored are then duplicates, which
-    /// are not errors).
+    /// Appends `batches[core]` on each core; returns when every stored sample's WAL or WBL
+    /// record has been written to the file (not synced: see [`Head::sync_wal`]). A WAL or WBL
+    /// failure fails the whole call (the client should retry; samples already stored are then
+    /// duplicates, which are not errors).
     pub async fn append(&self, batches: Vec<AppendBatch>) -> Result<AppendReport> {
         let slot = self.slot;
         let mut calls = Vec::with_capacity(batches.len());
@@ -525,6 +665,7 @@ impl Head {
                 let cut = opts.cut();
                 let mut created = Vec::new();
                 let mut stored = Vec::with_capacity(batch.samples_len());
+                let mut stored_ooo = Vec::new();
                 let check = shared.check(&opts);
                 let rep = c.state().with(slot, |s| {
                     s.append(
@@ -535,12 +676,13 @@ impl Head {
                         &|| shared.next_ref.fetch_add(1, Relaxed),
                         &mut created,
                         &mut stored,
+                        &mut stored_ooo,
                     )
                 });
                 shared.stored(&rep);
                 let mut buf = Vec::new();
                 shared
-                    .log(&created, &stored, &mut buf)
+                    .log(&created, &stored, &stored_ooo, &mut buf)
                     .map(|()| rep)
                     .map_err(|e| e.to_string())
             }));
@@ -562,8 +704,8 @@ impl Head {
         }
     }
 
-    /// fsyncs the WAL unless a sync since the caller's last append already covered it (group
-    /// commit: concurrent callers share one fsync). Blocking.
+    /// fsyncs the WAL and the WBL unless a sync since the caller's last append already
+    /// covered it (group commit: concurrent callers share one fsync). Blocking.
     pub fn sync_wal(&self) -> Result<()> {
         let mut guard = self.shared.wal.lock().unwrap_or_else(|p| p.into_inner());
         let w = guard.as_mut().ok_or_else(wal_closed).map_err(wal_error)?;
@@ -572,6 +714,7 @@ impl Head {
         }
         let logged = w.logged;
         w.writer.sync().map_err(wal_error)?;
+        w.wbl.sync().map_err(wal_error)?;
         w.synced = logged;
         Ok(())
     }
@@ -587,6 +730,7 @@ impl Head {
             appended_ooo: s.appended_ooo.load(Relaxed),
             refused: s.refused.load(Relaxed),
             wal_bytes: s.wal_bytes.load(Relaxed),
+            wbl_bytes: s.wbl_bytes.load(Relaxed),
         }
     }
 
@@ -637,7 +781,8 @@ impl Head {
 
     /// Writes the head's samples in `[start, end)` as a block under the tenant directory (with
     /// the Thanos section `thanos`, when given), calls `written` with its meta once it is in
-    /// place, then drops the range from memory and truncates the WAL behind a checkpoint.
+    /// place, then drops the range from memory, truncates the WAL behind a checkpoint and
+    /// deletes the WBL segments whose samples are all before `end`.
     /// Readers must see the block before the head lets go of its samples, or a query in
     /// between would miss them: `written` is where a caller makes the block readable.
     /// Returns the block's meta (`None` when the range held nothing). Blocking.
@@ -680,6 +825,7 @@ impl Head {
         self.shared.min_time.store(min, Relaxed);
         let live: std::collections::HashSet<u64> = left.into_iter().flat_map(|l| l.2).collect();
         self.truncate_wal(&live, end)?;
+        let wbl_deleted = self.truncate_wbl(end)?;
         if let Some(m) = &meta {
             tracing::info!(
                 dir = %self.dir.display(),
@@ -689,6 +835,7 @@ impl Head {
                 series = m.stats.num_series,
                 samples = m.stats.num_samples,
                 series_removed = removed,
+                wbl_segments_deleted = wbl_deleted,
                 took_ms = t0.elapsed().as_millis() as u64,
                 "head cut into a block"
             );
@@ -719,6 +866,17 @@ impl Head {
         Ok(())
     }
 
+    /// Starts a new WBL segment and deletes the oldest whose samples are all before `end`
+    /// (ms): they are in blocks. Returns how many went.
+    fn truncate_wbl(&self, end: i64) -> Result<usize> {
+        let mut guard = self.shared.wal.lock().unwrap_or_else(|p| p.into_inner());
+        let w = guard.as_mut().ok_or_else(wal_closed).map_err(wal_error)?;
+        w.wbl.truncate(end).map_err(|e| {
+            tracing::warn!(dir = %w.wbl.dir().display(), error = %e, "truncating the WBL failed");
+            wal_error(e)
+        })
+    }
+
     /// How long ago the newest sample was, against the wall clock (for readiness logs).
     pub fn lag(&self) -> Option<Duration> {
         let max = self.shared.max_time.load(Relaxed);
@@ -734,7 +892,6 @@ fn wal_error(e: WalError) -> Error {
 type ReplayCall =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<AppendReport, Canceled>> + Send>>;
 
-/// Waits for replay batches and adds up what they stored and dropped.
 /// A WAL series record's labels as the head keeps them: sorted by name with unique names.
 /// Prometheus writes them so; a record written otherwise is put in order first.
 fn series_labels(pairs: &[(&str, &str)]) -> SeriesLabels {
@@ -745,13 +902,24 @@ fn series_labels(pairs: &[(&str, &str)]) -> SeriesLabels {
     }
 }
 
-fn replay_wait(calls: Vec<ReplayCall>, report: &mut ReplayReport) -> Result<()> {
+/// Waits for replay batches of `log` and adds up what they stored and dropped.
+fn replay_wait(calls: Vec<ReplayCall>, log: Log, report: &mut ReplayReport) -> Result<()> {
     for r in futures::executor::block_on(join_all(calls)) {
         let rep = r.map_err(canceled)?;
         report.samples += rep.appended + rep.appended_ooo;
+        if log == Log::Wbl {
+            report.wbl_samples += rep.appended + rep.appended_ooo;
+        }
         report.dropped += rep.too_old + rep.out_of_order + rep.duplicate_timestamp;
     }
     Ok(())
+}
+
+/// The number of the segment file at `path`.
+fn segment_number(path: &Path) -> Option<u32> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(wal::parse_segment_name)
 }
 
 fn wal_closed() -> WalError {

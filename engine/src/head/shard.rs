@@ -262,8 +262,9 @@ impl HeadShard {
 
     /// Appends a batch: finds or creates each series, checks and stores its samples. A new
     /// series is created when `reserve_series` grants it room under the tenant's limit; it
-    /// gets its ref from `next_ref` and is pushed to `created`. Stored samples go to `stored`
-    /// as (ref, t, v) for the WAL.
+    /// gets its ref from `next_ref` and is pushed to `created`. Stored samples go as
+    /// (ref, t, v) to `stored` when in order (for the WAL) and to `stored_ooo` when out of
+    /// order (for the WBL).
     #[allow(clippy::too_many_arguments)]
     pub fn append(
         &mut self,
@@ -274,6 +275,7 @@ impl HeadShard {
         next_ref: &dyn Fn() -> u64,
         created: &mut Vec<Created>,
         stored: &mut Vec<(u64, i64, f64)>,
+        stored_ooo: &mut Vec<(u64, i64, f64)>,
     ) -> AppendReport {
         let mut rep = AppendReport::empty();
         let bounds = AppendBounds {
@@ -316,12 +318,13 @@ impl HeadShard {
                     Appended::InOrder | Appended::OutOfOrder => {
                         if outcome == Appended::InOrder {
                             rep.appended += 1;
+                            stored.push((series.r, t, v));
                         } else {
                             rep.appended_ooo += 1;
+                            stored_ooo.push((series.r, t, v));
                         }
                         rep.max_time = rep.max_time.max(t);
                         rep.min_time = rep.min_time.min(t);
-                        stored.push((series.r, t, v));
                     }
                     Appended::Duplicate => rep.duplicates += 1,
                     Appended::RefusedOutOfOrder => rep.out_of_order += 1,

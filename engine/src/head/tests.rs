@@ -128,9 +128,10 @@ fn out_of_order_window_and_future_limit() {
         .unwrap();
     assert_eq!(got[0].samples.ts, vec![now - 300_000, now]);
     drop(head);
-    // Out-of-order samples are in the WAL too.
+    // Out-of-order samples are in the WBL.
     let (head, rep) = Head::open(runtime(1), dir.path(), o).unwrap();
     assert_eq!(rep.samples, 6);
+    assert_eq!(rep.wbl_samples, 3);
     let got = head
         .select(&[eq("i", "0001")], 0, i64::MAX, &SelectHints::default())
         .unwrap();
@@ -333,4 +334,245 @@ fn memory_per_series_stays_small_and_removed_series_give_their_room_back() {
         .select(&[re], 0, i64::MAX, &SelectHints::default())
         .unwrap();
     assert_eq!(some.len(), 4096);
+}
+
+/// Every samples record of the log in `dir` as (ref, t), and how many series records it has.
+fn log_samples(dir: &Path) -> (Vec<(u64, i64)>, usize) {
+    let mut r = WalReader::open(dir).unwrap();
+    let (mut out, mut series) = (Vec::new(), 0);
+    while let Some(rec) = r.next().unwrap() {
+        match wal::record::decode(rec).unwrap() {
+            wal::record::Record::Samples(s) => out.extend(s.iter().map(|s| (s.r, s.t))),
+            wal::record::Record::Series(s) => series += s.len(),
+            _ => {}
+        }
+    }
+    (out, series)
+}
+
+fn segments(dir: &Path) -> Vec<u32> {
+    match wal::segment_range(dir).unwrap() {
+        Some((a, b)) => (a..=b).collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Timestamps of series `i` from the head (or whatever `q` is).
+fn ts_of(q: &dyn Queryable, i: &str) -> Vec<i64> {
+    q.select(&[eq("i", i)], 0, i64::MAX, &SelectHints::default())
+        .unwrap()
+        .first()
+        .map(|s| s.samples.ts.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn out_of_order_samples_go_to_the_wbl_only_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(2);
+    // Without a window the WBL is not created.
+    let (head, _) = Head::open(rt.clone(), dir.path(), opts()).unwrap();
+    block_on(head.append(batches(&head, 4, &[1_000_000]))).unwrap();
+    assert!(!dir.path().join("wbl").exists());
+    drop(head);
+    let o = HeadOptions {
+        ooo_window_ms: 3_600_000,
+        ..opts()
+    };
+    let (head, _) = Head::open(rt.clone(), dir.path(), o.clone()).unwrap();
+    assert!(dir.path().join("wbl").is_dir());
+    block_on(head.append(batches(&head, 4, &[2_000_000, 3_000_000]))).unwrap();
+    let r = block_on(head.append(batches(&head, 4, &[1_500_000, 2_500_000]))).unwrap();
+    assert_eq!(r.appended_ooo, 8);
+    head.sync_wal().unwrap();
+    assert!(head.stats().wbl_bytes > 0);
+    let want = vec![1_000_000, 1_500_000, 2_000_000, 2_500_000, 3_000_000];
+    assert_eq!(ts_of(&head, "0002"), want);
+    drop(head);
+
+    // The WAL holds the series and the in-order samples, the WBL the out-of-order ones and
+    // no series record.
+    let (wal_samples, wal_series) = log_samples(&dir.path().join("wal"));
+    let (wbl_samples, wbl_series) = log_samples(&dir.path().join("wbl"));
+    assert_eq!(wal_series, 4);
+    assert_eq!(wbl_series, 0);
+    let mut wal_ts: Vec<i64> = wal_samples.iter().map(|s| s.1).collect();
+    wal_ts.sort();
+    wal_ts.dedup();
+    assert_eq!(wal_ts, vec![1_000_000, 2_000_000, 3_000_000]);
+    let mut wbl_ts: Vec<i64> = wbl_samples.iter().map(|s| s.1).collect();
+    wbl_ts.sort();
+    assert_eq!(wbl_samples.len(), 8);
+    assert_eq!(wbl_ts.first(), Some(&1_500_000));
+    assert_eq!(wbl_ts.last(), Some(&2_500_000));
+
+    let (head, rep) = Head::open(rt.clone(), dir.path(), o).unwrap();
+    assert_eq!(rep.samples, 20, "{rep:?}");
+    assert_eq!(rep.wbl_samples, 8, "{rep:?}");
+    assert_eq!(rep.dropped, 0, "{rep:?}");
+    assert_eq!(ts_of(&head, "0002"), want);
+    // Replayed out-of-order samples still count: the same sample again is a duplicate, another
+    // value at its timestamp a conflict.
+    let r = block_on(head.append(batches(&head, 4, &[1_500_000]))).unwrap();
+    assert_eq!(r.duplicates, 4);
+    drop(head);
+    // A head without a window still replays them, and a cut past them deletes the segments
+    // holding them (without ever opening a writer there).
+    let (head, rep) = Head::open(rt.clone(), dir.path(), opts()).unwrap();
+    assert_eq!(rep.wbl_samples, 8, "{rep:?}");
+    assert_eq!(ts_of(&head, "0002"), want);
+    let wbl = dir.path().join("wbl");
+    assert_eq!(segments(&wbl), vec![0, 1]);
+    head.cut_block(0, 3_600_000, None, |_| {}).unwrap().unwrap();
+    assert_eq!(segments(&wbl), Vec::<u32>::new());
+    drop(head);
+    let (head, rep) = Head::open(rt, dir.path(), opts()).unwrap();
+    assert_eq!((rep.samples, rep.wbl_samples), (0, 0), "{rep:?}");
+    let blocks = LocalBlocks::open(dir.path()).unwrap();
+    let merged = crate::query::Merged::new(vec![Arc::new(blocks), Arc::new(head)]);
+    assert_eq!(ts_of(&merged, "0002"), want);
+}
+
+#[test]
+fn replay_drops_wal_samples_older_than_the_series_newest_and_keeps_the_wbl_copy() {
+    // Laid out as Prometheus writes them: every sample in the WAL, the out-of-order ones in
+    // the WBL too (after m-map markers, which are skipped).
+    let dir = tempfile::tempdir().unwrap();
+    let labels = Labels::from_pairs([("__name__", "m"), ("i", "0000")]);
+    let sample = |r, t| wal::record::RefSample { r, t, v: t as f64 };
+    let mut w = WalWriter::open(&dir.path().join("wal"), WalOptions::default()).unwrap();
+    let mut buf = Vec::new();
+    wal::record::encode_series(&mut buf, [(7, &labels)]);
+    w.log(&[&buf]).unwrap();
+    for batch in [vec![10, 20, 30], vec![25, 5], vec![40]] {
+        buf.clear();
+        let s: Vec<_> = batch.into_iter().map(|t| sample(7, t)).collect();
+        wal::record::encode_samples(&mut buf, &s);
+        w.log(&[&buf]).unwrap();
+    }
+    w.close().unwrap();
+    let mut w = WalWriter::open(&dir.path().join("wbl"), WalOptions::default()).unwrap();
+    buf.clear();
+    // An m-map marker record: type 5, ref, chunk ref.
+    buf.push(5);
+    buf.extend_from_slice(&[0; 16]);
+    w.log(&[&buf]).unwrap();
+    buf.clear();
+    // 25 is out of order; 5 and 99 are of a ref no series record declared.
+    wal::record::encode_samples(&mut buf, &[sample(7, 25), sample(99, 5)]);
+    w.log(&[&buf]).unwrap();
+    w.close().unwrap();
+    let (head, rep) = Head::open(runtime(2), dir.path(), opts()).unwrap();
+    assert_eq!(ts_of(&head, "0000"), vec![10, 20, 25, 30, 40]);
+    assert_eq!(rep.wbl_samples, 1, "{rep:?}");
+    // WAL: 25 and 5 (older than 30); WBL: ref 99.
+    assert_eq!(rep.dropped, 3, "{rep:?}");
+    assert_eq!(rep.skipped_records, 0, "{rep:?}");
+    // New series get refs past the WBL's unknown one too.
+    let r = block_on(head.append(batches(&head, 2, &[50]))).unwrap();
+    assert_eq!(r.new_series, 1);
+    drop(head);
+    let (wal_samples, _) = log_samples(&dir.path().join("wal"));
+    assert!(wal_samples.iter().any(|s| s.0 == 100), "{wal_samples:?}");
+}
+
+#[test]
+fn a_cut_deletes_the_wbl_segments_its_block_covers_and_loses_no_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(2);
+    let hour = 3_600_000;
+    let o = HeadOptions {
+        ooo_window_ms: 2 * hour,
+        ..opts()
+    };
+    let wbl = dir.path().join("wbl");
+    let (head, _) = Head::open(rt.clone(), dir.path(), o.clone()).unwrap();
+    let in_order: Vec<i64> = (0..=120).map(|i| hour + i * 60_000).collect();
+    for c in in_order.chunks(30) {
+        block_on(head.append(batches(&head, 4, c))).unwrap();
+    }
+    // One record in segment 0: a sample the next block will hold, two it will not.
+    let ooo_a = [hour + 30_000, 2 * hour + 30_000, 2 * hour + 1_830_000];
+    let r = block_on(head.append(batches(&head, 4, &ooo_a))).unwrap();
+    assert_eq!(r.appended_ooo, 12);
+    let mut want: Vec<i64> = in_order.iter().chain(&ooo_a).copied().collect();
+    want.sort();
+    assert_eq!(ts_of(&head, "0001"), want);
+
+    let (start, end) = head.due_block().unwrap();
+    assert_eq!((start, end), (hour, 2 * hour));
+    head.cut_block(start, end, None, |_| {}).unwrap().unwrap();
+    // Segment 0 holds samples after the block: kept. The writer moved on to segment 1.
+    assert_eq!(segments(&wbl), vec![0, 1]);
+    let ooo_b = 2 * hour + 45_000;
+    block_on(head.append(batches(&head, 4, &[ooo_b]))).unwrap();
+    want.push(ooo_b);
+    want.sort();
+    head.sync_wal().unwrap();
+    // A kill now: what was acknowledged is in the block or in the logs.
+    drop(head);
+    let (head, rep) = Head::open(rt.clone(), dir.path(), o.clone()).unwrap();
+    // The WBL's sample before the block's end is in the block: dropped, not replayed twice.
+    assert_eq!(rep.wbl_samples, 4 * 3, "{rep:?}");
+    assert_eq!(rep.dropped, 4, "{rep:?}");
+    let head_ts = ts_of(&head, "0001");
+    assert!(head_ts.iter().all(|&t| t >= end), "{head_ts:?}");
+    let blocks = LocalBlocks::open(dir.path()).unwrap();
+    assert!(ts_of(&blocks, "0001").contains(&(hour + 30_000)));
+    let merged = crate::query::Merged::new(vec![Arc::new(blocks), Arc::new(head)]);
+    assert_eq!(ts_of(&merged, "0001"), want);
+    drop(merged);
+
+    // The next cut covers both segments and the empty one the restart opened.
+    let (head, _) = Head::open(rt.clone(), dir.path(), o.clone()).unwrap();
+    assert_eq!(segments(&wbl), vec![0, 1, 2, 3]);
+    let more: Vec<i64> = (1..=60).map(|i| 3 * hour + i * 60_000).collect();
+    // In steps shorter than half a block range, so that no core finds its samples behind the
+    // head's in-order bound after another core's step (they would be out of order then).
+    for c in more.chunks(10) {
+        block_on(head.append(batches(&head, 4, c))).unwrap();
+    }
+    assert_eq!(head.stats().appended_ooo, 0);
+    want.extend(&more);
+    let (start, end) = head.due_block().unwrap();
+    assert_eq!((start, end), (2 * hour, 3 * hour));
+    head.cut_block(start, end, None, |_| {}).unwrap().unwrap();
+    assert_eq!(segments(&wbl), vec![4]);
+    drop(head);
+    let (head, rep) = Head::open(rt, dir.path(), o).unwrap();
+    assert_eq!(rep.wbl_samples, 0, "{rep:?}");
+    let blocks = LocalBlocks::open(dir.path()).unwrap();
+    let merged = crate::query::Merged::new(vec![Arc::new(blocks), Arc::new(head)]);
+    assert_eq!(ts_of(&merged, "0001"), want);
+}
+
+#[test]
+fn a_torn_wbl_tail_is_cut_and_the_rest_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(1);
+    let o = HeadOptions {
+        ooo_window_ms: 3_600_000,
+        ..opts()
+    };
+    let (head, _) = Head::open(rt.clone(), dir.path(), o.clone()).unwrap();
+    block_on(head.append(batches(&head, 20, &[100_000]))).unwrap();
+    for i in 0..10 {
+        block_on(head.append(batches(&head, 20, &[1000 + i * 1000]))).unwrap();
+    }
+    drop(head);
+    let seg = wal::segment_name(&dir.path().join("wbl"), 0);
+    let len = std::fs::metadata(&seg).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(len - 5).unwrap();
+    drop(f);
+    let (head, rep) = Head::open(rt.clone(), dir.path(), o.clone()).unwrap();
+    assert!(rep.wbl_repaired.is_some(), "{rep:?}");
+    assert!(rep.repaired.is_none(), "{rep:?}");
+    assert_eq!(rep.wbl_samples, 9 * 20, "{rep:?}");
+    assert_eq!(ts_of(&head, "0003").len(), 10);
+    drop(head);
+    // Repaired for good: the next start reads it whole.
+    let (_, rep) = Head::open(rt, dir.path(), o).unwrap();
+    assert!(rep.wbl_repaired.is_none(), "{rep:?}");
+    assert_eq!(rep.wbl_samples, 9 * 20, "{rep:?}");
 }

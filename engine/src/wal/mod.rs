@@ -22,7 +22,7 @@ pub use checkpoint::{
     CheckpointStats, checkpoint, delete_checkpoints_before, delete_segments_before, last_checkpoint,
 };
 pub use reader::{SegmentReader, WalReader, repair};
-pub use segment::{segment_name, segment_range};
+pub use segment::{parse_segment_name, segment_name, segment_range};
 pub use writer::{WalOptions, WalWriter};
 
 /// Bytes in a page: no fragment crosses a page boundary.

@@ -10,7 +10,7 @@ pub fn segment_name(dir: &Path, n: u32) -> PathBuf {
 }
 
 /// The number a segment file name stands for, if the name is one (digits only).
-pub(super) fn parse_segment_name(name: &str) -> Option<u32> {
+pub fn parse_segment_name(name: &str) -> Option<u32> {
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

@@ -206,8 +206,10 @@ impl Tenants {
             dir = %dir.display(),
             series = rep.series,
             samples = rep.samples,
+            wbl_samples = rep.wbl_samples,
             dropped = rep.dropped,
             repaired = rep.repaired.as_deref().unwrap_or("no"),
+            wbl_repaired = rep.wbl_repaired.as_deref().unwrap_or("no"),
             replay_ms = rep.millis,
             "tenant opened"
         );

@@ -331,12 +331,29 @@ fn union_blocks(a: &[u32], b: &[u32], out: &mut Vec<u32>) -> (usize, usize) {
     };
     // `carry` holds the consumed entries not yet written; give back the ones greater than the
     // last entry written (the others repeat it) so the scalar tail merges them again.
-    (give_back(a, i, last), give_back(b, j, last))
+    give_back((a, i), (b, j), last, LANES)
 }
 
-/// Moves the consumed position `at` of `list` back over the entries greater than `last`.
-pub(super) fn give_back(list: &[u32], at: usize, last: u32) -> usize {
-    at - list[..at].iter().rev().take_while(|&&v| v > last).count()
+/// Moves the consumed positions of both lists back over the entries greater than `last`, at
+/// most `held` entries in all: `carry` holds that many, and sorted lists never need more. On
+/// unsorted (corrupt) lists the cap keeps the output within `a.len() + b.len()` entries.
+pub(super) fn give_back(
+    (a, i): (&[u32], usize),
+    (b, j): (&[u32], usize),
+    last: u32,
+    held: usize,
+) -> (usize, usize) {
+    let back = |list: &[u32], at: usize, most: usize| {
+        list[..at]
+            .iter()
+            .rev()
+            .take(most)
+            .take_while(|&&v| v > last)
+            .count()
+    };
+    let ga = back(a, i, held);
+    let gb = back(b, j, held - ga);
+    (i - ga, j - gb)
 }
 
 /// Appends `lo + n` for every set bit `n` of `bits`, in order: each byte of the bitmap compacts a

@@ -272,7 +272,7 @@ fn union_blocks(a: &[u32], b: &[u32], out: &mut Vec<u32>) -> (usize, usize) {
     };
     // `carry` holds the consumed entries not yet written; give back the ones greater than the
     // last entry written (the others repeat it) so the scalar tail merges them again.
-    (give_back(a, i, last), give_back(b, j, last))
+    give_back((a, i), (b, j), last, LANES)
 }
 
 /// Appends `lo + n` for every set bit `n` of `bits`, in order: each 16 bits of the bitmap

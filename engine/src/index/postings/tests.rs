@@ -394,3 +394,26 @@ proptest! {
         }
     }
 }
+
+/// An unsorted list once made the AVX2 union give back entries it had already written (proptest
+/// `malformed_lists_do_not_panic`): the output outgrew both inputs together.
+#[test]
+fn union_of_an_unsorted_list_stays_within_both_lists() {
+    let mut a: Vec<u32> = vec![
+        0, 0, 0, 0, 0, 0, 0, 12, 0, 9, 10, 0, 12, 0, 12, 0, 12, 10, 18, 13, 15, 7, 13, 13, 7, 16,
+        7, 12, 14, 12, 9, 0, 8, 5, 9, 0, 18, 13, 13, 5, 10, 16, 0, 0, 8, 0, 10, 19, 14, 15, 15, 11,
+        11, 14, 12, 14, 15, 15, 28, 14, 28, 28, 0, 28, 16, 4, 0, 6, 16, 17, 17, 0, 16, 16, 15, 17,
+        0, 8, 0, 8, 1, 9, 23, 0, 17, 23, 6, 18, 14, 18, 23, 17, 0, 0, 23, 7,
+    ];
+    a.sort_unstable();
+    let b: Vec<u32> = vec![
+        17, 3, 19, 2, 10, 3, 20, 2, 20, 19, 0, 1, 2, 3, 0, 1, 1, 0, 2, 0, 0, 0, 0, 0, 0,
+    ];
+    for (name, kernels, _) in implementations() {
+        for kernel in kernels {
+            let mut out = Vec::new();
+            kernel(&a, &b, &mut out);
+            assert!(out.len() <= a.len() + b.len(), "{name}: {}", out.len());
+        }
+    }
+}
