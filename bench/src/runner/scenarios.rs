@@ -290,6 +290,10 @@ pub(super) fn input_name(o: &RunOptions, series: &[u64]) -> String {
         g.pods_per_target,
         families_text(g, ", families ")
     );
+    if let Some(rate) = o.rate {
+        // A paced run is its own input: both sides take the same samples.
+        name.push_str(&format!(", at {} samples/s", short_count(rate as u64)));
+    }
     if !o.gauntlet_extra_args.is_empty() {
         name.push_str(&format!(
             ", Gauntlet with `{}`",
