@@ -2,7 +2,9 @@
 //! values. A value's text is not kept here: it is read from the first series of its list
 //! (every series on the list holds it), so a value only one series has (a pod name, an
 //! instance, a container id) costs a sixteen-byte entry and a control byte, not a second copy
-//! of its text.
+//! of its text. Each entry keeps 32 bits of its value's hash: the table grows without reading
+//! a value, and a lookup reads one only when those bits match (for a value no series has yet,
+//! nearly never).
 
 use std::collections::HashMap;
 
@@ -16,15 +18,28 @@ use crate::labels::CompactString;
 #[allow(clippy::box_collection)]
 #[derive(Debug, Clone)]
 pub(crate) enum Ids {
-    One(u32),
-    Many(Box<Vec<u32>>),
+    One {
+        fingerprint: u32,
+        id: u32,
+    },
+    Many {
+        fingerprint: u32,
+        ids: Box<Vec<u32>>,
+    },
 }
 
 impl Ids {
     pub fn as_slice(&self) -> &[u32] {
         match self {
-            Ids::One(i) => std::slice::from_ref(i),
-            Ids::Many(v) => v,
+            Ids::One { id, .. } => std::slice::from_ref(id),
+            Ids::Many { ids, .. } => ids,
+        }
+    }
+
+    /// The low 32 bits of the value's hash.
+    fn fingerprint(&self) -> u32 {
+        match self {
+            Ids::One { fingerprint, .. } | Ids::Many { fingerprint, .. } => *fingerprint,
         }
     }
 
@@ -36,21 +51,32 @@ impl Ids {
     /// Adds `id`, not on the list yet.
     pub fn push(&mut self, id: u32) {
         match self {
-            Ids::One(a) => *self = Ids::Many(Box::new(vec![*a, id])),
-            Ids::Many(v) => v.push(id),
+            Ids::One { fingerprint, id: a } => {
+                *self = Ids::Many {
+                    fingerprint: *fingerprint,
+                    ids: Box::new(vec![*a, id]),
+                }
+            }
+            Ids::Many { ids, .. } => ids.push(id),
         }
     }
 
     /// Keeps the ids `keep` accepts; returns whether any is left.
     pub fn retain(&mut self, keep: impl Fn(u32) -> bool) -> bool {
         match self {
-            Ids::One(a) => keep(*a),
-            Ids::Many(v) => {
+            Ids::One { id, .. } => keep(*id),
+            Ids::Many {
+                fingerprint,
+                ids: v,
+            } => {
                 v.retain(|&i| keep(i));
                 match v.as_slice() {
                     [] => false,
                     [one] => {
-                        *self = Ids::One(*one);
+                        *self = Ids::One {
+                            fingerprint: *fingerprint,
+                            id: *one,
+                        };
                         true
                     }
                     _ => {
@@ -67,8 +93,8 @@ impl Ids {
     /// Heap bytes the list takes beyond its entry.
     fn heap_bytes(&self) -> usize {
         match self {
-            Ids::One(_) => 0,
-            Ids::Many(v) => 24 + v.capacity() * 4,
+            Ids::One { .. } => 0,
+            Ids::Many { ids, .. } => 24 + ids.capacity() * 4,
         }
     }
 }
@@ -79,8 +105,26 @@ pub(crate) trait ValueSource {
     fn value(&self, id: u32, name: &str) -> Option<&str>;
 }
 
-fn value_hash(v: &str) -> u64 {
-    xxhash_rust::xxh64::xxh64(v.as_bytes(), 0)
+/// The low 32 bits of a value's hash, which its entry keeps.
+fn fingerprint(v: &str) -> u32 {
+    xxhash_rust::xxh64::xxh64(v.as_bytes(), 0) as u32
+}
+
+/// The table hash of a fingerprint: its bits spread over the word, as the table takes its
+/// bucket from the low bits and its tag from the high ones.
+fn table_hash(fingerprint: u32) -> u64 {
+    u64::from(fingerprint).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// Whether an entry is the one of `name="value"`: its fingerprint first, the value itself
+/// (read from a series on its list) only when that matches.
+fn same_value<'a, S: ValueSource + ?Sized>(
+    fp: u32,
+    name: &'a str,
+    value: &'a str,
+    src: &'a S,
+) -> impl Fn(&Ids) -> bool + 'a {
+    move |ids| ids.fingerprint() == fp && src.value(ids.first(), name) == Some(value)
 }
 
 /// Label name → value → series ids.
@@ -103,14 +147,15 @@ impl Postings {
                 Some(t) => t,
                 None => self.names.entry(CompactString::from(name)).or_default(),
             };
-            let hash = value_hash(value);
-            let same = |ids: &Ids| src.value(ids.first(), name) == Some(value);
-            match table.find_mut(hash, same) {
+            let fp = fingerprint(value);
+            match table.find_mut(table_hash(fp), same_value(fp, name, value, src)) {
                 Some(ids) => ids.push(id),
                 None => {
-                    table.insert_unique(hash, Ids::One(id), |ids| {
-                        value_hash(src.value(ids.first(), name).unwrap_or_default())
-                    });
+                    let entry = Ids::One {
+                        fingerprint: fp,
+                        id,
+                    };
+                    table.insert_unique(table_hash(fp), entry, |e| table_hash(e.fingerprint()));
                 }
             }
         }
@@ -128,9 +173,8 @@ impl Postings {
             let Some(table) = self.names.get_mut(name) else {
                 continue;
             };
-            let hash = value_hash(value);
-            let same = |ids: &Ids| src.value(ids.first(), name) == Some(value);
-            if let Ok(entry) = table.find_entry(hash, same) {
+            let fp = fingerprint(value);
+            if let Ok(entry) = table.find_entry(table_hash(fp), same_value(fp, name, value, src)) {
                 let mut entry = entry;
                 if !entry.get_mut().retain(|i| !gone(i)) {
                     entry.remove();
@@ -150,10 +194,9 @@ impl Postings {
         src: &(impl ValueSource + ?Sized),
     ) -> Option<&[u32]> {
         let table = self.names.get(name)?;
+        let fp = fingerprint(value);
         table
-            .find(value_hash(value), |ids| {
-                src.value(ids.first(), name) == Some(value)
-            })
+            .find(table_hash(fp), same_value(fp, name, value, src))
             .map(Ids::as_slice)
     }
 
