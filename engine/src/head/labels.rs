@@ -53,6 +53,16 @@ impl SeriesLabels {
         self.raw().map(|(n, v)| (as_str(n), as_str(v)))
     }
 
+    /// The pairs (name, value) as bytes, in order (each was UTF-8 when packed).
+    pub fn raw_pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.raw()
+    }
+
+    /// The value of label `name` as bytes, if the set has it.
+    pub fn get_raw(&self, name: &[u8]) -> Option<&[u8]> {
+        self.raw().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
     /// The value of label `name`, if the set has it.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.raw()

@@ -10,8 +10,6 @@ use std::collections::HashMap;
 
 use hashbrown::HashTable;
 
-use crate::labels::CompactString;
-
 /// Series ids holding one label pair, in no particular order (ids are reused). Nearly every
 /// list of a high-cardinality label has one id, kept inline.
 // The box makes the field one thin pointer, where a `Vec` would take three words.
@@ -102,12 +100,12 @@ impl Ids {
 /// Where the postings read the text of the values they index.
 pub(crate) trait ValueSource {
     /// Label `name`'s value of series `id`.
-    fn value(&self, id: u32, name: &str) -> Option<&str>;
+    fn value(&self, id: u32, name: &[u8]) -> Option<&[u8]>;
 }
 
 /// The low 32 bits of a value's hash, which its entry keeps.
-fn fingerprint(v: &str) -> u32 {
-    xxhash_rust::xxh64::xxh64(v.as_bytes(), 0) as u32
+fn fingerprint(v: &[u8]) -> u32 {
+    xxhash_rust::xxh64::xxh64(v, 0) as u32
 }
 
 /// The table hash of a fingerprint: its bits spread over the word, as the table takes its
@@ -120,8 +118,8 @@ fn table_hash(fingerprint: u32) -> u64 {
 /// (read from a series on its list) only when that matches.
 fn same_value<'a, S: ValueSource + ?Sized>(
     fp: u32,
-    name: &'a str,
-    value: &'a str,
+    name: &'a [u8],
+    value: &'a [u8],
     src: &'a S,
 ) -> impl Fn(&Ids) -> bool + 'a {
     move |ids| ids.fingerprint() == fp && src.value(ids.first(), name) == Some(value)
@@ -130,7 +128,9 @@ fn same_value<'a, S: ValueSource + ?Sized>(
 /// Label name → value → series ids.
 #[derive(Debug, Default)]
 pub(crate) struct Postings {
-    names: HashMap<CompactString, HashTable<Ids>>,
+    /// Names and values as bytes: the series hold them as UTF-8 checked when they arrived, and
+    /// building postings need not check them again.
+    names: HashMap<Box<[u8]>, HashTable<Ids>>,
 }
 
 impl Postings {
@@ -139,13 +139,13 @@ impl Postings {
     pub fn add<'a>(
         &mut self,
         id: u32,
-        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+        pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
         src: &(impl ValueSource + ?Sized),
     ) {
         for (name, value) in pairs {
             let table = match self.names.get_mut(name) {
                 Some(t) => t,
-                None => self.names.entry(CompactString::from(name)).or_default(),
+                None => self.names.entry(name.into()).or_default(),
             };
             let fp = fingerprint(value);
             match table.find_mut(table_hash(fp), same_value(fp, name, value, src)) {
@@ -165,7 +165,7 @@ impl Postings {
     /// `value_of` must still answer for every id on those lists.
     pub fn remove<'a>(
         &mut self,
-        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+        pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
         gone: &dyn Fn(u32) -> bool,
         src: &(impl ValueSource + ?Sized),
     ) {
@@ -193,6 +193,7 @@ impl Postings {
         value: &str,
         src: &(impl ValueSource + ?Sized),
     ) -> Option<&[u32]> {
+        let (name, value) = (name.as_bytes(), value.as_bytes());
         let table = self.names.get(name)?;
         let fp = fingerprint(value);
         table
@@ -202,7 +203,7 @@ impl Postings {
 
     /// Whether any series has label `name`.
     pub fn has_name(&self, name: &str) -> bool {
-        self.names.contains_key(name)
+        self.names.contains_key(name.as_bytes())
     }
 
     /// Every value of `name` with its series.
@@ -211,10 +212,13 @@ impl Postings {
         name: &'s str,
         src: &'s S,
     ) -> impl Iterator<Item = (&'s str, &'s [u32])> + 's {
+        let name = name.as_bytes();
         self.names.get(name).into_iter().flat_map(move |t| {
             t.iter().map(move |ids| {
+                let value = src.value(ids.first(), name).unwrap_or_default();
+                // Every value was UTF-8 checked when its series arrived.
                 (
-                    src.value(ids.first(), name).unwrap_or_default(),
+                    std::str::from_utf8(value).unwrap_or_default(),
                     ids.as_slice(),
                 )
             })
@@ -239,13 +243,18 @@ impl Postings {
 mod tests {
     use super::*;
 
+    fn bytes<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+        pairs.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+    }
+
     #[test]
     fn lists_read_their_values_from_the_series() {
         struct Held(Vec<Vec<(&'static str, &'static str)>>);
         impl ValueSource for Held {
-            fn value(&self, id: u32, name: &str) -> Option<&str> {
+            fn value(&self, id: u32, name: &[u8]) -> Option<&[u8]> {
                 let pairs = self.0.get(id as usize)?;
-                pairs.iter().find(|p| p.0 == name).map(|p| p.1)
+                let found = pairs.iter().find(|p| p.0.as_bytes() == name);
+                found.map(|p| p.1.as_bytes())
             }
         }
         let series = vec![
@@ -256,7 +265,7 @@ mod tests {
         let held = Held(series.clone());
         let mut p = Postings::default();
         for (id, s) in series.iter().enumerate() {
-            p.add(id as u32, s.iter().copied(), &held);
+            p.add(id as u32, bytes(s), &held);
         }
         assert_eq!(p.get("job", "a", &held), Some(&[0, 1][..]));
         assert_eq!(p.get("pod", "p2", &held), Some(&[2][..]));
@@ -269,13 +278,13 @@ mod tests {
         assert_eq!(jobs, vec![("a", vec![0, 1]), ("b", vec![2])]);
 
         // Series 0 goes: its unique pod value goes with it, and job="a" is read from series 1.
-        p.remove(series[0].iter().copied(), &|i| i == 0, &held);
+        p.remove(bytes(&series[0]), &|i| i == 0, &held);
         assert_eq!(p.get("job", "a", &held), Some(&[1][..]));
         assert_eq!(p.get("pod", "p0", &held), None);
-        p.remove(series[2].iter().copied(), &|i| i == 2, &held);
+        p.remove(bytes(&series[2]), &|i| i == 2, &held);
         assert_eq!(p.values("job", &held).count(), 1);
         assert!(p.has_name("pod"));
-        p.remove(series[1].iter().copied(), &|i| i == 1, &held);
+        p.remove(bytes(&series[1]), &|i| i == 1, &held);
         assert!(!p.has_name("job"));
     }
 }

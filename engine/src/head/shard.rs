@@ -177,8 +177,8 @@ pub(crate) type Created = (u64, SeriesLabels);
 
 /// The postings read the values they index from the series themselves.
 impl ValueSource for Slab {
-    fn value(&self, id: u32, name: &str) -> Option<&str> {
-        self.get(id)?.labels.get(name)
+    fn value(&self, id: u32, name: &[u8]) -> Option<&[u8]> {
+        self.get(id)?.labels.get_raw(name)
     }
 }
 
@@ -246,7 +246,7 @@ impl HeadShard {
         } = self;
         let pairs = series
             .get(id)
-            .map(|s| s.labels.iter())
+            .map(|s| s.labels.raw_pairs())
             .into_iter()
             .flatten();
         postings.add(id, pairs, series);
@@ -548,10 +548,10 @@ impl HeadShard {
         {
             let held = |id: u32| series.get(id);
             // Each list is filtered once, however many of its series go.
-            let touched: HashSet<(&str, &str)> = removed
+            let touched: HashSet<(&[u8], &[u8])> = removed
                 .iter()
                 .filter_map(|&id| held(id))
-                .flat_map(|s| s.labels.iter())
+                .flat_map(|s| s.labels.raw_pairs())
                 .collect();
             postings.remove(touched, &|i| gone.contains(&i), series);
             for &id in &removed {
