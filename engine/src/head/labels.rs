@@ -77,7 +77,7 @@ impl SeriesLabels {
 
     /// Prometheus's hash of the set ([`crate::labels::hash_pairs`]).
     pub fn hash(&self) -> u64 {
-        crate::labels::hash_pairs(self.iter())
+        crate::labels::hash_byte_pairs(self.raw())
     }
 
     /// Heap bytes the set takes.

@@ -71,13 +71,21 @@ pub fn external_matchers(ext: &Labels, matchers: &[Matcher]) -> Option<Vec<Match
 /// Prometheus's hash of a label set (`labels.Hash`): xxhash64 of every name and value, each
 /// followed by a 0xFF byte, in label order. The head finds series by it and routes them to
 /// their core with it.
-pub fn hash_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)> + Clone) -> u64 {
+pub fn hash_pairs<'a, I>(pairs: I) -> u64
+where
+    I: IntoIterator<Item = (&'a str, &'a str)>,
+    I::IntoIter: Clone,
+{
+    hash_byte_pairs(pairs.into_iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())))
+}
+
+/// [`hash_pairs`] over names and values as bytes.
+pub fn hash_byte_pairs<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone) -> u64 {
     // Most label sets fit a small buffer, hashed in one call: the streaming hasher pays a
     // call and a copy for each of the four pieces of every label.
     let mut buf = [0u8; 512];
     let mut n = 0;
-    for (name, value) in pairs.clone() {
-        let (a, b) = (name.as_bytes(), value.as_bytes());
+    for (a, b) in pairs.clone() {
         let end = n + a.len() + b.len() + 2;
         if end > buf.len() {
             return hash_pairs_streaming(pairs);
@@ -93,12 +101,12 @@ pub fn hash_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)> + Clon
 }
 
 /// [`hash_pairs`] for label sets of any size.
-fn hash_pairs_streaming<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> u64 {
+fn hash_pairs_streaming<'a>(pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> u64 {
     let mut h = xxhash_rust::xxh64::Xxh64::new(0);
     for (n, v) in pairs {
-        h.update(n.as_bytes());
+        h.update(n);
         h.update(&[0xFF]);
-        h.update(v.as_bytes());
+        h.update(v);
         h.update(&[0xFF]);
     }
     h.digest()
@@ -255,7 +263,7 @@ mod tests {
         ] {
             assert_eq!(
                 hash_pairs(pairs.iter().copied()),
-                hash_pairs_streaming(pairs.iter().copied())
+                hash_pairs_streaming(pairs.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())))
             );
         }
         // Go's labels.Hash of {__name__="up", job="node"} as Prometheus computes it: xxhash64
