@@ -98,18 +98,27 @@ struct RawPairs<'a> {
     buf: &'a [u8],
 }
 
-/// The next length-prefixed string of `buf`, moving `buf` past it.
+/// The next length-prefixed string of `buf`, moving `buf` past it. Lengths under 128 (nearly
+/// all) take one byte, read without the general varint decoder: label lookups walk these
+/// strings for every series indexed.
+#[inline]
 fn take_string<'a>(buf: &mut &'a [u8]) -> Option<&'a [u8]> {
-    let (len, n) = read_uvarint(buf).ok()?;
-    let end = n.checked_add(usize::try_from(len).ok()?)?;
-    let s = buf.get(n..end)?;
-    *buf = &buf[end..];
+    let (&first, rest) = buf.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let (len, n) = read_uvarint(buf).ok()?;
+        (usize::try_from(len).ok()?, &buf[n..])
+    };
+    let s = rest.get(..len)?;
+    *buf = &rest[len..];
     Some(s)
 }
 
 impl<'a> Iterator for RawPairs<'a> {
     type Item = (&'a [u8], &'a [u8]);
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.buf.is_empty() {
             return None;
