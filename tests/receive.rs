@@ -728,6 +728,35 @@ fn blocks_are_cut_shipped_and_still_served() {
             assert_eq!(v, (k as i64 * 100 + i) as f64);
         }
     }
+
+    // The head's memory by part, measured by the maintenance pass, is on /metrics: the 20
+    // series it still holds have labels, records and chunks.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, page) = http_get(recv.http, "/metrics").unwrap();
+        let page = String::from_utf8(page).unwrap();
+        let value = |name: &str| -> f64 {
+            let key = format!("{name}{{tenant=\"default-tenant\"}} ");
+            page.lines()
+                .find_map(|l| l.strip_prefix(key.as_str()))
+                .map_or(0.0, |v| v.parse().unwrap())
+        };
+        let parts = [
+            value("gauntlet_tsdb_head_chunk_bytes"),
+            value("gauntlet_tsdb_head_label_bytes"),
+            value("gauntlet_tsdb_head_index_bytes"),
+        ];
+        if parts.iter().all(|&b| b > 0.0) {
+            // 20 series of two short labels: well under a kilobyte of label bytes.
+            assert!(parts[1] < 1000.0, "{parts:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "head memory on /metrics: {parts:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

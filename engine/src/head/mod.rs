@@ -153,6 +153,8 @@ struct WalState {
 struct Shared {
     next_ref: AtomicU64,
     series: AtomicU64,
+    /// The last [`Head::memory`] taken: chunk, label and index bytes.
+    memory: [AtomicU64; 3],
     min_time: AtomicI64,
     max_time: AtomicI64,
     /// Samples before this are in blocks already, ms.
@@ -403,6 +405,7 @@ impl Head {
             shared: Arc::new(Shared {
                 next_ref: AtomicU64::new(1),
                 series: AtomicU64::new(0),
+                memory: Default::default(),
                 min_time: AtomicI64::new(i64::MAX),
                 max_time: AtomicI64::new(i64::MIN),
                 min_valid: AtomicI64::new(min_valid),
@@ -743,7 +746,22 @@ impl Head {
         for p in &parts {
             m.merge(p);
         }
+        let [c, l, i] = &self.shared.memory;
+        c.store(m.chunk_bytes, Relaxed);
+        l.store(m.label_bytes, Relaxed);
+        i.store(m.index_bytes, Relaxed);
         Ok(m)
+    }
+
+    /// What the last [`Head::memory`] found (all zero before the first): for metrics, which
+    /// must not wait for the cores.
+    pub fn last_memory(&self) -> HeadMemory {
+        let [c, l, i] = &self.shared.memory;
+        HeadMemory {
+            chunk_bytes: c.load(Relaxed),
+            label_bytes: l.load(Relaxed),
+            index_bytes: i.load(Relaxed),
+        }
     }
 
     /// Runs `f` on every core with this tenant's shard and collects the answers in core order.

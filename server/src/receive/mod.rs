@@ -346,6 +346,11 @@ impl Receiver {
     /// what is not shipped, apply retention.
     pub async fn maintain(&self) {
         for t in self.tenants.all() {
+            // Taken here, off the network threads, for /metrics to read.
+            let head = t.head.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || head.memory()).await {
+                tracing::warn!(tenant = %t.name, error = %e, "measuring the head's memory failed");
+            }
             while let Some((start, end)) = t.head.due_block() {
                 let tt = t.clone();
                 let thanos = t.thanos_meta();
@@ -621,7 +626,7 @@ impl Receiver {
             ops::metric(&mut out, name, typ, help, v as f64);
         }
         let tenants = self.tenants.all();
-        let per_tenant: [TenantMetric; 7] = [
+        let per_tenant: [TenantMetric; 10] = [
             (
                 "prometheus_tsdb_head_series",
                 "gauge",
@@ -663,6 +668,24 @@ impl Receiver {
                     let m = t.head.stats().max_time;
                     if m == i64::MIN { 0.0 } else { m as f64 }
                 },
+            ),
+            (
+                "gauntlet_tsdb_head_chunk_bytes",
+                "gauge",
+                "Bytes of chunk data (and out-of-order samples) the head holds, as last measured.",
+                |t| t.head.last_memory().chunk_bytes as f64,
+            ),
+            (
+                "gauntlet_tsdb_head_label_bytes",
+                "gauge",
+                "Bytes of the head's series labels, as last measured.",
+                |t| t.head.last_memory().label_bytes as f64,
+            ),
+            (
+                "gauntlet_tsdb_head_index_bytes",
+                "gauge",
+                "Bytes of the head's series records, hash index and postings, as last measured.",
+                |t| t.head.last_memory().index_bytes as f64,
             ),
             (
                 "prometheus_tsdb_blocks_loaded",
