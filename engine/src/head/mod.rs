@@ -48,7 +48,7 @@ use crate::error::{Error, Result};
 use crate::labels::{Labels, Matcher};
 use crate::query::{Queryable, SelectHints, Series};
 use crate::shard::{Canceled, RuntimeConfig, RuntimeError, ShardSet};
-use crate::wal::record::RecordType;
+use crate::wal::record::{RecordType, RefSample};
 use crate::wal::{self, WalError, WalOptions, WalReader, WalWriter};
 
 /// Prometheus's block range and head chunk range: 2h in ms.
@@ -222,8 +222,8 @@ impl Shared {
     fn log(
         &self,
         created: &[shard::Created],
-        stored: &[(u64, i64, f64)],
-        stored_ooo: &[(u64, i64, f64)],
+        stored: &[RefSample],
+        stored_ooo: &[RefSample],
         buf: &mut Vec<u8>,
     ) -> Result<(), WalError> {
         if created.is_empty() && stored.is_empty() && stored_ooo.is_empty() {
@@ -239,12 +239,12 @@ impl Shared {
             bounds.push(buf.len());
         }
         if !stored.is_empty() {
-            encode_samples(buf, stored);
+            wal::record::encode_samples(buf, stored);
             bounds.push(buf.len());
         }
         let wal_end = buf.len();
         if !stored_ooo.is_empty() {
-            encode_samples(buf, stored_ooo);
+            wal::record::encode_samples(buf, stored_ooo);
         }
         let mut recs: Vec<&[u8]> = Vec::with_capacity(2);
         let mut start = 0;
@@ -258,7 +258,7 @@ impl Shared {
             w.writer.log(&recs)?;
         }
         if !stored_ooo.is_empty() {
-            let newest = stored_ooo.iter().map(|s| s.1).max().unwrap_or(i64::MIN);
+            let newest = stored_ooo.iter().map(|s| s.t).max().unwrap_or(i64::MIN);
             w.wbl.log(&buf[wal_end..], newest)?;
         }
         w.logged += 1;
@@ -267,15 +267,6 @@ impl Shared {
             .fetch_add((buf.len() - wal_end) as u64, Relaxed);
         Ok(())
     }
-}
-
-/// Appends a samples record of `samples` (ref, t, v) to `buf`.
-fn encode_samples(buf: &mut Vec<u8>, samples: &[(u64, i64, f64)]) {
-    let samples: Vec<wal::record::RefSample> = samples
-        .iter()
-        .map(|&(r, t, v)| wal::record::RefSample { r, t, v })
-        .collect();
-    wal::record::encode_samples(buf, &samples);
 }
 
 fn now_ms() -> i64 {
@@ -340,7 +331,7 @@ struct Replay {
     /// The core each declared ref's series lives on.
     ref_core: RefMap<u16>,
     series_out: Vec<Vec<(u64, u64, SeriesLabels)>>,
-    samples_out: Vec<Vec<(u64, i64, f64)>>,
+    samples_out: Vec<Vec<RefSample>>,
     samples: Vec<wal::record::RefSample>,
     /// The largest ref in a series record or a WBL sample: refs handed out after replay start
     /// past it, so a WBL sample of a series the WAL no longer declares is never taken for a
@@ -523,7 +514,7 @@ impl Head {
                         for s in &st.samples {
                             match st.ref_core.get(s.r) {
                                 Some(c) => {
-                                    st.samples_out[c as usize].push((s.r, s.t, s.v));
+                                    st.samples_out[c as usize].push(*s);
                                     st.pending += 1;
                                 }
                                 None => report.dropped += 1,
@@ -589,7 +580,7 @@ impl Head {
     fn replay_send(
         &self,
         series: &mut [Vec<(u64, u64, SeriesLabels)>],
-        samples: &mut [Vec<(u64, i64, f64)>],
+        samples: &mut [Vec<RefSample>],
         log: Log,
     ) -> Vec<ReplayCall> {
         let slot = self.slot;

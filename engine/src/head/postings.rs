@@ -135,7 +135,7 @@ pub(crate) struct Postings {
 
 impl Postings {
     /// Indexes series `id` (not indexed yet) under each of its `pairs`.
-    /// `value_of` must already answer for `id`.
+    /// `src` must already answer for `id`.
     pub fn add<'a>(
         &mut self,
         id: u32,
@@ -162,7 +162,7 @@ impl Postings {
     }
 
     /// Removes the ids `gone` accepts from the lists of `pairs`, dropping lists left empty.
-    /// `value_of` must still answer for every id on those lists.
+    /// `src` must still answer for every id on those lists.
     pub fn remove<'a>(
         &mut self,
         pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,

@@ -15,6 +15,7 @@ use crate::block::cut::{CutChunk, CutOptions};
 use crate::chunk::SampleBatch;
 use crate::labels::{Labels, MatchType, Matcher};
 use crate::query::Series;
+use crate::wal::record::RefSample;
 
 /// Series and samples bound for one core, copied out of a request so the request buffer can
 /// be freed (or reused) at once: every series' labels packed as the head keeps them
@@ -306,8 +307,8 @@ impl HeadShard {
         reserve_series: &dyn Fn() -> bool,
         next_ref: &dyn Fn() -> u64,
         created: &mut Vec<Created>,
-        stored: &mut Vec<(u64, i64, f64)>,
-        stored_ooo: &mut Vec<(u64, i64, f64)>,
+        stored: &mut Vec<RefSample>,
+        stored_ooo: &mut Vec<RefSample>,
     ) -> AppendReport {
         let mut rep = AppendReport::empty();
         let bounds = AppendBounds {
@@ -351,10 +352,10 @@ impl HeadShard {
                     Appended::InOrder | Appended::OutOfOrder => {
                         if outcome == Appended::InOrder {
                             rep.appended += 1;
-                            stored.push((series.r, t, v));
+                            stored.push(RefSample { r: series.r, t, v });
                         } else {
                             rep.appended_ooo += 1;
-                            stored_ooo.push((series.r, t, v));
+                            stored_ooo.push(RefSample { r: series.r, t, v });
                         }
                         rep.max_time = rep.max_time.max(t);
                         rep.min_time = rep.min_time.min(t);
@@ -386,7 +387,7 @@ impl HeadShard {
     /// stored.
     pub fn replay_samples(
         &mut self,
-        samples: &[(u64, i64, f64)],
+        samples: &[RefSample],
         check: AppendCheck,
         opts: &CutOptions,
     ) -> AppendReport {
@@ -397,7 +398,7 @@ impl HeadShard {
         // Appended series by series (each series' samples in log order): interleaved, every
         // sample would touch another series' chunk and miss the cache.
         let mut order: Vec<(u32, u32)> = Vec::with_capacity(samples.len());
-        for (i, &(r, _, _)) in samples.iter().enumerate() {
+        for (i, &RefSample { r, .. }) in samples.iter().enumerate() {
             match self.by_ref.get(r) {
                 Some(id) => order.push((id, i as u32)),
                 None => rep.too_old += 1,
@@ -405,7 +406,7 @@ impl HeadShard {
         }
         order.sort_unstable();
         for (id, i) in order {
-            let (_, t, v) = samples[i as usize];
+            let RefSample { t, v, .. } = samples[i as usize];
             let Some(series) = self.series.get_mut(id) else {
                 rep.too_old += 1;
                 continue;
