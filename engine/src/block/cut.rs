@@ -43,8 +43,9 @@ pub struct CutChunk {
     pub min_time: i64,
     /// Last sample's timestamp.
     pub max_time: i64,
-    /// The XOR payload, starting with the 2-byte sample count.
-    pub data: Vec<u8>,
+    /// The XOR payload, starting with the 2-byte sample count. Boxed, without spare room: a
+    /// head keeps several per series for hours.
+    pub data: Box<[u8]>,
 }
 
 /// Bytes a new chunk's buffer starts with.
@@ -77,9 +78,9 @@ fn predict_end(start: i64, cur: i64, max: i64) -> i64 {
 /// series; [`cut_chunks`] runs one over a whole series.
 #[derive(Debug, Clone, Default)]
 pub struct ChunkCutter {
+    /// The open chunk; its last timestamp is the cutter's newest.
     app: Option<XorAppender>,
     min_time: i64,
-    max_time: i64,
     next_at: i64,
 }
 
@@ -91,7 +92,7 @@ impl ChunkCutter {
 
     /// Timestamp of the last sample taken, ms (`None` before the first).
     pub fn max_time(&self) -> Option<i64> {
-        self.app.as_ref().map(|_| self.max_time)
+        self.app.as_ref().map(XorAppender::last_time)
     }
 
     /// The bits of the last value taken (`None` when no chunk is open).
@@ -103,7 +104,12 @@ impl ChunkCutter {
     pub fn open(&self) -> Option<(i64, i64, &[u8])> {
         self.app
             .as_ref()
-            .map(|a| (self.min_time, self.max_time, a.bytes()))
+            .map(|a| (self.min_time, a.last_time(), a.bytes()))
+    }
+
+    /// Bytes the open chunk's buffer takes, written or not.
+    pub fn room(&self) -> usize {
+        self.app.as_ref().map_or(0, XorAppender::room)
     }
 
     /// Appends a sample whose timestamp is after [`ChunkCutter::max_time`] (a sample at or
@@ -112,7 +118,7 @@ impl ChunkCutter {
     pub fn push(&mut self, t: i64, v: f64, opts: &CutOptions) -> Option<CutChunk> {
         let cut = match &self.app {
             None => true,
-            Some(_) if t <= self.max_time => return None,
+            Some(a) if t <= a.last_time() => return None,
             Some(a) => {
                 let n = a.num_samples();
                 if opts
@@ -122,7 +128,7 @@ impl ChunkCutter {
                     true
                 } else {
                     if n == opts.samples_per_chunk / 4 {
-                        self.next_at = predict_end(self.min_time, self.max_time, self.next_at);
+                        self.next_at = predict_end(self.min_time, a.last_time(), self.next_at);
                     }
                     t >= self.next_at || n >= opts.samples_per_chunk * 2
                 }
@@ -140,7 +146,6 @@ impl ChunkCutter {
         if let Some(a) = self.app.as_mut() {
             a.append(t, v);
         }
-        self.max_time = t;
         closed
     }
 
@@ -148,8 +153,8 @@ impl ChunkCutter {
     pub fn finish(&mut self) -> Option<CutChunk> {
         self.app.take().map(|a| CutChunk {
             min_time: self.min_time,
-            max_time: self.max_time,
-            data: a.into_bytes(),
+            max_time: a.last_time(),
+            data: a.into_bytes().into_boxed_slice(),
         })
     }
 }

@@ -11,10 +11,13 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BitWriter {
     /// The bytes written, then zeros: at least 8 past the last byte touched, so every write ORs
-    /// one whole big-endian word in place.
-    buf: Vec<u8>,
-    /// Bits written, including any prefix.
-    bits: usize,
+    /// one whole big-endian word in place. A boxed slice, its length the room it has: a head
+    /// keeps one writer per series, and the capacity word of a `Vec` would be spent a million
+    /// times over.
+    buf: Box<[u8]>,
+    /// Bits written, including any prefix (a chunk holds at most 65535 samples, far below
+    /// the 512 MiB this counts to).
+    bits: u32,
     /// Whether the last write left Go's empty trailing byte.
     empty_tail: bool,
 }
@@ -33,10 +36,12 @@ impl BitWriter {
 
     /// A stream that continues after `prefix`, which is kept as whole bytes (for headers).
     pub fn with_prefix(mut prefix: Vec<u8>) -> Self {
-        let bits = prefix.len() * 8;
-        prefix.resize(prefix.len() + WORD_BYTES, 0);
+        let bits = u32::try_from(prefix.len() * 8).expect("bit stream prefix over 512 MiB");
+        // The prefix's spare capacity becomes room to write in.
+        let room = prefix.capacity().max(prefix.len() + WORD_BYTES);
+        prefix.resize(room, 0);
         BitWriter {
-            buf: prefix,
+            buf: prefix.into_boxed_slice(),
             bits,
             empty_tail: false,
         }
@@ -71,17 +76,29 @@ impl BitWriter {
     /// ORs `n` (1..=56) bits, `v` holding nothing above them, into the word at the write position.
     #[inline(always)]
     fn put(&mut self, v: u64, n: u32) {
-        let byte = self.bits >> 3;
-        let shift = (self.bits & 7) as u32;
+        let byte = (self.bits >> 3) as usize;
+        let shift = self.bits & 7;
         if self.buf.len() < byte + WORD_BYTES {
-            let grown = (byte + WORD_BYTES).max(self.buf.len() * 2);
-            self.buf.resize(grown, 0);
+            self.grow(byte + WORD_BYTES);
         }
         if let Some(w) = self.buf.get_mut(byte..byte + WORD_BYTES) {
             let word = load_be64(w, 0) | (v << (64 - n - shift));
             w.copy_from_slice(&word.to_be_bytes());
         }
-        self.bits += n as usize;
+        self.bits += n;
+    }
+
+    /// Makes room for at least `need` bytes. The room grows by a quarter (at least 16 bytes),
+    /// not by doubling: a head holds a million of these half written, and doubling would leave
+    /// a third of their bytes unused on average.
+    #[cold]
+    fn grow(&mut self, need: usize) {
+        let len = self.buf.len();
+        let grown = need.max(len + (len / 4).max(16)).next_multiple_of(8);
+        let mut v = std::mem::take(&mut self.buf).into_vec();
+        v.reserve_exact(grown - len);
+        v.resize(grown, 0);
+        self.buf = v.into_boxed_slice();
     }
 
     /// Appends 8 bits, as Go's `writeByte`.
@@ -90,13 +107,18 @@ impl BitWriter {
         self.write_bits(u64::from(b), 8);
     }
 
+    /// Bytes the buffer takes, written or not.
+    pub fn room(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Number of bits written, including any prefix.
     pub fn bit_len(&self) -> usize {
-        self.bits
+        self.bits as usize
     }
 
     fn byte_len(&self) -> usize {
-        self.bits.div_ceil(8) + usize::from(self.empty_tail)
+        self.bits.div_ceil(8) as usize + usize::from(self.empty_tail)
     }
 
     /// The bytes written so far; the last one is zero-padded.
@@ -111,9 +133,11 @@ impl BitWriter {
     }
 
     /// The written bytes, zero-padded to a whole byte.
-    pub fn into_bytes(mut self) -> Vec<u8> {
-        self.buf.truncate(self.byte_len());
-        self.buf
+    pub fn into_bytes(self) -> Vec<u8> {
+        let len = self.byte_len();
+        let mut v = self.buf.into_vec();
+        v.truncate(len);
+        v
     }
 }
 

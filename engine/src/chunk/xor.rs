@@ -125,9 +125,19 @@ impl XorAppender {
         self.w.bytes()
     }
 
+    /// The timestamp of the last sample appended, ms (0 before the first).
+    pub fn last_time(&self) -> i64 {
+        self.t
+    }
+
     /// The bits of the last value appended (0 before the first).
     pub fn last_value_bits(&self) -> u64 {
         self.v_bits
+    }
+
+    /// Bytes the payload's buffer takes, written or not.
+    pub fn room(&self) -> usize {
+        self.w.room()
     }
 
     /// The finished payload.

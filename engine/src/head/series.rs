@@ -37,8 +37,10 @@ pub(crate) struct MemSeries {
     pub labels: SeriesLabels,
     /// The series' reference in the WAL.
     pub r: u64,
-    /// Closed chunks, in time order, not overlapping.
-    pub chunks: Vec<CutChunk>,
+    /// Closed chunks, in time order, not overlapping. Boxed without spare room: one is added
+    /// every half hour or so, and a million series would keep a `Vec`'s capacity word and
+    /// slack for nothing.
+    pub chunks: Box<[CutChunk]>,
     /// The chunk samples are appended to.
     pub open: ChunkCutter,
     /// Out-of-order samples, sorted by time, distinct timestamps.
@@ -80,7 +82,7 @@ impl MemSeries {
         MemSeries {
             labels,
             r,
-            chunks: Vec::new(),
+            chunks: Box::default(),
             open: ChunkCutter::new(),
             ooo: OooSamples::default(),
         }
@@ -119,11 +121,10 @@ impl MemSeries {
                 self.append_ooo(t, v)
             }
             _ => {
-                if let Some(mut c) = self.open.push(t, v, opts) {
-                    // The open chunk's buffer grew by doubling; a closed chunk keeps its bytes
-                    // for hours, so it gives the slack back.
-                    c.data.shrink_to_fit();
-                    self.chunks.push(c);
+                if let Some(c) = self.open.push(t, v, opts) {
+                    let mut chunks = std::mem::take(&mut self.chunks).into_vec();
+                    chunks.push(c);
+                    self.chunks = chunks.into_boxed_slice();
                 }
                 Appended::InOrder
             }
@@ -156,7 +157,7 @@ impl MemSeries {
             .chunks
             .iter()
             .find(|c| c.min_time <= t && t <= c.max_time)
-            .map(|c| c.data.as_slice())
+            .map(|c| &*c.data)
             .or_else(|| {
                 self.open
                     .open()
@@ -176,7 +177,7 @@ impl MemSeries {
         let parts = self
             .chunks
             .iter()
-            .map(|c| (c.min_time, c.max_time, c.data.as_slice()))
+            .map(|c| (c.min_time, c.max_time, &*c.data))
             .chain(open);
         for (lo, hi, data) in parts {
             if hi < mint || lo > maxt {
@@ -253,7 +254,7 @@ impl MemSeries {
                 out.push(CutChunk {
                     min_time: lo,
                     max_time: hi,
-                    data: data.to_vec(),
+                    data: data.into(),
                 });
             }
             return out;
@@ -266,7 +267,11 @@ impl MemSeries {
     /// Drops every sample before `mint` (ms); returns whether the series still holds samples.
     /// The open chunk stays when any of its samples is at or after `mint`.
     pub fn truncate_before(&mut self, mint: i64) -> bool {
-        self.chunks.retain(|c| c.max_time >= mint);
+        if self.chunks.iter().any(|c| c.max_time < mint) {
+            let mut chunks = std::mem::take(&mut self.chunks).into_vec();
+            chunks.retain(|c| c.max_time >= mint);
+            self.chunks = chunks.into_boxed_slice();
+        }
         if let Some((_, hi, _)) = self.open.open()
             && hi < mint
         {
@@ -279,10 +284,14 @@ impl MemSeries {
         !self.chunks.is_empty() || self.open.open().is_some() || !self.ooo.is_empty()
     }
 
-    /// Bytes of memory the series' samples take (chunk payloads and out-of-order samples).
+    /// Bytes of memory the series' samples take (chunk payloads, the open chunk's whole
+    /// buffer, the closed chunks' bounds and out-of-order samples).
     pub fn data_bytes(&self) -> usize {
-        self.chunks.iter().map(|c| c.data.len()).sum::<usize>()
-            + self.open.open().map_or(0, |o| o.2.len())
+        self.chunks
+            .iter()
+            .map(|c| c.data.len() + std::mem::size_of::<CutChunk>())
+            .sum::<usize>()
+            + self.open.room()
             + self.ooo.len() * 16
     }
 }
