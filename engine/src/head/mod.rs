@@ -24,6 +24,7 @@ mod refs;
 mod series;
 mod shard;
 mod slab;
+mod symbols;
 mod wbl;
 
 pub use series::Appended;

@@ -78,10 +78,14 @@ impl Slab {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::head::labels::SeriesLabels;
+    use crate::head::labels::{LabelRefs, SeriesLabels};
 
     fn series(r: u64) -> MemSeries {
-        MemSeries::new(SeriesLabels::from_pairs([("__name__", "x")]), r)
+        let packed = SeriesLabels::from_pairs([("__name__", "x")]);
+        MemSeries::new(
+            LabelRefs::intern(packed.packed(), &mut Default::default()),
+            r,
+        )
     }
 
     #[test]
