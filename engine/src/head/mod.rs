@@ -24,7 +24,6 @@ mod refs;
 mod series;
 mod shard;
 mod slab;
-mod symbols;
 mod wbl;
 
 pub use series::Appended;

@@ -1,7 +1,7 @@
 //! One series of the head: its labels, its WAL ref, the chunks it has closed, its open chunk
 //! and the out-of-order samples it holds.
 
-use super::labels::LabelRefs;
+use super::labels::SeriesLabels;
 use crate::block::cut::{ChunkCutter, CutChunk, CutOptions, cut_chunks};
 use crate::chunk::{SampleBatch, decode_xor_into};
 
@@ -34,7 +34,7 @@ pub(crate) struct AppendBounds {
 /// A series held in memory.
 #[derive(Debug)]
 pub(crate) struct MemSeries {
-    pub labels: LabelRefs,
+    pub labels: SeriesLabels,
     /// The series' reference in the WAL.
     pub r: u64,
     /// Closed chunks, in time order, not overlapping. Boxed without spare room: one is added
@@ -78,7 +78,7 @@ impl OooSamples {
 }
 
 impl MemSeries {
-    pub fn new(labels: LabelRefs, r: u64) -> Self {
+    pub fn new(labels: SeriesLabels, r: u64) -> Self {
         MemSeries {
             labels,
             r,
@@ -303,9 +303,7 @@ mod tests {
     const NO_OOO: AppendBounds = AppendBounds { ooo_min: i64::MAX };
 
     fn series() -> MemSeries {
-        let packed = crate::head::labels::SeriesLabels::from_pairs([("__name__", "x")]);
-        let labels = LabelRefs::intern(packed.packed(), &mut Default::default());
-        MemSeries::new(labels, 1)
+        MemSeries::new(SeriesLabels::from_pairs([("__name__", "x")]), 1)
     }
 
     fn all(s: &MemSeries) -> Vec<(i64, f64)> {

@@ -6,12 +6,11 @@ use std::ops::Range;
 
 use hashbrown::HashTable;
 
-use super::labels::{LabelRefs, SeriesLabels, as_str};
-use super::postings::Postings;
+use super::labels::SeriesLabels;
+use super::postings::{Postings, ValueSource};
 use super::refs::RefMap;
 use super::series::{AppendBounds, Appended, MemSeries};
 use super::slab::Slab;
-use super::symbols::Symbols;
 use crate::block::cut::{CutChunk, CutOptions};
 use crate::chunk::SampleBatch;
 use crate::labels::{Labels, MatchType, Matcher};
@@ -177,6 +176,13 @@ pub(crate) struct AppendCheck {
 /// A new series and its WAL ref, for the series record.
 pub(crate) type Created = (u64, SeriesLabels);
 
+/// The postings read the values they index from the series themselves.
+impl ValueSource for Slab {
+    fn value(&self, id: u32, name: &[u8]) -> Option<&[u8]> {
+        self.get(id)?.labels.get_raw(name)
+    }
+}
+
 /// A series in the hash index: its id and the low half of its label hash, from which the
 /// index's own hash is rebuilt when the table grows (a 32-bit fingerprint collides for a few
 /// pairs in a million; the labels decide then).
@@ -201,8 +207,6 @@ pub(crate) struct HeadShard {
     by_hash: HashTable<HashEntry>,
     /// Label name → value → ids of the series holding that pair.
     postings: Postings,
-    /// The text of every label name and value the series hold.
-    symbols: Symbols,
     /// WAL ref → id; filled only while the WAL is replayed.
     by_ref: RefMap<u32>,
     live: usize,
@@ -223,7 +227,7 @@ impl HeadShard {
                     && self
                         .series
                         .get(e.id)
-                        .is_some_and(|s| s.labels.eq_packed(&self.symbols, packed))
+                        .is_some_and(|s| s.labels.packed() == packed)
             })
             .map(|e| e.id)
     }
@@ -247,9 +251,12 @@ impl HeadShard {
         let mut sink = 0u8;
         for id in ids {
             if let Some(s) = self.series.get(id) {
+                let labels = s.labels.packed();
                 let chunk = s.open.open().map_or(&[][..], |o| o.2);
-                let values = s.labels.ids().map(|(_, v)| self.symbols.text(v).first());
-                for b in values.chain([chunk.last()]).flatten() {
+                for b in [labels.first(), labels.last(), chunk.last()]
+                    .into_iter()
+                    .flatten()
+                {
                     sink = sink.wrapping_add(*b);
                 }
             }
@@ -257,9 +264,8 @@ impl HeadShard {
         std::hint::black_box(sink);
     }
 
-    /// Adds a series with `packed` labels ([`SeriesLabels::packed`]); returns its id.
-    pub fn create(&mut self, hash: u64, packed: &[u8], r: u64) -> u32 {
-        let labels = LabelRefs::intern(packed, &mut self.symbols);
+    /// Adds a series; returns its id.
+    pub fn create(&mut self, hash: u64, labels: SeriesLabels, r: u64) -> u32 {
         let series = MemSeries::new(labels, r);
         let id = match self.free.pop() {
             Some(id) => {
@@ -268,9 +274,15 @@ impl HeadShard {
             }
             None => self.series.push(series),
         };
-        if let Some(s) = self.series.get(id) {
-            self.postings.add(id, s.labels.ids());
-        }
+        let HeadShard {
+            series, postings, ..
+        } = self;
+        let pairs = series
+            .get(id)
+            .map(|s| s.labels.raw_pairs())
+            .into_iter()
+            .flatten();
+        postings.add(id, pairs, series);
         let fingerprint = hash as u32;
         self.by_hash.insert_unique(
             table_hash(fingerprint),
@@ -313,11 +325,11 @@ impl HeadShard {
                     continue;
                 }
                 None => {
-                    let packed = batch.series_labels(s);
+                    let labels = SeriesLabels::from_packed(batch.series_labels(s));
                     let r = next_ref();
-                    created.push((r, SeriesLabels::from_packed(packed)));
+                    created.push((r, labels.clone()));
                     rep.new_series += 1;
-                    self.create(s.hash, packed, r)
+                    self.create(s.hash, labels, r)
                 }
             };
             let series = self.series.get_mut(id).expect("found series are live");
@@ -366,7 +378,7 @@ impl HeadShard {
         }
         let id = match self.find(hash, labels.packed()) {
             Some(id) => id,
-            None => self.create(hash, labels.packed(), r),
+            None => self.create(hash, labels, r),
         };
         self.by_ref.insert(r, id);
     }
@@ -424,32 +436,21 @@ impl HeadShard {
 
     /// Ids of the series matching every matcher, ascending.
     fn select_ids(&self, matchers: &[Matcher]) -> Vec<u32> {
-        let syms = &self.symbols;
-        // Each matcher's name as a symbol number: a name no series has matches as empty.
-        let names: Vec<Option<u32>> = matchers
-            .iter()
-            .map(|m| syms.lookup(m.name.as_bytes()))
-            .collect();
         // The narrowest matcher that cannot match an empty value gives the candidates.
         let mut candidates: Option<Vec<u32>> = None;
-        for (m, name) in matchers.iter().zip(&names) {
-            if m.matches("") {
-                continue;
-            }
-            let Some(name) = name.filter(|&n| self.postings.has_name(n)) else {
+        let held = &self.series;
+        for m in matchers.iter().filter(|m| !m.matches("")) {
+            if !self.postings.has_name(&m.name) {
                 return Vec::new();
-            };
+            }
             let mut ids: Vec<u32> = Vec::new();
             if m.typ == MatchType::Equal {
-                let list = syms
-                    .lookup(m.value.as_bytes())
-                    .and_then(|v| self.postings.get(name, v));
-                if let Some(list) = list {
+                if let Some(list) = self.postings.get(&m.name, &m.value, held) {
                     ids.extend_from_slice(list);
                 }
             } else {
-                for (v, list) in self.postings.values(name) {
-                    if m.matches(as_str(syms.text(v))) {
+                for (v, list) in self.postings.values(&m.name, held) {
+                    if m.matches(v) {
                         ids.extend_from_slice(list);
                     }
                 }
@@ -471,10 +472,9 @@ impl HeadShard {
         ids.into_iter()
             .filter(|&id| {
                 self.series.get(id).is_some_and(|s| {
-                    matchers.iter().zip(&names).all(|(m, name)| {
-                        let value = name.and_then(|n| s.labels.value_of(n));
-                        m.matches(value.map_or("", |v| as_str(syms.text(v))))
-                    })
+                    matchers
+                        .iter()
+                        .all(|m| m.matches(s.labels.get(&m.name).unwrap_or("")))
                 })
             })
             .collect()
@@ -500,7 +500,7 @@ impl HeadShard {
             s.samples_into(mint, maxt, &mut samples);
             if !samples.is_empty() {
                 out.push(Series {
-                    labels: s.labels.to_labels(&self.symbols),
+                    labels: s.labels.to_labels(),
                     samples,
                 });
             }
@@ -512,7 +512,7 @@ impl HeadShard {
     pub fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> HashSet<String> {
         let mut out = HashSet::new();
         for s in self.matching(matchers, mint, maxt) {
-            for (name, _) in s.labels.iter(&self.symbols) {
+            for (name, _) in s.labels.iter() {
                 if !out.contains(name) {
                     out.insert(name.to_string());
                 }
@@ -531,7 +531,7 @@ impl HeadShard {
     ) -> HashSet<String> {
         let mut out = HashSet::new();
         for s in self.matching(matchers, mint, maxt) {
-            if let Some(v) = s.labels.get(&self.symbols, name)
+            if let Some(v) = s.labels.get(name)
                 && !out.contains(v)
             {
                 out.insert(v.to_string());
@@ -551,10 +551,7 @@ impl HeadShard {
             .series
             .values()
             .filter(|s| s.overlaps(mint, maxt - 1))
-            .map(|s| {
-                let labels = s.labels.to_labels(&self.symbols);
-                (labels, s.block_chunks(mint, maxt, opts))
-            })
+            .map(|s| (s.labels.to_labels(), s.block_chunks(mint, maxt, opts)))
             .filter(|(_, c)| !c.is_empty())
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -574,27 +571,34 @@ impl HeadShard {
             return 0;
         }
         let gone: HashSet<u32> = removed.iter().copied().collect();
-        // Each list is filtered once, however many of its series go.
-        let touched: HashSet<(u32, u32)> = removed
-            .iter()
-            .filter_map(|&id| self.series.get(id))
-            .flat_map(|s| s.labels.ids())
-            .collect();
-        self.postings.remove(touched, &|i| gone.contains(&i));
-        for &id in &removed {
-            let Some(s) = self.series.replace(id, None) else {
-                continue;
-            };
-            let fingerprint = s.labels.hash(&self.symbols) as u32;
-            if let Ok(e) = self
-                .by_hash
-                .find_entry(table_hash(fingerprint), |e| e.id == id)
-            {
-                e.remove();
+        let HeadShard {
+            series,
+            free,
+            by_hash,
+            postings,
+            live,
+            ..
+        } = self;
+        {
+            let held = |id: u32| series.get(id);
+            // Each list is filtered once, however many of its series go.
+            let touched: HashSet<(&[u8], &[u8])> = removed
+                .iter()
+                .filter_map(|&id| held(id))
+                .flat_map(|s| s.labels.raw_pairs())
+                .collect();
+            postings.remove(touched, &|i| gone.contains(&i), series);
+            for &id in &removed {
+                let Some(s) = held(id) else { continue };
+                let fingerprint = s.labels.hash() as u32;
+                if let Ok(e) = by_hash.find_entry(table_hash(fingerprint), |e| e.id == id) {
+                    e.remove();
+                }
             }
-            s.labels.release(&mut self.symbols);
         }
-        let HeadShard { free, live, .. } = self;
+        for &id in &removed {
+            series.replace(id, None);
+        }
         free.extend(removed.iter().rev());
         *live -= removed.len();
         removed.len()
@@ -612,10 +616,7 @@ impl HeadShard {
 
     /// What the shard's memory holds, by part (estimated from sizes and capacities).
     pub fn memory(&self) -> HeadMemory {
-        let mut m = HeadMemory {
-            label_bytes: self.symbols.heap_bytes() as u64,
-            ..HeadMemory::default()
-        };
+        let mut m = HeadMemory::default();
         for s in self.series.values() {
             m.chunk_bytes += s.data_bytes() as u64;
             m.label_bytes += s.labels.heap_bytes() as u64;

@@ -78,14 +78,10 @@ impl Slab {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::head::labels::{LabelRefs, SeriesLabels};
+    use crate::head::labels::SeriesLabels;
 
     fn series(r: u64) -> MemSeries {
-        let packed = SeriesLabels::from_pairs([("__name__", "x")]);
-        MemSeries::new(
-            LabelRefs::intern(packed.packed(), &mut Default::default()),
-            r,
-        )
+        MemSeries::new(SeriesLabels::from_pairs([("__name__", "x")]), r)
     }
 
     #[test]
