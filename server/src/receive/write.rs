@@ -362,7 +362,8 @@ impl Refusals {
         self.invalid_series > 0
     }
 
-    /// Appends what was refused to `msg` (`; `-separated), if anything.
+    /// Appends what was refused to `msg` (`; `-separated), if anything; refused series are
+    /// named even when they carried no samples, so a refusal never goes without a message.
     pub fn describe(&self, msg: &mut String) {
         if let Some(first) = &self.first_invalid {
             push_part(
@@ -490,14 +491,12 @@ impl LocalWrite {
     }
 }
 
-/// Appends `what: n samples` to `msg` when `n` is not 0.
+/// Appends `what: n samples` to `msg`, after a `; ` when it holds a part already.
 fn push_part(msg: &mut String, what: &str, n: u64) {
-    if n > 0 {
-        if !msg.is_empty() {
-            msg.push_str("; ");
-        }
-        let _ = write!(msg, "{what}: {n} samples");
+    if !msg.is_empty() {
+        msg.push_str("; ");
     }
+    let _ = write!(msg, "{what}: {n} samples");
 }
 
 /// The answer for a request whose writable part was written: the most serious refusal
@@ -506,7 +505,11 @@ fn push_part(msg: &mut String, what: &str, n: u64) {
 pub fn outcome(r: &Refusals, rep: &AppendReport) -> (StatusCode, String) {
     let mut msg = String::new();
     r.describe(&mut msg);
-    let mut add = |what: &str, n: u64| push_part(&mut msg, what, n);
+    let mut add = |what: &str, n: u64| {
+        if n > 0 {
+            push_part(&mut msg, what, n);
+        }
+    };
     add(
         "new series over the tenant's active series limit (--receive.limits.max-series)",
         rep.series_limited,
@@ -559,5 +562,17 @@ mod tests {
             "{m}"
         );
         assert!(m.contains("out of order sample: 3 samples"), "{m}");
+        // Series refused without samples are still named.
+        let r = Refusals {
+            invalid_series: 2,
+            invalid_samples: 0,
+            first_invalid: Some("empty label set".into()),
+        };
+        let (c, m) = outcome(&r, &AppendReport::default());
+        assert_eq!(c, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            m,
+            "2 series with invalid labels (first: empty label set): 0 samples"
+        );
     }
 }
