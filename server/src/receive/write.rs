@@ -21,7 +21,7 @@ use gauntlet_engine::remote_write::{self, LabelLimits, SeriesEntry, Version, Wri
 use gauntlet_proto::prometheus as pb;
 
 use super::forward::Forwarder;
-use super::replicate::Route;
+use super::replicate::{Failed, Failure, Route};
 use super::tenants::{Tenant, Tenants, valid_tenant};
 
 /// Per-request limits (0 = none), as Thanos Receive's write limits.
@@ -170,9 +170,11 @@ pub async fn receive(
     let raw = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(e) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.to_string().contains("length limit"))
-                || e.to_string().contains("length limit");
+            let too_large =
+                std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+                    e.source()
+                })
+                .any(|e| e.is::<http_body_util::LengthLimitError>());
             return if too_large {
                 answer(
                     &st,
@@ -464,24 +466,24 @@ impl LocalWrite {
         LocalWrite { tenant, batches }
     }
 
-    /// Appends to the head and, with `fsync`, syncs the WAL. An error (the WAL could not be
-    /// written) is worth a retry.
-    pub async fn store(self, fsync: bool) -> Result<AppendReport, String> {
+    /// Appends to the head and, with `fsync`, syncs the WAL. An error answers as its engine
+    /// class says ([`Failure::from_engine`]): the WAL not written is worth a retry (503).
+    pub async fn store(self, fsync: bool) -> Result<AppendReport, Failed> {
         let LocalWrite { tenant, batches } = self;
         let head = tenant.head.clone();
         let report = head.append(batches).await.map_err(|e| {
             tracing::error!(tenant = %tenant.name, error = %e, "append failed");
-            format!("storing samples: {e}")
+            (Failure::from_engine(&e), format!("storing samples: {e}"))
         })?;
         if fsync {
             let h = head.clone();
-            let synced = tokio::task::spawn_blocking(move || h.sync_wal()).await;
-            if let Err(e) = synced
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()))
-            {
+            let synced = match tokio::task::spawn_blocking(move || h.sync_wal()).await {
+                Ok(r) => r.map_err(|e| (Failure::from_engine(&e), e.to_string())),
+                Err(e) => Err((Failure::Unavailable, e.to_string())),
+            };
+            if let Err((failure, e)) = synced {
                 tracing::error!(tenant = %tenant.name, error = %e, "WAL fsync failed");
-                return Err(format!("syncing the WAL: {e}"));
+                return Err((failure, format!("syncing the WAL: {e}")));
             }
         }
         if report.series_limited > 0 {
@@ -521,16 +523,16 @@ pub fn outcome(r: &Refusals, rep: &AppendReport) -> (StatusCode, String) {
         "too far in the future (--tsdb.too-far-in-future.time-window)",
         rep.too_new,
     );
-    let code = if r.invalid_series > 0 {
-        StatusCode::BAD_REQUEST
+    let failure = if r.invalid_series > 0 {
+        Some(Failure::BadData)
     } else if rep.series_limited > 0 {
-        StatusCode::TOO_MANY_REQUESTS
+        Some(Failure::Limited)
     } else if rep.conflicts() > 0 {
-        StatusCode::CONFLICT
+        Some(Failure::Conflict)
     } else {
-        StatusCode::OK
+        None
     };
-    (code, msg)
+    (failure.map_or(StatusCode::OK, Failure::status), msg)
 }
 
 #[cfg(test)]
