@@ -844,3 +844,47 @@ fn all_takes_remote_write_and_answers_promql_over_it() {
     assert_eq!(code, 200);
     assert!(String::from_utf8_lossy(&body).contains("default-tenant"));
 }
+
+#[test]
+fn all_ships_the_blocks_its_receiver_cuts_into_its_bucket() {
+    let tmp = tempfile::tempdir().unwrap();
+    let all = GauntletServer::start(
+        &[
+            "all",
+            &format!("--data-dir={}", tmp.path().display()),
+            "--engine.cores=2",
+            "--sync-block-duration=1s",
+        ],
+        "/-/ready",
+    );
+    // Six hours of hourly samples: the head spans more than 1.5 block ranges, so the
+    // receiver's next pass (every 15 s) cuts a block and ships it into the bucket.
+    let hour = 3_600_000;
+    let t = now_ms() / 1000 * 1000;
+    let samples: Vec<(i64, f64)> = (0..=6).map(|k| (t - (6 - k) * hour, k as f64)).collect();
+    let body = write_body(vec![series(&[("__name__", "shipped")], &samples)]);
+    let (code, _, msg) = post(all.http_port, "/api/v1/receive", &[V1], &body).unwrap();
+    assert_eq!(code, 200, "{msg}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let meta = loop {
+        let meta = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .find_map(|e| std::fs::read(e.unwrap().path().join("meta.json")).ok());
+        if let Some(m) = meta {
+            break serde_json::from_slice::<serde_json::Value>(&m).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no block shipped in 60 s");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(meta["thanos"]["source"], "receive", "{meta}");
+    assert_eq!(
+        meta["thanos"]["labels"]["tenant_id"], "default-tenant",
+        "{meta}"
+    );
+    // Every sample is still answered, from the shipped block and the head.
+    let q = urlencode("count_over_time(shipped[7h])");
+    let (code, body) = all.get(&format!("/api/v1/query?query={q}&time={}", t / 1000));
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"7\"]"), "{body}");
+}

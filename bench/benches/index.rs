@@ -1,5 +1,6 @@
 //! Index reads on the 10 053-series block a real Prometheus cut from its head: opening the
-//! index, resolving matchers to postings the way queries do, and decoding series entries.
+//! index, resolving matchers to postings the way queries do, and decoding series entries (with
+//! their label strings, as the index reader does, and as symbol references, as the store does).
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -7,6 +8,7 @@ use std::path::{Path, PathBuf};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gauntlet_engine::index::{ChunkMeta, IndexReader, postings_for_matchers};
 use gauntlet_engine::labels::parse_selector;
+use gauntlet_engine::store::entry::decode_entry;
 
 fn index_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(
@@ -44,6 +46,29 @@ fn index(c: &mut Criterion) {
                 ix.series(r, &mut labels, &mut chunks).unwrap();
             }
             black_box(labels.len())
+        })
+    });
+    // The store's path: symbol references and the chunk metas in a time range, no strings.
+    let num_symbols = ix.num_symbols();
+    let mut refs = Vec::new();
+    g.bench_function("decode every series entry as the store does", |b| {
+        b.iter(|| {
+            for &r in &all {
+                let at = u64::from(r) * 16;
+                refs.clear();
+                chunks.clear();
+                decode_entry(
+                    &bytes[at as usize..],
+                    at,
+                    num_symbols,
+                    (i64::MIN, i64::MAX),
+                    "index",
+                    &mut refs,
+                    &mut chunks,
+                )
+                .unwrap();
+            }
+            black_box(refs.len())
         })
     });
     g.finish();

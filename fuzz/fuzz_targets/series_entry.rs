@@ -1,9 +1,9 @@
 //! Decodes arbitrary bytes as a series entry of the index the way the store's hot loop does;
 //! any outcome but a panic (or a huge allocation) is fine. Entries with a valid CRC are
-//! reached by fixing the CRC of the input once it fails on it.
+//! reached by putting the CRC the decoder computed in place once the input fails on it.
 #![no_main]
 use gauntlet_engine::index::IndexError;
-use gauntlet_engine::store::entry::decode_entry;
+use gauntlet_engine::store::entry::{decode_entry, entry_len};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -30,22 +30,13 @@ fuzz_target!(|data: &[u8]| {
             &mut chunks,
         )
     };
-    if let Err(IndexError::Crc { .. }) = run(entry) {
-        // Put the expected CRC after the body the length varint announces, and decode again.
-        let mut fixed = entry.to_vec();
-        let (mut len, mut shift, mut n) = (0usize, 0, 0);
-        for &b in entry.iter().take(5) {
-            len |= usize::from(b & 0x7F) << shift;
-            n += 1;
-            if b < 0x80 {
-                break;
-            }
-            shift += 7;
-        }
-        if let Some(body) = entry.get(n..n + len) {
-            let crc = gauntlet_engine::encoding::crc32c(body);
-            fixed.truncate(n + len);
-            fixed.extend_from_slice(&crc.to_be_bytes());
+    if let Err(IndexError::Crc { actual, .. }) = run(entry) {
+        // The CRC was read, so the whole entry is in the input: put the CRC of its body (which
+        // the decoder reports) in its place and decode again.
+        if let Some(whole) = entry_len(entry).and_then(|n| entry.get(..n)) {
+            let mut fixed = whole.to_vec();
+            let crc_at = fixed.len() - 4;
+            fixed[crc_at..].copy_from_slice(&actual.to_be_bytes());
             let _ = run(&fixed);
         }
     }

@@ -90,7 +90,8 @@ pub fn run(args: AllArgs) -> anyhow::Result<()> {
 
 async fn serve(args: AllArgs) -> anyhow::Result<()> {
     let dir = std::fs::canonicalize(&args.data_dir)?;
-    let bucket = Bucket::open(&BucketConfig::filesystem(&dir)?)?;
+    let bucket_config = BucketConfig::filesystem(&dir)?;
+    let bucket = Bucket::open(&bucket_config)?;
     let store = Arc::new(BucketStore::open(
         bucket,
         &dir.join(".gauntlet"),
@@ -114,7 +115,9 @@ async fn serve(args: AllArgs) -> anyhow::Result<()> {
         }
     });
 
-    let receiver = Arc::new(Receiver::start(&receive_args(&args, &dir)?).await?);
+    // The receiver ships the blocks it cuts into the bucket this process serves.
+    let receiver =
+        Arc::new(Receiver::start(&receive_args(&args, &dir)?, Some(bucket_config)).await?);
 
     // Reads from the local bucket cannot fail partially.
     let config = args.promql.api_config(true)?;
@@ -164,8 +167,8 @@ async fn serve(args: AllArgs) -> anyhow::Result<()> {
     h
 }
 
-/// The receiver's flags inside `all`: tenants under `<data>/.gauntlet/receive/`, blocks
-/// shipped into the bucket `<data>` itself, defaults otherwise.
+/// The receiver's flags inside `all`: tenants under `<data>/.gauntlet/receive/`, defaults
+/// otherwise (the bucket its blocks are shipped to is given to [`Receiver::start`]).
 fn receive_args(args: &AllArgs, dir: &Path) -> anyhow::Result<ReceiveArgs> {
     #[derive(clap::Parser)]
     struct Defaults {
@@ -175,10 +178,6 @@ fn receive_args(args: &AllArgs, dir: &Path) -> anyhow::Result<ReceiveArgs> {
     let mut r = <Defaults as clap::Parser>::try_parse_from(["receive"])?.receive;
     r.tsdb_path = dir.join(".gauntlet/receive");
     r.remote_write_address = args.remote_write_address;
-    r.objstore_config = Some(format!(
-        "type: FILESYSTEM\nconfig:\n  directory: {:?}\n",
-        dir.display().to_string()
-    ));
     r.engine_cores = args.engine_cores;
     r.wal_fsync = args.wal_fsync.clone();
     r.ooo_window = args.ooo_window;

@@ -5,7 +5,9 @@ JSON list of results: chunks as hex so the caller decodes them.
 
 Usage: store_client.py PROTO_DIR HOST:PORT < calls.json
 A call: {"method": "Series"|"LabelNames"|"LabelValues"|"Info"|"StoreInfo", ...request fields},
-or {"method": "Parallel", "calls": [...]} to make several calls at once
+or {"method": "Parallel", "calls": [...]} to make several calls at once,
+or {"method": "RemoteWrite", "body": HEX} to send HEX as the serialized thanos.WriteRequest of a
+thanos.WriteableStore/RemoteWrite call (the caller encodes it, or sends bytes that are not one)
 (Series also takes max_resolution_window and aggregates, the StoreAPI Aggr numbers)
 with matchers as [[type, name, value], ...] (type 0 =, 1 !=, 2 =~, 3 !~)."""
 import atexit, glob, json, os, shutil, sys, tempfile
@@ -29,6 +31,8 @@ from thanos.info.infopb import rpc_pb2 as info_pb2, rpc_pb2_grpc as info_grpc  #
 chan = grpc.insecure_channel(addr, options=[("grpc.max_receive_message_length", 1 << 30)])
 store = rpc_pb2_grpc.StoreStub(chan)
 info = info_grpc.InfoStub(chan)
+# Raw bytes in, raw bytes out: no serializer, so any bytes can be sent as the request.
+remote_write = chan.unary_unary("/thanos.WriteableStore/RemoteWrite")
 
 
 def matchers(c):
@@ -98,6 +102,9 @@ def call(c):
         # frames: messages that carried series; largest: most series in one of them.
         return {"series": series, "warnings": warnings, "hints": hints, "frames": frames,
                 "largest": largest}
+    if m == "RemoteWrite":
+        remote_write(bytes.fromhex(c["body"]), timeout=60)
+        return {}
     if m == "Parallel":
         # The calls at once, each on its own thread and channel (concurrency limits).
         from concurrent.futures import ThreadPoolExecutor

@@ -14,7 +14,7 @@ pub mod v2;
 
 use std::io::Write;
 
-use gauntlet_engine::encoding::{put_uvarint, uvarint_len};
+use gauntlet_engine::encoding::{put_uvarint, read_uvarint, uvarint_len};
 
 use crate::datagen::{GenConfig, GenError, Generator, Sample};
 
@@ -72,6 +72,13 @@ pub enum ShiftError {
         /// Timestamp wanted, ms.
         to: i64,
     },
+    /// No varint starts at a recorded timestamp position: the positions do not belong to
+    /// this body.
+    #[error("no timestamp varint at byte {pos} of the body")]
+    NoTimestamp {
+        /// The recorded position, bytes into the body.
+        pos: usize,
+    },
 }
 
 impl EncodedRequest {
@@ -85,35 +92,25 @@ impl EncodedRequest {
 /// body, possibly moved into another buffer type); refuses a shift that changes a varint's
 /// width, leaving earlier timestamps shifted.
 pub fn shift_timestamps(body: &mut [u8], ts_pos: &[u32], delta_ms: i64) -> Result<(), ShiftError> {
+    let mut encoded = Vec::with_capacity(10);
     for &pos in ts_pos {
         let pos = pos as usize;
-        let (old, width) = read_varint(&body[pos..]);
+        let (old, width) = body
+            .get(pos..)
+            .and_then(|b| read_uvarint(b).ok())
+            .ok_or(ShiftError::NoTimestamp { pos })?;
         let new = (old as i64).wrapping_add(delta_ms);
-        if uvarint_len(new as u64) != width {
+        encoded.clear();
+        put_uvarint(&mut encoded, new as u64);
+        if encoded.len() != width {
             return Err(ShiftError::Width {
                 from: old as i64,
                 to: new,
             });
         }
-        let mut v = new as u64;
-        for b in &mut body[pos..pos + width] {
-            *b = if v >= 0x80 { (v as u8) | 0x80 } else { v as u8 };
-            v >>= 7;
-        }
+        body[pos..pos + width].copy_from_slice(&encoded);
     }
     Ok(())
-}
-
-fn read_varint(b: &[u8]) -> (u64, usize) {
-    let mut v = 0u64;
-    for (i, &x) in b.iter().enumerate().take(10) {
-        v |= u64::from(x & 0x7f) << (7 * i);
-        if x < 0x80 {
-            return (v, i + 1);
-        }
-    }
-    // Only reached if the recorded position is wrong, which the encoder never produces.
-    (v, b.len().min(10))
 }
 
 /// All requests of a data set, in the order the shards cut them.

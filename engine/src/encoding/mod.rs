@@ -222,6 +222,37 @@ pub fn read_uvarint(buf: &[u8]) -> Result<(u64, usize), UvarintError> {
     read_uvarint_slow(buf)
 }
 
+/// Decodes a Go uvarint that must fit in 32 bits from the start of `buf`, returning the value
+/// and bytes consumed; a larger value is [`UvarintError::Overflow`]. Symbol references and
+/// label counts mostly take one to three bytes: those are read a byte at a time without a
+/// loop (the store's series-entry decoding is its hottest caller), longer ones by
+/// [`read_uvarint`].
+#[inline(always)]
+pub fn read_uvarint32(buf: &[u8]) -> Result<(u32, usize), UvarintError> {
+    let Some(&x) = buf.first() else {
+        return Err(UvarintError::Truncated);
+    };
+    if x < 0x80 {
+        return Ok((u32::from(x), 1));
+    }
+    let Some(&y) = buf.get(1) else {
+        return Err(UvarintError::Truncated);
+    };
+    if y < 0x80 {
+        return Ok((u32::from(x & 0x7F) | u32::from(y) << 7, 2));
+    }
+    let Some(&z) = buf.get(2) else {
+        return Err(UvarintError::Truncated);
+    };
+    if z < 0x80 {
+        let v = u32::from(x & 0x7F) | u32::from(y & 0x7F) << 7 | u32::from(z) << 14;
+        return Ok((v, 3));
+    }
+    let (v, n) = read_uvarint(buf)?;
+    let v = u32::try_from(v).map_err(|_| UvarintError::Overflow)?;
+    Ok((v, n))
+}
+
 /// [`read_uvarint`] a byte at a time: varints of nine and ten bytes, and those near the end
 /// of `buf`.
 #[cold]
@@ -419,6 +450,17 @@ mod tests {
             prop_assert_eq!(d.varint().unwrap(), v);
         }
 
+        /// The 32-bit reader reads what the 64-bit one does, and refuses what does not fit.
+        #[test]
+        fn uvarint32_reads_as_uvarint_reads(
+            bytes in proptest::collection::vec(any::<u8>(), 0..12),
+        ) {
+            let want = read_uvarint(&bytes).and_then(|(v, n)| {
+                u32::try_from(v).map(|v| (v, n)).map_err(|_| UvarintError::Overflow)
+            });
+            prop_assert_eq!(read_uvarint32(&bytes), want);
+        }
+
         /// The word-at-a-time path reads what the byte-at-a-time loop reads, on any bytes.
         #[test]
         fn uvarints_read_as_the_byte_loop_reads_them(
@@ -436,6 +478,36 @@ mod tests {
             let _ = d.be64();
             let _ = d.uvarint_str();
         }
+    }
+
+    #[test]
+    fn uvarint32s_decode_at_every_width() {
+        let values = [
+            0,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            (1 << 21) - 1,
+            1 << 21,
+            (1 << 28) - 1,
+            1 << 28,
+            u32::MAX,
+        ];
+        for v in values {
+            let mut buf = Vec::new();
+            put_uvarint(&mut buf, u64::from(v));
+            let n = buf.len();
+            assert_eq!(read_uvarint32(&buf), Ok((v, n)), "{v}");
+            buf.push(0x55);
+            assert_eq!(read_uvarint32(&buf), Ok((v, n)), "{v}");
+            assert_eq!(read_uvarint32(&buf[..n - 1]), Err(UvarintError::Truncated));
+        }
+        let mut big = Vec::new();
+        put_uvarint(&mut big, u64::from(u32::MAX) + 1);
+        assert_eq!(read_uvarint32(&big), Err(UvarintError::Overflow));
+        assert_eq!(read_uvarint32(&[0xFF; 11]), Err(UvarintError::Overflow));
     }
 
     #[test]

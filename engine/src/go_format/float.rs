@@ -40,13 +40,7 @@ pub enum FloatFormat {
 /// `-Inf` for the values that are not finite, and `-0` keeps its sign.
 pub fn push_float(out: &mut String, v: f64, format: FloatFormat) {
     if !v.is_finite() {
-        out.push_str(if v.is_nan() {
-            "NaN"
-        } else if v > 0.0 {
-            "+Inf"
-        } else {
-            "-Inf"
-        });
+        push_not_finite(out, v);
         return;
     }
     match format {
@@ -71,6 +65,39 @@ pub fn format_float(v: f64, format: FloatFormat) -> String {
     let mut s = String::new();
     push_float(&mut s, v, format);
     s
+}
+
+/// Appends `v` as `fmt`'s `%.{prec}f` (and `strconv.FormatFloat(v, 'f', prec, 64)`) writes
+/// it, as Prometheus's messages print factors and timestamps (`%f` is `%.6f`): `prec` digits
+/// after the point, the exact binary value rounded half to even, every digit of a large one;
+/// `NaN`, `+Inf` and `-Inf` for the values that are not finite (where Rust writes `NaN`,
+/// `inf` and `-inf`); `-0` and negatives that round to zero keep their sign.
+pub fn push_fixed(out: &mut String, v: f64, prec: usize) {
+    if !v.is_finite() {
+        push_not_finite(out, v);
+        return;
+    }
+    // Rust's fixed precision is Go's for finite values: exact digits, ties to even, the sign
+    // of -0 kept.
+    let _ = std::fmt::Write::write_fmt(out, format_args!("{v:.prec$}"));
+}
+
+/// `v` as `fmt`'s `%.{prec}f` prints it; see [`push_fixed`].
+pub fn format_fixed(v: f64, prec: usize) -> String {
+    let mut s = String::new();
+    push_fixed(&mut s, v, prec);
+    s
+}
+
+/// Go's spelling of a NaN or an infinity, in every float format.
+fn push_not_finite(out: &mut String, v: f64) {
+    out.push_str(if v.is_nan() {
+        "NaN"
+    } else if v > 0.0 {
+        "+Inf"
+    } else {
+        "-Inf"
+    });
 }
 
 /// Appends finite `v` as Go's `encoding/json` writes a float64: `'f'`, or `'e'` when

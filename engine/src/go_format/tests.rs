@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 use proptest::prelude::*;
 
 use super::float::Digits;
-use super::{FloatFormat, format_float, push_json_float};
+use super::{FloatFormat, format_fixed, format_float, push_json_float};
 
 /// An unsigned big integer, 32-bit limbs, least significant first.
 struct Big(Vec<u32>);
@@ -508,7 +508,137 @@ fn json_floats_like_encoding_json() {
     }
 }
 
+/// `%.{prec}f` of finite `v` from its exact value: `m × 2^e` is `m × 5^-e / 10^-e` for a
+/// negative `e`, so its decimal digits are those of a big integer; then rounded half to even
+/// at `prec` places, as Go's `strconv` rounds its exact decimal (independent of `float.rs`).
+fn exact_fixed(v: f64, prec: usize) -> String {
+    let bits = v.to_bits();
+    let biased = ((bits >> 52) & 0x7FF) as i32;
+    let frac = bits & ((1 << 52) - 1);
+    let (m, e) = if biased == 0 {
+        (frac, -1074)
+    } else {
+        (frac | 1 << 52, biased - 1075)
+    };
+    let mut big = Big::from_u64(m);
+    let places = if e >= 0 {
+        for _ in 0..e {
+            big.mul_small(2);
+        }
+        0
+    } else {
+        for _ in 0..-e {
+            big.mul_small(5);
+        }
+        (-e) as usize
+    };
+    // At least one digit before the point.
+    let mut digits = big.decimal();
+    while digits.len() <= places {
+        digits.insert(0, b'0');
+    }
+    if places > prec {
+        let cut = digits.len() - (places - prec);
+        let rest = &digits[cut..];
+        let half = rest[0] == b'5' && rest[1..].iter().all(|&d| d == b'0');
+        let up = rest[0] > b'5' || (rest[0] == b'5' && !half) || (half && digits[cut - 1] % 2 == 1);
+        digits.truncate(cut);
+        if up {
+            let mut i = digits.len();
+            loop {
+                if i == 0 {
+                    digits.insert(0, b'1');
+                    break;
+                }
+                i -= 1;
+                if digits[i] == b'9' {
+                    digits[i] = b'0';
+                } else {
+                    digits[i] += 1;
+                    break;
+                }
+            }
+        }
+    } else {
+        digits.extend(std::iter::repeat_n(b'0', prec - places));
+    }
+    let point = digits.len() - prec;
+    let mut out = String::new();
+    if v.is_sign_negative() {
+        out.push('-');
+    }
+    out.push_str(std::str::from_utf8(&digits[..point]).unwrap());
+    if prec > 0 {
+        out.push('.');
+        out.push_str(std::str::from_utf8(&digits[point..]).unwrap());
+    }
+    out
+}
+
+#[test]
+fn fixed_precision_prints_as_go_percent_f() {
+    let max = "179769313486231570814527423731704356798070567525844996598917476803157260780028538760589558632766878171540458953514382464234321326889464182768467546703537516986049910576551282076245490090389328944075868508455133942304583236903222948165808559332123348274797826204144723168738177180919299881250404026184124858368";
+    // Prometheus 3.5.3 answered `double_exponential_smoothing(up[1m], 1e300, 0.5)` with
+    // this value after "got: ".
+    let e300 = "1000000000000000052504760255204420248704468581108159154915854115511802457988908195786371375080447864043704443832883878176942523235360430575644792184786706982848387200926575803737830233794788090059368953234970799945081119038967640880074652742780142494579258788820056842838115669472196386865459400540160.000000";
+    for (v, prec, want) in [
+        (f64::INFINITY, 6, "+Inf"),
+        (f64::NEG_INFINITY, 6, "-Inf"),
+        (f64::NAN, 6, "NaN"),
+        (-f64::NAN, 6, "NaN"),
+        (0.0, 6, "0.000000"),
+        (-0.0, 6, "-0.000000"),
+        (-0.0, 0, "-0"),
+        (-1e-9, 6, "-0.000000"),
+        (5e-324, 6, "0.000000"),
+        (0.1, 6, "0.100000"),
+        (-0.5, 6, "-0.500000"),
+        (1.5, 6, "1.500000"),
+        (123_456_789.123_456_79, 6, "123456789.123457"),
+        (1e20, 6, "100000000000000000000.000000"),
+        (1e23, 6, "99999999999999991611392.000000"),
+        (1e300, 6, e300),
+        (f64::MAX, 0, max),
+        (-f64::MAX, 0, &format!("-{max}")),
+        (1e-7, 20, "0.00000010000000000000"),
+        // Exact ties go to the even digit; what only looks like a tie is the binary value's.
+        (0.5, 0, "0"),
+        (1.5, 0, "2"),
+        (2.5, 0, "2"),
+        (-2.5, 0, "-2"),
+        (0.25, 1, "0.2"),
+        (0.375, 2, "0.38"),
+        (0.35, 1, "0.3"),
+        (2.675, 2, "2.67"),
+    ] {
+        assert_eq!(format_fixed(v, prec), want, "{v:e} with {prec} places");
+        if v.is_finite() {
+            assert_eq!(
+                exact_fixed(v, prec),
+                want,
+                "reference: {v:e} with {prec} places"
+            );
+        }
+    }
+}
+
 proptest! {
+    #[test]
+    fn fixed_precision_is_the_exact_value_rounded(bits: u64, prec in 0usize..24) {
+        let v = f64::from_bits(bits);
+        if v.is_finite() {
+            prop_assert_eq!(format_fixed(v, prec), exact_fixed(v, prec));
+        }
+    }
+
+    /// Binary fractions end in a 5 at their last place, so rounding them short of it is a
+    /// tie.
+    #[test]
+    fn fixed_precision_ties_go_to_even(i in -1_000_000i64..1_000_000, k in 0i32..12, prec in 0usize..8) {
+        let v = i as f64 / 2f64.powi(k);
+        prop_assert_eq!(format_fixed(v, prec), exact_fixed(v, prec));
+    }
+
     #[test]
     fn every_float_follows_the_rule(bits: u64) {
         check(f64::from_bits(bits))?;

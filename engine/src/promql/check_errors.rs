@@ -11,7 +11,7 @@
 
 use super::duration_expr::skip_string;
 use super::positions::{comment_end, line_col, placed, skip_group, type_alone, type_name};
-use crate::go_format::{quoted, unicode_format};
+use crate::go_format::{format_fixed, quoted, unicode_format};
 use crate::labels::{Literal, lex_literal};
 
 /// A token of PromQL text, as far as finding nodes needs.
@@ -775,7 +775,10 @@ pub(crate) fn at_out_of_bounds(query: &str) -> Option<String> {
         let Ok(v) = text.parse::<f64>() else { continue };
         let ms = sign * v * 1000.0;
         if ms.is_finite() && (ms >= i64::MAX as f64 || ms <= i64::MIN as f64) {
-            let m = format!("timestamp out of bounds for @ modifier: {:.6}", sign * v);
+            let m = format!(
+                "timestamp out of bounds for @ modifier: {}",
+                format_fixed(sign * v, 6)
+            );
             return Some(placed(line_col(query, t[modified_start(&t, k)].start), &m));
         }
     }

@@ -1,11 +1,12 @@
 //! Decoding a series entry of the index (as read from the bucket) into what the store streams:
 //! the symbol references of its labels and the metas of its chunks in the requested time
 //! range. The layout is the index's (`index/FORMAT.md`); this is the store's hot loop, so the
-//! varints are read with a one-byte fast path and nothing is allocated.
+//! varints are read with the encoding module's short-varint fast paths and nothing is
+//! allocated.
 
 use std::path::Path;
 
-use crate::encoding::{read_uvarint, zigzag_decode};
+use crate::encoding::{read_uvarint, read_uvarint32, zigzag_decode};
 use crate::index::{ChunkMeta, IndexError, series_entry};
 
 /// A cursor over an entry body; every read is bounds-checked and fails with the offset.
@@ -24,7 +25,7 @@ impl Cursor<'_> {
 
     #[inline(always)]
     fn uvarint32(&mut self) -> Option<u32> {
-        self.uvarint().and_then(|v| u32::try_from(v).ok())
+        varint32(self.buf, &mut self.pos)
     }
 }
 
@@ -116,28 +117,12 @@ pub fn decode_entry(
     })
 }
 
-/// A `u32` varint at `b[*pos..]`, advancing `pos`; most references take one to three bytes.
+/// A `u32` varint at `b[*pos..]`, advancing `pos`.
 #[inline(always)]
 fn varint32(b: &[u8], pos: &mut usize) -> Option<u32> {
-    let p = *pos;
-    let x = *b.get(p)?;
-    if x < 0x80 {
-        *pos = p + 1;
-        return Some(u32::from(x));
-    }
-    let y = *b.get(p + 1)?;
-    if y < 0x80 {
-        *pos = p + 2;
-        return Some(u32::from(x & 0x7F) | u32::from(y) << 7);
-    }
-    let z = *b.get(p + 2)?;
-    if z < 0x80 {
-        *pos = p + 3;
-        return Some(u32::from(x & 0x7F) | u32::from(y & 0x7F) << 7 | u32::from(z) << 14);
-    }
-    let (v, n) = read_uvarint(b.get(p..)?).ok()?;
-    *pos = p + n;
-    u32::try_from(v).ok()
+    let (v, n) = read_uvarint32(b.get(*pos..)?).ok()?;
+    *pos += n;
+    Some(v)
 }
 
 /// A `u64` varint at `b[*pos..]`, advancing `pos`.
@@ -230,7 +215,7 @@ fn chunk_metas(
 
 /// Bytes taken by the series entry at the start of `b` (varint length, body, CRC); `None`
 /// when the length varint is cut short.
-pub(super) fn entry_len(b: &[u8]) -> Option<usize> {
+pub fn entry_len(b: &[u8]) -> Option<usize> {
     let mut c = Cursor { buf: b, pos: 0 };
     let len = c.uvarint()?;
     usize::try_from(c.pos as u64 + len.min(u64::from(u32::MAX)) + 4).ok()

@@ -63,9 +63,10 @@ pub struct PromqlFlags {
     /// subqueries each add a level); deeper queries are refused before they are parsed.
     #[arg(long = "query.max-depth", default_value_t = gauntlet_engine::promql::DEFAULT_MAX_DEPTH)]
     pub max_depth: usize,
-    /// Longest query text accepted, bytes; longer queries are refused before they are parsed.
-    #[arg(long = "query.max-length", default_value_t = gauntlet_engine::promql::DEFAULT_MAX_BYTES)]
-    pub max_length: usize,
+    /// Longest query text accepted, a byte size (`1MiB`, `65536`) as the other size flags
+    /// take; longer queries are refused before they are parsed.
+    #[arg(long = "query.max-length", default_value = "1MiB", value_parser = crate::store::parse_bytes)]
+    pub max_length: u64,
     /// PromQL features to enable, as Prometheus names them: `promql-delayed-name-removal`.
     #[arg(long = "enable-feature")]
     pub features: Vec<String>,
@@ -82,7 +83,7 @@ impl PromqlFlags {
             delayed_name_removal: false,
             limits: QueryLimits {
                 max_depth: self.max_depth,
-                max_bytes: self.max_length,
+                max_bytes: usize::try_from(self.max_length).unwrap_or(usize::MAX),
             },
         };
         apply_features(&mut config, &self.features)
@@ -176,4 +177,36 @@ fn render_metrics(q: &Querier) -> String {
         healthy as f64,
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        promql: PromqlFlags,
+    }
+
+    fn limits(args: &[&str]) -> QueryLimits {
+        let cli: Cli =
+            clap::Parser::try_parse_from(std::iter::once("query").chain(args.iter().copied()))
+                .unwrap();
+        cli.promql.api_config(true).unwrap().limits
+    }
+
+    #[test]
+    fn query_max_length_takes_byte_sizes() {
+        assert_eq!(
+            limits(&[]).max_bytes,
+            gauntlet_engine::promql::DEFAULT_MAX_BYTES
+        );
+        assert_eq!(limits(&["--query.max-length=64KiB"]).max_bytes, 64 << 10);
+        assert_eq!(limits(&["--query.max-length=2MB"]).max_bytes, 2 << 20);
+        assert_eq!(limits(&["--query.max-length=5000"]).max_bytes, 5000);
+        let bad: Result<Cli, _> =
+            clap::Parser::try_parse_from(["query", "--query.max-length=1 parsec"]);
+        assert!(bad.is_err());
+    }
 }

@@ -525,20 +525,6 @@ impl Peers {
     }
 }
 
-/// The gRPC code `thanos.WriteableStore` answers a write's status with: conflicts and invalid
-/// labels are `AlreadyExists` (Thanos's writer classes bad labels as conflicts, so a Thanos
-/// router answers them with 409, not a retried 5xx), limits `ResourceExhausted`, an
-/// unavailable head `Unavailable`, anything else `Internal`.
-fn grpc_code(code: StatusCode) -> tonic::Code {
-    match code.as_u16() {
-        200..=299 => tonic::Code::Ok,
-        400 | 409 => tonic::Code::AlreadyExists,
-        413 | 429 => tonic::Code::ResourceExhausted,
-        503 => tonic::Code::Unavailable,
-        _ => tonic::Code::Internal,
-    }
-}
-
 /// `thanos.WriteableStore` on the receiver's gRPC port: writes forwarded by other receivers
 /// (Gauntlet's or Thanos's) go through [`write`] as HTTP writes do.
 #[derive(Debug, Clone)]
@@ -595,7 +581,10 @@ impl thanos::writeable_store_server::WriteableStore for WriteableStoreService {
         }
         match worst {
             None => Ok(Response::new(thanos::WriteResponse {})),
-            Some(a) => Err(convert::clipped(grpc_code(a.code), &a.message)),
+            Some(a) => Err(convert::clipped(
+                Failure::from_status(a.code).grpc_code(),
+                &a.message,
+            )),
         }
     }
 }
@@ -624,11 +613,11 @@ mod tests {
             (StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable),
             (StatusCode::INTERNAL_SERVER_ERROR, tonic::Code::Internal),
         ] {
-            assert_eq!(grpc_code(code), grpc);
+            assert_eq!(Failure::from_status(code).grpc_code(), grpc);
             assert_eq!(Failure::from_grpc(grpc), Failure::from_status(code));
         }
         assert_eq!(
-            grpc_code(StatusCode::BAD_REQUEST),
+            Failure::from_status(StatusCode::BAD_REQUEST).grpc_code(),
             tonic::Code::AlreadyExists
         );
         assert_eq!(
@@ -639,6 +628,5 @@ mod tests {
             Failure::from_grpc(tonic::Code::DeadlineExceeded),
             Failure::Unavailable
         );
-        assert_eq!(grpc_code(StatusCode::OK), tonic::Code::Ok);
     }
 }

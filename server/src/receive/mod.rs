@@ -241,7 +241,8 @@ impl ReceiveArgs {
         })
     }
 
-    fn bucket_config(&self) -> anyhow::Result<Option<BucketConfig>> {
+    /// The bucket `--objstore.config` or `--objstore.config-file` names, if either is given.
+    pub fn bucket_config(&self) -> anyhow::Result<Option<BucketConfig>> {
         let yaml = match (&self.objstore_config, &self.objstore_config_file) {
             (Some(y), _) => y.clone(),
             (None, Some(p)) => std::fs::read_to_string(p)
@@ -260,7 +261,8 @@ pub fn run(args: ReceiveArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     rt.block_on(async move {
-        let r = Receiver::start(&args).await?;
+        let bucket = args.bucket_config()?;
+        let r = Receiver::start(&args, bucket).await?;
         r.serve(crate::http::shutdown_signal()).await
     })
 }
@@ -279,10 +281,15 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Opens every tenant found under `--tsdb.path` (replaying their WALs).
-    pub async fn start(args: &ReceiveArgs) -> anyhow::Result<Receiver> {
+    /// Opens every tenant found under `--tsdb.path` (replaying their WALs); cut blocks are
+    /// shipped to `bucket` when there is one (the objstore flags' [`ReceiveArgs::bucket_config`]
+    /// for `gauntlet receive`, the bucket itself inside `gauntlet all`).
+    pub async fn start(
+        args: &ReceiveArgs,
+        bucket: Option<BucketConfig>,
+    ) -> anyhow::Result<Receiver> {
         let opts = args.head_options()?;
-        let bucket = match args.bucket_config()? {
+        let bucket = match bucket {
             Some(cfg) => {
                 tracing::info!(bucket = %cfg.describe(), "blocks will be shipped to the bucket");
                 Some(Arc::new(Bucket::open(&cfg)?))

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
+use gauntlet_engine::ErrorClass;
 use gauntlet_engine::head::AppendReport;
 use gauntlet_engine::remote_write::WriteBatch;
 use gauntlet_proto::prometheus as pb;
@@ -72,6 +73,45 @@ impl Failure {
             Failure::BadData => StatusCode::BAD_REQUEST,
             Failure::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Failure::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The failure an engine error's class stands for on the write path: the same classes
+    /// the query API maps to its statuses, answered as Thanos Receive answers them (malformed
+    /// input 400, a limit 429, a deadline, a cancellation or something out of reach 503,
+    /// anything else 500).
+    pub fn from_class(class: ErrorClass) -> Failure {
+        match class {
+            ErrorClass::BadData => Failure::BadData,
+            ErrorClass::Execution => Failure::Limited,
+            ErrorClass::Timeout | ErrorClass::Canceled | ErrorClass::Unavailable => {
+                Failure::Unavailable
+            }
+            _ => Failure::Internal,
+        }
+    }
+
+    /// The failure of a write the engine refused with `e`, by its class; except that an I/O
+    /// error, which on the read path is an unreadable file (500), is on the write path the
+    /// disk refusing the WAL a write (full, failing): worth a retry, as the WAL's own errors
+    /// are (503).
+    pub fn from_engine(e: &gauntlet_engine::Error) -> Failure {
+        match e {
+            gauntlet_engine::Error::Io { .. } => Failure::Unavailable,
+            e => Failure::from_class(e.class()),
+        }
+    }
+
+    /// The gRPC code `thanos.WriteableStore` answers this failure with: conflicts and invalid
+    /// labels are `AlreadyExists` (Thanos's writer classes bad labels as conflicts, so a
+    /// Thanos router answers them with 409, not a retried 5xx), limits `ResourceExhausted`,
+    /// an unavailable head `Unavailable`, anything else `Internal`.
+    pub fn grpc_code(self) -> tonic::Code {
+        match self {
+            Failure::Conflict | Failure::BadData => tonic::Code::AlreadyExists,
+            Failure::Limited => tonic::Code::ResourceExhausted,
+            Failure::Unavailable => tonic::Code::Unavailable,
+            Failure::Internal => tonic::Code::Internal,
         }
     }
 
@@ -331,10 +371,10 @@ impl Plan {
                                 .then(|| (Failure::from_status(code), msg)),
                         }
                     }
-                    Err(msg) => Done {
+                    Err(failed) => Done {
                         positions,
                         report: None,
-                        failed: Some((Failure::Unavailable, msg)),
+                        failed: Some(failed),
                     },
                 };
                 let _ = tx.send(done).await;
@@ -472,6 +512,45 @@ mod tests {
             t.failed[k as usize] = n;
         }
         t
+    }
+
+    #[test]
+    fn engine_errors_answer_by_their_class() {
+        use gauntlet_engine::error::{RemoteError, RemoteErrorKind};
+        let remote = |kind| {
+            gauntlet_engine::Error::Remote(RemoteError {
+                endpoint: "peer:10901".into(),
+                kind,
+                message: "refused".into(),
+            })
+        };
+        for (kind, failure, status) in [
+            (RemoteErrorKind::InvalidRequest, Failure::BadData, 400),
+            (RemoteErrorKind::LimitExceeded, Failure::Limited, 429),
+            (RemoteErrorKind::Timeout, Failure::Unavailable, 503),
+            (RemoteErrorKind::Unavailable, Failure::Unavailable, 503),
+            (RemoteErrorKind::Internal, Failure::Internal, 500),
+        ] {
+            let f = Failure::from_engine(&remote(kind));
+            assert_eq!(f, failure, "{kind:?}");
+            assert_eq!(f.status().as_u16(), status, "{kind:?}");
+        }
+        // The head's WAL write failing is worth a retry, as README promises (503).
+        let io = gauntlet_engine::Error::Io {
+            path: "tenant/wal".into(),
+            source: std::io::Error::other("no space left on device"),
+        };
+        assert_eq!(
+            Failure::from_engine(&io).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let wal = gauntlet_engine::Error::Wal(gauntlet_engine::wal::WalError::InvalidArgument(
+            "closed".into(),
+        ));
+        assert_eq!(
+            Failure::from_engine(&wal).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ use gauntlet_engine::remote_write::{self, LabelLimits, SeriesEntry, Version, Wri
 use gauntlet_proto::prometheus as pb;
 
 use super::forward::Forwarder;
-use super::replicate::Route;
+use super::replicate::{Failed, Failure, Route};
 use super::tenants::{Tenant, Tenants, valid_tenant};
 
 /// Per-request limits (0 = none), as Thanos Receive's write limits.
@@ -170,9 +170,11 @@ pub async fn receive(
     let raw = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(e) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.to_string().contains("length limit"))
-                || e.to_string().contains("length limit");
+            let too_large =
+                std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+                    e.source()
+                })
+                .any(|e| e.is::<http_body_util::LengthLimitError>());
             return if too_large {
                 answer(
                     &st,
@@ -362,7 +364,8 @@ impl Refusals {
         self.invalid_series > 0
     }
 
-    /// Appends what was refused to `msg` (`; `-separated), if anything.
+    /// Appends what was refused to `msg` (`; `-separated), if anything; refused series are
+    /// named even when they carried no samples, so a refusal never goes without a message.
     pub fn describe(&self, msg: &mut String) {
         if let Some(first) = &self.first_invalid {
             push_part(
@@ -463,24 +466,24 @@ impl LocalWrite {
         LocalWrite { tenant, batches }
     }
 
-    /// Appends to the head and, with `fsync`, syncs the WAL. An error (the WAL could not be
-    /// written) is worth a retry.
-    pub async fn store(self, fsync: bool) -> Result<AppendReport, String> {
+    /// Appends to the head and, with `fsync`, syncs the WAL. An error answers as its engine
+    /// class says ([`Failure::from_engine`]): the WAL not written is worth a retry (503).
+    pub async fn store(self, fsync: bool) -> Result<AppendReport, Failed> {
         let LocalWrite { tenant, batches } = self;
         let head = tenant.head.clone();
         let report = head.append(batches).await.map_err(|e| {
             tracing::error!(tenant = %tenant.name, error = %e, "append failed");
-            format!("storing samples: {e}")
+            (Failure::from_engine(&e), format!("storing samples: {e}"))
         })?;
         if fsync {
             let h = head.clone();
-            let synced = tokio::task::spawn_blocking(move || h.sync_wal()).await;
-            if let Err(e) = synced
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()))
-            {
+            let synced = match tokio::task::spawn_blocking(move || h.sync_wal()).await {
+                Ok(r) => r.map_err(|e| (Failure::from_engine(&e), e.to_string())),
+                Err(e) => Err((Failure::Unavailable, e.to_string())),
+            };
+            if let Err((failure, e)) = synced {
                 tracing::error!(tenant = %tenant.name, error = %e, "WAL fsync failed");
-                return Err(format!("syncing the WAL: {e}"));
+                return Err((failure, format!("syncing the WAL: {e}")));
             }
         }
         if report.series_limited > 0 {
@@ -490,14 +493,12 @@ impl LocalWrite {
     }
 }
 
-/// Appends `what: n samples` to `msg` when `n` is not 0.
+/// Appends `what: n samples` to `msg`, after a `; ` when it holds a part already.
 fn push_part(msg: &mut String, what: &str, n: u64) {
-    if n > 0 {
-        if !msg.is_empty() {
-            msg.push_str("; ");
-        }
-        let _ = write!(msg, "{what}: {n} samples");
+    if !msg.is_empty() {
+        msg.push_str("; ");
     }
+    let _ = write!(msg, "{what}: {n} samples");
 }
 
 /// The answer for a request whose writable part was written: the most serious refusal
@@ -506,7 +507,11 @@ fn push_part(msg: &mut String, what: &str, n: u64) {
 pub fn outcome(r: &Refusals, rep: &AppendReport) -> (StatusCode, String) {
     let mut msg = String::new();
     r.describe(&mut msg);
-    let mut add = |what: &str, n: u64| push_part(&mut msg, what, n);
+    let mut add = |what: &str, n: u64| {
+        if n > 0 {
+            push_part(&mut msg, what, n);
+        }
+    };
     add(
         "new series over the tenant's active series limit (--receive.limits.max-series)",
         rep.series_limited,
@@ -518,16 +523,16 @@ pub fn outcome(r: &Refusals, rep: &AppendReport) -> (StatusCode, String) {
         "too far in the future (--tsdb.too-far-in-future.time-window)",
         rep.too_new,
     );
-    let code = if r.invalid_series > 0 {
-        StatusCode::BAD_REQUEST
+    let failure = if r.invalid_series > 0 {
+        Some(Failure::BadData)
     } else if rep.series_limited > 0 {
-        StatusCode::TOO_MANY_REQUESTS
+        Some(Failure::Limited)
     } else if rep.conflicts() > 0 {
-        StatusCode::CONFLICT
+        Some(Failure::Conflict)
     } else {
-        StatusCode::OK
+        None
     };
-    (code, msg)
+    (failure.map_or(StatusCode::OK, Failure::status), msg)
 }
 
 #[cfg(test)]
@@ -559,5 +564,17 @@ mod tests {
             "{m}"
         );
         assert!(m.contains("out of order sample: 3 samples"), "{m}");
+        // Series refused without samples are still named.
+        let r = Refusals {
+            invalid_series: 2,
+            invalid_samples: 0,
+            first_invalid: Some("empty label set".into()),
+        };
+        let (c, m) = outcome(&r, &AppendReport::default());
+        assert_eq!(c, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            m,
+            "2 series with invalid labels (first: empty label set): 0 samples"
+        );
     }
 }

@@ -4,6 +4,7 @@
 use promql_parser::parser::Expr;
 
 use super::{kahan_inc, nonempty, quantile_sorted, sort_floats, unwrap_parens};
+use crate::go_format::format_fixed;
 use crate::labels::Labels;
 use crate::promql::error::PromqlError;
 use crate::promql::eval::{Col, Evaluator, Steps, Val, absent, is_absent};
@@ -145,7 +146,8 @@ impl RangeCall {
             return None;
         }
         let (sf, tf) = (self.p1.as_deref()?, self.p2.as_deref()?);
-        let bad = |x: f64| x <= 0.0 || x >= 1.0 || x.is_nan();
+        // As Prometheus compares them: a NaN factor is no error (its answer is NaN).
+        let bad = |x: f64| x <= 0.0 || x >= 1.0;
         if !sf.iter().chain(tf).any(|&x| bad(x)) {
             return None;
         }
@@ -156,13 +158,13 @@ impl RangeCall {
             }
             if bad(sf[i]) {
                 err = Some(format!(
-                    "invalid smoothing factor. Expected: 0 < sf < 1, got: {:.6}",
-                    sf[i]
+                    "invalid smoothing factor. Expected: 0 < sf < 1, got: {}",
+                    format_fixed(sf[i], 6)
                 ));
             } else if bad(tf[i]) {
                 err = Some(format!(
-                    "invalid trend factor. Expected: 0 < tf < 1, got: {:.6}",
-                    tf[i]
+                    "invalid trend factor. Expected: 0 < tf < 1, got: {}",
+                    format_fixed(tf[i], 6)
                 ));
             }
         });
