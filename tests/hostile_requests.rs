@@ -486,6 +486,9 @@ fn hostile_writes(t: i64) -> Vec<HostileWrite> {
     // About 1 MiB of copies: 21 MiB of empty series, ten million of them.
     let copies = (1 << 20) / 3;
     let bomb_len = 2 + 64 * copies as u64;
+    // 1.5 MiB of copies: 32 MiB of empty series, the most a body may decode to.
+    let full_copies = ((32 << 20) - 2) / 64;
+    let full_len = 2 + 64 * full_copies as u64;
     vec![
         (
             "truncated snappy",
@@ -523,13 +526,25 @@ fn hostile_writes(t: i64) -> Vec<HostileWrite> {
             "snappy bomb of ten million empty series",
             v1(),
             snappy_bomb([0x0A, 0x00], copies, bomb_len),
-            Some(400),
+            Some(413),
         ),
         (
             "snappy bomb of ten million empty series, 2.0",
             v2(),
             snappy_bomb([0x2A, 0x00], copies, bomb_len),
-            Some(400),
+            Some(413),
+        ),
+        (
+            "snappy bomb of empty series up to the decoded limit",
+            v1(),
+            snappy_bomb([0x0A, 0x00], full_copies, full_len),
+            Some(413),
+        ),
+        (
+            "snappy bomb of empty series up to the decoded limit, 2.0",
+            v2(),
+            snappy_bomb([0x2A, 0x00], full_copies, full_len),
+            Some(413),
         ),
         (
             "100000 nested groups",

@@ -3,7 +3,7 @@
 //! holding eight labels as separate strings would spend most of the head's memory on string
 //! headers; this form costs the text, a byte or two per string and one pointer.
 
-use crate::encoding::{put_uvarint, read_uvarint};
+use crate::encoding::{put_uvarint, read_uvarint32};
 use crate::labels::{Label, Labels};
 
 /// A label set sorted by name, packed.
@@ -98,20 +98,14 @@ struct RawPairs<'a> {
     buf: &'a [u8],
 }
 
-/// The next length-prefixed string of `buf`, moving `buf` past it. Lengths under 128 (nearly
-/// all) take one byte, read without the general varint decoder: label lookups walk these
-/// strings for every series indexed.
+/// The next length-prefixed string of `buf`, moving `buf` past it (label lookups walk these
+/// strings for every series indexed; lengths take a byte or two).
 #[inline]
 fn take_string<'a>(buf: &mut &'a [u8]) -> Option<&'a [u8]> {
-    let (&first, rest) = buf.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let (len, n) = read_uvarint(buf).ok()?;
-        (usize::try_from(len).ok()?, &buf[n..])
-    };
-    let s = rest.get(..len)?;
-    *buf = &rest[len..];
+    let (len, n) = read_uvarint32(buf).ok()?;
+    let rest = &buf[n..];
+    let s = rest.get(..len as usize)?;
+    *buf = &rest[len as usize..];
     Some(s)
 }
 

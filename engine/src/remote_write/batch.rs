@@ -3,6 +3,8 @@
 
 use std::ops::Range;
 
+use super::wire::{Fault, FaultKind};
+
 /// One float sample.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
@@ -112,7 +114,47 @@ pub struct WriteBatch<'a> {
     pub(super) messages: Vec<(u32, u32)>,
 }
 
+/// Bytes a decoded 1.0 body may take in memory (its entries' sizes) per byte of body. A real
+/// request takes 3 or less (a minimal series, `{__name__="a"}` with one sample, is 35 bytes
+/// of body and 96 of entries); a body of empty messages, two bytes each, would take 24.
+pub const ENTRY_BYTES_PER_BODY_BYTE: usize = 6;
+
+/// The same for 2.0, whose label pairs can be two one-byte symbol references, 32 bytes of
+/// entry: a real request of many short references approaches 16 (ten labels take 10).
+pub const ENTRY_BYTES_PER_BODY_BYTE_V2: usize = 17;
+
+/// Entry bytes any body may take, however small.
+const ENTRY_BYTES_FLOOR: usize = 1 << 20;
+
 impl<'a> WriteBatch<'a> {
+    /// Fails when the entries decoded so far take more memory than a body of `body` bytes
+    /// may (`per_byte` of them per body byte, [`ENTRY_BYTES_PER_BODY_BYTE`] for 1.0): a small compressed body of empty messages
+    /// decompresses to hundreds of megabytes, each message a few bytes that would become tens
+    /// of bytes of entries. Checked as each series is decoded, so such a body is refused
+    /// before it takes more than that bound.
+    pub(super) fn check_density(
+        &self,
+        body: usize,
+        per_byte: usize,
+        at: usize,
+    ) -> Result<(), Fault> {
+        use std::mem::size_of;
+        let entries = self.labels.len() * size_of::<(&str, &str)>()
+            + self.series.len() * size_of::<SeriesEntry>()
+            + self.samples.len() * size_of::<Sample>()
+            + self.start_timestamps.len() * size_of::<i64>()
+            + self.symbols.len() * size_of::<&str>()
+            + self.metadata.len() * size_of::<FamilyMetadata>()
+            + (self.spans.len() + self.messages.len()) * size_of::<(u32, u32)>();
+        let budget = body
+            .saturating_mul(per_byte)
+            .saturating_add(ENTRY_BYTES_FLOOR);
+        if entries > budget {
+            return Err(Fault::new(at, FaultKind::Dense { body, entries }));
+        }
+        Ok(())
+    }
+
     /// An empty batch.
     pub fn new() -> Self {
         WriteBatch::default()

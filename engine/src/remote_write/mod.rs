@@ -65,7 +65,10 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use batch::{FamilyMetadata, MetricType, Sample, SeriesEntry, WriteBatch};
+pub use batch::{
+    ENTRY_BYTES_PER_BODY_BYTE, ENTRY_BYTES_PER_BODY_BYTE_V2, FamilyMetadata, MetricType, Sample,
+    SeriesEntry, WriteBatch,
+};
 pub use snappy::decompress;
 pub use validate::{LabelError, LabelLimits, validate_labels};
 
@@ -228,6 +231,18 @@ pub enum DecodeError {
         /// References found.
         count: usize,
     },
+    /// The body decodes to more entries than its size allows (a decompression bomb of
+    /// empty messages): [`ENTRY_BYTES_PER_BODY_BYTE`] bytes of memory per byte of body at
+    /// most (more for 2.0). Answer 413.
+    #[error(
+        "request of {body} decompressed bytes decodes to over {entries} bytes of series, labels and samples, more than a request of that size may take: refused"
+    )]
+    Dense {
+        /// The decompressed body, bytes.
+        body: usize,
+        /// Memory its entries took when decoding stopped, bytes.
+        entries: usize,
+    },
 }
 
 impl DecodeError {
@@ -239,7 +254,7 @@ impl DecodeError {
             DecodeError::UnsupportedContentType(_) | DecodeError::UnsupportedContentEncoding(_) => {
                 415
             }
-            DecodeError::TooLarge { .. } => 413,
+            DecodeError::TooLarge { .. } | DecodeError::Dense { .. } => 413,
             _ => 400,
         }
     }

@@ -910,3 +910,78 @@ fn reference(e: &DecodeError) -> bool {
         DecodeError::BadSymbolRef { .. } | DecodeError::OddLabelRefs { .. }
     )
 }
+
+#[test]
+fn bodies_of_empty_messages_are_refused_before_they_take_memory() {
+    // 200k empty series: 400 KB of body that would be 9.6 MB of series entries.
+    let bomb: Vec<u8> = [0x0a, 0x00].repeat(200_000);
+    let mut batch = WriteBatch::new();
+    let e = decode(Version::V1, &bomb, &mut batch).unwrap_err();
+    assert!(matches!(e, DecodeError::Dense { .. }), "{e}");
+    assert_eq!(e.status(), 413);
+    assert!(e.to_string().contains("400000 decompressed bytes"), "{e}");
+    // Refused once past the budget (6 bytes per body byte and 1 MiB), not at the end.
+    assert!(batch.series.capacity() * size_of::<SeriesEntry>() < 8 << 20);
+
+    // 2.0: a label reference is one byte and a pair of them a 32-byte entry, so a 2.0 body
+    // may take more per byte; a body of empty label references, series or symbols stays
+    // within that bound.
+    let refs = {
+        let mut series = vec![0x0a];
+        put_uvarint(&mut series, 1 << 20);
+        series.extend(std::iter::repeat_n(0u8, 1 << 20));
+        let mut body = vec![0x2a];
+        put_uvarint(&mut body, series.len() as u64);
+        body.extend(series);
+        body
+    };
+    for bomb in [
+        refs,
+        [0x2a, 0x00].repeat(500_000),
+        [0x22, 0x00].repeat(1_000_000),
+    ] {
+        let mut batch = WriteBatch::new();
+        let _ = decode(Version::V2, &bomb, &mut batch);
+        let taken = batch.labels.capacity() * 32
+            + batch.series.capacity() * size_of::<SeriesEntry>()
+            + batch.symbols.capacity() * 16;
+        assert!(
+            taken <= 2 * (bomb.len() * ENTRY_BYTES_PER_BODY_BYTE_V2 + (1 << 20)),
+            "{taken}"
+        );
+    }
+}
+
+#[test]
+fn dense_real_requests_are_taken() {
+    // 1.0: 50k series of one-letter labels, one sample each.
+    let v1 = pb1::WriteRequest {
+        timeseries: (0..50_000)
+            .map(|i| pb1::TimeSeries {
+                labels: vec![label("__name__", "a"), label("b", "c"), label("d", "e")],
+                samples: vec![sample(i, 1.0)],
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let got = agree(Version::V1, &v1.encode_to_vec()).unwrap();
+    assert_eq!(got.series.len(), 50_000);
+    // 2.0: 50k series of ten labels each, every reference one byte.
+    let v2 = pb2::Request {
+        symbols: (0..21).map(|i| format!("s{i:02}")).collect(),
+        timeseries: (0..50_000)
+            .map(|i| pb2::TimeSeries {
+                labels_refs: (1..=20).collect(),
+                samples: vec![pb2::Sample {
+                    value: 1.0,
+                    timestamp: i,
+                    start_timestamp: 0,
+                }],
+                ..Default::default()
+            })
+            .collect(),
+    };
+    let got = agree(Version::V2, &v2.encode_to_vec()).unwrap();
+    assert_eq!(got.series.len(), 50_000);
+}

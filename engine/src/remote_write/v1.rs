@@ -2,7 +2,9 @@
 
 use crate::encoding::read_uvarint;
 
-use super::batch::{FamilyMetadata, MetricType, Sample, SeriesEntry, WriteBatch};
+use super::batch::{
+    ENTRY_BYTES_PER_BODY_BYTE, FamilyMetadata, MetricType, Sample, SeriesEntry, WriteBatch,
+};
 use super::wire::{Cursor, FIXED64, Fault, FaultKind, Field, Kind, LEN, VARINT, check, key, strs};
 
 const LABEL: &[Field] = &[
@@ -70,12 +72,14 @@ pub(super) fn request<'a>(buf: &'a [u8], out: &mut WriteBatch<'a>) -> Result<(),
                 let i = out.series.len();
                 let m = c.len_delim().map_err(|e| e.at("timeseries", Some(i)))?;
                 series(m, out).map_err(|e| e.at("timeseries", Some(i)))?;
+                out.check_density(buf.len(), ENTRY_BYTES_PER_BODY_BYTE, c.pos)?;
             }
             k if k == key(3, LEN) => {
                 let m = c
                     .len_delim()
                     .map_err(|e| e.at("metadata", Some(metadata)))?;
                 family_metadata(m, out).map_err(|e| e.at("metadata", Some(metadata)))?;
+                out.check_density(buf.len(), ENTRY_BYTES_PER_BODY_BYTE, c.pos)?;
                 metadata += 1;
             }
             k => c.other(k, at, WRITE_REQUEST)?,

@@ -1,7 +1,7 @@
 //! Remote write 2.0: `io.prometheus.write.v2.Request` (`proto/proto/prometheus/write/v2/`),
 //! whose strings live once in the request's symbol table and are referenced by index.
 
-use super::batch::{MetricType, Sample, SeriesEntry, WriteBatch};
+use super::batch::{ENTRY_BYTES_PER_BODY_BYTE_V2, MetricType, Sample, SeriesEntry, WriteBatch};
 use super::wire::{Cursor, FIXED64, Fault, FaultKind, Field, Kind, LEN, VARINT, check, key, strs};
 
 const SAMPLE: &[Field] = &[
@@ -67,6 +67,7 @@ pub(super) fn request<'a>(buf: &'a [u8], out: &mut WriteBatch<'a>) -> Result<(),
     let symbols = &mut out.symbols;
     strs(buf, &out.spans, |s| symbols.push(s))
         .map_err(|i| Fault::new(out.spans[i].0 as usize, FaultKind::Utf8).at("symbols", Some(i)))?;
+    out.check_density(buf.len(), ENTRY_BYTES_PER_BODY_BYTE_V2, 0)?;
     for i in 0..out.messages.len() {
         let (pos, end) = out.messages[i];
         let m = Cursor {
@@ -75,6 +76,7 @@ pub(super) fn request<'a>(buf: &'a [u8], out: &mut WriteBatch<'a>) -> Result<(),
             end: end as usize,
         };
         series(m, out).map_err(|e| e.at("timeseries", Some(i)))?;
+        out.check_density(buf.len(), ENTRY_BYTES_PER_BODY_BYTE_V2, end as usize)?;
     }
     Ok(())
 }

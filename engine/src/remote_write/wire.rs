@@ -59,6 +59,11 @@ pub(super) enum FaultKind {
         symbols: usize,
     },
     OddRefs(usize),
+    /// The entries decoded take more memory than the body may ([`super::WriteBatch`]).
+    Dense {
+        body: usize,
+        entries: usize,
+    },
 }
 
 impl fmt::Display for FaultKind {
@@ -94,6 +99,12 @@ impl fmt::Display for FaultKind {
                 )
             }
             FaultKind::OddRefs(n) => write!(f, "odd number of label references ({n})"),
+            FaultKind::Dense { body, entries } => {
+                write!(
+                    f,
+                    "{body}-byte body decodes to over {entries} bytes of entries"
+                )
+            }
         }
     }
 }
@@ -176,6 +187,7 @@ impl Fault {
                 field,
                 count,
             },
+            FaultKind::Dense { body, entries } => DecodeError::Dense { body, entries },
             kind => DecodeError::Protobuf {
                 offset,
                 what: format!("{field}: {kind}"),

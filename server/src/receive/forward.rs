@@ -21,7 +21,7 @@ use tonic::{Request, Response, Status};
 use super::hashring::{Algorithm, HashringError, Hashrings};
 use super::replicate::{Failed, Failure, Route};
 use super::tenants::valid_tenant;
-use super::write::{Answer, Input, MAX_DECODED_BYTES, WriteState, write};
+use super::write::{Answer, Input, MAX_FORWARD_BYTES, WriteState, write};
 use crate::grpc::convert;
 use crate::http::ops;
 
@@ -482,8 +482,8 @@ impl Peers {
             .tcp_nodelay(true)
             .connect_lazy();
         let client = WriteableStoreClient::new(channel)
-            .max_encoding_message_size(MAX_DECODED_BYTES)
-            .max_decoding_message_size(MAX_DECODED_BYTES);
+            .max_encoding_message_size(MAX_FORWARD_BYTES)
+            .max_decoding_message_size(MAX_FORWARD_BYTES);
         map.insert(
             address.to_string(),
             Peer {

@@ -445,7 +445,7 @@ impl Receiver {
                 thanos::writeable_store_server::WriteableStoreServer::new(
                     WriteableStoreService::new(me.write.clone()),
                 )
-                .max_decoding_message_size(write::MAX_DECODED_BYTES),
+                .max_decoding_message_size(write::MAX_FORWARD_BYTES),
             )
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),

@@ -106,10 +106,17 @@ fn answer(st: &WriteState, code: StatusCode, msg: String) -> Response {
     (code, msg).into_response()
 }
 
-/// Largest decompressed body taken, bytes, whatever the body limit: snappy expands at most
-/// about 6x, and a declared size past this is refused before anything is allocated. Also the
-/// largest forwarded gRPC message a receiver takes or sends.
-pub const MAX_DECODED_BYTES: usize = 512 << 20;
+/// Largest decompressed body taken, bytes, whatever the body limit: a declared size past
+/// this is refused before anything is allocated. Prometheus sends requests of a few hundred
+/// kilobytes decoded (2 000 samples by default); snappy can expand a body about 21 times, so
+/// a small body of repeated bytes reaches this, and its entries are bounded by
+/// [`remote_write::ENTRY_BYTES_PER_BODY_BYTE`] per byte.
+pub const MAX_DECODED_BYTES: usize = 32 << 20;
+
+/// Largest forwarded gRPC message a receiver takes or sends, bytes: a 2.0 request's labels
+/// travel as full strings between receivers, several times the bytes of its symbol
+/// references.
+pub const MAX_FORWARD_BYTES: usize = 4 * MAX_DECODED_BYTES;
 
 /// The handler.
 pub async fn receive(
