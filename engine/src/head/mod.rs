@@ -678,7 +678,6 @@ impl Head {
                 shared
                     .log(&created, &stored, &stored_ooo, &mut buf)
                     .map(|()| rep)
-                    .map_err(|e| e.to_string())
             }));
         }
         let mut total = AppendReport::empty();
@@ -690,10 +689,7 @@ impl Head {
             }
         }
         match failed {
-            Some(e) => Err(Error::Io {
-                path: self.dir.join("wal"),
-                source: std::io::Error::other(e),
-            }),
+            Some(e) => Err(wal_error(e)),
             None => Ok(total),
         }
     }

@@ -91,17 +91,6 @@ impl Failure {
         }
     }
 
-    /// The failure of a write the engine refused with `e`, by its class; except that an I/O
-    /// error, which on the read path is an unreadable file (500), is on the write path the
-    /// disk refusing the WAL a write (full, failing): worth a retry, as the WAL's own errors
-    /// are (503).
-    pub fn from_engine(e: &gauntlet_engine::Error) -> Failure {
-        match e {
-            gauntlet_engine::Error::Io { .. } => Failure::Unavailable,
-            e => Failure::from_class(e.class()),
-        }
-    }
-
     /// The gRPC code `thanos.WriteableStore` answers this failure with: conflicts and invalid
     /// labels are `AlreadyExists` (Thanos's writer classes bad labels as conflicts, so a
     /// Thanos router answers them with 409, not a retried 5xx), limits `ResourceExhausted`,
@@ -531,26 +520,24 @@ mod tests {
             (RemoteErrorKind::Unavailable, Failure::Unavailable, 503),
             (RemoteErrorKind::Internal, Failure::Internal, 500),
         ] {
-            let f = Failure::from_engine(&remote(kind));
+            let f = Failure::from_class(remote(kind).class());
             assert_eq!(f, failure, "{kind:?}");
             assert_eq!(f.status().as_u16(), status, "{kind:?}");
         }
-        // The head's WAL write failing is worth a retry, as README promises (503).
-        let io = gauntlet_engine::Error::Io {
+        // The head's WAL write failing (the head reports it as a WAL error) is worth a
+        // retry, as README promises (503).
+        let io = gauntlet_engine::wal::WalError::Io {
             path: "tenant/wal".into(),
             source: std::io::Error::other("no space left on device"),
         };
-        assert_eq!(
-            Failure::from_engine(&io).status(),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
-        let wal = gauntlet_engine::Error::Wal(gauntlet_engine::wal::WalError::InvalidArgument(
-            "closed".into(),
-        ));
-        assert_eq!(
-            Failure::from_engine(&wal).status(),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
+        let wal = gauntlet_engine::wal::WalError::InvalidArgument("closed".into());
+        for e in [io, wal] {
+            let e = gauntlet_engine::Error::Wal(e);
+            assert_eq!(
+                Failure::from_class(e.class()).status(),
+                StatusCode::SERVICE_UNAVAILABLE
+            );
+        }
     }
 
     #[test]

@@ -474,18 +474,21 @@ impl LocalWrite {
     }
 
     /// Appends to the head and, with `fsync`, syncs the WAL. An error answers as its engine
-    /// class says ([`Failure::from_engine`]): the WAL not written is worth a retry (503).
+    /// class says ([`Failure::from_class`]): the WAL not written is worth a retry (503).
     pub async fn store(self, fsync: bool) -> Result<AppendReport, Failed> {
         let LocalWrite { tenant, batches } = self;
         let head = tenant.head.clone();
         let report = head.append(batches).await.map_err(|e| {
             tracing::error!(tenant = %tenant.name, error = %e, "append failed");
-            (Failure::from_engine(&e), format!("storing samples: {e}"))
+            (
+                Failure::from_class(e.class()),
+                format!("storing samples: {e}"),
+            )
         })?;
         if fsync {
             let h = head.clone();
             let synced = match tokio::task::spawn_blocking(move || h.sync_wal()).await {
-                Ok(r) => r.map_err(|e| (Failure::from_engine(&e), e.to_string())),
+                Ok(r) => r.map_err(|e| (Failure::from_class(e.class()), e.to_string())),
                 Err(e) => Err((Failure::Unavailable, e.to_string())),
             };
             if let Err((failure, e)) = synced {
