@@ -12,6 +12,7 @@ pub(crate) struct SeriesLabels(Box<[u8]>);
 
 impl SeriesLabels {
     /// Packs `pairs` (sorted by name, unique names: the caller's invariant).
+    #[cfg(test)]
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         let mut out = Vec::new();
         Self::pack_into(&mut out, pairs);
@@ -36,11 +37,6 @@ impl SeriesLabels {
     /// The packed bytes: two sets are equal exactly when these are.
     pub fn packed(&self) -> &[u8] {
         &self.0
-    }
-
-    /// Packs a label set.
-    pub fn from_labels(labels: &Labels) -> Self {
-        Self::from_pairs(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))
     }
 
     /// The pairs as raw bytes, in order.

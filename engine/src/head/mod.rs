@@ -330,16 +330,19 @@ enum Log {
 struct Replay {
     /// The core each declared ref's series lives on.
     ref_core: RefMap<u16>,
-    series_out: Vec<Vec<(u64, u64, SeriesLabels)>>,
+    series_out: Vec<ReplaySeries>,
     samples_out: Vec<Vec<RefSample>>,
+    /// Emptied batch buffers the cores gave back, for the next batches: fresh buffers' pages
+    /// are faulted in and zeroed by the kernel, which took half of the reader's time.
+    spare: ReplayBuffers,
     samples: Vec<wal::record::RefSample>,
     /// The largest ref in a series record or a WBL sample: refs handed out after replay start
     /// past it, so a WBL sample of a series the WAL no longer declares is never taken for a
     /// new series'.
     max_ref: u64,
     pending: usize,
-    /// The batch the cores are appending while the next is read and decoded.
-    in_flight: Option<Vec<ReplayCall>>,
+    /// The batches the cores are appending while the next is read and decoded, oldest first.
+    in_flight: std::collections::VecDeque<Vec<ReplayCall>>,
 }
 
 /// One tenant's head.
@@ -352,9 +355,15 @@ pub struct Head {
     shared: Arc<Shared>,
 }
 
-/// Samples sent to the cores per replay job: enough that each series of a large head gets a
-/// run of samples to append at once (24 bytes each, two batches in flight).
-const REPLAY_BATCH: usize = 1 << 21;
+/// Work read from the log before it goes to the cores, in samples (a series counts as
+/// [`REPLAY_SERIES_WEIGHT`]): batches small enough that the cores start early and finish soon
+/// after the reader, large enough that a batch's samples sorted by series still touch memory
+/// in order.
+const REPLAY_BATCH: usize = 1 << 17;
+/// A series record's cost to its core (a new series and its postings) in samples.
+const REPLAY_SERIES_WEIGHT: usize = 8;
+/// Batches handed to the cores and not yet answered while the reader reads on.
+const REPLAY_DEPTH: usize = 4;
 
 impl Head {
     /// Opens the tenant directory `dir` (created when missing): replays its WAL, then its WBL,
@@ -440,12 +449,13 @@ impl Head {
         let cores = self.rt.cores();
         let mut st = Replay {
             ref_core: RefMap::default(),
-            series_out: vec![Vec::new(); cores],
-            samples_out: vec![Vec::new(); cores],
+            series_out: (0..cores).map(|_| ReplaySeries::default()).collect(),
+            samples_out: (0..cores).map(|_| replay_samples_buffer(cores)).collect(),
+            spare: ReplayBuffers::default(),
             samples: Vec::new(),
             max_ref: 0,
             pending: 0,
-            in_flight: None,
+            in_flight: Default::default(),
         };
         if wal_dir.is_dir() {
             self.replay_log(wal_dir, Log::Wal, &mut st, report)?;
@@ -532,16 +542,16 @@ impl Head {
                     })
                 }
                 (Some(RecordType::Series), Log::Wal) => {
-                    let mut list = Vec::new();
-                    wal::record::decode_series_into(rec, &mut list).map(|()| {
-                        for s in list {
-                            let labels = series_labels(&s.labels);
-                            let hash = labels.hash();
+                    let mut flat = wal::record::FlatSeries::default();
+                    wal::record::decode_series_flat(rec, &mut flat).map(|()| {
+                        for (r, labels) in flat.iter() {
+                            let hash = hash_series_labels(labels);
                             let core = self.route(hash);
-                            st.ref_core.insert(s.r, core as u16);
-                            st.max_ref = st.max_ref.max(s.r);
-                            st.series_out[core].push((hash, s.r, labels));
+                            st.ref_core.insert(r, core as u16);
+                            st.max_ref = st.max_ref.max(r);
+                            st.series_out[core].push(hash, r, labels);
                             report.series += 1;
+                            st.pending += REPLAY_SERIES_WEIGHT;
                         }
                     })
                 }
@@ -559,45 +569,55 @@ impl Head {
                 report.skipped_records += 1;
             }
             if st.pending >= REPLAY_BATCH {
-                let sent = self.replay_send(&mut st.series_out, &mut st.samples_out, log);
-                if let Some(prev) = st.in_flight.replace(sent) {
-                    replay_wait(prev, log, report)?;
+                let sent = self.replay_send(st, log);
+                st.in_flight.push_back(sent);
+                if st.in_flight.len() > REPLAY_DEPTH {
+                    let prev = st.in_flight.pop_front().expect("in flight");
+                    replay_wait(prev, log, report, &mut st.spare)?;
                 }
                 st.pending = 0;
             }
         }
-        let last = self.replay_send(&mut st.series_out, &mut st.samples_out, log);
-        if let Some(prev) = st.in_flight.take() {
-            replay_wait(prev, log, report)?;
+        let last = self.replay_send(st, log);
+        while let Some(prev) = st.in_flight.pop_front() {
+            replay_wait(prev, log, report, &mut st.spare)?;
         }
-        replay_wait(last, log, report)?;
+        replay_wait(last, log, report, &mut st.spare)?;
         st.pending = 0;
         Ok(newest)
     }
 
     /// Hands each core its part of the replay read so far from `log`; the answers come back
     /// through [`replay_wait`].
-    fn replay_send(
-        &self,
-        series: &mut [Vec<(u64, u64, SeriesLabels)>],
-        samples: &mut [Vec<RefSample>],
-        log: Log,
-    ) -> Vec<ReplayCall> {
+    fn replay_send(&self, st: &mut Replay, log: Log) -> Vec<ReplayCall> {
         let slot = self.slot;
+        let cores = self.rt.cores();
         let mut calls: Vec<ReplayCall> = Vec::new();
-        for (core, (se, sa)) in series.iter_mut().zip(samples.iter_mut()).enumerate() {
+        for (core, (se, sa)) in st
+            .series_out
+            .iter_mut()
+            .zip(st.samples_out.iter_mut())
+            .enumerate()
+        {
             if se.is_empty() && sa.is_empty() {
                 continue;
             }
-            let se = std::mem::take(se);
-            let sa = std::mem::take(sa);
+            let mut se = std::mem::replace(se, st.spare.series.pop().unwrap_or_default());
+            let sa = std::mem::replace(
+                sa,
+                st.spare
+                    .samples
+                    .pop()
+                    .unwrap_or_else(|| replay_samples_buffer(cores)),
+            );
             let shared = self.shared.clone();
             let opts = self.opts.clone();
             calls.push(Box::pin(self.rt.cores.call(core, move |c| async move {
                 c.state().with(slot, |s| {
-                    for (hash, r, labels) in se {
+                    for (hash, r, labels) in se.iter() {
                         s.replay_series(hash, labels, r);
                     }
+                    se.clear();
                     // Replay keeps what the logs hold except what blocks hold already; the
                     // head's own bounds at the time they were written were checked then. A
                     // WAL sample older than its series' newest is dropped, as Prometheus's
@@ -615,7 +635,9 @@ impl Head {
                     if rep.max_time != i64::MIN {
                         shared.max_time.fetch_max(rep.max_time, Relaxed);
                     }
-                    rep
+                    let mut sa = sa;
+                    sa.clear();
+                    (rep, se, sa)
                 })
             })));
         }
@@ -893,24 +915,93 @@ fn wal_error(e: WalError) -> Error {
     Error::Wal(e)
 }
 
-/// One core's answer to a replay batch.
-type ReplayCall =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<AppendReport, Canceled>> + Send>>;
+/// Series records on their way to their core: each one's label hash, ref and where its
+/// labels end in `packed`, which holds them packed as the head keeps them. The core makes
+/// each series' own copy: made on the reading thread, the copies' fresh pages were half of
+/// its time, and the reader is the one thread replay waits on.
+#[derive(Default)]
+struct ReplaySeries {
+    entries: Vec<(u64, u64, u32)>,
+    packed: Vec<u8>,
+}
 
-/// A WAL series record's labels as the head keeps them: sorted by name with unique names.
-/// Prometheus writes them so; a record written otherwise is put in order first.
-fn series_labels(pairs: &[(&str, &str)]) -> SeriesLabels {
+impl ReplaySeries {
+    /// Adds a WAL series record's series; `hash` is [`hash_series_labels`] of `pairs`.
+    fn push(&mut self, hash: u64, r: u64, pairs: &[(&str, &str)]) {
+        if pairs.windows(2).all(|w| w[0].0 < w[1].0) {
+            SeriesLabels::pack_into(&mut self.packed, pairs.iter().copied());
+        } else {
+            let labels = Labels::from_pairs(pairs.iter().copied());
+            let sorted = labels.iter().map(|l| (l.name.as_str(), l.value.as_str()));
+            SeriesLabels::pack_into(&mut self.packed, sorted);
+        }
+        self.entries.push((hash, r, self.packed.len() as u32));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Each series: label hash, ref, packed labels.
+    fn iter(&self) -> impl Iterator<Item = (u64, u64, &[u8])> + '_ {
+        let mut start = 0;
+        self.entries.iter().map(move |&(hash, r, end)| {
+            let labels = &self.packed[start..end as usize];
+            start = end as usize;
+            (hash, r, labels)
+        })
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.packed.clear();
+    }
+}
+
+/// One core's answer to a replay batch, with the batch's buffers emptied for reuse.
+type ReplayCall = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<(AppendReport, ReplaySeries, Vec<RefSample>), Canceled>,
+            > + Send,
+    >,
+>;
+
+/// Emptied replay batch buffers.
+#[derive(Default)]
+struct ReplayBuffers {
+    series: Vec<ReplaySeries>,
+    samples: Vec<Vec<RefSample>>,
+}
+
+/// A buffer for one core's samples of a replay batch, with room for its share of a batch
+/// and some skew (reserved, not touched: pages fault in as it fills).
+fn replay_samples_buffer(cores: usize) -> Vec<RefSample> {
+    Vec::with_capacity(REPLAY_BATCH / cores.max(1) * 5 / 4)
+}
+
+/// The hash of a WAL series record's labels as the head keeps them: sorted by name with
+/// unique names. Prometheus writes them so; a record written otherwise is put in order first.
+fn hash_series_labels(pairs: &[(&str, &str)]) -> u64 {
     if pairs.windows(2).all(|w| w[0].0 < w[1].0) {
-        SeriesLabels::from_pairs(pairs.iter().copied())
+        crate::labels::hash_pairs(pairs.iter().copied())
     } else {
-        SeriesLabels::from_labels(&Labels::from_pairs(pairs.iter().copied()))
+        let labels = Labels::from_pairs(pairs.iter().copied());
+        crate::labels::hash_pairs(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))
     }
 }
 
 /// Waits for replay batches of `log` and adds up what they stored and dropped.
-fn replay_wait(calls: Vec<ReplayCall>, log: Log, report: &mut ReplayReport) -> Result<()> {
+fn replay_wait(
+    calls: Vec<ReplayCall>,
+    log: Log,
+    report: &mut ReplayReport,
+    spare: &mut ReplayBuffers,
+) -> Result<()> {
     for r in futures::executor::block_on(join_all(calls)) {
-        let rep = r.map_err(canceled)?;
+        let (rep, series, samples) = r.map_err(canceled)?;
+        spare.series.push(series);
+        spare.samples.push(samples);
         report.samples += rep.appended + rep.appended_ooo;
         if log == Log::Wbl {
             report.wbl_samples += rep.appended + rep.appended_ooo;

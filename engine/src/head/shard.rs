@@ -209,6 +209,9 @@ pub(crate) struct HeadShard {
     postings: Postings,
     /// WAL ref → id; filled only while the WAL is replayed.
     by_ref: RefMap<u32>,
+    /// The order of a replay batch's samples and the sort's scratch; kept from batch to
+    /// batch while the WAL is replayed.
+    replay_order: (Vec<u64>, Vec<u64>),
     live: usize,
 }
 
@@ -252,16 +255,23 @@ impl HeadShard {
         for id in ids {
             if let Some(s) = self.series.get(id) {
                 let labels = s.labels.packed();
-                let chunk = s.open.open().map_or(&[][..], |o| o.2);
-                for b in [labels.first(), labels.last(), chunk.last()]
-                    .into_iter()
-                    .flatten()
-                {
+                for b in [labels.first(), labels.last()].into_iter().flatten() {
                     sink = sink.wrapping_add(*b);
                 }
             }
+            sink = sink.wrapping_add(self.touch_open_chunk(id));
         }
         std::hint::black_box(sink);
+    }
+
+    /// Reads series `id`'s record and the last byte of its open chunk (0 when there is
+    /// none), so that an append soon after finds them in cache.
+    #[inline]
+    fn touch_open_chunk(&self, id: u32) -> u8 {
+        self.series
+            .get(id)
+            .and_then(|s| s.open.open().and_then(|o| o.2.last().copied()))
+            .unwrap_or(0)
     }
 
     /// Adds a series; returns its id.
@@ -372,13 +382,13 @@ impl HeadShard {
 
     /// Replay: adds a series read from the WAL under its ref (a ref seen before keeps its
     /// series: Prometheus may log a series again after a checkpoint).
-    pub fn replay_series(&mut self, hash: u64, labels: SeriesLabels, r: u64) {
+    pub fn replay_series(&mut self, hash: u64, packed: &[u8], r: u64) {
         if self.by_ref.contains(r) {
             return;
         }
-        let id = match self.find(hash, labels.packed()) {
+        let id = match self.find(hash, packed) {
             Some(id) => id,
-            None => self.create(hash, labels, r),
+            None => self.create(hash, SeriesLabels::from_packed(packed), r),
         };
         self.by_ref.insert(r, id);
     }
@@ -397,41 +407,59 @@ impl HeadShard {
         };
         // Appended series by series (each series' samples in log order): interleaved, every
         // sample would touch another series' chunk and miss the cache.
-        let mut order: Vec<(u32, u32)> = Vec::with_capacity(samples.len());
+        let (mut order, mut scratch) = std::mem::take(&mut self.replay_order);
+        order.clear();
+        let mut max_id = 0;
         for (i, &RefSample { r, .. }) in samples.iter().enumerate() {
             match self.by_ref.get(r) {
-                Some(id) => order.push((id, i as u32)),
+                Some(id) => {
+                    max_id = max_id.max(id);
+                    order.push(((id as u64) << 32) | i as u64);
+                }
                 None => rep.too_old += 1,
             }
         }
-        order.sort_unstable();
-        for (id, i) in order {
-            let RefSample { t, v, .. } = samples[i as usize];
-            let Some(series) = self.series.get_mut(id) else {
-                rep.too_old += 1;
-                continue;
-            };
-            if t < check.min_valid {
-                rep.too_old += 1;
-                continue;
+        sort_by_id(&mut order, &mut scratch, max_id);
+        // In a large head each sample is another series, out of cache: its record and its
+        // chunk's end are read for a window of samples first, so that those reads overlap in
+        // the CPU instead of each append waiting for its own.
+        for window in order.chunks(REPLAY_WARM_WINDOW) {
+            let mut sink = 0u8;
+            for &key in window {
+                sink = sink.wrapping_add(self.touch_open_chunk((key >> 32) as u32));
             }
-            match series.append(t, v, opts, bounds) {
-                Appended::InOrder => rep.appended += 1,
-                Appended::OutOfOrder => rep.appended_ooo += 1,
-                Appended::Duplicate => rep.duplicates += 1,
-                Appended::RefusedOutOfOrder => rep.out_of_order += 1,
-                Appended::RefusedTooOld => rep.too_old += 1,
-                Appended::RefusedDuplicateTimestamp => rep.duplicate_timestamp += 1,
+            std::hint::black_box(sink);
+            for &key in window {
+                let (id, i) = ((key >> 32) as u32, key as u32);
+                let RefSample { t, v, .. } = samples[i as usize];
+                let Some(series) = self.series.get_mut(id) else {
+                    rep.too_old += 1;
+                    continue;
+                };
+                if t < check.min_valid {
+                    rep.too_old += 1;
+                    continue;
+                }
+                match series.append(t, v, opts, bounds) {
+                    Appended::InOrder => rep.appended += 1,
+                    Appended::OutOfOrder => rep.appended_ooo += 1,
+                    Appended::Duplicate => rep.duplicates += 1,
+                    Appended::RefusedOutOfOrder => rep.out_of_order += 1,
+                    Appended::RefusedTooOld => rep.too_old += 1,
+                    Appended::RefusedDuplicateTimestamp => rep.duplicate_timestamp += 1,
+                }
+                rep.max_time = rep.max_time.max(t);
+                rep.min_time = rep.min_time.min(t);
             }
-            rep.max_time = rep.max_time.max(t);
-            rep.min_time = rep.min_time.min(t);
         }
+        self.replay_order = (order, scratch);
         rep
     }
 
-    /// Ends replay: the ref map is no longer needed.
+    /// Ends replay: the ref map and the batch order are no longer needed.
     pub fn end_replay(&mut self) {
         self.by_ref = RefMap::default();
+        self.replay_order = Default::default();
     }
 
     /// Ids of the series matching every matcher, ascending.
@@ -626,5 +654,39 @@ impl HeadShard {
             + self.by_hash.capacity() * (std::mem::size_of::<HashEntry>() + 1);
         m.index_bytes = (slots + self.postings.heap_bytes()) as u64;
         m
+    }
+}
+
+/// Samples of a replay batch whose series are read ahead together.
+const REPLAY_WARM_WINDOW: usize = 32;
+
+/// Sorts `keys` by their high 32 bits (a series id, at most `max_id`), keeping the order of
+/// equal ids: a least-significant-digit radix sort, 11 bits a pass and as many passes as
+/// `max_id` needs, with `scratch` as the second buffer. For a replay batch of a million
+/// samples it takes a fraction of a comparison sort's time.
+pub(crate) fn sort_by_id(keys: &mut Vec<u64>, scratch: &mut Vec<u64>, max_id: u32) {
+    const BITS: u32 = 11;
+    const MASK: u64 = (1 << BITS) - 1;
+    let passes = (u32::BITS - max_id.leading_zeros()).div_ceil(BITS);
+    scratch.clear();
+    scratch.resize(keys.len(), 0);
+    for pass in 0..passes {
+        let shift = 32 + pass * BITS;
+        let mut starts = [0usize; 1 << BITS];
+        for &k in keys.iter() {
+            starts[((k >> shift) & MASK) as usize] += 1;
+        }
+        let mut sum = 0;
+        for s in starts.iter_mut() {
+            let n = *s;
+            *s = sum;
+            sum += n;
+        }
+        for &k in keys.iter() {
+            let d = ((k >> shift) & MASK) as usize;
+            scratch[starts[d]] = k;
+            starts[d] += 1;
+        }
+        std::mem::swap(keys, scratch);
     }
 }

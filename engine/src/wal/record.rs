@@ -265,19 +265,62 @@ pub fn decode_series_into<'a>(
     rec: &'a [u8],
     out: &mut Vec<RefSeries<'a>>,
 ) -> Result<(), RecordError> {
+    let mut flat = FlatSeries::default();
+    decode_series_flat(rec, &mut flat)?;
+    out.extend(flat.iter().map(|(r, labels)| RefSeries {
+        r,
+        labels: labels.to_vec(),
+    }));
+    Ok(())
+}
+
+/// The series of a series record in two vectors, not one per series: what a replay of a
+/// million series decodes without a million allocations.
+#[derive(Debug, Default)]
+pub struct FlatSeries<'a> {
+    /// Each series' ref and the end of its labels in `labels`.
+    series: Vec<(u64, u32)>,
+    labels: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> FlatSeries<'a> {
+    /// Each series: its ref and its (name, value) pairs in record order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &[(&'a str, &'a str)])> + '_ {
+        let mut start = 0;
+        self.series.iter().map(move |&(r, end)| {
+            let labels = &self.labels[start..end as usize];
+            start = end as usize;
+            (r, labels)
+        })
+    }
+}
+
+/// Decodes a series record into `out` (emptied first); on an error `out` holds nothing.
+pub fn decode_series_flat<'a>(rec: &'a [u8], out: &mut FlatSeries<'a>) -> Result<(), RecordError> {
+    out.series.clear();
+    out.labels.clear();
+    let decoded = decode_series_pairs(rec, out);
+    if decoded.is_err() {
+        out.series.clear();
+        out.labels.clear();
+    }
+    decoded
+}
+
+fn decode_series_pairs<'a>(rec: &'a [u8], out: &mut FlatSeries<'a>) -> Result<(), RecordError> {
     let (t, mut d) = body(rec, &[RecordType::Series])?;
     let malformed = |source| RecordError::Malformed { record: t, source };
     while d.remaining() > 0 {
         let r = d.be64().map_err(malformed)?;
+        // A count past the record's end fails at the first missing pair.
         let n = d.uvarint().map_err(malformed)?;
-        // Each pair takes at least two bytes: a count beyond that is refused before the loop.
-        let mut labels = Vec::with_capacity((n as usize).min(d.remaining() / 2));
         for _ in 0..n {
             let name = d.uvarint_str().map_err(malformed)?;
             let value = d.uvarint_str().map_err(malformed)?;
-            labels.push((name, value));
+            out.labels.push((name, value));
         }
-        out.push(RefSeries { r, labels });
+        // Each pair takes at least two of the record's bytes, so the count fits.
+        out.series.push((r, out.labels.len() as u32));
     }
     Ok(())
 }
