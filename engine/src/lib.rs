@@ -8,6 +8,7 @@ pub mod block;
 pub mod bucket;
 pub mod buffers;
 pub mod chunk;
+pub mod compact;
 pub mod downsample;
 pub mod encoding;
 pub mod error;

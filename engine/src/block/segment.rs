@@ -6,7 +6,7 @@
 //! A [`ChunkRef`] is `segment_index << 32 | record_offset`, the segment index 0-based.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -88,36 +88,10 @@ impl std::fmt::Debug for SegmentReader {
 }
 
 impl SegmentReader {
-    /// Maps every segment file of `chunks_dir` and checks its header.
-    ///
-    /// Files whose names are not all digits are ignored, as Prometheus does; the numbered ones
-    /// must run 1, 2, 3, … without gaps, because a ref's segment index is the file's position.
+    /// Maps every segment file of `chunks_dir` ([`segment_paths`]) and checks its header.
     pub fn open(chunks_dir: &Path) -> Result<Self, BlockError> {
-        let mut numbered: Vec<(u64, String)> = Vec::new();
-        let entries = std::fs::read_dir(chunks_dir).map_err(|e| BlockError::io(chunks_dir, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| BlockError::io(chunks_dir, e))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
-                continue;
-            }
-            // Digits that overflow u64 cannot be a valid segment number either.
-            let n = name.parse::<u64>().unwrap_or(u64::MAX);
-            numbered.push((n, name.to_string()));
-        }
-        numbered.sort();
-        let mut segments = Vec::with_capacity(numbered.len());
-        for (i, (n, name)) in numbered.into_iter().enumerate() {
-            let expected = i as u64 + 1;
-            if n != expected || expected > u64::from(u32::MAX) + 1 {
-                return Err(BlockError::SegmentNumbering {
-                    dir: chunks_dir.to_path_buf(),
-                    expected,
-                    found: name,
-                });
-            }
-            let path = chunks_dir.join(&name);
+        let mut segments = Vec::new();
+        for path in segment_paths(chunks_dir)? {
             let bytes = map_file(&path)?;
             check_header(bytes.as_slice(), &path)?;
             segments.push(Segment { path, bytes });
@@ -388,6 +362,52 @@ fn decode_record(
         }
     }
     Ok((enc, data, d.position()))
+}
+
+/// The segment files of `chunks_dir` in ref order. Files whose names are not all digits are
+/// ignored, as Prometheus does; the numbered ones must run 1, 2, 3, … without gaps, because a
+/// ref's segment index is the file's position.
+pub fn segment_paths(chunks_dir: &Path) -> Result<Vec<PathBuf>, BlockError> {
+    let mut numbered: Vec<(u64, String)> = Vec::new();
+    let entries = std::fs::read_dir(chunks_dir).map_err(|e| BlockError::io(chunks_dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| BlockError::io(chunks_dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        // Digits that overflow u64 cannot be a valid segment number either.
+        let n = name.parse::<u64>().unwrap_or(u64::MAX);
+        numbered.push((n, name.to_string()));
+    }
+    numbered.sort();
+    let mut segments = Vec::with_capacity(numbered.len());
+    for (i, (n, name)) in numbered.into_iter().enumerate() {
+        let expected = i as u64 + 1;
+        if n != expected || expected > u64::from(u32::MAX) + 1 {
+            return Err(BlockError::SegmentNumbering {
+                dir: chunks_dir.to_path_buf(),
+                expected,
+                found: name,
+            });
+        }
+        segments.push(chunks_dir.join(&name));
+    }
+    Ok(segments)
+}
+
+/// Opens the segment file at `path` for plain reads, checking its header; returns it with
+/// its length.
+pub fn open_segment_file(path: &Path) -> Result<(File, u64), BlockError> {
+    let mut file = File::open(path).map_err(|e| BlockError::io(path, e))?;
+    let len = file.metadata().map_err(|e| BlockError::io(path, e))?.len();
+    let mut header = Vec::with_capacity(SEGMENT_HEADER_SIZE);
+    std::io::Read::take(&mut file, SEGMENT_HEADER_SIZE as u64)
+        .read_to_end(&mut header)
+        .map_err(|e| BlockError::io(path, e))?;
+    check_header(&header, path)?;
+    Ok((file, len))
 }
 
 fn map_file(path: &Path) -> Result<SegmentBytes, BlockError> {

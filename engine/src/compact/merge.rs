@@ -1,0 +1,722 @@
+//! Merges blocks into one, streaming: the symbol tables are merged in order, then the series of
+//! all inputs are walked together in label order, one label set at a time. A series' chunks
+//! are copied as they are unless chunks of different inputs overlap in time or a tombstone
+//! deletes some of their samples; then its samples are decoded, merged (equal timestamps once,
+//! or Thanos's penalty deduplication for replicas) and encoded again in chunks of 120.
+//!
+//! Memory is the input indexes' series refs (4 bytes a series), one read window of chunk bytes
+//! per input, the output index's postings (8 bytes a label of each series) and the series being
+//! merged. Chunk bytes are read with plain reads through the window, not mapped, so the pages of
+//! inputs larger than memory do not pile up in the process.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use ulid::Ulid;
+
+use crate::block::meta::{BlockDesc, Compaction, ThanosFile};
+use crate::block::segment::{open_segment_file, segment_paths, split_ref};
+use crate::block::{
+    BlockMeta, BlockStats, Interval, RecordRead, SegmentWriter, ThanosMeta, Tombstones,
+    apply_deletions, read_chunk_record,
+};
+use crate::chunk::{AggrChunk, AggrType, Encoding, SampleBatch, XorAppender, decode_xor_into};
+use crate::error::{Error, Result};
+use crate::index::{ChunkMeta, IndexReader, IndexWriter};
+use crate::labels::{Label, Labels};
+use crate::query::dedup_replicas;
+
+/// Samples per chunk when a series' samples are encoded again (Prometheus's compaction cuts
+/// merged samples at 120 as well).
+pub const SAMPLES_PER_MERGED_CHUNK: usize = 120;
+
+/// How samples of one series from overlapping inputs are joined.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Dedup {
+    /// Samples at the same timestamp are kept once (the first input's), as Prometheus's
+    /// vertical compaction and Thanos's default `--deduplication.func=""` do: fits identical
+    /// copies, such as a receive tier's replicas.
+    #[default]
+    Chain,
+    /// Each input is a replica and the penalty algorithm picks which one to follow, as
+    /// Thanos's `--deduplication.func=penalty` does for HA Prometheus pairs.
+    Penalty,
+}
+
+/// What a merge writes and how.
+#[derive(Debug, Clone)]
+pub struct MergeOptions {
+    /// The new block's ULID; a fresh one when `None`.
+    pub ulid: Option<Ulid>,
+    /// How overlapping samples are joined.
+    pub dedup: Dedup,
+    /// The new block's `thanos` section (labels, resolution, source); its `files` are filled
+    /// in. `None` writes a Prometheus-only meta.json.
+    pub thanos: Option<ThanosMeta>,
+    /// Bytes of chunk data read from an input at a time.
+    pub read_window: usize,
+}
+
+impl Default for MergeOptions {
+    fn default() -> Self {
+        MergeOptions {
+            ulid: None,
+            dedup: Dedup::Chain,
+            thanos: None,
+            read_window: 4 << 20,
+        }
+    }
+}
+
+/// What a merge did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MergeStats {
+    /// Series written.
+    pub series: u64,
+    /// Chunks copied as they were.
+    pub chunks_copied: u64,
+    /// Series whose samples were decoded and encoded again (overlaps or deletions).
+    pub series_rewritten: u64,
+    /// Samples in the new block.
+    pub samples: u64,
+    /// Chunk bytes read from the inputs.
+    pub bytes_read: u64,
+}
+
+/// Merges the blocks in `inputs` (two or more directories, any order) into a new block under
+/// `out_parent`, built in a temporary directory and renamed into place. Returns its meta and
+/// what the merge did; no block is written (`None`) when every series was deleted.
+///
+/// The inputs must have one resolution; downsampled inputs must not overlap in time (their
+/// aggregates cannot be merged sample by sample, and Thanos refuses them too).
+pub fn merge_blocks(
+    inputs: &[PathBuf],
+    out_parent: &Path,
+    opts: &MergeOptions,
+) -> Result<(Option<BlockMeta>, MergeStats)> {
+    if inputs.is_empty() {
+        return Err(Error::InvalidInput(
+            "a merge needs at least one block".into(),
+        ));
+    }
+    let mut blocks = inputs
+        .iter()
+        .map(|dir| Input::open(dir, opts.read_window))
+        .collect::<Result<Vec<_>>>()?;
+    // Earlier blocks first: chunks of a series then come in time order, and Chain keeps the
+    // earliest block's sample at a shared timestamp.
+    blocks.sort_by_key(|b| (b.meta.min_time, b.meta.max_time, b.meta.ulid));
+    check_inputs(&blocks)?;
+
+    let ulid = match opts.ulid {
+        Some(u) => u,
+        None => Ulid::new(),
+    };
+    let tmp = out_parent.join(format!("{ulid}.tmp-for-creation"));
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let written = write_merged(&mut blocks, &tmp, opts);
+    let (stats, block_stats, files) = match written {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+    if stats.series == 0 {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Ok((None, stats));
+    }
+    let meta = merged_meta(&blocks, ulid, block_stats, opts, &tmp, &files)?;
+    meta.write(&tmp)?;
+    let dst = out_parent.join(ulid.to_string());
+    std::fs::rename(&tmp, &dst).map_err(io(&dst))?;
+    crate::block::sync_dir(out_parent)?;
+    Ok((Some(meta), stats))
+}
+
+/// One input block: its meta, index, deletions and a read window over its chunks.
+struct Input {
+    dir: PathBuf,
+    meta: BlockMeta,
+    index: IndexReader<memmap2::Mmap>,
+    tombstones: Tombstones,
+    chunks: ChunkWindow,
+    /// Every series ref of the index, in label order.
+    refs: Vec<u32>,
+    /// Position in `refs` of the series in `labels`/`metas`.
+    pos: usize,
+    labels: Vec<Label>,
+    metas: Vec<ChunkMeta>,
+}
+
+impl Input {
+    fn open(dir: &Path, window: usize) -> Result<Self> {
+        let meta = BlockMeta::read(dir)?;
+        let index = IndexReader::open(&dir.join("index"))?;
+        let tombstones = Tombstones::read(&dir.join("tombstones"))?;
+        let chunks = ChunkWindow::open(&dir.join("chunks"), window)?;
+        let mut refs = Vec::new();
+        index.all_postings(&mut refs)?;
+        let mut input = Input {
+            dir: dir.to_path_buf(),
+            meta,
+            index,
+            tombstones,
+            chunks,
+            refs,
+            pos: 0,
+            labels: Vec::new(),
+            metas: Vec::new(),
+        };
+        input.load()?;
+        Ok(input)
+    }
+
+    /// Whether every series has been taken.
+    fn done(&self) -> bool {
+        self.pos >= self.refs.len()
+    }
+
+    /// Decodes the series at `pos`, if any.
+    fn load(&mut self) -> Result<()> {
+        if let Some(&r) = self.refs.get(self.pos) {
+            self.index.series(r, &mut self.labels, &mut self.metas)?;
+        }
+        Ok(())
+    }
+
+    fn advance(&mut self) -> Result<()> {
+        let prev = std::mem::take(&mut self.labels);
+        self.pos += 1;
+        self.labels = prev;
+        self.load()?;
+        Ok(())
+    }
+
+    fn series_ref(&self) -> u32 {
+        self.refs[self.pos]
+    }
+}
+
+/// Checks what a merge can take: one resolution, and no overlap between downsampled inputs.
+fn check_inputs(blocks: &[Input]) -> Result<()> {
+    let res = |b: &Input| {
+        b.meta
+            .thanos
+            .as_ref()
+            .map_or(0, |t| t.downsample.resolution)
+    };
+    let first = res(&blocks[0]);
+    if let Some(b) = blocks.iter().find(|b| res(b) != first) {
+        return Err(Error::InvalidInput(format!(
+            "block {} has resolution {} ms and block {} {} ms: only blocks of one resolution merge",
+            blocks[0].meta.ulid,
+            first,
+            b.meta.ulid,
+            res(b)
+        )));
+    }
+    if first != 0 {
+        for w in blocks.windows(2) {
+            if w[1].meta.min_time < w[0].meta.max_time {
+                return Err(Error::InvalidInput(format!(
+                    "downsampled blocks {} and {} overlap in time; their aggregates cannot be merged",
+                    w[0].meta.ulid, w[1].meta.ulid
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What [`write_merged`] did: its stats, the block's stats, the segment files and sizes.
+type Merged = (MergeStats, BlockStats, Vec<(String, u64)>);
+
+/// Writes chunks, index and tombstones of the merged block into `dir`.
+fn write_merged(blocks: &mut [Input], dir: &Path, opts: &MergeOptions) -> Result<Merged> {
+    let mut stats = MergeStats::default();
+    let mut bstats = BlockStats::default();
+    let mut segments = SegmentWriter::create(&dir.join("chunks"))?;
+    let mut index = IndexWriter::create(&dir.join("index"))?;
+
+    let mut failed = None;
+    index.add_symbols(MergedSymbols::new(blocks, &mut failed))?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+
+    let mut series = SeriesMerge::default();
+    let mut out_metas: Vec<ChunkMeta> = Vec::new();
+    loop {
+        // The smallest label set among the inputs, and every input holding it.
+        let Some(min) = blocks
+            .iter()
+            .filter(|b| !b.done())
+            .map(|b| &b.labels)
+            .min()
+            .cloned()
+        else {
+            break;
+        };
+        let min = Labels::from_sorted(min);
+        series.clear();
+        for (i, b) in blocks.iter_mut().enumerate() {
+            if b.done() || b.labels != min.as_slice() {
+                continue;
+            }
+            let r = b.series_ref();
+            series.add(i, r, &b.metas, b.tombstones.get(u64::from(r)));
+            b.advance()?;
+        }
+        out_metas.clear();
+        let written = if series.needs_rewrite() {
+            stats.series_rewritten += 1;
+            series.rewrite(
+                blocks,
+                opts.dedup,
+                &mut segments,
+                &mut out_metas,
+                &mut stats,
+            )?
+        } else {
+            series.copy(blocks, &mut segments, &mut out_metas, &mut stats)?
+        };
+        if out_metas.is_empty() {
+            continue;
+        }
+        index.add_series(&min, &out_metas)?;
+        stats.series += 1;
+        stats.samples += written;
+        bstats.num_series += 1;
+        bstats.num_chunks += out_metas.len() as u64;
+    }
+    bstats.num_samples = stats.samples;
+    bstats.num_float_samples = stats.samples;
+    let files = segments.finish()?;
+    index.finish()?;
+    Tombstones::default().write(&dir.join("tombstones"))?;
+    Ok((stats, bstats, files))
+}
+
+/// The inputs' symbol tables merged in order, each symbol once. A read error ends the
+/// iteration and is left in `failed`.
+struct MergedSymbols<'a> {
+    iters: Vec<std::iter::Peekable<Box<dyn Iterator<Item = Result<&'a str>> + 'a>>>,
+    failed: &'a mut Option<Error>,
+    last: Option<&'a str>,
+}
+
+impl<'a> MergedSymbols<'a> {
+    fn new(blocks: &'a [Input], failed: &'a mut Option<Error>) -> Self {
+        let iters = blocks
+            .iter()
+            .map(|b| {
+                let it: Box<dyn Iterator<Item = Result<&'a str>> + 'a> =
+                    Box::new(b.index.symbols().map(|r| r.map_err(Error::from)));
+                it.peekable()
+            })
+            .collect();
+        MergedSymbols {
+            iters,
+            failed,
+            last: None,
+        }
+    }
+}
+
+impl<'a> Iterator for MergedSymbols<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.failed.is_some() {
+            return None;
+        }
+        loop {
+            let mut best: Option<(usize, &'a str)> = None;
+            for (i, it) in self.iters.iter_mut().enumerate() {
+                match it.peek() {
+                    None => {}
+                    Some(Err(_)) => {
+                        if let Some(Err(e)) = it.next() {
+                            *self.failed = Some(e);
+                        }
+                        return None;
+                    }
+                    Some(Ok(s)) if best.is_none_or(|(_, b)| *s < b) => best = Some((i, s)),
+                    Some(Ok(_)) => {}
+                }
+            }
+            let (i, s) = best?;
+            self.iters[i].next();
+            // A table out of order would repeat or reorder symbols; the index writer
+            // rejects the result, so only exact repeats are dropped here.
+            if self.last == Some(s) {
+                continue;
+            }
+            self.last = Some(s);
+            return Some(s);
+        }
+    }
+}
+
+/// The chunks of one label set across the inputs.
+#[derive(Default)]
+struct SeriesMerge {
+    /// (input, chunk meta), in input order then time order.
+    chunks: Vec<(usize, ChunkMeta)>,
+    /// Each contributing input with its series ref there and the series' deleted intervals.
+    inputs: Vec<(usize, u32, Vec<Interval>)>,
+    batches: Vec<SampleBatch>,
+    merged: SampleBatch,
+}
+
+impl SeriesMerge {
+    fn clear(&mut self) {
+        self.chunks.clear();
+        self.inputs.clear();
+    }
+
+    fn add(&mut self, input: usize, series_ref: u32, metas: &[ChunkMeta], deleted: &[Interval]) {
+        self.chunks.extend(metas.iter().map(|m| (input, *m)));
+        self.inputs.push((input, series_ref, deleted.to_vec()));
+    }
+
+    /// Whether chunks must be decoded: chunks of different inputs overlap, or a deletion
+    /// touches a chunk.
+    fn needs_rewrite(&mut self) -> bool {
+        self.chunks
+            .sort_by_key(|&(i, m)| (m.min_time, m.max_time, i));
+        let overlap = self
+            .chunks
+            .windows(2)
+            .any(|w| w[1].1.min_time <= w[0].1.max_time);
+        let deleted = self.inputs.iter().any(|(i, _, ivs)| {
+            ivs.iter().any(|iv| {
+                self.chunks
+                    .iter()
+                    .any(|(ci, m)| ci == i && iv.mint <= m.max_time && iv.maxt >= m.min_time)
+            })
+        });
+        overlap || deleted
+    }
+
+    /// Copies the chunks as they are; returns the samples they hold.
+    fn copy(
+        &self,
+        blocks: &mut [Input],
+        out: &mut SegmentWriter,
+        metas: &mut Vec<ChunkMeta>,
+        stats: &mut MergeStats,
+    ) -> Result<u64> {
+        let mut samples = 0;
+        for &(i, m) in &self.chunks {
+            let b = &mut blocks[i];
+            let (enc, data) = b.chunks.chunk(m.chunk_ref)?;
+            stats.bytes_read += data.len() as u64;
+            samples += chunk_samples(enc, data).map_err(|e| chunk_error(&b.dir, m.chunk_ref, e))?;
+            let chunk_ref = out.write_chunk(enc, data)?;
+            metas.push(ChunkMeta { chunk_ref, ..m });
+            stats.chunks_copied += 1;
+        }
+        Ok(samples)
+    }
+
+    /// Decodes each input's samples (deletions applied), merges them and writes them in
+    /// chunks of [`SAMPLES_PER_MERGED_CHUNK`]; returns the samples written.
+    fn rewrite(
+        &mut self,
+        blocks: &mut [Input],
+        dedup: Dedup,
+        out: &mut SegmentWriter,
+        metas: &mut Vec<ChunkMeta>,
+        stats: &mut MergeStats,
+    ) -> Result<u64> {
+        let n = self.inputs.len();
+        self.batches.resize_with(n, SampleBatch::default);
+        for (k, &(i, series_ref, _)) in self.inputs.iter().enumerate() {
+            let batch = &mut self.batches[k];
+            batch.ts.clear();
+            batch.val.clear();
+            // Chunks of one input in time order; they do not overlap within a block.
+            let b = &mut blocks[i];
+            for &(ci, m) in self.chunks.iter().filter(|(ci, _)| *ci == i) {
+                debug_assert_eq!(ci, i);
+                let (enc, data) = b.chunks.chunk(m.chunk_ref)?;
+                stats.bytes_read += data.len() as u64;
+                if enc != Encoding::Xor as u8 {
+                    return Err(Error::InvalidInput(format!(
+                        "{}: chunk {:#x} has encoding {enc}; only float (XOR) chunks that overlap or carry deletions can be merged",
+                        b.dir.display(),
+                        m.chunk_ref
+                    )));
+                }
+                decode_xor_into(data, batch).map_err(|source| Error::Chunk {
+                    dir: b.dir.clone(),
+                    series_ref,
+                    chunk_ref: m.chunk_ref,
+                    source,
+                })?;
+            }
+            apply_deletions(&self.inputs[k].2, &mut batch.ts, &mut batch.val);
+        }
+        let batches = &self.batches[..n];
+        match dedup {
+            Dedup::Chain => chain_merge(batches, &mut self.merged),
+            Dedup::Penalty => {
+                let refs: Vec<&SampleBatch> = batches.iter().collect();
+                self.merged = dedup_replicas(&refs, false);
+            }
+        }
+        let (ts, val) = (&self.merged.ts, &self.merged.val);
+        for start in (0..ts.len()).step_by(SAMPLES_PER_MERGED_CHUNK) {
+            let end = (start + SAMPLES_PER_MERGED_CHUNK).min(ts.len());
+            let mut app = XorAppender::new();
+            for j in start..end {
+                app.append(ts[j], val[j]);
+            }
+            let chunk_ref = out.write_chunk(Encoding::Xor as u8, app.bytes())?;
+            metas.push(ChunkMeta {
+                min_time: ts[start],
+                max_time: ts[end - 1],
+                chunk_ref,
+            });
+        }
+        Ok(ts.len() as u64)
+    }
+}
+
+/// Merges time-ordered batches into `out` in time order; at a timestamp several batches hold,
+/// the earliest batch's sample is kept.
+fn chain_merge(batches: &[SampleBatch], out: &mut SampleBatch) {
+    out.ts.clear();
+    out.val.clear();
+    let mut pos = vec![0usize; batches.len()];
+    loop {
+        let mut best: Option<(usize, i64)> = None;
+        for (k, b) in batches.iter().enumerate() {
+            if let Some(&t) = b.ts.get(pos[k])
+                && best.is_none_or(|(_, bt)| t < bt)
+            {
+                best = Some((k, t));
+            }
+        }
+        let Some((k, t)) = best else { break };
+        out.ts.push(t);
+        out.val.push(batches[k].val[pos[k]]);
+        for (j, b) in batches.iter().enumerate() {
+            while b.ts.get(pos[j]) == Some(&t) {
+                pos[j] += 1;
+            }
+        }
+    }
+}
+
+/// Samples a chunk holds, as the block's stats count them: the sample count at the head of a
+/// float or histogram chunk, the count aggregate's for a downsampled one.
+fn chunk_samples(enc: u8, data: &[u8]) -> std::result::Result<u64, String> {
+    let head = |d: &[u8]| {
+        d.get(..2)
+            .map(|b| u64::from(u16::from_be_bytes([b[0], b[1]])))
+            .ok_or_else(|| "chunk shorter than its sample count".to_string())
+    };
+    if enc == Encoding::Aggr as u8 {
+        let sub = AggrChunk::new(data)
+            .get(AggrType::Count)
+            .map_err(|e| e.to_string())?;
+        head(sub.data)
+    } else {
+        head(data)
+    }
+}
+
+fn chunk_error(dir: &Path, chunk_ref: u64, reason: String) -> Error {
+    Error::InvalidInput(format!("{}: chunk {chunk_ref:#x}: {reason}", dir.display()))
+}
+
+/// The merged block's meta.json: the inputs' envelope, level one past the highest, their
+/// sources, the inputs as parents.
+fn merged_meta(
+    blocks: &[Input],
+    ulid: Ulid,
+    stats: BlockStats,
+    opts: &MergeOptions,
+    dir: &Path,
+    files: &[(String, u64)],
+) -> Result<BlockMeta> {
+    let mut sources: Vec<Ulid> = blocks
+        .iter()
+        .flat_map(|b| b.meta.compaction.sources.iter().copied())
+        .collect();
+    sources.sort();
+    sources.dedup();
+    let mut hints: Vec<String> = Vec::new();
+    let thanos = match &opts.thanos {
+        None => None,
+        Some(t) => {
+            let mut t = t.clone();
+            let index_size = std::fs::metadata(dir.join("index"))
+                .map_err(|source| Error::Io {
+                    path: dir.join("index"),
+                    source,
+                })?
+                .len();
+            t.files = files
+                .iter()
+                .map(|(p, size)| ThanosFile::new(p.clone(), Some(*size)))
+                .chain([
+                    ThanosFile::new("index".into(), Some(index_size)),
+                    ThanosFile::new("meta.json".into(), None),
+                ])
+                .collect();
+            t.segment_files.clear();
+            t.upload_time = None;
+            t.index_stats = None;
+            Some(t)
+        }
+    };
+    if blocks.iter().all(|b| {
+        b.meta
+            .compaction
+            .hints
+            .iter()
+            .any(|h| h == "from-out-of-order")
+    }) {
+        hints.push("from-out-of-order".into());
+    }
+    Ok(BlockMeta {
+        ulid,
+        min_time: blocks.iter().map(|b| b.meta.min_time).min().unwrap_or(0),
+        max_time: blocks.iter().map(|b| b.meta.max_time).max().unwrap_or(0),
+        stats,
+        compaction: Compaction {
+            level: blocks
+                .iter()
+                .map(|b| b.meta.compaction.level)
+                .max()
+                .unwrap_or(0)
+                + 1,
+            sources,
+            parents: blocks
+                .iter()
+                .map(|b| BlockDesc {
+                    ulid: b.meta.ulid,
+                    min_time: b.meta.min_time,
+                    max_time: b.meta.max_time,
+                })
+                .collect(),
+            hints,
+            ..Default::default()
+        },
+        version: 1,
+        thanos,
+    })
+}
+
+/// Chunk records of one block read through a window: a merge reads each block's chunks in
+/// ref order, so one plain read fills the window for many chunks.
+struct ChunkWindow {
+    /// Each segment file with its path and length.
+    files: Vec<(PathBuf, File, u64)>,
+    buf: Vec<u8>,
+    window: usize,
+    /// Segment index and file offset of `buf[0]`.
+    seg: u32,
+    start: u64,
+}
+
+/// The smallest chunk record: length, encoding, CRC.
+const MIN_RECORD: usize = 6;
+
+impl ChunkWindow {
+    fn open(chunks_dir: &Path, window: usize) -> Result<Self> {
+        let files = segment_paths(chunks_dir)?
+            .into_iter()
+            .map(|p| open_segment_file(&p).map(|(f, len)| (p, f, len)))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(ChunkWindow {
+            files,
+            buf: Vec::new(),
+            window: window.max(4096),
+            seg: u32::MAX,
+            start: 0,
+        })
+    }
+
+    /// Whether the window holds `len` bytes from `off` of segment `seg`.
+    fn holds(&self, seg: u32, off: u64, len: usize) -> bool {
+        seg == self.seg
+            && off >= self.start
+            && off + len as u64 <= self.start + self.buf.len() as u64
+    }
+
+    /// The encoding and payload of the chunk at `chunk_ref`, CRC checked.
+    fn chunk(&mut self, chunk_ref: u64) -> Result<(u8, &[u8])> {
+        let (seg, off) = split_ref(chunk_ref);
+        let off = u64::from(off);
+        if !self.holds(seg, off, MIN_RECORD) {
+            self.fill(seg, off, self.window)?;
+        }
+        let at = (off - self.start) as usize;
+        // A record longer than the rest of the window is read again whole (never more than the
+        // file holds, whatever a corrupt length field says).
+        if let Ok((len, n)) = crate::encoding::read_uvarint(&self.buf[at..]) {
+            let need = (n as u64 + 1).saturating_add(len).saturating_add(4);
+            if !self.holds(seg, off, usize::try_from(need).unwrap_or(usize::MAX)) {
+                let fit = need.min(self.files[seg as usize].2.saturating_sub(off));
+                self.fill(seg, off, (fit as usize).max(self.window))?;
+            }
+        }
+        let at = (off - self.start) as usize;
+        let path = &self.files[seg as usize].0;
+        match read_chunk_record(&self.buf[at..], off, path)? {
+            RecordRead::Chunk { encoding, data } => Ok((encoding, data)),
+            RecordRead::NeedBytes(_) => Err(Error::InvalidInput(format!(
+                "{}: chunk record at offset {off} runs past the end of the file",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Reads up to `len` bytes of segment `seg` from `off` into the window (fewer at the end of
+    /// the file).
+    fn fill(&mut self, seg: u32, off: u64, len: usize) -> Result<()> {
+        let Some((path, file, size)) = self.files.get(seg as usize) else {
+            return Err(Error::InvalidInput(format!(
+                "chunk ref names segment {} but the block has {}",
+                u64::from(seg) + 1,
+                self.files.len()
+            )));
+        };
+        let len = len.min(size.saturating_sub(off) as usize);
+        self.buf.resize(len, 0);
+        let mut got = 0;
+        while got < len {
+            match file.read_at(&mut self.buf[got..], off + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(Error::Io {
+                        path: path.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        self.buf.truncate(got);
+        self.seg = seg;
+        self.start = off;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,10 @@
+//! Compaction as Thanos's compactor does it: blocks of one group (same external labels and
+//! resolution) are planned level by level ([`plan`]) and merged into one block series by series
+//! ([`merge`]), so that memory follows the merge's buffers and the largest series, not the size
+//! of the blocks.
+
+pub mod merge;
+pub mod plan;
+
+pub use merge::{Dedup, MergeOptions, MergeStats, merge_blocks};
+pub use plan::{PlanBlock, Planned, group_key, plan};
