@@ -4,6 +4,8 @@
 //! [`query::Source`]).
 
 pub mod all;
+pub mod blocks;
+pub mod compact;
 pub mod grpc;
 pub mod http;
 pub mod query;

@@ -1,7 +1,7 @@
 //! The `gauntlet` binary: the command line, dispatching to the role or tool it names.
 
 use clap::{Parser, Subcommand};
-use gauntlet::{all, query, receive, store, tools};
+use gauntlet::{all, compact, query, receive, store, tools};
 use mimalloc::MiMalloc;
 
 #[global_allocator]
@@ -27,6 +27,9 @@ enum Command {
     Receive(Box<receive::ReceiveArgs>),
     /// Store gateway: serve the blocks of an object-storage bucket over the Thanos StoreAPI.
     Store(store::StoreArgs),
+    /// Compactor: compacts, deduplicates, downsamples and applies retention to the blocks of
+    /// a bucket, as Thanos's compactor does.
+    Compact(Box<compact::CompactArgs>),
     /// Offline tools over blocks and buckets.
     Tools {
         #[command(subcommand)]
@@ -49,6 +52,7 @@ fn main() -> std::process::ExitCode {
         Command::Query(args) => query::cmd::run(args),
         Command::Receive(args) => receive::run(*args),
         Command::Store(args) => store::run(args),
+        Command::Compact(args) => compact::run(*args),
         Command::Tools { tool } => tools::run(tool),
     };
     match res {

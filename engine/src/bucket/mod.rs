@@ -320,7 +320,113 @@ impl Bucket {
         self.count(&r, 0);
         r
     }
+
+    /// Uploads the local file `local` as object `path`, streaming: files over
+    /// [`UPLOAD_PART_BYTES`] go up in parts of that size, so a 512 MiB chunk segment never sits
+    /// in memory whole. Returns the bytes uploaded.
+    pub async fn upload_file(
+        &self,
+        local: &std::path::Path,
+        path: &str,
+    ) -> Result<u64, BucketError> {
+        use tokio::io::AsyncReadExt;
+        let io = |source| BucketError::Io {
+            path: local.display().to_string(),
+            source,
+        };
+        let mut file = tokio::fs::File::open(local).await.map_err(io)?;
+        let size = file.metadata().await.map_err(io)?.len();
+        if size <= UPLOAD_PART_BYTES as u64 {
+            let mut data = Vec::with_capacity(size as usize);
+            file.read_to_end(&mut data).await.map_err(io)?;
+            let n = data.len() as u64;
+            self.put(path, Bytes::from(data)).await?;
+            return Ok(n);
+        }
+        let p = ObjPath::from(path);
+        let upload = self
+            .store
+            .put_multipart(&p)
+            .await
+            .map_err(|e| BucketError::store(&p, e));
+        self.count(&upload, 0);
+        let mut writer =
+            object_store::WriteMultipart::new_with_chunk_size(upload?, UPLOAD_PART_BYTES);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = file.read(&mut buf).await.map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            // At most a couple of parts in flight at once.
+            writer
+                .wait_for_capacity(2)
+                .await
+                .map_err(|e| BucketError::store(&p, e))?;
+            writer.write(&buf[..n]);
+            total += n as u64;
+        }
+        let r = writer
+            .finish()
+            .await
+            .map(|_| ())
+            .map_err(|e| BucketError::store(&p, e));
+        self.count(&r, total as usize);
+        r.map(|()| total)
+    }
+
+    /// Downloads object `path` into the local file `local` (created or truncated), streaming.
+    /// Returns the bytes written.
+    pub async fn download_file(
+        &self,
+        path: &str,
+        local: &std::path::Path,
+    ) -> Result<u64, BucketError> {
+        use tokio::io::AsyncWriteExt;
+        let p = ObjPath::from(path);
+        let io = |source| BucketError::Io {
+            path: local.display().to_string(),
+            source,
+        };
+        let got = self
+            .store
+            .get(&p)
+            .await
+            .map_err(|e| BucketError::store(&p, e));
+        self.count(&got, 0);
+        let mut stream = got?.into_stream();
+        let mut file = tokio::fs::File::create(local).await.map_err(io)?;
+        let mut total = 0u64;
+        while let Some(piece) = stream
+            .try_next()
+            .await
+            .map_err(|e| BucketError::store(&p, e))?
+        {
+            file.write_all(&piece).await.map_err(io)?;
+            total += piece.len() as u64;
+        }
+        file.flush().await.map_err(io)?;
+        self.stats
+            .bytes
+            .fetch_add(total, std::sync::atomic::Ordering::Relaxed);
+        Ok(total)
+    }
+
+    /// Deletes object `path`; an object already gone is not an error.
+    pub async fn delete(&self, path: &str) -> Result<(), BucketError> {
+        let p = ObjPath::from(path);
+        let r = match self.store.delete(&p).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(BucketError::store(&p, e)),
+        };
+        self.count(&r, 0);
+        r
+    }
 }
+
+/// Part size of streamed uploads (S3 takes parts of 5 MiB and more).
+pub const UPLOAD_PART_BYTES: usize = 16 << 20;
 
 /// Sorts and merges ranges whose gap is at most `gap` bytes; empty input gives empty output.
 pub fn coalesce(ranges: &[Range<u64>], gap: u64) -> Vec<Range<u64>> {

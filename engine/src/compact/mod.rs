@@ -7,4 +7,4 @@ pub mod merge;
 pub mod plan;
 
 pub use merge::{Dedup, MergeOptions, MergeStats, merge_blocks};
-pub use plan::{PlanBlock, Planned, group_key, plan};
+pub use plan::{PlanBlock, Planned, group_key, plan, redundant};

@@ -212,6 +212,38 @@ pub fn group_key(
     )
 }
 
+/// Blocks whose samples another block holds whole, as Thanos's deduplicate filter finds them:
+/// every source of the block is a source of another block of the same resolution (of blocks
+/// with the same sources, the one with the newest ULID stays). Source ULIDs are unique to the
+/// block a Prometheus or receiver cut, so external labels need no comparing: a block merged
+/// from replicas has no replica label and still holds them. A compaction stopped between
+/// uploading its block and marking the sources leaves such blocks; readers skip them and the
+/// compactor marks them.
+pub fn redundant<'a>(metas: impl IntoIterator<Item = &'a BlockMeta>) -> Vec<Ulid> {
+    let key = |m: &BlockMeta| m.thanos.as_ref().map_or(0, |t| t.downsample.resolution);
+    let mut metas: Vec<&BlockMeta> = metas.into_iter().collect();
+    metas.sort_by(|a, b| {
+        b.compaction
+            .sources
+            .len()
+            .cmp(&a.compaction.sources.len())
+            .then(b.ulid.cmp(&a.ulid))
+    });
+    let mut kept: Vec<(&BlockMeta, std::collections::HashSet<Ulid>)> = Vec::new();
+    let mut out = Vec::new();
+    for m in metas {
+        let covered = kept.iter().any(|(k, sources)| {
+            key(k) == key(m) && m.compaction.sources.iter().all(|s| sources.contains(s))
+        });
+        if covered {
+            out.push(m.ulid);
+        } else {
+            kept.push((m, m.compaction.sources.iter().copied().collect()));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,6 +363,42 @@ mod tests {
         // A 10h block fits no 8h window; the 2d window [0, 48h) takes it with its neighbour.
         let blocks = [b(1, 0, 10), b(2, 10, 12), b(3, 50, 52), b(4, 52, 54)];
         assert_eq!(plan(&blocks, r), Planned::Level(ids(&[1, 2])));
+    }
+
+    #[test]
+    fn blocks_whose_sources_another_block_holds_are_redundant() {
+        let meta = |n: u8, sources: &[u8], res: i64| {
+            let mut m = BlockMeta {
+                ulid: Ulid::from_parts(0, u128::from(n)),
+                min_time: 0,
+                max_time: 1,
+                stats: Default::default(),
+                compaction: Default::default(),
+                version: 1,
+                thanos: Some(crate::block::ThanosMeta::default()),
+            };
+            m.compaction.sources = sources
+                .iter()
+                .map(|&s| Ulid::from_parts(0, u128::from(s)))
+                .collect();
+            m.thanos.as_mut().unwrap().downsample.resolution = res;
+            m
+        };
+        let metas = [
+            meta(1, &[1], 0),
+            meta(2, &[2], 0),
+            meta(3, &[3], 0),
+            meta(10, &[1, 2], 0),
+            // Same sources, older ULID: redundant next to 12.
+            meta(11, &[3], 0),
+            meta(12, &[3], 0),
+            // Another resolution is not a copy.
+            meta(20, &[1, 2], 300_000),
+            meta(21, &[1], 300_000),
+        ];
+        let mut r = redundant(metas.iter());
+        r.sort();
+        assert_eq!(r, ids(&[1, 2, 3, 11, 21]));
     }
 
     #[test]

@@ -93,6 +93,16 @@ impl BucketStore {
                 Err(e) => self.fail(&mut report, &id.to_string(), &e.to_string()),
             }
         }
+        // A block whose samples another block holds whole (its compaction was stopped before
+        // the sources were marked) is not served: its samples would be served twice.
+        let copies = crate::compact::redundant(next.iter().map(|b| &b.meta));
+        if !copies.is_empty() {
+            tracing::info!(
+                blocks = copies.len(),
+                "skipping blocks another block holds whole"
+            );
+            next.retain(|b| !copies.contains(&b.meta.ulid));
+        }
         next.sort_by_key(|b| (b.meta.min_time, b.meta.ulid));
         for id in current.keys() {
             if !next.iter().any(|b| b.meta.ulid == *id) {

@@ -3,7 +3,7 @@
 //! kept in `<tenant>/thanos.shipper.json`, so a restart uploads what was cut but not shipped.
 //! Local blocks past `--tsdb.retention` are deleted once shipped.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -41,26 +41,6 @@ fn write_shipper_file(dir: &Path, uploaded: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Files of a block directory, relative paths, `meta.json` last.
-fn block_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        for e in std::fs::read_dir(dir.join(&rel))? {
-            let e = e?;
-            let p = rel.join(e.file_name());
-            if e.file_type()?.is_dir() {
-                stack.push(p);
-            } else if p != Path::new("meta.json") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out.push(PathBuf::from("meta.json"));
-    Ok(out)
-}
-
 /// Counters of the shipper, all tenants.
 #[derive(Debug, Default)]
 pub struct ShipStats {
@@ -86,7 +66,7 @@ pub async fn ship(tenant: &Tenant, bucket: &Bucket, stats: &ShipStats) {
             continue;
         }
         let dir = tenant.dir().join(&id);
-        match upload_block(bucket, &dir, &id).await {
+        match crate::blocks::upload_block(bucket, &dir, &id).await {
             Ok(bytes) => {
                 let list = {
                     let mut s = tenant.shipped.lock().unwrap_or_else(|p| p.into_inner());
@@ -105,22 +85,6 @@ pub async fn ship(tenant: &Tenant, bucket: &Bucket, stats: &ShipStats) {
             }
         }
     }
-}
-
-async fn upload_block(bucket: &Bucket, dir: &Path, id: &str) -> anyhow::Result<u64> {
-    let mut total = 0u64;
-    for rel in block_files(dir)? {
-        let data = tokio::fs::read(dir.join(&rel))
-            .await
-            .with_context(|| format!("reading {}", dir.join(&rel).display()))?;
-        total += data.len() as u64;
-        let key = format!("{id}/{}", rel.to_string_lossy());
-        bucket
-            .put(&key, bytes::Bytes::from(data))
-            .await
-            .with_context(|| format!("uploading {key}"))?;
-    }
-    Ok(total)
 }
 
 /// Deletes the tenant's local blocks that ended more than `retention_ms` ago and, with a
@@ -160,18 +124,6 @@ pub fn apply_retention(tenant: &Tenant, retention_ms: i64, shipping: bool) -> us
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn meta_json_is_uploaded_last() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(d.path().join("chunks")).unwrap();
-        for f in ["meta.json", "index", "tombstones", "chunks/000001"] {
-            std::fs::write(d.path().join(f), b"x").unwrap();
-        }
-        let files = block_files(d.path()).unwrap();
-        assert_eq!(files.last().unwrap(), Path::new("meta.json"));
-        assert_eq!(files.len(), 4);
-    }
 
     #[test]
     fn shipper_file_round_trips() {

@@ -1,0 +1,971 @@
+//! `gauntlet compact`: Thanos's compactor over a bucket. Each pass syncs the blocks' metas,
+//! marks blocks whose data another block holds whole, compacts every group (same external
+//! labels without the replica labels, same resolution) as the planner says until nothing is
+//! left to do, downsamples, applies retention, and deletes blocks marked longer ago than the
+//! delete delay. A new block is uploaded whole (meta.json last) before its sources are marked,
+//! so a kill at any moment leaves either the sources or a block that holds all of them, which
+//! the next pass finds and finishes.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::Args;
+use gauntlet_engine::block::{BlockMeta, DeletionMark, NoCompactMark, ThanosMeta};
+use gauntlet_engine::bucket::{Bucket, BucketConfig, BucketError};
+use gauntlet_engine::compact::plan::THANOS_RANGES_MS;
+use gauntlet_engine::compact::{
+    Dedup, MergeOptions, PlanBlock, Planned, group_key, merge_blocks, plan, redundant,
+};
+use gauntlet_engine::downsample::{RES_1H, RES_5M, RES_RAW, downsample_block};
+use ulid::Ulid;
+
+use crate::blocks::{delete_block, download_block, upload_block};
+use crate::http::ops;
+
+/// Flags of `gauntlet compact`, named as Thanos names them.
+#[derive(Debug, Clone, Args)]
+pub struct CompactArgs {
+    /// Objstore configuration file (Thanos YAML).
+    #[arg(
+        long = "objstore.config-file",
+        required_unless_present = "objstore_config"
+    )]
+    pub objstore_config_file: Option<PathBuf>,
+    /// Objstore configuration as YAML text, instead of a file.
+    #[arg(long = "objstore.config")]
+    pub objstore_config: Option<String>,
+    /// Local scratch directory for blocks being compacted or downsampled.
+    #[arg(long = "data-dir", default_value = "./compact")]
+    pub data_dir: PathBuf,
+    /// Address /metrics, /-/ready and /-/healthy listen on.
+    #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
+    pub http_address: SocketAddr,
+    /// Keep running, a pass every `--wait-interval`; without it one pass, then exit (non-zero
+    /// when a group halted or a step failed).
+    #[arg(long = "wait", short = 'w')]
+    pub wait: bool,
+    /// Time between passes with `--wait`.
+    #[arg(long = "wait-interval", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub wait_interval: Duration,
+    /// Groups compacted at once.
+    #[arg(long = "compact.concurrency", default_value_t = 1)]
+    pub concurrency: usize,
+    /// External labels that tell replicas apart: ignored when grouping, so that replicas'
+    /// blocks are merged (and deduplicated) into one. Repeatable.
+    #[arg(long = "deduplication.replica-label")]
+    pub replica_labels: Vec<String>,
+    /// How overlapping samples of replicas are joined: "" (equal timestamps once) or
+    /// `penalty` (Thanos's penalty algorithm, for HA Prometheus pairs).
+    #[arg(long = "deduplication.func", default_value = "")]
+    pub dedup_func: String,
+    /// Merge blocks that overlap in time (implied by `--deduplication.replica-label`);
+    /// without it an overlap halts the group.
+    #[arg(long = "compact.enable-vertical-compaction")]
+    pub vertical: bool,
+    /// How long raw blocks are kept (0d: forever).
+    #[arg(long = "retention.resolution-raw", default_value = "0d", value_parser = humantime::parse_duration)]
+    pub retention_raw: Duration,
+    /// How long 5m blocks are kept (0d: forever).
+    #[arg(long = "retention.resolution-5m", default_value = "0d", value_parser = humantime::parse_duration)]
+    pub retention_5m: Duration,
+    /// How long 1h blocks are kept (0d: forever).
+    #[arg(long = "retention.resolution-1h", default_value = "0d", value_parser = humantime::parse_duration)]
+    pub retention_1h: Duration,
+    /// Time between a block's deletion mark and its deletion (readers stop using it first).
+    #[arg(long = "delete-delay", default_value = "48h", value_parser = humantime::parse_duration)]
+    pub delete_delay: Duration,
+    /// Do not downsample.
+    #[arg(long = "downsampling.disable")]
+    pub downsampling_disable: bool,
+    /// Blocks younger than this (by upload time, else ULID time) are left alone: their upload
+    /// may still be settling. Blocks the compactor made are exempt.
+    #[arg(long = "consistency-delay", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub consistency_delay: Duration,
+    /// Highest compaction level (4: blocks of up to 14 days).
+    #[arg(long = "debug.max-compaction-level", default_value_t = 4)]
+    pub max_level: usize,
+}
+
+/// Counters and gauges of the compactor, named as Thanos's where the meaning is the same.
+#[derive(Debug, Default)]
+pub struct CompactMetrics {
+    /// Passes finished.
+    pub iterations: AtomicU64,
+    /// Passes that failed or halted a group.
+    pub pass_failures: AtomicU64,
+    /// Compactions done.
+    pub compactions: AtomicU64,
+    /// Compactions that failed.
+    pub compaction_failures: AtomicU64,
+    /// Groups halted in the last pass (overlaps not allowed, corrupt blocks).
+    pub halted_groups: AtomicU64,
+    /// Blocks downsampled.
+    pub downsamples: AtomicU64,
+    /// Downsamplings that failed.
+    pub downsample_failures: AtomicU64,
+    /// Deletion marks written.
+    pub marked_for_deletion: AtomicU64,
+    /// No-compact marks written.
+    pub marked_no_compact: AtomicU64,
+    /// Blocks deleted.
+    pub deleted: AtomicU64,
+    /// Partial uploads removed.
+    pub partial_removed: AtomicU64,
+    /// Blocks seen by the last sync.
+    pub blocks: AtomicU64,
+    /// 1 while a pass runs.
+    pub busy: AtomicU64,
+    /// Unix seconds of the last finished pass.
+    pub last_pass: AtomicU64,
+    /// Samples written by compactions.
+    pub samples: AtomicU64,
+}
+
+/// The settings one pass works with.
+#[derive(Debug, Clone)]
+pub struct CompactConfig {
+    /// Local scratch directory.
+    pub data_dir: PathBuf,
+    /// Replica labels dropped when grouping.
+    pub replica_labels: Vec<String>,
+    /// How overlapping samples are joined.
+    pub dedup: Dedup,
+    /// Whether overlapping blocks may be merged.
+    pub vertical: bool,
+    /// Retention of raw, 5m and 1h blocks; zero keeps forever.
+    pub retention: [Duration; 3],
+    /// Time between a deletion mark and the deletion.
+    pub delete_delay: Duration,
+    /// Whether to downsample.
+    pub downsampling: bool,
+    /// New blocks younger than this are left alone.
+    pub consistency_delay: Duration,
+    /// Compaction ranges (ms) up to the highest level.
+    pub ranges: Vec<i64>,
+    /// Groups compacted at once.
+    pub concurrency: usize,
+}
+
+impl CompactConfig {
+    /// The settings the flags give.
+    pub fn from_args(a: &CompactArgs) -> anyhow::Result<Self> {
+        let dedup = match a.dedup_func.as_str() {
+            "" => Dedup::Chain,
+            "penalty" => Dedup::Penalty,
+            f => anyhow::bail!("--deduplication.func={f:?}: want \"\" or \"penalty\""),
+        };
+        if a.max_level == 0 || a.max_level >= THANOS_RANGES_MS.len() {
+            anyhow::bail!(
+                "--debug.max-compaction-level={}: want 1 to {}",
+                a.max_level,
+                THANOS_RANGES_MS.len() - 1
+            );
+        }
+        Ok(CompactConfig {
+            data_dir: a.data_dir.clone(),
+            replica_labels: a.replica_labels.clone(),
+            dedup,
+            vertical: a.vertical || !a.replica_labels.is_empty(),
+            retention: [a.retention_raw, a.retention_5m, a.retention_1h],
+            delete_delay: a.delete_delay,
+            downsampling: !a.downsampling_disable,
+            consistency_delay: a.consistency_delay,
+            ranges: THANOS_RANGES_MS[..=a.max_level].to_vec(),
+            concurrency: a.concurrency.max(1),
+        })
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PassReport {
+    /// New blocks made by compaction.
+    pub compacted: Vec<Ulid>,
+    /// New blocks made by downsampling.
+    pub downsampled: Vec<Ulid>,
+    /// Blocks given a deletion mark.
+    pub marked: Vec<Ulid>,
+    /// Blocks deleted.
+    pub deleted: Vec<Ulid>,
+    /// Groups halted, with why.
+    pub halted: Vec<(String, String)>,
+    /// Steps that failed and will be retried next pass.
+    pub failures: Vec<String>,
+}
+
+impl PassReport {
+    /// Whether a one-shot run should exit non-zero.
+    pub fn failed(&self) -> bool {
+        !self.halted.is_empty() || !self.failures.is_empty()
+    }
+}
+
+/// A block in the bucket with its markers.
+#[derive(Debug, Clone)]
+struct Synced {
+    meta: BlockMeta,
+    deletion: Option<DeletionMark>,
+    no_compact: bool,
+    no_downsample: bool,
+}
+
+impl Synced {
+    fn resolution(&self) -> i64 {
+        self.meta
+            .thanos
+            .as_ref()
+            .map_or(RES_RAW, |t| t.downsample.resolution)
+    }
+
+    fn labels(&self) -> BTreeMap<String, String> {
+        self.meta
+            .thanos
+            .as_ref()
+            .map(|t| t.labels.clone())
+            .unwrap_or_default()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Runs the compactor: one pass, or with `--wait` a pass every interval until SIGTERM.
+pub fn run(args: CompactArgs) -> anyhow::Result<()> {
+    let yaml = match (&args.objstore_config, &args.objstore_config_file) {
+        (Some(y), _) => y.clone(),
+        (None, Some(p)) => std::fs::read_to_string(p)
+            .with_context(|| format!("reading --objstore.config-file {}", p.display()))?,
+        (None, None) => anyhow::bail!("--objstore.config-file is required"),
+    };
+    let cfg = BucketConfig::parse(&yaml)?;
+    let compact = CompactConfig::from_args(&args)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("gauntlet-compact")
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(serve(args, cfg, compact))
+}
+
+async fn serve(args: CompactArgs, cfg: BucketConfig, compact: CompactConfig) -> anyhow::Result<()> {
+    let bucket = Bucket::open(&cfg)?;
+    let metrics = Arc::new(CompactMetrics::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let http_listener = tokio::net::TcpListener::bind(args.http_address)
+        .await
+        .with_context(|| format!("binding --http-address {}", args.http_address))?;
+    tracing::info!(bucket = %cfg.describe(), data_dir = %compact.data_dir.display(), http = %http_listener.local_addr()?, wait = args.wait, "compactor starting");
+    let m = metrics.clone();
+    let app = ops::router(Arc::new(|| true), Arc::new(move || render_metrics(&m)));
+    let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let http = tokio::spawn(async move {
+        axum::serve(http_listener, app)
+            .with_graceful_shutdown(async {
+                let _ = http_stop_rx.await;
+            })
+            .await
+    });
+    let signal_stop = stop.clone();
+    tokio::spawn(async move {
+        crate::http::shutdown_signal().await;
+        tracing::info!("stopping: the current step finishes, nothing new starts");
+        signal_stop.store(true, Relaxed);
+    });
+
+    let mut failed;
+    loop {
+        let report = run_pass(&bucket, &compact, &metrics, &stop).await;
+        let report = match report {
+            Ok(r) => r,
+            Err(e) => {
+                metrics.pass_failures.fetch_add(1, Relaxed);
+                tracing::warn!(error = %format!("{e:#}"), "compaction pass failed");
+                PassReport {
+                    failures: vec![format!("{e:#}")],
+                    ..Default::default()
+                }
+            }
+        };
+        failed = report.failed();
+        if !args.wait || stop.load(Relaxed) {
+            break;
+        }
+        let deadline = tokio::time::Instant::now() + args.wait_interval;
+        while tokio::time::Instant::now() < deadline && !stop.load(Relaxed) {
+            tokio::time::sleep(Duration::from_millis(200).min(args.wait_interval)).await;
+        }
+        if stop.load(Relaxed) {
+            break;
+        }
+    }
+    let _ = http_stop_tx.send(());
+    let _ = http.await;
+    tracing::info!("compactor stopped");
+    if failed && !args.wait {
+        anyhow::bail!("the compaction pass halted a group or failed a step (see the log above)");
+    }
+    Ok(())
+}
+
+/// One pass over the bucket.
+pub async fn run_pass(
+    bucket: &Bucket,
+    cfg: &CompactConfig,
+    m: &CompactMetrics,
+    stop: &AtomicBool,
+) -> anyhow::Result<PassReport> {
+    m.busy.store(1, Relaxed);
+    let r = pass(bucket, cfg, m, stop).await;
+    m.busy.store(0, Relaxed);
+    m.iterations.fetch_add(1, Relaxed);
+    m.last_pass.store((now_ms() / 1000) as u64, Relaxed);
+    if let Ok(rep) = &r {
+        m.halted_groups.store(rep.halted.len() as u64, Relaxed);
+        if rep.failed() {
+            m.pass_failures.fetch_add(1, Relaxed);
+        }
+        tracing::info!(
+            compacted = rep.compacted.len(),
+            downsampled = rep.downsampled.len(),
+            marked = rep.marked.len(),
+            deleted = rep.deleted.len(),
+            halted = rep.halted.len(),
+            failures = rep.failures.len(),
+            "compaction pass done"
+        );
+    }
+    r
+}
+
+async fn pass(
+    bucket: &Bucket,
+    cfg: &CompactConfig,
+    m: &CompactMetrics,
+    stop: &AtomicBool,
+) -> anyhow::Result<PassReport> {
+    let mut rep = PassReport::default();
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating --data-dir {}", cfg.data_dir.display()))?;
+    let mut blocks = sync(bucket, m).await?;
+    tracing::info!(blocks = blocks.len(), "bucket synced");
+
+    // Blocks whose sources another block of their resolution holds whole (a compaction
+    // uploaded its block and was stopped before marking its sources) are marked now.
+    let live = blocks
+        .values()
+        .filter(|b| b.deletion.is_none())
+        .map(|b| &b.meta);
+    for id in redundant(live.collect::<Vec<_>>()) {
+        mark_deleted(
+            bucket,
+            &mut blocks,
+            id,
+            "its data is in a block with all of its sources",
+            m,
+            &mut rep,
+        )
+        .await?;
+    }
+
+    compact_groups(bucket, cfg, m, stop, &mut blocks, &mut rep).await;
+    if cfg.downsampling && !stop.load(Relaxed) {
+        downsample(bucket, cfg, m, stop, &mut blocks, &mut rep).await;
+    }
+    if !stop.load(Relaxed) {
+        retention(bucket, cfg, m, &mut blocks, &mut rep).await?;
+        clean(bucket, cfg, m, &blocks, &mut rep).await?;
+    }
+    Ok(rep)
+}
+
+/// Reads every block's meta.json and markers. Directories without meta.json are partial
+/// uploads (left to [`clean`]); a meta.json that does not parse is reported and skipped.
+async fn sync(bucket: &Bucket, m: &CompactMetrics) -> anyhow::Result<BTreeMap<Ulid, Synced>> {
+    let mut out = BTreeMap::new();
+    for dir in bucket.list_dirs("").await.context("listing the bucket")? {
+        let Ok(id) = Ulid::from_string(&dir) else {
+            continue;
+        };
+        let meta = match bucket.get(&format!("{dir}/meta.json")).await {
+            Ok(b) => b,
+            Err(BucketError::NotFound { .. }) => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {dir}/meta.json")),
+        };
+        let path = PathBuf::from(format!("{dir}/meta.json"));
+        let meta = match BlockMeta::parse(&meta, &path) {
+            Ok(meta) if meta.ulid == id => meta,
+            Ok(meta) => {
+                tracing::warn!(block = %dir, ulid = %meta.ulid, "meta.json names another block; skipped");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(block = %dir, error = %e, "meta.json does not parse; block skipped");
+                continue;
+            }
+        };
+        let deletion = marker(bucket, &dir, "deletion-mark.json")
+            .await?
+            .and_then(|b| {
+                DeletionMark::parse(&b, Path::new(&format!("{dir}/deletion-mark.json"))).ok()
+            });
+        let no_compact = marker(bucket, &dir, "no-compact-mark.json")
+            .await?
+            .is_some();
+        let no_downsample = marker(bucket, &dir, "no-downsample-mark.json")
+            .await?
+            .is_some();
+        out.insert(
+            id,
+            Synced {
+                meta,
+                deletion,
+                no_compact,
+                no_downsample,
+            },
+        );
+    }
+    m.blocks.store(out.len() as u64, Relaxed);
+    Ok(out)
+}
+
+async fn marker(bucket: &Bucket, dir: &str, name: &str) -> anyhow::Result<Option<bytes::Bytes>> {
+    match bucket.get(&format!("{dir}/{name}")).await {
+        Ok(b) => Ok(Some(b)),
+        Err(BucketError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {dir}/{name}")),
+    }
+}
+
+async fn mark_deleted(
+    bucket: &Bucket,
+    blocks: &mut BTreeMap<Ulid, Synced>,
+    id: Ulid,
+    why: &str,
+    m: &CompactMetrics,
+    rep: &mut PassReport,
+) -> anyhow::Result<()> {
+    let mark = DeletionMark::new(id, now_ms() / 1000, why);
+    bucket
+        .put(&format!("{id}/deletion-mark.json"), mark.to_json().into())
+        .await
+        .with_context(|| format!("marking {id} for deletion"))?;
+    tracing::info!(block = %id, reason = why, "block marked for deletion");
+    m.marked_for_deletion.fetch_add(1, Relaxed);
+    rep.marked.push(id);
+    if let Some(b) = blocks.get_mut(&id) {
+        b.deletion = Some(mark);
+    }
+    Ok(())
+}
+
+/// Compacts each group until its planner has nothing left.
+async fn compact_groups(
+    bucket: &Bucket,
+    cfg: &CompactConfig,
+    m: &CompactMetrics,
+    stop: &AtomicBool,
+    blocks: &mut BTreeMap<Ulid, Synced>,
+    rep: &mut PassReport,
+) {
+    let now = now_ms();
+    let mut groups: BTreeMap<String, Vec<Ulid>> = BTreeMap::new();
+    for b in blocks.values() {
+        if b.deletion.is_some() || !settled(b, cfg, now) {
+            continue;
+        }
+        let key = group_key(&b.labels(), b.resolution(), &cfg.replica_labels);
+        groups.entry(key).or_default().push(b.meta.ulid);
+    }
+    for (key, mut ids) in groups {
+        loop {
+            if stop.load(Relaxed) {
+                return;
+            }
+            let plan_blocks: Vec<PlanBlock> = ids
+                .iter()
+                .filter_map(|id| blocks.get(id))
+                .map(|b| PlanBlock::from_meta(&b.meta, b.no_compact))
+                .collect();
+            let planned = plan(&plan_blocks, &cfg.ranges);
+            let inputs = planned.blocks();
+            if inputs.is_empty() {
+                break;
+            }
+            let resolution = blocks.get(&inputs[0]).map_or(RES_RAW, Synced::resolution);
+            if let Planned::Overlapping(_) = planned {
+                if resolution != RES_RAW {
+                    // Aggregates cannot be merged sample by sample: keep these blocks out.
+                    for id in &inputs {
+                        if let Err(e) = mark_no_compact(bucket, *id, m).await {
+                            rep.failures.push(format!("{e:#}"));
+                        }
+                        if let Some(b) = blocks.get_mut(id) {
+                            b.no_compact = true;
+                        }
+                    }
+                    continue;
+                }
+                if !cfg.vertical {
+                    let why = format!(
+                        "blocks {} overlap in time; merging them needs --compact.enable-vertical-compaction (or --deduplication.replica-label for replicas)",
+                        inputs
+                            .iter()
+                            .map(Ulid::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                    tracing::error!(group = %key, "group halted: {why}");
+                    rep.halted.push((key.clone(), why));
+                    break;
+                }
+            }
+            let dedup = match planned {
+                Planned::Overlapping(_) => cfg.dedup,
+                _ => Dedup::Chain,
+            };
+            match compact_one(bucket, cfg, &key, blocks, &inputs, dedup).await {
+                Ok(Some(meta)) => {
+                    m.compactions.fetch_add(1, Relaxed);
+                    m.samples.fetch_add(meta.stats.num_samples, Relaxed);
+                    let new = meta.ulid;
+                    tracing::info!(group = %key, block = %new, sources = inputs.len(), level = meta.compaction.level, min_time = meta.min_time, max_time = meta.max_time, samples = meta.stats.num_samples, "compacted");
+                    rep.compacted.push(new);
+                    blocks.insert(
+                        new,
+                        Synced {
+                            meta,
+                            deletion: None,
+                            no_compact: false,
+                            no_downsample: false,
+                        },
+                    );
+                    ids.retain(|id| !inputs.contains(id));
+                    ids.push(new);
+                    for id in &inputs {
+                        if let Err(e) = mark_deleted(
+                            bucket,
+                            blocks,
+                            *id,
+                            &format!("compacted into {new}"),
+                            m,
+                            rep,
+                        )
+                        .await
+                        {
+                            rep.failures.push(format!("{e:#}"));
+                        }
+                    }
+                }
+                Ok(None) => {
+                    // Every series was deleted: the sources go without a successor.
+                    ids.retain(|id| !inputs.contains(id));
+                    for id in &inputs {
+                        if let Err(e) = mark_deleted(
+                            bucket,
+                            blocks,
+                            *id,
+                            "all of its series were deleted",
+                            m,
+                            rep,
+                        )
+                        .await
+                        {
+                            rep.failures.push(format!("{e:#}"));
+                        }
+                    }
+                }
+                Err(e) => {
+                    m.compaction_failures.fetch_add(1, Relaxed);
+                    let why = format!("{e:#}");
+                    if is_data_error(&e) {
+                        tracing::error!(group = %key, error = %why, "group halted: a block cannot be read");
+                        rep.halted.push((key.clone(), why));
+                    } else {
+                        tracing::warn!(group = %key, error = %why, "compaction failed; retrying next pass");
+                        rep.failures.push(why);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Whether a block's upload has settled: older than the consistency delay (by upload time,
+/// else ULID time), or made by a compactor.
+fn settled(b: &Synced, cfg: &CompactConfig, now: i64) -> bool {
+    let t = b.meta.thanos.as_ref();
+    if t.is_some_and(|t| t.source == "compactor") {
+        return true;
+    }
+    let born = t
+        .and_then(|t| t.upload_time.as_deref())
+        .and_then(|s| humantime::parse_rfc3339_weak(s).ok())
+        .and_then(|s| s.duration_since(UNIX_EPOCH).ok())
+        .map_or(b.meta.ulid.timestamp_ms() as i64, |d| d.as_millis() as i64);
+    now - born >= cfg.consistency_delay.as_millis() as i64
+}
+
+/// Whether an error comes from a block's own bytes (corrupt, truncated, unmergeable) rather
+/// than from the bucket or the disk.
+fn is_data_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<gauntlet_engine::Error>()
+            .is_some_and(|e| !matches!(e, gauntlet_engine::Error::Io { .. }))
+    })
+}
+
+async fn mark_no_compact(bucket: &Bucket, id: Ulid, m: &CompactMetrics) -> anyhow::Result<()> {
+    let mark = NoCompactMark::new(
+        id,
+        now_ms() / 1000,
+        gauntlet_engine::block::markers::REASON_DOWNSAMPLE_VERTICAL_COMPACTION,
+        "downsampled blocks overlap; their aggregates cannot be merged",
+    );
+    bucket
+        .put(&format!("{id}/no-compact-mark.json"), mark.to_json().into())
+        .await
+        .with_context(|| format!("marking {id} no-compact"))?;
+    m.marked_no_compact.fetch_add(1, Relaxed);
+    tracing::warn!(block = %id, "downsampled block overlaps another; marked no-compact");
+    Ok(())
+}
+
+/// Downloads `inputs`, merges them and uploads the result; returns its meta (`None` when
+/// every series was deleted). The scratch directory is removed either way.
+async fn compact_one(
+    bucket: &Bucket,
+    cfg: &CompactConfig,
+    key: &str,
+    blocks: &BTreeMap<Ulid, Synced>,
+    inputs: &[Ulid],
+    dedup: Dedup,
+) -> anyhow::Result<Option<BlockMeta>> {
+    let work = cfg
+        .data_dir
+        .join("compact")
+        .join(key.replace(['@', '/'], "-"));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let result = async {
+        let mut dirs = Vec::new();
+        for id in inputs {
+            let dir = work.join(id.to_string());
+            download_block(bucket, &id.to_string(), &dir).await?;
+            dirs.push(dir);
+        }
+        let first = &blocks[&inputs[0]];
+        let mut labels = first.labels();
+        labels.retain(|k, _| !cfg.replica_labels.contains(k));
+        let thanos = ThanosMeta {
+            version: 1,
+            labels,
+            downsample: gauntlet_engine::block::meta::ThanosDownsample {
+                resolution: first.resolution(),
+            },
+            source: "compactor".into(),
+            ..ThanosMeta::default()
+        };
+        let opts = MergeOptions {
+            dedup,
+            thanos: Some(thanos),
+            ..MergeOptions::default()
+        };
+        let out = work.join("out");
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+        let out2 = out.clone();
+        let (meta, _) = tokio::task::spawn_blocking(move || merge_blocks(&dirs, &out2, &opts))
+            .await
+            .context("merge task")??;
+        if let Some(meta) = &meta {
+            let id = meta.ulid.to_string();
+            upload_block(bucket, &out.join(&id), &id).await?;
+        }
+        anyhow::Ok(meta)
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+/// Downsamples raw blocks spanning 40h or more to 5m and 5m blocks spanning 10 days or more
+/// to 1h, unless a block of the target resolution already holds all their sources.
+async fn downsample(
+    bucket: &Bucket,
+    cfg: &CompactConfig,
+    m: &CompactMetrics,
+    stop: &AtomicBool,
+    blocks: &mut BTreeMap<Ulid, Synced>,
+    rep: &mut PassReport,
+) {
+    for (from, to, span) in [
+        (RES_RAW, RES_5M, 40 * 3_600_000),
+        (RES_5M, RES_1H, 10 * 86_400_000),
+    ] {
+        let covered: Vec<HashSet<Ulid>> = blocks
+            .values()
+            .filter(|b| b.deletion.is_none() && b.resolution() == to)
+            .map(|b| b.meta.compaction.sources.iter().copied().collect())
+            .collect();
+        let todo: Vec<Ulid> = blocks
+            .values()
+            .filter(|b| {
+                b.deletion.is_none()
+                    && !b.no_downsample
+                    && b.resolution() == from
+                    && b.meta.max_time - b.meta.min_time >= span
+                    && !covered
+                        .iter()
+                        .any(|c| b.meta.compaction.sources.iter().all(|s| c.contains(s)))
+            })
+            .map(|b| b.meta.ulid)
+            .collect();
+        for id in todo {
+            if stop.load(Relaxed) {
+                return;
+            }
+            match downsample_one(bucket, cfg, id, to).await {
+                Ok(meta) => {
+                    m.downsamples.fetch_add(1, Relaxed);
+                    tracing::info!(block = %id, new = %meta.ulid, resolution = to, "downsampled");
+                    rep.downsampled.push(meta.ulid);
+                    blocks.insert(
+                        meta.ulid,
+                        Synced {
+                            meta,
+                            deletion: None,
+                            no_compact: false,
+                            no_downsample: false,
+                        },
+                    );
+                }
+                Err(e) => {
+                    m.downsample_failures.fetch_add(1, Relaxed);
+                    let why = format!("downsampling {id}: {e:#}");
+                    tracing::warn!("{why}");
+                    rep.failures.push(why);
+                }
+            }
+        }
+    }
+}
+
+async fn downsample_one(
+    bucket: &Bucket,
+    cfg: &CompactConfig,
+    id: Ulid,
+    to: i64,
+) -> anyhow::Result<BlockMeta> {
+    let work = cfg.data_dir.join("downsample").join(id.to_string());
+    let _ = std::fs::remove_dir_all(&work);
+    let result = async {
+        let src = work.join("src");
+        download_block(bucket, &id.to_string(), &src).await?;
+        let out = work.join("out");
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+        let out2 = out.clone();
+        let stats = tokio::task::spawn_blocking(move || downsample_block(&src, &out2, to))
+            .await
+            .context("downsample task")??;
+        let new = stats.meta.ulid.to_string();
+        upload_block(bucket, &stats.dir, &new).await?;
+        anyhow::Ok(stats.meta)
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+/// Marks blocks past their resolution's retention.
+async fn retention(
+    bucket: &Bucket,
+    cfg: &CompactConfig,
+    m: &CompactMetrics,
+    blocks: &mut BTreeMap<Ulid, Synced>,
+    rep: &mut PassReport,
+) -> anyhow::Result<()> {
+    let now = now_ms();
+    let past: Vec<Ulid> = blocks
+        .values()
+        .filter(|b| b.deletion.is_none())
+        .filter(|b| {
+            let keep = match b.resolution() {
+                RES_RAW => cfg.retention[0],
+                RES_5M => cfg.retention[1],
+                RES_1H => cfg.retention[2],
+                _ => Duration::ZERO,
+            };
+            !keep.is_zero() && now - b.meta.max_time > keep.as_millis() as i64
+        })
+        .map(|b| b.meta.ulid)
+        .collect();
+    for id in past {
+        mark_deleted(bucket, blocks, id, "past retention", m, rep).await?;
+    }
+    Ok(())
+}
+
+/// Deletes blocks marked longer ago than the delete delay, and partial uploads (no
+/// meta.json) whose newest object is older than two days.
+async fn clean(
+    bucket: &Bucket,
+    cfg: &CompactConfig,
+    m: &CompactMetrics,
+    blocks: &BTreeMap<Ulid, Synced>,
+    rep: &mut PassReport,
+) -> anyhow::Result<()> {
+    let now_s = now_ms() / 1000;
+    for b in blocks.values() {
+        let Some(mark) = &b.deletion else { continue };
+        if now_s - mark.deletion_time < cfg.delete_delay.as_secs() as i64 {
+            continue;
+        }
+        let id = b.meta.ulid;
+        delete_block(bucket, &id.to_string()).await?;
+        m.deleted.fetch_add(1, Relaxed);
+        tracing::info!(block = %id, "block deleted");
+        rep.deleted.push(id);
+    }
+    const PARTIAL_MS: i64 = 2 * 86_400_000;
+    for dir in bucket.list_dirs("").await.context("listing the bucket")? {
+        let Ok(id) = Ulid::from_string(&dir) else {
+            continue;
+        };
+        if blocks.contains_key(&id) {
+            continue;
+        }
+        let objects = bucket
+            .list(&format!("{dir}/"))
+            .await
+            .with_context(|| format!("listing {dir}/"))?;
+        if objects.iter().any(|o| o.path.ends_with("/meta.json")) {
+            continue;
+        }
+        let newest = objects.iter().map(|o| o.modified_ms).max().unwrap_or(0);
+        if now_s * 1000 - newest < PARTIAL_MS
+            || now_s * 1000 - (id.timestamp_ms() as i64) < PARTIAL_MS
+        {
+            continue;
+        }
+        delete_block(bucket, &dir).await?;
+        m.partial_removed.fetch_add(1, Relaxed);
+        tracing::info!(block = %dir, "abandoned partial upload removed");
+    }
+    Ok(())
+}
+
+/// The compactor's metrics in the Prometheus text format.
+pub fn render_metrics(m: &CompactMetrics) -> String {
+    let mut out = String::new();
+    let f = |a: &AtomicU64| a.load(Relaxed) as f64;
+    for (name, typ, help, v) in [
+        (
+            "thanos_compact_iterations_total",
+            "counter",
+            "Total number of compaction passes.",
+            f(&m.iterations),
+        ),
+        (
+            "thanos_compact_group_compactions_total",
+            "counter",
+            "Total number of group compactions.",
+            f(&m.compactions),
+        ),
+        (
+            "thanos_compact_group_compactions_failures_total",
+            "counter",
+            "Total number of failed group compactions.",
+            f(&m.compaction_failures),
+        ),
+        (
+            "thanos_compact_halted",
+            "gauge",
+            "Set to 1 if a group was halted in the last pass (an overlap that may not be merged, or a corrupt block).",
+            if f(&m.halted_groups) > 0.0 { 1.0 } else { 0.0 },
+        ),
+        (
+            "gauntlet_compact_halted_groups",
+            "gauge",
+            "Groups halted in the last pass.",
+            f(&m.halted_groups),
+        ),
+        (
+            "gauntlet_compact_pass_failures_total",
+            "counter",
+            "Passes that failed a step or halted a group.",
+            f(&m.pass_failures),
+        ),
+        (
+            "thanos_compact_downsample_total",
+            "counter",
+            "Total number of downsamplings.",
+            f(&m.downsamples),
+        ),
+        (
+            "thanos_compact_downsample_failures_total",
+            "counter",
+            "Total number of failed downsamplings.",
+            f(&m.downsample_failures),
+        ),
+        (
+            "thanos_compact_blocks_marked_for_deletion_total",
+            "counter",
+            "Blocks given a deletion mark.",
+            f(&m.marked_for_deletion),
+        ),
+        (
+            "thanos_compact_blocks_marked_for_no_compact_total",
+            "counter",
+            "Blocks given a no-compact mark.",
+            f(&m.marked_no_compact),
+        ),
+        (
+            "thanos_compact_blocks_cleaned_total",
+            "counter",
+            "Blocks deleted after their delete delay.",
+            f(&m.deleted),
+        ),
+        (
+            "thanos_compact_aborted_partial_uploads_deletion_attempts_total",
+            "counter",
+            "Abandoned partial uploads removed.",
+            f(&m.partial_removed),
+        ),
+        (
+            "thanos_blocks_meta_synced",
+            "gauge",
+            "Blocks seen by the last sync.",
+            f(&m.blocks),
+        ),
+        (
+            "gauntlet_compact_busy",
+            "gauge",
+            "1 while a compaction pass runs.",
+            f(&m.busy),
+        ),
+        (
+            "gauntlet_compact_last_pass_timestamp_seconds",
+            "gauge",
+            "When the last pass finished, Unix seconds.",
+            f(&m.last_pass),
+        ),
+        (
+            "gauntlet_compact_samples_written_total",
+            "counter",
+            "Samples written by compactions.",
+            f(&m.samples),
+        ),
+    ] {
+        ops::metric(&mut out, name, typ, help, v);
+    }
+    out
+}
