@@ -670,3 +670,26 @@ async fn wire_series_of_every_size_are_framed_whole() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_another_block_holds_whole_are_not_served() {
+    // A compaction uploaded its block and stopped before marking the sources: serving both
+    // would answer every sample twice.
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    let h = 3_600_000;
+    let a = write_block(&bucket, 0, 2 * h, 120);
+    let b = write_block(&bucket, 2 * h, 4 * h, 120);
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let dirs = [bucket.join(a.to_string()), bucket.join(b.to_string())];
+    let (meta, _) =
+        crate::compact::merge_blocks(&dirs, &bucket, &crate::compact::MergeOptions::default())
+            .unwrap();
+    let merged = meta.unwrap().ulid;
+    let store = open(&bucket, &tmp.path().join("data"), StoreOptions::default());
+    let rep = store.sync().await.unwrap();
+    assert_eq!(rep.loaded, 1, "{rep:?}");
+    let served: Vec<Ulid> = store.blocks().iter().map(|b| b.meta.ulid).collect();
+    assert_eq!(served, vec![merged]);
+}
