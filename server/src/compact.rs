@@ -53,7 +53,8 @@ pub struct CompactArgs {
     /// Time between passes with `--wait`.
     #[arg(long = "wait-interval", default_value = "5m", value_parser = humantime::parse_duration)]
     pub wait_interval: Duration,
-    /// Groups compacted at once.
+    /// Accepted as Thanos's flag; groups are compacted one at a time (a merge streams on one
+    /// core while downloads and uploads overlap it).
     #[arg(long = "compact.concurrency", default_value_t = 1)]
     pub concurrency: usize,
     /// External labels that tell replicas apart: ignored when grouping, so that replicas'
@@ -148,8 +149,6 @@ pub struct CompactConfig {
     pub consistency_delay: Duration,
     /// Compaction ranges (ms) up to the highest level.
     pub ranges: Vec<i64>,
-    /// Groups compacted at once.
-    pub concurrency: usize,
 }
 
 impl CompactConfig {
@@ -177,7 +176,6 @@ impl CompactConfig {
             downsampling: !a.downsampling_disable,
             consistency_delay: a.consistency_delay,
             ranges: THANOS_RANGES_MS[..=a.max_level].to_vec(),
-            concurrency: a.concurrency.max(1),
         })
     }
 }
@@ -353,6 +351,13 @@ async fn pass(
     stop: &AtomicBool,
 ) -> anyhow::Result<PassReport> {
     let mut rep = PassReport::default();
+    // Scratch left by a run that was killed is of no use: each step downloads afresh.
+    for scratch in ["compact", "downsample"] {
+        let dir = cfg.data_dir.join(scratch);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+        }
+    }
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating --data-dir {}", cfg.data_dir.display()))?;
     let mut blocks = sync(bucket, m).await?;
