@@ -505,3 +505,69 @@ fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
     assert_eq!(spans(&bucket), spans(&probe));
     assert!(walk(&data).is_empty(), "{:?}", walk(&data));
 }
+
+#[test]
+fn gauntlet_all_compacts_its_bucket_in_the_background_and_answers_the_same() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = promtool_blocks(tmp.path(), 5, 10);
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    upload(&src, &data, &[("cluster", "eu1")]);
+    let data_arg = format!("--data-dir={}", data.display());
+    let server = GauntletServer::start(
+        &[
+            "all",
+            &data_arg,
+            "--compact.interval=1s",
+            "--compact.consistency-delay=0s",
+            "--sync-block-duration=1s",
+        ],
+        "/-/ready",
+    );
+    // Samples of each family over the whole range, summed: counted twice if both a block and
+    // its sources were served.
+    let families = [
+        "http_requests_total",
+        "node_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "temperature_celsius",
+        "http_request_duration_seconds_bucket",
+        "http_request_duration_seconds_count",
+        "http_request_duration_seconds_sum",
+    ];
+    let q = families
+        .iter()
+        .map(|f| format!("sum(count_over_time({f}[12h]))"))
+        .collect::<Vec<_>>()
+        .join(" + ");
+    let query = format!("/api/v1/query?query={}&time=1735725600", urlencode(&q));
+    let query = query.as_str();
+    let (code, before) = server.get(query);
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&before));
+    let text = String::from_utf8_lossy(&before).into_owned();
+    let want = lines(&promtool_dump(&src, &[]));
+    assert!(
+        text.contains(&format!("\"{want}\"")),
+        "{want} samples expected: {text}"
+    );
+    // Wait for the level-2 block, then for the store to have dropped its sources.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !live(&data).iter().any(|(_, m)| m.compaction.level == 2) {
+        assert!(Instant::now() < deadline, "no compaction within 60 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let (code, after) = server.get(query);
+    assert_eq!(code, 200);
+    assert_eq!(
+        String::from_utf8_lossy(&after),
+        String::from_utf8_lossy(&before),
+        "the same samples after compaction, none twice"
+    );
+    let (_, metrics) = server.get("/metrics");
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.lines().any(|l| l.starts_with("thanos_compact_group_compactions_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+}

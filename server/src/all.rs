@@ -72,6 +72,16 @@ pub struct AllArgs {
     /// Out-of-order samples this far behind a tenant's newest are kept (0s: none).
     #[arg(long = "tsdb.out-of-order.time-window", default_value = "0s", value_parser = crate::query::cmd::duration)]
     pub ooo_window: Duration,
+    /// How often the bucket is compacted, downsampled and cleaned in the background, as
+    /// `gauntlet compact` does it (0s: never).
+    #[arg(long = "compact.interval", default_value = "5m", value_parser = crate::query::cmd::duration)]
+    pub compact_every: Duration,
+    /// Blocks younger than this are left out of background compaction.
+    #[arg(long = "compact.consistency-delay", default_value = "30m", value_parser = crate::query::cmd::duration)]
+    pub compact_consistency_delay: Duration,
+    /// Share of one CPU a background merge may use; the rest stays with queries and writes.
+    #[arg(long = "compact.cpu-share", default_value_t = 0.25)]
+    pub compact_cpu_share: f64,
 }
 
 /// Runs until Ctrl-C or SIGTERM.
@@ -117,7 +127,7 @@ async fn serve(args: AllArgs) -> anyhow::Result<()> {
 
     // The receiver ships the blocks it cuts into the bucket this process serves.
     let receiver =
-        Arc::new(Receiver::start(&receive_args(&args, &dir)?, Some(bucket_config)).await?);
+        Arc::new(Receiver::start(&receive_args(&args, &dir)?, Some(bucket_config.clone())).await?);
 
     // Reads from the local bucket cannot fail partially.
     let config = args.promql.api_config(true)?;
@@ -128,9 +138,14 @@ async fn serve(args: AllArgs) -> anyhow::Result<()> {
         }),
         config,
     });
+    let compact_metrics = Arc::new(crate::compact::CompactMetrics::default());
+    if !args.compact_every.is_zero() {
+        spawn_compaction(&args, &dir, &bucket_config, compact_metrics.clone())?;
+    }
     let ready = store.clone();
     let metrics = store.clone();
     let recv_metrics = receiver.clone();
+    let comp_metrics = compact_metrics.clone();
     let app = router(state)
         .merge(receiver.write_router())
         .merge(ops::router(
@@ -138,6 +153,7 @@ async fn serve(args: AllArgs) -> anyhow::Result<()> {
             Arc::new(move || {
                 let mut m = crate::store::render_metrics(&metrics);
                 m.push_str(&recv_metrics.render_metrics());
+                m.push_str(&crate::compact::render_metrics(&comp_metrics));
                 m
             }),
         ));
@@ -165,6 +181,52 @@ async fn serve(args: AllArgs) -> anyhow::Result<()> {
     }
     g.context("gRPC server")?;
     h
+}
+
+/// Runs compaction passes over the local bucket every `--compact.interval` in the
+/// background, each merge held to `--compact.cpu-share` of a CPU, until SIGTERM.
+fn spawn_compaction(
+    args: &AllArgs,
+    dir: &Path,
+    bucket_config: &BucketConfig,
+    metrics: Arc<crate::compact::CompactMetrics>,
+) -> anyhow::Result<()> {
+    let share = args.compact_cpu_share;
+    if !(share > 0.0 && share <= 1.0) {
+        anyhow::bail!("--compact.cpu-share={share}: want more than 0 and at most 1");
+    }
+    let cfg = crate::compact::CompactConfig {
+        data_dir: dir.join(".gauntlet/compact"),
+        replica_labels: Vec::new(),
+        dedup: gauntlet_engine::compact::Dedup::Chain,
+        vertical: false,
+        retention: [Duration::ZERO; 3],
+        delete_delay: Duration::from_secs(48 * 3600),
+        downsampling: true,
+        consistency_delay: args.compact_consistency_delay,
+        ranges: gauntlet_engine::compact::plan::THANOS_RANGES_MS.to_vec(),
+        cpu_share: (share < 1.0).then_some(share),
+    };
+    let bucket = Bucket::open(bucket_config)?;
+    let every = args.compact_every;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        crate::http::shutdown_signal().await;
+        on_signal.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            if let Err(e) = crate::compact::run_pass(&bucket, &cfg, &metrics, &stop).await {
+                tracing::warn!(error = %format!("{e:#}"), "background compaction pass failed; retrying next interval");
+            }
+        }
+    });
+    Ok(())
 }
 
 /// The receiver's flags inside `all`: tenants under `<data>/.gauntlet/receive/`, defaults

@@ -149,6 +149,9 @@ pub struct CompactConfig {
     pub consistency_delay: Duration,
     /// Compaction ranges (ms) up to the highest level.
     pub ranges: Vec<i64>,
+    /// Share of one CPU a merge may use (`gauntlet all` leaves the rest to queries); `None`
+    /// runs flat out.
+    pub cpu_share: Option<f64>,
 }
 
 impl CompactConfig {
@@ -176,6 +179,7 @@ impl CompactConfig {
             downsampling: !a.downsampling_disable,
             consistency_delay: a.consistency_delay,
             ranges: THANOS_RANGES_MS[..=a.max_level].to_vec(),
+            cpu_share: None,
         })
     }
 }
@@ -683,6 +687,7 @@ async fn compact_one(
         let opts = MergeOptions {
             dedup,
             thanos: Some(thanos),
+            cpu_share: cfg.cpu_share,
             ..MergeOptions::default()
         };
         let out = work.join("out");

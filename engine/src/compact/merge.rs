@@ -56,6 +56,10 @@ pub struct MergeOptions {
     pub thanos: Option<ThanosMeta>,
     /// Bytes of chunk data read from an input at a time.
     pub read_window: usize,
+    /// At most this share of one CPU (0 < share ≤ 1): the merge pauses between series so
+    /// that over any stretch it works this share of the time, leaving the rest to queries in
+    /// the same process. `None` runs flat out.
+    pub cpu_share: Option<f64>,
 }
 
 impl Default for MergeOptions {
@@ -65,6 +69,7 @@ impl Default for MergeOptions {
             dedup: Dedup::Chain,
             thanos: None,
             read_window: 4 << 20,
+            cpu_share: None,
         }
     }
 }
@@ -255,7 +260,9 @@ fn write_merged(blocks: &mut [Input], dir: &Path, opts: &MergeOptions) -> Result
 
     let mut series = SeriesMerge::default();
     let mut out_metas: Vec<ChunkMeta> = Vec::new();
+    let mut pace = Pace::new(opts.cpu_share);
     loop {
+        pace.tick();
         // The smallest label set among the inputs, and every input holding it.
         let Some(min) = blocks
             .iter()
@@ -304,6 +311,41 @@ fn write_merged(blocks: &mut [Input], dir: &Path, opts: &MergeOptions) -> Result
     index.finish()?;
     Tombstones::default().write(&dir.join("tombstones"))?;
     Ok((stats, bstats, files))
+}
+
+/// Keeps a merge to a share of one CPU: after each stretch of work it sleeps long enough that
+/// work is that share of the time.
+struct Pace {
+    share: Option<f64>,
+    since: std::time::Instant,
+    ticks: u32,
+}
+
+impl Pace {
+    /// Work between pauses.
+    const STRETCH: std::time::Duration = std::time::Duration::from_millis(20);
+
+    fn new(share: Option<f64>) -> Self {
+        Pace {
+            share: share.filter(|s| *s > 0.0 && *s < 1.0),
+            since: std::time::Instant::now(),
+            ticks: 0,
+        }
+    }
+
+    /// Called once a series; looks at the clock every 64 calls.
+    fn tick(&mut self) {
+        let Some(share) = self.share else { return };
+        self.ticks += 1;
+        if self.ticks % 64 != 0 {
+            return;
+        }
+        let worked = self.since.elapsed();
+        if worked >= Self::STRETCH {
+            std::thread::sleep(worked.mul_f64(1.0 / share - 1.0));
+            self.since = std::time::Instant::now();
+        }
+    }
 }
 
 /// The inputs' symbol tables merged in order, each symbol once. A read error ends the
