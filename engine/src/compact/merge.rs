@@ -337,7 +337,7 @@ impl Pace {
     fn tick(&mut self) {
         let Some(share) = self.share else { return };
         self.ticks += 1;
-        if self.ticks % 64 != 0 {
+        if !self.ticks.is_multiple_of(64) {
             return;
         }
         let worked = self.since.elapsed();
