@@ -126,6 +126,8 @@ pub struct CompactMetrics {
     pub last_pass: AtomicU64,
     /// Samples written by compactions.
     pub samples: AtomicU64,
+    /// Time spent merging (not downloading or uploading), µs.
+    pub merge_micros: AtomicU64,
 }
 
 /// The settings one pass works with.
@@ -541,7 +543,7 @@ async fn compact_groups(
                 Planned::Overlapping(_) => cfg.dedup,
                 _ => Dedup::Chain,
             };
-            match compact_one(bucket, cfg, &key, blocks, &inputs, dedup).await {
+            match compact_one(bucket, cfg, &key, blocks, &inputs, dedup, m).await {
                 Ok(Some(meta)) => {
                     m.compactions.fetch_add(1, Relaxed);
                     m.samples.fetch_add(meta.stats.num_samples, Relaxed);
@@ -658,6 +660,7 @@ async fn compact_one(
     blocks: &BTreeMap<Ulid, Synced>,
     inputs: &[Ulid],
     dedup: Dedup,
+    m: &CompactMetrics,
 ) -> anyhow::Result<Option<BlockMeta>> {
     let work = cfg
         .data_dir
@@ -693,9 +696,13 @@ async fn compact_one(
         let out = work.join("out");
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
         let out2 = out.clone();
-        let (meta, _) = tokio::task::spawn_blocking(move || merge_blocks(&dirs, &out2, &opts))
+        let t0 = std::time::Instant::now();
+        let merged = tokio::task::spawn_blocking(move || merge_blocks(&dirs, &out2, &opts))
             .await
-            .context("merge task")??;
+            .context("merge task")?;
+        m.merge_micros
+            .fetch_add(t0.elapsed().as_micros() as u64, Relaxed);
+        let (meta, _) = merged?;
         if let Some(meta) = &meta {
             let id = meta.ulid.to_string();
             upload_block(bucket, &out.join(&id), &id).await?;
@@ -973,6 +980,12 @@ pub fn render_metrics(m: &CompactMetrics) -> String {
             "counter",
             "Samples written by compactions.",
             f(&m.samples),
+        ),
+        (
+            "gauntlet_compact_merge_seconds_total",
+            "counter",
+            "Time spent merging blocks (downloads and uploads not counted).",
+            f(&m.merge_micros) / 1e6,
         ),
     ] {
         ops::metric(&mut out, name, typ, help, v);

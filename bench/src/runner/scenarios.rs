@@ -527,9 +527,14 @@ pub fn query(o: &RunOptions, scenario: &'static str) -> Result<Recorded, RunErro
 
 /// `compact`: Prometheus started over the generated 2 h blocks with a larger
 /// `--storage.tsdb.max-block-duration` merges them by itself (its compaction loop runs about a
-/// minute after start). Measured: the sum of the `duration` Prometheus logs for its "compact
-/// blocks" steps, the process's CPU seconds and peak RSS from start until the block set has
-/// been stable for 70 s after the last compaction (or `duration` × 10 at most).
+/// minute after start). Measured: the samples its compactions wrote
+/// (`prometheus_tsdb_compaction_chunk_samples_sum`) over the sum of the `duration` it logs for
+/// its "compact blocks" steps, the process's CPU seconds and peak RSS from start until the
+/// block set has been stable for 70 s after the last compaction (or `duration` × 10 at most).
+/// Gauntlet: `gauntlet compact` over a filesystem bucket holding the same blocks, one pass;
+/// the samples it wrote over the time its merges took (downloads and uploads through the
+/// bucket not counted), CPU and peak RSS of the whole process. Each side plans by its own
+/// levels (Prometheus 2 h × 3ⁿ, Thanos 2 h → 8 h → 2 d), so both are given per sample.
 pub fn compact(o: &RunOptions) -> Result<Recorded, RunError> {
     let src = blocks(o)?;
     let before = block_count(&src);
@@ -574,12 +579,15 @@ pub fn compact(o: &RunOptions) -> Result<Recorded, RunError> {
             break;
         }
     }
+    let written = b
+        .metric_sum("prometheus_tsdb_compaction_chunk_samples_sum")
+        .unwrap_or(0.0);
     let stats = b.stats();
     b.stop();
     let base = Figures {
         system: b.name.clone(),
         throughput: if logged_s > 0.0 {
-            before as f64 / logged_s
+            written / logged_s
         } else {
             0.0
         },
@@ -588,24 +596,103 @@ pub fn compact(o: &RunOptions) -> Result<Recorded, RunError> {
         cpu_s: stats.map(|s| s.cpu_s),
         peak_rss_bytes: stats.map(|s| s.peak_rss_bytes),
         notes: format!(
-            "{compactions} compaction steps logged taking {logged_s:.2} s in all; {before} blocks → {blocks_now}; CPU and RSS are the whole process lifetime ({:.0} s)",
+            "{compactions} compaction steps logged taking {logged_s:.2} s in all, writing {written:.0} samples; {before} blocks → {blocks_now}; CPU and RSS are the whole process lifetime ({:.0} s)",
             started.elapsed().as_secs_f64()
         ),
     };
+    let tgt = compact_gauntlet(o, &src, before)?;
+    const UNIT: &str = "samples merged per compaction second";
     let section = render(
         "compact",
-        "input blocks per compaction second",
+        UNIT,
         &format!("{}; {before} blocks of 2 h", input_text(o)),
         &o.command_line,
         &base,
-        None,
+        tgt.as_ref(),
     );
     Ok(Recorded {
         scenario: "compact",
         input: input_name(o, &[]),
         section,
-        figures: side_figures("input blocks per compaction second", &base, None),
+        figures: side_figures(UNIT, &base, tgt.as_ref()),
     })
+}
+
+/// Gauntlet's side of `compact`: `gauntlet compact --wait` over a filesystem bucket holding a
+/// copy of the blocks in `src`, stopped once its first pass is done.
+fn compact_gauntlet(
+    o: &RunOptions,
+    src: &Path,
+    before: usize,
+) -> Result<Option<Figures>, RunError> {
+    let bucket = o.work_dir.join("compact-gauntlet-bucket");
+    let _ = std::fs::remove_dir_all(&bucket);
+    copy_tree(src, &bucket)?;
+    let scratch = o.work_dir.join("compact-gauntlet-scratch");
+    let _ = std::fs::remove_dir_all(&scratch);
+    let objstore = o.work_dir.join("compact-gauntlet-objstore.yml");
+    std::fs::write(
+        &objstore,
+        format!(
+            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+            bucket.display()
+        ),
+    )?;
+    let args = format!(
+        "compact --objstore.config-file={{data}} --data-dir={} --http-address=127.0.0.1:{{http}} --wait --wait-interval=24h --consistency-delay=0s --downsampling.disable",
+        scratch.display()
+    );
+    let Some(mut t) = target(o, "compact", "compact", &args, &objstore)? else {
+        return Ok(None);
+    };
+    let started = Instant::now();
+    let limit = started + o.duration * 10;
+    while t
+        .metric_sum("thanos_compact_iterations_total")
+        .unwrap_or(0.0)
+        < 1.0
+    {
+        if Instant::now() > limit {
+            return Err(RunError::Start(format!(
+                "gauntlet compact did not finish a pass in {:?}",
+                o.duration * 10
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let written = t
+        .metric_sum("gauntlet_compact_samples_written_total")
+        .unwrap_or(0.0);
+    let merge_s = t
+        .metric_sum("gauntlet_compact_merge_seconds_total")
+        .unwrap_or(0.0);
+    let compactions = t
+        .metric_sum("thanos_compact_group_compactions_total")
+        .unwrap_or(0.0);
+    let stats = t.stats();
+    let wall = started.elapsed().as_secs_f64();
+    t.stop();
+    let live = std::fs::read_dir(&bucket)?
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.path().join("meta.json").is_file() && !e.path().join("deletion-mark.json").exists()
+        })
+        .count();
+    Ok(Some(Figures {
+        system: t.name.clone(),
+        throughput: if merge_s > 0.0 {
+            written / merge_s
+        } else {
+            0.0
+        },
+        p50_ms: 0.0,
+        p99_ms: 0.0,
+        cpu_s: stats.map(|s| s.cpu_s),
+        peak_rss_bytes: stats.map(|s| s.peak_rss_bytes),
+        notes: format!(
+            "{compactions:.0} compactions merging {written:.0} samples in {merge_s:.2} s (copies into and out of the bucket not counted); {before} blocks → {live}; CPU and RSS are the whole process lifetime ({wall:.1} s, one pass)"
+        ),
+    }))
 }
 
 /// The `duration=…` field of a Prometheus log line, in seconds (`1.5s`, `850ms`, `1m2.5s`).
