@@ -540,3 +540,98 @@ fn all_in_one_streams_downsampled_data_as_the_querier_reads_it() {
 fn close(a: f64, b: f64) -> bool {
     a == b || (a - b).abs() <= 1e-12 * a.abs().max(b.abs())
 }
+
+/// The compactor's own downsampling: 26 promtool blocks of 2 h (1-minute samples from a 48 h
+/// boundary) in a bucket are compacted level by level into a 2-day block, which `gauntlet
+/// compact` then downsamples to 5m. Its aggregates must equal the reference computed from the
+/// dump of the 24 source blocks it covers, counters included across the sources' edges.
+#[test]
+fn the_compactor_downsamples_the_2d_block_it_compacted_like_the_reference() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 2025-01-02T00:00Z is a multiple of 48 h.
+    let start = 1_735_776_000i64;
+    let om = tmp.path().join("in.om");
+    run_ok(
+        Command::new(require("python3"))
+            .arg(repo_root().join("tests/tools/gen_openmetrics.py"))
+            .arg(&om)
+            .args([&start.to_string(), &(52 * 3600).to_string(), "60", "1"]),
+    );
+    let src = tmp.path().join("src");
+    run_ok(
+        Command::new(require("promtool"))
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&om)
+            .arg(&src),
+    );
+    let bucket = tmp.path().join("bucket");
+    let covered = tmp.path().join("covered");
+    let mut blocks: Vec<PathBuf> = std::fs::read_dir(&src)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("meta.json").is_file())
+        .collect();
+    blocks.sort();
+    assert_eq!(blocks.len(), 26);
+    for b in &blocks {
+        let mut meta: Value =
+            serde_json::from_slice(&std::fs::read(b.join("meta.json")).unwrap()).unwrap();
+        let min = meta["minTime"].as_i64().unwrap();
+        // Ended at their range end, as Prometheus and receivers end them.
+        meta["maxTime"] = json!(min + 7_200_000);
+        meta["thanos"] = json!({"version": 1, "labels": {"cluster": "eu1"}, "downsample": {"resolution": 0}, "source": "sidecar"});
+        let id = b.file_name().unwrap();
+        copy_dir(b, &bucket.join(id));
+        std::fs::write(
+            bucket.join(id).join("meta.json"),
+            serde_json::to_vec_pretty(&meta).unwrap(),
+        )
+        .unwrap();
+        if min < (start + 48 * 3600) * 1000 {
+            copy_dir(b, &covered.join(id));
+        }
+    }
+    let cfg = filesystem_objstore(tmp.path().join("objstore.yml"), &bucket);
+    let out = gauntlet()
+        .arg("compact")
+        .arg("--objstore.config-file")
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .args(["--http-address", "127.0.0.1:0", "--consistency-delay", "0s"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut five = Vec::new();
+    let mut two_day = 0;
+    for e in std::fs::read_dir(&bucket).unwrap() {
+        let p = e.unwrap().path();
+        let Ok(bytes) = std::fs::read(p.join("meta.json")) else {
+            continue;
+        };
+        let meta: Value = serde_json::from_slice(&bytes).unwrap();
+        let span = meta["maxTime"].as_i64().unwrap() - meta["minTime"].as_i64().unwrap();
+        match meta["thanos"]["downsample"]["resolution"].as_i64() {
+            Some(300_000) => five.push((p.clone(), meta)),
+            Some(0) if span == 48 * 3_600_000 && !p.join("deletion-mark.json").exists() => {
+                two_day += 1
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(two_day, 1, "one raw 2-day block");
+    assert_eq!(five.len(), 1, "one 5m block");
+    let (dir, meta) = &five[0];
+    assert_eq!(meta["thanos"]["source"], "compactor");
+    assert_eq!(meta["compaction"]["sources"].as_array().unwrap().len(), 24);
+    let want = reference(&covered, false);
+    assert_same(
+        "compacted 2d → 5m",
+        &read_aggr_block(dir),
+        &pick(&want, "5m"),
+    );
+}
