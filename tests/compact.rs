@@ -571,3 +571,77 @@ fn gauntlet_all_compacts_its_bucket_in_the_background_and_answers_the_same() {
         "{metrics}"
     );
 }
+
+#[test]
+fn a_bucket_that_vanishes_is_reported_and_the_waiting_compactor_carries_on_when_it_returns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = promtool_blocks(tmp.path(), 2, 10);
+    let bucket = tmp.path().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    upload(&src, &bucket, &[("g", "a")]);
+    let objstore = filesystem_objstore(tmp.path().join("objstore.yml"), &bucket);
+    let [port] = free_ports();
+    let log = tmp.path().join("log.txt");
+    let mut child = gauntlet()
+        .arg("compact")
+        .arg("--objstore.config-file")
+        .arg(&objstore)
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .arg(format!("--http-address=127.0.0.1:{port}"))
+        .args([
+            "--consistency-delay",
+            "0s",
+            "--wait",
+            "--wait-interval",
+            "300ms",
+        ])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let metric = |name: &str| -> f64 {
+        let Ok((200, body)) = http_get(port, "/metrics") else {
+            return -1.0;
+        };
+        String::from_utf8_lossy(&body)
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("{name} "))
+                    .map(|v| v.parse().unwrap())
+            })
+            .unwrap_or(-1.0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut wait_for = |name: &str, at_least: f64, child: &mut std::process::Child| {
+        while metric(name) < at_least {
+            assert!(Instant::now() < deadline, "{name} never reached {at_least}");
+            assert!(child.try_wait().unwrap().is_none(), "the compactor exited");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for("thanos_compact_group_compactions_total", 1.0, &mut child);
+    // The bucket goes away: passes fail, the process stays up and says so.
+    std::fs::remove_dir_all(&bucket).unwrap();
+    let failed = metric("gauntlet_compact_pass_failures_total");
+    wait_for(
+        "gauntlet_compact_pass_failures_total",
+        failed + 2.0,
+        &mut child,
+    );
+    // It comes back with other blocks: the next pass compacts them.
+    std::fs::create_dir_all(&bucket).unwrap();
+    upload(&src, &bucket, &[("g", "b")]);
+    wait_for("thanos_compact_group_compactions_total", 2.0, &mut child);
+    // SIGTERM: a clean stop.
+    run_ok(Command::new("kill").args(["-TERM", &child.id().to_string()]));
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("does not exist"), "{text}");
+    assert!(text.contains("compactor stopped"), "{text}");
+    assert_same_dump(
+        "the returned bucket",
+        &promtool_dump(&src, &[]),
+        &live_dump(&bucket, &[("g", "b")]),
+    );
+}
