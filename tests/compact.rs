@@ -612,7 +612,7 @@ fn a_bucket_that_vanishes_is_reported_and_the_waiting_compactor_carries_on_when_
             .unwrap_or(-1.0)
     };
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut wait_for = |name: &str, at_least: f64, child: &mut std::process::Child| {
+    let wait_for = |name: &str, at_least: f64, child: &mut std::process::Child| {
         while metric(name) < at_least {
             assert!(Instant::now() < deadline, "{name} never reached {at_least}");
             assert!(child.try_wait().unwrap().is_none(), "the compactor exited");
