@@ -508,6 +508,19 @@ impl SeriesMerge {
                 })?;
             }
             apply_deletions(&self.inputs[k].2, &mut batch.ts, &mut batch.val);
+            // A block whose own chunks overlap (written out of order) is put in time order,
+            // a repeated timestamp kept once.
+            if !batch.ts.is_sorted_by(|a, b| a < b) {
+                let mut pairs: Vec<(i64, f64)> = batch
+                    .ts
+                    .iter()
+                    .copied()
+                    .zip(batch.val.iter().copied())
+                    .collect();
+                pairs.sort_by_key(|p| p.0);
+                pairs.dedup_by_key(|p| p.0);
+                (batch.ts, batch.val) = pairs.into_iter().unzip();
+            }
         }
         let batches = &self.batches[..n];
         match dedup {
