@@ -92,19 +92,7 @@ fn dump_match_selects_like_a_filter_over_the_full_dump() {
 
 /// Generates `gen_openmetrics.py` input for `instances` × 200 series over `secs` seconds.
 fn openmetrics(dir: &Path, instances: u32, secs: u32) -> std::path::PathBuf {
-    let om = dir.join("input.om");
-    run_ok(
-        Command::new(require("python3"))
-            .arg(repo_root().join("tests/tools/gen_openmetrics.py"))
-            .arg(&om)
-            .args([
-                "1735689600",
-                &secs.to_string(),
-                "15",
-                &instances.to_string(),
-            ]),
-    );
-    om
+    gen_openmetrics(dir, 1_735_689_600, secs, 15, instances)
 }
 
 #[test]

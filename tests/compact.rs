@@ -17,19 +17,7 @@ use gauntlet_engine::block::{BlockMeta, ThanosMeta};
 /// `gen_openmetrics.py` input for `instances` × 200 series over `secs` seconds from
 /// 2025-01-01 (aligned to 8 h), one sample per 15 s.
 fn openmetrics(dir: &Path, instances: u32, secs: u32) -> PathBuf {
-    let om = dir.join("input.om");
-    run_ok(
-        Command::new(require("python3"))
-            .arg(repo_root().join("tests/tools/gen_openmetrics.py"))
-            .arg(&om)
-            .args([
-                "1735689600",
-                &secs.to_string(),
-                "15",
-                &instances.to_string(),
-            ]),
-    );
-    om
+    gen_openmetrics(dir, 1_735_689_600, secs, 15, instances)
 }
 
 /// Promtool's 2 h blocks of the generated input, in `dir`.

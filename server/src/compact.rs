@@ -244,13 +244,10 @@ fn now_ms() -> i64 {
 
 /// Runs the compactor: one pass, or with `--wait` a pass every interval until SIGTERM.
 pub fn run(args: CompactArgs) -> anyhow::Result<()> {
-    let yaml = match (&args.objstore_config, &args.objstore_config_file) {
-        (Some(y), _) => y.clone(),
-        (None, Some(p)) => std::fs::read_to_string(p)
-            .with_context(|| format!("reading --objstore.config-file {}", p.display()))?,
-        (None, None) => anyhow::bail!("--objstore.config-file is required"),
-    };
-    let cfg = BucketConfig::parse(&yaml)?;
+    let cfg = crate::store::required_objstore_config(
+        args.objstore_config.as_deref(),
+        args.objstore_config_file.as_deref(),
+    )?;
     let compact = CompactConfig::from_args(&args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

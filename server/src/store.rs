@@ -105,15 +105,35 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
-/// Runs the store gateway until SIGINT or SIGTERM.
-pub fn run(args: StoreArgs) -> anyhow::Result<()> {
-    let yaml = match (&args.objstore_config, &args.objstore_config_file) {
-        (Some(y), _) => y.clone(),
+/// The bucket `--objstore.config` (YAML text) or `--objstore.config-file` names, if either
+/// is given (the text wins).
+pub fn objstore_config(
+    yaml: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<BucketConfig>> {
+    let yaml = match (yaml, file) {
+        (Some(y), _) => y.to_string(),
         (None, Some(p)) => std::fs::read_to_string(p)
             .with_context(|| format!("reading --objstore.config-file {}", p.display()))?,
-        (None, None) => anyhow::bail!("--objstore.config-file is required"),
+        (None, None) => return Ok(None),
     };
-    let cfg = BucketConfig::parse(&yaml)?;
+    Ok(Some(BucketConfig::parse(&yaml)?))
+}
+
+/// [`objstore_config`] for a role that cannot run without a bucket.
+pub fn required_objstore_config(
+    yaml: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<BucketConfig> {
+    objstore_config(yaml, file)?.context("--objstore.config-file is required")
+}
+
+/// Runs the store gateway until SIGINT or SIGTERM.
+pub fn run(args: StoreArgs) -> anyhow::Result<()> {
+    let cfg = required_objstore_config(
+        args.objstore_config.as_deref(),
+        args.objstore_config_file.as_deref(),
+    )?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("gauntlet-net")

@@ -77,6 +77,30 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// Writes `tests/tools/gen_openmetrics.py` input to `dir/input.om`: `instances` × 200 series
+/// from `start_s` (Unix seconds) over `secs` seconds, a sample every `step_s` seconds.
+pub fn gen_openmetrics(
+    dir: &Path,
+    start_s: i64,
+    secs: u32,
+    step_s: u32,
+    instances: u32,
+) -> PathBuf {
+    let om = dir.join("input.om");
+    run_ok(
+        Command::new(require("python3"))
+            .arg(repo_root().join("tests/tools/gen_openmetrics.py"))
+            .arg(&om)
+            .args([
+                start_s.to_string(),
+                secs.to_string(),
+                step_s.to_string(),
+                instances.to_string(),
+            ]),
+    );
+    om
+}
+
 /// Writes a Thanos objstore file for a FILESYSTEM bucket over `bucket` at `cfg`; returns `cfg`.
 pub fn filesystem_objstore(cfg: PathBuf, bucket: &Path) -> PathBuf {
     std::fs::write(

@@ -213,6 +213,24 @@ impl ThanosFile {
             hash: None,
         }
     }
+
+    /// The `thanos.files` list of a block being written in `dir`: its chunk `segments`
+    /// (relative path and size, as the segment writer reports them), `index` with the size
+    /// it has in `dir`, and `meta.json`.
+    pub fn block_files(
+        dir: &std::path::Path,
+        segments: &[(String, u64)],
+    ) -> std::io::Result<Vec<ThanosFile>> {
+        let index_size = std::fs::metadata(dir.join("index"))?.len();
+        Ok(segments
+            .iter()
+            .map(|(p, size)| ThanosFile::new(p.clone(), Some(*size)))
+            .chain([
+                ThanosFile::new("index".into(), Some(index_size)),
+                ThanosFile::new("meta.json".into(), None),
+            ])
+            .collect())
+    }
 }
 
 /// A file hash as Thanos records it: `{"hashFunc":"SHA256","value":"<hex>"}`.

@@ -173,18 +173,19 @@ impl BlockWriter {
         ix.finish()?;
         Tombstones::default().write(&self.tmp.join("tombstones"))?;
 
-        let thanos = thanos.map(|mut t| {
-            let index_size = fs::metadata(&index_path).map(|m| m.len()).unwrap_or(0);
-            t.files = files
-                .iter()
-                .map(|(p, size)| super::meta::ThanosFile::new(p.clone(), Some(*size)))
-                .chain([
-                    super::meta::ThanosFile::new("index".to_string(), Some(index_size)),
-                    super::meta::ThanosFile::new("meta.json".to_string(), None),
-                ])
-                .collect();
-            t
-        });
+        let thanos = match thanos {
+            Some(mut t) => {
+                t.files =
+                    super::meta::ThanosFile::block_files(&self.tmp, &files).map_err(|source| {
+                        Error::Io {
+                            path: index_path.clone(),
+                            source,
+                        }
+                    })?;
+                Some(t)
+            }
+            None => None,
+        };
         let meta = BlockMeta {
             ulid: self.ulid,
             min_time: self.range.map_or(self.min_time, |r| r.0),

@@ -617,20 +617,10 @@ fn merged_meta(
         None => None,
         Some(t) => {
             let mut t = t.clone();
-            let index_size = std::fs::metadata(dir.join("index"))
-                .map_err(|source| Error::Io {
-                    path: dir.join("index"),
-                    source,
-                })?
-                .len();
-            t.files = files
-                .iter()
-                .map(|(p, size)| ThanosFile::new(p.clone(), Some(*size)))
-                .chain([
-                    ThanosFile::new("index".into(), Some(index_size)),
-                    ThanosFile::new("meta.json".into(), None),
-                ])
-                .collect();
+            t.files = ThanosFile::block_files(dir, files).map_err(|source| Error::Io {
+                path: dir.join("index"),
+                source,
+            })?;
             t.segment_files.clear();
             t.upload_time = None;
             t.index_stats = None;

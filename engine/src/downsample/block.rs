@@ -90,17 +90,7 @@ pub fn downsample_block(
         .iter()
         .filter_map(|(p, _)| p.strip_prefix("chunks/").map(str::to_string))
         .collect();
-    let index_size = std::fs::metadata(tmp.join("index"))
-        .map_err(io(&tmp.join("index")))?
-        .len();
-    thanos.files = files
-        .iter()
-        .map(|(p, size)| ThanosFile::new(p.clone(), Some(*size)))
-        .chain([
-            ThanosFile::new("index".into(), Some(index_size)),
-            ThanosFile::new("meta.json".into(), None),
-        ])
-        .collect();
+    thanos.files = ThanosFile::block_files(&tmp, &files).map_err(io(&tmp.join("index")))?;
     thanos.upload_time = None;
     thanos.index_stats = None;
     meta.thanos = Some(thanos);

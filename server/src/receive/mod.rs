@@ -243,13 +243,10 @@ impl ReceiveArgs {
 
     /// The bucket `--objstore.config` or `--objstore.config-file` names, if either is given.
     pub fn bucket_config(&self) -> anyhow::Result<Option<BucketConfig>> {
-        let yaml = match (&self.objstore_config, &self.objstore_config_file) {
-            (Some(y), _) => y.clone(),
-            (None, Some(p)) => std::fs::read_to_string(p)
-                .with_context(|| format!("reading --objstore.config-file {}", p.display()))?,
-            (None, None) => return Ok(None),
-        };
-        Ok(Some(BucketConfig::parse(&yaml)?))
+        crate::store::objstore_config(
+            self.objstore_config.as_deref(),
+            self.objstore_config_file.as_deref(),
+        )
     }
 }
 
