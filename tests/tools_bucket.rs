@@ -783,6 +783,10 @@ fn rewrite_deletes_the_matching_series_and_nothing_else() {
     assert_eq!(t.rewrites.len(), 1);
     assert_eq!(t.rewrites[0].sources, vec![src]);
     assert_eq!(t.rewrites[0].deletions_applied.len(), 2);
+    assert_eq!(
+        t.rewrites[0].deletions_applied[1],
+        serde_json::json!({"matchers": ["__name__=\"temperature_celsius\"", "sensor=\"s3\""]})
+    );
     assert_eq!(m.stats.num_samples, old.stats.num_samples - removed as u64);
     assert_eq!(m.stats.num_series, old.stats.num_series - 50);
 

@@ -13,7 +13,7 @@ use super::merge::{MergeOptions, MergeStats, chunk_samples, merge_blocks, select
 use crate::block::{Block, BlockMeta, Rewrite};
 use crate::error::{Error, Result};
 use crate::index::ChunkMeta;
-use crate::labels::{Labels, MatchType, Matcher};
+use crate::labels::{Labels, Matcher};
 
 /// `thanos.source` of a block written by a rewrite.
 pub const REWRITE_SOURCE: &str = "bucket.rewrite";
@@ -94,20 +94,102 @@ pub fn delete_series(
     Ok((Some(meta), stats))
 }
 
-/// An entry of `deletions_applied` as Thanos writes it: the matchers of one selector with
-/// their Go field names and match type numbers.
+/// An entry of `deletions_applied` as Thanos writes it: `{"matchers": [...]}`, each matcher of
+/// the selector as Prometheus prints it (`__name__="up"`).
 fn deletion_request(selector: &[Matcher]) -> Value {
-    let matchers: Vec<Value> = selector
-        .iter()
-        .map(|m| {
-            let typ = match m.typ {
-                MatchType::Equal => 0,
-                MatchType::NotEqual => 1,
-                MatchType::Regexp => 2,
-                MatchType::NotRegexp => 3,
-            };
-            json!({"Type": typ, "Name": m.name, "Value": m.value})
-        })
-        .collect();
+    let matchers: Vec<String> = selector.iter().map(Matcher::to_string).collect();
     json!({ "matchers": matchers })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::{BlockWriter, CutOptions, ThanosMeta};
+    use crate::labels::MatchType;
+
+    /// A block of series `m{s="<name>"}` with 240 samples each under `parent`, with a Thanos
+    /// section; returns its directory.
+    fn block(parent: &Path, names: &[&str]) -> std::path::PathBuf {
+        let mut w = BlockWriter::create(parent, CutOptions::default()).unwrap();
+        let ts: Vec<i64> = (0..240).map(|i| i * 15_000).collect();
+        let val: Vec<f64> = (0..240).map(f64::from).collect();
+        for name in names {
+            w.add_series(
+                &Labels::from_pairs([("__name__", "m"), ("s", *name)]),
+                &ts,
+                &val,
+            )
+            .unwrap();
+        }
+        let thanos = ThanosMeta {
+            version: 1,
+            labels: [("cluster".to_string(), "eu1".to_string())].into(),
+            source: "sidecar".into(),
+            ..ThanosMeta::default()
+        };
+        let meta = w.finish(Some(thanos)).unwrap().unwrap();
+        parent.join(meta.ulid.to_string())
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let b = Block::open(dir).unwrap();
+        let mut seen = Vec::new();
+        for_each_selected(&b, &[vec![Matcher::equal("__name__", "m")]], |s| {
+            seen.push(s.labels.get("s").unwrap().to_string());
+        })
+        .unwrap();
+        seen
+    }
+
+    #[test]
+    fn selected_series_are_gone_and_the_rest_kept_with_the_source_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = block(&dir.path().join("src"), &["a", "b", "c", "d"]);
+        let sel = vec![vec![Matcher::new(MatchType::Regexp, "s", "a|c").unwrap()]];
+        let b = Block::open(&src).unwrap();
+        let mut selected = Vec::new();
+        for_each_selected(&b, &sel, |s| selected.push(s)).unwrap();
+        assert_eq!(selected.len(), 2);
+        assert_eq!(selected[0].labels.get("s"), Some("a"));
+        assert_eq!((selected[0].samples, selected[0].chunks), (240, 2));
+
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let (meta, stats) = delete_series(&src, &out, &sel, None).unwrap();
+        let meta = meta.unwrap();
+        assert_eq!(stats.series_deleted, 2);
+        assert_eq!(names(&out.join(meta.ulid.to_string())), ["b", "d"]);
+        let old = b.meta();
+        assert_eq!(meta.compaction, old.compaction);
+        assert_eq!((meta.min_time, meta.max_time), (old.min_time, old.max_time));
+        assert_eq!(meta.stats.num_samples, 480);
+        let t = meta.thanos.unwrap();
+        assert_eq!(t.source, REWRITE_SOURCE);
+        assert_eq!(t.labels, old.thanos.as_ref().unwrap().labels);
+        assert_eq!(t.rewrites[0].sources, vec![old.ulid]);
+        assert_eq!(
+            t.rewrites[0].deletions_applied,
+            vec![json!({"matchers": ["s=~\"a|c\""]})]
+        );
+        // What is on disk is what was returned.
+        assert_eq!(
+            BlockMeta::read(&out.join(meta.ulid.to_string()))
+                .unwrap()
+                .compaction,
+            old.compaction
+        );
+    }
+
+    #[test]
+    fn deleting_every_series_writes_no_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = block(&dir.path().join("src"), &["a", "b"]);
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let sel = vec![vec![Matcher::equal("__name__", "m")]];
+        let (meta, stats) = delete_series(&src, &out, &sel, None).unwrap();
+        assert!(meta.is_none());
+        assert_eq!(stats.series_deleted, 2);
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+    }
 }

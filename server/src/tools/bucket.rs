@@ -504,8 +504,11 @@ async fn verify(bucket: &Bucket, ids: &[Ulid], issues: &[IssueKind]) -> anyhow::
                 Err(e) => vec![format!("the block does not download: {e:#}")],
             };
             let _ = std::fs::remove_dir_all(&dir);
+            // Files are named as the bucket names them, not by the scratch copy.
+            let scratch_prefix = format!("{}/", scratch.path().display());
             bar.suspend(|| {
                 for why in block_issues {
+                    let why = why.replace(&scratch_prefix, "");
                     report.add(*id, IssueKind::IndexKnownIssues, why);
                 }
             });
@@ -563,8 +566,9 @@ async fn verify(bucket: &Bucket, ids: &[Ulid], issues: &[IssueKind]) -> anyhow::
         return Ok(());
     }
     bail!(
-        "{} issues in {} of the {checked} blocks checked",
+        "{} {} in {} of the {checked} blocks checked",
         report.count,
+        if report.count == 1 { "issue" } else { "issues" },
         report.blocks.len()
     )
 }
