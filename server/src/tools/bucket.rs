@@ -778,6 +778,9 @@ async fn rewrite(
                     delete.join(" or ")
                 ),
             };
+            // Were this mark lost, nothing would be served twice: the new block has the
+            // source's compaction sources and a newer ULID, so readers already skip the source
+            // as held whole, and the compactor marks it.
             let mark = DeletionMark::new(*id, now_ms() / 1000, why.clone());
             bucket
                 .put(
