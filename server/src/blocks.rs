@@ -1,11 +1,176 @@
-//! Moving whole blocks between a local directory and the bucket, as Thanos does: every file
-//! streamed, `meta.json` uploaded last (a block without it is a partial upload and is not
-//! read), markers and tombstones never downloaded as block data.
+//! Whole blocks in the bucket, as Thanos handles them: reading every block's meta.json and
+//! markers; moving blocks between a local directory and the bucket (every file streamed,
+//! `meta.json` uploaded last: a block without it is a partial upload and is not read; markers
+//! and tombstones never downloaded as block data); deleting them, and finding which are due
+//! for deletion.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
-use gauntlet_engine::bucket::Bucket;
+use gauntlet_engine::block::{BlockMeta, DeletionMark};
+use gauntlet_engine::bucket::{Bucket, BucketError};
+use gauntlet_engine::downsample::RES_RAW;
+use ulid::Ulid;
+
+/// A partial upload (a block directory without meta.json) whose newest object and ULID are
+/// both older than this is taken for abandoned and removed, ms (two days, as Thanos).
+pub const PARTIAL_UPLOAD_ABANDONED_MS: i64 = 2 * 86_400_000;
+
+/// A block in the bucket with its markers.
+#[derive(Debug, Clone)]
+pub struct SyncedBlock {
+    /// Its meta.json.
+    pub meta: BlockMeta,
+    /// Its deletion mark, if it has one that parses.
+    pub deletion: Option<DeletionMark>,
+    /// Whether it has a no-compact mark.
+    pub no_compact: bool,
+    /// Whether it has a no-downsample mark.
+    pub no_downsample: bool,
+}
+
+impl SyncedBlock {
+    /// Its resolution, ms (0 for raw blocks).
+    pub fn resolution(&self) -> i64 {
+        self.meta
+            .thanos
+            .as_ref()
+            .map_or(RES_RAW, |t| t.downsample.resolution)
+    }
+
+    /// Its external labels.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        self.meta
+            .thanos
+            .as_ref()
+            .map(|t| t.labels.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// What one listing of the bucket found.
+#[derive(Debug, Clone, Default)]
+pub struct BucketBlocks {
+    /// Blocks whose meta.json parses and names them, by ULID.
+    pub blocks: BTreeMap<Ulid, SyncedBlock>,
+    /// Directories named as a ULID without meta.json: uploads under way or abandoned.
+    pub partial: Vec<Ulid>,
+    /// Directories whose meta.json does not parse or names another block, with why.
+    pub unusable: Vec<(Ulid, String)>,
+}
+
+/// Reads the meta.json and markers of every block directory (a top-level directory named as a
+/// ULID) of the bucket. A marker that does not parse counts as absent.
+pub async fn sync_blocks(bucket: &Bucket) -> anyhow::Result<BucketBlocks> {
+    let mut out = BucketBlocks::default();
+    for dir in bucket.list_dirs("").await.context("listing the bucket")? {
+        let Ok(id) = Ulid::from_string(&dir) else {
+            continue;
+        };
+        let Some(meta) = read_object(bucket, &format!("{dir}/meta.json")).await? else {
+            out.partial.push(id);
+            continue;
+        };
+        let path = PathBuf::from(format!("{dir}/meta.json"));
+        let meta = match BlockMeta::parse(&meta, &path) {
+            Ok(meta) if meta.ulid == id => meta,
+            Ok(meta) => {
+                out.unusable
+                    .push((id, format!("its meta.json names block {}", meta.ulid)));
+                continue;
+            }
+            Err(e) => {
+                out.unusable
+                    .push((id, format!("its meta.json does not parse: {e}")));
+                continue;
+            }
+        };
+        let mark = format!("{dir}/{}", DeletionMark::FILENAME);
+        let deletion = read_object(bucket, &mark)
+            .await?
+            .and_then(|b| DeletionMark::parse(&b, Path::new(&mark)).ok());
+        let no_compact = read_object(bucket, &format!("{dir}/no-compact-mark.json"))
+            .await?
+            .is_some();
+        let no_downsample = read_object(bucket, &format!("{dir}/no-downsample-mark.json"))
+            .await?
+            .is_some();
+        out.blocks.insert(
+            id,
+            SyncedBlock {
+                meta,
+                deletion,
+                no_compact,
+                no_downsample,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The object at `path`, or `None` when it does not exist.
+pub async fn read_object(bucket: &Bucket, path: &str) -> anyhow::Result<Option<bytes::Bytes>> {
+    match bucket.get(path).await {
+        Ok(b) => Ok(Some(b)),
+        Err(BucketError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {path}")),
+    }
+}
+
+/// Blocks whose deletion mark was written `delay` or longer before `now_ms`.
+pub fn deletion_due(
+    blocks: &BTreeMap<Ulid, SyncedBlock>,
+    delay: Duration,
+    now_ms: i64,
+) -> Vec<Ulid> {
+    let now_s = now_ms / 1000;
+    blocks
+        .values()
+        .filter(|b| {
+            b.deletion
+                .as_ref()
+                .is_some_and(|m| now_s - m.deletion_time >= delay.as_secs() as i64)
+        })
+        .map(|b| b.meta.ulid)
+        .collect()
+}
+
+/// Block directories, other than those of `blocks`, that hold no meta.json and whose newest
+/// object and ULID are both older than [`PARTIAL_UPLOAD_ABANDONED_MS`] at `now_ms`: uploads
+/// that will not finish. Listed afresh, so an upload that finished since `blocks` was read is
+/// left alone.
+pub async fn abandoned_uploads(
+    bucket: &Bucket,
+    blocks: &BTreeMap<Ulid, SyncedBlock>,
+    now_ms: i64,
+) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for dir in bucket.list_dirs("").await.context("listing the bucket")? {
+        let Ok(id) = Ulid::from_string(&dir) else {
+            continue;
+        };
+        if blocks.contains_key(&id) {
+            continue;
+        }
+        let objects = bucket
+            .list(&format!("{dir}/"))
+            .await
+            .with_context(|| format!("listing {dir}/"))?;
+        if objects.iter().any(|o| o.path.ends_with("/meta.json")) {
+            continue;
+        }
+        let newest = objects.iter().map(|o| o.modified_ms).max().unwrap_or(0);
+        if now_ms - newest < PARTIAL_UPLOAD_ABANDONED_MS
+            || now_ms - (id.timestamp_ms() as i64) < PARTIAL_UPLOAD_ABANDONED_MS
+        {
+            continue;
+        }
+        out.push(dir);
+    }
+    Ok(out)
+}
 
 /// The files of the block in `dir`, relative to it, `meta.json` last.
 pub fn block_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use clap::Args;
 use gauntlet_engine::block::{BlockMeta, DeletionMark, NoCompactMark, ThanosMeta};
-use gauntlet_engine::bucket::{Bucket, BucketConfig, BucketError};
+use gauntlet_engine::bucket::{Bucket, BucketConfig};
 use gauntlet_engine::compact::plan::THANOS_RANGES_MS;
 use gauntlet_engine::compact::{
     Dedup, MergeOptions, PlanBlock, Planned, group_key, merge_blocks, plan, redundant,
@@ -25,7 +25,10 @@ use gauntlet_engine::compact::{
 use gauntlet_engine::downsample::{RES_1H, RES_5M, RES_RAW, downsample_block};
 use ulid::Ulid;
 
-use crate::blocks::{delete_block, download_block, upload_block};
+use crate::blocks::{
+    SyncedBlock, abandoned_uploads, delete_block, deletion_due, download_block, sync_blocks,
+    upload_block,
+};
 use crate::http::ops;
 
 /// Flags of `gauntlet compact`, named as Thanos names them.
@@ -210,33 +213,8 @@ impl PassReport {
     }
 }
 
-/// A block in the bucket with its markers.
-#[derive(Debug, Clone)]
-struct Synced {
-    meta: BlockMeta,
-    deletion: Option<DeletionMark>,
-    no_compact: bool,
-    no_downsample: bool,
-}
-
-impl Synced {
-    fn resolution(&self) -> i64 {
-        self.meta
-            .thanos
-            .as_ref()
-            .map_or(RES_RAW, |t| t.downsample.resolution)
-    }
-
-    fn labels(&self) -> BTreeMap<String, String> {
-        self.meta
-            .thanos
-            .as_ref()
-            .map(|t| t.labels.clone())
-            .unwrap_or_default()
-    }
-}
-
-fn now_ms() -> i64 {
+/// The time now, ms since the epoch.
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -397,65 +375,18 @@ async fn pass(
 
 /// Reads every block's meta.json and markers. Directories without meta.json are partial
 /// uploads (left to [`clean`]); a meta.json that does not parse is reported and skipped.
-async fn sync(bucket: &Bucket, m: &CompactMetrics) -> anyhow::Result<BTreeMap<Ulid, Synced>> {
-    let mut out = BTreeMap::new();
-    for dir in bucket.list_dirs("").await.context("listing the bucket")? {
-        let Ok(id) = Ulid::from_string(&dir) else {
-            continue;
-        };
-        let meta = match bucket.get(&format!("{dir}/meta.json")).await {
-            Ok(b) => b,
-            Err(BucketError::NotFound { .. }) => continue,
-            Err(e) => return Err(e).with_context(|| format!("reading {dir}/meta.json")),
-        };
-        let path = PathBuf::from(format!("{dir}/meta.json"));
-        let meta = match BlockMeta::parse(&meta, &path) {
-            Ok(meta) if meta.ulid == id => meta,
-            Ok(meta) => {
-                tracing::warn!(block = %dir, ulid = %meta.ulid, "meta.json names another block; skipped");
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!(block = %dir, error = %e, "meta.json does not parse; block skipped");
-                continue;
-            }
-        };
-        let deletion = marker(bucket, &dir, "deletion-mark.json")
-            .await?
-            .and_then(|b| {
-                DeletionMark::parse(&b, Path::new(&format!("{dir}/deletion-mark.json"))).ok()
-            });
-        let no_compact = marker(bucket, &dir, "no-compact-mark.json")
-            .await?
-            .is_some();
-        let no_downsample = marker(bucket, &dir, "no-downsample-mark.json")
-            .await?
-            .is_some();
-        out.insert(
-            id,
-            Synced {
-                meta,
-                deletion,
-                no_compact,
-                no_downsample,
-            },
-        );
+async fn sync(bucket: &Bucket, m: &CompactMetrics) -> anyhow::Result<BTreeMap<Ulid, SyncedBlock>> {
+    let found = sync_blocks(bucket).await?;
+    for (id, why) in &found.unusable {
+        tracing::warn!(block = %id, "block skipped: {why}");
     }
-    m.blocks.store(out.len() as u64, Relaxed);
-    Ok(out)
-}
-
-async fn marker(bucket: &Bucket, dir: &str, name: &str) -> anyhow::Result<Option<bytes::Bytes>> {
-    match bucket.get(&format!("{dir}/{name}")).await {
-        Ok(b) => Ok(Some(b)),
-        Err(BucketError::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {dir}/{name}")),
-    }
+    m.blocks.store(found.blocks.len() as u64, Relaxed);
+    Ok(found.blocks)
 }
 
 async fn mark_deleted(
     bucket: &Bucket,
-    blocks: &mut BTreeMap<Ulid, Synced>,
+    blocks: &mut BTreeMap<Ulid, SyncedBlock>,
     id: Ulid,
     why: &str,
     m: &CompactMetrics,
@@ -481,7 +412,7 @@ async fn compact_groups(
     cfg: &CompactConfig,
     m: &CompactMetrics,
     stop: &AtomicBool,
-    blocks: &mut BTreeMap<Ulid, Synced>,
+    blocks: &mut BTreeMap<Ulid, SyncedBlock>,
     rep: &mut PassReport,
 ) {
     let now = now_ms();
@@ -508,7 +439,9 @@ async fn compact_groups(
             if inputs.is_empty() {
                 break;
             }
-            let resolution = blocks.get(&inputs[0]).map_or(RES_RAW, Synced::resolution);
+            let resolution = blocks
+                .get(&inputs[0])
+                .map_or(RES_RAW, SyncedBlock::resolution);
             if let Planned::Overlapping(_) = planned {
                 if resolution != RES_RAW {
                     // Aggregates cannot be merged sample by sample: keep these blocks out.
@@ -549,7 +482,7 @@ async fn compact_groups(
                     rep.compacted.push(new);
                     blocks.insert(
                         new,
-                        Synced {
+                        SyncedBlock {
                             meta,
                             deletion: None,
                             no_compact: false,
@@ -610,7 +543,7 @@ async fn compact_groups(
 
 /// Whether a block's upload has settled: older than the consistency delay (by upload time,
 /// else ULID time), or made by a compactor.
-fn settled(b: &Synced, cfg: &CompactConfig, now: i64) -> bool {
+fn settled(b: &SyncedBlock, cfg: &CompactConfig, now: i64) -> bool {
     let t = b.meta.thanos.as_ref();
     if t.is_some_and(|t| t.source == "compactor") {
         return true;
@@ -654,7 +587,7 @@ async fn compact_one(
     bucket: &Bucket,
     cfg: &CompactConfig,
     key: &str,
-    blocks: &BTreeMap<Ulid, Synced>,
+    blocks: &BTreeMap<Ulid, SyncedBlock>,
     inputs: &[Ulid],
     dedup: Dedup,
     m: &CompactMetrics,
@@ -718,7 +651,7 @@ async fn downsample(
     cfg: &CompactConfig,
     m: &CompactMetrics,
     stop: &AtomicBool,
-    blocks: &mut BTreeMap<Ulid, Synced>,
+    blocks: &mut BTreeMap<Ulid, SyncedBlock>,
     rep: &mut PassReport,
 ) {
     for (from, to, span) in [
@@ -754,7 +687,7 @@ async fn downsample(
                     rep.downsampled.push(meta.ulid);
                     blocks.insert(
                         meta.ulid,
-                        Synced {
+                        SyncedBlock {
                             meta,
                             deletion: None,
                             no_compact: false,
@@ -804,7 +737,7 @@ async fn retention(
     bucket: &Bucket,
     cfg: &CompactConfig,
     m: &CompactMetrics,
-    blocks: &mut BTreeMap<Ulid, Synced>,
+    blocks: &mut BTreeMap<Ulid, SyncedBlock>,
     rep: &mut PassReport,
 ) -> anyhow::Result<()> {
     let now = now_ms();
@@ -834,42 +767,17 @@ async fn clean(
     bucket: &Bucket,
     cfg: &CompactConfig,
     m: &CompactMetrics,
-    blocks: &BTreeMap<Ulid, Synced>,
+    blocks: &BTreeMap<Ulid, SyncedBlock>,
     rep: &mut PassReport,
 ) -> anyhow::Result<()> {
-    let now_s = now_ms() / 1000;
-    for b in blocks.values() {
-        let Some(mark) = &b.deletion else { continue };
-        if now_s - mark.deletion_time < cfg.delete_delay.as_secs() as i64 {
-            continue;
-        }
-        let id = b.meta.ulid;
+    let now = now_ms();
+    for id in deletion_due(blocks, cfg.delete_delay, now) {
         delete_block(bucket, &id.to_string()).await?;
         m.deleted.fetch_add(1, Relaxed);
         tracing::info!(block = %id, "block deleted");
         rep.deleted.push(id);
     }
-    const PARTIAL_MS: i64 = 2 * 86_400_000;
-    for dir in bucket.list_dirs("").await.context("listing the bucket")? {
-        let Ok(id) = Ulid::from_string(&dir) else {
-            continue;
-        };
-        if blocks.contains_key(&id) {
-            continue;
-        }
-        let objects = bucket
-            .list(&format!("{dir}/"))
-            .await
-            .with_context(|| format!("listing {dir}/"))?;
-        if objects.iter().any(|o| o.path.ends_with("/meta.json")) {
-            continue;
-        }
-        let newest = objects.iter().map(|o| o.modified_ms).max().unwrap_or(0);
-        if now_s * 1000 - newest < PARTIAL_MS
-            || now_s * 1000 - (id.timestamp_ms() as i64) < PARTIAL_MS
-        {
-            continue;
-        }
+    for dir in abandoned_uploads(bucket, blocks, now).await? {
         delete_block(bucket, &dir).await?;
         m.partial_removed.fetch_add(1, Relaxed);
         tracing::info!(block = %dir, "abandoned partial upload removed");

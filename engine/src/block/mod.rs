@@ -1,5 +1,5 @@
 //! Blocks: meta.json, chunk segments, tombstones, marker files; the block reader and writer,
-//! chunk cutting, dump and inspect.
+//! chunk cutting, dump, inspect and verify.
 //!
 //! The formats are Prometheus's and Thanos's own, written down for Gauntlet in
 //! `docs/formats/tsdb-block.md` (sections Layout, meta.json, Chunk segment files, Chunk
@@ -14,6 +14,7 @@ pub mod meta;
 pub mod reader;
 pub mod segment;
 pub mod tombstones;
+pub mod verify;
 pub mod writer;
 
 use std::path::PathBuf;

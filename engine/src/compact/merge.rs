@@ -2,7 +2,9 @@
 //! all inputs are walked together in label order, one label set at a time. A series' chunks
 //! are copied as they are unless chunks of different inputs overlap in time or a tombstone
 //! deletes some of their samples; then its samples are decoded, merged (equal timestamps once,
-//! or Thanos's penalty deduplication for replicas) and encoded again in chunks of 120.
+//! or Thanos's penalty deduplication for replicas) and encoded again in chunks of 120. Series
+//! matching a deletion selector are left out: that is how a block is rewritten without them
+//! (`rewrite.rs`).
 //!
 //! Memory is the input indexes' series refs (4 bytes a series), one read window of chunk bytes
 //! per input, the output index's postings (8 bytes a label of each series) and the series being
@@ -23,8 +25,9 @@ use crate::block::{
 };
 use crate::chunk::{AggrChunk, AggrType, Encoding, SampleBatch, XorAppender, decode_xor_into};
 use crate::error::{Error, Result};
-use crate::index::{ChunkMeta, IndexReader, IndexWriter};
-use crate::labels::{Label, Labels};
+use crate::index::postings::union_many;
+use crate::index::{ChunkMeta, IndexReader, IndexWriter, postings_for_matchers};
+use crate::labels::{Label, Labels, Matcher};
 use crate::query::dedup_replicas;
 
 /// Samples per chunk when a series' samples are encoded again (Prometheus's compaction cuts
@@ -60,6 +63,9 @@ pub struct MergeOptions {
     /// that over any stretch it works this share of the time, leaving the rest to queries in
     /// the same process. `None` runs flat out.
     pub cpu_share: Option<f64>,
+    /// Selectors, each a list of matchers that must all match: a series matching any of them
+    /// is left out of the new block. Empty keeps every series.
+    pub delete_series: Vec<Vec<Matcher>>,
 }
 
 impl Default for MergeOptions {
@@ -70,6 +76,7 @@ impl Default for MergeOptions {
             thanos: None,
             read_window: 4 << 20,
             cpu_share: None,
+            delete_series: Vec::new(),
         }
     }
 }
@@ -83,6 +90,9 @@ pub struct MergeStats {
     pub chunks_copied: u64,
     /// Series whose samples were decoded and encoded again (overlaps or deletions).
     pub series_rewritten: u64,
+    /// Series of the inputs left out because they match [`MergeOptions::delete_series`],
+    /// counted per input.
+    pub series_deleted: u64,
     /// Samples in the new block.
     pub samples: u64,
     /// Chunk bytes read from the inputs.
@@ -107,7 +117,7 @@ pub fn merge_blocks(
     }
     let mut blocks = inputs
         .iter()
-        .map(|dir| Input::open(dir, opts.read_window))
+        .map(|dir| Input::open(dir, opts.read_window, &opts.delete_series))
         .collect::<Result<Vec<_>>>()?;
     // Earlier blocks first: chunks of a series then come in time order, and Chain keeps the
     // earliest block's sample at a shared timestamp.
@@ -128,13 +138,14 @@ pub fn merge_blocks(
     }
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
     let written = write_merged(&mut blocks, &tmp, opts);
-    let (stats, block_stats, files) = match written {
+    let (mut stats, block_stats, files) = match written {
         Ok(w) => w,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&tmp);
             return Err(e);
         }
     };
+    stats.series_deleted = blocks.iter().map(|b| b.deleted).sum();
     if stats.series == 0 {
         let _ = std::fs::remove_dir_all(&tmp);
         return Ok((None, stats));
@@ -154,8 +165,10 @@ struct Input {
     index: IndexReader<memmap2::Mmap>,
     tombstones: Tombstones,
     chunks: ChunkWindow,
-    /// Every series ref of the index, in label order.
+    /// Every series ref of the index to merge, in label order.
     refs: Vec<u32>,
+    /// Series left out because a deletion selector matches them.
+    deleted: u64,
     /// Position in `refs` of the series in `labels`/`metas`.
     pos: usize,
     labels: Vec<Label>,
@@ -163,13 +176,22 @@ struct Input {
 }
 
 impl Input {
-    fn open(dir: &Path, window: usize) -> Result<Self> {
+    fn open(dir: &Path, window: usize, delete: &[Vec<Matcher>]) -> Result<Self> {
         let meta = BlockMeta::read(dir)?;
         let index = IndexReader::open(&dir.join("index"))?;
         let tombstones = Tombstones::read(&dir.join("tombstones"))?;
         let chunks = ChunkWindow::open(&dir.join("chunks"), window)?;
         let mut refs = Vec::new();
         index.all_postings(&mut refs)?;
+        let doomed = selected_refs(&index, delete)?;
+        if !doomed.is_empty() {
+            // Both lists are ascending.
+            let mut d = doomed.iter().peekable();
+            refs.retain(|r| {
+                while d.next_if(|x| *x < r).is_some() {}
+                d.peek() != Some(&r)
+            });
+        }
         let mut input = Input {
             dir: dir.to_path_buf(),
             meta,
@@ -177,6 +199,7 @@ impl Input {
             tombstones,
             chunks,
             refs,
+            deleted: doomed.len() as u64,
             pos: 0,
             labels: Vec::new(),
             metas: Vec::new(),
@@ -209,6 +232,21 @@ impl Input {
     fn series_ref(&self) -> u32 {
         self.refs[self.pos]
     }
+}
+
+/// The series refs of `index` that any of `selectors` selects, ascending.
+pub(crate) fn selected_refs<B: AsRef<[u8]>>(
+    index: &IndexReader<B>,
+    selectors: &[Vec<Matcher>],
+) -> Result<Vec<u32>> {
+    let sets = selectors
+        .iter()
+        .map(|m| postings_for_matchers(index, m))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let lists: Vec<&[u32]> = sets.iter().map(Vec::as_slice).collect();
+    let mut out = Vec::new();
+    union_many(&lists, &mut out);
+    Ok(out)
 }
 
 /// Checks what a merge can take: one resolution, and no overlap between downsampled inputs.
@@ -576,7 +614,7 @@ fn chain_merge(batches: &[SampleBatch], out: &mut SampleBatch) {
 
 /// Samples a chunk holds, as the block's stats count them: the sample count at the head of a
 /// float or histogram chunk, the count aggregate's for a downsampled one.
-fn chunk_samples(enc: u8, data: &[u8]) -> std::result::Result<u64, String> {
+pub(crate) fn chunk_samples(enc: u8, data: &[u8]) -> std::result::Result<u64, String> {
     let head = |d: &[u8]| {
         d.get(..2)
             .map(|b| u64::from(u16::from_be_bytes([b[0], b[1]])))

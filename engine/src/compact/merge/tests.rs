@@ -280,3 +280,37 @@ fn bad_inputs_are_refused_and_leave_nothing_behind() {
     assert!(err.to_string().contains("resolution"), "{err}");
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
 }
+
+#[test]
+fn series_a_deletion_selects_are_left_out_of_every_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    let a = block(
+        &src,
+        &[
+            ("a", samples(0, 2 * H, 15_000, |t| t as f64)),
+            ("b", samples(0, 2 * H, 60_000, |_| 1.0)),
+        ],
+    );
+    let b = block(
+        &src,
+        &[
+            ("a", samples(2 * H, 4 * H, 15_000, |_| 3.0)),
+            ("c", samples(2 * H, 4 * H, 30_000, |_| 2.0)),
+        ],
+    );
+    let mut want = union(&[dump(&a), dump(&b)]);
+    want.retain(|(l, _)| !l.contains("s=\"a\""));
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let opts = MergeOptions {
+        delete_series: vec![vec![Matcher::equal("s", "a")]],
+        ..Default::default()
+    };
+    let (meta, stats) = merge_blocks(&[a, b], &out, &opts).unwrap();
+    let meta = meta.unwrap();
+    assert_eq!(dump(&out.join(meta.ulid.to_string())), want);
+    assert_eq!(stats.series_deleted, 2);
+    assert_eq!(stats.series, 2);
+    assert_eq!(meta.stats.num_samples, 120 + 240);
+}
