@@ -527,9 +527,10 @@ pub fn query(o: &RunOptions, scenario: &'static str) -> Result<Recorded, RunErro
 
 /// `compact`: Prometheus started over the generated 2 h blocks with a larger
 /// `--storage.tsdb.max-block-duration` merges them by itself (its compaction loop runs about a
-/// minute after start). Measured: the samples its compactions wrote
-/// (`prometheus_tsdb_compaction_chunk_samples_sum`) over the sum of the `duration` it logs for
-/// its "compact blocks" steps, the process's CPU seconds and peak RSS from start until the
+/// minute after start). Measured: the samples its compactions wrote (each logged step writes
+/// the samples of the blocks its `sources` name, the generated blocks' counts from their
+/// meta.json, earlier steps' from those steps) over the sum of the `duration` it logs for its
+/// "compact blocks" steps, the process's CPU seconds and peak RSS from start until the
 /// block set has been stable for 70 s after the last compaction (or `duration` × 10 at most).
 /// Gauntlet: `gauntlet compact` over a filesystem bucket holding the same blocks, one pass;
 /// the samples it wrote over the time its merges took (downloads and uploads through the
@@ -554,6 +555,7 @@ pub fn compact(o: &RunOptions) -> Result<Recorded, RunError> {
     let mut blocks_now = block_count(&pdata);
     let mut compactions = 0usize;
     let mut logged_s = 0.0;
+    let mut written = 0.0;
     while Instant::now() < limit {
         std::thread::sleep(Duration::from_millis(500));
         let n = block_count(&pdata);
@@ -574,14 +576,12 @@ pub fn compact(o: &RunOptions) -> Result<Recorded, RunError> {
             compactions = lines.len();
             last_change = Instant::now();
             logged_s = lines.iter().filter_map(|l| log_duration_s(l)).sum();
+            written = samples_written(&src, &lines);
         }
         if compactions > 0 && last_change.elapsed() > Duration::from_secs(70) {
             break;
         }
     }
-    let written = b
-        .metric_sum("prometheus_tsdb_compaction_chunk_samples_sum")
-        .unwrap_or(0.0);
     let stats = b.stats();
     b.stop();
     let base = Figures {
@@ -695,6 +695,46 @@ fn compact_gauntlet(
     }))
 }
 
+/// Samples Prometheus's logged "compact blocks" steps wrote: each step the samples of its
+/// `sources` (blocks of `src` by their meta.json, or earlier steps' output by their `ulid`).
+fn samples_written(src: &Path, lines: &[&str]) -> f64 {
+    let mut samples: std::collections::HashMap<String, f64> = std::fs::read_dir(src)
+        .map(|it| {
+            it.filter_map(Result::ok)
+                .filter_map(|e| {
+                    let meta = std::fs::read(e.path().join("meta.json")).ok()?;
+                    let v: serde_json::Value = serde_json::from_slice(&meta).ok()?;
+                    let n = v["stats"]["numSamples"].as_f64()?;
+                    Some((e.file_name().to_string_lossy().into_owned(), n))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut written = 0.0;
+    for line in lines {
+        let field = |name: &str| {
+            line.split(&format!(" {name}="))
+                .nth(1)
+                .map(|rest| {
+                    if let Some(quoted) = rest.strip_prefix('"') {
+                        quoted.split('"').next().unwrap_or("")
+                    } else {
+                        rest.split_whitespace().next().unwrap_or("")
+                    }
+                })
+                .unwrap_or("")
+        };
+        let out: f64 = field("sources")
+            .trim_matches(['[', ']'])
+            .split_whitespace()
+            .filter_map(|id| samples.get(id))
+            .sum();
+        samples.insert(field("ulid").to_string(), out);
+        written += out;
+    }
+    written
+}
+
 /// The `duration=…` field of a Prometheus log line, in seconds (`1.5s`, `850ms`, `1m2.5s`).
 fn log_duration_s(line: &str) -> Option<f64> {
     let v = line.split("duration=").nth(1)?.split_whitespace().next()?;
@@ -784,13 +824,33 @@ fn per_query_table(
 
 #[cfg(test)]
 mod tests {
-    use super::{log_duration_s, short_count};
+    use super::{log_duration_s, samples_written, short_count};
 
     #[test]
     fn counts_are_shortened() {
         assert_eq!(short_count(1_162_800), "1.16M");
         assert_eq!(short_count(116_280), "116k");
         assert_eq!(short_count(3_700), "3700");
+    }
+
+    #[test]
+    fn samples_written_follow_each_step_to_its_sources() {
+        let src = tempfile::tempdir().unwrap();
+        for (id, n) in [("A", 10), ("B", 20), ("C", 30)] {
+            let dir = src.path().join(id);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(
+                dir.join("meta.json"),
+                format!("{{\"stats\":{{\"numSamples\":{n}}}}}"),
+            )
+            .unwrap();
+        }
+        let lines = [
+            r#"level=INFO msg="compact blocks" count=2 ulid=X sources="[A B]" duration=1s"#,
+            r#"level=INFO msg="compact blocks" count=2 ulid=Y sources="[X C]" duration=1s"#,
+        ];
+        // X writes 30 samples, Y writes X's 30 and C's 30 again.
+        assert_eq!(samples_written(src.path(), &lines), 90.0);
     }
 
     #[test]
