@@ -630,9 +630,10 @@ async fn compact_one(
         let merged = tokio::task::spawn_blocking(move || merge_blocks(&dirs, &out2, &opts))
             .await
             .context("merge task")?;
-        m.merge_micros
-            .fetch_add(t0.elapsed().as_micros() as u64, Relaxed);
-        let (meta, _) = merged?;
+        let took = t0.elapsed();
+        m.merge_micros.fetch_add(took.as_micros() as u64, Relaxed);
+        let (meta, stats) = merged?;
+        tracing::info!(group = %key, inputs = inputs.len(), samples = stats.samples, chunks_copied = stats.chunks_copied, series_rewritten = stats.series_rewritten, seconds = took.as_secs_f64(), "merged");
         if let Some(meta) = &meta {
             let id = meta.ulid.to_string();
             upload_block(bucket, &out.join(&id), &id).await?;

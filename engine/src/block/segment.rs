@@ -6,7 +6,7 @@
 //! A [`ChunkRef`] is `segment_index << 32 | record_offset`, the segment index 0-based.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -455,8 +455,8 @@ fn check_header(bytes: &[u8], path: &Path) -> Result<(), BlockError> {
 pub struct SegmentWriter {
     dir: PathBuf,
     max_segment_size: u64,
-    /// The open segment: its 0-based index, buffered file, and bytes written so far.
-    current: Option<(u32, BufWriter<File>, u64)>,
+    /// The open segment: its 0-based index, its writer, and bytes written so far.
+    current: Option<(u32, BackgroundWriter, u64)>,
     /// Closed segments: (0-based index, size in bytes), kept for `finish`.
     done: Vec<(u32, u64)>,
     /// Scratch for one record's length, encoding and CRC fields.
@@ -557,9 +557,7 @@ impl SegmentWriter {
     fn close_current(&mut self) -> Result<(), BlockError> {
         if let Some((seg, w, size)) = self.current.take() {
             let path = self.dir.join(segment_file_name(seg));
-            let file = w
-                .into_inner()
-                .map_err(|e| BlockError::io(&path, e.into_error()))?;
+            let file = w.finish().map_err(|e| BlockError::io(&path, e))?;
             file.sync_all().map_err(|e| BlockError::io(&path, e))?;
             self.done.push((seg, size));
         }
@@ -582,7 +580,8 @@ impl SegmentWriter {
         };
         let path = self.dir.join(segment_file_name(seg));
         let file = File::create(&path).map_err(|e| BlockError::io(&path, e))?;
-        let mut w = BufWriter::with_capacity(WRITE_BUFFER_SIZE, file);
+        let mut w =
+            BackgroundWriter::new(file, WRITE_BUFFER_SIZE).map_err(|e| BlockError::io(&path, e))?;
         let mut header = [0u8; SEGMENT_HEADER_SIZE];
         header[..4].copy_from_slice(&SEGMENT_MAGIC.to_be_bytes());
         header[4] = SEGMENT_VERSION;
@@ -592,9 +591,122 @@ impl SegmentWriter {
     }
 }
 
+/// A file written by a thread of its own: writes fill a buffer, and each full buffer goes to
+/// the thread, so that the kernel copying one buffer into the page cache overlaps the caller
+/// filling the next (a compaction spent most of its time in that copy). At most three buffers
+/// exist at once. A failed write is reported by the next write or by [`Self::finish`].
+struct BackgroundWriter {
+    buf: Vec<u8>,
+    cap: usize,
+    full: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    empty: std::sync::mpsc::Receiver<Vec<u8>>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<File>>>,
+}
+
+impl BackgroundWriter {
+    fn new(mut file: File, cap: usize) -> std::io::Result<Self> {
+        let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
+        let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        let thread = std::thread::Builder::new()
+            .name("gauntlet-write".into())
+            .spawn(move || {
+                for mut b in full_rx {
+                    file.write_all(&b)?;
+                    b.clear();
+                    let _ = empty_tx.try_send(b);
+                }
+                Ok(file)
+            })?;
+        Ok(BackgroundWriter {
+            buf: Vec::with_capacity(cap),
+            cap,
+            full: Some(full_tx),
+            empty: empty_rx,
+            thread: Some(thread),
+        })
+    }
+
+    fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= self.cap {
+            let next = self
+                .empty
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(self.cap));
+            let full = std::mem::replace(&mut self.buf, next);
+            self.send(full)?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, b: Vec<u8>) -> std::io::Result<()> {
+        let sent = self.full.as_ref().map(|tx| tx.send(b));
+        match sent {
+            Some(Ok(())) => Ok(()),
+            // The thread stopped: it failed a write, and says how when joined.
+            _ => Err(self
+                .join()
+                .err()
+                .unwrap_or_else(|| std::io::Error::other("the segment writer thread stopped"))),
+        }
+    }
+
+    fn join(&mut self) -> std::io::Result<File> {
+        self.full = None;
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(std::io::Error::other("the segment writer thread panicked")),
+            None => Err(std::io::Error::other("the segment writer is closed")),
+        }
+    }
+
+    /// Writes what is buffered, waits for the thread, and returns the file.
+    fn finish(mut self) -> std::io::Result<File> {
+        if !self.buf.is_empty() {
+            let rest = std::mem::take(&mut self.buf);
+            self.send(rest)?;
+        }
+        self.join()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_background_writer_writes_everything_in_order_and_reports_a_failed_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut w = BackgroundWriter::new(File::create(&path).unwrap(), 16).unwrap();
+        let mut want = Vec::new();
+        for i in 0..1000u32 {
+            let piece = i.to_be_bytes().repeat((i % 7) as usize);
+            want.extend_from_slice(&piece);
+            w.write_all(&piece).unwrap();
+        }
+        w.finish().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), want);
+
+        // /dev/full fails every write: the error comes back by a later write or by finish.
+        let Ok(full) = File::options().write(true).open("/dev/full") else {
+            return;
+        };
+        let mut w = BackgroundWriter::new(full, 16).unwrap();
+        let mut failed = false;
+        for _ in 0..100 {
+            if w.write_all(&[7u8; 32]).is_err() {
+                failed = true;
+                break;
+            }
+        }
+        let finished = if failed {
+            Err(())
+        } else {
+            w.finish().map(|_| ()).map_err(|_| ())
+        };
+        assert!(finished.is_err(), "a write to a full device must fail");
+    }
 
     fn fixture_chunk_dirs() -> Vec<PathBuf> {
         let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/tsdb"));
