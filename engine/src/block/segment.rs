@@ -31,7 +31,7 @@ pub const DEFAULT_MAX_SEGMENT_SIZE: u64 = 512 * 1024 * 1024;
 const MAX_LEN_FIELD: usize = 5;
 const CRC_SIZE: usize = 4;
 /// Large buffer: the writer is fed millions of small records during compaction.
-const WRITE_BUFFER_SIZE: usize = 4 * 1024 * 1024;
+const WRITE_BUFFER_SIZE: usize = 1024 * 1024;
 
 /// Builds a [`ChunkRef`] from a 0-based segment index and a record offset.
 #[inline]
@@ -606,7 +606,7 @@ struct BackgroundWriter {
 impl BackgroundWriter {
     fn new(mut file: File, cap: usize) -> std::io::Result<Self> {
         let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
-        let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
         let thread = std::thread::Builder::new()
             .name("gauntlet-write".into())
             .spawn(move || {
