@@ -116,9 +116,15 @@ pub fn post(
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes())?;
-    s.write_all(body)?;
+    // A server may answer a body it refuses (413) before reading all of it and close: the
+    // rest of the body then meets a closed socket, and the answer is still there to read.
+    let sent = s.write_all(body);
     let mut buf = Vec::new();
-    s.read_to_end(&mut buf)?;
+    let read = s.read_to_end(&mut buf);
+    if buf.is_empty() {
+        sent?;
+        read?;
+    }
     let text = String::from_utf8_lossy(&buf).into_owned();
     let (head, body) = text
         .split_once("\r\n\r\n")
