@@ -34,15 +34,9 @@ use crate::http::ops;
 /// Flags of `gauntlet compact`, named as Thanos names them.
 #[derive(Debug, Clone, Args)]
 pub struct CompactArgs {
-    /// Objstore configuration file (Thanos YAML).
-    #[arg(
-        long = "objstore.config-file",
-        required_unless_present = "objstore_config"
-    )]
-    pub objstore_config_file: Option<PathBuf>,
-    /// Objstore configuration as YAML text, instead of a file.
-    #[arg(long = "objstore.config")]
-    pub objstore_config: Option<String>,
+    /// Where the bucket is.
+    #[command(flatten)]
+    pub objstore: crate::store::ObjstoreArgs,
     /// Local scratch directory for blocks being compacted or downsampled.
     #[arg(long = "data-dir", default_value = "./compact")]
     pub data_dir: PathBuf,
@@ -222,10 +216,7 @@ pub(crate) fn now_ms() -> i64 {
 
 /// Runs the compactor: one pass, or with `--wait` a pass every interval until SIGTERM.
 pub fn run(args: CompactArgs) -> anyhow::Result<()> {
-    let cfg = crate::store::required_objstore_config(
-        args.objstore_config.as_deref(),
-        args.objstore_config_file.as_deref(),
-    )?;
+    let cfg = args.objstore.bucket_config()?;
     let compact = CompactConfig::from_args(&args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

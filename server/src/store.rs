@@ -20,16 +20,9 @@ use crate::http::ops;
 /// Flags of `gauntlet store`, named as Thanos names them where the meaning is the same.
 #[derive(Debug, Args)]
 pub struct StoreArgs {
-    /// Objstore configuration file (Thanos YAML: `type:` FILESYSTEM, S3, GCS or AZURE, and
-    /// `config:`).
-    #[arg(
-        long = "objstore.config-file",
-        required_unless_present = "objstore_config"
-    )]
-    objstore_config_file: Option<PathBuf>,
-    /// Objstore configuration as YAML text, instead of a file.
-    #[arg(long = "objstore.config")]
-    objstore_config: Option<String>,
+    /// Where the bucket is.
+    #[command(flatten)]
+    objstore: ObjstoreArgs,
     /// Address the gRPC StoreAPI listens on.
     #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
     grpc_address: SocketAddr,
@@ -120,20 +113,35 @@ pub fn objstore_config(
     Ok(Some(BucketConfig::parse(&yaml)?))
 }
 
-/// [`objstore_config`] for a role that cannot run without a bucket.
-pub fn required_objstore_config(
-    yaml: Option<&str>,
-    file: Option<&std::path::Path>,
-) -> anyhow::Result<BucketConfig> {
-    objstore_config(yaml, file)?.context("--objstore.config-file is required")
+/// Where the bucket is, for a role that cannot run without one (Thanos's flags).
+#[derive(Debug, Clone, Args)]
+pub struct ObjstoreArgs {
+    /// Objstore configuration file (Thanos YAML: `type:` FILESYSTEM, S3, GCS or AZURE, and
+    /// `config:`).
+    #[arg(
+        long = "objstore.config-file",
+        required_unless_present = "objstore_config"
+    )]
+    pub objstore_config_file: Option<PathBuf>,
+    /// Objstore configuration as YAML text, instead of a file.
+    #[arg(long = "objstore.config")]
+    pub objstore_config: Option<String>,
+}
+
+impl ObjstoreArgs {
+    /// The bucket the flags name ([`objstore_config`]); an error when neither is given.
+    pub fn bucket_config(&self) -> anyhow::Result<BucketConfig> {
+        objstore_config(
+            self.objstore_config.as_deref(),
+            self.objstore_config_file.as_deref(),
+        )?
+        .context("--objstore.config-file is required")
+    }
 }
 
 /// Runs the store gateway until SIGINT or SIGTERM.
 pub fn run(args: StoreArgs) -> anyhow::Result<()> {
-    let cfg = required_objstore_config(
-        args.objstore_config.as_deref(),
-        args.objstore_config_file.as_deref(),
-    )?;
+    let cfg = args.objstore.bucket_config()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("gauntlet-net")

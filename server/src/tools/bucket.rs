@@ -5,11 +5,11 @@
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Subcommand, ValueEnum};
 use gauntlet_engine::block::markers::REASON_MANUAL;
 use gauntlet_engine::block::verify::{overlaps, verify_block};
 use gauntlet_engine::block::{Block, BlockMeta, DeletionMark, NoCompactMark, NoDownsampleMark};
@@ -26,20 +26,7 @@ use crate::blocks::{
     read_object, sync_blocks, upload_block,
 };
 use crate::compact::now_ms;
-
-/// Where the bucket is, as every `tools bucket` command takes it (Thanos's flags).
-#[derive(Debug, Clone, Args)]
-pub struct ObjstoreArgs {
-    /// Objstore configuration file (Thanos YAML).
-    #[arg(
-        long = "objstore.config-file",
-        required_unless_present = "objstore_config"
-    )]
-    pub objstore_config_file: Option<PathBuf>,
-    /// Objstore configuration as YAML text, instead of a file.
-    #[arg(long = "objstore.config")]
-    pub objstore_config: Option<String>,
-}
+use crate::store::ObjstoreArgs;
 
 /// Bucket commands.
 #[derive(Debug, Subcommand)]
@@ -182,10 +169,7 @@ pub fn run(cmd: BucketCmd) -> anyhow::Result<()> {
         | BucketCmd::Cleanup { objstore, .. }
         | BucketCmd::Rewrite { objstore, .. } => objstore.clone(),
     };
-    let cfg = crate::store::required_objstore_config(
-        objstore.objstore_config.as_deref(),
-        objstore.objstore_config_file.as_deref(),
-    )?;
+    let cfg = objstore.bucket_config()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("gauntlet-tools")
