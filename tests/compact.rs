@@ -11,68 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::bucket::{block_dirs, promtool_blocks, upload};
 use common::*;
-use gauntlet_engine::block::{BlockMeta, ThanosMeta};
-
-/// `gen_openmetrics.py` input for `instances` × 200 series over `secs` seconds from
-/// 2025-01-01 (aligned to 8 h), one sample per 15 s.
-fn openmetrics(dir: &Path, instances: u32, secs: u32) -> PathBuf {
-    gen_openmetrics(dir, 1_735_689_600, secs, 15, instances)
-}
-
-/// Promtool's 2 h blocks of the generated input, in `dir`.
-fn promtool_blocks(tmp: &Path, instances: u32, hours: u32) -> PathBuf {
-    let om = openmetrics(tmp, instances, hours * 3600);
-    let dir = tmp.join("promtool-blocks");
-    run_ok(
-        Command::new(require("promtool"))
-            .args(["tsdb", "create-blocks-from", "openmetrics"])
-            .arg(&om)
-            .arg(&dir),
-    );
-    dir
-}
-
-/// Block directories under `dir`.
-fn block_dirs(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("meta.json").is_file())
-        .collect();
-    v.sort();
-    v
-}
-
-/// Copies the blocks of `src` into the bucket, giving each the external labels `labels`.
-fn upload(src: &Path, bucket: &Path, labels: &[(&str, &str)]) -> Vec<String> {
-    let mut ids = Vec::new();
-    for b in block_dirs(src) {
-        let mut meta = BlockMeta::read(&b).unwrap();
-        // Replicas of one block get their own ULIDs, as two Prometheus servers' blocks do.
-        let id = ulid::Ulid::new();
-        meta.ulid = id;
-        // Prometheus and receivers end a block at its 2 h range end; promtool at its last
-        // sample.
-        meta.max_time = meta.min_time + 2 * 3_600_000;
-        meta.compaction.sources = vec![id];
-        meta.thanos = Some(ThanosMeta {
-            version: 1,
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            source: "sidecar".into(),
-            ..ThanosMeta::default()
-        });
-        let dst = bucket.join(id.to_string());
-        copy_dir(&b, &dst);
-        let _ = std::fs::remove_file(dst.join("tombstones"));
-        meta.write(&dst).unwrap();
-        ids.push(id.to_string());
-    }
-    ids
-}
+use gauntlet_engine::block::BlockMeta;
 
 /// The bucket's blocks without a deletion mark, with their metas (a meta.json that does not
 /// parse is no block).
@@ -222,7 +163,12 @@ fn compacted_blocks_hold_exactly_their_sources_and_prometheus_opens_them() {
 
     // Sources are marked, not deleted, until the delete delay has passed.
     for id in &sources[..4] {
-        assert!(bucket.join(id).join("deletion-mark.json").is_file());
+        assert!(
+            bucket
+                .join(id.to_string())
+                .join("deletion-mark.json")
+                .is_file()
+        );
     }
     let out = compact(
         &objstore,
@@ -232,7 +178,7 @@ fn compacted_blocks_hold_exactly_their_sources_and_prometheus_opens_them() {
     assert!(out.status.success(), "{}", stderr(&out));
     for id in &sources[..4] {
         assert!(
-            walk(&bucket.join(id)).is_empty(),
+            walk(&bucket.join(id.to_string())).is_empty(),
             "{id} still in the bucket"
         );
     }
@@ -336,7 +282,7 @@ fn corrupt_blocks_are_reported_and_the_bucket_is_left_consistent() {
     upload(&src, &bucket, &[("g", "b")]);
     // Group a: a chunk segment cut short. Outside the groups: a meta.json that does not parse
     // and a partial upload (no meta.json).
-    let seg = bucket.join(&ids[1]).join("chunks/000001");
+    let seg = bucket.join(ids[1].to_string()).join("chunks/000001");
     let len = std::fs::metadata(&seg).unwrap().len();
     let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
     f.set_len(len / 2).unwrap();
@@ -355,7 +301,12 @@ fn corrupt_blocks_are_reported_and_the_bucket_is_left_consistent() {
     assert!(err.contains("does not parse"), "{err}");
     // Group a: nothing marked, nothing added. Group b compacted. The junk stays for a human.
     for id in &ids {
-        assert!(!bucket.join(id).join("deletion-mark.json").exists());
+        assert!(
+            !bucket
+                .join(id.to_string())
+                .join("deletion-mark.json")
+                .exists()
+        );
     }
     let a_blocks = live(&bucket)
         .into_iter()

@@ -9,89 +9,18 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, SystemTime};
 
+use common::bucket::{promtool_blocks, upload};
 use common::*;
-use gauntlet_engine::block::{
-    BlockMeta, DeletionMark, NoCompactMark, NoDownsampleMark, ThanosMeta,
-};
+use gauntlet_engine::block::{BlockMeta, DeletionMark, NoCompactMark, NoDownsampleMark};
 use ulid::Ulid;
-
-/// `gen_openmetrics.py` input for `instances` × 200 series over `secs` seconds from
-/// 2025-01-01, one sample per 15 s.
-fn openmetrics(dir: &Path, instances: u32, secs: u32) -> PathBuf {
-    let om = dir.join("input.om");
-    run_ok(
-        Command::new(require("python3"))
-            .arg(repo_root().join("tests/tools/gen_openmetrics.py"))
-            .arg(&om)
-            .args([
-                "1735689600",
-                &secs.to_string(),
-                "15",
-                &instances.to_string(),
-            ]),
-    );
-    om
-}
-
-/// Promtool's 2 h blocks of the generated input (2 instances, 400 series), in `tmp`.
-fn promtool_blocks(tmp: &Path, hours: u32) -> PathBuf {
-    let om = openmetrics(tmp, 2, hours * 3600);
-    let dir = tmp.join("promtool-blocks");
-    run_ok(
-        Command::new(require("promtool"))
-            .args(["tsdb", "create-blocks-from", "openmetrics"])
-            .arg(&om)
-            .arg(&dir),
-    );
-    dir
-}
-
-/// Block directories under `dir`, by name.
-fn block_dirs(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("meta.json").is_file())
-        .collect();
-    v.sort();
-    v
-}
-
-/// Copies the blocks of `src` into the bucket under new ULIDs, as a sidecar with the external
-/// labels `labels` would have uploaded them; returns the new ULIDs in the source order.
-fn upload(src: &Path, bucket: &Path, labels: &[(&str, &str)]) -> Vec<Ulid> {
-    let mut ids = Vec::new();
-    for b in block_dirs(src) {
-        let mut meta = BlockMeta::read(&b).unwrap();
-        let id = Ulid::new();
-        meta.ulid = id;
-        meta.max_time = meta.min_time + 2 * 3_600_000;
-        meta.compaction.sources = vec![id];
-        meta.thanos = Some(ThanosMeta {
-            version: 1,
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            source: "sidecar".into(),
-            ..ThanosMeta::default()
-        });
-        let dst = bucket.join(id.to_string());
-        copy_dir(&b, &dst);
-        let _ = std::fs::remove_file(dst.join("tombstones"));
-        meta.write(&dst).unwrap();
-        ids.push(id);
-    }
-    ids
-}
 
 /// A bucket in `tmp` with promtool's blocks over `hours` uploaded under `cluster="eu1"`;
 /// returns the objstore file, the bucket directory and the block ULIDs by time.
 fn bucket_of(tmp: &Path, hours: u32) -> (PathBuf, PathBuf, Vec<Ulid>) {
-    let src = promtool_blocks(tmp, hours);
+    let src = promtool_blocks(tmp, 2, hours);
     let bucket = tmp.join("bucket");
     std::fs::create_dir_all(&bucket).unwrap();
     let ids = upload(&src, &bucket, &[("cluster", "eu1")]);

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod bucket;
 pub mod receive;
 pub mod storeapi;
 
