@@ -298,6 +298,8 @@ pub enum RecordRead<'a> {
         encoding: u8,
         /// The chunk payload, without length, encoding or CRC.
         data: &'a [u8],
+        /// The record's CRC32C over encoding and payload, checked.
+        crc: u32,
     },
     /// The buffer ends inside the record, which needs this many bytes from its start.
     NeedBytes(u64),
@@ -327,7 +329,12 @@ pub fn read_chunk_record<'a>(
         return Ok(RecordRead::NeedBytes(need));
     }
     match decode_record(buf, base, true) {
-        Ok((encoding, data, _)) => Ok(RecordRead::Chunk { encoding, data }),
+        Ok((encoding, data, len)) => Ok(RecordRead::Chunk {
+            encoding,
+            data,
+            // The record ends with its big-endian CRC.
+            crc: u32::from_be_bytes(buf[len - 4..len].try_into().expect("four bytes")),
+        }),
         Err(e) => Err(e.into_block_error(path)),
     }
 }
@@ -498,6 +505,27 @@ impl SegmentWriter {
 
     /// Appends one chunk record and returns its ref.
     pub fn write_chunk(&mut self, encoding: u8, data: &[u8]) -> Result<ChunkRef, BlockError> {
+        self.write_record(encoding, data, None)
+    }
+
+    /// Writes a chunk copied from another block's record whose CRC (over encoding and payload)
+    /// was checked when it was read: the same bytes get the same CRC, so it is not computed
+    /// again.
+    pub fn copy_chunk(
+        &mut self,
+        encoding: u8,
+        data: &[u8],
+        crc: u32,
+    ) -> Result<ChunkRef, BlockError> {
+        self.write_record(encoding, data, Some(crc))
+    }
+
+    fn write_record(
+        &mut self,
+        encoding: u8,
+        data: &[u8],
+        crc: Option<u32>,
+    ) -> Result<ChunkRef, BlockError> {
         let Ok(len) = u32::try_from(data.len()) else {
             return Err(BlockError::ChunkTooLarge {
                 path: self.dir.clone(),
@@ -530,7 +558,7 @@ impl SegmentWriter {
                 reason: "record offset would not fit in 32 bits",
             });
         };
-        let crc = crc32c_append(crc32c(&[encoding]), data);
+        let crc = crc.unwrap_or_else(|| crc32c_append(crc32c(&[encoding]), data));
         self.scratch.push(encoding);
         let path_of = |seg: u32| self.dir.join(segment_file_name(seg));
         w.write_all(&self.scratch)

@@ -334,6 +334,9 @@ impl Bucket {
             path: local.display().to_string(),
             source,
         };
+        if let Some(n) = self.link_in(local, path).await {
+            return Ok(n);
+        }
         let mut file = tokio::fs::File::open(local).await.map_err(io)?;
         let size = file.metadata().await.map_err(io)?.len();
         if size <= UPLOAD_PART_BYTES as u64 {
@@ -389,6 +392,9 @@ impl Bucket {
             path: local.display().to_string(),
             source,
         };
+        if let Some(n) = self.link_out(path, local).await {
+            return Ok(n);
+        }
         let got = self
             .store
             .get(&p)
@@ -411,6 +417,71 @@ impl Bucket {
             .bytes
             .fetch_add(total, std::sync::atomic::Ordering::Relaxed);
         Ok(total)
+    }
+
+    /// A FILESYSTEM bucket on the same filesystem as `local` takes an upload as a hard link
+    /// (block files are never written after they are made, so the bucket's object and the
+    /// local file may share their bytes), made under a temporary name and renamed into place
+    /// as a plain upload would be. `None` when that cannot be done (another kind of bucket,
+    /// another filesystem): the caller copies.
+    async fn link_in(&self, local: &std::path::Path, path: &str) -> Option<u64> {
+        let dst = self.local_object(path)?;
+        let local = local.to_path_buf();
+        let r = tokio::task::spawn_blocking(move || {
+            let size = std::fs::metadata(&local)?.len();
+            if let Some(parent) = dst.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let mut tmp = dst.clone().into_os_string();
+            tmp.push(".gauntlet-link");
+            let tmp = std::path::PathBuf::from(tmp);
+            let _ = std::fs::remove_file(&tmp);
+            std::fs::hard_link(&local, &tmp)?;
+            if let Err(e) = std::fs::rename(&tmp, &dst) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+            Ok::<u64, std::io::Error>(size)
+        })
+        .await
+        .ok()?
+        .ok()?;
+        self.count(&Ok::<(), BucketError>(()), r as usize);
+        Some(r)
+    }
+
+    /// A download from a FILESYSTEM bucket on the same filesystem as `local`, as a hard link
+    /// (see [`Bucket::link_in`]); `None` when the caller must copy.
+    async fn link_out(&self, path: &str, local: &std::path::Path) -> Option<u64> {
+        let src = self.local_object(path)?;
+        let local = local.to_path_buf();
+        let r = tokio::task::spawn_blocking(move || {
+            let size = std::fs::metadata(&src)?.len();
+            let _ = std::fs::remove_file(&local);
+            std::fs::hard_link(&src, &local)?;
+            Ok::<u64, std::io::Error>(size)
+        })
+        .await
+        .ok()?
+        .ok()?;
+        self.count(&Ok::<(), BucketError>(()), r as usize);
+        Some(r)
+    }
+
+    /// The file holding object `path` in a FILESYSTEM bucket; `None` for other buckets, and
+    /// for a path with characters the store would escape or that could leave the root (block
+    /// paths are ULIDs and plain file names).
+    fn local_object(&self, path: &str) -> Option<std::path::PathBuf> {
+        let root = self.root.as_ref()?;
+        let plain = |seg: &str| {
+            !seg.is_empty()
+                && !seg.starts_with('.')
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+        };
+        let safe = path.split('/').all(plain);
+        safe.then(|| root.join(path))
     }
 
     /// Deletes object `path`; an object already gone is not an error.

@@ -6,9 +6,17 @@
 //! matching a deletion selector are left out: that is how a block is rewritten without them
 //! (`rewrite.rs`).
 //!
-//! Memory is the input indexes' series refs (4 bytes a series), one read window of chunk bytes
-//! per input, the output index's postings (8 bytes a label of each series) and the series being
-//! merged. Chunk bytes are read with plain reads through the window, not mapped, so the pages of
+//! Series are compared and written as references into the merged symbol table: each input's
+//! symbol references are mapped to the merged table's positions while the tables are merged,
+//! and since the table is sorted, comparing references compares the strings. No label string
+//! is looked up per series.
+//!
+//! Memory does not grow with the samples, chunks or series of the inputs: one read window of
+//! chunk bytes per input, the series being merged, the output index's postings spool (a
+//! bounded buffer; the rest sorted into a run file), and the inputs' mapped index pages, let
+//! go every few thousand series. What does grow is per distinct symbol and label pair: the
+//! symbol tables and their reference maps (4 bytes a symbol an input), the postings offset
+//! tables. Chunk bytes are read with plain reads through the window, not maps, so the pages of
 //! inputs larger than memory do not pile up in the process.
 
 use std::fs::File;
@@ -27,7 +35,7 @@ use crate::chunk::{AggrChunk, AggrType, Encoding, SampleBatch, XorAppender, deco
 use crate::error::{Error, Result};
 use crate::index::postings::union_many;
 use crate::index::{ChunkMeta, IndexReader, IndexWriter, postings_for_matchers};
-use crate::labels::{Label, Labels, Matcher};
+use crate::labels::Matcher;
 use crate::query::dedup_replicas;
 
 /// Samples per chunk when a series' samples are encoded again (Prometheus's compaction cuts
@@ -145,7 +153,7 @@ pub fn merge_blocks(
             return Err(e);
         }
     };
-    stats.series_deleted = blocks.iter().map(|b| b.deleted).sum();
+    stats.series_deleted = blocks.iter().map(Input::deleted).sum();
     if stats.series == 0 {
         let _ = std::fs::remove_dir_all(&tmp);
         return Ok((None, stats));
@@ -165,13 +173,27 @@ struct Input {
     index: IndexReader<memmap2::Mmap>,
     tombstones: Tombstones,
     chunks: ChunkWindow,
-    /// Every series ref of the index to merge, in label order.
-    refs: Vec<u32>,
-    /// Series left out because a deletion selector matches them.
-    deleted: u64,
-    /// Position in `refs` of the series in `labels`/`metas`.
+    /// The all-postings list's refs in the mapped index: offset of the first and count. The
+    /// list is walked in place rather than held.
+    all: (u64, usize),
+    /// Position in the all-postings list of the series in `ids`/`metas`.
     pos: usize,
-    labels: Vec<Label>,
+    /// The ref at `pos`.
+    current: u32,
+    /// Series left out because a deletion selector matches them, ascending, and how many
+    /// of them the walk has passed.
+    doomed: Vec<u32>,
+    doomed_pos: usize,
+    /// Series decoded since the index's pages were last released.
+    since_release: u32,
+    /// The input's symbol references mapped to the merged table's, filled in once the symbol
+    /// tables are merged.
+    remap: SymbolRemap,
+    /// The current series' labels as (name, value) references of the merged symbol table:
+    /// the table is sorted, so comparing references compares the label sets.
+    ids: Vec<(u32, u32)>,
+    /// The current series' references in the input's own table.
+    raw: Vec<(u32, u32)>,
     metas: Vec<ChunkMeta>,
 }
 
@@ -181,58 +203,111 @@ impl Input {
         let index = IndexReader::open(&dir.join("index"))?;
         let tombstones = Tombstones::read(&dir.join("tombstones"))?;
         let chunks = ChunkWindow::open(&dir.join("chunks"), window)?;
-        let mut refs = Vec::new();
-        index.all_postings(&mut refs)?;
+        let all = index.all_postings_span()?.unwrap_or((0, 0));
         let doomed = selected_refs(&index, delete)?;
-        if !doomed.is_empty() {
-            // Both lists are ascending.
-            let mut d = doomed.iter().peekable();
-            refs.retain(|r| {
-                while d.next_if(|x| *x < r).is_some() {}
-                d.peek() != Some(&r)
-            });
-        }
-        let mut input = Input {
+        Ok(Input {
             dir: dir.to_path_buf(),
             meta,
             index,
             tombstones,
             chunks,
-            refs,
-            deleted: doomed.len() as u64,
+            all,
             pos: 0,
-            labels: Vec::new(),
+            current: 0,
+            doomed,
+            doomed_pos: 0,
+            since_release: 0,
+            remap: SymbolRemap::default(),
+            ids: Vec::new(),
+            raw: Vec::new(),
             metas: Vec::new(),
-        };
-        input.load()?;
-        Ok(input)
+        })
     }
 
     /// Whether every series has been taken.
     fn done(&self) -> bool {
-        self.pos >= self.refs.len()
+        self.pos >= self.all.1
     }
 
-    /// Decodes the series at `pos`, if any.
-    fn load(&mut self) -> Result<()> {
-        if let Some(&r) = self.refs.get(self.pos) {
-            self.index.series(r, &mut self.labels, &mut self.metas)?;
+    /// Series of the input left out by the deletion selectors.
+    fn deleted(&self) -> u64 {
+        self.doomed.len() as u64
+    }
+
+    /// Moves to the first series that is not deleted and decodes it.
+    fn start(&mut self) -> Result<()> {
+        self.pos = 0;
+        self.seek()
+    }
+
+    fn advance(&mut self) -> Result<()> {
+        self.pos += 1;
+        self.seek()
+    }
+
+    /// Moves to the first series at or after `pos` that is not deleted and decodes it.
+    fn seek(&mut self) -> Result<()> {
+        while !self.done() {
+            let Some(r) = self.index.postings_ref_at(self.all.0, self.pos) else {
+                return Err(self.corrupt_postings("the all-postings list runs past the index"));
+            };
+            if self.pos > 0 && r <= self.current {
+                return Err(self.corrupt_postings(&format!("series ref {r} does not ascend")));
+            }
+            self.current = r;
+            while self.doomed.get(self.doomed_pos).is_some_and(|&d| d < r) {
+                self.doomed_pos += 1;
+            }
+            if self.doomed.get(self.doomed_pos) == Some(&r) {
+                self.pos += 1;
+                continue;
+            }
+            return self.load();
         }
         Ok(())
     }
 
-    fn advance(&mut self) -> Result<()> {
-        let prev = std::mem::take(&mut self.labels);
-        self.pos += 1;
-        self.labels = prev;
-        self.load()?;
+    fn corrupt_postings(&self, reason: &str) -> Error {
+        Error::InvalidInput(format!(
+            "{}: all-postings entry {}: {reason}",
+            self.dir.join("index").display(),
+            self.pos
+        ))
+    }
+
+    /// Decodes the series at `pos`, its labels mapped to the merged symbol table.
+    fn load(&mut self) -> Result<()> {
+        let r = self.current;
+        // The pages walked so far are let go now and then: what stays resident of an
+        // index is about what the last stretch touched, whatever the index's size.
+        self.since_release += 1;
+        if self.since_release >= RELEASE_EVERY {
+            self.since_release = 0;
+            self.index.release_pages();
+        }
+        self.index
+            .series_symbol_refs(r, &mut self.raw, &mut self.metas)?;
+        self.ids.clear();
+        for &(n, v) in &self.raw {
+            let (Some(n), Some(v)) = (self.remap.get(n), self.remap.get(v)) else {
+                return Err(Error::InvalidInput(format!(
+                    "{}: series {r} names a symbol reference ({n} or {v}) that starts no symbol",
+                    self.dir.join("index").display()
+                )));
+            };
+            self.ids.push((n, v));
+        }
         Ok(())
     }
 
     fn series_ref(&self) -> u32 {
-        self.refs[self.pos]
+        self.current
     }
 }
+
+/// Series decoded from an input between releases of its index pages: a few MiB of series
+/// entries.
+const RELEASE_EVERY: u32 = 32 * 1024;
 
 /// The series refs of `index` that any of `selectors` selects, ascending.
 pub(crate) fn selected_refs<B: AsRef<[u8]>>(
@@ -291,30 +366,36 @@ fn write_merged(blocks: &mut [Input], dir: &Path, opts: &MergeOptions) -> Result
     let mut index = IndexWriter::create(&dir.join("index"))?;
 
     let mut failed = None;
-    index.add_symbols(MergedSymbols::new(blocks, &mut failed))?;
+    let mut merged = MergedSymbols::new(blocks, &mut failed);
+    index.add_symbols(&mut merged)?;
+    let remaps = merged.into_remaps();
     if let Some(e) = failed {
         return Err(e);
     }
+    for (b, remap) in blocks.iter_mut().zip(remaps) {
+        b.remap = remap;
+        b.index.release_pages();
+        b.start()?;
+    }
 
     let mut series = SeriesMerge::default();
+    let mut min: Vec<(u32, u32)> = Vec::new();
     let mut out_metas: Vec<ChunkMeta> = Vec::new();
     let mut pace = Pace::new(opts.cpu_share);
     loop {
         pace.tick();
         // The smallest label set among the inputs, and every input holding it.
-        let Some(min) = blocks
-            .iter()
-            .filter(|b| !b.done())
-            .map(|b| &b.labels)
-            .min()
-            .cloned()
+        let Some(first) = (0..blocks.len())
+            .filter(|&i| !blocks[i].done())
+            .min_by(|&a, &b| blocks[a].ids.cmp(&blocks[b].ids))
         else {
             break;
         };
-        let min = Labels::from_sorted(min);
+        min.clear();
+        min.extend_from_slice(&blocks[first].ids);
         series.clear();
         for (i, b) in blocks.iter_mut().enumerate() {
-            if b.done() || b.labels != min.as_slice() {
+            if b.done() || b.ids != min {
                 continue;
             }
             let r = b.series_ref();
@@ -337,7 +418,7 @@ fn write_merged(blocks: &mut [Input], dir: &Path, opts: &MergeOptions) -> Result
         if out_metas.is_empty() {
             continue;
         }
-        index.add_series(&min, &out_metas)?;
+        index.add_series_refs(&min, &out_metas)?;
         stats.series += 1;
         stats.samples += written;
         bstats.num_series += 1;
@@ -386,12 +467,49 @@ impl Pace {
     }
 }
 
-/// The inputs' symbol tables merged in order, each symbol once. A read error ends the
-/// iteration and is left in `failed`.
+/// An input's symbol references mapped to the merged table's positions.
+#[derive(Debug, Default)]
+enum SymbolRemap {
+    /// A v2 input: its references are positions, so the map is indexed by them.
+    #[default]
+    Empty,
+    Positions(Vec<u32>),
+    /// A v1 input: its references are file offsets, ascending with the symbols.
+    Offsets(Vec<(u32, u32)>),
+}
+
+impl SymbolRemap {
+    fn get(&self, r: u32) -> Option<u32> {
+        match self {
+            SymbolRemap::Empty => None,
+            SymbolRemap::Positions(v) => v.get(r as usize).copied(),
+            SymbolRemap::Offsets(v) => v.binary_search_by_key(&r, |p| p.0).ok().map(|i| v[i].1),
+        }
+    }
+
+    fn push(&mut self, input_ref: u32, merged: u32, v2: bool) {
+        match self {
+            SymbolRemap::Empty if v2 => *self = SymbolRemap::Positions(vec![merged]),
+            SymbolRemap::Empty => *self = SymbolRemap::Offsets(vec![(input_ref, merged)]),
+            SymbolRemap::Positions(v) => v.push(merged),
+            SymbolRemap::Offsets(v) => v.push((input_ref, merged)),
+        }
+    }
+}
+
+type SymbolIter<'a> = Box<dyn Iterator<Item = Result<(u32, &'a str)>> + 'a>;
+
+/// The inputs' symbol tables merged in order, each symbol once; as it goes it maps each
+/// input's references to the merged positions. A read error ends the iteration and is left
+/// in `failed`.
 struct MergedSymbols<'a> {
-    iters: Vec<std::iter::Peekable<Box<dyn Iterator<Item = Result<&'a str>> + 'a>>>,
+    iters: Vec<std::iter::Peekable<SymbolIter<'a>>>,
+    v2: Vec<bool>,
+    remaps: Vec<SymbolRemap>,
     failed: &'a mut Option<Error>,
     last: Option<&'a str>,
+    /// Symbols emitted so far.
+    emitted: u32,
 }
 
 impl<'a> MergedSymbols<'a> {
@@ -399,16 +517,24 @@ impl<'a> MergedSymbols<'a> {
         let iters = blocks
             .iter()
             .map(|b| {
-                let it: Box<dyn Iterator<Item = Result<&'a str>> + 'a> =
-                    Box::new(b.index.symbols().map(|r| r.map_err(Error::from)));
+                let it: SymbolIter<'a> =
+                    Box::new(b.index.symbols_with_refs().map(|r| r.map_err(Error::from)));
                 it.peekable()
             })
             .collect();
         MergedSymbols {
             iters,
+            v2: blocks.iter().map(|b| b.index.version() >= 2).collect(),
+            remaps: blocks.iter().map(|_| SymbolRemap::default()).collect(),
             failed,
             last: None,
+            emitted: 0,
         }
+    }
+
+    /// Each input's map from its references to the merged table's positions.
+    fn into_remaps(self) -> Vec<SymbolRemap> {
+        self.remaps
     }
 }
 
@@ -430,17 +556,22 @@ impl<'a> Iterator for MergedSymbols<'a> {
                         }
                         return None;
                     }
-                    Some(Ok(s)) if best.is_none_or(|(_, b)| *s < b) => best = Some((i, s)),
+                    Some(Ok((_, s))) if best.is_none_or(|(_, b)| *s < b) => best = Some((i, s)),
                     Some(Ok(_)) => {}
                 }
             }
             let (i, s) = best?;
-            self.iters[i].next();
+            let Some(Ok((r, _))) = self.iters[i].next() else {
+                unreachable!("peeked above");
+            };
             // A table out of order would repeat or reorder symbols; the index writer
             // rejects the result, so only exact repeats are dropped here.
             if self.last == Some(s) {
+                self.remaps[i].push(r, self.emitted - 1, self.v2[i]);
                 continue;
             }
+            self.remaps[i].push(r, self.emitted, self.v2[i]);
+            self.emitted += 1;
             self.last = Some(s);
             return Some(s);
         }
@@ -499,10 +630,10 @@ impl SeriesMerge {
         let mut samples = 0;
         for &(i, m) in &self.chunks {
             let b = &mut blocks[i];
-            let (enc, data) = b.chunks.chunk(m.chunk_ref)?;
+            let (enc, data, crc) = b.chunks.chunk(m.chunk_ref)?;
             stats.bytes_read += data.len() as u64;
             samples += chunk_samples(enc, data).map_err(|e| chunk_error(&b.dir, m.chunk_ref, e))?;
-            let chunk_ref = out.write_chunk(enc, data)?;
+            let chunk_ref = out.copy_chunk(enc, data, crc)?;
             metas.push(ChunkMeta { chunk_ref, ..m });
             stats.chunks_copied += 1;
         }
@@ -529,7 +660,7 @@ impl SeriesMerge {
             let b = &mut blocks[i];
             for &(ci, m) in self.chunks.iter().filter(|(ci, _)| *ci == i) {
                 debug_assert_eq!(ci, i);
-                let (enc, data) = b.chunks.chunk(m.chunk_ref)?;
+                let (enc, data, _) = b.chunks.chunk(m.chunk_ref)?;
                 stats.bytes_read += data.len() as u64;
                 if enc != Encoding::Xor as u8 {
                     return Err(Error::InvalidInput(format!(
@@ -740,8 +871,8 @@ impl ChunkWindow {
             && off + len as u64 <= self.start + self.buf.len() as u64
     }
 
-    /// The encoding and payload of the chunk at `chunk_ref`, CRC checked.
-    fn chunk(&mut self, chunk_ref: u64) -> Result<(u8, &[u8])> {
+    /// The encoding, payload and CRC of the chunk at `chunk_ref`, CRC checked.
+    fn chunk(&mut self, chunk_ref: u64) -> Result<(u8, &[u8], u32)> {
         let (seg, off) = split_ref(chunk_ref);
         let off = u64::from(off);
         if !self.holds(seg, off, MIN_RECORD) {
@@ -760,7 +891,11 @@ impl ChunkWindow {
         let at = (off - self.start) as usize;
         let path = &self.files[seg as usize].0;
         match read_chunk_record(&self.buf[at..], off, path)? {
-            RecordRead::Chunk { encoding, data } => Ok((encoding, data)),
+            RecordRead::Chunk {
+                encoding,
+                data,
+                crc,
+            } => Ok((encoding, data, crc)),
             RecordRead::NeedBytes(_) => Err(Error::InvalidInput(format!(
                 "{}: chunk record at offset {off} runs past the end of the file",
                 path.display()

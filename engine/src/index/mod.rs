@@ -10,6 +10,7 @@ pub mod error;
 pub mod postings;
 pub mod reader;
 pub mod select;
+mod spool;
 mod symbols;
 pub mod toc;
 pub mod writer;

@@ -86,6 +86,20 @@ impl IndexReader<memmap2::Mmap> {
     }
 }
 
+impl IndexReader<memmap2::Mmap> {
+    /// Drops the pages of the mapping from this process: they stay in the page cache and
+    /// fault back in when read again. A merge walking indexes larger than its memory budget
+    /// calls it as it goes, so the pages it has passed do not pile up in its resident set.
+    pub fn release_pages(&self) {
+        // SAFETY: the mapping is read-only over an immutable file, so a dropped page reads
+        // back the same bytes; no reference into the mapping is invalidated.
+        let _ = unsafe {
+            self.buf
+                .unchecked_advise(memmap2::UncheckedAdvice::DontNeed)
+        };
+    }
+}
+
 impl<B: AsRef<[u8]>> IndexReader<B> {
     /// Validates the index in `buf` and indexes its postings offset table; `path` is used in
     /// error messages only.
@@ -204,6 +218,21 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
         it
     }
 
+    /// The symbols in table order, each with its reference: the position for a v2 index, the
+    /// offset of its length prefix for v1.
+    pub fn symbols_with_refs(&self) -> impl Iterator<Item = Result<(u32, &str), IndexError>> {
+        let mut it: SymbolIter<'_> = self.symbols.iter(self.data(), &self.path);
+        let v2 = self.version >= 2;
+        let mut pos = 0u32;
+        std::iter::from_fn(move || {
+            // A v1 table lies in the first 4 GiB: its references are 32-bit offsets.
+            let r = if v2 { pos } else { it.offset() as u32 };
+            let s = it.next()?;
+            pos = pos.wrapping_add(1);
+            Some(s.map(|s| (r, s)))
+        })
+    }
+
     /// All label names, sorted, without the all-postings key `""`.
     pub fn label_names(&self) -> Vec<String> {
         self.names
@@ -243,6 +272,29 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
             self.append_postings_at(off, out)?;
         }
         Ok(())
+    }
+
+    /// Where the all-postings list's refs lie, CRC checked and left in place: the absolute
+    /// offset of the first ref and their number (`None` without the list). Read them with
+    /// [`IndexReader::postings_ref_at`]; walking the list in place spares holding a ref of
+    /// every series in memory. Their order is not checked here.
+    pub fn all_postings_span(&self) -> Result<Option<(u64, usize)>, IndexError> {
+        let Some(off) = self.all_postings else {
+            return Ok(None);
+        };
+        let (body, body_off) = sized_section(self.data(), off, self.limit, "postings", &self.path)?;
+        let n = self.postings_count(body, body_off)?;
+        Ok(Some((body_off + 4, n)))
+    }
+
+    /// The `i`th ref of a postings list whose refs start at absolute offset `start`, as
+    /// [`IndexReader::all_postings_span`] gives; `None` past the end of the index.
+    pub fn postings_ref_at(&self, start: u64, i: usize) -> Option<u32> {
+        let at = usize::try_from(start)
+            .ok()?
+            .checked_add(i.checked_mul(4)?)?;
+        let b = self.data().get(at..at.checked_add(4)?)?;
+        Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
     /// Number of series: the length of the all-postings list.
@@ -316,6 +368,25 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
         labels: &mut Vec<Label>,
         chunks: &mut Vec<ChunkMeta>,
     ) -> Result<(), IndexError> {
+        let (body, body_off) = self.series_body(series_ref)?;
+        self.decode_series(body, body_off, labels, chunks)
+    }
+
+    /// Decodes series `series_ref` into the symbol references of its labels (name, value) and
+    /// its chunk metas, replacing their contents; CRC checked, references checked against the
+    /// symbol table. No string is looked up: a merge compares series by references.
+    pub fn series_symbol_refs(
+        &self,
+        series_ref: u32,
+        refs: &mut Vec<(u32, u32)>,
+        chunks: &mut Vec<ChunkMeta>,
+    ) -> Result<(), IndexError> {
+        let (body, body_off) = self.series_body(series_ref)?;
+        self.decode_series_body(body, body_off, refs, chunks)
+    }
+
+    /// The body of series `series_ref`'s entry (CRC checked) and its absolute offset.
+    fn series_body(&self, series_ref: u32) -> Result<(&[u8], u64), IndexError> {
         let offset = if self.version >= 2 {
             u64::from(series_ref) * SERIES_ALIGN
         } else {
@@ -331,16 +402,14 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
             });
         }
         let section = &self.data()[offset as usize..self.series.end as usize];
-        match self.series_entry_body(section, offset)? {
-            Ok((body, body_off)) => self.decode_series(body, body_off, labels, chunks),
-            Err(need) => Err(IndexError::PastEnd {
+        self.series_entry_body(section, offset)?
+            .map_err(|need| IndexError::PastEnd {
                 path: self.path.clone(),
                 section: "series",
                 offset,
                 len: need,
                 limit: self.series.end,
-            }),
-        }
+            })
     }
 
     fn decode_series(

@@ -190,6 +190,13 @@ pub(crate) struct SymbolIter<'a> {
     path: &'a Path,
 }
 
+impl<'a> SymbolIter<'a> {
+    /// The absolute file offset of the next symbol's length prefix: its v1 reference.
+    pub(crate) fn offset(&self) -> u64 {
+        self.d.offset()
+    }
+}
+
 impl<'a> Iterator for SymbolIter<'a> {
     type Item = Result<&'a str, IndexError>;
 

@@ -1,17 +1,19 @@
 //! Writes an index the way Prometheus 2.42 does: header, symbol table, 16-byte aligned series,
 //! legacy label indices, postings, legacy label offset table, postings offset table, TOC.
 //!
-//! Symbols and series stream to the output as they are added; the postings (one `u32` pair per
-//! label of every series) are held in memory until [`IndexWriter::finish`].
+//! Symbols and series stream to the output as they are added. The postings (one entry per
+//! label of every series) gather in a spool that keeps a bounded buffer in memory and sorts
+//! the rest into a run file beside the index (`spool.rs`), so the memory an index takes to
+//! write does not grow with its series; [`IndexWriter::finish`] merges them back in order.
 
 use super::ChunkMeta;
 use super::error::IndexError;
 use super::reader::{MAGIC, SERIES_ALIGN};
+use super::spool::{PostingsSpool, RefSpool, SPOOL_ENTRIES, SortedPostings};
 use super::symbols::SymbolTable;
 use super::toc::Toc;
-use crate::encoding::{Encbuf, crc32c};
+use crate::encoding::{Encbuf, crc32c, crc32c_append};
 use crate::labels::Labels;
-use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -40,9 +42,9 @@ pub struct IndexWriter {
     last_ids: Vec<(u32, u32)>,
     last_chunk_ref: u64,
     /// Every series ref, ascending.
-    refs: Vec<u32>,
-    /// Name symbol -> (value symbol, series ref) in the order added.
-    postings: HashMap<u32, Vec<(u32, u32)>>,
+    refs: RefSpool,
+    /// (name symbol, value symbol, series ref) of every label of every series.
+    postings: PostingsSpool,
     buf: Encbuf,
     ids: Vec<(u32, u32)>,
 }
@@ -60,15 +62,28 @@ impl fmt::Debug for IndexWriter {
 impl IndexWriter {
     /// Creates (or truncates) the index file at `path` and writes the header.
     pub fn create(path: &Path) -> Result<Self, IndexError> {
+        Self::create_with_spool(path, SPOOL_ENTRIES)
+    }
+
+    /// [`IndexWriter::create`] with a postings spool holding `entries` in memory.
+    pub(crate) fn create_with_spool(path: &Path, entries: usize) -> Result<Self, IndexError> {
         let file = File::create(path).map_err(|source| IndexError::Io {
             path: path.to_path_buf(),
             op: "create",
             source,
         })?;
-        Self::with_sink(
+        let spill = |ext: &str| {
+            let mut p = path.as_os_str().to_owned();
+            p.push(ext);
+            Some(PathBuf::from(p))
+        };
+        let mut w = Self::with_sink(
             path.to_path_buf(),
             Sink::File(BufWriter::with_capacity(1 << 20, file)),
-        )
+        )?;
+        w.postings = PostingsSpool::new(spill(".postings-spool"), entries);
+        w.refs = RefSpool::new(spill(".refs-spool"), entries);
+        Ok(w)
     }
 
     /// A writer that builds the index in memory; collect it with [`IndexWriter::finish_to_vec`].
@@ -87,8 +102,9 @@ impl IndexWriter {
             symbols: None,
             last_ids: Vec::new(),
             last_chunk_ref: 0,
-            refs: Vec::new(),
-            postings: HashMap::new(),
+            // In memory, nothing spills: such indexes are small.
+            refs: RefSpool::new(None, usize::MAX),
+            postings: PostingsSpool::new(None, usize::MAX),
             buf: Encbuf::with_capacity(4096),
             ids: Vec::new(),
         };
@@ -219,12 +235,49 @@ impl IndexWriter {
             }
             self.ids.push((pair[0], pair[1]));
         }
+        let ids = std::mem::take(&mut self.ids);
+        let r = self.push_series(&ids, chunks);
+        self.ids = ids;
+        r
+    }
+
+    /// Adds a series given as symbol references of this index's table ((name, value) pairs,
+    /// the positions in the sorted symbols given to [`IndexWriter::add_symbols`]): what a merge
+    /// that maps its inputs' references to the merged table writes, with no string looked up.
+    /// The same order rules as [`IndexWriter::add_series`] hold.
+    pub fn add_series_refs(
+        &mut self,
+        refs: &[(u32, u32)],
+        chunks: &[ChunkMeta],
+    ) -> Result<u32, IndexError> {
+        let Some(symbols) = self.symbols.as_ref() else {
+            return Err(self.wrong_stage("add_symbols must be called before add_series"));
+        };
+        if let Some(&bad) = refs
+            .iter()
+            .flat_map(|&(n, v)| [n, v])
+            .find(|&r| r >= symbols.len())
+            .as_ref()
+        {
+            return Err(IndexError::SymbolOutOfRange {
+                path: self.path.clone(),
+                symbol: bad,
+                offset: self.pos,
+                limit: u64::from(symbols.len()),
+            });
+        }
+        self.push_series(refs, chunks)
+    }
+
+    /// Writes a series entry from checked symbol references and records its postings.
+    fn push_series(&mut self, ids: &[(u32, u32)], chunks: &[ChunkMeta]) -> Result<u32, IndexError> {
+        let offset = self.pos.next_multiple_of(SERIES_ALIGN);
         // Symbols are sorted, so comparing refs compares the strings they stand for.
-        if self.ids.is_empty() || self.ids <= self.last_ids {
+        if ids.is_empty() || ids <= self.last_ids.as_slice() {
             return Err(IndexError::UnorderedSeries {
                 path: self.path.clone(),
-                labels: labels.to_string(),
-                previous: self.previous_labels(),
+                labels: self.labels_of(ids),
+                previous: self.labels_of(&self.last_ids),
                 offset,
             });
         }
@@ -252,7 +305,7 @@ impl IndexWriter {
             if let Some(reason) = reason {
                 return Err(IndexError::UnorderedChunks {
                     path: self.path.clone(),
-                    labels: labels.to_string(),
+                    labels: self.labels_of(ids),
                     offset,
                     reason,
                 });
@@ -263,9 +316,9 @@ impl IndexWriter {
 
         self.pad(SERIES_ALIGN)?;
         let series_ref = (self.pos / SERIES_ALIGN) as u32;
-        let mut body = Encbuf::with_capacity(16 + self.ids.len() * 4 + chunks.len() * 8);
-        body.put_uvarint(self.ids.len() as u64);
-        for &(n, v) in &self.ids {
+        let mut body = Encbuf::with_capacity(16 + ids.len() * 4 + chunks.len() * 8);
+        body.put_uvarint(ids.len() as u64);
+        for &(n, v) in ids {
             body.put_uvarint(u64::from(n));
             body.put_uvarint(u64::from(v));
         }
@@ -288,20 +341,27 @@ impl IndexWriter {
         self.buf.put_be32(crc32c(body.get()));
         self.flush_buf()?;
 
-        self.refs.push(series_ref);
-        for &(n, v) in &self.ids {
-            self.postings.entry(n).or_default().push((v, series_ref));
+        let spool_err = |source| IndexError::Io {
+            path: self.path.clone(),
+            op: "spool postings",
+            source,
+        };
+        self.refs.push(series_ref).map_err(spool_err)?;
+        for &(n, v) in ids {
+            self.postings.push([n, v, series_ref]).map_err(spool_err)?;
         }
-        std::mem::swap(&mut self.last_ids, &mut self.ids);
+        self.last_ids.clear();
+        self.last_ids.extend_from_slice(ids);
         self.last_chunk_ref = last_ref;
         Ok(series_ref)
     }
 
-    fn previous_labels(&self) -> String {
+    /// The label set that symbol references stand for, for error messages.
+    fn labels_of(&self, ids: &[(u32, u32)]) -> String {
         let Some(symbols) = &self.symbols else {
             return "{}".to_string();
         };
-        let pairs = self.last_ids.iter().map(|&(n, v)| {
+        let pairs = ids.iter().map(|&(n, v)| {
             let get = |r| {
                 symbols
                     .lookup(&self.sym_section, r, &self.path, 0)
@@ -358,29 +418,51 @@ impl IndexWriter {
         if self.symbols.is_none() {
             self.add_symbols([])?;
         }
-        let mut names: Vec<u32> = self.postings.keys().copied().collect();
-        names.sort_unstable();
-        let mut postings = std::mem::take(&mut self.postings);
+        let spool_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| IndexError::Io {
+                path,
+                op: "read spooled postings",
+                source,
+            }
+        };
+        let spool = std::mem::replace(&mut self.postings, PostingsSpool::new(None, usize::MAX));
+        let sorted = spool.finish().map_err(spool_err(&self.path))?;
+        // One walk finds each name's distinct values and each (name, value)'s number of
+        // series: the sizes the sections below are framed with.
+        let mut names: Vec<(u32, usize, usize)> = Vec::new();
+        let mut values: Vec<u32> = Vec::new();
+        let mut counts: Vec<u32> = Vec::new();
+        {
+            let mut it = sorted.iter();
+            let mut last: Option<(u32, u32)> = None;
+            while let Some([n, v, _]) = it.next_entry().map_err(spool_err(&self.path))? {
+                if last.is_none_or(|(ln, _)| ln != n) {
+                    names.push((n, values.len(), 0));
+                }
+                if last != Some((n, v)) {
+                    values.push(v);
+                    counts.push(0);
+                    names.last_mut().expect("pushed above").2 += 1;
+                }
+                *counts.last_mut().expect("pushed above") += 1;
+                last = Some((n, v));
+            }
+        }
 
         // Legacy label indices: one per name, listing its value symbols.
         self.toc.label_indices = self.pos;
         let mut label_indices: Vec<(u32, u64)> = Vec::with_capacity(names.len());
-        for &name in &names {
-            let pairs = postings.get_mut(&name).expect("name taken from the map");
-            // Stable: refs of one value stay ascending.
-            pairs.sort_by_key(|&(v, _)| v);
+        for &(name, first, n) in &names {
             self.pad(4)?;
             label_indices.push((name, self.pos));
-            let mut values: Vec<u32> = pairs.iter().map(|&(v, _)| v).collect();
-            values.dedup();
-            self.buf.reset();
-            self.buf.put_be32(0);
-            self.buf.put_be32(1);
-            self.buf.put_be32(values.len() as u32);
-            for v in values {
-                self.buf.put_be32(v);
-            }
-            self.finish_sized_section("label index")?;
+            let vals = &values[first..first + n];
+            self.write_framed_u32s(
+                &[1, n as u32],
+                vals.len(),
+                vals.iter().copied().map(Ok),
+                "label index",
+            )?;
         }
 
         // Postings: the all-postings list first, then by name and value.
@@ -388,31 +470,23 @@ impl IndexWriter {
         self.pad(4)?;
         let mut pot = Encbuf::new();
         let mut pot_count: u64 = 0;
-        let refs = std::mem::take(&mut self.refs);
-        self.write_postings_list(&mut pot, "", "", refs.iter().copied(), refs.len())?;
+        let mut refs = std::mem::replace(&mut self.refs, RefSpool::new(None, usize::MAX));
+        self.write_all_postings(&mut pot, &mut refs)?;
+        drop(refs);
         pot_count += 1;
         let sym_section = std::mem::take(&mut self.sym_section);
         let symbols = self.symbols.take().expect("written above");
-        for &name in &names {
-            let pairs = &postings[&name];
-            let name_str = symbols.lookup(&sym_section, name, &self.path, 0)?;
-            let mut start = 0;
-            while start < pairs.len() {
-                let v = pairs[start].0;
-                let end = start + pairs[start..].partition_point(|p| p.0 == v);
-                let value = symbols.lookup(&sym_section, v, &self.path, 0)?;
-                let run = &pairs[start..end];
-                self.write_postings_list(
-                    &mut pot,
-                    name_str,
-                    value,
-                    run.iter().map(|p| p.1),
-                    run.len(),
-                )?;
-                pot_count += 1;
-                start = end;
-            }
-        }
+        self.write_postings_lists(
+            &sorted,
+            &names,
+            &values,
+            &counts,
+            &mut pot,
+            &symbols,
+            &sym_section,
+        )?;
+        pot_count += values.len() as u64;
+        drop(sorted);
 
         // Legacy label offset table.
         self.toc.label_offset_table = self.pos;
@@ -444,8 +518,159 @@ impl IndexWriter {
         self.write(e.get())?;
         self.sym_section = sym_section;
         self.symbols = Some(symbols);
-        drop(postings);
         Ok(())
+    }
+
+    /// Writes the all-postings list (key `""=""`) from the spooled refs.
+    fn write_all_postings(
+        &mut self,
+        pot: &mut Encbuf,
+        refs: &mut RefSpool,
+    ) -> Result<(), IndexError> {
+        let n = refs.len();
+        self.pad(4)?;
+        put_pot_entry(pot, "", "", self.pos);
+        self.begin_framed(&[n as u32], n as usize, "postings list")?;
+        let mut crc = crc32c(&(n as u32).to_be_bytes());
+        let path = self.path.clone();
+        let mut failed = None;
+        let r = refs.for_each_slice(|s| match self.framed_body_u32s(s, &mut crc) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                failed = Some(e);
+                Err(std::io::Error::other("index write failed"))
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        r.map_err(|source| IndexError::Io {
+            path,
+            op: "read spooled postings",
+            source,
+        })?;
+        self.write(&crc.to_be_bytes())
+    }
+
+    /// Writes one postings list per (name, value), walking the sorted postings once.
+    #[allow(clippy::too_many_arguments)]
+    fn write_postings_lists(
+        &mut self,
+        sorted: &SortedPostings,
+        names: &[(u32, usize, usize)],
+        values: &[u32],
+        counts: &[u32],
+        pot: &mut Encbuf,
+        symbols: &SymbolTable,
+        sym_section: &[u8],
+    ) -> Result<(), IndexError> {
+        let mut it = sorted.iter();
+        let mut chunk: Vec<u32> = Vec::with_capacity(16 * 1024);
+        for &(name, first, n) in names {
+            let name_str = symbols.lookup(sym_section, name, &self.path, 0)?;
+            for k in first..first + n {
+                let value = symbols.lookup(sym_section, values[k], &self.path, 0)?;
+                let count = counts[k] as usize;
+                if (count as u64 + 1) * 4 > u64::from(u32::MAX) {
+                    return Err(IndexError::TooLarge {
+                        path: self.path.clone(),
+                        what: "postings list",
+                        size: (count as u64 + 1) * 4,
+                        limit: u64::from(u32::MAX),
+                        offset: self.pos,
+                    });
+                }
+                self.pad(4)?;
+                put_pot_entry(pot, name_str, value, self.pos);
+                self.begin_framed(&[count as u32], count, "postings list")?;
+                let mut crc = crc32c(&(count as u32).to_be_bytes());
+                let mut left = count;
+                while left > 0 {
+                    chunk.clear();
+                    while chunk.len() < chunk.capacity() && left > 0 {
+                        let Some([_, _, r]) = it.next_entry().map_err(|source| IndexError::Io {
+                            path: self.path.clone(),
+                            op: "read spooled postings",
+                            source,
+                        })?
+                        else {
+                            return Err(self.wrong_stage("spooled postings ended early"));
+                        };
+                        chunk.push(r);
+                        left -= 1;
+                    }
+                    self.framed_body_u32s(&chunk, &mut crc)?;
+                }
+                self.write(&crc.to_be_bytes())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a section framed as `BE32 len`, body, `BE32 CRC` whose body is the big-endian
+    /// words of `prefix` then `n` more from `items`; the CRC is computed as the body streams.
+    fn write_framed_u32s(
+        &mut self,
+        prefix: &[u32],
+        n: usize,
+        items: impl Iterator<Item = Result<u32, IndexError>>,
+        what: &'static str,
+    ) -> Result<(), IndexError> {
+        self.begin_framed(prefix, n, what)?;
+        let mut crc = 0u32;
+        for (i, p) in prefix.iter().enumerate() {
+            let b = p.to_be_bytes();
+            crc = if i == 0 {
+                crc32c(&b)
+            } else {
+                crc32c_append(crc, &b)
+            };
+        }
+        let mut chunk: Vec<u32> = Vec::with_capacity(16 * 1024);
+        for item in items {
+            chunk.push(item?);
+            if chunk.len() == chunk.capacity() {
+                self.framed_body_u32s(&chunk, &mut crc)?;
+                chunk.clear();
+            }
+        }
+        self.framed_body_u32s(&chunk, &mut crc)?;
+        self.write(&crc.to_be_bytes())
+    }
+
+    /// Writes the length field and `prefix` of a framed section of `prefix.len() + n` words.
+    fn begin_framed(
+        &mut self,
+        prefix: &[u32],
+        n: usize,
+        what: &'static str,
+    ) -> Result<(), IndexError> {
+        let len = (prefix.len() as u64 + n as u64) * 4;
+        if len > u64::from(u32::MAX) {
+            return Err(IndexError::TooLarge {
+                path: self.path.clone(),
+                what,
+                size: len,
+                limit: u64::from(u32::MAX),
+                offset: self.pos,
+            });
+        }
+        self.buf.reset();
+        self.buf.put_be32(len as u32);
+        for &p in prefix {
+            self.buf.put_be32(p);
+        }
+        self.flush_buf()
+    }
+
+    /// Writes words of a framed section's body, folding them into its CRC.
+    fn framed_body_u32s(&mut self, words: &[u32], crc: &mut u32) -> Result<(), IndexError> {
+        self.buf.reset();
+        for &w in words {
+            self.buf.put_be32(w);
+        }
+        *crc = crc32c_append(*crc, self.buf.get());
+        self.flush_buf()
     }
 
     /// Patches the length field at the start of the scratch buffer, appends the CRC over what
@@ -466,35 +691,12 @@ impl IndexWriter {
         self.buf.put_be32(crc);
         self.flush_buf()
     }
+}
 
-    fn write_postings_list(
-        &mut self,
-        pot: &mut Encbuf,
-        name: &str,
-        value: &str,
-        refs: impl Iterator<Item = u32>,
-        n: usize,
-    ) -> Result<(), IndexError> {
-        self.pad(4)?;
-        pot.put_uvarint(2);
-        pot.put_uvarint_bytes(name.as_bytes());
-        pot.put_uvarint_bytes(value.as_bytes());
-        pot.put_uvarint(self.pos);
-        if (n as u64 + 1) * 4 > u64::from(u32::MAX) {
-            return Err(IndexError::TooLarge {
-                path: self.path.clone(),
-                what: "postings list",
-                size: (n as u64 + 1) * 4,
-                limit: u64::from(u32::MAX),
-                offset: self.pos,
-            });
-        }
-        self.buf.reset();
-        self.buf.put_be32(0);
-        self.buf.put_be32(n as u32);
-        for r in refs {
-            self.buf.put_be32(r);
-        }
-        self.finish_sized_section("postings list")
-    }
+/// Appends a postings offset table entry: two strings, then the list's offset.
+fn put_pot_entry(pot: &mut Encbuf, name: &str, value: &str, offset: u64) {
+    pot.put_uvarint(2);
+    pot.put_uvarint_bytes(name.as_bytes());
+    pot.put_uvarint_bytes(value.as_bytes());
+    pot.put_uvarint(offset);
 }

@@ -1,5 +1,6 @@
 use super::*;
 use crate::block::{Block, BlockWriter, CutOptions};
+use crate::labels::Labels;
 
 type Dump = Vec<(String, Vec<(i64, u64)>)>;
 
