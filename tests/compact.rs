@@ -241,25 +241,38 @@ fn an_overlap_without_vertical_compaction_halts_its_group_and_the_others_go_on()
     let src = promtool_blocks(tmp.path(), 2, 10);
     let bucket = tmp.path().join("bucket");
     std::fs::create_dir_all(&bucket).unwrap();
-    // Group "a" holds two copies of every block; group "b" one.
+    // Group "a" holds two copies of every block; groups "b" and "c" one each. Two groups
+    // are compacted at once.
     upload(&src, &bucket, &[("g", "a")]);
     upload(&src, &bucket, &[("g", "a")]);
     upload(&src, &bucket, &[("g", "b")]);
+    upload(&src, &bucket, &[("g", "c")]);
     let before_a = live_dump(&bucket, &[("g", "a")]);
+    let before_c = live_dump(&bucket, &[("g", "c")]);
     let objstore = filesystem_objstore(tmp.path().join("objstore.yml"), &bucket);
-    let out = compact(&objstore, &tmp.path().join("data"), &[]);
+    let out = compact(
+        &objstore,
+        &tmp.path().join("data"),
+        &["--compact.concurrency", "2"],
+    );
     assert!(!out.status.success(), "an overlap must fail a one-shot run");
     let err = stderr(&out);
     assert!(
         err.contains("overlap") && err.contains("--compact.enable-vertical-compaction"),
         "{err}"
     );
-    // Group b was compacted; group a was left as it was.
+    // Groups b and c were compacted; group a was left as it was.
     let levels: Vec<(String, u32)> = live(&bucket)
         .into_iter()
         .map(|(_, m)| (m.thanos.unwrap().labels["g"].clone(), m.compaction.level))
         .collect();
     assert!(levels.contains(&("b".to_string(), 2)), "{levels:?}");
+    assert!(levels.contains(&("c".to_string(), 2)), "{levels:?}");
+    assert_same_dump(
+        "group c compacted",
+        &before_c,
+        &live_dump(&bucket, &[("g", "c")]),
+    );
     assert!(
         levels.iter().filter(|l| l.0 == "a").all(|l| l.1 == 1),
         "{levels:?}"

@@ -206,6 +206,7 @@ fn spawn_compaction(
         consistency_delay: args.compact_consistency_delay,
         ranges: gauntlet_engine::compact::plan::THANOS_RANGES_MS.to_vec(),
         cpu_share: (share < 1.0).then_some(share),
+        concurrency: 1,
     };
     let bucket = Bucket::open(bucket_config)?;
     let every = args.compact_every;

@@ -50,8 +50,8 @@ pub struct CompactArgs {
     /// Time between passes with `--wait`.
     #[arg(long = "wait-interval", default_value = "5m", value_parser = humantime::parse_duration)]
     pub wait_interval: Duration,
-    /// Accepted as Thanos's flag; groups are compacted one at a time (a merge streams on one
-    /// core while downloads and uploads overlap it).
+    /// Groups compacted at once, each merge on a core of its own (and each with its own
+    /// memory budget: read window and postings spool).
     #[arg(long = "compact.concurrency", default_value_t = 1)]
     pub concurrency: usize,
     /// External labels that tell replicas apart: ignored when grouping, so that replicas'
@@ -151,6 +151,8 @@ pub struct CompactConfig {
     /// Share of one CPU a merge may use (`gauntlet all` leaves the rest to queries); `None`
     /// runs flat out.
     pub cpu_share: Option<f64>,
+    /// Groups compacted at once.
+    pub concurrency: usize,
 }
 
 impl CompactConfig {
@@ -179,6 +181,7 @@ impl CompactConfig {
             consistency_delay: a.consistency_delay,
             ranges: THANOS_RANGES_MS[..=a.max_level].to_vec(),
             cpu_share: None,
+            concurrency: a.concurrency.max(1),
         })
     }
 }
@@ -201,6 +204,16 @@ pub struct PassReport {
 }
 
 impl PassReport {
+    /// Adds what another part of the pass did.
+    fn absorb(&mut self, other: PassReport) {
+        self.compacted.extend(other.compacted);
+        self.downsampled.extend(other.downsampled);
+        self.marked.extend(other.marked);
+        self.deleted.extend(other.deleted);
+        self.halted.extend(other.halted);
+        self.failures.extend(other.failures);
+    }
+
     /// Whether a one-shot run should exit non-zero.
     pub fn failed(&self) -> bool {
         !self.halted.is_empty() || !self.failures.is_empty()
@@ -397,7 +410,8 @@ async fn mark_deleted(
     Ok(())
 }
 
-/// Compacts each group until its planner has nothing left.
+/// Compacts each group until its planner has nothing left, `--compact.concurrency` groups at
+/// once. Each group works on its own blocks; what it made and marked is folded back in after.
 async fn compact_groups(
     bucket: &Bucket,
     cfg: &CompactConfig,
@@ -406,127 +420,155 @@ async fn compact_groups(
     blocks: &mut BTreeMap<Ulid, SyncedBlock>,
     rep: &mut PassReport,
 ) {
+    use futures::StreamExt;
     let now = now_ms();
-    let mut groups: BTreeMap<String, Vec<Ulid>> = BTreeMap::new();
+    let mut groups: BTreeMap<String, BTreeMap<Ulid, SyncedBlock>> = BTreeMap::new();
     for b in blocks.values() {
         if b.deletion.is_some() || !settled(b, cfg, now) {
             continue;
         }
         let key = group_key(&b.labels(), b.resolution(), &cfg.replica_labels);
-        groups.entry(key).or_default().push(b.meta.ulid);
+        groups
+            .entry(key)
+            .or_default()
+            .insert(b.meta.ulid, b.clone());
     }
-    for (key, mut ids) in groups {
-        loop {
-            if stop.load(Relaxed) {
-                return;
+    let mut done = futures::stream::iter(groups)
+        .map(|(key, group)| async move {
+            let mut group = group;
+            let mut rep = PassReport::default();
+            compact_group(bucket, cfg, m, stop, &key, &mut group, &mut rep).await;
+            (group, rep)
+        })
+        .buffer_unordered(cfg.concurrency.max(1));
+    while let Some((group, r)) = done.next().await {
+        blocks.extend(group);
+        rep.absorb(r);
+    }
+}
+
+/// Compacts one group (`blocks` holds its blocks) until its planner has nothing left.
+async fn compact_group(
+    bucket: &Bucket,
+    cfg: &CompactConfig,
+    m: &CompactMetrics,
+    stop: &AtomicBool,
+    key: &str,
+    blocks: &mut BTreeMap<Ulid, SyncedBlock>,
+    rep: &mut PassReport,
+) {
+    let key = key.to_string();
+    let mut ids: Vec<Ulid> = blocks.keys().copied().collect();
+    loop {
+        if stop.load(Relaxed) {
+            return;
+        }
+        let plan_blocks: Vec<PlanBlock> = ids
+            .iter()
+            .filter_map(|id| blocks.get(id))
+            .map(|b| PlanBlock::from_meta(&b.meta, b.no_compact))
+            .collect();
+        let planned = plan(&plan_blocks, &cfg.ranges);
+        let inputs = planned.blocks();
+        if inputs.is_empty() {
+            break;
+        }
+        let resolution = blocks
+            .get(&inputs[0])
+            .map_or(RES_RAW, SyncedBlock::resolution);
+        if let Planned::Overlapping(_) = planned {
+            if resolution != RES_RAW {
+                // Aggregates cannot be merged sample by sample: keep these blocks out.
+                for id in &inputs {
+                    if let Err(e) = mark_no_compact(bucket, *id, m).await {
+                        rep.failures.push(format!("{e:#}"));
+                    }
+                    if let Some(b) = blocks.get_mut(id) {
+                        b.no_compact = true;
+                    }
+                }
+                continue;
             }
-            let plan_blocks: Vec<PlanBlock> = ids
-                .iter()
-                .filter_map(|id| blocks.get(id))
-                .map(|b| PlanBlock::from_meta(&b.meta, b.no_compact))
-                .collect();
-            let planned = plan(&plan_blocks, &cfg.ranges);
-            let inputs = planned.blocks();
-            if inputs.is_empty() {
+            if !cfg.vertical {
+                let why = format!(
+                    "blocks {} overlap in time; merging them needs --compact.enable-vertical-compaction (or --deduplication.replica-label for replicas)",
+                    inputs
+                        .iter()
+                        .map(Ulid::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                tracing::error!(group = %key, "group halted: {why}");
+                rep.halted.push((key.clone(), why));
                 break;
             }
-            let resolution = blocks
-                .get(&inputs[0])
-                .map_or(RES_RAW, SyncedBlock::resolution);
-            if let Planned::Overlapping(_) = planned {
-                if resolution != RES_RAW {
-                    // Aggregates cannot be merged sample by sample: keep these blocks out.
-                    for id in &inputs {
-                        if let Err(e) = mark_no_compact(bucket, *id, m).await {
-                            rep.failures.push(format!("{e:#}"));
-                        }
-                        if let Some(b) = blocks.get_mut(id) {
-                            b.no_compact = true;
-                        }
+        }
+        let dedup = match planned {
+            Planned::Overlapping(_) => cfg.dedup,
+            _ => Dedup::Chain,
+        };
+        match compact_one(bucket, cfg, &key, blocks, &inputs, dedup, m).await {
+            Ok(Some(meta)) => {
+                m.compactions.fetch_add(1, Relaxed);
+                m.samples.fetch_add(meta.stats.num_samples, Relaxed);
+                let new = meta.ulid;
+                tracing::info!(group = %key, block = %new, sources = inputs.len(), level = meta.compaction.level, min_time = meta.min_time, max_time = meta.max_time, samples = meta.stats.num_samples, "compacted");
+                rep.compacted.push(new);
+                blocks.insert(
+                    new,
+                    SyncedBlock {
+                        meta,
+                        deletion: None,
+                        no_compact: false,
+                        no_downsample: false,
+                    },
+                );
+                ids.retain(|id| !inputs.contains(id));
+                ids.push(new);
+                for id in &inputs {
+                    if let Err(e) = mark_deleted(
+                        bucket,
+                        blocks,
+                        *id,
+                        &format!("compacted into {new}"),
+                        m,
+                        rep,
+                    )
+                    .await
+                    {
+                        rep.failures.push(format!("{e:#}"));
                     }
-                    continue;
-                }
-                if !cfg.vertical {
-                    let why = format!(
-                        "blocks {} overlap in time; merging them needs --compact.enable-vertical-compaction (or --deduplication.replica-label for replicas)",
-                        inputs
-                            .iter()
-                            .map(Ulid::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    );
-                    tracing::error!(group = %key, "group halted: {why}");
-                    rep.halted.push((key.clone(), why));
-                    break;
                 }
             }
-            let dedup = match planned {
-                Planned::Overlapping(_) => cfg.dedup,
-                _ => Dedup::Chain,
-            };
-            match compact_one(bucket, cfg, &key, blocks, &inputs, dedup, m).await {
-                Ok(Some(meta)) => {
-                    m.compactions.fetch_add(1, Relaxed);
-                    m.samples.fetch_add(meta.stats.num_samples, Relaxed);
-                    let new = meta.ulid;
-                    tracing::info!(group = %key, block = %new, sources = inputs.len(), level = meta.compaction.level, min_time = meta.min_time, max_time = meta.max_time, samples = meta.stats.num_samples, "compacted");
-                    rep.compacted.push(new);
-                    blocks.insert(
-                        new,
-                        SyncedBlock {
-                            meta,
-                            deletion: None,
-                            no_compact: false,
-                            no_downsample: false,
-                        },
-                    );
-                    ids.retain(|id| !inputs.contains(id));
-                    ids.push(new);
-                    for id in &inputs {
-                        if let Err(e) = mark_deleted(
-                            bucket,
-                            blocks,
-                            *id,
-                            &format!("compacted into {new}"),
-                            m,
-                            rep,
-                        )
-                        .await
-                        {
-                            rep.failures.push(format!("{e:#}"));
-                        }
+            Ok(None) => {
+                // Every series was deleted: the sources go without a successor.
+                ids.retain(|id| !inputs.contains(id));
+                for id in &inputs {
+                    if let Err(e) = mark_deleted(
+                        bucket,
+                        blocks,
+                        *id,
+                        "all of its series were deleted",
+                        m,
+                        rep,
+                    )
+                    .await
+                    {
+                        rep.failures.push(format!("{e:#}"));
                     }
                 }
-                Ok(None) => {
-                    // Every series was deleted: the sources go without a successor.
-                    ids.retain(|id| !inputs.contains(id));
-                    for id in &inputs {
-                        if let Err(e) = mark_deleted(
-                            bucket,
-                            blocks,
-                            *id,
-                            "all of its series were deleted",
-                            m,
-                            rep,
-                        )
-                        .await
-                        {
-                            rep.failures.push(format!("{e:#}"));
-                        }
-                    }
+            }
+            Err(e) => {
+                m.compaction_failures.fetch_add(1, Relaxed);
+                let why = format!("{e:#}");
+                if is_data_error(&e) {
+                    tracing::error!(group = %key, error = %why, "group halted: a block cannot be read");
+                    rep.halted.push((key.clone(), why));
+                } else {
+                    tracing::warn!(group = %key, error = %why, "compaction failed; retrying next pass");
+                    rep.failures.push(why);
                 }
-                Err(e) => {
-                    m.compaction_failures.fetch_add(1, Relaxed);
-                    let why = format!("{e:#}");
-                    if is_data_error(&e) {
-                        tracing::error!(group = %key, error = %why, "group halted: a block cannot be read");
-                        rep.halted.push((key.clone(), why));
-                    } else {
-                        tracing::warn!(group = %key, error = %why, "compaction failed; retrying next pass");
-                        rep.failures.push(why);
-                    }
-                    break;
-                }
+                break;
             }
         }
     }

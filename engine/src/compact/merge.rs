@@ -11,8 +11,8 @@
 //! and since the table is sorted, comparing references compares the strings. No label string
 //! is looked up per series.
 //!
-//! Memory does not grow with the samples, chunks or series of the inputs: one read window of
-//! chunk bytes per input, the series being merged, the output index's postings spool (a
+//! Memory does not grow with the samples, chunks or series of the inputs: a read window of
+//! chunk bytes shared by the inputs, the series being merged, the output index's postings spool (a
 //! bounded buffer; the rest sorted into a run file), and the inputs' mapped index pages, let
 //! go every few thousand series. What does grow is per distinct symbol and label pair: the
 //! symbol tables and their reference maps (4 bytes a symbol an input), the postings offset
@@ -65,7 +65,8 @@ pub struct MergeOptions {
     /// The new block's `thanos` section (labels, resolution, source); its `files` are filled
     /// in. `None` writes a Prometheus-only meta.json.
     pub thanos: Option<ThanosMeta>,
-    /// Bytes of chunk data read from an input at a time.
+    /// Bytes of chunk data held in memory for reading, shared evenly by the inputs: each
+    /// reads its chunks that many bytes at a time.
     pub read_window: usize,
     /// At most this share of one CPU (0 < share ≤ 1): the merge pauses between series so
     /// that over any stretch it works this share of the time, leaving the rest to queries in
@@ -125,7 +126,7 @@ pub fn merge_blocks(
     }
     let mut blocks = inputs
         .iter()
-        .map(|dir| Input::open(dir, opts.read_window, &opts.delete_series))
+        .map(|dir| Input::open(dir, opts.read_window / inputs.len(), &opts.delete_series))
         .collect::<Result<Vec<_>>>()?;
     // Earlier blocks first: chunks of a series then come in time order, and Chain keeps the
     // earliest block's sample at a shared timestamp.
