@@ -207,6 +207,7 @@ fn spawn_compaction(
         ranges: gauntlet_engine::compact::plan::THANOS_RANGES_MS.to_vec(),
         cpu_share: (share < 1.0).then_some(share),
         concurrency: 1,
+        max_index_bytes: gauntlet_engine::index::writer::MAX_INDEX_SIZE,
     };
     let bucket = Bucket::open(bucket_config)?;
     let every = args.compact_every;

@@ -23,6 +23,7 @@ use gauntlet_engine::compact::{
     Dedup, MergeOptions, PlanBlock, Planned, group_key, merge_blocks, plan, redundant,
 };
 use gauntlet_engine::downsample::{RES_1H, RES_5M, RES_RAW, downsample_block};
+use gauntlet_engine::index::writer::MAX_INDEX_SIZE;
 use ulid::Ulid;
 
 use crate::blocks::{
@@ -153,6 +154,8 @@ pub struct CompactConfig {
     pub cpu_share: Option<f64>,
     /// Groups compacted at once.
     pub concurrency: usize,
+    /// Largest sum of input index sizes a compaction takes on (Thanos's 64 GiB).
+    pub max_index_bytes: u64,
 }
 
 impl CompactConfig {
@@ -182,6 +185,7 @@ impl CompactConfig {
             ranges: THANOS_RANGES_MS[..=a.max_level].to_vec(),
             cpu_share: None,
             concurrency: a.concurrency.max(1),
+            max_index_bytes: MAX_INDEX_SIZE,
         })
     }
 }
@@ -503,6 +507,28 @@ async fn compact_group(
                 break;
             }
         }
+        if let Some((big, total)) = index_too_large(blocks, &inputs, cfg.max_index_bytes) {
+            let details = format!(
+                "the planned blocks' indexes add up to {total} bytes, over the {} byte limit",
+                cfg.max_index_bytes
+            );
+            if let Err(e) = mark_no_compact_for(
+                bucket,
+                big,
+                gauntlet_engine::block::markers::REASON_INDEX_SIZE_EXCEEDING,
+                &details,
+                m,
+            )
+            .await
+            {
+                rep.failures.push(format!("{e:#}"));
+                break;
+            }
+            if let Some(b) = blocks.get_mut(&big) {
+                b.no_compact = true;
+            }
+            continue;
+        }
         let dedup = match planned {
             Planned::Overlapping(_) => cfg.dedup,
             _ => Dedup::Chain,
@@ -599,19 +625,60 @@ fn is_data_error(e: &anyhow::Error) -> bool {
 }
 
 async fn mark_no_compact(bucket: &Bucket, id: Ulid, m: &CompactMetrics) -> anyhow::Result<()> {
-    let mark = NoCompactMark::new(
+    mark_no_compact_for(
+        bucket,
         id,
-        now_ms() / 1000,
         gauntlet_engine::block::markers::REASON_DOWNSAMPLE_VERTICAL_COMPACTION,
         "downsampled blocks overlap; their aggregates cannot be merged",
-    );
+        m,
+    )
+    .await
+}
+
+async fn mark_no_compact_for(
+    bucket: &Bucket,
+    id: Ulid,
+    reason: &str,
+    details: &str,
+    m: &CompactMetrics,
+) -> anyhow::Result<()> {
+    let mark = NoCompactMark::new(id, now_ms() / 1000, reason, details);
     bucket
         .put(&format!("{id}/no-compact-mark.json"), mark.to_json().into())
         .await
         .with_context(|| format!("marking {id} no-compact"))?;
     m.marked_no_compact.fetch_add(1, Relaxed);
-    tracing::warn!(block = %id, "downsampled block overlaps another; marked no-compact");
+    tracing::warn!(block = %id, reason, "{details}; marked no-compact");
     Ok(())
+}
+
+/// Thanos's guard on index size: when the planned blocks' indexes add up to `limit` bytes or
+/// more, their merged index could not be written (refs are 32-bit offsets / 16), so the block
+/// with the largest index is taken out of compaction. Sizes come from each meta.json's file
+/// list; a block without one counts as 0, as it does for Thanos when the size is unknown.
+fn index_too_large(
+    blocks: &BTreeMap<Ulid, SyncedBlock>,
+    inputs: &[Ulid],
+    limit: u64,
+) -> Option<(Ulid, u64)> {
+    let size = |id: &Ulid| -> u64 {
+        blocks
+            .get(id)
+            .and_then(|b| b.meta.thanos.as_ref())
+            .and_then(|t| t.files.iter().find(|f| f.rel_path == "index"))
+            .map_or(0, |f| f.size_bytes.max(0) as u64)
+    };
+    if inputs.len() < 2 {
+        return None;
+    }
+    let total: u64 = inputs.iter().map(size).sum();
+    if total < limit {
+        return None;
+    }
+    inputs
+        .iter()
+        .max_by_key(|id| (size(id), **id))
+        .map(|id| (*id, total))
 }
 
 /// Downloads `inputs`, merges them and uploads the result; returns its meta (`None` when
@@ -930,4 +997,56 @@ pub fn render_metrics(m: &CompactMetrics) -> String {
         ops::metric(&mut out, name, typ, help, v);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gauntlet_engine::block::meta::ThanosFile;
+
+    fn block(id: u128, index_bytes: Option<i64>) -> (Ulid, SyncedBlock) {
+        let ulid = Ulid::from(id);
+        let json = format!(
+            r#"{{"ulid":"{ulid}","minTime":0,"maxTime":7200000,"stats":{{}},"compaction":{{"level":1,"sources":["{ulid}"]}},"version":1}}"#
+        );
+        let mut meta =
+            BlockMeta::parse(json.as_bytes(), std::path::Path::new("meta.json")).unwrap();
+        if let Some(n) = index_bytes {
+            meta.thanos = Some(ThanosMeta {
+                files: vec![ThanosFile {
+                    rel_path: "index".into(),
+                    size_bytes: n,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+        }
+        let b = SyncedBlock {
+            meta,
+            deletion: None,
+            no_compact: false,
+            no_downsample: false,
+        };
+        (ulid, b)
+    }
+
+    #[test]
+    fn the_largest_index_leaves_a_plan_whose_indexes_reach_the_limit() {
+        let blocks: BTreeMap<Ulid, SyncedBlock> = [
+            block(1, Some(40)),
+            block(2, Some(70)),
+            block(3, None),
+            block(4, Some(10)),
+        ]
+        .into_iter()
+        .collect();
+        let ids: Vec<Ulid> = blocks.keys().copied().collect();
+        assert_eq!(index_too_large(&blocks, &ids, 121), None);
+        assert_eq!(index_too_large(&blocks, &ids, 120), Some((ids[1], 120)));
+        // Without the largest, the rest fit.
+        let rest = [ids[0], ids[2], ids[3]];
+        assert_eq!(index_too_large(&blocks, &rest, 120), None);
+        // A single block is never taken out: there is nothing to merge it with.
+        assert_eq!(index_too_large(&blocks, &ids[1..2], 1), None);
+    }
 }
