@@ -206,6 +206,9 @@ impl Input {
         let chunks = ChunkWindow::open(&dir.join("chunks"), window)?;
         let all = index.all_postings_span()?.unwrap_or((0, 0));
         let doomed = selected_refs(&index, delete)?;
+        // Opening read the tables and checked the postings list: none of it is needed again
+        // soon.
+        index.release_pages();
         Ok(Input {
             dir: dir.to_path_buf(),
             meta,
@@ -306,9 +309,9 @@ impl Input {
     }
 }
 
-/// Series decoded from an input between releases of its index pages: a few MiB of series
+/// Series decoded from an input between releases of its index pages: about a MiB of series
 /// entries.
-const RELEASE_EVERY: u32 = 32 * 1024;
+const RELEASE_EVERY: u32 = 8 * 1024;
 
 /// The series refs of `index` that any of `selectors` selects, ascending.
 pub(crate) fn selected_refs<B: AsRef<[u8]>>(

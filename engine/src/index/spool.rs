@@ -291,19 +291,21 @@ impl SortedIter<'_> {
     }
 }
 
-/// Series refs in ascending order, spooled to a file past a bound.
+/// Bytes appended in order, spooled to a file once more than a bound has gathered.
 #[derive(Debug)]
-pub(crate) struct RefSpool {
-    buf: Vec<u32>,
+pub(crate) struct ByteSpool {
+    buf: Vec<u8>,
     cap: usize,
     spill_path: Option<PathBuf>,
     file: Option<(TempFile, BufWriter<File>)>,
     spilled: u64,
 }
 
-impl RefSpool {
+impl ByteSpool {
+    /// A spool that moves its bytes to `spill_path` whenever it holds `cap`; with no path it
+    /// keeps everything in memory.
     pub(crate) fn new(spill_path: Option<PathBuf>, cap: usize) -> Self {
-        RefSpool {
+        ByteSpool {
             buf: Vec::new(),
             cap: cap.max(1),
             spill_path,
@@ -312,7 +314,7 @@ impl RefSpool {
         }
     }
 
-    pub(crate) fn push(&mut self, r: u32) -> std::io::Result<()> {
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         if self.buf.len() >= self.cap
             && let Some(path) = &self.spill_path
         {
@@ -322,19 +324,63 @@ impl RefSpool {
                 self.file = Some((tmp, w));
             }
             let (_, w) = self.file.as_mut().expect("opened above");
-            for r in &self.buf {
-                w.write_all(&r.to_le_bytes())?;
-            }
+            w.write_all(&self.buf)?;
             self.spilled += self.buf.len() as u64;
             self.buf.clear();
         }
-        self.buf.push(r);
+        self.buf.extend_from_slice(bytes);
         Ok(())
+    }
+
+    /// Bytes pushed so far.
+    pub(crate) fn len(&self) -> u64 {
+        self.spilled + self.buf.len() as u64
+    }
+
+    /// Calls `f` with the bytes in order, a slice of at most [`RUN_READ`] at a time (past the
+    /// spooled part, what is in memory comes whole).
+    pub(crate) fn for_each_slice(
+        &mut self,
+        mut f: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        if let Some((tmp, w)) = &mut self.file {
+            w.flush()?;
+            let mut bytes = vec![0u8; RUN_READ];
+            let mut off = 0u64;
+            while off < self.spilled {
+                let n = (self.spilled - off).min(RUN_READ as u64) as usize;
+                tmp.file.read_exact_at(&mut bytes[..n], off)?;
+                f(&bytes[..n])?;
+                off += n as u64;
+            }
+        }
+        f(&self.buf)
+    }
+}
+
+/// Series refs in ascending order, spooled to a file past a bound.
+#[derive(Debug)]
+pub(crate) struct RefSpool {
+    bytes: ByteSpool,
+    refs: Vec<u32>,
+}
+
+impl RefSpool {
+    /// A spool holding up to `cap` refs in memory.
+    pub(crate) fn new(spill_path: Option<PathBuf>, cap: usize) -> Self {
+        RefSpool {
+            bytes: ByteSpool::new(spill_path, cap.saturating_mul(4)),
+            refs: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, r: u32) -> std::io::Result<()> {
+        self.bytes.push(&r.to_le_bytes())
     }
 
     /// Refs added so far.
     pub(crate) fn len(&self) -> u64 {
-        self.spilled + self.buf.len() as u64
+        self.bytes.len() / 4
     }
 
     /// Calls `f` with the refs in order, a slice at a time.
@@ -342,26 +388,20 @@ impl RefSpool {
         &mut self,
         mut f: impl FnMut(&[u32]) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
-        if let Some((tmp, w)) = &mut self.file {
-            w.flush()?;
-            let mut off = 0u64;
-            let end = self.spilled * 4;
-            let mut bytes = vec![0u8; RUN_READ];
-            let mut refs: Vec<u32> = Vec::with_capacity(RUN_READ / 4);
-            while off < end {
-                let n = (end - off).min(RUN_READ as u64) as usize;
-                tmp.file.read_exact_at(&mut bytes[..n], off)?;
+        let refs = &mut self.refs;
+        self.bytes.for_each_slice(|b| {
+            // Slices hold whole refs: the spool moves whole multiples of 4 bytes.
+            for chunk in b.chunks(RUN_READ) {
                 refs.clear();
                 refs.extend(
-                    bytes[..n]
+                    chunk
                         .chunks_exact(4)
-                        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                        .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])),
                 );
-                f(&refs)?;
-                off += n as u64;
+                f(refs)?;
             }
-        }
-        f(&self.buf)
+            Ok(())
+        })
     }
 }
 

@@ -9,7 +9,7 @@
 use super::ChunkMeta;
 use super::error::IndexError;
 use super::reader::{MAGIC, SERIES_ALIGN};
-use super::spool::{PostingsSpool, RefSpool, SPOOL_ENTRIES, SortedPostings};
+use super::spool::{ByteSpool, PostingsSpool, RefSpool, SPOOL_ENTRIES, SortedPostings};
 use super::symbols::SymbolTable;
 use super::toc::Toc;
 use crate::encoding::{Encbuf, crc32c, crc32c_append};
@@ -45,6 +45,8 @@ pub struct IndexWriter {
     refs: RefSpool,
     /// (name symbol, value symbol, series ref) of every label of every series.
     postings: PostingsSpool,
+    /// Bytes of the postings offset table held in memory before it spills.
+    pot_spool_bytes: usize,
     buf: Encbuf,
     ids: Vec<(u32, u32)>,
 }
@@ -72,16 +74,15 @@ impl IndexWriter {
             op: "create",
             source,
         })?;
-        let spill = |ext: &str| {
-            let mut p = path.as_os_str().to_owned();
-            p.push(ext);
-            Some(PathBuf::from(p))
-        };
+        let spill = |ext: &str| spill_path_for(path, ext);
         let mut w = Self::with_sink(
             path.to_path_buf(),
             Sink::File(BufWriter::with_capacity(1 << 20, file)),
         )?;
         w.postings = PostingsSpool::new(spill(".postings-spool"), entries);
+        // The postings offset table takes about 2 bytes for each entry of the postings
+        // spool (1 MiB with the default buffer).
+        w.pot_spool_bytes = entries.saturating_mul(2);
         w.refs = RefSpool::new(spill(".refs-spool"), entries);
         Ok(w)
     }
@@ -105,6 +106,7 @@ impl IndexWriter {
             // In memory, nothing spills: such indexes are small.
             refs: RefSpool::new(None, usize::MAX),
             postings: PostingsSpool::new(None, usize::MAX),
+            pot_spool_bytes: usize::MAX,
             buf: Encbuf::with_capacity(4096),
             ids: Vec::new(),
         };
@@ -468,7 +470,7 @@ impl IndexWriter {
         // Postings: the all-postings list first, then by name and value.
         self.toc.postings = self.pos;
         self.pad(4)?;
-        let mut pot = Encbuf::new();
+        let mut pot = ByteSpool::new(self.spill_path(".pot-spool"), self.pot_spool_bytes);
         let mut pot_count: u64 = 0;
         let mut refs = std::mem::replace(&mut self.refs, RefSpool::new(None, usize::MAX));
         self.write_all_postings(&mut pot, &mut refs)?;
@@ -504,14 +506,25 @@ impl IndexWriter {
         }
         self.finish_sized_section("label offset table")?;
 
-        // Postings offset table.
+        // Postings offset table, streamed from its spool.
         self.toc.postings_offset_table = self.pos;
-        self.buf.reset();
-        self.buf.put_be32(0);
+        let len = 4 + pot.len();
+        if len > u64::from(u32::MAX) {
+            return Err(IndexError::TooLarge {
+                path: self.path.clone(),
+                what: "postings offset table",
+                size: len,
+                limit: u64::from(u32::MAX),
+                offset: self.pos,
+            });
+        }
+        self.write(&(len as u32).to_be_bytes())?;
         // At most one entry per series label, and refs are 32-bit.
-        self.buf.put_be32(pot_count as u32);
-        self.buf.put_bytes(pot.get());
-        self.finish_sized_section("postings offset table")?;
+        let count = (pot_count as u32).to_be_bytes();
+        self.write(&count)?;
+        let mut crc = crc32c(&count);
+        self.stream_spool(&mut pot, &mut crc)?;
+        self.write(&crc.to_be_bytes())?;
 
         let mut e = Encbuf::with_capacity(52);
         self.toc.encode(&mut e);
@@ -524,12 +537,12 @@ impl IndexWriter {
     /// Writes the all-postings list (key `""=""`) from the spooled refs.
     fn write_all_postings(
         &mut self,
-        pot: &mut Encbuf,
+        pot: &mut ByteSpool,
         refs: &mut RefSpool,
     ) -> Result<(), IndexError> {
         let n = refs.len();
         self.pad(4)?;
-        put_pot_entry(pot, "", "", self.pos);
+        self.put_pot_entry(pot, "", "", self.pos)?;
         self.begin_framed(&[n as u32], n as usize, "postings list")?;
         let mut crc = crc32c(&(n as u32).to_be_bytes());
         let path = self.path.clone();
@@ -560,7 +573,7 @@ impl IndexWriter {
         names: &[(u32, usize, usize)],
         values: &[u32],
         counts: &[u32],
-        pot: &mut Encbuf,
+        pot: &mut ByteSpool,
         symbols: &SymbolTable,
         sym_section: &[u8],
     ) -> Result<(), IndexError> {
@@ -581,7 +594,7 @@ impl IndexWriter {
                     });
                 }
                 self.pad(4)?;
-                put_pot_entry(pot, name_str, value, self.pos);
+                self.put_pot_entry(pot, name_str, value, self.pos)?;
                 self.begin_framed(&[count as u32], count, "postings list")?;
                 let mut crc = crc32c(&(count as u32).to_be_bytes());
                 let mut left = count;
@@ -605,6 +618,54 @@ impl IndexWriter {
             }
         }
         Ok(())
+    }
+
+    /// Appends a postings offset table entry (two strings, then the list's offset) to `pot`.
+    fn put_pot_entry(
+        &mut self,
+        pot: &mut ByteSpool,
+        name: &str,
+        value: &str,
+        offset: u64,
+    ) -> Result<(), IndexError> {
+        let mut e = Encbuf::with_capacity(8 + name.len() + value.len());
+        e.put_uvarint(2);
+        e.put_uvarint_bytes(name.as_bytes());
+        e.put_uvarint_bytes(value.as_bytes());
+        e.put_uvarint(offset);
+        pot.push(e.get()).map_err(|source| IndexError::Io {
+            path: self.path.clone(),
+            op: "spool postings offset table",
+            source,
+        })
+    }
+
+    /// Where a spool of this index spills (beside the file); `None` for an in-memory index.
+    fn spill_path(&self, ext: &str) -> Option<PathBuf> {
+        match self.sink {
+            Sink::File(_) => spill_path_for(&self.path, ext),
+            Sink::Memory(_) => None,
+        }
+    }
+
+    /// Writes what `spool` holds, folding it into `crc`.
+    fn stream_spool(&mut self, spool: &mut ByteSpool, crc: &mut u32) -> Result<(), IndexError> {
+        let mut failed = None;
+        let r = spool.for_each_slice(|b| {
+            *crc = crc32c_append(*crc, b);
+            self.write(b).map_err(|e| {
+                failed = Some(e);
+                std::io::Error::other("index write failed")
+            })
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        r.map_err(|source| IndexError::Io {
+            path: self.path.clone(),
+            op: "read spooled postings offset table",
+            source,
+        })
     }
 
     /// Writes a section framed as `BE32 len`, body, `BE32 CRC` whose body is the big-endian
@@ -693,10 +754,9 @@ impl IndexWriter {
     }
 }
 
-/// Appends a postings offset table entry: two strings, then the list's offset.
-fn put_pot_entry(pot: &mut Encbuf, name: &str, value: &str, offset: u64) {
-    pot.put_uvarint(2);
-    pot.put_uvarint_bytes(name.as_bytes());
-    pot.put_uvarint_bytes(value.as_bytes());
-    pot.put_uvarint(offset);
+/// The file a spool of the index at `path` spills to: the index's name with `ext` added.
+fn spill_path_for(path: &Path, ext: &str) -> Option<PathBuf> {
+    let mut p = path.as_os_str().to_owned();
+    p.push(ext);
+    Some(PathBuf::from(p))
 }
