@@ -427,7 +427,7 @@ impl Bucket {
     async fn link_in(&self, local: &std::path::Path, path: &str) -> Option<u64> {
         let dst = self.local_object(path)?;
         let local = local.to_path_buf();
-        let r = tokio::task::spawn_blocking(move || {
+        self.linked(move || {
             let size = std::fs::metadata(&local)?.len();
             if let Some(parent) = dst.parent() {
                 std::fs::create_dir_all(parent)?;
@@ -441,13 +441,9 @@ impl Bucket {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e);
             }
-            Ok::<u64, std::io::Error>(size)
+            Ok(size)
         })
         .await
-        .ok()?
-        .ok()?;
-        self.count(&Ok::<(), BucketError>(()), r as usize);
-        Some(r)
     }
 
     /// A download from a FILESYSTEM bucket on the same filesystem as `local`, as a hard link
@@ -455,17 +451,24 @@ impl Bucket {
     async fn link_out(&self, path: &str, local: &std::path::Path) -> Option<u64> {
         let src = self.local_object(path)?;
         let local = local.to_path_buf();
-        let r = tokio::task::spawn_blocking(move || {
+        self.linked(move || {
             let size = std::fs::metadata(&src)?.len();
             let _ = std::fs::remove_file(&local);
             std::fs::hard_link(&src, &local)?;
-            Ok::<u64, std::io::Error>(size)
+            Ok(size)
         })
         .await
-        .ok()?
-        .ok()?;
-        self.count(&Ok::<(), BucketError>(()), r as usize);
-        Some(r)
+    }
+
+    /// Runs a linking step off the async threads and counts it as a request of the bytes it
+    /// returns; `None` when it failed (the caller copies instead).
+    async fn linked(
+        &self,
+        step: impl FnOnce() -> std::io::Result<u64> + Send + 'static,
+    ) -> Option<u64> {
+        let n = tokio::task::spawn_blocking(step).await.ok()?.ok()?;
+        self.count(&Ok::<(), BucketError>(()), n as usize);
+        Some(n)
     }
 
     /// The file holding object `path` in a FILESYSTEM bucket; `None` for other buckets, and
@@ -562,5 +565,41 @@ mod tests {
         assert!(!b.exists("nope").await.unwrap());
         assert_eq!(b.list_dirs("").await.unwrap(), vec!["blk".to_string()]);
         assert_eq!(b.list("blk").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_filesystem_bucket_links_uploads_and_downloads_and_copies_what_it_cannot_link() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("bucket");
+        std::fs::create_dir_all(&root).unwrap();
+        let b = Bucket::open(&BucketConfig::filesystem(&root).unwrap()).unwrap();
+        let local = dir.path().join("index");
+        std::fs::write(&local, b"block bytes").unwrap();
+        assert_eq!(b.upload_file(&local, "01ABC/index").await.unwrap(), 11);
+        let stored = root.join("01ABC/index");
+        let ino = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
+        assert_eq!(ino(&stored), ino(&local), "the upload is a link");
+        assert_eq!(b.get("01ABC/index").await.unwrap(), &b"block bytes"[..]);
+        let back = dir.path().join("back");
+        assert_eq!(b.download_file("01ABC/index", &back).await.unwrap(), 11);
+        assert_eq!(ino(&back), ino(&stored), "the download is a link");
+        // Deleting the local copies leaves the object whole.
+        std::fs::remove_file(&local).unwrap();
+        std::fs::remove_file(&back).unwrap();
+        assert_eq!(b.get("01ABC/index").await.unwrap(), &b"block bytes"[..]);
+        // A name the store would escape is copied through the store instead.
+        std::fs::write(&local, b"other").unwrap();
+        b.upload_file(&local, "01ABC/we ird").await.unwrap();
+        assert_eq!(b.get("01ABC/we ird").await.unwrap(), &b"other"[..]);
+        // No temporary link is left behind.
+        let names: Vec<String> = std::fs::read_dir(root.join("01ABC"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.ends_with(".gauntlet-link")),
+            "{names:?}"
+        );
     }
 }
