@@ -24,7 +24,8 @@ use crate::encoding::DecodeError;
 
 pub use cut::{CutOptions, cut_chunks};
 pub use histogram_cut::{
-    CutHistogramChunk, HistogramChunkCutter, cut_float_histogram_chunks, cut_histogram_chunks,
+    CutHistogramChunk, HistogramChunkCutter, MIN_SAMPLES_PER_HISTOGRAM_CHUNK,
+    TARGET_BYTES_PER_HISTOGRAM_CHUNK, cut_float_histogram_chunks, cut_histogram_chunks,
 };
 pub use label_filter::{LabelFilter, LabelFilterError};
 pub use markers::{DeletionMark, NoCompactMark, NoDownsampleMark};

@@ -8,8 +8,7 @@ use super::ChunkError;
 use super::bstream::{BitReader, BitWriter};
 use super::varbit::{put_varbit_int, put_varbit_uint, read_varbit_int, read_varbit_uint};
 use crate::histogram::{
-    CounterResetHint, HistogramError, Side, Span, count_buckets, is_custom_buckets_schema,
-    is_known_schema,
+    CounterResetHint, HistogramError, Side, Span, is_custom_buckets_schema, is_known_schema,
 };
 
 /// Bytes before the bit stream: the big-endian u16 sample count and the flags byte.
@@ -208,13 +207,10 @@ fn read_spans(r: &mut BitReader<'_>, what: &'static str) -> Result<Vec<Span>, Ch
         let offset = read_varbit_int(r);
         check_overrun(r)?;
         let (Ok(length), Ok(offset)) = (u32::try_from(length), i32::try_from(offset)) else {
-            return Err(ChunkError::HistogramFieldOutOfRange {
+            return Err(ChunkError::HistogramSpanOutOfRange {
                 field: what,
-                value: if u32::try_from(length).is_err() {
-                    length as i128
-                } else {
-                    i128::from(offset)
-                },
+                length,
+                offset,
                 bit_offset: r.bit_pos() as u64,
             });
         };
@@ -242,26 +238,47 @@ fn bounded(
     Ok(n as usize)
 }
 
-/// The checks a stored histogram's layout passes; spans are checked against their own bucket
-/// counts, which the samples then follow.
+/// The checks a stored layout passes. Spans after the first may have negative offsets:
+/// Prometheus 3.5 writes such layouts when a sample drops empty buckets and brings new ones at
+/// once (the dropped buckets land at wrong indices; prometheus/prometheus PR #16893 fixes it),
+/// and its reader decodes them bucket by bucket, so Gauntlet's does too. Custom-bucket layouts must still give every bucket
+/// a bound.
 fn check_layout(l: &Layout) -> Result<(), HistogramError> {
-    let p = count_buckets(&l.positive_spans);
-    let n = count_buckets(&l.negative_spans);
-    let (p, n) = (p as usize, n as usize);
-    if is_custom_buckets_schema(l.schema) {
-        crate::histogram::validate::check_custom_bounds(&l.custom_values, &l.positive_spans, p)?;
-        if l.zero_threshold != 0.0 {
-            return Err(HistogramError::CustomBucketsZeroThreshold(
-                crate::histogram::FloatValue(l.zero_threshold),
-            ));
-        }
-        if !l.negative_spans.is_empty() {
-            return Err(HistogramError::CustomBucketsNegativeBuckets);
-        }
+    if !is_custom_buckets_schema(l.schema) {
         return Ok(());
     }
-    crate::histogram::validate::check_spans(Side::Positive, &l.positive_spans, p)?;
-    crate::histogram::validate::check_spans(Side::Negative, &l.negative_spans, n)?;
+    crate::histogram::validate::check_bounds(&l.custom_values)?;
+    if l.zero_threshold != 0.0 {
+        return Err(HistogramError::CustomBucketsZeroThreshold(
+            crate::histogram::FloatValue(l.zero_threshold),
+        ));
+    }
+    if !l.negative_spans.is_empty() {
+        return Err(HistogramError::CustomBucketsNegativeBuckets);
+    }
+    // Bucket indices must stay within 0..=bounds (the last bucket is the +Inf one).
+    let mut idx: i64 = -1;
+    let mut reach: i64 = 0;
+    for (n, s) in l.positive_spans.iter().enumerate() {
+        idx += i64::from(s.offset);
+        if s.length > 0 {
+            if idx + 1 < 0 {
+                return Err(HistogramError::SpanNegativeOffset {
+                    side: Side::Positive,
+                    span: n,
+                    offset: s.offset,
+                });
+            }
+            idx += i64::from(s.length);
+            reach = reach.max(idx + 1);
+        }
+    }
+    if reach > l.custom_values.len() as i64 + 1 {
+        return Err(HistogramError::CustomBoundsTooFew {
+            bounds: l.custom_values.len(),
+            reach: reach as u64,
+        });
+    }
     Ok(())
 }
 
@@ -322,7 +339,7 @@ pub(crate) fn read_zero_threshold(r: &mut BitReader<'_>) -> f64 {
 /// `bound * 1000 + 1`, anything else as a `0` bit and the 64 bits of the float.
 pub(crate) fn put_custom_bound(w: &mut BitWriter, bound: f64) {
     let scaled = bound * 1000.0;
-    if scaled < 0.0 || scaled > 33_554_430.0 || !whole_when_scaled(bound) {
+    if !(0.0..=33_554_430.0).contains(&scaled) || !whole_when_scaled(bound) {
         w.write_bit(false);
         w.write_bits(bound.to_bits(), 64);
         return;

@@ -185,14 +185,20 @@ pub enum ChunkError {
         /// Bits left in the payload.
         bits_left: u64,
     },
-    /// A span length or offset of a histogram chunk does not fit 32 bits: the chunk is corrupt.
-    #[error("histogram chunk field {field} holds {value}, beyond 32 bits, before bit {bit_offset}")]
-    HistogramFieldOutOfRange {
-        /// The field.
+    /// A span of a histogram chunk has a length or an offset beyond 32 bits: the chunk is
+    /// corrupt.
+    #[error(
+        "histogram chunk {field}: span of length {length} at offset {offset} does not fit 32 \
+         bits, before bit {bit_offset}"
+    )]
+    HistogramSpanOutOfRange {
+        /// Which spans (positive or negative).
         field: &'static str,
-        /// The value read.
-        value: i128,
-        /// Bit position after the field, from the start of the payload.
+        /// The length read.
+        length: u64,
+        /// The offset read.
+        offset: i64,
+        /// Bit position after the span, from the start of the payload.
         bit_offset: u64,
     },
     /// A histogram chunk's layout is one no writer stores (spans overlapping, custom bounds

@@ -339,7 +339,7 @@ fn deltas_to_counts(deltas: &[i64]) -> Vec<i64> {
 /// `v` as a `u64` if it is a whole number in range.
 fn float_to_u64(what: &'static str, v: f64) -> Result<u64, HistogramError> {
     // 2^64 is the first float past u64::MAX.
-    if v >= 0.0 && v < 18_446_744_073_709_551_616.0 && v.fract() == 0.0 {
+    if (0.0..18_446_744_073_709_551_616.0).contains(&v) && v.fract() == 0.0 {
         Ok(v as u64)
     } else {
         Err(HistogramError::NotIntegral {
@@ -358,7 +358,7 @@ fn counts_to_deltas(what: &'static str, counts: &[f64]) -> Result<Vec<i64>, Hist
         .enumerate()
         .map(|(i, &c)| {
             // 2^63 is the first float past i64::MAX.
-            if !(c >= 0.0 && c < 9_223_372_036_854_775_808.0 && c.fract() == 0.0) {
+            if !((0.0..9_223_372_036_854_775_808.0).contains(&c) && c.fract() == 0.0) {
                 return Err(HistogramError::NotIntegral {
                     what,
                     index: Some(i),

@@ -317,21 +317,7 @@ pub(crate) fn check_custom_bounds(
     spans: &[Span],
     buckets: usize,
 ) -> Result<(), HistogramError> {
-    let mut previous = f64::NEG_INFINITY;
-    for (i, &b) in bounds.iter().enumerate() {
-        // NaN fails too: it is above nothing.
-        if !(b > previous) {
-            return Err(HistogramError::CustomBoundsNotIncreasing {
-                index: i,
-                previous: FloatValue(previous),
-                current: FloatValue(b),
-            });
-        }
-        previous = b;
-    }
-    if previous == f64::INFINITY {
-        return Err(HistogramError::CustomBoundsInfinite);
-    }
+    check_bounds(bounds)?;
     let mut reach: u64 = 0;
     for (n, s) in spans.iter().enumerate() {
         if s.offset < 0 {
@@ -356,6 +342,26 @@ pub(crate) fn check_custom_bounds(
             bounds: bounds.len(),
             reach,
         });
+    }
+    Ok(())
+}
+
+/// Custom bounds on their own: strictly increasing (no NaN), the last one finite.
+pub(crate) fn check_bounds(bounds: &[f64]) -> Result<(), HistogramError> {
+    let mut previous = f64::NEG_INFINITY;
+    for (i, &b) in bounds.iter().enumerate() {
+        // NaN fails too: it compares with nothing.
+        if b.partial_cmp(&previous) != Some(std::cmp::Ordering::Greater) {
+            return Err(HistogramError::CustomBoundsNotIncreasing {
+                index: i,
+                previous: FloatValue(previous),
+                current: FloatValue(b),
+            });
+        }
+        previous = b;
+    }
+    if previous == f64::INFINITY {
+        return Err(HistogramError::CustomBoundsInfinite);
     }
     Ok(())
 }
