@@ -366,7 +366,7 @@ impl HistogramAppender {
 
     /// Writes a sample that fits the chunk's layout (or starts it), with no checks beyond
     /// the sample count.
-    fn append_raw(&mut self, t: i64, h: &Histogram) -> Result<(), ChunkError> {
+    pub(crate) fn append_raw(&mut self, t: i64, h: &Histogram) -> Result<(), ChunkError> {
         let num = read_count(&self.w);
         if usize::from(num) >= MAX_HISTOGRAM_SAMPLES {
             return Err(ChunkError::TooManySamples {
@@ -425,6 +425,10 @@ impl HistogramAppender {
             let mut z_cnt_dod = z_cnt_delta.wrapping_sub(self.z_cnt_delta);
             if h.is_stale() {
                 (cnt_dod, z_cnt_dod) = (0, 0);
+                // The counts move on as a reader moves them past the zero delta-of-deltas, so
+                // that a sample after the marker (which only a resumed foreign payload holds:
+                // `append` starts a new chunk) reads back as written.
+                (cnt_delta, z_cnt_delta) = (self.cnt_delta, self.z_cnt_delta);
             }
             put_varbit_int(&mut self.w, t_delta.wrapping_sub(self.t_delta));
             put_varbit_int(&mut self.w, cnt_dod);
@@ -445,8 +449,13 @@ impl HistogramAppender {
         }
         write_count(&mut self.w, num + 1);
         self.t = t;
-        self.cnt = h.count;
-        self.z_cnt = h.zero_count;
+        if h.is_stale() && num > 0 {
+            self.cnt = (self.cnt as i64).wrapping_add(cnt_delta) as u64;
+            self.z_cnt = (self.z_cnt as i64).wrapping_add(z_cnt_delta) as u64;
+        } else {
+            self.cnt = h.count;
+            self.z_cnt = h.zero_count;
+        }
         self.t_delta = t_delta;
         self.cnt_delta = cnt_delta;
         self.z_cnt_delta = z_cnt_delta;

@@ -197,6 +197,15 @@ fn custom_bucket_histograms_reset_on_new_bounds() {
     let mut c = HistogramAppender::new();
     appended(&mut c, 1000, &nhcb(&odd, &[1, 1, 1]));
     assert_eq!(&samples_of(c.bytes())[0].1.custom_values[..], &odd);
+    // -0 (a bound, the zero threshold) takes the short forms of 0, as Prometheus writes it,
+    // and reads back as 0.
+    let mut d = HistogramAppender::new();
+    let mut h = nhcb(&[-0.0, 1.0], &[1, 1]);
+    h.zero_threshold = -0.0;
+    appended(&mut d, 1000, &h);
+    let back = &samples_of(d.bytes())[0].1;
+    assert_eq!(back.custom_values[0].to_bits(), 0.0f64.to_bits());
+    assert_eq!(back.zero_threshold.to_bits(), 0.0f64.to_bits());
 }
 
 #[test]

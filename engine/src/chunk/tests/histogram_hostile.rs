@@ -11,7 +11,7 @@ use crate::chunk::{
     ChunkError, Encoding, FloatHistogramAppender, FloatHistogramIterator, HistogramAppender,
     HistogramIterator, decode_float_histogram_chunk, decode_histogram_chunk,
 };
-use crate::histogram::HistogramError;
+use crate::histogram::{Histogram, HistogramError, Span};
 
 /// Decodes `data` as `encoding` with the iterator to the end, and also resumes an appender
 /// from it; both must agree.
@@ -379,5 +379,36 @@ proptest! {
             data[at % n] ^= 1 << bit;
         }
         let _ = decode_any(encoding, &data);
+    }
+}
+
+/// Only a foreign payload holds a sample after a stale marker in the same chunk (Gauntlet and
+/// Prometheus start a new chunk): it reads as the bits say, and an appender resumed from it
+/// writes it so that it reads back the same.
+#[test]
+fn a_sample_after_a_stale_marker_resumes_as_read() {
+    let mut a = HistogramAppender::new();
+    let h = |count: u64| Histogram {
+        count,
+        sum: 1.0,
+        positive_spans: vec![Span::new(0, 1)],
+        positive_buckets: vec![count as i64],
+        ..Histogram::default()
+    };
+    a.append_raw(1000, &h(3)).unwrap();
+    a.append_raw(2000, &h(10)).unwrap();
+    a.append_raw(3000, &Histogram::stale_marker()).unwrap();
+    a.append_raw(4000, &h(12)).unwrap();
+    let read = decode_histogram_chunk(a.bytes()).unwrap();
+    assert!(read[2].1.is_stale());
+    assert_eq!(
+        (read[3].1.count, read[3].1.positive_counts()),
+        (12, vec![12])
+    );
+    let resumed = HistogramAppender::from_payload(a.bytes()).unwrap();
+    let again = decode_histogram_chunk(resumed.bytes()).unwrap();
+    assert_eq!(again.len(), 4);
+    for ((t, x), (u, y)) in read.iter().zip(&again) {
+        assert!(t == u && x.identical(y), "{x:?} vs {y:?}");
     }
 }
