@@ -112,6 +112,21 @@ seed() {
       dd if="$f" of="$dir/seed$off" bs=1 skip=$((off + 3)) count=1500 status=none
     done
     rm -rf "$tmp" ;;
+  histogram_chunk | float_histogram_chunk)
+    # The payloads of Prometheus-written histogram chunks (encoding 2 or 3) in the chunk tests'
+    # fixture.
+    local enc=2
+    [ "$t" = float_histogram_chunk ] && enc=3
+    python3 -c '
+import gzip, json, sys
+out, enc = sys.argv[1], int(sys.argv[2])
+n = 0
+for s in json.load(gzip.open(sys.argv[3]))["series"]:
+    for c in s["chunks"]:
+        if c["encoding"] == enc:
+            open(f"{out}/seed{n:03d}", "wb").write(bytes.fromhex(c["data"]))
+            n += 1
+' "$dir" "$enc" "$root/engine/src/chunk/testdata/histogram-chunks/prometheus-3.json.gz" ;;
   label_filter)
     # Structured inputs: a 0 byte, 8 edit bytes, then name=value lines (see the target).
     printf '\0\0\0\0\0\0\0\0\0job=api\ncode=500\ninstance=host-01\n' >"$dir/seed0"

@@ -15,6 +15,7 @@ pub mod error;
 pub mod exposition;
 pub mod go_format;
 pub mod head;
+pub mod histogram;
 pub mod index;
 pub mod labels;
 pub mod promql;

@@ -52,7 +52,7 @@ pub struct CutChunk {
 const OPEN_CHUNK_BYTES: usize = 24;
 
 /// End of the chunk range holding `t` (Go's truncating division, as Prometheus computes it).
-fn range_end(t: i64, width: i64) -> i64 {
+pub(crate) fn range_end(t: i64, width: i64) -> i64 {
     (t / width).saturating_mul(width).saturating_add(width)
 }
 

@@ -7,6 +7,7 @@
 
 pub mod cut;
 pub mod dump;
+pub mod histogram_cut;
 pub mod inspect;
 pub mod label_filter;
 pub mod markers;
@@ -22,6 +23,10 @@ use std::path::PathBuf;
 use crate::encoding::DecodeError;
 
 pub use cut::{CutOptions, cut_chunks};
+pub use histogram_cut::{
+    CutHistogramChunk, HistogramChunkCutter, MIN_SAMPLES_PER_HISTOGRAM_CHUNK,
+    TARGET_BYTES_PER_HISTOGRAM_CHUNK, cut_float_histogram_chunks, cut_histogram_chunks,
+};
 pub use label_filter::{LabelFilter, LabelFilterError};
 pub use markers::{DeletionMark, NoCompactMark, NoDownsampleMark};
 pub use meta::{

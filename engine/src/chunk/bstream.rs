@@ -4,10 +4,12 @@
 
 /// Appends bits to a byte vector, most significant bit first.
 ///
-/// Byte-exact with Go's `bstream`, including its one quirk: a write of a whole number of bytes
-/// that starts on a byte boundary leaves an empty byte behind (Go's `writeByte` always appends
-/// the byte after the one it fills). Later writes fill that byte; if none follows, it stays as a
-/// trailing zero byte, and Prometheus's chunks contain it.
+/// Byte-exact with Go's `bstream`. Before Prometheus 3.0 it had one quirk, which
+/// [`BitWriter::with_prefix`] reproduces: a write of a whole number of bytes that starts on a
+/// byte boundary leaves an empty byte behind (Go's `writeByte` appended the byte after the one
+/// it filled). Later writes fill that byte; if none follows, it stays as a trailing zero byte,
+/// and Prometheus 2's chunks contain it. Prometheus 3 dropped it (its `writeByte` appends an
+/// aligned byte as it is): [`BitWriter::with_prefix_packed`] writes that way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BitWriter {
     /// The bytes written, then zeros: at least 8 past the last byte touched, so every write ORs
@@ -20,6 +22,8 @@ pub struct BitWriter {
     bits: u32,
     /// Whether the last write left Go's empty trailing byte.
     empty_tail: bool,
+    /// Whether aligned whole-byte writes leave that byte (Prometheus 2's writer).
+    empty_tails: bool,
 }
 
 impl Default for BitWriter {
@@ -34,8 +38,19 @@ impl BitWriter {
         BitWriter::default()
     }
 
-    /// A stream that continues after `prefix`, which is kept as whole bytes (for headers).
-    pub fn with_prefix(mut prefix: Vec<u8>) -> Self {
+    /// A stream that continues after `prefix`, which is kept as whole bytes (for headers),
+    /// written as Prometheus 2 writes: aligned whole-byte writes leave an empty byte behind.
+    pub fn with_prefix(prefix: Vec<u8>) -> Self {
+        Self::start(prefix, true)
+    }
+
+    /// A stream that continues after `prefix`, written as Prometheus 3 writes: no empty
+    /// trailing byte ever.
+    pub fn with_prefix_packed(prefix: Vec<u8>) -> Self {
+        Self::start(prefix, false)
+    }
+
+    fn start(mut prefix: Vec<u8>, empty_tails: bool) -> Self {
         let bits = u32::try_from(prefix.len() * 8).expect("bit stream prefix over 512 MiB");
         // The prefix's spare capacity becomes room to write in.
         let room = prefix.capacity().max(prefix.len() + WORD_BYTES);
@@ -44,6 +59,7 @@ impl BitWriter {
             buf: prefix.into_boxed_slice(),
             bits,
             empty_tail: false,
+            empty_tails,
         }
     }
 
@@ -70,7 +86,7 @@ impl BitWriter {
         } else {
             self.put(v & (u64::MAX >> (64 - n)), n);
         }
-        self.empty_tail = n.is_multiple_of(8) && started_aligned;
+        self.empty_tail = self.empty_tails && n.is_multiple_of(8) && started_aligned;
     }
 
     /// ORs `n` (1..=56) bits, `v` holding nothing above them, into the word at the write position.
@@ -327,6 +343,55 @@ mod tests {
         }
     }
 
+    /// Go's `bstream` from Prometheus 3.0 on: an aligned `writeByte` appends the byte as is.
+    #[derive(Default)]
+    struct GoBstream3 {
+        stream: Vec<u8>,
+        count: u32,
+    }
+
+    impl GoBstream3 {
+        fn write_bit(&mut self, bit: bool) {
+            if self.count == 0 {
+                self.stream.push(0);
+                self.count = 8;
+            }
+            let i = self.stream.len() - 1;
+            if bit {
+                self.stream[i] |= 1 << (self.count - 1);
+            }
+            self.count -= 1;
+        }
+
+        fn write_byte(&mut self, byt: u8) {
+            if self.count == 0 {
+                self.stream.push(byt);
+                return;
+            }
+            let i = self.stream.len() - 1;
+            self.stream[i] |= byt >> (8 - self.count);
+            self.stream.push(((u16::from(byt)) << self.count) as u8);
+        }
+
+        fn write_bits(&mut self, u: u64, nbits: u32) {
+            if nbits == 0 {
+                return;
+            }
+            let mut u = u << (64 - nbits);
+            let mut nbits = nbits;
+            while nbits >= 8 {
+                self.write_byte((u >> 56) as u8);
+                u <<= 8;
+                nbits -= 8;
+            }
+            while nbits > 0 {
+                self.write_bit((u >> 63) == 1);
+                u <<= 1;
+                nbits -= 1;
+            }
+        }
+    }
+
     fn field() -> impl Strategy<Value = (u64, u32)> {
         (any::<u64>(), 0u32..=64).prop_map(|(v, n)| {
             let masked = if n == 64 { v } else { v & ((1u64 << n) - 1) };
@@ -348,6 +413,18 @@ mod tests {
             let total: usize = fields.iter().map(|f| f.1 as usize).sum();
             prop_assert_eq!(w.bit_len(), total);
             prop_assert_eq!(w.bytes(), &go.stream[..]);
+        }
+
+        #[test]
+        fn packed_writer_matches_prometheus_3_bstream(fields in proptest::collection::vec(field(), 0..40)) {
+            let mut w = BitWriter::with_prefix_packed(vec![0xAB]);
+            let mut go = GoBstream3 { stream: vec![0xAB], count: 0 };
+            for &(v, n) in &fields {
+                w.write_bits(v, n);
+                go.write_bits(v, n);
+            }
+            prop_assert_eq!(w.bytes(), &go.stream[..]);
+            prop_assert_eq!(w.bytes().len(), w.bit_len().div_ceil(8));
         }
 
         #[test]

@@ -2,11 +2,18 @@
 //!
 //! A chunk is the compressed sample run of one series. Its payload format is Prometheus's own
 //! (`tsdb/chunkenc`); this module reads and writes it bit for bit. [`decode_xor_into`] is the
-//! query hot path: it appends a whole chunk to a columnar [`SampleBatch`].
+//! query hot path: it appends a whole chunk to a columnar [`SampleBatch`]. Native histograms
+//! have chunks of their own: [`HistogramAppender`] and [`HistogramIterator`] for integer
+//! histograms, [`FloatHistogramAppender`] and [`FloatHistogramIterator`] for float ones.
 
 pub mod aggr;
 pub mod batch;
 pub mod bstream;
+pub mod float_histogram;
+pub mod histogram;
+mod histogram_layout;
+mod histogram_recode;
+mod varbit;
 pub mod xor;
 #[cfg(target_arch = "x86_64")]
 mod xor_avx512;
@@ -16,8 +23,17 @@ mod xor_many;
 #[cfg(test)]
 mod tests;
 
+use crate::histogram::HistogramError;
+
 pub use aggr::{AggrChunk, AggrError, AggrType, SubChunk, encode_aggr, retain_aggregates};
 pub use batch::SampleBatch;
+pub use float_histogram::{
+    FloatHistogramAppender, FloatHistogramIterator, decode_float_histogram_chunk,
+};
+pub use histogram::{
+    HistogramAppend, HistogramAppender, HistogramIterator, decode_histogram_chunk,
+};
+pub use histogram_layout::{CounterResetHeader, MAX_HISTOGRAM_SAMPLES, counter_reset_hint};
 pub use xor::{XorAppender, XorIterator, decode_xor_into, encode_xor};
 pub(crate) use xor_many::decode_xor_many_at;
 pub use xor_many::{ManyDecodeError, decode_xor_many, decode_xor_many_flat, xor_many_kernel_name};
@@ -143,6 +159,78 @@ pub enum ChunkError {
     TooManySamples {
         /// The limit, 65535.
         max: usize,
+    },
+    /// A histogram chunk payload is shorter than its 3-byte header (sample count and flags):
+    /// the chunk is corrupt.
+    #[error("histogram chunk payload of {len} bytes has no 3-byte header")]
+    MissingHistogramHeader {
+        /// Payload length in bytes.
+        len: usize,
+    },
+    /// A histogram chunk's layout names a schema other than -4..=8 and -53: the chunk is
+    /// corrupt, or comes from a writer with resolutions Gauntlet does not know.
+    #[error("histogram chunk has schema {schema}, neither -4..=8 nor -53")]
+    UnknownHistogramSchema {
+        /// The schema read.
+        schema: i64,
+    },
+    /// A histogram chunk announces more spans, buckets or custom bounds than its remaining
+    /// bits could hold: the chunk is corrupt. Nothing was allocated for them.
+    #[error("histogram chunk announces {count} {field} but only {bits_left} bits remain")]
+    HistogramCountTooLarge {
+        /// What is counted.
+        field: &'static str,
+        /// The count read.
+        count: u64,
+        /// Bits left in the payload.
+        bits_left: u64,
+    },
+    /// A span of a histogram chunk has a length or an offset beyond 32 bits: the chunk is
+    /// corrupt.
+    #[error(
+        "histogram chunk {field}: span of length {length} at offset {offset} does not fit 32 \
+         bits, before bit {bit_offset}"
+    )]
+    HistogramSpanOutOfRange {
+        /// Which spans (positive or negative).
+        field: &'static str,
+        /// The length read.
+        length: u64,
+        /// The offset read.
+        offset: i64,
+        /// Bit position after the span, from the start of the payload.
+        bit_offset: u64,
+    },
+    /// A histogram chunk's layout is one no writer stores (spans overlapping, custom bounds
+    /// out of order or too few…): the chunk is corrupt.
+    #[error("invalid histogram chunk layout: {source}")]
+    InvalidHistogramLayout {
+        /// What is wrong with it.
+        source: HistogramError,
+    },
+    /// A sample of a histogram chunk decodes to a histogram no writer stores (a negative
+    /// bucket count): the chunk is corrupt.
+    #[error("invalid histogram in sample {sample}: {source}")]
+    InvalidHistogramSample {
+        /// Index of the sample.
+        sample: usize,
+        /// What is wrong with it.
+        source: HistogramError,
+    },
+    /// A histogram given to an appender fails validation; it is not stored.
+    #[error("histogram not appended: {source}")]
+    InvalidHistogram {
+        /// What is wrong with it.
+        source: HistogramError,
+    },
+    /// A sample is not after the last one of its series (same timestamp or older); Prometheus
+    /// rejects it too. Drop it or send it to an out-of-order path.
+    #[error("sample at {t} ms is not after the series' last sample at {max_t} ms")]
+    OutOfOrderSample {
+        /// The sample's timestamp, ms.
+        t: i64,
+        /// The series' last timestamp, ms.
+        max_t: i64,
     },
 }
 

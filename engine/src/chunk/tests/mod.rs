@@ -1,6 +1,9 @@
 //! Tests of the chunk codecs against Prometheus-written data, round trips and hostile input.
 
 mod fast_paths;
+mod histogram_appenders;
+mod histogram_fixtures;
+mod histogram_hostile;
 mod hostile_input;
 mod many_lanes;
 mod prometheus_fixtures;

@@ -1,0 +1,303 @@
+//! The bit-level fields of histogram chunks (`docs/formats/tsdb-block.md`, Histogram chunk
+//! payload): varbit integers and XOR-encoded floats, written with the same sequence of bit
+//! writes Prometheus uses, so that even the empty trailing byte its writer can leave comes out
+//! the same (see [`BitWriter`]).
+//!
+//! Readers never fail: past the end of the payload they read zeros, and the caller checks
+//! [`BitReader::overrun`] once per field group.
+
+use super::bstream::{BitReader, BitWriter};
+
+/// Payload widths of the varbit buckets, by the number of leading `1` bits of the prefix.
+const VARBIT_WIDTHS: [u32; 9] = [0, 3, 6, 9, 12, 18, 25, 56, 64];
+
+/// Whether `x` fits the `n`-bit varbit bucket: `-(2^(n-1) - 1) <= x <= 2^(n-1)`.
+#[inline]
+fn bit_range(x: i64, n: u32) -> bool {
+    let half = 1i64 << (n - 1);
+    -(half - 1) <= x && x <= half
+}
+
+/// The low `n` bits of `v` (all of them for 64).
+#[inline]
+fn low_bits(v: u64, n: u32) -> u64 {
+    if n >= 64 { v } else { v & ((1u64 << n) - 1) }
+}
+
+/// Writes `v` as a varbit integer: `0` for zero, otherwise a prefix of 2 to 8 bits (`10`,
+/// `110`, … `11111111`) and 3, 6, 9, 12, 18, 25, 56 or 64 bits of two's complement.
+pub(crate) fn put_varbit_int(w: &mut BitWriter, v: i64) {
+    if v == 0 {
+        w.write_bit(false);
+        return;
+    }
+    let (prefix, prefix_bits, width) = if bit_range(v, 3) {
+        (0b10, 2, 3)
+    } else if bit_range(v, 6) {
+        (0b110, 3, 6)
+    } else if bit_range(v, 9) {
+        (0b1110, 4, 9)
+    } else if bit_range(v, 12) {
+        (0b11110, 5, 12)
+    } else if bit_range(v, 18) {
+        (0b111110, 6, 18)
+    } else if bit_range(v, 25) {
+        (0b1111110, 7, 25)
+    } else if bit_range(v, 56) {
+        (0b11111110, 8, 56)
+    } else {
+        (0b11111111, 8, 64)
+    };
+    w.write_bits(prefix, prefix_bits);
+    w.write_bits(low_bits(v as u64, width), width);
+}
+
+/// Writes `v` as an unsigned varbit: the same prefixes as [`put_varbit_int`], the payload the
+/// plain bits of `v` (so 3 bits hold 0..=7).
+pub(crate) fn put_varbit_uint(w: &mut BitWriter, v: u64) {
+    if v == 0 {
+        w.write_bit(false);
+        return;
+    }
+    let used = 64 - v.leading_zeros();
+    let (prefix, prefix_bits, width) = match used {
+        0..=3 => (0b10, 2, 3),
+        4..=6 => (0b110, 3, 6),
+        7..=9 => (0b1110, 4, 9),
+        10..=12 => (0b11110, 5, 12),
+        13..=18 => (0b111110, 6, 18),
+        19..=25 => (0b1111110, 7, 25),
+        26..=56 => (0b11111110, 8, 56),
+        _ => (0b11111111, 8, 64),
+    };
+    w.write_bits(prefix, prefix_bits);
+    w.write_bits(v, width);
+}
+
+/// Reads a varbit prefix and returns the payload width it announces.
+#[inline]
+fn read_prefix(r: &mut BitReader<'_>) -> u32 {
+    let w = r.peek();
+    let ones = (!w).leading_zeros().min(8);
+    // A prefix ends with its `0`, except the longest, which is eight `1`s.
+    r.consume(if ones < 8 { ones + 1 } else { 8 });
+    VARBIT_WIDTHS[ones as usize]
+}
+
+/// Reads a varbit integer written by [`put_varbit_int`].
+#[inline]
+pub(crate) fn read_varbit_int(r: &mut BitReader<'_>) -> i64 {
+    let width = read_prefix(r);
+    match width {
+        0 => 0,
+        64 => r.read_bits(64) as i64,
+        _ => {
+            let bits = r.read_bits(width);
+            // Two's complement of `width` bits, except that 2^(width-1) itself is positive.
+            if bits > 1u64 << (width - 1) {
+                bits.wrapping_sub(1u64 << width) as i64
+            } else {
+                bits as i64
+            }
+        }
+    }
+}
+
+/// Reads an unsigned varbit written by [`put_varbit_uint`].
+#[inline]
+pub(crate) fn read_varbit_uint(r: &mut BitReader<'_>) -> u64 {
+    match read_prefix(r) {
+        0 => 0,
+        width => r.read_bits(width),
+    }
+}
+
+/// Writer state of one XOR-encoded float: the last value and the leading/trailing zero counts
+/// of the last `11` header (`leading` 0xff before the first one).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct XorState {
+    pub value: f64,
+    pub leading: u8,
+    pub trailing: u8,
+}
+
+impl XorState {
+    /// State before any value was written.
+    pub(crate) const UNSET: XorState = XorState {
+        value: 0.0,
+        leading: 0xff,
+        trailing: 0,
+    };
+
+    /// A reader's state: Prometheus's readers start with leading = trailing = 0.
+    pub(crate) const READER: XorState = XorState {
+        value: 0.0,
+        leading: 0,
+        trailing: 0,
+    };
+
+    /// A writer state holding `value` with no header written yet.
+    pub(crate) fn unset(value: f64) -> Self {
+        XorState {
+            value,
+            ..XorState::UNSET
+        }
+    }
+}
+
+/// Writes `v` XOR the state's value (`docs/formats/tsdb-block.md`, value XOR encoding) and
+/// makes `v` the state's value.
+pub(crate) fn xor_write(w: &mut BitWriter, st: &mut XorState, v: f64) {
+    let delta = v.to_bits() ^ st.value.to_bits();
+    st.value = v;
+    if delta == 0 {
+        w.write_bit(false);
+        return;
+    }
+    w.write_bit(true);
+    // Five bits hold the leading count, so it is clamped; the extra zeros become significant.
+    let lz = (delta.leading_zeros() as u8).min(31);
+    let tz = delta.trailing_zeros() as u8;
+    if st.leading != 0xff && lz >= st.leading && tz >= st.trailing {
+        w.write_bit(false);
+        let sig = 64 - u32::from(st.leading) - u32::from(st.trailing);
+        w.write_bits(delta >> st.trailing, sig);
+        return;
+    }
+    st.leading = lz;
+    st.trailing = tz;
+    w.write_bit(true);
+    w.write_bits(u64::from(lz), 5);
+    let sig = 64 - u32::from(lz) - u32::from(tz);
+    // A 6-bit field cannot hold 64; 0 stands for it, as 0 significant bits never occur.
+    w.write_bits(u64::from(sig & 63), 6);
+    w.write_bits(delta >> tz, sig);
+}
+
+/// Reads a value written by [`xor_write`] into the state. A header announcing more than 64
+/// bits, which no writer emits, is returned as `Err((leading, significant))`.
+#[inline]
+pub(crate) fn xor_read(r: &mut BitReader<'_>, st: &mut XorState) -> Result<(), (u8, u8)> {
+    let w = r.peek();
+    if w >> 63 == 0 {
+        r.consume(1);
+        return Ok(());
+    }
+    if (w >> 62) & 1 == 0 {
+        // A reader's state always comes from a valid header (or is 0/0: 64 bits).
+        r.consume(2);
+        let sig = 64 - u32::from(st.leading) - u32::from(st.trailing);
+        let bits = r.read_bits(sig);
+        st.value = f64::from_bits(st.value.to_bits() ^ (bits << st.trailing));
+        return Ok(());
+    }
+    let leading = ((w >> 57) & 31) as u32;
+    let sig = match ((w >> 51) & 63) as u32 {
+        0 => 64,
+        s => s,
+    };
+    r.consume(13);
+    if leading + sig > 64 {
+        return Err((leading as u8, sig as u8));
+    }
+    let trailing = 64 - leading - sig;
+    let bits = r.read_bits(sig);
+    st.value = f64::from_bits(st.value.to_bits() ^ (bits << trailing));
+    st.leading = leading as u8;
+    st.trailing = trailing as u8;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn varbit_bucket_edges_round_trip_and_size() {
+        // (value, bits written)
+        let cases: &[(i64, usize)] = &[
+            (0, 1),
+            (1, 5),
+            (-3, 5),
+            (4, 5),
+            (-4, 9),
+            (5, 9),
+            (32, 9),
+            (-31, 9),
+            (33, 13),
+            (256, 13),
+            (257, 17),
+            (2048, 17),
+            (2049, 24),
+            (131_072, 24),
+            (131_073, 32),
+            (16_777_216, 32),
+            (16_777_217, 64),
+            (36_028_797_018_963_968, 64),
+            (36_028_797_018_963_969, 72),
+            (i64::MIN, 72),
+            (i64::MAX, 72),
+        ];
+        for &(v, bits) in cases {
+            let mut w = BitWriter::new();
+            put_varbit_int(&mut w, v);
+            assert_eq!(w.bit_len(), bits, "{v}");
+            let bytes = w.into_bytes();
+            let mut r = BitReader::new(&bytes, 0);
+            assert_eq!(read_varbit_int(&mut r), v);
+            assert!(!r.overrun());
+        }
+    }
+
+    #[test]
+    fn varbit_uint_bucket_edges() {
+        let cases: &[(u64, usize)] = &[
+            (0, 1),
+            (7, 5),
+            (8, 9),
+            (63, 9),
+            (64, 13),
+            (4095, 17),
+            (4096, 24),
+            (33_554_431, 32),
+            (33_554_432, 64),
+            ((1 << 56) - 1, 64),
+            (1 << 56, 72),
+            (u64::MAX, 72),
+        ];
+        for &(v, bits) in cases {
+            let mut w = BitWriter::new();
+            put_varbit_uint(&mut w, v);
+            assert_eq!(w.bit_len(), bits, "{v}");
+            let bytes = w.into_bytes();
+            let mut r = BitReader::new(&bytes, 0);
+            assert_eq!(read_varbit_uint(&mut r), v);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn varbit_and_xor_fields_round_trip(
+            ints in proptest::collection::vec(any::<i64>(), 0..20),
+            uints in proptest::collection::vec(any::<u64>(), 0..20),
+            floats in proptest::collection::vec(any::<u64>(), 1..20),
+        ) {
+            let mut w = BitWriter::new();
+            for &v in &ints { put_varbit_int(&mut w, v); }
+            for &v in &uints { put_varbit_uint(&mut w, v); }
+            let mut st = XorState::UNSET;
+            for &v in &floats { xor_write(&mut w, &mut st, f64::from_bits(v)); }
+            let bytes = w.into_bytes();
+            let mut r = BitReader::new(&bytes, 0);
+            for &v in &ints { prop_assert_eq!(read_varbit_int(&mut r), v); }
+            for &v in &uints { prop_assert_eq!(read_varbit_uint(&mut r), v); }
+            let mut st = XorState::READER;
+            for &v in &floats {
+                prop_assert!(xor_read(&mut r, &mut st).is_ok());
+                prop_assert_eq!(st.value.to_bits(), v);
+            }
+            prop_assert!(!r.overrun());
+        }
+    }
+}
