@@ -31,15 +31,15 @@ fn store() -> MemSeries {
                     v
                 })
                 .collect();
-            Series {
-                labels: Labels::from_pairs([
+            Series::floats(
+                Labels::from_pairs([
                     ("__name__", "http_requests_total".to_string()),
                     ("job", format!("job-{}", i % 10)),
                     ("instance", format!("host-{i}")),
                     ("code", ["200", "404", "500"][i % 3].to_string()),
                 ]),
-                samples: SampleBatch { ts, val },
-            }
+                SampleBatch { ts, val },
+            )
         })
         .collect();
     MemSeries::new(series)

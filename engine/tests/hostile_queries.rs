@@ -18,6 +18,7 @@ fn store() -> MemSeries {
     let series = ["a", "b"]
         .into_iter()
         .map(|job| Series {
+            histograms: Default::default(),
             labels: Labels::from_pairs([("__name__", "up"), ("job", job)]),
             samples: SampleBatch {
                 ts: (0..40).map(|i| i * 15_000).collect(),

@@ -17,6 +17,7 @@ fn store() -> MemSeries {
             let ts: Vec<i64> = (0..=40).map(|k| k * 15_000).collect();
             let val = ts.iter().map(|&t| t as f64 / 1000.0 * slope).collect();
             Series {
+                histograms: Default::default(),
                 labels: Labels::from_pairs([("__name__", "reqs_total"), ("job", job)]),
                 samples: SampleBatch { ts, val },
             }

@@ -156,6 +156,7 @@ fn mem_series_stream_equals_select() {
             let ts: Vec<i64> = (0..480).map(|k| k * STEP).collect();
             let val = ts.iter().map(|&t| value(i, t)).collect();
             Series {
+                histograms: Default::default(),
                 labels: labels(i),
                 samples: SampleBatch { ts, val },
             }
@@ -247,6 +248,7 @@ fn written_series(parts: &[Part<'_>]) -> MemSeries {
                     let ts: Vec<i64> = (from / STEP..to / STEP).map(|k| k * STEP).collect();
                     let val = ts.iter().map(|&t| value(i, t)).collect();
                     Series {
+                        histograms: Default::default(),
                         labels: Labels::from_pairs(ls),
                         samples: SampleBatch { ts, val },
                     }

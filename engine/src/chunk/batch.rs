@@ -1,5 +1,7 @@
 //! Columnar decoded samples, reused across chunks so decoding allocates nothing per sample.
 
+use crate::histogram::FloatHistogram;
+
 /// Float samples as two parallel columns: `ts[i]` (ms since the Unix epoch) goes with `val[i]`.
 ///
 /// Keep one batch per query and [`clear`](SampleBatch::clear) it between series: the columns
@@ -98,6 +100,96 @@ impl SampleBatch {
     }
 }
 
+/// Native histogram samples as two parallel columns: `ts[i]` (ms since the Unix epoch) goes with
+/// `h[i]`. Integer histograms are held as float histograms, as PromQL reads them; stale markers
+/// (a histogram whose sum is the stale NaN) are kept.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HistogramBatch {
+    /// Sample timestamps, ms since the Unix epoch.
+    pub ts: Vec<i64>,
+    /// The histograms.
+    pub h: Vec<FloatHistogram>,
+}
+
+impl HistogramBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        HistogramBatch::default()
+    }
+
+    /// Drops every sample, keeping the allocations.
+    pub fn clear(&mut self) {
+        self.ts.clear();
+        self.h.clear();
+    }
+
+    /// Number of samples.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    /// Whether the batch holds no sample.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.ts.is_empty()
+    }
+
+    /// Appends one sample.
+    #[inline]
+    pub fn push(&mut self, t: i64, h: FloatHistogram) {
+        self.ts.push(t);
+        self.h.push(h);
+    }
+
+    /// Keeps only the samples with `mint <= t <= maxt` (both ms, inclusive); the batch must be
+    /// sorted by time.
+    pub fn truncate_to_range(&mut self, mint: i64, maxt: i64) {
+        let lo = self.ts.partition_point(|&t| t < mint);
+        let hi = self.ts.partition_point(|&t| t <= maxt).max(lo);
+        self.ts.truncate(hi);
+        self.h.truncate(hi);
+        self.ts.drain(..lo);
+        self.h.drain(..lo);
+    }
+
+    /// Iterates over `(t, histogram)` pairs.
+    pub fn iter(&self) -> impl Iterator<Item = (i64, &FloatHistogram)> + '_ {
+        self.ts.iter().copied().zip(self.h.iter())
+    }
+
+    /// Merges time-sorted batches into one; on equal timestamps the batch that comes later in
+    /// `parts` wins.
+    pub fn merge(parts: &[&HistogramBatch]) -> HistogramBatch {
+        let parts: Vec<&HistogramBatch> = parts.iter().copied().filter(|b| !b.is_empty()).collect();
+        match parts.as_slice() {
+            [] => return HistogramBatch::new(),
+            [one] => return (*one).clone(),
+            _ => {}
+        }
+        let mut out = HistogramBatch::new();
+        let mut pos = vec![0usize; parts.len()];
+        loop {
+            let mut best: Option<(i64, usize)> = None;
+            for (i, b) in parts.iter().enumerate() {
+                if let Some(&t) = b.ts.get(pos[i])
+                    && best.is_none_or(|(bt, _)| t <= bt)
+                {
+                    best = Some((t, i));
+                }
+            }
+            let Some((t, win)) = best else { break };
+            out.push(t, parts[win].h[pos[win]].clone());
+            for (i, b) in parts.iter().enumerate() {
+                if b.ts.get(pos[i]) == Some(&t) {
+                    pos[i] += 1;
+                }
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +239,32 @@ mod tests {
             b.truncate_to_range(mint, maxt);
             prop_assert_eq!(b.iter().collect::<Vec<_>>(), want);
         }
+    }
+
+    fn hist(count: f64) -> FloatHistogram {
+        FloatHistogram {
+            count,
+            ..FloatHistogram::default()
+        }
+    }
+
+    #[test]
+    fn histogram_batches_merge_with_the_later_part_winning() {
+        let mut a = HistogramBatch::new();
+        a.push(1, hist(1.0));
+        a.push(3, hist(3.0));
+        let mut b = HistogramBatch::new();
+        b.push(2, hist(20.0));
+        b.push(3, hist(30.0));
+        let m = HistogramBatch::merge(&[&a, &b]);
+        assert_eq!(m.ts, vec![1, 2, 3]);
+        assert_eq!(
+            m.h.iter().map(|h| h.count).collect::<Vec<_>>(),
+            vec![1.0, 20.0, 30.0]
+        );
+        let mut m = m;
+        m.truncate_to_range(2, 2);
+        assert_eq!(m.ts, vec![2]);
+        assert_eq!(m.h[0].count, 20.0);
     }
 }

@@ -26,7 +26,7 @@ mod tests;
 use crate::histogram::HistogramError;
 
 pub use aggr::{AggrChunk, AggrError, AggrType, SubChunk, encode_aggr, retain_aggregates};
-pub use batch::SampleBatch;
+pub use batch::{HistogramBatch, SampleBatch};
 pub use float_histogram::{
     FloatHistogramAppender, FloatHistogramIterator, decode_float_histogram_chunk,
 };

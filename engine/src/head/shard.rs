@@ -527,10 +527,7 @@ impl HeadShard {
             let mut samples = SampleBatch::new();
             s.samples_into(mint, maxt, &mut samples);
             if !samples.is_empty() {
-                out.push(Series {
-                    labels: s.labels.to_labels(),
-                    samples,
-                });
+                out.push(Series::floats(s.labels.to_labels(), samples));
             }
         }
         out

@@ -327,7 +327,7 @@ pub fn run_script(name: &str, text: &str, engine: &Engine) -> ScriptReport {
                 store.extend(
                     loaded
                         .into_iter()
-                        .map(|(labels, samples)| Series { labels, samples }),
+                        .map(|(labels, samples)| Series::floats(labels, samples)),
                 );
                 mem = MemSeries::new(store.clone());
             }

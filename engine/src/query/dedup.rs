@@ -134,6 +134,7 @@ pub fn dedup_series(series: Vec<Series>, replica_labels: &[String], counter: boo
         .map(|s| Series {
             labels: without_labels(&s.labels, replica_labels),
             samples: s.samples,
+            histograms: s.histograms,
         })
         .collect();
     // Stable: replicas keep their input order, which decides ties in the merge.
@@ -160,8 +161,18 @@ fn fold_group(mut group: Vec<Series>, counter: bool) -> Series {
         &group.iter().map(|s| &s.samples).collect::<Vec<_>>(),
         counter,
     );
+    // Native histograms come from the first replica that has any.
+    let histograms = group
+        .iter_mut()
+        .find(|s| !s.histograms.is_empty())
+        .map(|s| std::mem::take(&mut s.histograms))
+        .unwrap_or_default();
     let labels = group.swap_remove(0).labels;
-    Series { labels, samples }
+    Series {
+        labels,
+        samples,
+        histograms,
+    }
 }
 
 /// `labels` without the named labels.
@@ -276,9 +287,11 @@ mod tests {
 
     #[test]
     fn series_group_by_labels_without_replica_labels() {
-        let mk = |replica: &str, job: &str, v: f64| Series {
-            labels: Labels::from_pairs([("__name__", "up"), ("job", job), ("replica", replica)]),
-            samples: every(0, 15_000, 4, |_| v),
+        let mk = |replica: &str, job: &str, v: f64| {
+            Series::floats(
+                Labels::from_pairs([("__name__", "up"), ("job", job), ("replica", replica)]),
+                every(0, 15_000, 4, |_| v),
+            )
         };
         let input = vec![mk("b", "api", 2.0), mk("a", "api", 1.0), mk("a", "db", 3.0)];
         let out = dedup_series(input, &["replica".to_string()], false);

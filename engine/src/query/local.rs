@@ -98,7 +98,7 @@ impl Queryable for LocalBlocks {
                 } else {
                     merge_samples(&parts.iter().collect::<Vec<_>>())
                 };
-                Series { labels, samples }
+                Series::floats(labels, samples)
             })
             .collect())
     }

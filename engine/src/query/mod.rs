@@ -14,10 +14,11 @@ pub use merge::merge_samples;
 pub use merged::{Merged, merge_series};
 pub use stream::{
     BATCH_CHUNKS, BATCH_SERIES, DecodeScratch, SeriesChunk, SeriesData, SeriesStream, StreamSeries,
-    VecStream, collect_stream, decode_many, decode_many_flat, decode_series,
+    VecStream, collect_stream, decode_histograms, decode_many, decode_many_flat, decode_series,
+    is_histogram_encoding,
 };
 
-use crate::chunk::SampleBatch;
+use crate::chunk::{HistogramBatch, SampleBatch};
 use crate::error::Result;
 use crate::labels::{Labels, Matcher};
 
@@ -26,8 +27,27 @@ use crate::labels::{Labels, Matcher};
 pub struct Series {
     /// The series' labels, including `__name__`.
     pub labels: Labels,
-    /// Samples in the selected time range; stale markers kept bit for bit.
+    /// Float samples in the selected time range; stale markers kept bit for bit.
     pub samples: SampleBatch,
+    /// Native histogram samples in the selected time range, at timestamps where the series has
+    /// no float sample.
+    pub histograms: HistogramBatch,
+}
+
+impl Series {
+    /// A series of float samples only.
+    pub fn floats(labels: Labels, samples: SampleBatch) -> Series {
+        Series {
+            labels,
+            samples,
+            histograms: HistogramBatch::new(),
+        }
+    }
+
+    /// Whether the series holds no sample of either kind.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty() && self.histograms.is_empty()
+    }
 }
 
 /// What a caller knows about how the selected data will be used; a source may ignore it.
@@ -132,6 +152,7 @@ impl MemSeries {
             match out.last_mut() {
                 Some(last) if last.labels == s.labels => {
                     last.samples = merge_samples(&[&last.samples, &s.samples]);
+                    last.histograms = HistogramBatch::merge(&[&last.histograms, &s.histograms]);
                 }
                 _ => out.push(s),
             }
@@ -161,21 +182,10 @@ impl Queryable for MemSeries {
         maxt: i64,
         _hints: &SelectHints,
     ) -> Result<Vec<Series>> {
-        let mut out = Vec::new();
-        for s in self.matching(matchers) {
-            let lo = s.samples.ts.partition_point(|&t| t < mint);
-            let hi = s.samples.ts.partition_point(|&t| t <= maxt);
-            if lo < hi {
-                out.push(Series {
-                    labels: s.labels.clone(),
-                    samples: SampleBatch {
-                        ts: s.samples.ts[lo..hi].to_vec(),
-                        val: s.samples.val[lo..hi].to_vec(),
-                    },
-                });
-            }
-        }
-        Ok(out)
+        Ok(self
+            .matching(matchers)
+            .filter_map(|s| in_range(s, mint, maxt))
+            .collect())
     }
 
     fn select_stream<'a>(
@@ -243,19 +253,10 @@ impl SeriesStream for MemStream<'_> {
     fn next_batch(&mut self) -> Result<Option<Vec<StreamSeries>>> {
         let mut batch = Vec::new();
         for i in self.picked.by_ref() {
-            let s = &self.all[i];
-            let lo = s.samples.ts.partition_point(|&t| t < self.mint);
-            let hi = s.samples.ts.partition_point(|&t| t <= self.maxt);
-            if lo >= hi {
+            let Some(s) = in_range(&self.all[i], self.mint, self.maxt) else {
                 continue;
-            }
-            batch.push(StreamSeries {
-                labels: s.labels.clone(),
-                data: SeriesData::Decoded(SampleBatch {
-                    ts: s.samples.ts[lo..hi].to_vec(),
-                    val: s.samples.val[lo..hi].to_vec(),
-                }),
-            });
+            };
+            batch.push(StreamSeries::from(s));
             if batch.len() == BATCH_SERIES {
                 break;
             }
@@ -271,9 +272,31 @@ impl MemSeries {
         mint: i64,
         maxt: i64,
     ) -> impl Iterator<Item = &'a Series> + 'a {
-        self.matching(matchers)
-            .filter(move |s| s.samples.ts.iter().any(|&t| t >= mint && t <= maxt))
+        self.matching(matchers).filter(move |s| {
+            let hit = |t: &i64| *t >= mint && *t <= maxt;
+            s.samples.ts.iter().any(hit) || s.histograms.ts.iter().any(hit)
+        })
     }
+}
+
+/// The part of `s` in `[mint, maxt]`, or `None` when it has no sample there.
+fn in_range(s: &Series, mint: i64, maxt: i64) -> Option<Series> {
+    let lo = s.samples.ts.partition_point(|&t| t < mint);
+    let hi = s.samples.ts.partition_point(|&t| t <= maxt).max(lo);
+    let mut histograms = HistogramBatch::new();
+    if !s.histograms.is_empty() {
+        histograms = s.histograms.clone();
+        histograms.truncate_to_range(mint, maxt);
+    }
+    let out = Series {
+        labels: s.labels.clone(),
+        samples: SampleBatch {
+            ts: s.samples.ts[lo..hi].to_vec(),
+            val: s.samples.val[lo..hi].to_vec(),
+        },
+        histograms,
+    };
+    (!out.is_empty()).then_some(out)
 }
 
 #[cfg(test)]

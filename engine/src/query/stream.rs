@@ -8,7 +8,10 @@
 use bytes::Bytes;
 
 use super::{Series, merge_samples};
-use crate::chunk::{Encoding, ManyDecodeError, SampleBatch, decode_xor_many_at};
+use crate::chunk::{
+    ChunkError, Encoding, FloatHistogramIterator, HistogramBatch, HistogramIterator,
+    ManyDecodeError, SampleBatch, decode_xor_many_at,
+};
 use crate::error::{Error, Result};
 use crate::labels::Labels;
 
@@ -36,6 +39,8 @@ pub struct SeriesChunk {
 pub enum SeriesData {
     /// Decoded samples in the selected range, sorted by time, no duplicate timestamps.
     Decoded(SampleBatch),
+    /// Decoded float and native histogram samples in the selected range, each sorted by time.
+    DecodedWithHistograms(SampleBatch, HistogramBatch),
     /// The chunks that overlap the selected range, ordered so that a later chunk's sample wins
     /// over an earlier one's at the same timestamp. Samples outside the range are the
     /// consumer's to drop ([`decode_series`] does).
@@ -47,7 +52,37 @@ impl SeriesData {
     pub fn estimated_samples(&self) -> usize {
         match self {
             SeriesData::Decoded(b) => b.len(),
+            SeriesData::DecodedWithHistograms(b, h) => b.len() + h.len(),
             SeriesData::Chunks(c) => c.len() * 120,
+        }
+    }
+
+    /// Whether the data holds (or, as chunks, may hold) native histogram samples.
+    pub fn has_histograms(&self) -> bool {
+        match self {
+            SeriesData::Decoded(_) => false,
+            SeriesData::DecodedWithHistograms(_, h) => !h.is_empty(),
+            SeriesData::Chunks(c) => c.iter().any(|c| is_histogram_encoding(c.encoding)),
+        }
+    }
+}
+
+/// Whether a TSDB chunk encoding byte is one of the native histogram encodings.
+#[inline]
+pub fn is_histogram_encoding(encoding: u8) -> bool {
+    encoding == Encoding::Histogram as u8 || encoding == Encoding::FloatHistogram as u8
+}
+
+impl From<Series> for StreamSeries {
+    fn from(s: Series) -> StreamSeries {
+        let data = if s.histograms.is_empty() {
+            SeriesData::Decoded(s.samples)
+        } else {
+            SeriesData::DecodedWithHistograms(s.samples, s.histograms)
+        };
+        StreamSeries {
+            labels: s.labels,
+            data,
         }
     }
 }
@@ -91,10 +126,7 @@ impl SeriesStream for VecStream {
             .series
             .by_ref()
             .take(BATCH_SERIES)
-            .map(|s| StreamSeries {
-                labels: s.labels,
-                data: SeriesData::Decoded(s.samples),
-            })
+            .map(StreamSeries::from)
             .collect();
         Ok((!batch.is_empty()).then_some(batch))
     }
@@ -130,8 +162,9 @@ pub fn decode_series(
 
 /// Decodes the samples in `[mint, maxt]` of `series[k]` into `outs[k]` (each cleared first),
 /// merging chunks of a series that overlap in time (a later chunk wins on equal timestamps):
-/// [`decode_many_flat`], copied out per series. Encodings other than XOR, and corrupt chunks,
-/// are errors naming the series.
+/// [`decode_many_flat`], copied out per series. Native histogram chunks are left to
+/// [`decode_histograms`]; other encodings than XOR, and corrupt chunks, are errors naming the
+/// series.
 pub fn decode_many(
     series: &[StreamSeries],
     mint: i64,
@@ -175,13 +208,21 @@ pub fn decode_many_flat(
     for s in series {
         let at = payloads.len();
         if let SeriesData::Chunks(chunks) = &s.data {
-            if let Some(c) = chunks.iter().find(|c| c.encoding != Encoding::Xor as u8) {
+            if let Some(c) = chunks
+                .iter()
+                .find(|c| c.encoding != Encoding::Xor as u8 && !is_histogram_encoding(c.encoding))
+            {
                 return Err(Error::InvalidInput(format!(
                     "series {}: chunk encoding {} is not decoded by PromQL",
                     s.labels, c.encoding
                 )));
             }
-            payloads.extend(chunks.iter().map(|c| c.data.as_ref()));
+            payloads.extend(
+                chunks
+                    .iter()
+                    .filter(|c| c.encoding == Encoding::Xor as u8)
+                    .map(|c| c.data.as_ref()),
+            );
         }
         chunk_spans.push(at..payloads.len());
     }
@@ -195,7 +236,7 @@ pub fn decode_many_flat(
         let lo = if cs.start == 0 { 0 } else { ends[cs.start - 1] };
         let hi = if cs.is_empty() { lo } else { ends[cs.end - 1] };
         match &s.data {
-            SeriesData::Decoded(b) => {
+            SeriesData::Decoded(b) | SeriesData::DecodedWithHistograms(b, _) => {
                 let a = b.ts.partition_point(|&t| t < mint);
                 let z = b.ts.partition_point(|&t| t <= maxt).max(a);
                 spans.push(put_at(out, &mut len, &b.ts[a..z], &b.val[a..z]));
@@ -277,13 +318,86 @@ fn chunk_error(
         .unwrap_or(0);
     let (i, s) = (chunk - chunk_spans[k].start, &series[k]);
     let range = match &s.data {
-        SeriesData::Chunks(c) => format!("{}..{}", c[i].min_time, c[i].max_time),
-        SeriesData::Decoded(_) => String::new(),
+        SeriesData::Chunks(c) => {
+            let c: Vec<&SeriesChunk> = c
+                .iter()
+                .filter(|c| c.encoding == Encoding::Xor as u8)
+                .collect();
+            format!("{}..{}", c[i].min_time, c[i].max_time)
+        }
+        SeriesData::Decoded(_) | SeriesData::DecodedWithHistograms(..) => String::new(),
     };
     Error::InvalidInput(format!(
         "series {}: chunk {i} ({range}): {source}",
         s.labels
     ))
+}
+
+/// Decodes the native histogram samples in `[mint, maxt]` of a streamed series into `out`
+/// (cleared first), as float histograms, merging chunks that overlap in time (a later chunk
+/// wins on equal timestamps). Corrupt chunks are errors naming the series.
+pub fn decode_histograms(
+    s: &StreamSeries,
+    mint: i64,
+    maxt: i64,
+    out: &mut HistogramBatch,
+) -> Result<()> {
+    out.clear();
+    match &s.data {
+        SeriesData::Decoded(_) => {}
+        SeriesData::DecodedWithHistograms(_, h) => {
+            let a = h.ts.partition_point(|&t| t < mint);
+            let z = h.ts.partition_point(|&t| t <= maxt).max(a);
+            out.ts.extend_from_slice(&h.ts[a..z]);
+            out.h.extend_from_slice(&h.h[a..z]);
+        }
+        SeriesData::Chunks(chunks) => {
+            let mut parts: Vec<HistogramBatch> = Vec::new();
+            for c in chunks.iter().filter(|c| is_histogram_encoding(c.encoding)) {
+                if c.max_time < mint || c.min_time > maxt {
+                    continue;
+                }
+                let fail = |e: ChunkError| {
+                    Error::InvalidInput(format!(
+                        "series {}: histogram chunk ({}..{}): {e}",
+                        s.labels, c.min_time, c.max_time
+                    ))
+                };
+                let mut part = HistogramBatch::new();
+                if c.encoding == Encoding::Histogram as u8 {
+                    let mut it = HistogramIterator::new(&c.data).map_err(fail)?;
+                    while let Some((t, h)) = it.next().map_err(fail)? {
+                        if (mint..=maxt).contains(&t) {
+                            part.push(t, h.to_float());
+                        }
+                    }
+                } else {
+                    let mut it = FloatHistogramIterator::new(&c.data).map_err(fail)?;
+                    while let Some((t, h)) = it.next().map_err(fail)? {
+                        if (mint..=maxt).contains(&t) {
+                            part.push(t, h);
+                        }
+                    }
+                }
+                parts.push(part);
+            }
+            let disjoint = parts
+                .iter()
+                .filter(|p| !p.is_empty())
+                .collect::<Vec<_>>()
+                .windows(2)
+                .all(|w| w[0].ts.last() < w[1].ts.first());
+            if disjoint {
+                for p in parts {
+                    out.ts.extend(p.ts);
+                    out.h.extend(p.h);
+                }
+            } else {
+                *out = HistogramBatch::merge(&parts.iter().collect::<Vec<_>>());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Drains `stream` into series with decoded samples, dropping those with no sample in
@@ -299,11 +413,15 @@ pub fn collect_stream(
         for s in batch {
             let mut samples = SampleBatch::new();
             decode_series(&s, mint, maxt, &mut scratch, &mut samples)?;
-            if !samples.is_empty() {
-                out.push(Series {
-                    labels: s.labels,
-                    samples,
-                });
+            let mut histograms = HistogramBatch::new();
+            decode_histograms(&s, mint, maxt, &mut histograms)?;
+            let s = Series {
+                labels: s.labels,
+                samples,
+                histograms,
+            };
+            if !s.is_empty() {
+                out.push(s);
             }
         }
     }
@@ -390,7 +508,7 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("__name__=\"x\""), "{err}");
         let mut foreign = chunk(&[10], 1.0);
-        foreign.encoding = Encoding::Histogram as u8;
+        foreign.encoding = 7;
         let err = decode_series(
             &series(SeriesData::Chunks(vec![foreign])),
             0,
@@ -399,7 +517,7 @@ mod tests {
             &mut out,
         )
         .unwrap_err();
-        assert!(err.to_string().contains("encoding 2"), "{err}");
+        assert!(err.to_string().contains("encoding 7"), "{err}");
     }
 
     proptest::proptest! {
@@ -449,7 +567,9 @@ mod tests {
                 .iter()
                 .map(|s| {
                     let mut b = match &s.data {
-                        SeriesData::Decoded(b) => b.clone(),
+                        SeriesData::Decoded(b) | SeriesData::DecodedWithHistograms(b, _) => {
+                            b.clone()
+                        }
                         SeriesData::Chunks(cs) => {
                             let parts: Vec<SampleBatch> = cs
                                 .iter()
@@ -502,12 +622,14 @@ mod tests {
     #[test]
     fn vec_stream_hands_out_bounded_batches_in_order() {
         let all: Vec<Series> = (0..BATCH_SERIES + 5)
-            .map(|i| Series {
-                labels: Labels::from_pairs([("i", format!("{i:05}"))]),
-                samples: SampleBatch {
-                    ts: vec![i as i64],
-                    val: vec![1.0],
-                },
+            .map(|i| {
+                Series::floats(
+                    Labels::from_pairs([("i", format!("{i:05}"))]),
+                    SampleBatch {
+                        ts: vec![i as i64],
+                        val: vec![1.0],
+                    },
+                )
             })
             .collect();
         let mut st = VecStream::new(all.clone());
@@ -517,5 +639,63 @@ mod tests {
         assert!(st.next_batch().unwrap().is_none());
         let got = collect_stream(Box::new(VecStream::new(all.clone())), 0, i64::MAX).unwrap();
         assert_eq!(got, all);
+    }
+
+    fn hist_chunk(ts: &[i64], count: u64) -> SeriesChunk {
+        use crate::chunk::{HistogramAppend, HistogramAppender};
+        use crate::histogram::{Histogram, Span};
+        let mut app = HistogramAppender::new();
+        for &t in ts {
+            let h = Histogram {
+                schema: 0,
+                count,
+                sum: count as f64,
+                positive_spans: vec![Span::new(0, 1)],
+                positive_buckets: vec![count as i64],
+                ..Histogram::default()
+            };
+            assert!(matches!(
+                app.append(None, t, &h).unwrap(),
+                HistogramAppend::Appended | HistogramAppend::Recoded
+            ));
+        }
+        SeriesChunk {
+            min_time: ts[0],
+            max_time: ts[ts.len() - 1],
+            encoding: Encoding::Histogram as u8,
+            data: Bytes::from(app.into_bytes()),
+        }
+    }
+
+    #[test]
+    fn histogram_chunks_decode_apart_from_float_chunks() {
+        let s = series(SeriesData::Chunks(vec![
+            chunk(&[10, 20], 1.0),
+            hist_chunk(&[30, 40, 50], 3),
+            hist_chunk(&[50, 60], 5),
+            chunk(&[70], 2.0),
+        ]));
+        assert!(s.data.has_histograms());
+        let mut floats = SampleBatch::new();
+        decode_series(&s, 0, 100, &mut DecodeScratch::default(), &mut floats).unwrap();
+        assert_eq!(floats.ts, vec![10, 20, 70]);
+        let mut h = HistogramBatch::new();
+        decode_histograms(&s, 35, 100, &mut h).unwrap();
+        assert_eq!(h.ts, vec![40, 50, 60]);
+        // The later chunk wins at 50.
+        assert_eq!(
+            h.h.iter().map(|h| h.count).collect::<Vec<_>>(),
+            vec![3.0, 5.0, 5.0]
+        );
+        let got = collect_stream(Box::new(VecStream::new(Vec::new())), 0, 1).unwrap();
+        assert!(got.is_empty());
+        let mut bad = hist_chunk(&[30], 3);
+        bad.data = Bytes::from_static(&[0, 1, 0xff]);
+        let err =
+            decode_histograms(&series(SeriesData::Chunks(vec![bad])), 0, 100, &mut h).unwrap_err();
+        assert!(
+            err.to_string().contains("histogram chunk (30..30)"),
+            "{err}"
+        );
     }
 }

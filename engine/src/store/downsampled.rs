@@ -53,10 +53,12 @@ impl BucketStore {
         let mut stream = self.block_on(self.series_stream(&q))?;
         let mut out = Vec::new();
         while let Some(batch) = self.block_on(stream.next_batch())? {
-            out.extend(batch.all_series().into_iter().map(|s| Series {
-                labels: s.labels,
-                samples: SampleBatch::new(),
-            }));
+            out.extend(
+                batch
+                    .all_series()
+                    .into_iter()
+                    .map(|s| Series::floats(s.labels, SampleBatch::new())),
+            );
         }
         Ok(out)
     }

@@ -29,6 +29,7 @@ pub fn small_store() -> MemSeries {
             })
             .collect();
         series.push(Series {
+            histograms: Default::default(),
             labels: Labels::from_pairs(pairs),
             samples: SampleBatch { ts, val },
         });

@@ -367,10 +367,10 @@ mod tests {
                     samples.ts.push(1_700_000_000_000 + k * 60_000);
                     samples.val.push((i * k) as f64 * 1.5e-3);
                 }
-                gauntlet_engine::query::Series {
-                    labels: Labels::from_pairs([("i", i.to_string())]),
+                gauntlet_engine::query::Series::floats(
+                    Labels::from_pairs([("i", i.to_string())]),
                     samples,
-                }
+                )
             })
             .collect();
         let res = QueryResult {

@@ -292,10 +292,7 @@ impl QuerierView {
                 dedup_replicas(&lanes, counter)
             };
             if skip_chunks || !samples.is_empty() {
-                out.push(Series {
-                    labels: all[i].0.clone(),
-                    samples,
-                });
+                out.push(Series::floats(all[i].0.clone(), samples));
             }
             i = j;
         }

@@ -353,13 +353,13 @@ pub(crate) fn run(
                     v: v[0],
                 }
             } else {
-                Value::Matrix(vec![Series {
-                    labels: Labels::empty(),
-                    samples: SampleBatch {
+                Value::Matrix(vec![Series::floats(
+                    Labels::empty(),
+                    SampleBatch {
                         ts: (0..steps.n).map(|i| steps.t(i)).collect(),
                         val: v,
                     },
-                }])
+                )])
             }
         }
         Val::Str(s) => Value::String {
@@ -393,10 +393,7 @@ pub(crate) fn run(
                                 b.val.push(x);
                             }
                         }
-                        (!b.ts.is_empty()).then_some(Series {
-                            labels: c.labels,
-                            samples: b,
-                        })
+                        (!b.ts.is_empty()).then_some(Series::floats(c.labels, b))
                     })
                     .collect();
                 out.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -419,7 +416,7 @@ pub(crate) fn run(
                     } else {
                         s.labels.clone()
                     };
-                    out.push(Series { labels, samples: b });
+                    out.push(Series::floats(labels, b));
                 }
             }
             out.sort_by(|a, b| a.labels.cmp(&b.labels));

@@ -7,10 +7,10 @@ use promql_parser::label::MatchOp;
 use promql_parser::parser::{MatrixSelector, VectorSelector};
 
 use super::{Col, Evaluator, RSeries, RangeVec, Steps};
-use crate::chunk::{SampleBatch, is_stale_nan};
+use crate::chunk::{HistogramBatch, SampleBatch, is_stale_nan};
 use crate::labels::{MatchType, Matcher};
 use crate::promql::error::PromqlError;
-use crate::query::{DecodeScratch, SelectHints, Series, decode_series};
+use crate::query::{DecodeScratch, SelectHints, Series, decode_histograms, decode_series};
 
 impl Evaluator<'_> {
     /// Fetches the series `vs` selects with samples in `[mint, maxt]` (ms), decoded, each
@@ -30,12 +30,18 @@ impl Evaluator<'_> {
             for s in batch {
                 let mut samples = SampleBatch::new();
                 decode_series(&s, mint, maxt, &mut scratch, &mut samples)?;
-                if !samples.is_empty() {
-                    self.acquire(samples.len())?;
-                    out.push(Series {
-                        labels: s.labels,
-                        samples,
-                    });
+                let mut histograms = HistogramBatch::new();
+                if s.data.has_histograms() {
+                    decode_histograms(&s, mint, maxt, &mut histograms)?;
+                }
+                let s = Series {
+                    labels: s.labels,
+                    samples,
+                    histograms,
+                };
+                if !s.is_empty() {
+                    self.acquire(s.samples.len() + s.histograms.len())?;
+                    out.push(s);
                 }
             }
         }
