@@ -166,6 +166,26 @@ impl HistogramChunkCutter {
         Ok(())
     }
 
+    /// The open chunk, if it holds a sample: its encoding, first and last timestamps (ms) and
+    /// payload so far.
+    pub fn open(&self) -> Option<(Encoding, i64, i64, &[u8])> {
+        self.head
+            .as_ref()
+            .filter(|h| h.app.num_samples() > 0)
+            .map(|h| (h.app.encoding(), h.min_time, h.max_time, h.app.bytes()))
+    }
+
+    /// Closes the open chunk, as when a float sample comes between histograms: the next
+    /// histogram starts a chunk of its own with nothing to compare its counters against.
+    pub fn close(&mut self) {
+        if let Some(h) = self.head.take()
+            && h.app.num_samples() > 0
+        {
+            self.done.push(h.finish());
+        }
+        self.end_time_computed = false;
+    }
+
     /// Chunks finished so far, oldest first, taken out of the cutter.
     pub fn take_finished(&mut self) -> Vec<CutHistogramChunk> {
         std::mem::take(&mut self.done)

@@ -16,6 +16,19 @@ use crate::error::{Error, Result};
 use crate::index::{ChunkMeta, IndexWriter};
 use crate::labels::Labels;
 
+/// One encoded chunk handed to [`BlockWriter::add_encoded_chunks`].
+#[derive(Debug, Clone, Copy)]
+pub struct EncodedChunk<'a> {
+    /// The chunk's encoding: XOR, histogram or float histogram.
+    pub encoding: Encoding,
+    /// First sample's timestamp, ms.
+    pub min_time: i64,
+    /// Last sample's timestamp, ms.
+    pub max_time: i64,
+    /// The payload, starting with its 2-byte sample count.
+    pub data: &'a [u8],
+}
+
 /// Builds one block from series added in label order.
 #[derive(Debug)]
 pub struct BlockWriter {
@@ -95,9 +108,29 @@ impl BlockWriter {
 
     /// Adds a series from already encoded XOR chunks, ordered by time and not overlapping.
     pub fn add_chunks(&mut self, labels: &Labels, chunks: &[CutChunk]) -> Result<()> {
-        if chunks.is_empty() {
+        self.add_encoded_chunks(
+            labels,
+            chunks.iter().map(|c| EncodedChunk {
+                encoding: Encoding::Xor,
+                min_time: c.min_time,
+                max_time: c.max_time,
+                data: &c.data,
+            }),
+        )
+    }
+
+    /// Adds a series from already encoded chunks of any sample encoding (XOR, histogram,
+    /// float histogram), ordered by time and not overlapping: a series that switched between
+    /// floats and histograms keeps its chunks of each kind, as Prometheus writes them.
+    pub fn add_encoded_chunks<'c>(
+        &mut self,
+        labels: &Labels,
+        chunks: impl IntoIterator<Item = EncodedChunk<'c>>,
+    ) -> Result<()> {
+        let mut chunks = chunks.into_iter().peekable();
+        let Some(first_min) = chunks.peek().map(|c| c.min_time) else {
             return Ok(());
-        }
+        };
         if let Some((last, _)) = self.series.last()
             && last >= labels
         {
@@ -112,7 +145,7 @@ impl BlockWriter {
             .segments
             .as_mut()
             .expect("segment writer lives until finish");
-        let mut metas = Vec::with_capacity(chunks.len());
+        let mut metas = Vec::new();
         let mut prev_max = i64::MIN;
         for c in chunks {
             if c.min_time > c.max_time || (!metas.is_empty() && c.min_time <= prev_max) {
@@ -122,21 +155,26 @@ impl BlockWriter {
                 )));
             }
             prev_max = c.max_time;
-            let chunk_ref = segments.write_chunk(Encoding::Xor as u8, &c.data)?;
+            let chunk_ref = segments.write_chunk(c.encoding as u8, c.data)?;
             metas.push(ChunkMeta {
                 min_time: c.min_time,
                 max_time: c.max_time,
                 chunk_ref,
             });
+            // Every sample encoding starts with its sample count, 2 bytes big-endian.
             let n = c
                 .data
                 .get(..2)
                 .map_or(0, |b| u16::from_be_bytes([b[0], b[1]])) as u64;
             self.stats.num_samples += n;
-            self.stats.num_float_samples += n;
+            if c.encoding == Encoding::Xor {
+                self.stats.num_float_samples += n;
+            } else {
+                self.stats.num_histogram_samples += n;
+            }
             self.stats.num_chunks += 1;
         }
-        self.min_time = self.min_time.min(chunks[0].min_time);
+        self.min_time = self.min_time.min(first_min);
         self.max_time = self.max_time.max(prev_max);
         for l in labels {
             if !self.symbols.contains(l.name.as_str()) {

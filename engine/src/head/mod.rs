@@ -18,6 +18,7 @@
 //! replay reads the WAL, dropping samples older than their series' newest, then the WBL into
 //! the out-of-order samples ([`wbl`]).
 
+mod histograms;
 mod labels;
 mod postings;
 mod refs;
@@ -26,6 +27,7 @@ mod shard;
 mod slab;
 mod wbl;
 
+pub use histograms::HistogramValue;
 pub use series::Appended;
 pub use shard::{AppendBatch, AppendReport, HeadMemory};
 
@@ -43,7 +45,8 @@ use self::shard::{AppendCheck, HeadShard};
 use self::wbl::Wbl;
 use crate::block::cut::CutOptions;
 use crate::block::meta::{BlockMeta, ThanosMeta};
-use crate::block::writer::BlockWriter;
+use crate::block::writer::{BlockWriter, EncodedChunk};
+use crate::chunk::Encoding;
 use crate::error::{Error, Result};
 use crate::labels::{Labels, Matcher};
 use crate::query::{Queryable, SelectHints, Series};
@@ -224,9 +227,14 @@ impl Shared {
         created: &[shard::Created],
         stored: &[RefSample],
         stored_ooo: &[RefSample],
+        stored_hist: Vec<shard::StoredHistogram>,
         buf: &mut Vec<u8>,
     ) -> Result<(), WalError> {
-        if created.is_empty() && stored.is_empty() && stored_ooo.is_empty() {
+        if created.is_empty()
+            && stored.is_empty()
+            && stored_ooo.is_empty()
+            && stored_hist.is_empty()
+        {
             return Ok(());
         }
         buf.clear();
@@ -241,6 +249,22 @@ impl Shared {
         if !stored.is_empty() {
             wal::record::encode_samples(buf, stored);
             bounds.push(buf.len());
+        }
+        // Records follow the order the histograms were stored in, one record per run of the
+        // same kind (integer or float, exponential or custom buckets): a series that switched
+        // kinds in this append replays in the same order.
+        let mut rest = stored_hist.as_slice();
+        while let Some(first) = rest.first() {
+            let kind = histogram_record_kind(&first.2);
+            let n = rest
+                .iter()
+                .position(|s| histogram_record_kind(&s.2) != kind)
+                .unwrap_or(rest.len());
+            let (run, tail) = rest.split_at(n);
+            rest = tail;
+            let (ints, floats) = split_histograms(run);
+            bounds.extend(wal::record::encode_histogram_samples(buf, &ints));
+            bounds.extend(wal::record::encode_float_histogram_samples(buf, &floats));
         }
         let wal_end = buf.len();
         if !stored_ooo.is_empty() {
@@ -267,6 +291,33 @@ impl Shared {
             .fetch_add((buf.len() - wal_end) as u64, Relaxed);
         Ok(())
     }
+}
+
+/// The WAL record type a histogram goes to: (float, custom buckets).
+fn histogram_record_kind(h: &HistogramValue) -> (bool, bool) {
+    match h {
+        HistogramValue::Int(h) => (false, h.uses_custom_buckets()),
+        HistogramValue::Float(h) => (true, h.uses_custom_buckets()),
+    }
+}
+
+/// Stored histograms as the WAL's integer and float histogram samples.
+fn split_histograms(
+    stored: &[shard::StoredHistogram],
+) -> (
+    Vec<wal::record::RefHistogramSample>,
+    Vec<wal::record::RefFloatHistogramSample>,
+) {
+    let (mut ints, mut floats) = (Vec::new(), Vec::new());
+    for (r, t, h) in stored.iter().cloned() {
+        match h {
+            HistogramValue::Int(h) => ints.push(wal::record::RefHistogramSample { r, t, h }),
+            HistogramValue::Float(h) => {
+                floats.push(wal::record::RefFloatHistogramSample { r, t, h })
+            }
+        }
+    }
+    (ints, floats)
 }
 
 fn now_ms() -> i64 {
@@ -309,7 +360,7 @@ pub struct ReplayReport {
     /// than their series' newest sample (the out-of-order samples Prometheus logs to both
     /// logs; the WBL's copy is the one kept).
     pub dropped: u64,
-    /// Records of types the head does not keep (exemplars, metadata, histograms).
+    /// Records of types the head does not keep (exemplars, metadata).
     pub skipped_records: u64,
     /// Where the WAL was torn or corrupt and cut, if it was.
     pub repaired: Option<String>,
@@ -332,6 +383,9 @@ struct Replay {
     ref_core: RefMap<u16>,
     series_out: Vec<ReplaySeries>,
     samples_out: Vec<Vec<RefSample>>,
+    /// Histogram samples bound for each core. A batch holds float samples or histogram
+    /// samples, never both, so that each series gets them in log order.
+    hists_out: Vec<Vec<shard::StoredHistogram>>,
     /// Emptied batch buffers the cores gave back, for the next batches: fresh buffers' pages
     /// are faulted in and zeroed by the kernel, which took half of the reader's time.
     spare: ReplayBuffers,
@@ -343,6 +397,19 @@ struct Replay {
     pending: usize,
     /// The batches the cores are appending while the next is read and decoded, oldest first.
     in_flight: std::collections::VecDeque<Vec<ReplayCall>>,
+}
+
+impl Replay {
+    /// Sends a histogram sample read from the log to its series' core.
+    fn route_histogram(&mut self, r: u64, t: i64, h: HistogramValue, report: &mut ReplayReport) {
+        match self.ref_core.get(r) {
+            Some(c) => {
+                self.hists_out[c as usize].push((r, t, h));
+                self.pending += 1;
+            }
+            None => report.dropped += 1,
+        }
+    }
 }
 
 /// One tenant's head.
@@ -451,6 +518,7 @@ impl Head {
             ref_core: RefMap::default(),
             series_out: (0..cores).map(|_| ReplaySeries::default()).collect(),
             samples_out: (0..cores).map(|_| replay_samples_buffer(cores)).collect(),
+            hists_out: (0..cores).map(|_| Vec::new()).collect(),
             spare: ReplayBuffers::default(),
             samples: Vec::new(),
             max_ref: 0,
@@ -517,7 +585,56 @@ impl Head {
                 }
                 Err(e) => return Err(wal_error(e)),
             };
-            let decoded = match (wal::record::record_type(rec), log) {
+            let typ = wal::record::record_type(rec);
+            let is_hist = matches!(
+                typ,
+                Some(
+                    RecordType::HistogramSamples
+                        | RecordType::CustomBucketsHistogramSamples
+                        | RecordType::FloatHistogramSamples
+                        | RecordType::CustomBucketsFloatHistogramSamples
+                )
+            );
+            let is_float = matches!(typ, Some(RecordType::Samples | RecordType::SamplesV2));
+            let switch = (is_hist && st.samples_out.iter().any(|s| !s.is_empty()))
+                || (is_float && st.hists_out.iter().any(|h| !h.is_empty()));
+            if switch {
+                let sent = self.replay_send(st, log);
+                st.in_flight.push_back(sent);
+                if st.in_flight.len() > REPLAY_DEPTH {
+                    let prev = st.in_flight.pop_front().expect("in flight");
+                    replay_wait(prev, log, report, &mut st.spare)?;
+                }
+                st.pending = 0;
+            }
+            let decoded = match (typ, log) {
+                (
+                    Some(RecordType::HistogramSamples | RecordType::CustomBucketsHistogramSamples),
+                    _,
+                ) => {
+                    let mut hs = Vec::new();
+                    wal::record::decode_histogram_samples_into(rec, &mut hs).map(|skipped| {
+                        report.dropped += skipped as u64;
+                        for s in hs {
+                            st.route_histogram(s.r, s.t, HistogramValue::Int(s.h), report);
+                        }
+                    })
+                }
+                (
+                    Some(
+                        RecordType::FloatHistogramSamples
+                        | RecordType::CustomBucketsFloatHistogramSamples,
+                    ),
+                    _,
+                ) => {
+                    let mut hs = Vec::new();
+                    wal::record::decode_float_histogram_samples_into(rec, &mut hs).map(|skipped| {
+                        report.dropped += skipped as u64;
+                        for s in hs {
+                            st.route_histogram(s.r, s.t, HistogramValue::Float(s.h), report);
+                        }
+                    })
+                }
                 (Some(RecordType::Samples | RecordType::SamplesV2), _) => {
                     st.samples.clear();
                     wal::record::decode_samples_into(rec, &mut st.samples).map(|()| {
@@ -593,15 +710,17 @@ impl Head {
         let slot = self.slot;
         let cores = self.rt.cores();
         let mut calls: Vec<ReplayCall> = Vec::new();
-        for (core, (se, sa)) in st
+        for (core, ((se, sa), hi)) in st
             .series_out
             .iter_mut()
             .zip(st.samples_out.iter_mut())
+            .zip(st.hists_out.iter_mut())
             .enumerate()
         {
-            if se.is_empty() && sa.is_empty() {
+            if se.is_empty() && sa.is_empty() && hi.is_empty() {
                 continue;
             }
+            let mut hi = std::mem::take(hi);
             let mut se = std::mem::replace(se, st.spare.series.pop().unwrap_or_default());
             let sa = std::mem::replace(
                 sa,
@@ -631,7 +750,10 @@ impl Head {
                         },
                         max_valid: i64::MAX,
                     };
-                    let rep = s.replay_samples(&sa, check, &opts.cut());
+                    let mut rep = s.replay_samples(&sa, check, &opts.cut());
+                    if !hi.is_empty() {
+                        rep.merge(&s.replay_histograms(&mut hi, check, &opts.cut()));
+                    }
                     if rep.max_time != i64::MIN {
                         shared.max_time.fetch_max(rep.max_time, Relaxed);
                     }
@@ -682,6 +804,7 @@ impl Head {
                 let mut created = Vec::new();
                 let mut stored = Vec::with_capacity(batch.samples_len());
                 let mut stored_ooo = Vec::new();
+                let mut stored_hist = Vec::new();
                 let check = shared.check(&opts);
                 let rep = c.state().with(slot, |s| {
                     s.append(
@@ -693,12 +816,13 @@ impl Head {
                         &mut created,
                         &mut stored,
                         &mut stored_ooo,
+                        &mut stored_hist,
                     )
                 });
                 shared.stored(&rep);
                 let mut buf = Vec::new();
                 shared
-                    .log(&created, &stored, &stored_ooo, &mut buf)
+                    .log(&created, &stored, &stored_ooo, stored_hist, &mut buf)
                     .map(|()| rep)
             }));
         }
@@ -831,8 +955,30 @@ impl Head {
         all.sort_by(|a, b| a.0.cmp(&b.0));
         let mut w = BlockWriter::create(&self.dir, self.opts.cut())?;
         w.set_time_range(start, end);
-        for (labels, chunks) in &all {
-            w.add_chunks(labels, chunks)?;
+        for (labels, chunks, hists) in &all {
+            if hists.is_empty() {
+                w.add_chunks(labels, chunks)?;
+                continue;
+            }
+            // Float and histogram chunks of a series never overlap: each kind closes the
+            // other's open chunk.
+            let mut merged: Vec<EncodedChunk<'_>> = chunks
+                .iter()
+                .map(|c| EncodedChunk {
+                    encoding: Encoding::Xor,
+                    min_time: c.min_time,
+                    max_time: c.max_time,
+                    data: &c.data,
+                })
+                .chain(hists.iter().map(|c| EncodedChunk {
+                    encoding: c.encoding,
+                    min_time: c.min_time,
+                    max_time: c.max_time,
+                    data: &c.data,
+                }))
+                .collect();
+            merged.sort_by_key(|c| c.min_time);
+            w.add_encoded_chunks(labels, merged)?;
         }
         drop(all);
         let meta = w.finish(thanos)?;
@@ -1073,3 +1219,5 @@ impl Queryable for Head {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_histogram;

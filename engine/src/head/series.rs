@@ -1,9 +1,11 @@
 //! One series of the head: its labels, its WAL ref, the chunks it has closed, its open chunk
 //! and the out-of-order samples it holds.
 
+use super::histograms::{HistSeries, HistogramValue};
 use super::labels::SeriesLabels;
 use crate::block::cut::{ChunkCutter, CutChunk, CutOptions, cut_chunks};
-use crate::chunk::{SampleBatch, decode_xor_into};
+use crate::block::histogram_cut::CutHistogramChunk;
+use crate::chunk::{HistogramBatch, SampleBatch, decode_xor_into};
 
 /// What happened to one appended sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,8 +21,11 @@ pub enum Appended {
     /// Older than the series' newest sample and outside the out-of-order window (Prometheus's
     /// "too old sample").
     RefusedTooOld,
-    /// The series already has a different value at this timestamp.
+    /// The series already has a different value at this timestamp (or a sample of the other
+    /// kind, float or histogram).
     RefusedDuplicateTimestamp,
+    /// A histogram that does not validate; nothing was stored.
+    RefusedInvalid,
 }
 
 /// The bounds a sample is checked against, from the head as a whole.
@@ -45,6 +50,8 @@ pub(crate) struct MemSeries {
     pub open: ChunkCutter,
     /// Out-of-order samples, sorted by time, distinct timestamps.
     pub ooo: OooSamples,
+    /// Native histogram chunks, for series that received a histogram.
+    pub hist: Option<Box<HistSeries>>,
 }
 
 /// A series' out-of-order samples, sorted by time, distinct timestamps: one pointer while
@@ -85,7 +92,97 @@ impl MemSeries {
             chunks: Box::default(),
             open: ChunkCutter::new(),
             ooo: OooSamples::default(),
+            hist: None,
         }
+    }
+
+    /// The newest in-order timestamp, float or histogram, ms.
+    pub fn newest(&self) -> Option<i64> {
+        let float = self
+            .open
+            .max_time()
+            .or_else(|| self.chunks.last().map(|c| c.max_time));
+        let hist = self
+            .hist
+            .as_ref()
+            .and_then(|h| h.last.as_ref().map(|l| l.0));
+        float.max(hist)
+    }
+
+    /// The newest histogram when it is the series' newest sample: a float stale marker then
+    /// becomes a histogram stale marker of its kind, as Prometheus's head turns it.
+    pub fn last_histogram(&self) -> Option<&HistogramValue> {
+        let (t, h) = self.hist.as_ref()?.last.as_ref()?;
+        (self.open.max_time().is_none_or(|f| f < *t)).then_some(h)
+    }
+
+    /// Appends a histogram after the series' newest sample. Histograms are not kept out of
+    /// order: an older one is refused, as out of order or (outside the window) too old.
+    pub fn append_histogram(
+        &mut self,
+        t: i64,
+        h: HistogramValue,
+        opts: &CutOptions,
+        b: AppendBounds,
+    ) -> Appended {
+        if let Some(max) = self.newest() {
+            if t == max {
+                let same = self
+                    .hist
+                    .as_ref()
+                    .and_then(|x| x.last.as_ref())
+                    .is_some_and(|(lt, last)| *lt == t && last.same_as(&h));
+                return if same {
+                    Appended::Duplicate
+                } else {
+                    Appended::RefusedDuplicateTimestamp
+                };
+            }
+            if t < max {
+                return if b.ooo_min != i64::MAX && t < b.ooo_min {
+                    Appended::RefusedTooOld
+                } else {
+                    Appended::RefusedOutOfOrder
+                };
+            }
+        }
+        let hist = self
+            .hist
+            .get_or_insert_with(|| Box::new(HistSeries::new(opts.chunk_range_ms)));
+        if hist.append(t, h).is_err() {
+            return Appended::RefusedInvalid;
+        }
+        // A histogram ends the open float chunk: the next float starts a chunk of its own.
+        if let Some(c) = self.open.finish() {
+            let mut chunks = std::mem::take(&mut self.chunks).into_vec();
+            chunks.push(c);
+            self.chunks = chunks.into_boxed_slice();
+        }
+        Appended::InOrder
+    }
+
+    /// Appends the histograms in `[mint, maxt]` to `out`, in time order.
+    pub fn histograms_into(&self, mint: i64, maxt: i64, out: &mut HistogramBatch) {
+        if let Some(h) = &self.hist {
+            h.histograms_into(mint, maxt, out);
+        }
+    }
+
+    /// The histogram chunks wholly in `[mint, maxt)`, for a block (histogram chunks never
+    /// cross a multiple of the chunk range, so never a block's edge).
+    pub fn block_histogram_chunks(&self, mint: i64, maxt: i64) -> Vec<CutHistogramChunk> {
+        let Some(h) = &self.hist else {
+            return Vec::new();
+        };
+        h.all_chunks()
+            .filter(|c| c.1 >= mint && c.2 < maxt)
+            .map(|(encoding, min_time, max_time, data)| CutHistogramChunk {
+                encoding,
+                min_time,
+                max_time,
+                data: data.to_vec(),
+            })
+            .collect()
     }
 
     /// Oldest timestamp held, in order or not, ms.
@@ -95,17 +192,24 @@ impl MemSeries {
             .first()
             .map(|c| c.min_time)
             .or_else(|| self.open.open().map(|o| o.0));
-        match (in_order, self.ooo.first().map(|s| s.0)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let hist = self.hist.as_ref().and_then(|h| h.min_time());
+        [in_order, self.ooo.first().map(|s| s.0), hist]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Appends one sample; the caller has checked it against the head's lower bound.
     pub fn append(&mut self, t: i64, v: f64, opts: &CutOptions, b: AppendBounds) -> Appended {
-        match self.open.max_time() {
+        let newest = match &self.hist {
+            None => self.open.max_time(),
+            Some(_) => self.newest(),
+        };
+        match newest {
             Some(max) if t == max => {
-                if Some(v.to_bits()) == self.open.last_value_bits() {
+                if self.open.max_time() == Some(max)
+                    && Some(v.to_bits()) == self.open.last_value_bits()
+                {
                     Appended::Duplicate
                 } else {
                     Appended::RefusedDuplicateTimestamp
@@ -121,6 +225,9 @@ impl MemSeries {
                 self.append_ooo(t, v)
             }
             _ => {
+                if let Some(h) = &mut self.hist {
+                    h.close();
+                }
                 if let Some(c) = self.open.push(t, v, opts) {
                     let mut chunks = std::mem::take(&mut self.chunks).into_vec();
                     chunks.push(c);
@@ -226,6 +333,10 @@ impl MemSeries {
             .any(|c| c.max_time >= mint && c.min_time <= maxt)
             || self.open.open().is_some_and(|o| o.1 >= mint && o.0 <= maxt)
             || self.ooo.iter().any(|&(t, _)| t >= mint && t <= maxt)
+            || self
+                .hist
+                .as_ref()
+                .is_some_and(|h| h.all_chunks().any(|c| c.2 >= mint && c.1 <= maxt))
     }
 
     /// The series' data in `[mint, maxt)` as chunks for a block: the head's own chunks when no
@@ -281,7 +392,8 @@ impl MemSeries {
             let _ = self.open.finish();
         }
         self.ooo.retain(|&(t, _)| t >= mint);
-        !self.chunks.is_empty() || self.open.open().is_some() || !self.ooo.is_empty()
+        let hist_left = self.hist.as_mut().is_some_and(|h| h.truncate_before(mint));
+        !self.chunks.is_empty() || self.open.open().is_some() || !self.ooo.is_empty() || hist_left
     }
 
     /// Bytes of memory the series' samples take (chunk payloads, the open chunk's whole
@@ -293,6 +405,7 @@ impl MemSeries {
             .sum::<usize>()
             + self.open.room()
             + self.ooo.len() * 16
+            + self.hist.as_ref().map_or(0, |h| h.data_bytes())
     }
 }
 

@@ -6,13 +6,15 @@ use std::ops::Range;
 
 use hashbrown::HashTable;
 
+use super::histograms::HistogramValue;
 use super::labels::SeriesLabels;
 use super::postings::{Postings, ValueSource};
 use super::refs::RefMap;
 use super::series::{AppendBounds, Appended, MemSeries};
 use super::slab::Slab;
 use crate::block::cut::{CutChunk, CutOptions};
-use crate::chunk::SampleBatch;
+use crate::block::histogram_cut::CutHistogramChunk;
+use crate::chunk::{HistogramBatch, SampleBatch, is_stale_nan};
 use crate::labels::{Labels, MatchType, Matcher};
 use crate::query::Series;
 use crate::wal::record::RefSample;
@@ -25,6 +27,7 @@ pub struct AppendBatch {
     packed: Vec<u8>,
     series: Vec<BatchSeries>,
     samples: Vec<(i64, f64)>,
+    histograms: Vec<(i64, HistogramValue)>,
 }
 
 #[derive(Debug, Clone)]
@@ -32,7 +35,11 @@ struct BatchSeries {
     hash: u64,
     labels: Range<u32>,
     samples: Range<u32>,
+    histograms: Range<u32>,
 }
+
+/// A histogram sample the head stored, for the WAL: series ref, timestamp (ms), histogram.
+pub(crate) type StoredHistogram = (u64, i64, HistogramValue);
 
 impl AppendBatch {
     /// An empty batch.
@@ -48,15 +55,36 @@ impl AppendBatch {
         labels: impl IntoIterator<Item = (&'a str, &'a str)>,
         samples: impl IntoIterator<Item = (i64, f64)>,
     ) {
+        self.push_series_with_histograms(hash, labels, samples, []);
+    }
+
+    /// Adds a series as [`AppendBatch::push_series`] does, with its native histogram samples
+    /// (ms, histogram) too. The floats are appended first, then the histograms, as
+    /// Prometheus's receiver appends a series of a request.
+    pub fn push_series_with_histograms<'a>(
+        &mut self,
+        hash: u64,
+        labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+        samples: impl IntoIterator<Item = (i64, f64)>,
+        histograms: impl IntoIterator<Item = (i64, HistogramValue)>,
+    ) {
         let l0 = self.packed.len() as u32;
         SeriesLabels::pack_into(&mut self.packed, labels);
         let s0 = self.samples.len() as u32;
         self.samples.extend(samples);
+        let h0 = self.histograms.len() as u32;
+        self.histograms.extend(histograms);
         self.series.push(BatchSeries {
             hash,
             labels: l0..self.packed.len() as u32,
             samples: s0..self.samples.len() as u32,
+            histograms: h0..self.histograms.len() as u32,
         });
+    }
+
+    /// Number of histogram samples added.
+    pub fn histograms_len(&self) -> usize {
+        self.histograms.len()
     }
 
     /// Number of series added.
@@ -93,6 +121,10 @@ pub struct AppendReport {
     pub out_of_order: u64,
     /// Samples at a stored timestamp with another value.
     pub duplicate_timestamp: u64,
+    /// Of the samples stored in order, native histogram samples.
+    pub appended_histograms: u64,
+    /// Histogram samples refused because they do not validate.
+    pub invalid_histograms: u64,
     /// Samples older than the head accepts (already cut into a block, or too far behind).
     pub too_old: u64,
     /// Samples further in the future than `--tsdb.too-far-in-future.time-window`.
@@ -123,6 +155,8 @@ impl AppendReport {
         self.duplicates += o.duplicates;
         self.out_of_order += o.out_of_order;
         self.duplicate_timestamp += o.duplicate_timestamp;
+        self.appended_histograms += o.appended_histograms;
+        self.invalid_histograms += o.invalid_histograms;
         self.too_old += o.too_old;
         self.too_new += o.too_new;
         self.series_limited += o.series_limited;
@@ -319,6 +353,7 @@ impl HeadShard {
         created: &mut Vec<Created>,
         stored: &mut Vec<RefSample>,
         stored_ooo: &mut Vec<RefSample>,
+        stored_hist: &mut Vec<StoredHistogram>,
     ) -> AppendReport {
         let mut rep = AppendReport::empty();
         let bounds = AppendBounds {
@@ -327,11 +362,12 @@ impl HeadShard {
         self.warm(batch);
         for s in &batch.series {
             let samples = &batch.samples[s.samples.start as usize..s.samples.end as usize];
+            let hists = &batch.histograms[s.histograms.start as usize..s.histograms.end as usize];
             let id = match self.find(s.hash, batch.series_labels(s)) {
                 Some(id) => id,
-                None if samples.is_empty() => continue,
+                None if samples.is_empty() && hists.is_empty() => continue,
                 None if !reserve_series() => {
-                    rep.series_limited += samples.len() as u64;
+                    rep.series_limited += (samples.len() + hists.len()) as u64;
                     continue;
                 }
                 None => {
@@ -344,6 +380,20 @@ impl HeadShard {
             };
             let series = self.series.get_mut(id).expect("found series are live");
             for &(t, v) in samples {
+                if is_stale_nan(v)
+                    && t >= check.min_valid
+                    && t <= check.max_valid
+                    && let Some(last) = series.last_histogram()
+                {
+                    // A stale marker for a series whose newest sample is a histogram is a
+                    // histogram stale marker, as in Prometheus's head.
+                    let h = last.stale_like();
+                    let outcome = series.append_histogram(t, h.clone(), opts, bounds);
+                    if count_histogram(&mut rep, outcome, t) {
+                        stored_hist.push((series.r, t, h));
+                    }
+                    continue;
+                }
                 let outcome = if t > check.max_valid {
                     rep.too_new += 1;
                     continue;
@@ -374,8 +424,50 @@ impl HeadShard {
                     Appended::RefusedOutOfOrder => rep.out_of_order += 1,
                     Appended::RefusedTooOld => rep.too_old += 1,
                     Appended::RefusedDuplicateTimestamp => rep.duplicate_timestamp += 1,
+                    Appended::RefusedInvalid => rep.invalid_histograms += 1,
                 }
             }
+            for (t, h) in hists {
+                let t = *t;
+                if t > check.max_valid {
+                    rep.too_new += 1;
+                    continue;
+                }
+                if t < check.min_valid {
+                    rep.too_old += 1;
+                    continue;
+                }
+                let outcome = series.append_histogram(t, h.clone(), opts, bounds);
+                if count_histogram(&mut rep, outcome, t) {
+                    stored_hist.push((series.r, t, h.clone()));
+                }
+            }
+        }
+        rep
+    }
+
+    /// Replay: appends histogram samples by ref, in log order.
+    pub fn replay_histograms(
+        &mut self,
+        hists: &mut Vec<StoredHistogram>,
+        check: AppendCheck,
+        opts: &CutOptions,
+    ) -> AppendReport {
+        let mut rep = AppendReport::empty();
+        let bounds = AppendBounds {
+            ooo_min: check.ooo_min,
+        };
+        for (r, t, h) in hists.drain(..) {
+            let Some(series) = self.by_ref.get(r).and_then(|id| self.series.get_mut(id)) else {
+                rep.too_old += 1;
+                continue;
+            };
+            if t < check.min_valid {
+                rep.too_old += 1;
+                continue;
+            }
+            let outcome = series.append_histogram(t, h, opts, bounds);
+            count_histogram(&mut rep, outcome, t);
         }
         rep
     }
@@ -447,6 +539,7 @@ impl HeadShard {
                     Appended::RefusedOutOfOrder => rep.out_of_order += 1,
                     Appended::RefusedTooOld => rep.too_old += 1,
                     Appended::RefusedDuplicateTimestamp => rep.duplicate_timestamp += 1,
+                    Appended::RefusedInvalid => rep.invalid_histograms += 1,
                 }
                 rep.max_time = rep.max_time.max(t);
                 rep.min_time = rep.min_time.min(t);
@@ -526,8 +619,14 @@ impl HeadShard {
         for s in self.matching(matchers, mint, maxt) {
             let mut samples = SampleBatch::new();
             s.samples_into(mint, maxt, &mut samples);
-            if !samples.is_empty() {
-                out.push(Series::floats(s.labels.to_labels(), samples));
+            let mut histograms = HistogramBatch::new();
+            s.histograms_into(mint, maxt, &mut histograms);
+            if !samples.is_empty() || !histograms.is_empty() {
+                out.push(Series {
+                    labels: s.labels.to_labels(),
+                    samples,
+                    histograms,
+                });
             }
         }
         out
@@ -565,19 +664,21 @@ impl HeadShard {
         out
     }
 
-    /// Every series with data in `[mint, maxt)` and its chunks for a block, sorted by labels.
-    pub fn block_series(
-        &self,
-        mint: i64,
-        maxt: i64,
-        opts: &CutOptions,
-    ) -> Vec<(Labels, Vec<CutChunk>)> {
-        let mut out: Vec<(Labels, Vec<CutChunk>)> = self
+    /// Every series with data in `[mint, maxt)` and its float and histogram chunks for a
+    /// block, sorted by labels.
+    pub fn block_series(&self, mint: i64, maxt: i64, opts: &CutOptions) -> Vec<BlockSeries> {
+        let mut out: Vec<BlockSeries> = self
             .series
             .values()
             .filter(|s| s.overlaps(mint, maxt - 1))
-            .map(|s| (s.labels.to_labels(), s.block_chunks(mint, maxt, opts)))
-            .filter(|(_, c)| !c.is_empty())
+            .map(|s| {
+                (
+                    s.labels.to_labels(),
+                    s.block_chunks(mint, maxt, opts),
+                    s.block_histogram_chunks(mint, maxt),
+                )
+            })
+            .filter(|(_, c, h)| !c.is_empty() || !h.is_empty())
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
@@ -652,6 +753,28 @@ impl HeadShard {
         m.index_bytes = (slots + self.postings.heap_bytes()) as u64;
         m
     }
+}
+
+/// One series of a block: labels, float chunks, histogram chunks.
+pub(crate) type BlockSeries = (Labels, Vec<CutChunk>, Vec<CutHistogramChunk>);
+
+/// Counts a histogram append's outcome; returns whether the sample was stored.
+fn count_histogram(rep: &mut AppendReport, outcome: Appended, t: i64) -> bool {
+    match outcome {
+        Appended::InOrder | Appended::OutOfOrder => {
+            rep.appended += 1;
+            rep.appended_histograms += 1;
+            rep.max_time = rep.max_time.max(t);
+            rep.min_time = rep.min_time.min(t);
+            return true;
+        }
+        Appended::Duplicate => rep.duplicates += 1,
+        Appended::RefusedOutOfOrder => rep.out_of_order += 1,
+        Appended::RefusedTooOld => rep.too_old += 1,
+        Appended::RefusedDuplicateTimestamp => rep.duplicate_timestamp += 1,
+        Appended::RefusedInvalid => rep.invalid_histograms += 1,
+    }
+    false
 }
 
 /// Samples of a replay batch whose series are read ahead together.

@@ -3,6 +3,7 @@
 
 use std::ops::Range;
 
+use super::histogram::HistogramSample;
 use super::wire::{Fault, FaultKind};
 
 /// One float sample.
@@ -56,8 +57,10 @@ pub struct SeriesEntry {
     pub labels: Range<u32>,
     /// Indexes of its float samples in [`WriteBatch::samples`].
     pub samples: Range<u32>,
-    /// Native histogram samples it carried (not stored yet).
+    /// Native histogram samples it carried.
     pub histograms: u32,
+    /// Indexes of its histogram samples in [`WriteBatch::histogram_samples`].
+    pub histogram_samples: Range<u32>,
     /// Exemplars it carried (not stored yet).
     pub exemplars: u32,
     /// 2.0 only: the series' created timestamp, ms, from senders that still fill the former
@@ -100,8 +103,11 @@ pub struct WriteBatch<'a> {
     /// 2.0 only: each sample's start timestamp (ms, 0 = unknown), parallel to `samples`;
     /// empty when no sample of the request carried one.
     pub start_timestamps: Vec<i64>,
-    /// Native histogram samples the request carried, which the receiver does not store yet.
+    /// Native histogram samples the request carried.
     pub histograms: usize,
+    /// Every series' native histogram samples, in series order; series `i`'s are
+    /// `histogram_samples[series[i].histogram_samples]`.
+    pub histogram_samples: Vec<HistogramSample>,
     /// Exemplars the request carried, which the receiver does not store yet.
     pub exemplars: usize,
     /// 2.0 only: the request's symbol table.
@@ -122,6 +128,10 @@ pub const ENTRY_BYTES_PER_BODY_BYTE: usize = 6;
 /// The same for 2.0, whose label pairs can be two one-byte symbol references, 32 bytes of
 /// entry: a real request of many short references approaches 16 (ten labels take 10).
 pub const ENTRY_BYTES_PER_BODY_BYTE_V2: usize = 17;
+
+/// What a histogram sample counts for in the density check, bytes: less than it takes (its
+/// buckets live on the heap), enough that a body of empty histogram messages is refused.
+const HISTOGRAM_ENTRY_BYTES: usize = 48;
 
 /// Entry bytes any body may take, however small.
 const ENTRY_BYTES_FLOOR: usize = 1 << 20;
@@ -145,6 +155,7 @@ impl<'a> WriteBatch<'a> {
             + self.start_timestamps.len() * size_of::<i64>()
             + self.symbols.len() * size_of::<&str>()
             + self.metadata.len() * size_of::<FamilyMetadata>()
+            + self.histogram_samples.len() * HISTOGRAM_ENTRY_BYTES
             + (self.spans.len() + self.messages.len()) * size_of::<(u32, u32)>();
         let budget = body
             .saturating_mul(per_byte)
@@ -167,6 +178,7 @@ impl<'a> WriteBatch<'a> {
         self.samples.clear();
         self.start_timestamps.clear();
         self.histograms = 0;
+        self.histogram_samples.clear();
         self.exemplars = 0;
         self.symbols.clear();
         self.metadata.clear();
@@ -186,6 +198,7 @@ impl<'a> WriteBatch<'a> {
             samples: self.samples,
             start_timestamps: self.start_timestamps,
             histograms: 0,
+            histogram_samples: self.histogram_samples,
             exemplars: 0,
             symbols: self.symbols.into_iter().map(|_| "").collect(),
             metadata: self
@@ -218,6 +231,12 @@ impl<'a> WriteBatch<'a> {
     pub fn series_samples(&self, i: usize) -> &[Sample] {
         let r = &self.series[i].samples;
         &self.samples[r.start as usize..r.end as usize]
+    }
+
+    /// Series `i`'s native histogram samples. Panics if `i` is out of range.
+    pub fn series_histograms(&self, i: usize) -> &[HistogramSample] {
+        let r = &self.series[i].histogram_samples;
+        &self.histogram_samples[r.start as usize..r.end as usize]
     }
 
     /// Series `i`'s help text (2.0 metadata; "" when none). Panics if `i` is out of range.

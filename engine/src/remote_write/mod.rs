@@ -14,8 +14,9 @@
 //! type skipped, packed and unpacked repeated scalars, the last copy of a repeated singular
 //! field winning — and refuses groups, wire types 6 and 7, field number 0, truncated or
 //! over-long varints, lengths past their message's end, packed doubles whose length is not a
-//! multiple of 8, and a known field with the wrong wire type. Histograms and exemplars are
-//! checked as fully as a generated decoder would check them, then only counted.
+//! multiple of 8, and a known field with the wrong wire type. Native histograms are decoded
+//! into [`HistogramSample`]s (validated by the receiver per series); exemplars are checked as
+//! fully as a generated decoder would check them, then only counted.
 //!
 //! # What Thanos and Prometheus do, and where Gauntlet differs
 //!
@@ -56,6 +57,7 @@
 //!   set by Prometheus in every case (errors included) and by Thanos per tenant.
 
 mod batch;
+mod histogram;
 mod snappy;
 mod v1;
 mod v2;
@@ -69,6 +71,7 @@ pub use batch::{
     ENTRY_BYTES_PER_BODY_BYTE, ENTRY_BYTES_PER_BODY_BYTE_V2, FamilyMetadata, MetricType, Sample,
     SeriesEntry, WriteBatch,
 };
+pub use histogram::{HistogramSample, HistogramValue};
 pub use snappy::decompress;
 pub use validate::{LabelError, LabelLimits, validate_labels};
 

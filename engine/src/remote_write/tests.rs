@@ -17,6 +17,8 @@ struct Series {
     labels: Vec<(String, String)>,
     samples: Vec<(i64, u64, i64)>,
     histograms: u32,
+    /// Each histogram sample as its timestamp and the model's debug text.
+    histogram_samples: Vec<(i64, String)>,
     exemplars: u32,
     created: i64,
     metric_type: MetricType,
@@ -28,6 +30,65 @@ struct Series {
 struct Request {
     series: Vec<Series>,
     metadata: Vec<(MetricType, String, String, String)>,
+}
+
+/// A histogram prost decoded, in the model as Prometheus's receivers convert it (`ToIntHistogram`
+/// / `ToFloatHistogram`: float when the count is `count_float`), as timestamp and debug text.
+macro_rules! pb_histogram {
+    ($pb:ident, $h:expr) => {{
+        use crate::histogram::{CounterResetHint, FloatHistogram, Histogram, Span};
+        let h = $h;
+        let spans = |s: &[$pb::BucketSpan]| -> Vec<Span> {
+            s.iter().map(|s| Span::new(s.offset, s.length)).collect()
+        };
+        let hint = u8::try_from(h.reset_hint)
+            .ok()
+            .and_then(CounterResetHint::from_u8)
+            .unwrap_or_default();
+        let custom: std::sync::Arc<[f64]> = if h.schema == -53 {
+            h.custom_values.clone().into()
+        } else {
+            std::sync::Arc::from([])
+        };
+        let v = match h.count {
+            Some($pb::histogram::Count::CountFloat(c)) => HistogramValue::Float(FloatHistogram {
+                counter_reset_hint: hint,
+                schema: h.schema,
+                zero_threshold: h.zero_threshold,
+                zero_count: match h.zero_count {
+                    Some($pb::histogram::ZeroCount::ZeroCountFloat(z)) => z,
+                    _ => 0.0,
+                },
+                count: c,
+                sum: h.sum,
+                positive_spans: spans(&h.positive_spans),
+                negative_spans: spans(&h.negative_spans),
+                positive_buckets: h.positive_counts.clone(),
+                negative_buckets: h.negative_counts.clone(),
+                custom_values: custom,
+            }),
+            c => HistogramValue::Int(Histogram {
+                counter_reset_hint: hint,
+                schema: h.schema,
+                zero_threshold: h.zero_threshold,
+                zero_count: match h.zero_count {
+                    Some($pb::histogram::ZeroCount::ZeroCountInt(z)) => z,
+                    _ => 0,
+                },
+                count: match c {
+                    Some($pb::histogram::Count::CountInt(n)) => n,
+                    _ => 0,
+                },
+                sum: h.sum,
+                positive_spans: spans(&h.positive_spans),
+                negative_spans: spans(&h.negative_spans),
+                positive_buckets: h.positive_deltas.clone(),
+                negative_buckets: h.negative_deltas.clone(),
+                custom_values: custom,
+            }),
+        };
+        (h.timestamp, format!("{v:?}"))
+    }};
 }
 
 fn ours(v: Version, buf: &[u8]) -> Result<Request, DecodeError> {
@@ -46,6 +107,11 @@ fn ours(v: Version, buf: &[u8]) -> Result<Request, DecodeError> {
                 .map(|k| (b.samples[k].t, b.samples[k].v.to_bits(), st(k)))
                 .collect(),
             histograms: s.histograms,
+            histogram_samples: b
+                .series_histograms(i)
+                .iter()
+                .map(|h| (h.t, format!("{:?}", h.h)))
+                .collect(),
             exemplars: s.exemplars,
             created: s.created_timestamp,
             metric_type: s.metric_type,
@@ -89,6 +155,7 @@ fn prost_v1(buf: &[u8]) -> Option<Request> {
                 .map(|s| (s.timestamp, s.value.to_bits(), 0))
                 .collect(),
             histograms: t.histograms.len() as u32,
+            histogram_samples: t.histograms.iter().map(|h| pb_histogram!(pb1, h)).collect(),
             exemplars: t.exemplars.len() as u32,
             created: 0,
             metric_type: MetricType::Unknown,
@@ -149,6 +216,7 @@ fn prost_v2(buf: &[u8]) -> Option<Result<Request, ()>> {
                 .map(|s| (s.timestamp, s.value.to_bits(), s.start_timestamp))
                 .collect(),
             histograms: t.histograms.len() as u32,
+            histogram_samples: t.histograms.iter().map(|h| pb_histogram!(pb2, h)).collect(),
             exemplars: t.exemplars.len() as u32,
             created: 0,
             metric_type: MetricType::from_wire(md.r#type as u64),
@@ -984,4 +1052,54 @@ fn dense_real_requests_are_taken() {
     };
     let got = agree(Version::V2, &v2.encode_to_vec()).unwrap();
     assert_eq!(got.series.len(), 50_000);
+}
+
+#[test]
+fn histograms_decode_into_the_model() {
+    let mut float = histogram();
+    float.count = Some(pb1::histogram::Count::CountFloat(4.5));
+    float.schema = -53;
+    float.zero_count = None;
+    float.zero_threshold = 0.0;
+    float.negative_spans.clear();
+    float.negative_deltas.clear();
+    float.positive_spans = vec![pb1::BucketSpan {
+        offset: 0,
+        length: 2,
+    }];
+    let req = pb1::WriteRequest {
+        timeseries: vec![pb1::TimeSeries {
+            labels: vec![label("__name__", "h")],
+            histograms: vec![histogram(), float],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let buf = req.encode_to_vec();
+    let mut b = WriteBatch::new();
+    decode(Version::V1, &buf, &mut b).unwrap();
+    let hs = b.series_histograms(0);
+    assert_eq!(hs.len(), 2);
+    let HistogramValue::Int(h) = &hs[0].h else {
+        panic!("count_int makes an integer histogram: {:?}", hs[0].h);
+    };
+    assert_eq!((h.count, h.schema, h.zero_count), (12, -2, 0));
+    assert_eq!(h.negative_spans, [crate::histogram::Span::new(-3, 2)]);
+    assert_eq!(h.negative_buckets, [1, -1]);
+    assert_eq!(
+        h.counter_reset_hint,
+        crate::histogram::CounterResetHint::NotCounterReset
+    );
+    // Custom bounds belong to schema -53 only.
+    assert!(h.custom_values.is_empty());
+    assert_eq!(hs[0].t, 1_700_000_000_000);
+    let HistogramValue::Float(f) = &hs[1].h else {
+        panic!("count_float makes a float histogram: {:?}", hs[1].h);
+    };
+    assert_eq!((f.count, f.zero_count), (4.5, 0.0));
+    assert_eq!(f.positive_buckets, [0.5, 2.0]);
+    assert_eq!(&*f.custom_values, &[1.0, 2.0, 4.0]);
+    assert!(hs[1].validate().is_ok(), "{:?}", hs[1].validate());
+    // The integer one claims 12 observations its buckets do not hold.
+    assert!(hs[0].validate().is_err());
 }

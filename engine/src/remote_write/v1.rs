@@ -5,6 +5,7 @@ use crate::encoding::read_uvarint;
 use super::batch::{
     ENTRY_BYTES_PER_BODY_BYTE, FamilyMetadata, MetricType, Sample, SeriesEntry, WriteBatch,
 };
+use super::histogram::histogram;
 use super::wire::{Cursor, FIXED64, Fault, FaultKind, Field, Kind, LEN, VARINT, check, key, strs};
 
 const LABEL: &[Field] = &[
@@ -94,6 +95,7 @@ pub(super) fn request<'a>(buf: &'a [u8], out: &mut WriteBatch<'a>) -> Result<(),
 fn series<'a>(mut c: Cursor<'a>, out: &mut WriteBatch<'a>) -> Result<(), Fault> {
     let first_label = out.labels.len() as u32;
     let first_sample = out.samples.len() as u32;
+    let first_histogram = out.histogram_samples.len() as u32;
     match label_run(c.buf, c.pos, c.end, &mut out.spans, &mut out.labels) {
         Some(p) => c.pos = p,
         None => out.labels.truncate(first_label as usize),
@@ -136,7 +138,8 @@ fn series<'a>(mut c: Cursor<'a>, out: &mut WriteBatch<'a>) -> Result<(), Fault> 
             k if k == key(4, LEN) => {
                 let i = histograms as usize;
                 let m = c.len_delim().map_err(|e| e.at("histograms", Some(i)))?;
-                check(m, HISTOGRAM).map_err(|e| e.at("histograms", Some(i)))?;
+                let h = histogram(m, HISTOGRAM).map_err(|e| e.at("histograms", Some(i)))?;
+                out.histogram_samples.push(h);
                 histograms += 1;
             }
             k => c.other(k, at, TIME_SERIES)?,
@@ -160,6 +163,7 @@ fn series<'a>(mut c: Cursor<'a>, out: &mut WriteBatch<'a>) -> Result<(), Fault> 
         labels: first_label..out.labels.len() as u32,
         samples: first_sample..out.samples.len() as u32,
         histograms,
+        histogram_samples: first_histogram..out.histogram_samples.len() as u32,
         exemplars,
         ..SeriesEntry::default()
     });

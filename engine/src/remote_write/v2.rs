@@ -2,7 +2,8 @@
 //! whose strings live once in the request's symbol table and are referenced by index.
 
 use super::batch::{ENTRY_BYTES_PER_BODY_BYTE_V2, MetricType, Sample, SeriesEntry, WriteBatch};
-use super::wire::{Cursor, FIXED64, Fault, FaultKind, Field, Kind, LEN, VARINT, check, key, strs};
+use super::histogram::histogram;
+use super::wire::{Cursor, FIXED64, Fault, FaultKind, Field, Kind, LEN, VARINT, key, strs};
 
 const SAMPLE: &[Field] = &[
     Field::new(1, "value", Kind::Fixed64),
@@ -104,8 +105,10 @@ fn series<'a>(mut c: Cursor<'a>, out: &mut WriteBatch<'a>) -> Result<(), Fault> 
         samples,
         start_timestamps,
         symbols,
+        histogram_samples,
         ..
     } = out;
+    let first_histogram = histogram_samples.len();
     let first_label = labels.len();
     let first_sample = samples.len();
     let mut entry = SeriesEntry::default();
@@ -148,7 +151,8 @@ fn series<'a>(mut c: Cursor<'a>, out: &mut WriteBatch<'a>) -> Result<(), Fault> 
             k if k == key(3, LEN) => {
                 let i = entry.histograms as usize;
                 let m = c.len_delim().map_err(|e| e.at("histograms", Some(i)))?;
-                check(m, HISTOGRAM).map_err(|e| e.at("histograms", Some(i)))?;
+                let h = histogram(m, HISTOGRAM).map_err(|e| e.at("histograms", Some(i)))?;
+                histogram_samples.push(h);
                 entry.histograms += 1;
             }
             k if k == key(4, LEN) => {
@@ -177,6 +181,7 @@ fn series<'a>(mut c: Cursor<'a>, out: &mut WriteBatch<'a>) -> Result<(), Fault> 
     }
     entry.labels = first_label as u32..labels.len() as u32;
     entry.samples = first_sample as u32..samples.len() as u32;
+    entry.histogram_samples = first_histogram as u32..out.histogram_samples.len() as u32;
     out.histograms += entry.histograms as usize;
     out.exemplars += entry.exemplars as usize;
     out.series.push(entry);

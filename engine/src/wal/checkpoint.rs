@@ -111,6 +111,9 @@ fn write_checkpoint(
     let mut r = WalReader::from_segments(sources);
     let mut samples: Vec<RefSample> = Vec::new();
     let mut stones: Vec<Tombstone> = Vec::new();
+    let mut hists = Vec::new();
+    let mut fhists = Vec::new();
+    let mut extra_ends = Vec::new();
     // Encoded records back to back, and where each ends.
     let mut buf = Vec::new();
     let mut ends = Vec::new();
@@ -145,6 +148,36 @@ fn write_checkpoint(
                     }
                 })
             }
+            Some(RecordType::HistogramSamples | RecordType::CustomBucketsHistogramSamples) => {
+                hists.clear();
+                record::decode_histogram_samples_into(rec, &mut hists).map(|_| {
+                    let n = hists.len();
+                    hists.retain(|s| s.t >= mint && keep(s.r));
+                    stats.total_samples += n as u64;
+                    stats.dropped_samples += (n - hists.len()) as u64;
+                    let ends = record::encode_histogram_samples(&mut buf, &hists);
+                    // Two records may come of one (a Prometheus record of type 7 whose first
+                    // sample uses custom buckets); the first ends where the next begins.
+                    if let Some((_, rest)) = ends.split_last() {
+                        extra_ends.extend_from_slice(rest);
+                    }
+                })
+            }
+            Some(
+                RecordType::FloatHistogramSamples | RecordType::CustomBucketsFloatHistogramSamples,
+            ) => {
+                fhists.clear();
+                record::decode_float_histogram_samples_into(rec, &mut fhists).map(|_| {
+                    let n = fhists.len();
+                    fhists.retain(|s| s.t >= mint && keep(s.r));
+                    stats.total_samples += n as u64;
+                    stats.dropped_samples += (n - fhists.len()) as u64;
+                    let ends = record::encode_float_histogram_samples(&mut buf, &fhists);
+                    if let Some((_, rest)) = ends.split_last() {
+                        extra_ends.extend_from_slice(rest);
+                    }
+                })
+            }
             Some(RecordType::Tombstones) => {
                 stones.clear();
                 record::decode_tombstones_into(rec, &mut stones).map(|()| {
@@ -167,6 +200,7 @@ fn write_checkpoint(
             offset: r.offset(),
             reason: e.to_string(),
         })?;
+        ends.append(&mut extra_ends);
         if buf.len() > start {
             ends.push(buf.len());
         }

@@ -8,6 +8,7 @@
 //! Which series and samples go into the log, and what replay does with them, is the head's.
 
 mod checkpoint;
+mod histogram_record;
 mod reader;
 pub mod record;
 mod segment;

@@ -1,10 +1,14 @@
-//! The records inside the log (`tsdb/record`): series, samples and tombstones encoded and
-//! decoded as Prometheus does; the other types are recognised by their type byte and left
-//! alone.
+//! The records inside the log (`tsdb/record`): series, samples, native histogram samples
+//! (types 7 to 10) and tombstones encoded and decoded as Prometheus does; the other types are
+//! recognised by their type byte and left alone.
 //!
 //! Every encoder appends to the caller's buffer (clear it first to start a record), so one
 //! buffer serves a whole batch without allocating.
 
+pub use super::histogram_record::{
+    RefFloatHistogramSample, RefHistogramSample, decode_float_histogram_samples_into,
+    decode_histogram_samples_into, encode_float_histogram_samples, encode_histogram_samples,
+};
 use crate::encoding::{Decbuf, DecodeError, put_uvarint, zigzag_encode};
 use crate::labels::Labels;
 

@@ -581,7 +581,7 @@ impl Receiver {
             (
                 "gauntlet_receive_histograms_dropped_total",
                 "counter",
-                "Native histogram samples received and not stored (not supported yet).",
+                "Native histogram samples received and not stored (in series forwarded by another receiver).",
                 ws.histograms_dropped.load(Relaxed),
             ),
             (

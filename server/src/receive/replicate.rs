@@ -427,6 +427,7 @@ impl Plan {
         let mut worst = refusals.any().then_some(Failure::BadData);
         let mut not_written = 0;
         let mut written_samples = 0;
+        let mut written_histograms = 0;
         for (t, s) in tally.iter().zip(&samples) {
             if t.ok >= quorum {
                 written_samples += s;
@@ -470,12 +471,15 @@ impl Plan {
         } else if let Some(r) = &report {
             // Kept here whole: count what the head took, duplicates included, as before
             // there were hashrings.
-            written_samples = r.appended + r.appended_ooo + r.duplicates;
+            written_samples =
+                (r.appended + r.appended_ooo + r.duplicates).saturating_sub(r.appended_histograms);
+            written_histograms = r.appended_histograms;
         }
         Answer {
             code: worst.map_or(StatusCode::OK, Failure::status),
             message,
             written_samples,
+            written_histograms,
         }
     }
 }

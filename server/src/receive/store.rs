@@ -4,7 +4,10 @@
 
 use std::sync::Arc;
 
-use gauntlet_engine::chunk::SampleBatch;
+use gauntlet_engine::block::cut::DEFAULT_CHUNK_RANGE_MS;
+use gauntlet_engine::block::histogram_cut::cut_float_histogram_chunks;
+use gauntlet_engine::chunk::{HistogramBatch, SampleBatch};
+use gauntlet_engine::histogram::FloatHistogram;
 use gauntlet_engine::labels::{Labels, Matcher, external_matchers};
 use gauntlet_engine::query::{Queryable, SelectHints, Series, without_labels};
 use gauntlet_engine::store::{ChunkView, encode_batch};
@@ -57,9 +60,11 @@ pub fn select(
     Ok(out)
 }
 
-/// Samples as wire chunks of at most 120 samples, as the bucket store serves them.
-fn wire_chunks(samples: &SampleBatch) -> Vec<thanos::AggrChunk> {
-    encode_batch(samples)
+/// A series' samples as wire chunks: floats in XOR chunks of at most 120 samples, as the
+/// bucket store serves them, native histograms in float histogram chunks (Thanos's
+/// `FLOAT_HISTOGRAM`) cut by the head's rule, all in time order.
+fn wire_chunks(samples: &SampleBatch, histograms: &HistogramBatch) -> Vec<thanos::AggrChunk> {
+    let mut out: Vec<thanos::AggrChunk> = encode_batch(samples)
         .iter()
         .map(|c| {
             convert::chunk(&ChunkView {
@@ -69,7 +74,31 @@ fn wire_chunks(samples: &SampleBatch) -> Vec<thanos::AggrChunk> {
                 data: &c.data,
             })
         })
-        .collect()
+        .collect();
+    if histograms.is_empty() {
+        return out;
+    }
+    let hs: Vec<(i64, FloatHistogram)> = histograms
+        .ts
+        .iter()
+        .copied()
+        .zip(histograms.h.iter().cloned())
+        .collect();
+    // The head validated every histogram it holds, so cutting cannot fail; a failure would
+    // leave the series without its histograms rather than fail the request.
+    match cut_float_histogram_chunks(&hs, DEFAULT_CHUNK_RANGE_MS) {
+        Ok(chunks) => out.extend(chunks.iter().map(|c| {
+            convert::chunk(&ChunkView {
+                min_time: c.min_time,
+                max_time: c.max_time,
+                encoding: c.encoding as u8,
+                data: &c.data,
+            })
+        })),
+        Err(e) => tracing::warn!(error = %e, "encoding head histograms for the StoreAPI failed"),
+    }
+    out.sort_by_key(|c| c.min_time);
+    out
 }
 
 /// Label names of every tenant's series matching `matchers` in `[mint, maxt]`, external
@@ -178,7 +207,7 @@ impl thanos::store_server::Store for ReceiveStore {
                     let chunks = if skip_chunks {
                         Vec::new()
                     } else {
-                        wire_chunks(&s.samples)
+                        wire_chunks(&s.samples, &s.histograms)
                     };
                     (labels, chunks)
                 })

@@ -46,7 +46,8 @@ pub struct WriteStats {
     pub series: AtomicU64,
     /// Float samples received.
     pub samples: AtomicU64,
-    /// Native histogram samples received and not stored (Gauntlet does not store them yet).
+    /// Native histogram samples received and not stored: those of series forwarded by another
+    /// receiver (`thanos.WriteRequest`), whose histograms Gauntlet does not read yet.
     pub histograms_dropped: AtomicU64,
     /// Exemplars received and not stored.
     pub exemplars_dropped: AtomicU64,
@@ -207,7 +208,7 @@ pub async fn receive(
     if version == Version::V2 {
         let written = remote_write::Written {
             samples: done.written_samples,
-            histograms: 0,
+            histograms: done.written_histograms,
             exemplars: 0,
         };
         let h = resp.headers_mut();
@@ -283,6 +284,8 @@ pub struct Answer {
     pub message: String,
     /// Float samples written (for remote write 2.0's answer headers).
     pub written_samples: u64,
+    /// Native histogram samples written (for remote write 2.0's answer headers).
+    pub written_histograms: u64,
 }
 
 impl Answer {
@@ -292,6 +295,7 @@ impl Answer {
             code,
             message,
             written_samples: 0,
+            written_histograms: 0,
         }
     }
 }
@@ -363,12 +367,14 @@ pub struct Refusals {
     invalid_series: u64,
     invalid_samples: u64,
     first_invalid: Option<String>,
+    invalid_histograms: u64,
+    first_invalid_histogram: Option<String>,
 }
 
 impl Refusals {
     /// Whether any series was refused.
     pub fn any(&self) -> bool {
-        self.invalid_series > 0
+        self.invalid_series > 0 || self.invalid_histograms > 0
     }
 
     /// Appends what was refused to `msg` (`; `-separated), if anything; refused series are
@@ -382,6 +388,13 @@ impl Refusals {
                     self.invalid_series
                 ),
                 self.invalid_samples,
+            );
+        }
+        if let Some(first) = &self.first_invalid_histogram {
+            push_part(
+                msg,
+                &format!("invalid native histograms (first: {first})"),
+                self.invalid_histograms,
             );
         }
     }
@@ -403,11 +416,12 @@ fn check(st: &WriteState, wb: &WriteBatch<'_>) -> Result<Checked, (StatusCode, S
     st.stats.series.fetch_add(n_series as u64, Relaxed);
     st.stats.samples.fetch_add(n_samples as u64, Relaxed);
     st.stats
-        .histograms_dropped
-        .fetch_add(wb.histograms as u64, Relaxed);
-    st.stats
         .exemplars_dropped
         .fetch_add(wb.exemplars as u64, Relaxed);
+    st.stats.histograms_dropped.fetch_add(
+        wb.histograms.saturating_sub(wb.histogram_samples.len()) as u64,
+        Relaxed,
+    );
     let l = &st.limits;
     if l.series > 0 && n_series > l.series {
         return Err((
@@ -431,15 +445,30 @@ fn check(st: &WriteState, wb: &WriteBatch<'_>) -> Result<Checked, (StatusCode, S
     let mut refusals = Refusals::default();
     for i in 0..n_series {
         let samples = wb.series_samples(i);
+        let hists = wb.series_histograms(i);
         if let Err(e) = remote_write::validate_labels(wb.series_labels(i), &l.labels) {
             refusals.invalid_series += 1;
-            refusals.invalid_samples += samples.len() as u64;
+            refusals.invalid_samples += (samples.len() + hists.len()) as u64;
             if refusals.first_invalid.is_none() {
                 refusals.first_invalid = Some(e.to_string());
             }
             continue;
         }
-        if !samples.is_empty() {
+        // An invalid histogram is refused alone, as Prometheus refuses it: the series' other
+        // samples are written and the request answered 400 naming it.
+        for h in hists {
+            if let Err(e) = h.validate() {
+                refusals.invalid_histograms += 1;
+                if refusals.first_invalid_histogram.is_none() {
+                    refusals.first_invalid_histogram = Some(format!(
+                        "series {} at {} ms: {e}",
+                        describe_series(wb.series_labels(i)),
+                        h.t
+                    ));
+                }
+            }
+        }
+        if !samples.is_empty() || !hists.is_empty() {
             series.push(i as u32);
         }
     }
@@ -464,10 +493,14 @@ impl LocalWrite {
         for &i in series {
             let labels = wb.series_labels(i as usize);
             let hash = hash_pairs(labels.iter().copied());
-            batches[head.route(hash)].push_series(
+            batches[head.route(hash)].push_series_with_histograms(
                 hash,
                 labels.iter().copied(),
                 wb.series_samples(i as usize).iter().map(|s| (s.t, s.v)),
+                wb.series_histograms(i as usize)
+                    .iter()
+                    .filter(|h| h.validate().is_ok())
+                    .map(|h| (h.t, h.h.clone())),
             );
         }
         LocalWrite { tenant, batches }
@@ -503,6 +536,23 @@ impl LocalWrite {
     }
 }
 
+/// A series' labels as `{a="1", b="2"}`, clipped, for error messages.
+fn describe_series(labels: &[(&str, &str)]) -> String {
+    let mut s = String::from("{");
+    for (i, (n, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        let _ = write!(s, "{n}={v:?}");
+        if s.len() > 512 {
+            s.push_str(", ...");
+            break;
+        }
+    }
+    s.push('}');
+    s
+}
+
 /// Appends `what: n samples` to `msg`, after a `; ` when it holds a part already.
 fn push_part(msg: &mut String, what: &str, n: u64) {
     if !msg.is_empty() {
@@ -528,12 +578,13 @@ pub fn outcome(r: &Refusals, rep: &AppendReport) -> (StatusCode, String) {
     );
     add("out of order sample", rep.out_of_order);
     add("duplicate sample for timestamp", rep.duplicate_timestamp);
+    add("invalid native histogram", rep.invalid_histograms);
     add("out of bounds (older than the head accepts)", rep.too_old);
     add(
         "too far in the future (--tsdb.too-far-in-future.time-window)",
         rep.too_new,
     );
-    let failure = if r.invalid_series > 0 {
+    let failure = if r.any() || rep.invalid_histograms > 0 {
         Some(Failure::BadData)
     } else if rep.series_limited > 0 {
         Some(Failure::Limited)
@@ -566,6 +617,7 @@ mod tests {
             invalid_series: 1,
             invalid_samples: 4,
             first_invalid: Some("no metric name".into()),
+            ..Refusals::default()
         };
         let (c, m) = outcome(&r, &rep);
         assert_eq!(c, StatusCode::BAD_REQUEST);
@@ -579,6 +631,7 @@ mod tests {
             invalid_series: 2,
             invalid_samples: 0,
             first_invalid: Some("empty label set".into()),
+            ..Refusals::default()
         };
         let (c, m) = outcome(&r, &AppendReport::default());
         assert_eq!(c, StatusCode::BAD_REQUEST);

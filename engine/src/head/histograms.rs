@@ -1,0 +1,177 @@
+//! The native histogram part of a head series: its histogram chunks (integer or float, cut by
+//! the head's rule, [`HistogramChunkCutter`]) and its newest histogram, which decides whether a
+//! sample at the same timestamp is a duplicate or a conflict. Only series that received a
+//! histogram carry one, behind a box.
+
+use crate::block::histogram_cut::{CutHistogramChunk, HistogramChunkCutter};
+use crate::chunk::{ChunkError, Encoding, HistogramBatch};
+use crate::histogram::{FloatHistogram, Histogram};
+
+/// A histogram sample on its way into the head, integer or float.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HistogramValue {
+    /// Bucket counts as deltas.
+    Int(Histogram),
+    /// Absolute float bucket counts.
+    Float(FloatHistogram),
+}
+
+impl HistogramValue {
+    /// The stale marker of the same kind as `self`.
+    pub fn stale_like(&self) -> HistogramValue {
+        match self {
+            HistogramValue::Int(_) => HistogramValue::Int(Histogram::stale_marker()),
+            HistogramValue::Float(_) => HistogramValue::Float(FloatHistogram::stale_marker()),
+        }
+    }
+
+    /// Whether `other` holds the same histogram: the kind and every field but the counter
+    /// reset hint, floats by bit pattern (Prometheus compares histograms without the hint
+    /// when it decides a sample at a stored timestamp is a duplicate).
+    pub fn same_as(&self, other: &HistogramValue) -> bool {
+        match (self, other) {
+            (HistogramValue::Int(a), HistogramValue::Int(b)) => {
+                let b = Histogram {
+                    counter_reset_hint: a.counter_reset_hint,
+                    ..b.clone()
+                };
+                a.identical(&b)
+            }
+            (HistogramValue::Float(a), HistogramValue::Float(b)) => {
+                let b = FloatHistogram {
+                    counter_reset_hint: a.counter_reset_hint,
+                    ..b.clone()
+                };
+                a.identical(&b)
+            }
+            _ => false,
+        }
+    }
+
+    /// Bytes the value takes on the heap and inline, roughly.
+    fn bytes(&self) -> usize {
+        let (spans, buckets, custom) = match self {
+            HistogramValue::Int(h) => (
+                h.positive_spans.len() + h.negative_spans.len(),
+                h.positive_buckets.len() + h.negative_buckets.len(),
+                h.custom_values.len(),
+            ),
+            HistogramValue::Float(h) => (
+                h.positive_spans.len() + h.negative_spans.len(),
+                h.positive_buckets.len() + h.negative_buckets.len(),
+                h.custom_values.len(),
+            ),
+        };
+        std::mem::size_of::<HistogramValue>() + spans * 8 + (buckets + custom) * 8
+    }
+}
+
+/// A series' histogram chunks and newest histogram.
+#[derive(Debug)]
+pub(crate) struct HistSeries {
+    /// The open chunk (and chunks it finished, taken out at each append).
+    cutter: HistogramChunkCutter,
+    chunk_range: i64,
+    /// Closed chunks, in time order.
+    pub chunks: Vec<CutHistogramChunk>,
+    /// The newest histogram appended in order and its timestamp, ms.
+    pub last: Option<(i64, HistogramValue)>,
+}
+
+impl HistSeries {
+    pub fn new(chunk_range_ms: i64) -> Self {
+        HistSeries {
+            cutter: HistogramChunkCutter::new(chunk_range_ms),
+            chunk_range: chunk_range_ms,
+            chunks: Vec::new(),
+            last: None,
+        }
+    }
+
+    /// Appends a histogram after every stored sample of the series; fails when the histogram
+    /// does not validate (nothing is stored then).
+    pub fn append(&mut self, t: i64, h: HistogramValue) -> Result<(), ChunkError> {
+        match &h {
+            HistogramValue::Int(x) => self.cutter.append_histogram(t, x)?,
+            HistogramValue::Float(x) => self.cutter.append_float_histogram(t, x)?,
+        }
+        self.chunks.extend(self.cutter.take_finished());
+        self.last = Some((t, h));
+        Ok(())
+    }
+
+    /// Closes the open chunk (a float sample follows).
+    pub fn close(&mut self) {
+        self.cutter.close();
+        self.chunks.extend(self.cutter.take_finished());
+    }
+
+    /// Every chunk, closed and open, as (encoding, min, max, payload), in time order.
+    pub fn all_chunks(&self) -> impl Iterator<Item = (Encoding, i64, i64, &[u8])> + '_ {
+        self.chunks
+            .iter()
+            .map(|c| (c.encoding, c.min_time, c.max_time, c.data.as_slice()))
+            .chain(self.cutter.open())
+    }
+
+    /// Oldest histogram timestamp held, ms.
+    pub fn min_time(&self) -> Option<i64> {
+        self.all_chunks().map(|c| c.1).next()
+    }
+
+    /// Appends the histograms in `[mint, maxt]` to `out` as float histograms, in time order.
+    pub fn histograms_into(&self, mint: i64, maxt: i64, out: &mut HistogramBatch) {
+        for (enc, lo, hi, data) in self.all_chunks() {
+            if hi < mint || lo > maxt {
+                continue;
+            }
+            // The head wrote these payloads itself; a chunk that fails to decode would be a
+            // bug, and is skipped rather than failing the query.
+            match enc {
+                Encoding::Histogram => {
+                    if let Ok(samples) = crate::chunk::decode_histogram_chunk(data) {
+                        for (t, h) in samples {
+                            if t >= mint && t <= maxt {
+                                out.ts.push(t);
+                                out.h.push(h.to_float());
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    if let Ok(samples) = crate::chunk::decode_float_histogram_chunk(data) {
+                        for (t, h) in samples {
+                            if t >= mint && t <= maxt {
+                                out.ts.push(t);
+                                out.h.push(h);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drops the chunks wholly before `mint`; the open chunk stays while any of its samples
+    /// is at or after `mint`. Returns whether any histogram is left.
+    pub fn truncate_before(&mut self, mint: i64) -> bool {
+        self.chunks.retain(|c| c.max_time >= mint);
+        if self.cutter.open().is_some_and(|o| o.2 < mint) {
+            self.close();
+            self.chunks.retain(|c| c.max_time >= mint);
+            // A fresh cutter: the closed chunk is gone, so is the appender state.
+            self.cutter = HistogramChunkCutter::new(self.chunk_range);
+        }
+        self.cutter.open().is_some() || !self.chunks.is_empty()
+    }
+
+    /// Bytes of memory the histograms take.
+    pub fn data_bytes(&self) -> usize {
+        std::mem::size_of::<HistSeries>()
+            + self
+                .all_chunks()
+                .map(|c| c.3.len() + std::mem::size_of::<CutHistogramChunk>())
+                .sum::<usize>()
+            + self.last.as_ref().map_or(0, |l| l.1.bytes())
+    }
+}
