@@ -1,10 +1,20 @@
 //! Prints the samples of one or more blocks exactly as `promtool tsdb dump` does: one line per
-//! sample, `{labels} value timestamp_ms` with the value as Go's `%g` prints it, series in label
-//! order, samples of a series merged across blocks in time order.
+//! sample, `{labels} value timestamp_ms` with the value as Go's `%g` prints it (a native
+//! histogram as Prometheus's `Histogram.String()` / `FloatHistogram.String()`, see
+//! [`super::histogram_text`]), series in label order, samples of a series merged across blocks
+//! in time order.
+//!
+//! For series holding native histograms, promtool 3.5's dump reads each series with three
+//! loops in turn (floats, then float histograms, then integer histograms), each starting with
+//! a step of the iterator that the loop before already took: the sample that ends one loop is
+//! never printed, and samples of a kind whose loop has passed are not printed either. An
+//! integer-histogram series thus loses its first two samples, a float-histogram one its first.
+//! Gauntlet prints the same lines, so that dumps of the two compare byte for byte.
 
 use std::io::Write;
 
-use super::reader::Block;
+use super::histogram_text::{push_float_histogram, push_histogram};
+use super::reader::{Block, BlockSample};
 use crate::chunk::SampleBatch;
 use crate::error::{Error, Result};
 use crate::go_format::{FloatFormat, push_float};
@@ -115,12 +125,52 @@ pub fn dump(blocks: &[Block], opts: &DumpOptions, out: &mut impl Write) -> Resul
         .min()
         .cloned()
     {
-        merged.clear();
-        let mut sources = 0;
-        for c in cursors.iter_mut() {
-            if c.labels.as_ref() != Some(&min) {
+        let parts: Vec<usize> = (0..cursors.len())
+            .filter(|&i| cursors[i].labels.as_ref() == Some(&min))
+            .collect();
+        let typed = parts
+            .iter()
+            .any(|&i| cursors[i].block.has_histogram_chunks(&cursors[i].chunks));
+        let prefix = min.to_string();
+        if typed {
+            let mut all: Vec<(i64, BlockSample)> = Vec::new();
+            for &i in &parts {
+                let c = &mut cursors[i];
+                let mut one = Vec::new();
+                c.block.read_typed(
+                    c.current_ref(),
+                    &c.chunks,
+                    opts.min_time,
+                    opts.max_time,
+                    &mut one,
+                )?;
+                all = merge_typed(all, one);
+                c.advance(&mut scratch)?;
+            }
+            if all.is_empty() {
                 continue;
             }
+            stats.series += 1;
+            for (t, s) in printed_as_promtool(&all) {
+                line.clear();
+                line.push_str(&prefix);
+                line.push(' ');
+                match s {
+                    BlockSample::Float(v) => push_float(&mut line, *v, FloatFormat::G),
+                    BlockSample::Histogram(h) => push_histogram(&mut line, h),
+                    BlockSample::FloatHistogram(h) => push_float_histogram(&mut line, h),
+                }
+                line.push(' ');
+                line.push_str(itoa_i64(*t, &mut [0u8; 20]));
+                line.push('\n');
+                out.write_all(line.as_bytes()).map_err(io)?;
+                stats.samples += 1;
+            }
+            continue;
+        }
+        merged.clear();
+        for (sources, &i) in parts.iter().enumerate() {
+            let c = &mut cursors[i];
             batch.clear();
             c.block.read_samples(
                 c.current_ref(),
@@ -134,14 +184,12 @@ pub fn dump(blocks: &[Block], opts: &DumpOptions, out: &mut impl Write) -> Resul
             } else {
                 merge_into(&mut merged, &batch);
             }
-            sources += 1;
             c.advance(&mut scratch)?;
         }
         if merged.is_empty() {
             continue;
         }
         stats.series += 1;
-        let prefix = min.to_string();
         for (&t, &v) in merged.ts.iter().zip(&merged.val) {
             line.clear();
             line.push_str(&prefix);
@@ -156,6 +204,60 @@ pub fn dump(blocks: &[Block], opts: &DumpOptions, out: &mut impl Write) -> Resul
     }
     out.flush().map_err(io)?;
     Ok(stats)
+}
+
+/// The samples promtool 3.5's dump prints of a series' samples `all` (see the module
+/// documentation): floats up to the first other sample, then float histograms from the sample
+/// after that up to the next other kind, then integer histograms from the sample after that.
+fn printed_as_promtool(all: &[(i64, BlockSample)]) -> Vec<&(i64, BlockSample)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    let kinds: [fn(&BlockSample) -> bool; 3] = [
+        |s| matches!(s, BlockSample::Float(_)),
+        |s| matches!(s, BlockSample::FloatHistogram(_)),
+        |s| matches!(s, BlockSample::Histogram(_)),
+    ];
+    for (n, is_kind) in kinds.iter().enumerate() {
+        if n > 0 && i < all.len() {
+            // The sample that ended the loop before was taken and not printed.
+            i += 1;
+        }
+        while i < all.len() && is_kind(&all[i].1) {
+            out.push(&all[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Merges two time-sorted sample lists; on equal timestamps the one in `a` (the earlier
+/// block) wins, as [`merge_into`] does for floats.
+fn merge_typed(a: Vec<(i64, BlockSample)>, b: Vec<(i64, BlockSample)>) -> Vec<(i64, BlockSample)> {
+    if a.is_empty() {
+        return b;
+    }
+    if b.is_empty() {
+        return a;
+    }
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    loop {
+        match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => {
+                if x.0 == y.0 {
+                    b.next();
+                } else if x.0 < y.0 {
+                    out.extend(a.next());
+                } else {
+                    out.extend(b.next());
+                }
+            }
+            (Some(_), None) => out.extend(a.by_ref()),
+            (None, Some(_)) => out.extend(b.by_ref()),
+            (None, None) => break,
+        }
+    }
+    out
 }
 
 /// Merges `other` into `into` by timestamp; on equal timestamps the sample already in `into`
@@ -216,6 +318,31 @@ mod tests {
         assert_eq!(itoa_i64(i64::MIN, &mut b), "-9223372036854775808");
         assert_eq!(itoa_i64(0, &mut b), "0");
         assert_eq!(itoa_i64(1735689600000, &mut b), "1735689600000");
+    }
+
+    #[test]
+    fn promtool_skips_the_sample_ending_each_loop() {
+        let f = |t| (t, BlockSample::Float(t as f64));
+        let h = |t| (t, BlockSample::Histogram(Default::default()));
+        let fh = |t| (t, BlockSample::FloatHistogram(Default::default()));
+        let times = |v: Vec<&(i64, BlockSample)>| v.iter().map(|s| s.0).collect::<Vec<_>>();
+        assert_eq!(
+            times(printed_as_promtool(&[h(1), h(2), h(3), h(4)])),
+            [3, 4]
+        );
+        assert_eq!(times(printed_as_promtool(&[fh(1), fh(2), fh(3)])), [2, 3]);
+        assert_eq!(
+            times(printed_as_promtool(&[f(1), f(2), h(3), h(4), h(5)])),
+            [1, 2, 5]
+        );
+        assert_eq!(
+            times(printed_as_promtool(&[f(1), fh(2), fh(3), h(4), h(5), h(6)])),
+            [1, 3, 5, 6]
+        );
+        assert_eq!(
+            times(printed_as_promtool(&[h(1), f(2), f(3)])),
+            Vec::<i64>::new()
+        );
     }
 
     #[test]

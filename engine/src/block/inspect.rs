@@ -2,6 +2,7 @@
 //! samples, chunks, bytes per sample and label cardinality.
 
 use super::reader::Block;
+use crate::chunk::Encoding;
 use crate::error::Result;
 use crate::index::ChunkMeta;
 
@@ -23,8 +24,12 @@ pub struct BlockReport {
     pub series: u64,
     /// Chunks referenced by the index.
     pub chunks: u64,
-    /// Samples in those chunks (from each chunk's sample count).
+    /// Samples in those chunks (from each chunk's sample count), of every kind.
     pub samples: u64,
+    /// Chunks holding native histograms (encodings 2 and 3).
+    pub histogram_chunks: u64,
+    /// Native histogram samples among `samples`.
+    pub histogram_samples: u64,
     /// Payload bytes of those chunks.
     pub chunk_bytes: u64,
     /// Size of the index file, bytes.
@@ -61,6 +66,8 @@ pub fn inspect(block: &Block) -> Result<BlockReport> {
         series: refs.len() as u64,
         chunks: 0,
         samples: 0,
+        histogram_chunks: 0,
+        histogram_samples: 0,
         chunk_bytes: 0,
         index_bytes: std::fs::metadata(block.dir().join("index")).map_or(0, |m| m.len()),
         segment_bytes: block.chunks().total_bytes(),
@@ -72,12 +79,17 @@ pub fn inspect(block: &Block) -> Result<BlockReport> {
         labels.clear();
         block.series(s, &mut labels, &mut metas)?;
         for c in &metas {
-            let (_, data) = block.chunks().chunk(c.chunk_ref)?;
-            r.chunks += 1;
-            r.chunk_bytes += data.len() as u64;
-            r.samples += data
+            let (enc, data) = block.chunks().chunk(c.chunk_ref)?;
+            let n = data
                 .get(..2)
                 .map_or(0, |b| u16::from_be_bytes([b[0], b[1]])) as u64;
+            r.chunks += 1;
+            r.chunk_bytes += data.len() as u64;
+            r.samples += n;
+            if enc == Encoding::Histogram as u8 || enc == Encoding::FloatHistogram as u8 {
+                r.histogram_chunks += 1;
+                r.histogram_samples += n;
+            }
             r.min_time = r.min_time.min(c.min_time);
             r.max_time = r.max_time.max(c.max_time);
         }

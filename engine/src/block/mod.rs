@@ -8,6 +8,7 @@
 pub mod cut;
 pub mod dump;
 pub mod histogram_cut;
+pub mod histogram_text;
 pub mod inspect;
 pub mod label_filter;
 pub mod markers;
@@ -33,7 +34,7 @@ pub use meta::{
     BlockDesc, BlockMeta, BlockStats, Compaction, IndexStats, ObjectHash, Rewrite,
     ThanosDownsample, ThanosFile, ThanosMeta,
 };
-pub use reader::{Block, block_dirs};
+pub use reader::{Block, BlockSample, block_dirs};
 pub use segment::{ChunkRef, RecordRead, SegmentReader, SegmentWriter, read_chunk_record};
 pub use tombstones::{Interval, Tombstones, apply_deletions};
 pub use writer::{BlockWriter, SeriesSamples, write_blocks};

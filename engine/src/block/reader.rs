@@ -8,8 +8,12 @@ use memmap2::Mmap;
 use super::meta::BlockMeta;
 use super::segment::SegmentReader;
 use super::tombstones::{Tombstones, apply_deletions};
-use crate::chunk::{Encoding, SampleBatch, decode_xor_into};
+use crate::chunk::{
+    ChunkError, Encoding, FloatHistogramIterator, HistogramBatch, HistogramIterator, SampleBatch,
+    decode_xor_into,
+};
 use crate::error::{Error, Result};
+use crate::histogram::{FloatHistogram, Histogram};
 use crate::index::{ChunkMeta, IndexReader, postings_for_matchers};
 use crate::labels::{Label, Matcher};
 
@@ -118,6 +122,132 @@ impl Block {
             apply_deletions(deleted, &mut ts, &mut val);
             out.ts.extend_from_slice(&ts);
             out.val.extend_from_slice(&val);
+        }
+        Ok(())
+    }
+}
+
+/// One decoded sample of a block, of the kind its chunk stores.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BlockSample {
+    /// A float sample (XOR chunk).
+    Float(f64),
+    /// An integer native histogram (chunk encoding 2).
+    Histogram(Histogram),
+    /// A float native histogram (chunk encoding 3).
+    FloatHistogram(FloatHistogram),
+}
+
+impl Block {
+    /// Appends to `floats` and `histograms` the samples of `series_ref` with
+    /// `mint <= t <= maxt` from the chunks in `chunks` that overlap that range, with deleted
+    /// intervals removed: XOR chunks into `floats`, native histogram chunks (encodings 2 and 3)
+    /// into `histograms` as float histograms. Each output is sorted by time when the chunks
+    /// are (as a block's are). Other encodings are errors naming the chunk.
+    pub fn read_samples_and_histograms(
+        &self,
+        series_ref: u32,
+        chunks: &[ChunkMeta],
+        mint: i64,
+        maxt: i64,
+        floats: &mut SampleBatch,
+        histograms: &mut HistogramBatch,
+    ) -> Result<()> {
+        let xor: Vec<ChunkMeta> = chunks
+            .iter()
+            .filter(|c| !self.is_histogram_chunk(c))
+            .copied()
+            .collect();
+        if xor.len() != chunks.len() {
+            let mut typed = Vec::new();
+            let hist: Vec<ChunkMeta> = chunks
+                .iter()
+                .filter(|c| self.is_histogram_chunk(c))
+                .copied()
+                .collect();
+            self.read_typed(series_ref, &hist, mint, maxt, &mut typed)?;
+            for (t, s) in typed {
+                match s {
+                    BlockSample::Histogram(h) => histograms.push(t, h.to_float()),
+                    BlockSample::FloatHistogram(h) => histograms.push(t, h),
+                    BlockSample::Float(_) => {}
+                }
+            }
+        }
+        self.read_samples(series_ref, &xor, mint, maxt, floats)
+    }
+
+    /// Whether any of `chunks` is a native histogram chunk (encoding 2 or 3).
+    pub fn has_histogram_chunks(&self, chunks: &[ChunkMeta]) -> bool {
+        chunks.iter().any(|c| self.is_histogram_chunk(c))
+    }
+
+    fn is_histogram_chunk(&self, c: &ChunkMeta) -> bool {
+        self.chunks.chunk(c.chunk_ref).is_ok_and(|(enc, _)| {
+            enc == Encoding::Histogram as u8 || enc == Encoding::FloatHistogram as u8
+        })
+    }
+
+    /// Appends to `out` every sample of `series_ref` with `mint <= t <= maxt` from the chunks
+    /// in `chunks` that overlap that range, each of the kind its chunk stores (floats,
+    /// integer or float histograms), in chunk order, with deleted intervals removed.
+    pub fn read_typed(
+        &self,
+        series_ref: u32,
+        chunks: &[ChunkMeta],
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<(i64, BlockSample)>,
+    ) -> Result<()> {
+        let deleted = self.tombstones.get(u64::from(series_ref));
+        let keep = |t: i64| {
+            t >= mint && t <= maxt && !deleted.iter().any(|iv| iv.mint <= t && t <= iv.maxt)
+        };
+        for c in chunks {
+            if c.max_time < mint || c.min_time > maxt {
+                continue;
+            }
+            let (enc, data) = self.chunks.chunk(c.chunk_ref)?;
+            let fail = |source: ChunkError| Error::Chunk {
+                dir: self.dir.clone(),
+                series_ref,
+                chunk_ref: c.chunk_ref,
+                source,
+            };
+            match Encoding::try_from(enc) {
+                Ok(Encoding::Xor) => {
+                    let mut b = SampleBatch::new();
+                    decode_xor_into(data, &mut b).map_err(fail)?;
+                    out.extend(
+                        b.iter()
+                            .filter(|&(t, _)| keep(t))
+                            .map(|(t, v)| (t, BlockSample::Float(v))),
+                    );
+                }
+                Ok(Encoding::Histogram) => {
+                    let mut it = HistogramIterator::new(data).map_err(fail)?;
+                    while let Some((t, h)) = it.next().map_err(fail)? {
+                        if keep(t) {
+                            out.push((t, BlockSample::Histogram(h)));
+                        }
+                    }
+                }
+                Ok(Encoding::FloatHistogram) => {
+                    let mut it = FloatHistogramIterator::new(data).map_err(fail)?;
+                    while let Some((t, h)) = it.next().map_err(fail)? {
+                        if keep(t) {
+                            out.push((t, BlockSample::FloatHistogram(h)));
+                        }
+                    }
+                }
+                _ => {
+                    return Err(Error::InvalidInput(format!(
+                        "{}: chunk {:#x} of series {series_ref} has encoding {enc}, which this reader does not decode",
+                        self.dir.display(),
+                        c.chunk_ref
+                    )));
+                }
+            }
         }
         Ok(())
     }

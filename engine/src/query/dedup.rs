@@ -3,7 +3,7 @@
 //! until it has a gap and only then switching to the other (the "penalty" algorithm).
 
 use super::Series;
-use crate::chunk::SampleBatch;
+use crate::chunk::{HistogramBatch, SampleBatch};
 use crate::labels::{Label, Labels};
 
 /// Penalty in ms applied to the replica not chosen before a previous sample is known; sample
@@ -16,28 +16,58 @@ pub fn is_counter_func(func: &str) -> bool {
     matches!(func, "rate" | "increase" | "irate" | "resets")
 }
 
-/// One replica's samples with a cursor and the offset added to keep a counter from falling.
+/// One replica's samples, floats and native histograms, with a cursor on each and the offset
+/// added to its floats to keep a counter from falling.
 struct Cursor<'a> {
-    b: &'a SampleBatch,
-    pos: usize,
+    f: &'a SampleBatch,
+    h: &'a HistogramBatch,
+    pf: usize,
+    ph: usize,
     adjust: f64,
 }
 
-impl Cursor<'_> {
+impl<'a> Cursor<'a> {
+    fn new(f: &'a SampleBatch, h: &'a HistogramBatch) -> Self {
+        Cursor {
+            f,
+            h,
+            pf: 0,
+            ph: 0,
+            adjust: 0.0,
+        }
+    }
+
     /// Moves to the first sample at or after `t` (never backwards); false when exhausted.
     fn seek(&mut self, t: i64) -> bool {
-        if self.pos < self.b.ts.len() && self.b.ts[self.pos] < t {
-            self.pos += self.b.ts[self.pos..].partition_point(|&x| x < t);
+        if self.pf < self.f.ts.len() && self.f.ts[self.pf] < t {
+            self.pf += self.f.ts[self.pf..].partition_point(|&x| x < t);
         }
-        self.pos < self.b.ts.len()
+        if self.ph < self.h.ts.len() && self.h.ts[self.ph] < t {
+            self.ph += self.h.ts[self.ph..].partition_point(|&x| x < t);
+        }
+        self.pf < self.f.ts.len() || self.ph < self.h.ts.len()
+    }
+
+    /// Whether the current sample is a float (a replica holds one kind per timestamp; should
+    /// both be there, the float is taken).
+    fn at_float(&self) -> bool {
+        match (self.f.ts.get(self.pf), self.h.ts.get(self.ph)) {
+            (Some(tf), Some(th)) => tf <= th,
+            (Some(_), None) => true,
+            _ => false,
+        }
     }
 
     fn t(&self) -> i64 {
-        self.b.ts[self.pos]
+        if self.at_float() {
+            self.f.ts[self.pf]
+        } else {
+            self.h.ts[self.ph]
+        }
     }
 
     fn v(&self) -> f64 {
-        let v = self.b.val[self.pos];
+        let v = self.f.val[self.pf];
         // Adding even 0.0 would quieten the stale marker's signalling NaN and change its bits.
         if self.adjust == 0.0 {
             v
@@ -51,21 +81,29 @@ impl Cursor<'_> {
 /// hold the other replica back by twice the last step so it is only used across a gap.
 /// With `counter`, a replica switched to is offset so the emitted value never falls.
 pub fn penalty_merge(a: &SampleBatch, b: &SampleBatch, counter: bool) -> SampleBatch {
-    let mut out = SampleBatch::with_capacity(a.len().max(b.len()));
-    let mut ca = Cursor {
-        b: a,
-        pos: 0,
-        adjust: 0.0,
-    };
-    let mut cb = Cursor {
-        b,
-        pos: 0,
-        adjust: 0.0,
-    };
+    let none = HistogramBatch::new();
+    penalty_merge_with_histograms((a, &none), (b, &none), counter).0
+}
+
+/// [`penalty_merge`] over replicas holding float and native histogram samples: the two kinds
+/// are one time line, as Thanos's deduplicating iterator walks them; a histogram sample is
+/// chosen, and sets the penalty, as a float one does. Counter offsets apply between float
+/// samples only (a histogram is taken as it is).
+pub fn penalty_merge_with_histograms(
+    a: (&SampleBatch, &HistogramBatch),
+    b: (&SampleBatch, &HistogramBatch),
+    counter: bool,
+) -> (SampleBatch, HistogramBatch) {
+    let mut out = SampleBatch::with_capacity(a.0.len().max(b.0.len()));
+    let mut hout = HistogramBatch::new();
+    let mut ca = Cursor::new(a.0, a.1);
+    let mut cb = Cursor::new(b.0, b.1);
     let mut last_t: Option<i64> = None;
     let (mut pen_a, mut pen_b) = (0i64, 0i64);
-    // Which replica the previous emitted sample came from (true = a).
+    // Which replica the previous emitted sample came from (true = a), and whether it was a
+    // float.
     let mut last_from_a: Option<bool> = None;
+    let mut last_float = false;
     loop {
         let floor = last_t.map_or(i64::MIN, |t| t.saturating_add(1));
         let has_a = ca.seek(floor.saturating_add(pen_a));
@@ -96,21 +134,28 @@ pub fn penalty_merge(a: &SampleBatch, b: &SampleBatch, counter: bool) -> SampleB
             }
         };
         let cur = if use_a { &mut ca } else { &mut cb };
-        if counter
-            && last_from_a.is_some_and(|prev| prev != use_a)
-            && let Some(&last_v) = out.val.last()
-        {
-            let v = cur.v();
-            if last_v > v {
-                cur.adjust += last_v - v;
-            }
-        }
         let t = cur.t();
-        out.push(t, cur.v());
+        if cur.at_float() {
+            if counter
+                && last_float
+                && last_from_a.is_some_and(|prev| prev != use_a)
+                && let Some(&last_v) = out.val.last()
+            {
+                let v = cur.v();
+                if last_v > v {
+                    cur.adjust += last_v - v;
+                }
+            }
+            out.push(t, cur.v());
+            last_float = true;
+        } else {
+            hout.push(t, cur.h.h[cur.ph].clone());
+            last_float = false;
+        }
         last_t = Some(t);
         last_from_a = Some(use_a);
     }
-    out
+    (out, hout)
 }
 
 /// Folds any number of replicas pairwise, `merge(merge(r0, r1), r2)…`, as Thanos does.
@@ -122,6 +167,26 @@ pub fn dedup_replicas(replicas: &[&SampleBatch], counter: bool) -> SampleBatch {
     let mut acc = (*first).clone();
     for r in it {
         acc = penalty_merge(&acc, r, counter);
+    }
+    acc
+}
+
+/// [`dedup_replicas`] over replicas holding float and native histogram samples.
+pub fn dedup_replicas_with_histograms(
+    replicas: &[(&SampleBatch, &HistogramBatch)],
+    counter: bool,
+) -> (SampleBatch, HistogramBatch) {
+    if replicas.iter().all(|r| r.1.is_empty()) {
+        let floats: Vec<&SampleBatch> = replicas.iter().map(|r| r.0).collect();
+        return (dedup_replicas(&floats, counter), HistogramBatch::new());
+    }
+    let mut it = replicas.iter();
+    let Some(first) = it.next() else {
+        return (SampleBatch::new(), HistogramBatch::new());
+    };
+    let mut acc = (first.0.clone(), first.1.clone());
+    for r in it {
+        acc = penalty_merge_with_histograms((&acc.0, &acc.1), *r, counter);
     }
     acc
 }
@@ -157,16 +222,13 @@ fn fold_group(mut group: Vec<Series>, counter: bool) -> Series {
     if group.len() == 1 {
         return group.pop().unwrap_or_default();
     }
-    let samples = dedup_replicas(
-        &group.iter().map(|s| &s.samples).collect::<Vec<_>>(),
+    let (samples, histograms) = dedup_replicas_with_histograms(
+        &group
+            .iter()
+            .map(|s| (&s.samples, &s.histograms))
+            .collect::<Vec<_>>(),
         counter,
     );
-    // Native histograms come from the first replica that has any.
-    let histograms = group
-        .iter_mut()
-        .find(|s| !s.histograms.is_empty())
-        .map(|s| std::mem::take(&mut s.histograms))
-        .unwrap_or_default();
     let labels = group.swap_remove(0).labels;
     Series {
         labels,
@@ -283,6 +345,38 @@ mod tests {
         let a = batch(&[(0, 1.0), (15_000, stale)]);
         let out = penalty_merge(&a, &SampleBatch::new(), false);
         assert_eq!(out.val[1].to_bits(), crate::chunk::STALE_NAN_BITS);
+    }
+
+    fn hist(count: f64) -> crate::histogram::FloatHistogram {
+        crate::histogram::FloatHistogram {
+            count,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn histogram_samples_take_part_in_the_penalty_as_floats_do() {
+        // a: floats at 0 and 10 s, histograms at 20 and 30 s; b: histograms 11, 21, 41, 61 s.
+        // The time line is the same as in `penalty_follows_thanos_steps_exactly`.
+        let af = batch(&[(0, 1.0), (10_000, 1.0)]);
+        let mut ah = HistogramBatch::new();
+        ah.push(20_000, hist(1.0));
+        ah.push(30_000, hist(1.0));
+        let bf = SampleBatch::new();
+        let mut bh = HistogramBatch::new();
+        for t in [11_000, 21_000, 41_000, 61_000] {
+            bh.push(t, hist(2.0));
+        }
+        let (f, h) = penalty_merge_with_histograms((&af, &ah), (&bf, &bh), true);
+        assert_eq!(f.ts, vec![0, 10_000]);
+        assert_eq!(h.ts, vec![20_000, 30_000, 61_000]);
+        assert_eq!(
+            h.h.iter().map(|h| h.count).collect::<Vec<_>>(),
+            vec![1.0, 1.0, 2.0]
+        );
+        // Identical replicas give one copy of each kind.
+        let (f, h) = dedup_replicas_with_histograms(&[(&af, &ah), (&af, &ah), (&af, &ah)], false);
+        assert_eq!((f, h), (af.clone(), ah.clone()));
     }
 
     #[test]

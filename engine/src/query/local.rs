@@ -12,7 +12,7 @@ use super::{
     SeriesStream, StreamSeries, merge_samples,
 };
 use crate::block::{Block, block_dirs};
-use crate::chunk::SampleBatch;
+use crate::chunk::{HistogramBatch, SampleBatch};
 use crate::error::Result;
 use crate::index::ChunkMeta;
 use crate::labels::{Label, Labels, Matcher};
@@ -74,31 +74,43 @@ impl Queryable for LocalBlocks {
         maxt: i64,
         _hints: &SelectHints,
     ) -> Result<Vec<Series>> {
-        let mut by_labels: BTreeMap<Labels, Vec<SampleBatch>> = BTreeMap::new();
+        type Parts = (Vec<SampleBatch>, Vec<HistogramBatch>);
+        let mut by_labels: BTreeMap<Labels, Parts> = BTreeMap::new();
         let mut labels: Vec<Label> = Vec::new();
         let mut chunks: Vec<ChunkMeta> = Vec::new();
         for b in self.overlapping(mint, maxt) {
             for r in b.select(matchers)? {
                 b.series(r, &mut labels, &mut chunks)?;
                 let mut batch = SampleBatch::new();
-                b.read_samples(r, &chunks, mint, maxt, &mut batch)?;
-                if !batch.is_empty() {
-                    by_labels
+                let mut hists = HistogramBatch::new();
+                b.read_samples_and_histograms(r, &chunks, mint, maxt, &mut batch, &mut hists)?;
+                if !batch.is_empty() || !hists.is_empty() {
+                    let e = by_labels
                         .entry(Labels::from_sorted(labels.clone()))
-                        .or_default()
-                        .push(batch);
+                        .or_default();
+                    e.0.push(batch);
+                    e.1.push(hists);
                 }
             }
         }
         Ok(by_labels
             .into_iter()
-            .map(|(labels, parts)| {
-                let samples = if parts.len() == 1 {
-                    parts.into_iter().next().unwrap_or_default()
+            .map(|(labels, (floats, hists))| {
+                let samples = if floats.len() == 1 {
+                    floats.into_iter().next().unwrap_or_default()
                 } else {
-                    merge_samples(&parts.iter().collect::<Vec<_>>())
+                    merge_samples(&floats.iter().collect::<Vec<_>>())
                 };
-                Series::floats(labels, samples)
+                let histograms = if hists.len() == 1 {
+                    hists.into_iter().next().unwrap_or_default()
+                } else {
+                    HistogramBatch::merge(&hists.iter().collect::<Vec<_>>())
+                };
+                Series {
+                    labels,
+                    samples,
+                    histograms,
+                }
             })
             .collect())
     }
@@ -234,7 +246,7 @@ impl LocalStream<'_> {
 /// A series of the batch being built: its chunks as ranges of the batch's byte buffer.
 enum Pending {
     Chunks(Labels, Vec<(i64, i64, u8, Range<usize>)>),
-    Decoded(Labels, SampleBatch),
+    Decoded(Labels, SampleBatch, HistogramBatch),
 }
 
 impl SeriesStream for LocalStream<'_> {
@@ -270,20 +282,25 @@ impl SeriesStream for LocalStream<'_> {
             let labels = parts[0].labels.clone();
             if deleted {
                 let mut decoded = Vec::with_capacity(parts.len());
+                let mut hists = Vec::with_capacity(parts.len());
                 for p in &parts {
                     let mut b = SampleBatch::new();
-                    self.cursors[p.cursor].block.read_samples(
+                    let mut h = HistogramBatch::new();
+                    self.cursors[p.cursor].block.read_samples_and_histograms(
                         p.series_ref,
                         &p.chunks,
                         self.mint,
                         self.maxt,
                         &mut b,
+                        &mut h,
                     )?;
                     decoded.push(b);
+                    hists.push(h);
                 }
                 let merged = merge_samples(&decoded.iter().collect::<Vec<_>>());
-                if !merged.is_empty() {
-                    pending.push(Pending::Decoded(labels, merged));
+                let hists = HistogramBatch::merge(&hists.iter().collect::<Vec<_>>());
+                if !merged.is_empty() || !hists.is_empty() {
+                    pending.push(Pending::Decoded(labels, merged, hists));
                 }
                 continue;
             }
@@ -309,9 +326,13 @@ impl SeriesStream for LocalStream<'_> {
             pending
                 .into_iter()
                 .map(|p| match p {
-                    Pending::Decoded(labels, b) => StreamSeries {
+                    Pending::Decoded(labels, b, h) if h.is_empty() => StreamSeries {
                         labels,
                         data: SeriesData::Decoded(b),
+                    },
+                    Pending::Decoded(labels, b, h) => StreamSeries {
+                        labels,
+                        data: SeriesData::DecodedWithHistograms(b, h),
                     },
                     Pending::Chunks(labels, cs) => StreamSeries {
                         labels,

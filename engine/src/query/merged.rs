@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::{Queryable, SelectHints, Series, merge_samples};
+use crate::chunk::HistogramBatch;
 use crate::error::Result;
 use crate::labels::Matcher;
 
@@ -44,6 +45,7 @@ pub fn merge_series(lists: Vec<Vec<Series>>) -> Vec<Series> {
         match out.last_mut() {
             Some(last) if last.labels == s.labels => {
                 last.samples = merge_samples(&[&last.samples, &s.samples]);
+                last.histograms = HistogramBatch::merge(&[&last.histograms, &s.histograms]);
             }
             _ => out.push(s),
         }

@@ -8,14 +8,17 @@ mod merge;
 mod merged;
 mod stream;
 
-pub use dedup::{dedup_replicas, dedup_series, is_counter_func, penalty_merge, without_labels};
+pub use dedup::{
+    dedup_replicas, dedup_replicas_with_histograms, dedup_series, is_counter_func, penalty_merge,
+    penalty_merge_with_histograms, without_labels,
+};
 pub use local::LocalBlocks;
 pub use merge::merge_samples;
 pub use merged::{Merged, merge_series};
 pub use stream::{
     BATCH_CHUNKS, BATCH_SERIES, DecodeScratch, SeriesChunk, SeriesData, SeriesStream, StreamSeries,
-    VecStream, collect_stream, decode_histograms, decode_many, decode_many_flat, decode_series,
-    is_histogram_encoding,
+    VecStream, collect_stream, decode_histogram_chunk_into, decode_histograms, decode_many,
+    decode_many_flat, decode_series, is_histogram_encoding,
 };
 
 use crate::chunk::{HistogramBatch, SampleBatch};

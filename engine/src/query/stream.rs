@@ -364,21 +364,8 @@ pub fn decode_histograms(
                     ))
                 };
                 let mut part = HistogramBatch::new();
-                if c.encoding == Encoding::Histogram as u8 {
-                    let mut it = HistogramIterator::new(&c.data).map_err(fail)?;
-                    while let Some((t, h)) = it.next().map_err(fail)? {
-                        if (mint..=maxt).contains(&t) {
-                            part.push(t, h.to_float());
-                        }
-                    }
-                } else {
-                    let mut it = FloatHistogramIterator::new(&c.data).map_err(fail)?;
-                    while let Some((t, h)) = it.next().map_err(fail)? {
-                        if (mint..=maxt).contains(&t) {
-                            part.push(t, h);
-                        }
-                    }
-                }
+                decode_histogram_chunk_into(c.encoding, &c.data, &mut part).map_err(fail)?;
+                part.truncate_to_range(mint, maxt);
                 parts.push(part);
             }
             let disjoint = parts
@@ -396,6 +383,29 @@ pub fn decode_histograms(
                 *out = HistogramBatch::merge(&parts.iter().collect::<Vec<_>>());
             }
         }
+    }
+    Ok(())
+}
+
+/// Appends the samples of one native histogram chunk (`encoding` 2 or 3; integer histograms
+/// as float histograms) to `out`. Other encodings are refused as unknown.
+pub fn decode_histogram_chunk_into(
+    encoding: u8,
+    data: &[u8],
+    out: &mut HistogramBatch,
+) -> std::result::Result<(), ChunkError> {
+    if encoding == Encoding::Histogram as u8 {
+        let mut it = HistogramIterator::new(data)?;
+        while let Some((t, h)) = it.next()? {
+            out.push(t, h.to_float());
+        }
+    } else if encoding == Encoding::FloatHistogram as u8 {
+        let mut it = FloatHistogramIterator::new(data)?;
+        while let Some((t, h)) = it.next()? {
+            out.push(t, h);
+        }
+    } else {
+        return Err(ChunkError::UnknownEncoding { byte: encoding });
     }
     Ok(())
 }

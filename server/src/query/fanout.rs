@@ -5,12 +5,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gauntlet_engine::chunk::{SampleBatch, decode_xor_into};
+use gauntlet_engine::chunk::{Encoding, HistogramBatch, SampleBatch, decode_xor_into};
 use gauntlet_engine::downsample::{AggrRead, ServedChunk, decode_chunks, resolution_for};
 use gauntlet_engine::error::{RemoteError, RemoteErrorKind};
 use gauntlet_engine::labels::{Labels, MatchType, Matcher};
 use gauntlet_engine::query::{
-    Queryable, SelectHints, Series, dedup_replicas, merge_samples, without_labels,
+    Queryable, SelectHints, Series, decode_histogram_chunk_into, dedup_replicas_with_histograms,
+    merge_samples, without_labels,
 };
 use gauntlet_engine::{Error, Result};
 use gauntlet_proto::thanos::{
@@ -258,21 +259,14 @@ impl QuerierView {
         skip_chunks: bool,
     ) -> Result<Vec<Series>> {
         let counter = read == AggrRead::Counter;
-        let mut all: Vec<(Labels, Vec<SampleBatch>)> = Vec::new();
+        let mut all: Vec<(Labels, Vec<Lane>)> = Vec::new();
         for series in per_endpoint {
             for (labels, chunks) in series {
                 let labels = without_labels(&labels, &self.replica_labels);
                 let lanes = if skip_chunks {
                     Vec::new()
                 } else {
-                    let (lanes, skipped) = decode_lanes(chunks, mint, maxt, read)?;
-                    if skipped {
-                        self.warn(
-                            "native histogram chunks are not supported yet; they were skipped"
-                                .into(),
-                        );
-                    }
-                    lanes
+                    decode_lanes(chunks, mint, maxt, read)?
                 };
                 all.push((labels, lanes));
             }
@@ -285,14 +279,24 @@ impl QuerierView {
             while j < all.len() && all[j].0 == all[i].0 {
                 j += 1;
             }
-            let lanes: Vec<&SampleBatch> = all[i..j].iter().flat_map(|(_, l)| l.iter()).collect();
-            let samples = if self.replica_labels.is_empty() {
-                merge_samples(&lanes)
+            let lanes: Vec<(&SampleBatch, &HistogramBatch)> = all[i..j]
+                .iter()
+                .flat_map(|(_, l)| l.iter().map(|l| (&l.floats, &l.histograms)))
+                .collect();
+            let (samples, histograms) = if self.replica_labels.is_empty() {
+                let floats: Vec<&SampleBatch> = lanes.iter().map(|l| l.0).collect();
+                let hists: Vec<&HistogramBatch> = lanes.iter().map(|l| l.1).collect();
+                (merge_samples(&floats), HistogramBatch::merge(&hists))
             } else {
-                dedup_replicas(&lanes, counter)
+                dedup_replicas_with_histograms(&lanes, counter)
             };
-            if skip_chunks || !samples.is_empty() {
-                out.push(Series::floats(all[i].0.clone(), samples));
+            let s = Series {
+                labels: all[i].0.clone(),
+                samples,
+                histograms,
+            };
+            if skip_chunks || !s.is_empty() {
+                out.push(s);
             }
             i = j;
         }
@@ -337,17 +341,25 @@ impl QuerierView {
     }
 }
 
+/// One run of a series' chunks that do not overlap, decoded: float samples and native
+/// histogram samples, each sorted by time.
+#[derive(Debug, Default)]
+struct Lane {
+    floats: SampleBatch,
+    histograms: HistogramBatch,
+}
+
 /// A series' chunks as non-overlapping runs ("lanes"), each decoded and cut to `[mint, maxt]`.
 /// Overlapping chunks within one series come from different replicas' blocks (or from blocks
 /// of two resolutions), so each lane is treated as a replica of its own. Raw chunks decode as
-/// they are; downsampled ones (aggregates only) are read as `read` says. The flag says whether
-/// chunks of an unsupported encoding (native histograms) were skipped.
+/// they are (XOR into floats, native histogram chunks into histograms); downsampled ones
+/// (aggregates only) are read as `read` says.
 fn decode_lanes(
     mut chunks: Vec<AggrChunk>,
     mint: i64,
     maxt: i64,
     read: AggrRead,
-) -> Result<(Vec<SampleBatch>, bool)> {
+) -> Result<Vec<Lane>> {
     chunks.sort_by_key(|c| (c.min_time, c.max_time));
     // Identical chunks from two stores serving the same block count once.
     chunks.dedup_by(|a, b| {
@@ -355,14 +367,8 @@ fn decode_lanes(
             && a.max_time == b.max_time
             && chunk_payloads(a) == chunk_payloads(b)
     });
-    let xor = thanos::chunk::Encoding::Xor as i32;
     let mut lanes: Vec<(i64, Vec<AggrChunk>)> = Vec::new();
-    let mut skipped = false;
     for c in chunks {
-        if c.raw.as_ref().is_some_and(|r| r.r#type != xor) {
-            skipped = true;
-            continue;
-        }
         let end = c.max_time;
         match lanes
             .iter_mut()
@@ -376,15 +382,16 @@ fn decode_lanes(
         }
     }
     let mut out = Vec::with_capacity(lanes.len());
-    for (_, lane) in lanes {
-        let mut b = SampleBatch::new();
-        decode_lane(&lane, read, &mut b)?;
-        b.truncate_to_range(mint, maxt);
-        if !b.is_empty() {
-            out.push(b);
+    for (_, chunks) in lanes {
+        let mut lane = Lane::default();
+        decode_lane(&chunks, read, &mut lane)?;
+        lane.floats.truncate_to_range(mint, maxt);
+        lane.histograms.truncate_to_range(mint, maxt);
+        if !lane.floats.is_empty() || !lane.histograms.is_empty() {
+            out.push(lane);
         }
     }
-    Ok((out, skipped))
+    Ok(out)
 }
 
 /// The payloads of a wire chunk, for duplicate detection.
@@ -397,12 +404,39 @@ fn data(p: &Option<thanos::Chunk>) -> Option<&[u8]> {
 }
 
 /// Decodes one lane's chunks (sorted, not overlapping) into `out`.
-fn decode_lane(lane: &[AggrChunk], read: AggrRead, out: &mut SampleBatch) -> Result<()> {
+fn decode_lane(lane: &[AggrChunk], read: AggrRead, out: &mut Lane) -> Result<()> {
+    use thanos::chunk::Encoding as Wire;
     if lane.iter().all(|c| c.raw.is_some()) {
         for c in lane {
-            let raw = c.raw.as_ref().map_or(&[][..], |r| &r.data[..]);
-            decode_xor_into(raw, out)
-                .map_err(|e| undecodable(format!("chunk [{}, {}]: {e}", c.min_time, c.max_time)))?;
+            let Some(raw) = c.raw.as_ref() else { continue };
+            let fail = |e| undecodable(format!("chunk [{}, {}]: {e}", c.min_time, c.max_time));
+            match Wire::try_from(raw.r#type) {
+                Ok(Wire::Xor) => {
+                    decode_xor_into(&raw.data, &mut out.floats).map_err(fail)?;
+                }
+                Ok(Wire::Histogram) => {
+                    decode_histogram_chunk_into(
+                        Encoding::Histogram as u8,
+                        &raw.data,
+                        &mut out.histograms,
+                    )
+                    .map_err(fail)?;
+                }
+                Ok(Wire::FloatHistogram) => {
+                    decode_histogram_chunk_into(
+                        Encoding::FloatHistogram as u8,
+                        &raw.data,
+                        &mut out.histograms,
+                    )
+                    .map_err(fail)?;
+                }
+                Err(_) => {
+                    return Err(undecodable(format!(
+                        "chunk [{}, {}]: unknown chunk type {}",
+                        c.min_time, c.max_time, raw.r#type
+                    )));
+                }
+            }
         }
         return Ok(());
     }
@@ -421,7 +455,7 @@ fn decode_lane(lane: &[AggrChunk], read: AggrRead, out: &mut SampleBatch) -> Res
             ],
         })
         .collect();
-    decode_chunks(&served, read, out).map_err(undecodable)
+    decode_chunks(&served, read, &mut out.floats).map_err(undecodable)
 }
 
 /// Reads one endpoint's Series stream; consecutive frames with equal labels are one series.
@@ -557,23 +591,61 @@ mod tests {
             chunk(&[0, 50]),
             chunk(&[40, 60, 300]),
         ];
-        let (lanes, skipped) = decode_lanes(chunks, 0, 250, AggrRead::Average).unwrap();
-        assert!(!skipped);
+        let lanes = decode_lanes(chunks, 0, 250, AggrRead::Average).unwrap();
         assert_eq!(lanes.len(), 2);
-        assert_eq!(lanes[0].ts, vec![0, 50, 100, 200]);
-        assert_eq!(lanes[1].ts, vec![40, 60]);
+        assert_eq!(lanes[0].floats.ts, vec![0, 50, 100, 200]);
+        assert_eq!(lanes[1].floats.ts, vec![40, 60]);
+    }
+
+    /// A wire chunk of float histograms at `ts`, each with count `t`.
+    fn hist_chunk(ts: &[i64]) -> AggrChunk {
+        use gauntlet_engine::chunk::{FloatHistogramAppender, HistogramAppend};
+        use gauntlet_engine::histogram::{FloatHistogram, Span};
+        let mut app = FloatHistogramAppender::new();
+        for &t in ts {
+            let h = FloatHistogram {
+                count: t as f64,
+                sum: 1.0,
+                positive_spans: vec![Span::new(0, 1)],
+                positive_buckets: vec![t as f64],
+                ..FloatHistogram::default()
+            };
+            assert!(matches!(
+                app.append(None, t, &h).unwrap(),
+                HistogramAppend::Appended | HistogramAppend::Recoded
+            ));
+        }
+        AggrChunk {
+            min_time: ts[0],
+            max_time: *ts.last().unwrap(),
+            raw: Some(thanos::Chunk {
+                r#type: thanos::chunk::Encoding::FloatHistogram as i32,
+                data: app.into_bytes().into(),
+                hash: 0,
+            }),
+            ..AggrChunk::default()
+        }
     }
 
     #[test]
-    fn non_xor_chunks_are_skipped_and_reported() {
-        let mut hist = chunk(&[0, 10]);
-        if let Some(raw) = hist.raw.as_mut() {
-            raw.r#type = thanos::chunk::Encoding::Histogram as i32;
+    fn histogram_chunks_decode_into_their_lane() {
+        let lanes = decode_lanes(
+            vec![hist_chunk(&[0, 10]), chunk(&[20]), hist_chunk(&[5, 15])],
+            0,
+            100,
+            AggrRead::Average,
+        )
+        .unwrap();
+        assert_eq!(lanes.len(), 2);
+        assert_eq!(lanes[0].histograms.ts, vec![0, 10]);
+        assert_eq!(lanes[0].floats.ts, vec![20]);
+        assert_eq!(lanes[1].histograms.ts, vec![5, 15]);
+        assert_eq!(lanes[1].histograms.h[1].count, 15.0);
+        let mut odd = hist_chunk(&[0]);
+        if let Some(raw) = odd.raw.as_mut() {
+            raw.r#type = 7;
         }
-        let (lanes, skipped) =
-            decode_lanes(vec![hist, chunk(&[20])], 0, 100, AggrRead::Average).unwrap();
-        assert!(skipped);
-        assert_eq!(lanes.len(), 1);
+        assert!(decode_lanes(vec![odd], 0, 100, AggrRead::Average).is_err());
         let corrupt = AggrChunk {
             raw: Some(thanos::Chunk {
                 data: vec![0xff, 0xff, 1].into(),
@@ -608,7 +680,7 @@ mod tests {
     fn downsampled_chunks_decode_by_the_requested_read_with_raw_fallback() {
         let a = aggr_chunk(&[(299_999, 10.0, 50.0, 9.0), (599_999, 20.0, 60.0, 4.0)]);
         let raw = chunk(&[600_000, 615_000]);
-        let (lanes, _) = decode_lanes(
+        let lanes = decode_lanes(
             vec![raw.clone(), a.clone()],
             0,
             10_000_000,
@@ -616,11 +688,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(lanes.len(), 1);
-        assert_eq!(lanes[0].ts, vec![299_999, 599_999, 600_000, 615_000]);
-        assert_eq!(lanes[0].val, vec![5.0, 3.0, 600_000.0, 615_000.0]);
-        let (lanes, _) = decode_lanes(vec![a.clone()], 0, 400_000, AggrRead::Max).unwrap();
+        assert_eq!(lanes[0].floats.ts, vec![299_999, 599_999, 600_000, 615_000]);
+        assert_eq!(lanes[0].floats.val, vec![5.0, 3.0, 600_000.0, 615_000.0]);
+        let lanes = decode_lanes(vec![a.clone()], 0, 400_000, AggrRead::Max).unwrap();
         assert_eq!(
-            (lanes[0].ts.clone(), lanes[0].val.clone()),
+            (lanes[0].floats.ts.clone(), lanes[0].floats.val.clone()),
             (vec![299_999], vec![9.0])
         );
         // The counter aggregate was not sent: an error naming the chunk, not a guess.

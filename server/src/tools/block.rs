@@ -171,6 +171,8 @@ fn run_inspect(dir: &Path, sample: bool, top: usize) -> anyhow::Result<()> {
         println!("  series         {}", r.series);
         println!("  chunks         {}", r.chunks);
         println!("  samples        {}", r.samples);
+        println!("  histogram chunks  {}", r.histogram_chunks);
+        println!("  histogram samples {}", r.histogram_samples);
         println!("  bytes/sample   {:.3}", r.bytes_per_sample());
         println!("  index bytes    {}", r.index_bytes);
         println!("  segment bytes  {}", r.segment_bytes);
