@@ -2,7 +2,11 @@
 //! all inputs are walked together in label order, one label set at a time. A series' chunks
 //! are copied as they are unless chunks of different inputs overlap in time or a tombstone
 //! deletes some of their samples; then its samples are decoded, merged (equal timestamps once,
-//! or Thanos's penalty deduplication for replicas) and encoded again in chunks of 120. Series
+//! or Thanos's penalty deduplication for replicas) and encoded again in chunks of 120. A series
+//! holding native histogram chunks is merged chunk by chunk as Prometheus's compactor merges
+//! it (`overlap.rs`; equal timestamps once, penalty deduplication not applied), and its
+//! histogram chunks are decoded to the end even when copied, so a corrupt one stops the merge
+//! with its block, series and chunk named and no block written. Series
 //! matching a deletion selector are left out: that is how a block is rewritten without them
 //! (`rewrite.rs`).
 //!
@@ -25,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use ulid::Ulid;
 
+use super::overlap::{self, SeriesChunk};
 use crate::block::meta::{BlockDesc, Compaction, ThanosFile};
 use crate::block::segment::{open_segment_file, segment_paths, split_ref};
 use crate::block::{
@@ -102,8 +107,10 @@ pub struct MergeStats {
     /// Series of the inputs left out because they match [`MergeOptions::delete_series`],
     /// counted per input.
     pub series_deleted: u64,
-    /// Samples in the new block.
+    /// Samples in the new block, float and histogram.
     pub samples: u64,
+    /// Native histogram samples among them.
+    pub histogram_samples: u64,
     /// Chunk bytes read from the inputs.
     pub bytes_read: u64,
 }
@@ -424,12 +431,14 @@ fn write_merged(blocks: &mut [Input], dir: &Path, opts: &MergeOptions) -> Result
         }
         index.add_series_refs(&min, &out_metas)?;
         stats.series += 1;
-        stats.samples += written;
+        stats.samples += written.floats + written.histograms;
+        stats.histogram_samples += written.histograms;
         bstats.num_series += 1;
         bstats.num_chunks += out_metas.len() as u64;
     }
     bstats.num_samples = stats.samples;
-    bstats.num_float_samples = stats.samples;
+    bstats.num_float_samples = stats.samples - stats.histogram_samples;
+    bstats.num_histogram_samples = stats.histogram_samples;
     let files = segments.finish()?;
     index.finish()?;
     Tombstones::default().write(&dir.join("tombstones"))?;
@@ -623,25 +632,135 @@ impl SeriesMerge {
         overlap || deleted
     }
 
-    /// Copies the chunks as they are; returns the samples they hold.
+    /// Copies the chunks as they are; returns the samples they hold. Histogram chunks are
+    /// walked to the end on the way, so one that does not decode stops the merge here.
     fn copy(
         &self,
         blocks: &mut [Input],
         out: &mut SegmentWriter,
         metas: &mut Vec<ChunkMeta>,
         stats: &mut MergeStats,
-    ) -> Result<u64> {
-        let mut samples = 0;
+    ) -> Result<Written> {
+        let mut written = Written::default();
         for &(i, m) in &self.chunks {
+            let series_ref = self.series_ref_in(i);
             let b = &mut blocks[i];
-            let (enc, data, crc) = b.chunks.chunk(m.chunk_ref)?;
+            let (enc, data, crc) = match b.chunks.chunk(m.chunk_ref) {
+                Ok(c) => c,
+                Err(e) => return Err(series_error(b, series_ref, m.chunk_ref, &e)),
+            };
             stats.bytes_read += data.len() as u64;
-            samples += chunk_samples(enc, data).map_err(|e| chunk_error(&b.dir, m.chunk_ref, e))?;
+            if is_histogram(enc) {
+                let n = match overlap::count_samples(enc, data) {
+                    Ok(n) => n,
+                    Err(e) => return Err(series_error(b, series_ref, m.chunk_ref, &e)),
+                };
+                written.histograms += n;
+            } else {
+                written.floats += match chunk_samples(enc, data) {
+                    Ok(n) => n,
+                    Err(e) => return Err(series_error(b, series_ref, m.chunk_ref, &e)),
+                };
+            }
             let chunk_ref = out.copy_chunk(enc, data, crc)?;
             metas.push(ChunkMeta { chunk_ref, ..m });
             stats.chunks_copied += 1;
         }
-        Ok(samples)
+        Ok(written)
+    }
+
+    /// The series' ref in input `input`.
+    fn series_ref_in(&self, input: usize) -> u32 {
+        self.inputs
+            .iter()
+            .find(|(i, _, _)| *i == input)
+            .map_or(0, |(_, r, _)| *r)
+    }
+
+    /// Whether any of the series' chunks holds native histograms (reads each chunk's
+    /// encoding).
+    fn has_histograms(&self, blocks: &mut [Input]) -> Result<bool> {
+        for &(i, m) in &self.chunks {
+            let series_ref = self.series_ref_in(i);
+            let b = &mut blocks[i];
+            match b.chunks.chunk(m.chunk_ref) {
+                Ok((enc, _, _)) if is_histogram(enc) => return Ok(true),
+                Ok(_) => {}
+                Err(e) => return Err(series_error(b, series_ref, m.chunk_ref, &e)),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Merges a series holding native histograms as Prometheus's compactor does
+    /// ([`overlap`]): deletions applied chunk by chunk, chunks that overlap none kept as they
+    /// are, overlapping ones chained and encoded again. Every chunk of the inputs is decoded
+    /// and its histograms checked first, so a corrupt one is reported with its block, series
+    /// and chunk.
+    fn rewrite_histograms(
+        &mut self,
+        blocks: &mut [Input],
+        out: &mut SegmentWriter,
+        metas: &mut Vec<ChunkMeta>,
+        stats: &mut MergeStats,
+    ) -> Result<Written> {
+        let mut lists = Vec::with_capacity(self.inputs.len());
+        for (i, series_ref, deleted) in &self.inputs {
+            let b = &mut blocks[*i];
+            let mut list = Vec::new();
+            for &(_, m) in self.chunks.iter().filter(|(ci, _)| ci == i) {
+                let fail = |b: &Input, e: &dyn std::fmt::Display| {
+                    series_error(b, *series_ref, m.chunk_ref, e)
+                };
+                let (enc, data, _) = match b.chunks.chunk(m.chunk_ref) {
+                    Ok(c) => c,
+                    Err(e) => return Err(fail(b, &e)),
+                };
+                stats.bytes_read += data.len() as u64;
+                if let Err(e) = check_chunk(enc, data) {
+                    return Err(fail(b, &e));
+                }
+                let chunk = SeriesChunk {
+                    encoding: enc,
+                    min_time: m.min_time,
+                    max_time: m.max_time,
+                    data: data.to_vec(),
+                };
+                match overlap::apply_deletions(chunk, deleted) {
+                    Ok(kept) => list.extend(kept),
+                    Err(e) => return Err(fail(b, &e)),
+                }
+            }
+            lists.push(list);
+        }
+        let merged = overlap::merge_series_chunks(lists).map_err(|e| {
+            let (i, r, _) = &self.inputs[0];
+            Error::InvalidInput(format!(
+                "series {} of blocks {}: merging its chunks: {e}",
+                series_labels(&blocks[*i], *r),
+                self.inputs
+                    .iter()
+                    .map(|(i, _, _)| blocks[*i].meta.ulid.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        let mut written = Written::default();
+        for c in merged {
+            let n = u64::from(u16::from_be_bytes([c.data[0], c.data[1]]));
+            if is_histogram(c.encoding) {
+                written.histograms += n;
+            } else {
+                written.floats += n;
+            }
+            let chunk_ref = out.write_chunk(c.encoding, &c.data)?;
+            metas.push(ChunkMeta {
+                min_time: c.min_time,
+                max_time: c.max_time,
+                chunk_ref,
+            });
+        }
+        Ok(written)
     }
 
     /// Decodes each input's samples (deletions applied), merges them and writes them in
@@ -653,7 +772,10 @@ impl SeriesMerge {
         out: &mut SegmentWriter,
         metas: &mut Vec<ChunkMeta>,
         stats: &mut MergeStats,
-    ) -> Result<u64> {
+    ) -> Result<Written> {
+        if self.has_histograms(blocks)? {
+            return self.rewrite_histograms(blocks, out, metas, stats);
+        }
         let n = self.inputs.len();
         self.batches.resize_with(n, SampleBatch::default);
         for (k, &(i, series_ref, _)) in self.inputs.iter().enumerate() {
@@ -667,18 +789,16 @@ impl SeriesMerge {
                 let (enc, data, _) = b.chunks.chunk(m.chunk_ref)?;
                 stats.bytes_read += data.len() as u64;
                 if enc != Encoding::Xor as u8 {
-                    return Err(Error::InvalidInput(format!(
-                        "{}: chunk {:#x} has encoding {enc}; only float (XOR) chunks that overlap or carry deletions can be merged",
-                        b.dir.display(),
-                        m.chunk_ref
-                    )));
+                    return Err(series_error(
+                        b,
+                        series_ref,
+                        m.chunk_ref,
+                        &format!("encoding {enc} cannot be merged sample by sample"),
+                    ));
                 }
-                decode_xor_into(data, batch).map_err(|source| Error::Chunk {
-                    dir: b.dir.clone(),
-                    series_ref,
-                    chunk_ref: m.chunk_ref,
-                    source,
-                })?;
+                if let Err(e) = decode_xor_into(data, batch) {
+                    return Err(series_error(b, series_ref, m.chunk_ref, &e));
+                }
             }
             apply_deletions(&self.inputs[k].2, &mut batch.ts, &mut batch.val);
             // A block whose own chunks overlap (written out of order) is put in time order,
@@ -717,8 +837,63 @@ impl SeriesMerge {
                 chunk_ref,
             });
         }
-        Ok(ts.len() as u64)
+        Ok(Written {
+            floats: ts.len() as u64,
+            histograms: 0,
+        })
     }
+}
+
+/// Samples written for one series, by kind.
+#[derive(Debug, Default, Clone, Copy)]
+struct Written {
+    floats: u64,
+    histograms: u64,
+}
+
+fn is_histogram(enc: u8) -> bool {
+    enc == Encoding::Histogram as u8 || enc == Encoding::FloatHistogram as u8
+}
+
+/// Decodes a chunk to the end and, for histogram chunks, checks every histogram as an
+/// appender would take it.
+fn check_chunk(enc: u8, data: &[u8]) -> std::result::Result<(), String> {
+    for (t, v) in overlap::decode_chunk(enc, data).map_err(|e| e.to_string())? {
+        let valid = match &v {
+            overlap::Value::Float(_) => Ok(()),
+            overlap::Value::Int(h) if h.is_stale() => Ok(()),
+            overlap::Value::Int(h) => h.validate(),
+            overlap::Value::FloatHist(h) if h.is_stale() => Ok(()),
+            overlap::Value::FloatHist(h) => h.validate(),
+        };
+        valid.map_err(|e| format!("histogram at {t} ms: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The labels of series `series_ref` of `b`, as an error message names them (its ref when
+/// the index cannot say).
+fn series_labels(b: &Input, series_ref: u32) -> String {
+    let (mut labels, mut chunks) = (Vec::new(), Vec::new());
+    match b.index.series(series_ref, &mut labels, &mut chunks) {
+        Ok(()) => crate::labels::Labels::from_sorted(labels).to_string(),
+        Err(_) => format!("ref {series_ref}"),
+    }
+}
+
+/// A chunk of a series that cannot be read or merged, named by block, series and chunk.
+fn series_error(
+    b: &Input,
+    series_ref: u32,
+    chunk_ref: u64,
+    reason: &(impl std::fmt::Display + ?Sized),
+) -> Error {
+    Error::InvalidInput(format!(
+        "block {} ({}): series {}: chunk {chunk_ref:#x}: {reason}",
+        b.meta.ulid,
+        b.dir.display(),
+        series_labels(b, series_ref)
+    ))
 }
 
 /// Merges time-ordered batches into `out` in time order; at a timestamp several batches hold,
@@ -763,10 +938,6 @@ pub(crate) fn chunk_samples(enc: u8, data: &[u8]) -> std::result::Result<u64, St
     } else {
         head(data)
     }
-}
-
-fn chunk_error(dir: &Path, chunk_ref: u64, reason: String) -> Error {
-    Error::InvalidInput(format!("{}: chunk {chunk_ref:#x}: {reason}", dir.display()))
 }
 
 /// The merged block's meta.json: the inputs' envelope, level one past the highest, their
