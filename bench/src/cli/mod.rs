@@ -131,6 +131,19 @@ pub(crate) enum RunCmd {
         #[arg(long, default_value_t = 2)]
         concurrency: usize,
     },
+    /// PromQL over native histograms: Prometheus and `gauntlet all` over the same generated
+    /// blocks of native histogram series (schema 3, one per target, pod and handler), each
+    /// query of the file run at concurrency and alone, answers compared.
+    Histogram {
+        #[command(flatten)]
+        common: RunArgs,
+        /// Query file.
+        #[arg(long, default_value = "perf/queries/histogram.txt")]
+        queries: PathBuf,
+        /// Queries in flight.
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+    },
     /// Streaming every series matching high-cardinality selectors: `gauntlet store` over the
     /// StoreAPI against Prometheus over remote read (STREAMED_XOR_CHUNKS), same blocks.
     Series {
@@ -372,6 +385,17 @@ pub(crate) fn run(cmd: RunCmd) -> anyhow::Result<()> {
             o.queries = queries;
             o.concurrency = concurrency;
             (runner::query(&o, "query")?, o)
+        }
+        RunCmd::Histogram {
+            common,
+            queries,
+            concurrency,
+        } => {
+            // 100 targets × 8 pods × 4 handlers: 3200 native histogram series over 6 h.
+            let mut o = common.options(100, 6.0, Duration::from_secs(60))?;
+            o.queries = queries;
+            o.concurrency = concurrency;
+            (runner::histogram(&o)?, o)
         }
         RunCmd::Series {
             mut common,

@@ -3,6 +3,7 @@
 //! plateaus, classic histograms and pod churn (series that end with a stale marker and series
 //! that start mid-range). Outputs are OpenMetrics text and blocks (see [`output`]).
 
+mod native;
 mod output;
 mod rng;
 mod target;
@@ -11,6 +12,7 @@ use std::fmt;
 
 use gauntlet_engine::labels::Labels;
 
+pub use native::{NATIVE_METRIC, NativeSeries, native_series, write_native_blocks};
 pub use output::{collect_series, write_blocks_dir, write_openmetrics};
 
 use rng::Rng;

@@ -17,7 +17,7 @@ use crate::datagen::GenConfig;
 
 pub use ingest::ingest;
 pub use report::{Figures, machine_description, record};
-pub use scenarios::{compact, count_samples, query};
+pub use scenarios::{compact, count_samples, histogram, query};
 
 /// Why a scenario could not be run.
 #[derive(Debug, thiserror::Error)]

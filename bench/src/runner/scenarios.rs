@@ -369,10 +369,71 @@ pub(super) fn side_figures(unit: &str, base: &Figures, target: Option<&Figures>)
 /// pass, then `duration` of load at `concurrency`; when both sides ran, every query is also
 /// compared (differential mode) and the differences counted.
 pub fn query(o: &RunOptions, scenario: &'static str) -> Result<Recorded, RunError> {
+    let src = blocks(o)?;
+    query_over(
+        o,
+        scenario,
+        &src,
+        &input_text(o),
+        input_name(o, &block_series(&src)),
+    )
+}
+
+/// `histogram`: the `query` scenario over native histograms. The generator's native histogram
+/// series (`http_request_duration_seconds`, schema 3, one per target, pod and handler; see
+/// `datagen::native`) are written as 2 h blocks of histogram chunks cut as Prometheus's head
+/// cuts them; Prometheus and `gauntlet all` serve the same blocks, and the query file (by
+/// default `perf/queries/histogram.txt`) runs against both as in `query`.
+pub fn histogram(o: &RunOptions) -> Result<Recorded, RunError> {
+    let g = &o.data;
+    let dir = o.work_dir.join(format!(
+        "native-blocks-s{}-t{}-p{}-i{}-d{}",
+        g.seed, g.targets, g.pods_per_target, g.scrape_interval_ms, g.duration_ms,
+    ));
+    if !dir.join("done").exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        let t = Instant::now();
+        let metas = crate::datagen::write_native_blocks(g, &dir, 2 * 3_600_000)?;
+        std::fs::write(dir.join("done"), "")?;
+        eprintln!(
+            "wrote {} native histogram blocks in {:.1} s",
+            metas.len(),
+            t.elapsed().as_secs_f64()
+        );
+    }
+    let text = format!(
+        "generator seed {}, native histograms (schema 3) of {} targets × {} pods × 4 handlers, \
+         {} s scrapes over {} min",
+        g.seed,
+        g.targets,
+        g.pods_per_target,
+        g.scrape_interval_ms / 1000,
+        g.duration_ms / 60_000,
+    );
+    let series = block_series(&dir);
+    let span = g.duration_ms as f64 / 3_600_000.0;
+    let mut name = format!(
+        "native histograms, {} targets × {} pods × 4 handlers, {span} h",
+        g.targets, g.pods_per_target
+    );
+    if let Some(n) = series.iter().copied().max() {
+        name.push_str(&format!(" ({} series)", short_count(n)));
+    }
+    query_over(o, "histogram", &dir, &text, name)
+}
+
+/// The `query` scenario's measurements over the blocks in `src`; `input` describes them in the
+/// section, `input_name` names them in the current table.
+fn query_over(
+    o: &RunOptions,
+    scenario: &'static str,
+    src: &Path,
+    input: &str,
+    input_name: String,
+) -> Result<Recorded, RunError> {
     let text = std::fs::read_to_string(&o.queries)
         .map_err(|e| RunError::Other(format!("{}: {e}", o.queries.display())))?;
     let queries = qload::parse_queries(&text)?;
-    let src = blocks(o)?;
     let (start, end) = (o.data.start_ms, o.data.start_ms + o.data.duration_ms);
     let qopts = |url: &str| qload::QueryOptions {
         url: url.to_string(),
@@ -449,12 +510,12 @@ pub fn query(o: &RunOptions, scenario: &'static str) -> Result<Recorded, RunErro
             })
             .collect())
     };
-    let b = baseline_over_blocks(o, scenario, &src)?;
+    let b = baseline_over_blocks(o, scenario, src)?;
     let base = measure(&b)?;
     let gdata = o.work_dir.join(format!("{scenario}-gauntlet-data"));
     let _ = std::fs::remove_dir_all(&gdata);
     if o.target_url.is_none() && o.gauntlet_bin.is_some() {
-        copy_tree(&src, &gdata)?;
+        copy_tree(src, &gdata)?;
         let _ = std::fs::remove_file(gdata.join("done"));
     }
     let t = target(
@@ -506,8 +567,8 @@ pub fn query(o: &RunOptions, scenario: &'static str) -> Result<Recorded, RunErro
         &format!(
             "{}; {} blocks; {} ({} queries); per side one warm-up pass, then {} s at \
              concurrency {}; then each query alone {SEQUENTIAL_RUNS} times, the sides taking turns",
-            input_text(o),
-            block_count(&src),
+            input,
+            block_count(src),
             o.queries.display(),
             queries.len(),
             o.duration.as_secs(),
@@ -519,7 +580,7 @@ pub fn query(o: &RunOptions, scenario: &'static str) -> Result<Recorded, RunErro
     ) + &per_query;
     Ok(Recorded {
         scenario,
-        input: input_name(o, &block_series(&src)),
+        input: input_name,
         section,
         figures,
     })

@@ -37,7 +37,7 @@ pub use meta::{
 pub use reader::{Block, BlockSample, block_dirs};
 pub use segment::{ChunkRef, RecordRead, SegmentReader, SegmentWriter, read_chunk_record};
 pub use tombstones::{Interval, Tombstones, apply_deletions};
-pub use writer::{BlockWriter, SeriesSamples, write_blocks};
+pub use writer::{BlockWriter, EncodedChunk, SeriesSamples, write_blocks};
 
 /// Everything that can go wrong reading or writing the files of a block.
 ///
