@@ -567,18 +567,21 @@ fn counter_reset_hints_combine_as_prometheus_does() {
         (NotCounterReset, CounterReset, Unknown, true),
     ];
     for (mine, theirs, want, collision) in cases {
-        for sub in [false, true] {
-            let mut a = parse("{{count:1 buckets:[1]}}");
-            a.counter_reset_hint = mine;
-            let mut b = parse("{{count:1 buckets:[1]}}");
-            b.counter_reset_hint = theirs;
-            let out = if sub { a.sub(&b) } else { a.add(&b) }.unwrap();
-            assert_eq!(
-                (a.counter_reset_hint, out.counter_reset_collision),
-                (want, collision),
-                "{mine:?} with {theirs:?}"
-            );
-        }
+        let mut a = parse("{{count:1 buckets:[1]}}");
+        a.counter_reset_hint = mine;
+        let mut b = parse("{{count:1 buckets:[1]}}");
+        b.counter_reset_hint = theirs;
+        let out = a.add(&b).unwrap();
+        assert_eq!(
+            (a.counter_reset_hint, out.counter_reset_collision),
+            (want, collision),
+            "{mine:?} + {theirs:?}"
+        );
+        // Subtraction keeps the receiver's hint, as in Prometheus 3.5.
+        let mut a = parse("{{count:1 buckets:[1]}}");
+        a.counter_reset_hint = mine;
+        assert_eq!(a.sub(&b), Ok(AddOutcome::default()));
+        assert_eq!(a.counter_reset_hint, mine, "{mine:?} - {theirs:?}");
     }
 }
 
@@ -666,18 +669,14 @@ fn mul_div_and_neg_match_native_histograms_test() {
     for (i, (f, want)) in cases.iter().enumerate() {
         assert_hist_close(&apply(*f), &parse(want), &format!("case {i}"));
     }
-    assert_eq!(
-        apply(&|c| c.neg()).counter_reset_hint,
-        CounterResetHint::Gauge
-    );
-    assert_eq!(
-        apply(&|c| c.div(-3.0)).counter_reset_hint,
-        CounterResetHint::Gauge
-    );
-    assert_eq!(
-        apply(&|c| c.mul(3.0)).counter_reset_hint,
-        CounterResetHint::Unknown
-    );
+    // Prometheus 3.5 keeps the hint whatever the sign.
+    let ops: [Op; 3] = [&|c| c.neg(), &|c| c.div(-3.0), &|c| c.mul(-2.0)];
+    for op in ops {
+        let mut c = h.clone();
+        c.counter_reset_hint = CounterResetHint::NotCounterReset;
+        op(&mut c);
+        assert_eq!(c.counter_reset_hint, CounterResetHint::NotCounterReset);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
