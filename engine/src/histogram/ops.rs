@@ -1831,7 +1831,9 @@ impl FloatHistogram {
     /// The histogram in the promqltest notation, as Prometheus's `TestExpression()` writes it:
     /// `{{schema:1 count:5 sum:12 z_bucket:2 z_bucket_w:0.001 offset:-1 buckets:[1 1]
     /// n_buckets:[1]}}`. Compacted to one span per side first; fields that are 0 (and the
-    /// unknown hint) are left out; floats as Go's `%g`.
+    /// unknown hint) are left out; floats as Go's `%g`. A side whose buckets lie more than
+    /// [`MAX_FILLED_EMPTY_BUCKETS`] apart (which the notation cannot express) prints the first
+    /// span's offset and every bucket in order.
     pub fn test_expression(&self) -> String {
         let mut m = self.clone();
         // A broken layout is printed as it is.
