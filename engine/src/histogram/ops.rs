@@ -934,18 +934,23 @@ fn clamp_i32(v: i64) -> i32 {
     v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
 }
 
-/// Checks that spans can describe `buckets`: every index and every gap fits an `i32`.
-fn check_encodable(side: Side, buckets: &[(i64, f64)]) -> Result<(), HistogramOpError> {
-    let mut next = 0i64;
-    for &(index, _) in buckets {
+/// Checks that spans can describe the union of two sorted bucket lists: every index fits an
+/// `i32` (the first span's offset), and so does the distance from the lowest to the highest
+/// (which bounds every gap between spans).
+fn check_union_encodable(
+    side: Side,
+    a: &[(i64, f64)],
+    b: &[(i64, f64)],
+) -> Result<(), HistogramOpError> {
+    let ends = [a.first(), a.last(), b.first(), b.last()];
+    let indices = ends.iter().flatten().map(|(i, _)| *i);
+    let (Some(lo), Some(hi)) = (indices.clone().min(), indices.max()) else {
+        return Ok(());
+    };
+    for index in [lo, hi, hi - lo] {
         if i32::try_from(index).is_err() {
             return Err(HistogramOpError::BucketIndexOverflow { side, index });
         }
-        let gap = index - next;
-        if i32::try_from(gap).is_err() {
-            return Err(HistogramOpError::BucketIndexOverflow { side, index: gap });
-        }
-        next = index + 1;
     }
     Ok(())
 }
@@ -1056,7 +1061,8 @@ impl FloatHistogram {
     /// the zero bucket) and the union of the buckets, empty ones included (see
     /// [`FloatHistogram::compact`]). The counter-reset hints combine as in Prometheus: equal
     /// hints stay, a gauge makes a gauge, otherwise unknown wins; "reset" meeting "not reset"
-    /// gives unknown and is reported in [`AddOutcome::counter_reset_collision`].
+    /// gives unknown and is reported in [`AddOutcome::counter_reset_collision`] (Prometheus 3.5
+    /// does not warn about it yet; later versions do).
     ///
     /// Custom-bucket histograms add only with the same bounds
     /// ([`HistogramOpError::IncompatibleCustomBuckets`]) and never with exponential ones
@@ -1066,9 +1072,10 @@ impl FloatHistogram {
         self.combine(other, false)
     }
 
-    /// Subtracts `other` from this histogram, reconciling schemas, zero buckets and hints as
-    /// [`FloatHistogram::add`] does. Bucket counts may become negative. PromQL's `-` operator
-    /// marks its result a gauge afterwards; the incremental means of `avg` and friends do not.
+    /// Subtracts `other` from this histogram, reconciling schemas and zero buckets as
+    /// [`FloatHistogram::add`] does. Bucket counts may become negative. As in Prometheus 3.5,
+    /// the counter-reset hint stays this histogram's (and no collision is reported); later
+    /// Prometheus versions make the `-` operator's result a gauge, which a caller can do.
     pub fn sub(&mut self, other: &FloatHistogram) -> Result<AddOutcome, HistogramOpError> {
         self.combine(other, true)
     }
@@ -1105,14 +1112,8 @@ impl FloatHistogram {
         // indices are within the union of both inputs' indices at the target schema.
         let self_pos_reduced = reduce_buckets(self_pos, self.schema, target);
         let self_neg_reduced = reduce_buckets(self_neg, self.schema, target);
-        check_encodable(
-            Side::Positive,
-            &merge_buckets(&self_pos_reduced, &other_pos, false),
-        )?;
-        check_encodable(
-            Side::Negative,
-            &merge_buckets(&self_neg_reduced, &other_neg, false),
-        )?;
+        check_union_encodable(Side::Positive, &self_pos_reduced, &other_pos)?;
+        check_union_encodable(Side::Negative, &self_neg_reduced, &other_neg)?;
 
         let mut zero_added = 0.0;
         let mut rebased = false;
@@ -1127,7 +1128,7 @@ impl FloatHistogram {
                 *self = work;
             }
         }
-        let collision = self.adjust_counter_reset(other.counter_reset_hint);
+        let collision = !negate && self.adjust_counter_reset(other.counter_reset_hint);
         if negate {
             self.zero_count -= zero_added;
             self.count -= other.count;
@@ -1275,22 +1276,19 @@ impl FloatHistogram {
         self.compact(0)
     }
 
-    /// Multiplies every count, the zero count and the sum by `factor`; the layout stays. A
-    /// negative factor makes the histogram a gauge.
+    /// Multiplies every count, the zero count and the sum by `factor`; the layout and the
+    /// counter-reset hint stay (Prometheus 3.5 keeps the hint even for a negative factor).
     pub fn mul(&mut self, factor: f64) {
         self.zero_count *= factor;
         self.count *= factor;
         self.sum *= factor;
         self.positive_buckets.iter_mut().for_each(|c| *c *= factor);
         self.negative_buckets.iter_mut().for_each(|c| *c *= factor);
-        if factor < 0.0 {
-            self.counter_reset_hint = CounterResetHint::Gauge;
-        }
     }
 
     /// Divides every count, the zero count and the sum by `divisor`. Dividing by zero leaves
     /// ±Inf (or NaN for 0/0) in the count, zero count and sum and drops every bucket, as
-    /// Prometheus does. A negative divisor makes the histogram a gauge.
+    /// Prometheus does. The counter-reset hint stays.
     pub fn div(&mut self, divisor: f64) {
         self.zero_count /= divisor;
         self.count /= divisor;
@@ -1304,12 +1302,10 @@ impl FloatHistogram {
         }
         self.positive_buckets.iter_mut().for_each(|c| *c /= divisor);
         self.negative_buckets.iter_mut().for_each(|c| *c /= divisor);
-        if divisor < 0.0 {
-            self.counter_reset_hint = CounterResetHint::Gauge;
-        }
     }
 
-    /// PromQL's unary minus: every count and the sum negated, the histogram a gauge.
+    /// PromQL's unary minus, `mul(-1)`: every count and the sum negated, the hint kept as
+    /// Prometheus 3.5 keeps it.
     pub fn neg(&mut self) {
         self.mul(-1.0);
     }
@@ -1835,7 +1831,9 @@ impl FloatHistogram {
     /// The histogram in the promqltest notation, as Prometheus's `TestExpression()` writes it:
     /// `{{schema:1 count:5 sum:12 z_bucket:2 z_bucket_w:0.001 offset:-1 buckets:[1 1]
     /// n_buckets:[1]}}`. Compacted to one span per side first; fields that are 0 (and the
-    /// unknown hint) are left out; floats as Go's `%g`.
+    /// unknown hint) are left out; floats as Go's `%g`. A side whose buckets lie more than
+    /// [`MAX_FILLED_EMPTY_BUCKETS`] apart (which the notation cannot express) prints the first
+    /// span's offset and every bucket in order.
     pub fn test_expression(&self) -> String {
         let mut m = self.clone();
         // A broken layout is printed as it is.

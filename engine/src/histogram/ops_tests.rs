@@ -551,6 +551,63 @@ fn sub_subtracts_and_keeps_buckets_of_either() {
     );
 }
 
+/// `got` and `want` compared as promqltest does, after dropping empty buckets from both.
+fn assert_compacted_close(got: &FloatHistogram, want: &str, what: &str) {
+    let mut got = got.clone();
+    got.compact(0).unwrap();
+    let mut want = parse(want);
+    want.compact(0).unwrap();
+    assert_hist_close(&got, &want, what);
+}
+
+#[test]
+fn sums_and_differences_of_native_histograms_test() {
+    // "Test native histograms with sum, count, avg" and "with sub operator".
+    let a = "{{schema:0 count:25 sum:1234.5 z_bucket:4 z_bucket_w:0.001 buckets:[1 2 0 1 1] n_buckets:[2 4 0 0 1 9]}}";
+    let b = "{{schema:0 count:41 sum:2345.6 z_bucket:5 z_bucket_w:0.001 buckets:[1 3 1 2 1 1 1] n_buckets:[0 1 4 2 7 0 0 0 0 5 5 2]}}";
+    let c = "{{schema:0 count:41 sum:1111.1 z_bucket:5 z_bucket_w:0.001 buckets:[1 3 1 2 1 1 1] n_buckets:[0 1 4 2 7 0 0 0 0 5 5 2]}}";
+    let d = "{{schema:1 count:0}}";
+    let mut sum = parse(a);
+    for h in [b, c, d] {
+        sum.add(&parse(h)).unwrap();
+    }
+    assert_compacted_close(
+        &sum,
+        "{{schema:0 count:107 sum:4691.2 z_bucket:14 z_bucket_w:0.001 buckets:[3 8 2 5 3 2 2] n_buckets:[2 6 8 4 15 9 0 0 0 10 10 4]}}",
+        "sum",
+    );
+    sum.div(4.0);
+    assert_compacted_close(
+        &sum,
+        "{{schema:0 count:26.75 sum:1172.8 z_bucket:3.5 z_bucket_w:0.001 buckets:[0.75 2 0.5 1.25 0.75 0.5 0.5] n_buckets:[0.5 1.5 2 1 3.75 2.25 0 0 0 2.5 2.5 1]}}",
+        "avg",
+    );
+    let small =
+        "{{count:11 sum:1234.5 z_bucket:3 z_bucket_w:0.001 buckets:[0 2 1] n_buckets:[0 0 3 2]}}";
+    let small_fine = "{{schema:1 count:11 sum:1234.5 z_bucket:3 z_bucket_w:0.001 buckets:[0 2 1] n_buckets:[0 0 3 2]}}";
+    for (x, y, want) in [
+        (
+            b,
+            small,
+            "{{schema:0 count:30 sum:1111.1 z_bucket:2 z_bucket_w:0.001 buckets:[1 1 0 2 1 1 1] n_buckets:[0 1 1 0 7 0 0 0 0 5 5 2]}}",
+        ),
+        (
+            b,
+            small_fine,
+            "{{schema:0 count:30 sum:1111.1 z_bucket:2 z_bucket_w:0.001 buckets:[1 0 1 2 1 1 1] n_buckets:[0 -2 2 2 7 0 0 0 0 5 5 2]}}",
+        ),
+        (
+            small_fine,
+            b,
+            "{{schema:0 count:-30 sum:-1111.1 z_bucket:-2 z_bucket_w:0.001 buckets:[-1 0 -1 -2 -1 -1 -1] n_buckets:[0 2 -2 -2 -7 0 0 0 0 -5 -5 -2]}}",
+        ),
+    ] {
+        let mut h = parse(x);
+        h.sub(&parse(y)).unwrap();
+        assert_compacted_close(&h, want, &format!("{x} - {y}"));
+    }
+}
+
 #[test]
 fn counter_reset_hints_combine_as_prometheus_does() {
     use CounterResetHint::*;
@@ -567,18 +624,21 @@ fn counter_reset_hints_combine_as_prometheus_does() {
         (NotCounterReset, CounterReset, Unknown, true),
     ];
     for (mine, theirs, want, collision) in cases {
-        for sub in [false, true] {
-            let mut a = parse("{{count:1 buckets:[1]}}");
-            a.counter_reset_hint = mine;
-            let mut b = parse("{{count:1 buckets:[1]}}");
-            b.counter_reset_hint = theirs;
-            let out = if sub { a.sub(&b) } else { a.add(&b) }.unwrap();
-            assert_eq!(
-                (a.counter_reset_hint, out.counter_reset_collision),
-                (want, collision),
-                "{mine:?} with {theirs:?}"
-            );
-        }
+        let mut a = parse("{{count:1 buckets:[1]}}");
+        a.counter_reset_hint = mine;
+        let mut b = parse("{{count:1 buckets:[1]}}");
+        b.counter_reset_hint = theirs;
+        let out = a.add(&b).unwrap();
+        assert_eq!(
+            (a.counter_reset_hint, out.counter_reset_collision),
+            (want, collision),
+            "{mine:?} + {theirs:?}"
+        );
+        // Subtraction keeps the receiver's hint, as in Prometheus 3.5.
+        let mut a = parse("{{count:1 buckets:[1]}}");
+        a.counter_reset_hint = mine;
+        assert_eq!(a.sub(&b), Ok(AddOutcome::default()));
+        assert_eq!(a.counter_reset_hint, mine, "{mine:?} - {theirs:?}");
     }
 }
 
@@ -666,18 +726,14 @@ fn mul_div_and_neg_match_native_histograms_test() {
     for (i, (f, want)) in cases.iter().enumerate() {
         assert_hist_close(&apply(*f), &parse(want), &format!("case {i}"));
     }
-    assert_eq!(
-        apply(&|c| c.neg()).counter_reset_hint,
-        CounterResetHint::Gauge
-    );
-    assert_eq!(
-        apply(&|c| c.div(-3.0)).counter_reset_hint,
-        CounterResetHint::Gauge
-    );
-    assert_eq!(
-        apply(&|c| c.mul(3.0)).counter_reset_hint,
-        CounterResetHint::Unknown
-    );
+    // Prometheus 3.5 keeps the hint whatever the sign.
+    let ops: [Op; 3] = [&|c| c.neg(), &|c| c.div(-3.0), &|c| c.mul(-2.0)];
+    for op in ops {
+        let mut c = h.clone();
+        c.counter_reset_hint = CounterResetHint::NotCounterReset;
+        op(&mut c);
+        assert_eq!(c.counter_reset_hint, CounterResetHint::NotCounterReset);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
