@@ -8,15 +8,29 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::receive::{now_ms, post, snappy};
+use common::storeapi::{hex, python_calls};
 use common::*;
-use gauntlet_engine::block::block_dirs;
+use gauntlet::query::endpoints::EndpointSet;
+use gauntlet::query::fanout::Querier;
+use gauntlet::query::{ReadOptions, Source};
+use gauntlet_engine::block::histogram_text::push_float_histogram;
+use gauntlet_engine::block::{Block, block_dirs};
+use gauntlet_engine::chunk::{HistogramBatch, SampleBatch};
+use gauntlet_engine::histogram::{FloatHistogram, Span};
+use gauntlet_engine::labels::{Label, MatchType, Matcher};
+use gauntlet_engine::query::{
+    LocalBlocks, Queryable, SelectHints, Series, collect_stream, dedup_replicas_with_histograms,
+};
 use gauntlet_proto::prometheus as pb;
 use prost::Message;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const METRIC: &str = "gauntlet_native";
 const STEP: i64 = 15_000;
@@ -217,13 +231,21 @@ fn remote_write(p: &Prometheus, ts: Vec<pb::TimeSeries>) {
     assert_eq!(status, 204, "remote write answered {status}: {text}");
 }
 
+/// The first sample's timestamp: two hours back, on a 2 h boundary plus 7m13s.
+fn start_ms() -> i64 {
+    let range = 7_200_000;
+    (now_ms() - 2 * 3_600_000) / range * range - 3_600_000 + 433_000
+}
+
 /// A block (or two) of native histograms written by Prometheus 3, in `dir`; returns the
 /// prometheus binary's path.
 fn prometheus3_block(dir: &Path) -> PathBuf {
+    prometheus3_replica(dir, start_ms(), 0..0)
+}
+
+/// [`prometheus3_block`] with samples from `start` (ms) and without the samples `gap`.
+fn prometheus3_replica(dir: &Path, start: i64, gap: std::ops::Range<usize>) -> PathBuf {
     let binary = prometheus3();
-    // Two hours back, on a 2 h boundary plus 7m13s, so that the head spans a block boundary.
-    let range = 7_200_000;
-    let start = (now_ms() - 2 * 3_600_000) / range * range - 3_600_000 + 433_000;
     let p = Prometheus::start_with_config(
         &binary,
         |_| "global:\n  scrape_interval: 1h\n".into(),
@@ -234,7 +256,14 @@ fn prometheus3_block(dir: &Path) -> PathBuf {
         ],
     );
     for lo in (0..SAMPLES).step_by(50) {
-        remote_write(&p, request(start, lo..lo + 50));
+        let mut ts = request(start, lo..lo + 50);
+        for s in &mut ts {
+            s.histograms
+                .retain(|h| !gap.contains(&(((h.timestamp - start) / STEP) as usize)));
+            s.samples
+                .retain(|v| !gap.contains(&(((v.timestamp - start) / STEP) as usize)));
+        }
+        remote_write(&p, ts);
     }
     let (status, _, text) = post(p.port, "/api/v1/admin/tsdb/snapshot", &[], b"").unwrap();
     assert_eq!(status, 200, "snapshot: {text}");
@@ -330,4 +359,402 @@ fn first_ts(dump: &[u8]) -> i64 {
         .map(|l| l.rsplit(' ').next().unwrap().parse::<i64>().unwrap())
         .min()
         .unwrap()
+}
+
+/// A remote-write histogram as Gauntlet's float histogram.
+fn to_float(h: &pb::Histogram) -> FloatHistogram {
+    use pb::histogram::{Count, ZeroCount};
+    let sp = |s: &[pb::BucketSpan]| -> Vec<Span> {
+        s.iter().map(|s| Span::new(s.offset, s.length)).collect()
+    };
+    // Deltas summed in f64, as Prometheus turns an integer histogram into a float one.
+    let abs = |d: &[i64]| -> Vec<f64> {
+        let mut acc = 0f64;
+        d.iter()
+            .map(|&x| {
+                acc += x as f64;
+                acc
+            })
+            .collect()
+    };
+    let int = matches!(h.count, Some(Count::CountInt(_)));
+    FloatHistogram {
+        schema: h.schema,
+        zero_threshold: h.zero_threshold,
+        zero_count: match h.zero_count {
+            Some(ZeroCount::ZeroCountInt(c)) => c as f64,
+            Some(ZeroCount::ZeroCountFloat(c)) => c,
+            None => 0.0,
+        },
+        count: match h.count {
+            Some(Count::CountInt(c)) => c as f64,
+            Some(Count::CountFloat(c)) => c,
+            None => 0.0,
+        },
+        sum: h.sum,
+        positive_spans: sp(&h.positive_spans),
+        negative_spans: sp(&h.negative_spans),
+        positive_buckets: if int {
+            abs(&h.positive_deltas)
+        } else {
+            h.positive_counts.clone()
+        },
+        negative_buckets: if int {
+            abs(&h.negative_deltas)
+        } else {
+            h.negative_counts.clone()
+        },
+        custom_values: Arc::from(h.custom_values.clone()),
+        ..FloatHistogram::default()
+    }
+}
+
+/// Asserts two [`lines`] lists are equal, naming the first difference.
+fn assert_same_lines(what: &str, got: &[String], want: &[String]) {
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(g, w, "{what}: sample {i} differs");
+    }
+    assert_eq!(got.len(), want.len(), "{what}: sample counts");
+}
+
+/// A series' samples as text lines, histograms spelled out (`t h`), floats as `t v`, in time
+/// order: equal for equal data whatever the bucket layout.
+fn lines(f: &SampleBatch, h: &HistogramBatch) -> Vec<String> {
+    let mut out: Vec<(i64, String)> = f
+        .iter()
+        .map(|(t, v)| (t, format!("{t} {}", v.to_bits())))
+        .collect();
+    for (t, h) in h.iter() {
+        let mut s = format!("{t} ");
+        push_float_histogram(&mut s, h);
+        out.push((t, s));
+    }
+    out.sort();
+    out.into_iter().map(|(_, s)| s).collect()
+}
+
+/// What [`request`] wrote from `start` without `gap`, per `kind`, as [`lines`].
+fn written(
+    start: i64,
+    gap: std::ops::Range<usize>,
+) -> BTreeMap<String, (SampleBatch, HistogramBatch)> {
+    let mut out: BTreeMap<String, (SampleBatch, HistogramBatch)> = BTreeMap::new();
+    for s in request(start, 0..SAMPLES) {
+        let kind = s.labels[1].value.clone();
+        let e = out.entry(kind).or_default();
+        let keep = |t: i64| !gap.contains(&(((t - start) / STEP) as usize));
+        for v in s.samples.iter().filter(|v| keep(v.timestamp)) {
+            e.0.push(v.timestamp, v.value);
+        }
+        for h in s.histograms.iter().filter(|h| keep(h.timestamp)) {
+            e.1.push(h.timestamp, to_float(h));
+        }
+    }
+    out
+}
+
+fn name_matcher() -> Matcher {
+    Matcher::new(MatchType::Equal, "__name__", METRIC).unwrap()
+}
+
+#[test]
+fn local_blocks_select_and_stream_native_histograms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let blocks = tmp.path().join("blocks");
+    let start = start_ms();
+    prometheus3_replica(&blocks, start, 0..0);
+    let want = written(start, 0..0);
+    let local = LocalBlocks::open(&blocks).unwrap();
+    let hints = SelectHints::default();
+    let all = local
+        .select(&[name_matcher()], i64::MIN, i64::MAX, &hints)
+        .unwrap();
+    assert_eq!(all.len(), want.len());
+    for s in &all {
+        let kind = s.labels.get("kind").unwrap();
+        let (f, h) = &want[kind];
+        assert_same_lines(kind, &lines(&s.samples, &s.histograms), &lines(f, h));
+    }
+    // The stream hands histogram chunks over as they are; decoded, they are the same.
+    let (mint, maxt) = (start + 37 * STEP, start + 333 * STEP + 1);
+    let stream = local
+        .select_stream(&[name_matcher()], mint, maxt, &hints)
+        .unwrap();
+    let streamed = collect_stream(stream, mint, maxt).unwrap();
+    let selected = local.select(&[name_matcher()], mint, maxt, &hints).unwrap();
+    assert_eq!(streamed.len(), selected.len());
+    for (a, b) in streamed.iter().zip(&selected) {
+        assert_eq!(a.labels, b.labels);
+        assert_eq!(
+            lines(&a.samples, &a.histograms),
+            lines(&b.samples, &b.histograms)
+        );
+        assert!(a.histograms.ts.iter().all(|t| (mint..=maxt).contains(t)));
+    }
+    assert!(selected.iter().all(|s| !s.histograms.is_empty()));
+}
+
+/// A `gauntlet store` or `gauntlet query` process on loopback, killed on drop.
+struct Server {
+    child: Child,
+    grpc: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(args: &[String]) -> Server {
+        let [grpc, http] = free_ports();
+        let child = gauntlet()
+            .args(args)
+            .arg(format!("--grpc-address=127.0.0.1:{grpc}"))
+            .arg(format!("--http-address=127.0.0.1:{http}"))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !matches!(http_get(http, "/-/ready"), Ok((200, _))) {
+            assert!(Instant::now() < deadline, "{args:?} not ready in 60 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Server { child, grpc }
+    }
+
+    fn store(bucket: &Path, data: &Path) -> Server {
+        let cfg = filesystem_objstore(data.with_extension("yaml"), bucket);
+        Server::start(&[
+            "store".into(),
+            format!("--objstore.config-file={}", cfg.display()),
+            format!("--data-dir={}", data.display()),
+            "--sync-block-duration=1s".into(),
+        ])
+    }
+}
+
+/// Series kind → its chunks as (encoding or chunk type, payload).
+type ChunksByKind = BTreeMap<String, Vec<(u8, Vec<u8>)>>;
+
+/// Each series' chunks in the blocks under `dir`: labels (without external ones) → (encoding,
+/// payload) in time order.
+fn block_chunks(dir: &Path) -> ChunksByKind {
+    let mut out = ChunksByKind::new();
+    for d in block_dirs(dir).unwrap() {
+        let b = Block::open(&d).unwrap();
+        for r in b.select(&[name_matcher()]).unwrap() {
+            let (mut labels, mut metas): (Vec<Label>, _) = (Vec::new(), Vec::new());
+            b.series(r, &mut labels, &mut metas).unwrap();
+            let kind = labels
+                .iter()
+                .find(|l| l.name == "kind")
+                .unwrap()
+                .value
+                .to_string();
+            for m in metas {
+                let (enc, data) = b.chunks().chunk(m.chunk_ref).unwrap();
+                out.entry(kind.clone())
+                    .or_default()
+                    .push((enc, data.to_vec()));
+            }
+        }
+    }
+    out
+}
+
+/// Asserts a series' StoreAPI chunks (Thanos type, payload) are its block chunks (TSDB
+/// encoding, payload): TSDB encodings 1, 2, 3 are Thanos's XOR = 0, HISTOGRAM = 1,
+/// FLOAT_HISTOGRAM = 2. Histogram chunks come as they are stored (in any order); XOR chunks of
+/// over 120 samples are cut to 120 as Thanos's store cuts them, so only their sample counts
+/// are compared.
+fn assert_same_chunks(what: &str, got: &[(u8, Vec<u8>)], stored: &[(u8, Vec<u8>)]) {
+    let mut want_h: Vec<(u8, Vec<u8>)> = stored
+        .iter()
+        .filter(|c| c.0 != 1)
+        .map(|(e, d)| (e - 1, d.clone()))
+        .collect();
+    let mut got_h: Vec<(u8, Vec<u8>)> = got.iter().filter(|c| c.0 != 0).cloned().collect();
+    want_h.sort();
+    got_h.sort();
+    assert_eq!(got_h, want_h, "{what}: histogram chunk types and bytes");
+    let samples = |c: &[(u8, Vec<u8>)], xor: u8| -> u64 {
+        c.iter()
+            .filter(|x| x.0 == xor)
+            .map(|x| u64::from(u16::from_be_bytes([x.1[0], x.1[1]])))
+            .sum()
+    };
+    assert_eq!(samples(got, 0), samples(stored, 1), "{what}: XOR samples");
+}
+
+/// The Python grpcio client's Series answer for every series of the metric, as kind → chunks
+/// (Thanos chunk type, payload).
+fn python_series(grpc: u16) -> (Value, ChunksByKind) {
+    let res = python_calls(
+        grpc,
+        &json!([{"method": "Series", "min_time": i64::MIN, "max_time": i64::MAX,
+                 "matchers": [[0, "__name__", METRIC]]}]),
+    );
+    assert_eq!(res[0]["ok"], true, "{}", res[0]);
+    let mut out = ChunksByKind::new();
+    for s in res[0]["series"].as_array().unwrap() {
+        let kind = s["labels"]["kind"].as_str().unwrap().to_string();
+        for c in s["chunks"].as_array().unwrap() {
+            out.entry(kind.clone()).or_default().push((
+                c["type"].as_u64().unwrap() as u8,
+                hex(c["data"].as_str().unwrap()),
+            ));
+        }
+    }
+    (res[0].clone(), out)
+}
+
+#[test]
+fn store_serves_native_histogram_chunks_to_a_grpcio_client() {
+    let tmp = tempfile::tempdir().unwrap();
+    let blocks = tmp.path().join("blocks");
+    prometheus3_block(&blocks);
+    let bucket = tmp.path().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    common::bucket::upload(&blocks, &bucket, &[("cluster", "eu1"), ("replica", "a")]);
+    let store = Server::store(&bucket, &tmp.path().join("store"));
+    let (raw, got) = python_series(store.grpc);
+    for s in raw["series"].as_array().unwrap() {
+        assert_eq!(s["labels"]["cluster"], "eu1", "{}", s["labels"]);
+    }
+    let want = block_chunks(&blocks);
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    for (kind, chunks) in &want {
+        assert_same_chunks(kind, &got[kind], chunks);
+    }
+    let types = |k: &str| {
+        got[k]
+            .iter()
+            .map(|c| c.0)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(types("int"), [1].into());
+    assert_eq!(types("float"), [2].into());
+    assert_eq!(types("nhcb"), [2].into());
+    assert_eq!(types("mixed"), [0, 1].into());
+}
+
+#[test]
+fn query_merges_and_deduplicates_native_histograms_of_two_replica_stores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let start = start_ms();
+    // Replica a misses samples 100..150; replica b, 5 s later, has them all.
+    let gap = 100..150;
+    let (ra, rb) = (tmp.path().join("a"), tmp.path().join("b"));
+    prometheus3_replica(&ra, start, gap.clone());
+    prometheus3_replica(&rb, start + 5_000, 0..0);
+    let mut stores = Vec::new();
+    for (name, blocks) in [("a", &ra), ("b", &rb)] {
+        let bucket = tmp.path().join(format!("bucket-{name}"));
+        std::fs::create_dir_all(&bucket).unwrap();
+        common::bucket::upload(blocks, &bucket, &[("cluster", "eu1"), ("replica", name)]);
+        stores.push(Server::store(
+            &bucket,
+            &tmp.path().join(format!("store-{name}")),
+        ));
+    }
+    let addrs: Vec<String> = stores
+        .iter()
+        .map(|s| format!("127.0.0.1:{}", s.grpc))
+        .collect();
+
+    // The querier's read path in-process, over the two stores.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let eps = Arc::new(EndpointSet::new(
+        addrs.clone(),
+        Vec::new(),
+        Duration::from_secs(10),
+    ));
+    rt.block_on(eps.refresh());
+    let querier = Arc::new(Querier::new(
+        eps,
+        rt.handle().clone(),
+        vec!["replica".into()],
+        Duration::from_secs(60),
+    ));
+    let hints = SelectHints::default();
+    let select = |opts: ReadOptions| -> Vec<Series> {
+        let view = querier.view(&opts).unwrap();
+        let out = view
+            .select(&[name_matcher()], i64::MIN, i64::MAX, &hints)
+            .unwrap();
+        assert!(view.warnings().is_empty(), "{:?}", view.warnings());
+        out
+    };
+    let (wa, wb) = (written(start, gap.clone()), written(start + 5_000, 0..0));
+    let deduped = select(ReadOptions::default());
+    assert_eq!(deduped.len(), wa.len());
+    for s in &deduped {
+        assert!(s.labels.get("replica").is_none());
+        let kind = s.labels.get("kind").unwrap();
+        let (a, b) = (&wa[kind], &wb[kind]);
+        let (f, h) = dedup_replicas_with_histograms(&[(&a.0, &a.1), (&b.0, &b.1)], false);
+        assert_same_lines(kind, &lines(&s.samples, &s.histograms), &lines(&f, &h));
+        // The gap is bridged from replica b and the rate never doubles.
+        let mut ts: Vec<i64> = s
+            .samples
+            .ts
+            .iter()
+            .chain(&s.histograms.ts)
+            .copied()
+            .collect();
+        ts.sort_unstable();
+        assert!(ts.windows(2).all(|w| w[1] - w[0] >= STEP - 5_000), "{kind}");
+        assert!(
+            ts.iter().any(|t| (t - start) % STEP == 5_000),
+            "{kind}: nothing from b"
+        );
+        assert!(ts.len() >= SAMPLES - 5, "{kind}: {} samples", ts.len());
+    }
+    // Without dedup both replicas come back, whole.
+    let plain = select(ReadOptions {
+        dedup: false,
+        ..ReadOptions::default()
+    });
+    assert_eq!(plain.len(), 2 * wa.len());
+    for s in &plain {
+        let kind = s.labels.get("kind").unwrap();
+        let w = if s.labels.get("replica") == Some("a") {
+            &wa
+        } else {
+            &wb
+        };
+        assert_eq!(
+            lines(&s.samples, &s.histograms),
+            lines(&w[kind].0, &w[kind].1),
+            "{kind}"
+        );
+    }
+
+    // `gauntlet query`'s own StoreAPI passes the histogram chunks through.
+    let mut args = vec!["query".to_string()];
+    args.extend(addrs.iter().map(|a| format!("--endpoint={a}")));
+    args.push("--query.replica-label=replica".into());
+    let query = Server::start(&args);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (raw, got) = loop {
+        let (raw, got) = python_series(query.grpc);
+        if got.len() == wa.len() || Instant::now() > deadline {
+            break (raw, got);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(raw["series"].as_array().unwrap().len(), 2 * wa.len());
+    let mut want = block_chunks(&ra);
+    for (k, v) in block_chunks(&rb) {
+        want.entry(k).or_default().extend(v);
+    }
+    for (kind, chunks) in &want {
+        assert_same_chunks(kind, &got[kind], chunks);
+    }
 }
