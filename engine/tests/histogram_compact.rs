@@ -16,8 +16,9 @@
 //!   on its first pass a minute in): its block holds the same chunks as Gauntlet's, byte for
 //!   byte, with the same stats.
 //!
-//! A merge of blocks with a corrupt histogram chunk fails naming block and series, and writes
-//! nothing.
+//! A block of the same series is also downsampled to 5m: each run of histogram chunks becomes an
+//! aggregate chunk whose count, sum and counter aggregates are checked window by window against
+//! the raw histograms.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -521,5 +522,126 @@ fn prometheus_compaction(binary: &Path, inputs: &Path, blocks: &[PathBuf]) -> Pa
             "Prometheus 3 did not compact the inputs in 150 s"
         );
         std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The window (its timestamp) of each of `ts` as Thanos's downsampler groups them: the
+/// window's last millisecond, the last sample's timestamp for the last window.
+fn windows(ts: &[i64], res: i64) -> Vec<i64> {
+    let last = *ts.last().unwrap();
+    ts.iter()
+        .map(|t| (t - t.rem_euclid(res) + res - 1).min(last))
+        .collect()
+}
+
+#[test]
+fn prometheus_3_histogram_block_downsamples_to_count_sum_and_counter() {
+    use gauntlet_engine::chunk::{AggrChunk, AggrType, FloatHistogramIterator, XorIterator};
+    use gauntlet_engine::downsample::{RES_5M, downsample_block};
+    let binary = common::prometheus3();
+    let scratch = tempfile::tempdir().unwrap();
+    let range = 2 * 3_600_000;
+    let start = (now_ms() - 4 * 3_600_000) / range * range + 10 * MINUTE;
+    let ts: Vec<i64> = (0..360).map(|i| start + i * STEP).collect();
+    let raw = prometheus_block(&binary, start, &ts, &scratch.path().join("raw"));
+    let out = scratch.path().join("5m");
+    std::fs::create_dir_all(&out).unwrap();
+    let stats = downsample_block(&raw, &out, RES_5M).unwrap();
+    let raw_chunks = chunks(&raw);
+    let down = chunks(&stats.dir);
+    assert_eq!(
+        raw_chunks.keys().collect::<Vec<_>>(),
+        down.keys().collect::<Vec<_>>()
+    );
+    for (series, raw_list) in &raw_chunks {
+        // The raw histograms, as floats: (t, count, sum).
+        let mut raw_h: Vec<(i64, f64, f64)> = Vec::new();
+        for (enc, _, _, data) in raw_list {
+            for (t, v) in overlap::decode_chunk(*enc, data).unwrap() {
+                match v {
+                    overlap::Value::Int(h) => raw_h.push((t, h.count as f64, h.sum)),
+                    overlap::Value::FloatHist(h) => raw_h.push((t, h.count, h.sum)),
+                    overlap::Value::Float(_) => {}
+                }
+            }
+        }
+        let hist_chunks: Vec<_> = down[series]
+            .iter()
+            .filter(|(_, _, _, d)| {
+                AggrChunk::new(d)
+                    .get(AggrType::Counter)
+                    .is_ok_and(|s| s.encoding == 3)
+            })
+            .collect();
+        if raw_h.is_empty() {
+            assert!(hist_chunks.is_empty());
+            continue;
+        }
+        assert_eq!(
+            hist_chunks.len(),
+            1,
+            "{series}: one histogram aggregate chunk"
+        );
+        let a = AggrChunk::new(&hist_chunks[0].3);
+        // count: histograms per window.
+        let w = windows(&raw_h.iter().map(|s| s.0).collect::<Vec<_>>(), RES_5M);
+        let mut want_count: BTreeMap<i64, f64> = BTreeMap::new();
+        let mut want_sum: BTreeMap<i64, (f64, f64)> = BTreeMap::new();
+        for (win, (_, count, sum)) in w.iter().zip(&raw_h) {
+            *want_count.entry(*win).or_default() += 1.0;
+            let e = want_sum.entry(*win).or_default();
+            e.0 += count;
+            e.1 += sum;
+        }
+        let mut it = XorIterator::new(a.get(AggrType::Count).unwrap().data).unwrap();
+        let mut got_count = BTreeMap::new();
+        while let Some((t, v)) = it.next().unwrap() {
+            got_count.insert(t, v);
+        }
+        assert_eq!(got_count, want_count, "{series}: count");
+        // sum: the window's histograms added (their counts and sums add up).
+        let mut it = FloatHistogramIterator::new(a.get(AggrType::Sum).unwrap().data).unwrap();
+        let mut got_sum = BTreeMap::new();
+        while let Some((t, h)) = it.next().unwrap() {
+            got_sum.insert(t, (h.count, h.sum));
+        }
+        for (win, (c, s)) in &want_sum {
+            let (gc, gs) = got_sum[win];
+            assert!(
+                (gc - c).abs() <= 1e-9 * c.abs().max(1.0),
+                "{series}: sum count at {win}"
+            );
+            assert!(
+                (gs - s).abs() <= 1e-9 * s.abs().max(1.0),
+                "{series}: sum sum at {win}"
+            );
+        }
+        // counter: the count with resets removed, at each window's end.
+        let mut it = FloatHistogramIterator::new(a.get(AggrType::Counter).unwrap().data).unwrap();
+        let mut got_counter = BTreeMap::new();
+        while let Some((t, h)) = it.next().unwrap() {
+            got_counter.insert(t, h.count);
+        }
+        if series.contains("int_gauge") {
+            continue;
+        }
+        let mut total = 0.0;
+        let mut prev: Option<f64> = None;
+        let mut want_counter = BTreeMap::new();
+        for (win, (_, count, _)) in w.iter().zip(&raw_h) {
+            total += match prev {
+                Some(p) if *count >= p => count - p,
+                _ => *count,
+            };
+            prev = Some(*count);
+            want_counter.insert(*win, total);
+        }
+        for (win, c) in &want_counter {
+            let g = got_counter[win];
+            assert!(
+                (g - c).abs() <= 1e-9 * c.abs().max(1.0),
+                "{series}: counter at {win}: {g} != {c}"
+            );
+        }
     }
 }

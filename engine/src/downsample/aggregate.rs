@@ -41,7 +41,13 @@ fn range_fullness(mint: i64, maxt: i64, step: i64, count: usize) -> f64 {
 
 /// Number of output chunks for a series: the fewest that keep at most 140 samples each on
 /// average, from the expected number of output samples.
-fn target_chunk_count(mint: i64, maxt: i64, in_res: i64, out_res: i64, count: usize) -> usize {
+pub(super) fn target_chunk_count(
+    mint: i64,
+    maxt: i64,
+    in_res: i64,
+    out_res: i64,
+    count: usize,
+) -> usize {
     let max_samples = (maxt.wrapping_sub(mint) / out_res) as f64;
     // Go truncates toward zero (NaN ranges give 1 chunk either way).
     let expected =

@@ -12,10 +12,12 @@ use ulid::Ulid;
 
 use super::aggregate::{AggrChunkOut, downsample_aggr, downsample_raw};
 use super::counter::{ChunkSamples, expand_into};
+use super::histogram::downsample_raw_histograms;
 use super::{DownsampleError, RES_1H, RES_5M, RES_RAW};
 use crate::block::meta::ThanosFile;
 use crate::block::{Block, BlockMeta, SegmentWriter, ThanosMeta, Tombstones};
-use crate::chunk::{AggrChunk, Encoding, XorIterator};
+use crate::chunk::{AggrChunk, Encoding, FloatHistogramIterator, HistogramIterator, XorIterator};
+use crate::histogram::FloatHistogram;
 use crate::index::{ChunkMeta, IndexWriter};
 use crate::labels::{Label, Labels};
 
@@ -153,13 +155,7 @@ fn write_block(
             }
         }
         let chunks = if from == RES_RAW {
-            samples.clear();
-            for m in &metas {
-                let (enc, data) = block.chunks().chunk(m.chunk_ref)?;
-                expand_xor(&lset, enc, data, &mut samples)?;
-            }
-            stats.samples_in += samples.len() as u64;
-            downsample_raw(&samples, to)?
+            downsample_series_raw(block, &lset, &metas, to, &mut samples, &mut stats)?
         } else {
             downsample_series_aggr(block, &lset, &metas, from, to, &mut stats)?
         };
@@ -186,6 +182,92 @@ fn write_block(
     iw.finish()?;
     Tombstones::default().write(&dir.join("tombstones"))?;
     Ok((stats, files))
+}
+
+/// Downsamples one raw series: its chunks in runs of float chunks and runs of histogram
+/// chunks, each run aggregated on its own (Thanos starts a new output chunk where the series
+/// turns from floats to histograms or back).
+fn downsample_series_raw(
+    block: &Block,
+    lset: &Labels,
+    metas: &[ChunkMeta],
+    to: i64,
+    samples: &mut ChunkSamples,
+    stats: &mut WriteStats,
+) -> Result<Vec<AggrChunkOut>, DownsampleError> {
+    let mut out = Vec::new();
+    let mut hists: Vec<(i64, FloatHistogram)> = Vec::new();
+    let mut run_is_hist = None;
+    samples.clear();
+    let flush = |hist: bool,
+                 samples: &mut ChunkSamples,
+                 hists: &mut Vec<(i64, FloatHistogram)>,
+                 out: &mut Vec<AggrChunkOut>,
+                 stats: &mut WriteStats|
+     -> Result<(), DownsampleError> {
+        if hist {
+            stats.samples_in += hists.len() as u64;
+            out.extend(downsample_raw_histograms(hists, to)?);
+            hists.clear();
+        } else {
+            stats.samples_in += samples.len() as u64;
+            out.extend(downsample_raw(samples, to)?);
+            samples.clear();
+        }
+        Ok(())
+    };
+    for m in metas {
+        let (enc, data) = block.chunks().chunk(m.chunk_ref)?;
+        let hist = enc == Encoding::Histogram as u8 || enc == Encoding::FloatHistogram as u8;
+        if let Some(prev) = run_is_hist
+            && prev != hist
+        {
+            flush(prev, samples, &mut hists, &mut out, stats)?;
+        }
+        run_is_hist = Some(hist);
+        if hist {
+            expand_histograms(lset, enc, data, &mut hists)?;
+        } else {
+            expand_xor(lset, enc, data, samples)?;
+        }
+    }
+    if let Some(hist) = run_is_hist {
+        flush(hist, samples, &mut hists, &mut out, stats)?;
+    }
+    Ok(out)
+}
+
+/// Appends a histogram chunk's histograms as floats, as Thanos expands them: stale markers
+/// left out, and samples going back in time (or before 0) skipped.
+fn expand_histograms(
+    lset: &Labels,
+    enc: u8,
+    data: &[u8],
+    out: &mut Vec<(i64, FloatHistogram)>,
+) -> Result<(), DownsampleError> {
+    let err = |source| DownsampleError::Chunk {
+        series: lset.to_string(),
+        source,
+    };
+    let mut last = 0i64;
+    let mut push = |t: i64, h: FloatHistogram| {
+        if !h.is_stale() && t >= last {
+            out.push((t, h));
+            last = t;
+        }
+    };
+    if enc == Encoding::Histogram as u8 {
+        let mut it = HistogramIterator::new(data).map_err(err)?;
+        while let Some((t, h)) = it.next().map_err(err)? {
+            push(t, h.to_float());
+        }
+    } else {
+        let mut it = FloatHistogramIterator::new(data).map_err(err)?;
+        while let Some((t, h)) = it.next().map_err(err)? {
+            push(t, h);
+        }
+    }
+    Ok(())
 }
 
 /// Appends a raw chunk's samples, expanded as Thanos expands them.
@@ -233,6 +315,16 @@ fn downsample_series_aggr(
     for m in metas {
         let (enc, data) = block.chunks().chunk(m.chunk_ref)?;
         if enc == Encoding::Aggr as u8 {
+            let counter = AggrChunk::new(data).get(crate::chunk::AggrType::Counter);
+            if let Ok(sub) = counter
+                && sub.encoding != Encoding::Xor as u8
+            {
+                // Native histogram aggregates are made from raw blocks only, so far.
+                return Err(DownsampleError::UnsupportedEncoding {
+                    series: lset.to_string(),
+                    encoding: sub.encoding,
+                });
+            }
             order.push(Ok(data));
             continue;
         }

@@ -4,6 +4,7 @@
 //! and querier read Gauntlet's downsampled blocks and the other way round.
 //!
 //! - [`aggregate`]: the per-series aggregation (`DownsampleRaw`, `downsampleAggr`);
+//! - [`histogram`]: native histogram runs aggregated to count, sum and counter;
 //! - [`block`]: a whole block in, a block with Thanos's `meta.json` out;
 //! - [`read`]: the query side, turning served aggregate chunks back into samples for PromQL;
 //! - [`select`]: which blocks of which resolution answer a time range.
@@ -13,6 +14,7 @@
 pub mod aggregate;
 pub mod block;
 mod counter;
+pub mod histogram;
 pub mod read;
 pub mod select;
 
@@ -66,7 +68,8 @@ pub enum DownsampleError {
         /// The two chunk ranges.
         detail: String,
     },
-    /// A chunk has an encoding downsampling does not handle (native histograms).
+    /// A chunk has an encoding downsampling does not handle: an unknown one, or native
+    /// histogram aggregates of a 5m block (only raw histograms are downsampled so far).
     #[error("series {series}: chunk encoding {encoding} cannot be downsampled")]
     UnsupportedEncoding {
         /// The series' labels.

@@ -1,0 +1,362 @@
+//! Native histograms downsampled as Thanos's downsampler does it (raw to 5m): a series' runs of
+//! histogram chunks become aggregate chunks of three aggregates only —
+//!
+//! - `count`: histograms in the window (an XOR sub-chunk);
+//! - `sum`: the window's histograms added up (a float histogram sub-chunk, gauge hint);
+//! - `counter`: the counter state at the window's end, resets applied: the first histogram,
+//!   then each one's increase over the one before (itself after a reset) added (a float
+//!   histogram sub-chunk);
+//!
+//! with `min` and `max` absent. Histograms of a batch are first brought down to the batch's
+//! smallest schema; a histogram whose own schema is larger than that counts as a reset when its
+//! hint leaves the question open (Thanos compares the original histogram with the reduced one
+//! before it). Histograms with a NaN sum (stale markers among them) are left out. A float run
+//! and a histogram run never share an output chunk.
+
+use std::collections::BTreeMap;
+
+use super::DownsampleError;
+use super::aggregate::{AggrChunkOut, target_chunk_count, window_end};
+use crate::chunk::{
+    AggrType, CounterResetHeader, Encoding, FloatHistogramAppender, HistogramAppend, SubChunk,
+    XorAppender, encode_aggr,
+};
+use crate::histogram::{CounterResetHint, FloatHistogram, Span, is_custom_buckets_schema};
+
+/// Raw data is assumed to be scraped every minute when sizing output chunks, ms.
+const ASSUMED_RAW_INTERVAL_MS: i64 = 60_000;
+
+/// A histogram's buckets by index, for arithmetic.
+#[derive(Debug, Clone, PartialEq)]
+struct Buckets {
+    hint: CounterResetHint,
+    schema: i32,
+    zero_threshold: f64,
+    zero_count: f64,
+    count: f64,
+    sum: f64,
+    pos: BTreeMap<i32, f64>,
+    neg: BTreeMap<i32, f64>,
+    custom: std::sync::Arc<[f64]>,
+}
+
+fn expand(spans: &[Span], counts: &[f64]) -> BTreeMap<i32, f64> {
+    let mut out = BTreeMap::new();
+    let mut idx = 0i32;
+    let mut k = 0;
+    // The first offset is the first index; later ones are gaps after the previous span.
+    for s in spans {
+        idx += s.offset;
+        for _ in 0..s.length {
+            if let Some(&c) = counts.get(k) {
+                out.insert(idx, c);
+            }
+            idx += 1;
+            k += 1;
+        }
+    }
+    out
+}
+
+fn collapse(buckets: &BTreeMap<i32, f64>) -> (Vec<Span>, Vec<f64>) {
+    let mut spans: Vec<Span> = Vec::new();
+    let mut counts = Vec::with_capacity(buckets.len());
+    let mut next = None;
+    for (&i, &c) in buckets {
+        match (next, spans.last_mut()) {
+            (Some(n), Some(s)) if n == i => s.length += 1,
+            (Some(n), _) => spans.push(Span::new(i - n, 1)),
+            (None, _) => spans.push(Span::new(i, 1)),
+        }
+        counts.push(c);
+        next = Some(i + 1);
+    }
+    (spans, counts)
+}
+
+impl Buckets {
+    fn from(h: &FloatHistogram) -> Buckets {
+        Buckets {
+            hint: h.counter_reset_hint,
+            schema: h.schema,
+            zero_threshold: h.zero_threshold,
+            zero_count: h.zero_count,
+            count: h.count,
+            sum: h.sum,
+            pos: expand(&h.positive_spans, &h.positive_buckets),
+            neg: expand(&h.negative_spans, &h.negative_buckets),
+            custom: h.custom_values.clone(),
+        }
+    }
+
+    fn to_float(&self) -> FloatHistogram {
+        let (positive_spans, positive_buckets) = collapse(&self.pos);
+        let (negative_spans, negative_buckets) = collapse(&self.neg);
+        FloatHistogram {
+            counter_reset_hint: self.hint,
+            schema: self.schema,
+            zero_threshold: self.zero_threshold,
+            zero_count: self.zero_count,
+            count: self.count,
+            sum: self.sum,
+            positive_spans,
+            negative_spans,
+            positive_buckets,
+            negative_buckets,
+            custom_values: self.custom.clone(),
+        }
+    }
+
+    /// The same observations in the coarser `schema` (each bucket into the one holding it).
+    fn reduced(&self, schema: i32) -> Buckets {
+        if schema >= self.schema || is_custom_buckets_schema(self.schema) {
+            return self.clone();
+        }
+        let shift = self.schema - schema;
+        let map = |m: &BTreeMap<i32, f64>| {
+            let mut out = BTreeMap::new();
+            for (&i, &c) in m {
+                *out.entry(((i - 1) >> shift) + 1).or_insert(0.0) += c;
+            }
+            out
+        };
+        Buckets {
+            schema,
+            pos: map(&self.pos),
+            neg: map(&self.neg),
+            ..self.clone()
+        }
+    }
+
+    /// Adds `sign` × `other` (same schema) into `self`.
+    fn add(&mut self, other: &Buckets, sign: f64) -> Result<(), String> {
+        if other.schema != self.schema
+            || other.zero_threshold != self.zero_threshold
+            || (is_custom_buckets_schema(self.schema) && other.custom != self.custom)
+        {
+            return Err(format!(
+                "histograms of schema {} (zero threshold {}) and {} ({}) cannot be added",
+                self.schema, self.zero_threshold, other.schema, other.zero_threshold
+            ));
+        }
+        self.zero_count += sign * other.zero_count;
+        self.count += sign * other.count;
+        self.sum += sign * other.sum;
+        for (&i, &c) in &other.pos {
+            *self.pos.entry(i).or_insert(0.0) += sign * c;
+        }
+        for (&i, &c) in &other.neg {
+            *self.neg.entry(i).or_insert(0.0) += sign * c;
+        }
+        Ok(())
+    }
+
+    /// Whether `self` (as read) follows `prev` (as the aggregator keeps it) through a counter
+    /// reset, as Prometheus's `DetectReset` judges it.
+    fn reset_after(&self, prev: &Buckets) -> bool {
+        match self.hint {
+            CounterResetHint::CounterReset => return true,
+            CounterResetHint::NotCounterReset | CounterResetHint::Gauge => return false,
+            CounterResetHint::Unknown => {}
+        }
+        if self.count < prev.count
+            || self.schema > prev.schema
+            || is_custom_buckets_schema(self.schema) != is_custom_buckets_schema(prev.schema)
+            || (is_custom_buckets_schema(self.schema) && self.custom != prev.custom)
+            || self.zero_threshold < prev.zero_threshold
+            || self.zero_count < prev.zero_count
+        {
+            return true;
+        }
+        let prev = prev.reduced(self.schema);
+        let fell = |cur: &BTreeMap<i32, f64>, old: &BTreeMap<i32, f64>| {
+            old.iter()
+                .any(|(i, &c)| cur.get(i).copied().unwrap_or(0.0) < c)
+        };
+        fell(&self.pos, &prev.pos) || fell(&self.neg, &prev.neg)
+    }
+}
+
+/// The window state of Thanos's histogram aggregator.
+struct Aggregator {
+    schema: i32,
+    total: usize,
+    count: usize,
+    sum: Option<Buckets>,
+    counter: Option<Buckets>,
+    previous: Option<Buckets>,
+}
+
+impl Aggregator {
+    fn add(&mut self, h: &FloatHistogram) -> Result<(), String> {
+        let original = Buckets::from(h);
+        let fh = original.reduced(self.schema);
+        match (&mut self.counter, &self.previous) {
+            (Some(counter), Some(prev)) => {
+                if fh.hint != CounterResetHint::Gauge && original.reset_after(prev) {
+                    counter.add(&fh, 1.0)?;
+                } else {
+                    let mut delta = fh.clone();
+                    delta.add(prev, -1.0)?;
+                    counter.add(&delta, 1.0)?;
+                }
+            }
+            _ => self.counter = Some(fh.clone()),
+        }
+        match &mut self.sum {
+            Some(sum) => sum.add(&fh, 1.0)?,
+            None => self.sum = Some(fh.clone()),
+        }
+        if let Some(sum) = &mut self.sum {
+            sum.hint = CounterResetHint::Gauge;
+        }
+        self.previous = Some(fh);
+        self.count += 1;
+        self.total += 1;
+        Ok(())
+    }
+}
+
+/// One float histogram sub-chunk being written, as Thanos's builder appends to it.
+#[derive(Default)]
+struct HistSub {
+    app: FloatHistogramAppender,
+}
+
+impl HistSub {
+    fn append(&mut self, t: i64, h: &FloatHistogram) -> Result<(), String> {
+        let first = self.app.num_samples() == 0;
+        match self.app.append(None, t, h).map_err(|e| e.to_string())? {
+            // Thanos keeps only the new chunk when its appender asks for one.
+            HistogramAppend::NewChunk(next) => self.app = next,
+            _ if first
+                && !matches!(
+                    h.counter_reset_hint,
+                    CounterResetHint::Gauge | CounterResetHint::CounterReset
+                ) =>
+            {
+                // Thanos passes the appender as its own predecessor: the first histogram is
+                // compared with itself, so the chunk says "no counter reset".
+                self.app
+                    .set_counter_reset_header(CounterResetHeader::NotCounterReset);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Downsamples one run of histogram samples (time order, as read from consecutive histogram
+/// chunks of a raw series; float histograms or integer ones turned to float) to `resolution`
+/// ms, into aggregate chunks cut as Thanos cuts them.
+pub fn downsample_raw_histograms(
+    data: &[(i64, FloatHistogram)],
+    resolution: i64,
+) -> Result<Vec<AggrChunkOut>, DownsampleError> {
+    let err = |reason: String| DownsampleError::Unreadable {
+        min_time: data.first().map_or(0, |s| s.0),
+        max_time: data.last().map_or(0, |s| s.0),
+        reason,
+    };
+    let (Some(first), Some(last)) = (data.first(), data.last()) else {
+        return Ok(Vec::new());
+    };
+    let chunks = target_chunk_count(
+        first.0,
+        last.0,
+        ASSUMED_RAW_INTERVAL_MS,
+        resolution,
+        data.len(),
+    );
+    let batch_size = data.len() / chunks + 1;
+    let mut out = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        let mut j = batch_size.min(rest.len());
+        let cur_w = window_end(rest[j - 1].0, resolution);
+        while j < rest.len() && rest[j].0 <= cur_w {
+            j += 1;
+        }
+        let batch: Vec<&(i64, FloatHistogram)> =
+            rest[..j].iter().filter(|s| !s.1.sum.is_nan()).collect();
+        rest = &rest[j..];
+        if batch.is_empty() {
+            continue;
+        }
+        out.push(downsample_batch(&batch, resolution).map_err(err)?);
+    }
+    Ok(out)
+}
+
+/// One output chunk from one batch of histograms.
+fn downsample_batch(
+    batch: &[&(i64, FloatHistogram)],
+    resolution: i64,
+) -> Result<AggrChunkOut, String> {
+    let schema = batch.iter().map(|s| s.1.schema).min().unwrap_or(0);
+    let gauge = batch[0].1.counter_reset_hint == CounterResetHint::Gauge;
+    let mut aggr = Aggregator {
+        schema,
+        total: 0,
+        count: 0,
+        sum: None,
+        counter: None,
+        previous: None,
+    };
+    let (mut count, mut sum, mut counter) =
+        (XorAppender::new(), HistSub::default(), HistSub::default());
+    let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
+    let last_t = batch[batch.len() - 1].0;
+    let mut next_t: Option<i64> = None;
+    let mut flush = |t: i64, a: &mut Aggregator| -> Result<(), String> {
+        min_time = min_time.min(t);
+        max_time = max_time.max(t);
+        let (Some(c), Some(s)) = (&a.counter, &a.sum) else {
+            return Ok(());
+        };
+        let (mut c, mut s) = (c.to_float(), s.to_float());
+        if gauge {
+            c.counter_reset_hint = CounterResetHint::Gauge;
+            s.counter_reset_hint = CounterResetHint::Gauge;
+        }
+        counter.append(t, &c)?;
+        sum.append(t, &s)?;
+        count
+            .try_append(t, a.count as f64)
+            .map_err(|e| e.to_string())
+    };
+    for (t, h) in batch.iter().map(|s| (s.0, &s.1)) {
+        if next_t.is_none_or(|n| t > n) {
+            if let Some(n) = next_t {
+                flush(n, &mut aggr)?;
+            }
+            aggr.count = 0;
+            aggr.sum = None;
+            next_t = Some(window_end(t, resolution).min(last_t));
+        }
+        aggr.add(h)?;
+    }
+    if let Some(n) = next_t
+        && aggr.total > 0
+    {
+        flush(n, &mut aggr)?;
+    }
+    let mut parts: [Option<SubChunk<'_>>; 5] = [None; 5];
+    parts[AggrType::Count as usize] = Some(SubChunk::xor(count.bytes()));
+    parts[AggrType::Sum as usize] = Some(SubChunk {
+        encoding: Encoding::FloatHistogram as u8,
+        data: sum.app.bytes(),
+    });
+    parts[AggrType::Counter as usize] = Some(SubChunk {
+        encoding: Encoding::FloatHistogram as u8,
+        data: counter.app.bytes(),
+    });
+    Ok(AggrChunkOut {
+        min_time,
+        max_time,
+        data: encode_aggr(&parts),
+    })
+}
+
+#[cfg(test)]
+mod tests;
