@@ -315,6 +315,7 @@ mod tests {
                 labels: Labels::from_pairs([("i", i.to_string()), ("job", "x".repeat(i % 7))]),
                 t_ms: 1_700_000_000_123 + i as i64,
                 v: i as f64 / 3.0,
+                h: None,
             })
             .collect()
     }

@@ -62,6 +62,8 @@ impl Evaluator<'_> {
                             }
                         }
                         (!ts.is_empty()).then_some(RSeries {
+                            hts: Vec::new(),
+                            h: Vec::new(),
                             labels: c.labels,
                             drop_name: c.drop_name,
                             ts,
@@ -70,6 +72,8 @@ impl Evaluator<'_> {
                     })
                     .collect(),
                 Val::Scalar(vals) => vec![RSeries {
+                    hts: Vec::new(),
+                    h: Vec::new(),
                     labels: crate::labels::Labels::empty(),
                     drop_name: false,
                     ts: (0..n).map(|i| inner.t(i)).collect(),

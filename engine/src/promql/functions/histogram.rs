@@ -115,6 +115,7 @@ fn per_histogram(
             }
         }
         out.push(Col {
+            h: None,
             labels,
             drop_name: true,
             v,
