@@ -207,6 +207,14 @@ pub(crate) fn divide(h: &mut FloatHistogram, f: f64) {
     h.count /= f;
     h.sum /= f;
     h.zero_count /= f;
+    if f == 0.0 {
+        // Division by zero leaves no buckets.
+        h.positive_spans.clear();
+        h.negative_spans.clear();
+        h.positive_buckets.clear();
+        h.negative_buckets.clear();
+        return;
+    }
     h.positive_buckets.iter_mut().for_each(|x| *x /= f);
     h.negative_buckets.iter_mut().for_each(|x| *x /= f);
 }

@@ -309,7 +309,7 @@ impl Aggregator {
     /// Samples an input column holds while this aggregation keeps it (0 when it is folded).
     fn holds(&self, c: &Col) -> usize {
         if self.op.keeps_input() {
-            c.v.iter().filter(|x| !is_absent(**x)).count()
+            (0..c.v.len()).filter(|&i| c.present(i)).count()
         } else {
             0
         }

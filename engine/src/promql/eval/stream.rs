@@ -376,6 +376,11 @@ impl SeriesKernel {
 /// Unary minus of one series; the result loses its metric name.
 pub(crate) fn negate(c: &mut Col) {
     c.drop_name = true;
+    if let Some(h) = c.h.as_mut() {
+        h.iter_mut()
+            .flatten()
+            .for_each(|h| crate::promql::hist_math::scale(h, -1.0));
+    }
     for x in c.v.iter_mut().filter(|x| !is_absent(**x)) {
         *x = -*x;
     }

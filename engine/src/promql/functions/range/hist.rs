@@ -231,40 +231,26 @@ impl RangeCall {
         }
         let counter = self.f != F::Delta;
         let (first, last) = (&hs[0], &hs[hs.len() - 1]);
-        if hs
-            .iter()
-            .any(|h| h.uses_custom_buckets() != first.uses_custom_buckets())
-        {
-            notes.warn(mixed_schemas(name, &self.first_at));
-            return None;
-        }
         let gauge = |h: &FloatHistogram| h.counter_reset_hint == CounterResetHint::Gauge;
-        if counter && hs[1..hs.len() - 1].iter().any(gauge) {
+        if counter && hs.iter().any(gauge) {
             notes.warn(not_counter(name, &self.first_at));
         }
-        let mut h = match hist_math::sub(last, first) {
-            Ok(h) => h,
-            Err(e) => {
-                notes.warn(incompatible(e, name, &self.first_at));
-                return None;
+        // A counter's increase: the first run of samples without a reset counts from its
+        // first sample, every later run from zero (its last sample whole).
+        let mut h: Option<FloatHistogram> = None;
+        let mut run_end = 0;
+        for k in 1..hs.len() {
+            let reset = counter && hist_math::detect_reset(&hs[k], &hs[k - 1]);
+            if reset {
+                h = self.run_increase(h, &hs[run_end], &hs[k - 1], first, name, notes)?;
+                run_end = k;
             }
-        };
-        let min_schema = hs.iter().map(|h| h.schema).min().unwrap_or(h.schema);
-        if counter {
-            for w in hs.windows(2) {
-                if hist_math::detect_reset(&w[1], &w[0]) {
-                    match hist_math::add(&h, &w[0]) {
-                        Ok(x) => h = x,
-                        Err(e) => {
-                            notes.warn(incompatible(e, name, &self.first_at));
-                            return None;
-                        }
-                    }
-                }
-            }
-        } else if !gauge(first) || !gauge(last) {
+        }
+        let mut h = self.run_increase(h, &hs[run_end], last, first, name, notes)??;
+        if !counter && (!gauge(first) || !gauge(last)) {
             notes.warn(not_gauge(name, &self.first_at));
         }
+        let min_schema = hs.iter().map(|h| h.schema).min().unwrap_or(h.schema);
         if h.schema > min_schema {
             h = hist_math::reduce(&h, min_schema);
         }
@@ -278,12 +264,6 @@ impl RangeCall {
         if to_start >= threshold {
             to_start = avg_gap / 2.0;
         }
-        if counter && h.count > 0.0 && first.count >= 0.0 {
-            let to_zero = sampled * (first.count / h.count);
-            if to_zero < to_start {
-                to_start = to_zero;
-            }
-        }
         if to_end >= threshold {
             to_end = avg_gap / 2.0;
         }
@@ -293,6 +273,35 @@ impl RangeCall {
         }
         hist_math::scale(&mut h, factor);
         Some(h)
+    }
+}
+
+impl RangeCall {
+    /// Adds one run of samples without a reset, from `start` to `end`, to `acc`: its end less
+    /// the window's `first` sample for the first run, its end whole after a reset.
+    fn run_increase(
+        &self,
+        acc: Option<FloatHistogram>,
+        start: &FloatHistogram,
+        end: &FloatHistogram,
+        first: &FloatHistogram,
+        name: &str,
+        notes: &mut Notes,
+    ) -> Option<Option<FloatHistogram>> {
+        let r = match acc {
+            // A first run of one sample adds nothing.
+            None if std::ptr::eq(start, first) && std::ptr::eq(end, first) => return Some(None),
+            None if std::ptr::eq(start, first) => hist_math::sub(end, first),
+            None => Ok(end.clone()),
+            Some(a) => hist_math::add(&a, end),
+        };
+        match r {
+            Ok(h) => Some(Some(h)),
+            Err(e) => {
+                notes.warn(incompatible(e, name, &self.first_at));
+                None
+            }
+        }
     }
 }
 
