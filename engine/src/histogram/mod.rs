@@ -11,10 +11,16 @@
 //! Nothing here panics on bad input: [`Histogram::validate`] and [`FloatHistogram::validate`]
 //! name what is wrong with a [`HistogramError`].
 
+pub mod ops;
 pub(crate) mod validate;
 
 use std::sync::Arc;
 
+pub use ops::{
+    AddOutcome, AllBucketIter, Bucket, BucketIter, HistogramOpError, ReverseBucketIter,
+    bucket_bound, exponential_bound, histogram_avg, histogram_fraction, histogram_quantile,
+    histogram_stddev, histogram_stdvar,
+};
 pub use validate::{FloatValue, HistogramError, Side};
 
 /// The smallest exponential schema: each bucket spans a factor of 2^16.
