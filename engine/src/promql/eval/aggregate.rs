@@ -1040,12 +1040,7 @@ impl Evaluator<'_> {
                     }
                 }
             }
-            Op::LimitK | Op::LimitRatio => {}
-            Op::CountValues => {
-                for c in &mut cols {
-                    c.h = None;
-                }
-            }
+            Op::LimitK | Op::LimitRatio | Op::CountValues => {}
             Op::Sum | Op::Avg => {
                 let avg = agg.op == Op::Avg;
                 // Per group: histogram sum, histogram count, float seen, per step.
@@ -1246,13 +1241,15 @@ fn finish_members(
                 for i in 0..n {
                     for &m in members {
                         let x = cols[m].v[i];
-                        if is_absent(x) {
-                            continue;
-                        }
+                        let text = match cols[m].hist(i) {
+                            Some(h) => h.to_string(),
+                            None if is_absent(x) => continue,
+                            None => format_float(x, FloatFormat::F),
+                        };
                         let mut ls: Vec<Label> =
                             g.iter().filter(|l| l.name != label).cloned().collect();
                         if !value_dropped {
-                            ls.push(Label::new(label.as_str(), format_float(x, FloatFormat::F)));
+                            ls.push(Label::new(label.as_str(), text));
                             ls.sort();
                         }
                         let labels = Labels::from_sorted(ls);

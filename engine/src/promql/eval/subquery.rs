@@ -3,8 +3,8 @@
 
 use promql_parser::parser::SubqueryExpr;
 
-use crate::histogram::CounterResetHint;
 use super::{Evaluator, RSeries, RangeVec, Steps, Val, is_absent, offset_ms};
+use crate::histogram::CounterResetHint;
 use crate::promql::error::PromqlError;
 
 /// Prometheus's default subquery resolution when none is given (its evaluation interval), ms.

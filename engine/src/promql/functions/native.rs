@@ -4,6 +4,5 @@ use crate::histogram::FloatHistogram;
 
 /// The estimated variance of the observations in `h`.
 pub(crate) fn stdvar(h: &FloatHistogram) -> f64 {
-    let _ = h;
-    f64::NAN
+    crate::histogram::histogram_stdvar(h)
 }
