@@ -12,6 +12,8 @@ mod duration_expr;
 mod error;
 pub(crate) mod eval;
 mod functions;
+mod hist_math;
+mod hist_notation;
 mod limits;
 mod positions;
 pub mod promqltest;

@@ -7,8 +7,12 @@ use std::collections::BTreeMap;
 use promql_parser::parser::{Expr, VectorSelector};
 use regex::Regex;
 
+use super::hist_notation::{self, HistToken};
 use super::{Engine, Value};
+use crate::block::cut_float_histogram_chunks;
+use crate::chunk::{HistogramBatch, decode_float_histogram_chunk};
 use crate::chunk::{STALE_NAN_BITS, SampleBatch};
+use crate::histogram::{CounterResetHint, FloatHistogram};
 use crate::labels::Labels;
 use crate::query::{MemSeries, Series};
 
@@ -34,7 +38,7 @@ pub fn parse_duration(s: &str) -> Option<i64> {
 }
 
 /// Parses a number as Go's `strconv.ParseFloat` and the test language accept it.
-fn parse_number(s: &str) -> Option<f64> {
+pub(crate) fn parse_number(s: &str) -> Option<f64> {
     let (neg, body) = match s.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
@@ -53,17 +57,17 @@ fn parse_number(s: &str) -> Option<f64> {
 }
 
 /// A sample slot of a series description: a value, a gap (`_`), or a native histogram.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Slot {
     Value(f64),
     Gap,
+    Hist(Box<FloatHistogram>),
 }
 
 /// A parsed series description line.
 struct SeriesDesc {
     labels: Labels,
     slots: Vec<Slot>,
-    native: bool,
 }
 
 /// Reads a Go-style double-quoted string starting at `s[0] == '"'`; returns it and the rest.
@@ -150,13 +154,34 @@ fn parse_series_desc(line: &str) -> Result<(Labels, &str), String> {
 }
 
 /// Expands a value sequence (`1 2 _ 3+2x4 stale _x3`).
-fn parse_values(s: &str) -> Result<(Vec<Slot>, bool), String> {
-    if s.contains("{{") {
-        return Ok((Vec::new(), true));
-    }
+fn parse_values(s: &str) -> Result<Vec<Slot>, String> {
     let mut out = Vec::new();
-    for tok in s.split_whitespace() {
-        if tok == "_" {
+    for tok in hist_notation::tokens(s) {
+        if tok.starts_with("{{") {
+            match hist_notation::parse_token(tok)? {
+                HistToken::Repeat(h, n) => {
+                    out.extend(std::iter::repeat_n(Slot::Hist(Box::new(h)), n + 1))
+                }
+                HistToken::Series {
+                    start,
+                    step,
+                    negative,
+                    times,
+                } => {
+                    let mut cur = start;
+                    for k in 0..=times {
+                        if k > 0 {
+                            cur = if negative {
+                                hist_sub(&cur, &step)?
+                            } else {
+                                hist_add(&cur, &step)?
+                            };
+                        }
+                        out.push(Slot::Hist(Box::new(cur.clone())));
+                    }
+                }
+            }
+        } else if tok == "_" {
             out.push(Slot::Gap);
         } else if let Some(n) = tok.strip_prefix("_x") {
             let n: usize = n.parse().map_err(|_| format!("bad token {tok}"))?;
@@ -191,17 +216,13 @@ fn parse_values(s: &str) -> Result<(Vec<Slot>, bool), String> {
             return Err(format!("bad token {tok}"));
         }
     }
-    Ok((out, false))
+    Ok(out)
 }
 
 fn parse_line(line: &str) -> Result<SeriesDesc, String> {
     let (labels, rest) = parse_series_desc(line)?;
-    let (slots, native) = parse_values(rest)?;
-    Ok(SeriesDesc {
-        labels,
-        slots,
-        native,
-    })
+    let slots = parse_values(rest)?;
+    Ok(SeriesDesc { labels, slots })
 }
 
 /// Floats equal within promqltest's tolerance (NaN equals NaN).
@@ -302,33 +323,29 @@ pub fn run_script(name: &str, text: &str, engine: &Engine) -> ScriptReport {
             "load" | "load_with_nhcb" => {
                 let nhcb = cmd == "load_with_nhcb";
                 let step = words.next().and_then(parse_duration).unwrap_or(0);
-                let mut loaded: BTreeMap<Labels, SampleBatch> = BTreeMap::new();
+                let mut loaded: BTreeMap<Labels, Series> = BTreeMap::new();
                 for l in &body {
-                    match parse_line(l) {
-                        Ok(d) if d.native => native_series.push(d.labels),
-                        Ok(d) => {
-                            if nhcb && let Some(native) = nhcb_labels(&d.labels) {
-                                native_series.push(native);
-                            }
-                            let mut b = SampleBatch::default();
-                            for (k, s) in d.slots.iter().enumerate() {
-                                if let Slot::Value(v) = s {
-                                    b.ts.push(k as i64 * step);
-                                    b.val.push(*v);
-                                }
-                            }
-                            loaded.insert(d.labels, b);
+                    let d = match parse_line(l) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            rep.failed
+                                .push(format!("{name}:{start_line}: load: {e}: {l}"));
+                            continue;
+                        }
+                    };
+                    if nhcb && let Some(native) = nhcb_labels(&d.labels) {
+                        native_series.push(native);
+                    }
+                    match load_series(d.labels, &d.slots, step) {
+                        Ok(s) => {
+                            loaded.insert(s.labels.clone(), s);
                         }
                         Err(e) => rep
                             .failed
                             .push(format!("{name}:{start_line}: load: {e}: {l}")),
                     }
                 }
-                store.extend(
-                    loaded
-                        .into_iter()
-                        .map(|(labels, samples)| Series::floats(labels, samples)),
-                );
+                store.extend(loaded.into_values());
                 mem = MemSeries::new(store.clone());
             }
             c if c.starts_with("eval") => {
@@ -356,6 +373,50 @@ pub fn run_script(name: &str, text: &str, engine: &Engine) -> ScriptReport {
         }
     }
     rep
+}
+
+/// One loaded series: its float samples, and its histogram samples as Gauntlet's storage
+/// hands them back (through histogram chunks, which set the counter reset hints a reader
+/// sees). A stale marker in a series of histograms is a histogram stale marker, as
+/// Prometheus's head stores it.
+fn load_series(labels: Labels, slots: &[Slot], step: i64) -> Result<Series, String> {
+    let mut samples = SampleBatch::default();
+    let mut hist: Vec<(i64, FloatHistogram)> = Vec::new();
+    let mut last_was_hist = false;
+    for (k, s) in slots.iter().enumerate() {
+        let t = k as i64 * step;
+        match s {
+            Slot::Gap => {}
+            Slot::Hist(h) => {
+                hist.push((t, (**h).clone()));
+                last_was_hist = true;
+            }
+            Slot::Value(v) if last_was_hist && crate::chunk::is_stale_nan(*v) => {
+                hist.push((t, FloatHistogram::stale_marker()));
+            }
+            Slot::Value(v) => {
+                samples.ts.push(t);
+                samples.val.push(*v);
+                last_was_hist = false;
+            }
+        }
+    }
+    let mut histograms = HistogramBatch::default();
+    if !hist.is_empty() {
+        let chunks = cut_float_histogram_chunks(&hist, crate::block::cut::DEFAULT_CHUNK_RANGE_MS)
+            .map_err(|e| format!("histogram samples: {e}"))?;
+        for c in chunks {
+            for (t, h) in decode_float_histogram_chunk(&c.data).map_err(|e| e.to_string())? {
+                histograms.ts.push(t);
+                histograms.h.push(h);
+            }
+        }
+    }
+    Ok(Series {
+        labels,
+        samples,
+        histograms,
+    })
 }
 
 /// The native histogram `load_with_nhcb` derives from a classic `_bucket`/`_sum`/`_count`
@@ -492,9 +553,6 @@ fn parse_eval(line: &str, body: &[&str], line_no: usize) -> Result<EvalCmd, Stri
             c.scalar = parse_number(l);
         } else {
             let d = parse_line(l).map_err(|e| format!("{e}: {l}"))?;
-            if d.native {
-                c.skip = true;
-            }
             c.series.push((d.labels, d.slots));
         }
     }
@@ -572,13 +630,13 @@ fn check_eval(engine: &Engine, mem: &MemSeries, c: &EvalCmd) -> Result<(), Strin
                     c.series.len(),
                     got.len(),
                     got.iter()
-                        .map(|s| format!("{} {}", s.labels, s.v))
+                        .map(|s| format!("{} {}", s.labels, sample_text(s.v, s.h.as_deref())))
                         .collect::<Vec<_>>()
                 ));
             }
             for (k, (labels, slots)) in c.series.iter().enumerate() {
                 let want = match slots.first() {
-                    Some(Slot::Value(v)) => *v,
+                    Some(w @ (Slot::Value(_) | Slot::Hist(_))) => w,
                     _ => return Err(format!("expected line without value: {labels}")),
                 };
                 let pos = got
@@ -588,8 +646,11 @@ fn check_eval(engine: &Engine, mem: &MemSeries, c: &EvalCmd) -> Result<(), Strin
                 if c.ordered && pos != k {
                     return Err(format!("{labels} at position {pos}, expected {k}"));
                 }
-                if !almost_equal(got[pos].v, want) {
-                    return Err(format!("{labels}: got {}, expected {want}", got[pos].v));
+                if !sample_matches(want, got[pos].v, got[pos].h.as_deref()) {
+                    return Err(format!(
+                        "{labels}: got {}, expected {want:?}",
+                        sample_text(got[pos].v, got[pos].h.as_deref())
+                    ));
                 }
             }
             Ok(())
@@ -605,7 +666,7 @@ fn check_eval(engine: &Engine, mem: &MemSeries, c: &EvalCmd) -> Result<(), Strin
             let want: Vec<&(Labels, Vec<Slot>)> = c
                 .series
                 .iter()
-                .filter(|(_, s)| s.iter().any(|x| matches!(x, Slot::Value(_))))
+                .filter(|(_, s)| s.iter().any(|x| !matches!(x, Slot::Gap)))
                 .collect();
             if got.len() != want.len() {
                 return Err(format!(
@@ -620,27 +681,38 @@ fn check_eval(engine: &Engine, mem: &MemSeries, c: &EvalCmd) -> Result<(), Strin
                     .iter()
                     .find(|s| s.labels == *labels)
                     .ok_or_else(|| format!("missing series {labels}"))?;
-                let exp: Vec<(i64, f64)> = slots
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(k, x)| match x {
-                        Slot::Value(v) => Some((start + k as i64 * step, *v)),
-                        Slot::Gap => None,
-                    })
-                    .collect();
-                let have: Vec<(i64, f64)> = s
+                // The series' points in time order, floats and histograms together.
+                let mut have: Vec<(i64, f64, Option<&FloatHistogram>)> = s
                     .samples
                     .ts
                     .iter()
-                    .copied()
-                    .zip(s.samples.val.iter().copied())
+                    .zip(s.samples.val.iter())
+                    .map(|(t, v)| (*t, *v, None))
+                    .chain(
+                        s.histograms
+                            .ts
+                            .iter()
+                            .zip(s.histograms.h.iter())
+                            .map(|(t, h)| (*t, f64::NAN, Some(h))),
+                    )
+                    .collect();
+                have.sort_by_key(|x| x.0);
+                let exp: Vec<(i64, &Slot)> = slots
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, x)| !matches!(x, Slot::Gap))
+                    .map(|(k, x)| (start + k as i64 * step, x))
                     .collect();
                 if exp.len() != have.len()
                     || exp
                         .iter()
                         .zip(have.iter())
-                        .any(|(a, b)| a.0 != b.0 || !almost_equal(a.1, b.1))
+                        .any(|(a, b)| a.0 != b.0 || !sample_matches(a.1, b.1, b.2))
                 {
+                    let have: Vec<String> = have
+                        .iter()
+                        .map(|(t, v, h)| format!("{t}:{}", sample_text(*v, *h)))
+                        .collect();
                     return Err(format!("{labels}: got {have:?}, expected {exp:?}"));
                 }
             }
@@ -648,4 +720,103 @@ fn check_eval(engine: &Engine, mem: &MemSeries, c: &EvalCmd) -> Result<(), Strin
         }
         (_, other) => Err(format!("unexpected result type: {other:?}")),
     }
+}
+
+/// A result sample as text for failure messages.
+fn sample_text(v: f64, h: Option<&FloatHistogram>) -> String {
+    match h {
+        Some(h) => format!("{h:?}"),
+        None => v.to_string(),
+    }
+}
+
+/// Whether a result sample (a float, or a histogram when `h` is given) is the expected one.
+fn sample_matches(want: &Slot, v: f64, h: Option<&FloatHistogram>) -> bool {
+    match (want, h) {
+        (Slot::Value(w), None) => {
+            if crate::chunk::is_stale_nan(*w) || crate::chunk::is_stale_nan(v) {
+                return w.to_bits() == v.to_bits();
+            }
+            almost_equal(v, *w)
+        }
+        (Slot::Hist(w), Some(h)) => histogram_matches(w, h),
+        _ => false,
+    }
+}
+
+/// Compares histograms as Prometheus's test framework does: the same schema, count, sum,
+/// zero bucket and bucket counts within the float tolerance, buckets by their position (so
+/// empty buckets and how spans are cut do not matter), and the counter reset hint only when
+/// the expected histogram names one.
+fn histogram_matches(want: &FloatHistogram, got: &FloatHistogram) -> bool {
+    if want.counter_reset_hint != CounterResetHint::Unknown
+        && want.counter_reset_hint != got.counter_reset_hint
+    {
+        return false;
+    }
+    want.schema == got.schema
+        && almost_equal(want.count, got.count)
+        && almost_equal(want.sum, got.sum)
+        && almost_equal(want.zero_count, got.zero_count)
+        && almost_equal(want.zero_threshold, got.zero_threshold)
+        && buckets_match(
+            &want.positive_spans,
+            &want.positive_buckets,
+            &got.positive_spans,
+            &got.positive_buckets,
+        )
+        && buckets_match(
+            &want.negative_spans,
+            &want.negative_buckets,
+            &got.negative_spans,
+            &got.negative_buckets,
+        )
+        && (!want.uses_custom_buckets()
+            || (want.custom_values.len() == got.custom_values.len()
+                && want
+                    .custom_values
+                    .iter()
+                    .zip(got.custom_values.iter())
+                    .all(|(a, b)| almost_equal(*a, *b))))
+}
+
+/// Non-empty buckets by absolute index.
+fn indexed_buckets(spans: &[crate::histogram::Span], counts: &[f64]) -> Vec<(i32, f64)> {
+    let mut out = Vec::new();
+    let mut idx = 0i32;
+    let mut k = 0usize;
+    for (n, s) in spans.iter().enumerate() {
+        idx = if n == 0 { s.offset } else { idx + s.offset };
+        for _ in 0..s.length {
+            if let Some(&c) = counts.get(k)
+                && c != 0.0
+            {
+                out.push((idx, c));
+            }
+            idx += 1;
+            k += 1;
+        }
+    }
+    out
+}
+
+fn buckets_match(
+    ws: &[crate::histogram::Span],
+    wb: &[f64],
+    gs: &[crate::histogram::Span],
+    gb: &[f64],
+) -> bool {
+    let (w, g) = (indexed_buckets(ws, wb), indexed_buckets(gs, gb));
+    w.len() == g.len()
+        && w.iter()
+            .zip(g.iter())
+            .all(|(a, b)| a.0 == b.0 && almost_equal(a.1, b.1))
+}
+
+fn hist_add(a: &FloatHistogram, b: &FloatHistogram) -> Result<FloatHistogram, String> {
+    super::hist_math::add(a, b).map_err(|e| format!("{e:?}"))
+}
+
+fn hist_sub(a: &FloatHistogram, b: &FloatHistogram) -> Result<FloatHistogram, String> {
+    super::hist_math::sub(a, b).map_err(|e| format!("{e:?}"))
 }

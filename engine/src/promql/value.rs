@@ -1,5 +1,6 @@
 //! Query results as the API returns them.
 
+use crate::histogram::FloatHistogram;
 use crate::labels::Labels;
 use crate::query::Series;
 
@@ -47,6 +48,8 @@ pub struct InstantSample {
     pub labels: Labels,
     /// Sample time, ms since the epoch (the evaluation time).
     pub t_ms: i64,
-    /// The value.
+    /// The value (unused when `h` holds a histogram).
     pub v: f64,
+    /// A native histogram sample in place of the float.
+    pub h: Option<Box<FloatHistogram>>,
 }

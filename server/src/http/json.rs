@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use gauntlet_engine::error::{MESSAGE_BYTES, clip};
 use gauntlet_engine::go_format::{FloatFormat, push_float};
+use gauntlet_engine::histogram::FloatHistogram;
 use gauntlet_engine::labels::Labels;
 
 /// Appends `s` as a JSON string the way Go's `encoding/json` does: HTML-sensitive characters
@@ -187,6 +188,54 @@ pub fn push_point(out: &mut String, ts: &mut TsText, t_ms: i64, v: f64) {
     out.push(']');
 }
 
+/// Appends a native histogram as Prometheus's API writes it:
+/// `{"count":"…","sum":"…","buckets":[[rule,"lower","upper","count"],…]}`, populated buckets in
+/// ascending order of value, numbers spelled as sample values, and the boundary rule 0 (upper
+/// bound inclusive), 1 (lower), 2 (neither) or 3 (both). No `buckets` key when every bucket is
+/// empty.
+pub fn push_histogram(out: &mut String, h: &FloatHistogram) {
+    out.push_str("{\"count\":");
+    push_value(out, h.count);
+    out.push_str(",\"sum\":");
+    push_value(out, h.sum);
+    let mut first = true;
+    for b in h.all_buckets_iter() {
+        if b.count == 0.0 {
+            continue;
+        }
+        out.push_str(if first { ",\"buckets\":[" } else { "," });
+        first = false;
+        let rule = match (b.lower_inclusive, b.upper_inclusive) {
+            (true, true) => 3,
+            (true, false) => 1,
+            (false, true) => 0,
+            (false, false) => 2,
+        };
+        out.push('[');
+        out.push(char::from(b'0' + rule));
+        out.push(',');
+        push_value(out, b.lower);
+        out.push(',');
+        push_value(out, b.upper);
+        out.push(',');
+        push_value(out, b.count);
+        out.push(']');
+    }
+    if !first {
+        out.push(']');
+    }
+    out.push('}');
+}
+
+/// Appends `[ts, {histogram}]`, the time's text through `ts`.
+pub fn push_histogram_point(out: &mut String, ts: &mut TsText, t_ms: i64, h: &FloatHistogram) {
+    out.push('[');
+    ts.push(out, t_ms);
+    out.push(',');
+    push_histogram(out, h);
+    out.push(']');
+}
+
 /// Appends a JSON array of strings.
 pub fn push_str_array(out: &mut String, items: &[String]) {
     out.push('[');
@@ -364,6 +413,54 @@ mod tests {
         assert_eq!(
             error("bad_data", "oops", &[]),
             r#"{"status":"error","errorType":"bad_data","error":"oops"}"#
+        );
+    }
+
+    #[test]
+    fn histograms_are_spelled_like_prometheus() {
+        use gauntlet_engine::histogram::Span;
+        // {count:20, sum:10, [-2,-1):2, [-1,-0.5):1, [-0.001,0.001]:2, (0.5,1]:1, (1,2]:2}
+        let h = FloatHistogram {
+            schema: 0,
+            count: 20.0,
+            sum: 10.0,
+            zero_threshold: 0.001,
+            zero_count: 2.0,
+            positive_spans: vec![Span::new(0, 3)],
+            positive_buckets: vec![1.0, 0.0, 2.0],
+            negative_spans: vec![Span::new(0, 2)],
+            negative_buckets: vec![1.0, 2.0],
+            ..FloatHistogram::default()
+        };
+        let mut out = String::new();
+        push_histogram(&mut out, &h);
+        assert_eq!(
+            out,
+            r#"{"count":"20","sum":"10","buckets":[[1,"-2","-1","2"],[1,"-1","-0.5","1"],[3,"-0.001","0.001","2"],[0,"0.5","1","1"],[0,"2","4","2"]]}"#
+        );
+        let empty = FloatHistogram {
+            count: 3.0,
+            sum: f64::NAN,
+            ..FloatHistogram::default()
+        };
+        out.clear();
+        push_histogram(&mut out, &empty);
+        assert_eq!(out, r#"{"count":"3","sum":"NaN"}"#);
+        // Custom buckets: the first starts at -Inf (inclusive), the last ends at +Inf.
+        let nhcb = FloatHistogram {
+            schema: -53,
+            count: 4.0,
+            sum: 5.0,
+            custom_values: std::sync::Arc::from(vec![5.0, 10.0]),
+            positive_spans: vec![Span::new(0, 3)],
+            positive_buckets: vec![1.0, 2.0, 1.0],
+            ..FloatHistogram::default()
+        };
+        out.clear();
+        push_histogram(&mut out, &nhcb);
+        assert_eq!(
+            out,
+            r#"{"count":"4","sum":"5","buckets":[[3,"-Inf","5","1"],[0,"5","10","2"],[0,"10","+Inf","1"]]}"#
         );
     }
 }

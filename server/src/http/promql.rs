@@ -159,8 +159,16 @@ fn reply(res: QueryResult, mut warnings: Vec<String>) -> Reply {
             let pieces = encode_pieces(samples, vector_size, |out, ts, s| {
                 out.push_str("{\"metric\":");
                 json::push_labels(out, &s.labels);
-                out.push_str(",\"value\":");
-                json::push_point(out, ts, s.t_ms, s.v);
+                match &s.h {
+                    Some(h) => {
+                        out.push_str(",\"histogram\":");
+                        json::push_histogram_point(out, ts, s.t_ms, h);
+                    }
+                    None => {
+                        out.push_str(",\"value\":");
+                        json::push_point(out, ts, s.t_ms, s.v);
+                    }
+                }
                 out.push('}');
             });
             close(pieces, "]}")
@@ -170,14 +178,29 @@ fn reply(res: QueryResult, mut warnings: Vec<String>) -> Reply {
             let pieces = encode_pieces(series, matrix_size, |out, ts, s| {
                 out.push_str("{\"metric\":");
                 json::push_labels(out, &s.labels);
-                out.push_str(",\"values\":[");
-                for (j, (t, v)) in s.samples.iter().enumerate() {
-                    if j > 0 {
-                        out.push(',');
+                // As Prometheus writes a series: `values` when it has floats, `histograms`
+                // when it has histograms.
+                if !s.samples.is_empty() || s.histograms.ts.is_empty() {
+                    out.push_str(",\"values\":[");
+                    for (j, (t, v)) in s.samples.iter().enumerate() {
+                        if j > 0 {
+                            out.push(',');
+                        }
+                        json::push_point(out, ts, t, v);
                     }
-                    json::push_point(out, ts, t, v);
+                    out.push(']');
                 }
-                out.push_str("]}");
+                if !s.histograms.ts.is_empty() {
+                    out.push_str(",\"histograms\":[");
+                    for (j, (t, h)) in s.histograms.ts.iter().zip(&s.histograms.h).enumerate() {
+                        if j > 0 {
+                            out.push(',');
+                        }
+                        json::push_histogram_point(out, ts, *t, h);
+                    }
+                    out.push(']');
+                }
+                out.push('}');
             });
             close(pieces, "]}")
         }
@@ -285,14 +308,26 @@ fn labels_size(l: &gauntlet_engine::labels::Labels) -> usize {
 
 /// About how many bytes a sample encodes to: its labels and one point at a typical width.
 fn vector_size(s: &gauntlet_engine::promql::InstantSample) -> usize {
-    labels_size(&s.labels) + 40
+    labels_size(&s.labels) + 40 + s.h.as_ref().map_or(0, |h| histogram_size(h))
+}
+
+/// About how many bytes a histogram encodes to.
+fn histogram_size(h: &gauntlet_engine::histogram::FloatHistogram) -> usize {
+    64 + 80 * (h.positive_buckets.len() + h.negative_buckets.len() + 1)
 }
 
 /// About how many bytes a series encodes to: its labels and its points at a typical width
 /// (a ms timestamp and a 17-digit value take 40), erring long: the piece is reserved at this
 /// size, and pages it never writes cost nothing, while growing it copies it.
 fn matrix_size(s: &gauntlet_engine::query::Series) -> usize {
-    labels_size(&s.labels) + 16 + s.samples.len() * 42
+    labels_size(&s.labels)
+        + 32
+        + s.samples.len() * 42
+        + s.histograms
+            .h
+            .iter()
+            .map(|h| 24 + histogram_size(h))
+            .sum::<usize>()
 }
 
 #[cfg(test)]
@@ -315,6 +350,7 @@ mod tests {
                 labels: Labels::from_pairs([("i", i.to_string()), ("job", "x".repeat(i % 7))]),
                 t_ms: 1_700_000_000_123 + i as i64,
                 v: i as f64 / 3.0,
+                h: None,
             })
             .collect()
     }

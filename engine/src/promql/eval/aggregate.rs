@@ -8,12 +8,14 @@ use std::collections::HashMap;
 
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
-use super::{Col, Evaluator, Steps, Val, absent, is_absent};
+use super::{Col, Evaluator, HCol, Steps, Val, absent, is_absent};
 use crate::go_format::{FloatFormat, format_float, quoted};
+use crate::histogram::FloatHistogram;
 use crate::labels::{Label, Labels};
 use crate::promql::error::PromqlError;
 use crate::promql::functions::go_sort::go_sort;
 use crate::promql::functions::{kahan_inc, quantile_sorted, sort_floats};
+use crate::promql::hist_math;
 
 /// Whether a label of a series is part of its group's labels.
 fn in_group(l: &Label, modifier: Option<&LabelModifier>) -> bool {
@@ -307,7 +309,7 @@ impl Aggregator {
     /// Samples an input column holds while this aggregation keeps it (0 when it is folded).
     fn holds(&self, c: &Col) -> usize {
         if self.op.keeps_input() {
-            c.v.iter().filter(|x| !is_absent(**x)).count()
+            (0..c.v.len()).filter(|&i| c.present(i)).count()
         } else {
             0
         }
@@ -538,6 +540,7 @@ impl Aggregator {
                         _ => {}
                     }
                     out.push(Col {
+                        h: None,
                         labels: g.labels,
                         drop_name: g.drop_name,
                         v,
@@ -622,7 +625,7 @@ impl Aggregator {
         };
         Ok(out
             .into_iter()
-            .filter(|c| c.v.iter().any(|x| !is_absent(*x)))
+            .filter(|c| (0..n).any(|i| c.present(i)))
             .collect())
     }
 }
@@ -755,6 +758,7 @@ impl PartialSpec {
             labels,
             drop_name,
             v,
+            ..
         } = c;
         let n = self.n;
         let groups = &p.groups;
@@ -955,7 +959,8 @@ impl Evaluator<'_> {
         // Without delayed name removal, series left equal by a dropped name are an error,
         // which only the whole input shows: such input is evaluated first.
         let eager_names = !self.opts.delayed_name_removal;
-        if super::stream::streamable(&a.expr)
+        if !self.hist_mode
+            && super::stream::streamable(&a.expr)
             && (!eager_names || super::stream::names_stay_distinct(&a.expr))
         {
             let (vs, mut kernel) = self.build_kernel(&a.expr, steps)?;
@@ -998,12 +1003,162 @@ impl Evaluator<'_> {
                     )));
                 }
             };
+            if cols.iter().any(|c| c.h.is_some()) {
+                return self.aggregate_histograms(a, agg, cols);
+            }
             // The input is already counted as held by its own evaluation.
             for c in cols {
                 agg.push(c);
             }
         }
         Ok(Val::Vector(agg.finish(self)?))
+    }
+
+    /// An aggregation whose input holds native histograms: `sum` and `avg` add them up
+    /// (a group mixing floats and histograms at a step has no value there, with a warning),
+    /// `count` and `group` count them, `limitk` and `limit_ratio` pass them on, and the
+    /// others ignore them with an info annotation.
+    fn aggregate_histograms(
+        &mut self,
+        a: &AggregateExpr,
+        mut agg: Aggregator,
+        mut cols: Vec<Col>,
+    ) -> Result<Val, PromqlError> {
+        let n = agg.n;
+        // Where the aggregation starts is not tracked: its annotations carry no position.
+        let at = String::new();
+        let _ = a;
+        match agg.op {
+            Op::Count | Op::Group => {
+                for c in &mut cols {
+                    if let Some(h) = c.h.take() {
+                        for (i, x) in h.iter().enumerate() {
+                            if x.is_some() {
+                                c.v[i] = 1.0;
+                            }
+                        }
+                    }
+                }
+            }
+            Op::LimitK | Op::LimitRatio | Op::CountValues => {}
+            Op::Sum | Op::Avg => {
+                let avg = agg.op == Op::Avg;
+                // Per group: histogram sum, histogram count, float seen, per step.
+                let mut hgroups: HashMap<Labels, HistAcc> = HashMap::new();
+                let mut warned_mix = false;
+                for c in &mut cols {
+                    let Some(h) = c.h.take() else { continue };
+                    let key =
+                        group_labels(&c.labels, agg.modifier.as_ref(), agg.by_name && c.drop_name);
+                    let acc = hgroups.entry(key).or_insert_with(|| HistAcc::new(n));
+                    for (i, x) in h.into_iter().enumerate() {
+                        let Some(x) = x else { continue };
+                        acc.count[i] += 1.0;
+                        if acc.bad[i] {
+                            continue;
+                        }
+                        acc.sum[i] = match acc.sum[i].take() {
+                            None => Some(x),
+                            Some(prev) => match hist_math::add(&prev, &x) {
+                                Ok(s) => Some(s),
+                                Err(_) => {
+                                    acc.bad[i] = true;
+                                    self.warn(format!(
+                                        "PromQL warning: vector contains histograms with incompatible custom buckets for metric name {:?}{at}",
+                                        c.labels.get("__name__").unwrap_or("")
+                                    ));
+                                    None
+                                }
+                            },
+                        };
+                    }
+                }
+                for c in cols {
+                    agg.push(c);
+                }
+                let mut out = agg.finish(self)?;
+                let mut pos: HashMap<Labels, usize> = out
+                    .iter()
+                    .enumerate()
+                    .map(|(k, c)| (c.labels.clone(), k))
+                    .collect();
+                let mut keys: Vec<Labels> = hgroups.keys().cloned().collect();
+                keys.sort();
+                for key in keys {
+                    let acc = hgroups.remove(&key).expect("a group");
+                    let k = *pos.entry(key.clone()).or_insert_with(|| {
+                        out.push(Col {
+                            labels: key,
+                            drop_name: false,
+                            v: vec![absent(); n],
+                            h: None,
+                        });
+                        out.len() - 1
+                    });
+                    let col = &mut out[k];
+                    let mut hv: HCol = vec![None; n];
+                    for (i, sum) in acc.sum.into_iter().enumerate() {
+                        let Some(mut sum) = sum else { continue };
+                        if !is_absent(col.v[i]) {
+                            col.v[i] = absent();
+                            if !warned_mix {
+                                warned_mix = true;
+                                self.warn(format!(
+                                    "PromQL warning: encountered a mix of histograms and floats for aggregation{at}"
+                                ));
+                            }
+                            continue;
+                        }
+                        if avg {
+                            hist_math::scale(&mut sum, 1.0 / acc.count[i]);
+                        }
+                        hv[i] = Some(sum);
+                    }
+                    if hv.iter().any(|x| x.is_some()) {
+                        col.h = Some(hv);
+                    }
+                }
+                return Ok(Val::Vector(
+                    out.into_iter()
+                        .filter(|c| (0..n).any(|i| c.present(i)))
+                        .collect(),
+                ));
+            }
+            _ => {
+                let mut ignored = false;
+                for c in &mut cols {
+                    ignored |= c.drop_histograms();
+                }
+                if ignored {
+                    self.note_info(format!(
+                        "PromQL info: ignored histogram in {} aggregation{at}",
+                        agg.op_name
+                    ));
+                }
+            }
+        }
+        for c in cols {
+            agg.push(c);
+        }
+        Ok(Val::Vector(agg.finish(self)?))
+    }
+}
+
+/// Histogram sums of one aggregation group, per step.
+struct HistAcc {
+    sum: Vec<Option<FloatHistogram>>,
+    count: Vec<f64>,
+    /// Steps whose histograms could not be added.
+    bad: Vec<bool>,
+}
+
+impl HistAcc {
+    fn new(n: usize) -> HistAcc {
+        HistAcc {
+            sum: vec![None; n],
+            count: vec![0.0; n],
+            bad: vec![false; n],
+        }
     }
 }
 
@@ -1053,6 +1208,7 @@ fn finish_members(
                     }
                 }
                 out.push(Col {
+                    h: None,
                     labels: g.clone(),
                     drop_name: *drop_name,
                     v,
@@ -1085,18 +1241,21 @@ fn finish_members(
                 for i in 0..n {
                     for &m in members {
                         let x = cols[m].v[i];
-                        if is_absent(x) {
-                            continue;
-                        }
+                        let text = match cols[m].hist(i) {
+                            Some(h) => h.to_string(),
+                            None if is_absent(x) => continue,
+                            None => format_float(x, FloatFormat::F),
+                        };
                         let mut ls: Vec<Label> =
                             g.iter().filter(|l| l.name != label).cloned().collect();
                         if !value_dropped {
-                            ls.push(Label::new(label.as_str(), format_float(x, FloatFormat::F)));
+                            ls.push(Label::new(label.as_str(), text));
                             ls.sort();
                         }
                         let labels = Labels::from_sorted(ls);
                         let k = *idx.entry(labels.clone()).or_insert_with(|| {
                             out.push(Col {
+                                h: None,
                                 labels,
                                 drop_name: false,
                                 v: vec![absent(); n],
@@ -1115,9 +1274,7 @@ fn finish_members(
             let mut keep = vec![vec![false; n]; cols.len()];
             let mut order: Vec<usize> = Vec::new();
             // Parameters are checked only at steps where the aggregation has input.
-            let has_input: Vec<bool> = (0..n)
-                .map(|i| cols.iter().any(|c| !is_absent(c.v[i])))
-                .collect();
+            let has_input: Vec<bool> = (0..n).map(|i| cols.iter().any(|c| c.present(i))).collect();
             if op == Op::LimitRatio {
                 if p.iter().all(|&r| r == 0.0) {
                     return Ok(Vec::new());
@@ -1137,7 +1294,7 @@ fn finish_members(
                     for (ci, c) in cols.iter().enumerate() {
                         let off = labels_hash(&c.labels) as f64 / 18_446_744_073_709_551_616.0;
                         let sel = if r >= 0.0 { off < r } else { off >= 1.0 + r };
-                        keep[ci][i] = sel && !is_absent(c.v[i]);
+                        keep[ci][i] = sel && c.present(i);
                     }
                 }
                 if n == 1 {
@@ -1161,12 +1318,7 @@ fn finish_members(
                     };
                     for (_, _, members) in &groups {
                         buf.clear();
-                        buf.extend(
-                            members
-                                .iter()
-                                .copied()
-                                .filter(|&m| !is_absent(cols[m].v[i])),
-                        );
+                        buf.extend(members.iter().copied().filter(|&m| cols[m].present(i)));
                         match op_name {
                             "topk" => {
                                 buf.sort_by(|&x, &y| desc_nan_last(cols[x].v[i], cols[y].v[i]))
@@ -1197,17 +1349,21 @@ fn finish_members(
                 let mut c = std::mem::replace(
                     &mut cols[ci],
                     Col {
+                        h: None,
                         labels: Labels::empty(),
                         drop_name: false,
                         v: Vec::new(),
                     },
                 );
-                for (x, &k) in c.v.iter_mut().zip(keep[ci].iter()) {
+                for (i, (x, &k)) in c.v.iter_mut().zip(keep[ci].iter()).enumerate() {
                     if !k {
                         *x = absent();
+                        if let Some(h) = c.h.as_mut() {
+                            h[i] = None;
+                        }
                     }
                 }
-                if c.v.iter().any(|x| !is_absent(*x)) {
+                if (0..n).any(|i| c.present(i)) {
                     out.push(c);
                 }
             }

@@ -6,8 +6,10 @@ use std::collections::HashMap;
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 
 use super::{Col, Evaluator, Steps, Val, absent, is_absent};
+use crate::histogram::FloatHistogram;
 use crate::labels::{Label, Labels};
 use crate::promql::error::PromqlError;
+use crate::promql::hist_math;
 
 /// Whether `op` compares (`==`, `!=`, `<`, `<=`, `>`, `>=`).
 pub(crate) fn is_comparison(op: &str) -> bool {
@@ -84,12 +86,22 @@ impl Evaluator<'_> {
                     })
                     .collect(),
             )),
-            (Val::Vector(l), Val::Scalar(r)) => {
-                Ok(Val::Vector(vector_scalar(&op, l, &r, false, return_bool)))
-            }
-            (Val::Scalar(l), Val::Vector(r)) => {
-                Ok(Val::Vector(vector_scalar(&op, r, &l, true, return_bool)))
-            }
+            (Val::Vector(l), Val::Scalar(r)) => Ok(Val::Vector(vector_scalar(
+                self,
+                &op,
+                l,
+                &r,
+                false,
+                return_bool,
+            ))),
+            (Val::Scalar(l), Val::Vector(r)) => Ok(Val::Vector(vector_scalar(
+                self,
+                &op,
+                r,
+                &l,
+                true,
+                return_bool,
+            ))),
             (Val::Vector(l), Val::Vector(r)) => match op.as_str() {
                 "and" => Ok(Val::Vector(set_and_unless(l, &r, matching, true))),
                 "unless" => Ok(Val::Vector(set_and_unless(l, &r, matching, false))),
@@ -100,7 +112,24 @@ impl Evaluator<'_> {
                         .as_ref()
                         .map(|m| m.card.clone())
                         .unwrap_or(VectorMatchCardinality::OneToOne);
-                    let cols = vector_vector(&op, l, r, matching, &card, return_bool, steps.n)?;
+                    let mut notes = Vec::new();
+                    let cols = vector_vector(
+                        &op,
+                        l,
+                        r,
+                        matching,
+                        &card,
+                        return_bool,
+                        steps.n,
+                        &mut notes,
+                    )?;
+                    for note in notes {
+                        if note.starts_with("PromQL warning") {
+                            self.warn(note);
+                        } else {
+                            self.note_info(note);
+                        }
+                    }
                     Ok(Val::Vector(cols))
                 }
             },
@@ -114,12 +143,127 @@ impl Evaluator<'_> {
 }
 
 /// A vector against a per-step scalar; `swap` when the scalar is the left operand.
-fn vector_scalar(op: &str, mut cols: Vec<Col>, s: &[f64], swap: bool, rb: bool) -> Vec<Col> {
+fn vector_scalar(
+    ev: &mut Evaluator<'_>,
+    op: &str,
+    mut cols: Vec<Col>,
+    s: &[f64],
+    swap: bool,
+    rb: bool,
+) -> Vec<Col> {
     for c in &mut cols {
+        if let Some(mut h) = c.h.take() {
+            for (i, slot) in h.iter_mut().enumerate() {
+                let Some(x) = slot.take() else { continue };
+                let (l, r) = if swap {
+                    (Operand::Float(s[i]), Operand::Hist(&x))
+                } else {
+                    (Operand::Hist(&x), Operand::Float(s[i]))
+                };
+                let (v, nh, keep) = match elem_binop(op, l, r) {
+                    Ok(x) => x,
+                    Err(note) => {
+                        ev.note_info(note);
+                        continue;
+                    }
+                };
+                if rb {
+                    c.v[i] = if keep { 1.0 } else { 0.0 };
+                } else if keep {
+                    match nh {
+                        Some(nh) => *slot = Some(nh),
+                        None => c.v[i] = v,
+                    }
+                }
+            }
+            if h.iter().any(|x| x.is_some()) {
+                c.h = Some(h);
+            }
+        }
         vector_scalar_col(op, c, s, swap, rb);
     }
-    cols.retain(|c| c.v.iter().any(|x| !is_absent(*x)));
+    let n = s.len();
+    cols.retain(|c| (0..n).any(|i| c.present(i)));
     cols
+}
+
+/// One operand of a binary operation between samples.
+#[derive(Clone, Copy)]
+enum Operand<'h> {
+    Float(f64),
+    Hist(&'h FloatHistogram),
+}
+
+impl Operand<'_> {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Operand::Float(_) => "float",
+            Operand::Hist(_) => "histogram",
+        }
+    }
+}
+
+/// `l op r` where either side may be a histogram: the float result, or a histogram one, and
+/// whether a comparison keeps it; an info annotation when the operator does not apply to
+/// these types (the sample is then dropped).
+fn elem_binop(
+    op: &str,
+    l: Operand<'_>,
+    r: Operand<'_>,
+) -> Result<(f64, Option<FloatHistogram>, bool), String> {
+    let incompatible = || {
+        format!(
+            "PromQL info: incompatible sample types encountered for binary operator {op:?}: {} {op} {}",
+            l.type_name(),
+            r.type_name()
+        )
+    };
+    match (l, r) {
+        (Operand::Float(a), Operand::Float(b)) => {
+            let (v, keep) = scalar_binop(op, a, b);
+            Ok((v, None, keep))
+        }
+        (Operand::Hist(a), Operand::Hist(b)) => match op {
+            "+" | "-" => {
+                let res = if op == "+" {
+                    hist_math::add(a, b)
+                } else {
+                    hist_math::sub(a, b)
+                };
+                match res {
+                    Ok(h) => Ok((0.0, Some(h), true)),
+                    Err(_) => Err(
+                        "PromQL warning: vector contains histograms with incompatible custom buckets"
+                            .to_string(),
+                    ),
+                }
+            }
+            "==" => Ok((0.0, Some(a.clone()), hist_math::equals(a, b))),
+            "!=" => Ok((0.0, Some(a.clone()), !hist_math::equals(a, b))),
+            _ => Err(incompatible()),
+        },
+        (Operand::Hist(a), Operand::Float(b)) => match op {
+            "*" => {
+                let mut h = a.clone();
+                hist_math::scale(&mut h, b);
+                Ok((0.0, Some(h), true))
+            }
+            "/" => {
+                let mut h = a.clone();
+                hist_math::divide(&mut h, b);
+                Ok((0.0, Some(h), true))
+            }
+            _ => Err(incompatible()),
+        },
+        (Operand::Float(a), Operand::Hist(b)) => match op {
+            "*" => {
+                let mut h = b.clone();
+                hist_math::scale(&mut h, a);
+                Ok((0.0, Some(h), true))
+            }
+            _ => Err(incompatible()),
+        },
+    }
 }
 
 /// One series against a per-step scalar: the value, a 0/1 with `bool`, or absent where a
@@ -156,8 +300,8 @@ fn presence(cols: &[Col], matching: Option<&LabelModifier>) -> HashMap<Labels, V
         let p = m
             .entry(signature(&c.labels, matching))
             .or_insert_with(|| vec![false; c.v.len()]);
-        for (b, x) in p.iter_mut().zip(c.v.iter()) {
-            *b |= !is_absent(*x);
+        for (i, b) in p.iter_mut().enumerate() {
+            *b |= c.present(i);
         }
     }
     m
@@ -173,14 +317,14 @@ fn set_and_unless(
     for c in &mut l {
         let sig = signature(&c.labels, matching);
         let present = p.get(&sig);
-        for (i, x) in c.v.iter_mut().enumerate() {
+        for i in 0..c.v.len() {
             let other = present.is_some_and(|v| v[i]);
             if other != and {
-                *x = absent();
+                c.clear(i);
             }
         }
     }
-    l.retain(|c| c.v.iter().any(|x| !is_absent(*x)));
+    l.retain(|c| (0..c.v.len()).any(|i| c.present(i)));
     l
 }
 
@@ -189,13 +333,13 @@ fn set_or(mut l: Vec<Col>, r: Vec<Col>, matching: Option<&LabelModifier>) -> Vec
     for mut c in r {
         let sig = signature(&c.labels, matching);
         if let Some(present) = p.get(&sig) {
-            for (x, &b) in c.v.iter_mut().zip(present.iter()) {
+            for (i, &b) in present.iter().enumerate() {
                 if b {
-                    *x = absent();
+                    c.clear(i);
                 }
             }
         }
-        if c.v.iter().any(|x| !is_absent(*x)) {
+        if (0..c.v.len()).any(|i| c.present(i)) {
             l.push(c);
         }
     }
@@ -246,6 +390,7 @@ fn vector_vector(
     card: &VectorMatchCardinality,
     rb: bool,
     n: usize,
+    notes: &mut Vec<String>,
 ) -> Result<Vec<Col>, PromqlError> {
     let swapped = matches!(card, VectorMatchCardinality::OneToMany(_));
     let (many, one) = if swapped { (r, l) } else { (l, r) };
@@ -270,15 +415,13 @@ fn vector_vector(
     // Two "one"-side series with the same signature at the same step cannot be told apart;
     // a step where the other side is empty matches nothing, so it is not checked (as in
     // Prometheus, which skips matching when either side is empty).
-    let many_present: Vec<bool> = (0..n)
-        .map(|i| many.iter().any(|c| !is_absent(c.v[i])))
-        .collect();
+    let many_present: Vec<bool> = (0..n).map(|i| many.iter().any(|c| c.present(i))).collect();
     for (sig, members) in groups.iter().filter(|(_, m)| m.len() > 1) {
         for i in (0..n).filter(|&i| many_present[i]) {
             let present: Vec<usize> = members
                 .iter()
                 .copied()
-                .filter(|&m| !is_absent(one[m].v[i]))
+                .filter(|&m| one[m].present(i))
                 .collect();
             // Prometheus names the second series it meets, then the first.
             if present.len() > 1 {
@@ -302,17 +445,41 @@ fn vector_vector(
             continue;
         };
         for i in 0..n {
-            let mv = m.v[i];
-            if is_absent(mv) {
+            if !m.present(i) {
                 continue;
             }
-            let Some(oi) = members.iter().copied().find(|&o| !is_absent(one[o].v[i])) else {
+            let Some(oi) = members.iter().copied().find(|&o| one[o].present(i)) else {
                 continue;
             };
-            let ov = one[oi].v[i];
-            let (lv, rv) = if swapped { (ov, mv) } else { (mv, ov) };
-            let (mut v, keep) = scalar_binop(op, lv, rv);
+            let mut hv = None;
+            let (mut v, keep) = if m.h.is_none() && one[oi].h.is_none() {
+                let (mv, ov) = (m.v[i], one[oi].v[i]);
+                let (lv, rv) = if swapped { (ov, mv) } else { (mv, ov) };
+                scalar_binop(op, lv, rv)
+            } else {
+                fn operand(c: &Col, i: usize) -> Operand<'_> {
+                    match c.hist(i) {
+                        Some(h) => Operand::Hist(h),
+                        None => Operand::Float(c.v[i]),
+                    }
+                }
+                let (mo, oo) = (operand(m, i), operand(&one[oi], i));
+                let (lo, ro) = if swapped { (oo, mo) } else { (mo, oo) };
+                match elem_binop(op, lo, ro) {
+                    Ok((v, h, keep)) => {
+                        hv = h;
+                        (v, keep)
+                    }
+                    Err(note) => {
+                        if !notes.contains(&note) {
+                            notes.push(note);
+                        }
+                        continue;
+                    }
+                }
+            };
             if rb {
+                hv = None;
                 v = if keep { 1.0 } else { 0.0 };
             } else if !keep {
                 continue;
@@ -339,6 +506,7 @@ fn vector_vector(
                     };
                     let x = *out_idx.entry(labels.clone()).or_insert_with(|| {
                         out.push(Col {
+                            h: None,
                             labels,
                             drop_name: !name_from_one && (drop || m.drop_name),
                             v: vec![absent(); n],
@@ -349,13 +517,16 @@ fn vector_vector(
                     x
                 }
             };
-            if !is_absent(out[idx].v[i]) {
+            if out[idx].present(i) {
                 return Err(PromqlError::Execution(
                     "multiple matches for labels: grouping labels must ensure unique matches"
                         .into(),
                 ));
             }
-            out[idx].v[i] = v;
+            match hv {
+                Some(h) => out[idx].h.get_or_insert_with(|| vec![None; n])[i] = Some(h),
+                None => out[idx].v[i] = v,
+            }
         }
     }
     Ok(out)

@@ -20,7 +20,8 @@ use super::error::PromqlError;
 use super::positions::Positions;
 use super::value::{InstantSample, QueryResult, Value};
 use super::{EngineOptions, functions};
-use crate::chunk::SampleBatch;
+use crate::chunk::{HistogramBatch, SampleBatch};
+use crate::histogram::FloatHistogram;
 use crate::labels::Labels;
 use crate::query::{Queryable, Series};
 
@@ -65,6 +66,40 @@ pub(crate) struct Col {
     /// `label_replace` and `by (__name__)` still see it.
     pub drop_name: bool,
     pub v: Vec<f64>,
+    /// Histogram samples, only for series that have any: at a step holding one, `v` is
+    /// [`absent`].
+    pub h: Option<HCol>,
+}
+
+/// The histogram samples of a step column, one per step.
+pub(crate) type HCol = Vec<Option<FloatHistogram>>;
+
+impl Col {
+    /// The histogram at step `i`, if any.
+    #[inline]
+    pub fn hist(&self, i: usize) -> Option<&FloatHistogram> {
+        self.h.as_ref().and_then(|h| h[i].as_ref())
+    }
+
+    /// Whether step `i` holds a sample, float or histogram.
+    #[inline]
+    pub fn present(&self, i: usize) -> bool {
+        !is_absent(self.v[i]) || self.hist(i).is_some()
+    }
+
+    /// Removes the sample at step `i`, float or histogram.
+    #[inline]
+    pub fn clear(&mut self, i: usize) {
+        self.v[i] = absent();
+        if let Some(h) = self.h.as_mut() {
+            h[i] = None;
+        }
+    }
+
+    /// Drops every histogram sample (functions and operators that ignore them).
+    pub fn drop_histograms(&mut self) -> bool {
+        self.h.take().is_some_and(|h| h.iter().any(|x| x.is_some()))
+    }
 }
 
 /// One series of a range vector: its samples, sorted by time, stale markers removed.
@@ -74,6 +109,9 @@ pub(crate) struct RSeries {
     pub drop_name: bool,
     pub ts: Vec<i64>,
     pub v: Vec<f64>,
+    /// Histogram samples, apart from the floats, sorted by time (empty for float series).
+    pub hts: Vec<i64>,
+    pub h: Vec<FloatHistogram>,
 }
 
 /// A range vector for every step: series with their samples, the window length, and each
@@ -111,9 +149,18 @@ impl Val {
             Val::Str(_) => 0,
             Val::Vector(cols) => cols
                 .iter()
-                .map(|c| c.v.iter().filter(|x| !is_absent(**x)).count())
+                .map(|c| {
+                    c.v.iter().filter(|x| !is_absent(**x)).count()
+                        + c.h
+                            .as_ref()
+                            .map_or(0, |h| h.iter().flatten().map(histogram_weight).sum())
+                })
                 .sum(),
-            Val::Range(r) => r.series.iter().map(|s| s.ts.len()).sum(),
+            Val::Range(r) => r
+                .series
+                .iter()
+                .map(|s| s.ts.len() + s.h.iter().map(histogram_weight).sum::<usize>())
+                .sum(),
         }
     }
 
@@ -125,6 +172,13 @@ impl Val {
             Val::Range(_) => "range vector",
         }
     }
+}
+
+/// How many samples a histogram counts as against the sample limit, as Prometheus counts it:
+/// its size in units of a float sample's 16 bytes.
+pub(crate) fn histogram_weight(h: &FloatHistogram) -> usize {
+    (40 + 16 * (h.positive_buckets.len() + h.negative_buckets.len()) + 8 * h.custom_values.len())
+        .div_ceil(16)
 }
 
 /// Per-query state: limits, the query's own start and end (for `@ start()`/`end()`), and the
@@ -148,6 +202,9 @@ pub(crate) struct Evaluator<'a> {
     pub positions: &'a Positions,
     /// The function each selector feeds, for its selection's hints.
     pub select_funcs: hints::SelectorFuncs,
+    /// Whether selections are materialized with their native histograms rather than streamed
+    /// (set once a streamed selection met histograms).
+    pub hist_mode: bool,
 }
 
 impl Evaluator<'_> {
@@ -296,6 +353,30 @@ pub(crate) fn run(
     step_ms: i64,
     instant: bool,
 ) -> Result<QueryResult, PromqlError> {
+    let args = (
+        opts, storage, expr, positions, start_ms, end_ms, step_ms, instant,
+    );
+    match run_mode(args, false) {
+        Err(PromqlError::HistogramsSeen) => run_mode(args, true),
+        r => r,
+    }
+}
+
+type RunArgs<'a> = (
+    &'a EngineOptions,
+    &'a dyn Queryable,
+    &'a Expr,
+    &'a Positions,
+    i64,
+    i64,
+    i64,
+    bool,
+);
+
+/// [`run`] with streamed selections, or (`hist_mode`) materialized ones that carry native
+/// histograms.
+fn run_mode(args: RunArgs<'_>, hist_mode: bool) -> Result<QueryResult, PromqlError> {
+    let (opts, storage, expr, positions, start_ms, end_ms, step_ms, instant) = args;
     let steps = if instant {
         Steps {
             start: start_ms,
@@ -343,6 +424,7 @@ pub(crate) fn run(
         info: Vec::new(),
         positions,
         select_funcs: hints::SelectorFuncs::find(expr),
+        hist_mode,
     };
     let val = ev.eval(expr, &steps)?;
     let value = match val {
@@ -374,11 +456,12 @@ pub(crate) fn run(
                 // sort functions their own way), and so does Gauntlet.
                 let out: Vec<InstantSample> = cols
                     .into_iter()
-                    .filter(|c| !is_absent(c.v[0]))
-                    .map(|c| InstantSample {
-                        labels: c.labels,
+                    .filter(|c| c.present(0))
+                    .map(|mut c| InstantSample {
                         t_ms: start_ms,
                         v: c.v[0],
+                        h: c.h.as_mut().and_then(|h| h[0].take()).map(Box::new),
+                        labels: c.labels,
                     })
                     .collect();
                 Value::Vector(out)
@@ -393,7 +476,18 @@ pub(crate) fn run(
                                 b.val.push(x);
                             }
                         }
-                        (!b.ts.is_empty()).then_some(Series::floats(c.labels, b))
+                        let mut hb = HistogramBatch::default();
+                        for (i, h) in c.h.into_iter().flatten().enumerate() {
+                            if let Some(h) = h {
+                                hb.ts.push(steps.t(i));
+                                hb.h.push(h);
+                            }
+                        }
+                        (!b.ts.is_empty() || !hb.ts.is_empty()).then_some(Series {
+                            labels: c.labels,
+                            samples: b,
+                            histograms: hb,
+                        })
                     })
                     .collect();
                 out.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -410,13 +504,24 @@ pub(crate) fn run(
                         b.val.extend_from_slice(&s.v[lo..hi]);
                     }
                 });
-                if !b.ts.is_empty() {
+                let mut hb = HistogramBatch::default();
+                functions::for_each_window(&s.hts, &rv.ends, rv.range, |i, lo, hi| {
+                    if i == 0 {
+                        hb.ts.extend_from_slice(&s.hts[lo..hi]);
+                        hb.h.extend_from_slice(&s.h[lo..hi]);
+                    }
+                });
+                if !b.ts.is_empty() || !hb.ts.is_empty() {
                     let labels = if s.drop_name {
                         without_name(&s.labels)
                     } else {
                         s.labels.clone()
                     };
-                    out.push(Series::floats(labels, b));
+                    out.push(Series {
+                        labels,
+                        samples: b,
+                        histograms: hb,
+                    });
                 }
             }
             out.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -477,16 +582,20 @@ pub(crate) fn merge_same_labels(cols: Vec<Col>) -> Result<Vec<Col>, PromqlError>
         match index.get(&c.labels) {
             Some(&j) => {
                 let into = &mut out[j];
-                for (a, b) in into.v.iter_mut().zip(c.v.iter()) {
-                    if is_absent(*b) {
+                for i in 0..c.v.len() {
+                    if !c.present(i) {
                         continue;
                     }
-                    if !is_absent(*a) {
+                    if into.present(i) {
                         return Err(PromqlError::Execution(
                             "vector cannot contain metrics with the same labelset".into(),
                         ));
                     }
-                    *a = *b;
+                    into.v[i] = c.v[i];
+                    if let Some(h) = c.hist(i) {
+                        let n = into.v.len();
+                        into.h.get_or_insert_with(|| vec![None; n])[i] = Some(h.clone());
+                    }
                 }
                 into.drop_name &= c.drop_name;
             }

@@ -58,6 +58,15 @@ impl Evaluator<'_> {
         want_ts: bool,
     ) -> Result<Vec<Col>, PromqlError> {
         let kernel = self.instant_kernel(vs, steps, want_ts);
+        if self.hist_mode {
+            let (mint, maxt, hints) = kernel.span();
+            let hints = hints.clone();
+            let series = self.select(vs, mint, maxt, &hints)?;
+            return Ok(series
+                .into_iter()
+                .filter_map(|s| kernel.instant_col(s))
+                .collect());
+        }
         self.collect_columns(vs, &kernel)
     }
 
@@ -112,12 +121,22 @@ impl Evaluator<'_> {
                 ts.truncate(k);
                 v.truncate(k);
             }
-            if !ts.is_empty() {
+            let (mut hts, mut h) = (s.histograms.ts, s.histograms.h);
+            if h.iter().any(|x| x.is_stale()) {
+                let keep: Vec<bool> = h.iter().map(|x| !x.is_stale()).collect();
+                let mut k = keep.iter();
+                hts.retain(|_| *k.next().expect("one flag a sample"));
+                let mut k = keep.iter();
+                h.retain(|_| *k.next().expect("one flag a sample"));
+            }
+            if !ts.is_empty() || !hts.is_empty() {
                 out.push(RSeries {
                     labels: s.labels,
                     drop_name: false,
                     ts,
                     v,
+                    hts,
+                    h,
                 });
             }
         }

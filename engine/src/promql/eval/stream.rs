@@ -270,6 +270,7 @@ impl SeriesKernel {
             return out;
         }
         let mut col = Col {
+            h: None,
             labels,
             drop_name,
             v,
@@ -307,9 +308,79 @@ impl SeriesKernel {
     }
 }
 
+impl SeriesKernel {
+    /// The selected time range (ms, inclusive) and the selection's hints.
+    pub(crate) fn span(&self) -> (i64, i64, &SelectHints) {
+        (self.mint, self.maxt, &self.hints)
+    }
+
+    /// An instant selector's column of one materialized series, native histograms included:
+    /// at each step the latest sample of either kind within the lookback, none when that is a
+    /// stale marker. `None` for other kernels or when no step has a sample.
+    pub(crate) fn instant_col(&self, s: crate::query::Series) -> Option<Col> {
+        let Source::Instant {
+            times,
+            lookback,
+            want_ts,
+        } = &self.source
+        else {
+            return None;
+        };
+        let n = self.steps.n;
+        let mut v = vec![absent(); n];
+        let mut h: Vec<Option<crate::histogram::FloatHistogram>> = vec![None; n];
+        let (fts, fv) = (&s.samples.ts, &s.samples.val);
+        let (hts, hv) = (&s.histograms.ts, &s.histograms.h);
+        for (i, &t) in times.iter().enumerate() {
+            let fi = fts.partition_point(|&x| x <= t);
+            let hi = hts.partition_point(|&x| x <= t);
+            let f = fi.checked_sub(1).map(|j| (fts[j], j));
+            let hh = hi.checked_sub(1).map(|j| (hts[j], j));
+            let pick_hist = match (f, hh) {
+                (None, None) => continue,
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some((a, _)), Some((b, _))) => b > a,
+            };
+            if pick_hist {
+                let (tj, j) = hh.expect("a histogram");
+                if tj <= t.saturating_sub(*lookback) || hv[j].is_stale() {
+                    continue;
+                }
+                if *want_ts {
+                    v[i] = tj as f64 / 1000.0;
+                } else {
+                    h[i] = Some(hv[j].clone());
+                }
+            } else {
+                let (tj, j) = f.expect("a float");
+                if tj <= t.saturating_sub(*lookback) || is_stale_nan(fv[j]) {
+                    continue;
+                }
+                v[i] = if *want_ts { tj as f64 / 1000.0 } else { fv[j] };
+            }
+        }
+        let any_h = h.iter().any(|x| x.is_some());
+        if !any_h && v.iter().all(|x| is_absent(*x)) {
+            return None;
+        }
+        Some(Col {
+            labels: s.labels,
+            drop_name: *want_ts,
+            v,
+            h: any_h.then_some(h),
+        })
+    }
+}
+
 /// Unary minus of one series; the result loses its metric name.
 pub(crate) fn negate(c: &mut Col) {
     c.drop_name = true;
+    if let Some(h) = c.h.as_mut() {
+        h.iter_mut()
+            .flatten()
+            .for_each(|h| crate::promql::hist_math::scale(h, -1.0));
+    }
     for x in c.v.iter_mut().filter(|x| !is_absent(**x)) {
         *x = -*x;
     }
@@ -656,6 +727,9 @@ impl<'a> Evaluator<'a> {
             let mut series = series.into_iter().peekable();
             while series.peek().is_some() {
                 let group: Vec<StreamSeries> = series.by_ref().take(DECODE_GROUP).collect();
+                if group.iter().any(|s| s.data.has_histograms()) {
+                    return Err(PromqlError::HistogramsSeen);
+                }
                 decode_many_flat(
                     &group,
                     kernel.mint,

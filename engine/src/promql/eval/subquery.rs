@@ -4,6 +4,7 @@
 use promql_parser::parser::SubqueryExpr;
 
 use super::{Evaluator, RSeries, RangeVec, Steps, Val, is_absent, offset_ms};
+use crate::histogram::CounterResetHint;
 use crate::promql::error::PromqlError;
 
 /// Prometheus's default subquery resolution when none is given (its evaluation interval), ms.
@@ -61,7 +62,22 @@ impl Evaluator<'_> {
                                 v.push(x);
                             }
                         }
-                        (!ts.is_empty()).then_some(RSeries {
+                        let (mut hts, mut h) = (Vec::new(), Vec::new());
+                        for (i, x) in c.h.into_iter().flatten().enumerate() {
+                            if let Some(mut x) = x {
+                                // A subquery may repeat a sample or skip the one a counter
+                                // reset is marked on: its counter histograms' resets are
+                                // told from their counts again.
+                                if x.counter_reset_hint != CounterResetHint::Gauge {
+                                    x.counter_reset_hint = CounterResetHint::Unknown;
+                                }
+                                hts.push(inner.t(i));
+                                h.push(x);
+                            }
+                        }
+                        (!ts.is_empty() || !hts.is_empty()).then_some(RSeries {
+                            hts,
+                            h,
                             labels: c.labels,
                             drop_name: c.drop_name,
                             ts,
@@ -70,6 +86,8 @@ impl Evaluator<'_> {
                     })
                     .collect(),
                 Val::Scalar(vals) => vec![RSeries {
+                    hts: Vec::new(),
+                    h: Vec::new(),
                     labels: crate::labels::Labels::empty(),
                     drop_name: false,
                     ts: (0..n).map(|i| inner.t(i)).collect(),

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use crate::histogram::FloatHistogram;
 use crate::labels::{Label, Labels};
 use crate::promql::eval::{Col, Evaluator, absent, is_absent};
 
@@ -29,9 +30,15 @@ pub(crate) fn histogram_quantile(
 ) -> Vec<Col> {
     // Prometheus checks the quantile at every step, with or without buckets.
     ev.check_quantile_param(phi, &phi_at);
-    per_histogram(ev, cols, n, true, &buckets_at, |i, b| {
-        bucket_quantile(phi[i], b)
-    })
+    per_histogram(
+        ev,
+        cols,
+        n,
+        true,
+        &buckets_at,
+        |i, b| bucket_quantile(phi[i], b),
+        |i, h| crate::histogram::histogram_quantile(phi[i], h),
+    )
 }
 
 /// `histogram_fraction(lower, upper, buckets)` per group and step.
@@ -43,9 +50,15 @@ pub(crate) fn histogram_fraction(
     n: usize,
     buckets_at: &str,
 ) -> Vec<Col> {
-    per_histogram(ev, cols, n, false, buckets_at, |i, b| {
-        (bucket_fraction(lower[i], upper[i], b), false)
-    })
+    per_histogram(
+        ev,
+        cols,
+        n,
+        false,
+        buckets_at,
+        |i, b| (bucket_fraction(lower[i], upper[i], b), false),
+        |i, h| crate::histogram::histogram_fraction(lower[i], upper[i], h),
+    )
 }
 
 /// Groups classic bucket series by their labels other than `le` and computes `f` over each
@@ -57,7 +70,50 @@ fn per_histogram(
     quantile: bool,
     at: &str,
     mut f: impl FnMut(usize, &mut Vec<(f64, f64)>) -> (f64, bool),
+    mut native: impl FnMut(usize, &FloatHistogram) -> f64,
 ) -> Vec<Col> {
+    let fname = if quantile {
+        "histogram_quantile"
+    } else {
+        "histogram_fraction"
+    };
+    // Native histograms answer on their own; a series holding floats as well goes on to the
+    // classic grouping with its floats.
+    let mut natives: Vec<Col> = Vec::new();
+    let mut cols = cols;
+    for c in &mut cols {
+        let Some(hs) = c.h.take() else { continue };
+        let name = c.labels.get("__name__").unwrap_or("").to_string();
+        let mut v = vec![absent(); n];
+        for (i, h) in hs.iter().enumerate() {
+            let Some(h) = h else { continue };
+            v[i] = native(i, h);
+            if h.sum.is_nan() {
+                let msg = if !quantile {
+                    format!(
+                        "PromQL info: input to histogram_fraction has NaN observations, which are excluded from all fractions for metric name {name:?}{at}"
+                    )
+                } else if v[i].is_nan() {
+                    format!(
+                        "PromQL info: input to histogram_quantile has NaN observations, result is NaN for metric name {name:?}{at}"
+                    )
+                } else {
+                    format!(
+                        "PromQL info: input to histogram_quantile has NaN observations, result is skewed higher for metric name {name:?}{at}"
+                    )
+                };
+                ev.note_info(msg);
+            }
+        }
+        natives.push(Col {
+            labels: c.labels.clone(),
+            drop_name: true,
+            v,
+            h: None,
+        });
+    }
+    cols.retain(|c| c.v.iter().any(|x| !is_absent(*x)));
+    let _ = fname;
     let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
     let mut index: HashMap<Labels, usize> = HashMap::new();
     for (ci, c) in cols.iter().enumerate() {
@@ -115,11 +171,44 @@ fn per_histogram(
             }
         }
         out.push(Col {
+            h: None,
             labels,
             drop_name: true,
             v,
         });
     }
+    // A classic histogram and a native one of the same labels at the same step: neither
+    // answers there.
+    if !natives.is_empty() {
+        let pos: HashMap<&Labels, usize> = natives
+            .iter()
+            .enumerate()
+            .map(|(k, c)| (&c.labels, k))
+            .collect();
+        let mut clash: Vec<(usize, usize, String)> = Vec::new();
+        for (oi, c) in out.iter().enumerate() {
+            if let Some(&k) = pos.get(&c.labels) {
+                clash.push((oi, k, c.labels.get("__name__").unwrap_or("").to_string()));
+            }
+        }
+        for (oi, k, name) in clash {
+            let mut any = false;
+            for i in 0..n {
+                if !is_absent(out[oi].v[i]) && !is_absent(natives[k].v[i]) {
+                    out[oi].v[i] = absent();
+                    natives[k].v[i] = absent();
+                    any = true;
+                }
+            }
+            if any {
+                ev.warn(format!(
+                    "PromQL warning: vector contains a mix of classic and native histograms for metric name {name:?}{at}"
+                ));
+            }
+        }
+    }
+    natives.extend(out);
+    let mut out = natives;
     out.retain(|c| c.v.iter().any(|x| !is_absent(*x)));
     out
 }

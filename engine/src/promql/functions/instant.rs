@@ -148,6 +148,8 @@ impl InstantFn {
     /// Applies the function to one series' steps; the result loses its metric name.
     pub(crate) fn apply(&self, c: &mut Col) {
         c.drop_name = true;
+        // These functions take floats only: histogram samples are dropped.
+        c.h = None;
         for (i, x) in c.v.iter_mut().enumerate() {
             if is_absent(*x) {
                 continue;
@@ -182,6 +184,7 @@ pub(crate) fn call(
         let calendar_default = args.is_empty();
         let mut cols = if calendar_default {
             vec![Col {
+                h: None,
                 labels: Labels::empty(),
                 drop_name: false,
                 v: (0..n).map(|i| steps.t(i) as f64 / 1000.0).collect(),

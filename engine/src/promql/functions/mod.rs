@@ -4,6 +4,7 @@ pub(crate) mod go_sort;
 mod histogram;
 mod instant;
 mod labels;
+mod native;
 pub(crate) mod range;
 
 pub(crate) use instant::InstantFn;
@@ -12,7 +13,7 @@ pub(crate) use range::{RangeCall, for_each_window, is_range_function};
 use promql_parser::parser::{Call, Expr};
 
 use super::error::PromqlError;
-use super::eval::{Col, Evaluator, RangeVec, Steps, Val, absent, is_absent};
+use super::eval::{Col, Evaluator, RangeVec, Steps, Val, absent};
 use crate::labels::Labels;
 
 /// Kahan–Babuška compensated addition as Prometheus does it: returns the new sum and
@@ -148,6 +149,7 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, steps: &Steps) -> Result<Va
         "vector" => {
             let v = ev.arg_scalar(args[0], steps)?;
             Ok(Val::Vector(vec![Col {
+                h: None,
                 labels: Labels::empty(),
                 drop_name: false,
                 v,
@@ -157,7 +159,13 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, steps: &Steps) -> Result<Va
             let cols = ev.arg_vector(args[0], steps)?;
             let mut out = vec![f64::NAN; n];
             for (i, slot) in out.iter_mut().enumerate() {
-                let mut present = cols.iter().map(|c| c.v[i]).filter(|x| !is_absent(*x));
+                let mut present = cols.iter().filter(|c| c.present(i)).map(|c| {
+                    if c.hist(i).is_some() {
+                        f64::NAN
+                    } else {
+                        c.v[i]
+                    }
+                });
                 if let (Some(x), None) = (present.next(), present.next()) {
                     *slot = x;
                 }
@@ -170,11 +178,12 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, steps: &Steps) -> Result<Va
                 other => {
                     let mut cols = ev.arg_vector(other, steps)?;
                     for c in &mut cols {
-                        for (i, x) in c.v.iter_mut().enumerate() {
-                            if !is_absent(*x) {
-                                *x = steps.t(i) as f64 / 1000.0;
+                        for i in 0..n {
+                            if c.present(i) {
+                                c.v[i] = steps.t(i) as f64 / 1000.0;
                             }
                         }
+                        c.h = None;
                     }
                     cols
                 }
@@ -187,7 +196,7 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, steps: &Steps) -> Result<Va
             let labels = absent_labels(args[0]);
             let v = (0..n)
                 .map(|i| {
-                    if cols.iter().all(|c| is_absent(c.v[i])) {
+                    if cols.iter().all(|c| !c.present(i)) {
                         1.0
                     } else {
                         absent()
@@ -195,6 +204,7 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, steps: &Steps) -> Result<Va
                 })
                 .collect();
             Ok(nonempty(vec![Col {
+                h: None,
                 labels,
                 drop_name: false,
                 v,
@@ -209,8 +219,14 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, steps: &Steps) -> Result<Va
                         v[i] = absent();
                     }
                 });
+                for_each_window(&s.hts, &rv.ends, rv.range, |i, lo, hi| {
+                    if hi > lo {
+                        v[i] = absent();
+                    }
+                });
             }
             Ok(nonempty(vec![Col {
+                h: None,
                 labels: absent_labels(args[0]),
                 drop_name: false,
                 v,
@@ -256,11 +272,32 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, steps: &Steps) -> Result<Va
         }
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
         | "histogram_stdvar" => {
-            // Native histograms only; float series yield nothing.
-            for a in &args {
-                ev.eval(a, steps)?;
+            // Native histograms only; float samples yield nothing.
+            let cols = ev.arg_vector(args[0], steps)?;
+            let mut out = Vec::with_capacity(cols.len());
+            for c in cols {
+                let Some(h) = c.h else { continue };
+                let v: Vec<f64> = h
+                    .iter()
+                    .map(|x| match x {
+                        None => absent(),
+                        Some(h) => match name {
+                            "histogram_count" => h.count,
+                            "histogram_sum" => h.sum,
+                            "histogram_avg" => h.sum / h.count,
+                            "histogram_stddev" => native::stdvar(h).sqrt(),
+                            _ => native::stdvar(h),
+                        },
+                    })
+                    .collect();
+                out.push(Col {
+                    labels: c.labels,
+                    drop_name: true,
+                    v,
+                    h: None,
+                });
             }
-            Ok(Val::Vector(Vec::new()))
+            Ok(Val::Vector(out))
         }
         "info" => ev.eval(args[0], steps),
         _ if range::is_range_function(name) => range::call(ev, name, &args, steps),
@@ -272,7 +309,7 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, steps: &Steps) -> Result<Va
 pub(crate) fn nonempty(cols: Vec<Col>) -> Val {
     Val::Vector(
         cols.into_iter()
-            .filter(|c| c.v.iter().any(|x| !is_absent(*x)))
+            .filter(|c| (0..c.v.len()).any(|i| c.present(i)))
             .collect(),
     )
 }

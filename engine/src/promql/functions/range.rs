@@ -3,6 +3,8 @@
 
 use promql_parser::parser::Expr;
 
+mod hist;
+
 use super::{kahan_inc, nonempty, quantile_sorted, sort_floats, unwrap_parens};
 use crate::go_format::format_fixed;
 use crate::labels::Labels;
@@ -361,7 +363,9 @@ pub(crate) fn call(
     steps: &Steps,
 ) -> Result<Val, PromqlError> {
     let (rc, range_arg) = RangeCall::prepare(ev, name, args, steps)?;
-    if let Expr::MatrixSelector(ms) = unwrap_parens(range_arg) {
+    if let Expr::MatrixSelector(ms) = unwrap_parens(range_arg)
+        && !ev.hist_mode
+    {
         let kernel = ev.range_kernel(rc, ms, steps)?;
         return Ok(Val::Vector(ev.collect_columns(&ms.vs, &kernel)?));
     }
@@ -378,10 +382,21 @@ pub(crate) fn call(
         }
         let mut v = vec![absent(); n];
         rc.column(&s.ts, &s.v, &rv.ends, rv.range, steps, &mut buf, &mut v);
+        let mut h = None;
+        if !s.h.is_empty() {
+            let mut notes = hist::Notes {
+                warnings: Vec::new(),
+                info: Vec::new(),
+            };
+            h = rc.hist_column(s, &rv.ends, rv.range, &mut v, &mut notes);
+            notes.warnings.into_iter().for_each(|w| ev.warn(w));
+            notes.info.into_iter().for_each(|w| ev.note_info(w));
+        }
         if let Some(note) = rc.counter_note(&s.labels, &v) {
             ev.note_info(note);
         }
         out.push(Col {
+            h,
             labels: s.labels.clone(),
             drop_name: s.drop_name || !rc.keeps_name(),
             v,
