@@ -4,10 +4,8 @@
 //! negative buckets first (farthest from zero first), then the zero bucket, then the positive
 //! buckets. An integer histogram prints its count as an integer, a float histogram with `%g`.
 
-use std::sync::OnceLock;
-
 use crate::go_format::{FloatFormat, push_float};
-use crate::histogram::{FloatHistogram, Histogram, Span, is_custom_buckets_schema};
+use crate::histogram::{FloatHistogram, Histogram, Span, bucket_bound, is_custom_buckets_schema};
 
 /// Appends `h` as Prometheus's `Histogram.String()` prints it.
 pub fn push_histogram(out: &mut String, h: &Histogram) {
@@ -148,96 +146,15 @@ fn push_u64(out: &mut String, v: u64) {
 }
 
 /// The upper bound of bucket `idx` of `schema` (for custom buckets, of `custom`), as
-/// Prometheus computes it: -Inf below the first custom bound, +Inf past the last, and the
-/// largest finite float for the last exponential bucket before the one counting ±Inf.
+/// Prometheus computes it: the shared [`bucket_bound`].
 pub fn bound(idx: i32, schema: i32, custom: &[f64]) -> f64 {
-    if is_custom_buckets_schema(schema) {
-        let len = custom.len() as i64;
-        let i = i64::from(idx);
-        return if i >= len {
-            f64::INFINITY
-        } else if i < 0 {
-            f64::NEG_INFINITY
-        } else {
-            custom[i as usize]
-        };
-    }
-    if schema <= 0 {
-        let shift = (-schema).clamp(0, 31) as u32;
-        let exp = i64::from(idx) << shift;
-        if exp == 1024 {
-            return f64::MAX;
-        }
-        return ldexp(1.0, exp);
-    }
-    let schema = schema.min(8);
-    let frac = exponential_fraction(schema, (idx & ((1 << schema) - 1)) as usize);
-    let exp = i64::from(idx >> schema) + 1;
-    if frac == 0.5 && exp == 1025 {
-        return f64::MAX;
-    }
-    ldexp(frac, exp)
-}
-
-/// `frac · 2^exp`, rounded once (as Go's `math.Ldexp`): overflow gives ±Inf, underflow
-/// rounds to a subnormal or zero.
-fn ldexp(frac: f64, exp: i64) -> f64 {
-    let exp = exp.clamp(-2200, 2200);
-    let pow2 = |e: i64| f64::from_bits(((e + 1023) as u64) << 52);
-    // Two halves, each a normal power of two: the first product is exact, so only the second
-    // rounds.
-    let (a, b) = (exp / 2, exp - exp / 2);
-    let (a, b) = (a.clamp(-1022, 1023), b.clamp(-1022, 1023));
-    let rest = exp - a - b;
-    let mut v = frac * pow2(a) * pow2(b);
-    if rest != 0 {
-        v *= pow2(rest.clamp(-1022, 1023));
-    }
-    v
-}
-
-/// The bucket bounds of schema 8 within one power of two, scaled into `[0.5, 1)`, as
-/// Prometheus has them (see `histogram_bounds.txt` for where they come from); schema `s` uses
-/// every `2^(8-s)`th.
-static SCHEMA_8_FRACTIONS: &str = include_str!("histogram_bounds.txt");
-
-/// The `i`th bucket bound of `schema` (1..=8) within one power of two, scaled into `[0.5, 1)`.
-fn exponential_fraction(schema: i32, i: usize) -> f64 {
-    static TABLE: OnceLock<Vec<f64>> = OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        SCHEMA_8_FRACTIONS
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .map(|l| l.trim().parse().unwrap_or(f64::NAN))
-            .collect()
-    });
-    let shift = 8 - schema.clamp(0, 8) as u32;
-    table.get(i << shift).copied().unwrap_or(f64::NAN)
+    bucket_bound(i64::from(idx), schema, custom)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Arc;
-
-    #[test]
-    fn the_bound_table_is_whole_and_close_to_the_exact_bounds() {
-        let mut prev = 0.0;
-        for i in 0..256 {
-            let x = exponential_fraction(8, i);
-            assert!(x > prev && x < 1.0, "entry {i}: {x}");
-            let exact = (i as f64 / 256.0 - 1.0).exp2();
-            assert!(
-                (x.to_bits() as i64 - exact.to_bits() as i64).abs() <= 4,
-                "entry {i}"
-            );
-            prev = x;
-        }
-        assert_eq!(exponential_fraction(0, 0), 0.5);
-        assert_eq!(exponential_fraction(1, 1), 0.7071067811865475);
-        assert_eq!(exponential_fraction(3, 1), 0.5452538663326288);
-        assert_eq!(exponential_fraction(8, 2), 0.5027149505564014);
-    }
 
     #[test]
     fn bounds_at_the_edges() {
