@@ -324,6 +324,7 @@ pub fn run_script(name: &str, text: &str, engine: &Engine) -> ScriptReport {
                 let nhcb = cmd == "load_with_nhcb";
                 let step = words.next().and_then(parse_duration).unwrap_or(0);
                 let mut loaded: BTreeMap<Labels, Series> = BTreeMap::new();
+                let mut nhcb_parts: Vec<(Labels, Vec<Slot>)> = Vec::new();
                 for l in &body {
                     let d = match parse_line(l) {
                         Ok(d) => d,
@@ -333,8 +334,8 @@ pub fn run_script(name: &str, text: &str, engine: &Engine) -> ScriptReport {
                             continue;
                         }
                     };
-                    if nhcb && let Some(native) = nhcb_labels(&d.labels) {
-                        native_series.push(native);
+                    if nhcb {
+                        nhcb_parts.push((d.labels.clone(), d.slots.clone()));
                     }
                     match load_series(d.labels, &d.slots, step) {
                         Ok(s) => {
@@ -343,6 +344,14 @@ pub fn run_script(name: &str, text: &str, engine: &Engine) -> ScriptReport {
                         Err(e) => rep
                             .failed
                             .push(format!("{name}:{start_line}: load: {e}: {l}")),
+                    }
+                }
+                for (labels, slots) in nhcb_series(&nhcb_parts) {
+                    match load_series(labels, &slots, step) {
+                        Ok(s) => {
+                            loaded.insert(s.labels.clone(), s);
+                        }
+                        Err(e) => rep.failed.push(format!("{name}:{start_line}: load: {e}")),
                     }
                 }
                 store.extend(loaded.into_values());
@@ -417,6 +426,86 @@ fn load_series(labels: Labels, slots: &[Slot], step: i64) -> Result<Series, Stri
         samples,
         histograms,
     })
+}
+
+/// The custom-bucket native histograms `load_with_nhcb` derives from classic histograms:
+/// per base series and position, the `_bucket` series' cumulative counts become buckets with
+/// the finite `le` bounds, the count comes from `_count` (else the `+Inf` bucket) and the sum
+/// from `_sum`.
+fn nhcb_series(parts: &[(Labels, Vec<Slot>)]) -> Vec<(Labels, Vec<Slot>)> {
+    #[derive(Default)]
+    struct Classic<'a> {
+        buckets: Vec<(f64, &'a [Slot])>,
+        sum: Option<&'a [Slot]>,
+        count: Option<&'a [Slot]>,
+    }
+    let mut by_base: BTreeMap<Labels, Classic<'_>> = BTreeMap::new();
+    for (labels, slots) in parts {
+        let Some(base) = nhcb_labels(labels) else {
+            continue;
+        };
+        let name = labels.get("__name__").unwrap_or("");
+        let c = by_base.entry(base).or_default();
+        if name.ends_with("_bucket") {
+            let Some(le) = labels.get("le").and_then(|v| parse_number(v.trim())) else {
+                continue;
+            };
+            c.buckets.push((le, slots));
+        } else if name.ends_with("_sum") {
+            c.sum = Some(slots);
+        } else {
+            c.count = Some(slots);
+        }
+    }
+    let value = |s: Option<&[Slot]>, k: usize| match s.and_then(|s| s.get(k)) {
+        Some(Slot::Value(v)) => Some(*v),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    for (labels, mut c) in by_base {
+        if c.buckets.is_empty() {
+            continue;
+        }
+        c.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // The same bound spelled twice (`0.2`, `.2`) is one bucket.
+        c.buckets.dedup_by(|a, b| a.0 == b.0);
+        let len = c.buckets.iter().map(|b| b.1.len()).max().unwrap_or(0);
+        let bounds: Vec<f64> = c
+            .buckets
+            .iter()
+            .map(|b| b.0)
+            .filter(|b| b.is_finite())
+            .collect();
+        let mut slots = Vec::with_capacity(len);
+        for k in 0..len {
+            let cum: Option<Vec<f64>> = c.buckets.iter().map(|b| value(Some(b.1), k)).collect();
+            let Some(cum) = cum else {
+                slots.push(Slot::Gap);
+                continue;
+            };
+            let mut counts = Vec::with_capacity(cum.len());
+            let mut prev = 0.0;
+            for &x in &cum {
+                counts.push(x - prev);
+                prev = x;
+            }
+            if c.buckets.last().is_some_and(|b| b.0.is_finite()) {
+                counts.push(0.0);
+            }
+            let h = FloatHistogram {
+                schema: crate::histogram::CUSTOM_BUCKETS_SCHEMA,
+                count: value(c.count, k).unwrap_or(prev),
+                sum: value(c.sum, k).unwrap_or(0.0),
+                positive_spans: vec![crate::histogram::Span::new(0, counts.len() as u32)],
+                positive_buckets: counts,
+                custom_values: std::sync::Arc::from(bounds.clone()),
+                ..FloatHistogram::default()
+            };
+            slots.push(Slot::Hist(Box::new(h)));
+        }
+        out.push((labels, slots));
+    }
+    out
 }
 
 /// The native histogram `load_with_nhcb` derives from a classic `_bucket`/`_sum`/`_count`
