@@ -549,6 +549,47 @@ fn prometheus_3_histogram_block_downsamples_to_count_sum_and_counter() {
     let stats = downsample_block(&raw, &out, RES_5M).unwrap();
     let raw_chunks = chunks(&raw);
     let down = chunks(&stats.dir);
+    // And on to 1h: each histogram run's counter ends where the 5m one ends, its count is the
+    // 5m counts added up.
+    let hour_dir = scratch.path().join("1h");
+    std::fs::create_dir_all(&hour_dir).unwrap();
+    let hour = chunks(
+        &downsample_block(&stats.dir, &hour_dir, gauntlet_engine::downsample::RES_1H)
+            .unwrap()
+            .dir,
+    );
+    for (series, list) in &down {
+        let last_of = |list: &[(u8, i64, i64, Vec<u8>)], at: AggrType| {
+            let mut total = 0.0;
+            let mut last = None;
+            for (_, _, _, d) in list {
+                let a = AggrChunk::new(d);
+                let Ok(sub) = a.get(at) else { continue };
+                if sub.encoding == 3 {
+                    let mut it = FloatHistogramIterator::new(sub.data).unwrap();
+                    while let Some((_, h)) = it.next().unwrap() {
+                        last = Some(h.count);
+                    }
+                } else if at == AggrType::Count && a.get(AggrType::Counter).unwrap().encoding == 3 {
+                    let mut it = XorIterator::new(sub.data).unwrap();
+                    while let Some((_, v)) = it.next().unwrap() {
+                        total += v;
+                    }
+                }
+            }
+            (total, last)
+        };
+        assert_eq!(
+            last_of(list, AggrType::Counter),
+            last_of(&hour[series], AggrType::Counter),
+            "{series}: 1h counter"
+        );
+        assert_eq!(
+            last_of(list, AggrType::Count),
+            last_of(&hour[series], AggrType::Count),
+            "{series}: 1h count"
+        );
+    }
     assert_eq!(
         raw_chunks.keys().collect::<Vec<_>>(),
         down.keys().collect::<Vec<_>>()

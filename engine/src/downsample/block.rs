@@ -12,7 +12,9 @@ use ulid::Ulid;
 
 use super::aggregate::{AggrChunkOut, downsample_aggr, downsample_raw};
 use super::counter::{ChunkSamples, expand_into};
-use super::histogram::downsample_raw_histograms;
+use super::histogram::{
+    downsample_aggr_histograms, downsample_raw_histograms, is_histogram_aggregate,
+};
 use super::{DownsampleError, RES_1H, RES_5M, RES_RAW};
 use crate::block::meta::ThanosFile;
 use crate::block::{Block, BlockMeta, SegmentWriter, ThanosMeta, Tombstones};
@@ -306,26 +308,18 @@ fn downsample_series_aggr(
     to: i64,
     stats: &mut WriteStats,
 ) -> Result<Vec<AggrChunkOut>, DownsampleError> {
-    let (Some(first), Some(last)) = (metas.first(), metas.last()) else {
+    if metas.is_empty() {
         return Ok(Vec::new());
-    };
+    }
     // Owned bytes for chunks made from raw ones; borrowed for the rest.
     let mut converted: Vec<Vec<u8>> = Vec::new();
     let mut order: Vec<Result<&[u8], usize>> = Vec::with_capacity(metas.len());
+    let mut times: Vec<(i64, i64)> = Vec::with_capacity(metas.len());
     for m in metas {
         let (enc, data) = block.chunks().chunk(m.chunk_ref)?;
         if enc == Encoding::Aggr as u8 {
-            let counter = AggrChunk::new(data).get(crate::chunk::AggrType::Counter);
-            if let Ok(sub) = counter
-                && sub.encoding != Encoding::Xor as u8
-            {
-                // Native histogram aggregates are made from raw blocks only, so far.
-                return Err(DownsampleError::UnsupportedEncoding {
-                    series: lset.to_string(),
-                    encoding: sub.encoding,
-                });
-            }
             order.push(Ok(data));
+            times.push((m.min_time, m.max_time));
             continue;
         }
         let mut raw = ChunkSamples::new();
@@ -336,6 +330,7 @@ fn downsample_series_aggr(
         }
         for c in downsample_raw(&raw, RES_5M)? {
             order.push(Err(converted.len()));
+            times.push((c.min_time, c.max_time));
             converted.push(c.data);
         }
     }
@@ -347,7 +342,24 @@ fn downsample_series_aggr(
         })
         .collect();
     stats.samples_in += views.iter().map(|v| v.num_samples() as u64).sum::<u64>();
-    downsample_aggr(&views, first.min_time, last.max_time, from, to)
+    // Runs of float aggregates and runs of histogram aggregates are downsampled apart, each
+    // over its own time span, as Thanos does.
+    let mut out = Vec::new();
+    let mut start = 0;
+    for end in 1..=views.len() {
+        let hist = is_histogram_aggregate(&views[start]);
+        if end < views.len() && is_histogram_aggregate(&views[end]) == hist {
+            continue;
+        }
+        let (run, mint, maxt) = (&views[start..end], times[start].0, times[end - 1].1);
+        out.extend(if hist {
+            downsample_aggr_histograms(run, mint, maxt, from, to)?
+        } else {
+            downsample_aggr(run, mint, maxt, from, to)?
+        });
+        start = end;
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

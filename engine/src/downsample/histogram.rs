@@ -1,4 +1,4 @@
-//! Native histograms downsampled as Thanos's downsampler does it (raw to 5m): a series' runs of
+//! Native histograms downsampled as Thanos's downsampler does it: a series' runs of
 //! histogram chunks become aggregate chunks of three aggregates only —
 //!
 //! - `count`: histograms in the window (an XOR sub-chunk);
@@ -11,15 +11,17 @@
 //! smallest schema; a histogram whose own schema is larger than that counts as a reset when its
 //! hint leaves the question open (Thanos compares the original histogram with the reduced one
 //! before it). Histograms with a NaN sum (stale markers among them) are left out. A float run
-//! and a histogram run never share an output chunk.
+//! and a histogram run never share an output chunk. From 5m to 1h, the counters are aggregated
+//! again as histograms (resets between them found as between raw ones), the sums added per
+//! window and the counts summed.
 
 use std::collections::BTreeMap;
 
 use super::DownsampleError;
 use super::aggregate::{AggrChunkOut, target_chunk_count, window_end};
 use crate::chunk::{
-    AggrType, CounterResetHeader, Encoding, FloatHistogramAppender, HistogramAppend, SubChunk,
-    XorAppender, encode_aggr,
+    AggrChunk, AggrType, CounterResetHeader, Encoding, FloatHistogramAppender,
+    FloatHistogramIterator, HistogramAppend, HistogramIterator, SubChunk, XorAppender, encode_aggr,
 };
 use crate::histogram::{CounterResetHint, FloatHistogram, Span, is_custom_buckets_schema};
 
@@ -288,27 +290,53 @@ pub fn downsample_raw_histograms(
     Ok(out)
 }
 
-/// One output chunk from one batch of histograms.
-fn downsample_batch(
-    batch: &[&(i64, FloatHistogram)],
+/// Runs Thanos's window loop over `data` (time order, no NaN sums) with a histogram
+/// aggregator at `schema`: `f` is called at each window's end (the window's last millisecond,
+/// or the last sample's time) with the aggregator's state.
+fn for_each_window(
+    data: &[&(i64, FloatHistogram)],
     resolution: i64,
-) -> Result<AggrChunkOut, String> {
-    let schema = batch.iter().map(|s| s.1.schema).min().unwrap_or(0);
-    let gauge = batch[0].1.counter_reset_hint == CounterResetHint::Gauge;
+    mut f: impl FnMut(i64, &Aggregator) -> Result<(), String>,
+) -> Result<(), String> {
+    let Some(last) = data.last() else {
+        return Ok(());
+    };
     let mut aggr = Aggregator {
-        schema,
+        schema: data.iter().map(|s| s.1.schema).min().unwrap_or(0),
         total: 0,
         count: 0,
         sum: None,
         counter: None,
         previous: None,
     };
+    let mut next_t: Option<i64> = None;
+    for (t, h) in data.iter().map(|s| (s.0, &s.1)) {
+        if next_t.is_none_or(|n| t > n) {
+            if let Some(n) = next_t {
+                f(n, &aggr)?;
+            }
+            aggr.count = 0;
+            aggr.sum = None;
+            next_t = Some(window_end(t, resolution).min(last.0));
+        }
+        aggr.add(h)?;
+    }
+    match next_t {
+        Some(n) if aggr.total > 0 => f(n, &aggr),
+        _ => Ok(()),
+    }
+}
+
+/// One output chunk from one batch of raw histograms.
+fn downsample_batch(
+    batch: &[&(i64, FloatHistogram)],
+    resolution: i64,
+) -> Result<AggrChunkOut, String> {
+    let gauge = batch[0].1.counter_reset_hint == CounterResetHint::Gauge;
     let (mut count, mut sum, mut counter) =
         (XorAppender::new(), HistSub::default(), HistSub::default());
     let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
-    let last_t = batch[batch.len() - 1].0;
-    let mut next_t: Option<i64> = None;
-    let mut flush = |t: i64, a: &mut Aggregator| -> Result<(), String> {
+    for_each_window(batch, resolution, |t, a| {
         min_time = min_time.min(t);
         max_time = max_time.max(t);
         let (Some(c), Some(s)) = (&a.counter, &a.sum) else {
@@ -324,23 +352,17 @@ fn downsample_batch(
         count
             .try_append(t, a.count as f64)
             .map_err(|e| e.to_string())
-    };
-    for (t, h) in batch.iter().map(|s| (s.0, &s.1)) {
-        if next_t.is_none_or(|n| t > n) {
-            if let Some(n) = next_t {
-                flush(n, &mut aggr)?;
-            }
-            aggr.count = 0;
-            aggr.sum = None;
-            next_t = Some(window_end(t, resolution).min(last_t));
-        }
-        aggr.add(h)?;
-    }
-    if let Some(n) = next_t
-        && aggr.total > 0
-    {
-        flush(n, &mut aggr)?;
-    }
+    })?;
+    Ok(encode(min_time, max_time, &count, &sum, &counter))
+}
+
+fn encode(
+    min_time: i64,
+    max_time: i64,
+    count: &XorAppender,
+    sum: &HistSub,
+    counter: &HistSub,
+) -> AggrChunkOut {
     let mut parts: [Option<SubChunk<'_>>; 5] = [None; 5];
     parts[AggrType::Count as usize] = Some(SubChunk::xor(count.bytes()));
     parts[AggrType::Sum as usize] = Some(SubChunk {
@@ -351,11 +373,142 @@ fn downsample_batch(
         encoding: Encoding::FloatHistogram as u8,
         data: counter.app.bytes(),
     });
-    Ok(AggrChunkOut {
+    AggrChunkOut {
         min_time,
         max_time,
         data: encode_aggr(&parts),
+    }
+}
+
+/// Whether an aggregate chunk holds native histogram aggregates (its counter is a histogram
+/// sub-chunk).
+pub fn is_histogram_aggregate(c: &AggrChunk<'_>) -> bool {
+    c.get(AggrType::Counter).is_ok_and(|s| {
+        s.encoding == Encoding::FloatHistogram as u8 || s.encoding == Encoding::Histogram as u8
     })
+}
+
+/// The histograms of aggregate `at` over `chunks` as floats, expanded as Thanos expands them
+/// (stale markers left out, samples going back in time skipped); absent aggregates skipped.
+fn expand_aggregate(
+    chunks: &[AggrChunk<'_>],
+    at: AggrType,
+) -> Result<Vec<(i64, FloatHistogram)>, String> {
+    let mut out = Vec::new();
+    for c in chunks {
+        let sub = match c.get(at) {
+            Ok(s) => s,
+            Err(crate::chunk::AggrError::Missing { .. }) => continue,
+            Err(e) => return Err(e.to_string()),
+        };
+        let mut last = 0i64;
+        let mut push = |t: i64, h: FloatHistogram| {
+            if !h.is_stale() && t >= last {
+                out.push((t, h));
+                last = t;
+            }
+        };
+        if sub.encoding == Encoding::Histogram as u8 {
+            let mut it = HistogramIterator::new(sub.data).map_err(|e| e.to_string())?;
+            while let Some((t, h)) = it.next().map_err(|e| e.to_string())? {
+                push(t, h.to_float());
+            }
+        } else {
+            let mut it = FloatHistogramIterator::new(sub.data).map_err(|e| e.to_string())?;
+            while let Some((t, h)) = it.next().map_err(|e| e.to_string())? {
+                push(t, h);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Downsamples one run of a series' histogram aggregate chunks (from a block of resolution
+/// `in_res`, spanning `[mint, maxt]`) to `out_res` ms, as Thanos does: the counter aggregated
+/// again from the counters, the sum from the sums, the count summed.
+pub fn downsample_aggr_histograms(
+    chunks: &[AggrChunk<'_>],
+    mint: i64,
+    maxt: i64,
+    in_res: i64,
+    out_res: i64,
+) -> Result<Vec<AggrChunkOut>, DownsampleError> {
+    let samples: usize = chunks.iter().map(AggrChunk::num_samples).sum();
+    let n = target_chunk_count(mint, maxt, in_res, out_res, samples);
+    let batch_size = (chunks.len() / n).max(1);
+    chunks
+        .chunks(batch_size)
+        .map(|part| {
+            aggr_batch(part, out_res).map_err(|reason| DownsampleError::Unreadable {
+                min_time: mint,
+                max_time: maxt,
+                reason,
+            })
+        })
+        .collect()
+}
+
+fn aggr_batch(chunks: &[AggrChunk<'_>], resolution: i64) -> Result<AggrChunkOut, String> {
+    let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
+    let mut bounds = |t: i64| {
+        min_time = min_time.min(t);
+        max_time = max_time.max(t);
+    };
+    let (mut count, mut sum, mut counter) =
+        (XorAppender::new(), HistSub::default(), HistSub::default());
+    let counters = expand_aggregate(chunks, AggrType::Counter)?;
+    let refs: Vec<&(i64, FloatHistogram)> = counters.iter().collect();
+    for_each_window(&refs, resolution, |t, a| {
+        bounds(t);
+        match &a.counter {
+            Some(c) => counter.append(t, &c.to_float()),
+            None => Ok(()),
+        }
+    })?;
+    let sums = expand_aggregate(chunks, AggrType::Sum)?;
+    let refs: Vec<&(i64, FloatHistogram)> = sums.iter().collect();
+    for_each_window(&refs, resolution, |t, a| {
+        bounds(t);
+        match &a.sum {
+            Some(s) => sum.append(t, &s.to_float()),
+            None => Ok(()),
+        }
+    })?;
+    // The count: the window's counts added up.
+    let mut counts = Vec::new();
+    for c in chunks {
+        let Ok(sub) = c.get(AggrType::Count) else {
+            continue;
+        };
+        let mut it = crate::chunk::XorIterator::new(sub.data).map_err(|e| e.to_string())?;
+        let mut last = 0i64;
+        while let Some((t, v)) = it.next().map_err(|e| e.to_string())? {
+            if !crate::chunk::is_stale_nan(v) && t >= last {
+                counts.push((t, v));
+                last = t;
+            }
+        }
+    }
+    if let Some(&(last_t, _)) = counts.last() {
+        let mut next_t: Option<i64> = None;
+        let mut acc = 0.0;
+        for &(t, v) in &counts {
+            if next_t.is_none_or(|n| t > n) {
+                if let Some(n) = next_t {
+                    bounds(n);
+                    count.try_append(n, acc).map_err(|e| e.to_string())?;
+                }
+                acc = 0.0;
+                next_t = Some(window_end(t, resolution).min(last_t));
+            }
+            acc += v;
+        }
+        if let Some(n) = next_t {
+            bounds(n);
+            count.try_append(n, acc).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(encode(min_time, max_time, &count, &sum, &counter))
 }
 
 #[cfg(test)]

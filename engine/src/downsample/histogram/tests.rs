@@ -104,3 +104,32 @@ fn finer_schemas_are_brought_down_to_the_batch_smallest_and_stale_markers_droppe
     let (_, sum) = hists(a.get(AggrType::Sum).unwrap());
     assert_eq!(sum, vec![(20_000, 7.0, vec![1.0, 6.0], 7.0)]);
 }
+
+#[test]
+fn five_minute_histogram_aggregates_downsample_to_one_hour() {
+    use CounterResetHint::{NotCounterReset, Unknown};
+    let data = vec![
+        (0, h(1.0, 2.0, Unknown)),
+        (100_000, h(2.0, 3.0, NotCounterReset)),
+        (200_000, h(2.0, 4.0, NotCounterReset)),
+        (300_000, h(1.0, 1.0, Unknown)),
+        (400_000, h(2.0, 2.0, NotCounterReset)),
+    ];
+    let five = downsample_raw_histograms(&data, 300_000).unwrap();
+    let views: Vec<AggrChunk<'_>> = five.iter().map(|c| AggrChunk::new(&c.data)).collect();
+    assert!(is_histogram_aggregate(&views[0]));
+    let hour = downsample_aggr_histograms(&views, 299_999, 400_000, 300_000, 3_600_000).unwrap();
+    assert_eq!(hour.len(), 1);
+    let a = AggrChunk::new(&hour[0].data);
+    assert_eq!((hour[0].min_time, hour[0].max_time), (400_000, 400_000));
+    assert_eq!(
+        floats(a.get(AggrType::Count).unwrap()),
+        vec![(400_000, 5.0)]
+    );
+    let (_, sum) = hists(a.get(AggrType::Sum).unwrap());
+    assert_eq!(sum, vec![(400_000, 20.0, vec![8.0, 12.0], 20.0)]);
+    // The 5m counters 6 then 10 do not reset: the hour's counter is the last.
+    let (header, counter) = hists(a.get(AggrType::Counter).unwrap());
+    assert_eq!(header, CounterResetHeader::NotCounterReset);
+    assert_eq!(counter, vec![(400_000, 10.0, vec![4.0, 6.0], 10.0)]);
+}
