@@ -132,7 +132,11 @@ impl query::SeriesStream for ResolutionStream<'_> {
         let xor = Encoding::Xor as u8;
         let mut out = Vec::with_capacity(batch.len());
         for StoreSeries { labels, chunks } in batch.all_series_reading(self.grouping.as_ref()) {
-            let data = if chunks.iter().all(|c| c.encoding == xor) {
+            // Raw chunks, float or native histogram, go to the consumer as they are.
+            let data = if chunks
+                .iter()
+                .all(|c| c.encoding == xor || query::is_histogram_encoding(c.encoding))
+            {
                 SeriesData::Chunks(
                     chunks
                         .into_iter()
