@@ -14,4 +14,6 @@ mod quote;
 mod tests;
 
 pub use float::{FloatFormat, format_fixed, format_float, push_fixed, push_float, push_json_float};
-pub use quote::{is_print, push_quoted, quoted, quoted_rune, unicode_format};
+pub use quote::{
+    as_raw_byte, is_print, push_quoted, quoted, quoted_rune, raw_byte_char, unicode_format,
+};

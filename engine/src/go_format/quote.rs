@@ -3,6 +3,24 @@
 
 use std::fmt::Write as _;
 
+/// Where a byte that is not valid UTF-8 in a Go string of a query (`"a\xc5z"`) is kept in a
+/// Rust string: byte `b` (0x80..=0xff) as the private-use character U+10FF00 + `b`, which
+/// [`push_quoted`] writes back as `\xHH` as Go quotes the byte.
+const RAW_BYTE_BASE: u32 = 0x10_FF00;
+
+/// The character standing for the byte `b` (0x80..=0xff) that is not valid UTF-8.
+pub fn raw_byte_char(b: u8) -> char {
+    char::from_u32(RAW_BYTE_BASE + u32::from(b)).unwrap_or('\u{FFFD}')
+}
+
+/// The byte `c` stands for, when it is a [`raw_byte_char`].
+pub fn as_raw_byte(c: char) -> Option<u8> {
+    let v = c as u32;
+    (RAW_BYTE_BASE + 0x80..=RAW_BYTE_BASE + 0xff)
+        .contains(&v)
+        .then(|| (v - RAW_BYTE_BASE) as u8)
+}
+
 /// Appends `v` quoted the way Go's `strconv.Quote` (and `%q`) does: printable characters kept,
 /// `"` and `\` escaped, control characters as `\n`-style or `\xNN`/`\uNNNN` escapes.
 pub fn push_quoted(out: &mut String, v: &str) {
@@ -54,6 +72,9 @@ fn push_quoted_char(out: &mut String, c: char, quote: char) {
         '\r' => out.push_str("\\r"),
         '\t' => out.push_str("\\t"),
         '\u{0b}' => out.push_str("\\v"),
+        c if as_raw_byte(c).is_some() => {
+            let _ = write!(out, "\\x{:02x}", as_raw_byte(c).unwrap_or(0));
+        }
         c if is_print(c) => out.push(c),
         c if (c as u32) < 0x80 => {
             let _ = write!(out, "\\x{:02x}", c as u32);

@@ -1623,7 +1623,13 @@ pub fn histogram_quantile(q: f64, h: &FloatHistogram) -> f64 {
         count = h.count;
     }
     if count < rank {
-        return bucket.upper;
+        // Past every bucket: the rank falls among the NaN observations (counted, in no
+        // bucket), or float error left the buckets' total short of the count.
+        return if h.sum.is_nan() {
+            f64::NAN
+        } else {
+            bucket.upper
+        };
     }
     if forward {
         rank -= count - bucket.count;
@@ -1705,12 +1711,16 @@ pub fn histogram_fraction(lower: f64, upper: f64, h: &FloatHistogram) -> f64 {
         }
         rank += b.count;
     }
-    if !lower_set || lower_rank > h.count {
-        lower_rank = h.count;
+    // A bound past every bucket ranks at the buckets' total, which leaves NaN observations
+    // (counted, in no bucket) out of every fraction.
+    if !lower_set {
+        lower_rank = rank;
     }
-    if !upper_set || upper_rank > h.count {
-        upper_rank = h.count;
+    if !upper_set {
+        upper_rank = rank;
     }
+    lower_rank = lower_rank.min(h.count);
+    upper_rank = upper_rank.min(h.count);
     (upper_rank - lower_rank) / h.count
 }
 

@@ -392,7 +392,8 @@ fn parse_error(query: &str, msg: String) -> String {
 
 /// PromQL strings are Go strings: `\xHH` escapes are bytes, and runs of them spell UTF-8.
 /// The parser reads each as a character, so runs are decoded here first; bytes that are not
-/// valid UTF-8 become U+FFFD, which label-name checks then reject as Prometheus does.
+/// valid UTF-8 become [`raw_byte_char`](crate::go_format::raw_byte_char)s, which label-name
+/// checks reject and error messages quote back as bytes, as Prometheus does.
 fn decode_byte_escapes(q: &str) -> std::borrow::Cow<'_, str> {
     if !q.contains("\\x") {
         return std::borrow::Cow::Borrowed(q);
@@ -423,7 +424,7 @@ fn decode_byte_escapes(q: &str) -> std::borrow::Cow<'_, str> {
             continue;
         }
         out.push_str(&q[last..start]);
-        for c in String::from_utf8_lossy(&bytes).chars() {
+        for c in utf8_or_raw_bytes(&bytes) {
             // Re-escaped so the parser reads back exactly this character.
             out.push_str(&format!("\\U{:08x}", c as u32));
         }
@@ -431,6 +432,32 @@ fn decode_byte_escapes(q: &str) -> std::borrow::Cow<'_, str> {
     }
     out.push_str(&q[last..]);
     std::borrow::Cow::Owned(out)
+}
+
+/// The characters of `bytes`: valid UTF-8 decoded, every other byte as a
+/// [`raw_byte_char`](crate::go_format::raw_byte_char).
+fn utf8_or_raw_bytes(mut bytes: &[u8]) -> Vec<char> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => {
+                out.extend(s.chars());
+                break;
+            }
+            Err(e) => {
+                let (good, rest) = bytes.split_at(e.valid_up_to());
+                out.extend(std::str::from_utf8(good).unwrap_or_default().chars());
+                let bad = e.error_len().unwrap_or(rest.len()).max(1);
+                out.extend(
+                    rest[..bad]
+                        .iter()
+                        .map(|&b| crate::go_format::raw_byte_char(b)),
+                );
+                bytes = &rest[bad..];
+            }
+        }
+    }
+    out
 }
 
 /// The first byte offset outside string literals and comments where `at(bytes, offset)` holds.

@@ -1393,5 +1393,9 @@ fn asc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
 /// Whether `s` is a valid Prometheus label name (UTF-8 names are valid in 3.x, but not
 /// invalid UTF-8 or the empty string).
 pub(crate) fn valid_label_name(s: &str) -> bool {
-    !s.is_empty() && !s.contains('\u{FFFD}')
+    !s.is_empty()
+        && !s.contains('\u{FFFD}')
+        && !s
+            .chars()
+            .any(|c| crate::go_format::as_raw_byte(c).is_some())
 }

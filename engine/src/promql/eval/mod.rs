@@ -8,6 +8,7 @@ mod selector;
 mod stream;
 mod subquery;
 
+pub(crate) use aggregate::valid_label_name;
 pub(crate) use selector::selector_matchers;
 
 use std::collections::HashMap;

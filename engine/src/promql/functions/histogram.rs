@@ -72,11 +72,6 @@ fn per_histogram(
     mut f: impl FnMut(usize, &mut Vec<(f64, f64)>) -> (f64, bool),
     mut native: impl FnMut(usize, &FloatHistogram) -> f64,
 ) -> Vec<Col> {
-    let fname = if quantile {
-        "histogram_quantile"
-    } else {
-        "histogram_fraction"
-    };
     // Native histograms answer on their own; a series holding floats as well goes on to the
     // classic grouping with its floats.
     let mut natives: Vec<Col> = Vec::new();
@@ -113,7 +108,6 @@ fn per_histogram(
         });
     }
     cols.retain(|c| c.v.iter().any(|x| !is_absent(*x)));
-    let _ = fname;
     let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
     let mut index: HashMap<Labels, usize> = HashMap::new();
     for (ci, c) in cols.iter().enumerate() {

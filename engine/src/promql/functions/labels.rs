@@ -11,7 +11,7 @@ use crate::promql::functions::go_sort::go_sort;
 
 /// Whether `s` is usable as a label name (Prometheus 3 accepts any valid UTF-8, not empty).
 fn valid_name(s: &str) -> bool {
-    !s.is_empty() && !s.contains('\u{FFFD}')
+    crate::promql::eval::valid_label_name(s)
 }
 
 /// `labels` with `name` set to `value`, or removed when `value` is empty.

@@ -159,13 +159,11 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, steps: &Steps) -> Result<Va
             let cols = ev.arg_vector(args[0], steps)?;
             let mut out = vec![f64::NAN; n];
             for (i, slot) in out.iter_mut().enumerate() {
-                let mut present = cols.iter().filter(|c| c.present(i)).map(|c| {
-                    if c.hist(i).is_some() {
-                        f64::NAN
-                    } else {
-                        c.v[i]
-                    }
-                });
+                // Only float samples count: a histogram sample is passed over.
+                let mut present = cols
+                    .iter()
+                    .filter(|c| c.present(i) && c.hist(i).is_none())
+                    .map(|c| c.v[i]);
                 if let (Some(x), None) = (present.next(), present.next()) {
                     *slot = x;
                 }
