@@ -22,6 +22,8 @@ use gauntlet::query::fanout::Querier;
 use gauntlet::query::{ReadOptions, Source};
 use gauntlet_engine::block::histogram_text::push_float_histogram;
 use gauntlet_engine::block::{Block, block_dirs};
+use gauntlet_engine::bucket::{Bucket, BucketConfig};
+use gauntlet_engine::store::{BucketStore, StoreOptions};
 use gauntlet_engine::chunk::{HistogramBatch, SampleBatch};
 use gauntlet_engine::histogram::{FloatHistogram, Span};
 use gauntlet_engine::labels::{Label, MatchType, Matcher};
@@ -492,6 +494,51 @@ fn local_blocks_select_and_stream_native_histograms() {
         assert!(a.histograms.ts.iter().all(|t| (mint..=maxt).contains(t)));
     }
     assert!(selected.iter().all(|s| !s.histograms.is_empty()));
+
+    // The bucket store, as `gauntlet all` queries it, streams the same histograms.
+    let bucket = tmp.path().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    common::bucket::upload(&blocks, &bucket, &[]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cfg = BucketConfig::parse(&format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        bucket.display()
+    ))
+    .unwrap();
+    let store = rt.block_on(async {
+        let s = Arc::new(
+            BucketStore::open(
+                Bucket::open(&cfg).unwrap(),
+                &tmp.path().join("store"),
+                StoreOptions::default(),
+            )
+            .unwrap(),
+        );
+        s.sync().await.unwrap();
+        s
+    });
+    let from_store = std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let stream = store
+                .select_stream(&[name_matcher()], mint, maxt, &hints)
+                .unwrap();
+            collect_stream(stream, mint, maxt).unwrap()
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(from_store.len(), selected.len());
+    for (a, b) in from_store.iter().zip(&selected) {
+        assert_eq!(a.labels, b.labels);
+        assert_eq!(
+            lines(&a.samples, &a.histograms),
+            lines(&b.samples, &b.histograms)
+        );
+    }
 }
 
 /// A `gauntlet store` or `gauntlet query` process on loopback, killed on drop.
