@@ -23,13 +23,13 @@ use gauntlet::query::{ReadOptions, Source};
 use gauntlet_engine::block::histogram_text::push_float_histogram;
 use gauntlet_engine::block::{Block, block_dirs};
 use gauntlet_engine::bucket::{Bucket, BucketConfig};
-use gauntlet_engine::store::{BucketStore, StoreOptions};
 use gauntlet_engine::chunk::{HistogramBatch, SampleBatch};
 use gauntlet_engine::histogram::{FloatHistogram, Span};
 use gauntlet_engine::labels::{Label, MatchType, Matcher};
 use gauntlet_engine::query::{
     LocalBlocks, Queryable, SelectHints, Series, collect_stream, dedup_replicas_with_histograms,
 };
+use gauntlet_engine::store::{BucketStore, StoreOptions};
 use gauntlet_proto::prometheus as pb;
 use prost::Message;
 use serde_json::{Value, json};

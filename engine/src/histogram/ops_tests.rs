@@ -931,10 +931,18 @@ fn quantile_edge_cases() {
     assert_eq!(histogram_quantile(1.001, &h), f64::INFINITY);
     assert!(histogram_quantile(f64::NAN, &h).is_nan());
     assert!(histogram_quantile(0.5, &parse("{{}}")).is_nan());
-    // NaN observations are in the count but in no bucket: past them, the highest bound.
+    // NaN observations are in the count but in no bucket: a rank among them is NaN (as
+    // `native_histograms.test`'s `histogram_nan` cases have it), a rank below them is not.
     let nan = parse("{{count:4 sum:NaN buckets:[1 1]}}");
-    assert_eq!(histogram_quantile(0.9, &nan), 2.0);
+    assert!(histogram_quantile(0.9, &nan).is_nan());
+    assert_eq!(histogram_quantile(0.5, &nan), 2.0);
     assert_eq!(histogram_quantile(0.25, &nan), 1.0);
+    assert!(histogram_quantile(0.5, &parse("{{count:3 sum:NaN}}")).is_nan());
+    // Fractions leave them out: the buckets' total is the whole.
+    assert_eq!(
+        histogram_fraction(f64::NEG_INFINITY, f64::INFINITY, &nan),
+        0.5
+    );
     // A count but no buckets at all: the zero-valued default bucket.
     assert_eq!(histogram_quantile(0.5, &parse("{{count:3}}")), 0.0);
 }
