@@ -14,6 +14,7 @@ pub mod encoding;
 pub mod error;
 pub mod exposition;
 pub mod go_format;
+pub mod go_math;
 pub mod head;
 pub mod histogram;
 pub mod index;

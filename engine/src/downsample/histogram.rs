@@ -15,203 +15,56 @@
 //! again as histograms (resets between them found as between raw ones), the sums added per
 //! window and the counts summed.
 
-use std::collections::BTreeMap;
-
 use super::DownsampleError;
 use super::aggregate::{AggrChunkOut, target_chunk_count, window_end};
 use crate::chunk::{
     AggrChunk, AggrType, CounterResetHeader, Encoding, FloatHistogramAppender,
     FloatHistogramIterator, HistogramAppend, HistogramIterator, SubChunk, XorAppender, encode_aggr,
 };
-use crate::histogram::{CounterResetHint, FloatHistogram, Span, is_custom_buckets_schema};
+use crate::histogram::{CounterResetHint, FloatHistogram, HistogramOpError};
 
 /// Raw data is assumed to be scraped every minute when sizing output chunks, ms.
 const ASSUMED_RAW_INTERVAL_MS: i64 = 60_000;
 
-/// A histogram's buckets by index, for arithmetic.
-#[derive(Debug, Clone, PartialEq)]
-struct Buckets {
-    hint: CounterResetHint,
-    schema: i32,
-    zero_threshold: f64,
-    zero_count: f64,
-    count: f64,
-    sum: f64,
-    pos: BTreeMap<i32, f64>,
-    neg: BTreeMap<i32, f64>,
-    custom: std::sync::Arc<[f64]>,
-}
-
-fn expand(spans: &[Span], counts: &[f64]) -> BTreeMap<i32, f64> {
-    let mut out = BTreeMap::new();
-    let mut idx = 0i32;
-    let mut k = 0;
-    // The first offset is the first index; later ones are gaps after the previous span.
-    for s in spans {
-        idx += s.offset;
-        for _ in 0..s.length {
-            if let Some(&c) = counts.get(k) {
-                out.insert(idx, c);
-            }
-            idx += 1;
-            k += 1;
-        }
-    }
-    out
-}
-
-fn collapse(buckets: &BTreeMap<i32, f64>) -> (Vec<Span>, Vec<f64>) {
-    let mut spans: Vec<Span> = Vec::new();
-    let mut counts = Vec::with_capacity(buckets.len());
-    let mut next = None;
-    for (&i, &c) in buckets {
-        match (next, spans.last_mut()) {
-            (Some(n), Some(s)) if n == i => s.length += 1,
-            (Some(n), _) => spans.push(Span::new(i - n, 1)),
-            (None, _) => spans.push(Span::new(i, 1)),
-        }
-        counts.push(c);
-        next = Some(i + 1);
-    }
-    (spans, counts)
-}
-
-impl Buckets {
-    fn from(h: &FloatHistogram) -> Buckets {
-        Buckets {
-            hint: h.counter_reset_hint,
-            schema: h.schema,
-            zero_threshold: h.zero_threshold,
-            zero_count: h.zero_count,
-            count: h.count,
-            sum: h.sum,
-            pos: expand(&h.positive_spans, &h.positive_buckets),
-            neg: expand(&h.negative_spans, &h.negative_buckets),
-            custom: h.custom_values.clone(),
-        }
-    }
-
-    fn to_float(&self) -> FloatHistogram {
-        let (positive_spans, positive_buckets) = collapse(&self.pos);
-        let (negative_spans, negative_buckets) = collapse(&self.neg);
-        FloatHistogram {
-            counter_reset_hint: self.hint,
-            schema: self.schema,
-            zero_threshold: self.zero_threshold,
-            zero_count: self.zero_count,
-            count: self.count,
-            sum: self.sum,
-            positive_spans,
-            negative_spans,
-            positive_buckets,
-            negative_buckets,
-            custom_values: self.custom.clone(),
-        }
-    }
-
-    /// The same observations in the coarser `schema` (each bucket into the one holding it).
-    fn reduced(&self, schema: i32) -> Buckets {
-        if schema >= self.schema || is_custom_buckets_schema(self.schema) {
-            return self.clone();
-        }
-        let shift = self.schema - schema;
-        let map = |m: &BTreeMap<i32, f64>| {
-            let mut out = BTreeMap::new();
-            for (&i, &c) in m {
-                *out.entry(((i - 1) >> shift) + 1).or_insert(0.0) += c;
-            }
-            out
-        };
-        Buckets {
-            schema,
-            pos: map(&self.pos),
-            neg: map(&self.neg),
-            ..self.clone()
-        }
-    }
-
-    /// Adds `sign` × `other` (same schema) into `self`.
-    fn add(&mut self, other: &Buckets, sign: f64) -> Result<(), String> {
-        if other.schema != self.schema
-            || other.zero_threshold != self.zero_threshold
-            || (is_custom_buckets_schema(self.schema) && other.custom != self.custom)
-        {
-            return Err(format!(
-                "histograms of schema {} (zero threshold {}) and {} ({}) cannot be added",
-                self.schema, self.zero_threshold, other.schema, other.zero_threshold
-            ));
-        }
-        self.zero_count += sign * other.zero_count;
-        self.count += sign * other.count;
-        self.sum += sign * other.sum;
-        for (&i, &c) in &other.pos {
-            *self.pos.entry(i).or_insert(0.0) += sign * c;
-        }
-        for (&i, &c) in &other.neg {
-            *self.neg.entry(i).or_insert(0.0) += sign * c;
-        }
-        Ok(())
-    }
-
-    /// Whether `self` (as read) follows `prev` (as the aggregator keeps it) through a counter
-    /// reset, as Prometheus's `DetectReset` judges it.
-    fn reset_after(&self, prev: &Buckets) -> bool {
-        match self.hint {
-            CounterResetHint::CounterReset => return true,
-            CounterResetHint::NotCounterReset | CounterResetHint::Gauge => return false,
-            CounterResetHint::Unknown => {}
-        }
-        if self.count < prev.count
-            || self.schema > prev.schema
-            || is_custom_buckets_schema(self.schema) != is_custom_buckets_schema(prev.schema)
-            || (is_custom_buckets_schema(self.schema) && self.custom != prev.custom)
-            || self.zero_threshold < prev.zero_threshold
-            || self.zero_count < prev.zero_count
-        {
-            return true;
-        }
-        let prev = prev.reduced(self.schema);
-        let fell = |cur: &BTreeMap<i32, f64>, old: &BTreeMap<i32, f64>| {
-            old.iter()
-                .any(|(i, &c)| cur.get(i).copied().unwrap_or(0.0) < c)
-        };
-        fell(&self.pos, &prev.pos) || fell(&self.neg, &prev.neg)
-    }
-}
-
-/// The window state of Thanos's histogram aggregator.
+/// The window state of Thanos's histogram aggregator, over [`FloatHistogram`]'s own
+/// arithmetic (`copy_to_schema`, `add`, `sub`, `detect_reset`).
 struct Aggregator {
     schema: i32,
     total: usize,
     count: usize,
-    sum: Option<Buckets>,
-    counter: Option<Buckets>,
-    previous: Option<Buckets>,
+    sum: Option<FloatHistogram>,
+    counter: Option<FloatHistogram>,
+    previous: Option<FloatHistogram>,
 }
 
 impl Aggregator {
-    fn add(&mut self, h: &FloatHistogram) -> Result<(), String> {
-        let original = Buckets::from(h);
-        let fh = original.reduced(self.schema);
+    fn add(&mut self, original: &FloatHistogram) -> Result<(), String> {
+        let op = |e: HistogramOpError| e.to_string();
+        // A finer histogram is brought down to the batch's schema; the reset check compares
+        // the original with the reduced one before it (a schema increase is a reset).
+        let fh = original.copy_to_schema(self.schema).map_err(op)?;
         match (&mut self.counter, &self.previous) {
             (Some(counter), Some(prev)) => {
-                if fh.hint != CounterResetHint::Gauge && original.reset_after(prev) {
-                    counter.add(&fh, 1.0)?;
+                if fh.counter_reset_hint != CounterResetHint::Gauge
+                    && original.detect_reset(prev).map_err(op)?
+                {
+                    counter.add(&fh).map_err(op)?;
                 } else {
                     let mut delta = fh.clone();
-                    delta.add(prev, -1.0)?;
-                    counter.add(&delta, 1.0)?;
+                    delta.sub(prev).map_err(op)?;
+                    counter.add(&delta).map_err(op)?;
                 }
             }
             _ => self.counter = Some(fh.clone()),
         }
-        match &mut self.sum {
-            Some(sum) => sum.add(&fh, 1.0)?,
-            None => self.sum = Some(fh.clone()),
-        }
-        if let Some(sum) = &mut self.sum {
-            sum.hint = CounterResetHint::Gauge;
-        }
+        let sum = match &mut self.sum {
+            Some(sum) => {
+                sum.add(&fh).map_err(op)?;
+                sum
+            }
+            None => self.sum.insert(fh.clone()),
+        };
+        sum.counter_reset_hint = CounterResetHint::Gauge;
         self.previous = Some(fh);
         self.count += 1;
         self.total += 1;
@@ -342,7 +195,7 @@ fn downsample_batch(
         let (Some(c), Some(s)) = (&a.counter, &a.sum) else {
             return Ok(());
         };
-        let (mut c, mut s) = (c.to_float(), s.to_float());
+        let (mut c, mut s) = (c.clone(), s.clone());
         if gauge {
             c.counter_reset_hint = CounterResetHint::Gauge;
             s.counter_reset_hint = CounterResetHint::Gauge;
@@ -461,7 +314,7 @@ fn aggr_batch(chunks: &[AggrChunk<'_>], resolution: i64) -> Result<AggrChunkOut,
     for_each_window(&refs, resolution, |t, a| {
         bounds(t);
         match &a.counter {
-            Some(c) => counter.append(t, &c.to_float()),
+            Some(c) => counter.append(t, c),
             None => Ok(()),
         }
     })?;
@@ -470,7 +323,7 @@ fn aggr_batch(chunks: &[AggrChunk<'_>], resolution: i64) -> Result<AggrChunkOut,
     for_each_window(&refs, resolution, |t, a| {
         bounds(t);
         match &a.sum {
-            Some(s) => sum.append(t, &s.to_float()),
+            Some(s) => sum.append(t, s),
             None => Ok(()),
         }
     })?;

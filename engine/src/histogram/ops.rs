@@ -31,6 +31,7 @@ use super::{
     is_known_schema,
 };
 use crate::go_format::{FloatFormat, push_float};
+use crate::go_math::{self, ldexp};
 
 /// Why an operation on histograms cannot be done. The receiver is left as it was.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -214,30 +215,6 @@ pub fn exponential_bound(index: i64, schema: i32) -> f64 {
         return f64::MAX;
     }
     ldexp(frac, exp)
-}
-
-/// `x · 2^exp` rounded once, as Go's `math.Ldexp` (for `x` with magnitude in [0.5, 1]).
-fn ldexp(x: f64, exp: i64) -> f64 {
-    if x == 0.0 || !x.is_finite() {
-        return x;
-    }
-    if exp > 1023 {
-        // x·2^1023 is exact for |x| ≤ 1; the second factor rounds (to ±Inf) once.
-        return x * pow2(1023) * pow2(exp.min(2100) - 1023);
-    }
-    if exp < -1074 {
-        return 0.0f64.copysign(x);
-    }
-    x * pow2(exp)
-}
-
-/// 2^exp for exp in -1074..=1023, exactly (subnormal below -1022).
-fn pow2(exp: i64) -> f64 {
-    if exp >= -1022 {
-        f64::from_bits(((exp.min(1023) + 1023) as u64) << 52)
-    } else {
-        f64::from_bits(1u64 << (exp.max(-1074) + 1074))
-    }
 }
 
 /// The bucket index in `target` schema that bucket `index` of the finer `origin` schema falls
@@ -1640,12 +1617,12 @@ pub fn histogram_quantile(q: f64, h: &FloatHistogram) -> f64 {
     if custom || (bucket.lower <= 0.0 && bucket.upper >= 0.0) {
         return bucket.lower + (bucket.upper - bucket.lower) * fraction;
     }
-    let log_lower = go_log2(bucket.lower.abs());
-    let log_upper = go_log2(bucket.upper.abs());
+    let log_lower = go_math::log2(bucket.lower.abs());
+    let log_upper = go_math::log2(bucket.upper.abs());
     if bucket.lower > 0.0 {
-        (log_lower + (log_upper - log_lower) * fraction).exp2()
+        go_math::exp2(log_lower + (log_upper - log_lower) * fraction)
     } else {
-        -(log_upper + (log_lower - log_upper) * (1.0 - fraction)).exp2()
+        -go_math::exp2(log_upper + (log_lower - log_upper) * (1.0 - fraction))
     }
 }
 
@@ -1677,9 +1654,9 @@ pub fn histogram_fraction(lower: f64, upper: f64, h: &FloatHistogram) -> f64 {
             if custom || zero_bucket {
                 return rank + b.count * (v - b.lower) / (b.upper - b.lower);
             }
-            let log_lower = go_log2(b.lower.abs());
-            let log_upper = go_log2(b.upper.abs());
-            let log_v = go_log2(v.abs());
+            let log_lower = go_math::log2(b.lower.abs());
+            let log_upper = go_math::log2(b.upper.abs());
+            let log_v = go_math::log2(v.abs());
             let fraction = if v > 0.0 {
                 (log_v - log_lower) / (log_upper - log_lower)
             } else {
@@ -1769,32 +1746,6 @@ fn kahan_sum_inc(inc: f64, sum: f64, mut c: f64) -> (f64, f64) {
         c += (inc - t) + sum;
     }
     (t, c)
-}
-
-/// log2 as Go computes it: exact for powers of two, `ln(frac)/ln 2 + exp` otherwise, so
-/// interpolated quantiles land where Prometheus's do.
-fn go_log2(x: f64) -> f64 {
-    let (frac, exp) = frexp(x);
-    if frac == 0.5 {
-        return f64::from(exp - 1);
-    }
-    frac.ln() * (1.0 / std::f64::consts::LN_2) + f64::from(exp)
-}
-
-/// `x = frac · 2^exp` with `frac` in [0.5, 1) (x itself for 0, ±Inf and NaN, with exp 0).
-fn frexp(x: f64) -> (f64, i32) {
-    if x == 0.0 || !x.is_finite() {
-        return (x, 0);
-    }
-    let (x, bias) = if x.abs() < f64::MIN_POSITIVE {
-        (x * pow2(54), -54)
-    } else {
-        (x, 0)
-    };
-    let bits = x.to_bits();
-    let exp = ((bits >> 52) & 0x7ff) as i32 - 1022 + bias;
-    let frac = f64::from_bits((bits & !(0x7ffu64 << 52)) | (1022u64 << 52));
-    (frac, exp)
 }
 
 // ---------------------------------------------------------------------------------------------

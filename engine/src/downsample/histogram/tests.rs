@@ -1,5 +1,6 @@
 use super::*;
 use crate::chunk::{AggrChunk, CounterResetHeader, FloatHistogramIterator, XorIterator};
+use crate::histogram::Span;
 
 /// A float histogram of schema 0 with buckets 0 and 1 holding `b0` and `b1`, read with `hint`.
 fn h(b0: f64, b1: f64, hint: CounterResetHint) -> FloatHistogram {

@@ -41,9 +41,10 @@ fn math_fn(name: &str) -> Option<fn(f64) -> f64> {
         "floor" => f64::floor,
         "exp" => f64::exp,
         "sqrt" => f64::sqrt,
-        "ln" => f64::ln,
-        "log2" => f64::log2,
-        "log10" => f64::log10,
+        // Logarithms as Go computes them, so answers agree with Prometheus to the last bit.
+        "ln" => crate::go_math::log,
+        "log2" => crate::go_math::log2,
+        "log10" => crate::go_math::log10,
         "sgn" => |x: f64| {
             if x > 0.0 {
                 1.0
