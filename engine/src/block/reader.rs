@@ -168,7 +168,7 @@ impl Block {
             self.read_typed(series_ref, &hist, mint, maxt, &mut typed)?;
             for (t, s) in typed {
                 match s {
-                    BlockSample::Histogram(h) => histograms.push(t, h.to_float()),
+                    BlockSample::Histogram(h) => histograms.push(t, h.to_float_from_counts()),
                     BlockSample::FloatHistogram(h) => histograms.push(t, h),
                     BlockSample::Float(_) => {}
                 }

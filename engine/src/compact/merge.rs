@@ -4,7 +4,8 @@
 //! deletes some of their samples; then its samples are decoded, merged (equal timestamps once,
 //! or Thanos's penalty deduplication for replicas) and encoded again in chunks of 120. A series
 //! holding native histogram chunks is merged chunk by chunk as Prometheus's compactor merges
-//! it (`overlap.rs`; equal timestamps once, penalty deduplication not applied), and its
+//! it (`overlap.rs`; equal timestamps once), or, with penalty deduplication, its replicas'
+//! floats and histograms are deduplicated as one time line and encoded again, and its
 //! histogram chunks are decoded to the end even when copied, so a corrupt one stops the merge
 //! with its block, series and chunk named and no block written. Series
 //! matching a deletion selector are left out: that is how a block is rewritten without them
@@ -700,6 +701,7 @@ impl SeriesMerge {
     fn rewrite_histograms(
         &mut self,
         blocks: &mut [Input],
+        dedup: Dedup,
         out: &mut SegmentWriter,
         metas: &mut Vec<ChunkMeta>,
         stats: &mut MergeStats,
@@ -733,7 +735,11 @@ impl SeriesMerge {
             }
             lists.push(list);
         }
-        let merged = overlap::merge_series_chunks(lists).map_err(|e| {
+        let merged = match dedup {
+            Dedup::Chain => overlap::merge_series_chunks(lists),
+            Dedup::Penalty => overlap::penalty_dedup_series_chunks(lists),
+        };
+        let merged = merged.map_err(|e| {
             let (i, r, _) = &self.inputs[0];
             Error::InvalidInput(format!(
                 "series {} of blocks {}: merging its chunks: {e}",
@@ -774,7 +780,7 @@ impl SeriesMerge {
         stats: &mut MergeStats,
     ) -> Result<Written> {
         if self.has_histograms(blocks)? {
-            return self.rewrite_histograms(blocks, out, metas, stats);
+            return self.rewrite_histograms(blocks, dedup, out, metas, stats);
         }
         let n = self.inputs.len();
         self.batches.resize_with(n, SampleBatch::default);

@@ -292,19 +292,62 @@ fn chain(lists: &[Vec<(i64, Value)>]) -> Vec<(i64, Value)> {
         last_t = Some(t);
         let mut v = lists[c][pos[c] - 1].1.clone();
         if changed {
-            match &mut v {
-                Value::Int(h) if h.counter_reset_hint == CounterResetHint::NotCounterReset => {
-                    h.counter_reset_hint = CounterResetHint::Unknown;
-                }
-                Value::FloatHist(h) if h.counter_reset_hint != CounterResetHint::Gauge => {
-                    h.counter_reset_hint = CounterResetHint::Unknown;
-                }
-                _ => {}
-            }
+            forget_counter_hint(&mut v);
         }
         out.push((t, v));
     }
     out
+}
+
+/// What a sample's chunk said about counter resets no longer holds once it follows a sample
+/// of another chunk: `NotCounterReset` becomes `Unknown` (for float histograms any counter
+/// hint does; gauges stay gauges).
+fn forget_counter_hint(v: &mut Value) {
+    match v {
+        Value::Int(h) if h.counter_reset_hint == CounterResetHint::NotCounterReset => {
+            h.counter_reset_hint = CounterResetHint::Unknown;
+        }
+        Value::FloatHist(h) if h.counter_reset_hint != CounterResetHint::Gauge => {
+            h.counter_reset_hint = CounterResetHint::Unknown;
+        }
+        _ => {}
+    }
+}
+
+/// Deduplicates the chunks of one series from several replicas (each input's chunks in time
+/// order) with Thanos's penalty algorithm, floats and histograms as one time line: each
+/// input's samples are read, the replicas are folded pairwise, following
+/// one until it has a gap, and the result is encoded again as [`merge_series_chunks`] encodes
+/// merged samples. A sample taken from another replica than the one before it loses its
+/// counter hint.
+pub fn penalty_dedup_series_chunks(
+    inputs: Vec<Vec<SeriesChunk>>,
+) -> Result<Vec<SeriesChunk>, ChunkError> {
+    let mut replicas = Vec::with_capacity(inputs.len());
+    for chunks in &inputs {
+        let decoded = chunks
+            .iter()
+            .map(|c| decode_chunk(c.encoding, &c.data))
+            .collect::<Result<Vec<_>, _>>()?;
+        // A block's chunks of one series follow each other; should they overlap, they are
+        // chained first.
+        let in_order = decoded
+            .windows(2)
+            .all(|w| match (w[0].last(), w[1].first()) {
+                (Some(a), Some(b)) => a.0 < b.0,
+                _ => true,
+            });
+        replicas.push(if in_order {
+            decoded.into_iter().flatten().collect()
+        } else {
+            chain(&decoded)
+        });
+    }
+    let mut enc = Encoder::default();
+    for (t, v) in crate::query::penalty_merge_lists(&replicas, forget_counter_hint) {
+        enc.append(t, v)?;
+    }
+    Ok(enc.finish())
 }
 
 /// The open chunk of an [`Encoder`].

@@ -206,6 +206,28 @@ impl Histogram {
     /// The same histogram with absolute float counts (Prometheus's `ToFloat`).
     pub fn to_float(&self) -> FloatHistogram {
         FloatHistogram {
+            positive_buckets: deltas_to_float_counts(&self.positive_buckets),
+            negative_buckets: deltas_to_float_counts(&self.negative_buckets),
+            ..self.to_float_header()
+        }
+    }
+
+    /// The histogram as a chunk iterator hands it to PromQL (Prometheus's
+    /// `AtFloatHistogram`): each bucket the float nearest its absolute integer count. Unlike
+    /// [`Histogram::to_float`], which adds the deltas up as floats, this is exact wherever
+    /// the float can be, also past 2^53.
+    pub fn to_float_from_counts(&self) -> FloatHistogram {
+        let floats = |counts: Vec<i64>| counts.into_iter().map(|c| c as f64).collect();
+        FloatHistogram {
+            positive_buckets: floats(self.positive_counts()),
+            negative_buckets: floats(self.negative_counts()),
+            ..self.to_float_header()
+        }
+    }
+
+    /// The fields of [`Histogram::to_float`] but the buckets (left empty).
+    fn to_float_header(&self) -> FloatHistogram {
+        FloatHistogram {
             counter_reset_hint: self.counter_reset_hint,
             schema: self.schema,
             zero_threshold: self.zero_threshold,
@@ -214,8 +236,8 @@ impl Histogram {
             sum: self.sum,
             positive_spans: self.positive_spans.clone(),
             negative_spans: self.negative_spans.clone(),
-            positive_buckets: deltas_to_float_counts(&self.positive_buckets),
-            negative_buckets: deltas_to_float_counts(&self.negative_buckets),
+            positive_buckets: Vec::new(),
+            negative_buckets: Vec::new(),
             custom_values: self.custom_values.clone(),
         }
     }

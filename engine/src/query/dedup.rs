@@ -37,17 +37,6 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// Moves to the first sample at or after `t` (never backwards); false when exhausted.
-    fn seek(&mut self, t: i64) -> bool {
-        if self.pf < self.f.ts.len() && self.f.ts[self.pf] < t {
-            self.pf += self.f.ts[self.pf..].partition_point(|&x| x < t);
-        }
-        if self.ph < self.h.ts.len() && self.h.ts[self.ph] < t {
-            self.ph += self.h.ts[self.ph..].partition_point(|&x| x < t);
-        }
-        self.pf < self.f.ts.len() || self.ph < self.h.ts.len()
-    }
-
     /// Whether the current sample is a float (a replica holds one kind per timestamp; should
     /// both be there, the float is taken).
     fn at_float(&self) -> bool {
@@ -55,14 +44,6 @@ impl<'a> Cursor<'a> {
             (Some(tf), Some(th)) => tf <= th,
             (Some(_), None) => true,
             _ => false,
-        }
-    }
-
-    fn t(&self) -> i64 {
-        if self.at_float() {
-            self.f.ts[self.pf]
-        } else {
-            self.h.ts[self.ph]
         }
     }
 
@@ -75,6 +56,125 @@ impl<'a> Cursor<'a> {
             v + self.adjust
         }
     }
+}
+
+/// A replica's read position, as the penalty algorithm moves it.
+trait ReplicaCursor {
+    /// Moves to the first sample at or after `t` (never backwards); false when exhausted.
+    fn seek(&mut self, t: i64) -> bool;
+    /// The current sample's timestamp.
+    fn t(&self) -> i64;
+}
+
+impl ReplicaCursor for Cursor<'_> {
+    fn seek(&mut self, t: i64) -> bool {
+        if self.pf < self.f.ts.len() && self.f.ts[self.pf] < t {
+            self.pf += self.f.ts[self.pf..].partition_point(|&x| x < t);
+        }
+        if self.ph < self.h.ts.len() && self.h.ts[self.ph] < t {
+            self.ph += self.h.ts[self.ph..].partition_point(|&x| x < t);
+        }
+        self.pf < self.f.ts.len() || self.ph < self.h.ts.len()
+    }
+
+    fn t(&self) -> i64 {
+        if self.at_float() {
+            self.f.ts[self.pf]
+        } else {
+            self.h.ts[self.ph]
+        }
+    }
+}
+
+/// A replica held as one list of `(timestamp, value)` in time order.
+struct SliceCursor<'a, T> {
+    items: &'a [(i64, T)],
+    p: usize,
+}
+
+impl<T> ReplicaCursor for SliceCursor<'_, T> {
+    fn seek(&mut self, t: i64) -> bool {
+        if self.p < self.items.len() && self.items[self.p].0 < t {
+            self.p += self.items[self.p..].partition_point(|x| x.0 < t);
+        }
+        self.p < self.items.len()
+    }
+
+    fn t(&self) -> i64 {
+        self.items[self.p].0
+    }
+}
+
+/// Walks two replicas with the penalty algorithm: take the earlier sample, and hold the other
+/// replica back by twice the last step so it is only used across a gap. `emit` gets each
+/// sample's replica (true = `a`) and that replica's cursor, positioned at the sample.
+fn penalty_walk<C: ReplicaCursor>(a: &mut C, b: &mut C, mut emit: impl FnMut(bool, &mut C)) {
+    let mut last_t: Option<i64> = None;
+    let (mut pen_a, mut pen_b) = (0i64, 0i64);
+    loop {
+        let floor = last_t.map_or(i64::MIN, |t| t.saturating_add(1));
+        let has_a = a.seek(floor.saturating_add(pen_a));
+        let has_b = b.seek(floor.saturating_add(pen_b));
+        let use_a = match (has_a, has_b) {
+            (false, false) => break,
+            (true, false) => {
+                pen_a = 0;
+                true
+            }
+            (false, true) => {
+                pen_b = 0;
+                false
+            }
+            (true, true) => {
+                let (ta, tb) = (a.t(), b.t());
+                let use_a = ta <= tb;
+                let chosen = ta.min(tb);
+                let pen = last_t.map_or(INITIAL_PENALTY_MS, |l| 2 * (chosen - l));
+                if use_a {
+                    pen_b = pen;
+                    pen_a = 0;
+                } else {
+                    pen_a = pen;
+                    pen_b = 0;
+                }
+                use_a
+            }
+        };
+        let cur = if use_a { &mut *a } else { &mut *b };
+        let t = cur.t();
+        emit(use_a, cur);
+        last_t = Some(t);
+    }
+}
+
+/// Replicas held as lists of `(timestamp, value)` in time order, folded pairwise with the
+/// penalty algorithm (`merge(merge(r0, r1), r2)…`, as Thanos does); `on_switch` is applied to
+/// each sample taken from another replica than the sample before it.
+pub fn penalty_merge_lists<T: Clone>(
+    replicas: &[Vec<(i64, T)>],
+    on_switch: impl Fn(&mut T),
+) -> Vec<(i64, T)> {
+    let mut it = replicas.iter();
+    let Some(first) = it.next() else {
+        return Vec::new();
+    };
+    let mut acc = first.clone();
+    for r in it {
+        let mut out = Vec::with_capacity(acc.len().max(r.len()));
+        let mut last_from_a: Option<bool> = None;
+        let mut ca = SliceCursor { items: &acc, p: 0 };
+        let mut cb = SliceCursor { items: r, p: 0 };
+        penalty_walk(&mut ca, &mut cb, |from_a, cur| {
+            let (t, mut v) = cur.items[cur.p].clone();
+            if last_from_a.is_some_and(|prev| prev != from_a) {
+                on_switch(&mut v);
+            }
+            out.push((t, v));
+            last_from_a = Some(from_a);
+        });
+        acc = out;
+    }
+    acc
 }
 
 /// Merges two replicas of one series with the penalty algorithm: take the earlier sample, and
@@ -98,42 +198,11 @@ pub fn penalty_merge_with_histograms(
     let mut hout = HistogramBatch::new();
     let mut ca = Cursor::new(a.0, a.1);
     let mut cb = Cursor::new(b.0, b.1);
-    let mut last_t: Option<i64> = None;
-    let (mut pen_a, mut pen_b) = (0i64, 0i64);
     // Which replica the previous emitted sample came from (true = a), and whether it was a
     // float.
     let mut last_from_a: Option<bool> = None;
     let mut last_float = false;
-    loop {
-        let floor = last_t.map_or(i64::MIN, |t| t.saturating_add(1));
-        let has_a = ca.seek(floor.saturating_add(pen_a));
-        let has_b = cb.seek(floor.saturating_add(pen_b));
-        let use_a = match (has_a, has_b) {
-            (false, false) => break,
-            (true, false) => {
-                pen_a = 0;
-                true
-            }
-            (false, true) => {
-                pen_b = 0;
-                false
-            }
-            (true, true) => {
-                let (ta, tb) = (ca.t(), cb.t());
-                let use_a = ta <= tb;
-                let chosen = ta.min(tb);
-                let pen = last_t.map_or(INITIAL_PENALTY_MS, |l| 2 * (chosen - l));
-                if use_a {
-                    pen_b = pen;
-                    pen_a = 0;
-                } else {
-                    pen_a = pen;
-                    pen_b = 0;
-                }
-                use_a
-            }
-        };
-        let cur = if use_a { &mut ca } else { &mut cb };
+    penalty_walk(&mut ca, &mut cb, |use_a, cur| {
         let t = cur.t();
         if cur.at_float() {
             if counter
@@ -152,9 +221,8 @@ pub fn penalty_merge_with_histograms(
             hout.push(t, cur.h.h[cur.ph].clone());
             last_float = false;
         }
-        last_t = Some(t);
         last_from_a = Some(use_a);
-    }
+    });
     (out, hout)
 }
 

@@ -10,7 +10,7 @@ mod stream;
 
 pub use dedup::{
     dedup_replicas, dedup_replicas_with_histograms, dedup_series, is_counter_func, penalty_merge,
-    penalty_merge_with_histograms, without_labels,
+    penalty_merge_lists, penalty_merge_with_histograms, without_labels,
 };
 pub use local::LocalBlocks;
 pub use merge::merge_samples;

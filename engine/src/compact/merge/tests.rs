@@ -523,6 +523,52 @@ fn overlapping_histogram_chunks_are_chained_and_encoded_again() {
     assert_eq!(read, ts);
 }
 
+#[test]
+fn penalty_dedup_follows_one_histogram_replica_and_fills_its_gaps_from_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    // Replica A every 10 s from 0, missing [200 s, 260 s); B every 10 s from 5 s. Both count
+    // the same observations, so each sample is `counter_hist(t / 1000)` of its own time.
+    let a_ts: Vec<i64> = steps(0, 60, 10_000)
+        .into_iter()
+        .filter(|t| !(200_000..260_000).contains(t))
+        .collect();
+    let b_ts = steps(5_000, 60, 10_000);
+    let chunks = |ts: &[i64]| ts.chunks(25).map(hist_chunk).collect::<Vec<_>>();
+    let a = chunk_block(dir.path(), &[("h", chunks(&a_ts))]);
+    let b = chunk_block(dir.path(), &[("h", chunks(&b_ts))]);
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let opts = MergeOptions {
+        dedup: Dedup::Penalty,
+        ..Default::default()
+    };
+    let (meta, stats) = merge_blocks(&[a, b], &out, &opts).unwrap();
+    let meta = meta.unwrap();
+    assert_eq!(stats.series_rewritten, 1);
+    let got = &block_chunks(&out.join(meta.ulid.to_string()))[0].1;
+    let mut read = Vec::new();
+    for (enc, _, _, data) in got {
+        assert_eq!(*enc, Encoding::Histogram as u8);
+        for (t, v) in overlap::decode_chunk(*enc, data).unwrap() {
+            let overlap::Value::Int(h) = v else {
+                panic!("an integer histogram")
+            };
+            assert_eq!(h.sum, (t / 1000) as f64 * 2.5, "sample at {t}");
+            read.push(t);
+        }
+    }
+    // The same time line the float algorithm follows over the same timestamps.
+    let floats = |ts: &[i64]| SampleBatch {
+        ts: ts.to_vec(),
+        val: vec![0.0; ts.len()],
+    };
+    let want = dedup_replicas(&[&floats(&a_ts), &floats(&b_ts)], false).ts;
+    assert_eq!(read, want);
+    assert!(read.iter().any(|t| (200_000..260_000).contains(t)));
+    assert!(read.len() < a_ts.len() + b_ts.len());
+    assert_eq!(meta.stats.num_histogram_samples, want.len() as u64);
+}
+
 /// A chunk that decodes but holds a histogram that does not validate (its count and buckets
 /// disagree, say): the first bit flip of `good` that gives one.
 fn decodable_but_invalid(good: &[u8]) -> Vec<u8> {
