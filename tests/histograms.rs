@@ -805,3 +805,86 @@ fn query_merges_and_deduplicates_native_histograms_of_two_replica_stores() {
         assert_same_chunks(kind, &got[kind], chunks);
     }
 }
+
+/// PromQL over the native histograms of [`request`] (integer, float, custom-bucket, schema -2
+/// and 8, floats turning into histograms, a stale marker).
+const BLOCK_QUERIES: &[&str] = &[
+    METRIC,
+    "gauntlet_native[2m]",
+    "rate(gauntlet_native[5m])",
+    "increase(gauntlet_native[10m])",
+    "delta(gauntlet_native[5m])",
+    "irate(gauntlet_native[5m])",
+    "sum(gauntlet_native)",
+    r#"sum by (kind) (rate(gauntlet_native{kind!="mixed"}[5m]))"#,
+    "avg(gauntlet_native)",
+    "count(gauntlet_native)",
+    "histogram_quantile(0.9, gauntlet_native)",
+    "histogram_quantile(0.25, rate(gauntlet_native[5m]))",
+    "histogram_count(gauntlet_native)",
+    "histogram_sum(rate(gauntlet_native[5m]))",
+    "histogram_avg(gauntlet_native)",
+    "histogram_fraction(0, 4, gauntlet_native)",
+    "histogram_stddev(gauntlet_native)",
+    "histogram_stdvar(gauntlet_native)",
+    "gauntlet_native * 3",
+    "gauntlet_native / 2",
+    "gauntlet_native + gauntlet_native",
+    "gauntlet_native - gauntlet_native offset 1m",
+    "sum_over_time(gauntlet_native[1m])",
+    "avg_over_time(gauntlet_native[1m])",
+    "last_over_time(gauntlet_native[3m])",
+    "count_over_time(gauntlet_native[3m])",
+    "max_over_time(gauntlet_native[3m])",
+    "timestamp(gauntlet_native)",
+];
+
+#[test]
+fn http_api_over_a_prometheus_3_block_answers_as_prometheus_3_byte_for_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    let blocks = tmp.path().join("blocks");
+    let binary = prometheus3_block(&blocks);
+    let prom =
+        Prometheus::start_with_args(&binary, &blocks, &["--enable-feature=native-histograms"]);
+    let data = tmp.path().join("bucket");
+    copy_dir(&blocks, &data);
+    let data_arg = format!("--data-dir={}", data.display());
+    let ours = GauntletServer::start(&["all", &data_arg], "/-/ready");
+
+    let first = first_ts(&gauntlet_dump(&blocks, &[])) as f64 / 1000.0;
+    let last = first + ((SAMPLES - 1) as i64 * STEP) as f64 / 1000.0;
+    let times: Vec<String> = [1800.0, 3600.0, last - first, last - first + 300.0]
+        .iter()
+        .map(|d| format!("{:.3}", first + d))
+        .collect();
+    let mut paths = Vec::new();
+    for q in BLOCK_QUERIES {
+        for t in &times {
+            paths.push(api_path("/api/v1/query", &[("query", q), ("time", t)]));
+        }
+        for step in ["60", "97"] {
+            paths.push(api_path(
+                "/api/v1/query_range",
+                &[
+                    ("query", q),
+                    ("start", &format!("{first:.3}")),
+                    ("end", &format!("{:.3}", last + 120.0)),
+                    ("step", step),
+                ],
+            ));
+        }
+    }
+    let (failures, with_histograms) = compare_answers(prom.port, &ours, &paths, |b| b);
+    assert!(
+        failures.is_empty(),
+        "{} of {} answers differ:\n{}",
+        failures.len(),
+        paths.len(),
+        failures.join("\n")
+    );
+    assert!(
+        with_histograms * 2 >= paths.len(),
+        "only {with_histograms} of {} answers hold native histograms",
+        paths.len()
+    );
+}

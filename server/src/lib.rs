@@ -8,6 +8,7 @@ pub mod blocks;
 pub mod compact;
 pub mod grpc;
 pub mod http;
+pub mod logging;
 pub mod query;
 pub mod receive;
 pub mod store;

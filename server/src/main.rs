@@ -1,6 +1,7 @@
 //! The `gauntlet` binary: the command line, dispatching to the role or tool it names.
 
 use clap::{Parser, Subcommand};
+use gauntlet::logging::{self, LogFormat, LogLevel};
 use gauntlet::{all, compact, query, receive, store, tools};
 use mimalloc::MiMalloc;
 
@@ -12,6 +13,17 @@ static GLOBAL: MiMalloc = MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "gauntlet", version, about)]
 struct Cli {
+    /// The least severe level logged (`RUST_LOG`, when set, filters instead).
+    #[arg(long = "log.level", value_enum, default_value = "info", global = true)]
+    log_level: LogLevel,
+    /// How each log line is written.
+    #[arg(
+        long = "log.format",
+        value_enum,
+        default_value = "logfmt",
+        global = true
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -39,14 +51,8 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     gauntlet_engine::alloc::tune();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    logging::init(cli.log_level, cli.log_format);
     let res = match cli.command {
         Command::All(args) => all::run(args),
         Command::Query(args) => query::cmd::run(args),

@@ -461,3 +461,41 @@ pub fn prometheus3() -> PathBuf {
     );
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
+
+/// `path?k=v&…` with the values URL-encoded.
+pub fn api_path(path: &str, params: &[(&str, &str)]) -> String {
+    let q: Vec<String> = params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .collect();
+    format!("{path}?{}", q.join("&"))
+}
+
+/// Asks Prometheus (on `prom_port`) and Gauntlet the same `paths` and returns a description
+/// of every answer that differs in status or body (Gauntlet's body passed through `adjust`
+/// first), and how many of Prometheus's answers hold native histograms. Errors are compared
+/// as answers are.
+pub fn compare_answers(
+    prom_port: u16,
+    ours: &GauntletServer,
+    paths: &[String],
+    adjust: impl Fn(String) -> String,
+) -> (Vec<String>, usize) {
+    let mut failures = Vec::new();
+    let mut with_histograms = 0;
+    for path in paths {
+        let (ps, pb) = http_get(prom_port, path).expect("query prometheus");
+        let (gs, gb) = ours.get(path);
+        let want = String::from_utf8_lossy(&pb).into_owned();
+        let got = adjust(String::from_utf8_lossy(&gb).into_owned());
+        if want.contains("\"histogram") {
+            with_histograms += 1;
+        }
+        if (gs, &got) != (ps, &want) {
+            failures.push(format!(
+                "{path}\n  gauntlet   {gs} {got}\n  prometheus {ps} {want}"
+            ));
+        }
+    }
+    (failures, with_histograms)
+}
