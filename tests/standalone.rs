@@ -283,3 +283,24 @@ fn heading_anchors_are_those_github_makes() {
         [(1, "b.md#c".to_string()), (1, "d".to_string())]
     );
 }
+
+/// The production binary does not link the benchmarks: the data generator behind `--demo` is
+/// its own crate, and `gauntlet-bench` is only a dev-dependency of the server.
+#[test]
+fn the_server_does_not_depend_on_the_benchmarks() {
+    let manifest = std::fs::read_to_string(root().join("server/Cargo.toml")).unwrap();
+    let mut section = "";
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line;
+            continue;
+        }
+        if matches!(section, "[dependencies]" | "[build-dependencies]") {
+            assert!(
+                !line.starts_with("gauntlet-bench"),
+                "server/Cargo.toml {section} lists {line}"
+            );
+        }
+    }
+    assert!(manifest.contains("gauntlet-datagen"), "{manifest}");
+}

@@ -1,9 +1,10 @@
 //! Benchmarks and measuring tools for Gauntlet; the benches live in `benches/`. This library
-//! holds the data generator ([`datagen`]), its remote-write form ([`remote_write`]), the load
+//! re-exports the data generator ([`datagen`], its own crate, which the server's `--demo` uses
+//! too) and holds its remote-write form ([`remote_write`]), the load
 //! generators ([`load`]) and the side-by-side runner ([`runner`]) behind the `gauntlet-bench`
 //! binary, and what several benches share.
 
-pub mod datagen;
+pub use gauntlet_datagen as datagen;
 pub mod load;
 pub mod remote_write;
 pub mod runner;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::Args;
-use gauntlet_bench::datagen::{Families, GenConfig, write_blocks_dir};
+use gauntlet_datagen::{Families, GenConfig, write_blocks_dir};
 use gauntlet_engine::block::block_dirs;
 use gauntlet_engine::bucket::{Bucket, BucketConfig};
 use gauntlet_engine::shard::IoChoice;
