@@ -173,6 +173,33 @@ impl Knobs {
     }
 }
 
+/// A spinner with the elapsed time on stderr while generation runs (nothing when stderr is no
+/// terminal); cleared when dropped.
+struct Spinner(indicatif::ProgressBar);
+
+impl Spinner {
+    fn start(msg: String) -> Spinner {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() {
+            return Spinner(indicatif::ProgressBar::hidden());
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) = indicatif::ProgressStyle::with_template("gen {spinner} {elapsed} {msg}")
+        {
+            bar.set_style(style);
+        }
+        bar.set_message(msg);
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        Spinner(bar)
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     // The server's allocator settings, so in-process figures are the server's.
     gauntlet_engine::alloc::tune();
@@ -180,6 +207,7 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Gen(GenCmd::Openmetrics { out, knobs }) => {
             let cfg = knobs.config()?;
+            let _spinner = Spinner::start(format!("writing {}", out.display()));
             let start = Instant::now();
             let file = File::create(&out).with_context(|| format!("creating {}", out.display()))?;
             let n = write_openmetrics(&cfg, file)
@@ -193,6 +221,7 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Gen(GenCmd::Blocks { out, knobs }) => {
             let cfg = knobs.config()?;
+            let _spinner = Spinner::start(format!("writing blocks under {}", out.display()));
             let start = Instant::now();
             let metas = write_blocks_dir(&cfg, &out)
                 .with_context(|| format!("writing blocks under {}", out.display()))?;
@@ -207,6 +236,7 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Gen(GenCmd::RemoteWrite { out, knobs, batch }) => {
             let cfg = knobs.config()?;
+            let _spinner = Spinner::start(format!("writing {}", out.display()));
             let start = Instant::now();
             let stream = encode_stream(&cfg, &batch.config(1)?)?;
             let file = File::create(&out).with_context(|| format!("creating {}", out.display()))?;

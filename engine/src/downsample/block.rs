@@ -47,6 +47,17 @@ pub fn downsample_block(
     dst_parent: &Path,
     resolution: i64,
 ) -> Result<DownsampleStats, DownsampleError> {
+    downsample_block_with_progress(src, dst_parent, resolution, &|_, _| {})
+}
+
+/// [`downsample_block`], calling `progress(series done, series in all)` as it goes (every
+/// 1024 series and at the end).
+pub fn downsample_block_with_progress(
+    src: &Path,
+    dst_parent: &Path,
+    resolution: i64,
+    progress: &dyn Fn(u64, u64),
+) -> Result<DownsampleStats, DownsampleError> {
     let start = Instant::now();
     let block = Block::open(src)?;
     let src_meta = block.meta().clone();
@@ -69,7 +80,7 @@ pub fn downsample_block(
         move |source| DownsampleError::Io { path, source }
     };
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    let result = write_block(&block, &tmp, from, resolution);
+    let result = write_block(&block, &tmp, from, resolution, progress);
     let (stats, files) = match result {
         Ok(r) => r,
         Err(e) => {
@@ -128,6 +139,7 @@ fn write_block(
     dir: &Path,
     from: i64,
     to: i64,
+    progress: &dyn Fn(u64, u64),
 ) -> Result<(WriteStats, Vec<(String, u64)>), DownsampleError> {
     let index = block.index();
     let mut segments = SegmentWriter::create(&dir.join("chunks"))?;
@@ -141,9 +153,13 @@ fn write_block(
     let (mut labels, mut metas) = (Vec::<Label>::new(), Vec::<ChunkMeta>::new());
     let mut samples = ChunkSamples::new();
     let mut out_metas = Vec::new();
+    let total = refs.len() as u64;
     for r in refs {
         block.series(r, &mut labels, &mut metas)?;
         stats.series_in += 1;
+        if stats.series_in % 1024 == 0 {
+            progress(stats.series_in, total);
+        }
         let lset = Labels::from_sorted(std::mem::take(&mut labels));
         for w in metas.windows(2) {
             if w[0].max_time >= w[1].min_time {
@@ -183,6 +199,7 @@ fn write_block(
     let files = segments.finish()?;
     iw.finish()?;
     Tombstones::default().write(&dir.join("tombstones"))?;
+    progress(total, total);
     Ok((stats, files))
 }
 

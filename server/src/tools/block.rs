@@ -96,13 +96,19 @@ pub fn run(cmd: BlockCmd) -> anyhow::Result<()> {
             block_duration,
         } => {
             let range = parse_duration_ms(&block_duration)?;
+            let bar = super::progress_bar(0, "create-from-openmetrics");
+            bar.set_message(format!("reading {}", input.display()));
             let text = std::fs::read_to_string(&input)
                 .with_context(|| format!("reading {}", input.display()))?;
+            bar.set_message(format!("parsing {} bytes", text.len()));
             let series =
                 parse_exposition(&text).with_context(|| format!("parsing {}", input.display()))?;
             std::fs::create_dir_all(&output)
                 .with_context(|| format!("creating {}", output.display()))?;
-            let metas = write_blocks(&output, series, range, CutOptions::default(), None)?;
+            bar.set_message(format!("writing blocks of {} series", series.len()));
+            let metas = write_blocks(&output, series, range, CutOptions::default(), None);
+            bar.finish_and_clear();
+            let metas = metas?;
             for m in metas {
                 println!(
                     "{}\t{}\t{}\tseries={}\tsamples={}\tchunks={}",

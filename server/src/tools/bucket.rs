@@ -4,7 +4,7 @@
 //! block's data (verification, the rewrite) is the engine's, this file asks and prints.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -18,7 +18,9 @@ use gauntlet_engine::compact::redundant;
 use gauntlet_engine::compact::rewrite::{SelectedSeries, delete_series, for_each_selected};
 use gauntlet_engine::downsample::{RES_1H, RES_5M, RES_RAW};
 use gauntlet_engine::labels::{Matcher, parse_selector};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
+
+use super::progress_bar;
 use ulid::Ulid;
 
 use crate::blocks::{
@@ -826,19 +828,6 @@ fn scratch_dir(what: &str) -> anyhow::Result<tempfile::TempDir> {
         .prefix(&format!("gauntlet-{what}-"))
         .tempdir()
         .context("creating a scratch directory")
-}
-
-/// A progress bar of `len` steps on stderr, hidden when stderr is no terminal.
-fn progress_bar(len: u64, what: &'static str) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
-    if let Ok(style) = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {wide_msg}") {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_prefix(what);
-    bar
 }
 
 /// Prints rows under a header in columns two spaces apart.

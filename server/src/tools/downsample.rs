@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use gauntlet_engine::downsample::{RES_RAW, downsample_block, parse_resolution};
+use gauntlet_engine::downsample::{RES_RAW, downsample_block_with_progress, parse_resolution};
 
 /// Downsamples the block in `src` to `resolution` into a new block under `dst`, printing its
 /// directory and what it took.
@@ -14,8 +14,15 @@ pub fn run(src: &Path, dst: &Path, resolution: &str) -> anyhow::Result<()> {
         _ => bail!("--resolution must be 5m or 1h, not {resolution:?}"),
     };
     std::fs::create_dir_all(dst).with_context(|| format!("creating {}", dst.display()))?;
-    let s = downsample_block(src, dst, res)
-        .with_context(|| format!("downsampling {} to {resolution}", src.display()))?;
+    let bar = super::progress_bar(1, "downsample");
+    bar.set_message("series");
+    let s = downsample_block_with_progress(src, dst, res, &|done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .with_context(|| format!("downsampling {} to {resolution}", src.display()));
+    bar.finish_and_clear();
+    let s = s?;
     let rate = if s.seconds > 0.0 {
         s.samples_in as f64 / s.seconds
     } else {

@@ -31,3 +31,31 @@ pub fn run(tool: Tool) -> anyhow::Result<()> {
         Tool::Bucket { cmd } => bucket::run(cmd),
     }
 }
+
+/// A progress bar of `len` steps on stderr (a spinner when `len` is 0), hidden when stderr is
+/// no terminal, so scripts and logs see only the results.
+pub(crate) fn progress_bar(len: u64, what: &'static str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let (bar, template) = if len == 0 {
+        (
+            indicatif::ProgressBar::new_spinner(),
+            "{prefix} {spinner} {elapsed} {wide_msg}",
+        )
+    } else {
+        (
+            indicatif::ProgressBar::new(len),
+            "{prefix} [{bar:30}] {pos}/{len} {elapsed} {wide_msg}",
+        )
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(what);
+    if len == 0 {
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    }
+    bar
+}
