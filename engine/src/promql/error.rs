@@ -24,12 +24,6 @@ pub enum PromqlError {
     /// The caller gave up on the query (`canceled`).
     #[error("query was canceled")]
     Canceled,
-    /// Internal: a streamed selection met native histograms, which only the materialized
-    /// evaluation handles; the query is evaluated again that way and this never reaches a
-    /// caller.
-    #[doc(hidden)]
-    #[error("native histograms need the materialized evaluation")]
-    HistogramsSeen,
     /// The storage failed to answer a selection; its class is the storage error's.
     #[error(transparent)]
     Storage(#[from] crate::Error),
@@ -41,9 +35,7 @@ impl PromqlError {
     pub fn class(&self) -> ErrorClass {
         match self {
             PromqlError::Parse(_) => ErrorClass::BadData,
-            PromqlError::Execution(_)
-            | PromqlError::TooManySamples(_)
-            | PromqlError::HistogramsSeen => ErrorClass::Execution,
+            PromqlError::Execution(_) | PromqlError::TooManySamples(_) => ErrorClass::Execution,
             PromqlError::Timeout(_) => ErrorClass::Timeout,
             PromqlError::Canceled => ErrorClass::Canceled,
             PromqlError::Storage(e) => e.class(),

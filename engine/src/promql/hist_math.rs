@@ -26,9 +26,15 @@ impl From<HistogramOpError> for MathError {
 /// `a + b`, compacted.
 pub(crate) fn add(a: &FloatHistogram, b: &FloatHistogram) -> Result<FloatHistogram, MathError> {
     let mut r = a.clone();
-    r.add(b)?;
-    r.compact(0)?;
+    add_to(&mut r, b)?;
     Ok(r)
+}
+
+/// `a += b`, compacted: [`add`] without the copy, for running sums.
+pub(crate) fn add_to(a: &mut FloatHistogram, b: &FloatHistogram) -> Result<(), MathError> {
+    a.add(b)?;
+    a.compact(0)?;
+    Ok(())
 }
 
 /// `a - b`, compacted.

@@ -267,6 +267,8 @@ pub(crate) struct Aggregator {
     kept: HashMap<usize, Col>,
     /// Position of the next input series.
     seq: usize,
+    /// The input's native histograms, as the operator treats them.
+    hist: HistInput,
 }
 
 impl Aggregator {
@@ -303,6 +305,7 @@ impl Aggregator {
             index: GroupIndex::default(),
             kept: HashMap::new(),
             seq: 0,
+            hist: HistInput::default(),
         })
     }
 
@@ -313,6 +316,13 @@ impl Aggregator {
         } else {
             0
         }
+    }
+
+    /// Takes the native histograms out of an input column as the operator treats them, before
+    /// it is pushed; `name` is its metric name for annotations.
+    fn take_histograms(&mut self, c: &mut Col, name: &str) {
+        let spec = (self.op, self.modifier.as_ref(), self.by_name, self.n);
+        self.hist.take(spec, c, name);
     }
 
     /// Folds one input series (in input order) into its group; returns how many step
@@ -437,6 +447,7 @@ impl Aggregator {
 
     /// Merges a task's partial groups, tasks in input order.
     pub(crate) fn merge(&mut self, p: Partial) {
+        self.hist.merge(p.hist);
         let (op, n) = (self.op, self.n);
         for (k, pg) in p.groups.into_iter().enumerate() {
             let steps = k * n..(k + 1) * n;
@@ -487,6 +498,14 @@ impl Aggregator {
 
     /// The aggregation's output columns, empty ones removed.
     fn finish(mut self, ev: &mut Evaluator<'_>) -> Result<Vec<Col>, PromqlError> {
+        let hist = std::mem::take(&mut self.hist);
+        let (op, op_name, n) = (self.op, self.op_name.clone(), self.n);
+        let out = self.finish_floats(ev)?;
+        Ok(hist.finish(ev, (op, &op_name, n), out))
+    }
+
+    /// [`Aggregator::finish`] of the float samples.
+    fn finish_floats(mut self, ev: &mut Evaluator<'_>) -> Result<Vec<Col>, PromqlError> {
         let n = self.n;
         let out = match self.op {
             Op::Sum
@@ -740,6 +759,8 @@ pub(crate) struct Partial {
     acc: Vec<f64>,
     comp: Vec<f64>,
     seen: Vec<bool>,
+    /// The task's native histograms, as the operator treats them.
+    hist: HistInput,
 }
 
 struct PartialGroup {
@@ -752,8 +773,14 @@ struct PartialGroup {
 
 impl PartialSpec {
     /// Folds one series, whose labels are already its group's, into the task's partial groups;
-    /// gives its column's buffer back for reuse.
-    pub(crate) fn add(&self, p: &mut Partial, c: Col) -> Option<Vec<f64>> {
+    /// gives its column's buffer back for reuse. `name` is its metric name for annotations
+    /// about its histograms.
+    pub(crate) fn add(&self, p: &mut Partial, mut c: Col, name: &str) -> Option<Vec<f64>> {
+        p.hist.take(
+            (self.op, self.modifier.as_ref(), self.by_name, self.n),
+            &mut c,
+            name,
+        );
         let Col {
             labels,
             drop_name,
@@ -959,7 +986,7 @@ impl Evaluator<'_> {
         // Without delayed name removal, series left equal by a dropped name are an error,
         // which only the whole input shows: such input is evaluated first.
         let eager_names = !self.opts.delayed_name_removal;
-        if !self.hist_mode
+        if !self.materialize
             && super::stream::streamable(&a.expr)
             && (!eager_names || super::stream::names_stay_distinct(&a.expr))
         {
@@ -975,7 +1002,7 @@ impl Evaluator<'_> {
                     vs,
                     &kernel,
                     &Partial::default,
-                    &|p, c| spec.add(p, c),
+                    &|p, c, name| spec.add(p, c, name),
                     &mut |_, p| {
                         agg.merge(p);
                         Ok(())
@@ -984,7 +1011,8 @@ impl Evaluator<'_> {
                 return Ok(Val::Vector(agg.finish(self)?));
             }
             let mut batch_seen = 0usize;
-            self.stream_columns(vs, &kernel, &mut |ev, c| {
+            self.stream_columns(vs, &kernel, &mut |ev, mut c, name| {
+                agg.take_histograms(&mut c, name);
                 let held = agg.push(c);
                 ev.acquire(held)?;
                 batch_seen += 1;
@@ -1003,145 +1031,219 @@ impl Evaluator<'_> {
                     )));
                 }
             };
-            if cols.iter().any(|c| c.h.is_some()) {
-                return self.aggregate_histograms(a, agg, cols);
-            }
             // The input is already counted as held by its own evaluation.
-            for c in cols {
+            for mut c in cols {
+                if c.h.is_some() {
+                    let name = c.labels.get("__name__").unwrap_or("").to_string();
+                    agg.take_histograms(&mut c, &name);
+                }
                 agg.push(c);
             }
         }
         Ok(Val::Vector(agg.finish(self)?))
     }
+}
 
-    /// An aggregation whose input holds native histograms: `sum` and `avg` add them up
-    /// (a group mixing floats and histograms at a step has no value there, with a warning),
-    /// `count` and `group` count them, `limitk` and `limit_ratio` pass them on, and the
-    /// others ignore them with an info annotation.
-    fn aggregate_histograms(
+/// How an aggregation treats native histogram samples of its input: `sum` and `avg` add them
+/// up apart from the floats ([`HistSums`]; a group mixing floats and histograms at a step has
+/// no value there, with a warning), `count` and `group` count them, `limitk`, `limit_ratio`
+/// and `count_values` pass them on, and the others ignore them with an info annotation.
+#[derive(Default)]
+pub(crate) struct HistInput {
+    sums: HistSums,
+    /// Whether histograms were ignored (the annotation is owed).
+    ignored: bool,
+}
+
+impl HistInput {
+    /// Takes the histogram samples out of input column `c` (labels as they reach the
+    /// aggregation, `name` its metric name for annotations) where the operator does not pass
+    /// them on.
+    fn take(
         &mut self,
-        a: &AggregateExpr,
-        mut agg: Aggregator,
-        mut cols: Vec<Col>,
-    ) -> Result<Val, PromqlError> {
-        let n = agg.n;
-        // Where the aggregation starts is not tracked: its annotations carry no position.
-        let at = String::new();
-        let _ = a;
-        match agg.op {
+        (op, modifier, by_name, n): (Op, Option<&LabelModifier>, bool, usize),
+        c: &mut Col,
+        name: &str,
+    ) {
+        if c.h.is_none() {
+            return;
+        }
+        match op {
             Op::Count | Op::Group => {
-                for c in &mut cols {
-                    if let Some(h) = c.h.take() {
-                        for (i, x) in h.iter().enumerate() {
-                            if x.is_some() {
-                                c.v[i] = 1.0;
-                            }
+                if let Some(h) = c.h.take() {
+                    for (i, x) in h.iter().enumerate() {
+                        if x.is_some() {
+                            c.v[i] = 1.0;
                         }
                     }
                 }
             }
             Op::LimitK | Op::LimitRatio | Op::CountValues => {}
             Op::Sum | Op::Avg => {
-                let avg = agg.op == Op::Avg;
-                // Per group: histogram sum, histogram count, float seen, per step.
-                let mut hgroups: HashMap<Labels, HistAcc> = HashMap::new();
-                let mut warned_mix = false;
-                for c in &mut cols {
-                    let Some(h) = c.h.take() else { continue };
-                    let key =
-                        group_labels(&c.labels, agg.modifier.as_ref(), agg.by_name && c.drop_name);
-                    let acc = hgroups.entry(key).or_insert_with(|| HistAcc::new(n));
-                    for (i, x) in h.into_iter().enumerate() {
-                        let Some(x) = x else { continue };
-                        acc.count[i] += 1.0;
-                        if acc.bad[i] {
-                            continue;
-                        }
-                        acc.sum[i] = match acc.sum[i].take() {
-                            None => Some(x),
-                            Some(prev) => match hist_math::add(&prev, &x) {
-                                Ok(s) => Some(s),
-                                Err(_) => {
-                                    acc.bad[i] = true;
-                                    self.warn(format!(
-                                        "PromQL warning: vector contains histograms with incompatible custom buckets for metric name {:?}{at}",
-                                        c.labels.get("__name__").unwrap_or("")
-                                    ));
-                                    None
-                                }
-                            },
-                        };
-                    }
-                }
-                for c in cols {
-                    agg.push(c);
-                }
-                let mut out = agg.finish(self)?;
-                let mut pos: HashMap<Labels, usize> = out
-                    .iter()
-                    .enumerate()
-                    .map(|(k, c)| (c.labels.clone(), k))
-                    .collect();
-                let mut keys: Vec<Labels> = hgroups.keys().cloned().collect();
-                keys.sort();
-                for key in keys {
-                    let acc = hgroups.remove(&key).expect("a group");
-                    let k = *pos.entry(key.clone()).or_insert_with(|| {
-                        out.push(Col {
-                            labels: key,
-                            drop_name: false,
-                            v: vec![absent(); n],
-                            h: None,
-                        });
-                        out.len() - 1
-                    });
-                    let col = &mut out[k];
-                    let mut hv: HCol = vec![None; n];
-                    for (i, sum) in acc.sum.into_iter().enumerate() {
-                        let Some(mut sum) = sum else { continue };
-                        if !is_absent(col.v[i]) {
-                            col.v[i] = absent();
-                            if !warned_mix {
-                                warned_mix = true;
-                                self.warn(format!(
-                                    "PromQL warning: encountered a mix of histograms and floats for aggregation{at}"
-                                ));
-                            }
-                            continue;
-                        }
-                        if avg {
-                            hist_math::scale(&mut sum, 1.0 / acc.count[i]);
-                        }
-                        hv[i] = Some(sum);
-                    }
-                    if hv.iter().any(|x| x.is_some()) {
-                        col.h = Some(hv);
-                    }
-                }
-                return Ok(Val::Vector(
-                    out.into_iter()
-                        .filter(|c| (0..n).any(|i| c.present(i)))
-                        .collect(),
-                ));
+                let Some(h) = c.h.take() else { return };
+                let key = group_labels(&c.labels, modifier, by_name && c.drop_name);
+                self.sums.add(key, h, name, n);
             }
-            _ => {
-                let mut ignored = false;
-                for c in &mut cols {
-                    ignored |= c.drop_histograms();
-                }
-                if ignored {
-                    self.note_info(format!(
-                        "PromQL info: ignored histogram in {} aggregation{at}",
-                        agg.op_name
-                    ));
-                }
-            }
+            _ => self.ignored |= c.drop_histograms(),
         }
-        for c in cols {
-            agg.push(c);
-        }
-        Ok(Val::Vector(agg.finish(self)?))
     }
+
+    /// Takes in a later task's histograms, tasks in input order.
+    fn merge(&mut self, other: HistInput) {
+        self.ignored |= other.ignored;
+        self.sums.merge(other.sums);
+    }
+
+    /// Joins the histogram sums to the aggregation's float output `out` (`avg`: divided by
+    /// their count) and reports the annotations owed.
+    fn finish(
+        self,
+        ev: &mut Evaluator<'_>,
+        (op, op_name, n): (Op, &str, usize),
+        out: Vec<Col>,
+    ) -> Vec<Col> {
+        // Where the aggregation starts is not tracked: its annotations carry no position.
+        let at = "";
+        if self.ignored {
+            ev.note_info(format!(
+                "PromQL info: ignored histogram in {op_name} aggregation{at}"
+            ));
+        }
+        for w in &self.sums.warnings {
+            ev.warn(format!("{w}{at}"));
+        }
+        if self.sums.groups.is_empty() || !matches!(op, Op::Sum | Op::Avg) {
+            return out;
+        }
+        let mut out = out;
+        let avg = op == Op::Avg;
+        let mut warned_mix = false;
+        let mut pos: HashMap<Labels, usize> = out
+            .iter()
+            .enumerate()
+            .map(|(k, c)| (c.labels.clone(), k))
+            .collect();
+        let mut groups: Vec<(Labels, HistAcc)> = self.sums.groups.into_iter().collect();
+        groups.sort_by(|a, b| a.0.cmp(&b.0));
+        for (key, acc) in groups {
+            let k = *pos.entry(key.clone()).or_insert_with(|| {
+                out.push(Col {
+                    labels: key,
+                    drop_name: false,
+                    v: vec![absent(); n],
+                    h: None,
+                });
+                out.len() - 1
+            });
+            let col = &mut out[k];
+            let mut hv: HCol = vec![None; n];
+            for (i, sum) in acc.sum.into_iter().enumerate() {
+                let Some(mut sum) = sum else { continue };
+                if !is_absent(col.v[i]) {
+                    col.v[i] = absent();
+                    if !warned_mix {
+                        warned_mix = true;
+                        ev.warn(format!(
+                            "PromQL warning: encountered a mix of histograms and floats for aggregation{at}"
+                        ));
+                    }
+                    continue;
+                }
+                if avg {
+                    hist_math::scale(&mut sum, 1.0 / acc.count[i]);
+                }
+                hv[i] = Some(sum);
+            }
+            if hv.iter().any(|x| x.is_some()) {
+                col.h = Some(hv);
+            }
+        }
+        out.into_iter()
+            .filter(|c| (0..n).any(|i| c.present(i)))
+            .collect()
+    }
+}
+
+/// The histogram sums of `sum` and `avg` groups, per group (keyed by its labels) and step,
+/// added in input order.
+#[derive(Default)]
+struct HistSums {
+    groups: HashMap<Labels, HistAcc>,
+    /// Warnings owed (histograms that could not be added), without their position.
+    warnings: Vec<String>,
+}
+
+impl HistSums {
+    /// Adds one input series' histograms to its group's sums.
+    fn add(&mut self, key: Labels, h: HCol, name: &str, n: usize) {
+        let acc = self.groups.entry(key).or_insert_with(|| HistAcc::new(n));
+        if acc.name.is_none() {
+            acc.name = Some(name.to_string());
+        }
+        for (i, x) in h.into_iter().enumerate() {
+            let Some(x) = x else { continue };
+            acc.count[i] += 1.0;
+            if acc.bad[i] {
+                continue;
+            }
+            match acc.sum[i].as_mut() {
+                None => acc.sum[i] = Some(x),
+                Some(sum) => {
+                    if hist_math::add_to(sum, &x).is_err() {
+                        acc.sum[i] = None;
+                        acc.bad[i] = true;
+                        push_once(&mut self.warnings, incompatible_buckets(name));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds a later task's sums to these, group by group and step by step.
+    fn merge(&mut self, other: HistSums) {
+        for w in other.warnings {
+            push_once(&mut self.warnings, w);
+        }
+        for (key, o) in other.groups {
+            let Some(acc) = self.groups.get_mut(&key) else {
+                self.groups.insert(key, o);
+                continue;
+            };
+            let name = o.name.unwrap_or_default();
+            for (i, x) in o.sum.into_iter().enumerate() {
+                acc.count[i] += o.count[i];
+                if acc.bad[i] || o.bad[i] {
+                    acc.bad[i] = true;
+                    acc.sum[i] = None;
+                    continue;
+                }
+                let Some(x) = x else { continue };
+                match acc.sum[i].as_mut() {
+                    None => acc.sum[i] = Some(x),
+                    Some(sum) => {
+                        if hist_math::add_to(sum, &x).is_err() {
+                            acc.sum[i] = None;
+                            acc.bad[i] = true;
+                            push_once(&mut self.warnings, incompatible_buckets(&name));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn push_once(v: &mut Vec<String>, msg: String) {
+    if !v.contains(&msg) {
+        v.push(msg);
+    }
+}
+
+/// The warning for histograms of an aggregation group that could not be added.
+fn incompatible_buckets(name: &str) -> String {
+    format!(
+        "PromQL warning: vector contains histograms with incompatible custom buckets for metric name {name:?}"
+    )
 }
 
 /// Histogram sums of one aggregation group, per step.
@@ -1150,6 +1252,8 @@ struct HistAcc {
     count: Vec<f64>,
     /// Steps whose histograms could not be added.
     bad: Vec<bool>,
+    /// The metric name of the group's first histogram series, for annotations.
+    name: Option<String>,
 }
 
 impl HistAcc {
@@ -1158,6 +1262,7 @@ impl HistAcc {
             sum: vec![None; n],
             count: vec![0.0; n],
             bad: vec![false; n],
+            name: None,
         }
     }
 }

@@ -152,39 +152,55 @@ fn vector_scalar(
     rb: bool,
 ) -> Vec<Col> {
     for c in &mut cols {
-        if let Some(mut h) = c.h.take() {
-            for (i, slot) in h.iter_mut().enumerate() {
-                let Some(x) = slot.take() else { continue };
-                let (l, r) = if swap {
-                    (Operand::Float(s[i]), Operand::Hist(&x))
-                } else {
-                    (Operand::Hist(&x), Operand::Float(s[i]))
-                };
-                let (v, nh, keep) = match elem_binop(op, l, r) {
-                    Ok(x) => x,
-                    Err(note) => {
-                        ev.note_info(note);
-                        continue;
-                    }
-                };
-                if rb {
-                    c.v[i] = if keep { 1.0 } else { 0.0 };
-                } else if keep {
-                    match nh {
-                        Some(nh) => *slot = Some(nh),
-                        None => c.v[i] = v,
-                    }
-                }
-            }
-            if h.iter().any(|x| x.is_some()) {
-                c.h = Some(h);
-            }
+        if let Some(note) = vector_scalar_hists(op, c, s, swap, rb) {
+            ev.note_info(note);
         }
         vector_scalar_col(op, c, s, swap, rb);
     }
     let n = s.len();
     cols.retain(|c| (0..n).any(|i| c.present(i)));
     cols
+}
+
+/// The histogram samples of one series against a per-step scalar (before
+/// [`vector_scalar_col`] does its floats): a scaled histogram, a 0/1 with `bool`, or dropped
+/// where the operator does not apply, with the info annotation that is owed then.
+pub(crate) fn vector_scalar_hists(
+    op: &str,
+    c: &mut Col,
+    s: &[f64],
+    swap: bool,
+    rb: bool,
+) -> Option<String> {
+    let mut h = c.h.take()?;
+    let mut note = None;
+    for (i, slot) in h.iter_mut().enumerate() {
+        let Some(x) = slot.take() else { continue };
+        let (l, r) = if swap {
+            (Operand::Float(s[i]), Operand::Hist(&x))
+        } else {
+            (Operand::Hist(&x), Operand::Float(s[i]))
+        };
+        let (v, nh, keep) = match elem_binop(op, l, r) {
+            Ok(x) => x,
+            Err(n) => {
+                note.get_or_insert(n);
+                continue;
+            }
+        };
+        if rb {
+            c.v[i] = if keep { 1.0 } else { 0.0 };
+        } else if keep {
+            match nh {
+                Some(nh) => *slot = Some(nh),
+                None => c.v[i] = v,
+            }
+        }
+    }
+    if h.iter().any(|x| x.is_some()) {
+        c.h = Some(h);
+    }
+    note
 }
 
 /// One operand of a binary operation between samples.

@@ -4,6 +4,8 @@
 mod aggregate;
 mod binary;
 mod hints;
+#[cfg(test)]
+mod hist_stream_tests;
 mod selector;
 mod stream;
 mod subquery;
@@ -97,6 +99,16 @@ impl Col {
         }
     }
 
+    /// Samples the column holds as the sample limit counts them: one per float, a histogram
+    /// by its size ([`histogram_weight`]).
+    pub fn samples(&self) -> usize {
+        self.v.iter().filter(|x| !is_absent(**x)).count()
+            + self
+                .h
+                .as_ref()
+                .map_or(0, |h| h.iter().flatten().map(histogram_weight).sum())
+    }
+
     /// Drops every histogram sample (functions and operators that ignore them).
     pub fn drop_histograms(&mut self) -> bool {
         self.h.take().is_some_and(|h| h.iter().any(|x| x.is_some()))
@@ -148,15 +160,7 @@ impl Val {
         match self {
             Val::Scalar(v) => v.len(),
             Val::Str(_) => 0,
-            Val::Vector(cols) => cols
-                .iter()
-                .map(|c| {
-                    c.v.iter().filter(|x| !is_absent(**x)).count()
-                        + c.h
-                            .as_ref()
-                            .map_or(0, |h| h.iter().flatten().map(histogram_weight).sum())
-                })
-                .sum(),
+            Val::Vector(cols) => cols.iter().map(Col::samples).sum(),
             Val::Range(r) => r
                 .series
                 .iter()
@@ -175,11 +179,17 @@ impl Val {
     }
 }
 
-/// How many samples a histogram counts as against the sample limit, as Prometheus counts it:
-/// its size in units of a float sample's 16 bytes.
+/// How many samples a histogram counts as against the sample limit, as Prometheus 3 counts a
+/// histogram point: its size in memory (a 168-byte header, 8 bytes per span, bucket and
+/// custom bound, and the 8-byte timestamp) in units of a float sample's 16 bytes, rounded
+/// down.
 pub(crate) fn histogram_weight(h: &FloatHistogram) -> usize {
-    (40 + 16 * (h.positive_buckets.len() + h.negative_buckets.len()) + 8 * h.custom_values.len())
-        .div_ceil(16)
+    let parts = h.positive_spans.len()
+        + h.negative_spans.len()
+        + h.positive_buckets.len()
+        + h.negative_buckets.len()
+        + h.custom_values.len();
+    (168 + 8 * parts + 8) / 16
 }
 
 /// Per-query state: limits, the query's own start and end (for `@ start()`/`end()`), and the
@@ -203,9 +213,9 @@ pub(crate) struct Evaluator<'a> {
     pub positions: &'a Positions,
     /// The function each selector feeds, for its selection's hints.
     pub select_funcs: hints::SelectorFuncs,
-    /// Whether selections are materialized with their native histograms rather than streamed
-    /// (set once a streamed selection met histograms).
-    pub hist_mode: bool,
+    /// Whether selections are materialized whole rather than streamed: the plain evaluation
+    /// the streamed one is held to in tests.
+    pub materialize: bool,
 }
 
 impl Evaluator<'_> {
@@ -357,10 +367,7 @@ pub(crate) fn run(
     let args = (
         opts, storage, expr, positions, start_ms, end_ms, step_ms, instant,
     );
-    match run_mode(args, false) {
-        Err(PromqlError::HistogramsSeen) => run_mode(args, true),
-        r => r,
-    }
+    run_mode(args, false)
 }
 
 type RunArgs<'a> = (
@@ -374,9 +381,9 @@ type RunArgs<'a> = (
     bool,
 );
 
-/// [`run`] with streamed selections, or (`hist_mode`) materialized ones that carry native
-/// histograms.
-fn run_mode(args: RunArgs<'_>, hist_mode: bool) -> Result<QueryResult, PromqlError> {
+/// [`run`] with streamed selections, or (`materialize`) with every selection materialized
+/// whole.
+fn run_mode(args: RunArgs<'_>, materialize: bool) -> Result<QueryResult, PromqlError> {
     let (opts, storage, expr, positions, start_ms, end_ms, step_ms, instant) = args;
     let steps = if instant {
         Steps {
@@ -425,7 +432,7 @@ fn run_mode(args: RunArgs<'_>, hist_mode: bool) -> Result<QueryResult, PromqlErr
         info: Vec::new(),
         positions,
         select_funcs: hints::SelectorFuncs::find(expr),
-        hist_mode,
+        materialize,
     };
     let val = ev.eval(expr, &steps)?;
     let value = match val {

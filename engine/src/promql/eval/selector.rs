@@ -58,7 +58,7 @@ impl Evaluator<'_> {
         want_ts: bool,
     ) -> Result<Vec<Col>, PromqlError> {
         let kernel = self.instant_kernel(vs, steps, want_ts);
-        if self.hist_mode {
+        if self.materialize {
             let (mint, maxt, hints) = kernel.span();
             let hints = hints.clone();
             let series = self.select(vs, mint, maxt, &hints)?;

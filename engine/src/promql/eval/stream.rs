@@ -7,15 +7,17 @@
 use promql_parser::parser::{Expr, LabelModifier, VectorSelector};
 
 use super::aggregate::group_labels;
-use super::binary::{is_comparison, vector_scalar_col};
-use super::{Col, Evaluator, Steps, absent, is_absent, offset_ms};
-use crate::chunk::{SampleBatch, is_stale_nan};
+use super::binary::{is_comparison, vector_scalar_col, vector_scalar_hists};
+use super::{Col, Evaluator, HCol, Steps, absent, histogram_weight, is_absent, offset_ms};
+use crate::chunk::{HistogramBatch, SampleBatch, is_stale_nan};
+use crate::histogram::FloatHistogram;
 use crate::labels::Labels;
 use crate::promql::error::PromqlError;
-use crate::promql::functions::range::advance_past;
+use crate::promql::functions::range::{Notes, advance_past};
 use crate::promql::functions::{InstantFn, RangeCall, is_range_function, unwrap_parens};
 use crate::query::{
-    DecodeScratch, Grouping, SelectHints, SeriesStream, StreamSeries, decode_many_flat,
+    DecodeScratch, Grouping, SelectHints, SeriesStream, StreamSeries, decode_histograms,
+    decode_many_flat,
 };
 
 /// Most worker threads one query uses for its CPU work.
@@ -34,6 +36,11 @@ pub(crate) fn par_threads(n: usize) -> usize {
     cores.min(MAX_WORKERS).min(n).max(1)
 }
 
+/// Folds one column into a task's partial result: the column, and the metric name its
+/// histogram samples are reported under (empty for columns without histograms). Gives back
+/// the column's value buffer when it keeps only the values.
+pub(crate) type AddCol<'f, P> = dyn Fn(&mut P, Col, &str) -> Option<Vec<f64>> + Sync + 'f;
+
 /// Takes one task's result, in task order.
 type Absorb<'f, E, P> = dyn FnMut(&mut E, TaskOut<P>) -> Result<(), PromqlError> + 'f;
 
@@ -41,7 +48,9 @@ type Absorb<'f, E, P> = dyn FnMut(&mut E, TaskOut<P>) -> Result<(), PromqlError>
 /// account for.
 struct TaskOut<P> {
     acc: P,
+    /// Annotations owed: info notes and warnings.
     notes: Vec<String>,
+    warnings: Vec<String>,
     /// Samples of the decode group being worked on.
     decoded: usize,
     /// Most samples one decode group of the task held at once.
@@ -197,12 +206,19 @@ struct Scratch {
     /// A column buffer to build the next series' column in: the last one not handed on, or
     /// given back by the fold.
     spare: Vec<f64>,
+    /// The native histograms of the series being worked on.
+    hist: HistogramBatch,
 }
 
 /// One series' result.
 struct SeriesOut {
     col: Option<Col>,
-    note: Option<String>,
+    /// Info annotations owed.
+    notes: Vec<String>,
+    warnings: Vec<String>,
+    /// The metric name aggregations report the column's histograms under: the series' name
+    /// unless an operation dropped it (empty without histograms).
+    hist_name: String,
     /// The error the series fails the query with (a function parameter checked per call).
     fail: Option<String>,
     /// Samples decoded for the series (held while it was processed).
@@ -212,25 +228,28 @@ struct SeriesOut {
 }
 
 impl SeriesKernel {
-    /// One series' column from its samples (decoded, in the selected range), which it may
-    /// reorder in place.
+    /// One series' column from its samples (decoded, in the selected range): floats `ts`/`val`,
+    /// which it may reorder in place, and native histograms `hist` (empty for float series),
+    /// which it may reorder too.
     fn run(
         &self,
         labels: Labels,
-        ts: &mut [i64],
-        val: &mut [f64],
+        (ts, val): (&mut [i64], &mut [f64]),
+        hist: &mut HistogramBatch,
         buf: &mut Vec<f64>,
         spare: &mut Vec<f64>,
     ) -> SeriesOut {
-        let decoded = ts.len().min(val.len());
+        let floats = ts.len().min(val.len());
         let mut out = SeriesOut {
             col: None,
-            note: None,
+            notes: Vec::new(),
+            warnings: Vec::new(),
+            hist_name: String::new(),
             fail: None,
-            decoded,
+            decoded: floats + hist.h.iter().map(histogram_weight).sum::<usize>(),
             selected: false,
         };
-        if decoded == 0 {
+        if floats == 0 && hist.is_empty() {
             return out;
         }
         // The column is built in the worker's spare buffer, which goes back unless the column
@@ -238,6 +257,7 @@ impl SeriesKernel {
         let mut v = std::mem::take(spare);
         v.clear();
         v.resize(self.steps.n, absent());
+        let mut h = None;
         let drop_name = match &self.source {
             Source::Instant {
                 times,
@@ -245,12 +265,24 @@ impl SeriesKernel {
                 want_ts,
             } => {
                 out.selected = true;
-                instant_column(ts, val, times, *lookback, *want_ts, &mut v);
+                if hist.is_empty() {
+                    instant_column(ts, val, times, *lookback, *want_ts, &mut v);
+                } else {
+                    h = instant_mixed(
+                        (ts, val),
+                        (&hist.ts, &hist.h),
+                        times,
+                        *lookback,
+                        *want_ts,
+                        &mut v,
+                    );
+                }
                 *want_ts
             }
             Source::Range { call, ends, range } => {
                 let n = remove_stale(ts, val);
-                if n == 0 {
+                let hn = remove_stale_histograms(hist);
+                if n == 0 && hn == 0 {
                     *spare = v;
                     return out;
                 }
@@ -261,16 +293,31 @@ impl SeriesKernel {
                     return out;
                 }
                 call.column(&ts[..n], &val[..n], ends, *range, &self.steps, buf, &mut v);
-                out.note = call.counter_note(&labels, &v);
+                if hn > 0 {
+                    let mut notes = Notes::default();
+                    let name = labels.get("__name__").unwrap_or("");
+                    h = call.hist_column(
+                        name,
+                        (&ts[..n], &val[..n]),
+                        (&hist.ts, &hist.h),
+                        ends,
+                        *range,
+                        &mut v,
+                        &mut notes,
+                    );
+                    out.warnings = notes.warnings;
+                    out.notes = notes.info;
+                }
+                out.notes.extend(call.counter_note(&labels, &v));
                 !call.keeps_name()
             }
         };
-        if v.iter().all(|x| is_absent(*x)) {
+        if h.is_none() && v.iter().all(|x| is_absent(*x)) {
             *spare = v;
             return out;
         }
         let mut col = Col {
-            h: None,
+            h,
             labels,
             drop_name,
             v,
@@ -280,13 +327,22 @@ impl SeriesKernel {
                 PostOp::Neg => negate(&mut col),
                 PostOp::Func(f) => f.apply(&mut col),
                 PostOp::Scalar { op, s, swap, rb } => {
+                    out.notes
+                        .extend(vector_scalar_hists(op, &mut col, s, *swap, *rb));
                     vector_scalar_col(op, &mut col, s, *swap, *rb)
                 }
             }
         }
         // Series left without a value are dropped, as each materialized step drops them.
-        if col.v.iter().any(|x| !is_absent(*x)) {
+        let has_value = match &col.h {
+            None => col.v.iter().any(|x| !is_absent(*x)),
+            Some(_) => (0..col.v.len()).any(|i| col.present(i)),
+        };
+        if has_value {
             let drop_name = self.drop_name_now && col.drop_name;
+            if col.h.is_some() && !drop_name {
+                out.hist_name = col.labels.get("__name__").unwrap_or("").to_string();
+            }
             match &self.keep {
                 // One pass keeps the group's labels, less the name if it goes now.
                 KeepLabels::Group(m) => {
@@ -326,51 +382,71 @@ impl SeriesKernel {
         else {
             return None;
         };
-        let n = self.steps.n;
-        let mut v = vec![absent(); n];
-        let mut h: Vec<Option<crate::histogram::FloatHistogram>> = vec![None; n];
-        let (fts, fv) = (&s.samples.ts, &s.samples.val);
-        let (hts, hv) = (&s.histograms.ts, &s.histograms.h);
-        for (i, &t) in times.iter().enumerate() {
-            let fi = fts.partition_point(|&x| x <= t);
-            let hi = hts.partition_point(|&x| x <= t);
-            let f = fi.checked_sub(1).map(|j| (fts[j], j));
-            let hh = hi.checked_sub(1).map(|j| (hts[j], j));
-            let pick_hist = match (f, hh) {
-                (None, None) => continue,
-                (Some(_), None) => false,
-                (None, Some(_)) => true,
-                (Some((a, _)), Some((b, _))) => b > a,
-            };
-            if pick_hist {
-                let (tj, j) = hh.expect("a histogram");
-                if tj <= t.saturating_sub(*lookback) || hv[j].is_stale() {
-                    continue;
-                }
-                if *want_ts {
-                    v[i] = tj as f64 / 1000.0;
-                } else {
-                    h[i] = Some(hv[j].clone());
-                }
-            } else {
-                let (tj, j) = f.expect("a float");
-                if tj <= t.saturating_sub(*lookback) || is_stale_nan(fv[j]) {
-                    continue;
-                }
-                v[i] = if *want_ts { tj as f64 / 1000.0 } else { fv[j] };
-            }
-        }
-        let any_h = h.iter().any(|x| x.is_some());
-        if !any_h && v.iter().all(|x| is_absent(*x)) {
+        let mut v = vec![absent(); self.steps.n];
+        let h = instant_mixed(
+            (&s.samples.ts, &s.samples.val),
+            (&s.histograms.ts, &s.histograms.h),
+            times,
+            *lookback,
+            *want_ts,
+            &mut v,
+        );
+        if h.is_none() && v.iter().all(|x| is_absent(*x)) {
             return None;
         }
         Some(Col {
             labels: s.labels,
             drop_name: *want_ts,
             v,
-            h: any_h.then_some(h),
+            h,
         })
     }
+}
+
+/// [`instant_column`] over a series holding native histograms as well as floats: at each step
+/// the latest sample of either kind within the lookback, none when that is a stale marker.
+/// Float results go to `out`; the histogram results are returned, `None` when there are none.
+fn instant_mixed(
+    (fts, fv): (&[i64], &[f64]),
+    (hts, hv): (&[i64], &[FloatHistogram]),
+    times: &[i64],
+    lookback: i64,
+    want_ts: bool,
+    out: &mut [f64],
+) -> Option<HCol> {
+    let mut h: HCol = vec![None; out.len()];
+    let mut any_h = false;
+    for (i, &t) in times.iter().enumerate() {
+        let fi = fts.partition_point(|&x| x <= t);
+        let hi = hts.partition_point(|&x| x <= t);
+        let f = fi.checked_sub(1).map(|j| (fts[j], j));
+        let hh = hi.checked_sub(1).map(|j| (hts[j], j));
+        let pick_hist = match (f, hh) {
+            (None, None) => continue,
+            (Some(_), None) => false,
+            (None, Some(_)) => true,
+            (Some((a, _)), Some((b, _))) => b > a,
+        };
+        if pick_hist {
+            let (tj, j) = hh.expect("a histogram");
+            if tj <= t.saturating_sub(lookback) || hv[j].is_stale() {
+                continue;
+            }
+            if want_ts {
+                out[i] = tj as f64 / 1000.0;
+            } else {
+                h[i] = Some(hv[j].clone());
+                any_h = true;
+            }
+        } else {
+            let (tj, j) = f.expect("a float");
+            if tj <= t.saturating_sub(lookback) || is_stale_nan(fv[j]) {
+                continue;
+            }
+            out[i] = if want_ts { tj as f64 / 1000.0 } else { fv[j] };
+        }
+    }
+    any_h.then_some(h)
 }
 
 /// Unary minus of one series; the result loses its metric name.
@@ -402,6 +478,24 @@ fn remove_stale(ts: &mut [i64], val: &mut [f64]) -> usize {
         }
     }
     k
+}
+
+/// Drops the histograms that are stale markers (which range functions do not see), keeping
+/// the others in order; returns how many are left.
+fn remove_stale_histograms(b: &mut HistogramBatch) -> usize {
+    if b.h.iter().any(|h| h.is_stale()) {
+        let mut k = 0;
+        for j in 0..b.h.len() {
+            if !b.h[j].is_stale() {
+                b.ts.swap(k, j);
+                b.h.swap(k, j);
+                k += 1;
+            }
+        }
+        b.ts.truncate(k);
+        b.h.truncate(k);
+    }
+    b.h.len()
 }
 
 /// Fills `out[i]` with the latest sample at or before `times[i]` and after
@@ -712,7 +806,7 @@ impl<'a> Evaluator<'a> {
         vs: &VectorSelector,
         kernel: &SeriesKernel,
         new: &(dyn Fn() -> P + Sync),
-        add: &(dyn Fn(&mut P, Col) -> Option<Vec<f64>> + Sync),
+        add: &AddCol<'_, P>,
         merge: &mut dyn FnMut(&mut Self, P) -> Result<(), PromqlError>,
     ) -> Result<(), PromqlError> {
         let mut stream = self.open_stream(vs, kernel.mint, kernel.maxt, &kernel.hints)?;
@@ -720,6 +814,7 @@ impl<'a> Evaluator<'a> {
             let mut out = TaskOut {
                 acc: new(),
                 notes: Vec::new(),
+                warnings: Vec::new(),
                 decoded: 0,
                 decoded_most: 0,
                 selected: false,
@@ -727,9 +822,6 @@ impl<'a> Evaluator<'a> {
             let mut series = series.into_iter().peekable();
             while series.peek().is_some() {
                 let group: Vec<StreamSeries> = series.by_ref().take(DECODE_GROUP).collect();
-                if group.iter().any(|s| s.data.has_histograms()) {
-                    return Err(PromqlError::HistogramsSeen);
-                }
                 decode_many_flat(
                     &group,
                     kernel.mint,
@@ -739,10 +831,18 @@ impl<'a> Evaluator<'a> {
                     &mut sc.spans,
                 )?;
                 for (s, span) in group.into_iter().zip(&sc.spans) {
+                    if s.data.has_histograms() {
+                        decode_histograms(&s, kernel.mint, kernel.maxt, &mut sc.hist)?;
+                    } else {
+                        sc.hist.clear();
+                    }
                     let r = kernel.run(
                         s.labels,
-                        &mut sc.samples.ts[span.clone()],
-                        &mut sc.samples.val[span.clone()],
+                        (
+                            &mut sc.samples.ts[span.clone()],
+                            &mut sc.samples.val[span.clone()],
+                        ),
+                        &mut sc.hist,
                         &mut sc.buf,
                         &mut sc.spare,
                     );
@@ -751,9 +851,18 @@ impl<'a> Evaluator<'a> {
                     }
                     out.decoded += r.decoded;
                     out.selected |= r.selected;
-                    out.notes.extend(r.note);
+                    for note in r.notes {
+                        if !out.notes.contains(&note) {
+                            out.notes.push(note);
+                        }
+                    }
+                    for w in r.warnings {
+                        if !out.warnings.contains(&w) {
+                            out.warnings.push(w);
+                        }
+                    }
                     if let Some(col) = r.col
-                        && let Some(v) = add(&mut out.acc, col)
+                        && let Some(v) = add(&mut out.acc, col, &r.hist_name)
                     {
                         sc.spare = v;
                     }
@@ -767,6 +876,9 @@ impl<'a> Evaluator<'a> {
         let workers = par_threads(usize::MAX);
         let mut absorb = |ev: &mut Self, out: TaskOut<P>| {
             selected |= out.selected;
+            for w in out.warnings {
+                ev.warn(w);
+            }
             for note in out.notes {
                 ev.note_info(note);
             }
@@ -887,24 +999,24 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Streams the series `vs` selects through `kernel`, calling `sink` with every column
-    /// that has a value, in stream order.
+    /// that has a value, in stream order, and the name its histograms are reported under.
     pub(crate) fn stream_columns(
         &mut self,
         vs: &VectorSelector,
         kernel: &SeriesKernel,
-        sink: &mut dyn FnMut(&mut Self, Col) -> Result<(), PromqlError>,
+        sink: &mut dyn FnMut(&mut Self, Col, &str) -> Result<(), PromqlError>,
     ) -> Result<(), PromqlError> {
         self.stream_partials(
             vs,
             kernel,
             &Vec::new,
-            &|v: &mut Vec<Col>, c| {
-                v.push(c);
+            &|v: &mut Vec<(Col, String)>, c, name| {
+                v.push((c, name.to_string()));
                 None
             },
             &mut |ev, cols| {
-                for c in cols {
-                    sink(ev, c)?;
+                for (c, name) in cols {
+                    sink(ev, c, &name)?;
                 }
                 Ok(())
             },
@@ -918,8 +1030,8 @@ impl<'a> Evaluator<'a> {
         kernel: &SeriesKernel,
     ) -> Result<Vec<Col>, PromqlError> {
         let mut out = Vec::new();
-        self.stream_columns(vs, kernel, &mut |ev, c| {
-            ev.acquire(c.v.iter().filter(|x| !is_absent(**x)).count())?;
+        self.stream_columns(vs, kernel, &mut |ev, c, _| {
+            ev.acquire(c.samples())?;
             out.push(c);
             Ok(())
         })?;

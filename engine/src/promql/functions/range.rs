@@ -5,6 +5,8 @@ use promql_parser::parser::Expr;
 
 mod hist;
 
+pub(crate) use hist::Notes;
+
 use super::{kahan_inc, nonempty, quantile_sorted, sort_floats, unwrap_parens};
 use crate::go_format::format_fixed;
 use crate::labels::Labels;
@@ -364,7 +366,7 @@ pub(crate) fn call(
 ) -> Result<Val, PromqlError> {
     let (rc, range_arg) = RangeCall::prepare(ev, name, args, steps)?;
     if let Expr::MatrixSelector(ms) = unwrap_parens(range_arg)
-        && !ev.hist_mode
+        && !ev.materialize
     {
         let kernel = ev.range_kernel(rc, ms, steps)?;
         return Ok(Val::Vector(ev.collect_columns(&ms.vs, &kernel)?));
@@ -384,11 +386,17 @@ pub(crate) fn call(
         rc.column(&s.ts, &s.v, &rv.ends, rv.range, steps, &mut buf, &mut v);
         let mut h = None;
         if !s.h.is_empty() {
-            let mut notes = hist::Notes {
-                warnings: Vec::new(),
-                info: Vec::new(),
-            };
-            h = rc.hist_column(s, &rv.ends, rv.range, &mut v, &mut notes);
+            let mut notes = Notes::default();
+            let name = s.labels.get("__name__").unwrap_or("");
+            h = rc.hist_column(
+                name,
+                (&s.ts, &s.v),
+                (&s.hts, &s.h),
+                &rv.ends,
+                rv.range,
+                &mut v,
+                &mut notes,
+            );
             notes.warnings.into_iter().for_each(|w| ev.warn(w));
             notes.info.into_iter().for_each(|w| ev.note_info(w));
         }

@@ -4,10 +4,11 @@
 
 use super::{F, RangeCall, for_each_window, instant_delta};
 use crate::histogram::{CounterResetHint, FloatHistogram};
-use crate::promql::eval::{HCol, RSeries, absent};
+use crate::promql::eval::{HCol, absent};
 use crate::promql::hist_math;
 
 /// Annotations a histogram window can owe.
+#[derive(Default)]
 pub(crate) struct Notes {
     pub warnings: Vec<String>,
     pub info: Vec<String>,
@@ -35,11 +36,16 @@ enum Sample<'a> {
 }
 
 impl RangeCall {
-    /// Overrides the steps of `v` (the float kernel's column of `s`) whose window holds
-    /// histograms, and returns the histogram results.
+    /// Overrides the steps of `v` (the float kernel's column of a series) whose window holds
+    /// histograms, and returns the histogram results. The series is named `name` (for
+    /// annotations) and has floats `fts`/`fvs` and histograms `hts`/`hs`, each sorted by time,
+    /// stale markers removed.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn hist_column(
         &self,
-        s: &RSeries,
+        name: &str,
+        (fts_all, fvs_all): (&[i64], &[f64]),
+        (hts_all, hs_all): (&[i64], &[FloatHistogram]),
         ends: &[i64],
         range: i64,
         v: &mut [f64],
@@ -47,9 +53,8 @@ impl RangeCall {
     ) -> Option<HCol> {
         let n = v.len();
         let mut fw = vec![(0usize, 0usize); n];
-        for_each_window(&s.ts, ends, range, |i, lo, hi| fw[i] = (lo, hi));
+        for_each_window(fts_all, ends, range, |i, lo, hi| fw[i] = (lo, hi));
         let mut out: HCol = vec![None; n];
-        let name = s.labels.get("__name__").unwrap_or("").to_string();
         let mixed = format!(
             "PromQL warning: encountered a mix of histograms and floats for metric name {name:?}{}",
             self.first_at
@@ -58,13 +63,13 @@ impl RangeCall {
             "PromQL info: ignored histograms in a range containing both floats and histograms for metric name {name:?}{}",
             self.first_at
         );
-        for_each_window(&s.hts, ends, range, |i, hlo, hhi| {
+        for_each_window(hts_all, ends, range, |i, hlo, hhi| {
             if hhi <= hlo {
                 return;
             }
             let (flo, fhi) = fw[i];
-            let (fts, fvs) = (&s.ts[flo..fhi], &s.v[flo..fhi]);
-            let (hts, hs) = (&s.hts[hlo..hhi], &s.h[hlo..hhi]);
+            let (fts, fvs) = (&fts_all[flo..fhi], &fvs_all[flo..fhi]);
+            let (hts, hs) = (&hts_all[hlo..hhi], &hs_all[hlo..hhi]);
             let floats = !fts.is_empty();
             // Both kinds in time order.
             let merged = || {
@@ -84,7 +89,7 @@ impl RangeCall {
                         notes.warn(mixed.clone());
                         return;
                     }
-                    out[i] = self.hist_rate(hts, hs, ends[i], range, &name, notes);
+                    out[i] = self.hist_rate(hts, hs, ends[i], range, name, notes);
                 }
                 F::Irate | F::Idelta => {
                     v[i] = absent();
@@ -105,17 +110,17 @@ impl RangeCall {
                                 h.counter_reset_hint == CounterResetHint::Gauge
                             };
                             if rate && (gauge(p) || gauge(c)) {
-                                notes.warn(not_counter(&name, &self.first_at));
+                                notes.warn(not_counter(name, &self.first_at));
                             }
                             if !rate && (!gauge(p) || !gauge(c)) {
-                                notes.warn(not_gauge(&name, &self.first_at));
+                                notes.warn(not_gauge(name, &self.first_at));
                             }
                             let mut r = c.clone();
                             if !rate || !hist_math::detect_reset(c, p) {
                                 match hist_math::sub(c, p) {
                                     Ok(d) => r = d,
                                     Err(e) => {
-                                        notes.warn(incompatible(e, &name, &self.first_at));
+                                        notes.warn(incompatible(e, name, &self.first_at));
                                         return;
                                     }
                                 }
@@ -164,12 +169,9 @@ impl RangeCall {
                     }
                     let mut sum = hs[0].clone();
                     for h in &hs[1..] {
-                        match hist_math::add(&sum, h) {
-                            Ok(x) => sum = x,
-                            Err(e) => {
-                                notes.warn(incompatible(e, &name, &self.first_at));
-                                return;
-                            }
+                        if let Err(e) = hist_math::add_to(&mut sum, h) {
+                            notes.warn(incompatible(e, name, &self.first_at));
+                            return;
                         }
                     }
                     if self.f == F::AvgOverTime {
