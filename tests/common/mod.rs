@@ -474,7 +474,8 @@ pub fn api_path(path: &str, params: &[(&str, &str)]) -> String {
 /// Asks Prometheus (on `prom_port`) and Gauntlet the same `paths` and returns a description
 /// of every answer that differs in status or body (Gauntlet's body passed through `adjust`
 /// first), and how many of Prometheus's answers hold native histograms. Errors are compared
-/// as answers are.
+/// as answers are. Prometheus keeps a query's annotations in a map, so their order changes
+/// from one run to the next: both sides' `warnings` and `infos` are put in order first.
 pub fn compare_answers(
     prom_port: u16,
     ours: &GauntletServer,
@@ -486,8 +487,8 @@ pub fn compare_answers(
     for path in paths {
         let (ps, pb) = http_get(prom_port, path).expect("query prometheus");
         let (gs, gb) = ours.get(path);
-        let want = String::from_utf8_lossy(&pb).into_owned();
-        let got = adjust(String::from_utf8_lossy(&gb).into_owned());
+        let want = sorted_annotations(&String::from_utf8_lossy(&pb));
+        let got = sorted_annotations(&adjust(String::from_utf8_lossy(&gb).into_owned()));
         if want.contains("\"histogram") {
             with_histograms += 1;
         }
@@ -498,4 +499,34 @@ pub fn compare_answers(
         }
     }
     (failures, with_histograms)
+}
+
+/// `body` with the items of its `"warnings"` and `"infos"` arrays sorted (as raw JSON text).
+pub fn sorted_annotations(body: &str) -> String {
+    let mut out = body.to_string();
+    for key in ["\"warnings\":[", "\"infos\":["] {
+        let Some(start) = out.find(key).map(|i| i + key.len()) else {
+            continue;
+        };
+        // The array's items: JSON strings, split at the commas outside them.
+        let bytes = out.as_bytes();
+        let (mut items, mut item_start, mut i, mut in_str) = (Vec::new(), start, start, false);
+        while i < bytes.len() {
+            match bytes[i] {
+                b'\\' if in_str => i += 1,
+                b'"' => in_str = !in_str,
+                b',' if !in_str => {
+                    items.push(out[item_start..i].to_string());
+                    item_start = i + 1;
+                }
+                b']' if !in_str => break,
+                _ => {}
+            }
+            i += 1;
+        }
+        items.push(out[item_start..i].to_string());
+        items.sort();
+        out.replace_range(start..i, &items.join(","));
+    }
+    out
 }

@@ -37,6 +37,22 @@ pub(crate) fn add_to(a: &mut FloatHistogram, b: &FloatHistogram) -> Result<(), M
     Ok(())
 }
 
+/// One step of an incremental mean: `mean += x / count - mean / count`, the operations in
+/// Prometheus's order (`count` counts `x`).
+pub(crate) fn mean_step(
+    mean: &mut FloatHistogram,
+    x: &FloatHistogram,
+    count: f64,
+) -> Result<(), MathError> {
+    let mut step = x.clone();
+    step.div(count);
+    let mut right = mean.clone();
+    right.div(count);
+    step.sub(&right)?;
+    mean.add(&step)?;
+    Ok(())
+}
+
 /// `a - b`, compacted.
 pub(crate) fn sub(a: &FloatHistogram, b: &FloatHistogram) -> Result<FloatHistogram, MathError> {
     let mut r = a.clone();
@@ -69,4 +85,17 @@ pub(crate) fn equals(a: &FloatHistogram, b: &FloatHistogram) -> bool {
 /// `h` in the coarser `schema`.
 pub(crate) fn reduce(h: &FloatHistogram, schema: i32) -> FloatHistogram {
     h.copy_to_schema(schema).unwrap_or_else(|_| h.clone())
+}
+
+/// The warning PromQL gives for histograms of metric `name` that could not be combined, with
+/// the expression's position `at` (` (line:column)`, or empty).
+pub(crate) fn incompatible_warning(e: MathError, name: &str, at: &str) -> String {
+    match e {
+        MathError::MixedSchemas => format!(
+            "PromQL warning: vector contains a mix of histograms with exponential and custom buckets schemas for metric name {name:?}{at}"
+        ),
+        MathError::IncompatibleSchemas => format!(
+            "PromQL warning: vector contains histograms with incompatible custom buckets for metric name {name:?}{at}"
+        ),
+    }
 }

@@ -1,4 +1,5 @@
-//! Where a query's function arguments and aggregation parameters start in its text.
+//! Where a query's function arguments, aggregation parameters and binary expressions start in
+//! its text.
 //!
 //! Prometheus ends each annotation with the position of the expression it is about
 //! (`… "edge_gauge" (1:6)`: line 1, byte column 6, of the query as sent). The parsed tree keeps
@@ -38,7 +39,7 @@ impl Positions {
             return Positions::default();
         }
         let lines = LineIndex::new(query);
-        let at = nodes
+        let mut at: HashMap<usize, (usize, usize)> = nodes
             .iter()
             .flatten()
             .zip(scanned.iter().flat_map(|c| &c.args))
@@ -51,6 +52,11 @@ impl Positions {
                 (address(e), lines.line_col(off))
             })
             .collect();
+        // The whole query starts at its first token; a binary expression starts where its
+        // left operand does.
+        at.entry(address(expr))
+            .or_insert_with(|| lines.line_col(skip_blank(query.as_bytes(), 0)));
+        binary_starts(expr, &mut at);
         Positions { at }
     }
 
@@ -61,6 +67,35 @@ impl Positions {
             .get(&address(e))
             .map(|(l, c)| format!(" ({l}:{c})"))
             .unwrap_or_default()
+    }
+}
+
+/// Gives the left operand of every binary expression whose start is known that same start,
+/// parent first, so chains of operators share it.
+fn binary_starts(e: &Expr, at: &mut HashMap<usize, (usize, usize)>) {
+    match e {
+        Expr::Binary(b) => {
+            if let Some(&p) = at.get(&address(e)) {
+                at.entry(address(&b.lhs)).or_insert(p);
+            }
+            binary_starts(&b.lhs, at);
+            binary_starts(&b.rhs, at);
+        }
+        Expr::Aggregate(a) => {
+            if let Some(p) = &a.param {
+                binary_starts(p, at);
+            }
+            binary_starts(&a.expr, at);
+        }
+        Expr::Call(c) => c.args.args.iter().for_each(|a| binary_starts(a, at)),
+        Expr::Unary(u) => binary_starts(&u.expr, at),
+        Expr::Paren(p) => binary_starts(&p.expr, at),
+        Expr::Subquery(s) => binary_starts(&s.expr, at),
+        Expr::MatrixSelector(_)
+        | Expr::VectorSelector(_)
+        | Expr::NumberLiteral(_)
+        | Expr::StringLiteral(_)
+        | Expr::Extension(_) => {}
     }
 }
 

@@ -397,7 +397,7 @@ pub fn decode_histogram_chunk_into(
     if encoding == Encoding::Histogram as u8 {
         let mut it = HistogramIterator::new(data)?;
         while let Some((t, h)) = it.next()? {
-            out.push(t, h.to_float());
+            out.push(t, h.to_float_from_counts());
         }
     } else if encoding == Encoding::FloatHistogram as u8 {
         let mut it = FloatHistogramIterator::new(data)?;

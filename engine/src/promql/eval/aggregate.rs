@@ -498,7 +498,8 @@ impl Aggregator {
 
     /// The aggregation's output columns, empty ones removed.
     fn finish(mut self, ev: &mut Evaluator<'_>) -> Result<Vec<Col>, PromqlError> {
-        let hist = std::mem::take(&mut self.hist);
+        let mut hist = std::mem::take(&mut self.hist);
+        hist.sums.avg = self.op == Op::Avg;
         let (op, op_name, n) = (self.op, self.op_name.clone(), self.n);
         let out = self.finish_floats(ev)?;
         Ok(hist.finish(ev, (op, &op_name, n), out))
@@ -983,6 +984,7 @@ impl Evaluator<'_> {
         };
         let param_at = a.param.as_deref().map(|p| self.at(p)).unwrap_or_default();
         let mut agg = Aggregator::new(a, param, param_at, steps.n)?;
+        agg.hist.at = self.at(&a.expr);
         // Without delayed name removal, series left equal by a dropped name are an error,
         // which only the whole input shows: such input is evaluated first.
         let eager_names = !self.opts.delayed_name_removal;
@@ -1051,6 +1053,8 @@ impl Evaluator<'_> {
 #[derive(Default)]
 pub(crate) struct HistInput {
     sums: HistSums,
+    /// Where the aggregated expression starts (` (line:column)`), for annotations.
+    at: String,
     /// Whether histograms were ignored (the annotation is owed).
     ignored: bool,
 }
@@ -1082,6 +1086,7 @@ impl HistInput {
             Op::Sum | Op::Avg => {
                 let Some(h) = c.h.take() else { return };
                 let key = group_labels(&c.labels, modifier, by_name && c.drop_name);
+                self.sums.avg = op == Op::Avg;
                 self.sums.add(key, h, name, n);
             }
             _ => self.ignored |= c.drop_histograms(),
@@ -1094,16 +1099,16 @@ impl HistInput {
         self.sums.merge(other.sums);
     }
 
-    /// Joins the histogram sums to the aggregation's float output `out` (`avg`: divided by
-    /// their count) and reports the annotations owed.
+    /// Joins the histogram sums (`avg`: means) to the aggregation's float output `out` and
+    /// reports the annotations owed. A group mixing floats and histograms at a step, or holding
+    /// histograms that could not be added, has no value there.
     fn finish(
         self,
         ev: &mut Evaluator<'_>,
         (op, op_name, n): (Op, &str, usize),
         out: Vec<Col>,
     ) -> Vec<Col> {
-        // Where the aggregation starts is not tracked: its annotations carry no position.
-        let at = "";
+        let at = self.at.as_str();
         if self.ignored {
             ev.note_info(format!(
                 "PromQL info: ignored histogram in {op_name} aggregation{at}"
@@ -1116,7 +1121,6 @@ impl HistInput {
             return out;
         }
         let mut out = out;
-        let avg = op == Op::Avg;
         let mut warned_mix = false;
         let mut pos: HashMap<Labels, usize> = out
             .iter()
@@ -1138,7 +1142,9 @@ impl HistInput {
             let col = &mut out[k];
             let mut hv: HCol = vec![None; n];
             for (i, sum) in acc.sum.into_iter().enumerate() {
-                let Some(mut sum) = sum else { continue };
+                if sum.is_none() && !acc.bad[i] {
+                    continue;
+                }
                 if !is_absent(col.v[i]) {
                     col.v[i] = absent();
                     if !warned_mix {
@@ -1149,9 +1155,9 @@ impl HistInput {
                     }
                     continue;
                 }
-                if avg {
-                    hist_math::scale(&mut sum, 1.0 / acc.count[i]);
-                }
+                let Some(mut sum) = sum else { continue };
+                // Empty buckets go, as Prometheus compacts the result.
+                let _ = sum.compact(0);
                 hv[i] = Some(sum);
             }
             if hv.iter().any(|x| x.is_some()) {
@@ -1169,6 +1175,8 @@ impl HistInput {
 #[derive(Default)]
 struct HistSums {
     groups: HashMap<Labels, HistAcc>,
+    /// `avg`: each group's running mean rather than its sum.
+    avg: bool,
     /// Warnings owed (histograms that could not be added), without their position.
     warnings: Vec<String>,
 }
@@ -1186,15 +1194,19 @@ impl HistSums {
             if acc.bad[i] {
                 continue;
             }
-            match acc.sum[i].as_mut() {
-                None => acc.sum[i] = Some(x),
-                Some(sum) => {
-                    if hist_math::add_to(sum, &x).is_err() {
-                        acc.sum[i] = None;
-                        acc.bad[i] = true;
-                        push_once(&mut self.warnings, incompatible_buckets(name));
-                    }
-                }
+            let Some(sum) = acc.sum[i].as_mut() else {
+                acc.sum[i] = Some(x);
+                continue;
+            };
+            let added = if self.avg {
+                hist_math::mean_step(sum, &x, acc.count[i])
+            } else {
+                sum.add(&x).map(|_| ()).map_err(Into::into)
+            };
+            if let Err(e) = added {
+                acc.sum[i] = None;
+                acc.bad[i] = true;
+                push_once(&mut self.warnings, incompatible_warning(e, name));
             }
         }
     }
@@ -1211,22 +1223,28 @@ impl HistSums {
             };
             let name = o.name.unwrap_or_default();
             for (i, x) in o.sum.into_iter().enumerate() {
-                acc.count[i] += o.count[i];
+                let (n_a, n_b) = (acc.count[i], o.count[i]);
+                acc.count[i] += n_b;
                 if acc.bad[i] || o.bad[i] {
                     acc.bad[i] = true;
                     acc.sum[i] = None;
                     continue;
                 }
-                let Some(x) = x else { continue };
-                match acc.sum[i].as_mut() {
-                    None => acc.sum[i] = Some(x),
-                    Some(sum) => {
-                        if hist_math::add_to(sum, &x).is_err() {
-                            acc.sum[i] = None;
-                            acc.bad[i] = true;
-                            push_once(&mut self.warnings, incompatible_buckets(&name));
-                        }
-                    }
+                let Some(mut x) = x else { continue };
+                let Some(sum) = acc.sum[i].as_mut() else {
+                    acc.sum[i] = Some(x);
+                    continue;
+                };
+                if self.avg {
+                    // Two means weighed by their counts.
+                    let n = n_a + n_b;
+                    sum.mul(n_a / n);
+                    x.mul(n_b / n);
+                }
+                if let Err(e) = sum.add(&x) {
+                    acc.sum[i] = None;
+                    acc.bad[i] = true;
+                    push_once(&mut self.warnings, incompatible_warning(e.into(), &name));
                 }
             }
         }
@@ -1239,14 +1257,13 @@ fn push_once(v: &mut Vec<String>, msg: String) {
     }
 }
 
-/// The warning for histograms of an aggregation group that could not be added.
-fn incompatible_buckets(name: &str) -> String {
-    format!(
-        "PromQL warning: vector contains histograms with incompatible custom buckets for metric name {name:?}"
-    )
+/// The warning for histograms of an aggregation group that could not be added (its position
+/// is appended when it is reported).
+fn incompatible_warning(e: hist_math::MathError, name: &str) -> String {
+    hist_math::incompatible_warning(e, name, "")
 }
 
-/// Histogram sums of one aggregation group, per step.
+/// Histogram sums (or means) of one aggregation group, per step.
 struct HistAcc {
     sum: Vec<Option<FloatHistogram>>,
     count: Vec<f64>,

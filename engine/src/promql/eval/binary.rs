@@ -66,7 +66,13 @@ fn signature(labels: &Labels, matching: Option<&LabelModifier>) -> Labels {
 }
 
 impl Evaluator<'_> {
-    pub(crate) fn binary(&mut self, b: &BinaryExpr, steps: &Steps) -> Result<Val, PromqlError> {
+    /// `b`, which starts at `at` (` (line:column)`, for its annotations).
+    pub(crate) fn binary(
+        &mut self,
+        b: &BinaryExpr,
+        at: &str,
+        steps: &Steps,
+    ) -> Result<Val, PromqlError> {
         let op = b.op.to_string();
         let return_bool = b.return_bool();
         let lhs = self.eval(&b.lhs, steps)?;
@@ -88,7 +94,7 @@ impl Evaluator<'_> {
             )),
             (Val::Vector(l), Val::Scalar(r)) => Ok(Val::Vector(vector_scalar(
                 self,
-                &op,
+                (&op, at),
                 l,
                 &r,
                 false,
@@ -96,7 +102,7 @@ impl Evaluator<'_> {
             ))),
             (Val::Scalar(l), Val::Vector(r)) => Ok(Val::Vector(vector_scalar(
                 self,
-                &op,
+                (&op, at),
                 r,
                 &l,
                 true,
@@ -124,6 +130,7 @@ impl Evaluator<'_> {
                         &mut notes,
                     )?;
                     for note in notes {
+                        let note = format!("{note}{at}");
                         if note.starts_with("PromQL warning") {
                             self.warn(note);
                         } else {
@@ -145,7 +152,7 @@ impl Evaluator<'_> {
 /// A vector against a per-step scalar; `swap` when the scalar is the left operand.
 fn vector_scalar(
     ev: &mut Evaluator<'_>,
-    op: &str,
+    (op, at): (&str, &str),
     mut cols: Vec<Col>,
     s: &[f64],
     swap: bool,
@@ -153,7 +160,7 @@ fn vector_scalar(
 ) -> Vec<Col> {
     for c in &mut cols {
         if let Some(note) = vector_scalar_hists(op, c, s, swap, rb) {
-            ev.note_info(note);
+            ev.note_info(format!("{note}{at}"));
         }
         vector_scalar_col(op, c, s, swap, rb);
     }
@@ -248,10 +255,9 @@ fn elem_binop(
                 };
                 match res {
                     Ok(h) => Ok((0.0, Some(h), true)),
-                    Err(_) => Err(
-                        "PromQL warning: vector contains histograms with incompatible custom buckets"
-                            .to_string(),
-                    ),
+                    Err(_) => Err(format!(
+                        "PromQL warning: incompatible bucket layout encountered for binary operator {op}"
+                    )),
                 }
             }
             "==" => Ok((0.0, Some(a.clone()), hist_math::equals(a, b))),

@@ -326,7 +326,10 @@ impl Evaluator<'_> {
             Expr::MatrixSelector(ms) => Ok(Val::Range(self.matrix_selector(ms, steps)?)),
             Expr::Subquery(sq) => Ok(Val::Range(self.subquery(sq, steps)?)),
             Expr::Aggregate(a) => self.aggregate(a, steps),
-            Expr::Binary(b) => self.binary(b, steps),
+            Expr::Binary(b) => {
+                let at = self.at(e);
+                self.binary(b, &at, steps)
+            }
             Expr::Call(c) => functions::call(self, c, steps),
             Expr::Extension(_) => Err(PromqlError::Execution(
                 "extension expressions are not supported".into(),

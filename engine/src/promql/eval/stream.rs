@@ -129,12 +129,14 @@ pub(crate) enum PostOp {
     Neg,
     /// An element-wise function.
     Func(InstantFn),
-    /// `series op scalar` (`swap`: `scalar op series`), `bool` when `rb`.
+    /// `series op scalar` (`swap`: `scalar op series`), `bool` when `rb`; `at` is where the
+    /// expression starts, for its annotations.
     Scalar {
         op: String,
         s: Vec<f64>,
         swap: bool,
         rb: bool,
+        at: String,
     },
 }
 
@@ -326,9 +328,17 @@ impl SeriesKernel {
             match op {
                 PostOp::Neg => negate(&mut col),
                 PostOp::Func(f) => f.apply(&mut col),
-                PostOp::Scalar { op, s, swap, rb } => {
-                    out.notes
-                        .extend(vector_scalar_hists(op, &mut col, s, *swap, *rb));
+                PostOp::Scalar {
+                    op,
+                    s,
+                    swap,
+                    rb,
+                    at,
+                } => {
+                    out.notes.extend(
+                        vector_scalar_hists(op, &mut col, s, *swap, *rb)
+                            .map(|note| format!("{note}{at}")),
+                    );
                     vector_scalar_col(op, &mut col, s, *swap, *rb)
                 }
             }
@@ -683,6 +693,7 @@ impl<'a> Evaluator<'a> {
                 use promql_parser::parser::value::ValueType;
                 let op = b.op.to_string();
                 let rb = b.return_bool();
+                let at = self.at(e);
                 if b.lhs.value_type() == ValueType::Scalar {
                     let s = self.arg_scalar(&b.lhs, steps)?;
                     let (vs, mut k) = self.build_kernel(&b.rhs, steps)?;
@@ -691,6 +702,7 @@ impl<'a> Evaluator<'a> {
                         s,
                         swap: true,
                         rb,
+                        at,
                     });
                     Ok((vs, k))
                 } else {
@@ -701,6 +713,7 @@ impl<'a> Evaluator<'a> {
                         s,
                         swap: false,
                         rb,
+                        at,
                     });
                     Ok((vs, k))
                 }

@@ -167,17 +167,21 @@ impl RangeCall {
                         notes.warn(mixed.clone());
                         return;
                     }
-                    let mut sum = hs[0].clone();
-                    for h in &hs[1..] {
-                        if let Err(e) = hist_math::add_to(&mut sum, h) {
+                    let mut acc = hs[0].clone();
+                    for (k, h) in hs.iter().enumerate().skip(1) {
+                        let added = if self.f == F::AvgOverTime {
+                            // The mean moved by (h - mean) / count, each side divided
+                            // first, as Prometheus's incremental mean does it.
+                            hist_math::mean_step(&mut acc, h, (k + 1) as f64)
+                        } else {
+                            hist_math::add_to(&mut acc, h)
+                        };
+                        if let Err(e) = added {
                             notes.warn(incompatible(e, name, &self.first_at));
                             return;
                         }
                     }
-                    if self.f == F::AvgOverTime {
-                        hist_math::divide(&mut sum, hs.len() as f64);
-                    }
-                    out[i] = Some(sum);
+                    out[i] = Some(acc);
                 }
                 F::CountOverTime => v[i] = (fts.len() + hts.len()) as f64,
                 F::PresentOverTime => v[i] = 1.0,
@@ -237,25 +241,59 @@ impl RangeCall {
         if counter && hs.iter().any(gauge) {
             notes.warn(not_counter(name, &self.first_at));
         }
-        // A counter's increase: the first run of samples without a reset counts from its
-        // first sample, every later run from zero (its last sample whole).
-        let mut h: Option<FloatHistogram> = None;
-        let mut run_end = 0;
-        for k in 1..hs.len() {
-            let reset = counter && hist_math::detect_reset(&hs[k], &hs[k - 1]);
-            if reset {
-                h = self.run_increase(h, &hs[run_end], &hs[k - 1], first, name, notes)?;
-                run_end = k;
+        // As Prometheus computes it: the last sample less the first, plus the sample before
+        // each counter reset. A reset between the first two samples leaves the first out (an
+        // empty histogram of the second's layout stands in for it).
+        let nulled = (counter && hist_math::detect_reset(&hs[1], first)).then(|| FloatHistogram {
+            schema: hs[1].schema,
+            custom_values: hs[1].custom_values.clone(),
+            ..FloatHistogram::default()
+        });
+        let start = nulled.as_ref().unwrap_or(first);
+        let custom = start.uses_custom_buckets();
+        let middle = &hs[1..hs.len() - 1];
+        if last.uses_custom_buckets() != custom
+            || (counter && middle.iter().any(|h| h.uses_custom_buckets() != custom))
+        {
+            notes.warn(incompatible(
+                hist_math::MathError::MixedSchemas,
+                name,
+                &self.first_at,
+            ));
+            return None;
+        }
+        let mut min_schema = start.schema.min(last.schema);
+        if counter {
+            min_schema = middle.iter().map(|h| h.schema).fold(min_schema, i32::min);
+        }
+        let fail = |notes: &mut Notes, e: hist_math::MathError| {
+            notes.warn(incompatible(e, name, &self.first_at));
+        };
+        let mut h = if last.schema > min_schema {
+            hist_math::reduce(last, min_schema)
+        } else {
+            last.clone()
+        };
+        if let Err(e) = h.sub(start) {
+            fail(notes, e.into());
+            return None;
+        }
+        if counter {
+            let mut prev = start;
+            for cur in &hs[1..] {
+                if hist_math::detect_reset(cur, prev)
+                    && let Err(e) = h.add(prev)
+                {
+                    fail(notes, e.into());
+                    return None;
+                }
+                prev = cur;
             }
         }
-        let mut h = self.run_increase(h, &hs[run_end], last, first, name, notes)??;
         if !counter && (!gauge(first) || !gauge(last)) {
             notes.warn(not_gauge(name, &self.first_at));
         }
-        let min_schema = hs.iter().map(|h| h.schema).min().unwrap_or(h.schema);
-        if h.schema > min_schema {
-            h = hist_math::reduce(&h, min_schema);
-        }
+        let _ = h.compact(0);
         h.counter_reset_hint = CounterResetHint::Gauge;
         let (first_t, last_t) = (ts[0], ts[ts.len() - 1]);
         let sampled = (last_t - first_t) as f64 / 1000.0;
@@ -278,35 +316,6 @@ impl RangeCall {
     }
 }
 
-impl RangeCall {
-    /// Adds one run of samples without a reset, from `start` to `end`, to `acc`: its end less
-    /// the window's `first` sample for the first run, its end whole after a reset.
-    fn run_increase(
-        &self,
-        acc: Option<FloatHistogram>,
-        start: &FloatHistogram,
-        end: &FloatHistogram,
-        first: &FloatHistogram,
-        name: &str,
-        notes: &mut Notes,
-    ) -> Option<Option<FloatHistogram>> {
-        let r = match acc {
-            // A first run of one sample adds nothing.
-            None if std::ptr::eq(start, first) && std::ptr::eq(end, first) => return Some(None),
-            None if std::ptr::eq(start, first) => hist_math::sub(end, first),
-            None => Ok(end.clone()),
-            Some(a) => hist_math::add(&a, end),
-        };
-        match r {
-            Ok(h) => Some(Some(h)),
-            Err(e) => {
-                notes.warn(incompatible(e, name, &self.first_at));
-                None
-            }
-        }
-    }
-}
-
 fn not_counter(name: &str, at: &str) -> String {
     format!("PromQL warning: this native histogram metric is not a counter: {name:?}{at}")
 }
@@ -315,18 +324,7 @@ fn not_gauge(name: &str, at: &str) -> String {
     format!("PromQL warning: this native histogram metric is not a gauge: {name:?}{at}")
 }
 
-fn mixed_schemas(name: &str, at: &str) -> String {
-    format!(
-        "PromQL warning: vector contains a mix of histograms with exponential and custom buckets schemas for metric name {name:?}{at}"
-    )
-}
-
 /// The warning for histograms that could not be added or subtracted.
 fn incompatible(e: hist_math::MathError, name: &str, at: &str) -> String {
-    match e {
-        hist_math::MathError::MixedSchemas => mixed_schemas(name, at),
-        hist_math::MathError::IncompatibleSchemas => format!(
-            "PromQL warning: vector contains histograms with incompatible custom buckets for metric name {name:?}{at}"
-        ),
-    }
+    hist_math::incompatible_warning(e, name, at)
 }
