@@ -371,13 +371,14 @@ fn to_float(h: &pb::Histogram) -> FloatHistogram {
     let sp = |s: &[pb::BucketSpan]| -> Vec<Span> {
         s.iter().map(|s| Span::new(s.offset, s.length)).collect()
     };
-    // Deltas summed in f64, as Prometheus turns an integer histogram into a float one.
+    // Deltas summed as integers, each absolute count then the float nearest it, as a chunk
+    // iterator hands an integer histogram to PromQL.
     let abs = |d: &[i64]| -> Vec<f64> {
-        let mut acc = 0f64;
+        let mut acc = 0i64;
         d.iter()
             .map(|&x| {
-                acc += x as f64;
-                acc
+                acc = acc.wrapping_add(x);
+                acc as f64
             })
             .collect()
     };
@@ -882,14 +883,7 @@ fn http_api_over_a_prometheus_3_block_answers_as_prometheus_3_byte_for_byte() {
             ));
         }
     }
-    let (failures, with_histograms) = compare_answers(prom.port, &ours, &paths, |b| b);
-    assert!(
-        failures.is_empty(),
-        "{} of {} answers differ:\n{}",
-        failures.len(),
-        paths.len(),
-        failures.join("\n")
-    );
+    let with_histograms = assert_same_answers(prom.port, &ours, &paths, |b| b);
     // Many queries end in floats (histogram_count, …); a third at least hold histograms.
     assert!(
         with_histograms * 3 >= paths.len(),

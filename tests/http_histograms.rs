@@ -125,16 +125,9 @@ fn native_histogram_answers_match_prometheus_3_byte_for_byte() {
         }
     }
     // The receiver labels what it stores with its tenant, as Thanos Receive does.
-    let (failures, with_histograms) = compare_answers(prom.port, &ours, &paths, |body| {
+    let with_histograms = assert_same_answers(prom.port, &ours, &paths, |body| {
         body.replace(TENANT_LABEL, "")
     });
-    assert!(
-        failures.is_empty(),
-        "{} of {} answers differ:\n{}",
-        failures.len(),
-        paths.len(),
-        failures.join("\n")
-    );
     // The comparison is about histograms: most answers must carry some.
     assert!(
         with_histograms >= 20,

@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::Prometheus;
+use common::histograms::{float_pb, int_pb};
 use common::receive::{now_ms, post, snappy};
 use gauntlet_engine::block::{Block, BlockMeta, block_dirs};
 use gauntlet_engine::compact::{MergeOptions, merge_blocks, overlap};
@@ -161,47 +162,12 @@ fn sample(name: &str, start: i64, t: i64) -> S {
     }
 }
 
-fn spans_pb(spans: &[Span]) -> Vec<pb::BucketSpan> {
-    spans
-        .iter()
-        .map(|s| pb::BucketSpan {
-            offset: s.offset,
-            length: s.length,
-        })
-        .collect()
-}
-
 fn to_pb(t: i64, h: &S) -> Option<pb::Histogram> {
-    use pb::histogram::{Count, ZeroCount};
-    Some(match h {
-        S::Float(_) => return None,
-        S::Int(h) => pb::Histogram {
-            count: Some(Count::CountInt(h.count)),
-            zero_count: Some(ZeroCount::ZeroCountInt(h.zero_count)),
-            sum: h.sum,
-            schema: h.schema,
-            zero_threshold: h.zero_threshold,
-            positive_spans: spans_pb(&h.positive_spans),
-            positive_deltas: h.positive_buckets.clone(),
-            reset_hint: h.counter_reset_hint as i32,
-            timestamp: t,
-            custom_values: h.custom_values.to_vec(),
-            ..Default::default()
-        },
-        S::FloatH(h) => pb::Histogram {
-            count: Some(Count::CountFloat(h.count)),
-            zero_count: Some(ZeroCount::ZeroCountFloat(h.zero_count)),
-            sum: h.sum,
-            schema: h.schema,
-            zero_threshold: h.zero_threshold,
-            positive_spans: spans_pb(&h.positive_spans),
-            positive_counts: h.positive_buckets.clone(),
-            reset_hint: h.counter_reset_hint as i32,
-            timestamp: t,
-            custom_values: h.custom_values.to_vec(),
-            ..Default::default()
-        },
-    })
+    match h {
+        S::Float(_) => None,
+        S::Int(h) => Some(int_pb(t, h)),
+        S::FloatH(h) => Some(float_pb(t, h)),
+    }
 }
 
 /// Remote-writes every series at the timestamps `ts`, 40 at a time; panics unless Prometheus

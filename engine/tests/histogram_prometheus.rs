@@ -35,6 +35,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::Prometheus;
+use common::histograms::{float_pb, int_pb};
 use common::receive::{now_ms, post, snappy};
 use gauntlet_engine::block::{Block, CutHistogramChunk, HistogramChunkCutter, block_dirs};
 use gauntlet_engine::chunk::{
@@ -1012,49 +1013,10 @@ fn all_series(start: i64) -> Vec<Series> {
     .collect()
 }
 
-fn spans_pb(spans: &[Span]) -> Vec<pb::BucketSpan> {
-    spans
-        .iter()
-        .map(|s| pb::BucketSpan {
-            offset: s.offset,
-            length: s.length,
-        })
-        .collect()
-}
-
 fn to_pb(t: i64, h: &H) -> pb::Histogram {
-    use pb::histogram::{Count, ZeroCount};
     match h {
-        H::Int(h) => pb::Histogram {
-            count: Some(Count::CountInt(h.count)),
-            zero_count: Some(ZeroCount::ZeroCountInt(h.zero_count)),
-            sum: h.sum,
-            schema: h.schema,
-            zero_threshold: h.zero_threshold,
-            negative_spans: spans_pb(&h.negative_spans),
-            negative_deltas: h.negative_buckets.clone(),
-            positive_spans: spans_pb(&h.positive_spans),
-            positive_deltas: h.positive_buckets.clone(),
-            reset_hint: h.counter_reset_hint as i32,
-            timestamp: t,
-            custom_values: h.custom_values.to_vec(),
-            ..Default::default()
-        },
-        H::Float(h) => pb::Histogram {
-            count: Some(Count::CountFloat(h.count)),
-            zero_count: Some(ZeroCount::ZeroCountFloat(h.zero_count)),
-            sum: h.sum,
-            schema: h.schema,
-            zero_threshold: h.zero_threshold,
-            negative_spans: spans_pb(&h.negative_spans),
-            negative_counts: h.negative_buckets.clone(),
-            positive_spans: spans_pb(&h.positive_spans),
-            positive_counts: h.positive_buckets.clone(),
-            reset_hint: h.counter_reset_hint as i32,
-            timestamp: t,
-            custom_values: h.custom_values.to_vec(),
-            ..Default::default()
-        },
+        H::Int(h) => int_pb(t, h),
+        H::Float(h) => float_pb(t, h),
     }
 }
 

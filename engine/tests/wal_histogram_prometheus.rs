@@ -16,6 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::Prometheus;
+use common::histograms::{float_pb, int_pb};
 use common::receive::{now_ms, post, snappy};
 use gauntlet_engine::head::{AppendBatch, Head, HeadOptions, HeadRuntime, HistogramValue};
 use gauntlet_engine::histogram::{CounterResetHint, FloatHistogram, Histogram, Span};
@@ -94,45 +95,10 @@ fn all_series(start: i64) -> Vec<(&'static str, Vec<(i64, HistogramValue)>)> {
     ]
 }
 
-fn spans_pb(spans: &[Span]) -> Vec<pb::BucketSpan> {
-    spans
-        .iter()
-        .map(|s| pb::BucketSpan {
-            offset: s.offset,
-            length: s.length,
-        })
-        .collect()
-}
-
 fn to_pb(t: i64, h: &HistogramValue) -> pb::Histogram {
-    use pb::histogram::{Count, ZeroCount};
     match h {
-        HistogramValue::Int(h) => pb::Histogram {
-            count: Some(Count::CountInt(h.count)),
-            zero_count: Some(ZeroCount::ZeroCountInt(h.zero_count)),
-            sum: h.sum,
-            schema: h.schema,
-            zero_threshold: h.zero_threshold,
-            positive_spans: spans_pb(&h.positive_spans),
-            positive_deltas: h.positive_buckets.clone(),
-            custom_values: h.custom_values.to_vec(),
-            reset_hint: h.counter_reset_hint as i32,
-            timestamp: t,
-            ..Default::default()
-        },
-        HistogramValue::Float(h) => pb::Histogram {
-            count: Some(Count::CountFloat(h.count)),
-            zero_count: Some(ZeroCount::ZeroCountFloat(h.zero_count)),
-            sum: h.sum,
-            schema: h.schema,
-            zero_threshold: h.zero_threshold,
-            positive_spans: spans_pb(&h.positive_spans),
-            positive_counts: h.positive_buckets.clone(),
-            custom_values: h.custom_values.to_vec(),
-            reset_hint: h.counter_reset_hint as i32,
-            timestamp: t,
-            ..Default::default()
-        },
+        HistogramValue::Int(h) => int_pb(t, h),
+        HistogramValue::Float(h) => float_pb(t, h),
     }
 }
 

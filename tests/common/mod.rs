@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod bucket;
+pub mod histograms;
 pub mod receive;
 pub mod storeapi;
 
@@ -471,17 +472,17 @@ pub fn api_path(path: &str, params: &[(&str, &str)]) -> String {
     format!("{path}?{}", q.join("&"))
 }
 
-/// Asks Prometheus (on `prom_port`) and Gauntlet the same `paths` and returns a description
-/// of every answer that differs in status or body (Gauntlet's body passed through `adjust`
-/// first), and how many of Prometheus's answers hold native histograms. Errors are compared
+/// Asks Prometheus (on `prom_port`) and Gauntlet the same `paths`, fails listing every answer
+/// that differs in status or body (Gauntlet's body passed through `adjust` first), and returns
+/// how many of Prometheus's answers hold native histograms. Errors are compared
 /// as answers are. Prometheus keeps a query's annotations in a map, so their order changes
 /// from one run to the next: both sides' `warnings` and `infos` are put in order first.
-pub fn compare_answers(
+pub fn assert_same_answers(
     prom_port: u16,
     ours: &GauntletServer,
     paths: &[String],
     adjust: impl Fn(String) -> String,
-) -> (Vec<String>, usize) {
+) -> usize {
     let mut failures = Vec::new();
     let mut with_histograms = 0;
     for path in paths {
@@ -498,7 +499,14 @@ pub fn compare_answers(
             ));
         }
     }
-    (failures, with_histograms)
+    assert!(
+        failures.is_empty(),
+        "{} of {} answers differ:\n{}",
+        failures.len(),
+        paths.len(),
+        failures.join("\n")
+    );
+    with_histograms
 }
 
 /// `body` with the items of its `"warnings"` and `"infos"` arrays sorted (as raw JSON text).
