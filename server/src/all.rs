@@ -147,6 +147,7 @@ async fn serve(args: AllArgs) -> anyhow::Result<()> {
     let recv_metrics = receiver.clone();
     let comp_metrics = compact_metrics.clone();
     let app = router(state)
+        .merge(crate::http::ui::router())
         .merge(receiver.write_router())
         .merge(ops::router(
             Arc::new(move || ready.is_ready()),

@@ -144,10 +144,12 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
             config,
         });
         let metrics_querier = querier.clone();
-        let app = router(state).merge(ops::router(
-            Arc::new(|| true),
-            Arc::new(move || render_metrics(&metrics_querier)),
-        ));
+        let app = router(state)
+            .merge(crate::http::ui::router())
+            .merge(ops::router(
+                Arc::new(|| true),
+                Arc::new(move || render_metrics(&metrics_querier)),
+            ));
         let grpc = super::proxy::serve(querier, &args.grpc_address);
         let http = crate::http::serve(&args.http_address, app, crate::http::shutdown_signal());
         tokio::select! {

@@ -1,0 +1,274 @@
+// The query page: an expression, then either a table of the instant query's answer or a graph
+// of the range query's, with the answer's stats, errors, warnings and infos. The page's URL
+// holds the query in the parameters Prometheus's own links use (`g0.expr`, `g0.tab`,
+// `g0.range_input`, …), so a link from either opens here.
+
+import type uPlot from 'uplot';
+import {
+  type Answer,
+  type InstantSeries,
+  type Outcome,
+  type QueryData,
+  type RangeSeries,
+  call,
+  formatSeries,
+} from './api';
+import { createEditor, type Editor } from './editor';
+import { drawGraph } from './graph';
+import { formatDuration, formatTime, parseDuration, parseTime } from './time';
+
+type Tab = 'table' | 'graph';
+
+/** The page's settings, as read from and written to the URL. */
+interface PanelState {
+  expr: string;
+  tab: Tab;
+  range: string;
+  end: string;
+  moment: string;
+  step: string;
+  stacked: boolean;
+}
+
+function readState(params: URLSearchParams): PanelState {
+  const tab = params.get('g0.tab');
+  return {
+    expr: params.get('g0.expr') ?? '',
+    // Prometheus's links say 0 for the graph and 1 for the table.
+    tab: tab === '0' || tab === 'graph' ? 'graph' : 'table',
+    range: params.get('g0.range_input') ?? '1h',
+    end: params.get('g0.end_input') ?? '',
+    moment: params.get('g0.moment_input') ?? '',
+    step: params.get('g0.step_input') ?? '',
+    stacked: params.get('g0.stacked') === '1',
+  };
+}
+
+function writeState(s: PanelState) {
+  const p = new URLSearchParams();
+  p.set('g0.expr', s.expr);
+  p.set('g0.tab', s.tab === 'graph' ? '0' : '1');
+  p.set('g0.range_input', s.range);
+  if (s.end !== '') p.set('g0.end_input', s.end);
+  if (s.moment !== '') p.set('g0.moment_input', s.moment);
+  if (s.step !== '') p.set('g0.step_input', s.step);
+  if (s.stacked) p.set('g0.stacked', '1');
+  const path = window.location.pathname === '/graph' ? '/graph' : '/query';
+  history.replaceState(null, '', `${path}?${p.toString()}`);
+}
+
+function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attrs: Record<string, string> = {},
+  ...children: (Node | string)[]
+): HTMLElementTagNameMap[K] {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    e.setAttribute(k, v);
+  }
+  e.append(...children);
+  return e;
+}
+
+export function queryPage(root: HTMLElement) {
+  const state = readState(new URLSearchParams(window.location.search));
+  let plot: uPlot | null = null;
+
+  const editorBox = el('div', { class: 'editor', id: 'expr' });
+  const runButton = el('button', { id: 'execute', class: 'primary' }, 'Execute');
+  const tableTab = el('button', { id: 'tab-table', class: 'tab' }, 'Table');
+  const graphTab = el('button', { id: 'tab-graph', class: 'tab' }, 'Graph');
+  const moment = el('input', { id: 'moment', placeholder: 'evaluation time (now)', size: '22' });
+  moment.value = state.moment;
+  const range = el('input', { id: 'range', size: '6' });
+  range.value = state.range;
+  const end = el('input', { id: 'end', placeholder: 'end (now)', size: '22' });
+  end.value = state.end;
+  const step = el('input', { id: 'step', placeholder: 'res. (s)', size: '8' });
+  step.value = state.step;
+  const stacked = el('input', { id: 'stacked', type: 'checkbox' });
+  stacked.checked = state.stacked;
+  const tableControls = el('div', { class: 'controls', id: 'table-controls' }, 'Evaluation time ', moment);
+  const graphControls = el(
+    'div',
+    { class: 'controls', id: 'graph-controls' },
+    'Range ', range, ' End ', end, ' Resolution ', step, ' ',
+    el('label', {}, stacked, ' stacked'),
+  );
+  const messages = el('div', { id: 'messages' });
+  const stats = el('div', { id: 'stats', class: 'stats' });
+  const output = el('div', { id: 'output' });
+
+  root.replaceChildren(
+    el('section', { class: 'panel' },
+      el('div', { class: 'expr-row' }, editorBox, runButton),
+      el('div', { class: 'tabs' }, tableTab, graphTab),
+      tableControls, graphControls, messages, stats, output),
+  );
+
+  const editor: Editor = createEditor(editorBox, state.expr, () => void execute());
+
+  const showTab = () => {
+    tableTab.classList.toggle('active', state.tab === 'table');
+    graphTab.classList.toggle('active', state.tab === 'graph');
+    tableControls.hidden = state.tab !== 'table';
+    graphControls.hidden = state.tab !== 'graph';
+  };
+  tableTab.onclick = () => { state.tab = 'table'; showTab(); void execute(); };
+  graphTab.onclick = () => { state.tab = 'graph'; showTab(); void execute(); };
+  runButton.onclick = () => void execute();
+  stacked.onchange = () => void execute();
+  for (const input of [moment, range, end, step]) {
+    input.onkeydown = (e) => { if (e.key === 'Enter') void execute(); };
+  }
+  showTab();
+
+  function showMessages(answer: Answer<unknown>) {
+    const items: { text: string; severity: 'error' | 'warning' | 'info' }[] = [];
+    if (answer.status === 'error') {
+      items.push({ text: answer.error ?? 'unknown error', severity: 'error' });
+    }
+    for (const w of answer.warnings ?? []) items.push({ text: w, severity: 'warning' });
+    for (const i of answer.infos ?? []) items.push({ text: i, severity: 'info' });
+    messages.replaceChildren(
+      ...items.map((m) => {
+        const kind = m.severity === 'error' && answer.errorType ? `${answer.errorType}: ` : '';
+        return el('div', { class: `message ${m.severity}` }, `${kind}${m.text}`);
+      }),
+    );
+    editor.mark(items);
+  }
+
+  function showStats(o: Outcome<QueryData>, extra: string) {
+    const parts: string[] = [];
+    const data = o.answer.data;
+    if (data && (data.resultType === 'vector' || data.resultType === 'matrix')) {
+      parts.push(`Series: ${data.result.length}`);
+    }
+    const samples = o.answer.stats?.samples?.totalQueryableSamples;
+    if (samples !== undefined) parts.push(`Samples: ${samples}`);
+    parts.push(`Load time: ${Math.round(o.elapsedMs)} ms`);
+    if (extra) parts.push(extra);
+    stats.textContent = parts.join(' · ');
+  }
+
+  function fail(text: string) {
+    showMessages({ status: 'error', errorType: 'bad input', error: text });
+    stats.textContent = '';
+    output.replaceChildren();
+  }
+
+  async function execute() {
+    state.expr = editor.value();
+    state.moment = moment.value.trim();
+    state.range = range.value.trim();
+    state.end = end.value.trim();
+    state.step = step.value.trim();
+    state.stacked = stacked.checked;
+    writeState(state);
+    plot?.destroy();
+    plot = null;
+    if (state.expr.trim() === '') {
+      messages.replaceChildren();
+      stats.textContent = '';
+      output.replaceChildren();
+      return;
+    }
+    output.replaceChildren(el('div', { class: 'loading' }, 'Loading…'));
+    if (state.tab === 'table') {
+      const at = parseTime(state.moment);
+      if (at === null) return fail(`cannot read the evaluation time ${JSON.stringify(state.moment)}`);
+      const o = await call<QueryData>('/api/v1/query', {
+        query: state.expr,
+        time: (at / 1000).toString(),
+        stats: 'all',
+      });
+      showMessages(o.answer);
+      showStats(o, '');
+      output.replaceChildren(o.answer.data ? table(o.answer.data) : '');
+    } else {
+      const rangeMs = parseDuration(state.range);
+      if (rangeMs === null) return fail(`cannot read the range ${JSON.stringify(state.range)}`);
+      const endMs = parseTime(state.end);
+      if (endMs === null) return fail(`cannot read the end time ${JSON.stringify(state.end)}`);
+      let stepMs = state.step === '' ? null : parseDuration(state.step);
+      if (state.step !== '' && stepMs === null) {
+        return fail(`cannot read the resolution ${JSON.stringify(state.step)}`);
+      }
+      // Prometheus's UI asks for about 250 points when no resolution is given.
+      stepMs ??= Math.max(Math.floor(rangeMs / 250 / 1000), 1) * 1000;
+      const startMs = endMs - rangeMs;
+      const o = await call<QueryData>('/api/v1/query_range', {
+        query: state.expr,
+        start: (startMs / 1000).toString(),
+        end: (endMs / 1000).toString(),
+        step: (stepMs / 1000).toString(),
+        stats: 'all',
+      });
+      showMessages(o.answer);
+      showStats(o, `Resolution: ${formatDuration(stepMs)}`);
+      const data = o.answer.data;
+      if (data?.resultType === 'matrix') {
+        const box = el('div', { class: 'graph', id: 'graph' });
+        output.replaceChildren(
+          el('div', { class: 'range-note' }, `${formatTime(startMs)} to ${formatTime(endMs)} UTC`),
+          box,
+        );
+        if (data.result.length === 0) {
+          box.append(el('div', { class: 'empty' }, 'Empty query result'));
+        } else {
+          plot = drawGraph(box, data.result, { startMs, endMs, stepMs }, state.stacked);
+        }
+      } else {
+        output.replaceChildren();
+      }
+    }
+  }
+
+  if (state.expr !== '') {
+    void execute();
+  }
+}
+
+/** An instant query's answer as rows of series labels and value. */
+function table(data: QueryData): HTMLElement {
+  const rows: [string, string][] = [];
+  switch (data.resultType) {
+    case 'vector':
+      for (const s of data.result) rows.push([formatSeries(s.metric), instantValue(s)]);
+      break;
+    case 'matrix':
+      for (const s of data.result) rows.push([formatSeries(s.metric), rangeValues(s)]);
+      break;
+    case 'scalar':
+    case 'string':
+      rows.push([data.resultType, data.result[1]]);
+      break;
+  }
+  if (rows.length === 0) {
+    return el('div', { class: 'empty' }, 'Empty query result');
+  }
+  const body = el('tbody');
+  for (const [series, value] of rows) {
+    body.append(el('tr', {}, el('td', { class: 'series' }, series), el('td', { class: 'value' }, value)));
+  }
+  return el('table', { class: 'results', id: 'results' },
+    el('thead', {}, el('tr', {}, el('th', {}, 'Series'), el('th', {}, 'Value'))), body);
+}
+
+function instantValue(s: InstantSeries): string {
+  if (s.value) return s.value[1];
+  if (s.histogram) {
+    const h = s.histogram[1];
+    return `histogram: count ${h.count}, sum ${h.sum}, ${h.buckets?.length ?? 0} buckets`;
+  }
+  return '';
+}
+
+function rangeValues(s: RangeSeries): string {
+  const lines = (s.values ?? []).map(([t, v]) => `${v} @${t}`);
+  for (const [t, h] of s.histograms ?? []) {
+    lines.push(`histogram: count ${h.count}, sum ${h.sum} @${t}`);
+  }
+  return lines.join('\n');
+}
