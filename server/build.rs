@@ -81,19 +81,7 @@ fn build(web: &Path, dist: &Path) {
     if read_stamp(dist) == Some(sources) {
         return;
     }
-    if Command::new("npm")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_err()
-    {
-        fail(
-            "npm is not installed, and the web UI in web/ is built with it. Install Node.js 20 \
-             or newer with npm (Debian: `apt-get install nodejs npm`), or build without the UI \
-             with GAUNTLET_WEB_UI=skip",
-        );
-    }
+    check_node();
     let modules = web.join("node_modules");
     let mut lock_hash = DefaultHasher::new();
     hash_file(&web.join("package-lock.json"), &mut lock_hash);
@@ -104,6 +92,42 @@ fn build(web: &Path, dist: &Path) {
     }
     npm(web, &["run", "build"]);
     write(&dist.join(STAMP), &format!("{sources:016x}\n"));
+}
+
+/// The oldest Node.js the UI's build tools run on (vite's requirement).
+const NODE_MIN: (u32, u32) = (20, 19);
+
+/// Stops the build with what to install when npm or a recent enough Node.js is missing.
+fn check_node() {
+    const INSTALL: &str = "install Node.js 20.19 or newer with npm (Debian 13's nodejs and npm \
+                           packages are recent enough), or build \
+                           without the UI with GAUNTLET_WEB_UI=skip";
+    let npm = Command::new("npm")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !npm.is_ok_and(|s| s.success()) {
+        fail(&format!(
+            "npm is not installed, and the web UI in web/ is built with it: {INSTALL}"
+        ));
+    }
+    let version = Command::new("node")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let mut parts = version.trim_start_matches('v').split('.');
+    let mut next = || parts.next().and_then(|p| p.parse::<u32>().ok());
+    match (next(), next()) {
+        (Some(major), Some(minor)) if (major, minor) >= NODE_MIN => {}
+        _ => fail(&format!(
+            "the web UI's build needs Node.js {}.{} or newer, and `node --version` says \
+             {version:?}: {INSTALL}",
+            NODE_MIN.0, NODE_MIN.1
+        )),
+    }
 }
 
 fn npm(web: &Path, args: &[&str]) {

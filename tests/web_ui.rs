@@ -279,6 +279,19 @@ fn query_and_status_pages_in_chromium_show_what_the_api_answers() {
     );
     let link_expr = "web_ui_requests_total{instance=\"b\"}";
 
+    // A querier over the same data serves the UI too, and lists its endpoint.
+    let querier = GauntletServer::start(
+        &[
+            "query",
+            &format!("--endpoint=127.0.0.1:{}", server.grpc_port),
+        ],
+        "/-/ready",
+    );
+    let qbase = format!("http://127.0.0.1:{}", querier.http_port);
+    assert_eq!(querier.get("/").0, 200);
+    let gauge = "web_ui_temperature";
+    let querier_want = api(&querier, &format!("/api/v1/query?query={gauge}&time={at}"));
+
     let q = |expr: &str, rest: &str| format!("/query?g0.expr={}&{rest}", urlencode(expr));
     let steps = json!([
         {"name": "instant_table", "path": q(counters, &format!("g0.tab=1&g0.moment_input={at}")),
@@ -300,7 +313,10 @@ fn query_and_status_pages_in_chromium_show_what_the_api_answers() {
          "type": "web_ui_req", "waitAfter": ".cm-tooltip-autocomplete li"},
         {"name": "typed_query", "path": "/query?g0.tab=1", "wait": "#expr .cm-content",
          "type": "web_ui_temperature", "press": ["Escape", "Enter"], "waitAfter": "#results"},
-        {"name": "status", "path": "/status", "wait": "section.status"},
+        {"name": "status", "path": "/status", "wait": "section#stores"},
+        {"name": "querier_table", "path": format!("{qbase}{}", q(gauge, &format!("g0.tab=1&g0.moment_input={at}"))),
+         "wait": "#results, .empty"},
+        {"name": "querier_stores", "path": format!("{qbase}/stores"), "wait": "section#stores"},
     ]);
     let got = drive(&browser, port, &steps);
 
@@ -455,6 +471,85 @@ fn query_and_status_pages_in_chromium_show_what_the_api_answers() {
             .contains(&json!(["version", build["data"]["version"]])),
         "{info}"
     );
+
+    // Flags as given, runtime facts, and the bucket and heads `all` reads, as the API lists them.
+    let section = |step: &str, id: &str| -> Vec<Vec<String>> {
+        let sections = got[step]["status"].as_array().unwrap();
+        let s = sections
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("{step}: no section {id} in {sections:?}"));
+        serde_json::from_value(s["rows"].clone()).unwrap()
+    };
+    let flags = section("status", "flags");
+    let data_dir = data.trim_start_matches("--data-dir=");
+    assert!(
+        flags.contains(&vec!["data-dir".to_string(), data_dir.to_string()]),
+        "{flags:?}"
+    );
+    assert!(
+        flags.contains(&vec!["query.timeout".to_string(), "2m".to_string()]),
+        "{flags:?}"
+    );
+    let runtime = section("status", "runtimeinfo");
+    assert!(runtime.iter().any(|r| r[0] == "startTime"), "{runtime:?}");
+    for (step, srv) in [("status", &server), ("querier_stores", &querier)] {
+        let listed = api(srv, "/api/v1/stores");
+        let mut want: Vec<(String, String, String)> = Vec::new();
+        for (component, stores) in listed["data"].as_object().unwrap() {
+            for st in stores.as_array().unwrap() {
+                let health = if st["lastError"].is_null() {
+                    "UP"
+                } else {
+                    "DOWN"
+                };
+                want.push((
+                    component.clone(),
+                    st["name"].as_str().unwrap().to_string(),
+                    health.to_string(),
+                ));
+            }
+        }
+        let rows = section(step, "stores");
+        let mut shown: Vec<(String, String, String)> = rows[1..]
+            .iter()
+            .map(|r| (r[0].clone(), r[1].clone(), r[2].clone()))
+            .collect();
+        want.sort();
+        shown.sort();
+        assert_eq!(shown, want, "{step}: {listed}");
+        assert!(
+            !want.is_empty() && want.iter().all(|w| w.2 == "UP"),
+            "{step}: {listed}"
+        );
+    }
+    let endpoint = format!("127.0.0.1:{}", server.grpc_port);
+    assert!(
+        section("querier_stores", "stores")
+            .iter()
+            .any(|r| r[1] == endpoint && r[2] == "UP"),
+        "{}",
+        got["querier_stores"]
+    );
+
+    // The querier's query page shows what its API answers.
+    let want_rows: Vec<Vec<String>> = querier_want["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            vec![
+                series_text(&s["metric"]),
+                s["value"][1].as_str().unwrap().to_string(),
+            ]
+        })
+        .collect();
+    // (`all`'s StoreAPI serves its bucket, not its heads, so this fresh data is not there yet;
+    // whatever the querier answers, the page shows the same.)
+    assert_eq!(querier_want["status"], "success", "{querier_want}");
+    let rows: Vec<Vec<String>> =
+        serde_json::from_value(got["querier_table"]["rows"].clone()).unwrap();
+    assert_eq!(rows, want_rows);
 
     for step in got.keys() {
         assert!(

@@ -33,13 +33,53 @@ function note(text: string): HTMLElement {
   return p;
 }
 
+/** One StoreAPI endpoint as `/api/v1/stores` lists it (grouped by component). */
 interface Store {
   name: string;
-  healthy: boolean;
-  lastError?: string;
+  lastError: string | null;
   labelSets: Record<string, string>[];
-  minTime?: number;
-  maxTime?: number;
+  minTime: number;
+  maxTime: number;
+}
+
+/** A store's time bound in ms; the extremes of a 64-bit integer mean unbounded. */
+function bound(ms: number): string {
+  if (!Number.isFinite(ms) || Math.abs(ms) >= 8.64e15) {
+    return ms < 0 ? '−∞' : '+∞';
+  }
+  return new Date(ms).toISOString();
+}
+
+function storesTable(groups: Record<string, Store[]>): HTMLElement {
+  const t = document.createElement('table');
+  t.className = 'results';
+  const head = t.createTHead().insertRow();
+  for (const h of ['Component', 'Endpoint', 'Health', 'Label sets', 'Min time', 'Max time', 'Last error']) {
+    const th = document.createElement('th');
+    th.textContent = h;
+    head.append(th);
+  }
+  const body = t.createTBody();
+  for (const [component, stores] of Object.entries(groups)) {
+    for (const s of stores) {
+      const tr = body.insertRow();
+      tr.insertCell().textContent = component;
+      tr.insertCell().textContent = s.name;
+      const health = tr.insertCell();
+      const up = s.lastError === null || s.lastError === undefined;
+      health.textContent = up ? 'UP' : 'DOWN';
+      health.className = up ? 'up' : 'down';
+      tr.insertCell().textContent = s.labelSets
+        .map((ls) => `{${Object.entries(ls).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(', ')}}`)
+        .join(' ');
+      // A store with no data yet says its range is empty (min above max).
+      const empty = s.minTime > s.maxTime;
+      tr.insertCell().textContent = !up ? '' : empty ? 'no data' : bound(s.minTime);
+      tr.insertCell().textContent = !up ? '' : empty ? 'no data' : bound(s.maxTime);
+      tr.insertCell().textContent = s.lastError ?? '';
+    }
+  }
+  return t;
 }
 
 export async function statusPage(root: HTMLElement) {
@@ -48,7 +88,7 @@ export async function statusPage(root: HTMLElement) {
     getJSON<Record<string, string>>('/api/v1/status/buildinfo'),
     getJSON<Record<string, unknown>>('/api/v1/status/runtimeinfo'),
     getJSON<Record<string, string>>('/api/v1/status/flags'),
-    getJSON<Store[]>('/api/v1/stores'),
+    getJSON<Record<string, Store[]>>('/api/v1/stores'),
   ]);
   const parts: HTMLElement[] = [];
   parts.push(
@@ -59,35 +99,18 @@ export async function statusPage(root: HTMLElement) {
     parts.push(section('Runtime information', 'runtimeinfo',
       keyValueTable(Object.entries(runtime.data).map(([k, v]) => [k, String(v)]))));
   }
+  if (stores?.data) {
+    const any = Object.values(stores.data).some((list) => list.length > 0);
+    parts.push(section('Stores', 'stores', any ? storesTable(stores.data) : note('No stores.')));
+  }
   if (flags?.data) {
     parts.push(section('Flags', 'flags',
       keyValueTable(Object.entries(flags.data).sort(([a], [b]) => a.localeCompare(b)))));
   }
-  if (stores?.data) {
-    const t = document.createElement('table');
-    t.className = 'results';
-    const head = t.createTHead().insertRow();
-    for (const h of ['Endpoint', 'Health', 'Label sets', 'Min time', 'Max time', 'Last error']) {
-      const th = document.createElement('th');
-      th.textContent = h;
-      head.append(th);
-    }
-    const body = t.createTBody();
-    for (const s of stores.data) {
-      const tr = body.insertRow();
-      tr.insertCell().textContent = s.name;
-      const health = tr.insertCell();
-      health.textContent = s.healthy ? 'UP' : 'DOWN';
-      health.className = s.healthy ? 'up' : 'down';
-      tr.insertCell().textContent = s.labelSets
-        .map((ls) => `{${Object.entries(ls).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(', ')}}`)
-        .join(' ');
-      const time = (ms?: number) => (ms === undefined ? '' : new Date(ms).toISOString());
-      tr.insertCell().textContent = time(s.minTime);
-      tr.insertCell().textContent = time(s.maxTime);
-      tr.insertCell().textContent = s.lastError ?? '';
-    }
-    parts.push(section('Stores', 'stores', stores.data.length ? t : note('No stores.')));
-  }
   root.replaceChildren(...parts);
+  // `/flags` and `/stores` open the status page at their section.
+  const section_id = window.location.pathname.slice(1);
+  if (section_id === 'flags' || section_id === 'stores') {
+    document.getElementById(section_id)?.scrollIntoView();
+  }
 }

@@ -3,10 +3,11 @@
 //
 //   node web/tests/driver.mjs BASE_URL ARTIFACT_DIR STEPS_JSON
 //
-// STEPS_JSON is a list of steps: { name, path, wait (a CSS selector), type? (text typed into
-// the editor after it was cleared), press? (keys pressed after typing, in order), waitAfter? (a
-// selector waited for after typing) }. Each step opens BASE_URL + path in a fresh page, waits,
-// optionally types, screenshots to ARTIFACT_DIR/NAME.png and records the page's contents.
+// STEPS_JSON is a list of steps: { name, path (on BASE_URL, or a whole URL for another
+// server), wait (a CSS selector), type? (text typed into the editor after it was cleared),
+// press? (keys pressed after typing, in order), waitAfter? (a selector waited for after
+// typing) }. Each step opens its page in a fresh tab, waits, optionally types, screenshots to
+// ARTIFACT_DIR/NAME.png and records the page's contents.
 // Nothing is downloaded: the browser is Debian's chromium at CHROMIUM (default
 // /usr/bin/chromium), with a fresh profile directory.
 
@@ -92,7 +93,7 @@ try {
     });
     const entry = { name: step.name };
     try {
-      await page.goto(base + step.path, { timeout: TIMEOUT_MS });
+      await page.goto(/^https?:/.test(step.path) ? step.path : base + step.path, { timeout: TIMEOUT_MS });
       await page.waitForSelector(step.wait, { timeout: TIMEOUT_MS });
       if (step.type !== undefined) {
         await page.click('#expr .cm-content');

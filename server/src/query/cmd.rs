@@ -134,7 +134,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         }
         endpoints.clone().spawn_refresh_loop(args.info_timeout);
         let querier = Arc::new(Querier::new(
-            endpoints,
+            endpoints.clone(),
             tokio::runtime::Handle::current(),
             args.replica_labels.clone(),
             args.response_timeout,
@@ -146,6 +146,9 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         let metrics_querier = querier.clone();
         let app = router(state)
             .merge(crate::http::ui::router())
+            .merge(crate::http::status::router(Some(
+                crate::http::status::endpoint_stores(endpoints.clone()),
+            )))
             .merge(ops::router(
                 Arc::new(|| true),
                 Arc::new(move || render_metrics(&metrics_querier)),
