@@ -4,6 +4,10 @@ import { defineConfig } from 'vite';
 // the pages' paths and /assets/.
 export default defineConfig({
   base: '/',
+  // `npm run dev` serves the pages itself and passes API calls to a local gauntlet.
+  server: {
+    proxy: { '/api/': 'http://localhost:10902' },
+  },
   build: {
     outDir: 'dist',
     assetsDir: 'assets',

@@ -217,7 +217,11 @@ export function queryPage(root: HTMLElement) {
         if (data.result.length === 0) {
           box.append(el('div', { class: 'empty' }, 'Empty query result'));
         } else {
-          plot = drawGraph(box, data.result, { startMs, endMs, stepMs }, state.stacked);
+          if (data.result.length > MAX_GRAPHED) {
+            output.prepend(el('div', { class: 'message warning' },
+              `Drawing the first ${MAX_GRAPHED} of ${data.result.length} series; narrow the query to see the rest.`));
+          }
+          plot = drawGraph(box, data.result.slice(0, MAX_GRAPHED), { startMs, endMs, stepMs }, state.stacked);
         }
       } else {
         output.replaceChildren();
@@ -227,8 +231,14 @@ export function queryPage(root: HTMLElement) {
 
   if (state.expr !== '') {
     void execute();
+  } else {
+    editor.view.focus();
   }
 }
+
+/** Most rows a table shows and series a graph draws: more would stall the browser. */
+const MAX_ROWS = 10000;
+const MAX_GRAPHED = 1000;
 
 /** An instant query's answer as rows of series labels and value. */
 function table(data: QueryData): HTMLElement {
@@ -249,11 +259,18 @@ function table(data: QueryData): HTMLElement {
     return el('div', { class: 'empty' }, 'Empty query result');
   }
   const body = el('tbody');
-  for (const [series, value] of rows) {
+  for (const [series, value] of rows.slice(0, MAX_ROWS)) {
     body.append(el('tr', {}, el('td', { class: 'series' }, series), el('td', { class: 'value' }, value)));
   }
-  return el('table', { class: 'results', id: 'results' },
+  const t = el('table', { class: 'results', id: 'results' },
     el('thead', {}, el('tr', {}, el('th', {}, 'Series'), el('th', {}, 'Value'))), body);
+  if (rows.length <= MAX_ROWS) {
+    return t;
+  }
+  return el('div', {},
+    el('div', { class: 'message warning' },
+      `Showing the first ${MAX_ROWS} of ${rows.length} series; narrow the query to see the rest.`),
+    t);
 }
 
 function instantValue(s: InstantSeries): string {
