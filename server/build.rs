@@ -78,7 +78,7 @@ fn main() {
 /// Runs `npm ci` (when the lock file changed) and `npm run build` (when any input changed).
 fn build(web: &Path, dist: &Path) {
     let sources = hash_inputs(web);
-    if read_stamp(dist) == Some(sources) {
+    if read_stamp(dist) == Some(sources) && dist.join("index.html").is_file() {
         return;
     }
     check_node();

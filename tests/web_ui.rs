@@ -295,27 +295,33 @@ fn query_and_status_pages_in_chromium_show_what_the_api_answers() {
     let q = |expr: &str, rest: &str| format!("/query?g0.expr={}&{rest}", urlencode(expr));
     let steps = json!([
         {"name": "instant_table", "path": q(counters, &format!("g0.tab=1&g0.moment_input={at}")),
-         "wait": "#results"},
+         "wait": ".results"},
         {"name": "histogram_table", "path": q("web_ui_latency_seconds", &format!("g0.tab=1&g0.moment_input={at}")),
-         "wait": "#results"},
+         "wait": ".results"},
         {"name": "range_graph", "path": q(rate, &format!("g0.tab=0&g0.range_input=30m&g0.end_input={at}&g0.step_input=7")),
-         "wait": "#graph canvas"},
+         "wait": ".graph canvas"},
         {"name": "range_graph_stacked", "path": q(rate, &format!("g0.tab=0&g0.range_input=30m&g0.end_input={at}&g0.stacked=1")),
-         "wait": "#graph canvas"},
-        {"name": "error_at_end", "path": q(bad_end, "g0.tab=1"), "wait": "#messages .message.error"},
-        {"name": "error_inside", "path": q(bad_mid, "g0.tab=1"), "wait": "#messages .message.error"},
+         "wait": ".graph canvas"},
+        {"name": "histogram_graph", "path": q("web_ui_latency_seconds", &format!("g0.tab=0&g0.range_input=30m&g0.end_input={at}")),
+         "wait": ".graph canvas"},
+        {"name": "error_at_end", "path": q(bad_end, "g0.tab=1"), "wait": ".messages .message.error"},
+        {"name": "error_inside", "path": q(bad_mid, "g0.tab=1"), "wait": ".messages .message.error"},
         {"name": "info_annotation", "path": q(info_query, &format!("g0.tab=1&g0.moment_input={at}")),
-         "wait": "#messages .message.info"},
+         "wait": ".messages .message.info"},
         {"name": "prometheus_link",
          "path": format!("/graph?g0.expr={}&g0.tab=1&g0.range_input=1h", urlencode(link_expr)),
-         "wait": "#results"},
-        {"name": "completion", "path": "/query", "wait": "#expr .cm-content",
+         "wait": ".results"},
+        {"name": "two_panels",
+         "path": format!("/graph?g0.expr={}&g0.tab=1&g0.moment_input={at}&g1.expr={}&g1.tab=0&g1.range_input=30m&g1.end_input={at}",
+                         urlencode(gauge), urlencode(rate)),
+         "wait": "section.panel:nth-of-type(2) .graph canvas"},
+        {"name": "completion", "path": "/query", "wait": ".expr .cm-content",
          "type": "web_ui_req", "waitAfter": ".cm-tooltip-autocomplete li"},
-        {"name": "typed_query", "path": "/query?g0.tab=1", "wait": "#expr .cm-content",
-         "type": "web_ui_temperature", "press": ["Escape", "Enter"], "waitAfter": "#results"},
+        {"name": "typed_query", "path": "/query?g0.tab=1", "wait": ".expr .cm-content",
+         "type": "web_ui_temperature", "press": ["Escape", "Enter"], "waitAfter": ".results"},
         {"name": "status", "path": "/status", "wait": "section#stores"},
         {"name": "querier_table", "path": format!("{qbase}{}", q(gauge, &format!("g0.tab=1&g0.moment_input={at}"))),
-         "wait": "#results, .empty"},
+         "wait": ".results, .empty"},
         {"name": "querier_stores", "path": format!("{qbase}/stores"), "wait": "section#stores"},
     ]);
     let got = drive(&browser, port, &steps);
@@ -355,6 +361,15 @@ fn query_and_status_pages_in_chromium_show_what_the_api_answers() {
         cell.contains(&format!("count {}", h["count"].as_str().unwrap()))
             && cell.contains(&format!("sum {}", h["sum"].as_str().unwrap())),
         "{cell} against {h}"
+    );
+
+    // A native histogram's graph draws its count.
+    assert_eq!(
+        strings(&got["histogram_graph"]["legend"]),
+        [format!(
+            "{} (histogram count)",
+            series_text(&hist["data"]["result"][0]["metric"])
+        )]
     );
 
     // A range query: a drawn canvas and a legend naming every series the API returns.
@@ -434,6 +449,21 @@ fn query_and_status_pages_in_chromium_show_what_the_api_answers() {
         link["url"].as_str().unwrap().starts_with("/graph?"),
         "{link}"
     );
+
+    // A link with two panels opens both: a table and a graph.
+    let panels = got["two_panels"]["panels"].as_array().unwrap();
+    assert_eq!(panels.len(), 2, "{}", got["two_panels"]);
+    assert_eq!(panels[0]["editor"], gauge);
+    assert_eq!(
+        panels[0]["rows"].as_array().unwrap().len(),
+        1,
+        "{}",
+        panels[0]
+    );
+    assert_eq!(panels[1]["editor"], rate);
+    let mut legend = strings(&panels[1]["legend"]);
+    legend.sort();
+    assert_eq!(legend, want_legend);
 
     // Completion offers the metric names the API lists.
     let completions = strings(&got["completion"]["completions"]);

@@ -1,7 +1,7 @@
-// The query page: an expression, then either a table of the instant query's answer or a graph
-// of the range query's, with the answer's stats, errors, warnings and infos. The page's URL
-// holds the query in the parameters Prometheus's own links use (`g0.expr`, `g0.tab`,
-// `g0.range_input`, …), so a link from either opens here.
+// The query page: panels, each an expression and either a table of the instant query's answer
+// or a graph of the range query's, with the answer's stats, errors, warnings and infos. The
+// page's URL holds every panel in the parameters Prometheus's own links use (`g0.expr`,
+// `g0.tab`, `g0.range_input`, …, `g1.expr`, …), so a link from either opens here.
 
 import type uPlot from 'uplot';
 import {
@@ -30,29 +30,44 @@ interface PanelState {
   stacked: boolean;
 }
 
-function readState(params: URLSearchParams): PanelState {
-  const tab = params.get('g0.tab');
+function readPanel(params: URLSearchParams, i: number): PanelState {
+  const get = (name: string) => params.get(`g${i}.${name}`);
+  const tab = get('tab');
   return {
-    expr: params.get('g0.expr') ?? '',
+    expr: get('expr') ?? '',
     // Prometheus's links say 0 for the graph and 1 for the table.
     tab: tab === '0' || tab === 'graph' ? 'graph' : 'table',
-    range: params.get('g0.range_input') ?? '1h',
-    end: params.get('g0.end_input') ?? '',
-    moment: params.get('g0.moment_input') ?? '',
-    step: params.get('g0.step_input') ?? '',
-    stacked: params.get('g0.stacked') === '1',
+    range: get('range_input') ?? '1h',
+    end: get('end_input') ?? '',
+    moment: get('moment_input') ?? '',
+    step: get('step_input') ?? '',
+    stacked: get('stacked') === '1',
   };
 }
 
-function writeState(s: PanelState) {
+/** The panels a URL names (`g0.…`, `g1.…`, in order of their numbers); one empty panel if none. */
+function readPanels(params: URLSearchParams): PanelState[] {
+  const numbers = new Set<number>();
+  for (const key of params.keys()) {
+    const m = /^g(\d+)\./.exec(key);
+    if (m) numbers.add(parseInt(m[1], 10));
+  }
+  const sorted = [...numbers].sort((a, b) => a - b);
+  return sorted.length === 0 ? [readPanel(params, 0)] : sorted.map((i) => readPanel(params, i));
+}
+
+function writePanels(panels: PanelState[]) {
   const p = new URLSearchParams();
-  p.set('g0.expr', s.expr);
-  p.set('g0.tab', s.tab === 'graph' ? '0' : '1');
-  p.set('g0.range_input', s.range);
-  if (s.end !== '') p.set('g0.end_input', s.end);
-  if (s.moment !== '') p.set('g0.moment_input', s.moment);
-  if (s.step !== '') p.set('g0.step_input', s.step);
-  if (s.stacked) p.set('g0.stacked', '1');
+  panels.forEach((s, i) => {
+    const set = (name: string, value: string) => p.set(`g${i}.${name}`, value);
+    set('expr', s.expr);
+    set('tab', s.tab === 'graph' ? '0' : '1');
+    set('range_input', s.range);
+    if (s.end !== '') set('end_input', s.end);
+    if (s.moment !== '') set('moment_input', s.moment);
+    if (s.step !== '') set('step_input', s.step);
+    if (s.stacked) set('stacked', '1');
+  });
   const path = window.location.pathname === '/graph' ? '/graph' : '/query';
   history.replaceState(null, '', `${path}?${p.toString()}`);
 }
@@ -71,40 +86,74 @@ function el<K extends keyof HTMLElementTagNameMap>(
 }
 
 export function queryPage(root: HTMLElement) {
-  const state = readState(new URLSearchParams(window.location.search));
+  const panels: { state: PanelState; element: HTMLElement }[] = [];
+  const list = el('div', { class: 'panels' });
+  const addButton = el('button', { class: 'add-panel' }, 'Add panel');
+  root.replaceChildren(list, addButton);
+  const save = () => writePanels(panels.map((p) => p.state));
+  const add = (state: PanelState, focus: boolean) => {
+    const entry = { state, element: el('section', { class: 'panel' }) };
+    panels.push(entry);
+    list.append(entry.element);
+    const remove = () => {
+      panels.splice(panels.indexOf(entry), 1);
+      entry.element.remove();
+      save();
+    };
+    queryPanel(entry.element, state, save, remove, focus);
+  };
+  readPanels(new URLSearchParams(window.location.search)).forEach((s, i) => add(s, i === 0));
+  addButton.onclick = () => {
+    add(readPanel(new URLSearchParams(), 0), true);
+    save();
+  };
+}
+
+/** One panel in `root`, showing and changing `state`; `save` writes the URL after a change. */
+function queryPanel(
+  root: HTMLElement,
+  state: PanelState,
+  save: () => void,
+  remove: () => void,
+  focus: boolean,
+) {
   let plot: uPlot | null = null;
 
-  const editorBox = el('div', { class: 'editor', id: 'expr' });
-  const runButton = el('button', { id: 'execute', class: 'primary' }, 'Execute');
-  const tableTab = el('button', { id: 'tab-table', class: 'tab' }, 'Table');
-  const graphTab = el('button', { id: 'tab-graph', class: 'tab' }, 'Graph');
-  const moment = el('input', { id: 'moment', placeholder: 'evaluation time (now)', size: '22' });
+  const editorBox = el('div', { class: 'editor expr' });
+  const runButton = el('button', { class: 'primary execute' }, 'Execute');
+  const removeButton = el('button', { class: 'remove', title: 'Remove this panel' }, '×');
+  const tableTab = el('button', { class: 'tab tab-table' }, 'Table');
+  const graphTab = el('button', { class: 'tab tab-graph' }, 'Graph');
+  const moment = el('input', { class: 'moment', placeholder: 'evaluation time (now)', size: '22' });
   moment.value = state.moment;
-  const range = el('input', { id: 'range', size: '6' });
+  const range = el('input', { class: 'range', size: '6' });
   range.value = state.range;
-  const end = el('input', { id: 'end', placeholder: 'end (now)', size: '22' });
+  const end = el('input', { class: 'end', placeholder: 'end (now)', size: '22' });
   end.value = state.end;
-  const step = el('input', { id: 'step', placeholder: 'res. (s)', size: '8' });
+  const step = el('input', { class: 'step', placeholder: 'res. (s)', size: '8' });
   step.value = state.step;
-  const stacked = el('input', { id: 'stacked', type: 'checkbox' });
+  const stacked = el('input', { class: 'stacked', type: 'checkbox' });
   stacked.checked = state.stacked;
-  const tableControls = el('div', { class: 'controls', id: 'table-controls' }, 'Evaluation time ', moment);
+  const tableControls = el('div', { class: 'controls table-controls' }, 'Evaluation time ', moment);
   const graphControls = el(
     'div',
-    { class: 'controls', id: 'graph-controls' },
+    { class: 'controls graph-controls' },
     'Range ', range, ' End ', end, ' Resolution ', step, ' ',
     el('label', {}, stacked, ' stacked'),
   );
-  const messages = el('div', { id: 'messages' });
-  const stats = el('div', { id: 'stats', class: 'stats' });
-  const output = el('div', { id: 'output' });
+  const messages = el('div', { class: 'messages' });
+  const stats = el('div', { class: 'stats' });
+  const output = el('div', { class: 'output' });
 
   root.replaceChildren(
-    el('section', { class: 'panel' },
-      el('div', { class: 'expr-row' }, editorBox, runButton),
-      el('div', { class: 'tabs' }, tableTab, graphTab),
-      tableControls, graphControls, messages, stats, output),
+    el('div', { class: 'expr-row' }, editorBox, runButton, removeButton),
+    el('div', { class: 'tabs' }, tableTab, graphTab),
+    tableControls, graphControls, messages, stats, output,
   );
+  removeButton.onclick = () => {
+    plot?.destroy();
+    remove();
+  };
 
   const editor: Editor = createEditor(editorBox, state.expr, () => void execute());
 
@@ -165,7 +214,7 @@ export function queryPage(root: HTMLElement) {
     state.end = end.value.trim();
     state.step = step.value.trim();
     state.stacked = stacked.checked;
-    writeState(state);
+    save();
     plot?.destroy();
     plot = null;
     if (state.expr.trim() === '') {
@@ -209,7 +258,7 @@ export function queryPage(root: HTMLElement) {
       showStats(o, `Resolution: ${formatDuration(stepMs)}`);
       const data = o.answer.data;
       if (data?.resultType === 'matrix') {
-        const box = el('div', { class: 'graph', id: 'graph' });
+        const box = el('div', { class: 'graph' });
         output.replaceChildren(
           el('div', { class: 'range-note' }, `${formatTime(startMs)} to ${formatTime(endMs)} UTC`),
           box,
@@ -231,7 +280,7 @@ export function queryPage(root: HTMLElement) {
 
   if (state.expr !== '') {
     void execute();
-  } else {
+  } else if (focus) {
     editor.view.focus();
   }
 }
@@ -262,7 +311,7 @@ function table(data: QueryData): HTMLElement {
   for (const [series, value] of rows.slice(0, MAX_ROWS)) {
     body.append(el('tr', {}, el('td', { class: 'series' }, series), el('td', { class: 'value' }, value)));
   }
-  const t = el('table', { class: 'results', id: 'results' },
+  const t = el('table', { class: 'results' },
     el('thead', {}, el('tr', {}, el('th', {}, 'Series'), el('th', {}, 'Value'))), body);
   if (rows.length <= MAX_ROWS) {
     return t;

@@ -26,41 +26,46 @@ mkdirSync(artifacts, { recursive: true });
 const profile = mkdtempSync(join(tmpdir(), 'gauntlet-web-ui-'));
 const TIMEOUT_MS = 20000;
 
-/** What a page shows, read from the DOM. */
+/** What a page shows, read from the DOM: each query panel, then the status page. */
 function readPage() {
-  const text = (sel) => [...document.querySelectorAll(sel)].map((e) => e.textContent ?? '');
-  const editor = document.querySelector('#expr .cm-content');
-  const marks = [...document.querySelectorAll('#expr .cm-lintRange, #expr .cm-lintPoint')].map((e) => ({
-    class: e.className,
-    text: e.textContent ?? '',
-  }));
-  const canvases = [...document.querySelectorAll('#graph canvas')].map((c) => ({
-    width: c.width,
-    height: c.height,
-  }));
+  const text = (root, sel) => [...root.querySelectorAll(sel)].map((e) => e.textContent ?? '');
+  const panels = [...document.querySelectorAll('section.panel')].map((panel) => {
+    const editor = panel.querySelector('.expr .cm-content');
+    return {
+      editor: editor ? editor.innerText.replace(/\u00a0/g, ' ') : null,
+      rows: [...panel.querySelectorAll('table.results tbody tr')].map((tr) =>
+        [...tr.querySelectorAll('td')].map((td) => td.textContent ?? ''),
+      ),
+      errors: text(panel, '.messages .message.error'),
+      warnings: text(panel, '.messages .message.warning'),
+      infos: text(panel, '.messages .message.info'),
+      stats: panel.querySelector('.stats')?.textContent ?? '',
+      marks: [...panel.querySelectorAll('.expr .cm-lintRange, .expr .cm-lintPoint')].map((e) => ({
+        class: e.className,
+        text: e.textContent ?? '',
+      })),
+      canvases: [...panel.querySelectorAll('.graph canvas')].map((c) => ({
+        width: c.width,
+        height: c.height,
+      })),
+      // The legend's first row is the time axis.
+      legend: text(panel, '.graph .u-legend .u-series .u-label').slice(1),
+      empty: text(panel, '.empty'),
+    };
+  });
   return {
     url: location.pathname + location.search,
     title: document.title,
-    editor: editor ? editor.innerText.replace(/\u00a0/g, ' ') : null,
-    rows: [...document.querySelectorAll('#results tbody tr')].map((tr) =>
-      [...tr.querySelectorAll('td')].map((td) => td.textContent ?? ''),
-    ),
-    errors: text('#messages .message.error'),
-    warnings: text('#messages .message.warning'),
-    infos: text('#messages .message.info'),
-    stats: document.querySelector('#stats')?.textContent ?? '',
-    marks,
-    canvases,
-    // The legend's first row is the time axis.
-    legend: text('#graph .u-legend .u-series .u-label').slice(1),
-    completions: text('.cm-tooltip-autocomplete li .cm-completionLabel'),
+    panels,
+    // The first panel's readings, for pages with one.
+    ...(panels[0] ?? {}),
+    completions: text(document, '.cm-tooltip-autocomplete li .cm-completionLabel'),
     status: [...document.querySelectorAll('section.status')].map((s) => ({
       id: s.id,
       rows: [...s.querySelectorAll('tr')].map((tr) =>
         [...tr.querySelectorAll('th, td')].map((c) => c.textContent ?? ''),
       ),
     })),
-    empty: text('.empty'),
   };
 }
 
@@ -96,7 +101,7 @@ try {
       await page.goto(/^https?:/.test(step.path) ? step.path : base + step.path, { timeout: TIMEOUT_MS });
       await page.waitForSelector(step.wait, { timeout: TIMEOUT_MS });
       if (step.type !== undefined) {
-        await page.click('#expr .cm-content');
+        await page.click('.expr .cm-content');
         await page.keyboard.press('Control+A');
         await page.keyboard.press('Delete');
         await page.keyboard.type(step.type, { delay: 20 });
