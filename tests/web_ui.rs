@@ -2,8 +2,9 @@
 //! Debian's headless Chromium (driven by `web/tests/driver.mjs` with playwright-core) opens the
 //! query and status pages, and what the pages show is held to what the HTTP API answers: table
 //! rows and values, the graph's canvas and legend, errors with their position marked in the
-//! editor, annotations, completion of metric names, and Prometheus-style `/graph?g0.expr=…`
-//! links. Screenshots of every page stay in `target/web-ui-artifacts/`.
+//! editor, annotations, completion of metric names, label names and values, the editor's own
+//! lint, several panels, Prometheus-style `/graph?g0.expr=…` links, and the status page's
+//! build information, flags, runtime facts and stores (of `all` and of a querier). Screenshots of every page stay in `target/web-ui-artifacts/`.
 //!
 //! Without Chromium the test is skipped with a message, unless `GAUNTLET_REQUIRE_BROWSER` is set
 //! (tests/run.sh sets it), when a missing browser fails it.
@@ -317,6 +318,13 @@ fn query_and_status_pages_in_chromium_show_what_the_api_answers() {
          "wait": "section.panel:nth-of-type(2) .graph canvas"},
         {"name": "completion", "path": "/query", "wait": ".expr .cm-content",
          "type": "web_ui_req", "waitAfter": ".cm-tooltip-autocomplete li"},
+        {"name": "label_completion", "path": "/query", "wait": ".expr .cm-content",
+         "type": "web_ui_requests_total{inst", "waitAfter": ".cm-tooltip-autocomplete li"},
+        {"name": "value_completion", "path": "/query", "wait": ".expr .cm-content",
+         "type": "web_ui_requests_total{instance=\"", "waitAfter": ".cm-tooltip-autocomplete li"},
+        {"name": "lint", "path": "/query", "wait": ".expr .cm-content",
+         "type": "sum(rate(web_ui_requests_total[5m]) by", "press": ["Escape"],
+         "waitAfter": ".expr .cm-lintRange-error"},
         {"name": "typed_query", "path": "/query?g0.tab=1", "wait": ".expr .cm-content",
          "type": "web_ui_temperature", "press": ["Escape", "Enter"], "waitAfter": ".results"},
         {"name": "status", "path": "/status", "wait": "section#stores"},
@@ -471,6 +479,24 @@ fn query_and_status_pages_in_chromium_show_what_the_api_answers() {
         completions.iter().any(|c| c == "web_ui_requests_total"),
         "{completions:?}"
     );
+
+    // Label names and values are offered from the API too, and the editor's own parser
+    // marks a broken query before it is run.
+    let labels = strings(&got["label_completion"]["completions"]);
+    assert!(labels.iter().any(|c| c == "instance"), "{labels:?}");
+    let mut values = strings(&got["value_completion"]["completions"]);
+    values.sort();
+    assert_eq!(values, ["a", "b", "c"]);
+    assert!(
+        got["lint"]["marks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["class"].as_str().unwrap().contains("error")),
+        "{}",
+        got["lint"]
+    );
+    assert_eq!(got["lint"]["errors"], json!([]), "nothing was sent");
 
     // A typed query runs on Enter and the URL then holds it.
     let typed = &got["typed_query"];
