@@ -4,7 +4,8 @@
 //! rows and values, the graph's canvas and legend, errors with their position marked in the
 //! editor, annotations, completion of metric names, label names and values, the editor's own
 //! lint, several panels, Prometheus-style `/graph?g0.expr=…` links, and the status page's
-//! build information, flags, runtime facts and stores (of `all` and of a querier). Screenshots of every page stay in `target/web-ui-artifacts/`.
+//! build information, flags, runtime facts and stores (of `all` and of a querier).
+//! Screenshots of every page stay in `target/web-ui-artifacts/`.
 //!
 //! Without Chromium the test is skipped with a message, unless `GAUNTLET_REQUIRE_BROWSER` is set
 //! (tests/run.sh sets it), when a missing browser fails it.
