@@ -366,11 +366,26 @@ fn query_and_status_pages_in_chromium_show_what_the_api_answers() {
     );
     let h = &hist["data"]["result"][0]["histogram"][1];
     let cell = got["histogram_table"]["rows"][0][1].as_str().unwrap();
+    let buckets = h["buckets"].as_array().unwrap();
     assert!(
         cell.contains(&format!("count {}", h["count"].as_str().unwrap()))
-            && cell.contains(&format!("sum {}", h["sum"].as_str().unwrap())),
+            && cell.contains(&format!("sum {}", h["sum"].as_str().unwrap()))
+            && cell.contains(&format!("{} buckets", buckets.len())),
         "{cell} against {h}"
     );
+    // Each bucket is listed with its bounds (open or closed as the API says) and count.
+    for b in buckets {
+        let rule = b[0].as_u64().unwrap();
+        let left = if rule == 1 || rule == 3 { '[' } else { '(' };
+        let right = if rule == 0 || rule == 3 { ']' } else { ')' };
+        let shown = format!(
+            "{left}{}, {}{right}{}",
+            b[1].as_str().unwrap(),
+            b[2].as_str().unwrap(),
+            b[3].as_str().unwrap()
+        );
+        assert!(cell.contains(&shown), "{shown} not in {cell}");
+    }
 
     // A native histogram's graph draws its count.
     assert_eq!(

@@ -6,6 +6,7 @@
 import type uPlot from 'uplot';
 import {
   type Answer,
+  type Histogram,
   type InstantSeries,
   type Outcome,
   type QueryData,
@@ -291,7 +292,7 @@ const MAX_GRAPHED = 1000;
 
 /** An instant query's answer as rows of series labels and value. */
 function table(data: QueryData): HTMLElement {
-  const rows: [string, string][] = [];
+  const rows: [string, string | Node][] = [];
   switch (data.resultType) {
     case 'vector':
       for (const s of data.result) rows.push([formatSeries(s.metric), instantValue(s)]);
@@ -322,12 +323,28 @@ function table(data: QueryData): HTMLElement {
     t);
 }
 
-function instantValue(s: InstantSeries): string {
-  if (s.value) return s.value[1];
-  if (s.histogram) {
-    const h = s.histogram[1];
-    return `histogram: count ${h.count}, sum ${h.sum}, ${h.buckets?.length ?? 0} buckets`;
+/** A bucket's bounds as an interval: which ends are open is the API's boundary rule. */
+function bucketRange([rule, lower, upper]: [number, string, string, string]): string {
+  const left = rule === 1 || rule === 3 ? '[' : '(';
+  const right = rule === 0 || rule === 3 ? ']' : ')';
+  return `${left}${lower}, ${upper}${right}`;
+}
+
+/** A native histogram: its count and sum, with its buckets one click away. */
+function histogramValue(h: Histogram): HTMLElement {
+  const buckets = h.buckets ?? [];
+  const list = el('table', { class: 'buckets' });
+  for (const b of buckets) {
+    list.append(el('tr', {}, el('td', {}, bucketRange(b)), el('td', {}, b[3])));
   }
+  return el('details', { class: 'histogram' },
+    el('summary', {}, `histogram: count ${h.count}, sum ${h.sum}, ${buckets.length} buckets`),
+    list);
+}
+
+function instantValue(s: InstantSeries): string | Node {
+  if (s.value) return s.value[1];
+  if (s.histogram) return histogramValue(s.histogram[1]);
   return '';
 }
 
