@@ -304,6 +304,8 @@ fn query_and_status_pages_in_chromium_show_what_the_api_answers() {
          "wait": ".graph canvas"},
         {"name": "range_graph_stacked", "path": q(rate, &format!("g0.tab=0&g0.range_input=30m&g0.end_input={at}&g0.stacked=1")),
          "wait": ".graph canvas"},
+        {"name": "range_buttons", "path": q(rate, &format!("g0.tab=0&g0.range_input=30m&g0.end_input={at}")),
+         "wait": ".graph canvas", "click": [".shorter", ".earlier"], "waitAfter": ".graph canvas"},
         {"name": "histogram_graph", "path": q("web_ui_latency_seconds", &format!("g0.tab=0&g0.range_input=30m&g0.end_input={at}")),
          "wait": ".graph canvas"},
         {"name": "error_at_end", "path": q(bad_end, "g0.tab=1"), "wait": ".messages .message.error"},
@@ -421,6 +423,37 @@ fn query_and_status_pages_in_chromium_show_what_the_api_answers() {
     }
     let stats = got["range_graph"]["stats"].as_str().unwrap();
     assert!(stats.contains("Resolution: 7s"), "{stats}");
+
+    // − shortens the range to the next round one, « moves the end back by it.
+    let buttons = &got["range_buttons"];
+    let utc = |secs: i64| {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64);
+        humantime::format_rfc3339_seconds(t)
+            .to_string()
+            .replace('T', " ")
+            .trim_end_matches('Z')
+            .to_string()
+    };
+    let new_end = utc(at - 900);
+    assert_eq!(buttons["inputs"]["range"], "15m", "{buttons}");
+    assert_eq!(buttons["inputs"]["end"], new_end.as_str(), "{buttons}");
+    assert_eq!(
+        buttons["window"],
+        format!("{} to {new_end} UTC", utc(at - 1800)),
+        "{buttons}"
+    );
+    let url = buttons["url"].as_str().unwrap();
+    assert!(
+        url.contains("g0.range_input=15m")
+            && url.contains(&format!(
+                "g0.end_input={}",
+                new_end.replace(' ', "+").replace(':', "%3A")
+            )),
+        "{url}"
+    );
+    let mut legend = strings(&buttons["legend"]);
+    legend.sort();
+    assert_eq!(legend, want_legend);
 
     // Errors: the API's message, and its position marked in the editor.
     for (name, (query, want_error)) in ["error_at_end", "error_inside"]

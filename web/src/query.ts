@@ -136,10 +136,14 @@ function queryPanel(
   const stacked = el('input', { class: 'stacked', type: 'checkbox' });
   stacked.checked = state.stacked;
   const tableControls = el('div', { class: 'controls table-controls' }, 'Evaluation time ', moment);
+  const shorter = el('button', { class: 'shorter', title: 'Shorter range' }, '−');
+  const longer = el('button', { class: 'longer', title: 'Longer range' }, '+');
+  const earlier = el('button', { class: 'earlier', title: 'Move back by the range' }, '«');
+  const later = el('button', { class: 'later', title: 'Move forward by the range' }, '»');
   const graphControls = el(
     'div',
     { class: 'controls graph-controls' },
-    'Range ', range, ' End ', end, ' Resolution ', step, ' ',
+    'Range ', shorter, range, longer, ' End ', earlier, end, later, ' Resolution ', step, ' ',
     el('label', {}, stacked, ' stacked'),
   );
   const messages = el('div', { class: 'messages' });
@@ -168,6 +172,26 @@ function queryPanel(
   graphTab.onclick = () => { state.tab = 'graph'; showTab(); void execute(); };
   runButton.onclick = () => void execute();
   stacked.onchange = () => void execute();
+  // The range steps through round durations; the end moves by one range, and past now it
+  // follows now again.
+  const stepRange = (dir: 1 | -1) => {
+    const current = parseDuration(range.value) ?? 3600 * 1000;
+    const next = dir > 0
+      ? RANGE_STEPS.find((r) => r > current) ?? current
+      : [...RANGE_STEPS].reverse().find((r) => r < current) ?? current;
+    range.value = formatDuration(next);
+    void execute();
+  };
+  const moveEnd = (dir: 1 | -1) => {
+    const rangeMs = parseDuration(range.value) ?? 3600 * 1000;
+    const at = (parseTime(end.value) ?? Date.now()) + dir * rangeMs;
+    end.value = at >= Date.now() ? '' : formatTime(at);
+    void execute();
+  };
+  shorter.onclick = () => stepRange(-1);
+  longer.onclick = () => stepRange(1);
+  earlier.onclick = () => moveEnd(-1);
+  later.onclick = () => moveEnd(1);
   for (const input of [moment, range, end, step]) {
     input.onkeydown = (e) => { if (e.key === 'Enter') void execute(); };
   }
@@ -208,7 +232,11 @@ function queryPanel(
     output.replaceChildren();
   }
 
+  // Only the latest run draws: an answer that arrives after a newer run started is dropped.
+  let runs = 0;
+
   async function execute() {
+    const run = ++runs;
     state.expr = editor.value();
     state.moment = moment.value.trim();
     state.range = range.value.trim();
@@ -233,6 +261,7 @@ function queryPanel(
         time: (at / 1000).toString(),
         stats: 'all',
       });
+      if (run !== runs) return;
       showMessages(o.answer);
       showStats(o, '');
       output.replaceChildren(o.answer.data ? table(o.answer.data) : '');
@@ -255,6 +284,7 @@ function queryPanel(
         step: (stepMs / 1000).toString(),
         stats: 'all',
       });
+      if (run !== runs) return;
       showMessages(o.answer);
       showStats(o, `Resolution: ${formatDuration(stepMs)}`);
       const data = o.answer.data;
@@ -285,6 +315,11 @@ function queryPanel(
     editor.view.focus();
   }
 }
+
+/** The ranges the − and + buttons step through, ms. */
+const RANGE_STEPS = [
+  '1m', '5m', '15m', '30m', '1h', '2h', '6h', '12h', '1d', '2d', '1w', '2w', '4w', '8w', '26w', '1y',
+].map((d) => parseDuration(d) as number);
 
 /** Most rows a table shows and series a graph draws: more would stall the browser. */
 const MAX_ROWS = 10000;

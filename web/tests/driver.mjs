@@ -5,9 +5,10 @@
 //
 // STEPS_JSON is a list of steps: { name, path (on BASE_URL, or a whole URL for another
 // server), wait (a CSS selector), type? (text typed into the editor after it was cleared),
-// press? (keys pressed after typing, in order), waitAfter? (a selector waited for after
-// typing) }. Each step opens its page in a fresh tab, waits, optionally types, screenshots to
-// ARTIFACT_DIR/NAME.png and records the page's contents.
+// press? (keys pressed after typing, in order), click? (selectors clicked then, in order),
+// waitAfter? (a selector waited for after those) }. Each step opens its page in a fresh tab,
+// waits, optionally types and clicks, screenshots to ARTIFACT_DIR/NAME.png and records the
+// page's contents.
 // Nothing is downloaded: the browser is Debian's chromium at CHROMIUM (default
 // /usr/bin/chromium), with a fresh profile directory.
 
@@ -51,6 +52,10 @@ function readPage() {
       // The legend's first row is the time axis.
       legend: text(panel, '.graph .u-legend .u-series .u-label').slice(1),
       empty: text(panel, '.empty'),
+      window: panel.querySelector('.range-note')?.textContent ?? '',
+      inputs: Object.fromEntries(
+        ['moment', 'range', 'end', 'step'].map((c) => [c, panel.querySelector(`input.${c}`)?.value ?? '']),
+      ),
     };
   });
   return {
@@ -106,8 +111,9 @@ try {
         await page.keyboard.press('Delete');
         await page.keyboard.type(step.type, { delay: 20 });
         for (const key of step.press ?? []) await page.keyboard.press(key);
-        if (step.waitAfter) await page.waitForSelector(step.waitAfter, { timeout: TIMEOUT_MS });
       }
+      for (const selector of step.click ?? []) await page.click(selector);
+      if (step.waitAfter) await page.waitForSelector(step.waitAfter, { timeout: TIMEOUT_MS });
       // Let the last frame paint before the picture.
       await page.waitForTimeout(200);
       Object.assign(entry, await page.evaluate(readPage));
