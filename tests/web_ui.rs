@@ -215,8 +215,18 @@ fn query_and_status_pages_in_chromium_show_what_the_api_answers() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let data = format!("--data-dir={}", tmp.path().join("data").display());
-    let server = GauntletServer::start(&["all", &data], "/-/ready");
+    // Two promtool blocks in the bucket, as a sidecar uploads them; compaction stays off so
+    // they stay as they are while the pages are read.
+    let bucket = tmp.path().join("data");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let uploaded = common::bucket::upload(
+        &common::bucket::promtool_blocks(tmp.path(), 1, 4),
+        &bucket,
+        &[("cluster", "web-ui")],
+    );
+    assert_eq!(uploaded.len(), 2);
+    let data = format!("--data-dir={}", bucket.display());
+    let server = GauntletServer::start(&["all", &data, "--compact.interval=0s"], "/-/ready");
     let port = server.http_port;
 
     // The page itself, its assets and an unknown asset.
@@ -292,7 +302,16 @@ fn query_and_status_pages_in_chromium_show_what_the_api_answers() {
     let qbase = format!("http://127.0.0.1:{}", querier.http_port);
     assert_eq!(querier.get("/").0, 200);
     let gauge = "web_ui_temperature";
-    let querier_want = api(&querier, &format!("/api/v1/query?query={gauge}&time={at}"));
+    // The querier reads `all`'s StoreAPI, which serves the bucket: the promtool blocks.
+    let in_blocks = "count by (cluster) ({__name__=~\".+\"})";
+    let in_blocks_at = 1_735_689_600 + 3600;
+    let querier_want = api(
+        &querier,
+        &format!(
+            "/api/v1/query?query={}&time={in_blocks_at}",
+            urlencode(in_blocks)
+        ),
+    );
 
     let q = |expr: &str, rest: &str| format!("/query?g0.expr={}&{rest}", urlencode(expr));
     let steps = json!([
@@ -331,7 +350,7 @@ fn query_and_status_pages_in_chromium_show_what_the_api_answers() {
         {"name": "typed_query", "path": "/query?g0.tab=1", "wait": ".expr .cm-content",
          "type": "web_ui_temperature", "press": ["Escape", "Enter"], "waitAfter": ".results"},
         {"name": "status", "path": "/status", "wait": "section#stores"},
-        {"name": "querier_table", "path": format!("{qbase}{}", q(gauge, &format!("g0.tab=1&g0.moment_input={at}"))),
+        {"name": "querier_table", "path": format!("{qbase}{}", q(in_blocks, &format!("g0.tab=1&g0.moment_input={in_blocks_at}"))),
          "wait": ".results, .empty"},
         {"name": "querier_stores", "path": format!("{qbase}/stores"), "wait": "section#stores"},
     ]);
@@ -649,12 +668,34 @@ fn query_and_status_pages_in_chromium_show_what_the_api_answers() {
             ]
         })
         .collect();
-    // (`all`'s StoreAPI serves its bucket, not its heads, so this fresh data is not there yet;
-    // whatever the querier answers, the page shows the same.)
-    assert_eq!(querier_want["status"], "success", "{querier_want}");
+    assert_eq!(want_rows.len(), 1, "{querier_want}");
     let rows: Vec<Vec<String>> =
         serde_json::from_value(got["querier_table"]["rows"].clone()).unwrap();
     assert_eq!(rows, want_rows);
+
+    // The bucket's blocks: one table row and one box on the time line each, as listed.
+    let listed = api(&server, "/api/v1/blocks");
+    let mut want_ids: Vec<String> = listed["data"]["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["ulid"].as_str().unwrap().to_string())
+        .collect();
+    want_ids.sort();
+    let mut uploaded: Vec<String> = uploaded.iter().map(|u| u.to_string()).collect();
+    uploaded.sort();
+    assert_eq!(want_ids, uploaded, "{listed}");
+    let rows = section("status", "blocks");
+    let mut shown: Vec<String> = rows[1..].iter().map(|r| r[0].clone()).collect();
+    shown.sort();
+    assert_eq!(shown, want_ids);
+    for r in &rows[1..] {
+        assert_eq!(r[3], "2h", "{r:?}");
+        assert_eq!(r[11], "{cluster=\"web-ui\"}", "{r:?}");
+    }
+    let mut boxes = strings(&got["status"]["timeline"]);
+    boxes.sort();
+    assert_eq!(boxes, want_ids);
 
     for step in got.keys() {
         assert!(

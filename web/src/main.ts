@@ -6,7 +6,7 @@ import { statusPage } from './status';
 
 const root = document.getElementById('app') as HTMLElement;
 const path = window.location.pathname;
-const page = path.startsWith('/status') || path === '/flags' || path === '/stores' ? 'status' : 'query';
+const page = path.startsWith('/status') || ['/flags', '/stores', '/blocks'].includes(path) ? 'status' : 'query';
 for (const a of document.querySelectorAll<HTMLAnchorElement>('header.nav a[data-page]')) {
   a.classList.toggle('active', a.dataset.page === page);
 }

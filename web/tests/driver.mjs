@@ -65,6 +65,7 @@ function readPage() {
     // The first panel's readings, for pages with one.
     ...(panels[0] ?? {}),
     completions: text(document, '.cm-tooltip-autocomplete li .cm-completionLabel'),
+    timeline: [...document.querySelectorAll('svg.timeline rect.block')].map((r) => r.getAttribute('data-ulid')),
     status: [...document.querySelectorAll('section.status')].map((s) => ({
       id: s.id,
       rows: [...s.querySelectorAll('tr')].map((tr) =>

@@ -1,7 +1,8 @@
 //! Status endpoints behind the web UI's status page: the flags the process runs with
 //! (`/api/v1/status/flags`, as Prometheus serves them), runtime facts
 //! (`/api/v1/status/runtimeinfo`), and the StoreAPI endpoints a querier reads from with their
-//! health and label sets (`/api/v1/stores`, grouped by component as Thanos's querier does).
+//! health and label sets (`/api/v1/stores`, grouped by component as Thanos's querier does), and
+//! the blocks of a bucket (`/api/v1/blocks`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,6 +17,8 @@ use gauntlet_proto::thanos::info::info_server::Info as _;
 use gauntlet_proto::thanos::info::{InfoRequest, InfoResponse};
 use serde_json::{Map, Value, json};
 use tonic::Request;
+
+use gauntlet_engine::store::BucketStore;
 
 use crate::grpc::StoreService;
 use crate::query::endpoints::EndpointSet;
@@ -164,12 +167,46 @@ pub fn endpoint_stores(set: Arc<EndpointSet>) -> StoresFn {
     })
 }
 
-/// The status routes; `/api/v1/stores` only where there are stores to list.
-pub fn router(stores: Option<StoresFn>) -> Router {
+/// Lists the `meta.json` of every block a bucket store serves.
+pub type BlocksFn = Arc<dyn Fn() -> Vec<Value> + Send + Sync>;
+
+/// The blocks `store` serves, each as its `meta.json` reads.
+pub fn bucket_blocks(store: Arc<BucketStore>) -> BlocksFn {
+    Arc::new(move || {
+        store
+            .blocks()
+            .iter()
+            .filter_map(|b| serde_json::to_value(&b.meta).ok())
+            .collect()
+    })
+}
+
+/// The status routes; `/api/v1/stores` only where there are stores to list, `/api/v1/blocks`
+/// (Thanos's bucket viewer's shape: `{blocks: [meta.json, …], refreshedAt}`) only where a
+/// bucket is served.
+pub fn router(stores: Option<StoresFn>, blocks: Option<BlocksFn>) -> Router {
     let _ = STARTED.set(SystemTime::now());
-    let r = Router::new()
+    let mut r = Router::new()
         .route("/api/v1/status/flags", get(flags))
         .route("/api/v1/status/runtimeinfo", get(runtime_info));
+    if let Some(list) = blocks {
+        r = r.route(
+            "/api/v1/blocks",
+            get(move || {
+                let list = list.clone();
+                async move {
+                    let blocks = tokio::task::spawn_blocking(move || list())
+                        .await
+                        .unwrap_or_default();
+                    success(json!({
+                        "blocks": blocks,
+                        "refreshedAt": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+                        "err": null,
+                    }))
+                }
+            }),
+        );
+    }
     match stores {
         Some(list) => r.route(
             "/api/v1/stores",

@@ -1,5 +1,6 @@
 //! The web UI: the files `web/` builds to, embedded in the binary by `build.rs`, served at `/`,
-//! the pages' paths (`/graph`, `/query`, `/status`, …) and `/assets/…`.
+//! the pages' paths (`/graph`, `/query`, `/status`, `/flags`, `/stores`, `/blocks`) and
+//! `/assets/…`.
 
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, Uri, header};
@@ -21,7 +22,9 @@ mod built {
 }
 
 /// Paths the single page answers with its own `index.html`; the page shows the one named.
-const PAGES: [&str; 6] = ["/", "/graph", "/query", "/status", "/flags", "/stores"];
+const PAGES: [&str; 7] = [
+    "/", "/graph", "/query", "/status", "/flags", "/stores", "/blocks",
+];
 
 /// The UI's routes, to merge beside the API's.
 pub fn router() -> Router {

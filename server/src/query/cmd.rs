@@ -146,9 +146,10 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         let metrics_querier = querier.clone();
         let app = router(state)
             .merge(crate::http::ui::router())
-            .merge(crate::http::status::router(Some(
-                crate::http::status::endpoint_stores(endpoints.clone()),
-            )))
+            .merge(crate::http::status::router(
+                Some(crate::http::status::endpoint_stores(endpoints.clone())),
+                None,
+            ))
             .merge(ops::router(
                 Arc::new(|| true),
                 Arc::new(move || render_metrics(&metrics_querier)),
