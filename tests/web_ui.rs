@@ -231,7 +231,13 @@ fn query_and_status_pages_in_chromium_show_what_the_api_answers() {
 
     // The page itself, its assets and an unknown asset.
     let (status, page) = server.get("/");
-    assert_eq!(status, 200);
+    assert_eq!(
+        status,
+        200,
+        "GET / on {}: this binary serves no web UI (built with GAUNTLET_WEB_UI=skip, or \
+         replaced by another checkout's build in a shared target directory)",
+        env!("CARGO_BIN_EXE_gauntlet")
+    );
     let page = String::from_utf8(page).unwrap();
     assert!(page.contains("<main id=\"app\">"), "{page}");
     for path in ["/graph", "/query", "/status"] {
