@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Gauntlet's whole test suite, as CI runs it: installs the real peers the tests start
-# (Prometheus and promtool), then format check, clippy with warnings as errors, every test
-# with cargo-nextest, and every fuzz target built and run for a short time (FUZZ_SECONDS each,
-# 15 by default). Exits non-zero on any failure.
+# (Prometheus and promtool, Chromium for the web UI), then format check, clippy with warnings
+# as errors, every test with cargo-nextest, and every fuzz target built and run for a short
+# time (FUZZ_SECONDS each, 15 by default). Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +19,17 @@ python3 -c 'import grpc, grpc_tools' 2>/dev/null || python3 -m pip install -q gr
 # measured too: its build took 20 CPU-minutes against 4 for s3s-fs, too much for CI's budget.
 # 0.14.1 is the newest release that builds with this toolchain (Rust 1.95).
 command -v s3s-fs >/dev/null || cargo install s3s-fs --version 0.14.1 --features binary --locked
+
+# The web UI's browser test (tests/web_ui.rs) drives Debian's headless Chromium; the npm
+# packages it needs (playwright-core, no browser download) come with web/'s own packages, which
+# the server's build installs with npm. Here a missing browser fails the test instead of
+# skipping it.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; } >/dev/null
+fi
+chromium --version 2>/dev/null
+export GAUNTLET_REQUIRE_BROWSER=1
+command -v npm >/dev/null || { echo "npm is required to build the web UI (Node.js 20.19 or newer)" >&2; exit 1; }
 
 step "toolchain"
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt

@@ -147,6 +147,15 @@ async fn serve(args: AllArgs) -> anyhow::Result<()> {
     let recv_metrics = receiver.clone();
     let comp_metrics = compact_metrics.clone();
     let app = router(state)
+        .merge(crate::http::ui::router())
+        .merge(crate::http::status::router(
+            Some(crate::http::status::in_process_stores(
+                StoreService::new(store.clone(), 0),
+                receiver.store(),
+                format!("bucket {}", dir.display()),
+            )),
+            Some(crate::http::status::bucket_blocks(store.clone())),
+        ))
         .merge(receiver.write_router())
         .merge(ops::router(
             Arc::new(move || ready.is_ready()),

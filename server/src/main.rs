@@ -1,6 +1,6 @@
 //! The `gauntlet` binary: the command line, dispatching to the role or tool it names.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use gauntlet::logging::{self, LogFormat, LogLevel};
 use gauntlet::{all, compact, query, receive, store, tools};
 use mimalloc::MiMalloc;
@@ -51,8 +51,16 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     gauntlet_engine::alloc::tune();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli =
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut Cli::command()).exit());
     logging::init(cli.log_level, cli.log_format);
+    // The flags as given and defaulted, for `/api/v1/status/flags`.
+    if let Some((name, sub)) = matches.subcommand()
+        && let Some(cmd) = Cli::command().find_subcommand(name)
+    {
+        gauntlet::http::status::record_flags(cmd, sub);
+    }
     let res = match cli.command {
         Command::All(args) => all::run(args),
         Command::Query(args) => query::cmd::run(args),

@@ -5,6 +5,8 @@ mod json;
 pub mod ops;
 pub(crate) mod params;
 mod promql;
+pub mod status;
+pub mod ui;
 
 use std::net::SocketAddr;
 

@@ -134,7 +134,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         }
         endpoints.clone().spawn_refresh_loop(args.info_timeout);
         let querier = Arc::new(Querier::new(
-            endpoints,
+            endpoints.clone(),
             tokio::runtime::Handle::current(),
             args.replica_labels.clone(),
             args.response_timeout,
@@ -144,10 +144,16 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
             config,
         });
         let metrics_querier = querier.clone();
-        let app = router(state).merge(ops::router(
-            Arc::new(|| true),
-            Arc::new(move || render_metrics(&metrics_querier)),
-        ));
+        let app = router(state)
+            .merge(crate::http::ui::router())
+            .merge(crate::http::status::router(
+                Some(crate::http::status::endpoint_stores(endpoints.clone())),
+                None,
+            ))
+            .merge(ops::router(
+                Arc::new(|| true),
+                Arc::new(move || render_metrics(&metrics_querier)),
+            ));
         let grpc = super::proxy::serve(querier, &args.grpc_address);
         let http = crate::http::serve(&args.http_address, app, crate::http::shutdown_signal());
         tokio::select! {

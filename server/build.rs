@@ -1,0 +1,218 @@
+//! Builds the web UI in `web/` with npm and writes the manifest `src/http/ui.rs` embeds.
+//!
+//! npm runs only when the UI's sources changed since the last build: a stamp holding a hash
+//! of the sources sits beside the built files (`web/dist/.gauntlet-stamp`), and another beside
+//! the installed packages (`web/node_modules/.gauntlet-stamp`, a hash of `package-lock.json`),
+//! so clippy, the tests, the fuzz build and another target directory all reuse one build.
+//!
+//! Without npm the build stops and says what to install. `GAUNTLET_WEB_UI=skip` builds a
+//! binary whose pages say the UI was not built, for machines that cannot run npm.
+
+use std::collections::hash_map::DefaultHasher;
+use std::fmt::Write as _;
+use std::fs;
+use std::hash::Hasher;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Inputs of the UI build; a change to any of them rebuilds it.
+const INPUTS: [&str; 6] = [
+    "src",
+    "index.html",
+    "package.json",
+    "package-lock.json",
+    "tsconfig.json",
+    "vite.config.ts",
+];
+
+const STAMP: &str = ".gauntlet-stamp";
+
+fn main() {
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let web = manifest_dir.join("../web");
+    let web = web.canonicalize().unwrap_or(web);
+    for input in INPUTS {
+        println!("cargo:rerun-if-changed={}", web.join(input).display());
+    }
+    println!("cargo:rerun-if-env-changed=GAUNTLET_WEB_UI");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it")).join("web_ui.rs");
+
+    if std::env::var("GAUNTLET_WEB_UI").is_ok_and(|v| v == "skip") {
+        println!("cargo:warning=GAUNTLET_WEB_UI=skip: the web UI is not built; its pages say so");
+        write(
+            &out,
+            "pub const BUILT: bool = false;\npub static FILES: &[File] = &[];\n",
+        );
+        return;
+    }
+
+    let dist = web.join("dist");
+    {
+        // Two builds at once (two target directories) take turns.
+        let lock = fs::File::create(web.join(".build.lock"))
+            .unwrap_or_else(|e| fail(&format!("cannot create {}/.build.lock: {e}", web.display())));
+        lock.lock()
+            .unwrap_or_else(|e| fail(&format!("cannot lock web/.build.lock: {e}")));
+        build(&web, &dist);
+    }
+
+    let mut files = Vec::new();
+    collect(&dist, &dist, &mut files);
+    files.sort();
+    if !files.iter().any(|(rel, _)| rel == "index.html") {
+        fail("the web UI build produced no web/dist/index.html");
+    }
+    let mut code = String::from("pub const BUILT: bool = true;\npub static FILES: &[File] = &[\n");
+    for (rel, path) in &files {
+        writeln!(
+            code,
+            "    File {{ path: {rel:?}, bytes: include_bytes!({path:?}) }},",
+            path = path.display()
+        )
+        .expect("writing to a String");
+    }
+    code.push_str("];\n");
+    write(&out, &code);
+}
+
+/// Runs `npm ci` (when the lock file changed) and `npm run build` (when any input changed).
+fn build(web: &Path, dist: &Path) {
+    let sources = hash_inputs(web);
+    if read_stamp(dist) == Some(sources) && dist.join("index.html").is_file() {
+        return;
+    }
+    check_node();
+    let modules = web.join("node_modules");
+    let mut lock_hash = DefaultHasher::new();
+    hash_file(&web.join("package-lock.json"), &mut lock_hash);
+    let lock_hash = lock_hash.finish();
+    if read_stamp(&modules) != Some(lock_hash) {
+        npm(web, &["ci", "--no-audit", "--no-fund"]);
+        write(&modules.join(STAMP), &format!("{lock_hash:016x}\n"));
+    }
+    npm(web, &["run", "build"]);
+    write(&dist.join(STAMP), &format!("{sources:016x}\n"));
+}
+
+/// The oldest Node.js the UI's build tools run on (vite's requirement).
+const NODE_MIN: (u32, u32) = (20, 19);
+
+/// Stops the build with what to install when npm or a recent enough Node.js is missing.
+fn check_node() {
+    const INSTALL: &str = "install Node.js 20.19 or newer with npm (Debian 13's nodejs and npm \
+                           packages are recent enough), or build \
+                           without the UI with GAUNTLET_WEB_UI=skip";
+    let npm = Command::new("npm")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !npm.is_ok_and(|s| s.success()) {
+        fail(&format!(
+            "npm is not installed, and the web UI in web/ is built with it: {INSTALL}"
+        ));
+    }
+    let version = Command::new("node")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let mut parts = version.trim_start_matches('v').split('.');
+    let mut next = || parts.next().and_then(|p| p.parse::<u32>().ok());
+    match (next(), next()) {
+        (Some(major), Some(minor)) if (major, minor) >= NODE_MIN => {}
+        _ => fail(&format!(
+            "the web UI's build needs Node.js {}.{} or newer, and `node --version` says \
+             {version:?}: {INSTALL}",
+            NODE_MIN.0, NODE_MIN.1
+        )),
+    }
+}
+
+fn npm(web: &Path, args: &[&str]) {
+    // npm's own output goes to stderr: cargo reads a build script's stdout as instructions.
+    let status = Command::new("npm")
+        .args(args)
+        .current_dir(web)
+        .stdout(std::io::stderr())
+        .status()
+        .unwrap_or_else(|e| fail(&format!("running npm {}: {e}", args.join(" "))));
+    if !status.success() {
+        fail(&format!(
+            "`npm {}` in {} failed ({status}); its output is above",
+            args.join(" "),
+            web.display()
+        ));
+    }
+}
+
+/// A hash of every input's path and contents.
+fn hash_inputs(web: &Path) -> u64 {
+    let mut h = DefaultHasher::new();
+    for input in INPUTS {
+        let mut files = Vec::new();
+        let path = web.join(input);
+        if path.is_dir() {
+            collect(&path, web, &mut files);
+        } else {
+            files.push((input.to_string(), path));
+        }
+        files.sort();
+        for (rel, path) in files {
+            h.write(rel.as_bytes());
+            hash_file(&path, &mut h);
+        }
+    }
+    h.finish()
+}
+
+fn hash_file(path: &Path, h: &mut DefaultHasher) {
+    match fs::read(path) {
+        Ok(bytes) => {
+            h.write_usize(bytes.len());
+            h.write(&bytes);
+        }
+        Err(_) => h.write_u8(0),
+    }
+}
+
+fn read_stamp(dir: &Path) -> Option<u64> {
+    let text = fs::read_to_string(dir.join(STAMP)).ok()?;
+    u64::from_str_radix(text.trim(), 16).ok()
+}
+
+/// Files under `dir` as (path relative to `base` with `/` separators, absolute path), stamps
+/// left out.
+fn collect(dir: &Path, base: &Path, out: &mut Vec<(String, PathBuf)>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            collect(&path, base, out);
+        } else if e.file_name() != STAMP {
+            let rel = path.strip_prefix(base).expect("under base");
+            let rel = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            out.push((rel, path.canonicalize().unwrap_or(path)));
+        }
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    if let Some(dir) = path.parent() {
+        let _ = fs::create_dir_all(dir);
+    }
+    fs::write(path, text).unwrap_or_else(|e| fail(&format!("writing {}: {e}", path.display())));
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("error: {msg}");
+    println!("cargo:warning={msg}");
+    std::process::exit(1);
+}

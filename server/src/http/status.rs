@@ -1,0 +1,302 @@
+//! Status endpoints behind the web UI's status page: the flags the process runs with
+//! (`/api/v1/status/flags`, as Prometheus serves them), runtime facts
+//! (`/api/v1/status/runtimeinfo`), and the StoreAPI endpoints a querier reads from with their
+//! health and label sets (`/api/v1/stores`, grouped by component as Thanos's querier does), and
+//! the blocks of a bucket (`/api/v1/blocks`).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use gauntlet_proto::thanos::info::info_server::Info as _;
+use gauntlet_proto::thanos::info::{InfoRequest, InfoResponse};
+use serde_json::{Map, Value, json};
+use tonic::Request;
+
+use gauntlet_engine::store::BucketStore;
+
+use crate::grpc::StoreService;
+use crate::query::endpoints::EndpointSet;
+use crate::receive::store::ReceiveStore;
+
+/// Every flag of the running command with its value (defaults included), in declaration order.
+static FLAGS: OnceLock<Vec<(String, String)>> = OnceLock::new();
+static STARTED: OnceLock<SystemTime> = OnceLock::new();
+
+/// Records the flags of the command the process runs (`cmd` is its subcommand's definition,
+/// `matches` what was parsed for it), for `/api/v1/status/flags`.
+pub fn record_flags(cmd: &clap::Command, matches: &clap::ArgMatches) {
+    let _ = STARTED.set(SystemTime::now());
+    let flags = cmd
+        .get_arguments()
+        .filter_map(|arg| {
+            let name = arg.get_long()?;
+            let value = matches
+                .try_get_raw(arg.get_id().as_str())
+                .ok()
+                .flatten()
+                .map(|vs| {
+                    vs.map(|v| v.to_string_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            Some((name.to_string(), value))
+        })
+        .collect();
+    let _ = FLAGS.set(flags);
+}
+
+/// One StoreAPI endpoint as `/api/v1/stores` shows it.
+#[derive(Debug, Clone, Default)]
+pub struct StoreStatus {
+    /// Its address, or what it is when it is in-process (`bucket`, `receive`).
+    pub name: String,
+    /// The component it says it is (`store`, `receive`, `sidecar`, `query`, …).
+    pub component: String,
+    /// Why the last health check failed; `None` when it is healthy.
+    pub last_error: Option<String>,
+    /// The external label sets of its data.
+    pub label_sets: Vec<Vec<(String, String)>>,
+    /// Earliest and latest sample time it serves, ms.
+    pub min_time: i64,
+    /// See `min_time`.
+    pub max_time: i64,
+}
+
+impl StoreStatus {
+    /// A healthy endpoint from its `thanos.info.Info` answer.
+    pub fn from_info(name: &str, info: &InfoResponse) -> StoreStatus {
+        StoreStatus {
+            name: name.to_string(),
+            component: info.component_type.clone(),
+            last_error: None,
+            label_sets: info
+                .label_sets
+                .iter()
+                .map(|s| {
+                    s.labels
+                        .iter()
+                        .map(|l| (l.name.clone(), l.value.clone()))
+                        .collect()
+                })
+                .collect(),
+            min_time: info.store.as_ref().map_or(i64::MIN, |s| s.min_time),
+            max_time: info.store.as_ref().map_or(i64::MAX, |s| s.max_time),
+        }
+    }
+}
+
+/// Lists the stores a querier reads from, when asked.
+pub type StoresFn =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Vec<StoreStatus>> + Send>> + Send + Sync>;
+
+/// The stores `gauntlet all` reads in-process: the bucket and the receiver's heads, each as
+/// its own `thanos.info.Info` describes it.
+pub fn in_process_stores(
+    bucket: StoreService,
+    received: ReceiveStore,
+    bucket_name: String,
+) -> StoresFn {
+    Arc::new(move || {
+        let (bucket, received, name) = (bucket.clone(), received.clone(), bucket_name.clone());
+        Box::pin(async move {
+            let mut out = Vec::new();
+            let answers = [
+                (name, bucket.info(Request::new(InfoRequest {})).await),
+                (
+                    "receive (in-process)".to_string(),
+                    received.info(Request::new(InfoRequest {})).await,
+                ),
+            ];
+            for (name, answer) in answers {
+                out.push(match answer {
+                    Ok(info) => StoreStatus::from_info(&name, info.get_ref()),
+                    Err(e) => StoreStatus {
+                        name,
+                        last_error: Some(e.message().to_string()),
+                        ..Default::default()
+                    },
+                });
+            }
+            out
+        })
+    })
+}
+
+/// The endpoints a querier polls, with what their last health check found.
+pub fn endpoint_stores(set: Arc<EndpointSet>) -> StoresFn {
+    Arc::new(move || {
+        let endpoints = set.all();
+        Box::pin(async move {
+            endpoints
+                .iter()
+                .map(|e| match e.info() {
+                    Some(info) => StoreStatus {
+                        name: e.addr.clone(),
+                        component: info.component,
+                        last_error: None,
+                        label_sets: info
+                            .label_sets
+                            .iter()
+                            .map(|ls| {
+                                ls.iter()
+                                    .map(|l| (l.name.to_string(), l.value.to_string()))
+                                    .collect()
+                            })
+                            .collect(),
+                        min_time: info.min_time,
+                        max_time: info.max_time,
+                    },
+                    None => StoreStatus {
+                        name: e.addr.clone(),
+                        last_error: Some(
+                            e.last_error()
+                                .unwrap_or_else(|| "not checked yet".to_string()),
+                        ),
+                        ..Default::default()
+                    },
+                })
+                .collect()
+        })
+    })
+}
+
+/// Lists the `meta.json` of every block a bucket store serves.
+pub type BlocksFn = Arc<dyn Fn() -> Vec<Value> + Send + Sync>;
+
+/// The blocks `store` serves, each as its `meta.json` reads.
+pub fn bucket_blocks(store: Arc<BucketStore>) -> BlocksFn {
+    Arc::new(move || {
+        store
+            .blocks()
+            .iter()
+            .filter_map(|b| serde_json::to_value(&b.meta).ok())
+            .collect()
+    })
+}
+
+/// The status routes; `/api/v1/stores` only where there are stores to list, `/api/v1/blocks`
+/// (Thanos's bucket viewer's shape: `{blocks: [meta.json, …], refreshedAt}`) only where a
+/// bucket is served.
+pub fn router(stores: Option<StoresFn>, blocks: Option<BlocksFn>) -> Router {
+    let _ = STARTED.set(SystemTime::now());
+    let mut r = Router::new()
+        .route("/api/v1/status/flags", get(flags))
+        .route("/api/v1/status/runtimeinfo", get(runtime_info));
+    if let Some(list) = blocks {
+        r = r.route(
+            "/api/v1/blocks",
+            get(move || {
+                let list = list.clone();
+                async move {
+                    let blocks = tokio::task::spawn_blocking(move || list())
+                        .await
+                        .unwrap_or_default();
+                    success(json!({
+                        "blocks": blocks,
+                        "refreshedAt": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+                        "err": null,
+                    }))
+                }
+            }),
+        );
+    }
+    match stores {
+        Some(list) => r.route(
+            "/api/v1/stores",
+            get(move || {
+                let list = list.clone();
+                async move { success(stores_json(list().await)) }
+            }),
+        ),
+        None => r,
+    }
+}
+
+fn success(data: Value) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({"status": "success", "data": data}).to_string(),
+    )
+}
+
+async fn flags() -> impl IntoResponse {
+    let data: Map<String, Value> = FLAGS
+        .get()
+        .map(|f| {
+            f.iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect()
+        })
+        .unwrap_or_default();
+    success(Value::Object(data))
+}
+
+async fn runtime_info() -> impl IntoResponse {
+    let started = STARTED.get().copied().unwrap_or_else(SystemTime::now);
+    let cwd = std::env::current_dir()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    success(json!({
+        "startTime": humantime::format_rfc3339_seconds(started).to_string(),
+        "CWD": cwd,
+        "availableParallelism": cpus,
+        "residentMemoryBytes": resident_bytes(),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+/// The process's resident memory, bytes (Linux's `/proc/self/status`), 0 when unknown.
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Thanos's shape: `{component: [{name, lastError, labelSets, minTime, maxTime}]}`.
+fn stores_json(stores: Vec<StoreStatus>) -> Value {
+    let mut by_kind: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    for s in stores {
+        let label_sets: Vec<Value> = s
+            .label_sets
+            .iter()
+            .map(|set| {
+                Value::Object(
+                    set.iter()
+                        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                        .collect(),
+                )
+            })
+            .collect();
+        let kind = if s.component.is_empty() {
+            "unknown".to_string()
+        } else {
+            s.component
+        };
+        by_kind.entry(kind).or_default().push(json!({
+            "name": s.name,
+            "lastError": s.last_error,
+            "labelSets": label_sets,
+            "minTime": s.min_time,
+            "maxTime": s.max_time,
+        }));
+    }
+    Value::Object(
+        by_kind
+            .into_iter()
+            .map(|(k, v)| (k, Value::Array(v)))
+            .collect(),
+    )
+}

@@ -1,0 +1,94 @@
+// Range query results drawn with uPlot: one line per series on the query's step grid, stacked
+// or not, with a legend naming each series by its labels.
+
+import uPlot from 'uplot';
+import 'uplot/dist/uPlot.min.css';
+import { type RangeSeries, formatSeries } from './api';
+
+const COLORS = [
+  '#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd',
+  '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf',
+];
+
+export interface GraphRange {
+  startMs: number;
+  endMs: number;
+  stepMs: number;
+}
+
+/** Values of `s` on the grid, null where it has none; a native histogram counts as its count. */
+function alignedValues(s: RangeSeries, r: GraphRange, points: number): (number | null)[] {
+  const ys: (number | null)[] = new Array(points).fill(null);
+  const put = (t: number, v: number) => {
+    const i = Math.round((t * 1000 - r.startMs) / r.stepMs);
+    if (i >= 0 && i < points) {
+      ys[i] = v;
+    }
+  };
+  for (const [t, v] of s.values ?? []) {
+    put(t, parseFloat(v));
+  }
+  for (const [t, h] of s.histograms ?? []) {
+    put(t, parseFloat(h.count));
+  }
+  return ys;
+}
+
+/** Draws `series` into `parent`, replacing what was there; returns the plot to destroy later. */
+export function drawGraph(
+  parent: HTMLElement,
+  series: RangeSeries[],
+  r: GraphRange,
+  stacked: boolean,
+): uPlot {
+  parent.replaceChildren();
+  const points = Math.floor((r.endMs - r.startMs) / r.stepMs) + 1;
+  const xs = Array.from({ length: points }, (_, i) => (r.startMs + i * r.stepMs) / 1000);
+  const raw = series.map((s) => alignedValues(s, r, points));
+  let shown = raw;
+  if (stacked) {
+    const sums = new Array(points).fill(0);
+    shown = raw.map((ys) =>
+      ys.map((y, i) => {
+        if (y === null || !Number.isFinite(y)) {
+          return null;
+        }
+        sums[i] += y;
+        return sums[i];
+      }),
+    );
+  }
+  const width = Math.max(parent.clientWidth, 400);
+  const opts: uPlot.Options = {
+    width,
+    height: 360,
+    cursor: { drag: { x: true, y: false } },
+    scales: { x: { time: true } },
+    legend: { show: true, live: true },
+    series: [
+      {},
+      ...series.map((s, i) => {
+        const color = COLORS[i % COLORS.length];
+        const histogram = (s.histograms?.length ?? 0) > 0 && (s.values?.length ?? 0) === 0;
+        return {
+          label: formatSeries(s.metric) + (histogram ? ' (histogram count)' : ''),
+          stroke: color,
+          width: 1.5,
+          fill: stacked ? color + '55' : undefined,
+          spanGaps: false,
+          points: { show: points < 60 },
+          // The legend shows each series' own value, stacked or not.
+          value: (_u: uPlot, _v: number | null, sidx: number, didx: number | null) => {
+            const y = didx === null ? null : raw[sidx - 1][didx];
+            return y === null ? '—' : String(y);
+          },
+        } as uPlot.Series;
+      }),
+    ],
+  };
+  if (stacked && series.length > 1) {
+    // Each stacked area fills down to the one below it, not to zero.
+    opts.bands = series.slice(1).map((_, i) => ({ series: [i + 2, i + 1] as [number, number] }));
+  }
+  return new uPlot(opts, [xs, ...shown] as uPlot.AlignedData, parent);
+}

@@ -1,0 +1,136 @@
+// Drives Gauntlet's web UI in the system's headless Chromium and reports what each page shows,
+// as JSON on stdout, for tests/web_ui.rs to check against the HTTP API.
+//
+//   node web/tests/driver.mjs BASE_URL ARTIFACT_DIR STEPS_JSON
+//
+// STEPS_JSON is a list of steps: { name, path (on BASE_URL, or a whole URL for another
+// server), wait (a CSS selector), type? (text typed into the editor after it was cleared),
+// press? (keys pressed after typing, in order), click? (selectors clicked then, in order),
+// waitAfter? (a selector waited for after those) }. Each step opens its page in a fresh tab,
+// waits, optionally types and clicks, screenshots to ARTIFACT_DIR/NAME.png and records the
+// page's contents.
+// Nothing is downloaded: the browser is Debian's chromium at CHROMIUM (default
+// /usr/bin/chromium), with a fresh profile directory.
+
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const [base, artifacts, stepsJson] = process.argv.slice(2);
+if (!base || !artifacts || !stepsJson) {
+  console.error('usage: node driver.mjs BASE_URL ARTIFACT_DIR STEPS_JSON');
+  process.exit(2);
+}
+const steps = JSON.parse(stepsJson);
+mkdirSync(artifacts, { recursive: true });
+const profile = mkdtempSync(join(tmpdir(), 'gauntlet-web-ui-'));
+const TIMEOUT_MS = 20000;
+
+/** What a page shows, read from the DOM: each query panel, then the status page. */
+function readPage() {
+  const text = (root, sel) => [...root.querySelectorAll(sel)].map((e) => e.textContent ?? '');
+  const panels = [...document.querySelectorAll('section.panel')].map((panel) => {
+    const editor = panel.querySelector('.expr .cm-content');
+    return {
+      editor: editor ? editor.innerText.replace(/\u00a0/g, ' ') : null,
+      rows: [...panel.querySelectorAll('table.results tbody tr')].map((tr) =>
+        [...tr.querySelectorAll('td')].map((td) => td.textContent ?? ''),
+      ),
+      errors: text(panel, '.messages .message.error'),
+      warnings: text(panel, '.messages .message.warning'),
+      infos: text(panel, '.messages .message.info'),
+      stats: panel.querySelector('.stats')?.textContent ?? '',
+      marks: [...panel.querySelectorAll('.expr .cm-lintRange, .expr .cm-lintPoint')].map((e) => ({
+        class: e.className,
+        text: e.textContent ?? '',
+      })),
+      canvases: [...panel.querySelectorAll('.graph canvas')].map((c) => ({
+        width: c.width,
+        height: c.height,
+      })),
+      // The legend's first row is the time axis.
+      legend: text(panel, '.graph .u-legend .u-series .u-label').slice(1),
+      empty: text(panel, '.empty'),
+      window: panel.querySelector('.range-note')?.textContent ?? '',
+      inputs: Object.fromEntries(
+        ['moment', 'range', 'end', 'step'].map((c) => [c, panel.querySelector(`input.${c}`)?.value ?? '']),
+      ),
+    };
+  });
+  return {
+    url: location.pathname + location.search,
+    title: document.title,
+    panels,
+    // The first panel's readings, for pages with one.
+    ...(panels[0] ?? {}),
+    completions: text(document, '.cm-tooltip-autocomplete li .cm-completionLabel'),
+    timeline: [...document.querySelectorAll('svg.timeline rect.block')].map((r) => r.getAttribute('data-ulid')),
+    status: [...document.querySelectorAll('section.status')].map((s) => ({
+      id: s.id,
+      rows: [...s.querySelectorAll('tr')].map((tr) =>
+        [...tr.querySelectorAll('th, td')].map((c) => c.textContent ?? ''),
+      ),
+    })),
+  };
+}
+
+const browser = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  viewport: { width: 1280, height: 900 },
+  args: [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ],
+});
+const report = [];
+let failed = false;
+try {
+  for (const step of steps) {
+    const page = await browser.newPage();
+    // Uncaught exceptions in the page; console errors apart (a refused query logs its 400).
+    const pageErrors = [];
+    const consoleErrors = [];
+    page.on('pageerror', (e) => pageErrors.push(String(e)));
+    page.on('console', (m) => {
+      if (m.type() === 'error') consoleErrors.push(m.text());
+    });
+    const entry = { name: step.name };
+    try {
+      await page.goto(/^https?:/.test(step.path) ? step.path : base + step.path, { timeout: TIMEOUT_MS });
+      await page.waitForSelector(step.wait, { timeout: TIMEOUT_MS });
+      if (step.type !== undefined) {
+        await page.click('.expr .cm-content');
+        await page.keyboard.press('Control+A');
+        await page.keyboard.press('Delete');
+        await page.keyboard.type(step.type, { delay: 20 });
+        for (const key of step.press ?? []) await page.keyboard.press(key);
+      }
+      for (const selector of step.click ?? []) await page.click(selector);
+      if (step.waitAfter) await page.waitForSelector(step.waitAfter, { timeout: TIMEOUT_MS });
+      // Let the last frame paint before the picture.
+      await page.waitForTimeout(200);
+      Object.assign(entry, await page.evaluate(readPage));
+    } catch (e) {
+      entry.failure = String(e);
+      failed = true;
+    }
+    entry.pageErrors = pageErrors;
+    entry.consoleErrors = consoleErrors;
+    await page.screenshot({ path: join(artifacts, `${step.name}.png`), fullPage: true }).catch(() => {});
+    report.push(entry);
+    await page.close();
+  }
+} finally {
+  await browser.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+process.stdout.write(JSON.stringify(report) + '\n');
+process.exit(failed ? 1 : 0);
