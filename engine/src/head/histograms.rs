@@ -203,6 +203,34 @@ impl HistSeries {
             .chain(self.cutter.open())
     }
 
+    /// The chunks holding the histograms in `[mint, maxt]`, each in the encoding its
+    /// histograms were stored in: the head's own chunks (whole, as a query of the head gets
+    /// them) unless out-of-order histograms fall in the range; then the histograms of the
+    /// range, merged, cut afresh by the head's rule.
+    pub fn chunks_in(&self, mint: i64, maxt: i64) -> Vec<CutHistogramChunk> {
+        if !self.has_ooo_in(mint, maxt) {
+            return self
+                .all_chunks()
+                .filter(|c| c.2 >= mint && c.1 <= maxt)
+                .map(|(encoding, min_time, max_time, data)| CutHistogramChunk {
+                    encoding,
+                    min_time,
+                    max_time,
+                    data: data.to_vec(),
+                })
+                .collect();
+        }
+        let mut cutter = HistogramChunkCutter::new(self.chunk_range);
+        for (t, h) in self.values(mint, maxt) {
+            // The head validated every histogram it holds.
+            let _ = match &h {
+                HistogramValue::Int(x) => cutter.append_histogram(t, x),
+                HistogramValue::Float(x) => cutter.append_float_histogram(t, x),
+            };
+        }
+        cutter.finish()
+    }
+
     /// Oldest histogram timestamp held, in order or not, ms.
     pub fn min_time(&self) -> Option<i64> {
         let in_order = self.all_chunks().map(|c| c.1).next();

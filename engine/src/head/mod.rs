@@ -44,6 +44,7 @@ use self::refs::RefMap;
 use self::shard::{AppendCheck, HeadShard};
 use self::wbl::Wbl;
 use crate::block::cut::CutOptions;
+use crate::block::histogram_cut::CutHistogramChunk;
 use crate::block::meta::{BlockMeta, ThanosMeta};
 use crate::block::writer::{BlockWriter, EncodedChunk};
 use crate::chunk::Encoding;
@@ -990,6 +991,26 @@ impl Head {
             .into_iter()
             .map(|r| r.map_err(canceled))
             .collect()
+    }
+
+    /// Series matching `matchers` with native histograms in `[mint, maxt]`, sorted by labels,
+    /// each with the chunks holding those histograms in the encodings they were stored in
+    /// (integer histograms in encoding 2, float ones in 3): the head's own chunks, whole, or
+    /// where out-of-order histograms fall in the range, the range's histograms cut afresh.
+    /// For serving the head over the StoreAPI as Thanos Receive serves it. Blocking.
+    pub fn select_histogram_chunks(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<(Labels, Vec<CutHistogramChunk>)>> {
+        let slot = self.slot;
+        let ms = matchers.to_vec();
+        let parts =
+            self.on_cores(move |c| c.with(slot, |s| s.histogram_chunks(&ms, mint, maxt)))?;
+        let mut out: Vec<_> = parts.into_iter().flatten().collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 
     /// The range `[start, end)` of the next block when the head spans more than one and a half

@@ -646,6 +646,22 @@ impl HeadShard {
         out
     }
 
+    /// Series matching `matchers` with native histograms in `[mint, maxt]`, with the chunks
+    /// holding them ([`HistSeries::chunks_in`](super::histograms::HistSeries::chunks_in)).
+    pub fn histogram_chunks(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<(Labels, Vec<CutHistogramChunk>)> {
+        self.matching(matchers, mint, maxt)
+            .filter_map(|s| {
+                let chunks = s.hist.as_ref()?.chunks_in(mint, maxt);
+                (!chunks.is_empty()).then(|| (s.labels.to_labels(), chunks))
+            })
+            .collect()
+    }
+
     /// Label names of the matching series with data in range.
     pub fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> HashSet<String> {
         let mut out = HashSet::new();

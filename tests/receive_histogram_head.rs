@@ -1,9 +1,13 @@
-//! Out-of-order native histograms in `gauntlet receive` with `--tsdb.out-of-order.time-window`:
-//! histograms of three kinds (integer, float, custom buckets) written late over remote write
-//! 1.0 and 2.0 are acknowledged and counted as written, kept in the write-behind log, served
-//! exactly over the StoreAPI (read by the Python grpcio client, chunks decoded here) after a
-//! SIGKILL and a restart, and cut with the in-order ones into blocks that are shipped to the
-//! bucket, which promtool 3 analyzes and Prometheus 3 answers from.
+//! Native histograms in the head of `gauntlet receive`, read through its StoreAPI by the Python
+//! grpcio client (chunks decoded here):
+//!
+//! - the head's chunks are served as they are, integer histograms as `HISTOGRAM` chunks and
+//!   float ones as `FLOAT_HISTOGRAM`, byte for byte what the head's cut rule writes;
+//! - with `--tsdb.out-of-order.time-window`, histograms of three kinds (integer, float, custom
+//!   buckets) written late over remote write 1.0 and 2.0 are acknowledged and counted as
+//!   written, kept in the write-behind log, served exactly after a SIGKILL and a restart, and
+//!   cut with the in-order ones into blocks that are shipped to the bucket, which promtool 3
+//!   analyzes and Prometheus 3 answers from.
 
 mod common;
 #[path = "common/native_histograms.rs"]
@@ -13,8 +17,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::receive::{Receiver, V1, now_ms, post};
-use common::storeapi::{python_calls, series_call};
+use common::storeapi::{hex, python_calls, series_call};
 use common::*;
+use gauntlet_engine::block::histogram_cut::cut_histogram_chunks;
+use gauntlet_engine::histogram::{Histogram, Span};
 use gauntlet_proto::prometheus as pb;
 use native_histograms::*;
 
@@ -227,4 +233,107 @@ fn out_of_order_histograms_are_kept_through_a_kill_and_cut_into_blocks() {
         })
         .collect();
     assert_eq!(got, want);
+}
+
+/// The integer histogram `h` carries (a `count_int` message).
+fn int_model(h: &pb::Histogram) -> Histogram {
+    let sp = |s: &[pb::BucketSpan]| -> Vec<Span> {
+        s.iter()
+            .map(|s| Span {
+                offset: s.offset,
+                length: s.length,
+            })
+            .collect()
+    };
+    let (
+        Some(pb::histogram::Count::CountInt(count)),
+        Some(pb::histogram::ZeroCount::ZeroCountInt(zero)),
+    ) = (h.count, h.zero_count)
+    else {
+        panic!("not an integer histogram: {h:?}");
+    };
+    Histogram {
+        schema: h.schema,
+        zero_threshold: h.zero_threshold,
+        zero_count: zero,
+        count,
+        sum: h.sum,
+        positive_spans: sp(&h.positive_spans),
+        negative_spans: sp(&h.negative_spans),
+        positive_buckets: h.positive_deltas.clone(),
+        negative_buckets: h.negative_deltas.clone(),
+        ..Histogram::default()
+    }
+}
+
+#[test]
+fn the_storeapi_serves_head_histograms_in_the_encodings_they_were_stored_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recv = Receiver::start(
+        &tmp.path().join("receive"),
+        &["--tsdb.out-of-order.time-window=1h"],
+    );
+    // Nine series of each kind in turn (integer, float, float with custom buckets), 30
+    // samples 1 s apart, in order; nine more whose odd samples come late.
+    let t0 = (now_ms() - 10 * MINUTE) / 1000 * 1000;
+    let sent = batch("enc", 9, t0, 30);
+    assert_eq!(send(&recv, false, &sent).0, 200);
+    let late = batch("enc_late", 9, t0, 30);
+    assert_eq!(
+        send(&recv, true, &pick(&late, |j| j % 2 == 0, false)).0,
+        200
+    );
+    assert_eq!(send(&recv, true, &pick(&late, |j| j % 2 == 1, true)).0, 200);
+
+    let res = python_calls(
+        recv.grpc,
+        &serde_json::json!([series_call(
+            &serde_json::json!([[2, "__name__", "enc.*"]]),
+            0,
+            i64::MAX
+        )]),
+    );
+    let series = res[0]["series"].as_array().unwrap();
+    assert_eq!(series.len(), 18, "{}", res[0]);
+    for s in series {
+        let name = s["labels"]["__name__"].as_str().unwrap();
+        let i: usize = s["labels"]["i"].as_str().unwrap().parse().unwrap();
+        // Thanos's chunk types: 1 HISTOGRAM, 2 FLOAT_HISTOGRAM.
+        let want_type = if i.is_multiple_of(3) { 1 } else { 2 };
+        let chunks = s["chunks"].as_array().unwrap();
+        assert!(!chunks.is_empty());
+        for c in chunks {
+            assert_eq!(c["type"], want_type, "{name}{{i={i}}}: {c}");
+        }
+        if name == "enc" && i.is_multiple_of(3) {
+            // In order: the head's own chunks, the bytes its cut rule writes.
+            let samples: Vec<(i64, Histogram)> = sent[i]
+                .histograms
+                .iter()
+                .map(|h| (h.timestamp, int_model(h)))
+                .collect();
+            let want = cut_histogram_chunks(&samples, 2 * 3_600_000).unwrap();
+            let got: Vec<(i64, i64, Vec<u8>)> = chunks
+                .iter()
+                .map(|c| {
+                    (
+                        c["min_time"].as_i64().unwrap(),
+                        c["max_time"].as_i64().unwrap(),
+                        hex(c["data"].as_str().unwrap()),
+                    )
+                })
+                .collect();
+            let want: Vec<(i64, i64, Vec<u8>)> = want
+                .into_iter()
+                .map(|c| (c.min_time, c.max_time, c.data))
+                .collect();
+            assert_eq!(got, want, "enc{{i={i}}}");
+        }
+    }
+    let mut all = sent;
+    all.extend(late);
+    assert_eq!(
+        served_histograms(&res[0]),
+        expected(&all, &[("replica", "r1")])
+    );
 }
