@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::histograms::{deltas, spans};
 use common::receive::{now_ms, post, snappy};
 use common::storeapi::{hex, python_calls};
 use common::*;
@@ -39,25 +40,6 @@ const STEP: i64 = 15_000;
 const SAMPLES: usize = 400;
 /// The stale marker's bits: a histogram sample with this sum marks its series stale.
 const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
-
-fn spans(s: &[(i32, u32)]) -> Vec<pb::BucketSpan> {
-    s.iter()
-        .map(|&(offset, length)| pb::BucketSpan { offset, length })
-        .collect()
-}
-
-/// Deltas of absolute counts, as integer histograms carry them.
-fn deltas(counts: &[u64]) -> Vec<i64> {
-    let mut prev = 0i64;
-    counts
-        .iter()
-        .map(|&c| {
-            let d = c as i64 - prev;
-            prev = c as i64;
-            d
-        })
-        .collect()
-}
 
 /// An integer histogram at schema 3 with negative, zero and positive buckets; counts grow with
 /// `i` and, with `big`, reach beyond 2^53, where an integer and its float spelling part ways.

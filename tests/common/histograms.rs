@@ -3,6 +3,26 @@
 use gauntlet_engine::histogram::{FloatHistogram, Histogram, Span};
 use gauntlet_proto::prometheus as pb;
 
+/// Spans as remote write carries them, from (offset, length) pairs.
+pub fn spans(s: &[(i32, u32)]) -> Vec<pb::BucketSpan> {
+    s.iter()
+        .map(|&(offset, length)| pb::BucketSpan { offset, length })
+        .collect()
+}
+
+/// Deltas of absolute counts, as integer histograms carry them.
+pub fn deltas(counts: &[u64]) -> Vec<i64> {
+    let mut prev = 0i64;
+    counts
+        .iter()
+        .map(|&c| {
+            let d = c as i64 - prev;
+            prev = c as i64;
+            d
+        })
+        .collect()
+}
+
 /// Bucket spans as remote write carries them.
 pub fn spans_pb(spans: &[Span]) -> Vec<pb::BucketSpan> {
     spans

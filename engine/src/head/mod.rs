@@ -13,10 +13,10 @@
 //! held for the write only). A series always lives on the same core, so its samples reach the
 //! WAL in the order they were stored, which replay relies on.
 //!
-//! Out-of-order samples go to `wbl/` only, as Prometheus means to (it logs them to both logs
-//! today, and its WAL replay drops the WAL's copy as older than the series' newest sample):
-//! replay reads the WAL, dropping samples older than their series' newest, then the WBL into
-//! the out-of-order samples ([`wbl`]).
+//! Out-of-order samples and native histograms go to `wbl/` only, as Prometheus means to (it
+//! logs them to both logs today, and its WAL replay drops the WAL's copy as older than the
+//! series' newest sample): replay reads the WAL, dropping samples older than their series'
+//! newest, then the WBL into the out-of-order samples ([`wbl`]).
 
 mod histograms;
 mod labels;
@@ -44,6 +44,7 @@ use self::refs::RefMap;
 use self::shard::{AppendCheck, HeadShard};
 use self::wbl::Wbl;
 use crate::block::cut::CutOptions;
+use crate::block::histogram_cut::CutHistogramChunk;
 use crate::block::meta::{BlockMeta, ThanosMeta};
 use crate::block::writer::{BlockWriter, EncodedChunk};
 use crate::chunk::Encoding;
@@ -220,20 +221,22 @@ impl Shared {
     }
 
     /// Encodes and writes the records for what one core stored: its new series and in-order
-    /// samples to the WAL, its out-of-order samples to the WBL (after the WAL, whose series
-    /// records they refer to).
+    /// samples to the WAL, its out-of-order samples and histograms to the WBL (after the WAL,
+    /// whose series records they refer to), in the record types Prometheus 3 writes there.
     fn log(
         &self,
         created: &[shard::Created],
         stored: &[RefSample],
         stored_ooo: &[RefSample],
         stored_hist: Vec<shard::StoredHistogram>,
+        stored_ooo_hist: Vec<shard::StoredHistogram>,
         buf: &mut Vec<u8>,
     ) -> Result<(), WalError> {
         if created.is_empty()
             && stored.is_empty()
             && stored_ooo.is_empty()
             && stored_hist.is_empty()
+            && stored_ooo_hist.is_empty()
         {
             return Ok(());
         }
@@ -250,40 +253,34 @@ impl Shared {
             wal::record::encode_samples(buf, stored);
             bounds.push(buf.len());
         }
-        // Records follow the order the histograms were stored in, one record per run of the
-        // same kind (integer or float, exponential or custom buckets): a series that switched
-        // kinds in this append replays in the same order.
-        let mut rest = stored_hist.as_slice();
-        while let Some(first) = rest.first() {
-            let kind = histogram_record_kind(&first.2);
-            let n = rest
-                .iter()
-                .position(|s| histogram_record_kind(&s.2) != kind)
-                .unwrap_or(rest.len());
-            let (run, tail) = rest.split_at(n);
-            rest = tail;
-            let (ints, floats) = split_histograms(run);
-            bounds.extend(wal::record::encode_histogram_samples(buf, &ints));
-            bounds.extend(wal::record::encode_float_histogram_samples(buf, &floats));
-        }
+        encode_histogram_records(buf, &stored_hist, &mut bounds);
         let wal_end = buf.len();
+        // WBL records, each with its newest sample (the log tracks each segment's newest).
+        let mut ooo_bounds = Vec::new();
+        let mut newest = Vec::new();
         if !stored_ooo.is_empty() {
             wal::record::encode_samples(buf, stored_ooo);
+            ooo_bounds.push(buf.len());
+            newest.push(stored_ooo.iter().map(|s| s.t).max().unwrap_or(i64::MIN));
         }
-        let mut recs: Vec<&[u8]> = Vec::with_capacity(2);
-        let mut start = 0;
-        for end in bounds {
-            recs.push(&buf[start..end]);
-            start = end;
+        for run in histogram_runs(&stored_ooo_hist) {
+            let before = ooo_bounds.len();
+            encode_histogram_records(buf, run, &mut ooo_bounds);
+            let t = run.iter().map(|s| s.1).max().unwrap_or(i64::MIN);
+            newest.resize(newest.len() + ooo_bounds.len() - before, t);
         }
+        let recs = split_records(buf, 0, &bounds);
+        let ooo_recs: Vec<(&[u8], i64)> = split_records(buf, wal_end, &ooo_bounds)
+            .into_iter()
+            .zip(newest)
+            .collect();
         let mut guard = self.wal.lock().unwrap_or_else(|p| p.into_inner());
         let w = guard.as_mut().ok_or_else(wal_closed)?;
         if !recs.is_empty() {
             w.writer.log(&recs)?;
         }
-        if !stored_ooo.is_empty() {
-            let newest = stored_ooo.iter().map(|s| s.t).max().unwrap_or(i64::MIN);
-            w.wbl.log(&buf[wal_end..], newest)?;
+        if !ooo_recs.is_empty() {
+            w.wbl.log(&ooo_recs)?;
         }
         w.logged += 1;
         self.wal_bytes.fetch_add(wal_end as u64, Relaxed);
@@ -291,6 +288,51 @@ impl Shared {
             .fetch_add((buf.len() - wal_end) as u64, Relaxed);
         Ok(())
     }
+}
+
+/// Encodes `stored` as histogram records at the end of `buf`, pushing each record's end to
+/// `bounds`. Records follow the order the histograms were stored in, one record per run of the
+/// same kind (integer or float, exponential or custom buckets): a series that switched kinds
+/// in one append replays in the same order.
+fn encode_histogram_records(
+    buf: &mut Vec<u8>,
+    stored: &[shard::StoredHistogram],
+    bounds: &mut Vec<usize>,
+) {
+    for run in histogram_runs(stored) {
+        let (ints, floats) = split_histograms(run);
+        bounds.extend(wal::record::encode_histogram_samples(buf, &ints));
+        bounds.extend(wal::record::encode_float_histogram_samples(buf, &floats));
+    }
+}
+
+/// `stored` in runs of one record kind ([`histogram_record_kind`]).
+fn histogram_runs(
+    stored: &[shard::StoredHistogram],
+) -> impl Iterator<Item = &[shard::StoredHistogram]> {
+    let mut rest = stored;
+    std::iter::from_fn(move || {
+        let first = rest.first()?;
+        let kind = histogram_record_kind(&first.2);
+        let n = rest
+            .iter()
+            .position(|s| histogram_record_kind(&s.2) != kind)
+            .unwrap_or(rest.len());
+        let (run, tail) = rest.split_at(n);
+        rest = tail;
+        Some(run)
+    })
+}
+
+/// The records of `buf` from `start`, ending at each of `bounds`.
+fn split_records<'a>(buf: &'a [u8], start: usize, bounds: &[usize]) -> Vec<&'a [u8]> {
+    let mut recs = Vec::with_capacity(bounds.len());
+    let mut start = start;
+    for &end in bounds {
+        recs.push(&buf[start..end]);
+        start = end;
+    }
+    recs
 }
 
 /// The WAL record type a histogram goes to: (float, custom buckets).
@@ -397,6 +439,25 @@ struct Replay {
     pending: usize,
     /// The batches the cores are appending while the next is read and decoded, oldest first.
     in_flight: std::collections::VecDeque<Vec<ReplayCall>>,
+}
+
+/// Notes the (ref, timestamp) pairs of a WBL record read from segment `segment`: the largest
+/// ref in `max_ref`, and the segment's newest sample in `newest`.
+fn wbl_seen(
+    max_ref: &mut u64,
+    seen: impl Iterator<Item = (u64, i64)>,
+    segment: Option<u32>,
+    newest: &mut std::collections::BTreeMap<u32, i64>,
+) {
+    let mut t_max = None;
+    for (r, t) in seen {
+        *max_ref = (*max_ref).max(r);
+        t_max = t_max.max(Some(t));
+    }
+    if let (Some(t), Some(n)) = (t_max, segment) {
+        let e = newest.entry(n).or_insert(t);
+        *e = (*e).max(t);
+    }
 }
 
 impl Replay {
@@ -615,6 +676,11 @@ impl Head {
                     let mut hs = Vec::new();
                     wal::record::decode_histogram_samples_into(rec, &mut hs).map(|skipped| {
                         report.dropped += skipped as u64;
+                        if log == Log::Wbl {
+                            let seen = hs.iter().map(|s| (s.r, s.t));
+                            let seg = segment_number(reader.segment());
+                            wbl_seen(&mut st.max_ref, seen, seg, &mut newest);
+                        }
                         for s in hs {
                             st.route_histogram(s.r, s.t, HistogramValue::Int(s.h), report);
                         }
@@ -630,6 +696,11 @@ impl Head {
                     let mut hs = Vec::new();
                     wal::record::decode_float_histogram_samples_into(rec, &mut hs).map(|skipped| {
                         report.dropped += skipped as u64;
+                        if log == Log::Wbl {
+                            let seen = hs.iter().map(|s| (s.r, s.t));
+                            let seg = segment_number(reader.segment());
+                            wbl_seen(&mut st.max_ref, seen, seg, &mut newest);
+                        }
                         for s in hs {
                             st.route_histogram(s.r, s.t, HistogramValue::Float(s.h), report);
                         }
@@ -648,13 +719,9 @@ impl Head {
                             }
                         }
                         if log == Log::Wbl {
-                            let t = st.samples.iter().map(|s| s.t).max();
-                            let r = st.samples.iter().map(|s| s.r).max();
-                            st.max_ref = st.max_ref.max(r.unwrap_or(0));
-                            if let (Some(t), Some(n)) = (t, segment_number(reader.segment())) {
-                                let e = newest.entry(n).or_insert(t);
-                                *e = (*e).max(t);
-                            }
+                            let seen = st.samples.iter().map(|s| (s.r, s.t));
+                            let seg = segment_number(reader.segment());
+                            wbl_seen(&mut st.max_ref, seen, seg, &mut newest);
                         }
                     })
                 }
@@ -805,6 +872,7 @@ impl Head {
                 let mut stored = Vec::with_capacity(batch.samples_len());
                 let mut stored_ooo = Vec::new();
                 let mut stored_hist = Vec::new();
+                let mut stored_ooo_hist = Vec::new();
                 let check = shared.check(&opts);
                 let rep = c.state().with(slot, |s| {
                     s.append(
@@ -817,12 +885,20 @@ impl Head {
                         &mut stored,
                         &mut stored_ooo,
                         &mut stored_hist,
+                        &mut stored_ooo_hist,
                     )
                 });
                 shared.stored(&rep);
                 let mut buf = Vec::new();
                 shared
-                    .log(&created, &stored, &stored_ooo, stored_hist, &mut buf)
+                    .log(
+                        &created,
+                        &stored,
+                        &stored_ooo,
+                        stored_hist,
+                        stored_ooo_hist,
+                        &mut buf,
+                    )
                     .map(|()| rep)
             }));
         }
@@ -915,6 +991,26 @@ impl Head {
             .into_iter()
             .map(|r| r.map_err(canceled))
             .collect()
+    }
+
+    /// Series matching `matchers` with native histograms in `[mint, maxt]`, sorted by labels,
+    /// each with the chunks holding those histograms in the encodings they were stored in
+    /// (integer histograms in encoding 2, float ones in 3): the head's own chunks, whole, or
+    /// where out-of-order histograms fall in the range, the range's histograms cut afresh.
+    /// For serving the head over the StoreAPI as Thanos Receive serves it. Blocking.
+    pub fn select_histogram_chunks(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<(Labels, Vec<CutHistogramChunk>)>> {
+        let slot = self.slot;
+        let ms = matchers.to_vec();
+        let parts =
+            self.on_cores(move |c| c.with(slot, |s| s.histogram_chunks(&ms, mint, maxt)))?;
+        let mut out: Vec<_> = parts.into_iter().flatten().collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 
     /// The range `[start, end)` of the next block when the head spans more than one and a half

@@ -1,10 +1,10 @@
 //! One series of the head: its labels, its WAL ref, the chunks it has closed, its open chunk
 //! and the out-of-order samples it holds.
 
-use super::histograms::{HistSeries, HistogramValue};
+use super::histograms::{HistSeries, HistogramValue, OooRefusal};
 use super::labels::SeriesLabels;
 use crate::block::cut::{ChunkCutter, CutChunk, CutOptions, cut_chunks};
-use crate::block::histogram_cut::CutHistogramChunk;
+use crate::block::histogram_cut::{CutHistogramChunk, HistogramChunkCutter};
 use crate::chunk::{HistogramBatch, SampleBatch, decode_xor_into};
 
 /// What happened to one appended sample.
@@ -116,8 +116,9 @@ impl MemSeries {
         (self.open.max_time().is_none_or(|f| f < *t)).then_some(h)
     }
 
-    /// Appends a histogram after the series' newest sample. Histograms are not kept out of
-    /// order: an older one is refused, as out of order or (outside the window) too old.
+    /// Appends a histogram after the series' newest sample; an older one is kept out of order
+    /// within the window, as Prometheus 3 keeps out-of-order native histograms, and refused
+    /// as out of order (no window) or too old (outside it).
     pub fn append_histogram(
         &mut self,
         t: i64,
@@ -139,11 +140,13 @@ impl MemSeries {
                 };
             }
             if t < max {
-                return if b.ooo_min != i64::MAX && t < b.ooo_min {
-                    Appended::RefusedTooOld
-                } else {
-                    Appended::RefusedOutOfOrder
-                };
+                if b.ooo_min == i64::MAX {
+                    return Appended::RefusedOutOfOrder;
+                }
+                if t < b.ooo_min {
+                    return Appended::RefusedTooOld;
+                }
+                return self.append_ooo_histogram(t, h, opts);
             }
         }
         let hist = self
@@ -159,6 +162,37 @@ impl MemSeries {
             self.chunks = chunks.into_boxed_slice();
         }
         Appended::InOrder
+    }
+
+    /// Keeps a histogram among the out-of-order ones; the caller has checked it against the
+    /// window. A sample held at `t` already decides as for floats: the same histogram is a
+    /// duplicate, anything else (a float included) a conflict.
+    pub fn append_ooo_histogram(
+        &mut self,
+        t: i64,
+        h: HistogramValue,
+        opts: &CutOptions,
+    ) -> Appended {
+        if h.validate().is_err() {
+            return Appended::RefusedInvalid;
+        }
+        if self.float_at(t) {
+            return Appended::RefusedDuplicateTimestamp;
+        }
+        let hist = self
+            .hist
+            .get_or_insert_with(|| Box::new(HistSeries::new(opts.chunk_range_ms)));
+        match hist.insert_ooo(t, h) {
+            Ok(()) => Appended::OutOfOrder,
+            Err(OooRefusal::Duplicate) => Appended::Duplicate,
+            Err(OooRefusal::Conflict) => Appended::RefusedDuplicateTimestamp,
+            Err(OooRefusal::Invalid) => Appended::RefusedInvalid,
+        }
+    }
+
+    /// Whether a float sample is held at exactly `t`, in order or not.
+    fn float_at(&self, t: i64) -> bool {
+        self.ooo.binary_search_by_key(&t, |s| s.0).is_ok() || self.in_order_at(t).is_some()
     }
 
     /// Appends the histograms in `[mint, maxt]` to `out`, in time order.
@@ -239,6 +273,10 @@ impl MemSeries {
     }
 
     pub fn append_ooo(&mut self, t: i64, v: f64) -> Appended {
+        // A histogram at this timestamp: a float cannot join it.
+        if self.hist.as_ref().is_some_and(|h| h.holds(t)) {
+            return Appended::RefusedDuplicateTimestamp;
+        }
         match self.ooo.binary_search_by_key(&t, |s| s.0) {
             Ok(i) if self.ooo[i].1.to_bits() == v.to_bits() => Appended::Duplicate,
             Ok(_) => Appended::RefusedDuplicateTimestamp,
@@ -333,10 +371,40 @@ impl MemSeries {
             .any(|c| c.max_time >= mint && c.min_time <= maxt)
             || self.open.open().is_some_and(|o| o.1 >= mint && o.0 <= maxt)
             || self.ooo.iter().any(|&(t, _)| t >= mint && t <= maxt)
-            || self
-                .hist
-                .as_ref()
-                .is_some_and(|h| h.all_chunks().any(|c| c.2 >= mint && c.1 <= maxt))
+            || self.hist.as_ref().is_some_and(|h| {
+                h.all_chunks().any(|c| c.2 >= mint && c.1 <= maxt) || h.has_ooo_in(mint, maxt)
+            })
+    }
+
+    /// The series' float and histogram chunks in `[mint, maxt)` for a block. Out-of-order
+    /// samples of a series that holds histograms there are merged with the in-order ones into
+    /// one time line and cut afresh (floats into XOR chunks, histograms into chunks of their
+    /// kind, each kind closing the other's chunk), so the two kinds' chunks never overlap.
+    pub fn block_all_chunks(
+        &self,
+        mint: i64,
+        maxt: i64,
+        opts: &CutOptions,
+    ) -> (Vec<CutChunk>, Vec<CutHistogramChunk>) {
+        let recut = self.hist.as_ref().is_some_and(|h| {
+            h.has_ooo_in(mint, maxt - 1)
+                || (self.ooo.iter().any(|&(t, _)| t >= mint && t < maxt)
+                    && (h.all_chunks().any(|c| c.2 >= mint && c.1 < maxt)))
+        });
+        if !recut {
+            return (
+                self.block_chunks(mint, maxt, opts),
+                self.block_histogram_chunks(mint, maxt),
+            );
+        }
+        let mut floats = SampleBatch::new();
+        self.samples_into(mint, maxt - 1, &mut floats);
+        let hists = self
+            .hist
+            .as_ref()
+            .map(|h| h.values(mint, maxt - 1))
+            .unwrap_or_default();
+        cut_time_line(&floats, &hists, opts)
     }
 
     /// The series' data in `[mint, maxt)` as chunks for a block: the head's own chunks when no
@@ -407,6 +475,37 @@ impl MemSeries {
             + self.ooo.len() * 16
             + self.hist.as_ref().map_or(0, |h| h.data_bytes())
     }
+}
+
+/// Cuts one series' floats and histograms (each sorted, timestamps distinct across both) into
+/// chunks as the head would have cut them arriving in time order.
+fn cut_time_line(
+    floats: &SampleBatch,
+    hists: &[(i64, HistogramValue)],
+    opts: &CutOptions,
+) -> (Vec<CutChunk>, Vec<CutHistogramChunk>) {
+    let mut fc = ChunkCutter::new();
+    let mut hc = HistogramChunkCutter::new(opts.chunk_range_ms);
+    let mut float_chunks = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < floats.len() || j < hists.len() {
+        if j >= hists.len() || (i < floats.len() && floats.ts[i] < hists[j].0) {
+            hc.close();
+            float_chunks.extend(fc.push(floats.ts[i], floats.val[i], opts));
+            i += 1;
+        } else {
+            float_chunks.extend(fc.finish());
+            let (t, h) = &hists[j];
+            // The head validated every histogram it holds.
+            let _ = match h {
+                HistogramValue::Int(x) => hc.append_histogram(*t, x),
+                HistogramValue::Float(x) => hc.append_float_histogram(*t, x),
+            };
+            j += 1;
+        }
+    }
+    float_chunks.extend(fc.finish());
+    (float_chunks, hc.finish())
 }
 
 #[cfg(test)]

@@ -121,7 +121,7 @@ pub struct AppendReport {
     pub out_of_order: u64,
     /// Samples at a stored timestamp with another value.
     pub duplicate_timestamp: u64,
-    /// Of the samples stored in order, native histogram samples.
+    /// Of the samples stored (in order or not), native histogram samples.
     pub appended_histograms: u64,
     /// Histogram samples refused because they do not validate.
     pub invalid_histograms: u64,
@@ -341,7 +341,7 @@ impl HeadShard {
     /// series is created when `reserve_series` grants it room under the tenant's limit; it
     /// gets its ref from `next_ref` and is pushed to `created`. Stored samples go as
     /// (ref, t, v) to `stored` when in order (for the WAL) and to `stored_ooo` when out of
-    /// order (for the WBL).
+    /// order (for the WBL); stored histograms to `stored_hist` and `stored_ooo_hist` alike.
     #[allow(clippy::too_many_arguments)]
     pub fn append(
         &mut self,
@@ -354,6 +354,7 @@ impl HeadShard {
         stored: &mut Vec<RefSample>,
         stored_ooo: &mut Vec<RefSample>,
         stored_hist: &mut Vec<StoredHistogram>,
+        stored_ooo_hist: &mut Vec<StoredHistogram>,
     ) -> AppendReport {
         let mut rep = AppendReport::empty();
         let bounds = AppendBounds {
@@ -390,7 +391,11 @@ impl HeadShard {
                     let h = last.stale_like();
                     let outcome = series.append_histogram(t, h.clone(), opts, bounds);
                     if count_histogram(&mut rep, outcome, t) {
-                        stored_hist.push((series.r, t, h));
+                        let log = match outcome {
+                            Appended::OutOfOrder => &mut *stored_ooo_hist,
+                            _ => &mut *stored_hist,
+                        };
+                        log.push((series.r, t, h));
                     }
                     continue;
                 }
@@ -433,13 +438,22 @@ impl HeadShard {
                     rep.too_new += 1;
                     continue;
                 }
-                if t < check.min_valid {
-                    rep.too_old += 1;
-                    continue;
-                }
-                let outcome = series.append_histogram(t, h.clone(), opts, bounds);
+                let outcome = if t < check.min_valid {
+                    if t < check.ooo_min {
+                        rep.too_old += 1;
+                        continue;
+                    }
+                    // Below the in-order bound but inside the window, as for floats.
+                    series.append_ooo_histogram(t, h.clone(), opts)
+                } else {
+                    series.append_histogram(t, h.clone(), opts, bounds)
+                };
                 if count_histogram(&mut rep, outcome, t) {
-                    stored_hist.push((series.r, t, h.clone()));
+                    let log = match outcome {
+                        Appended::OutOfOrder => &mut *stored_ooo_hist,
+                        _ => &mut *stored_hist,
+                    };
+                    log.push((series.r, t, h.clone()));
                 }
             }
         }
@@ -632,6 +646,22 @@ impl HeadShard {
         out
     }
 
+    /// Series matching `matchers` with native histograms in `[mint, maxt]`, with the chunks
+    /// holding them ([`HistSeries::chunks_in`](super::histograms::HistSeries::chunks_in)).
+    pub fn histogram_chunks(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<(Labels, Vec<CutHistogramChunk>)> {
+        self.matching(matchers, mint, maxt)
+            .filter_map(|s| {
+                let chunks = s.hist.as_ref()?.chunks_in(mint, maxt);
+                (!chunks.is_empty()).then(|| (s.labels.to_labels(), chunks))
+            })
+            .collect()
+    }
+
     /// Label names of the matching series with data in range.
     pub fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> HashSet<String> {
         let mut out = HashSet::new();
@@ -672,11 +702,8 @@ impl HeadShard {
             .values()
             .filter(|s| s.overlaps(mint, maxt - 1))
             .map(|s| {
-                (
-                    s.labels.to_labels(),
-                    s.block_chunks(mint, maxt, opts),
-                    s.block_histogram_chunks(mint, maxt),
-                )
+                let (floats, hists) = s.block_all_chunks(mint, maxt, opts);
+                (s.labels.to_labels(), floats, hists)
             })
             .filter(|(_, c, h)| !c.is_empty() || !h.is_empty())
             .collect();
@@ -762,7 +789,11 @@ pub(crate) type BlockSeries = (Labels, Vec<CutChunk>, Vec<CutHistogramChunk>);
 fn count_histogram(rep: &mut AppendReport, outcome: Appended, t: i64) -> bool {
     match outcome {
         Appended::InOrder | Appended::OutOfOrder => {
-            rep.appended += 1;
+            if outcome == Appended::InOrder {
+                rep.appended += 1;
+            } else {
+                rep.appended_ooo += 1;
+            }
             rep.appended_histograms += 1;
             rep.max_time = rep.max_time.max(t);
             rep.min_time = rep.min_time.min(t);

@@ -5,6 +5,7 @@ use super::*;
 use crate::histogram::{CounterResetHint, Histogram, Span};
 use crate::labels::hash_pairs;
 use crate::shard::IoChoice;
+use crate::wal::WalReader;
 
 fn runtime(cores: usize) -> Arc<HeadRuntime> {
     HeadRuntime::start(&RuntimeConfig {
@@ -193,4 +194,155 @@ fn switching_kinds_starts_new_chunks_and_stale_markers_follow_the_kind() {
     assert_eq!(meta.stats.num_chunks, 5);
     let block = crate::block::reader::block_dirs(dir.path()).unwrap();
     assert_eq!(block.len(), 1);
+}
+
+#[test]
+fn out_of_order_histograms_are_kept_logged_to_the_wbl_replayed_and_cut_into_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(2);
+    let o = HeadOptions {
+        ooo_window_ms: 3_600_000,
+        ..opts()
+    };
+    let (head, _) = Head::open(rt.clone(), dir.path(), o.clone()).unwrap();
+    let t = |i: i64| 30_000_000 + i * 10_000;
+    let int = |i: i64| HistogramValue::Int(hist(i as u64, false));
+    let float = |i: i64| {
+        let mut f = hist(i as u64, true).to_float();
+        f.sum += 0.5;
+        HistogramValue::Float(f)
+    };
+    // Even steps in order, then the odd ones, newest first: the newest is in order, the rest
+    // out of order.
+    let even = |v: &dyn Fn(i64) -> HistogramValue| {
+        (0..20).step_by(2).map(|i| (t(i), v(i))).collect::<Vec<_>>()
+    };
+    let odd = |v: &dyn Fn(i64) -> HistogramValue| {
+        (0..10)
+            .rev()
+            .map(|k| (t(2 * k + 1), v(2 * k + 1)))
+            .collect::<Vec<_>>()
+    };
+    block_on(head.append(batch(&head, "int", &[], &even(&int)))).unwrap();
+    block_on(head.append(batch(&head, "nhcb", &[], &even(&float)))).unwrap();
+    let r = block_on(head.append(batch(&head, "int", &[], &odd(&int)))).unwrap();
+    assert_eq!(
+        (r.appended, r.appended_ooo, r.appended_histograms),
+        (1, 9, 10)
+    );
+    let r = block_on(head.append(batch(&head, "nhcb", &[], &odd(&float)))).unwrap();
+    assert_eq!((r.appended_ooo, r.appended_histograms), (9, 10));
+    // At a held timestamp: the same histogram is a duplicate, another one or a float a
+    // conflict; an invalid one is refused; before the window, too old.
+    let mut bad = hist(3, false);
+    bad.count = 1;
+    let r = block_on(head.append(batch(
+        &head,
+        "int",
+        &[(t(5), 1.0)],
+        &[
+            (t(5), int(5)),
+            (t(4), int(4)),
+            (t(7), int(8)),
+            (t(2), int(3)),
+            (t(-1), HistogramValue::Int(bad)),
+            (t(-400), int(0)),
+        ],
+    )))
+    .unwrap();
+    assert_eq!(
+        (
+            r.duplicates,
+            r.duplicate_timestamp,
+            r.invalid_histograms,
+            r.too_old,
+            r.appended_ooo
+        ),
+        (2, 3, 1, 1, 0),
+        "{r:?}"
+    );
+    let all = |v: &dyn Fn(i64) -> HistogramValue| {
+        (0..20).map(|i| (t(i), v(i).to_float())).collect::<Vec<_>>()
+    };
+    // Compared without the counter-reset hints, which chunk headers set.
+    let held = |head: &Head, name: &str| {
+        let s = select(head, name);
+        s.histograms
+            .ts
+            .iter()
+            .copied()
+            .zip(
+                s.histograms
+                    .h
+                    .into_iter()
+                    .map(|h| crate::histogram::FloatHistogram {
+                        counter_reset_hint: CounterResetHint::Unknown,
+                        ..h
+                    }),
+            )
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(held(&head, "int"), all(&int));
+    assert_eq!(held(&head, "nhcb"), all(&float));
+
+    // The WBL holds them as histogram records (7 integer, 10 float with custom buckets).
+    let mut types = std::collections::BTreeMap::new();
+    let mut r = WalReader::open(&dir.path().join("wbl")).unwrap();
+    while let Ok(Some(rec)) = r.next() {
+        *types.entry(rec[0]).or_insert(0) += 1;
+    }
+    assert_eq!(
+        types.keys().copied().collect::<Vec<_>>(),
+        [7, 10],
+        "{types:?}"
+    );
+
+    // Replayed from the WAL and WBL, as written.
+    drop(head);
+    let (head, rep) = Head::open(rt, dir.path(), o).unwrap();
+    assert_eq!(
+        (rep.samples, rep.wbl_samples, rep.dropped),
+        (40, 18, 0),
+        "{rep:?}"
+    );
+    assert_eq!(held(&head, "int"), all(&int));
+    assert_eq!(held(&head, "nhcb"), all(&float));
+
+    // The block holds every histogram, in-order and out-of-order merged into chunks.
+    let meta = head
+        .cut_block(0, 2 * 30_000_000, None, |_| {})
+        .unwrap()
+        .expect("a block");
+    assert_eq!(meta.stats.num_histogram_samples, 40);
+    drop(head);
+    let only = tempfile::tempdir().unwrap();
+    std::fs::rename(
+        dir.path().join(meta.ulid.to_string()),
+        only.path().join(meta.ulid.to_string()),
+    )
+    .unwrap();
+    let blocks = crate::query::LocalBlocks::open(only.path()).unwrap();
+    for (name, want) in [("int", all(&int)), ("nhcb", all(&float))] {
+        let got = blocks
+            .select(
+                &[eq("__name__", name)],
+                0,
+                i64::MAX,
+                &SelectHints::default(),
+            )
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        let h = &got[0].histograms;
+        let got: Vec<(i64, crate::histogram::FloatHistogram)> =
+            h.ts.iter().copied().zip(h.h.iter().cloned()).collect();
+        assert_eq!(got.len(), want.len(), "{name}");
+        for ((gt, gh), (wt, wh)) in got.iter().zip(&want) {
+            assert_eq!(gt, wt, "{name}");
+            let gh = crate::histogram::FloatHistogram {
+                counter_reset_hint: wh.counter_reset_hint,
+                ..gh.clone()
+            };
+            assert!(gh.identical(wh), "{name} at {gt}: {gh:?} != {wh:?}");
+        }
+    }
 }

@@ -1,5 +1,7 @@
-//! The write-behind log (`<tenant>/wbl/`): the out-of-order samples the head stores, in the
-//! WAL's segment, page and record format, as Prometheus keeps them beside `wal/` since 2.39.
+//! The write-behind log (`<tenant>/wbl/`): the out-of-order samples and native histograms the
+//! head stores, in the WAL's segment, page and record format (float samples, and histogram
+//! records 7-10 as Prometheus 3 writes them there), as Prometheus keeps them beside `wal/`
+//! since 2.39.
 //! Series records stay in the WAL only; a WBL samples record refers to refs the WAL declared.
 //!
 //! Prometheus drops every WBL segment once it has compacted its whole out-of-order head into
@@ -50,15 +52,18 @@ impl Wbl {
         Ok(self.writer.insert(w))
     }
 
-    /// Writes one samples record whose newest sample is at `newest` (ms).
-    pub fn log(&mut self, rec: &[u8], newest: i64) -> Result<(), WalError> {
-        let w = self.open_writer()?;
-        w.log(&[rec])?;
-        // A record never spans segments: it is in the one being written now.
-        let seg = w.segment();
-        self.dirty = true;
-        let n = self.newest.entry(seg).or_insert(newest);
-        *n = (*n).max(newest);
+    /// Writes sample records (floats or histograms), each with its newest sample's
+    /// timestamp (ms).
+    pub fn log(&mut self, recs: &[(&[u8], i64)]) -> Result<(), WalError> {
+        for &(rec, newest) in recs {
+            let w = self.open_writer()?;
+            w.log(&[rec])?;
+            // A record never spans segments: it is in the one being written now.
+            let seg = w.segment();
+            self.dirty = true;
+            let n = self.newest.entry(seg).or_insert(newest);
+            *n = (*n).max(newest);
+        }
         Ok(())
     }
 

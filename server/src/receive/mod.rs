@@ -7,6 +7,7 @@
 
 pub mod forward;
 pub mod hashring;
+pub mod histogram;
 pub mod replicate;
 pub mod ship;
 pub mod store;
@@ -579,10 +580,10 @@ impl Receiver {
                 ws.invalid_series.load(Relaxed),
             ),
             (
-                "gauntlet_receive_histograms_dropped_total",
+                "gauntlet_receive_write_histograms_total",
                 "counter",
-                "Native histogram samples received and not stored (in series forwarded by another receiver).",
-                ws.histograms_dropped.load(Relaxed),
+                "Native histogram samples received in remote-write requests and forwarded writes.",
+                ws.histograms.load(Relaxed),
             ),
             (
                 "gauntlet_receive_exemplars_dropped_total",

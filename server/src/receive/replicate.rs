@@ -12,7 +12,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use gauntlet_engine::ErrorClass;
 use gauntlet_engine::head::AppendReport;
-use gauntlet_engine::remote_write::WriteBatch;
+use gauntlet_engine::remote_write::{HistogramSample, WriteBatch};
 use gauntlet_proto::prometheus as pb;
 use gauntlet_proto::thanos;
 
@@ -156,9 +156,12 @@ impl Route {
         checked: Checked,
     ) -> Result<Plan, (StatusCode, String)> {
         let Checked { series, refusals } = checked;
-        let samples: Vec<u64> = series
+        let samples: Vec<Counts> = series
             .iter()
-            .map(|&i| wb.series_samples(i as usize).len() as u64)
+            .map(|&i| Counts {
+                floats: wb.series_samples(i as usize).len() as u64,
+                histograms: valid_histograms(wb, i as usize).count() as u64,
+            })
             .collect();
         let local_write = |tenant: Option<Arc<Tenant>>, which: &[u32]| match tenant {
             Some(t) => Ok(LocalWrite::new(t, wb, which)),
@@ -241,8 +244,19 @@ impl Route {
     }
 }
 
-/// A series of `wb` as a message to forward (its float samples; exemplars and histograms are
-/// not kept by the decoder, so they are not forwarded either).
+/// Series `i`'s native histograms that validate: an invalid one is refused where the write
+/// arrives ([`Refusals`]) and goes nowhere.
+fn valid_histograms<'b>(
+    wb: &'b WriteBatch<'_>,
+    i: usize,
+) -> impl Iterator<Item = &'b HistogramSample> + 'b {
+    wb.series_histograms(i)
+        .iter()
+        .filter(|h| h.validate().is_ok())
+}
+
+/// A series of `wb` as a message to forward: its float samples and valid native histograms
+/// (exemplars are not kept by the decoder, so they are not forwarded).
 fn to_proto(wb: &WriteBatch<'_>, i: usize) -> pb::TimeSeries {
     pb::TimeSeries {
         labels: wb
@@ -261,8 +275,18 @@ fn to_proto(wb: &WriteBatch<'_>, i: usize) -> pb::TimeSeries {
                 timestamp: s.t,
             })
             .collect(),
+        histograms: valid_histograms(wb, i)
+            .map(super::histogram::to_proto)
+            .collect(),
         ..Default::default()
     }
+}
+
+/// Samples of one series, by kind.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    floats: u64,
+    histograms: u64,
 }
 
 /// A write split by destination, owning everything it sends.
@@ -272,7 +296,7 @@ pub struct Plan {
     fwd: Option<Arc<Forwarder>>,
     quorum: u32,
     /// Samples of each checked series, by position.
-    samples: Vec<u64>,
+    samples: Vec<Counts>,
     refusals: Refusals,
     /// This receiver's share and the positions of its series.
     local: Option<(LocalWrite, Vec<u32>)>,
@@ -430,7 +454,8 @@ impl Plan {
         let mut written_histograms = 0;
         for (t, s) in tally.iter().zip(&samples) {
             if t.ok >= quorum {
-                written_samples += s;
+                written_samples += s.floats;
+                written_histograms += s.histograms;
             } else {
                 not_written += 1;
                 worst = worst.max(Some(t.cause(quorum)));

@@ -1,11 +1,13 @@
 //! The receiver's StoreAPI and Info service: every tenant's head and local blocks, each
 //! tenant one label set (the `--label`s plus the tenant label), as Thanos Receive serves them,
-//! so a querier sees samples seconds after they were written.
+//! so a querier sees samples seconds after they were written. The head's native histogram
+//! chunks go out as they are, integer ones as `HISTOGRAM` and float ones as `FLOAT_HISTOGRAM`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use gauntlet_engine::block::cut::DEFAULT_CHUNK_RANGE_MS;
-use gauntlet_engine::block::histogram_cut::cut_float_histogram_chunks;
+use gauntlet_engine::block::histogram_cut::{CutHistogramChunk, cut_float_histogram_chunks};
 use gauntlet_engine::chunk::{HistogramBatch, SampleBatch};
 use gauntlet_engine::histogram::FloatHistogram;
 use gauntlet_engine::labels::{Labels, Matcher, external_matchers};
@@ -60,10 +62,57 @@ pub fn select(
     Ok(out)
 }
 
-/// A series' samples as wire chunks: floats in XOR chunks of at most 120 samples, as the
-/// bucket store serves them, native histograms in float histogram chunks (Thanos's
-/// `FLOAT_HISTOGRAM`) cut by the head's rule, all in time order.
-fn wire_chunks(samples: &SampleBatch, histograms: &HistogramBatch) -> Vec<thanos::AggrChunk> {
+/// As [`select`], each series with the head's chunks of its native histograms, in the
+/// encodings they were stored in, as Thanos Receive serves its head; the histograms those
+/// chunks hold are taken out of the series' decoded ones (what is left came from local
+/// blocks). Without `head_chunks` (a request that skips chunks), none are read. Blocking.
+fn select_with_head_chunks(
+    tenants: &Tenants,
+    matchers: &[Matcher],
+    mint: i64,
+    maxt: i64,
+    head_chunks: bool,
+) -> gauntlet_engine::Result<Vec<(Series, Vec<CutHistogramChunk>)>> {
+    let hints = SelectHints::default();
+    let mut out = Vec::new();
+    for (t, ms) in targets(tenants, matchers) {
+        let mut by_labels: BTreeMap<Labels, Vec<CutHistogramChunk>> = if head_chunks {
+            t.head
+                .select_histogram_chunks(&ms, mint, maxt)?
+                .into_iter()
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        for mut s in t.source().select(&ms, mint, maxt, &hints)? {
+            let chunks = by_labels.remove(&s.labels).unwrap_or_default();
+            if !chunks.is_empty() {
+                let covered = |ts: i64| chunks.iter().any(|c| c.min_time <= ts && ts <= c.max_time);
+                let mut rest = HistogramBatch::new();
+                for (ts, h) in s.histograms.ts.iter().zip(&s.histograms.h) {
+                    if !covered(*ts) {
+                        rest.push(*ts, h.clone());
+                    }
+                }
+                s.histograms = rest;
+            }
+            s.labels = s.labels.with_external(&t.external);
+            out.push((s, chunks));
+        }
+    }
+    out.sort_by(|a, b| a.0.labels.cmp(&b.0.labels));
+    Ok(out)
+}
+
+/// A series' samples as wire chunks, in time order: floats in XOR chunks of at most 120
+/// samples, as the bucket store serves them; the head's histogram chunks as they are
+/// (`HISTOGRAM` or `FLOAT_HISTOGRAM`); other native histograms (from local blocks) in float
+/// histogram chunks cut by the head's rule.
+fn wire_chunks(
+    samples: &SampleBatch,
+    histograms: &HistogramBatch,
+    head_chunks: &[CutHistogramChunk],
+) -> Vec<thanos::AggrChunk> {
     let mut out: Vec<thanos::AggrChunk> = encode_batch(samples)
         .iter()
         .map(|c| {
@@ -75,7 +124,16 @@ fn wire_chunks(samples: &SampleBatch, histograms: &HistogramBatch) -> Vec<thanos
             })
         })
         .collect();
+    out.extend(head_chunks.iter().map(|c| {
+        convert::chunk(&ChunkView {
+            min_time: c.min_time,
+            max_time: c.max_time,
+            encoding: c.encoding as u8,
+            data: &c.data,
+        })
+    }));
     if histograms.is_empty() {
+        out.sort_by_key(|c| c.min_time);
         return out;
     }
     let hs: Vec<(i64, FloatHistogram)> = histograms
@@ -198,16 +256,15 @@ impl thanos::store_server::Store for ReceiveStore {
         let strip = req.without_replica_labels.clone();
         let skip_chunks = req.skip_chunks;
         let series = tokio::task::spawn_blocking(move || {
-            let hints = SelectHints::default();
-            let selected = select(&tenants, &matchers, mint, maxt, &hints)?;
+            let selected = select_with_head_chunks(&tenants, &matchers, mint, maxt, !skip_chunks)?;
             let out: Vec<(Labels, Vec<thanos::AggrChunk>)> = selected
                 .into_iter()
-                .map(|s| {
+                .map(|(s, head_chunks)| {
                     let labels = without_labels(&s.labels, &strip);
                     let chunks = if skip_chunks {
                         Vec::new()
                     } else {
-                        wire_chunks(&s.samples, &s.histograms)
+                        wire_chunks(&s.samples, &s.histograms, &head_chunks)
                     };
                     (labels, chunks)
                 })

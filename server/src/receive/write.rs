@@ -46,9 +46,8 @@ pub struct WriteStats {
     pub series: AtomicU64,
     /// Float samples received.
     pub samples: AtomicU64,
-    /// Native histogram samples received and not stored: those of series forwarded by another
-    /// receiver (`thanos.WriteRequest`), whose histograms Gauntlet does not read yet.
-    pub histograms_dropped: AtomicU64,
+    /// Native histogram samples received.
+    pub histograms: AtomicU64,
     /// Exemplars received and not stored.
     pub exemplars_dropped: AtomicU64,
     /// Series refused for invalid labels.
@@ -249,6 +248,7 @@ impl Input {
                 for ts in series {
                     let labels = wb.labels.len() as u32;
                     let samples = wb.samples.len() as u32;
+                    let histograms = wb.histogram_samples.len() as u32;
                     wb.labels.extend(
                         ts.labels
                             .iter()
@@ -259,12 +259,15 @@ impl Input {
                             t: s.timestamp,
                             v: s.value,
                         }));
+                    wb.histogram_samples
+                        .extend(ts.histograms.iter().map(super::histogram::from_proto));
                     wb.histograms += ts.histograms.len();
                     wb.exemplars += ts.exemplars.len();
                     wb.series.push(SeriesEntry {
                         labels: labels..wb.labels.len() as u32,
                         samples: samples..wb.samples.len() as u32,
                         histograms: ts.histograms.len() as u32,
+                        histogram_samples: histograms..wb.histogram_samples.len() as u32,
                         exemplars: ts.exemplars.len() as u32,
                         ..SeriesEntry::default()
                     });
@@ -403,7 +406,8 @@ impl Refusals {
 /// A request's series that passed the checks.
 #[derive(Debug)]
 pub struct Checked {
-    /// Indexes in the batch of the series with valid labels and at least one sample.
+    /// Indexes in the batch of the series with valid labels and at least one float sample or
+    /// valid native histogram.
     pub series: Vec<u32>,
     /// The series refused.
     pub refusals: Refusals,
@@ -418,10 +422,9 @@ fn check(st: &WriteState, wb: &WriteBatch<'_>) -> Result<Checked, (StatusCode, S
     st.stats
         .exemplars_dropped
         .fetch_add(wb.exemplars as u64, Relaxed);
-    st.stats.histograms_dropped.fetch_add(
-        wb.histograms.saturating_sub(wb.histogram_samples.len()) as u64,
-        Relaxed,
-    );
+    st.stats
+        .histograms
+        .fetch_add(wb.histogram_samples.len() as u64, Relaxed);
     let l = &st.limits;
     if l.series > 0 && n_series > l.series {
         return Err((
@@ -456,6 +459,7 @@ fn check(st: &WriteState, wb: &WriteBatch<'_>) -> Result<Checked, (StatusCode, S
         }
         // An invalid histogram is refused alone, as Prometheus refuses it: the series' other
         // samples are written and the request answered 400 naming it.
+        let mut valid_hists = 0;
         for h in hists {
             if let Err(e) = h.validate() {
                 refusals.invalid_histograms += 1;
@@ -466,9 +470,11 @@ fn check(st: &WriteState, wb: &WriteBatch<'_>) -> Result<Checked, (StatusCode, S
                         h.t
                     ));
                 }
+            } else {
+                valid_hists += 1;
             }
         }
-        if !samples.is_empty() || !hists.is_empty() {
+        if !samples.is_empty() || valid_hists > 0 {
             series.push(i as u32);
         }
     }
