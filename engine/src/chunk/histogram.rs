@@ -29,7 +29,7 @@ use super::varbit::{
 };
 use crate::histogram::{
     CounterResetHint, FloatHistogram, FloatValue, Histogram, HistogramError, Side, Span,
-    count_buckets, custom_bounds_match, deltas_to_float_counts, is_custom_buckets_schema,
+    count_buckets, custom_bounds_match, deltas_to_exact_float_counts, is_custom_buckets_schema,
 };
 
 /// What appending a sample did to a histogram chunk.
@@ -634,8 +634,8 @@ impl<'a> HistogramIterator<'a> {
         out.custom_values = Arc::clone(&self.layout.custom_values);
     }
 
-    /// Writes the current sample into `out` with float counts (buckets summed as
-    /// [`Histogram::to_float`] sums them).
+    /// Writes the current sample into `out` with float counts, as
+    /// [`Histogram::to_float_from_counts`] reads them.
     pub fn float_histogram_into(&self, out: &mut FloatHistogram) {
         if super::is_stale_nan(self.sum.value) {
             out.clone_from(&FloatHistogram::stale_marker());
@@ -649,8 +649,10 @@ impl<'a> HistogramIterator<'a> {
         out.sum = self.sum.value;
         out.positive_spans.clone_from(&self.layout.positive_spans);
         out.negative_spans.clone_from(&self.layout.negative_spans);
-        out.positive_buckets = deltas_to_float_counts(&self.p_buckets);
-        out.negative_buckets = deltas_to_float_counts(&self.n_buckets);
+        // Each bucket the float nearest its absolute count, as Prometheus's chunk iterator
+        // hands it to PromQL.
+        out.positive_buckets = deltas_to_exact_float_counts(&self.p_buckets);
+        out.negative_buckets = deltas_to_exact_float_counts(&self.n_buckets);
         out.custom_values = Arc::clone(&self.layout.custom_values);
     }
 

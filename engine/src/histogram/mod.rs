@@ -217,10 +217,9 @@ impl Histogram {
     /// [`Histogram::to_float`], which adds the deltas up as floats, this is exact wherever
     /// the float can be, also past 2^53.
     pub fn to_float_from_counts(&self) -> FloatHistogram {
-        let floats = |counts: Vec<i64>| counts.into_iter().map(|c| c as f64).collect();
         FloatHistogram {
-            positive_buckets: floats(self.positive_counts()),
-            negative_buckets: floats(self.negative_counts()),
+            positive_buckets: deltas_to_exact_float_counts(&self.positive_buckets),
+            negative_buckets: deltas_to_exact_float_counts(&self.negative_buckets),
             ..self.to_float_header()
         }
     }
@@ -352,8 +351,21 @@ pub(crate) fn deltas_to_float_counts(deltas: &[i64]) -> Vec<f64> {
         .collect()
 }
 
+/// Absolute counts from deltas, each the float nearest its integer count (the chunk
+/// iterator's reading; [`deltas_to_float_counts`] adds the deltas as floats instead).
+pub(crate) fn deltas_to_exact_float_counts(deltas: &[i64]) -> Vec<f64> {
+    let mut current = 0i64;
+    deltas
+        .iter()
+        .map(|&d| {
+            current = current.wrapping_add(d);
+            current as f64
+        })
+        .collect()
+}
+
 /// Absolute counts from deltas, wrapping on overflow.
-fn deltas_to_counts(deltas: &[i64]) -> Vec<i64> {
+pub(crate) fn deltas_to_counts(deltas: &[i64]) -> Vec<i64> {
     let mut current = 0i64;
     deltas
         .iter()

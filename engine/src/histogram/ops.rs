@@ -907,6 +907,16 @@ fn encode_side(buckets: &[(i64, f64)]) -> (Vec<Span>, Vec<f64>) {
     (spans, counts)
 }
 
+/// The bucket indices `spans` describe, in order.
+fn span_indices(spans: &[Span]) -> impl Iterator<Item = i64> + '_ {
+    let mut next = 0i64;
+    spans.iter().flat_map(move |s| {
+        let start = next + i64::from(s.offset);
+        next = start + i64::from(s.length);
+        start..next
+    })
+}
+
 fn clamp_i32(v: i64) -> i32 {
     v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
 }
@@ -1071,6 +1081,9 @@ impl FloatHistogram {
         if custom && !custom_bounds_match(&self.custom_values, &other.custom_values) {
             return Err(HistogramOpError::IncompatibleCustomBuckets);
         }
+        if !custom && let Some(outcome) = self.combine_within_layout(other, negate) {
+            return Ok(outcome);
+        }
         let (self_pos, self_neg) = decode(self)?;
         let (other_pos, other_neg) = decode(other)?;
         if !custom {
@@ -1140,6 +1153,94 @@ impl FloatHistogram {
         }
         self.schema = target;
         Ok(AddOutcome {
+            counter_reset_collision: collision,
+        })
+    }
+
+    /// [`FloatHistogram::combine`] of two exponential histograms of one schema and zero bucket
+    /// whose buckets are all among this one's, this one's spans laid out as the general path
+    /// writes them: the counts are added where they lie, with the general path's result and
+    /// none of its copies (sums over time and over series of one layout take this way).
+    /// `None`, this histogram unchanged, when the histograms do not fit the case.
+    fn combine_within_layout(
+        &mut self,
+        other: &FloatHistogram,
+        negate: bool,
+    ) -> Option<AddOutcome> {
+        let threshold = self.zero_threshold;
+        if self.schema != other.schema || threshold != other.zero_threshold || threshold.is_nan() {
+            return None;
+        }
+        let canonical = |spans: &[Span]| {
+            spans
+                .iter()
+                .enumerate()
+                .all(|(i, s)| s.length > 0 && (i == 0 || s.offset > 0))
+        };
+        let sides = [
+            (
+                &self.positive_spans,
+                &self.positive_buckets,
+                &other.positive_spans,
+                &other.positive_buckets,
+            ),
+            (
+                &self.negative_spans,
+                &self.negative_buckets,
+                &other.negative_spans,
+                &other.negative_buckets,
+            ),
+        ];
+        for (mine, counts, theirs, their_counts) in sides {
+            if !canonical(mine)
+                || count_buckets(mine) != counts.len() as u64
+                || count_buckets(theirs) != their_counts.len() as u64
+                || theirs.iter().skip(1).any(|s| s.offset < 0)
+            {
+                return None;
+            }
+            let mut at = span_indices(mine).peekable();
+            for (k, index) in span_indices(theirs).enumerate() {
+                // The general path drops buckets inside the zero bucket; this one cannot.
+                if k == 0 && exponential_bound(index, self.schema) <= threshold {
+                    return None;
+                }
+                if i32::try_from(index).is_err() {
+                    return None;
+                }
+                while at.next_if(|&i| i < index).is_some() {}
+                at.next_if_eq(&index)?;
+            }
+        }
+        let collision = !negate && self.adjust_counter_reset(other.counter_reset_hint);
+        let sign = if negate { -1.0 } else { 1.0 };
+        self.zero_count += sign * other.zero_count;
+        self.count += sign * other.count;
+        self.sum += sign * other.sum;
+        let sides = [
+            (
+                &self.positive_spans,
+                &mut self.positive_buckets,
+                &other.positive_spans,
+                &other.positive_buckets,
+            ),
+            (
+                &self.negative_spans,
+                &mut self.negative_buckets,
+                &other.negative_spans,
+                &other.negative_buckets,
+            ),
+        ];
+        for (mine, counts, theirs, their_counts) in sides {
+            let mut at = span_indices(mine).enumerate().peekable();
+            for (index, &c) in span_indices(theirs).zip(their_counts.iter()) {
+                while at.next_if(|&(_, i)| i < index).is_some() {}
+                if let Some((pos, _)) = at.next() {
+                    counts[pos] += sign * c;
+                }
+            }
+        }
+        Some(AddOutcome {
             counter_reset_collision: collision,
         })
     }
@@ -1292,6 +1393,24 @@ impl FloatHistogram {
     /// filled in), all other empty buckets go. `compact(0)` leaves only populated buckets;
     /// `compact(usize::MAX)` one span per side (gaps over [`MAX_FILLED_EMPTY_BUCKETS`] stay).
     pub fn compact(&mut self, max_empty_buckets: usize) -> Result<(), HistogramOpError> {
+        // Already so (every bucket populated, spans as they are written): nothing to do. Sums
+        // compact after every addition, and mostly find this.
+        let compact_side = |spans: &[Span], counts: &[f64]| {
+            let canonical = spans
+                .iter()
+                .enumerate()
+                .all(|(i, s)| s.length > 0 && (i == 0 || s.offset > 0));
+            canonical
+                && count_buckets(spans) == counts.len() as u64
+                && counts.iter().all(|&c| c != 0.0)
+                && span_indices(spans).all(|i| i32::try_from(i).is_ok())
+        };
+        if max_empty_buckets == 0
+            && compact_side(&self.positive_spans, &self.positive_buckets)
+            && compact_side(&self.negative_spans, &self.negative_buckets)
+        {
+            return Ok(());
+        }
         let pos = decode_side(Side::Positive, &self.positive_spans, &self.positive_buckets)?;
         let neg = decode_side(Side::Negative, &self.negative_spans, &self.negative_buckets)?;
         let (ps, pb) = encode_side(&compact_buckets(&pos, max_empty_buckets));

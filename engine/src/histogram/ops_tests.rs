@@ -1497,3 +1497,77 @@ proptest! {
         let _ = h.all_buckets_reverse_iter().count();
     }
 }
+
+/// `h` with its spans written as the general path writes them (and `split`: its first span
+/// cut in two with a zero gap, a layout the shortcut refuses).
+fn relaid(h: &FloatHistogram, split: bool) -> FloatHistogram {
+    let mut out = h.clone();
+    let (ps, _) =
+        encode_side(&decode_side(Side::Positive, &h.positive_spans, &h.positive_buckets).unwrap());
+    let (ns, _) =
+        encode_side(&decode_side(Side::Negative, &h.negative_spans, &h.negative_buckets).unwrap());
+    out.positive_spans = ps;
+    out.negative_spans = ns;
+    if split && let Some(first) = out.positive_spans.first().copied().filter(|s| s.length > 1) {
+        out.positive_spans[0] = Span::new(first.offset, 1);
+        out.positive_spans.insert(1, Span::new(0, first.length - 1));
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Adding or subtracting a histogram whose buckets are among this one's (the shortcut that
+    /// works in place) gives the general path's answer bit for bit.
+    #[test]
+    fn adding_within_one_layout_agrees_with_the_general_path(
+        (a, keep, counts, negate) in any_histogram().prop_flat_map(|a| {
+            let n = a.positive_buckets.len() + a.negative_buckets.len();
+            (
+                Just(a),
+                prop::collection::vec(any::<bool>(), n),
+                prop::collection::vec(-5.0f64..100.0, n),
+                any::<bool>(),
+            )
+        })
+    ) {
+        let a = relaid(&a, false);
+        // `b`: some of `a`'s buckets, other counts.
+        let mut b = a.clone();
+        let np = a.positive_buckets.len();
+        let side = |spans: &[Span], offset: usize| -> Vec<(i64, f64)> {
+            span_indices(spans)
+                .enumerate()
+                .filter(|(k, _)| keep[offset + k])
+                .map(|(k, i)| (i, counts[offset + k]))
+                .collect()
+        };
+        (b.positive_spans, b.positive_buckets) = encode_side(&side(&a.positive_spans, 0));
+        (b.negative_spans, b.negative_buckets) = encode_side(&side(&a.negative_spans, np));
+        b.count = 7.5;
+        b.sum = -2.25;
+        b.zero_count = 1.5;
+        let op = |h: &mut FloatHistogram| if negate { h.sub(&b) } else { h.add(&b) };
+        let mut fast = a.clone();
+        let fast_out = match fast.combine_within_layout(&b, negate) {
+            Some(out) => Ok(out),
+            None => op(&mut fast),
+        };
+        let mut slow = relaid(&a, true);
+        let slow_out = op(&mut slow);
+        prop_assert_eq!(fast_out.is_ok(), slow_out.is_ok());
+        if let (Ok(f), Ok(s)) = (fast_out, slow_out) {
+            prop_assert_eq!(f.counter_reset_collision, s.counter_reset_collision);
+        }
+        prop_assert_eq!(format!("{fast:?}"), format!("{slow:?}"));
+    }
+}
+
+#[test]
+fn sums_of_one_layout_take_the_shortcut() {
+    let mut a = relaid(&two_sided(), false);
+    let b = a.clone();
+    assert!(a.combine_within_layout(&b, false).is_some());
+    assert_eq!(a.count, 2.0 * b.count);
+}

@@ -364,8 +364,8 @@ pub fn decode_histograms(
                     ))
                 };
                 let mut part = HistogramBatch::new();
-                decode_histogram_chunk_into(c.encoding, &c.data, &mut part).map_err(fail)?;
-                part.truncate_to_range(mint, maxt);
+                decode_histogram_chunk_range(c.encoding, &c.data, (mint, maxt), &mut part)
+                    .map_err(fail)?;
                 parts.push(part);
             }
             let disjoint = parts
@@ -394,16 +394,38 @@ pub fn decode_histogram_chunk_into(
     data: &[u8],
     out: &mut HistogramBatch,
 ) -> std::result::Result<(), ChunkError> {
+    decode_histogram_chunk_range(encoding, data, (i64::MIN, i64::MAX), out)
+}
+
+/// [`decode_histogram_chunk_into`] of the samples in `[mint, maxt]` (ms) only: samples before
+/// `mint` are stepped over without building their histograms, and decoding stops at the
+/// first sample after `maxt` (a chunk's samples are in time order).
+pub fn decode_histogram_chunk_range(
+    encoding: u8,
+    data: &[u8],
+    (mint, maxt): (i64, i64),
+    out: &mut HistogramBatch,
+) -> std::result::Result<(), ChunkError> {
+    // Both iterators step the same way; each sample is written straight as a float histogram.
+    macro_rules! take {
+        ($it:expr) => {{
+            let mut it = $it;
+            while let Some(t) = it.next_sample()? {
+                if t > maxt {
+                    break;
+                }
+                if t >= mint {
+                    let mut h = crate::histogram::FloatHistogram::default();
+                    it.float_histogram_into(&mut h);
+                    out.push(t, h);
+                }
+            }
+        }};
+    }
     if encoding == Encoding::Histogram as u8 {
-        let mut it = HistogramIterator::new(data)?;
-        while let Some((t, h)) = it.next()? {
-            out.push(t, h.to_float_from_counts());
-        }
+        take!(HistogramIterator::new(data)?);
     } else if encoding == Encoding::FloatHistogram as u8 {
-        let mut it = FloatHistogramIterator::new(data)?;
-        while let Some((t, h)) = it.next()? {
-            out.push(t, h);
-        }
+        take!(FloatHistogramIterator::new(data)?);
     } else {
         return Err(ChunkError::UnknownEncoding { byte: encoding });
     }
@@ -707,5 +729,25 @@ mod tests {
             err.to_string().contains("histogram chunk (30..30)"),
             "{err}"
         );
+    }
+
+    /// Decoding a chunk's `[mint, maxt]` gives what decoding it all and keeping that range
+    /// gives, for every range over and around the samples.
+    #[test]
+    fn a_histogram_chunk_range_decodes_as_the_whole_chunk_trimmed() {
+        let ts: Vec<i64> = (0..40).map(|k| 1_000 + k * 15).collect();
+        let c = hist_chunk(&ts, 7);
+        let mut all = HistogramBatch::new();
+        decode_histogram_chunk_into(c.encoding, &c.data, &mut all).unwrap();
+        assert_eq!(all.ts, ts);
+        for mint in (980..1_620).step_by(23) {
+            for maxt in (mint - 20..1_640).step_by(31) {
+                let mut want = all.clone();
+                want.truncate_to_range(mint, maxt);
+                let mut got = HistogramBatch::new();
+                decode_histogram_chunk_range(c.encoding, &c.data, (mint, maxt), &mut got).unwrap();
+                assert_eq!(got, want, "[{mint}, {maxt}]");
+            }
+        }
     }
 }
