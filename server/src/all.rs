@@ -804,7 +804,7 @@ impl thanos::store_server::Store for AllStore {
         req: Request<thanos::InfoRequest>,
     ) -> Result<Response<thanos::InfoResponse>, Status> {
         let mut info =
-            thanos::store_server::Store::info(&self.bucket, Request::new(req.get_ref().clone()))
+            thanos::store_server::Store::info(&self.bucket, Request::new(*req.get_ref()))
                 .await?
                 .into_inner();
         let heads = thanos::store_server::Store::info(&self.heads, req)
@@ -906,12 +906,10 @@ impl thanos::info::info_server::Info for AllStore {
         &self,
         req: Request<thanos::info::InfoRequest>,
     ) -> Result<Response<thanos::info::InfoResponse>, Status> {
-        let mut info = thanos::info::info_server::Info::info(
-            &self.bucket,
-            Request::new(req.get_ref().clone()),
-        )
-        .await?
-        .into_inner();
+        let mut info =
+            thanos::info::info_server::Info::info(&self.bucket, Request::new(*req.get_ref()))
+                .await?
+                .into_inner();
         let heads = thanos::info::info_server::Info::info(&self.heads, req)
             .await?
             .into_inner();
