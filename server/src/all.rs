@@ -329,11 +329,14 @@ impl Queryable for AllView {
         maxt: i64,
         hints: &SelectHints,
     ) -> gauntlet_engine::Result<Vec<Series>> {
-        // Series are merged here by their whole label sets, so neither side may leave labels
-        // out for an aggregation's grouping.
-        let hints = &whole_labels(hints);
-        let received = receive_store::select(&self.tenants, matchers, mint, maxt, hints)?;
-        let stored = self.store.select(matchers, mint, maxt, hints)?;
+        // Series are merged by their whole label sets, so when there is something to merge
+        // neither side may leave labels out for an aggregation's grouping.
+        let whole = whole_labels(hints);
+        let received = receive_store::select(&self.tenants, matchers, mint, maxt, &whole)?;
+        if received.is_empty() {
+            return self.store.select(matchers, mint, maxt, hints);
+        }
+        let stored = self.store.select(matchers, mint, maxt, &whole)?;
         Ok(merge_series(vec![stored, received]))
     }
 
@@ -922,5 +925,51 @@ impl thanos::info::info_server::Info for AllStore {
             s.supports_sharding &= h.supports_sharding;
         }
         Ok(Response::new(info))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(labels: &[(&str, &str)], chunk_times: &[i64]) -> thanos::Series {
+        thanos::Series {
+            labels: labels
+                .iter()
+                .map(|(n, v)| thanos::Label {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            chunks: chunk_times
+                .iter()
+                .map(|&t| thanos::AggrChunk {
+                    min_time: t,
+                    max_time: t + 10,
+                    ..Default::default()
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn wire_series_of_equal_labels_merge_in_label_order() {
+        let stored = vec![wire(&[("a", "1")], &[0, 100]), wire(&[("a", "3")], &[0])];
+        let received = vec![wire(&[("a", "1")], &[50, 200]), wire(&[("a", "2")], &[7])];
+        let got = merge_wire_series(stored, received);
+        let labels: Vec<&str> = got.iter().map(|s| s.labels[0].value.as_str()).collect();
+        assert_eq!(labels, ["1", "2", "3"]);
+        let times: Vec<i64> = got[0].chunks.iter().map(|c| c.min_time).collect();
+        assert_eq!(times, [0, 50, 100, 200]);
+    }
+
+    #[test]
+    fn an_unspecified_listener_is_reached_on_loopback() {
+        let v4: SocketAddr = "0.0.0.0:19291".parse().unwrap();
+        assert_eq!(loopback(v4), "127.0.0.1:19291".parse().unwrap());
+        let v6: SocketAddr = "[::]:19291".parse().unwrap();
+        assert_eq!(loopback(v6), "[::1]:19291".parse().unwrap());
+        let set: SocketAddr = "10.0.0.1:5".parse().unwrap();
+        assert_eq!(loopback(set), set);
     }
 }
