@@ -5,6 +5,7 @@
 
 mod native;
 mod output;
+mod remote_write;
 mod rng;
 mod target;
 
@@ -13,7 +14,8 @@ use std::fmt;
 use gauntlet_engine::labels::Labels;
 
 pub use native::{NATIVE_METRIC, NativeSeries, native_series, write_native_blocks};
-pub use output::{collect_series, write_blocks_dir, write_openmetrics};
+pub use output::{collect_series, write_blocks_dir, write_blocks_dir_with, write_openmetrics};
+pub use remote_write::encode_write_request;
 
 use rng::Rng;
 use target::Target;

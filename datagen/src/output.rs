@@ -4,7 +4,7 @@
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use gauntlet_engine::block::{BlockMeta, CutOptions, SeriesSamples, write_blocks};
+use gauntlet_engine::block::{BlockMeta, CutOptions, SeriesSamples, ThanosMeta, write_blocks};
 use gauntlet_engine::chunk::STALE_NAN_BITS;
 
 use super::{GenConfig, GenError, Generator, Sample};
@@ -92,6 +92,16 @@ pub fn collect_series(cfg: &GenConfig) -> Result<Vec<SeriesSamples>, GenError> {
 /// Generates the data of `cfg` and writes it as 2 h blocks under `dir` (created if missing),
 /// stale markers included; returns the metas of the blocks written.
 pub fn write_blocks_dir(cfg: &GenConfig, dir: &Path) -> Result<Vec<BlockMeta>, GenError> {
+    write_blocks_dir_with(cfg, dir, None)
+}
+
+/// [`write_blocks_dir`] with a Thanos section (external labels, source) in every block's
+/// meta, as a Thanos component writing the same data would leave it.
+pub fn write_blocks_dir_with(
+    cfg: &GenConfig,
+    dir: &Path,
+    thanos: Option<ThanosMeta>,
+) -> Result<Vec<BlockMeta>, GenError> {
     let series = collect_series(cfg)?;
     std::fs::create_dir_all(dir)?;
     Ok(write_blocks(
@@ -99,7 +109,7 @@ pub fn write_blocks_dir(cfg: &GenConfig, dir: &Path) -> Result<Vec<BlockMeta>, G
         series,
         BLOCK_RANGE_MS,
         CutOptions::default(),
-        None,
+        thanos,
     )?)
 }
 

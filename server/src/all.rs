@@ -4,25 +4,31 @@
 //! under `<data-dir>/.gauntlet/receive/` and ships the blocks it cuts into the bucket itself.
 //! `--demo` first fills an empty bucket with a day of generated data.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::Args;
-use gauntlet_datagen::{Families, GenConfig, write_blocks_dir};
+use gauntlet_datagen::{
+    Families, GenConfig, Generator, Sample, encode_write_request, write_blocks_dir_with,
+};
 use gauntlet_engine::block::block_dirs;
 use gauntlet_engine::bucket::{Bucket, BucketConfig};
 use gauntlet_engine::shard::IoChoice;
 use gauntlet_engine::store::{BucketStore, StoreOptions};
 use gauntlet_proto::thanos;
+use tonic::{Request, Response, Status};
 
 use crate::grpc::StoreService;
 use crate::http::api::{ApiState, router};
 use crate::http::ops;
 use crate::query::store::StoreSource;
 use crate::query::{ReadOptions, ReadView, Source};
-use crate::receive::store as receive_store;
+use crate::receive::store::{self as receive_store, ReceiveStore};
 use crate::receive::tenants::Tenants;
 use crate::receive::{ReceiveArgs, Receiver};
 use gauntlet_engine::labels::Matcher;
@@ -47,9 +53,16 @@ pub struct AllArgs {
     /// address takes it too.
     #[arg(long = "remote-write.address", default_value = "0.0.0.0:19291")]
     pub remote_write_address: std::net::SocketAddr,
-    /// Fill an empty bucket with a day of generated data (10 hosts, 15 s scrapes) first.
+    /// Fill an empty bucket with a day of generated data (10 hosts, 15 s scrapes) first, then
+    /// keep the same hosts' scrapes flowing live through this process's remote write.
     #[arg(long)]
     pub demo: bool,
+    /// How much generated history `--demo` writes into an empty bucket.
+    #[arg(long = "demo.history", default_value = "1d", value_parser = crate::query::cmd::duration, hide = true)]
+    pub demo_history: Duration,
+    /// Scrape interval of `--demo`'s generated hosts, history and live feed.
+    #[arg(long = "demo.scrape-interval", default_value = "15s", value_parser = crate::query::cmd::duration, hide = true)]
+    pub demo_scrape_interval: Duration,
     /// How often the bucket is listed for new and deleted blocks.
     #[arg(long = "sync-block-duration", default_value = "1m", value_parser = crate::query::cmd::duration)]
     pub sync_every: Duration,
@@ -88,17 +101,26 @@ pub struct AllArgs {
 pub fn run(args: AllArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
-    if args.demo {
-        fill_demo(&args.data_dir)?;
-    }
+    let demo = if args.demo {
+        let r = receive_args(&args, &args.data_dir)?;
+        let tenant = (r.tenant_label, r.default_tenant);
+        Some(fill_demo(
+            &args.data_dir,
+            args.demo_history,
+            args.demo_scrape_interval,
+            &tenant,
+        )?)
+    } else {
+        None
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("gauntlet-net")
         .build()?;
-    rt.block_on(serve(args))
+    rt.block_on(serve(args, demo))
 }
 
-async fn serve(args: AllArgs) -> anyhow::Result<()> {
+async fn serve(args: AllArgs, demo: Option<DemoPlan>) -> anyhow::Result<()> {
     let dir = std::fs::canonicalize(&args.data_dir)?;
     let bucket_config = BucketConfig::filesystem(&dir)?;
     let bucket = Bucket::open(&bucket_config)?;
@@ -145,7 +167,10 @@ async fn serve(args: AllArgs) -> anyhow::Result<()> {
     let ready = store.clone();
     let metrics = store.clone();
     let recv_metrics = receiver.clone();
+    let heads = receiver.store();
     let comp_metrics = compact_metrics.clone();
+    let feed_metrics = Arc::new(FeedMetrics::default());
+    let feed_render = demo.is_some().then(|| feed_metrics.clone());
     let app = router(state)
         .merge(crate::http::ui::router())
         .merge(crate::http::status::router(
@@ -163,6 +188,9 @@ async fn serve(args: AllArgs) -> anyhow::Result<()> {
                 let mut m = crate::store::render_metrics(&metrics);
                 m.push_str(&recv_metrics.render_metrics());
                 m.push_str(&crate::compact::render_metrics(&comp_metrics));
+                if let Some(f) = &feed_render {
+                    m.push_str(&f.render());
+                }
                 m
             }),
         ));
@@ -176,10 +204,24 @@ async fn serve(args: AllArgs) -> anyhow::Result<()> {
         })?;
     let embedded =
         tokio::spawn(receiver.serve_embedded(rw_listener, crate::http::shutdown_signal()));
-    let svc = StoreService::new(store, 20);
-    tracing::info!(address = %args.grpc_address, "StoreAPI listening");
+    if let Some(plan) = demo {
+        tokio::spawn(demo_feed(
+            plan,
+            loopback(args.remote_write_address),
+            feed_metrics,
+        ));
+    }
+    let svc = AllStore {
+        bucket: StoreService::new(store, 20),
+        heads,
+    };
+    tracing::info!(address = %args.grpc_address, "StoreAPI listening (the bucket and the receiver's heads)");
     let grpc = tonic::transport::Server::builder()
-        .add_service(crate::grpc::StoreApi::new(svc.clone()))
+        .add_service(
+            thanos::store_server::StoreServer::new(svc.clone())
+                .max_decoding_message_size(i32::MAX as usize)
+                .max_encoding_message_size(i32::MAX as usize),
+        )
         .add_service(thanos::info::info_server::InfoServer::new(svc))
         .serve_with_shutdown(args.grpc_address, crate::http::shutdown_signal());
     let http = crate::http::serve(&args.http_address, app, crate::http::shutdown_signal());
@@ -287,8 +329,14 @@ impl Queryable for AllView {
         maxt: i64,
         hints: &SelectHints,
     ) -> gauntlet_engine::Result<Vec<Series>> {
-        let received = receive_store::select(&self.tenants, matchers, mint, maxt, hints)?;
-        let stored = self.store.select(matchers, mint, maxt, hints)?;
+        // Series are merged by their whole label sets, so when there is something to merge
+        // neither side may leave labels out for an aggregation's grouping.
+        let whole = whole_labels(hints);
+        let received = receive_store::select(&self.tenants, matchers, mint, maxt, &whole)?;
+        if received.is_empty() {
+            return self.store.select(matchers, mint, maxt, hints);
+        }
+        let stored = self.store.select(matchers, mint, maxt, &whole)?;
         Ok(merge_series(vec![stored, received]))
     }
 
@@ -301,11 +349,13 @@ impl Queryable for AllView {
     ) -> gauntlet_engine::Result<Box<dyn SeriesStream + 'a>> {
         // Without received series the bucket's own stream serves, keeping its bounded memory;
         // with them the two are merged whole.
-        let received = receive_store::select(&self.tenants, matchers, mint, maxt, hints)?;
+        // with them the two are merged whole, by whole label sets.
+        let whole = whole_labels(hints);
+        let received = receive_store::select(&self.tenants, matchers, mint, maxt, &whole)?;
         if received.is_empty() {
             return self.store.select_stream(matchers, mint, maxt, hints);
         }
-        let stored = self.store.select(matchers, mint, maxt, hints)?;
+        let stored = self.store.select(matchers, mint, maxt, &whole)?;
         Ok(Box::new(VecStream::new(merge_series(vec![
             stored, received,
         ]))))
@@ -350,41 +400,576 @@ impl Queryable for AllView {
     }
 }
 
+/// `hints` without the aggregation grouping: a source that merges after selecting needs
+/// every label of every series.
+fn whole_labels(hints: &SelectHints) -> SelectHints {
+    SelectHints {
+        grouping: None,
+        ..hints.clone()
+    }
+}
+
 impl ReadView for AllView {
     fn warnings(&self) -> Vec<String> {
         self.store.warnings()
     }
 }
 
-/// Writes a day of demo data ending now, unless the bucket holds blocks.
-fn fill_demo(dir: &Path) -> anyhow::Result<()> {
-    if !block_dirs(dir)?.is_empty() {
-        tracing::info!("bucket already holds blocks; --demo leaves it as it is");
-        return Ok(());
-    }
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
-    let hour = 3_600_000;
-    let step = 15_000;
-    // Ending now, so instant queries at the current time find the newest samples.
-    let end = now_ms / step * step;
-    let cfg = GenConfig {
+/// What `--demo`'s live feed continues: the generator config the history was written from
+/// (running on for a century) and the first sample time to send.
+#[derive(Debug)]
+struct DemoPlan {
+    cfg: GenConfig,
+    send_from_ms: i64,
+}
+
+/// The demo's hosts: 10 of them with every family, churning a quarter of their pods every
+/// 30 min, scraped every `step_ms` from `start_ms` on.
+fn demo_config(start_ms: i64, duration_ms: i64, step_ms: i64) -> GenConfig {
+    GenConfig {
         targets: 10,
-        scrape_interval_ms: step,
-        start_ms: end - 24 * hour,
-        duration_ms: 24 * hour,
+        scrape_interval_ms: step_ms,
+        start_ms,
+        duration_ms,
         churn_every_ms: 30 * 60_000,
         churn_fraction: 0.25,
         seed: 1,
         families: Families::default(),
         ..GenConfig::default()
-    };
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Writes `history` of demo data ending now, unless the bucket holds blocks, and plans the
+/// live feed that continues it. The history's blocks carry the receiver's default tenant
+/// label (`tenant`), so the live series, which the receiver labels so, continue them. The
+/// history's start is kept in `.gauntlet/demo-start`, so that after a restart the feed
+/// continues the same counters; a missing or week-old start begins a fresh history time.
+fn fill_demo(
+    dir: &Path,
+    history: Duration,
+    interval: Duration,
+    tenant: &(String, String),
+) -> anyhow::Result<DemoPlan> {
+    let step = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+    if step < 10 {
+        anyhow::bail!("--demo.scrape-interval={interval:?}: want at least 10ms");
+    }
+    let history_ms = i64::try_from(history.as_millis()).unwrap_or(i64::MAX);
+    if !(0..=30 * 24 * 3_600_000).contains(&history_ms) {
+        anyhow::bail!("--demo.history={history:?}: want at most 30 days");
+    }
+    // A century of scrapes: the feed never runs out.
+    let forever = 100 * 365 * 24 * 3_600_000_i64;
+    let anchor = dir.join(".gauntlet/demo-start");
+    let now = now_ms();
+    // Ending now, so instant queries at the current time find the newest samples.
+    let end = now / step * step;
+    if !block_dirs(dir)?.is_empty() {
+        let kept = std::fs::read_to_string(&anchor)
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .filter(|&t| t <= now && now - t <= 7 * 24 * 3_600_000);
+        let start = match kept {
+            Some(t) => t,
+            None => {
+                let t = end - history_ms;
+                write_anchor(&anchor, t)?;
+                t
+            }
+        };
+        tracing::info!(
+            continued = kept.is_some(),
+            "bucket already holds blocks; --demo leaves them as they are and feeds live data from now"
+        );
+        return Ok(DemoPlan {
+            cfg: demo_config(start, forever, step),
+            send_from_ms: now,
+        });
+    }
+    let start = end - history_ms;
+    let cfg = demo_config(start, history_ms, step);
     let started = Instant::now();
-    tracing::info!("generating a day of demo data");
-    let metas = write_blocks_dir(&cfg, dir).context("writing demo blocks")?;
+    tracing::info!(history = ?history, "generating demo history");
+    let thanos = gauntlet_engine::block::ThanosMeta {
+        labels: [(tenant.0.clone(), tenant.1.clone())].into_iter().collect(),
+        source: "demo".to_string(),
+        ..Default::default()
+    };
+    let metas = write_blocks_dir_with(&cfg, dir, Some(thanos)).context("writing demo blocks")?;
+    write_anchor(&anchor, start)?;
     tracing::info!(
         blocks = metas.len(),
         seconds = started.elapsed().as_secs_f64(),
         "demo data written"
     );
+    Ok(DemoPlan {
+        cfg: demo_config(start, forever, step),
+        send_from_ms: start + history_ms,
+    })
+}
+
+fn write_anchor(path: &Path, start_ms: i64) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(path, format!("{start_ms}\n"))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Counters of the live demo feed on `/metrics`.
+#[derive(Debug, Default)]
+struct FeedMetrics {
+    samples: AtomicU64,
+    requests: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl FeedMetrics {
+    fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, help, v) in [
+            (
+                "gauntlet_demo_feed_samples_total",
+                "Samples the --demo feed has written through remote write.",
+                &self.samples,
+            ),
+            (
+                "gauntlet_demo_feed_requests_total",
+                "Remote-write requests the --demo feed has had accepted.",
+                &self.requests,
+            ),
+            (
+                "gauntlet_demo_feed_errors_total",
+                "Remote-write requests of the --demo feed that failed.",
+                &self.errors,
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+                v.load(Relaxed)
+            ));
+        }
+        out
+    }
+}
+
+/// The address to reach a listener bound to `addr` from this process: loopback in place of
+/// an unspecified address.
+fn loopback(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port())
+        }
+        _ => addr,
+    }
+}
+
+/// Samples the feed keeps for a retry at most; older ones are dropped first.
+const MAX_UNSENT: usize = 200_000;
+
+/// The live demo feed: every scrape interval, the scrapes of `plan`'s generator that are due
+/// by now are posted as one remote-write 1.0 request to `target`, until SIGINT/SIGTERM. A
+/// failed request is logged, counted and retried with the next interval's samples; a request
+/// the receiver refuses as bad (4xx other than 429) is dropped.
+async fn demo_feed(plan: DemoPlan, target: SocketAddr, metrics: Arc<FeedMetrics>) {
+    let step = plan.cfg.scrape_interval_ms;
+    let from = plan.send_from_ms;
+    // Catching up with the history's end replays its scrapes: CPU work, off the network threads.
+    let caught_up = tokio::task::spawn_blocking(move || -> anyhow::Result<Feed> {
+        let mut feed = Feed {
+            generator: Generator::new(&plan.cfg)?,
+            pending: Vec::new(),
+        };
+        loop {
+            feed.pending.clear();
+            if !feed.generator.next_scrape(&mut feed.pending) {
+                anyhow::bail!("the demo generator ran out of scrapes");
+            }
+            if feed.pending.first().is_some_and(|s| s.ts_ms >= from) {
+                return Ok(feed);
+            }
+        }
+    })
+    .await;
+    let mut feed = match caught_up {
+        Ok(Ok(f)) => f,
+        Ok(Err(e)) => {
+            tracing::error!(error = %format!("{e:#}"), "demo feed not started");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "demo feed not started");
+            return;
+        }
+    };
+    tracing::info!(
+        target = %target,
+        interval_ms = step,
+        series = feed.generator.series().len(),
+        "demo feed writing generated scrapes through remote write"
+    );
+    let stop = crate::http::shutdown_signal();
+    tokio::pin!(stop);
+    let mut ticker = tokio::time::interval(Duration::from_millis(step as u64));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut unsent: Vec<Sample> = Vec::new();
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            _ = ticker.tick() => {}
+        }
+        feed.due(now_ms(), &mut unsent);
+        if unsent.len() > MAX_UNSENT {
+            let drop = unsent.len() - MAX_UNSENT;
+            unsent.drain(..drop);
+        }
+        if unsent.is_empty() {
+            continue;
+        }
+        let body = encode_write_request(feed.generator.series(), &unsent);
+        let sent = tokio::select! {
+            () = &mut stop => break,
+            r = tokio::time::timeout(Duration::from_secs(10), post_remote_write(target, body)) => {
+                r.unwrap_or_else(|_| Err(PostError::Retry("no answer within 10s".into())))
+            }
+        };
+        match sent {
+            Ok(()) => {
+                metrics.samples.fetch_add(unsent.len() as u64, Relaxed);
+                metrics.requests.fetch_add(1, Relaxed);
+                tracing::debug!(samples = unsent.len(), "demo feed request written");
+                unsent.clear();
+            }
+            Err(PostError::Refused(why)) => {
+                metrics.errors.fetch_add(1, Relaxed);
+                tracing::warn!(samples = unsent.len(), error = %why, "demo feed request refused; dropping its samples");
+                unsent.clear();
+            }
+            Err(PostError::Retry(why)) => {
+                metrics.errors.fetch_add(1, Relaxed);
+                tracing::warn!(samples = unsent.len(), error = %why, "demo feed request failed; retrying next interval");
+            }
+        }
+    }
+    tracing::info!("demo feed stopped");
+}
+
+/// The generator behind the feed and the first scrape not yet due.
+struct Feed {
+    generator: Generator,
+    pending: Vec<Sample>,
+}
+
+impl Feed {
+    /// Moves every scrape with samples at or before `now` into `out`.
+    fn due(&mut self, now: i64, out: &mut Vec<Sample>) {
+        while self.pending.first().is_some_and(|s| s.ts_ms <= now) {
+            out.append(&mut self.pending);
+            if !self.generator.next_scrape(&mut self.pending) {
+                break;
+            }
+        }
+    }
+}
+
+/// Why a remote-write request did not land.
+#[derive(Debug)]
+enum PostError {
+    /// Worth sending again: the connection failed, or the receiver answered 5xx or 429.
+    Retry(String),
+    /// The receiver refused the request as bad; sending it again gets the same answer.
+    Refused(String),
+}
+
+/// Posts `body` (snappy-compressed `WriteRequest`) to `/api/v1/receive` on `target` over
+/// one HTTP/1.1 connection.
+async fn post_remote_write(target: SocketAddr, body: Vec<u8>) -> Result<(), PostError> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let retry = |e: std::io::Error| PostError::Retry(format!("{target}: {e}"));
+    let mut conn = tokio::net::TcpStream::connect(target)
+        .await
+        .map_err(retry)?;
+    let head = format!(
+        "POST /api/v1/receive HTTP/1.1\r\nHost: {target}\r\nContent-Encoding: snappy\r\n\
+         Content-Type: application/x-protobuf\r\nX-Prometheus-Remote-Write-Version: 0.1.0\r\n\
+         User-Agent: gauntlet-demo-feed\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.map_err(retry)?;
+    conn.write_all(&body).await.map_err(retry)?;
+    let mut answer = Vec::new();
+    // The answer to a write is a status line and a short message; 64 KiB bounds it.
+    (&mut conn)
+        .take(64 << 10)
+        .read_to_end(&mut answer)
+        .await
+        .map_err(retry)?;
+    let text = String::from_utf8_lossy(&answer);
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| PostError::Retry(format!("{target}: no HTTP status in the answer")))?;
+    if (200..300).contains(&status) {
+        return Ok(());
+    }
+    let message = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or("")
+        .chars()
+        .take(300)
+        .collect::<String>();
+    let why = format!("{target}: HTTP {status}: {}", message.trim());
+    if status == 429 || status >= 500 {
+        Err(PostError::Retry(why))
+    } else {
+        Err(PostError::Refused(why))
+    }
+}
+
+/// `all`'s StoreAPI and Info service: the bucket and the receiver's tenants (heads and blocks
+/// not yet shipped), series of equal labels merged, as `all`'s own PromQL reads them.
+#[derive(Debug, Clone)]
+struct AllStore {
+    bucket: StoreService,
+    heads: ReceiveStore,
+}
+
+/// The series of a Series answer, its warnings and its hints, frames taken apart.
+async fn drain_series(
+    mut stream: impl futures::Stream<Item = Result<thanos::SeriesResponse, Status>> + Unpin,
+    series: &mut Vec<thanos::Series>,
+    rest: &mut Vec<thanos::SeriesResponse>,
+) -> Result<(), Status> {
+    use futures::StreamExt as _;
+    use thanos::series_response::Result as R;
+    while let Some(frame) = stream.next().await {
+        match frame?.result {
+            Some(R::Series(s)) => series.push(s),
+            Some(R::Batch(b)) => series.extend(b.series),
+            Some(other) => rest.push(thanos::SeriesResponse {
+                result: Some(other),
+            }),
+            None => {}
+        }
+    }
     Ok(())
+}
+
+fn cmp_labels(a: &[thanos::Label], b: &[thanos::Label]) -> std::cmp::Ordering {
+    a.iter()
+        .map(|l| (&l.name, &l.value))
+        .cmp(b.iter().map(|l| (&l.name, &l.value)))
+}
+
+/// `a` and `b`, each sorted by labels, merged into one sorted list; a series in both gets the
+/// chunks of both in time order.
+fn merge_wire_series(a: Vec<thanos::Series>, b: Vec<thanos::Series>) -> Vec<thanos::Series> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    loop {
+        let order = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => cmp_labels(&x.labels, &y.labels),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => break,
+        };
+        match order {
+            std::cmp::Ordering::Less => out.extend(a.next()),
+            std::cmp::Ordering::Greater => out.extend(b.next()),
+            std::cmp::Ordering::Equal => {
+                if let (Some(mut x), Some(y)) = (a.next(), b.next()) {
+                    x.chunks.extend(y.chunks);
+                    x.chunks.sort_by_key(|c| (c.min_time, c.max_time));
+                    out.push(x);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tonic::async_trait]
+impl thanos::store_server::Store for AllStore {
+    async fn info(
+        &self,
+        req: Request<thanos::InfoRequest>,
+    ) -> Result<Response<thanos::InfoResponse>, Status> {
+        let mut info =
+            thanos::store_server::Store::info(&self.bucket, Request::new(*req.get_ref()))
+                .await?
+                .into_inner();
+        let heads = thanos::store_server::Store::info(&self.heads, req)
+            .await?
+            .into_inner();
+        info.label_sets.extend(heads.label_sets);
+        info.min_time = info.min_time.min(heads.min_time);
+        info.max_time = info.max_time.max(heads.max_time);
+        Ok(Response::new(info))
+    }
+
+    type SeriesStream = std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<thanos::SeriesResponse, Status>> + Send>,
+    >;
+
+    async fn series(
+        &self,
+        req: Request<thanos::SeriesRequest>,
+    ) -> Result<Response<Self::SeriesStream>, Status> {
+        let r = req.into_inner();
+        let mut received = Vec::new();
+        let mut rest = Vec::new();
+        let heads = thanos::store_server::Store::series(&self.heads, Request::new(r.clone()))
+            .await?
+            .into_inner();
+        drain_series(heads, &mut received, &mut rest).await?;
+        let stored = thanos::store_server::Store::series(&self.bucket, Request::new(r.clone()))
+            .await?
+            .into_inner();
+        // Without received series the bucket's own stream serves, keeping its bounded memory;
+        // with them the two are merged whole.
+        if received.is_empty() && rest.is_empty() {
+            return Ok(Response::new(Box::pin(stored)));
+        }
+        let mut series = Vec::new();
+        drain_series(stored, &mut series, &mut rest).await?;
+        let mut frames = crate::grpc::convert::series_responses(
+            merge_wire_series(series, received),
+            r.response_batch_size,
+        );
+        frames.extend(rest);
+        Ok(Response::new(Box::pin(tokio_stream::iter(
+            frames.into_iter().map(Ok),
+        ))))
+    }
+
+    async fn label_names(
+        &self,
+        req: Request<thanos::LabelNamesRequest>,
+    ) -> Result<Response<thanos::LabelNamesResponse>, Status> {
+        let limit = req.get_ref().limit;
+        let mut a = thanos::store_server::Store::label_names(
+            &self.bucket,
+            Request::new(req.get_ref().clone()),
+        )
+        .await?
+        .into_inner();
+        let b = thanos::store_server::Store::label_names(&self.heads, req)
+            .await?
+            .into_inner();
+        a.names.extend(b.names);
+        a.names.sort();
+        a.names.dedup();
+        if limit > 0 {
+            a.names.truncate(limit as usize);
+        }
+        a.warnings.extend(b.warnings);
+        Ok(Response::new(a))
+    }
+
+    async fn label_values(
+        &self,
+        req: Request<thanos::LabelValuesRequest>,
+    ) -> Result<Response<thanos::LabelValuesResponse>, Status> {
+        let limit = req.get_ref().limit;
+        let mut a = thanos::store_server::Store::label_values(
+            &self.bucket,
+            Request::new(req.get_ref().clone()),
+        )
+        .await?
+        .into_inner();
+        let b = thanos::store_server::Store::label_values(&self.heads, req)
+            .await?
+            .into_inner();
+        a.values.extend(b.values);
+        a.values.sort();
+        a.values.dedup();
+        if limit > 0 {
+            a.values.truncate(limit as usize);
+        }
+        a.warnings.extend(b.warnings);
+        Ok(Response::new(a))
+    }
+}
+
+#[tonic::async_trait]
+impl thanos::info::info_server::Info for AllStore {
+    async fn info(
+        &self,
+        req: Request<thanos::info::InfoRequest>,
+    ) -> Result<Response<thanos::info::InfoResponse>, Status> {
+        let mut info =
+            thanos::info::info_server::Info::info(&self.bucket, Request::new(*req.get_ref()))
+                .await?
+                .into_inner();
+        let heads = thanos::info::info_server::Info::info(&self.heads, req)
+            .await?
+            .into_inner();
+        info.label_sets.extend(heads.label_sets);
+        if let (Some(s), Some(h)) = (info.store.as_mut(), heads.store) {
+            s.min_time = s.min_time.min(h.min_time);
+            s.max_time = s.max_time.max(h.max_time);
+            s.tsdb_infos.extend(h.tsdb_infos);
+            // Sharded requests are answered by the bucket only; say so only when both can.
+            s.supports_sharding &= h.supports_sharding;
+        }
+        Ok(Response::new(info))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(labels: &[(&str, &str)], chunk_times: &[i64]) -> thanos::Series {
+        thanos::Series {
+            labels: labels
+                .iter()
+                .map(|(n, v)| thanos::Label {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            chunks: chunk_times
+                .iter()
+                .map(|&t| thanos::AggrChunk {
+                    min_time: t,
+                    max_time: t + 10,
+                    ..Default::default()
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn wire_series_of_equal_labels_merge_in_label_order() {
+        let stored = vec![wire(&[("a", "1")], &[0, 100]), wire(&[("a", "3")], &[0])];
+        let received = vec![wire(&[("a", "1")], &[50, 200]), wire(&[("a", "2")], &[7])];
+        let got = merge_wire_series(stored, received);
+        let labels: Vec<&str> = got.iter().map(|s| s.labels[0].value.as_str()).collect();
+        assert_eq!(labels, ["1", "2", "3"]);
+        let times: Vec<i64> = got[0].chunks.iter().map(|c| c.min_time).collect();
+        assert_eq!(times, [0, 50, 100, 200]);
+    }
+
+    #[test]
+    fn an_unspecified_listener_is_reached_on_loopback() {
+        let v4: SocketAddr = "0.0.0.0:19291".parse().unwrap();
+        assert_eq!(loopback(v4), "127.0.0.1:19291".parse().unwrap());
+        let v6: SocketAddr = "[::]:19291".parse().unwrap();
+        assert_eq!(loopback(v6), "[::1]:19291".parse().unwrap());
+        let set: SocketAddr = "10.0.0.1:5".parse().unwrap();
+        assert_eq!(loopback(set), set);
+    }
 }
