@@ -13,136 +13,15 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 
 use common::Prometheus;
-use common::histograms::{float_pb, int_pb};
-use common::receive::{now_ms, post, snappy};
-use gauntlet_engine::head::{AppendBatch, Head, HeadOptions, HeadRuntime, HistogramValue};
-use gauntlet_engine::histogram::{CounterResetHint, FloatHistogram, Histogram, Span};
+use common::head_histograms::*;
+use common::receive::{now_ms, post};
+use gauntlet_engine::head::{AppendBatch, Head, HeadOptions, HistogramValue};
 use gauntlet_engine::labels::{MatchType, Matcher, hash_pairs};
 use gauntlet_engine::query::{Queryable, SelectHints};
-use gauntlet_engine::shard::{IoChoice, RuntimeConfig};
-use gauntlet_proto::prometheus as pb;
-use prost::Message;
 
 const METRIC: &str = "gauntlet_wal_hist";
-const STEP: i64 = 15_000;
-const SAMPLES: i64 = 40;
-
-fn runtime() -> Arc<HeadRuntime> {
-    HeadRuntime::start(&RuntimeConfig {
-        cores: 2,
-        io: IoChoice::Pread,
-        pin: false,
-        name: "wal-hist-test".into(),
-    })
-    .unwrap()
-}
-
-/// A counter histogram after `n` steps: three positive buckets (schema 1 or custom bounds),
-/// a zero bucket for the exponential ones, every count growing with `n`.
-fn int_hist(n: u64, custom: bool) -> Histogram {
-    let (a, b) = (n, 2 * n);
-    let zero = u64::from(!custom);
-    Histogram {
-        counter_reset_hint: CounterResetHint::Unknown,
-        schema: if custom { -53 } else { 1 },
-        zero_threshold: if custom { 0.0 } else { 0.001 },
-        zero_count: zero * (n + 1),
-        count: a + b + 3 + zero * (n + 1),
-        sum: n as f64 * 1.25 + 0.5,
-        positive_spans: vec![Span::new(0, 2), Span::new(1, 1)],
-        negative_spans: vec![],
-        positive_buckets: vec![a as i64 + 1, b as i64 - a as i64, -(b as i64)],
-        negative_buckets: vec![],
-        custom_values: if custom {
-            vec![0.1, 0.5, 1.0, 5.0].into()
-        } else {
-            Arc::from([])
-        },
-    }
-}
-
-/// The three series: (name, samples).
-fn all_series(start: i64) -> Vec<(&'static str, Vec<(i64, HistogramValue)>)> {
-    let ts = |i: i64| start + i * STEP;
-    vec![
-        (
-            "int",
-            (0..SAMPLES)
-                .map(|i| (ts(i), HistogramValue::Int(int_hist(i as u64, false))))
-                .collect(),
-        ),
-        (
-            "float",
-            (0..SAMPLES)
-                .map(|i| {
-                    let mut f = int_hist(i as u64, false).to_float();
-                    f.sum += 0.125;
-                    f.positive_buckets[0] += 0.5;
-                    f.count += 0.5;
-                    (ts(i), HistogramValue::Float(f))
-                })
-                .collect(),
-        ),
-        (
-            "nhcb",
-            (0..SAMPLES)
-                .map(|i| (ts(i), HistogramValue::Int(int_hist(i as u64, true))))
-                .collect(),
-        ),
-    ]
-}
-
-fn to_pb(t: i64, h: &HistogramValue) -> pb::Histogram {
-    match h {
-        HistogramValue::Int(h) => int_pb(t, h),
-        HistogramValue::Float(h) => float_pb(t, h),
-    }
-}
-
-fn labels(name: &str) -> [(&'static str, &str); 2] {
-    [("__name__", METRIC), ("series", name)]
-}
-
-/// A remote write 1.0 body of every series' samples in `range`.
-fn write_body(
-    series: &[(&str, Vec<(i64, HistogramValue)>)],
-    range: std::ops::Range<usize>,
-) -> Vec<u8> {
-    let ts = series
-        .iter()
-        .map(|(name, samples)| pb::TimeSeries {
-            labels: labels(name)
-                .iter()
-                .map(|(n, v)| pb::Label {
-                    name: n.to_string(),
-                    value: v.to_string(),
-                })
-                .collect(),
-            histograms: samples[range.clone()]
-                .iter()
-                .map(|(t, h)| to_pb(*t, h))
-                .collect(),
-            ..Default::default()
-        })
-        .collect();
-    snappy(
-        &pb::WriteRequest {
-            timeseries: ts,
-            ..Default::default()
-        }
-        .encode_to_vec(),
-    )
-}
-
-const RW_HEADERS: [(&str, &str); 3] = [
-    ("Content-Type", "application/x-protobuf"),
-    ("Content-Encoding", "snappy"),
-    ("X-Prometheus-Remote-Write-Version", "0.1.0"),
-];
-
 fn prometheus3_receiver(binary: &Path) -> Prometheus {
     Prometheus::start_with_config(
         binary,
@@ -152,22 +31,6 @@ fn prometheus3_receiver(binary: &Path) -> Prometheus {
             "--enable-feature=native-histograms",
         ],
     )
-}
-
-fn float_of(h: &HistogramValue) -> FloatHistogram {
-    match h {
-        HistogramValue::Int(h) => h.to_float(),
-        HistogramValue::Float(h) => h.clone(),
-    }
-}
-
-/// What must match: everything but the counter reset hint (chunk headers set it).
-fn canon(h: &FloatHistogram) -> String {
-    let h = FloatHistogram {
-        counter_reset_hint: CounterResetHint::Unknown,
-        ..h.clone()
-    };
-    format!("{h:?}")
 }
 
 /// The head's histograms of series `name`, canonical.
@@ -198,7 +61,9 @@ fn prometheus3_histogram_wal_replays_in_gauntlet() {
     let series = all_series(start);
     let mut p = prometheus3_receiver(&binary);
     for lo in (0..SAMPLES as usize).step_by(10) {
-        let body = write_body(&series, lo..lo + 10);
+        let part: Vec<(&str, &[(i64, HistogramValue)])> =
+            series.iter().map(|(n, s)| (*n, &s[lo..lo + 10])).collect();
+        let body = write_body(METRIC, &part);
         let (status, _, text) = post(p.port, "/api/v1/write", &RW_HEADERS, &body).unwrap();
         assert_eq!(status, 204, "{text}");
     }
@@ -214,7 +79,8 @@ fn prometheus3_histogram_wal_replays_in_gauntlet() {
     for t in [7u8, 8, 9] {
         assert!(types.contains(&t), "no record of type {t} in {types:?}");
     }
-    let (head, rep) = Head::open(runtime(), dir.path(), HeadOptions::default()).unwrap();
+    let (head, rep) =
+        Head::open(runtime("wal-hist-test"), dir.path(), HeadOptions::default()).unwrap();
     assert_eq!(rep.samples, 3 * SAMPLES as u64, "{rep:?}");
     assert_eq!(rep.dropped, 0, "{rep:?}");
     for (name, samples) in &series {
@@ -232,11 +98,11 @@ fn gauntlet_head(
     series: &[(&str, Vec<(i64, HistogramValue)>)],
     opts: HeadOptions,
 ) -> Head {
-    let (head, _) = Head::open(runtime(), dir, opts).unwrap();
+    let (head, _) = Head::open(runtime("wal-hist-test"), dir, opts).unwrap();
     for lo in (0..SAMPLES as usize).step_by(10) {
         let mut batches = vec![AppendBatch::new(); head.cores()];
         for (name, samples) in series {
-            let l = labels(name);
+            let l = labels(METRIC, name);
             let hash = hash_pairs(l);
             batches[head.route(hash)].push_series_with_histograms(
                 hash,
@@ -250,47 +116,6 @@ fn gauntlet_head(
     }
     head.sync_wal().unwrap();
     head
-}
-
-/// Prometheus's answer for series `name` over `[from, to]`: (timestamp ms, count, sum, buckets
-/// with a count) per sample.
-fn prometheus_histograms(
-    p: &Prometheus,
-    name: &str,
-    to: i64,
-    range_s: i64,
-) -> Vec<(i64, f64, f64, usize)> {
-    let q = common::urlencode(&format!("{METRIC}{{series=\"{name}\"}}[{range_s}s]"));
-    let v = p.get(&format!(
-        "/api/v1/query?query={q}&time={}",
-        to as f64 / 1000.0
-    ));
-    let result = v["data"]["result"].as_array().unwrap();
-    assert_eq!(result.len(), 1, "{name}: {v}");
-    result[0]["histograms"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{name}: no histograms in {v}"))
-        .iter()
-        .map(|s| {
-            let t = (s[0].as_f64().unwrap() * 1000.0).round() as i64;
-            let h = &s[1];
-            let f = |k: &str| h[k].as_str().unwrap().parse::<f64>().unwrap();
-            let buckets = h["buckets"].as_array().map_or(0, Vec::len);
-            (t, f("count"), f("sum"), buckets)
-        })
-        .collect()
-}
-
-fn want_summary(samples: &[(i64, HistogramValue)]) -> Vec<(i64, f64, f64, usize)> {
-    samples
-        .iter()
-        .map(|(t, h)| {
-            let f = float_of(h);
-            let buckets = f.positive_buckets.iter().filter(|&&c| c != 0.0).count()
-                + usize::from(f.zero_count != 0.0);
-            (*t, f.count, f.sum, buckets)
-        })
-        .collect()
 }
 
 #[test]
@@ -310,7 +135,7 @@ fn gauntlet_histogram_wal_replays_in_prometheus3() {
     let end = start + (SAMPLES - 1) * STEP;
     for (name, samples) in &series {
         assert_eq!(
-            prometheus_histograms(&p, name, end, 3 * 3600),
+            prometheus_histograms(&p, (METRIC, name), end, "3h"),
             want_summary(samples),
             "{name}"
         );
@@ -330,7 +155,7 @@ fn gauntlet_head_block_of_histograms_reads_in_promtool_and_prometheus3() {
     let head = gauntlet_head(dir.path(), &series, HeadOptions::default());
     let late = start + 4 * 3_600_000;
     let mut batches = vec![AppendBatch::new(); head.cores()];
-    let l = labels("int");
+    let l = labels(METRIC, "int");
     let hash = hash_pairs(l);
     batches[head.route(hash)].push_series_with_histograms(
         hash,
@@ -354,7 +179,8 @@ fn gauntlet_head_block_of_histograms_reads_in_promtool_and_prometheus3() {
             .unwrap()
             .is_some()
     );
-    let (head, rep) = Head::open(runtime(), dir.path(), HeadOptions::default()).unwrap();
+    let (head, rep) =
+        Head::open(runtime("wal-hist-test"), dir.path(), HeadOptions::default()).unwrap();
     assert_eq!((rep.samples, rep.dropped), (1, 0), "{rep:?}");
     assert_eq!(
         head_histograms(&head, "int"),
@@ -382,7 +208,7 @@ fn gauntlet_head_block_of_histograms_reads_in_promtool_and_prometheus3() {
     let end = start + (SAMPLES - 1) * STEP;
     for (name, samples) in &series {
         assert_eq!(
-            prometheus_histograms(&p, name, end, 3 * 3600),
+            prometheus_histograms(&p, (METRIC, name), end, "3h"),
             want_summary(samples),
             "{name}"
         );

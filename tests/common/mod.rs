@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod bucket;
+pub mod head_histograms;
 pub mod histograms;
 pub mod receive;
 pub mod storeapi;
