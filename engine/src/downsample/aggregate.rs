@@ -187,36 +187,53 @@ impl ChunkBuilder {
     }
 }
 
+/// The batches Thanos cuts a raw series (samples in time order) into, one output chunk each:
+/// as many as [`target_chunk_count`] asks for (raw data assumed scraped every minute), each
+/// batch extended to the end of the window it ends in, so no window is split between chunks.
+pub(super) fn raw_batches<T>(
+    data: &[(i64, T)],
+    resolution: i64,
+) -> impl Iterator<Item = &[(i64, T)]> {
+    let batch_size = match (data.first(), data.last()) {
+        (Some(first), Some(last)) => {
+            let chunks = target_chunk_count(
+                first.0,
+                last.0,
+                ASSUMED_RAW_INTERVAL_MS,
+                resolution,
+                data.len(),
+            );
+            data.len() / chunks + 1
+        }
+        _ => 1,
+    };
+    let mut rest = data;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut j = batch_size.min(rest.len());
+        let cur_w = window_end(rest[j - 1].0, resolution);
+        while j < rest.len() && rest[j].0 <= cur_w {
+            j += 1;
+        }
+        let (part, tail) = rest.split_at(j);
+        rest = tail;
+        Some(part)
+    })
+}
+
 /// Downsamples one raw series (`data`: its samples in time order, as read from its chunks) to
 /// `resolution` ms, into aggregate chunks cut as Thanos cuts them. NaN samples are dropped.
 pub fn downsample_raw(
     data: &[(i64, f64)],
     resolution: i64,
 ) -> Result<Vec<AggrChunkOut>, DownsampleError> {
-    let (Some(first), Some(last)) = (data.first(), data.last()) else {
-        return Ok(Vec::new());
-    };
-    let chunks = target_chunk_count(
-        first.0,
-        last.0,
-        ASSUMED_RAW_INTERVAL_MS,
-        resolution,
-        data.len(),
-    );
-    let batch_size = data.len() / chunks + 1;
-    let mut out = Vec::with_capacity(chunks);
-    let mut rest = data;
-    let mut batch: Vec<(i64, f64)> = Vec::with_capacity(batch_size + 16);
-    while !rest.is_empty() {
-        let mut j = batch_size.min(rest.len());
-        // Finish the window the batch ends in, so windows are never split between chunks.
-        let cur_w = window_end(rest[j - 1].0, resolution);
-        while j < rest.len() && rest[j].0 <= cur_w {
-            j += 1;
-        }
+    let mut out = Vec::new();
+    let mut batch: Vec<(i64, f64)> = Vec::new();
+    for part in raw_batches(data, resolution) {
         batch.clear();
-        batch.extend(rest[..j].iter().filter(|s| !s.1.is_nan()));
-        rest = &rest[j..];
+        batch.extend(part.iter().filter(|s| !s.1.is_nan()));
         if batch.is_empty() {
             continue;
         }

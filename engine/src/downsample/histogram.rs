@@ -16,15 +16,12 @@
 //! window and the counts summed.
 
 use super::DownsampleError;
-use super::aggregate::{AggrChunkOut, target_chunk_count, window_end};
+use super::aggregate::{AggrChunkOut, raw_batches, target_chunk_count, window_end};
 use crate::chunk::{
     AggrChunk, AggrType, CounterResetHeader, Encoding, FloatHistogramAppender,
     FloatHistogramIterator, HistogramAppend, HistogramIterator, SubChunk, XorAppender, encode_aggr,
 };
 use crate::histogram::{CounterResetHint, FloatHistogram, HistogramOpError};
-
-/// Raw data is assumed to be scraped every minute when sizing output chunks, ms.
-const ASSUMED_RAW_INTERVAL_MS: i64 = 60_000;
 
 /// The window state of Thanos's histogram aggregator, over [`FloatHistogram`]'s own
 /// arithmetic (`copy_to_schema`, `add`, `sub`, `detect_reset`).
@@ -113,28 +110,10 @@ pub fn downsample_raw_histograms(
         max_time: data.last().map_or(0, |s| s.0),
         reason,
     };
-    let (Some(first), Some(last)) = (data.first(), data.last()) else {
-        return Ok(Vec::new());
-    };
-    let chunks = target_chunk_count(
-        first.0,
-        last.0,
-        ASSUMED_RAW_INTERVAL_MS,
-        resolution,
-        data.len(),
-    );
-    let batch_size = data.len() / chunks + 1;
     let mut out = Vec::new();
-    let mut rest = data;
-    while !rest.is_empty() {
-        let mut j = batch_size.min(rest.len());
-        let cur_w = window_end(rest[j - 1].0, resolution);
-        while j < rest.len() && rest[j].0 <= cur_w {
-            j += 1;
-        }
+    for part in raw_batches(data, resolution) {
         let batch: Vec<&(i64, FloatHistogram)> =
-            rest[..j].iter().filter(|s| !s.1.sum.is_nan()).collect();
-        rest = &rest[j..];
+            part.iter().filter(|s| !s.1.sum.is_nan()).collect();
         if batch.is_empty() {
             continue;
         }
