@@ -149,7 +149,7 @@ for s in json.load(gzip.open(sys.argv[3]))["series"]:
     tools
     mkdir -p corpus/remote_write_v1 corpus/remote_write_v2
     "$tdir/debug/examples/remote_write_seed" corpus/remote_write_v1 corpus/remote_write_v2 ;;
-  promql_parse)
+  promql_parse | promql_parser)
     queries | seed_lines "$dir" ;;
   http_api)
     # Requests as the target reads them: an endpoint byte, a method byte, the URL query (and

@@ -62,17 +62,55 @@ fn main() {
     if !files.iter().any(|(rel, _)| rel == "index.html") {
         fail("the web UI build produced no web/dist/index.html");
     }
+    let gz_dir = out.with_file_name("web_ui_gz");
     let mut code = String::from("pub const BUILT: bool = true;\npub static FILES: &[File] = &[\n");
     for (rel, path) in &files {
+        let gzip = match gzipped(path, &gz_dir.join(rel)) {
+            Some(gz) => format!("Some(include_bytes!({:?}))", gz.display()),
+            None => "None".to_string(),
+        };
         writeln!(
             code,
-            "    File {{ path: {rel:?}, bytes: include_bytes!({path:?}) }},",
+            "    File {{ path: {rel:?}, bytes: include_bytes!({path:?}), gzip: {gzip} }},",
             path = path.display()
         )
         .expect("writing to a String");
     }
     code.push_str("];\n");
     write(&out, &code);
+}
+
+/// Text files smaller than this are served as they are: compressing them saves too little.
+const GZIP_MIN_BYTES: u64 = 1024;
+
+/// Writes `src` compressed with gzip to `dst` when it is text worth compressing and comes out
+/// smaller; returns `dst` then.
+fn gzipped(src: &Path, dst: &Path) -> Option<PathBuf> {
+    use std::io::Write as _;
+    let text = matches!(
+        src.extension().and_then(|e| e.to_str()),
+        Some("js" | "css" | "html" | "svg" | "json" | "map")
+    );
+    let bytes = fs::read(src).ok()?;
+    if !text || (bytes.len() as u64) < GZIP_MIN_BYTES {
+        return None;
+    }
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(&bytes).ok()?;
+    let gz = enc.finish().ok()?;
+    if gz.len() >= bytes.len() {
+        return None;
+    }
+    if let Some(dir) = dst.parent() {
+        fs::create_dir_all(dir)
+            .unwrap_or_else(|e| fail(&format!("cannot create {}: {e}", dir.display())));
+    }
+    let dst = dst.with_file_name(format!(
+        "{}.gz",
+        dst.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+    ));
+    fs::write(&dst, gz).unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", dst.display())));
+    Some(dst)
 }
 
 /// Runs `npm ci` (when the lock file changed) and `npm run build` (when any input changed).

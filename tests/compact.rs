@@ -522,6 +522,57 @@ fn gauntlet_all_compacts_its_bucket_in_the_background_and_answers_the_same() {
         metrics.lines().any(|l| l.starts_with("thanos_compact_group_compactions_total ") && !l.ends_with(" 0")),
         "{metrics}"
     );
+
+    // The compactor's status: a finished pass that made the level-2 block, nothing left to
+    // compact; the blocks page marks its sources replaced and the new block served.
+    let level2: Vec<(String, Vec<String>)> = live(&data)
+        .iter()
+        .filter(|(_, m)| m.compaction.level == 2)
+        .map(|(_, m)| {
+            let sources = m.compaction.sources.iter().map(|u| u.to_string()).collect();
+            (m.ulid.to_string(), sources)
+        })
+        .collect();
+    assert_eq!(level2.len(), 1, "{level2:?}");
+    let (new_id, sources) = &level2[0];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let (code, body) = server.get("/api/v1/status/compactor");
+        assert_eq!(code, 200);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if v["data"]["lastPass"]["compacted"].is_array() {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no finished pass reported: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status["data"]["todo"]["compactions"], 0, "{status}");
+    assert!(status["data"]["lastPass"]["error"].is_null(), "{status}");
+    let (_, body) = server.get("/api/v1/blocks");
+    let blocks: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let mut seen_new = false;
+    for b in blocks["data"]["blocks"].as_array().unwrap() {
+        let (id, state) = (b["ulid"].as_str().unwrap().to_string(), &b["gauntlet"]);
+        if id == *new_id {
+            seen_new = true;
+            assert_eq!(state["served"], true, "{b}");
+            let want = format!("compacted from {} source blocks", sources.len());
+            assert_eq!(state["compaction"], want.as_str(), "{b}");
+        } else if sources.contains(&id) {
+            assert!(!state["deletionMarkTime"].is_null(), "{b}");
+            assert_eq!(state["compaction"], "replaced: marked for deletion", "{b}");
+        } else {
+            assert!(state["deletionMarkTime"].is_null(), "{b}");
+            assert_eq!(state["compaction"], "not compacted yet", "{b}");
+        }
+    }
+    assert!(seen_new, "{blocks}");
+    let (_, metrics) = server.get("/metrics");
+    assert!(
+        String::from_utf8_lossy(&metrics)
+            .lines()
+            .any(|l| l == "thanos_compact_todo_compactions 0"),
+    );
 }
 
 #[test]

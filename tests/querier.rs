@@ -6,6 +6,7 @@
 mod common;
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -202,6 +203,72 @@ fn a_failing_store_is_a_warning_or_an_error_as_asked() {
     let err: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert!(status >= 500, "{status} {err}");
     assert_eq!(err["status"], "error");
+}
+
+#[test]
+fn a_store_that_hangs_costs_a_query_its_response_timeout_and_no_more() {
+    let root = tempfile::tempdir().unwrap();
+    let a = store(
+        root.path(),
+        &bucket(root.path(), "a", &[("replica", "a")]),
+        "a",
+    );
+    let b = store(
+        root.path(),
+        &bucket(root.path(), "b", &[("replica", "b")]),
+        "b",
+    );
+    let q1 = querier(
+        &[&a, &b],
+        &["--endpoint.info-timeout=1h", "--store.response-timeout=2s"],
+    );
+    let at = (T0 + 3600).to_string();
+    let path = format!(
+        "/api/v1/query?{}",
+        q(&[("query", "count(up or http_requests_total)"), ("time", &at)])
+    );
+    let before = get_json(&q1, &path);
+    // Frozen, `b` still takes connections (the kernel accepts them) and never answers.
+    b.signal("STOP");
+    let b_addr = format!("127.0.0.1:{}", b.grpc_port);
+    for _ in 0..2 {
+        let started = Instant::now();
+        let partial = get_json(&q1, &path);
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(10), "answered after {took:?}");
+        assert_eq!(partial["data"], before["data"], "`a` holds a full copy");
+        let w = partial["warnings"].as_array().expect("warnings");
+        assert!(
+            w.iter().any(|w| w.as_str().unwrap().contains(&b_addr)),
+            "{partial}"
+        );
+    }
+    let started = Instant::now();
+    let (status, body) = q1.get(&format!("{path}&partial_response=false"));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let err: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(status >= 500, "{status} {err}");
+    assert_eq!(err["status"], "error");
+    // Label requests go to every store too, and end as queries do.
+    let started = Instant::now();
+    let labels = get_json(&q1, "/api/v1/labels");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(labels["warnings"].is_array(), "{labels}");
+    // Thawed, `b` answers again and the warnings go.
+    b.signal("CONT");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = get_json(&q1, &path);
+        if v.get("warnings").is_none() {
+            assert_eq!(v["data"], before["data"]);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still warned after b resumed: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]

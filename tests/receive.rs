@@ -888,3 +888,59 @@ fn all_ships_the_blocks_its_receiver_cuts_into_its_bucket() {
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"7\"]"), "{body}");
 }
+
+#[test]
+fn the_tenants_page_lists_each_tenant_with_its_series_and_ingest_rate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recv = Receiver::start(&tmp.path().join("receive"), &[]);
+    let tenants = |port: u16| -> serde_json::Value {
+        let (code, body) = http_get(port, "/api/v1/status/tenants").unwrap();
+        assert_eq!(code, 200);
+        serde_json::from_slice(&body).unwrap()
+    };
+    assert_eq!(tenants(recv.http)["data"]["tenants"], serde_json::json!([]));
+    // Two tenants: `a` with three series, `b` with one; `a` writes again a second later.
+    let t = now_ms();
+    let write = |tenant: &str, n: usize, at: i64| {
+        let ts = (0..n)
+            .map(|i| {
+                series(
+                    &[("__name__", "page_test"), ("i", &i.to_string())],
+                    &[(at, 1.0), (at + 1000, 2.0)],
+                )
+            })
+            .collect();
+        let (code, _, msg) = post(
+            recv.rw,
+            "/api/v1/receive",
+            &[V1, ("THANOS-TENANT", tenant)],
+            &write_body(ts),
+        )
+        .unwrap();
+        assert_eq!(code, 200, "{msg}");
+    };
+    write("a", 3, t - 10_000);
+    write("b", 1, t - 10_000);
+    let first = tenants(recv.http);
+    std::thread::sleep(Duration::from_millis(1100));
+    write("a", 3, t - 5_000);
+    let v = tenants(recv.http);
+    let list = v["data"]["tenants"].as_array().unwrap();
+    let by_name = |n: &str| {
+        list.iter()
+            .find(|t| t["name"] == n)
+            .unwrap_or_else(|| panic!("{v}"))
+    };
+    let a = by_name("a");
+    assert_eq!(a["series"], 3, "{a}");
+    assert_eq!(a["samplesAppended"], 12, "{a}");
+    assert_eq!(a["minTime"], t - 10_000, "{a}");
+    assert_eq!(a["maxTime"], t - 4_000, "{a}");
+    assert_eq!(a["externalLabels"]["tenant_id"], "a", "{a}");
+    // Six samples came in over the second or so between the two looks.
+    let rate = a["ingestRate"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{first}\n{v}"));
+    assert!(rate > 2.0 && rate <= 6.0, "{rate}");
+    assert_eq!(by_name("b")["series"], 1, "{v}");
+}

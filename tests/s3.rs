@@ -2,7 +2,9 @@
 //! directory, installed by `tests/run.sh`): blocks written by promtool are uploaded through
 //! the S3 API, the store is configured with a Thanos `type: S3` objstore file, and a Python
 //! grpcio client checks Series, LabelNames and LabelValues against `promtool tsdb dump`. A
-//! bucket that disappears under a running store gives errors and warnings, not a crash.
+//! bucket that disappears under a running store gives errors and warnings, not a crash; an S3
+//! server that stops while a store reads, a receiver ships and a compactor works, and comes
+//! back, leaves every block whole and every sample served once.
 
 mod common;
 
@@ -31,8 +33,12 @@ struct S3Server {
 
 impl S3Server {
     fn start(root: &Path) -> S3Server {
+        S3Server::start_on(root, free_port())
+    }
+
+    /// A server on `port` over `root` (a restart reuses both).
+    fn start_on(root: &Path, port: u16) -> S3Server {
         std::fs::create_dir_all(root.join(BUCKET)).unwrap();
-        let port = free_port();
         let child = Command::new(require("s3s-fs"))
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
@@ -108,12 +114,23 @@ fn upload(s3: &S3Server, dir: &Path) -> usize {
 
 /// Promtool blocks (2 instances × 200 series, 3 h at 30 s: two blocks) in `dir/blocks`.
 fn promtool_blocks(dir: &Path) -> PathBuf {
+    promtool_blocks_over(dir, 3)
+}
+
+/// Promtool blocks of 2 instances × 200 series over `hours` at 30 s, one per 2 h, in
+/// `dir/blocks`.
+fn promtool_blocks_over(dir: &Path, hours: u32) -> PathBuf {
     let om = dir.join("input.om");
     run_ok(
         Command::new(require("python3"))
             .arg(repo_root().join("tests/tools/gen_openmetrics.py"))
             .arg(&om)
-            .args([&(START_MS / 1000).to_string(), "10800", "30", "2"]),
+            .args([
+                &(START_MS / 1000).to_string(),
+                &(hours * 3600).to_string(),
+                "30",
+                "2",
+            ]),
     );
     let out = dir.join("blocks");
     run_ok(
@@ -299,4 +316,223 @@ fn a_bucket_that_disappears_gives_errors_not_a_crash() {
         &json!([{"method": "LabelNames", "start": START_MS, "end": end}]),
     );
     assert_eq!(again[0]["ok"], true, "{}", again[0]);
+}
+
+/// A child process killed when the test ends, passed or not.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The blocks of the bucket (`root/BUCKET`) with a meta.json, after checking that every file
+/// each meta.json lists is there with its size: nothing half written is visible as a block.
+fn whole_blocks(s3_root: &Path) -> Vec<Value> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(s3_root.join(BUCKET)).unwrap() {
+        let dir = e.unwrap().path();
+        let Ok(meta) = std::fs::read(dir.join("meta.json")) else {
+            continue;
+        };
+        let meta: Value = serde_json::from_slice(&meta).unwrap();
+        for f in meta["thanos"]["files"].as_array().into_iter().flatten() {
+            let rel = f["rel_path"].as_str().unwrap();
+            if rel == "meta.json" {
+                continue;
+            }
+            let len = std::fs::metadata(dir.join(rel))
+                .unwrap_or_else(|e| panic!("{} lists {rel}, which is missing: {e}", dir.display()))
+                .len();
+            if let Some(want) = f["size_bytes"].as_u64() {
+                assert_eq!(len, want, "{}/{rel}", dir.display());
+            }
+        }
+        out.push(meta);
+    }
+    out
+}
+
+#[test]
+fn s3_going_away_mid_work_loses_nothing_and_serves_nothing_half_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Twelve hours: six 2 h blocks, the first four of which the compactor merges into one (the
+    // newest is left for later, and the one before it closes the first 8 h window).
+    let blocks = promtool_blocks_over(tmp.path(), 12);
+    let dump = parse_dump(&promtool_dump(&blocks, &[]), &EXT);
+    let s3_root = tmp.path().join("s3");
+    let s3 = S3Server::start(&s3_root);
+    let port = s3.port;
+    assert_eq!(upload(&s3, &blocks), 6);
+    let cfg = tmp.path().join("objstore.yml");
+    std::fs::write(&cfg, s3.objstore_yaml()).unwrap();
+    let objstore = format!("--objstore.config-file={}", cfg.display());
+    let store = start_store(&s3, tmp.path());
+    let end = START_MS + 12 * 3600 * 1000;
+    let read_first = json!([
+        [0, "__name__", "http_requests_total"],
+        [0, "instance", "host-00"]
+    ]);
+    let read_later = json!([
+        [0, "__name__", "http_requests_total"],
+        [0, "instance", "host-01"]
+    ]);
+    let first = python_calls(
+        store.grpc_port,
+        &json!([series_call(&read_first, START_MS, end)]),
+    );
+    assert_eq!(first[0]["ok"], true, "{}", first[0]);
+
+    // A receiver shipping to the bucket and a compactor working on it.
+    let recv = common::receive::Receiver::start(
+        &tmp.path().join("receive"),
+        &[
+            &objstore,
+            "--tsdb.min-block-duration=2m",
+            "--tsdb.max-block-duration=2m",
+            "--receive.cut-check-interval=100ms",
+        ],
+    );
+    let compact_http = free_port();
+    let mut compactor = KillOnDrop(
+        gauntlet()
+            .args([
+                "compact",
+                &objstore,
+                "--wait",
+                "--wait-interval=1s",
+                "--consistency-delay=0s",
+            ])
+            .arg(format!(
+                "--data-dir={}",
+                tmp.path().join("compact").display()
+            ))
+            .arg(format!("--http-address=127.0.0.1:{compact_http}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The bucket goes away while the compactor's first pass runs.
+    std::thread::sleep(Duration::from_millis(300));
+    drop(s3);
+    let down = Instant::now();
+
+    // Seven minutes of samples go to the receiver: two blocks are cut, their uploads fail.
+    let minute = 60_000;
+    let start = (common::receive::now_ms() - 20 * minute) / (2 * minute) * (2 * minute);
+    for k in 0..42 {
+        let t = start + k * 10_000;
+        let ts = (0..20)
+            .map(|i| {
+                common::receive::series(
+                    &[("__name__", "cut"), ("i", &i.to_string())],
+                    &[(t, k as f64)],
+                )
+            })
+            .collect();
+        let (code, _, msg) = common::receive::post(
+            recv.rw,
+            "/api/v1/receive",
+            &[common::receive::V1],
+            &common::receive::write_body(ts),
+        )
+        .unwrap();
+        assert_eq!(code, 200, "writes do not need the bucket: {msg}");
+    }
+    // A store read the caches cannot answer waits on the bucket, in a thread of its own.
+    let store_port = store.grpc_port;
+    let later = read_later.clone();
+    let reader = std::thread::spawn(move || {
+        let started = Instant::now();
+        let r = python_calls(store_port, &json!([series_call(&later, START_MS, end)]));
+        (r, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    // Every process is alive and answering while the bucket is gone.
+    assert!(
+        compactor.0.try_wait().unwrap().is_none(),
+        "the compactor exited"
+    );
+    for port in [store.http_port, recv.http, compact_http] {
+        let (code, _) = http_get(port, "/-/healthy").unwrap();
+        assert_eq!(code, 200, "port {port}");
+    }
+    assert_eq!(
+        python_calls(
+            store.grpc_port,
+            &json!([series_call(&read_first, START_MS, end)])
+        )[0]["series"],
+        first[0]["series"],
+        "what was read before is answered from the caches"
+    );
+
+    // The bucket comes back where it was.
+    let s3 = S3Server::start_on(&s3_root, port);
+    assert!(down.elapsed() < Duration::from_secs(30));
+    let (r, took) = reader.join().unwrap();
+    assert!(took < Duration::from_secs(120), "the read took {took:?}");
+    assert_eq!(r[0]["ok"], true, "{}", r[0]);
+
+    // The receiver ships its blocks and the compactor finishes: all within a minute and a half.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let metas = loop {
+        let metas = whole_blocks(&s3.root);
+        let shipped = metas
+            .iter()
+            .filter(|m| m["thanos"]["source"] == "receive")
+            .count();
+        let compacted = metas
+            .iter()
+            .any(|m| m["compaction"]["level"] == 2 && m["thanos"]["labels"]["cluster"] == "s3");
+        if shipped >= 2 && compacted {
+            break metas;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after the bucket came back: {shipped} receive blocks shipped, compacted: {compacted}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let level2 = metas
+        .iter()
+        .find(|m| m["compaction"]["level"] == 2)
+        .unwrap();
+    assert_eq!(
+        level2["compaction"]["sources"].as_array().unwrap().len(),
+        4,
+        "{level2}"
+    );
+
+    // The store serves every sample of the promtool blocks once: the unread selection whole.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = python_calls(
+            store.grpc_port,
+            &json!([series_call(&read_later, START_MS, end)]),
+        );
+        let got = decoded(&r[0], START_MS, end);
+        let want = expected(
+            &dump,
+            &read_later
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(matcher)
+                .collect::<Vec<_>>(),
+            START_MS,
+            end,
+        );
+        if r[0]["ok"] == true
+            && r[0]["warnings"].as_array().is_some_and(|w| w.is_empty())
+            && got == want
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", r[0]);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    drop(compactor);
 }

@@ -384,6 +384,20 @@ fn query_and_status_pages_in_chromium_show_what_the_api_answers() {
         stats.contains("Series: 3") && stats.contains("Load time:"),
         "{stats}"
     );
+    // The samples the query loaded, as the API counts them with `stats=all`.
+    let counted = api(
+        &server,
+        &format!(
+            "/api/v1/query?query={}&time={at}&stats=all",
+            urlencode(counters)
+        ),
+    );
+    let samples = &counted["data"]["stats"]["samples"]["totalQueryableSamples"];
+    assert!(samples.as_u64().is_some_and(|n| n > 0), "{counted}");
+    assert!(
+        stats.contains(&format!("Samples: {samples}")),
+        "{stats} vs {counted}"
+    );
     assert_eq!(got["instant_table"]["errors"], json!([]));
 
     // A native histogram shows its count and sum.
@@ -698,7 +712,57 @@ fn query_and_status_pages_in_chromium_show_what_the_api_answers() {
     for r in &rows[1..] {
         assert_eq!(r[3], "2h", "{r:?}");
         assert_eq!(r[11], "{cluster=\"web-ui\"}", "{r:?}");
+        // Served by `all`'s store, never compacted, too short for a 5m block.
+        assert_eq!(r[12], "yes", "{r:?}");
+        assert_eq!(r[13], "not compacted yet", "{r:?}");
+        assert!(r[14].starts_with("not yet: shorter than the 40h"), "{r:?}");
     }
+    for b in listed["data"]["blocks"].as_array().unwrap() {
+        assert_eq!(b["gauntlet"]["served"], true, "{b}");
+    }
+
+    // The receive tenants `all` holds, with the series the API counts for each.
+    let tenants = api(&server, "/api/v1/status/tenants");
+    let listed: Vec<(String, String)> = tenants["data"]["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap().to_string(),
+                t["series"].to_string(),
+            )
+        })
+        .collect();
+    assert!(!listed.is_empty(), "{tenants}");
+    let rows = section("status", "tenants");
+    let shown: Vec<(String, String)> = rows[1..]
+        .iter()
+        .map(|r| (r[0].clone(), r[1].clone()))
+        .collect();
+    assert_eq!(shown, listed, "{tenants}");
+    let head_series = api(
+        &server,
+        &format!(
+            "/api/v1/query?query={}&time={}",
+            urlencode("count({tenant_id=\"default-tenant\"})"),
+            end / 1000
+        ),
+    );
+    assert_eq!(
+        head_series["data"]["result"][0]["value"][1]
+            .as_str()
+            .unwrap(),
+        listed[0].1,
+        "{head_series}"
+    );
+
+    // Compaction is off: the compactor section says so, idle with no pass.
+    let compactor = section("status", "compactor");
+    assert!(
+        compactor.contains(&vec!["Step".to_string(), "idle".to_string()]),
+        "{compactor:?}"
+    );
     let mut boxes = strings(&got["status"]["timeline"]);
     boxes.sort();
     assert_eq!(boxes, want_ids);

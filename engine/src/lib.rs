@@ -21,6 +21,7 @@ pub mod index;
 pub mod labels;
 pub mod promql;
 pub mod query;
+pub mod relabel;
 pub mod remote_write;
 pub mod shard;
 pub mod store;

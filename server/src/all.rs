@@ -4,12 +4,13 @@
 //! under `<data-dir>/.gauntlet/receive/` and ships the blocks it cuts into the bucket itself.
 //! `--demo` first fills an empty bucket with a day of generated data.
 
+use crate::now_ms;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
@@ -95,6 +96,10 @@ pub struct AllArgs {
     /// Share of one CPU a background merge may use; the rest stays with queries and writes.
     #[arg(long = "compact.cpu-share", default_value_t = 0.25)]
     pub compact_cpu_share: f64,
+    /// TLS of the gRPC server, and the web configuration file of the HTTP and remote-write
+    /// servers.
+    #[command(flatten)]
+    pub security: crate::tls::ServerSecurityArgs,
 }
 
 /// Runs until Ctrl-C or SIGTERM.
@@ -121,6 +126,7 @@ pub fn run(args: AllArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: AllArgs, demo: Option<DemoPlan>) -> anyhow::Result<()> {
+    let security = args.security.load()?;
     let dir = std::fs::canonicalize(&args.data_dir)?;
     let bucket_config = BucketConfig::filesystem(&dir)?;
     let bucket = Bucket::open(&bucket_config)?;
@@ -179,8 +185,16 @@ async fn serve(args: AllArgs, demo: Option<DemoPlan>) -> anyhow::Result<()> {
                 receiver.store(),
                 format!("bucket {}", dir.display()),
             )),
-            Some(crate::http::status::bucket_blocks(store.clone())),
+            Some(crate::http::status::bucket_blocks(
+                store.clone(),
+                (!args.compact_every.is_zero()).then(|| compact_metrics.clone()),
+                false,
+            )),
         ))
+        .merge(crate::http::status::compactor_router(
+            compact_metrics.clone(),
+        ))
+        .merge(receiver.status_router())
         .merge(receiver.write_router())
         .merge(ops::router(
             Arc::new(move || ready.is_ready()),
@@ -202,8 +216,11 @@ async fn serve(args: AllArgs, demo: Option<DemoPlan>) -> anyhow::Result<()> {
                 args.remote_write_address
             )
         })?;
-    let embedded =
-        tokio::spawn(receiver.serve_embedded(rw_listener, crate::http::shutdown_signal()));
+    let embedded = tokio::spawn(receiver.serve_embedded(
+        rw_listener,
+        security.http.clone(),
+        crate::http::shutdown_signal(),
+    ));
     if let Some(plan) = demo {
         tokio::spawn(demo_feed(
             plan,
@@ -215,16 +232,29 @@ async fn serve(args: AllArgs, demo: Option<DemoPlan>) -> anyhow::Result<()> {
         bucket: StoreService::new(store, 20),
         heads,
     };
-    tracing::info!(address = %args.grpc_address, "StoreAPI listening (the bucket and the receiver's heads)");
+    let grpc_listener = tokio::net::TcpListener::bind(args.grpc_address)
+        .await
+        .with_context(|| format!("binding --grpc-address {}", args.grpc_address))?;
+    tracing::info!(address = %args.grpc_address, tls = security.grpc.is_some(), "StoreAPI listening (the bucket and the receiver's heads)");
     let grpc = tonic::transport::Server::builder()
+        .layer(crate::metrics::GrpcMetricsLayer)
         .add_service(
             thanos::store_server::StoreServer::new(svc.clone())
                 .max_decoding_message_size(i32::MAX as usize)
                 .max_encoding_message_size(i32::MAX as usize),
         )
         .add_service(thanos::info::info_server::InfoServer::new(svc))
-        .serve_with_shutdown(args.grpc_address, crate::http::shutdown_signal());
-    let http = crate::http::serve(&args.http_address, app, crate::http::shutdown_signal());
+        .serve_with_incoming_shutdown(
+            crate::tls::Incoming::new(grpc_listener, security.grpc)?,
+            crate::http::shutdown_signal(),
+        );
+    let app = crate::metrics::track_http(app);
+    let http = crate::http::serve(
+        &args.http_address,
+        app,
+        &security.http,
+        crate::http::shutdown_signal(),
+    );
     let (g, h) = tokio::join!(grpc, http);
     match embedded.await {
         Ok(r) => r.context("receiver")?,
@@ -437,12 +467,6 @@ fn demo_config(start_ms: i64, duration_ms: i64, step_ms: i64) -> GenConfig {
         families: Families::default(),
         ..GenConfig::default()
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Writes `history` of demo data ending now, unless the bucket holds blocks, and plans the

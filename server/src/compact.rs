@@ -6,13 +6,14 @@
 //! so a kill at any moment leaves either the sources or a block that holds all of them, which
 //! the next pass finds and finishes.
 
-use std::collections::{BTreeMap, HashSet};
+use crate::now_ms;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Args;
@@ -30,6 +31,7 @@ use crate::blocks::{
     SyncedBlock, abandoned_uploads, delete_block, deletion_due, download_block, sync_blocks,
     upload_block,
 };
+use crate::compact_progress::{LastPass, Phase, Progress, downsample_due, past_retention, todo};
 use crate::http::ops;
 
 /// Flags of `gauntlet compact`, named as Thanos names them.
@@ -44,6 +46,9 @@ pub struct CompactArgs {
     /// Address /metrics, /-/ready and /-/healthy listen on.
     #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
     pub http_address: SocketAddr,
+    /// The HTTP server's web configuration file (TLS, basic auth).
+    #[command(flatten)]
+    pub http_config: crate::http::webconfig::HttpConfigArgs,
     /// Keep running, a pass every `--wait-interval`; without it one pass, then exit (non-zero
     /// when a group halted or a step failed).
     #[arg(long = "wait", short = 'w')]
@@ -126,6 +131,22 @@ pub struct CompactMetrics {
     pub samples: AtomicU64,
     /// Time spent merging (not downloading or uploading), µs.
     pub merge_micros: AtomicU64,
+    /// What the pass is doing and has left to do, for the status page.
+    pub progress: std::sync::Mutex<Progress>,
+}
+
+impl CompactMetrics {
+    /// Changes the progress under its lock.
+    pub fn progress(&self, f: impl FnOnce(&mut Progress)) {
+        if let Ok(mut p) = self.progress.lock() {
+            f(&mut p);
+        }
+    }
+
+    /// A copy of the progress.
+    pub fn progress_now(&self) -> Progress {
+        self.progress.lock().map(|p| p.clone()).unwrap_or_default()
+    }
 }
 
 /// The settings one pass works with.
@@ -224,13 +245,6 @@ impl PassReport {
     }
 }
 
-/// The time now, ms since the epoch.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Runs the compactor: one pass, or with `--wait` a pass every interval until SIGTERM.
 pub fn run(args: CompactArgs) -> anyhow::Result<()> {
     let cfg = args.objstore.bucket_config()?;
@@ -244,6 +258,7 @@ pub fn run(args: CompactArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: CompactArgs, cfg: BucketConfig, compact: CompactConfig) -> anyhow::Result<()> {
+    let web = args.http_config.load()?;
     let bucket = Bucket::open(&cfg)?;
     let metrics = Arc::new(CompactMetrics::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -252,14 +267,19 @@ async fn serve(args: CompactArgs, cfg: BucketConfig, compact: CompactConfig) -> 
         .with_context(|| format!("binding --http-address {}", args.http_address))?;
     tracing::info!(bucket = %cfg.describe(), data_dir = %compact.data_dir.display(), http = %http_listener.local_addr()?, wait = args.wait, "compactor starting");
     let m = metrics.clone();
-    let app = ops::router(Arc::new(|| true), Arc::new(move || render_metrics(&m)));
+    let app = ops::router(Arc::new(|| true), Arc::new(move || render_metrics(&m)))
+        .merge(crate::http::status::compactor_router(metrics.clone()));
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let http = tokio::spawn(async move {
-        axum::serve(http_listener, app)
-            .with_graceful_shutdown(async {
+        crate::http::serve_on(
+            http_listener,
+            crate::metrics::track_http(app),
+            &web,
+            async {
                 let _ = http_stop_rx.await;
-            })
-            .await
+            },
+        )
+        .await
     });
     let signal_stop = stop.clone();
     tokio::spawn(async move {
@@ -311,7 +331,26 @@ pub async fn run_pass(
     stop: &AtomicBool,
 ) -> anyhow::Result<PassReport> {
     m.busy.store(1, Relaxed);
+    let started = now_ms();
+    m.progress(|p| {
+        p.phase = Phase::Syncing;
+        p.started_ms = started;
+        p.groups_total = 0;
+        p.groups_done = 0;
+    });
     let r = pass(bucket, cfg, m, stop).await;
+    m.progress(|p| {
+        p.phase = Phase::Idle;
+        p.started_ms = 0;
+        p.merging.clear();
+        p.downsampling = None;
+        p.last = Some(LastPass {
+            started_ms: started,
+            finished_ms: now_ms(),
+            report: r.as_ref().ok().cloned(),
+            error: r.as_ref().err().map(|e| format!("{e:#}")),
+        });
+    });
     m.busy.store(0, Relaxed);
     m.iterations.fetch_add(1, Relaxed);
     m.last_pass.store((now_ms() / 1000) as u64, Relaxed);
@@ -370,19 +409,39 @@ async fn pass(
         .await?;
     }
 
+    plan_todo(&blocks, cfg, m, Phase::Compacting);
     compact_groups(bucket, cfg, m, stop, &mut blocks, &mut rep).await;
     if cfg.downsampling && !stop.load(Relaxed) {
+        plan_todo(&blocks, cfg, m, Phase::Downsampling);
         downsample(bucket, cfg, m, stop, &mut blocks, &mut rep).await;
     }
     if !stop.load(Relaxed) {
+        plan_todo(&blocks, cfg, m, Phase::Cleaning);
         retention(bucket, cfg, m, &mut blocks, &mut rep).await?;
         clean(bucket, cfg, m, &blocks, &mut rep).await?;
     }
+    plan_todo(&blocks, cfg, m, Phase::Cleaning);
     Ok(rep)
 }
 
 /// Reads every block's meta.json and markers. Directories without meta.json are partial
 /// uploads (left to [`clean`]); a meta.json that does not parse is reported and skipped.
+/// Enters `phase` with the work left over `blocks` planned afresh.
+fn plan_todo(
+    blocks: &BTreeMap<Ulid, SyncedBlock>,
+    cfg: &CompactConfig,
+    m: &CompactMetrics,
+    phase: Phase,
+) {
+    let now = now_ms();
+    let left = todo(blocks, cfg, now);
+    m.progress(|p| {
+        p.phase = phase;
+        p.todo = left;
+        p.todo_at_ms = now;
+    });
+}
+
 async fn sync(bucket: &Bucket, m: &CompactMetrics) -> anyhow::Result<BTreeMap<Ulid, SyncedBlock>> {
     let found = sync_blocks(bucket).await?;
     for (id, why) in &found.unusable {
@@ -437,11 +496,13 @@ async fn compact_groups(
             .or_default()
             .insert(b.meta.ulid, b.clone());
     }
+    m.progress(|p| p.groups_total = groups.len());
     let mut done = futures::stream::iter(groups)
         .map(|(key, group)| async move {
             let mut group = group;
             let mut rep = PassReport::default();
             compact_group(bucket, cfg, m, stop, &key, &mut group, &mut rep).await;
+            m.progress(|p| p.groups_done += 1);
             (group, rep)
         })
         .buffer_unordered(cfg.concurrency.max(1));
@@ -533,7 +594,10 @@ async fn compact_group(
             Planned::Overlapping(_) => cfg.dedup,
             _ => Dedup::Chain,
         };
-        match compact_one(bucket, cfg, &key, blocks, &inputs, dedup, m).await {
+        m.progress(|p| p.merging.push((key.clone(), inputs.clone())));
+        let merged = compact_one(bucket, cfg, &key, blocks, &inputs, dedup, m).await;
+        m.progress(|p| p.merging.retain(|(k, _)| *k != key));
+        match merged {
             Ok(Some(meta)) => {
                 m.compactions.fetch_add(1, Relaxed);
                 m.samples.fetch_add(meta.stats.num_samples, Relaxed);
@@ -602,7 +666,7 @@ async fn compact_group(
 
 /// Whether a block's upload has settled: older than the consistency delay (by upload time,
 /// else ULID time), or made by a compactor.
-fn settled(b: &SyncedBlock, cfg: &CompactConfig, now: i64) -> bool {
+pub(crate) fn settled(b: &SyncedBlock, cfg: &CompactConfig, now: i64) -> bool {
     let t = b.meta.thanos.as_ref();
     if t.is_some_and(|t| t.source == "compactor") {
         return true;
@@ -755,33 +819,18 @@ async fn downsample(
     blocks: &mut BTreeMap<Ulid, SyncedBlock>,
     rep: &mut PassReport,
 ) {
-    for (from, to, span) in [
-        (RES_RAW, RES_5M, 40 * 3_600_000),
-        (RES_5M, RES_1H, 10 * 86_400_000),
-    ] {
-        let covered: Vec<HashSet<Ulid>> = blocks
-            .values()
-            .filter(|b| b.deletion.is_none() && b.resolution() == to)
-            .map(|b| b.meta.compaction.sources.iter().copied().collect())
-            .collect();
-        let todo: Vec<Ulid> = blocks
-            .values()
-            .filter(|b| {
-                b.deletion.is_none()
-                    && !b.no_downsample
-                    && b.resolution() == from
-                    && b.meta.max_time - b.meta.min_time >= span
-                    && !covered
-                        .iter()
-                        .any(|c| b.meta.compaction.sources.iter().all(|s| c.contains(s)))
-            })
-            .map(|b| b.meta.ulid)
-            .collect();
-        for id in todo {
+    for (from, to) in [(RES_RAW, RES_5M), (RES_5M, RES_1H)] {
+        for id in downsample_due(blocks, from, to) {
             if stop.load(Relaxed) {
                 return;
             }
-            match downsample_one(bucket, cfg, id, to).await {
+            m.progress(|p| p.downsampling = Some(id));
+            let made = downsample_one(bucket, cfg, id, to).await;
+            m.progress(|p| {
+                p.downsampling = None;
+                p.todo.downsample_blocks.remove(&id);
+            });
+            match made {
                 Ok(meta) => {
                     m.downsamples.fetch_add(1, Relaxed);
                     tracing::info!(block = %id, new = %meta.ulid, resolution = to, "downsampled");
@@ -841,22 +890,7 @@ async fn retention(
     blocks: &mut BTreeMap<Ulid, SyncedBlock>,
     rep: &mut PassReport,
 ) -> anyhow::Result<()> {
-    let now = now_ms();
-    let past: Vec<Ulid> = blocks
-        .values()
-        .filter(|b| b.deletion.is_none())
-        .filter(|b| {
-            let keep = match b.resolution() {
-                RES_RAW => cfg.retention[0],
-                RES_5M => cfg.retention[1],
-                RES_1H => cfg.retention[2],
-                _ => Duration::ZERO,
-            };
-            !keep.is_zero() && now - b.meta.max_time > keep.as_millis() as i64
-        })
-        .map(|b| b.meta.ulid)
-        .collect();
-    for id in past {
+    for id in past_retention(blocks, &cfg.retention, now_ms()) {
         mark_deleted(bucket, blocks, id, "past retention", m, rep).await?;
     }
     Ok(())
@@ -995,6 +1029,31 @@ pub fn render_metrics(m: &CompactMetrics) -> String {
         ),
     ] {
         ops::metric(&mut out, name, typ, help, v);
+    }
+    let p = m.progress_now();
+    for (name, help, v) in [
+        (
+            "thanos_compact_todo_compactions",
+            "Compactions the planner has left over the bucket as last synced.",
+            p.todo.compactions,
+        ),
+        (
+            "thanos_compact_todo_compaction_blocks",
+            "Blocks that are inputs of a planned compaction.",
+            p.todo.compaction_blocks.len(),
+        ),
+        (
+            "thanos_compact_todo_downsample_blocks",
+            "Blocks due for downsampling.",
+            p.todo.downsample_blocks.len(),
+        ),
+        (
+            "thanos_compact_todo_deletion_blocks",
+            "Blocks past their resolution's retention, not yet marked for deletion.",
+            p.todo.retention_blocks.len(),
+        ),
+    ] {
+        ops::metric(&mut out, name, "gauge", help, v as f64);
     }
     out
 }

@@ -6,10 +6,21 @@
 pub mod all;
 pub mod blocks;
 pub mod compact;
+pub mod compact_progress;
 pub mod grpc;
 pub mod http;
 pub mod logging;
+pub mod memory;
+pub mod metrics;
 pub mod query;
 pub mod receive;
 pub mod store;
+pub mod tls;
 pub mod tools;
+
+/// The time now, ms since the epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

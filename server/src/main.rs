@@ -24,6 +24,16 @@ struct Cli {
         global = true
     )]
     log_format: LogFormat,
+    /// The process's memory budget (`4GiB`, `512MB`; 0: none): while its resident memory is
+    /// over it, new queries, reads and writes are refused (503, `ResourceExhausted`) rather
+    /// than taken on.
+    #[arg(
+        long = "memory.limit",
+        default_value = "0",
+        global = true,
+        value_parser = gauntlet::store::parse_bytes
+    )]
+    memory_limit: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,6 +65,7 @@ fn main() -> std::process::ExitCode {
     let cli =
         Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut Cli::command()).exit());
     logging::init(cli.log_level, cli.log_format);
+    gauntlet::memory::init(cli.memory_limit);
     // The flags as given and defaulted, for `/api/v1/status/flags`.
     if let Some((name, sub)) = matches.subcommand()
         && let Some(cmd) = Cli::command().find_subcommand(name)

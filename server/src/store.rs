@@ -1,6 +1,7 @@
 //! `gauntlet store`: the store gateway. Serves the blocks of an object-storage bucket over the
 //! Thanos StoreAPI, so an existing Thanos Querier can list it as an endpoint.
 
+use crate::now_ms;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,8 +11,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use gauntlet_engine::bucket::{Bucket, BucketConfig};
+use gauntlet_engine::relabel;
 use gauntlet_engine::shard::{IoChoice, RuntimeConfig};
-use gauntlet_engine::store::{BucketStore, Limits, StoreOptions};
+use gauntlet_engine::store::{BlockSelection, BucketStore, Limits, StoreOptions, TimeBound};
 use gauntlet_proto::thanos;
 
 use crate::grpc::StoreService;
@@ -65,6 +67,98 @@ pub struct StoreArgs {
     /// Engine cores (threads pinned one per CPU); 0 = one per CPU this process may use.
     #[arg(long = "engine.cores", default_value_t = 0)]
     engine_cores: usize,
+    /// TLS of the gRPC server, and the HTTP server's web configuration file.
+    #[command(flatten)]
+    security: crate::tls::ServerSecurityArgs,
+    /// Which blocks this store serves, to shard a bucket across stores.
+    #[command(flatten)]
+    selection: SelectionArgs,
+}
+
+/// Flags choosing the blocks a store serves, as Thanos's store names them: a time window and
+/// relabel rules over each block's external labels plus `__block_id`.
+#[derive(Debug, Clone, Args)]
+pub struct SelectionArgs {
+    /// Start of the time range served: RFC3339 or a duration relative to now (`-2w`, `-36h`;
+    /// negative is the past). Blocks ending before it are not loaded and requests are cut to it.
+    #[arg(long = "min-time", default_value = "0000-01-01T00:00:00Z", value_parser = parse_time_bound)]
+    min_time: TimeBound,
+    /// End of the time range served: RFC3339 or a duration relative to now. Blocks starting
+    /// after it are not loaded and requests are cut to it.
+    #[arg(long = "max-time", default_value = "9999-12-31T23:59:59Z", value_parser = parse_time_bound)]
+    max_time: TimeBound,
+    /// Prometheus relabel rules (YAML list) run over each block's external labels plus
+    /// `__block_id`; blocks left with no labels are not served (`hashmod` shards evenly).
+    #[arg(long = "selector.relabel-config")]
+    relabel_config: Option<String>,
+    /// As --selector.relabel-config, from a file.
+    #[arg(long = "selector.relabel-config-file")]
+    relabel_config_file: Option<PathBuf>,
+}
+
+impl SelectionArgs {
+    /// The selection the flags give; errors name the flag and, for YAML, the line.
+    pub fn selection(&self) -> anyhow::Result<BlockSelection> {
+        let rules = match (&self.relabel_config, &self.relabel_config_file) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "--selector.relabel-config and --selector.relabel-config-file are both given; use one"
+            ),
+            (Some(yaml), None) => relabel::parse_rules(yaml)
+                .map_err(|e| anyhow::anyhow!("--selector.relabel-config: {e}"))?,
+            (None, Some(path)) => {
+                let yaml = std::fs::read_to_string(path).with_context(|| {
+                    format!("reading --selector.relabel-config-file {}", path.display())
+                })?;
+                relabel::parse_rules(&yaml).map_err(|e| {
+                    anyhow::anyhow!("--selector.relabel-config-file {}: {e}", path.display())
+                })?
+            }
+            (None, None) => Vec::new(),
+        };
+        let selection = BlockSelection {
+            min_time: self.min_time,
+            max_time: self.max_time,
+            relabel: Arc::new(rules),
+        };
+        let (min, max) = selection.window(now_ms());
+        if min > max {
+            anyhow::bail!(
+                "--min-time ({}) is after --max-time ({})",
+                ms_text(min),
+                ms_text(max)
+            );
+        }
+        Ok(selection)
+    }
+}
+
+/// An instant for messages: RFC3339 where it fits the calendar humantime prints, else ms.
+fn ms_text(ms: i64) -> String {
+    u64::try_from(ms)
+        .ok()
+        .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms))
+        .map_or_else(
+            || format!("{ms} ms"),
+            |t| humantime::format_rfc3339_millis(t).to_string(),
+        )
+}
+
+/// Parses `--min-time` / `--max-time`: RFC3339 (`2025-01-01T00:00:00Z`) or a Prometheus
+/// duration relative to now, negative for the past (`-2w`, `-36h`, `1h30m`).
+pub fn parse_time_bound(s: &str) -> Result<TimeBound, String> {
+    if let Some(ms) = crate::http::params::parse_rfc3339(s) {
+        return Ok(TimeBound::At(ms));
+    }
+    let (neg, d) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    match gauntlet_engine::promql::parse_duration_ms(d) {
+        Some(ms) => Ok(TimeBound::FromNow(if neg { -ms } else { ms })),
+        None => Err(format!(
+            "{s:?} is neither an RFC3339 time (2006-01-02T15:04:05Z) nor a duration (-2w, -36h)"
+        )),
+    }
 }
 
 /// The store options the engine-core flags give.
@@ -104,13 +198,18 @@ pub fn objstore_config(
     yaml: Option<&str>,
     file: Option<&std::path::Path>,
 ) -> anyhow::Result<Option<BucketConfig>> {
-    let yaml = match (yaml, file) {
-        (Some(y), _) => y.to_string(),
-        (None, Some(p)) => std::fs::read_to_string(p)
-            .with_context(|| format!("reading --objstore.config-file {}", p.display()))?,
+    let (yaml, flag) = match (yaml, file) {
+        (Some(y), _) => (y.to_string(), "--objstore.config".to_string()),
+        (None, Some(p)) => (
+            std::fs::read_to_string(p)
+                .with_context(|| format!("reading --objstore.config-file {}", p.display()))?,
+            format!("--objstore.config-file {}", p.display()),
+        ),
         (None, None) => return Ok(None),
     };
-    Ok(Some(BucketConfig::parse(&yaml)?))
+    // The parser's message says the line and column.
+    let cfg = BucketConfig::parse(&yaml).map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+    Ok(Some(cfg))
 }
 
 /// Where the bucket is, for a role that cannot run without one (Thanos's flags).
@@ -142,15 +241,21 @@ impl ObjstoreArgs {
 /// Runs the store gateway until SIGINT or SIGTERM.
 pub fn run(args: StoreArgs) -> anyhow::Result<()> {
     let cfg = args.objstore.bucket_config()?;
+    let selection = args.selection.selection()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("gauntlet-net")
         .build()
         .context("starting the runtime")?;
-    rt.block_on(serve(args, cfg))
+    rt.block_on(serve(args, cfg, selection))
 }
 
-async fn serve(args: StoreArgs, cfg: BucketConfig) -> anyhow::Result<()> {
+async fn serve(
+    args: StoreArgs,
+    cfg: BucketConfig,
+    selection: BlockSelection,
+) -> anyhow::Result<()> {
+    let security = args.security.load()?;
     let bucket = Bucket::open(&cfg)?;
     let opts = StoreOptions {
         index_cache_bytes: args.index_cache_size,
@@ -162,6 +267,7 @@ async fn serve(args: StoreArgs, cfg: BucketConfig) -> anyhow::Result<()> {
             bytes: args.limit_bytes,
         },
         runtime: runtime_config(args.io_backend, args.engine_cores),
+        selection,
         ..StoreOptions::default()
     };
     let store = Arc::new(BucketStore::open(bucket, &args.data_dir, opts)?);
@@ -190,10 +296,11 @@ async fn serve(args: StoreArgs, cfg: BucketConfig) -> anyhow::Result<()> {
 
     let svc = StoreService::new(store.clone(), args.series_max_concurrency);
     let grpc = tonic::transport::Server::builder()
+        .layer(crate::metrics::GrpcMetricsLayer)
         .add_service(crate::grpc::StoreApi::new(svc.clone()))
         .add_service(thanos::info::info_server::InfoServer::new(svc))
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+            crate::tls::Incoming::new(grpc_listener, security.grpc)?,
             shutdown(),
         );
     let ready = store.clone();
@@ -201,8 +308,21 @@ async fn serve(args: StoreArgs, cfg: BucketConfig) -> anyhow::Result<()> {
     let app = ops::router(
         Arc::new(move || ready.is_ready()),
         Arc::new(move || render_metrics(&metrics)),
+    )
+    .merge(crate::http::status::router(
+        None,
+        Some(crate::http::status::bucket_blocks(
+            store.clone(),
+            None,
+            true,
+        )),
+    ));
+    let http = crate::http::serve_on(
+        http_listener,
+        crate::metrics::track_http(app),
+        &security.http,
+        shutdown(),
     );
-    let http = axum::serve(http_listener, app).with_graceful_shutdown(shutdown());
     let (g, h) = tokio::join!(grpc, http);
     g.context("gRPC server")?;
     h.context("HTTP server")?;
@@ -406,11 +526,29 @@ pub(crate) fn render_metrics(s: &BucketStore) -> String {
             );
         }
     }
+    out.push_str(
+        "# HELP thanos_blocks_meta_synced Blocks of the bucket by what the last sync did with them.\n# TYPE thanos_blocks_meta_synced gauge\n",
+    );
+    for (state, v) in [
+        ("loaded", blocks.len() as u64),
+        ("time-excluded", m.time_excluded.load(Relaxed)),
+        ("label-excluded", m.label_excluded.load(Relaxed)),
+    ] {
+        out.push_str(&format!(
+            "thanos_blocks_meta_synced{{state=\"{state}\"}} {v}\n"
+        ));
+    }
     // The I/O backend as an info-style gauge, so a dashboard shows which one was chosen.
     out.push_str(&format!(
         "# HELP gauntlet_engine_io_backend I/O backend of the engine cores (value 1).\n# TYPE gauntlet_engine_io_backend gauge\ngauntlet_engine_io_backend{{backend=\"{}\"}} 1\n",
         s.io_backend()
     ));
+    out.push_str("# HELP gauntlet_engine_core_queue_depth Calls waiting in an engine core's queue.\n# TYPE gauntlet_engine_core_queue_depth gauge\n");
+    for (core, depth) in s.core_queue_depths().iter().enumerate() {
+        out.push_str(&format!(
+            "gauntlet_engine_core_queue_depth{{core=\"{core}\"}} {depth}\n"
+        ));
+    }
     out
 }
 

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod bucket;
+pub mod emulators;
 pub mod head_histograms;
 pub mod histograms;
 pub mod receive;
@@ -409,6 +410,17 @@ impl GauntletServer {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, `TERM`, …) to the process.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("running kill")
+            .success();
+        assert!(ok, "kill -{signal} {}", self.child.id());
     }
 
     /// GET on the HTTP API: (status, body).

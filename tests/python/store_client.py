@@ -4,6 +4,8 @@ run time with grpc_tools.protoc into a temp dir). Reads a JSON list of calls on 
 JSON list of results: chunks as hex so the caller decodes them.
 
 Usage: store_client.py PROTO_DIR HOST:PORT < calls.json
+TLS when GAUNTLET_TLS_CA names a CA file (with GAUNTLET_TLS_CERT and GAUNTLET_TLS_KEY for a
+client certificate, GAUNTLET_TLS_SERVER_NAME to check the server's certificate for that name).
 A call: {"method": "Series"|"LabelNames"|"LabelValues"|"Info"|"StoreInfo", ...request fields},
 or {"method": "Parallel", "calls": [...]} to make several calls at once,
 or {"method": "RemoteWrite", "body": HEX} to send HEX as the serialized thanos.WriteRequest of a
@@ -28,7 +30,22 @@ sys.path.insert(0, out_dir)
 from thanos.store.storepb import rpc_pb2, rpc_pb2_grpc, types_pb2  # noqa: E402
 from thanos.info.infopb import rpc_pb2 as info_pb2, rpc_pb2_grpc as info_grpc  # noqa: E402
 
-chan = grpc.insecure_channel(addr, options=[("grpc.max_receive_message_length", 1 << 30)])
+options = [("grpc.max_receive_message_length", 1 << 30)]
+if os.environ.get("GAUNTLET_TLS_CA"):
+    # TLS: the CA that signed the server's certificate, and the client's certificate and key
+    # when the server asks for one (mutual TLS); GAUNTLET_TLS_SERVER_NAME overrides the name
+    # the server's certificate is checked against.
+    def read(var):
+        path = os.environ.get(var)
+        return open(path, "rb").read() if path else None
+    creds = grpc.ssl_channel_credentials(root_certificates=read("GAUNTLET_TLS_CA"),
+                                         private_key=read("GAUNTLET_TLS_KEY"),
+                                         certificate_chain=read("GAUNTLET_TLS_CERT"))
+    if os.environ.get("GAUNTLET_TLS_SERVER_NAME"):
+        options.append(("grpc.ssl_target_name_override", os.environ["GAUNTLET_TLS_SERVER_NAME"]))
+    chan = grpc.secure_channel(addr, creds, options=options)
+else:
+    chan = grpc.insecure_channel(addr, options=options)
 store = rpc_pb2_grpc.StoreStub(chan)
 info = info_grpc.InfoStub(chan)
 # Raw bytes in, raw bytes out: no serializer, so any bytes can be sent as the request.

@@ -24,12 +24,12 @@ export interface RangeSeries {
 }
 
 export type QueryData =
-  | { resultType: 'vector'; result: InstantSeries[] }
-  | { resultType: 'matrix'; result: RangeSeries[] }
-  | { resultType: 'scalar'; result: SamplePair }
-  | { resultType: 'string'; result: SamplePair };
+  | { resultType: 'vector'; result: InstantSeries[]; stats?: QueryStats }
+  | { resultType: 'matrix'; result: RangeSeries[]; stats?: QueryStats }
+  | { resultType: 'scalar'; result: SamplePair; stats?: QueryStats }
+  | { resultType: 'string'; result: SamplePair; stats?: QueryStats };
 
-/** Query statistics, when the server sends them (`stats=all`). */
+/** Query statistics, under `data` when the server is asked for them (`stats=all`). */
 export interface QueryStats {
   samples?: { totalQueryableSamples?: number; peakSamples?: number };
   timings?: Record<string, number>;
@@ -42,7 +42,6 @@ export interface Answer<T> {
   error?: string;
   warnings?: string[];
   infos?: string[];
-  stats?: QueryStats;
 }
 
 /** What one request gave back: the answer (or the failure) and how long it took, ms. */

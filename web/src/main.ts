@@ -2,11 +2,11 @@
 
 import './style.css';
 import { queryPage } from './query';
-import { statusPage } from './status';
+import { STATUS_SECTIONS, statusPage } from './status';
 
 const root = document.getElementById('app') as HTMLElement;
 const path = window.location.pathname;
-const page = path.startsWith('/status') || ['/flags', '/stores', '/blocks'].includes(path) ? 'status' : 'query';
+const page = path.startsWith('/status') || STATUS_SECTIONS.includes(path.slice(1)) ? 'status' : 'query';
 for (const a of document.querySelectorAll<HTMLAnchorElement>('header.nav a[data-page]')) {
   a.classList.toggle('active', a.dataset.page === page);
 }

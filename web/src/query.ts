@@ -219,7 +219,7 @@ function queryPanel(
     if (data && (data.resultType === 'vector' || data.resultType === 'matrix')) {
       parts.push(`Series: ${data.result.length}`);
     }
-    const samples = o.answer.stats?.samples?.totalQueryableSamples;
+    const samples = data?.stats?.samples?.totalQueryableSamples;
     if (samples !== undefined) parts.push(`Samples: ${samples}`);
     parts.push(`Load time: ${Math.round(o.elapsedMs)} ms`);
     if (extra) parts.push(extra);

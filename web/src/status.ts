@@ -97,6 +97,131 @@ interface BlockMeta {
     source?: string;
     files?: { rel_path: string; size_bytes?: number }[];
   };
+  /** Gauntlet's view of the block: served here or not, and where it stands. */
+  gauntlet?: {
+    served: boolean;
+    compaction: string;
+    downsampling: string;
+    deletionMarkTime: number | null;
+    pastRetention: boolean;
+  };
+}
+
+/** One receive tenant as `/api/v1/status/tenants` lists it. */
+interface Tenant {
+  name: string;
+  externalLabels: Record<string, string>;
+  series: number;
+  minTime: number | null;
+  maxTime: number | null;
+  samplesAppended: number;
+  outOfOrderSamplesAppended: number;
+  samplesRefused: number;
+  ingestRate: number | null;
+  headBytes: number;
+  localBlocks: number;
+  shippedBlocks: number;
+}
+
+/** The compactor's progress, `/api/v1/status/compactor`. */
+interface Compactor {
+  phase: string;
+  passStartTime: number | null;
+  groupsTotal: number;
+  groupsDone: number;
+  merging: { group: string; blocks: string[] }[];
+  downsampling: string | null;
+  todo: {
+    computedAt: number | null;
+    compactions: number;
+    compactionBlocks: number;
+    downsampleBlocks: number;
+    retentionBlocks: number;
+  };
+  lastPass: {
+    startTime: number;
+    endTime: number;
+    error: string | null;
+    compacted: string[];
+    downsampled: string[];
+    markedForDeletion: string[];
+    deleted: string[];
+    halted: { group: string; reason: string }[];
+    failures: string[];
+  } | null;
+}
+
+function resultsTable(columns: string[], rows: string[][], className = 'results'): HTMLElement {
+  const t = document.createElement('table');
+  t.className = className;
+  const head = t.createTHead().insertRow();
+  for (const h of columns) {
+    const th = document.createElement('th');
+    th.textContent = h;
+    head.append(th);
+  }
+  const body = t.createTBody();
+  for (const row of rows) {
+    const tr = body.insertRow();
+    for (const c of row) tr.insertCell().textContent = c;
+  }
+  return t;
+}
+
+const time = (ms: number | null) => (ms === null ? '' : new Date(ms).toISOString());
+
+function tenantsTable(tenants: Tenant[]): HTMLElement {
+  const rows = [...tenants]
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .map((t) => [
+      t.name,
+      String(t.series),
+      t.ingestRate === null ? 'measuring…' : `${t.ingestRate.toFixed(1)}/s`,
+      String(t.samplesAppended),
+      String(t.outOfOrderSamplesAppended),
+      String(t.samplesRefused),
+      time(t.minTime),
+      time(t.maxTime),
+      formatBytes(t.headBytes),
+      String(t.localBlocks),
+      String(t.shippedBlocks),
+      formatLabels(t.externalLabels),
+    ]);
+  return resultsTable(['Tenant', 'Active series', 'Ingest rate', 'Samples appended',
+    'Out of order', 'Refused', 'Head from', 'Head to', 'Head memory', 'Local blocks',
+    'Shipped blocks', 'External labels'], rows, 'results tenants');
+}
+
+function compactorPart(c: Compactor): HTMLElement[] {
+  const state: [string, string][] = [
+    ['Step', c.phase],
+    ['Pass started', time(c.passStartTime)],
+    ['Groups done', c.groupsTotal ? `${c.groupsDone} of ${c.groupsTotal}` : ''],
+    ['Merging', c.merging.map((m) => `${m.group}: ${m.blocks.join(', ')}`).join('; ')],
+    ['Downsampling', c.downsampling ?? ''],
+    ['Compactions left', String(c.todo.compactions)],
+    ['Blocks due for compaction', String(c.todo.compactionBlocks)],
+    ['Blocks due for downsampling', String(c.todo.downsampleBlocks)],
+    ['Blocks past retention', String(c.todo.retentionBlocks)],
+    ['Planned at', time(c.todo.computedAt)],
+  ];
+  const parts = [keyValueTable(state)];
+  const l = c.lastPass;
+  if (l) {
+    const last: [string, string][] = [
+      ['Last pass', `${time(l.startTime)} – ${time(l.endTime)} (${formatDuration(l.endTime - l.startTime)})`],
+      ['Compacted into', l.compacted.join(', ') || 'nothing'],
+      ['Downsampled into', l.downsampled.join(', ') || 'nothing'],
+      ['Marked for deletion', l.markedForDeletion.join(', ') || 'nothing'],
+      ['Deleted', l.deleted.join(', ') || 'nothing'],
+      ['Halted groups', l.halted.map((h) => `${h.group}: ${h.reason}`).join('; ') || 'none'],
+      ['Failures', [l.error, ...l.failures].filter((x) => x).join('; ') || 'none'],
+    ];
+    parts.push(keyValueTable(last));
+  } else {
+    parts.push(note('No pass has finished yet.'));
+  }
+  return parts;
 }
 
 function formatLabels(ls: Record<string, string> | undefined): string {
@@ -169,47 +294,46 @@ function timeline(blocks: BlockMeta[]): SVGSVGElement {
 }
 
 function blocksTable(blocks: BlockMeta[]): HTMLElement {
-  const t = document.createElement('table');
-  t.className = 'results blocks';
-  const head = t.createTHead().insertRow();
   const columns = ['ULID', 'From', 'To', 'Duration', 'Level', 'Resolution', 'Source', 'Series',
-    'Samples', 'Chunks', 'Size', 'External labels'];
-  for (const h of columns) {
-    const th = document.createElement('th');
-    th.textContent = h;
-    head.append(th);
-  }
-  const body = t.createTBody();
-  for (const b of [...blocks].sort((p, q) => p.minTime - q.minTime || p.ulid.localeCompare(q.ulid))) {
-    const tr = body.insertRow();
-    const size = (b.thanos?.files ?? []).reduce((n, f) => n + (f.size_bytes ?? 0), 0);
-    const cells = [
-      b.ulid,
-      new Date(b.minTime).toISOString(),
-      new Date(b.maxTime).toISOString(),
-      formatDuration(b.maxTime - b.minTime),
-      String(b.compaction?.level ?? ''),
-      resolutionName(b.thanos?.downsample?.resolution),
-      b.thanos?.source ?? '',
-      String(b.stats?.numSeries ?? ''),
-      String(b.stats?.numSamples ?? ''),
-      String(b.stats?.numChunks ?? ''),
-      size > 0 ? formatBytes(size) : '',
-      formatLabels(b.thanos?.labels),
-    ];
-    for (const c of cells) tr.insertCell().textContent = c;
-  }
-  return t;
+    'Samples', 'Chunks', 'Size', 'External labels', 'Served', 'Compaction', 'Downsampling'];
+  const rows = [...blocks]
+    .sort((p, q) => p.minTime - q.minTime || p.ulid.localeCompare(q.ulid))
+    .map((b) => {
+      const size = (b.thanos?.files ?? []).reduce((n, f) => n + (f.size_bytes ?? 0), 0);
+      return [
+        b.ulid,
+        new Date(b.minTime).toISOString(),
+        new Date(b.maxTime).toISOString(),
+        formatDuration(b.maxTime - b.minTime),
+        String(b.compaction?.level ?? ''),
+        resolutionName(b.thanos?.downsample?.resolution),
+        b.thanos?.source ?? '',
+        String(b.stats?.numSeries ?? ''),
+        String(b.stats?.numSamples ?? ''),
+        String(b.stats?.numChunks ?? ''),
+        size > 0 ? formatBytes(size) : '',
+        formatLabels(b.thanos?.labels),
+        b.gauntlet ? (b.gauntlet.served ? 'yes' : 'no') : '',
+        b.gauntlet?.compaction ?? '',
+        (b.gauntlet?.downsampling ?? '') + (b.gauntlet?.pastRetention ? ' (past retention)' : ''),
+      ];
+    });
+  return resultsTable(columns, rows, 'results blocks');
 }
+
+/** The paths that open the status page at one of its sections. */
+export const STATUS_SECTIONS = ['flags', 'stores', 'blocks', 'tenants', 'compactor'];
 
 export async function statusPage(root: HTMLElement) {
   root.replaceChildren(note('Loading…'));
-  const [build, runtime, flags, stores, blocks] = await Promise.all([
+  const [build, runtime, flags, stores, blocks, tenants, compactor] = await Promise.all([
     getJSON<Record<string, string>>('/api/v1/status/buildinfo'),
     getJSON<Record<string, unknown>>('/api/v1/status/runtimeinfo'),
     getJSON<Record<string, string>>('/api/v1/status/flags'),
     getJSON<Record<string, Store[]>>('/api/v1/stores'),
-    getJSON<{ blocks: BlockMeta[] }>('/api/v1/blocks'),
+    getJSON<{ blocks: BlockMeta[]; err: string | null }>('/api/v1/blocks'),
+    getJSON<{ tenants: Tenant[] }>('/api/v1/status/tenants'),
+    getJSON<Compactor>('/api/v1/status/compactor'),
   ]);
   const parts: HTMLElement[] = [];
   parts.push(
@@ -224,9 +348,18 @@ export async function statusPage(root: HTMLElement) {
     const any = Object.values(stores.data).some((list) => list.length > 0);
     parts.push(section('Stores', 'stores', any ? storesTable(stores.data) : note('No stores.')));
   }
+  if (tenants?.data) {
+    const list = tenants.data.tenants;
+    parts.push(section('Receive tenants', 'tenants',
+      list.length ? tenantsTable(list) : note('No tenant has written yet.')));
+  }
+  if (compactor?.data) {
+    parts.push(section('Compactor', 'compactor', ...compactorPart(compactor.data)));
+  }
   if (blocks?.data) {
     const list = blocks.data.blocks;
-    parts.push(section('Blocks', 'blocks', ...(list.length
+    const err = blocks.data.err ? [note(`Listing the bucket failed: ${blocks.data.err}`)] : [];
+    parts.push(section('Blocks', 'blocks', ...err, ...(list.length
       ? [timeline(list), blocksTable(list)]
       : [note('No blocks in the bucket yet.')])));
   }
@@ -235,9 +368,10 @@ export async function statusPage(root: HTMLElement) {
       keyValueTable(Object.entries(flags.data).sort(([a], [b]) => a.localeCompare(b)))));
   }
   root.replaceChildren(...parts);
-  // `/flags`, `/stores` and `/blocks` open the status page at their section.
+  // `/flags`, `/stores`, `/blocks`, `/tenants` and `/compactor` open the status page at
+  // their section.
   const section_id = window.location.pathname.slice(1);
-  if (section_id === 'flags' || section_id === 'stores' || section_id === 'blocks') {
+  if (STATUS_SECTIONS.includes(section_id)) {
     document.getElementById(section_id)?.scrollIntoView();
   }
 }

@@ -157,29 +157,8 @@ impl BucketConfig {
                 }
                 Arc::new(b.build().map_err(build_err)?)
             }
-            Provider::Gcs => {
-                install_crypto();
-                let mut b = object_store::gcp::GoogleCloudStorageBuilder::new()
-                    .with_bucket_name(self.need("bucket")?);
-                if let Some(sa) = self.str_key("service_account") {
-                    b = b.with_service_account_key(sa);
-                }
-                Arc::new(b.build().map_err(build_err)?)
-            }
-            Provider::Azure => {
-                install_crypto();
-                let mut b = object_store::azure::MicrosoftAzureBuilder::new()
-                    .with_account(self.need("storage_account")?)
-                    .with_container_name(self.need("container")?);
-                if let Some(k) = self.str_key("storage_account_key") {
-                    b = b.with_access_key(k);
-                }
-                if let Some(ep) = self.str_key("endpoint") {
-                    let account = self.need("storage_account")?;
-                    b = b.with_endpoint(format!("https://{account}.{ep}"));
-                }
-                Arc::new(b.build().map_err(build_err)?)
-            }
+            Provider::Gcs => Arc::new(self.gcs(std::env::var("STORAGE_EMULATOR_HOST").ok())?),
+            Provider::Azure => self.azure()?,
         };
         let prefix = self.prefix.trim_matches('/');
         if prefix.is_empty() {
@@ -187,6 +166,158 @@ impl BucketConfig {
         } else {
             Ok(Arc::new(PrefixStore::new(store, prefix)))
         }
+    }
+}
+
+impl BucketConfig {
+    /// Google Cloud Storage: `bucket`, and `service_account` (a service account's JSON key)
+    /// or Google's default credentials. `emulator` is `STORAGE_EMULATOR_HOST`, which Google's
+    /// own clients honour: requests go there, unsigned. A service account key may also carry
+    /// `gcs_base_url` (and `disable_oauth: true`) to name another server.
+    fn gcs(
+        &self,
+        emulator: Option<String>,
+    ) -> Result<object_store::gcp::GoogleCloudStorage, BucketError> {
+        install_crypto();
+        let mut b = object_store::gcp::GoogleCloudStorageBuilder::new()
+            .with_bucket_name(self.need("bucket")?);
+        let mut base_url = None;
+        if let Some(sa) = self.str_key("service_account") {
+            let key: serde_json::Value =
+                serde_json::from_str(&sa).map_err(|e| BucketError::Config {
+                    reason: format!("GCS service_account is not JSON: {e}"),
+                })?;
+            base_url = key["gcs_base_url"].as_str().map(str::to_string);
+            b = b.with_service_account_key(sa);
+        }
+        if let Some(host) = emulator.filter(|h| !h.trim().is_empty()) {
+            let host = host.trim().trim_end_matches('/');
+            let url = if host.contains("://") {
+                host.to_string()
+            } else {
+                format!("http://{host}")
+            };
+            // Static empty credentials: no token is fetched (from Google's metadata server
+            // or anywhere else) and no request is signed.
+            let token = object_store::gcp::GcpCredential {
+                bearer: String::new(),
+            };
+            let signer = object_store::gcp::GcpSigningCredential {
+                email: String::new(),
+                private_key: None,
+            };
+            b = b
+                .with_base_url(&url)
+                .with_skip_signature(true)
+                .with_credentials(Arc::new(object_store::StaticCredentialProvider::new(token)))
+                .with_signing_credentials(Arc::new(object_store::StaticCredentialProvider::new(
+                    signer,
+                )));
+            base_url = Some(url);
+        }
+        if base_url.is_some_and(|u| u.starts_with("http://")) {
+            b = b.with_client_options(object_store::ClientOptions::new().with_allow_http(true));
+        }
+        b.build().map_err(|e| BucketError::Config {
+            reason: format!("GCS: {e}"),
+        })
+    }
+
+    /// Azure Blob Storage: `storage_account` with `storage_account_key` (or Azure AD's
+    /// `az_tenant_id`/`client_id`/`client_secret`, or a managed identity's
+    /// `user_assigned_id`), or a `storage_connection_string`; `container`; `endpoint` (the
+    /// domain after the account, `blob.core.windows.net` unless set, or a whole URL such as
+    /// an emulator's `http://127.0.0.1:10000/devstoreaccount1`). The container is created on
+    /// first use unless `storage_create_container: false` (needs the account key).
+    fn azure(&self) -> Result<Arc<dyn ObjectStore>, BucketError> {
+        install_crypto();
+        let bad = |reason: String| BucketError::Config { reason };
+        let conn = match self.str_key("storage_connection_string") {
+            Some(s) => {
+                if self.str_key("storage_account_key").is_some() {
+                    return Err(bad(
+                        "AZURE: storage_account_key and storage_connection_string cannot both be \
+                         set"
+                        .into(),
+                    ));
+                }
+                Some(
+                    super::azure::ConnectionString::parse(&s)
+                        .map_err(|e| bad(format!("AZURE: {e}")))?,
+                )
+            }
+            None => None,
+        };
+        let account = match (&conn, self.str_key("storage_account")) {
+            (_, Some(a)) => a,
+            (Some(c), None) => c.account.clone().unwrap_or_default(),
+            (None, None) => return Err(bad("Azure needs config.storage_account".into())),
+        };
+        let container = self.need("container")?;
+        let key = self
+            .str_key("storage_account_key")
+            .or_else(|| conn.as_ref().and_then(|c| c.key.clone()));
+        let account_url = match (
+            conn.as_ref().and_then(|c| c.blob_endpoint.clone()),
+            self.str_key("endpoint"),
+        ) {
+            (Some(url), _) => url,
+            (None, Some(ep)) if ep.contains("://") => ep.trim_end_matches('/').to_string(),
+            (None, ep) => format!(
+                "https://{account}.{}",
+                ep.unwrap_or_else(|| "blob.core.windows.net".into())
+            ),
+        };
+        let allow_http = account_url.starts_with("http://");
+        let mut b = object_store::azure::MicrosoftAzureBuilder::new()
+            .with_account(&account)
+            .with_container_name(&container)
+            .with_endpoint(account_url.clone())
+            .with_allow_http(allow_http);
+        if let Some(k) = &key {
+            b = b.with_access_key(k);
+        } else if let Some(sas) = conn.as_ref().and_then(|c| c.sas.clone()) {
+            let pairs = object_store::azure::split_sas(&sas)
+                .map_err(|e| bad(format!("AZURE: SharedAccessSignature: {e}")))?;
+            b = b.with_sas_authorization(pairs);
+        } else {
+            let (tenant, client, secret) = (
+                self.str_key("az_tenant_id"),
+                self.str_key("client_id"),
+                self.str_key("client_secret"),
+            );
+            match (tenant, client, secret) {
+                (Some(t), Some(c), Some(s)) => {
+                    b = b.with_tenant_id(t).with_client_id(c).with_client_secret(s);
+                }
+                (None, None, None) => {
+                    if let Some(id) = self.str_key("user_assigned_id") {
+                        b = b.with_client_id(id);
+                    }
+                }
+                _ => {
+                    return Err(bad(
+                        "AZURE: az_tenant_id, client_id and client_secret must be set together"
+                            .into(),
+                    ));
+                }
+            }
+        }
+        let store = b.build().map_err(|e| bad(format!("AZURE: {e}")))?;
+        let create = self.str_key("storage_create_container").as_deref() != Some("false");
+        Ok(match key {
+            Some(key) if create => Arc::new(super::azure::CreatingContainer::new(
+                store,
+                super::azure::ContainerSpec {
+                    account_url,
+                    container,
+                    account,
+                    key,
+                    allow_http,
+                },
+            )),
+            _ => Arc::new(store),
+        })
     }
 }
 
@@ -219,11 +350,49 @@ mod tests {
     }
 
     #[test]
+    fn gcs_and_azure_files_build_clients_without_a_request() {
+        let gcs = BucketConfig::parse("type: GCS\nconfig:\n  bucket: thanos\n").unwrap();
+        assert_eq!(gcs.describe(), "Gcs:thanos");
+        // An emulator named by STORAGE_EMULATOR_HOST: no credentials are looked for.
+        gcs.gcs(Some("127.0.0.1:4443".into())).unwrap();
+        let sa = "type: GCS\nconfig:\n  bucket: b\n  service_account: '{\"private_key\": \"\", \"private_key_id\": \"\", \"client_email\": \"\", \"disable_oauth\": true, \"gcs_base_url\": \"http://127.0.0.1:1\"}'\n";
+        BucketConfig::parse(sa).unwrap().build().unwrap();
+        let key = super::super::azure::DEV_KEY;
+        for yaml in [
+            format!(
+                "type: AZURE\nconfig:\n  container: c\n  storage_connection_string: \"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={key};BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;\"\n"
+            ),
+            format!(
+                "type: AZURE\nconfig:\n  storage_account: a\n  storage_account_key: {key}\n  container: c\n  endpoint: http://127.0.0.1:10000/a\n  storage_create_container: false\n"
+            ),
+            "type: AZURE\nconfig:\n  storage_account: a\n  container: c\n  az_tenant_id: t\n  client_id: i\n  client_secret: s\n".to_string(),
+        ] {
+            let c = BucketConfig::parse(&yaml).unwrap();
+            c.build().unwrap_or_else(|e| panic!("{yaml}: {e}"));
+        }
+    }
+
+    #[test]
     fn rejects_bad_configs_with_reasons() {
         for (y, want) in [
             ("type: FTP\n", "unknown variant"),
             ("type: FILESYSTEM\n", "directory"),
             ("type: S3\nconfig: {}\n", "bucket"),
+            ("type: GCS\nconfig: {}\n", "bucket"),
+            (
+                "type: GCS\nconfig:\n  bucket: b\n  service_account: x\n",
+                "service_account",
+            ),
+            ("type: AZURE\nconfig:\n  container: c\n", "storage_account"),
+            ("type: AZURE\nconfig:\n  storage_account: a\n", "container"),
+            (
+                "type: AZURE\nconfig:\n  storage_account: a\n  container: c\n  client_id: i\n",
+                "together",
+            ),
+            (
+                "type: AZURE\nconfig:\n  container: c\n  storage_connection_string: AccountKey=a2V5\n",
+                "AccountName",
+            ),
             (": :\n", ""),
         ] {
             let e = BucketConfig::parse(y).and_then(|c| c.build().map(|_| ()));

@@ -2,6 +2,7 @@
 //! `object_store` (filesystem, S3, GCS, Azure) and configured with Thanos's objstore YAML;
 //! ranged reads coalesced into few requests; byte-budgeted caches.
 
+mod azure;
 mod cache;
 mod config;
 

@@ -22,11 +22,11 @@ mod value;
 pub use duration::parse_duration_ms;
 pub use error::PromqlError;
 pub use limits::{DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, QueryLimits, nesting_bound};
-pub use value::{InstantSample, QueryResult, Value};
+pub use value::{InstantSample, QueryResult, QueryStats, Value};
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::query::Queryable;
 
@@ -45,6 +45,9 @@ pub struct EngineOptions {
     pub delayed_name_removal: bool,
     /// How long and how deeply nested a query may be; checked before it is parsed.
     pub limits: QueryLimits,
+    /// Count the samples a query loads step by step as well as in total
+    /// ([`QueryStats::samples_per_step`]), as `stats=all` asks.
+    pub per_step_stats: bool,
 }
 
 impl Default for EngineOptions {
@@ -55,6 +58,7 @@ impl Default for EngineOptions {
             timeout: Duration::from_secs(120),
             delayed_name_removal: false,
             limits: QueryLimits::default(),
+            per_step_stats: false,
         }
     }
 }
@@ -83,11 +87,14 @@ impl Engine {
         query: &str,
         t_ms: i64,
     ) -> Result<QueryResult, PromqlError> {
+        let began = Instant::now();
         let depth = self.opts.limits.check(query)?;
         limits::with_stack_for(depth, || {
             let expr = parse_for(query, duration_expr::QueryTimes::default(), depth)?;
             let positions = positions::Positions::find(query, &expr);
-            eval::run(&self.opts, storage, &expr, &positions, t_ms, t_ms, 0, true)
+            let prepared = began.elapsed();
+            let res = eval::run(&self.opts, storage, &expr, &positions, t_ms, t_ms, 0, true)?;
+            Ok(timed(res, began, prepared))
         })
     }
 
@@ -116,13 +123,16 @@ impl Engine {
             step_ms,
             range_ms: end_ms.saturating_sub(start_ms),
         };
+        let began = Instant::now();
         let depth = self.opts.limits.check(query)?;
         limits::with_stack_for(depth, || {
             let expr = parse_for(query, times, depth)?;
             let positions = positions::Positions::find(query, &expr);
-            eval::run(
+            let prepared = began.elapsed();
+            let res = eval::run(
                 &self.opts, storage, &expr, &positions, start_ms, end_ms, step_ms, false,
-            )
+            )?;
+            Ok(timed(res, began, prepared))
         })
     }
 
@@ -134,6 +144,14 @@ impl Engine {
             Ok(parse_for(query, duration_expr::QueryTimes::default(), depth)?.prettify())
         })
     }
+}
+
+/// `res` with its preparation and total times: the query began at `began` and took
+/// `prepared` to read.
+fn timed(mut res: QueryResult, began: Instant, prepared: Duration) -> QueryResult {
+    res.stats.preparation = prepared;
+    res.stats.eval_total = began.elapsed();
+    res
 }
 
 /// Parses a query alone, without the cache or the limits: for trusted text (test scripts);

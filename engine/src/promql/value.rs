@@ -1,5 +1,7 @@
 //! Query results as the API returns them.
 
+use std::time::Duration;
+
 use crate::histogram::FloatHistogram;
 use crate::labels::Labels;
 use crate::query::Series;
@@ -16,6 +18,31 @@ pub struct QueryResult {
     /// The most samples the evaluation held at once (stored samples being worked on and step
     /// values), the figure `--query.max-samples` limits.
     pub peak_samples: usize,
+    /// What the evaluation loaded and how long it took.
+    pub stats: QueryStats,
+}
+
+/// A query's statistics, as Prometheus reports them under `stats`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueryStats {
+    /// Samples the query's selectors loaded, summed over its steps (Prometheus's
+    /// `totalQueryableSamples`): an instant selector counts each series once at every step it
+    /// has a sample for, a range vector the samples in each step's window, a subquery under a
+    /// range function the results in each window; a native histogram sample weighs as many
+    /// samples as it does against the sample limit.
+    pub total_samples: u64,
+    /// `total_samples` step by step, as (step time in ms, samples), when
+    /// [`EngineOptions::per_step_stats`](super::EngineOptions::per_step_stats) asked for it;
+    /// empty otherwise.
+    pub samples_per_step: Vec<(i64, u64)>,
+    /// Reading the query: parsing it and finding its positions.
+    pub preparation: Duration,
+    /// Evaluating the parsed query.
+    pub inner_eval: Duration,
+    /// Putting the result in its answer form, a matrix sorted by labels.
+    pub result_sort: Duration,
+    /// The whole query, from its text to its answer.
+    pub eval_total: Duration,
 }
 
 /// One of PromQL's four result types.

@@ -204,6 +204,11 @@ impl<S: 'static> ShardSet<S> {
         self.senders.len()
     }
 
+    /// Calls waiting in each core's queue, by core.
+    pub fn queue_depths(&self) -> Vec<usize> {
+        self.senders.iter().map(flume::Sender::len).collect()
+    }
+
     /// The I/O backend every core reads with.
     pub fn backend(&self) -> IoBackend {
         self.backend

@@ -39,6 +39,16 @@ impl BucketStore {
         Ok(())
     }
 
+    /// `q` cut to the store's time window, as Series requests are.
+    fn within_window(&self, q: &LabelsQuery) -> LabelsQuery {
+        let (min_time, max_time) = self.clamp_to_window(q.min_time, q.max_time);
+        LabelsQuery {
+            min_time,
+            max_time,
+            ..q.clone()
+        }
+    }
+
     fn series_query(q: &LabelsQuery) -> SeriesQuery {
         SeriesQuery {
             min_time: q.min_time,
@@ -56,6 +66,10 @@ impl BucketStore {
     /// series matching `q.matchers`.
     pub async fn label_names(&self, q: &LabelsQuery) -> Result<Vec<String>, StoreError> {
         self.check(q)?;
+        let q = &self.within_window(q);
+        if q.min_time > q.max_time {
+            return Ok(Vec::new());
+        }
         let mut names = BTreeSet::new();
         if q.matchers.is_empty() {
             for b in self.blocks() {
@@ -81,6 +95,10 @@ impl BucketStore {
         q: &LabelsQuery,
     ) -> Result<Vec<String>, StoreError> {
         self.check(q)?;
+        let q = &self.within_window(q);
+        if q.min_time > q.max_time {
+            return Ok(Vec::new());
+        }
         if name.is_empty() {
             return Err(StoreError::InvalidRequest("label name is empty".into()));
         }

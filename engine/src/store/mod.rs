@@ -24,6 +24,7 @@ mod queryable;
 mod read;
 mod resolve;
 mod select;
+pub mod selection;
 mod series;
 mod stream;
 mod symbols;
@@ -34,6 +35,7 @@ pub use batch::{ChunkView, SeriesBatch};
 pub use block::{BucketBlock, RawChunk};
 pub use form::StreamBatch;
 pub use labels::LabelsQuery;
+pub use selection::{BlockSelection, TimeBound};
 pub use series::{SeriesQuery, SeriesResult, ShardInfo, StoreSeries, encode_batch, recut_chunks};
 pub use stream::SeriesStream;
 pub use sync::SyncReport;
@@ -117,6 +119,9 @@ pub struct StoreOptions {
     pub stream_buffer_bytes: u64,
     /// The engine cores: how many, pinned or not, and the I/O backend.
     pub runtime: RuntimeConfig,
+    /// Which of the bucket's blocks this store serves (a shard's time window and relabel
+    /// rules); every block by default.
+    pub selection: BlockSelection,
 }
 
 impl Default for StoreOptions {
@@ -131,6 +136,7 @@ impl Default for StoreOptions {
                 pin: true,
                 ..RuntimeConfig::default()
             },
+            selection: BlockSelection::default(),
         }
     }
 }
@@ -293,6 +299,10 @@ pub struct StoreMetrics {
     pub label_filter_excluded: AtomicU64,
     /// Label filters built (or rebuilt after damage) at block load.
     pub label_filter_builds: AtomicU64,
+    /// Blocks the last sync left out because they are outside the time window.
+    pub time_excluded: AtomicU64,
+    /// Blocks the last sync left out because the relabel rules dropped them.
+    pub label_excluded: AtomicU64,
 }
 
 /// A time range and the external labels of a group of blocks, for Info.
@@ -443,6 +453,11 @@ impl BucketStore {
         self.cores.backend()
     }
 
+    /// Calls waiting in each engine core's queue, by core.
+    pub fn core_queue_depths(&self) -> Vec<usize> {
+        self.cores.queue_depths()
+    }
+
     /// Number of engine cores.
     pub fn cores(&self) -> usize {
         self.cores.cores()
@@ -458,12 +473,23 @@ impl BucketStore {
         self.opts.limits
     }
 
-    /// One entry per distinct external label set: the set and the time range of its blocks.
-    /// Errors until the first sync has finished.
+    /// Which blocks this store serves.
+    pub fn selection(&self) -> &BlockSelection {
+        &self.opts.selection
+    }
+
+    /// `[mint, maxt]` cut to the store's time window now (possibly empty: min > max).
+    pub(crate) fn clamp_to_window(&self, mint: i64, maxt: i64) -> (i64, i64) {
+        self.opts.selection.clamp(mint, maxt, selection::now_ms())
+    }
+
+    /// One entry per distinct external label set: the set and the time range of its blocks,
+    /// cut to the store's time window. Errors until the first sync has finished.
     pub fn label_sets(&self) -> Result<Vec<LabelSetInfo>, StoreError> {
         if !self.is_ready() {
             return Err(StoreError::NotReady);
         }
+        let (min, max) = self.opts.selection.window(selection::now_ms());
         let mut out: Vec<LabelSetInfo> = Vec::new();
         for b in self.blocks() {
             match out.iter_mut().find(|i| i.labels == b.ext_labels) {
@@ -477,6 +503,11 @@ impl BucketStore {
                     max_time: b.meta.max_time - 1,
                 }),
             }
+        }
+        // A shard advertises only the part of its blocks' range inside its window.
+        for i in &mut out {
+            i.min_time = i.min_time.max(min);
+            i.max_time = i.max_time.min(max);
         }
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(out)

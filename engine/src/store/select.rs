@@ -22,6 +22,10 @@ impl BucketStore {
     /// every series `q` could match. No postings are read here; blocks ruled out by external
     /// labels are skipped per block later.
     pub fn select_blocks(&self, q: &SeriesQuery) -> Vec<Arc<BucketBlock>> {
+        // A request cut to nothing by the store's time window reads no block.
+        if q.min_time > q.max_time {
+            return Vec::new();
+        }
         let in_range =
             |b: &BucketBlock| b.meta.min_time <= q.max_time && b.meta.max_time > q.min_time;
         let all = self.blocks();

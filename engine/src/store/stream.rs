@@ -120,6 +120,14 @@ impl BucketStore {
     ) -> Result<SeriesStream<B>, StoreError> {
         self.check_series_query(q)?;
         self.metrics.series_requests.fetch_add(1, Relaxed);
+        // Chunks outside the store's time window are not served: another shard holds them.
+        let (min_time, max_time) = self.clamp_to_window(q.min_time, q.max_time);
+        let clamped = SeriesQuery {
+            min_time,
+            max_time,
+            ..q.clone()
+        };
+        let q = &clamped;
         let blocks = self.select_blocks(q);
         let cores = self.cores.cores();
         let local = self.bucket.local_root().is_some();

@@ -1,6 +1,7 @@
-//! Block sync: list `<ULID>/meta.json` in the bucket, load new blocks (building their
-//! index-headers), drop deleted blocks and those whose deletion mark is older than the delay,
-//! and skip (log and count) blocks that fail to load while the rest keep serving.
+//! Block sync: list `<ULID>/meta.json` in the bucket, load the new blocks this store serves
+//! (building their index-headers; which blocks, `selection` says), drop deleted blocks and
+//! those whose deletion mark is older than the delay, and skip (log and count) blocks that
+//! fail to load while the rest keep serving.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -11,6 +12,7 @@ use ulid::Ulid;
 
 use super::block::BucketBlock;
 use super::header::{HEADER_FILENAME, IndexHeader};
+use super::selection::{Excluded, now_ms};
 use super::{BucketStore, StoreError};
 use crate::block::label_filter::LABEL_FILTER_FILENAME;
 use crate::block::meta::META_FILENAME;
@@ -30,6 +32,10 @@ pub struct SyncReport {
     pub partial: usize,
     /// Blocks that failed to load, with the reason.
     pub failed: Vec<(String, String)>,
+    /// Blocks left to other shards: outside the time window.
+    pub time_excluded: usize,
+    /// Blocks left to other shards: dropped by the relabel rules.
+    pub label_excluded: usize,
 }
 
 impl BucketStore {
@@ -50,9 +56,8 @@ impl BucketStore {
             .into_iter()
             .map(|b| (b.meta.ulid, b))
             .collect();
-        let now_s = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now_ms = now_ms();
+        let now_s = now_ms.div_euclid(1000);
         let delay = self.opts.ignore_deletion_marks_delay.as_secs() as i64;
         let mut next = Vec::new();
         for id in listed {
@@ -72,6 +77,26 @@ impl BucketStore {
                     continue;
                 }
             };
+            let meta = match BlockMeta::parse(&meta_bytes, Path::new(&meta_path)) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.fail(&mut report, &id.to_string(), &e.to_string());
+                    continue;
+                }
+            };
+            // Blocks another shard serves are not loaded (and dropped if they were, as a
+            // relative time window moves on).
+            match self.opts.selection.check(&meta, now_ms) {
+                Ok(()) => {}
+                Err(Excluded::Time) => {
+                    report.time_excluded += 1;
+                    continue;
+                }
+                Err(Excluded::Labels) => {
+                    report.label_excluded += 1;
+                    continue;
+                }
+            }
             match self.deletion_mark(id).await {
                 Ok(Some(mark)) if now_s - mark.deletion_time >= delay => continue,
                 Ok(_) => {}
@@ -84,7 +109,7 @@ impl BucketStore {
                 next.push(b.clone());
                 continue;
             }
-            match self.load_block(id, &meta_bytes, &meta_path).await {
+            match self.load_block(id, meta, &meta_path).await {
                 Ok(b) => {
                     self.metrics.block_loads.fetch_add(1, Relaxed);
                     report.added += 1;
@@ -121,6 +146,12 @@ impl BucketStore {
             }
         }
         report.loaded = next.len();
+        self.metrics
+            .time_excluded
+            .store(report.time_excluded as u64, Relaxed);
+        self.metrics
+            .label_excluded
+            .store(report.label_excluded as u64, Relaxed);
         *self.blocks.write().unwrap_or_else(|p| p.into_inner()) = next;
         self.synced.store(true, Relaxed);
         tracing::info!(
@@ -129,6 +160,8 @@ impl BucketStore {
             dropped = report.dropped,
             partial = report.partial,
             failed = report.failed.len(),
+            time_excluded = report.time_excluded,
+            label_excluded = report.label_excluded,
             "bucket sync done"
         );
         Ok(report)
@@ -165,10 +198,9 @@ impl BucketStore {
     async fn load_block(
         &self,
         id: Ulid,
-        meta_bytes: &[u8],
+        meta: BlockMeta,
         meta_path: &str,
     ) -> Result<BucketBlock, StoreError> {
-        let meta = BlockMeta::parse(meta_bytes, Path::new(meta_path))?;
         if meta.ulid != id {
             return Err(StoreError::Block(crate::block::BlockError::InvalidMeta {
                 path: meta_path.into(),

@@ -24,6 +24,7 @@ use super::params::{
     parse_match_sets, time_param,
 };
 use super::promql;
+use crate::query::tenancy::{Tenancy, TenantView};
 use crate::query::{ReadOptions, ReadView, Source};
 
 /// Settings of the query API that do not change per request.
@@ -42,6 +43,8 @@ pub struct ApiConfig {
     /// How long and how deeply nested a query may be (`--query.max-length`,
     /// `--query.max-depth`).
     pub limits: QueryLimits,
+    /// The tenancy every request is held to (`--query.enforce-tenancy`); `None` when off.
+    pub tenancy: Option<Tenancy>,
 }
 
 /// PromQL feature flags named as Prometheus names them (`--enable-feature`, repeatable and
@@ -67,6 +70,7 @@ impl Default for ApiConfig {
             partial_response: true,
             delayed_name_removal: false,
             limits: QueryLimits::default(),
+            tenancy: None,
         }
     }
 }
@@ -114,7 +118,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route(
             "/api/v1/label/{name}/values",
             get(
-                |State(st): State<Arc<ApiState>>, uri: Uri, RawQuery(q): RawQuery| async move {
+                |State(st): State<Arc<ApiState>>,
+                 headers: HeaderMap,
+                 uri: Uri,
+                 RawQuery(q): RawQuery| async move {
                     // The name as sent, still percent-encoded: a name that is not UTF-8 once
                     // decoded gets the API's own error, not the router's.
                     let name = uri
@@ -123,7 +130,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
                         .and_then(|p| p.strip_suffix("/values"))
                         .unwrap_or_default()
                         .to_string();
-                    run(st, q, None, move |st, form| label_values(st, form, &name)).await
+                    let tenant = tenant_header(&st, &headers);
+                    run(st, q, None, tenant, move |st, form| {
+                        label_values(st, form, &name)
+                    })
+                    .await
                 },
             ),
         )
@@ -149,18 +160,34 @@ fn endpoint(f: Endpoint) -> MethodRouter<Arc<ApiState>> {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
         let body = form_body.then_some(body);
-        run(st, q, body, f).await
+        let tenant = tenant_header(&st, &headers);
+        run(st, q, body, tenant, f).await
     };
     get(handler).post(handler)
 }
 
+/// The request's tenant header when tenancy is enforced.
+fn tenant_header(st: &ApiState, headers: &HeaderMap) -> Option<String> {
+    let t = st.config.tenancy.as_ref()?;
+    headers
+        .get(t.header.as_str())
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
 /// Parses the form and runs `f` on a blocking thread, encoding its answer.
-async fn run<F>(st: Arc<ApiState>, query: Option<String>, body: Option<Bytes>, f: F) -> Response
+async fn run<F>(
+    st: Arc<ApiState>,
+    query: Option<String>,
+    body: Option<Bytes>,
+    tenant: Option<String>,
+    f: F,
+) -> Response
 where
     F: FnOnce(&ApiState, &Form) -> Result<Reply, ApiError> + Send + 'static,
 {
     let res = tokio::task::spawn_blocking(move || {
-        let form = Form::parse(query.as_deref(), body.as_deref())?;
+        let mut form = Form::parse(query.as_deref(), body.as_deref())?;
+        form.set_tenant_header(tenant);
         f(&st, &form)
     })
     .await
@@ -244,7 +271,15 @@ pub fn read_options(st: &ApiState, form: &Form) -> Result<ReadOptions, ApiError>
 /// Opens the source for one request.
 pub fn open_view(st: &ApiState, form: &Form) -> Result<Arc<dyn ReadView>, ApiError> {
     let opts = read_options(st, form)?;
-    Ok(st.source.view(&opts)?)
+    let view = st.source.view(&opts)?;
+    Ok(match &st.config.tenancy {
+        // Every read of the request carries its tenant's matcher.
+        Some(t) => {
+            let tenant = t.tenant(form.tenant_header()).map_err(ApiError::bad_data)?;
+            Arc::new(TenantView::new(view, t.matcher(&tenant)))
+        }
+        None => view,
+    })
 }
 
 /// The end of a metadata request's time (`--query.timeout`): a request with many `match[]`

@@ -1,5 +1,6 @@
 //! The operational endpoints every role serves on `--http-address`: `/metrics` (Prometheus
-//! text format), `/-/ready` and `/-/healthy`.
+//! text format: the role's own metrics, then those every role has, see [`crate::metrics`]),
+//! `/-/ready` and `/-/healthy`.
 
 use std::sync::Arc;
 
@@ -22,12 +23,14 @@ pub fn router(ready: ReadyFn, metrics: MetricsFn) -> Router {
             get(move || {
                 let m = metrics.clone();
                 async move {
+                    let mut text = m();
+                    text.push_str(&crate::metrics::render_common());
                     (
                         [(
                             header::CONTENT_TYPE,
                             "text/plain; version=0.0.4; charset=utf-8",
                         )],
-                        m(),
+                        text,
                     )
                 }
             }),

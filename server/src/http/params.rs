@@ -106,9 +106,21 @@ impl From<PromqlError> for ApiError {
 #[derive(Debug, Default, Clone)]
 pub struct Form {
     pairs: Vec<(String, String)>,
+    /// The request's tenant header, when tenancy is enforced and the request had one.
+    tenant: Option<String>,
 }
 
 impl Form {
+    /// The value of the request's tenant header (see [`crate::query::tenancy`]).
+    pub fn tenant_header(&self) -> Option<&str> {
+        self.tenant.as_deref()
+    }
+
+    /// Records the request's tenant header.
+    pub fn set_tenant_header(&mut self, value: Option<String>) {
+        self.tenant = value;
+    }
+
     /// Parses the URL query and, for a form-encoded body, the body (which comes first).
     pub fn parse(query: Option<&str>, body: Option<&[u8]>) -> Result<Form, ApiError> {
         let mut pairs = Vec::new();
@@ -120,7 +132,10 @@ impl Form {
         if let Some(q) = query {
             decode_pairs(q, &mut pairs)?;
         }
-        Ok(Form { pairs })
+        Ok(Form {
+            pairs,
+            tenant: None,
+        })
     }
 
     /// The first value of `key`, or "" (Go's `FormValue`).
@@ -195,7 +210,7 @@ pub fn time_param(form: &Form, name: &str, default: i64) -> Result<i64, ApiError
 }
 
 /// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` to ms since the epoch.
-fn parse_rfc3339(s: &str) -> Option<i64> {
+pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
         return None;
@@ -351,9 +366,39 @@ pub fn limit_param(form: &Form) -> Result<usize, ApiError> {
     }
 }
 
+/// What the `stats` parameter of a query asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatsParam {
+    /// No `stats` (or an empty one): the answer carries none.
+    Off,
+    /// Any other value: timings and sample counts.
+    On,
+    /// `stats=all`: the sample counts step by step as well.
+    All,
+}
+
+/// The `stats` parameter, read as Prometheus reads it.
+pub fn stats_param(form: &Form) -> StatsParam {
+    match form.value("stats") {
+        "" => StatsParam::Off,
+        "all" => StatsParam::All,
+        _ => StatsParam::On,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stats_parameter_reads_as_prometheus_reads_it() {
+        let read = |q: &str| stats_param(&Form::parse(Some(q), None).unwrap());
+        assert_eq!(read("query=up"), StatsParam::Off);
+        assert_eq!(read("stats="), StatsParam::Off);
+        assert_eq!(read("stats=1"), StatsParam::On);
+        assert_eq!(read("stats=ALL"), StatsParam::On);
+        assert_eq!(read("stats=all"), StatsParam::All);
+    }
 
     #[test]
     fn times_parse_like_prometheus() {

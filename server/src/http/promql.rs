@@ -1,30 +1,36 @@
 //! The PromQL endpoints: `/api/v1/query`, `/api/v1/query_range`, `/api/v1/format_query`,
 //! with Prometheus's parameter checks and error messages.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use crate::now_ms;
+use std::time::{Duration, Instant};
 
-use gauntlet_engine::promql::{Engine, EngineOptions, QueryResult, Value};
+use gauntlet_engine::promql::{Engine, EngineOptions, QueryResult, QueryStats, Value};
 
 use super::api::{ApiState, Reply, open_view};
 use super::json;
-use super::params::{ApiError, Form, limit_param, parse_duration, parse_time, time_param};
+use super::params::{
+    ApiError, Form, StatsParam, limit_param, parse_duration, parse_time, stats_param, time_param,
+};
 
 /// Most points per series a range query may return, as Prometheus limits it.
 const MAX_POINTS_PER_SERIES: i64 = 11_000;
 
-/// `/api/v1/query`: `query`, `time` (default now), `timeout`.
+/// `/api/v1/query`: `query`, `time` (default now), `timeout`, `stats`.
 pub fn instant_query(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
+    let began = Instant::now();
     let limit = limit_param(form)?;
     let t = time_param(form, "time", now_ms())?;
     let engine = engine(st, form)?;
     let query = form.value("query");
     let view = open_view(st, form)?;
     let res = engine.instant_query(view.as_ref(), query, t)?;
-    Ok(reply(truncate(res, limit), view.warnings()))
+    let stats = stats_param(form);
+    Ok(reply(truncate(res, limit), view.warnings(), stats, began))
 }
 
-/// `/api/v1/query_range`: `query`, `start`, `end`, `step`, `timeout`.
+/// `/api/v1/query_range`: `query`, `start`, `end`, `step`, `timeout`, `stats`.
 pub fn range_query(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
+    let began = Instant::now();
     let limit = limit_param(form)?;
     let start = parse_time(form.value("start")).map_err(|e| ApiError::invalid_param("start", e))?;
     let end = parse_time(form.value("end")).map_err(|e| ApiError::invalid_param("end", e))?;
@@ -51,7 +57,8 @@ pub fn range_query(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     let engine = engine(st, form)?;
     let view = open_view(st, form)?;
     let res = engine.range_query(view.as_ref(), form.value("query"), start, end, step)?;
-    Ok(reply(truncate(res, limit), view.warnings()))
+    let stats = stats_param(form);
+    Ok(reply(truncate(res, limit), view.warnings(), stats, began))
 }
 
 /// `/api/v1/format_query`: the query pretty-printed.
@@ -83,12 +90,6 @@ fn parser(st: &ApiState) -> Engine {
     })
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// An engine for this request: the configured limits, the timeout shortened by `timeout`.
 fn engine(st: &ApiState, form: &Form) -> Result<Engine, ApiError> {
     let mut timeout = st.config.timeout;
@@ -111,6 +112,7 @@ fn engine(st: &ApiState, form: &Form) -> Result<Engine, ApiError> {
         timeout,
         delayed_name_removal: st.config.delayed_name_removal,
         limits: st.config.limits,
+        per_step_stats: stats_param(form) == StatsParam::All,
     }))
 }
 
@@ -134,8 +136,19 @@ fn truncate(mut res: QueryResult, limit: usize) -> QueryResult {
     res
 }
 
-fn reply(res: QueryResult, mut warnings: Vec<String>) -> Reply {
+/// The answer to a query: `data` holds the result, then (when `stats` asks for them) the
+/// query's statistics, its execution timed from `began`.
+fn reply(res: QueryResult, mut warnings: Vec<String>, stats: StatsParam, began: Instant) -> Reply {
     warnings.extend(res.warnings);
+    let end = match stats {
+        StatsParam::Off => "}".to_string(),
+        StatsParam::On | StatsParam::All => {
+            let mut end = String::from(",\"stats\":");
+            push_stats(&mut end, &res.stats, res.peak_samples, began.elapsed());
+            end.push('}');
+            end
+        }
+    };
     let mut head = String::from("{\"resultType\":");
     // The short head goes out as a piece of its own: joining it to the first piece of a long
     // answer would copy that piece.
@@ -143,7 +156,7 @@ fn reply(res: QueryResult, mut warnings: Vec<String>) -> Reply {
         Value::Scalar { t_ms, v } => {
             head.push_str("\"scalar\",\"result\":");
             json::push_scalar_point(&mut head, *t_ms, *v);
-            head.push('}');
+            head.push_str(&end);
             Vec::new()
         }
         Value::String { t_ms, v } => {
@@ -151,7 +164,8 @@ fn reply(res: QueryResult, mut warnings: Vec<String>) -> Reply {
             json::push_ts(&mut head, *t_ms);
             head.push(',');
             json::push_str(&mut head, v);
-            head.push_str("]}");
+            head.push(']');
+            head.push_str(&end);
             Vec::new()
         }
         Value::Vector(samples) => {
@@ -171,7 +185,7 @@ fn reply(res: QueryResult, mut warnings: Vec<String>) -> Reply {
                 }
                 out.push('}');
             });
-            close(pieces, "]}")
+            close(pieces, &format!("]{end}"))
         }
         Value::Matrix(series) => {
             head.push_str("\"matrix\",\"result\":[");
@@ -202,7 +216,7 @@ fn reply(res: QueryResult, mut warnings: Vec<String>) -> Reply {
                 }
                 out.push('}');
             });
-            close(pieces, "]}")
+            close(pieces, &format!("]{end}"))
         }
     };
     Reply {
@@ -210,6 +224,62 @@ fn reply(res: QueryResult, mut warnings: Vec<String>) -> Reply {
         rest,
         warnings,
         infos: res.info,
+    }
+}
+
+/// Appends a query's `stats` object as Prometheus writes it: timings in seconds (there is no
+/// queue: execution starts as the request is read), then the sample counts, step by step
+/// first when they were counted so.
+fn push_stats(out: &mut String, s: &QueryStats, peak: usize, exec: Duration) {
+    out.push_str("{\"timings\":{");
+    let timings = [
+        ("evalTotalTime", s.eval_total),
+        ("resultSortTime", s.result_sort),
+        ("queryPreparationTime", s.preparation),
+        ("innerEvalTime", s.inner_eval),
+        ("execQueueTime", Duration::ZERO),
+        ("execTotalTime", exec),
+    ];
+    for (i, (name, d)) in timings.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        out.push_str(name);
+        out.push_str("\":");
+        push_json_number(out, d.as_secs_f64());
+    }
+    out.push_str("},\"samples\":{");
+    if !s.samples_per_step.is_empty() {
+        out.push_str("\"totalQueryableSamplesPerStep\":[");
+        for (i, (t_ms, n)) in s.samples_per_step.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push('[');
+            push_json_number(out, *t_ms as f64 / 1000.0);
+            out.push(',');
+            out.push_str(itoa::Buffer::new().format(*n));
+            out.push(']');
+        }
+        out.push_str("],");
+    }
+    out.push_str("\"totalQueryableSamples\":");
+    out.push_str(itoa::Buffer::new().format(s.total_samples));
+    out.push_str(",\"peakSamples\":");
+    out.push_str(itoa::Buffer::new().format(peak));
+    out.push_str("}}");
+}
+
+/// Appends a JSON number as Go's `encoding/json` spells a float64: the shortest digits that
+/// read back the same, plain between 1e-6 and 1e21, with an exponent otherwise (`5e-7`).
+fn push_json_number(out: &mut String, v: f64) {
+    use std::fmt::Write as _;
+    let a = v.abs();
+    if a != 0.0 && !(1e-6..1e21).contains(&a) {
+        let _ = write!(out, "{v:e}");
+    } else {
+        let _ = write!(out, "{v}");
     }
 }
 
@@ -414,16 +484,57 @@ mod tests {
             warnings: Vec::new(),
             info: Vec::new(),
             peak_samples: 0,
+            stats: QueryStats::default(),
         };
-        let r = reply(res, Vec::new());
-        let body = std::iter::once(r.data.as_str())
-            .chain(r.rest.iter().map(String::as_str))
-            .collect::<String>();
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["resultType"], "matrix");
-        let result = v["result"].as_array().unwrap();
-        assert_eq!(result.len(), 400);
-        assert_eq!(result[399]["metric"]["i"], "399");
-        assert_eq!(result[399]["values"].as_array().unwrap().len(), 200);
+        for stats in [StatsParam::Off, StatsParam::All] {
+            let r = reply(res.clone(), Vec::new(), stats, Instant::now());
+            let body = std::iter::once(r.data.as_str())
+                .chain(r.rest.iter().map(String::as_str))
+                .collect::<String>();
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["resultType"], "matrix");
+            let result = v["result"].as_array().unwrap();
+            assert_eq!(result.len(), 400);
+            assert_eq!(result[399]["metric"]["i"], "399");
+            assert_eq!(result[399]["values"].as_array().unwrap().len(), 200);
+            assert_eq!(v.get("stats").is_some(), stats == StatsParam::All);
+        }
+    }
+
+    #[test]
+    fn stats_follow_the_result_in_prometheus_key_order() {
+        let res = QueryResult {
+            value: Value::Scalar { t_ms: 1500, v: 2.0 },
+            warnings: Vec::new(),
+            info: Vec::new(),
+            peak_samples: 7,
+            stats: QueryStats {
+                total_samples: 12,
+                samples_per_step: vec![(1500, 5), (61_500, 7)],
+                preparation: Duration::from_micros(250),
+                inner_eval: Duration::from_nanos(500),
+                result_sort: Duration::ZERO,
+                eval_total: Duration::from_millis(3),
+            },
+        };
+        let r = reply(res.clone(), Vec::new(), StatsParam::On, Instant::now());
+        let exec = r.data.find("\"execTotalTime\":").unwrap();
+        let text = format!(
+            "{}0{}",
+            &r.data[..exec + 16],
+            &r.data[r.data[exec..].find('}').unwrap() + exec..]
+        );
+        assert_eq!(
+            text,
+            "{\"resultType\":\"scalar\",\"result\":[1.500,\"2\"],\"stats\":{\"timings\":{\"evalTotalTime\":0.003,\
+             \"resultSortTime\":0,\"queryPreparationTime\":0.00025,\"innerEvalTime\":5e-7,\
+             \"execQueueTime\":0,\"execTotalTime\":0},\"samples\":{\"totalQueryableSamplesPerStep\":\
+             [[1.5,5],[61.5,7]],\"totalQueryableSamples\":12,\"peakSamples\":7}}}"
+        );
+        let off = reply(res, Vec::new(), StatsParam::Off, Instant::now());
+        assert_eq!(
+            off.data,
+            "{\"resultType\":\"scalar\",\"result\":[1.500,\"2\"]}"
+        );
     }
 }

@@ -1,13 +1,16 @@
 //! Status endpoints behind the web UI's status page: the flags the process runs with
 //! (`/api/v1/status/flags`, as Prometheus serves them), runtime facts
 //! (`/api/v1/status/runtimeinfo`), and the StoreAPI endpoints a querier reads from with their
-//! health and label sets (`/api/v1/stores`, grouped by component as Thanos's querier does), and
-//! the blocks of a bucket (`/api/v1/blocks`).
+//! health and label sets (`/api/v1/stores`, grouped by component as Thanos's querier does),
+//! the blocks of a bucket with their compaction and downsampling state (`/api/v1/blocks`), and
+//! the compactor's progress (`/api/v1/status/compactor`). The receiver serves its tenants
+//! itself (`/api/v1/status/tenants`).
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::http::header;
@@ -20,6 +23,8 @@ use tonic::Request;
 
 use gauntlet_engine::store::BucketStore;
 
+use crate::compact::CompactMetrics;
+use crate::compact_progress::block_states;
 use crate::grpc::StoreService;
 use crate::query::endpoints::EndpointSet;
 use crate::receive::store::ReceiveStore;
@@ -167,18 +172,69 @@ pub fn endpoint_stores(set: Arc<EndpointSet>) -> StoresFn {
     })
 }
 
-/// Lists the `meta.json` of every block a bucket store serves.
-pub type BlocksFn = Arc<dyn Fn() -> Vec<Value> + Send + Sync>;
+/// Lists the blocks of a bucket: each `meta.json` with Gauntlet's view of the block under
+/// `"gauntlet"` (see [`crate::compact_progress::block_states`]).
+pub type BlocksFn =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = anyhow::Result<Vec<Value>>> + Send>> + Send + Sync>;
 
-/// The blocks `store` serves, each as its `meta.json` reads.
-pub fn bucket_blocks(store: Arc<BucketStore>) -> BlocksFn {
+/// A listing of the bucket's blocks and when it was made.
+type Listing = (Instant, Vec<Value>);
+
+/// How long a listing of the bucket's blocks is reused: the page may be reloaded often, and a
+/// listing reads every block's meta.json.
+const BLOCKS_LISTING_TTL: Duration = Duration::from_secs(10);
+
+/// The blocks of `store`'s bucket, each marked as served by `store` or not, with the state
+/// of its compaction and downsampling; `compactor` is the compactor running in this process,
+/// whose plan says which blocks are due. With `served_only` (a store shard) only the blocks
+/// `store` loaded are listed.
+pub fn bucket_blocks(
+    store: Arc<BucketStore>,
+    compactor: Option<Arc<CompactMetrics>>,
+    served_only: bool,
+) -> BlocksFn {
+    let cache: Arc<tokio::sync::Mutex<Option<Listing>>> = Arc::default();
     Arc::new(move || {
-        store
-            .blocks()
-            .iter()
-            .filter_map(|b| serde_json::to_value(&b.meta).ok())
-            .collect()
+        let (store, compactor, cache) = (store.clone(), compactor.clone(), cache.clone());
+        Box::pin(async move {
+            let mut cached = cache.lock().await;
+            if let Some((at, list)) = cached.as_ref()
+                && at.elapsed() < BLOCKS_LISTING_TTL
+            {
+                return Ok(list.clone());
+            }
+            let found = crate::blocks::sync_blocks(store.bucket()).await?;
+            let served: HashSet<_> = store.blocks().iter().map(|b| b.meta.ulid).collect();
+            let todo = compactor.map(|c| c.progress_now().todo);
+            let mut states = block_states(&found.blocks, &served, todo.as_ref());
+            let list: Vec<Value> = found
+                .blocks
+                .values()
+                .filter(|b| !served_only || served.contains(&b.meta.ulid))
+                .filter_map(|b| {
+                    let mut v = serde_json::to_value(&b.meta).ok()?;
+                    if let (Value::Object(o), Some(state)) = (&mut v, states.remove(&b.meta.ulid)) {
+                        o.insert("gauntlet".to_string(), state);
+                    }
+                    Some(v)
+                })
+                .collect();
+            *cached = Some((Instant::now(), list.clone()));
+            Ok(list)
+        })
     })
+}
+
+/// `/api/v1/status/compactor`: the step the compactor is in, the work it has left and its
+/// last pass (see [`crate::compact_progress::Progress`]).
+pub fn compactor_router(m: Arc<CompactMetrics>) -> Router {
+    Router::new().route(
+        "/api/v1/status/compactor",
+        get(move || {
+            let m = m.clone();
+            async move { success(m.progress_now().to_json()) }
+        }),
+    )
 }
 
 /// The status routes; `/api/v1/stores` only where there are stores to list, `/api/v1/blocks`
@@ -195,13 +251,14 @@ pub fn router(stores: Option<StoresFn>, blocks: Option<BlocksFn>) -> Router {
             get(move || {
                 let list = list.clone();
                 async move {
-                    let blocks = tokio::task::spawn_blocking(move || list())
-                        .await
-                        .unwrap_or_default();
+                    let (blocks, err) = match list().await {
+                        Ok(b) => (b, None),
+                        Err(e) => (Vec::new(), Some(format!("{e:#}"))),
+                    };
                     success(json!({
                         "blocks": blocks,
                         "refreshedAt": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-                        "err": null,
+                        "err": err,
                     }))
                 }
             }),
@@ -248,21 +305,9 @@ async fn runtime_info() -> impl IntoResponse {
         "startTime": humantime::format_rfc3339_seconds(started).to_string(),
         "CWD": cwd,
         "availableParallelism": cpus,
-        "residentMemoryBytes": resident_bytes(),
+        "residentMemoryBytes": crate::memory::resident_bytes(),
         "version": env!("CARGO_PKG_VERSION"),
     }))
-}
-
-/// The process's resident memory, bytes (Linux's `/proc/self/status`), 0 when unknown.
-fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
 }
 
 /// Thanos's shape: `{component: [{name, lastError, labelSets, minTime, maxTime}]}`.

@@ -1,9 +1,9 @@
 //! The web UI: the files `web/` builds to, embedded in the binary by `build.rs`, served at `/`,
-//! the pages' paths (`/graph`, `/query`, `/status`, `/flags`, `/stores`, `/blocks`) and
+//! the pages' paths (`/graph`, `/query`, `/status`, `/flags`, `/stores`, `/blocks`, `/tenants`, `/compactor`) and
 //! `/assets/…`.
 
 use axum::Router;
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
@@ -14,6 +14,8 @@ struct File {
     /// `assets/index-3f2a.js`).
     path: &'static str,
     bytes: &'static [u8],
+    /// The same compressed with gzip, for clients that take it (text files of 1 KiB or more).
+    gzip: Option<&'static [u8]>,
 }
 
 mod built {
@@ -22,8 +24,16 @@ mod built {
 }
 
 /// Paths the single page answers with its own `index.html`; the page shows the one named.
-const PAGES: [&str; 7] = [
-    "/", "/graph", "/query", "/status", "/flags", "/stores", "/blocks",
+const PAGES: [&str; 9] = [
+    "/",
+    "/graph",
+    "/query",
+    "/status",
+    "/flags",
+    "/stores",
+    "/blocks",
+    "/tenants",
+    "/compactor",
 ];
 
 /// The UI's routes, to merge beside the API's.
@@ -35,7 +45,7 @@ pub fn router() -> Router {
     r.route("/assets/{*file}", get(asset))
 }
 
-async fn index() -> Response {
+async fn index(headers: HeaderMap) -> Response {
     if !built::BUILT {
         return (
             StatusCode::NOT_FOUND,
@@ -46,16 +56,20 @@ async fn index() -> Response {
             .into_response();
     }
     match find("index.html") {
-        Some(f) => file_response(f, "no-cache"),
+        Some(f) => file_response(f, "no-cache", takes_gzip(&headers)),
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }
 
-async fn asset(uri: Uri) -> Response {
+async fn asset(uri: Uri, headers: HeaderMap) -> Response {
     let rel = uri.path().trim_start_matches('/');
     match find(rel) {
         // Built asset names carry a hash of their contents, so they never change.
-        Some(f) => file_response(f, "public, max-age=31536000, immutable"),
+        Some(f) => file_response(
+            f,
+            "public, max-age=31536000, immutable",
+            takes_gzip(&headers),
+        ),
         None => (StatusCode::NOT_FOUND, "no such asset\n").into_response(),
     }
 }
@@ -64,8 +78,36 @@ fn find(path: &str) -> Option<&'static File> {
     built::FILES.iter().find(|f| f.path == path)
 }
 
-fn file_response(f: &'static File, cache: &'static str) -> Response {
-    let mut r = Response::new(axum::body::Body::from(f.bytes));
+/// Whether the request's `Accept-Encoding` takes gzip (and does not refuse it with `q=0`).
+fn takes_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f64>().ok())
+                    == Some(0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+}
+
+fn file_response(f: &'static File, cache: &'static str, gzip_ok: bool) -> Response {
+    let gzip = f.gzip.filter(|_| gzip_ok);
+    let mut r = Response::new(axum::body::Body::from(gzip.unwrap_or(f.bytes)));
+    if gzip.is_some() {
+        r.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    // Caches keep the two encodings apart.
+    r.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(content_type(f.path)),
@@ -110,5 +152,47 @@ mod tests {
             );
         }
         assert!(built::FILES.iter().any(|f| f.path.ends_with(".js")));
+    }
+
+    #[test]
+    fn the_script_is_served_gzipped_to_clients_that_take_it() {
+        use flate2::read::GzDecoder;
+        use std::io::Read;
+        if !built::BUILT {
+            return;
+        }
+        let script = built::FILES
+            .iter()
+            .filter(|f| f.path.ends_with(".js"))
+            .max_by_key(|f| f.bytes.len())
+            .unwrap();
+        let gz = script.gzip.expect("the script has a gzip copy");
+        assert!(
+            gz.len() * 2 < script.bytes.len(),
+            "{} vs {}",
+            gz.len(),
+            script.bytes.len()
+        );
+        let mut back = Vec::new();
+        GzDecoder::new(gz).read_to_end(&mut back).unwrap();
+        assert_eq!(back, script.bytes);
+
+        let mut h = HeaderMap::new();
+        assert!(!takes_gzip(&h));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip, deflate, br"),
+        );
+        assert!(takes_gzip(&h));
+        let r = file_response(script, "no-cache", true);
+        assert_eq!(r.headers()[header::CONTENT_ENCODING], "gzip");
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("br, gzip;q=0"),
+        );
+        assert!(!takes_gzip(&h));
+        let r = file_response(script, "no-cache", false);
+        assert!(r.headers().get(header::CONTENT_ENCODING).is_none());
+        assert_eq!(r.headers()[header::VARY], "Accept-Encoding");
     }
 }

@@ -45,6 +45,12 @@ pub struct QueryArgs {
     /// How often endpoints are asked for their Info, and how long an answer may take.
     #[arg(long = "endpoint.info-timeout", default_value = "5s", value_parser = duration)]
     pub info_timeout: Duration,
+    /// TLS of the gRPC server, and the HTTP server's web configuration file.
+    #[command(flatten)]
+    pub security: crate::tls::ServerSecurityArgs,
+    /// TLS of the connections to the StoreAPI endpoints.
+    #[command(flatten)]
+    pub client_tls: crate::tls::client::GrpcClientTlsArgs,
 }
 
 /// The PromQL flags of every role that evaluates queries (`query`, `all`).
@@ -70,6 +76,9 @@ pub struct PromqlFlags {
     /// PromQL features to enable, as Prometheus names them: `promql-delayed-name-removal`.
     #[arg(long = "enable-feature")]
     pub features: Vec<String>,
+    /// Tenancy (`--query.enforce-tenancy` and its header, default and label).
+    #[command(flatten)]
+    pub tenancy: crate::query::tenancy::TenancyFlags,
 }
 
 impl PromqlFlags {
@@ -85,6 +94,7 @@ impl PromqlFlags {
                 max_depth: self.max_depth,
                 max_bytes: usize::try_from(self.max_length).unwrap_or(usize::MAX),
             },
+            tenancy: self.tenancy.tenancy()?,
         };
         apply_features(&mut config, &self.features)
             .map_err(|e| anyhow::anyhow!("--enable-feature: {e}"))?;
@@ -105,17 +115,32 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
     if args.endpoints.is_empty() && args.sd_files.is_empty() {
         anyhow::bail!("no endpoints: give --endpoint HOST:PORT or --endpoint.sd-files FILE");
     }
+    // Addresses and files are checked before anything starts: a typo stops the querier here
+    // rather than leaving it without the endpoint. A file broken later keeps its last read.
+    for e in &args.endpoints {
+        crate::query::endpoints::check_address(e)
+            .map_err(|why| anyhow::anyhow!("--endpoint: {why}"))?;
+    }
+    for f in &args.sd_files {
+        crate::query::endpoints::read_endpoint_file(f).map_err(anyhow::Error::msg)?;
+    }
     let config = args.promql.api_config(args.partial_response)?;
+    let config_tenancy = config.tenancy.clone();
+    let security = args.security.load()?;
+    let client_tls = args.client_tls.load()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("gauntlet-net")
         .build()?;
     rt.block_on(async move {
-        let endpoints = Arc::new(EndpointSet::new(
-            args.endpoints.clone(),
-            args.sd_files.clone(),
-            args.info_timeout,
-        ));
+        let endpoints = Arc::new(
+            EndpointSet::new(
+                args.endpoints.clone(),
+                args.sd_files.clone(),
+                args.info_timeout,
+            )
+            .with_tls(client_tls),
+        );
         endpoints.refresh().await;
         for e in endpoints.all() {
             match (e.info(), e.last_error()) {
@@ -154,8 +179,14 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                 Arc::new(|| true),
                 Arc::new(move || render_metrics(&metrics_querier)),
             ));
-        let grpc = super::proxy::serve(querier, &args.grpc_address);
-        let http = crate::http::serve(&args.http_address, app, crate::http::shutdown_signal());
+        let grpc = super::proxy::serve(querier, &args.grpc_address, security.grpc, config_tenancy);
+        let app = crate::metrics::track_http(app);
+        let http = crate::http::serve(
+            &args.http_address,
+            app,
+            &security.http,
+            crate::http::shutdown_signal(),
+        );
         tokio::select! {
             r = http => r,
             r = grpc => r,

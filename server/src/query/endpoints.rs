@@ -3,7 +3,7 @@
 //! can be (time range, external labels).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -12,6 +12,8 @@ use gauntlet_proto::thanos::info::InfoRequest;
 use gauntlet_proto::thanos::info::info_client::InfoClient;
 use gauntlet_proto::thanos::store_client::StoreClient;
 use tonic::transport::{Channel, Endpoint as TonicEndpoint};
+
+use crate::tls::ClientTls;
 
 /// What the last successful Info call said about an endpoint.
 #[derive(Debug, Clone, Default)]
@@ -47,13 +49,14 @@ struct EndpointState {
 }
 
 impl Endpoint {
-    fn new(addr: &str) -> Result<Self, tonic::transport::Error> {
-        let channel = TonicEndpoint::from_shared(format!("http://{addr}"))?
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .connect_lazy();
+    fn new(addr: &str, tls: &ClientTls) -> Result<Self, tonic::transport::Error> {
+        let channel = tls.connect_lazy(
+            TonicEndpoint::from_shared(format!("http://{addr}"))?
+                .connect_timeout(Duration::from_secs(5))
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(10))
+                .keep_alive_timeout(Duration::from_secs(5)),
+        );
         Ok(Endpoint {
             addr: addr.to_string(),
             channel,
@@ -146,22 +149,31 @@ pub struct EndpointSet {
     static_addrs: Vec<String>,
     files: Vec<PathBuf>,
     info_timeout: Duration,
+    tls: ClientTls,
     endpoints: RwLock<BTreeMap<String, Arc<Endpoint>>>,
     file_stamps: RwLock<Vec<Option<SystemTime>>>,
     file_addrs: RwLock<Vec<String>>,
 }
 
 impl EndpointSet {
-    /// Endpoints named directly plus those listed in `files` (see [`parse_endpoint_file`]).
+    /// Endpoints named directly plus those listed in `files` (see [`parse_endpoint_file`]),
+    /// reached in plain text.
     pub fn new(static_addrs: Vec<String>, files: Vec<PathBuf>, info_timeout: Duration) -> Self {
         EndpointSet {
             static_addrs,
             files,
             info_timeout,
+            tls: ClientTls::plain(),
             endpoints: RwLock::new(BTreeMap::new()),
             file_stamps: RwLock::new(Vec::new()),
             file_addrs: RwLock::new(Vec::new()),
         }
+    }
+
+    /// The same endpoints, reached over `tls` (before the first refresh).
+    pub fn with_tls(mut self, tls: ClientTls) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Every known endpoint, healthy or not.
@@ -207,7 +219,7 @@ impl EndpointSet {
                 if eps.contains_key(addr) {
                     continue;
                 }
-                match Endpoint::new(addr) {
+                match Endpoint::new(addr, &self.tls) {
                     Ok(e) => {
                         eps.insert(addr.clone(), Arc::new(e));
                     }
@@ -249,9 +261,13 @@ impl EndpointSet {
         }
         let mut addrs = Vec::new();
         for f in &self.files {
-            match std::fs::read_to_string(f) {
-                Ok(text) => addrs.extend(parse_endpoint_file(&text)),
-                Err(e) => tracing::warn!(file = %f.display(), error = %e, "reading endpoint file"),
+            match read_endpoint_file(f) {
+                Ok(found) => addrs.extend(found),
+                Err(e) => {
+                    // The endpoints of the last good read stay.
+                    tracing::warn!(error = %e, "endpoint file not used");
+                    return;
+                }
             }
         }
         tracing::info!(endpoints = addrs.len(), "endpoint files (re)loaded");
@@ -260,34 +276,85 @@ impl EndpointSet {
     }
 }
 
-/// Endpoint addresses from a file-SD file: JSON (`[{"targets": ["host:port", …]}]`), the same
-/// structure in YAML (`- targets: ['host:port']` or one `- host:port` per line), or one
-/// address per line. `#` starts a comment.
-pub fn parse_endpoint_file(text: &str) -> Vec<String> {
-    if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
-        let mut out = Vec::new();
-        for group in v.as_array().into_iter().flatten() {
-            for t in group["targets"].as_array().into_iter().flatten() {
-                if let Some(s) = t.as_str() {
-                    out.push(s.to_string());
+/// Reads and parses one `--endpoint.sd-files` file; the error names the flag and the file.
+pub fn read_endpoint_file(path: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--endpoint.sd-files {}: {e}", path.display()))?;
+    parse_endpoint_file(path, &text)
+        .map_err(|e| format!("--endpoint.sd-files {}: {e}", path.display()))
+}
+
+/// Endpoint addresses from a file-SD file, by its extension: `.json` is file-SD JSON
+/// (`[{"targets": ["host:port", …], "labels": {…}}]`), `.yml`/`.yaml` the same in YAML, or a
+/// YAML list of addresses; any other file holds one address per line (`#` starts a comment),
+/// or either structured form when it starts like one. An error says where (line and column)
+/// and what was wrong.
+pub fn parse_endpoint_file(path: &Path, text: &str) -> Result<Vec<String>, String> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let first = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    let addrs: Vec<String> =
+        if ext == "json" || (!matches!(ext, "yml" | "yaml") && first.starts_with('[')) {
+            // The parsers' messages end with the line and column.
+            let groups: Vec<TargetGroup> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+            groups.into_iter().flat_map(|g| g.targets).collect()
+        } else if matches!(ext, "yml" | "yaml") || first.starts_with('-') {
+            let entries: Vec<YamlEntry> = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+            entries
+                .into_iter()
+                .flat_map(|e| match e {
+                    YamlEntry::Group(g) => g.targets,
+                    YamlEntry::Address(a) => vec![a],
+                })
+                .collect()
+        } else {
+            let mut out = Vec::new();
+            for (i, line) in text.lines().enumerate() {
+                let line = line.split('#').next().unwrap_or("").trim();
+                if !line.is_empty() {
+                    check_address(line).map_err(|e| format!("line {}: {e}", i + 1))?;
+                    out.push(line.to_string());
                 }
             }
-        }
-        return out;
+            return Ok(out);
+        };
+    for a in &addrs {
+        check_address(a)?;
     }
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let line = line.split('#').next().unwrap_or("");
-        let line = line.trim().trim_start_matches('-').trim();
-        let line = line.strip_prefix("targets:").unwrap_or(line);
-        for tok in line.split([',', '[', ']', ' ']) {
-            let tok = tok.trim().trim_matches(|c| c == '\'' || c == '"');
-            if !tok.is_empty() && tok.contains(':') && !tok.ends_with(':') {
-                out.push(tok.to_string());
-            }
-        }
+    Ok(addrs)
+}
+
+/// One target group of a file-SD file.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetGroup {
+    targets: Vec<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    labels: BTreeMap<String, String>,
+}
+
+/// An entry of a YAML endpoint file: a target group or a bare address.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum YamlEntry {
+    Group(TargetGroup),
+    Address(String),
+}
+
+/// Refuses what cannot be a `host:port` StoreAPI address.
+pub fn check_address(addr: &str) -> Result<(), String> {
+    let plain = addr
+        .strip_prefix("dns+")
+        .or_else(|| addr.strip_prefix("dnssrv+"))
+        .unwrap_or(addr);
+    match plain.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(format!("{addr:?} is not an address: want host:port")),
     }
-    out
 }
 
 #[cfg(test)]
@@ -296,11 +363,42 @@ mod tests {
 
     #[test]
     fn endpoint_files_in_json_yaml_and_plain_form() {
-        let json = r#"[{"targets": ["a:1", "b:2"]}, {"targets": ["c:3"]}]"#;
-        assert_eq!(parse_endpoint_file(json), vec!["a:1", "b:2", "c:3"]);
+        let parse = |name: &str, text: &str| parse_endpoint_file(Path::new(name), text);
+        let json = r#"[{"targets": ["a:1", "b:2"]}, {"targets": ["c:3"], "labels": {"x": "y"}}]"#;
+        assert_eq!(parse("f.json", json).unwrap(), vec!["a:1", "b:2", "c:3"]);
+        assert_eq!(parse("f", json).unwrap(), vec!["a:1", "b:2", "c:3"]);
         let yaml = "# stores\n- targets:\n  - 'a:1'\n  - \"b:2\"\n- targets: [c:3, d:4]\n";
-        assert_eq!(parse_endpoint_file(yaml), vec!["a:1", "b:2", "c:3", "d:4"]);
-        assert_eq!(parse_endpoint_file("a:1\n\nb:2\n"), vec!["a:1", "b:2"]);
+        assert_eq!(
+            parse("f.yml", yaml).unwrap(),
+            vec!["a:1", "b:2", "c:3", "d:4"]
+        );
+        assert_eq!(parse("f", "- a:1\n- b:2\n").unwrap(), vec!["a:1", "b:2"]);
+        assert_eq!(
+            parse("f.txt", "a:1\n\nb:2 # two\n").unwrap(),
+            vec!["a:1", "b:2"]
+        );
+        assert_eq!(
+            parse("f", "dns+store.svc:10901\n").unwrap(),
+            vec!["dns+store.svc:10901"]
+        );
+    }
+
+    #[test]
+    fn a_broken_endpoint_file_says_where() {
+        let parse =
+            |name: &str, text: &str| parse_endpoint_file(Path::new(name), text).unwrap_err();
+        let e = parse("f.yaml", "- targets: [a:1\n- targets: b\n");
+        assert!(e.contains("at line 2 column"), "{e}");
+        let e = parse("f.json", "[{\"targets\": [\"a:1\"]},\n {\"target\": []}]");
+        assert!(e.contains("at line 2 column"), "{e}");
+        assert!(e.contains("target"), "{e}");
+        let e = parse("f.txt", "a:1\nnot an address\n");
+        assert_eq!(
+            e,
+            "line 2: \"not an address\" is not an address: want host:port"
+        );
+        let e = parse("f.yml", "- targets: [a:99999]\n");
+        assert!(e.contains("a:99999"), "{e}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod endpoints;
 pub mod fanout;
 pub mod proxy;
 pub mod store;
+pub mod tenancy;
 
 use std::sync::Arc;
 

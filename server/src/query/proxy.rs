@@ -18,23 +18,37 @@ use tonic::{Request, Response, Status};
 
 use super::endpoints::{Endpoint, EndpointInfo};
 use super::fanout::{Querier, series_from};
+use super::tenancy::Tenancy;
 use crate::grpc::convert;
 
-/// Serves the proxy StoreAPI and Info service on `addr` until the process ends.
-pub async fn serve(querier: Arc<Querier>, addr: &str) -> anyhow::Result<()> {
+/// Serves the proxy StoreAPI and Info service on `addr` (over TLS with `tls`) until the
+/// process ends.
+pub async fn serve(
+    querier: Arc<Querier>,
+    addr: &str,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    tenancy: Option<Tenancy>,
+) -> anyhow::Result<()> {
     let sock: std::net::SocketAddr = addr
         .parse()
         .map_err(|e| anyhow::anyhow!("bad --grpc-address {addr:?}: {e}"))?;
-    let proxy = Proxy { querier };
-    tracing::info!(address = %sock, "StoreAPI listening");
+    let listener = tokio::net::TcpListener::bind(sock)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding --grpc-address {sock}: {e}"))?;
+    let proxy = Proxy { querier, tenancy };
+    tracing::info!(address = %sock, tls = tls.is_some(), "StoreAPI listening");
     tonic::transport::Server::builder()
+        .layer(crate::metrics::GrpcMetricsLayer)
         .add_service(
             StoreServer::new(proxy.clone())
                 .max_decoding_message_size(usize::MAX)
                 .max_encoding_message_size(usize::MAX),
         )
         .add_service(InfoServer::new(proxy))
-        .serve_with_shutdown(sock, crate::http::shutdown_signal())
+        .serve_with_incoming_shutdown(
+            crate::tls::Incoming::new(listener, tls)?,
+            crate::http::shutdown_signal(),
+        )
         .await?;
     Ok(())
 }
@@ -42,6 +56,8 @@ pub async fn serve(querier: Arc<Querier>, addr: &str) -> anyhow::Result<()> {
 #[derive(Debug, Clone)]
 struct Proxy {
     querier: Arc<Querier>,
+    /// The tenancy every call is held to (`--query.enforce-tenancy`).
+    tenancy: Option<Tenancy>,
 }
 
 fn to_proto_labels(l: &Labels) -> Vec<thanos::Label> {
@@ -54,6 +70,30 @@ fn to_proto_labels(l: &Labels) -> Vec<thanos::Label> {
 }
 
 impl Proxy {
+    /// Adds the tenant's matcher (the tenant from the call's metadata, or the default) to a
+    /// call's matchers when tenancy is enforced.
+    fn scope(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        matchers: &mut Vec<thanos::LabelMatcher>,
+    ) -> Result<(), Status> {
+        let Some(t) = &self.tenancy else {
+            return Ok(());
+        };
+        let named = metadata
+            .get(t.header.as_str())
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let tenant = t
+            .tenant(named.as_deref())
+            .map_err(Status::invalid_argument)?;
+        matchers.push(thanos::LabelMatcher {
+            r#type: thanos::label_matcher::Type::Eq as i32,
+            name: t.label.clone(),
+            value: tenant,
+        });
+        Ok(())
+    }
+
     fn targets(
         &self,
         mint: i64,
@@ -106,7 +146,8 @@ impl Store for Proxy {
         &self,
         req: Request<SeriesRequest>,
     ) -> Result<Response<Self::SeriesStream>, Status> {
-        let req = req.into_inner();
+        let (metadata, _, mut req) = req.into_parts();
+        self.scope(&metadata, &mut req.matchers)?;
         if req.matchers.is_empty() {
             return Err(Status::invalid_argument(
                 "no matchers specified (excluded external labels)",
@@ -183,7 +224,8 @@ impl Store for Proxy {
         &self,
         req: Request<LabelNamesRequest>,
     ) -> Result<Response<LabelNamesResponse>, Status> {
-        let req = req.into_inner();
+        let (metadata, _, mut req) = req.into_parts();
+        self.scope(&metadata, &mut req.matchers)?;
         let matchers = convert::matchers(req.matchers.clone()).await?;
         let abort = req.partial_response_disabled
             || req.partial_response_strategy == PartialResponseStrategy::Abort as i32;
@@ -226,7 +268,8 @@ impl Store for Proxy {
         &self,
         req: Request<LabelValuesRequest>,
     ) -> Result<Response<LabelValuesResponse>, Status> {
-        let req = req.into_inner();
+        let (metadata, _, mut req) = req.into_parts();
+        self.scope(&metadata, &mut req.matchers)?;
         let matchers = convert::matchers(req.matchers.clone()).await?;
         let abort = req.partial_response_disabled
             || req.partial_response_strategy == PartialResponseStrategy::Abort as i32;

@@ -45,6 +45,8 @@ pub struct ForwardOptions {
     pub timeout: Duration,
     /// Algorithm of rings that do not name one.
     pub algorithm: Algorithm,
+    /// TLS of the connections to the other receivers.
+    pub tls: crate::tls::ClientTls,
 }
 
 /// Why the hashrings could not be loaded at start.
@@ -60,12 +62,12 @@ pub enum ForwardError {
         source: std::io::Error,
     },
     /// The configuration is not usable.
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Hashring {
         /// Which flag gave it.
         what: String,
-        /// Why it is refused.
-        source: HashringError,
+        /// Why it is refused (in the message, not a source: printed once).
+        cause: HashringError,
     },
 }
 
@@ -105,9 +107,9 @@ struct ForwardStats {
 impl Forwarder {
     /// A forwarder over the hashrings JSON `json` (`--receive.hashrings`).
     pub fn from_json(json: &str, opts: ForwardOptions) -> Result<Forwarder, ForwardError> {
-        let rings = build(json, &opts).map_err(|source| ForwardError::Hashring {
+        let rings = build(json, &opts).map_err(|cause| ForwardError::Hashring {
             what: "--receive.hashrings".into(),
-            source,
+            cause,
         })?;
         Ok(Forwarder::new(rings, None, opts))
     }
@@ -123,9 +125,9 @@ impl Forwarder {
             path: path.to_path_buf(),
             source,
         })?;
-        let rings = build(&text, &opts).map_err(|source| ForwardError::Hashring {
+        let rings = build(&text, &opts).map_err(|cause| ForwardError::Hashring {
             what: format!("--receive.hashrings-file {}", path.display()),
-            source,
+            cause,
         })?;
         let file = RingFile {
             path: path.to_path_buf(),
@@ -153,7 +155,7 @@ impl Forwarder {
         let stats = ForwardStats::default();
         stats.reload_ok.store(1, Relaxed);
         Forwarder {
-            peers: Peers::new(opts.timeout),
+            peers: Peers::new(opts.timeout, opts.tls.clone()),
             opts,
             rings: RwLock::new(Arc::new(rings)),
             file,
@@ -411,7 +413,7 @@ impl Forwarder {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
             for (ring, (nodes, tenants)) in &sizes {
                 let _ = write!(out, "{name}{{name=\"");
-                super::push_label_value(out, ring);
+                crate::metrics::push_label_value(out, ring);
                 let v = if pick == 0 { nodes } else { tenants };
                 let _ = writeln!(out, "\"}} {v}");
             }
@@ -443,6 +445,7 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64, u64)> {
 #[derive(Debug)]
 struct Peers {
     timeout: Duration,
+    tls: crate::tls::ClientTls,
     map: Mutex<HashMap<String, Peer>>,
 }
 
@@ -456,9 +459,10 @@ struct Peer {
 }
 
 impl Peers {
-    fn new(timeout: Duration) -> Peers {
+    fn new(timeout: Duration, tls: crate::tls::ClientTls) -> Peers {
         Peers {
             timeout,
+            tls,
             map: Mutex::new(HashMap::new()),
         }
     }
@@ -475,12 +479,13 @@ impl Peers {
             }
             return Ok(p.client.clone());
         }
-        let channel = TonicEndpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| format!("endpoint {address:?} is not an address: {e}"))?
-            .connect_timeout(self.timeout)
-            .timeout(self.timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let channel = self.tls.connect_lazy(
+            TonicEndpoint::from_shared(format!("http://{address}"))
+                .map_err(|e| format!("endpoint {address:?} is not an address: {e}"))?
+                .connect_timeout(self.timeout)
+                .timeout(self.timeout)
+                .tcp_nodelay(true),
+        );
         let client = WriteableStoreClient::new(channel)
             .max_encoding_message_size(MAX_FORWARD_BYTES)
             .max_decoding_message_size(MAX_FORWARD_BYTES);

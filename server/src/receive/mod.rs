@@ -156,6 +156,13 @@ pub struct ReceiveArgs {
     /// HTTP header with the replica number (from 1) of a write another receiver replicated.
     #[arg(long = "receive.replica-header", default_value = "THANOS-REPLICA")]
     pub replica_header: String,
+    /// TLS of the gRPC server, and the web configuration file of the HTTP and remote-write
+    /// servers.
+    #[command(flatten)]
+    pub security: crate::tls::ServerSecurityArgs,
+    /// TLS of the connections forwarding writes to the other receivers of the hashring.
+    #[command(flatten)]
+    pub forward_tls: crate::tls::client::ForwardClientTlsArgs,
 }
 
 /// Parses `name="value"` (the value quoted as a Go string literal, as Thanos takes it).
@@ -234,6 +241,7 @@ impl ReceiveArgs {
             replication_factor: self.replication_factor,
             timeout: self.forward_timeout,
             algorithm: Algorithm::parse(&self.hashrings_algorithm).unwrap_or_default(),
+            tls: self.forward_tls.load()?,
         };
         Ok(match (&self.hashrings_file, &self.hashrings) {
             (Some(path), _) => Some(Forwarder::from_file(path, self.hashrings_refresh, opts)?),
@@ -269,6 +277,8 @@ pub fn run(args: ReceiveArgs) -> anyhow::Result<()> {
 #[derive(Debug)]
 pub struct Receiver {
     args: ReceiveArgs,
+    /// The listeners' TLS and authentication, read from the files the flags name.
+    security: crate::tls::ServerSecurity,
     /// Every tenant.
     pub tenants: Arc<Tenants>,
     write: Arc<WriteState>,
@@ -286,6 +296,8 @@ impl Receiver {
         args: &ReceiveArgs,
         bucket: Option<BucketConfig>,
     ) -> anyhow::Result<Receiver> {
+        // Certificate and web configuration errors end the start before any WAL is read.
+        let security = args.security.load()?;
         let opts = args.head_options()?;
         let bucket = match bucket {
             Some(cfg) => {
@@ -325,6 +337,7 @@ impl Receiver {
         });
         Ok(Receiver {
             args: args.clone(),
+            security,
             tenants,
             write,
             bucket,
@@ -342,6 +355,27 @@ impl Receiver {
             .with_state(self.write.clone())
     }
 
+    /// `/api/v1/status/tenants`: every tenant with its active series, time range, ingest rate
+    /// (samples a second over the last two minutes), head memory and blocks.
+    pub fn status_router(&self) -> Router {
+        let tenants = self.tenants.clone();
+        Router::new().route(
+            "/api/v1/status/tenants",
+            axum::routing::get(move || {
+                let tenants = tenants.clone();
+                async move {
+                    let list: Vec<serde_json::Value> =
+                        tenants.all().iter().map(|t| tenant_json(t)).collect();
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        serde_json::json!({"status": "success", "data": {"tenants": list}})
+                            .to_string(),
+                    )
+                }
+            }),
+        )
+    }
+
     /// The StoreAPI service over the tenants.
     pub fn store(&self) -> ReceiveStore {
         ReceiveStore::new(self.tenants.clone())
@@ -351,6 +385,8 @@ impl Receiver {
     /// what is not shipped, apply retention.
     pub async fn maintain(&self) {
         for t in self.tenants.all() {
+            // A note of the samples appended so far, for the ingest rate.
+            t.ingest_rate();
             // Taken here, off the network threads, for /metrics to read.
             let head = t.head.clone();
             if let Ok(Err(e)) = tokio::task::spawn_blocking(move || head.memory()).await {
@@ -434,6 +470,7 @@ impl Receiver {
         let background = me.spawn_maintenance(stop_rx.clone());
         let svc = me.store();
         let grpc = tonic::transport::Server::builder()
+            .layer(crate::metrics::GrpcMetricsLayer)
             .add_service(
                 thanos::store_server::StoreServer::new(svc.clone())
                     .max_encoding_message_size(usize::MAX),
@@ -446,7 +483,7 @@ impl Receiver {
                 .max_decoding_message_size(write::MAX_FORWARD_BYTES),
             )
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+                crate::tls::Incoming::new(grpc_listener, me.security.grpc.clone())?,
                 stopped(stop_rx.clone()),
             );
         let metrics_me = me.clone();
@@ -454,10 +491,19 @@ impl Receiver {
             Arc::new(|| true),
             Arc::new(move || metrics_me.render_metrics()),
         );
-        let http = axum::serve(http_listener, me.write_router().merge(ops))
-            .with_graceful_shutdown(stopped(stop_rx.clone()));
-        let rw = axum::serve(rw_listener, me.write_router())
-            .with_graceful_shutdown(stopped(stop_rx.clone()));
+        let web = &me.security.http;
+        let http = crate::http::serve_on(
+            http_listener,
+            crate::metrics::track_http(me.write_router().merge(me.status_router()).merge(ops)),
+            web,
+            stopped(stop_rx.clone()),
+        );
+        let rw = crate::http::serve_on(
+            rw_listener,
+            crate::metrics::track_http(me.write_router()),
+            web,
+            stopped(stop_rx.clone()),
+        );
         let ring_watch = me
             .write
             .forward
@@ -512,22 +558,28 @@ impl Receiver {
     }
 
     /// Runs inside another role (`gauntlet all`): serves remote write on `listener` (bound by
-    /// the caller to `--remote-write.address`, so a taken port fails the start) and does the
-    /// background work until `shutdown` resolves, then syncs every WAL. The caller serves
-    /// [`Receiver::write_router`] on its own HTTP address too, and reads the tenants itself.
+    /// the caller to `--remote-write.address`, so a taken port fails the start) under the
+    /// caller's web configuration `web`, and does the background work until `shutdown`
+    /// resolves, then syncs every WAL. The caller serves [`Receiver::write_router`] on its own
+    /// HTTP address too, and reads the tenants itself.
     pub async fn serve_embedded(
         self: Arc<Self>,
         listener: tokio::net::TcpListener,
+        web: crate::http::webconfig::WebConfig,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tracing::info!(address = %listener.local_addr()?, "remote write listening");
         let background = self.spawn_maintenance(stop_rx.clone());
         let mut rx = stop_rx;
-        let served =
-            axum::serve(listener, self.write_router()).with_graceful_shutdown(async move {
+        let served = crate::http::serve_on(
+            listener,
+            crate::metrics::track_http(self.write_router()),
+            &web,
+            async move {
                 let _ = rx.wait_for(|s| *s).await;
-            });
+            },
+        );
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop_tx.send(true);
@@ -703,7 +755,7 @@ impl Receiver {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {typ}");
             for t in &tenants {
                 let _ = write!(out, "{name}{{tenant=\"");
-                push_label_value(&mut out, &t.name);
+                crate::metrics::push_label_value(&mut out, &t.name);
                 out.push_str("\"} ");
                 gauntlet_engine::go_format::push_float(
                     &mut out,
@@ -720,6 +772,29 @@ impl Receiver {
     }
 }
 
+/// One tenant as `/api/v1/status/tenants` shows it.
+fn tenant_json(t: &tenants::Tenant) -> serde_json::Value {
+    let stats = t.head.stats();
+    let mem = t.head.last_memory();
+    let shipped = t.shipped.lock().map_or(0, |s| s.len());
+    serde_json::json!({
+        "name": t.name,
+        "externalLabels": t.external.iter().map(|l| (l.name.to_string(), serde_json::Value::String(l.value.to_string()))).collect::<serde_json::Map<_, _>>(),
+        "series": stats.series,
+        "minTime": (stats.min_time != i64::MAX).then_some(stats.min_time),
+        "maxTime": (stats.max_time != i64::MIN).then_some(stats.max_time),
+        "samplesAppended": stats.appended,
+        "outOfOrderSamplesAppended": stats.appended_ooo,
+        "samplesRefused": stats.refused,
+        "ingestRate": t.ingest_rate(),
+        "walBytes": stats.wal_bytes,
+        "headBytes": mem.chunk_bytes + mem.label_bytes + mem.index_bytes,
+        "localBlocks": t.block_metas().len(),
+        "shippedBlocks": shipped,
+        "seriesLimitedRequests": t.series_limited_requests.load(Relaxed),
+    })
+}
+
 /// A per-tenant metric: name, type, help and how to read it.
 type TenantMetric = (
     &'static str,
@@ -727,15 +802,3 @@ type TenantMetric = (
     &'static str,
     fn(&tenants::Tenant) -> f64,
 );
-
-/// Appends `v` escaped as a label value of the text exposition format.
-fn push_label_value(out: &mut String, v: &str) {
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}

@@ -2,10 +2,11 @@
 //! `<tsdb.path>/<tenant>/`, opened at start for every directory found and on first write for
 //! new tenants.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use gauntlet_engine::block::meta::{BlockMeta, ThanosMeta};
 use gauntlet_engine::head::{Head, HeadOptions, HeadRuntime, ReplayReport};
@@ -50,9 +51,40 @@ pub struct Tenant {
     pub shipped: Mutex<Vec<String>>,
     /// Requests refused for the tenant's series limit.
     pub series_limited_requests: AtomicU64,
+    /// Samples appended (in order and out of order) as seen at recent moments, oldest first:
+    /// what the ingest rate is measured over.
+    ingested: Mutex<VecDeque<(Instant, u64)>>,
 }
 
+/// How far back the ingest rate looks.
+const INGEST_RATE_WINDOW: Duration = Duration::from_secs(120);
+
 impl Tenant {
+    /// Notes the samples appended so far and returns the ingest rate (samples a second) over
+    /// the last two minutes of such notes; `None` until two notes a second or more apart.
+    pub fn ingest_rate(&self) -> Option<f64> {
+        let stats = self.head.stats();
+        let total = stats.appended + stats.appended_ooo;
+        let now = Instant::now();
+        let mut seen = self.ingested.lock().unwrap_or_else(|p| p.into_inner());
+        if seen
+            .back()
+            .is_none_or(|(t, _)| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            seen.push_back((now, total));
+        }
+        while seen.len() > 2
+            && seen
+                .get(1)
+                .is_some_and(|(t, _)| now.duration_since(*t) >= INGEST_RATE_WINDOW)
+        {
+            seen.pop_front();
+        }
+        let (first_t, first_n) = *seen.front()?;
+        let secs = now.duration_since(first_t).as_secs_f64();
+        (secs >= 1.0).then(|| total.saturating_sub(first_n) as f64 / secs)
+    }
+
     /// The tenant's directory.
     pub fn dir(&self) -> &Path {
         self.head.dir()
@@ -200,6 +232,7 @@ impl Tenants {
             external: Labels::from_sorted(ext),
             shipped: Mutex::new(shipped),
             series_limited_requests: AtomicU64::new(0),
+            ingested: Mutex::new(VecDeque::new()),
         });
         tracing::info!(
             tenant = name,

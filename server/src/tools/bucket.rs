@@ -27,7 +27,7 @@ use crate::blocks::{
     BucketBlocks, SyncedBlock, abandoned_uploads, delete_block, deletion_due, download_block,
     read_object, sync_blocks, upload_block,
 };
-use crate::compact::now_ms;
+use crate::now_ms;
 use crate::store::ObjstoreArgs;
 
 /// Bucket commands.

@@ -1,6 +1,6 @@
 //! Native histograms on the streamed path give the answers of the materialized evaluation:
 //! every query below runs both ways over the same store and must agree in its value, its
-//! annotations and (for the streamed side) without falling back.
+//! annotations, the samples it loaded and (for the streamed side) without falling back.
 
 use super::{QueryResult, run_mode};
 use crate::chunk::{HistogramBatch, STALE_NAN_BITS, SampleBatch};
@@ -228,6 +228,14 @@ fn both(
 /// Whether two query answers agree: equal values bit for bit (`exact`), or within a relative
 /// 1e-9 (sums whose additions were grouped differently).
 fn agree(a: &QueryResult, b: &QueryResult, exact: bool) -> Result<(), String> {
+    let loaded = |r: &QueryResult| (r.stats.total_samples, r.stats.samples_per_step.clone());
+    if loaded(a) != loaded(b) {
+        return Err(format!(
+            "samples loaded differ: {:?} vs {:?}",
+            loaded(a),
+            loaded(b)
+        ));
+    }
     if a.warnings != b.warnings || a.info != b.info {
         return Err(format!(
             "annotations differ: {:?} {:?} vs {:?} {:?}",
@@ -314,6 +322,7 @@ fn check_all(n: usize, exact: bool, queries: &[&str], all_times: bool) {
     for delayed in [false, true] {
         let opts = EngineOptions {
             delayed_name_removal: delayed,
+            per_step_stats: true,
             ..EngineOptions::default()
         };
         for q in queries {

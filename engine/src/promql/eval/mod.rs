@@ -7,6 +7,8 @@ mod hints;
 #[cfg(test)]
 mod hist_stream_tests;
 mod selector;
+#[cfg(test)]
+mod stats_tests;
 mod stream;
 mod subquery;
 
@@ -20,8 +22,9 @@ use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{AtModifier, Expr, Offset};
 
 use super::error::PromqlError;
+use super::functions::unwrap_parens;
 use super::positions::Positions;
-use super::value::{InstantSample, QueryResult, Value};
+use super::value::{InstantSample, QueryResult, QueryStats, Value};
 use super::{EngineOptions, functions};
 use crate::chunk::{HistogramBatch, SampleBatch};
 use crate::histogram::FloatHistogram;
@@ -179,6 +182,122 @@ impl Val {
     }
 }
 
+/// Samples the selectors of a query load, summed over its steps: what Prometheus reports as
+/// `totalQueryableSamples`. An instant selector counts each series once at every step it has
+/// a sample for, a range vector the samples in each step's window; a histogram sample weighs
+/// [`histogram_weight`] samples.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Loaded {
+    pub total: u64,
+    /// The count of each step of the query, when asked for; empty otherwise (and while a
+    /// subquery's inner expression is evaluated at steps of its own).
+    pub per_step: Vec<u64>,
+}
+
+impl Loaded {
+    /// A count that keeps the `n` steps apart when `per_step`.
+    pub fn new(n: usize, per_step: bool) -> Loaded {
+        Loaded {
+            total: 0,
+            per_step: if per_step { vec![0; n] } else { Vec::new() },
+        }
+    }
+
+    /// An empty count of the same kind as this one (per step or not).
+    pub fn fresh(&self) -> Loaded {
+        Loaded {
+            total: 0,
+            per_step: vec![0; self.per_step.len()],
+        }
+    }
+
+    /// Whether counts are kept step by step.
+    #[inline]
+    pub fn wants_steps(&self) -> bool {
+        !self.per_step.is_empty()
+    }
+
+    /// Counts `n` samples at step `i`.
+    #[inline]
+    pub fn add(&mut self, i: usize, n: u64) {
+        self.total += n;
+        if let Some(s) = self.per_step.get_mut(i) {
+            *s += n;
+        }
+    }
+
+    /// Adds another count of the same steps.
+    pub fn merge(&mut self, other: &Loaded) {
+        self.total += other.total;
+        for (a, b) in self.per_step.iter_mut().zip(&other.per_step) {
+            *a += b;
+        }
+    }
+
+    /// Counts the samples an instant selector's column holds: one per float, a histogram by
+    /// its weight.
+    pub fn count_col(&mut self, v: &[f64], h: Option<&HCol>) {
+        match h {
+            None if !self.wants_steps() => {
+                self.total += v.iter().filter(|x| !is_absent(**x)).count() as u64;
+            }
+            _ => {
+                for (i, x) in v.iter().enumerate() {
+                    match h.and_then(|h| h[i].as_ref()) {
+                        Some(h) => self.add(i, histogram_weight(h) as u64),
+                        None if !is_absent(*x) => self.add(i, 1),
+                        None => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Counts the samples in each step's window `(ends[i] - range, ends[i]]` of one series:
+    /// floats at `fts`, histograms at `hts` (stale markers already removed).
+    pub fn count_windows(
+        &mut self,
+        fts: &[i64],
+        (hts, h): (&[i64], &[FloatHistogram]),
+        ends: &[i64],
+        range: i64,
+    ) {
+        if !fts.is_empty() {
+            if self.wants_steps() {
+                functions::for_each_window(fts, ends, range, |i, lo, hi| {
+                    self.add(i, (hi - lo) as u64)
+                });
+            } else {
+                let mut n = 0;
+                functions::for_each_window(fts, ends, range, |_, lo, hi| n += hi - lo);
+                self.total += n as u64;
+            }
+        }
+        if !hts.is_empty() {
+            // The window's weight is kept as it slides: what enters is added, what leaves
+            // taken off, so each histogram is weighed about twice, not once a step.
+            let (mut at_lo, mut at_hi, mut sum) = (0usize, 0usize, 0u64);
+            let weight = |j: usize| histogram_weight(&h[j]) as u64;
+            functions::for_each_window(hts, ends, range, |i, lo, hi| {
+                if lo < at_lo || hi < at_hi {
+                    (at_lo, at_hi, sum) = (lo, lo, 0);
+                }
+                sum += (at_hi..hi).map(weight).sum::<u64>();
+                sum -= (at_lo..lo.max(at_lo)).map(weight).sum::<u64>();
+                (at_lo, at_hi) = (lo, hi);
+                self.add(i, sum);
+            });
+        }
+    }
+
+    /// Counts the samples in every step's window of a range vector.
+    pub fn count_range(&mut self, rv: &RangeVec) {
+        for s in &rv.series {
+            self.count_windows(&s.ts, (&s.hts, &s.h), &rv.ends, rv.range);
+        }
+    }
+}
+
 /// How many samples a histogram counts as against the sample limit, as Prometheus 3 counts a
 /// histogram point: its size in memory (a 168-byte header, 8 bytes per span, bucket and
 /// custom bound, and the 8-byte timestamp) in units of a float sample's 16 bytes, rounded
@@ -216,6 +335,8 @@ pub(crate) struct Evaluator<'a> {
     /// Whether selections are materialized whole rather than streamed: the plain evaluation
     /// the streamed one is held to in tests.
     pub materialize: bool,
+    /// Samples loaded so far (the query's `totalQueryableSamples`).
+    pub loaded: Loaded,
 }
 
 impl Evaluator<'_> {
@@ -323,8 +444,19 @@ impl Evaluator<'_> {
                 ))),
             },
             Expr::VectorSelector(vs) => Ok(Val::Vector(self.vector_selector(vs, steps, false)?)),
-            Expr::MatrixSelector(ms) => Ok(Val::Range(self.matrix_selector(ms, steps)?)),
-            Expr::Subquery(sq) => Ok(Val::Range(self.subquery(sq, steps)?)),
+            // A range vector counts the samples of each step's window, as a range function
+            // over it sees them (a subquery: its results, not what its inner expression
+            // loaded).
+            Expr::MatrixSelector(ms) => {
+                let rv = self.matrix_selector(ms, steps)?;
+                self.loaded.count_range(&rv);
+                Ok(Val::Range(rv))
+            }
+            Expr::Subquery(sq) => {
+                let (rv, _) = self.subquery(sq, steps)?;
+                self.loaded.count_range(&rv);
+                Ok(Val::Range(rv))
+            }
             Expr::Aggregate(a) => self.aggregate(a, steps),
             Expr::Binary(b) => {
                 let at = self.at(e);
@@ -436,8 +568,22 @@ fn run_mode(args: RunArgs<'_>, materialize: bool) -> Result<QueryResult, PromqlE
         positions,
         select_funcs: hints::SelectorFuncs::find(expr),
         materialize,
+        loaded: Loaded::new(steps.n, opts.per_step_stats),
     };
-    let val = ev.eval(expr, &steps)?;
+    let began = Instant::now();
+    let val = match unwrap_parens(expr) {
+        // A subquery as the whole query counts what its inner expression loaded.
+        Expr::Subquery(sq) => {
+            let (rv, inner) = ev.subquery(sq, &steps)?;
+            ev.loaded.add(0, inner);
+            let v = Val::Range(rv);
+            ev.acquire(v.samples())?;
+            v
+        }
+        _ => ev.eval(expr, &steps)?,
+    };
+    let inner_eval = began.elapsed();
+    let began = Instant::now();
     let value = match val {
         Val::Scalar(v) => {
             if instant {
@@ -539,11 +685,25 @@ fn run_mode(args: RunArgs<'_>, materialize: bool) -> Result<QueryResult, PromqlE
             Value::Matrix(out)
         }
     };
+    let samples_per_step = ev
+        .loaded
+        .per_step
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| (steps.t(i), n))
+        .collect();
     Ok(QueryResult {
         value,
         warnings: ev.warnings,
         info: ev.info,
         peak_samples: ev.peak,
+        stats: QueryStats {
+            total_samples: ev.loaded.total,
+            samples_per_step,
+            inner_eval,
+            result_sort: began.elapsed(),
+            ..QueryStats::default()
+        },
     })
 }
 

@@ -62,10 +62,14 @@ impl Evaluator<'_> {
             let (mint, maxt, hints) = kernel.span();
             let hints = hints.clone();
             let series = self.select(vs, mint, maxt, &hints)?;
-            return Ok(series
+            let cols: Vec<Col> = series
                 .into_iter()
                 .filter_map(|s| kernel.instant_col(s))
-                .collect());
+                .collect();
+            for c in &cols {
+                self.loaded.count_col(&c.v, c.h.as_ref());
+            }
+            return Ok(cols);
         }
         self.collect_columns(vs, &kernel)
     }

@@ -8,7 +8,7 @@ use promql_parser::parser::{Expr, LabelModifier, VectorSelector};
 
 use super::aggregate::group_labels;
 use super::binary::{is_comparison, vector_scalar_col, vector_scalar_hists};
-use super::{Col, Evaluator, HCol, Steps, absent, histogram_weight, is_absent, offset_ms};
+use super::{Col, Evaluator, HCol, Loaded, Steps, absent, histogram_weight, is_absent, offset_ms};
 use crate::chunk::{HistogramBatch, SampleBatch, is_stale_nan};
 use crate::histogram::FloatHistogram;
 use crate::labels::Labels;
@@ -57,6 +57,8 @@ struct TaskOut<P> {
     decoded_most: usize,
     /// Whether any series had samples to work on.
     selected: bool,
+    /// Samples the task's series loaded (the query's `totalQueryableSamples`).
+    loaded: Loaded,
 }
 
 /// The tasks workers take, cut from the stream's batches as they are needed.
@@ -232,14 +234,14 @@ struct SeriesOut {
 impl SeriesKernel {
     /// One series' column from its samples (decoded, in the selected range): floats `ts`/`val`,
     /// which it may reorder in place, and native histograms `hist` (empty for float series),
-    /// which it may reorder too.
+    /// which it may reorder too. The samples the source loads are counted in `loaded`.
     fn run(
         &self,
         labels: Labels,
         (ts, val): (&mut [i64], &mut [f64]),
         hist: &mut HistogramBatch,
-        buf: &mut Vec<f64>,
-        spare: &mut Vec<f64>,
+        (buf, spare): (&mut Vec<f64>, &mut Vec<f64>),
+        loaded: &mut Loaded,
     ) -> SeriesOut {
         let floats = ts.len().min(val.len());
         let mut out = SeriesOut {
@@ -268,7 +270,12 @@ impl SeriesKernel {
             } => {
                 out.selected = true;
                 if hist.is_empty() {
-                    instant_column(ts, val, times, *lookback, *want_ts, &mut v);
+                    let n = instant_column(ts, val, times, *lookback, *want_ts, &mut v);
+                    if loaded.wants_steps() {
+                        loaded.count_col(&v, None);
+                    } else {
+                        loaded.total += n as u64;
+                    }
                 } else {
                     h = instant_mixed(
                         (ts, val),
@@ -278,6 +285,7 @@ impl SeriesKernel {
                         *want_ts,
                         &mut v,
                     );
+                    loaded.count_col(&v, h.as_ref());
                 }
                 *want_ts
             }
@@ -289,6 +297,7 @@ impl SeriesKernel {
                     return out;
                 }
                 out.selected = true;
+                loaded.count_windows(&ts[..n], (&hist.ts, &hist.h), ends, *range);
                 out.fail = call.param_error(&ts[..n], ends, *range);
                 if out.fail.is_some() {
                     *spare = v;
@@ -510,7 +519,7 @@ fn remove_stale_histograms(b: &mut HistogramBatch) -> usize {
 
 /// Fills `out[i]` with the latest sample at or before `times[i]` and after
 /// `times[i] - lookback`, unless it is a stale marker; `want_ts` puts its timestamp (s)
-/// instead. Returns whether any step got a value.
+/// instead. Returns how many steps got a value.
 pub(crate) fn instant_column(
     ts: &[i64],
     vals: &[f64],
@@ -518,7 +527,7 @@ pub(crate) fn instant_column(
     lookback: i64,
     want_ts: bool,
     out: &mut [f64],
-) -> bool {
+) -> usize {
     // One loop per output kind: as a select inside one loop, the timestamp's division ran at
     // every step even when values were asked for.
     if want_ts {
@@ -536,10 +545,10 @@ fn instant_steps<const WANT_TS: bool>(
     times: &[i64],
     lookback: i64,
     out: &mut [f64],
-) -> bool {
+) -> usize {
     let n = ts.len().min(vals.len());
     let (ts, vals) = (&ts[..n], &vals[..n]);
-    let mut any = false;
+    let mut found = 0;
     let (mut hi, mut moved) = (0usize, 0usize);
     let mut prev = i64::MIN;
     for (o, &t) in out.iter_mut().zip(times) {
@@ -554,10 +563,10 @@ fn instant_steps<const WANT_TS: bool>(
         let (tj, vj) = (ts[j], vals[j]);
         if tj > t.saturating_sub(lookback) && !is_stale_nan(vj) {
             *o = if WANT_TS { tj as f64 / 1000.0 } else { vj };
-            any = true;
+            found += 1;
         }
     }
-    any
+    found
 }
 
 /// Whether `e` maps every series it selects to at most one output series on its own: a
@@ -823,6 +832,7 @@ impl<'a> Evaluator<'a> {
         merge: &mut dyn FnMut(&mut Self, P) -> Result<(), PromqlError>,
     ) -> Result<(), PromqlError> {
         let mut stream = self.open_stream(vs, kernel.mint, kernel.maxt, &kernel.hints)?;
+        let no_loads = self.loaded.fresh();
         let task = |sc: &mut Scratch, series: Vec<StreamSeries>| {
             let mut out = TaskOut {
                 acc: new(),
@@ -831,6 +841,7 @@ impl<'a> Evaluator<'a> {
                 decoded: 0,
                 decoded_most: 0,
                 selected: false,
+                loaded: no_loads.clone(),
             };
             let mut series = series.into_iter().peekable();
             while series.peek().is_some() {
@@ -856,8 +867,8 @@ impl<'a> Evaluator<'a> {
                             &mut sc.samples.val[span.clone()],
                         ),
                         &mut sc.hist,
-                        &mut sc.buf,
-                        &mut sc.spare,
+                        (&mut sc.buf, &mut sc.spare),
+                        &mut out.loaded,
                     );
                     if let Some(msg) = r.fail {
                         return Err(PromqlError::Execution(msg));
@@ -889,6 +900,7 @@ impl<'a> Evaluator<'a> {
         let workers = par_threads(usize::MAX);
         let mut absorb = |ev: &mut Self, out: TaskOut<P>| {
             selected |= out.selected;
+            ev.loaded.merge(&out.loaded);
             for w in out.warnings {
                 ev.warn(w);
             }

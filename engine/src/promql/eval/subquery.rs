@@ -11,11 +11,14 @@ use crate::promql::error::PromqlError;
 const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
 
 impl Evaluator<'_> {
+    /// Evaluates a subquery; also returns the samples its inner expression loaded, which
+    /// only a subquery that is the whole query counts (a range function over one counts the
+    /// results in its windows instead).
     pub(crate) fn subquery(
         &mut self,
         sq: &SubqueryExpr,
         steps: &Steps,
-    ) -> Result<RangeVec, PromqlError> {
+    ) -> Result<(RangeVec, u64), PromqlError> {
         let off = offset_ms(&sq.offset);
         let range = sq.range.as_millis() as i64;
         let step = sq
@@ -47,10 +50,17 @@ impl Evaluator<'_> {
             return Err(PromqlError::TooManySamples("subquery evaluation"));
         }
         let inner = Steps { start, step, n };
-        let series = if n == 0 {
-            Vec::new()
+        // The inner expression's steps are not the query's: its loads are counted apart.
+        let outer = std::mem::take(&mut self.loaded);
+        let val = if n == 0 {
+            None
         } else {
-            match self.eval(&sq.expr, &inner)? {
+            Some(self.eval(&sq.expr, &inner))
+        };
+        let loaded = std::mem::replace(&mut self.loaded, outer).total;
+        let series = match val.transpose()? {
+            None => Vec::new(),
+            Some(val) => match val {
                 Val::Vector(cols) => cols
                     .into_iter()
                     .filter_map(|c| {
@@ -99,12 +109,15 @@ impl Evaluator<'_> {
                         other.type_name()
                     )));
                 }
-            }
+            },
         };
-        Ok(RangeVec {
-            series,
-            range,
-            ends,
-        })
+        Ok((
+            RangeVec {
+                series,
+                range,
+                ends,
+            },
+            loaded,
+        ))
     }
 }

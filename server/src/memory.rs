@@ -1,0 +1,183 @@
+//! The process's memory budget (`--memory.limit`, every role): a sampler reads the resident
+//! set size every 100 ms, and while it is over the limit new work is refused rather than taken
+//! on: queries and remote writes get 503 (clients retry; Prometheus's remote write does), the
+//! StoreAPI's Series and forwarded writes `ResourceExhausted`. Work under way finishes, and
+//! `/metrics`, `/-/ready` and `/-/healthy` always answer. Per-request limits
+//! (`--query.max-samples`, the store's `--store.limits.*`, receive's `--receive.limits.*`)
+//! bound what one request may take; the budget bounds them all together.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+/// The budget and what it has refused.
+#[derive(Debug, Default)]
+struct Budget {
+    /// Bytes; 0: no limit.
+    limit: u64,
+    /// Resident bytes as last sampled.
+    rss: AtomicU64,
+    /// Requests refused.
+    refused: AtomicU64,
+}
+
+static BUDGET: OnceLock<Budget> = OnceLock::new();
+
+/// How often the resident set size is read.
+const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
+/// Sets the budget (`--memory.limit`, bytes; 0 for none) and starts the sampler. Called once,
+/// at start.
+pub fn init(limit: u64) {
+    let _ = BUDGET.set(Budget {
+        limit,
+        rss: AtomicU64::new(resident_bytes()),
+        refused: AtomicU64::new(0),
+    });
+    if limit > 0 {
+        let spawned = std::thread::Builder::new()
+            .name("gauntlet-memory".into())
+            .spawn(|| {
+                loop {
+                    std::thread::sleep(SAMPLE_EVERY);
+                    if let Some(b) = BUDGET.get() {
+                        b.rss.store(resident_bytes(), Relaxed);
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "the memory sampler did not start; --memory.limit is not enforced");
+        }
+    }
+}
+
+/// `Err` with why when the process is over its budget: new work of kind `what` must be
+/// refused.
+pub fn admit(what: &str) -> Result<(), String> {
+    let Some(b) = BUDGET.get() else {
+        return Ok(());
+    };
+    if b.limit == 0 {
+        return Ok(());
+    }
+    let rss = b.rss.load(Relaxed);
+    if rss <= b.limit {
+        return Ok(());
+    }
+    b.refused.fetch_add(1, Relaxed);
+    Err(format!(
+        "{what} refused: the process holds {} MiB, over its --memory.limit of {} MiB; try again later",
+        rss >> 20,
+        b.limit >> 20
+    ))
+}
+
+/// The budget's metrics: `gauntlet_memory_limit_bytes`, `gauntlet_memory_resident_bytes` (as
+/// the budget last saw it) and `gauntlet_memory_refusals_total`.
+pub fn render(out: &mut String) {
+    let (limit, rss, refused) = BUDGET.get().map_or((0, 0, 0), |b| {
+        (b.limit, b.rss.load(Relaxed), b.refused.load(Relaxed))
+    });
+    for (name, typ, help, v) in [
+        (
+            "gauntlet_memory_limit_bytes",
+            "gauge",
+            "The process's memory budget (--memory.limit), 0 when unlimited.",
+            limit,
+        ),
+        (
+            "gauntlet_memory_resident_bytes",
+            "gauge",
+            "Resident memory as the budget last sampled it.",
+            rss,
+        ),
+        (
+            "gauntlet_memory_refusals_total",
+            "counter",
+            "Requests refused because the process was over its memory budget.",
+            refused,
+        ),
+    ] {
+        crate::http::ops::metric(out, name, typ, help, v as f64);
+    }
+}
+
+/// The resident set size, bytes (`/proc/self/statm`), 0 when unknown.
+pub(crate) fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Paths whose requests start new work the budget may refuse: PromQL and metadata reads and
+/// remote writes. Operational endpoints and the UI always answer.
+fn is_work(path: &str) -> bool {
+    path.starts_with("/api/v1/query")
+        || path == "/api/v1/series"
+        || path == "/api/v1/labels"
+        || path.starts_with("/api/v1/label/")
+        || path == "/api/v1/receive"
+        || path == "/api/v1/write"
+}
+
+/// Refuses new work with 503 while the process is over its budget (the API's error envelope
+/// for the API, plain text for remote write). Apply to the whole router.
+pub fn guard_http(app: Router) -> Router {
+    app.layer(axum::middleware::from_fn(guard_request))
+}
+
+async fn guard_request(req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let write = matches!(path, "/api/v1/receive" | "/api/v1/write");
+    if is_work(path)
+        && let Err(why) = admit(if write { "remote write" } else { "query" })
+    {
+        return if write {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response()
+        } else {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CONTENT_TYPE, "application/json")],
+                crate::http::json::error("unavailable", &why, &[]),
+            )
+                .into_response()
+        };
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_paths_are_the_api_reads_and_writes() {
+        for p in [
+            "/api/v1/query",
+            "/api/v1/query_range",
+            "/api/v1/series",
+            "/api/v1/labels",
+            "/api/v1/label/job/values",
+            "/api/v1/receive",
+        ] {
+            assert!(is_work(p), "{p}");
+        }
+        for p in [
+            "/metrics",
+            "/-/ready",
+            "/-/healthy",
+            "/",
+            "/api/v1/status/flags",
+        ] {
+            assert!(!is_work(p), "{p}");
+        }
+        assert!(resident_bytes() > 1 << 20);
+    }
+}
