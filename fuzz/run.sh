@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds every fuzz target, then runs each for a bounded time. The targets are the ones
+# Builds and runs every fuzz target in turn, each for a bounded time. The targets are the ones
 # `cargo fuzz list` reports (the [[bin]] entries of fuzz/Cargo.toml), so a new target is built
 # and run without touching this script. An empty corpus is seeded from the repository's
 # fixtures first (fuzz/corpus/TARGET/).
@@ -47,8 +47,14 @@ if [ ${#targets[@]} -eq 0 ] || [ -z "${targets[0]}" ]; then
   exit 1
 fi
 
-echo "==> building ${#targets[@]} targets: ${targets[*]}"
-fuzz build
+# Disk: the targets share their instrumented dependencies, but each binary holds a whole
+# instrumented Gauntlet (hundreds of MB). Each target is built just before its run; when less
+# than FUZZ_MIN_FREE_GB (20 by default) is free on the disk of fuzz/target, each binary is also
+# deleted once it has run, so the targets never need room for all binaries at once.
+min_free_kb=$(( ${FUZZ_MIN_FREE_GB:-20} * 1024 * 1024 ))
+free_kb() { mkdir -p target && df -Pk target | awk 'NR == 2 { print $4 }'; }
+bin_dir=target/x86_64-unknown-linux-gnu/release
+echo "==> ${#targets[@]} targets: ${targets[*]}"
 
 # Seeds that need Gauntlet itself: the server binary (to downsample a fixture block) and the
 # index-header seed writer, from the main workspace built with the test profile, as
@@ -196,6 +202,12 @@ for t in "${targets[@]}"; do
     cp regressions/"$t"/* "corpus/$t/"
   fi
   log=artifacts/$t.log
+  if ! fuzz build "$t" >"$log" 2>&1; then
+    echo "==> $t: FAILED to build; the end of $PWD/$log:"
+    tail -n 60 "$log"
+    failed+=("$t")
+    continue
+  fi
   start=$(date +%s)
   if fuzz run "$t" -- -max_total_time="$secs" -timeout=60 -rss_limit_mb=2048 >"$log" 2>&1; then
     runs=$(grep -o 'Done [0-9]* runs' "$log" | tail -1 || true)
@@ -204,6 +216,10 @@ for t in "${targets[@]}"; do
     echo "==> $t: FAILED after $(($(date +%s) - start)) s; the end of $PWD/$log:"
     tail -n 60 "$log"
     failed+=("$t")
+  fi
+  if [ "$(free_kb)" -lt "$min_free_kb" ]; then
+    rm -f "$bin_dir/$t" "$bin_dir"/deps/"$t"-*
+    echo "    (less than ${FUZZ_MIN_FREE_GB:-20} GB free: the $t binary deleted after its run)"
   fi
 done
 if [ ${#failed[@]} -gt 0 ]; then

@@ -9,12 +9,18 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# One build of everything: incremental compilation data would only take disk (gigabytes of it
+# for the test build), and the fuzz step below needs that room.
+export CARGO_INCREMENTAL=0
+
 step "peers: prometheus and promtool"
 # Debian's prometheus package (which brings promtool), installed with apt when either is missing.
 bash tests/tools/prometheus.sh stable >/dev/null
 promtool --version 2>&1 | head -1
 command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
 python3 -c 'import grpc, grpc_tools' 2>/dev/null || python3 -m pip install -q grpcio grpcio-tools
+# A DNS server for the querier's dns+/dnssrv+ discovery test (tests/tools/dns_server.py).
+python3 -c 'import dnslib' 2>/dev/null || python3 -m pip install -q dnslib==0.9.26
 
 # A real S3-compatible server for tests/s3.rs: s3s-fs (an S3 server over a directory). Garage was
 # measured too: its build took 20 CPU-minutes against 4 for s3s-fs, too much for CI's budget.
