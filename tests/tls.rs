@@ -2,7 +2,8 @@
 //! StoreAPI with mutual TLS (`--grpc-server-tls-*`) against the Python grpcio client and a
 //! querier (`--grpc-client-tls-*`), a receiver forwarding to a TLS peer
 //! (`--remote-write.client-tls-*`), the HTTP API and remote write under a web configuration file
-//! (`--http.config`: TLS, client certificates, bcrypt basic auth), with reqwest and with
+//! (`--http.config`: TLS, client certificates, bcrypt basic auth) or, for remote write, its own
+//! flags (`--remote-write.server-tls-*`), with reqwest and with
 //! Prometheus 2.42 remote-writing. Every wrong client is refused: no certificate, a certificate
 //! of another CA, a client trusting another CA, a wrong password, plain text on a TLS port.
 
@@ -377,6 +378,79 @@ fn receiver_forwards_to_a_tls_peer_and_a_client_without_certificate_is_refused()
     assert_eq!(names, ["forwarded_over_tls"]);
 }
 
+#[test]
+fn remote_write_listener_takes_its_own_tls_flags() {
+    let pki = Pki::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let ports = free_ports();
+    let rw = ports[2];
+    // Mutual TLS on the remote-write listener only; the HTTP API stays plain.
+    let args = [
+        pki.flag("--remote-write.server-tls-cert", "server.pem"),
+        pki.flag("--remote-write.server-tls-key", "server-key.pem"),
+        pki.flag("--remote-write.server-tls-client-ca", "ca.pem"),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let receiver = Receiver::start_on(&tmp.path().join("r"), &args, ports);
+
+    let rt = runtime();
+    let _in_runtime = rt.enter();
+    let now = common::receive::now_ms();
+    let body = write_body(vec![series(&[("__name__", "rw_tls")], &[(now, 3.0)])]);
+    let send = |client: &reqwest::Client, scheme: &str| {
+        rt.block_on(
+            client
+                .post(format!("{scheme}://127.0.0.1:{rw}/api/v1/receive"))
+                .header(V1.0, V1.1)
+                .body(body.clone())
+                .send(),
+        )
+        .map(|r| r.status().as_u16())
+    };
+    let good = https_client(&pki, "ca.pem", Some(("client.pem", "client-key.pem")));
+    let no_cert = https_client(&pki, "ca.pem", None);
+    let other_cert = https_client(
+        &pki,
+        "ca.pem",
+        Some(("other-client.pem", "other-client-key.pem")),
+    );
+    let wrong_ca = https_client(&pki, "other-ca.pem", Some(("client.pem", "client-key.pem")));
+    // reqwest is built without a default crypto provider; this client speaks plain HTTP but
+    // its builder wants one all the same.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let plain = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    assert_eq!(send(&good, "https").unwrap(), 200);
+    for (what, client, scheme) in [
+        ("no client certificate", &no_cert, "https"),
+        ("a certificate of another CA", &other_cert, "https"),
+        ("a client trusting another CA", &wrong_ca, "https"),
+        ("plain text", &plain, "http"),
+    ] {
+        let res = send(client, scheme);
+        assert!(res.is_err(), "{what}: the TLS listener answered {res:?}");
+    }
+
+    // The HTTP port stays plain, and the StoreAPI holds only the write made with a certificate.
+    let (code, _) = common::http_get(receiver.http, "/-/ready").unwrap();
+    assert_eq!(code, 200);
+    let res = python_calls(
+        &pki,
+        receiver.grpc,
+        None,
+        &json!([{"method": "Series", "min_time": now - 60_000, "max_time": now + 60_000,
+                 "matchers": [[2, "__name__", ".+"]], "skip_chunks": true}]),
+    );
+    assert_eq!(res[0]["ok"], true, "{res:?}");
+    assert_eq!(
+        res[0]["series"].as_array().map(Vec::len),
+        Some(1),
+        "{res:?}"
+    );
+}
+
 /// A web configuration file: TLS with client certificates required and verified, and the
 /// user `alice` (password `s3cret`) as htpasswd writes bcrypt hashes (`$2y$`).
 fn web_config(pki: &Pki, tmp: &Path) -> PathBuf {
@@ -733,6 +807,25 @@ fn configuration_errors_name_the_flag_the_file_and_the_line_and_exit_non_zero() 
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("--http.config") && err.contains("line 4"),
+        "{err}"
+    );
+    // The receiver's remote-write listener flags are checked the same way.
+    let out = gauntlet()
+        .arg("receive")
+        .arg(format!(
+            "--tsdb.path={}",
+            tmp.path().join("receive").display()
+        ))
+        .arg(format!("--http-address=127.0.0.1:{http}"))
+        .arg(format!("--grpc-address=127.0.0.1:{grpc}"))
+        .arg(format!("--remote-write.address=127.0.0.1:{nowhere}"))
+        .arg(pki.flag("--remote-write.server-tls-cert", "server.pem"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "receive: exited 0");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--remote-write.server-tls-cert needs --remote-write.server-tls-key"),
         "{err}"
     );
 }

@@ -100,6 +100,9 @@ pub struct AllArgs {
     /// servers.
     #[command(flatten)]
     pub security: crate::tls::ServerSecurityArgs,
+    /// TLS of the remote-write listener, when it differs from `--http.config`'s.
+    #[command(flatten)]
+    pub remote_write_tls: crate::tls::RemoteWriteServerTlsArgs,
 }
 
 /// Runs until Ctrl-C or SIGTERM.
@@ -127,6 +130,8 @@ pub fn run(args: AllArgs) -> anyhow::Result<()> {
 
 async fn serve(args: AllArgs, demo: Option<DemoPlan>) -> anyhow::Result<()> {
     let security = args.security.load()?;
+    let remote_write_web =
+        crate::receive::remote_write_web(&security.http, &args.remote_write_tls)?;
     let dir = std::fs::canonicalize(&args.data_dir)?;
     let bucket_config = BucketConfig::filesystem(&dir)?;
     let bucket = Bucket::open(&bucket_config)?;
@@ -218,7 +223,7 @@ async fn serve(args: AllArgs, demo: Option<DemoPlan>) -> anyhow::Result<()> {
         })?;
     let embedded = tokio::spawn(receiver.serve_embedded(
         rw_listener,
-        security.http.clone(),
+        remote_write_web,
         crate::http::shutdown_signal(),
     ));
     if let Some(plan) = demo {

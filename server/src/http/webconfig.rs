@@ -186,6 +186,13 @@ impl WebConfig {
         self.tls.clone()
     }
 
+    /// The same configuration serving `tls` (a listener with TLS flags of its own, such as
+    /// `--remote-write.server-tls-*`).
+    pub fn with_tls(mut self, tls: Arc<ServerConfig>) -> WebConfig {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Whether requests need a user and password.
     pub fn has_basic_auth(&self) -> bool {
         self.auth.is_some()

@@ -160,9 +160,25 @@ pub struct ReceiveArgs {
     /// servers.
     #[command(flatten)]
     pub security: crate::tls::ServerSecurityArgs,
+    /// TLS of the remote-write listener, when it differs from `--http.config`'s.
+    #[command(flatten)]
+    pub remote_write_tls: crate::tls::RemoteWriteServerTlsArgs,
     /// TLS of the connections forwarding writes to the other receivers of the hashring.
     #[command(flatten)]
     pub forward_tls: crate::tls::client::ForwardClientTlsArgs,
+}
+
+/// The remote-write listener's TLS and authentication: `--remote-write.server-tls-*` when
+/// given, else the HTTP servers' (`--http.config`); basic auth and headers come from
+/// `--http.config` either way.
+pub fn remote_write_web(
+    http: &crate::http::webconfig::WebConfig,
+    tls: &crate::tls::RemoteWriteServerTlsArgs,
+) -> anyhow::Result<crate::http::webconfig::WebConfig> {
+    Ok(match tls.load()? {
+        Some(t) => http.clone().with_tls(t),
+        None => http.clone(),
+    })
 }
 
 /// Parses `name="value"` (the value quoted as a Go string literal, as Thanos takes it).
@@ -279,6 +295,8 @@ pub struct Receiver {
     args: ReceiveArgs,
     /// The listeners' TLS and authentication, read from the files the flags name.
     security: crate::tls::ServerSecurity,
+    /// TLS and authentication of the remote-write listener.
+    remote_write_web: crate::http::webconfig::WebConfig,
     /// Every tenant.
     pub tenants: Arc<Tenants>,
     write: Arc<WriteState>,
@@ -298,6 +316,7 @@ impl Receiver {
     ) -> anyhow::Result<Receiver> {
         // Certificate and web configuration errors end the start before any WAL is read.
         let security = args.security.load()?;
+        let remote_write_web = remote_write_web(&security.http, &args.remote_write_tls)?;
         let opts = args.head_options()?;
         let bucket = match bucket {
             Some(cfg) => {
@@ -338,6 +357,7 @@ impl Receiver {
         Ok(Receiver {
             args: args.clone(),
             security,
+            remote_write_web,
             tenants,
             write,
             bucket,
@@ -501,7 +521,7 @@ impl Receiver {
         let rw = crate::http::serve_on(
             rw_listener,
             crate::metrics::track_http(me.write_router()),
-            web,
+            &me.remote_write_web,
             stopped(stop_rx.clone()),
         );
         let ring_watch = me

@@ -347,62 +347,115 @@ pub struct GrpcServerTlsArgs {
 impl GrpcServerTlsArgs {
     /// The server configuration these flags give; `None` for plain text.
     pub fn load(&self) -> Result<Option<Arc<ServerConfig>>, TlsError> {
-        let (cert, key, ca) = (
-            given(&self.grpc_server_cert),
-            given(&self.grpc_server_key),
-            given(&self.grpc_server_client_ca),
-        );
-        let (cert, key) = match (cert, key) {
-            (None, None) if ca.is_some() => {
-                return Err(TlsError::Settings(
-                    "--grpc-server-tls-client-ca needs --grpc-server-tls-cert and --grpc-server-tls-key"
-                        .into(),
-                ));
-            }
-            (None, None) => return Ok(None),
-            (Some(_), None) => {
-                return Err(TlsError::Settings(
-                    "--grpc-server-tls-cert needs --grpc-server-tls-key".into(),
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(TlsError::Settings(
-                    "--grpc-server-tls-key needs --grpc-server-tls-cert".into(),
-                ));
-            }
-            (Some(c), Some(k)) => (c, k),
-        };
-        let config = server_config(&ServerSettings {
-            cert: Named {
-                what: "--grpc-server-tls-cert",
-                path: cert,
-            },
-            key: Named {
-                what: "--grpc-server-tls-key",
-                path: key,
-            },
-            client_ca: ca.map(|path| Named {
-                what: "--grpc-server-tls-client-ca",
-                path,
-            }),
-            client_auth: if ca.is_some() {
-                ClientAuth::RequireAndVerifyClientCert
-            } else {
-                ClientAuth::NoClientCert
-            },
-            min_version: parse_version(
-                "--grpc-server-tls-min-version",
-                &self.grpc_server_min_version,
-            )?,
-            max_version: &rustls::version::TLS13,
-            cipher_suites: Vec::new(),
-            curves: Vec::new(),
-            prefer_server_order: false,
+        listener_tls(
+            "--grpc-server-tls",
+            [
+                given(&self.grpc_server_cert),
+                given(&self.grpc_server_key),
+                given(&self.grpc_server_client_ca),
+            ],
+            &self.grpc_server_min_version,
             // gRPC runs over HTTP/2 only; clients such as grpcio insist on the h2 ALPN answer.
-            alpn: vec![b"h2".to_vec()],
-        })?;
-        Ok(Some(config))
+            vec![b"h2".to_vec()],
+        )
     }
+}
+
+/// TLS of the receiver's remote-write listener (`--remote-write.address`), Thanos Receive's
+/// flags. When not given, that listener takes its TLS from `--http.config` as the other HTTP
+/// servers do.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RemoteWriteServerTlsArgs {
+    /// TLS certificate (PEM) of the remote-write listener.
+    #[arg(long = "remote-write.server-tls-cert", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// TLS private key (PEM) of the remote-write listener's certificate.
+    #[arg(long = "remote-write.server-tls-key", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// CA (PEM) to verify remote-write clients against; when given, every client must present
+    /// a certificate it signed (mutual TLS).
+    #[arg(long = "remote-write.server-tls-client-ca", value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
+    /// Lowest TLS version the remote-write listener accepts: 1.2 or 1.3.
+    #[arg(long = "remote-write.server-tls-min-version", default_value = "1.3")]
+    pub min_version: String,
+}
+
+impl RemoteWriteServerTlsArgs {
+    /// The listener's configuration these flags give; `None` when none is given.
+    pub fn load(&self) -> Result<Option<Arc<ServerConfig>>, TlsError> {
+        listener_tls(
+            "--remote-write.server-tls",
+            [given(&self.cert), given(&self.key), given(&self.client_ca)],
+            &self.min_version,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        )
+    }
+}
+
+/// The server TLS of the flags `{prefix}-cert`, `-key` and `-client-ca` (the files in that
+/// order; a client CA turns on mutual TLS) and `{prefix}-min-version`; `None` when no file is
+/// given.
+fn listener_tls(
+    prefix: &'static str,
+    [cert, key, ca]: [Option<&Path>; 3],
+    min_version: &str,
+    alpn: Vec<Vec<u8>>,
+) -> Result<Option<Arc<ServerConfig>>, TlsError> {
+    let flag = |what: &str| format!("{prefix}-{what}");
+    let (cert, key) = match (cert, key) {
+        (None, None) if ca.is_some() => {
+            return Err(TlsError::Settings(format!(
+                "{} needs {} and {}",
+                flag("client-ca"),
+                flag("cert"),
+                flag("key")
+            )));
+        }
+        (None, None) => return Ok(None),
+        (Some(_), None) => {
+            return Err(TlsError::Settings(format!(
+                "{} needs {}",
+                flag("cert"),
+                flag("key")
+            )));
+        }
+        (None, Some(_)) => {
+            return Err(TlsError::Settings(format!(
+                "{} needs {}",
+                flag("key"),
+                flag("cert")
+            )));
+        }
+        (Some(c), Some(k)) => (c, k),
+    };
+    let (cert_flag, key_flag, ca_flag) = (flag("cert"), flag("key"), flag("client-ca"));
+    let config = server_config(&ServerSettings {
+        cert: Named {
+            what: &cert_flag,
+            path: cert,
+        },
+        key: Named {
+            what: &key_flag,
+            path: key,
+        },
+        client_ca: ca.map(|path| Named {
+            what: &ca_flag,
+            path,
+        }),
+        client_auth: if ca.is_some() {
+            ClientAuth::RequireAndVerifyClientCert
+        } else {
+            ClientAuth::NoClientCert
+        },
+        min_version: parse_version(&flag("min-version"), min_version)?,
+        max_version: &rustls::version::TLS13,
+        cipher_suites: Vec::new(),
+        curves: Vec::new(),
+        prefer_server_order: false,
+        alpn,
+    })?;
+    Ok(Some(config))
 }
 
 /// The security flags of a role that serves gRPC and HTTP: the gRPC server's TLS and the
