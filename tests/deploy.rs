@@ -233,6 +233,39 @@ fn manifests_and_image_use_only_flags_gauntlet_has_and_fit_together() {
     }
     let want: BTreeSet<String> = (0..n).map(|i| i.to_string()).collect();
     assert_eq!(kept, want, "every remainder kept by exactly one shard");
+    // The rules as the stores run them: 3,000 block IDs, each kept by exactly one shard, and
+    // the shards within a fifth of an even share.
+    let shard_rules: Vec<Vec<gauntlet_engine::relabel::Rule>> = stores
+        .iter()
+        .map(|(name, flags)| {
+            gauntlet_engine::relabel::parse_rules(&flags["--selector.relabel-config"][0])
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+        })
+        .collect();
+    let mut per_shard = vec![0usize; n];
+    let blocks = 3000;
+    for i in 0..blocks {
+        let id = ulid::Ulid::from_parts(
+            1_735_689_600_000 + i * 7_200_000,
+            u128::from(i) * 0x9e37_79b9_7f4a_7c15,
+        );
+        let labels = gauntlet_engine::labels::Labels::from_pairs([
+            ("__block_id", id.to_string()),
+            ("cluster", "eu1".to_string()),
+        ]);
+        let keepers: Vec<usize> = (0..n)
+            .filter(|&k| gauntlet_engine::relabel::process(&labels, &shard_rules[k]).is_some())
+            .collect();
+        assert_eq!(keepers.len(), 1, "block {id} kept by shards {keepers:?}");
+        per_shard[keepers[0]] += 1;
+    }
+    let even = blocks as usize / n;
+    for (k, count) in per_shard.iter().enumerate() {
+        assert!(
+            count.abs_diff(even) * 5 <= even,
+            "shard {k} keeps {count} of {blocks} blocks: {per_shard:?}"
+        );
+    }
 
     // The querier reads every store shard's Service and every receiver, deduplicating the
     // receivers' replica label.
@@ -244,9 +277,19 @@ fn manifests_and_image_use_only_flags_gauntlet_has_and_fit_together() {
         assert!(services.contains_key(name), "no Service {name}");
         assert!(endpoints.contains(&svc), "the querier does not read {svc}");
     }
-    for p in &pods {
-        assert!(endpoints.contains(p), "the querier does not read {p}");
-    }
+    // The receivers through the headless Service's SRV records of its `grpc` port.
+    let srv = "dnssrvnoa+_grpc._tcp.gauntlet-receive.monitoring.svc.cluster.local";
+    assert!(endpoints.contains(srv), "the querier does not read {srv}");
+    let receive_svc = &services["gauntlet-receive"]["spec"];
+    assert_eq!(receive_svc["clusterIP"].as_str(), Some("None"));
+    assert!(
+        receive_svc["ports"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"].as_str() == Some("grpc") && p["port"].as_u64() == Some(10901)),
+        "the receivers' Service has no grpc port"
+    );
     let replica_label = &query[0].1["--query.replica-label"][0];
     assert!(
         receive[0].1["--label"][0].starts_with(&format!("{replica_label}=")),

@@ -321,3 +321,124 @@ fn endpoint_files_are_re_read_when_they_change() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
+
+/// `tests/tools/dns_server.py` answering from a zone, killed on drop.
+struct DnsServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl DnsServer {
+    /// Starts the server over `zone`; `None` (the test is skipped) when Python's `dnslib` is
+    /// missing, unless `GAUNTLET_REQUIRE_PEERS=1`.
+    fn start(dir: &Path, zone: &str) -> Option<DnsServer> {
+        use std::io::BufRead as _;
+        let python = require("python3");
+        let has_dnslib = std::process::Command::new(&python)
+            .args(["-c", "import dnslib"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !has_dnslib {
+            let required = std::env::var("GAUNTLET_REQUIRE_PEERS").is_ok_and(|v| v == "1")
+                || std::env::var_os("CI").is_some();
+            assert!(!required, "Python's dnslib is missing (pip install dnslib)");
+            eprintln!("skipped: Python's dnslib is missing (pip install dnslib)");
+            return None;
+        }
+        let zone_file = dir.join("zone");
+        std::fs::write(&zone_file, zone).unwrap();
+        let [port, _] = free_ports();
+        let mut child = std::process::Command::new(python)
+            .arg(repo_root().join("tests/tools/dns_server.py"))
+            .arg(port.to_string())
+            .arg(&zone_file)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "the DNS server did not start");
+        Some(DnsServer { child, port })
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn endpoints_are_found_through_dns_a_and_srv_records() {
+    let root = tempfile::tempdir().unwrap();
+    let a = store(
+        root.path(),
+        &bucket(root.path(), "a", &[("replica", "a")]),
+        "a",
+    );
+    let b = store(
+        root.path(),
+        &bucket(root.path(), "b", &[("replica", "b")]),
+        "b",
+    );
+    let (pa, pb) = (a.grpc_port, b.grpc_port);
+    let zone = format!(
+        "$ORIGIN gauntlet.test.\n$TTL 1\n\
+         _grpc._tcp.stores IN SRV 0 0 {pa} store-a.gauntlet.test.\n\
+         _grpc._tcp.stores IN SRV 0 0 {pb} store-b.gauntlet.test.\n\
+         store-a IN A 127.0.0.1\n\
+         store-b IN A 127.0.0.1\n\
+         _grpc._tcp.noa IN SRV 0 0 {pb} 127.0.0.1.\n"
+    );
+    let Some(dns) = DnsServer::start(root.path(), &zone) else {
+        return;
+    };
+    let nameserver = format!("127.0.0.1:{}", dns.port);
+    let env = [("GAUNTLET_DNS_NAMESERVER", nameserver.as_str())];
+    let querier = |endpoints: &[&str]| {
+        let mut args = vec!["query", "--endpoint.info-timeout=1s"];
+        let flags: Vec<String> = endpoints
+            .iter()
+            .map(|e| format!("--endpoint={e}"))
+            .collect();
+        args.extend(flags.iter().map(String::as_str));
+        GauntletServer::start_with_env(&args, "/api/v1/status/buildinfo", &env)
+    };
+    let replicas = |q: &GauntletServer| get_json(q, "/api/v1/label/replica/values")["data"].clone();
+    let wait_for = |q: &GauntletServer, want: serde_json::Value| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = replicas(q);
+            if got == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "want {want}, have {got}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+
+    // SRV records, then each target's A record: both stores.
+    let srv = querier(&["dnssrv+_grpc._tcp.stores.gauntlet.test"]);
+    wait_for(&srv, serde_json::json!(["a", "b"]));
+    let stores = get_json(&srv, "/api/v1/stores").to_string();
+    for p in [pa, pb] {
+        assert!(stores.contains(&format!("127.0.0.1:{p}")), "{stores}");
+    }
+    // An A record at the address's port; SRV targets taken as they are; a name that does not
+    // exist adds nothing and breaks nothing.
+    let a_only = querier(&[
+        &format!("dns+store-a.gauntlet.test:{pa}"),
+        "dnssrv+_grpc._tcp.missing.gauntlet.test",
+    ]);
+    wait_for(&a_only, serde_json::json!(["a"]));
+    let noa = querier(&["dnssrvnoa+_grpc._tcp.noa.gauntlet.test"]);
+    wait_for(&noa, serde_json::json!(["b"]));
+
+    // The DNS server goes away: the endpoints last resolved stay.
+    drop(dns);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(replicas(&srv), serde_json::json!(["a", "b"]));
+}

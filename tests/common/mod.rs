@@ -376,6 +376,11 @@ impl GauntletServer {
     /// Starts `gauntlet <args> --http-address=… --grpc-address=…` on free loopback ports and
     /// waits (at most 60 s) until `ready_path` answers 200 over HTTP.
     pub fn start(args: &[&str], ready_path: &str) -> GauntletServer {
+        Self::start_with_env(args, ready_path, &[])
+    }
+
+    /// As [`GauntletServer::start`], with environment variables `env` set for the process.
+    pub fn start_with_env(args: &[&str], ready_path: &str, env: &[(&str, &str)]) -> GauntletServer {
         let [http_port, grpc_port] = free_ports();
         // `all` takes remote write too: on loopback, on a port of its own choosing, unless the
         // test names one.
@@ -385,6 +390,7 @@ impl GauntletServer {
         let child = gauntlet()
             .args(args)
             .args(rw)
+            .envs(env.iter().copied())
             .arg(format!("--http-address=127.0.0.1:{http_port}"))
             .arg(format!("--grpc-address=127.0.0.1:{grpc_port}"))
             .stdout(Stdio::null())

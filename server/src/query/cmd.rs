@@ -17,7 +17,9 @@ use crate::http::params::parse_duration;
 /// Flags of `gauntlet query`, named like Thanos Query's.
 #[derive(Debug, Args)]
 pub struct QueryArgs {
-    /// A StoreAPI endpoint `host:port`; repeatable.
+    /// A StoreAPI endpoint `host:port`, or a name looked up in DNS on every refresh:
+    /// `dns+host:port` (A/AAAA records), `dnssrv+name` (SRV records, then their targets'
+    /// A/AAAA records), `dnssrvnoa+name` (SRV records' targets as they are); repeatable.
     #[arg(long = "endpoint")]
     pub endpoints: Vec<String>,
     /// A file of endpoints (file-SD JSON or YAML, or one `host:port` per line), re-read when it

@@ -1,5 +1,6 @@
 //! The querier's set of StoreAPI endpoints: addresses from the command line and from files
-//! re-read on change, each polled with `thanos.info.Info` so requests only go where the data
+//! re-read on change (`dns+`, `dnssrv+` and `dnssrvnoa+` addresses looked up again on every
+//! refresh, see [`super::dns`]), each polled with `thanos.info.Info` so requests only go where the data
 //! can be (time range, external labels).
 
 use std::collections::BTreeMap;
@@ -153,6 +154,8 @@ pub struct EndpointSet {
     endpoints: RwLock<BTreeMap<String, Arc<Endpoint>>>,
     file_stamps: RwLock<Vec<Option<SystemTime>>>,
     file_addrs: RwLock<Vec<String>>,
+    /// The resolver of prefixed addresses, made on the first refresh that needs it.
+    dns: std::sync::OnceLock<Result<super::dns::Dns, String>>,
 }
 
 impl EndpointSet {
@@ -167,6 +170,7 @@ impl EndpointSet {
             endpoints: RwLock::new(BTreeMap::new()),
             file_stamps: RwLock::new(Vec::new()),
             file_addrs: RwLock::new(Vec::new()),
+            dns: std::sync::OnceLock::new(),
         }
     }
 
@@ -210,6 +214,15 @@ impl EndpointSet {
                 .iter()
                 .cloned(),
         );
+        if wanted.iter().any(|a| super::dns::split(a).is_some()) {
+            match self.dns.get_or_init(super::dns::Dns::new) {
+                Ok(dns) => wanted = dns.resolve(&wanted).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "no DNS resolver; dns+ and dnssrv+ endpoints are not looked up");
+                    wanted.retain(|a| super::dns::split(a).is_none());
+                }
+            }
+        }
         wanted.sort();
         wanted.dedup();
         {
@@ -345,13 +358,13 @@ enum YamlEntry {
     Address(String),
 }
 
-/// Refuses what cannot be a `host:port` StoreAPI address.
+/// Refuses what cannot be a StoreAPI address: `host:port`, or a name to look up in DNS
+/// (`dns+host:port`, `dnssrv+name`, `dnssrvnoa+name`).
 pub fn check_address(addr: &str) -> Result<(), String> {
-    let plain = addr
-        .strip_prefix("dns+")
-        .or_else(|| addr.strip_prefix("dnssrv+"))
-        .unwrap_or(addr);
-    match plain.rsplit_once(':') {
+    if let Some((lookup, rest)) = super::dns::split(addr) {
+        return super::dns::check(lookup, rest);
+    }
+    match addr.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
         _ => Err(format!("{addr:?} is not an address: want host:port")),
     }

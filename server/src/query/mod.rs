@@ -2,6 +2,7 @@
 //! over StoreAPI endpoints (`gauntlet query`), behind one per-request interface.
 
 pub mod cmd;
+pub mod dns;
 pub mod endpoints;
 pub mod fanout;
 pub mod proxy;
