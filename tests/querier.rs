@@ -49,6 +49,11 @@ fn store(root: &Path, cfg: &Path, name: &str) -> GauntletServer {
     )
 }
 
+/// Two stores over copies of the fixture block, labelled `replica="a"` and `replica="b"`.
+fn replica_stores(root: &Path) -> [GauntletServer; 2] {
+    ["a", "b"].map(|r| store(root, &bucket(root, r, &[("replica", r)]), r))
+}
+
 fn querier(endpoints: &[&GauntletServer], extra: &[&str]) -> GauntletServer {
     let mut args: Vec<String> = vec!["query".into(), "--query.replica-label=replica".into()];
     for e in endpoints {
@@ -109,16 +114,7 @@ fn paths() -> Vec<String> {
 #[test]
 fn dedup_over_two_replica_stores_equals_one_copy() {
     let root = tempfile::tempdir().unwrap();
-    let a = store(
-        root.path(),
-        &bucket(root.path(), "a", &[("replica", "a")]),
-        "a",
-    );
-    let b = store(
-        root.path(),
-        &bucket(root.path(), "b", &[("replica", "b")]),
-        "b",
-    );
+    let [a, b] = replica_stores(root.path());
     let plain = root.path().join("plain");
     copy_dir(&fixtures().join(BLOCK), &plain);
     let single = GauntletServer::start(
@@ -171,16 +167,7 @@ fn dedup_over_two_replica_stores_equals_one_copy() {
 #[test]
 fn a_failing_store_is_a_warning_or_an_error_as_asked() {
     let root = tempfile::tempdir().unwrap();
-    let a = store(
-        root.path(),
-        &bucket(root.path(), "a", &[("replica", "a")]),
-        "a",
-    );
-    let b = store(
-        root.path(),
-        &bucket(root.path(), "b", &[("replica", "b")]),
-        "b",
-    );
+    let [a, b] = replica_stores(root.path());
     // Info is polled once an hour, so the querier still counts `b` as healthy after it dies.
     let q1 = querier(&[&a, &b], &["--endpoint.info-timeout=1h"]);
     let at = (T0 + 3600).to_string();
@@ -208,16 +195,7 @@ fn a_failing_store_is_a_warning_or_an_error_as_asked() {
 #[test]
 fn a_store_that_hangs_costs_a_query_its_response_timeout_and_no_more() {
     let root = tempfile::tempdir().unwrap();
-    let a = store(
-        root.path(),
-        &bucket(root.path(), "a", &[("replica", "a")]),
-        "a",
-    );
-    let b = store(
-        root.path(),
-        &bucket(root.path(), "b", &[("replica", "b")]),
-        "b",
-    );
+    let [a, b] = replica_stores(root.path());
     let q1 = querier(
         &[&a, &b],
         &["--endpoint.info-timeout=1h", "--store.response-timeout=2s"],
@@ -274,16 +252,7 @@ fn a_store_that_hangs_costs_a_query_its_response_timeout_and_no_more() {
 #[test]
 fn endpoint_files_are_re_read_when_they_change() {
     let root = tempfile::tempdir().unwrap();
-    let a = store(
-        root.path(),
-        &bucket(root.path(), "a", &[("replica", "a")]),
-        "a",
-    );
-    let b = store(
-        root.path(),
-        &bucket(root.path(), "b", &[("replica", "b")]),
-        "b",
-    );
+    let [a, b] = replica_stores(root.path());
     let sd = root.path().join("endpoints.yml");
     std::fs::write(&sd, format!("- targets: ['127.0.0.1:{}']\n", a.grpc_port)).unwrap();
     let q1 = GauntletServer::start(
@@ -374,16 +343,7 @@ impl Drop for DnsServer {
 #[test]
 fn endpoints_are_found_through_dns_a_and_srv_records() {
     let root = tempfile::tempdir().unwrap();
-    let a = store(
-        root.path(),
-        &bucket(root.path(), "a", &[("replica", "a")]),
-        "a",
-    );
-    let b = store(
-        root.path(),
-        &bucket(root.path(), "b", &[("replica", "b")]),
-        "b",
-    );
+    let [a, b] = replica_stores(root.path());
     let (pa, pb) = (a.grpc_port, b.grpc_port);
     let zone = format!(
         "$ORIGIN gauntlet.test.\n$TTL 1\n\
