@@ -64,6 +64,16 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo nextest"
 cargo nextest run --workspace --profile ci
 
+# Disk: the fuzz build below needs several GB. When less than 30 GB is free, the test
+# executables (the bulk of target/, of no further use once they ran) are deleted first; the
+# fuzz seeding relinks the few binaries it needs.
+free_kb=$(df -Pk target | awk 'NR == 2 { print $4 }')
+if [ "$free_kb" -lt $((30 * 1024 * 1024)) ]; then
+  before=$(du -sk target | cut -f1)
+  find target/debug/deps -maxdepth 1 -type f -perm -u+x ! -name '*.*' -size +10M -delete
+  echo "disk: $((free_kb / 1024)) MB free; test executables deleted ($(( (before - $(du -sk target | cut -f1)) / 1024 )) MB)"
+fi
+
 # Every target of fuzz/Cargo.toml (fuzz/run.sh lists them with `cargo fuzz list`), seeded from
 # the fixtures and run for a bounded time; a crash, leak, hang or runaway memory fails the step.
 # Corpora and findings stay under fuzz/corpus/ and fuzz/artifacts/, which git ignores.
