@@ -205,7 +205,8 @@ def report(csv_path, limit, out_dir):
                      f"other errors {errors} {dict(sorted(other.items()))}")
     try:
         s = json.load(open(os.path.join(out_dir, "storeapi.json")))
-        lines.append(f"StoreAPI Series: accepted {s['ok']}, refused (ResourceExhausted) "
+        lines.append(f"StoreAPI Series: accepted {s['ok']} ({s['bytes'] / (1 << 20):.0f} MiB "
+                     f"received), refused (ResourceExhausted) "
                      f"{s['refused']} (by the budget {s['refused_by_budget']}), other errors "
                      f"{s['errors']}" + (f" (first: {s['first_error']})" if s["first_error"] else ""))
     except FileNotFoundError:

@@ -99,6 +99,15 @@ now_ms=$(($(date +%s) * 1000))
     --targets "$TARGETS" --pods-per-target "$PODS" --hours "$HOURS" >"$OUT/rw.txt" 2>&1 &
 rw=$!
 pids+=("$rw")
+# The reads start once the head holds series (the remote-write load first generates its
+# requests): queries over an empty head would be answered at once and measure nothing.
+for _ in $(seq 300); do
+    if curl -fsS "http://127.0.0.1:$HTTP/api/v1/status/tenants" 2>/dev/null |
+        python3 -c 'import json,sys; sys.exit(0 if any(t["series"] for t in json.load(sys.stdin)["data"]["tenants"]) else 1)'; then
+        break
+    fi
+    sleep 1
+done
 # The queries cover the data from an hour before now (where the replay starts) to the end of
 # the run; they are refused or answered over whatever has been received by then.
 "$GAUNTLET_BENCH" load query --url "http://127.0.0.1:$HTTP" --queries perf/queries/soak.txt \
