@@ -11,6 +11,7 @@
 #   TARGETS=2000 PODS=8   the generated data set (147 series a target with 8 pods)
 #   HOURS=0.25            hours of data the remote-write load replays (shifted forward as it wraps)
 #   RW_CONNECTIONS=4 QUERY_CONCURRENCY=2 SERIES_CONCURRENCY=2
+#   GAUNTLET_ARGS="..."   more flags for `gauntlet all` (e.g. --query.max-samples=5000000)
 #   OUT=DIR               where the CSV, load reports, log and data go (default: a new temp dir)
 #   GAUNTLET=PATH GAUNTLET_BENCH=PATH   prebuilt release binaries; otherwise they are built with
 #                         `cargo build --release` into $CARGO_TARGET_DIR (default target/)
@@ -74,10 +75,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "soak: ${DURATION}s, --memory.limit=$LIMIT, $TARGETS targets x $PODS pods, output in $OUT"
+echo "soak: ${DURATION}s, --memory.limit=$LIMIT ${GAUNTLET_ARGS:-}, $TARGETS targets x $PODS pods, output in $OUT"
 "$GAUNTLET" all --data-dir="$OUT/data" --memory.limit="$LIMIT" \
     --http-address="127.0.0.1:$HTTP" --grpc-address="127.0.0.1:$GRPC" \
-    --remote-write.address="127.0.0.1:$RW" >"$OUT/gauntlet.log" 2>&1 &
+    --remote-write.address="127.0.0.1:$RW" ${GAUNTLET_ARGS:-} >"$OUT/gauntlet.log" 2>&1 &
 server=$!
 for _ in $(seq 600); do
     if curl -fsS -o /dev/null "http://127.0.0.1:$HTTP/-/ready" 2>/dev/null; then
