@@ -243,6 +243,7 @@ async fn serve(args: AllArgs, demo: Option<DemoPlan>) -> anyhow::Result<()> {
     tracing::info!(address = %args.grpc_address, tls = security.grpc.is_some(), "StoreAPI listening (the bucket and the receiver's heads)");
     let grpc = tonic::transport::Server::builder()
         .layer(crate::metrics::GrpcMetricsLayer)
+        .layer(crate::memory::GrpcGuardLayer)
         .add_service(
             thanos::store_server::StoreServer::new(svc.clone())
                 .max_decoding_message_size(i32::MAX as usize)

@@ -1,13 +1,15 @@
 //! The process's memory budget (`--memory.limit`, every role): a sampler reads the resident
 //! set size every 100 ms, and while it is over the limit new work is refused rather than taken
 //! on: queries and remote writes get 503 (clients retry; Prometheus's remote write does), the
-//! StoreAPI's Series and forwarded writes `ResourceExhausted`. Work under way finishes, and
-//! `/metrics`, `/-/ready` and `/-/healthy` always answer. Per-request limits
+//! StoreAPI's Series, LabelNames and LabelValues and the writes receivers forward to each other
+//! `ResourceExhausted` ([`GrpcGuardLayer`]). Work under way finishes, and `/metrics`,
+//! `/-/ready`, `/-/healthy` and the gRPC Info services always answer. Per-request limits
 //! (`--query.max-samples`, the store's `--store.limits.*`, receive's `--receive.limits.*`)
 //! bound what one request may take; the budget bounds them all together.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -153,6 +155,92 @@ async fn guard_request(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
+/// The gRPC metadata key a refusal by the budget carries (value [`REFUSAL_VALUE`]), so a
+/// Gauntlet client tells it from a per-request limit: both are `ResourceExhausted`, but only
+/// the budget's passes with time, and a forwarding receiver answers it with a retried 503.
+pub const REFUSAL_KEY: &str = "gauntlet-refused";
+
+/// See [`REFUSAL_KEY`].
+pub const REFUSAL_VALUE: &str = "memory-budget";
+
+/// Whether a peer's status is a refusal by its memory budget ([`GrpcGuardLayer`]).
+pub fn refused_by_budget(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::ResourceExhausted
+        && status
+            .metadata()
+            .get(REFUSAL_KEY)
+            .is_some_and(|v| v == REFUSAL_VALUE)
+}
+
+/// What a gRPC method starts that the budget may refuse, `None` for calls that always answer
+/// (Info).
+fn grpc_work(path: &str) -> Option<&'static str> {
+    match path {
+        "/thanos.Store/Series" => Some("Series"),
+        "/thanos.Store/LabelNames" => Some("LabelNames"),
+        "/thanos.Store/LabelValues" => Some("LabelValues"),
+        "/thanos.WriteableStore/RemoteWrite" => Some("forwarded write"),
+        _ => None,
+    }
+}
+
+/// The status a call refused by the budget answers with.
+fn refusal(why: String) -> tonic::Status {
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    metadata.insert(
+        REFUSAL_KEY,
+        tonic::metadata::MetadataValue::from_static(REFUSAL_VALUE),
+    );
+    tonic::Status::with_metadata(tonic::Code::ResourceExhausted, why, metadata)
+}
+
+/// A tower layer for a tonic server (`Server::builder().layer(GrpcGuardLayer)`, inside the
+/// metrics layer so refusals are counted): while the process is over its budget, the
+/// StoreAPI's Series, LabelNames and LabelValues and forwarded remote writes are answered
+/// `ResourceExhausted` before their request is read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GrpcGuardLayer;
+
+impl<S> tower::Layer<S> for GrpcGuardLayer {
+    type Service = GrpcGuard<S>;
+
+    fn layer(&self, inner: S) -> GrpcGuard<S> {
+        GrpcGuard { inner }
+    }
+}
+
+/// See [`GrpcGuardLayer`].
+#[derive(Debug, Clone)]
+pub struct GrpcGuard<S> {
+    inner: S,
+}
+
+impl<S, B, ResBody> tower::Service<http::Request<B>> for GrpcGuard<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<ResBody>>,
+    ResBody: Default,
+{
+    type Response = http::Response<ResBody>;
+    type Error = S::Error;
+    type Future = futures::future::Either<
+        std::future::Ready<Result<http::Response<ResBody>, S::Error>>,
+        S::Future,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if let Some(what) = grpc_work(req.uri().path())
+            && let Err(why) = admit(what)
+        {
+            return futures::future::Either::Left(std::future::ready(Ok(refusal(why).into_http())));
+        }
+        futures::future::Either::Right(self.inner.call(req))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +267,33 @@ mod tests {
             assert!(!is_work(p), "{p}");
         }
         assert!(resident_bytes() > 1 << 20);
+    }
+
+    #[test]
+    fn store_reads_and_forwarded_writes_are_grpc_work_info_is_not() {
+        for p in [
+            "/thanos.Store/Series",
+            "/thanos.Store/LabelNames",
+            "/thanos.Store/LabelValues",
+            "/thanos.WriteableStore/RemoteWrite",
+        ] {
+            assert!(grpc_work(p).is_some(), "{p}");
+        }
+        for p in ["/thanos.Store/Info", "/thanos.info.Info/Info"] {
+            assert!(grpc_work(p).is_none(), "{p}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_is_told_from_a_limit_across_the_wire() {
+        let refused = refusal("Series refused".into());
+        let mut head = http::HeaderMap::new();
+        refused.add_header(&mut head).unwrap();
+        let seen = tonic::Status::from_header_map(&head).unwrap();
+        assert!(refused_by_budget(&seen));
+        assert_eq!(seen.message(), "Series refused");
+        assert!(!refused_by_budget(&tonic::Status::resource_exhausted(
+            "exceeded concurrent Series calls limit"
+        )));
     }
 }

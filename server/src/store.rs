@@ -297,6 +297,7 @@ async fn serve(
     let svc = StoreService::new(store.clone(), args.series_max_concurrency);
     let grpc = tonic::transport::Server::builder()
         .layer(crate::metrics::GrpcMetricsLayer)
+        .layer(crate::memory::GrpcGuardLayer)
         .add_service(crate::grpc::StoreApi::new(svc.clone()))
         .add_service(thanos::info::info_server::InfoServer::new(svc))
         .serve_with_incoming_shutdown(

@@ -104,9 +104,13 @@ fn undecodable(msg: impl std::fmt::Display) -> Error {
     remote_error("a StoreAPI answer", RemoteErrorKind::Internal, msg)
 }
 
-/// What an endpoint's gRPC status means for the request.
-fn status_kind(code: tonic::Code) -> RemoteErrorKind {
-    match code {
+/// What an endpoint's gRPC status means for the request. An endpoint over its memory budget
+/// is unavailable for now (a 503 when partial responses are off), not a limit the query hit.
+fn status_kind(status: &tonic::Status) -> RemoteErrorKind {
+    if crate::memory::refused_by_budget(status) {
+        return RemoteErrorKind::Unavailable;
+    }
+    match status.code() {
         tonic::Code::Unavailable | tonic::Code::Aborted => RemoteErrorKind::Unavailable,
         tonic::Code::DeadlineExceeded => RemoteErrorKind::Timeout,
         tonic::Code::ResourceExhausted => RemoteErrorKind::LimitExceeded,
@@ -176,7 +180,7 @@ impl QuerierView {
     ) -> Result<Option<T>> {
         let (kind, msg) = match res {
             Ok(Ok(answer)) => return Ok(Some(answer)),
-            Ok(Err(status)) => (status_kind(status.code()), status.message().to_string()),
+            Ok(Err(status)) => (status_kind(&status), status.message().to_string()),
             Err(_) => (
                 RemoteErrorKind::Timeout,
                 format!("no answer within {timeout:?}"),

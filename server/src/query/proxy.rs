@@ -39,6 +39,7 @@ pub async fn serve(
     tracing::info!(address = %sock, tls = tls.is_some(), "StoreAPI listening");
     tonic::transport::Server::builder()
         .layer(crate::metrics::GrpcMetricsLayer)
+        .layer(crate::memory::GrpcGuardLayer)
         .add_service(
             StoreServer::new(proxy.clone())
                 .max_decoding_message_size(usize::MAX)

@@ -251,8 +251,15 @@ impl Forwarder {
                     self.peers.mark(address, false);
                 }
                 tracing::debug!(endpoint = address, error = %status, "forwarding failed");
+                // A peer over its memory budget is busy, not refusing the data: the client
+                // retries (503) rather than dropping it as over a limit (429).
+                let failure = if crate::memory::refused_by_budget(&status) {
+                    Failure::Unavailable
+                } else {
+                    Failure::from_grpc(status.code())
+                };
                 Err((
-                    Failure::from_grpc(status.code()),
+                    failure,
                     format!(
                         "forwarding to {address} failed ({:?}): {}",
                         status.code(),

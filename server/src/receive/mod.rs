@@ -491,6 +491,7 @@ impl Receiver {
         let svc = me.store();
         let grpc = tonic::transport::Server::builder()
             .layer(crate::metrics::GrpcMetricsLayer)
+            .layer(crate::memory::GrpcGuardLayer)
             .add_service(
                 thanos::store_server::StoreServer::new(svc.clone())
                     .max_encoding_message_size(usize::MAX),
