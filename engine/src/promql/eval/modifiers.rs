@@ -12,6 +12,7 @@ use gauntlet_promql::parser::{BinaryOp, DurationExpr, Expr, Offset, Span, Vector
 
 use super::{AnnotationAt, Evaluator};
 use crate::promql::error::PromqlError;
+use crate::promql::functions::unwrap_parens;
 
 /// Seconds to ms, rounded; `None` when out of range.
 fn seconds_to_ms(s: f64) -> Option<i64> {
@@ -126,7 +127,14 @@ pub(crate) fn check(
                 pending.push(&b.lhs);
                 pending.push(&b.rhs);
             }
-            Expr::Call(c) => pending.extend(&c.args),
+            Expr::Call(c) => {
+                for a in &c.args {
+                    if let Expr::Matrix(ms) = unwrap_parens(a) {
+                        modifier_allowed(c.func.name, &ms.selector)?;
+                    }
+                }
+                pending.extend(&c.args);
+            }
             Expr::Aggregate(a) => {
                 pending.push(&a.expr);
                 if let Some(p) = &a.param {
@@ -134,6 +142,27 @@ pub(crate) fn check(
                 }
             }
             _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Functions Prometheus 3.14 lets read a range selector with `anchored`, and with `smoothed`.
+const ANCHORED_FUNCTIONS: &[&str] = &["changes", "delta", "increase", "rate", "resets"];
+const SMOOTHED_FUNCTIONS: &[&str] = &["delta", "increase", "rate"];
+
+/// Refuses `anchored` or `smoothed` on the range selector `vs` passed to function `name` where
+/// Prometheus refuses it, in its words.
+fn modifier_allowed(name: &str, vs: &VectorSelector) -> Result<(), PromqlError> {
+    for (used, what, allowed) in [
+        (vs.anchored, "anchored", ANCHORED_FUNCTIONS),
+        (vs.smoothed, "smoothed", SMOOTHED_FUNCTIONS),
+    ] {
+        if used && !allowed.contains(&name) {
+            return Err(PromqlError::Execution(format!(
+                "{what} modifier can only be used with: {} - not with {name}",
+                allowed.join(", ")
+            )));
         }
     }
     Ok(())
