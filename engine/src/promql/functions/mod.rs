@@ -297,14 +297,62 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, steps: &Steps) -> Result<Va
             }
             Ok(Val::Vector(out))
         }
-        // Prometheus's `info()` joins the labels of matching info series; Gauntlet does not
-        // evaluate it yet, and says so rather than answer with the argument unchanged.
-        "info" => Err(PromqlError::Execution(
-            "function \"info\" cannot be evaluated by Gauntlet yet".into(),
-        )),
+        "info" => {
+            let cols = ev.arg_vector(args[0], steps)?;
+            info(ev, args.get(1).copied(), cols, steps)
+        }
         _ if range::is_range_function(name) => range::call(ev, name, &args, steps),
         _ => instant::call(ev, name, &args, steps),
     }
+}
+
+/// `info(v, selector)` as far as Gauntlet evaluates it. Prometheus joins to each series of `v`
+/// the data labels of the info series (`target_info` unless the selector names others) that
+/// share its identifying labels; while no info series exists around the query's steps, it
+/// answers `v` unchanged, and so does Gauntlet. The join itself is not done yet: a query that
+/// would need it, or whose selector filters data labels, is refused rather than answered
+/// without them.
+fn info(
+    ev: &mut Evaluator<'_>,
+    selector: Option<&Expr>,
+    cols: Vec<Col>,
+    steps: &Steps,
+) -> Result<Val, PromqlError> {
+    let not_yet = || {
+        PromqlError::Execution("info() over info series cannot be evaluated by Gauntlet yet".into())
+    };
+    let mut ms = Vec::new();
+    if let Some(e) = selector {
+        let Expr::Vector(vs) = unwrap_parens(e) else {
+            return Err(not_yet());
+        };
+        if vs.at.is_some() || !matches!(vs.offset, gauntlet_promql::parser::Offset::None) {
+            return Err(not_yet());
+        }
+        for m in &vs.matchers {
+            let x = convert_matcher(m)?;
+            if m.name == "__name__" {
+                ms.push(x);
+            } else if !x.matches("") {
+                return Err(not_yet());
+            }
+        }
+    }
+    if ms.is_empty() {
+        ms.push(crate::labels::Matcher::equal("__name__", "target_info"));
+    }
+    let mint = steps
+        .t(0)
+        .saturating_sub(ev.opts.lookback_delta_ms)
+        .saturating_add(1);
+    let maxt = steps.t(steps.n.saturating_sub(1));
+    let found = ev
+        .storage
+        .select(&ms, mint, maxt, &crate::query::SelectHints::default())?;
+    if found.iter().any(|s| !s.is_empty()) {
+        return Err(not_yet());
+    }
+    Ok(Val::Vector(cols))
 }
 
 /// Drops series with no value at any step.
