@@ -622,7 +622,7 @@ pub(crate) fn names_stay_distinct(e: &Expr) -> bool {
     match e {
         Expr::Paren(p) => names_stay_distinct(&p.expr),
         Expr::Vector(_) => true,
-        Expr::Binary(b) if !b.return_bool && is_comparison(&b.op.as_str().to_string()) => {
+        Expr::Binary(b) if !b.return_bool && b.op.is_comparison() => {
             use gauntlet_promql::parser::ValueType;
             if b.lhs.value_type() == ValueType::Scalar {
                 names_stay_distinct(&b.rhs)
