@@ -137,3 +137,87 @@ fn format_query_prettifies() {
         Err(PromqlError::Parse(_))
     ));
 }
+
+#[test]
+fn duration_expressions_take_each_querys_step_and_range() {
+    let engine = Engine::default();
+    let range = |q: &str, step: i64| {
+        let r = engine
+            .range_query(&store(), q, 120_000, 600_000, step)
+            .expect(q);
+        match r.value {
+            Value::Matrix(m) => m,
+            other => panic!("{q}: {other:?}"),
+        }
+    };
+    // One parsed tree serves both steps: `step() * 2` is 1m at a 30 s step, 2m at 60 s.
+    for (step, literal) in [(30_000, "1m"), (60_000, "2m")] {
+        let want = range(&format!("max_over_time(reqs_total[{literal}])"), step);
+        let got = range("max_over_time(reqs_total[step() * 2])", step);
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!((&g.labels, &g.samples.val), (&w.labels, &w.samples.val));
+        }
+    }
+    let shifted = range("reqs_total offset (range() / 8)", 60_000);
+    let want = range("reqs_total offset 1m", 60_000);
+    assert_eq!(shifted[0].samples.val, want[0].samples.val);
+    // An instant query's step is 0: a range of `step()` is a range of nothing.
+    let err = engine
+        .instant_query(&store(), "rate(reqs_total[step()])", 300_000)
+        .unwrap_err();
+    assert!(matches!(err, PromqlError::Parse(_)), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "1:17: parse error: duration must be greater than 0"
+    );
+}
+
+#[test]
+fn newer_syntax_is_read_only_when_asked_and_refused_clearly() {
+    let plain = Engine::default();
+    let newer = Engine::new(EngineOptions {
+        newer_syntax: true,
+        ..EngineOptions::default()
+    });
+    for q in [
+        "rate(reqs_total[5m] anchored)",
+        "rate(reqs_total[5m] smoothed)",
+        "reqs_total + fill(0) reqs_total",
+    ] {
+        let err = plain.instant_query(&store(), q, 300_000).unwrap_err();
+        assert!(matches!(err, PromqlError::Parse(_)), "{q}: {err}");
+        let err = newer.instant_query(&store(), q, 300_000).unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Execution, "{q}: {err}");
+        assert!(
+            err.to_string()
+                .contains("cannot be evaluated by Gauntlet yet"),
+            "{q}: {err}"
+        );
+    }
+    let err = newer
+        .instant_query(&store(), "max_over_time(reqs_total[5m] anchored)", 300_000)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "anchored modifier can only be used with: changes, delta, increase, rate, resets - not with max_over_time"
+    );
+    // Without info series `info()` answers its argument, as Prometheus does; the join with
+    // info series is not evaluated yet, and refused.
+    let r = plain
+        .instant_query(&store(), "info(reqs_total)", 300_000)
+        .expect("info without info series");
+    assert!(
+        matches!(&r.value, Value::Vector(v) if v.len() == 2),
+        "{:?}",
+        r.value
+    );
+    let err = plain
+        .instant_query(
+            &store(),
+            r#"info(reqs_total, {__name__="reqs_total"})"#,
+            300_000,
+        )
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Execution, "{err}");
+}

@@ -13,9 +13,11 @@ fn run_dir(dir: &str) -> (usize, Vec<String>, usize) {
         .filter(|p| p.extension().is_some_and(|x| x == "test"))
         .collect();
     files.sort();
-    // Prometheus's test engine runs with delayed name removal; its scripts expect it.
+    // Prometheus's test engine runs with delayed name removal and every gated syntax; its
+    // scripts expect them.
     let engine = Engine::new(EngineOptions {
         delayed_name_removal: true,
+        newer_syntax: true,
         ..EngineOptions::default()
     });
     let (mut passed, mut failed, mut skipped) = (0, Vec::new(), 0);

@@ -48,13 +48,6 @@ fn differs_from_3_5(q: &str) -> Option<&'static str> {
             _ => {}
         }
     }
-    let signed_paren_offset = lower.match_indices("offset").any(|(i, w)| {
-        let rest = lower[i + w.len()..].trim_start();
-        (rest.starts_with('-') || rest.starts_with('+')) && rest[1..].trim_start().starts_with('(')
-    });
-    if signed_paren_offset {
-        return Some("3.5 goes on with an offset's duration after a signed parenthesis");
-    }
     if q.contains("</") || q.contains(">/") {
         return Some("</ and >/ are 3.14's histogram trim operators");
     }

@@ -4,10 +4,7 @@ mod matcher;
 mod selector;
 
 pub use matcher::{MatchType, Matcher, MatcherError, RegexShape};
-pub(crate) use selector::{Literal, lex_literal};
-pub use selector::{
-    SelectorError, first_brace_error, first_regex_error, parse_selector, token_description_at,
-};
+pub use selector::{SelectorError, parse_selector, regex_refusal};
 
 use std::cmp::Ordering;
 use std::fmt;

@@ -64,88 +64,12 @@ pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, SelectorError> {
     Ok(out)
 }
 
-/// The first matcher regex in `query` (PromQL text) that Go's regexp package refuses, as
-/// Prometheus's parser reports it: `1:3: parse error: error parsing regexp: ...`, placed at
-/// the matcher's label name. `None` when every regex is taken, or when the text around one is
-/// malformed (the PromQL parser reports that).
-pub fn first_regex_error(query: &str) -> Option<String> {
-    first_selector_error(query, true)
-}
-
-/// The first error inside the selectors of `query` (PromQL text), as Prometheus's parser
-/// reports it: a malformed matcher list, a refused regex, a metric name given both before the
-/// braces and as `__name__`, or a `}` closing nothing. `None` when the selectors are sound
-/// (an error elsewhere is the PromQL parser's to report).
-pub fn first_brace_error(query: &str) -> Option<String> {
-    first_selector_error(query, false)
-}
-
-/// [`first_brace_error`], or with `regex_only` [`first_regex_error`].
-fn first_selector_error(query: &str, regex_only: bool) -> Option<String> {
-    let mut lx = Lexer { s: query, pos: 0 };
-    // The metric name just before the current position, and where it starts.
-    let mut name: Option<(usize, &str)> = None;
-    while let Some(c) = lx.peek() {
-        match c {
-            '"' | '\'' | '`' => {
-                lx.string().ok()?;
-                name = None;
-            }
-            '#' => {
-                lx.take_while(|c| c != '\n');
-            }
-            c if is_space(c) => {
-                lx.bump();
-            }
-            c if is_word_start(c) => {
-                let at = lx.pos;
-                let w = lx.take_while(|c| is_word_start(c) || c.is_ascii_digit());
-                name = Some((at, w));
-            }
-            '}' if !regex_only => {
-                return Some(
-                    lx.error(lx.pos, "unexpected character: '}'".into())
-                        .to_string(),
-                );
-            }
-            '{' => {
-                lx.bump();
-                let mut ms = Vec::new();
-                if let Err(e) = lx.braces(&mut ms) {
-                    let regex = matches!(&e, SelectorError::Syntax { msg, .. }
-                        if msg.starts_with(REGEX_ERROR));
-                    // Other faults inside the braces are the PromQL parser's to report.
-                    return (regex || !regex_only).then(|| e.to_string());
-                }
-                if regex_only {
-                    name = None;
-                    continue;
-                }
-                let named = ms.iter().find(|m| m.name == METRIC_NAME);
-                if let (Some((at, metric)), Some(m)) = (name, named) {
-                    let mut msg = "metric name must not be set twice: ".to_string();
-                    push_quoted(&mut msg, metric);
-                    msg.push_str(" or ");
-                    push_quoted(&mut msg, &m.value);
-                    return Some(lx.error(at, msg).to_string());
-                }
-                name = None;
-            }
-            _ => {
-                lx.bump();
-                name = None;
-            }
-        }
-    }
-    None
-}
-
-/// The token at byte `pos` of PromQL text as Prometheus's parser names it after "unexpected"
-/// (`identifier "y"`, `<op:+>`, `number "1"`), when one starts there.
-pub fn token_description_at(text: &str, pos: usize) -> Option<String> {
-    let mut lx = Lexer { s: text, pos };
-    text.get(pos..)?;
-    lx.outer().ok().map(|(_, t)| t.describe())
+/// Why a matcher's regex is refused, worded as Prometheus's parser words it
+/// (`error parsing regexp: missing closing ): ...`), or `None` when a selection compiles it.
+pub fn regex_refusal(pattern: &str) -> Option<String> {
+    Matcher::new(MatchType::Regexp, METRIC_NAME, pattern)
+        .err()
+        .map(|e| format!("{REGEX_ERROR}{}", e.reason))
 }
 
 /// How a matcher regex RE2 refuses is reported, before the reason.
@@ -819,27 +743,5 @@ mod tests {
             (METRIC_NAME, "a.b")
         );
         assert_eq!(parse_selector(r#"x{a="\141"}"#).unwrap()[1].value, "a");
-    }
-
-    #[test]
-    fn finds_refused_regexes_in_queries() {
-        assert_eq!(
-            first_regex_error(r#"sum(rate(x{a=~"(b"}[5m])) by (c)"#).as_deref(),
-            Some("1:12: parse error: error parsing regexp: missing closing ): `(b`")
-        );
-        assert_eq!(
-            first_regex_error("x{a=\"{\"} +\n y{b=~\"c++\"}").as_deref(),
-            Some(
-                "2:4: parse error: error parsing regexp: invalid nested repetition operator: `++`"
-            )
-        );
-        for fine in [
-            r#"x{a=~"b+"} # {a=~"("}"#,
-            r#"x{a="("}"#,
-            "rate(x[5m])",
-            r#"x{a=~"a{1000}"}"#,
-        ] {
-            assert_eq!(first_regex_error(fine), None, "{fine}");
-        }
     }
 }

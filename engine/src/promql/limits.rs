@@ -9,9 +9,7 @@
 //! `bad_data` error naming the limit, and a query under it runs on a stack sized for its depth
 //! ([`with_stack_for`]). No query, however deep, can overflow a thread's stack.
 
-use super::duration_expr::skip_string;
 use super::error::PromqlError;
-use super::positions::{comment_end, skip_group};
 
 /// Default of [`QueryLimits::max_depth`]: deeper than any query a person or dashboard writes
 /// (those stay under a few dozen levels), shallow enough that parsing a query of
@@ -211,14 +209,63 @@ pub(crate) fn runs_inline(depth: usize) -> bool {
     depth <= INLINE_DEPTH
 }
 
+/// Index just past the string literal opened by `quote` at `start`.
+fn skip_string(b: &[u8], start: usize, quote: u8) -> usize {
+    let mut i = start + 1;
+    while i < b.len() {
+        if b[i] == b'\\' && quote != b'`' {
+            i += 2;
+            continue;
+        }
+        if b[i] == quote {
+            return i + 1;
+        }
+        i += 1;
+    }
+    b.len()
+}
+
+/// Index just past the comment starting at `i` (its line's end).
+fn comment_end(b: &[u8], i: usize) -> usize {
+    b[i..]
+        .iter()
+        .position(|&c| c == b'\n')
+        .map_or(b.len(), |p| i + p)
+}
+
+/// Index just past the group `open`…`close` starting at `start` (nested groups and strings
+/// skipped), or `None` when it does not close.
+fn skip_group(b: &[u8], start: usize, open: u8, close: u8) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = start;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'"' | b'\'' | b'`') => {
+                i = skip_string(b, i, q);
+                continue;
+            }
+            c if c == open => depth += 1,
+            c if c == close => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// The depth of the tree the parser builds, walked without recursion.
     fn parsed_depth(q: &str) -> usize {
-        use promql_parser::parser::Expr;
-        let expr = promql_parser::parser::parse(q).expect(q);
+        use gauntlet_promql::parser::Expr;
+        let expr = crate::promql::parse(q).expect(q);
         let mut deepest = 0;
         let mut stack: Vec<(&Expr, usize)> = vec![(&expr, 1)];
         while let Some((e, d)) = stack.pop() {
@@ -231,8 +278,8 @@ mod tests {
                 Expr::Binary(x) => vec![&x.lhs, &x.rhs],
                 Expr::Paren(p) => vec![&p.expr],
                 Expr::Subquery(s) => vec![&s.expr],
-                Expr::Call(c) => c.args.args.iter().map(|a| &**a).collect(),
-                Expr::MatrixSelector(_) => {
+                Expr::Call(c) => c.args.iter().collect(),
+                Expr::Matrix(_) => {
                     deepest = deepest.max(d + 1);
                     Vec::new()
                 }

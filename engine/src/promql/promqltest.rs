@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use promql_parser::parser::{Expr, VectorSelector};
+use gauntlet_promql::parser::{Expr, VectorSelector};
 use regex::Regex;
 
 use super::hist_notation::{self, HistToken};
@@ -548,8 +548,8 @@ fn touches(query: &str, series: &[Labels]) -> bool {
 
 fn collect_selectors<'a>(e: &'a Expr, out: &mut Vec<&'a VectorSelector>) {
     match e {
-        Expr::VectorSelector(vs) => out.push(vs),
-        Expr::MatrixSelector(ms) => out.push(&ms.vs),
+        Expr::Vector(vs) => out.push(vs),
+        Expr::Matrix(ms) => out.push(&ms.selector),
         Expr::Aggregate(a) => {
             collect_selectors(&a.expr, out);
             if let Some(p) = &a.param {
@@ -563,7 +563,7 @@ fn collect_selectors<'a>(e: &'a Expr, out: &mut Vec<&'a VectorSelector>) {
         }
         Expr::Paren(p) => collect_selectors(&p.expr, out),
         Expr::Subquery(s) => collect_selectors(&s.expr, out),
-        Expr::Call(c) => c.args.args.iter().for_each(|a| collect_selectors(a, out)),
+        Expr::Call(c) => c.args.iter().for_each(|a| collect_selectors(a, out)),
         _ => {}
     }
 }

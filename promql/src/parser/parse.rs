@@ -1016,8 +1016,18 @@ impl<'a> Parser<'a> {
                 } else {
                     BinaryOp::Add
                 };
+                let paren = self.peek()?.kind == Kind::LeftParen;
                 let operand = self.offset_operand(ctx)?;
-                self.signed_duration(t, op, operand)
+                let signed = self.signed_duration(t, op, operand);
+                // Prometheus 3.5 goes on with the operators after a signed parenthesis too
+                // (`offset -(1m) * 2 + 180` is an offset of one minute; the sign binds to
+                // the parenthesis alone); one holding the duration functions, which came
+                // later, ends at itself.
+                if paren && !calls_duration_functions(&signed) {
+                    self.duration_operators(signed, 0, ctx)?
+                } else {
+                    signed
+                }
             }
             // A parenthesized duration goes on with the operators after it
             // (`offset (1h) * 2` is an offset of two hours), any other ends at itself.
@@ -1359,4 +1369,18 @@ pub(crate) fn is_legacy_label(s: &str) -> bool {
         .next()
         .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
         && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+/// Whether `d` calls `step()`, `range()`, `min_of()` or `max_of()`.
+fn calls_duration_functions(d: &DurationExpr) -> bool {
+    match d {
+        DurationExpr::Number(_) => false,
+        DurationExpr::Step(_) | DurationExpr::Range(_) | DurationExpr::MinMax { .. } => true,
+        DurationExpr::Unary { expr, .. } | DurationExpr::Paren { expr, .. } => {
+            calls_duration_functions(expr)
+        }
+        DurationExpr::Binary { lhs, rhs, .. } => {
+            calls_duration_functions(lhs) || calls_duration_functions(rhs)
+        }
+    }
 }

@@ -6,9 +6,9 @@
 
 use std::collections::HashMap;
 
-use promql_parser::parser::{AggregateExpr, LabelModifier};
+use gauntlet_promql::parser::AggregateExpr;
 
-use super::{Col, Evaluator, HCol, Steps, Val, absent, is_absent};
+use super::{Col, Evaluator, HCol, LabelModifier, Steps, Val, absent, is_absent};
 use crate::go_format::{FloatFormat, format_float, quoted};
 use crate::histogram::FloatHistogram;
 use crate::labels::{Label, Labels};
@@ -278,9 +278,9 @@ impl Aggregator {
         param_at: String,
         n: usize,
     ) -> Result<Self, PromqlError> {
-        let op_name = a.op.to_string();
+        let op_name = a.op.as_str().to_string();
         let op = Op::parse(&op_name)?;
-        let modifier = a.modifier.clone();
+        let modifier = LabelModifier::grouping(a);
         let by_name = matches!(&modifier, Some(LabelModifier::Include(by)) if by.labels.iter().any(|l| l == "__name__"));
         let k = match (op, &param) {
             (Op::TopK | Op::BottomK, Some(Val::Scalar(p))) => k_per_step(p),
@@ -997,7 +997,7 @@ impl Evaluator<'_> {
                 kernel.drop_name_now();
             }
             if !agg.op.outputs_input_series() {
-                kernel.keep_group_labels(a.modifier.clone());
+                kernel.keep_group_labels(LabelModifier::grouping(a));
             }
             if let Some(spec) = agg.partial_spec() {
                 self.stream_partials(

@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
-use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
+use gauntlet_promql::parser::{BinaryExpr, Cardinality};
 
-use super::{Col, Evaluator, Steps, Val, absent, is_absent};
+use super::{Col, Evaluator, LabelList, LabelModifier, Steps, Val, absent, is_absent};
 use crate::histogram::FloatHistogram;
 use crate::labels::{Label, Labels};
 use crate::promql::error::PromqlError;
@@ -34,6 +34,41 @@ pub(crate) fn scalar_binop(op: &str, l: f64, r: f64) -> (f64, bool) {
         ">=" => (l, l >= r),
         "<=" => (l, l <= r),
         _ => (f64::NAN, false),
+    }
+}
+
+/// How a binary operation's sides pair up, with the `group_left`/`group_right` labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum VectorMatchCardinality {
+    OneToOne,
+    ManyToOne(LabelList),
+    OneToMany(LabelList),
+    ManyToMany,
+}
+
+impl VectorMatchCardinality {
+    /// The cardinality `b` asks for (one-to-one when it names none).
+    fn of(b: &BinaryExpr) -> VectorMatchCardinality {
+        let Some(m) = &b.matching else {
+            return VectorMatchCardinality::OneToOne;
+        };
+        let include = || LabelList {
+            labels: m.include.clone(),
+        };
+        match m.card {
+            Cardinality::OneToOne => VectorMatchCardinality::OneToOne,
+            Cardinality::ManyToOne => VectorMatchCardinality::ManyToOne(include()),
+            Cardinality::OneToMany => VectorMatchCardinality::OneToMany(include()),
+            Cardinality::ManyToMany => VectorMatchCardinality::ManyToMany,
+        }
+    }
+
+    /// The labels `group_left`/`group_right` copy from the "one" side.
+    fn labels(&self) -> Option<&LabelList> {
+        match self {
+            VectorMatchCardinality::ManyToOne(l) | VectorMatchCardinality::OneToMany(l) => Some(l),
+            _ => None,
+        }
     }
 }
 
@@ -73,11 +108,12 @@ impl Evaluator<'_> {
         at: &str,
         steps: &Steps,
     ) -> Result<Val, PromqlError> {
-        let op = b.op.to_string();
-        let return_bool = b.return_bool();
+        let op = b.op.as_str().to_string();
+        let return_bool = b.return_bool;
         let lhs = self.eval(&b.lhs, steps)?;
         let rhs = self.eval(&b.rhs, steps)?;
-        let matching = b.modifier.as_ref().and_then(|m| m.matching.as_ref());
+        let matching = LabelModifier::matching(b);
+        let matching = matching.as_ref();
         match (lhs, rhs) {
             (Val::Scalar(l), Val::Scalar(r)) => Ok(Val::Scalar(
                 l.iter()
@@ -113,11 +149,7 @@ impl Evaluator<'_> {
                 "unless" => Ok(Val::Vector(set_and_unless(l, &r, matching, false))),
                 "or" => Ok(Val::Vector(set_or(l, r, matching))),
                 _ => {
-                    let card = b
-                        .modifier
-                        .as_ref()
-                        .map(|m| m.card.clone())
-                        .unwrap_or(VectorMatchCardinality::OneToOne);
+                    let card = VectorMatchCardinality::of(b);
                     let mut notes = Vec::new();
                     let cols = vector_vector(
                         &op,

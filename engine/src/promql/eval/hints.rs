@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use promql_parser::parser::{Expr, VectorSelector};
+use gauntlet_promql::parser::{Expr, VectorSelector};
 
 /// The function or aggregation each selector node of one parsed tree feeds, by the node's
 /// address: two selectors with the same matchers under different functions keep their own.
@@ -24,18 +24,15 @@ impl SelectorFuncs {
         while let Some((e, func)) = pending.pop() {
             match e {
                 Expr::Aggregate(a) => {
-                    let op = a.op.to_string();
+                    let op = a.op.as_str().to_string();
                     pending.push((&a.expr, Some(op.clone())));
                     if let Some(p) = &a.param {
                         pending.push((p, Some(op)));
                     }
                 }
-                Expr::Call(c) => pending.extend(
-                    c.args
-                        .args
-                        .iter()
-                        .map(|a| (&**a, Some(c.func.name.to_string()))),
-                ),
+                Expr::Call(c) => {
+                    pending.extend(c.args.iter().map(|a| (a, Some(c.func.name.to_string()))))
+                }
                 Expr::Binary(b) => {
                     pending.push((&b.lhs, None));
                     pending.push((&b.rhs, None));
@@ -43,17 +40,17 @@ impl SelectorFuncs {
                 Expr::Unary(u) => pending.push((&u.expr, func)),
                 Expr::Paren(p) => pending.push((&p.expr, func)),
                 Expr::Subquery(s) => pending.push((&s.expr, func)),
-                Expr::VectorSelector(vs) => {
+                Expr::Vector(vs) => {
                     if let Some(f) = func {
                         by_node.insert(address(vs), f);
                     }
                 }
-                Expr::MatrixSelector(ms) => {
+                Expr::Matrix(ms) => {
                     if let Some(f) = func {
-                        by_node.insert(address(&ms.vs), f);
+                        by_node.insert(address(&ms.selector), f);
                     }
                 }
-                Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+                _ => {}
             }
         }
         SelectorFuncs { by_node }
@@ -75,14 +72,14 @@ mod tests {
 
     /// The function each selector of `q` feeds, in the order the selectors appear.
     fn funcs(q: &str) -> Vec<(String, Option<String>)> {
-        let expr = promql_parser::parser::parse(q).unwrap();
+        let expr = crate::promql::parse(q).unwrap();
         let found = SelectorFuncs::find(&expr);
         let mut out = Vec::new();
         let mut pending = vec![&expr];
         while let Some(e) = pending.pop() {
             let vs = match e {
-                Expr::VectorSelector(vs) => vs,
-                Expr::MatrixSelector(ms) => &ms.vs,
+                Expr::Vector(vs) => vs,
+                Expr::Matrix(ms) => &ms.selector,
                 Expr::Aggregate(a) => {
                     // The parameter comes first in the text: `topk(k, v)`.
                     pending.push(&a.expr);
@@ -90,7 +87,7 @@ mod tests {
                     continue;
                 }
                 Expr::Call(c) => {
-                    pending.extend(c.args.args.iter().rev().map(|a| &**a));
+                    pending.extend(c.args.iter().rev());
                     continue;
                 }
                 Expr::Binary(b) => {

@@ -7,7 +7,6 @@ use crate::chunk::{HistogramBatch, STALE_NAN_BITS, SampleBatch};
 use crate::histogram::FloatHistogram;
 use crate::labels::Labels;
 use crate::promql::hist_notation::parse_histogram;
-use crate::promql::positions::Positions;
 use crate::promql::value::Value;
 use crate::promql::{EngineOptions, parse};
 use crate::query::{MemSeries, Series};
@@ -208,13 +207,12 @@ fn both(
     (start, end, step): (i64, i64, i64),
 ) -> (Result<QueryResult, String>, Result<QueryResult, String>) {
     let expr = parse(query).expect("the query parses");
-    let positions = Positions::find(query, &expr);
     let instant = step == 0;
     let args = (
         opts,
         store as &dyn crate::query::Queryable,
         &expr,
-        &positions,
+        query,
         start,
         end,
         step,

@@ -2,10 +2,12 @@
 //! query at once (columns of step values), over a [`Queryable`].
 
 mod aggregate;
+mod annotation_at;
 mod binary;
 mod hints;
 #[cfg(test)]
 mod hist_stream_tests;
+mod modifiers;
 mod selector;
 #[cfg(test)]
 mod stats_tests;
@@ -13,23 +15,69 @@ mod stream;
 mod subquery;
 
 pub(crate) use aggregate::valid_label_name;
-pub(crate) use selector::selector_matchers;
+pub(crate) use selector::{convert_matcher, selector_matchers};
 
 use std::collections::HashMap;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
-use promql_parser::parser::value::ValueType;
-use promql_parser::parser::{AtModifier, Expr, Offset};
+use gauntlet_promql::parser::{AggregateExpr, At, BinaryExpr, BinaryOp, Expr, ValueType};
+
+pub(crate) use annotation_at::AnnotationAt;
 
 use super::error::PromqlError;
 use super::functions::unwrap_parens;
-use super::positions::Positions;
 use super::value::{InstantSample, QueryResult, QueryStats, Value};
 use super::{EngineOptions, functions};
 use crate::chunk::{HistogramBatch, SampleBatch};
 use crate::histogram::FloatHistogram;
 use crate::labels::Labels;
 use crate::query::{Queryable, Series};
+
+/// The label list of a `by`/`without` grouping or an `on`/`ignoring` matching.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LabelList {
+    pub labels: Vec<String>,
+}
+
+/// Which labels an aggregation groups by, or a binary operation matches on: only the listed
+/// ones (`by`, `on`), or all but them (`without`, `ignoring`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LabelModifier {
+    Include(LabelList),
+    Exclude(LabelList),
+}
+
+impl LabelModifier {
+    /// An aggregation's grouping; `None` groups everything together (no `by`, or `by ()`).
+    pub fn grouping(a: &AggregateExpr) -> Option<LabelModifier> {
+        let list = LabelList {
+            labels: a.grouping.clone(),
+        };
+        if a.without {
+            Some(LabelModifier::Exclude(list))
+        } else if a.grouping.is_empty() {
+            None
+        } else {
+            Some(LabelModifier::Include(list))
+        }
+    }
+
+    /// A binary operation's matching; `None` matches on every label but the metric name (no
+    /// modifier, or `ignoring ()`).
+    pub fn matching(b: &BinaryExpr) -> Option<LabelModifier> {
+        let m = b.matching.as_ref()?;
+        let list = LabelList {
+            labels: m.labels.clone(),
+        };
+        if m.on {
+            Some(LabelModifier::Include(list))
+        } else if m.labels.is_empty() {
+            None
+        } else {
+            Some(LabelModifier::Exclude(list))
+        }
+    }
+}
 
 /// The bit pattern marking "no sample at this step" in a step column. It is a NaN payload no
 /// computation produces and no stored sample carries (stale markers end in `2`), so one f64
@@ -329,7 +377,7 @@ pub(crate) struct Evaluator<'a> {
     pub warnings: Vec<String>,
     pub info: Vec<String>,
     /// Where the query's arguments start, for the position annotations end with.
-    pub positions: &'a Positions,
+    pub positions: &'a AnnotationAt,
     /// The function each selector feeds, for its selection's hints.
     pub select_funcs: hints::SelectorFuncs,
     /// Whether selections are materialized whole rather than streamed: the plain evaluation
@@ -395,11 +443,11 @@ impl Evaluator<'_> {
     }
 
     /// The time an `@` modifier pins evaluation to (ms).
-    pub fn at_time(&self, at: &Option<AtModifier>) -> Option<i64> {
+    pub fn at_time(&self, at: &Option<At>) -> Option<i64> {
         at.as_ref().map(|a| match a {
-            AtModifier::Start => self.q_start,
-            AtModifier::End => self.q_end,
-            AtModifier::At(t) => system_time_ms(*t),
+            At::Start => self.q_start,
+            At::End => self.q_end,
+            At::Timestamp(t) => *t,
         })
     }
 
@@ -426,9 +474,11 @@ impl Evaluator<'_> {
     fn eval_node(&mut self, e: &Expr, steps: &Steps) -> Result<Val, PromqlError> {
         self.check_deadline("query evaluation")?;
         match e {
-            Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; steps.n])),
-            Expr::StringLiteral(s) => Ok(Val::Str(s.val.clone())),
+            Expr::Number(n) => Ok(Val::Scalar(vec![n.value; steps.n])),
+            Expr::String(s) => Ok(Val::Str(s.value.clone())),
             Expr::Paren(p) => self.eval(&p.expr, steps),
+            // A unary plus changes nothing.
+            Expr::Unary(u) if u.op == BinaryOp::Add => self.eval(&u.expr, steps),
             Expr::Unary(u) => match self.eval(&u.expr, steps)? {
                 Val::Scalar(mut v) => {
                     v.iter_mut().for_each(|x| *x = -*x);
@@ -443,11 +493,11 @@ impl Evaluator<'_> {
                     other.type_name()
                 ))),
             },
-            Expr::VectorSelector(vs) => Ok(Val::Vector(self.vector_selector(vs, steps, false)?)),
+            Expr::Vector(vs) => Ok(Val::Vector(self.vector_selector(vs, steps, false)?)),
             // A range vector counts the samples of each step's window, as a range function
             // over it sees them (a subquery: its results, not what its inner expression
             // loaded).
-            Expr::MatrixSelector(ms) => {
+            Expr::Matrix(ms) => {
                 let rv = self.matrix_selector(ms, steps)?;
                 self.loaded.count_range(&rv);
                 Ok(Val::Range(rv))
@@ -463,27 +513,10 @@ impl Evaluator<'_> {
                 self.binary(b, &at, steps)
             }
             Expr::Call(c) => functions::call(self, c, steps),
-            Expr::Extension(_) => Err(PromqlError::Execution(
-                "extension expressions are not supported".into(),
-            )),
+            other => Err(PromqlError::Execution(format!(
+                "expression {other} is not supported"
+            ))),
         }
-    }
-}
-
-/// Milliseconds since the epoch of a parser timestamp (negative before 1970).
-fn system_time_ms(t: SystemTime) -> i64 {
-    match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => d.as_millis() as i64,
-        Err(e) => (e.duration().as_millis() as i64).wrapping_neg(),
-    }
-}
-
-/// An offset modifier in ms (negative offsets look into the future).
-pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
-    match o {
-        None => 0,
-        Some(Offset::Pos(d)) => d.as_millis() as i64,
-        Some(Offset::Neg(d)) => (d.as_millis() as i64).wrapping_neg(),
     }
 }
 
@@ -493,14 +526,14 @@ pub(crate) fn run(
     opts: &EngineOptions,
     storage: &dyn Queryable,
     expr: &Expr,
-    positions: &Positions,
+    query: &str,
     start_ms: i64,
     end_ms: i64,
     step_ms: i64,
     instant: bool,
 ) -> Result<QueryResult, PromqlError> {
     let args = (
-        opts, storage, expr, positions, start_ms, end_ms, step_ms, instant,
+        opts, storage, expr, query, start_ms, end_ms, step_ms, instant,
     );
     run_mode(args, false)
 }
@@ -509,7 +542,7 @@ type RunArgs<'a> = (
     &'a EngineOptions,
     &'a dyn Queryable,
     &'a Expr,
-    &'a Positions,
+    &'a str,
     i64,
     i64,
     i64,
@@ -519,7 +552,8 @@ type RunArgs<'a> = (
 /// [`run`] with streamed selections, or (`materialize`) with every selection materialized
 /// whole.
 fn run_mode(args: RunArgs<'_>, materialize: bool) -> Result<QueryResult, PromqlError> {
-    let (opts, storage, expr, positions, start_ms, end_ms, step_ms, instant) = args;
+    let (opts, storage, expr, query, start_ms, end_ms, step_ms, instant) = args;
+    let positions = &AnnotationAt::find(query, expr);
     let steps = if instant {
         Steps {
             start: start_ms,
@@ -554,6 +588,12 @@ fn run_mode(args: RunArgs<'_>, materialize: bool) -> Result<QueryResult, PromqlE
             )));
         }
     }
+    modifiers::check(
+        expr,
+        positions,
+        if instant { 0 } else { step_ms },
+        end_ms.saturating_sub(start_ms),
+    )?;
     let mut ev = Evaluator {
         opts,
         storage,

@@ -3,8 +3,7 @@
 //! selectors stream (see `stream.rs`); range selectors that are not a range function's
 //! argument are materialized.
 
-use promql_parser::label::MatchOp;
-use promql_parser::parser::{MatrixSelector, VectorSelector};
+use gauntlet_promql::parser::{MatchOp, MatrixSelector, VectorSelector};
 
 use super::{Col, Evaluator, RSeries, RangeVec, Steps};
 use crate::chunk::{HistogramBatch, SampleBatch, is_stale_nan};
@@ -81,8 +80,8 @@ impl Evaluator<'_> {
         ms: &MatrixSelector,
         steps: &Steps,
     ) -> (i64, Vec<i64>, i64, i64) {
-        let range = ms.range.as_millis() as i64;
-        let ends = self.selector_times(&ms.vs, steps);
+        let range = self.duration_ms(&ms.range);
+        let ends = self.selector_times(&ms.selector, steps);
         let mint = ends
             .iter()
             .copied()
@@ -104,11 +103,11 @@ impl Evaluator<'_> {
         let (range, ends, mint, maxt) = self.range_span(ms, steps);
         let hints = SelectHints {
             step_ms: steps.step,
-            func: self.select_funcs.of(&ms.vs),
+            func: self.select_funcs.of(&ms.selector),
             range_ms: range,
             grouping: None,
         };
-        let series = self.select(&ms.vs, mint, maxt, &hints)?;
+        let series = self.select(&ms.selector, mint, maxt, &hints)?;
         let mut out = Vec::with_capacity(series.len());
         for s in series {
             let mut ts = s.samples.ts;
@@ -152,35 +151,31 @@ impl Evaluator<'_> {
     }
 }
 
-/// The matchers of a selector's main group, the metric name included.
+/// The matchers of a selector, the metric name's included: first when the name is written
+/// before the braces (the parser lists it last).
 pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, PromqlError> {
-    let mut ms = Vec::new();
-    if let Some(name) = &vs.name {
-        ms.push(Matcher::equal("__name__", name.clone()));
-    }
-    for m in &vs.matchers.matchers {
-        ms.push(convert_matcher(m)?);
+    let mut ms = vs
+        .matchers
+        .iter()
+        .map(convert_matcher)
+        .collect::<Result<Vec<_>, _>>()?;
+    if vs.name.is_some() {
+        ms.rotate_right(1);
     }
     Ok(ms)
 }
 
-/// The parser's matcher as Gauntlet's (anchored regexes, same semantics).
-pub(crate) fn convert_matcher(m: &promql_parser::label::Matcher) -> Result<Matcher, PromqlError> {
+/// The parser's matcher as Gauntlet's (anchored regexes, same semantics). The parser checked
+/// each regex as this compiles it, so an error here is a pattern it was not asked to check.
+pub(crate) fn convert_matcher(
+    m: &gauntlet_promql::parser::Matcher,
+) -> Result<Matcher, PromqlError> {
     let typ = match m.op {
         MatchOp::Equal => MatchType::Equal,
         MatchOp::NotEqual => MatchType::NotEqual,
-        MatchOp::Re(_) => MatchType::Regexp,
-        MatchOp::NotRe(_) => MatchType::NotRegexp,
+        MatchOp::Regex => MatchType::Regexp,
+        MatchOp::NotRegex => MatchType::NotRegexp,
     };
-    match Matcher::new(typ, m.name.clone(), m.value.clone()) {
-        Ok(x) => Ok(x),
-        Err(e) => match &m.op {
-            // Go's regexp takes a literal `{` that Rust's rejects; the parser escaped it.
-            MatchOp::Re(re) | MatchOp::NotRe(re) => {
-                Matcher::new(typ, m.name.clone(), re.as_str().to_string())
-                    .map_err(|_| PromqlError::Parse(e.to_string()))
-            }
-            _ => Err(PromqlError::Parse(e.to_string())),
-        },
-    }
+    Matcher::new(typ, m.name.clone(), m.value.clone())
+        .map_err(|e| PromqlError::Parse(e.to_string()))
 }

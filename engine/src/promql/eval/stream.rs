@@ -4,11 +4,13 @@
 //! scalar operations), and its samples dropped; the columns are handed on in stream order, to
 //! an aggregation's fold or into a vector.
 
-use promql_parser::parser::{Expr, LabelModifier, VectorSelector};
+use gauntlet_promql::parser::{Expr, MatchOp, MatrixSelector, VectorSelector};
 
 use super::aggregate::group_labels;
 use super::binary::{is_comparison, vector_scalar_col, vector_scalar_hists};
-use super::{Col, Evaluator, HCol, Loaded, Steps, absent, histogram_weight, is_absent, offset_ms};
+use super::{
+    Col, Evaluator, HCol, LabelModifier, Loaded, Steps, absent, histogram_weight, is_absent,
+};
 use crate::chunk::{HistogramBatch, SampleBatch, is_stale_nan};
 use crate::histogram::FloatHistogram;
 use crate::labels::Labels;
@@ -576,13 +578,16 @@ fn instant_steps<const WANT_TS: bool>(
 pub(crate) fn streamable(e: &Expr) -> bool {
     match e {
         Expr::Paren(p) => streamable(&p.expr),
-        Expr::VectorSelector(vs) => vs.matchers.or_matchers.is_empty(),
+        Expr::Vector(_) => true,
         Expr::Unary(u) => streamable(&u.expr),
         Expr::Call(c) => {
-            let args: Vec<&Expr> = c.args.args.iter().map(|b| b.as_ref()).collect();
+            let args: Vec<&Expr> = c.args.iter().collect();
             let name = c.func.name;
             if name == "timestamp" {
-                return matches!(args.first().map(|a| unwrap_parens(a)), Some(Expr::VectorSelector(vs)) if vs.matchers.or_matchers.is_empty());
+                return matches!(
+                    args.first().map(|a| unwrap_parens(a)),
+                    Some(Expr::Vector(_))
+                );
             }
             if is_range_function(name) {
                 let arg = if name == "quantile_over_time" {
@@ -590,13 +595,13 @@ pub(crate) fn streamable(e: &Expr) -> bool {
                 } else {
                     args.first()
                 };
-                return matches!(arg.map(|a| unwrap_parens(a)), Some(Expr::MatrixSelector(ms)) if ms.vs.matchers.or_matchers.is_empty());
+                return matches!(arg.map(|a| unwrap_parens(a)), Some(Expr::Matrix(_)));
             }
             InstantFn::handles(name) && args.first().is_some_and(|a| streamable(a))
         }
         Expr::Binary(b) => {
-            use promql_parser::parser::value::ValueType;
-            let op = b.op.to_string();
+            use gauntlet_promql::parser::ValueType;
+            let op = b.op.as_str().to_string();
             let arith_or_cmp = is_comparison(&op)
                 || matches!(op.as_str(), "+" | "-" | "*" | "/" | "%" | "^" | "atan2");
             let (l, r) = (b.lhs.value_type(), b.rhs.value_type());
@@ -616,9 +621,9 @@ pub(crate) fn streamable(e: &Expr) -> bool {
 pub(crate) fn names_stay_distinct(e: &Expr) -> bool {
     match e {
         Expr::Paren(p) => names_stay_distinct(&p.expr),
-        Expr::VectorSelector(_) => true,
-        Expr::Binary(b) if !b.return_bool() && is_comparison(&b.op.to_string()) => {
-            use promql_parser::parser::value::ValueType;
+        Expr::Vector(_) => true,
+        Expr::Binary(b) if !b.return_bool && b.op.is_comparison() => {
+            use gauntlet_promql::parser::ValueType;
             if b.lhs.value_type() == ValueType::Scalar {
                 names_stay_distinct(&b.rhs)
             } else {
@@ -627,9 +632,10 @@ pub(crate) fn names_stay_distinct(e: &Expr) -> bool {
         }
         _ => stream_selector(e).is_some_and(|vs| {
             vs.name.is_some()
-                || vs.matchers.matchers.iter().any(|m| {
-                    m.name == "__name__" && matches!(m.op, promql_parser::label::MatchOp::Equal)
-                })
+                || vs
+                    .matchers
+                    .iter()
+                    .any(|m| m.name == "__name__" && matches!(m.op, MatchOp::Equal))
         }),
     }
 }
@@ -638,11 +644,11 @@ pub(crate) fn names_stay_distinct(e: &Expr) -> bool {
 fn stream_selector(e: &Expr) -> Option<&VectorSelector> {
     match e {
         Expr::Paren(p) => stream_selector(&p.expr),
-        Expr::VectorSelector(vs) => Some(vs),
-        Expr::MatrixSelector(ms) => Some(&ms.vs),
+        Expr::Vector(vs) => Some(vs),
+        Expr::Matrix(ms) => Some(&ms.selector),
         Expr::Unary(u) => stream_selector(&u.expr),
         Expr::Call(c) => {
-            let args = &c.args.args;
+            let args = &c.args;
             let arg = if c.func.name == "quantile_over_time" {
                 args.get(1)
             } else {
@@ -651,7 +657,7 @@ fn stream_selector(e: &Expr) -> Option<&VectorSelector> {
             stream_selector(arg?)
         }
         Expr::Binary(b) => {
-            use promql_parser::parser::value::ValueType;
+            use gauntlet_promql::parser::ValueType;
             if b.lhs.value_type() == ValueType::Scalar {
                 stream_selector(&b.rhs)
             } else {
@@ -672,23 +678,23 @@ impl<'a> Evaluator<'a> {
     ) -> Result<(&'e VectorSelector, SeriesKernel), PromqlError> {
         match e {
             Expr::Paren(p) => self.build_kernel(&p.expr, steps),
-            Expr::VectorSelector(vs) => Ok((vs, self.instant_kernel(vs, steps, false))),
+            Expr::Vector(vs) => Ok((vs, self.instant_kernel(vs, steps, false))),
             Expr::Unary(u) => {
                 let (vs, mut k) = self.build_kernel(&u.expr, steps)?;
                 k.post.push(PostOp::Neg);
                 Ok((vs, k))
             }
             Expr::Call(c) => {
-                let args: Vec<&Expr> = c.args.args.iter().map(|b| b.as_ref()).collect();
+                let args: Vec<&Expr> = c.args.iter().collect();
                 let name = c.func.name;
                 if name == "timestamp" {
-                    if let Expr::VectorSelector(vs) = unwrap_parens(args[0]) {
+                    if let Expr::Vector(vs) = unwrap_parens(args[0]) {
                         return Ok((vs, self.instant_kernel(vs, steps, true)));
                     }
                 } else if is_range_function(name) {
                     let (rc, arg) = RangeCall::prepare(self, name, &args, steps)?;
-                    if let Expr::MatrixSelector(ms) = unwrap_parens(arg) {
-                        return Ok((&ms.vs, self.range_kernel(rc, ms, steps)?));
+                    if let Expr::Matrix(ms) = unwrap_parens(arg) {
+                        return Ok((&ms.selector, self.range_kernel(rc, ms, steps)?));
                     }
                 } else if InstantFn::handles(name) && !args.is_empty() {
                     let (vs, mut k) = self.build_kernel(args[0], steps)?;
@@ -699,9 +705,9 @@ impl<'a> Evaluator<'a> {
                 Err(not_streamable(e))
             }
             Expr::Binary(b) => {
-                use promql_parser::parser::value::ValueType;
-                let op = b.op.to_string();
-                let rb = b.return_bool();
+                use gauntlet_promql::parser::ValueType;
+                let op = b.op.as_str().to_string();
+                let rb = b.return_bool;
                 let at = self.at(e);
                 if b.lhs.value_type() == ValueType::Scalar {
                     let s = self.arg_scalar(&b.lhs, steps)?;
@@ -733,7 +739,7 @@ impl<'a> Evaluator<'a> {
 
     /// Each step's evaluation time for a selector: the `@` time or the step, minus the offset.
     pub(crate) fn selector_times(&self, vs: &VectorSelector, steps: &Steps) -> Vec<i64> {
-        let off = offset_ms(&vs.offset);
+        let off = self.offset_ms(&vs.offset);
         match self.at_time(&vs.at) {
             Some(at) => vec![at.saturating_sub(off); steps.n],
             None => (0..steps.n)
@@ -756,7 +762,7 @@ impl<'a> Evaluator<'a> {
             // for the selector's window `(t - d - lookback, t - d]` but looked up at `t`,
             // without the offset, so the answer is the latest sample in `(t - lookback, t]`
             // that the window holds (none once the two do not meet).
-            let d = offset_ms(&vs.offset);
+            let d = self.offset_ms(&vs.offset);
             times = vec![at.saturating_sub(d.max(0)); steps.n];
             lookback = lookback.saturating_sub(d.saturating_abs()).max(0);
         }
@@ -793,14 +799,14 @@ impl<'a> Evaluator<'a> {
     pub(crate) fn range_kernel(
         &self,
         call: RangeCall,
-        ms: &promql_parser::parser::MatrixSelector,
+        ms: &MatrixSelector,
         steps: &Steps,
     ) -> Result<SeriesKernel, PromqlError> {
         let (range, ends, mint, maxt) = self.range_span(ms, steps);
         Ok(SeriesKernel {
             hints: SelectHints {
                 step_ms: steps.step,
-                func: self.select_funcs.of(&ms.vs),
+                func: self.select_funcs.of(&ms.selector),
                 range_ms: range,
                 grouping: None,
             },
@@ -1073,34 +1079,8 @@ impl<'a> Evaluator<'a> {
         hints: &SelectHints,
     ) -> Result<Box<dyn SeriesStream + 'a>, PromqlError> {
         let storage: &'a dyn crate::query::Queryable = self.storage;
-        let mut groups = vec![vs.matchers.matchers.clone()];
-        groups.extend(vs.matchers.or_matchers.iter().cloned());
-        let matchers = |group: &[promql_parser::label::Matcher]| {
-            let mut ms = Vec::with_capacity(group.len() + 1);
-            if let Some(name) = &vs.name {
-                ms.push(crate::labels::Matcher::equal("__name__", name.clone()));
-            }
-            for m in group {
-                ms.push(super::selector::convert_matcher(m)?);
-            }
-            Ok::<_, PromqlError>(ms)
-        };
-        if groups.len() == 1 {
-            let ms = matchers(&groups[0])?;
-            return Ok(storage.select_stream(&ms, mint, maxt, hints)?);
-        }
-        // The union is taken by whole label sets.
-        let hints = SelectHints {
-            grouping: None,
-            ..hints.clone()
-        };
-        let mut all = Vec::new();
-        for g in &groups {
-            all.extend(storage.select(&matchers(g)?, mint, maxt, &hints)?);
-        }
-        all.sort_by(|a, b| a.labels.cmp(&b.labels));
-        all.dedup_by(|a, b| a.labels == b.labels);
-        Ok(Box::new(crate::query::VecStream::new(all)))
+        let ms = super::selector::selector_matchers(vs)?;
+        Ok(storage.select_stream(&ms, mint, maxt, hints)?)
     }
 }
 

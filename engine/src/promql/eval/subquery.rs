@@ -1,9 +1,9 @@
 //! Subqueries: the inner expression is evaluated once over the union of every outer step's
 //! window, at timestamps aligned to the subquery step, and becomes a range vector.
 
-use promql_parser::parser::SubqueryExpr;
+use gauntlet_promql::parser::SubqueryExpr;
 
-use super::{Evaluator, RSeries, RangeVec, Steps, Val, is_absent, offset_ms};
+use super::{Evaluator, RSeries, RangeVec, Steps, Val, is_absent};
 use crate::histogram::CounterResetHint;
 use crate::promql::error::PromqlError;
 
@@ -19,11 +19,12 @@ impl Evaluator<'_> {
         sq: &SubqueryExpr,
         steps: &Steps,
     ) -> Result<(RangeVec, u64), PromqlError> {
-        let off = offset_ms(&sq.offset);
-        let range = sq.range.as_millis() as i64;
+        let off = self.offset_ms(&sq.offset);
+        let range = self.duration_ms(&sq.range);
         let step = sq
             .step
-            .map(|d| d.as_millis() as i64)
+            .as_ref()
+            .map(|d| self.duration_ms(d))
             .filter(|&s| s > 0)
             .unwrap_or(DEFAULT_SUBQUERY_STEP_MS);
         let ends: Vec<i64> = match self.at_time(&sq.at) {

@@ -1,7 +1,7 @@
 //! Element-wise functions over instant vectors: math, rounding and clamping, and calendar
 //! functions.
 
-use promql_parser::parser::Expr;
+use gauntlet_promql::parser::Expr;
 
 use super::nonempty;
 use crate::labels::Labels;

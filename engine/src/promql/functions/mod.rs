@@ -10,10 +10,10 @@ pub(crate) mod range;
 pub(crate) use instant::InstantFn;
 pub(crate) use range::{RangeCall, for_each_window, is_range_function};
 
-use promql_parser::parser::{Call, Expr};
+use gauntlet_promql::parser::{Call, Expr, MatchOp, Matcher};
 
 use super::error::PromqlError;
-use super::eval::{Col, Evaluator, RangeVec, Steps, Val, absent};
+use super::eval::{Col, Evaluator, RangeVec, Steps, Val, absent, convert_matcher};
 use crate::labels::Labels;
 
 /// Kahan–Babuška compensated addition as Prometheus does it: returns the new sum and
@@ -113,7 +113,7 @@ impl Evaluator<'_> {
 /// Evaluates a function call at every step.
 pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, steps: &Steps) -> Result<Val, PromqlError> {
     let name = c.func.name;
-    let args: Vec<&Expr> = c.args.args.iter().map(|b| b.as_ref()).collect();
+    let args: Vec<&Expr> = c.args.iter().collect();
     let n = steps.n;
     match name {
         "time" => Ok(Val::Scalar(
@@ -172,7 +172,7 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, steps: &Steps) -> Result<Va
         }
         "timestamp" => {
             let mut cols = match unwrap_parens(args[0]) {
-                Expr::VectorSelector(vs) => ev.vector_selector(vs, steps, true)?,
+                Expr::Vector(vs) => ev.vector_selector(vs, steps, true)?,
                 other => {
                     let mut cols = ev.arg_vector(other, steps)?;
                     for c in &mut cols {
@@ -297,10 +297,62 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, steps: &Steps) -> Result<Va
             }
             Ok(Val::Vector(out))
         }
-        "info" => ev.eval(args[0], steps),
+        "info" => {
+            let cols = ev.arg_vector(args[0], steps)?;
+            info(ev, args.get(1).copied(), cols, steps)
+        }
         _ if range::is_range_function(name) => range::call(ev, name, &args, steps),
         _ => instant::call(ev, name, &args, steps),
     }
+}
+
+/// `info(v, selector)` as far as Gauntlet evaluates it. Prometheus joins to each series of `v`
+/// the data labels of the info series (`target_info` unless the selector names others) that
+/// share its identifying labels; while no info series exists around the query's steps, it
+/// answers `v` unchanged, and so does Gauntlet. The join itself is not done yet: a query that
+/// would need it, or whose selector filters data labels, is refused rather than answered
+/// without them.
+fn info(
+    ev: &mut Evaluator<'_>,
+    selector: Option<&Expr>,
+    cols: Vec<Col>,
+    steps: &Steps,
+) -> Result<Val, PromqlError> {
+    let not_yet = || {
+        PromqlError::Execution("info() over info series cannot be evaluated by Gauntlet yet".into())
+    };
+    let mut ms = Vec::new();
+    if let Some(e) = selector {
+        let Expr::Vector(vs) = unwrap_parens(e) else {
+            return Err(not_yet());
+        };
+        if vs.at.is_some() || !matches!(vs.offset, gauntlet_promql::parser::Offset::None) {
+            return Err(not_yet());
+        }
+        for m in &vs.matchers {
+            let x = convert_matcher(m)?;
+            if m.name == "__name__" {
+                ms.push(x);
+            } else if !x.matches("") {
+                return Err(not_yet());
+            }
+        }
+    }
+    if ms.is_empty() {
+        ms.push(crate::labels::Matcher::equal("__name__", "target_info"));
+    }
+    let mint = steps
+        .t(0)
+        .saturating_sub(ev.opts.lookback_delta_ms)
+        .saturating_add(1);
+    let maxt = steps.t(steps.n.saturating_sub(1));
+    let found = ev
+        .storage
+        .select(&ms, mint, maxt, &crate::query::SelectHints::default())?;
+    if found.iter().any(|s| !s.is_empty()) {
+        return Err(not_yet());
+    }
+    Ok(Val::Vector(cols))
 }
 
 /// Drops series with no value at any step.
@@ -316,8 +368,8 @@ pub(crate) fn nonempty(cols: Vec<Col>) -> Val {
 /// a label is matched for equality twice.
 fn absent_labels(e: &Expr) -> Labels {
     let vs = match unwrap_parens(e) {
-        Expr::VectorSelector(vs) => vs,
-        Expr::MatrixSelector(ms) => &ms.vs,
+        Expr::Vector(vs) => vs,
+        Expr::Matrix(ms) => &ms.selector,
         _ => return Labels::empty(),
     };
     // In matcher order, except that negative matchers which match the empty value come last:
@@ -326,23 +378,20 @@ fn absent_labels(e: &Expr) -> Labels {
     // second equality included) unsets it, and a later first equality sets it again.
     let mut pairs: Vec<(String, String)> = Vec::new();
     let mut set_once: Vec<&str> = Vec::new();
-    let negative = |m: &&promql_parser::label::Matcher| {
-        matches!(
-            m.op,
-            promql_parser::label::MatchOp::NotEqual | promql_parser::label::MatchOp::NotRe(_)
-        ) && m.is_match("")
+    let negative = |m: &&Matcher| {
+        matches!(m.op, MatchOp::NotEqual | MatchOp::NotRegex)
+            && convert_matcher(m).is_ok_and(|x| x.matches(""))
     };
     let ordered = vs
         .matchers
-        .matchers
         .iter()
         .filter(|m| !negative(m))
-        .chain(vs.matchers.matchers.iter().filter(negative));
+        .chain(vs.matchers.iter().filter(negative));
     for m in ordered {
         if m.name == "__name__" {
             continue;
         }
-        let equal = matches!(m.op, promql_parser::label::MatchOp::Equal);
+        let equal = matches!(m.op, MatchOp::Equal);
         pairs.retain(|(n, _)| *n != m.name);
         if equal && !set_once.contains(&m.name.as_str()) {
             pairs.push((m.name.clone(), m.value.clone()));

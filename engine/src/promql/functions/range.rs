@@ -1,7 +1,7 @@
 //! Functions over range vectors: each series' windows are visited in one pass over its sorted
 //! samples, one output value per step.
 
-use promql_parser::parser::Expr;
+use gauntlet_promql::parser::Expr;
 
 mod hist;
 
@@ -365,11 +365,11 @@ pub(crate) fn call(
     steps: &Steps,
 ) -> Result<Val, PromqlError> {
     let (rc, range_arg) = RangeCall::prepare(ev, name, args, steps)?;
-    if let Expr::MatrixSelector(ms) = unwrap_parens(range_arg)
+    if let Expr::Matrix(ms) = unwrap_parens(range_arg)
         && !ev.materialize
     {
         let kernel = ev.range_kernel(rc, ms, steps)?;
-        return Ok(Val::Vector(ev.collect_columns(&ms.vs, &kernel)?));
+        return Ok(Val::Vector(ev.collect_columns(&ms.selector, &kernel)?));
     }
     let rv = ev.arg_range(range_arg, steps)?;
     if !rv.series.is_empty() {
