@@ -5,8 +5,8 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use gauntlet_engine::chunk::SampleBatch;
 use gauntlet_engine::labels::Labels;
-use gauntlet_engine::promql::Engine;
 use gauntlet_engine::query::{MemSeries, Series};
+use gauntlet_promql::Engine;
 
 /// Series count of the bench store.
 const SERIES: usize = 10_000;

@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use gauntlet_engine::block::block_dirs;
 use gauntlet_engine::bucket::{Bucket, BucketConfig};
-use gauntlet_engine::promql::Engine;
 use gauntlet_engine::store::{BucketStore, StoreOptions};
+use gauntlet_promql::Engine;
 
 /// The heavy aggregations, queried when none are given.
 const DEFAULT_QUERIES: [&str; 4] = [

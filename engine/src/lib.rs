@@ -19,7 +19,6 @@ pub mod head;
 pub mod histogram;
 pub mod index;
 pub mod labels;
-pub mod promql;
 pub mod query;
 pub mod relabel;
 pub mod remote_write;

@@ -8,7 +8,7 @@ mod common;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use gauntlet_engine::promql::{Engine, EngineOptions};
+use gauntlet_promql::{Engine, EngineOptions};
 use gauntlet_engine::query::MemSeries;
 use libfuzzer_sys::fuzz_target;
 

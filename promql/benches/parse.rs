@@ -6,7 +6,7 @@
 //! rewrites and error re-derivation Gauntlet wrapped around it, which are gone).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use gauntlet_engine::promql::Engine;
+use gauntlet_promql::Engine;
 use gauntlet_promql::parser::{Options, parse};
 
 fn queries(file: &str) -> Vec<String> {

@@ -1,14 +1,267 @@
-//! Gauntlet's PromQL front end: a lexer, a parser and type checks that read Prometheus 3.x's
+//! Gauntlet's PromQL: a lexer, a parser, type checks and a printer that read Prometheus 3.x's
 //! grammar (up to 3.14's duration expressions, `anchored`/`smoothed` and `fill()` modifiers)
-//! and refuse what it refuses in its words, and a printer that writes a tree back as
-//! Prometheus does. Nothing here evaluates a query.
+//! and refuse what it refuses in its words ([`parser`]), and an evaluator with Prometheus 3.x
+//! semantics over any [`Queryable`](gauntlet_engine::query::Queryable) of the engine
+//! ([`Engine`]). The engine's storage modules know nothing of PromQL; this crate reads them
+//! through the engine's query, labels and chunk types.
+//!
+//! Evaluation is columnar: every expression is evaluated for all steps of a query at once.
+//! Selectors fetch each series once for the whole query range, range functions slide a window
+//! over each series' sorted samples in one pass, and aggregations and binary operators work on
+//! step columns.
 //!
 //! ```
-//! use gauntlet_promql::parser::{Options, parse};
+//! use crate::parser::{Options, parse};
 //! let e = parse("sum(rate(x[5m])) by (job)", &Options::default()).unwrap();
 //! assert_eq!(e.to_string(), "sum by (job) (rate(x[5m]))");
 //! let err = parse("sum(", &Options::default()).unwrap_err();
 //! assert_eq!(err.to_string(), "1:5: parse error: unclosed left parenthesis");
 //! ```
 
+mod duration;
+mod error;
+pub(crate) mod eval;
+mod functions;
+mod hist_math;
+mod hist_notation;
+mod limits;
 pub mod parser;
+pub mod promqltest;
+mod value;
+
+pub use duration::parse_duration_ms;
+pub use error::PromqlError;
+pub use limits::{DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, QueryLimits, nesting_bound};
+pub use value::{InstantSample, QueryResult, QueryStats, Value};
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::parser::{self as ast, Expr};
+
+use gauntlet_engine::query::Queryable;
+
+/// Limits and defaults of an [`Engine`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// How far back an instant selector looks for a sample, in ms (Prometheus: 5m).
+    pub lookback_delta_ms: i64,
+    /// The most samples a query may hold in memory at once (`--query.max-samples`).
+    pub max_samples: usize,
+    /// Wall-clock budget of one query; checked between evaluation stages.
+    pub timeout: Duration,
+    /// Drop the metric name only when the query ends, so `label_replace` and `by (__name__)`
+    /// still see it after a function (Prometheus's `promql-delayed-name-removal` feature, off
+    /// by default there as here; Prometheus's own test scripts run with it on).
+    pub delayed_name_removal: bool,
+    /// How long and how deeply nested a query may be; checked before it is parsed.
+    pub limits: QueryLimits,
+    /// Count the samples a query loads step by step as well as in total
+    /// ([`QueryStats::samples_per_step`]), as `stats=all` asks.
+    pub per_step_stats: bool,
+    /// Also read the syntax of Prometheus 3.14's `promql-extended-range-selectors`
+    /// (`anchored`, `smoothed`) and `promql-binop-fill-modifiers` (`fill()`) features, as
+    /// Prometheus's own test scripts are read. Gauntlet does not evaluate it yet: a query
+    /// using it parses and is then refused with an execution error. Off, the parser refuses
+    /// it as Prometheus does without those flags.
+    pub newer_syntax: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            lookback_delta_ms: 300_000,
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+            delayed_name_removal: false,
+            limits: QueryLimits::default(),
+            per_step_stats: false,
+            newer_syntax: false,
+        }
+    }
+}
+
+/// The PromQL engine. Stateless between queries; share one per process.
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    opts: EngineOptions,
+}
+
+impl Engine {
+    /// An engine with these options.
+    pub fn new(opts: EngineOptions) -> Self {
+        Engine { opts }
+    }
+
+    /// The options this engine runs with.
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// Evaluates `query` at `t_ms` (ms since the epoch).
+    pub fn instant_query(
+        &self,
+        storage: &dyn Queryable,
+        query: &str,
+        t_ms: i64,
+    ) -> Result<QueryResult, PromqlError> {
+        let began = Instant::now();
+        let depth = self.opts.limits.check(query)?;
+        limits::with_stack_for(depth, || {
+            let expr = self.parse_cached(query, depth)?;
+            let prepared = began.elapsed();
+            let res = eval::run(&self.opts, storage, &expr, query, t_ms, t_ms, 0, true)?;
+            Ok(timed(res, began, prepared))
+        })
+    }
+
+    /// Evaluates `query` at every step from `start_ms` to `end_ms` (inclusive, ms), `step_ms`
+    /// apart; the answer is a matrix sorted by labels (or a scalar/string promoted to one).
+    pub fn range_query(
+        &self,
+        storage: &dyn Queryable,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<QueryResult, PromqlError> {
+        if step_ms <= 0 {
+            return Err(PromqlError::Execution(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer"
+                    .into(),
+            ));
+        }
+        if end_ms < start_ms {
+            return Err(PromqlError::Execution(
+                "end timestamp must not be before start time".into(),
+            ));
+        }
+        let began = Instant::now();
+        let depth = self.opts.limits.check(query)?;
+        limits::with_stack_for(depth, || {
+            let expr = self.parse_cached(query, depth)?;
+            let prepared = began.elapsed();
+            let res = eval::run(
+                &self.opts, storage, &expr, query, start_ms, end_ms, step_ms, false,
+            )?;
+            Ok(timed(res, began, prepared))
+        })
+    }
+
+    /// `query` printed back as Prometheus's `String()` writes it (one line), the way
+    /// `/api/v1/format_query` answers a query that fits on a line, within this engine's
+    /// limits.
+    pub fn format_query(&self, query: &str) -> Result<String, PromqlError> {
+        let depth = self.opts.limits.check(query)?;
+        limits::with_stack_for(depth, || Ok(self.parse_cached(query, depth)?.to_string()))
+    }
+
+    /// Parses `query` (nesting bound `depth`), or takes it from [`ParseCache`].
+    fn parse_cached(&self, query: &str, depth: usize) -> Result<Arc<Expr>, PromqlError> {
+        let key = (query.to_string(), self.opts.newer_syntax);
+        if let Some(e) = parse_cache()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .parsed
+            .get(&key)
+        {
+            return Ok(Arc::clone(e));
+        }
+        let expr = Arc::new(
+            ast::parse(query, &parse_options(self.opts.newer_syntax, depth))
+                .map_err(|e| PromqlError::Parse(e.to_string()))?,
+        );
+        if query.len() <= PARSE_CACHE_QUERY_BYTES && limits::runs_inline(depth) {
+            let mut c = parse_cache().lock().unwrap_or_else(|p| p.into_inner());
+            if c.parsed.insert(key.clone(), Arc::clone(&expr)).is_none() {
+                c.order.push_back(key);
+                while c.order.len() > PARSE_CACHE_QUERIES {
+                    if let Some(old) = c.order.pop_front() {
+                        c.parsed.remove(&old);
+                    }
+                }
+            }
+        }
+        Ok(expr)
+    }
+}
+
+/// The parser's options for a query whose text nests at most `depth` levels
+/// ([`nesting_bound`]): experimental functions and duration expressions always (Gauntlet
+/// serves them without flags), 3.14's newer syntax when asked, and regex matchers checked as
+/// a selection will compile them. The query limits refused deeper text before this, with
+/// their own message; the parser's limit, above the text's bound, only keeps its stack safe
+/// whatever it counts as a level.
+fn parse_options(newer_syntax: bool, depth: usize) -> ast::Options {
+    ast::Options {
+        experimental_functions: true,
+        duration_expr: true,
+        extended_range_selectors: newer_syntax,
+        binop_fill_modifiers: newer_syntax,
+        max_depth: depth.saturating_mul(2).saturating_add(16),
+        regex_check: Some(gauntlet_engine::labels::regex_refusal),
+    }
+}
+
+/// `res` with its preparation and total times: the query began at `began` and took
+/// `prepared` to read.
+fn timed(mut res: QueryResult, began: Instant, prepared: Duration) -> QueryResult {
+    res.stats.preparation = prepared;
+    res.stats.eval_total = began.elapsed();
+    res
+}
+
+/// Parses a query alone, with every syntax Gauntlet reads and without the cache or the
+/// limits: for trusted text (test scripts); requests go through [`Engine`].
+pub(crate) fn parse(query: &str) -> Result<Expr, PromqlError> {
+    ast::parse(query, &parse_options(true, DEFAULT_MAX_DEPTH))
+        .map_err(|e| PromqlError::Parse(e.to_string()))
+}
+
+/// A query's text and whether the newer syntax was read with it.
+type CacheKey = (String, bool);
+
+/// Queries parsed lately, and which of them went in first. Dashboards send the same queries
+/// over and over, and the server reads each query twice (for its selectors' hints, then to
+/// evaluate it); parsing took about a tenth of a small query's time. A tree does not depend
+/// on the query's times (its duration expressions are evaluated when it runs), so one entry
+/// serves every step and range.
+#[derive(Default)]
+struct ParseCache {
+    parsed: HashMap<CacheKey, Arc<Expr>>,
+    order: VecDeque<CacheKey>,
+}
+
+/// Most queries [`ParseCache`] keeps.
+const PARSE_CACHE_QUERIES: usize = 256;
+/// Longest query [`ParseCache`] keeps, bytes.
+const PARSE_CACHE_QUERY_BYTES: usize = 4096;
+
+fn parse_cache() -> &'static Mutex<ParseCache> {
+    static CACHE: OnceLock<Mutex<ParseCache>> = OnceLock::new();
+    CACHE.get_or_init(Mutex::default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Engine, parse};
+
+    #[test]
+    fn parsed_queries_come_back_the_same_from_the_cache() {
+        let engine = Engine::default();
+        for q in [
+            "sum by (job) (rate(http_requests_total{code=~\"5..\"}[5m]))",
+            "max_over_time(up[step() * 4])",
+            "topk(3, x offset -1m @ start())",
+        ] {
+            let want = parse(q).unwrap();
+            assert_eq!(*engine.parse_cached(q, 4).unwrap(), want, "{q}");
+            assert_eq!(*engine.parse_cached(q, 4).unwrap(), want, "{q} (cached)");
+        }
+        // A refused query stays refused on every call.
+        for _ in 0..2 {
+            assert!(engine.parse_cached("sum(", 2).is_err());
+        }
+    }
+}

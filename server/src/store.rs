@@ -153,7 +153,7 @@ pub fn parse_time_bound(s: &str) -> Result<TimeBound, String> {
         Some(rest) => (true, rest),
         None => (false, s),
     };
-    match gauntlet_engine::promql::parse_duration_ms(d) {
+    match gauntlet_promql::parse_duration_ms(d) {
         Some(ms) => Ok(TimeBound::FromNow(if neg { -ms } else { ms })),
         None => Err(format!(
             "{s:?} is neither an RFC3339 time (2006-01-02T15:04:05Z) nor a duration (-2w, -36h)"

@@ -152,7 +152,7 @@ fn parse_rel(s: &str) -> Option<RelTime> {
 
 /// Parses a Prometheus duration (`1h30m`, `90s`, `250ms`) into ms.
 pub fn parse_duration(s: &str) -> Option<i64> {
-    gauntlet_engine::promql::parse_duration_ms(s)
+    gauntlet_promql::parse_duration_ms(s)
 }
 
 /// Options of a query run.

@@ -14,8 +14,8 @@ use axum::response::Response;
 use axum::routing::{MethodRouter, get};
 use gauntlet_engine::go_format::quoted;
 use gauntlet_engine::labels::Labels;
-use gauntlet_engine::promql::QueryLimits;
 use gauntlet_engine::query::SelectHints;
+use gauntlet_promql::QueryLimits;
 use percent_encoding::percent_decode_str;
 
 use super::json;

@@ -4,7 +4,7 @@
 use gauntlet_engine::ErrorClass;
 use gauntlet_engine::go_format::quoted;
 use gauntlet_engine::labels::{Matcher, SelectorError, parse_selector};
-use gauntlet_engine::promql::PromqlError;
+use gauntlet_promql::PromqlError;
 use percent_encoding::percent_decode_str;
 
 /// Earliest time the API accepts, ms: Prometheus's `MinTime` (a Go `time.Time` bound).
@@ -300,7 +300,7 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
         }
         return Ok((ns as i64) / 1_000_000);
     }
-    gauntlet_engine::promql::parse_duration_ms(s)
+    gauntlet_promql::parse_duration_ms(s)
         .ok_or_else(|| format!("cannot parse {} to a valid duration", quoted(s)))
 }
 

@@ -4,7 +4,7 @@
 use crate::now_ms;
 use std::time::{Duration, Instant};
 
-use gauntlet_engine::promql::{Engine, EngineOptions, QueryResult, QueryStats, Value};
+use gauntlet_promql::{Engine, EngineOptions, QueryResult, QueryStats, Value};
 
 use super::api::{ApiState, Reply, open_view};
 use super::json;
@@ -378,7 +378,7 @@ fn labels_size(l: &gauntlet_engine::labels::Labels) -> usize {
 }
 
 /// About how many bytes a sample encodes to: its labels and one point at a typical width.
-fn vector_size(s: &gauntlet_engine::promql::InstantSample) -> usize {
+fn vector_size(s: &gauntlet_promql::InstantSample) -> usize {
     labels_size(&s.labels) + 40 + s.h.as_ref().map_or(0, |h| histogram_size(h))
 }
 
@@ -405,7 +405,7 @@ fn matrix_size(s: &gauntlet_engine::query::Series) -> usize {
 mod tests {
     use super::*;
     use gauntlet_engine::labels::Labels;
-    use gauntlet_engine::promql::InstantSample;
+    use gauntlet_promql::InstantSample;
 
     fn write(out: &mut String, ts: &mut json::TsText, s: &InstantSample) {
         out.push_str("{\"metric\":");

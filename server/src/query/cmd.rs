@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use gauntlet_engine::promql::QueryLimits;
+use gauntlet_promql::QueryLimits;
 
 use super::endpoints::EndpointSet;
 use super::fanout::Querier;
@@ -69,7 +69,7 @@ pub struct PromqlFlags {
     pub max_samples: usize,
     /// Deepest a query's expression may nest (operators, parentheses, calls, aggregations and
     /// subqueries each add a level); deeper queries are refused before they are parsed.
-    #[arg(long = "query.max-depth", default_value_t = gauntlet_engine::promql::DEFAULT_MAX_DEPTH)]
+    #[arg(long = "query.max-depth", default_value_t = gauntlet_promql::DEFAULT_MAX_DEPTH)]
     pub max_depth: usize,
     /// Longest query text accepted, a byte size (`1MiB`, `65536`) as the other size flags
     /// take; longer queries are refused before they are parsed.
@@ -237,10 +237,7 @@ mod tests {
 
     #[test]
     fn query_max_length_takes_byte_sizes() {
-        assert_eq!(
-            limits(&[]).max_bytes,
-            gauntlet_engine::promql::DEFAULT_MAX_BYTES
-        );
+        assert_eq!(limits(&[]).max_bytes, gauntlet_promql::DEFAULT_MAX_BYTES);
         assert_eq!(limits(&["--query.max-length=64KiB"]).max_bytes, 64 << 10);
         assert_eq!(limits(&["--query.max-length=2MB"]).max_bytes, 2 << 20);
         assert_eq!(limits(&["--query.max-length=5000"]).max_bytes, 5000);
