@@ -1,4 +1,6 @@
-//! Builds the web UI in `web/` with npm and writes the manifest `src/http/ui.rs` embeds.
+//! Builds the web UI in `web/` with npm and writes the manifest `src/http/ui.rs` embeds, and
+//! records what the binary was built from (git revision and branch, build time, compiler) for
+//! `/api/v1/status/buildinfo` and `gauntlet_build_info`.
 //!
 //! npm runs only when the UI's sources changed since the last build: a stamp holding a hash
 //! of the sources sits beside the built files (`web/dist/.gauntlet-stamp`), and another beside
@@ -29,6 +31,7 @@ const STAMP: &str = ".gauntlet-stamp";
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    build_info(&manifest_dir);
     let web = manifest_dir.join("../web");
     let web = web.canonicalize().unwrap_or(web);
     for input in INPUTS {
@@ -78,6 +81,73 @@ fn main() {
     }
     code.push_str("];\n");
     write(&out, &code);
+}
+
+/// Sets `GAUNTLET_REVISION`, `GAUNTLET_BRANCH`, `GAUNTLET_BUILD_DATE` and
+/// `GAUNTLET_RUST_VERSION` for the crate: empty where unknown (a checkout without git). The
+/// date is `SOURCE_DATE_EPOCH`'s when set, for reproducible builds, else the build's own.
+fn build_info(manifest_dir: &Path) {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(manifest_dir)
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    let revision = git(&["rev-parse", "HEAD"]);
+    let branch = git(&["rev-parse", "--abbrev-ref", "HEAD"]);
+    // A new commit or another branch checked out changes what the binary says it is.
+    for path in ["HEAD", "packed-refs", &format!("refs/heads/{branch}")] {
+        let p = git(&["rev-parse", "--git-path", path]);
+        if !p.is_empty() {
+            println!("cargo:rerun-if-changed={}", manifest_dir.join(p).display());
+        }
+    }
+    println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    let secs = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        });
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
+    let rust_version = Command::new(rustc)
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    println!("cargo:rustc-env=GAUNTLET_REVISION={revision}");
+    println!("cargo:rustc-env=GAUNTLET_BRANCH={branch}");
+    println!("cargo:rustc-env=GAUNTLET_BUILD_DATE={}", rfc3339_utc(secs));
+    println!("cargo:rustc-env=GAUNTLET_RUST_VERSION={rust_version}");
+}
+
+/// `secs` since the epoch as `YYYY-MM-DDThh:mm:ssZ`.
+fn rfc3339_utc(secs: u64) -> String {
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's days-to-civil algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Text files smaller than this are served as they are: compressing them saves too little.

@@ -719,6 +719,15 @@ fn query_and_status_pages_in_chromium_show_what_the_api_answers() {
     }
     for b in listed["data"]["blocks"].as_array().unwrap() {
         assert_eq!(b["gauntlet"]["served"], true, "{b}");
+        // promtool's meta.json lists no files: the size is what the bucket holds.
+        let dir = bucket.join(b["ulid"].as_str().unwrap());
+        assert_eq!(b["gauntlet"]["sizeBytes"], json!(dir_bytes(&dir)), "{b}");
+    }
+    for r in &rows[1..] {
+        assert!(
+            r[10].ends_with("KiB") || r[10].ends_with("MiB"),
+            "size {r:?}"
+        );
     }
 
     // The receive tenants `all` holds, with the series the API counts for each.
@@ -773,4 +782,20 @@ fn query_and_status_pages_in_chromium_show_what_the_api_answers() {
             "screenshot of {step}"
         );
     }
+}
+
+/// Bytes of every file under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                dir_bytes(&e.path())
+            } else {
+                m.len()
+            }
+        })
+        .sum()
 }

@@ -222,11 +222,27 @@ pub fn render_common() -> String {
     LazyLock::force(&STARTED);
     process(&mut out);
     crate::memory::render(&mut out);
-    let _ = write!(
-        out,
-        "# HELP gauntlet_build_info A metric with a constant '1' value labeled by version and the Rust version it was built with.\n# TYPE gauntlet_build_info gauge\ngauntlet_build_info{{version=\"{}\"}} 1\n",
-        env!("CARGO_PKG_VERSION")
+    out.push_str(
+        "# HELP gauntlet_build_info A metric with a constant '1' value labeled by version, revision, branch and the Rust version it was built with.\n# TYPE gauntlet_build_info gauge\ngauntlet_build_info{",
     );
+    for (i, (name, value)) in [
+        ("version", env!("CARGO_PKG_VERSION")),
+        ("revision", env!("GAUNTLET_REVISION")),
+        ("branch", env!("GAUNTLET_BRANCH")),
+        ("rustversion", env!("GAUNTLET_RUST_VERSION")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(name);
+        out.push_str("=\"");
+        push_label_value(&mut out, value);
+        out.push('"');
+    }
+    out.push_str("} 1\n");
     for f in [
         &HTTP_REQUESTS,
         &HTTP_DURATION,

@@ -104,6 +104,8 @@ interface BlockMeta {
     downsampling: string;
     deletionMarkTime: number | null;
     pastRetention: boolean;
+    /** Bytes: the sizes meta.json lists, or else what the bucket holds for the block. */
+    sizeBytes?: number;
   };
 }
 
@@ -299,7 +301,8 @@ function blocksTable(blocks: BlockMeta[]): HTMLElement {
   const rows = [...blocks]
     .sort((p, q) => p.minTime - q.minTime || p.ulid.localeCompare(q.ulid))
     .map((b) => {
-      const size = (b.thanos?.files ?? []).reduce((n, f) => n + (f.size_bytes ?? 0), 0);
+      const listed = (b.thanos?.files ?? []).reduce((n, f) => n + (f.size_bytes ?? 0), 0);
+      const size = listed > 0 ? listed : (b.gauntlet?.sizeBytes ?? 0);
       return [
         b.ulid,
         new Date(b.minTime).toISOString(),

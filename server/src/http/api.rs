@@ -495,11 +495,28 @@ fn query_exemplars(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
 }
 
 fn buildinfo(_st: &ApiState, _form: &Form) -> Result<Reply, ApiError> {
-    let mut data = String::from("{\"version\":");
-    json::push_str(&mut data, env!("CARGO_PKG_VERSION"));
-    data.push_str(
-        ",\"revision\":\"\",\"branch\":\"\",\"buildUser\":\"\",\"buildDate\":\"\",\"goVersion\":\"\"}",
-    );
+    // Prometheus's fields, no more (clients compare the shape); `goVersion` stays empty, and
+    // the compiler's version is on `gauntlet_build_info`.
+    let mut data = String::from("{");
+    for (i, (key, value)) in [
+        ("version", env!("CARGO_PKG_VERSION")),
+        ("revision", env!("GAUNTLET_REVISION")),
+        ("branch", env!("GAUNTLET_BRANCH")),
+        ("buildUser", ""),
+        ("buildDate", env!("GAUNTLET_BUILD_DATE")),
+        ("goVersion", ""),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if i > 0 {
+            data.push(',');
+        }
+        json::push_str(&mut data, key);
+        data.push(':');
+        json::push_str(&mut data, value);
+    }
+    data.push('}');
     Ok(Reply {
         data,
         ..Reply::default()

@@ -207,22 +207,48 @@ pub fn bucket_blocks(
             let served: HashSet<_> = store.blocks().iter().map(|b| b.meta.ulid).collect();
             let todo = compactor.map(|c| c.progress_now().todo);
             let mut states = block_states(&found.blocks, &served, todo.as_ref());
-            let list: Vec<Value> = found
+            let mut list = Vec::new();
+            for b in found
                 .blocks
                 .values()
                 .filter(|b| !served_only || served.contains(&b.meta.ulid))
-                .filter_map(|b| {
-                    let mut v = serde_json::to_value(&b.meta).ok()?;
-                    if let (Value::Object(o), Some(state)) = (&mut v, states.remove(&b.meta.ulid)) {
-                        o.insert("gauntlet".to_string(), state);
+            {
+                let Ok(mut v) = serde_json::to_value(&b.meta) else {
+                    continue;
+                };
+                if let (Value::Object(o), Some(mut state)) = (&mut v, states.remove(&b.meta.ulid)) {
+                    if let Some(size) = block_size(store.bucket(), &b.meta).await
+                        && let Value::Object(st) = &mut state
+                    {
+                        st.insert("sizeBytes".to_string(), json!(size));
                     }
-                    Some(v)
-                })
-                .collect();
+                    o.insert("gauntlet".to_string(), state);
+                }
+                list.push(v);
+            }
             *cached = Some((Instant::now(), list.clone()));
             Ok(list)
         })
     })
+}
+
+/// A block's size in bytes: the sizes its meta.json lists (Thanos writes them), or else what
+/// the bucket holds under its directory (blocks written by Prometheus or promtool list no
+/// files). `None` when neither is known.
+async fn block_size(
+    bucket: &gauntlet_engine::bucket::Bucket,
+    meta: &gauntlet_engine::block::BlockMeta,
+) -> Option<u64> {
+    let listed: i64 = meta
+        .thanos
+        .as_ref()
+        .map_or(0, |t| t.files.iter().map(|f| f.size_bytes.max(0)).sum());
+    if listed > 0 {
+        return Some(listed as u64);
+    }
+    let objects = bucket.list(&format!("{}/", meta.ulid)).await.ok()?;
+    let total: u64 = objects.iter().map(|o| o.size).sum();
+    (total > 0).then_some(total)
 }
 
 /// `/api/v1/status/compactor`: the step the compactor is in, the work it has left and its
