@@ -7,7 +7,7 @@ use gauntlet_engine::ErrorClass;
 use gauntlet_engine::chunk::SampleBatch;
 use gauntlet_engine::labels::Labels;
 use gauntlet_engine::query::{MemSeries, Series};
-use gauntlet_promql::{Engine, EngineOptions, PromqlError, Value};
+use gauntlet_promql::{Engine, EngineOptions, Features, PromqlError, Value};
 
 /// Two counters, `job="b"` and `job="a"`, sampled every 15 s for 10 minutes.
 fn store() -> MemSeries {
@@ -177,7 +177,7 @@ fn duration_expressions_take_each_querys_step_and_range() {
 fn newer_syntax_is_read_only_when_asked_and_refused_clearly() {
     let plain = Engine::default();
     let newer = Engine::new(EngineOptions {
-        newer_syntax: true,
+        features: Features::all(),
         ..EngineOptions::default()
     });
     for q in [
