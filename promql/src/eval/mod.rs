@@ -8,13 +8,16 @@ mod hints;
 #[cfg(test)]
 mod hist_stream_tests;
 mod modifiers;
+mod reach;
 mod selector;
+mod smoothed;
 #[cfg(test)]
 mod stats_tests;
 mod stream;
 mod subquery;
 
 pub(crate) use aggregate::valid_label_name;
+pub(crate) use reach::RangeReach;
 pub(crate) use selector::{convert_matcher, selector_matchers};
 
 use std::collections::HashMap;
@@ -179,12 +182,14 @@ pub(crate) struct RSeries {
 }
 
 /// A range vector for every step: series with their samples, the window length, and each
-/// step's window end (ms). Step `i` sees the samples in `(ends[i] - range, ends[i]]`.
+/// step's window end (ms). Step `i` sees the samples in `(ends[i] - range, ends[i]]`, or with
+/// an `anchored` or `smoothed` selector those of its span (see [`RangeReach`]).
 #[derive(Debug, Clone)]
 pub(crate) struct RangeVec {
     pub series: Vec<RSeries>,
     pub range: i64,
     pub ends: Vec<i64>,
+    pub reach: RangeReach,
 }
 
 impl RangeVec {
@@ -341,7 +346,7 @@ impl Loaded {
     /// Counts the samples in every step's window of a range vector.
     pub fn count_range(&mut self, rv: &RangeVec) {
         for s in &rv.series {
-            self.count_windows(&s.ts, (&s.hts, &s.h), &rv.ends, rv.range);
+            self.count_spans(rv.reach, &s.ts, (&s.hts, &s.h), &rv.ends, rv.range);
         }
     }
 }
@@ -690,6 +695,14 @@ fn run_mode(args: RunArgs<'_>, materialize: bool) -> Result<QueryResult, PromqlE
                 out.sort_by(|a, b| a.labels.cmp(&b.labels));
                 Value::Matrix(out)
             }
+        }
+        Val::Range(rv) if rv.reach.is_extended() => {
+            // Prometheus counts the samples of the answer, edges included.
+            let (mut out, loaded) = rv.extended_instant()?;
+            ev.loaded = ev.loaded.fresh();
+            ev.loaded.add(0, loaded);
+            out.sort_by(|a, b| a.labels.cmp(&b.labels));
+            Value::Matrix(out)
         }
         Val::Range(rv) => {
             let mut out = Vec::new();

@@ -48,8 +48,9 @@ impl Evaluator<'_> {
 
 /// Refuses what `expr` asks that cannot be evaluated for a query of this step and range (ms):
 /// a duration expression without a value, a range that is not positive, a negative subquery
-/// step, and Prometheus 3.14 syntax Gauntlet does not evaluate yet (`anchored`, `smoothed`,
-/// `fill()` modifiers, the `</` and `>/` operators).
+/// step, `anchored` or `smoothed` range selectors passed to functions that do not take them,
+/// and Prometheus 3.14 syntax Gauntlet does not evaluate yet (`fill()` modifiers, the `</`
+/// and `>/` operators).
 pub(crate) fn check(
     expr: &Expr,
     at: &AnnotationAt,
@@ -78,15 +79,7 @@ pub(crate) fn check(
         Offset::Expr(d) => value(d).map(|_| ()),
         _ => Ok(()),
     };
-    let selector = |vs: &VectorSelector| {
-        offset(&vs.offset)?;
-        for (used, what) in [(vs.anchored, "anchored"), (vs.smoothed, "smoothed")] {
-            if used {
-                return Err(not_yet(what, vs.span, at));
-            }
-        }
-        Ok(())
-    };
+    let selector = |vs: &VectorSelector| offset(&vs.offset);
     let mut pending = vec![expr];
     while let Some(e) = pending.pop() {
         match e {

@@ -8,6 +8,7 @@ use crate::parser::{Expr, MatchOp, MatrixSelector, VectorSelector};
 
 use super::aggregate::group_labels;
 use super::binary::{is_comparison, vector_scalar_col, vector_scalar_hists};
+use super::smoothed::smoothed_column;
 use super::{
     Col, Evaluator, HCol, LabelModifier, Loaded, Steps, absent, histogram_weight, is_absent,
 };
@@ -119,7 +120,16 @@ pub(crate) enum Source {
         lookback: i64,
         want_ts: bool,
     },
-    /// A range function over a range selector's windows `(end - range, end]`.
+    /// A `smoothed` instant selector: at each evaluation time the series interpolated from
+    /// its samples within the lookback either side; `at` is the selector's position, for
+    /// warnings.
+    Smoothed {
+        times: Vec<i64>,
+        lookback: i64,
+        at: String,
+    },
+    /// A range function over a range selector's windows `(end - range, end]` (or spans, see
+    /// [`RangeCall::reach`]).
     Range {
         call: RangeCall,
         ends: Vec<i64>,
@@ -291,6 +301,27 @@ impl SeriesKernel {
                 }
                 *want_ts
             }
+            Source::Smoothed {
+                times,
+                lookback,
+                at,
+            } => {
+                out.selected = true;
+                let n = remove_stale(ts, val);
+                remove_stale_histograms(hist);
+                // Prometheus counts no samples loaded for a smoothed selector.
+                h = smoothed_column(
+                    (&ts[..n], &val[..n]),
+                    (&hist.ts, &hist.h),
+                    times,
+                    *lookback,
+                    labels.get("__name__").unwrap_or(""),
+                    at,
+                    &mut v,
+                    &mut out.warnings,
+                );
+                false
+            }
             Source::Range { call, ends, range } => {
                 let n = remove_stale(ts, val);
                 let hn = remove_stale_histograms(hist);
@@ -299,7 +330,7 @@ impl SeriesKernel {
                     return out;
                 }
                 out.selected = true;
-                loaded.count_windows(&ts[..n], (&hist.ts, &hist.h), ends, *range);
+                loaded.count_spans(call.reach(), &ts[..n], (&hist.ts, &hist.h), ends, *range);
                 out.fail = call.param_error(&ts[..n], ends, *range);
                 if out.fail.is_some() {
                     *spare = v;
@@ -393,31 +424,57 @@ impl SeriesKernel {
 
     /// An instant selector's column of one materialized series, native histograms included:
     /// at each step the latest sample of either kind within the lookback, none when that is a
-    /// stale marker. `None` for other kernels or when no step has a sample.
-    pub(crate) fn instant_col(&self, s: gauntlet_engine::query::Series) -> Option<Col> {
-        let Source::Instant {
-            times,
-            lookback,
-            want_ts,
-        } = &self.source
-        else {
-            return None;
-        };
+    /// stale marker (or for a `smoothed` selector, the interpolated value, with its warnings
+    /// added to `warnings`). `None` for other kernels or when no step has a sample.
+    pub(crate) fn instant_col(
+        &self,
+        mut s: gauntlet_engine::query::Series,
+        warnings: &mut Vec<String>,
+    ) -> Option<Col> {
         let mut v = vec![absent(); self.steps.n];
-        let h = instant_mixed(
-            (&s.samples.ts, &s.samples.val),
-            (&s.histograms.ts, &s.histograms.h),
-            times,
-            *lookback,
-            *want_ts,
-            &mut v,
-        );
+        let (h, drop_name) = match &self.source {
+            Source::Instant {
+                times,
+                lookback,
+                want_ts,
+            } => {
+                let h = instant_mixed(
+                    (&s.samples.ts, &s.samples.val),
+                    (&s.histograms.ts, &s.histograms.h),
+                    times,
+                    *lookback,
+                    *want_ts,
+                    &mut v,
+                );
+                (h, *want_ts)
+            }
+            Source::Smoothed {
+                times,
+                lookback,
+                at,
+            } => {
+                let n = remove_stale(&mut s.samples.ts, &mut s.samples.val);
+                remove_stale_histograms(&mut s.histograms);
+                let h = smoothed_column(
+                    (&s.samples.ts[..n], &s.samples.val[..n]),
+                    (&s.histograms.ts, &s.histograms.h),
+                    times,
+                    *lookback,
+                    s.labels.get("__name__").unwrap_or(""),
+                    at,
+                    &mut v,
+                    warnings,
+                );
+                (h, false)
+            }
+            Source::Range { .. } => return None,
+        };
         if h.is_none() && v.iter().all(|x| is_absent(*x)) {
             return None;
         }
         Some(Col {
             labels: s.labels,
-            drop_name: *want_ts,
+            drop_name,
             v,
             h,
         })
@@ -773,13 +830,24 @@ impl<'a> Evaluator<'a> {
             .unwrap_or(0)
             .saturating_sub(lookback.max(1))
             .saturating_add(1);
-        let maxt = times.iter().copied().max().unwrap_or(0);
-        SeriesKernel {
-            source: Source::Instant {
+        let mut maxt = times.iter().copied().max().unwrap_or(0);
+        // `timestamp()` reads a smoothed selector as a plain one, as Prometheus does.
+        let source = if vs.smoothed && !want_ts {
+            maxt = maxt.saturating_add(lookback);
+            Source::Smoothed {
+                times,
+                lookback,
+                at: format!(" ({})", self.positions.line_col(vs.span.start)),
+            }
+        } else {
+            Source::Instant {
                 times,
                 lookback,
                 want_ts,
-            },
+            }
+        };
+        SeriesKernel {
+            source,
             post: Vec::new(),
             keep: KeepLabels::All,
             drop_name_now: false,

@@ -3,13 +3,14 @@
 
 use crate::parser::Expr;
 
+pub(crate) mod extended;
 mod hist;
 
 pub(crate) use hist::Notes;
 
 use super::{kahan_inc, nonempty, quantile_sorted, sort_floats, unwrap_parens};
 use crate::error::PromqlError;
-use crate::eval::{Col, Evaluator, Steps, Val, absent, is_absent};
+use crate::eval::{Col, Evaluator, RangeReach, Steps, Val, absent, is_absent};
 use gauntlet_engine::go_format::format_fixed;
 use gauntlet_engine::labels::Labels;
 
@@ -94,6 +95,8 @@ pub(crate) struct RangeCall {
     /// Where the first argument starts in the query, as annotations about it end: the
     /// quantile of `quantile_over_time`, the range argument of `rate` ([`Evaluator::at`]).
     first_at: String,
+    /// How far the range argument reads past its windows (`anchored`, `smoothed`).
+    reach: RangeReach,
 }
 
 impl RangeCall {
@@ -125,15 +128,26 @@ impl RangeCall {
             Some(a) => ev.at(a),
             None => String::new(),
         };
+        let reach = match unwrap_parens(range_arg) {
+            Expr::Matrix(ms) => RangeReach::of(&ms.selector, ev.opts.lookback_delta_ms),
+            _ => RangeReach::Window,
+        };
         Ok((
             RangeCall {
                 f,
                 p1,
                 p2,
                 first_at,
+                reach,
             },
             range_arg,
         ))
+    }
+
+    /// How far the range argument reads past its windows: each step's samples are those of
+    /// its span (see [`RangeReach`]).
+    pub(crate) fn reach(&self) -> RangeReach {
+        self.reach
     }
 
     /// Whether the result keeps the metric name (`last_over_time`, `first_over_time` act like
@@ -217,6 +231,10 @@ impl RangeCall {
         buf: &mut Vec<f64>,
         out: &mut [f64],
     ) {
+        if self.reach.is_extended() {
+            self.extended_column(ts, vs, ends, range, out);
+            return;
+        }
         if matches!(self.f, F::Rate | F::Increase | F::Delta) {
             extrapolated_column(self.f, ts, vs, ends, range, out);
             return;
@@ -801,6 +819,7 @@ mod tests {
             p1: None,
             p2: None,
             first_at: String::new(),
+            reach: RangeReach::Window,
         }
     }
 

@@ -15,7 +15,7 @@ pub(crate) struct Notes {
 }
 
 impl Notes {
-    fn warn(&mut self, msg: String) {
+    pub(super) fn warn(&mut self, msg: String) {
         if !self.warnings.contains(&msg) {
             self.warnings.push(msg);
         }
@@ -51,6 +51,17 @@ impl RangeCall {
         v: &mut [f64],
         notes: &mut Notes,
     ) -> Option<HCol> {
+        if self.reach().is_extended() {
+            return self.extended_hist_column(
+                name,
+                (fts_all, fvs_all),
+                (hts_all, hs_all),
+                ends,
+                range,
+                v,
+                notes,
+            );
+        }
         let n = v.len();
         let mut fw = vec![(0usize, 0usize); n];
         for_each_window(fts_all, ends, range, |i, lo, hi| fw[i] = (lo, hi));
@@ -316,15 +327,15 @@ impl RangeCall {
     }
 }
 
-fn not_counter(name: &str, at: &str) -> String {
+pub(super) fn not_counter(name: &str, at: &str) -> String {
     format!("PromQL warning: this native histogram metric is not a counter: {name:?}{at}")
 }
 
-fn not_gauge(name: &str, at: &str) -> String {
+pub(super) fn not_gauge(name: &str, at: &str) -> String {
     format!("PromQL warning: this native histogram metric is not a gauge: {name:?}{at}")
 }
 
 /// The warning for histograms that could not be added or subtracted.
-fn incompatible(e: hist_math::MathError, name: &str, at: &str) -> String {
+pub(super) fn incompatible(e: hist_math::MathError, name: &str, at: &str) -> String {
     hist_math::incompatible_warning(e, name, at)
 }
