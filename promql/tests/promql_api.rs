@@ -183,18 +183,34 @@ fn newer_syntax_is_read_only_when_asked_and_refused_clearly() {
     for q in [
         "rate(reqs_total[5m] anchored)",
         "rate(reqs_total[5m] smoothed)",
+        "reqs_total smoothed",
         "reqs_total + fill(0) reqs_total",
     ] {
         let err = plain.instant_query(&store(), q, 300_000).unwrap_err();
         assert!(matches!(err, PromqlError::Parse(_)), "{q}: {err}");
-        let err = newer.instant_query(&store(), q, 300_000).unwrap_err();
-        assert_eq!(err.class(), ErrorClass::Execution, "{q}: {err}");
-        assert!(
-            err.to_string()
-                .contains("cannot be evaluated by Gauntlet yet"),
-            "{q}: {err}"
-        );
     }
+    // The extended range selectors evaluate once asked for.
+    for (q, want) in [
+        ("rate(reqs_total[5m] anchored)", [1.0, 2.0]),
+        ("rate(reqs_total[5m] smoothed)", [1.0, 2.0]),
+        ("reqs_total offset 10s smoothed", [290.0, 580.0]),
+    ] {
+        let r = newer.instant_query(&store(), q, 300_000).expect(q);
+        let Value::Vector(v) = r.value else {
+            panic!("{q}: {:?}", r.value)
+        };
+        let got: Vec<f64> = v.iter().map(|s| s.v).collect();
+        assert_eq!(got, want, "{q}");
+    }
+    let err = newer
+        .instant_query(&store(), "reqs_total + fill(0) reqs_total", 300_000)
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Execution, "{err}");
+    assert!(
+        err.to_string()
+            .contains("cannot be evaluated by Gauntlet yet"),
+        "{err}"
+    );
     let err = newer
         .instant_query(&store(), "max_over_time(reqs_total[5m] anchored)", 300_000)
         .unwrap_err();

@@ -9,6 +9,8 @@ mod hints;
 mod hist_stream_tests;
 mod modifiers;
 mod reach;
+#[cfg(test)]
+mod reach_tests;
 mod selector;
 mod smoothed;
 #[cfg(test)]

@@ -69,8 +69,11 @@ impl Evaluator<'_> {
                 .filter_map(|s| kernel.instant_col(s, &mut warnings))
                 .collect();
             warnings.into_iter().for_each(|w| self.warn(w));
-            for c in &cols {
-                self.loaded.count_col(&c.v, c.h.as_ref());
+            // Prometheus counts no samples loaded for a smoothed selector.
+            if !vs.smoothed || want_ts {
+                for c in &cols {
+                    self.loaded.count_col(&c.v, c.h.as_ref());
+                }
             }
             return Ok(cols);
         }
