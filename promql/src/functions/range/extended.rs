@@ -81,23 +81,60 @@ pub(crate) fn interpolate_histogram(
     Ok(r)
 }
 
-/// Where a span's edges are taken from: `first` is the latest sample at or before the window's
-/// start `start` (or the span's first sample), `last` the span's last sample, or when smoothed
-/// the first at or after the window's end `end`. `None` when no sample lies after the start,
-/// or (smoothed) none at or before the end.
-fn edges(ts: &[i64], start: i64, end: i64, smoothed: bool) -> Option<(usize, usize)> {
-    let mut last = ts.len().checked_sub(1)?;
-    // As Prometheus searches: among all samples but the last.
-    let first = ts[..last]
-        .partition_point(|&t| t <= start)
-        .saturating_sub(1);
-    if smoothed {
-        last = ts[..last].partition_point(|&t| t < end);
+/// The samples a span's window edges are taken from: `first` is the latest sample at or
+/// before the window's start (or the span's first sample), `last` the span's last sample, or
+/// when smoothed the first at or after the window's end.
+struct Edges {
+    first: usize,
+    last: usize,
+}
+
+impl Edges {
+    /// The edges of the window `(start, end]` over the span's sorted times `ts`; `None` when no
+    /// sample lies after the start.
+    fn find(ts: &[i64], start: i64, end: i64, smoothed: bool) -> Option<Edges> {
+        let mut last = ts.len().checked_sub(1)?;
+        // As Prometheus searches: among all samples but the last.
+        let first = ts[..last]
+            .partition_point(|&t| t <= start)
+            .saturating_sub(1);
+        if smoothed {
+            last = ts[..last].partition_point(|&t| t < end);
+        }
+        (ts[last] > start).then_some(Edges { first, last })
     }
-    if ts[last] <= start || (smoothed && ts[first] > end) {
-        return None;
+
+    /// The samples strictly inside the window (edge samples on or past its edges are the
+    /// edges' own), possibly none.
+    fn inner(&self, ts: &[i64], start: i64, end: i64) -> std::ops::Range<usize> {
+        let a = self.first + usize::from(ts[self.first] <= start);
+        let b = self.last + 1 - usize::from(ts[self.last] >= end);
+        a..b.max(a)
     }
-    Some((first, last))
+
+    /// The values at the window's start and end: the edge samples' own, or when smoothed and
+    /// they lie outside the window, interpolated (as a counter when `counter`).
+    fn values(
+        &self,
+        (ts, vs): (&[i64], &[f64]),
+        (start, end): (i64, i64),
+        smoothed: bool,
+        counter: bool,
+    ) -> (f64, f64) {
+        let (first, last) = (self.first, self.last);
+        let at = |k: usize| (ts[k], vs[k]);
+        let left = if smoothed && ts[first] < start {
+            interpolate(at(first), at(first + 1), start, counter)
+        } else {
+            vs[first]
+        };
+        let right = if smoothed && last > 0 && ts[last] > end {
+            interpolate(at(last - 1), at(last), end, counter)
+        } else {
+            vs[last]
+        };
+        (left, right)
+    }
 }
 
 /// An `anchored` or `smoothed` range selector's samples as an instant query answers it:
@@ -110,32 +147,11 @@ pub(crate) fn extend_floats(
     end: i64,
     smoothed: bool,
 ) -> (Vec<i64>, Vec<f64>) {
-    let Some(mut last) = ts.len().checked_sub(1) else {
+    let Some(edges) = Edges::find(ts, start, end, smoothed) else {
         return (Vec::new(), Vec::new());
     };
-    let first = ts[..last]
-        .partition_point(|&t| t <= start)
-        .saturating_sub(1);
-    if smoothed {
-        last = ts[..last].partition_point(|&t| t < end);
-    }
-    if ts[last] <= start {
-        return (Vec::new(), Vec::new());
-    }
-    let at = |k: usize| (ts[k], vs[k]);
-    let left = if smoothed && ts[first] < start {
-        interpolate(at(first), at(first + 1), start, false)
-    } else {
-        vs[first]
-    };
-    let right = if smoothed && last > 0 && ts[last] > end {
-        interpolate(at(last - 1), at(last), end, false)
-    } else {
-        vs[last]
-    };
-    let a = first + usize::from(ts[first] <= start);
-    let b = last + 1 - usize::from(ts[last] >= end);
-    let inner = a..b.max(a);
+    let (left, right) = edges.values((ts, vs), (start, end), smoothed, false);
+    let inner = edges.inner(ts, start, end);
     let mut out_t = Vec::with_capacity(inner.len() + 2);
     let mut out_v = Vec::with_capacity(inner.len() + 2);
     out_t.push(start);
@@ -324,7 +340,10 @@ impl RangeCall {
     ) -> Option<FloatHistogram> {
         let smoothed = self.reach.is_smoothed();
         let counter = self.f != F::Delta;
-        let (first, last) = edges(ts, start, end, smoothed)?;
+        let Edges { first, last } = Edges::find(ts, start, end, smoothed)?;
+        if smoothed && ts[first] > end {
+            return None;
+        }
         let custom = hs[first].uses_custom_buckets();
         for h in &hs[first..=last] {
             if h.uses_custom_buckets() != custom {
@@ -402,10 +421,8 @@ fn float_correction(
 ) -> f64 {
     let mut correction = 0.0;
     let mut prev = left;
-    if let Some(b) = inner.end.checked_sub(1)
-        && inner.start <= b
-    {
-        let a = inner.start;
+    if !inner.is_empty() {
+        let (a, b) = (inner.start, inner.end - 1);
         if vs[a] < prev {
             correction += prev;
         }
@@ -437,25 +454,17 @@ fn extended_rate(
 ) -> Option<f64> {
     let lo = span.start;
     let (t, v) = (&ts[span.clone()], &vs[span]);
-    let (first, last) = edges(t, start, end, smoothed)?;
-    let at = |k: usize| (t[k], v[k]);
-    let left = if smoothed && t[first] < start {
-        interpolate(at(first), at(first + 1), start, counter)
-    } else {
-        v[first]
-    };
-    let right = if smoothed && last > 0 && t[last] > end {
-        interpolate(at(last - 1), at(last), end, counter)
-    } else {
-        v[last]
-    };
+    let edges = Edges::find(t, start, end, smoothed)?;
+    if smoothed && t[edges.first] > end {
+        return None;
+    }
+    let (left, right) = edges.values((t, v), (start, end), smoothed, counter);
     let mut result = right - left;
     if counter {
         // Only the samples strictly inside the window are checked for resets: the edges
         // already account for those across them.
-        let a = first + usize::from(t[first] <= start);
-        let b = last + 1 - usize::from(t[last] >= end);
-        result += float_correction(vs, resets, lo + a..lo + b, (left, right));
+        let inner = edges.inner(t, start, end);
+        result += float_correction(vs, resets, lo + inner.start..lo + inner.end, (left, right));
     }
     Some(result)
 }

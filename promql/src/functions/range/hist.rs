@@ -51,7 +51,7 @@ impl RangeCall {
         v: &mut [f64],
         notes: &mut Notes,
     ) -> Option<HCol> {
-        if self.reach().is_extended() {
+        if self.reach.is_extended() {
             return self.extended_hist_column(
                 name,
                 (fts_all, fvs_all),
