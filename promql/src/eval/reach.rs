@@ -43,6 +43,7 @@ impl RangeReach {
         self != RangeReach::Window
     }
 
+    /// Whether the window's edges are interpolated rather than picked.
     pub fn is_smoothed(self) -> bool {
         matches!(self, RangeReach::Smoothed { .. })
     }
