@@ -49,7 +49,7 @@ impl Evaluator<'_> {
 /// Refuses what `expr` asks that cannot be evaluated for a query of this step and range (ms):
 /// a duration expression without a value, a range that is not positive, a negative subquery
 /// step, and Prometheus 3.14 syntax Gauntlet does not evaluate yet (`anchored`, `smoothed`,
-/// `fill()` modifiers, the `</` and `>/` operators).
+/// the `</` and `>/` operators).
 pub(crate) fn check(
     expr: &Expr,
     at: &AnnotationAt,
@@ -117,12 +117,6 @@ pub(crate) fn check(
                         e.span(),
                         at,
                     ));
-                }
-                if b.matching
-                    .as_ref()
-                    .is_some_and(|m| m.fill.lhs.is_some() || m.fill.rhs.is_some())
-                {
-                    return Err(not_yet("fill modifiers", e.span(), at));
                 }
                 pending.push(&b.lhs);
                 pending.push(&b.rhs);

@@ -94,6 +94,8 @@ pub(crate) struct RangeCall {
     /// Where the first argument starts in the query, as annotations about it end: the
     /// quantile of `quantile_over_time`, the range argument of `rate` ([`Evaluator::at`]).
     first_at: String,
+    /// The Prometheus release whose answers are given where they differ.
+    compat: crate::Compat,
 }
 
 impl RangeCall {
@@ -131,6 +133,7 @@ impl RangeCall {
                 p1,
                 p2,
                 first_at,
+                compat: ev.opts.compat,
             },
             range_arg,
         ))
@@ -284,6 +287,10 @@ impl RangeCall {
                     buf.extend_from_slice(vs);
                     sort_floats(buf);
                     Some(quantile_sorted(p1.map_or(f64::NAN, |p| p[i]), buf))
+                }
+                // Prometheus 3.14 answers NaN for a window holding one; 3.5 sorted it first.
+                F::MadOverTime if self.compat.at_least_3_14() && vs.iter().any(|x| x.is_nan()) => {
+                    Some(f64::NAN)
                 }
                 F::MadOverTime => {
                     buf.clear();
@@ -801,6 +808,7 @@ mod tests {
             p1: None,
             p2: None,
             first_at: String::new(),
+            compat: crate::Compat::default(),
         }
     }
 
