@@ -698,11 +698,14 @@ fn vector_vector(
             }
             // Prometheus 3.5 counts only the pairs a comparison keeps as matches: a filter may
             // leave one "many" series per group at a step, and then one-to-one matching holds
-            // there. 3.14 counts every pair.
-            if (one_to_one || p.strict) && mark_matched(&mut matched, ord, i, n) && one_to_one {
-                return Err(PromqlError::Execution(
-                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
-                ));
+            // there. 3.14 counts every pair, and `fill_left` needs them all.
+            if one_to_one || p.strict {
+                let again = mark_matched(&mut matched, ord, i, n);
+                if again && one_to_one {
+                    return Err(PromqlError::Execution(
+                        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
+                    ));
+                }
             }
             let idx = match pair_idx.get(&(mi, oi)) {
                 Some(&x) => x,
