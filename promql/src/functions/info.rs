@@ -260,7 +260,9 @@ fn join(
     let mut out: Vec<Col> = Vec::new();
     let mut out_idx: HashMap<Labels, usize> = HashMap::new();
     // The result series of each base series and label set it takes.
-    let mut joined: HashMap<(usize, Vec<Label>), usize> = HashMap::new();
+    // Per base series, the result series of each label set it took so far (few: info
+    // series change rarely).
+    let mut joined: Vec<Vec<(Vec<Label>, usize)>> = vec![Vec::new(); base.len()];
     let mut current: HashMap<(usize, Identity<'_>), usize> = HashMap::new();
     for i in 0..n {
         if !base.iter().any(|c| c.present(i)) {
@@ -329,8 +331,8 @@ fn join(
                 }
             }
             extra.sort();
-            let idx = match joined.get(&(b, extra.clone())) {
-                Some(&x) => x,
+            let idx = match joined[b].iter().find(|(ls, _)| *ls == extra) {
+                Some(&(_, x)) => x,
                 None => {
                     let labels = if extra.is_empty() {
                         c.labels.clone()
@@ -349,7 +351,7 @@ fn join(
                         });
                         out.len() - 1
                     });
-                    joined.insert((b, extra), x);
+                    joined[b].push((extra, x));
                     x
                 }
             };
