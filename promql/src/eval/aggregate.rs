@@ -251,6 +251,9 @@ pub(crate) struct Aggregator {
     op_name: String,
     modifier: Option<LabelModifier>,
     by_name: bool,
+    /// Prometheus 3.14: a `by (__name__)` group drops its name when any member does (3.5:
+    /// when its first member does).
+    drop_if_any: bool,
     n: usize,
     param: Option<Val>,
     /// Where the parameter starts in the query, as annotations about it end (` (1:10)`).
@@ -277,6 +280,7 @@ impl Aggregator {
         param: Option<Val>,
         param_at: String,
         n: usize,
+        compat: crate::Compat,
     ) -> Result<Self, PromqlError> {
         let op_name = a.op.as_str().to_string();
         let op = Op::parse(&op_name)?;
@@ -296,6 +300,7 @@ impl Aggregator {
             op_name,
             modifier,
             by_name,
+            drop_if_any: by_name && compat.at_least_3_14(),
             n,
             param,
             param_at,
@@ -340,6 +345,9 @@ impl Aggregator {
             &c.labels,
             n,
         );
+        if self.drop_if_any && c.drop_name {
+            self.groups[g].drop_name = true;
+        }
         let held = self.holds(&c);
         let op = self.op;
         match &mut self.groups[g].state {
@@ -440,6 +448,7 @@ impl Aggregator {
                 op: self.op,
                 modifier: self.modifier.clone(),
                 by_name: self.by_name,
+                drop_if_any: self.drop_if_any,
                 n: self.n,
             }
         })
@@ -474,6 +483,9 @@ impl Aggregator {
                 self.index.insert(pg.hash, self.groups.len() - 1);
                 continue;
             };
+            if self.drop_if_any && pg.drop_name {
+                self.groups[g].drop_name = true;
+            }
             if let State::Simple { acc, comp, seen } = &mut self.groups[g].state {
                 merge_simple(op, (acc, comp, seen), (pacc, pcomp, pseen));
             }
@@ -745,6 +757,8 @@ pub(crate) struct PartialSpec {
     op: Op,
     modifier: Option<LabelModifier>,
     by_name: bool,
+    /// As [`Aggregator::drop_if_any`].
+    drop_if_any: bool,
     n: usize,
 }
 
@@ -794,7 +808,12 @@ impl PartialSpec {
             .index
             .find(&labels, self.modifier.as_ref(), |g| &groups[g].labels)
         {
-            Ok(g) => g,
+            Ok(g) => {
+                if self.drop_if_any && drop_name {
+                    p.groups[g].drop_name = true;
+                }
+                g
+            }
             Err(hash) => {
                 debug_assert_eq!(labels, group_labels(&labels, self.modifier.as_ref(), false));
                 p.groups.push(PartialGroup {
@@ -982,8 +1001,25 @@ impl Evaluator<'_> {
             Some(p) => Some(self.eval(p, steps)?),
             None => None,
         };
+        // Prometheus 3.14 refuses a NaN `k` or ratio at any step, before it looks at the input
+        // (3.5 only where there is input, as an int64 overflow for `k`).
+        if self.opts.compat.at_least_3_14()
+            && let Some(Val::Scalar(p)) = &param
+            && p.iter().any(|x| x.is_nan())
+        {
+            use crate::parser::AggregateOp as A;
+            match a.op {
+                A::Topk | A::Bottomk | A::Limitk => {
+                    return Err(PromqlError::Execution("Parameter value is NaN".into()));
+                }
+                A::LimitRatio => {
+                    return Err(PromqlError::Execution("Ratio value is NaN".into()));
+                }
+                _ => {}
+            }
+        }
         let param_at = a.param.as_deref().map(|p| self.at(p)).unwrap_or_default();
-        let mut agg = Aggregator::new(a, param, param_at, steps.n)?;
+        let mut agg = Aggregator::new(a, param, param_at, steps.n, self.opts.compat)?;
         agg.hist.at = self.at(&a.expr);
         // Without delayed name removal, series left equal by a dropped name are an error,
         // which only the whole input shows: such input is evaluated first.

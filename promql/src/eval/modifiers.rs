@@ -49,8 +49,7 @@ impl Evaluator<'_> {
 /// Refuses what `expr` asks that cannot be evaluated for a query of this step and range (ms):
 /// a duration expression without a value, a range that is not positive, a negative subquery
 /// step, `anchored` or `smoothed` range selectors passed to functions that do not take them,
-/// and Prometheus 3.14 syntax Gauntlet does not evaluate yet (`fill()` modifiers, the `</`
-/// and `>/` operators).
+/// and Prometheus 3.14 syntax Gauntlet does not evaluate yet (the `</` and `>/` operators).
 pub(crate) fn check(
     expr: &Expr,
     at: &AnnotationAt,
@@ -110,12 +109,6 @@ pub(crate) fn check(
                         e.span(),
                         at,
                     ));
-                }
-                if b.matching
-                    .as_ref()
-                    .is_some_and(|m| m.fill.lhs.is_some() || m.fill.rhs.is_some())
-                {
-                    return Err(not_yet("fill modifiers", e.span(), at));
                 }
                 pending.push(&b.lhs);
                 pending.push(&b.rhs);

@@ -97,6 +97,8 @@ pub(crate) struct RangeCall {
     first_at: String,
     /// How far the range argument reads past its windows (`anchored`, `smoothed`).
     reach: RangeReach,
+    /// The Prometheus release whose answers are given where they differ.
+    compat: crate::Compat,
 }
 
 impl RangeCall {
@@ -139,6 +141,7 @@ impl RangeCall {
                 p2,
                 first_at,
                 reach,
+                compat: ev.opts.compat,
             },
             range_arg,
         ))
@@ -302,6 +305,10 @@ impl RangeCall {
                     buf.extend_from_slice(vs);
                     sort_floats(buf);
                     Some(quantile_sorted(p1.map_or(f64::NAN, |p| p[i]), buf))
+                }
+                // Prometheus 3.14 answers NaN for a window holding one; 3.5 sorted it first.
+                F::MadOverTime if self.compat.at_least_3_14() && vs.iter().any(|x| x.is_nan()) => {
+                    Some(f64::NAN)
                 }
                 F::MadOverTime => {
                     buf.clear();
@@ -820,6 +827,7 @@ mod tests {
             p2: None,
             first_at: String::new(),
             reach: RangeReach::Window,
+            compat: crate::Compat::default(),
         }
     }
 
