@@ -4,6 +4,10 @@
 
 use gauntlet_engine::histogram::{FloatHistogram, HistogramOpError};
 
+mod trim;
+
+pub(crate) use trim::{TrimKeep, trim};
+
 /// Why two histograms cannot be combined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum MathError {
@@ -99,3 +103,6 @@ pub(crate) fn incompatible_warning(e: MathError, name: &str, at: &str) -> String
         ),
     }
 }
+
+#[cfg(test)]
+mod trim_tests;

@@ -7,13 +7,19 @@ use crate::parser::{BinaryExpr, Cardinality};
 
 use super::{Col, Evaluator, LabelList, LabelModifier, Steps, Val, absent, is_absent};
 use crate::error::PromqlError;
-use crate::hist_math;
+use crate::hist_math::{self, TrimKeep};
 use gauntlet_engine::histogram::FloatHistogram;
 use gauntlet_engine::labels::{Label, Labels};
 
 /// Whether `op` compares (`==`, `!=`, `<`, `<=`, `>`, `>=`).
 pub(crate) fn is_comparison(op: &str) -> bool {
     matches!(op, "==" | "!=" | ">" | "<" | ">=" | "<=")
+}
+
+/// Whether `op` trims a histogram (`</`, `>/`): like a filtering comparison, it keeps the
+/// metric name.
+pub(crate) fn is_trim(op: &str) -> bool {
+    matches!(op, "</" | ">/")
 }
 
 /// `lhs op rhs` for two numbers: the value and whether a comparison holds (arithmetic always
@@ -190,15 +196,35 @@ fn vector_scalar(
     swap: bool,
     rb: bool,
 ) -> Vec<Col> {
+    let trim = is_trim(op);
     for c in &mut cols {
         if let Some(note) = vector_scalar_hists(op, c, s, swap, rb) {
             ev.note_info(format!("{note}{at}"));
+        }
+        if trim {
+            trim_floats(ev, (op, at), c);
+            continue;
         }
         vector_scalar_col(op, c, s, swap, rb);
     }
     let n = s.len();
     cols.retain(|c| (0..n).any(|i| c.present(i)));
     cols
+}
+
+/// The float samples of one series under a trim operator, which applies to histograms only:
+/// dropped, with the info annotation Prometheus gives for them.
+fn trim_floats(ev: &mut Evaluator<'_>, (op, at): (&str, &str), c: &mut Col) {
+    let mut dropped = false;
+    for x in c.v.iter_mut().filter(|x| !is_absent(**x)) {
+        *x = absent();
+        dropped = true;
+    }
+    if dropped {
+        ev.note_info(format!(
+            "PromQL info: incompatible sample types encountered for binary operator {op:?}: float {op} float{at}"
+        ));
+    }
 }
 
 /// The histogram samples of one series against a per-step scalar (before
@@ -297,6 +323,8 @@ fn elem_binop(
             _ => Err(incompatible()),
         },
         (Operand::Hist(a), Operand::Float(b)) => match op {
+            "</" => Ok((0.0, Some(hist_math::trim(a, b, TrimKeep::Below)), true)),
+            ">/" => Ok((0.0, Some(hist_math::trim(a, b, TrimKeep::Above)), true)),
             "*" => {
                 let mut h = a.clone();
                 hist_math::scale(&mut h, b);
@@ -342,7 +370,7 @@ pub(crate) fn vector_scalar_col(op: &str, c: &mut Col, s: &[f64], swap: bool, rb
             absent()
         };
     }
-    if !cmp || rb {
+    if !(cmp || is_trim(op)) || rb {
         c.drop_name = true;
     }
 }
@@ -450,11 +478,12 @@ fn vector_vector(
     let (many, one) = if swapped { (r, l) } else { (l, r) };
     let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
     let cmp = is_comparison(op);
-    let drop = rb || !cmp;
+    let trim = is_trim(op);
+    let drop = rb || !(cmp || trim);
     // Prometheus drops the "many" side's name for arithmetic before it copies the group_x
     // labels, so `group_left(__name__)` keeps the "one" side's name, with or without delayed
     // name removal (`bool` drops the name afterwards, so nothing keeps it).
-    let name_from_one = !cmp
+    let name_from_one = !(cmp || trim)
         && card
             .labels()
             .is_some_and(|l| l.labels.iter().any(|x| x == "__name__"));
@@ -506,7 +535,7 @@ fn vector_vector(
                 continue;
             };
             let mut hv = None;
-            let (mut v, keep) = if m.h.is_none() && one[oi].h.is_none() {
+            let (mut v, keep) = if !trim && m.h.is_none() && one[oi].h.is_none() {
                 let (mv, ov) = (m.v[i], one[oi].v[i]);
                 let (lv, rv) = if swapped { (ov, mv) } else { (mv, ov) };
                 scalar_binop(op, lv, rv)

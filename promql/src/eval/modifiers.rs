@@ -8,7 +8,7 @@
 //! query whose expressions have no value or a range of nothing before evaluation starts, so
 //! the evaluator reads values that exist.
 
-use crate::parser::{BinaryOp, DurationExpr, Expr, Offset, Span, VectorSelector};
+use crate::parser::{DurationExpr, Expr, Offset, Span, VectorSelector};
 
 use super::{AnnotationAt, Evaluator};
 use crate::error::PromqlError;
@@ -49,7 +49,7 @@ impl Evaluator<'_> {
 /// Refuses what `expr` asks that cannot be evaluated for a query of this step and range (ms):
 /// a duration expression without a value, a range that is not positive, a negative subquery
 /// step, and Prometheus 3.14 syntax Gauntlet does not evaluate yet (`anchored`, `smoothed`,
-/// `fill()` modifiers, the `</` and `>/` operators).
+/// `fill()` modifiers).
 pub(crate) fn check(
     expr: &Expr,
     at: &AnnotationAt,
@@ -111,13 +111,6 @@ pub(crate) fn check(
             Expr::Paren(p) => pending.push(&p.expr),
             Expr::Unary(u) => pending.push(&u.expr),
             Expr::Binary(b) => {
-                if matches!(b.op, BinaryOp::TrimUpper | BinaryOp::TrimLower) {
-                    return Err(not_yet(
-                        &format!("the {} operator", b.op.as_str()),
-                        e.span(),
-                        at,
-                    ));
-                }
                 if b.matching
                     .as_ref()
                     .is_some_and(|m| m.fill.lhs.is_some() || m.fill.rhs.is_some())
