@@ -13,6 +13,7 @@ use crate::error::PromqlError;
 use crate::functions::go_sort::go_sort;
 use crate::functions::{kahan_inc, quantile_sorted, sort_floats};
 use crate::hist_math;
+use crate::Compat;
 use gauntlet_engine::go_format::{FloatFormat, format_float, quoted};
 use gauntlet_engine::histogram::FloatHistogram;
 use gauntlet_engine::labels::{Label, Labels};
@@ -441,6 +442,7 @@ impl Aggregator {
                 modifier: self.modifier.clone(),
                 by_name: self.by_name,
                 n: self.n,
+                compat: self.hist.sums.compat,
             }
         })
     }
@@ -746,6 +748,7 @@ pub(crate) struct PartialSpec {
     modifier: Option<LabelModifier>,
     by_name: bool,
     n: usize,
+    compat: Compat,
 }
 
 /// One task's groups, merged into the aggregation with [`Aggregator::merge`]. The groups' step
@@ -777,6 +780,7 @@ impl PartialSpec {
     /// gives its column's buffer back for reuse. `name` is its metric name for annotations
     /// about its histograms.
     pub(crate) fn add(&self, p: &mut Partial, mut c: Col, name: &str) -> Option<Vec<f64>> {
+        p.hist.sums.compat = self.compat;
         p.hist.take(
             (self.op, self.modifier.as_ref(), self.by_name, self.n),
             &mut c,
@@ -985,6 +989,7 @@ impl Evaluator<'_> {
         let param_at = a.param.as_deref().map(|p| self.at(p)).unwrap_or_default();
         let mut agg = Aggregator::new(a, param, param_at, steps.n)?;
         agg.hist.at = self.at(&a.expr);
+        agg.hist.sums.compat = self.opts.compat;
         // Without delayed name removal, series left equal by a dropped name are an error,
         // which only the whole input shows: such input is evaluated first.
         let eager_names = !self.opts.delayed_name_removal;
@@ -1117,6 +1122,9 @@ impl HistInput {
         for w in &self.sums.warnings {
             ev.warn(format!("{w}{at}"));
         }
+        if self.sums.reconciled {
+            ev.note_info(hist_math::reconciled_info("aggregation", at));
+        }
         if self.sums.groups.is_empty() || !matches!(op, Op::Sum | Op::Avg) {
             return out;
         }
@@ -1129,7 +1137,8 @@ impl HistInput {
             .collect();
         let mut groups: Vec<(Labels, HistAcc)> = self.sums.groups.into_iter().collect();
         groups.sort_by(|a, b| a.0.cmp(&b.0));
-        for (key, acc) in groups {
+        for (key, mut acc) in groups {
+            acc.finish_compensated();
             let k = *pos.entry(key.clone()).or_insert_with(|| {
                 out.push(Col {
                     labels: key,
@@ -1179,6 +1188,10 @@ struct HistSums {
     avg: bool,
     /// Warnings owed (histograms that could not be added), without their position.
     warnings: Vec<String>,
+    /// The semantics of this Prometheus version.
+    compat: Compat,
+    /// Whether custom bounds were reconciled (an info annotation is owed).
+    reconciled: bool,
 }
 
 impl HistSums {
@@ -1194,12 +1207,30 @@ impl HistSums {
             if acc.bad[i] {
                 continue;
             }
+            if self.compat.at_least_3_14() {
+                let added = match acc.comp[i].as_mut() {
+                    None => {
+                        acc.comp[i] = Some(Compensated::new(x, self.avg));
+                        continue;
+                    }
+                    Some(c) => c.add(&x),
+                };
+                match added {
+                    Ok(reconciled) => self.reconciled |= reconciled,
+                    Err(e) => {
+                        acc.comp[i] = None;
+                        acc.bad[i] = true;
+                        push_once(&mut self.warnings, incompatible_warning(e, name));
+                    }
+                }
+                continue;
+            }
             let Some(sum) = acc.sum[i].as_mut() else {
                 acc.sum[i] = Some(x);
                 continue;
             };
             let added = if self.avg {
-                hist_math::mean_step(sum, &x, acc.count[i])
+                hist_math::mean_step(sum, &x, acc.count[i], self.compat).map(|_| ())
             } else {
                 sum.add(&x).map(|_| ()).map_err(Into::into)
             };
@@ -1216,12 +1247,34 @@ impl HistSums {
         for w in other.warnings {
             push_once(&mut self.warnings, w);
         }
-        for (key, o) in other.groups {
+        self.reconciled |= other.reconciled;
+        for (key, mut o) in other.groups {
             let Some(acc) = self.groups.get_mut(&key) else {
                 self.groups.insert(key, o);
                 continue;
             };
-            let name = o.name.unwrap_or_default();
+            let name = o.name.clone().unwrap_or_default();
+            for (i, x) in std::mem::take(&mut o.comp).into_iter().enumerate() {
+                let Some(x) = x else { continue };
+                if acc.bad[i] || o.bad[i] {
+                    continue;
+                }
+                let merged = match acc.comp[i].as_mut() {
+                    None => {
+                        acc.comp[i] = Some(x);
+                        continue;
+                    }
+                    Some(c) => c.merge(x),
+                };
+                match merged {
+                    Ok(reconciled) => self.reconciled |= reconciled,
+                    Err(e) => {
+                        acc.comp[i] = None;
+                        acc.bad[i] = true;
+                        push_once(&mut self.warnings, incompatible_warning(e, &name));
+                    }
+                }
+            }
             for (i, x) in o.sum.into_iter().enumerate() {
                 let (n_a, n_b) = (acc.count[i], o.count[i]);
                 acc.count[i] += n_b;
@@ -1266,6 +1319,8 @@ fn incompatible_warning(e: hist_math::MathError, name: &str) -> String {
 /// Histogram sums (or means) of one aggregation group, per step.
 struct HistAcc {
     sum: Vec<Option<FloatHistogram>>,
+    /// The compensated sums or means of Prometheus 3.14, in place of `sum`.
+    comp: Vec<Option<Compensated>>,
     count: Vec<f64>,
     /// Steps whose histograms could not be added.
     bad: Vec<bool>,
@@ -1277,9 +1332,58 @@ impl HistAcc {
     fn new(n: usize) -> HistAcc {
         HistAcc {
             sum: vec![None; n],
+            comp: (0..n).map(|_| None).collect(),
             count: vec![0.0; n],
             bad: vec![false; n],
             name: None,
+        }
+    }
+
+    /// Moves the compensated sums or means into `sum`, as results.
+    fn finish_compensated(&mut self) {
+        for (s, c) in self.sum.iter_mut().zip(self.comp.iter_mut()) {
+            if let Some(c) = c.take() {
+                *s = Some(c.finish());
+            }
+        }
+    }
+}
+
+/// One step's compensated sum or mean of a group (Prometheus 3.14).
+enum Compensated {
+    Sum(hist_math::KahanSum),
+    Mean(hist_math::KahanMean),
+}
+
+impl Compensated {
+    fn new(h: FloatHistogram, avg: bool) -> Self {
+        if avg {
+            Compensated::Mean(hist_math::KahanMean::new(h))
+        } else {
+            Compensated::Sum(hist_math::KahanSum::new(h))
+        }
+    }
+
+    fn add(&mut self, x: &FloatHistogram) -> Result<bool, hist_math::MathError> {
+        match self {
+            Compensated::Sum(s) => s.add(x),
+            Compensated::Mean(m) => m.add(x),
+        }
+    }
+
+    fn merge(&mut self, other: Compensated) -> Result<bool, hist_math::MathError> {
+        match (self, other) {
+            (Compensated::Sum(s), Compensated::Sum(o)) => s.merge(o),
+            (Compensated::Mean(m), Compensated::Mean(o)) => m.merge(o),
+            // One aggregation is either a sum or a mean throughout.
+            _ => Ok(false),
+        }
+    }
+
+    fn finish(self) -> FloatHistogram {
+        match self {
+            Compensated::Sum(s) => s.finish(),
+            Compensated::Mean(m) => m.finish(),
         }
     }
 }

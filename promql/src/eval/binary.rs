@@ -8,7 +8,8 @@ use crate::parser::{BinaryExpr, Cardinality};
 use super::{Col, Evaluator, LabelList, LabelModifier, Steps, Val, absent, is_absent};
 use crate::error::PromqlError;
 use crate::hist_math::{self, TrimKeep};
-use gauntlet_engine::histogram::FloatHistogram;
+use crate::Compat;
+use gauntlet_engine::histogram::{CounterResetHint, FloatHistogram};
 use gauntlet_engine::labels::{Label, Labels};
 
 /// Whether `op` compares (`==`, `!=`, `<`, `<=`, `>`, `>=`).
@@ -165,6 +166,7 @@ impl Evaluator<'_> {
                         &card,
                         return_bool,
                         steps.n,
+                        self.opts.compat,
                         &mut notes,
                     )?;
                     for note in notes {
@@ -197,8 +199,9 @@ fn vector_scalar(
     rb: bool,
 ) -> Vec<Col> {
     let trim = is_trim(op);
+    let compat = ev.opts.compat;
     for c in &mut cols {
-        if let Some(note) = vector_scalar_hists(op, c, s, swap, rb) {
+        if let Some(note) = vector_scalar_hists(op, c, s, swap, rb, compat) {
             ev.note_info(format!("{note}{at}"));
         }
         if trim {
@@ -236,6 +239,7 @@ pub(crate) fn vector_scalar_hists(
     s: &[f64],
     swap: bool,
     rb: bool,
+    compat: Compat,
 ) -> Option<String> {
     let mut h = c.h.take()?;
     let mut note = None;
@@ -246,8 +250,8 @@ pub(crate) fn vector_scalar_hists(
         } else {
             (Operand::Hist(&x), Operand::Float(s[i]))
         };
-        let (v, nh, keep) = match elem_binop(op, l, r) {
-            Ok(x) => x,
+        let (v, nh, keep) = match elem_binop(op, l, r, compat) {
+            Ok((v, nh, keep, _)) => (v, nh, keep),
             Err(n) => {
                 note.get_or_insert(n);
                 continue;
@@ -284,14 +288,16 @@ impl Operand<'_> {
     }
 }
 
-/// `l op r` where either side may be a histogram: the float result, or a histogram one, and
-/// whether a comparison keeps it; an info annotation when the operator does not apply to
-/// these types (the sample is then dropped).
+/// `l op r` where either side may be a histogram: the float result, or a histogram one,
+/// whether a comparison keeps it, and the operation (`addition`, `subtraction`) if it
+/// reconciled custom bounds; an info annotation when the operator does not apply to these
+/// types (the sample is then dropped).
 fn elem_binop(
     op: &str,
     l: Operand<'_>,
     r: Operand<'_>,
-) -> Result<(f64, Option<FloatHistogram>, bool), String> {
+    compat: Compat,
+) -> Result<(f64, Option<FloatHistogram>, bool, Option<&'static str>), String> {
     let incompatible = || {
         format!(
             "PromQL info: incompatible sample types encountered for binary operator {op:?}: {} {op} {}",
@@ -302,46 +308,52 @@ fn elem_binop(
     match (l, r) {
         (Operand::Float(a), Operand::Float(b)) => {
             let (v, keep) = scalar_binop(op, a, b);
-            Ok((v, None, keep))
+            Ok((v, None, keep, None))
         }
         (Operand::Hist(a), Operand::Hist(b)) => match op {
             "+" | "-" => {
-                let res = if op == "+" {
-                    hist_math::add(a, b)
+                let (res, what) = if op == "+" {
+                    (hist_math::add(a, b, compat), "addition")
                 } else {
-                    hist_math::sub(a, b)
+                    (hist_math::sub(a, b, compat), "subtraction")
                 };
                 match res {
-                    Ok(h) => Ok((0.0, Some(h), true)),
+                    Ok((mut h, reconciled)) => {
+                        // Prometheus 3.14 makes every difference a gauge.
+                        if op == "-" && compat.at_least_3_14() {
+                            h.counter_reset_hint = CounterResetHint::Gauge;
+                        }
+                        Ok((0.0, Some(h), true, reconciled.then_some(what)))
+                    }
                     Err(_) => Err(format!(
                         "PromQL warning: incompatible bucket layout encountered for binary operator {op}"
                     )),
                 }
             }
-            "==" => Ok((0.0, Some(a.clone()), hist_math::equals(a, b))),
-            "!=" => Ok((0.0, Some(a.clone()), !hist_math::equals(a, b))),
+            "==" => Ok((0.0, Some(a.clone()), hist_math::equals(a, b), None)),
+            "!=" => Ok((0.0, Some(a.clone()), !hist_math::equals(a, b), None)),
             _ => Err(incompatible()),
         },
         (Operand::Hist(a), Operand::Float(b)) => match op {
-            "</" => Ok((0.0, Some(hist_math::trim(a, b, TrimKeep::Below)), true)),
-            ">/" => Ok((0.0, Some(hist_math::trim(a, b, TrimKeep::Above)), true)),
+            "</" => Ok((0.0, Some(hist_math::trim(a, b, TrimKeep::Below)), true, None)),
+            ">/" => Ok((0.0, Some(hist_math::trim(a, b, TrimKeep::Above)), true, None)),
             "*" => {
                 let mut h = a.clone();
-                hist_math::scale(&mut h, b);
-                Ok((0.0, Some(h), true))
+                hist_math::scale(&mut h, b, compat);
+                Ok((0.0, Some(h), true, None))
             }
             "/" => {
                 let mut h = a.clone();
-                hist_math::divide(&mut h, b);
-                Ok((0.0, Some(h), true))
+                hist_math::divide(&mut h, b, compat);
+                Ok((0.0, Some(h), true, None))
             }
             _ => Err(incompatible()),
         },
         (Operand::Float(a), Operand::Hist(b)) => match op {
             "*" => {
                 let mut h = b.clone();
-                hist_math::scale(&mut h, a);
-                Ok((0.0, Some(h), true))
+                hist_math::scale(&mut h, a, compat);
+                Ok((0.0, Some(h), true, None))
             }
             _ => Err(incompatible()),
         },
@@ -472,6 +484,7 @@ fn vector_vector(
     card: &VectorMatchCardinality,
     rb: bool,
     n: usize,
+    compat: Compat,
     notes: &mut Vec<String>,
 ) -> Result<Vec<Col>, PromqlError> {
     let swapped = matches!(card, VectorMatchCardinality::OneToMany(_));
@@ -548,8 +561,14 @@ fn vector_vector(
                 }
                 let (mo, oo) = (operand(m, i), operand(&one[oi], i));
                 let (lo, ro) = if swapped { (oo, mo) } else { (mo, oo) };
-                match elem_binop(op, lo, ro) {
-                    Ok((v, h, keep)) => {
+                match elem_binop(op, lo, ro, compat) {
+                    Ok((v, h, keep, reconciled)) => {
+                        if let Some(what) = reconciled {
+                            let note = hist_math::reconciled_info(what, "");
+                            if !notes.contains(&note) {
+                                notes.push(note);
+                            }
+                        }
                         hv = h;
                         (v, keep)
                     }

@@ -488,7 +488,8 @@ impl Evaluator<'_> {
                     Ok(Val::Scalar(v))
                 }
                 Val::Vector(mut cols) => {
-                    cols.iter_mut().for_each(stream::negate);
+                    let compat = self.opts.compat;
+                    cols.iter_mut().for_each(|c| stream::negate(c, compat));
                     Ok(Val::Vector(cols))
                 }
                 other => Err(PromqlError::Execution(format!(

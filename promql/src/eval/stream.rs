@@ -15,6 +15,7 @@ use crate::error::PromqlError;
 use crate::functions::range::{Notes, advance_past};
 use crate::functions::{InstantFn, RangeCall, is_range_function, unwrap_parens};
 use gauntlet_engine::chunk::{HistogramBatch, SampleBatch, is_stale_nan};
+use crate::Compat;
 use gauntlet_engine::histogram::FloatHistogram;
 use gauntlet_engine::labels::Labels;
 use gauntlet_engine::query::{
@@ -129,8 +130,8 @@ pub(crate) enum Source {
 
 /// What is applied to a series' column after its source, in order.
 pub(crate) enum PostOp {
-    /// Unary minus.
-    Neg,
+    /// Unary minus, with the semantics of this Prometheus version.
+    Neg(Compat),
     /// An element-wise function.
     Func(InstantFn),
     /// `series op scalar` (`swap`: `scalar op series`), `bool` when `rb`; `at` is where the
@@ -141,6 +142,7 @@ pub(crate) enum PostOp {
         swap: bool,
         rb: bool,
         at: String,
+        compat: Compat,
     },
 }
 
@@ -337,7 +339,7 @@ impl SeriesKernel {
         };
         for op in &self.post {
             match op {
-                PostOp::Neg => negate(&mut col),
+                PostOp::Neg(compat) => negate(&mut col, *compat),
                 PostOp::Func(f) => f.apply(&mut col),
                 PostOp::Scalar {
                     op,
@@ -345,9 +347,10 @@ impl SeriesKernel {
                     swap,
                     rb,
                     at,
+                    compat,
                 } => {
                     out.notes.extend(
-                        vector_scalar_hists(op, &mut col, s, *swap, *rb)
+                        vector_scalar_hists(op, &mut col, s, *swap, *rb, *compat)
                             .map(|note| format!("{note}{at}")),
                     );
                     vector_scalar_col(op, &mut col, s, *swap, *rb)
@@ -471,12 +474,12 @@ fn instant_mixed(
 }
 
 /// Unary minus of one series; the result loses its metric name.
-pub(crate) fn negate(c: &mut Col) {
+pub(crate) fn negate(c: &mut Col, compat: Compat) {
     c.drop_name = true;
     if let Some(h) = c.h.as_mut() {
         h.iter_mut()
             .flatten()
-            .for_each(|h| crate::hist_math::scale(h, -1.0));
+            .for_each(|h| crate::hist_math::scale(h, -1.0, compat));
     }
     for x in c.v.iter_mut().filter(|x| !is_absent(**x)) {
         *x = -*x;
@@ -681,7 +684,7 @@ impl<'a> Evaluator<'a> {
             Expr::Vector(vs) => Ok((vs, self.instant_kernel(vs, steps, false))),
             Expr::Unary(u) => {
                 let (vs, mut k) = self.build_kernel(&u.expr, steps)?;
-                k.post.push(PostOp::Neg);
+                k.post.push(PostOp::Neg(self.opts.compat));
                 Ok((vs, k))
             }
             Expr::Call(c) => {
@@ -718,6 +721,7 @@ impl<'a> Evaluator<'a> {
                         swap: true,
                         rb,
                         at,
+                        compat: self.opts.compat,
                     });
                     Ok((vs, k))
                 } else {
@@ -729,6 +733,7 @@ impl<'a> Evaluator<'a> {
                         swap: false,
                         rb,
                         at,
+                        compat: self.opts.compat,
                     });
                     Ok((vs, k))
                 }

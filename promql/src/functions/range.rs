@@ -94,6 +94,8 @@ pub(crate) struct RangeCall {
     /// Where the first argument starts in the query, as annotations about it end: the
     /// quantile of `quantile_over_time`, the range argument of `rate` ([`Evaluator::at`]).
     first_at: String,
+    /// The Prometheus version whose histogram semantics apply.
+    compat: crate::Compat,
 }
 
 impl RangeCall {
@@ -131,6 +133,7 @@ impl RangeCall {
                 p1,
                 p2,
                 first_at,
+                compat: ev.opts.compat,
             },
             range_arg,
         ))
@@ -801,6 +804,7 @@ mod tests {
             p1: None,
             p2: None,
             first_at: String::new(),
+            compat: crate::Compat::default(),
         }
     }
 
