@@ -50,14 +50,24 @@ pub(crate) fn histogram_fraction(
     n: usize,
     buckets_at: &str,
 ) -> Vec<Col> {
+    use gauntlet_engine::histogram::{
+        histogram_fraction, histogram_fraction_without_infinite_interpolation,
+    };
+    let v3_14 = ev.opts.compat.at_least_3_14();
     per_histogram(
         ev,
         cols,
         n,
         false,
         buckets_at,
-        |i, b| (bucket_fraction(lower[i], upper[i], b), false),
-        |i, h| gauntlet_engine::histogram::histogram_fraction(lower[i], upper[i], h),
+        |i, b| (bucket_fraction(lower[i], upper[i], b, v3_14), false),
+        |i, h| {
+            if v3_14 {
+                histogram_fraction_without_infinite_interpolation(lower[i], upper[i], h)
+            } else {
+                histogram_fraction(lower[i], upper[i], h)
+            }
+        },
     )
 }
 
@@ -269,7 +279,10 @@ fn bucket_quantile(q: f64, b: &mut Vec<(f64, f64)>) -> (f64, bool) {
 
 /// The fraction of observations between `lower` and `upper`, interpolating linearly inside
 /// buckets.
-fn bucket_fraction(lower: f64, upper: f64, b: &mut Vec<(f64, f64)>) -> f64 {
+///
+/// Prometheus 3.14 takes the buckets to start at 0 when the first upper bound is above 0, and
+/// lets a bound inside a bucket reaching to -Inf rank at that bucket's end.
+fn bucket_fraction(lower: f64, upper: f64, b: &mut Vec<(f64, f64)>, v3_14: bool) -> f64 {
     b.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap_or(std::cmp::Ordering::Equal));
     if b.last().map(|x| x.0) != Some(f64::INFINITY) {
         return f64::NAN;
@@ -287,8 +300,19 @@ fn bucket_fraction(lower: f64, upper: f64, b: &mut Vec<(f64, f64)>) -> f64 {
     for (i, &(ub, c)) in b.iter().enumerate() {
         // The first bucket reaches down to -Inf, so a bound inside it interpolates to NaN,
         // and one inside the +Inf bucket to that bucket's lower rank, as in Prometheus 3.5.
-        let lb = if i > 0 { b[i - 1].0 } else { f64::NEG_INFINITY };
-        let interpolate = |v: f64| rank + (c - rank) * (v - lb) / (ub - lb);
+        let lb = if i > 0 {
+            b[i - 1].0
+        } else if v3_14 && ub > 0.0 {
+            0.0
+        } else {
+            f64::NEG_INFINITY
+        };
+        let interpolate = |v: f64| {
+            if v3_14 && lb == f64::NEG_INFINITY {
+                return c;
+            }
+            rank + (c - rank) * (v - lb) / (ub - lb)
+        };
         if !lower_set && lb >= lower {
             lower_rank = rank;
             lower_set = true;

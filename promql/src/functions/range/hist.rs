@@ -374,6 +374,14 @@ impl RangeCall {
         if to_start >= threshold {
             to_start = avg_gap / 2.0;
         }
+        // Prometheus 3.14 keeps a counter histogram from extrapolating below zero, by its
+        // count as a float counter by its value.
+        if counter && self.compat.at_least_3_14() && h.count > 0.0 && first.count >= 0.0 {
+            let to_zero = sampled * (first.count / h.count);
+            if to_zero < to_start {
+                to_start = to_zero;
+            }
+        }
         if to_end >= threshold {
             to_end = avg_gap / 2.0;
         }
