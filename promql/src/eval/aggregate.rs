@@ -15,7 +15,7 @@ use crate::functions::{kahan_inc, quantile_sorted, sort_floats};
 use crate::hist_math;
 use crate::Compat;
 use gauntlet_engine::go_format::{FloatFormat, format_float, quoted};
-use gauntlet_engine::histogram::FloatHistogram;
+use gauntlet_engine::histogram::{CounterResetHint, FloatHistogram};
 use gauntlet_engine::labels::{Label, Labels};
 
 /// Whether a label of a series is part of its group's labels.
@@ -1137,6 +1137,11 @@ impl HistInput {
             .collect();
         let mut groups: Vec<(Labels, HistAcc)> = self.sums.groups.into_iter().collect();
         groups.sort_by(|a, b| a.0.cmp(&b.0));
+        if groups.iter().any(|(_, acc)| acc.resets.contains(&3)) {
+            ev.warn(format!(
+                "PromQL warning: conflicting counter resets during histogram aggregation{at}"
+            ));
+        }
         for (key, mut acc) in groups {
             acc.finish_compensated();
             let k = *pos.entry(key.clone()).or_insert_with(|| {
@@ -1208,6 +1213,7 @@ impl HistSums {
                 continue;
             }
             if self.compat.at_least_3_14() {
+                acc.resets[i] |= reset_bits(&x);
                 let added = match acc.comp[i].as_mut() {
                     None => {
                         acc.comp[i] = Some(Compensated::new(x, self.avg));
@@ -1254,6 +1260,9 @@ impl HistSums {
                 continue;
             };
             let name = o.name.clone().unwrap_or_default();
+            for (a, b) in acc.resets.iter_mut().zip(&o.resets) {
+                *a |= *b;
+            }
             for (i, x) in std::mem::take(&mut o.comp).into_iter().enumerate() {
                 let Some(x) = x else { continue };
                 if acc.bad[i] || o.bad[i] {
@@ -1321,6 +1330,9 @@ struct HistAcc {
     sum: Vec<Option<FloatHistogram>>,
     /// The compensated sums or means of Prometheus 3.14, in place of `sum`.
     comp: Vec<Option<Compensated>>,
+    /// Prometheus 3.14: whether a histogram added at the step said "counter reset" (bit 0)
+    /// or "not a counter reset" (bit 1); both at once are a conflict it warns about.
+    resets: Vec<u8>,
     count: Vec<f64>,
     /// Steps whose histograms could not be added.
     bad: Vec<bool>,
@@ -1333,6 +1345,7 @@ impl HistAcc {
         HistAcc {
             sum: vec![None; n],
             comp: (0..n).map(|_| None).collect(),
+            resets: vec![0; n],
             count: vec![0.0; n],
             bad: vec![false; n],
             name: None,
@@ -1346,6 +1359,15 @@ impl HistAcc {
                 *s = Some(c.finish());
             }
         }
+    }
+}
+
+/// The bit of [`HistAcc::resets`] the counter-reset hint of `h` sets.
+fn reset_bits(h: &FloatHistogram) -> u8 {
+    match h.counter_reset_hint {
+        CounterResetHint::CounterReset => 1,
+        CounterResetHint::NotCounterReset => 2,
+        _ => 0,
     }
 }
 

@@ -162,6 +162,9 @@ pub(crate) struct SeriesKernel {
     /// Whether a column whose operations drop the metric name loses it on the worker, before
     /// any grouping (without delayed name removal, as Prometheus 3 does by default).
     drop_name_now: bool,
+    /// Whether the selector's histograms get the counter-reset hints of a count-and-sum read
+    /// ([`super::histogram_stats`]).
+    stats_hints: bool,
 }
 
 /// The labels a streamed column keeps.
@@ -788,6 +791,7 @@ impl<'a> Evaluator<'a> {
             post: Vec::new(),
             keep: KeepLabels::All,
             drop_name_now: false,
+            stats_hints: self.stats_selectors.contains(vs),
             mint,
             maxt,
             steps: *steps,
@@ -819,6 +823,7 @@ impl<'a> Evaluator<'a> {
             post: Vec::new(),
             keep: KeepLabels::All,
             drop_name_now: false,
+            stats_hints: self.stats_selectors.contains(&ms.selector),
             mint,
             maxt,
             steps: *steps,
@@ -868,6 +873,9 @@ impl<'a> Evaluator<'a> {
                 for (s, span) in group.into_iter().zip(&sc.spans) {
                     if s.data.has_histograms() {
                         decode_histograms(&s, kernel.mint, kernel.maxt, &mut sc.hist)?;
+                        if kernel.stats_hints {
+                            super::histogram_stats::assign_reset_hints(&mut sc.hist);
+                        }
                     } else {
                         sc.hist.clear();
                     }

@@ -248,6 +248,13 @@ impl RangeCall {
         name: &str,
         notes: &mut Notes,
     ) -> Option<FloatHistogram> {
+        let hinted = |hint| hs.iter().any(|h| h.counter_reset_hint == hint);
+        if hinted(CounterResetHint::CounterReset) && hinted(CounterResetHint::NotCounterReset) {
+            notes.warn(format!(
+                "PromQL warning: conflicting counter resets during histogram aggregation{}",
+                self.first_at
+            ));
+        }
         let mut outcome = |added: Result<bool, hist_math::MathError>| match added {
             Ok(reconciled) => {
                 if reconciled {
