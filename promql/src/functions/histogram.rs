@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
+use crate::error::PromqlError;
 use crate::eval::{Col, Evaluator, absent, is_absent};
+use gauntlet_engine::go_format::{FloatFormat, format_float};
 use gauntlet_engine::histogram::FloatHistogram;
 use gauntlet_engine::labels::{Label, Labels};
 
@@ -39,6 +41,60 @@ pub(crate) fn histogram_quantile(
         |i, b| bucket_quantile(phi[i], b),
         |i, h| gauntlet_engine::histogram::histogram_quantile(phi[i], h),
     )
+}
+
+/// `histogram_quantiles(buckets, label, phi1, phi2, …)` (Prometheus 3.14, experimental): the
+/// quantiles `histogram_quantile` gives for each `phi`, each result series labelled `label`
+/// with its `phi` as OpenMetrics writes a float (`0.5`, `1.0`, `NaN`). `at` is where the
+/// buckets argument starts; each `phi` comes with where it starts. Two results with the same
+/// labels at a step fail the query.
+pub(crate) fn histogram_quantiles(
+    ev: &mut Evaluator<'_>,
+    cols: Vec<Col>,
+    label: &str,
+    phis: Vec<(Vec<f64>, String)>,
+    n: usize,
+    at: &str,
+) -> Result<Vec<Col>, PromqlError> {
+    let mut out: Vec<Col> = Vec::new();
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    for (phi, phi_at) in phis {
+        let quantiles = histogram_quantile(ev, &phi, cols.clone(), n, (phi_at, at.to_string()));
+        for q in quantiles {
+            for i in (0..n).filter(|&i| !is_absent(q.v[i])) {
+                let mut ls: Vec<Label> = q.labels.iter().filter(|l| l.name != label).cloned().collect();
+                ls.push(Label::new(label, &open_metrics_float(phi[i])));
+                ls.sort();
+                let labels = Labels::from_sorted(ls);
+                let k = *index.entry(labels.clone()).or_insert_with(|| {
+                    out.push(Col {
+                        labels,
+                        drop_name: q.drop_name,
+                        v: vec![absent(); n],
+                        h: None,
+                    });
+                    out.len() - 1
+                });
+                if !is_absent(out[k].v[i]) {
+                    return Err(PromqlError::Execution(
+                        "vector cannot contain metrics with the same labelset".into(),
+                    ));
+                }
+                out[k].v[i] = q.v[i];
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `f` as OpenMetrics writes a float label value: Go's shortest `%g`, with `.0` added to a
+/// whole number (`1.0`, `0.25`, `1e+06`, `NaN`, `+Inf`).
+fn open_metrics_float(f: f64) -> String {
+    let mut s = format_float(f, FloatFormat::G);
+    if f.is_finite() && !s.contains(['e', '.']) {
+        s.push_str(".0");
+    }
+    s
 }
 
 /// `histogram_fraction(lower, upper, buckets)` per group and step.
