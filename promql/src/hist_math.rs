@@ -183,3 +183,6 @@ pub(crate) fn incompatible_warning(e: MathError, name: &str, at: &str) -> String
 
 #[cfg(test)]
 mod trim_tests;
+
+#[cfg(test)]
+mod reconcile_tests;

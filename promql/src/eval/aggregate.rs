@@ -9,11 +9,11 @@ use std::collections::HashMap;
 use crate::parser::AggregateExpr;
 
 use super::{Col, Evaluator, HCol, LabelModifier, Steps, Val, absent, is_absent};
+use crate::Compat;
 use crate::error::PromqlError;
 use crate::functions::go_sort::go_sort;
 use crate::functions::{kahan_inc, quantile_sorted, sort_floats};
 use crate::hist_math;
-use crate::Compat;
 use gauntlet_engine::go_format::{FloatFormat, format_float, quoted};
 use gauntlet_engine::histogram::{CounterResetHint, FloatHistogram};
 use gauntlet_engine::labels::{Label, Labels};

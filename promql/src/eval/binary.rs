@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use crate::parser::{BinaryExpr, Cardinality};
 
 use super::{Col, Evaluator, LabelList, LabelModifier, Steps, Val, absent, is_absent};
+use crate::Compat;
 use crate::error::PromqlError;
 use crate::hist_math::{self, TrimKeep};
-use crate::Compat;
 use gauntlet_engine::histogram::{CounterResetHint, FloatHistogram};
 use gauntlet_engine::labels::{Label, Labels};
 
@@ -288,6 +288,10 @@ impl Operand<'_> {
     }
 }
 
+/// What [`elem_binop`] gives: the float value, the histogram value (if any), whether a
+/// comparison keeps the sample, and the operation that reconciled custom bounds (if any).
+type ElemOutcome = (f64, Option<FloatHistogram>, bool, Option<&'static str>);
+
 /// `l op r` where either side may be a histogram: the float result, or a histogram one,
 /// whether a comparison keeps it, and the operation (`addition`, `subtraction`) if it
 /// reconciled custom bounds; an info annotation when the operator does not apply to these
@@ -297,7 +301,7 @@ fn elem_binop(
     l: Operand<'_>,
     r: Operand<'_>,
     compat: Compat,
-) -> Result<(f64, Option<FloatHistogram>, bool, Option<&'static str>), String> {
+) -> Result<ElemOutcome, String> {
     let incompatible = || {
         format!(
             "PromQL info: incompatible sample types encountered for binary operator {op:?}: {} {op} {}",
@@ -335,8 +339,18 @@ fn elem_binop(
             _ => Err(incompatible()),
         },
         (Operand::Hist(a), Operand::Float(b)) => match op {
-            "</" => Ok((0.0, Some(hist_math::trim(a, b, TrimKeep::Below)), true, None)),
-            ">/" => Ok((0.0, Some(hist_math::trim(a, b, TrimKeep::Above)), true, None)),
+            "</" => Ok((
+                0.0,
+                Some(hist_math::trim(a, b, TrimKeep::Below)),
+                true,
+                None,
+            )),
+            ">/" => Ok((
+                0.0,
+                Some(hist_math::trim(a, b, TrimKeep::Above)),
+                true,
+                None,
+            )),
             "*" => {
                 let mut h = a.clone();
                 hist_math::scale(&mut h, b, compat);

@@ -5,9 +5,9 @@ mod aggregate;
 mod annotation_at;
 mod binary;
 mod hints;
-mod histogram_stats;
 #[cfg(test)]
 mod hist_stream_tests;
+mod histogram_stats;
 mod modifiers;
 mod selector;
 #[cfg(test)]

@@ -11,11 +11,11 @@ use super::binary::{is_comparison, vector_scalar_col, vector_scalar_hists};
 use super::{
     Col, Evaluator, HCol, LabelModifier, Loaded, Steps, absent, histogram_weight, is_absent,
 };
+use crate::Compat;
 use crate::error::PromqlError;
 use crate::functions::range::{Notes, advance_past};
 use crate::functions::{InstantFn, RangeCall, is_range_function, unwrap_parens};
 use gauntlet_engine::chunk::{HistogramBatch, SampleBatch, is_stale_nan};
-use crate::Compat;
 use gauntlet_engine::histogram::FloatHistogram;
 use gauntlet_engine::labels::Labels;
 use gauntlet_engine::query::{

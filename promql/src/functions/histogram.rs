@@ -62,8 +62,13 @@ pub(crate) fn histogram_quantiles(
         let quantiles = histogram_quantile(ev, &phi, cols.clone(), n, (phi_at, at.to_string()));
         for q in quantiles {
             for i in (0..n).filter(|&i| !is_absent(q.v[i])) {
-                let mut ls: Vec<Label> = q.labels.iter().filter(|l| l.name != label).cloned().collect();
-                ls.push(Label::new(label, &open_metrics_float(phi[i])));
+                let mut ls: Vec<Label> = q
+                    .labels
+                    .iter()
+                    .filter(|l| l.name != label)
+                    .cloned()
+                    .collect();
+                ls.push(Label::new(label, open_metrics_float(phi[i])));
                 ls.sort();
                 let labels = Labels::from_sorted(ls);
                 let k = *index.entry(labels.clone()).or_insert_with(|| {

@@ -30,8 +30,7 @@ impl KahanSum {
     /// Adds `x`; true when custom bounds were reconciled.
     pub(crate) fn add(&mut self, x: &FloatHistogram) -> Result<bool, MathError> {
         let (count, zero, sum) = (self.h.count, self.h.zero_count, self.h.sum);
-        let same_zero =
-            !self.h.uses_custom_buckets() && self.h.zero_threshold == x.zero_threshold;
+        let same_zero = !self.h.uses_custom_buckets() && self.h.zero_threshold == x.zero_threshold;
         let reconciled = add_to(&mut self.h, x, Compat::Prometheus3_14)?;
         (self.h.count, self.c[0]) = kahan_inc(x.count, count, self.c[0]);
         (self.h.sum, self.c[2]) = kahan_inc(x.sum, sum, self.c[2]);

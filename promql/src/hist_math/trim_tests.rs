@@ -39,10 +39,7 @@ fn close(a: f64, b: f64) -> bool {
 #[track_caller]
 fn assert_same(got: &FloatHistogram, want: &FloatHistogram) {
     let pairs = |a: Vec<(i64, f64)>, b: Vec<(i64, f64)>| {
-        a.len() == b.len()
-            && a.iter()
-                .zip(&b)
-                .all(|(x, y)| x.0 == y.0 && close(x.1, y.1))
+        a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| x.0 == y.0 && close(x.1, y.1))
     };
     let ok = got.schema == want.schema
         && close(got.count, want.count)
@@ -61,7 +58,8 @@ fn assert_same(got: &FloatHistogram, want: &FloatHistogram) {
     assert!(ok, "got {got:?}\nwant {want:?}");
 }
 
-const EXP: &str = "schema:0 sum:123.75 count:34 z_bucket:1 z_bucket_w:0.001 buckets:[2 4 8 16] n_buckets:[1 2]";
+const EXP: &str =
+    "schema:0 sum:123.75 count:34 z_bucket:1 z_bucket_w:0.001 buckets:[2 4 8 16] n_buckets:[1 2]";
 
 #[test]
 fn cut_on_a_bucket_bound_keeps_whole_buckets() {
@@ -69,7 +67,9 @@ fn cut_on_a_bucket_bound_keeps_whole_buckets() {
     let below = trim(&x, 2.0, TrimKeep::Below);
     assert_same(
         &below,
-        &h("count:10 sum:3.5355339059327373 z_bucket:1 z_bucket_w:0.001 buckets:[2 4] n_buckets:[1 2]"),
+        &h(
+            "count:10 sum:3.5355339059327373 z_bucket:1 z_bucket_w:0.001 buckets:[2 4] n_buckets:[1 2]",
+        ),
     );
     let above = trim(&x, 2.0, TrimKeep::Above);
     assert_same(
@@ -85,13 +85,19 @@ fn cut_inside_an_exponential_bucket_interpolates_logarithmically() {
     // √2 is halfway between 1 and 2 on the logarithmic scale.
     let x = h(EXP);
     assert_same(
-        &trim(&x, 1.4142135624, TrimKeep::Below),
-        &h("count:8 sum:0.2570938865989847 z_bucket:1 z_bucket_w:0.001 buckets:[2 2] n_buckets:[1 2]"),
+        &trim(&x, std::f64::consts::SQRT_2, TrimKeep::Below),
+        &h(
+            "count:8 sum:0.2570938865989847 z_bucket:1 z_bucket_w:0.001 buckets:[2 2] n_buckets:[1 2]",
+        ),
     );
-    let neg = h("schema:2 sum:12.8286080906 count:28 z_bucket:1 z_bucket_w:0.001 buckets:[1 2 4 7 3] n_buckets:[1 5 3 1]");
+    let neg = h(
+        "schema:2 sum:12.8286080906 count:28 z_bucket:1 z_bucket_w:0.001 buckets:[1 2 4 7 3] n_buckets:[1 5 3 1]",
+    );
     assert_same(
         &trim(&neg, -1.3, TrimKeep::Above),
-        &h("schema:2 count:25.54213947904476 sum:16.29588491217537 z_bucket:1 z_bucket_w:0.001 buckets:[1 2 4 7 3] n_buckets:[1 5 1.54213947904476]"),
+        &h(
+            "schema:2 count:25.54213947904476 sum:16.29588491217537 z_bucket:1 z_bucket_w:0.001 buckets:[1 2 4 7 3] n_buckets:[1 5 1.54213947904476]",
+        ),
     );
 }
 
@@ -107,13 +113,17 @@ fn the_zero_bucket_straddles_zero_unless_one_side_is_empty() {
     // and none of it below.
     let pos = h("schema:0 sum:8.0210678118654755 count:12 z_bucket:2 z_bucket_w:0.5 buckets:[10]");
     assert!(trim(&pos, 0.0, TrimKeep::Above).identical(&pos));
-    assert_same(&trim(&pos, 0.0, TrimKeep::Below), &h("schema:0 z_bucket_w:0.5"));
+    assert_same(
+        &trim(&pos, 0.0, TrimKeep::Below),
+        &h("schema:0 z_bucket_w:0.5"),
+    );
     assert_same(
         &trim(&pos, 0.1, TrimKeep::Above),
         &h("schema:0 count:11.6 sum:7.551067811865476 z_bucket:1.6 z_bucket_w:0.5 buckets:[10]"),
     );
     // Only negative buckets: it spans [-t, 0].
-    let neg = h("schema:0 sum:-8.0210678118654755 count:12 z_bucket:2 z_bucket_w:0.5 n_buckets:[10]");
+    let neg =
+        h("schema:0 sum:-8.0210678118654755 count:12 z_bucket:2 z_bucket_w:0.5 n_buckets:[10]");
     assert_same(
         &trim(&neg, -0.1, TrimKeep::Below),
         &h("schema:0 count:11.6 sum:-7.551067811865476 z_bucket:1.6 z_bucket_w:0.5 n_buckets:[10]"),

@@ -189,10 +189,8 @@ impl RangeCall {
                             hist_math::add_to(&mut acc, h, self.compat)
                         };
                         match added {
-                            Ok(true) => notes.info(hist_math::reconciled_info(
-                                "aggregation",
-                                &self.first_at,
-                            )),
+                            Ok(true) => notes
+                                .info(hist_math::reconciled_info("aggregation", &self.first_at)),
                             Ok(false) => {}
                             Err(e) => {
                                 notes.warn(incompatible(e, name, &self.first_at));
@@ -308,10 +306,12 @@ impl RangeCall {
         // As Prometheus computes it: the last sample less the first, plus the sample before
         // each counter reset. A reset between the first two samples leaves the first out (an
         // empty histogram of the second's layout stands in for it).
-        let nulled = (counter && hist_math::detect_reset(&hs[1], first, self.compat)).then(|| FloatHistogram {
-            schema: hs[1].schema,
-            custom_values: hs[1].custom_values.clone(),
-            ..FloatHistogram::default()
+        let nulled = (counter && hist_math::detect_reset(&hs[1], first, self.compat)).then(|| {
+            FloatHistogram {
+                schema: hs[1].schema,
+                custom_values: hs[1].custom_values.clone(),
+                ..FloatHistogram::default()
+            }
         });
         let start = nulled.as_ref().unwrap_or(first);
         let custom = start.uses_custom_buckets();
@@ -355,8 +355,9 @@ impl RangeCall {
             for cur in &hs[1..] {
                 if hist_math::detect_reset(cur, prev, self.compat) {
                     match hist_math::add_to(&mut h, prev, self.compat) {
-                        Ok(true) => notes
-                            .info(hist_math::reconciled_info("addition", &self.first_at)),
+                        Ok(true) => {
+                            notes.info(hist_math::reconciled_info("addition", &self.first_at))
+                        }
                         Ok(false) => {}
                         Err(e) => {
                             fail(notes, e);
