@@ -1,6 +1,9 @@
 //! The float histogram operations the evaluator uses, over the shared histogram arithmetic
 //! ([`gauntlet_engine::histogram::ops`]): results are compacted as Prometheus compacts them, and errors
-//! are sorted into the two kinds PromQL warns about.
+//! are sorted into the two kinds PromQL warns about. Where Prometheus 3.14 combines histograms
+//! differently from 3.5 (custom bounds reconciled, negative factors making gauges), the
+//! operations take the [`Compat`] to follow; the trim operators and compensated sums are 3.14's
+//! own.
 
 use gauntlet_engine::histogram::{CounterResetHint, FloatHistogram, HistogramOpError};
 

@@ -1,6 +1,7 @@
 //! Range functions over series that hold native histograms. Steps whose window has floats
 //! only keep the float kernel's answer; the others are worked out here, sample by sample, as
-//! Prometheus 3.5 does.
+//! Prometheus 3.5 does, or as 3.14 does under that compatibility (custom bounds reconciled,
+//! compensated sums, extrapolation stopped where the count reaches zero).
 
 use super::{F, RangeCall, for_each_window, instant_delta};
 use crate::eval::{HCol, absent};
