@@ -957,9 +957,13 @@ fn buckets_match(
 }
 
 fn hist_add(a: &FloatHistogram, b: &FloatHistogram) -> Result<FloatHistogram, String> {
-    super::hist_math::add(a, b).map_err(|e| format!("{e:?}"))
+    super::hist_math::add(a, b, crate::Compat::Prometheus3_5)
+        .map(|(h, _)| h)
+        .map_err(|e| format!("{e:?}"))
 }
 
 fn hist_sub(a: &FloatHistogram, b: &FloatHistogram) -> Result<FloatHistogram, String> {
-    super::hist_math::sub(a, b).map_err(|e| format!("{e:?}"))
+    super::hist_math::sub(a, b, crate::Compat::Prometheus3_5)
+        .map(|(h, _)| h)
+        .map_err(|e| format!("{e:?}"))
 }

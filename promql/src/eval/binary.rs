@@ -6,14 +6,21 @@ use std::collections::HashMap;
 use crate::parser::{BinaryExpr, Cardinality};
 
 use super::{Col, Evaluator, LabelList, LabelModifier, Steps, Val, absent, is_absent};
+use crate::Compat;
 use crate::error::PromqlError;
-use crate::hist_math;
-use gauntlet_engine::histogram::FloatHistogram;
+use crate::hist_math::{self, TrimKeep};
+use gauntlet_engine::histogram::{CounterResetHint, FloatHistogram};
 use gauntlet_engine::labels::{Label, Labels};
 
 /// Whether `op` compares (`==`, `!=`, `<`, `<=`, `>`, `>=`).
 pub(crate) fn is_comparison(op: &str) -> bool {
     matches!(op, "==" | "!=" | ">" | "<" | ">=" | "<=")
+}
+
+/// Whether `op` trims a histogram (`</`, `>/`): like a filtering comparison, it keeps the
+/// metric name.
+pub(crate) fn is_trim(op: &str) -> bool {
+    matches!(op, "</" | ">/")
 }
 
 /// `lhs op rhs` for two numbers: the value and whether a comparison holds (arithmetic always
@@ -163,8 +170,16 @@ impl Evaluator<'_> {
                         strict: filled || self.opts.compat.at_least_3_14(),
                     };
                     let mut notes = Vec::new();
-                    let cols =
-                        vector_vector(&op, l, r, &pairing, return_bool, steps.n, &mut notes)?;
+                    let cols = vector_vector(
+                        &op,
+                        l,
+                        r,
+                        &pairing,
+                        return_bool,
+                        steps.n,
+                        self.opts.compat,
+                        &mut notes,
+                    )?;
                     for note in notes {
                         let note = format!("{note}{at}");
                         if note.starts_with("PromQL warning") {
@@ -194,15 +209,36 @@ fn vector_scalar(
     swap: bool,
     rb: bool,
 ) -> Vec<Col> {
+    let trim = is_trim(op);
+    let compat = ev.opts.compat;
     for c in &mut cols {
-        if let Some(note) = vector_scalar_hists(op, c, s, swap, rb) {
+        if let Some(note) = vector_scalar_hists(op, c, s, swap, rb, compat) {
             ev.note_info(format!("{note}{at}"));
+        }
+        if trim {
+            trim_floats(ev, (op, at), c);
+            continue;
         }
         vector_scalar_col(op, c, s, swap, rb);
     }
     let n = s.len();
     cols.retain(|c| (0..n).any(|i| c.present(i)));
     cols
+}
+
+/// The float samples of one series under a trim operator, which applies to histograms only:
+/// dropped, with the info annotation Prometheus gives for them.
+fn trim_floats(ev: &mut Evaluator<'_>, (op, at): (&str, &str), c: &mut Col) {
+    let mut dropped = false;
+    for x in c.v.iter_mut().filter(|x| !is_absent(**x)) {
+        *x = absent();
+        dropped = true;
+    }
+    if dropped {
+        ev.note_info(format!(
+            "PromQL info: incompatible sample types encountered for binary operator {op:?}: float {op} float{at}"
+        ));
+    }
 }
 
 /// The histogram samples of one series against a per-step scalar (before
@@ -214,6 +250,7 @@ pub(crate) fn vector_scalar_hists(
     s: &[f64],
     swap: bool,
     rb: bool,
+    compat: Compat,
 ) -> Option<String> {
     let mut h = c.h.take()?;
     let mut note = None;
@@ -224,8 +261,8 @@ pub(crate) fn vector_scalar_hists(
         } else {
             (Operand::Hist(&x), Operand::Float(s[i]))
         };
-        let (v, nh, keep) = match elem_binop(op, l, r) {
-            Ok(x) => x,
+        let (v, nh, keep) = match elem_binop(op, l, r, compat) {
+            Ok((v, nh, keep, _)) => (v, nh, keep),
             Err(n) => {
                 note.get_or_insert(n);
                 continue;
@@ -262,14 +299,20 @@ impl Operand<'_> {
     }
 }
 
-/// `l op r` where either side may be a histogram: the float result, or a histogram one, and
-/// whether a comparison keeps it; an info annotation when the operator does not apply to
-/// these types (the sample is then dropped).
+/// What [`elem_binop`] gives: the float value, the histogram value (if any), whether a
+/// comparison keeps the sample, and the operation that reconciled custom bounds (if any).
+type ElemOutcome = (f64, Option<FloatHistogram>, bool, Option<&'static str>);
+
+/// `l op r` where either side may be a histogram: the float result, or a histogram one,
+/// whether a comparison keeps it, and the operation (`addition`, `subtraction`) if it
+/// reconciled custom bounds; an info annotation when the operator does not apply to these
+/// types (the sample is then dropped).
 fn elem_binop(
     op: &str,
     l: Operand<'_>,
     r: Operand<'_>,
-) -> Result<(f64, Option<FloatHistogram>, bool), String> {
+    compat: Compat,
+) -> Result<ElemOutcome, String> {
     let incompatible = || {
         format!(
             "PromQL info: incompatible sample types encountered for binary operator {op:?}: {} {op} {}",
@@ -280,44 +323,62 @@ fn elem_binop(
     match (l, r) {
         (Operand::Float(a), Operand::Float(b)) => {
             let (v, keep) = scalar_binop(op, a, b);
-            Ok((v, None, keep))
+            Ok((v, None, keep, None))
         }
         (Operand::Hist(a), Operand::Hist(b)) => match op {
             "+" | "-" => {
-                let res = if op == "+" {
-                    hist_math::add(a, b)
+                let (res, what) = if op == "+" {
+                    (hist_math::add(a, b, compat), "addition")
                 } else {
-                    hist_math::sub(a, b)
+                    (hist_math::sub(a, b, compat), "subtraction")
                 };
                 match res {
-                    Ok(h) => Ok((0.0, Some(h), true)),
+                    Ok((mut h, reconciled)) => {
+                        // Prometheus 3.14 makes every difference a gauge.
+                        if op == "-" && compat.at_least_3_14() {
+                            h.counter_reset_hint = CounterResetHint::Gauge;
+                        }
+                        Ok((0.0, Some(h), true, reconciled.then_some(what)))
+                    }
                     Err(_) => Err(format!(
                         "PromQL warning: incompatible bucket layout encountered for binary operator {op}"
                     )),
                 }
             }
-            "==" => Ok((0.0, Some(a.clone()), hist_math::equals(a, b))),
-            "!=" => Ok((0.0, Some(a.clone()), !hist_math::equals(a, b))),
+            "==" => Ok((0.0, Some(a.clone()), hist_math::equals(a, b), None)),
+            "!=" => Ok((0.0, Some(a.clone()), !hist_math::equals(a, b), None)),
             _ => Err(incompatible()),
         },
         (Operand::Hist(a), Operand::Float(b)) => match op {
+            "</" => Ok((
+                0.0,
+                Some(hist_math::trim(a, b, TrimKeep::Below)),
+                true,
+                None,
+            )),
+            ">/" => Ok((
+                0.0,
+                Some(hist_math::trim(a, b, TrimKeep::Above)),
+                true,
+                None,
+            )),
             "*" => {
                 let mut h = a.clone();
-                hist_math::scale(&mut h, b);
-                Ok((0.0, Some(h), true))
+                hist_math::scale(&mut h, b, compat);
+                Ok((0.0, Some(h), true, None))
             }
             "/" => {
                 let mut h = a.clone();
-                hist_math::divide(&mut h, b);
-                Ok((0.0, Some(h), true))
+                hist_math::divide(&mut h, b, compat);
+                Ok((0.0, Some(h), true, None))
             }
             _ => Err(incompatible()),
         },
         (Operand::Float(a), Operand::Hist(b)) => match op {
             "*" => {
                 let mut h = b.clone();
-                hist_math::scale(&mut h, a);
-                Ok((0.0, Some(h), true))
+                hist_math::scale(&mut h, a, compat);
+                Ok((0.0, Some(h), true, None))
             }
             _ => Err(incompatible()),
         },
@@ -346,7 +407,7 @@ pub(crate) fn vector_scalar_col(op: &str, c: &mut Col, s: &[f64], swap: bool, rb
             absent()
         };
     }
-    if !cmp || rb {
+    if !(cmp || is_trim(op)) || rb {
         c.drop_name = true;
     }
 }
@@ -470,23 +531,26 @@ fn pair_value(
     (mo, oo): (Operand<'_>, Operand<'_>),
     swapped: bool,
     rb: bool,
+    compat: Compat,
     notes: &mut Vec<String>,
 ) -> Option<(f64, Option<FloatHistogram>, bool)> {
     let (lo, ro) = if swapped { (oo, mo) } else { (mo, oo) };
-    let (mut v, mut hv, keep) = match (lo, ro) {
-        (Operand::Float(a), Operand::Float(b)) => {
-            let (v, keep) = scalar_binop(op, a, b);
-            (v, None, keep)
-        }
-        _ => match elem_binop(op, lo, ro) {
-            Ok(x) => x,
-            Err(note) => {
+    let (mut v, mut hv, keep) = match elem_binop(op, lo, ro, compat) {
+        Ok((v, h, keep, reconciled)) => {
+            if let Some(what) = reconciled {
+                let note = hist_math::reconciled_info(what, "");
                 if !notes.contains(&note) {
                     notes.push(note);
                 }
-                return None;
             }
-        },
+            (v, h, keep)
+        }
+        Err(note) => {
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+            return None;
+        }
     };
     if rb {
         hv = None;
@@ -586,6 +650,7 @@ fn vector_vector(
     p: &Pairing<'_>,
     rb: bool,
     n: usize,
+    compat: Compat,
     notes: &mut Vec<String>,
 ) -> Result<Vec<Col>, PromqlError> {
     let (matching, card) = (p.matching, p.card);
@@ -593,12 +658,13 @@ fn vector_vector(
     let (many, one) = if swapped { (r, l) } else { (l, r) };
     let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
     let cmp = is_comparison(op);
-    let drop = rb || !cmp;
+    let trim = is_trim(op);
+    let drop = rb || !(cmp || trim);
     let filled = p.fill_one.is_some() || p.fill_many.is_some();
     // Prometheus drops the "many" side's name for arithmetic before it copies the group_x
     // labels, so `group_left(__name__)` keeps the "one" side's name, with or without delayed
     // name removal (`bool` drops the name afterwards, so nothing keeps it).
-    let name_from_one = !cmp
+    let name_from_one = !(cmp || trim)
         && card
             .labels()
             .is_some_and(|l| l.labels.iter().any(|x| x == "__name__"));
@@ -677,7 +743,8 @@ fn vector_vector(
                 (None, Some(f)) => (usize::MAX, Operand::Float(f)),
                 (None, None) => continue,
             };
-            let (v, hv, keep) = if m.h.is_none() && oi != usize::MAX && one[oi].h.is_none() {
+            let (v, hv, keep) = if !trim && m.h.is_none() && oi != usize::MAX && one[oi].h.is_none()
+            {
                 // The float path, as plain as it can be.
                 let (mv, ov) = (m.v[i], one[oi].v[i]);
                 let (lv, rv) = if swapped { (ov, mv) } else { (mv, ov) };
@@ -688,7 +755,7 @@ fn vector_vector(
                     (v, None, keep)
                 }
             } else {
-                match pair_value(op, (operand(m, i), one_op), swapped, rb, notes) {
+                match pair_value(op, (operand(m, i), one_op), swapped, rb, compat, notes) {
                     Some(x) => x,
                     None => continue,
                 }
@@ -750,6 +817,7 @@ fn vector_vector(
                         (Operand::Float(f), operand(&one[o], i)),
                         swapped,
                         rb,
+                        compat,
                         notes,
                     ) else {
                         continue;

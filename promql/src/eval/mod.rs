@@ -7,6 +7,7 @@ mod binary;
 mod hints;
 #[cfg(test)]
 mod hist_stream_tests;
+mod histogram_stats;
 mod modifiers;
 mod reach;
 #[cfg(test)]
@@ -387,6 +388,8 @@ pub(crate) struct Evaluator<'a> {
     pub positions: &'a AnnotationAt,
     /// The function each selector feeds, for its selection's hints.
     pub select_funcs: hints::SelectorFuncs,
+    /// The selectors whose histograms Prometheus 3.14 reads for count and sum only.
+    pub stats_selectors: histogram_stats::StatsSelectors,
     /// Whether selections are materialized whole rather than streamed: the plain evaluation
     /// the streamed one is held to in tests.
     pub materialize: bool,
@@ -495,7 +498,8 @@ impl Evaluator<'_> {
                     Ok(Val::Scalar(v))
                 }
                 Val::Vector(mut cols) => {
-                    cols.iter_mut().for_each(stream::negate);
+                    let compat = self.opts.compat;
+                    cols.iter_mut().for_each(|c| stream::negate(c, compat));
                     Ok(Val::Vector(cols))
                 }
                 other => Err(PromqlError::Execution(format!(
@@ -614,6 +618,11 @@ fn run_mode(args: RunArgs<'_>, materialize: bool) -> Result<QueryResult, PromqlE
         info: Vec::new(),
         positions,
         select_funcs: hints::SelectorFuncs::find(expr),
+        stats_selectors: if opts.compat.at_least_3_14() {
+            histogram_stats::StatsSelectors::find(expr)
+        } else {
+            histogram_stats::StatsSelectors::default()
+        },
         materialize,
         loaded: Loaded::new(steps.n, opts.per_step_stats),
     };

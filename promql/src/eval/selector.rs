@@ -23,6 +23,7 @@ impl Evaluator<'_> {
         maxt: i64,
         hints: &SelectHints,
     ) -> Result<Vec<Series>, PromqlError> {
+        let stats_hints = self.stats_selectors.contains(vs);
         let mut stream = self.open_stream(vs, mint, maxt, hints)?;
         let mut out = Vec::new();
         let mut scratch = DecodeScratch::default();
@@ -34,6 +35,9 @@ impl Evaluator<'_> {
                 let mut histograms = HistogramBatch::new();
                 if s.data.has_histograms() {
                     decode_histograms(&s, mint, maxt, &mut histograms)?;
+                    if stats_hints {
+                        super::histogram_stats::assign_reset_hints(&mut histograms);
+                    }
                 }
                 let s = Series {
                     labels: s.labels,

@@ -12,6 +12,7 @@ use super::smoothed::smoothed_column;
 use super::{
     Col, Evaluator, HCol, LabelModifier, Loaded, Steps, absent, histogram_weight, is_absent,
 };
+use crate::Compat;
 use crate::error::PromqlError;
 use crate::functions::range::{Notes, advance_past};
 use crate::functions::{InstantFn, RangeCall, is_range_function, unwrap_parens};
@@ -139,8 +140,8 @@ pub(crate) enum Source {
 
 /// What is applied to a series' column after its source, in order.
 pub(crate) enum PostOp {
-    /// Unary minus.
-    Neg,
+    /// Unary minus, with the semantics of this Prometheus version.
+    Neg(Compat),
     /// An element-wise function.
     Func(InstantFn),
     /// `series op scalar` (`swap`: `scalar op series`), `bool` when `rb`; `at` is where the
@@ -151,6 +152,7 @@ pub(crate) enum PostOp {
         swap: bool,
         rb: bool,
         at: String,
+        compat: Compat,
     },
 }
 
@@ -170,6 +172,9 @@ pub(crate) struct SeriesKernel {
     /// Whether a column whose operations drop the metric name loses it on the worker, before
     /// any grouping (without delayed name removal, as Prometheus 3 does by default).
     drop_name_now: bool,
+    /// Whether the selector's histograms get the counter-reset hints of a count-and-sum read
+    /// ([`super::histogram_stats`]).
+    stats_hints: bool,
 }
 
 /// The labels a streamed column keeps.
@@ -368,7 +373,7 @@ impl SeriesKernel {
         };
         for op in &self.post {
             match op {
-                PostOp::Neg => negate(&mut col),
+                PostOp::Neg(compat) => negate(&mut col, *compat),
                 PostOp::Func(f) => f.apply(&mut col),
                 PostOp::Scalar {
                     op,
@@ -376,9 +381,10 @@ impl SeriesKernel {
                     swap,
                     rb,
                     at,
+                    compat,
                 } => {
                     out.notes.extend(
-                        vector_scalar_hists(op, &mut col, s, *swap, *rb)
+                        vector_scalar_hists(op, &mut col, s, *swap, *rb, *compat)
                             .map(|note| format!("{note}{at}")),
                     );
                     vector_scalar_col(op, &mut col, s, *swap, *rb)
@@ -528,12 +534,12 @@ fn instant_mixed(
 }
 
 /// Unary minus of one series; the result loses its metric name.
-pub(crate) fn negate(c: &mut Col) {
+pub(crate) fn negate(c: &mut Col, compat: Compat) {
     c.drop_name = true;
     if let Some(h) = c.h.as_mut() {
         h.iter_mut()
             .flatten()
-            .for_each(|h| crate::hist_math::scale(h, -1.0));
+            .for_each(|h| crate::hist_math::scale(h, -1.0, compat));
     }
     for x in c.v.iter_mut().filter(|x| !is_absent(**x)) {
         *x = -*x;
@@ -738,7 +744,7 @@ impl<'a> Evaluator<'a> {
             Expr::Vector(vs) => Ok((vs, self.instant_kernel(vs, steps, false))),
             Expr::Unary(u) => {
                 let (vs, mut k) = self.build_kernel(&u.expr, steps)?;
-                k.post.push(PostOp::Neg);
+                k.post.push(PostOp::Neg(self.opts.compat));
                 Ok((vs, k))
             }
             Expr::Call(c) => {
@@ -775,6 +781,7 @@ impl<'a> Evaluator<'a> {
                         swap: true,
                         rb,
                         at,
+                        compat: self.opts.compat,
                     });
                     Ok((vs, k))
                 } else {
@@ -786,6 +793,7 @@ impl<'a> Evaluator<'a> {
                         swap: false,
                         rb,
                         at,
+                        compat: self.opts.compat,
                     });
                     Ok((vs, k))
                 }
@@ -851,6 +859,7 @@ impl<'a> Evaluator<'a> {
             post: Vec::new(),
             keep: KeepLabels::All,
             drop_name_now: false,
+            stats_hints: self.stats_selectors.contains(vs),
             mint,
             maxt,
             steps: *steps,
@@ -882,6 +891,7 @@ impl<'a> Evaluator<'a> {
             post: Vec::new(),
             keep: KeepLabels::All,
             drop_name_now: false,
+            stats_hints: self.stats_selectors.contains(&ms.selector),
             mint,
             maxt,
             steps: *steps,
@@ -931,6 +941,9 @@ impl<'a> Evaluator<'a> {
                 for (s, span) in group.into_iter().zip(&sc.spans) {
                     if s.data.has_histograms() {
                         decode_histograms(&s, kernel.mint, kernel.maxt, &mut sc.hist)?;
+                        if kernel.stats_hints {
+                            super::histogram_stats::assign_reset_hints(&mut sc.hist);
+                        }
                     } else {
                         sc.hist.clear();
                     }

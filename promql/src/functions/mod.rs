@@ -268,6 +268,18 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, steps: &Steps) -> Result<Va
                 ev, &phi, cols, n, at,
             )))
         }
+        "histogram_quantiles" => {
+            let cols = ev.arg_vector(args[0], steps)?;
+            let label = ev.arg_string(args[1], steps)?;
+            let mut phis = Vec::with_capacity(args.len() - 2);
+            for a in &args[2..] {
+                phis.push((ev.arg_scalar(a, steps)?, ev.at(a)));
+            }
+            let at = ev.at(args[0]);
+            Ok(Val::Vector(histogram::histogram_quantiles(
+                ev, cols, &label, phis, n, &at,
+            )?))
+        }
         "histogram_fraction" => {
             let lower = ev.arg_scalar(args[0], steps)?;
             let upper = ev.arg_scalar(args[1], steps)?;

@@ -16,6 +16,10 @@ use super::hist::{incompatible, not_counter, not_gauge};
 use super::{F, Notes, RangeCall, advance_past, counter_resets, duration_seconds};
 use crate::eval::{HCol, absent};
 use crate::hist_math::{self, MathError};
+
+/// `anchored` and `smoothed` are Prometheus 3.14 syntax: their histograms are compared with
+/// 3.14's rules whatever `--query.promql-compat` says.
+const EXTENDED_COMPAT: crate::Compat = crate::Compat::Prometheus3_14;
 use gauntlet_engine::histogram::{CounterResetHint, FloatHistogram};
 
 /// Calls `f(step, lo, hi)` with the index range of each step's span over sorted `ts`:
@@ -71,7 +75,7 @@ pub(crate) fn interpolate_histogram(
     }
     let fraction = (t - t1) as f64 / (t2 - t1) as f64;
     let mut r = h2.clone();
-    if counter && hist_math::detect_reset(h2, h1) {
+    if counter && hist_math::detect_reset(h2, h1, EXTENDED_COMPAT) {
         r.mul(fraction);
         return Ok(r);
     }
@@ -311,7 +315,7 @@ impl RangeCall {
                     }
                     (Sample::Hist(a), Sample::Hist(b)) => {
                         if self.f == F::Resets {
-                            hist_math::detect_reset(b, a)
+                            hist_math::detect_reset(b, a, EXTENDED_COMPAT)
                         } else {
                             !hist_math::equals(a, b)
                         }
@@ -483,7 +487,10 @@ fn reset_correction(
 ) -> Result<Option<FloatHistogram>, MathError> {
     let mut from = first + 1;
     let mut prev = left;
-    if smoothed && ts[first] < start && hist_math::detect_reset(&hs[first + 1], &hs[first]) {
+    if smoothed
+        && ts[first] < start
+        && hist_math::detect_reset(&hs[first + 1], &hs[first], EXTENDED_COMPAT)
+    {
         prev = &hs[first + 1];
         from += 1;
     }
@@ -503,12 +510,12 @@ fn reset_correction(
         Ok(())
     };
     for h in &hs[from..last] {
-        if hist_math::detect_reset(h, prev) {
+        if hist_math::detect_reset(h, prev, EXTENDED_COMPAT) {
             add(prev)?;
         }
         prev = h;
     }
-    if hist_math::detect_reset(right, prev) {
+    if hist_math::detect_reset(right, prev, EXTENDED_COMPAT) {
         add(prev)?;
     }
     Ok(correction)
