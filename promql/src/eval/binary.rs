@@ -168,18 +168,11 @@ impl Evaluator<'_> {
                         fill_many: fill.lhs,
                         // Syntax 3.5 could not parse gets 3.14's answers whatever the compat.
                         strict: filled || self.opts.compat.at_least_3_14(),
+                        compat: self.opts.compat,
                     };
                     let mut notes = Vec::new();
-                    let cols = vector_vector(
-                        &op,
-                        l,
-                        r,
-                        &pairing,
-                        return_bool,
-                        steps.n,
-                        self.opts.compat,
-                        &mut notes,
-                    )?;
+                    let cols =
+                        vector_vector(&op, l, r, &pairing, return_bool, steps.n, &mut notes)?;
                     for note in notes {
                         let note = format!("{note}{at}");
                         if note.starts_with("PromQL warning") {
@@ -513,6 +506,8 @@ struct Pairing<'m> {
     /// a comparison filters it (3.5 counted only the pairs it kept), and the two series of a
     /// duplicate "one"-side error are named in label order.
     strict: bool,
+    /// The Prometheus release whose histogram arithmetic applies.
+    compat: Compat,
 }
 
 /// One operand at step `i` of a series.
@@ -650,10 +645,9 @@ fn vector_vector(
     p: &Pairing<'_>,
     rb: bool,
     n: usize,
-    compat: Compat,
     notes: &mut Vec<String>,
 ) -> Result<Vec<Col>, PromqlError> {
-    let (matching, card) = (p.matching, p.card);
+    let (matching, card, compat) = (p.matching, p.card, p.compat);
     let swapped = matches!(card, VectorMatchCardinality::OneToMany(_));
     let (many, one) = if swapped { (r, l) } else { (l, r) };
     let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
