@@ -57,6 +57,7 @@ fn bench(c: &mut Criterion) {
         "quantile(0.9, rate(http_requests_total[5m]))",
         "topk(5, rate(http_requests_total[5m]))",
         "http_requests_total / on(instance) group_left sum by (instance) (http_requests_total)",
+        "http_requests_total - http_requests_total offset 1m",
     ] {
         g.bench_function(q, |b| {
             b.iter(|| {

@@ -1,8 +1,21 @@
 //! The float histogram operations the evaluator uses, over the shared histogram arithmetic
 //! ([`gauntlet_engine::histogram::ops`]): results are compacted as Prometheus compacts them, and errors
-//! are sorted into the two kinds PromQL warns about.
+//! are sorted into the two kinds PromQL warns about. Where Prometheus 3.14 combines histograms
+//! differently from 3.5 (custom bounds reconciled, negative factors making gauges), the
+//! operations take the [`Compat`] to follow; the trim operators and compensated sums are 3.14's
+//! own.
 
-use gauntlet_engine::histogram::{FloatHistogram, HistogramOpError};
+use gauntlet_engine::histogram::{CounterResetHint, FloatHistogram, HistogramOpError};
+
+use crate::Compat;
+
+mod custom_bounds;
+mod kahan;
+mod trim;
+
+pub(crate) use kahan::{KahanMean, KahanSum};
+
+pub(crate) use trim::{TrimKeep, trim};
 
 /// Why two histograms cannot be combined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,58 +36,129 @@ impl From<HistogramOpError> for MathError {
     }
 }
 
-/// `a + b`, compacted.
-pub(crate) fn add(a: &FloatHistogram, b: &FloatHistogram) -> Result<FloatHistogram, MathError> {
+/// `a + b`, compacted; true when custom bounds were reconciled ([`reconciled_info`] is owed).
+pub(crate) fn add(
+    a: &FloatHistogram,
+    b: &FloatHistogram,
+    compat: Compat,
+) -> Result<(FloatHistogram, bool), MathError> {
     let mut r = a.clone();
-    add_to(&mut r, b)?;
-    Ok(r)
+    let reconciled = add_to(&mut r, b, compat)?;
+    Ok((r, reconciled))
 }
 
-/// `a += b`, compacted: [`add`] without the copy, for running sums.
-pub(crate) fn add_to(a: &mut FloatHistogram, b: &FloatHistogram) -> Result<(), MathError> {
+/// `a += b`, compacted: [`add`] without the copy, for running sums. Custom-bucket histograms
+/// with different bounds are reconciled under Prometheus 3.14 (true is returned then) and
+/// refused under 3.5.
+pub(crate) fn add_to(
+    a: &mut FloatHistogram,
+    b: &FloatHistogram,
+    compat: Compat,
+) -> Result<bool, MathError> {
+    if let Some((ra, rb)) = reconcilable(a, b, compat) {
+        let mut ra = ra;
+        ra.add(&rb)?;
+        ra.compact(0)?;
+        *a = ra;
+        return Ok(true);
+    }
     a.add(b)?;
     a.compact(0)?;
-    Ok(())
+    Ok(false)
+}
+
+/// `a` and `b` on the custom bounds they share, where Prometheus 3.14 reconciles them.
+fn reconcilable(
+    a: &FloatHistogram,
+    b: &FloatHistogram,
+    compat: Compat,
+) -> Option<(FloatHistogram, FloatHistogram)> {
+    if !compat.at_least_3_14() {
+        return None;
+    }
+    custom_bounds::reconcile(a, b)
 }
 
 /// One step of an incremental mean: `mean += x / count - mean / count`, the operations in
-/// Prometheus's order (`count` counts `x`).
+/// Prometheus's order (`count` counts `x`); true when custom bounds were reconciled.
 pub(crate) fn mean_step(
     mean: &mut FloatHistogram,
     x: &FloatHistogram,
     count: f64,
-) -> Result<(), MathError> {
+    compat: Compat,
+) -> Result<bool, MathError> {
     let mut step = x.clone();
     step.div(count);
     let mut right = mean.clone();
     right.div(count);
+    let mut reconciled = false;
+    if let Some((s, r)) = reconcilable(&step, &right, compat) {
+        (step, right) = (s, r);
+        reconciled = true;
+    }
     step.sub(&right)?;
+    if let Some((m, s)) = reconcilable(mean, &step, compat) {
+        (*mean, step) = (m, s);
+        reconciled = true;
+    }
     mean.add(&step)?;
-    Ok(())
+    Ok(reconciled)
 }
 
-/// `a - b`, compacted.
-pub(crate) fn sub(a: &FloatHistogram, b: &FloatHistogram) -> Result<FloatHistogram, MathError> {
-    let mut r = a.clone();
-    r.sub(b)?;
+/// `a - b`, compacted; true when custom bounds were reconciled (see [`add_to`]).
+pub(crate) fn sub(
+    a: &FloatHistogram,
+    b: &FloatHistogram,
+    compat: Compat,
+) -> Result<(FloatHistogram, bool), MathError> {
+    let (mut r, reconciled) = match reconcilable(a, b, compat) {
+        Some((ra, rb)) => {
+            let mut ra = ra;
+            ra.sub(&rb)?;
+            (ra, true)
+        }
+        None => {
+            let mut r = a.clone();
+            r.sub(b)?;
+            (r, false)
+        }
+    };
     r.compact(0)?;
-    Ok(r)
+    Ok((r, reconciled))
 }
 
-/// Every count and the sum multiplied by `f`.
-pub(crate) fn scale(h: &mut FloatHistogram, f: f64) {
+/// Every count and the sum multiplied by `f`; under Prometheus 3.14 a negative factor makes
+/// the result a gauge.
+pub(crate) fn scale(h: &mut FloatHistogram, f: f64, compat: Compat) {
     h.mul(f);
+    if f < 0.0 && compat.at_least_3_14() {
+        h.counter_reset_hint = CounterResetHint::Gauge;
+    }
 }
 
-/// Every count and the sum divided by `f`.
-pub(crate) fn divide(h: &mut FloatHistogram, f: f64) {
+/// Every count and the sum divided by `f`; under Prometheus 3.14 a negative divisor makes
+/// the result a gauge.
+pub(crate) fn divide(h: &mut FloatHistogram, f: f64, compat: Compat) {
     h.div(f);
+    if f < 0.0 && compat.at_least_3_14() {
+        h.counter_reset_hint = CounterResetHint::Gauge;
+    }
 }
 
 /// Whether the counters of `cur` reset since `prev`, as Prometheus decides it. Histograms
-/// that cannot be compared count as a reset.
-pub(crate) fn detect_reset(cur: &FloatHistogram, prev: &FloatHistogram) -> bool {
+/// that cannot be compared count as a reset; custom-bucket histograms with different bounds
+/// are compared on the bounds they share under Prometheus 3.14.
+pub(crate) fn detect_reset(cur: &FloatHistogram, prev: &FloatHistogram, compat: Compat) -> bool {
+    if let Some((c, p)) = reconcilable(cur, prev, compat) {
+        return c.detect_reset(&p).unwrap_or(true);
+    }
     cur.detect_reset(prev).unwrap_or(true)
+}
+
+/// The info annotation Prometheus 3.14 gives when custom bounds were reconciled during
+/// `what` (`addition`, `subtraction`, `aggregation`), with the position `at`.
+pub(crate) fn reconciled_info(what: &str, at: &str) -> String {
+    format!("PromQL info: mismatched custom buckets were reconciled during {what}{at}")
 }
 
 /// Whether two histograms hold the same data, as PromQL's `==` compares them.
@@ -99,3 +183,9 @@ pub(crate) fn incompatible_warning(e: MathError, name: &str, at: &str) -> String
         ),
     }
 }
+
+#[cfg(test)]
+mod trim_tests;
+
+#[cfg(test)]
+mod reconcile_tests;

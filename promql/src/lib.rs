@@ -60,12 +60,78 @@ pub struct EngineOptions {
     /// Count the samples a query loads step by step as well as in total
     /// ([`QueryStats::samples_per_step`]), as `stats=all` asks.
     pub per_step_stats: bool,
-    /// Also read the syntax of Prometheus 3.14's `promql-extended-range-selectors`
-    /// (`anchored`, `smoothed`) and `promql-binop-fill-modifiers` (`fill()`) features, as
-    /// Prometheus's own test scripts are read. Gauntlet does not evaluate it yet: a query
-    /// using it parses and is then refused with an execution error. Off, the parser refuses
-    /// it as Prometheus does without those flags.
-    pub newer_syntax: bool,
+    /// Prometheus's gated PromQL features this engine reads and evaluates
+    /// (`--enable-feature`).
+    pub features: Features,
+    /// Which Prometheus release's answers to give where releases answer the same query
+    /// differently (`--query.promql-compat`).
+    pub compat: Compat,
+}
+
+/// The Prometheus release whose answers the engine gives where releases differ on the same
+/// query (native histograms with mismatched custom buckets, which errors some operators
+/// raise, …). Queries whose answer no release changed get that answer under either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Compat {
+    /// Prometheus 3.5, the long-term-support release (the default).
+    #[default]
+    Prometheus3_5,
+    /// Prometheus 3.14.
+    Prometheus3_14,
+}
+
+impl Compat {
+    /// Reads `--query.promql-compat`'s value: `3.5` or `3.14`.
+    pub fn parse(s: &str) -> Result<Compat, String> {
+        match s.trim() {
+            "3.5" => Ok(Compat::Prometheus3_5),
+            "3.14" => Ok(Compat::Prometheus3_14),
+            other => Err(format!(
+                "unknown Prometheus release {other:?}: expected 3.5 or 3.14"
+            )),
+        }
+    }
+
+    /// Whether answers follow Prometheus 3.14 (or later) where it changed them.
+    pub fn at_least_3_14(self) -> bool {
+        self == Compat::Prometheus3_14
+    }
+}
+
+/// Prometheus's gated PromQL syntax, named as its `--enable-feature` flags name it. A query
+/// using a feature that is off is refused by the parser as Prometheus refuses it.
+/// Experimental functions (`promql-experimental-functions`) and duration expressions
+/// (`promql-duration-expr`) are always read: Gauntlet serves them without flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Features {
+    /// `promql-extended-range-selectors`: the `anchored` and `smoothed` range modifiers.
+    pub extended_range_selectors: bool,
+    /// `promql-binop-fill-modifiers`: `fill()`, `fill_left()` and `fill_right()` on binary
+    /// operators.
+    pub binop_fill_modifiers: bool,
+}
+
+impl Features {
+    /// Every gated feature on, as Prometheus's own test scripts run.
+    pub fn all() -> Features {
+        Features {
+            extended_range_selectors: true,
+            binop_fill_modifiers: true,
+        }
+    }
+
+    /// Turns on the PromQL feature Prometheus names `name` (the always-read ones are
+    /// accepted and change nothing); false when `name` is no PromQL feature.
+    pub fn enable(&mut self, name: &str) -> bool {
+        match name {
+            "promql-extended-range-selectors" => self.extended_range_selectors = true,
+            "promql-binop-fill-modifiers" => self.binop_fill_modifiers = true,
+            "promql-experimental-functions" | "promql-duration-expr" => {}
+            _ => return false,
+        }
+        true
+    }
 }
 
 impl Default for EngineOptions {
@@ -77,7 +143,8 @@ impl Default for EngineOptions {
             delayed_name_removal: false,
             limits: QueryLimits::default(),
             per_step_stats: false,
-            newer_syntax: false,
+            features: Features::default(),
+            compat: Compat::default(),
         }
     }
 }
@@ -159,7 +226,7 @@ impl Engine {
 
     /// Parses `query` (nesting bound `depth`), or takes it from [`ParseCache`].
     fn parse_cached(&self, query: &str, depth: usize) -> Result<Arc<Expr>, PromqlError> {
-        let key = (query.to_string(), self.opts.newer_syntax);
+        let key = (query.to_string(), self.opts.features);
         if let Some(e) = parse_cache()
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -169,7 +236,7 @@ impl Engine {
             return Ok(Arc::clone(e));
         }
         let expr = Arc::new(
-            ast::parse(query, &parse_options(self.opts.newer_syntax, depth))
+            ast::parse(query, &parse_options(self.opts.features, depth))
                 .map_err(|e| PromqlError::Parse(e.to_string()))?,
         );
         if query.len() <= PARSE_CACHE_QUERY_BYTES && limits::runs_inline(depth) {
@@ -189,16 +256,16 @@ impl Engine {
 
 /// The parser's options for a query whose text nests at most `depth` levels
 /// ([`nesting_bound`]): experimental functions and duration expressions always (Gauntlet
-/// serves them without flags), 3.14's newer syntax when asked, and regex matchers checked as
+/// serves them without flags), the gated syntax of `features`, and regex matchers checked as
 /// a selection will compile them. The query limits refused deeper text before this, with
 /// their own message; the parser's limit, above the text's bound, only keeps its stack safe
 /// whatever it counts as a level.
-fn parse_options(newer_syntax: bool, depth: usize) -> ast::Options {
+fn parse_options(features: Features, depth: usize) -> ast::Options {
     ast::Options {
         experimental_functions: true,
         duration_expr: true,
-        extended_range_selectors: newer_syntax,
-        binop_fill_modifiers: newer_syntax,
+        extended_range_selectors: features.extended_range_selectors,
+        binop_fill_modifiers: features.binop_fill_modifiers,
         max_depth: depth.saturating_mul(2).saturating_add(16),
         regex_check: Some(gauntlet_engine::labels::regex_refusal),
     }
@@ -215,12 +282,12 @@ fn timed(mut res: QueryResult, began: Instant, prepared: Duration) -> QueryResul
 /// Parses a query alone, with every syntax Gauntlet reads and without the cache or the
 /// limits: for trusted text (test scripts); requests go through [`Engine`].
 pub(crate) fn parse(query: &str) -> Result<Expr, PromqlError> {
-    ast::parse(query, &parse_options(true, DEFAULT_MAX_DEPTH))
+    ast::parse(query, &parse_options(Features::all(), DEFAULT_MAX_DEPTH))
         .map_err(|e| PromqlError::Parse(e.to_string()))
 }
 
-/// A query's text and whether the newer syntax was read with it.
-type CacheKey = (String, bool);
+/// A query's text and the gated syntax it was read with.
+type CacheKey = (String, Features);
 
 /// Queries parsed lately, and which of them went in first. Dashboards send the same queries
 /// over and over, and the server reads each query twice (for its selectors' hints, then to

@@ -23,6 +23,9 @@ pub struct ScriptReport {
     pub passed: usize,
     /// Evals that did not, each as `file:line: query: reason`.
     pub failed: Vec<String>,
+    /// Of `failed`, those over a feature Prometheus marks experimental (see
+    /// [`experimental_feature`]), or lines loading what only such a feature stores.
+    pub experimental_failed: Vec<String>,
     /// Evals not run: native histograms, or expectations the runner does not check.
     pub skipped: usize,
 }
@@ -292,6 +295,9 @@ pub fn run_script(name: &str, text: &str, engine: &Engine) -> ScriptReport {
     let mut mem = MemSeries::default();
     // Series loaded with native-histogram samples; evals that select any of them are skipped.
     let mut native_series: Vec<Labels> = Vec::new();
+    // Whether the data loaded since the last `clear` holds start timestamps (`name@st`
+    // lines), which only Prometheus's experimental `use-start-timestamps` reads.
+    let mut start_timestamps = false;
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i].trim();
@@ -319,6 +325,7 @@ pub fn run_script(name: &str, text: &str, engine: &Engine) -> ScriptReport {
                 store.clear();
                 mem = MemSeries::default();
                 native_series.clear();
+                start_timestamps = false;
             }
             "load" | "load_with_nhcb" => {
                 let nhcb = cmd == "load_with_nhcb";
@@ -326,11 +333,19 @@ pub fn run_script(name: &str, text: &str, engine: &Engine) -> ScriptReport {
                 let mut loaded: BTreeMap<Labels, Series> = BTreeMap::new();
                 let mut nhcb_parts: Vec<(Labels, Vec<Slot>)> = Vec::new();
                 for l in &body {
+                    let st_line = l
+                        .split_whitespace()
+                        .next()
+                        .is_some_and(|s| s.ends_with("@st"));
+                    start_timestamps |= st_line;
                     let d = match parse_line(l) {
                         Ok(d) => d,
                         Err(e) => {
-                            rep.failed
-                                .push(format!("{name}:{start_line}: load: {e}: {l}"));
+                            let f = format!("{name}:{start_line}: load: {e}: {l}");
+                            if st_line {
+                                rep.experimental_failed.push(f.clone());
+                            }
+                            rep.failed.push(f);
                             continue;
                         }
                     };
@@ -371,9 +386,15 @@ pub fn run_script(name: &str, text: &str, engine: &Engine) -> ScriptReport {
                 }
                 match check_eval(engine, &mem, &cmd) {
                     Ok(()) => rep.passed += 1,
-                    Err(e) => rep
-                        .failed
-                        .push(format!("{name}:{}: {}: {e}", cmd.line, cmd.query)),
+                    Err(e) => {
+                        let f = format!("{name}:{}: {}: {e}", cmd.line, cmd.query);
+                        let feature = experimental_feature(&cmd.query)
+                            .or(start_timestamps.then_some("use-start-timestamps"));
+                        if let Some(feature) = feature {
+                            rep.experimental_failed.push(format!("{f} [{feature}]"));
+                        }
+                        rep.failed.push(f);
+                    }
                 }
             }
             other => rep
@@ -382,6 +403,35 @@ pub fn run_script(name: &str, text: &str, engine: &Engine) -> ScriptReport {
         }
     }
     rep
+}
+
+/// The experimental feature of Prometheus 3.14 a query uses, by the name of its
+/// `--enable-feature` flag: what Prometheus's parser refuses without the flag (experimental
+/// functions and aggregations, `anchored`/`smoothed`, `fill()`); `None` for a query every
+/// Prometheus 3.14 reads as it starts. Duration expressions are read by 3.14 without a flag.
+pub fn experimental_feature(query: &str) -> Option<&'static str> {
+    use crate::parser::{Options, parse};
+    let all = Options::all_features();
+    parse(query, &all).ok()?;
+    let without = |o: Options| parse(query, &o).is_err();
+    if without(Options {
+        experimental_functions: false,
+        ..all
+    }) {
+        Some("promql-experimental-functions")
+    } else if without(Options {
+        extended_range_selectors: false,
+        ..all
+    }) {
+        Some("promql-extended-range-selectors")
+    } else if without(Options {
+        binop_fill_modifiers: false,
+        ..all
+    }) {
+        Some("promql-binop-fill-modifiers")
+    } else {
+        None
+    }
 }
 
 /// One loaded series: its float samples, and its histogram samples as Gauntlet's storage
@@ -907,9 +957,13 @@ fn buckets_match(
 }
 
 fn hist_add(a: &FloatHistogram, b: &FloatHistogram) -> Result<FloatHistogram, String> {
-    super::hist_math::add(a, b).map_err(|e| format!("{e:?}"))
+    super::hist_math::add(a, b, crate::Compat::Prometheus3_5)
+        .map(|(h, _)| h)
+        .map_err(|e| format!("{e:?}"))
 }
 
 fn hist_sub(a: &FloatHistogram, b: &FloatHistogram) -> Result<FloatHistogram, String> {
-    super::hist_math::sub(a, b).map_err(|e| format!("{e:?}"))
+    super::hist_math::sub(a, b, crate::Compat::Prometheus3_5)
+        .map(|(h, _)| h)
+        .map_err(|e| format!("{e:?}"))
 }

@@ -7,7 +7,7 @@ use gauntlet_engine::ErrorClass;
 use gauntlet_engine::chunk::SampleBatch;
 use gauntlet_engine::labels::Labels;
 use gauntlet_engine::query::{MemSeries, Series};
-use gauntlet_promql::{Engine, EngineOptions, PromqlError, Value};
+use gauntlet_promql::{Engine, EngineOptions, Features, PromqlError, Value};
 
 /// Two counters, `job="b"` and `job="a"`, sampled every 15 s for 10 minutes.
 fn store() -> MemSeries {
@@ -177,23 +177,29 @@ fn duration_expressions_take_each_querys_step_and_range() {
 fn newer_syntax_is_read_only_when_asked_and_refused_clearly() {
     let plain = Engine::default();
     let newer = Engine::new(EngineOptions {
-        newer_syntax: true,
+        features: Features::all(),
         ..EngineOptions::default()
     });
     for q in [
         "rate(reqs_total[5m] anchored)",
         "rate(reqs_total[5m] smoothed)",
-        "reqs_total + fill(0) reqs_total",
+        "reqs_total smoothed",
     ] {
         let err = plain.instant_query(&store(), q, 300_000).unwrap_err();
         assert!(matches!(err, PromqlError::Parse(_)), "{q}: {err}");
-        let err = newer.instant_query(&store(), q, 300_000).unwrap_err();
-        assert_eq!(err.class(), ErrorClass::Execution, "{q}: {err}");
-        assert!(
-            err.to_string()
-                .contains("cannot be evaluated by Gauntlet yet"),
-            "{q}: {err}"
-        );
+    }
+    // The extended range selectors evaluate once asked for.
+    for (q, want) in [
+        ("rate(reqs_total[5m] anchored)", [1.0, 2.0]),
+        ("rate(reqs_total[5m] smoothed)", [1.0, 2.0]),
+        ("reqs_total offset 10s smoothed", [290.0, 580.0]),
+    ] {
+        let r = newer.instant_query(&store(), q, 300_000).expect(q);
+        let Value::Vector(v) = r.value else {
+            panic!("{q}: {:?}", r.value)
+        };
+        let got: Vec<f64> = v.iter().map(|s| s.v).collect();
+        assert_eq!(got, want, "{q}");
     }
     let err = newer
         .instant_query(&store(), "max_over_time(reqs_total[5m] anchored)", 300_000)
@@ -202,22 +208,58 @@ fn newer_syntax_is_read_only_when_asked_and_refused_clearly() {
         err.to_string(),
         "anchored modifier can only be used with: changes, delta, increase, rate, resets - not with max_over_time"
     );
-    // Without info series `info()` answers its argument, as Prometheus does; the join with
-    // info series is not evaluated yet, and refused.
-    let r = plain
-        .instant_query(&store(), "info(reqs_total)", 300_000)
-        .expect("info without info series");
-    assert!(
-        matches!(&r.value, Value::Vector(v) if v.len() == 2),
-        "{:?}",
-        r.value
-    );
-    let err = plain
+    // Without info series `info()` answers its argument, as Prometheus does; series that are
+    // info series themselves are answered as they are.
+    for q in [
+        "info(reqs_total)",
+        r#"info(reqs_total, {__name__="reqs_total"})"#,
+    ] {
+        let r = plain.instant_query(&store(), q, 300_000).expect(q);
+        assert!(
+            matches!(&r.value, Value::Vector(v) if v.len() == 2),
+            "{q}: {:?}",
+            r.value
+        );
+    }
+}
+
+/// `fill()`, `fill_left()` and `fill_right()` are refused while parsing, in Prometheus's words,
+/// unless `promql-binop-fill-modifiers` is enabled; then they fill in the missing side.
+#[test]
+fn fill_modifiers_need_their_feature_flag() {
+    let plain = Engine::default();
+    let fill = Engine::new(EngineOptions {
+        features: Features {
+            binop_fill_modifiers: true,
+            ..Features::default()
+        },
+        ..EngineOptions::default()
+    });
+    for q in [
+        "reqs_total + fill(0) reqs_total",
+        "reqs_total + fill_left(0) reqs_total",
+        r#"reqs_total{job="a"} + on() fill_right(1) vector(1)"#,
+    ] {
+        let err = plain.instant_query(&store(), q, 300_000).unwrap_err();
+        assert!(matches!(err, PromqlError::Parse(_)), "{q}: {err}");
+        assert!(
+            err.to_string()
+                .contains("binop fill modifiers are experimental and not enabled"),
+            "{q}: {err}"
+        );
+    }
+    // `job="a"` meets a missing right side, filled with 1000.
+    let r = fill
         .instant_query(
             &store(),
-            r#"info(reqs_total, {__name__="reqs_total"})"#,
+            r#"reqs_total{job="a"} + on(job) fill_right(1000) reqs_total{job="b"}"#,
             300_000,
         )
-        .unwrap_err();
-    assert_eq!(err.class(), ErrorClass::Execution, "{err}");
+        .expect("fill");
+    let Value::Vector(v) = r.value else {
+        panic!("expected a vector, got {:?}", r.value)
+    };
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].labels, Labels::from_pairs([("job", "a")]));
+    assert_eq!(v[0].v, 1300.0);
 }

@@ -1750,6 +1750,21 @@ pub fn histogram_quantile(q: f64, h: &FloatHistogram) -> f64 {
 /// NaN when either bound is NaN or the histogram has no observations; 0 when
 /// `lower >= upper`.
 pub fn histogram_fraction(lower: f64, upper: f64, h: &FloatHistogram) -> f64 {
+    fraction(lower, upper, h, false)
+}
+
+/// [`histogram_fraction`] as Prometheus 3.14 computes it: a bound inside a bucket that
+/// reaches down to -Inf ranks at that bucket's end (3.5 interpolates it to NaN), so such a
+/// bucket adds nothing to a fraction that starts inside it.
+pub fn histogram_fraction_without_infinite_interpolation(
+    lower: f64,
+    upper: f64,
+    h: &FloatHistogram,
+) -> f64 {
+    fraction(lower, upper, h, true)
+}
+
+fn fraction(lower: f64, upper: f64, h: &FloatHistogram, skip_infinite: bool) -> f64 {
     if h.count == 0.0 || lower.is_nan() || upper.is_nan() {
         return f64::NAN;
     }
@@ -1771,6 +1786,9 @@ pub fn histogram_fraction(lower: f64, upper: f64, h: &FloatHistogram) -> f64 {
         }
         let interpolate = |v: f64| -> f64 {
             if custom || zero_bucket {
+                if skip_infinite && b.lower == f64::NEG_INFINITY {
+                    return b.count;
+                }
                 return rank + b.count * (v - b.lower) / (b.upper - b.lower);
             }
             let log_lower = go_math::log2(b.lower.abs());

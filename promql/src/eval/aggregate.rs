@@ -8,14 +8,17 @@ use std::collections::HashMap;
 
 use crate::parser::AggregateExpr;
 
-use super::{Col, Evaluator, HCol, LabelModifier, Steps, Val, absent, is_absent};
+use super::{Col, Evaluator, LabelModifier, Steps, Val, absent, is_absent};
+use crate::Compat;
 use crate::error::PromqlError;
 use crate::functions::go_sort::go_sort;
 use crate::functions::{kahan_inc, quantile_sorted, sort_floats};
-use crate::hist_math;
 use gauntlet_engine::go_format::{FloatFormat, format_float, quoted};
-use gauntlet_engine::histogram::FloatHistogram;
 use gauntlet_engine::labels::{Label, Labels};
+
+mod histograms;
+
+use histograms::HistInput;
 
 /// Whether a label of a series is part of its group's labels.
 fn in_group(l: &Label, modifier: Option<&LabelModifier>) -> bool {
@@ -251,6 +254,9 @@ pub(crate) struct Aggregator {
     op_name: String,
     modifier: Option<LabelModifier>,
     by_name: bool,
+    /// Prometheus 3.14: a `by (__name__)` group drops its name when any member does (3.5:
+    /// when its first member does).
+    drop_if_any: bool,
     n: usize,
     param: Option<Val>,
     /// Where the parameter starts in the query, as annotations about it end (` (1:10)`).
@@ -277,6 +283,7 @@ impl Aggregator {
         param: Option<Val>,
         param_at: String,
         n: usize,
+        compat: crate::Compat,
     ) -> Result<Self, PromqlError> {
         let op_name = a.op.as_str().to_string();
         let op = Op::parse(&op_name)?;
@@ -296,6 +303,7 @@ impl Aggregator {
             op_name,
             modifier,
             by_name,
+            drop_if_any: by_name && compat.at_least_3_14(),
             n,
             param,
             param_at,
@@ -340,6 +348,9 @@ impl Aggregator {
             &c.labels,
             n,
         );
+        if self.drop_if_any && c.drop_name {
+            self.groups[g].drop_name = true;
+        }
         let held = self.holds(&c);
         let op = self.op;
         match &mut self.groups[g].state {
@@ -440,7 +451,9 @@ impl Aggregator {
                 op: self.op,
                 modifier: self.modifier.clone(),
                 by_name: self.by_name,
+                drop_if_any: self.drop_if_any,
                 n: self.n,
+                compat: self.hist.sums.compat,
             }
         })
     }
@@ -474,6 +487,9 @@ impl Aggregator {
                 self.index.insert(pg.hash, self.groups.len() - 1);
                 continue;
             };
+            if self.drop_if_any && pg.drop_name {
+                self.groups[g].drop_name = true;
+            }
             if let State::Simple { acc, comp, seen } = &mut self.groups[g].state {
                 merge_simple(op, (acc, comp, seen), (pacc, pcomp, pseen));
             }
@@ -745,7 +761,10 @@ pub(crate) struct PartialSpec {
     op: Op,
     modifier: Option<LabelModifier>,
     by_name: bool,
+    /// As [`Aggregator::drop_if_any`].
+    drop_if_any: bool,
     n: usize,
+    compat: Compat,
 }
 
 /// One task's groups, merged into the aggregation with [`Aggregator::merge`]. The groups' step
@@ -777,6 +796,7 @@ impl PartialSpec {
     /// gives its column's buffer back for reuse. `name` is its metric name for annotations
     /// about its histograms.
     pub(crate) fn add(&self, p: &mut Partial, mut c: Col, name: &str) -> Option<Vec<f64>> {
+        p.hist.sums.compat = self.compat;
         p.hist.take(
             (self.op, self.modifier.as_ref(), self.by_name, self.n),
             &mut c,
@@ -794,7 +814,12 @@ impl PartialSpec {
             .index
             .find(&labels, self.modifier.as_ref(), |g| &groups[g].labels)
         {
-            Ok(g) => g,
+            Ok(g) => {
+                if self.drop_if_any && drop_name {
+                    p.groups[g].drop_name = true;
+                }
+                g
+            }
             Err(hash) => {
                 debug_assert_eq!(labels, group_labels(&labels, self.modifier.as_ref(), false));
                 p.groups.push(PartialGroup {
@@ -982,9 +1007,27 @@ impl Evaluator<'_> {
             Some(p) => Some(self.eval(p, steps)?),
             None => None,
         };
+        // Prometheus 3.14 refuses a NaN `k` or ratio at any step, before it looks at the input
+        // (3.5 only where there is input, as an int64 overflow for `k`).
+        if self.opts.compat.at_least_3_14()
+            && let Some(Val::Scalar(p)) = &param
+            && p.iter().any(|x| x.is_nan())
+        {
+            use crate::parser::AggregateOp as A;
+            match a.op {
+                A::Topk | A::Bottomk | A::Limitk => {
+                    return Err(PromqlError::Execution("Parameter value is NaN".into()));
+                }
+                A::LimitRatio => {
+                    return Err(PromqlError::Execution("Ratio value is NaN".into()));
+                }
+                _ => {}
+            }
+        }
         let param_at = a.param.as_deref().map(|p| self.at(p)).unwrap_or_default();
-        let mut agg = Aggregator::new(a, param, param_at, steps.n)?;
+        let mut agg = Aggregator::new(a, param, param_at, steps.n, self.opts.compat)?;
         agg.hist.at = self.at(&a.expr);
+        agg.hist.sums.compat = self.opts.compat;
         // Without delayed name removal, series left equal by a dropped name are an error,
         // which only the whole input shows: such input is evaluated first.
         let eager_names = !self.opts.delayed_name_removal;
@@ -1043,244 +1086,6 @@ impl Evaluator<'_> {
             }
         }
         Ok(Val::Vector(agg.finish(self)?))
-    }
-}
-
-/// How an aggregation treats native histogram samples of its input: `sum` and `avg` add them
-/// up apart from the floats ([`HistSums`]; a group mixing floats and histograms at a step has
-/// no value there, with a warning), `count` and `group` count them, `limitk`, `limit_ratio`
-/// and `count_values` pass them on, and the others ignore them with an info annotation.
-#[derive(Default)]
-pub(crate) struct HistInput {
-    sums: HistSums,
-    /// Where the aggregated expression starts (` (line:column)`), for annotations.
-    at: String,
-    /// Whether histograms were ignored (the annotation is owed).
-    ignored: bool,
-}
-
-impl HistInput {
-    /// Takes the histogram samples out of input column `c` (labels as they reach the
-    /// aggregation, `name` its metric name for annotations) where the operator does not pass
-    /// them on.
-    fn take(
-        &mut self,
-        (op, modifier, by_name, n): (Op, Option<&LabelModifier>, bool, usize),
-        c: &mut Col,
-        name: &str,
-    ) {
-        if c.h.is_none() {
-            return;
-        }
-        match op {
-            Op::Count | Op::Group => {
-                if let Some(h) = c.h.take() {
-                    for (i, x) in h.iter().enumerate() {
-                        if x.is_some() {
-                            c.v[i] = 1.0;
-                        }
-                    }
-                }
-            }
-            Op::LimitK | Op::LimitRatio | Op::CountValues => {}
-            Op::Sum | Op::Avg => {
-                let Some(h) = c.h.take() else { return };
-                let key = group_labels(&c.labels, modifier, by_name && c.drop_name);
-                self.sums.avg = op == Op::Avg;
-                self.sums.add(key, h, name, n);
-            }
-            _ => self.ignored |= c.drop_histograms(),
-        }
-    }
-
-    /// Takes in a later task's histograms, tasks in input order.
-    fn merge(&mut self, other: HistInput) {
-        self.ignored |= other.ignored;
-        self.sums.merge(other.sums);
-    }
-
-    /// Joins the histogram sums (`avg`: means) to the aggregation's float output `out` and
-    /// reports the annotations owed. A group mixing floats and histograms at a step, or holding
-    /// histograms that could not be added, has no value there.
-    fn finish(
-        self,
-        ev: &mut Evaluator<'_>,
-        (op, op_name, n): (Op, &str, usize),
-        out: Vec<Col>,
-    ) -> Vec<Col> {
-        let at = self.at.as_str();
-        if self.ignored {
-            ev.note_info(format!(
-                "PromQL info: ignored histogram in {op_name} aggregation{at}"
-            ));
-        }
-        for w in &self.sums.warnings {
-            ev.warn(format!("{w}{at}"));
-        }
-        if self.sums.groups.is_empty() || !matches!(op, Op::Sum | Op::Avg) {
-            return out;
-        }
-        let mut out = out;
-        let mut warned_mix = false;
-        let mut pos: HashMap<Labels, usize> = out
-            .iter()
-            .enumerate()
-            .map(|(k, c)| (c.labels.clone(), k))
-            .collect();
-        let mut groups: Vec<(Labels, HistAcc)> = self.sums.groups.into_iter().collect();
-        groups.sort_by(|a, b| a.0.cmp(&b.0));
-        for (key, acc) in groups {
-            let k = *pos.entry(key.clone()).or_insert_with(|| {
-                out.push(Col {
-                    labels: key,
-                    drop_name: false,
-                    v: vec![absent(); n],
-                    h: None,
-                });
-                out.len() - 1
-            });
-            let col = &mut out[k];
-            let mut hv: HCol = vec![None; n];
-            for (i, sum) in acc.sum.into_iter().enumerate() {
-                if sum.is_none() && !acc.bad[i] {
-                    continue;
-                }
-                if !is_absent(col.v[i]) {
-                    col.v[i] = absent();
-                    if !warned_mix {
-                        warned_mix = true;
-                        ev.warn(format!(
-                            "PromQL warning: encountered a mix of histograms and floats for aggregation{at}"
-                        ));
-                    }
-                    continue;
-                }
-                let Some(mut sum) = sum else { continue };
-                // Empty buckets go, as Prometheus compacts the result.
-                let _ = sum.compact(0);
-                hv[i] = Some(sum);
-            }
-            if hv.iter().any(|x| x.is_some()) {
-                col.h = Some(hv);
-            }
-        }
-        out.into_iter()
-            .filter(|c| (0..n).any(|i| c.present(i)))
-            .collect()
-    }
-}
-
-/// The histogram sums of `sum` and `avg` groups, per group (keyed by its labels) and step,
-/// added in input order.
-#[derive(Default)]
-struct HistSums {
-    groups: HashMap<Labels, HistAcc>,
-    /// `avg`: each group's running mean rather than its sum.
-    avg: bool,
-    /// Warnings owed (histograms that could not be added), without their position.
-    warnings: Vec<String>,
-}
-
-impl HistSums {
-    /// Adds one input series' histograms to its group's sums.
-    fn add(&mut self, key: Labels, h: HCol, name: &str, n: usize) {
-        let acc = self.groups.entry(key).or_insert_with(|| HistAcc::new(n));
-        if acc.name.is_none() {
-            acc.name = Some(name.to_string());
-        }
-        for (i, x) in h.into_iter().enumerate() {
-            let Some(x) = x else { continue };
-            acc.count[i] += 1.0;
-            if acc.bad[i] {
-                continue;
-            }
-            let Some(sum) = acc.sum[i].as_mut() else {
-                acc.sum[i] = Some(x);
-                continue;
-            };
-            let added = if self.avg {
-                hist_math::mean_step(sum, &x, acc.count[i])
-            } else {
-                sum.add(&x).map(|_| ()).map_err(Into::into)
-            };
-            if let Err(e) = added {
-                acc.sum[i] = None;
-                acc.bad[i] = true;
-                push_once(&mut self.warnings, incompatible_warning(e, name));
-            }
-        }
-    }
-
-    /// Adds a later task's sums to these, group by group and step by step.
-    fn merge(&mut self, other: HistSums) {
-        for w in other.warnings {
-            push_once(&mut self.warnings, w);
-        }
-        for (key, o) in other.groups {
-            let Some(acc) = self.groups.get_mut(&key) else {
-                self.groups.insert(key, o);
-                continue;
-            };
-            let name = o.name.unwrap_or_default();
-            for (i, x) in o.sum.into_iter().enumerate() {
-                let (n_a, n_b) = (acc.count[i], o.count[i]);
-                acc.count[i] += n_b;
-                if acc.bad[i] || o.bad[i] {
-                    acc.bad[i] = true;
-                    acc.sum[i] = None;
-                    continue;
-                }
-                let Some(mut x) = x else { continue };
-                let Some(sum) = acc.sum[i].as_mut() else {
-                    acc.sum[i] = Some(x);
-                    continue;
-                };
-                if self.avg {
-                    // Two means weighed by their counts.
-                    let n = n_a + n_b;
-                    sum.mul(n_a / n);
-                    x.mul(n_b / n);
-                }
-                if let Err(e) = sum.add(&x) {
-                    acc.sum[i] = None;
-                    acc.bad[i] = true;
-                    push_once(&mut self.warnings, incompatible_warning(e.into(), &name));
-                }
-            }
-        }
-    }
-}
-
-fn push_once(v: &mut Vec<String>, msg: String) {
-    if !v.contains(&msg) {
-        v.push(msg);
-    }
-}
-
-/// The warning for histograms of an aggregation group that could not be added (its position
-/// is appended when it is reported).
-fn incompatible_warning(e: hist_math::MathError, name: &str) -> String {
-    hist_math::incompatible_warning(e, name, "")
-}
-
-/// Histogram sums (or means) of one aggregation group, per step.
-struct HistAcc {
-    sum: Vec<Option<FloatHistogram>>,
-    count: Vec<f64>,
-    /// Steps whose histograms could not be added.
-    bad: Vec<bool>,
-    /// The metric name of the group's first histogram series, for annotations.
-    name: Option<String>,
-}
-
-impl HistAcc {
-    fn new(n: usize) -> HistAcc {
-        HistAcc {
-            sum: vec![None; n],
-            count: vec![0.0; n],
-            bad: vec![false; n],
-            name: None,
-        }
     }
 }
 

@@ -6,14 +6,21 @@ use std::collections::HashMap;
 use crate::parser::{BinaryExpr, Cardinality};
 
 use super::{Col, Evaluator, LabelList, LabelModifier, Steps, Val, absent, is_absent};
+use crate::Compat;
 use crate::error::PromqlError;
-use crate::hist_math;
-use gauntlet_engine::histogram::FloatHistogram;
+use crate::hist_math::{self, TrimKeep};
+use gauntlet_engine::histogram::{CounterResetHint, FloatHistogram};
 use gauntlet_engine::labels::{Label, Labels};
 
 /// Whether `op` compares (`==`, `!=`, `<`, `<=`, `>`, `>=`).
 pub(crate) fn is_comparison(op: &str) -> bool {
     matches!(op, "==" | "!=" | ">" | "<" | ">=" | "<=")
+}
+
+/// Whether `op` trims a histogram (`</`, `>/`): like a filtering comparison, it keeps the
+/// metric name.
+pub(crate) fn is_trim(op: &str) -> bool {
+    matches!(op, "</" | ">/")
 }
 
 /// `lhs op rhs` for two numbers: the value and whether a comparison holds (arithmetic always
@@ -150,17 +157,22 @@ impl Evaluator<'_> {
                 "or" => Ok(Val::Vector(set_or(l, r, matching))),
                 _ => {
                     let card = VectorMatchCardinality::of(b);
-                    let mut notes = Vec::new();
-                    let cols = vector_vector(
-                        &op,
-                        l,
-                        r,
+                    let fill = b.matching.as_ref().map(|m| m.fill).unwrap_or_default();
+                    let filled = fill.lhs.is_some() || fill.rhs.is_some();
+                    let pairing = Pairing {
                         matching,
-                        &card,
-                        return_bool,
-                        steps.n,
-                        &mut notes,
-                    )?;
+                        card: &card,
+                        // Prometheus fills its right operand after swapping the sides of
+                        // `group_right`, so `fill_right` fills the "one" side either way.
+                        fill_one: fill.rhs,
+                        fill_many: fill.lhs,
+                        // Syntax 3.5 could not parse gets 3.14's answers whatever the compat.
+                        strict: filled || self.opts.compat.at_least_3_14(),
+                        compat: self.opts.compat,
+                    };
+                    let mut notes = Vec::new();
+                    let cols =
+                        vector_vector(&op, l, r, &pairing, return_bool, steps.n, &mut notes)?;
                     for note in notes {
                         let note = format!("{note}{at}");
                         if note.starts_with("PromQL warning") {
@@ -190,15 +202,36 @@ fn vector_scalar(
     swap: bool,
     rb: bool,
 ) -> Vec<Col> {
+    let trim = is_trim(op);
+    let compat = ev.opts.compat;
     for c in &mut cols {
-        if let Some(note) = vector_scalar_hists(op, c, s, swap, rb) {
+        if let Some(note) = vector_scalar_hists(op, c, s, swap, rb, compat) {
             ev.note_info(format!("{note}{at}"));
+        }
+        if trim {
+            trim_floats(ev, (op, at), c);
+            continue;
         }
         vector_scalar_col(op, c, s, swap, rb);
     }
     let n = s.len();
     cols.retain(|c| (0..n).any(|i| c.present(i)));
     cols
+}
+
+/// The float samples of one series under a trim operator, which applies to histograms only:
+/// dropped, with the info annotation Prometheus gives for them.
+fn trim_floats(ev: &mut Evaluator<'_>, (op, at): (&str, &str), c: &mut Col) {
+    let mut dropped = false;
+    for x in c.v.iter_mut().filter(|x| !is_absent(**x)) {
+        *x = absent();
+        dropped = true;
+    }
+    if dropped {
+        ev.note_info(format!(
+            "PromQL info: incompatible sample types encountered for binary operator {op:?}: float {op} float{at}"
+        ));
+    }
 }
 
 /// The histogram samples of one series against a per-step scalar (before
@@ -210,6 +243,7 @@ pub(crate) fn vector_scalar_hists(
     s: &[f64],
     swap: bool,
     rb: bool,
+    compat: Compat,
 ) -> Option<String> {
     let mut h = c.h.take()?;
     let mut note = None;
@@ -220,8 +254,8 @@ pub(crate) fn vector_scalar_hists(
         } else {
             (Operand::Hist(&x), Operand::Float(s[i]))
         };
-        let (v, nh, keep) = match elem_binop(op, l, r) {
-            Ok(x) => x,
+        let (v, nh, keep) = match elem_binop(op, l, r, compat) {
+            Ok((v, nh, keep, _)) => (v, nh, keep),
             Err(n) => {
                 note.get_or_insert(n);
                 continue;
@@ -258,14 +292,20 @@ impl Operand<'_> {
     }
 }
 
-/// `l op r` where either side may be a histogram: the float result, or a histogram one, and
-/// whether a comparison keeps it; an info annotation when the operator does not apply to
-/// these types (the sample is then dropped).
+/// What [`elem_binop`] gives: the float value, the histogram value (if any), whether a
+/// comparison keeps the sample, and the operation that reconciled custom bounds (if any).
+type ElemOutcome = (f64, Option<FloatHistogram>, bool, Option<&'static str>);
+
+/// `l op r` where either side may be a histogram: the float result, or a histogram one,
+/// whether a comparison keeps it, and the operation (`addition`, `subtraction`) if it
+/// reconciled custom bounds; an info annotation when the operator does not apply to these
+/// types (the sample is then dropped).
 fn elem_binop(
     op: &str,
     l: Operand<'_>,
     r: Operand<'_>,
-) -> Result<(f64, Option<FloatHistogram>, bool), String> {
+    compat: Compat,
+) -> Result<ElemOutcome, String> {
     let incompatible = || {
         format!(
             "PromQL info: incompatible sample types encountered for binary operator {op:?}: {} {op} {}",
@@ -276,44 +316,62 @@ fn elem_binop(
     match (l, r) {
         (Operand::Float(a), Operand::Float(b)) => {
             let (v, keep) = scalar_binop(op, a, b);
-            Ok((v, None, keep))
+            Ok((v, None, keep, None))
         }
         (Operand::Hist(a), Operand::Hist(b)) => match op {
             "+" | "-" => {
-                let res = if op == "+" {
-                    hist_math::add(a, b)
+                let (res, what) = if op == "+" {
+                    (hist_math::add(a, b, compat), "addition")
                 } else {
-                    hist_math::sub(a, b)
+                    (hist_math::sub(a, b, compat), "subtraction")
                 };
                 match res {
-                    Ok(h) => Ok((0.0, Some(h), true)),
+                    Ok((mut h, reconciled)) => {
+                        // Prometheus 3.14 makes every difference a gauge.
+                        if op == "-" && compat.at_least_3_14() {
+                            h.counter_reset_hint = CounterResetHint::Gauge;
+                        }
+                        Ok((0.0, Some(h), true, reconciled.then_some(what)))
+                    }
                     Err(_) => Err(format!(
                         "PromQL warning: incompatible bucket layout encountered for binary operator {op}"
                     )),
                 }
             }
-            "==" => Ok((0.0, Some(a.clone()), hist_math::equals(a, b))),
-            "!=" => Ok((0.0, Some(a.clone()), !hist_math::equals(a, b))),
+            "==" => Ok((0.0, Some(a.clone()), hist_math::equals(a, b), None)),
+            "!=" => Ok((0.0, Some(a.clone()), !hist_math::equals(a, b), None)),
             _ => Err(incompatible()),
         },
         (Operand::Hist(a), Operand::Float(b)) => match op {
+            "</" => Ok((
+                0.0,
+                Some(hist_math::trim(a, b, TrimKeep::Below)),
+                true,
+                None,
+            )),
+            ">/" => Ok((
+                0.0,
+                Some(hist_math::trim(a, b, TrimKeep::Above)),
+                true,
+                None,
+            )),
             "*" => {
                 let mut h = a.clone();
-                hist_math::scale(&mut h, b);
-                Ok((0.0, Some(h), true))
+                hist_math::scale(&mut h, b, compat);
+                Ok((0.0, Some(h), true, None))
             }
             "/" => {
                 let mut h = a.clone();
-                hist_math::divide(&mut h, b);
-                Ok((0.0, Some(h), true))
+                hist_math::divide(&mut h, b, compat);
+                Ok((0.0, Some(h), true, None))
             }
             _ => Err(incompatible()),
         },
         (Operand::Float(a), Operand::Hist(b)) => match op {
             "*" => {
                 let mut h = b.clone();
-                hist_math::scale(&mut h, a);
-                Ok((0.0, Some(h), true))
+                hist_math::scale(&mut h, a, compat);
+                Ok((0.0, Some(h), true, None))
             }
             _ => Err(incompatible()),
         },
@@ -342,7 +400,7 @@ pub(crate) fn vector_scalar_col(op: &str, c: &mut Col, s: &[f64], swap: bool, rb
             absent()
         };
     }
-    if !cmp || rb {
+    if !(cmp || is_trim(op)) || rb {
         c.drop_name = true;
     }
 }
@@ -435,153 +493,474 @@ fn result_labels(
     Labels::from_sorted(ls)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// How the two sides of a vector-vector operation pair up, and what fills in for a missing
+/// sample.
+struct Pairing<'m> {
+    matching: Option<&'m LabelModifier>,
+    card: &'m VectorMatchCardinality,
+    /// The value standing in for a missing "one"-side sample (`fill_right`, `fill`).
+    fill_one: Option<f64>,
+    /// The value standing in for a missing "many"-side sample (`fill_left`, `fill`).
+    fill_many: Option<f64>,
+    /// Prometheus 3.14's matching: every pair counts against the uniqueness of matches before
+    /// a comparison filters it (3.5 counted only the pairs it kept), and the two series of a
+    /// duplicate "one"-side error are named in label order.
+    strict: bool,
+    /// The Prometheus release whose histogram arithmetic applies.
+    compat: Compat,
+}
+
+/// One operand at step `i` of a series.
+fn operand(c: &Col, i: usize) -> Operand<'_> {
+    match c.hist(i) {
+        Some(h) => Operand::Hist(h),
+        None => Operand::Float(c.v[i]),
+    }
+}
+
+/// `many op one` (or `one op many` when `swapped`) at one step: the float or histogram
+/// value and whether it is kept (a `bool` comparison always is, as 0 or 1); `None` with
+/// the note owed when the operator does not apply to these sample types.
+fn pair_value(
+    op: &str,
+    (mo, oo): (Operand<'_>, Operand<'_>),
+    swapped: bool,
+    rb: bool,
+    compat: Compat,
+    notes: &mut Vec<String>,
+) -> Option<(f64, Option<FloatHistogram>, bool)> {
+    let (lo, ro) = if swapped { (oo, mo) } else { (mo, oo) };
+    let (mut v, mut hv, keep) = match elem_binop(op, lo, ro, compat) {
+        Ok((v, h, keep, reconciled)) => {
+            if let Some(what) = reconciled {
+                let note = hist_math::reconciled_info(what, "");
+                if !notes.contains(&note) {
+                    notes.push(note);
+                }
+            }
+            (v, h, keep)
+        }
+        Err(note) => {
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+            return None;
+        }
+    };
+    if rb {
+        hv = None;
+        v = if keep { 1.0 } else { 0.0 };
+    }
+    Some((v, hv, keep || rb))
+}
+
+/// The result series of a vector-vector operation, by labels.
+struct Output {
+    cols: Vec<Col>,
+    idx: HashMap<Labels, usize>,
+    /// Per result series and step, whether a pair produced it, kept or not (only for
+    /// [`Pairing::strict`] many-to-one matching).
+    tried: Vec<Vec<bool>>,
+    n: usize,
+}
+
+impl Output {
+    /// The index of the result series with `labels`, added if new.
+    fn index(&mut self, labels: Labels, drop_name: bool) -> usize {
+        if let Some(&x) = self.idx.get(&labels) {
+            return x;
+        }
+        self.idx.insert(labels.clone(), self.cols.len());
+        self.cols.push(Col {
+            h: None,
+            labels,
+            drop_name,
+            v: vec![absent(); self.n],
+        });
+        self.tried.push(Vec::new());
+        self.cols.len() - 1
+    }
+
+    /// Counts a pair producing result series `idx` at step `i`, kept or not: a second one
+    /// is an error in Prometheus 3.14's many-to-one matching.
+    fn try_once(&mut self, idx: usize, i: usize) -> Result<(), PromqlError> {
+        let n = self.n;
+        let t = &mut self.tried[idx];
+        if t.is_empty() {
+            t.resize(n, false);
+        }
+        if std::mem::replace(&mut t[i], true) {
+            return Err(not_unique());
+        }
+        Ok(())
+    }
+
+    /// Sets result series `idx` at step `i`; `strict` when [`Output::try_once`] has already
+    /// ruled out a second value there.
+    fn set(
+        &mut self,
+        idx: usize,
+        i: usize,
+        (v, hv): (f64, Option<FloatHistogram>),
+        strict: bool,
+    ) -> Result<(), PromqlError> {
+        let c = &mut self.cols[idx];
+        if c.present(i) {
+            return Err(if strict {
+                PromqlError::Execution(
+                    "vector cannot contain metrics with the same labelset".into(),
+                )
+            } else {
+                not_unique()
+            });
+        }
+        match hv {
+            Some(h) => c.h.get_or_insert_with(|| vec![None; self.n])[i] = Some(h),
+            None => c.v[i] = v,
+        }
+        Ok(())
+    }
+}
+
+fn not_unique() -> PromqlError {
+    PromqlError::Execution(
+        "multiple matches for labels: grouping labels must ensure unique matches".into(),
+    )
+}
+
+/// Whether signature `ord` already had a pair at step `i` (and marks it): Prometheus's
+/// matched signatures, which one-to-one matching allows once and `fill_left` skips.
+fn mark_matched(matched: &mut [Vec<bool>], ord: usize, i: usize, n: usize) -> bool {
+    let m = &mut matched[ord];
+    if m.is_empty() {
+        m.resize(n, false);
+    }
+    std::mem::replace(&mut m[i], true)
+}
+
 fn vector_vector(
     op: &str,
     l: Vec<Col>,
     r: Vec<Col>,
-    matching: Option<&LabelModifier>,
-    card: &VectorMatchCardinality,
+    p: &Pairing<'_>,
     rb: bool,
     n: usize,
     notes: &mut Vec<String>,
 ) -> Result<Vec<Col>, PromqlError> {
+    let (matching, card, compat) = (p.matching, p.card, p.compat);
     let swapped = matches!(card, VectorMatchCardinality::OneToMany(_));
     let (many, one) = if swapped { (r, l) } else { (l, r) };
     let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
     let cmp = is_comparison(op);
-    let drop = rb || !cmp;
+    let trim = is_trim(op);
+    let drop = rb || !(cmp || trim);
+    let filled = p.fill_one.is_some() || p.fill_many.is_some();
     // Prometheus drops the "many" side's name for arithmetic before it copies the group_x
     // labels, so `group_left(__name__)` keeps the "one" side's name, with or without delayed
     // name removal (`bool` drops the name afterwards, so nothing keeps it).
-    let name_from_one = !cmp
+    let name_from_one = !(cmp || trim)
         && card
             .labels()
             .is_some_and(|l| l.labels.iter().any(|x| x == "__name__"));
+    let result_drop_name = |many_drop: bool| !name_from_one && (drop || many_drop);
 
-    let mut groups: HashMap<Labels, Vec<usize>> = HashMap::new();
+    // Signatures by ordinal, each with its "one"-side series.
+    let mut ords: HashMap<Labels, usize> = HashMap::new();
+    let mut sigs: Vec<Labels> = Vec::new();
+    let mut members: Vec<Vec<usize>> = Vec::new();
     for (i, c) in one.iter().enumerate() {
-        groups
-            .entry(signature(&c.labels, matching))
-            .or_default()
-            .push(i);
+        let sig = signature(&c.labels, matching);
+        let ord = *ords.entry(sig.clone()).or_insert_with(|| {
+            sigs.push(sig);
+            members.push(Vec::new());
+            members.len() - 1
+        });
+        members[ord].push(i);
     }
     // Two "one"-side series with the same signature at the same step cannot be told apart;
     // a step where the other side is empty matches nothing, so it is not checked (as in
-    // Prometheus, which skips matching when either side is empty).
+    // Prometheus, which skips matching when either side is empty and nothing is filled).
     let many_present: Vec<bool> = (0..n).map(|i| many.iter().any(|c| c.present(i))).collect();
-    for (sig, members) in groups.iter().filter(|(_, m)| m.len() > 1) {
-        for i in (0..n).filter(|&i| many_present[i]) {
-            let present: Vec<usize> = members
+    for (ord, group) in members.iter().enumerate().filter(|(_, m)| m.len() > 1) {
+        for i in (0..n).filter(|&i| filled || many_present[i]) {
+            let present: Vec<usize> = group
                 .iter()
                 .copied()
                 .filter(|&m| one[m].present(i))
                 .collect();
-            // Prometheus names the second series it meets, then the first.
             if present.len() > 1 {
+                // Prometheus 3.5 names the second series it meets, then the first; 3.14
+                // names them in label order.
+                let (mut a, mut b) = (&one[present[1]].labels, &one[present[0]].labels);
+                if p.strict && b < a {
+                    std::mem::swap(&mut a, &mut b);
+                }
                 return Err(PromqlError::Execution(format!(
-                    "found duplicate series for the match group {sig} on the {} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                    "found duplicate series for the match group {} on the {} hand-side of the operation: [{a}, {b}];many-to-many matching not allowed: matching labels must be unique on one side",
+                    sigs[ord],
                     if swapped { "left" } else { "right" },
-                    one[present[1]].labels,
-                    one[present[0]].labels
                 )));
             }
         }
     }
 
-    let mut out: Vec<Col> = Vec::new();
-    let mut out_idx: HashMap<Labels, usize> = HashMap::new();
+    let mut out = Output {
+        cols: Vec::new(),
+        idx: HashMap::new(),
+        tried: Vec::new(),
+        n,
+    };
+    // The result series of each ("many", "one") pair; `usize::MAX` stands for a filled
+    // "one" side.
     let mut pair_idx: HashMap<(usize, usize), usize> = HashMap::new();
-    let mut matched: HashMap<Labels, Vec<bool>> = HashMap::new();
+    let mut matched: Vec<Vec<bool>> = vec![Vec::new(); sigs.len()];
     for (mi, m) in many.iter().enumerate() {
         let sig = signature(&m.labels, matching);
-        let Some(members) = groups.get(&sig) else {
-            continue;
+        let ord = match ords.get(&sig) {
+            Some(&x) => x,
+            None if p.fill_one.is_some() => {
+                ords.insert(sig.clone(), sigs.len());
+                sigs.push(sig);
+                members.push(Vec::new());
+                matched.push(Vec::new());
+                sigs.len() - 1
+            }
+            None => continue,
         };
         for i in 0..n {
             if !m.present(i) {
                 continue;
             }
-            let Some(oi) = members.iter().copied().find(|&o| one[o].present(i)) else {
-                continue;
+            let found = members[ord].iter().copied().find(|&o| one[o].present(i));
+            let (oi, one_op) = match (found, p.fill_one) {
+                (Some(o), _) => (o, operand(&one[o], i)),
+                (None, Some(f)) => (usize::MAX, Operand::Float(f)),
+                (None, None) => continue,
             };
-            let mut hv = None;
-            let (mut v, keep) = if m.h.is_none() && one[oi].h.is_none() {
+            let (v, hv, keep) = if !trim && m.h.is_none() && oi != usize::MAX && one[oi].h.is_none()
+            {
+                // The float path, as plain as it can be.
                 let (mv, ov) = (m.v[i], one[oi].v[i]);
                 let (lv, rv) = if swapped { (ov, mv) } else { (mv, ov) };
-                scalar_binop(op, lv, rv)
-            } else {
-                fn operand(c: &Col, i: usize) -> Operand<'_> {
-                    match c.hist(i) {
-                        Some(h) => Operand::Hist(h),
-                        None => Operand::Float(c.v[i]),
-                    }
+                let (v, keep) = scalar_binop(op, lv, rv);
+                if rb {
+                    (if keep { 1.0 } else { 0.0 }, None, true)
+                } else {
+                    (v, None, keep)
                 }
-                let (mo, oo) = (operand(m, i), operand(&one[oi], i));
-                let (lo, ro) = if swapped { (oo, mo) } else { (mo, oo) };
-                match elem_binop(op, lo, ro) {
-                    Ok((v, h, keep)) => {
-                        hv = h;
-                        (v, keep)
-                    }
-                    Err(note) => {
-                        if !notes.contains(&note) {
-                            notes.push(note);
-                        }
-                        continue;
-                    }
+            } else {
+                match pair_value(op, (operand(m, i), one_op), swapped, rb, compat, notes) {
+                    Some(x) => x,
+                    None => continue,
                 }
             };
-            if rb {
-                hv = None;
-                v = if keep { 1.0 } else { 0.0 };
-            } else if !keep {
+            if !keep && !p.strict {
                 continue;
             }
-            // Only pairs a comparison keeps count as matches: a filter may leave one "many"
-            // series per group at a step, and then one-to-one matching holds there.
-            if one_to_one {
-                let seen = matched.entry(sig.clone()).or_insert_with(|| vec![false; n]);
-                if seen[i] {
+            // Prometheus 3.5 counts only the pairs a comparison keeps as matches: a filter may
+            // leave one "many" series per group at a step, and then one-to-one matching holds
+            // there. 3.14 counts every pair, and `fill_left` needs them all.
+            if one_to_one || p.strict {
+                let again = mark_matched(&mut matched, ord, i, n);
+                if again && one_to_one {
                     return Err(PromqlError::Execution(
                         "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
                     ));
                 }
-                seen[i] = true;
             }
             let idx = match pair_idx.get(&(mi, oi)) {
                 Some(&x) => x,
                 None => {
+                    let one_labels = if oi == usize::MAX {
+                        &sigs[ord]
+                    } else {
+                        &one[oi].labels
+                    };
                     let labels = if name_from_one {
                         let many = super::without_name(&m.labels);
-                        result_labels(&many, &one[oi].labels, matching, card)
+                        result_labels(&many, one_labels, matching, card)
                     } else {
-                        result_labels(&m.labels, &one[oi].labels, matching, card)
+                        result_labels(&m.labels, one_labels, matching, card)
                     };
-                    let x = *out_idx.entry(labels.clone()).or_insert_with(|| {
-                        out.push(Col {
-                            h: None,
-                            labels,
-                            drop_name: !name_from_one && (drop || m.drop_name),
-                            v: vec![absent(); n],
-                        });
-                        out.len() - 1
-                    });
+                    let x = out.index(labels, result_drop_name(m.drop_name));
                     pair_idx.insert((mi, oi), x);
                     x
                 }
             };
-            if out[idx].present(i) {
-                return Err(PromqlError::Execution(
-                    "multiple matches for labels: grouping labels must ensure unique matches"
-                        .into(),
-                ));
+            if p.strict && !one_to_one {
+                out.try_once(idx, i)?;
             }
-            match hv {
-                Some(h) => out[idx].h.get_or_insert_with(|| vec![None; n])[i] = Some(h),
-                None => out[idx].v[i] = v,
+            if keep {
+                out.set(idx, i, (v, hv), p.strict && !one_to_one)?;
             }
         }
     }
-    Ok(out)
+
+    // A "one"-side sample no pair matched at its step meets the filled "many" side, whose
+    // labels are the signature's.
+    if let Some(f) = p.fill_many {
+        for ord in 0..members.len() {
+            for &o in &members[ord] {
+                let mut idx = None;
+                for i in 0..n {
+                    if !one[o].present(i) || mark_matched(&mut matched, ord, i, n) {
+                        continue;
+                    }
+                    let Some((v, hv, keep)) = pair_value(
+                        op,
+                        (Operand::Float(f), operand(&one[o], i)),
+                        swapped,
+                        rb,
+                        compat,
+                        notes,
+                    ) else {
+                        continue;
+                    };
+                    if !keep {
+                        continue;
+                    }
+                    let x = *idx.get_or_insert_with(|| {
+                        let labels = result_labels(&sigs[ord], &one[o].labels, matching, card);
+                        out.index(labels, result_drop_name(false))
+                    });
+                    out.set(x, i, (v, hv), true)?;
+                }
+            }
+        }
+    }
+    let mut cols = out.cols;
+    if p.strict {
+        // Series only filtered pairs produced.
+        cols.retain(|c| (0..n).any(|i| c.present(i)));
+    }
+    Ok(cols)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::promqltest::run_script;
+    use crate::{Compat, Engine, EngineOptions, Features};
+
+    /// Runs a promqltest script with every feature on, as Prometheus's test engine does, and
+    /// fails with the evals that did not pass.
+    fn pass(script: &str, compat: Compat) {
+        let engine = Engine::new(EngineOptions {
+            delayed_name_removal: true,
+            features: Features::all(),
+            compat,
+            ..EngineOptions::default()
+        });
+        let r = run_script("binary.rs", script, &engine);
+        assert!(r.failed.is_empty(), "{:#?}", r.failed);
+        assert!(r.passed > 0);
+    }
+
+    const DATA: &str = "
+load 5m
+  a{k=\"1\", x=\"p\"} 1 _ 3
+  a{k=\"1\", x=\"q\"} 10 _ _
+  a{k=\"2\", x=\"p\"} 2 2 2
+  b{k=\"1\"} 100 100 _
+  b{k=\"3\"} 300 _ 300
+";
+
+    /// A filled side still counts as a match: two series of one signature against a filled
+    /// side are as ambiguous as against a real one.
+    #[test]
+    fn filled_one_side_keeps_one_to_one_matching_unique() {
+        let script = format!(
+            "{DATA}
+eval instant at 0m a + on(k) fill_right(0) b{{k=\"3\"}}
+  expect fail msg: multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)
+
+eval instant at 10m a + on(k) group_left fill(0) b
+  {{k=\"1\", x=\"p\"}} 3
+  {{k=\"2\", x=\"p\"}} 2
+  {{k=\"3\"}} 300
+"
+        );
+        pass(&script, Compat::Prometheus3_14);
+    }
+
+    /// `fill_left` fills only signatures no pair met at that step, even a pair a comparison
+    /// filtered out; with `bool` the filled pairs give 0 or 1.
+    #[test]
+    fn fill_left_skips_signatures_a_filtered_pair_matched() {
+        let script = format!(
+            "{DATA}
+eval instant at 5m a > on(k) fill_left(150) b
+  {{k=\"1\"}} 150
+
+eval instant at 0m a{{x=\"p\"}} > on(k) fill_left(1000) b
+  {{k=\"3\"}} 1000
+
+eval instant at 0m a{{x=\"p\"}} > bool on(k) fill(1000) b
+  {{k=\"1\"}} 0
+  {{k=\"2\"}} 0
+  {{k=\"3\"}} 1
+"
+        );
+        pass(&script, Compat::Prometheus3_14);
+    }
+
+    /// With `group_right` the "one" side is the left operand: `fill_right` still fills the
+    /// "one" side and `fill_left` the "many" side, as Prometheus swaps the sides first.
+    #[test]
+    fn group_right_fills_by_side_after_the_swap() {
+        let script = format!(
+            "{DATA}
+eval instant at 0m b * on(k) group_right fill_right(2) a
+  {{k=\"1\", x=\"p\"}} 100
+  {{k=\"1\", x=\"q\"}} 1000
+  {{k=\"2\", x=\"p\"}} 4
+
+eval instant at 0m b * on(k) group_right fill_left(2) a
+  {{k=\"1\", x=\"p\"}} 100
+  {{k=\"1\", x=\"q\"}} 1000
+  {{k=\"3\"}} 600
+"
+        );
+        pass(&script, Compat::Prometheus3_14);
+    }
+
+    /// Duplicate "one"-side series are an error at any step once something is filled, even
+    /// where the other side is empty; without fill such a step is not looked at.
+    #[test]
+    fn duplicates_on_the_one_side_fail_once_filling() {
+        let script = "
+load 5m
+  dup{k=\"1\", i=\"b\"} 1
+  dup{k=\"1\", i=\"a\"} 2
+
+eval instant at 0m nothing + on(k) fill_left(0) dup
+  expect fail msg: found duplicate series for the match group {k=\"1\"} on the right hand-side of the operation: [{__name__=\"dup\", i=\"a\", k=\"1\"}, {__name__=\"dup\", i=\"b\", k=\"1\"}];many-to-many matching not allowed: matching labels must be unique on one side
+
+eval instant at 0m nothing + on(k) dup
+";
+        pass(script, Compat::Prometheus3_14);
+    }
+
+    /// Prometheus 3.14 counts every pair of a comparison against one-to-one matching, before
+    /// filtering; 3.5 only the pairs it kept.
+    #[test]
+    fn comparison_pairs_count_as_matches_from_3_14() {
+        let data = "
+load 5m
+  many{label=\"foo\", job=\"test\"} 0
+  many{label=\"bar\", job=\"test\"} 1
+  one{job=\"test\"} 1
+";
+        pass(
+            &format!("{data}\neval instant at 0m many > on(job) one\n  expect fail\n"),
+            Compat::Prometheus3_14,
+        );
+        pass(
+            &format!("{data}\neval instant at 0m many > on(job) one\n"),
+            Compat::Prometheus3_5,
+        );
+        pass(
+            &format!("{data}\neval instant at 0m many >= on(job) one\n  {{job=\"test\"}} 1\n"),
+            Compat::Prometheus3_5,
+        );
+    }
 }

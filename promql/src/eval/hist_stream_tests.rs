@@ -200,7 +200,7 @@ const QUERIES: &[&str] = &[
 ];
 
 /// Runs `query` streamed and materialized (instant at `t`, or over `[start, end]` by `step`).
-fn both(
+pub(super) fn both(
     opts: &EngineOptions,
     store: &MemSeries,
     query: &str,
@@ -225,7 +225,7 @@ fn both(
 
 /// Whether two query answers agree: equal values bit for bit (`exact`), or within a relative
 /// 1e-9 (sums whose additions were grouped differently).
-fn agree(a: &QueryResult, b: &QueryResult, exact: bool) -> Result<(), String> {
+pub(super) fn agree(a: &QueryResult, b: &QueryResult, exact: bool) -> Result<(), String> {
     let loaded = |r: &QueryResult| (r.stats.total_samples, r.stats.samples_per_step.clone());
     if loaded(a) != loaded(b) {
         return Err(format!(
@@ -313,7 +313,7 @@ fn agree(a: &QueryResult, b: &QueryResult, exact: bool) -> Result<(), String> {
 /// Every query of `queries`, instant at several times (inside the stale gap, where floats
 /// turn into histograms, after the counter reset, at the end) and as a range query, both
 /// name-removal modes; `all_times` false keeps the last instant and the range query only.
-fn check_all(n: usize, exact: bool, queries: &[&str], all_times: bool) {
+pub(super) fn check_all(n: usize, exact: bool, queries: &[&str], all_times: bool) {
     let store = store(n);
     let end = (SAMPLES - 1) * SCRAPE;
     let mut failures = Vec::new();

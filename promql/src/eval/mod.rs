@@ -7,14 +7,20 @@ mod binary;
 mod hints;
 #[cfg(test)]
 mod hist_stream_tests;
+mod histogram_stats;
 mod modifiers;
+mod reach;
+#[cfg(test)]
+mod reach_tests;
 mod selector;
+mod smoothed;
 #[cfg(test)]
 mod stats_tests;
 mod stream;
 mod subquery;
 
 pub(crate) use aggregate::valid_label_name;
+pub(crate) use reach::RangeReach;
 pub(crate) use selector::{convert_matcher, selector_matchers};
 
 use std::collections::HashMap;
@@ -179,12 +185,14 @@ pub(crate) struct RSeries {
 }
 
 /// A range vector for every step: series with their samples, the window length, and each
-/// step's window end (ms). Step `i` sees the samples in `(ends[i] - range, ends[i]]`.
+/// step's window end (ms). Step `i` sees the samples in `(ends[i] - range, ends[i]]`, or with
+/// an `anchored` or `smoothed` selector those of its span (see [`RangeReach`]).
 #[derive(Debug, Clone)]
 pub(crate) struct RangeVec {
     pub series: Vec<RSeries>,
     pub range: i64,
     pub ends: Vec<i64>,
+    pub reach: RangeReach,
 }
 
 impl RangeVec {
@@ -341,7 +349,7 @@ impl Loaded {
     /// Counts the samples in every step's window of a range vector.
     pub fn count_range(&mut self, rv: &RangeVec) {
         for s in &rv.series {
-            self.count_windows(&s.ts, (&s.hts, &s.h), &rv.ends, rv.range);
+            self.count_spans(rv.reach, &s.ts, (&s.hts, &s.h), &rv.ends, rv.range);
         }
     }
 }
@@ -380,6 +388,8 @@ pub(crate) struct Evaluator<'a> {
     pub positions: &'a AnnotationAt,
     /// The function each selector feeds, for its selection's hints.
     pub select_funcs: hints::SelectorFuncs,
+    /// The selectors whose histograms Prometheus 3.14 reads for count and sum only.
+    pub stats_selectors: histogram_stats::StatsSelectors,
     /// Whether selections are materialized whole rather than streamed: the plain evaluation
     /// the streamed one is held to in tests.
     pub materialize: bool,
@@ -488,7 +498,8 @@ impl Evaluator<'_> {
                     Ok(Val::Scalar(v))
                 }
                 Val::Vector(mut cols) => {
-                    cols.iter_mut().for_each(stream::negate);
+                    let compat = self.opts.compat;
+                    cols.iter_mut().for_each(|c| stream::negate(c, compat));
                     Ok(Val::Vector(cols))
                 }
                 other => Err(PromqlError::Execution(format!(
@@ -607,6 +618,11 @@ fn run_mode(args: RunArgs<'_>, materialize: bool) -> Result<QueryResult, PromqlE
         info: Vec::new(),
         positions,
         select_funcs: hints::SelectorFuncs::find(expr),
+        stats_selectors: if opts.compat.at_least_3_14() {
+            histogram_stats::StatsSelectors::find(expr)
+        } else {
+            histogram_stats::StatsSelectors::default()
+        },
         materialize,
         loaded: Loaded::new(steps.n, opts.per_step_stats),
     };
@@ -690,6 +706,14 @@ fn run_mode(args: RunArgs<'_>, materialize: bool) -> Result<QueryResult, PromqlE
                 out.sort_by(|a, b| a.labels.cmp(&b.labels));
                 Value::Matrix(out)
             }
+        }
+        Val::Range(rv) if rv.reach.is_extended() => {
+            // Prometheus counts the samples of the answer, edges included.
+            let (mut out, loaded) = rv.extended_instant()?;
+            ev.loaded = ev.loaded.fresh();
+            ev.loaded.add(0, loaded);
+            out.sort_by(|a, b| a.labels.cmp(&b.labels));
+            Value::Matrix(out)
         }
         Val::Range(rv) => {
             let mut out = Vec::new();

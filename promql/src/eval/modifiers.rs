@@ -8,7 +8,7 @@
 //! query whose expressions have no value or a range of nothing before evaluation starts, so
 //! the evaluator reads values that exist.
 
-use crate::parser::{BinaryOp, DurationExpr, Expr, Offset, Span, VectorSelector};
+use crate::parser::{DurationExpr, Expr, Offset, VectorSelector};
 
 use super::{AnnotationAt, Evaluator};
 use crate::error::PromqlError;
@@ -48,8 +48,8 @@ impl Evaluator<'_> {
 
 /// Refuses what `expr` asks that cannot be evaluated for a query of this step and range (ms):
 /// a duration expression without a value, a range that is not positive, a negative subquery
-/// step, and Prometheus 3.14 syntax Gauntlet does not evaluate yet (`anchored`, `smoothed`,
-/// `fill()` modifiers, the `</` and `>/` operators).
+/// step, and `anchored` or `smoothed` range selectors passed to functions that do not take
+/// them.
 pub(crate) fn check(
     expr: &Expr,
     at: &AnnotationAt,
@@ -78,15 +78,7 @@ pub(crate) fn check(
         Offset::Expr(d) => value(d).map(|_| ()),
         _ => Ok(()),
     };
-    let selector = |vs: &VectorSelector| {
-        offset(&vs.offset)?;
-        for (used, what) in [(vs.anchored, "anchored"), (vs.smoothed, "smoothed")] {
-            if used {
-                return Err(not_yet(what, vs.span, at));
-            }
-        }
-        Ok(())
-    };
+    let selector = |vs: &VectorSelector| offset(&vs.offset);
     let mut pending = vec![expr];
     while let Some(e) = pending.pop() {
         match e {
@@ -111,19 +103,6 @@ pub(crate) fn check(
             Expr::Paren(p) => pending.push(&p.expr),
             Expr::Unary(u) => pending.push(&u.expr),
             Expr::Binary(b) => {
-                if matches!(b.op, BinaryOp::TrimUpper | BinaryOp::TrimLower) {
-                    return Err(not_yet(
-                        &format!("the {} operator", b.op.as_str()),
-                        e.span(),
-                        at,
-                    ));
-                }
-                if b.matching
-                    .as_ref()
-                    .is_some_and(|m| m.fill.lhs.is_some() || m.fill.rhs.is_some())
-                {
-                    return Err(not_yet("fill modifiers", e.span(), at));
-                }
                 pending.push(&b.lhs);
                 pending.push(&b.rhs);
             }
@@ -166,12 +145,4 @@ fn modifier_allowed(name: &str, vs: &VectorSelector) -> Result<(), PromqlError> 
         }
     }
     Ok(())
-}
-
-/// The error for Prometheus 3.14 syntax the evaluator does not evaluate yet.
-fn not_yet(what: &str, span: Span, at: &AnnotationAt) -> PromqlError {
-    PromqlError::Execution(format!(
-        "{what} (Prometheus 3.14 syntax, at {}) cannot be evaluated by Gauntlet yet",
-        at.line_col(span.start)
-    ))
 }

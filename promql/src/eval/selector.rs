@@ -5,7 +5,7 @@
 
 use crate::parser::{MatchOp, MatrixSelector, VectorSelector};
 
-use super::{Col, Evaluator, RSeries, RangeVec, Steps};
+use super::{Col, Evaluator, RSeries, RangeReach, RangeVec, Steps};
 use crate::error::PromqlError;
 use gauntlet_engine::chunk::{HistogramBatch, SampleBatch, is_stale_nan};
 use gauntlet_engine::labels::{MatchType, Matcher};
@@ -23,6 +23,7 @@ impl Evaluator<'_> {
         maxt: i64,
         hints: &SelectHints,
     ) -> Result<Vec<Series>, PromqlError> {
+        let stats_hints = self.stats_selectors.contains(vs);
         let mut stream = self.open_stream(vs, mint, maxt, hints)?;
         let mut out = Vec::new();
         let mut scratch = DecodeScratch::default();
@@ -34,6 +35,9 @@ impl Evaluator<'_> {
                 let mut histograms = HistogramBatch::new();
                 if s.data.has_histograms() {
                     decode_histograms(&s, mint, maxt, &mut histograms)?;
+                    if stats_hints {
+                        super::histogram_stats::assign_reset_hints(&mut histograms);
+                    }
                 }
                 let s = Series {
                     labels: s.labels,
@@ -63,12 +67,17 @@ impl Evaluator<'_> {
             let (mint, maxt, hints) = kernel.span();
             let hints = hints.clone();
             let series = self.select(vs, mint, maxt, &hints)?;
+            let mut warnings = Vec::new();
             let cols: Vec<Col> = series
                 .into_iter()
-                .filter_map(|s| kernel.instant_col(s))
+                .filter_map(|s| kernel.instant_col(s, &mut warnings))
                 .collect();
-            for c in &cols {
-                self.loaded.count_col(&c.v, c.h.as_ref());
+            warnings.into_iter().for_each(|w| self.warn(w));
+            // Prometheus counts no samples loaded for a smoothed selector.
+            if !vs.smoothed || want_ts {
+                for c in &cols {
+                    self.loaded.count_col(&c.v, c.h.as_ref());
+                }
             }
             return Ok(cols);
         }
@@ -76,7 +85,8 @@ impl Evaluator<'_> {
     }
 
     /// A range selector's length (ms), its window end at each step, and the span `[mint, maxt]`
-    /// its windows `(t - range, t]` cover together.
+    /// its windows `(t - range, t]` cover together, widened by what an `anchored` or
+    /// `smoothed` selector reads past them.
     pub(crate) fn range_span(
         &self,
         ms: &MatrixSelector,
@@ -84,19 +94,26 @@ impl Evaluator<'_> {
     ) -> (i64, Vec<i64>, i64, i64) {
         let range = self.duration_ms(&ms.range);
         let ends = self.selector_times(&ms.selector, steps);
+        let reach = RangeReach::of(&ms.selector, self.opts.lookback_delta_ms);
         let mint = ends
             .iter()
             .copied()
             .min()
             .unwrap_or(0)
             .saturating_sub(range)
+            .saturating_sub(reach.before())
             .saturating_add(1);
-        let maxt = ends.iter().copied().max().unwrap_or(0);
+        let maxt = ends
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0)
+            .saturating_add(reach.after());
         (range, ends, mint, maxt)
     }
 
-    /// Evaluates a range selector: each series' samples over all windows, stale markers
-    /// removed; windows are `(t - range, t]` (Prometheus 3).
+    /// Evaluates a range selector: each series' samples over all windows (or spans), stale
+    /// markers removed; windows are `(t - range, t]` (Prometheus 3).
     pub(crate) fn matrix_selector(
         &mut self,
         ms: &MatrixSelector,
@@ -149,6 +166,7 @@ impl Evaluator<'_> {
             series: out,
             range,
             ends,
+            reach: RangeReach::of(&ms.selector, self.opts.lookback_delta_ms),
         })
     }
 }

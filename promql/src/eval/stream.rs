@@ -8,9 +8,11 @@ use crate::parser::{Expr, MatchOp, MatrixSelector, VectorSelector};
 
 use super::aggregate::group_labels;
 use super::binary::{is_comparison, vector_scalar_col, vector_scalar_hists};
+use super::smoothed::smoothed_column;
 use super::{
     Col, Evaluator, HCol, LabelModifier, Loaded, Steps, absent, histogram_weight, is_absent,
 };
+use crate::Compat;
 use crate::error::PromqlError;
 use crate::functions::range::{Notes, advance_past};
 use crate::functions::{InstantFn, RangeCall, is_range_function, unwrap_parens};
@@ -119,7 +121,16 @@ pub(crate) enum Source {
         lookback: i64,
         want_ts: bool,
     },
-    /// A range function over a range selector's windows `(end - range, end]`.
+    /// A `smoothed` instant selector: at each evaluation time the series interpolated from
+    /// its samples within the lookback either side; `at` is the selector's position, for
+    /// warnings.
+    Smoothed {
+        times: Vec<i64>,
+        lookback: i64,
+        at: String,
+    },
+    /// A range function over a range selector's windows `(end - range, end]` (or spans, see
+    /// [`RangeCall::reach`]).
     Range {
         call: RangeCall,
         ends: Vec<i64>,
@@ -129,8 +140,8 @@ pub(crate) enum Source {
 
 /// What is applied to a series' column after its source, in order.
 pub(crate) enum PostOp {
-    /// Unary minus.
-    Neg,
+    /// Unary minus, with the semantics of this Prometheus version.
+    Neg(Compat),
     /// An element-wise function.
     Func(InstantFn),
     /// `series op scalar` (`swap`: `scalar op series`), `bool` when `rb`; `at` is where the
@@ -141,6 +152,7 @@ pub(crate) enum PostOp {
         swap: bool,
         rb: bool,
         at: String,
+        compat: Compat,
     },
 }
 
@@ -160,6 +172,9 @@ pub(crate) struct SeriesKernel {
     /// Whether a column whose operations drop the metric name loses it on the worker, before
     /// any grouping (without delayed name removal, as Prometheus 3 does by default).
     drop_name_now: bool,
+    /// Whether the selector's histograms get the counter-reset hints of a count-and-sum read
+    /// ([`super::histogram_stats`]).
+    stats_hints: bool,
 }
 
 /// The labels a streamed column keeps.
@@ -291,6 +306,27 @@ impl SeriesKernel {
                 }
                 *want_ts
             }
+            Source::Smoothed {
+                times,
+                lookback,
+                at,
+            } => {
+                out.selected = true;
+                let n = remove_stale(ts, val);
+                remove_stale_histograms(hist);
+                // Prometheus counts no samples loaded for a smoothed selector.
+                h = smoothed_column(
+                    (&ts[..n], &val[..n]),
+                    (&hist.ts, &hist.h),
+                    times,
+                    *lookback,
+                    labels.get("__name__").unwrap_or(""),
+                    at,
+                    &mut v,
+                    &mut out.warnings,
+                );
+                false
+            }
             Source::Range { call, ends, range } => {
                 let n = remove_stale(ts, val);
                 let hn = remove_stale_histograms(hist);
@@ -299,7 +335,7 @@ impl SeriesKernel {
                     return out;
                 }
                 out.selected = true;
-                loaded.count_windows(&ts[..n], (&hist.ts, &hist.h), ends, *range);
+                loaded.count_spans(call.reach(), &ts[..n], (&hist.ts, &hist.h), ends, *range);
                 out.fail = call.param_error(&ts[..n], ends, *range);
                 if out.fail.is_some() {
                     *spare = v;
@@ -337,7 +373,7 @@ impl SeriesKernel {
         };
         for op in &self.post {
             match op {
-                PostOp::Neg => negate(&mut col),
+                PostOp::Neg(compat) => negate(&mut col, *compat),
                 PostOp::Func(f) => f.apply(&mut col),
                 PostOp::Scalar {
                     op,
@@ -345,9 +381,10 @@ impl SeriesKernel {
                     swap,
                     rb,
                     at,
+                    compat,
                 } => {
                     out.notes.extend(
-                        vector_scalar_hists(op, &mut col, s, *swap, *rb)
+                        vector_scalar_hists(op, &mut col, s, *swap, *rb, *compat)
                             .map(|note| format!("{note}{at}")),
                     );
                     vector_scalar_col(op, &mut col, s, *swap, *rb)
@@ -393,31 +430,57 @@ impl SeriesKernel {
 
     /// An instant selector's column of one materialized series, native histograms included:
     /// at each step the latest sample of either kind within the lookback, none when that is a
-    /// stale marker. `None` for other kernels or when no step has a sample.
-    pub(crate) fn instant_col(&self, s: gauntlet_engine::query::Series) -> Option<Col> {
-        let Source::Instant {
-            times,
-            lookback,
-            want_ts,
-        } = &self.source
-        else {
-            return None;
-        };
+    /// stale marker (or for a `smoothed` selector, the interpolated value, with its warnings
+    /// added to `warnings`). `None` for other kernels or when no step has a sample.
+    pub(crate) fn instant_col(
+        &self,
+        mut s: gauntlet_engine::query::Series,
+        warnings: &mut Vec<String>,
+    ) -> Option<Col> {
         let mut v = vec![absent(); self.steps.n];
-        let h = instant_mixed(
-            (&s.samples.ts, &s.samples.val),
-            (&s.histograms.ts, &s.histograms.h),
-            times,
-            *lookback,
-            *want_ts,
-            &mut v,
-        );
+        let (h, drop_name) = match &self.source {
+            Source::Instant {
+                times,
+                lookback,
+                want_ts,
+            } => {
+                let h = instant_mixed(
+                    (&s.samples.ts, &s.samples.val),
+                    (&s.histograms.ts, &s.histograms.h),
+                    times,
+                    *lookback,
+                    *want_ts,
+                    &mut v,
+                );
+                (h, *want_ts)
+            }
+            Source::Smoothed {
+                times,
+                lookback,
+                at,
+            } => {
+                let n = remove_stale(&mut s.samples.ts, &mut s.samples.val);
+                remove_stale_histograms(&mut s.histograms);
+                let h = smoothed_column(
+                    (&s.samples.ts[..n], &s.samples.val[..n]),
+                    (&s.histograms.ts, &s.histograms.h),
+                    times,
+                    *lookback,
+                    s.labels.get("__name__").unwrap_or(""),
+                    at,
+                    &mut v,
+                    warnings,
+                );
+                (h, false)
+            }
+            Source::Range { .. } => return None,
+        };
         if h.is_none() && v.iter().all(|x| is_absent(*x)) {
             return None;
         }
         Some(Col {
             labels: s.labels,
-            drop_name: *want_ts,
+            drop_name,
             v,
             h,
         })
@@ -471,12 +534,12 @@ fn instant_mixed(
 }
 
 /// Unary minus of one series; the result loses its metric name.
-pub(crate) fn negate(c: &mut Col) {
+pub(crate) fn negate(c: &mut Col, compat: Compat) {
     c.drop_name = true;
     if let Some(h) = c.h.as_mut() {
         h.iter_mut()
             .flatten()
-            .for_each(|h| crate::hist_math::scale(h, -1.0));
+            .for_each(|h| crate::hist_math::scale(h, -1.0, compat));
     }
     for x in c.v.iter_mut().filter(|x| !is_absent(**x)) {
         *x = -*x;
@@ -681,7 +744,7 @@ impl<'a> Evaluator<'a> {
             Expr::Vector(vs) => Ok((vs, self.instant_kernel(vs, steps, false))),
             Expr::Unary(u) => {
                 let (vs, mut k) = self.build_kernel(&u.expr, steps)?;
-                k.post.push(PostOp::Neg);
+                k.post.push(PostOp::Neg(self.opts.compat));
                 Ok((vs, k))
             }
             Expr::Call(c) => {
@@ -718,6 +781,7 @@ impl<'a> Evaluator<'a> {
                         swap: true,
                         rb,
                         at,
+                        compat: self.opts.compat,
                     });
                     Ok((vs, k))
                 } else {
@@ -729,6 +793,7 @@ impl<'a> Evaluator<'a> {
                         swap: false,
                         rb,
                         at,
+                        compat: self.opts.compat,
                     });
                     Ok((vs, k))
                 }
@@ -773,16 +838,28 @@ impl<'a> Evaluator<'a> {
             .unwrap_or(0)
             .saturating_sub(lookback.max(1))
             .saturating_add(1);
-        let maxt = times.iter().copied().max().unwrap_or(0);
-        SeriesKernel {
-            source: Source::Instant {
+        let mut maxt = times.iter().copied().max().unwrap_or(0);
+        // `timestamp()` reads a smoothed selector as a plain one, as Prometheus does.
+        let source = if vs.smoothed && !want_ts {
+            maxt = maxt.saturating_add(lookback);
+            Source::Smoothed {
+                times,
+                lookback,
+                at: format!(" ({})", self.positions.line_col(vs.span.start)),
+            }
+        } else {
+            Source::Instant {
                 times,
                 lookback,
                 want_ts,
-            },
+            }
+        };
+        SeriesKernel {
+            source,
             post: Vec::new(),
             keep: KeepLabels::All,
             drop_name_now: false,
+            stats_hints: self.stats_selectors.contains(vs),
             mint,
             maxt,
             steps: *steps,
@@ -814,6 +891,7 @@ impl<'a> Evaluator<'a> {
             post: Vec::new(),
             keep: KeepLabels::All,
             drop_name_now: false,
+            stats_hints: self.stats_selectors.contains(&ms.selector),
             mint,
             maxt,
             steps: *steps,
@@ -863,6 +941,9 @@ impl<'a> Evaluator<'a> {
                 for (s, span) in group.into_iter().zip(&sc.spans) {
                     if s.data.has_histograms() {
                         decode_histograms(&s, kernel.mint, kernel.maxt, &mut sc.hist)?;
+                        if kernel.stats_hints {
+                            super::histogram_stats::assign_reset_hints(&mut sc.hist);
+                        }
                     } else {
                         sc.hist.clear();
                     }

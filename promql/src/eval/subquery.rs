@@ -3,7 +3,7 @@
 
 use crate::parser::SubqueryExpr;
 
-use super::{Evaluator, RSeries, RangeVec, Steps, Val, is_absent};
+use super::{Evaluator, RSeries, RangeReach, RangeVec, Steps, Val, is_absent};
 use crate::error::PromqlError;
 use gauntlet_engine::histogram::CounterResetHint;
 
@@ -117,6 +117,7 @@ impl Evaluator<'_> {
                 series,
                 range,
                 ends,
+                reach: RangeReach::Window,
             },
             loaded,
         ))

@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
+use crate::error::PromqlError;
 use crate::eval::{Col, Evaluator, absent, is_absent};
+use gauntlet_engine::go_format::{FloatFormat, format_float};
 use gauntlet_engine::histogram::FloatHistogram;
 use gauntlet_engine::labels::{Label, Labels};
 
@@ -41,6 +43,65 @@ pub(crate) fn histogram_quantile(
     )
 }
 
+/// `histogram_quantiles(buckets, label, phi1, phi2, …)` (Prometheus 3.14, experimental): the
+/// quantiles `histogram_quantile` gives for each `phi`, each result series labelled `label`
+/// with its `phi` as OpenMetrics writes a float (`0.5`, `1.0`, `NaN`). `at` is where the
+/// buckets argument starts; each `phi` comes with where it starts. Two results with the same
+/// labels at a step fail the query.
+pub(crate) fn histogram_quantiles(
+    ev: &mut Evaluator<'_>,
+    cols: Vec<Col>,
+    label: &str,
+    phis: Vec<(Vec<f64>, String)>,
+    n: usize,
+    at: &str,
+) -> Result<Vec<Col>, PromqlError> {
+    let mut out: Vec<Col> = Vec::new();
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    for (phi, phi_at) in phis {
+        let quantiles = histogram_quantile(ev, &phi, cols.clone(), n, (phi_at, at.to_string()));
+        for q in quantiles {
+            for i in (0..n).filter(|&i| !is_absent(q.v[i])) {
+                let mut ls: Vec<Label> = q
+                    .labels
+                    .iter()
+                    .filter(|l| l.name != label)
+                    .cloned()
+                    .collect();
+                ls.push(Label::new(label, open_metrics_float(phi[i])));
+                ls.sort();
+                let labels = Labels::from_sorted(ls);
+                let k = *index.entry(labels.clone()).or_insert_with(|| {
+                    out.push(Col {
+                        labels,
+                        drop_name: q.drop_name,
+                        v: vec![absent(); n],
+                        h: None,
+                    });
+                    out.len() - 1
+                });
+                if !is_absent(out[k].v[i]) {
+                    return Err(PromqlError::Execution(
+                        "vector cannot contain metrics with the same labelset".into(),
+                    ));
+                }
+                out[k].v[i] = q.v[i];
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `f` as OpenMetrics writes a float label value: Go's shortest `%g`, with `.0` added to a
+/// whole number (`1.0`, `0.25`, `1e+06`, `NaN`, `+Inf`).
+fn open_metrics_float(f: f64) -> String {
+    let mut s = format_float(f, FloatFormat::G);
+    if f.is_finite() && !s.contains(['e', '.']) {
+        s.push_str(".0");
+    }
+    s
+}
+
 /// `histogram_fraction(lower, upper, buckets)` per group and step.
 pub(crate) fn histogram_fraction(
     ev: &mut Evaluator<'_>,
@@ -50,14 +111,24 @@ pub(crate) fn histogram_fraction(
     n: usize,
     buckets_at: &str,
 ) -> Vec<Col> {
+    use gauntlet_engine::histogram::{
+        histogram_fraction, histogram_fraction_without_infinite_interpolation,
+    };
+    let v3_14 = ev.opts.compat.at_least_3_14();
     per_histogram(
         ev,
         cols,
         n,
         false,
         buckets_at,
-        |i, b| (bucket_fraction(lower[i], upper[i], b), false),
-        |i, h| gauntlet_engine::histogram::histogram_fraction(lower[i], upper[i], h),
+        |i, b| (bucket_fraction(lower[i], upper[i], b, v3_14), false),
+        |i, h| {
+            if v3_14 {
+                histogram_fraction_without_infinite_interpolation(lower[i], upper[i], h)
+            } else {
+                histogram_fraction(lower[i], upper[i], h)
+            }
+        },
     )
 }
 
@@ -269,7 +340,10 @@ fn bucket_quantile(q: f64, b: &mut Vec<(f64, f64)>) -> (f64, bool) {
 
 /// The fraction of observations between `lower` and `upper`, interpolating linearly inside
 /// buckets.
-fn bucket_fraction(lower: f64, upper: f64, b: &mut Vec<(f64, f64)>) -> f64 {
+///
+/// Prometheus 3.14 takes the buckets to start at 0 when the first upper bound is above 0, and
+/// lets a bound inside a bucket reaching to -Inf rank at that bucket's end.
+fn bucket_fraction(lower: f64, upper: f64, b: &mut Vec<(f64, f64)>, v3_14: bool) -> f64 {
     b.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap_or(std::cmp::Ordering::Equal));
     if b.last().map(|x| x.0) != Some(f64::INFINITY) {
         return f64::NAN;
@@ -287,8 +361,19 @@ fn bucket_fraction(lower: f64, upper: f64, b: &mut Vec<(f64, f64)>) -> f64 {
     for (i, &(ub, c)) in b.iter().enumerate() {
         // The first bucket reaches down to -Inf, so a bound inside it interpolates to NaN,
         // and one inside the +Inf bucket to that bucket's lower rank, as in Prometheus 3.5.
-        let lb = if i > 0 { b[i - 1].0 } else { f64::NEG_INFINITY };
-        let interpolate = |v: f64| rank + (c - rank) * (v - lb) / (ub - lb);
+        let lb = if i > 0 {
+            b[i - 1].0
+        } else if v3_14 && ub > 0.0 {
+            0.0
+        } else {
+            f64::NEG_INFINITY
+        };
+        let interpolate = |v: f64| {
+            if v3_14 && lb == f64::NEG_INFINITY {
+                return c;
+            }
+            rank + (c - rank) * (v - lb) / (ub - lb)
+        };
         if !lower_set && lb >= lower {
             lower_rank = rank;
             lower_set = true;

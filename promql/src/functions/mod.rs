@@ -2,6 +2,7 @@
 
 pub(crate) mod go_sort;
 mod histogram;
+mod info;
 mod instant;
 mod labels;
 mod native;
@@ -231,6 +232,14 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, steps: &Steps) -> Result<Va
             }]))
         }
         "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => {
+            // Prometheus 3.14 warns that a sort over more than one step sorts nothing: the
+            // result is ordered by labels.
+            if n > 1 && ev.opts.compat.at_least_3_14() {
+                ev.warn(format!(
+                    "PromQL warning: sort is ineffective for range queries since results are always ordered by labels ({})",
+                    ev.positions.line_col(c.span.start)
+                ));
+            }
             let cols = ev.arg_vector(args[0], steps)?;
             let mut names = Vec::new();
             for a in &args[1..] {
@@ -258,6 +267,18 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, steps: &Steps) -> Result<Va
             Ok(Val::Vector(histogram::histogram_quantile(
                 ev, &phi, cols, n, at,
             )))
+        }
+        "histogram_quantiles" => {
+            let cols = ev.arg_vector(args[0], steps)?;
+            let label = ev.arg_string(args[1], steps)?;
+            let mut phis = Vec::with_capacity(args.len() - 2);
+            for a in &args[2..] {
+                phis.push((ev.arg_scalar(a, steps)?, ev.at(a)));
+            }
+            let at = ev.at(args[0]);
+            Ok(Val::Vector(histogram::histogram_quantiles(
+                ev, cols, &label, phis, n, &at,
+            )?))
         }
         "histogram_fraction" => {
             let lower = ev.arg_scalar(args[0], steps)?;
@@ -297,68 +318,10 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, steps: &Steps) -> Result<Va
             }
             Ok(Val::Vector(out))
         }
-        "info" => {
-            let cols = ev.arg_vector(args[0], steps)?;
-            info(ev, args.get(1).copied(), cols, steps)
-        }
+        "info" => info::info(ev, args[0], args.get(1).copied(), steps),
         _ if range::is_range_function(name) => range::call(ev, name, &args, steps),
         _ => instant::call(ev, name, &args, steps),
     }
-}
-
-/// `info(v, selector)` as far as Gauntlet evaluates it. Prometheus joins to each series of `v`
-/// the data labels of the info series (`target_info` unless the selector names others) that
-/// share its identifying labels; while no info series exists around the query's steps, it
-/// answers `v` unchanged, and so does Gauntlet. The join itself is not done yet: a query that
-/// would need it, or whose selector filters data labels, is refused rather than answered
-/// without them.
-fn info(
-    ev: &mut Evaluator<'_>,
-    selector: Option<&Expr>,
-    cols: Vec<Col>,
-    steps: &Steps,
-) -> Result<Val, PromqlError> {
-    let not_yet = || {
-        PromqlError::Execution("info() over info series cannot be evaluated by Gauntlet yet".into())
-    };
-    let mut ms = Vec::new();
-    if let Some(e) = selector {
-        let Expr::Vector(vs) = unwrap_parens(e) else {
-            return Err(not_yet());
-        };
-        if vs.at.is_some() || !matches!(vs.offset, crate::parser::Offset::None) {
-            return Err(not_yet());
-        }
-        for m in &vs.matchers {
-            let x = convert_matcher(m)?;
-            if m.name == "__name__" {
-                ms.push(x);
-            } else if !x.matches("") {
-                return Err(not_yet());
-            }
-        }
-    }
-    if ms.is_empty() {
-        ms.push(gauntlet_engine::labels::Matcher::equal(
-            "__name__",
-            "target_info",
-        ));
-    }
-    let mint = steps
-        .t(0)
-        .saturating_sub(ev.opts.lookback_delta_ms)
-        .saturating_add(1);
-    let maxt = steps.t(steps.n.saturating_sub(1));
-    let found = ev.storage.select(
-        &ms,
-        mint,
-        maxt,
-        &gauntlet_engine::query::SelectHints::default(),
-    )?;
-    if found.iter().any(|s| !s.is_empty()) {
-        return Err(not_yet());
-    }
-    Ok(Val::Vector(cols))
 }
 
 /// Drops series with no value at any step.

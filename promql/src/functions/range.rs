@@ -3,13 +3,14 @@
 
 use crate::parser::Expr;
 
+pub(crate) mod extended;
 mod hist;
 
 pub(crate) use hist::Notes;
 
 use super::{kahan_inc, nonempty, quantile_sorted, sort_floats, unwrap_parens};
 use crate::error::PromqlError;
-use crate::eval::{Col, Evaluator, Steps, Val, absent, is_absent};
+use crate::eval::{Col, Evaluator, RangeReach, Steps, Val, absent, is_absent};
 use gauntlet_engine::go_format::format_fixed;
 use gauntlet_engine::labels::Labels;
 
@@ -94,6 +95,10 @@ pub(crate) struct RangeCall {
     /// Where the first argument starts in the query, as annotations about it end: the
     /// quantile of `quantile_over_time`, the range argument of `rate` ([`Evaluator::at`]).
     first_at: String,
+    /// How far the range argument reads past its windows (`anchored`, `smoothed`).
+    reach: RangeReach,
+    /// The Prometheus release whose answers are given where they differ.
+    compat: crate::Compat,
 }
 
 impl RangeCall {
@@ -125,15 +130,27 @@ impl RangeCall {
             Some(a) => ev.at(a),
             None => String::new(),
         };
+        let reach = match unwrap_parens(range_arg) {
+            Expr::Matrix(ms) => RangeReach::of(&ms.selector, ev.opts.lookback_delta_ms),
+            _ => RangeReach::Window,
+        };
         Ok((
             RangeCall {
                 f,
                 p1,
                 p2,
                 first_at,
+                reach,
+                compat: ev.opts.compat,
             },
             range_arg,
         ))
+    }
+
+    /// How far the range argument reads past its windows: each step's samples are those of
+    /// its span (see [`RangeReach`]).
+    pub(crate) fn reach(&self) -> RangeReach {
+        self.reach
     }
 
     /// Whether the result keeps the metric name (`last_over_time`, `first_over_time` act like
@@ -217,6 +234,10 @@ impl RangeCall {
         buf: &mut Vec<f64>,
         out: &mut [f64],
     ) {
+        if self.reach.is_extended() {
+            self.extended_column(ts, vs, ends, range, out);
+            return;
+        }
         if matches!(self.f, F::Rate | F::Increase | F::Delta) {
             extrapolated_column(self.f, ts, vs, ends, range, out);
             return;
@@ -284,6 +305,10 @@ impl RangeCall {
                     buf.extend_from_slice(vs);
                     sort_floats(buf);
                     Some(quantile_sorted(p1.map_or(f64::NAN, |p| p[i]), buf))
+                }
+                // Prometheus 3.14 answers NaN for a window holding one; 3.5 sorted it first.
+                F::MadOverTime if self.compat.at_least_3_14() && vs.iter().any(|x| x.is_nan()) => {
+                    Some(f64::NAN)
                 }
                 F::MadOverTime => {
                     buf.clear();
@@ -801,6 +826,8 @@ mod tests {
             p1: None,
             p2: None,
             first_at: String::new(),
+            reach: RangeReach::Window,
+            compat: crate::Compat::default(),
         }
     }
 

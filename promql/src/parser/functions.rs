@@ -12,7 +12,9 @@ pub struct Function {
     /// times in all; -1: the last argument repeats without limit.
     pub variadic: i32,
     pub return_type: ValueType,
-    /// Prometheus gates the function behind `--enable-feature=promql-experimental-functions`.
+    /// Prometheus 3.14 gates the function behind
+    /// `--enable-feature=promql-experimental-functions` (`first_over_time`, experimental
+    /// before, is not gated there).
     pub experimental: bool,
 }
 
@@ -228,7 +230,7 @@ pub static FUNCTIONS: &[Function] = &[
         arg_types: &[Matrix],
         variadic: 0,
         return_type: Vector,
-        experimental: true,
+        experimental: false,
     },
     Function {
         name: "floor",

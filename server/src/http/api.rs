@@ -15,7 +15,7 @@ use axum::routing::{MethodRouter, get};
 use gauntlet_engine::go_format::quoted;
 use gauntlet_engine::labels::Labels;
 use gauntlet_engine::query::SelectHints;
-use gauntlet_promql::QueryLimits;
+use gauntlet_promql::{Compat, Features, QueryLimits};
 use percent_encoding::percent_decode_str;
 
 use super::json;
@@ -40,6 +40,11 @@ pub struct ApiConfig {
     pub partial_response: bool,
     /// Delayed metric-name removal in PromQL (`--enable-feature=promql-delayed-name-removal`).
     pub delayed_name_removal: bool,
+    /// Gated PromQL syntax turned on with `--enable-feature`.
+    pub features: Features,
+    /// Which Prometheus release's answers PromQL gives where releases differ
+    /// (`--query.promql-compat`).
+    pub compat: Compat,
     /// How long and how deeply nested a query may be (`--query.max-length`,
     /// `--query.max-depth`).
     pub limits: QueryLimits,
@@ -48,13 +53,16 @@ pub struct ApiConfig {
 }
 
 /// PromQL feature flags named as Prometheus names them (`--enable-feature`, repeatable and
-/// comma-separated), applied to `config`. Experimental functions and duration expressions
-/// are always served, so their flags are accepted and change nothing.
+/// comma-separated), applied to `config`: `promql-delayed-name-removal`,
+/// `promql-extended-range-selectors`, `promql-binop-fill-modifiers`. Experimental functions
+/// and duration expressions are always served, so their flags are accepted and change
+/// nothing.
 pub fn apply_features(config: &mut ApiConfig, flags: &[String]) -> Result<(), String> {
     for f in flags.iter().flat_map(|f| f.split(',')).map(str::trim) {
         match f {
-            "" | "promql-experimental-functions" | "promql-duration-expr" => {}
+            "" => {}
             "promql-delayed-name-removal" => config.delayed_name_removal = true,
+            other if config.features.enable(other) => {}
             other => return Err(format!("unknown feature {other:?}")),
         }
     }
@@ -69,6 +77,8 @@ impl Default for ApiConfig {
             timeout: Duration::from_secs(120),
             partial_response: true,
             delayed_name_removal: false,
+            features: Features::default(),
+            compat: Compat::default(),
             limits: QueryLimits::default(),
             tenancy: None,
         }

@@ -113,7 +113,8 @@ fn engine(st: &ApiState, form: &Form) -> Result<Engine, ApiError> {
         delayed_name_removal: st.config.delayed_name_removal,
         limits: st.config.limits,
         per_step_stats: stats_param(form) == StatsParam::All,
-        newer_syntax: false,
+        features: st.config.features,
+        compat: st.config.compat,
     }))
 }
 

@@ -75,9 +75,15 @@ pub struct PromqlFlags {
     /// take; longer queries are refused before they are parsed.
     #[arg(long = "query.max-length", default_value = "1MiB", value_parser = crate::store::parse_bytes)]
     pub max_length: u64,
-    /// PromQL features to enable, as Prometheus names them: `promql-delayed-name-removal`.
+    /// PromQL features to enable, as Prometheus names them: `promql-delayed-name-removal`,
+    /// `promql-extended-range-selectors`, `promql-binop-fill-modifiers`
+    /// (`promql-experimental-functions` and `promql-duration-expr` are always on).
     #[arg(long = "enable-feature")]
     pub features: Vec<String>,
+    /// Which Prometheus release PromQL answers as where releases answer the same query
+    /// differently: `3.5` or `3.14`.
+    #[arg(long = "query.promql-compat", default_value = "3.5", value_parser = gauntlet_promql::Compat::parse)]
+    pub compat: gauntlet_promql::Compat,
     /// Tenancy (`--query.enforce-tenancy` and its header, default and label).
     #[command(flatten)]
     pub tenancy: crate::query::tenancy::TenancyFlags,
@@ -92,6 +98,8 @@ impl PromqlFlags {
             timeout: self.timeout,
             partial_response,
             delayed_name_removal: false,
+            features: Default::default(),
+            compat: self.compat,
             limits: QueryLimits {
                 max_depth: self.max_depth,
                 max_bytes: usize::try_from(self.max_length).unwrap_or(usize::MAX),

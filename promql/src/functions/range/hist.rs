@@ -1,6 +1,7 @@
 //! Range functions over series that hold native histograms. Steps whose window has floats
 //! only keep the float kernel's answer; the others are worked out here, sample by sample, as
-//! Prometheus 3.5 does.
+//! Prometheus 3.5 does, or as 3.14 does under that compatibility (custom bounds reconciled,
+//! compensated sums, extrapolation stopped where the count reaches zero).
 
 use super::{F, RangeCall, for_each_window, instant_delta};
 use crate::eval::{HCol, absent};
@@ -15,7 +16,7 @@ pub(crate) struct Notes {
 }
 
 impl Notes {
-    fn warn(&mut self, msg: String) {
+    pub(super) fn warn(&mut self, msg: String) {
         if !self.warnings.contains(&msg) {
             self.warnings.push(msg);
         }
@@ -51,6 +52,17 @@ impl RangeCall {
         v: &mut [f64],
         notes: &mut Notes,
     ) -> Option<HCol> {
+        if self.reach.is_extended() {
+            return self.extended_hist_column(
+                name,
+                (fts_all, fvs_all),
+                (hts_all, hs_all),
+                ends,
+                range,
+                v,
+                notes,
+            );
+        }
         let n = v.len();
         let mut fw = vec![(0usize, 0usize); n];
         for_each_window(fts_all, ends, range, |i, lo, hi| fw[i] = (lo, hi));
@@ -116,9 +128,17 @@ impl RangeCall {
                                 notes.warn(not_gauge(name, &self.first_at));
                             }
                             let mut r = c.clone();
-                            if !rate || !hist_math::detect_reset(c, p) {
-                                match hist_math::sub(c, p) {
-                                    Ok(d) => r = d,
+                            if !rate || !hist_math::detect_reset(c, p, self.compat) {
+                                match hist_math::sub(c, p, self.compat) {
+                                    Ok((d, reconciled)) => {
+                                        if reconciled {
+                                            notes.info(hist_math::reconciled_info(
+                                                "subtraction",
+                                                &self.first_at,
+                                            ));
+                                        }
+                                        r = d
+                                    }
                                     Err(e) => {
                                         notes.warn(incompatible(e, name, &self.first_at));
                                         return;
@@ -127,7 +147,7 @@ impl RangeCall {
                             }
                             r.counter_reset_hint = CounterResetHint::Gauge;
                             if rate {
-                                hist_math::divide(&mut r, (t1 - t0) as f64 / 1000.0);
+                                hist_math::divide(&mut r, (t1 - t0) as f64 / 1000.0, self.compat);
                             }
                             out[i] = Some(r);
                         }
@@ -148,7 +168,7 @@ impl RangeCall {
                             }
                             (Sample::Hist(a), Sample::Hist(b)) => {
                                 if self.f == F::Resets {
-                                    hist_math::detect_reset(b, a)
+                                    hist_math::detect_reset(b, a, self.compat)
                                 } else {
                                     !hist_math::equals(a, b)
                                 }
@@ -167,18 +187,27 @@ impl RangeCall {
                         notes.warn(mixed.clone());
                         return;
                     }
+                    if self.compat.at_least_3_14() {
+                        out[i] = self.compensated_sum(hs, name, notes);
+                        return;
+                    }
                     let mut acc = hs[0].clone();
                     for (k, h) in hs.iter().enumerate().skip(1) {
                         let added = if self.f == F::AvgOverTime {
                             // The mean moved by (h - mean) / count, each side divided
                             // first, as Prometheus's incremental mean does it.
-                            hist_math::mean_step(&mut acc, h, (k + 1) as f64)
+                            hist_math::mean_step(&mut acc, h, (k + 1) as f64, self.compat)
                         } else {
-                            hist_math::add_to(&mut acc, h)
+                            hist_math::add_to(&mut acc, h, self.compat)
                         };
-                        if let Err(e) = added {
-                            notes.warn(incompatible(e, name, &self.first_at));
-                            return;
+                        match added {
+                            Ok(true) => notes
+                                .info(hist_math::reconciled_info("aggregation", &self.first_at)),
+                            Ok(false) => {}
+                            Err(e) => {
+                                notes.warn(incompatible(e, name, &self.first_at));
+                                return;
+                            }
                         }
                     }
                     out[i] = Some(acc);
@@ -221,6 +250,51 @@ impl RangeCall {
         out.iter().any(|x| x.is_some()).then_some(out)
     }
 
+    /// `sum_over_time` or `avg_over_time` of the window's histograms `hs` as Prometheus 3.14
+    /// computes it, compensated ([`hist_math::KahanSum`]).
+    fn compensated_sum(
+        &self,
+        hs: &[FloatHistogram],
+        name: &str,
+        notes: &mut Notes,
+    ) -> Option<FloatHistogram> {
+        let hinted = |hint| hs.iter().any(|h| h.counter_reset_hint == hint);
+        if hinted(CounterResetHint::CounterReset) && hinted(CounterResetHint::NotCounterReset) {
+            notes.warn(format!(
+                "PromQL warning: conflicting counter resets during histogram aggregation{}",
+                self.first_at
+            ));
+        }
+        let mut outcome = |added: Result<bool, hist_math::MathError>| match added {
+            Ok(reconciled) => {
+                if reconciled {
+                    notes.info(hist_math::reconciled_info("aggregation", &self.first_at));
+                }
+                true
+            }
+            Err(e) => {
+                notes.warn(incompatible(e, name, &self.first_at));
+                false
+            }
+        };
+        if self.f == F::AvgOverTime {
+            let mut mean = hist_math::KahanMean::new(hs[0].clone());
+            for h in &hs[1..] {
+                if !outcome(mean.add(h)) {
+                    return None;
+                }
+            }
+            return Some(mean.finish());
+        }
+        let mut sum = hist_math::KahanSum::new(hs[0].clone());
+        for h in &hs[1..] {
+            if !outcome(sum.add(h)) {
+                return None;
+            }
+        }
+        Some(sum.finish())
+    }
+
     /// `rate`, `increase` or `delta` over a window of histograms, extrapolated as for floats
     /// (the count standing in for the value where the start is pulled towards zero).
     fn hist_rate(
@@ -244,10 +318,12 @@ impl RangeCall {
         // As Prometheus computes it: the last sample less the first, plus the sample before
         // each counter reset. A reset between the first two samples leaves the first out (an
         // empty histogram of the second's layout stands in for it).
-        let nulled = (counter && hist_math::detect_reset(&hs[1], first)).then(|| FloatHistogram {
-            schema: hs[1].schema,
-            custom_values: hs[1].custom_values.clone(),
-            ..FloatHistogram::default()
+        let nulled = (counter && hist_math::detect_reset(&hs[1], first, self.compat)).then(|| {
+            FloatHistogram {
+                schema: hs[1].schema,
+                custom_values: hs[1].custom_values.clone(),
+                ..FloatHistogram::default()
+            }
         });
         let start = nulled.as_ref().unwrap_or(first);
         let custom = start.uses_custom_buckets();
@@ -274,18 +350,32 @@ impl RangeCall {
         } else {
             last.clone()
         };
-        if let Err(e) = h.sub(start) {
-            fail(notes, e.into());
-            return None;
+        match hist_math::sub(&h, start, self.compat) {
+            Ok((d, reconciled)) => {
+                if reconciled {
+                    notes.info(hist_math::reconciled_info("subtraction", &self.first_at));
+                }
+                h = d;
+            }
+            Err(e) => {
+                fail(notes, e);
+                return None;
+            }
         }
         if counter {
             let mut prev = start;
             for cur in &hs[1..] {
-                if hist_math::detect_reset(cur, prev)
-                    && let Err(e) = h.add(prev)
-                {
-                    fail(notes, e.into());
-                    return None;
+                if hist_math::detect_reset(cur, prev, self.compat) {
+                    match hist_math::add_to(&mut h, prev, self.compat) {
+                        Ok(true) => {
+                            notes.info(hist_math::reconciled_info("addition", &self.first_at))
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            fail(notes, e);
+                            return None;
+                        }
+                    }
                 }
                 prev = cur;
             }
@@ -304,6 +394,14 @@ impl RangeCall {
         if to_start >= threshold {
             to_start = avg_gap / 2.0;
         }
+        // Prometheus 3.14 keeps a counter histogram from extrapolating below zero, by its
+        // count as a float counter by its value.
+        if counter && self.compat.at_least_3_14() && h.count > 0.0 && first.count >= 0.0 {
+            let to_zero = sampled * (first.count / h.count);
+            if to_zero < to_start {
+                to_start = to_zero;
+            }
+        }
         if to_end >= threshold {
             to_end = avg_gap / 2.0;
         }
@@ -311,20 +409,20 @@ impl RangeCall {
         if self.f == F::Rate {
             factor /= range as f64 / 1000.0;
         }
-        hist_math::scale(&mut h, factor);
+        hist_math::scale(&mut h, factor, self.compat);
         Some(h)
     }
 }
 
-fn not_counter(name: &str, at: &str) -> String {
+pub(super) fn not_counter(name: &str, at: &str) -> String {
     format!("PromQL warning: this native histogram metric is not a counter: {name:?}{at}")
 }
 
-fn not_gauge(name: &str, at: &str) -> String {
+pub(super) fn not_gauge(name: &str, at: &str) -> String {
     format!("PromQL warning: this native histogram metric is not a gauge: {name:?}{at}")
 }
 
 /// The warning for histograms that could not be added or subtracted.
-fn incompatible(e: hist_math::MathError, name: &str, at: &str) -> String {
+pub(super) fn incompatible(e: hist_math::MathError, name: &str, at: &str) -> String {
     hist_math::incompatible_warning(e, name, at)
 }
