@@ -2,8 +2,8 @@
 //! the node, except where it checks the node first), so the first error is Prometheus's.
 
 use super::ast::*;
-use super::go_quote::quote;
 use super::{ParseError, lex::is_space};
+use gauntlet_engine::go_format::quoted;
 
 struct Checker<'a> {
     query: &'a str,
@@ -81,7 +81,7 @@ impl Checker<'_> {
                         u.span,
                         format!(
                             "unary expression only allowed on expressions of type scalar or instant vector, got {}",
-                            quote(t.documented())
+                            quoted(t.documented())
                         ),
                     );
                 }
@@ -111,8 +111,8 @@ impl Checker<'_> {
             if let Some(m) = before_name.iter().find(|m| m.name == "__name__") {
                 let msg = format!(
                     "metric name must not be set twice: {} or {}",
-                    quote(name),
-                    quote(&m.value)
+                    quoted(name),
+                    quoted(&m.value)
                 );
                 self.record(v.span, msg);
             }
@@ -158,7 +158,7 @@ impl Checker<'_> {
                         s,
                         format!(
                             "label {} must not occur in ON and GROUP clause at once",
-                            quote(l)
+                            quoted(l)
                         ),
                     );
                 }
@@ -196,7 +196,10 @@ impl Checker<'_> {
                 if matches!(m.card, Cardinality::OneToMany | Cardinality::ManyToOne) {
                     self.record(
                         span,
-                        format!("no grouping allowed for {} operation", quote(b.op.as_str())),
+                        format!(
+                            "no grouping allowed for {} operation",
+                            quoted(b.op.as_str())
+                        ),
                     );
                 }
                 if filled {
@@ -212,7 +215,7 @@ impl Checker<'_> {
                 span,
                 format!(
                     "set operator {} not allowed in binary scalar expression",
-                    quote(b.op.as_str())
+                    quoted(b.op.as_str())
                 ),
             );
         }
@@ -228,7 +231,7 @@ impl Checker<'_> {
                     c.span,
                     format!(
                         "expected {nargs} argument(s) in call to {}, got {got}",
-                        quote(f.name)
+                        quoted(f.name)
                     ),
                 );
             }
@@ -239,7 +242,7 @@ impl Checker<'_> {
                     c.span,
                     format!(
                         "expected at least {least} argument(s) in call to {}, got {got}",
-                        quote(f.name)
+                        quoted(f.name)
                     ),
                 );
             } else if f.variadic > 0 && least + (f.variadic as usize) < got {
@@ -248,7 +251,7 @@ impl Checker<'_> {
                     format!(
                         "expected at most {} argument(s) in call to {}, got {got}",
                         least + f.variadic as usize,
-                        quote(f.name)
+                        quoted(f.name)
                     ),
                 );
             }
@@ -294,7 +297,7 @@ impl Checker<'_> {
                     format!(
                         "expected type {} in call to function {}, got {}",
                         f.arg_types[i].documented(),
-                        quote(f.name),
+                        quoted(f.name),
                         t.documented()
                     ),
                 );

@@ -18,7 +18,12 @@ pub fn parse_duration_ns(s: &str) -> Result<i64, String> {
         "" => return Err("empty duration string".into()),
         _ => {}
     }
-    let invalid = || format!("not a valid duration string: {}", super::go_quote::quote(s));
+    let invalid = || {
+        format!(
+            "not a valid duration string: {}",
+            gauntlet_engine::go_format::quoted(s)
+        )
+    };
     let b = s.as_bytes();
     let mut i = 0;
     let mut total: u64 = 0;
@@ -43,8 +48,8 @@ pub fn parse_duration_ns(s: &str) -> Result<i64, String> {
         let Some(pos) = UNITS.iter().position(|(u, _)| *u == unit) else {
             return Err(format!(
                 "unknown unit {} in duration {}",
-                super::go_quote::quote(unit),
-                super::go_quote::quote(s)
+                gauntlet_engine::go_format::quoted(unit),
+                gauntlet_engine::go_format::quoted(s)
             ));
         };
         if pos < last_unit {

@@ -6,7 +6,7 @@
 //! keywords are plain names inside braces. Tokens are produced on demand, so a lexical error
 //! surfaces when the parser reaches it, after any error the parser found earlier.
 
-use super::go_quote::{quote_rune, quote_rune_u};
+use gauntlet_engine::go_format::{quoted, quoted_rune, unicode_format};
 
 /// What a token is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -253,7 +253,7 @@ impl Token {
     pub fn describe(self, src: &str) -> String {
         let text = self.text(src);
         let shown = if self.kind == Kind::Identifier || self.kind == Kind::MetricIdentifier {
-            super::go_quote::quote(text)
+            quoted(text)
         } else if self.kind.is_keyword() {
             format!("<{text}>")
         } else if self.kind.is_operator() {
@@ -262,9 +262,9 @@ impl Token {
             format!("<aggr:{text}>")
         } else if text.chars().count() > 10 {
             let head: String = text.chars().take(10).collect();
-            format!("{}...", super::go_quote::quote(&head))
+            format!("{}...", quoted(&head))
         } else {
-            super::go_quote::quote(text)
+            quoted(text)
         };
         match self.kind {
             Kind::Eof => "end of input".to_string(),
@@ -465,7 +465,7 @@ impl<'a> Lexer<'a> {
                 Some('=') => self.emit(Kind::Neq),
                 t => self.error(format!(
                     "unexpected character after '!': {}",
-                    quote_rune(t.unwrap_or('\u{FFFD}'))
+                    quoted_rune(t.unwrap_or('\u{FFFD}'))
                 )),
             },
             '<' | '>' if self.peek() == Some('/') => {
@@ -511,12 +511,12 @@ impl<'a> Lexer<'a> {
                         Some(k) => self.emit(k),
                         None => self.error(format!(
                             "unexpected character: {}, expected ':'",
-                            quote_rune(c)
+                            quoted_rune(c)
                         )),
                     },
                     _ => self.error(format!(
                         "unexpected character: {}, expected ':'",
-                        quote_rune(c)
+                        quoted_rune(c)
                     )),
                 }
             }
@@ -556,7 +556,7 @@ impl<'a> Lexer<'a> {
                 self.emit(Kind::RightBracket)
             }
             '@' => self.emit(Kind::At),
-            c => self.error(format!("unexpected character: {}", quote_rune(c))),
+            c => self.error(format!("unexpected character: {}", quoted_rune(c))),
         }
     }
 
@@ -594,7 +594,7 @@ impl<'a> Lexer<'a> {
                 Some('=') => self.emit(Kind::Neq),
                 nr => self.error(format!(
                     "unexpected character after '!' inside braces: {}",
-                    quote_rune(nr.unwrap_or('\u{FFFD}'))
+                    quoted_rune(nr.unwrap_or('\u{FFFD}'))
                 )),
             },
             '{' => self.error("unexpected left brace '{'".into()),
@@ -605,7 +605,7 @@ impl<'a> Lexer<'a> {
             }
             c => self.error(format!(
                 "unexpected character inside braces: {}",
-                quote_rune(c)
+                quoted_rune(c)
             )),
         }
     }
@@ -660,7 +660,7 @@ impl<'a> Lexer<'a> {
                 Some(k) => self.emit(k),
                 None => self.error(format!(
                     "unexpected character in duration expression: {}",
-                    quote_rune(r)
+                    quoted_rune(r)
                 )),
             },
             c if c.is_ascii_digit() || (c == '.' && self.peek().is_some_and(is_digit)) => {
@@ -671,7 +671,7 @@ impl<'a> Lexer<'a> {
             }
             c => self.error(format!(
                 "unexpected character in duration expression: {}",
-                quote_rune(c)
+                quoted_rune(c)
             )),
         }
     }
@@ -701,7 +701,7 @@ impl<'a> Lexer<'a> {
         }
         self.error(format!(
             "bad number or duration syntax: {}",
-            super::go_quote::quote(&self.src[self.start..self.pos])
+            quoted(&self.src[self.start..self.pos])
         ))
     }
 
@@ -824,7 +824,12 @@ impl<'a> Lexer<'a> {
                 (8, 16, 0x10FFFF)
             }
             None => return err(self, "escape sequence not terminated".into()),
-            Some(c) => return err(self, format!("unknown escape sequence {}", quote_rune_u(c))),
+            Some(c) => {
+                return err(
+                    self,
+                    format!("unknown escape sequence {}", unicode_format(c)),
+                );
+            }
         };
         let mut x: u32 = 0;
         while n > 0 {
@@ -834,7 +839,7 @@ impl<'a> Lexer<'a> {
                     None => err(self, "escape sequence not terminated".into()),
                     Some(c) => err(
                         self,
-                        format!("illegal character {} in escape sequence", quote_rune_u(c)),
+                        format!("illegal character {} in escape sequence", unicode_format(c)),
                     ),
                 };
             }

@@ -12,11 +12,11 @@ pub mod ast;
 mod check;
 mod duration;
 pub mod functions;
-pub mod go_quote;
 pub mod lex;
 mod number;
 mod parse;
 pub mod printer;
+mod unquote;
 
 pub use ast::*;
 pub use duration::{format_duration_ms, parse_duration_ns};

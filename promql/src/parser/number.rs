@@ -10,7 +10,7 @@ pub fn parse_number(text: &str) -> Result<f64, String> {
     parse_float(text).map_err(|why| {
         format!(
             "error parsing number: strconv.ParseFloat: parsing {}: {why}",
-            super::go_quote::quote(text)
+            gauntlet_engine::go_format::quoted(text)
         )
     })
 }

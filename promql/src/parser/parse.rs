@@ -10,9 +10,10 @@
 
 use super::ast::*;
 use super::functions::{self, UNKNOWN};
-use super::go_quote::{self, quote, unquote};
 use super::lex::{Kind, Lexer, Token};
+use super::unquote::unquote;
 use super::{Options, ParseError, duration, number};
+use gauntlet_engine::go_format::{as_raw_byte, quoted};
 
 /// A syntax error was recorded; the parse stops.
 #[derive(Debug)]
@@ -468,12 +469,12 @@ impl<'a> Parser<'a> {
         let span = Span::new(name.start, name.end);
         let func = match functions::lookup(text) {
             None => {
-                self.record(span, format!("unknown function with name {}", quote(text)));
+                self.record(span, format!("unknown function with name {}", quoted(text)));
                 &UNKNOWN
             }
             Some(f) => {
                 if f.experimental && !self.opts.experimental_functions {
-                    self.record(span, format!("function {} is not enabled", quote(text)));
+                    self.record(span, format!("function {} is not enabled", quoted(text)));
                 }
                 f
             }
@@ -625,10 +626,10 @@ impl<'a> Parser<'a> {
             let label = match t.kind {
                 Kind::String => {
                     let name = unquote(self.text(t)).unwrap_or_default();
-                    if name.is_empty() || name.chars().any(|c| go_quote::as_raw_byte(c).is_some()) {
+                    if name.is_empty() || name.chars().any(|c| as_raw_byte(c).is_some()) {
                         self.record(
                             Span::new(t.start, t.end),
-                            format!("invalid label name for grouping: {}", quote(&name)),
+                            format!("invalid label name for grouping: {}", quoted(&name)),
                         );
                     }
                     name

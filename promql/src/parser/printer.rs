@@ -6,14 +6,14 @@ use std::fmt::{self, Display, Formatter, Write as _};
 
 use super::ast::*;
 use super::duration::format_duration_ms;
-use super::go_quote::quote;
 use super::parse::is_legacy_label;
+use gauntlet_engine::go_format::quoted;
 
 impl Display for Expr {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
             Expr::Number(n) => write_number(f, n),
-            Expr::String(s) => f.write_str(&quote(&s.value)),
+            Expr::String(s) => f.write_str(&quoted(&s.value)),
             Expr::Vector(v) => write_selector(f, v, None),
             Expr::Matrix(m) => write_selector(f, &m.selector, Some(&m.range)),
             Expr::Subquery(s) => {
@@ -100,7 +100,7 @@ fn labels(ls: &[String]) -> String {
             if is_legacy_label(l) {
                 l.clone()
             } else {
-                quote(l)
+                quoted(l)
             }
         })
         .collect::<Vec<_>>()
@@ -195,10 +195,10 @@ fn write_matcher(out: &mut String, m: &Matcher) {
     if is_legacy_label(&m.name) {
         out.push_str(&m.name);
     } else {
-        out.push_str(&quote(&m.name));
+        out.push_str(&quoted(&m.name));
     }
     out.push_str(m.op.as_str());
-    out.push_str(&quote(&m.value));
+    out.push_str(&quoted(&m.value));
 }
 
 fn write_selector(
@@ -225,7 +225,7 @@ fn write_selector(
             write!(f, "{{{}}}", parts.join(","))?;
         }
     } else {
-        write!(f, "{{{}", quote(name))?;
+        write!(f, "{{{}", quoted(name))?;
         for p in &parts {
             write!(f, ", {p}")?;
         }
