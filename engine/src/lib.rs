@@ -5,6 +5,7 @@
 
 pub mod alloc;
 pub mod block;
+pub mod budget;
 pub mod bucket;
 pub mod buffers;
 pub mod chunk;

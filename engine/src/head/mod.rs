@@ -25,11 +25,13 @@ mod refs;
 mod series;
 mod shard;
 mod slab;
+mod stream;
 mod wbl;
 
 pub use histograms::HistogramValue;
 pub use series::Appended;
 pub use shard::{AppendBatch, AppendReport, HeadMemory};
+pub use stream::{FETCH_SERIES, HeadRead, HeadStream};
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -993,6 +995,14 @@ impl Head {
             .collect()
     }
 
+    /// Whether any series of the head carries a label named `name`. Blocking.
+    pub fn has_label_name(&self, name: &str) -> Result<bool> {
+        let slot = self.slot;
+        let name = name.to_string();
+        let parts = self.on_cores(move |c| c.with(slot, |s| s.has_label_name(&name)))?;
+        Ok(parts.into_iter().any(|b| b))
+    }
+
     /// Series matching `matchers` with native histograms in `[mint, maxt]`, sorted by labels,
     /// each with the chunks holding those histograms in the encodings they were stored in
     /// (integer histograms in encoding 2, float ones in 3): the head's own chunks, whole, or
@@ -1274,14 +1284,38 @@ impl Queryable for Head {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-        _hints: &SelectHints,
+        hints: &SelectHints,
     ) -> Result<Vec<Series>> {
+        // The series API wants labels only: no sample is decoded for it.
+        if hints.func.as_deref() == Some("series") {
+            return crate::query::collect_labels(Box::new(self.stream(
+                matchers,
+                mint,
+                maxt,
+                HeadRead::Labels,
+            )?));
+        }
         let slot = self.slot;
         let ms = matchers.to_vec();
         let parts = self.on_cores(move |c| c.with(slot, |s| s.select(&ms, mint, maxt)))?;
         let mut out: Vec<Series> = parts.into_iter().flatten().collect();
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(out)
+    }
+
+    fn select_stream<'a>(
+        &'a self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        _hints: &SelectHints,
+    ) -> Result<Box<dyn crate::query::SeriesStream + 'a>> {
+        Ok(Box::new(self.stream(
+            matchers,
+            mint,
+            maxt,
+            HeadRead::Samples,
+        )?))
     }
 
     fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>> {

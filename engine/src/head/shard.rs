@@ -12,6 +12,7 @@ use super::postings::{Postings, ValueSource};
 use super::refs::RefMap;
 use super::series::{AppendBounds, Appended, MemSeries};
 use super::slab::Slab;
+use super::stream::{HeadRead, ReadSeries};
 use crate::block::cut::{CutChunk, CutOptions};
 use crate::block::histogram_cut::CutHistogramChunk;
 use crate::chunk::{HistogramBatch, SampleBatch, is_stale_nan};
@@ -640,6 +641,69 @@ impl HeadShard {
                     labels: s.labels.to_labels(),
                     samples,
                     histograms,
+                });
+            }
+        }
+        out
+    }
+
+    /// Whether a series held carries a label named `name`.
+    pub fn has_label_name(&self, name: &str) -> bool {
+        self.postings.has_name(name)
+    }
+
+    /// Ids of the series matching `matchers` with data in `[mint, maxt]` (by chunk bounds),
+    /// each with its WAL ref, in label order: where a [`super::stream::HeadStream`] starts.
+    /// Sorted here, by the labels in place, so that no label set is copied out.
+    pub fn sorted_matches(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<(u32, u64)> {
+        let mut picked: Vec<(u32, &MemSeries)> = self
+            .select_ids(matchers)
+            .into_iter()
+            .filter_map(|id| Some((id, self.series.get(id)?)))
+            .filter(|(_, s)| s.overlaps(mint, maxt))
+            .collect();
+        picked.sort_unstable_by(|a, b| a.1.labels.iter().cmp(b.1.labels.iter()));
+        picked.into_iter().map(|(id, s)| (id, s.r)).collect()
+    }
+
+    /// The series `picked` (ids with the WAL refs they had when picked) that are still held,
+    /// in that order, read as `read` asks in `[mint, maxt]`. A series removed since it was
+    /// picked is left out, and so is one whose id now holds another series.
+    pub fn read(
+        &self,
+        picked: &[(u32, u64)],
+        mint: i64,
+        maxt: i64,
+        read: HeadRead,
+    ) -> Vec<ReadSeries> {
+        let mut out = Vec::with_capacity(picked.len());
+        for &(id, r) in picked {
+            let Some(s) = self.series.get(id).filter(|s| s.r == r) else {
+                continue;
+            };
+            let mut samples = SampleBatch::new();
+            let mut histograms = HistogramBatch::new();
+            let mut histogram_chunks = Vec::new();
+            match read {
+                HeadRead::Labels => {}
+                HeadRead::Samples => {
+                    s.samples_into(mint, maxt, &mut samples);
+                    s.histograms_into(mint, maxt, &mut histograms);
+                }
+                HeadRead::Stored => {
+                    s.samples_into(mint, maxt, &mut samples);
+                    if let Some(h) = &s.hist {
+                        histogram_chunks = h.chunks_in(mint, maxt);
+                    }
+                }
+            }
+            let empty = samples.is_empty() && histograms.is_empty() && histogram_chunks.is_empty();
+            if read == HeadRead::Labels || !empty {
+                out.push(ReadSeries {
+                    labels: s.labels.to_labels(),
+                    samples,
+                    histograms,
+                    histogram_chunks,
                 });
             }
         }

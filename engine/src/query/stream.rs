@@ -460,6 +460,19 @@ pub fn collect_stream(
     Ok(out)
 }
 
+/// Drains `stream` into series with labels only (the series API's answer), nothing decoded.
+pub fn collect_labels(mut stream: Box<dyn SeriesStream + '_>) -> Result<Vec<Series>> {
+    let mut out = Vec::new();
+    while let Some(batch) = stream.next_batch()? {
+        out.extend(
+            batch
+                .into_iter()
+                .map(|s| Series::floats(s.labels, SampleBatch::new())),
+        );
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,6 +28,7 @@ use super::error::PromqlError;
 use super::functions::unwrap_parens;
 use super::value::{InstantSample, QueryResult, QueryStats, Value};
 use super::{EngineOptions, functions};
+use crate::budget::Reservation;
 use crate::chunk::{HistogramBatch, SampleBatch};
 use crate::histogram::FloatHistogram;
 use crate::labels::Labels;
@@ -359,6 +360,10 @@ pub(crate) fn histogram_weight(h: &FloatHistogram) -> usize {
     (168 + 8 * parts + 8) / 16
 }
 
+/// Bytes a held sample is counted as against the memory budget: a float sample's timestamp and
+/// value, what [`histogram_weight`] counts a histogram in.
+pub(crate) const SAMPLE_BYTES: u64 = 16;
+
 /// Per-query state: limits, the query's own start and end (for `@ start()`/`end()`), and the
 /// annotations collected.
 pub(crate) struct Evaluator<'a> {
@@ -374,6 +379,8 @@ pub(crate) struct Evaluator<'a> {
     pub held: usize,
     /// The most samples held at once so far.
     pub peak: usize,
+    /// What `held` takes of the process's memory budget, [`SAMPLE_BYTES`] a sample.
+    pub memory: Reservation,
     pub warnings: Vec<String>,
     pub info: Vec<String>,
     /// Where the query's arguments start, for the position annotations end with.
@@ -403,12 +410,16 @@ impl Evaluator<'_> {
         if self.held > self.opts.max_samples {
             return Err(PromqlError::TooManySamples("query execution"));
         }
-        Ok(())
+        self.memory
+            .cover(self.held as u64 * SAMPLE_BYTES)
+            .map_err(|e| PromqlError::Storage(e.into()))
     }
 
     /// Accounts `n` samples no longer held.
     pub fn release(&mut self, n: usize) {
         self.held = self.held.saturating_sub(n);
+        // Giving bytes back cannot fail.
+        let _ = self.memory.cover(self.held as u64 * SAMPLE_BYTES);
     }
 
     /// Records a warning once (`PromQL warning: …`).
@@ -603,6 +614,7 @@ fn run_mode(args: RunArgs<'_>, materialize: bool) -> Result<QueryResult, PromqlE
         deadline: Instant::now() + opts.timeout,
         held: 0,
         peak: 0,
+        memory: crate::budget::global().empty("query"),
         warnings: Vec::new(),
         info: Vec::new(),
         positions,
