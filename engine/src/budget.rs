@@ -380,12 +380,18 @@ mod tests {
         // 60 resident + 30 reserved: 10 left, so 11 more is refused and nothing is taken.
         let e = r.grow(11 * MIB).unwrap_err();
         assert!(e.started);
-        assert_eq!((e.resident, e.reserved, e.limit), (60 * MIB, 30 * MIB, 100 * MIB));
+        assert_eq!(
+            (e.resident, e.reserved, e.limit),
+            (60 * MIB, 30 * MIB, 100 * MIB)
+        );
         assert_eq!(b.reserved(), 30 * MIB);
         r.grow(10 * MIB).unwrap();
         assert_eq!(b.refused(), 1);
         let msg = e.to_string();
-        assert!(msg.starts_with("query ended: it needs 11 MiB more"), "{msg}");
+        assert!(
+            msg.starts_with("query ended: it needs 11 MiB more"),
+            "{msg}"
+        );
         assert!(msg.contains("--memory.limit of 100 MiB"), "{msg}");
     }
 
@@ -447,7 +453,10 @@ mod tests {
         let b = budget(100 * MIB, 0);
         let mut r = b.reserve("Series", 10 * MIB, Need::Read).unwrap();
         let part = r.split(4 * MIB);
-        assert_eq!((r.bytes(), part.bytes(), b.reserved()), (6 * MIB, 4 * MIB, 10 * MIB));
+        assert_eq!(
+            (r.bytes(), part.bytes(), b.reserved()),
+            (6 * MIB, 4 * MIB, 10 * MIB)
+        );
         r.absorb(part);
         assert_eq!((r.bytes(), b.reserved()), (10 * MIB, 10 * MIB));
         let part = r.split(3 * MIB);

@@ -5,8 +5,8 @@
 
 pub mod alloc;
 pub mod block;
-pub mod budget;
 pub mod bucket;
+pub mod budget;
 pub mod buffers;
 pub mod chunk;
 pub mod compact;

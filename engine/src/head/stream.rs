@@ -55,7 +55,11 @@ impl ReadSeries {
             .iter()
             .map(|l| 48 + l.name.len() + l.value.len())
             .sum();
-        let chunks: usize = self.histogram_chunks.iter().map(|c| 40 + c.data.len()).sum();
+        let chunks: usize = self
+            .histogram_chunks
+            .iter()
+            .map(|c| 40 + c.data.len())
+            .sum();
         (64 + labels + chunks + self.samples.len() * 16) as u64
             + self.histograms.len() as u64 * HISTOGRAM_BYTES
     }
@@ -136,8 +140,7 @@ impl Head {
         let slot = self.slot;
         let ms = matchers.to_vec();
         let mut reservation = crate::budget::global().empty("head selection");
-        let picked =
-            self.on_cores(move |c| c.with(slot, |s| s.sorted_matches(&ms, mint, maxt)))?;
+        let picked = self.on_cores(move |c| c.with(slot, |s| s.sorted_matches(&ms, mint, maxt)))?;
         let ids: usize = picked.iter().map(Vec::len).sum();
         reservation.cover(ids as u64 * 16)?;
         Ok(HeadStream {
@@ -183,7 +186,8 @@ impl HeadStream {
             self.buffered += got.iter().map(ReadSeries::bytes).sum::<u64>();
             self.cores[core].buf.extend(got);
         }
-        self.reservation.cover(self.ids_bytes() + self.buffered + self.handed)?;
+        self.reservation
+            .cover(self.ids_bytes() + self.buffered + self.handed)?;
         Ok(())
     }
 

@@ -76,7 +76,11 @@ impl SeriesStream for WithExternal<'_> {
                 }
                 Some(batch) => {
                     for s in batch {
-                        if self.run.first().is_some_and(|f| !is_prefix(&f.labels, &s.labels)) {
+                        if self
+                            .run
+                            .first()
+                            .is_some_and(|f| !is_prefix(&f.labels, &s.labels))
+                        {
                             self.close_run();
                         }
                         self.run.push(s);
@@ -93,8 +97,8 @@ impl SeriesStream for WithExternal<'_> {
 mod tests {
     use super::*;
     use crate::chunk::SampleBatch;
-    use crate::query::{SeriesData, VecStream};
     use crate::query::Series;
+    use crate::query::{SeriesData, VecStream};
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
         Labels::from_pairs(pairs.iter().copied())
@@ -142,10 +146,8 @@ mod tests {
                 Series::floats(labels(&[("i", &format!("{i:05}"))]), b)
             })
             .collect();
-        let mut s = with_external_labels(
-            Box::new(VecStream::new(series)),
-            labels(&[("tenant", "t")]),
-        );
+        let mut s =
+            with_external_labels(Box::new(VecStream::new(series)), labels(&[("tenant", "t")]));
         let mut n = 0;
         while let Some(b) = s.next_batch().unwrap() {
             assert!(b.len() <= BATCH_SERIES);

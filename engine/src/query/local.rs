@@ -62,7 +62,12 @@ impl LocalBlocks {
         mint: i64,
         maxt: i64,
     ) -> Result<Box<dyn SeriesStream + 'static>> {
-        Ok(Box::new(LocalStream::start(self.clone(), matchers, mint, maxt)?))
+        Ok(Box::new(LocalStream::start(
+            self.clone(),
+            matchers,
+            mint,
+            maxt,
+        )?))
     }
 
     /// Label sets of the matching series that have a chunk in range, with the block index.

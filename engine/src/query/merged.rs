@@ -135,7 +135,11 @@ impl SeriesStream for MergeStream<'_> {
             // Ties go to the earlier stream, so a later one's samples are merged over them.
             let Some(first) = (0..self.inputs.len())
                 .filter(|&i| !self.inputs[i].buf.is_empty())
-                .min_by(|&a, &b| self.inputs[a].buf[0].labels.cmp(&self.inputs[b].buf[0].labels))
+                .min_by(|&a, &b| {
+                    self.inputs[a].buf[0]
+                        .labels
+                        .cmp(&self.inputs[b].buf[0].labels)
+                })
             else {
                 break;
             };
@@ -143,7 +147,10 @@ impl SeriesStream for MergeStream<'_> {
                 break;
             };
             for i in first + 1..self.inputs.len() {
-                if self.inputs[i].buf.front().is_some_and(|t| t.labels == s.labels)
+                if self.inputs[i]
+                    .buf
+                    .front()
+                    .is_some_and(|t| t.labels == s.labels)
                     && let Some(t) = self.inputs[i].buf.pop_front()
                 {
                     self.merge(&mut s, t)?;

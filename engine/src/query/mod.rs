@@ -18,9 +18,9 @@ pub use local::LocalBlocks;
 pub use merge::merge_samples;
 pub use merged::{Merged, merge_series, merge_streams};
 pub use stream::{
-    BATCH_CHUNKS, BATCH_SERIES, DecodeScratch, SeriesChunk, SeriesData, SeriesStream, StreamSeries,
-    VecStream, collect_labels, collect_stream, decode_histogram_chunk_into, decode_histograms, decode_many,
-    decode_many_flat, decode_series, is_histogram_encoding,
+    BATCH_CHUNKS, BATCH_SERIES, DecodeScratch, Resumed, SeriesChunk, SeriesData, SeriesStream,
+    StreamSeries, VecStream, collect_labels, collect_stream, decode_histogram_chunk_into,
+    decode_histograms, decode_many, decode_many_flat, decode_series, is_histogram_encoding,
 };
 
 use crate::chunk::{HistogramBatch, SampleBatch};
