@@ -233,3 +233,85 @@ impl Queryable for Merged {
         Ok(union(lists))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::encode_xor;
+    use crate::labels::Labels;
+    use crate::query::{SeriesChunk, VecStream, collect_stream};
+
+    fn series(name: &str, ts: &[i64], v: f64) -> Series {
+        let mut b = SampleBatch::new();
+        for &t in ts {
+            b.push(t, v);
+        }
+        Series::floats(Labels::from_pairs([("__name__", name)]), b)
+    }
+
+    /// A stream handing out `series` as their chunks.
+    struct Chunked(Vec<Series>);
+
+    impl SeriesStream for Chunked {
+        fn next_batch(&mut self) -> Result<Option<Vec<StreamSeries>>> {
+            let all = std::mem::take(&mut self.0);
+            Ok((!all.is_empty()).then(|| {
+                all.into_iter()
+                    .map(|s| StreamSeries {
+                        labels: s.labels,
+                        data: SeriesData::Chunks(vec![SeriesChunk {
+                            min_time: s.samples.ts[0],
+                            max_time: *s.samples.ts.last().unwrap(),
+                            encoding: 1,
+                            data: encode_xor(&s.samples.ts, &s.samples.val).into(),
+                        }]),
+                    })
+                    .collect()
+            }))
+        }
+    }
+
+    #[test]
+    fn merged_streams_equal_merged_lists() {
+        let a = vec![series("a", &[1, 2], 1.0), series("c", &[1], 1.0)];
+        let b = vec![series("a", &[2, 3], 2.0), series("b", &[5], 2.0)];
+        let want = merge_series(vec![a.clone(), b.clone()]);
+        // Decoded and decoded, chunks and chunks, decoded and chunks: one answer.
+        for (x, y) in [
+            (
+                Box::new(VecStream::new(a.clone())) as Box<dyn SeriesStream>,
+                Box::new(VecStream::new(b.clone())) as Box<dyn SeriesStream>,
+            ),
+            (Box::new(Chunked(a.clone())), Box::new(Chunked(b.clone()))),
+            (
+                Box::new(VecStream::new(a.clone())),
+                Box::new(Chunked(b.clone())),
+            ),
+        ] {
+            let got = collect_stream(merge_streams(vec![x, y], 0, 100), 0, 100).unwrap();
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn a_merge_of_many_series_comes_in_full_batches() {
+        let a: Vec<Series> = (0..3000)
+            .map(|i| series(&format!("m{i:05}"), &[i], 1.0))
+            .collect();
+        let b: Vec<Series> = (0..3000)
+            .step_by(2)
+            .map(|i| series(&format!("m{i:05}"), &[i], 2.0))
+            .collect();
+        let mut s = merge_streams(
+            vec![Box::new(VecStream::new(a)), Box::new(VecStream::new(b))],
+            0,
+            10_000,
+        );
+        let mut n = 0;
+        while let Some(batch) = s.next_batch().unwrap() {
+            assert!(batch.len() <= BATCH_SERIES);
+            n += batch.len();
+        }
+        assert_eq!(n, 3000);
+    }
+}

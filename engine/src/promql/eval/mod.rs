@@ -379,7 +379,11 @@ pub(crate) struct Evaluator<'a> {
     pub held: usize,
     /// The most samples held at once so far.
     pub peak: usize,
-    /// What `held` takes of the process's memory budget, [`SAMPLE_BYTES`] a sample.
+    /// Bytes of working state beyond the samples held (an aggregation's groups), counted in
+    /// the memory budget only: `--query.max-samples` counts samples as Prometheus does.
+    pub state_bytes: u64,
+    /// What `held` ([`SAMPLE_BYTES`] a sample) and `state_bytes` take of the process's memory
+    /// budget.
     pub memory: Reservation,
     pub warnings: Vec<String>,
     pub info: Vec<String>,
@@ -410,16 +414,28 @@ impl Evaluator<'_> {
         if self.held > self.opts.max_samples {
             return Err(PromqlError::TooManySamples("query execution"));
         }
-        self.memory
-            .cover(self.held as u64 * SAMPLE_BYTES)
-            .map_err(|e| PromqlError::Storage(e.into()))
+        self.cover_memory()
     }
 
     /// Accounts `n` samples no longer held.
     pub fn release(&mut self, n: usize) {
         self.held = self.held.saturating_sub(n);
         // Giving bytes back cannot fail.
-        let _ = self.memory.cover(self.held as u64 * SAMPLE_BYTES);
+        let _ = self.cover_memory();
+    }
+
+    /// Accounts `bytes` of working state beyond the samples held, replacing the figure
+    /// before: what an aggregation's groups take as they are made, before its output is.
+    pub fn hold_state(&mut self, bytes: u64) -> Result<(), PromqlError> {
+        self.state_bytes = bytes;
+        self.cover_memory()
+    }
+
+    /// Reserves what the held samples and the working state take from the memory budget.
+    fn cover_memory(&mut self) -> Result<(), PromqlError> {
+        self.memory
+            .cover(self.held as u64 * SAMPLE_BYTES + self.state_bytes)
+            .map_err(|e| PromqlError::Storage(e.into()))
     }
 
     /// Records a warning once (`PromQL warning: …`).
@@ -468,6 +484,8 @@ impl Evaluator<'_> {
         let before = self.held;
         let v = self.eval_node(e, steps)?;
         self.held = before;
+        // A node's working state is gone once it returns; its result is counted below.
+        self.state_bytes = 0;
         let v = match v {
             // Without delayed name removal, the name goes as soon as an operation drops it,
             // and series that become equal must not collide at any step.
@@ -614,6 +632,7 @@ fn run_mode(args: RunArgs<'_>, materialize: bool) -> Result<QueryResult, PromqlE
         deadline: Instant::now() + opts.timeout,
         held: 0,
         peak: 0,
+        state_bytes: 0,
         memory: crate::budget::global().empty("query"),
         warnings: Vec::new(),
         info: Vec::new(),
