@@ -719,5 +719,9 @@ fn a_stream_skips_series_removed_after_it_started() {
     let slot = head.slot;
     head.on_cores(move |c| c.with(slot, |s| s.truncate_before(2_000_000)))
         .unwrap();
-    assert!(crate::query::SeriesStream::next_batch(&mut s).unwrap().is_none());
+    assert!(
+        crate::query::SeriesStream::next_batch(&mut s)
+            .unwrap()
+            .is_none()
+    );
 }

@@ -16,7 +16,7 @@ use gauntlet_engine::query::{
     collect_labels, collect_stream, external_names_clash, merge_streams, with_external_labels,
     without_labels,
 };
-use gauntlet_engine::store::{ChunkView, encode_batch};
+use gauntlet_engine::store::{ChunkView, RawChunk, encode_batch, merge_chunks};
 use gauntlet_proto::thanos;
 use prost::Message as _;
 use tonic::{Request, Response, Status};
@@ -167,20 +167,34 @@ fn wire_chunks(samples: &SampleBatch, histograms: &HistogramBatch) -> Vec<thanos
     out
 }
 
-/// A streamed series as the StoreAPI sends it: labels without `strip`, its chunks as they
-/// are (sorted by time) or its decoded samples encoded ([`wire_chunks`]); none when the
-/// request skips chunks.
-fn wire_series(s: StreamSeries, strip: &[String], skip_chunks: bool) -> thanos::Series {
+/// A streamed series as the StoreAPI sends it: labels without `strip`; its chunks sorted by
+/// time, cut to at most 120 samples and those that overlap merged ([`merge_chunks`]), or its
+/// decoded samples encoded ([`wire_chunks`]); none when the request skips chunks.
+fn wire_series(
+    s: StreamSeries,
+    strip: &[String],
+    skip_chunks: bool,
+) -> Result<thanos::Series, Status> {
     let labels = convert::labels(&without_labels(&s.labels, strip));
     if skip_chunks {
-        return thanos::Series {
+        return Ok(thanos::Series {
             labels,
             chunks: Vec::new(),
-        };
+        });
     }
-    let chunks = match &s.data {
+    let chunks = match s.data {
         SeriesData::Chunks(cs) => {
-            let mut out: Vec<thanos::AggrChunk> = cs
+            let raw = cs
+                .into_iter()
+                .map(|c| RawChunk {
+                    min_time: c.min_time,
+                    max_time: c.max_time,
+                    encoding: c.encoding,
+                    data: c.data,
+                })
+                .collect();
+            merge_chunks(raw)
+                .map_err(|e| Status::internal(format!("series {}: {e}", s.labels)))?
                 .iter()
                 .map(|c| {
                     convert::chunk(&ChunkView {
@@ -190,14 +204,12 @@ fn wire_series(s: StreamSeries, strip: &[String], skip_chunks: bool) -> thanos::
                         data: &c.data,
                     })
                 })
-                .collect();
-            out.sort_by_key(|c| c.min_time);
-            out
+                .collect()
         }
-        SeriesData::Decoded(b) => wire_chunks(b, &HistogramBatch::new()),
-        SeriesData::DecodedWithHistograms(b, h) => wire_chunks(b, h),
+        SeriesData::Decoded(b) => wire_chunks(&b, &HistogramBatch::new()),
+        SeriesData::DecodedWithHistograms(b, h) => wire_chunks(&b, &h),
     };
-    thanos::Series { labels, chunks }
+    Ok(thanos::Series { labels, chunks })
 }
 
 /// Label names of every tenant's series matching `matchers` in `[mint, maxt]`, external
@@ -313,7 +325,7 @@ impl thanos::store_server::Store for ReceiveStore {
                     let wire = batch
                         .into_iter()
                         .map(|s| wire_series(s, &strip, skip_chunks))
-                        .collect();
+                        .collect::<Result<Vec<_>, Status>>()?;
                     for frame in convert::series_responses(wire, batch_size) {
                         let bytes = frame.encoded_len() as u64;
                         match tx.blocking_send(Ok(frame), bytes) {
