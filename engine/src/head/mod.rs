@@ -1056,14 +1056,57 @@ impl Head {
         // From here no sample may enter the range (an out-of-order one could otherwise land
         // between reading the range and dropping it); if the cut fails, the next one covers it.
         self.shared.min_valid.fetch_max(end, Relaxed);
-        let parts = self.on_cores(move |c| c.with(slot, |s| s.block_series(start, end, &cut)))?;
-        let mut all: Vec<_> = parts.into_iter().flatten().collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
+        // Each core's series of the range in label order; their chunks are read a run of
+        // `FETCH_SERIES` at a time per core and the runs merged, so the cut holds a few
+        // hundred series' chunks at a time, not a copy of the whole range.
+        let picked = self.on_cores(move |c| c.with(slot, |s| s.sorted_in_range(start, end)))?;
+        let mut runs: Vec<(
+            Vec<(u32, u64)>,
+            usize,
+            std::collections::VecDeque<shard::BlockSeries>,
+        )> = picked
+            .into_iter()
+            .map(|p| (p, 0, std::collections::VecDeque::new()))
+            .collect();
         let mut w = BlockWriter::create(&self.dir, self.opts.cut())?;
         w.set_time_range(start, end);
-        for (labels, chunks, hists) in &all {
+        loop {
+            let dry: Vec<usize> = (0..runs.len())
+                .filter(|&i| runs[i].2.is_empty() && runs[i].1 < runs[i].0.len())
+                .collect();
+            if !dry.is_empty() {
+                let calls: Vec<_> = dry
+                    .iter()
+                    .map(|&core| {
+                        let (ids, next, _) = &mut runs[core];
+                        let end_at = (*next + FETCH_SERIES).min(ids.len());
+                        let ids = ids[*next..end_at].to_vec();
+                        *next = end_at;
+                        let cut = cut.clone();
+                        self.rt.cores.call(core, move |c| async move {
+                            c.state()
+                                .with(slot, |s| s.block_series(&ids, start, end, &cut))
+                        })
+                    })
+                    .collect();
+                let read = futures::executor::block_on(join_all(calls));
+                for (&core, got) in dry.iter().zip(read) {
+                    runs[core].2.extend(got.map_err(canceled)?);
+                }
+                continue;
+            }
+            // A series lives on one core: the smallest front is the next series overall.
+            let Some(core) = (0..runs.len())
+                .filter(|&i| !runs[i].2.is_empty())
+                .min_by(|&a, &b| runs[a].2[0].0.cmp(&runs[b].2[0].0))
+            else {
+                break;
+            };
+            let Some((labels, chunks, hists)) = runs[core].2.pop_front() else {
+                break;
+            };
             if hists.is_empty() {
-                w.add_chunks(labels, chunks)?;
+                w.add_chunks(&labels, &chunks)?;
                 continue;
             }
             // Float and histogram chunks of a series never overlap: each kind closes the
@@ -1084,9 +1127,9 @@ impl Head {
                 }))
                 .collect();
             merged.sort_by_key(|c| c.min_time);
-            w.add_encoded_chunks(labels, merged)?;
+            w.add_encoded_chunks(&labels, merged)?;
         }
-        drop(all);
+        drop(runs);
         let meta = w.finish(thanos)?;
         if let Some(m) = &meta {
             written(m);

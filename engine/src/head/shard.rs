@@ -758,21 +758,37 @@ impl HeadShard {
         out
     }
 
-    /// Every series with data in `[mint, maxt)` and its float and histogram chunks for a
-    /// block, sorted by labels.
-    pub fn block_series(&self, mint: i64, maxt: i64, opts: &CutOptions) -> Vec<BlockSeries> {
-        let mut out: Vec<BlockSeries> = self
-            .series
-            .values()
-            .filter(|s| s.overlaps(mint, maxt - 1))
+    /// Ids (with WAL refs) of every series with data in `[mint, maxt)`, in label order: the
+    /// series a block of that range holds, for [`HeadShard::block_series`] to read a run at a
+    /// time.
+    pub fn sorted_in_range(&self, mint: i64, maxt: i64) -> Vec<(u32, u64)> {
+        let mut picked: Vec<(u32, &MemSeries)> = (0..self.series.ids())
+            .filter_map(|id| Some((id, self.series.get(id)?)))
+            .filter(|(_, s)| s.overlaps(mint, maxt - 1))
+            .collect();
+        picked.sort_unstable_by(|a, b| a.1.labels.iter().cmp(b.1.labels.iter()));
+        picked.into_iter().map(|(id, s)| (id, s.r)).collect()
+    }
+
+    /// The series `picked` (ids with their WAL refs, as [`HeadShard::sorted_in_range`] gave
+    /// them) with their float and histogram chunks in `[mint, maxt)` for a block, in that
+    /// order; series left without chunks there are left out.
+    pub fn block_series(
+        &self,
+        picked: &[(u32, u64)],
+        mint: i64,
+        maxt: i64,
+        opts: &CutOptions,
+    ) -> Vec<BlockSeries> {
+        picked
+            .iter()
+            .filter_map(|&(id, r)| self.series.get(id).filter(|s| s.r == r))
             .map(|s| {
                 let (floats, hists) = s.block_all_chunks(mint, maxt, opts);
                 (s.labels.to_labels(), floats, hists)
             })
             .filter(|(_, c, h)| !c.is_empty() || !h.is_empty())
-            .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
+            .collect()
     }
 
     /// Drops every sample before `mint` and the series left without samples; returns the
