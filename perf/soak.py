@@ -3,9 +3,11 @@
 StoreAPI Series load, and the summary.
 
   soak.py sample PID HTTP_PORT CSV STOP_FILE MAX_S
-      Every second: VmRSS of PID (/proc/PID/status) and gauntlet_memory_refusals_total from
-      its /metrics, one CSV row each (t_s,rss_bytes,refusals_total,alive). Stops when STOP_FILE
-      exists, when PID is gone (a last row with alive=0) or after MAX_S seconds.
+      Every second: VmRSS of PID (/proc/PID/status), gauntlet_memory_refusals_total from its
+      /metrics and VmHWM (the kernel's record of the most VmRSS has been, so a peak between two
+      samples is not missed), one CSV row each (t_s,rss_bytes,refusals_total,alive,hwm_bytes).
+      Stops when STOP_FILE exists, when PID is gone (a last row with alive=0) or after MAX_S
+      seconds.
   soak.py storeapi HOST:PORT DURATION_S CONCURRENCY OUT_JSON
       StoreAPI Series calls, CONCURRENCY at a time for DURATION_S, each for every series of a
       family over all time; counts answered calls, refusals (ResourceExhausted) and other
@@ -23,15 +25,20 @@ import time
 import urllib.request
 
 
-def rss_bytes(pid):
+def status_bytes(pid, key):
+    """A size line of /proc/PID/status (`VmRSS`, `VmHWM`) in bytes; None when PID is gone."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024
     except (FileNotFoundError, ProcessLookupError):
         return None
     return None
+
+
+def rss_bytes(pid):
+    return status_bytes(pid, "VmRSS")
 
 
 def refusals(http_port):
@@ -48,7 +55,7 @@ def refusals(http_port):
 def sample(pid, http_port, csv_path, stop_file, max_s):
     start = time.monotonic()
     with open(csv_path, "w") as out:
-        out.write("t_s,rss_bytes,refusals_total,alive\n")
+        out.write("t_s,rss_bytes,refusals_total,alive,hwm_bytes\n")
         tick = 0
         while time.monotonic() - start < max_s and not os.path.exists(stop_file):
             rss = rss_bytes(pid)
@@ -57,7 +64,8 @@ def sample(pid, http_port, csv_path, stop_file, max_s):
                 out.write(f"{t:.1f},,,0\n")
                 out.flush()
                 return
-            out.write(f"{t:.1f},{rss},{refusals(http_port)},1\n")
+            hwm = status_bytes(pid, "VmHWM") or ""
+            out.write(f"{t:.1f},{rss},{refusals(http_port)},1,{hwm}\n")
             out.flush()
             tick += 1
             time.sleep(max(0.0, start + tick - time.monotonic()))
@@ -184,12 +192,15 @@ def report(csv_path, limit, out_dir):
     died = any(r[3] == "0" for r in rows)
     span = float(rows[-1][0]) if rows else 0.0
     over = sum(1 for v in rss if limit and v > limit)
+    hwm = max((int(r[4]) for r in rows if len(r) > 4 and r[4]), default=0)
     mib = lambda b: b / (1 << 20)
     lines = [
         f"duration sampled: {span:.0f} s, {len(rss)} samples (1/s)",
         f"limit: {mib(limit):.0f} MiB" if limit else "limit: none",
         f"RSS max {mib(rss[-1] if rss else 0):.1f} MiB, p99 {mib(percentile(rss, 0.99)):.1f} MiB, "
         f"p50 {mib(percentile(rss, 0.5)):.1f} MiB",
+        f"RSS peak (VmHWM, the kernel's high-water mark over the whole run): {mib(hwm):.1f} MiB"
+        + (f", {'OVER' if hwm > limit else 'under'} the limit" if limit else ""),
         f"samples over the limit: {over}" if limit else "samples over the limit: n/a",
         f"process died: {'YES' if died else 'no'}",
     ]

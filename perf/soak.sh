@@ -16,9 +16,12 @@
 #   GAUNTLET=PATH GAUNTLET_BENCH=PATH   prebuilt release binaries; otherwise they are built with
 #                         `cargo build --release` into $CARGO_TARGET_DIR (default target/)
 #
-# Prints a summary (RSS max / p99 / p50 against the limit, requests accepted and refused per
-# kind, duration) and writes OUT/rss.csv (t_s,rss_bytes,refusals_total,alive) and
-# OUT/summary.txt. Exits non-zero if the process died. Everything listens on 127.0.0.1.
+# Prints a summary (RSS max / p99 / p50 of the samples and the kernel's high-water mark VmHWM
+# against the limit, requests accepted and refused per kind, duration) and writes
+# OUT/rss.csv (t_s,rss_bytes,refusals_total,alive,hwm_bytes) and OUT/summary.txt. Exits
+# non-zero if the process died. Everything listens on 127.0.0.1. The loads back off refusals
+# as clients do: remote write retries a 429/5xx after 30 ms doubling to 5 s (Prometheus's
+# backoff), the query load and the StoreAPI load pause 0.5 s after a refusal.
 set -euo pipefail
 
 DURATION=${1:-600}

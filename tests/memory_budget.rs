@@ -5,7 +5,9 @@
 //! everything is served. A querier takes a store's refusal as a store failure (a partial
 //! response warning, or 503 without partial responses); a receiver whose hashring peer
 //! refuses a forwarded write answers its client 503, and the retry, once the peer has room,
-//! lands every series.
+//! lands every series. Work admitted counts what it holds as it grows: a query that would
+//! take the process past its budget ends with 503 naming the limit while small ones are
+//! answered, before and after.
 
 mod common;
 
@@ -81,6 +83,68 @@ fn over_its_budget_a_process_refuses_new_work_and_stays_up() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["data"]["result"][0]["value"][1], "1", "{v}");
+}
+
+/// A write of an hour of one-minute samples ending at `t` (ms) for the series named `big`
+/// numbered `ids`.
+fn hour_of_series(ids: std::ops::Range<usize>, t: i64) -> Vec<u8> {
+    let samples: Vec<(i64, f64)> = (0..60).map(|k| (t - (59 - k) * 60_000, k as f64)).collect();
+    write_body(
+        ids.map(|i| series(&[("__name__", "big"), ("i", &format!("{i:05}"))], &samples))
+            .collect(),
+    )
+}
+
+#[test]
+fn a_query_that_would_grow_past_the_budget_ends_with_503_and_small_ones_are_answered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = format!("--data-dir={}", tmp.path().join("data").display());
+    // 4000 series; a range query over their hour at a one-second step holds 4000 x 3600
+    // step values (230 MB at 16 bytes each), far past the budget; a count at one instant
+    // holds 4000.
+    let server = GauntletServer::start(&["all", &data, "--memory.limit=192MiB"], "/-/ready");
+    let t = now_ms() / 60_000 * 60_000;
+    for part in 0..4 {
+        let body = hour_of_series(part * 1000..(part + 1) * 1000, t);
+        let (code, _, text) = post(server.http_port, "/api/v1/receive", &[V1], &body).unwrap();
+        assert_eq!(code, 200, "{text}");
+    }
+    let small = format!("/api/v1/query?query=count(big)&time={}", t / 1000);
+    let answered = |server: &GauntletServer| {
+        let (status, body) = server.get(&small);
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        v["data"]["result"][0]["value"][1].clone()
+    };
+    assert_eq!(answered(&server), "4000");
+
+    let (status, body) = server.get(&format!(
+        "/api/v1/query_range?query=big&start={}&end={}&step=1",
+        t / 1000 - 3599,
+        t / 1000
+    ));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["errorType"], "unavailable", "{v}");
+    let msg = v["error"].as_str().unwrap();
+    assert!(msg.contains("ended: it needs"), "{msg}");
+    assert!(msg.contains("--memory.limit of 192 MiB"), "{msg}");
+
+    // The process lives on and answers small queries, and counted the query it ended.
+    assert_eq!(answered(&server), "4000");
+    let (_, metrics) = server.get("/metrics");
+    let metrics = String::from_utf8(metrics).unwrap();
+    let refusals: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("gauntlet_memory_refusals_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(refusals >= 1.0, "{metrics}");
+    assert!(
+        metrics.contains("gauntlet_memory_reserved_bytes "),
+        "{metrics}"
+    );
 }
 
 /// Runs `f` on a current-thread runtime, at most 60 s.

@@ -58,6 +58,10 @@ pub enum Error {
     /// another replica or after the restart.
     #[error(transparent)]
     Canceled(#[from] crate::shard::Canceled),
+    /// The request needed more memory than the process's budget (`--memory.limit`) had left;
+    /// retry once work in flight has ended.
+    #[error(transparent)]
+    OverBudget(#[from] crate::budget::OverBudget),
 }
 
 impl Error {
@@ -66,7 +70,7 @@ impl Error {
         match self {
             Error::Store(e) => e.class(),
             Error::Remote(e) => e.kind.class(),
-            Error::Wal(_) | Error::Canceled(_) => ErrorClass::Unavailable,
+            Error::Wal(_) | Error::Canceled(_) | Error::OverBudget(_) => ErrorClass::Unavailable,
             Error::Index(_)
             | Error::Block(_)
             | Error::Chunk { .. }

@@ -6,6 +6,7 @@
 pub mod alloc;
 pub mod block;
 pub mod bucket;
+pub mod budget;
 pub mod buffers;
 pub mod chunk;
 pub mod compact;

@@ -5,6 +5,7 @@
 //! `--demo` first fills an empty bucket with a day of generated data.
 
 use crate::now_ms;
+use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,19 +23,22 @@ use gauntlet_engine::bucket::{Bucket, BucketConfig};
 use gauntlet_engine::shard::IoChoice;
 use gauntlet_engine::store::{BucketStore, StoreOptions};
 use gauntlet_proto::thanos;
+use prost::Message as _;
 use tonic::{Request, Response, Status};
 
 use crate::grpc::StoreService;
 use crate::http::api::{ApiState, router};
 use crate::http::ops;
+use crate::memory::{FrameSender, SendError};
 use crate::query::store::StoreSource;
 use crate::query::{ReadOptions, ReadView, Source};
 use crate::receive::store::{self as receive_store, ReceiveStore};
 use crate::receive::tenants::Tenants;
 use crate::receive::{ReceiveArgs, Receiver};
+use gauntlet_engine::head::HeadRead;
 use gauntlet_engine::labels::Matcher;
 use gauntlet_engine::query::{
-    Queryable, SelectHints, Series, SeriesStream, VecStream, merge_series,
+    Queryable, Resumed, SelectHints, Series, SeriesStream, merge_series, merge_streams,
 };
 
 /// Flags of `gauntlet all`.
@@ -383,18 +387,21 @@ impl Queryable for AllView {
         maxt: i64,
         hints: &SelectHints,
     ) -> gauntlet_engine::Result<Box<dyn SeriesStream + 'a>> {
-        // Without received series the bucket's own stream serves, keeping its bounded memory;
-        // with them the two are merged whole.
-        // with them the two are merged whole, by whole label sets.
-        let whole = whole_labels(hints);
-        let received = receive_store::select(&self.tenants, matchers, mint, maxt, &whole)?;
-        if received.is_empty() {
+        let mut received =
+            receive_store::stream(&self.tenants, matchers, mint, maxt, HeadRead::Samples)?;
+        // Without received series the bucket's own stream serves, with the hints as given;
+        // with them the two are merged a batch at a time, by whole label sets.
+        let Some(first) = received.next_batch()? else {
             return self.store.select_stream(matchers, mint, maxt, hints);
-        }
-        let stored = self.store.select(matchers, mint, maxt, &whole)?;
-        Ok(Box::new(VecStream::new(merge_series(vec![
-            stored, received,
-        ]))))
+        };
+        let stored = self
+            .store
+            .select_stream(matchers, mint, maxt, &whole_labels(hints))?;
+        Ok(merge_streams(
+            vec![stored, Box::new(Resumed::new(first, received))],
+            mint,
+            maxt,
+        ))
     }
 
     fn label_names(
@@ -776,25 +783,49 @@ struct AllStore {
     heads: ReceiveStore,
 }
 
-/// The series of a Series answer, its warnings and its hints, frames taken apart.
-async fn drain_series(
-    mut stream: impl futures::Stream<Item = Result<thanos::SeriesResponse, Status>> + Unpin,
-    series: &mut Vec<thanos::Series>,
-    rest: &mut Vec<thanos::SeriesResponse>,
-) -> Result<(), Status> {
-    use futures::StreamExt as _;
-    use thanos::series_response::Result as R;
-    while let Some(frame) = stream.next().await {
-        match frame?.result {
-            Some(R::Series(s)) => series.push(s),
-            Some(R::Batch(b)) => series.extend(b.series),
-            Some(other) => rest.push(thanos::SeriesResponse {
-                result: Some(other),
-            }),
-            None => {}
+/// Series per frame of a merged Series answer (before the request's own batching).
+const MERGED_FRAME_SERIES: usize = 256;
+
+/// One of the answers a merged Series answer is made of: its series read and not yet merged,
+/// and whether it has ended.
+struct Side<S> {
+    frames: S,
+    queued: VecDeque<thanos::Series>,
+    done: bool,
+}
+
+impl<S> Side<S>
+where
+    S: futures::Stream<Item = Result<thanos::SeriesResponse, Status>> + Unpin,
+{
+    fn new(frames: S) -> Self {
+        Side {
+            frames,
+            queued: VecDeque::new(),
+            done: false,
         }
     }
-    Ok(())
+
+    /// Reads frames until a series is queued or the answer has ended; its warnings and hints
+    /// go to `rest`.
+    async fn fill(&mut self, rest: &mut Vec<thanos::SeriesResponse>) -> Result<(), Status> {
+        use futures::StreamExt as _;
+        use thanos::series_response::Result as R;
+        while self.queued.is_empty() && !self.done {
+            match self.frames.next().await {
+                None => self.done = true,
+                Some(frame) => match frame?.result {
+                    Some(R::Series(s)) => self.queued.push_back(s),
+                    Some(R::Batch(b)) => self.queued.extend(b.series),
+                    Some(other) => rest.push(thanos::SeriesResponse {
+                        result: Some(other),
+                    }),
+                    None => {}
+                },
+            }
+        }
+        Ok(())
+    }
 }
 
 fn cmp_labels(a: &[thanos::Label], b: &[thanos::Label]) -> std::cmp::Ordering {
@@ -803,31 +834,81 @@ fn cmp_labels(a: &[thanos::Label], b: &[thanos::Label]) -> std::cmp::Ordering {
         .cmp(b.iter().map(|l| (&l.name, &l.value)))
 }
 
-/// `a` and `b`, each sorted by labels, merged into one sorted list; a series in both gets the
-/// chunks of both in time order.
-fn merge_wire_series(a: Vec<thanos::Series>, b: Vec<thanos::Series>) -> Vec<thanos::Series> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
-    loop {
-        let order = match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) => cmp_labels(&x.labels, &y.labels),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => break,
-        };
-        match order {
-            std::cmp::Ordering::Less => out.extend(a.next()),
-            std::cmp::Ordering::Greater => out.extend(b.next()),
-            std::cmp::Ordering::Equal => {
-                if let (Some(mut x), Some(y)) = (a.next(), b.next()) {
-                    x.chunks.extend(y.chunks);
-                    x.chunks.sort_by_key(|c| (c.min_time, c.max_time));
-                    out.push(x);
-                }
-            }
+/// Sends `series` as frames of the request's batching (`batch_size`), each reserved.
+async fn send_series(
+    tx: &FrameSender<Result<thanos::SeriesResponse, Status>>,
+    series: Vec<thanos::Series>,
+    batch_size: i64,
+) -> Result<bool, Status> {
+    for frame in crate::grpc::convert::series_responses(series, batch_size) {
+        let bytes = frame.encoded_len() as u64;
+        match tx.send(Ok(frame), bytes).await {
+            Ok(()) => {}
+            Err(SendError::Closed) => return Ok(false),
+            Err(SendError::OverBudget(why)) => return Err(crate::memory::refusal(&why)),
         }
     }
-    out
+    Ok(true)
+}
+
+/// Two Series answers, each sorted by labels, merged into one sorted answer on `tx` a frame
+/// at a time (a series in both gets the chunks of both, in time order), then the warnings
+/// and hints of both. Holds a frame of each answer and the frame being made.
+async fn merge_answers<A, B>(
+    a: A,
+    b: B,
+    batch_size: i64,
+    tx: FrameSender<Result<thanos::SeriesResponse, Status>>,
+) where
+    A: futures::Stream<Item = Result<thanos::SeriesResponse, Status>> + Unpin,
+    B: futures::Stream<Item = Result<thanos::SeriesResponse, Status>> + Unpin,
+{
+    use std::cmp::Ordering;
+    let merged = async {
+        let (mut a, mut b) = (Side::new(a), Side::new(b));
+        let mut rest = Vec::new();
+        let mut out: Vec<thanos::Series> = Vec::new();
+        loop {
+            a.fill(&mut rest).await?;
+            b.fill(&mut rest).await?;
+            let order = match (a.queued.front(), b.queued.front()) {
+                (None, None) => break,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(x), Some(y)) => cmp_labels(&x.labels, &y.labels),
+            };
+            let next = match order {
+                Ordering::Less => a.queued.pop_front(),
+                Ordering::Greater => b.queued.pop_front(),
+                Ordering::Equal => match (a.queued.pop_front(), b.queued.pop_front()) {
+                    (Some(mut x), Some(y)) => {
+                        x.chunks.extend(y.chunks);
+                        x.chunks.sort_by_key(|c| (c.min_time, c.max_time));
+                        Some(x)
+                    }
+                    (x, y) => x.or(y),
+                },
+            };
+            out.extend(next);
+            if out.len() >= MERGED_FRAME_SERIES
+                && !send_series(&tx, std::mem::take(&mut out), batch_size).await?
+            {
+                return Ok(());
+            }
+        }
+        if !send_series(&tx, out, batch_size).await? {
+            return Ok(());
+        }
+        for frame in rest {
+            if tx.send(Ok(frame), 0).await.is_err() {
+                break;
+            }
+        }
+        Ok::<(), Status>(())
+    };
+    if let Err(status) = merged.await {
+        tx.finish(Err(status)).await;
+    }
 }
 
 #[tonic::async_trait]
@@ -858,30 +939,15 @@ impl thanos::store_server::Store for AllStore {
         req: Request<thanos::SeriesRequest>,
     ) -> Result<Response<Self::SeriesStream>, Status> {
         let r = req.into_inner();
-        let mut received = Vec::new();
-        let mut rest = Vec::new();
         let heads = thanos::store_server::Store::series(&self.heads, Request::new(r.clone()))
             .await?
             .into_inner();
-        drain_series(heads, &mut received, &mut rest).await?;
         let stored = thanos::store_server::Store::series(&self.bucket, Request::new(r.clone()))
             .await?
             .into_inner();
-        // Without received series the bucket's own stream serves, keeping its bounded memory;
-        // with them the two are merged whole.
-        if received.is_empty() && rest.is_empty() {
-            return Ok(Response::new(Box::pin(stored)));
-        }
-        let mut series = Vec::new();
-        drain_series(stored, &mut series, &mut rest).await?;
-        let mut frames = crate::grpc::convert::series_responses(
-            merge_wire_series(series, received),
-            r.response_batch_size,
-        );
-        frames.extend(rest);
-        Ok(Response::new(Box::pin(tokio_stream::iter(
-            frames.into_iter().map(Ok),
-        ))))
+        let (tx, frames) = crate::memory::frame_channel("Series", 4);
+        tokio::spawn(merge_answers(stored, heads, r.response_batch_size, tx));
+        Ok(Response::new(Box::pin(frames)))
     }
 
     async fn label_names(
@@ -982,11 +1048,34 @@ mod tests {
         }
     }
 
-    #[test]
-    fn wire_series_of_equal_labels_merge_in_label_order() {
+    fn frames(
+        series: Vec<thanos::Series>,
+    ) -> impl futures::Stream<Item = Result<thanos::SeriesResponse, Status>> + Unpin {
+        tokio_stream::iter(
+            crate::grpc::convert::series_responses(series, 0)
+                .into_iter()
+                .map(Ok)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    #[tokio::test]
+    async fn wire_series_of_equal_labels_merge_in_label_order() {
+        use futures::StreamExt as _;
         let stored = vec![wire(&[("a", "1")], &[0, 100]), wire(&[("a", "3")], &[0])];
         let received = vec![wire(&[("a", "1")], &[50, 200]), wire(&[("a", "2")], &[7])];
-        let got = merge_wire_series(stored, received);
+        let (tx, out) = crate::memory::frame_channel("Series", 4);
+        tokio::spawn(merge_answers(frames(stored), frames(received), 2, tx));
+        let got: Vec<thanos::Series> = out
+            .flat_map(|f| {
+                let series = match f.unwrap().result {
+                    Some(thanos::series_response::Result::Batch(b)) => b.series,
+                    other => panic!("a batch expected, got {other:?}"),
+                };
+                tokio_stream::iter(series)
+            })
+            .collect()
+            .await;
         let labels: Vec<&str> = got.iter().map(|s| s.labels[0].value.as_str()).collect();
         assert_eq!(labels, ["1", "2", "3"]);
         let times: Vec<i64> = got[0].chunks.iter().map(|c| c.min_time).collect();

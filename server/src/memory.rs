@@ -1,121 +1,161 @@
-//! The process's memory budget (`--memory.limit`, every role): a sampler reads the resident
-//! set size every 100 ms, and while it is over the limit new work is refused rather than taken
-//! on: queries and remote writes get 503 (clients retry; Prometheus's remote write does), the
-//! StoreAPI's Series, LabelNames and LabelValues and the writes receivers forward to each other
-//! `ResourceExhausted` ([`GrpcGuardLayer`]). Work under way finishes, and `/metrics`,
-//! `/-/ready`, `/-/healthy` and the gRPC Info services always answer. Per-request limits
-//! (`--query.max-samples`, the store's `--store.limits.*`, receive's `--receive.limits.*`)
-//! bound what one request may take; the budget bounds them all together.
+//! The process's memory budget (`--memory.limit`, every role) at the servers' doors: the
+//! budget itself, its reservations and its sampler are the engine's
+//! ([`gauntlet_engine::budget`]). Every request that starts work takes a reservation for its
+//! start before anything is read, and holds it until it is answered: queries and remote
+//! writes over HTTP are refused with 503 when the budget has no room for it (clients retry;
+//! Prometheus's remote write does), the StoreAPI's Series, LabelNames and LabelValues and
+//! the writes receivers forward to each other with `ResourceExhausted` ([`GrpcGuardLayer`]).
+//! The work then reserves what it holds as it grows (samples a query holds, a Series answer's
+//! batches waiting to be sent, a write's body and what it decodes to); a reservation that
+//! cannot grow ends the request with the same answers. `/metrics`, `/-/ready`, `/-/healthy`
+//! and the gRPC Info services always answer. Per-request limits (`--query.max-samples`, the
+//! store's `--store.limits.*`, receive's `--receive.limits.*`) bound what one request may
+//! take; the budget bounds them all together.
 
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request;
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use gauntlet_engine::budget::{self, Need, OverBudget, Reservation};
 
-/// The budget and what it has refused.
-#[derive(Debug, Default)]
-struct Budget {
-    /// Bytes; 0: no limit.
-    limit: u64,
-    /// Resident bytes as last sampled.
-    rss: AtomicU64,
-    /// Requests refused.
-    refused: AtomicU64,
-}
+/// What a request reserves for its start, bytes: its buffers and first allocations. Each
+/// request admitted counts this at once, so a burst of requests arriving together does not
+/// all fit in one dip under the limit.
+pub const START_BYTES: u64 = 1 << 20;
 
-static BUDGET: OnceLock<Budget> = OnceLock::new();
-
-/// How often the resident set size is read.
-const SAMPLE_EVERY: Duration = Duration::from_millis(100);
-
-/// Sets the budget (`--memory.limit`, bytes; 0 for none) and starts the sampler. Called once,
+/// Sets the budget (`--memory.limit`, bytes; 0 for none) and starts its sampler. Called once,
 /// at start.
 pub fn init(limit: u64) {
-    let _ = BUDGET.set(Budget {
-        limit,
-        rss: AtomicU64::new(resident_bytes()),
-        refused: AtomicU64::new(0),
-    });
-    if limit > 0 {
-        let spawned = std::thread::Builder::new()
-            .name("gauntlet-memory".into())
-            .spawn(|| {
-                loop {
-                    std::thread::sleep(SAMPLE_EVERY);
-                    if let Some(b) = BUDGET.get() {
-                        b.rss.store(resident_bytes(), Relaxed);
-                    }
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "the memory sampler did not start; --memory.limit is not enforced");
-        }
+    if let Err(e) = budget::init(limit) {
+        tracing::warn!(error = %e, "the memory sampler did not start; --memory.limit counts reservations only");
     }
 }
 
-/// `Err` with why when the process is over its budget: new work of kind `what` must be
-/// refused.
-pub fn admit(what: &str) -> Result<(), String> {
-    let Some(b) = BUDGET.get() else {
-        return Ok(());
-    };
-    if b.limit == 0 {
-        return Ok(());
-    }
-    let rss = b.rss.load(Relaxed);
-    if rss <= b.limit {
-        return Ok(());
-    }
-    b.refused.fetch_add(1, Relaxed);
-    Err(format!(
-        "{what} refused: the process holds {} MiB, over its --memory.limit of {} MiB; try again later",
-        rss >> 20,
-        b.limit >> 20
-    ))
+/// A reservation for new work of kind `what` (its start, or `bytes` when known), or why the
+/// budget has no room for it.
+pub fn admit(what: &'static str, bytes: u64, need: Need) -> Result<Reservation, OverBudget> {
+    budget::global().reserve(what, bytes.max(START_BYTES), need)
 }
 
 /// The budget's metrics: `gauntlet_memory_limit_bytes`, `gauntlet_memory_resident_bytes` (as
-/// the budget last saw it) and `gauntlet_memory_refusals_total`.
+/// the budget last saw it), `gauntlet_memory_reserved_bytes` and
+/// `gauntlet_memory_refusals_total`.
 pub fn render(out: &mut String) {
-    let (limit, rss, refused) = BUDGET.get().map_or((0, 0, 0), |b| {
-        (b.limit, b.rss.load(Relaxed), b.refused.load(Relaxed))
-    });
+    let b = budget::global();
     for (name, typ, help, v) in [
         (
             "gauntlet_memory_limit_bytes",
             "gauge",
             "The process's memory budget (--memory.limit), 0 when unlimited.",
-            limit,
+            b.limit(),
         ),
         (
             "gauntlet_memory_resident_bytes",
             "gauge",
             "Resident memory as the budget last sampled it.",
-            rss,
+            b.resident(),
+        ),
+        (
+            "gauntlet_memory_reserved_bytes",
+            "gauge",
+            "Memory reserved by work in flight, counted by the budget on top of the resident size.",
+            b.reserved(),
         ),
         (
             "gauntlet_memory_refusals_total",
             "counter",
-            "Requests refused because the process was over its memory budget.",
-            refused,
+            "Requests refused, or ended in flight, because the memory budget had no room for them.",
+            b.refused(),
         ),
     ] {
         crate::http::ops::metric(out, name, typ, help, v as f64);
     }
 }
 
-/// The resident set size, bytes (`/proc/self/statm`), 0 when unknown.
+/// The resident set size, bytes, 0 when unknown.
 pub(crate) fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
+    budget::resident_bytes()
+}
+
+/// A bounded channel of an answer's frames, each holding the reservation of its bytes until
+/// the transport takes it from the receiving stream: what a streamed answer has made and not
+/// yet sent stays counted in the budget, and the channel's bound makes the producer wait for
+/// a slow client rather than pile frames up.
+pub fn frame_channel<T: Send + 'static>(
+    what: &'static str,
+    depth: usize,
+) -> (
+    FrameSender<T>,
+    impl futures::Stream<Item = T> + Send + 'static,
+) {
+    use futures::StreamExt as _;
+    let (tx, rx) = tokio::sync::mpsc::channel::<(T, Option<Reservation>)>(depth);
+    let frames = tokio_stream::wrappers::ReceiverStream::new(rx).map(|(item, _held)| item);
+    (FrameSender { tx, what }, frames)
+}
+
+/// Why a frame was not sent.
+#[derive(Debug)]
+pub enum SendError {
+    /// The budget had no room for it: the answer must end with this.
+    OverBudget(OverBudget),
+    /// The receiving side is gone (the client went away): stop producing.
+    Closed,
+}
+
+/// The sending side of [`frame_channel`].
+#[derive(Debug)]
+pub struct FrameSender<T> {
+    tx: tokio::sync::mpsc::Sender<(T, Option<Reservation>)>,
+    what: &'static str,
+}
+
+impl<T> Clone for FrameSender<T> {
+    fn clone(&self) -> Self {
+        FrameSender {
+            tx: self.tx.clone(),
+            what: self.what,
+        }
+    }
+}
+
+impl<T: Send + 'static> FrameSender<T> {
+    fn reserve(&self, bytes: u64) -> Result<Reservation, SendError> {
+        budget::global()
+            .reserve(self.what, bytes, Need::Grow)
+            .map_err(SendError::OverBudget)
+    }
+
+    /// Sends `item`, about `bytes` in memory, once its bytes are reserved.
+    pub async fn send(&self, item: T, bytes: u64) -> Result<(), SendError> {
+        let held = self.reserve(bytes)?;
+        self.tx
+            .send((item, Some(held)))
+            .await
+            .map_err(|_| SendError::Closed)
+    }
+
+    /// [`FrameSender::send`] from a thread that may block.
+    pub fn blocking_send(&self, item: T, bytes: u64) -> Result<(), SendError> {
+        let held = self.reserve(bytes)?;
+        self.tx
+            .blocking_send((item, Some(held)))
+            .map_err(|_| SendError::Closed)
+    }
+
+    /// Sends the item that ends the answer (its status), without a reservation.
+    pub async fn finish(&self, item: T) {
+        let _ = self.tx.send((item, None)).await;
+    }
+
+    /// [`FrameSender::finish`] from a thread that may block.
+    pub fn blocking_finish(&self, item: T) {
+        let _ = self.tx.blocking_send((item, None));
+    }
 }
 
 /// Paths whose requests start new work the budget may refuse: PromQL and metadata reads and
@@ -137,22 +177,43 @@ pub fn guard_http(app: Router) -> Router {
 
 async fn guard_request(req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    let write = matches!(path, "/api/v1/receive" | "/api/v1/write");
-    if is_work(path)
-        && let Err(why) = admit(if write { "remote write" } else { "query" })
-    {
-        return if write {
-            (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response()
-        } else {
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::CONTENT_TYPE, "application/json")],
-                crate::http::json::error("unavailable", &why, &[]),
-            )
-                .into_response()
-        };
+    if !is_work(path) {
+        return next.run(req).await;
     }
-    next.run(req).await
+    let write = matches!(path, "/api/v1/receive" | "/api/v1/write");
+    // A write's body is counted from its declared length; the handler reserves what it
+    // decodes to.
+    let admitted = if write {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        admit("remote write", declared, Need::Write)
+    } else {
+        admit("query", START_BYTES, Need::Read)
+    };
+    match admitted {
+        Ok(_held) => next.run(req).await,
+        Err(why) if write => refused_write(&why),
+        Err(why) => refused_query(&why),
+    }
+}
+
+/// The answer to a remote write the budget has no room for: 503, plain text.
+pub fn refused_write(why: &OverBudget) -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response()
+}
+
+/// The answer to a query the budget has no room for: 503 with the API's error envelope,
+/// `errorType` `unavailable`.
+pub fn refused_query(why: &OverBudget) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::http::json::error("unavailable", &why.to_string(), &[]),
+    )
+        .into_response()
 }
 
 /// The gRPC metadata key a refusal by the budget carries (value [`REFUSAL_VALUE`]), so a
@@ -172,32 +233,37 @@ pub fn refused_by_budget(status: &tonic::Status) -> bool {
             .is_some_and(|v| v == REFUSAL_VALUE)
 }
 
-/// What a gRPC method starts that the budget may refuse, `None` for calls that always answer
-/// (Info).
-fn grpc_work(path: &str) -> Option<&'static str> {
+/// What a gRPC method starts that the budget may refuse, and as what, `None` for calls that
+/// always answer (Info).
+fn grpc_work(path: &str) -> Option<(&'static str, Need)> {
     match path {
-        "/thanos.Store/Series" => Some("Series"),
-        "/thanos.Store/LabelNames" => Some("LabelNames"),
-        "/thanos.Store/LabelValues" => Some("LabelValues"),
-        "/thanos.WriteableStore/RemoteWrite" => Some("forwarded write"),
+        "/thanos.Store/Series" => Some(("Series", Need::Read)),
+        "/thanos.Store/LabelNames" => Some(("LabelNames", Need::Read)),
+        "/thanos.Store/LabelValues" => Some(("LabelValues", Need::Read)),
+        "/thanos.WriteableStore/RemoteWrite" => Some(("forwarded write", Need::Write)),
         _ => None,
     }
 }
 
-/// The status a call refused by the budget answers with.
-fn refusal(why: String) -> tonic::Status {
+/// The status a call refused or ended by the budget answers with: `ResourceExhausted`, its
+/// message naming the limit, with the metadata [`REFUSAL_KEY`].
+pub fn refusal(why: &OverBudget) -> tonic::Status {
     let mut metadata = tonic::metadata::MetadataMap::new();
     metadata.insert(
         REFUSAL_KEY,
         tonic::metadata::MetadataValue::from_static(REFUSAL_VALUE),
     );
-    tonic::Status::with_metadata(tonic::Code::ResourceExhausted, why, metadata)
+    let message =
+        gauntlet_engine::error::clip(&why.to_string(), gauntlet_engine::error::MESSAGE_BYTES)
+            .into_owned();
+    tonic::Status::with_metadata(tonic::Code::ResourceExhausted, message, metadata)
 }
 
 /// A tower layer for a tonic server (`Server::builder().layer(GrpcGuardLayer)`, inside the
-/// metrics layer so refusals are counted): while the process is over its budget, the
-/// StoreAPI's Series, LabelNames and LabelValues and forwarded remote writes are answered
-/// `ResourceExhausted` before their request is read.
+/// metrics layer so refusals are counted): the StoreAPI's Series, LabelNames and LabelValues
+/// and forwarded remote writes reserve their start from the budget before their request is
+/// read, and are answered `ResourceExhausted` when it has no room for it. The reservation is
+/// held until the call's answer is made; a Series answer's batches reserve their own.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GrpcGuardLayer;
 
@@ -224,7 +290,7 @@ where
     type Error = S::Error;
     type Future = futures::future::Either<
         std::future::Ready<Result<http::Response<ResBody>, S::Error>>,
-        S::Future,
+        Held<S::Future>,
     >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
@@ -232,12 +298,38 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        if let Some(what) = grpc_work(req.uri().path())
-            && let Err(why) = admit(what)
-        {
-            return futures::future::Either::Left(std::future::ready(Ok(refusal(why).into_http())));
-        }
-        futures::future::Either::Right(self.inner.call(req))
+        let held = match grpc_work(req.uri().path()) {
+            None => None,
+            Some((what, need)) => match admit(what, START_BYTES, need) {
+                Ok(r) => Some(r),
+                Err(why) => {
+                    return futures::future::Either::Left(std::future::ready(Ok(
+                        refusal(&why).into_http()
+                    )));
+                }
+            },
+        };
+        futures::future::Either::Right(Held {
+            inner: self.inner.call(req),
+            _held: held,
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A call's answer, holding the call's start reservation until it is made.
+    pub struct Held<F> {
+        #[pin]
+        inner: F,
+        _held: Option<Reservation>,
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for Held<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().inner.poll(cx)
     }
 }
 
@@ -286,12 +378,21 @@ mod tests {
 
     #[test]
     fn a_refusal_is_told_from_a_limit_across_the_wire() {
-        let refused = refusal("Series refused".into());
+        let why = OverBudget {
+            what: "Series",
+            started: false,
+            wanted: 1 << 20,
+            resident: 600 << 20,
+            reserved: 0,
+            limit: 512 << 20,
+        };
+        let refused = refusal(&why);
         let mut head = http::HeaderMap::new();
         refused.add_header(&mut head).unwrap();
         let seen = tonic::Status::from_header_map(&head).unwrap();
         assert!(refused_by_budget(&seen));
-        assert_eq!(seen.message(), "Series refused");
+        assert_eq!(seen.message(), why.to_string());
+        assert!(seen.message().contains("--memory.limit of 512 MiB"));
         assert!(!refused_by_budget(&tonic::Status::resource_exhausted(
             "exceeded concurrent Series calls limit"
         )));

@@ -13,6 +13,10 @@
 //! `start+<dur>` or `end-<dur>`; `<dur>` and `<step>` are Prometheus durations (`90s`, `5m`,
 //! `1h30m`). The expression is the rest of the line. `series` lines ask `/api/v1/series` for
 //! the series matching one selector in the time range.
+//!
+//! A worker whose query is answered 503 (the server refusing work it has no room for) pauses
+//! [`REFUSED_PAUSE`] before its next query, as a client backs off a busy server: sending the
+//! next one at once would only measure how fast refusals are made.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,6 +29,9 @@ use super::LoadError;
 use super::diff::{Difference, compare_answers};
 use super::http::{Conn, Endpoint, urlencode};
 use super::stats::{ProcStats, p50_p99};
+
+/// How long a worker waits after a 503 before its next query.
+pub const REFUSED_PAUSE: Duration = Duration::from_millis(500);
 
 /// When a query is evaluated, relative to the data.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -315,6 +322,9 @@ pub fn run(queries: &[QuerySpec], opts: &QueryOptions) -> Result<QueryReport, Lo
                                 )
                             });
                             out.push((qi, ms, a.status, a.body.len() as u64, err));
+                            if a.status == 503 {
+                                tokio::time::sleep(REFUSED_PAUSE).await;
+                            }
                         }
                         Err(e) => out.push((qi, ms, 0, 0, Some(e.to_string()))),
                     }

@@ -9,6 +9,12 @@
 //! for as long as the run lasts; values repeat, which reads like a counter reset at the wrap.
 //! Memory stays at one copy of the data set instead of one per round, and bodies are handed to
 //! hyper by reference count, not copied.
+//!
+//! A request answered 429 or 5xx is sent again after a pause, as Prometheus's remote write
+//! retries it: the pause starts at [`MIN_BACKOFF`] and doubles up to [`MAX_BACKOFF`] while the
+//! answers stay so (Prometheus's `min_backoff` and `max_backoff`), and the request's samples
+//! count as acknowledged only once it is taken. A receiver refusing work under load is then
+//! met as Prometheus meets it, not by a loop resending as fast as it is refused.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -27,6 +33,12 @@ pub const HEADERS: &[(&str, &str)] = &[
     ("x-prometheus-remote-write-version", "0.1.0"),
     ("user-agent", "gauntlet-bench"),
 ];
+
+/// First pause before a refused request is sent again (Prometheus's `min_backoff`).
+pub const MIN_BACKOFF: Duration = Duration::from_millis(30);
+
+/// Longest pause before a refused request is sent again (Prometheus's `max_backoff`).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Options of a remote-write run.
 #[derive(Clone, Debug)]
@@ -242,6 +254,8 @@ async fn drive(
     let mut conn = Conn::new(ep, timeout);
     let mut sent_samples = 0u64;
     let mut i = 0usize;
+    // The pause before a refused request is sent again; `None` after a request was taken.
+    let mut backoff: Option<Duration> = None;
     loop {
         if i == w.reqs.len() {
             i = 0;
@@ -253,7 +267,10 @@ async fn drive(
                 }
             }
         }
-        if let Some(rate) = rate_per_conn {
+        let retry = backoff.is_some();
+        if let Some(rate) = rate_per_conn
+            && !retry
+        {
             let due = start + Duration::from_secs_f64(sent_samples as f64 / rate);
             if due >= deadline {
                 return;
@@ -265,8 +282,9 @@ async fn drive(
             return;
         }
         let req = &w.reqs[i];
-        i += 1;
-        sent_samples += u64::from(req.samples);
+        if !retry {
+            sent_samples += u64::from(req.samples);
+        }
         w.report.requests += 1;
         let body = req.body.clone();
         match conn.send(hyper::Method::POST, None, HEADERS, body).await {
@@ -275,6 +293,8 @@ async fn drive(
                 if (200..300).contains(&a.status) {
                     w.report.acked_requests += 1;
                     w.report.acked_samples += u64::from(req.samples);
+                    backoff = None;
+                    i += 1;
                 } else {
                     *w.report.non_2xx.entry(a.status).or_default() += 1;
                     if w.report.first_error.is_none() {
@@ -284,11 +304,22 @@ async fn drive(
                             String::from_utf8_lossy(&a.body[..a.body.len().min(300)])
                         ));
                     }
+                    if a.status == 429 || a.status >= 500 {
+                        let pause = backoff.map_or(MIN_BACKOFF, |b| (b * 2).min(MAX_BACKOFF));
+                        backoff = Some(pause);
+                        tokio::time::sleep_until((Instant::now() + pause).min(deadline).into())
+                            .await;
+                    } else {
+                        backoff = None;
+                        i += 1;
+                    }
                 }
             }
             Err(e) => {
                 w.report.transport_errors += 1;
                 w.report.first_error.get_or_insert(e.to_string());
+                backoff = None;
+                i += 1;
                 // A refused connection would otherwise spin until the deadline.
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }

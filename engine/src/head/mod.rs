@@ -25,11 +25,13 @@ mod refs;
 mod series;
 mod shard;
 mod slab;
+mod stream;
 mod wbl;
 
 pub use histograms::HistogramValue;
 pub use series::Appended;
 pub use shard::{AppendBatch, AppendReport, HeadMemory};
+pub use stream::{FETCH_SERIES, HeadRead, HeadStream};
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -993,6 +995,14 @@ impl Head {
             .collect()
     }
 
+    /// Whether any series of the head carries a label named `name`. Blocking.
+    pub fn has_label_name(&self, name: &str) -> Result<bool> {
+        let slot = self.slot;
+        let name = name.to_string();
+        let parts = self.on_cores(move |c| c.with(slot, |s| s.has_label_name(&name)))?;
+        Ok(parts.into_iter().any(|b| b))
+    }
+
     /// Series matching `matchers` with native histograms in `[mint, maxt]`, sorted by labels,
     /// each with the chunks holding those histograms in the encodings they were stored in
     /// (integer histograms in encoding 2, float ones in 3): the head's own chunks, whole, or
@@ -1046,14 +1056,56 @@ impl Head {
         // From here no sample may enter the range (an out-of-order one could otherwise land
         // between reading the range and dropping it); if the cut fails, the next one covers it.
         self.shared.min_valid.fetch_max(end, Relaxed);
-        let parts = self.on_cores(move |c| c.with(slot, |s| s.block_series(start, end, &cut)))?;
-        let mut all: Vec<_> = parts.into_iter().flatten().collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
+        // Each core's series of the range in label order; their chunks are read a run of
+        // `FETCH_SERIES` at a time per core and the runs merged, so the cut holds a few
+        // hundred series' chunks at a time, not a copy of the whole range.
+        let picked = self.on_cores(move |c| c.with(slot, |s| s.sorted_in_range(start, end)))?;
+        let mut runs: Vec<CutRun> = picked
+            .into_iter()
+            .map(|ids| CutRun {
+                ids,
+                next: 0,
+                read: std::collections::VecDeque::new(),
+            })
+            .collect();
         let mut w = BlockWriter::create(&self.dir, self.opts.cut())?;
         w.set_time_range(start, end);
-        for (labels, chunks, hists) in &all {
+        loop {
+            let dry: Vec<usize> = (0..runs.len())
+                .filter(|&i| runs[i].read.is_empty() && runs[i].next < runs[i].ids.len())
+                .collect();
+            if !dry.is_empty() {
+                let calls: Vec<_> = dry
+                    .iter()
+                    .map(|&core| {
+                        let run = &mut runs[core];
+                        let end_at = (run.next + FETCH_SERIES).min(run.ids.len());
+                        let ids = run.ids[run.next..end_at].to_vec();
+                        run.next = end_at;
+                        self.rt.cores.call(core, move |c| async move {
+                            c.state()
+                                .with(slot, |s| s.block_series(&ids, start, end, &cut))
+                        })
+                    })
+                    .collect();
+                let read = futures::executor::block_on(join_all(calls));
+                for (&core, got) in dry.iter().zip(read) {
+                    runs[core].read.extend(got.map_err(canceled)?);
+                }
+                continue;
+            }
+            // A series lives on one core: the smallest front is the next series overall.
+            let Some(core) = (0..runs.len())
+                .filter(|&i| !runs[i].read.is_empty())
+                .min_by(|&a, &b| runs[a].read[0].0.cmp(&runs[b].read[0].0))
+            else {
+                break;
+            };
+            let Some((labels, chunks, hists)) = runs[core].read.pop_front() else {
+                break;
+            };
             if hists.is_empty() {
-                w.add_chunks(labels, chunks)?;
+                w.add_chunks(&labels, &chunks)?;
                 continue;
             }
             // Float and histogram chunks of a series never overlap: each kind closes the
@@ -1074,9 +1126,9 @@ impl Head {
                 }))
                 .collect();
             merged.sort_by_key(|c| c.min_time);
-            w.add_encoded_chunks(labels, merged)?;
+            w.add_encoded_chunks(&labels, merged)?;
         }
-        drop(all);
+        drop(runs);
         let meta = w.finish(thanos)?;
         if let Some(m) = &meta {
             written(m);
@@ -1274,14 +1326,38 @@ impl Queryable for Head {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-        _hints: &SelectHints,
+        hints: &SelectHints,
     ) -> Result<Vec<Series>> {
+        // The series API wants labels only: no sample is decoded for it.
+        if hints.func.as_deref() == Some("series") {
+            return crate::query::collect_labels(Box::new(self.stream(
+                matchers,
+                mint,
+                maxt,
+                HeadRead::Labels,
+            )?));
+        }
         let slot = self.slot;
         let ms = matchers.to_vec();
         let parts = self.on_cores(move |c| c.with(slot, |s| s.select(&ms, mint, maxt)))?;
         let mut out: Vec<Series> = parts.into_iter().flatten().collect();
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(out)
+    }
+
+    fn select_stream<'a>(
+        &'a self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        _hints: &SelectHints,
+    ) -> Result<Box<dyn crate::query::SeriesStream + 'a>> {
+        Ok(Box::new(self.stream(
+            matchers,
+            mint,
+            maxt,
+            HeadRead::Samples,
+        )?))
     }
 
     fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>> {
@@ -1311,6 +1387,14 @@ impl Queryable for Head {
         out.dedup();
         Ok(out)
     }
+}
+
+/// One core's part of a head cut: its series of the range in label order (`ids`), how many
+/// of them have been read (`next`), and the read ones not yet written (`read`).
+struct CutRun {
+    ids: Vec<(u32, u64)>,
+    next: usize,
+    read: std::collections::VecDeque<shard::BlockSeries>,
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use super::postings::{Postings, ValueSource};
 use super::refs::RefMap;
 use super::series::{AppendBounds, Appended, MemSeries};
 use super::slab::Slab;
+use super::stream::{HeadRead, ReadSeries};
 use crate::block::cut::{CutChunk, CutOptions};
 use crate::block::histogram_cut::CutHistogramChunk;
 use crate::chunk::{HistogramBatch, SampleBatch, is_stale_nan};
@@ -646,6 +647,69 @@ impl HeadShard {
         out
     }
 
+    /// Whether a series held carries a label named `name`.
+    pub fn has_label_name(&self, name: &str) -> bool {
+        self.postings.has_name(name)
+    }
+
+    /// Ids of the series matching `matchers` with data in `[mint, maxt]` (by chunk bounds),
+    /// each with its WAL ref, in label order: where a [`super::stream::HeadStream`] starts.
+    /// Sorted here, by the labels in place, so that no label set is copied out.
+    pub fn sorted_matches(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<(u32, u64)> {
+        let mut picked: Vec<(u32, &MemSeries)> = self
+            .select_ids(matchers)
+            .into_iter()
+            .filter_map(|id| Some((id, self.series.get(id)?)))
+            .filter(|(_, s)| s.overlaps(mint, maxt))
+            .collect();
+        picked.sort_unstable_by(|a, b| a.1.labels.iter().cmp(b.1.labels.iter()));
+        picked.into_iter().map(|(id, s)| (id, s.r)).collect()
+    }
+
+    /// The series `picked` (ids with the WAL refs they had when picked) that are still held,
+    /// in that order, read as `read` asks in `[mint, maxt]`. A series removed since it was
+    /// picked is left out, and so is one whose id now holds another series.
+    pub fn read(
+        &self,
+        picked: &[(u32, u64)],
+        mint: i64,
+        maxt: i64,
+        read: HeadRead,
+    ) -> Vec<ReadSeries> {
+        let mut out = Vec::with_capacity(picked.len());
+        for &(id, r) in picked {
+            let Some(s) = self.series.get(id).filter(|s| s.r == r) else {
+                continue;
+            };
+            let mut samples = SampleBatch::new();
+            let mut histograms = HistogramBatch::new();
+            let mut histogram_chunks = Vec::new();
+            match read {
+                HeadRead::Labels => {}
+                HeadRead::Samples => {
+                    s.samples_into(mint, maxt, &mut samples);
+                    s.histograms_into(mint, maxt, &mut histograms);
+                }
+                HeadRead::Stored => {
+                    s.samples_into(mint, maxt, &mut samples);
+                    if let Some(h) = &s.hist {
+                        histogram_chunks = h.chunks_in(mint, maxt);
+                    }
+                }
+            }
+            let empty = samples.is_empty() && histograms.is_empty() && histogram_chunks.is_empty();
+            if read == HeadRead::Labels || !empty {
+                out.push(ReadSeries {
+                    labels: s.labels.to_labels(),
+                    samples,
+                    histograms,
+                    histogram_chunks,
+                });
+            }
+        }
+        out
+    }
+
     /// Series matching `matchers` with native histograms in `[mint, maxt]`, with the chunks
     /// holding them ([`HistSeries::chunks_in`](super::histograms::HistSeries::chunks_in)).
     pub fn histogram_chunks(
@@ -694,21 +758,37 @@ impl HeadShard {
         out
     }
 
-    /// Every series with data in `[mint, maxt)` and its float and histogram chunks for a
-    /// block, sorted by labels.
-    pub fn block_series(&self, mint: i64, maxt: i64, opts: &CutOptions) -> Vec<BlockSeries> {
-        let mut out: Vec<BlockSeries> = self
-            .series
-            .values()
-            .filter(|s| s.overlaps(mint, maxt - 1))
+    /// Ids (with WAL refs) of every series with data in `[mint, maxt)`, in label order: the
+    /// series a block of that range holds, for [`HeadShard::block_series`] to read a run at a
+    /// time.
+    pub fn sorted_in_range(&self, mint: i64, maxt: i64) -> Vec<(u32, u64)> {
+        let mut picked: Vec<(u32, &MemSeries)> = (0..self.series.ids())
+            .filter_map(|id| Some((id, self.series.get(id)?)))
+            .filter(|(_, s)| s.overlaps(mint, maxt - 1))
+            .collect();
+        picked.sort_unstable_by(|a, b| a.1.labels.iter().cmp(b.1.labels.iter()));
+        picked.into_iter().map(|(id, s)| (id, s.r)).collect()
+    }
+
+    /// The series `picked` (ids with their WAL refs, as [`HeadShard::sorted_in_range`] gave
+    /// them) with their float and histogram chunks in `[mint, maxt)` for a block, in that
+    /// order; series left without chunks there are left out.
+    pub fn block_series(
+        &self,
+        picked: &[(u32, u64)],
+        mint: i64,
+        maxt: i64,
+        opts: &CutOptions,
+    ) -> Vec<BlockSeries> {
+        picked
+            .iter()
+            .filter_map(|&(id, r)| self.series.get(id).filter(|s| s.r == r))
             .map(|s| {
                 let (floats, hists) = s.block_all_chunks(mint, maxt, opts);
                 (s.labels.to_labels(), floats, hists)
             })
             .filter(|(_, c, h)| !c.is_empty() || !h.is_empty())
-            .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
+            .collect()
     }
 
     /// Drops every sample before `mint` and the series left without samples; returns the

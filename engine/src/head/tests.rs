@@ -648,3 +648,80 @@ proptest::proptest! {
         proptest::prop_assert_eq!(keys, want);
     }
 }
+
+/// Every series a stream hands out, in order.
+fn drain(mut s: impl crate::query::SeriesStream) -> Vec<crate::query::StreamSeries> {
+    let mut out = Vec::new();
+    while let Some(b) = s.next_batch().unwrap() {
+        assert!(!b.is_empty() && b.len() <= crate::query::BATCH_SERIES);
+        out.extend(b);
+    }
+    out
+}
+
+#[test]
+fn a_stream_hands_out_what_a_select_does_a_batch_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (head, _) = Head::open(runtime(3), dir.path(), opts()).unwrap();
+    // More series than one fetch per core and one batch, so runs of every core interleave.
+    let n = 3 * FETCH_SERIES + crate::query::BATCH_SERIES + 7;
+    let ts: Vec<i64> = (0..20).map(|i| 1_000_000 + i * 15_000).collect();
+    block_on(head.append(batches(&head, n, &ts))).unwrap();
+    let ms = [eq("__name__", "m")];
+    let want = head
+        .select(&ms, 1_000_000, 1_100_000, &SelectHints::default())
+        .unwrap();
+    let got: Vec<Series> = drain(
+        head.stream(&ms, 1_000_000, 1_100_000, HeadRead::Samples)
+            .unwrap(),
+    )
+    .into_iter()
+    .map(|s| match s.data {
+        crate::query::SeriesData::Decoded(samples) => Series::floats(s.labels, samples),
+        other => panic!("decoded samples expected, got {other:?}"),
+    })
+    .collect();
+    assert_eq!(got.len(), n);
+    assert_eq!(got, want);
+
+    // Stored: floats as XOR chunks of the same samples; Labels: labels alone.
+    let stored = drain(head.stream(&ms, 0, i64::MAX, HeadRead::Stored).unwrap());
+    let mut scratch = crate::query::DecodeScratch::default();
+    let mut samples = crate::chunk::SampleBatch::new();
+    crate::query::decode_series(&stored[5], 0, i64::MAX, &mut scratch, &mut samples).unwrap();
+    assert_eq!(samples.ts, ts);
+    let labels = drain(head.stream(&ms, 0, i64::MAX, HeadRead::Labels).unwrap());
+    assert_eq!(
+        labels.iter().map(|s| &s.labels).collect::<Vec<_>>(),
+        want.iter().map(|s| &s.labels).collect::<Vec<_>>()
+    );
+    // The series API's selection reads labels only.
+    let hints = SelectHints {
+        func: Some("series".into()),
+        ..SelectHints::default()
+    };
+    let listed = head.select(&ms, 0, i64::MAX, &hints).unwrap();
+    assert_eq!(listed.len(), n);
+    assert!(listed.iter().all(|s| s.samples.is_empty()));
+    assert!(head.has_label_name("i").unwrap());
+    assert!(!head.has_label_name("tenant").unwrap());
+}
+
+#[test]
+fn a_stream_skips_series_removed_after_it_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let (head, _) = Head::open(runtime(2), dir.path(), opts()).unwrap();
+    block_on(head.append(batches(&head, 10, &[1_000_000]))).unwrap();
+    let mut s = head
+        .stream(&[eq("__name__", "m")], 0, i64::MAX, HeadRead::Samples)
+        .unwrap();
+    // Every series goes once the head is truncated past its samples.
+    let slot = head.slot;
+    head.on_cores(move |c| c.with(slot, |s| s.truncate_before(2_000_000)))
+        .unwrap();
+    assert!(
+        crate::query::SeriesStream::next_batch(&mut s)
+            .unwrap()
+            .is_none()
+    );
+}

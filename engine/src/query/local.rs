@@ -4,6 +4,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap};
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -46,6 +47,29 @@ impl LocalBlocks {
             .filter(move |b| b.meta().min_time <= maxt && b.meta().max_time > mint)
     }
 
+    /// Whether any block holds a series with a label named `name`.
+    pub fn has_label_name(&self, name: &str) -> bool {
+        self.blocks
+            .iter()
+            .any(|b| b.index().label_names().iter().any(|n| n == name))
+    }
+
+    /// [`Queryable::select_stream`] holding the blocks itself, so that the stream may outlive
+    /// the caller's borrow (be handed to another thread, or kept by a source that made it).
+    pub fn stream(
+        self: &Arc<Self>,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Box<dyn SeriesStream + 'static>> {
+        Ok(Box::new(LocalStream::start(
+            self.clone(),
+            matchers,
+            mint,
+            maxt,
+        )?))
+    }
+
     /// Label sets of the matching series that have a chunk in range, with the block index.
     fn matching_labels(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Labels>> {
         let mut out = Vec::new();
@@ -72,8 +96,16 @@ impl Queryable for LocalBlocks {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-        _hints: &SelectHints,
+        hints: &SelectHints,
     ) -> Result<Vec<Series>> {
+        // The series API wants labels only: no chunk is read for it.
+        if hints.func.as_deref() == Some("series") {
+            return Ok(self
+                .matching_labels(matchers, mint, maxt)?
+                .into_iter()
+                .map(|l| Series::floats(l, SampleBatch::new()))
+                .collect());
+        }
         type Parts = (Vec<SampleBatch>, Vec<HistogramBatch>);
         let mut by_labels: BTreeMap<Labels, Parts> = BTreeMap::new();
         let mut labels: Vec<Label> = Vec::new();
@@ -122,24 +154,7 @@ impl Queryable for LocalBlocks {
         maxt: i64,
         _hints: &SelectHints,
     ) -> Result<Box<dyn SeriesStream + 'a>> {
-        let mut st = LocalStream {
-            cursors: Vec::new(),
-            heap: BinaryHeap::new(),
-            mint,
-            maxt,
-            labels: Vec::new(),
-        };
-        for b in self.overlapping(mint, maxt) {
-            st.cursors.push(Cursor {
-                block: b,
-                refs: b.select(matchers)?,
-                pos: 0,
-            });
-        }
-        for i in 0..st.cursors.len() {
-            st.advance(i)?;
-        }
-        Ok(Box::new(st))
+        Ok(Box::new(LocalStream::start(self, matchers, mint, maxt)?))
     }
 
     fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>> {
@@ -171,10 +186,10 @@ impl Queryable for LocalBlocks {
     }
 }
 
-/// Where one block's selection stands: its series refs (ascending, so in label order) and the
-/// next one to read.
-struct Cursor<'a> {
-    block: &'a Block,
+/// Where one block's selection stands: the block (its index in [`LocalBlocks::blocks`]), its
+/// series refs (ascending, so in label order) and the next one to read.
+struct Cursor {
+    block: usize,
     refs: Vec<u32>,
     pos: usize,
 }
@@ -211,23 +226,54 @@ impl Ord for Head {
 
 /// The blocks' selections merged by labels: every block hands out its series in label order,
 /// so a heap of each block's next series yields the union in label order, equal label sets
-/// from several blocks together.
-struct LocalStream<'a> {
-    cursors: Vec<Cursor<'a>>,
+/// from several blocks together. `B` is the blocks, borrowed or shared.
+struct LocalStream<B> {
+    src: B,
+    cursors: Vec<Cursor>,
     heap: BinaryHeap<Reverse<Head>>,
     mint: i64,
     maxt: i64,
     labels: Vec<Label>,
 }
 
-impl LocalStream<'_> {
+impl<B: std::ops::Deref<Target = LocalBlocks>> LocalStream<B> {
+    fn start(src: B, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Self> {
+        let mut cursors = Vec::new();
+        for (i, b) in src.blocks.iter().enumerate() {
+            if b.meta().min_time <= maxt && b.meta().max_time > mint {
+                cursors.push(Cursor {
+                    block: i,
+                    refs: b.select(matchers)?,
+                    pos: 0,
+                });
+            }
+        }
+        let mut st = LocalStream {
+            src,
+            cursors,
+            heap: BinaryHeap::new(),
+            mint,
+            maxt,
+            labels: Vec::new(),
+        };
+        for i in 0..st.cursors.len() {
+            st.advance(i)?;
+        }
+        Ok(st)
+    }
+
+    fn block(&self, cursor: usize) -> &Block {
+        &self.src.blocks[self.cursors[cursor].block]
+    }
+
     /// Reads cursor `i`'s next series with a chunk in range into the heap.
     fn advance(&mut self, i: usize) -> Result<()> {
         let c = &mut self.cursors[i];
+        let block = &self.src.blocks[c.block];
         while let Some(&r) = c.refs.get(c.pos) {
             c.pos += 1;
             let mut chunks = Vec::new();
-            c.block.series(r, &mut self.labels, &mut chunks)?;
+            block.series(r, &mut self.labels, &mut chunks)?;
             chunks.retain(|m| m.max_time >= self.mint && m.min_time <= self.maxt);
             if !chunks.is_empty() {
                 self.heap.push(Reverse(Head {
@@ -249,7 +295,7 @@ enum Pending {
     Decoded(Labels, SampleBatch, HistogramBatch),
 }
 
-impl SeriesStream for LocalStream<'_> {
+impl<B: std::ops::Deref<Target = LocalBlocks> + Send> SeriesStream for LocalStream<B> {
     fn next_batch(&mut self) -> Result<Option<Vec<StreamSeries>>> {
         let mut pending: Vec<Pending> = Vec::new();
         let mut buf: Vec<u8> = Vec::new();
@@ -273,8 +319,8 @@ impl SeriesStream for LocalStream<'_> {
             }
             // Deleted samples are removed while decoding, as `select` does.
             let deleted = parts.iter().any(|p| {
-                !self.cursors[p.cursor]
-                    .block
+                !self
+                    .block(p.cursor)
                     .tombstones()
                     .get(u64::from(p.series_ref))
                     .is_empty()
@@ -286,7 +332,7 @@ impl SeriesStream for LocalStream<'_> {
                 for p in &parts {
                     let mut b = SampleBatch::new();
                     let mut h = HistogramBatch::new();
-                    self.cursors[p.cursor].block.read_samples_and_histograms(
+                    self.block(p.cursor).read_samples_and_histograms(
                         p.series_ref,
                         &p.chunks,
                         self.mint,
@@ -306,7 +352,7 @@ impl SeriesStream for LocalStream<'_> {
             }
             let mut chunks = Vec::new();
             for p in &parts {
-                let block = self.cursors[p.cursor].block;
+                let block = self.block(p.cursor);
                 for m in &p.chunks {
                     let (enc, data) = block.chunks().chunk(m.chunk_ref)?;
                     let at = buf.len();

@@ -3,6 +3,7 @@
 //! set of remote StoreAPI endpoints — implements [`Queryable`], and PromQL evaluates over it.
 
 mod dedup;
+mod external;
 mod local;
 mod merge;
 mod merged;
@@ -12,13 +13,14 @@ pub use dedup::{
     dedup_replicas, dedup_replicas_with_histograms, dedup_series, is_counter_func, penalty_merge,
     penalty_merge_lists, penalty_merge_with_histograms, without_labels,
 };
+pub use external::{external_names_clash, with_external_labels};
 pub use local::LocalBlocks;
 pub use merge::merge_samples;
-pub use merged::{Merged, merge_series};
+pub use merged::{Merged, merge_series, merge_streams};
 pub use stream::{
-    BATCH_CHUNKS, BATCH_SERIES, DecodeScratch, SeriesChunk, SeriesData, SeriesStream, StreamSeries,
-    VecStream, collect_stream, decode_histogram_chunk_into, decode_histograms, decode_many,
-    decode_many_flat, decode_series, is_histogram_encoding,
+    BATCH_CHUNKS, BATCH_SERIES, DecodeScratch, Resumed, SeriesChunk, SeriesData, SeriesStream,
+    StreamSeries, VecStream, collect_labels, collect_stream, decode_histogram_chunk_into,
+    decode_histograms, decode_many, decode_many_flat, decode_series, is_histogram_encoding,
 };
 
 use crate::chunk::{HistogramBatch, SampleBatch};

@@ -132,6 +132,40 @@ impl SeriesStream for VecStream {
     }
 }
 
+/// A stream whose first batch was taken (to see whether it has any): that batch, then the
+/// rest.
+pub struct Resumed<'a> {
+    first: Option<Vec<StreamSeries>>,
+    rest: Box<dyn SeriesStream + 'a>,
+}
+
+impl<'a> Resumed<'a> {
+    /// `first`, taken from `rest`, handed out again before the rest.
+    pub fn new(first: Vec<StreamSeries>, rest: Box<dyn SeriesStream + 'a>) -> Self {
+        Resumed {
+            first: Some(first),
+            rest,
+        }
+    }
+}
+
+impl std::fmt::Debug for Resumed<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resumed")
+            .field("first", &self.first.as_ref().map(Vec::len))
+            .finish_non_exhaustive()
+    }
+}
+
+impl SeriesStream for Resumed<'_> {
+    fn next_batch(&mut self) -> Result<Option<Vec<StreamSeries>>> {
+        match self.first.take() {
+            Some(b) => Ok(Some(b)),
+            None => self.rest.next_batch(),
+        }
+    }
+}
+
 /// Reusable buffers for [`decode_many`], one set per decoding thread.
 #[derive(Debug, Default)]
 pub struct DecodeScratch {
@@ -456,6 +490,19 @@ pub fn collect_stream(
                 out.push(s);
             }
         }
+    }
+    Ok(out)
+}
+
+/// Drains `stream` into series with labels only (the series API's answer), nothing decoded.
+pub fn collect_labels(mut stream: Box<dyn SeriesStream + '_>) -> Result<Vec<Series>> {
+    let mut out = Vec::new();
+    while let Some(batch) = stream.next_batch()? {
+        out.extend(
+            batch
+                .into_iter()
+                .map(|s| Series::floats(s.labels, SampleBatch::new())),
+        );
     }
     Ok(out)
 }

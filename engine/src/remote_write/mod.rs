@@ -72,7 +72,7 @@ pub use batch::{
     SeriesEntry, WriteBatch,
 };
 pub use histogram::{HistogramSample, HistogramValue};
-pub use snappy::decompress;
+pub use snappy::{decoded_len, decompress};
 pub use validate::{LabelError, LabelLimits, validate_labels};
 
 use crate::error::{ECHO_BYTES, clip};

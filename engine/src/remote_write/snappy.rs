@@ -8,6 +8,13 @@ use super::DecodeError;
 /// offset writes up to 64 bytes from 3.
 const MAX_RATIO: (u64, u64) = (64, 3);
 
+/// The decoded length a snappy block-format body declares (its leading uvarint), bytes;
+/// `None` when the header is corrupt. What the body will take decompressed, known before it
+/// is.
+pub fn decoded_len(body: &[u8]) -> Option<u64> {
+    read_uvarint(body).ok().map(|(n, _)| n)
+}
+
 /// Decompresses a snappy block-format body into `out` (replacing its contents, keeping its
 /// allocation). The decoded length the body declares (its leading uvarint) is checked before
 /// any allocation: above `max_bytes` it is [`DecodeError::TooLarge`], and above what the

@@ -36,7 +36,9 @@ pub use block::{BucketBlock, RawChunk};
 pub use form::StreamBatch;
 pub use labels::LabelsQuery;
 pub use selection::{BlockSelection, TimeBound};
-pub use series::{SeriesQuery, SeriesResult, ShardInfo, StoreSeries, encode_batch, recut_chunks};
+pub use series::{
+    SeriesQuery, SeriesResult, ShardInfo, StoreSeries, encode_batch, merge_chunks, recut_chunks,
+};
 pub use stream::SeriesStream;
 pub use sync::SyncReport;
 pub use wire::{FRAME_HEADER, LabelFields, WireBatch, WireForm, WireFraming, put_frame};

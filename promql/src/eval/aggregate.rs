@@ -317,6 +317,12 @@ impl Aggregator {
         })
     }
 
+    /// Bytes the groups take, about: a label set and three words a step each (a sum, its
+    /// compensation and whether it was seen; a mean's count, sum and mean).
+    fn state_bytes(&self) -> u64 {
+        self.groups.len() as u64 * (128 + 24 * self.n as u64)
+    }
+
     /// Samples an input column holds while this aggregation keeps it (0 when it is folded).
     fn holds(&self, c: &Col) -> usize {
         if self.op.keeps_input() {
@@ -524,6 +530,8 @@ impl Aggregator {
     /// [`Aggregator::finish`] of the float samples.
     fn finish_floats(mut self, ev: &mut Evaluator<'_>) -> Result<Vec<Col>, PromqlError> {
         let n = self.n;
+        // The output columns are made while the groups still stand.
+        ev.hold_state(self.state_bytes() + (self.groups.len() * n) as u64 * super::SAMPLE_BYTES)?;
         let out = match self.op {
             Op::Sum
             | Op::Count
@@ -1048,9 +1056,9 @@ impl Evaluator<'_> {
                     &kernel,
                     &Partial::default,
                     &|p, c, name| spec.add(p, c, name),
-                    &mut |_, p| {
+                    &mut |ev, p| {
                         agg.merge(p);
-                        Ok(())
+                        ev.hold_state(agg.state_bytes())
                     },
                 )?;
                 return Ok(Val::Vector(agg.finish(self)?));
@@ -1060,6 +1068,7 @@ impl Evaluator<'_> {
                 agg.take_histograms(&mut c, name);
                 let held = agg.push(c);
                 ev.acquire(held)?;
+                ev.hold_state(agg.state_bytes())?;
                 batch_seen += 1;
                 if batch_seen.is_multiple_of(1024) {
                     agg.prune();
@@ -1083,6 +1092,7 @@ impl Evaluator<'_> {
                     agg.take_histograms(&mut c, &name);
                 }
                 agg.push(c);
+                self.hold_state(agg.state_bytes())?;
             }
         }
         Ok(Val::Vector(agg.finish(self)?))

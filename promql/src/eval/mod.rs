@@ -34,6 +34,7 @@ use super::error::PromqlError;
 use super::functions::unwrap_parens;
 use super::value::{InstantSample, QueryResult, QueryStats, Value};
 use super::{EngineOptions, functions};
+use gauntlet_engine::budget::Reservation;
 use gauntlet_engine::chunk::{HistogramBatch, SampleBatch};
 use gauntlet_engine::histogram::FloatHistogram;
 use gauntlet_engine::labels::Labels;
@@ -367,6 +368,10 @@ pub(crate) fn histogram_weight(h: &FloatHistogram) -> usize {
     (168 + 8 * parts + 8) / 16
 }
 
+/// Bytes a held sample is counted as against the memory budget: a float sample's timestamp and
+/// value, what [`histogram_weight`] counts a histogram in.
+pub(crate) const SAMPLE_BYTES: u64 = 16;
+
 /// Per-query state: limits, the query's own start and end (for `@ start()`/`end()`), and the
 /// annotations collected.
 pub(crate) struct Evaluator<'a> {
@@ -382,6 +387,12 @@ pub(crate) struct Evaluator<'a> {
     pub held: usize,
     /// The most samples held at once so far.
     pub peak: usize,
+    /// Bytes of working state beyond the samples held (an aggregation's groups), counted in
+    /// the memory budget only: `--query.max-samples` counts samples as Prometheus does.
+    pub state_bytes: u64,
+    /// What `held` ([`SAMPLE_BYTES`] a sample) and `state_bytes` take of the process's memory
+    /// budget.
+    pub memory: Reservation,
     pub warnings: Vec<String>,
     pub info: Vec<String>,
     /// Where the query's arguments start, for the position annotations end with.
@@ -413,12 +424,28 @@ impl Evaluator<'_> {
         if self.held > self.opts.max_samples {
             return Err(PromqlError::TooManySamples("query execution"));
         }
-        Ok(())
+        self.cover_memory()
     }
 
     /// Accounts `n` samples no longer held.
     pub fn release(&mut self, n: usize) {
         self.held = self.held.saturating_sub(n);
+        // Giving bytes back cannot fail.
+        let _ = self.cover_memory();
+    }
+
+    /// Accounts `bytes` of working state beyond the samples held, replacing the figure
+    /// before: what an aggregation's groups take as they are made, before its output is.
+    pub fn hold_state(&mut self, bytes: u64) -> Result<(), PromqlError> {
+        self.state_bytes = bytes;
+        self.cover_memory()
+    }
+
+    /// Reserves what the held samples and the working state take from the memory budget.
+    fn cover_memory(&mut self) -> Result<(), PromqlError> {
+        self.memory
+            .cover(self.held as u64 * SAMPLE_BYTES + self.state_bytes)
+            .map_err(|e| PromqlError::Storage(e.into()))
     }
 
     /// Records a warning once (`PromQL warning: …`).
@@ -470,6 +497,8 @@ impl Evaluator<'_> {
         let before = self.held;
         let v = self.eval_node(e, steps)?;
         self.held = before;
+        // A node's working state is gone once it returns; its result is counted below.
+        self.state_bytes = 0;
         let v = match v {
             // Without delayed name removal, the name goes as soon as an operation drops it,
             // and series that become equal must not collide at any step.
@@ -614,6 +643,8 @@ fn run_mode(args: RunArgs<'_>, materialize: bool) -> Result<QueryResult, PromqlE
         deadline: Instant::now() + opts.timeout,
         held: 0,
         peak: 0,
+        state_bytes: 0,
+        memory: gauntlet_engine::budget::global().empty("query"),
         warnings: Vec::new(),
         info: Vec::new(),
         positions,

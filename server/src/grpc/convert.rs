@@ -122,6 +122,9 @@ pub fn status(e: StoreError) -> Status {
 
 /// The gRPC status of any engine error, by its class (as [`status`]).
 pub fn engine_status(e: gauntlet_engine::Error) -> Status {
+    if let gauntlet_engine::Error::OverBudget(why) = &e {
+        return crate::memory::refusal(why);
+    }
     clipped(code(e.class()), &e.to_string())
 }
 

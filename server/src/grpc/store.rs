@@ -22,6 +22,7 @@ use tonic::body::Body;
 use tonic::{Request, Response, Status};
 
 use super::convert;
+use crate::memory::SendError;
 
 /// Largest Series request body read, bytes.
 const MAX_SERIES_REQUEST_BYTES: usize = 4 << 20;
@@ -199,7 +200,9 @@ impl StoreService {
             .series_wire(&q, framing)
             .await
             .map_err(convert::status)?;
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Status>>(4);
+        // Each frame waiting to be sent holds its bytes in the memory budget.
+        let (tx, frames) =
+            crate::memory::frame_channel::<Result<Frame<Bytes>, Status>>("Series", 4);
         // As in `series`: the permit is held until the producer is done and the body stream
         // holding its queued frames is dropped.
         let permit = Arc::new(permit);
@@ -210,8 +213,11 @@ impl StoreService {
                 match stream.next_batch().await {
                     Ok(Some(batch)) => {
                         let frames = batch.into_frames();
-                        if tx.send(Ok(Frame::data(frames))).await.is_err() {
-                            return;
+                        let bytes = frames.len() as u64;
+                        match tx.send(Ok(Frame::data(frames)), bytes).await {
+                            Ok(()) => {}
+                            Err(SendError::Closed) => return,
+                            Err(SendError::OverBudget(why)) => break crate::memory::refusal(&why),
                         }
                     }
                     Ok(None) => break Status::ok(""),
@@ -223,17 +229,17 @@ impl StoreService {
                 for m in trailing_messages(&mut stream) {
                     put_frame(&m.encode_to_vec(), &mut out);
                 }
-                if tx.send(Ok(Frame::data(Bytes::from(out)))).await.is_err() {
+                if tx.send(Ok(Frame::data(Bytes::from(out))), 0).await.is_err() {
                     return;
                 }
             }
             let mut trailers = http::HeaderMap::new();
             if status.add_header(&mut trailers).is_ok() {
-                let _ = tx.send(Ok(Frame::trailers(trailers))).await;
+                tx.finish(Ok(Frame::trailers(trailers))).await;
             }
         });
         let body = http_body_util::StreamBody::new(Permitted {
-            frames: tokio_stream::wrappers::ReceiverStream::new(rx),
+            frames: Box::pin(frames),
             _permit: permit,
         });
         let mut resp = http::Response::new(Body::new(body));
@@ -327,7 +333,8 @@ impl thanos::store_server::Store for StoreService {
             .series_stream(&q)
             .await
             .map_err(convert::status)?;
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<thanos::SeriesResponse, Status>>(64);
+        // Each frame waiting to be sent holds its bytes in the memory budget.
+        let (tx, frames) = crate::memory::frame_channel("Series", 16);
         // The call counts against the concurrency limit until both the producer has finished
         // and the frames it queued have been handed to the transport (or the call is dropped).
         let permit = Arc::new(permit);
@@ -341,26 +348,32 @@ impl thanos::store_server::Store for StoreService {
                             .map(|i| convert::batch_series(&batch, i))
                             .collect();
                         for frame in convert::series_responses(series, batch_size) {
-                            if tx.send(Ok(frame)).await.is_err() {
-                                return;
+                            let bytes = frame.encoded_len() as u64;
+                            match tx.send(Ok(frame), bytes).await {
+                                Ok(()) => {}
+                                Err(SendError::Closed) => return,
+                                Err(SendError::OverBudget(why)) => {
+                                    tx.finish(Err(crate::memory::refusal(&why))).await;
+                                    return;
+                                }
                             }
                         }
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        let _ = tx.send(Err(convert::status(e))).await;
+                        tx.finish(Err(convert::status(e))).await;
                         return;
                     }
                 }
             }
             for frame in trailing_messages(&mut stream) {
-                if tx.send(Ok(frame)).await.is_err() {
+                if tx.send(Ok(frame), 0).await.is_err() {
                     return;
                 }
             }
         });
         Ok(Response::new(Box::pin(Permitted {
-            frames: tokio_stream::wrappers::ReceiverStream::new(rx),
+            frames: Box::pin(frames),
             _permit: permit,
         })))
     }

@@ -113,6 +113,8 @@ pub struct Reply {
     pub warnings: Vec<String>,
     /// PromQL info annotations.
     pub infos: Vec<String>,
+    /// What the answer holds of the memory budget, given back once it is sent.
+    pub held: Option<gauntlet_engine::budget::Reservation>,
 }
 
 type Endpoint = fn(&ApiState, &Form) -> Result<Reply, ApiError>;
@@ -211,7 +213,7 @@ where
                 .into_iter()
                 .chain(reply.rest)
                 .chain([tail]);
-            respond_parts(StatusCode::OK, parts)
+            respond_parts(StatusCode::OK, parts, reply.held)
         }
         Err(e) => respond(
             StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -220,10 +222,15 @@ where
     }
 }
 
-fn respond_parts(status: StatusCode, parts: impl IntoIterator<Item = String>) -> Response {
-    let mut r = Response::new(axum::body::Body::new(PartsBody(
-        parts.into_iter().map(Bytes::from).collect(),
-    )));
+fn respond_parts(
+    status: StatusCode,
+    parts: impl IntoIterator<Item = String>,
+    held: Option<gauntlet_engine::budget::Reservation>,
+) -> Response {
+    let mut r = Response::new(axum::body::Body::new(PartsBody {
+        parts: parts.into_iter().map(Bytes::from).collect(),
+        _held: held,
+    }));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -233,8 +240,12 @@ fn respond_parts(status: StatusCode, parts: impl IntoIterator<Item = String>) ->
 }
 
 /// A body sent as the byte strings it was built from, one frame each; its length is exact, so
-/// it goes out with a Content-Length as a single buffer would.
-struct PartsBody(std::collections::VecDeque<Bytes>);
+/// it goes out with a Content-Length as a single buffer would. It holds the answer's
+/// reservation until it is dropped, once sent.
+struct PartsBody {
+    parts: std::collections::VecDeque<Bytes>,
+    _held: Option<gauntlet_engine::budget::Reservation>,
+}
 
 impl http_body::Body for PartsBody {
     type Data = Bytes;
@@ -244,20 +255,24 @@ impl http_body::Body for PartsBody {
         mut self: std::pin::Pin<&mut Self>,
         _cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(http_body::Frame::data(b))))
+        std::task::Poll::Ready(
+            self.parts
+                .pop_front()
+                .map(|b| Ok(http_body::Frame::data(b))),
+        )
     }
 
     fn is_end_stream(&self) -> bool {
-        self.0.is_empty()
+        self.parts.is_empty()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        http_body::SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
+        http_body::SizeHint::with_exact(self.parts.iter().map(|b| b.len() as u64).sum())
     }
 }
 
 fn respond(status: StatusCode, body: String) -> Response {
-    respond_parts(status, [body])
+    respond_parts(status, [body], None)
 }
 
 /// Thanos Query's read parameters.
@@ -357,9 +372,15 @@ fn series(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     // sources take ranges in order, so it selects none here.
     let sets = if start > end { Vec::new() } else { sets };
     let deadline = Deadline::start(st);
+    // The label sets found, twice (as found and as JSON), are reserved as they come.
+    let mut held = gauntlet_engine::budget::global().empty("series");
     for set in &sets {
         deadline.check("series")?;
-        for s in view.select(set, start, end, &hints)? {
+        let selected = view.select(set, start, end, &hints)?;
+        let bytes: usize = selected.iter().map(|s| 2 * labels_bytes(&s.labels)).sum();
+        held.grow(bytes as u64)
+            .map_err(gauntlet_engine::Error::from)?;
+        for s in selected {
             found.insert(s.labels);
         }
     }
@@ -377,8 +398,17 @@ fn series(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     Ok(Reply {
         data,
         warnings,
+        held: Some(held),
         ..Reply::default()
     })
+}
+
+/// Bytes a label set takes in memory or as JSON, about.
+fn labels_bytes(l: &Labels) -> usize {
+    24 + l
+        .iter()
+        .map(|x| 54 + x.name.len() + x.value.len())
+        .sum::<usize>()
 }
 
 fn labels(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {

@@ -4,6 +4,7 @@
 use crate::now_ms;
 use std::time::{Duration, Instant};
 
+use gauntlet_engine::budget::Need;
 use gauntlet_promql::{Engine, EngineOptions, QueryResult, QueryStats, Value};
 
 use super::api::{ApiState, Reply, open_view};
@@ -25,7 +26,7 @@ pub fn instant_query(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     let view = open_view(st, form)?;
     let res = engine.instant_query(view.as_ref(), query, t)?;
     let stats = stats_param(form);
-    Ok(reply(truncate(res, limit), view.warnings(), stats, began))
+    reply(truncate(res, limit), view.warnings(), stats, began)
 }
 
 /// `/api/v1/query_range`: `query`, `start`, `end`, `step`, `timeout`, `stats`.
@@ -58,7 +59,7 @@ pub fn range_query(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     let view = open_view(st, form)?;
     let res = engine.range_query(view.as_ref(), form.value("query"), start, end, step)?;
     let stats = stats_param(form);
-    Ok(reply(truncate(res, limit), view.warnings(), stats, began))
+    reply(truncate(res, limit), view.warnings(), stats, began)
 }
 
 /// `/api/v1/format_query`: the query pretty-printed.
@@ -139,8 +140,17 @@ fn truncate(mut res: QueryResult, limit: usize) -> QueryResult {
 }
 
 /// The answer to a query: `data` holds the result, then (when `stats` asks for them) the
-/// query's statistics, its execution timed from `began`.
-fn reply(res: QueryResult, mut warnings: Vec<String>, stats: StatsParam, began: Instant) -> Reply {
+/// query's statistics, its execution timed from `began`. The result and its JSON are
+/// reserved from the memory budget until the answer is sent; a 503 when they do not fit.
+fn reply(
+    res: QueryResult,
+    mut warnings: Vec<String>,
+    stats: StatsParam,
+    began: Instant,
+) -> Result<Reply, ApiError> {
+    let held = gauntlet_engine::budget::global()
+        .reserve("query", answer_bytes(&res.value), Need::Grow)
+        .map_err(gauntlet_engine::Error::from)?;
     warnings.extend(res.warnings);
     let end = match stats {
         StatsParam::Off => "}".to_string(),
@@ -221,12 +231,26 @@ fn reply(res: QueryResult, mut warnings: Vec<String>, stats: StatsParam, began: 
             close(pieces, &format!("]{end}"))
         }
     };
-    Reply {
+    Ok(Reply {
         data: head,
         rest,
         warnings,
         infos: res.info,
-    }
+        held: Some(held),
+    })
+}
+
+/// Bytes a result and its JSON take, about: what [`reply`] reserves.
+fn answer_bytes(v: &Value) -> u64 {
+    let bytes = match v {
+        Value::Vector(samples) => samples.iter().map(|s| vector_size(s) * 2).sum(),
+        Value::Matrix(series) => series
+            .iter()
+            .map(|s| matrix_size(s) + s.samples.len() * 16 + s.histograms.len() * 256)
+            .sum(),
+        Value::Scalar { .. } | Value::String { .. } => 0,
+    };
+    bytes as u64
 }
 
 /// Appends a query's `stats` object as Prometheus writes it: timings in seconds (there is no
@@ -489,7 +513,7 @@ mod tests {
             stats: QueryStats::default(),
         };
         for stats in [StatsParam::Off, StatsParam::All] {
-            let r = reply(res.clone(), Vec::new(), stats, Instant::now());
+            let r = reply(res.clone(), Vec::new(), stats, Instant::now()).unwrap();
             let body = std::iter::once(r.data.as_str())
                 .chain(r.rest.iter().map(String::as_str))
                 .collect::<String>();
@@ -519,7 +543,7 @@ mod tests {
                 eval_total: Duration::from_millis(3),
             },
         };
-        let r = reply(res.clone(), Vec::new(), StatsParam::On, Instant::now());
+        let r = reply(res.clone(), Vec::new(), StatsParam::On, Instant::now()).unwrap();
         let exec = r.data.find("\"execTotalTime\":").unwrap();
         let text = format!(
             "{}0{}",
@@ -533,7 +557,7 @@ mod tests {
              \"execQueueTime\":0,\"execTotalTime\":0},\"samples\":{\"totalQueryableSamplesPerStep\":\
              [[1.5,5],[61.5,7]],\"totalQueryableSamples\":12,\"peakSamples\":7}}}"
         );
-        let off = reply(res, Vec::new(), StatsParam::Off, Instant::now());
+        let off = reply(res, Vec::new(), StatsParam::Off, Instant::now()).unwrap();
         assert_eq!(
             off.data,
             "{\"resultType\":\"scalar\",\"result\":[1.500,\"2\"]}"

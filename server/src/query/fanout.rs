@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use gauntlet_engine::budget::Reservation;
 use gauntlet_engine::chunk::{Encoding, HistogramBatch, SampleBatch, decode_xor_into};
 use gauntlet_engine::downsample::{AggrRead, ServedChunk, decode_chunks, resolution_for};
 use gauntlet_engine::error::{RemoteError, RemoteErrorKind};
@@ -207,7 +208,7 @@ impl QuerierView {
         matchers: &[Matcher],
         skip_chunks: bool,
         hints: &SelectHints,
-    ) -> Result<Vec<EndpointSeries>> {
+    ) -> Result<Vec<(EndpointSeries, Reservation)>> {
         let targets = self.targets(mint, maxt, matchers);
         let timeout = self.querier.endpoint_timeout;
         let func = hints.func.as_deref();
@@ -243,11 +244,17 @@ impl QuerierView {
         });
         let mut out = Vec::new();
         for (addr, res) in futures::future::join_all(calls).await {
-            if let Some((series, warnings)) = self.answered(&addr, timeout, res)? {
+            let res = match res {
+                Ok(Err(SeriesFromError::OverBudget(why))) => return Err(Error::OverBudget(why)),
+                Ok(Err(SeriesFromError::Endpoint(status))) => Ok(Err(status)),
+                Ok(Ok(answer)) => Ok(Ok(answer)),
+                Err(elapsed) => Err(elapsed),
+            };
+            if let Some((series, warnings, held)) = self.answered(&addr, timeout, res)? {
                 for w in warnings {
                     self.warn(w);
                 }
-                out.push(series);
+                out.push((series, held));
             }
         }
         Ok(out)
@@ -256,7 +263,7 @@ impl QuerierView {
     /// Decodes, merges and deduplicates what the endpoints sent.
     fn assemble(
         &self,
-        per_endpoint: Vec<EndpointSeries>,
+        per_endpoint: Vec<(EndpointSeries, Reservation)>,
         mint: i64,
         maxt: i64,
         read: AggrRead,
@@ -264,7 +271,11 @@ impl QuerierView {
     ) -> Result<Vec<Series>> {
         let counter = read == AggrRead::Counter;
         let mut all: Vec<(Labels, Vec<Lane>)> = Vec::new();
-        for series in per_endpoint {
+        // The decoded samples are reserved as they are made (16 bytes each); the chunks they
+        // come from stay reserved until the answer is assembled.
+        let mut held = gauntlet_engine::budget::global().empty("query");
+        for (series, wire) in per_endpoint {
+            held.absorb(wire);
             for (labels, chunks) in series {
                 let labels = without_labels(&labels, &self.replica_labels);
                 let lanes = if skip_chunks {
@@ -272,6 +283,11 @@ impl QuerierView {
                 } else {
                     decode_lanes(chunks, mint, maxt, read)?
                 };
+                let decoded: usize = lanes
+                    .iter()
+                    .map(|l| l.floats.len() + 16 * l.histograms.len())
+                    .sum();
+                held.grow(16 * decoded as u64)?;
                 all.push((labels, lanes));
             }
         }
@@ -462,11 +478,32 @@ fn decode_lane(lane: &[AggrChunk], read: AggrRead, out: &mut Lane) -> Result<()>
     decode_chunks(&served, read, &mut out.floats).map_err(undecodable)
 }
 
+/// Why reading an endpoint's Series answer stopped.
+#[derive(Debug)]
+pub(super) enum SeriesFromError {
+    /// The endpoint failed the call.
+    Endpoint(tonic::Status),
+    /// This process's memory budget had no room for more of the answer: the request ends.
+    OverBudget(gauntlet_engine::budget::OverBudget),
+}
+
+impl From<tonic::Status> for SeriesFromError {
+    fn from(s: tonic::Status) -> Self {
+        SeriesFromError::Endpoint(s)
+    }
+}
+
+/// One endpoint's answer: its series (consecutive frames with equal labels joined), its
+/// warnings, and the reservation of the memory they hold.
+pub(super) type EndpointAnswer = (EndpointSeries, Vec<String>, Reservation);
+
 /// Reads one endpoint's Series stream; consecutive frames with equal labels are one series.
+/// Every frame's bytes are reserved from the memory budget as it arrives.
 pub(super) async fn series_from(
     ep: &Endpoint,
     req: SeriesRequest,
-) -> std::result::Result<(EndpointSeries, Vec<String>), tonic::Status> {
+) -> std::result::Result<EndpointAnswer, SeriesFromError> {
+    let mut held = gauntlet_engine::budget::global().empty("query");
     let mut stream = ep.store().series(req).await?.into_inner();
     let mut out: EndpointSeries = Vec::new();
     let mut warnings = Vec::new();
@@ -478,6 +515,9 @@ pub(super) async fn series_from(
         }
     };
     while let Some(msg) = stream.message().await? {
+        // The message decoded, its labels and chunks kept: about twice its wire size.
+        held.grow(2 * prost::Message::encoded_len(&msg) as u64)
+            .map_err(SeriesFromError::OverBudget)?;
         match msg.result {
             Some(series_response::Result::Series(s)) => push(s),
             Some(series_response::Result::Batch(b)) => b.series.into_iter().for_each(&mut push),
@@ -485,7 +525,7 @@ pub(super) async fn series_from(
             Some(series_response::Result::Hints(_)) | None => {}
         }
     }
-    Ok((out, warnings))
+    Ok((out, warnings, held))
 }
 
 impl Queryable for QuerierView {

@@ -17,7 +17,7 @@ use gauntlet_proto::thanos::{
 use tonic::{Request, Response, Status};
 
 use super::endpoints::{Endpoint, EndpointInfo};
-use super::fanout::{Querier, series_from};
+use super::fanout::{Querier, SeriesFromError, series_from};
 use super::tenancy::Tenancy;
 use crate::grpc::convert;
 
@@ -170,9 +170,17 @@ impl Store for Proxy {
             });
         let mut merged: Vec<(Labels, Vec<AggrChunk>)> = Vec::new();
         let mut frames: Vec<Result<SeriesResponse, Status>> = Vec::new();
+        // What the endpoints' answers hold, until the merged answer is made.
+        let mut reserved = gauntlet_engine::budget::global().empty("Series");
         for (addr, res) in futures::future::join_all(calls).await {
+            let res = match res {
+                Err(SeriesFromError::OverBudget(why)) => return Err(crate::memory::refusal(&why)),
+                Err(SeriesFromError::Endpoint(status)) => Err(status),
+                Ok(answer) => Ok(answer),
+            };
             match res {
-                Ok((series, warnings)) => {
+                Ok((series, warnings, held)) => {
+                    reserved.absorb(held);
                     for w in warnings {
                         if abort {
                             return Err(convert::clipped(tonic::Code::Aborted, &w));

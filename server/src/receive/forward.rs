@@ -558,6 +558,15 @@ impl thanos::writeable_store_server::WriteableStore for WriteableStoreService {
         request: Request<thanos::WriteRequest>,
     ) -> Result<Response<thanos::WriteResponse>, Status> {
         let req = request.into_inner();
+        // The request as decoded and its series copied out for the cores: about twice its
+        // encoded size, reserved before the copies are made.
+        let _held = gauntlet_engine::budget::global()
+            .reserve(
+                "forwarded write",
+                prost::Message::encoded_len(&req) as u64 * 2,
+                gauntlet_engine::budget::Need::Grow,
+            )
+            .map_err(|why| crate::memory::refusal(&why))?;
         let replica = u64::try_from(req.replica).map_err(|_| {
             convert::invalid_argument(format!("replica {} is negative", req.replica))
         })?;

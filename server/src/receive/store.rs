@@ -3,21 +3,30 @@
 //! so a querier sees samples seconds after they were written. The head's native histogram
 //! chunks go out as they are, integer ones as `HISTOGRAM` and float ones as `FLOAT_HISTOGRAM`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use gauntlet_engine::block::cut::DEFAULT_CHUNK_RANGE_MS;
-use gauntlet_engine::block::histogram_cut::{CutHistogramChunk, cut_float_histogram_chunks};
+use gauntlet_engine::block::histogram_cut::cut_float_histogram_chunks;
 use gauntlet_engine::chunk::{HistogramBatch, SampleBatch};
+use gauntlet_engine::head::HeadRead;
 use gauntlet_engine::histogram::FloatHistogram;
 use gauntlet_engine::labels::{Labels, Matcher, external_matchers};
-use gauntlet_engine::query::{Queryable, SelectHints, Series, without_labels};
-use gauntlet_engine::store::{ChunkView, encode_batch};
+use gauntlet_engine::query::{
+    Queryable, SelectHints, Series, SeriesData, SeriesStream, StreamSeries, VecStream,
+    collect_labels, collect_stream, external_names_clash, merge_streams, with_external_labels,
+    without_labels,
+};
+use gauntlet_engine::store::{ChunkView, RawChunk, encode_batch, merge_chunks};
 use gauntlet_proto::thanos;
+use prost::Message as _;
 use tonic::{Request, Response, Status};
 
 use super::tenants::{Tenant, Tenants};
 use crate::grpc::convert;
+use crate::memory::SendError;
+
+/// Frames of a Series answer made and waiting to be sent, at most.
+const SERIES_FRAMES_QUEUED: usize = 4;
 
 /// The StoreAPI over the tenants.
 #[derive(Debug, Clone)]
@@ -62,57 +71,64 @@ pub fn select(
     Ok(out)
 }
 
-/// As [`select`], each series with the head's chunks of its native histograms, in the
-/// encodings they were stored in, as Thanos Receive serves its head; the histograms those
-/// chunks hold are taken out of the series' decoded ones (what is left came from local
-/// blocks). Without `head_chunks` (a request that skips chunks), none are read. Blocking.
-fn select_with_head_chunks(
+/// Every tenant's series matching `matchers` with data in `[mint, maxt]`, read as `read`
+/// asks, each with its tenant's external labels, in label order, a batch at a time: each
+/// tenant's local blocks and head merged, the tenants merged. Blocking.
+pub fn stream(
     tenants: &Tenants,
     matchers: &[Matcher],
     mint: i64,
     maxt: i64,
-    head_chunks: bool,
-) -> gauntlet_engine::Result<Vec<(Series, Vec<CutHistogramChunk>)>> {
-    let hints = SelectHints::default();
-    let mut out = Vec::new();
+    read: HeadRead,
+) -> gauntlet_engine::Result<Box<dyn SeriesStream + 'static>> {
+    let mut parts = Vec::new();
     for (t, ms) in targets(tenants, matchers) {
-        let mut by_labels: BTreeMap<Labels, Vec<CutHistogramChunk>> = if head_chunks {
-            t.head
-                .select_histogram_chunks(&ms, mint, maxt)?
-                .into_iter()
-                .collect()
-        } else {
-            BTreeMap::new()
-        };
-        for mut s in t.source().select(&ms, mint, maxt, &hints)? {
-            let chunks = by_labels.remove(&s.labels).unwrap_or_default();
-            if !chunks.is_empty() {
-                let covered = |ts: i64| chunks.iter().any(|c| c.min_time <= ts && ts <= c.max_time);
-                let mut rest = HistogramBatch::new();
-                for (ts, h) in s.histograms.ts.iter().zip(&s.histograms.h) {
-                    if !covered(*ts) {
-                        rest.push(*ts, h.clone());
-                    }
-                }
-                s.histograms = rest;
-            }
-            s.labels = s.labels.with_external(&t.external);
-            out.push((s, chunks));
-        }
+        parts.push(tenant_stream(&t, &ms, mint, maxt, read)?);
     }
-    out.sort_by(|a, b| a.0.labels.cmp(&b.0.labels));
-    Ok(out)
+    Ok(merge_streams(parts, mint, maxt))
 }
 
-/// A series' samples as wire chunks, in time order: floats in XOR chunks of at most 120
-/// samples, as the bucket store serves them; the head's histogram chunks as they are
-/// (`HISTOGRAM` or `FLOAT_HISTOGRAM`); other native histograms (from local blocks) in float
-/// histogram chunks cut by the head's rule.
-fn wire_chunks(
-    samples: &SampleBatch,
-    histograms: &HistogramBatch,
-    head_chunks: &[CutHistogramChunk],
-) -> Vec<thanos::AggrChunk> {
+/// One tenant's part of [`stream`].
+fn tenant_stream(
+    t: &Tenant,
+    matchers: &[Matcher],
+    mint: i64,
+    maxt: i64,
+    read: HeadRead,
+) -> gauntlet_engine::Result<Box<dyn SeriesStream + 'static>> {
+    let blocks = t.local_blocks();
+    let own = merge_streams(
+        vec![
+            blocks.stream(matchers, mint, maxt)?,
+            Box::new(t.head.stream(matchers, mint, maxt, read)?),
+        ],
+        mint,
+        maxt,
+    );
+    let clash = external_names_clash(&t.external, |name| {
+        blocks.has_label_name(name) || t.head.has_label_name(name).unwrap_or(true)
+    });
+    if !clash {
+        return Ok(with_external_labels(own, t.external.clone()));
+    }
+    // Series that carry an external label's name have it replaced, which can reorder them
+    // anywhere: the selection is sorted whole, as the external labels leave it.
+    let mut all = if read == HeadRead::Labels {
+        collect_labels(own)?
+    } else {
+        collect_stream(own, mint, maxt)?
+    };
+    for s in &mut all {
+        s.labels = s.labels.with_external(&t.external);
+    }
+    all.sort_by(|a, b| a.labels.cmp(&b.labels));
+    Ok(Box::new(VecStream::new(all)))
+}
+
+/// Decoded samples as wire chunks, in time order: floats in XOR chunks of at most 120
+/// samples, as the bucket store serves them; native histograms in float histogram chunks cut
+/// by the head's rule.
+fn wire_chunks(samples: &SampleBatch, histograms: &HistogramBatch) -> Vec<thanos::AggrChunk> {
     let mut out: Vec<thanos::AggrChunk> = encode_batch(samples)
         .iter()
         .map(|c| {
@@ -124,14 +140,6 @@ fn wire_chunks(
             })
         })
         .collect();
-    out.extend(head_chunks.iter().map(|c| {
-        convert::chunk(&ChunkView {
-            min_time: c.min_time,
-            max_time: c.max_time,
-            encoding: c.encoding as u8,
-            data: &c.data,
-        })
-    }));
     if histograms.is_empty() {
         out.sort_by_key(|c| c.min_time);
         return out;
@@ -157,6 +165,51 @@ fn wire_chunks(
     }
     out.sort_by_key(|c| c.min_time);
     out
+}
+
+/// A streamed series as the StoreAPI sends it: labels without `strip`; its chunks sorted by
+/// time, cut to at most 120 samples and those that overlap merged ([`merge_chunks`]), or its
+/// decoded samples encoded ([`wire_chunks`]); none when the request skips chunks.
+fn wire_series(
+    s: StreamSeries,
+    strip: &[String],
+    skip_chunks: bool,
+) -> Result<thanos::Series, Status> {
+    let labels = convert::labels(&without_labels(&s.labels, strip));
+    if skip_chunks {
+        return Ok(thanos::Series {
+            labels,
+            chunks: Vec::new(),
+        });
+    }
+    let chunks = match s.data {
+        SeriesData::Chunks(cs) => {
+            let raw = cs
+                .into_iter()
+                .map(|c| RawChunk {
+                    min_time: c.min_time,
+                    max_time: c.max_time,
+                    encoding: c.encoding,
+                    data: c.data,
+                })
+                .collect();
+            merge_chunks(raw)
+                .map_err(|e| Status::internal(format!("series {}: {e}", s.labels)))?
+                .iter()
+                .map(|c| {
+                    convert::chunk(&ChunkView {
+                        min_time: c.min_time,
+                        max_time: c.max_time,
+                        encoding: c.encoding,
+                        data: &c.data,
+                    })
+                })
+                .collect()
+        }
+        SeriesData::Decoded(b) => wire_chunks(&b, &HistogramBatch::new()),
+        SeriesData::DecodedWithHistograms(b, h) => wire_chunks(&b, &h),
+    };
+    Ok(thanos::Series { labels, chunks })
 }
 
 /// Label names of every tenant's series matching `matchers` in `[mint, maxt]`, external
@@ -215,7 +268,7 @@ fn targets(tenants: &Tenants, matchers: &[Matcher]) -> Vec<(Arc<Tenant>, Vec<Mat
         .collect()
 }
 
-type SeriesStream = std::pin::Pin<
+type WireStream = std::pin::Pin<
     Box<dyn tokio_stream::Stream<Item = Result<thanos::SeriesResponse, Status>> + Send>,
 >;
 
@@ -240,7 +293,7 @@ impl thanos::store_server::Store for ReceiveStore {
         }))
     }
 
-    type SeriesStream = SeriesStream;
+    type SeriesStream = WireStream;
 
     async fn series(
         &self,
@@ -255,36 +308,42 @@ impl thanos::store_server::Store for ReceiveStore {
         let (mint, maxt) = (req.min_time, req.max_time);
         let strip = req.without_replica_labels.clone();
         let skip_chunks = req.skip_chunks;
-        let series = tokio::task::spawn_blocking(move || {
-            let selected = select_with_head_chunks(&tenants, &matchers, mint, maxt, !skip_chunks)?;
-            let out: Vec<(Labels, Vec<thanos::AggrChunk>)> = selected
-                .into_iter()
-                .map(|(s, head_chunks)| {
-                    let labels = without_labels(&s.labels, &strip);
-                    let chunks = if skip_chunks {
-                        Vec::new()
-                    } else {
-                        wire_chunks(&s.samples, &s.histograms, &head_chunks)
-                    };
-                    (labels, chunks)
-                })
-                .collect();
-            Ok::<_, gauntlet_engine::Error>(out)
-        })
-        .await
-        .map_err(|e| Status::internal(format!("series: {e}")))?
-        .map_err(convert::engine_status)?;
-        let series: Vec<thanos::Series> = series
-            .into_iter()
-            .map(|(l, chunks)| thanos::Series {
-                labels: convert::labels(&l),
-                chunks,
-            })
-            .collect();
-        let frames = convert::series_responses(series, req.response_batch_size);
-        Ok(Response::new(Box::pin(tokio_stream::iter(
-            frames.into_iter().map(Ok),
-        ))))
+        let batch_size = req.response_batch_size;
+        // The series are read a batch at a time on a blocking thread and sent as they are
+        // encoded; each frame waiting to be sent holds its bytes in the memory budget.
+        let (tx, frames) = crate::memory::frame_channel("Series", SERIES_FRAMES_QUEUED);
+        tokio::task::spawn_blocking(move || {
+            let read = if skip_chunks {
+                HeadRead::Labels
+            } else {
+                HeadRead::Stored
+            };
+            let sent = (|| -> Result<(), Status> {
+                let mut series = stream(&tenants, &matchers, mint, maxt, read)
+                    .map_err(convert::engine_status)?;
+                while let Some(batch) = series.next_batch().map_err(convert::engine_status)? {
+                    let wire = batch
+                        .into_iter()
+                        .map(|s| wire_series(s, &strip, skip_chunks))
+                        .collect::<Result<Vec<_>, Status>>()?;
+                    for frame in convert::series_responses(wire, batch_size) {
+                        let bytes = frame.encoded_len() as u64;
+                        match tx.blocking_send(Ok(frame), bytes) {
+                            Ok(()) => {}
+                            Err(SendError::Closed) => return Ok(()),
+                            Err(SendError::OverBudget(why)) => {
+                                return Err(crate::memory::refusal(&why));
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            })();
+            if let Err(status) = sent {
+                tx.blocking_finish(Err(status));
+            }
+        });
+        Ok(Response::new(Box::pin(frames)))
     }
 
     async fn label_names(

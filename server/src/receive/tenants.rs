@@ -90,6 +90,14 @@ impl Tenant {
         self.head.dir()
     }
 
+    /// The local blocks as last opened.
+    pub fn local_blocks(&self) -> Arc<LocalBlocks> {
+        self.blocks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Head and local blocks read as one source.
     pub fn source(&self) -> Merged {
         let blocks: Arc<dyn Queryable> = self

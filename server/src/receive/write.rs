@@ -197,6 +197,23 @@ pub async fn receive(
             };
         }
     };
+    // The body decompressed, then decoded into entries that borrow it and copied out for the
+    // cores: about three times its decoded length, reserved before any of it is allocated.
+    // (The compressed body was reserved at the door, from its declared length.)
+    let decoded = remote_write::decoded_len(&raw)
+        .unwrap_or(0)
+        .min(MAX_DECODED_BYTES as u64);
+    let _held = match gauntlet_engine::budget::global().reserve(
+        "remote write",
+        decoded * 3,
+        gauntlet_engine::budget::Need::Grow,
+    ) {
+        Ok(r) => r,
+        Err(why) => {
+            st.stats.count(StatusCode::SERVICE_UNAVAILABLE);
+            return crate::memory::refused_write(&why);
+        }
+    };
     let mut buf = Vec::new();
     if let Err(e) = remote_write::decompress(&raw, MAX_DECODED_BYTES, &mut buf) {
         return answer(&st, decode_status(&e), e.to_string());

@@ -1,0 +1,480 @@
+//! The process's memory budget (`--memory.limit`): the resident memory it may reach, shared by
+//! everything it does.
+//!
+//! Two figures make up what the budget counts as used: the resident set size, read every
+//! [`SAMPLE_EVERY`] by a thread of its own, and the bytes reserved by work in flight. A request
+//! takes a [`Reservation`] before it holds memory and grows it as its memory grows (samples a
+//! query holds, batches of a Series answer waiting to be sent, a remote-write body and what it
+//! decodes to); dropping the reservation gives the bytes back. A reservation that would take
+//! the used figure past the limit is refused with [`OverBudget`], which the servers answer
+//! with 503 or `ResourceExhausted`, so a request ends cleanly instead of growing the process
+//! into the kernel's OOM killer.
+//!
+//! Reserved bytes are counted on top of the resident size although, once allocated, they are
+//! part of it: the budget cannot tell which reservations are already resident, and counting
+//! them twice errs on the side of the limit. Because reservations are counted the moment they
+//! are taken, a moment when the resident size dips under the limit does not admit a burst:
+//! each request admitted reserves its start, and the next one sees it.
+//!
+//! New work needs more room than work in flight: new reads are admitted only while
+//! [`START_ROOM`] of the budget is left for the work in flight to grow into, and new writes
+//! only under [`WRITE_SHARE`] of it, because what a write adds to the head stays until a block
+//! is cut, while a read gives its memory back when it ends. A head that filled the whole
+//! budget would leave every read refused.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// How often the sampler reads the resident set size. A read of `/proc/self/statm` costs a few
+/// microseconds; what the process allocates between two reads without a reservation is what
+/// the resident size can pass the limit by.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(10);
+
+/// The share of the budget (in 1/16ths) kept free for work in flight to grow into: new reads
+/// are refused once the used figure passes the rest.
+pub const START_ROOM: u64 = 1;
+
+/// The share of the budget (in 1/16ths) new writes may fill: writes are refused once the used
+/// figure passes it.
+pub const WRITE_SHARE: u64 = 12;
+
+/// Grows and shrinks of a [`Reservation::cover`] are rounded to this, bytes, so a count that
+/// changes often touches the shared counter rarely.
+pub const COVER_STEP: u64 = 1 << 20;
+
+/// What a request asks of the budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Starting a read (a query, a Series call): admitted while [`START_ROOM`] is left.
+    Read,
+    /// Starting a write, which grows the head: admitted under [`WRITE_SHARE`].
+    Write,
+    /// More for work already admitted: granted up to the limit itself.
+    Grow,
+}
+
+/// A memory budget: a limit, the resident size last sampled and the bytes reserved.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    /// Bytes; 0: no limit (reservations are still counted, for the metrics).
+    limit: u64,
+    /// Resident bytes as last sampled.
+    resident: AtomicU64,
+    /// Bytes held by live reservations.
+    reserved: AtomicU64,
+    /// Reservations refused: work refused at the start or ended in flight.
+    refused: AtomicU64,
+}
+
+/// Why a reservation was refused: the request must be refused or ended; trying again later
+/// may succeed, once work in flight has ended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{what} {verb}: it needs {} MiB more, and the process holds {} MiB with {} MiB reserved by work in flight, against its --memory.limit of {} MiB; try again later",
+    mib_up(*.wanted),
+    .resident >> 20,
+    .reserved >> 20,
+    .limit >> 20,
+    verb = if *.started { "ended" } else { "refused" }
+)]
+pub struct OverBudget {
+    /// What was refused: `query`, `Series`, `remote write`.
+    pub what: &'static str,
+    /// Whether the work had started (its reservation could not grow) rather than been refused
+    /// at the door.
+    pub started: bool,
+    /// Bytes asked for.
+    pub wanted: u64,
+    /// Resident bytes as last sampled.
+    pub resident: u64,
+    /// Bytes reserved when refused.
+    pub reserved: u64,
+    /// The limit, bytes.
+    pub limit: u64,
+}
+
+fn mib_up(bytes: u64) -> u64 {
+    bytes.div_ceil(1 << 20)
+}
+
+impl MemoryBudget {
+    /// A budget of `limit` bytes (0: none).
+    pub const fn new(limit: u64) -> Self {
+        MemoryBudget {
+            limit,
+            resident: AtomicU64::new(0),
+            reserved: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    /// The limit, bytes; 0 when there is none.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Resident bytes as last sampled.
+    pub fn resident(&self) -> u64 {
+        self.resident.load(Relaxed)
+    }
+
+    /// Records a sample of the resident size, bytes.
+    pub fn set_resident(&self, bytes: u64) {
+        self.resident.store(bytes, Relaxed);
+    }
+
+    /// Bytes held by live reservations.
+    pub fn reserved(&self) -> u64 {
+        self.reserved.load(Relaxed)
+    }
+
+    /// Reservations refused so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Relaxed)
+    }
+
+    /// The most the used figure may reach for `need`, bytes.
+    fn ceiling(&self, need: Need) -> u64 {
+        match need {
+            Need::Read => self.limit - self.limit / 16 * START_ROOM,
+            Need::Write => self.limit / 16 * WRITE_SHARE,
+            Need::Grow => self.limit,
+        }
+    }
+
+    /// Adds `bytes` to the reserved figure if the budget has room for them.
+    fn take(&'static self, what: &'static str, bytes: u64, need: Need) -> Result<(), OverBudget> {
+        if self.limit == 0 {
+            self.reserved.fetch_add(bytes, Relaxed);
+            return Ok(());
+        }
+        let ceiling = self.ceiling(need);
+        let mut reserved = self.reserved.load(Relaxed);
+        loop {
+            let resident = self.resident.load(Relaxed);
+            let after = reserved.saturating_add(bytes);
+            if resident.saturating_add(after) > ceiling {
+                self.refused.fetch_add(1, Relaxed);
+                return Err(OverBudget {
+                    what,
+                    started: need == Need::Grow,
+                    wanted: bytes,
+                    resident,
+                    reserved,
+                    limit: self.limit,
+                });
+            }
+            match self
+                .reserved
+                .compare_exchange_weak(reserved, after, Relaxed, Relaxed)
+            {
+                Ok(_) => return Ok(()),
+                Err(now) => reserved = now,
+            }
+        }
+    }
+
+    fn give_back(&self, bytes: u64) {
+        self.reserved.fetch_sub(bytes, Relaxed);
+    }
+
+    /// A reservation of `bytes` for new work or more work of kind `what`, refused when the
+    /// budget has no room for it (see [`Need`]).
+    pub fn reserve(
+        &'static self,
+        what: &'static str,
+        bytes: u64,
+        need: Need,
+    ) -> Result<Reservation, OverBudget> {
+        self.take(what, bytes, need)?;
+        Ok(Reservation {
+            budget: self,
+            what,
+            bytes,
+        })
+    }
+
+    /// An empty reservation for work of kind `what`, to grow as it goes.
+    pub fn empty(&'static self, what: &'static str) -> Reservation {
+        Reservation {
+            budget: self,
+            what,
+            bytes: 0,
+        }
+    }
+
+    /// A reservation of `bytes` taken whatever the budget's room: for work that must go on
+    /// because it is what frees memory (cutting the head into a block). Others see it.
+    pub fn force(&'static self, what: &'static str, bytes: u64) -> Reservation {
+        self.reserved.fetch_add(bytes, Relaxed);
+        Reservation {
+            budget: self,
+            what,
+            bytes,
+        }
+    }
+}
+
+/// Bytes taken from a [`MemoryBudget`], given back when dropped.
+#[derive(Debug)]
+pub struct Reservation {
+    budget: &'static MemoryBudget,
+    what: &'static str,
+    bytes: u64,
+}
+
+impl Reservation {
+    /// Bytes held.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Holds `bytes` more, if the budget has room for them up to its limit.
+    pub fn grow(&mut self, bytes: u64) -> Result<(), OverBudget> {
+        if bytes > 0 {
+            self.budget.take(self.what, bytes, Need::Grow)?;
+            self.bytes += bytes;
+        }
+        Ok(())
+    }
+
+    /// Gives `bytes` back (at most what is held).
+    pub fn shrink(&mut self, bytes: u64) {
+        let n = bytes.min(self.bytes);
+        self.budget.give_back(n);
+        self.bytes -= n;
+    }
+
+    /// Holds at least `total` bytes and not much more: grows to `total` rounded up to
+    /// [`COVER_STEP`] when it holds less, shrinks when it holds more than two steps beyond
+    /// it. For a count that rises and falls often (samples a query holds).
+    pub fn cover(&mut self, total: u64) -> Result<(), OverBudget> {
+        if total > self.bytes {
+            let want = total.div_ceil(COVER_STEP) * COVER_STEP;
+            self.grow(want - self.bytes)
+        } else {
+            let keep = total.div_ceil(COVER_STEP) * COVER_STEP;
+            if self.bytes - keep > 2 * COVER_STEP {
+                self.shrink(self.bytes - keep);
+            }
+            Ok(())
+        }
+    }
+
+    /// Moves `bytes` of this reservation (at most what it holds) into a new one, to travel with
+    /// the memory it covers (a batch handed to another task).
+    pub fn split(&mut self, bytes: u64) -> Reservation {
+        let n = bytes.min(self.bytes);
+        self.bytes -= n;
+        Reservation {
+            budget: self.budget,
+            what: self.what,
+            bytes: n,
+        }
+    }
+
+    /// Takes `other`'s bytes into this reservation.
+    pub fn absorb(&mut self, mut other: Reservation) {
+        self.bytes += std::mem::take(&mut other.bytes);
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.budget.give_back(self.bytes);
+        }
+    }
+}
+
+static UNLIMITED: MemoryBudget = MemoryBudget::new(0);
+static GLOBAL: OnceLock<&'static MemoryBudget> = OnceLock::new();
+
+/// The process's budget: the one [`init`] set, or one without a limit.
+pub fn global() -> &'static MemoryBudget {
+    GLOBAL.get().copied().unwrap_or(&UNLIMITED)
+}
+
+/// Sets the process's budget to `limit` bytes (0: none) and, with a limit, starts the thread
+/// sampling the resident size. Called once, at start; later calls change nothing. `Err` when
+/// the sampler did not start: the budget then counts reservations against a resident size of
+/// its start.
+pub fn init(limit: u64) -> std::io::Result<&'static MemoryBudget> {
+    let budget: &'static MemoryBudget = Box::leak(Box::new(MemoryBudget::new(limit)));
+    budget.set_resident(resident_bytes());
+    if GLOBAL.set(budget).is_err() {
+        return Ok(global());
+    }
+    if limit > 0 {
+        std::thread::Builder::new()
+            .name("gauntlet-memory".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(SAMPLE_EVERY);
+                    budget.set_resident(resident_bytes());
+                }
+            })?;
+    }
+    Ok(budget)
+}
+
+/// The process's resident set size, bytes (`/proc/self/statm`), 0 when unknown.
+pub fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * page_size())
+}
+
+/// The system's page size, bytes, from the auxiliary vector the kernel gave the process
+/// (`AT_PAGESZ`); 4096 when it cannot be read.
+fn page_size() -> u64 {
+    static PAGE: OnceLock<u64> = OnceLock::new();
+    *PAGE.get_or_init(|| {
+        const AT_PAGESZ: u64 = 6;
+        let Ok(aux) = std::fs::read("/proc/self/auxv") else {
+            return 4096;
+        };
+        aux.chunks_exact(16)
+            .map(|e| {
+                let word = |b: &[u8]| u64::from_ne_bytes(b.try_into().unwrap_or([0; 8]));
+                (word(&e[..8]), word(&e[8..]))
+            })
+            .find(|&(k, _)| k == AT_PAGESZ)
+            .map_or(4096, |(_, v)| v)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    fn budget(limit: u64, resident: u64) -> &'static MemoryBudget {
+        let b: &'static MemoryBudget = Box::leak(Box::new(MemoryBudget::new(limit)));
+        b.set_resident(resident);
+        b
+    }
+
+    #[test]
+    fn reservations_count_until_dropped() {
+        let b = budget(100 * MIB, 10 * MIB);
+        let r = b.reserve("query", 20 * MIB, Need::Read).unwrap();
+        let mut s = b.reserve("Series", 5 * MIB, Need::Read).unwrap();
+        assert_eq!(b.reserved(), 25 * MIB);
+        s.grow(10 * MIB).unwrap();
+        assert_eq!((s.bytes(), b.reserved()), (15 * MIB, 35 * MIB));
+        s.shrink(100 * MIB);
+        assert_eq!((s.bytes(), b.reserved()), (0, 20 * MIB));
+        drop(r);
+        drop(s);
+        assert_eq!(b.reserved(), 0);
+    }
+
+    #[test]
+    fn resident_and_reserved_together_may_not_pass_the_limit() {
+        let b = budget(100 * MIB, 60 * MIB);
+        let mut r = b.reserve("query", 30 * MIB, Need::Read).unwrap();
+        // 60 resident + 30 reserved: 10 left, so 11 more is refused and nothing is taken.
+        let e = r.grow(11 * MIB).unwrap_err();
+        assert!(e.started);
+        assert_eq!(
+            (e.resident, e.reserved, e.limit),
+            (60 * MIB, 30 * MIB, 100 * MIB)
+        );
+        assert_eq!(b.reserved(), 30 * MIB);
+        r.grow(10 * MIB).unwrap();
+        assert_eq!(b.refused(), 1);
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("query ended: it needs 11 MiB more"),
+            "{msg}"
+        );
+        assert!(msg.contains("--memory.limit of 100 MiB"), "{msg}");
+    }
+
+    #[test]
+    fn a_burst_of_new_work_sees_what_the_first_reserved() {
+        // The resident size dips just under the limit: one start fits, the next does not.
+        let b = budget(160 * MIB, 100 * MIB);
+        let first = b.reserve("query", 40 * MIB, Need::Read).unwrap();
+        let e = b.reserve("query", 40 * MIB, Need::Read).unwrap_err();
+        assert!(!e.started);
+        assert!(e.to_string().starts_with("query refused"), "{e}");
+        drop(first);
+        b.reserve("query", 40 * MIB, Need::Read).unwrap();
+    }
+
+    #[test]
+    fn new_work_leaves_room_for_work_in_flight_and_writes_stop_first() {
+        let b = budget(160 * MIB, 0);
+        // Reads start up to 15/16 of the limit, writes up to 12/16; growth goes to the limit.
+        let mut held = b.reserve("query", 110 * MIB, Need::Read).unwrap();
+        assert!(b.reserve("remote write", 11 * MIB, Need::Write).is_err());
+        b.reserve("remote write", 10 * MIB, Need::Write).unwrap();
+        assert!(b.reserve("query", 41 * MIB, Need::Read).is_err());
+        b.reserve("query", 40 * MIB, Need::Read).unwrap();
+        held.grow(50 * MIB).unwrap();
+        assert!(held.grow(1).is_err());
+    }
+
+    #[test]
+    fn without_a_limit_everything_is_granted_and_counted() {
+        let b = budget(0, u64::MAX / 2);
+        let mut r = b.reserve("query", 1 << 40, Need::Read).unwrap();
+        r.grow(1 << 40).unwrap();
+        assert_eq!(b.reserved(), 2 << 40);
+        drop(r);
+        assert_eq!(b.reserved(), 0);
+    }
+
+    #[test]
+    fn cover_rounds_to_steps_and_gives_back_what_is_far_beyond() {
+        let b = budget(100 * MIB, 0);
+        let mut r = b.empty("query");
+        r.cover(1).unwrap();
+        assert_eq!(r.bytes(), MIB);
+        r.cover(3 * MIB + 1).unwrap();
+        assert_eq!(r.bytes(), 4 * MIB);
+        // Within two steps of the count: kept.
+        r.cover(2 * MIB).unwrap();
+        assert_eq!(r.bytes(), 4 * MIB);
+        r.cover(MIB / 2).unwrap();
+        assert_eq!(r.bytes(), MIB);
+        assert_eq!(b.reserved(), MIB);
+        assert!(r.cover(101 * MIB).is_err());
+        assert_eq!(r.bytes(), MIB);
+    }
+
+    #[test]
+    fn split_and_absorb_move_bytes_without_touching_the_total() {
+        let b = budget(100 * MIB, 0);
+        let mut r = b.reserve("Series", 10 * MIB, Need::Read).unwrap();
+        let part = r.split(4 * MIB);
+        assert_eq!(
+            (r.bytes(), part.bytes(), b.reserved()),
+            (6 * MIB, 4 * MIB, 10 * MIB)
+        );
+        r.absorb(part);
+        assert_eq!((r.bytes(), b.reserved()), (10 * MIB, 10 * MIB));
+        let part = r.split(3 * MIB);
+        drop(part);
+        assert_eq!(b.reserved(), 7 * MIB);
+    }
+
+    #[test]
+    fn forced_reservations_are_seen_by_others() {
+        let b = budget(100 * MIB, 50 * MIB);
+        let _cut = b.force("head cut", 80 * MIB);
+        assert!(b.reserve("query", 1, Need::Read).is_err());
+    }
+
+    #[test]
+    fn the_resident_size_is_read_in_pages_of_the_system() {
+        assert!(resident_bytes() > MIB);
+        assert!(page_size().is_power_of_two());
+        assert!(page_size() >= 4096);
+    }
+}

@@ -1,0 +1,240 @@
+//! The head's series handed out in batches, in label order: each core sorts the ids of its
+//! matching series once, in place, and the stream then reads them [`FETCH_SERIES`] at a time
+//! from each core and merges the cores' runs. A selection over the whole head so holds the
+//! samples of a few hundred series per core at a time, not of every series it matches, and
+//! what it holds is reserved from the process's memory budget ([`crate::budget`]).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::join_all;
+
+use super::{Head, HeadRuntime, canceled};
+use crate::block::histogram_cut::CutHistogramChunk;
+use crate::budget::Reservation;
+use crate::chunk::{HistogramBatch, SampleBatch};
+use crate::error::Result;
+use crate::labels::{Labels, Matcher};
+use crate::query::{BATCH_SERIES, SeriesChunk, SeriesData, SeriesStream, StreamSeries};
+use crate::store::encode_batch;
+
+/// Series a core reads for a stream in one call.
+pub const FETCH_SERIES: usize = 256;
+
+/// How much of each series a head stream hands over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadRead {
+    /// Labels only, for every series with a chunk overlapping the range (the series API, a
+    /// Series call that skips chunks).
+    Labels,
+    /// Float and native histogram samples in the range, decoded (PromQL).
+    Samples,
+    /// Float samples in the range as XOR chunks of at most 120 samples, native histograms in
+    /// the chunks they were stored in ([`super::histograms`]): what the StoreAPI serves.
+    Stored,
+}
+
+/// One series as a core reads it for a stream.
+#[derive(Debug)]
+pub(crate) struct ReadSeries {
+    pub labels: Labels,
+    pub samples: SampleBatch,
+    pub histograms: HistogramBatch,
+    pub histogram_chunks: Vec<CutHistogramChunk>,
+}
+
+/// Bytes a decoded native histogram takes, about: its struct and a few spans and buckets.
+const HISTOGRAM_BYTES: u64 = 256;
+
+impl ReadSeries {
+    /// Bytes it holds, about.
+    fn bytes(&self) -> u64 {
+        let labels: usize = self
+            .labels
+            .iter()
+            .map(|l| 48 + l.name.len() + l.value.len())
+            .sum();
+        let chunks: usize = self
+            .histogram_chunks
+            .iter()
+            .map(|c| 40 + c.data.len())
+            .sum();
+        (64 + labels + chunks + self.samples.len() * 16) as u64
+            + self.histograms.len() as u64 * HISTOGRAM_BYTES
+    }
+
+    fn into_stream(self, read: HeadRead) -> StreamSeries {
+        let data = match read {
+            HeadRead::Stored => {
+                let mut chunks: Vec<SeriesChunk> = encode_batch(&self.samples)
+                    .into_iter()
+                    .map(|c| SeriesChunk {
+                        min_time: c.min_time,
+                        max_time: c.max_time,
+                        encoding: c.encoding,
+                        data: c.data,
+                    })
+                    .collect();
+                chunks.extend(self.histogram_chunks.into_iter().map(|c| SeriesChunk {
+                    min_time: c.min_time,
+                    max_time: c.max_time,
+                    encoding: c.encoding as u8,
+                    data: Bytes::from(c.data),
+                }));
+                chunks.sort_by_key(|c| c.min_time);
+                SeriesData::Chunks(chunks)
+            }
+            HeadRead::Labels | HeadRead::Samples if self.histograms.is_empty() => {
+                SeriesData::Decoded(self.samples)
+            }
+            HeadRead::Labels | HeadRead::Samples => {
+                SeriesData::DecodedWithHistograms(self.samples, self.histograms)
+            }
+        };
+        StreamSeries {
+            labels: self.labels,
+            data,
+        }
+    }
+}
+
+/// One core's part of a stream: its matching series in label order, how far they have been
+/// read, and what was read and not yet handed out.
+#[derive(Debug)]
+struct CoreRun {
+    picked: Vec<(u32, u64)>,
+    next: usize,
+    buf: VecDeque<ReadSeries>,
+}
+
+/// A head's selection as a [`SeriesStream`], in label order.
+#[derive(Debug)]
+pub struct HeadStream {
+    rt: Arc<HeadRuntime>,
+    slot: usize,
+    mint: i64,
+    maxt: i64,
+    read: HeadRead,
+    cores: Vec<CoreRun>,
+    /// Bytes of the series read and not yet handed out.
+    buffered: u64,
+    /// Bytes of the last batch handed out, until the next call: the caller's while it works
+    /// on it.
+    handed: u64,
+    /// Covers the id lists, what is buffered and the last batch handed out.
+    reservation: Reservation,
+}
+
+impl Head {
+    /// The series matching `matchers` with data in `[mint, maxt]`, in label order, read as
+    /// `read` asks, a batch at a time. Blocking. Fails when the id lists alone do not fit in
+    /// the memory budget.
+    pub fn stream(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        read: HeadRead,
+    ) -> Result<HeadStream> {
+        let slot = self.slot;
+        let ms = matchers.to_vec();
+        let mut reservation = crate::budget::global().empty("head selection");
+        let picked = self.on_cores(move |c| c.with(slot, |s| s.sorted_matches(&ms, mint, maxt)))?;
+        let ids: usize = picked.iter().map(Vec::len).sum();
+        reservation.cover(ids as u64 * 16)?;
+        Ok(HeadStream {
+            rt: self.rt.clone(),
+            slot,
+            mint,
+            maxt,
+            read,
+            cores: picked
+                .into_iter()
+                .map(|picked| CoreRun {
+                    picked,
+                    next: 0,
+                    buf: VecDeque::new(),
+                })
+                .collect(),
+            buffered: 0,
+            handed: 0,
+            reservation,
+        })
+    }
+}
+
+impl HeadStream {
+    /// Reads the next [`FETCH_SERIES`] series of each core in `which`, all at once.
+    fn fetch(&mut self, which: &[usize]) -> Result<()> {
+        let (slot, mint, maxt, read) = (self.slot, self.mint, self.maxt, self.read);
+        let calls: Vec<_> = which
+            .iter()
+            .map(|&core| {
+                let run = &mut self.cores[core];
+                let end = (run.next + FETCH_SERIES).min(run.picked.len());
+                let ids = run.picked[run.next..end].to_vec();
+                run.next = end;
+                self.rt.cores.call(core, move |c| async move {
+                    c.state().with(slot, |s| s.read(&ids, mint, maxt, read))
+                })
+            })
+            .collect();
+        let answers = futures::executor::block_on(join_all(calls));
+        for (&core, got) in which.iter().zip(answers) {
+            let got = got.map_err(canceled)?;
+            self.buffered += got.iter().map(ReadSeries::bytes).sum::<u64>();
+            self.cores[core].buf.extend(got);
+        }
+        self.reservation
+            .cover(self.ids_bytes() + self.buffered + self.handed)?;
+        Ok(())
+    }
+
+    fn ids_bytes(&self) -> u64 {
+        self.cores.iter().map(|c| c.picked.len() as u64 * 16).sum()
+    }
+}
+
+impl SeriesStream for HeadStream {
+    fn next_batch(&mut self) -> Result<Option<Vec<StreamSeries>>> {
+        self.handed = 0;
+        let mut out = Vec::new();
+        while out.len() < BATCH_SERIES {
+            let dry: Vec<usize> = (0..self.cores.len())
+                .filter(|&i| {
+                    let c = &self.cores[i];
+                    c.buf.is_empty() && c.next < c.picked.len()
+                })
+                .collect();
+            if !dry.is_empty() {
+                self.fetch(&dry)?;
+                continue;
+            }
+            // Each core holds other series than the others (a series lives on the core its
+            // labels hash to), so the smallest front is the next series overall.
+            let Some(core) = (0..self.cores.len())
+                .filter(|&i| !self.cores[i].buf.is_empty())
+                .min_by(|&a, &b| {
+                    let la = &self.cores[a].buf[0].labels;
+                    la.cmp(&self.cores[b].buf[0].labels)
+                })
+            else {
+                break;
+            };
+            if let Some(s) = self.cores[core].buf.pop_front() {
+                let bytes = s.bytes();
+                self.buffered -= bytes;
+                self.handed += bytes;
+                out.push(s.into_stream(self.read));
+            }
+        }
+        if out.is_empty() {
+            self.reservation.shrink(self.reservation.bytes());
+            return Ok(None);
+        }
+        self.reservation
+            .cover(self.ids_bytes() + self.buffered + self.handed)?;
+        Ok(Some(out))
+    }
+}
