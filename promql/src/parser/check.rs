@@ -20,6 +20,46 @@ pub(super) fn check(query: &str, expr: &Expr) -> Result<(), ParseError> {
     }
 }
 
+/// Drops the matching modifiers (`on`, `ignoring`, `group_left`, `group_right`) of binary
+/// operations with a scalar side once the types are known, as Prometheus does: they mean
+/// nothing there, and `1 + on () x` prints as `1 + x`. Returns the type of `e`.
+pub(super) fn drop_scalar_matching(e: &mut Expr) -> ValueType {
+    match e {
+        Expr::Binary(b) => {
+            let lt = drop_scalar_matching(&mut b.lhs);
+            let rt = drop_scalar_matching(&mut b.rhs);
+            if lt != ValueType::Vector || rt != ValueType::Vector {
+                b.matching = None;
+            }
+            if lt == ValueType::Scalar && rt == ValueType::Scalar {
+                ValueType::Scalar
+            } else {
+                ValueType::Vector
+            }
+        }
+        Expr::Paren(p) => drop_scalar_matching(&mut p.expr),
+        Expr::Unary(u) => drop_scalar_matching(&mut u.expr),
+        Expr::Subquery(s) => {
+            drop_scalar_matching(&mut s.expr);
+            ValueType::Matrix
+        }
+        Expr::Call(c) => {
+            for a in &mut c.args {
+                drop_scalar_matching(a);
+            }
+            c.func.return_type
+        }
+        Expr::Aggregate(a) => {
+            drop_scalar_matching(&mut a.expr);
+            if let Some(p) = &mut a.param {
+                drop_scalar_matching(p);
+            }
+            ValueType::Vector
+        }
+        Expr::Number(_) | Expr::String(_) | Expr::Vector(_) | Expr::Matrix(_) => e.value_type(),
+    }
+}
+
 impl Checker<'_> {
     fn record(&mut self, span: Span, msg: String) {
         if self.error.is_none() {

@@ -124,7 +124,8 @@ fn position(query: &str, pos: usize) -> String {
 
 /// Parses and type-checks `query`.
 pub fn parse(query: &str, opts: &Options) -> Result<Expr, ParseError> {
-    let expr = parse::Parser::new(query, opts).parse()?;
+    let mut expr = parse::Parser::new(query, opts).parse()?;
     check::check(query, &expr)?;
+    check::drop_scalar_matching(&mut expr);
     Ok(expr)
 }
