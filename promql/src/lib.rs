@@ -11,7 +11,7 @@
 //! step columns.
 //!
 //! ```
-//! use crate::parser::{Options, parse};
+//! use gauntlet_promql::parser::{Options, parse};
 //! let e = parse("sum(rate(x[5m])) by (job)", &Options::default()).unwrap();
 //! assert_eq!(e.to_string(), "sum by (job) (rate(x[5m]))");
 //! let err = parse("sum(", &Options::default()).unwrap_err();
@@ -216,12 +216,20 @@ impl Engine {
         })
     }
 
-    /// `query` printed back as Prometheus's `String()` writes it (one line), the way
-    /// `/api/v1/format_query` answers a query that fits on a line, within this engine's
-    /// limits.
+    /// `query` printed back as Prometheus's `String()` writes it (one line), within this
+    /// engine's limits.
     pub fn format_query(&self, query: &str) -> Result<String, PromqlError> {
         let depth = self.opts.limits.check(query)?;
         limits::with_stack_for(depth, || Ok(self.parse_cached(query, depth)?.to_string()))
+    }
+
+    /// `query` printed back as Prometheus's `/api/v1/format_query` answers it
+    /// ([`Expr::pretty`]): on one line when that is at most 100 bytes
+    /// long, otherwise broken over several lines with two spaces of indentation a level;
+    /// within this engine's limits.
+    pub fn pretty_query(&self, query: &str) -> Result<String, PromqlError> {
+        let depth = self.opts.limits.check(query)?;
+        limits::with_stack_for(depth, || Ok(self.parse_cached(query, depth)?.pretty()))
     }
 
     /// Parses `query` (nesting bound `depth`), or takes it from [`ParseCache`].

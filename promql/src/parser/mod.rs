@@ -1,6 +1,7 @@
 //! PromQL text to an expression tree: [`lex`] cuts the text into tokens, [`parse`](mod@parse)
 //! builds the tree by recursive descent (operators by precedence climbing), [`check`] types
-//! it, and [`printer`] writes a tree back as Prometheus's `String()` does.
+//! it, [`printer`] writes a tree back as Prometheus's `String()` does (one line), and
+//! [`pretty`] as its `/api/v1/format_query` does (over several lines when long).
 //!
 //! Errors are Prometheus's, worded and placed as its HTTP API reports them
 //! (`1:5: parse error: unclosed left parenthesis`): the first error found wins, lexical and
@@ -15,6 +16,9 @@ pub mod functions;
 pub mod lex;
 mod number;
 mod parse;
+pub mod pretty;
+#[cfg(test)]
+mod pretty_tests;
 pub mod printer;
 mod unquote;
 

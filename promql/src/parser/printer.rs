@@ -16,37 +16,16 @@ impl Display for Expr {
             Expr::String(s) => f.write_str(&quoted(&s.value)),
             Expr::Vector(v) => write_selector(f, v, None),
             Expr::Matrix(m) => write_selector(f, &m.selector, Some(&m.range)),
-            Expr::Subquery(s) => {
-                write!(f, "{}[", s.expr)?;
-                write_range(f, &s.range)?;
-                f.write_char(':')?;
-                if let Some(step) = &s.step {
-                    write_range(f, step)?;
-                }
-                f.write_char(']')?;
-                write_at_offset(f, s.at, &s.offset)
-            }
+            Expr::Subquery(s) => write!(f, "{}{}", s.expr, SubquerySuffix(s)),
             Expr::Paren(p) => write!(f, "({})", p.expr),
             Expr::Unary(u) => write!(f, "{}{}", u.op.as_str(), u.expr),
             Expr::Binary(b) => {
-                // `+Inf` on the left of `^` would read back as the sign applied to the power
-                // (`+(Inf ^ x)`): it is written `Inf` there so the text parses to the same tree
-                // (Prometheus's own printer keeps the sign).
-                match &*b.lhs {
-                    Expr::Number(n)
-                        if b.op == BinaryOp::Pow && n.value == f64::INFINITY && !n.duration =>
-                    {
-                        write!(f, "Inf {}", b.op.as_str())?
-                    }
-                    lhs => write!(f, "{} {}", lhs, b.op.as_str())?,
+                if positive_inf_base(b) {
+                    f.write_str(INF_BASE)?;
+                } else {
+                    write!(f, "{}", b.lhs)?;
                 }
-                if b.return_bool {
-                    f.write_str(" bool")?;
-                }
-                if let Some(m) = &b.matching {
-                    write_matching(f, m)?;
-                }
-                write!(f, " {}", b.rhs)
+                write!(f, " {} {}", BinaryOperator(b), b.rhs)
             }
             Expr::Call(c) => {
                 write!(f, "{}(", c.func.name)?;
@@ -59,19 +38,77 @@ impl Display for Expr {
                 f.write_char(')')
             }
             Expr::Aggregate(a) => {
-                f.write_str(a.op.as_str())?;
-                if a.without {
-                    write!(f, " without ({}) ", labels(&a.grouping))?;
-                } else if !a.grouping.is_empty() {
-                    write!(f, " by ({}) ", labels(&a.grouping))?;
-                }
-                f.write_char('(')?;
+                write!(f, "{}(", AggregateHead(a))?;
                 if let Some(p) = &a.param {
                     write!(f, "{p}, ")?;
                 }
                 write!(f, "{})", a.expr)
             }
         }
+    }
+}
+
+/// `+Inf` on the left of `^` would read back as the sign applied to the power (`+(Inf ^ x)`):
+/// it is written [`INF_BASE`] there so the text parses to the same tree (Prometheus's own
+/// printer keeps the sign).
+pub(super) fn positive_inf_base(b: &BinaryExpr) -> bool {
+    matches!(&*b.lhs, Expr::Number(n)
+        if b.op == BinaryOp::Pow && n.value == f64::INFINITY && !n.duration)
+}
+
+/// How a `+Inf` base of `^` is written (see [`positive_inf_base`]).
+pub(super) const INF_BASE: &str = "Inf";
+
+/// An aggregation's operator and grouping, as written before its parenthesis: `sum`,
+/// `sum by (job) `, `topk without (instance) ` (Prometheus's `ShortString()`).
+pub(super) struct AggregateHead<'a>(pub &'a AggregateExpr);
+
+impl Display for AggregateHead<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let a = self.0;
+        f.write_str(a.op.as_str())?;
+        if a.without {
+            write!(f, " without ({}) ", labels(&a.grouping))
+        } else if !a.grouping.is_empty() {
+            write!(f, " by ({}) ", labels(&a.grouping))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A binary operation's operator with its modifiers: `/ on (job) group_left ()`,
+/// `> bool`, `+` (Prometheus's `ShortString()`).
+pub(super) struct BinaryOperator<'a>(pub &'a BinaryExpr);
+
+impl Display for BinaryOperator<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        f.write_str(b.op.as_str())?;
+        if b.return_bool {
+            f.write_str(" bool")?;
+        }
+        if let Some(m) = &b.matching {
+            write_matching(f, m)?;
+        }
+        Ok(())
+    }
+}
+
+/// What a subquery writes after its expression: `[1h:5m] @ 100.000 offset 1m`.
+pub(super) struct SubquerySuffix<'a>(pub &'a SubqueryExpr);
+
+impl Display for SubquerySuffix<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        f.write_char('[')?;
+        write_range(f, &s.range)?;
+        f.write_char(':')?;
+        if let Some(step) = &s.step {
+            write_range(f, step)?;
+        }
+        f.write_char(']')?;
+        write_at_offset(f, s.at, &s.offset)
     }
 }
 
