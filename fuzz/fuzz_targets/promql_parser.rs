@@ -1,7 +1,7 @@
 //! Arbitrary text through gauntlet-promql's lexer, parser and printer: the lexer ends with a
 //! token stream of ordered, in-bounds positions or one error; the parser gives a tree or an
 //! error placed inside the query, never a panic; a tree prints as text that parses back and
-//! prints the same.
+//! prints the same, on one line and over several.
 
 #![no_main]
 
@@ -51,6 +51,13 @@ fuzz_target!(|data: &[u8]| {
                 let again = parse(&printed, &relaxed)
                     .unwrap_or_else(|err| panic!("{q:?} prints as {printed:?}: {err}"));
                 assert_eq!(again.to_string(), printed, "{q:?}");
+                // So does the multi-line form, at the 100-byte limit and with every node broken.
+                for max in [100, 0] {
+                    let pretty = e.pretty_with_max_line(max);
+                    let again = parse(&pretty, &relaxed)
+                        .unwrap_or_else(|err| panic!("{q:?} is written {pretty:?}: {err}"));
+                    assert_eq!(again.to_string(), printed, "{q:?} is written {pretty:?}");
+                }
             }
             Err(err) => assert!(err.span.start <= q.len(), "{q:?}: {err:?}"),
         }

@@ -1,7 +1,7 @@
 //! Queries a hostile user would send: nested as deep as the limit allows and past it, chains of
 //! operators, and megabytes of names, strings, regexes, matchers and arguments. Every one must
-//! be answered or refused with an error, on a 2 MiB thread like a server's: no stack overflow,
-//! no panic. How long each took is printed (`--nocapture`), and a generous bound catches a
+//! be answered or refused with an error, and written in `/api/v1/format_query`'s multi-line
+//! form or refused, on a 2 MiB thread like a server's: no stack overflow, no panic. How long each took is printed (`--nocapture`), and a generous bound catches a
 //! query that stalls.
 
 use std::time::{Duration, Instant};
@@ -197,6 +197,16 @@ fn hostile_queries_are_answered_or_refused() {
                         assert!(text.len() < 200, "{name}: {text}");
                     }
                 }
+                // `/api/v1/format_query`'s multi-line form, as deep as the query nests.
+                let started = Instant::now();
+                let res = engine.pretty_query(&q);
+                let took = started.elapsed();
+                let outcome = match &res {
+                    Ok(text) => format!("written in {} bytes", text.len()),
+                    Err(e) => format!("{:?}: {}", e.class(), clip(&e.to_string())),
+                };
+                println!("{name} ({} bytes, pretty): {took:?}: {outcome}", q.len());
+                assert!(took < STALLED, "{name}: stalled for {took:?}");
             }
         })
         .unwrap()

@@ -2,7 +2,9 @@
 //! `testdata/promql/invalid_queries.txt` and a few hundred queries from the grammar-driven
 //! generator (valid ones and malformed ones, seeded), the parser's outcome equals Prometheus's
 //! `/api/v1/parse_query` answer: both parse, or both refuse with the same message at the same
-//! position.
+//! position. And the multi-line form ([`Expr::pretty`]) against Prometheus's
+//! `/api/v1/format_query`, byte for byte, on a few hundred generated queries (most of them
+//! longer than the 100 bytes of a line) and on long queries as dashboards write them.
 //!
 //! Prometheus runs with `promql-experimental-functions,promql-duration-expr`, and the parser
 //! with the same features. Where Prometheus 3.14's syntax, which the parser reads, differs from
@@ -17,9 +19,9 @@
 
 mod common;
 
-use common::generate::{malformed_queries, valid_queries};
+use common::generate::{long_queries, malformed_queries, valid_queries};
 use common::prometheus::Prometheus;
-use gauntlet_promql::parser::{Options, parse};
+use gauntlet_promql::parser::{BinaryOp, Cardinality, Expr, Options, parse};
 
 /// Why Prometheus 3.5 and this parser (which reads 3.14's syntax) may answer `q` differently,
 /// or `None` when they must agree.
@@ -193,5 +195,240 @@ fn parser_agrees_with_prometheus_3_5() {
         "{} answers differ from Prometheus 3.5:\n{}",
         failures.len(),
         failures.join("\n")
+    );
+}
+
+/// Where Gauntlet's printer writes a tree differently from Prometheus 3.5 on purpose, so that
+/// the text parses back to the same tree (as Prometheus 3.14 does for the first two):
+/// - `ignoring () group_left (...)` and `group_right`: 3.5 drops the whole clause, and the
+///   text then reads back as one-to-one matching;
+/// - label names outside the legacy character set in `on`, `ignoring`, `group_left` and
+///   `group_right`: 3.5 writes them unquoted (`on (a.b)`), which does not parse;
+/// - a `+Inf` base of `^`: 3.5 writes `+Inf ^ x`, which reads back as `+(Inf ^ x)`; Gauntlet
+///   writes `Inf ^ x`.
+///
+/// These change the length of a line, and so where lines break. To compare the rest of such a
+/// query all the same, the tree is rewritten so that Gauntlet writes the bytes 3.5 writes, or
+/// bytes of the same length that [`as_3_5_text`] puts back: the `ignoring () group_x` clause
+/// dropped, the ASCII characters of such labels that are not letters, digits or `_` made `_`
+/// (in 3.5's text too, by [`legacy_clause_labels`]), and the `+Inf` base made `9999`, a number
+/// the queries here never hold. Returns whether the tree was changed.
+fn as_3_5_tree(e: &mut Expr) -> bool {
+    fn legacy(l: &mut String) -> bool {
+        let mapped: String = l
+            .chars()
+            .enumerate()
+            .map(|(i, c)| {
+                let keep = c == '_' || !c.is_ascii() || c.is_ascii_alphabetic();
+                if keep || (i > 0 && c.is_ascii_digit()) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let changed = mapped != *l;
+        *l = mapped;
+        changed
+    }
+    match e {
+        Expr::Binary(b) => {
+            let mut changed = as_3_5_tree(&mut b.lhs) | as_3_5_tree(&mut b.rhs);
+            if let Some(m) = &mut b.matching {
+                let grouped = matches!(m.card, Cardinality::ManyToOne | Cardinality::OneToMany);
+                if grouped && !m.on && m.labels.is_empty() {
+                    b.matching = None;
+                    changed = true;
+                } else {
+                    for l in m.labels.iter_mut().chain(m.include.iter_mut()) {
+                        changed |= legacy(l);
+                    }
+                }
+            }
+            if let Expr::Number(n) = &mut *b.lhs
+                && b.op == BinaryOp::Pow
+                && n.value == f64::INFINITY
+                && !n.duration
+            {
+                n.value = 9999.0;
+                changed = true;
+            }
+            changed
+        }
+        Expr::Paren(p) => as_3_5_tree(&mut p.expr),
+        Expr::Unary(u) => as_3_5_tree(&mut u.expr),
+        Expr::Subquery(s) => as_3_5_tree(&mut s.expr),
+        Expr::Call(c) => c.args.iter_mut().fold(false, |ch, a| as_3_5_tree(a) | ch),
+        Expr::Aggregate(a) => {
+            let p = a.param.as_mut().is_some_and(|p| as_3_5_tree(p));
+            as_3_5_tree(&mut a.expr) | p
+        }
+        _ => false,
+    }
+}
+
+/// Gauntlet's text of a tree [`as_3_5_tree`] rewrote, with the `+Inf` bases put back.
+fn as_3_5_text(ours: &str) -> String {
+    ours.replace("9999", "+Inf")
+}
+
+/// Prometheus 3.5's text with the labels of `on`, `ignoring`, `group_left` and `group_right`
+/// made as [`as_3_5_tree`] makes them.
+fn legacy_clause_labels(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some((at, clause)) = [" on (", " ignoring (", " group_left (", " group_right ("]
+        .iter()
+        .filter_map(|c| rest.find(c).map(|at| (at, c)))
+        .min()
+    {
+        let open = at + clause.len();
+        let close = open + rest[open..].find(')').unwrap();
+        out.push_str(&rest[..open]);
+        for label in rest[open..close].split(", ").enumerate() {
+            if label.0 > 0 {
+                out.push_str(", ");
+            }
+            out.extend(label.1.chars().enumerate().map(|(i, c)| {
+                let keep = c == '_' || !c.is_ascii() || c.is_ascii_alphabetic();
+                if keep || (i > 0 && c.is_ascii_digit()) {
+                    c
+                } else {
+                    '_'
+                }
+            }));
+        }
+        rest = &rest[close..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Long queries as dashboards and alerting rules write them.
+const LONG_QUERIES: &[&str] = &[
+    r#"sum by (job, instance) (rate(http_requests_total{job="api-server",handler=~"/api/.*"}[5m])) / on(job) group_left sum by (job) (rate(http_requests_total{job="api-server"}[5m])) > 0.5"#,
+    r#"(node_filesystem_avail_bytes{job="node",fstype!=""} / node_filesystem_size_bytes{job="node",fstype!=""} * 100 < 40 and predict_linear(node_filesystem_avail_bytes{job="node",fstype!=""}[6h], 24*60*60) < 0 and node_filesystem_readonly{job="node",fstype!=""} == 0)"#,
+    r#"(node_timex_offset_seconds > 0.05 and deriv(node_timex_offset_seconds[5m]) >= 0) or (node_timex_offset_seconds < -0.05 and deriv(node_timex_offset_seconds[5m]) <= 0)"#,
+    r#"1 - ((node_memory_MemAvailable_bytes{job="node"} or (node_memory_Buffers_bytes{job="node"} + node_memory_Cached_bytes{job="node"} + node_memory_MemFree_bytes{job="node"} + node_memory_Slab_bytes{job="node"}) ) / node_memory_MemTotal_bytes{job="node"})"#,
+    r#"min by (job, integration) (rate(alertmanager_notifications_failed_total{job="alertmanager", integration=~".*"}[5m]) / rate(alertmanager_notifications_total{job="alertmanager", integration="~.*"}[5m])) > 0.01"#,
+    r#"(count by (job) (changes(process_start_time_seconds{job="alertmanager"}[10m]) > 4) / count by (job) (up{job="alertmanager"})) >= 0.5"#,
+    r#"histogram_quantile(0.99, sum by (le, verb, resource) (rate(apiserver_request_duration_seconds_bucket{job="apiserver",verb=~"LIST|GET",subresource!~"log|exec|portforward|attach|proxy"}[5m]))) > 1"#,
+    r#"label_replace(label_replace(up{job="api-server",service="a:c"}, "foo", "$1", "service", "(.*):.*"), "foo", "$1", "service", "(.*):.*")"#,
+    r#"max_over_time(rate(demo_api_request_duration_seconds_count{instance="demo-service-0:10000",method="POST"}[1m])[1h:5m] @ start() offset 1m)"#,
+    r#"topk(5, sum without (pod, container) (rate(container_cpu_usage_seconds_total{namespace="monitoring", image!=""}[5m])) * on (namespace) group_left (team) kube_namespace_labels)"#,
+    r#"-sum(rate(http_requests_total{code=~"5.."}[5m] offset 1d)) / ignoring (code) sum(rate(http_requests_total[5m] offset 1d)) unless absent(up{job="very-long-job-name-here"})"#,
+    r#"quantile_over_time(0.9, (sum by (instance) (rate(node_cpu_seconds_total{mode!="idle"}[1m])) / count by (instance) (node_cpu_seconds_total{mode="idle"}))[1d:5m])"#,
+    r#"count_values without (instance) ("version", build_info{job="some-rather-long-job-name", environment="production", region="eu-west-1"})"#,
+    r#"sum(kube_pod_container_resource_requests{resource="cpu", namespace="kube-system"}) by (node) / sum(kube_node_status_allocatable{resource="cpu"}) by (node) > bool 0.8"#,
+    r#"{"http.server.request.duration", "service.name"="checkout", "http.route"=~"/api/v1/.*"}[5m] offset 10m"#,
+    r#"rate({"http.server.request.duration_count", "service.name"="checkout", "http.route"=~"/api/v1/.*"}[5m])"#,
+    r#"sum by ("service.name", "http.route") (rate({"http.server.request.duration_count", "deployment.environment"="production"}[5m]))"#,
+    r#"avg(rate(http_requests_total{job="api"}[5m] @ end())) + avg(rate(http_requests_total{job="api"}[5m] @ 1700000000)) - 2 ^ 3 ^ 2"#,
+    r#"-(rate(http_requests_total{job="api-server-with-a-long-name"}[5m]) + rate(http_requests_total{job="another-long-job-name"}[5m]))"#,
+    r#"(((sum(rate(http_requests_total{job="api-server-with-a-long-name", handler="/api/v1/query_range"}[5m])))))"#,
+    r#"clamp_min(sum by (job) (rate(http_requests_total[5m])), 1) / clamp_max(sum by (job) (rate(http_requests_total{code=~"5.."}[5m])), 100)"#,
+    r#"absent_over_time(up{job="prometheus", instance="localhost:9090", environment="production", cluster="eu-1"}[10m])"#,
+];
+
+#[test]
+fn pretty_printing_agrees_with_prometheus_3_5() {
+    let began = std::time::Instant::now();
+    let prom = Prometheus::start("promql-experimental-functions,promql-duration-expr");
+    let opts = options();
+    let seed = std::env::var("GAUNTLET_PROMQL_DIFF_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(25);
+    let count = std::env::var("GAUNTLET_PROMQL_DIFF_COUNT")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .unwrap_or(300)
+        .clamp(300, 20_000);
+    let generated = valid_queries(seed, count);
+    // Long queries the parser takes (deep generated ones are often of the wrong type).
+    let long: Vec<String> = long_queries(seed, 10 * count, 100)
+        .into_iter()
+        .filter(|q| differs_from_3_5(q).is_none() && parse(q, &opts).is_ok())
+        .take(count)
+        .collect();
+    assert_eq!(
+        long.len(),
+        count,
+        "the generator found too few long queries"
+    );
+
+    let (mut compared, mut long_compared, mut multi_line, mut refused) = (0, 0, 0, 0);
+    let mut known = 0;
+    let mut failures = Vec::new();
+    let all = generated
+        .iter()
+        .map(|q| (q.as_str(), false))
+        .chain(long.iter().map(|q| (q.as_str(), false)))
+        .chain(LONG_QUERIES.iter().map(|q| (*q, true)));
+    for (q, hand_written) in all {
+        if differs_from_3_5(q).is_some() {
+            continue;
+        }
+        let want = prom.format_query(q);
+        let tree = parse(q, &opts);
+        let got = tree.as_ref().map(Expr::pretty);
+        let (want, got, mut tree) = match (want, got) {
+            (Ok(w), Ok(g)) => (w, g, tree.unwrap()),
+            (Err(_), Err(_)) => {
+                refused += 1;
+                assert!(!hand_written, "{q:?} does not parse");
+                continue;
+            }
+            (w, g) => {
+                failures.push(format!(
+                    "{q:?}: one side refuses\n    prometheus: {w:?}\n    gauntlet:   {:?}",
+                    g.map_err(|e| e.to_string())
+                ));
+                continue;
+            }
+        };
+        compared += 1;
+        if q.len() > 100 {
+            long_compared += 1;
+        }
+        if want.contains('\n') {
+            multi_line += 1;
+        }
+        if want == got {
+            continue;
+        }
+        if as_3_5_tree(&mut tree) {
+            let ours = as_3_5_text(&tree.pretty());
+            if ours == legacy_clause_labels(&want) {
+                known += 1;
+                continue;
+            }
+            failures.push(format!(
+                "{q:?}\n--- prometheus:\n{want}\n--- gauntlet:\n{got}\n--- gauntlet, \
+                 written as 3.5 writes:\n{ours}\n---"
+            ));
+            continue;
+        }
+        failures.push(format!(
+            "{q:?}\n--- prometheus:\n{want}\n--- gauntlet:\n{got}\n---"
+        ));
+    }
+    eprintln!(
+        "format_query: {compared} compared ({long_compared} longer than 100 bytes, {multi_line} \
+         written over several lines), {refused} refused by both, {known} of them the same \
+         once written as 3.5 writes what Gauntlet writes as 3.14 does, {} mismatches, in {:?}",
+        failures.len(),
+        began.elapsed()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} answers differ from Prometheus 3.5's /api/v1/format_query:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        compared >= 450 && long_compared >= 300 && multi_line >= 250,
+        "{compared} compared, {long_compared} longer than 100 bytes, {multi_line} over \
+         several lines"
     );
 }

@@ -139,6 +139,37 @@ fn format_query_prettifies() {
 }
 
 #[test]
+fn pretty_query_breaks_long_queries_as_prometheus_does() {
+    let engine = Engine::default();
+    assert_eq!(
+        engine
+            .pretty_query("sum by(job)(rate(reqs_total[5m]))")
+            .expect("format"),
+        "sum by (job) (rate(reqs_total[5m]))"
+    );
+    // 102 bytes on one line; its left side, 98, fits.
+    let name = format!("reqs_total_{}", "x".repeat(62));
+    let long = format!("sum by (job) (rate({name}[5m])) > 1");
+    assert_eq!(long.len(), 102);
+    assert_eq!(
+        engine.pretty_query(&long).expect("format"),
+        format!("  sum by (job) (rate({name}[5m]))\n>\n  1")
+    );
+    // The one-line form stays available.
+    assert_eq!(engine.format_query(&long).expect("format"), long);
+    assert!(matches!(
+        engine.pretty_query("sum("),
+        Err(PromqlError::Parse(_))
+    ));
+    // The query limits hold as for any query.
+    let deep = format!("{}1{}", "(".repeat(5000), ")".repeat(5000));
+    assert!(matches!(
+        engine.pretty_query(&deep),
+        Err(PromqlError::Parse(e)) if e.contains("--query.max-depth")
+    ));
+}
+
+#[test]
 fn duration_expressions_take_each_querys_step_and_range() {
     let engine = Engine::default();
     let range = |q: &str, step: i64| {

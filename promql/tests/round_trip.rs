@@ -1,12 +1,13 @@
 //! Printing a parsed query and parsing the text again gives the same tree, for queries the
-//! grammar-driven generator makes from proptest's seeds (valid ones, and malformed ones that
-//! happen to parse).
+//! grammar-driven generator makes from proptest's seeds (valid ones, long ones, and malformed
+//! ones that happen to parse): the one-line form and the multi-line form alike.
 
 mod common;
 
 use common::canonical;
-use common::generate::{malformed_queries, valid_queries};
-use gauntlet_promql::parser::{Options, parse};
+use common::generate::{long_queries, malformed_queries, valid_queries};
+use gauntlet_promql::parser::pretty::MAX_LINE;
+use gauntlet_promql::parser::{Expr, Options, parse};
 use proptest::prelude::*;
 
 fn round_trips(q: &str) -> Result<(), TestCaseError> {
@@ -25,7 +26,37 @@ fn round_trips(q: &str) -> Result<(), TestCaseError> {
         printed
     );
     // Printing is stable: the printed text prints as itself.
-    prop_assert_eq!(again.to_string(), printed);
+    prop_assert_eq!(&again.to_string(), &printed);
+    pretty_round_trips(q, &e, &printed)
+}
+
+/// The multi-line form parses back to the same tree, at Prometheus's line limit and at limits
+/// that break up every node that can be; it is the one-line form when that fits, and not when
+/// it is one byte too long for a node that can be broken up.
+fn pretty_round_trips(q: &str, e: &Expr, printed: &str) -> Result<(), TestCaseError> {
+    let opts = Options::all_features();
+    for max in [MAX_LINE, 10, 0] {
+        let pretty = e.pretty_with_max_line(max);
+        let again = parse(&pretty, &opts)
+            .map_err(|err| TestCaseError::fail(format!("{q:?} is written {pretty:?}: {err}")))?;
+        prop_assert_eq!(
+            canonical(&again),
+            canonical(e),
+            "{:?} is written {:?} (lines of {} bytes at most)",
+            q,
+            pretty,
+            max
+        );
+    }
+    prop_assert_eq!(&e.pretty_with_max_line(printed.len()), printed);
+    let breaks = match e {
+        Expr::Binary(_) | Expr::Paren(_) | Expr::Aggregate(_) => true,
+        Expr::Call(c) => !c.args.is_empty(),
+        _ => false,
+    };
+    if breaks {
+        prop_assert_ne!(&e.pretty_with_max_line(printed.len() - 1), printed);
+    }
     Ok(())
 }
 
@@ -34,7 +65,11 @@ proptest! {
 
     #[test]
     fn printed_queries_parse_back_to_the_same_tree(seed in any::<u64>()) {
-        for q in valid_queries(seed, 4).iter().chain(&malformed_queries(seed, 4)) {
+        let queries = valid_queries(seed, 4)
+            .into_iter()
+            .chain(malformed_queries(seed, 4))
+            .chain(long_queries(seed, 2, 100));
+        for q in &queries.collect::<Vec<_>>() {
             round_trips(q)?;
         }
     }

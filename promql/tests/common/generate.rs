@@ -1,6 +1,7 @@
 //! Queries made from PromQL's grammar with a seeded generator: valid ones (of Prometheus 3.5's
-//! syntax, so a running 3.5 can judge them), and malformed ones made from those by cutting,
-//! inserting and swapping pieces. The same seed gives the same queries.
+//! syntax, so a running 3.5 can judge them), long ones (deeper, with longer names, for the
+//! multi-line form of `/api/v1/format_query`), and malformed ones made from valid ones by
+//! cutting, inserting and swapping pieces. The same seed gives the same queries.
 
 /// A small seeded generator (SplitMix64).
 pub struct Rng(u64);
@@ -57,6 +58,20 @@ const VALUES: &[&str] = &[
 const NUMBERS: &[&str] = &[
     "1", "0.5", "1e3", "0x1F", "1_000", "Inf", "NaN", ".5", "017", "5m", "1h30m", "1e400",
 ];
+/// Names and values [`Knobs::long_names`] adds, as real dashboards write them.
+const LONG_METRICS: &[&str] = &[
+    "apiserver_request_duration_seconds_bucket",
+    "node_filesystem_avail_bytes",
+    "container_memory_working_set_bytes",
+    "kube_pod_container_status_restarts_total",
+    "alertmanager_notifications_failed_total",
+];
+const LONG_VALUES: &[&str] = &[
+    "\"kube-state-metrics\"",
+    "\"/api/v1/query_range\"",
+    "\"node-exporter.monitoring.svc:9100\"",
+    "\"5..|4..\"",
+];
 const DURATIONS: &[&str] = &[
     "5m", "1m", "30s", "1h", "90s", "1.5", "0s", "2", "1y", "5m1h",
 ];
@@ -77,11 +92,33 @@ const BINOPS: &[&str] = &[
     "+", "-", "*", "/", "%", "^", "atan2", "==", "!=", ">", "<", ">=", "<=", "and", "or", "unless",
 ];
 
-fn selector(r: &mut Rng) -> String {
+/// How the generator shapes its queries.
+#[derive(Debug, Clone, Copy)]
+pub struct Knobs {
+    /// How many levels deep an expression nests at most.
+    pub depth: usize,
+    /// Metric names and label values picked half the time from longer ones.
+    pub long_names: bool,
+}
+
+impl Default for Knobs {
+    fn default() -> Self {
+        Knobs {
+            depth: 4,
+            long_names: false,
+        }
+    }
+}
+
+fn selector(r: &mut Rng, k: Knobs) -> String {
     let mut s = String::new();
     let named = r.chance(80);
     if named {
-        s.push_str(r.pick(METRICS));
+        if k.long_names && r.chance(50) {
+            s.push_str(r.pick(LONG_METRICS));
+        } else {
+            s.push_str(r.pick(METRICS));
+        }
     }
     if !named || r.chance(40) {
         let n = r.below(3) + usize::from(!named);
@@ -90,12 +127,13 @@ fn selector(r: &mut Rng) -> String {
                 if r.chance(10) {
                     return "\"metric.name\"".to_string();
                 }
-                format!(
-                    "{}{}{}",
-                    r.pick(LABELS),
-                    r.pick(&["=", "!=", "=~", "!~"]),
+                let (name, op) = (r.pick(LABELS), r.pick(&["=", "!=", "=~", "!~"]));
+                let value = if k.long_names && r.chance(50) {
+                    r.pick(LONG_VALUES)
+                } else {
                     r.pick(VALUES)
-                )
+                };
+                format!("{name}{op}{value}")
             })
             .collect();
         s.push('{');
@@ -141,17 +179,17 @@ fn range(r: &mut Rng) -> String {
 
 /// A query of the type `want` (0 scalar, 1 instant vector, 2 range vector), `depth` levels
 /// deep at most; now and then of another type, as users also write.
-fn expr(r: &mut Rng, depth: usize, want: u8) -> String {
+fn expr(r: &mut Rng, k: Knobs, depth: usize, want: u8) -> String {
     if depth == 0 || r.chance(25) {
         return match want {
             0 => r.pick(NUMBERS).to_string(),
             2 => {
-                let mut s = format!("{}[{}]", selector(r), range(r));
+                let mut s = format!("{}[{}]", selector(r, k), range(r));
                 modifiers(r, &mut s);
                 s
             }
             _ => {
-                let mut s = selector(r);
+                let mut s = selector(r, k);
                 modifiers(r, &mut s);
                 s
             }
@@ -162,7 +200,7 @@ fn expr(r: &mut Rng, depth: usize, want: u8) -> String {
         (2, 0..=3) => {
             let mut s = format!(
                 "{}[{}:{}]",
-                expr(r, d, 1),
+                expr(r, k, d, 1),
                 range(r),
                 if r.chance(50) {
                     range(r)
@@ -173,20 +211,20 @@ fn expr(r: &mut Rng, depth: usize, want: u8) -> String {
             modifiers(r, &mut s);
             s
         }
-        (2, _) => expr(r, 0, 2),
-        (0, 0) => format!("scalar({})", expr(r, d, 1)),
+        (2, _) => expr(r, k, 0, 2),
+        (0, 0) => format!("scalar({})", expr(r, k, d, 1)),
         (0, 1) => "time()".into(),
-        (0, 2) => format!("-{}", expr(r, d, 0)),
-        (0, 3) => format!("({})", expr(r, d, 0)),
+        (0, 2) => format!("-{}", expr(r, k, d, 0)),
+        (0, 3) => format!("({})", expr(r, k, d, 0)),
         (0, _) => format!(
             "{} {}{} {}",
-            expr(r, d, 0),
+            expr(r, k, d, 0),
             r.pick(&["+", "*", "/", "^", "%", "-"]),
             if r.chance(10) { " bool" } else { "" },
-            expr(r, d, 0)
+            expr(r, k, d, 0)
         ),
-        (_, 0) => format!("{}({})", r.pick(VECTOR_FNS), expr(r, d, 1)),
-        (_, 1) => format!("{}({})", r.pick(RANGE_FNS), expr(r, d, 2)),
+        (_, 0) => format!("{}({})", r.pick(VECTOR_FNS), expr(r, k, d, 1)),
+        (_, 1) => format!("{}({})", r.pick(RANGE_FNS), expr(r, k, d, 2)),
         (_, 2) => {
             let op = r.pick(AGGS);
             let grouping = format!(
@@ -198,21 +236,21 @@ fn expr(r: &mut Rng, depth: usize, want: u8) -> String {
                     .join(", ")
             );
             if r.chance(30) {
-                format!("{op}({})", expr(r, d, 1))
+                format!("{op}({})", expr(r, k, d, 1))
             } else if r.chance(50) {
-                format!("{op} {grouping} ({})", expr(r, d, 1))
+                format!("{op} {grouping} ({})", expr(r, k, d, 1))
             } else {
-                format!("{op}({}) {grouping}", expr(r, d, 1))
+                format!("{op}({}) {grouping}", expr(r, k, d, 1))
             }
         }
         (_, 3) => format!(
             "{}({}, {})",
             r.pick(PARAM_AGGS),
-            expr(r, d, 0),
-            expr(r, d, 1)
+            expr(r, k, d, 0),
+            expr(r, k, d, 1)
         ),
-        (_, 4) => format!("-{}", expr(r, d, 1)),
-        (_, 5) => format!("({})", expr(r, d, 1)),
+        (_, 4) => format!("-{}", expr(r, k, d, 1)),
+        (_, 5) => format!("({})", expr(r, k, d, 1)),
         (_, 6) => {
             let op = r.pick(BINOPS);
             let mut m = String::new();
@@ -231,25 +269,52 @@ fn expr(r: &mut Rng, depth: usize, want: u8) -> String {
             }
             let b = if r.chance(15) { " bool" } else { "" };
             let rhs_type = r.below(2) as u8;
-            let lhs = expr(r, d, 1);
-            format!("{lhs} {op}{b}{m} {}", expr(r, d, rhs_type))
+            let lhs = expr(r, k, d, 1);
+            format!("{lhs} {op}{b}{m} {}", expr(r, k, d, rhs_type))
         }
         _ => format!(
             "label_replace({}, \"dst\", \"$1\", \"src\", \"(.*)\")",
-            expr(r, d, 1)
+            expr(r, k, d, 1)
         ),
     }
 }
 
 /// `n` queries of PromQL's grammar, mostly valid.
 pub fn valid_queries(seed: u64, n: usize) -> Vec<String> {
+    queries(seed, n, Knobs::default())
+}
+
+/// `n` queries of PromQL's grammar shaped by `knobs`, mostly valid.
+pub fn queries(seed: u64, n: usize, knobs: Knobs) -> Vec<String> {
     let mut r = Rng::new(seed);
     (0..n)
         .map(|_| {
             let want = r.below(2) as u8;
-            expr(&mut r, 4, want)
+            expr(&mut r, knobs, knobs.depth, want)
         })
         .collect()
+}
+
+/// `n` queries of PromQL's grammar longer than `min_len` bytes (fewer if the generator does
+/// not find them in `100 * n` tries), six levels deep at most, with longer names.
+pub fn long_queries(seed: u64, n: usize, min_len: usize) -> Vec<String> {
+    let knobs = Knobs {
+        depth: 6,
+        long_names: true,
+    };
+    let mut r = Rng::new(seed);
+    let mut out = Vec::new();
+    for _ in 0..100 * n {
+        if out.len() == n {
+            break;
+        }
+        let want = r.below(2) as u8;
+        let q = expr(&mut r, knobs, knobs.depth, want);
+        if q.len() > min_len {
+            out.push(q);
+        }
+    }
+    out
 }
 
 const PIECES: &[&str] = &[

@@ -131,6 +131,26 @@ impl Prometheus {
     }
 }
 
+impl Prometheus {
+    /// How Prometheus's `/api/v1/format_query` answers `query`: the formatted text (its
+    /// `data`), or the error message.
+    pub fn format_query(&self, query: &str) -> Result<String, String> {
+        let (_, body) = self
+            .get(&format!("/api/v1/format_query?query={}", urlencode(query)))
+            .expect("asking prometheus");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_else(|e| {
+            panic!(
+                "{query:?}: bad JSON {e}: {}",
+                String::from_utf8_lossy(&body)
+            )
+        });
+        match (v["status"].as_str(), v["data"].as_str()) {
+            (Some("success"), Some(text)) => Ok(text.to_string()),
+            _ => Err(v["error"].as_str().unwrap_or_default().to_string()),
+        }
+    }
+}
+
 /// Percent-encodes a query parameter value.
 pub fn urlencode(s: &str) -> String {
     let mut out = String::new();
