@@ -493,7 +493,28 @@ fn query_answers_match_prometheus() {
     ));
     let g = normalized(&gb);
     assert_eq!(gs, 200, "{g}");
-    assert!(g["data"].as_str().unwrap().contains("sum by (job)"), "{g}");
+    assert_eq!(g["data"], "sum by (job) (rate(x[5m]))", "{g}");
+    // A query longer than 100 bytes comes back over several lines, as Prometheus writes it.
+    let long = r#"sum by (job, instance) (rate(http_requests_total{job="api-server",handler=~"/api/.*"}[5m])) / on(job) group_left sum by (job) (rate(http_requests_total{job="api-server"}[5m])) > 0.5"#;
+    let path = format!("/api/v1/format_query?{}", self::q(&[("query", long)]));
+    let (gs, gb) = pair.ours.get(&path);
+    let g = normalized(&gb);
+    assert_eq!(gs, 200, "{g}");
+    assert_eq!(
+        g["data"],
+        concat!(
+            "    sum by (job, instance) (rate(http_requests_total{handler=~\"/api/.*\",job=\"api-server\"}[5m]))\n",
+            "  / on (job) group_left ()\n",
+            "    sum by (job) (rate(http_requests_total{job=\"api-server\"}[5m]))\n",
+            ">\n",
+            "  0.5"
+        ),
+        "{g}"
+    );
+    assert_same(&pair, &path);
+    let form = self::q(&[("query", long)]);
+    let (ps, pb) = http_post_form(pair.ours.http_port, "/api/v1/format_query", &form).unwrap();
+    assert_eq!((ps, pb), (200, gb));
 }
 
 #[test]

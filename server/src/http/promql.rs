@@ -62,10 +62,11 @@ pub fn range_query(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     reply(truncate(res, limit), view.warnings(), stats, began)
 }
 
-/// `/api/v1/format_query`: the query pretty-printed.
+/// `/api/v1/format_query`: the query pretty-printed as Prometheus prints it (over several
+/// lines when it is longer than 100 bytes).
 pub fn format_query(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     let text = parser(st)
-        .format_query(form.value("query"))
+        .pretty_query(form.value("query"))
         .map_err(|e| ApiError::invalid_param("query", e))?;
     let mut data = String::new();
     json::push_str(&mut data, &text);
