@@ -319,6 +319,8 @@ fn query_and_status_pages_in_chromium_show_what_the_api_answers() {
         ),
     );
 
+    // Longer than a line of Prometheus's multi-line form: the Format button splits it.
+    let long_expr = "sum by (instance) (rate(web_ui_requests_total{instance=~\".+\"}[5m])) / on (instance) group_left () sum by (instance) (rate(web_ui_requests_total[5m])) > 0.5";
     let q = |expr: &str, rest: &str| format!("/query?g0.expr={}&{rest}", urlencode(expr));
     let steps = json!([
         {"name": "instant_table", "path": q(counters, &format!("g0.tab=1&g0.moment_input={at}")),
@@ -355,6 +357,8 @@ fn query_and_status_pages_in_chromium_show_what_the_api_answers() {
          "waitAfter": ".expr .cm-lintRange-error"},
         {"name": "typed_query", "path": "/query?g0.tab=1", "wait": ".expr .cm-content",
          "type": "web_ui_temperature", "press": ["Escape", "Enter"], "waitAfter": ".results"},
+        {"name": "format", "path": q(long_expr, "g0.tab=1"), "wait": ".expr .cm-content",
+         "click": [".format"], "waitAfter": ".expr .cm-line:nth-child(2)"},
         {"name": "status", "path": "/status", "wait": "section#stores"},
         {"name": "querier_table", "path": format!("{qbase}{}", q(in_blocks, &format!("g0.tab=1&g0.moment_input={in_blocks_at}"))),
          "wait": ".results, .empty"},
@@ -527,6 +531,17 @@ fn query_and_status_pages_in_chromium_show_what_the_api_answers() {
         "{}",
         got["info_annotation"]
     );
+
+    // Format replaces the expression with the server's multi-line form.
+    let pretty = api(
+        &server,
+        &format!("/api/v1/format_query?query={}", urlencode(long_expr)),
+    );
+    let pretty = pretty["data"]
+        .as_str()
+        .expect("format_query answers a string");
+    assert!(pretty.contains('\n'), "{pretty}");
+    assert_eq!(got["format"]["editor"], pretty, "{}", got["format"]);
 
     // A Prometheus link opens with its expression and tab.
     let link = &got["prometheus_link"];

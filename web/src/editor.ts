@@ -13,6 +13,8 @@ import { PromQLExtension } from '@prometheus-io/codemirror-promql';
 export interface Editor {
   view: EditorView;
   value(): string;
+  /** Replaces the whole text with `text`. */
+  set(text: string): void;
   /** Marks the places `messages` point at (`1:5:` or a trailing `(1:5)`), as errors or warnings. */
   mark(messages: { text: string; severity: 'error' | 'warning' | 'info' }[]): void;
 }
@@ -56,6 +58,9 @@ export function createEditor(parent: HTMLElement, initial: string, run: () => vo
   return {
     view,
     value: () => view.state.doc.toString(),
+    set(text) {
+      view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: text } });
+    },
     mark(messages) {
       const doc = view.state.doc;
       const diagnostics: Diagnostic[] = [];

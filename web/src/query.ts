@@ -122,6 +122,7 @@ function queryPanel(
 
   const editorBox = el('div', { class: 'editor expr' });
   const runButton = el('button', { class: 'primary execute' }, 'Execute');
+  const formatButton = el('button', { class: 'format', title: 'Format expression' }, 'Format');
   const removeButton = el('button', { class: 'remove', title: 'Remove this panel' }, '×');
   const tableTab = el('button', { class: 'tab tab-table' }, 'Table');
   const graphTab = el('button', { class: 'tab tab-graph' }, 'Graph');
@@ -151,7 +152,7 @@ function queryPanel(
   const output = el('div', { class: 'output' });
 
   root.replaceChildren(
-    el('div', { class: 'expr-row' }, editorBox, runButton, removeButton),
+    el('div', { class: 'expr-row' }, editorBox, formatButton, runButton, removeButton),
     el('div', { class: 'tabs' }, tableTab, graphTab),
     tableControls, graphControls, messages, stats, output,
   );
@@ -171,6 +172,7 @@ function queryPanel(
   tableTab.onclick = () => { state.tab = 'table'; showTab(); void execute(); };
   graphTab.onclick = () => { state.tab = 'graph'; showTab(); void execute(); };
   runButton.onclick = () => void execute();
+  formatButton.onclick = () => void format();
   stacked.onchange = () => void execute();
   // The range steps through round durations; the end moves by one range, and past now it
   // follows now again.
@@ -230,6 +232,21 @@ function queryPanel(
     showMessages({ status: 'error', errorType: 'bad input', error: text });
     stats.textContent = '';
     output.replaceChildren();
+  }
+
+  // The server's multi-line form of the expression (as Prometheus's UI formats it) replaces
+  // the text; an expression that does not parse keeps its text and shows the error.
+  async function format() {
+    const o = await call<string>('/api/v1/format_query', { query: editor.value() });
+    if (o.answer.status === 'success' && typeof o.answer.data === 'string') {
+      editor.set(o.answer.data);
+      state.expr = o.answer.data;
+      save();
+      messages.replaceChildren();
+      editor.mark([]);
+    } else {
+      showMessages(o.answer);
+    }
   }
 
   // Only the latest run draws: an answer that arrives after a newer run started is dropped.
