@@ -16,8 +16,19 @@ fn round_trips(q: &str) -> Result<(), TestCaseError> {
         return Ok(());
     };
     let printed = e.to_string();
-    let again = parse(&printed, &opts)
-        .map_err(|err| TestCaseError::fail(format!("{q:?} prints as {printed:?}: {err}")))?;
+    let ambiguous = offset_then_at(q, &printed);
+    let again = match parse(&printed, &opts) {
+        Ok(again) => again,
+        Err(_) if ambiguous => return Ok(()),
+        Err(err) => {
+            return Err(TestCaseError::fail(format!(
+                "{q:?} prints as {printed:?}: {err}"
+            )));
+        }
+    };
+    if ambiguous && canonical(&again) != canonical(&e) {
+        return Ok(());
+    }
     prop_assert_eq!(
         canonical(&again),
         canonical(&e),
@@ -28,6 +39,29 @@ fn round_trips(q: &str) -> Result<(), TestCaseError> {
     // Printing is stable: the printed text prints as itself.
     prop_assert_eq!(&again.to_string(), &printed);
     pretty_round_trips(q, &e, &printed)
+}
+
+/// The texts Prometheus's own printing does not read back, printed the same way here:
+/// `x offset (1s + 2) @ start() + y` parses, but a selector is printed with its `@` before
+/// its offset, and in `x @ start() offset (1s + 2) + y` the offset's duration expression
+/// takes in what follows: Prometheus 3.5 refuses that text with `unexpected identifier "y"
+/// in offset` (and `x @ 5 offset (2) + 3` it reads as an offset of 5 s). Gauntlet keeps
+/// Prometheus's order, so `format_query` answers as Prometheus does; a query that wrote a
+/// parenthesised offset before an `@` may then print as text that reads otherwise, and the
+/// check is set aside for it.
+fn offset_then_at(q: &str, printed: &str) -> bool {
+    // Where a parenthesised offset (`offset (`, `offset -(`, `offset +(`) starts.
+    let paren_offsets = |text: &str| -> Vec<usize> {
+        ["offset (", "offset -(", "offset +("]
+            .iter()
+            .flat_map(|p| text.match_indices(p).map(|(at, _)| at))
+            .collect()
+    };
+    let wrote = paren_offsets(q).iter().any(|&at| q[at..].contains('@'));
+    let printed_at_first = paren_offsets(printed)
+        .iter()
+        .any(|&at| printed[..at].contains('@'));
+    wrote && printed_at_first
 }
 
 /// The multi-line form parses back to the same tree, at Prometheus's line limit and at limits

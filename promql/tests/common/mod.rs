@@ -14,7 +14,30 @@ use gauntlet_promql::parser::{DurationExpr, Expr, Offset, VectorSelector};
 /// (sorted) order, a range or step that is one literal as its value alone (`[100]` prints as
 /// `[1m40s]`). Compared by its `Debug` text, so NaN equals NaN.
 pub fn canonical(e: &Expr) -> String {
+    // A duration literal of minus zero (`-0m`) prints as `0s`, as in Prometheus, whose
+    // printing of it reads back as plus zero too.
+    fn zero(d: &mut DurationExpr) {
+        match d {
+            DurationExpr::Number(n) if n.duration && n.value == 0.0 => n.value = 0.0,
+            DurationExpr::Unary { expr, .. } | DurationExpr::Paren { expr, .. } => zero(expr),
+            DurationExpr::Binary { lhs, rhs, .. } => {
+                zero(lhs);
+                zero(rhs);
+            }
+            DurationExpr::MinMax { args, .. } => {
+                zero(&mut args.0);
+                zero(&mut args.1);
+            }
+            _ => {}
+        }
+    }
+    fn offset(o: &mut Offset) {
+        if let Offset::Expr(d) = o {
+            zero(d);
+        }
+    }
     fn literal(d: &mut DurationExpr) {
+        zero(d);
         if let DurationExpr::Number(n) = d {
             n.duration = false;
         }
@@ -26,6 +49,7 @@ pub fn canonical(e: &Expr) -> String {
         if let Offset::Expr(DurationExpr::Number(_)) = v.offset {
             v.offset = Offset::None;
         }
+        offset(&mut v.offset);
     }
     fn walk(e: &mut Expr) {
         match e {
@@ -36,6 +60,7 @@ pub fn canonical(e: &Expr) -> String {
             }
             Expr::Subquery(s) => {
                 walk(&mut s.expr);
+                offset(&mut s.offset);
                 literal(&mut s.range);
                 if let Some(st) = &mut s.step {
                     literal(st);
@@ -48,6 +73,8 @@ pub fn canonical(e: &Expr) -> String {
                 walk(&mut b.rhs);
             }
             Expr::Call(c) => c.args.iter_mut().for_each(walk),
+            // Minus zero as a duration literal, as in `zero`.
+            Expr::Number(n) if n.duration && n.value == 0.0 => n.value = 0.0,
             Expr::Aggregate(a) => {
                 walk(&mut a.expr);
                 if let Some(p) = &mut a.param {
