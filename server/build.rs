@@ -85,7 +85,9 @@ fn main() {
 
 /// Sets `GAUNTLET_REVISION`, `GAUNTLET_BRANCH`, `GAUNTLET_BUILD_DATE` and
 /// `GAUNTLET_RUST_VERSION` for the crate: empty where unknown (a checkout without git). The
-/// date is `SOURCE_DATE_EPOCH`'s when set, for reproducible builds, else the build's own.
+/// date is `SOURCE_DATE_EPOCH`'s when set, else the commit's (so that rerunning this script
+/// leaves the crate's environment as it was and nothing is recompiled for it), else, without
+/// git, the build's own.
 fn build_info(manifest_dir: &Path) {
     let git = |args: &[&str]| {
         Command::new("git")
@@ -103,7 +105,9 @@ fn build_info(manifest_dir: &Path) {
     // A new commit or another branch checked out changes what the binary says it is.
     for path in ["HEAD", "packed-refs", &format!("refs/heads/{branch}")] {
         let p = git(&["rev-parse", "--git-path", path]);
-        if !p.is_empty() {
+        // A path that does not exist (no packed-refs yet) would make cargo rerun this
+        // script on every build.
+        if !p.is_empty() && manifest_dir.join(&p).exists() {
             println!("cargo:rerun-if-changed={}", manifest_dir.join(p).display());
         }
     }
@@ -111,6 +115,7 @@ fn build_info(manifest_dir: &Path) {
     let secs = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
+        .or_else(|| git(&["log", "-1", "--format=%ct"]).parse::<u64>().ok())
         .unwrap_or_else(|| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
