@@ -54,14 +54,7 @@ fn over_its_budget_a_process_refuses_new_work_and_stays_up() {
     for path in ["/-/healthy", "/-/ready", "/", "/api/v1/status/flags"] {
         assert_eq!(tight.get(path).0, 200, "{path}");
     }
-    let (_, metrics) = tight.get("/metrics");
-    let metrics = String::from_utf8(metrics).unwrap();
-    let refusals: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("gauntlet_memory_refusals_total "))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (refusals, metrics) = refusals(&tight);
     assert!(refusals >= 6.0, "{metrics}");
     assert!(
         metrics.contains("gauntlet_memory_limit_bytes 1.048576e+06"),
@@ -132,19 +125,25 @@ fn a_query_that_would_grow_past_the_budget_ends_with_503_and_small_ones_are_answ
 
     // The process lives on and answers small queries, and counted the query it ended.
     assert_eq!(answered(&server), "4000");
-    let (_, metrics) = server.get("/metrics");
-    let metrics = String::from_utf8(metrics).unwrap();
-    let refusals: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("gauntlet_memory_refusals_total "))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (refusals, metrics) = refusals(&server);
     assert!(refusals >= 1.0, "{metrics}");
     assert!(
         metrics.contains("gauntlet_memory_reserved_bytes "),
         "{metrics}"
     );
+}
+
+/// `gauntlet_memory_refusals_total` of `server`, with the whole `/metrics` text.
+fn refusals(server: &GauntletServer) -> (f64, String) {
+    let (_, metrics) = server.get("/metrics");
+    let metrics = String::from_utf8(metrics).unwrap();
+    let refusals = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("gauntlet_memory_refusals_total "))
+        .expect("gauntlet_memory_refusals_total on /metrics")
+        .parse()
+        .unwrap();
+    (refusals, metrics)
 }
 
 /// Runs `f` on a current-thread runtime, at most 60 s.
