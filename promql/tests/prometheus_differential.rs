@@ -148,6 +148,21 @@ fn compare(prom: &Prometheus, queries: &[String]) -> (usize, usize, Vec<String>)
     (compared, refused, failures)
 }
 
+/// The generator's seed and query count: `GAUNTLET_PROMQL_DIFF_SEED` (25 unless set) picks
+/// other queries, `GAUNTLET_PROMQL_DIFF_COUNT` (300 unless set) how many, at most 20,000.
+fn seed_and_count() -> (u64, usize) {
+    let seed = std::env::var("GAUNTLET_PROMQL_DIFF_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(25);
+    let count = std::env::var("GAUNTLET_PROMQL_DIFF_COUNT")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .unwrap_or(300)
+        .min(20_000);
+    (seed, count)
+}
+
 #[test]
 fn parser_agrees_with_prometheus_3_5() {
     let prom = Prometheus::start("promql-experimental-functions,promql-duration-expr");
@@ -165,16 +180,7 @@ fn parser_agrees_with_prometheus_3_5() {
     eprintln!("invalid_queries.txt: {n} compared, {refused} refused by Prometheus");
     assert!(refused >= 240, "only {refused} refused");
 
-    // GAUNTLET_PROMQL_DIFF_SEED picks other queries (the count stays bounded).
-    let seed = std::env::var("GAUNTLET_PROMQL_DIFF_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(25);
-    let count = std::env::var("GAUNTLET_PROMQL_DIFF_COUNT")
-        .ok()
-        .and_then(|s| s.parse::<usize>().ok())
-        .unwrap_or(300)
-        .min(20_000);
+    let (seed, count) = seed_and_count();
     let valid = valid_queries(seed, count);
     let (n, refused, f) = compare(&prom, &valid);
     eprintln!("generated: {n} compared, {refused} refused by Prometheus");
@@ -335,15 +341,8 @@ fn pretty_printing_agrees_with_prometheus_3_5() {
     let began = std::time::Instant::now();
     let prom = Prometheus::start("promql-experimental-functions,promql-duration-expr");
     let opts = options();
-    let seed = std::env::var("GAUNTLET_PROMQL_DIFF_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(25);
-    let count = std::env::var("GAUNTLET_PROMQL_DIFF_COUNT")
-        .ok()
-        .and_then(|s| s.parse::<usize>().ok())
-        .unwrap_or(300)
-        .clamp(300, 20_000);
+    let (seed, count) = seed_and_count();
+    let count = count.max(300);
     let generated = valid_queries(seed, count);
     // Long queries the parser takes (deep generated ones are often of the wrong type).
     let long: Vec<String> = long_queries(seed, 10 * count, 100)

@@ -131,14 +131,7 @@ fn tenant_stream(
 fn wire_chunks(samples: &SampleBatch, histograms: &HistogramBatch) -> Vec<thanos::AggrChunk> {
     let mut out: Vec<thanos::AggrChunk> = encode_batch(samples)
         .iter()
-        .map(|c| {
-            convert::chunk(&ChunkView {
-                min_time: c.min_time,
-                max_time: c.max_time,
-                encoding: c.encoding,
-                data: &c.data,
-            })
-        })
+        .map(|c| wire_chunk(c.min_time, c.max_time, c.encoding, &c.data))
         .collect();
     if histograms.is_empty() {
         out.sort_by_key(|c| c.min_time);
@@ -153,18 +146,25 @@ fn wire_chunks(samples: &SampleBatch, histograms: &HistogramBatch) -> Vec<thanos
     // The head validated every histogram it holds, so cutting cannot fail; a failure would
     // leave the series without its histograms rather than fail the request.
     match cut_float_histogram_chunks(&hs, DEFAULT_CHUNK_RANGE_MS) {
-        Ok(chunks) => out.extend(chunks.iter().map(|c| {
-            convert::chunk(&ChunkView {
-                min_time: c.min_time,
-                max_time: c.max_time,
-                encoding: c.encoding as u8,
-                data: &c.data,
-            })
-        })),
+        Ok(chunks) => out.extend(
+            chunks
+                .iter()
+                .map(|c| wire_chunk(c.min_time, c.max_time, c.encoding as u8, &c.data)),
+        ),
         Err(e) => tracing::warn!(error = %e, "encoding head histograms for the StoreAPI failed"),
     }
     out.sort_by_key(|c| c.min_time);
     out
+}
+
+/// One encoded chunk as the StoreAPI sends it.
+fn wire_chunk(min_time: i64, max_time: i64, encoding: u8, data: &[u8]) -> thanos::AggrChunk {
+    convert::chunk(&ChunkView {
+        min_time,
+        max_time,
+        encoding,
+        data,
+    })
 }
 
 /// A streamed series as the StoreAPI sends it: labels without `strip`; its chunks sorted by
@@ -196,14 +196,7 @@ fn wire_series(
             merge_chunks(raw)
                 .map_err(|e| Status::internal(format!("series {}: {e}", s.labels)))?
                 .iter()
-                .map(|c| {
-                    convert::chunk(&ChunkView {
-                        min_time: c.min_time,
-                        max_time: c.max_time,
-                        encoding: c.encoding,
-                        data: &c.data,
-                    })
-                })
+                .map(|c| wire_chunk(c.min_time, c.max_time, c.encoding, &c.data))
                 .collect()
         }
         SeriesData::Decoded(b) => wire_chunks(&b, &HistogramBatch::new()),
