@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status};
 
 use super::hashring::{Algorithm, HashringError, Hashrings};
 use super::replicate::{Failed, Failure, Route};
-use super::tenants::valid_tenant;
+use super::tenants::requested_tenant;
 use super::write::{Answer, Input, MAX_FORWARD_BYTES, WriteState, write};
 use crate::grpc::convert;
 use crate::http::ops;
@@ -586,12 +586,8 @@ impl thanos::writeable_store_server::WriteableStore for WriteableStoreService {
             if series.is_empty() {
                 continue;
             }
-            let tenant = if tenant.is_empty() {
-                self.st.default_tenant.clone()
-            } else {
-                tenant
-            };
-            valid_tenant(&tenant).map_err(|e| convert::invalid_argument(e.to_string()))?;
+            let tenant = requested_tenant(Some(tenant.as_bytes()), &self.st.default_tenant)
+                .map_err(|e| convert::invalid_argument(e.to_string()))?;
             let a = write(&self.st, &tenant, replica, Input::Forwarded(series)).await;
             let worse = worst
                 .as_ref()

@@ -22,7 +22,7 @@ use gauntlet_proto::prometheus as pb;
 
 use super::forward::Forwarder;
 use super::replicate::{Failed, Failure, Route};
-use super::tenants::{Tenant, Tenants, valid_tenant};
+use super::tenants::{Tenant, Tenants, requested_tenant};
 
 /// Per-request limits (0 = none), as Thanos Receive's write limits.
 #[derive(Debug, Clone, Default)]
@@ -81,7 +81,7 @@ pub struct WriteState {
     pub tenants: Arc<Tenants>,
     /// Header naming the tenant (`--receive.tenant-header`).
     pub tenant_header: String,
-    /// Tenant of requests without the header (`--receive.default-tenant-id`).
+    /// Tenant of requests without the header or with it empty (`--receive.default-tenant-id`).
     pub default_tenant: String,
     /// Per-request limits.
     pub limits: RequestLimits,
@@ -124,22 +124,12 @@ pub async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let tenant_name = match headers.get(st.tenant_header.as_str()) {
-        Some(v) => match v.to_str() {
-            Ok(s) => s.to_string(),
-            Err(_) => {
-                return answer(
-                    &st,
-                    StatusCode::BAD_REQUEST,
-                    "tenant header is not text".into(),
-                );
-            }
-        },
-        None => st.default_tenant.clone(),
+    // The header's raw bytes: a name in UTF-8 is not visible ASCII, which `to_str` wants.
+    let named = headers.get(st.tenant_header.as_str()).map(|v| v.as_bytes());
+    let tenant_name = match requested_tenant(named, &st.default_tenant) {
+        Ok(name) => name,
+        Err(e) => return answer(&st, StatusCode::BAD_REQUEST, e.to_string()),
     };
-    if let Err(e) = valid_tenant(&tenant_name) {
-        return answer(&st, StatusCode::BAD_REQUEST, e.to_string());
-    }
     // Counted from 1 on the wire; absent means not yet replicated.
     let replica = match headers.get(st.replica_header.as_str()) {
         None => 0,
