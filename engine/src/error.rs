@@ -62,6 +62,10 @@ pub enum Error {
     /// retry once work in flight has ended.
     #[error(transparent)]
     OverBudget(#[from] crate::budget::OverBudget),
+    /// The request's client went away or its deadline passed; its work was stopped. Nobody
+    /// waits for an answer (or the client is told it timed out).
+    #[error(transparent)]
+    Interrupted(#[from] crate::query::Interrupted),
 }
 
 impl Error {
@@ -71,6 +75,10 @@ impl Error {
             Error::Store(e) => e.class(),
             Error::Remote(e) => e.kind.class(),
             Error::Wal(_) | Error::Canceled(_) | Error::OverBudget(_) => ErrorClass::Unavailable,
+            Error::Interrupted(crate::query::Interrupted::Canceled) => ErrorClass::Canceled,
+            Error::Interrupted(crate::query::Interrupted::DeadlineExceeded(_)) => {
+                ErrorClass::Timeout
+            }
             Error::Index(_)
             | Error::Block(_)
             | Error::Chunk { .. }

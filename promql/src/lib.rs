@@ -66,6 +66,9 @@ pub struct EngineOptions {
     /// Which Prometheus release's answers to give where releases answer the same query
     /// differently (`--query.promql-compat`).
     pub compat: Compat,
+    /// The query's end besides its timeout: tripped when its client goes away, checked with
+    /// the deadline at every stage and batch, and handed to every selection.
+    pub cancel: gauntlet_engine::query::Cancel,
 }
 
 /// The Prometheus release whose answers the engine gives where releases differ on the same
@@ -145,6 +148,7 @@ impl Default for EngineOptions {
             per_step_stats: false,
             features: Features::default(),
             compat: Compat::default(),
+            cancel: gauntlet_engine::query::Cancel::never(),
         }
     }
 }

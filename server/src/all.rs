@@ -168,6 +168,8 @@ async fn serve(args: AllArgs, demo: Option<DemoPlan>) -> anyhow::Result<()> {
 
     // Reads from the local bucket cannot fail partially.
     let config = args.promql.api_config(true)?;
+    let tenancy = config.tenancy.clone();
+    let admission = config.admission.clone();
     let state = Arc::new(ApiState {
         source: Arc::new(AllSource {
             store: StoreSource(store.clone()),
@@ -211,6 +213,7 @@ async fn serve(args: AllArgs, demo: Option<DemoPlan>) -> anyhow::Result<()> {
                 let mut m = crate::store::render_metrics(&metrics);
                 m.push_str(&recv_metrics.render_metrics());
                 m.push_str(&crate::compact::render_metrics(&comp_metrics));
+                admission.render(&mut m);
                 if let Some(f) = &feed_render {
                     m.push_str(&f.render());
                 }

@@ -433,6 +433,23 @@ impl GauntletServer {
     pub fn get(&self, path_and_query: &str) -> (u16, Vec<u8>) {
         http_get(self.http_port, path_and_query).expect("query gauntlet")
     }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// CPU time process `pid` has used so far (user and system), in seconds.
+pub fn process_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading /proc/PID/stat");
+    // The command name may hold spaces; the fields after it are fixed.
+    let rest = &stat[stat.rfind(')').expect("stat has a command") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // Linux reports in clock ticks of USER_HZ, 100 a second on every architecture Gauntlet
+    // runs on.
+    ticks / 100.0
 }
 
 impl Drop for GauntletServer {

@@ -2,6 +2,7 @@
 //! matchers, with their samples in `[mint, maxt]`" — local blocks, the head, a bucket store, a
 //! set of remote StoreAPI endpoints — implements [`Queryable`], and PromQL evaluates over it.
 
+mod cancel;
 mod dedup;
 mod external;
 mod local;
@@ -9,6 +10,7 @@ mod merge;
 mod merged;
 mod stream;
 
+pub use cancel::{Cancel, CancelOnDrop, Interrupted};
 pub use dedup::{
     dedup_replicas, dedup_replicas_with_histograms, dedup_series, is_counter_func, penalty_merge,
     penalty_merge_lists, penalty_merge_with_histograms, without_labels,
@@ -70,6 +72,9 @@ pub struct SelectHints {
     /// which: a source may leave the others out of the series it hands over. Only a source
     /// that has already merged its series by their whole label sets may.
     pub grouping: Option<Grouping>,
+    /// The request's end: a source checks it between blocks and batches and stops reading
+    /// once the client is gone or the deadline passed.
+    pub cancel: Cancel,
 }
 
 /// The labels an aggregation's input is read for: `__name__` and, with `by`, the named

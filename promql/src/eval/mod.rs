@@ -409,10 +409,13 @@ pub(crate) struct Evaluator<'a> {
 }
 
 impl Evaluator<'_> {
-    /// Fails once the query's wall-clock budget is spent.
+    /// Fails once the query's wall-clock budget is spent or its client went away.
     pub fn check_deadline(&self, stage: &'static str) -> Result<(), PromqlError> {
         if Instant::now() > self.deadline {
             return Err(PromqlError::Timeout(stage));
+        }
+        if self.opts.cancel.is_canceled() {
+            return Err(PromqlError::Canceled);
         }
         Ok(())
     }

@@ -125,6 +125,7 @@ impl Evaluator<'_> {
             func: self.select_funcs.of(&ms.selector),
             range_ms: range,
             grouping: None,
+            cancel: self.opts.cancel.clone(),
         };
         let series = self.select(&ms.selector, mint, maxt, &hints)?;
         let mut out = Vec::with_capacity(series.len());

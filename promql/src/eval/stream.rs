@@ -868,6 +868,7 @@ impl<'a> Evaluator<'a> {
                 func: self.select_funcs.of(vs),
                 range_ms: 0,
                 grouping: None,
+                cancel: self.opts.cancel.clone(),
             },
         }
     }
@@ -886,6 +887,7 @@ impl<'a> Evaluator<'a> {
                 func: self.select_funcs.of(&ms.selector),
                 range_ms: range,
                 grouping: None,
+                cancel: self.opts.cancel.clone(),
             },
             source: Source::Range { call, ends, range },
             post: Vec::new(),

@@ -190,6 +190,7 @@ fn select_info_series(
         func: Some("info".into()),
         range_ms: 0,
         grouping: None,
+        cancel: ev.opts.cancel.clone(),
     };
     let selected = ev.storage.select(&ms, mint, maxt, &hints)?;
     ev.acquire(

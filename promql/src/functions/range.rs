@@ -404,6 +404,8 @@ pub(crate) fn call(
     let mut out = Vec::with_capacity(rv.series.len());
     let mut buf: Vec<f64> = Vec::new();
     for s in &rv.series {
+        // A series' windows over a long subquery can take a while each.
+        ev.check_deadline("query execution")?;
         if let Some(msg) = rc.param_error(&s.ts, &rv.ends, rv.range) {
             return Err(PromqlError::Execution(msg));
         }

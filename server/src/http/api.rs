@@ -14,10 +14,11 @@ use axum::response::Response;
 use axum::routing::{MethodRouter, get};
 use gauntlet_engine::go_format::quoted;
 use gauntlet_engine::labels::Labels;
-use gauntlet_engine::query::SelectHints;
+use gauntlet_engine::query::{Cancel, SelectHints};
 use gauntlet_promql::{Compat, Features, QueryLimits};
 use percent_encoding::percent_decode_str;
 
+use super::admission::Admission;
 use super::json;
 use super::params::{
     ApiError, Form, MAX_TIME_MS, MIN_TIME_MS, bool_param, limit_param, parse_duration,
@@ -50,6 +51,12 @@ pub struct ApiConfig {
     pub limits: QueryLimits,
     /// The tenancy every request is held to (`--query.enforce-tenancy`); `None` when off.
     pub tenancy: Option<Tenancy>,
+    /// Most `match[]` selectors one series, labels or label values request may carry
+    /// (`--query.max-match-selectors`); each is a selection of its own.
+    pub max_match_sets: usize,
+    /// The gate queries and metadata reads pass (`--query.max-concurrent`,
+    /// `--query.max-queued`).
+    pub admission: Arc<Admission>,
 }
 
 /// PromQL feature flags named as Prometheus names them (`--enable-feature`, repeatable and
@@ -81,9 +88,18 @@ impl Default for ApiConfig {
             compat: Compat::default(),
             limits: QueryLimits::default(),
             tenancy: None,
+            max_match_sets: DEFAULT_MAX_MATCH_SETS,
+            admission: Arc::new(Admission::new(DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_QUEUED)),
         }
     }
 }
+
+/// `--query.max-concurrent`'s default, Thanos's.
+pub const DEFAULT_MAX_CONCURRENT: usize = 20;
+/// `--query.max-queued`'s default.
+pub const DEFAULT_MAX_QUEUED: usize = 200;
+/// `--query.max-match-selectors`'s default.
+pub const DEFAULT_MAX_MATCH_SETS: usize = 1000;
 
 /// Shared state of the API handlers.
 pub struct ApiState {
@@ -122,11 +138,20 @@ type Endpoint = fn(&ApiState, &Form) -> Result<Reply, ApiError>;
 /// The `/api/v1` routes.
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
-        .route("/api/v1/query", endpoint(promql::instant_query))
-        .route("/api/v1/query_range", endpoint(promql::range_query))
-        .route("/api/v1/format_query", endpoint(promql::format_query))
-        .route("/api/v1/series", endpoint(series))
-        .route("/api/v1/labels", endpoint(labels))
+        .route(
+            "/api/v1/query",
+            endpoint(promql::instant_query, Gate::Admit),
+        )
+        .route(
+            "/api/v1/query_range",
+            endpoint(promql::range_query, Gate::Admit),
+        )
+        .route(
+            "/api/v1/format_query",
+            endpoint(promql::format_query, Gate::Open),
+        )
+        .route("/api/v1/series", endpoint(series, Gate::Admit))
+        .route("/api/v1/labels", endpoint(labels, Gate::Admit))
         .route(
             "/api/v1/label/{name}/values",
             get(
@@ -143,24 +168,35 @@ pub fn router(state: Arc<ApiState>) -> Router {
                         .unwrap_or_default()
                         .to_string();
                     let tenant = tenant_header(&st, &headers);
-                    run(st, q, None, tenant, move |st, form| {
+                    run(st, q, None, tenant, Gate::Admit, move |st, form| {
                         label_values(st, form, &name)
                     })
                     .await
                 },
             ),
         )
-        .route("/api/v1/metadata", endpoint(metadata))
-        .route("/api/v1/query_exemplars", endpoint(query_exemplars))
-        .route("/api/v1/status/buildinfo", endpoint(buildinfo))
-        .route("/api/v1/rules", endpoint(rules))
-        .route("/api/v1/alerts", endpoint(alerts))
-        .route("/api/v1/targets", endpoint(targets))
+        .route("/api/v1/metadata", endpoint(metadata, Gate::Admit))
+        .route(
+            "/api/v1/query_exemplars",
+            endpoint(query_exemplars, Gate::Admit),
+        )
+        .route("/api/v1/status/buildinfo", endpoint(buildinfo, Gate::Open))
+        .route("/api/v1/rules", endpoint(rules, Gate::Open))
+        .route("/api/v1/alerts", endpoint(alerts, Gate::Open))
+        .route("/api/v1/targets", endpoint(targets, Gate::Open))
         .with_state(state)
 }
 
+/// Whether an endpoint's requests pass the admission gate: those that read series do, those
+/// that answer from settings alone do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    Admit,
+    Open,
+}
+
 /// GET and form-encoded POST for one endpoint.
-fn endpoint(f: Endpoint) -> MethodRouter<Arc<ApiState>> {
+fn endpoint(f: Endpoint, gate: Gate) -> MethodRouter<Arc<ApiState>> {
     let handler = move |State(st): State<Arc<ApiState>>,
                         method: Method,
                         headers: HeaderMap,
@@ -173,7 +209,7 @@ fn endpoint(f: Endpoint) -> MethodRouter<Arc<ApiState>> {
                 .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
         let body = form_body.then_some(body);
         let tenant = tenant_header(&st, &headers);
-        run(st, q, body, tenant, f).await
+        run(st, q, body, tenant, gate, f).await
     };
     get(handler).post(handler)
 }
@@ -186,24 +222,45 @@ fn tenant_header(st: &ApiState, headers: &HeaderMap) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
-/// Parses the form and runs `f` on a blocking thread, encoding its answer.
+/// Parses the form and runs `f` on a blocking thread, encoding its answer. A gated request
+/// first waits for its slot. The work is cancelled when this future is dropped, which is
+/// what the server does when the client goes away: the handler's token trips, and every loop
+/// of the work checks it.
 async fn run<F>(
     st: Arc<ApiState>,
     query: Option<String>,
     body: Option<Bytes>,
     tenant: Option<String>,
+    gate: Gate,
     f: F,
 ) -> Response
 where
     F: FnOnce(&ApiState, &Form) -> Result<Reply, ApiError> + Send + 'static,
 {
+    let admission = st.config.admission.clone();
+    let _slot = match gate {
+        Gate::Open => None,
+        Gate::Admit => match admission.enter().await {
+            Ok(slot) => Some(slot),
+            Err(full) => {
+                return respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json::error("unavailable", &full.to_string(), &[]),
+                );
+            }
+        },
+    };
+    let cancel = Cancel::new(None);
+    let on_drop = cancel.on_drop();
     let res = tokio::task::spawn_blocking(move || {
         let mut form = Form::parse(query.as_deref(), body.as_deref())?;
         form.set_tenant_header(tenant);
+        form.set_cancel(cancel);
         f(&st, &form)
     })
     .await
     .unwrap_or_else(|e| Err(ApiError::internal(format!("handler failed: {e}"))));
+    on_drop.disarm();
     match res {
         // The answer goes out as the pieces it was built in: a large one is not copied into
         // an envelope first.
@@ -309,21 +366,31 @@ pub fn open_view(st: &ApiState, form: &Form) -> Result<Arc<dyn ReadView>, ApiErr
 
 /// The end of a metadata request's time (`--query.timeout`): a request with many `match[]`
 /// selectors reads one selection per selector, each of them one fan-out through a querier.
+/// It also ends the work when the request's client goes away.
 struct Deadline {
     at: std::time::Instant,
     timeout: Duration,
+    cancel: Cancel,
 }
 
 impl Deadline {
-    fn start(st: &ApiState) -> Deadline {
+    fn start(st: &ApiState, form: &Form) -> Deadline {
         Deadline {
             at: std::time::Instant::now() + st.config.timeout,
             timeout: st.config.timeout,
+            cancel: form.cancel().clone(),
         }
     }
 
-    /// Fails with a `timeout` error once the request's time is up.
+    /// Fails with a `timeout` error once the request's time is up, and with `canceled` once
+    /// its client is gone.
     fn check(&self, what: &str) -> Result<(), ApiError> {
+        if self.cancel.is_canceled() {
+            return Err(gauntlet_engine::Error::from(
+                gauntlet_engine::query::Interrupted::Canceled,
+            )
+            .into());
+        }
         if std::time::Instant::now() > self.at {
             return Err(ApiError::timeout(format!(
                 "{what} request took longer than {:?} (--query.timeout)",
@@ -332,6 +399,23 @@ impl Deadline {
         }
         Ok(())
     }
+}
+
+/// The request's `match[]` selectors, parsed; more than `--query.max-match-selectors` of
+/// them are refused before any is parsed.
+fn match_sets(
+    st: &ApiState,
+    values: &[&str],
+    as_param: bool,
+) -> Result<Vec<Vec<gauntlet_engine::labels::Matcher>>, ApiError> {
+    if values.len() > st.config.max_match_sets {
+        return Err(ApiError::bad_data(format!(
+            "too many match[] selectors: {}, at most {} are taken (--query.max-match-selectors)",
+            values.len(),
+            st.config.max_match_sets
+        )));
+    }
+    parse_match_sets(values, as_param)
 }
 
 /// `start` and `end` of a metadata request, which Prometheus answers even when reversed.
@@ -361,17 +445,18 @@ fn series(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     }
     let (start, end) = time_range(form)?;
     let limit = limit_param(form)?;
-    let sets = parse_match_sets(&sets, true)?;
+    let sets = match_sets(st, &sets, true)?;
     let view = open_view(st, form)?;
     let hints = SelectHints {
         func: Some("series".to_string()),
+        cancel: form.cancel().clone(),
         ..SelectHints::default()
     };
     let mut found: BTreeSet<Labels> = BTreeSet::new();
     // A reversed range selects the series whose chunks span it, which is rarely any; the
     // sources take ranges in order, so it selects none here.
     let sets = if start > end { Vec::new() } else { sets };
-    let deadline = Deadline::start(st);
+    let deadline = Deadline::start(st, form);
     // The label sets found, twice (as found and as JSON), are reserved as they come.
     let mut held = gauntlet_engine::budget::global().empty("series");
     for set in &sets {
@@ -415,13 +500,13 @@ fn labels(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     // Label names and values come from whole blocks, which a reversed range still overlaps.
     let (start, end) = forwards(time_range(form)?);
     let limit = limit_param(form)?;
-    let sets = parse_match_sets(&form.all("match[]"), false)?;
+    let sets = match_sets(st, &form.all("match[]"), false)?;
     let view = open_view(st, form)?;
     let mut names: Vec<String> = if sets.is_empty() {
         view.label_names(&[], start, end)?
     } else {
         let mut all = BTreeSet::new();
-        let deadline = Deadline::start(st);
+        let deadline = Deadline::start(st, form);
         for set in &sets {
             deadline.check("label names")?;
             all.extend(view.label_names(set, start, end)?);
@@ -457,13 +542,13 @@ fn label_values(st: &ApiState, form: &Form, raw_name: &str) -> Result<Reply, Api
     }
     let (start, end) = forwards(time_range(form)?);
     let limit = limit_param(form)?;
-    let sets = parse_match_sets(&form.all("match[]"), false)?;
+    let sets = match_sets(st, &form.all("match[]"), false)?;
     let view = open_view(st, form)?;
     let mut values: Vec<String> = if sets.is_empty() {
         view.label_values(&name, &[], start, end)?
     } else {
         let mut all = BTreeSet::new();
-        let deadline = Deadline::start(st);
+        let deadline = Deadline::start(st, form);
         for set in &sets {
             deadline.check("label values")?;
             all.extend(view.label_values(&name, set, start, end)?);

@@ -1,5 +1,6 @@
 //! HTTP servers: Prometheus's query API and the operational endpoints.
 
+pub mod admission;
 pub mod api;
 pub(crate) mod json;
 pub mod ops;

@@ -108,6 +108,8 @@ pub struct Form {
     pairs: Vec<(String, String)>,
     /// The request's tenant header, when tenancy is enforced and the request had one.
     tenant: Option<String>,
+    /// Ends the request's work when its client goes away.
+    cancel: gauntlet_engine::query::Cancel,
 }
 
 impl Form {
@@ -119,6 +121,16 @@ impl Form {
     /// Records the request's tenant header.
     pub fn set_tenant_header(&mut self, value: Option<String>) {
         self.tenant = value;
+    }
+
+    /// The request's cancellation token: tripped when its client goes away.
+    pub fn cancel(&self) -> &gauntlet_engine::query::Cancel {
+        &self.cancel
+    }
+
+    /// Records the request's cancellation token.
+    pub fn set_cancel(&mut self, cancel: gauntlet_engine::query::Cancel) {
+        self.cancel = cancel;
     }
 
     /// Parses the URL query and, for a form-encoded body, the body (which comes first).
@@ -135,6 +147,7 @@ impl Form {
         Ok(Form {
             pairs,
             tenant: None,
+            cancel: gauntlet_engine::query::Cancel::never(),
         })
     }
 

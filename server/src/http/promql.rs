@@ -117,6 +117,7 @@ fn engine(st: &ApiState, form: &Form) -> Result<Engine, ApiError> {
         per_step_stats: stats_param(form) == StatsParam::All,
         features: st.config.features,
         compat: st.config.compat,
+        cancel: form.cancel().clone(),
     }))
 }
 

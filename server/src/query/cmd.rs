@@ -87,6 +87,16 @@ pub struct PromqlFlags {
     /// Tenancy (`--query.enforce-tenancy` and its header, default and label).
     #[command(flatten)]
     pub tenancy: crate::query::tenancy::TenancyFlags,
+    /// Most queries and metadata reads (series, labels, label values) run at once; the next
+    /// ones wait in a queue.
+    #[arg(long = "query.max-concurrent", default_value_t = crate::http::api::DEFAULT_MAX_CONCURRENT)]
+    pub max_concurrent: usize,
+    /// Most requests waiting for a slot; past it a request is refused with 503 at once.
+    #[arg(long = "query.max-queued", default_value_t = crate::http::api::DEFAULT_MAX_QUEUED)]
+    pub max_queued: usize,
+    /// Most `match[]` selectors one series, labels or label values request may carry.
+    #[arg(long = "query.max-match-selectors", default_value_t = crate::http::api::DEFAULT_MAX_MATCH_SETS)]
+    pub max_match_sets: usize,
 }
 
 impl PromqlFlags {
@@ -105,6 +115,11 @@ impl PromqlFlags {
                 max_bytes: usize::try_from(self.max_length).unwrap_or(usize::MAX),
             },
             tenancy: self.tenancy.tenancy()?,
+            max_match_sets: self.max_match_sets,
+            admission: std::sync::Arc::new(crate::http::admission::Admission::new(
+                self.max_concurrent,
+                self.max_queued,
+            )),
         };
         apply_features(&mut config, &self.features)
             .map_err(|e| anyhow::anyhow!("--enable-feature: {e}"))?;
@@ -136,6 +151,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
     }
     let config = args.promql.api_config(args.partial_response)?;
     let config_tenancy = config.tenancy.clone();
+    let admission = config.admission.clone();
     let security = args.security.load()?;
     let client_tls = args.client_tls.load()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -184,10 +200,15 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
             .merge(crate::http::status::router(
                 Some(crate::http::status::endpoint_stores(endpoints.clone())),
                 None,
+                config_tenancy.clone(),
             ))
             .merge(ops::router(
                 Arc::new(|| true),
-                Arc::new(move || render_metrics(&metrics_querier)),
+                Arc::new(move || {
+                    let mut m = render_metrics(&metrics_querier);
+                    admission.render(&mut m);
+                    m
+                }),
             ));
         let grpc = super::proxy::serve(querier, &args.grpc_address, security.grpc, config_tenancy);
         let app = crate::metrics::track_http(app);

@@ -539,13 +539,13 @@ impl Queryable for QuerierView {
         // `/api/v1/series` only needs label sets.
         let skip_chunks = hints.func.as_deref() == Some("series");
         let read = AggrRead::for_func(hints.func.as_deref());
-        let per_endpoint = self.querier.runtime.block_on(self.fetch_series(
-            mint,
-            maxt,
-            matchers,
-            skip_chunks,
-            hints,
-        ))?;
+        let fetch = self.fetch_series(mint, maxt, matchers, skip_chunks, hints);
+        let per_endpoint = self.querier.runtime.block_on(async {
+            tokio::select! {
+                r = fetch => r,
+                why = super::interrupted(&hints.cancel) => Err(Error::Interrupted(why)),
+            }
+        })?;
         self.assemble(per_endpoint, mint, maxt, read, skip_chunks)
     }
 

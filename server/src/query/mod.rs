@@ -49,3 +49,20 @@ pub trait Source: Send + Sync + 'static {
     /// A view for one request with `opts`.
     fn view(&self, opts: &ReadOptions) -> Result<Arc<dyn ReadView>, gauntlet_engine::Error>;
 }
+
+/// How often async waits look at a request's cancellation token.
+const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Resolves once `cancel` ends (the client left or the deadline passed), with why: raced
+/// against a fan-out so an abandoned request drops its endpoint streams, which stops the
+/// stores sending.
+pub async fn interrupted(
+    cancel: &gauntlet_engine::query::Cancel,
+) -> gauntlet_engine::query::Interrupted {
+    loop {
+        if let Some(why) = cancel.interrupted() {
+            return why;
+        }
+        tokio::time::sleep(CANCEL_POLL).await;
+    }
+}
