@@ -201,9 +201,11 @@ async fn serve(args: AllArgs, demo: Option<DemoPlan>) -> anyhow::Result<()> {
                 (!args.compact_every.is_zero()).then(|| compact_metrics.clone()),
                 false,
             )),
+            tenancy.clone(),
         ))
-        .merge(crate::http::status::compactor_router(
-            compact_metrics.clone(),
+        .merge(crate::http::status::operator_only(
+            crate::http::status::compactor_router(compact_metrics.clone()),
+            tenancy.clone(),
         ))
         .merge(receiver.status_router())
         .merge(receiver.write_router())
@@ -240,8 +242,10 @@ async fn serve(args: AllArgs, demo: Option<DemoPlan>) -> anyhow::Result<()> {
             feed_metrics,
         ));
     }
+    // Each side holds a call to the tenant its metadata names; `AllStore` hands both the
+    // call's metadata.
     let svc = AllStore {
-        bucket: StoreService::new(store, 20),
+        bucket: StoreService::new(store, 20).with_tenancy(tenancy),
         heads,
     };
     let grpc_listener = tokio::net::TcpListener::bind(args.grpc_address)
@@ -339,6 +343,13 @@ fn receive_args(args: &AllArgs, dir: &Path) -> anyhow::Result<ReceiveArgs> {
     r.engine_cores = args.engine_cores;
     r.wal_fsync = args.wal_fsync.clone();
     r.ooo_window = args.ooo_window;
+    // One process, one notion of tenant: writes are labelled with the label, named by the
+    // header and defaulted to the tenant that reads are held to.
+    let t = &args.promql.tenancy;
+    r.tenant_header = t.tenant_header.clone();
+    r.default_tenant = t.default_tenant.clone();
+    r.tenant_label = t.tenant_label.clone();
+    r.tenancy = t.clone();
     Ok(r)
 }
 
@@ -779,11 +790,20 @@ async fn post_remote_write(target: SocketAddr, body: Vec<u8>) -> Result<(), Post
 }
 
 /// `all`'s StoreAPI and Info service: the bucket and the receiver's tenants (heads and blocks
-/// not yet shipped), series of equal labels merged, as `all`'s own PromQL reads them.
+/// not yet shipped), series of equal labels merged, as `all`'s own PromQL reads them. Under
+/// `--query.enforce-tenancy` both sides hold each call to the tenant its metadata names.
 #[derive(Debug, Clone)]
 struct AllStore {
     bucket: StoreService,
     heads: ReceiveStore,
+}
+
+/// `msg` as a call carrying `metadata`, the tenant header among them, so each side of
+/// [`AllStore`] holds it to the caller's tenant.
+fn call<T>(metadata: &tonic::metadata::MetadataMap, msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    *r.metadata_mut() = metadata.clone();
+    r
 }
 
 /// Series per frame of a merged Series answer (before the request's own batching).
@@ -941,11 +961,11 @@ impl thanos::store_server::Store for AllStore {
         &self,
         req: Request<thanos::SeriesRequest>,
     ) -> Result<Response<Self::SeriesStream>, Status> {
-        let r = req.into_inner();
-        let heads = thanos::store_server::Store::series(&self.heads, Request::new(r.clone()))
+        let (metadata, _, r) = req.into_parts();
+        let heads = thanos::store_server::Store::series(&self.heads, call(&metadata, r.clone()))
             .await?
             .into_inner();
-        let stored = thanos::store_server::Store::series(&self.bucket, Request::new(r.clone()))
+        let stored = thanos::store_server::Store::series(&self.bucket, call(&metadata, r.clone()))
             .await?
             .into_inner();
         let (tx, frames) = crate::memory::frame_channel("Series", 4);
@@ -960,7 +980,7 @@ impl thanos::store_server::Store for AllStore {
         let limit = req.get_ref().limit;
         let mut a = thanos::store_server::Store::label_names(
             &self.bucket,
-            Request::new(req.get_ref().clone()),
+            call(req.metadata(), req.get_ref().clone()),
         )
         .await?
         .into_inner();
@@ -984,7 +1004,7 @@ impl thanos::store_server::Store for AllStore {
         let limit = req.get_ref().limit;
         let mut a = thanos::store_server::Store::label_values(
             &self.bucket,
-            Request::new(req.get_ref().clone()),
+            call(req.metadata(), req.get_ref().clone()),
         )
         .await?
         .into_inner();

@@ -73,6 +73,10 @@ pub struct StoreArgs {
     /// Which blocks this store serves, to shard a bucket across stores.
     #[command(flatten)]
     selection: SelectionArgs,
+    /// Tenancy (`--query.enforce-tenancy` and its header, default and label): every StoreAPI
+    /// read and `/api/v1/blocks` held to the caller's tenant, by the blocks' external labels.
+    #[command(flatten)]
+    tenancy: crate::query::tenancy::TenancyFlags,
 }
 
 /// Flags choosing the blocks a store serves, as Thanos's store names them: a time window and
@@ -256,6 +260,7 @@ async fn serve(
     selection: BlockSelection,
 ) -> anyhow::Result<()> {
     let security = args.security.load()?;
+    let tenancy = args.tenancy.tenancy()?;
     let bucket = Bucket::open(&cfg)?;
     let opts = StoreOptions {
         index_cache_bytes: args.index_cache_size,
@@ -294,7 +299,8 @@ async fn serve(
         .with_context(|| format!("binding --http-address {}", args.http_address))?;
     tracing::info!(grpc = %grpc_listener.local_addr()?, http = %http_listener.local_addr()?, "listening");
 
-    let svc = StoreService::new(store.clone(), args.series_max_concurrency);
+    let svc =
+        StoreService::new(store.clone(), args.series_max_concurrency).with_tenancy(tenancy.clone());
     let grpc = tonic::transport::Server::builder()
         .layer(crate::metrics::GrpcMetricsLayer)
         .layer(crate::memory::GrpcGuardLayer)
@@ -317,6 +323,7 @@ async fn serve(
             None,
             true,
         )),
+        tenancy,
     ));
     let http = crate::http::serve_on(
         http_listener,

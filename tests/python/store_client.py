@@ -11,7 +11,8 @@ or {"method": "Parallel", "calls": [...]} to make several calls at once,
 or {"method": "RemoteWrite", "body": HEX} to send HEX as the serialized thanos.WriteRequest of a
 thanos.WriteableStore/RemoteWrite call (the caller encodes it, or sends bytes that are not one)
 (Series also takes max_resolution_window and aggregates, the StoreAPI Aggr numbers)
-with matchers as [[type, name, value], ...] (type 0 =, 1 !=, 2 =~, 3 !~)."""
+with matchers as [[type, name, value], ...] (type 0 =, 1 !=, 2 =~, 3 !~).
+Any call takes "metadata": [[key, value], ...], gRPC metadata sent with it (a tenant header)."""
 import atexit, glob, json, os, shutil, sys, tempfile
 
 import grpc
@@ -56,6 +57,10 @@ def matchers(c):
     return [types_pb2.LabelMatcher(type=t, name=n, value=v) for t, n, v in c.get("matchers", [])]
 
 
+def metadata(c):
+    return [(k, v) for k, v in c.get("metadata", [])]
+
+
 def labels(ls):
     return {l.name: l.value for l in ls}
 
@@ -63,22 +68,23 @@ def labels(ls):
 def call(c):
     m = c["method"]
     if m == "Info":
-        r = info.Info(info_pb2.InfoRequest(), timeout=30)
+        r = info.Info(info_pb2.InfoRequest(), timeout=30, metadata=metadata(c))
         return {"component_type": r.ComponentType, "label_sets": [labels(s.labels) for s in r.label_sets],
                 "has_store": r.HasField("store"), "min_time": r.store.min_time, "max_time": r.store.max_time,
                 "supports_sharding": r.store.supports_sharding,
                 "supports_without_replica_labels": r.store.supports_without_replica_labels,
                 "tsdb_infos": [[labels(t.labels.labels), t.min_time, t.max_time] for t in r.store.tsdb_infos]}
     if m == "StoreInfo":
-        r = store.Info(rpc_pb2.InfoRequest(), timeout=30)
+        r = store.Info(rpc_pb2.InfoRequest(), timeout=30, metadata=metadata(c))
         return {"store_type": r.storeType, "min_time": r.min_time, "max_time": r.max_time,
                 "label_sets": [labels(s.labels) for s in r.label_sets]}
     if m == "LabelNames":
-        r = store.LabelNames(rpc_pb2.LabelNamesRequest(start=c["start"], end=c["end"], matchers=matchers(c)), timeout=60)
+        r = store.LabelNames(rpc_pb2.LabelNamesRequest(start=c["start"], end=c["end"], matchers=matchers(c)),
+                             timeout=60, metadata=metadata(c))
         return {"names": list(r.names), "warnings": list(r.warnings)}
     if m == "LabelValues":
         r = store.LabelValues(rpc_pb2.LabelValuesRequest(label=c["label"], start=c["start"], end=c["end"],
-                                                         matchers=matchers(c)), timeout=60)
+                                                         matchers=matchers(c)), timeout=60, metadata=metadata(c))
         return {"values": list(r.values), "warnings": list(r.warnings)}
     if m == "Series":
         req = rpc_pb2.SeriesRequest(
@@ -104,7 +110,7 @@ def call(c):
                                 for a in ("raw", "count", "sum", "min", "max", "counter")
                                 if ch.HasField(a)}}
                 for ch in s.chunks]}
-        for r in store.Series(req, timeout=120):
+        for r in store.Series(req, timeout=120, metadata=metadata(c)):
             kind = r.WhichOneof("result")
             if kind == "series":
                 series.append(wire_series(r.series))

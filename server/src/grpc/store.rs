@@ -1,6 +1,8 @@
 //! `thanos.Store` (Series, LabelNames, LabelValues, legacy Info) and `thanos.info.Info` served
-//! from a [`BucketStore`].
+//! from a [`BucketStore`], each read held to the caller's tenant when tenancy is enforced
+//! ([`crate::query::tenancy`]).
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use crate::memory::SendError;
+use crate::query::tenancy::{Tenancy, scope_call};
 
 /// Largest Series request body read, bytes.
 const MAX_SERIES_REQUEST_BYTES: usize = 4 << 20;
@@ -33,6 +36,8 @@ pub struct StoreService {
     store: Arc<BucketStore>,
     series_gate: Arc<Semaphore>,
     max_concurrent: usize,
+    /// The tenancy every Series, LabelNames and LabelValues call is held to.
+    tenancy: Option<Tenancy>,
 }
 
 impl StoreService {
@@ -47,11 +52,35 @@ impl StoreService {
             store,
             series_gate: Arc::new(Semaphore::new(permits)),
             max_concurrent,
+            tenancy: None,
         }
+    }
+
+    /// The same service with every read held to the caller's tenant (`None`: not held).
+    pub fn with_tenancy(mut self, tenancy: Option<Tenancy>) -> Self {
+        self.tenancy = tenancy;
+        self
     }
 
     fn label_sets(&self) -> Result<Vec<gauntlet_engine::store::LabelSetInfo>, Status> {
         self.store.label_sets().map_err(convert::status)
+    }
+
+    /// The blocks a Series answer to the tenant `headers` name may list in its hints: that
+    /// tenant's, by their external labels (`None`: every block, tenancy is off).
+    fn visible_blocks(&self, headers: &http::HeaderMap) -> Result<Option<HashSet<String>>, Status> {
+        let Some(t) = &self.tenancy else {
+            return Ok(None);
+        };
+        let tenant = t.tenant_of(headers).map_err(Status::invalid_argument)?;
+        Ok(Some(
+            self.store
+                .blocks()
+                .iter()
+                .filter(|b| b.ext_labels.get(&t.label) == Some(tenant.as_str()))
+                .map(|b| b.id().to_string())
+                .collect(),
+        ))
     }
 }
 
@@ -118,8 +147,14 @@ async fn series_query(mut r: thanos::SeriesRequest) -> Result<SeriesQuery, Statu
 }
 
 /// The frames that end a Series answer: one warning per block that failed, then the hints
-/// naming the blocks queried.
-fn trailing_messages<B: StreamBatch>(stream: &mut EngineStream<B>) -> Vec<thanos::SeriesResponse> {
+/// naming the blocks queried (of those, only the `visible` ones when given).
+fn trailing_messages<B: StreamBatch>(
+    stream: &mut EngineStream<B>,
+    visible: Option<&HashSet<String>>,
+) -> Vec<thanos::SeriesResponse> {
+    if let Some(v) = visible {
+        stream.queried_blocks.retain(|id| v.contains(id));
+    }
     let mut out: Vec<thanos::SeriesResponse> = std::mem::take(&mut stream.warnings)
         .into_iter()
         .map(|w| thanos::SeriesResponse {
@@ -164,9 +199,10 @@ impl StoreService {
 
     async fn start_series(&self, req: http::Request<Body>) -> Result<http::Response<Body>, Status> {
         let permit = self.permit()?;
+        let (parts, body) = req.into_parts();
         // A Series request is a few matchers and hints; a body past the limit is refused
         // before it is held in memory (tonic's default decoding limit is the same).
-        let body = http_body_util::Limited::new(req.into_body(), MAX_SERIES_REQUEST_BYTES)
+        let body = http_body_util::Limited::new(body, MAX_SERIES_REQUEST_BYTES)
             .collect()
             .await
             .map_err(|e| {
@@ -189,8 +225,11 @@ impl StoreService {
             }
             None => return Err(Status::invalid_argument("empty request")),
         };
-        let r = thanos::SeriesRequest::decode(msg)
+        let mut r = thanos::SeriesRequest::decode(msg)
             .map_err(|e| Status::invalid_argument(format!("decoding SeriesRequest: {e}")))?;
+        // The call's gRPC metadata are its HTTP/2 headers.
+        scope_call(self.tenancy.as_ref(), &parts.headers, &mut r.matchers)?;
+        let visible = self.visible_blocks(&parts.headers)?;
         let framing = WireFraming::for_request(r.response_batch_size);
         let q = series_query(r).await?;
         // The engine cores write the series as frames; only batches merging several blocks
@@ -226,7 +265,7 @@ impl StoreService {
             };
             if status.code() == tonic::Code::Ok {
                 let mut out = Vec::new();
-                for m in trailing_messages(&mut stream) {
+                for m in trailing_messages(&mut stream, visible.as_ref()) {
                     put_frame(&m.encode_to_vec(), &mut out);
                 }
                 if tx.send(Ok(Frame::data(Bytes::from(out))), 0).await.is_err() {
@@ -325,7 +364,9 @@ impl thanos::store_server::Store for StoreService {
         // Mounted through [`StoreApi`], Series is answered by `series_http`; this path serves
         // the generated server used alone, with the same answer as prost messages.
         let permit = self.permit()?;
-        let req = req.into_inner();
+        let (metadata, _, mut req) = req.into_parts();
+        scope_call(self.tenancy.as_ref(), metadata.as_ref(), &mut req.matchers)?;
+        let visible = self.visible_blocks(metadata.as_ref())?;
         let batch_size = req.response_batch_size;
         let q = series_query(req).await?;
         let mut stream = self
@@ -366,7 +407,7 @@ impl thanos::store_server::Store for StoreService {
                     }
                 }
             }
-            for frame in trailing_messages(&mut stream) {
+            for frame in trailing_messages(&mut stream, visible.as_ref()) {
                 if tx.send(Ok(frame), 0).await.is_err() {
                     return;
                 }
@@ -382,7 +423,8 @@ impl thanos::store_server::Store for StoreService {
         &self,
         req: Request<thanos::LabelNamesRequest>,
     ) -> Result<Response<thanos::LabelNamesResponse>, Status> {
-        let mut r = req.into_inner();
+        let (metadata, _, mut r) = req.into_parts();
+        scope_call(self.tenancy.as_ref(), metadata.as_ref(), &mut r.matchers)?;
         let q = LabelsQuery {
             min_time: r.start,
             max_time: r.end,
@@ -403,7 +445,8 @@ impl thanos::store_server::Store for StoreService {
         &self,
         req: Request<thanos::LabelValuesRequest>,
     ) -> Result<Response<thanos::LabelValuesResponse>, Status> {
-        let mut r = req.into_inner();
+        let (metadata, _, mut r) = req.into_parts();
+        scope_call(self.tenancy.as_ref(), metadata.as_ref(), &mut r.matchers)?;
         let q = LabelsQuery {
             min_time: r.start,
             max_time: r.end,

@@ -4,7 +4,10 @@
 //! health and label sets (`/api/v1/stores`, grouped by component as Thanos's querier does),
 //! the blocks of a bucket with their compaction and downsampling state (`/api/v1/blocks`), and
 //! the compactor's progress (`/api/v1/status/compactor`). The receiver serves its tenants
-//! itself (`/api/v1/status/tenants`).
+//! itself (`/api/v1/status/tenants`). Under `--query.enforce-tenancy` the pages that list
+//! per-tenant rows show a tenant its own ([`StatusView`]): `/api/v1/blocks` the blocks whose
+//! external labels name it, `/api/v1/stores` the label sets that do; the compactor's page,
+//! which cannot be cut per tenant, is the default tenant's (the operator's) only.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -13,8 +16,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use gauntlet_proto::thanos::info::info_server::Info as _;
 use gauntlet_proto::thanos::info::{InfoRequest, InfoResponse};
@@ -27,6 +30,7 @@ use crate::compact::CompactMetrics;
 use crate::compact_progress::block_states;
 use crate::grpc::StoreService;
 use crate::query::endpoints::EndpointSet;
+use crate::query::tenancy::{StatusView, Tenancy};
 use crate::receive::store::ReceiveStore;
 
 /// Every flag of the running command with its value (defaults included), in declaration order.
@@ -263,29 +267,81 @@ pub fn compactor_router(m: Arc<CompactMetrics>) -> Router {
     )
 }
 
+/// `routes` answered only to requests that see every tenant ([`StatusView::All`]): pages
+/// whose rows cannot be told apart by tenant, such as the compactor's, are the operator's.
+/// Other tenants get 403.
+pub fn operator_only(routes: Router, tenancy: Option<Tenancy>) -> Router {
+    routes.layer(axum::middleware::from_fn(
+        move |headers: HeaderMap, req: axum::extract::Request, next: axum::middleware::Next| {
+            let view = StatusView::of(tenancy.as_ref(), &headers);
+            async move {
+                match view {
+                    Ok(v) if v.is_all() => next.run(req).await,
+                    Ok(_) => refused(
+                        StatusCode::FORBIDDEN,
+                        "this page shows every tenant's data: only the default tenant may read it",
+                    ),
+                    Err(why) => refused(StatusCode::BAD_REQUEST, &why),
+                }
+            }
+        },
+    ))
+}
+
+/// An API error answer.
+fn refused(status: StatusCode, why: &str) -> Response {
+    let error_type = if status == StatusCode::BAD_REQUEST {
+        "bad_data"
+    } else {
+        "forbidden"
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        super::json::error(error_type, why, &[]),
+    )
+        .into_response()
+}
+
 /// The status routes; `/api/v1/stores` only where there are stores to list, `/api/v1/blocks`
 /// (Thanos's bucket viewer's shape: `{blocks: [meta.json, …], refreshedAt}`) only where a
-/// bucket is served.
-pub fn router(stores: Option<StoresFn>, blocks: Option<BlocksFn>) -> Router {
+/// bucket is served. With `tenancy`, both list only the rows of the request's tenant
+/// ([`StatusView`]).
+pub fn router(
+    stores: Option<StoresFn>,
+    blocks: Option<BlocksFn>,
+    tenancy: Option<Tenancy>,
+) -> Router {
     let _ = STARTED.set(SystemTime::now());
     let mut r = Router::new()
         .route("/api/v1/status/flags", get(flags))
         .route("/api/v1/status/runtimeinfo", get(runtime_info));
     if let Some(list) = blocks {
+        let tenancy = tenancy.clone();
         r = r.route(
             "/api/v1/blocks",
-            get(move || {
+            get(move |headers: HeaderMap| {
                 let list = list.clone();
+                let view = StatusView::of(tenancy.as_ref(), &headers);
                 async move {
-                    let (blocks, err) = match list().await {
+                    let view = match view {
+                        Ok(v) => v,
+                        Err(why) => return refused(StatusCode::BAD_REQUEST, &why),
+                    };
+                    let (mut blocks, err) = match list().await {
                         Ok(b) => (b, None),
                         Err(e) => (Vec::new(), Some(format!("{e:#}"))),
                     };
+                    // A block's tenant is an external label of its meta.json's Thanos section.
+                    blocks.retain(|b| {
+                        view.shows_labels(|name| b["thanos"]["labels"][name].as_str())
+                    });
                     success(json!({
                         "blocks": blocks,
                         "refreshedAt": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
                         "err": err,
                     }))
+                    .into_response()
                 }
             }),
         );
@@ -293,9 +349,24 @@ pub fn router(stores: Option<StoresFn>, blocks: Option<BlocksFn>) -> Router {
     match stores {
         Some(list) => r.route(
             "/api/v1/stores",
-            get(move || {
+            get(move |headers: HeaderMap| {
                 let list = list.clone();
-                async move { success(stores_json(list().await)) }
+                let view = StatusView::of(tenancy.as_ref(), &headers);
+                async move {
+                    let view = match view {
+                        Ok(v) => v,
+                        Err(why) => return refused(StatusCode::BAD_REQUEST, &why),
+                    };
+                    let mut stores = list().await;
+                    for s in &mut stores {
+                        s.label_sets.retain(|set| {
+                            view.shows_labels(|name| {
+                                set.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+                            })
+                        });
+                    }
+                    success(stores_json(stores)).into_response()
+                }
             }),
         ),
         None => r,

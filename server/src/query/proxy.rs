@@ -78,21 +78,7 @@ impl Proxy {
         metadata: &tonic::metadata::MetadataMap,
         matchers: &mut Vec<thanos::LabelMatcher>,
     ) -> Result<(), Status> {
-        let Some(t) = &self.tenancy else {
-            return Ok(());
-        };
-        let named = metadata
-            .get(t.header.as_str())
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-        let tenant = t
-            .tenant(named.as_deref())
-            .map_err(Status::invalid_argument)?;
-        matchers.push(thanos::LabelMatcher {
-            r#type: thanos::label_matcher::Type::Eq as i32,
-            name: t.label.clone(),
-            value: tenant,
-        });
-        Ok(())
+        super::tenancy::scope_call(self.tenancy.as_ref(), metadata.as_ref(), matchers)
     }
 
     fn targets(

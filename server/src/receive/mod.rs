@@ -41,6 +41,7 @@ use self::tenants::Tenants;
 use self::write::{RequestLimits, WriteState, WriteStats};
 use crate::http::ops;
 use crate::query::cmd::duration;
+use crate::query::tenancy::{StatusView, Tenancy, TenancyFlags};
 use crate::store::parse_bytes;
 
 /// Flags of `gauntlet receive`, named as Thanos Receive names them.
@@ -166,6 +167,10 @@ pub struct ReceiveArgs {
     /// TLS of the connections forwarding writes to the other receivers of the hashring.
     #[command(flatten)]
     pub forward_tls: crate::tls::client::ForwardClientTlsArgs,
+    /// Tenancy of reads (`--query.enforce-tenancy` and its header, default and label): the
+    /// StoreAPI and `/api/v1/status/tenants` held to the caller's tenant.
+    #[command(flatten)]
+    pub tenancy: TenancyFlags,
 }
 
 /// The remote-write listener's TLS and authentication: `--remote-write.server-tls-*` when
@@ -251,6 +256,23 @@ impl ReceiveArgs {
         }
     }
 
+    /// The tenancy reads are held to; the tenant label must be the one writes are labelled
+    /// with, or every read would find nothing.
+    fn read_tenancy(&self) -> anyhow::Result<Option<Tenancy>> {
+        let tenancy = self.tenancy.tenancy()?;
+        if let Some(t) = &tenancy
+            && t.label != self.tenant_label
+        {
+            anyhow::bail!(
+                "--query.tenant-label-name={:?} differs from --receive.tenant-label-name={:?}: \
+                 the tenancy enforced on reads must use the label writes are labelled with",
+                t.label,
+                self.tenant_label
+            );
+        }
+        Ok(tenancy)
+    }
+
     fn forwarder(&self) -> anyhow::Result<Option<Forwarder>> {
         let opts = ForwardOptions {
             local_endpoint: self.local_endpoint.clone(),
@@ -304,6 +326,8 @@ pub struct Receiver {
     ship_stats: Arc<ShipStats>,
     cuts: Arc<std::sync::atomic::AtomicU64>,
     cut_failures: Arc<std::sync::atomic::AtomicU64>,
+    /// The tenancy the StoreAPI and the tenants page are held to (`--query.enforce-tenancy`).
+    tenancy: Option<Tenancy>,
 }
 
 impl Receiver {
@@ -317,6 +341,7 @@ impl Receiver {
         // Certificate and web configuration errors end the start before any WAL is read.
         let security = args.security.load()?;
         let remote_write_web = remote_write_web(&security.http, &args.remote_write_tls)?;
+        let tenancy = args.read_tenancy()?;
         let opts = args.head_options()?;
         let bucket = match bucket {
             Some(cfg) => {
@@ -364,6 +389,7 @@ impl Receiver {
             ship_stats: Arc::new(ShipStats::default()),
             cuts: Arc::default(),
             cut_failures: Arc::default(),
+            tenancy,
         })
     }
 
@@ -376,18 +402,38 @@ impl Receiver {
     }
 
     /// `/api/v1/status/tenants`: every tenant with its active series, time range, ingest rate
-    /// (samples a second over the last two minutes), head memory and blocks.
+    /// (samples a second over the last two minutes), head memory and blocks. Under
+    /// `--query.enforce-tenancy` a request sees its own tenant's row only, and the default
+    /// tenant's (a request without a tenant header) every row.
     pub fn status_router(&self) -> Router {
         let tenants = self.tenants.clone();
+        let tenancy = self.tenancy.clone();
         Router::new().route(
             "/api/v1/status/tenants",
-            axum::routing::get(move || {
+            axum::routing::get(move |headers: axum::http::HeaderMap| {
                 let tenants = tenants.clone();
+                let view = StatusView::of(tenancy.as_ref(), &headers);
                 async move {
-                    let list: Vec<serde_json::Value> =
-                        tenants.all().iter().map(|t| tenant_json(t)).collect();
+                    let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
+                    let view = match view {
+                        Ok(v) => v,
+                        Err(why) => {
+                            return (
+                                axum::http::StatusCode::BAD_REQUEST,
+                                json,
+                                crate::http::json::error("bad_data", &why, &[]),
+                            );
+                        }
+                    };
+                    let list: Vec<serde_json::Value> = tenants
+                        .all()
+                        .iter()
+                        .filter(|t| view.shows_tenant(&t.name))
+                        .map(|t| tenant_json(t))
+                        .collect();
                     (
-                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        axum::http::StatusCode::OK,
+                        json,
                         serde_json::json!({"status": "success", "data": {"tenants": list}})
                             .to_string(),
                     )
@@ -396,9 +442,15 @@ impl Receiver {
         )
     }
 
-    /// The StoreAPI service over the tenants.
+    /// The StoreAPI service over the tenants, held to the caller's tenant under
+    /// `--query.enforce-tenancy`.
     pub fn store(&self) -> ReceiveStore {
-        ReceiveStore::new(self.tenants.clone())
+        ReceiveStore::new(self.tenants.clone(), self.tenancy.clone())
+    }
+
+    /// The tenancy reads are held to (`--query.enforce-tenancy`), if enforced.
+    pub fn tenancy(&self) -> Option<&Tenancy> {
+        self.tenancy.as_ref()
     }
 
     /// One pass of the background work for every tenant: cut a block if one is due, ship

@@ -2,6 +2,8 @@
 //! tenant one label set (the `--label`s plus the tenant label), as Thanos Receive serves them,
 //! so a querier sees samples seconds after they were written. The head's native histogram
 //! chunks go out as they are, integer ones as `HISTOGRAM` and float ones as `FLOAT_HISTOGRAM`.
+//! With `--query.enforce-tenancy` each call reads only the tenant its metadata names
+//! ([`crate::query::tenancy`]).
 
 use std::sync::Arc;
 
@@ -24,6 +26,7 @@ use tonic::{Request, Response, Status};
 use super::tenants::{Tenant, Tenants};
 use crate::grpc::convert;
 use crate::memory::SendError;
+use crate::query::tenancy::{Tenancy, scope_call};
 
 /// Frames of a Series answer made and waiting to be sent, at most.
 const SERIES_FRAMES_QUEUED: usize = 4;
@@ -32,12 +35,14 @@ const SERIES_FRAMES_QUEUED: usize = 4;
 #[derive(Debug, Clone)]
 pub struct ReceiveStore {
     tenants: Arc<Tenants>,
+    /// The tenancy every Series, LabelNames and LabelValues call is held to.
+    tenancy: Option<Tenancy>,
 }
 
 impl ReceiveStore {
-    /// Serves `tenants`.
-    pub fn new(tenants: Arc<Tenants>) -> Self {
-        ReceiveStore { tenants }
+    /// Serves `tenants`, every call held to its tenant when `tenancy` is given.
+    pub fn new(tenants: Arc<Tenants>, tenancy: Option<Tenancy>) -> Self {
+        ReceiveStore { tenants, tenancy }
     }
 
     /// Label sets and time ranges: one per tenant. The newest time is unbounded, as Thanos
@@ -292,10 +297,11 @@ impl thanos::store_server::Store for ReceiveStore {
         &self,
         req: Request<thanos::SeriesRequest>,
     ) -> Result<Response<Self::SeriesStream>, Status> {
-        let req = req.into_inner();
+        let (metadata, _, mut req) = req.into_parts();
         if req.matchers.is_empty() {
             return Err(Status::invalid_argument("no matchers specified"));
         }
+        scope_call(self.tenancy.as_ref(), metadata.as_ref(), &mut req.matchers)?;
         let matchers = convert::matchers(req.matchers.clone()).await?;
         let tenants = self.tenants.clone();
         let (mint, maxt) = (req.min_time, req.max_time);
@@ -343,7 +349,8 @@ impl thanos::store_server::Store for ReceiveStore {
         &self,
         req: Request<thanos::LabelNamesRequest>,
     ) -> Result<Response<thanos::LabelNamesResponse>, Status> {
-        let r = req.into_inner();
+        let (metadata, _, mut r) = req.into_parts();
+        scope_call(self.tenancy.as_ref(), metadata.as_ref(), &mut r.matchers)?;
         let matchers = convert::matchers(r.matchers.clone()).await?;
         let tenants = self.tenants.clone();
         let mut names =
@@ -366,7 +373,8 @@ impl thanos::store_server::Store for ReceiveStore {
         &self,
         req: Request<thanos::LabelValuesRequest>,
     ) -> Result<Response<thanos::LabelValuesResponse>, Status> {
-        let r = req.into_inner();
+        let (metadata, _, mut r) = req.into_parts();
+        scope_call(self.tenancy.as_ref(), metadata.as_ref(), &mut r.matchers)?;
         let matchers = convert::matchers(r.matchers.clone()).await?;
         let tenants = self.tenants.clone();
         let name = r.label.clone();
