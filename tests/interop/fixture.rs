@@ -161,10 +161,10 @@ pub fn normalized(path: &str, body: &str) -> Value {
         }
     }
     let sorts = path.contains("sort") || path.contains("topk") || path.contains("bottomk");
-    if let Some(result) = v.pointer_mut("/data/result").and_then(Value::as_array_mut) {
-        if !sorts {
-            result.sort_by_key(|s| s["metric"].to_string());
-        }
+    if let Some(result) = v.pointer_mut("/data/result").and_then(Value::as_array_mut)
+        && !sorts
+    {
+        result.sort_by_key(|s| s["metric"].to_string());
     }
     if let Some(data) = v.pointer_mut("/data").and_then(Value::as_array_mut) {
         // Series answers: label sets, in Prometheus's order already; label lists sorted.
@@ -213,7 +213,8 @@ pub fn assert_same(what: &str, want: &PeerProcess, got: &PeerProcess, paths: &[S
 
 fn clip(s: &str) -> String {
     if s.len() > 600 {
-        format!("{}…({} bytes)", &s[..s.floor_char_boundary(600)], s.len())
+        let cut = (0..=600).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+        format!("{}…({} bytes)", &s[..cut], s.len())
     } else {
         s.to_string()
     }
