@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{LazyLock, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -209,6 +211,21 @@ pub static GRPC_DURATION: Family = Family::histogram(
     LATENCY_BUCKETS,
 );
 
+/// HTTP connections open now on every HTTP listener of the process, TLS handshakes included.
+pub static HTTP_CONNECTIONS_OPEN: AtomicU64 = AtomicU64::new(0);
+/// HTTP connections accepted.
+pub static HTTP_CONNECTIONS_ACCEPTED: AtomicU64 = AtomicU64::new(0);
+/// Times an HTTP listener had `--web.max-connections` connections open and stopped accepting.
+pub static HTTP_CONNECTIONS_LIMITED: AtomicU64 = AtomicU64::new(0);
+/// HTTP connections the server closed before the client did, by why.
+pub static HTTP_CONNECTIONS_CLOSED: Family = Family::counter(
+    "gauntlet_http_connections_closed_total",
+    "HTTP connections the server closed on its own: a TLS handshake or request headers not finished in time, idle past --web.read-timeout, idle while the listener was at --web.max-connections, or a request still arriving when the server stopped.",
+    &["reason"],
+);
+/// HTTP request bodies not received within `--web.read-timeout`.
+pub static HTTP_BODY_TIMEOUTS: AtomicU64 = AtomicU64::new(0);
+
 /// When the process started, for `process_start_time_seconds` when `/proc` has no answer.
 static STARTED: LazyLock<f64> = LazyLock::new(|| {
     std::time::SystemTime::now()
@@ -243,9 +260,11 @@ pub fn render_common() -> String {
         out.push('"');
     }
     out.push_str("} 1\n");
+    http_connections(&mut out);
     for f in [
         &HTTP_REQUESTS,
         &HTTP_DURATION,
+        &HTTP_CONNECTIONS_CLOSED,
         &GRPC_STARTED,
         &GRPC_HANDLED,
         &GRPC_DURATION,
@@ -253,6 +272,58 @@ pub fn render_common() -> String {
         f.render(&mut out);
     }
     out
+}
+
+/// The HTTP listeners' connection counts.
+fn http_connections(out: &mut String) {
+    let load = |c: &AtomicU64| c.load(Relaxed) as f64;
+    for (name, typ, help, v) in [
+        (
+            "gauntlet_http_connections_open",
+            "gauge",
+            "HTTP connections open on every HTTP listener, TLS handshakes included.",
+            load(&HTTP_CONNECTIONS_OPEN),
+        ),
+        (
+            "gauntlet_http_connections_accepted_total",
+            "counter",
+            "HTTP connections accepted.",
+            load(&HTTP_CONNECTIONS_ACCEPTED),
+        ),
+        (
+            "gauntlet_http_connections_limited_total",
+            "counter",
+            "Times an HTTP listener had --web.max-connections connections open and stopped accepting; new connections waited in the kernel's backlog.",
+            load(&HTTP_CONNECTIONS_LIMITED),
+        ),
+        (
+            "gauntlet_http_request_body_timeouts_total",
+            "counter",
+            "HTTP request bodies not received within --web.read-timeout.",
+            load(&HTTP_BODY_TIMEOUTS),
+        ),
+    ] {
+        crate::http::ops::metric(out, name, typ, help, v);
+    }
+}
+
+/// Counts and times one answered HTTP request (`http_requests_total`,
+/// `http_request_duration_seconds`): `route` is the matched route, `None` for none.
+pub fn observe_http(
+    route: Option<&str>,
+    method: &http::Method,
+    status: http::StatusCode,
+    started: Instant,
+) {
+    let method = method.as_str().to_ascii_lowercase();
+    let code = status.as_u16().to_string();
+    let values = [
+        code.as_str(),
+        handler_name(route.unwrap_or("other")),
+        method.as_str(),
+    ];
+    HTTP_REQUESTS.inc(&values);
+    HTTP_DURATION.observe(&values, started.elapsed().as_secs_f64());
 }
 
 /// The process collector's metrics, from `/proc/self`.
@@ -363,13 +434,10 @@ async fn track_request(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "other".to_string(), |p| p.as_str().to_string());
-    let method = req.method().as_str().to_ascii_lowercase();
+        .map(|p| p.as_str().to_string());
+    let method = req.method().clone();
     let res = next.run(req).await;
-    let code = res.status().as_u16().to_string();
-    let values = [code.as_str(), handler_name(&route), method.as_str()];
-    HTTP_REQUESTS.inc(&values);
-    HTTP_DURATION.observe(&values, started.elapsed().as_secs_f64());
+    observe_http(route.as_deref(), &method, res.status(), started);
     res
 }
 

@@ -2,6 +2,7 @@
 
 pub mod admission;
 pub mod api;
+pub mod connection;
 pub(crate) mod json;
 pub mod ops;
 pub(crate) mod params;
@@ -11,6 +12,7 @@ pub mod ui;
 pub mod webconfig;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 
@@ -34,17 +36,41 @@ pub async fn serve(
 }
 
 /// Serves `router` on a bound `listener` under `web`: TLS when the web configuration has a
-/// certificate, the basic-auth check when it has users.
+/// certificate, the basic-auth check when it has users, each connection under the deadlines
+/// and the listener under the connection cap of [`connection::Limits`]. When `shutdown`
+/// resolves, the listener closes and the requests in flight finish.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     router: axum::Router,
     web: &WebConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let incoming = crate::tls::Incoming::new(listener, web.tls())?;
-    axum::serve(incoming, web.apply(router))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = web.limits();
+    let cap = crate::tls::listener::ConnectionCap::new(limits.max_connections);
+    let mut incoming =
+        crate::tls::Incoming::capped(listener, web.tls(), cap.clone(), limits.header())?;
+    let app = web.apply(router);
+    let builder = Arc::new(connection::builder(web.http2()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            a = incoming.accept() => a,
+            () = &mut shutdown => None,
+        };
+        let Some(accepted) = accepted else { break };
+        let (app, builder, cap, stop) =
+            (app.clone(), builder.clone(), cap.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            connection::serve(accepted, app, &builder, limits, cap.full(), stop).await;
+        });
+    }
+    // No new connections; the open ones finish what they have in flight.
+    drop(incoming);
+    drop(stop_rx);
+    let _ = stop_tx.send(true);
+    stop_tx.closed().await;
+    Ok(())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -8,11 +8,13 @@
 //! names the flag, the file and, for YAML errors, the line.
 
 use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use clap::Args;
@@ -21,30 +23,66 @@ use http::header::{AUTHORIZATION, HeaderName, HeaderValue, WWW_AUTHENTICATE};
 use rustls::ServerConfig;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
+use tokio::sync::Semaphore;
+
+use super::connection::Limits;
 
 use crate::tls::{ClientAuth, Named, ServerSettings, TlsError, parse_version, server_config};
 
-/// The flag naming the web configuration file.
-#[derive(Debug, Clone, Default, Args)]
+/// The flags of a role's HTTP servers: the web configuration file and the limits every HTTP
+/// listener holds its clients to.
+#[derive(Debug, Clone, Args)]
 pub struct HttpConfigArgs {
     /// Web configuration file (Prometheus's format) for every HTTP endpoint: TLS, client
     /// certificates (`tls_server_config`) and bcrypt basic-auth users (`basic_auth_users`).
     #[arg(long = "http.config", value_name = "FILE")]
     pub http_config: Option<PathBuf>,
+    /// Maximum duration before timing out read of the request, and closing idle connections
+    /// (every HTTP listener).
+    #[arg(long = "web.read-timeout", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub read_timeout: Duration,
+    /// Maximum number of simultaneous connections of each HTTP listener; past it new
+    /// connections wait in the kernel's backlog. 0 for no limit.
+    #[arg(long = "web.max-connections", default_value_t = 512)]
+    pub max_connections: usize,
+    /// Longest a client may take to send a request's headers, from its connection's accept
+    /// (TLS handshake included) or a keep-alive request's first byte.
+    #[arg(long = "web.header-timeout", default_value = "10s", value_parser = humantime::parse_duration, hide = true)]
+    pub header_timeout: Duration,
+}
+
+impl Default for HttpConfigArgs {
+    fn default() -> HttpConfigArgs {
+        let limits = Limits::default();
+        HttpConfigArgs {
+            http_config: None,
+            read_timeout: limits.read_timeout,
+            max_connections: limits.max_connections,
+            header_timeout: limits.header_timeout,
+        }
+    }
 }
 
 impl HttpConfigArgs {
-    /// The configuration the file gives; plain HTTP without authentication when no file is
-    /// named.
+    /// The configuration the file and flags give; plain HTTP without authentication when no
+    /// file is named.
     pub fn load(&self) -> Result<WebConfig, WebConfigError> {
-        match self
+        let config = match self
             .http_config
             .as_deref()
             .filter(|p| !p.as_os_str().is_empty())
         {
-            Some(path) => WebConfig::load(path),
-            None => Ok(WebConfig::default()),
-        }
+            Some(path) => WebConfig::load(path)?,
+            None => WebConfig::default(),
+        };
+        Ok(WebConfig {
+            limits: Limits {
+                read_timeout: self.read_timeout,
+                header_timeout: self.header_timeout,
+                max_connections: self.max_connections,
+            },
+            ..config
+        })
     }
 }
 
@@ -114,12 +152,26 @@ const SETTABLE_HEADERS: &[&str] = &[
     "Strict-Transport-Security",
 ];
 
-/// TLS and authentication of a role's HTTP servers.
-#[derive(Debug, Clone, Default)]
+/// TLS, authentication and limits of a role's HTTP servers.
+#[derive(Debug, Clone)]
 pub struct WebConfig {
     tls: Option<Arc<ServerConfig>>,
     auth: Option<Arc<BasicAuth>>,
     headers: Arc<Vec<(HeaderName, HeaderValue)>>,
+    http2: bool,
+    limits: Limits,
+}
+
+impl Default for WebConfig {
+    fn default() -> WebConfig {
+        WebConfig {
+            tls: None,
+            auth: None,
+            headers: Arc::default(),
+            http2: true,
+            limits: Limits::default(),
+        }
+    }
 }
 
 impl WebConfig {
@@ -163,14 +215,20 @@ impl WebConfig {
         }
         let auth = match file.basic_auth_users {
             Some(users) if !users.is_empty() => {
+                let mut cost = 0;
                 for (user, hash) in &users {
-                    if hash.parse::<bcrypt::HashParts>().is_err() {
-                        return Err(err(format!(
-                            "basic_auth_users.{user}: not a bcrypt hash (htpasswd -nBC 10 \"\" makes one)"
-                        )));
+                    match hash.parse::<bcrypt::HashParts>() {
+                        Ok(parts) => cost = cost.max(parts.get_cost()),
+                        Err(_) => {
+                            return Err(err(format!(
+                                "basic_auth_users.{user}: not a bcrypt hash (htpasswd -nBC 10 \"\" makes one)"
+                            )));
+                        }
                     }
                 }
-                Some(Arc::new(BasicAuth::new(users)))
+                let auth = BasicAuth::new(users, cost)
+                    .map_err(|e| err(format!("basic_auth_users: {e}")))?;
+                Some(Arc::new(auth))
             }
             _ => None,
         };
@@ -178,7 +236,19 @@ impl WebConfig {
             tls,
             auth,
             headers: Arc::new(headers),
+            http2,
+            limits: Limits::default(),
         })
+    }
+
+    /// The timeouts and connection cap of every HTTP listener.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Whether the servers speak HTTP/2 besides HTTP/1.1 (`http_server_config.http2`).
+    pub fn http2(&self) -> bool {
+        self.http2
     }
 
     /// The TLS configuration of the HTTP servers; `None` for plain HTTP.
@@ -316,46 +386,70 @@ fn tls_config(
     server_config(&settings).map(Some)
 }
 
-/// Users and their bcrypt hashes, with the answers already checked: bcrypt is slow on
-/// purpose (tens of ms), too slow to run on every request of a page or a remote-write stream.
+/// Users and their bcrypt hashes. bcrypt is slow on purpose (tens of ms a check at cost 10),
+/// too slow to run on every request of a page or a remote-write stream, and a flood of bad
+/// logins must not take every core: verified credentials are remembered and skip the checks,
+/// which run on the blocking pool a few at a time.
 #[derive(Debug)]
 struct BasicAuth {
     users: BTreeMap<String, String>,
+    /// A hash of an unknown password at the users' highest cost, checked for unknown users so
+    /// that a wrong user name takes as long as a wrong password.
+    decoy: String,
     /// SHA-256 of (user, hash, password) of credentials that matched, so no password is kept.
+    /// Only matches are remembered: at most one entry a user, and bad logins cannot push them
+    /// out.
     good: Mutex<HashSet<[u8; 32]>>,
+    /// The bcrypt checks that may run at once.
+    checks: Arc<Semaphore>,
+    /// The rate limit of the refusals' warnings.
+    refusals: Mutex<RefusalLog>,
 }
 
-/// Most remembered good credentials; the set is emptied when it is full.
+/// Most remembered good credentials; the set is emptied when it is full (it cannot hold more
+/// than one entry a configured user while the file is unchanged).
 const AUTH_CACHE_MAX: usize = 1024;
 
-/// A bcrypt hash of a random password, checked for unknown users so that a wrong user name
-/// takes as long as a wrong password.
-static DECOY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let random: [u8; 16] = std::array::from_fn(|_| rand_byte());
-    bcrypt::hash(random, bcrypt::DEFAULT_COST).unwrap_or_default()
-});
+/// Least time between two logged refusals.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(1);
 
-/// A byte from the standard library's randomly keyed hasher (no secret depends on it; it only
-/// makes the decoy hash's password unknown).
-fn rand_byte() -> u8 {
+#[derive(Debug, Default)]
+struct RefusalLog {
+    last: Option<Instant>,
+    /// Refusals not logged since the last one that was.
+    suppressed: u64,
+}
+
+/// Bytes from the standard library's randomly keyed hasher (no secret depends on them; they
+/// only make the decoy hash's password unknown).
+fn random_bytes() -> [u8; 16] {
     use std::hash::{BuildHasher as _, Hasher as _};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u8(0);
-    h.finish() as u8
+    let state = std::collections::hash_map::RandomState::new();
+    std::array::from_fn(|i| {
+        let mut h = state.build_hasher();
+        h.write_usize(i);
+        h.finish() as u8
+    })
 }
 
 impl BasicAuth {
-    fn new(users: BTreeMap<String, String>) -> BasicAuth {
-        BasicAuth {
+    /// The check of `users`, whose hashes are of at most `cost` (the decoy's).
+    fn new(users: BTreeMap<String, String>, cost: u32) -> Result<BasicAuth, bcrypt::BcryptError> {
+        let at_once = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1));
+        Ok(BasicAuth {
             users,
+            decoy: bcrypt::hash(random_bytes(), cost)?,
             good: Mutex::new(HashSet::new()),
-        }
+            checks: Arc::new(Semaphore::new(at_once)),
+            refusals: Mutex::new(RefusalLog::default()),
+        })
     }
 
-    /// Whether `user` with `password` may in (bcrypt on a blocking thread).
+    /// Whether `user` with `password` may in: at once for remembered credentials, else after
+    /// a bcrypt check on the blocking pool, waiting for a turn.
     async fn check(self: Arc<Self>, user: String, password: String) -> bool {
-        let known = self.users.get(&user).cloned();
-        let hash = known.clone().unwrap_or_else(|| DECOY_HASH.clone());
+        let known = self.users.get(&user);
+        let hash = known.unwrap_or(&self.decoy).clone();
         let key: [u8; 32] = Sha256::new()
             .chain_update(user.as_bytes())
             .chain_update([0])
@@ -373,12 +467,21 @@ impl BasicAuth {
         {
             return true;
         }
-        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or(false)
-            && known.is_some();
+        let known = known.is_some();
+        let Ok(turn) = self.checks.clone().acquire_owned().await else {
+            return false;
+        };
+        // The turn goes with the check: a client that leaves does not free it early.
+        let ok = tokio::task::spawn_blocking(move || {
+            let ok = bcrypt::verify(password, &hash);
+            drop(turn);
+            ok
+        })
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(false)
+            && known;
         if ok {
             let mut good = self.good.lock().unwrap_or_else(|e| e.into_inner());
             if good.len() >= AUTH_CACHE_MAX {
@@ -387,6 +490,31 @@ impl BasicAuth {
             good.insert(key);
         }
         ok
+    }
+
+    /// Logs a refused request, at most one a [`REFUSAL_LOG_EVERY`], with the count of those
+    /// not logged since.
+    fn log_refusal(&self, peer: Option<SocketAddr>, path: &str, credentials: bool) {
+        let now = Instant::now();
+        let suppressed = {
+            let mut log = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+            if log
+                .last
+                .is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_EVERY)
+            {
+                log.suppressed += 1;
+                return;
+            }
+            log.last = Some(now);
+            std::mem::take(&mut log.suppressed)
+        };
+        let remote = peer.map_or_else(|| "unknown".to_string(), |p| p.to_string());
+        let reason = if credentials {
+            "wrong user name or password"
+        } else {
+            "no basic-auth credentials"
+        };
+        tracing::warn!(remote = %remote, path, reason, suppressed, "HTTP request refused: 401 Unauthorized");
     }
 }
 
@@ -411,11 +539,23 @@ async fn check_basic_auth(
     req: Request,
     next: Next,
 ) -> Response {
-    if let Some((user, password)) = basic_credentials(&req)
-        && auth.check(user, password).await
+    let started = Instant::now();
+    let credentials = basic_credentials(&req);
+    let given = credentials.is_some();
+    if let Some((user, password)) = credentials
+        && auth.clone().check(user, password).await
     {
         return next.run(req).await;
     }
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    auth.log_refusal(peer, req.uri().path(), given);
+    // This check sits outside the request metrics of `crate::metrics::track_http`, so the
+    // refusal is counted here.
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str());
+    crate::metrics::observe_http(route, req.method(), StatusCode::UNAUTHORIZED, started);
     (
         StatusCode::UNAUTHORIZED,
         [(WWW_AUTHENTICATE, HeaderValue::from_static("Basic"))],
@@ -489,10 +629,8 @@ mod tests {
     #[tokio::test]
     async fn passwords_are_checked_against_bcrypt_hashes() {
         let hash = bcrypt::hash("s3cret", 4).unwrap();
-        let auth = Arc::new(BasicAuth::new(BTreeMap::from([(
-            "alice".to_string(),
-            hash,
-        )])));
+        let auth =
+            Arc::new(BasicAuth::new(BTreeMap::from([("alice".to_string(), hash)]), 4).unwrap());
         assert!(auth.clone().check("alice".into(), "s3cret".into()).await);
         // The second time from the remembered answer.
         assert!(auth.clone().check("alice".into(), "s3cret".into()).await);

@@ -3,22 +3,31 @@
 //! client holds up nobody else. Only finished handshakes reach the server, which is how a
 //! plain-text client, a client without the required certificate or one that trusts another
 //! CA is refused before any request is read.
+//!
+//! An HTTP listener also holds a cap on its open connections (`--web.max-connections`): at the
+//! cap the loop stops accepting, so new connections wait in the kernel's backlog until one
+//! closes, and connections that have sat idle for a while are told to close to make room.
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
 /// Longest a client may take to finish its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a listener at its cap tells its idle connections again to close, in case one
+/// went idle after the last call.
+const FULL_REMINDER: Duration = Duration::from_secs(1);
 
 /// A connection a server accepted: plain TCP, or TLS once its handshake finished.
 #[derive(Debug)]
@@ -104,11 +113,96 @@ impl Connected for Conn {
     }
 }
 
+/// The cap on an HTTP listener's open connections, TLS handshakes included.
+#[derive(Debug, Clone)]
+pub struct ConnectionCap {
+    /// One permit per connection that may be open; `None` for no cap.
+    slots: Option<Arc<Semaphore>>,
+    /// Woken when the listener is at its cap: connections idle for a while close on it.
+    full: Arc<Notify>,
+}
+
+impl ConnectionCap {
+    /// At most `max` connections open at once; 0 for no cap.
+    pub fn new(max: usize) -> ConnectionCap {
+        ConnectionCap {
+            slots: (max > 0).then(|| Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS)))),
+            full: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Woken (`notify_waiters`) while the listener is at its cap and wants idle connections
+    /// closed, once at first and again every second.
+    pub fn full(&self) -> &Notify {
+        &self.full
+    }
+
+    /// A place for one more connection: at once when there is one, else once a connection
+    /// closes (asking idle ones to close meanwhile); `None` when `closed` resolves first.
+    async fn place(&self, closed: impl Future<Output = ()>) -> Option<Place> {
+        let Some(slots) = &self.slots else {
+            return Some(Place(None));
+        };
+        if let Ok(p) = slots.clone().try_acquire_owned() {
+            return Some(Place(Some(p)));
+        }
+        crate::metrics::HTTP_CONNECTIONS_LIMITED.fetch_add(1, Relaxed);
+        tokio::pin!(closed);
+        loop {
+            self.full.notify_waiters();
+            tokio::select! {
+                p = slots.clone().acquire_owned() => return Some(Place(Some(p.ok()?))),
+                () = tokio::time::sleep(FULL_REMINDER) => {}
+                () = &mut closed => return None,
+            }
+        }
+    }
+}
+
+/// A place under the cap, taken before accepting.
+#[derive(Debug)]
+struct Place(Option<OwnedSemaphorePermit>);
+
+impl Place {
+    /// The place of a connection just accepted.
+    fn fill(self) -> Slot {
+        crate::metrics::HTTP_CONNECTIONS_OPEN.fetch_add(1, Relaxed);
+        crate::metrics::HTTP_CONNECTIONS_ACCEPTED.fetch_add(1, Relaxed);
+        Slot { _permit: self.0 }
+    }
+}
+
+/// A connection's place under its listener's [`ConnectionCap`]; dropping it (with the
+/// connection) frees the place.
+#[derive(Debug)]
+pub struct Slot {
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        crate::metrics::HTTP_CONNECTIONS_OPEN.fetch_sub(1, Relaxed);
+    }
+}
+
+/// A connection an accept loop hands on.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The connection, its TLS handshake done.
+    pub conn: Conn,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// When the TCP connection was accepted (deadlines count from it).
+    pub at: Instant,
+    /// Its place under the listener's cap; `None` on a listener without one.
+    pub slot: Option<Slot>,
+}
+
 /// The connections of one listener, ready to serve: a stream for tonic's
-/// `serve_with_incoming*`, and an [`axum::serve::Listener`] for axum.
+/// `serve_with_incoming*`, and [`Incoming::accept`] for the HTTP servers.
 #[derive(Debug)]
 pub struct Incoming {
-    rx: mpsc::Receiver<(Conn, SocketAddr)>,
+    rx: mpsc::Receiver<Accepted>,
     local: SocketAddr,
 }
 
@@ -116,9 +210,35 @@ impl Incoming {
     /// Starts accepting on `listener`; with `tls`, each connection's handshake is done before
     /// it is handed on. The accept loop ends when this value is dropped.
     pub fn new(listener: TcpListener, tls: Option<Arc<ServerConfig>>) -> io::Result<Incoming> {
+        Self::start(listener, tls, None, HANDSHAKE_TIMEOUT)
+    }
+
+    /// As [`Incoming::new`], holding at most `cap`'s connections open at once (handshakes
+    /// included), each TLS handshake bounded by `handshake_timeout` (at most
+    /// [`HANDSHAKE_TIMEOUT`]).
+    pub fn capped(
+        listener: TcpListener,
+        tls: Option<Arc<ServerConfig>>,
+        cap: ConnectionCap,
+        handshake_timeout: Duration,
+    ) -> io::Result<Incoming> {
+        Self::start(
+            listener,
+            tls,
+            Some(cap),
+            handshake_timeout.min(HANDSHAKE_TIMEOUT),
+        )
+    }
+
+    fn start(
+        listener: TcpListener,
+        tls: Option<Arc<ServerConfig>>,
+        cap: Option<ConnectionCap>,
+        handshake_timeout: Duration,
+    ) -> io::Result<Incoming> {
         let local = listener.local_addr()?;
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(accept_loop(listener, tls, tx));
+        tokio::spawn(accept_loop(listener, tls, cap, handshake_timeout, tx));
         Ok(Incoming { rx, local })
     }
 
@@ -126,15 +246,31 @@ impl Incoming {
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
+
+    /// The next connection; `None` only if the accept loop stopped.
+    pub async fn accept(&mut self) -> Option<Accepted> {
+        self.rx.recv().await
+    }
 }
 
 async fn accept_loop(
     listener: TcpListener,
     tls: Option<Arc<ServerConfig>>,
-    tx: mpsc::Sender<(Conn, SocketAddr)>,
+    cap: Option<ConnectionCap>,
+    handshake_timeout: Duration,
+    tx: mpsc::Sender<Accepted>,
 ) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
+        // The place is taken before accepting: at the cap, new connections stay in the
+        // kernel's backlog rather than holding a file descriptor here.
+        let place = match &cap {
+            Some(cap) => match cap.place(tx.closed()).await {
+                Some(p) => Some(p),
+                None => return,
+            },
+            None => None,
+        };
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
@@ -147,9 +283,17 @@ async fn accept_loop(
             },
             _ = tx.closed() => return,
         };
+        let at = Instant::now();
+        let slot = place.map(Place::fill);
         let _ = tcp.set_nodelay(true);
         let Some(acceptor) = &acceptor else {
-            if tx.send((Conn::Plain(tcp), peer)).await.is_err() {
+            let accepted = Accepted {
+                conn: Conn::Plain(tcp),
+                peer,
+                at,
+                slot,
+            };
+            if tx.send(accepted).await.is_err() {
                 return;
             }
             continue;
@@ -157,15 +301,24 @@ async fn accept_loop(
         let acceptor = acceptor.clone();
         let tx = tx.clone();
         tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => {
-                    let _ = tx.send((Conn::Tls(Box::new(s)), peer)).await;
+                    let accepted = Accepted {
+                        conn: Conn::Tls(Box::new(s)),
+                        peer,
+                        at,
+                        slot,
+                    };
+                    let _ = tx.send(accepted).await;
                 }
                 Ok(Err(e)) => {
                     tracing::info!(peer = %peer, error = %e, "TLS handshake refused");
                 }
                 Err(_) => {
-                    tracing::info!(peer = %peer, timeout = ?HANDSHAKE_TIMEOUT, "TLS handshake not finished in time");
+                    if slot.is_some() {
+                        crate::metrics::HTTP_CONNECTIONS_CLOSED.inc(&["handshake_timeout"]);
+                    }
+                    tracing::info!(peer = %peer, timeout = ?handshake_timeout, "TLS handshake not finished in time");
                 }
             }
         });
@@ -176,24 +329,6 @@ impl tokio_stream::Stream for Incoming {
     type Item = io::Result<Conn>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx).map(|c| c.map(|(conn, _)| Ok(conn)))
-    }
-}
-
-impl axum::serve::Listener for Incoming {
-    type Io = Conn;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Conn, SocketAddr) {
-        match self.rx.recv().await {
-            Some(c) => c,
-            // The accept loop only ends once this value is dropped, so this is not reached;
-            // waiting forever is what a listener with nothing to accept does.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.local)
+        self.rx.poll_recv(cx).map(|c| c.map(|a| Ok(a.conn)))
     }
 }
