@@ -43,10 +43,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Longest a request may take to be read, headers and body; a connection idle this long is
-    /// closed too.
+    /// closed too. Zero for none (as in Prometheus).
     pub read_timeout: Duration,
     /// Longest from a connection's accept (or a keep-alive connection's next first byte) to
-    /// the end of a request's headers; never more than `read_timeout`.
+    /// the end of a request's headers; never more than `read_timeout`. Zero for none.
     pub header_timeout: Duration,
     /// Most connections one listener holds open at once; 0 for no cap.
     pub max_connections: usize,
@@ -63,9 +63,18 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// The header timeout in force: never more than the read timeout.
-    pub(crate) fn header(&self) -> Duration {
-        self.header_timeout.min(self.read_timeout)
+    /// The read timeout in force; `None` for none.
+    fn read(&self) -> Option<Duration> {
+        Some(self.read_timeout).filter(|d| !d.is_zero())
+    }
+
+    /// The header timeout in force: never more than the read timeout; `None` for none.
+    pub(crate) fn header(&self) -> Option<Duration> {
+        let header = Some(self.header_timeout).filter(|d| !d.is_zero());
+        match (header, self.read()) {
+            (Some(h), Some(r)) => Some(h.min(r)),
+            (h, r) => h.or(r),
+        }
     }
 }
 
@@ -94,7 +103,7 @@ pub(super) async fn serve(
         at,
         slot,
     } = accepted;
-    let clock = Arc::new(Clock::new(at + limits.header(), limits));
+    let clock = Arc::new(Clock::new(limits.header().map(|h| at + h), limits));
     let io = TokioIo::new(Watched {
         inner: conn,
         clock: clock.clone(),
@@ -103,12 +112,13 @@ pub(super) async fn serve(
         app,
         clock: clock.clone(),
         peer,
-        read_timeout: limits.read_timeout,
+        read_timeout: limits.read(),
     });
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     // When a request still arriving at shutdown is given up.
     let mut drain_by: Option<Instant> = None;
+    let mut stopping = false;
     loop {
         // Registered before the state is read, so no change in between is missed.
         let changed = clock.changed.notified();
@@ -141,13 +151,14 @@ pub(super) async fn serve(
             }
             () = changed => {}
             () = room_wanted => {
-                if clock.idle_for(Instant::now()) >= Some(limits.header()) {
+                if clock.idle_for(Instant::now()) >= Some(limits.header().unwrap_or_default()) {
                     crate::metrics::HTTP_CONNECTIONS_CLOSED.inc(&["idle_at_limit"]);
                     break;
                 }
             }
-            _ = stop.wait_for(|s| *s), if drain_by.is_none() => {
-                drain_by = Some(Instant::now() + limits.header());
+            _ = stop.wait_for(|s| *s), if !stopping => {
+                drain_by = limits.header().map(|h| Instant::now() + h);
+                stopping = true;
                 conn.as_mut().graceful_shutdown();
             }
         }
@@ -165,8 +176,8 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// Where a connection is in its life, which says which deadline holds.
 #[derive(Debug, Clone, Copy)]
 enum Phase {
-    /// Waiting for a request's headers until the deadline.
-    Head(Instant),
+    /// Waiting for a request's headers until the deadline, if any.
+    Head(Option<Instant>),
     /// Requests in flight: their bodies have deadlines of their own.
     Busy,
     /// No request in flight since then; closed `--web.read-timeout` later.
@@ -198,7 +209,7 @@ struct Clock {
 }
 
 impl Clock {
-    fn new(head_deadline: Instant, limits: Limits) -> Clock {
+    fn new(head_deadline: Option<Instant>, limits: Limits) -> Clock {
         Clock {
             state: Mutex::new(ClockState {
                 phase: Phase::Head(head_deadline),
@@ -218,8 +229,8 @@ impl Clock {
 
     fn deadline(&self) -> Option<Instant> {
         match self.state().phase {
-            Phase::Head(d) => Some(d),
-            Phase::Idle(since) => Some(since + self.limits.read_timeout),
+            Phase::Head(d) => d,
+            Phase::Idle(since) => self.limits.read().map(|r| since + r),
             Phase::Busy => None,
         }
     }
@@ -228,8 +239,10 @@ impl Clock {
     /// names it; `None` while its deadline is ahead.
     fn expired(&self, now: Instant) -> Option<&'static str> {
         match self.state().phase {
-            Phase::Head(d) if d <= now => Some("header_timeout"),
-            Phase::Idle(since) if since + self.limits.read_timeout <= now => Some("idle_timeout"),
+            Phase::Head(Some(d)) if d <= now => Some("header_timeout"),
+            Phase::Idle(since) if self.limits.read().is_some_and(|r| since + r <= now) => {
+                Some("idle_timeout")
+            }
             _ => None,
         }
     }
@@ -255,7 +268,7 @@ impl Clock {
         if let Phase::Idle(_) = s.phase
             && !s.h2
         {
-            s.phase = Phase::Head(Instant::now() + self.limits.header());
+            s.phase = Phase::Head(self.limits.header().map(|h| Instant::now() + h));
             self.await_head.store(false, Relaxed);
             drop(s);
             self.changed.notify_one();
@@ -356,7 +369,8 @@ struct PerRequest {
     app: Router,
     clock: Arc<Clock>,
     peer: SocketAddr,
-    read_timeout: Duration,
+    /// `None` for no read timeout.
+    read_timeout: Option<Duration>,
 }
 
 impl<B> tower::Service<Request<B>> for PerRequest
@@ -383,8 +397,9 @@ where
             self.clock.body_started();
             Body::new(Deadlined {
                 inner: body,
-                sleep: Box::pin(tokio::time::sleep(self.read_timeout)),
-                timeout: self.read_timeout,
+                deadline: self
+                    .read_timeout
+                    .map(|t| (Box::pin(tokio::time::sleep(t)), t)),
                 arriving: Some(Arriving(self.clock.clone())),
             })
         };
@@ -430,12 +445,12 @@ impl Drop for Arriving {
 struct ReadTimeout(Duration);
 
 pin_project_lite::pin_project! {
-    /// A request body that fails once its deadline passes unfinished.
+    /// A request body that fails once its deadline (if any) passes unfinished.
     struct Deadlined<B> {
         #[pin]
         inner: B,
-        sleep: Pin<Box<tokio::time::Sleep>>,
-        timeout: Duration,
+        // The read timeout's timer and length.
+        deadline: Option<(Pin<Box<tokio::time::Sleep>>, Duration)>,
         // `None` once the body ended or was cut.
         arriving: Option<Arriving>,
     }
@@ -463,14 +478,17 @@ where
                 Poll::Ready(None)
             }
             Poll::Ready(Some(frame)) => Poll::Ready(Some(frame.map_err(Into::into))),
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    *this.arriving = None;
-                    crate::metrics::HTTP_BODY_TIMEOUTS.fetch_add(1, Relaxed);
-                    Poll::Ready(Some(Err(ReadTimeout(*this.timeout).into())))
+            Poll::Pending => {
+                let Some((sleep, timeout)) = this.deadline else {
+                    return Poll::Pending;
+                };
+                if sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
                 }
-                Poll::Pending => Poll::Pending,
-            },
+                *this.arriving = None;
+                crate::metrics::HTTP_BODY_TIMEOUTS.fetch_add(1, Relaxed);
+                Poll::Ready(Some(Err(ReadTimeout(*timeout).into())))
+            }
         }
     }
 
@@ -527,7 +545,7 @@ mod tests {
     #[test]
     fn a_connection_moves_from_headers_to_busy_to_idle() {
         let start = Instant::now();
-        let clock = Clock::new(start + Duration::from_secs(10), limits());
+        let clock = Clock::new(Some(start + Duration::from_secs(10)), limits());
         assert_eq!(clock.deadline(), Some(start + Duration::from_secs(10)));
         assert_eq!(clock.expired(start), None);
         assert_eq!(
@@ -546,7 +564,7 @@ mod tests {
 
     #[test]
     fn bytes_on_an_idle_http1_connection_start_the_header_timeout() {
-        let clock = Clock::new(Instant::now(), limits());
+        let clock = Clock::new(Some(Instant::now()), limits());
         clock.request_started(Version::HTTP_11);
         clock.request_finished();
         assert!(clock.await_head.load(Relaxed));
@@ -560,7 +578,7 @@ mod tests {
 
     #[test]
     fn an_idle_http2_connection_stays_idle_on_pings() {
-        let clock = Clock::new(Instant::now(), limits());
+        let clock = Clock::new(Some(Instant::now()), limits());
         clock.request_started(Version::HTTP_2);
         clock.request_started(Version::HTTP_2);
         clock.request_finished();
@@ -573,11 +591,27 @@ mod tests {
     }
 
     #[test]
-    fn the_header_timeout_never_exceeds_the_read_timeout() {
+    fn the_header_timeout_never_exceeds_the_read_timeout_and_zero_is_none() {
         let l = Limits {
             read_timeout: Duration::from_secs(2),
             ..limits()
         };
-        assert_eq!(l.header(), Duration::from_secs(2));
+        assert_eq!(l.header(), Some(Duration::from_secs(2)));
+        let l = Limits {
+            read_timeout: Duration::ZERO,
+            ..limits()
+        };
+        assert_eq!(l.header(), Some(Duration::from_secs(10)));
+        assert_eq!(l.read(), None);
+        let l = Limits {
+            header_timeout: Duration::ZERO,
+            ..l
+        };
+        assert_eq!(l.header(), None);
+        let clock = Clock::new(None, l);
+        assert_eq!(clock.deadline(), None);
+        clock.request_started(Version::HTTP_11);
+        clock.request_finished();
+        assert_eq!(clock.deadline(), None);
     }
 }

@@ -214,20 +214,17 @@ impl Incoming {
     }
 
     /// As [`Incoming::new`], holding at most `cap`'s connections open at once (handshakes
-    /// included), each TLS handshake bounded by `handshake_timeout` (at most
-    /// [`HANDSHAKE_TIMEOUT`]).
+    /// included), each TLS handshake bounded by `handshake_timeout` (at most, and without
+    /// one, [`HANDSHAKE_TIMEOUT`]).
     pub fn capped(
         listener: TcpListener,
         tls: Option<Arc<ServerConfig>>,
         cap: ConnectionCap,
-        handshake_timeout: Duration,
+        handshake_timeout: Option<Duration>,
     ) -> io::Result<Incoming> {
-        Self::start(
-            listener,
-            tls,
-            Some(cap),
-            handshake_timeout.min(HANDSHAKE_TIMEOUT),
-        )
+        let handshake_timeout =
+            handshake_timeout.map_or(HANDSHAKE_TIMEOUT, |t| t.min(HANDSHAKE_TIMEOUT));
+        Self::start(listener, tls, Some(cap), handshake_timeout)
     }
 
     fn start(
