@@ -5,7 +5,9 @@
 //! remote write, /metrics and the health checks) is served under it.
 //!
 //! The file is read once at start; unknown fields are errors, as in Prometheus, and every error
-//! names the flag, the file and, for YAML errors, the line.
+//! names the flag, the file and, for YAML errors, the line. The same flags hold the limits of
+//! every HTTP listener (`--web.read-timeout`, `--web.max-connections`; see
+//! [`super::connection`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
