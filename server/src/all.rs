@@ -167,7 +167,8 @@ async fn serve(args: AllArgs, demo: Option<DemoPlan>) -> anyhow::Result<()> {
         Arc::new(Receiver::start(&receive_args(&args, &dir)?, Some(bucket_config.clone())).await?);
 
     // Reads from the local bucket cannot fail partially.
-    let config = args.promql.api_config(true)?;
+    let mut config = args.promql.api_config(true)?;
+    config.active = args.promql.active_queries(Some(&args.data_dir.join(".gauntlet")))?;
     let tenancy = config.tenancy.clone();
     let admission = config.admission.clone();
     let state = Arc::new(ApiState {

@@ -196,3 +196,57 @@ fn past_its_slots_and_queue_a_query_is_refused_and_too_many_selectors_are_refuse
     let text = String::from_utf8_lossy(&body);
     assert!(text.contains("--query.max-match-selectors"), "{text}");
 }
+
+#[test]
+fn queries_running_at_a_crash_are_logged_at_the_next_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let data_flag = format!("--data-dir={}", data.display());
+    let server = GauntletServer::start(&["all", &data_flag, "--compact.interval=0s"], "/-/ready");
+    let t = now_ms() / 60_000 * 60_000;
+    write_hour(&server, 500, t);
+    let _client = send_get(server.http_port, &heavy_query(t));
+    let log = data.join(".gauntlet/queries.active");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("quantile_over_time")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the query never showed in {log:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.signal("KILL");
+    drop(server);
+
+    let stderr = tmp.path().join("restart.log");
+    let [http, grpc] = free_ports();
+    let mut child = gauntlet()
+        .args(["all", &data_flag, "--compact.interval=0s"])
+        .arg("--remote-write.address=127.0.0.1:0")
+        .arg(format!("--http-address=127.0.0.1:{http}"))
+        .arg(format!("--grpc-address=127.0.0.1:{grpc}"))
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http_get(http, "/-/ready").map(|r| r.0).unwrap_or(0) != 200 {
+        assert!(Instant::now() < deadline, "no restart");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&stderr).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("unfinished query"))
+        .unwrap_or_else(|| panic!("no unfinished query logged:\n{text}"));
+    assert!(
+        line.contains("sum(quantile_over_time(0.5, big[1h:1s]))"),
+        "{line}"
+    );
+    // The restart found the file and started it afresh.
+    assert!(!std::fs::read_to_string(&log).unwrap().contains("quantile"));
+}

@@ -18,6 +18,7 @@ use gauntlet_engine::query::{Cancel, SelectHints};
 use gauntlet_promql::{Compat, Features, QueryLimits};
 use percent_encoding::percent_decode_str;
 
+use super::active::ActiveQueries;
 use super::admission::Admission;
 use super::json;
 use super::params::{
@@ -57,6 +58,8 @@ pub struct ApiConfig {
     /// The gate queries and metadata reads pass (`--query.max-concurrent`,
     /// `--query.max-queued`).
     pub admission: Arc<Admission>,
+    /// Where running queries are recorded (`queries.active`); `None` records nothing.
+    pub active: Option<Arc<ActiveQueries>>,
 }
 
 /// PromQL feature flags named as Prometheus names them (`--enable-feature`, repeatable and
@@ -90,6 +93,7 @@ impl Default for ApiConfig {
             tenancy: None,
             max_match_sets: DEFAULT_MAX_MATCH_SETS,
             admission: Arc::new(Admission::new(DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_QUEUED)),
+            active: None,
         }
     }
 }
@@ -214,6 +218,14 @@ fn endpoint(f: Endpoint, gate: Gate) -> MethodRouter<Arc<ApiState>> {
     get(handler).post(handler)
 }
 
+/// What the active query log records of a request: its PromQL, or its selectors.
+fn active_text(form: &Form) -> String {
+    match form.value("query") {
+        "" => format!("match[]={}", form.all("match[]").join(",")),
+        q => q.to_string(),
+    }
+}
+
 /// The request's tenant header when tenancy is enforced.
 fn tenant_header(st: &ApiState, headers: &HeaderMap) -> Option<String> {
     let t = st.config.tenancy.as_ref()?;
@@ -256,6 +268,10 @@ where
         let mut form = Form::parse(query.as_deref(), body.as_deref())?;
         form.set_tenant_header(tenant);
         form.set_cancel(cancel);
+        let _active = match (&st.config.active, gate) {
+            (Some(log), Gate::Admit) => Some(log.enter(&active_text(&form), crate::now_ms() / 1000)),
+            _ => None,
+        };
         f(&st, &form)
     })
     .await

@@ -1,5 +1,6 @@
 //! HTTP servers: Prometheus's query API and the operational endpoints.
 
+pub mod active;
 pub mod admission;
 pub mod api;
 pub mod connection;

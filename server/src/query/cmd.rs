@@ -97,9 +97,29 @@ pub struct PromqlFlags {
     /// Most `match[]` selectors one series, labels or label values request may carry.
     #[arg(long = "query.max-match-selectors", default_value_t = crate::http::api::DEFAULT_MAX_MATCH_SETS)]
     pub max_match_sets: usize,
+    /// Directory of the active query log (`queries.active`): the queries running now, read
+    /// back and logged at the next start after a crash. `all` keeps it in its data directory
+    /// when this is not given; `query` keeps none.
+    #[arg(long = "query.active-query-path")]
+    pub active_query_path: Option<std::path::PathBuf>,
 }
 
 impl PromqlFlags {
+    /// Opens the active query log in `--query.active-query-path`, or in `default_dir` when
+    /// the flag is not given (none when neither is).
+    pub fn active_queries(
+        &self,
+        default_dir: Option<&std::path::Path>,
+    ) -> anyhow::Result<Option<std::sync::Arc<crate::http::active::ActiveQueries>>> {
+        let dir = match (&self.active_query_path, default_dir) {
+            (Some(d), _) if !d.as_os_str().is_empty() => d.clone(),
+            (_, Some(d)) => d.to_path_buf(),
+            _ => return Ok(None),
+        };
+        let log = crate::http::active::ActiveQueries::open(&dir, self.max_concurrent)?;
+        Ok(Some(std::sync::Arc::new(log)))
+    }
+
     /// The API settings these flags give; `partial_response` is the role's own default.
     pub fn api_config(&self, partial_response: bool) -> anyhow::Result<ApiConfig> {
         let mut config = ApiConfig {
@@ -120,6 +140,7 @@ impl PromqlFlags {
                 self.max_concurrent,
                 self.max_queued,
             )),
+            active: None,
         };
         apply_features(&mut config, &self.features)
             .map_err(|e| anyhow::anyhow!("--enable-feature: {e}"))?;
@@ -149,7 +170,8 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
     for f in &args.sd_files {
         crate::query::endpoints::read_endpoint_file(f).map_err(anyhow::Error::msg)?;
     }
-    let config = args.promql.api_config(args.partial_response)?;
+    let mut config = args.promql.api_config(args.partial_response)?;
+    config.active = args.promql.active_queries(None)?;
     let config_tenancy = config.tenancy.clone();
     let admission = config.admission.clone();
     let security = args.security.load()?;
