@@ -2,7 +2,8 @@
 //! `--receive.hashrings` or a file read again when it changes; a broken file keeps the last
 //! good ring), the route of a write for a tenant, gRPC clients of the other receivers for
 //! `thanos.WriteableStore/RemoteWrite` (lazily connected, backed off while unavailable), the
-//! `WriteableStore` server taking what they forward, and the metrics Thanos names for it all.
+//! `WriteableStore` server taking what they forward (snappy-compressed too, as Thanos's
+//! routers send it), and the metrics Thanos names for it all.
 //! How a write is split and answered is [`super::replicate`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -606,11 +607,176 @@ impl thanos::writeable_store_server::WriteableStore for WriteableStoreService {
     }
 }
 
+/// The `grpc-encoding` Thanos's receivers compress the writes they forward with by default
+/// (`--receive.grpc-compression=snappy`): each message in snappy's framing format.
+const SNAPPY: &str = "snappy";
+
+/// A tower layer for the receiver's gRPC server (`Server::builder().layer(…)`, outside
+/// [`crate::grpc::RequestLimitsLayer`], which then checks the messages as decompressed) that
+/// takes requests compressed with [`SNAPPY`], as Thanos's routers send their forwarded writes:
+/// each message is decompressed (to at most [`MAX_FORWARD_BYTES`]) and the request passed on
+/// uncompressed. tonic knows only gzip, deflate and zstd, and would refuse them as
+/// `Unimplemented`. Answers stay uncompressed, which gRPC clients always take.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SnappyRequestsLayer;
+
+impl<S> tower::Layer<S> for SnappyRequestsLayer {
+    type Service = SnappyRequests<S>;
+
+    fn layer(&self, inner: S) -> SnappyRequests<S> {
+        SnappyRequests { inner }
+    }
+}
+
+/// See [`SnappyRequestsLayer`].
+#[derive(Debug, Clone)]
+pub struct SnappyRequests<S> {
+    inner: S,
+}
+
+impl<S, ResBody> tower::Service<http::Request<tonic::body::Body>> for SnappyRequests<S>
+where
+    S: tower::Service<http::Request<tonic::body::Body>, Response = http::Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = http::Response<ResBody>;
+    type Error = S::Error;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        let snappy = req
+            .headers()
+            .get("grpc-encoding")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(SNAPPY.as_bytes()));
+        if !snappy {
+            return Box::pin(self.inner.call(req));
+        }
+        // The service made ready serves this call; its clone waits for the next one.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let (mut parts, body) = req.into_parts();
+            match snappy_messages(body, MAX_FORWARD_BYTES).await {
+                Ok(plain) => {
+                    parts.headers.remove("grpc-encoding");
+                    let body = tonic::body::Body::new(http_body_util::Full::new(plain));
+                    inner.call(http::Request::from_parts(parts, body)).await
+                }
+                Err(status) => Ok(status.into_http()),
+            }
+        })
+    }
+}
+
+/// The gRPC messages of `body` (each a flag byte, a 4-byte big-endian length and the message)
+/// with the compressed ones decompressed from snappy's framing format, re-framed uncompressed.
+async fn snappy_messages(
+    body: tonic::body::Body,
+    max_bytes: usize,
+) -> Result<bytes::Bytes, Status> {
+    use http_body_util::BodyExt as _;
+    use std::io::Read as _;
+    let raw = http_body_util::Limited::new(body, max_bytes)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                Status::out_of_range(format!("a snappy request of more than {max_bytes} bytes"))
+            } else {
+                Status::invalid_argument(format!("reading a snappy request: {e}"))
+            }
+        })?
+        .to_bytes();
+    let mut out = Vec::with_capacity(raw.len() * 2);
+    let mut rest = &raw[..];
+    // What the messages decompress to, all of them together (a unary call has one).
+    let mut payload = 0;
+    while !rest.is_empty() {
+        let Some(&[flag, a, b, c, d]) = rest.get(..5) else {
+            return Err(Status::invalid_argument(
+                "a gRPC message header is cut short",
+            ));
+        };
+        let n = u32::from_be_bytes([a, b, c, d]) as usize;
+        let msg = rest
+            .get(5..5 + n)
+            .ok_or_else(|| Status::invalid_argument("a gRPC message is shorter than its length"))?;
+        rest = &rest[5 + n..];
+        let start = out.len();
+        out.extend_from_slice(&[0; 5]);
+        if flag == 0 {
+            out.extend_from_slice(msg);
+        } else {
+            let room = max_bytes.saturating_sub(payload) as u64;
+            snap::read::FrameDecoder::new(msg)
+                .take(room + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| {
+                    Status::invalid_argument(format!("decompressing a snappy message: {e}"))
+                })?;
+        }
+        let len = out.len() - start - 5;
+        payload += len;
+        if payload > max_bytes {
+            return Err(Status::out_of_range(format!(
+                "a request decompressing to more than {max_bytes} bytes"
+            )));
+        }
+        out[start + 1..start + 5].copy_from_slice(&(len as u32).to_be_bytes());
+    }
+    Ok(out.into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     use crate::receive::replicate::Failure;
+
+    #[tokio::test]
+    async fn snappy_messages_are_reframed_uncompressed() {
+        use std::io::Write as _;
+        let plain = b"a forwarded write request".repeat(40);
+        let mut compressed = snap::write::FrameEncoder::new(Vec::new());
+        compressed.write_all(&plain).unwrap();
+        let compressed = compressed.into_inner().unwrap();
+        let frames = |msgs: &[(u8, &[u8])]| {
+            let mut body = Vec::new();
+            for (flag, msg) in msgs {
+                body.push(*flag);
+                body.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+                body.extend_from_slice(msg);
+            }
+            tonic::body::Body::new(http_body_util::Full::new(bytes::Bytes::from(body)))
+        };
+        let got = snappy_messages(frames(&[(1, &compressed), (0, &plain)]), 1 << 20)
+            .await
+            .unwrap();
+        let mut want = Vec::new();
+        for _ in 0..2 {
+            want.push(0);
+            want.extend_from_slice(&(plain.len() as u32).to_be_bytes());
+            want.extend_from_slice(&plain);
+        }
+        assert_eq!(&got[..], &want[..]);
+        // A message decompressing past the limit is refused, not held.
+        assert!(compressed.len() + 5 < 200, "{}", compressed.len());
+        let err = snappy_messages(frames(&[(1, &compressed)]), 200)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::OutOfRange);
+    }
 
     #[test]
     fn statuses_and_grpc_codes_map_both_ways() {

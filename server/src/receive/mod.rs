@@ -544,6 +544,7 @@ impl Receiver {
         let grpc = tonic::transport::Server::builder()
             .layer(crate::metrics::GrpcMetricsLayer)
             .layer(crate::memory::GrpcGuardLayer)
+            .layer(forward::SnappyRequestsLayer)
             .add_service(
                 thanos::store_server::StoreServer::new(svc.clone())
                     .max_encoding_message_size(usize::MAX),
