@@ -37,7 +37,7 @@ enum Cmd {
     Load(cli::LoadCmd),
     /// Runs a side-by-side scenario and appends its figures to perf/RESULTS.md.
     #[command(subcommand)]
-    Run(cli::RunCmd),
+    Run(Box<cli::RunCmd>),
     /// Streams every series matching a selector from a FILESYSTEM bucket in-process (the
     /// bucket store without gRPC) and prints series/s, CPU, peak RSS and index-header sizes.
     EngineStream {
@@ -253,7 +253,7 @@ fn main() -> anyhow::Result<()> {
             );
         }
         Cmd::Load(cmd) => cli::load(cmd)?,
-        Cmd::Run(cmd) => cli::run(cmd)?,
+        Cmd::Run(cmd) => cli::run(*cmd)?,
         Cmd::SeriesStream {
             url,
             remote_read,

@@ -157,10 +157,35 @@ pub(crate) enum RunCmd {
         #[arg(long, default_value_t = 3)]
         passes: usize,
     },
-    /// Prometheus merging the generated 2 h blocks into larger ones.
+    /// Prometheus merging the generated 2 h blocks into larger ones, against `gauntlet
+    /// compact`; with a Thanos binary also `thanos compact` against `gauntlet compact`, one
+    /// pass each over an HA pair's bucket (dedup by `replica`, downsampling).
     Compact {
         #[command(flatten)]
         common: RunArgs,
+    },
+    /// The store gateway: `gauntlet store` against `thanos store` over the same bucket, each
+    /// from an empty data directory and behind its own `thanos query`.
+    Store {
+        #[command(flatten)]
+        common: RunArgs,
+        /// Copies of the generated blocks in the bucket, each with its own external label
+        /// `cluster` (hard links: no disk beyond the first): blocks × copies blocks.
+        #[arg(long, default_value_t = 1)]
+        copies: usize,
+        /// Query file run through each store's `thanos query`.
+        #[arg(long, default_value = "perf/queries/default.txt")]
+        queries: PathBuf,
+        /// Queries in flight.
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+        /// A selector to stream straight from each store over gRPC (repeatable); default as
+        /// `run series`.
+        #[arg(long = "match")]
+        selectors: Vec<String>,
+        /// Measured passes per selector (after one warm-up pass); the best is reported.
+        #[arg(long, default_value_t = 3)]
+        passes: usize,
     },
 }
 
@@ -187,6 +212,18 @@ pub(crate) struct RunArgs {
     /// current table names the input with them, so such runs get rows of their own.
     #[arg(long = "gauntlet-arg", allow_hyphen_values = true)]
     gauntlet_arg: Vec<String>,
+    /// Upstream Thanos binary, whose components are measured beside Gauntlet's (store,
+    /// receive, compact, query); default: `.tools/peers/bin/thanos` (or under
+    /// `$GAUNTLET_PEERS_BIN`) when it is there.
+    #[arg(long)]
+    thanos_bin: Option<PathBuf>,
+    /// VictoriaMetrics single-node binary, measured in `ingest` and `query`; default:
+    /// `.tools/peers/bin/victoria-metrics` when it is there.
+    #[arg(long = "victoriametrics-bin")]
+    victoriametrics_bin: Option<PathBuf>,
+    /// Measure Prometheus and Gauntlet only, even when the peers are built.
+    #[arg(long)]
+    no_peers: bool,
     /// Use this running endpoint as the target instead of starting Gauntlet.
     #[arg(long)]
     target_url: Option<String>,
@@ -229,6 +266,26 @@ pub(crate) struct RunArgs {
 }
 
 impl RunArgs {
+    /// The Thanos binary to measure: given, else the built peer, unless `--no-peers`.
+    fn thanos_bin(&self) -> Option<PathBuf> {
+        if self.no_peers {
+            return None;
+        }
+        self.thanos_bin
+            .clone()
+            .or_else(|| runner::peers::default_bin("thanos"))
+    }
+
+    /// The VictoriaMetrics binary to measure, as [`RunArgs::thanos_bin`].
+    fn victoria_bin(&self) -> Option<PathBuf> {
+        if self.no_peers {
+            return None;
+        }
+        self.victoriametrics_bin
+            .clone()
+            .or_else(|| runner::peers::default_bin("victoria-metrics"))
+    }
+
     fn options(
         &self,
         targets: usize,
@@ -256,6 +313,8 @@ impl RunArgs {
             gauntlet_bin: self.gauntlet_bin.clone(),
             gauntlet_args: self.gauntlet_args.clone(),
             gauntlet_extra_args: self.gauntlet_arg.clone(),
+            thanos_bin: self.thanos_bin(),
+            victoria_bin: self.victoria_bin(),
             target_url: self.target_url.clone(),
             target_pid: self.target_pid,
             baseline_url: self.baseline_url.clone(),
@@ -417,8 +476,44 @@ pub(crate) fn run(cmd: RunCmd) -> anyhow::Result<()> {
             (runner::series::series(&o, &selectors, passes)?, o)
         }
         RunCmd::Compact { common } => {
-            let o = common.options(100, 24.0, Duration::from_secs(30))?;
+            // Thanos's planner leaves the newest block out and closes a window once a block
+            // after it remains: 48 h and two 2 h blocks more make a 2-day block, which
+            // downsampling needs.
+            let hours = if common.thanos_bin().is_some() {
+                52.0
+            } else {
+                24.0
+            };
+            let o = common.options(100, hours, Duration::from_secs(30))?;
             (runner::compact(&o)?, o)
+        }
+        RunCmd::Store {
+            common,
+            copies,
+            queries,
+            concurrency,
+            selectors,
+            passes,
+        } => {
+            anyhow::ensure!(copies > 0, "--copies must be positive");
+            // 680 targets × 8 pods: 124k series in one 2 h block.
+            let mut o = common.options(680, 2.0, Duration::from_secs(30))?;
+            o.queries = queries;
+            o.concurrency = concurrency;
+            let selectors = if selectors.is_empty() {
+                runner::series::DEFAULT_SELECTORS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            } else {
+                selectors
+            };
+            let so = runner::StoreOptions {
+                copies,
+                selectors,
+                passes,
+            };
+            (runner::store(&o, &so)?, o)
         }
     };
     runner::record(&rec, &o.recorded, o.results.is_some())?;

@@ -159,12 +159,30 @@ impl Batch {
 
 /// Generates `cfg`'s data and encodes it as remote-write requests cut per `batch`.
 pub fn encode_stream(cfg: &GenConfig, batch: &BatchConfig) -> Result<RemoteWriteStream, GenError> {
+    let mut requests = Vec::new();
+    let mut out = encode_each(cfg, batch, |r| {
+        requests.push(r);
+        Ok::<(), GenError>(())
+    })?;
+    out.requests = requests;
+    Ok(out)
+}
+
+/// Generates and encodes as [`encode_stream`] does, but hands each request to `sink` as it is
+/// cut instead of holding them all (an import of more data than memory holds); the returned
+/// stream has the counts and no requests. Stops at `sink`'s first error.
+pub fn encode_each<E: From<GenError>>(
+    cfg: &GenConfig,
+    batch: &BatchConfig,
+    mut sink: impl FnMut(EncodedRequest) -> Result<(), E>,
+) -> Result<RemoteWriteStream, E> {
     if batch.max_samples_per_send == 0 || batch.shards == 0 || batch.shards > 10_000 {
         return Err(GenError::InvalidConfig(
             "max samples per send must be positive and shards in 1..=10000".into(),
-        ));
+        )
+        .into());
     }
-    let mut g = Generator::new(cfg)?;
+    let mut g = Generator::new(cfg).map_err(E::from)?;
     // Each series' `labels` fields (tag, length, Label message), encoded once.
     let mut label_bytes: Vec<Vec<u8>> = Vec::new();
     let mut shard_of: Vec<u32> = Vec::new();
@@ -196,7 +214,7 @@ pub fn encode_stream(cfg: &GenConfig, batch: &BatchConfig) -> Result<RemoteWrite
         // Partial batches leave on the deadline, before this scrape's samples join them.
         for (i, b) in batches.iter_mut().enumerate() {
             if b.samples > 0 && now - b.oldest_ms >= batch.batch_send_deadline_ms {
-                out.requests.push(b.cut(i as u32));
+                sink(b.cut(i as u32))?;
             }
         }
         for s in &buf {
@@ -211,13 +229,13 @@ pub fn encode_stream(cfg: &GenConfig, batch: &BatchConfig) -> Result<RemoteWrite
                 out.stale_markers += 1;
             }
             if b.samples as usize >= batch.max_samples_per_send {
-                out.requests.push(b.cut(shard));
+                sink(b.cut(shard))?;
             }
         }
     }
     for (i, b) in batches.iter_mut().enumerate() {
         if b.samples > 0 {
-            out.requests.push(b.cut(i as u32));
+            sink(b.cut(i as u32))?;
         }
     }
     out.series = label_bytes.len();

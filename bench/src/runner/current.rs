@@ -1,8 +1,13 @@
 //! The current figures at the top of `perf/RESULTS.md`: one table per scenario holding the
-//! latest recorded run's figures for Gauntlet and Prometheus, their ratio, the date and the
-//! commit measured. A run reads its scenario's rows to print its figures next to the last
-//! recorded ones (so a regression shows in the run that causes it), and rewrites those rows
-//! when it appends its section.
+//! latest recorded run's figures for Gauntlet, Prometheus and, where they play the role, Thanos
+//! and VictoriaMetrics, Gauntlet's ratio to each, the date and the commit measured. A run reads
+//! its scenario's rows to print its figures next to the last recorded ones (so a regression
+//! shows in the run that causes it), and rewrites those rows when it appends its section.
+//!
+//! Tables are read by their header, so rows written before the Thanos and VictoriaMetrics
+//! columns existed read as rows without those figures (`–`). A table is written with those
+//! columns only when one of its rows has such a figure, so a scenario measured against
+//! Prometheus alone keeps its seven columns.
 
 use std::fmt::Write as _;
 use std::process::Command;
@@ -10,7 +15,24 @@ use std::process::Command;
 /// The heading of the current figures, the first `## ` section of the results file.
 pub const HEADING: &str = "## Current figures";
 
-const TABLE_HEAD: &str = "| input | figure | Gauntlet | Prometheus | ratio Gauntlet / Prometheus | date | commit |\n|---|---|---|---|---|---|---|";
+/// The column names of a current table, in order; the narrow table has the first five and the
+/// last two.
+const COLUMNS: [&str; 11] = [
+    "input",
+    "figure",
+    "Gauntlet",
+    "Prometheus",
+    "Thanos",
+    "VictoriaMetrics",
+    "ratio Gauntlet / Prometheus",
+    "ratio Gauntlet / Thanos",
+    "ratio Gauntlet / VictoriaMetrics",
+    "date",
+    "commit",
+];
+
+/// A cell without a figure.
+const NONE: &str = "–";
 
 /// One figure a run measured, for each side that has it.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,12 +43,16 @@ pub struct Figure {
     pub gauntlet: Option<f64>,
     /// Prometheus's figure.
     pub prometheus: Option<f64>,
+    /// Thanos's figure (the Thanos component doing the same job).
+    pub thanos: Option<f64>,
+    /// VictoriaMetrics single-node's figure.
+    pub victoria: Option<f64>,
     /// Decimals shown.
     pub decimals: usize,
 }
 
 impl Figure {
-    /// A figure of both sides.
+    /// A figure of Gauntlet and Prometheus.
     pub fn new(
         name: &str,
         gauntlet: Option<f64>,
@@ -37,8 +63,17 @@ impl Figure {
             name: name.to_string(),
             gauntlet,
             prometheus,
+            thanos: None,
+            victoria: None,
             decimals,
         }
+    }
+
+    /// The same figure with Thanos's and VictoriaMetrics's values.
+    pub fn with_peers(mut self, thanos: Option<f64>, victoria: Option<f64>) -> Self {
+        self.thanos = thanos;
+        self.victoria = victoria;
+        self
     }
 }
 
@@ -67,8 +102,16 @@ pub struct Row {
     pub gauntlet: String,
     /// Prometheus's figure.
     pub prometheus: String,
+    /// Thanos's figure.
+    pub thanos: String,
+    /// VictoriaMetrics's figure.
+    pub victoria: String,
     /// Gauntlet / Prometheus.
     pub ratio: String,
+    /// Gauntlet / Thanos.
+    pub ratio_thanos: String,
+    /// Gauntlet / VictoriaMetrics.
+    pub ratio_victoria: String,
     /// When it was measured (`2026-11-23 08:41 UTC`).
     pub date: String,
     /// The commit measured.
@@ -80,18 +123,74 @@ impl Row {
         (input_key(&self.input), self.figure.as_str())
     }
 
-    fn render(&self) -> String {
-        format!(
-            "| {} | {} | {} | {} | {} | {} | {} |",
-            self.input,
-            self.figure,
-            self.gauntlet,
-            self.prometheus,
-            self.ratio,
-            self.date,
-            self.commit
-        )
+    /// The cells in [`COLUMNS`] order.
+    fn cells(&self) -> [&str; 11] {
+        [
+            &self.input,
+            &self.figure,
+            &self.gauntlet,
+            &self.prometheus,
+            &self.thanos,
+            &self.victoria,
+            &self.ratio,
+            &self.ratio_thanos,
+            &self.ratio_victoria,
+            &self.date,
+            &self.commit,
+        ]
     }
+
+    /// A row from cells named by a table's header; missing columns are empty figures.
+    fn from_cells(header: &[&str], cells: &[&str]) -> Row {
+        let get = |name: &str| {
+            header
+                .iter()
+                .position(|h| *h == name)
+                .and_then(|i| cells.get(i))
+                .map_or(NONE.to_string(), |c| c.to_string())
+        };
+        Row {
+            input: get(COLUMNS[0]),
+            figure: get(COLUMNS[1]),
+            gauntlet: get(COLUMNS[2]),
+            prometheus: get(COLUMNS[3]),
+            thanos: get(COLUMNS[4]),
+            victoria: get(COLUMNS[5]),
+            ratio: get(COLUMNS[6]),
+            ratio_thanos: get(COLUMNS[7]),
+            ratio_victoria: get(COLUMNS[8]),
+            date: get(COLUMNS[9]),
+            commit: get(COLUMNS[10]),
+        }
+    }
+
+    /// Whether it has a Thanos or VictoriaMetrics figure.
+    fn has_peers(&self) -> bool {
+        self.thanos != NONE || self.victoria != NONE
+    }
+}
+
+/// Which of [`COLUMNS`] a table of `rows` shows: all, or without the Thanos and
+/// VictoriaMetrics columns when no row has such a figure.
+fn shown_columns(rows: &[Row]) -> Vec<usize> {
+    if rows.iter().any(Row::has_peers) {
+        (0..COLUMNS.len()).collect()
+    } else {
+        vec![0, 1, 2, 3, 6, 9, 10]
+    }
+}
+
+/// `rows` as a markdown table with its header.
+pub fn render_table(rows: &[Row]) -> String {
+    let cols = shown_columns(rows);
+    let line = |cells: Vec<&str>| format!("| {} |\n", cells.join(" | "));
+    let mut out = line(cols.iter().map(|&i| COLUMNS[i]).collect());
+    out.push_str(&line(cols.iter().map(|_| "---").collect()).replace(' ', ""));
+    for r in rows {
+        let cells = r.cells();
+        out.push_str(&line(cols.iter().map(|&i| cells[i]).collect()));
+    }
+    out
 }
 
 /// The part of an input's name rows are matched on: before any parenthesis.
@@ -103,12 +202,26 @@ fn scenario_heading(scenario: &str) -> String {
     format!("### `run {scenario}`")
 }
 
-/// The rows of `scenario`'s current table in the results text `text` (none when it has none).
+/// The rows of `scenario`'s current table in the results text `text` (none when it has none),
+/// each read by the table's header.
 pub fn rows(text: &str, scenario: &str) -> Vec<Row> {
     let Some(body) = scenario_body(text, scenario) else {
         return Vec::new();
     };
-    body.lines().filter_map(parse_row).collect()
+    let mut header: Vec<&str> = Vec::new();
+    let mut out = Vec::new();
+    for line in body.lines() {
+        let Some(cells) = table_cells(line) else {
+            continue;
+        };
+        if cells.first() == Some(&COLUMNS[0]) {
+            header = cells;
+        } else if !header.is_empty() && cells.len() == header.len() && !cells[0].starts_with("---")
+        {
+            out.push(Row::from_cells(&header, &cells));
+        }
+    }
+    out
 }
 
 /// The lines of `scenario`'s subsection of the current figures, heading excluded.
@@ -133,31 +246,25 @@ fn section(text: &str) -> Option<&str> {
     Some(&rest[..end])
 }
 
-fn parse_row(line: &str) -> Option<Row> {
-    let cells: Vec<&str> = line
-        .trim()
-        .strip_prefix('|')?
-        .strip_suffix('|')?
-        .split('|')
-        .map(str::trim)
-        .collect();
-    if cells.len() != 7 || cells[0] == "input" || cells[0].starts_with("---") {
-        return None;
-    }
-    Some(Row {
-        input: cells[0].into(),
-        figure: cells[1].into(),
-        gauntlet: cells[2].into(),
-        prometheus: cells[3].into(),
-        ratio: cells[4].into(),
-        date: cells[5].into(),
-        commit: cells[6].into(),
-    })
+/// The trimmed cells of a markdown table line; `None` for other lines.
+fn table_cells(line: &str) -> Option<Vec<&str>> {
+    Some(
+        line.trim()
+            .strip_prefix('|')?
+            .strip_suffix('|')?
+            .split('|')
+            .map(str::trim)
+            .collect(),
+    )
 }
 
 /// The rows a run's figures make.
 pub fn rows_of(rec: &Recorded, date: &str, commit: &str) -> Vec<Row> {
-    let cell = |v: Option<f64>, d: usize| v.map_or("–".to_string(), |v| format!("{v:.d$}"));
+    let cell = |v: Option<f64>, d: usize| v.map_or(NONE.to_string(), |v| format!("{v:.d$}"));
+    let ratio = |g: Option<f64>, other: Option<f64>| match (g, other) {
+        (Some(g), Some(o)) if o > 0.0 => format!("{:.2}x", g / o),
+        _ => NONE.into(),
+    };
     rec.figures
         .iter()
         .map(|f| Row {
@@ -165,10 +272,11 @@ pub fn rows_of(rec: &Recorded, date: &str, commit: &str) -> Vec<Row> {
             figure: f.name.clone(),
             gauntlet: cell(f.gauntlet, f.decimals),
             prometheus: cell(f.prometheus, f.decimals),
-            ratio: match (f.gauntlet, f.prometheus) {
-                (Some(g), Some(p)) if p > 0.0 => format!("{:.2}x", g / p),
-                _ => "–".into(),
-            },
+            thanos: cell(f.thanos, f.decimals),
+            victoria: cell(f.victoria, f.decimals),
+            ratio: ratio(f.gauntlet, f.prometheus),
+            ratio_thanos: ratio(f.gauntlet, f.thanos),
+            ratio_victoria: ratio(f.gauntlet, f.victoria),
             date: date.to_string(),
             commit: commit.to_string(),
         })
@@ -186,10 +294,7 @@ pub fn update(text: &str, scenario: &str, new: &[Row]) -> String {
             None => kept.push(r.clone()),
         }
     }
-    let mut table = format!("{TABLE_HEAD}\n");
-    for r in &kept {
-        let _ = writeln!(table, "{}", r.render());
-    }
+    let table = render_table(&kept);
     let text = with_section(text);
     let current = section(&text).unwrap_or(&text[text.len()..]);
     let cur_start = offset(&text, current);
@@ -283,6 +388,12 @@ pub fn compare(prev: &[Row], new: &[Row]) -> String {
                 "Prometheus",
                 &r.prometheus,
                 old.map(|o| o.prometheus.as_str()),
+            ),
+            side("Thanos", &r.thanos, old.map(|o| o.thanos.as_str())),
+            side(
+                "VictoriaMetrics",
+                &r.victoria,
+                old.map(|o| o.victoria.as_str()),
             ),
         ]
         .into_iter()
@@ -393,6 +504,56 @@ mod tests {
         );
         assert!(
             c.contains("- queries/s: Gauntlet 40.0 (none recorded)"),
+            "{c}"
+        );
+    }
+
+    #[test]
+    fn rows_without_peer_columns_read_as_rows_without_peer_figures() {
+        let q = rows(TEXT, "query");
+        assert_eq!((q[0].thanos.as_str(), q[0].victoria.as_str()), ("–", "–"));
+        assert_eq!(q[0].ratio_thanos, "–");
+        assert_eq!(q[0].ratio, "0.48x");
+    }
+
+    #[test]
+    fn a_run_with_peers_widens_the_table_and_older_rows_show_no_peer_figure() {
+        let mut r = rec(412.0);
+        r.figures[1] =
+            Figure::new("queries/s", Some(40.0), Some(8.0), 1).with_peers(Some(20.0), Some(50.0));
+        let new = rows_of(&r, "2026-11-24 10:00 UTC", "abc1234");
+        assert_eq!(new[1].ratio_thanos, "2.00x");
+        assert_eq!(new[1].ratio_victoria, "0.80x");
+        assert_eq!(new[0].ratio_thanos, "–", "no Thanos figure, no ratio");
+        let out = update(TEXT, "query", &new);
+        assert!(
+            out.contains(
+                "| input | figure | Gauntlet | Prometheus | Thanos | VictoriaMetrics | ratio Gauntlet / Prometheus | ratio Gauntlet / Thanos | ratio Gauntlet / VictoriaMetrics | date | commit |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("| 680 targets × 8 pods, 2 h (124k series) | latency p50, ms | 22.52 | 75.09 | – | – | 0.30x | – | – | 2026-11-23 08:41 UTC | b3aa111 |"),
+            "{out}"
+        );
+        let q = rows(&out, "query");
+        assert_eq!(q.len(), 3);
+        assert_eq!(
+            (q[2].thanos.as_str(), q[2].victoria.as_str()),
+            ("20.0", "50.0")
+        );
+        assert_eq!(
+            rows(&out, "series"),
+            rows(TEXT, "series"),
+            "other tables untouched"
+        );
+        assert!(
+            out.contains("### `run series`\n\n| input | figure | Gauntlet | Prometheus | ratio")
+        );
+        assert_eq!(update(&out, "query", &new), out, "idempotent");
+        let c = compare(&q, &new);
+        assert!(
+            c.contains("Thanos 20.0 (last recorded 20.0, +0%); VictoriaMetrics 50.0 (last recorded 50.0, +0%)"),
             "{c}"
         );
     }

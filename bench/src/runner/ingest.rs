@@ -4,6 +4,14 @@
 //! every sample counted back with `sum(count_over_time(…))` per metric name, then the server
 //! killed with SIGKILL and started again over its data directory, timed until ready (the WAL
 //! replay).
+//!
+//! The sides, one after the other: Prometheus (`--web.enable-remote-write-receiver`), Gauntlet,
+//! and when their binaries are given `thanos receive` and VictoriaMetrics single-node
+//! (`/api/v1/write`). Gauntlet is `gauntlet all` (the receiver with its PromQL API in one
+//! process), or `gauntlet receive` when Thanos's receiver is measured, so the two receivers
+//! compare one to one. A receiver with only a StoreAPI is counted through a `thanos query` put
+//! in front of it for the count (and, after the restart, a new one for its series: Thanos's
+//! receiver cuts its head into a block as it starts, so its head gauge reads 0 then).
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -13,11 +21,13 @@ use crate::load::stats::RssSampler;
 use crate::remote_write::{BatchConfig, RemoteWriteStream, encode_stream};
 
 use super::current::{Figure, Recorded};
-use super::report::{Figures, ratio, render};
+use super::peers::{thanos, thanos_query, victoria, victoria_flush, victoria_series};
+use super::report::{Figures, ratio, render_sides};
 use super::scenarios::{
-    baseline, count_samples, input_name, input_text, now_ms, side_figures, target,
+    all_side_figures, baseline, count_samples, count_series, input_name, input_text, now_ms,
+    series_suffix, target_with,
 };
-use super::server::Server;
+use super::server::{Server, free_port};
 use super::{RunError, RunOptions};
 
 /// How often the server's RSS is sampled while the load runs.
@@ -26,8 +36,25 @@ const RSS_EVERY: Duration = Duration::from_millis(100);
 /// How long a restarted server may take to replay its WAL and answer `/-/ready`.
 const RESTART_WAIT: Duration = Duration::from_secs(600);
 
-/// The gauge both servers count their head's series with (Gauntlet's has one per tenant).
+/// The gauge Prometheus, Gauntlet and Thanos count their head's series with (Gauntlet's and
+/// Thanos's have one per tenant).
 const HEAD_SERIES: &str = "prometheus_tsdb_head_series";
+
+/// The external label both StoreAPI receivers announce (Thanos's requires one).
+const RECEIVE_LABEL: &str = "--label=receive=\"bench\"";
+
+/// How a side is counted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Counting {
+    /// Its own PromQL API counts samples, its head gauge counts series (Prometheus, `gauntlet
+    /// all`).
+    Own,
+    /// Only a StoreAPI at this `host:port`: a `thanos query` in front counts (`thanos receive`,
+    /// `gauntlet receive`).
+    Fronted(String),
+    /// VictoriaMetrics: its own API counts after a flush, `/api/v1/series/count` counts series.
+    Victoria,
+}
 
 /// What ingest measures on one side beyond the [`Figures`] every scenario has.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -65,22 +92,33 @@ impl IngestFigures {
     }
 }
 
-/// The table of memory, CPU and restart figures under the section's main table.
-fn render_table(base: &IngestFigures, target: Option<&IngestFigures>) -> String {
+/// The table of memory, CPU and restart figures under the section's main table: the
+/// baseline, the target and the `peers`, then the target's ratio to each.
+fn render_table(
+    base: &IngestFigures,
+    target: Option<&IngestFigures>,
+    peers: &[&IngestFigures],
+) -> String {
     let cell = |v: Option<f64>, d: usize| v.map_or("n/a".to_string(), |v| format!("{v:.d$}"));
     let count = |v: Option<u64>| cell(v.map(|n| n as f64), 0);
     let mib = |f: &IngestFigures| f.peak_rss_bytes.map(|b| b as f64 / 1048576.0);
     let mut s = format!(
         "\nActive series are the server's own `{HEAD_SERIES}` when the load ended (summed over \
-         tenants); the RSS is sampled every {} ms while the load runs, and `VmHWM`, reset at its \
-         start, read at its end; restart: SIGKILL after the count, the same command over the same \
-         data directory, from the spawn to `/-/ready` answering 200.\n\n\
+         tenants; VictoriaMetrics: `/api/v1/series/count`); the RSS is sampled every {} ms while \
+         the load runs, and `VmHWM`, reset at its start, read at its end; restart: SIGKILL after \
+         the count, the same command over the same data directory, from the spawn to `/-/ready` \
+         answering 200; series after it by the same gauges, or for a receiver with only a \
+         StoreAPI through a `thanos query` in front of it (`count(last_over_time(…))` per metric \
+         name).\n\n\
          | system | active series | peak RSS during ingest MiB | bytes per active series | \
          server CPU-s per million samples | restart to ready s | series after restart |\n\
          |---|---|---|---|---|---|---|\n",
         RSS_EVERY.as_millis()
     );
-    for f in std::iter::once(base).chain(target) {
+    for f in std::iter::once(base)
+        .chain(target)
+        .chain(peers.iter().copied())
+    {
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} | {} |",
@@ -99,68 +137,79 @@ fn render_table(base: &IngestFigures, target: Option<&IngestFigures>) -> String 
             _ => "n/a".into(),
         };
         let n = |v: Option<u64>| v.map(|n| n as f64);
-        let _ = writeln!(
-            s,
-            "| ratio target / baseline | {} | {} | {} | {} | {} | {} |",
-            r(n(t.head_series), n(base.head_series)),
-            r(mib(t), mib(base)),
-            r(t.bytes_per_series(), base.bytes_per_series()),
-            r(t.cpu_s_per_million(), base.cpu_s_per_million()),
-            r(t.restart_s, base.restart_s),
-            r(n(t.restart_series), n(base.restart_series)),
+        let others = std::iter::once(("ratio target / baseline".to_string(), base)).chain(
+            peers
+                .iter()
+                .map(|p| (format!("Gauntlet / {}", p.system), *p)),
         );
+        for (name, b) in others {
+            let _ = writeln!(
+                s,
+                "| {name} | {} | {} | {} | {} | {} | {} |",
+                r(n(t.head_series), n(b.head_series)),
+                r(mib(t), mib(b)),
+                r(t.bytes_per_series(), b.bytes_per_series()),
+                r(t.cpu_s_per_million(), b.cpu_s_per_million()),
+                r(t.restart_s, b.restart_s),
+                r(n(t.restart_series), n(b.restart_series)),
+            );
+        }
     }
     s
 }
 
-/// The figures for the current table: those of every scenario, then ingest's own.
+/// The figures for the current table: those of every scenario, then ingest's own, for each
+/// side that ran.
 fn figures(
-    base: (&Figures, &IngestFigures),
-    target: Option<(&Figures, &IngestFigures)>,
+    base: &SideFigures,
+    target: Option<&SideFigures>,
+    thanos: Option<&SideFigures>,
+    victoria: Option<&SideFigures>,
 ) -> Vec<Figure> {
-    let mut out = side_figures("acknowledged samples/s", base.0, target.map(|t| t.0));
-    let (b, t) = (base.1, target.map(|t| t.1));
-    let count = |v: Option<u64>| v.map(|n| n as f64);
+    let mut out = all_side_figures(
+        "acknowledged samples/s",
+        Some(&base.0),
+        target.map(|t| &t.0),
+        thanos.map(|t| &t.0),
+        victoria.map(|t| &t.0),
+    );
+    let sides = [Some(base), target, thanos, victoria].map(|s| s.map(|s| &s.1));
+    let figure = |name: &str, v: fn(&IngestFigures) -> Option<f64>, decimals| {
+        let [p, g, t, vm] = sides.map(|s| s.and_then(v));
+        Figure::new(name, g, p, decimals).with_peers(t, vm)
+    };
     out.extend([
-        Figure::new(
+        figure(
             "active series (server's count)",
-            t.and_then(|t| count(t.head_series)),
-            count(b.head_series),
+            |f| f.head_series.map(|n| n as f64),
             0,
         ),
-        Figure::new(
+        figure(
             "bytes per active series (peak ingest RSS)",
-            t.and_then(IngestFigures::bytes_per_series),
-            b.bytes_per_series(),
+            IngestFigures::bytes_per_series,
             0,
         ),
-        Figure::new(
+        figure(
             "server CPU-s per million acknowledged samples",
-            t.and_then(IngestFigures::cpu_s_per_million),
-            b.cpu_s_per_million(),
+            IngestFigures::cpu_s_per_million,
             2,
         ),
-        Figure::new(
-            "restart to ready after SIGKILL, s",
-            t.and_then(|t| t.restart_s),
-            b.restart_s,
-            2,
-        ),
-        Figure::new(
+        figure("restart to ready after SIGKILL, s", |f| f.restart_s, 2),
+        figure(
             "series after restart",
-            t.and_then(|t| count(t.restart_series)),
-            count(b.restart_series),
+            |f| f.restart_series.map(|n| n as f64),
             0,
         ),
     ]);
     out
 }
 
-/// Loads `server` with `stream`, then counts, then restarts it.
+/// Loads `server` with `stream` at `write_url`, then counts, then restarts it.
 fn run_side(
     o: &RunOptions,
     server: &mut Server,
-    write_path: &str,
+    write_url: String,
+    counting: &Counting,
     stream: RemoteWriteStream,
 ) -> Result<(Figures, IngestFigures), RunError> {
     let span = stream.span_ms;
@@ -168,7 +217,7 @@ fn run_side(
     let interval = o.data.scrape_interval_ms;
     let data_start = (now_ms() - 3_600_000) / interval * interval;
     let opts = rwload::RemoteWriteOptions {
-        url: format!("{}{write_path}", server.url),
+        url: write_url,
         rate: o.rate,
         duration: o.duration,
         timeout: Duration::from_secs(60),
@@ -179,11 +228,22 @@ fn run_side(
     let rep = rwload::run(stream, &opts)?;
     let rss = sampler.map(RssSampler::finish);
     let after = server.stats();
-    let head_series = server.metric_sum(HEAD_SERIES).map(|n| n as u64);
+    if *counting == Counting::Victoria {
+        victoria_flush(server)?;
+    }
+    let head_series = match counting {
+        Counting::Victoria => victoria_series(server),
+        _ => server.metric_sum(HEAD_SERIES).map(|n| n as u64),
+    };
     eprintln!("{}:\n{}", server.name, rep.render());
     let end = data_start + (rep.cycles as i64 + 1) * span;
     let qt = Instant::now();
-    let counted = count_samples(server, data_start, end).ok();
+    let counted = match counting {
+        Counting::Fronted(grpc) => front(o, server, grpc)
+            .and_then(|f| count_samples(&f, data_start, end))
+            .ok(),
+        _ => count_samples(server, data_start, end).ok(),
+    };
     let count_s = qt.elapsed().as_secs_f64();
     let cpu_s = before.zip(after).map(|(b, a)| a.cpu_s - b.cpu_s);
     let mut notes = format!(
@@ -193,7 +253,12 @@ fn run_side(
     );
     match counted {
         Some(c) => notes.push_str(&format!(
-            "; {c:.0} samples queryable (count took {count_s:.1} s; stale markers are not counted)"
+            "; {c:.0} samples queryable (count took {count_s:.1} s{}; stale markers are not counted)",
+            if matches!(counting, Counting::Fronted(_)) {
+                ", through `thanos query`"
+            } else {
+                ""
+            }
         )),
         None => notes.push_str("; queryable count not available"),
     }
@@ -208,7 +273,14 @@ fn run_side(
         match server.restart(RESTART_WAIT) {
             Ok(d) => {
                 restart_s = Some(d.as_secs_f64());
-                restart_series = server.metric_sum(HEAD_SERIES).map(|n| n as u64);
+                restart_series = match counting {
+                    Counting::Own => server.metric_sum(HEAD_SERIES).map(|n| n as u64),
+                    Counting::Victoria => victoria_series(server),
+                    Counting::Fronted(grpc) => front(o, server, grpc)
+                        .and_then(|f| count_series(&f, data_start, end))
+                        .ok()
+                        .map(|n| n as u64),
+                };
                 eprintln!(
                     "{}: ready {:.2} s after a restart with {} series",
                     server.name,
@@ -241,6 +313,15 @@ fn run_side(
     Ok((figures, ingest))
 }
 
+/// A `thanos query` over the receiver `server`'s StoreAPI at `grpc`, for counting.
+fn front(o: &RunOptions, server: &Server, grpc: &str) -> Result<Server, RunError> {
+    let dir = format!("ingest-front-{}", server.pid.unwrap_or(0));
+    thanos_query(o, &dir, "", &[grpc.to_string()], &[])
+}
+
+/// One side's figures: those of every scenario and ingest's own.
+type SideFigures = (Figures, IngestFigures);
+
 /// The `ingest` scenario (see the module's documentation).
 pub fn ingest(o: &RunOptions) -> Result<Recorded, RunError> {
     let batch = BatchConfig {
@@ -265,38 +346,28 @@ pub fn ingest(o: &RunOptions) -> Result<Recorded, RunError> {
         "--query.max-samples=1000000000".to_string(),
         "--query.timeout=10m".to_string(),
     ];
-    let stream_b = stream.clone();
     let mut b = baseline(o, "ingest", &data, &extra)?;
-    let write_path = if o.baseline_url.is_some() {
-        ""
+    let write_url = if o.baseline_url.is_some() {
+        b.url.clone()
     } else {
-        "/api/v1/write"
+        format!("{}/api/v1/write", b.url)
     };
-    let base = run_side(o, &mut b, write_path, stream_b)?;
+    let base = run_side(o, &mut b, write_url, &Counting::Own, stream.clone())?;
     b.stop();
-    let gdata = o.work_dir.join("ingest-gauntlet-data");
-    let _ = std::fs::remove_dir_all(&gdata);
-    // `all` rather than `receive`: the same receiver, plus the PromQL API the count needs.
-    let tgt = match target(
-        o,
-        "ingest",
-        "all",
-        "all --http-address=127.0.0.1:{http} --grpc-address=127.0.0.1:{grpc} --data-dir={data} --remote-write.address=127.0.0.1:0",
-        &gdata,
-    )? {
-        Some(mut t) => {
-            let path = if o.target_url.is_some() {
-                ""
-            } else {
-                "/api/v1/receive"
-            };
-            let f = run_side(o, &mut t, path, stream)?;
-            t.stop();
-            Some(f)
-        }
+    drop(b);
+    // Thanos's receiver is compared with Gauntlet's; without it, `all` as before.
+    let receive = o.thanos_bin.is_some();
+    let tgt = gauntlet_side(o, receive, stream.clone())?;
+    let thanos = match &o.thanos_bin {
+        Some(_) => Some(thanos_side(o, stream.clone())?),
         None => None,
     };
-    let section = render(
+    let vm = match &o.victoria_bin {
+        Some(_) => Some(victoria_side(o, stream)?),
+        None => None,
+    };
+    let peers: Vec<Figures> = thanos.iter().chain(&vm).map(|p| p.0.clone()).collect();
+    let section = render_sides(
         "ingest",
         "acked samples/s",
         &format!(
@@ -309,15 +380,124 @@ pub fn ingest(o: &RunOptions) -> Result<Recorded, RunError> {
                 .map_or("flat out".to_string(), |r| format!("at {r:.0} samples/s"))
         ),
         &o.command_line,
-        &base.0,
+        Some(&base.0),
         tgt.as_ref().map(|t| &t.0),
-    ) + &render_table(&base.1, tgt.as_ref().map(|t| &t.1));
+        &peers,
+    ) + &render_table(
+        &base.1,
+        tgt.as_ref().map(|t| &t.1),
+        &thanos.iter().chain(&vm).map(|p| &p.1).collect::<Vec<_>>(),
+    );
+    let mut input = input_name(o, &[]);
+    if receive && tgt.is_some() {
+        input.push_str(", Gauntlet `receive`");
+    }
+    input.push_str(&series_suffix(&[series]));
     Ok(Recorded {
         scenario: "ingest",
-        input: input_name(o, &[series]),
+        input,
         section,
-        figures: figures((&base.0, &base.1), tgt.as_ref().map(|t| (&t.0, &t.1))),
+        figures: figures(&base, tgt.as_ref(), thanos.as_ref(), vm.as_ref()),
     })
+}
+
+/// Gauntlet's side: `gauntlet all`, or with `receive` `gauntlet receive` (counted through a
+/// `thanos query` in front of it, as Thanos's receiver is); `None` without a Gauntlet binary.
+fn gauntlet_side(
+    o: &RunOptions,
+    receive: bool,
+    stream: RemoteWriteStream,
+) -> Result<Option<SideFigures>, RunError> {
+    let gdata = o.work_dir.join("ingest-gauntlet-data");
+    let _ = std::fs::remove_dir_all(&gdata);
+    let (rw, grpc) = (free_port()?, free_port()?);
+    let started = if receive {
+        target_with(
+            o,
+            "ingest",
+            "receive",
+            &format!(
+                "receive --tsdb.path={{data}} --http-address=127.0.0.1:{{http}} \
+                 --grpc-address=127.0.0.1:{{storeapi}} --remote-write.address=127.0.0.1:{{rw}} \
+                 {RECEIVE_LABEL}"
+            ),
+            &gdata,
+            &[("rw", rw.to_string()), ("storeapi", grpc.to_string())],
+        )?
+    } else {
+        // `all` rather than `receive`: the same receiver, plus the PromQL API the count needs.
+        target_with(
+            o,
+            "ingest",
+            "all",
+            "all --http-address=127.0.0.1:{http} --grpc-address=127.0.0.1:{grpc} --data-dir={data} --remote-write.address=127.0.0.1:0",
+            &gdata,
+            &[],
+        )?
+    };
+    let Some(mut t) = started else {
+        return Ok(None);
+    };
+    let (url, counting) = match (o.target_url.is_some(), receive) {
+        (true, _) => (t.url.clone(), Counting::Own),
+        (false, true) => (
+            format!("http://127.0.0.1:{rw}/api/v1/receive"),
+            Counting::Fronted(format!("127.0.0.1:{grpc}")),
+        ),
+        (false, false) => (format!("{}/api/v1/receive", t.url), Counting::Own),
+    };
+    let f = run_side(o, &mut t, url, &counting, stream)?;
+    t.stop();
+    Ok(Some(f))
+}
+
+/// `thanos receive` (one node, no hashring: it ingests what it is sent) over an empty TSDB
+/// directory.
+fn thanos_side(o: &RunOptions, stream: RemoteWriteStream) -> Result<SideFigures, RunError> {
+    let data = o.work_dir.join("ingest-thanos-data");
+    let _ = std::fs::remove_dir_all(&data);
+    let rw = free_port()?;
+    let mut t = thanos(
+        o,
+        "ingest-thanos",
+        "receive",
+        "",
+        &[
+            format!("--tsdb.path={}", data.display()),
+            format!("--remote-write.address=127.0.0.1:{rw}"),
+            RECEIVE_LABEL.to_string(),
+        ],
+    )?;
+    let url = format!("http://127.0.0.1:{rw}/api/v1/receive");
+    let f = run_side(
+        o,
+        &mut t.server,
+        url,
+        &Counting::Fronted(t.grpc.clone()),
+        stream,
+    )?;
+    t.server.stop();
+    Ok(f)
+}
+
+/// VictoriaMetrics single-node over an empty data directory, written at `/api/v1/write`.
+fn victoria_side(o: &RunOptions, stream: RemoteWriteStream) -> Result<SideFigures, RunError> {
+    let data = o.work_dir.join("ingest-victoria-data");
+    let _ = std::fs::remove_dir_all(&data);
+    // Counting every sample back reads them all in one query per metric name.
+    let mut vm = victoria(
+        o,
+        "ingest-victoria",
+        &data,
+        &[
+            "-search.maxQueryDuration=10m".to_string(),
+            "-search.maxSamplesPerQuery=1000000000000".to_string(),
+        ],
+    )?;
+    let url = format!("{}/api/v1/write", vm.url);
+    let f = run_side(o, &mut vm, url, &Counting::Victoria, stream)?;
+    vm.stop();
+    Ok(f)
 }
 
 #[cfg(test)]
@@ -356,7 +536,7 @@ mod tests {
             side("prometheus", 50.0, 400, 100_000, 1.5),
             side("gauntlet", 15.0, 800, 100_000, 3.0),
         );
-        let s = render_table(&b, Some(&t));
+        let s = render_table(&b, Some(&t), &[]);
         assert!(
             s.contains("| prometheus | 100000 | 400 | 4194 | 2.50 | 1.50 | 100000 |\n"),
             "{s}"
@@ -373,10 +553,35 @@ mod tests {
                 ..Default::default()
             },
             None,
+            &[],
         );
         assert!(
             alone.ends_with("| x | n/a | n/a | n/a | n/a | n/a | n/a |\n"),
             "{alone}"
+        );
+    }
+
+    #[test]
+    fn each_peer_gets_a_row_and_gauntlets_ratio_to_it() {
+        let (b, t, th) = (
+            side("prometheus", 50.0, 400, 100_000, 1.5),
+            side("gauntlet receive", 15.0, 800, 100_000, 3.0),
+            side("thanos receive", 30.0, 1600, 100_000, 6.0),
+        );
+        let s = render_table(&b, Some(&t), &[&th]);
+        assert!(
+            s.contains("| thanos receive | 100000 | 1600 | 16777 | 1.50 | 6.00 | 100000 |\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "| Gauntlet / thanos receive | 1.00x | 0.50x | 0.50x | 0.50x | 0.50x | 1.00x |\n"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.find("ratio target / baseline") < s.find("Gauntlet / thanos receive"),
+            "the baseline's ratio first: {s}"
         );
     }
 
@@ -395,7 +600,13 @@ mod tests {
             peak_rss_bytes: i.peak_rss_bytes,
             notes: String::new(),
         };
-        let f = figures((&fig(&b), &b), Some((&fig(&t), &t)));
+        let v = side("victoria-metrics", 40.0, 300, 100_000, 2.0);
+        let f = figures(
+            &(fig(&b), b.clone()),
+            Some(&(fig(&t), t.clone())),
+            None,
+            Some(&(fig(&v), v.clone())),
+        );
         let names: Vec<&str> = f.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(
             names,
@@ -413,5 +624,7 @@ mod tests {
         );
         assert_eq!(f[6].gauntlet, Some(0.75));
         assert_eq!(f[6].prometheus, Some(2.5));
+        assert_eq!((f[6].thanos, f[6].victoria), (None, Some(2.0)));
+        assert_eq!(f[0].victoria, Some(1e6));
     }
 }

@@ -1,23 +1,31 @@
-//! The side-by-side runner: one command per scenario starts Prometheus 3.x (and Gauntlet, when
-//! the component exists) on loopback over the same input, measures both the same way, and
-//! appends a row to `perf/RESULTS.md`. See `perf/README.md` for the methods.
+//! The side-by-side runner: one command per scenario starts Prometheus 3.x, Gauntlet (when the
+//! component exists) and, where they play the role, upstream Thanos's components and
+//! VictoriaMetrics single-node on loopback over the same input, measures them the same way, one
+//! after the other, and appends a section to `perf/RESULTS.md`. See `perf/README.md` for the
+//! methods.
 
+mod compact;
 pub mod current;
 pub mod engine_stream;
 mod ingest;
+pub mod peers;
+mod querier;
 mod report;
 mod scenarios;
 pub mod series;
 pub mod server;
+mod store;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::datagen::GenConfig;
 
+pub use compact::compact;
 pub use ingest::ingest;
 pub use report::{Figures, machine_description, record};
-pub use scenarios::{compact, count_samples, histogram, query};
+pub use scenarios::{count_samples, histogram, query};
+pub use store::{StoreOptions, store};
 
 /// Why a scenario could not be run.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +73,10 @@ pub struct RunOptions {
     /// Arguments appended to Gauntlet's (default or replaced) arguments, with the same
     /// placeholders (`--gauntlet-arg`, repeatable).
     pub gauntlet_extra_args: Vec<String>,
+    /// Upstream Thanos binary (`thanos`); Thanos's components are measured when given.
+    pub thanos_bin: Option<PathBuf>,
+    /// VictoriaMetrics single-node binary; measured where it plays the role when given.
+    pub victoria_bin: Option<PathBuf>,
     /// Endpoint of an already running target instead of starting Gauntlet.
     pub target_url: Option<String>,
     /// Its process id, for process figures when it runs here.

@@ -85,6 +85,21 @@ pub fn render(
     baseline: &Figures,
     target: Option<&Figures>,
 ) -> String {
+    render_sides(scenario, unit, input, command, Some(baseline), target, &[])
+}
+
+/// [`render`] with further sides (`peers`: Thanos's components, VictoriaMetrics) after the
+/// baseline and the target, each with a row of Gauntlet's ratio to it; without a baseline
+/// (a scenario Prometheus has no part in) the target's rows lead.
+pub fn render_sides(
+    scenario: &str,
+    unit: &str,
+    input: &str,
+    command: &str,
+    baseline: Option<&Figures>,
+    target: Option<&Figures>,
+    peers: &[Figures],
+) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "\n## {} — `run {scenario}`\n", utc_now());
     let _ = writeln!(s, "Machine: {}.", machine_description());
@@ -111,33 +126,44 @@ pub fn render(
             f.notes
         );
     };
-    row(&mut s, baseline);
-    match target {
-        Some(t) => {
-            row(&mut s, t);
-            let _ = writeln!(
-                s,
-                "| ratio target / baseline | {} | {} | {} | {} | {} | |",
-                ratio(t.throughput, baseline.throughput),
-                ratio(t.p50_ms, baseline.p50_ms),
-                ratio(t.p99_ms, baseline.p99_ms),
-                match (t.cpu_s, baseline.cpu_s) {
-                    (Some(a), Some(b)) => ratio(a, b),
-                    _ => "n/a".into(),
-                },
-                match (t.peak_rss_bytes, baseline.peak_rss_bytes) {
-                    (Some(a), Some(b)) => ratio(a as f64, b as f64),
-                    _ => "n/a".into(),
-                },
-            );
-        }
-        None => {
+    // `name`: a's figures over b's, one cell per column.
+    let ratio_row = |s: &mut String, name: &str, a: &Figures, b: &Figures| {
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} | {} | {} | {} | |",
+            ratio(a.throughput, b.throughput),
+            ratio(a.p50_ms, b.p50_ms),
+            ratio(a.p99_ms, b.p99_ms),
+            match (a.cpu_s, b.cpu_s) {
+                (Some(x), Some(y)) => ratio(x, y),
+                _ => "n/a".into(),
+            },
+            match (a.peak_rss_bytes, b.peak_rss_bytes) {
+                (Some(x), Some(y)) => ratio(x as f64, y as f64),
+                _ => "n/a".into(),
+            },
+        );
+    };
+    for f in baseline.iter().copied().chain(target).chain(peers) {
+        row(&mut s, f);
+    }
+    match (baseline, target) {
+        (Some(b), Some(t)) => ratio_row(&mut s, "ratio target / baseline", t, b),
+        (_, Some(_)) => {}
+        (_, None) => {
             let _ = writeln!(
                 s,
                 "\nNo target figures: Gauntlet's component for this scenario does not exist yet, or \
-                 neither `--gauntlet-bin` nor `--target-url` was given; the baseline is recorded \
+                 neither `--gauntlet-bin` nor `--target-url` was given; the others are recorded \
                  alone."
             );
+        }
+    }
+    if let Some(t) = target {
+        // Not named `ratio …`: the first such row is the run's headline against Prometheus
+        // (perf/plot_ratios.py).
+        for p in peers {
+            ratio_row(&mut s, &format!("Gauntlet / {}", p.system), t, p);
         }
     }
     s
@@ -173,14 +199,7 @@ pub fn record(rec: &super::current::Recorded, results: &Path, append: bool) -> s
     } else {
         println!(
             "\nRows for the current table (not written: --no-append):\n\n{}",
-            rows.iter()
-                .map(|r| {
-                    format!(
-                        "| {} | {} | {} | {} | {} | {} | {} |\n",
-                        r.input, r.figure, r.gauntlet, r.prometheus, r.ratio, r.date, r.commit
-                    )
-                })
-                .collect::<String>()
+            current::render_table(&rows)
         );
     }
     Ok(())
@@ -192,5 +211,52 @@ pub(super) fn ratio(a: f64, b: f64) -> String {
         format!("{:.2}x", a / b)
     } else {
         "n/a".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn side(system: &str, throughput: f64) -> Figures {
+        Figures {
+            system: system.into(),
+            throughput,
+            p50_ms: 2.0,
+            p99_ms: 8.0,
+            cpu_s: Some(4.0),
+            peak_rss_bytes: Some(100 << 20),
+            notes: String::new(),
+        }
+    }
+
+    #[test]
+    fn peers_follow_the_sides_with_gauntlets_ratio_to_each() {
+        let (p, g, t) = (
+            side("prometheus", 10.0),
+            side("gauntlet", 40.0),
+            side("thanos", 20.0),
+        );
+        let s = render_sides("x", "q/s", "in", "cmd", Some(&p), Some(&g), std::slice::from_ref(&t));
+        let rows: Vec<&str> = s.lines().filter(|l| l.starts_with("| ")).collect();
+        assert_eq!(
+            rows[1..4]
+                .iter()
+                .map(|r| r.split(" | ").next().unwrap())
+                .collect::<Vec<_>>(),
+            ["| prometheus", "| gauntlet", "| thanos"]
+        );
+        assert!(
+            rows[4].starts_with("| ratio target / baseline | 4.00x |"),
+            "{s}"
+        );
+        assert!(rows[5].starts_with("| Gauntlet / thanos | 2.00x |"), "{s}");
+        // Without Prometheus (`run store`): no baseline row, no baseline ratio.
+        let s = render_sides("x", "q/s", "in", "cmd", None, Some(&g), &[t]);
+        assert!(
+            !s.contains("ratio target / baseline") && !s.contains("| prometheus"),
+            "{s}"
+        );
+        assert!(s.contains("| Gauntlet / thanos | 2.00x |"), "{s}");
     }
 }

@@ -1,16 +1,17 @@
-//! The scenarios: `ingest` (remote write flat out, then count what is queryable), `query` and
-//! `series` (a query file over the same blocks), `compact` (Prometheus merging the generated
-//! 2 h blocks). Sides run one after the other so neither competes with the other for cores.
+//! The scenarios `query` and `histogram` (a query file over the same blocks), and what every
+//! scenario shares: starting Prometheus and Gauntlet, generating and copying blocks, naming the
+//! input, counting what a server holds. Sides run one after the other so none competes with
+//! another for cores.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::datagen::write_blocks_dir;
+use crate::datagen::{GenConfig, write_blocks_dir};
 use crate::load::query as qload;
 
 use super::current::{Figure, Recorded};
-use super::report::{Figures, render};
+use super::report::{Figures, render_sides};
 use super::server::{Server, free_port, gauntlet_cmd, gauntlet_has, prometheus_cmd, version_of};
 use super::{RunError, RunOptions};
 
@@ -80,6 +81,18 @@ pub(super) fn target(
     default_args: &str,
     data: &Path,
 ) -> Result<Option<Server>, RunError> {
+    target_with(o, name, subcommand, default_args, data, &[])
+}
+
+/// [`target`] with more placeholders filled in its arguments (`{rw}`: a port, say).
+pub(super) fn target_with(
+    o: &RunOptions,
+    name: &str,
+    subcommand: &str,
+    default_args: &str,
+    data: &Path,
+    fill: &[(&str, String)],
+) -> Result<Option<Server>, RunError> {
     if let Some(u) = &o.target_url {
         return Ok(Some(Server::external("target (external)", u, o.target_pid)));
     }
@@ -98,28 +111,66 @@ pub(super) fn target(
     let (http, grpc) = (free_port()?, free_port()?);
     let dir = o.work_dir.join(format!("{name}-gauntlet"));
     std::fs::create_dir_all(&dir)?;
-    let cmd = gauntlet_cmd(
-        bin,
-        args,
-        &o.gauntlet_extra_args,
-        &[
-            ("http", http.to_string()),
-            ("grpc", grpc.to_string()),
-            ("data", data.display().to_string()),
-        ],
-    );
-    let version = version_of(bin);
+    let mut all_fill = vec![
+        ("http", http.to_string()),
+        ("grpc", grpc.to_string()),
+        ("data", data.display().to_string()),
+    ];
+    all_fill.extend(fill.iter().cloned());
+    let cmd = gauntlet_cmd(bin, args, &o.gauntlet_extra_args, &all_fill);
     Server::start(
-        &format!(
-            "gauntlet {}",
-            version.split_whitespace().last().unwrap_or("")
-        ),
+        &gauntlet_name(bin, sub),
         cmd,
         format!("http://127.0.0.1:{http}"),
         &dir.join("log.txt"),
         READY_WAIT,
     )
     .map(Some)
+}
+
+/// Starts Gauntlet's `subcommand` with `args`, then `extra` (say the `--gauntlet-arg`s), on
+/// free loopback `--http-address` and `--grpc-address`, its log in `<work dir>/<dir>/log.txt`;
+/// returns it and its gRPC address (`127.0.0.1:PORT`, as `--endpoint` names it).
+pub(super) fn start_gauntlet(
+    o: &RunOptions,
+    dir: &str,
+    subcommand: &str,
+    args: &[String],
+    extra: &[String],
+) -> Result<(Server, String), RunError> {
+    let bin = o
+        .gauntlet_bin
+        .as_ref()
+        .ok_or_else(|| RunError::Start("no Gauntlet binary (--gauntlet-bin)".into()))?;
+    let (http, grpc) = (free_port()?, free_port()?);
+    let log_dir = o.work_dir.join(dir);
+    std::fs::create_dir_all(&log_dir)?;
+    let mut cmd = Command::new(bin);
+    cmd.arg(subcommand)
+        .args(args)
+        .arg(format!("--http-address=127.0.0.1:{http}"))
+        .arg(format!("--grpc-address=127.0.0.1:{grpc}"))
+        .args(extra);
+    let s = Server::start(
+        &gauntlet_name(bin, subcommand),
+        cmd,
+        format!("http://127.0.0.1:{http}"),
+        &log_dir.join("log.txt"),
+        READY_WAIT,
+    )?;
+    Ok((s, format!("127.0.0.1:{grpc}")))
+}
+
+/// `gauntlet VERSION` for `all` (the name earlier runs recorded), `gauntlet SUBCOMMAND VERSION`
+/// for a component.
+pub(super) fn gauntlet_name(bin: &Path, subcommand: &str) -> String {
+    let version = version_of(bin);
+    let v = version.split_whitespace().last().unwrap_or("");
+    if subcommand == "all" {
+        format!("gauntlet {v}")
+    } else {
+        format!("gauntlet {subcommand} {v}")
+    }
 }
 
 pub(super) fn now_ms() -> i64 {
@@ -196,6 +247,24 @@ fn families_text(g: &crate::datagen::GenConfig, prefix: &str) -> String {
 /// metric name (without the name, series of different metrics could share a label set, which
 /// PromQL refuses in one vector). Stale markers are not counted, as PromQL skips them.
 pub fn count_samples(server: &Server, start_ms: i64, end_ms: i64) -> Result<f64, RunError> {
+    count_per_name(server, start_ms, end_ms, "sum(count_over_time")
+}
+
+/// Counts the series with a sample in `[start_ms, end_ms]` with `count(last_over_time(…))`, one
+/// query per metric name, for servers whose own series gauge does not tell (a Thanos Receive
+/// that has cut its head into a block at start).
+pub fn count_series(server: &Server, start_ms: i64, end_ms: i64) -> Result<f64, RunError> {
+    count_per_name(server, start_ms, end_ms, "count(last_over_time")
+}
+
+/// The sum over metric names of `outer({__name__="…"}[range]))` at `end_ms`, the range
+/// reaching back to `start_ms`; `outer` opens two parentheses (`sum(count_over_time`).
+fn count_per_name(
+    server: &Server,
+    start_ms: i64,
+    end_ms: i64,
+    outer: &str,
+) -> Result<f64, RunError> {
     let json = |path: &str| -> Result<serde_json::Value, RunError> {
         let (status, body) = server.get(path)?;
         if status != 200 {
@@ -215,7 +284,7 @@ pub fn count_samples(server: &Server, start_ms: i64, end_ms: i64) -> Result<f64,
     for name in names["data"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
         let name = name.as_str().unwrap_or_default();
         let q = format!(
-            "sum(count_over_time({{__name__=\"{name}\"}}[{}ms]))",
+            "{outer}({{__name__=\"{name}\"}}[{}ms]))",
             end_ms - start_ms + 1
         );
         let v = json(&format!(
@@ -239,9 +308,19 @@ fn urlenc(s: &str) -> String {
 
 /// Generates the blocks of `o.data` under the work dir (reused when already there).
 pub(super) fn blocks(o: &RunOptions) -> Result<PathBuf, RunError> {
-    let g = &o.data;
+    blocks_of(o, &o.data)
+}
+
+/// Generates the blocks of `g` under the work dir (reused when already there); the directory
+/// is named by the knobs (and the start, when it is not the default).
+pub(super) fn blocks_of(o: &RunOptions, g: &GenConfig) -> Result<PathBuf, RunError> {
+    let start = if g.start_ms == GenConfig::default().start_ms {
+        String::new()
+    } else {
+        format!("-a{}", g.start_ms)
+    };
     let dir = o.work_dir.join(format!(
-        "blocks-s{}-t{}-p{}-i{}-d{}-c{}{}",
+        "blocks-s{}-t{}-p{}-i{}-d{}-c{}{}{start}",
         g.seed,
         g.targets,
         g.pods_per_target,
@@ -262,6 +341,111 @@ pub(super) fn blocks(o: &RunOptions) -> Result<PathBuf, RunError> {
         );
     }
     Ok(dir)
+}
+
+/// A bucket under the work dir named `name` holding, for each external label set of `copies`,
+/// a copy of every block of `src` with those labels in its Thanos section (see
+/// [`relabelled_copy`]): what sidecars of as many Prometheus servers (or clusters) scraping the
+/// same targets would upload. Reused when already complete.
+pub(super) fn thanos_bucket(
+    src: &Path,
+    bucket: &Path,
+    copies: &[Vec<(String, String)>],
+) -> Result<PathBuf, RunError> {
+    let done = bucket.with_extension("done");
+    if done.exists() {
+        return Ok(bucket.to_path_buf());
+    }
+    let _ = std::fs::remove_dir_all(bucket);
+    std::fs::create_dir_all(bucket)?;
+    let t = Instant::now();
+    let blocks = block_dirs_in(src);
+    for labels in copies {
+        for b in &blocks {
+            relabelled_copy(b, bucket, labels)?;
+        }
+    }
+    std::fs::write(&done, "")?;
+    eprintln!(
+        "made {} blocks ({} label sets × {}) in {} in {:.1} s",
+        copies.len() * blocks.len(),
+        copies.len(),
+        blocks.len(),
+        bucket.display(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(bucket.to_path_buf())
+}
+
+/// The block directories (those holding a `meta.json`) under `dir`, sorted by name.
+pub(super) fn block_dirs_in(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.join("meta.json").is_file())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Copies the block `block` into `bucket` as a new block: a fresh ULID (its own only source),
+/// and a Thanos section with the external labels `labels` and source `sidecar`. Its index and
+/// chunk files are hard links to the original's (copied where linking fails), so a bucket of
+/// many copies costs little disk; readers and compactors never write to a block's files.
+pub(super) fn relabelled_copy(
+    block: &Path,
+    bucket: &Path,
+    labels: &[(String, String)],
+) -> Result<PathBuf, RunError> {
+    use gauntlet_engine::block::{BlockMeta, ThanosMeta};
+    let bad = |e: gauntlet_engine::block::BlockError| RunError::Other(e.to_string());
+    let mut meta = BlockMeta::read(block).map_err(bad)?;
+    let id = ulid::Ulid::new();
+    meta.ulid = id;
+    meta.compaction.sources = vec![id];
+    meta.thanos = Some(ThanosMeta {
+        version: 1,
+        labels: labels.iter().cloned().collect(),
+        source: "sidecar".into(),
+        ..ThanosMeta::default()
+    });
+    let dst = bucket.join(id.to_string());
+    link_tree(block, &dst)?;
+    std::fs::remove_file(dst.join("meta.json"))?;
+    meta.write(&dst).map_err(bad)?;
+    Ok(dst)
+}
+
+/// Hard-links every file under `src` into `dst` (created), copying where linking fails.
+fn link_tree(src: &Path, dst: &Path) -> Result<(), RunError> {
+    std::fs::create_dir_all(dst)?;
+    for e in std::fs::read_dir(src)? {
+        let e = e?;
+        let to = dst.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            link_tree(&e.path(), &to)?;
+        } else if std::fs::hard_link(e.path(), &to).is_err() {
+            std::fs::copy(e.path(), &to)?;
+        }
+    }
+    Ok(())
+}
+
+/// A FILESYSTEM objstore file for `bucket` at `path`, as Thanos and Gauntlet read it.
+pub(super) fn objstore_file(path: &Path, bucket: &Path) -> Result<PathBuf, RunError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(
+        path,
+        format!(
+            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+            bucket.display()
+        ),
+    )?;
+    Ok(path.to_path_buf())
 }
 
 pub(super) fn block_count(dir: &Path) -> usize {
@@ -300,16 +484,22 @@ pub(super) fn input_name(o: &RunOptions, series: &[u64]) -> String {
             o.gauntlet_extra_args.join(" ")
         ));
     }
+    name.push_str(&series_suffix(series));
+    name
+}
+
+/// The part of an input's name after its knobs: ` (124k series)` for one block (or one data
+/// set), ` (12 blocks, up to 14.7k series each)` for several, nothing for none.
+pub(super) fn series_suffix(series: &[u64]) -> String {
     match series {
-        [] => {}
-        [n] => name.push_str(&format!(" ({} series)", short_count(*n))),
-        many => name.push_str(&format!(
+        [] => String::new(),
+        [n] => format!(" ({} series)", short_count(*n)),
+        many => format!(
             " ({} blocks, up to {} series each)",
             many.len(),
             short_count(many.iter().copied().max().unwrap_or(0))
-        )),
+        ),
     }
-    name
 }
 
 /// The series of each block under `dir`, from their `meta.json`.
@@ -335,33 +525,35 @@ pub(super) fn short_count(n: u64) -> String {
 
 /// The figures of a side-by-side table for the current table: throughput, latency, peak RSS.
 pub(super) fn side_figures(unit: &str, base: &Figures, target: Option<&Figures>) -> Vec<Figure> {
+    all_side_figures(unit, Some(base), target, None, None)
+}
+
+/// [`side_figures`] with every side: Prometheus (`base`), Gauntlet (`target`), Thanos and
+/// VictoriaMetrics, each when it ran.
+pub(super) fn all_side_figures(
+    unit: &str,
+    base: Option<&Figures>,
+    target: Option<&Figures>,
+    thanos: Option<&Figures>,
+    victoria: Option<&Figures>,
+) -> Vec<Figure> {
     let rss = |f: &Figures| f.peak_rss_bytes.map(|b| b as f64 / 1048576.0);
-    let mut out = vec![Figure::new(
-        unit,
-        target.map(|t| t.throughput),
-        Some(base.throughput),
-        1,
-    )];
-    if base.p50_ms > 0.0 {
-        out.push(Figure::new(
-            "latency p50, ms",
-            target.map(|t| t.p50_ms),
-            Some(base.p50_ms),
-            1,
-        ));
-        out.push(Figure::new(
-            "latency p99, ms",
-            target.map(|t| t.p99_ms),
-            Some(base.p99_ms),
-            1,
-        ));
+    let each = |v: fn(&Figures) -> Option<f64>| {
+        [base, target, thanos, victoria].map(|side| side.and_then(v))
+    };
+    let figure = |name: &str, [p, g, t, vm]: [Option<f64>; 4], decimals| {
+        Figure::new(name, g, p, decimals).with_peers(t, vm)
+    };
+    let mut out = vec![figure(unit, each(|f| Some(f.throughput)), 1)];
+    if [base, target, thanos, victoria]
+        .iter()
+        .flatten()
+        .any(|f| f.p50_ms > 0.0)
+    {
+        out.push(figure("latency p50, ms", each(|f| Some(f.p50_ms)), 1));
+        out.push(figure("latency p99, ms", each(|f| Some(f.p99_ms)), 1));
     }
-    out.push(Figure::new(
-        "peak RSS, MiB",
-        target.and_then(rss),
-        rss(base),
-        0,
-    ));
+    out.push(figure("peak RSS, MiB", each(rss), 0));
     out
 }
 
@@ -376,6 +568,7 @@ pub fn query(o: &RunOptions, scenario: &'static str) -> Result<Recorded, RunErro
         &src,
         &input_text(o),
         input_name(o, &block_series(&src)),
+        Some(&o.data),
     )
 }
 
@@ -419,40 +612,60 @@ pub fn histogram(o: &RunOptions) -> Result<Recorded, RunError> {
     if let Some(n) = series.iter().copied().max() {
         name.push_str(&format!(" ({} series)", short_count(n)));
     }
-    query_over(o, "histogram", &dir, &text, name)
+    query_over(o, "histogram", &dir, &text, name, None)
 }
 
-/// The `query` scenario's measurements over the blocks in `src`; `input` describes them in the
-/// section, `input_name` names them in the current table.
-fn query_over(
-    o: &RunOptions,
-    scenario: &'static str,
-    src: &Path,
-    input: &str,
-    input_name: String,
-) -> Result<Recorded, RunError> {
-    let text = std::fs::read_to_string(&o.queries)
-        .map_err(|e| RunError::Other(format!("{}: {e}", o.queries.display())))?;
-    let queries = qload::parse_queries(&text)?;
-    let (start, end) = (o.data.start_ms, o.data.start_ms + o.data.duration_ms);
-    let qopts = |url: &str| qload::QueryOptions {
-        url: url.to_string(),
-        data_start_ms: start,
-        data_end_ms: end,
-        concurrency: o.concurrency,
-        duration: Some(o.duration),
-        count: None,
-        timeout: Duration::from_secs(120),
-    };
-    let measure = |s: &Server| -> Result<Figures, RunError> {
+/// The query load of a query file: what every query of it needs, for any server.
+pub(super) struct QueryLoad {
+    /// The queries, in file order.
+    pub queries: Vec<qload::QuerySpec>,
+    /// The data's time range the queries' times are relative to, ms.
+    pub start_ms: i64,
+    /// End of the data, ms.
+    pub end_ms: i64,
+    /// Queries in flight.
+    pub concurrency: usize,
+    /// Load time per server.
+    pub duration: Duration,
+}
+
+impl QueryLoad {
+    /// The query file of `o` over `o.data`'s time range.
+    pub(super) fn of(o: &RunOptions) -> Result<QueryLoad, RunError> {
+        let text = std::fs::read_to_string(&o.queries)
+            .map_err(|e| RunError::Other(format!("{}: {e}", o.queries.display())))?;
+        Ok(QueryLoad {
+            queries: qload::parse_queries(&text)?,
+            start_ms: o.data.start_ms,
+            end_ms: o.data.start_ms + o.data.duration_ms,
+            concurrency: o.concurrency,
+            duration: o.duration,
+        })
+    }
+
+    fn options(&self, url: &str) -> qload::QueryOptions {
+        qload::QueryOptions {
+            url: url.to_string(),
+            data_start_ms: self.start_ms,
+            data_end_ms: self.end_ms,
+            concurrency: self.concurrency,
+            duration: Some(self.duration),
+            count: None,
+            timeout: Duration::from_secs(120),
+        }
+    }
+
+    /// One warm-up pass through the file, then `duration` at `concurrency` against `s`:
+    /// queries/s, latency, the server's CPU over the load and its peak RSS so far.
+    pub(super) fn measure(&self, s: &Server) -> Result<Figures, RunError> {
         let warm = qload::QueryOptions {
-            count: Some(queries.len() as u64),
+            count: Some(self.queries.len() as u64),
             duration: None,
-            ..qopts(&s.url)
+            ..self.options(&s.url)
         };
-        qload::run(&queries, &warm)?;
+        qload::run(&self.queries, &warm)?;
         let before = s.stats();
-        let rep = qload::run(&queries, &qopts(&s.url))?;
+        let rep = qload::run(&self.queries, &self.options(&s.url))?;
         let after = s.stats();
         eprintln!("{}:\n{}", s.name, rep.render());
         let mut notes = format!("{} queries, {} bytes", rep.queries, rep.bytes);
@@ -474,13 +687,15 @@ fn query_over(
             peak_rss_bytes: after.map(|a| a.peak_rss_bytes),
             notes,
         })
-    };
-    // Latency of each query alone, SEQUENTIAL_RUNS times, the sides taking turns query by
-    // query so a change in the machine's load hits both alike; the median per side and query.
-    let alone = |servers: &[&Server]| -> Result<Vec<Vec<f64>>, RunError> {
-        let mut runs = vec![vec![Vec::new(); queries.len()]; servers.len()];
+    }
+
+    /// Latency of each query alone, [`SEQUENTIAL_RUNS`] times, the servers taking turns query
+    /// by query so a change in the machine's load hits all alike; the median per server and
+    /// query, ms.
+    pub(super) fn alone(&self, servers: &[&Server]) -> Result<Vec<Vec<f64>>, RunError> {
+        let mut runs = vec![vec![Vec::new(); self.queries.len()]; servers.len()];
         for _ in 0..SEQUENTIAL_RUNS {
-            for (i, q) in queries.iter().enumerate() {
+            for (i, q) in self.queries.iter().enumerate() {
                 for (k, s) in servers.iter().enumerate() {
                     let rep = qload::run(
                         std::slice::from_ref(q),
@@ -488,7 +703,7 @@ fn query_over(
                             concurrency: 1,
                             count: Some(1),
                             duration: None,
-                            ..qopts(&s.url)
+                            ..self.options(&s.url)
                         },
                     )?;
                     if let Some(e) = &rep.first_error {
@@ -500,18 +715,48 @@ fn query_over(
         }
         Ok(runs
             .into_iter()
-            .map(|side| {
-                side.into_iter()
-                    .map(|mut v| {
-                        v.sort_by(|a, b| a.total_cmp(b));
-                        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-                    })
-                    .collect()
-            })
+            .map(|side| side.into_iter().map(|mut v| median(&mut v)).collect())
             .collect())
-    };
+    }
+
+    /// Every query sent once to `a` and to `b`, compared; the differences.
+    pub(super) fn diff(
+        &self,
+        a: &Server,
+        b: &Server,
+    ) -> Result<Vec<crate::load::diff::Difference>, RunError> {
+        Ok(qload::run_diff(
+            &self.queries,
+            &self.options(&a.url),
+            &b.url,
+            1e-6,
+        )?)
+    }
+}
+
+/// The median of `v` (sorted in place); NaN when empty.
+pub(super) fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The `query` scenario's measurements over the blocks in `src`; `input` describes them in the
+/// section, `input_name` names them in the current table. With `vm_data` (the generator's
+/// settings of those blocks), VictoriaMetrics answers the same queries over the same data
+/// imported through its remote-write endpoint; with a Thanos binary, the queriers are compared
+/// over one `gauntlet store` of the blocks (see [`super::querier`]).
+fn query_over(
+    o: &RunOptions,
+    scenario: &'static str,
+    src: &Path,
+    input: &str,
+    input_name: String,
+    vm_data: Option<&GenConfig>,
+) -> Result<Recorded, RunError> {
+    let load = QueryLoad::of(o)?;
+    let queries = &load.queries;
     let b = baseline_over_blocks(o, scenario, src)?;
-    let base = measure(&b)?;
+    let base = load.measure(&b)?;
     let gdata = o.work_dir.join(format!("{scenario}-gauntlet-data"));
     let _ = std::fs::remove_dir_all(&gdata);
     if o.target_url.is_none() && o.gauntlet_bin.is_some() {
@@ -527,8 +772,8 @@ fn query_over(
     )?;
     let mut tgt = None;
     if let Some(t) = &t {
-        let mut f = measure(t)?;
-        let diffs = qload::run_diff(&queries, &qopts(&b.url), &t.url, 1e-6)?;
+        let mut f = load.measure(t)?;
+        let diffs = load.diff(&b, t)?;
         f.notes.push_str(&format!(
             "; {} of {} queries differ from the baseline",
             diffs.len(),
@@ -539,19 +784,32 @@ fn query_over(
         }
         tgt = Some(f);
     }
-    let (per_query, medians) = match &t {
-        Some(t) => {
-            let sides = alone(&[&b, t])?;
-            per_query_table(&queries, &sides[0], Some(&sides[1]))
-        }
-        None => per_query_table(&queries, &alone(&[&b])?[0], None),
+    let sides = match &t {
+        Some(t) => load.alone(&[&b, t])?,
+        None => load.alone(&[&b])?,
     };
+    drop(t);
     drop(b);
-    let mut figures = side_figures(
+    // The peers after Prometheus and Gauntlet have stopped: one process at a time.
+    let vm = match vm_data {
+        Some(g) if o.victoria_bin.is_some() => Some(super::querier::victoria_side(o, g, &load)?),
+        _ => None,
+    };
+    let queriers = super::querier::queriers(o, src, &load)?;
+    let (per_query, medians) = per_query_table(queries, &sides[0], sides.get(1).map(Vec::as_slice));
+    let vm_median = vm.as_ref().map(|(_, alone)| median(&mut alone.clone()));
+    let vm_fig = vm.as_ref().map(|(f, _)| f);
+    // VictoriaMetrics: speed only (its memory holds what the import left, not comparable).
+    let mut figures = all_side_figures(
         &format!("queries/s at concurrency {}", o.concurrency),
-        &base,
+        Some(&base),
         tgt.as_ref(),
+        None,
+        vm_fig,
     );
+    if let Some(rss) = figures.iter_mut().find(|f| f.name == "peak RSS, MiB") {
+        rss.victoria = None;
+    }
     figures.insert(
         3,
         Figure::new(
@@ -559,9 +817,10 @@ fn query_over(
             medians.1,
             medians.0,
             1,
-        ),
+        )
+        .with_peers(None, vm_median),
     );
-    let section = render(
+    let mut section = render_sides(
         scenario,
         "queries/s",
         &format!(
@@ -575,261 +834,32 @@ fn query_over(
             o.concurrency,
         ),
         &o.command_line,
-        &base,
+        Some(&base),
         tgt.as_ref(),
-    ) + &per_query;
+        vm_fig.into_iter().cloned().collect::<Vec<_>>().as_slice(),
+    );
+    if let Some((f, alone)) = &vm {
+        section.push_str(&format!(
+            "\n{} answered the same queries over the same samples imported through its \
+             remote-write endpoint (`-search.disableCache`, `-search.latencyOffset=0s`), alone \
+             after the others stopped; its answers are not compared (MetricsQL differs from \
+             PromQL in places), its peak RSS holds what the import left. Median of its queries \
+             run alone: {:.1} ms.\n",
+            f.system,
+            median(&mut alone.clone())
+        ));
+    }
+    section.push_str(&per_query);
+    if let Some(q) = &queriers {
+        section.push_str(&q.render(queries));
+        figures.extend(q.figures(o.concurrency));
+    }
     Ok(Recorded {
         scenario,
         input: input_name,
         section,
         figures,
     })
-}
-
-/// `compact`: Prometheus started over the generated 2 h blocks with a larger
-/// `--storage.tsdb.max-block-duration` merges them by itself (its compaction loop runs about a
-/// minute after start). Measured: the samples its compactions wrote (each logged step writes
-/// the samples of the blocks its `sources` name, the generated blocks' counts from their
-/// meta.json, earlier steps' from those steps) over the sum of the `duration` it logs for its
-/// "compact blocks" steps, the process's CPU seconds and peak RSS from start until the
-/// block set has been stable for 70 s after the last compaction (or `duration` × 10 at most).
-/// Gauntlet: `gauntlet compact` over a filesystem bucket holding the same blocks, one pass;
-/// the samples it wrote over the time its merges took (downloads and uploads through the
-/// bucket not counted), CPU and peak RSS of the whole process. Each side plans by its own
-/// levels (Prometheus 2 h × 3ⁿ, Thanos 2 h → 8 h → 2 d), so both are given per sample.
-pub fn compact(o: &RunOptions) -> Result<Recorded, RunError> {
-    let src = blocks(o)?;
-    let before = block_count(&src);
-    let pdata = o.work_dir.join("compact-prometheus-data");
-    let _ = std::fs::remove_dir_all(&pdata);
-    copy_tree(&src, &pdata)?;
-    let _ = std::fs::remove_file(pdata.join("done"));
-    let extra = [
-        "--storage.tsdb.min-block-duration=2h".to_string(),
-        "--storage.tsdb.max-block-duration=744h".to_string(),
-        "--storage.tsdb.retention.time=100y".to_string(),
-    ];
-    let started = Instant::now();
-    let mut b = baseline(o, "compact", &pdata, &extra)?;
-    let limit = started + o.duration * 10;
-    let mut last_change = Instant::now();
-    let mut blocks_now = block_count(&pdata);
-    let mut compactions = 0usize;
-    let mut logged_s = 0.0;
-    let mut written = 0.0;
-    while Instant::now() < limit {
-        std::thread::sleep(Duration::from_millis(500));
-        let n = block_count(&pdata);
-        if n != blocks_now {
-            blocks_now = n;
-            last_change = Instant::now();
-        }
-        let log = b
-            .log
-            .as_ref()
-            .and_then(|l| std::fs::read_to_string(l).ok())
-            .unwrap_or_default();
-        let lines: Vec<&str> = log
-            .lines()
-            .filter(|l| l.contains("compact blocks"))
-            .collect();
-        if lines.len() != compactions {
-            compactions = lines.len();
-            last_change = Instant::now();
-            logged_s = lines.iter().filter_map(|l| log_duration_s(l)).sum();
-            written = samples_written(&src, &lines);
-        }
-        if compactions > 0 && last_change.elapsed() > Duration::from_secs(70) {
-            break;
-        }
-    }
-    let stats = b.stats();
-    b.stop();
-    let base = Figures {
-        system: b.name.clone(),
-        throughput: if logged_s > 0.0 {
-            written / logged_s
-        } else {
-            0.0
-        },
-        p50_ms: 0.0,
-        p99_ms: 0.0,
-        cpu_s: stats.map(|s| s.cpu_s),
-        peak_rss_bytes: stats.map(|s| s.peak_rss_bytes),
-        notes: format!(
-            "{compactions} compaction steps logged taking {logged_s:.2} s in all, writing {written:.0} samples; {before} blocks → {blocks_now}; CPU and RSS are the whole process lifetime ({:.0} s)",
-            started.elapsed().as_secs_f64()
-        ),
-    };
-    let tgt = compact_gauntlet(o, &src, before)?;
-    const UNIT: &str = "samples merged per compaction second";
-    let section = render(
-        "compact",
-        UNIT,
-        &format!("{}; {before} blocks of 2 h", input_text(o)),
-        &o.command_line,
-        &base,
-        tgt.as_ref(),
-    );
-    Ok(Recorded {
-        scenario: "compact",
-        input: input_name(o, &[]),
-        section,
-        figures: side_figures(UNIT, &base, tgt.as_ref()),
-    })
-}
-
-/// Gauntlet's side of `compact`: `gauntlet compact --wait` over a filesystem bucket holding a
-/// copy of the blocks in `src`, stopped once its first pass is done.
-fn compact_gauntlet(
-    o: &RunOptions,
-    src: &Path,
-    before: usize,
-) -> Result<Option<Figures>, RunError> {
-    let bucket = o.work_dir.join("compact-gauntlet-bucket");
-    let _ = std::fs::remove_dir_all(&bucket);
-    copy_tree(src, &bucket)?;
-    let scratch = o.work_dir.join("compact-gauntlet-scratch");
-    let _ = std::fs::remove_dir_all(&scratch);
-    let objstore = o.work_dir.join("compact-gauntlet-objstore.yml");
-    std::fs::write(
-        &objstore,
-        format!(
-            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-            bucket.display()
-        ),
-    )?;
-    let args = format!(
-        "compact --objstore.config-file={{data}} --data-dir={} --http-address=127.0.0.1:{{http}} --wait --wait-interval=24h --consistency-delay=0s --downsampling.disable",
-        scratch.display()
-    );
-    let Some(mut t) = target(o, "compact", "compact", &args, &objstore)? else {
-        return Ok(None);
-    };
-    let started = Instant::now();
-    let limit = started + o.duration * 10;
-    while t
-        .metric_sum("thanos_compact_iterations_total")
-        .unwrap_or(0.0)
-        < 1.0
-    {
-        if Instant::now() > limit {
-            return Err(RunError::Start(format!(
-                "gauntlet compact did not finish a pass in {:?}",
-                o.duration * 10
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let written = t
-        .metric_sum("gauntlet_compact_samples_written_total")
-        .unwrap_or(0.0);
-    let merge_s = t
-        .metric_sum("gauntlet_compact_merge_seconds_total")
-        .unwrap_or(0.0);
-    let compactions = t
-        .metric_sum("thanos_compact_group_compactions_total")
-        .unwrap_or(0.0);
-    let stats = t.stats();
-    let wall = started.elapsed().as_secs_f64();
-    t.stop();
-    let live = std::fs::read_dir(&bucket)?
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            e.path().join("meta.json").is_file() && !e.path().join("deletion-mark.json").exists()
-        })
-        .count();
-    Ok(Some(Figures {
-        system: t.name.clone(),
-        throughput: if merge_s > 0.0 {
-            written / merge_s
-        } else {
-            0.0
-        },
-        p50_ms: 0.0,
-        p99_ms: 0.0,
-        cpu_s: stats.map(|s| s.cpu_s),
-        peak_rss_bytes: stats.map(|s| s.peak_rss_bytes),
-        notes: format!(
-            "{compactions:.0} compactions merging {written:.0} samples in {merge_s:.2} s (copies into and out of the bucket not counted); {before} blocks → {live}; CPU and RSS are the whole process lifetime ({wall:.1} s, one pass)"
-        ),
-    }))
-}
-
-/// Samples Prometheus's logged "compact blocks" steps wrote: each step the samples of its
-/// `sources` (blocks of `src` by their meta.json, or earlier steps' output by their `ulid`).
-fn samples_written(src: &Path, lines: &[&str]) -> f64 {
-    let mut samples: std::collections::HashMap<String, f64> = std::fs::read_dir(src)
-        .map(|it| {
-            it.filter_map(Result::ok)
-                .filter_map(|e| {
-                    let meta = std::fs::read(e.path().join("meta.json")).ok()?;
-                    let v: serde_json::Value = serde_json::from_slice(&meta).ok()?;
-                    let n = v["stats"]["numSamples"].as_f64()?;
-                    Some((e.file_name().to_string_lossy().into_owned(), n))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut written = 0.0;
-    for line in lines {
-        let field = |name: &str| {
-            line.split(&format!(" {name}="))
-                .nth(1)
-                .map(|rest| {
-                    if let Some(quoted) = rest.strip_prefix('"') {
-                        quoted.split('"').next().unwrap_or("")
-                    } else {
-                        rest.split_whitespace().next().unwrap_or("")
-                    }
-                })
-                .unwrap_or("")
-        };
-        let out: f64 = field("sources")
-            .trim_matches(['[', ']'])
-            .split_whitespace()
-            .filter_map(|id| samples.get(id))
-            .sum();
-        samples.insert(field("ulid").to_string(), out);
-        written += out;
-    }
-    written
-}
-
-/// The `duration=…` field of a Prometheus log line, in seconds (`1.5s`, `850ms`, `1m2.5s`).
-fn log_duration_s(line: &str) -> Option<f64> {
-    let v = line.split("duration=").nth(1)?.split_whitespace().next()?;
-    let v = v.trim_matches('"');
-    let mut total = 0.0;
-    let mut num = String::new();
-    let mut chars = v.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let unit = match (c, chars.peek()) {
-            ('m', Some('s')) => {
-                chars.next();
-                1e-3
-            }
-            ('µ' | 'u', Some('s')) => {
-                chars.next();
-                1e-6
-            }
-            ('n', Some('s')) => {
-                chars.next();
-                1e-9
-            }
-            ('h', _) => 3600.0,
-            ('m', _) => 60.0,
-            ('s', _) => 1.0,
-            _ => return None,
-        };
-        total += num.parse::<f64>().ok()? * unit;
-        num.clear();
-    }
-    Some(total)
 }
 
 /// The per-query latencies of both sides (median of the sequential runs) with each query's
@@ -885,43 +915,12 @@ fn per_query_table(
 
 #[cfg(test)]
 mod tests {
-    use super::{log_duration_s, samples_written, short_count};
+    use super::short_count;
 
     #[test]
     fn counts_are_shortened() {
         assert_eq!(short_count(1_162_800), "1.16M");
         assert_eq!(short_count(116_280), "116k");
         assert_eq!(short_count(3_700), "3700");
-    }
-
-    #[test]
-    fn samples_written_follow_each_step_to_its_sources() {
-        let src = tempfile::tempdir().unwrap();
-        for (id, n) in [("A", 10), ("B", 20), ("C", 30)] {
-            let dir = src.path().join(id);
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(
-                dir.join("meta.json"),
-                format!("{{\"stats\":{{\"numSamples\":{n}}}}}"),
-            )
-            .unwrap();
-        }
-        let lines = [
-            r#"level=INFO msg="compact blocks" count=2 ulid=X sources="[A B]" duration=1s"#,
-            r#"level=INFO msg="compact blocks" count=2 ulid=Y sources="[X C]" duration=1s"#,
-        ];
-        // X writes 30 samples, Y writes X's 30 and C's 30 again.
-        assert_eq!(samples_written(src.path(), &lines), 90.0);
-    }
-
-    #[test]
-    fn go_durations_in_logs() {
-        assert_eq!(
-            log_duration_s("msg=\"compact blocks\" duration=1.5s x=1"),
-            Some(1.5)
-        );
-        assert_eq!(log_duration_s("duration=850ms"), Some(0.85));
-        assert_eq!(log_duration_s("duration=1m2.5s"), Some(62.5));
-        assert_eq!(log_duration_s("nothing"), None);
     }
 }

@@ -565,25 +565,29 @@ pub const DEFAULT_SELECTORS: &[&str] = &[
 
 /// One side's figures for one selection.
 #[derive(Debug, Clone)]
-struct Row {
-    selector: String,
+pub(super) struct Row {
+    /// The selector as written.
+    pub selector: String,
     /// The best pass.
-    best: Streamed,
+    pub best: Streamed,
     /// Server CPU per pass (average over the measured passes), s.
-    cpu_s: Option<f64>,
+    pub cpu_s: Option<f64>,
 }
 
 /// A side's figures: one row per selection, and the server's peak RSS at the end.
 #[derive(Debug, Clone)]
-struct Side {
-    system: String,
-    rows: Vec<Row>,
-    peak_rss: Option<u64>,
+pub(super) struct Side {
+    /// The server's name.
+    pub system: String,
+    /// One per selection, in order.
+    pub rows: Vec<Row>,
+    /// Peak RSS of the server at the end, bytes.
+    pub peak_rss: Option<u64>,
 }
 
 /// Where a side is asked.
 #[derive(Debug, Clone, Copy)]
-enum Api<'a> {
+pub(super) enum Api<'a> {
     /// A StoreAPI at this `http://host:port`.
     Store(&'a str),
     /// A Prometheus remote-read endpoint under this base URL.
@@ -598,7 +602,7 @@ async fn pass(api: Api<'_>, sel: &Selection) -> Result<Streamed, RunError> {
 }
 
 /// Measures one side: per selection a warm-up pass, then `passes` passes.
-async fn measure_side(
+pub(super) async fn measure_side(
     server: &Server,
     api: Api<'_>,
     sels: &[Selection],
@@ -1007,7 +1011,8 @@ fn render(
 }
 
 impl Streamed {
-    fn best_seconds(&self) -> f64 {
+    /// The pass's wall time, never zero, s.
+    pub(super) fn best_seconds(&self) -> f64 {
         self.seconds.max(1e-9)
     }
 }

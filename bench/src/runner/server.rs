@@ -1,5 +1,6 @@
-//! Server processes the runner starts on loopback (Prometheus 3.x, Gauntlet) or finds already
-//! running (external mode), and the figures read about them from `/proc`.
+//! Server processes the runner starts on loopback (Prometheus 3.x, Gauntlet, Thanos's
+//! components, VictoriaMetrics) or finds already running (external mode), and the figures read
+//! about them from `/proc`.
 
 use std::ffi::OsString;
 use std::io::Write as _;
@@ -26,6 +27,8 @@ pub struct Server {
     command: Option<(OsString, Vec<OsString>)>,
     /// Where its stderr goes (started servers only).
     pub log: Option<PathBuf>,
+    /// Time from the spawn to `/-/ready` answering 200 (started servers only).
+    pub started_in: Option<Duration>,
 }
 
 impl Server {
@@ -38,11 +41,13 @@ impl Server {
             child: None,
             command: None,
             log: None,
+            started_in: None,
         }
     }
 
     /// Starts `cmd` (stdout and stderr to `log`) and waits up to `wait` until `url` answers
-    /// `/-/ready` (or, for servers without it, `/api/v1/labels`) with 200.
+    /// `/-/ready` (or, for servers without it, `/api/v1/labels`) with 200, polled every 20 ms;
+    /// [`Server::started_in`] holds how long that took.
     pub fn start(
         name: &str,
         cmd: Command,
@@ -60,9 +65,12 @@ impl Server {
                 cmd.get_args().map(|a| a.to_os_string()).collect(),
             )),
             log: Some(log.to_path_buf()),
+            started_in: None,
         };
+        let t = Instant::now();
         s.spawn(cmd, std::fs::File::create(log)?)?;
-        s.wait_ready(wait, Duration::from_millis(200), true)?;
+        s.wait_ready(wait, Duration::from_millis(20), true)?;
+        s.started_in = Some(t.elapsed());
         Ok(s)
     }
 
