@@ -256,3 +256,34 @@ pub fn victoria_metrics(data_dir: &Path, extra: &[&str]) -> PeerProcess {
         Duration::from_secs(60),
     )
 }
+
+/// `thanos receive` over `tsdb` on the loopback ports `[http, grpc, rw]` (a hashring lists its
+/// members' gRPC addresses before they start), shipping to the bucket `objstore` names, with
+/// `extra` flags; returns it and its remote-write port.
+pub fn thanos_receive_on(
+    [http, grpc, rw]: [u16; 3],
+    tsdb: &Path,
+    objstore: &Path,
+    extra: &[&str],
+) -> (PeerProcess, u16) {
+    let mut cmd = Command::new(peer_bin("thanos"));
+    cmd.arg("receive")
+        .arg(format!("--tsdb.path={}", tsdb.display()))
+        .arg(format!("--objstore.config-file={}", objstore.display()))
+        .arg(format!("--http-address=127.0.0.1:{http}"))
+        .arg(format!("--grpc-address=127.0.0.1:{grpc}"))
+        .arg(format!("--remote-write.address=127.0.0.1:{rw}"))
+        // Its Cap'n Proto replication server is unused here; on a port of its own choosing,
+        // receivers started side by side do not collide on the default one.
+        .arg("--receive.capnproto-address=127.0.0.1:0")
+        .args(extra);
+    let p = PeerProcess::spawn(
+        cmd,
+        "thanos receive",
+        http,
+        grpc,
+        "/-/ready",
+        Duration::from_secs(60),
+    );
+    (p, rw)
+}

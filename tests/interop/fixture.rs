@@ -148,12 +148,21 @@ pub fn query_paths(start_ms: i64, end_ms: i64) -> Vec<String> {
 
 /// The JSON of an answer with what may differ between two equal answers put in one order:
 /// result series sorted by their labels (unless the query sorts), annotation lists sorted,
-/// and `stats` dropped.
+/// `stats` and an empty `analysis` dropped.
 pub fn normalized(path: &str, body: &str) -> Value {
     let mut v: Value =
         serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}"));
     if let Some(o) = v.as_object_mut() {
         o.remove("stats");
+        // Thanos's querier adds its query analysis, empty unless asked for; Prometheus's API
+        // and Gauntlet's have none (README, "Known differences from Thanos").
+        if let Some(Value::Object(data)) = o.get_mut("data")
+            && data
+                .get("analysis")
+                .is_some_and(|a| a == &Value::Object(Default::default()))
+        {
+            data.remove("analysis");
+        }
         for k in ["warnings", "infos"] {
             if let Some(Value::Array(a)) = o.get_mut(k) {
                 a.sort_by_key(|x| x.to_string());
@@ -176,11 +185,22 @@ pub fn normalized(path: &str, body: &str) -> Value {
 /// Asks `want` and `got` every path and fails listing each answer that differs (status or
 /// normalized JSON). Returns how many answers held any result.
 pub fn assert_same(what: &str, want: &PeerProcess, got: &PeerProcess, paths: &[String]) -> usize {
+    assert_same_ports(what, want.http, got.http, paths)
+}
+
+/// As [`assert_same`], for any two HTTP APIs on loopback: `want_port` and `got_port` (a
+/// Thanos process's, a [`GauntletServer`]'s `http_port`).
+pub fn assert_same_ports(what: &str, want_port: u16, got_port: u16, paths: &[String]) -> usize {
+    let get = |port: u16, p: &str| {
+        let (status, body) =
+            http_get(port, p).unwrap_or_else(|e| panic!("{what}: :{port}{p}: {e}"));
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
     let mut failures = Vec::new();
     let mut nonempty = 0;
     for p in paths {
-        let (ws, wb) = want.get(p);
-        let (gs, gb) = got.get(p);
+        let (ws, wb) = get(want_port, p);
+        let (gs, gb) = get(got_port, p);
         let (wv, gv) = (normalized(p, &wb), normalized(p, &gb));
         if wv
             .pointer("/data/result")
@@ -217,5 +237,39 @@ fn clip(s: &str) -> String {
         format!("{}…({} bytes)", &s[..cut], s.len())
     } else {
         s.to_string()
+    }
+}
+
+/// Waits (at most 30 s) until the querier whose HTTP API is on `port` (Thanos's or Gauntlet's)
+/// lists at least `n` healthy stores that advertise label sets on `/api/v1/stores`, so that
+/// what it answers next reads every endpoint it was given.
+pub fn wait_for_stores_on(port: u16, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let v: Value = http_get(port, "/api/v1/stores")
+            .ok()
+            .filter(|(status, _)| *status == 200)
+            .and_then(|(_, body)| serde_json::from_slice(&body).ok())
+            .unwrap_or(Value::Null);
+        let ready = v["data"]
+            .as_object()
+            .map(|o| {
+                o.values()
+                    .flat_map(|l| l.as_array().cloned().unwrap_or_default())
+                    .filter(|s| {
+                        s["lastError"].is_null()
+                            && s["labelSets"].as_array().is_some_and(|l| !l.is_empty())
+                    })
+                    .count()
+            })
+            .unwrap_or(0);
+        if ready >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the querier on :{port} lists fewer than {n} healthy stores: {v}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }

@@ -9,4 +9,5 @@
 mod common;
 
 mod fixture;
+mod hashring;
 mod querier_front;
