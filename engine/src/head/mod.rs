@@ -1361,6 +1361,9 @@ impl Queryable for Head {
     }
 
     fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>> {
+        let Some((mint, maxt)) = self.label_window(mint, maxt) else {
+            return Ok(Vec::new());
+        };
         let slot = self.slot;
         let ms = matchers.to_vec();
         let parts = self.on_cores(move |c| c.with(slot, |s| s.label_names(&ms, mint, maxt)))?;
@@ -1377,6 +1380,9 @@ impl Queryable for Head {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>> {
+        let Some((mint, maxt)) = self.label_window(mint, maxt) else {
+            return Ok(Vec::new());
+        };
         let slot = self.slot;
         let ms = matchers.to_vec();
         let name = name.to_string();
@@ -1386,6 +1392,18 @@ impl Queryable for Head {
         out.sort();
         out.dedup();
         Ok(out)
+    }
+}
+
+impl Head {
+    /// The window the label APIs read the head's series in: everything when the head's samples
+    /// overlap `[mint, maxt]` (ms), else nothing. Prometheus's head, and so Thanos's receiver,
+    /// answers label names and values for the head as a whole, as a block does, not series by
+    /// series.
+    fn label_window(&self, mint: i64, maxt: i64) -> Option<(i64, i64)> {
+        let s = &self.shared;
+        let (min, max) = (s.min_time.load(Relaxed), s.max_time.load(Relaxed));
+        (min <= maxt && max >= mint).then_some((i64::MIN, i64::MAX))
     }
 }
 

@@ -725,3 +725,38 @@ fn a_stream_skips_series_removed_after_it_started() {
             .is_none()
     );
 }
+
+/// The label APIs answer for the head as a whole, as Prometheus's head does: a series whose
+/// samples all lie outside the range still names its labels while the head overlaps it, and
+/// nothing does once the range misses the head.
+#[test]
+fn label_apis_read_the_whole_head_while_it_overlaps_the_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let (head, _) = Head::open(runtime(2), dir.path(), opts()).unwrap();
+    let early = [1_000_000, 1_015_000];
+    let late = [2_000_000, 2_015_000];
+    block_on(head.append(batches(&head, 3, &early))).unwrap();
+    let mut more = vec![AppendBatch::new(); head.cores()];
+    let pairs = [("__name__", "m"), ("j", "late")];
+    let hash = hash_pairs(pairs);
+    more[head.route(hash)].push_series(hash, pairs, late.iter().map(|&t| (t, 1.0)));
+    block_on(head.append(more)).unwrap();
+
+    // Only the late series has samples in [1 900 000, 2 100 000]; the early ones count too.
+    let m = [eq("__name__", "m")];
+    assert_eq!(
+        head.label_values("i", &m, 1_900_000, 2_100_000).unwrap(),
+        ["0000", "0001", "0002"]
+    );
+    assert_eq!(
+        head.label_names(&m, 1_900_000, 2_100_000).unwrap(),
+        ["__name__", "i", "j"]
+    );
+    // Outside the head's [1 000 000, 2 015 000]: nothing.
+    assert!(
+        head.label_values("i", &m, 3_000_000, 4_000_000)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(head.label_names(&[], 0, 999_999).unwrap().is_empty());
+}
