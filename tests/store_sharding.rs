@@ -789,9 +789,10 @@ fn time_shards_advertise_their_window_and_get_only_the_queries_in_it() {
     let qs = querier(&shards.iter().collect::<Vec<_>>());
     let q_whole = querier(&[&whole]);
 
-    // Info: each shard advertises its blocks' range cut to its window.
+    // Info: each shard advertises its blocks' range cut to its window, a block's exclusive end
+    // counted as Thanos's store counts it.
     let h = |h: i64| (T0 + h * 3600) * 1000;
-    let want = [(h(0), h(6) - 1), (h(6), h(12) - 1), (h(12), h(18) - 1)];
+    let want = [(h(0), h(6) - 1), (h(6), h(12) - 1), (h(12), h(18))];
     let stores = get_json(&qs, "/api/v1/stores");
     let mut advertised = BTreeMap::new();
     for s in stores["data"]

@@ -314,7 +314,8 @@ pub struct LabelSetInfo {
     pub labels: Labels,
     /// Earliest ms served.
     pub min_time: i64,
-    /// Latest ms served (inclusive).
+    /// Latest ms: the newest block's `maxTime` (its exclusive end, as Thanos advertises it),
+    /// cut to the store's window.
     pub max_time: i64,
 }
 
@@ -493,16 +494,18 @@ impl BucketStore {
         }
         let (min, max) = self.opts.selection.window(selection::now_ms());
         let mut out: Vec<LabelSetInfo> = Vec::new();
+        // A block's range as its meta.json has it, the exclusive end included, as Thanos's
+        // store advertises it (`BucketStore.TimeRange`): queriers show and log these numbers.
         for b in self.blocks() {
             match out.iter_mut().find(|i| i.labels == b.ext_labels) {
                 Some(i) => {
                     i.min_time = i.min_time.min(b.meta.min_time);
-                    i.max_time = i.max_time.max(b.meta.max_time - 1);
+                    i.max_time = i.max_time.max(b.meta.max_time);
                 }
                 None => out.push(LabelSetInfo {
                     labels: b.ext_labels.clone(),
                     min_time: b.meta.min_time,
-                    max_time: b.meta.max_time - 1,
+                    max_time: b.meta.max_time,
                 }),
             }
         }
