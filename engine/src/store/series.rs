@@ -268,4 +268,46 @@ mod tests {
         };
         assert!(without.matches(&l));
     }
+
+    /// The shard of a series is Thanos's (`storepb.ShardMatcher`): the hashes below are what
+    /// Go's `xxhash.Sum64` (github.com/cespare/xxhash/v2, which Thanos v0.42.4 uses) gives for
+    /// the same bytes, taken from a Go program run once.
+    #[test]
+    fn shard_hash_is_thanos_xxhash() {
+        let shard_of = |labels: &[(&str, &str)], by: bool, names: &[&str], total: u64| {
+            let l = Labels::from_pairs(labels.iter().copied());
+            let hit: Vec<u64> = (0..total)
+                .filter(|&index| {
+                    ShardInfo {
+                        index,
+                        total,
+                        by,
+                        labels: names.iter().map(|s| s.to_string()).collect(),
+                    }
+                    .matches(&l)
+                })
+                .collect();
+            assert_eq!(hit.len(), 1, "{l} is in shards {hit:?}");
+            hit[0]
+        };
+        let node = [
+            ("__name__", "node_cpu_seconds_total"),
+            ("cluster", "eu1"),
+            ("cpu", "0"),
+            ("instance", "host-0000:9100"),
+            ("job", "node"),
+            ("mode", "idle"),
+        ];
+        // xxhash("__name__\xffnode_cpu_seconds_total\xffcluster\xffeu1\xff…mode\xffidle\xff")
+        // = 7578877821676903877.
+        assert_eq!(shard_of(&node, false, &[], 4), 7578877821676903877 % 4);
+        assert_eq!(shard_of(&node, false, &[], 2), 1);
+        // xxhash("job\xffa\xff") = 5958410927473998470: 2 of 4.
+        assert_eq!(shard_of(&[("job", "a"), ("x", "1")], true, &["job"], 4), 2);
+        // `without (job)`: xxhash("__name__\xffup\xffi\xff1\xff") = 8065608936763472527.
+        let up = [("__name__", "up"), ("i", "1"), ("job", "a")];
+        assert_eq!(shard_of(&up, false, &["job"], 4), 3);
+        // Nothing hashed (`by` a label the series lacks): xxhash("") = 17241709254077376921.
+        assert_eq!(shard_of(&up, true, &["zone"], 4), 17241709254077376921 % 4);
+    }
 }
