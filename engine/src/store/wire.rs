@@ -163,7 +163,11 @@ impl WireChunk<'_> {
         if self.encoding == Encoding::Aggr as u8 {
             let mut len = times;
             for p in AggrChunk::new(self.data).present().iter().flatten() {
-                len += field_len(wire_chunk_len(0, p.data, chunk_hash(p.data)));
+                len += field_len(wire_chunk_len(
+                    wire_type(p.encoding),
+                    p.data,
+                    chunk_hash(p.data),
+                ));
             }
             return SizedChunk { len, hash: 0 };
         }
@@ -196,12 +200,15 @@ impl WireChunk<'_> {
         {
             if let Some(p) = p {
                 let h = chunk_hash(p.data);
+                // A native histogram's sum and counter are float histogram chunks: typed as
+                // such, or a querier reads them as XOR.
+                let typ = wire_type(p.encoding);
                 // AggrChunk.count (4), sum (5), min (6), max (7), counter (8).
                 out.tag_varint(
                     ((4 + *t as u8) << 3) | 2,
-                    wire_chunk_len(0, p.data, h) as u64,
+                    wire_chunk_len(typ, p.data, h) as u64,
                 );
-                put_wire_chunk(out, 0, p.data, h);
+                put_wire_chunk(out, typ, p.data, h);
             }
         }
     }

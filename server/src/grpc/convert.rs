@@ -182,14 +182,14 @@ pub fn chunk(c: &ChunkView<'_>) -> thanos::AggrChunk {
         max_time: c.max_time,
         ..Default::default()
     };
+    let typ = |encoding: u8| match encoding {
+        2 => thanos::chunk::Encoding::Histogram,
+        3 => thanos::chunk::Encoding::FloatHistogram,
+        _ => thanos::chunk::Encoding::Xor,
+    } as i32;
     if c.encoding != Encoding::Aggr as u8 {
-        let typ = match c.encoding {
-            2 => thanos::chunk::Encoding::Histogram,
-            3 => thanos::chunk::Encoding::FloatHistogram,
-            _ => thanos::chunk::Encoding::Xor,
-        };
         out.raw = Some(thanos::Chunk {
-            r#type: typ as i32,
+            r#type: typ(c.encoding),
             ..wire(data)
         });
         return out;
@@ -197,9 +197,13 @@ pub fn chunk(c: &ChunkView<'_>) -> thanos::AggrChunk {
     let parts = AggrChunk::new(c.data).present();
     let field = |t: AggrType| {
         parts[t as usize].map(|p| {
-            // Sub-chunks are slices of the one copy of the chunk's bytes.
+            // Sub-chunks are slices of the one copy of the chunk's bytes; a native
+            // histogram's sum and counter are float histogram chunks, typed as such.
             let start = p.data.as_ptr() as usize - c.data.as_ptr() as usize;
-            wire(data.slice(start..start + p.data.len()))
+            thanos::Chunk {
+                r#type: typ(p.encoding),
+                ..wire(data.slice(start..start + p.data.len()))
+            }
         })
     };
     out.count = field(AggrType::Count);

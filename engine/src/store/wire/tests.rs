@@ -71,21 +71,21 @@ fn prost_series(c: &Case) -> thanos::Series {
                     max_time: ch.max_time,
                     ..Default::default()
                 };
+                let typ = |encoding: u8| match encoding {
+                    2 => thanos::chunk::Encoding::Histogram,
+                    3 => thanos::chunk::Encoding::FloatHistogram,
+                    _ => thanos::chunk::Encoding::Xor,
+                } as i32;
                 if ch.encoding == Encoding::Aggr as u8 {
                     let parts = AggrChunk::new(&ch.data).present();
-                    let f = |t: AggrType| parts[t as usize].map(|p| wire(p.data, 0));
+                    let f = |t: AggrType| parts[t as usize].map(|p| wire(p.data, typ(p.encoding)));
                     out.count = f(AggrType::Count);
                     out.sum = f(AggrType::Sum);
                     out.min = f(AggrType::Min);
                     out.max = f(AggrType::Max);
                     out.counter = f(AggrType::Counter);
                 } else {
-                    let typ = match ch.encoding {
-                        2 => thanos::chunk::Encoding::Histogram,
-                        3 => thanos::chunk::Encoding::FloatHistogram,
-                        _ => thanos::chunk::Encoding::Xor,
-                    };
-                    out.raw = Some(wire(&ch.data, typ as i32));
+                    out.raw = Some(wire(&ch.data, typ(ch.encoding)));
                 }
                 out
             })
@@ -153,6 +153,22 @@ fn sample_cases() -> Vec<Case> {
             None,
         ])
     };
+    // A native histogram's aggregates: its sum and counter are float histogram chunks (the
+    // payloads' bytes do not matter here, only that they travel typed as such).
+    let histogram_aggr = {
+        let count = encode_xor(&[0, 300_000], &[30.0, 30.0]);
+        let fh = |b: &'static [u8]| SubChunk {
+            encoding: 3,
+            data: b,
+        };
+        encode_aggr(&[
+            Some(SubChunk::xor(&count)),
+            Some(fh(&[0, 2, 9, 9, 9])),
+            None,
+            None,
+            Some(fh(&[0, 2, 7, 7])),
+        ])
+    };
     vec![
         Case {
             labels: pairs(&[("__name__", "up"), ("job", "node"), ("zone", "")]),
@@ -187,6 +203,15 @@ fn sample_cases() -> Vec<Case> {
                 max_time: 300_000,
                 encoding: Encoding::Aggr as u8,
                 data: Bytes::from(aggr),
+            }],
+        },
+        Case {
+            labels: pairs(&[("__name__", "down_histogram")]),
+            chunks: vec![RawChunk {
+                min_time: 0,
+                max_time: 300_000,
+                encoding: Encoding::Aggr as u8,
+                data: Bytes::from(histogram_aggr),
             }],
         },
     ]
