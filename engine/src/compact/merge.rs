@@ -1,15 +1,14 @@
 //! Merges blocks into one, streaming: the symbol tables are merged in order, then the series of
 //! all inputs are walked together in label order, one label set at a time. A series' chunks
 //! are copied as they are unless chunks of different inputs overlap in time or a tombstone
-//! deletes some of their samples; then its samples are decoded, merged (equal timestamps once,
-//! or Thanos's penalty deduplication for replicas) and encoded again in chunks of 120. A series
-//! holding native histogram chunks is merged chunk by chunk as Prometheus's compactor merges
-//! it (`overlap.rs`; equal timestamps once), or, with penalty deduplication, its replicas'
-//! floats and histograms are deduplicated as one time line and encoded again, and its
-//! histogram chunks are decoded to the end even when copied, so a corrupt one stops the merge
-//! with its block, series and chunk named and no block written. Series
-//! matching a deletion selector are left out: that is how a block is rewritten without them
-//! (`rewrite.rs`).
+//! deletes some of their samples; then its samples are decoded, merged (equal timestamps once)
+//! and encoded again in chunks of 120. A series holding native histogram chunks is merged
+//! chunk by chunk as Prometheus's compactor merges it (`overlap.rs`; equal timestamps once), and
+//! with Thanos's penalty deduplication every series is merged chunk by chunk as Thanos's
+//! compactor merges replicas (`overlap.rs`). Histogram chunks are decoded to the end even when
+//! copied, so a corrupt one stops the merge with its block, series and chunk named and no block
+//! written. Series matching a deletion selector are left out: that is how a block is rewritten
+//! without them (`rewrite.rs`).
 //!
 //! Series are compared and written as references into the merged symbol table: each input's
 //! symbol references are mapped to the merged table's positions while the tables are merged,
@@ -42,7 +41,6 @@ use crate::error::{Error, Result};
 use crate::index::postings::union_many;
 use crate::index::{ChunkMeta, IndexReader, IndexWriter, postings_for_matchers};
 use crate::labels::Matcher;
-use crate::query::dedup_replicas;
 
 /// Samples per chunk when a series' samples are encoded again (Prometheus's compaction cuts
 /// merged samples at 120 as well).
@@ -693,12 +691,13 @@ impl SeriesMerge {
         Ok(false)
     }
 
-    /// Merges a series holding native histograms as Prometheus's compactor does
-    /// ([`overlap`]): deletions applied chunk by chunk, chunks that overlap none kept as they
-    /// are, overlapping ones chained and encoded again. Every chunk of the inputs is decoded
-    /// and its histograms checked first, so a corrupt one is reported with its block, series
-    /// and chunk.
-    fn rewrite_histograms(
+    /// Merges a series chunk by chunk ([`overlap`]), as Prometheus's compactor merges one
+    /// holding native histograms and Thanos's merges replicas under penalty deduplication:
+    /// deletions applied chunk by chunk, chunks that overlap none kept as they are,
+    /// overlapping ones joined and encoded again. Every chunk of the inputs is decoded and its
+    /// histograms checked first, so a corrupt one is reported with its block, series and
+    /// chunk.
+    fn rewrite_by_chunks(
         &mut self,
         blocks: &mut [Input],
         dedup: Dedup,
@@ -769,8 +768,10 @@ impl SeriesMerge {
         Ok(written)
     }
 
-    /// Decodes each input's samples (deletions applied), merges them and writes them in
-    /// chunks of [`SAMPLES_PER_MERGED_CHUNK`]; returns the samples written.
+    /// Decodes each input's samples (deletions applied), merges them (equal timestamps once)
+    /// and writes them in chunks of [`SAMPLES_PER_MERGED_CHUNK`]; returns the samples written.
+    /// Series holding histograms, and every series under penalty deduplication, are merged
+    /// chunk by chunk instead ([`SeriesMerge::rewrite_by_chunks`]).
     fn rewrite(
         &mut self,
         blocks: &mut [Input],
@@ -779,8 +780,8 @@ impl SeriesMerge {
         metas: &mut Vec<ChunkMeta>,
         stats: &mut MergeStats,
     ) -> Result<Written> {
-        if self.has_histograms(blocks)? {
-            return self.rewrite_histograms(blocks, dedup, out, metas, stats);
+        if dedup == Dedup::Penalty || self.has_histograms(blocks)? {
+            return self.rewrite_by_chunks(blocks, dedup, out, metas, stats);
         }
         let n = self.inputs.len();
         self.batches.resize_with(n, SampleBatch::default);
@@ -821,14 +822,7 @@ impl SeriesMerge {
                 (batch.ts, batch.val) = pairs.into_iter().unzip();
             }
         }
-        let batches = &self.batches[..n];
-        match dedup {
-            Dedup::Chain => chain_merge(batches, &mut self.merged),
-            Dedup::Penalty => {
-                let refs: Vec<&SampleBatch> = batches.iter().collect();
-                self.merged = dedup_replicas(&refs, false);
-            }
-        }
+        chain_merge(&self.batches[..n], &mut self.merged);
         let (ts, val) = (&self.merged.ts, &self.merged.val);
         for start in (0..ts.len()).step_by(SAMPLES_PER_MERGED_CHUNK) {
             let end = (start + SAMPLES_PER_MERGED_CHUNK).min(ts.len());

@@ -20,6 +20,10 @@
 //!
 //! Prometheus chooses among equal chunks and equal timestamps through Go's heap; the same heap
 //! discipline is used here, so the same inputs in the same order give the same chunks.
+//!
+//! Replicas deduplicated with Thanos's penalty algorithm are merged the same way, chunk group
+//! by chunk group, floats as well as histograms, as Thanos's compactor merges them
+//! ([`penalty_dedup_series_chunks`]).
 
 use crate::block::Interval;
 use crate::chunk::{
@@ -143,9 +147,38 @@ pub fn apply_deletions(
     Ok(enc.finish())
 }
 
+/// How the samples of a chunk and the chunks overlapping it are joined.
+#[derive(Debug, Clone, Copy)]
+enum Join {
+    /// One sample per timestamp, as Prometheus's chain iterator picks them.
+    Chain,
+    /// Thanos's penalty algorithm between replicas.
+    Penalty,
+}
+
 /// Merges the chunks of one series from several inputs (each input's chunks in time order)
 /// into chunks in time order that do not overlap, as Prometheus's compactor does.
 pub fn merge_series_chunks(inputs: Vec<Vec<SeriesChunk>>) -> Result<Vec<SeriesChunk>, ChunkError> {
+    merge_chunks(inputs, Join::Chain)
+}
+
+/// Deduplicates the chunks of one series from several replicas (each input's chunks in time
+/// order) as Thanos's compactor does with `--deduplication.func=penalty`: chunks are taken as
+/// [`merge_series_chunks`] takes them, a chunk that overlaps none taken with it is kept as it
+/// is, and a chunk and those overlapping it are joined by the penalty algorithm, folded chunk
+/// by chunk (not replica by replica) from the chunk taken first, counter hints left as the
+/// chunks say. The joined samples are encoded again, and chunks encoded this way go back among
+/// those still to be taken. The algorithm starts afresh at each group of overlapping chunks,
+/// so where replicas do not overlap, each one's samples are kept whole. Floats and histograms
+/// of a group are one time line, as Thanos's querier walks them (Thanos's compactor keeps only
+/// the first chunk's kind: README, Known differences from Thanos).
+pub fn penalty_dedup_series_chunks(
+    inputs: Vec<Vec<SeriesChunk>>,
+) -> Result<Vec<SeriesChunk>, ChunkError> {
+    merge_chunks(inputs, Join::Penalty)
+}
+
+fn merge_chunks(inputs: Vec<Vec<SeriesChunk>>, join: Join) -> Result<Vec<SeriesChunk>, ChunkError> {
     let mut queues: Vec<std::collections::VecDeque<SeriesChunk>> = inputs
         .into_iter()
         .map(std::collections::VecDeque::from)
@@ -199,8 +232,15 @@ pub fn merge_series_chunks(inputs: Vec<Vec<SeriesChunk>>) -> Result<Vec<SeriesCh
             out.push(curr);
             continue;
         }
-        overlapping.push(curr);
-        let mut encoded = encode_chained(&overlapping)?.into_iter();
+        let mut encoded = match join {
+            // Prometheus chains the overlapping chunks with the first one taken last.
+            Join::Chain => {
+                overlapping.push(curr);
+                encode_chained(&overlapping)?
+            }
+            Join::Penalty => encode_penalty(&curr, &overlapping)?,
+        }
+        .into_iter();
         let Some(first) = encoded.next() else {
             continue;
         };
@@ -223,6 +263,23 @@ fn encode_chained(chunks: &[SeriesChunk]) -> Result<Vec<SeriesChunk>, ChunkError
         .collect::<Result<Vec<_>, _>>()?;
     let mut enc = Encoder::default();
     for (t, v) in chain(&decoded) {
+        enc.append(t, v)?;
+    }
+    Ok(enc.finish())
+}
+
+/// The samples of `base` and of `others`, folded chunk by chunk with the penalty algorithm
+/// (`merge(merge(base, o1), o2)…`) and encoded again.
+fn encode_penalty(
+    base: &SeriesChunk,
+    others: &[SeriesChunk],
+) -> Result<Vec<SeriesChunk>, ChunkError> {
+    let mut replicas = Vec::with_capacity(others.len() + 1);
+    for c in std::iter::once(base).chain(others) {
+        replicas.push(decode_chunk(c.encoding, &c.data)?);
+    }
+    let mut enc = Encoder::default();
+    for (t, v) in crate::query::penalty_merge_lists(&replicas, |_| {}) {
         enc.append(t, v)?;
     }
     Ok(enc.finish())
@@ -312,42 +369,6 @@ fn forget_counter_hint(v: &mut Value) {
         }
         _ => {}
     }
-}
-
-/// Deduplicates the chunks of one series from several replicas (each input's chunks in time
-/// order) with Thanos's penalty algorithm, floats and histograms as one time line: each
-/// input's samples are read, the replicas are folded pairwise, following
-/// one until it has a gap, and the result is encoded again as [`merge_series_chunks`] encodes
-/// merged samples. A sample taken from another replica than the one before it loses its
-/// counter hint.
-pub fn penalty_dedup_series_chunks(
-    inputs: Vec<Vec<SeriesChunk>>,
-) -> Result<Vec<SeriesChunk>, ChunkError> {
-    let mut replicas = Vec::with_capacity(inputs.len());
-    for chunks in &inputs {
-        let decoded = chunks
-            .iter()
-            .map(|c| decode_chunk(c.encoding, &c.data))
-            .collect::<Result<Vec<_>, _>>()?;
-        // A block's chunks of one series follow each other; should they overlap, they are
-        // chained first.
-        let in_order = decoded
-            .windows(2)
-            .all(|w| match (w[0].last(), w[1].first()) {
-                (Some(a), Some(b)) => a.0 < b.0,
-                _ => true,
-            });
-        replicas.push(if in_order {
-            decoded.into_iter().flatten().collect()
-        } else {
-            chain(&decoded)
-        });
-    }
-    let mut enc = Encoder::default();
-    for (t, v) in crate::query::penalty_merge_lists(&replicas, forget_counter_hint) {
-        enc.append(t, v)?;
-    }
-    Ok(enc.finish())
 }
 
 /// The open chunk of an [`Encoder`].

@@ -2,6 +2,7 @@ use super::*;
 use crate::block::{Block, BlockWriter, CutOptions};
 use crate::compact::overlap;
 use crate::labels::Labels;
+use crate::query::dedup_replicas;
 
 type Dump = Vec<(String, Vec<(i64, u64)>)>;
 
@@ -557,16 +558,75 @@ fn penalty_dedup_follows_one_histogram_replica_and_fills_its_gaps_from_the_other
             read.push(t);
         }
     }
-    // The same time line the float algorithm follows over the same timestamps.
-    let floats = |ts: &[i64]| SampleBatch {
-        ts: ts.to_vec(),
-        val: vec![0.0; ts.len()],
-    };
-    let want = dedup_replicas(&[&floats(&a_ts), &floats(&b_ts)], false).ts;
+    // Thanos's merger takes chunks by (min time, max time) and joins a chunk with every one
+    // that starts before the group's end: A's first chunk spans [0 s, 300 s], so all six
+    // chunks form one group, folded chunk by chunk from A's first with the penalty algorithm
+    // (not replica by replica).
+    let (a_chunks, b_chunks): (Vec<&[i64]>, Vec<&[i64]>) =
+        (a_ts.chunks(25).collect(), b_ts.chunks(25).collect());
+    let order = [
+        a_chunks[0],
+        b_chunks[0],
+        b_chunks[1],
+        a_chunks[1],
+        b_chunks[2],
+        a_chunks[2],
+    ];
+    let lists: Vec<Vec<(i64, ())>> = order
+        .iter()
+        .map(|c| c.iter().map(|&t| (t, ())).collect())
+        .collect();
+    let want: Vec<i64> = crate::query::penalty_merge_lists(&lists, |_| {})
+        .into_iter()
+        .map(|s| s.0)
+        .collect();
     assert_eq!(read, want);
     assert!(read.iter().any(|t| (200_000..260_000).contains(t)));
     assert!(read.len() < a_ts.len() + b_ts.len());
     assert_eq!(meta.stats.num_histogram_samples, want.len() as u64);
+}
+
+#[test]
+fn penalty_dedup_fills_a_float_replicas_gap_from_a_histogram_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    // Replica A holds floats every 10 s from 0, missing [200 s, 260 s); B native histograms
+    // every 10 s from 5 s, in one chunk each: one group of overlapping chunks.
+    let a: Vec<(i64, f64)> = samples(0, 600_000, 10_000, |t| t as f64)
+        .into_iter()
+        .filter(|&(t, _)| !(200_000..260_000).contains(&t))
+        .collect();
+    let b_ts = steps(5_000, 60, 10_000);
+    let ra = block(dir.path(), &[("h", a.clone())]);
+    let rb = chunk_block(dir.path(), &[("h", vec![hist_chunk(&b_ts)])]);
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let opts = MergeOptions {
+        dedup: Dedup::Penalty,
+        ..Default::default()
+    };
+    let (meta, _) = merge_blocks(&[ra, rb], &out, &opts).unwrap();
+    let got = &block_chunks(&out.join(meta.unwrap().ulid.to_string()))[0].1;
+    let mut read = Vec::new();
+    for (enc, _, _, data) in got {
+        for (t, v) in overlap::decode_chunk(*enc, data).unwrap() {
+            read.push((t, matches!(v, overlap::Value::Int(_))));
+        }
+    }
+    // One time line: A's floats, then from A's gap on B's histograms (not A's kind alone,
+    // which would leave the gap empty).
+    let want: Vec<(i64, bool)> = crate::query::penalty_merge_lists(
+        &[
+            a.iter().map(|&(t, _)| (t, false)).collect::<Vec<_>>(),
+            b_ts.iter().map(|&t| (t, true)).collect(),
+        ],
+        |_| {},
+    );
+    assert_eq!(read, want);
+    assert!(
+        read.iter()
+            .any(|&(t, h)| h && (200_000..260_000).contains(&t))
+    );
+    assert!(read.iter().any(|&(t, h)| !h && t < 200_000));
 }
 
 /// A chunk that decodes but holds a histogram that does not validate (its count and buckets
