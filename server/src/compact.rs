@@ -87,6 +87,10 @@ pub struct CompactArgs {
     /// Do not downsample.
     #[arg(long = "downsampling.disable")]
     pub downsampling_disable: bool,
+    /// Accepted for Thanos compatibility, so that its command lines run unchanged; blocks are
+    /// downsampled one at a time whatever the value.
+    #[arg(long = "downsample.concurrency", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub downsample_concurrency: u64,
     /// Blocks younger than this (by upload time, else ULID time) are left alone: their upload
     /// may still be settling. Blocks the compactor made are exempt.
     #[arg(long = "consistency-delay", default_value = "30m", value_parser = humantime::parse_duration)]
