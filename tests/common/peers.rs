@@ -257,9 +257,62 @@ pub fn victoria_metrics(data_dir: &Path, extra: &[&str]) -> PeerProcess {
     )
 }
 
-/// `thanos receive` over `tsdb` on the loopback ports `[http, grpc, rw]` (a hashring lists its
-/// members' gRPC addresses before they start), shipping to the bucket `objstore` names, with
-/// `extra` flags; returns it and its remote-write port.
+/// Runs `thanos ARGS…` to completion like [`thanos_tool`], but gives up after `within` (see
+/// [`run_bounded`]): a compactor that halts or hangs must not hold the test up.
+pub fn thanos_bounded(args: &[&str], within: Duration) -> Output {
+    let mut cmd = Command::new(peer_bin("thanos"));
+    cmd.args(args);
+    run_bounded(cmd, within)
+}
+
+/// Runs `cmd` to completion and returns its output; when it runs past `within` it is killed
+/// and the test fails with its standard error.
+pub fn run_bounded(mut cmd: Command, within: Duration) -> Output {
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {what}: {e}"));
+    // Drain both pipes while waiting, or a chatty process blocks on a full pipe.
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = r.read_to_end(&mut b);
+            b
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let text = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
+            panic!("{what} ran past {within:?}:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// `thanos receive` over `tsdb` on free loopback ports, shipping to the bucket `objstore`
+/// names, with `extra` flags; returns it and its remote-write port.
+pub fn thanos_receive(tsdb: &Path, objstore: &Path, extra: &[&str]) -> (PeerProcess, u16) {
+    thanos_receive_on(free_ports(), tsdb, objstore, extra)
+}
+
+/// As [`thanos_receive`], on the loopback ports `[http, grpc, rw]` (a hashring lists its
+/// members' gRPC addresses before they start).
 pub fn thanos_receive_on(
     [http, grpc, rw]: [u16; 3],
     tsdb: &Path,

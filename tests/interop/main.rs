@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod blocks;
 mod fixture;
 mod hashring;
 mod querier_front;
