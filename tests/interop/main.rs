@@ -10,5 +10,6 @@ mod common;
 
 mod blocks;
 mod fixture;
+mod frontend_rule;
 mod hashring;
 mod querier_front;
