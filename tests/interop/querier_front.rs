@@ -533,8 +533,9 @@ fn downsample_bucket(dir: &Path) -> usize {
 
 /// Thanos's querier over a bucket holding raw, 5m and 1h blocks of the same 6 h answers alike
 /// through Gauntlet's store and Thanos's at every `max_source_resolution` (raw, 5m, 1h, and
-/// `auto`, a fifth of the step), for rate, averages, maxima and counts: both stores pick the
-/// same blocks and serve the same aggregates.
+/// `auto`, a fifth of the step), for rate, averages, maxima and counts over floats and for
+/// rates and increases of native histograms: both stores pick the same blocks and serve the
+/// same aggregates.
 #[test]
 fn max_source_resolution_over_downsampled_blocks_answers_as_thanos_store() {
     let tmp = tempfile::tempdir().unwrap();
@@ -556,6 +557,8 @@ fn max_source_resolution_over_downsampled_blocks_answers_as_thanos_store() {
         "sum by (job) (increase(node_network_receive_bytes_total[3h]))",
         "count(up)",
         "avg(node_memory_MemAvailable_bytes)",
+        "histogram_count(sum(rate(http_request_duration_seconds[2h])))",
+        "histogram_sum(sum by (handler) (increase(http_request_duration_seconds[2h])))",
     ];
     let mut by_res: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for res in ["0s", "5m", "1h", "auto"] {
