@@ -21,6 +21,15 @@
 //! only under [`WRITE_SHARE`] of it, because what a write adds to the head stays until a block
 //! is cut, while a read gives its memory back when it ends. A head that filled the whole
 //! budget would leave every read refused.
+//!
+//! Request bodies being decoded (a remote write's body decompressed and its entries) also
+//! take [`decoding room`](MemoryBudget::decoding_room), with or without a limit: what one body
+//! may decode to is many times its size (the decoder holds it to a bound known before it
+//! starts), and the room keeps the bodies decoded at once from multiplying that by the
+//! number of connections. A body waits for room ([`MemoryBudget::decode_room`]). Compiled
+//! regexes of requests in flight are held to a room of their own ([`REGEX_ROOM`],
+//! [`MemoryBudget::hold_regex`]): a few bytes of pattern can compile to hundreds of
+//! kilobytes, and a query can hold thousands of them.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -42,6 +51,28 @@ pub const WRITE_SHARE: u64 = 12;
 /// Grows and shrinks of a [`Reservation::cover`] are rounded to this, bytes, so a count that
 /// changes often touches the shared counter rarely.
 pub const COVER_STEP: u64 = 1 << 20;
+
+/// Bytes that request bodies being decoded, and what they decode to, may hold at once without
+/// a limit; with one, an eighth of it when that is more. With the largest body a receiver
+/// decodes (16 MiB, at most 32 MiB of entries), the worst bodies are decoded one at a time.
+pub const DECODING_ROOM: u64 = 64 << 20;
+
+/// Bytes the compiled regexes alive may hold without a limit; with one, a sixteenth of it
+/// when that is more. A regex of the usual kind (`foo.*`, `(?i)error`, `[a-z]+-[0-9]+`) holds
+/// 20 to 40 KiB, so this is room for about a thousand of them.
+pub const REGEX_ROOM: u64 = 32 << 20;
+
+/// Decoding room is counted in units of this many bytes.
+const DECODING_UNIT: u64 = 1 << 10;
+
+/// The decoding room of a budget of `limit` bytes (0: none), bytes.
+const fn decoding_room(limit: u64) -> u64 {
+    if limit / 8 > DECODING_ROOM {
+        limit / 8
+    } else {
+        DECODING_ROOM
+    }
+}
 
 /// What a request asks of the budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +96,10 @@ pub struct MemoryBudget {
     reserved: AtomicU64,
     /// Reservations refused: work refused at the start or ended in flight.
     refused: AtomicU64,
+    /// The decoding room, in units of [`DECODING_UNIT`].
+    decoding: tokio::sync::Semaphore,
+    /// Bytes held by compiled regexes ([`MemoryBudget::hold_regex`]).
+    regexes: AtomicU64,
 }
 
 /// Why a reservation was refused: the request must be refused or ended; trying again later
@@ -106,6 +141,10 @@ impl MemoryBudget {
             resident: AtomicU64::new(0),
             reserved: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            decoding: tokio::sync::Semaphore::const_new(
+                (decoding_room(limit) / DECODING_UNIT) as usize,
+            ),
+            regexes: AtomicU64::new(0),
         }
     }
 
@@ -213,6 +252,181 @@ impl MemoryBudget {
             what,
             bytes,
         }
+    }
+}
+
+/// Why a body was not given decoding room.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodingRefused {
+    /// The budget had no room for the bytes (they are reserved as work in flight too).
+    #[error(transparent)]
+    OverBudget(#[from] OverBudget),
+    /// Other bodies being decoded held the room for as long as the request could wait;
+    /// trying again later may succeed.
+    #[error(
+        "{what} refused: it waited {}s for {} MiB of room to decode its body, and bodies being decoded held all {} MiB of it; try again later",
+        .waited.as_secs(),
+        mib_up(*.wanted),
+        .room >> 20
+    )]
+    Busy {
+        /// What was refused: `remote write`.
+        what: &'static str,
+        /// Bytes asked for.
+        wanted: u64,
+        /// The decoding room, bytes.
+        room: u64,
+        /// How long it waited.
+        waited: Duration,
+    },
+}
+
+/// Decoding room held by a body being decoded, with the same bytes reserved as work in flight;
+/// both given back when dropped.
+#[derive(Debug)]
+pub struct Decoding {
+    _room: tokio::sync::SemaphorePermit<'static>,
+    _held: Reservation,
+}
+
+impl MemoryBudget {
+    /// Bytes bodies being decoded may hold at once: [`DECODING_ROOM`], or an eighth of the
+    /// limit when that is more.
+    pub fn decoding_room(&self) -> u64 {
+        decoding_room(self.limit)
+    }
+
+    /// Bytes of the decoding room held now.
+    pub fn decoding(&self) -> u64 {
+        let free = self.decoding.available_permits() as u64 * DECODING_UNIT;
+        self.decoding_room().saturating_sub(free)
+    }
+
+    /// Room for a body of kind `what` whose decoding will hold at most `bytes` (the body
+    /// decompressed and the most its entries may take), waiting up to `wait` for bodies being
+    /// decoded to give it back; a body larger than the whole room waits for all of it and
+    /// is decoded alone. The bytes are then reserved as work in flight ([`Need::Grow`]), so a
+    /// budget with a limit may still refuse them.
+    pub async fn decode_room(
+        &'static self,
+        what: &'static str,
+        bytes: u64,
+        wait: Duration,
+    ) -> Result<Decoding, DecodingRefused> {
+        let units = bytes
+            .div_ceil(DECODING_UNIT)
+            .clamp(1, decoding_room(self.limit) / DECODING_UNIT)
+            .min(u64::from(u32::MAX)) as u32;
+        let busy = || DecodingRefused::Busy {
+            what,
+            wanted: bytes,
+            room: self.decoding_room(),
+            waited: wait,
+        };
+        let room = match tokio::time::timeout(wait, self.decoding.acquire_many(units)).await {
+            Ok(Ok(permit)) => permit,
+            // The semaphore is never closed; a wait that ran out is the answer.
+            Ok(Err(_)) | Err(_) => {
+                self.refused.fetch_add(1, Relaxed);
+                return Err(busy());
+            }
+        };
+        let held = self.reserve(what, bytes, Need::Grow)?;
+        Ok(Decoding {
+            _room: room,
+            _held: held,
+        })
+    }
+}
+
+/// Why a compiled regex was not given room.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegexRefused {
+    /// The budget had no room for it (its bytes are reserved as work in flight too).
+    #[error(transparent)]
+    OverBudget(#[from] OverBudget),
+    /// The regexes already compiled, with this one, would hold more than the room.
+    #[error(
+        "it compiles to about {} KiB, and with the {} KiB compiled regexes already hold that passes the limit of {} MiB for the compiled regexes of requests in flight",
+        .wanted.div_ceil(1 << 10),
+        .held.div_ceil(1 << 10),
+        .room >> 20
+    )]
+    Full {
+        /// Bytes asked for.
+        wanted: u64,
+        /// Bytes compiled regexes held.
+        held: u64,
+        /// The room, bytes.
+        room: u64,
+    },
+}
+
+/// Room held by a compiled regex for as long as it lives, with the same bytes reserved as
+/// work in flight; given back when dropped.
+#[derive(Debug)]
+pub struct RegexHold {
+    budget: &'static MemoryBudget,
+    bytes: u64,
+    _held: Reservation,
+}
+
+impl RegexHold {
+    /// Bytes held.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+impl Drop for RegexHold {
+    fn drop(&mut self) {
+        self.budget.regexes.fetch_sub(self.bytes, Relaxed);
+    }
+}
+
+impl MemoryBudget {
+    /// Bytes the compiled regexes alive may hold: [`REGEX_ROOM`], or a sixteenth of the limit
+    /// when that is more.
+    pub fn regex_room(&self) -> u64 {
+        (self.limit / 16).max(REGEX_ROOM)
+    }
+
+    /// Bytes compiled regexes hold now.
+    pub fn regexes(&self) -> u64 {
+        self.regexes.load(Relaxed)
+    }
+
+    /// Room for a compiled regex of about `bytes`, refused when the regexes alive would then
+    /// hold more than [`MemoryBudget::regex_room`]; the bytes are also reserved as work in
+    /// flight ([`Need::Grow`]).
+    pub fn hold_regex(&'static self, bytes: u64) -> Result<RegexHold, RegexRefused> {
+        let reserved = self.reserve("regex", bytes, Need::Grow)?;
+        let room = self.regex_room();
+        let mut held = self.regexes.load(Relaxed);
+        loop {
+            if held.saturating_add(bytes) > room {
+                self.refused.fetch_add(1, Relaxed);
+                return Err(RegexRefused::Full {
+                    wanted: bytes,
+                    held,
+                    room,
+                });
+            }
+            match self
+                .regexes
+                .compare_exchange_weak(held, held + bytes, Relaxed, Relaxed)
+            {
+                Ok(_) => break,
+                Err(now) => held = now,
+            }
+        }
+        Ok(RegexHold {
+            budget: self,
+            bytes,
+            _held: reserved,
+        })
     }
 }
 
@@ -469,6 +683,85 @@ mod tests {
         let b = budget(100 * MIB, 50 * MIB);
         let _cut = b.force("head cut", 80 * MIB);
         assert!(b.reserve("query", 1, Need::Read).is_err());
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn bodies_wait_for_decoding_room_even_without_a_limit() {
+        let b = budget(0, 0);
+        assert_eq!(b.decoding_room(), DECODING_ROOM);
+        let wait = Duration::from_millis(50);
+        block_on(async {
+            let first = b.decode_room("remote write", 40 * MIB, wait).await.unwrap();
+            assert_eq!((b.decoding(), b.reserved()), (40 * MIB, 40 * MIB));
+            // 24 MiB left: a second body of 30 MiB waits, and is refused when the wait ends.
+            let e = b
+                .decode_room("remote write", 30 * MIB, wait)
+                .await
+                .unwrap_err();
+            assert!(matches!(e, DecodingRefused::Busy { .. }), "{e}");
+            assert!(
+                e.to_string()
+                    .contains("bodies being decoded held all 64 MiB of it"),
+                "{e}"
+            );
+            let small = b.decode_room("remote write", 20 * MIB, wait).await.unwrap();
+            drop(first);
+            // A body larger than the room takes all of it, once the others are done.
+            let big =
+                tokio::spawn(b.decode_room("remote write", 100 * MIB, Duration::from_secs(5)));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(!big.is_finished());
+            drop(small);
+            let big = big.await.unwrap().unwrap();
+            assert_eq!((b.decoding(), b.reserved()), (DECODING_ROOM, 100 * MIB));
+            drop(big);
+            assert_eq!((b.decoding(), b.reserved()), (0, 0));
+        });
+    }
+
+    #[test]
+    fn decoding_room_is_reserved_from_a_limit() {
+        let b = budget(1 << 40, 0);
+        assert_eq!(b.decoding_room(), (1 << 40) / 8);
+        let b = budget(100 * MIB, 90 * MIB);
+        assert_eq!(b.decoding_room(), DECODING_ROOM);
+        let e =
+            block_on(b.decode_room("remote write", 20 * MIB, Duration::from_secs(1))).unwrap_err();
+        assert!(matches!(e, DecodingRefused::OverBudget(_)), "{e}");
+        // The room taken while the budget refused is given back.
+        assert_eq!((b.decoding(), b.reserved()), (0, 0));
+    }
+
+    #[test]
+    fn compiled_regexes_share_a_room_even_without_a_limit() {
+        let b = budget(0, 0);
+        assert_eq!(b.regex_room(), REGEX_ROOM);
+        let first = b.hold_regex(20 * MIB).unwrap();
+        assert_eq!((b.regexes(), b.reserved()), (20 * MIB, 20 * MIB));
+        let e = b.hold_regex(15 * MIB).unwrap_err();
+        assert!(matches!(e, RegexRefused::Full { .. }), "{e}");
+        assert!(e.to_string().contains("limit of 32 MiB"), "{e}");
+        let second = b.hold_regex(12 * MIB).unwrap();
+        drop(first);
+        assert_eq!((b.regexes(), b.reserved()), (12 * MIB, 12 * MIB));
+        drop(second);
+        assert_eq!((b.regexes(), b.reserved()), (0, 0));
+        assert_eq!(budget(1 << 40, 0).regex_room(), (1 << 40) / 16);
+        // Over a limit's budget: refused, and the room given back.
+        let b = budget(100 * MIB, 95 * MIB);
+        assert!(matches!(
+            b.hold_regex(10 * MIB),
+            Err(RegexRefused::OverBudget(_))
+        ));
+        assert_eq!((b.regexes(), b.reserved()), (0, 0));
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 use std::ops::Range;
 
+use super::Version;
+use super::count::Counts;
 use super::histogram::HistogramSample;
 use super::wire::{Fault, FaultKind};
 
@@ -118,52 +120,165 @@ pub struct WriteBatch<'a> {
     pub(super) spans: Vec<(u32, u32)>,
     /// Scratch: byte ranges of a 2.0 request's `TimeSeries` messages.
     pub(super) messages: Vec<(u32, u32)>,
+    /// Bytes the vectors may still grow by in the decode under way ([`make_room`]).
+    pub(super) room: usize,
 }
 
-/// Bytes a decoded 1.0 body may take in memory (its entries' sizes) per byte of body. A real
-/// request takes 3 or less (a minimal series, `{__name__="a"}` with one sample, is 35 bytes
-/// of body and 96 of entries); a body of empty messages, two bytes each, would take 24.
-pub const ENTRY_BYTES_PER_BODY_BYTE: usize = 6;
+/// Bytes decoding a 1.0 body may allocate for its entries' vectors per byte of body. A real
+/// request's entries hold 4 or less (a minimal series, `{__name__="a"}` with one sample, is
+/// 35 bytes of body and 96 of entries); vectors that grow by doubling allocate up to three
+/// times what they end up holding (a body over 1 MiB is counted first and allocated
+/// exactly); a body of empty messages, two bytes each, would hold 28.
+pub const ENTRY_BYTES_PER_BODY_BYTE: usize = 12;
 
 /// The same for 2.0, whose label pairs can be two one-byte symbol references, 32 bytes of
-/// entry: a real request of many short references approaches 16 (ten labels take 10).
-pub const ENTRY_BYTES_PER_BODY_BYTE_V2: usize = 17;
+/// entry: a real request of many short references holds up to 16 (ten labels take 10).
+pub const ENTRY_BYTES_PER_BODY_BYTE_V2: usize = 32;
 
-/// What a histogram sample counts for in the density check, bytes: less than it takes (its
-/// buckets live on the heap), enough that a body of empty histogram messages is refused.
-const HISTOGRAM_ENTRY_BYTES: usize = 48;
+/// Entry bytes any body may take, however small: the first elements of each vector.
+const ENTRY_BYTES_FLOOR: usize = 64 << 10;
 
-/// Entry bytes any body may take, however small.
-const ENTRY_BYTES_FLOOR: usize = 1 << 20;
+/// Entry bytes no request's decoding may allocate, whatever its size. With the largest
+/// decompressed body a receiver takes (16 MiB), a request's decoding then holds at most
+/// 48 MiB. Series of three labels or more are taken up to that body size (a body over 1 MiB
+/// is allocated exactly), the densest requests (one one-letter label a series) up to about
+/// 10 MB; one past this is one to split (Prometheus sends a few hundred kilobytes).
+pub const MAX_ENTRY_BYTES: usize = 32 << 20;
+
+/// What one request may decode to, fixed before decoding starts: the decoder refuses the
+/// request as soon as it would pass one, before allocating past it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Memory decoding may allocate for the entries, bytes: what the batch's vectors held
+    /// before, and every allocation they (series, labels, samples, symbols, histograms and
+    /// their buckets, scratch) take, counted before it is made.
+    pub entry_bytes: usize,
+    /// Most series (0: no limit).
+    pub series: usize,
+    /// Most float samples (0: no limit).
+    pub samples: usize,
+}
+
+impl DecodeLimits {
+    /// The limits of a decompressed body of `body` bytes of `version`: entries of at most
+    /// [`ENTRY_BYTES_PER_BODY_BYTE`] (1.0) or [`ENTRY_BYTES_PER_BODY_BYTE_V2`] (2.0) bytes per
+    /// body byte, plus 64 KiB, and never past [`MAX_ENTRY_BYTES`]; no limit on series or
+    /// samples.
+    pub fn for_body(version: Version, body: usize) -> Self {
+        let per_byte = match version {
+            Version::V1 => ENTRY_BYTES_PER_BODY_BYTE,
+            Version::V2 => ENTRY_BYTES_PER_BODY_BYTE_V2,
+        };
+        DecodeLimits {
+            entry_bytes: body
+                .saturating_mul(per_byte)
+                .saturating_add(ENTRY_BYTES_FLOOR)
+                .min(MAX_ENTRY_BYTES),
+            series: 0,
+            samples: 0,
+        }
+    }
+}
+
+/// Makes room in `v` for `more` elements past its length, growing it within `room` (bytes
+/// the request's decoding may still allocate) and taking the new allocation from `room`; a
+/// [`FaultKind::Dense`] fault at `at` when `room` is too small. A vector grows into a new
+/// allocation, and the old one, though freed, may stay resident until the allocator gives
+/// its pages back: so every allocation counts, not only what the vectors hold at the end.
+/// Vectors double as they would by themselves, within half of what is left, so that one
+/// vector cannot take the room the others need.
+#[inline(always)]
+pub(super) fn make_room<T>(
+    v: &mut Vec<T>,
+    more: usize,
+    room: &mut usize,
+    at: usize,
+) -> Result<(), Fault> {
+    if v.capacity() - v.len() >= more {
+        return Ok(());
+    }
+    grow(v, more, room, at)
+}
+
+#[cold]
+#[inline(never)]
+fn grow<T>(v: &mut Vec<T>, more: usize, room: &mut usize, at: usize) -> Result<(), Fault> {
+    let size = size_of::<T>().max(1);
+    let need = v.len() + more;
+    let fits = *room / size;
+    if need > fits {
+        return Err(Fault::new(at, FaultKind::Dense));
+    }
+    let double = v.capacity().saturating_mul(2).max(4);
+    let mut new_cap = double.min(fits / 2);
+    if new_cap < need {
+        // Less than half is left: take what the vector needs to double, as far as it fits,
+        // rather than grow by an element at a time.
+        new_cap = double.min(fits);
+    }
+    let new_cap = new_cap.max(need);
+    v.reserve_exact(new_cap - v.len());
+    // The allocator may hand out more than asked; what the vector holds is what counts.
+    *room = room.saturating_sub(v.capacity() * size);
+    Ok(())
+}
+
+/// Makes `v` hold `n` elements without growing again: one allocation of exactly that many,
+/// taken from `room`, when it holds fewer.
+fn reserve_exact_in<T>(v: &mut Vec<T>, n: usize, room: &mut usize, at: usize) -> Result<(), Fault> {
+    if v.capacity() >= n {
+        return Ok(());
+    }
+    take(room, n.saturating_mul(size_of::<T>()), at)?;
+    v.reserve_exact(n - v.len());
+    Ok(())
+}
+
+/// Takes `bytes` from `room`, or fails with [`FaultKind::Dense`] at `at`.
+#[inline]
+pub(super) fn take(room: &mut usize, bytes: usize, at: usize) -> Result<(), Fault> {
+    match room.checked_sub(bytes) {
+        Some(left) => {
+            *room = left;
+            Ok(())
+        }
+        None => Err(Fault::new(at, FaultKind::Dense)),
+    }
+}
 
 impl<'a> WriteBatch<'a> {
-    /// Fails when the entries decoded so far take more memory than a body of `body` bytes
-    /// may (`per_byte` of them per body byte, [`ENTRY_BYTES_PER_BODY_BYTE`] for 1.0): a small compressed body of empty messages
-    /// decompresses to hundreds of megabytes, each message a few bytes that would become tens
-    /// of bytes of entries. Checked as each series is decoded, so such a body is refused
-    /// before it takes more than that bound.
-    pub(super) fn check_density(
-        &self,
-        body: usize,
-        per_byte: usize,
-        at: usize,
-    ) -> Result<(), Fault> {
-        use std::mem::size_of;
-        let entries = self.labels.len() * size_of::<(&str, &str)>()
-            + self.series.len() * size_of::<SeriesEntry>()
-            + self.samples.len() * size_of::<Sample>()
-            + self.start_timestamps.len() * size_of::<i64>()
-            + self.symbols.len() * size_of::<&str>()
-            + self.metadata.len() * size_of::<FamilyMetadata>()
-            + self.histogram_samples.len() * HISTOGRAM_ENTRY_BYTES
-            + (self.spans.len() + self.messages.len()) * size_of::<(u32, u32)>();
-        let budget = body
-            .saturating_mul(per_byte)
-            .saturating_add(ENTRY_BYTES_FLOOR);
-        if entries > budget {
-            return Err(Fault::new(at, FaultKind::Dense { body, entries }));
+    /// Allocates the (cleared) batch's vectors for the entries `n` counts, each once and at
+    /// its exact size, within the room.
+    pub(super) fn reserve(&mut self, version: Version, n: &Counts) -> Result<(), Fault> {
+        let room = &mut self.room;
+        reserve_exact_in(&mut self.series, n.series, room, 0)?;
+        reserve_exact_in(&mut self.labels, n.labels, room, 0)?;
+        reserve_exact_in(&mut self.samples, n.samples, room, 0)?;
+        reserve_exact_in(&mut self.histogram_samples, n.histograms, room, 0)?;
+        reserve_exact_in(&mut self.metadata, n.metadata, room, 0)?;
+        reserve_exact_in(&mut self.symbols, n.symbols, room, 0)?;
+        let spans = match version {
+            Version::V1 => 2 * n.series_labels,
+            Version::V2 => n.symbols,
+        };
+        reserve_exact_in(&mut self.spans, spans, room, 0)?;
+        if version == Version::V2 {
+            reserve_exact_in(&mut self.messages, n.series, room, 0)?;
         }
         Ok(())
+    }
+
+    /// Bytes the batch's vectors hold (their capacities), which a decode counts against its
+    /// [`DecodeLimits::entry_bytes`] before growing any of them.
+    pub(super) fn held_bytes(&self) -> usize {
+        self.labels.capacity() * size_of::<(&str, &str)>()
+            + self.series.capacity() * size_of::<SeriesEntry>()
+            + self.samples.capacity() * size_of::<Sample>()
+            + self.start_timestamps.capacity() * size_of::<i64>()
+            + self.histogram_samples.capacity() * size_of::<HistogramSample>()
+            + self.symbols.capacity() * size_of::<&str>()
+            + self.metadata.capacity() * size_of::<FamilyMetadata>()
+            + (self.spans.capacity() + self.messages.capacity()) * size_of::<(u32, u32)>()
     }
 
     /// An empty batch.
@@ -208,6 +323,7 @@ impl<'a> WriteBatch<'a> {
                 .collect(),
             spans: self.spans,
             messages: self.messages,
+            room: 0,
         }
     }
 

@@ -14,6 +14,7 @@ use crate::histogram::{
 
 pub use crate::head::HistogramValue;
 
+use super::batch::{make_room, take};
 use super::wire::{Cursor, FIXED64, Fault, FaultKind, Field, Kind, LEN, VARINT, key};
 
 /// A native histogram sample of a request.
@@ -58,10 +59,12 @@ enum Count {
 }
 
 /// Reads one `Histogram` message; `fields` is the version's declaration (for wire-type errors
-/// and unknown fields, which are skipped).
+/// and unknown fields, which are skipped). Its spans and buckets are taken from `room`, the
+/// bytes the request's entries may still take.
 pub(super) fn histogram(
     mut c: Cursor<'_>,
     fields: &'static [Field],
+    room: &mut usize,
 ) -> Result<HistogramSample, Fault> {
     let mut count = Count::None;
     let mut zero = Count::None;
@@ -98,27 +101,29 @@ pub(super) fn histogram(
             k if k == key(8, LEN) => {
                 let i = neg_spans.len();
                 let m = c.len_delim().map_err(|e| e.at("negative_spans", Some(i)))?;
+                make_room(&mut neg_spans, 1, room, at)?;
                 neg_spans.push(span(m).map_err(|e| e.at("negative_spans", Some(i)))?);
             }
             k if k == key(11, LEN) => {
                 let i = pos_spans.len();
                 let m = c.len_delim().map_err(|e| e.at("positive_spans", Some(i)))?;
+                make_room(&mut pos_spans, 1, room, at)?;
                 pos_spans.push(span(m).map_err(|e| e.at("positive_spans", Some(i)))?);
             }
             k if k == key(9, LEN) || k == key(9, VARINT) => {
-                sint64s(&mut c, k, &mut neg_deltas).map_err(f("negative_deltas"))?
+                sint64s(&mut c, k, &mut neg_deltas, room).map_err(f("negative_deltas"))?
             }
             k if k == key(12, LEN) || k == key(12, VARINT) => {
-                sint64s(&mut c, k, &mut pos_deltas).map_err(f("positive_deltas"))?
+                sint64s(&mut c, k, &mut pos_deltas, room).map_err(f("positive_deltas"))?
             }
             k if k == key(10, LEN) || k == key(10, FIXED64) => {
-                doubles(&mut c, k, &mut neg_counts).map_err(f("negative_counts"))?
+                doubles(&mut c, k, &mut neg_counts, room).map_err(f("negative_counts"))?
             }
             k if k == key(13, LEN) || k == key(13, FIXED64) => {
-                doubles(&mut c, k, &mut pos_counts).map_err(f("positive_counts"))?
+                doubles(&mut c, k, &mut pos_counts, room).map_err(f("positive_counts"))?
             }
             k if k == key(16, LEN) || k == key(16, FIXED64) => {
-                doubles(&mut c, k, &mut custom).map_err(f("custom_values"))?
+                doubles(&mut c, k, &mut custom, room).map_err(f("custom_values"))?
             }
             k if k == key(14, VARINT) => hint = c.varint().map_err(f("reset_hint"))?,
             k if k == key(15, VARINT) => t = c.varint().map_err(f("timestamp"))? as i64,
@@ -136,6 +141,8 @@ pub(super) fn histogram(
         .unwrap_or_default();
     // Custom bounds are kept only for the custom-buckets schema, as Prometheus keeps them.
     let custom_values: Arc<[f64]> = if is_custom_buckets_schema(schema) {
+        // The shared copy is a new allocation beside the vector it is made from.
+        take(room, custom.len() * size_of::<f64>(), c.end)?;
         custom.into()
     } else {
         Arc::from([])
@@ -203,22 +210,25 @@ fn span(mut c: Cursor<'_>) -> Result<Span, Fault> {
     Ok(s)
 }
 
-/// A repeated sint64 field, packed (`k` is a LEN key) or one element.
-fn sint64s(c: &mut Cursor<'_>, k: u64, out: &mut Vec<i64>) -> Result<(), Fault> {
+/// A repeated sint64 field, packed (`k` is a LEN key) or one element, grown within `room`.
+fn sint64s(c: &mut Cursor<'_>, k: u64, out: &mut Vec<i64>, room: &mut usize) -> Result<(), Fault> {
     if k & 7 == u64::from(VARINT) {
+        make_room(out, 1, room, c.pos)?;
         out.push(zigzag_decode(c.varint()?));
         return Ok(());
     }
     let mut m = c.len_delim()?;
     while m.more() {
+        make_room(out, 1, room, m.pos)?;
         out.push(zigzag_decode(m.varint()?));
     }
     Ok(())
 }
 
-/// A repeated double field, packed (`k` is a LEN key) or one element.
-fn doubles(c: &mut Cursor<'_>, k: u64, out: &mut Vec<f64>) -> Result<(), Fault> {
+/// A repeated double field, packed (`k` is a LEN key) or one element, grown within `room`.
+fn doubles(c: &mut Cursor<'_>, k: u64, out: &mut Vec<f64>, room: &mut usize) -> Result<(), Fault> {
     if k & 7 == u64::from(FIXED64) {
+        make_room(out, 1, room, c.pos)?;
         out.push(f64::from_bits(c.fixed64()?));
         return Ok(());
     }
@@ -227,6 +237,7 @@ fn doubles(c: &mut Cursor<'_>, k: u64, out: &mut Vec<f64>) -> Result<(), Fault> 
     if len % 8 != 0 {
         return Err(Fault::new(m.pos, FaultKind::PackedLen { len, width: 8 }));
     }
+    make_room(out, len / 8, room, m.pos)?;
     out.extend(
         m.buf[m.pos..m.end]
             .chunks_exact(8)

@@ -2,14 +2,18 @@
 //! `io.prometheus.write.v2.Request`), decoded in place from the request body and validated as
 //! Thanos Receive validates them. The receiver's HTTP handler calls, in order:
 //! [`version_from_content_type`] and [`check_content_encoding`] (415 on error),
-//! [`decompress`] (400, or 413 for [`DecodeError::TooLarge`]), [`decode`] (400), then
+//! [`decompress`] (400, or 413 for [`DecodeError::TooLarge`]), [`decode_limited`] (400, or
+//! 413 for a request past its [`DecodeLimits`]), then
 //! [`validate_labels`] per series (the series is skipped; see [`LabelError::status`]), and
 //! answers a 2.0 request with [`Written::headers`]. [`DecodeError::status`] gives each
 //! decode error's status. Wire layout and status codes: `docs/formats/remote-write.md`.
 //!
 //! The decoder is a hand-written protobuf reader over the decompressed bytes: labels and
 //! symbols are `&str` slices of the buffer (UTF-8 checked), samples land in one flat vector,
-//! and the batch's vectors are reused from request to request. It accepts what a generated
+//! and the batch's vectors are reused from request to request. What it may take is fixed
+//! before it starts ([`DecodeLimits`]): every vector is grown only within the request's
+//! entry bytes, so a small body of empty messages (a decompression bomb) is refused before
+//! it holds more than that, not after. It accepts what a generated
 //! protobuf decoder (prost, gogo) accepts — fields in any order, unknown fields of every wire
 //! type skipped, packed and unpacked repeated scalars, the last copy of a repeated singular
 //! field winning — and refuses groups, wire types 6 and 7, field number 0, truncated or
@@ -57,6 +61,7 @@
 //!   set by Prometheus in every case (errors included) and by Thanos per tenant.
 
 mod batch;
+mod count;
 mod histogram;
 mod snappy;
 mod v1;
@@ -68,14 +73,18 @@ mod wire;
 mod tests;
 
 pub use batch::{
-    ENTRY_BYTES_PER_BODY_BYTE, ENTRY_BYTES_PER_BODY_BYTE_V2, FamilyMetadata, MetricType, Sample,
-    SeriesEntry, WriteBatch,
+    DecodeLimits, ENTRY_BYTES_PER_BODY_BYTE, ENTRY_BYTES_PER_BODY_BYTE_V2, FamilyMetadata,
+    MAX_ENTRY_BYTES, MetricType, Sample, SeriesEntry, WriteBatch,
 };
 pub use histogram::{HistogramSample, HistogramValue};
-pub use snappy::{decoded_len, decompress};
+pub use snappy::{declared_len, decompress};
 pub use validate::{LabelError, LabelLimits, validate_labels};
 
 use crate::error::{ECHO_BYTES, clip};
+
+/// Decompressed bodies larger than this, bytes, have their entries counted before they are
+/// decoded ([`decode_limited`]).
+const COUNT_FIRST_BYTES: usize = 1 << 20;
 
 /// Which protobuf message a request body holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,30 +149,73 @@ pub fn check_content_encoding(enc: Option<&str>) -> Result<(), DecodeError> {
 
 /// Decodes a request body (already decompressed) of `version` into `out`, which is cleared
 /// first; on error `out` is left empty. 2.0 label references are resolved through the
-/// request's symbol table.
+/// request's symbol table. The limits are those of the body's size
+/// ([`DecodeLimits::for_body`]).
 pub fn decode<'a>(
     version: Version,
     buf: &'a [u8],
     out: &mut WriteBatch<'a>,
 ) -> Result<(), DecodeError> {
+    decode_limited(
+        version,
+        buf,
+        &DecodeLimits::for_body(version, buf.len()),
+        out,
+    )
+}
+
+/// [`decode`] under `limits`: the request is refused ([`DecodeError::Dense`],
+/// [`DecodeError::TooMany`]) as soon as it would pass one, and `out`'s vectors never hold
+/// more than [`DecodeLimits::entry_bytes`] (what they held before counts).
+pub fn decode_limited<'a>(
+    version: Version,
+    buf: &'a [u8],
+    limits: &DecodeLimits,
+    out: &mut WriteBatch<'a>,
+) -> Result<(), DecodeError> {
     out.clear();
-    // Batch indexes are u32; every label and sample takes at least two bytes, so a body
-    // under 4 GiB cannot overflow them.
-    if u32::try_from(buf.len()).is_err() {
-        return Err(DecodeError::TooLarge {
-            limit: u32::MAX as usize,
-            declared: buf.len() as u64,
-        });
-    }
-    let r = match version {
-        Version::V1 => v1::request(buf, out),
-        Version::V2 => v2::request(buf, out),
+    out.room = limits.entry_bytes.saturating_sub(out.held_bytes());
+    // A large request's entries are counted first and their vectors allocated once, at their
+    // sizes: one past its limits is refused before anything of it is allocated, and a real
+    // one is not refused for what growing by doubling would allocate (up to three times what
+    // the vectors end up holding). A small one grows as it goes, within the same limit: the
+    // count would cost a fifth of its decoding.
+    let counts = if buf.len() > COUNT_FIRST_BYTES {
+        count::count(version, buf)
+    } else {
+        count::Counts::default()
     };
+    let over = |n: usize, limit: usize| limit > 0 && n > limit;
+    let refused = if over(counts.series, limits.series) {
+        Some(DecodeError::TooMany {
+            what: "series",
+            limit: limits.series,
+        })
+    } else if over(counts.samples, limits.samples) {
+        Some(DecodeError::TooMany {
+            what: "samples",
+            limit: limits.samples,
+        })
+    } else if counts.bytes(version) > limits.entry_bytes {
+        Some(DecodeError::Dense {
+            body: buf.len(),
+            limit: limits.entry_bytes,
+        })
+    } else {
+        None
+    };
+    if let Some(e) = refused {
+        return Err(e);
+    }
+    let r = out.reserve(version, &counts).and_then(|()| match version {
+        Version::V1 => v1::request(buf, limits, out),
+        Version::V2 => v2::request(buf, limits, out),
+    });
     out.spans.clear();
     out.messages.clear();
     r.map_err(|f| {
         out.clear();
-        f.into_error()
+        f.into_error(buf.len(), limits)
     })
 }
 
@@ -234,17 +286,26 @@ pub enum DecodeError {
         /// References found.
         count: usize,
     },
-    /// The body decodes to more entries than its size allows (a decompression bomb of
-    /// empty messages): [`ENTRY_BYTES_PER_BODY_BYTE`] bytes of memory per byte of body at
-    /// most (more for 2.0). Answer 413.
+    /// The body decodes to more entries than its limit ([`DecodeLimits::entry_bytes`]: a
+    /// decompression bomb of empty messages, or a request to split). Refused before the
+    /// entries passed it. Answer 413.
     #[error(
-        "request of {body} decompressed bytes decodes to over {entries} bytes of series, labels and samples, more than a request of that size may take: refused"
+        "request of {body} decompressed bytes decodes to more than {limit} bytes of series, labels and samples, the limit for a request of its size (at most {} MiB): refused; send smaller requests",
+        MAX_ENTRY_BYTES >> 20
     )]
     Dense {
         /// The decompressed body, bytes.
         body: usize,
-        /// Memory its entries took when decoding stopped, bytes.
-        entries: usize,
+        /// The entry bytes it was allowed, bytes.
+        limit: usize,
+    },
+    /// More series or samples than [`DecodeLimits`] allows (`what` names which). Answer 413.
+    #[error("request carries more than {limit} {what}, over the limit")]
+    TooMany {
+        /// `series` or `samples`.
+        what: &'static str,
+        /// The limit.
+        limit: usize,
     },
 }
 
@@ -257,7 +318,9 @@ impl DecodeError {
             DecodeError::UnsupportedContentType(_) | DecodeError::UnsupportedContentEncoding(_) => {
                 415
             }
-            DecodeError::TooLarge { .. } | DecodeError::Dense { .. } => 413,
+            DecodeError::TooLarge { .. }
+            | DecodeError::Dense { .. }
+            | DecodeError::TooMany { .. } => 413,
             _ => 400,
         }
     }

@@ -8,27 +8,16 @@ use super::DecodeError;
 /// offset writes up to 64 bytes from 3.
 const MAX_RATIO: (u64, u64) = (64, 3);
 
-/// The decoded length a snappy block-format body declares (its leading uvarint), bytes;
-/// `None` when the header is corrupt. What the body will take decompressed, known before it
-/// is.
-pub fn decoded_len(body: &[u8]) -> Option<u64> {
-    read_uvarint(body).ok().map(|(n, _)| n)
-}
-
-/// Decompresses a snappy block-format body into `out` (replacing its contents, keeping its
-/// allocation). The decoded length the body declares (its leading uvarint) is checked before
-/// any allocation: above `max_bytes` it is [`DecodeError::TooLarge`], and above what the
-/// body's size could produce it is [`DecodeError::Snappy`], so a 1 KiB body cannot make us
-/// allocate or zero gigabytes.
-pub fn decompress(body: &[u8], max_bytes: usize, out: &mut Vec<u8>) -> Result<(), DecodeError> {
+/// The decoded length a snappy block-format body declares (its leading uvarint), bytes: what
+/// the body will take decompressed, known before it is, when [`decompress`] would take it: above `max_bytes` it is [`DecodeError::TooLarge`], and above what the body's
+/// size could produce [`DecodeError::Snappy`], both known from the header alone.
+pub fn declared_len(body: &[u8], max_bytes: usize) -> Result<usize, DecodeError> {
     let Ok((declared, header)) = read_uvarint(body) else {
-        out.clear();
         return Err(DecodeError::Snappy(
             "snappy: corrupt input (invalid header)".into(),
         ));
     };
     if declared > max_bytes as u64 {
-        out.clear();
         return Err(DecodeError::TooLarge {
             limit: max_bytes,
             declared,
@@ -36,14 +25,28 @@ pub fn decompress(body: &[u8], max_bytes: usize, out: &mut Vec<u8>) -> Result<()
     }
     let rest = (body.len() - header) as u64;
     if declared > rest * MAX_RATIO.0 / MAX_RATIO.1 + MAX_RATIO.0 {
-        out.clear();
         return Err(DecodeError::Snappy(format!(
             "snappy: corrupt input (declares {declared} bytes, more than {rest} bytes can hold)"
         )));
     }
+    Ok(declared as usize)
+}
+
+/// Decompresses a snappy block-format body into `out` (replacing its contents, keeping its
+/// allocation). The decoded length the body declares (its leading uvarint) is checked before
+/// any allocation ([`declared_len`]), so a 1 KiB body cannot make us allocate or zero
+/// gigabytes.
+pub fn decompress(body: &[u8], max_bytes: usize, out: &mut Vec<u8>) -> Result<(), DecodeError> {
+    let declared = match declared_len(body, max_bytes) {
+        Ok(n) => n,
+        Err(e) => {
+            out.clear();
+            return Err(e);
+        }
+    };
     // The decoder overwrites every byte of its output, so the previous request's bytes are
     // left in place rather than zeroed again; only growth is zeroed.
-    out.resize(declared as usize, 0);
+    out.resize(declared, 0);
     match snap::raw::Decoder::new().decompress(body, out) {
         Ok(n) if n == out.len() => Ok(()),
         Ok(n) => {

@@ -979,43 +979,230 @@ fn reference(e: &DecodeError) -> bool {
     )
 }
 
+/// A 2.0 body of one series whose label references are `n` one-byte references to symbol 1.
+fn v2_refs_bomb(n: usize) -> Vec<u8> {
+    let mut series = vec![0x0a];
+    put_uvarint(&mut series, n as u64);
+    series.extend(std::iter::repeat_n(1u8, n));
+    let mut body = vec![0x22, 0x00, 0x22, 0x01, b'a', 0x2a];
+    put_uvarint(&mut body, series.len() as u64);
+    body.extend(series);
+    body
+}
+
+/// A 1.0 body of one series holding one native histogram whose packed positive bucket deltas
+/// are `n` one-byte varints (eight bytes each in memory).
+fn v1_buckets_bomb(n: usize) -> Vec<u8> {
+    let mut deltas = vec![0x62];
+    put_uvarint(&mut deltas, n as u64);
+    deltas.extend(std::iter::repeat_n(0u8, n));
+    let mut histogram = vec![0x22];
+    put_uvarint(&mut histogram, deltas.len() as u64);
+    histogram.extend(deltas);
+    let mut body = vec![0x0a];
+    put_uvarint(&mut body, histogram.len() as u64);
+    body.extend(histogram);
+    body
+}
+
+/// A 1.0 body of one series wrapping `n` bytes of `unit` repeated (empty labels, samples).
+fn v1_one_series_of(unit: &[u8], n: usize) -> Vec<u8> {
+    let inner = unit.repeat(n / unit.len());
+    let mut body = vec![0x0a];
+    put_uvarint(&mut body, inner.len() as u64);
+    body.extend(inner);
+    body
+}
+
 #[test]
 fn bodies_of_empty_messages_are_refused_before_they_take_memory() {
-    // 200k empty series: 400 KB of body that would be 9.6 MB of series entries.
+    // 200k empty series: 400 KB of body that would be 11 MB of series entries.
     let bomb: Vec<u8> = [0x0a, 0x00].repeat(200_000);
     let mut batch = WriteBatch::new();
     let e = decode(Version::V1, &bomb, &mut batch).unwrap_err();
-    assert!(matches!(e, DecodeError::Dense { .. }), "{e}");
+    let limit = DecodeLimits::for_body(Version::V1, bomb.len()).entry_bytes;
+    assert_eq!(
+        e,
+        DecodeError::Dense {
+            body: 400_000,
+            limit
+        }
+    );
     assert_eq!(e.status(), 413);
     assert!(e.to_string().contains("400000 decompressed bytes"), "{e}");
-    // Refused once past the budget (6 bytes per body byte and 1 MiB), not at the end.
-    assert!(batch.series.capacity() * size_of::<SeriesEntry>() < 8 << 20);
+    // Refused as its vectors grew past the limit (12 bytes per body byte and 64 KiB), every
+    // allocation they made counted: not after.
+    assert!(batch.held_bytes() <= limit, "{}", batch.held_bytes());
+    // Past 1 MiB a body's entries are counted first: refused before any is allocated.
+    let bomb: Vec<u8> = [0x0a, 0x00].repeat(2_000_000);
+    let mut batch = WriteBatch::new();
+    let e = decode(Version::V1, &bomb, &mut batch).unwrap_err();
+    assert!(matches!(e, DecodeError::Dense { .. }), "{e}");
+    assert_eq!(batch.held_bytes(), 0);
 
-    // 2.0: a label reference is one byte and a pair of them a 32-byte entry, so a 2.0 body
-    // may take more per byte; a body of empty label references, series or symbols stays
-    // within that bound.
-    let refs = {
-        let mut series = vec![0x0a];
-        put_uvarint(&mut series, 1 << 20);
-        series.extend(std::iter::repeat_n(0u8, 1 << 20));
-        let mut body = vec![0x2a];
-        put_uvarint(&mut body, series.len() as u64);
-        body.extend(series);
-        body
-    };
-    for bomb in [
-        refs,
-        [0x2a, 0x00].repeat(500_000),
-        [0x22, 0x00].repeat(1_000_000),
+    // Every shape of bomb, in both versions, stays within its limit while it is decoded; those
+    // that would pass it are refused (from the count of their entries, before those are
+    // allocated; a histogram's buckets as they grow). Empty samples take 8 bytes per body
+    // byte, within 1.0's 12, empty 2.0 symbols 12 and one-byte label references 16, within
+    // 2.0's 32: at this size they are taken.
+    let bombs = [
+        (
+            Version::V1,
+            "empty labels",
+            v1_one_series_of(&[0x0a, 0x00], 1 << 20),
+            true,
+        ),
+        (
+            Version::V1,
+            "empty samples",
+            v1_one_series_of(&[0x12, 0x00], 1 << 20),
+            false,
+        ),
+        (
+            Version::V1,
+            "empty histograms",
+            v1_one_series_of(&[0x22, 0x00], 1 << 20),
+            true,
+        ),
+        (Version::V1, "bucket deltas", v1_buckets_bomb(1 << 20), true),
+        (Version::V1, "metadata", [0x1a, 0x00].repeat(500_000), true),
+        (
+            Version::V2,
+            "label references",
+            v2_refs_bomb(1 << 20),
+            false,
+        ),
+        (
+            Version::V2,
+            "label references past 32 MiB",
+            v2_refs_bomb(3 << 20),
+            true,
+        ),
+        (
+            Version::V2,
+            "empty series",
+            [0x2a, 0x00].repeat(500_000),
+            true,
+        ),
+        (
+            Version::V2,
+            "empty symbols",
+            [0x22, 0x00].repeat(1_000_000),
+            false,
+        ),
+    ];
+    for (version, what, bomb, refused) in bombs {
+        let mut batch = WriteBatch::new();
+        let limits = DecodeLimits::for_body(version, bomb.len());
+        let r = decode(version, &bomb, &mut batch);
+        match r {
+            Err(DecodeError::Dense { .. }) => assert!(refused, "{what}: refused"),
+            Ok(()) => assert!(!refused, "{what}: taken"),
+            Err(e) => panic!("{what}: {e}"),
+        }
+        assert!(
+            batch.held_bytes() <= limits.entry_bytes,
+            "{what}: {} bytes held, limit {}",
+            batch.held_bytes(),
+            limits.entry_bytes
+        );
+    }
+}
+
+#[test]
+fn limits_known_before_decoding_refuse_as_soon_as_passed() {
+    let body = pb1::WriteRequest {
+        timeseries: (0..1000)
+            .map(|i| pb1::TimeSeries {
+                labels: vec![label("__name__", "a"), label("i", &i.to_string())],
+                samples: vec![sample(i, 1.0), sample(i + 1, 2.0)],
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let roomy = DecodeLimits::for_body(Version::V1, body.len());
+    let mut batch = WriteBatch::new();
+    decode_limited(Version::V1, &body, &roomy, &mut batch).unwrap();
+    assert_eq!((batch.len(), batch.samples.len()), (1000, 2000));
+    // Series and samples: refused at the first series past the limit, 413.
+    for (limits, want) in [
+        (
+            DecodeLimits {
+                series: 999,
+                ..roomy
+            },
+            DecodeError::TooMany {
+                what: "series",
+                limit: 999,
+            },
+        ),
+        (
+            DecodeLimits {
+                samples: 1000,
+                ..roomy
+            },
+            DecodeError::TooMany {
+                what: "samples",
+                limit: 1000,
+            },
+        ),
     ] {
         let mut batch = WriteBatch::new();
-        let _ = decode(Version::V2, &bomb, &mut batch);
-        let taken = batch.labels.capacity() * 32
-            + batch.series.capacity() * size_of::<SeriesEntry>()
-            + batch.symbols.capacity() * 16;
-        assert!(
-            taken <= 2 * (bomb.len() * ENTRY_BYTES_PER_BODY_BYTE_V2 + (1 << 20)),
-            "{taken}"
+        let e = decode_limited(Version::V1, &body, &limits, &mut batch).unwrap_err();
+        assert_eq!(e, want);
+        assert_eq!(e.status(), 413);
+        assert!(batch.is_empty());
+    }
+    // Entry bytes: a limit under what the request needs refuses it with the vectors held
+    // within the limit; what a reused batch already holds counts.
+    let tight = DecodeLimits {
+        entry_bytes: 64 << 10,
+        ..roomy
+    };
+    let mut batch = WriteBatch::new();
+    let e = decode_limited(Version::V1, &body, &tight, &mut batch).unwrap_err();
+    assert!(
+        matches!(e, DecodeError::Dense { limit, .. } if limit == 64 << 10),
+        "{e}"
+    );
+    assert!(batch.held_bytes() <= 64 << 10, "{}", batch.held_bytes());
+    let mut batch = WriteBatch::new();
+    decode_limited(Version::V1, &body, &roomy, &mut batch).unwrap();
+    let held = batch.held_bytes();
+    let just = DecodeLimits {
+        entry_bytes: held,
+        ..roomy
+    };
+    decode_limited(Version::V1, &body, &just, &mut batch).unwrap();
+    assert_eq!(batch.held_bytes(), held);
+    let under = DecodeLimits {
+        entry_bytes: held / 2,
+        ..roomy
+    };
+    let mut fresh = WriteBatch::new();
+    assert!(decode_limited(Version::V1, &body, &under, &mut fresh).is_err());
+}
+
+#[test]
+fn the_entry_limit_is_capped_whatever_the_body() {
+    assert_eq!(
+        DecodeLimits::for_body(Version::V1, 1000).entry_bytes,
+        12_000 + (64 << 10)
+    );
+    assert_eq!(
+        DecodeLimits::for_body(Version::V2, 1000).entry_bytes,
+        32_000 + (64 << 10)
+    );
+    for v in [Version::V1, Version::V2] {
+        assert_eq!(
+            DecodeLimits::for_body(v, 16 << 20).entry_bytes,
+            MAX_ENTRY_BYTES
+        );
+        assert_eq!(
+            DecodeLimits::for_body(v, usize::MAX).entry_bytes,
+            MAX_ENTRY_BYTES
         );
     }
 }

@@ -3,7 +3,7 @@
 use crate::encoding::read_uvarint;
 
 use super::batch::{
-    ENTRY_BYTES_PER_BODY_BYTE, FamilyMetadata, MetricType, Sample, SeriesEntry, WriteBatch,
+    DecodeLimits, FamilyMetadata, MetricType, Sample, SeriesEntry, WriteBatch, make_room,
 };
 use super::histogram::histogram;
 use super::wire::{Cursor, FIXED64, Fault, FaultKind, Field, Kind, LEN, VARINT, check, key, strs};
@@ -62,8 +62,12 @@ const WRITE_REQUEST: &[Field] = &[
     Field::new(3, "metadata", Kind::Msg(METRIC_METADATA)),
 ];
 
-/// Decodes a whole `WriteRequest` into `out` (already cleared).
-pub(super) fn request<'a>(buf: &'a [u8], out: &mut WriteBatch<'a>) -> Result<(), Fault> {
+/// Decodes a whole `WriteRequest` into `out` (already cleared, its room set) under `limits`.
+pub(super) fn request<'a>(
+    buf: &'a [u8],
+    limits: &DecodeLimits,
+    out: &mut WriteBatch<'a>,
+) -> Result<(), Fault> {
     let mut c = Cursor::new(buf);
     let mut metadata = 0;
     while c.more() {
@@ -73,18 +77,46 @@ pub(super) fn request<'a>(buf: &'a [u8], out: &mut WriteBatch<'a>) -> Result<(),
                 let i = out.series.len();
                 let m = c.len_delim().map_err(|e| e.at("timeseries", Some(i)))?;
                 series(m, out).map_err(|e| e.at("timeseries", Some(i)))?;
-                out.check_density(buf.len(), ENTRY_BYTES_PER_BODY_BYTE, c.pos)?;
+                over_limits(out, limits, at)?;
             }
             k if k == key(3, LEN) => {
                 let m = c
                     .len_delim()
                     .map_err(|e| e.at("metadata", Some(metadata)))?;
                 family_metadata(m, out).map_err(|e| e.at("metadata", Some(metadata)))?;
-                out.check_density(buf.len(), ENTRY_BYTES_PER_BODY_BYTE, c.pos)?;
                 metadata += 1;
             }
             k => c.other(k, at, WRITE_REQUEST)?,
         }
+    }
+    Ok(())
+}
+
+/// Fails when the series or samples decoded so far pass `limits` (checked after each series).
+#[inline]
+pub(super) fn over_limits(
+    out: &WriteBatch<'_>,
+    limits: &DecodeLimits,
+    at: usize,
+) -> Result<(), Fault> {
+    let over = |n: usize, limit: usize| limit > 0 && n > limit;
+    if over(out.series.len(), limits.series) {
+        return Err(Fault::new(
+            at,
+            FaultKind::TooMany {
+                what: "series",
+                limit: limits.series,
+            },
+        ));
+    }
+    if over(out.samples.len(), limits.samples) {
+        return Err(Fault::new(
+            at,
+            FaultKind::TooMany {
+                what: "samples",
+                limit: limits.samples,
+            },
+        ));
     }
     Ok(())
 }
@@ -96,7 +128,14 @@ fn series<'a>(mut c: Cursor<'a>, out: &mut WriteBatch<'a>) -> Result<(), Fault> 
     let first_label = out.labels.len() as u32;
     let first_sample = out.samples.len() as u32;
     let first_histogram = out.histogram_samples.len() as u32;
-    match label_run(c.buf, c.pos, c.end, &mut out.spans, &mut out.labels) {
+    match label_run(
+        c.buf,
+        c.pos,
+        c.end,
+        &mut out.spans,
+        &mut out.labels,
+        &mut out.room,
+    ) {
         Some(p) => c.pos = p,
         None => out.labels.truncate(first_label as usize),
     }
@@ -108,6 +147,7 @@ fn series<'a>(mut c: Cursor<'a>, out: &mut WriteBatch<'a>) -> Result<(), Fault> 
         match c.varint()? {
             k if k == key(1, LEN) => {
                 if let Some([ns, ne, vs, ve, len]) = short_label(&c.buf[c.pos..c.end]) {
+                    make_room(&mut out.spans, 2, &mut out.room, at)?;
                     let base = c.pos as u32;
                     out.spans.push((base + ns, base + ne));
                     out.spans.push((base + vs, base + ve));
@@ -116,9 +156,11 @@ fn series<'a>(mut c: Cursor<'a>, out: &mut WriteBatch<'a>) -> Result<(), Fault> 
                 }
                 let i = fast + out.spans.len() / 2;
                 let m = c.len_delim().map_err(|e| e.at("labels", Some(i)))?;
+                make_room(&mut out.spans, 2, &mut out.room, at)?;
                 label(m, &mut out.spans).map_err(|e| e.at("labels", Some(i)))?;
             }
             k if k == key(2, LEN) => {
+                make_room(&mut out.samples, 1, &mut out.room, at)?;
                 if let Some((s, len)) = short_sample(&c.buf[c.pos..], c.end - c.pos) {
                     out.samples.push(s);
                     c.pos += len;
@@ -138,7 +180,9 @@ fn series<'a>(mut c: Cursor<'a>, out: &mut WriteBatch<'a>) -> Result<(), Fault> 
             k if k == key(4, LEN) => {
                 let i = histograms as usize;
                 let m = c.len_delim().map_err(|e| e.at("histograms", Some(i)))?;
-                let h = histogram(m, HISTOGRAM).map_err(|e| e.at("histograms", Some(i)))?;
+                let h = histogram(m, HISTOGRAM, &mut out.room)
+                    .map_err(|e| e.at("histograms", Some(i)))?;
+                make_room(&mut out.histogram_samples, 1, &mut out.room, at)?;
                 out.histogram_samples.push(h);
                 histograms += 1;
             }
@@ -146,6 +190,7 @@ fn series<'a>(mut c: Cursor<'a>, out: &mut WriteBatch<'a>) -> Result<(), Fault> 
         }
     }
     if !out.spans.is_empty() {
+        make_room(&mut out.labels, out.spans.len() / 2, &mut out.room, c.pos)?;
         let labels = &mut out.labels;
         let mut name: Option<&'a str> = None;
         strs(c.buf, &out.spans, |s| match name.take() {
@@ -159,6 +204,7 @@ fn series<'a>(mut c: Cursor<'a>, out: &mut WriteBatch<'a>) -> Result<(), Fault> 
                 .at("labels", Some(fast + i / 2))
         })?;
     }
+    make_room(&mut out.series, 1, &mut out.room, c.pos)?;
     out.series.push(SeriesEntry {
         labels: first_label..out.labels.len() as u32,
         samples: first_sample..out.samples.len() as u32,
@@ -175,8 +221,8 @@ fn series<'a>(mut c: Cursor<'a>, out: &mut WriteBatch<'a>) -> Result<(), Fault> 
 /// Reads the run of labels at `start` (before `end`) when they have [`short_label`]'s
 /// shape, as senders write every series: the run's bytes, framing included, are one UTF-8
 /// check, then each name and value is sliced from it. Returns where the run ends (`start`
-/// when there is none); `None` when something in it needs the general path, after which the
-/// caller drops the labels this pushed.
+/// when there is none); `None` when something in it needs the general path (or the vectors
+/// have no `room` to grow), after which the caller drops the labels this pushed.
 #[inline]
 fn label_run<'a>(
     buf: &'a [u8],
@@ -184,12 +230,14 @@ fn label_run<'a>(
     end: usize,
     spans: &mut Vec<(u32, u32)>,
     labels: &mut Vec<(&'a str, &'a str)>,
+    room: &mut usize,
 ) -> Option<usize> {
     let b = &buf[..end];
     let mut p = start;
     spans.clear();
     while b.get(p) == Some(&0x0a) {
         let [ns, ne, vs, ve, len] = short_label(&b[p + 1..])?;
+        make_room(spans, 2, room, p).ok()?;
         let at = (p + 1) as u32;
         spans.push((at + ns, at + ne));
         spans.push((at + vs, at + ve));
@@ -200,6 +248,7 @@ fn label_run<'a>(
     };
     let lo = first.0 as usize;
     let run = std::str::from_utf8(&b[lo..last.1 as usize]).ok()?;
+    make_room(labels, spans.len() / 2, room, start).ok()?;
     for pair in spans.chunks_exact(2) {
         let name = run.get(pair[0].0 as usize - lo..pair[0].1 as usize - lo)?;
         let value = run.get(pair[1].0 as usize - lo..pair[1].1 as usize - lo)?;
@@ -334,6 +383,7 @@ fn family_metadata<'a>(mut c: Cursor<'a>, out: &mut WriteBatch<'a>) -> Result<()
         *slot = std::str::from_utf8(&c.buf[s.pos..s.end])
             .map_err(|_| Fault::new(s.pos, FaultKind::Utf8).at(field, None))?;
     }
+    make_room(&mut out.metadata, 1, &mut out.room, c.end)?;
     out.metadata.push(m);
     Ok(())
 }

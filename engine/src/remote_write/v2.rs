@@ -1,7 +1,7 @@
 //! Remote write 2.0: `io.prometheus.write.v2.Request` (`proto/proto/prometheus/write/v2/`),
 //! whose strings live once in the request's symbol table and are referenced by index.
 
-use super::batch::{ENTRY_BYTES_PER_BODY_BYTE_V2, MetricType, Sample, SeriesEntry, WriteBatch};
+use super::batch::{DecodeLimits, MetricType, Sample, SeriesEntry, WriteBatch, make_room, take};
 use super::histogram::histogram;
 use super::wire::{Cursor, FIXED64, Fault, FaultKind, Field, Kind, LEN, VARINT, key, strs};
 
@@ -45,9 +45,14 @@ const REQUEST: &[Field] = &[
     Field::new(5, "timeseries", Kind::Msg(TIME_SERIES)),
 ];
 
-/// Decodes a whole `Request` into `out` (already cleared). Symbols may follow the series
-/// that use them, so a first pass finds both and a second decodes the series.
-pub(super) fn request<'a>(buf: &'a [u8], out: &mut WriteBatch<'a>) -> Result<(), Fault> {
+/// Decodes a whole `Request` into `out` (already cleared, its room set) under `limits`.
+/// Symbols may follow the series that use them, so a first pass finds both and a second
+/// decodes the series.
+pub(super) fn request<'a>(
+    buf: &'a [u8],
+    limits: &DecodeLimits,
+    out: &mut WriteBatch<'a>,
+) -> Result<(), Fault> {
     let mut c = Cursor::new(buf);
     while c.more() {
         let at = c.pos;
@@ -55,20 +60,22 @@ pub(super) fn request<'a>(buf: &'a [u8], out: &mut WriteBatch<'a>) -> Result<(),
             k if k == key(4, LEN) => {
                 let i = out.spans.len();
                 let s = c.len_delim().map_err(|e| e.at("symbols", Some(i)))?;
+                make_room(&mut out.spans, 1, &mut out.room, at)?;
                 out.spans.push((s.pos as u32, s.end as u32));
             }
             k if k == key(5, LEN) => {
                 let i = out.messages.len();
                 let m = c.len_delim().map_err(|e| e.at("timeseries", Some(i)))?;
+                make_room(&mut out.messages, 1, &mut out.room, at)?;
                 out.messages.push((m.pos as u32, m.end as u32));
             }
             k => c.other(k, at, REQUEST)?,
         }
     }
+    make_room(&mut out.symbols, out.spans.len(), &mut out.room, 0)?;
     let symbols = &mut out.symbols;
     strs(buf, &out.spans, |s| symbols.push(s))
         .map_err(|i| Fault::new(out.spans[i].0 as usize, FaultKind::Utf8).at("symbols", Some(i)))?;
-    out.check_density(buf.len(), ENTRY_BYTES_PER_BODY_BYTE_V2, 0)?;
     for i in 0..out.messages.len() {
         let (pos, end) = out.messages[i];
         let m = Cursor {
@@ -77,7 +84,7 @@ pub(super) fn request<'a>(buf: &'a [u8], out: &mut WriteBatch<'a>) -> Result<(),
             end: end as usize,
         };
         series(m, out).map_err(|e| e.at("timeseries", Some(i)))?;
-        out.check_density(buf.len(), ENTRY_BYTES_PER_BODY_BYTE_V2, end as usize)?;
+        super::v1::over_limits(out, limits, pos as usize)?;
     }
     Ok(())
 }
@@ -106,6 +113,7 @@ fn series<'a>(mut c: Cursor<'a>, out: &mut WriteBatch<'a>) -> Result<(), Fault> 
         start_timestamps,
         symbols,
         histogram_samples,
+        room,
         ..
     } = out;
     let first_histogram = histogram_samples.len();
@@ -116,12 +124,15 @@ fn series<'a>(mut c: Cursor<'a>, out: &mut WriteBatch<'a>) -> Result<(), Fault> 
     // label name waits here for its value.
     let mut name: Option<&'a str> = None;
     let mut refs = 0usize;
-    let mut push_ref = |r: u64, at: usize| -> Result<(), Fault> {
+    let mut push_ref = |r: u64, at: usize, room: &mut usize| -> Result<(), Fault> {
         let s = symbol(symbols, r, at).map_err(|e| e.at("labels_refs", Some(refs)))?;
         refs += 1;
         match name.take() {
             None => name = Some(s),
-            Some(n) => labels.push((n, s)),
+            Some(n) => {
+                make_room(labels, 1, room, at)?;
+                labels.push((n, s));
+            }
         }
         Ok(())
     };
@@ -132,26 +143,30 @@ fn series<'a>(mut c: Cursor<'a>, out: &mut WriteBatch<'a>) -> Result<(), Fault> 
                 let mut m = c.len_delim().map_err(|e| e.at("labels_refs", None))?;
                 while m.more() {
                     let at = m.pos;
-                    push_ref(m.varint().map_err(|e| e.at("labels_refs", None))?, at)?;
+                    push_ref(m.varint().map_err(|e| e.at("labels_refs", None))?, at, room)?;
                 }
             }
             k if k == key(1, VARINT) => {
-                push_ref(c.varint().map_err(|e| e.at("labels_refs", None))?, at)?
+                push_ref(c.varint().map_err(|e| e.at("labels_refs", None))?, at, room)?
             }
             k if k == key(2, LEN) => {
                 let i = samples.len() - first_sample;
                 let m = c.len_delim().map_err(|e| e.at("samples", Some(i)))?;
                 let (s, st) = sample(m).map_err(|e| e.at("samples", Some(i)))?;
                 if st != 0 || !start_timestamps.is_empty() {
+                    let more = samples.len() + 1 - start_timestamps.len();
+                    make_room(start_timestamps, more, room, at)?;
                     start_timestamps.resize(samples.len(), 0);
                     start_timestamps.push(st);
                 }
+                make_room(samples, 1, room, at)?;
                 samples.push(s);
             }
             k if k == key(3, LEN) => {
                 let i = entry.histograms as usize;
                 let m = c.len_delim().map_err(|e| e.at("histograms", Some(i)))?;
-                let h = histogram(m, HISTOGRAM).map_err(|e| e.at("histograms", Some(i)))?;
+                let h = histogram(m, HISTOGRAM, room).map_err(|e| e.at("histograms", Some(i)))?;
+                make_room(histogram_samples, 1, room, at)?;
                 histogram_samples.push(h);
                 entry.histograms += 1;
             }
@@ -176,7 +191,11 @@ fn series<'a>(mut c: Cursor<'a>, out: &mut WriteBatch<'a>) -> Result<(), Fault> 
     if !own.is_sorted_by(|a, b| name_le(a.0, b.0)) {
         // Prometheus's and Thanos's receivers sort 2.0 labels by name before anything else
         // looks at them, so an unsorted request is accepted as if sorted; a stable sort keeps
-        // duplicate names in request order.
+        // duplicate names in request order. Its scratch (all of the labels up to 8 MB, at
+        // least half of them) is an allocation too.
+        let size = size_of::<(&str, &str)>();
+        let scratch = own.len().min(8_000_000 / size).max(own.len() / 2) * size;
+        take(room, scratch, c.end)?;
         own.sort_by(|a, b| a.0.cmp(b.0));
     }
     entry.labels = first_label as u32..labels.len() as u32;
@@ -184,6 +203,7 @@ fn series<'a>(mut c: Cursor<'a>, out: &mut WriteBatch<'a>) -> Result<(), Fault> 
     entry.histogram_samples = first_histogram as u32..out.histogram_samples.len() as u32;
     out.histograms += entry.histograms as usize;
     out.exemplars += entry.exemplars as usize;
+    make_room(&mut out.series, 1, &mut out.room, c.end)?;
     out.series.push(entry);
     Ok(())
 }

@@ -59,10 +59,13 @@ pub(super) enum FaultKind {
         symbols: usize,
     },
     OddRefs(usize),
-    /// The entries decoded take more memory than the body may ([`super::WriteBatch`]).
-    Dense {
-        body: usize,
-        entries: usize,
+    /// The entries decoded would take more memory than the request may
+    /// ([`super::DecodeLimits::entry_bytes`]).
+    Dense,
+    /// More series or samples than the request may carry ([`super::DecodeLimits`]).
+    TooMany {
+        what: &'static str,
+        limit: usize,
     },
 }
 
@@ -99,12 +102,8 @@ impl fmt::Display for FaultKind {
                 )
             }
             FaultKind::OddRefs(n) => write!(f, "odd number of label references ({n})"),
-            FaultKind::Dense { body, entries } => {
-                write!(
-                    f,
-                    "{body}-byte body decodes to over {entries} bytes of entries"
-                )
-            }
+            FaultKind::Dense => f.write_str("entries past the request's memory limit"),
+            FaultKind::TooMany { what, limit } => write!(f, "more than {limit} {what}"),
         }
     }
 }
@@ -169,9 +168,10 @@ impl Fault {
         self.0.kind
     }
 
-    /// The public error: UTF-8 and symbol faults keep their own variants.
+    /// The public error of a request of `body` decompressed bytes decoded under `limits`:
+    /// UTF-8, symbol and limit faults keep their own variants.
     #[cold]
-    pub(super) fn into_error(self) -> DecodeError {
+    pub(super) fn into_error(self, body: usize, limits: &super::DecodeLimits) -> DecodeError {
         let field = self.path();
         let offset = self.0.offset;
         match self.0.kind {
@@ -187,7 +187,11 @@ impl Fault {
                 field,
                 count,
             },
-            FaultKind::Dense { body, entries } => DecodeError::Dense { body, entries },
+            FaultKind::Dense => DecodeError::Dense {
+                body,
+                limit: limits.entry_bytes,
+            },
+            FaultKind::TooMany { what, limit } => DecodeError::TooMany { what, limit },
             kind => DecodeError::Protobuf {
                 offset,
                 what: format!("{field}: {kind}"),

@@ -15,6 +15,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use gauntlet_engine::budget::{Decoding, DecodingRefused};
 use gauntlet_engine::head::{AppendBatch, AppendReport};
 use gauntlet_engine::labels::hash_pairs;
 use gauntlet_engine::remote_write::{self, LabelLimits, SeriesEntry, Version, WriteBatch};
@@ -109,9 +110,14 @@ fn answer(st: &WriteState, code: StatusCode, msg: String) -> Response {
 /// Largest decompressed body taken, bytes, whatever the body limit: a declared size past
 /// this is refused before anything is allocated. Prometheus sends requests of a few hundred
 /// kilobytes decoded (2 000 samples by default); snappy can expand a body about 21 times, so
-/// a small body of repeated bytes reaches this, and its entries are bounded by
-/// [`remote_write::ENTRY_BYTES_PER_BODY_BYTE`] per byte.
-pub const MAX_DECODED_BYTES: usize = 32 << 20;
+/// a body of 800 KiB of repeated bytes reaches this. What it decodes to is bounded before
+/// decoding starts ([`remote_write::DecodeLimits::for_body`], at most
+/// [`remote_write::MAX_ENTRY_BYTES`]), so one request's decoding holds at most 48 MiB.
+pub const MAX_DECODED_BYTES: usize = 16 << 20;
+
+/// Longest a remote write waits for decoding room ([`gauntlet_engine::budget::DECODING_ROOM`])
+/// before it is answered 503, which Prometheus retries.
+const DECODING_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Largest forwarded gRPC message a receiver takes or sends, bytes: a 2.0 request's labels
 /// travel as full strings between receivers, several times the bytes of its symbol
@@ -187,29 +193,47 @@ pub async fn receive(
             };
         }
     };
-    // The body decompressed, then decoded into entries that borrow it and copied out for the
-    // cores: about three times its decoded length, reserved before any of it is allocated.
+    // The body decompressed, then decoded into entries that borrow it: what both may hold is
+    // known from its header before either is allocated, and is taken from the decoding room
+    // (waiting for bodies being decoded to give theirs back) and reserved as work in flight.
+    // A header that is corrupt or declares too much is refused before anything is allocated.
     // (The compressed body was reserved at the door, from its declared length.)
-    let decoded = remote_write::decoded_len(&raw)
-        .unwrap_or(0)
-        .min(MAX_DECODED_BYTES as u64);
-    let _held = match gauntlet_engine::budget::global().reserve(
-        "remote write",
-        decoded * 3,
-        gauntlet_engine::budget::Need::Grow,
-    ) {
+    let decoded = match remote_write::declared_len(&raw, MAX_DECODED_BYTES) {
+        Ok(n) => n,
+        Err(e) => return answer(&st, decode_status(&e), e.to_string()),
+    };
+    let limits = remote_write::DecodeLimits {
+        series: st.limits.series,
+        samples: st.limits.samples,
+        ..remote_write::DecodeLimits::for_body(version, decoded)
+    };
+    let room = match gauntlet_engine::budget::global()
+        .decode_room(
+            "remote write",
+            (decoded + limits.entry_bytes) as u64,
+            DECODING_WAIT,
+        )
+        .await
+    {
         Ok(r) => r,
-        Err(why) => {
+        Err(DecodingRefused::OverBudget(why)) => {
             st.stats.count(StatusCode::SERVICE_UNAVAILABLE);
             return crate::memory::refused_write(&why);
         }
+        Err(busy) => return answer(&st, StatusCode::SERVICE_UNAVAILABLE, busy.to_string()),
     };
     let mut buf = Vec::new();
     if let Err(e) = remote_write::decompress(&raw, MAX_DECODED_BYTES, &mut buf) {
         return answer(&st, decode_status(&e), e.to_string());
     }
     drop(raw);
-    let done = write(&st, &tenant_name, replica, Input::Http { version, buf }).await;
+    let input = Input::Http {
+        version,
+        buf,
+        limits,
+        _room: room,
+    };
+    let done = write(&st, &tenant_name, replica, input).await;
     let mut resp = answer(&st, done.code, done.message);
     if version == Version::V2 {
         let written = remote_write::Written {
@@ -236,6 +260,10 @@ pub enum Input {
         version: Version,
         /// The protobuf bytes.
         buf: Vec<u8>,
+        /// What it may decode to.
+        limits: remote_write::DecodeLimits,
+        /// The decoding room it holds until it is decoded and copied out.
+        _room: Decoding,
     },
     /// Series forwarded by another receiver (`thanos.WriteRequest`).
     Forwarded(Vec<pb::TimeSeries>),
@@ -245,10 +273,24 @@ impl Input {
     /// Fills `wb` with the series, borrowing their strings from `self`.
     fn decode<'a>(&'a self, wb: &mut WriteBatch<'a>) -> Result<(), (StatusCode, String)> {
         match self {
-            Input::Http { version, buf } => remote_write::decode(*version, buf, wb).map_err(|e| {
+            Input::Http {
+                version,
+                buf,
+                limits,
+                ..
+            } => remote_write::decode_limited(*version, buf, limits, wb).map_err(|e| {
+                let flag = match e {
+                    remote_write::DecodeError::TooMany { what: "series", .. } => {
+                        " (--receive.limits.request-series)"
+                    }
+                    remote_write::DecodeError::TooMany { .. } => {
+                        " (--receive.limits.request-samples)"
+                    }
+                    _ => "",
+                };
                 (
                     decode_status(&e),
-                    format!("decoding the write request: {e}"),
+                    format!("decoding the write request: {e}{flag}"),
                 )
             }),
             Input::Forwarded(series) => {
@@ -460,7 +502,10 @@ fn check(st: &WriteState, wb: &WriteBatch<'_>) -> Result<Checked, (StatusCode, S
             refusals.invalid_series += 1;
             refusals.invalid_samples += (samples.len() + hists.len()) as u64;
             if refusals.first_invalid.is_none() {
-                refusals.first_invalid = Some(e.to_string());
+                refusals.first_invalid = Some(match limit_flag(&e) {
+                    Some(flag) => format!("{e} ({flag})"),
+                    None => e.to_string(),
+                });
             }
             continue;
         }
@@ -489,6 +534,17 @@ fn check(st: &WriteState, wb: &WriteBatch<'_>) -> Result<Checked, (StatusCode, S
         .invalid_series
         .fetch_add(refusals.invalid_series, Relaxed);
     Ok(Checked { series, refusals })
+}
+
+/// The flag setting the limit a label refusal is over, for its message.
+fn limit_flag(e: &remote_write::LabelError) -> Option<&'static str> {
+    use remote_write::LabelError as E;
+    match e {
+        E::TooManyLabels { .. } => Some("--receive.limits.label-count"),
+        E::NameTooLong { .. } => Some("--receive.limits.label-name-length"),
+        E::ValueTooLong { .. } => Some("--receive.limits.label-value-length"),
+        _ => None,
+    }
 }
 
 /// Series of one request bound for this receiver's head, split by owning core.
