@@ -1,12 +1,36 @@
 //! Label matchers (`=`, `!=`, `=~`, `!~`) with Prometheus's regex semantics: RE2 syntax, fully
 //! anchored, `.` matching newlines (Prometheus 3.x).
+//!
+//! A regex from a request is bounded before it costs memory. An alternation of plain values
+//! (`a|b|c`, what a dashboard sends for a variable of many values) is read as the set of its
+//! values without the regex parser, so it may be as long as the request. Any other regex is
+//! refused past [`MAX_REGEX_BYTES`] before it is parsed (parsing takes about 150 bytes of
+//! memory per byte of pattern), refused when it compiles past [`MAX_REGEX_COMPILED_BYTES`],
+//! and holds room for what it compiled to in the memory budget for as long as it lives
+//! ([`crate::budget::MemoryBudget::hold_regex`]), so the regexes of requests in flight (a
+//! query can hold thousands) cannot together take more than that room.
 
 use std::fmt;
+use std::sync::Arc;
 
-use regex::Regex;
+use regex_automata::meta;
 use regex_syntax::hir::{Hir, HirKind, Literal};
 
+use crate::budget::RegexHold;
 use crate::error::{ECHO_BYTES, MESSAGE_BYTES, clip};
+
+/// Longest regex compiled, bytes: a longer one is refused before it is parsed. Alternations of
+/// plain values are not compiled and are not held to it.
+pub const MAX_REGEX_BYTES: usize = 128 << 10;
+
+/// Most memory one regex may compile to, bytes (its automata, as the regex engine counts
+/// them); one that compiles to more is refused. A regex of [`MAX_REGEX_BYTES`] that is not
+/// pathological compiles to about 12 bytes per byte, under this.
+pub const MAX_REGEX_COMPILED_BYTES: usize = 4 << 20;
+
+/// Bytes of lazy DFA a compiled regex keeps per thread matching with it. Label values are
+/// short: a small cache serves them, and a larger one would not be counted.
+const REGEX_CACHE_BYTES: usize = 256 << 10;
 
 /// The kind of comparison a matcher makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -184,12 +208,21 @@ pub enum RegexShape {
     Any,
     /// `.+`: every non-empty value.
     NonEmpty,
-    /// An alternation of literals (`a|b|c`, or a single literal): exactly these values.
+    /// An alternation of literals (`a|b|c`, or a single literal): exactly these values, sorted
+    /// and without duplicates.
     Set(Vec<String>),
     /// Values starting with this literal followed by `.*`.
     Prefix(String),
     /// Nothing cheaper is known: run the regex.
     General,
+}
+
+/// A compiled regex and the room it holds in the memory budget while it lives (shared by a
+/// matcher's clones, which share its caches too).
+#[derive(Debug)]
+struct Compiled {
+    re: meta::Regex,
+    _room: RegexHold,
 }
 
 /// One label matcher.
@@ -201,7 +234,7 @@ pub struct Matcher {
     pub value: String,
     /// The comparison.
     pub typ: MatchType,
-    re: Option<Regex>,
+    re: Option<Arc<Compiled>>,
     shape: RegexShape,
     /// A literal every value the regex accepts starts with (empty when none is known).
     prefix: String,
@@ -263,12 +296,23 @@ impl Matcher {
                     pattern: value.clone(),
                     reason,
                 };
-                if let Some(reason) = re2_refusal(&value) {
-                    return Err(refused(reason));
+                if let Some(values) = plain_alternation(&value) {
+                    let prefix = common_prefix(&values).to_string();
+                    (None, (RegexShape::Set(values), prefix))
+                } else {
+                    if value.len() > MAX_REGEX_BYTES {
+                        return Err(refused(format!(
+                            "a regex of {} bytes is over the limit of {} KiB for a regex that is not a list of plain values (a|b|c)",
+                            value.len(),
+                            MAX_REGEX_BYTES >> 10
+                        )));
+                    }
+                    if let Some(reason) = re2_refusal(&value) {
+                        return Err(refused(reason));
+                    }
+                    let re = compile(&value).map_err(refused)?;
+                    (Some(Arc::new(re)), regex_shape(&value))
                 }
-                let anchored = format!("^(?s:{value})$");
-                let re = Regex::new(&anchored).map_err(|e| refused(e.to_string()))?;
-                (Some(re), regex_shape(&value))
             }
         };
         Ok(Matcher {
@@ -301,9 +345,9 @@ impl Matcher {
         match &self.shape {
             RegexShape::Any => true,
             RegexShape::NonEmpty => !v.is_empty(),
-            RegexShape::Set(set) => set.iter().any(|s| s == v),
+            RegexShape::Set(set) => set.binary_search_by(|s| s.as_str().cmp(v)).is_ok(),
             RegexShape::Prefix(p) => v.starts_with(p.as_str()),
-            RegexShape::General => self.re.as_ref().is_some_and(|re| re.is_match(v)),
+            RegexShape::General => self.re.as_ref().is_some_and(|c| c.re.is_match(v)),
         }
     }
 
@@ -349,6 +393,86 @@ impl Matcher {
             prefix: self.prefix.clone(),
         }
     }
+}
+
+/// `^(?s:pattern)$` compiled within [`MAX_REGEX_COMPILED_BYTES`], with room held for it, or
+/// why not.
+fn compile(pattern: &str) -> Result<Compiled, String> {
+    let config = meta::Config::new()
+        .nfa_size_limit(Some(MAX_REGEX_COMPILED_BYTES))
+        .onepass_size_limit(Some(MAX_REGEX_COMPILED_BYTES))
+        .dfa_size_limit(Some(MAX_REGEX_COMPILED_BYTES))
+        .hybrid_cache_capacity(REGEX_CACHE_BYTES)
+        .match_kind(regex_automata::MatchKind::LeftmostFirst)
+        .utf8_empty(true);
+    let re = meta::Builder::new()
+        .configure(config)
+        .syntax(regex_automata::util::syntax::Config::new().utf8(true))
+        .build(&format!("^(?s:{pattern})$"))
+        .map_err(|e| match e.size_limit() {
+            Some(_) => format!(
+                "it compiles to more than the limit of {} MiB for one regex",
+                MAX_REGEX_COMPILED_BYTES >> 20
+            ),
+            None => e.to_string(),
+        })?;
+    // What a compiled regex holds is about twice what it reports (the caches of the threads
+    // matching with it), and at least a few pages.
+    let bytes = 2 * re.memory_usage() as u64 + (16 << 10);
+    let room = crate::budget::global()
+        .hold_regex(bytes)
+        .map_err(|e| e.to_string())?;
+    Ok(Compiled { re, _room: room })
+}
+
+/// The values of `pattern` when it is an alternation of plain values (`a|b|c`), alone or as
+/// the only group (`(a|b)`, `(?:a|b)`), with ASCII punctuation escaped by a backslash as RE2
+/// reads it (`10\.0\.0\.1`): sorted, without duplicates. `None` for anything else. Read
+/// without the regex parser, so an alternation as long as a request costs what its values
+/// take.
+fn plain_alternation(pattern: &str) -> Option<Vec<String>> {
+    let inner = pattern
+        .strip_prefix("(?:")
+        .or_else(|| pattern.strip_prefix('(').filter(|p| !p.starts_with('?')))
+        .and_then(|p| p.strip_suffix(')'))
+        .unwrap_or(pattern);
+    let mut values = Vec::new();
+    let mut value = String::new();
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '|' => values.push(std::mem::take(&mut value)),
+            '\\' => match chars.next() {
+                Some(e) if e.is_ascii_punctuation() => value.push(e),
+                _ => return None,
+            },
+            '.' | '+' | '*' | '?' | '(' | ')' | '[' | ']' | '{' | '}' | '^' | '$' => return None,
+            c => value.push(c),
+        }
+    }
+    values.push(value);
+    values.sort_unstable();
+    values.dedup();
+    Some(values)
+}
+
+/// The longest prefix every one of `values` starts with.
+fn common_prefix(values: &[String]) -> &str {
+    let Some((first, rest)) = values.split_first() else {
+        return "";
+    };
+    let mut len = first.len();
+    for v in rest {
+        len = first
+            .char_indices()
+            .zip(v.chars())
+            .take_while(|((_, a), b)| a == b)
+            .map(|((i, a), _)| i + a.len_utf8())
+            .last()
+            .unwrap_or(0)
+            .min(len);
+    }
+    &first[..len]
 }
 
 /// The regex's shape and a literal prefix of every value it accepts.
@@ -534,7 +658,7 @@ mod tests {
             "a|",
         ] {
             let m = re(p);
-            let r = Regex::new(&format!("^(?s:{p})$")).unwrap();
+            let r = regex::Regex::new(&format!("^(?s:{p})$")).unwrap();
             for v in values {
                 assert_eq!(m.matches(v), r.is_match(v), "pattern {p:?} value {v:?}");
             }
@@ -551,12 +675,13 @@ mod tests {
             ("(ab)+c", ""),
             ("^host.*", ""),
             ("(?i)host.*x", ""),
-            ("a|ab", ""),
+            ("a|ab", "a"),
+            ("host-001|host-002", "host-00"),
             ("x.*y", "x"),
         ] {
             let m = re(p);
             assert_eq!(m.literal_prefix(), prefix, "{p}");
-            let r = Regex::new(&format!("^(?s:{p})$")).unwrap();
+            let r = regex::Regex::new(&format!("^(?s:{p})$")).unwrap();
             for v in [
                 "host-001",
                 "host-0025",
@@ -572,6 +697,75 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn plain_alternations_are_sets_without_a_regex() {
+        for (p, want) in [
+            ("a|bb|c", vec!["a", "bb", "c"]),
+            ("(GET|PUT)", vec!["GET", "PUT"]),
+            ("(?:b|a|b)", vec!["a", "b"]),
+            (r"10\.0\.0\.1|10\.0\.0\.2", vec!["10.0.0.1", "10.0.0.2"]),
+            (r"a\-b|c\/d|e\(f\)", vec!["a-b", "c/d", "e(f)"]),
+            ("a|", vec!["", "a"]),
+            ("", vec![""]),
+            ("héllo wörld|x y", vec!["héllo wörld", "x y"]),
+        ] {
+            let m = re(p);
+            assert!(m.re.is_none(), "{p}: compiled");
+            let want: Vec<String> = want.into_iter().map(String::from).collect();
+            assert_eq!(m.shape(), &RegexShape::Set(want.clone()), "{p}");
+            // The same answers as the regex itself.
+            let r = regex::Regex::new(&format!("^(?s:{p})$")).unwrap();
+            for v in want
+                .iter()
+                .map(String::as_str)
+                .chain(["", "a", "ab", "10.0.0.3", "x"])
+            {
+                assert_eq!(m.matches(v), r.is_match(v), "{p} on {v:?}");
+            }
+        }
+        // Anything else is a regex.
+        for p in [
+            "a.b|c", "(a)|(b)", "a|b*", r"\d|a", "[ab]", "a{2}", "(?i)a|b", "^a",
+        ] {
+            assert!(
+                re(p).re.is_some() || re(p).shape() != &RegexShape::General,
+                "{p}"
+            );
+            assert!(plain_alternation(p).is_none(), "{p}");
+        }
+    }
+
+    #[test]
+    fn a_megabyte_of_plain_values_is_read_without_parsing() {
+        let values: Vec<String> = (0..100_000).map(|i| format!("value_{i:06}")).collect();
+        let p = values.join("|");
+        assert!(p.len() > 1 << 20);
+        let m = re(&p);
+        assert!(m.re.is_none());
+        assert!(m.matches("value_054321") && !m.matches("value_1") && !m.matches(""));
+        assert_eq!(m.set_matches().map(|s| s.len()), Some(100_000));
+        assert_eq!(m.literal_prefix(), "value_0");
+    }
+
+    #[test]
+    fn regexes_past_their_limits_are_refused_naming_them() {
+        // Long and not plain values: refused before it is parsed.
+        let long: String = (0..20_000).map(|i| format!("v{i}.|")).collect();
+        let e = Matcher::new(MatchType::Regexp, "job", long.as_str()).unwrap_err();
+        assert!(e.reason.contains("limit of 128 KiB"), "{e}");
+        assert!(e.to_string().len() < 1024);
+        // Short, but compiling to more than one regex may.
+        let e = Matcher::new(MatchType::Regexp, "job", r"\pL{200}").unwrap_err();
+        assert!(e.reason.contains("limit of 4 MiB for one regex"), "{e}");
+        // A compiled regex holds room in the budget while it lives, shared by its clones.
+        let m = Matcher::new(MatchType::Regexp, "job", r"\pL{10}").unwrap();
+        let copy = m.clone();
+        let (a, b) = (m.re.as_ref().unwrap(), copy.re.as_ref().unwrap());
+        assert!(Arc::ptr_eq(a, b));
+        assert!(a._room.bytes() > 100 << 10, "{}", a._room.bytes());
+        assert!(copy.matches("abcdefghij") && !copy.matches("abc"));
     }
 
     #[test]
