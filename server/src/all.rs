@@ -256,9 +256,10 @@ async fn serve(args: AllArgs, demo: Option<DemoPlan>) -> anyhow::Result<()> {
     let grpc = tonic::transport::Server::builder()
         .layer(crate::metrics::GrpcMetricsLayer)
         .layer(crate::memory::GrpcGuardLayer)
+        .layer(crate::grpc::RequestLimitsLayer)
         .add_service(
             thanos::store_server::StoreServer::new(svc.clone())
-                .max_decoding_message_size(i32::MAX as usize)
+                .max_decoding_message_size(crate::grpc::MAX_STORE_REQUEST_BYTES)
                 .max_encoding_message_size(i32::MAX as usize),
         )
         .add_service(thanos::info::info_server::InfoServer::new(svc))

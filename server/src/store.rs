@@ -304,6 +304,7 @@ async fn serve(
     let grpc = tonic::transport::Server::builder()
         .layer(crate::metrics::GrpcMetricsLayer)
         .layer(crate::memory::GrpcGuardLayer)
+        .layer(crate::grpc::RequestLimitsLayer)
         .add_service(crate::grpc::StoreApi::new(svc.clone()))
         .add_service(thanos::info::info_server::InfoServer::new(svc))
         .serve_with_incoming_shutdown(

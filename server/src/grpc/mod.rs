@@ -2,6 +2,8 @@
 //! bucket store.
 
 pub(crate) mod convert;
+pub mod request_limits;
 pub mod store;
 
+pub use request_limits::{MAX_STORE_REQUEST_BYTES, RequestLimitsLayer};
 pub use store::{StoreApi, StoreService};

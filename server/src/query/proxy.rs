@@ -40,9 +40,10 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .layer(crate::metrics::GrpcMetricsLayer)
         .layer(crate::memory::GrpcGuardLayer)
+        .layer(crate::grpc::RequestLimitsLayer)
         .add_service(
             StoreServer::new(proxy.clone())
-                .max_decoding_message_size(usize::MAX)
+                .max_decoding_message_size(crate::grpc::MAX_STORE_REQUEST_BYTES)
                 .max_encoding_message_size(usize::MAX),
         )
         .add_service(InfoServer::new(proxy))

@@ -114,14 +114,16 @@ pub struct ReceiveArgs {
     /// Bytes of one (compressed) request body; more is refused with 413.
     #[arg(long = "receive.limits.request-size", default_value = "32MiB", value_parser = parse_bytes)]
     pub request_size: u64,
-    /// Labels one series may have; more is refused with 400 (0 = no limit).
-    #[arg(long = "receive.limits.label-count", default_value_t = 0)]
+    /// Labels one series may have, `__name__` included; a series with more is refused with
+    /// 400 (0 = no limit). See docs/security.md for the defaults.
+    #[arg(long = "receive.limits.label-count", default_value_t = 128)]
     pub label_count: usize,
-    /// Bytes of one label name; longer is refused with 400 (0 = no limit).
-    #[arg(long = "receive.limits.label-name-length", default_value_t = 0)]
+    /// Bytes of one label name; a series with a longer one is refused with 400 (0 = no limit).
+    #[arg(long = "receive.limits.label-name-length", default_value_t = 1024)]
     pub label_name_length: usize,
-    /// Bytes of one label value; longer is refused with 400 (0 = no limit).
-    #[arg(long = "receive.limits.label-value-length", default_value_t = 0)]
+    /// Bytes of one label value; a series with a longer one is refused with 400 (0 = no
+    /// limit).
+    #[arg(long = "receive.limits.label-value-length", default_value_t = 4096)]
     pub label_value_length: usize,
     /// Engine cores for the heads (threads pinned one per CPU); 0 = one per CPU.
     #[arg(long = "engine.cores", default_value_t = 0)]
@@ -545,6 +547,7 @@ impl Receiver {
             .layer(crate::metrics::GrpcMetricsLayer)
             .layer(crate::memory::GrpcGuardLayer)
             .layer(forward::SnappyRequestsLayer)
+            .layer(crate::grpc::RequestLimitsLayer)
             .add_service(
                 thanos::store_server::StoreServer::new(svc.clone())
                     .max_encoding_message_size(usize::MAX),
