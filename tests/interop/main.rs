@@ -11,5 +11,6 @@ mod common;
 mod blocks;
 mod fixture;
 mod frontend_rule;
+mod gauntlet_query;
 mod hashring;
 mod querier_front;
