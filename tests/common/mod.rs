@@ -443,7 +443,8 @@ impl GauntletServer {
 
 /// CPU time process `pid` has used so far (user and system), in seconds.
 pub fn process_cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading /proc/PID/stat");
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading /proc/PID/stat");
     // The command name may hold spaces; the fields after it are fixed.
     let rest = &stat[stat.rfind(')').expect("stat has a command") + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();

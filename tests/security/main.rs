@@ -8,5 +8,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod auth;
 mod disconnect;
+mod listeners;
 mod tenancy;
+mod tenant_names;
