@@ -400,8 +400,6 @@ impl Matcher {
 fn compile(pattern: &str) -> Result<Compiled, String> {
     let config = meta::Config::new()
         .nfa_size_limit(Some(MAX_REGEX_COMPILED_BYTES))
-        .onepass_size_limit(Some(MAX_REGEX_COMPILED_BYTES))
-        .dfa_size_limit(Some(MAX_REGEX_COMPILED_BYTES))
         .hybrid_cache_capacity(REGEX_CACHE_BYTES)
         .match_kind(regex_automata::MatchKind::LeftmostFirst)
         .utf8_empty(true);

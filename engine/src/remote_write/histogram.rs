@@ -218,8 +218,11 @@ fn sint64s(c: &mut Cursor<'_>, k: u64, out: &mut Vec<i64>, room: &mut usize) -> 
         return Ok(());
     }
     let mut m = c.len_delim()?;
+    // A packed run holds one element per byte under 0x80 (each varint's last): room for all
+    // of them is made, or refused, before any is read.
+    let n = m.buf[m.pos..m.end].iter().filter(|&&b| b < 0x80).count();
+    make_room(out, n, room, m.pos)?;
     while m.more() {
-        make_room(out, 1, room, m.pos)?;
         out.push(zigzag_decode(m.varint()?));
     }
     Ok(())

@@ -174,6 +174,14 @@ pub fn decode_limited<'a>(
     out: &mut WriteBatch<'a>,
 ) -> Result<(), DecodeError> {
     out.clear();
+    // Batch indexes are u32; every label and sample takes at least two bytes, so a body
+    // under 4 GiB cannot overflow them.
+    if u32::try_from(buf.len()).is_err() {
+        return Err(DecodeError::TooLarge {
+            limit: u32::MAX as usize,
+            declared: buf.len() as u64,
+        });
+    }
     out.room = limits.entry_bytes.saturating_sub(out.held_bytes());
     // A large request's entries are counted first and their vectors allocated once, at their
     // sizes: one past its limits is refused before anything of it is allocated, and a real

@@ -1042,9 +1042,10 @@ fn bodies_of_empty_messages_are_refused_before_they_take_memory() {
 
     // Every shape of bomb, in both versions, stays within its limit while it is decoded; those
     // that would pass it are refused (from the count of their entries, before those are
-    // allocated; a histogram's buckets as they grow). Empty samples take 8 bytes per body
-    // byte, within 1.0's 12, empty 2.0 symbols 12 and one-byte label references 16, within
-    // 2.0's 32: at this size they are taken.
+    // allocated; a histogram's buckets from the length of their packed run). Empty samples
+    // and one-byte bucket deltas take 8 bytes per body byte, within 1.0's 12, empty 2.0
+    // symbols 12 and one-byte label references 16, within 2.0's 32: at this size they are
+    // taken.
     let bombs = [
         (
             Version::V1,
@@ -1064,7 +1065,18 @@ fn bodies_of_empty_messages_are_refused_before_they_take_memory() {
             v1_one_series_of(&[0x22, 0x00], 1 << 20),
             true,
         ),
-        (Version::V1, "bucket deltas", v1_buckets_bomb(1 << 20), true),
+        (
+            Version::V1,
+            "bucket deltas",
+            v1_buckets_bomb(1 << 20),
+            false,
+        ),
+        (
+            Version::V1,
+            "bucket deltas past 32 MiB",
+            v1_buckets_bomb(5 << 20),
+            true,
+        ),
         (Version::V1, "metadata", [0x1a, 0x00].repeat(500_000), true),
         (
             Version::V2,
