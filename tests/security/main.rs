@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod amplification;
 mod auth;
 mod disconnect;
 mod listeners;
