@@ -4,16 +4,14 @@
 //! writing resumes once the file is removed, and after a SIGKILL and a restart every sample
 //! that was acknowledged is in the tenant's TSDB as promtool reads it.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::receive::{Receiver, V1, now_ms, post, series, write_body};
-use common::storeapi::parse_dump;
-use common::*;
+use crate::common::receive::{Receiver, V1, now_ms, post, series, write_body};
+use crate::common::storeapi::parse_dump;
+use crate::common::*;
 
 /// A tmpfs of `mib` MiB mounted on `dir`, unmounted on drop.
 struct Tmpfs(PathBuf);
@@ -60,6 +58,15 @@ fn free_bytes(dir: &Path) -> u64 {
 
 #[test]
 fn a_full_wal_disk_refuses_writes_loses_nothing_acknowledged_and_recovers() {
+    // Where the disk fills, relative to the WAL's pages and records, decides whether a record
+    // is cut part way: a few offsets, a tmpfs page apart, put the cut in different places.
+    for pages in [0, 1, 3] {
+        disk_fills(pages * 4096);
+    }
+}
+
+/// One run: a receiver whose WAL disk fills with `3 MiB + extra` bytes left.
+fn disk_fills(extra: u64) {
     let tmp = tempfile::tempdir().unwrap();
     let mnt = tmp.path().join("disk");
     let _disk = Tmpfs::mount(&mnt, 24);
@@ -68,7 +75,7 @@ fn a_full_wal_disk_refuses_writes_loses_nothing_acknowledged_and_recovers() {
     let ports = free_ports();
     let mut recv = Receiver::start_on(&tsdb, &[], ports);
     // Leave about 3 MiB: room for a few hundred requests' WAL records, not for all of them.
-    let leave = 3 << 20;
+    let leave = (3 << 20) + extra;
     let fill = free_bytes(&mnt).saturating_sub(leave);
     run_ok(
         Command::new("fallocate")

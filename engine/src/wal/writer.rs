@@ -61,6 +61,15 @@ impl fmt::Debug for WalWriter {
     }
 }
 
+/// The writer's state where a record began (see [`WalWriter::roll_back`]).
+struct RecordStart {
+    done_pages: usize,
+    alloc: usize,
+    flushed: usize,
+    /// The page's bytes before the record.
+    page: Vec<u8>,
+}
+
 impl WalWriter {
     /// Opens `dir` (creating it): like Prometheus's `wlog.New`, writing starts in a new segment
     /// numbered after the last existing one (0 in an empty directory).
@@ -146,6 +155,36 @@ impl WalWriter {
         if enc.len() as i64 > room {
             self.next_segment()?;
         }
+        // Where the record starts, to take back whatever of it was written when a later write
+        // fails: left in the file, its first fragments would sit before the next record's, and
+        // a reader would cut the log there, losing every record written after it.
+        let start = RecordStart {
+            done_pages: self.done_pages,
+            alloc: self.alloc,
+            flushed: self.flushed,
+            page: self.page[..self.alloc].to_vec(),
+        };
+        let written = self.write_record(enc, flags);
+        if written.is_err() {
+            self.roll_back(start)?;
+        }
+        written
+    }
+
+    /// Puts the segment and the page back as they were before a record whose writing failed:
+    /// the file cut to the bytes that preceded the record, the page holding what it held.
+    fn roll_back(&mut self, start: RecordStart) -> Result<(), WalError> {
+        let len = (start.done_pages * PAGE_SIZE + start.flushed) as u64;
+        self.file.set_len(len).map_err(WalError::io(&self.path))?;
+        self.page.fill(0);
+        self.page[..start.alloc].copy_from_slice(&start.page);
+        self.done_pages = start.done_pages;
+        self.alloc = start.alloc;
+        self.flushed = start.flushed;
+        Ok(())
+    }
+
+    fn write_record(&mut self, enc: &[u8], flags: u8) -> Result<(), WalError> {
         let mut rest = enc;
         let mut first = true;
         loop {
