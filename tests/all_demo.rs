@@ -5,13 +5,11 @@
 //! StoreAPI sees a series remote-written to `all` seconds ago, and SIGTERM stops it all
 //! cleanly.
 
-mod common;
-
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::receive::{V1, now_ms, post, series, write_body};
-use common::*;
+use crate::common::receive::{V1, now_ms, post, series, write_body};
+use crate::common::*;
 
 /// The live feed's scrape interval in this test.
 const STEP_S: f64 = 1.0;

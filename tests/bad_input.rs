@@ -1,11 +1,9 @@
 //! Corrupt, truncated and hostile block files: `gauntlet tools block dump` fails with an error
 //! naming the file and the offset, never a panic.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 
 /// A scratch copy of the fixture block; returns (guard, block dir).
 fn scratch_block() -> (tempfile::TempDir, PathBuf) {

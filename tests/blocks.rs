@@ -3,13 +3,11 @@
 //! hard to spell as Go does; blocks Gauntlet writes from the same input are accepted by promtool
 //! and answer the same queries in a real Prometheus.
 
-mod common;
-
 use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn gunzip(path: &Path) -> Vec<u8> {
     let mut out = Vec::new();

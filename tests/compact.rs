@@ -4,15 +4,13 @@
 //! reported with the bucket left as it was, and SIGKILLs at random moments of a pass never lose
 //! or duplicate a sample.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::bucket::{block_dirs, promtool_blocks, upload};
-use common::*;
+use crate::common::bucket::{block_dirs, promtool_blocks, upload};
+use crate::common::*;
 use gauntlet_engine::block::BlockMeta;
 
 /// The bucket's blocks without a deletion mark, with their metas (a meta.json that does not

@@ -2,12 +2,10 @@
 //! non-zero, never panics, and the error names the flag, and for a file the file and the line
 //! (with the column where the parser knows it).
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// Runs `gauntlet args…` (on loopback ports nobody uses, in `dir`) and returns its stderr,
 /// asserting it exited non-zero within 30 s without a panic.

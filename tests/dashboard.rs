@@ -5,12 +5,10 @@
 //! `/metrics`. Every query must also be PromQL that Gauntlet's own API runs, with Grafana's
 //! variables filled in as Grafana fills them.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::receive::{V1, now_ms, post, series, snappy};
-use common::*;
+use crate::common::receive::{V1, now_ms, post, series, snappy};
+use crate::common::*;
 use gauntlet_proto::prometheus as pb;
 use prost::Message;
 use serde_json::Value;

@@ -5,11 +5,9 @@
 //! shard; the querier reads every shard and every receiver; and every Secret and ConfigMap a
 //! pod mounts is defined.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::*;
+use crate::common::*;
 use serde_yaml::Value;
 
 /// Every document of every manifest, with the file it came from.

@@ -6,14 +6,12 @@
 //! serves the aggregates to a Python grpcio client, and PromQL through `gauntlet query` with
 //! `max_source_resolution=5m` answers like the raw data.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::storeapi::{hex, python_calls};
-use common::*;
+use crate::common::storeapi::{hex, python_calls};
+use crate::common::*;
 use gauntlet_engine::block::Block;
 use gauntlet_engine::chunk::{AggrChunk, AggrType, SampleBatch, XorIterator, decode_xor_into};
 use serde_json::{Value, json};

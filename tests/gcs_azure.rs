@@ -7,15 +7,13 @@
 //! `STORAGE_EMULATOR_HOST`, Azure through a connection string) or naming the server in the
 //! file (a service account key's `gcs_base_url`, Azure's `endpoint` URL).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::bucket::{block_dirs, promtool_blocks, upload};
-use common::emulators::{Cloud, Emulator, Gauntlet, Style, mirror, push};
-use common::receive::{Receiver, V1, now_ms, post, series, write_body};
-use common::storeapi::*;
-use common::*;
+use crate::common::bucket::{block_dirs, promtool_blocks, upload};
+use crate::common::emulators::{Cloud, Emulator, Gauntlet, Style, mirror, push};
+use crate::common::receive::{Receiver, V1, now_ms, post, series, write_body};
+use crate::common::storeapi::*;
+use crate::common::*;
 use gauntlet_engine::block::BlockMeta;
 use gauntlet_proto::prometheus as pb;
 use serde_json::{Value, json};

@@ -6,18 +6,16 @@
 //! chunk types and the block's own bytes (read by the Python grpcio client), and `gauntlet
 //! query` over two replica stores must merge and deduplicate them.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::histograms::{deltas, spans};
-use common::receive::{now_ms, post, snappy};
-use common::storeapi::{hex, python_calls};
-use common::*;
+use crate::common::histograms::{deltas, spans};
+use crate::common::receive::{now_ms, post, snappy};
+use crate::common::storeapi::{hex, python_calls};
+use crate::common::*;
 use gauntlet::query::endpoints::EndpointSet;
 use gauntlet::query::fanout::Querier;
 use gauntlet::query::{ReadOptions, Source};
@@ -483,7 +481,7 @@ fn local_blocks_select_and_stream_native_histograms() {
     // The bucket store, as `gauntlet all` queries it, streams the same histograms.
     let bucket = tmp.path().join("bucket");
     std::fs::create_dir_all(&bucket).unwrap();
-    common::bucket::upload(&blocks, &bucket, &[]);
+    crate::common::bucket::upload(&blocks, &bucket, &[]);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -650,7 +648,7 @@ fn store_serves_native_histogram_chunks_to_a_grpcio_client() {
     prometheus3_block(&blocks);
     let bucket = tmp.path().join("bucket");
     std::fs::create_dir_all(&bucket).unwrap();
-    common::bucket::upload(&blocks, &bucket, &[("cluster", "eu1"), ("replica", "a")]);
+    crate::common::bucket::upload(&blocks, &bucket, &[("cluster", "eu1"), ("replica", "a")]);
     let store = Server::store(&bucket, &tmp.path().join("store"));
     let (raw, got) = python_series(store.grpc);
     for s in raw["series"].as_array().unwrap() {
@@ -689,7 +687,7 @@ fn query_merges_and_deduplicates_native_histograms_of_two_replica_stores() {
     for (name, blocks) in [("a", &ra), ("b", &rb)] {
         let bucket = tmp.path().join(format!("bucket-{name}"));
         std::fs::create_dir_all(&bucket).unwrap();
-        common::bucket::upload(blocks, &bucket, &[("cluster", "eu1"), ("replica", name)]);
+        crate::common::bucket::upload(blocks, &bucket, &[("cluster", "eu1"), ("replica", name)]);
         stores.push(Server::store(
             &bucket,
             &tmp.path().join(format!("store-{name}")),

@@ -7,13 +7,11 @@
 //! — a success, or an error whose message stays short — and the process must be alive and
 //! serving afterwards: a normal write, then a normal query, still succeed.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::receive::{Receiver, V1, now_ms, post, series, snappy, write_body};
-use common::storeapi::{decoded, python_calls, series_call};
-use common::*;
+use crate::common::receive::{Receiver, V1, now_ms, post, series, snappy, write_body};
+use crate::common::storeapi::{decoded, python_calls, series_call};
+use crate::common::*;
 use gauntlet_engine::encoding::{put_uvarint, uvarint_len};
 use gauntlet_proto::io::prometheus::write::v2;
 use gauntlet_proto::{prometheus as pb, thanos};

@@ -1,9 +1,7 @@
 //! The Prometheus HTTP API against a real Prometheus 3 over the same blocks: bodies and status
 //! codes must be byte for byte the same wherever Prometheus is deterministic.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// The fixture block: 200 series, 2025-01-01 00:00 to 02:00 UTC at 15 s.
 const BLOCK: &str = "promtool-200series-2h";

@@ -3,12 +3,10 @@
 //! once every sample up to a cut-off time has been sent, instant and range queries at and
 //! before the cut-off must give the same status and the same body from both.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::receive::now_ms;
-use common::*;
+use crate::common::receive::now_ms;
+use crate::common::*;
 
 /// Instant queries over Prometheus's own native histograms (and a few that mix them with
 /// floats, to see the same annotations).

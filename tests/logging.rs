@@ -2,12 +2,10 @@
 //! (`ts=… level=… caller=… msg=…`) or one JSON object, the level filters, and a bad value is
 //! refused naming the flag.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// Runs `gauntlet <flags> all` over an empty data dir until it is ready, stops it with
 /// SIGTERM and returns what it wrote to stderr.

@@ -9,13 +9,11 @@
 //! take the process past its budget ends with 503 naming the limit while small ones are
 //! answered, before and after.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::receive::{Receiver, V1, now_ms, post, series, write_body};
-use common::*;
+use crate::common::receive::{Receiver, V1, now_ms, post, series, write_body};
+use crate::common::*;
 use gauntlet_proto::thanos;
 use serde_json::Value;
 use tonic::transport::Channel;

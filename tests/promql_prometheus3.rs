@@ -6,13 +6,11 @@
 //! Prometheus 3 comes from `tests/tools/prometheus.sh current DIR` (Debian's unstable build,
 //! fetched once into the target directory).
 
-mod common;
-
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 const T0: i64 = 1_735_689_600;
 const STEP: i64 = 15;

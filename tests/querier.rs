@@ -3,12 +3,10 @@
 //! the data served by `gauntlet all`; without, both replicas' series come back. A second
 //! querier stacked on the first through its StoreAPI answers the same.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const BLOCK: &str = "promtool-200series-2h";
 const T0: i64 = 1_735_689_600;

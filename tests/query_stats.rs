@@ -8,15 +8,13 @@
 //! (Gauntlet's own peak: lower than Prometheus's where it streams, higher in subqueries) are
 //! only checked to be there. Without `stats`, neither answer carries any.
 
-mod common;
-#[path = "common/native_histograms.rs"]
-mod native_histograms;
+use crate::common::native_histograms;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::receive::{now_ms, post};
-use common::*;
+use crate::common::receive::{now_ms, post};
+use crate::common::*;
 
 /// Start of the block data, Unix seconds.
 const T0: i64 = 1_735_689_600;

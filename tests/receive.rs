@@ -6,18 +6,16 @@
 //! with SIGKILL twenty times under load keeps every acknowledged sample, once (out-of-order
 //! ones too, through its write-behind log).
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::receive::{Receiver, V1, now_ms, post, series, snappy, write_body};
-use common::storeapi::{
+use crate::common::receive::{Receiver, V1, now_ms, post, series, snappy, write_body};
+use crate::common::storeapi::{
     Dump, assert_same_series, decoded, matrix, parse_dump, python_calls, series_call,
 };
-use common::*;
+use crate::common::*;
 use gauntlet_proto::prometheus as pb;
 use prost::Message;
 

@@ -6,15 +6,13 @@
 //! Thanos's hashmod (and, once the file says so, ketama) names, and rewrites of the file (a new
 //! endpoint order, another algorithm, a broken file, a receiver left out) are picked up.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::receive::{Receiver, V1, now_ms, post, series, write_body};
-use common::storeapi::{Dump, decoded, matrix, python_calls, series_call};
-use common::*;
+use crate::common::receive::{Receiver, V1, now_ms, post, series, write_body};
+use crate::common::storeapi::{Dump, decoded, matrix, python_calls, series_call};
+use crate::common::*;
 use gauntlet_proto::prometheus as pb;
 
 const TENANT: &str = "default-tenant";

@@ -4,13 +4,11 @@
 //! Prometheus holds, with the same counts and sums. Invalid histograms are refused with 400
 //! and the rest of the request is written.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::receive::{Receiver, V1, now_ms, post, snappy};
-use common::*;
+use crate::common::receive::{Receiver, V1, now_ms, post, snappy};
+use crate::common::*;
 use gauntlet_engine::head::{Head, HeadOptions, HeadRuntime};
 use gauntlet_engine::labels::{MatchType, Matcher};
 use gauntlet_engine::query::{Queryable, SelectHints};

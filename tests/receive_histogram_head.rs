@@ -9,16 +9,14 @@
 //!   cut with the in-order ones into blocks that are shipped to the bucket, which promtool 3
 //!   analyzes and Prometheus 3 answers from.
 
-mod common;
-#[path = "common/native_histograms.rs"]
-mod native_histograms;
+use crate::common::native_histograms;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::receive::{Receiver, V1, now_ms, post};
-use common::storeapi::{hex, python_calls, series_call};
-use common::*;
+use crate::common::receive::{Receiver, V1, now_ms, post};
+use crate::common::storeapi::{hex, python_calls, series_call};
+use crate::common::*;
 use gauntlet_engine::block::histogram_cut::cut_histogram_chunks;
 use gauntlet_engine::histogram::{Histogram, Span};
 use gauntlet_proto::prometheus as pb;

@@ -8,17 +8,15 @@
 //! decoded here) must be every histogram sent, exactly; 2.0 answers count the histograms
 //! written to a quorum.
 
-mod common;
-#[path = "common/native_histograms.rs"]
-mod native_histograms;
+use crate::common::native_histograms;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::receive::{Receiver, V1, now_ms, post};
-use common::storeapi::{python_calls, series_call};
-use common::*;
+use crate::common::receive::{Receiver, V1, now_ms, post};
+use crate::common::storeapi::{python_calls, series_call};
+use crate::common::*;
 use gauntlet_proto::prometheus as pb;
 use native_histograms::*;
 

@@ -6,15 +6,13 @@
 //! server that stops while a store reads, a receiver ships and a compactor works, and comes
 //! back, leaves every block whole and every sample served once.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::storeapi::*;
+use crate::common::*;
 use bytes::Bytes;
-use common::storeapi::*;
-use common::*;
 use gauntlet_engine::bucket::{Bucket, BucketConfig};
 use serde_json::{Value, json};
 
@@ -386,7 +384,7 @@ fn s3_going_away_mid_work_loses_nothing_and_serves_nothing_half_written() {
     assert_eq!(first[0]["ok"], true, "{}", first[0]);
 
     // A receiver shipping to the bucket and a compactor working on it.
-    let recv = common::receive::Receiver::start(
+    let recv = crate::common::receive::Receiver::start(
         &tmp.path().join("receive"),
         &[
             &objstore,
@@ -422,22 +420,22 @@ fn s3_going_away_mid_work_loses_nothing_and_serves_nothing_half_written() {
 
     // Seven minutes of samples go to the receiver: two blocks are cut, their uploads fail.
     let minute = 60_000;
-    let start = (common::receive::now_ms() - 20 * minute) / (2 * minute) * (2 * minute);
+    let start = (crate::common::receive::now_ms() - 20 * minute) / (2 * minute) * (2 * minute);
     for k in 0..42 {
         let t = start + k * 10_000;
         let ts = (0..20)
             .map(|i| {
-                common::receive::series(
+                crate::common::receive::series(
                     &[("__name__", "cut"), ("i", &i.to_string())],
                     &[(t, k as f64)],
                 )
             })
             .collect();
-        let (code, _, msg) = common::receive::post(
+        let (code, _, msg) = crate::common::receive::post(
             recv.rw,
             "/api/v1/receive",
-            &[common::receive::V1],
-            &common::receive::write_body(ts),
+            &[crate::common::receive::V1],
+            &crate::common::receive::write_body(ts),
         )
         .unwrap();
         assert_eq!(code, 200, "writes do not need the bucket: {msg}");

@@ -4,14 +4,12 @@
 //! Bad input (malformed requests, bad regexes, corrupt blocks, a vanishing bucket) must give
 //! clear errors and leave the server serving.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::storeapi::*;
-use common::*;
+use crate::common::storeapi::*;
+use crate::common::*;
 use gauntlet_engine::labels::Matcher;
 use serde_json::{Value, json};
 

@@ -3,12 +3,10 @@
 //! samples (chunks × 120), chunk bytes and concurrent Series calls. Calls within the limits
 //! pass, and the refusals are counted on /metrics.
 
-mod common;
-
 use std::path::Path;
 
-use common::storeapi::python_calls;
-use common::*;
+use crate::common::storeapi::python_calls;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const START_MS: i64 = 1_735_689_600_000;

@@ -3,15 +3,15 @@
 //! behind a querier: every sample answered once, every block loaded by one shard, and queries
 //! sent only to the shards whose advertised range they touch.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::bucket::{block_dirs, promtool_blocks};
-use common::{GauntletServer, Prometheus, copy_dir, filesystem_objstore, gauntlet, urlencode};
+use crate::common::bucket::{block_dirs, promtool_blocks};
+use crate::common::{
+    GauntletServer, Prometheus, copy_dir, filesystem_objstore, gauntlet, urlencode,
+};
 use gauntlet_engine::block::{BlockMeta, ThanosMeta};
 use gauntlet_engine::chunk::{SampleBatch, decode_xor_into};
 use gauntlet_engine::labels::Labels;
@@ -279,7 +279,8 @@ type Target = Vec<(String, String)>;
 /// stores below do.
 #[test]
 fn relabelling_agrees_with_prometheus() {
-    let Some(bin) = common::require_or_skip("prometheus", "relabelling_agrees_with_prometheus")
+    let Some(bin) =
+        crate::common::require_or_skip("prometheus", "relabelling_agrees_with_prometheus")
     else {
         return;
     };

@@ -4,13 +4,11 @@
 //! (gRPC metadata `thanos-tenant` on the StoreAPI) names, the default tenant without one, and
 //! never another tenant's, whatever the request's own matchers ask for.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::receive::{Receiver, V1, now_ms, post, series, write_body};
-use common::*;
+use crate::common::receive::{Receiver, V1, now_ms, post, series, write_body};
+use crate::common::*;
 use gauntlet_proto::thanos;
 use gauntlet_proto::thanos::store_client::StoreClient;
 use serde_json::Value;

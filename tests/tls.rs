@@ -7,16 +7,14 @@
 //! Prometheus 2.42 remote-writing. Every wrong client is refused: no certificate, a certificate
 //! of another CA, a client trusting another CA, a wrong password, plain text on a TLS port.
 
-mod common;
-
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::receive::{Receiver, V1, post, series, write_body};
-use common::{GauntletServer, free_ports, gauntlet, repo_root, require};
+use crate::common::receive::{Receiver, V1, post, series, write_body};
+use crate::common::{GauntletServer, free_ports, gauntlet, repo_root, require};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -134,12 +132,12 @@ fn python_calls(pki: &Pki, port: u16, tls: PyTls<'_>, calls: &Value) -> Vec<Valu
 fn bucket(tmp: &Path) -> PathBuf {
     let bucket = tmp.join("bucket");
     std::fs::create_dir_all(&bucket).unwrap();
-    common::bucket::upload(
-        &common::fixtures().join("promtool-200series-2h"),
+    crate::common::bucket::upload(
+        &crate::common::fixtures().join("promtool-200series-2h"),
         &bucket,
         &[("site", "tls")],
     );
-    common::filesystem_objstore(tmp.join("objstore.yml"), &bucket)
+    crate::common::filesystem_objstore(tmp.join("objstore.yml"), &bucket)
 }
 
 const MINT: i64 = 1_735_689_600_000;
@@ -218,7 +216,7 @@ fn grpc_mtls_refuses_wrong_clients_and_serves_python_and_the_querier() {
     let key = pki.flag("--grpc-client-tls-key", "client-key.pem");
     let series_path = format!(
         "/api/v1/series?match[]={}&start={}&end={}",
-        common::urlencode("{__name__=~\".+\"}"),
+        crate::common::urlencode("{__name__=~\".+\"}"),
         MINT / 1000,
         MAXT / 1000
     );
@@ -308,7 +306,7 @@ fn receiver_forwards_to_a_tls_peer_and_a_client_without_certificate_is_refused()
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let peer = Receiver::start_on(&tmp.path().join("peer"), &args, [h, g, r]);
 
-    let now = common::receive::now_ms();
+    let now = crate::common::receive::now_ms();
     let write = |router: &Receiver, name: &str| {
         post(
             router.rw,
@@ -395,7 +393,7 @@ fn remote_write_listener_takes_its_own_tls_flags() {
 
     let rt = runtime();
     let _in_runtime = rt.enter();
-    let now = common::receive::now_ms();
+    let now = crate::common::receive::now_ms();
     let body = write_body(vec![series(&[("__name__", "rw_tls")], &[(now, 3.0)])]);
     let send = |client: &reqwest::Client, scheme: &str| {
         rt.block_on(
@@ -434,7 +432,7 @@ fn remote_write_listener_takes_its_own_tls_flags() {
     }
 
     // The HTTP port stays plain, and the StoreAPI holds only the write made with a certificate.
-    let (code, _) = common::http_get(receiver.http, "/-/ready").unwrap();
+    let (code, _) = crate::common::http_get(receiver.http, "/-/ready").unwrap();
     assert_eq!(code, 200);
     let res = python_calls(
         &pki,
@@ -676,7 +674,7 @@ fn all_in_one_serves_its_api_remote_write_and_store_api_under_tls() {
     let _in_runtime = rt.enter();
 
     // Remote write on its own address takes the same web configuration.
-    let now = common::receive::now_ms();
+    let now = crate::common::receive::now_ms();
     let body = write_body(vec![series(&[("__name__", "over_tls")], &[(now, 7.0)])]);
     let send = |auth: Option<(&str, &str)>| {
         let mut req = client
@@ -791,7 +789,7 @@ fn configuration_errors_name_the_flag_the_file_and_the_line_and_exit_non_zero() 
         }
     }
     // The compactor reads the same file for its HTTP server.
-    let objstore = common::filesystem_objstore(tmp.path().join("objstore.yml"), tmp.path());
+    let objstore = crate::common::filesystem_objstore(tmp.path().join("objstore.yml"), tmp.path());
     let out = gauntlet()
         .arg("compact")
         .arg(format!("--objstore.config-file={}", objstore.display()))
@@ -833,7 +831,7 @@ fn configuration_errors_name_the_flag_the_file_and_the_line_and_exit_non_zero() 
 #[test]
 fn prometheus_remote_writes_into_a_receiver_over_tls_with_basic_auth() {
     let Some(prometheus) =
-        common::require_or_skip("prometheus", "prometheus remote write over TLS")
+        crate::common::require_or_skip("prometheus", "prometheus remote write over TLS")
     else {
         return;
     };
@@ -863,7 +861,7 @@ fn prometheus_remote_writes_into_a_receiver_over_tls_with_basic_auth() {
         pki.path("client.pem").display(),
         pki.path("client-key.pem").display()
     );
-    let prom = common::Prometheus::start_with_config(
+    let prom = crate::common::Prometheus::start_with_config(
         &prometheus,
         |port| {
             format!(
@@ -890,7 +888,7 @@ fn prometheus_remote_writes_into_a_receiver_over_tls_with_basic_auth() {
                 .unwrap()
         });
         let ok = metric(&page, "thanos_receive_write_requests_total{code=\"200\"}");
-        let (_, prom_metrics) = common::http_get(prom.port, "/metrics").unwrap();
+        let (_, prom_metrics) = crate::common::http_get(prom.port, "/metrics").unwrap();
         let prom_metrics = String::from_utf8_lossy(&prom_metrics);
         let failed = prom_metrics
             .lines()
@@ -912,7 +910,7 @@ fn prometheus_remote_writes_into_a_receiver_over_tls_with_basic_auth() {
     assert!(accepted >= 1.0);
 
     // What arrived, read back over the receiver's StoreAPI: Prometheus's own `up`.
-    let now = common::receive::now_ms();
+    let now = crate::common::receive::now_ms();
     let res = python_calls(
         &pki,
         grpc,

@@ -5,15 +5,13 @@
 //! `rewrite --delete-series` writes a block that dumps to exactly the source less the deleted
 //! series.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, SystemTime};
 
-use common::bucket::{promtool_blocks, upload};
-use common::*;
+use crate::common::bucket::{promtool_blocks, upload};
+use crate::common::*;
 use gauntlet_engine::block::{BlockMeta, DeletionMark, NoCompactMark, NoDownsampleMark};
 use ulid::Ulid;
 

@@ -10,13 +10,11 @@
 //! Without Chromium the test is skipped with a message, unless `GAUNTLET_REQUIRE_BROWSER` is set
 //! (tests/run.sh sets it), when a missing browser fails it.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::receive::{V1, now_ms, post, series, snappy};
-use common::*;
+use crate::common::receive::{V1, now_ms, post, series, snappy};
+use crate::common::*;
 use gauntlet_proto::prometheus as pb;
 use prost::Message;
 use serde_json::{Value, json};
@@ -219,8 +217,8 @@ fn query_and_status_pages_in_chromium_show_what_the_api_answers() {
     // they stay as they are while the pages are read.
     let bucket = tmp.path().join("data");
     std::fs::create_dir_all(&bucket).unwrap();
-    let uploaded = common::bucket::upload(
-        &common::bucket::promtool_blocks(tmp.path(), 1, 4),
+    let uploaded = crate::common::bucket::upload(
+        &crate::common::bucket::promtool_blocks(tmp.path(), 1, 4),
         &bucket,
         &[("cluster", "web-ui")],
     );

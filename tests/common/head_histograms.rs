@@ -1,5 +1,5 @@
 //! Native histogram fixtures of the head's WAL and WBL tests against Prometheus 3
-//! (`engine/tests/wal_histogram_prometheus.rs`, `engine/tests/wbl_histogram_prometheus.rs`):
+//! (`engine/tests/peers/wal_histogram_prometheus.rs`, `engine/tests/peers/wbl_histogram_prometheus.rs`):
 //! three series of counter histograms (integer, float, custom buckets), their remote-write
 //! form, and the canonical forms both sides are compared in.
 

@@ -8,6 +8,7 @@ pub mod bucket;
 pub mod emulators;
 pub mod head_histograms;
 pub mod histograms;
+pub mod native_histograms;
 pub mod peers;
 pub mod receive;
 pub mod storeapi;

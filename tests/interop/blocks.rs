@@ -14,12 +14,12 @@ use gauntlet_bench::datagen::{self, GenConfig, Generator, encode_write_request};
 use gauntlet_engine::block::{BlockMeta, ThanosMeta};
 use serde_json::Value;
 
+use super::fixture::{assert_same, query_paths, write_replicas};
 use crate::common::peers::{
     run_bounded, thanos_bounded, thanos_query, thanos_receive, thanos_store,
 };
 use crate::common::receive::{Receiver, V1, post};
 use crate::common::{GauntletServer, api_path, copy_dir, gauntlet};
-use crate::fixture::{assert_same, query_paths, write_replicas};
 
 const HOUR: i64 = 3_600_000;
 /// 2023-11-15T00:00:00Z: a multiple of 2 days, so the compactor's 8 h and 2 d windows start

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::fixture::{assert_same_ports, ha_bucket, query_paths, wait_for_stores_on};
 use crate::common::peers::{PeerProcess, objstore_file, thanos, thanos_query, thanos_receive};
 use crate::common::receive::{self, Receiver, V1, now_ms, post, write_body};
 use crate::common::{GauntletServer, api_path, free_ports};
-use crate::fixture::{assert_same_ports, ha_bucket, query_paths, wait_for_stores_on};
 
 /// A Gauntlet store over the fixture bucket and `gauntlet query` over it deduplicating the HA
 /// pair, as the fixture's querier tests run them.

@@ -8,11 +8,11 @@ use std::path::Path;
 use crate::common::peers::{PeerProcess, objstore_file, thanos, thanos_query, thanos_receive};
 use serde_json::Value;
 
-use crate::common::{GauntletServer, Prometheus, http_get, prometheus3, urlencode};
-use crate::fixture::{
+use super::fixture::{
     assert_same_ports, gen_config, ha_bucket, query_paths, wait_for_stores_on, write_replicas,
 };
-use crate::querier_front::{post_all, recent_config, remote_write_bodies};
+use super::querier_front::{post_all, recent_config, remote_write_bodies};
+use crate::common::{GauntletServer, Prometheus, http_get, prometheus3, urlencode};
 
 /// Selections of the query set that Thanos's querier answers apart from Prometheus: `rate` over
 /// float counters that reset within a chunk. Thanos reads them through its counter-reset

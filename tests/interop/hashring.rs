@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use super::fixture::{assert_same_ports, wait_for_stores_on};
 use crate::common::peers::{PeerProcess, objstore_file, thanos_query, thanos_receive_on};
 use crate::common::receive::{Receiver, V1, now_ms, post, series, write_body};
 use crate::common::{GauntletServer, api_path, free_ports, http_get};
-use crate::fixture::{assert_same_ports, wait_for_stores_on};
 
 /// Copies of each series.
 const RF: u64 = 3;

@@ -5,9 +5,6 @@
 //! mixed receive hashrings, buckets written by one and read, verified and compacted by the
 //! other, and Thanos's query frontend and ruler over Gauntlet's querier.
 
-#[path = "../common/mod.rs"]
-mod common;
-
 mod blocks;
 mod fixture;
 mod frontend_rule;

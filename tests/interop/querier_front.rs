@@ -17,6 +17,9 @@ use gauntlet_proto::prometheus as pb;
 use prost::Message;
 use serde_json::{Value, json};
 
+use super::fixture::{
+    assert_same, gen_config, ha_bucket, normalized, query_paths, wait_for_stores_on, write_replicas,
+};
 use crate::common::bucket::block_dirs;
 use crate::common::histograms::int_pb;
 use crate::common::peers::{
@@ -24,9 +27,6 @@ use crate::common::peers::{
 };
 use crate::common::{
     GauntletServer, api_path, filesystem_objstore, free_ports, gauntlet, http_get, receive, run_ok,
-};
-use crate::fixture::{
-    assert_same, gen_config, ha_bucket, normalized, query_paths, wait_for_stores_on, write_replicas,
 };
 
 #[test]

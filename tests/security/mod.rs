@@ -5,9 +5,6 @@
 //! and logins that give nothing away by their timing. `docs/security.md` says what each role
 //! enforces.
 
-#[path = "../common/mod.rs"]
-mod common;
-
 mod amplification;
 mod auth;
 mod disconnect;

@@ -237,7 +237,15 @@ mod tests {
             side("gauntlet", 40.0),
             side("thanos", 20.0),
         );
-        let s = render_sides("x", "q/s", "in", "cmd", Some(&p), Some(&g), std::slice::from_ref(&t));
+        let s = render_sides(
+            "x",
+            "q/s",
+            "in",
+            "cmd",
+            Some(&p),
+            Some(&g),
+            std::slice::from_ref(&t),
+        );
         let rows: Vec<&str> = s.lines().filter(|l| l.starts_with("| ")).collect();
         assert_eq!(
             rows[1..4]

@@ -1,7 +1,7 @@
 //! Holds the float formatting to Go's rule for the shortest digits, stated exactly with big
 //! integers (slow, independent of ryu), and to Go's placement of them, written out from the
 //! rules of `fmtE` and `fmtF` (independent of the placement in `float.rs`). Go's own output for
-//! thousands of values is checked by `engine/tests/go_format_reference.rs`.
+//! thousands of values is checked by `engine/tests/peers/go_format_reference.rs`.
 
 use std::cmp::Ordering;
 

@@ -20,18 +20,15 @@
 //! aggregate chunk whose count, sum and counter aggregates are checked window by window against
 //! the raw histograms.
 
-#[path = "../../tests/common/mod.rs"]
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::Prometheus;
-use common::histograms::{float_pb, int_pb};
-use common::receive::{now_ms, post, snappy};
+use crate::common::Prometheus;
+use crate::common::histograms::{float_pb, int_pb};
+use crate::common::receive::{now_ms, post, snappy};
 use gauntlet_engine::block::{Block, BlockMeta, block_dirs};
 use gauntlet_engine::compact::{MergeOptions, merge_blocks, overlap};
 use gauntlet_engine::histogram::{CounterResetHint, FloatHistogram, Histogram, Span};
@@ -249,7 +246,7 @@ fn prometheus_block(binary: &Path, start: i64, ts: &[i64], dst: &Path) -> PathBu
     let blocks = block_dirs(&snapshot).unwrap();
     assert_eq!(blocks.len(), 1, "the snapshot holds one block: {blocks:?}");
     let out = dst.join(blocks[0].file_name().unwrap());
-    common::copy_dir(&blocks[0], &out);
+    crate::common::copy_dir(&blocks[0], &out);
     out
 }
 
@@ -262,9 +259,9 @@ fn promtool3(prometheus: &Path) -> PathBuf {
 fn dump(promtool: &Path, dir: &Path) -> Vec<u8> {
     let scratch = tempfile::tempdir().unwrap();
     let db = scratch.path().join("db");
-    common::copy_dir(dir, &db);
+    crate::common::copy_dir(dir, &db);
     std::fs::create_dir_all(db.join("wal")).unwrap();
-    common::run_ok(
+    crate::common::run_ok(
         Command::new(promtool)
             .args(["tsdb", "dump", "--min-time=0"])
             .arg(&db),
@@ -311,7 +308,7 @@ fn answers(binary: &Path, blocks: &Path, from: i64, to: i64) -> Vec<(String, ser
         .map(|q| {
             let path = format!(
                 "/api/v1/query_range?query={}&start={}&end={}&step=60",
-                common::urlencode(q),
+                crate::common::urlencode(q),
                 from as f64 / 1000.0,
                 to as f64 / 1000.0
             );
@@ -341,7 +338,7 @@ fn input_blocks(binary: &Path, dir: &Path) -> (Vec<PathBuf>, i64) {
 
 #[test]
 fn prometheus_3_histogram_blocks_compact_as_prometheus_compacts_them() {
-    let binary = common::prometheus3();
+    let binary = crate::common::prometheus3();
     let promtool = promtool3(&binary);
     let scratch = tempfile::tempdir().unwrap();
     let inputs = scratch.path().join("inputs");
@@ -364,7 +361,7 @@ fn prometheus_3_histogram_blocks_compact_as_prometheus_compacts_them() {
         "histograms in the dump:\n{}",
         &text[..text.len().min(2000)]
     );
-    common::assert_same_dump("merged block against its inputs", &want, &got);
+    crate::common::assert_same_dump("merged block against its inputs", &want, &got);
     // Every sample of both inputs is in the merged block once: 720 timestamps a series, of
     // which the switching series has 200 + 80 floats. (promtool's dump cannot check this: it
     // leaves out the first sample of every run of another type than float, and the one
@@ -480,7 +477,7 @@ fn prometheus_compaction(binary: &Path, inputs: &Path, blocks: &[PathBuf]) -> Pa
             want.sort();
             if got == want {
                 let copy = inputs.parent().unwrap().join("prometheus-compacted");
-                common::copy_dir(&dir, &copy);
+                crate::common::copy_dir(&dir, &copy);
                 return copy;
             }
         }
@@ -505,7 +502,7 @@ fn windows(ts: &[i64], res: i64) -> Vec<i64> {
 fn prometheus_3_histogram_block_downsamples_to_count_sum_and_counter() {
     use gauntlet_engine::chunk::{AggrChunk, AggrType, FloatHistogramIterator, XorIterator};
     use gauntlet_engine::downsample::{RES_5M, downsample_block};
-    let binary = common::prometheus3();
+    let binary = crate::common::prometheus3();
     let scratch = tempfile::tempdir().unwrap();
     let range = 2 * 3_600_000;
     let start = (now_ms() - 4 * 3_600_000) / range * range + 10 * MINUTE;

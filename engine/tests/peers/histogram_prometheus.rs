@@ -26,17 +26,14 @@
 //!
 //! Prometheus listens on 127.0.0.1 only; its start waits at most 60 s, each HTTP read 30 s.
 
-#[path = "../../tests/common/mod.rs"]
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::Prometheus;
-use common::histograms::{float_pb, int_pb};
-use common::receive::{now_ms, post, snappy};
+use crate::common::Prometheus;
+use crate::common::histograms::{float_pb, int_pb};
+use crate::common::receive::{now_ms, post, snappy};
 use gauntlet_engine::block::{Block, CutHistogramChunk, HistogramChunkCutter, block_dirs};
 use gauntlet_engine::chunk::{
     CounterResetHeader, Encoding, FloatHistogramAppender, FloatHistogramIterator, HistogramAppend,
@@ -1229,7 +1226,7 @@ fn decode(c: &DiskChunk) -> (Vec<(i64, H, CounterResetHint)>, CounterResetHeader
 
 #[test]
 fn prometheus_3_histogram_chunks_decode_and_reencode_byte_for_byte() {
-    let binary = common::prometheus3();
+    let binary = crate::common::prometheus3();
     // Six hours back, on a chunk range boundary plus 13m37s, so every run cuts alike.
     let range = 7_200_000;
     let start = (now_ms() - 6 * 3_600_000) / range * range + 817_000;
@@ -1287,7 +1284,7 @@ fn prometheus_3_histogram_chunks_decode_and_reencode_byte_for_byte() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     if let Some(dir) = std::env::var_os("GAUNTLET_WRITE_HISTOGRAM_FIXTURE") {
-        let version = common::run_ok(std::process::Command::new(&binary).arg("--version"));
+        let version = crate::common::run_ok(std::process::Command::new(&binary).arg("--version"));
         let version = String::from_utf8_lossy(&version.stdout);
         let version = version.lines().next().unwrap_or_default().trim();
         write_fixture(Path::new(&dir), version, &fixture);

@@ -9,14 +9,11 @@
 //! - Gauntlet's head cuts a block of histograms; `promtool tsdb analyze` (Prometheus 3's and
 //!   Debian stable's 2.42) reads it and Prometheus 3 loading it answers the same histograms.
 
-#[path = "../../tests/common/mod.rs"]
-mod common;
-
 use std::path::Path;
 
-use common::Prometheus;
-use common::head_histograms::*;
-use common::receive::{now_ms, post};
+use crate::common::Prometheus;
+use crate::common::head_histograms::*;
+use crate::common::receive::{now_ms, post};
 use gauntlet_engine::head::{AppendBatch, Head, HeadOptions, HistogramValue};
 use gauntlet_engine::labels::{MatchType, Matcher, hash_pairs};
 use gauntlet_engine::query::{Queryable, SelectHints};
@@ -56,7 +53,7 @@ fn want_histograms(samples: &[(i64, HistogramValue)]) -> Vec<(i64, String)> {
 
 #[test]
 fn prometheus3_histogram_wal_replays_in_gauntlet() {
-    let binary = common::prometheus3();
+    let binary = crate::common::prometheus3();
     let start = (now_ms() - 3_600_000) / STEP * STEP;
     let series = all_series(start);
     let mut p = prometheus3_receiver(&binary);
@@ -69,7 +66,7 @@ fn prometheus3_histogram_wal_replays_in_gauntlet() {
     }
     p.kill();
     let dir = tempfile::tempdir().unwrap();
-    common::copy_dir(&p.data_dir().join("wal"), &dir.path().join("wal"));
+    crate::common::copy_dir(&p.data_dir().join("wal"), &dir.path().join("wal"));
     // Prometheus wrote histogram records of types 7, 8 and 9.
     let mut types = std::collections::BTreeSet::new();
     let mut r = gauntlet_engine::wal::WalReader::open(&dir.path().join("wal")).unwrap();
@@ -120,7 +117,7 @@ fn gauntlet_head(
 
 #[test]
 fn gauntlet_histogram_wal_replays_in_prometheus3() {
-    let binary = common::prometheus3();
+    let binary = crate::common::prometheus3();
     let start = (now_ms() - 3_600_000) / STEP * STEP;
     let series = all_series(start);
     let dir = tempfile::tempdir().unwrap();
@@ -144,7 +141,7 @@ fn gauntlet_histogram_wal_replays_in_prometheus3() {
 
 #[test]
 fn gauntlet_head_block_of_histograms_reads_in_promtool_and_prometheus3() {
-    let binary = common::prometheus3();
+    let binary = crate::common::prometheus3();
     let promtool3 = binary.with_file_name("promtool");
     // Samples in one 2h block range well in the past, then one sample 4h later so the head
     // spans more than one and a half ranges and the first range is due.
@@ -188,11 +185,11 @@ fn gauntlet_head_block_of_histograms_reads_in_promtool_and_prometheus3() {
     );
     drop(head);
 
-    for promtool in [Some(promtool3), common::which("promtool")]
+    for promtool in [Some(promtool3), crate::common::which("promtool")]
         .into_iter()
         .flatten()
     {
-        let out = common::run_ok(
+        let out = crate::common::run_ok(
             std::process::Command::new(&promtool)
                 .args(["tsdb", "analyze"])
                 .arg(dir.path())
@@ -203,7 +200,7 @@ fn gauntlet_head_block_of_histograms_reads_in_promtool_and_prometheus3() {
     }
 
     let only_block = tempfile::tempdir().unwrap();
-    common::copy_dir(&block, &only_block.path().join(meta.ulid.to_string()));
+    crate::common::copy_dir(&block, &only_block.path().join(meta.ulid.to_string()));
     let p = Prometheus::start(&binary, only_block.path());
     let end = start + (SAMPLES - 1) * STEP;
     for (name, samples) in &series {

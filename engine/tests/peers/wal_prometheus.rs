@@ -9,14 +9,11 @@
 //! writer into a fresh segment, must give the same bytes as Prometheus's segment, with WAL
 //! compression on (Prometheus's default) and off.
 
-#[path = "../../tests/common/mod.rs"]
-mod common;
-
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::Prometheus;
+use crate::common::Prometheus;
 use gauntlet_engine::wal::record::{self, Record};
 use gauntlet_engine::wal::{
     PAGE_SIZE, SegmentReader, WalError, WalOptions, WalReader, WalWriter, last_checkpoint, repair,
@@ -199,7 +196,7 @@ fn check_both(binary: &Path, what: &str) {
 
 #[test]
 fn gauntlet_reads_and_writes_the_wal_of_prometheus_2() {
-    let Some(prometheus) = common::require_or_skip("prometheus", "wal_prometheus") else {
+    let Some(prometheus) = crate::common::require_or_skip("prometheus", "wal_prometheus") else {
         return;
     };
     check_both(&prometheus, "Prometheus 2.42");
@@ -207,5 +204,5 @@ fn gauntlet_reads_and_writes_the_wal_of_prometheus_2() {
 
 #[test]
 fn gauntlet_reads_and_writes_the_wal_of_prometheus_3() {
-    check_both(&common::prometheus3(), "Prometheus 3");
+    check_both(&crate::common::prometheus3(), "Prometheus 3");
 }

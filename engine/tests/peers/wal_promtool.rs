@@ -4,9 +4,6 @@
 //! both asked for and forced by a small segment size, must dump as exactly the samples
 //! written. A checkpoint must dump as exactly what it kept.
 
-#[path = "../../tests/common/mod.rs"]
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -24,7 +21,7 @@ const STEPS: i64 = 241;
 const STALE: u64 = 0x7ff0_0000_0000_0002;
 
 fn promtool() -> Option<PathBuf> {
-    common::require_or_skip("promtool", "wal_promtool")
+    crate::common::require_or_skip("promtool", "wal_promtool")
 }
 
 /// Series refs start at 1, as Prometheus's do.
@@ -114,7 +111,7 @@ fn write_wal(wal: &Path, opts: WalOptions, t0: i64) -> Vec<(u64, i64, String)> {
 }
 
 fn promtool_dump(promtool: &Path, db: &Path) -> Vec<String> {
-    let out = common::run_ok(Command::new(promtool).args(["tsdb", "dump"]).arg(db));
+    let out = crate::common::run_ok(Command::new(promtool).args(["tsdb", "dump"]).arg(db));
     let mut lines: Vec<String> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()

@@ -9,15 +9,12 @@
 //!   of in-order and out-of-order histograms merged: `promtool tsdb analyze` of Prometheus 3
 //!   reads it, and Prometheus 3 loading it alone answers every histogram again.
 
-#[path = "../../tests/common/mod.rs"]
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use common::Prometheus;
-use common::head_histograms::*;
-use common::receive::{now_ms, post};
+use crate::common::Prometheus;
+use crate::common::head_histograms::*;
+use crate::common::receive::{now_ms, post};
 use gauntlet_engine::head::{AppendBatch, Head, HeadOptions};
 use gauntlet_engine::labels::{MatchType, Matcher, hash_pairs};
 use gauntlet_engine::query::{Queryable, SelectHints};
@@ -78,7 +75,7 @@ fn record_types(dir: &Path) -> BTreeSet<u8> {
 
 #[test]
 fn prometheus3_ooo_histogram_wbl_replays_in_gauntlet() {
-    let binary = common::prometheus3();
+    let binary = crate::common::prometheus3();
     let start = (now_ms() - HOUR / 2) / STEP * STEP;
     let series = all_series(start);
     let mut p = Prometheus::start_with_config(
@@ -111,8 +108,8 @@ fn prometheus3_ooo_histogram_wbl_replays_in_gauntlet() {
     }
     p.kill();
     let dir = tempfile::tempdir().unwrap();
-    common::copy_dir(&p.data_dir().join("wal"), &dir.path().join("wal"));
-    common::copy_dir(&p.data_dir().join("wbl"), &dir.path().join("wbl"));
+    crate::common::copy_dir(&p.data_dir().join("wal"), &dir.path().join("wal"));
+    crate::common::copy_dir(&p.data_dir().join("wbl"), &dir.path().join("wbl"));
     // Prometheus logged the late integer, float and custom-bucket histograms to its WBL.
     let types = record_types(&dir.path().join("wbl"));
     for t in [7u8, 8, 9] {
@@ -128,7 +125,7 @@ fn prometheus3_ooo_histogram_wbl_replays_in_gauntlet() {
 
 #[test]
 fn gauntlet_ooo_histograms_reach_prometheus3_through_the_wbl_and_a_block() {
-    let binary = common::prometheus3();
+    let binary = crate::common::prometheus3();
     let promtool3 = binary.with_file_name("promtool");
     // Every sample in one 2h block range well in the past.
     let range = 2 * HOUR;
@@ -187,7 +184,7 @@ fn gauntlet_ooo_histograms_reach_prometheus3_through_the_wbl_and_a_block() {
     assert_eq!(meta.stats.num_histogram_samples, 3 * SAMPLES as u64);
     assert_eq!(meta.stats.num_float_samples, 0);
     drop(head);
-    let out = common::run_ok(
+    let out = crate::common::run_ok(
         std::process::Command::new(&promtool3)
             .args(["tsdb", "analyze"])
             .arg(dir.path())
@@ -197,7 +194,7 @@ fn gauntlet_ooo_histograms_reach_prometheus3_through_the_wbl_and_a_block() {
     assert!(text.contains("Series: 3"), "{text}");
     let only_block = tempfile::tempdir().unwrap();
     let block = dir.path().join(meta.ulid.to_string());
-    common::copy_dir(&block, &only_block.path().join(meta.ulid.to_string()));
+    crate::common::copy_dir(&block, &only_block.path().join(meta.ulid.to_string()));
     let blocks = gauntlet_engine::query::LocalBlocks::open(only_block.path()).unwrap();
     for (name, samples) in &series {
         assert_eq!(held(&blocks, name), want(samples), "block: {name}");

@@ -12,16 +12,13 @@
 //!
 //! Peers listen on 127.0.0.1 only; each start waits at most 60 s, each HTTP read 60 s.
 
-#[path = "../../tests/common/mod.rs"]
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use common::Prometheus;
-use common::receive::{now_ms, post, series, write_body};
+use crate::common::Prometheus;
+use crate::common::receive::{now_ms, post, series, write_body};
 use gauntlet_engine::head::{AppendBatch, Head, HeadOptions, HeadRuntime};
 use gauntlet_engine::labels::{MatchType, Matcher, hash_pairs};
 use gauntlet_engine::query::{Queryable, SelectHints};
@@ -207,7 +204,7 @@ fn gauntlet_replays_the_wbl_of(binary: &Path, what: &str) {
 
 #[test]
 fn gauntlet_replays_the_wbl_of_prometheus_2() {
-    let Some(prometheus) = common::require_or_skip("prometheus", "wbl_prometheus") else {
+    let Some(prometheus) = crate::common::require_or_skip("prometheus", "wbl_prometheus") else {
         return;
     };
     gauntlet_replays_the_wbl_of(&prometheus, "Prometheus 2.42");
@@ -215,7 +212,7 @@ fn gauntlet_replays_the_wbl_of_prometheus_2() {
 
 #[test]
 fn gauntlet_replays_the_wbl_of_prometheus_3() {
-    gauntlet_replays_the_wbl_of(&common::prometheus3(), "Prometheus 3");
+    gauntlet_replays_the_wbl_of(&crate::common::prometheus3(), "Prometheus 3");
 }
 
 /// A tenant directory Gauntlet's head wrote: in-order samples, then out-of-order ones, logged
@@ -251,7 +248,7 @@ fn prometheus_answers_the_wbl_gauntlet_wrote(binary: &Path, what: &str) {
     let p = Prometheus::start_over(binary, dir.path(), config, &[]);
     let time = (plan.in_order.last().unwrap() / 1000 + 1).to_string();
     for i in 0..SERIES {
-        let q = common::urlencode(&format!("{METRIC}{{i=\"{}\"}}[1h]", label_value(i)));
+        let q = crate::common::urlencode(&format!("{METRIC}{{i=\"{}\"}}[1h]", label_value(i)));
         let v = p.get(&format!("/api/v1/query?query={q}&time={time}"));
         let result = v["data"]["result"].as_array().unwrap();
         assert_eq!(result.len(), 1, "{what}: series {i}: {v}");
@@ -270,7 +267,7 @@ fn prometheus_answers_the_wbl_gauntlet_wrote(binary: &Path, what: &str) {
 
 #[test]
 fn prometheus_2_answers_the_wbl_gauntlet_wrote() {
-    let Some(prometheus) = common::require_or_skip("prometheus", "wbl_prometheus") else {
+    let Some(prometheus) = crate::common::require_or_skip("prometheus", "wbl_prometheus") else {
         return;
     };
     prometheus_answers_the_wbl_gauntlet_wrote(&prometheus, "Prometheus 2.42");
@@ -278,7 +275,7 @@ fn prometheus_2_answers_the_wbl_gauntlet_wrote() {
 
 #[test]
 fn prometheus_3_answers_the_wbl_gauntlet_wrote() {
-    prometheus_answers_the_wbl_gauntlet_wrote(&common::prometheus3(), "Prometheus 3");
+    prometheus_answers_the_wbl_gauntlet_wrote(&crate::common::prometheus3(), "Prometheus 3");
 }
 
 /// `promtool tsdb dump` of a directory Gauntlet wrote, as (series number, t, v).
@@ -286,8 +283,8 @@ fn promtool_dump(promtool: &Path, dir: &Path) -> Vec<(usize, i64, f64)> {
     // promtool writes into the directory it reads: a copy.
     let scratch = tempfile::tempdir().unwrap();
     let db = scratch.path().join("db");
-    common::copy_dir(dir, &db);
-    let out = common::run_ok(Command::new(promtool).args(["tsdb", "dump"]).arg(&db));
+    crate::common::copy_dir(dir, &db);
+    let out = crate::common::run_ok(Command::new(promtool).args(["tsdb", "dump"]).arg(&db));
     let text = String::from_utf8(out.stdout).unwrap();
     let mut got = Vec::new();
     for line in text.lines().filter(|l| l.contains(METRIC)) {
@@ -322,7 +319,7 @@ fn promtool_dumps_the_wbl_gauntlet_wrote(promtool: &Path, what: &str) {
 
 #[test]
 fn promtool_2_dumps_the_wbl_gauntlet_wrote() {
-    let Some(promtool) = common::require_or_skip("promtool", "wbl_prometheus") else {
+    let Some(promtool) = crate::common::require_or_skip("promtool", "wbl_prometheus") else {
         return;
     };
     promtool_dumps_the_wbl_gauntlet_wrote(&promtool, "promtool 2.42");
@@ -330,6 +327,6 @@ fn promtool_2_dumps_the_wbl_gauntlet_wrote() {
 
 #[test]
 fn promtool_3_dumps_the_wbl_gauntlet_wrote() {
-    let promtool: PathBuf = common::prometheus3().with_file_name("promtool");
+    let promtool: PathBuf = crate::common::prometheus3().with_file_name("promtool");
     promtool_dumps_the_wbl_gauntlet_wrote(&promtool, "promtool 3");
 }

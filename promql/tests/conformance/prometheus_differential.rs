@@ -17,10 +17,8 @@
 //! - functions added after 3.5 (`first_over_time`, `ts_of_first_over_time`,
 //!   `histogram_quantiles`, `start_timestamp`).
 
-mod common;
-
-use common::generate::{long_queries, malformed_queries, valid_queries};
-use common::prometheus::Prometheus;
+use crate::common::generate::{long_queries, malformed_queries, valid_queries};
+use crate::common::prometheus::Prometheus;
 use gauntlet_promql::parser::{BinaryOp, Cardinality, Expr, Options, parse};
 
 /// Why Prometheus 3.5 and this parser (which reads 3.14's syntax) may answer `q` differently,
@@ -167,9 +165,10 @@ fn seed_and_count() -> (u64, usize) {
 fn parser_agrees_with_prometheus_3_5() {
     let prom = Prometheus::start("promql-experimental-functions,promql-duration-expr");
 
-    let list =
-        std::fs::read_to_string(common::repo_root().join("testdata/promql/invalid_queries.txt"))
-            .unwrap();
+    let list = std::fs::read_to_string(
+        crate::common::repo_root().join("testdata/promql/invalid_queries.txt"),
+    )
+    .unwrap();
     let listed: Vec<String> = list
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with("# "))

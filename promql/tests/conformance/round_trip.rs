@@ -2,10 +2,8 @@
 //! grammar-driven generator makes from proptest's seeds (valid ones, long ones, and malformed
 //! ones that happen to parse): the one-line form and the multi-line form alike.
 
-mod common;
-
-use common::canonical;
-use common::generate::{long_queries, malformed_queries, valid_queries};
+use crate::common::canonical;
+use crate::common::generate::{long_queries, malformed_queries, valid_queries};
 use gauntlet_promql::parser::pretty::MAX_LINE;
 use gauntlet_promql::parser::{Expr, Options, parse};
 use proptest::prelude::*;

@@ -2,14 +2,12 @@
 //! the script expects the evaluation to fail; and every query that parses prints as text that
 //! parses back to the same tree.
 
-mod common;
-
-use common::canonical;
+use crate::common::canonical;
 use gauntlet_promql::parser::{Options, parse};
 
 fn check_scripts(dir: &str, min_queries: usize) {
     let opts = Options::all_features();
-    let queries = common::script_queries(dir);
+    let queries = crate::common::script_queries(dir);
     assert!(
         queries.len() >= min_queries,
         "only {} queries",

@@ -1,5 +1,5 @@
 //! Histogram chunks written by real Prometheus 3 (`testdata/histogram-chunks/`, made by
-//! `engine/tests/histogram_prometheus.rs`): every chunk decodes to the samples written, with the
+//! `engine/tests/peers/histogram_prometheus.rs`): every chunk decodes to the samples written, with the
 //! hints Prometheus reports; Gauntlet's cut rule and appenders give the same chunks from the same
 //! samples; and every chunk resumes into an appender that reproduces its bytes.
 

@@ -1,0 +1,42 @@
+//! Gauntlet's end-to-end tests, one test binary: each module starts the `gauntlet` binary and
+//! the real peers it must agree with (Prometheus, promtool, Thanos, object-storage servers, a
+//! browser) on loopback. Run one module with `cargo nextest run -p gauntlet --test e2e
+//! MODULE::`; `tests/README.md` says what each proves.
+
+mod common;
+
+mod all_demo;
+mod bad_input;
+mod blocks;
+mod compact;
+mod config_errors;
+mod dashboard;
+mod deploy;
+mod downsample;
+mod gcs_azure;
+mod histograms;
+mod hostile_requests;
+mod http_api;
+mod http_histograms;
+mod interop;
+mod logging;
+mod memory_budget;
+mod promql_prometheus3;
+mod querier;
+mod query_stats;
+mod receive;
+mod receive_disk_full;
+mod receive_hashring;
+mod receive_histogram;
+mod receive_histogram_head;
+mod receive_histogram_ring;
+mod s3;
+mod security;
+mod standalone;
+mod store;
+mod store_limits;
+mod store_sharding;
+mod tenancy;
+mod tls;
+mod tools_bucket;
+mod web_ui;
