@@ -202,7 +202,8 @@ fn compile(pattern: &str) -> Result<Regex, String> {
     if let Err(e) = Matcher::new(MatchType::Regexp, "regex", pattern) {
         return Err(format!("error parsing regexp: {}", e.reason));
     }
-    Regex::new(&format!("^(?:{pattern})$")).map_err(|e| format!("error parsing regexp: {e}"))
+    Regex::new(&format!("^(?:{})$", crate::labels::go_to_rust(pattern)))
+        .map_err(|e| format!("error parsing regexp: {e}"))
 }
 
 impl Rule {

@@ -406,7 +406,7 @@ fn compile(pattern: &str) -> Result<Compiled, String> {
     let re = meta::Builder::new()
         .configure(config)
         .syntax(regex_automata::util::syntax::Config::new().utf8(true))
-        .build(&format!("^(?s:{pattern})$"))
+        .build(&format!("^(?s:{})$", super::go_to_rust(pattern)))
         .map_err(|e| match e.size_limit() {
             Some(_) => format!(
                 "it compiles to more than the limit of {} MiB for one regex",
@@ -764,6 +764,15 @@ mod tests {
         assert!(Arc::ptr_eq(a, b));
         assert!(a._room.bytes() > 100 << 10, "{}", a._room.bytes());
         assert!(copy.matches("abcdefghij") && !copy.matches("abc"));
+    }
+
+    #[test]
+    fn perl_classes_and_boundaries_match_as_in_prometheus() {
+        let digits = Matcher::new(MatchType::Regexp, "l", r"\d+").unwrap();
+        assert!(digits.matches("2024") && !digits.matches("٣٤"));
+        let word = Matcher::new(MatchType::NotRegexp, "l", r".*\bapi\b.*").unwrap();
+        assert!(!word.matches("my api v1") && !word.matches("éapi"));
+        assert!(word.matches("myapi"));
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Label sets and label matchers, ordered and compared exactly as Prometheus does.
 
+mod go_regex;
 mod matcher;
 mod selector;
 
+pub use go_regex::go_to_rust;
 pub use matcher::{MatchType, Matcher, MatcherError, RegexShape};
 pub use selector::{SelectorError, parse_selector, regex_refusal};
 

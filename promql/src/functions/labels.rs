@@ -27,7 +27,8 @@ fn with_label(labels: &Labels, name: &str, value: &str) -> Labels {
 /// `label_replace(v, dst, replacement, src, regex)`; `args` are the four strings.
 pub(crate) fn label_replace(mut cols: Vec<Col>, args: &[String]) -> Result<Vec<Col>, PromqlError> {
     let (dst, repl, src, re) = (&args[0], &args[1], &args[2], &args[3]);
-    let regex = Regex::new(&format!("^(?s:{re})$")).map_err(|_| {
+    let go = gauntlet_engine::labels::go_to_rust(re);
+    let regex = Regex::new(&format!("^(?s:{go})$")).map_err(|_| {
         PromqlError::Execution(format!(
             "invalid regular expression in label_replace(): {re}"
         ))
