@@ -31,7 +31,10 @@ mod value;
 
 pub use duration::parse_duration_ms;
 pub use error::PromqlError;
-pub use limits::{DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, QueryLimits, nesting_bound};
+pub use limits::{
+    DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, DEFAULT_MAX_MATCHERS, QueryLimits, matcher_bound,
+    nesting_bound,
+};
 pub use value::{InstantSample, QueryResult, QueryStats, Value};
 
 use std::collections::{HashMap, VecDeque};

@@ -1,5 +1,5 @@
-//! What one query may ask of the process before anything parses it: its length, and how deeply
-//! its expression nests.
+//! What one query may ask of the process before anything parses it: its length, how deeply
+//! its expression nests, and how many label matchers its selectors hold.
 //!
 //! The parser, the checks and the evaluator all walk the expression tree recursively, one
 //! stack frame (or a few) per level, and the parser's type checks revisit a node's operands at
@@ -20,6 +20,11 @@ pub const DEFAULT_MAX_DEPTH: usize = 1000;
 /// HTTP server takes.
 pub const DEFAULT_MAX_BYTES: usize = 1 << 20;
 
+/// Default of [`QueryLimits::max_matchers`]: far more than any dashboard's query holds, few
+/// enough that parsing and resolving them stays within a few MiB (each matcher costs the parser,
+/// the type checks and the selection several hundred bytes, where its text is a few).
+pub const DEFAULT_MAX_MATCHERS: usize = 10_000;
+
 /// Limits on a query's text, checked before it is parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueryLimits {
@@ -28,6 +33,9 @@ pub struct QueryLimits {
     pub max_depth: usize,
     /// The longest query accepted, bytes (`--query.max-length`).
     pub max_bytes: usize,
+    /// The most label matchers all of a query's selectors may hold together
+    /// (`--query.max-matchers`).
+    pub max_matchers: usize,
 }
 
 impl Default for QueryLimits {
@@ -35,6 +43,7 @@ impl Default for QueryLimits {
         QueryLimits {
             max_depth: DEFAULT_MAX_DEPTH,
             max_bytes: DEFAULT_MAX_BYTES,
+            max_matchers: DEFAULT_MAX_MATCHERS,
         }
     }
 }
@@ -47,6 +56,13 @@ impl QueryLimits {
                 "query is {} bytes long, more than the {} bytes allowed (--query.max-length)",
                 query.len(),
                 self.max_bytes
+            )));
+        }
+        let matchers = matcher_bound(query);
+        if matchers > self.max_matchers {
+            return Err(PromqlError::Parse(format!(
+                "query holds {matchers} label matchers, more than the {} allowed (--query.max-matchers)",
+                self.max_matchers
             )));
         }
         let depth = nesting_bound(query);
@@ -163,6 +179,32 @@ pub fn nesting_bound(query: &str) -> usize {
         close(&mut groups);
     }
     groups[0].depth()
+}
+
+/// An upper bound on the label matchers in `query`'s selectors, from its text: every `=` and
+/// `!~` between braces, outside strings and comments (`=`, `!=` and `=~` each hold one `=`).
+pub fn matcher_bound(query: &str) -> usize {
+    let b = query.as_bytes();
+    let (mut i, mut depth, mut n) = (0, 0usize, 0usize);
+    while i < b.len() {
+        match b[i] {
+            q @ (b'"' | b'\'' | b'`') => {
+                i = skip_string(b, i, q);
+                continue;
+            }
+            b'#' => {
+                i = comment_end(b, i);
+                continue;
+            }
+            b'{' => depth += 1,
+            b'}' => depth = depth.saturating_sub(1),
+            b'=' if depth > 0 => n += 1,
+            b'!' if depth > 0 && b.get(i + 1) == Some(&b'~') => n += 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    n
 }
 
 /// Stack a query of nesting `depth` may need per level, bytes: the deepest frames measured
@@ -345,12 +387,31 @@ mod tests {
         let limits = QueryLimits {
             max_depth: 10,
             max_bytes: 100,
+            max_matchers: 3,
         };
         assert_eq!(limits.check("sum(rate(x[5m]))").unwrap(), 4);
         let deep = limits.check(&"-".repeat(20)).unwrap_err().to_string();
         assert!(deep.contains("--query.max-depth"), "{deep}");
         let long = limits.check(&"x".repeat(101)).unwrap_err().to_string();
         assert!(long.contains("--query.max-length"), "{long}");
+        assert!(limits.check(r#"x{a="1",b!="2",c=~"3"}"#).is_ok());
+        let wide = limits
+            .check(r#"x{a="1"} + y{b!~"2", c="{=}"} + z{d="4"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            wide.contains("4 label matchers") && wide.contains("--query.max-matchers"),
+            "{wide}"
+        );
+    }
+
+    #[test]
+    fn matchers_are_counted_between_braces_outside_strings() {
+        assert_eq!(matcher_bound(r#"sum(rate(x{a="=",b!~"{"}[5m])) == 1"#), 2);
+        assert_eq!(matcher_bound("up # {a=\"1\"}\n"), 0);
+        assert_eq!(matcher_bound(r#"{"a b"="c", d=~"e"}"#), 2);
+        let many: Vec<String> = (0..130_000).map(|_| r#"a="x""#.to_string()).collect();
+        assert_eq!(matcher_bound(&format!("x{{{}}}", many.join(","))), 130_000);
     }
 
     #[test]

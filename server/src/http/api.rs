@@ -269,7 +269,9 @@ where
         form.set_tenant_header(tenant);
         form.set_cancel(cancel);
         let _active = match (&st.config.active, gate) {
-            (Some(log), Gate::Admit) => Some(log.enter(&active_text(&form), crate::now_ms() / 1000)),
+            (Some(log), Gate::Admit) => {
+                Some(log.enter(&active_text(&form), crate::now_ms() / 1000))
+            }
             _ => None,
         };
         f(&st, &form)
@@ -418,7 +420,8 @@ impl Deadline {
 }
 
 /// The request's `match[]` selectors, parsed; more than `--query.max-match-selectors` of
-/// them are refused before any is parsed.
+/// them, or more than `--query.max-matchers` label matchers in all, are refused before any is
+/// parsed.
 fn match_sets(
     st: &ApiState,
     values: &[&str],
@@ -429,6 +432,16 @@ fn match_sets(
             "too many match[] selectors: {}, at most {} are taken (--query.max-match-selectors)",
             values.len(),
             st.config.max_match_sets
+        )));
+    }
+    let matchers: usize = values
+        .iter()
+        .map(|v| gauntlet_promql::matcher_bound(v))
+        .sum();
+    if matchers > st.config.limits.max_matchers {
+        return Err(ApiError::bad_data(format!(
+            "match[] selectors hold {matchers} label matchers, more than the {} allowed (--query.max-matchers)",
+            st.config.limits.max_matchers
         )));
     }
     parse_match_sets(values, as_param)

@@ -75,6 +75,10 @@ pub struct PromqlFlags {
     /// take; longer queries are refused before they are parsed.
     #[arg(long = "query.max-length", default_value = "1MiB", value_parser = crate::store::parse_bytes)]
     pub max_length: u64,
+    /// Most label matchers all of a query's selectors may hold together; a query with more is
+    /// refused before it is parsed.
+    #[arg(long = "query.max-matchers", default_value_t = gauntlet_promql::DEFAULT_MAX_MATCHERS)]
+    pub max_matchers: usize,
     /// PromQL features to enable, as Prometheus names them: `promql-delayed-name-removal`,
     /// `promql-extended-range-selectors`, `promql-binop-fill-modifiers`
     /// (`promql-experimental-functions` and `promql-duration-expr` are always on).
@@ -133,6 +137,7 @@ impl PromqlFlags {
             limits: QueryLimits {
                 max_depth: self.max_depth,
                 max_bytes: usize::try_from(self.max_length).unwrap_or(usize::MAX),
+                max_matchers: self.max_matchers,
             },
             tenancy: self.tenancy.tenancy()?,
             max_match_sets: self.max_match_sets,
