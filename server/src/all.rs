@@ -168,7 +168,9 @@ async fn serve(args: AllArgs, demo: Option<DemoPlan>) -> anyhow::Result<()> {
 
     // Reads from the local bucket cannot fail partially.
     let mut config = args.promql.api_config(true)?;
-    config.active = args.promql.active_queries(Some(&args.data_dir.join(".gauntlet")))?;
+    config.active = args
+        .promql
+        .active_queries(Some(&args.data_dir.join(".gauntlet")))?;
     let tenancy = config.tenancy.clone();
     let admission = config.admission.clone();
     let state = Arc::new(ApiState {
