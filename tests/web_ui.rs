@@ -4,8 +4,11 @@
 //! rows and values, the graph's canvas and legend, errors with their position marked in the
 //! editor, annotations, completion of metric names, label names and values, the editor's own
 //! lint, several panels, Prometheus-style `/graph?g0.expr=…` links, and the status page's
-//! build information, flags, runtime facts and stores (of `all` and of a querier).
-//! Screenshots of every page stay in `target/web-ui-artifacts/`.
+//! build information, flags, runtime facts and stores (of `all` and of a querier). In windows
+//! 1400 and 800 px wide: the graph's time labels on a round step and apart, the legend's last
+//! values, section pages (`/blocks`, `/stores`) opening at the top with their section alone,
+//! wide tables scrolling inside their section, and Chromium's own `--screenshot` of a section
+//! page showing it. Screenshots of every page stay in `target/web-ui-artifacts/`.
 //!
 //! Without Chromium the test is skipped with a message, unless `GAUNTLET_REQUIRE_BROWSER` is set
 //! (tests/run.sh sets it), when a missing browser fails it.
@@ -811,4 +814,353 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
             }
         })
         .sum()
+}
+
+/// The pixels of an 8-bit RGB or RGBA, non-interlaced PNG (what Chromium writes), as rows of
+/// RGB triples.
+fn png_rgb(bytes: &[u8]) -> Vec<Vec<[u8; 3]>> {
+    use std::io::Read;
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    let (mut width, mut height, mut channels) = (0usize, 0usize, 0usize);
+    let mut idat = Vec::new();
+    let mut at = 8;
+    while at + 8 <= bytes.len() {
+        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let kind = &bytes[at + 4..at + 8];
+        let data = &bytes[at + 8..at + 8 + len];
+        match kind {
+            b"IHDR" => {
+                width = u32::from_be_bytes(data[0..4].try_into().unwrap()) as usize;
+                height = u32::from_be_bytes(data[4..8].try_into().unwrap()) as usize;
+                assert_eq!(data[8], 8, "bit depth");
+                channels = match data[9] {
+                    2 => 3,
+                    6 => 4,
+                    other => panic!("PNG colour type {other}"),
+                };
+                assert_eq!(data[12], 0, "interlaced PNG");
+            }
+            b"IDAT" => idat.extend_from_slice(data),
+            b"IEND" => break,
+            _ => {}
+        }
+        at += 12 + len;
+    }
+    let mut raw = Vec::new();
+    flate2::read::ZlibDecoder::new(&idat[..])
+        .read_to_end(&mut raw)
+        .expect("PNG image data inflates");
+    let stride = width * channels;
+    assert_eq!(raw.len(), height * (stride + 1), "PNG data size");
+    let mut prev = vec![0u8; stride];
+    let mut rows = Vec::with_capacity(height);
+    for y in 0..height {
+        let filter = raw[y * (stride + 1)];
+        let mut line = raw[y * (stride + 1) + 1..(y + 1) * (stride + 1)].to_vec();
+        for i in 0..stride {
+            let a = if i >= channels { line[i - channels] } else { 0 };
+            let b = prev[i];
+            let c = if i >= channels { prev[i - channels] } else { 0 };
+            let add = match filter {
+                0 => 0,
+                1 => a,
+                2 => b,
+                3 => ((u16::from(a) + u16::from(b)) / 2) as u8,
+                4 => {
+                    let p = i16::from(a) + i16::from(b) - i16::from(c);
+                    let (pa, pb, pc) = (
+                        (p - i16::from(a)).abs(),
+                        (p - i16::from(b)).abs(),
+                        (p - i16::from(c)).abs(),
+                    );
+                    if pa <= pb && pa <= pc {
+                        a
+                    } else if pb <= pc {
+                        b
+                    } else {
+                        c
+                    }
+                }
+                other => panic!("PNG filter {other}"),
+            };
+            line[i] = line[i].wrapping_add(add);
+        }
+        rows.push(line.chunks(channels).map(|p| [p[0], p[1], p[2]]).collect());
+        prev = line;
+    }
+    rows
+}
+
+/// Takes a screenshot of `url` with Chromium's own `--screenshot`, in a window of
+/// `width`x`height` CSS px, once the page's requests have been answered; returns its path.
+fn cli_screenshot(browser: &Path, url: &str, width: u32, height: u32, name: &str) -> PathBuf {
+    let profile = tempfile::tempdir().unwrap();
+    let shot = artifacts().join(format!("{name}.png"));
+    std::fs::create_dir_all(artifacts()).unwrap();
+    let _ = std::fs::remove_file(&shot);
+    let out = Command::new(require("timeout"))
+        .arg("60")
+        .arg(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            // The page draws after its API calls return; virtual time runs until they have.
+            "--virtual-time-budget=10000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--window-size={width},{height}"))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(url)
+        .output()
+        .expect("running chromium");
+    assert!(
+        shot.is_file(),
+        "chromium wrote no screenshot of {url} ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    shot
+}
+
+/// Pixels in rows `rows` of `png` dark enough to be text, lines or boxes drawn on the page
+/// (the page's background and the sections' white are not).
+fn ink(png: &Path, rows: std::ops::Range<usize>) -> usize {
+    let pixels = png_rgb(&std::fs::read(png).unwrap());
+    pixels[rows]
+        .iter()
+        .flatten()
+        .filter(|p| p.iter().any(|&c| c < 200))
+        .count()
+}
+
+/// Minutes since midnight of a time axis label: `HH:MM`, or a date (`Jan 2`) where a day begins.
+fn label_minutes(label: &str) -> Option<u32> {
+    if let Some((h, m)) = label.split_once(':') {
+        return Some(h.parse::<u32>().ok()? * 60 + m.parse::<u32>().ok()?);
+    }
+    let (month, day) = label.split_once(' ')?;
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    (months.contains(&month) && day.parse::<u32>().is_ok()).then_some(0)
+}
+
+#[test]
+fn graph_axis_legend_tables_and_section_pages_fit_1400_and_800_px_windows() {
+    let Some(browser) = chromium() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("data");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let uploaded = crate::common::bucket::upload(
+        &crate::common::bucket::promtool_blocks(tmp.path(), 1, 4),
+        &bucket,
+        &[("cluster", "web-ui-layout"), ("replica", "a")],
+    );
+    assert_eq!(uploaded.len(), 2);
+    let data = format!("--data-dir={}", bucket.display());
+    let server = GauntletServer::start(&["all", &data, "--compact.interval=0s"], "/-/ready");
+    let port = server.http_port;
+    let end = now_ms() / 1000 * 1000 - 30_000;
+    write_data(port, end);
+    let at = end / 1000;
+    let rate = "rate(web_ui_requests_total[5m])";
+    let range_want = api(
+        &server,
+        &format!(
+            "/api/v1/query_range?query={}&start={}&end={at}&step=7",
+            urlencode(rate),
+            at - 1800
+        ),
+    );
+    let graph = |range: &str, step: &str| {
+        format!(
+            "/query?g0.expr={}&g0.tab=0&g0.range_input={range}&g0.end_input={at}{step}",
+            urlencode(rate)
+        )
+    };
+
+    let mut steps = Vec::new();
+    for width in [1400, 800] {
+        let viewport = json!({"width": width, "height": 1000});
+        steps.push(
+            json!({"name": format!("axis_6h_{width}"), "viewport": viewport,
+            "path": graph("6h", ""), "wait": ".graph canvas"}),
+        );
+        steps.push(
+            json!({"name": format!("legend_{width}"), "viewport": viewport,
+            "path": graph("30m", "&g0.step_input=7"), "wait": ".graph canvas"}),
+        );
+        for page in ["blocks", "stores", "status"] {
+            let wait = if page == "status" {
+                "section#blocks".to_string()
+            } else {
+                format!("section#{page}")
+            };
+            steps.push(
+                json!({"name": format!("{page}_{width}"), "viewport": viewport,
+                "path": format!("/{page}"), "wait": wait}),
+            );
+        }
+    }
+    let got = drive(&browser, port, &json!(steps));
+
+    let mut last_step = 0;
+    for width in [1400, 800] {
+        // The time axis over 6 h: one round step between ticks, labels as wide apart as the
+        // step allows and never overlapping, at least 80 px from centre to centre.
+        let name = format!("axis_6h_{width}");
+        let ticks = got[&name]["ticks"].as_array().unwrap();
+        assert!(ticks.len() >= 3, "{name}: {ticks:?}");
+        let minutes: Vec<u32> = ticks
+            .iter()
+            .map(|t| {
+                let label = t["label"].as_str().unwrap();
+                label_minutes(label).unwrap_or_else(|| panic!("{name}: label {label:?}"))
+            })
+            .collect();
+        let step = (minutes[1] + 1440 - minutes[0]) % 1440;
+        assert!(
+            [1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720].contains(&step),
+            "{name}: a step of {step} min: {ticks:?}"
+        );
+        assert_eq!(
+            minutes[0] % step,
+            0,
+            "{name}: ticks on round times: {ticks:?}"
+        );
+        for pair in ticks.windows(2).zip(minutes.windows(2)) {
+            let ([a, b], [ma, mb]) = pair else {
+                unreachable!()
+            };
+            assert_eq!((mb + 1440 - ma) % 1440, step, "{name}: {ticks:?}");
+            let (ca, cb) = (a["center"].as_f64().unwrap(), b["center"].as_f64().unwrap());
+            let (wa, wb) = (a["width"].as_f64().unwrap(), b["width"].as_f64().unwrap());
+            assert!(
+                wa > 10.0 && wb > 10.0,
+                "{name}: label widths measured: {ticks:?}"
+            );
+            assert!(
+                cb - ca >= 80.0,
+                "{name}: ticks {a} and {b} closer than 80 px"
+            );
+            assert!(
+                ca + wa / 2.0 + 8.0 <= cb - wb / 2.0,
+                "{name}: labels {a} and {b} overlap or touch"
+            );
+        }
+        // A narrower plot takes a step at least as long.
+        assert!(
+            step >= last_step,
+            "{name}: {step} min after {last_step} min"
+        );
+        last_step = step;
+
+        // Away from the cursor, the legend shows each series' last value, as the API has it.
+        let name = format!("legend_{width}");
+        let labels = strings(&got[&name]["legend"]);
+        let values = strings(&got[&name]["legendValues"]);
+        assert_eq!(labels.len(), 3, "{name}: {}", got[&name]);
+        assert_eq!(values.len(), labels.len(), "{name}: {}", got[&name]);
+        for s in range_want["data"]["result"].as_array().unwrap() {
+            let label = series_text(&s["metric"]);
+            let i = labels
+                .iter()
+                .position(|l| *l == label)
+                .unwrap_or_else(|| panic!("{name}: {label} not in {labels:?}"));
+            let want: f64 = s["values"].as_array().unwrap().last().unwrap()[1]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let shown: f64 = values[i]
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}: legend value {:?} of {label}", values[i]));
+            assert_eq!(shown, want, "{name}: {label}");
+        }
+
+        // Section pages open at the top, showing their section alone; the whole status page
+        // too. Wide tables scroll inside their section, which stays inside the window.
+        for page in ["blocks", "stores", "status"] {
+            let name = format!("{page}_{width}");
+            let step = &got[&name];
+            let layout = &step["layout"];
+            assert_eq!(layout["scrollY"], 0, "{name}: {layout}");
+            assert_eq!(layout["scrollX"], 0, "{name}: {layout}");
+            assert!(
+                layout["scrollWidth"].as_f64() <= layout["clientWidth"].as_f64(),
+                "{name}: the page is wider than the window: {layout}"
+            );
+            let sections = step["status"].as_array().unwrap();
+            let ids: Vec<&str> = sections.iter().map(|s| s["id"].as_str().unwrap()).collect();
+            if page == "status" {
+                assert!(
+                    ids.contains(&"blocks") && ids.contains(&"flags"),
+                    "{name}: {ids:?}"
+                );
+            } else {
+                assert_eq!(ids, [page], "{name}");
+                let top = sections[0]["box"]["top"].as_f64().unwrap();
+                assert!(
+                    (0.0..200.0).contains(&top),
+                    "{name}: the section starts {top} px down the window"
+                );
+            }
+            let inner = layout["innerWidth"].as_f64().unwrap();
+            for s in sections {
+                let right = s["box"]["right"].as_f64().unwrap();
+                assert!(
+                    right <= inner,
+                    "{name}: section {} ends at {right} px",
+                    s["id"]
+                );
+                for t in s["tables"].as_array().unwrap() {
+                    assert_eq!(t["holder"], "table-scroll", "{name}: {t}");
+                    assert_eq!(t["holderOverflowX"], "auto", "{name}: {t}");
+                    assert!(
+                        t["holderBox"]["right"].as_f64().unwrap() <= right,
+                        "{name}: a table's box passes its section's edge: {t}"
+                    );
+                }
+            }
+        }
+        // The blocks table is wider than 800 px: it scrolls inside its box.
+        let blocks = &got[&format!("blocks_{width}")]["status"][0]["tables"];
+        let table = blocks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["class"].as_str().unwrap().contains("blocks"))
+            .unwrap_or_else(|| panic!("no blocks table: {blocks}"));
+        if width == 800 {
+            assert!(
+                table["holderScrollWidth"].as_f64() > table["holderClientWidth"].as_f64(),
+                "{table}"
+            );
+        }
+    }
+
+    // Chromium's own screenshot of a section page (taken as a person does, `chromium
+    // --screenshot`) shows the section near the top, not a blank page or a blank band.
+    for page in ["blocks", "stores"] {
+        let shot = cli_screenshot(
+            &browser,
+            &format!("http://127.0.0.1:{port}/{page}"),
+            1400,
+            1000,
+            &format!("cli_{page}_1400"),
+        );
+        let top = ink(&shot, 40..300);
+        assert!(
+            top > 500,
+            "{page}: {top} drawn pixels between 40 and 300 px down {}",
+            shot.display()
+        );
+    }
 }

@@ -4,6 +4,8 @@
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import { type RangeSeries, formatSeries } from './api';
+import { type DrawnTick, timeAxis, valueAxis } from './axis';
+import { formatTime } from './time';
 
 const COLORS = [
   '#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd',
@@ -58,15 +60,33 @@ export function drawGraph(
       }),
     );
   }
+  // What the legend shows away from the cursor: each series' last value on the grid.
+  const lastValues = raw.map((ys) => {
+    for (let i = ys.length - 1; i >= 0; i--) {
+      if (ys[i] !== null) return ys[i];
+    }
+    return null;
+  });
   const width = Math.max(parent.clientWidth, 400);
+  const { axis: xAxis, draw: drawnAxis } = timeAxis((u: uPlot, ticks: DrawnTick[]) => {
+    // The time axis is drawn on the canvas; its labels and where they stand are kept on the
+    // plot's element too, for whoever reads the page without the picture.
+    u.root.dataset.xTicks = JSON.stringify(ticks);
+  });
   const opts: uPlot.Options = {
     width,
     height: 360,
     cursor: { drag: { x: true, y: false } },
     scales: { x: { time: true } },
+    // The page reads and writes times in UTC; the axis and the legend say them the same way.
+    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'),
+    axes: [xAxis, valueAxis()],
+    hooks: { draw: [drawnAxis] },
     legend: { show: true, live: true },
     series: [
-      {},
+      {
+        value: (_u: uPlot, v: number | null) => (v === null ? '' : `${formatTime(v * 1000)} UTC`),
+      },
       ...series.map((s, i) => {
         const color = COLORS[i % COLORS.length];
         const histogram = (s.histograms?.length ?? 0) > 0 && (s.values?.length ?? 0) === 0;
@@ -77,10 +97,11 @@ export function drawGraph(
           fill: stacked ? color + '55' : undefined,
           spanGaps: false,
           points: { show: points < 60 },
-          // The legend shows each series' own value, stacked or not.
+          // The legend shows each series' own value, stacked or not: the one under the
+          // cursor, or else the last one.
           value: (_u: uPlot, _v: number | null, sidx: number, didx: number | null) => {
-            const y = didx === null ? null : raw[sidx - 1][didx];
-            return y === null ? '—' : String(y);
+            const y = didx === null ? lastValues[sidx - 1] : raw[sidx - 1][didx];
+            return y === null ? '' : String(y);
           },
         } as uPlot.Series;
       }),

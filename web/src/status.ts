@@ -11,8 +11,17 @@ function section(title: string, id: string, ...body: (Node | string)[]): HTMLEle
   s.id = id;
   const h = document.createElement('h2');
   h.textContent = title;
-  s.append(h, ...body);
+  // A table wider than the section scrolls sideways in a box of the section's width, so
+  // that neither the section nor the page grows past the window.
+  s.append(h, ...body.map((b) => (b instanceof HTMLTableElement ? scrolling(b) : b)));
   return s;
+}
+
+function scrolling(table: HTMLTableElement): HTMLElement {
+  const box = document.createElement('div');
+  box.className = 'table-scroll';
+  box.append(table);
+  return box;
 }
 
 function keyValueTable(entries: [string, string][]): HTMLElement {
@@ -324,8 +333,22 @@ function blocksTable(blocks: BlockMeta[]): HTMLElement {
   return resultsTable(columns, rows, 'results blocks');
 }
 
-/** The paths that open the status page at one of its sections. */
+/** The paths that show one section of the status page alone. */
 export const STATUS_SECTIONS = ['flags', 'stores', 'blocks', 'tenants', 'compactor'];
+
+/** Links to the pages of single sections, at the top of the whole status page. */
+function sectionLinks(shown: HTMLElement[]): HTMLElement {
+  const nav = document.createElement('nav');
+  nav.className = 'sections';
+  for (const s of shown) {
+    if (!STATUS_SECTIONS.includes(s.id)) continue;
+    const a = document.createElement('a');
+    a.href = `/${s.id}`;
+    a.textContent = s.querySelector('h2')?.textContent ?? s.id;
+    nav.append(a);
+  }
+  return nav;
+}
 
 export async function statusPage(root: HTMLElement) {
   root.replaceChildren(note('Loading…'));
@@ -370,11 +393,15 @@ export async function statusPage(root: HTMLElement) {
     parts.push(section('Flags', 'flags',
       keyValueTable(Object.entries(flags.data).sort(([a], [b]) => a.localeCompare(b)))));
   }
-  root.replaceChildren(...parts);
-  // `/flags`, `/stores`, `/blocks`, `/tenants` and `/compactor` open the status page at
-  // their section.
-  const section_id = window.location.pathname.slice(1);
-  if (STATUS_SECTIONS.includes(section_id)) {
-    document.getElementById(section_id)?.scrollIntoView();
+  // `/flags`, `/stores`, `/blocks`, `/tenants` and `/compactor` show their section alone, at
+  // the top of the page. Scrolling the whole page down to the section once it is drawn would
+  // move the view after the page loaded: whoever looks (or a screenshot taken then) finds
+  // the top of the page, or a blank band where it was not painted yet.
+  const only = window.location.pathname.slice(1);
+  if (STATUS_SECTIONS.includes(only)) {
+    const shown = parts.filter((p) => p.id === only);
+    root.replaceChildren(...(shown.length ? shown : [note(`This server has no ${only} to show.`)]));
+  } else {
+    root.replaceChildren(sectionLinks(parts), ...parts);
   }
 }

@@ -4,7 +4,8 @@
 //   node web/tests/driver.mjs BASE_URL ARTIFACT_DIR STEPS_JSON
 //
 // STEPS_JSON is a list of steps: { name, path (on BASE_URL, or a whole URL for another
-// server), wait (a CSS selector), type? (text typed into the editor after it was cleared),
+// server), viewport? ({ width, height } in CSS px; 1280x900 if not given), wait (a CSS
+// selector), type? (text typed into the editor after it was cleared),
 // press? (keys pressed after typing, in order), click? (selectors clicked then, in order),
 // waitAfter? (a selector waited for after those) }. Each step opens its page in a fresh tab,
 // waits, optionally types and clicks, screenshots to ARTIFACT_DIR/NAME.png and records the
@@ -30,6 +31,10 @@ const TIMEOUT_MS = 20000;
 /** What a page shows, read from the DOM: each query panel, then the status page. */
 function readPage() {
   const text = (root, sel) => [...root.querySelectorAll(sel)].map((e) => e.textContent ?? '');
+  const box = (e) => {
+    const r = e.getBoundingClientRect();
+    return { left: r.left, right: r.right, top: r.top, bottom: r.bottom };
+  };
   const panels = [...document.querySelectorAll('section.panel')].map((panel) => {
     const editor = panel.querySelector('.expr .cm-content');
     return {
@@ -51,6 +56,9 @@ function readPage() {
       })),
       // The legend's first row is the time axis.
       legend: text(panel, '.graph .u-legend .u-series .u-label').slice(1),
+      legendValues: text(panel, '.graph .u-legend .u-series .u-value').slice(1),
+      // The time axis's labels as drawn: text, centre and width in CSS px.
+      ticks: JSON.parse(panel.querySelector('.graph .uplot')?.getAttribute('data-x-ticks') ?? '[]'),
       empty: text(panel, '.empty'),
       window: panel.querySelector('.range-note')?.textContent ?? '',
       inputs: Object.fromEntries(
@@ -71,7 +79,26 @@ function readPage() {
       rows: [...s.querySelectorAll('tr')].map((tr) =>
         [...tr.querySelectorAll('th, td')].map((c) => c.textContent ?? ''),
       ),
+      box: box(s),
+      // Each table's box: the element holding the table directly, and its scroll extent.
+      tables: [...s.querySelectorAll('table')].map((t) => ({
+        class: t.className,
+        holder: t.parentElement.className,
+        holderBox: box(t.parentElement),
+        holderScrollWidth: t.parentElement.scrollWidth,
+        holderClientWidth: t.parentElement.clientWidth,
+        holderOverflowX: getComputedStyle(t.parentElement).overflowX,
+      })),
     })),
+    // Where the page stands in the window.
+    layout: {
+      innerWidth: window.innerWidth,
+      innerHeight: window.innerHeight,
+      scrollX: window.scrollX,
+      scrollY: window.scrollY,
+      scrollWidth: document.documentElement.scrollWidth,
+      clientWidth: document.documentElement.clientWidth,
+    },
   };
 }
 
@@ -95,6 +122,7 @@ let failed = false;
 try {
   for (const step of steps) {
     const page = await browser.newPage();
+    if (step.viewport) await page.setViewportSize(step.viewport);
     // Uncaught exceptions in the page; console errors apart (a refused query logs its 400).
     const pageErrors = [];
     const consoleErrors = [];
