@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gauntlet_engine::index::{ChunkMeta, IndexReader, postings_for_matchers};
-use gauntlet_engine::labels::parse_selector;
 use gauntlet_engine::store::entry::decode_entry;
+use gauntlet_promql::parse_selector;
 
 fn index_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(

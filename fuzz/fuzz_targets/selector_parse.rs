@@ -4,7 +4,7 @@
 
 #![no_main]
 
-use gauntlet_engine::labels::parse_selector;
+use gauntlet_promql::parse_selector;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -35,6 +35,7 @@ pub use limits::{
     DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, DEFAULT_MAX_MATCHERS, QueryLimits, matcher_bound,
     nesting_bound,
 };
+pub use parser::{SelectorError, parse_selector};
 pub use value::{InstantSample, QueryResult, QueryStats, Value};
 
 use std::collections::{HashMap, VecDeque};
@@ -282,7 +283,7 @@ fn parse_options(features: Features, depth: usize) -> ast::Options {
         extended_range_selectors: features.extended_range_selectors,
         binop_fill_modifiers: features.binop_fill_modifiers,
         max_depth: depth.saturating_mul(2).saturating_add(16),
-        regex_check: Some(gauntlet_engine::labels::regex_refusal),
+        regex_check: Some(ast::regex_refusal),
     }
 }
 

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gauntlet_engine::bucket::{Bucket, BucketConfig};
-use gauntlet_engine::labels::parse_selector;
 use gauntlet_engine::shard::{IoChoice, RuntimeConfig};
 use gauntlet_engine::store::{BucketStore, SeriesQuery, StoreOptions, WireFraming};
+use gauntlet_promql::parse_selector;
 
 use super::RunError;
 use crate::load::stats::ProcStats;

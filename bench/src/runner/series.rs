@@ -12,7 +12,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use gauntlet_engine::labels::{MatchType, parse_selector};
+use gauntlet_engine::labels::MatchType;
+use gauntlet_promql::parse_selector;
 use gauntlet_proto::{prometheus, thanos};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;

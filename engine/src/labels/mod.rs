@@ -2,11 +2,9 @@
 
 mod go_regex;
 mod matcher;
-mod selector;
 
 pub use go_regex::go_to_rust;
 pub use matcher::{MatchType, Matcher, MatcherError, RegexShape};
-pub use selector::{SelectorError, parse_selector, regex_refusal};
 
 use std::cmp::Ordering;
 use std::fmt;

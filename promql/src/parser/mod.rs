@@ -2,6 +2,8 @@
 //! builds the tree by recursive descent (operators by precedence climbing), [`check`] types
 //! it, [`printer`] writes a tree back as Prometheus's `String()` does (one line), and
 //! [`pretty`] as its `/api/v1/format_query` does (over several lines when long).
+//! [`parse_selector`] reads a series selector (`match[]`, tools' `--match`) with the same
+//! lexer and parser, into the engine's matchers.
 //!
 //! Errors are Prometheus's, worded and placed as its HTTP API reports them
 //! (`1:5: parse error: unclosed left parenthesis`): the first error found wins, lexical and
@@ -20,10 +22,12 @@ pub mod pretty;
 #[cfg(test)]
 mod pretty_tests;
 pub mod printer;
+mod series_selector;
 mod unquote;
 
 pub use ast::*;
 pub use duration::{format_duration_ms, parse_duration_ns};
+pub use series_selector::{SelectorError, parse_selector, regex_refusal};
 
 /// Which of Prometheus's feature-gated syntax the parser accepts, and how deeply a query may
 /// nest.

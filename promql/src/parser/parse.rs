@@ -14,6 +14,7 @@ use super::lex::{Kind, Lexer, Token};
 use super::unquote::unquote;
 use super::{Options, ParseError, duration, number};
 use gauntlet_engine::go_format::{as_raw_byte, quoted};
+use gauntlet_engine::labels::{MatchType, Matcher as LabelMatcher};
 
 /// A syntax error was recorded; the parse stops.
 #[derive(Debug)]
@@ -55,6 +56,9 @@ pub(super) struct Parser<'a> {
     depth: usize,
     /// How many aggregations the parser is inside: their errors say `in aggregation`.
     aggregations: usize,
+    /// While reading a metric selector ([`Parser::metric_selector`]): its matchers as the
+    /// engine selects with them, each regex compiled once, where it is read.
+    selected: Option<Vec<LabelMatcher>>,
 }
 
 impl<'a> Parser<'a> {
@@ -67,7 +71,45 @@ impl<'a> Parser<'a> {
             opts,
             depth: 0,
             aggregations: 0,
+            selected: None,
         }
+    }
+
+    /// The whole text as one vector selector, as Prometheus's `ParseMetricSelector` reads a
+    /// `match[]` value: a metric name, braces, or both, and nothing else (no range, offset or
+    /// `@`). The matchers come in the order written, the metric name first; the selector is
+    /// not type-checked, so it may name the metric twice.
+    pub(super) fn metric_selector(mut self) -> Result<Vec<LabelMatcher>, ParseError> {
+        self.selected = Some(Vec::new());
+        let result = self.metric_selector_body();
+        match (result, self.error) {
+            (Ok(()), None) => Ok(self.selected.unwrap_or_default()),
+            (_, Some(e)) => Err(e),
+            (Err(Stop), None) => Err(ParseError::new(
+                self.src,
+                Span::default(),
+                "unexpected error".into(),
+            )),
+        }
+    }
+
+    fn metric_selector_body(&mut self) -> R<()> {
+        let t = self.peek()?;
+        match t.kind {
+            Kind::LeftBrace => {
+                self.selector(None)?;
+            }
+            k if k == Kind::Identifier || k.is_aggregator() || is_metric_keyword(k) => {
+                self.bump()?;
+                self.selector(Some(t))?;
+            }
+            _ => return Err(self.unexpected(t, "", "")),
+        }
+        let t = self.peek()?;
+        if t.kind != Kind::Eof {
+            return Err(self.unexpected(t, "", ""));
+        }
+        Ok(())
     }
 
     /// The whole query as one expression, or the first error.
@@ -365,6 +407,9 @@ impl<'a> Parser<'a> {
         let mut matchers = Vec::new();
         let start = name.map_or(self.peek()?.start, |n| n.start);
         let mut end = name.map_or(start, |n| n.end);
+        if let (Some(n), Some(selected)) = (name, &mut self.selected) {
+            selected.push(LabelMatcher::equal("__name__", n.text(self.src)));
+        }
         if self.peek()?.kind == Kind::LeftBrace {
             end = self.braces(&mut matchers)?;
         }
@@ -423,22 +468,22 @@ impl<'a> Parser<'a> {
                                 self.text(t).to_string()
                             };
                             let value = unquote(self.text(v)).unwrap_or_default();
-                            if matches!(m, MatchOp::Regex | MatchOp::NotRegex)
-                                && let Some(check) = self.opts.regex_check
-                                && let Some(msg) = check(&value)
-                            {
-                                self.record(Span::new(t.start, v.end), msg);
-                            }
-                            matchers.push(Matcher { name, op: m, value });
+                            let matcher = Matcher { name, op: m, value };
+                            self.read_matcher(&matcher, Span::new(t.start, v.end));
+                            matchers.push(matcher);
                         }
                         None if t.kind == Kind::Identifier => {
                             return Err(self.unexpected(op, CTX, "label matching operator"));
                         }
-                        None => matchers.push(Matcher {
-                            name: "__name__".into(),
-                            op: MatchOp::Equal,
-                            value: unquote(self.text(t)).unwrap_or_default(),
-                        }),
+                        None => {
+                            let matcher = Matcher {
+                                name: "__name__".into(),
+                                op: MatchOp::Equal,
+                                value: unquote(self.text(t)).unwrap_or_default(),
+                            };
+                            self.read_matcher(&matcher, Span::new(t.start, t.end));
+                            matchers.push(matcher);
+                        }
                     }
                 }
                 _ => return Err(self.unexpected(t, CTX, "identifier or \"}\"")),
@@ -451,6 +496,34 @@ impl<'a> Parser<'a> {
                 Kind::RightBrace => {}
                 _ => return Err(self.unexpected(t, CTX, "\",\" or \"}\"")),
             }
+        }
+    }
+
+    /// Checks a matcher just read at `span`: in a metric selector, builds it as the engine
+    /// selects with it; otherwise checks its regex with [`Options::regex_check`]. A regex
+    /// that does not compile is an error at the matcher, as Prometheus reports it.
+    fn read_matcher(&mut self, m: &Matcher, span: Span) {
+        let typ = match m.op {
+            MatchOp::Equal => MatchType::Equal,
+            MatchOp::NotEqual => MatchType::NotEqual,
+            MatchOp::Regex => MatchType::Regexp,
+            MatchOp::NotRegex => MatchType::NotRegexp,
+        };
+        let refusal = match &mut self.selected {
+            Some(selected) => match LabelMatcher::new(typ, m.name.as_str(), m.value.as_str()) {
+                Ok(built) => {
+                    selected.push(built);
+                    None
+                }
+                Err(e) => Some(super::series_selector::regex_error(&e.reason)),
+            },
+            None if matches!(typ, MatchType::Regexp | MatchType::NotRegexp) => {
+                self.opts.regex_check.and_then(|check| check(&m.value))
+            }
+            None => None,
+        };
+        if let Some(msg) = refusal {
+            self.record(span, msg);
         }
     }
 

@@ -3,8 +3,9 @@
 
 use gauntlet_engine::ErrorClass;
 use gauntlet_engine::go_format::quoted;
-use gauntlet_engine::labels::{Matcher, SelectorError, parse_selector};
+use gauntlet_engine::labels::Matcher;
 use gauntlet_promql::PromqlError;
+use gauntlet_promql::{SelectorError, parse_selector};
 use percent_encoding::percent_decode_str;
 
 /// Earliest time the API accepts, ms: Prometheus's `MinTime` (a Go `time.Time` bound).

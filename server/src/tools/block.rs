@@ -9,7 +9,7 @@ use gauntlet_engine::block::dump::{DumpOptions, dump};
 use gauntlet_engine::block::inspect::inspect;
 use gauntlet_engine::block::{Block, CutOptions, block_dirs, write_blocks};
 use gauntlet_engine::exposition::parse_exposition;
-use gauntlet_engine::labels::parse_selector;
+use gauntlet_promql::parse_selector;
 
 /// Block commands.
 #[derive(Debug, Subcommand)]

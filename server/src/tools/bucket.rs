@@ -17,7 +17,8 @@ use gauntlet_engine::bucket::Bucket;
 use gauntlet_engine::compact::redundant;
 use gauntlet_engine::compact::rewrite::{SelectedSeries, delete_series, for_each_selected};
 use gauntlet_engine::downsample::{RES_1H, RES_5M, RES_RAW};
-use gauntlet_engine::labels::{Matcher, parse_selector};
+use gauntlet_engine::labels::Matcher;
+use gauntlet_promql::parse_selector;
 use indicatif::ProgressBar;
 
 use super::progress_bar;
