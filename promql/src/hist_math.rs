@@ -3,7 +3,8 @@
 //! are sorted into the two kinds PromQL warns about. Where Prometheus 3.14 combines histograms
 //! differently from 3.5 (custom bounds reconciled, negative factors making gauges), the
 //! operations take the [`Compat`] to follow; the trim operators and compensated sums are 3.14's
-//! own.
+//! own. The statistics of one histogram (`histogram_quantile`, `histogram_fraction`,
+//! `histogram_stdvar`, `histogram_stddev`, `histogram_avg`) are in `stats`.
 
 use gauntlet_engine::histogram::{CounterResetHint, FloatHistogram, HistogramOpError};
 
@@ -11,9 +12,11 @@ use crate::Compat;
 
 mod custom_bounds;
 mod kahan;
+mod stats;
 mod trim;
 
 pub(crate) use kahan::{KahanMean, KahanSum};
+pub(crate) use stats::{avg, fraction, quantile, stddev, stdvar};
 
 pub(crate) use trim::{TrimKeep, trim};
 

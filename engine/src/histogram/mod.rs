@@ -18,9 +18,7 @@ use std::sync::Arc;
 
 pub use ops::{
     AddOutcome, AllBucketIter, Bucket, BucketIter, HistogramOpError, ReverseBucketIter,
-    bucket_bound, exponential_bound, histogram_avg, histogram_fraction,
-    histogram_fraction_without_infinite_interpolation, histogram_quantile, histogram_stddev,
-    histogram_stdvar,
+    bucket_bound, exponential_bound,
 };
 pub use validate::{FloatValue, HistogramError, Side};
 

@@ -1,5 +1,6 @@
-//! Arithmetic, comparison, bucket iteration, statistics and printing of [`FloatHistogram`]s,
-//! as PromQL and `promtool tsdb dump` need them, with the semantics of Prometheus 3.5.
+//! Arithmetic, comparison, bucket iteration and printing of [`FloatHistogram`]s, as PromQL,
+//! compaction and `promtool tsdb dump` need them, with the semantics of Prometheus 3.5. (The
+//! PromQL statistics over them, `histogram_quantile` and the like, are gauntlet-promql's.)
 //!
 //! - [`FloatHistogram::add`] and [`FloatHistogram::sub`] combine two histograms in place: the
 //!   result takes the lower of the two resolutions, the wider zero bucket (which absorbs the
@@ -12,14 +13,12 @@
 //!   [`FloatHistogram::equals`] and [`FloatHistogram::detect_reset`] compare two histograms.
 //! - [`Bucket`]s come from [`FloatHistogram::positive_buckets_iter`] and its siblings, with
 //!   bounds from [`bucket_bound`].
-//! - [`histogram_quantile`], [`histogram_fraction`], [`histogram_stdvar`] and
-//!   [`histogram_stddev`] are the PromQL functions over native histograms.
 //! - `Display` prints a histogram as the dump does (`{count:5, sum:12, [-2,-1):1, ...}`) and
 //!   [`FloatHistogram::test_expression`] in the promqltest notation (`{{schema:1 count:5 ...}}`).
 //!
 //! Every operation that walks the spans checks them first and names what is wrong with a
-//! [`HistogramOpError`], leaving the receiver as it was; iteration and the statistics never
-//! panic, they stop where the spans or the buckets end.
+//! [`HistogramOpError`], leaving the receiver as it was; iteration never panics, it stops
+//! where the spans or the buckets end.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -31,7 +30,7 @@ use super::{
     is_known_schema,
 };
 use crate::go_format::{FloatFormat, push_float};
-use crate::go_math::{self, ldexp};
+use crate::go_math::ldexp;
 
 /// Why an operation on histograms cannot be done. The receiver is left as it was.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -1650,239 +1649,6 @@ impl Iterator for Runs<'_> {
 /// Whether two float slices hold the same bit patterns.
 fn bits_match(a: &[f64], b: &[f64]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
-}
-
-// ---------------------------------------------------------------------------------------------
-// PromQL statistics
-// ---------------------------------------------------------------------------------------------
-
-/// PromQL's `histogram_quantile(q, h)` for a native histogram: the value below which a
-/// fraction `q` of the observations lie. Within an exponential bucket the observations are
-/// assumed spread as they would fill finer buckets evenly (interpolation on a log2 scale);
-/// within a custom bucket or the zero bucket, evenly (linear interpolation). The zero bucket
-/// starts at 0 when there are only positive buckets and ends at 0 when there are only
-/// negative ones; a custom histogram's first bucket starts at 0 (or answers its upper bound if
-/// that is at most 0) and its +Inf bucket answers its lower bound.
-///
-/// NaN when `q` is NaN or the histogram has no observations; -Inf for `q < 0`, +Inf for
-/// `q > 1`. When NaN observations (a NaN sum) leave the buckets short of the rank, the upper
-/// bound of the highest bucket.
-pub fn histogram_quantile(q: f64, h: &FloatHistogram) -> f64 {
-    if q < 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    if q > 1.0 {
-        return f64::INFINITY;
-    }
-    if h.count == 0.0 || q.is_nan() {
-        return f64::NAN;
-    }
-    // From below for small q (and always with NaN observations, which are in the count but
-    // in no bucket), from above otherwise, for precision at the far end.
-    let forward = h.sum.is_nan() || q < 0.5;
-    let (mut it, mut rank) = if forward {
-        (h.all_buckets_iter(), q * h.count)
-    } else {
-        (h.all_buckets_reverse_iter(), (1.0 - q) * h.count)
-    };
-    let mut bucket = Bucket::default();
-    let mut count = 0.0;
-    for b in &mut it {
-        bucket = b;
-        if b.count == 0.0 {
-            continue;
-        }
-        count += b.count;
-        if count >= rank {
-            break;
-        }
-    }
-    let custom = h.uses_custom_buckets();
-    if !custom && bucket.lower < 0.0 && bucket.upper > 0.0 {
-        if h.negative_buckets.is_empty() && !h.positive_buckets.is_empty() {
-            bucket.lower = 0.0;
-        } else if h.positive_buckets.is_empty() && !h.negative_buckets.is_empty() {
-            bucket.upper = 0.0;
-        }
-    } else if custom {
-        if bucket.lower == f64::NEG_INFINITY {
-            if bucket.upper <= 0.0 {
-                return bucket.upper;
-            }
-            bucket.lower = 0.0;
-        } else if bucket.upper == f64::INFINITY {
-            return bucket.lower;
-        }
-    }
-    // Float error may leave the buckets' total above the count.
-    if count > h.count {
-        count = h.count;
-    }
-    if count < rank {
-        // Past every bucket: the rank falls among the NaN observations (counted, in no
-        // bucket), or float error left the buckets' total short of the count.
-        return if h.sum.is_nan() {
-            f64::NAN
-        } else {
-            bucket.upper
-        };
-    }
-    if forward {
-        rank -= count - bucket.count;
-    } else {
-        rank = count - rank;
-    }
-    let fraction = rank / bucket.count;
-    if custom || (bucket.lower <= 0.0 && bucket.upper >= 0.0) {
-        return bucket.lower + (bucket.upper - bucket.lower) * fraction;
-    }
-    let log_lower = go_math::log2(bucket.lower.abs());
-    let log_upper = go_math::log2(bucket.upper.abs());
-    if bucket.lower > 0.0 {
-        go_math::exp2(log_lower + (log_upper - log_lower) * fraction)
-    } else {
-        -go_math::exp2(log_upper + (log_lower - log_upper) * (1.0 - fraction))
-    }
-}
-
-/// PromQL's `histogram_fraction(lower, upper, h)`: the estimated fraction of observations
-/// between `lower` and `upper`, interpolated inside buckets as [`histogram_quantile`] does.
-/// NaN when either bound is NaN or the histogram has no observations; 0 when
-/// `lower >= upper`.
-pub fn histogram_fraction(lower: f64, upper: f64, h: &FloatHistogram) -> f64 {
-    fraction(lower, upper, h, false)
-}
-
-/// [`histogram_fraction`] as Prometheus 3.14 computes it: a bound inside a bucket that
-/// reaches down to -Inf ranks at that bucket's end (3.5 interpolates it to NaN), so such a
-/// bucket adds nothing to a fraction that starts inside it.
-pub fn histogram_fraction_without_infinite_interpolation(
-    lower: f64,
-    upper: f64,
-    h: &FloatHistogram,
-) -> f64 {
-    fraction(lower, upper, h, true)
-}
-
-fn fraction(lower: f64, upper: f64, h: &FloatHistogram, skip_infinite: bool) -> f64 {
-    if h.count == 0.0 || lower.is_nan() || upper.is_nan() {
-        return f64::NAN;
-    }
-    if lower >= upper {
-        return 0.0;
-    }
-    let custom = h.uses_custom_buckets();
-    let (mut rank, mut lower_rank, mut upper_rank) = (0.0, 0.0, 0.0);
-    let (mut lower_set, mut upper_set) = (false, false);
-    for mut b in h.all_buckets_iter() {
-        let mut zero_bucket = false;
-        if b.lower <= 0.0 && b.upper >= 0.0 {
-            zero_bucket = true;
-            if h.negative_buckets.is_empty() && !h.positive_buckets.is_empty() {
-                b.lower = 0.0;
-            } else if h.positive_buckets.is_empty() && !h.negative_buckets.is_empty() {
-                b.upper = 0.0;
-            }
-        }
-        let interpolate = |v: f64| -> f64 {
-            if custom || zero_bucket {
-                if skip_infinite && b.lower == f64::NEG_INFINITY {
-                    return b.count;
-                }
-                return rank + b.count * (v - b.lower) / (b.upper - b.lower);
-            }
-            let log_lower = go_math::log2(b.lower.abs());
-            let log_upper = go_math::log2(b.upper.abs());
-            let log_v = go_math::log2(v.abs());
-            let fraction = if v > 0.0 {
-                (log_v - log_lower) / (log_upper - log_lower)
-            } else {
-                1.0 - (log_v - log_upper) / (log_lower - log_upper)
-            };
-            rank + b.count * fraction
-        };
-        if !lower_set && b.lower >= lower {
-            lower_rank = rank;
-            lower_set = true;
-        }
-        if !upper_set && b.lower >= upper {
-            upper_rank = rank;
-            upper_set = true;
-        }
-        if lower_set && upper_set {
-            break;
-        }
-        if !lower_set && b.lower < lower && b.upper > lower {
-            lower_rank = interpolate(lower);
-            lower_set = true;
-        }
-        if !upper_set && b.lower < upper && b.upper > upper {
-            upper_rank = interpolate(upper);
-            upper_set = true;
-        }
-        if lower_set && upper_set {
-            break;
-        }
-        rank += b.count;
-    }
-    // A bound past every bucket ranks at the buckets' total, which leaves NaN observations
-    // (counted, in no bucket) out of every fraction.
-    if !lower_set {
-        lower_rank = rank;
-    }
-    if !upper_set {
-        upper_rank = rank;
-    }
-    lower_rank = lower_rank.min(h.count);
-    upper_rank = upper_rank.min(h.count);
-    (upper_rank - lower_rank) / h.count
-}
-
-/// PromQL's `histogram_stdvar(h)`: the variance of the observations, each bucket's taken at
-/// its midpoint (geometric for exponential buckets, arithmetic for custom ones, 0 for the zero
-/// bucket) around the mean `sum / count`, summed with Kahan-Neumaier compensation.
-pub fn histogram_stdvar(h: &FloatHistogram) -> f64 {
-    let mean = h.sum / h.count;
-    let (mut variance, mut compensation) = (0.0, 0.0);
-    for b in h.all_buckets_iter() {
-        if b.count == 0.0 {
-            continue;
-        }
-        let value = if h.uses_custom_buckets() {
-            (b.upper + b.lower) / 2.0
-        } else if b.lower <= 0.0 && b.upper >= 0.0 {
-            0.0
-        } else {
-            let v = (b.upper * b.lower).sqrt();
-            if b.upper < 0.0 { -v } else { v }
-        };
-        let delta = value - mean;
-        (variance, compensation) = kahan_sum_inc(b.count * delta * delta, variance, compensation);
-    }
-    (variance + compensation) / h.count
-}
-
-/// PromQL's `histogram_stddev(h)`: the square root of [`histogram_stdvar`].
-pub fn histogram_stddev(h: &FloatHistogram) -> f64 {
-    histogram_stdvar(h).sqrt()
-}
-
-/// PromQL's `histogram_avg(h)`: `sum / count`.
-pub fn histogram_avg(h: &FloatHistogram) -> f64 {
-    h.sum / h.count
-}
-
-/// One step of Kahan-Neumaier summation: `(sum + inc, compensation)`.
-fn kahan_sum_inc(inc: f64, sum: f64, mut c: f64) -> (f64, f64) {
-    let t = sum + inc;
-    if t.is_infinite() {
-        c = 0.0;
-    } else if sum.abs() >= inc.abs() {
-        c += (sum - t) + inc;
-    } else {
-        c += (inc - t) + sum;
-    }
-    (t, c)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-//! Tests of histogram arithmetic, iteration, statistics and printing. Expected values are
-//! worked out by hand from the rules in `ops.rs`, or taken from the Prometheus 3.5.3 promqltest
-//! file `testdata/promql/v3.5.3/native_histograms.test`, which [`promqltest_file_cases`] reads.
+//! Tests of histogram arithmetic, iteration and printing. Expected values are worked out by
+//! hand from the rules in `ops.rs`, or taken from the Prometheus 3.5.3 promqltest file
+//! `testdata/promql/v3.5.3/native_histograms.test`. (The PromQL statistics are tested where
+//! they are, in gauntlet-promql.)
 
 use std::sync::Arc;
 
@@ -924,276 +925,6 @@ fn detect_reset_follows_hints_counts_and_buckets() {
 // Statistics
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn quantile_edge_cases() {
-    let h = parse("{{schema:0 count:12 sum:100 z_bucket:2 z_bucket_w:0.001 buckets:[2 3 0 1 4]}}");
-    assert_eq!(histogram_quantile(-1.0, &h), f64::NEG_INFINITY);
-    assert_eq!(histogram_quantile(1.001, &h), f64::INFINITY);
-    assert!(histogram_quantile(f64::NAN, &h).is_nan());
-    assert!(histogram_quantile(0.5, &parse("{{}}")).is_nan());
-    // NaN observations are in the count but in no bucket: a rank among them is NaN (as
-    // `native_histograms.test`'s `histogram_nan` cases have it), a rank below them is not.
-    let nan = parse("{{count:4 sum:NaN buckets:[1 1]}}");
-    assert!(histogram_quantile(0.9, &nan).is_nan());
-    assert_eq!(histogram_quantile(0.5, &nan), 2.0);
-    assert_eq!(histogram_quantile(0.25, &nan), 1.0);
-    assert!(histogram_quantile(0.5, &parse("{{count:3 sum:NaN}}")).is_nan());
-    // Fractions leave them out: the buckets' total is the whole.
-    assert_eq!(
-        histogram_fraction(f64::NEG_INFINITY, f64::INFINITY, &nan),
-        0.5
-    );
-    // A count but no buckets at all: the zero-valued default bucket.
-    assert_eq!(histogram_quantile(0.5, &parse("{{count:3}}")), 0.0);
-}
-
-#[test]
-fn quantile_of_custom_buckets_interpolates_linearly() {
-    let h = parse("{{schema:-53 sum:5 count:4 custom_values:[5 10] buckets:[1 2 1]}}");
-    // First bucket starts at 0: rank 0.8 of 1 → 4.
-    assert_eq!(histogram_quantile(0.2, &h), 4.0);
-    // (5, 10] holds ranks 1..3: rank 2 is its middle.
-    assert_eq!(histogram_quantile(0.5, &h), 7.5);
-    // In the +Inf bucket: its lower bound.
-    assert_eq!(histogram_quantile(0.9, &h), 10.0);
-    let neg = parse("{{schema:-53 sum:5 count:4 custom_values:[-5 10] buckets:[2 2]}}");
-    assert_eq!(histogram_quantile(0.1, &neg), -5.0);
-    assert_eq!(histogram_fraction(5.0, 10.0, &h), 0.5);
-    assert_eq!(histogram_fraction(0.0, 2.5, &h), 0.125);
-}
-
-#[test]
-fn fraction_edge_cases() {
-    let h = parse("{{schema:0 count:4 sum:5 buckets:[1 2 1]}}");
-    assert!(histogram_fraction(f64::NAN, 1.0, &h).is_nan());
-    assert!(histogram_fraction(0.0, f64::NAN, &h).is_nan());
-    assert!(histogram_fraction(0.0, 1.0, &parse("{{}}")).is_nan());
-    assert_eq!(histogram_fraction(2.0, 1.0, &h), 0.0);
-    assert_eq!(
-        histogram_fraction(f64::NEG_INFINITY, f64::INFINITY, &h),
-        1.0
-    );
-    // (1, 2] holds 2 of 4; with exponential interpolation √2 splits it in half.
-    assert_eq!(histogram_fraction(1.0, 2.0, &h), 0.5);
-    assert!(almost(histogram_fraction(1.0, 2f64.sqrt(), &h), 0.25));
-}
-
-#[test]
-fn stdvar_uses_bucket_midpoints() {
-    // One bucket (1, 4] (schema -1) with 2 observations and a mean of 2: the geometric
-    // midpoint is 2, so the variance is 0.
-    let h = parse("{{schema:-1 count:2 sum:4 offset:1 buckets:[2]}}");
-    assert_eq!(histogram_stdvar(&h), 0.0);
-    // Custom buckets take the arithmetic midpoint: (5, 10] → 7.5 around a mean of 5.
-    let c = parse("{{schema:-53 count:2 sum:10 custom_values:[5 10] offset:1 buckets:[2]}}");
-    assert_eq!(histogram_stdvar(&c), 6.25);
-    assert_eq!(histogram_stddev(&c), 2.5);
-    // The zero bucket counts at 0.
-    let z = parse("{{count:2 sum:2 z_bucket:1 z_bucket_w:0.5 offset:1 buckets:[1]}}");
-    // Values 0 and √2 around a mean of 1: ((0-1)² + (√2-1)²)/2.
-    let want = (1.0 + (2f64.sqrt() - 1.0).powi(2)) / 2.0;
-    assert!(almost(histogram_stdvar(&z), want));
-    assert!(histogram_stdvar(&parse("{{}}")).is_nan());
-    assert_eq!(histogram_avg(&h), 2.0);
-}
-
-/// Runs the native-histogram statistics of `native_histograms.test` that need only loaded
-/// samples: each `load` series whose value is one histogram (`{{...}}` or `{{...}}xN`), and
-/// each `eval instant` of `histogram_quantile`, `histogram_fraction`, `histogram_stddev`,
-/// `histogram_stdvar`, `histogram_avg`, `histogram_count`, `histogram_sum`, or a product or
-/// quotient with a number, over such a series.
-#[test]
-fn promqltest_file_cases() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../testdata/promql/v3.5.3/native_histograms.test"
-    );
-    let text = std::fs::read_to_string(path).expect("native_histograms.test");
-    let lines: Vec<&str> = text.lines().collect();
-    let mut series: Vec<(String, String, FloatHistogram)> = Vec::new(); // (name, labels, h)
-    let mut checked = 0;
-    let mut i = 0;
-    while i < lines.len() {
-        let line = lines[i].trim();
-        i += 1;
-        if line == "clear" {
-            series.clear();
-            continue;
-        }
-        if line.starts_with("load ") {
-            while i < lines.len()
-                && lines[i].starts_with([' ', '\t'])
-                && !lines[i].trim().is_empty()
-            {
-                let l = lines[i].trim();
-                i += 1;
-                let Some(start) = l.find("{{") else { continue };
-                let (metric, value) = l.split_at(start);
-                let value = value.trim();
-                let Some(end) = value.find("}}") else {
-                    continue;
-                };
-                let tail = &value[end + 2..];
-                let constant = tail.is_empty()
-                    || (tail.len() > 1
-                        && tail.starts_with('x')
-                        && tail[1..].chars().all(|c| c.is_ascii_digit()));
-                if !constant {
-                    continue;
-                }
-                let value = &value[..end + 2];
-                let metric = metric.trim();
-                let (name, labels) = match metric.find('{') {
-                    Some(b) => (metric[..b].to_string(), metric[b..].to_string()),
-                    None => (metric.to_string(), "{}".to_string()),
-                };
-                series.push((name, labels, parse(value)));
-            }
-            continue;
-        }
-        let Some(rest) = line.strip_prefix("eval") else {
-            continue;
-        };
-        let Some(expr) = rest.split_once(" instant at ").map(|(_, e)| e) else {
-            continue;
-        };
-        let Some((_, expr)) = expr.split_once(' ') else {
-            continue;
-        };
-        let expr = expr.trim();
-        // Expected lines follow until a blank line.
-        let mut expected: Vec<(String, String)> = Vec::new();
-        while i < lines.len() && !lines[i].trim().is_empty() {
-            let l = lines[i].trim();
-            i += 1;
-            if l.starts_with("expect") {
-                continue;
-            }
-            if let Some(close) = l.find('}')
-                && l.starts_with('{')
-            {
-                expected.push((l[..=close].to_string(), l[close + 1..].trim().to_string()));
-            }
-        }
-        let Some((func, args)) = split_call(expr) else {
-            continue;
-        };
-        let select = |sel: &str| -> Vec<&(String, String, FloatHistogram)> {
-            let sel = sel.trim();
-            let (name, labels) = match sel.find('{') {
-                Some(b) => (&sel[..b], Some(&sel[b..])),
-                None => (sel, None),
-            };
-            series
-                .iter()
-                .filter(|(n, l, _)| n == name && labels.is_none_or(|want| want == l))
-                .collect()
-        };
-        let eval: Eval<'_> = match func {
-            "histogram_quantile" if args.len() == 2 => {
-                let q = num(&args[0]);
-                Box::new(move |h| Outcome::Float(histogram_quantile(q, h)))
-            }
-            "histogram_fraction" if args.len() == 3 => {
-                let (lo, hi) = (num(&args[0]), num(&args[1]));
-                Box::new(move |h| Outcome::Float(histogram_fraction(lo, hi, h)))
-            }
-            "histogram_stddev" => Box::new(|h| Outcome::Float(histogram_stddev(h))),
-            "histogram_stdvar" => Box::new(|h| Outcome::Float(histogram_stdvar(h))),
-            "histogram_avg" => Box::new(|h| Outcome::Float(histogram_avg(h))),
-            "histogram_count" => Box::new(|h| Outcome::Float(h.count)),
-            "histogram_sum" => Box::new(|h| Outcome::Float(h.sum)),
-            "*" | "/" | "neg" => {
-                let factor = args.get(1).map(|a| num(a));
-                let op = func;
-                Box::new(move |h| {
-                    let mut c = h.clone();
-                    match (op, factor) {
-                        ("*", Some(f)) => c.mul(f),
-                        ("/", Some(f)) => c.div(f),
-                        _ => c.neg(),
-                    }
-                    Outcome::Hist(Box::new(c))
-                })
-            }
-            _ => continue,
-        };
-        let selector = args.last().cloned().unwrap_or_default();
-        let matched = select(&selector);
-        if matched.is_empty() || matched.len() != expected.len() {
-            continue;
-        }
-        for (_, labels, h) in matched {
-            let want = expected
-                .iter()
-                .find(|(l, _)| l == labels)
-                .unwrap_or_else(|| panic!("{expr}: no expected line for {labels}"));
-            match eval(h) {
-                Outcome::Float(v) => assert!(
-                    almost(v, num(&want.1)),
-                    "{expr} {labels}: got {v}, want {}",
-                    want.1
-                ),
-                Outcome::Hist(got) => assert_hist_close(&got, &parse(&want.1), expr),
-            }
-            checked += 1;
-        }
-    }
-    assert!(checked >= 180, "only {checked} cases checked");
-}
-
-/// What an evaluated expression gives.
-enum Outcome {
-    Float(f64),
-    Hist(Box<FloatHistogram>),
-}
-
-/// An expression over one histogram.
-type Eval<'a> = Box<dyn Fn(&FloatHistogram) -> Outcome + 'a>;
-
-/// `f(a, b, sel)` as ("f", [a, b, sel]); `sel*3`/`3*sel` as ("*", [sel, 3]); `sel/3` as
-/// ("/", [sel, 3]); `-sel` as ("neg", [sel]).
-fn split_call(expr: &str) -> Option<(&str, Vec<String>)> {
-    if let Some(open) = expr.find('(') {
-        let inner = expr[open + 1..].strip_suffix(')')?;
-        if inner.contains('(') {
-            return None;
-        }
-        let args = inner.split(',').map(|a| a.trim().to_string()).collect();
-        return Some((&expr[..open], args));
-    }
-    let is_name =
-        |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if let Some(sel) = expr.strip_prefix('-')
-        && is_name(sel)
-    {
-        return Some(("neg", vec![sel.to_string()]));
-    }
-    for op in ['*', '/'] {
-        if let Some((a, b)) = expr.split_once(op) {
-            let (a, b) = (a.trim(), b.trim());
-            if b.contains(['*', '/']) {
-                return None;
-            }
-            let is_num = |s: &str| s.parse::<f64>().is_ok();
-            return match (
-                is_name(a) && !is_num(a),
-                is_num(b),
-                is_num(a),
-                is_name(b) && !is_num(b),
-            ) {
-                (true, true, _, _) => Some((
-                    if op == '*' { "*" } else { "/" },
-                    vec![a.to_string(), b.to_string()],
-                )),
-                (_, _, true, true) if op == '*' => Some(("*", vec![b.to_string(), a.to_string()])),
-                _ => None,
-            };
-        }
-    }
-    None
-}
-
 // ---------------------------------------------------------------------------------------------
 // Hostile input
 // ---------------------------------------------------------------------------------------------
@@ -1249,10 +980,7 @@ fn broken_layouts_are_errors_and_leave_the_receiver_alone() {
         assert!(b.compact(0).is_err());
         assert!(b.reduce_resolution(-1).is_err());
         assert!(b.identical(bad));
-        // Statistics and printing never fail.
-        let _ = histogram_quantile(0.5, bad);
-        let _ = histogram_fraction(0.0, 1.0, bad);
-        let _ = histogram_stdvar(bad);
+        // Printing never fails.
         let _ = bad.to_string();
         let _ = bad.test_expression();
     }
@@ -1428,30 +1156,6 @@ proptest! {
     }
 
     #[test]
-    fn quantile_is_monotone_in_q(a in any_histogram(), mut qs in prop::collection::vec(0.0f64..=1.0, 2..8)) {
-        qs.sort_by(f64::total_cmp);
-        let values: Vec<f64> = qs.iter().map(|&q| histogram_quantile(q, &a)).collect();
-        for w in values.windows(2) {
-            if a.count > 0.0 {
-                prop_assert!(w[0] <= w[1] + 1e-9 * w[1].abs(), "{:?} at {:?} for {}", values, qs, a.test_expression());
-            }
-        }
-    }
-
-    #[test]
-    fn fraction_inverts_quantile_on_positive_histograms(a in any_histogram(), q in 0.01f64..0.99) {
-        let mut h = a.clone();
-        h.negative_spans.clear();
-        h.negative_buckets.clear();
-        h.zero_count = 0.0;
-        h.count = h.positive_buckets.iter().sum();
-        prop_assume!(h.count > 0.0);
-        let v = histogram_quantile(q, &h);
-        let f = histogram_fraction(f64::NEG_INFINITY, v, &h);
-        prop_assert!((f - q).abs() < 1e-9, "q {} gave {} and back {} for {}", q, v, f, h.test_expression());
-    }
-
-    #[test]
     fn hostile_layouts_never_panic(
         schema in prop_oneof![-6i32..=10, Just(-53)],
         pos_spans in prop::collection::vec((any::<i32>(), 0u32..4), 0..4),
@@ -1461,7 +1165,6 @@ proptest! {
         zt in prop_oneof![Just(f64::NAN), Just(-1.0), Just(f64::INFINITY), 0.0f64..2.0],
         custom in prop::collection::vec(-3.0f64..3.0, 0..3),
         other in any_histogram(),
-        q in -0.5f64..1.5,
     ) {
         let h = FloatHistogram {
             schema,
@@ -1489,9 +1192,6 @@ proptest! {
         let _ = h.detect_reset(&other);
         let _ = other.detect_reset(&h);
         let _ = h.equals(&other);
-        let _ = histogram_quantile(q, &h);
-        let _ = histogram_fraction(-1.0, q, &h);
-        let _ = histogram_stddev(&h);
         let _ = h.to_string();
         let _ = h.test_expression();
         let _ = h.all_buckets_reverse_iter().count();

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use crate::error::PromqlError;
 use crate::eval::{Col, Evaluator, absent, is_absent};
+use crate::hist_math;
 use gauntlet_engine::go_format::{FloatFormat, format_float};
 use gauntlet_engine::histogram::FloatHistogram;
 use gauntlet_engine::labels::{Label, Labels};
@@ -39,7 +40,7 @@ pub(crate) fn histogram_quantile(
         true,
         &buckets_at,
         |i, b| bucket_quantile(phi[i], b),
-        |i, h| gauntlet_engine::histogram::histogram_quantile(phi[i], h),
+        |i, h| hist_math::quantile(phi[i], h),
     )
 }
 
@@ -111,10 +112,8 @@ pub(crate) fn histogram_fraction(
     n: usize,
     buckets_at: &str,
 ) -> Vec<Col> {
-    use gauntlet_engine::histogram::{
-        histogram_fraction, histogram_fraction_without_infinite_interpolation,
-    };
-    let v3_14 = ev.opts.compat.at_least_3_14();
+    let compat = ev.opts.compat;
+    let v3_14 = compat.at_least_3_14();
     per_histogram(
         ev,
         cols,
@@ -122,13 +121,7 @@ pub(crate) fn histogram_fraction(
         false,
         buckets_at,
         |i, b| (bucket_fraction(lower[i], upper[i], b, v3_14), false),
-        |i, h| {
-            if v3_14 {
-                histogram_fraction_without_infinite_interpolation(lower[i], upper[i], h)
-            } else {
-                histogram_fraction(lower[i], upper[i], h)
-            }
-        },
+        |i, h| hist_math::fraction(lower[i], upper[i], h, compat),
     )
 }
 

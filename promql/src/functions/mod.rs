@@ -5,12 +5,12 @@ mod histogram;
 mod info;
 mod instant;
 mod labels;
-mod native;
 pub(crate) mod range;
 
 pub(crate) use instant::InstantFn;
 pub(crate) use range::{RangeCall, for_each_window, is_range_function};
 
+use crate::hist_math;
 use crate::parser::{Call, Expr, MatchOp, Matcher};
 
 use super::error::PromqlError;
@@ -303,9 +303,9 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, steps: &Steps) -> Result<Va
                         Some(h) => match name {
                             "histogram_count" => h.count,
                             "histogram_sum" => h.sum,
-                            "histogram_avg" => h.sum / h.count,
-                            "histogram_stddev" => native::stdvar(h).sqrt(),
-                            _ => native::stdvar(h),
+                            "histogram_avg" => hist_math::avg(h),
+                            "histogram_stddev" => hist_math::stddev(h),
+                            _ => hist_math::stdvar(h),
                         },
                     })
                     .collect();
