@@ -2,10 +2,13 @@
 //! records what the binary was built from (git revision and branch, build time, compiler) for
 //! `/api/v1/status/buildinfo` and `gauntlet_build_info`.
 //!
-//! npm runs only when the UI's sources changed since the last build: a stamp holding a hash
-//! of the sources sits beside the built files (`web/dist/.gauntlet-stamp`), and another beside
-//! the installed packages (`web/node_modules/.gauntlet-stamp`, a hash of `package-lock.json`),
-//! so clippy, the tests, the fuzz build and another target directory all reuse one build.
+//! Vite writes the built files into `$OUT_DIR/web-dist`, never into the source tree. npm runs
+//! only when the UI's sources changed: a hash of them is kept beside the built files
+//! (`$OUT_DIR/web-dist/.gauntlet-stamp`), and each build is kept under the target directory
+//! by that hash (`target/web-ui/<hash>/`), so another profile, clippy or the tests of the same
+//! sources copy it instead of running npm again. The installed packages stay in
+//! `web/node_modules`, with a hash of `package-lock.json` beside them, for `npm ci` to run only
+//! when it changed.
 //!
 //! Without npm the build stops and says what to install. `GAUNTLET_WEB_UI=skip` builds a
 //! binary whose pages say the UI was not built, for machines that cannot run npm.
@@ -49,21 +52,25 @@ fn main() {
         return;
     }
 
-    let dist = web.join("dist");
+    let out_dir = out.parent().expect("OUT_DIR is a directory");
+    let dist = out_dir.join("web-dist");
     {
-        // Two builds at once (two target directories) take turns.
+        // Two builds at once (two target directories, sharing web/node_modules) take turns.
         let lock = fs::File::create(web.join(".build.lock"))
             .unwrap_or_else(|e| fail(&format!("cannot create {}/.build.lock: {e}", web.display())));
         lock.lock()
             .unwrap_or_else(|e| fail(&format!("cannot lock web/.build.lock: {e}")));
-        build(&web, &dist);
+        build(&web, &dist, &cache_dir(out_dir));
     }
 
     let mut files = Vec::new();
     collect(&dist, &dist, &mut files);
     files.sort();
     if !files.iter().any(|(rel, _)| rel == "index.html") {
-        fail("the web UI build produced no web/dist/index.html");
+        fail(&format!(
+            "the web UI build produced no {}/index.html",
+            dist.display()
+        ));
     }
     let gz_dir = out.with_file_name("web_ui_gz");
     let mut code = String::from("pub const BUILT: bool = true;\npub static FILES: &[File] = &[\n");
@@ -188,10 +195,41 @@ fn gzipped(src: &Path, dst: &Path) -> Option<PathBuf> {
     Some(dst)
 }
 
-/// Runs `npm ci` (when the lock file changed) and `npm run build` (when any input changed).
-fn build(web: &Path, dist: &Path) {
+/// Builds kept for other output directories of this target directory, most recently used
+/// first; older ones are removed.
+const CACHED_BUILDS: usize = 4;
+
+/// Where builds are kept by the hash of their sources: `web-ui/` in the target directory
+/// (`OUT_DIR` is `<target>/<profile>/build/<package>-<hash>/out`), shared by its profiles.
+fn cache_dir(out_dir: &Path) -> PathBuf {
+    out_dir
+        .ancestors()
+        .nth(4)
+        .map_or_else(|| out_dir.join("web-ui"), |target| target.join("web-ui"))
+}
+
+/// Fills `dist` with the UI built from the sources in `web`: as it is when it was built from
+/// these sources, else a copy of the build kept in `cache` for them, else a new build by
+/// `npm ci` (when the lock file changed) and `npm run build`, kept in `cache` then.
+fn build(web: &Path, dist: &Path, cache: &Path) {
     let sources = hash_inputs(web);
     if read_stamp(dist) == Some(sources) && dist.join("index.html").is_file() {
+        return;
+    }
+    let stamp = format!("{sources:016x}\n");
+    let kept = cache.join(format!("{sources:016x}"));
+    if read_stamp(&kept) == Some(sources) && kept.join("index.html").is_file() {
+        let _ = fs::remove_dir_all(dist);
+        copy_dir(&kept, dist).unwrap_or_else(|e| {
+            fail(&format!(
+                "cannot copy {} to {}: {e}",
+                kept.display(),
+                dist.display()
+            ))
+        });
+        write(&dist.join(STAMP), &stamp);
+        // Marks it as used, for pruning.
+        write(&kept.join(STAMP), &stamp);
         return;
     }
     check_node();
@@ -203,8 +241,62 @@ fn build(web: &Path, dist: &Path) {
         npm(web, &["ci", "--no-audit", "--no-fund"]);
         write(&modules.join(STAMP), &format!("{lock_hash:016x}\n"));
     }
-    npm(web, &["run", "build"]);
-    write(&dist.join(STAMP), &format!("{sources:016x}\n"));
+    let dist_arg = dist.to_string_lossy();
+    npm(
+        web,
+        &["run", "build", "--", "--outDir", &dist_arg, "--emptyOutDir"],
+    );
+    write(&dist.join(STAMP), &stamp);
+    keep(dist, cache, &kept, &stamp);
+}
+
+/// Copies the build in `dist` to `kept` in `cache` (whole or not at all: through a temporary
+/// directory) and removes all but the `CACHED_BUILDS` most recently used builds there. A
+/// failure here costs only a later rebuild, so it is not an error.
+fn keep(dist: &Path, cache: &Path, kept: &Path, stamp: &str) {
+    let Ok(entries) = fs::read_dir(cache).or_else(|_| {
+        fs::create_dir_all(cache)?;
+        fs::read_dir(cache)
+    }) else {
+        return;
+    };
+    let mut builds = Vec::new();
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.extension().is_some_and(|x| x == "tmp") {
+            // Left by a build that stopped half way (builds into this cache take turns).
+            let _ = fs::remove_dir_all(&path);
+        } else if let Ok(used) = fs::metadata(path.join(STAMP)).and_then(|m| m.modified()) {
+            builds.push((used, path));
+        }
+    }
+    builds.sort_by_key(|b| std::cmp::Reverse(b.0));
+    for (_, old) in builds.iter().skip(CACHED_BUILDS - 1) {
+        let _ = fs::remove_dir_all(old);
+    }
+    let tmp = kept.with_extension("tmp");
+    let _ = fs::remove_dir_all(&tmp);
+    let _ = fs::remove_dir_all(kept);
+    let copied = copy_dir(dist, &tmp)
+        .and_then(|()| fs::write(tmp.join(STAMP), stamp))
+        .and_then(|()| fs::rename(&tmp, kept));
+    if copied.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+}
+
+/// Copies the files under `src` (stamps left out) to `dst`, which it creates.
+fn copy_dir(src: &Path, dst: &Path) -> std::io::Result<()> {
+    let mut files = Vec::new();
+    collect(src, src, &mut files);
+    for (rel, path) in files {
+        let to = dst.join(&rel);
+        if let Some(dir) = to.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        fs::copy(&path, &to)?;
+    }
+    Ok(())
 }
 
 /// The oldest Node.js the UI's build tools run on (vite's requirement).

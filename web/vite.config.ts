@@ -1,7 +1,8 @@
 import { defineConfig } from 'vite';
 
-// The built files are embedded in the gauntlet binary (server/build.rs) and served at /,
-// the pages' paths and /assets/.
+// The built files are embedded in the gauntlet binary and served at /, the pages' paths and
+// /assets/. server/build.rs builds into cargo's OUT_DIR (`vite build --outDir …`); `dist` is
+// only where a build by hand (`npm run build`) goes.
 export default defineConfig({
   base: '/',
   // `npm run dev` serves the pages itself and passes API calls to a local gauntlet.
