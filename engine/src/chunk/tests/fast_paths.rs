@@ -103,9 +103,10 @@ proptest! {
         use crate::chunk::xor_fast::bmi2;
         prop_assume!(bmi2::available());
         let end_bits = end_cut % (buf.len() * 8 + 1);
-        // SAFETY (of the calls below): `available` returned true.
+        // SAFETY: the kernel needs BMI2, and `available` returned true above.
         let fast: FastRun =
             |b, e, s, t, v| unsafe { bmi2::fast_run_bmi2::<false>(b, e, s, t, v) };
+        // SAFETY: as above, BMI2 is available.
         let fast_end: FastRun =
             |b, e, s, t, v| unsafe { bmi2::fast_run_bmi2::<true>(b, e, s, t, v) };
         prop_assert_eq!(
