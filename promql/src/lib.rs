@@ -73,6 +73,9 @@ pub struct EngineOptions {
     /// The query's end besides its timeout: tripped when its client goes away, checked with
     /// the deadline at every stage and batch, and handed to every selection.
     pub cancel: gauntlet_engine::query::Cancel,
+    /// The process's query worker pool, where the query's parallel work runs, scheduled
+    /// fairly against every other query's (the default: a pool made on first use).
+    pub pool: gauntlet_engine::query::WorkPool,
 }
 
 /// The Prometheus release whose answers the engine gives where releases differ on the same
@@ -153,6 +156,7 @@ impl Default for EngineOptions {
             features: Features::default(),
             compat: Compat::default(),
             cancel: gauntlet_engine::query::Cancel::never(),
+            pool: gauntlet_engine::query::WorkPool::default(),
         }
     }
 }

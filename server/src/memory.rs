@@ -147,6 +147,12 @@ impl<T: Send + 'static> FrameSender<T> {
             .map_err(|_| SendError::Closed)
     }
 
+    /// Ends once the receiving side is gone (the client went away): a producer waiting on
+    /// something else selects on this to stop at once rather than at its next send.
+    pub async fn closed(&self) {
+        self.tx.closed().await;
+    }
+
     /// Sends the item that ends the answer (its status), without a reservation.
     pub async fn finish(&self, item: T) {
         let _ = self.tx.send((item, None)).await;

@@ -8,6 +8,7 @@ mod external;
 mod local;
 mod merge;
 mod merged;
+mod pool;
 mod stream;
 
 pub use cancel::{Cancel, CancelOnDrop, Interrupted};
@@ -19,6 +20,7 @@ pub use external::{external_names_clash, with_external_labels};
 pub use local::LocalBlocks;
 pub use merge::merge_samples;
 pub use merged::{Merged, merge_series, merge_streams};
+pub use pool::{PoolQuery, Scope, WorkPool};
 pub use stream::{
     BATCH_CHUNKS, BATCH_SERIES, DecodeScratch, Resumed, SeriesChunk, SeriesData, SeriesStream,
     StreamSeries, VecStream, collect_labels, collect_stream, decode_histogram_chunk_into,

@@ -1,9 +1,14 @@
 //! The thread-per-core runtime: one pinned OS thread per core, each running its own
 //! single-threaded executor over its own state and its own file reader (an io_uring ring, or
 //! `pread` where io_uring is unavailable). Work arrives from any thread (the tokio network
-//! runtime, a blocking PromQL thread) over each core's flume channel; answers go back over
-//! oneshot channels, or over bounded channels for streams, so the sender is never blocked by a
-//! core and a core is never blocked by a slow reader.
+//! runtime, a query worker) over each core's flume channel; answers go back over oneshot
+//! channels, or over bounded channels for streams, so a core is never blocked by a slow
+//! reader.
+//!
+//! Each core takes at most [`QUEUE_JOBS`] jobs queued at once: a caller past that waits
+//! (asynchronously, its future pending) until the core has taken some, so a flood of requests
+//! queues in the callers, not as boxed jobs in memory. Wakes and shutdown travel outside that
+//! bound: a wake is never refused, whoever sends it.
 //!
 //! Nothing is shared between cores: a job runs on one core with `&Core<S>`, the state that
 //! core built at start. Callers decide which core owns what (see `store` for blocks).
@@ -26,6 +31,7 @@ use futures::channel::oneshot;
 use futures::future::LocalBoxFuture;
 
 use executor::{Executor, RemoteWake, TaskId};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::buffers::BufferPool;
 
@@ -103,8 +109,15 @@ impl<S> Core<S> {
 
 type Job<S> = Box<dyn FnOnce(Rc<Core<S>>) -> LocalBoxFuture<'static, ()> + Send>;
 
+/// Jobs one core may have queued, not yet started. A job is a boxed closure with what it
+/// captures (a few hundred bytes to a few KiB of series ids); a request fans out a handful of
+/// jobs per core, so 1024 lets hundreds of requests queue before any caller waits, while a
+/// core's backlog stays a few MiB and a few seconds of work at most.
+pub const QUEUE_JOBS: usize = 1024;
+
 enum Msg<S> {
-    Job(Job<S>),
+    /// A job, with the queue slot it holds until the core starts it.
+    Job(Job<S>, OwnedSemaphorePermit),
     Wake(TaskId),
     Shutdown,
 }
@@ -122,6 +135,8 @@ impl<S: 'static> RemoteWake for Remote<S> {
 /// progress are cancelled and the threads joined.
 pub struct ShardSet<S: 'static> {
     senders: Vec<flume::Sender<Msg<S>>>,
+    /// Each core's free queue slots (of [`QUEUE_JOBS`]).
+    slots: Vec<Arc<Semaphore>>,
     threads: Vec<JoinHandle<()>>,
     backend: IoBackend,
     /// Each core's idle read buffers, for the gauges.
@@ -178,6 +193,7 @@ impl<S: 'static> ShardSet<S> {
         };
         let mut set = ShardSet {
             senders: Vec::with_capacity(n),
+            slots: Vec::with_capacity(n),
             threads: Vec::with_capacity(n),
             backend,
             read_pools: Vec::with_capacity(n),
@@ -194,6 +210,7 @@ impl<S: 'static> ShardSet<S> {
                 .spawn(move || core_main(core, cpu, backend, pool, rx, remote, &*make))
                 .map_err(|source| RuntimeError::Spawn { core, source })?;
             set.senders.push(tx);
+            set.slots.push(Arc::new(Semaphore::new(QUEUE_JOBS)));
             set.threads.push(thread);
         }
         Ok(set)
@@ -204,9 +221,12 @@ impl<S: 'static> ShardSet<S> {
         self.senders.len()
     }
 
-    /// Calls waiting in each core's queue, by core.
+    /// Jobs waiting in each core's queue, by core (at most [`QUEUE_JOBS`] each).
     pub fn queue_depths(&self) -> Vec<usize> {
-        self.senders.iter().map(flume::Sender::len).collect()
+        self.slots
+            .iter()
+            .map(|s| QUEUE_JOBS.saturating_sub(s.available_permits()))
+            .collect()
     }
 
     /// The I/O backend every core reads with.
@@ -225,7 +245,8 @@ impl<S: 'static> ShardSet<S> {
     }
 
     /// Runs `f` on core `core % cores` and returns its answer; the call is cancelled when the
-    /// runtime stops first.
+    /// runtime stops first. The job is queued at once when the core's queue has room;
+    /// otherwise the returned future first waits for a slot (see [`QUEUE_JOBS`]).
     pub fn call<R, F, Fut>(
         &self,
         core: usize,
@@ -237,27 +258,56 @@ impl<S: 'static> ShardSet<S> {
         Fut: Future<Output = R> + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        self.spawn(core, move |c| async move {
+        let queued = self.spawn(core, move |c| async move {
             let _ = tx.send(f(c).await);
         });
-        async move { rx.await.map_err(|_| Canceled) }
+        async move {
+            queued.await;
+            rx.await.map_err(|_| Canceled)
+        }
     }
 
-    /// Runs `f` on core `core % cores` without waiting for it.
-    pub fn spawn<F, Fut>(&self, core: usize, f: F)
+    /// Queues `f` to run on core `core % cores`: at once when the core's queue has room,
+    /// else when the returned future, which waits for a slot, is polled. The future ends once
+    /// the job is queued, not when it has run.
+    ///
+    /// Waiting is asynchronous, so a job on a core that queues work on its own core, or on a
+    /// core whose queue is full, only suspends that job: the core goes on taking its queue.
+    pub fn spawn<F, Fut>(&self, core: usize, f: F) -> impl Future<Output = ()> + Send + 'static
     where
         F: FnOnce(Rc<Core<S>>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + 'static,
     {
         let job: Job<S> = Box::new(move |c| Box::pin(f(c)));
         let i = core % self.senders.len();
-        // A stopped core drops the job, which cancels the caller's reply.
-        let _ = self.senders[i].send(Msg::Job(job));
+        let (tx, slots) = (self.senders[i].clone(), self.slots[i].clone());
+        // With a slot free the job is queued now, so a call runs whether or not its future is
+        // polled yet; only a caller that finds the queue full waits, in the future.
+        let mut job = match slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                // A stopped core drops the job, which cancels the caller's reply.
+                let _ = tx.send(Msg::Job(job, slot));
+                None
+            }
+            Err(_) => Some(job),
+        };
+        async move {
+            let Some(job) = job.take() else { return };
+            // The semaphore is closed only when the set is dropped; the job is dropped with
+            // it, which cancels the caller's reply.
+            let Ok(slot) = slots.acquire_owned().await else {
+                return;
+            };
+            let _ = tx.send(Msg::Job(job, slot));
+        }
     }
 }
 
 impl<S: 'static> Drop for ShardSet<S> {
     fn drop(&mut self) {
+        for s in &self.slots {
+            s.close();
+        }
         for tx in &self.senders {
             let _ = tx.send(Msg::Shutdown);
         }
@@ -308,7 +358,9 @@ fn core_main<S: 'static>(
     let mut exec = Executor::new(remote);
     let mut stopping = false;
     let handle = |msg: Msg<S>, exec: &mut Executor, stopping: &mut bool| match msg {
-        Msg::Job(job) => {
+        Msg::Job(job, slot) => {
+            // The slot is free once the job leaves the queue, run or not.
+            drop(slot);
             if !*stopping {
                 exec.spawn(job(core.clone()));
             }

@@ -266,3 +266,59 @@ fn which(name: &str) -> Result<std::path::PathBuf, ()> {
         .find(|p| p.is_file())
         .ok_or(())
 }
+
+#[test]
+fn a_full_queue_makes_callers_wait_and_then_serves_them_all() {
+    let set = Arc::new(start(1, IoChoice::Pread));
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    // Hold the core so nothing leaves its queue.
+    let held = set.call(0, move |_| async move {
+        let _ = started_tx.send(());
+        let _ = release_rx.recv_timeout(Duration::from_secs(10));
+    });
+    started_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let flood = QUEUE_JOBS + 500;
+    let callers = {
+        let set = set.clone();
+        std::thread::spawn(move || {
+            let calls: Vec<_> = (0..flood)
+                .map(|i| set.call(0, move |_| async move { i }))
+                .collect();
+            block_on(futures::future::join_all(calls))
+        })
+    };
+    std::thread::spawn(move || block_on(held));
+    let began = std::time::Instant::now();
+    while set.queue_depths()[0] < QUEUE_JOBS && began.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    // The rest wait in their callers, not in the core's queue.
+    assert_eq!(set.queue_depths()[0], QUEUE_JOBS);
+    release_tx.send(()).unwrap();
+    let answers = callers.join().unwrap();
+    assert_eq!(answers.len(), flood);
+    assert!(answers.iter().enumerate().all(|(i, a)| *a == Ok(i)));
+}
+
+#[test]
+fn a_core_queueing_past_the_bound_on_itself_does_not_deadlock() {
+    let set = Arc::new(start(2, IoChoice::Pread));
+    let inner = set.clone();
+    let sum = block_on(set.call(0, move |_| async move {
+        // More calls to its own queue (and the other core's) than either holds.
+        let calls: Vec<_> = (0..2 * QUEUE_JOBS + 100)
+            .map(|i| inner.call(i % 2, move |_| async move { i as u64 }))
+            .collect();
+        drop(inner);
+        futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap())
+            .sum::<u64>()
+    }))
+    .unwrap();
+    let n = (2 * QUEUE_JOBS + 100) as u64;
+    assert_eq!(sum, n * (n - 1) / 2);
+}

@@ -200,9 +200,11 @@ impl BucketStore {
                     reorder,
                 };
                 let p = prep.clone();
-                self.cores.spawn(b.owner() + first, move |core| async move {
-                    produce(core, part, p, tx).await;
-                });
+                self.cores
+                    .spawn(b.owner() + first, move |core| async move {
+                        produce(core, part, p, tx).await;
+                    })
+                    .await;
                 rxs.push(rx);
             }
             stream.sources.push(Source {

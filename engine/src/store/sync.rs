@@ -137,7 +137,8 @@ impl BucketStore {
                 for core in 0..self.cores.cores() {
                     let id = *id;
                     self.cores
-                        .spawn(core, move |c| async move { c.state().forget(id) });
+                        .spawn(core, move |c| async move { c.state().forget(id) })
+                        .await;
                 }
                 let dir = self.data_dir.join(id.to_string());
                 if let Err(e) = std::fs::remove_dir_all(&dir) {

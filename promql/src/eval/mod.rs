@@ -376,6 +376,8 @@ pub(crate) const SAMPLE_BYTES: u64 = 16;
 /// annotations collected.
 pub(crate) struct Evaluator<'a> {
     pub opts: &'a EngineOptions,
+    /// This query's tag in the worker pool: its parallel tasks are scheduled under it.
+    pub work: std::sync::Arc<gauntlet_engine::query::PoolQuery>,
     pub storage: &'a dyn Queryable,
     pub q_start: i64,
     pub q_end: i64,
@@ -639,6 +641,7 @@ fn run_mode(args: RunArgs<'_>, materialize: bool) -> Result<QueryResult, PromqlE
     )?;
     let mut ev = Evaluator {
         opts,
+        work: std::sync::Arc::new(opts.pool.query(opts.cancel.clone())),
         storage,
         q_start: start_ms,
         q_end: end_ms,

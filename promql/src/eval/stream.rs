@@ -24,21 +24,13 @@ use gauntlet_engine::query::{
     decode_many_flat,
 };
 
-/// Most worker threads one query uses for its CPU work.
+/// Most pool workers one query's tasks are counted against when its memory is accounted.
 const MAX_WORKERS: usize = 8;
 
 /// Consecutive series one worker task takes from a batch. Tasks are cut by count alone, and
 /// their results are merged in task order, so answers depend neither on thread timing nor on
 /// the number of cores; batches of fewer series (every small query) are one task.
 pub(crate) const TASK_SERIES: usize = 512;
-
-/// Worker threads for `n` tasks: the cores, at most [`MAX_WORKERS`] and `n`.
-pub(crate) fn par_threads(n: usize) -> usize {
-    // Asking the system reads cgroup files: once per process is enough.
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |c| c.get()));
-    cores.min(MAX_WORKERS).min(n).max(1)
-}
 
 /// Folds one column into a task's partial result: the column, and the metric name its
 /// histogram samples are reported under (empty for columns without histograms). Gives back
@@ -905,10 +897,10 @@ impl<'a> Evaluator<'a> {
     /// gives back a column's buffer when it keeps only the values), and the tasks' folds are
     /// handed to `merge` in stream order.
     ///
-    /// A selection that fits one task runs on this thread. Otherwise [`par_threads`] workers
-    /// (started once per selection) read the batches and compute tasks as they come, and this
-    /// thread merges their results in task order, so answers never depend on which worker
-    /// finished first.
+    /// A selection that fits one task runs on this thread. Otherwise its tasks go to the
+    /// process's worker pool (see [`Evaluator::stream_pool`]), which reads the batches and
+    /// computes tasks as they come, and this thread merges their results in task order, so
+    /// answers never depend on which worker finished first.
     pub(crate) fn stream_partials<P: Send>(
         &mut self,
         vs: &VectorSelector,
@@ -986,7 +978,7 @@ impl<'a> Evaluator<'a> {
             Ok::<_, PromqlError>(out)
         };
         let mut selected = false;
-        let workers = par_threads(usize::MAX);
+        let workers = self.work.threads().clamp(1, MAX_WORKERS);
         let mut absorb = |ev: &mut Self, out: TaskOut<P>| {
             selected |= out.selected;
             ev.loaded.merge(&out.loaded);
@@ -996,7 +988,7 @@ impl<'a> Evaluator<'a> {
             for note in out.notes {
                 ev.note_info(note);
             }
-            // Each worker holds one decode group's samples at a time.
+            // Each worker running one of the query's tasks holds one decode group's samples.
             ev.acquire(out.decoded_most * workers)?;
             ev.release(out.decoded_most * workers);
             merge(ev, out.acc)
@@ -1004,7 +996,7 @@ impl<'a> Evaluator<'a> {
         let Some(first) = stream.next_batch()? else {
             return self.finish_stream(kernel, selected);
         };
-        if first.len() <= TASK_SERIES || workers == 1 {
+        if first.len() <= TASK_SERIES {
             let mut more = Some(first);
             let mut sc = Scratch::default();
             while let Some(mut batch) = more {
@@ -1014,9 +1006,10 @@ impl<'a> Evaluator<'a> {
                     let out = task(&mut sc, std::mem::replace(&mut batch, rest))?;
                     absorb(self, out)?;
                 }
-                // A small selection ends here; a large one on one core carries on.
+                // A small selection ends here; a larger one goes to the pool, even with one
+                // worker, so it waits its turn behind cheaper queries.
                 more = stream.next_batch()?;
-                if more.is_some() && workers > 1 {
+                if more.is_some() {
                     self.stream_pool(more, stream, &task, &mut absorb, workers)?;
                     return self.finish_stream(kernel, selected);
                 }
@@ -1028,15 +1021,15 @@ impl<'a> Evaluator<'a> {
     }
 
     /// The parallel half of [`Evaluator::stream_partials`]: `first` and the rest of `stream`
-    /// through `workers` worker threads, results absorbed in task order. This is the one
-    /// place query work fans out across cores (plain scoped threads for now; the engine's
-    /// per-core executors can take the tasks instead).
+    /// as tasks on the process's worker pool, under this query's tag, results absorbed in
+    /// task order. This is the one place query work fans out across cores.
     ///
-    /// Workers take their tasks themselves: a worker that finds no task cut waiting reads the
-    /// next batch from the stream, keeps its first task and leaves the rest for the others.
-    /// So a batch costs one hand-off from storage and one per result, not the three a
-    /// separate reader thread and job queue took (on two cores, each hand-off is a sleeping
-    /// thread woken on the other core).
+    /// Each pool task takes the next cut of series itself: one that finds none cut reads the
+    /// next batch from the stream, keeps its first cut and leaves the rest to the tasks after
+    /// it. So a batch costs one hand-off from storage and one per result. At most
+    /// `2 × workers` tasks are queued at once (a new one for each result), which bounds the
+    /// results waiting to be absorbed and lets the pool put other queries' tasks between
+    /// this one's.
     fn stream_pool<P: Send, F>(
         &mut self,
         first: Option<Vec<StreamSeries>>,
@@ -1058,27 +1051,42 @@ impl<'a> Evaluator<'a> {
             feed.cut_batch(b);
         }
         let feed = std::sync::Mutex::new(feed);
-        let stop = std::sync::atomic::AtomicBool::new(false);
-        std::thread::scope(|sc| -> Result<(), PromqlError> {
+        // Scratch buffers outlive a task, as a worker thread's did: a task takes a free one.
+        let scratches = std::sync::Mutex::new(Vec::<Scratch>::new());
+        let window = 2 * workers.max(1);
+        let work = self.work.clone();
+        work.scope(|sc| -> Result<(), PromqlError> {
             let (res_tx, res_rx) = std::sync::mpsc::channel();
-            for _ in 0..workers {
-                let (feed, stop, res_tx) = (&feed, &stop, res_tx.clone());
+            // One task: the next cut through `task`, or `None` once the stream is done.
+            let spawn = |res_tx: std::sync::mpsc::Sender<Option<(usize, _)>>| {
+                let (feed, scratches) = (&feed, &scratches);
                 sc.spawn(move || {
-                    let mut scratch = Scratch::default();
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        // A poisoned lock means another worker panicked; the scope reports it.
-                        let Ok(mut f) = feed.lock() else { break };
-                        let job = f.take();
-                        drop(f);
-                        let Some((i, job)) = job else { break };
-                        let r = job.and_then(|series| task(&mut scratch, series));
-                        if res_tx.send((i, r)).is_err() {
-                            break;
-                        }
+                    // A poisoned lock means another task panicked; the scope raises it.
+                    let job = match feed.lock() {
+                        Ok(mut f) => f.take(),
+                        Err(_) => None,
+                    };
+                    let Some((i, job)) = job else {
+                        let _ = res_tx.send(None);
+                        return;
+                    };
+                    let mut scratch = scratches
+                        .lock()
+                        .ok()
+                        .and_then(|mut s| s.pop())
+                        .unwrap_or_default();
+                    let r = job.and_then(|series| task(&mut scratch, series));
+                    if let Ok(mut s) = scratches.lock() {
+                        s.push(scratch);
                     }
+                    let _ = res_tx.send(Some((i, r)));
                 });
+            };
+            for _ in 0..window {
+                spawn(res_tx.clone());
             }
-            drop(res_tx);
+            let mut queued = window;
+            let mut ended = false;
             let mut pending = std::collections::BTreeMap::new();
             let mut merged = 0usize;
             let mut absorb_ready = |ev: &mut Self,
@@ -1091,16 +1099,33 @@ impl<'a> Evaluator<'a> {
                 }
                 Ok(())
             };
-            // Every worker gone closes the channel: all tasks are in, or one panicked, which
-            // the scope reports when it joins.
-            for (i, r) in res_rx.iter() {
-                pending.insert(i, r);
-                if let Err(e) = absorb_ready(self, &mut pending) {
-                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-                    return Err(e);
+            while queued > 0 {
+                // Every task answers once, run or not: a dropped task (its query cancelled)
+                // drops its sender, and the deadline check below ends the loop.
+                let Some(got) = sc.recv(&res_rx) else { break };
+                queued -= 1;
+                match got {
+                    None => ended = true,
+                    Some((i, r)) => {
+                        pending.insert(i, r);
+                        if let Err(e) = absorb_ready(self, &mut pending) {
+                            sc.drop_queued();
+                            return Err(e);
+                        }
+                        if !ended {
+                            spawn(res_tx.clone());
+                            queued += 1;
+                        }
+                    }
+                }
+                if queued == 0 || self.opts.cancel.interrupted().is_some() {
+                    break;
                 }
             }
-            Ok(())
+            drop(res_tx);
+            self.check_deadline("query execution")?;
+            // Every result is in: absorb what is left in order.
+            absorb_ready(self, &mut pending)
         })
     }
 

@@ -1,6 +1,7 @@
 //! gRPC services: the Thanos StoreAPI (`thanos.Store`) and Info (`thanos.info.Info`) over a
 //! bucket store.
 
+pub(crate) mod cancel;
 pub(crate) mod convert;
 pub mod request_limits;
 pub mod store;

@@ -249,7 +249,15 @@ impl StoreService {
         tokio::spawn(async move {
             let _permit = producer_permit;
             let status = loop {
-                match stream.next_batch().await {
+                // A client that cancels drops the body and with it the frames' receiver: the
+                // producer stops then, not after the batch it is waiting for, and dropping
+                // the stream ends the cores' work on it.
+                let next = tokio::select! {
+                    biased;
+                    () = tx.closed() => return,
+                    next = stream.next_batch() => next,
+                };
+                match next {
                     Ok(Some(batch)) => {
                         let frames = batch.into_frames();
                         let bytes = frames.len() as u64;
@@ -383,7 +391,13 @@ impl thanos::store_server::Store for StoreService {
         tokio::spawn(async move {
             let _permit = producer_permit;
             loop {
-                match stream.next_batch().await {
+                // As in `start_series`: a cancelled call stops the producer at once.
+                let next = tokio::select! {
+                    biased;
+                    () = tx.closed() => return,
+                    next = stream.next_batch() => next,
+                };
+                match next {
                     Ok(Some(batch)) => {
                         let series = (0..batch.len())
                             .map(|i| convert::batch_series(&batch, i))

@@ -60,6 +60,9 @@ pub struct ApiConfig {
     pub admission: Arc<Admission>,
     /// Where running queries are recorded (`queries.active`); `None` records nothing.
     pub active: Option<Arc<ActiveQueries>>,
+    /// The process's query worker pool, shared by every query (the default: a pool made on
+    /// first use, sized to the cores).
+    pub pool: gauntlet_engine::query::WorkPool,
 }
 
 /// PromQL feature flags named as Prometheus names them (`--enable-feature`, repeatable and
@@ -94,6 +97,7 @@ impl Default for ApiConfig {
             max_match_sets: DEFAULT_MAX_MATCH_SETS,
             admission: Arc::new(Admission::new(DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_QUEUED)),
             active: None,
+            pool: gauntlet_engine::query::WorkPool::default(),
         }
     }
 }

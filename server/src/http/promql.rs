@@ -5,6 +5,7 @@ use crate::now_ms;
 use std::time::{Duration, Instant};
 
 use gauntlet_engine::budget::Need;
+use gauntlet_engine::query::PoolQuery;
 use gauntlet_promql::{Engine, EngineOptions, QueryResult, QueryStats, Value};
 
 use super::api::{ApiState, Reply, open_view};
@@ -26,7 +27,8 @@ pub fn instant_query(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     let view = open_view(st, form)?;
     let res = engine.instant_query(view.as_ref(), query, t)?;
     let stats = stats_param(form);
-    reply(truncate(res, limit), view.warnings(), stats, began)
+    let work = st.config.pool.query(form.cancel().clone());
+    reply(truncate(res, limit), view.warnings(), stats, began, &work)
 }
 
 /// `/api/v1/query_range`: `query`, `start`, `end`, `step`, `timeout`, `stats`.
@@ -59,7 +61,8 @@ pub fn range_query(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     let view = open_view(st, form)?;
     let res = engine.range_query(view.as_ref(), form.value("query"), start, end, step)?;
     let stats = stats_param(form);
-    reply(truncate(res, limit), view.warnings(), stats, began)
+    let work = st.config.pool.query(form.cancel().clone());
+    reply(truncate(res, limit), view.warnings(), stats, began, &work)
 }
 
 /// `/api/v1/format_query`: the query pretty-printed as Prometheus prints it (over several
@@ -118,6 +121,7 @@ fn engine(st: &ApiState, form: &Form) -> Result<Engine, ApiError> {
         features: st.config.features,
         compat: st.config.compat,
         cancel: form.cancel().clone(),
+        pool: st.config.pool.clone(),
     }))
 }
 
@@ -143,12 +147,14 @@ fn truncate(mut res: QueryResult, limit: usize) -> QueryResult {
 
 /// The answer to a query: `data` holds the result, then (when `stats` asks for them) the
 /// query's statistics, its execution timed from `began`. The result and its JSON are
-/// reserved from the memory budget until the answer is sent; a 503 when they do not fit.
+/// reserved from the memory budget until the answer is sent; a 503 when they do not fit. A
+/// large result is encoded in pieces on the worker pool, as `work`'s tasks.
 fn reply(
     res: QueryResult,
     mut warnings: Vec<String>,
     stats: StatsParam,
     began: Instant,
+    work: &PoolQuery,
 ) -> Result<Reply, ApiError> {
     let held = gauntlet_engine::budget::global()
         .reserve("query", answer_bytes(&res.value), Need::Grow)
@@ -184,7 +190,7 @@ fn reply(
         }
         Value::Vector(samples) => {
             head.push_str("\"vector\",\"result\":[");
-            let pieces = encode_pieces(samples, vector_size, |out, ts, s| {
+            let pieces = encode_pieces(work, samples, vector_size, |out, ts, s| {
                 out.push_str("{\"metric\":");
                 json::push_labels(out, &s.labels);
                 match &s.h {
@@ -203,7 +209,7 @@ fn reply(
         }
         Value::Matrix(series) => {
             head.push_str("\"matrix\",\"result\":[");
-            let pieces = encode_pieces(series, matrix_size, |out, ts, s| {
+            let pieces = encode_pieces(work, series, matrix_size, |out, ts, s| {
                 out.push_str("{\"metric\":");
                 json::push_labels(out, &s.labels);
                 // As Prometheus writes a series: `values` when it has floats, `histograms`
@@ -311,14 +317,18 @@ fn push_json_number(out: &mut String, v: f64) {
     }
 }
 
-/// Bytes of encoded answer worth a second thread: below this, starting one costs about what
-/// it saves.
+/// Bytes of encoded answer worth a second task: below this, handing a piece to another
+/// thread costs about what it saves.
 const PARALLEL_MIN_BYTES: usize = 256 << 10;
 
+/// Most pieces one answer is cut into.
+const MAX_PIECES: usize = 4;
+
 /// The JSON of `items`, comma-separated, in one or more pieces to be sent in order. A large
-/// answer is cut into contiguous runs of about equal encoded size, each encoded by its own
-/// thread; a piece after the first starts with its separating comma.
+/// answer is cut into contiguous runs of about equal encoded size, each encoded by a task of
+/// `work` on the worker pool; a piece after the first starts with its separating comma.
 fn encode_pieces<T: Sync>(
+    work: &PoolQuery,
     items: &[T],
     size: fn(&T) -> usize,
     write: impl Fn(&mut String, &mut json::TsText, &T) + Sync,
@@ -326,15 +336,16 @@ fn encode_pieces<T: Sync>(
     let sizes: Vec<usize> = items.iter().map(size).collect();
     let total: usize = sizes.iter().sum();
     let parts = if total >= PARALLEL_MIN_BYTES {
-        std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+        work.threads().clamp(1, MAX_PIECES)
     } else {
         1
     };
-    encode_in(items, &sizes, parts, write)
+    encode_in(work, items, &sizes, parts, write)
 }
 
 /// [`encode_pieces`] in `parts` pieces (fewer when there are fewer items).
 fn encode_in<T: Sync>(
+    work: &PoolQuery,
     items: &[T],
     sizes: &[usize],
     parts: usize,
@@ -356,18 +367,17 @@ fn encode_in<T: Sync>(
     if cuts.len() == 1 {
         return vec![run(cuts[0])];
     }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = cuts[1..]
-            .iter()
-            .map(|&c| scope.spawn(move || run(c)))
-            .collect();
-        let mut out = vec![run(cuts[0])];
-        for h in handles {
-            // Encoding does not panic; if it did, the request's thread carries it on.
-            out.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+    // Each piece is its own task; the pool takes them in turn with other queries' tasks.
+    let mut pieces: Vec<Option<String>> = vec![None; cuts.len()];
+    work.scope(|sc| {
+        for (piece, &cut) in pieces.iter_mut().zip(&cuts) {
+            let run = &run;
+            sc.spawn(move || *piece = Some(run(cut)));
         }
-        out
-    })
+    });
+    // A piece is missing only when the query was cancelled meanwhile (its tasks dropped);
+    // nobody reads that answer, so an empty piece does.
+    pieces.into_iter().map(Option::unwrap_or_default).collect()
 }
 
 /// At most `parts` contiguous, non-empty index ranges covering `sizes` (one empty range when
@@ -442,6 +452,10 @@ mod tests {
         out.push('}');
     }
 
+    fn test_work() -> PoolQuery {
+        gauntlet_engine::query::WorkPool::default().query(gauntlet_engine::query::Cancel::never())
+    }
+
     fn samples(n: usize) -> Vec<InstantSample> {
         (0..n)
             .map(|i| InstantSample {
@@ -455,14 +469,15 @@ mod tests {
 
     #[test]
     fn pieces_join_to_the_single_encoding() {
+        let work = test_work();
         for n in [0, 1, 2, 3, 5, 17, 1000] {
             let items = samples(n);
             let sizes: Vec<usize> = items.iter().map(vector_size).collect();
-            let one = encode_in(&items, &sizes, 1, write).concat();
+            let one = encode_in(&work, &items, &sizes, 1, write).concat();
             let parsed: serde_json::Value = serde_json::from_str(&format!("[{one}]")).unwrap();
             assert_eq!(parsed.as_array().unwrap().len(), n);
             for parts in 2..=5 {
-                let pieces = encode_in(&items, &sizes, parts, write);
+                let pieces = encode_in(&work, &items, &sizes, parts, write);
                 assert!(pieces.len() <= parts.min(n.max(1)), "{n} {parts}");
                 assert_eq!(pieces.concat(), one, "{n} items in {parts} parts");
             }
@@ -515,7 +530,7 @@ mod tests {
             stats: QueryStats::default(),
         };
         for stats in [StatsParam::Off, StatsParam::All] {
-            let r = reply(res.clone(), Vec::new(), stats, Instant::now()).unwrap();
+            let r = reply(res.clone(), Vec::new(), stats, Instant::now(), &test_work()).unwrap();
             let body = std::iter::once(r.data.as_str())
                 .chain(r.rest.iter().map(String::as_str))
                 .collect::<String>();
@@ -545,7 +560,14 @@ mod tests {
                 eval_total: Duration::from_millis(3),
             },
         };
-        let r = reply(res.clone(), Vec::new(), StatsParam::On, Instant::now()).unwrap();
+        let r = reply(
+            res.clone(),
+            Vec::new(),
+            StatsParam::On,
+            Instant::now(),
+            &test_work(),
+        )
+        .unwrap();
         let exec = r.data.find("\"execTotalTime\":").unwrap();
         let text = format!(
             "{}0{}",
@@ -559,7 +581,14 @@ mod tests {
              \"execQueueTime\":0,\"execTotalTime\":0},\"samples\":{\"totalQueryableSamplesPerStep\":\
              [[1.5,5],[61.5,7]],\"totalQueryableSamples\":12,\"peakSamples\":7}}}"
         );
-        let off = reply(res, Vec::new(), StatsParam::Off, Instant::now()).unwrap();
+        let off = reply(
+            res,
+            Vec::new(),
+            StatsParam::Off,
+            Instant::now(),
+            &test_work(),
+        )
+        .unwrap();
         assert_eq!(
             off.data,
             "{\"resultType\":\"scalar\",\"result\":[1.500,\"2\"]}"

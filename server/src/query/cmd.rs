@@ -146,6 +146,8 @@ impl PromqlFlags {
                 self.max_queued,
             )),
             active: None,
+            // One pool per process, sized to the CPUs it may run on.
+            pool: gauntlet_engine::query::WorkPool::new(0),
         };
         apply_features(&mut config, &self.features)
             .map_err(|e| anyhow::anyhow!("--enable-feature: {e}"))?;

@@ -311,6 +311,10 @@ impl thanos::store_server::Store for ReceiveStore {
         // The series are read a batch at a time on a blocking thread and sent as they are
         // encoded; each frame waiting to be sent holds its bytes in the memory budget.
         let (tx, frames) = crate::memory::frame_channel("Series", SERIES_FRAMES_QUEUED);
+        // tonic drops the response stream when the client cancels or its deadline passes;
+        // the guard riding on it then ends the producer before its next batch.
+        let cancel = gauntlet_engine::query::Cancel::new(None);
+        let frames = crate::grpc::cancel::CancelOnClose::new(frames, cancel.on_drop());
         tokio::task::spawn_blocking(move || {
             let read = if skip_chunks {
                 HeadRead::Labels
@@ -320,7 +324,13 @@ impl thanos::store_server::Store for ReceiveStore {
             let sent = (|| -> Result<(), Status> {
                 let mut series = stream(&tenants, &matchers, mint, maxt, read)
                     .map_err(convert::engine_status)?;
-                while let Some(batch) = series.next_batch().map_err(convert::engine_status)? {
+                loop {
+                    if cancel.check().is_err() {
+                        return Ok(());
+                    }
+                    let Some(batch) = series.next_batch().map_err(convert::engine_status)? else {
+                        break;
+                    };
                     let wire = batch
                         .into_iter()
                         .map(|s| wire_series(s, &strip, skip_chunks))
