@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """Renders perf/ratios.svg: Gauntlet's headline ratio against Prometheus over time, one line
-per `gauntlet-bench run` scenario, read from the dated runs in perf/RESULTS.md.
+per `gauntlet-bench run` scenario, read from the dated runs in perf/history/*.md (one file per
+month, read in name order).
 
 The headline ratio of a run is the first figure of its "ratio target / baseline" row: the
 scenario's throughput (queries/s, series/s, acknowledged samples/s, samples merged per second),
 Gauntlet over Prometheus in the same run. Runs without a Prometheus side have no ratio, and
 paced runs (both sides given the same samples) a ratio of 1 by design: both are left out. Standard library only; run it after `gauntlet-bench run` appends a section:
 
-    python3 perf/plot_ratios.py [perf/RESULTS.md] [perf/ratios.svg]
+    python3 perf/plot_ratios.py [HISTORY.md ...] [OUT.svg]
+
+Without files it reads every perf/history/*.md; an argument ending in `.svg` names the picture
+(perf/ratios.svg by default).
 """
 
 import math
@@ -136,11 +140,13 @@ def svg(points):
 
 def main():
     here = Path(__file__).resolve().parent
-    src = Path(sys.argv[1]) if len(sys.argv) > 1 else here / "RESULTS.md"
-    dst = Path(sys.argv[2]) if len(sys.argv) > 2 else here / "ratios.svg"
-    points = runs(src.read_text())
+    args = [Path(a) for a in sys.argv[1:]]
+    outs = [a for a in args if a.suffix == ".svg"]
+    srcs = [a for a in args if a.suffix != ".svg"] or sorted((here / "history").glob("*.md"))
+    dst = outs[0] if outs else here / "ratios.svg"
+    points = [p for src in srcs for p in runs(src.read_text())]
     if not points:
-        sys.exit(f"{src}: no dated run with a ratio row")
+        sys.exit(f"{', '.join(map(str, srcs)) or here / 'history'}: no dated run with a ratio row")
     dst.write_text(svg(points))
     per = {}
     for p in points:

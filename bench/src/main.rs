@@ -1,6 +1,7 @@
 //! `gauntlet-bench`: Gauntlet's measuring tools. `gen` writes realistic generated metric data as
 //! OpenMetrics text, blocks or remote-write requests; `load` drives a server with remote writes
-//! or queries; `run` measures Gauntlet and Prometheus side by side (see `perf/README.md`).
+//! or queries; `run` measures Gauntlet and Prometheus side by side (see `perf/README.md`);
+//! `readme-figures` renders the README's headline figures from `perf/RESULTS.md`.
 
 mod cli;
 
@@ -35,9 +36,14 @@ enum Cmd {
     /// Drives a server with remote writes or queries.
     #[command(subcommand)]
     Load(cli::LoadCmd),
-    /// Runs a side-by-side scenario and appends its figures to perf/RESULTS.md.
+    /// Runs a side-by-side scenario, appends its section to perf/history/YYYY-MM.md and
+    /// rewrites its rows of the current tables in perf/RESULTS.md.
     #[command(subcommand)]
     Run(Box<cli::RunCmd>),
+    /// Renders the README's headline figures from perf/RESULTS.md's current tables: prints
+    /// them, writes them between the README's figures markers (`--write`) or exits non-zero
+    /// when the README's differ (`--check`).
+    ReadmeFigures(cli::ReadmeFiguresCmd),
     /// Streams every series matching a selector from a FILESYSTEM bucket in-process (the
     /// bucket store without gRPC) and prints series/s, CPU, peak RSS and index-header sizes.
     EngineStream {
@@ -254,6 +260,7 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Load(cmd) => cli::load(cmd)?,
         Cmd::Run(cmd) => cli::run(*cmd)?,
+        Cmd::ReadmeFigures(cmd) => cli::readme_figures(&cmd)?,
         Cmd::SeriesStream {
             url,
             remote_read,

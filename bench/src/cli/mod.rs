@@ -1,4 +1,6 @@
-//! The `load` and `run` subcommands' flags and how they map onto the library.
+//! The `load`, `run` and `readme-figures` subcommands' flags and how they map onto the library.
+
+mod readme_figures;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,6 +13,8 @@ use gauntlet_bench::remote_write::{BatchConfig, encode_stream};
 use gauntlet_bench::runner::{self, RunOptions};
 
 use crate::Knobs;
+
+pub(crate) use readme_figures::{ReadmeFiguresCmd, readme_figures};
 
 fn duration(s: &str) -> Result<Duration, String> {
     parse_duration(s)
@@ -239,10 +243,11 @@ pub(crate) struct RunArgs {
     /// Scratch directory.
     #[arg(long, default_value = "target/perf-run")]
     work_dir: PathBuf,
-    /// Results file the row is appended to.
+    /// Results file whose current tables the run's rows replace; the run's dated section is
+    /// appended to `history/YYYY-MM.md` beside it (the month of the run, UTC).
     #[arg(long, default_value = "perf/RESULTS.md")]
     results: PathBuf,
-    /// Print the row without appending it.
+    /// Print the section and rows without writing either.
     #[arg(long)]
     no_append: bool,
     /// Load time per side.

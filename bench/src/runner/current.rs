@@ -1,8 +1,9 @@
-//! The current figures at the top of `perf/RESULTS.md`: one table per scenario holding the
-//! latest recorded run's figures for Gauntlet, Prometheus and, where they play the role, Thanos
-//! and VictoriaMetrics, Gauntlet's ratio to each, the date and the commit measured. A run reads
-//! its scenario's rows to print its figures next to the last recorded ones (so a regression
-//! shows in the run that causes it), and rewrites those rows when it appends its section.
+//! The current figures of `perf/RESULTS.md`: one table per scenario holding the latest recorded
+//! run's figures for Gauntlet, Prometheus and, where they play the role, Thanos and
+//! VictoriaMetrics, Gauntlet's ratio to each, the date and the commit measured. A run reads its
+//! scenario's rows to print its figures next to the last recorded ones (so a regression shows in
+//! the run that causes it), and rewrites those rows when it appends its dated section to the
+//! month's file in `perf/history/`; the date cell of a row it writes links to that section.
 //!
 //! Tables are read by their header, so rows written before the Thanos and VictoriaMetrics
 //! columns existed read as rows without those figures (`–`). A table is written with those
@@ -85,7 +86,8 @@ pub struct Recorded {
     /// The input, as the current table names it (`680 targets × 8 pods, 2 h (124k series)`);
     /// rows are matched on the part before any parenthesis.
     pub input: String,
-    /// The section appended to the results file.
+    /// The dated section appended to the month's history file; it starts with its
+    /// `## YYYY-MM-DD HH:MM UTC — …` heading.
     pub section: String,
     /// The figures for the current table.
     pub figures: Vec<Figure>,
@@ -112,7 +114,8 @@ pub struct Row {
     pub ratio_thanos: String,
     /// Gauntlet / VictoriaMetrics.
     pub ratio_victoria: String,
-    /// When it was measured (`2026-11-23 08:41 UTC`).
+    /// When it was measured (`2026-11-23 08:41 UTC`), or that date as a Markdown link to the
+    /// run's section (`[2026-11-23 08:41 UTC](history/2026-11.md#…)`).
     pub date: String,
     /// The commit measured.
     pub commit: String,
@@ -168,6 +171,70 @@ impl Row {
     fn has_peers(&self) -> bool {
         self.thanos != NONE || self.victoria != NONE
     }
+
+    /// When it was measured, without the link to its section.
+    pub fn date_text(&self) -> &str {
+        link_text(&self.date)
+    }
+}
+
+/// The text of a Markdown link cell (`[text](target)`), or the cell itself when it is no link.
+fn link_text(cell: &str) -> &str {
+    cell.strip_prefix('[')
+        .and_then(|rest| rest.split_once("]("))
+        .filter(|(_, target)| target.ends_with(')'))
+        .map_or(cell, |(text, _)| text)
+}
+
+/// The anchor GitHub gives a Markdown heading's text: lowercased, spaces made hyphens, and
+/// everything but letters, digits, hyphens and underscores dropped (`2026-11-24 19:20 UTC —
+/// `run compact`` gives `2026-11-24-1920-utc--run-compact`).
+pub fn slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The anchors of the headings of the Markdown `text`, in order; a repeated heading gets `-1`,
+/// `-2`, … as on GitHub.
+pub fn anchors(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut fence = false;
+    for line in text.lines() {
+        if line.starts_with("```") {
+            fence = !fence;
+        }
+        let hashes = line.chars().take_while(|&c| c == '#').count();
+        if fence || !(1..=6).contains(&hashes) || !line[hashes..].starts_with(' ') {
+            continue;
+        }
+        out.push(unique(&out, slug(&line[hashes..])));
+    }
+    out
+}
+
+/// `base`, or `base-N` with the smallest N that `taken` does not hold yet.
+fn unique(taken: &[String], base: String) -> String {
+    if !taken.contains(&base) {
+        return base;
+    }
+    (1..)
+        .map(|n| format!("{base}-{n}"))
+        .find(|a| !taken.contains(a))
+        .unwrap_or(base)
+}
+
+/// The anchor the heading `heading` (its text, without the `#`s) will have once appended to the
+/// Markdown `text`.
+pub fn next_anchor(text: &str, heading: &str) -> String {
+    unique(&anchors(text), slug(heading))
 }
 
 /// Which of [`COLUMNS`] a table of `rows` shows: all, or without the Thanos and
@@ -357,8 +424,9 @@ fn with_section(text: &str) -> String {
         return text.to_string();
     }
     let intro = "The latest recorded run of each scenario: the figures to quote. The dated \
-                 sections below hold each run's full tables, machine and command; \
-                 `gauntlet-bench run` rewrites its scenario's rows here when it appends one.\n\n";
+                 sections in `history/` hold each run's full tables, machine and command; \
+                 `gauntlet-bench run` rewrites its scenario's rows here when it appends one \
+                 there.\n\n";
     match text.find("\n## ") {
         Some(i) => format!("{}\n{HEADING}\n\n{intro}{}", &text[..i + 1], &text[i + 1..]),
         None => format!("{text}\n{HEADING}\n\n{intro}"),
@@ -407,7 +475,8 @@ pub fn compare(prev: &[Row], new: &[Row]) -> String {
                 parts.join("; "),
                 old.map_or(String::new(), |o| format!(
                     " [recorded {}, {}]",
-                    o.date, o.commit
+                    o.date_text(),
+                    o.commit
                 ))
             );
         }
@@ -472,7 +541,10 @@ mod tests {
                     number(&r.gauntlet).is_some() || number(&r.prometheus).is_some(),
                     "{scenario}: {r:?}"
                 );
-                assert!(r.date.starts_with("20") && !r.commit.is_empty(), "{r:?}");
+                assert!(
+                    r.date_text().starts_with("20") && !r.commit.is_empty(),
+                    "{r:?}"
+                );
             }
         }
         let rss = rows(text, "query").into_iter().find(|r| {

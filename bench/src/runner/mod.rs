@@ -1,7 +1,8 @@
 //! The side-by-side runner: one command per scenario starts Prometheus 3.x, Gauntlet (when the
 //! component exists) and, where they play the role, upstream Thanos's components and
 //! VictoriaMetrics single-node on loopback over the same input, measures them the same way, one
-//! after the other, and appends a section to `perf/RESULTS.md`. See `perf/README.md` for the
+//! after the other, appends a dated section to the month's file in `perf/history/` and rewrites
+//! its scenario's rows of the current tables in `perf/RESULTS.md`. See `perf/README.md` for the
 //! methods.
 
 mod compact;
@@ -10,6 +11,7 @@ pub mod engine_stream;
 mod ingest;
 pub mod peers;
 mod querier;
+pub mod readme_figures;
 mod report;
 mod scenarios;
 pub mod series;
@@ -23,7 +25,7 @@ use crate::datagen::GenConfig;
 
 pub use compact::compact;
 pub use ingest::ingest;
-pub use report::{Figures, machine_description, record};
+pub use report::{Figures, history_file, machine_description, record, record_as};
 pub use scenarios::{count_samples, histogram, query};
 pub use store::{StoreOptions, store};
 
@@ -87,7 +89,8 @@ pub struct RunOptions {
     pub baseline_pid: Option<u32>,
     /// Scratch directory for data and logs.
     pub work_dir: PathBuf,
-    /// Results file to append to; `None` prints the row only.
+    /// Results file whose current tables a run rewrites (its section goes to
+    /// `history/YYYY-MM.md` beside it); `None` prints the section and rows only.
     pub results: Option<PathBuf>,
     /// Results file whose current table holds the last recorded figures (read even when
     /// nothing is appended).

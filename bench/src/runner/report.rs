@@ -1,9 +1,10 @@
-//! The row a scenario appends to `perf/RESULTS.md`: figures of each side, ratios, machine,
-//! versions and the exact command.
+//! The section a scenario appends to the month's file in `perf/history/` (figures of each side,
+//! ratios, machine, versions and the exact command), and the recording of a run: that section
+//! appended, its scenario's rows of the current tables in `perf/RESULTS.md` rewritten.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// What was measured on one side.
@@ -170,17 +171,46 @@ pub fn render_sides(
 }
 
 /// Prints a run's section with its figures next to the last recorded ones in the current
-/// table of `results` (read when the file exists); with `append`, appends the section to
-/// `results` and rewrites the scenario's rows of the current table, else prints those rows.
+/// tables of `results` (read when the file exists); with `append`, appends the section to the
+/// month's history file beside `results` ([`history_file`]) and rewrites the scenario's rows of
+/// the current tables in `results`, else prints those rows.
 pub fn record(rec: &super::current::Recorded, results: &Path, append: bool) -> std::io::Result<()> {
+    let printed = record_as(rec, results, append, &super::current::commit())?;
+    print!("{printed}");
+    Ok(())
+}
+
+/// [`record`] with the commit measured given, returning what it would print.
+pub fn record_as(
+    rec: &super::current::Recorded,
+    results: &Path,
+    append: bool,
+    commit: &str,
+) -> std::io::Result<String> {
     use super::current;
-    let text = std::fs::read_to_string(results).unwrap_or_default();
-    let date = rec
+    let text = read_if_any(results)?;
+    let heading = rec
         .section
         .lines()
-        .find_map(|l| l.strip_prefix("## ")?.split(" — ").next())
+        .find_map(|l| l.strip_prefix("## "))
+        .map(str::to_string);
+    let date = heading
+        .as_deref()
+        .and_then(|h| h.split(" — ").next())
         .map_or_else(utc_now, str::to_string);
-    let rows = current::rows_of(rec, &date, &current::commit());
+    let history = history_file(results, &date);
+    let history_text = read_if_any(&history)?;
+    // The date cell links to the section, relative to the results file, which `history/` sits
+    // beside.
+    let date_cell = match (&heading, history.file_name()) {
+        (Some(h), Some(name)) if append => format!(
+            "[{date}](history/{}#{})",
+            name.to_string_lossy(),
+            current::next_anchor(&history_text, h)
+        ),
+        _ => date.clone(),
+    };
+    let rows = current::rows_of(rec, &date_cell, commit);
     let last = current::rows(&text, rec.scenario);
     let mut section = rec.section.clone();
     let _ = write!(
@@ -190,19 +220,81 @@ pub fn record(rec: &super::current::Recorded, results: &Path, append: bool) -> s
         rec.input,
         current::compare(&last, &rows)
     );
-    print!("{section}");
+    let mut printed = section.clone();
     if append {
-        let mut out = current::update(&text, rec.scenario, &rows);
-        out.push_str(&section);
-        let mut f = std::fs::File::create(results)?;
-        f.write_all(out.as_bytes())?;
+        // The section first: a run whose history cannot be written leaves the current tables
+        // as they were, not pointing at a section that is not there.
+        append_history(&history, &history_text, &date, &section)?;
+        std::fs::write(results, current::update(&text, rec.scenario, &rows))?;
+        let _ = writeln!(
+            printed,
+            "\nAppended to {}; current table of `run {}` rewritten in {}.",
+            history.display(),
+            rec.scenario,
+            results.display()
+        );
     } else {
-        println!(
+        let _ = write!(
+            printed,
             "\nRows for the current table (not written: --no-append):\n\n{}",
             current::render_table(&rows)
         );
     }
-    Ok(())
+    Ok(printed)
+}
+
+/// The history file of the runs of `date`'s month (`2026-11-24 10:00 UTC` gives
+/// `history/2026-11.md`), in the directory of the results file `results`; the current month
+/// (UTC) when `date` does not start with one.
+pub fn history_file(results: &Path, date: &str) -> PathBuf {
+    let month = |d: &str| {
+        let m = d.get(..7)?;
+        let b = m.as_bytes();
+        (b[4] == b'-' && m.chars().filter(char::is_ascii_digit).count() == 6).then(|| m.to_string())
+    };
+    let month = month(date)
+        .or_else(|| month(&utc_now()))
+        .unwrap_or_else(|| "undated".into());
+    results
+        .parent()
+        .unwrap_or(Path::new(""))
+        .join("history")
+        .join(format!("{month}.md"))
+}
+
+/// Appends `section` to the history file `path` whose text is `text`, creating the file, headed
+/// with its month, when it is new.
+fn append_history(path: &Path, text: &str, date: &str, section: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut add = String::new();
+    if text.is_empty() {
+        let month = path.file_stem().map_or_else(
+            || date.get(..7).unwrap_or(date).to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        );
+        let _ = writeln!(add, "# Measured runs, {month}");
+    } else if !text.ends_with('\n') {
+        add.push('\n');
+    }
+    if !section.starts_with('\n') {
+        add.push('\n');
+    }
+    add.push_str(section);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    f.write_all(add.as_bytes())
+}
+
+/// The text of the file at `path`; empty when there is none.
+fn read_if_any(path: &Path) -> std::io::Result<String> {
+    match std::fs::read_to_string(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        r => r,
+    }
 }
 
 /// `a / b` as a ratio cell (`2.50x`), `n/a` when `b` is not positive.
@@ -216,7 +308,171 @@ pub(super) fn ratio(a: f64, b: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::current::{Figure, Recorded, rows};
     use super::*;
+
+    /// A `run query` recorded at `date` with Gauntlet's queries/s `qps`; Thanos's 20 when
+    /// `thanos`.
+    fn run(date: &str, qps: f64, thanos: bool) -> Recorded {
+        let peers = if thanos { Some(20.0) } else { None };
+        Recorded {
+            scenario: "query",
+            input: "680 targets × 8 pods, 2 h (124k series)".into(),
+            section: format!("\n## {date} — `run query`\n\nMachine: test.\n"),
+            figures: vec![
+                Figure::new("queries/s at concurrency 2", Some(qps), Some(8.0), 1)
+                    .with_peers(peers, None),
+                Figure::new("peak RSS, MiB", Some(370.0), Some(840.0), 0),
+            ],
+        }
+    }
+
+    const RESULTS: &str = "# Measured figures\n\nIntro.\n\n## Current figures\n\n### `run query`\n\nProse.\n\n| input | figure | Gauntlet | Prometheus | ratio Gauntlet / Prometheus | date | commit |\n|---|---|---|---|---|---|---|\n| 680 targets × 8 pods, 2 h (124k series) | queries/s at concurrency 2 | 40.0 | 8.0 | 5.00x | 2026-10-01 10:00 UTC | old1234 |\n";
+
+    #[test]
+    fn runs_go_to_their_months_history_file_and_replace_their_current_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let results = dir.path().join("RESULTS.md");
+        std::fs::write(&results, RESULTS).unwrap();
+        let nov = dir.path().join("history/2026-11.md");
+
+        let printed = record_as(
+            &run("2026-11-24 10:00 UTC", 44.0, false),
+            &results,
+            true,
+            "abc",
+        )
+        .unwrap();
+        assert!(
+            printed.contains("Gauntlet 44.0 (last recorded 40.0, +10%)"),
+            "{printed}"
+        );
+        let hist = std::fs::read_to_string(&nov).unwrap();
+        assert_eq!(
+            hist,
+            "# Measured runs, 2026-11\n\n## 2026-11-24 10:00 UTC — `run query`\n\nMachine: test.\n\nAgainst the last recorded figures (the current table of `run query` on 680 targets × 8 pods, 2 h (124k series)):\n\n- queries/s at concurrency 2: Gauntlet 44.0 (last recorded 40.0, +10%); Prometheus 8.0 (last recorded 8.0, +0%) [recorded 2026-10-01 10:00 UTC, old1234]\n- peak RSS, MiB: Gauntlet 370 (none recorded); Prometheus 840 (none recorded)\n"
+        );
+        let text = std::fs::read_to_string(&results).unwrap();
+        assert!(
+            !text.contains("Machine: test."),
+            "no section in the results file: {text}"
+        );
+        assert!(text.starts_with("# Measured figures\n\nIntro.\n\n## Current figures\n\n### `run query`\n\nProse.\n\n| input"));
+        let q = rows(&text, "query");
+        assert_eq!(q.len(), 2, "{text}");
+        assert_eq!(
+            q[0].date,
+            "[2026-11-24 10:00 UTC](history/2026-11.md#2026-11-24-1000-utc--run-query)"
+        );
+        assert_eq!(
+            (q[0].gauntlet.as_str(), q[0].commit.as_str()),
+            ("44.0", "abc")
+        );
+
+        // A second run in the month: appended to the same file, its rows replacing the first's,
+        // its link to its own section even when the heading repeats.
+        record_as(
+            &run("2026-11-24 10:00 UTC", 42.0, true),
+            &results,
+            true,
+            "def",
+        )
+        .unwrap();
+        let hist = std::fs::read_to_string(&nov).unwrap();
+        assert_eq!(hist.matches("# Measured runs").count(), 1);
+        assert_eq!(
+            hist.matches("## 2026-11-24 10:00 UTC — `run query`")
+                .count(),
+            2
+        );
+        assert!(
+            hist.contains("Gauntlet 42.0 (last recorded 44.0, -5%)"),
+            "{hist}"
+        );
+        let text = std::fs::read_to_string(&results).unwrap();
+        let q = rows(&text, "query");
+        assert_eq!(q.len(), 2, "replaced, not duplicated: {text}");
+        assert_eq!(q[0].gauntlet, "42.0");
+        assert_eq!(
+            q[0].date,
+            "[2026-11-24 10:00 UTC](history/2026-11.md#2026-11-24-1000-utc--run-query-1)"
+        );
+        assert_eq!(
+            super::super::current::anchors(&hist)[2],
+            "2026-11-24-1000-utc--run-query-1"
+        );
+        // Thanos's figure widens the current table.
+        assert!(
+            text.contains("| input | figure | Gauntlet | Prometheus | Thanos | VictoriaMetrics | ratio Gauntlet / Prometheus | ratio Gauntlet / Thanos | ratio Gauntlet / VictoriaMetrics | date | commit |"),
+            "{text}"
+        );
+        assert_eq!(
+            (q[0].thanos.as_str(), q[0].ratio_thanos.as_str()),
+            ("20.0", "2.10x")
+        );
+        assert_eq!(q[1].thanos, "–");
+
+        // A run in another month starts that month's file.
+        record_as(
+            &run("2026-12-01 00:05 UTC", 43.0, true),
+            &results,
+            true,
+            "0a1",
+        )
+        .unwrap();
+        let dec = std::fs::read_to_string(dir.path().join("history/2026-12.md")).unwrap();
+        assert!(
+            dec.starts_with("# Measured runs, 2026-12\n\n## 2026-12-01 00:05 UTC — `run query`\n"),
+            "{dec}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&nov).unwrap(),
+            hist,
+            "November untouched"
+        );
+        let q = rows(&std::fs::read_to_string(&results).unwrap(), "query");
+        assert_eq!(q.len(), 2);
+        assert_eq!(
+            q[0].date,
+            "[2026-12-01 00:05 UTC](history/2026-12.md#2026-12-01-0005-utc--run-query)"
+        );
+        assert_eq!(q[0].date_text(), "2026-12-01 00:05 UTC");
+    }
+
+    #[test]
+    fn without_append_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let results = dir.path().join("RESULTS.md");
+        std::fs::write(&results, RESULTS).unwrap();
+        let printed = record_as(
+            &run("2026-11-24 10:00 UTC", 44.0, false),
+            &results,
+            false,
+            "abc",
+        )
+        .unwrap();
+        assert!(printed.contains("Rows for the current table (not written: --no-append)"));
+        assert!(
+            printed.contains("| 44.0 | 8.0 | 5.50x | 2026-11-24 10:00 UTC | abc |"),
+            "{printed}"
+        );
+        assert_eq!(std::fs::read_to_string(&results).unwrap(), RESULTS);
+        assert!(!dir.path().join("history").exists());
+    }
+
+    #[test]
+    fn the_history_file_is_named_for_the_runs_month_beside_the_results_file() {
+        assert_eq!(
+            history_file(Path::new("perf/RESULTS.md"), "2026-11-24 10:00 UTC"),
+            Path::new("perf/history/2026-11.md")
+        );
+        assert_eq!(
+            history_file(Path::new("RESULTS.md"), "2027-01-02 03:04 UTC"),
+            Path::new("history/2027-01.md")
+        );
+        let undated = history_file(Path::new("RESULTS.md"), "soon");
+        assert_ne!(undated, Path::new("history/soon.md"));
+    }
 
     fn side(system: &str, throughput: f64) -> Figures {
         Figures {
