@@ -1,7 +1,8 @@
-//! `gauntlet all`: receive, store and query in one process over a filesystem bucket, the HTTP
-//! API reading blocks and the receiver's heads in-process without a gRPC hop. Remote write is
-//! taken on `--remote-write.address` (and on the HTTP address); the receiver keeps its tenants
-//! under `<data-dir>/.gauntlet/receive/` and ships the blocks it cuts into the bucket itself.
+//! `gauntlet all`: receive, store, query and compact in one process over a filesystem bucket,
+//! the HTTP API reading blocks and the receiver's heads in-process without a gRPC hop. Remote
+//! write is taken on `--remote-write.address` (and on the HTTP address); the receiver keeps its
+//! tenants under `<data-dir>/.gauntlet/receive/` and ships the blocks it cuts into the bucket
+//! itself, where background passes compact and downsample them every `--compact.interval`.
 //! `--demo` first fills an empty bucket with a day of generated data.
 
 use crate::now_ms;
@@ -71,6 +72,7 @@ pub struct AllArgs {
     /// How often the bucket is listed for new and deleted blocks.
     #[arg(long = "sync-block-duration", default_value = "1m", value_parser = crate::query::cmd::duration)]
     pub sync_every: Duration,
+    /// The PromQL engine's limits and features, the flags `gauntlet query` takes.
     #[command(flatten)]
     pub promql: crate::query::cmd::PromqlFlags,
     /// How the engine cores read local files: `auto`, `io-uring` or `pread`.

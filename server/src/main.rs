@@ -38,21 +38,27 @@ struct Cli {
     command: Command,
 }
 
+// Each variant's first doc paragraph is its line in `gauntlet --help`: it names what the
+// command runs (the tests below hold `all`'s and the roles' lines to that).
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Store and query in one process over a filesystem bucket (`./data`).
+    /// Every role in one process over a filesystem bucket (`./data`): receive (remote write
+    /// with a WAL), store and query (the StoreAPI, Prometheus's HTTP API and the web UI) and
+    /// compact (background compaction and downsampling).
     All(all::AllArgs),
-    /// A querier over StoreAPI endpoints, with replica dedup, serving Prometheus's HTTP API.
+    /// Querier: evaluates PromQL over StoreAPI endpoints, deduplicating replicas, and serves
+    /// Prometheus's HTTP API, the web UI and the StoreAPI, as Thanos Query does.
     Query(query::cmd::QueryArgs),
-    /// Receive: remote write into per-tenant heads with a WAL, served over the StoreAPI and
-    /// cut into blocks shipped to the bucket.
+    /// Receiver: takes remote write into per-tenant heads with a WAL, serves them over the
+    /// StoreAPI and ships the blocks it cuts to a bucket, as Thanos Receive does.
     Receive(Box<receive::ReceiveArgs>),
-    /// Store gateway: serve the blocks of an object-storage bucket over the Thanos StoreAPI.
+    /// Store gateway: serves the blocks of an object-storage bucket over the Thanos StoreAPI.
     Store(store::StoreArgs),
     /// Compactor: compacts, deduplicates, downsamples and applies retention to the blocks of
-    /// a bucket, as Thanos's compactor does.
+    /// a bucket, as Thanos's compactor does (one pass, or one every interval with `--wait`).
     Compact(Box<compact::CompactArgs>),
-    /// Offline tools over blocks and buckets.
+    /// Offline tools over local blocks (as `promtool tsdb`) and over a bucket's blocks (as
+    /// `thanos tools bucket`); they serve nothing.
     Tools {
         #[command(subcommand)]
         tool: tools::Tool,
@@ -86,5 +92,75 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one-line description `--help` prints for `path` (`["tools", "bucket"]`).
+    fn about(path: &[&str]) -> String {
+        let mut cmd = Cli::command();
+        for name in path {
+            cmd = cmd
+                .find_subcommand(name)
+                .unwrap_or_else(|| panic!("no subcommand {name}"))
+                .clone();
+        }
+        cmd.get_about()
+            .map(|a| a.to_string().to_lowercase())
+            .unwrap_or_default()
+    }
+
+    #[track_caller]
+    fn assert_names(path: &[&str], words: &[&str]) {
+        let line = about(path);
+        for w in words {
+            assert!(
+                line.contains(w),
+                "`gauntlet {} --help` says {line:?}, which does not name {w:?}",
+                path.join(" ")
+            );
+        }
+    }
+
+    #[test]
+    fn each_role_names_what_it_runs() {
+        // `all` starts the receiver, serves the bucket and the heads, answers queries and
+        // compacts in the background: a line naming only some of them misleads.
+        assert_names(
+            &["all"],
+            &[
+                "receive",
+                "store",
+                "query",
+                "compact",
+                "downsampl",
+                "web ui",
+            ],
+        );
+        assert_names(&["query"], &["storeapi", "promql", "http api", "dedup"]);
+        assert_names(&["receive"], &["remote write", "wal", "storeapi", "bucket"]);
+        assert_names(&["store"], &["bucket", "storeapi"]);
+        assert_names(&["compact"], &["compact", "downsample", "retention"]);
+        assert_names(&["tools"], &["block", "bucket"]);
+        assert_names(&["tools", "block"], &["block"]);
+        assert_names(&["tools", "bucket"], &["bucket"]);
+    }
+
+    #[test]
+    fn every_command_has_a_first_line() {
+        fn walk(cmd: &clap::Command, path: &str) {
+            for sub in cmd.get_subcommands() {
+                let path = format!("{path} {}", sub.get_name());
+                let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+                assert!(!about.trim().is_empty(), "`{path}` has no help line");
+                walk(sub, &path);
+            }
+        }
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        walk(&cli, "gauntlet");
     }
 }
