@@ -3,6 +3,11 @@
 //!
 //! Needs `cargo install iai-callgrind-runner --version 0.16.1` and valgrind to run.
 
+#![allow(
+    missing_docs,
+    reason = "iai-callgrind's benchmark macros generate public items without doc comments"
+)]
+
 use std::hint::black_box;
 
 use gauntlet_engine::index::postings::{self, scalar};

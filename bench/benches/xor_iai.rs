@@ -3,6 +3,11 @@
 //! first 100 chunks the block writer cuts from generated data (see `xor_common`). Unlike wall
 //! time, these counts are stable on a shared machine. Needs `iai-callgrind-runner` 0.16.1.
 
+#![allow(
+    missing_docs,
+    reason = "iai-callgrind's benchmark macros generate public items without doc comments"
+)]
+
 use std::hint::black_box;
 
 use gauntlet_engine::chunk::{

@@ -10,9 +10,10 @@
 //! servers. Modules mirror the protobuf packages; each service `Foo` gets
 //! `foo_client` and `foo_server` submodules next to its messages.
 
-// Clippy is silenced on the generated modules: their shape is decided by prost
-// and tonic, and their doc comments come from the .proto files.
-#[allow(clippy::all, clippy::pedantic)]
+// Clippy and missing_docs are silenced on the generated modules: their shape is
+// decided by prost and tonic, and their doc comments come from the .proto files,
+// which document only some messages and fields.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
 /// Package `thanos`: StoreAPI messages and the `Store` and `WriteableStore`
 /// services.
 pub mod thanos {
@@ -25,14 +26,14 @@ pub mod thanos {
     }
 }
 
-#[allow(clippy::all, clippy::pedantic)]
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
 /// Package `hintspb`: store hints and query statistics sent inside the `hints`
 /// fields (`google.protobuf.Any`) of StoreAPI requests and responses.
 pub mod hintspb {
     include!(concat!(env!("OUT_DIR"), "/hintspb.rs"));
 }
 
-#[allow(clippy::all, clippy::pedantic)]
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
 /// Package `prometheus`: remote write 1.0 and remote read messages.
 pub mod prometheus {
     include!(concat!(env!("OUT_DIR"), "/prometheus.rs"));
@@ -44,7 +45,7 @@ pub mod io {
     pub mod prometheus {
         /// Namespace of package `io.prometheus.write.v2`.
         pub mod write {
-            #[allow(clippy::all, clippy::pedantic)]
+            #[allow(clippy::all, clippy::pedantic, missing_docs)]
             /// Package `io.prometheus.write.v2`: remote write 2.0 messages,
             /// with strings interned in `Request::symbols`.
             pub mod v2 {

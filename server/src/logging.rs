@@ -19,6 +19,11 @@ use tracing_subscriber::registry::LookupSpan;
 
 /// `--log.level`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[allow(
+    missing_docs,
+    reason = "the variants are the flag's values and say what they are; clap would print \
+              their doc comments as a list under each `--help`"
+)]
 pub enum LogLevel {
     Debug,
     Info,
@@ -28,6 +33,11 @@ pub enum LogLevel {
 
 /// `--log.format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[allow(
+    missing_docs,
+    reason = "the variants are the flag's values and say what they are; clap would print \
+              their doc comments as a list under each `--help`"
+)]
 pub enum LogFormat {
     Logfmt,
     Json,

@@ -50,7 +50,9 @@ pub enum BlockError {
     /// transient (disk full, permissions), otherwise the block directory is unusable.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file or directory the operation was on.
         path: PathBuf,
+        /// The OS error.
         #[source]
         source: std::io::Error,
     },
@@ -58,34 +60,48 @@ pub enum BlockError {
     /// shape; the file is corrupt or was partially written.
     #[error("{}: invalid JSON: {source}", path.display())]
     Json {
+        /// The JSON file.
         path: PathBuf,
+        /// Where and how parsing failed.
         #[source]
         source: serde_json::Error,
     },
     /// A JSON file parsed but its content is inconsistent (e.g. `minTime > maxTime`).
     #[error("{}: invalid content: {reason}", path.display())]
-    InvalidMeta { path: PathBuf, reason: String },
+    InvalidMeta {
+        /// The JSON file.
+        path: PathBuf,
+        /// Which fields disagree, and how.
+        reason: String,
+    },
     /// The file does not start with the magic number of its format: it is not that kind of
     /// file, or its header is damaged.
     #[error("{}: bad magic {actual:#010x} at offset {offset} (expected {expected:#010x})", path.display())]
     BadMagic {
+        /// The file.
         path: PathBuf,
+        /// Byte offset of the magic number in the file.
         offset: u64,
+        /// The magic number of the format.
         expected: u32,
+        /// The four bytes found instead, big-endian.
         actual: u32,
     },
     /// The file declares a format version this code does not read; it was written by a newer
     /// (or foreign) writer.
     #[error("{}: unsupported {what} version {version}", path.display())]
     UnsupportedVersion {
+        /// The file.
         path: PathBuf,
         /// Which version field: "meta", "thanos meta", "chunk segment", "tombstones", "marker".
         what: &'static str,
+        /// The version the file declares.
         version: i64,
     },
     /// A checksum does not match the bytes it covers: the data was damaged after writing.
     #[error("{}: CRC32C mismatch at offset {offset}: stored {expected:#010x}, computed {actual:#010x}", path.display())]
     CrcMismatch {
+        /// The file.
         path: PathBuf,
         /// Offset of the record (or section) the checksum covers.
         offset: u64,
@@ -97,7 +113,9 @@ pub enum BlockError {
     /// Bytes ended early or a varint was malformed while decoding; `source` holds the offset.
     #[error("{}: {source}", path.display())]
     Decode {
+        /// The file.
         path: PathBuf,
+        /// What could not be decoded, at which offset.
         #[source]
         source: DecodeError,
     },
@@ -105,42 +123,58 @@ pub enum BlockError {
     /// chunks directory disagree.
     #[error("{}: chunk ref {chunk_ref:#x} names segment {segment} but only {num_segments} segment files exist", dir.display())]
     SegmentMissing {
+        /// The block's `chunks/` directory.
         dir: PathBuf,
+        /// The chunk reference: segment index in the upper 32 bits, offset in the lower.
         chunk_ref: u64,
         /// 0-based segment index taken from the ref.
         segment: u64,
+        /// Segment files the directory holds.
         num_segments: usize,
     },
     /// A chunk reference points inside the segment header or past the end of the file.
     #[error("{}: chunk ref {chunk_ref:#x} points at offset {offset}, outside the records (file length {file_len})", path.display())]
     ChunkOutOfBounds {
+        /// The segment file.
         path: PathBuf,
+        /// The chunk reference: segment index in the upper 32 bits, offset in the lower.
         chunk_ref: u64,
+        /// Byte offset the reference points at.
         offset: u64,
+        /// Length of the segment file, bytes.
         file_len: u64,
     },
     /// The files in a chunks directory are not numbered 1, 2, 3, … without gaps, so chunk
     /// refs cannot be resolved.
     #[error("{}: segment files not numbered consecutively from 000001: expected {expected}, found {found:?}", dir.display())]
     SegmentNumbering {
+        /// The block's `chunks/` directory.
         dir: PathBuf,
+        /// The number the next file should have had.
         expected: u64,
+        /// The file name found in its place.
         found: String,
     },
     /// A chunk is too large for the format (its length field is 32 bits), or the writer would
     /// need more segments or bigger offsets than a 64-bit ref can hold.
     #[error("{}: chunk of {len} bytes cannot be stored: {reason}", path.display())]
     ChunkTooLarge {
+        /// The segment file being written.
         path: PathBuf,
+        /// Length of the chunk, bytes.
         len: u64,
+        /// Which limit it exceeds.
         reason: &'static str,
     },
     /// A chunk's encoding byte is not one of the values in `docs/formats/tsdb-block.md`, Chunk
     /// encoding bytes.
     #[error("{}: unknown chunk encoding {encoding} in record at offset {offset}", path.display())]
     UnknownEncoding {
+        /// The segment file.
         path: PathBuf,
+        /// Byte offset of the chunk record.
         offset: u64,
+        /// The encoding byte found.
         encoding: u8,
     },
 }

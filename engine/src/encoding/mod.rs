@@ -16,13 +16,26 @@ use std::fmt;
 pub enum DecodeError {
     /// Fewer bytes were left than the field needs: the input is truncated.
     #[error("unexpected end of data at offset {offset} (wanted {wanted} bytes, {left} left)")]
-    Truncated { offset: u64, wanted: u64, left: u64 },
+    Truncated {
+        /// Absolute byte offset of the field.
+        offset: u64,
+        /// Bytes the field needs.
+        wanted: u64,
+        /// Bytes that were left.
+        left: u64,
+    },
     /// A varint ran past 10 bytes or overflowed its integer type.
     #[error("invalid varint at offset {offset}")]
-    Varint { offset: u64 },
+    Varint {
+        /// Absolute byte offset of the varint.
+        offset: u64,
+    },
     /// A string was not valid UTF-8.
     #[error("invalid UTF-8 string at offset {offset}")]
-    Utf8 { offset: u64 },
+    Utf8 {
+        /// Absolute byte offset of the string's bytes.
+        offset: u64,
+    },
 }
 
 impl DecodeError {

@@ -25,12 +25,19 @@ pub enum MetricType {
     /// Not given (0), or a number this version does not know.
     #[default]
     Unknown,
+    /// A value that only goes up, reset to 0 on restart (1).
     Counter,
+    /// A value that goes up and down (2).
     Gauge,
+    /// Classic histogram series: `_bucket`, `_sum` and `_count`, or a native histogram (3).
     Histogram,
+    /// A histogram whose buckets may go down, as a gauge (4).
     GaugeHistogram,
+    /// Quantiles with `_sum` and `_count` (5).
     Summary,
+    /// A constant 1 whose labels carry information (6).
     Info,
+    /// One series per state, 1 for the current one (7).
     StateSet,
 }
 

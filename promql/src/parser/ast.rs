@@ -11,7 +11,9 @@ use super::functions::Function;
 /// A range of the query's text, byte offsets, end exclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct Span {
+    /// Byte offset of the first byte.
     pub start: usize,
+    /// Byte offset just past the last byte.
     pub end: usize,
 }
 
@@ -27,9 +29,13 @@ impl Span {
 pub enum ValueType {
     /// No value (an empty argument list); never the type of a valid expression.
     None,
+    /// A single number without labels.
     Scalar,
+    /// An instant vector: one sample per series.
     Vector,
+    /// A range vector: the samples of a time range per series.
     Matrix,
+    /// A string literal.
     String,
 }
 
@@ -62,24 +68,36 @@ impl ValueType {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Expr {
+    /// A number literal.
     Number(NumberLiteral),
+    /// A string literal.
     String(StringLiteral),
+    /// An instant vector selector.
     Vector(VectorSelector),
+    /// A range vector selector.
     Matrix(MatrixSelector),
+    /// A subquery.
     Subquery(SubqueryExpr),
+    /// A parenthesized expression.
     Paren(ParenExpr),
+    /// A unary minus or plus.
     Unary(UnaryExpr),
+    /// A binary operation.
     Binary(BinaryExpr),
+    /// A function call.
     Call(Call),
+    /// An aggregation.
     Aggregate(AggregateExpr),
 }
 
 /// A number: `1`, `0x1F`, `-Inf`, or a duration used as seconds (`5m`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NumberLiteral {
+    /// The value (seconds, for a duration).
     pub value: f64,
     /// Written as a duration (`5m`), and printed back as one.
     pub duration: bool,
+    /// Where the literal is in the query.
     pub span: Span,
 }
 
@@ -87,16 +105,22 @@ pub struct NumberLiteral {
 /// characters).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StringLiteral {
+    /// The decoded value.
     pub value: String,
+    /// Where the literal is in the query, quotes included.
     pub span: Span,
 }
 
 /// How a matcher compares a label's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MatchOp {
+    /// `=`: the value equals the matcher's.
     Equal,
+    /// `!=`: the value differs from the matcher's.
     NotEqual,
+    /// `=~`: the whole value matches the regex.
     Regex,
+    /// `!~`: the whole value does not match the regex.
     NotRegex,
 }
 
@@ -115,8 +139,11 @@ impl MatchOp {
 /// One label matcher of a selector.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Matcher {
+    /// The label name.
     pub name: String,
+    /// How the value is compared.
     pub op: MatchOp,
+    /// The value or regex, unquoted.
     pub value: String,
 }
 
@@ -125,7 +152,9 @@ pub struct Matcher {
 pub enum At {
     /// A fixed time, ms since the epoch.
     Timestamp(i64),
+    /// `@ start()`: the query's start time.
     Start,
+    /// `@ end()`: the query's end time.
     End,
 }
 
@@ -142,24 +171,38 @@ pub enum DurationExpr {
     Range(Span),
     /// `-e` or `+e`.
     Unary {
+        /// [`BinaryOp::Sub`] or [`BinaryOp::Add`].
         op: BinaryOp,
+        /// The operand.
         expr: Box<DurationExpr>,
+        /// Where the expression is in the query.
         span: Span,
     },
     /// `a + b`, `a * b`, ...: only the arithmetic operators.
     Binary {
+        /// The operator.
         op: BinaryOp,
+        /// The left operand.
         lhs: Box<DurationExpr>,
+        /// The right operand.
         rhs: Box<DurationExpr>,
     },
     /// `min_of(a, b)` or `max_of(a, b)`.
     MinMax {
+        /// `max_of` rather than `min_of`.
         max: bool,
+        /// The two arguments.
         args: Box<(DurationExpr, DurationExpr)>,
+        /// Where the call is in the query.
         span: Span,
     },
     /// `(e)`.
-    Paren { expr: Box<DurationExpr>, span: Span },
+    Paren {
+        /// The expression inside.
+        expr: Box<DurationExpr>,
+        /// Where the parentheses are in the query.
+        span: Span,
+    },
 }
 
 impl DurationExpr {
@@ -267,7 +310,9 @@ pub struct VectorSelector {
     /// The matchers, the metric name's `__name__="..."` matcher last when a name was written
     /// before the braces.
     pub matchers: Vec<Matcher>,
+    /// `offset d`.
     pub offset: Offset,
+    /// `@ t`.
     pub at: Option<At>,
     /// `anchored` (Prometheus 3.14's extended range selectors).
     pub anchored: bool,
@@ -275,33 +320,44 @@ pub struct VectorSelector {
     pub smoothed: bool,
     /// The selector as the second argument of `info()`, which may match nothing.
     pub bypass_empty_matcher_check: bool,
+    /// Where the selector is in the query.
     pub span: Span,
 }
 
 /// A range vector selector: `selector[range]`; the selector holds the `offset` and `@`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MatrixSelector {
+    /// The selector before the brackets, with its `offset` and `@`.
     pub selector: VectorSelector,
+    /// The range in the brackets, seconds.
     pub range: DurationExpr,
+    /// Where the selector is in the query.
     pub span: Span,
 }
 
 /// A subquery: `expr[range:step]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubqueryExpr {
+    /// The inner expression, evaluated at each step.
     pub expr: Box<Expr>,
+    /// The range before the colon, seconds.
     pub range: DurationExpr,
     /// The step; `None` when left out (the evaluation interval is used).
     pub step: Option<DurationExpr>,
+    /// `offset d`.
     pub offset: Offset,
+    /// `@ t`.
     pub at: Option<At>,
+    /// Where the subquery is in the query.
     pub span: Span,
 }
 
 /// `(expr)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParenExpr {
+    /// The expression inside.
     pub expr: Box<Expr>,
+    /// Where the parentheses are in the query.
     pub span: Span,
 }
 
@@ -310,32 +366,50 @@ pub struct ParenExpr {
 pub struct UnaryExpr {
     /// [`BinaryOp::Sub`] or [`BinaryOp::Add`].
     pub op: BinaryOp,
+    /// The operand.
     pub expr: Box<Expr>,
+    /// Where the expression is in the query.
     pub span: Span,
 }
 
 /// A binary operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BinaryOp {
+    /// `+`.
     Add,
+    /// `-`.
     Sub,
+    /// `*`.
     Mul,
+    /// `/`.
     Div,
+    /// `%`.
     Mod,
+    /// `^`.
     Pow,
+    /// `atan2`.
     Atan2,
     /// `</` (Prometheus 3.14): a histogram with its buckets above the bound removed.
     TrimUpper,
     /// `>/` (Prometheus 3.14): a histogram with its buckets below the bound removed.
     TrimLower,
+    /// `==`.
     Eql,
+    /// `!=`.
     Neq,
+    /// `>`.
     Gtr,
+    /// `<`.
     Lss,
+    /// `>=`.
     Gte,
+    /// `<=`.
     Lte,
+    /// `and`: the left side's series that the right side has.
     And,
+    /// `or`: the left side's series, then the right side's the left lacks.
     Or,
+    /// `unless`: the left side's series that the right side lacks.
     Unless,
 }
 
@@ -394,22 +468,29 @@ impl BinaryOp {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Cardinality {
     #[default]
+    /// Each series pairs with at most one of the other side.
     OneToOne,
+    /// `group_left`: many left series to one right series.
     ManyToOne,
+    /// `group_right`: one left series to many right series.
     OneToMany,
+    /// The set operators (`and`, `or`, `unless`).
     ManyToMany,
 }
 
 /// Values filled in for series missing on one side (`fill()`, Prometheus 3.14).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct FillValues {
+    /// The value a missing left-hand series takes, if any.
     pub lhs: Option<f64>,
+    /// The value a missing right-hand series takes, if any.
     pub rhs: Option<f64>,
 }
 
 /// `on`/`ignoring`, `group_left`/`group_right` and `fill` of a binary operation.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct VectorMatching {
+    /// How series pair up.
     pub card: Cardinality,
     /// The labels of `on (...)` or `ignoring (...)`.
     pub labels: Vec<String>,
@@ -417,14 +498,18 @@ pub struct VectorMatching {
     pub on: bool,
     /// The labels of `group_left (...)` or `group_right (...)`.
     pub include: Vec<String>,
+    /// `fill`, `fill_left` and `fill_right`.
     pub fill: FillValues,
 }
 
 /// `lhs op rhs`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BinaryExpr {
+    /// The operator.
     pub op: BinaryOp,
+    /// The left operand.
     pub lhs: Box<Expr>,
+    /// The right operand.
     pub rhs: Box<Expr>,
     /// `bool` after a comparison.
     pub return_bool: bool,
@@ -435,27 +520,44 @@ pub struct BinaryExpr {
 /// A function call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Call {
+    /// The function called.
     pub func: &'static Function,
+    /// The arguments, in order.
     pub args: Vec<Expr>,
+    /// Where the call is in the query, name to closing parenthesis.
     pub span: Span,
 }
 
 /// An aggregation operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AggregateOp {
+    /// `sum`.
     Sum,
+    /// `avg`.
     Avg,
+    /// `count`.
     Count,
+    /// `min`.
     Min,
+    /// `max`.
     Max,
+    /// `group`.
     Group,
+    /// `stddev`.
     Stddev,
+    /// `stdvar`.
     Stdvar,
+    /// `topk`.
     Topk,
+    /// `bottomk`.
     Bottomk,
+    /// `count_values`.
     CountValues,
+    /// `quantile`.
     Quantile,
+    /// `limitk` (experimental).
     Limitk,
+    /// `limit_ratio` (experimental).
     LimitRatio,
 }
 
@@ -499,12 +601,17 @@ impl AggregateOp {
 /// `op by (labels) (param, expr)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AggregateExpr {
+    /// The operator.
     pub op: AggregateOp,
+    /// The expression aggregated.
     pub expr: Box<Expr>,
+    /// The parameter before the expression (`topk`'s k), if the operator takes one.
     pub param: Option<Box<Expr>>,
+    /// The labels of `by (...)` or `without (...)`.
     pub grouping: Vec<String>,
     /// `without` rather than `by`.
     pub without: bool,
+    /// Where the aggregation is in the query.
     pub span: Span,
 }
 

@@ -5,12 +5,14 @@ use super::ast::ValueType::{self, Matrix, Scalar, String as Str, Vector};
 /// A PromQL function's signature.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Function {
+    /// The name queries call it by.
     pub name: &'static str,
     /// The argument types; with [`Function::variadic`] the last may repeat.
     pub arg_types: &'static [ValueType],
     /// 0: exactly `arg_types`; n > 0: the last argument may be left out or repeat up to n
     /// times in all; -1: the last argument repeats without limit.
     pub variadic: i32,
+    /// The type of value a call returns.
     pub return_type: ValueType,
     /// Prometheus 3.14 gates the function behind
     /// `--enable-feature=promql-experimental-functions` (`first_over_time`, experimental

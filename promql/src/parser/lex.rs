@@ -24,73 +24,131 @@ pub enum Kind {
     Duration,
     /// A quoted string, quotes included.
     String,
+    /// `(`.
     LeftParen,
+    /// `)`.
     RightParen,
+    /// `{`.
     LeftBrace,
+    /// `}`.
     RightBrace,
+    /// `[`.
     LeftBracket,
+    /// `]`.
     RightBracket,
+    /// `,`.
     Comma,
     /// `=` (a label matcher).
     Eql,
+    /// `:` (a subquery's step separator, inside brackets).
     Colon,
     // Operators.
+    /// `+`.
     Add,
+    /// `-`.
     Sub,
+    /// `*`.
     Mul,
+    /// `/`.
     Div,
+    /// `%`.
     Mod,
+    /// `^`.
     Pow,
+    /// `==` (a comparison).
     Eqlc,
+    /// `!=`.
     Neq,
+    /// `<=`.
     Lte,
+    /// `<`.
     Lss,
+    /// `>=`.
     Gte,
+    /// `>`.
     Gtr,
+    /// `=~` (a regex label matcher).
     EqlRegex,
+    /// `!~` (a negated regex label matcher).
     NeqRegex,
+    /// `@` (an evaluation-time modifier).
     At,
+    /// `atan2`, the binary arc tangent operator.
     Atan2,
     /// `</`: trims a histogram's upper end (Prometheus 3.14).
     TrimUpper,
     /// `>/`: trims a histogram's lower end (Prometheus 3.14).
     TrimLower,
+    /// `and`.
     Land,
+    /// `or`.
     Lor,
+    /// `unless`.
     Lunless,
     // Aggregators.
+    /// `sum`.
     Sum,
+    /// `avg`.
     Avg,
+    /// `count`.
     Count,
+    /// `min`.
     Min,
+    /// `max`.
     Max,
+    /// `group`.
     Group,
+    /// `stddev`.
     Stddev,
+    /// `stdvar`.
     Stdvar,
+    /// `topk`.
     Topk,
+    /// `bottomk`.
     Bottomk,
+    /// `count_values`.
     CountValues,
+    /// `quantile`.
     Quantile,
+    /// `limitk`.
     Limitk,
+    /// `limit_ratio`.
     LimitRatio,
     // Keywords.
+    /// `offset`.
     Offset,
+    /// `smoothed` (a range selector modifier).
     Smoothed,
+    /// `anchored` (a range selector modifier).
     Anchored,
+    /// `by`.
     By,
+    /// `without`.
     Without,
+    /// `on`.
     On,
+    /// `ignoring`.
     Ignoring,
+    /// `group_left`.
     GroupLeft,
+    /// `group_right`.
     GroupRight,
+    /// `fill` (values for unmatched sides of a binary operation).
     Fill,
+    /// `fill_left`.
     FillLeft,
+    /// `fill_right`.
     FillRight,
+    /// `bool` (comparisons return 0 or 1).
     Bool,
     // Preprocessors.
+    /// `start` (as in `@ start()`).
     Start,
+    /// `end` (as in `@ end()`).
     End,
+    /// `step` (as in `step()`, a duration expression).
     Step,
+    /// `range` (as in `range()`, a duration expression).
     Range,
 }
 
@@ -237,8 +295,11 @@ impl Kind {
 /// One token: its kind and where it is in the input (byte offsets, end exclusive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Token {
+    /// What the token is.
     pub kind: Kind,
+    /// Byte offset of its first byte.
     pub start: usize,
+    /// Byte offset just past its last byte.
     pub end: usize,
 }
 
@@ -277,7 +338,9 @@ impl Token {
 /// A lexical error: Prometheus's message and the byte offset it points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LexError {
+    /// The message, worded as Prometheus words it.
     pub msg: String,
+    /// Byte offset in the query the error points at.
     pub pos: usize,
 }
 

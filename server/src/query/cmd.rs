@@ -35,6 +35,7 @@ pub struct QueryArgs {
     /// External label naming the replica of an HA pair; repeatable. Dedup drops these.
     #[arg(long = "query.replica-label")]
     pub replica_labels: Vec<String>,
+    /// The PromQL engine's limits and features, shared with `gauntlet all`.
     #[command(flatten)]
     pub promql: PromqlFlags,
     /// Whether a failing endpoint gives a warning (true) or fails the query (false), unless

@@ -462,8 +462,10 @@ fn listener_tls(
 /// HTTP servers' web configuration file.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServerSecurityArgs {
+    /// The gRPC server's certificate, key, client CA and lowest TLS version.
     #[command(flatten)]
     pub grpc: GrpcServerTlsArgs,
+    /// The HTTP servers' web configuration file (TLS and basic auth) and timeouts.
     #[command(flatten)]
     pub http: crate::http::webconfig::HttpConfigArgs,
 }

@@ -14,11 +14,13 @@ use clap::Subcommand;
 pub enum Tool {
     /// Commands over TSDB blocks in a local directory.
     Block {
+        /// The block command to run.
         #[command(subcommand)]
         cmd: block::BlockCmd,
     },
     /// Commands over the blocks of an object-storage bucket, as Thanos's `tools bucket`.
     Bucket {
+        /// The bucket command to run.
         #[command(subcommand)]
         cmd: bucket::BucketCmd,
     },
