@@ -13,6 +13,11 @@
 //! Without npm the build stops and says what to install. `GAUNTLET_WEB_UI=skip` builds a
 //! binary whose pages say the UI was not built, for machines that cannot run npm.
 
+#![allow(
+    clippy::expect_used,
+    reason = "a build script fails by panicking; cargo shows the message with the build error"
+)]
+
 use std::collections::hash_map::DefaultHasher;
 use std::fmt::Write as _;
 use std::fs;

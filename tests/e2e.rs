@@ -3,6 +3,12 @@
 //! browser) on loopback. Run one module with `cargo nextest run -p gauntlet --test e2e
 //! MODULE::`; `tests/README.md` says what each proves.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test that cannot go on fails by panicking, at the line it stopped"
+)]
+
 mod common;
 
 mod all_demo;

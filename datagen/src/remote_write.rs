@@ -11,6 +11,10 @@ use super::{Sample, SeriesInfo};
 /// in time order, series in order of first appearance. Stale markers travel as their NaN.
 ///
 /// Panics if a sample names a series outside `series` (the caller's invariant).
+#[allow(
+    clippy::expect_used,
+    reason = "Snappy refuses only inputs over 4 GiB; generated requests are far smaller"
+)]
 pub fn encode_write_request(series: &[SeriesInfo], samples: &[Sample]) -> Vec<u8> {
     let mut order: Vec<u32> = Vec::new();
     let mut of_series: std::collections::HashMap<u32, Vec<(i64, f64)>> =

@@ -5,6 +5,12 @@
 //! and by the `promql-parser` crate the engine parsed with before, alone (without the text
 //! rewrites and error re-derivation Gauntlet wrapped around it, which are gone).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark that cannot go on stops by panicking, at the line it stopped"
+)]
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gauntlet_promql::Engine;
 use gauntlet_promql::parser::{Options, parse};

@@ -26,6 +26,10 @@ mod hist_math;
 mod hist_notation;
 mod limits;
 pub mod parser;
+#[allow(
+    clippy::expect_used,
+    reason = "the test-script runner fails a script by panicking, as a test does"
+)]
 pub mod promqltest;
 mod value;
 

@@ -106,9 +106,11 @@ pub fn nesting_bound(query: &str) -> usize {
         if groups.len() < 2 {
             return;
         }
-        let g = groups.pop().expect("at least two groups");
+        let Some(g) = groups.pop() else { return };
         let depth = g.depth();
-        let outer = groups.last_mut().expect("the outer group");
+        let Some(outer) = groups.last_mut() else {
+            return;
+        };
         if g.bracket {
             outer.ops = outer.ops.saturating_add(depth);
         } else {
@@ -132,8 +134,9 @@ pub fn nesting_bound(query: &str) -> usize {
             }
             // A selector's matchers (`or` between them included) nest nothing: one operand.
             b'{' => {
-                let g = groups.last_mut().expect("the outermost group stays");
-                g.deepest_operand = g.deepest_operand.max(1);
+                if let Some(g) = groups.last_mut() {
+                    g.deepest_operand = g.deepest_operand.max(1);
+                }
                 i = skip_group(b, i, b'{', b'}').unwrap_or(b.len());
                 continue;
             }
@@ -143,19 +146,22 @@ pub fn nesting_bound(query: &str) -> usize {
             }),
             b')' | b']' => close(&mut groups),
             b',' => {
-                let g = groups.last_mut().expect("the outermost group stays");
-                g.deepest_arg = g.deepest_arg.max(g.ops.saturating_add(g.deepest_operand));
-                g.ops = 0;
-                g.deepest_operand = 0;
+                if let Some(g) = groups.last_mut() {
+                    g.deepest_arg = g.deepest_arg.max(g.ops.saturating_add(g.deepest_operand));
+                    g.ops = 0;
+                    g.deepest_operand = 0;
+                }
             }
             b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'<' | b'>' => {
-                let g = groups.last_mut().expect("the outermost group stays");
-                g.ops = g.ops.saturating_add(1);
+                if let Some(g) = groups.last_mut() {
+                    g.ops = g.ops.saturating_add(1);
+                }
             }
             // `==` and `!=`; `=`, `=~` and `!~` only appear between a label and its value.
             b'=' | b'!' if b.get(i + 1) == Some(&b'=') => {
-                let g = groups.last_mut().expect("the outermost group stays");
-                g.ops = g.ops.saturating_add(1);
+                if let Some(g) = groups.last_mut() {
+                    g.ops = g.ops.saturating_add(1);
+                }
                 i += 2;
                 continue;
             }
@@ -165,8 +171,9 @@ pub fn nesting_bound(query: &str) -> usize {
                 {
                     i += 1;
                 }
-                if matches!(&b[start..i], b"and" | b"or" | b"unless" | b"atan2") {
-                    let g = groups.last_mut().expect("the outermost group stays");
+                if matches!(&b[start..i], b"and" | b"or" | b"unless" | b"atan2")
+                    && let Some(g) = groups.last_mut()
+                {
                     g.ops = g.ops.saturating_add(1);
                 }
                 continue;

@@ -5,6 +5,12 @@
 //! from `docs/formats/storeapi.md` and `docs/formats/remote-write.md`, so a
 //! slip in one shows up as a mismatch.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test that cannot go on fails by panicking, at the line it stopped"
+)]
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use gauntlet_proto::FILE_DESCRIPTOR_SET;

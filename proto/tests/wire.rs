@@ -4,6 +4,12 @@
 //! 2 length-delimited). A wrong field number or type in a .proto file shows
 //! up here as a byte mismatch.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test that cannot go on fails by panicking, at the line it stopped"
+)]
+
 use gauntlet_proto::hintspb;
 use gauntlet_proto::io::prometheus::write::v2;
 use gauntlet_proto::prometheus;

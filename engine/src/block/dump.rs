@@ -161,7 +161,7 @@ pub fn dump(blocks: &[Block], opts: &DumpOptions, out: &mut impl Write) -> Resul
                     BlockSample::FloatHistogram(h) => push_float_histogram(&mut line, h),
                 }
                 line.push(' ');
-                line.push_str(itoa_i64(*t, &mut [0u8; 20]));
+                line.push_str(itoa::Buffer::new().format(*t));
                 line.push('\n');
                 out.write_all(line.as_bytes()).map_err(io)?;
                 stats.samples += 1;
@@ -196,7 +196,7 @@ pub fn dump(blocks: &[Block], opts: &DumpOptions, out: &mut impl Write) -> Resul
             line.push(' ');
             push_float(&mut line, v, FloatFormat::G);
             line.push(' ');
-            line.push_str(itoa_i64(t, &mut [0u8; 20]));
+            line.push_str(itoa::Buffer::new().format(t));
             line.push('\n');
             out.write_all(line.as_bytes()).map_err(io)?;
         }
@@ -289,36 +289,9 @@ fn merge_into(into: &mut SampleBatch, other: &SampleBatch) {
     *into = out;
 }
 
-fn itoa_i64(v: i64, buf: &mut [u8; 20]) -> &str {
-    let mut n = v.unsigned_abs();
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    if v < 0 {
-        // i64::MIN has 19 digits, so there is always room for the sign.
-        i -= 1;
-        buf[i] = b'-';
-    }
-    std::str::from_utf8(&buf[i..]).expect("ASCII digits")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn itoa_extremes() {
-        let mut b = [0u8; 20];
-        assert_eq!(itoa_i64(i64::MIN, &mut b), "-9223372036854775808");
-        assert_eq!(itoa_i64(0, &mut b), "0");
-        assert_eq!(itoa_i64(1735689600000, &mut b), "1735689600000");
-    }
 
     #[test]
     fn promtool_skips_the_sample_ending_each_loop() {

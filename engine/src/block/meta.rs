@@ -471,6 +471,10 @@ pub(crate) mod go_json {
         to_string_with(v, GoFormatter(CompactFormatter))
     }
 
+    #[allow(
+        clippy::expect_used,
+        reason = "serializing our meta types into a Vec cannot fail (see below)"
+    )]
     fn to_string_with<T: Serialize, F: Formatter>(v: &T, f: GoFormatter<F>) -> String {
         let mut out = Vec::with_capacity(512);
         let mut ser = serde_json::Serializer::with_formatter(&mut out, f);

@@ -329,12 +329,16 @@ pub fn read_chunk_record<'a>(
         return Ok(RecordRead::NeedBytes(need));
     }
     match decode_record(buf, base, true) {
-        Ok((encoding, data, len)) => Ok(RecordRead::Chunk {
-            encoding,
-            data,
+        Ok((encoding, data, len)) => {
             // The record ends with its big-endian CRC.
-            crc: u32::from_be_bytes(buf[len - 4..len].try_into().expect("four bytes")),
-        }),
+            #[allow(clippy::expect_used, reason = "a four-byte range converts to [u8; 4]")]
+            let crc = u32::from_be_bytes(buf[len - 4..len].try_into().expect("four bytes"));
+            Ok(RecordRead::Chunk {
+                encoding,
+                data,
+                crc,
+            })
+        }
         Err(e) => Err(e.into_block_error(path)),
     }
 }

@@ -141,6 +141,10 @@ impl BlockWriter {
         if labels.is_empty() {
             return Err(Error::InvalidInput("series with no labels".into()));
         }
+        #[allow(
+            clippy::expect_used,
+            reason = "only `finish`, which consumes the writer, takes the segment writer"
+        )]
         let segments = self
             .segments
             .as_mut()
@@ -193,6 +197,10 @@ impl BlockWriter {
     /// time range is `[first sample, last sample + 1)`. Returns its meta, or `None` when no
     /// series were added (no block is written then).
     pub fn finish(mut self, thanos: Option<ThanosMeta>) -> Result<Option<BlockMeta>> {
+        #[allow(
+            clippy::expect_used,
+            reason = "only `finish`, which consumes the writer, takes the segment writer"
+        )]
         let segments = self
             .segments
             .take()

@@ -51,6 +51,10 @@ impl BitWriter {
     }
 
     fn start(mut prefix: Vec<u8>, empty_tails: bool) -> Self {
+        #[allow(
+            clippy::expect_used,
+            reason = "chunk prefixes are a few bytes; 512 MiB of one is a caller bug"
+        )]
         let bits = u32::try_from(prefix.len() * 8).expect("bit stream prefix over 512 MiB");
         // The prefix's spare capacity becomes room to write in.
         let room = prefix.capacity().max(prefix.len() + WORD_BYTES);

@@ -199,6 +199,10 @@ fn merge_chunks(inputs: Vec<Vec<SeriesChunk>>, join: Join) -> Result<Vec<SeriesC
     }
     let mut out = Vec::new();
     while let Some(i) = heap.pop(|a, b| chunk_less(&queues, a, b)) {
+        #[allow(
+            clippy::expect_used,
+            reason = "only queues with chunks left are pushed onto the heap"
+        )]
         let curr = queues[i]
             .pop_front()
             .expect("queues in the heap are not empty");
@@ -216,7 +220,15 @@ fn merge_chunks(inputs: Vec<Vec<SeriesChunk>>, join: Join) -> Result<Vec<SeriesC
             let duplicate = next.min_time == prev.min_time
                 && next.max_time == prev.max_time
                 && next.data == prev.data;
+            #[allow(
+                clippy::expect_used,
+                reason = "the heap was peeked non-empty just above"
+            )]
             let j = heap.pop(|a, b| chunk_less(&queues, a, b)).expect("peeked");
+            #[allow(
+                clippy::expect_used,
+                reason = "only queues with chunks left are pushed onto the heap"
+            )]
             let next = queues[j]
                 .pop_front()
                 .expect("queues in the heap are not empty");
@@ -332,7 +344,12 @@ fn chain(lists: &[Vec<(i64, Value)>]) -> Vec<(i64, Value)> {
                 t = None;
                 break;
             }
-            c = heap.pop(|a, b| less(&pos, a, b)).expect("not empty");
+            #[allow(
+                clippy::expect_used,
+                reason = "the heap was checked non-empty just above"
+            )]
+            let next = heap.pop(|a, b| less(&pos, a, b)).expect("not empty");
+            c = next;
             changed = true;
             // Seeking to its own timestamp leaves a list where it is.
             let ct = at(&pos, c);
@@ -431,6 +448,10 @@ impl Encoder {
         if self.open.is_none() {
             self.cut(Open::new(v.encoding()), t);
         }
+        #[allow(
+            clippy::expect_used,
+            reason = "`cut` just above opened a chunk when none was"
+        )]
         let open = self.open.as_mut().expect("opened above");
         let new = match (open, v) {
             (Open::Xor(a), Value::Float(f)) => {

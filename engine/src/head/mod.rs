@@ -664,8 +664,9 @@ impl Head {
             if switch {
                 let sent = self.replay_send(st, log);
                 st.in_flight.push_back(sent);
-                if st.in_flight.len() > REPLAY_DEPTH {
-                    let prev = st.in_flight.pop_front().expect("in flight");
+                if st.in_flight.len() > REPLAY_DEPTH
+                    && let Some(prev) = st.in_flight.pop_front()
+                {
                     replay_wait(prev, log, report, &mut st.spare)?;
                 }
                 st.pending = 0;
@@ -757,8 +758,9 @@ impl Head {
             if st.pending >= REPLAY_BATCH {
                 let sent = self.replay_send(st, log);
                 st.in_flight.push_back(sent);
-                if st.in_flight.len() > REPLAY_DEPTH {
-                    let prev = st.in_flight.pop_front().expect("in flight");
+                if st.in_flight.len() > REPLAY_DEPTH
+                    && let Some(prev) = st.in_flight.pop_front()
+                {
                     replay_wait(prev, log, report, &mut st.spare)?;
                 }
                 st.pending = 0;

@@ -380,6 +380,10 @@ impl HeadShard {
                     self.create(s.hash, labels, r)
                 }
             };
+            #[allow(
+                clippy::expect_used,
+                reason = "the id was just looked up or created in this map"
+            )]
             let series = self.series.get_mut(id).expect("found series are live");
             for &(t, v) in samples {
                 if is_stale_nan(v)

@@ -95,16 +95,17 @@ impl PostingsSpool {
     /// Sorts the buffer and appends it to the run file as one run.
     fn spill(&mut self) -> std::io::Result<()> {
         sort_entries(&mut self.buf, &mut self.scratch);
-        if self.runs_file.is_none() {
-            let path = self
-                .spill_path
-                .clone()
-                .expect("spill is only called with a path");
-            let tmp = TempFile::create(path)?;
-            let w = BufWriter::with_capacity(1 << 20, tmp.file.try_clone()?);
-            self.runs_file = Some((tmp, w));
-        }
-        let (_, w) = self.runs_file.as_mut().expect("opened above");
+        let (_, w) = match &mut self.runs_file {
+            Some(open) => open,
+            slot @ None => {
+                let Some(path) = self.spill_path.clone() else {
+                    return Err(std::io::Error::other("spilling without a spill path"));
+                };
+                let tmp = TempFile::create(path)?;
+                let w = BufWriter::with_capacity(1 << 20, tmp.file.try_clone()?);
+                slot.insert((tmp, w))
+            }
+        };
         for e in &self.buf {
             let mut b = [0u8; ENTRY_BYTES];
             b[0..4].copy_from_slice(&e[0].to_le_bytes());
@@ -281,6 +282,7 @@ impl SortedIter<'_> {
                 Ok(Some(m))
             }
             (Some(_), _) => {
+                #[allow(clippy::expect_used, reason = "the match peeked an entry on the heap")]
                 let Reverse((e, i)) = self.heap.pop().expect("peeked");
                 if let Some(n) = self.readers[i].next_entry()? {
                     self.heap.push(Reverse((n, i)));
@@ -318,12 +320,14 @@ impl ByteSpool {
         if self.buf.len() >= self.cap
             && let Some(path) = &self.spill_path
         {
-            if self.file.is_none() {
-                let tmp = TempFile::create(path.clone())?;
-                let w = BufWriter::with_capacity(1 << 20, tmp.file.try_clone()?);
-                self.file = Some((tmp, w));
-            }
-            let (_, w) = self.file.as_mut().expect("opened above");
+            let (_, w) = match &mut self.file {
+                Some(open) => open,
+                slot @ None => {
+                    let tmp = TempFile::create(path.clone())?;
+                    let w = BufWriter::with_capacity(1 << 20, tmp.file.try_clone()?);
+                    slot.insert((tmp, w))
+                }
+            };
             w.write_all(&self.buf)?;
             self.spilled += self.buf.len() as u64;
             self.buf.clear();

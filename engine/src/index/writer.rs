@@ -88,6 +88,7 @@ impl IndexWriter {
     }
 
     /// A writer that builds the index in memory; collect it with [`IndexWriter::finish_to_vec`].
+    #[allow(clippy::expect_used, reason = "writing to a Vec cannot fail")]
     pub fn in_memory() -> Self {
         Self::with_sink(PathBuf::from("<memory>"), Sink::Memory(Vec::new()))
             .expect("writing the header to memory cannot fail")
@@ -445,9 +446,16 @@ impl IndexWriter {
                 if last != Some((n, v)) {
                     values.push(v);
                     counts.push(0);
-                    names.last_mut().expect("pushed above").2 += 1;
+                    #[allow(
+                        clippy::expect_used,
+                        reason = "a name is pushed before its first value"
+                    )]
+                    let name = names.last_mut().expect("pushed above");
+                    name.2 += 1;
                 }
-                *counts.last_mut().expect("pushed above") += 1;
+                #[allow(clippy::expect_used, reason = "a count is pushed with each value")]
+                let count = counts.last_mut().expect("pushed above");
+                *count += 1;
                 last = Some((n, v));
             }
         }
@@ -477,6 +485,10 @@ impl IndexWriter {
         drop(refs);
         pot_count += 1;
         let sym_section = std::mem::take(&mut self.sym_section);
+        #[allow(
+            clippy::expect_used,
+            reason = "the symbol table is written before the postings"
+        )]
         let symbols = self.symbols.take().expect("written above");
         self.write_postings_lists(
             &sorted,

@@ -326,6 +326,10 @@ impl Matcher {
     }
 
     /// `name="value"`.
+    #[allow(
+        clippy::expect_used,
+        reason = "an equality matcher compiles no regex, so building it cannot fail"
+    )]
     pub fn equal(name: impl Into<String>, value: impl Into<String>) -> Self {
         Self::new(MatchType::Equal, name, value).expect("equality matchers always build")
     }

@@ -1,6 +1,12 @@
 //! The engine against real peers, one test binary: Prometheus and promtool write WALs, WBLs and
 //! blocks, Go prints floats, and the engine reads, replays and compacts them as they do.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test that cannot go on fails by panicking, at the line it stopped"
+)]
+
 #[path = "../../../tests/common/mod.rs"]
 mod common;
 

@@ -148,9 +148,9 @@ impl Evaluator<'_> {
             if h.iter().any(|x| x.is_stale()) {
                 let keep: Vec<bool> = h.iter().map(|x| !x.is_stale()).collect();
                 let mut k = keep.iter();
-                hts.retain(|_| *k.next().expect("one flag a sample"));
+                hts.retain(|_| k.next() == Some(&true));
                 let mut k = keep.iter();
-                h.retain(|_| *k.next().expect("one flag a sample"));
+                h.retain(|_| k.next() == Some(&true));
             }
             if !ts.is_empty() || !hts.is_empty() {
                 out.push(RSeries {

@@ -504,6 +504,10 @@ fn instant_mixed(
             (Some((a, _)), Some((b, _))) => b > a,
         };
         if pick_hist {
+            #[allow(
+                clippy::expect_used,
+                reason = "`pick_hist` is true only with a histogram"
+            )]
             let (tj, j) = hh.expect("a histogram");
             if tj <= t.saturating_sub(lookback) || hv[j].is_stale() {
                 continue;
@@ -515,6 +519,7 @@ fn instant_mixed(
                 any_h = true;
             }
         } else {
+            #[allow(clippy::expect_used, reason = "`pick_hist` is false only with a float")]
             let (tj, j) = f.expect("a float");
             if tj <= t.saturating_sub(lookback) || is_stale_nan(fv[j]) {
                 continue;

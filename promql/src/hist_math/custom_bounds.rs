@@ -63,10 +63,14 @@ pub(crate) fn onto_bounds(h: &FloatHistogram, bounds: &Arc<[f64]>) -> FloatHisto
         if c == 0.0 {
             continue;
         }
-        match last {
-            Some(l) if l + 1 == i => spans.last_mut().unwrap().length += 1,
-            Some(l) => spans.push(Span::new((i - l - 1) as i32, 1)),
-            None => spans.push(Span::new(i as i32, 1)),
+        if let (Some(l), Some(span)) = (last, spans.last_mut())
+            && l + 1 == i
+        {
+            span.length += 1;
+        } else {
+            // The gap since the last bucket kept, or the offset of the first.
+            let gap = last.map_or(i, |l| i - l - 1);
+            spans.push(Span::new(gap as i32, 1));
         }
         buckets.push(c);
         last = Some(i);
