@@ -109,50 +109,15 @@ fn read_quoted(s: &str) -> Option<(String, &str)> {
     None
 }
 
-/// Parses `name{l="v", …} values…` (values optional).
+/// Parses `name{l="v", …} values…` (values optional) into the series' labels (those with
+/// empty values dropped) and the values' text.
 fn parse_series_desc(line: &str) -> Result<(Labels, &str), String> {
     let line = line.trim();
-    let mut pairs: Vec<(String, String)> = Vec::new();
-    let name_end = line
-        .find(|c: char| c == '{' || c.is_whitespace())
-        .unwrap_or(line.len());
-    if name_end > 0 {
-        pairs.push(("__name__".into(), line[..name_end].to_string()));
-    }
-    let mut rest = &line[name_end..];
-    if let Some(r) = rest.strip_prefix('{') {
-        rest = r.trim_start();
-        loop {
-            if let Some(r) = rest.strip_prefix('}') {
-                rest = r;
-                break;
-            }
-            let (name, r) = if rest.starts_with('"') {
-                read_quoted(rest).ok_or("bad quoted name")?
-            } else {
-                let e = rest
-                    .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
-                    .ok_or("bad label")?;
-                (rest[..e].to_string(), &rest[e..])
-            };
-            let r = r.trim_start();
-            if let Some(r) = r.strip_prefix('=') {
-                let r = r.trim_start();
-                let (value, r) = read_quoted(r).ok_or("bad label value")?;
-                pairs.push((name, value));
-                rest = r.trim_start();
-            } else {
-                // A quoted metric name on its own.
-                pairs.push(("__name__".into(), name));
-                rest = r;
-            }
-            rest = rest.trim_start();
-            if let Some(r) = rest.strip_prefix(',') {
-                rest = r.trim_start();
-            }
-        }
-    }
-    pairs.retain(|(_, v)| !v.is_empty());
+    let (labels, rest) = crate::parser::parse_series_labels(line).map_err(|e| e.to_string())?;
+    let pairs = labels
+        .into_iter()
+        .filter(|m| !m.value.is_empty())
+        .map(|m| (m.name, m.value));
     Ok((Labels::from_pairs(pairs), rest.trim()))
 }
 

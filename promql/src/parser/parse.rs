@@ -93,6 +93,56 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// The metric and labels that begin a promqltest series description
+    /// (`name{l="v", …} values…`), as Prometheus's `ParseSeriesDesc` reads them: a metric
+    /// name, braces straight after it (or alone), or both. Returns the labels as `=`
+    /// matchers, the metric name first, and the byte offset where the values begin.
+    pub(super) fn series_description(mut self) -> Result<(Vec<LabelMatcher>, usize), ParseError> {
+        self.selected = Some(Vec::new());
+        let result = self.series_description_body();
+        match (result, self.error) {
+            (Ok(end), None) => {
+                let labels = self.selected.unwrap_or_default();
+                if let Some(m) = labels.iter().find(|m| m.typ != MatchType::Equal) {
+                    return Err(ParseError::new(
+                        self.src,
+                        Span::default(),
+                        format!("a series description has labels, not the matcher {m}"),
+                    ));
+                }
+                Ok((labels, end))
+            }
+            (_, Some(e)) => Err(e),
+            (Err(Stop), None) => Err(ParseError::new(
+                self.src,
+                Span::default(),
+                "unexpected error".into(),
+            )),
+        }
+    }
+
+    fn series_description_body(&mut self) -> R<usize> {
+        let t = self.peek()?;
+        let name_end = match t.kind {
+            Kind::LeftBrace => return self.braces(&mut Vec::new()),
+            k if k == Kind::Identifier || k.is_aggregator() || is_metric_keyword(k) => {
+                self.bump()?;
+                if let Some(selected) = &mut self.selected {
+                    selected.push(LabelMatcher::equal("__name__", t.text(self.src)));
+                }
+                t.end
+            }
+            _ => return Err(self.unexpected(t, "", "")),
+        };
+        // Values follow after white space, and may start with a histogram's `{{`: braces
+        // count as labels only straight after the name.
+        let after = &self.src[name_end..];
+        if after.starts_with('{') && !after.starts_with("{{") {
+            return self.braces(&mut Vec::new());
+        }
+        Ok(name_end)
+    }
+
     fn metric_selector_body(&mut self) -> R<()> {
         let t = self.peek()?;
         match t.kind {

@@ -36,6 +36,14 @@ pub fn parse_selector(text: &str) -> Result<Vec<Matcher>, SelectorError> {
     Ok(matchers)
 }
 
+/// Reads the metric name and labels that begin a promqltest series description
+/// (`name{l="v", …} values…`) with the query lexer, as Prometheus reads them: the labels
+/// (the metric name as `__name__`, first) and the rest of the text, where the values are.
+pub(crate) fn parse_series_labels(text: &str) -> Result<(Vec<Matcher>, &str), ParseError> {
+    let (labels, end) = Parser::new(text, &Options::default()).series_description()?;
+    Ok((labels, &text[end..]))
+}
+
 /// Why a matcher's regex is refused, worded as Prometheus's parser words it
 /// (`error parsing regexp: missing closing ): ...`), or `None` when a selection compiles it.
 /// The query parser's [`Options::regex_check`] for the server.
@@ -252,6 +260,31 @@ mod tests {
         let printed: Vec<String> = ms.iter().map(Matcher::to_string).collect();
         let again = parse_selector(&format!("{{{}}}", printed.join(","))).unwrap();
         assert_eq!(again, ms);
+    }
+
+    #[test]
+    fn series_descriptions_end_where_their_values_begin() {
+        fn read(text: &str) -> (String, &str) {
+            let (labels, rest) = parse_series_labels(text).unwrap();
+            let labels: Vec<String> = labels.iter().map(Matcher::to_string).collect();
+            (labels.join(","), rest)
+        }
+        assert_eq!(
+            read(r#"x{a="b c", "d.e"="f"} 1 2x3"#),
+            (r#"__name__="x",a="b c","d.e"="f""#.to_string(), " 1 2x3")
+        );
+        assert_eq!(
+            read("x {{schema:0 count:1}}x2"),
+            (r#"__name__="x""#.to_string(), " {{schema:0 count:1}}x2")
+        );
+        assert_eq!(
+            read("x{{count:1}}"),
+            (r#"__name__="x""#.to_string(), "{{count:1}}")
+        );
+        assert_eq!(read("{} 3"), (String::new(), " 3"));
+        assert_eq!(read(r#"{a="1"}"#), (r#"a="1""#.to_string(), ""));
+        assert!(parse_series_labels(r#"x{a!="1"} 1"#).is_err());
+        assert!(parse_series_labels("3{g=\"z\"} 1").is_err());
     }
 
     #[test]
