@@ -29,6 +29,7 @@ mod logging;
 mod memory_budget;
 mod promql_prometheus3;
 mod querier;
+mod querier_stream;
 mod query_stats;
 mod receive;
 mod receive_disk_full;

@@ -42,7 +42,8 @@ pub struct QueryArgs {
     /// the request's `partial_response` says otherwise.
     #[arg(long = "query.partial-response", default_value_t = true, action = clap::ArgAction::Set)]
     pub partial_response: bool,
-    /// Longest one endpoint may take to answer a request.
+    /// Longest one endpoint may take to answer a label call, or to send each message of a
+    /// Series answer.
     #[arg(long = "store.response-timeout", default_value = "2m", value_parser = duration)]
     pub response_timeout: Duration,
     /// How often endpoints are asked for their Info, and how long an answer may take.

@@ -11,17 +11,19 @@ use gauntlet_engine::downsample::{AggrRead, ServedChunk, decode_chunks, resoluti
 use gauntlet_engine::error::{RemoteError, RemoteErrorKind};
 use gauntlet_engine::labels::{Labels, MatchType, Matcher};
 use gauntlet_engine::query::{
-    Queryable, SelectHints, Series, decode_histogram_chunk_into, dedup_replicas_with_histograms,
-    merge_samples, without_labels,
+    BATCH_SERIES, Cancel, Queryable, SelectHints, Series, SeriesChunk, SeriesData, SeriesStream,
+    StreamSeries, VecStream, decode_histogram_chunk_into, dedup_replicas_with_histograms,
+    merge_samples,
 };
 use gauntlet_engine::{Error, Result};
 use gauntlet_proto::thanos::{
     self, AggrChunk, LabelMatcher, LabelNamesRequest, LabelValuesRequest, PartialResponseStrategy,
-    SeriesRequest, label_matcher, series_response,
+    SeriesRequest, label_matcher,
 };
 use tokio::runtime::Handle;
 
 use super::endpoints::{Endpoint, EndpointInfo, EndpointSet};
+use super::series_merge::{Call, MergeError, SeriesMerge};
 use super::{ReadOptions, ReadView, Source};
 
 /// Series per Series answer message asked of endpoints, as Thanos's querier asks by default;
@@ -58,6 +60,12 @@ impl Querier {
     pub fn endpoints(&self) -> &Arc<EndpointSet> {
         &self.endpoints
     }
+
+    /// The longest an endpoint may keep a call waiting for its answer (for a Series call, for
+    /// each message of it): `--store.response-timeout`.
+    pub fn endpoint_timeout(&self) -> Duration {
+        self.endpoint_timeout
+    }
 }
 
 impl Source for Arc<Querier> {
@@ -88,9 +96,6 @@ pub struct QuerierView {
     warnings: Mutex<Vec<String>>,
 }
 
-/// The series one endpoint returned: frames of equal labels joined, chunks kept raw.
-pub(super) type EndpointSeries = Vec<(Labels, Vec<AggrChunk>)>;
-
 fn remote_error(endpoint: &str, kind: RemoteErrorKind, msg: impl std::fmt::Display) -> Error {
     Error::Remote(RemoteError {
         endpoint: endpoint.to_string(),
@@ -107,7 +112,7 @@ fn undecodable(msg: impl std::fmt::Display) -> Error {
 
 /// What an endpoint's gRPC status means for the request. An endpoint over its memory budget
 /// is unavailable for now (a 503 when partial responses are off), not a limit the query hit.
-fn status_kind(status: &tonic::Status) -> RemoteErrorKind {
+pub(super) fn status_kind(status: &tonic::Status) -> RemoteErrorKind {
     if crate::memory::refused_by_budget(status) {
         return RemoteErrorKind::Unavailable;
     }
@@ -199,18 +204,17 @@ impl QuerierView {
         self.querier.endpoints.select(mint, maxt, matchers)
     }
 
-    /// Asks every endpoint that may hold matching data for its series, at the resolution and
-    /// with the aggregates `hints` call for (Thanos's querier rules).
-    async fn fetch_series(
+    /// Starts the Series calls to every endpoint that may hold matching data, at the
+    /// resolution and with the aggregates `hints` call for (Thanos's querier rules), merged by
+    /// labels as the answers arrive.
+    fn open_merge(
         &self,
         mint: i64,
         maxt: i64,
         matchers: &[Matcher],
         skip_chunks: bool,
         hints: &SelectHints,
-    ) -> Result<Vec<(EndpointSeries, Reservation)>> {
-        let targets = self.targets(mint, maxt, matchers);
-        let timeout = self.querier.endpoint_timeout;
+    ) -> SeriesMerge {
         let func = hints.func.as_deref();
         let aggregates: Vec<i32> = AggrRead::for_func(func)
             .aggregates()
@@ -219,108 +223,126 @@ impl QuerierView {
             .collect();
         let max_resolution_window =
             resolution_for(self.opts.max_resolution_ms, func, hints.range_ms);
-        let calls = targets.into_iter().map(|(ep, info)| {
-            let req = SeriesRequest {
-                min_time: mint,
-                max_time: maxt,
-                matchers: to_proto_matchers(matchers),
-                max_resolution_window,
-                aggregates: aggregates.clone(),
-                partial_response_disabled: !self.opts.partial_response,
-                partial_response_strategy: self.strategy(),
-                skip_chunks,
-                without_replica_labels: if info.supports_without_replica_labels {
-                    self.replica_labels.clone()
-                } else {
-                    Vec::new()
+        let calls = self
+            .targets(mint, maxt, matchers)
+            .into_iter()
+            .map(|(ep, info)| Call {
+                req: SeriesRequest {
+                    min_time: mint,
+                    max_time: maxt,
+                    matchers: to_proto_matchers(matchers),
+                    max_resolution_window,
+                    aggregates: aggregates.clone(),
+                    partial_response_disabled: !self.opts.partial_response,
+                    partial_response_strategy: self.strategy(),
+                    skip_chunks,
+                    without_replica_labels: if info.supports_without_replica_labels {
+                        self.replica_labels.clone()
+                    } else {
+                        Vec::new()
+                    },
+                    response_batch_size: SERIES_RESPONSE_BATCH,
+                    ..SeriesRequest::default()
                 },
-                response_batch_size: SERIES_RESPONSE_BATCH,
-                ..SeriesRequest::default()
-            };
-            async move {
-                let res = tokio::time::timeout(timeout, series_from(&ep, req)).await;
-                (ep.addr.clone(), res)
-            }
-        });
-        let mut out = Vec::new();
-        for (addr, res) in futures::future::join_all(calls).await {
-            let res = match res {
-                Ok(Err(SeriesFromError::OverBudget(why))) => return Err(Error::OverBudget(why)),
-                Ok(Err(SeriesFromError::Endpoint(status))) => Ok(Err(status)),
-                Ok(Ok(answer)) => Ok(Ok(answer)),
-                Err(elapsed) => Err(elapsed),
-            };
-            if let Some((series, warnings, held)) = self.answered(&addr, timeout, res)? {
-                for w in warnings {
-                    self.warn(w);
-                }
-                out.push((series, held));
-            }
-        }
-        Ok(out)
+                resort: !info.supports_without_replica_labels,
+                ep,
+            })
+            .collect();
+        SeriesMerge::start(
+            &self.querier.runtime,
+            calls,
+            self.replica_labels.clone(),
+            self.querier.endpoint_timeout,
+            self.opts.partial_response,
+        )
     }
 
-    /// Decodes, merges and deduplicates what the endpoints sent.
-    fn assemble(
+    /// Moves what a merge met (endpoints' warnings, failed endpoints) into the warnings.
+    fn take_notes(&self, merge: &mut SeriesMerge) {
+        for w in merge.take_warnings() {
+            self.warn(w);
+        }
+        for f in merge.take_failures() {
+            self.warn(format!("endpoint {}: {}", f.addr, f.message));
+        }
+    }
+
+    /// One label set's series from every endpoint, decoded, merged and deduplicated: each
+    /// member's chunks as lanes, the lanes merged (dedup off) or folded with the penalty
+    /// algorithm (dedup on). `None` when no sample is left in `[mint, maxt]`. The decoded
+    /// samples are reserved in `held` (16 bytes each).
+    #[allow(clippy::too_many_arguments)]
+    fn decode_group(
         &self,
-        per_endpoint: Vec<(EndpointSeries, Reservation)>,
+        labels: Labels,
+        members: Vec<(usize, Vec<AggrChunk>)>,
         mint: i64,
         maxt: i64,
         read: AggrRead,
         skip_chunks: bool,
-    ) -> Result<Vec<Series>> {
-        let counter = read == AggrRead::Counter;
-        let mut all: Vec<(Labels, Vec<Lane>)> = Vec::new();
-        // The decoded samples are reserved as they are made (16 bytes each); the chunks they
-        // come from stay reserved until the answer is assembled.
-        let mut held = gauntlet_engine::budget::global().empty("query");
-        for (series, wire) in per_endpoint {
-            held.absorb(wire);
-            for (labels, chunks) in series {
-                let labels = without_labels(&labels, &self.replica_labels);
-                let lanes = if skip_chunks {
-                    Vec::new()
-                } else {
-                    decode_lanes(chunks, mint, maxt, read)?
-                };
-                let decoded: usize = lanes
-                    .iter()
-                    .map(|l| l.floats.len() + 16 * l.histograms.len())
-                    .sum();
-                held.grow(16 * decoded as u64)?;
-                all.push((labels, lanes));
-            }
+        held: &mut Reservation,
+    ) -> Result<Option<Series>> {
+        if skip_chunks {
+            return Ok(Some(Series {
+                labels,
+                ..Series::default()
+            }));
         }
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut out: Vec<Series> = Vec::new();
-        let mut i = 0;
-        while i < all.len() {
-            let mut j = i + 1;
-            while j < all.len() && all[j].0 == all[i].0 {
-                j += 1;
-            }
-            let lanes: Vec<(&SampleBatch, &HistogramBatch)> = all[i..j]
+        let mut lanes: Vec<Lane> = Vec::new();
+        for (_, chunks) in members {
+            let decoded = decode_lanes(chunks, mint, maxt, read)?;
+            let n: usize = decoded
                 .iter()
-                .flat_map(|(_, l)| l.iter().map(|l| (&l.floats, &l.histograms)))
-                .collect();
-            let (samples, histograms) = if self.replica_labels.is_empty() {
-                let floats: Vec<&SampleBatch> = lanes.iter().map(|l| l.0).collect();
-                let hists: Vec<&HistogramBatch> = lanes.iter().map(|l| l.1).collect();
-                (merge_samples(&floats), HistogramBatch::merge(&hists))
-            } else {
-                dedup_replicas_with_histograms(&lanes, counter)
-            };
-            let s = Series {
-                labels: all[i].0.clone(),
-                samples,
-                histograms,
-            };
-            if skip_chunks || !s.is_empty() {
-                out.push(s);
-            }
-            i = j;
+                .map(|l| l.floats.len() + 16 * l.histograms.len())
+                .sum();
+            held.grow(16 * n as u64)?;
+            lanes.extend(decoded);
         }
-        Ok(out)
+        let lanes: Vec<(&SampleBatch, &HistogramBatch)> =
+            lanes.iter().map(|l| (&l.floats, &l.histograms)).collect();
+        let (samples, histograms) = if self.replica_labels.is_empty() {
+            let floats: Vec<&SampleBatch> = lanes.iter().map(|l| l.0).collect();
+            let hists: Vec<&HistogramBatch> = lanes.iter().map(|l| l.1).collect();
+            (merge_samples(&floats), HistogramBatch::merge(&hists))
+        } else {
+            dedup_replicas_with_histograms(&lanes, read == AggrRead::Counter)
+        };
+        let s = Series {
+            labels,
+            samples,
+            histograms,
+        };
+        Ok((!s.is_empty()).then_some(s))
+    }
+
+    /// One label set's series for a stream: its raw chunks as they came, for the consumer to
+    /// decode on its own threads, when they form one run without overlaps (one endpoint's
+    /// series, or, with dedup off, copies that hold the same or disjoint chunks), where
+    /// decoding alone gives what [`QuerierView::decode_group`] gives; otherwise decoded here.
+    #[allow(clippy::too_many_arguments)]
+    fn stream_series(
+        &self,
+        labels: Labels,
+        members: Vec<(usize, Vec<AggrChunk>)>,
+        mint: i64,
+        maxt: i64,
+        read: AggrRead,
+        held: &mut Reservation,
+    ) -> Result<Option<StreamSeries>> {
+        if (members.len() == 1 || self.replica_labels.is_empty())
+            && let Some(chunks) = one_raw_run(&members)
+        {
+            let chunks: Vec<SeriesChunk> = chunks
+                .into_iter()
+                .filter(|c| c.max_time >= mint && c.min_time <= maxt)
+                .collect();
+            return Ok((!chunks.is_empty()).then(|| StreamSeries {
+                labels,
+                data: SeriesData::Chunks(chunks),
+            }));
+        }
+        let s = self.decode_group(labels, members, mint, maxt, read, false, held)?;
+        Ok(s.map(StreamSeries::from))
     }
 
     fn label_fanout<F, Fut>(
@@ -380,13 +402,7 @@ fn decode_lanes(
     maxt: i64,
     read: AggrRead,
 ) -> Result<Vec<Lane>> {
-    chunks.sort_by_key(|c| (c.min_time, c.max_time));
-    // Identical chunks from two stores serving the same block count once.
-    chunks.dedup_by(|a, b| {
-        a.min_time == b.min_time
-            && a.max_time == b.max_time
-            && chunk_payloads(a) == chunk_payloads(b)
-    });
+    sort_distinct(&mut chunks);
     let mut lanes: Vec<(i64, Vec<AggrChunk>)> = Vec::new();
     for c in chunks {
         let end = c.max_time;
@@ -412,6 +428,47 @@ fn decode_lanes(
         }
     }
     Ok(out)
+}
+
+/// Sorts a series' chunks by time; identical chunks (two stores serving the same block) count
+/// once.
+fn sort_distinct<C: std::borrow::Borrow<AggrChunk>>(chunks: &mut Vec<C>) {
+    chunks.sort_by_key(|c| (c.borrow().min_time, c.borrow().max_time));
+    chunks.dedup_by(|a, b| {
+        let (a, b) = (a.borrow(), b.borrow());
+        a.min_time == b.min_time
+            && a.max_time == b.max_time
+            && chunk_payloads(a) == chunk_payloads(b)
+    });
+}
+
+/// The chunks of a label set's members as one run for [`SeriesData::Chunks`], when they are
+/// all raw chunks of an encoding PromQL decodes and, sorted and with duplicates dropped, none
+/// overlaps the next: then [`decode_lanes`] would make one lane of them, and merging or
+/// deduplicating one lane leaves it as it is.
+fn one_raw_run(members: &[(usize, Vec<AggrChunk>)]) -> Option<Vec<SeriesChunk>> {
+    use thanos::chunk::Encoding as Wire;
+    let mut all: Vec<&AggrChunk> = members.iter().flat_map(|m| &m.1).collect();
+    sort_distinct(&mut all);
+    if all.windows(2).any(|w| w[0].max_time >= w[1].min_time) {
+        return None;
+    }
+    all.into_iter()
+        .map(|c| {
+            let raw = c.raw.as_ref()?;
+            let encoding = match Wire::try_from(raw.r#type).ok()? {
+                Wire::Xor => Encoding::Xor,
+                Wire::Histogram => Encoding::Histogram,
+                Wire::FloatHistogram => Encoding::FloatHistogram,
+            };
+            Some(SeriesChunk {
+                min_time: c.min_time,
+                max_time: c.max_time,
+                encoding: encoding as u8,
+                data: raw.data.clone(),
+            })
+        })
+        .collect()
 }
 
 /// The payloads of a wire chunk, for duplicate detection.
@@ -478,56 +535,6 @@ fn decode_lane(lane: &[AggrChunk], read: AggrRead, out: &mut Lane) -> Result<()>
     decode_chunks(&served, read, &mut out.floats).map_err(undecodable)
 }
 
-/// Why reading an endpoint's Series answer stopped.
-#[derive(Debug)]
-pub(super) enum SeriesFromError {
-    /// The endpoint failed the call.
-    Endpoint(tonic::Status),
-    /// This process's memory budget had no room for more of the answer: the request ends.
-    OverBudget(gauntlet_engine::budget::OverBudget),
-}
-
-impl From<tonic::Status> for SeriesFromError {
-    fn from(s: tonic::Status) -> Self {
-        SeriesFromError::Endpoint(s)
-    }
-}
-
-/// One endpoint's answer: its series (consecutive frames with equal labels joined), its
-/// warnings, and the reservation of the memory they hold.
-pub(super) type EndpointAnswer = (EndpointSeries, Vec<String>, Reservation);
-
-/// Reads one endpoint's Series stream; consecutive frames with equal labels are one series.
-/// Every frame's bytes are reserved from the memory budget as it arrives.
-pub(super) async fn series_from(
-    ep: &Endpoint,
-    req: SeriesRequest,
-) -> std::result::Result<EndpointAnswer, SeriesFromError> {
-    let mut held = gauntlet_engine::budget::global().empty("query");
-    let mut stream = ep.store().series(req).await?.into_inner();
-    let mut out: EndpointSeries = Vec::new();
-    let mut warnings = Vec::new();
-    let mut push = |s: thanos::Series| {
-        let labels = from_proto_labels(s.labels);
-        match out.last_mut() {
-            Some((last, chunks)) if *last == labels => chunks.extend(s.chunks),
-            _ => out.push((labels, s.chunks)),
-        }
-    };
-    while let Some(msg) = stream.message().await? {
-        // The message decoded, its labels and chunks kept: about twice its wire size.
-        held.grow(2 * prost::Message::encoded_len(&msg) as u64)
-            .map_err(SeriesFromError::OverBudget)?;
-        match msg.result {
-            Some(series_response::Result::Series(s)) => push(s),
-            Some(series_response::Result::Batch(b)) => b.series.into_iter().for_each(&mut push),
-            Some(series_response::Result::Warning(w)) => warnings.push(format!("{}: {w}", ep.addr)),
-            Some(series_response::Result::Hints(_)) | None => {}
-        }
-    }
-    Ok((out, warnings, held))
-}
-
 impl Queryable for QuerierView {
     fn select(
         &self,
@@ -539,14 +546,52 @@ impl Queryable for QuerierView {
         // `/api/v1/series` only needs label sets.
         let skip_chunks = hints.func.as_deref() == Some("series");
         let read = AggrRead::for_func(hints.func.as_deref());
-        let fetch = self.fetch_series(mint, maxt, matchers, skip_chunks, hints);
-        let per_endpoint = self.querier.runtime.block_on(async {
+        let mut merge = self.open_merge(mint, maxt, matchers, skip_chunks, hints);
+        let mut held = gauntlet_engine::budget::global().empty("query");
+        let mut out = Vec::new();
+        let all = async {
+            while let Some((labels, members)) = merge.next_group().await.map_err(merge_error)? {
+                let s =
+                    self.decode_group(labels, members, mint, maxt, read, skip_chunks, &mut held)?;
+                out.extend(s);
+            }
+            Ok(())
+        };
+        let res = self.querier.runtime.block_on(async {
             tokio::select! {
-                r = fetch => r,
+                r = all => r,
                 why = super::interrupted(&hints.cancel) => Err(Error::Interrupted(why)),
             }
-        })?;
-        self.assemble(per_endpoint, mint, maxt, read, skip_chunks)
+        });
+        self.take_notes(&mut merge);
+        res.map(|()| out)
+    }
+
+    /// The merge of the endpoints' answers, a batch at a time: series go on as they are
+    /// merged, with their chunks still encoded where the consumer's decoding gives the same
+    /// samples, so PromQL decodes them on its workers.
+    fn select_stream<'a>(
+        &'a self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        hints: &SelectHints,
+    ) -> Result<Box<dyn SeriesStream + 'a>> {
+        if hints.func.as_deref() == Some("series") {
+            return Ok(Box::new(VecStream::new(
+                self.select(matchers, mint, maxt, hints)?,
+            )));
+        }
+        Ok(Box::new(QuerierStream {
+            view: self,
+            merge: self.open_merge(mint, maxt, matchers, false, hints),
+            mint,
+            maxt,
+            read: AggrRead::for_func(hints.func.as_deref()),
+            cancel: hints.cancel.clone(),
+            held: gauntlet_engine::budget::global().empty("query"),
+            done: false,
+        }))
     }
 
     fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>> {
@@ -596,6 +641,65 @@ impl Queryable for QuerierView {
                 Ok((r.values, r.warnings))
             }
         })
+    }
+}
+
+/// What a merge's end means for the request.
+fn merge_error(e: MergeError) -> Error {
+    match e {
+        MergeError::Endpoint(f) => remote_error(&f.addr, f.kind, f.message),
+        MergeError::OverBudget(why) => Error::OverBudget(why),
+    }
+}
+
+/// [`QuerierView::select_stream`]'s stream. The evaluator's workers take batches from it one
+/// at a time; the merge runs on the caller's thread, the endpoints' reads on the runtime.
+struct QuerierStream<'a> {
+    view: &'a QuerierView,
+    merge: SeriesMerge,
+    mint: i64,
+    maxt: i64,
+    read: AggrRead,
+    cancel: Cancel,
+    /// Samples decoded here for the batch last handed over (replicas deduplicated, aggregates
+    /// read), until the next batch is asked for.
+    held: Reservation,
+    done: bool,
+}
+
+impl SeriesStream for QuerierStream<'_> {
+    fn next_batch(&mut self) -> Result<Option<Vec<StreamSeries>>> {
+        self.held = gauntlet_engine::budget::global().empty("query");
+        let mut batch = Vec::new();
+        // Every group of a batch may lose all its samples to the range: read on until one
+        // is kept or the merge ends.
+        while batch.is_empty() && !self.done {
+            let (merge, cancel) = (&mut self.merge, &self.cancel);
+            let res = self.view.querier.runtime.block_on(async {
+                tokio::select! {
+                    r = merge.next_groups(BATCH_SERIES) => r.map_err(merge_error),
+                    why = super::interrupted(cancel) => Err(Error::Interrupted(why)),
+                }
+            });
+            self.view.take_notes(&mut self.merge);
+            let (groups, ended) = res.inspect_err(|_| self.done = true)?;
+            self.done = ended;
+            for (labels, members) in groups {
+                let s = self
+                    .view
+                    .stream_series(
+                        labels,
+                        members,
+                        self.mint,
+                        self.maxt,
+                        self.read,
+                        &mut self.held,
+                    )
+                    .inspect_err(|_| self.done = true)?;
+                batch.extend(s);
+            }
+        }
+        Ok((!batch.is_empty()).then_some(batch))
     }
 }
 
@@ -742,6 +846,35 @@ mod tests {
         // The counter aggregate was not sent: an error naming the chunk, not a guess.
         let e = decode_lanes(vec![a], 0, 400_000, AggrRead::Counter).unwrap_err();
         assert!(e.to_string().contains("[299999, 599999]"), "{e}");
+    }
+
+    #[test]
+    fn only_raw_chunks_in_one_run_pass_on_undecoded() {
+        let members = |sets: Vec<Vec<AggrChunk>>| -> Vec<(usize, Vec<AggrChunk>)> {
+            sets.into_iter().enumerate().collect()
+        };
+        // Two stores serving the same block, and a later chunk: one run, the copy once.
+        let run = one_raw_run(&members(vec![
+            vec![chunk(&[0, 50]), chunk(&[100, 200])],
+            vec![chunk(&[0, 50])],
+        ]))
+        .expect("one run");
+        let times: Vec<(i64, i64)> = run.iter().map(|c| (c.min_time, c.max_time)).collect();
+        assert_eq!(times, [(0, 50), (100, 200)]);
+        assert!(run.iter().all(|c| c.encoding == Encoding::Xor as u8));
+        let hist = one_raw_run(&members(vec![vec![hist_chunk(&[0, 10])]])).expect("one run");
+        assert_eq!(hist[0].encoding, Encoding::FloatHistogram as u8);
+        // Overlapping chunks are lanes to merge or replicas to deduplicate: decoded here.
+        assert!(
+            one_raw_run(&members(vec![
+                vec![chunk(&[0, 50])],
+                vec![chunk(&[40, 60])]
+            ]))
+            .is_none()
+        );
+        // Aggregates are read as the function asks: decoded here.
+        let a = aggr_chunk(&[(299_999, 10.0, 50.0, 9.0)]);
+        assert!(one_raw_run(&members(vec![vec![a]])).is_none());
     }
 
     #[test]

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use gauntlet_engine::labels::{Labels, Matcher};
-use gauntlet_engine::query::without_labels;
 use gauntlet_proto::thanos::info::info_server::{Info, InfoServer};
 use gauntlet_proto::thanos::info::{InfoRequest as InfoReq, InfoResponse as InfoResp, StoreInfo};
 use gauntlet_proto::thanos::store_server::{Store, StoreServer};
@@ -17,7 +16,8 @@ use gauntlet_proto::thanos::{
 use tonic::{Request, Response, Status};
 
 use super::endpoints::{Endpoint, EndpointInfo};
-use super::fanout::{Querier, SeriesFromError, series_from};
+use super::fanout::Querier;
+use super::series_merge::{Call, MergeError, SeriesMerge};
 use super::tenancy::Tenancy;
 use crate::grpc::convert;
 
@@ -144,7 +144,6 @@ impl Store for Proxy {
         let matchers = convert::matchers(req.matchers.clone()).await?;
         let abort = req.partial_response_disabled
             || req.partial_response_strategy == PartialResponseStrategy::Abort as i32;
-        let strip = req.without_replica_labels.clone();
         let calls = self
             .targets(req.min_time, req.max_time, &matchers)
             .into_iter()
@@ -153,67 +152,25 @@ impl Store for Proxy {
                 if !info.supports_without_replica_labels {
                     r.without_replica_labels.clear();
                 }
-                async move { (ep.addr.clone(), series_from(&ep, r).await) }
-            });
-        let mut merged: Vec<(Labels, Vec<AggrChunk>)> = Vec::new();
-        let mut frames: Vec<Result<SeriesResponse, Status>> = Vec::new();
-        // What the endpoints' answers hold, until the merged answer is made.
-        let mut reserved = gauntlet_engine::budget::global().empty("Series");
-        for (addr, res) in futures::future::join_all(calls).await {
-            let res = match res {
-                Err(SeriesFromError::OverBudget(why)) => return Err(crate::memory::refusal(&why)),
-                Err(SeriesFromError::Endpoint(status)) => Err(status),
-                Ok(answer) => Ok(answer),
-            };
-            match res {
-                Ok((series, warnings, held)) => {
-                    reserved.absorb(held);
-                    for w in warnings {
-                        if abort {
-                            return Err(convert::clipped(tonic::Code::Aborted, &w));
-                        }
-                        frames.push(Ok(warning(w)));
-                    }
-                    merged.extend(
-                        series
-                            .into_iter()
-                            .map(|(l, c)| (without_labels(&l, &strip), c)),
-                    );
-                }
-                Err(status) if abort => {
-                    return Err(convert::clipped(
-                        tonic::Code::Aborted,
-                        &format!("{addr}: {}", status.message()),
-                    ));
-                }
-                Err(status) => frames.push(Ok(warning(format!("{addr}: {}", status.message())))),
-            }
-        }
-        merged.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut out: Vec<(Labels, Vec<AggrChunk>)> = Vec::with_capacity(merged.len());
-        for (l, chunks) in merged {
-            match out.last_mut() {
-                Some((last, c)) if *last == l => c.extend(chunks),
-                _ => out.push((l, chunks)),
-            }
-        }
-        let series = out
-            .into_iter()
-            .map(|(l, mut chunks)| {
-                chunks.sort_by_key(|c| (c.min_time, c.max_time));
-                chunks.dedup();
-                thanos::Series {
-                    labels: to_proto_labels(&l),
-                    chunks,
+                Call {
+                    ep,
+                    req: r,
+                    resort: !info.supports_without_replica_labels,
                 }
             })
             .collect();
-        frames.extend(
-            crate::grpc::convert::series_responses(series, req.response_batch_size)
-                .into_iter()
-                .map(Ok),
+        let merge = SeriesMerge::start(
+            &tokio::runtime::Handle::current(),
+            calls,
+            req.without_replica_labels.clone(),
+            self.querier.endpoint_timeout(),
+            !abort,
         );
-        Ok(Response::new(Box::pin(tokio_stream::iter(frames))))
+        let (tx, rx) = tokio::sync::mpsc::channel(SENT_AHEAD);
+        tokio::spawn(forward(merge, abort, req.response_batch_size, tx));
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn label_names(
@@ -225,12 +182,19 @@ impl Store for Proxy {
         let matchers = convert::matchers(req.matchers.clone()).await?;
         let abort = req.partial_response_disabled
             || req.partial_response_strategy == PartialResponseStrategy::Abort as i32;
+        let timeout = self.querier.endpoint_timeout();
         let calls = self
             .targets(req.start, req.end, &matchers)
             .into_iter()
             .map(|(ep, _)| {
                 let r = req.clone();
-                async move { (ep.addr.clone(), ep.store().label_names(r).await) }
+                async move {
+                    let res = tokio::time::timeout(timeout, ep.store().label_names(r)).await;
+                    (
+                        ep.addr.clone(),
+                        res.unwrap_or_else(|_| Err(silent(timeout))),
+                    )
+                }
             });
         let mut names = Vec::new();
         let mut warnings = Vec::new();
@@ -269,12 +233,19 @@ impl Store for Proxy {
         let matchers = convert::matchers(req.matchers.clone()).await?;
         let abort = req.partial_response_disabled
             || req.partial_response_strategy == PartialResponseStrategy::Abort as i32;
+        let timeout = self.querier.endpoint_timeout();
         let calls = self
             .targets(req.start, req.end, &matchers)
             .into_iter()
             .map(|(ep, _)| {
                 let r = req.clone();
-                async move { (ep.addr.clone(), ep.store().label_values(r).await) }
+                async move {
+                    let res = tokio::time::timeout(timeout, ep.store().label_values(r)).await;
+                    (
+                        ep.addr.clone(),
+                        res.unwrap_or_else(|_| Err(silent(timeout))),
+                    )
+                }
             });
         let mut values = Vec::new();
         let mut warnings = Vec::new();
@@ -302,6 +273,83 @@ impl Store for Proxy {
             hints: None,
         }))
     }
+}
+
+/// Answer messages the proxy may have made ahead of what its client has read.
+const SENT_AHEAD: usize = 4;
+
+/// Sends the merged series to the client as they are merged, `batch` to a message (one when
+/// below 2), with each series' chunks from every endpoint in time order, exact duplicates
+/// (the same block served twice) sent once. Endpoints' warnings, and failures with partial
+/// responses on, go as warnings; with `abort` either ends the answer with `Aborted`. Stops
+/// when the client goes, which drops the merge and so the endpoints' calls.
+async fn forward(
+    mut merge: SeriesMerge,
+    abort: bool,
+    batch: i64,
+    tx: tokio::sync::mpsc::Sender<Result<SeriesResponse, Status>>,
+) {
+    let per_message = usize::try_from(batch).unwrap_or(1).max(1);
+    let mut series: Vec<thanos::Series> = Vec::with_capacity(per_message);
+    loop {
+        let next = merge.next_group().await;
+        let mut notes: Vec<String> = merge.take_warnings();
+        notes.extend(
+            merge
+                .take_failures()
+                .into_iter()
+                .map(|f| format!("{}: {}", f.addr, f.message)),
+        );
+        for w in notes {
+            let frame = if abort {
+                Err(convert::clipped(tonic::Code::Aborted, &w))
+            } else {
+                Ok(warning(w))
+            };
+            if tx.send(frame).await.is_err() || abort {
+                return;
+            }
+        }
+        let last = match next {
+            Ok(Some((labels, members))) => {
+                let mut chunks: Vec<AggrChunk> = members.into_iter().flat_map(|m| m.1).collect();
+                chunks.sort_by_key(|c| (c.min_time, c.max_time));
+                chunks.dedup();
+                series.push(thanos::Series {
+                    labels: to_proto_labels(&labels),
+                    chunks,
+                });
+                if series.len() < per_message {
+                    continue;
+                }
+                false
+            }
+            Ok(None) => true,
+            Err(MergeError::Endpoint(f)) => {
+                let status =
+                    convert::clipped(tonic::Code::Aborted, &format!("{}: {}", f.addr, f.message));
+                let _ = tx.send(Err(status)).await;
+                return;
+            }
+            Err(MergeError::OverBudget(why)) => {
+                let _ = tx.send(Err(crate::memory::refusal(&why))).await;
+                return;
+            }
+        };
+        for frame in convert::series_responses(std::mem::take(&mut series), batch) {
+            if tx.send(Ok(frame)).await.is_err() {
+                return;
+            }
+        }
+        if last {
+            return;
+        }
+    }
+}
+
+/// The status of an endpoint that gave no answer within `timeout`.
+fn silent(timeout: std::time::Duration) -> Status {
+    Status::deadline_exceeded(format!("no answer within {timeout:?}"))
 }
 
 fn warning(w: String) -> SeriesResponse {
