@@ -30,6 +30,7 @@ mod memory_budget;
 mod promql_prometheus3;
 mod querier;
 mod querier_stream;
+mod query_pool;
 mod query_stats;
 mod receive;
 mod receive_disk_full;

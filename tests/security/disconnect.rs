@@ -12,7 +12,7 @@ use crate::common::receive::{V1, now_ms, post, series, write_body};
 use crate::common::*;
 
 /// Writes an hour of one-minute samples ending at `t` (ms) for `n` series named `big`.
-fn write_hour(server: &GauntletServer, n: usize, t: i64) {
+pub(crate) fn write_hour(server: &GauntletServer, n: usize, t: i64) {
     let samples: Vec<(i64, f64)> = (0..60)
         .map(|k| (t - (59 - k) * 60_000, (k * 7 % 13) as f64))
         .collect();
@@ -43,7 +43,7 @@ fn heavy_query(t_ms: i64) -> String {
 }
 
 /// Sends a GET and returns the open connection without reading the answer.
-fn send_get(port: u16, path: &str) -> TcpStream {
+pub(crate) fn send_get(port: u16, path: &str) -> TcpStream {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         s,
@@ -54,14 +54,14 @@ fn send_get(port: u16, path: &str) -> TcpStream {
 }
 
 /// The process's CPU use over `window`, in cores.
-fn cpu_over(pid: u32, window: Duration) -> f64 {
+pub(crate) fn cpu_over(pid: u32, window: Duration) -> f64 {
     let before = process_cpu_seconds(pid);
     std::thread::sleep(window);
     (process_cpu_seconds(pid) - before) / window.as_secs_f64()
 }
 
 /// The value of an unlabelled sample in a `/metrics` page.
-fn metric(server: &GauntletServer, name: &str) -> f64 {
+pub(crate) fn metric(server: &GauntletServer, name: &str) -> f64 {
     let (_, body) = server.get("/metrics");
     let text = String::from_utf8_lossy(&body);
     text.lines()

@@ -7,7 +7,7 @@
 
 mod amplification;
 mod auth;
-mod disconnect;
+pub(crate) mod disconnect;
 mod listeners;
 mod tenancy;
 mod tenant_names;
