@@ -916,6 +916,7 @@ impl<'a> Evaluator<'a> {
     ) -> Result<(), PromqlError> {
         let mut stream = self.open_stream(vs, kernel.mint, kernel.maxt, &kernel.hints)?;
         let no_loads = self.loaded.fresh();
+        let cancel = self.opts.cancel.clone();
         let task = |sc: &mut Scratch, series: Vec<StreamSeries>| {
             let mut out = TaskOut {
                 acc: new(),
@@ -928,6 +929,11 @@ impl<'a> Evaluator<'a> {
             };
             let mut series = series.into_iter().peekable();
             while series.peek().is_some() {
+                // A task can take a while on a large range; a query whose client left stops
+                // between decode groups rather than at the task's end.
+                if cancel.is_canceled() {
+                    return Err(PromqlError::Canceled);
+                }
                 let group: Vec<StreamSeries> = series.by_ref().take(DECODE_GROUP).collect();
                 decode_many_flat(
                     &group,
