@@ -13,6 +13,26 @@ step() { printf '\n==> %s\n' "$*"; }
 # for the test build), and the fuzz step below needs that room.
 export CARGO_INCREMENTAL=0
 
+step "toolchain: the Rust pinned in rust-toolchain.toml"
+# rust-toolchain.toml names an exact release. On a machine whose default toolchain is that same
+# release, the pinned name is made to point at it (rustup's own `toolchain link` refuses names
+# that look like releases), so nothing is downloaded; otherwise rustup installs it, and a
+# failure says so here rather than in the first cargo call.
+pinned=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
+if command -v rustup >/dev/null && ! rustup toolchain list | grep -q "^$pinned-"; then
+  host=$(rustup run stable rustc -vV | sed -n 's/^host: //p')
+  if [[ "$(rustup run stable rustc --version)" == "rustc $pinned "* ]]; then
+    ln -s "${RUSTUP_HOME:-$HOME/.rustup}/toolchains/stable-$host" \
+      "${RUSTUP_HOME:-$HOME/.rustup}/toolchains/$pinned-$host"
+  else
+    rustup toolchain install "$pinned" --profile minimal -c rustfmt -c clippy || {
+      echo "Rust $pinned (rust-toolchain.toml) is not installed and could not be installed" >&2
+      exit 1
+    }
+  fi
+fi
+rustc --version
+
 step "peers: prometheus and promtool"
 # Debian's prometheus package (which brings promtool), installed with apt when either is missing.
 bash tests/tools/prometheus.sh stable >/dev/null
