@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use gauntlet_bench::datagen::{Families, GenConfig, write_blocks_dir, write_openmetrics};
+use gauntlet_bench::datagen::{self, Families, GenConfig, write_openmetrics};
 use gauntlet_bench::remote_write::{encode_stream, write_frames};
 
 #[derive(Parser)]
@@ -118,13 +118,23 @@ enum GenCmd {
         #[command(flatten)]
         batch: cli::BatchArgs,
     },
-    /// Writes 2 h blocks into a directory with Gauntlet's block writer.
+    /// Writes 2 h blocks into a directory with Gauntlet's block writer, a batch of targets at
+    /// a time (each batch's blocks merged into one per 2 h range), so memory stays bounded
+    /// whatever the number of targets.
     Blocks {
         /// Output directory (created if missing).
         #[arg(long)]
         out: PathBuf,
         #[command(flatten)]
         knobs: Knobs,
+        /// Targets generated at a time; 0 generates all at once. Default: as many as fit about
+        /// 1 GiB of samples and labels.
+        #[arg(long)]
+        batch_targets: Option<usize>,
+        /// Where the batches' blocks wait to be merged (default: under --out); a tmpfs such as
+        /// /dev/shm spares the disk a second copy of the output for a while.
+        #[arg(long)]
+        scratch: Option<PathBuf>,
     },
 }
 
@@ -225,11 +235,24 @@ fn main() -> anyhow::Result<()> {
                 n as f64 / secs
             );
         }
-        Cmd::Gen(GenCmd::Blocks { out, knobs }) => {
+        Cmd::Gen(GenCmd::Blocks {
+            out,
+            knobs,
+            batch_targets,
+            scratch,
+        }) => {
             let cfg = knobs.config()?;
-            let _spinner = Spinner::start(format!("writing blocks under {}", out.display()));
+            let batches = datagen::Batches {
+                targets: batch_targets.unwrap_or_else(|| datagen::batch_targets(&cfg)),
+                scratch,
+            };
+            let _spinner = Spinner::start(format!(
+                "writing blocks under {}, {} targets at a time",
+                out.display(),
+                batches.targets
+            ));
             let start = Instant::now();
-            let metas = write_blocks_dir(&cfg, &out)
+            let metas = datagen::write_blocks_dir_batched(&cfg, &out, None, &batches)
                 .with_context(|| format!("writing blocks under {}", out.display()))?;
             let secs = start.elapsed().as_secs_f64();
             let samples: u64 = metas.iter().map(|m| m.stats.num_samples).sum();

@@ -10,11 +10,15 @@ mod rng;
 mod target;
 
 use std::fmt;
+use std::ops::Range;
 
 use gauntlet_engine::labels::Labels;
 
 pub use native::{NATIVE_METRIC, NativeSeries, native_series, write_native_blocks};
-pub use output::{collect_series, write_blocks_dir, write_blocks_dir_with, write_openmetrics};
+pub use output::{
+    BATCH_BUDGET_BYTES, Batches, batch_targets, collect_series, write_blocks_dir,
+    write_blocks_dir_batched, write_blocks_dir_with, write_openmetrics,
+};
 pub use remote_write::encode_write_request;
 
 use rng::Rng;
@@ -265,11 +269,23 @@ pub struct Generator {
 impl Generator {
     /// Checks `cfg` and sets up every target's initial series.
     pub fn new(cfg: &GenConfig) -> Result<Self, GenError> {
+        Self::for_targets(cfg, 0..cfg.targets)
+    }
+
+    /// A generator of the targets in `targets` (indices into `0..cfg.targets`) alone. A
+    /// target's series and samples depend only on the seed and its index (each draws from its
+    /// own random stream), so the targets of `cfg` split into ranges give, range by range,
+    /// exactly the data of [`Generator::new`]; only the series' indices differ.
+    pub fn for_targets(cfg: &GenConfig, targets: Range<usize>) -> Result<Self, GenError> {
         cfg.validate()?;
+        if targets.end > cfg.targets {
+            return Err(GenError::InvalidConfig(format!(
+                "targets {}..{} out of the config's {}",
+                targets.start, targets.end, cfg.targets
+            )));
+        }
         let mut set = SeriesSet::default();
-        let mut targets: Vec<Target> = (0..cfg.targets)
-            .map(|i| Target::new(cfg, i, &mut set))
-            .collect();
+        let mut targets: Vec<Target> = targets.map(|i| Target::new(cfg, i, &mut set)).collect();
         targets.sort_by_key(|t| t.offset_ms);
         Ok(Generator {
             rounds: (cfg.duration_ms + cfg.scrape_interval_ms - 1) / cfg.scrape_interval_ms,

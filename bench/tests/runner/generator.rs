@@ -1,12 +1,14 @@
 //! The data generator: deterministic, its two outputs agree, promtool accepts its OpenMetrics,
-//! and the data has the shapes it promises (churn, consistent histograms, realistic compression).
+//! and the data has the shapes it promises (churn, consistent histograms, realistic compression);
+//! blocks generated in batches of targets hold what blocks generated at once hold.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::process::Command;
 
 use gauntlet_bench::datagen::{
-    Families, GenConfig, collect_series, write_blocks_dir, write_openmetrics,
+    Batches, Families, GenConfig, batch_targets, collect_series, write_blocks_dir,
+    write_blocks_dir_batched, write_openmetrics,
 };
 use gauntlet_engine::block::inspect::inspect;
 use gauntlet_engine::block::{Block, block_dirs};
@@ -328,4 +330,139 @@ fn out_of_range_knobs_are_rejected() {
         assert!(cfg.validate().is_err(), "{cfg:?}");
         assert!(write_openmetrics(&cfg, Vec::new()).is_err(), "{cfg:?}");
     }
+}
+
+/// One block as the engine's reader sees it: its time range and stats, and per series (by its
+/// labels' text) the time range of each chunk and every sample, values as bits.
+type BlockView = (
+    (i64, i64, u64, u64, u64),
+    BTreeMap<String, (Vec<(i64, i64)>, Vec<(i64, u64)>)>,
+);
+
+fn read_block_views(dir: &Path) -> Vec<BlockView> {
+    let (mut refs, mut labels, mut chunks) = (Vec::new(), Vec::<Label>::new(), Vec::new());
+    let mut batch = SampleBatch::new();
+    let mut out = Vec::new();
+    for d in block_dirs(dir).expect("list blocks") {
+        let b = Block::open(&d).expect("open block");
+        let m = b.meta();
+        assert_eq!(
+            m.compaction.level,
+            1,
+            "{}: a freshly written block",
+            d.display()
+        );
+        assert_eq!(m.compaction.sources, vec![m.ulid], "{}", d.display());
+        assert!(m.compaction.parents.is_empty(), "{}", d.display());
+        let head = (
+            m.min_time,
+            m.max_time,
+            m.stats.num_series,
+            m.stats.num_samples,
+            m.stats.num_chunks,
+        );
+        let mut series = BTreeMap::new();
+        b.index().all_postings(&mut refs).expect("postings");
+        for &r in &refs {
+            labels.clear();
+            b.series(r, &mut labels, &mut chunks).expect("series");
+            batch.clear();
+            b.read_samples(r, &chunks, i64::MIN, i64::MAX, &mut batch)
+                .expect("samples");
+            let key = gauntlet_engine::labels::Labels::from_sorted(labels.clone()).to_string();
+            let ranges = chunks.iter().map(|c| (c.min_time, c.max_time)).collect();
+            let samples = batch
+                .ts
+                .iter()
+                .zip(&batch.val)
+                .map(|(&t, v)| (t, v.to_bits()))
+                .collect();
+            assert!(series.insert(key, (ranges, samples)).is_none());
+        }
+        out.push((head, series));
+    }
+    out.sort_by_key(|v| v.0);
+    out
+}
+
+#[test]
+fn blocks_generated_in_batches_of_targets_equal_those_generated_at_once() {
+    // Three 2 h ranges (the last one partial), churn in each, and batches that do not divide
+    // the targets evenly.
+    let cfg = GenConfig {
+        targets: 7,
+        scrape_interval_ms: 30_000,
+        duration_ms: 5 * 3_600_000,
+        churn_every_ms: 40 * 60_000,
+        ..GenConfig::default()
+    };
+    let root = tempfile::tempdir().expect("temp dir");
+    let at_once_dir = root.path().join("at-once");
+    let metas = write_blocks_dir_batched(&cfg, &at_once_dir, None, &Batches::default())
+        .expect("write at once");
+    assert_eq!(metas.len(), 3);
+    let at_once = read_block_views(&at_once_dir);
+    let series: usize = at_once.iter().map(|b| b.1.len()).sum();
+    assert!(series > 7 * 147, "churned pods add series: {series}");
+    let scratch = root.path().join("scratch");
+    for batch in [1, 3, 6] {
+        let dir = root.path().join(format!("batch-{batch}"));
+        let batches = Batches {
+            targets: batch,
+            // Elsewhere once: the batches' blocks may wait on another file system.
+            scratch: (batch == 3).then(|| scratch.clone()),
+        };
+        let metas = write_blocks_dir_batched(&cfg, &dir, None, &batches).expect("write batched");
+        assert_eq!(metas.len(), 3, "batch {batch}");
+        let batched = read_block_views(&dir);
+        assert_eq!(batched.len(), at_once.len(), "batch {batch}");
+        for (b, a) in batched.iter().zip(&at_once) {
+            assert_eq!(b.0, a.0, "batch {batch}: block range and stats");
+            assert_eq!(
+                b.1.len(),
+                a.1.len(),
+                "batch {batch}: series of block {:?}",
+                a.0
+            );
+            for (k, v) in &a.1 {
+                assert_eq!(b.1.get(k), Some(v), "batch {batch}: series {k}");
+            }
+        }
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .expect("list output")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !metas.iter().any(|m| m.ulid.to_string() == *n))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "batch {batch}: scratch left behind: {left:?}"
+        );
+    }
+    let left = std::fs::read_dir(&scratch).map_or(0, |d| d.count());
+    assert_eq!(left, 0, "scratch left behind under {}", scratch.display());
+}
+
+#[test]
+fn batches_are_sized_by_the_memory_they_hold() {
+    let base = GenConfig::default();
+    let at_15s = batch_targets(&base);
+    let at_60s = batch_targets(&GenConfig {
+        scrape_interval_ms: 60_000,
+        ..base.clone()
+    });
+    // A quarter of the samples: about three and a half times the targets (labels stay).
+    assert!(
+        at_60s > 3 * at_15s && at_60s < 4 * at_15s,
+        "{at_15s} {at_60s}"
+    );
+    let big_pods = batch_targets(&GenConfig {
+        pods_per_target: 10_000,
+        duration_ms: 24 * 3_600_000,
+        scrape_interval_ms: 10,
+        ..base
+    });
+    assert_eq!(big_pods, 1);
+    // 10M series at 60 s over 2 h: a few GiB at a time, in tens of batches, not one.
+    assert!((1_000..10_000).contains(&at_60s), "{at_60s}");
 }
