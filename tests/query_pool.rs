@@ -77,7 +77,6 @@ fn wait_running(server: &GauntletServer, want: f64, limit: Duration) -> f64 {
 /// (under 5% of a core), holds no running query, and its resident memory is back within 10%
 /// (at least 64 MiB) of what it held before the load.
 #[test]
-#[ignore = "not met yet: 1.6-1.7 cores busy and RSS 1.6-2.2 GiB (from 90 MiB) 2 s after the clients left"]
 fn two_hundred_abandoned_heavy_queries_leave_nothing_behind() {
     let (_tmp, server, t) =
         loaded_server(&["--query.max-concurrent=200", "--query.max-queued=200"]);
@@ -133,7 +132,7 @@ fn two_hundred_abandoned_heavy_queries_leave_nothing_behind() {
 /// the pool. Admitted, the heavy queries' tasks all wait in the worker pool, and the pool and
 /// the cheap query's own thread share the cores: nothing else runs query work.
 #[test]
-#[ignore = "not met yet: p99 345 ms (median 0.9 ms) measured with 50 heavy queries running"]
+#[ignore = "not met yet: p99 334-368 ms (median 0.9 ms); the slow ones wait on the head's cores behind the heavy queries' first reads"]
 fn a_cheap_query_is_answered_promptly_while_fifty_heavy_ones_run() {
     let (_tmp, server, t) = loaded_server(&["--query.max-concurrent=64"]);
     let pid = server.pid();

@@ -130,6 +130,7 @@ pub fn run(args: AllArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("gauntlet-net")
+        .thread_keep_alive(crate::memory::IDLE_THREAD_KEEP_ALIVE)
         .build()?;
     rt.block_on(serve(args, demo))
 }
@@ -407,8 +408,14 @@ impl Queryable for AllView {
         maxt: i64,
         hints: &SelectHints,
     ) -> gauntlet_engine::Result<Box<dyn SeriesStream + 'a>> {
-        let mut received =
-            receive_store::stream(&self.tenants, matchers, mint, maxt, HeadRead::Samples)?;
+        let mut received = receive_store::stream(
+            &self.tenants,
+            matchers,
+            mint,
+            maxt,
+            HeadRead::Samples,
+            &hints.cancel,
+        )?;
         // Without received series the bucket's own stream serves, with the hints as given;
         // with them the two are merged a batch at a time, by whole label sets.
         let Some(first) = received.next_batch()? else {

@@ -249,6 +249,7 @@ pub fn run(args: StoreArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("gauntlet-net")
+        .thread_keep_alive(crate::memory::IDLE_THREAD_KEEP_ALIVE)
         .build()
         .context("starting the runtime")?;
     rt.block_on(serve(args, cfg, selection))

@@ -136,6 +136,11 @@ impl HeadRuntime {
         }))
     }
 
+    /// Has each core run `hook` once idle (see [`ShardSet::set_idle_hook`]).
+    pub fn set_idle_hook(&self, hook: crate::shard::IdleHook) {
+        self.cores.set_idle_hook(hook);
+    }
+
     /// Number of cores.
     pub fn cores(&self) -> usize {
         self.cores.cores()
@@ -1352,14 +1357,12 @@ impl Queryable for Head {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-        _hints: &SelectHints,
+        hints: &SelectHints,
     ) -> Result<Box<dyn crate::query::SeriesStream + 'a>> {
-        Ok(Box::new(self.stream(
-            matchers,
-            mint,
-            maxt,
-            HeadRead::Samples,
-        )?))
+        Ok(Box::new(
+            self.stream(matchers, mint, maxt, HeadRead::Samples)?
+                .cancel_with(hints.cancel.clone()),
+        ))
     }
 
     fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>> {

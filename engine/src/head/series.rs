@@ -317,25 +317,39 @@ impl MemSeries {
     /// Appends the samples in `[mint, maxt]` to `out` (sorted, in-order and out-of-order merged).
     pub fn samples_into(&self, mint: i64, maxt: i64, out: &mut SampleBatch) {
         let start = out.len();
-        let mut tmp = SampleBatch::new();
         let open = self.open.open();
-        let parts = self
-            .chunks
-            .iter()
-            .map(|c| (c.min_time, c.max_time, &*c.data))
-            .chain(open);
-        for (lo, hi, data) in parts {
-            if hi < mint || lo > maxt {
-                continue;
-            }
-            tmp.clear();
+        let parts = || {
+            self.chunks
+                .iter()
+                .map(|c| (c.min_time, c.max_time, &*c.data))
+                .chain(open)
+                .filter(|&(lo, hi, _)| hi >= mint && lo <= maxt)
+        };
+        // Room for every sample of the overlapping chunks (each payload starts with its
+        // big-endian sample count), so the batch is allocated once: these reads run on the
+        // head's cores, where every reallocation is a fresh page the querying thread frees.
+        let room: usize = parts()
+            .map(|(_, _, d)| {
+                d.get(..2)
+                    .map_or(0, |n| usize::from(u16::from_be_bytes([n[0], n[1]])))
+            })
+            .sum();
+        out.ts.reserve(room);
+        out.val.reserve(room);
+        for (_, _, data) in parts() {
+            let from = out.len();
             // The head wrote these payloads itself; a failure would be a bug, and the samples
             // decoded before it are still right.
-            let _ = decode_xor_into(data, &mut tmp);
-            for (t, v) in tmp.iter() {
-                if t >= mint && t <= maxt {
-                    out.push(t, v);
-                }
+            let _ = decode_xor_into(data, out);
+            // A chunk's samples are in time order: keep the run inside the range.
+            let got = &out.ts[from..];
+            let lo = got.partition_point(|&t| t < mint);
+            let hi = got.partition_point(|&t| t <= maxt);
+            out.ts.truncate(from + hi);
+            out.val.truncate(from + hi);
+            if lo > 0 {
+                out.ts.drain(from..from + lo);
+                out.val.drain(from..from + lo);
             }
         }
         let ooo: Vec<(i64, f64)> = self

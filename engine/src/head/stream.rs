@@ -16,7 +16,7 @@ use crate::budget::Reservation;
 use crate::chunk::{HistogramBatch, SampleBatch};
 use crate::error::Result;
 use crate::labels::{Labels, Matcher};
-use crate::query::{BATCH_SERIES, SeriesChunk, SeriesData, SeriesStream, StreamSeries};
+use crate::query::{BATCH_SERIES, Cancel, SeriesChunk, SeriesData, SeriesStream, StreamSeries};
 use crate::store::encode_batch;
 
 /// Series a core reads for a stream in one call.
@@ -124,6 +124,9 @@ pub struct HeadStream {
     handed: u64,
     /// Covers the id lists, what is buffered and the last batch handed out.
     reservation: Reservation,
+    /// The query's token: once it ends, no more series are read, and reads already queued on
+    /// a core are skipped there (a query whose client left must not keep the cores busy).
+    cancel: Cancel,
 }
 
 impl Head {
@@ -160,11 +163,19 @@ impl Head {
             buffered: 0,
             handed: 0,
             reservation,
+            cancel: Cancel::never(),
         })
     }
 }
 
 impl HeadStream {
+    /// Ends the stream with the query whose token `cancel` is: reads not yet made are not
+    /// made, and [`SeriesStream::next_batch`] answers the interruption.
+    pub fn cancel_with(mut self, cancel: Cancel) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
     /// Reads the next [`FETCH_SERIES`] series of each core in `which`, all at once.
     fn fetch(&mut self, which: &[usize]) -> Result<()> {
         let (slot, mint, maxt, read) = (self.slot, self.mint, self.maxt, self.read);
@@ -175,12 +186,18 @@ impl HeadStream {
                 let end = (run.next + FETCH_SERIES).min(run.picked.len());
                 let ids = run.picked[run.next..end].to_vec();
                 run.next = end;
+                let cancel = self.cancel.clone();
                 self.rt.cores.call(core, move |c| async move {
+                    // Queued behind other reads, this one may run after its query ended.
+                    if cancel.interrupted().is_some() {
+                        return Vec::new();
+                    }
                     c.state().with(slot, |s| s.read(&ids, mint, maxt, read))
                 })
             })
             .collect();
         let answers = futures::executor::block_on(join_all(calls));
+        self.cancel.check()?;
         for (&core, got) in which.iter().zip(answers) {
             let got = got.map_err(canceled)?;
             self.buffered += got.iter().map(ReadSeries::bytes).sum::<u64>();
@@ -199,6 +216,7 @@ impl HeadStream {
 impl SeriesStream for HeadStream {
     fn next_batch(&mut self) -> Result<Option<Vec<StreamSeries>>> {
         self.handed = 0;
+        self.cancel.check()?;
         let mut out = Vec::new();
         while out.len() < BATCH_SERIES {
             let dry: Vec<usize> = (0..self.cores.len())

@@ -24,6 +24,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::Cancel;
+use crate::shard::{IDLE_AFTER, IdleHook, IdleSlot};
 
 /// How long a waiting submitter sleeps between looks at its query's token: the longest a
 /// cancelled query's queued tasks stay queued when no worker comes by.
@@ -83,6 +84,8 @@ struct Shared {
     state: Mutex<State>,
     /// Signalled when a task is queued or the pool stops.
     queued: Condvar,
+    /// Run by a worker once it has been idle for [`IDLE_AFTER`].
+    idle: IdleSlot,
 }
 
 #[derive(Default)]
@@ -154,6 +157,7 @@ impl WorkPool {
             started: AtomicU64::new(0),
             state: Mutex::new(State::default()),
             queued: Condvar::new(),
+            idle: IdleSlot::default(),
         });
         for i in 0..threads {
             let s = shared.clone();
@@ -177,6 +181,12 @@ impl WorkPool {
     /// Number of worker threads.
     pub fn threads(&self) -> usize {
         self.owner.shared.threads
+    }
+
+    /// Has each worker run `hook` once it has been idle for [`IDLE_AFTER`] (again after each
+    /// spell of work), as [`crate::shard::ShardSet::set_idle_hook`] does for engine cores.
+    pub fn set_idle_hook(&self, hook: IdleHook) {
+        self.owner.shared.idle.set(hook);
     }
 
     /// Tasks queued and not yet started, all queries together.
@@ -459,6 +469,8 @@ fn run_task(task: Task, attained: &AtomicU64) {
 
 fn worker(shared: Arc<Shared>) {
     WORKER_OF.with(|w| w.set(shared.id));
+    // Whether the idle hook ran since the last task.
+    let mut rested = true;
     loop {
         let (task, attained) = {
             let mut st = lock(&shared.state);
@@ -476,9 +488,24 @@ fn worker(shared: Arc<Shared>) {
                 if let Some(p) = picked {
                     break p;
                 }
-                st = shared.queued.wait(st).unwrap_or_else(|e| e.into_inner());
+                if rested {
+                    st = shared.queued.wait(st).unwrap_or_else(|e| e.into_inner());
+                    continue;
+                }
+                let (guard, waited) = shared
+                    .queued
+                    .wait_timeout(st, IDLE_AFTER)
+                    .unwrap_or_else(|e| e.into_inner());
+                st = guard;
+                if waited.timed_out() {
+                    drop(st);
+                    shared.idle.run();
+                    rested = true;
+                    st = lock(&shared.state);
+                }
             }
         };
+        rested = false;
         run_task(task, &attained);
     }
 }

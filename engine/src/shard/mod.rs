@@ -131,10 +131,37 @@ impl<S: 'static> RemoteWake for Remote<S> {
     }
 }
 
+/// Something a thread of the engine runs when it runs out of work: handed in by the binary
+/// (its allocator's "return free memory", say), never reached through a global.
+pub type IdleHook = Arc<dyn Fn() + Send + Sync>;
+
+/// How long a core or pool worker waits without work before it runs its [`IdleHook`].
+pub const IDLE_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// A hook that may be set after the threads that run it started.
+#[derive(Default)]
+pub(crate) struct IdleSlot(std::sync::Mutex<Option<IdleHook>>);
+
+impl IdleSlot {
+    pub(crate) fn set(&self, hook: IdleHook) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(hook);
+    }
+
+    /// Runs the hook, if one is set (outside the lock).
+    pub(crate) fn run(&self) {
+        let hook = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(h) = hook {
+            h();
+        }
+    }
+}
+
 /// A running set of engine cores, each with state `S`. Dropping it stops the cores: calls in
 /// progress are cancelled and the threads joined.
 pub struct ShardSet<S: 'static> {
     senders: Vec<flume::Sender<Msg<S>>>,
+    /// What a core runs once after [`IDLE_AFTER`] without work.
+    idle: Arc<IdleSlot>,
     /// Each core's free queue slots (of [`QUEUE_JOBS`]).
     slots: Vec<Arc<Semaphore>>,
     threads: Vec<JoinHandle<()>>,
@@ -193,6 +220,7 @@ impl<S: 'static> ShardSet<S> {
         };
         let mut set = ShardSet {
             senders: Vec::with_capacity(n),
+            idle: Arc::new(IdleSlot::default()),
             slots: Vec::with_capacity(n),
             threads: Vec::with_capacity(n),
             backend,
@@ -205,9 +233,13 @@ impl<S: 'static> ShardSet<S> {
             let remote = Arc::new(Remote(tx.clone()));
             let make = make_state.clone();
             let cpu = (cfg.pin && !cpus.is_empty()).then(|| cpus[core % cpus.len()]);
+            let idle = set.idle.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("{name}-{core}"))
-                .spawn(move || core_main(core, cpu, backend, pool, rx, remote, &*make))
+                .spawn(move || {
+                    let inbox = Inbox { rx, remote };
+                    core_main(core, cpu, backend, pool, inbox, &*make, &idle)
+                })
                 .map_err(|source| RuntimeError::Spawn { core, source })?;
             set.senders.push(tx);
             set.slots.push(Arc::new(Semaphore::new(QUEUE_JOBS)));
@@ -219,6 +251,13 @@ impl<S: 'static> ShardSet<S> {
     /// Number of cores.
     pub fn cores(&self) -> usize {
         self.senders.len()
+    }
+
+    /// Has each core run `hook` once it has been idle for [`IDLE_AFTER`] (again after each
+    /// spell of work): the binary hands its allocator's "return free memory" here, so that a
+    /// burst of reads does not stay resident.
+    pub fn set_idle_hook(&self, hook: IdleHook) {
+        self.idle.set(hook);
     }
 
     /// Jobs waiting in each core's queue, by core (at most [`QUEUE_JOBS`] each).
@@ -322,15 +361,23 @@ impl<S: 'static> Drop for ShardSet<S> {
 /// Polls made before new messages and completions are looked at again.
 const POLL_BUDGET: usize = 64;
 
+/// A core's end of its queue: jobs and wake-ups come in on `rx`, wake-ups from other threads
+/// go out through `remote`.
+struct Inbox<S: 'static> {
+    rx: flume::Receiver<Msg<S>>,
+    remote: Arc<Remote<S>>,
+}
+
 fn core_main<S: 'static>(
     id: usize,
     cpu: Option<usize>,
     backend: IoBackend,
     pool: Arc<BufferPool>,
-    rx: flume::Receiver<Msg<S>>,
-    remote: Arc<Remote<S>>,
+    inbox: Inbox<S>,
     make_state: &(dyn Fn(usize) -> S + Send + Sync),
+    idle: &IdleSlot,
 ) {
+    let Inbox { rx, remote } = inbox;
     let cpu = cpu.filter(|&c| {
         let mut set = nix::sched::CpuSet::new();
         let pinned = set.set(c).is_ok()
@@ -387,7 +434,15 @@ fn core_main<S: 'static>(
             core.io.poll_completions(true);
             continue;
         }
-        match rx.recv() {
+        let msg = match rx.recv_timeout(IDLE_AFTER) {
+            Ok(msg) => Ok(msg),
+            Err(flume::RecvTimeoutError::Timeout) => {
+                idle.run();
+                rx.recv()
+            }
+            Err(flume::RecvTimeoutError::Disconnected) => break,
+        };
+        match msg {
             Ok(msg) => handle(msg, &mut exec, &mut stopping),
             Err(_) => break,
         }

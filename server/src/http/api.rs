@@ -278,7 +278,9 @@ where
             }
             _ => None,
         };
-        f(&st, &form)
+        let res = f(&st, &form);
+        crate::memory::return_thread_memory();
+        res
     })
     .await
     .unwrap_or_else(|e| Err(ApiError::internal(format!("handler failed: {e}"))));

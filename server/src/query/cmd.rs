@@ -149,7 +149,11 @@ impl PromqlFlags {
             )),
             active: None,
             // One pool per process, sized to the CPUs it may run on.
-            pool: gauntlet_engine::query::WorkPool::new(0),
+            pool: {
+                let pool = gauntlet_engine::query::WorkPool::new(0);
+                pool.set_idle_hook(crate::memory::idle_hook());
+                pool
+            },
         };
         apply_features(&mut config, &self.features)
             .map_err(|e| anyhow::anyhow!("--enable-feature: {e}"))?;
@@ -188,6 +192,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("gauntlet-net")
+        .thread_keep_alive(crate::memory::IDLE_THREAD_KEEP_ALIVE)
         .build()?;
     rt.block_on(async move {
         let endpoints = Arc::new(

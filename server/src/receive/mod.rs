@@ -304,6 +304,7 @@ pub fn run(args: ReceiveArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("gauntlet-net")
+        .thread_keep_alive(crate::memory::IDLE_THREAD_KEEP_ALIVE)
         .build()
         .context("starting the runtime")?;
     rt.block_on(async move {
@@ -358,6 +359,7 @@ impl Receiver {
             pin: true,
             name: "gauntlet-head".into(),
         })?;
+        rt.set_idle_hook(crate::memory::idle_hook());
         let mut labels = args.labels.clone();
         labels.sort();
         labels.dedup_by(|a, b| a.name == b.name);

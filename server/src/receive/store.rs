@@ -78,17 +78,19 @@ pub fn select(
 
 /// Every tenant's series matching `matchers` with data in `[mint, maxt]`, read as `read`
 /// asks, each with its tenant's external labels, in label order, a batch at a time: each
-/// tenant's local blocks and head merged, the tenants merged. Blocking.
+/// tenant's local blocks and head merged, the tenants merged. Blocking. Once `cancel` ends,
+/// the heads read no more (reads already queued on their cores are skipped).
 pub fn stream(
     tenants: &Tenants,
     matchers: &[Matcher],
     mint: i64,
     maxt: i64,
     read: HeadRead,
+    cancel: &gauntlet_engine::query::Cancel,
 ) -> gauntlet_engine::Result<Box<dyn SeriesStream + 'static>> {
     let mut parts = Vec::new();
     for (t, ms) in targets(tenants, matchers) {
-        parts.push(tenant_stream(&t, &ms, mint, maxt, read)?);
+        parts.push(tenant_stream(&t, &ms, mint, maxt, read, cancel)?);
     }
     Ok(merge_streams(parts, mint, maxt))
 }
@@ -100,12 +102,17 @@ fn tenant_stream(
     mint: i64,
     maxt: i64,
     read: HeadRead,
+    cancel: &gauntlet_engine::query::Cancel,
 ) -> gauntlet_engine::Result<Box<dyn SeriesStream + 'static>> {
     let blocks = t.local_blocks();
     let own = merge_streams(
         vec![
             blocks.stream(matchers, mint, maxt)?,
-            Box::new(t.head.stream(matchers, mint, maxt, read)?),
+            Box::new(
+                t.head
+                    .stream(matchers, mint, maxt, read)?
+                    .cancel_with(cancel.clone()),
+            ),
         ],
         mint,
         maxt,
@@ -322,7 +329,7 @@ impl thanos::store_server::Store for ReceiveStore {
                 HeadRead::Stored
             };
             let sent = (|| -> Result<(), Status> {
-                let mut series = stream(&tenants, &matchers, mint, maxt, read)
+                let mut series = stream(&tenants, &matchers, mint, maxt, read, &cancel)
                     .map_err(convert::engine_status)?;
                 loop {
                     if cancel.check().is_err() {
