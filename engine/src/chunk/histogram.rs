@@ -24,12 +24,13 @@ use super::histogram_recode::{
     Insert, adjust_for_inserts, expand_int_spans_and_buckets, expand_spans_both_ways, insert,
 };
 use super::varbit::{
-    XorState, put_varbit_int, put_varbit_uint, read_varbit_int, read_varbit_uint, xor_read,
-    xor_write,
+    XorState, put_varbit_int, put_varbit_uint, read_bucket_dods, read_varbit_int, read_varbit_uint,
+    xor_read, xor_write,
 };
 use crate::histogram::{
     CounterResetHint, FloatHistogram, FloatValue, Histogram, HistogramError, Side, Span,
-    count_buckets, custom_bounds_match, deltas_to_exact_float_counts, is_custom_buckets_schema,
+    count_buckets, custom_bounds_match, deltas_to_exact_float_counts_into,
+    is_custom_buckets_schema,
 };
 
 /// What appending a sample did to a histogram chunk.
@@ -651,8 +652,8 @@ impl<'a> HistogramIterator<'a> {
         out.negative_spans.clone_from(&self.layout.negative_spans);
         // Each bucket the float nearest its absolute count, as Prometheus's chunk iterator
         // hands it to PromQL.
-        out.positive_buckets = deltas_to_exact_float_counts(&self.p_buckets);
-        out.negative_buckets = deltas_to_exact_float_counts(&self.n_buckets);
+        deltas_to_exact_float_counts_into(&self.p_buckets, &mut out.positive_buckets);
+        deltas_to_exact_float_counts_into(&self.n_buckets, &mut out.negative_buckets);
         out.custom_values = Arc::clone(&self.layout.custom_values);
     }
 
@@ -727,17 +728,14 @@ impl<'a> HistogramIterator<'a> {
         if super::is_stale_nan(self.sum.value) {
             return Ok(());
         }
-        for (b, d) in self
-            .p_buckets
-            .iter_mut()
-            .zip(self.p_deltas.iter_mut())
-            .chain(self.n_buckets.iter_mut().zip(self.n_deltas.iter_mut()))
-        {
-            *d = d.wrapping_add(read_varbit_int(&mut self.r));
-            *b = b.wrapping_add(*d);
-        }
+        let negative = read_bucket_dods(&mut self.r, &mut self.p_buckets, &mut self.p_deltas)
+            | read_bucket_dods(&mut self.r, &mut self.n_buckets, &mut self.n_deltas);
         self.check()?;
-        self.check_counts()
+        if negative {
+            // Only to name the bucket: the pass above found one.
+            return self.check_counts();
+        }
+        Ok(())
     }
 
     /// A bucket whose absolute count is negative cannot come from any writer.

@@ -6,7 +6,7 @@
 //! Readers never fail: past the end of the payload they read zeros, and the caller checks
 //! [`BitReader::overrun`] once per field group.
 
-use super::bstream::{BitReader, BitWriter};
+use super::bstream::{BitReader, BitWriter, peek64};
 
 /// Payload widths of the varbit buckets, by the number of leading `1` bits of the prefix.
 const VARBIT_WIDTHS: [u32; 9] = [0, 3, 6, 9, 12, 18, 25, 56, 64];
@@ -87,20 +87,83 @@ fn read_prefix(r: &mut BitReader<'_>) -> u32 {
 /// Reads a varbit integer written by [`put_varbit_int`].
 #[inline]
 pub(crate) fn read_varbit_int(r: &mut BitReader<'_>) -> i64 {
-    let width = read_prefix(r);
-    match width {
-        0 => 0,
-        64 => r.read_bits(64) as i64,
-        _ => {
-            let bits = r.read_bits(width);
-            // Two's complement of `width` bits, except that 2^(width-1) itself is positive.
-            if bits > 1u64 << (width - 1) {
-                bits.wrapping_sub(1u64 << width) as i64
-            } else {
-                bits as i64
-            }
-        }
+    let mut pos = r.bit_pos();
+    let v = varbit_int_at(r.data(), &mut pos);
+    r.set_bit_pos(pos);
+    v
+}
+
+/// The varbit integer at bit `pos` of `data`, `pos` moved past it. Every width but the
+/// longest fits one 64-bit load with its prefix (8 + 56 bits), so most values cost one load.
+#[inline(always)]
+fn varbit_int_at(data: &[u8], pos: &mut usize) -> i64 {
+    let w = peek64(data, *pos);
+    if w >> 63 == 0 {
+        *pos += 1;
+        return 0;
     }
+    let ones = (!w).leading_zeros().min(8);
+    if ones == 8 {
+        let v = peek64(data, *pos + 8);
+        *pos += 72;
+        return v as i64;
+    }
+    let width = VARBIT_WIDTHS[ones as usize];
+    // A prefix ends with its `0`: `ones + 1` bits.
+    let bits = (w << (ones + 1)) >> (64 - width);
+    *pos += (ones + 1 + width) as usize;
+    // Two's complement of `width` bits, except that 2^(width-1) itself is positive.
+    if bits > 1u64 << (width - 1) {
+        bits.wrapping_sub(1u64 << width) as i64
+    } else {
+        bits as i64
+    }
+}
+
+/// Reads one sample's bucket delta-of-deltas (a varbit integer each, `deltas.len()` of them)
+/// and moves each bucket on: `deltas[i] += dod`, then `buckets[i] += deltas[i]`, wrapping.
+/// Returns whether any bucket's running sum (the absolute count it stands for when
+/// `buckets` holds the spatial deltas of a histogram) went negative.
+///
+/// The same bits as calling [`read_varbit_int`] per bucket, but a run of zero
+/// delta-of-deltas (a bucket growing at the rate it grew before, common in slow series)
+/// is taken from one load, and the absolute counts are checked in the same pass.
+pub(crate) fn read_bucket_dods(
+    r: &mut BitReader<'_>,
+    buckets: &mut [i64],
+    deltas: &mut [i64],
+) -> bool {
+    let data = r.data();
+    let mut pos = r.bit_pos();
+    let n = buckets.len().min(deltas.len());
+    let (buckets, deltas) = (&mut buckets[..n], &mut deltas[..n]);
+    let mut current = 0i64;
+    let mut negative = false;
+    let mut i = 0;
+    while i < n {
+        let w = peek64(data, pos);
+        if w >> 63 == 0 {
+            // Zero bits, one per bucket: the delta stays. A word of zeros past the end of
+            // the data reads the same way, as one bit at a time would.
+            let run = (w.leading_zeros() as usize).min(n - i);
+            for (b, d) in buckets[i..i + run].iter_mut().zip(&deltas[i..i + run]) {
+                *b = b.wrapping_add(*d);
+                current = current.wrapping_add(*b);
+                negative |= current < 0;
+            }
+            i += run;
+            pos += run;
+            continue;
+        }
+        let dod = varbit_int_at(data, &mut pos);
+        deltas[i] = deltas[i].wrapping_add(dod);
+        buckets[i] = buckets[i].wrapping_add(deltas[i]);
+        current = current.wrapping_add(buckets[i]);
+        negative |= current < 0;
+        i += 1;
+    }
+    r.set_bit_pos(pos);
+    negative
 }
 
 /// Reads an unsigned varbit written by [`put_varbit_uint`].
@@ -276,7 +339,53 @@ mod tests {
         }
     }
 
+    /// Delta-of-deltas as a slow series has them: mostly zero, some small, a few of every
+    /// width.
+    fn dod() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            6 => Just(0i64),
+            3 => -4i64..=4,
+            1 => any::<i64>(),
+            1 => (0u32..63).prop_flat_map(|b| -(1i64 << b)..=(1i64 << b)),
+        ]
+    }
+
     proptest! {
+        /// The bulk bucket reader reads what a varbit read per bucket reads, leaves the reader
+        /// at the same bit (past the end too, where both read zeros), and flags a negative
+        /// running sum exactly when one occurs.
+        #[test]
+        fn bucket_dods_read_as_one_varbit_at_a_time(
+            dods in proptest::collection::vec(dod(), 0..200),
+            start in proptest::collection::vec(-50i64..50, 200),
+            start_d in proptest::collection::vec(-5i64..5, 200),
+            cut in 0usize..64,
+            n in 0usize..210,
+        ) {
+            let mut w = BitWriter::new();
+            for &v in &dods { put_varbit_int(&mut w, v); }
+            let mut bytes = w.into_bytes();
+            bytes.truncate(bytes.len().saturating_sub(cut / 8));
+            let n = n.min(start.len());
+            let (mut b1, mut d1) = (start[..n].to_vec(), start_d[..n].to_vec());
+            let (mut b2, mut d2) = (b1.clone(), d1.clone());
+            let mut r1 = BitReader::new(&bytes, 0);
+            let neg = read_bucket_dods(&mut r1, &mut b1, &mut d1);
+            let mut r2 = BitReader::new(&bytes, 0);
+            let mut current = 0i64;
+            let mut want_neg = false;
+            for (b, d) in b2.iter_mut().zip(d2.iter_mut()) {
+                *d = d.wrapping_add(read_varbit_int(&mut r2));
+                *b = b.wrapping_add(*d);
+                current = current.wrapping_add(*b);
+                want_neg |= current < 0;
+            }
+            prop_assert_eq!(&b1, &b2);
+            prop_assert_eq!(&d1, &d2);
+            prop_assert_eq!(r1.bit_pos(), r2.bit_pos());
+            prop_assert_eq!(neg, want_neg);
+        }
+
         #[test]
         fn varbit_and_xor_fields_round_trip(
             ints in proptest::collection::vec(any::<i64>(), 0..20),
