@@ -4,8 +4,10 @@
 //! `histogram_int` holds integer histograms (schema 3, about 80 buckets in use; schema 0, about
 //! 10; custom buckets with 12 bounds), group `histogram_float` the same samples as float
 //! histograms. Each group times the iterator reusing one histogram (a query's loop), the
-//! timestamps alone, the whole-chunk decoder that allocates every sample, and, for comparison,
-//! appending each chunk's samples to a fresh appender (validation included).
+//! timestamps alone, the whole-chunk decoder that allocates every sample, the integer chunks
+//! decoded as float histograms into a batch whose histograms are reused (what a PromQL worker
+//! does), and, for comparison, appending each chunk's samples to a fresh appender (validation
+//! included).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -13,8 +15,9 @@ use std::sync::Arc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gauntlet_engine::block::{CutHistogramChunk, HistogramChunkCutter};
 use gauntlet_engine::chunk::{
-    Encoding, FloatHistogramAppender, FloatHistogramIterator, HistogramAppender, HistogramIterator,
-    decode_float_histogram_chunk, decode_histogram_chunk,
+    Encoding, FloatHistogramAppender, FloatHistogramIterator, HistogramAppender, HistogramBatch,
+    HistogramIterator, decode_float_histogram_chunk, decode_histogram_chunk,
+    decode_histogram_chunks_reusing,
 };
 use gauntlet_engine::histogram::{
     CUSTOM_BUCKETS_SCHEMA, CounterResetHint, FloatHistogram, Histogram, Span,
@@ -217,6 +220,20 @@ fn histogram_int(c: &mut Criterion) {
             let mut n = 0;
             for c in &chunks {
                 n += decode_histogram_chunk(black_box(&c.data)).unwrap().len();
+            }
+            n
+        })
+    });
+    // A query worker's loop: each chunk's samples as float histograms into one batch kept
+    // from chunk to chunk, its histograms overwritten in place.
+    let mut batch = HistogramBatch::new();
+    g.bench_function("decode_into_reused_batch", |b| {
+        b.iter(|| {
+            let mut n = 0;
+            for c in &chunks {
+                let one = [(c.encoding as u8, black_box(&c.data[..]))];
+                decode_histogram_chunks_reusing(one, (i64::MIN, i64::MAX), &mut batch).unwrap();
+                n += batch.len();
             }
             n
         })

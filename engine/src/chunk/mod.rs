@@ -11,6 +11,7 @@ pub mod batch;
 pub mod bstream;
 pub mod float_histogram;
 pub mod histogram;
+mod histogram_batch;
 mod histogram_layout;
 mod histogram_recode;
 mod varbit;
@@ -33,6 +34,7 @@ pub use float_histogram::{
 pub use histogram::{
     HistogramAppend, HistogramAppender, HistogramIterator, decode_histogram_chunk,
 };
+pub use histogram_batch::{ReusedDecode, decode_histogram_chunks_reusing};
 pub use histogram_layout::{CounterResetHeader, MAX_HISTOGRAM_SAMPLES, counter_reset_hint};
 pub use xor::{XorAppender, XorIterator, decode_xor_into, encode_xor};
 pub(crate) use xor_many::decode_xor_many_at;

@@ -16,12 +16,14 @@ use crate::Compat;
 use crate::error::PromqlError;
 use crate::functions::range::{Notes, advance_past};
 use crate::functions::{InstantFn, RangeCall, is_range_function, unwrap_parens};
-use gauntlet_engine::chunk::{HistogramBatch, SampleBatch, is_stale_nan};
+use gauntlet_engine::chunk::{
+    HistogramBatch, ReusedDecode, SampleBatch, decode_histogram_chunks_reusing, is_stale_nan,
+};
 use gauntlet_engine::histogram::FloatHistogram;
 use gauntlet_engine::labels::Labels;
 use gauntlet_engine::query::{
-    DecodeScratch, Grouping, SelectHints, SeriesStream, StreamSeries, decode_histograms,
-    decode_many_flat,
+    DecodeScratch, Grouping, SelectHints, SeriesData, SeriesStream, StreamSeries,
+    decode_histograms, decode_many_flat,
 };
 
 /// Most pool workers one query's tasks are counted against when its memory is accounted.
@@ -945,7 +947,7 @@ impl<'a> Evaluator<'a> {
                 )?;
                 for (s, span) in group.into_iter().zip(&sc.spans) {
                     if s.data.has_histograms() {
-                        decode_histograms(&s, kernel.mint, kernel.maxt, &mut sc.hist)?;
+                        decode_histograms_reusing(&s, kernel.mint, kernel.maxt, &mut sc.hist)?;
                         if kernel.stats_hints {
                             super::histogram_stats::assign_reset_hints(&mut sc.hist);
                         }
@@ -1201,6 +1203,29 @@ impl<'a> Evaluator<'a> {
         let ms = super::selector::selector_matchers(vs)?;
         Ok(storage.select_stream(&ms, mint, maxt, hints)?)
     }
+}
+
+/// The native histograms of `s` in `[mint, maxt]` (ms) into `out`, as [`decode_histograms`]
+/// decodes them, but overwriting the histograms `out` holds from the series before, so a
+/// worker allocates spans and buckets once rather than once a sample. Chunks that overlap in
+/// time, and corrupt ones (to be reported naming the series), go to [`decode_histograms`].
+fn decode_histograms_reusing(
+    s: &StreamSeries,
+    mint: i64,
+    maxt: i64,
+    out: &mut HistogramBatch,
+) -> Result<(), PromqlError> {
+    if let SeriesData::Chunks(chunks) = &s.data {
+        let picked = chunks
+            .iter()
+            .filter(|c| c.max_time >= mint && c.min_time <= maxt)
+            .map(|c| (c.encoding, &c.data[..]));
+        if let Ok(ReusedDecode::Done) = decode_histogram_chunks_reusing(picked, (mint, maxt), out) {
+            return Ok(());
+        }
+    }
+    decode_histograms(s, mint, maxt, out)?;
+    Ok(())
 }
 
 fn not_streamable(e: &Expr) -> PromqlError {
