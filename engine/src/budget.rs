@@ -1,5 +1,12 @@
-//! The process's memory budget (`--memory.limit`): the resident memory it may reach, shared by
-//! everything it does.
+//! A memory budget (`--memory.limit`): the resident memory the work it is handed to may reach.
+//! The binary makes one per role it runs and hands it down to what takes memory on that
+//! role's behalf (the head, matcher compilation, the PromQL engine, the servers' request
+//! paths); a budget is an [`Arc`], and its sampler ([`start`]) stops once the last handle is
+//! dropped. A role alone in its process has the whole limit. Roles sharing a process each
+//! have a part of the process's budget ([`MemoryBudget::part_of`]): a part of the limit,
+//! counting the same part of the resident size, so the parts together never admit more than
+//! the whole, and one role's reservations leave the others' room alone. The whole counts
+//! what its parts reserve and refuse, for the metrics.
 //!
 //! Two figures make up what the budget counts as used: the resident set size, read every
 //! [`SAMPLE_EVERY`] by a thread of its own, and the bytes reserved by work in flight. A request
@@ -31,8 +38,8 @@
 //! [`MemoryBudget::hold_regex`]): a few bytes of pattern can compile to hundreds of
 //! kilobytes, and a query can hold thousands of them.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 /// How often the sampler reads the resident set size. A read of `/proc/self/statm` costs a few
@@ -65,6 +72,11 @@ pub const REGEX_ROOM: u64 = 32 << 20;
 /// Decoding room is counted in units of this many bytes.
 const DECODING_UNIT: u64 = 1 << 10;
 
+/// `part` sixteenths of `bytes`, without overflow.
+const fn scale(bytes: u64, part: Part) -> u64 {
+    bytes / WHOLE * part + bytes % WHOLE * part / WHOLE
+}
+
 /// The decoding room of a budget of `limit` bytes (0: none), bytes.
 const fn decoding_room(limit: u64) -> u64 {
     if limit / 8 > DECODING_ROOM {
@@ -85,19 +97,28 @@ pub enum Need {
     Grow,
 }
 
-/// A memory budget: a limit, the resident size last sampled and the bytes reserved.
+/// A part of the process's memory, in sixteenths: [`WHOLE`] for a role alone in its process.
+pub type Part = u64;
+
+/// The whole process's memory, as a [`Part`].
+pub const WHOLE: Part = 16;
+
+/// A memory budget: a limit, the resident size last sampled and the bytes reserved. Handed
+/// around as an `Arc`; reservations hold one.
 #[derive(Debug)]
 pub struct MemoryBudget {
     /// Bytes; 0: no limit (reservations are still counted, for the metrics).
     limit: u64,
-    /// Resident bytes as last sampled.
+    /// The budget this is a part of, and which part; `None` for a whole budget.
+    whole: Option<(Arc<MemoryBudget>, Part)>,
+    /// Resident bytes as last sampled (a part reads its whole's instead).
     resident: AtomicU64,
     /// Bytes held by live reservations.
     reserved: AtomicU64,
     /// Reservations refused: work refused at the start or ended in flight.
     refused: AtomicU64,
     /// The decoding room, in units of [`DECODING_UNIT`].
-    decoding: tokio::sync::Semaphore,
+    decoding: Arc<tokio::sync::Semaphore>,
     /// Bytes held by compiled regexes ([`MemoryBudget::hold_regex`]).
     regexes: AtomicU64,
 }
@@ -106,12 +127,14 @@ pub struct MemoryBudget {
 /// may succeed, once work in flight has ended.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{what} {verb}: it needs {} MiB more, and the process holds {} MiB with {} MiB reserved by work in flight, against its --memory.limit of {} MiB; try again later",
+    "{what} {verb}: it needs {} MiB more, and {holder} {} MiB with {} MiB reserved by work in flight, against {share}--memory.limit of {} MiB; try again later",
     mib_up(*.wanted),
     .resident >> 20,
     .reserved >> 20,
-    .limit >> 20,
-    verb = if *.started { "ended" } else { "refused" }
+    .process_limit >> 20,
+    verb = if *.started { "ended" } else { "refused" },
+    holder = if .limit == .process_limit { "the process holds" } else { "its role's part of the process holds" },
+    share = if .limit == .process_limit { String::from("its ") } else { format!("its part, {} MiB of the ", .limit >> 20) },
 )]
 pub struct OverBudget {
     /// What was refused: `query`, `Series`, `remote write`.
@@ -125,8 +148,11 @@ pub struct OverBudget {
     pub resident: u64,
     /// Bytes reserved when refused.
     pub reserved: u64,
-    /// The limit, bytes.
+    /// The limit, bytes: the budget's (a role's part of the process's).
     pub limit: u64,
+    /// The process's `--memory.limit`, bytes: [`OverBudget::limit`] unless the budget is a
+    /// part.
+    pub process_limit: u64,
 }
 
 fn mib_up(bytes: u64) -> u64 {
@@ -134,18 +160,42 @@ fn mib_up(bytes: u64) -> u64 {
 }
 
 impl MemoryBudget {
-    /// A budget of `limit` bytes (0: none).
-    pub const fn new(limit: u64) -> Self {
+    /// A budget of the whole process's `limit` bytes (0: none), not yet sampled ([`start`]).
+    pub fn new(limit: u64) -> Self {
+        Self::with(limit, None)
+    }
+
+    /// A budget of `part` sixteenths of `whole`: that part of its limit, counting that part of
+    /// the resident size `whole` samples. Parts adding up to [`WHOLE`] admit together what the
+    /// whole would: each is refused once its part of the resident size and its own
+    /// reservations pass its part of the limit. What a part reserves and refuses is counted
+    /// in `whole` too, which nothing else should reserve from.
+    pub fn part_of(whole: &Arc<MemoryBudget>, part: Part) -> Arc<Self> {
+        let part = part.clamp(1, WHOLE);
+        Arc::new(Self::with(
+            scale(whole.limit, part),
+            Some((Arc::clone(whole), part)),
+        ))
+    }
+
+    fn with(limit: u64, whole: Option<(Arc<MemoryBudget>, Part)>) -> Self {
         MemoryBudget {
             limit,
+            whole,
             resident: AtomicU64::new(0),
             reserved: AtomicU64::new(0),
             refused: AtomicU64::new(0),
-            decoding: tokio::sync::Semaphore::const_new(
+            decoding: Arc::new(tokio::sync::Semaphore::new(
                 (decoding_room(limit) / DECODING_UNIT) as usize,
-            ),
+            )),
             regexes: AtomicU64::new(0),
         }
+    }
+
+    /// A budget without a limit that is not sampled, for tools and tests: it still counts
+    /// reservations and holds decoding and regex room to their bounds.
+    pub fn unlimited() -> Arc<Self> {
+        Arc::new(Self::new(0))
     }
 
     /// The limit, bytes; 0 when there is none.
@@ -153,14 +203,33 @@ impl MemoryBudget {
         self.limit
     }
 
-    /// Resident bytes as last sampled.
+    /// Resident bytes as last sampled; a part's share of what its whole sampled.
     pub fn resident(&self) -> u64 {
-        self.resident.load(Relaxed)
+        match &self.whole {
+            Some((whole, part)) => scale(whole.resident(), *part),
+            None => self.resident.load(Relaxed),
+        }
     }
 
-    /// Records a sample of the resident size, bytes.
+    /// Records a sample of the resident size, bytes (a part reads its whole's instead).
     pub fn set_resident(&self, bytes: u64) {
         self.resident.store(bytes, Relaxed);
+    }
+
+    /// Counts a refusal, in the whole too.
+    fn count_refusal(&self) {
+        self.refused.fetch_add(1, Relaxed);
+        if let Some((whole, _)) = &self.whole {
+            whole.refused.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Adds `bytes` to the reserved figure unchecked, in the whole too.
+    fn add_reserved(&self, bytes: u64) {
+        self.reserved.fetch_add(bytes, Relaxed);
+        if let Some((whole, _)) = &self.whole {
+            whole.reserved.fetch_add(bytes, Relaxed);
+        }
     }
 
     /// Bytes held by live reservations.
@@ -183,18 +252,18 @@ impl MemoryBudget {
     }
 
     /// Adds `bytes` to the reserved figure if the budget has room for them.
-    fn take(&'static self, what: &'static str, bytes: u64, need: Need) -> Result<(), OverBudget> {
+    fn take(&self, what: &'static str, bytes: u64, need: Need) -> Result<(), OverBudget> {
         if self.limit == 0 {
-            self.reserved.fetch_add(bytes, Relaxed);
+            self.add_reserved(bytes);
             return Ok(());
         }
         let ceiling = self.ceiling(need);
         let mut reserved = self.reserved.load(Relaxed);
         loop {
-            let resident = self.resident.load(Relaxed);
+            let resident = self.resident();
             let after = reserved.saturating_add(bytes);
             if resident.saturating_add(after) > ceiling {
-                self.refused.fetch_add(1, Relaxed);
+                self.count_refusal();
                 return Err(OverBudget {
                     what,
                     started: need == Need::Grow,
@@ -202,13 +271,19 @@ impl MemoryBudget {
                     resident,
                     reserved,
                     limit: self.limit,
+                    process_limit: self.whole.as_ref().map_or(self.limit, |(w, _)| w.limit),
                 });
             }
             match self
                 .reserved
                 .compare_exchange_weak(reserved, after, Relaxed, Relaxed)
             {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    if let Some((whole, _)) = &self.whole {
+                        whole.reserved.fetch_add(bytes, Relaxed);
+                    }
+                    return Ok(());
+                }
                 Err(now) => reserved = now,
             }
         }
@@ -216,28 +291,31 @@ impl MemoryBudget {
 
     fn give_back(&self, bytes: u64) {
         self.reserved.fetch_sub(bytes, Relaxed);
+        if let Some((whole, _)) = &self.whole {
+            whole.reserved.fetch_sub(bytes, Relaxed);
+        }
     }
 
     /// A reservation of `bytes` for new work or more work of kind `what`, refused when the
     /// budget has no room for it (see [`Need`]).
     pub fn reserve(
-        &'static self,
+        self: &Arc<Self>,
         what: &'static str,
         bytes: u64,
         need: Need,
     ) -> Result<Reservation, OverBudget> {
         self.take(what, bytes, need)?;
         Ok(Reservation {
-            budget: self,
+            budget: Arc::clone(self),
             what,
             bytes,
         })
     }
 
     /// An empty reservation for work of kind `what`, to grow as it goes.
-    pub fn empty(&'static self, what: &'static str) -> Reservation {
+    pub fn empty(self: &Arc<Self>, what: &'static str) -> Reservation {
         Reservation {
-            budget: self,
+            budget: Arc::clone(self),
             what,
             bytes: 0,
         }
@@ -245,10 +323,10 @@ impl MemoryBudget {
 
     /// A reservation of `bytes` taken whatever the budget's room: for work that must go on
     /// because it is what frees memory (cutting the head into a block). Others see it.
-    pub fn force(&'static self, what: &'static str, bytes: u64) -> Reservation {
-        self.reserved.fetch_add(bytes, Relaxed);
+    pub fn force(self: &Arc<Self>, what: &'static str, bytes: u64) -> Reservation {
+        self.add_reserved(bytes);
         Reservation {
-            budget: self,
+            budget: Arc::clone(self),
             what,
             bytes,
         }
@@ -286,7 +364,7 @@ pub enum DecodingRefused {
 /// both given back when dropped.
 #[derive(Debug)]
 pub struct Decoding {
-    _room: tokio::sync::SemaphorePermit<'static>,
+    _room: tokio::sync::OwnedSemaphorePermit,
     _held: Reservation,
 }
 
@@ -309,7 +387,7 @@ impl MemoryBudget {
     /// is decoded alone. The bytes are then reserved as work in flight ([`Need::Grow`]), so a
     /// budget with a limit may still refuse them.
     pub async fn decode_room(
-        &'static self,
+        self: &Arc<Self>,
         what: &'static str,
         bytes: u64,
         wait: Duration,
@@ -324,14 +402,17 @@ impl MemoryBudget {
             room: self.decoding_room(),
             waited: wait,
         };
-        let room = match tokio::time::timeout(wait, self.decoding.acquire_many(units)).await {
-            Ok(Ok(permit)) => permit,
-            // The semaphore is never closed; a wait that ran out is the answer.
-            Ok(Err(_)) | Err(_) => {
-                self.refused.fetch_add(1, Relaxed);
-                return Err(busy());
-            }
-        };
+        let room =
+            match tokio::time::timeout(wait, Arc::clone(&self.decoding).acquire_many_owned(units))
+                .await
+            {
+                Ok(Ok(permit)) => permit,
+                // The semaphore is never closed; a wait that ran out is the answer.
+                Ok(Err(_)) | Err(_) => {
+                    self.count_refusal();
+                    return Err(busy());
+                }
+            };
         let held = self.reserve(what, bytes, Need::Grow)?;
         Ok(Decoding {
             _room: room,
@@ -368,7 +449,7 @@ pub enum RegexRefused {
 /// work in flight; given back when dropped.
 #[derive(Debug)]
 pub struct RegexHold {
-    budget: &'static MemoryBudget,
+    budget: Arc<MemoryBudget>,
     bytes: u64,
     _held: Reservation,
 }
@@ -401,13 +482,13 @@ impl MemoryBudget {
     /// Room for a compiled regex of about `bytes`, refused when the regexes alive would then
     /// hold more than [`MemoryBudget::regex_room`]; the bytes are also reserved as work in
     /// flight ([`Need::Grow`]).
-    pub fn hold_regex(&'static self, bytes: u64) -> Result<RegexHold, RegexRefused> {
+    pub fn hold_regex(self: &Arc<Self>, bytes: u64) -> Result<RegexHold, RegexRefused> {
         let reserved = self.reserve("regex", bytes, Need::Grow)?;
         let room = self.regex_room();
         let mut held = self.regexes.load(Relaxed);
         loop {
             if held.saturating_add(bytes) > room {
-                self.refused.fetch_add(1, Relaxed);
+                self.count_refusal();
                 return Err(RegexRefused::Full {
                     wanted: bytes,
                     held,
@@ -423,7 +504,7 @@ impl MemoryBudget {
             }
         }
         Ok(RegexHold {
-            budget: self,
+            budget: Arc::clone(self),
             bytes,
             _held: reserved,
         })
@@ -433,7 +514,7 @@ impl MemoryBudget {
 /// Bytes taken from a [`MemoryBudget`], given back when dropped.
 #[derive(Debug)]
 pub struct Reservation {
-    budget: &'static MemoryBudget,
+    budget: Arc<MemoryBudget>,
     what: &'static str,
     bytes: u64,
 }
@@ -482,7 +563,7 @@ impl Reservation {
         let n = bytes.min(self.bytes);
         self.bytes -= n;
         Reservation {
-            budget: self.budget,
+            budget: Arc::clone(&self.budget),
             what: self.what,
             bytes: n,
         }
@@ -502,35 +583,32 @@ impl Drop for Reservation {
     }
 }
 
-static UNLIMITED: MemoryBudget = MemoryBudget::new(0);
-static GLOBAL: OnceLock<&'static MemoryBudget> = OnceLock::new();
-
-/// The process's budget: the one [`init`] set, or one without a limit.
-pub fn global() -> &'static MemoryBudget {
-    GLOBAL.get().copied().unwrap_or(&UNLIMITED)
-}
-
-/// Sets the process's budget to `limit` bytes (0: none) and, with a limit, starts the thread
-/// sampling the resident size. Called once, at start; later calls change nothing. `Err` when
-/// the sampler did not start: the budget then counts reservations against a resident size of
-/// its start.
-pub fn init(limit: u64) -> std::io::Result<&'static MemoryBudget> {
-    let budget: &'static MemoryBudget = Box::leak(Box::new(MemoryBudget::new(limit)));
+/// Starts sampling the process's resident size into `budget` every [`SAMPLE_EVERY`] when it
+/// has a limit, on a thread that ends once the last handle of the budget is dropped (its
+/// parts hold one). `Err` when the thread did not start: the budget then counts reservations
+/// against the resident size of its start. A part is sampled through its whole: nothing to
+/// start.
+pub fn start(budget: &Arc<MemoryBudget>) -> std::io::Result<()> {
+    if budget.whole.is_some() {
+        return Ok(());
+    }
     budget.set_resident(resident_bytes());
-    if GLOBAL.set(budget).is_err() {
-        return Ok(global());
+    if budget.limit == 0 {
+        return Ok(());
     }
-    if limit > 0 {
-        std::thread::Builder::new()
-            .name("gauntlet-memory".into())
-            .spawn(move || {
-                loop {
-                    std::thread::sleep(SAMPLE_EVERY);
-                    budget.set_resident(resident_bytes());
-                }
-            })?;
-    }
-    Ok(budget)
+    let weak: Weak<MemoryBudget> = Arc::downgrade(budget);
+    std::thread::Builder::new()
+        .name("gauntlet-memory".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(SAMPLE_EVERY);
+                let Some(budget) = weak.upgrade() else {
+                    return;
+                };
+                budget.set_resident(resident_bytes());
+            }
+        })?;
+    Ok(())
 }
 
 /// The process's resident set size, bytes (`/proc/self/statm`), 0 when unknown.
@@ -566,8 +644,8 @@ mod tests {
 
     const MIB: u64 = 1 << 20;
 
-    fn budget(limit: u64, resident: u64) -> &'static MemoryBudget {
-        let b: &'static MemoryBudget = Box::leak(Box::new(MemoryBudget::new(limit)));
+    fn budget(limit: u64, resident: u64) -> Arc<MemoryBudget> {
+        let b = Arc::new(MemoryBudget::new(limit));
         b.set_resident(resident);
         b
     }
@@ -715,8 +793,12 @@ mod tests {
             let small = b.decode_room("remote write", 20 * MIB, wait).await.unwrap();
             drop(first);
             // A body larger than the room takes all of it, once the others are done.
-            let big =
-                tokio::spawn(b.decode_room("remote write", 100 * MIB, Duration::from_secs(5)));
+            let other = Arc::clone(&b);
+            let big = tokio::spawn(async move {
+                other
+                    .decode_room("remote write", 100 * MIB, Duration::from_secs(5))
+                    .await
+            });
             tokio::time::sleep(Duration::from_millis(20)).await;
             assert!(!big.is_finished());
             drop(small);
@@ -762,6 +844,79 @@ mod tests {
             Err(RegexRefused::OverBudget(_))
         ));
         assert_eq!((b.regexes(), b.reserved()), (0, 0));
+    }
+
+    #[test]
+    fn two_budgets_are_independent() {
+        let (a, b) = (budget(100 * MIB, 10 * MIB), budget(100 * MIB, 10 * MIB));
+        let _held = a.reserve("query", 80 * MIB, Need::Read).unwrap();
+        assert!(a.reserve("query", 10 * MIB, Need::Read).is_err());
+        assert!(a.hold_regex(16 * MIB).is_err());
+        // What `a` holds and refused is its own: `b` still has all its room.
+        let _other = b.reserve("query", 80 * MIB, Need::Read).unwrap();
+        let _regex = b.hold_regex(8 * MIB).unwrap();
+        assert_eq!((a.reserved(), a.refused()), (80 * MIB, 2));
+        assert_eq!((b.reserved(), b.refused()), (88 * MIB, 0));
+    }
+
+    #[test]
+    fn parts_count_their_part_of_the_resident_size_and_add_up_in_the_whole() {
+        let whole = budget(160 * MIB, 64 * MIB);
+        let query = MemoryBudget::part_of(&whole, 8);
+        let receive = MemoryBudget::part_of(&whole, 4);
+        assert_eq!((query.limit(), receive.limit()), (80 * MIB, 40 * MIB));
+        assert_eq!((query.resident(), receive.resident()), (32 * MIB, 16 * MIB));
+        // The query's part fills (32 resident + 43 reserved of its 75 for new reads) and is
+        // refused, while the receive part still takes writes up to 12/16 of its 40.
+        let held = query.reserve("query", 43 * MIB, Need::Read).unwrap();
+        let e = query.reserve("query", 1, Need::Read).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("against its part, 80 MiB of the --memory.limit of 160 MiB"),
+            "{e}"
+        );
+        let write = receive
+            .reserve("remote write", 14 * MIB, Need::Write)
+            .unwrap();
+        assert!(
+            receive
+                .reserve("remote write", 15 * MIB, Need::Write)
+                .is_err()
+        );
+        // The whole sees what its parts hold and refused, and a new sample reaches them.
+        assert_eq!((whole.reserved(), whole.refused()), (57 * MIB, 2));
+        drop((held, write));
+        assert_eq!(whole.reserved(), 0);
+        whole.set_resident(128 * MIB);
+        assert_eq!(query.resident(), 64 * MIB);
+        // Odd limits lose no more than a byte to the division.
+        assert_eq!(scale(17, WHOLE), 17);
+        assert_eq!(scale(u64::MAX, WHOLE), u64::MAX);
+        assert_eq!(scale(u64::MAX, 8), u64::MAX / 2);
+    }
+
+    #[test]
+    fn the_sampler_stops_with_the_last_handle() {
+        let b = Arc::new(MemoryBudget::new(1 << 40));
+        start(&b).unwrap();
+        assert!(b.resident() > MIB);
+        b.set_resident(0);
+        std::thread::sleep(SAMPLE_EVERY * 5);
+        assert!(
+            b.resident() > MIB,
+            "the sampler runs while the budget is held"
+        );
+        let weak = Arc::downgrade(&b);
+        drop(b);
+        // The sampler holds the budget only while it records a sample.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while weak.strong_count() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the sampler kept the budget"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     #[test]

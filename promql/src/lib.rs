@@ -39,19 +39,20 @@ pub use limits::{
     DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, DEFAULT_MAX_MATCHERS, QueryLimits, matcher_bound,
     nesting_bound,
 };
-pub use parser::{SelectorError, parse_selector};
+pub use parser::{SelectorError, parse_selector, parse_selector_in};
 pub use value::{InstantSample, QueryResult, QueryStats, Value};
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::parser::{self as ast, Expr};
 
+use gauntlet_engine::budget::MemoryBudget;
 use gauntlet_engine::query::Queryable;
 
 /// Limits and defaults of an [`Engine`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct EngineOptions {
     /// How far back an instant selector looks for a sample, in ms (Prometheus: 5m).
     pub lookback_delta_ms: i64,
@@ -80,6 +81,9 @@ pub struct EngineOptions {
     /// The process's query worker pool, where the query's parallel work runs, scheduled
     /// fairly against every other query's (the default: a pool made on first use).
     pub pool: gauntlet_engine::query::WorkPool,
+    /// The memory budget a query reserves the samples it holds from and its regexes hold
+    /// room in: the role's (the default: one without a limit, for tests and tools).
+    pub budget: Arc<MemoryBudget>,
 }
 
 /// The Prometheus release whose answers the engine gives where releases differ on the same
@@ -161,20 +165,30 @@ impl Default for EngineOptions {
             compat: Compat::default(),
             cancel: gauntlet_engine::query::Cancel::never(),
             pool: gauntlet_engine::query::WorkPool::default(),
+            budget: MemoryBudget::unlimited(),
         }
     }
 }
 
-/// The PromQL engine. Stateless between queries; share one per process.
+/// The PromQL engine: its options and the cache of queries it parsed lately, which its
+/// clones and the engines given the same [`ParseCache`] share.
 #[derive(Debug, Clone, Default)]
 pub struct Engine {
     opts: EngineOptions,
+    cache: ParseCache,
 }
 
 impl Engine {
-    /// An engine with these options.
+    /// An engine with these options and a parse cache of its own.
     pub fn new(opts: EngineOptions) -> Self {
-        Engine { opts }
+        Self::with_cache(opts, ParseCache::default())
+    }
+
+    /// An engine with these options sharing `cache` with the engines that hold it: a server
+    /// builds an engine per request (its timeout and cancellation are the request's) over
+    /// one cache.
+    pub fn with_cache(opts: EngineOptions, cache: ParseCache) -> Self {
+        Engine { opts, cache }
     }
 
     /// The options this engine runs with.
@@ -251,12 +265,7 @@ impl Engine {
     /// Parses `query` (nesting bound `depth`), or takes it from [`ParseCache`].
     fn parse_cached(&self, query: &str, depth: usize) -> Result<Arc<Expr>, PromqlError> {
         let key = (query.to_string(), self.opts.features);
-        if let Some(e) = parse_cache()
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .parsed
-            .get(&key)
-        {
+        if let Some(e) = self.cache.lock().parsed.get(&key) {
             return Ok(Arc::clone(e));
         }
         let expr = Arc::new(
@@ -264,7 +273,7 @@ impl Engine {
                 .map_err(|e| PromqlError::Parse(e.to_string()))?,
         );
         if query.len() <= PARSE_CACHE_QUERY_BYTES && limits::runs_inline(depth) {
-            let mut c = parse_cache().lock().unwrap_or_else(|p| p.into_inner());
+            let mut c = self.cache.lock();
             if c.parsed.insert(key.clone(), Arc::clone(&expr)).is_none() {
                 c.order.push_back(key);
                 while c.order.len() > PARSE_CACHE_QUERIES {
@@ -313,13 +322,32 @@ pub(crate) fn parse(query: &str) -> Result<Expr, PromqlError> {
 /// A query's text and the gated syntax it was read with.
 type CacheKey = (String, Features);
 
-/// Queries parsed lately, and which of them went in first. Dashboards send the same queries
-/// over and over, and the server reads each query twice (for its selectors' hints, then to
-/// evaluate it); parsing took about a tenth of a small query's time. A tree does not depend
-/// on the query's times (its duration expressions are evaluated when it runs), so one entry
-/// serves every step and range.
+/// Queries parsed lately, shared by the engines holding clones of one handle. Dashboards send
+/// the same queries over and over, and the server reads each query twice (for its selectors'
+/// hints, then to evaluate it); parsing took about a tenth of a small query's time. A tree
+/// does not depend on the query's times (its duration expressions are evaluated when it
+/// runs), so one entry serves every step and range.
+#[derive(Clone, Default)]
+pub struct ParseCache(Arc<Mutex<Parsed>>);
+
+impl std::fmt::Debug for ParseCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParseCache")
+            .field("queries", &self.lock().order.len())
+            .finish()
+    }
+}
+
+impl ParseCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Parsed> {
+        // The map is whole after any panic (inserts and removals are single calls).
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What a [`ParseCache`] holds: the trees, and which of them went in first.
 #[derive(Default)]
-struct ParseCache {
+struct Parsed {
     parsed: HashMap<CacheKey, Arc<Expr>>,
     order: VecDeque<CacheKey>,
 }
@@ -329,14 +357,10 @@ const PARSE_CACHE_QUERIES: usize = 256;
 /// Longest query [`ParseCache`] keeps, bytes.
 const PARSE_CACHE_QUERY_BYTES: usize = 4096;
 
-fn parse_cache() -> &'static Mutex<ParseCache> {
-    static CACHE: OnceLock<Mutex<ParseCache>> = OnceLock::new();
-    CACHE.get_or_init(Mutex::default)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{Engine, parse};
+    use super::{Engine, EngineOptions, ParseCache, parse};
+    use std::sync::Arc;
 
     #[test]
     fn parsed_queries_come_back_the_same_from_the_cache() {
@@ -354,5 +378,20 @@ mod tests {
         for _ in 0..2 {
             assert!(engine.parse_cached("sum(", 2).is_err());
         }
+    }
+
+    #[test]
+    fn engines_share_a_cache_only_when_handed_the_same_one() {
+        let q = "rate(x[5m])";
+        let cache = ParseCache::default();
+        let first = Engine::with_cache(EngineOptions::default(), cache.clone());
+        let second = Engine::with_cache(EngineOptions::default(), cache.clone());
+        let alone = Engine::new(EngineOptions::default());
+        let a = first.parse_cached(q, 4).unwrap();
+        assert!(Arc::ptr_eq(&a, &second.parse_cached(q, 4).unwrap()));
+        assert!(Arc::ptr_eq(&a, &first.clone().parse_cached(q, 4).unwrap()));
+        assert!(!Arc::ptr_eq(&a, &alone.parse_cached(q, 4).unwrap()));
+        assert_eq!(cache.lock().order.len(), 1);
+        assert_eq!(alone.cache.lock().order.len(), 1);
     }
 }

@@ -556,7 +556,7 @@ fn touches(query: &str, series: &[Labels]) -> bool {
     let mut selectors = Vec::new();
     collect_selectors(&expr, &mut selectors);
     selectors.iter().any(|vs| {
-        let Ok(ms) = crate::eval::selector_matchers(vs) else {
+        let Ok(ms) = crate::eval::selector_matchers(vs, None) else {
             return true;
         };
         series

@@ -49,6 +49,7 @@ use crate::block::cut::CutOptions;
 use crate::block::histogram_cut::CutHistogramChunk;
 use crate::block::meta::{BlockMeta, ThanosMeta};
 use crate::block::writer::{BlockWriter, EncodedChunk};
+use crate::budget::MemoryBudget;
 use crate::chunk::Encoding;
 use crate::error::{Error, Result};
 use crate::labels::{Labels, Matcher};
@@ -76,6 +77,9 @@ pub struct HeadOptions {
     pub max_series: u64,
     /// Segment size and compression of the WAL.
     pub wal: WalOptions,
+    /// The memory budget selections from the head reserve their id lists and batches from:
+    /// the budget of the role that owns the head (default: one without a limit).
+    pub budget: Arc<MemoryBudget>,
 }
 
 impl Default for HeadOptions {
@@ -86,6 +90,7 @@ impl Default for HeadOptions {
             too_far_in_future_ms: 0,
             max_series: 0,
             wal: WalOptions::default(),
+            budget: MemoryBudget::unlimited(),
         }
     }
 }

@@ -142,7 +142,7 @@ impl Head {
     ) -> Result<HeadStream> {
         let slot = self.slot;
         let ms = matchers.to_vec();
-        let mut reservation = crate::budget::global().empty("head selection");
+        let mut reservation = self.opts.budget.empty("head selection");
         let picked = self.on_cores(move |c| c.with(slot, |s| s.sorted_matches(&ms, mint, maxt)))?;
         let ids: usize = picked.iter().map(Vec::len).sum();
         reservation.cover(ids as u64 * 16)?;

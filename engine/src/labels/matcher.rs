@@ -6,7 +6,8 @@
 //! values without the regex parser, so it may be as long as the request. Any other regex is
 //! refused past [`MAX_REGEX_BYTES`] before it is parsed (parsing takes about 150 bytes of
 //! memory per byte of pattern), refused when it compiles past [`MAX_REGEX_COMPILED_BYTES`],
-//! and holds room for what it compiled to in the memory budget for as long as it lives
+//! and, built for a request ([`Matcher::new_in`]), holds room for what it compiled to in the
+//! request's memory budget for as long as it lives
 //! ([`crate::budget::MemoryBudget::hold_regex`]), so the regexes of requests in flight (a
 //! query can hold thousands) cannot together take more than that room.
 
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use regex_automata::meta;
 use regex_syntax::hir::{Hir, HirKind, Literal};
 
-use crate::budget::RegexHold;
+use crate::budget::{MemoryBudget, RegexHold};
 use crate::error::{ECHO_BYTES, MESSAGE_BYTES, clip};
 
 /// Longest regex compiled, bytes: a longer one is refused before it is parsed. Alternations of
@@ -222,7 +223,8 @@ pub enum RegexShape {
 #[derive(Debug)]
 struct Compiled {
     re: meta::Regex,
-    _room: RegexHold,
+    /// The room held in the budget of the request that built it; `None` for trusted text.
+    _room: Option<RegexHold>,
 }
 
 /// One label matcher.
@@ -280,8 +282,30 @@ impl PartialEq for Matcher {
 impl Eq for Matcher {}
 
 impl Matcher {
-    /// Builds a matcher, compiling the regex for `=~`/`!~`.
+    /// Builds a matcher, compiling the regex for `=~`/`!~` without holding room for it in a
+    /// memory budget: for trusted text (configuration, tools, tests). Requests build theirs
+    /// with [`Matcher::new_in`].
     pub fn new(
+        typ: MatchType,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<Self, MatcherError> {
+        Self::build(None, typ, name, value)
+    }
+
+    /// Builds a matcher for a request, compiling the regex for `=~`/`!~` with room held for
+    /// it in `budget` for as long as the matcher lives.
+    pub fn new_in(
+        budget: &Arc<MemoryBudget>,
+        typ: MatchType,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<Self, MatcherError> {
+        Self::build(Some(budget), typ, name, value)
+    }
+
+    fn build(
+        budget: Option<&Arc<MemoryBudget>>,
         typ: MatchType,
         name: impl Into<String>,
         value: impl Into<String>,
@@ -310,7 +334,7 @@ impl Matcher {
                     if let Some(reason) = re2_refusal(&value) {
                         return Err(refused(reason));
                     }
-                    let re = compile(&value).map_err(refused)?;
+                    let re = compile(&value, budget).map_err(refused)?;
                     (Some(Arc::new(re)), regex_shape(&value))
                 }
             }
@@ -399,9 +423,9 @@ impl Matcher {
     }
 }
 
-/// `^(?s:pattern)$` compiled within [`MAX_REGEX_COMPILED_BYTES`], with room held for it, or
-/// why not.
-fn compile(pattern: &str) -> Result<Compiled, String> {
+/// `^(?s:pattern)$` compiled within [`MAX_REGEX_COMPILED_BYTES`], with room held for it in
+/// `budget` when there is one, or why not.
+fn compile(pattern: &str, budget: Option<&Arc<MemoryBudget>>) -> Result<Compiled, String> {
     let config = meta::Config::new()
         .nfa_size_limit(Some(MAX_REGEX_COMPILED_BYTES))
         .hybrid_cache_capacity(REGEX_CACHE_BYTES)
@@ -421,8 +445,9 @@ fn compile(pattern: &str) -> Result<Compiled, String> {
     // What a compiled regex holds is about twice what it reports (the caches of the threads
     // matching with it), and at least a few pages.
     let bytes = 2 * re.memory_usage() as u64 + (16 << 10);
-    let room = crate::budget::global()
-        .hold_regex(bytes)
+    let room = budget
+        .map(|b| b.hold_regex(bytes))
+        .transpose()
         .map_err(|e| e.to_string())?;
     Ok(Compiled { re, _room: room })
 }
@@ -758,13 +783,19 @@ mod tests {
         // Short, but compiling to more than one regex may.
         let e = Matcher::new(MatchType::Regexp, "job", r"\pL{200}").unwrap_err();
         assert!(e.reason.contains("limit of 4 MiB for one regex"), "{e}");
-        // A compiled regex holds room in the budget while it lives, shared by its clones.
-        let m = Matcher::new(MatchType::Regexp, "job", r"\pL{10}").unwrap();
+        // A request's compiled regex holds room in its budget while it lives, shared by its
+        // clones.
+        let budget = MemoryBudget::unlimited();
+        let m = Matcher::new_in(&budget, MatchType::Regexp, "job", r"\pL{10}").unwrap();
         let copy = m.clone();
         let (a, b) = (m.re.as_ref().unwrap(), copy.re.as_ref().unwrap());
         assert!(Arc::ptr_eq(a, b));
-        assert!(a._room.bytes() > 100 << 10, "{}", a._room.bytes());
+        let held = a._room.as_ref().map_or(0, |r| r.bytes());
+        assert!(held > 100 << 10, "{held}");
+        assert_eq!(budget.regexes(), held);
         assert!(copy.matches("abcdefghij") && !copy.matches("abc"));
+        drop((m, copy));
+        assert_eq!(budget.regexes(), 0);
     }
 
     #[test]

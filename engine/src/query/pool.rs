@@ -66,8 +66,10 @@ impl PartialEq for WorkPool {
 
 impl Eq for WorkPool {}
 
-/// A pool for code that was handed none (library tests, tools): made on first use, sized to
-/// the cores. The server starts its own and passes it down.
+/// A pool for code that was handed none: library tests, benchmarks and the offline tools,
+/// and nothing else. Made on first use, sized to the cores, and shared by everything in the
+/// process that asks for it. The server starts its own pool and hands it to every request
+/// (its API settings and the PromQL engine's options carry it), so no request runs here.
 impl Default for WorkPool {
     fn default() -> Self {
         static FALLBACK: OnceLock<WorkPool> = OnceLock::new();

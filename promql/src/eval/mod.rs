@@ -650,7 +650,7 @@ fn run_mode(args: RunArgs<'_>, materialize: bool) -> Result<QueryResult, PromqlE
         held: 0,
         peak: 0,
         state_bytes: 0,
-        memory: gauntlet_engine::budget::global().empty("query"),
+        memory: opts.budget.empty("query"),
         warnings: Vec::new(),
         info: Vec::new(),
         positions,

@@ -3,10 +3,13 @@
 //! selectors stream (see `stream.rs`); range selectors that are not a range function's
 //! argument are materialized.
 
+use std::sync::Arc;
+
 use crate::parser::{MatchOp, MatrixSelector, VectorSelector};
 
 use super::{Col, Evaluator, RSeries, RangeReach, RangeVec, Steps};
 use crate::error::PromqlError;
+use gauntlet_engine::budget::MemoryBudget;
 use gauntlet_engine::chunk::{HistogramBatch, SampleBatch, is_stale_nan};
 use gauntlet_engine::labels::{MatchType, Matcher};
 use gauntlet_engine::query::{
@@ -173,12 +176,16 @@ impl Evaluator<'_> {
 }
 
 /// The matchers of a selector, the metric name's included: first when the name is written
-/// before the braces (the parser lists it last).
-pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, PromqlError> {
+/// before the braces (the parser lists it last). Their regexes hold room in `budget` when
+/// there is one (a query's).
+pub(crate) fn selector_matchers(
+    vs: &VectorSelector,
+    budget: Option<&Arc<MemoryBudget>>,
+) -> Result<Vec<Matcher>, PromqlError> {
     let mut ms = vs
         .matchers
         .iter()
-        .map(convert_matcher)
+        .map(|m| convert_matcher(m, budget))
         .collect::<Result<Vec<_>, _>>()?;
     if vs.name.is_some() {
         ms.rotate_right(1);
@@ -188,13 +195,20 @@ pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, Pro
 
 /// The parser's matcher as Gauntlet's (anchored regexes, same semantics). The parser checked
 /// each regex as this compiles it, so an error here is a pattern it was not asked to check.
-pub(crate) fn convert_matcher(m: &crate::parser::Matcher) -> Result<Matcher, PromqlError> {
+/// The regex holds room in `budget` when there is one.
+pub(crate) fn convert_matcher(
+    m: &crate::parser::Matcher,
+    budget: Option<&Arc<MemoryBudget>>,
+) -> Result<Matcher, PromqlError> {
     let typ = match m.op {
         MatchOp::Equal => MatchType::Equal,
         MatchOp::NotEqual => MatchType::NotEqual,
         MatchOp::Regex => MatchType::Regexp,
         MatchOp::NotRegex => MatchType::NotRegexp,
     };
-    Matcher::new(typ, m.name.clone(), m.value.clone())
-        .map_err(|e| PromqlError::Parse(e.to_string()))
+    match budget {
+        Some(b) => Matcher::new_in(b, typ, m.name.clone(), m.value.clone()),
+        None => Matcher::new(typ, m.name.clone(), m.value.clone()),
+    }
+    .map_err(|e| PromqlError::Parse(e.to_string()))
 }

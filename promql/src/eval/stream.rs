@@ -1200,7 +1200,7 @@ impl<'a> Evaluator<'a> {
         hints: &SelectHints,
     ) -> Result<Box<dyn SeriesStream + 'a>, PromqlError> {
         let storage: &'a dyn gauntlet_engine::query::Queryable = self.storage;
-        let ms = super::selector::selector_matchers(vs)?;
+        let ms = super::selector::selector_matchers(vs, Some(&self.opts.budget))?;
         Ok(storage.select_stream(&ms, mint, maxt, hints)?)
     }
 }

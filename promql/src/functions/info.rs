@@ -49,7 +49,7 @@ pub(crate) fn info(
                 "info(): the second argument must be a label selector".into(),
             ));
         };
-        for m in selector_matchers(vs)? {
+        for m in selector_matchers(vs, Some(&ev.opts.budget))? {
             if m.name == "__name__" {
                 name_ms.push(m);
             } else {
@@ -66,7 +66,7 @@ pub(crate) fn info(
         let broad = if name_ms.is_empty() {
             Matcher::equal("__name__", TARGET_INFO)
         } else {
-            Matcher::new(MatchType::Regexp, "__name__", ".+_info")
+            Matcher::new_in(&ev.opts.budget, MatchType::Regexp, "__name__", ".+_info")
                 .map_err(|e| PromqlError::Execution(e.to_string()))?
         };
         name_ms.insert(0, broad);
@@ -171,8 +171,13 @@ fn select_info_series(
         }
         let alternatives: Vec<String> = set.iter().map(|v| regex::escape(v)).collect();
         ms.push(
-            Matcher::new(MatchType::Regexp, *name, alternatives.join("|"))
-                .map_err(|e| PromqlError::Execution(e.to_string()))?,
+            Matcher::new_in(
+                &ev.opts.budget,
+                MatchType::Regexp,
+                *name,
+                alternatives.join("|"),
+            )
+            .map_err(|e| PromqlError::Execution(e.to_string()))?,
         );
     }
     ms.extend(data_ms.iter().cloned());

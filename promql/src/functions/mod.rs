@@ -349,7 +349,7 @@ fn absent_labels(e: &Expr) -> Labels {
     let mut set_once: Vec<&str> = Vec::new();
     let negative = |m: &&Matcher| {
         matches!(m.op, MatchOp::NotEqual | MatchOp::NotRegex)
-            && convert_matcher(m).is_ok_and(|x| x.matches(""))
+            && convert_matcher(m, None).is_ok_and(|x| x.matches(""))
     };
     let ordered = vs
         .matchers

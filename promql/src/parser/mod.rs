@@ -28,7 +28,7 @@ mod unquote;
 pub use ast::*;
 pub use duration::{format_duration_ms, parse_duration_ns};
 pub(crate) use series_selector::parse_series_labels;
-pub use series_selector::{SelectorError, parse_selector, regex_refusal};
+pub use series_selector::{SelectorError, parse_selector, parse_selector_in, regex_refusal};
 
 /// Which of Prometheus's feature-gated syntax the parser accepts, and how deeply a query may
 /// nest.

@@ -13,6 +13,7 @@ use super::functions::{self, UNKNOWN};
 use super::lex::{Kind, Lexer, Token};
 use super::unquote::unquote;
 use super::{Options, ParseError, duration, number};
+use gauntlet_engine::budget::MemoryBudget;
 use gauntlet_engine::go_format::{as_raw_byte, quoted};
 use gauntlet_engine::labels::{MatchType, Matcher as LabelMatcher};
 
@@ -59,6 +60,9 @@ pub(super) struct Parser<'a> {
     /// While reading a metric selector ([`Parser::metric_selector`]): its matchers as the
     /// engine selects with them, each regex compiled once, where it is read.
     selected: Option<Vec<LabelMatcher>>,
+    /// The memory budget the regexes of [`Parser::selected`] hold room in, when they are built
+    /// for a request.
+    pub(super) budget: Option<std::sync::Arc<MemoryBudget>>,
 }
 
 impl<'a> Parser<'a> {
@@ -72,6 +76,7 @@ impl<'a> Parser<'a> {
             depth: 0,
             aggregations: 0,
             selected: None,
+            budget: None,
         }
     }
 
@@ -560,7 +565,10 @@ impl<'a> Parser<'a> {
             MatchOp::NotRegex => MatchType::NotRegexp,
         };
         let refusal = match &mut self.selected {
-            Some(selected) => match LabelMatcher::new(typ, m.name.as_str(), m.value.as_str()) {
+            Some(selected) => match match &self.budget {
+                Some(b) => LabelMatcher::new_in(b, typ, m.name.as_str(), m.value.as_str()),
+                None => LabelMatcher::new(typ, m.name.as_str(), m.value.as_str()),
+            } {
                 Ok(built) => {
                     selected.push(built);
                     None

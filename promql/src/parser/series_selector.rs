@@ -4,6 +4,9 @@
 //! (`1:5: parse error: unexpected "("`), so an API answer for a bad selector reads as
 //! Prometheus's does.
 
+use std::sync::Arc;
+
+use gauntlet_engine::budget::MemoryBudget;
 use gauntlet_engine::labels::{METRIC_NAME, MatchType, Matcher};
 
 use super::{Options, ParseError, parse::Parser};
@@ -29,7 +32,22 @@ pub enum SelectorError {
 /// (`{"my.metric", job="a"}`). A selector must contain at least one matcher that does not
 /// match the empty string, as Prometheus requires of `match[]`.
 pub fn parse_selector(text: &str) -> Result<Vec<Matcher>, SelectorError> {
-    let matchers = Parser::new(text, &Options::default()).metric_selector()?;
+    selector(text, None)
+}
+
+/// [`parse_selector`] for a request: the regexes hold room in `budget` while they live.
+pub fn parse_selector_in(
+    text: &str,
+    budget: &Arc<MemoryBudget>,
+) -> Result<Vec<Matcher>, SelectorError> {
+    selector(text, Some(budget))
+}
+
+fn selector(text: &str, budget: Option<&Arc<MemoryBudget>>) -> Result<Vec<Matcher>, SelectorError> {
+    let opts = Options::default();
+    let mut parser = Parser::new(text, &opts);
+    parser.budget = budget.cloned();
+    let matchers = parser.metric_selector()?;
     if matchers.iter().all(Matcher::matches_empty) {
         return Err(SelectorError::NoNonEmptyMatcher);
     }
