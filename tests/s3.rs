@@ -80,6 +80,8 @@ fn upload(s3: &S3Server, dir: &Path) -> usize {
         .enable_all()
         .build()
         .unwrap();
+    // A program opening a network bucket installs rustls's provider, as `gauntlet` does.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let bucket = Bucket::open(&BucketConfig::parse(&s3.objstore_yaml()).unwrap()).unwrap();
     let mut blocks = 0;
     for b in std::fs::read_dir(dir).unwrap() {

@@ -216,6 +216,8 @@ impl Emulator {
 
     /// A client of the emulator's bucket for the test itself (the `Direct` configuration).
     pub fn bucket(&self) -> Bucket {
+        // A program opening a network bucket installs rustls's provider, as `gauntlet` does.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         Bucket::open(&BucketConfig::parse(&self.objstore_yaml(Style::Direct)).unwrap()).unwrap()
     }
 }

@@ -109,8 +109,10 @@ impl BucketConfig {
         })
     }
 
-    /// Builds the client. Network providers use rustls with the ring provider, installed here
-    /// once for the process.
+    /// Builds the client. Network providers (S3, GCS, Azure) speak TLS through object_store's
+    /// reqwest client, which takes rustls's process-wide crypto provider: object_store builds
+    /// that client from its own options and has no way to be handed a provider, so the
+    /// program installs one at its start (the `gauntlet` binary installs ring in `main`).
     pub fn build(&self) -> Result<Arc<dyn ObjectStore>, BucketError> {
         let build_err = |e: object_store::Error| BucketError::Config {
             reason: e.to_string(),
@@ -127,7 +129,6 @@ impl BucketConfig {
                 )
             }
             Provider::S3 => {
-                install_crypto();
                 let mut b = object_store::aws::AmazonS3Builder::new()
                     .with_bucket_name(self.need("bucket")?)
                     .with_region(self.str_key("region").unwrap_or_else(|| "us-east-1".into()));
@@ -178,7 +179,6 @@ impl BucketConfig {
         &self,
         emulator: Option<String>,
     ) -> Result<object_store::gcp::GoogleCloudStorage, BucketError> {
-        install_crypto();
         let mut b = object_store::gcp::GoogleCloudStorageBuilder::new()
             .with_bucket_name(self.need("bucket")?);
         let mut base_url = None;
@@ -230,7 +230,6 @@ impl BucketConfig {
     /// an emulator's `http://127.0.0.1:10000/devstoreaccount1`). The container is created on
     /// first use unless `storage_create_container: false` (needs the account key).
     fn azure(&self) -> Result<Arc<dyn ObjectStore>, BucketError> {
-        install_crypto();
         let bad = |reason: String| BucketError::Config { reason };
         let conn = match self.str_key("storage_connection_string") {
             Some(s) => {
@@ -319,12 +318,6 @@ impl BucketConfig {
             _ => Arc::new(store),
         })
     }
-}
-
-/// reqwest is built without a default TLS provider (to avoid a C build); pick ring once.
-fn install_crypto() {
-    // Err means a provider is already installed, which is what we want.
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 #[cfg(test)]
