@@ -38,6 +38,7 @@ mod receive_hashring;
 mod receive_histogram;
 mod receive_histogram_head;
 mod receive_histogram_ring;
+mod role_budgets;
 mod s3;
 mod security;
 mod standalone;

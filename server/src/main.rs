@@ -67,11 +67,17 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     gauntlet_engine::alloc::tune();
+    // object_store's HTTP client (reqwest, built without a provider of its own) takes rustls's
+    // process-wide crypto provider, and object_store gives no way to hand it one; every TLS
+    // configuration Gauntlet builds itself names ring explicitly (`tls::provider`). Err: one
+    // is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let matches = Cli::command().get_matches();
     let cli =
         Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut Cli::command()).exit());
     logging::init(cli.log_level, cli.log_format);
-    gauntlet::memory::init(cli.memory_limit);
+    // The process's memory budget, handed to the role (split among the roles of `all`).
+    let budget = gauntlet::memory::start(cli.memory_limit);
     // The flags as given and defaulted, for `/api/v1/status/flags`.
     if let Some((name, sub)) = matches.subcommand()
         && let Some(cmd) = Cli::command().find_subcommand(name)
@@ -79,11 +85,11 @@ fn main() -> std::process::ExitCode {
         gauntlet::http::status::record_flags(cmd, sub);
     }
     let res = match cli.command {
-        Command::All(args) => all::run(args),
-        Command::Query(args) => query::cmd::run(args),
-        Command::Receive(args) => receive::run(*args),
-        Command::Store(args) => store::run(args),
-        Command::Compact(args) => compact::run(*args),
+        Command::All(args) => all::run(args, budget),
+        Command::Query(args) => query::cmd::run(args, budget),
+        Command::Receive(args) => receive::run(*args, budget),
+        Command::Store(args) => store::run(args, budget),
+        Command::Compact(args) => compact::run(*args, budget),
         Command::Tools { tool } => tools::run(tool),
     };
     match res {

@@ -1,7 +1,10 @@
 //! Translation between the Thanos protobuf messages and the engine's types, with the gRPC
 //! status each engine error maps to.
 
+use std::sync::Arc;
+
 use gauntlet_engine::ErrorClass;
+use gauntlet_engine::budget::MemoryBudget;
 use gauntlet_engine::chunk::{AggrChunk, AggrType, Encoding};
 use gauntlet_engine::error::{ECHO_BYTES, MESSAGE_BYTES, clip};
 use gauntlet_engine::labels::{Labels, MatchType, Matcher};
@@ -14,9 +17,12 @@ use tonic::Status;
 /// blocking thread instead.
 const INLINE_REGEX_BYTES: usize = 4096;
 
-/// Engine matchers from wire matchers; a bad regex or type is `InvalidArgument`. Long regexes
-/// are compiled off the network threads.
-pub async fn matchers(ms: Vec<thanos::LabelMatcher>) -> Result<Vec<Matcher>, Status> {
+/// Engine matchers from wire matchers, their regexes holding room in `budget`; a bad regex or
+/// type is `InvalidArgument`. Long regexes are compiled off the network threads.
+pub async fn matchers(
+    ms: Vec<thanos::LabelMatcher>,
+    budget: &Arc<MemoryBudget>,
+) -> Result<Vec<Matcher>, Status> {
     let regex_bytes: usize = ms
         .iter()
         .filter(|m| {
@@ -26,14 +32,18 @@ pub async fn matchers(ms: Vec<thanos::LabelMatcher>) -> Result<Vec<Matcher>, Sta
         .map(|m| m.value.len())
         .sum();
     if regex_bytes <= INLINE_REGEX_BYTES {
-        return build_matchers(&ms);
+        return build_matchers(&ms, budget);
     }
-    tokio::task::spawn_blocking(move || build_matchers(&ms))
+    let budget = Arc::clone(budget);
+    tokio::task::spawn_blocking(move || build_matchers(&ms, &budget))
         .await
         .map_err(|e| Status::internal(format!("building matchers: {e}")))?
 }
 
-fn build_matchers(ms: &[thanos::LabelMatcher]) -> Result<Vec<Matcher>, Status> {
+fn build_matchers(
+    ms: &[thanos::LabelMatcher],
+    budget: &Arc<MemoryBudget>,
+) -> Result<Vec<Matcher>, Status> {
     ms.iter()
         .map(|m| {
             let typ = match label_matcher::Type::try_from(m.r#type) {
@@ -49,7 +59,7 @@ fn build_matchers(ms: &[thanos::LabelMatcher]) -> Result<Vec<Matcher>, Status> {
                     )));
                 }
             };
-            Matcher::new(typ, &m.name, &m.value)
+            Matcher::new_in(budget, typ, &m.name, &m.value)
                 .map_err(|e| invalid_argument(format!("bad matcher: {e}")))
         })
         .collect()

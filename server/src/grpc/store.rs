@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures::Stream;
+use gauntlet_engine::budget::MemoryBudget;
 use gauntlet_engine::store::{
     BucketStore, FRAME_HEADER, LabelsQuery, SeriesQuery, SeriesStream as EngineStream, ShardInfo,
     StreamBatch, WireFraming, put_frame,
@@ -38,6 +39,8 @@ pub struct StoreService {
     max_concurrent: usize,
     /// The tenancy every Series, LabelNames and LabelValues call is held to.
     tenancy: Option<Tenancy>,
+    /// What the calls' matchers and answers waiting to be sent reserve.
+    budget: Arc<MemoryBudget>,
 }
 
 impl StoreService {
@@ -53,7 +56,20 @@ impl StoreService {
             series_gate: Arc::new(Semaphore::new(permits)),
             max_concurrent,
             tenancy: None,
+            budget: MemoryBudget::unlimited(),
         }
+    }
+
+    /// The budget the service reserves from.
+    pub fn budget(&self) -> &Arc<MemoryBudget> {
+        &self.budget
+    }
+
+    /// The same service reserving from `budget`, the role's (without it: a budget of its own
+    /// without a limit).
+    pub fn with_budget(mut self, budget: &Arc<MemoryBudget>) -> Self {
+        self.budget = Arc::clone(budget);
+        self
     }
 
     /// The same service with every read held to the caller's tenant (`None`: not held).
@@ -120,12 +136,15 @@ impl<S: Stream + Unpin> Stream for Permitted<S> {
 }
 
 /// The engine query a Series request asks for; a bad matcher is `InvalidArgument`.
-async fn series_query(mut r: thanos::SeriesRequest) -> Result<SeriesQuery, Status> {
+async fn series_query(
+    mut r: thanos::SeriesRequest,
+    budget: &Arc<MemoryBudget>,
+) -> Result<SeriesQuery, Status> {
     let aggregates = convert::aggregates(&r.aggregates)?;
     Ok(SeriesQuery {
         min_time: r.min_time,
         max_time: r.max_time,
-        matchers: convert::matchers(std::mem::take(&mut r.matchers)).await?,
+        matchers: convert::matchers(std::mem::take(&mut r.matchers), budget).await?,
         skip_chunks: r.skip_chunks,
         without_replica_labels: r.without_replica_labels,
         shard: r
@@ -231,7 +250,7 @@ impl StoreService {
         scope_call(self.tenancy.as_ref(), &parts.headers, &mut r.matchers)?;
         let visible = self.visible_blocks(&parts.headers)?;
         let framing = WireFraming::for_request(r.response_batch_size);
-        let q = series_query(r).await?;
+        let q = series_query(r, &self.budget).await?;
         // The engine cores write the series as frames; only batches merging several blocks
         // are written by the stream here.
         let mut stream = self
@@ -241,7 +260,7 @@ impl StoreService {
             .map_err(convert::status)?;
         // Each frame waiting to be sent holds its bytes in the memory budget.
         let (tx, frames) =
-            crate::memory::frame_channel::<Result<Frame<Bytes>, Status>>("Series", 4);
+            crate::memory::frame_channel::<Result<Frame<Bytes>, Status>>(&self.budget, "Series", 4);
         // As in `series`: the permit is held until the producer is done and the body stream
         // holding its queued frames is dropped.
         let permit = Arc::new(permit);
@@ -376,14 +395,14 @@ impl thanos::store_server::Store for StoreService {
         scope_call(self.tenancy.as_ref(), metadata.as_ref(), &mut req.matchers)?;
         let visible = self.visible_blocks(metadata.as_ref())?;
         let batch_size = req.response_batch_size;
-        let q = series_query(req).await?;
+        let q = series_query(req, &self.budget).await?;
         let mut stream = self
             .store
             .series_stream(&q)
             .await
             .map_err(convert::status)?;
         // Each frame waiting to be sent holds its bytes in the memory budget.
-        let (tx, frames) = crate::memory::frame_channel("Series", 16);
+        let (tx, frames) = crate::memory::frame_channel(&self.budget, "Series", 16);
         // The call counts against the concurrency limit until both the producer has finished
         // and the frames it queued have been handed to the transport (or the call is dropped).
         let permit = Arc::new(permit);
@@ -442,7 +461,7 @@ impl thanos::store_server::Store for StoreService {
         let q = LabelsQuery {
             min_time: r.start,
             max_time: r.end,
-            matchers: convert::matchers(std::mem::take(&mut r.matchers)).await?,
+            matchers: convert::matchers(std::mem::take(&mut r.matchers), &self.budget).await?,
             without_replica_labels: r.without_replica_labels,
             limit: r.limit.max(0) as u64,
             whole_blocks: false,
@@ -464,7 +483,7 @@ impl thanos::store_server::Store for StoreService {
         let q = LabelsQuery {
             min_time: r.start,
             max_time: r.end,
-            matchers: convert::matchers(std::mem::take(&mut r.matchers)).await?,
+            matchers: convert::matchers(std::mem::take(&mut r.matchers), &self.budget).await?,
             without_replica_labels: r.without_replica_labels,
             limit: r.limit.max(0) as u64,
             whole_blocks: false,

@@ -63,6 +63,11 @@ pub struct ApiConfig {
     /// The process's query worker pool, shared by every query (the default: a pool made on
     /// first use, sized to the cores).
     pub pool: gauntlet_engine::query::WorkPool,
+    /// The memory budget queries and metadata reads reserve from: the query role's (the
+    /// default: one without a limit, for tests).
+    pub budget: Arc<gauntlet_engine::budget::MemoryBudget>,
+    /// The queries parsed lately, shared by the engine each request builds.
+    pub parse_cache: gauntlet_promql::ParseCache,
 }
 
 /// PromQL feature flags named as Prometheus names them (`--enable-feature`, repeatable and
@@ -98,6 +103,8 @@ impl Default for ApiConfig {
             admission: Arc::new(Admission::new(DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_QUEUED)),
             active: None,
             pool: gauntlet_engine::query::WorkPool::default(),
+            budget: gauntlet_engine::budget::MemoryBudget::unlimited(),
+            parse_cache: gauntlet_promql::ParseCache::default(),
         }
     }
 }
@@ -450,7 +457,7 @@ fn match_sets(
             st.config.limits.max_matchers
         )));
     }
-    parse_match_sets(values, as_param)
+    parse_match_sets(values, as_param, &st.config.budget)
 }
 
 /// `start` and `end` of a metadata request, which Prometheus answers even when reversed.
@@ -493,7 +500,7 @@ fn series(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     let sets = if start > end { Vec::new() } else { sets };
     let deadline = Deadline::start(st, form);
     // The label sets found, twice (as found and as JSON), are reserved as they come.
-    let mut held = gauntlet_engine::budget::global().empty("series");
+    let mut held = st.config.budget.empty("series");
     for set in &sets {
         deadline.check("series")?;
         let selected = view.select(set, start, end, &hints)?;

@@ -1,11 +1,14 @@
 //! Request parameters as Prometheus reads them: form values from a POST body first, then the
 //! URL query; times as Unix seconds or RFC 3339; durations as seconds or `1h30m`.
 
+use std::sync::Arc;
+
 use gauntlet_engine::ErrorClass;
+use gauntlet_engine::budget::MemoryBudget;
 use gauntlet_engine::go_format::quoted;
 use gauntlet_engine::labels::Matcher;
 use gauntlet_promql::PromqlError;
-use gauntlet_promql::{SelectorError, parse_selector};
+use gauntlet_promql::{SelectorError, parse_selector_in};
 use percent_encoding::percent_decode_str;
 
 /// Earliest time the API accepts, ms: Prometheus's `MinTime` (a Go `time.Time` bound).
@@ -320,15 +323,19 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
 
 /// Parses every `match[]` selector; each must hold a matcher that does not match "". The
 /// series API reports a bad one as an invalid `match[]` parameter, the label APIs with the
-/// bare message, as Prometheus does.
-pub fn parse_match_sets(values: &[&str], as_param: bool) -> Result<Vec<Vec<Matcher>>, ApiError> {
+/// bare message, as Prometheus does. Their regexes hold room in `budget`.
+pub fn parse_match_sets(
+    values: &[&str],
+    as_param: bool,
+    budget: &Arc<MemoryBudget>,
+) -> Result<Vec<Vec<Matcher>>, ApiError> {
     // A selector given twice selects the same series twice; each is read once.
     let mut seen = std::collections::HashSet::new();
     values
         .iter()
         .filter(|v| seen.insert(**v))
         .map(|v| {
-            parse_selector(v).map_err(|e| {
+            parse_selector_in(v, budget).map_err(|e| {
                 let msg = match e {
                     SelectorError::NoNonEmptyMatcher => {
                         "match[] must contain at least one non-empty matcher".to_string()

@@ -2,9 +2,10 @@
 //! with Prometheus's parameter checks and error messages.
 
 use crate::now_ms;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gauntlet_engine::budget::Need;
+use gauntlet_engine::budget::{MemoryBudget, Need};
 use gauntlet_engine::query::PoolQuery;
 use gauntlet_promql::{Engine, EngineOptions, QueryResult, QueryStats, Value};
 
@@ -28,7 +29,14 @@ pub fn instant_query(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     let res = engine.instant_query(view.as_ref(), query, t)?;
     let stats = stats_param(form);
     let work = st.config.pool.query(form.cancel().clone());
-    reply(truncate(res, limit), view.warnings(), stats, began, &work)
+    reply(
+        &st.config.budget,
+        truncate(res, limit),
+        view.warnings(),
+        stats,
+        began,
+        &work,
+    )
 }
 
 /// `/api/v1/query_range`: `query`, `start`, `end`, `step`, `timeout`, `stats`.
@@ -62,7 +70,14 @@ pub fn range_query(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     let res = engine.range_query(view.as_ref(), form.value("query"), start, end, step)?;
     let stats = stats_param(form);
     let work = st.config.pool.query(form.cancel().clone());
-    reply(truncate(res, limit), view.warnings(), stats, began, &work)
+    reply(
+        &st.config.budget,
+        truncate(res, limit),
+        view.warnings(),
+        stats,
+        began,
+        &work,
+    )
 }
 
 /// `/api/v1/format_query`: the query pretty-printed as Prometheus prints it (over several
@@ -87,12 +102,18 @@ pub fn check_query(st: &ApiState, query: &str) -> Result<(), ApiError> {
         .map_err(|e| ApiError::invalid_param("query", e))
 }
 
-/// An engine that only parses: the configured query limits, nothing else.
+/// An engine that only parses: the configured query limits, the server's pool, budget and
+/// parse cache.
 fn parser(st: &ApiState) -> Engine {
-    Engine::new(EngineOptions {
-        limits: st.config.limits,
-        ..EngineOptions::default()
-    })
+    Engine::with_cache(
+        EngineOptions {
+            limits: st.config.limits,
+            pool: st.config.pool.clone(),
+            budget: st.config.budget.clone(),
+            ..EngineOptions::default()
+        },
+        st.config.parse_cache.clone(),
+    )
 }
 
 /// An engine for this request: the configured limits, the timeout shortened by `timeout`.
@@ -111,18 +132,22 @@ fn engine(st: &ApiState, form: &Form) -> Result<Engine, ApiError> {
             lookback = st.config.lookback_delta_ms;
         }
     }
-    Ok(Engine::new(EngineOptions {
-        lookback_delta_ms: lookback,
-        max_samples: st.config.max_samples,
-        timeout,
-        delayed_name_removal: st.config.delayed_name_removal,
-        limits: st.config.limits,
-        per_step_stats: stats_param(form) == StatsParam::All,
-        features: st.config.features,
-        compat: st.config.compat,
-        cancel: form.cancel().clone(),
-        pool: st.config.pool.clone(),
-    }))
+    Ok(Engine::with_cache(
+        EngineOptions {
+            lookback_delta_ms: lookback,
+            max_samples: st.config.max_samples,
+            timeout,
+            delayed_name_removal: st.config.delayed_name_removal,
+            limits: st.config.limits,
+            per_step_stats: stats_param(form) == StatsParam::All,
+            features: st.config.features,
+            compat: st.config.compat,
+            cancel: form.cancel().clone(),
+            pool: st.config.pool.clone(),
+            budget: st.config.budget.clone(),
+        },
+        st.config.parse_cache.clone(),
+    ))
 }
 
 /// Keeps the first `limit` series of a vector or matrix (0 = all), warning when it cut.
@@ -150,13 +175,14 @@ fn truncate(mut res: QueryResult, limit: usize) -> QueryResult {
 /// reserved from the memory budget until the answer is sent; a 503 when they do not fit. A
 /// large result is encoded in pieces on the worker pool, as `work`'s tasks.
 fn reply(
+    budget: &Arc<MemoryBudget>,
     res: QueryResult,
     mut warnings: Vec<String>,
     stats: StatsParam,
     began: Instant,
     work: &PoolQuery,
 ) -> Result<Reply, ApiError> {
-    let held = gauntlet_engine::budget::global()
+    let held = budget
         .reserve("query", answer_bytes(&res.value), Need::Grow)
         .map_err(gauntlet_engine::Error::from)?;
     warnings.extend(res.warnings);
@@ -530,7 +556,15 @@ mod tests {
             stats: QueryStats::default(),
         };
         for stats in [StatsParam::Off, StatsParam::All] {
-            let r = reply(res.clone(), Vec::new(), stats, Instant::now(), &test_work()).unwrap();
+            let r = reply(
+                &MemoryBudget::unlimited(),
+                res.clone(),
+                Vec::new(),
+                stats,
+                Instant::now(),
+                &test_work(),
+            )
+            .unwrap();
             let body = std::iter::once(r.data.as_str())
                 .chain(r.rest.iter().map(String::as_str))
                 .collect::<String>();
@@ -561,6 +595,7 @@ mod tests {
             },
         };
         let r = reply(
+            &MemoryBudget::unlimited(),
             res.clone(),
             Vec::new(),
             StatsParam::On,
@@ -582,6 +617,7 @@ mod tests {
              [[1.5,5],[61.5,7]],\"totalQueryableSamples\":12,\"peakSamples\":7}}}"
         );
         let off = reply(
+            &MemoryBudget::unlimited(),
             res,
             Vec::new(),
             StatsParam::Off,

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gauntlet_engine::budget::Reservation;
+use gauntlet_engine::budget::{MemoryBudget, Reservation};
 use gauntlet_engine::chunk::{Encoding, HistogramBatch, SampleBatch, decode_xor_into};
 use gauntlet_engine::downsample::{AggrRead, ServedChunk, decode_chunks, resolution_for};
 use gauntlet_engine::error::{RemoteError, RemoteErrorKind};
@@ -37,6 +37,8 @@ pub struct Querier {
     runtime: Handle,
     replica_labels: Vec<String>,
     endpoint_timeout: Duration,
+    /// What the answers being merged and decoded reserve.
+    budget: Arc<MemoryBudget>,
 }
 
 impl Querier {
@@ -53,7 +55,20 @@ impl Querier {
             runtime,
             replica_labels,
             endpoint_timeout,
+            budget: MemoryBudget::unlimited(),
         }
+    }
+
+    /// This querier reserving the answers it merges and decodes from `budget`, the role's
+    /// (without it: a budget of its own without a limit).
+    pub fn with_budget(mut self, budget: &Arc<MemoryBudget>) -> Self {
+        self.budget = Arc::clone(budget);
+        self
+    }
+
+    /// The budget the querier's answers reserve from.
+    pub fn budget(&self) -> &Arc<MemoryBudget> {
+        &self.budget
     }
 
     /// The endpoint set.
@@ -254,6 +269,7 @@ impl QuerierView {
             self.replica_labels.clone(),
             self.querier.endpoint_timeout,
             self.opts.partial_response,
+            &self.querier.budget,
         )
     }
 
@@ -547,7 +563,7 @@ impl Queryable for QuerierView {
         let skip_chunks = hints.func.as_deref() == Some("series");
         let read = AggrRead::for_func(hints.func.as_deref());
         let mut merge = self.open_merge(mint, maxt, matchers, skip_chunks, hints);
-        let mut held = gauntlet_engine::budget::global().empty("query");
+        let mut held = self.querier.budget.empty("query");
         let mut out = Vec::new();
         let all = async {
             while let Some((labels, members)) = merge.next_group().await.map_err(merge_error)? {
@@ -589,7 +605,7 @@ impl Queryable for QuerierView {
             maxt,
             read: AggrRead::for_func(hints.func.as_deref()),
             cancel: hints.cancel.clone(),
-            held: gauntlet_engine::budget::global().empty("query"),
+            held: self.querier.budget.empty("query"),
             done: false,
         }))
     }
@@ -669,7 +685,7 @@ struct QuerierStream<'a> {
 
 impl SeriesStream for QuerierStream<'_> {
     fn next_batch(&mut self) -> Result<Option<Vec<StreamSeries>>> {
-        self.held = gauntlet_engine::budget::global().empty("query");
+        self.held = self.view.querier.budget.empty("query");
         let mut batch = Vec::new();
         // Every group of a batch may lose all its samples to the range: read on until one
         // is kept or the merge ends.

@@ -141,7 +141,7 @@ impl Store for Proxy {
                 "no matchers specified (excluded external labels)",
             ));
         }
-        let matchers = convert::matchers(req.matchers.clone()).await?;
+        let matchers = convert::matchers(req.matchers.clone(), self.querier.budget()).await?;
         let abort = req.partial_response_disabled
             || req.partial_response_strategy == PartialResponseStrategy::Abort as i32;
         let calls = self
@@ -165,6 +165,7 @@ impl Store for Proxy {
             req.without_replica_labels.clone(),
             self.querier.endpoint_timeout(),
             !abort,
+            self.querier.budget(),
         );
         let (tx, rx) = tokio::sync::mpsc::channel(SENT_AHEAD);
         tokio::spawn(forward(merge, abort, req.response_batch_size, tx));
@@ -179,7 +180,7 @@ impl Store for Proxy {
     ) -> Result<Response<LabelNamesResponse>, Status> {
         let (metadata, _, mut req) = req.into_parts();
         self.scope(&metadata, &mut req.matchers)?;
-        let matchers = convert::matchers(req.matchers.clone()).await?;
+        let matchers = convert::matchers(req.matchers.clone(), self.querier.budget()).await?;
         let abort = req.partial_response_disabled
             || req.partial_response_strategy == PartialResponseStrategy::Abort as i32;
         let timeout = self.querier.endpoint_timeout();
@@ -230,7 +231,7 @@ impl Store for Proxy {
     ) -> Result<Response<LabelValuesResponse>, Status> {
         let (metadata, _, mut req) = req.into_parts();
         self.scope(&metadata, &mut req.matchers)?;
-        let matchers = convert::matchers(req.matchers.clone()).await?;
+        let matchers = convert::matchers(req.matchers.clone(), self.querier.budget()).await?;
         let abort = req.partial_response_disabled
             || req.partial_response_strategy == PartialResponseStrategy::Abort as i32;
         let timeout = self.querier.endpoint_timeout();

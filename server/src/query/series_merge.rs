@@ -11,7 +11,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gauntlet_engine::budget::{OverBudget, Reservation};
+use gauntlet_engine::budget::{MemoryBudget, OverBudget, Reservation};
 use gauntlet_engine::error::RemoteErrorKind;
 use gauntlet_engine::labels::Labels;
 use gauntlet_engine::query::without_labels;
@@ -81,6 +81,7 @@ async fn receive(
     ep: Arc<Endpoint>,
     req: SeriesRequest,
     timeout: Duration,
+    budget: Arc<MemoryBudget>,
     tx: mpsc::Sender<Frame>,
 ) {
     let failed = |kind, message: String| {
@@ -113,7 +114,7 @@ async fn receive(
         let frame = match tokio::time::timeout(timeout, stream.message()).await {
             Ok(Ok(None)) => return,
             Ok(Ok(Some(msg))) => {
-                let mut held = gauntlet_engine::budget::global().empty("query");
+                let mut held = budget.empty("query");
                 // The message decoded, its labels and chunks kept: about twice its wire size.
                 match held.grow(2 * prost::Message::encoded_len(&msg) as u64) {
                     Err(why) => Frame::OverBudget(why),
@@ -334,13 +335,14 @@ impl SeriesMerge {
     /// Starts every call on `runtime`; `strip` are the replica labels taken off every series,
     /// `timeout` the longest an endpoint may keep the merge waiting for its next message, and
     /// `partial` whether a failed endpoint is a note ([`SeriesMerge::take_failures`]) rather
-    /// than the merge's end.
+    /// than the merge's end; the messages received reserve from `budget`.
     pub fn start(
         runtime: &Handle,
         calls: Vec<Call>,
         strip: Vec<String>,
         timeout: Duration,
         partial: bool,
+        budget: &Arc<MemoryBudget>,
     ) -> SeriesMerge {
         let mut inboxes = Vec::with_capacity(calls.len());
         let mut tasks = Vec::with_capacity(calls.len());
@@ -355,7 +357,7 @@ impl SeriesMerge {
                 resort: call.resort && !strip.is_empty(),
                 sorted: false,
             });
-            tasks.push(runtime.spawn(receive(call.ep, call.req, timeout, tx)));
+            tasks.push(runtime.spawn(receive(call.ep, call.req, timeout, Arc::clone(budget), tx)));
         }
         SeriesMerge {
             inboxes,
@@ -491,7 +493,7 @@ mod tests {
                     .into_iter()
                     .map(|(l, t)| (labels(l), vec![chunk(t)]))
                     .collect();
-                let held = gauntlet_engine::budget::global().empty("query");
+                let held = gauntlet_engine::budget::MemoryBudget::unlimited().empty("query");
                 assert!(tx.try_send(Frame::Series(series, held)).is_ok());
             }
             if let Some(msg) = failure {

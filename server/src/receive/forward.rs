@@ -561,7 +561,10 @@ impl thanos::writeable_store_server::WriteableStore for WriteableStoreService {
         let req = request.into_inner();
         // The request as decoded and its series copied out for the cores: about twice its
         // encoded size, reserved before the copies are made.
-        let _held = gauntlet_engine::budget::global()
+        let _held = self
+            .st
+            .tenants
+            .budget()
             .reserve(
                 "forwarded write",
                 prost::Message::encoded_len(&req) as u64 * 2,

@@ -309,7 +309,7 @@ impl thanos::store_server::Store for ReceiveStore {
             return Err(Status::invalid_argument("no matchers specified"));
         }
         scope_call(self.tenancy.as_ref(), metadata.as_ref(), &mut req.matchers)?;
-        let matchers = convert::matchers(req.matchers.clone()).await?;
+        let matchers = convert::matchers(req.matchers.clone(), self.tenants.budget()).await?;
         let tenants = self.tenants.clone();
         let (mint, maxt) = (req.min_time, req.max_time);
         let strip = req.without_replica_labels.clone();
@@ -317,7 +317,8 @@ impl thanos::store_server::Store for ReceiveStore {
         let batch_size = req.response_batch_size;
         // The series are read a batch at a time on a blocking thread and sent as they are
         // encoded; each frame waiting to be sent holds its bytes in the memory budget.
-        let (tx, frames) = crate::memory::frame_channel("Series", SERIES_FRAMES_QUEUED);
+        let (tx, frames) =
+            crate::memory::frame_channel(self.tenants.budget(), "Series", SERIES_FRAMES_QUEUED);
         // tonic drops the response stream when the client cancels or its deadline passes;
         // the guard riding on it then ends the producer before its next batch.
         let cancel = gauntlet_engine::query::Cancel::new(None);
@@ -368,7 +369,7 @@ impl thanos::store_server::Store for ReceiveStore {
     ) -> Result<Response<thanos::LabelNamesResponse>, Status> {
         let (metadata, _, mut r) = req.into_parts();
         scope_call(self.tenancy.as_ref(), metadata.as_ref(), &mut r.matchers)?;
-        let matchers = convert::matchers(r.matchers.clone()).await?;
+        let matchers = convert::matchers(r.matchers.clone(), self.tenants.budget()).await?;
         let tenants = self.tenants.clone();
         let mut names =
             tokio::task::spawn_blocking(move || label_names(&tenants, &matchers, r.start, r.end))
@@ -392,7 +393,7 @@ impl thanos::store_server::Store for ReceiveStore {
     ) -> Result<Response<thanos::LabelValuesResponse>, Status> {
         let (metadata, _, mut r) = req.into_parts();
         scope_call(self.tenancy.as_ref(), metadata.as_ref(), &mut r.matchers)?;
-        let matchers = convert::matchers(r.matchers.clone()).await?;
+        let matchers = convert::matchers(r.matchers.clone(), self.tenants.budget()).await?;
         let tenants = self.tenants.clone();
         let name = r.label.clone();
         let mut values = tokio::task::spawn_blocking(move || {

@@ -318,6 +318,12 @@ impl Tenants {
         }
     }
 
+    /// The receive role's memory budget, which the tenants' heads and the reads and writes of
+    /// them reserve from.
+    pub fn budget(&self) -> &Arc<gauntlet_engine::budget::MemoryBudget> {
+        &self.opts.budget
+    }
+
     /// Opens every tenant directory under the root, replaying their WALs. Every directory is
     /// a tenant, named by its [`NAME_FILE`] or else by its own name; directories whose name is
     /// no valid tenant name (not UTF-8) are left alone with a warning, as are empty ones.

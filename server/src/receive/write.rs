@@ -207,7 +207,9 @@ pub async fn receive(
         samples: st.limits.samples,
         ..remote_write::DecodeLimits::for_body(version, decoded)
     };
-    let room = match gauntlet_engine::budget::global()
+    let room = match st
+        .tenants
+        .budget()
         .decode_room(
             "remote write",
             (decoded + limits.entry_bytes) as u64,
