@@ -10,8 +10,6 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -21,9 +19,11 @@ use gauntlet_datagen::{
 };
 use gauntlet_engine::block::block_dirs;
 use gauntlet_engine::bucket::{Bucket, BucketConfig};
+use gauntlet_engine::budget::{MemoryBudget, Part, WHOLE};
 use gauntlet_engine::shard::IoChoice;
 use gauntlet_engine::store::{BucketStore, StoreOptions};
 use gauntlet_proto::thanos;
+use prometheus_client::metrics::counter::Counter;
 use prost::Message as _;
 use tonic::{Request, Response, Status};
 
@@ -111,8 +111,19 @@ pub struct AllArgs {
     pub remote_write_tls: crate::tls::RemoteWriteServerTlsArgs,
 }
 
-/// Runs until Ctrl-C or SIGTERM.
-pub fn run(args: AllArgs) -> anyhow::Result<()> {
+/// The parts of the process's memory budget (`--memory.limit`), in sixteenths, each role
+/// admits its own work from ([`MemoryBudget::part_of`]): queries take the most room, then
+/// the receiver's heads and writes, then the StoreAPI. Background compaction reserves
+/// nothing, so it has no part.
+const QUERY_PART: Part = 8;
+/// See [`QUERY_PART`].
+const RECEIVE_PART: Part = 5;
+/// See [`QUERY_PART`].
+const STORE_PART: Part = WHOLE - QUERY_PART - RECEIVE_PART;
+
+/// Runs until Ctrl-C or SIGTERM, the roles admitting their work from their parts of
+/// `budget`, the process's.
+pub fn run(args: AllArgs, budget: Arc<MemoryBudget>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let demo = if args.demo {
@@ -132,10 +143,17 @@ pub fn run(args: AllArgs) -> anyhow::Result<()> {
         .thread_name("gauntlet-net")
         .thread_keep_alive(crate::memory::IDLE_THREAD_KEEP_ALIVE)
         .build()?;
-    rt.block_on(serve(args, demo))
+    rt.block_on(serve(args, demo, budget))
 }
 
-async fn serve(args: AllArgs, demo: Option<DemoPlan>) -> anyhow::Result<()> {
+async fn serve(
+    args: AllArgs,
+    demo: Option<DemoPlan>,
+    budget: Arc<MemoryBudget>,
+) -> anyhow::Result<()> {
+    let query_budget = MemoryBudget::part_of(&budget, QUERY_PART);
+    let receive_budget = MemoryBudget::part_of(&budget, RECEIVE_PART);
+    let store_budget = MemoryBudget::part_of(&budget, STORE_PART);
     let security = args.security.load()?;
     let remote_write_web =
         crate::receive::remote_write_web(&security.http, &args.remote_write_tls)?;
@@ -166,14 +184,21 @@ async fn serve(args: AllArgs, demo: Option<DemoPlan>) -> anyhow::Result<()> {
     });
 
     // The receiver ships the blocks it cuts into the bucket this process serves.
-    let receiver =
-        Arc::new(Receiver::start(&receive_args(&args, &dir)?, Some(bucket_config.clone())).await?);
+    let receiver = Arc::new(
+        Receiver::start(
+            &receive_args(&args, &dir)?,
+            Some(bucket_config.clone()),
+            receive_budget.clone(),
+        )
+        .await?,
+    );
 
     // Reads from the local bucket cannot fail partially.
     let mut config = args.promql.api_config(true)?;
     config.active = args
         .promql
         .active_queries(Some(&args.data_dir.join(".gauntlet")))?;
+    config.budget = query_budget.clone();
     let tenancy = config.tenancy.clone();
     let admission = config.admission.clone();
     let state = Arc::new(ApiState {
@@ -187,13 +212,20 @@ async fn serve(args: AllArgs, demo: Option<DemoPlan>) -> anyhow::Result<()> {
     if !args.compact_every.is_zero() {
         spawn_compaction(&args, &dir, &bucket_config, compact_metrics.clone())?;
     }
+    // One registry for every role this process runs.
+    let mut registry = crate::metrics::Registry::default();
+    // The whole budget counts what its parts reserve and refuse.
+    let server_metrics = crate::metrics::register_common(&mut registry, budget.clone());
+    crate::store::register_metrics(&mut registry, store.clone());
+    receiver.register_metrics(&mut registry);
+    crate::compact::register_metrics(&mut registry, compact_metrics.clone(), false);
+    registry.register_collector(Box::new(admission));
+    let feed_metrics = FeedMetrics::default();
+    if demo.is_some() {
+        feed_metrics.register(&mut registry);
+    }
     let ready = store.clone();
-    let metrics = store.clone();
-    let recv_metrics = receiver.clone();
     let heads = receiver.store();
-    let comp_metrics = compact_metrics.clone();
-    let feed_metrics = Arc::new(FeedMetrics::default());
-    let feed_render = demo.is_some().then(|| feed_metrics.clone());
     let app = router(state)
         .merge(crate::http::ui::router())
         .merge(crate::http::status::router(
@@ -217,16 +249,7 @@ async fn serve(args: AllArgs, demo: Option<DemoPlan>) -> anyhow::Result<()> {
         .merge(receiver.write_router())
         .merge(ops::router(
             Arc::new(move || ready.is_ready()),
-            Arc::new(move || {
-                let mut m = crate::store::render_metrics(&metrics);
-                m.push_str(&recv_metrics.render_metrics());
-                m.push_str(&crate::compact::render_metrics(&comp_metrics));
-                admission.render(&mut m);
-                if let Some(f) = &feed_render {
-                    m.push_str(&f.render());
-                }
-                m
-            }),
+            Arc::new(registry),
         ));
     let rw_listener = tokio::net::TcpListener::bind(args.remote_write_address)
         .await
@@ -239,6 +262,7 @@ async fn serve(args: AllArgs, demo: Option<DemoPlan>) -> anyhow::Result<()> {
     let embedded = tokio::spawn(receiver.serve_embedded(
         rw_listener,
         remote_write_web,
+        server_metrics.clone(),
         crate::http::shutdown_signal(),
     ));
     if let Some(plan) = demo {
@@ -251,7 +275,9 @@ async fn serve(args: AllArgs, demo: Option<DemoPlan>) -> anyhow::Result<()> {
     // Each side holds a call to the tenant its metadata names; `AllStore` hands both the
     // call's metadata.
     let svc = AllStore {
-        bucket: StoreService::new(store, 20).with_tenancy(tenancy),
+        bucket: StoreService::new(store, 20)
+            .with_tenancy(tenancy)
+            .with_budget(&store_budget),
         heads,
     };
     let grpc_listener = tokio::net::TcpListener::bind(args.grpc_address)
@@ -259,8 +285,8 @@ async fn serve(args: AllArgs, demo: Option<DemoPlan>) -> anyhow::Result<()> {
         .with_context(|| format!("binding --grpc-address {}", args.grpc_address))?;
     tracing::info!(address = %args.grpc_address, tls = security.grpc.is_some(), "StoreAPI listening (the bucket and the receiver's heads)");
     let grpc = tonic::transport::Server::builder()
-        .layer(crate::metrics::GrpcMetricsLayer)
-        .layer(crate::memory::GrpcGuardLayer)
+        .layer(crate::metrics::GrpcMetricsLayer::new(&server_metrics))
+        .layer(crate::memory::GrpcGuardLayer::new(&store_budget))
         .layer(crate::grpc::RequestLimitsLayer)
         .add_service(
             thanos::store_server::StoreServer::new(svc.clone())
@@ -272,11 +298,19 @@ async fn serve(args: AllArgs, demo: Option<DemoPlan>) -> anyhow::Result<()> {
             crate::tls::Incoming::new(grpc_listener, security.grpc)?,
             crate::http::shutdown_signal(),
         );
-    let app = crate::metrics::track_http(app);
+    // Queries are admitted from the query role's part, writes from the receiver's.
+    let app = crate::memory::guard_http(
+        app,
+        crate::memory::HttpBudgets {
+            reads: query_budget,
+            writes: receive_budget,
+        },
+    );
     let http = crate::http::serve(
         &args.http_address,
         app,
         &security.http,
+        &server_metrics,
         crate::http::shutdown_signal(),
     );
     let (g, h) = tokio::join!(grpc, http);
@@ -587,40 +621,36 @@ fn write_anchor(path: &Path, start_ms: i64) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// Counters of the live demo feed on `/metrics`.
-#[derive(Debug, Default)]
+/// The `--demo` feed's counters; clones count in the same counters.
+#[derive(Debug, Clone, Default)]
 struct FeedMetrics {
-    samples: AtomicU64,
-    requests: AtomicU64,
-    errors: AtomicU64,
+    samples: Counter,
+    requests: Counter,
+    errors: Counter,
 }
 
 impl FeedMetrics {
-    fn render(&self) -> String {
-        let mut out = String::new();
-        for (name, help, v) in [
+    fn register(&self, registry: &mut crate::metrics::Registry) {
+        // The registry adds each counter's `_total` and the help's full stop.
+        for (name, help, c) in [
             (
-                "gauntlet_demo_feed_samples_total",
-                "Samples the --demo feed has written through remote write.",
+                "gauntlet_demo_feed_samples",
+                "Samples the --demo feed has written through remote write",
                 &self.samples,
             ),
             (
-                "gauntlet_demo_feed_requests_total",
-                "Remote-write requests the --demo feed has had accepted.",
+                "gauntlet_demo_feed_requests",
+                "Remote-write requests the --demo feed has had accepted",
                 &self.requests,
             ),
             (
-                "gauntlet_demo_feed_errors_total",
-                "Remote-write requests of the --demo feed that failed.",
+                "gauntlet_demo_feed_errors",
+                "Remote-write requests of the --demo feed that failed",
                 &self.errors,
             ),
         ] {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
-                v.load(Relaxed)
-            ));
+            registry.register(name, help, c.clone());
         }
-        out
     }
 }
 
@@ -645,7 +675,7 @@ const MAX_UNSENT: usize = 200_000;
 /// by now are posted as one remote-write 1.0 request to `target`, until SIGINT/SIGTERM. A
 /// failed request is logged, counted and retried with the next interval's samples; a request
 /// the receiver refuses as bad (4xx other than 429) is dropped.
-async fn demo_feed(plan: DemoPlan, target: SocketAddr, metrics: Arc<FeedMetrics>) {
+async fn demo_feed(plan: DemoPlan, target: SocketAddr, metrics: FeedMetrics) {
     let step = plan.cfg.scrape_interval_ms;
     let from = plan.send_from_ms;
     // Catching up with the history's end replays its scrapes: CPU work, off the network threads.
@@ -709,18 +739,18 @@ async fn demo_feed(plan: DemoPlan, target: SocketAddr, metrics: Arc<FeedMetrics>
         };
         match sent {
             Ok(()) => {
-                metrics.samples.fetch_add(unsent.len() as u64, Relaxed);
-                metrics.requests.fetch_add(1, Relaxed);
+                metrics.samples.inc_by(unsent.len() as u64);
+                metrics.requests.inc();
                 tracing::debug!(samples = unsent.len(), "demo feed request written");
                 unsent.clear();
             }
             Err(PostError::Refused(why)) => {
-                metrics.errors.fetch_add(1, Relaxed);
+                metrics.errors.inc();
                 tracing::warn!(samples = unsent.len(), error = %why, "demo feed request refused; dropping its samples");
                 unsent.clear();
             }
             Err(PostError::Retry(why)) => {
-                metrics.errors.fetch_add(1, Relaxed);
+                metrics.errors.inc();
                 tracing::warn!(samples = unsent.len(), error = %why, "demo feed request failed; retrying next interval");
             }
         }
@@ -981,7 +1011,7 @@ impl thanos::store_server::Store for AllStore {
         let stored = thanos::store_server::Store::series(&self.bucket, call(&metadata, r.clone()))
             .await?
             .into_inner();
-        let (tx, frames) = crate::memory::frame_channel("Series", 4);
+        let (tx, frames) = crate::memory::frame_channel(self.bucket.budget(), "Series", 4);
         tokio::spawn(merge_answers(stored, heads, r.response_batch_size, tx));
         Ok(Response::new(Box::pin(frames)))
     }
@@ -1100,7 +1130,7 @@ mod tests {
         use futures::StreamExt as _;
         let stored = vec![wire(&[("a", "1")], &[0, 100]), wire(&[("a", "3")], &[0])];
         let received = vec![wire(&[("a", "1")], &[50, 200]), wire(&[("a", "2")], &[7])];
-        let (tx, out) = crate::memory::frame_channel("Series", 4);
+        let (tx, out) = crate::memory::frame_channel(&MemoryBudget::unlimited(), "Series", 4);
         tokio::spawn(merge_answers(frames(stored), frames(received), 2, tx));
         let got: Vec<thanos::Series> = out
             .flat_map(|f| {

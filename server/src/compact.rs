@@ -19,6 +19,7 @@ use anyhow::Context;
 use clap::Args;
 use gauntlet_engine::block::{BlockMeta, DeletionMark, NoCompactMark, ThanosMeta};
 use gauntlet_engine::bucket::{Bucket, BucketConfig};
+use gauntlet_engine::budget::MemoryBudget;
 use gauntlet_engine::compact::plan::THANOS_RANGES_MS;
 use gauntlet_engine::compact::{
     Dedup, MergeOptions, PlanBlock, Planned, group_key, merge_blocks, plan, redundant,
@@ -250,7 +251,7 @@ impl PassReport {
 }
 
 /// Runs the compactor: one pass, or with `--wait` a pass every interval until SIGTERM.
-pub fn run(args: CompactArgs) -> anyhow::Result<()> {
+pub fn run(args: CompactArgs, budget: Arc<MemoryBudget>) -> anyhow::Result<()> {
     let cfg = args.objstore.bucket_config()?;
     let compact = CompactConfig::from_args(&args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -258,10 +259,15 @@ pub fn run(args: CompactArgs) -> anyhow::Result<()> {
         .thread_name("gauntlet-compact")
         .build()
         .context("starting the runtime")?;
-    rt.block_on(serve(args, cfg, compact))
+    rt.block_on(serve(args, cfg, compact, budget))
 }
 
-async fn serve(args: CompactArgs, cfg: BucketConfig, compact: CompactConfig) -> anyhow::Result<()> {
+async fn serve(
+    args: CompactArgs,
+    cfg: BucketConfig,
+    compact: CompactConfig,
+    budget: Arc<MemoryBudget>,
+) -> anyhow::Result<()> {
     let web = args.http_config.load()?;
     let bucket = Bucket::open(&cfg)?;
     let metrics = Arc::new(CompactMetrics::default());
@@ -270,19 +276,16 @@ async fn serve(args: CompactArgs, cfg: BucketConfig, compact: CompactConfig) -> 
         .await
         .with_context(|| format!("binding --http-address {}", args.http_address))?;
     tracing::info!(bucket = %cfg.describe(), data_dir = %compact.data_dir.display(), http = %http_listener.local_addr()?, wait = args.wait, "compactor starting");
-    let m = metrics.clone();
-    let app = ops::router(Arc::new(|| true), Arc::new(move || render_metrics(&m)))
+    let mut registry = crate::metrics::Registry::default();
+    let server_metrics = crate::metrics::register_common(&mut registry, budget);
+    register_metrics(&mut registry, metrics.clone(), true);
+    let app = ops::router(Arc::new(|| true), Arc::new(registry))
         .merge(crate::http::status::compactor_router(metrics.clone()));
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let http = tokio::spawn(async move {
-        crate::http::serve_on(
-            http_listener,
-            crate::metrics::track_http(app),
-            &web,
-            async {
-                let _ = http_stop_rx.await;
-            },
-        )
+        crate::http::serve_on(http_listener, app, &web, &server_metrics, async {
+            let _ = http_stop_rx.await;
+        })
         .await
     });
     let signal_stop = stop.clone();
@@ -924,142 +927,158 @@ async fn clean(
     Ok(())
 }
 
-/// The compactor's metrics in the Prometheus text format.
-pub fn render_metrics(m: &CompactMetrics) -> String {
-    let mut out = String::new();
-    let f = |a: &AtomicU64| a.load(Relaxed) as f64;
-    for (name, typ, help, v) in [
-        (
-            "thanos_compact_iterations_total",
-            "counter",
-            "Total number of compaction passes.",
-            f(&m.iterations),
-        ),
-        (
-            "thanos_compact_group_compactions_total",
-            "counter",
-            "Total number of group compactions.",
-            f(&m.compactions),
-        ),
-        (
-            "thanos_compact_group_compactions_failures_total",
-            "counter",
-            "Total number of failed group compactions.",
-            f(&m.compaction_failures),
-        ),
-        (
+/// Registers the compactor's metrics in `registry`, read from `m` at each scrape. `all`
+/// leaves out `thanos_blocks_meta_synced` (`with_synced` false): its store exports that family
+/// by state.
+pub fn register_metrics(
+    registry: &mut crate::metrics::Registry,
+    m: Arc<CompactMetrics>,
+    with_synced: bool,
+) {
+    registry.register_collector(Box::new(CompactCollector { m, with_synced }));
+}
+
+/// See [`register_metrics`].
+#[derive(Debug)]
+struct CompactCollector {
+    m: Arc<CompactMetrics>,
+    with_synced: bool,
+}
+
+impl prometheus_client::collector::Collector for CompactCollector {
+    fn encode(&self, mut enc: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+        use crate::metrics::{counter, gauge};
+        let (m, e) = (&self.m, &mut enc);
+        let f = |a: &AtomicU64| a.load(Relaxed);
+        for (name, help, v) in [
+            (
+                "thanos_compact_iterations_total",
+                "Total number of compaction passes.",
+                f(&m.iterations),
+            ),
+            (
+                "thanos_compact_group_compactions_total",
+                "Total number of group compactions.",
+                f(&m.compactions),
+            ),
+            (
+                "thanos_compact_group_compactions_failures_total",
+                "Total number of failed group compactions.",
+                f(&m.compaction_failures),
+            ),
+        ] {
+            counter(e, name, help, v)?;
+        }
+        gauge(
+            e,
             "thanos_compact_halted",
-            "gauge",
             "Set to 1 if a group was halted in the last pass (an overlap that may not be merged, or a corrupt block).",
-            if f(&m.halted_groups) > 0.0 { 1.0 } else { 0.0 },
-        ),
-        (
+            u64::from(f(&m.halted_groups) > 0),
+        )?;
+        gauge(
+            e,
             "gauntlet_compact_halted_groups",
-            "gauge",
             "Groups halted in the last pass.",
             f(&m.halted_groups),
-        ),
-        (
-            "gauntlet_compact_pass_failures_total",
-            "counter",
-            "Passes that failed a step or halted a group.",
-            f(&m.pass_failures),
-        ),
-        (
-            "thanos_compact_downsample_total",
-            "counter",
-            "Total number of downsamplings.",
-            f(&m.downsamples),
-        ),
-        (
-            "thanos_compact_downsample_failures_total",
-            "counter",
-            "Total number of failed downsamplings.",
-            f(&m.downsample_failures),
-        ),
-        (
-            "thanos_compact_blocks_marked_for_deletion_total",
-            "counter",
-            "Blocks given a deletion mark.",
-            f(&m.marked_for_deletion),
-        ),
-        (
-            "thanos_compact_blocks_marked_for_no_compact_total",
-            "counter",
-            "Blocks given a no-compact mark.",
-            f(&m.marked_no_compact),
-        ),
-        (
-            "thanos_compact_blocks_cleaned_total",
-            "counter",
-            "Blocks deleted after their delete delay.",
-            f(&m.deleted),
-        ),
-        (
-            "thanos_compact_aborted_partial_uploads_deletion_attempts_total",
-            "counter",
-            "Abandoned partial uploads removed.",
-            f(&m.partial_removed),
-        ),
-        (
-            "thanos_blocks_meta_synced",
-            "gauge",
-            "Blocks seen by the last sync.",
-            f(&m.blocks),
-        ),
-        (
+        )?;
+        for (name, help, v) in [
+            (
+                "gauntlet_compact_pass_failures_total",
+                "Passes that failed a step or halted a group.",
+                f(&m.pass_failures),
+            ),
+            (
+                "thanos_compact_downsample_total",
+                "Total number of downsamplings.",
+                f(&m.downsamples),
+            ),
+            (
+                "thanos_compact_downsample_failures_total",
+                "Total number of failed downsamplings.",
+                f(&m.downsample_failures),
+            ),
+            (
+                "thanos_compact_blocks_marked_for_deletion_total",
+                "Blocks given a deletion mark.",
+                f(&m.marked_for_deletion),
+            ),
+            (
+                "thanos_compact_blocks_marked_for_no_compact_total",
+                "Blocks given a no-compact mark.",
+                f(&m.marked_no_compact),
+            ),
+            (
+                "thanos_compact_blocks_cleaned_total",
+                "Blocks deleted after their delete delay.",
+                f(&m.deleted),
+            ),
+            (
+                "thanos_compact_aborted_partial_uploads_deletion_attempts_total",
+                "Abandoned partial uploads removed.",
+                f(&m.partial_removed),
+            ),
+        ] {
+            counter(e, name, help, v)?;
+        }
+        if self.with_synced {
+            gauge(
+                e,
+                "thanos_blocks_meta_synced",
+                "Blocks seen by the last sync.",
+                f(&m.blocks),
+            )?;
+        }
+        gauge(
+            e,
             "gauntlet_compact_busy",
-            "gauge",
             "1 while a compaction pass runs.",
             f(&m.busy),
-        ),
-        (
+        )?;
+        gauge(
+            e,
             "gauntlet_compact_last_pass_timestamp_seconds",
-            "gauge",
             "When the last pass finished, Unix seconds.",
             f(&m.last_pass),
-        ),
-        (
+        )?;
+        counter(
+            e,
             "gauntlet_compact_samples_written_total",
-            "counter",
             "Samples written by compactions.",
             f(&m.samples),
-        ),
-        (
+        )?;
+        counter(
+            e,
             "gauntlet_compact_merge_seconds_total",
-            "counter",
             "Time spent merging blocks (downloads and uploads not counted).",
-            f(&m.merge_micros) / 1e6,
-        ),
-    ] {
-        ops::metric(&mut out, name, typ, help, v);
+            f(&m.merge_micros) as f64 / 1e6,
+        )?;
+        let p = m.progress_now();
+        for (name, help, v) in [
+            (
+                "thanos_compact_todo_compactions",
+                "Compactions the planner has left over the bucket as last synced.",
+                p.todo.compactions,
+            ),
+            (
+                "thanos_compact_todo_compaction_blocks",
+                "Blocks that are inputs of a planned compaction.",
+                p.todo.compaction_blocks.len(),
+            ),
+            (
+                "thanos_compact_todo_downsample_blocks",
+                "Blocks due for downsampling.",
+                p.todo.downsample_blocks.len(),
+            ),
+            (
+                "thanos_compact_todo_deletion_blocks",
+                "Blocks past their resolution's retention, not yet marked for deletion.",
+                p.todo.retention_blocks.len(),
+            ),
+        ] {
+            gauge(e, name, help, v as u64)?;
+        }
+        Ok(())
     }
-    let p = m.progress_now();
-    for (name, help, v) in [
-        (
-            "thanos_compact_todo_compactions",
-            "Compactions the planner has left over the bucket as last synced.",
-            p.todo.compactions,
-        ),
-        (
-            "thanos_compact_todo_compaction_blocks",
-            "Blocks that are inputs of a planned compaction.",
-            p.todo.compaction_blocks.len(),
-        ),
-        (
-            "thanos_compact_todo_downsample_blocks",
-            "Blocks due for downsampling.",
-            p.todo.downsample_blocks.len(),
-        ),
-        (
-            "thanos_compact_todo_deletion_blocks",
-            "Blocks past their resolution's retention, not yet marked for deletion.",
-            p.todo.retention_blocks.len(),
-        ),
-    ] {
-        ops::metric(&mut out, name, "gauge", help, v as f64);
-    }
-    out
 }
 
 #[cfg(test)]

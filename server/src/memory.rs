@@ -1,6 +1,7 @@
-//! The process's memory budget (`--memory.limit`, every role) at the servers' doors: the
-//! budget itself, its reservations and its sampler are the engine's
-//! ([`gauntlet_engine::budget`]). Every request that starts work takes a reservation for its
+//! The memory budget (`--memory.limit`, every role) at the servers' doors: the budget itself,
+//! its reservations and its sampler are the engine's ([`gauntlet_engine::budget`]); the
+//! binary makes the process's budget ([`start`]) and each role is handed its own (the whole
+//! of it, or a part under `gauntlet all`), which its servers admit work from. Every request that starts work takes a reservation for its
 //! start before anything is read, and holds it until it is answered: queries and remote
 //! writes over HTTP are refused with 503 when the budget has no room for it (clients retry;
 //! Prometheus's remote write does), the StoreAPI's Series, LabelNames and LabelValues and
@@ -15,64 +16,87 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::Request;
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use gauntlet_engine::budget::{self, Need, OverBudget, Reservation};
+use gauntlet_engine::budget::{self, MemoryBudget, Need, OverBudget, Reservation};
 
 /// What a request reserves for its start, bytes: its buffers and first allocations. Each
 /// request admitted counts this at once, so a burst of requests arriving together does not
 /// all fit in one dip under the limit.
 pub const START_BYTES: u64 = 1 << 20;
 
-/// Sets the budget (`--memory.limit`, bytes; 0 for none) and starts its sampler. Called once,
-/// at start.
-pub fn init(limit: u64) {
-    if let Err(e) = budget::init(limit) {
+/// The process's budget (`--memory.limit`, bytes; 0 for none), its sampler started: made
+/// once by the binary and handed to the role it runs (or split among the roles of
+/// `gauntlet all`).
+pub fn start(limit: u64) -> Arc<MemoryBudget> {
+    let b = Arc::new(MemoryBudget::new(limit));
+    if let Err(e) = budget::start(&b) {
         tracing::warn!(error = %e, "the memory sampler did not start; --memory.limit counts reservations only");
     }
+    b
 }
 
-/// A reservation for new work of kind `what` (its start, or `bytes` when known), or why the
-/// budget has no room for it.
-pub fn admit(what: &'static str, bytes: u64, need: Need) -> Result<Reservation, OverBudget> {
-    budget::global().reserve(what, bytes.max(START_BYTES), need)
+/// A reservation from `budget` for new work of kind `what` (its start, or `bytes` when
+/// known), or why the budget has no room for it.
+pub fn admit(
+    budget: &Arc<MemoryBudget>,
+    what: &'static str,
+    bytes: u64,
+    need: Need,
+) -> Result<Reservation, OverBudget> {
+    budget.reserve(what, bytes.max(START_BYTES), need)
 }
 
-/// The budget's metrics: `gauntlet_memory_limit_bytes`, `gauntlet_memory_resident_bytes` (as
-/// the budget last saw it), `gauntlet_memory_reserved_bytes` and
-/// `gauntlet_memory_refusals_total`.
-pub fn render(out: &mut String) {
-    let b = budget::global();
-    for (name, typ, help, v) in [
-        (
+/// Registers the metrics of `budget` in `registry`, read at each scrape:
+/// `gauntlet_memory_limit_bytes`, `gauntlet_memory_resident_bytes` (as the budget last saw
+/// it), `gauntlet_memory_reserved_bytes` and `gauntlet_memory_refusals_total`.
+pub fn register_metrics<B>(registry: &mut crate::metrics::Registry, budget: B)
+where
+    B: std::ops::Deref<Target = budget::MemoryBudget> + std::fmt::Debug + Send + Sync + 'static,
+{
+    registry.register_collector(Box::new(BudgetCollector(budget)));
+}
+
+/// See [`register_metrics`].
+#[derive(Debug)]
+struct BudgetCollector<B>(B);
+
+impl<B> prometheus_client::collector::Collector for BudgetCollector<B>
+where
+    B: std::ops::Deref<Target = budget::MemoryBudget> + std::fmt::Debug + Send + Sync + 'static,
+{
+    fn encode(&self, mut enc: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+        use crate::metrics::{counter, gauge};
+        let b = &*self.0;
+        gauge(
+            &mut enc,
             "gauntlet_memory_limit_bytes",
-            "gauge",
             "The process's memory budget (--memory.limit), 0 when unlimited.",
             b.limit(),
-        ),
-        (
+        )?;
+        gauge(
+            &mut enc,
             "gauntlet_memory_resident_bytes",
-            "gauge",
             "Resident memory as the budget last sampled it.",
             b.resident(),
-        ),
-        (
+        )?;
+        gauge(
+            &mut enc,
             "gauntlet_memory_reserved_bytes",
-            "gauge",
             "Memory reserved by work in flight, counted by the budget on top of the resident size.",
             b.reserved(),
-        ),
-        (
+        )?;
+        counter(
+            &mut enc,
             "gauntlet_memory_refusals_total",
-            "counter",
             "Requests refused, or ended in flight, because the memory budget had no room for them.",
             b.refused(),
-        ),
-    ] {
-        crate::http::ops::metric(out, name, typ, help, v as f64);
+        )
     }
 }
 
@@ -86,6 +110,7 @@ pub(crate) fn resident_bytes() -> u64 {
 /// yet sent stays counted in the budget, and the channel's bound makes the producer wait for
 /// a slow client rather than pile frames up.
 pub fn frame_channel<T: Send + 'static>(
+    budget: &Arc<MemoryBudget>,
     what: &'static str,
     depth: usize,
 ) -> (
@@ -95,7 +120,14 @@ pub fn frame_channel<T: Send + 'static>(
     use futures::StreamExt as _;
     let (tx, rx) = tokio::sync::mpsc::channel::<(T, Option<Reservation>)>(depth);
     let frames = tokio_stream::wrappers::ReceiverStream::new(rx).map(|(item, _held)| item);
-    (FrameSender { tx, what }, frames)
+    (
+        FrameSender {
+            tx,
+            what,
+            budget: Arc::clone(budget),
+        },
+        frames,
+    )
 }
 
 /// Why a frame was not sent.
@@ -112,6 +144,7 @@ pub enum SendError {
 pub struct FrameSender<T> {
     tx: tokio::sync::mpsc::Sender<(T, Option<Reservation>)>,
     what: &'static str,
+    budget: Arc<MemoryBudget>,
 }
 
 impl<T> Clone for FrameSender<T> {
@@ -119,13 +152,14 @@ impl<T> Clone for FrameSender<T> {
         FrameSender {
             tx: self.tx.clone(),
             what: self.what,
+            budget: Arc::clone(&self.budget),
         }
     }
 }
 
 impl<T: Send + 'static> FrameSender<T> {
     fn reserve(&self, bytes: u64) -> Result<Reservation, SendError> {
-        budget::global()
+        self.budget
             .reserve(self.what, bytes, Need::Grow)
             .map_err(SendError::OverBudget)
     }
@@ -175,13 +209,41 @@ fn is_work(path: &str) -> bool {
         || path == "/api/v1/write"
 }
 
-/// Refuses new work with 503 while the process is over its budget (the API's error envelope
-/// for the API, plain text for remote write). Apply to the whole router.
-pub fn guard_http(app: Router) -> Router {
-    app.layer(axum::middleware::from_fn(guard_request))
+/// The budgets an HTTP router admits new work from: the role's for a role alone, the query
+/// and the receive roles' under `gauntlet all`, whose router serves both.
+#[derive(Debug, Clone)]
+pub struct HttpBudgets {
+    /// Queries and metadata reads.
+    pub reads: Arc<MemoryBudget>,
+    /// Remote writes.
+    pub writes: Arc<MemoryBudget>,
 }
 
-async fn guard_request(req: Request, next: Next) -> Response {
+impl HttpBudgets {
+    /// Reads and writes from the one `budget`.
+    pub fn one(budget: &Arc<MemoryBudget>) -> Self {
+        HttpBudgets {
+            reads: Arc::clone(budget),
+            writes: Arc::clone(budget),
+        }
+    }
+}
+
+/// Refuses new work with 503 while its budget in `budgets` has no room for it (the API's
+/// error envelope for the API, plain text for remote write). Apply to the whole router,
+/// before it is served (inside the request metrics, so refusals are counted).
+pub fn guard_http(app: Router, budgets: HttpBudgets) -> Router {
+    app.layer(axum::middleware::from_fn_with_state(
+        Arc::new(budgets),
+        guard_request,
+    ))
+}
+
+async fn guard_request(
+    axum::extract::State(budgets): axum::extract::State<Arc<HttpBudgets>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let path = req.uri().path();
     if !is_work(path) {
         return next.run(req).await;
@@ -195,9 +257,9 @@ async fn guard_request(req: Request, next: Next) -> Response {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
             .unwrap_or(0);
-        admit("remote write", declared, Need::Write)
+        admit(&budgets.writes, "remote write", declared, Need::Write)
     } else {
-        admit("query", START_BYTES, Need::Read)
+        admit(&budgets.reads, "query", START_BYTES, Need::Read)
     };
     match admitted {
         Ok(_held) => next.run(req).await,
@@ -265,19 +327,34 @@ pub fn refusal(why: &OverBudget) -> tonic::Status {
     tonic::Status::with_metadata(tonic::Code::ResourceExhausted, message, metadata)
 }
 
-/// A tower layer for a tonic server (`Server::builder().layer(GrpcGuardLayer)`, inside the
-/// metrics layer so refusals are counted): the StoreAPI's Series, LabelNames and LabelValues
-/// and forwarded remote writes reserve their start from the budget before their request is
-/// read, and are answered `ResourceExhausted` when it has no room for it. The reservation is
-/// held until the call's answer is made; a Series answer's batches reserve their own.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct GrpcGuardLayer;
+/// A tower layer for a tonic server (`Server::builder().layer(GrpcGuardLayer::new(budget))`,
+/// inside the metrics layer so refusals are counted): the StoreAPI's Series, LabelNames and
+/// LabelValues and forwarded remote writes reserve their start from the role's budget before
+/// their request is read, and are answered `ResourceExhausted` when it has no room for it.
+/// The reservation is held until the call's answer is made; a Series answer's batches
+/// reserve their own.
+#[derive(Debug, Clone)]
+pub struct GrpcGuardLayer {
+    budget: Arc<MemoryBudget>,
+}
+
+impl GrpcGuardLayer {
+    /// Admits calls from `budget`.
+    pub fn new(budget: &Arc<MemoryBudget>) -> Self {
+        GrpcGuardLayer {
+            budget: Arc::clone(budget),
+        }
+    }
+}
 
 impl<S> tower::Layer<S> for GrpcGuardLayer {
     type Service = GrpcGuard<S>;
 
     fn layer(&self, inner: S) -> GrpcGuard<S> {
-        GrpcGuard { inner }
+        GrpcGuard {
+            inner,
+            budget: Arc::clone(&self.budget),
+        }
     }
 }
 
@@ -285,6 +362,7 @@ impl<S> tower::Layer<S> for GrpcGuardLayer {
 #[derive(Debug, Clone)]
 pub struct GrpcGuard<S> {
     inner: S,
+    budget: Arc<MemoryBudget>,
 }
 
 impl<S, B, ResBody> tower::Service<http::Request<B>> for GrpcGuard<S>
@@ -306,7 +384,7 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let held = match grpc_work(req.uri().path()) {
             None => None,
-            Some((what, need)) => match admit(what, START_BYTES, need) {
+            Some((what, need)) => match admit(&self.budget, what, START_BYTES, need) {
                 Ok(r) => Some(r),
                 Err(why) => {
                     return futures::future::Either::Left(std::future::ready(Ok(
@@ -415,6 +493,7 @@ mod tests {
             resident: 600 << 20,
             reserved: 0,
             limit: 512 << 20,
+            process_limit: 512 << 20,
         };
         let refused = refusal(&why);
         let mut head = http::HeaderMap::new();

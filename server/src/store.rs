@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use gauntlet_engine::bucket::{Bucket, BucketConfig};
+use gauntlet_engine::budget::MemoryBudget;
 use gauntlet_engine::relabel;
 use gauntlet_engine::shard::{IoChoice, RuntimeConfig};
 use gauntlet_engine::store::{BlockSelection, BucketStore, Limits, StoreOptions, TimeBound};
@@ -18,6 +19,9 @@ use gauntlet_proto::thanos;
 
 use crate::grpc::StoreService;
 use crate::http::ops;
+use crate::metrics::{self, Registry};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
 
 /// Flags of `gauntlet store`, named as Thanos names them where the meaning is the same.
 #[derive(Debug, Args)]
@@ -243,7 +247,7 @@ impl ObjstoreArgs {
 }
 
 /// Runs the store gateway until SIGINT or SIGTERM.
-pub fn run(args: StoreArgs) -> anyhow::Result<()> {
+pub fn run(args: StoreArgs, budget: Arc<MemoryBudget>) -> anyhow::Result<()> {
     let cfg = args.objstore.bucket_config()?;
     let selection = args.selection.selection()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -252,13 +256,14 @@ pub fn run(args: StoreArgs) -> anyhow::Result<()> {
         .thread_keep_alive(crate::memory::IDLE_THREAD_KEEP_ALIVE)
         .build()
         .context("starting the runtime")?;
-    rt.block_on(serve(args, cfg, selection))
+    rt.block_on(serve(args, cfg, selection, budget))
 }
 
 async fn serve(
     args: StoreArgs,
     cfg: BucketConfig,
     selection: BlockSelection,
+    budget: Arc<MemoryBudget>,
 ) -> anyhow::Result<()> {
     let security = args.security.load()?;
     let tenancy = args.tenancy.tenancy()?;
@@ -300,11 +305,15 @@ async fn serve(
         .with_context(|| format!("binding --http-address {}", args.http_address))?;
     tracing::info!(grpc = %grpc_listener.local_addr()?, http = %http_listener.local_addr()?, "listening");
 
-    let svc =
-        StoreService::new(store.clone(), args.series_max_concurrency).with_tenancy(tenancy.clone());
+    let mut registry = Registry::default();
+    let server_metrics = crate::metrics::register_common(&mut registry, budget.clone());
+    register_metrics(&mut registry, store.clone());
+    let svc = StoreService::new(store.clone(), args.series_max_concurrency)
+        .with_tenancy(tenancy.clone())
+        .with_budget(&budget);
     let grpc = tonic::transport::Server::builder()
-        .layer(crate::metrics::GrpcMetricsLayer)
-        .layer(crate::memory::GrpcGuardLayer)
+        .layer(crate::metrics::GrpcMetricsLayer::new(&server_metrics))
+        .layer(crate::memory::GrpcGuardLayer::new(&budget))
         .layer(crate::grpc::RequestLimitsLayer)
         .add_service(crate::grpc::StoreApi::new(svc.clone()))
         .add_service(thanos::info::info_server::InfoServer::new(svc))
@@ -313,24 +322,22 @@ async fn serve(
             shutdown(),
         );
     let ready = store.clone();
-    let metrics = store.clone();
-    let app = ops::router(
-        Arc::new(move || ready.is_ready()),
-        Arc::new(move || render_metrics(&metrics)),
-    )
-    .merge(crate::http::status::router(
-        None,
-        Some(crate::http::status::bucket_blocks(
-            store.clone(),
+    let app = ops::router(Arc::new(move || ready.is_ready()), Arc::new(registry)).merge(
+        crate::http::status::router(
             None,
-            true,
-        )),
-        tenancy,
-    ));
+            Some(crate::http::status::bucket_blocks(
+                store.clone(),
+                None,
+                true,
+            )),
+            tenancy,
+        ),
+    );
     let http = crate::http::serve_on(
         http_listener,
-        crate::metrics::track_http(app),
+        app,
         &security.http,
+        &server_metrics,
         shutdown(),
     );
     let (g, h) = tokio::join!(grpc, http);
@@ -355,211 +362,204 @@ async fn shutdown() {
     }
 }
 
+/// Registers the store's metrics in `registry`, read from `store` at each scrape.
+pub(crate) fn register_metrics(registry: &mut Registry, store: Arc<BucketStore>) {
+    registry.register_collector(Box::new(StoreCollector(store)));
+}
+
 /// The store's metrics, named as Thanos's store gateway names them where the meaning is the
 /// same.
-pub(crate) fn render_metrics(s: &BucketStore) -> String {
-    let m = s.metrics();
-    let b = s.bucket().stats();
-    let blocks = s.blocks();
-    let header_bytes: u64 = blocks.iter().map(|b| b.header.file_size()).sum();
-    let filter_bytes: usize = blocks
-        .iter()
-        .filter_map(|b| b.label_filter())
-        .map(|f| f.encoded_len())
-        .sum();
-    let mut out = String::new();
-    let f = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed) as f64;
-    for (name, typ, help, v) in [
-        (
+#[derive(Debug)]
+struct StoreCollector(Arc<BucketStore>);
+
+impl Collector for StoreCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let s = &self.0;
+        let e = &mut enc;
+        let m = s.metrics();
+        let b = s.bucket().stats();
+        let blocks = s.blocks();
+        let header_bytes: u64 = blocks.iter().map(|b| b.header.file_size()).sum();
+        let filter_bytes: usize = blocks
+            .iter()
+            .filter_map(|b| b.label_filter())
+            .map(|f| f.encoded_len())
+            .sum();
+        let f = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed);
+        metrics::gauge(
+            e,
             "thanos_bucket_store_blocks_loaded",
-            "gauge",
             "Number of currently loaded blocks.",
-            blocks.len() as f64,
-        ),
-        (
-            "thanos_bucket_store_block_loads_total",
-            "counter",
-            "Total number of remote block loads attempted.",
-            f(&m.block_loads) + f(&m.block_load_failures),
-        ),
-        (
-            "thanos_bucket_store_block_load_failures_total",
-            "counter",
-            "Total number of failed remote block loads (corrupt or unreadable blocks).",
-            f(&m.block_load_failures),
-        ),
-        (
-            "thanos_bucket_store_block_drops_total",
-            "counter",
-            "Total number of local blocks that were dropped.",
-            f(&m.block_drops),
-        ),
-        (
-            "thanos_blocks_meta_syncs_total",
-            "counter",
-            "Total blocks metadata synchronization attempts.",
-            f(&m.syncs),
-        ),
-        (
-            "thanos_blocks_meta_sync_failures_total",
-            "counter",
-            "Total blocks metadata synchronization failures.",
-            f(&m.sync_failures),
-        ),
-        (
-            "thanos_bucket_store_series_requests_total",
-            "counter",
-            "Series calls served.",
-            f(&m.series_requests),
-        ),
-        (
-            "thanos_bucket_store_series_returned_total",
-            "counter",
-            "Series returned by Series calls.",
-            f(&m.series_returned),
-        ),
-        (
-            "thanos_bucket_store_chunks_returned_total",
-            "counter",
-            "Chunks returned by Series calls.",
-            f(&m.chunks_returned),
-        ),
-        (
-            "thanos_bucket_store_series_limit_refusals_total",
-            "counter",
-            "Series calls refused by a request limit.",
-            f(&m.limit_refusals),
-        ),
-        (
-            "thanos_objstore_bucket_operations_total",
-            "counter",
-            "Total number of bucket operations.",
-            f(&b.requests),
-        ),
-        (
-            "thanos_objstore_bucket_operation_failures_total",
-            "counter",
-            "Total number of failed bucket operations.",
-            f(&b.failures),
-        ),
-        (
-            "gauntlet_objstore_bucket_read_bytes_total",
-            "counter",
-            "Bytes read from the bucket.",
-            f(&b.bytes),
-        ),
-        (
-            "gauntlet_engine_cores",
-            "gauge",
-            "Engine cores (pinned threads) serving the store.",
-            s.cores() as f64,
-        ),
-        (
-            "gauntlet_bucket_store_label_filter_excluded_blocks_total",
-            "counter",
-            "Blocks skipped by Series calls because their label filter ruled out every match.",
-            f(&m.label_filter_excluded),
-        ),
-        (
-            "gauntlet_bucket_store_label_filter_builds_total",
-            "counter",
-            "Label filters built or rebuilt (missing or damaged files) at block load.",
-            f(&m.label_filter_builds),
-        ),
-        (
-            "gauntlet_bucket_store_label_filter_bytes",
-            "gauge",
-            "Bytes of label filters of loaded blocks.",
-            filter_bytes as f64,
-        ),
-        (
-            "gauntlet_bucket_store_index_header_bytes",
-            "gauge",
-            "Bytes of index-header files of loaded blocks.",
-            header_bytes as f64,
-        ),
-    ] {
-        ops::metric(&mut out, name, typ, help, v);
-    }
-    for (prefix, what, c) in [
-        ("thanos_store_index_cache", "index cache", s.cache_stats()),
-        (
-            "gauntlet_store_chunk_cache",
-            "chunk page cache",
-            s.chunk_cache_stats(),
-        ),
-    ] {
-        for (name, typ, help, v) in [
-            ("items", "gauge", "Items in the", c.items),
-            ("total_size_bytes", "gauge", "Bytes in the", c.bytes),
-            ("max_size_bytes", "gauge", "Byte budget of the", c.budget),
-            ("hits_total", "counter", "Hits of the", c.hits),
-            (
-                "requests_total",
-                "counter",
-                "Lookups in the",
-                c.hits + c.misses,
-            ),
-            (
-                "items_evicted_total",
-                "counter",
-                "Evictions from the",
-                c.evictions,
-            ),
-        ] {
-            let help = format!("{help} {what}.");
-            ops::metric(&mut out, &format!("{prefix}_{name}"), typ, &help, v as f64);
-        }
-    }
-    for (pool, what, p) in [
-        ("read", "chunk and index reads", s.read_pool_stats()),
-        ("wire", "written Series frames", s.wire_pool_stats()),
-    ] {
+            blocks.len() as u64,
+        )?;
         for (name, help, v) in [
             (
-                "idle_bytes",
-                "Bytes of idle buffers kept for reuse, for",
-                p.idle_bytes,
+                "thanos_bucket_store_block_loads_total",
+                "Total number of remote block loads attempted.",
+                f(&m.block_loads) + f(&m.block_load_failures),
             ),
             (
-                "max_idle_bytes",
-                "Byte budget of the idle buffers kept for reuse, for",
-                p.budget_bytes,
+                "thanos_bucket_store_block_load_failures_total",
+                "Total number of failed remote block loads (corrupt or unreadable blocks).",
+                f(&m.block_load_failures),
+            ),
+            (
+                "thanos_bucket_store_block_drops_total",
+                "Total number of local blocks that were dropped.",
+                f(&m.block_drops),
+            ),
+            (
+                "thanos_blocks_meta_syncs_total",
+                "Total blocks metadata synchronization attempts.",
+                f(&m.syncs),
+            ),
+            (
+                "thanos_blocks_meta_sync_failures_total",
+                "Total blocks metadata synchronization failures.",
+                f(&m.sync_failures),
+            ),
+            (
+                "thanos_bucket_store_series_requests_total",
+                "Series calls served.",
+                f(&m.series_requests),
+            ),
+            (
+                "thanos_bucket_store_series_returned_total",
+                "Series returned by Series calls.",
+                f(&m.series_returned),
+            ),
+            (
+                "thanos_bucket_store_chunks_returned_total",
+                "Chunks returned by Series calls.",
+                f(&m.chunks_returned),
+            ),
+            (
+                "thanos_bucket_store_series_limit_refusals_total",
+                "Series calls refused by a request limit.",
+                f(&m.limit_refusals),
+            ),
+            (
+                "thanos_objstore_bucket_operations_total",
+                "Total number of bucket operations.",
+                f(&b.requests),
+            ),
+            (
+                "thanos_objstore_bucket_operation_failures_total",
+                "Total number of failed bucket operations.",
+                f(&b.failures),
+            ),
+            (
+                "gauntlet_objstore_bucket_read_bytes_total",
+                "Bytes read from the bucket.",
+                f(&b.bytes),
             ),
         ] {
-            ops::metric(
-                &mut out,
-                &format!("gauntlet_store_{pool}_buffer_pool_{name}"),
-                "gauge",
-                &format!("{help} {what}."),
-                v as f64,
-            );
+            metrics::counter(e, name, help, v)?;
         }
+        metrics::gauge(
+            e,
+            "gauntlet_engine_cores",
+            "Engine cores (pinned threads) serving the store.",
+            s.cores() as u64,
+        )?;
+        metrics::counter(
+            e,
+            "gauntlet_bucket_store_label_filter_excluded_blocks_total",
+            "Blocks skipped by Series calls because their label filter ruled out every match.",
+            f(&m.label_filter_excluded),
+        )?;
+        metrics::counter(
+            e,
+            "gauntlet_bucket_store_label_filter_builds_total",
+            "Label filters built or rebuilt (missing or damaged files) at block load.",
+            f(&m.label_filter_builds),
+        )?;
+        metrics::gauge(
+            e,
+            "gauntlet_bucket_store_label_filter_bytes",
+            "Bytes of label filters of loaded blocks.",
+            filter_bytes as u64,
+        )?;
+        metrics::gauge(
+            e,
+            "gauntlet_bucket_store_index_header_bytes",
+            "Bytes of index-header files of loaded blocks.",
+            header_bytes,
+        )?;
+        for (prefix, what, c) in [
+            ("thanos_store_index_cache", "index cache", s.cache_stats()),
+            (
+                "gauntlet_store_chunk_cache",
+                "chunk page cache",
+                s.chunk_cache_stats(),
+            ),
+        ] {
+            for (name, help, v) in [
+                ("items", "Items in the", c.items),
+                ("total_size_bytes", "Bytes in the", c.bytes),
+                ("max_size_bytes", "Byte budget of the", c.budget),
+            ] {
+                let (name, help) = (format!("{prefix}_{name}"), format!("{help} {what}."));
+                metrics::gauge(e, &name, &help, v)?;
+            }
+            for (name, help, v) in [
+                ("hits_total", "Hits of the", c.hits),
+                ("requests_total", "Lookups in the", c.hits + c.misses),
+                ("items_evicted_total", "Evictions from the", c.evictions),
+            ] {
+                let (name, help) = (format!("{prefix}_{name}"), format!("{help} {what}."));
+                metrics::counter(e, &name, &help, v)?;
+            }
+        }
+        for (pool, what, p) in [
+            ("read", "chunk and index reads", s.read_pool_stats()),
+            ("wire", "written Series frames", s.wire_pool_stats()),
+        ] {
+            for (name, help, v) in [
+                (
+                    "idle_bytes",
+                    "Bytes of idle buffers kept for reuse, for",
+                    p.idle_bytes,
+                ),
+                (
+                    "max_idle_bytes",
+                    "Byte budget of the idle buffers kept for reuse, for",
+                    p.budget_bytes,
+                ),
+            ] {
+                let name = format!("gauntlet_store_{pool}_buffer_pool_{name}");
+                metrics::gauge(e, &name, &format!("{help} {what}."), v)?;
+            }
+        }
+        metrics::gauges(
+            e,
+            "thanos_blocks_meta_synced",
+            "Blocks of the bucket by what the last sync did with them.",
+            [
+                ("loaded", blocks.len() as u64),
+                ("time-excluded", m.time_excluded.load(Relaxed)),
+                ("label-excluded", m.label_excluded.load(Relaxed)),
+            ]
+            .map(|(state, v)| ([("state", state)], v)),
+        )?;
+        // The I/O backend as an info-style gauge, so a dashboard shows which one was chosen.
+        metrics::gauges(
+            e,
+            "gauntlet_engine_io_backend",
+            "I/O backend of the engine cores (value 1).",
+            [([("backend", s.io_backend().to_string())], 1u64)],
+        )?;
+        let depths = s.core_queue_depths();
+        metrics::gauges(
+            e,
+            "gauntlet_engine_core_queue_depth",
+            "Calls waiting in an engine core's queue.",
+            depths
+                .iter()
+                .enumerate()
+                .map(|(core, depth)| ([("core", core.to_string())], *depth as u64)),
+        )
     }
-    out.push_str(
-        "# HELP thanos_blocks_meta_synced Blocks of the bucket by what the last sync did with them.\n# TYPE thanos_blocks_meta_synced gauge\n",
-    );
-    for (state, v) in [
-        ("loaded", blocks.len() as u64),
-        ("time-excluded", m.time_excluded.load(Relaxed)),
-        ("label-excluded", m.label_excluded.load(Relaxed)),
-    ] {
-        out.push_str(&format!(
-            "thanos_blocks_meta_synced{{state=\"{state}\"}} {v}\n"
-        ));
-    }
-    // The I/O backend as an info-style gauge, so a dashboard shows which one was chosen.
-    out.push_str(&format!(
-        "# HELP gauntlet_engine_io_backend I/O backend of the engine cores (value 1).\n# TYPE gauntlet_engine_io_backend gauge\ngauntlet_engine_io_backend{{backend=\"{}\"}} 1\n",
-        s.io_backend()
-    ));
-    out.push_str("# HELP gauntlet_engine_core_queue_depth Calls waiting in an engine core's queue.\n# TYPE gauntlet_engine_core_queue_depth gauge\n");
-    for (core, depth) in s.core_queue_depths().iter().enumerate() {
-        out.push_str(&format!(
-            "gauntlet_engine_core_queue_depth{{core=\"{core}\"}} {depth}\n"
-        ));
-    }
-    out
 }
 
 #[cfg(test)]

@@ -112,43 +112,57 @@ impl Admission {
     pub fn queued(&self) -> usize {
         self.queued.load(Relaxed)
     }
+}
 
-    /// Appends the gate's families in the exposition format: Prometheus's engine gauges
-    /// (`prometheus_engine_queries`, `prometheus_engine_queries_concurrent_max`) and the
-    /// queue's.
-    pub fn render(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let _ = write!(
-            out,
-            "# HELP prometheus_engine_queries The current number of queries being executed or waiting.\n\
-             # TYPE prometheus_engine_queries gauge\n\
-             prometheus_engine_queries {}\n\
-             # HELP prometheus_engine_queries_concurrent_max The max number of concurrent queries.\n\
-             # TYPE prometheus_engine_queries_concurrent_max gauge\n\
-             prometheus_engine_queries_concurrent_max {}\n\
-             # HELP gauntlet_query_running Queries and metadata reads running now.\n\
-             # TYPE gauntlet_query_running gauge\n\
-             gauntlet_query_running {}\n\
-             # HELP gauntlet_query_queued Queries and metadata reads waiting for a slot (--query.max-concurrent).\n\
-             # TYPE gauntlet_query_queued gauge\n\
-             gauntlet_query_queued {}\n\
-             # HELP gauntlet_query_queue_limit Most requests that may wait (--query.max-queued).\n\
-             # TYPE gauntlet_query_queue_limit gauge\n\
-             gauntlet_query_queue_limit {}\n\
-             # HELP gauntlet_query_admitted_total Queries and metadata reads admitted.\n\
-             # TYPE gauntlet_query_admitted_total counter\n\
-             gauntlet_query_admitted_total {}\n\
-             # HELP gauntlet_query_refused_total Queries and metadata reads refused with 503 because the queue was full.\n\
-             # TYPE gauntlet_query_refused_total counter\n\
-             gauntlet_query_refused_total {}\n",
-            self.running() + self.queued(),
-            self.max_running,
-            self.running(),
-            self.queued(),
-            self.max_queued,
+/// The gate's families, read at each scrape: Prometheus's engine gauges
+/// (`prometheus_engine_queries`, `prometheus_engine_queries_concurrent_max`) and the queue's.
+impl prometheus_client::collector::Collector for Admission {
+    fn encode(&self, mut enc: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+        use crate::metrics::{counter, gauge};
+        let e = &mut enc;
+        let (running, queued) = (self.running() as u64, self.queued() as u64);
+        gauge(
+            e,
+            "prometheus_engine_queries",
+            "The current number of queries being executed or waiting.",
+            running + queued,
+        )?;
+        gauge(
+            e,
+            "prometheus_engine_queries_concurrent_max",
+            "The max number of concurrent queries.",
+            self.max_running as u64,
+        )?;
+        gauge(
+            e,
+            "gauntlet_query_running",
+            "Queries and metadata reads running now.",
+            running,
+        )?;
+        gauge(
+            e,
+            "gauntlet_query_queued",
+            "Queries and metadata reads waiting for a slot (--query.max-concurrent).",
+            queued,
+        )?;
+        gauge(
+            e,
+            "gauntlet_query_queue_limit",
+            "Most requests that may wait (--query.max-queued).",
+            self.max_queued as u64,
+        )?;
+        counter(
+            e,
+            "gauntlet_query_admitted_total",
+            "Queries and metadata reads admitted.",
             self.admitted.load(Relaxed),
+        )?;
+        counter(
+            e,
+            "gauntlet_query_refused_total",
+            "Queries and metadata reads refused with 503 because the queue was full.",
             self.refused.load(Relaxed),
-        );
+        )
     }
 }
 

@@ -28,6 +28,8 @@ use axum::extract::ConnectInfo;
 use bytes::Bytes;
 use http::{Request, Response, Version};
 use http_body::Frame;
+
+use crate::metrics::ServerMetrics;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -95,6 +97,7 @@ pub(super) async fn serve(
     builder: &auto::Builder<TokioExecutor>,
     limits: Limits,
     full: &Notify,
+    metrics: &Arc<ServerMetrics>,
     mut stop: watch::Receiver<bool>,
 ) {
     let Accepted {
@@ -113,6 +116,7 @@ pub(super) async fn serve(
         clock: clock.clone(),
         peer,
         read_timeout: limits.read(),
+        metrics: metrics.clone(),
     });
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
@@ -144,7 +148,7 @@ pub(super) async fn serve(
                         .map(|_| "shutdown")
                 });
                 if let Some(reason) = reason {
-                    crate::metrics::HTTP_CONNECTIONS_CLOSED.inc(&[reason]);
+                    metrics.connection_closed(reason);
                     tracing::debug!(peer = %peer, reason, "closing an HTTP connection");
                     break;
                 }
@@ -152,7 +156,7 @@ pub(super) async fn serve(
             () = changed => {}
             () = room_wanted => {
                 if clock.idle_for(Instant::now()) >= Some(limits.header().unwrap_or_default()) {
-                    crate::metrics::HTTP_CONNECTIONS_CLOSED.inc(&["idle_at_limit"]);
+                    metrics.connection_closed("idle_at_limit");
                     break;
                 }
             }
@@ -371,6 +375,8 @@ struct PerRequest {
     peer: SocketAddr,
     /// `None` for no read timeout.
     read_timeout: Option<Duration>,
+    /// Where a body cut by the read timeout is counted.
+    metrics: Arc<ServerMetrics>,
 }
 
 impl<B> tower::Service<Request<B>> for PerRequest
@@ -401,6 +407,7 @@ where
                     .read_timeout
                     .map(|t| (Box::pin(tokio::time::sleep(t)), t)),
                 arriving: Some(Arriving(self.clock.clone())),
+                metrics: self.metrics.clone(),
             })
         };
         // A router is always ready (axum's `Router::poll_ready`).
@@ -453,6 +460,7 @@ pin_project_lite::pin_project! {
         deadline: Option<(Pin<Box<tokio::time::Sleep>>, Duration)>,
         // `None` once the body ended or was cut.
         arriving: Option<Arriving>,
+        metrics: Arc<ServerMetrics>,
     }
 }
 
@@ -486,7 +494,7 @@ where
                     return Poll::Pending;
                 }
                 *this.arriving = None;
-                crate::metrics::HTTP_BODY_TIMEOUTS.fetch_add(1, Relaxed);
+                this.metrics.body_timed_out();
                 Poll::Ready(Some(Err(ReadTimeout(*timeout).into())))
             }
         }

@@ -270,8 +270,9 @@ impl WebConfig {
         self.auth.is_some()
     }
 
-    /// `router` behind the basic-auth check and with the configured response headers.
-    pub fn apply(&self, router: Router) -> Router {
+    /// `router` behind the basic-auth check and with the configured response headers; the
+    /// requests the check refuses are counted in `metrics`.
+    pub fn apply(&self, router: Router, metrics: &Arc<crate::metrics::ServerMetrics>) -> Router {
         let mut router = router;
         if !self.headers.is_empty() {
             let headers = self.headers.clone();
@@ -279,7 +280,7 @@ impl WebConfig {
         }
         if let Some(auth) = &self.auth {
             router = router.layer(axum::middleware::from_fn_with_state(
-                auth.clone(),
+                (auth.clone(), metrics.clone()),
                 check_basic_auth,
             ));
         }
@@ -537,7 +538,7 @@ fn basic_credentials(req: &Request) -> Option<(String, String)> {
 }
 
 async fn check_basic_auth(
-    State(auth): State<Arc<BasicAuth>>,
+    State((auth, metrics)): State<(Arc<BasicAuth>, Arc<crate::metrics::ServerMetrics>)>,
     req: Request,
     next: Next,
 ) -> Response {
@@ -557,7 +558,7 @@ async fn check_basic_auth(
     // This check sits outside the request metrics of `crate::metrics::track_http`, so the
     // refusal is counted here.
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str());
-    crate::metrics::observe_http(route, req.method(), StatusCode::UNAUTHORIZED, started);
+    metrics.observe_http(route, req.method(), StatusCode::UNAUTHORIZED, started);
     (
         StatusCode::UNAUTHORIZED,
         [(WWW_AUTHENTICATE, HeaderValue::from_static("Basic"))],

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use gauntlet_engine::budget::MemoryBudget;
 use gauntlet_promql::QueryLimits;
 
 use super::endpoints::EndpointSet;
@@ -154,6 +155,9 @@ impl PromqlFlags {
                 pool.set_idle_hook(crate::memory::idle_hook());
                 pool
             },
+            // The role sets its own.
+            budget: MemoryBudget::unlimited(),
+            parse_cache: gauntlet_promql::ParseCache::default(),
         };
         apply_features(&mut config, &self.features)
             .map_err(|e| anyhow::anyhow!("--enable-feature: {e}"))?;
@@ -170,7 +174,7 @@ pub fn duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Runs the querier until Ctrl-C or SIGTERM.
-pub fn run(args: QueryArgs) -> anyhow::Result<()> {
+pub fn run(args: QueryArgs, budget: Arc<MemoryBudget>) -> anyhow::Result<()> {
     if args.endpoints.is_empty() && args.sd_files.is_empty() {
         anyhow::bail!("no endpoints: give --endpoint HOST:PORT or --endpoint.sd-files FILE");
     }
@@ -185,6 +189,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
     }
     let mut config = args.promql.api_config(args.partial_response)?;
     config.active = args.promql.active_queries(None)?;
+    config.budget = budget.clone();
     let config_tenancy = config.tenancy.clone();
     let admission = config.admission.clone();
     let security = args.security.load()?;
@@ -220,17 +225,23 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
             }
         }
         endpoints.clone().spawn_refresh_loop(args.info_timeout);
-        let querier = Arc::new(Querier::new(
-            endpoints.clone(),
-            tokio::runtime::Handle::current(),
-            args.replica_labels.clone(),
-            args.response_timeout,
-        ));
+        let querier = Arc::new(
+            Querier::new(
+                endpoints.clone(),
+                tokio::runtime::Handle::current(),
+                args.replica_labels.clone(),
+                args.response_timeout,
+            )
+            .with_budget(&budget),
+        );
         let state = Arc::new(ApiState {
             source: Arc::new(querier.clone()),
             config,
         });
-        let metrics_querier = querier.clone();
+        let mut registry = crate::metrics::Registry::default();
+        let server_metrics = crate::metrics::register_common(&mut registry, budget.clone());
+        registry.register_collector(Box::new(QuerierCollector(querier.clone())));
+        registry.register_collector(Box::new(admission));
         let app = router(state)
             .merge(crate::http::ui::router())
             .merge(crate::http::status::router(
@@ -238,20 +249,20 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                 None,
                 config_tenancy.clone(),
             ))
-            .merge(ops::router(
-                Arc::new(|| true),
-                Arc::new(move || {
-                    let mut m = render_metrics(&metrics_querier);
-                    admission.render(&mut m);
-                    m
-                }),
-            ));
-        let grpc = super::proxy::serve(querier, &args.grpc_address, security.grpc, config_tenancy);
-        let app = crate::metrics::track_http(app);
+            .merge(ops::router(Arc::new(|| true), Arc::new(registry)));
+        let app = crate::memory::guard_http(app, crate::memory::HttpBudgets::one(&budget));
+        let grpc = super::proxy::serve(
+            querier,
+            &args.grpc_address,
+            security.grpc,
+            config_tenancy,
+            &server_metrics,
+        );
         let http = crate::http::serve(
             &args.http_address,
             app,
             &security.http,
+            &server_metrics,
             crate::http::shutdown_signal(),
         );
         tokio::select! {
@@ -262,25 +273,26 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
 }
 
 /// The querier's metrics: endpoints known and usable, as Thanos Query's endpoint-set gauges.
-fn render_metrics(q: &Querier) -> String {
-    let all = q.endpoints().all();
-    let healthy = all.iter().filter(|e| e.info().is_some()).count();
-    let mut out = String::new();
-    ops::metric(
-        &mut out,
-        "gauntlet_query_endpoints",
-        "gauge",
-        "StoreAPI endpoints configured.",
-        all.len() as f64,
-    );
-    ops::metric(
-        &mut out,
-        "gauntlet_query_endpoints_healthy",
-        "gauge",
-        "StoreAPI endpoints whose last Info call succeeded.",
-        healthy as f64,
-    );
-    out
+#[derive(Debug)]
+struct QuerierCollector(Arc<Querier>);
+
+impl prometheus_client::collector::Collector for QuerierCollector {
+    fn encode(&self, mut enc: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+        let all = self.0.endpoints().all();
+        let healthy = all.iter().filter(|e| e.info().is_some()).count();
+        crate::metrics::gauge(
+            &mut enc,
+            "gauntlet_query_endpoints",
+            "StoreAPI endpoints configured.",
+            all.len() as u64,
+        )?;
+        crate::metrics::gauge(
+            &mut enc,
+            "gauntlet_query_endpoints_healthy",
+            "StoreAPI endpoints whose last Info call succeeded.",
+            healthy as u64,
+        )
+    }
 }
 
 #[cfg(test)]

@@ -22,12 +22,13 @@ use super::tenancy::Tenancy;
 use crate::grpc::convert;
 
 /// Serves the proxy StoreAPI and Info service on `addr` (over TLS with `tls`) until the
-/// process ends.
+/// process ends, its calls counted in `metrics`.
 pub async fn serve(
     querier: Arc<Querier>,
     addr: &str,
     tls: Option<Arc<rustls::ServerConfig>>,
     tenancy: Option<Tenancy>,
+    metrics: &Arc<crate::metrics::ServerMetrics>,
 ) -> anyhow::Result<()> {
     let sock: std::net::SocketAddr = addr
         .parse()
@@ -35,11 +36,12 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(sock)
         .await
         .map_err(|e| anyhow::anyhow!("binding --grpc-address {sock}: {e}"))?;
+    let guard = crate::memory::GrpcGuardLayer::new(querier.budget());
     let proxy = Proxy { querier, tenancy };
     tracing::info!(address = %sock, tls = tls.is_some(), "StoreAPI listening");
     tonic::transport::Server::builder()
-        .layer(crate::metrics::GrpcMetricsLayer)
-        .layer(crate::memory::GrpcGuardLayer)
+        .layer(crate::metrics::GrpcMetricsLayer::new(metrics))
+        .layer(guard)
         .layer(crate::grpc::RequestLimitsLayer)
         .add_service(
             StoreServer::new(proxy.clone())

@@ -7,7 +7,6 @@
 //! How a write is split and answered is [`super::replicate`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
@@ -24,7 +23,6 @@ use super::replicate::{Failed, Failure, Route};
 use super::tenants::requested_tenant;
 use super::write::{Answer, Input, MAX_FORWARD_BYTES, WriteState, write};
 use crate::grpc::convert;
-use crate::http::ops;
 
 /// How often the hashrings file's size and modification time are looked at (a stand-in for
 /// Thanos's file-change notifications).
@@ -341,8 +339,12 @@ impl Forwarder {
         }
     }
 
-    /// Appends the forwarding and hashring metrics to `out`.
-    pub fn render_metrics(&self, out: &mut String) {
+    /// Writes the forwarding and hashring families, for the receiver's collector.
+    pub fn encode_metrics(
+        &self,
+        e: &mut prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> std::fmt::Result {
+        use crate::metrics::{counter, counters, gauge, gauges};
         let s = &self.stats;
         for (name, help, ok, failed) in [
             (
@@ -358,46 +360,42 @@ impl Forwarder {
                 &s.replications_failed,
             ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            let _ = writeln!(out, "{name}{{result=\"error\"}} {}", failed.load(Relaxed));
-            let _ = writeln!(out, "{name}{{result=\"success\"}} {}", ok.load(Relaxed));
+            let samples = [("error", failed), ("success", ok)]
+                .map(|(result, n)| ([("result", result)], n.load(Relaxed)));
+            counters(e, name, help, samples)?;
         }
-        ops::metric(
-            out,
+        gauge(
+            e,
             "thanos_receive_replication_factor",
-            "gauge",
             "The number of times to replicate incoming write requests.",
-            self.opts.replication_factor as f64,
-        );
+            self.opts.replication_factor,
+        )?;
         if self.file.is_some() {
-            for (name, typ, help, v) in [
+            for (name, help, v) in [
                 (
                     "thanos_receive_hashrings_file_changes_total",
-                    "counter",
                     "The number of times the hashrings configuration file has changed.",
                     &s.file_changes,
                 ),
                 (
                     "thanos_receive_hashrings_file_errors_total",
-                    "counter",
                     "The number of errors watching the hashrings configuration file.",
                     &s.file_errors,
                 ),
                 (
                     "thanos_receive_hashrings_file_refreshes_total",
-                    "counter",
                     "The number of refreshes of the hashrings configuration file.",
                     &s.file_refreshes,
                 ),
-                (
-                    "thanos_receive_config_last_reload_successful",
-                    "gauge",
-                    "Whether the last hashring configuration file reload attempt was successful.",
-                    &s.reload_ok,
-                ),
             ] {
-                ops::metric(out, name, typ, help, v.load(Relaxed) as f64);
+                counter(e, name, help, v.load(Relaxed))?;
             }
+            gauge(
+                e,
+                "thanos_receive_config_last_reload_successful",
+                "Whether the last hashring configuration file reload attempt was successful.",
+                s.reload_ok.load(Relaxed),
+            )?;
         }
         // Rings of one name overwrite each other, as Thanos's gauges do.
         let rings = self.rings.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -406,26 +404,22 @@ impl Forwarder {
             .iter()
             .map(|(name, nodes, tenants)| (name.as_str(), (*nodes, *tenants)))
             .collect();
-        for (name, help, pick) in [
-            (
-                "thanos_receive_hashring_nodes",
-                "The number of nodes per hashring.",
-                0,
-            ),
-            (
-                "thanos_receive_hashring_tenants",
-                "The number of tenants per hashring.",
-                1,
-            ),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-            for (ring, (nodes, tenants)) in &sizes {
-                let _ = write!(out, "{name}{{name=\"");
-                crate::metrics::push_label_value(out, ring);
-                let v = if pick == 0 { nodes } else { tenants };
-                let _ = writeln!(out, "\"}} {v}");
-            }
-        }
+        gauges(
+            e,
+            "thanos_receive_hashring_nodes",
+            "The number of nodes per hashring.",
+            sizes
+                .iter()
+                .map(|(ring, (nodes, _))| ([("name", *ring)], *nodes as u64)),
+        )?;
+        gauges(
+            e,
+            "thanos_receive_hashring_tenants",
+            "The number of tenants per hashring.",
+            sizes
+                .iter()
+                .map(|(ring, (_, tenants))| ([("name", *ring)], *tenants as u64)),
+        )
     }
 }
 

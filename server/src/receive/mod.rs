@@ -14,7 +14,6 @@ pub mod store;
 pub mod tenants;
 pub mod write;
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +25,7 @@ use axum::Router;
 use axum::routing::post;
 use clap::Args;
 use gauntlet_engine::bucket::{Bucket, BucketConfig};
+use gauntlet_engine::budget::MemoryBudget;
 use gauntlet_engine::head::{HeadOptions, HeadRuntime};
 use gauntlet_engine::labels::{Label, Labels};
 use gauntlet_engine::remote_write::LabelLimits;
@@ -220,7 +220,8 @@ pub fn parse_label(s: &str) -> Result<Label, String> {
 }
 
 impl ReceiveArgs {
-    fn head_options(&self) -> anyhow::Result<HeadOptions> {
+    /// The heads' settings, their selections reserving from `budget`.
+    fn head_options(&self, budget: Arc<MemoryBudget>) -> anyhow::Result<HeadOptions> {
         let block = self.min_block_duration.as_millis() as i64;
         if block <= 0 {
             anyhow::bail!("--tsdb.min-block-duration must be positive");
@@ -239,6 +240,7 @@ impl ReceiveArgs {
                 compress: self.wal_compression,
                 ..WalOptions::default()
             },
+            budget,
         })
     }
 
@@ -300,7 +302,7 @@ impl ReceiveArgs {
 }
 
 /// Runs the receiver until SIGINT or SIGTERM.
-pub fn run(args: ReceiveArgs) -> anyhow::Result<()> {
+pub fn run(args: ReceiveArgs, budget: Arc<MemoryBudget>) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("gauntlet-net")
@@ -309,7 +311,7 @@ pub fn run(args: ReceiveArgs) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     rt.block_on(async move {
         let bucket = args.bucket_config()?;
-        let r = Receiver::start(&args, bucket).await?;
+        let r = Receiver::start(&args, bucket, budget).await?;
         r.serve(crate::http::shutdown_signal()).await
     })
 }
@@ -336,16 +338,18 @@ pub struct Receiver {
 impl Receiver {
     /// Opens every tenant found under `--tsdb.path` (replaying their WALs); cut blocks are
     /// shipped to `bucket` when there is one (the objstore flags' [`ReceiveArgs::bucket_config`]
-    /// for `gauntlet receive`, the bucket itself inside `gauntlet all`).
+    /// for `gauntlet receive`, the bucket itself inside `gauntlet all`). Its heads, writes and
+    /// reads reserve from `budget`, the receive role's.
     pub async fn start(
         args: &ReceiveArgs,
         bucket: Option<BucketConfig>,
+        budget: Arc<MemoryBudget>,
     ) -> anyhow::Result<Receiver> {
         // Certificate and web configuration errors end the start before any WAL is read.
         let security = args.security.load()?;
         let remote_write_web = remote_write_web(&security.http, &args.remote_write_tls)?;
         let tenancy = args.read_tenancy()?;
-        let opts = args.head_options()?;
+        let opts = args.head_options(budget)?;
         let bucket = match bucket {
             Some(cfg) => {
                 tracing::info!(bucket = %cfg.describe(), "blocks will be shipped to the bucket");
@@ -544,10 +548,13 @@ impl Receiver {
             "receive listening"
         );
         let background = me.spawn_maintenance(stop_rx.clone());
+        let mut registry = crate::metrics::Registry::default();
+        let server_metrics = crate::metrics::register_common(&mut registry, me.budget().clone());
+        me.register_metrics(&mut registry);
         let svc = me.store();
         let grpc = tonic::transport::Server::builder()
-            .layer(crate::metrics::GrpcMetricsLayer)
-            .layer(crate::memory::GrpcGuardLayer)
+            .layer(crate::metrics::GrpcMetricsLayer::new(&server_metrics))
+            .layer(crate::memory::GrpcGuardLayer::new(me.budget()))
             .layer(forward::SnappyRequestsLayer)
             .layer(crate::grpc::RequestLimitsLayer)
             .add_service(
@@ -565,22 +572,24 @@ impl Receiver {
                 crate::tls::Incoming::new(grpc_listener, me.security.grpc.clone())?,
                 stopped(stop_rx.clone()),
             );
-        let metrics_me = me.clone();
-        let ops = ops::router(
-            Arc::new(|| true),
-            Arc::new(move || metrics_me.render_metrics()),
-        );
+        let ops = ops::router(Arc::new(|| true), Arc::new(registry));
         let web = &me.security.http;
+        let doors = crate::memory::HttpBudgets::one(me.budget());
         let http = crate::http::serve_on(
             http_listener,
-            crate::metrics::track_http(me.write_router().merge(me.status_router()).merge(ops)),
+            crate::memory::guard_http(
+                me.write_router().merge(me.status_router()).merge(ops),
+                doors.clone(),
+            ),
             web,
+            &server_metrics,
             stopped(stop_rx.clone()),
         );
         let rw = crate::http::serve_on(
             rw_listener,
-            crate::metrics::track_http(me.write_router()),
+            crate::memory::guard_http(me.write_router(), doors),
             &me.remote_write_web,
+            &server_metrics,
             stopped(stop_rx.clone()),
         );
         let ring_watch = me
@@ -640,25 +649,26 @@ impl Receiver {
     /// the caller to `--remote-write.address`, so a taken port fails the start) under the
     /// caller's web configuration `web`, and does the background work until `shutdown`
     /// resolves, then syncs every WAL. The caller serves [`Receiver::write_router`] on its own
-    /// HTTP address too, and reads the tenants itself.
+    /// HTTP address too, and reads the tenants itself; requests are counted in the caller's
+    /// `metrics`.
     pub async fn serve_embedded(
         self: Arc<Self>,
         listener: tokio::net::TcpListener,
         web: crate::http::webconfig::WebConfig,
+        metrics: Arc<crate::metrics::ServerMetrics>,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tracing::info!(address = %listener.local_addr()?, "remote write listening");
         let background = self.spawn_maintenance(stop_rx.clone());
         let mut rx = stop_rx;
-        let served = crate::http::serve_on(
-            listener,
-            crate::metrics::track_http(self.write_router()),
-            &web,
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            },
+        let router = crate::memory::guard_http(
+            self.write_router(),
+            crate::memory::HttpBudgets::one(self.budget()),
         );
+        let served = crate::http::serve_on(listener, router, &web, &metrics, async move {
+            let _ = rx.wait_for(|s| *s).await;
+        });
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop_tx.send(true);
@@ -669,187 +679,197 @@ impl Receiver {
         r.context("remote-write server")
     }
 
-    /// The receiver's metrics, named as Thanos Receive and Prometheus's TSDB name them where
-    /// the meaning is the same.
-    pub fn render_metrics(&self) -> String {
-        let mut out = String::new();
-        let ws = &self.write.stats;
-        let _ = writeln!(
-            out,
-            "# HELP thanos_receive_write_requests_total Remote-write requests answered, by status code.\n# TYPE thanos_receive_write_requests_total counter"
-        );
-        for (code, n) in WriteStats::CODES.iter().zip(&ws.codes) {
-            let _ = writeln!(
-                out,
-                "thanos_receive_write_requests_total{{code=\"{code}\"}} {}",
-                n.load(Relaxed)
-            );
-        }
-        for (name, typ, help, v) in [
+    /// The receive role's memory budget, which its heads, writes and reads reserve from.
+    pub fn budget(&self) -> &Arc<MemoryBudget> {
+        self.write.tenants.budget()
+    }
+
+    /// Registers the receiver's metrics in `registry`, read from it at each scrape.
+    pub fn register_metrics(self: &Arc<Self>, registry: &mut crate::metrics::Registry) {
+        registry.register_collector(Box::new(ReceiveCollector(self.clone())));
+    }
+}
+
+/// The receiver's metrics, named as Thanos Receive and Prometheus's TSDB name them where the
+/// meaning is the same.
+#[derive(Debug)]
+struct ReceiveCollector(Arc<Receiver>);
+
+impl prometheus_client::collector::Collector for ReceiveCollector {
+    fn encode(&self, mut enc: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+        use crate::metrics::{counter, counters, gauge, gauges};
+        let (me, e) = (&self.0, &mut enc);
+        let ws = &me.write.stats;
+        counters(
+            e,
+            "thanos_receive_write_requests_total",
+            "Remote-write requests answered, by status code.",
+            WriteStats::CODES
+                .iter()
+                .zip(&ws.codes)
+                .map(|(code, n)| ([("code", *code)], n.load(Relaxed))),
+        )?;
+        for (name, help, v) in [
             (
                 "thanos_receive_write_timeseries_total",
-                "counter",
                 "Series received in remote-write requests.",
                 ws.series.load(Relaxed),
             ),
             (
                 "gauntlet_receive_write_v2_requests_total",
-                "counter",
                 "Remote-write requests taken as protocol 2.0.",
                 ws.v2_requests.load(Relaxed),
             ),
             (
                 "thanos_receive_write_samples_total",
-                "counter",
                 "Float samples received in remote-write requests.",
                 ws.samples.load(Relaxed),
             ),
             (
                 "gauntlet_receive_invalid_series_total",
-                "counter",
                 "Series refused for invalid labels.",
                 ws.invalid_series.load(Relaxed),
             ),
             (
                 "gauntlet_receive_write_histograms_total",
-                "counter",
                 "Native histogram samples received in remote-write requests and forwarded writes.",
                 ws.histograms.load(Relaxed),
             ),
             (
                 "gauntlet_receive_exemplars_dropped_total",
-                "counter",
                 "Exemplars received and not stored.",
                 ws.exemplars_dropped.load(Relaxed),
             ),
             (
                 "thanos_receive_head_series_limited_requests_total",
-                "counter",
                 "Requests that hit a tenant's active series limit.",
-                self.tenants.series_limited_requests(),
+                me.tenants.series_limited_requests(),
             ),
             (
                 "thanos_shipper_uploads_total",
-                "counter",
                 "Blocks uploaded to the bucket.",
-                self.ship_stats.uploads.load(Relaxed),
+                me.ship_stats.uploads.load(Relaxed),
             ),
             (
                 "thanos_shipper_upload_failures_total",
-                "counter",
                 "Block uploads that failed.",
-                self.ship_stats.failures.load(Relaxed),
+                me.ship_stats.failures.load(Relaxed),
             ),
             (
                 "prometheus_tsdb_compactions_total",
-                "counter",
                 "Blocks cut from the heads.",
-                self.cuts.load(Relaxed),
+                me.cuts.load(Relaxed),
             ),
             (
                 "prometheus_tsdb_compactions_failed_total",
-                "counter",
                 "Block cuts that failed.",
-                self.cut_failures.load(Relaxed),
-            ),
-            (
-                "gauntlet_receive_tenants",
-                "gauge",
-                "Tenants open.",
-                self.tenants.all().len() as u64,
+                me.cut_failures.load(Relaxed),
             ),
         ] {
-            ops::metric(&mut out, name, typ, help, v as f64);
+            counter(e, name, help, v)?;
         }
-        let tenants = self.tenants.all();
-        let per_tenant: [TenantMetric; 10] = [
-            (
-                "prometheus_tsdb_head_series",
-                "gauge",
-                "Series in the head.",
-                |t| t.head.stats().series as f64,
-            ),
-            (
-                "prometheus_tsdb_head_samples_appended_total",
-                "counter",
-                "Samples appended to the head in order.",
-                |t| t.head.stats().appended as f64,
-            ),
-            (
-                "prometheus_tsdb_head_out_of_order_samples_appended_total",
-                "counter",
-                "Samples appended to the head out of order.",
-                |t| t.head.stats().appended_ooo as f64,
-            ),
-            (
-                "gauntlet_tsdb_head_samples_refused_total",
-                "counter",
-                "Samples refused by the head (conflicts and limits).",
-                |t| t.head.stats().refused as f64,
-            ),
+        let tenants = me.tenants.all();
+        gauge(
+            e,
+            "gauntlet_receive_tenants",
+            "Tenants open.",
+            tenants.len() as u64,
+        )?;
+        // Each tenant's head read once for all its families.
+        let heads: Vec<TenantHead> = tenants
+            .iter()
+            .map(|t| TenantHead {
+                name: t.name.clone(),
+                stats: t.head.stats(),
+                memory: t.head.last_memory(),
+                blocks: t.block_metas().len() as u64,
+            })
+            .collect();
+        let by_tenant = |h: &TenantHead| [("tenant", h.name.clone())];
+        let tenant_gauges: [TenantGauge; 7] = [
+            ("prometheus_tsdb_head_series", "Series in the head.", |h| {
+                h.stats.series as i64
+            }),
             (
                 "prometheus_tsdb_head_min_time",
-                "gauge",
                 "Oldest sample in the head, ms.",
-                |t| {
-                    let m = t.head.stats().min_time;
-                    if m == i64::MAX { 0.0 } else { m as f64 }
+                |h| match h.stats.min_time {
+                    i64::MAX => 0,
+                    m => m,
                 },
             ),
             (
                 "prometheus_tsdb_head_max_time",
-                "gauge",
                 "Newest sample in the head, ms.",
-                |t| {
-                    let m = t.head.stats().max_time;
-                    if m == i64::MIN { 0.0 } else { m as f64 }
+                |h| match h.stats.max_time {
+                    i64::MIN => 0,
+                    m => m,
                 },
             ),
             (
                 "gauntlet_tsdb_head_chunk_bytes",
-                "gauge",
                 "Bytes of chunk data (and out-of-order samples) the head holds, as last measured.",
-                |t| t.head.last_memory().chunk_bytes as f64,
+                |h| h.memory.chunk_bytes as i64,
             ),
             (
                 "gauntlet_tsdb_head_label_bytes",
-                "gauge",
                 "Bytes of the head's series labels, as last measured.",
-                |t| t.head.last_memory().label_bytes as f64,
+                |h| h.memory.label_bytes as i64,
             ),
             (
                 "gauntlet_tsdb_head_index_bytes",
-                "gauge",
                 "Bytes of the head's series records, hash index and postings, as last measured.",
-                |t| t.head.last_memory().index_bytes as f64,
+                |h| h.memory.index_bytes as i64,
             ),
             (
                 "prometheus_tsdb_blocks_loaded",
-                "gauge",
                 "Local blocks of the tenant.",
-                |t| t.block_metas().len() as f64,
+                |h| h.blocks as i64,
             ),
         ];
-        for (name, typ, help, f) in per_tenant {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {typ}");
-            for t in &tenants {
-                let _ = write!(out, "{name}{{tenant=\"");
-                crate::metrics::push_label_value(&mut out, &t.name);
-                out.push_str("\"} ");
-                gauntlet_engine::go_format::push_float(
-                    &mut out,
-                    f(t),
-                    gauntlet_engine::go_format::FloatFormat::G,
-                );
-                out.push('\n');
-            }
+        let tenant_counters: [TenantCounter; 3] = [
+            (
+                "prometheus_tsdb_head_samples_appended_total",
+                "Samples appended to the head in order.",
+                |h| h.stats.appended,
+            ),
+            (
+                "prometheus_tsdb_head_out_of_order_samples_appended_total",
+                "Samples appended to the head out of order.",
+                |h| h.stats.appended_ooo,
+            ),
+            (
+                "gauntlet_tsdb_head_samples_refused_total",
+                "Samples refused by the head (conflicts and limits).",
+                |h| h.stats.refused,
+            ),
+        ];
+        for (name, help, f) in tenant_gauges {
+            gauges(e, name, help, heads.iter().map(|h| (by_tenant(h), f(h))))?;
         }
-        if let Some(f) = &self.write.forward {
-            f.render_metrics(&mut out);
+        for (name, help, f) in tenant_counters {
+            counters(e, name, help, heads.iter().map(|h| (by_tenant(h), f(h))))?;
         }
-        out
+        if let Some(f) = &me.write.forward {
+            f.encode_metrics(e)?;
+        }
+        Ok(())
     }
 }
+
+/// What the per-tenant families read of one tenant, read once per scrape.
+struct TenantHead {
+    name: String,
+    stats: gauntlet_engine::head::HeadStats,
+    memory: gauntlet_engine::head::HeadMemory,
+    blocks: u64,
+}
+
+/// A per-tenant gauge: name, help and how to read it.
+type TenantGauge = (&'static str, &'static str, fn(&TenantHead) -> i64);
+
+/// A per-tenant counter: name (with its `_total`), help and how to read it.
+type TenantCounter = (&'static str, &'static str, fn(&TenantHead) -> u64);
 
 /// One tenant as `/api/v1/status/tenants` shows it.
 fn tenant_json(t: &tenants::Tenant) -> serde_json::Value {
@@ -873,11 +893,3 @@ fn tenant_json(t: &tenants::Tenant) -> serde_json::Value {
         "seriesLimitedRequests": t.series_limited_requests.load(Relaxed),
     })
 }
-
-/// A per-tenant metric: name, type, help and how to read it.
-type TenantMetric = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&tenants::Tenant) -> f64,
-);

@@ -12,7 +12,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -21,6 +20,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tonic::transport::server::{Connected, TcpConnectInfo};
+
+use crate::metrics::ServerMetrics;
 
 /// Longest a client may take to finish its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -120,14 +121,18 @@ pub struct ConnectionCap {
     slots: Option<Arc<Semaphore>>,
     /// Woken when the listener is at its cap: connections idle for a while close on it.
     full: Arc<Notify>,
+    /// Where the listener's connections are counted.
+    metrics: Arc<ServerMetrics>,
 }
 
 impl ConnectionCap {
-    /// At most `max` connections open at once; 0 for no cap.
-    pub fn new(max: usize) -> ConnectionCap {
+    /// At most `max` connections open at once; 0 for no cap. The connections are counted in
+    /// `metrics`.
+    pub fn new(max: usize, metrics: &Arc<ServerMetrics>) -> ConnectionCap {
         ConnectionCap {
             slots: (max > 0).then(|| Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS)))),
             full: Arc::new(Notify::new()),
+            metrics: metrics.clone(),
         }
     }
 
@@ -140,18 +145,22 @@ impl ConnectionCap {
     /// A place for one more connection: at once when there is one, else once a connection
     /// closes (asking idle ones to close meanwhile); `None` when `closed` resolves first.
     async fn place(&self, closed: impl Future<Output = ()>) -> Option<Place> {
+        let place = |permit| Place {
+            permit,
+            metrics: self.metrics.clone(),
+        };
         let Some(slots) = &self.slots else {
-            return Some(Place(None));
+            return Some(place(None));
         };
         if let Ok(p) = slots.clone().try_acquire_owned() {
-            return Some(Place(Some(p)));
+            return Some(place(Some(p)));
         }
-        crate::metrics::HTTP_CONNECTIONS_LIMITED.fetch_add(1, Relaxed);
+        self.metrics.connections_limited();
         tokio::pin!(closed);
         loop {
             self.full.notify_waiters();
             tokio::select! {
-                p = slots.clone().acquire_owned() => return Some(Place(Some(p.ok()?))),
+                p = slots.clone().acquire_owned() => return Some(place(Some(p.ok()?))),
                 () = tokio::time::sleep(FULL_REMINDER) => {}
                 () = &mut closed => return None,
             }
@@ -161,14 +170,19 @@ impl ConnectionCap {
 
 /// A place under the cap, taken before accepting.
 #[derive(Debug)]
-struct Place(Option<OwnedSemaphorePermit>);
+struct Place {
+    permit: Option<OwnedSemaphorePermit>,
+    metrics: Arc<ServerMetrics>,
+}
 
 impl Place {
     /// The place of a connection just accepted.
     fn fill(self) -> Slot {
-        crate::metrics::HTTP_CONNECTIONS_OPEN.fetch_add(1, Relaxed);
-        crate::metrics::HTTP_CONNECTIONS_ACCEPTED.fetch_add(1, Relaxed);
-        Slot { _permit: self.0 }
+        self.metrics.connection_opened();
+        Slot {
+            _permit: self.permit,
+            metrics: self.metrics,
+        }
     }
 }
 
@@ -177,11 +191,12 @@ impl Place {
 #[derive(Debug)]
 pub struct Slot {
     _permit: Option<OwnedSemaphorePermit>,
+    metrics: Arc<ServerMetrics>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        crate::metrics::HTTP_CONNECTIONS_OPEN.fetch_sub(1, Relaxed);
+        self.metrics.connection_ended();
     }
 }
 
@@ -312,8 +327,8 @@ async fn accept_loop(
                     tracing::info!(peer = %peer, error = %e, "TLS handshake refused");
                 }
                 Err(_) => {
-                    if slot.is_some() {
-                        crate::metrics::HTTP_CONNECTIONS_CLOSED.inc(&["handshake_timeout"]);
+                    if let Some(slot) = &slot {
+                        slot.metrics.connection_closed("handshake_timeout");
                     }
                     tracing::info!(peer = %peer, timeout = ?handshake_timeout, "TLS handshake not finished in time");
                 }
