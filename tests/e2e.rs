@@ -27,6 +27,7 @@ mod http_histograms;
 mod interop;
 mod logging;
 mod memory_budget;
+mod metrics_format;
 mod promql_prometheus3;
 mod querier;
 mod querier_stream;
