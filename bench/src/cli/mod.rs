@@ -190,6 +190,9 @@ pub(crate) enum RunCmd {
         /// Measured passes per selector (after one warm-up pass); the best is reported.
         #[arg(long, default_value_t = 3)]
         passes: usize,
+        /// Longest one Series pass may take before its selection is recorded as timed out.
+        #[arg(long, default_value = "10m", value_parser = duration)]
+        pass_timeout: Duration,
     },
 }
 
@@ -259,6 +262,10 @@ pub(crate) struct RunArgs {
     /// Hours of data (default per scenario).
     #[arg(long)]
     hours: Option<f64>,
+    /// Scrape interval of the generated data, seconds (default 15); 60 keeps a 2 h block of
+    /// 10M series (`--targets 55000`) at a few GB.
+    #[arg(long)]
+    interval: Option<f64>,
     /// Pods per target (6 series each); 8, or 75 for `series`.
     #[arg(long)]
     pods_per_target: Option<usize>,
@@ -304,6 +311,9 @@ impl RunArgs {
             pods_per_target: self.pods_per_target.unwrap_or(8),
             ..Default::default()
         };
+        if let Some(s) = self.interval {
+            data.scrape_interval_ms = (s * 1000.0).round() as i64;
+        }
         if !self.families.is_empty() {
             data.families = gauntlet_bench::datagen::Families::from_names(&self.families)
                 .map_err(anyhow::Error::msg)?;
@@ -499,6 +509,7 @@ pub(crate) fn run(cmd: RunCmd) -> anyhow::Result<()> {
             concurrency,
             selectors,
             passes,
+            pass_timeout,
         } => {
             anyhow::ensure!(copies > 0, "--copies must be positive");
             // 680 targets × 8 pods: 124k series in one 2 h block.
@@ -517,6 +528,7 @@ pub(crate) fn run(cmd: RunCmd) -> anyhow::Result<()> {
                 copies,
                 selectors,
                 passes,
+                pass_timeout,
             };
             (runner::store(&o, &so)?, o)
         }

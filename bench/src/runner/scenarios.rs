@@ -474,6 +474,13 @@ pub(super) fn input_name(o: &RunOptions, series: &[u64]) -> String {
         g.pods_per_target,
         families_text(g, ", families ")
     );
+    if g.scrape_interval_ms != GenConfig::default().scrape_interval_ms {
+        // Fewer samples a series: another input than the same targets at 15 s.
+        name.push_str(&format!(
+            ", {} s scrapes",
+            g.scrape_interval_ms as f64 / 1000.0
+        ));
+    }
     if let Some(rate) = o.rate {
         // A paced run is its own input: both sides take the same samples.
         name.push_str(&format!(", at {} samples/s", short_count(rate as u64)));
