@@ -169,6 +169,7 @@ async fn serve(
             ..StoreOptions::default()
         },
     )?);
+    store.set_idle_hook(crate::memory::idle_hook());
     // Serve only after the first sync, so the first query already sees every block.
     let report = store.sync().await.context("first bucket sync")?;
     tracing::info!(dir = %dir.display(), blocks = store.blocks().len(), ?report, "bucket synced");

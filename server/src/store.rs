@@ -282,6 +282,7 @@ async fn serve(
         ..StoreOptions::default()
     };
     let store = Arc::new(BucketStore::open(bucket, &args.data_dir, opts)?);
+    store.set_idle_hook(crate::memory::idle_hook());
     tracing::info!(bucket = %cfg.describe(), data_dir = %args.data_dir.display(), "store starting");
 
     // Sync in the background: Info answers with an error until the first sync is done, which

@@ -24,7 +24,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::Cancel;
-use crate::shard::{IDLE_AFTER, IdleHook, IdleSlot};
+use crate::shard::{IDLE_AFTER, IDLE_AGAIN, IdleHook, IdleSlot};
 
 /// How long a waiting submitter sleeps between looks at its query's token: the longest a
 /// cancelled query's queued tasks stay queued when no worker comes by.
@@ -471,8 +471,8 @@ fn run_task(task: Task, attained: &AtomicU64) {
 
 fn worker(shared: Arc<Shared>) {
     WORKER_OF.with(|w| w.set(shared.id));
-    // Whether the idle hook ran since the last task.
-    let mut rested = true;
+    // Times the idle hook ran since the last task (it runs twice, see `IDLE_AGAIN`).
+    let mut rested = 2;
     loop {
         let (task, attained) = {
             let mut st = lock(&shared.state);
@@ -490,24 +490,28 @@ fn worker(shared: Arc<Shared>) {
                 if let Some(p) = picked {
                     break p;
                 }
-                if rested {
-                    st = shared.queued.wait(st).unwrap_or_else(|e| e.into_inner());
-                    continue;
-                }
+                let wait = match rested {
+                    0 => IDLE_AFTER,
+                    1 => IDLE_AGAIN,
+                    _ => {
+                        st = shared.queued.wait(st).unwrap_or_else(|e| e.into_inner());
+                        continue;
+                    }
+                };
                 let (guard, waited) = shared
                     .queued
-                    .wait_timeout(st, IDLE_AFTER)
+                    .wait_timeout(st, wait)
                     .unwrap_or_else(|e| e.into_inner());
                 st = guard;
                 if waited.timed_out() {
                     drop(st);
                     shared.idle.run();
-                    rested = true;
+                    rested += 1;
                     st = lock(&shared.state);
                 }
             }
         };
-        rested = false;
+        rested = 0;
         run_task(task, &attained);
     }
 }

@@ -138,6 +138,10 @@ pub type IdleHook = Arc<dyn Fn() + Send + Sync>;
 /// How long a core or pool worker waits without work before it runs its [`IdleHook`].
 pub const IDLE_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// How much longer it waits before running the hook a second time: memory other threads
+/// gave back meanwhile (request threads that exited) is then returned too.
+pub const IDLE_AGAIN: std::time::Duration = std::time::Duration::from_millis(1000);
+
 /// A hook that may be set after the threads that run it started.
 #[derive(Default)]
 pub(crate) struct IdleSlot(std::sync::Mutex<Option<IdleHook>>);
@@ -434,18 +438,25 @@ fn core_main<S: 'static>(
             core.io.poll_completions(true);
             continue;
         }
-        let msg = match rx.recv_timeout(IDLE_AFTER) {
-            Ok(msg) => Ok(msg),
-            Err(flume::RecvTimeoutError::Timeout) => {
-                idle.run();
-                rx.recv()
+        let mut msg = None;
+        for wait in [IDLE_AFTER, IDLE_AGAIN] {
+            match rx.recv_timeout(wait) {
+                Ok(m) => {
+                    msg = Some(m);
+                    break;
+                }
+                Err(flume::RecvTimeoutError::Timeout) => idle.run(),
+                Err(flume::RecvTimeoutError::Disconnected) => break,
             }
-            Err(flume::RecvTimeoutError::Disconnected) => break,
-        };
-        match msg {
-            Ok(msg) => handle(msg, &mut exec, &mut stopping),
-            Err(_) => break,
         }
+        let msg = match msg {
+            Some(m) => m,
+            None => match rx.recv() {
+                Ok(m) => m,
+                Err(_) => break,
+            },
+        };
+        handle(msg, &mut exec, &mut stopping);
     }
     // Tasks go first (their reads are abandoned), then the ring waits for the kernel.
     exec.drop_all();

@@ -466,6 +466,12 @@ impl BucketStore {
         self.cores.cores()
     }
 
+    /// Has each of the store's cores run `hook` once idle (see
+    /// [`crate::shard::ShardSet::set_idle_hook`]).
+    pub fn set_idle_hook(&self, hook: crate::shard::IdleHook) {
+        self.cores.set_idle_hook(hook);
+    }
+
     /// The bucket.
     pub fn bucket(&self) -> &Bucket {
         &self.bucket
