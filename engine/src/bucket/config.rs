@@ -324,8 +324,16 @@ impl BucketConfig {
 mod tests {
     use super::*;
 
+    /// The binary installs ring as rustls's provider at start (object_store's clients need a
+    /// process default); a test that builds a client does the same.
+    fn install_crypto() {
+        // Err: another test of this process installed it first.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+
     #[test]
     fn parses_thanos_keys() {
+        install_crypto();
         let c = BucketConfig::parse(
             "type: S3\nconfig:\n  bucket: b\n  endpoint: 127.0.0.1:9000\n  access_key: a\n  secret_key: s\n  insecure: true\nprefix: tenant/a\n",
         )
@@ -344,6 +352,7 @@ mod tests {
 
     #[test]
     fn gcs_and_azure_files_build_clients_without_a_request() {
+        install_crypto();
         let gcs = BucketConfig::parse("type: GCS\nconfig:\n  bucket: thanos\n").unwrap();
         assert_eq!(gcs.describe(), "Gcs:thanos");
         // An emulator named by STORAGE_EMULATOR_HOST: no credentials are looked for.
