@@ -27,16 +27,7 @@ pub fn instant_query(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     let query = form.value("query");
     let view = open_view(st, form)?;
     let res = engine.instant_query(view.as_ref(), query, t)?;
-    let stats = stats_param(form);
-    let work = st.config.pool.query(form.cancel().clone());
-    reply(
-        &st.config.budget,
-        truncate(res, limit),
-        view.warnings(),
-        stats,
-        began,
-        &work,
-    )
+    answer(st, form, truncate(res, limit), view.warnings(), began)
 }
 
 /// `/api/v1/query_range`: `query`, `start`, `end`, `step`, `timeout`, `stats`.
@@ -68,13 +59,24 @@ pub fn range_query(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     let engine = engine(st, form)?;
     let view = open_view(st, form)?;
     let res = engine.range_query(view.as_ref(), form.value("query"), start, end, step)?;
-    let stats = stats_param(form);
+    answer(st, form, truncate(res, limit), view.warnings(), began)
+}
+
+/// The answer to a query request: `res` encoded on the request's share of the worker pool,
+/// held in the query role's budget, with the statistics the request asked for.
+fn answer(
+    st: &ApiState,
+    form: &Form,
+    res: QueryResult,
+    warnings: Vec<String>,
+    began: Instant,
+) -> Result<Reply, ApiError> {
     let work = st.config.pool.query(form.cancel().clone());
     reply(
         &st.config.budget,
-        truncate(res, limit),
-        view.warnings(),
-        stats,
+        res,
+        warnings,
+        stats_param(form),
         began,
         &work,
     )
