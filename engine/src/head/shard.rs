@@ -657,17 +657,26 @@ impl HeadShard {
     }
 
     /// Ids of the series matching `matchers` with data in `[mint, maxt]` (by chunk bounds),
-    /// each with its WAL ref, in label order: where a [`super::stream::HeadStream`] starts.
-    /// Sorted here, by the labels in place, so that no label set is copied out.
-    pub fn sorted_matches(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<(u32, u64)> {
-        let mut picked: Vec<(u32, &MemSeries)> = self
-            .select_ids(matchers)
+    /// each with its WAL ref, in id order: what [`Self::sort_by_labels`] puts in label order.
+    pub fn matching_refs(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<(u32, u64)> {
+        self.select_ids(matchers)
             .into_iter()
             .filter_map(|id| Some((id, self.series.get(id)?)))
             .filter(|(_, s)| s.overlaps(mint, maxt))
+            .map(|(id, s)| (id, s.r))
+            .collect()
+    }
+
+    /// `picked` (ids with the WAL refs they had when picked) in label order, leaving out the
+    /// series no longer held: where a [`super::stream::HeadStream`] starts. Sorted here, by
+    /// the labels in place, so that no label set is copied out.
+    pub fn sort_by_labels(&self, picked: Vec<(u32, u64)>) -> Vec<(u32, u64)> {
+        let mut held: Vec<(u32, &MemSeries)> = picked
+            .into_iter()
+            .filter_map(|(id, r)| Some((id, self.series.get(id).filter(|s| s.r == r)?)))
             .collect();
-        picked.sort_unstable_by(|a, b| a.1.labels.iter().cmp(b.1.labels.iter()));
-        picked.into_iter().map(|(id, s)| (id, s.r)).collect()
+        held.sort_unstable_by(|a, b| a.1.labels.iter().cmp(b.1.labels.iter()));
+        held.into_iter().map(|(id, s)| (id, s.r)).collect()
     }
 
     /// The series `picked` (ids with the WAL refs they had when picked) that are still held,

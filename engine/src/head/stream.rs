@@ -17,6 +17,7 @@ use crate::chunk::{HistogramBatch, SampleBatch};
 use crate::error::Result;
 use crate::labels::{Labels, Matcher};
 use crate::query::{BATCH_SERIES, Cancel, SeriesChunk, SeriesData, SeriesStream, StreamSeries};
+use crate::shard::back_lane;
 use crate::store::encode_batch;
 
 /// Series a core reads for a stream in one call.
@@ -141,9 +142,26 @@ impl Head {
         read: HeadRead,
     ) -> Result<HeadStream> {
         let slot = self.slot;
-        let ms = matchers.to_vec();
+        let ms = Arc::new(matchers.to_vec());
         let mut reservation = self.opts.budget.empty("head selection");
-        let picked = self.on_cores(move |c| c.with(slot, |s| s.sorted_matches(&ms, mint, maxt)))?;
+        let calls: Vec<_> = (0..self.rt.cores())
+            .map(|core| {
+                let ms = ms.clone();
+                self.rt.cores.call(core, move |c| async move {
+                    let picked = c.state().with(slot, |s| s.matching_refs(&ms, mint, maxt));
+                    if picked.len() > FETCH_SERIES {
+                        // Sorting thousands of series takes milliseconds: small selections
+                        // queued behind this one go first.
+                        back_lane().await;
+                    }
+                    c.state().with(slot, |s| s.sort_by_labels(picked))
+                })
+            })
+            .collect();
+        let picked = futures::executor::block_on(join_all(calls))
+            .into_iter()
+            .map(|r| r.map_err(canceled))
+            .collect::<Result<Vec<_>>>()?;
         let ids: usize = picked.iter().map(Vec::len).sum();
         reservation.cover(ids as u64 * 16)?;
         Ok(HeadStream {
@@ -179,6 +197,9 @@ impl HeadStream {
     /// Reads the next [`FETCH_SERIES`] series of each core in `which`, all at once.
     fn fetch(&mut self, which: &[usize]) -> Result<()> {
         let (slot, mint, maxt, read) = (self.slot, self.mint, self.maxt, self.read);
+        // A selection of more series than one read takes is a big one: its reads wait behind
+        // the small selections' on each core.
+        let big = self.cores.iter().map(|c| c.picked.len()).sum::<usize>() > FETCH_SERIES;
         let calls: Vec<_> = which
             .iter()
             .map(|&core| {
@@ -189,6 +210,9 @@ impl HeadStream {
                 let cancel = self.cancel.clone();
                 self.rt.cores.call(core, move |c| async move {
                     // Queued behind other reads, this one may run after its query ended.
+                    if big {
+                        back_lane().await;
+                    }
                     if cancel.interrupted().is_some() {
                         return Vec::new();
                     }

@@ -10,6 +10,9 @@
 //! queues in the callers, not as boxed jobs in memory. Wakes and shutdown travel outside that
 //! bound: a wake is never refused, whoever sends it.
 //!
+//! A job with much work ahead moves itself behind the small ones with [`back_lane`]; see
+//! `executor` for the two lanes.
+//!
 //! Nothing is shared between cores: a job runs on one core with `&Core<S>`, the state that
 //! core built at start. Callers decide which core owns what (see `store` for blocks).
 
@@ -20,6 +23,7 @@ mod uring;
 #[cfg(test)]
 mod tests;
 
+pub use executor::back_lane;
 pub use io::{CoreIo, IoBackend, IoChoice, READ_POOL_BYTES};
 
 use std::future::Future;

@@ -322,3 +322,73 @@ fn a_core_queueing_past_the_bound_on_itself_does_not_deadlock() {
     let n = (2 * QUEUE_JOBS + 100) as u64;
     assert_eq!(sum, n * (n - 1) / 2);
 }
+
+/// Holds core 0 until the returned sender is dropped, so that the jobs queued meanwhile all
+/// wait in its queue and are taken at once.
+fn hold_core(set: &ShardSet<Cell<u64>>) -> std::sync::mpsc::Sender<()> {
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (started, running) = std::sync::mpsc::channel::<()>();
+    drop(set.spawn(0, move |_| async move {
+        let _ = started.send(());
+        let _ = held.recv();
+    }));
+    running.recv().unwrap();
+    release
+}
+
+/// Queues on core 0 a job that records `name` once it runs, after moving to the back lane
+/// when `big`.
+fn record(
+    set: &ShardSet<Cell<u64>>,
+    order: &Arc<std::sync::Mutex<Vec<String>>>,
+    name: String,
+    big: bool,
+) -> impl Future<Output = Result<(), Canceled>> {
+    let order = order.clone();
+    set.call(0, move |_| async move {
+        if big {
+            back_lane().await;
+        }
+        order.lock().unwrap().push(name);
+    })
+}
+
+#[test]
+fn a_small_job_runs_before_big_ones_queued_ahead_of_it() {
+    let set = start(1, IoChoice::Pread);
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let release = hold_core(&set);
+    let mut calls: Vec<_> = (0..5)
+        .map(|i| record(&set, &order, format!("big{i}"), true))
+        .collect();
+    calls.push(record(&set, &order, "small".into(), false));
+    drop(release);
+    for r in block_on(futures::future::join_all(calls)) {
+        r.unwrap();
+    }
+    let order = order.lock().unwrap().clone();
+    assert_eq!(order, ["small", "big0", "big1", "big2", "big3", "big4"]);
+}
+
+#[test]
+fn a_big_job_is_not_starved_by_a_stream_of_small_ones() {
+    let set = start(1, IoChoice::Pread);
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let release = hold_core(&set);
+    let mut calls = vec![record(&set, &order, "big".into(), true)];
+    for i in 0..4 * executor::FRONT_STREAK {
+        calls.push(record(&set, &order, format!("small{i}"), false));
+    }
+    drop(release);
+    for r in block_on(futures::future::join_all(calls)) {
+        r.unwrap();
+    }
+    let order = order.lock().unwrap().clone();
+    let at = order.iter().position(|n| n == "big").unwrap();
+    // The big job's first poll (moving to the back lane) counts as a front-lane poll.
+    assert!(
+        (1..=executor::FRONT_STREAK).contains(&at),
+        "the big job ran at {at} of {}",
+        order.len()
+    );
+}

@@ -202,6 +202,11 @@ impl BucketStore {
                 let p = prep.clone();
                 self.cores
                     .spawn(b.owner() + first, move |core| async move {
+                        if stripes > 1 {
+                            // A selection of more than one batch waits behind the small
+                            // ones on its core, batch by batch.
+                            crate::shard::back_lane().await;
+                        }
                         produce(core, part, p, tx).await;
                     })
                     .await;
