@@ -206,6 +206,7 @@ async fn serve(
         source: Arc::new(AllSource {
             store: StoreSource(store.clone()),
             tenants: receiver.tenants.clone(),
+            reads: query_budget.clone(),
         }),
         config,
     });
@@ -401,6 +402,9 @@ fn receive_args(args: &AllArgs, dir: &Path) -> anyhow::Result<ReceiveArgs> {
 struct AllSource {
     store: StoreSource,
     tenants: Arc<Tenants>,
+    /// The query role's part of the memory budget: the heads' streams PromQL opens hold what
+    /// they read in it, not in the receiver's part that ingestion needs.
+    reads: Arc<MemoryBudget>,
 }
 
 impl Source for AllSource {
@@ -408,6 +412,7 @@ impl Source for AllSource {
         Ok(Arc::new(AllView {
             store: self.store.view(opts)?,
             tenants: self.tenants.clone(),
+            reads: self.reads.clone(),
         }))
     }
 }
@@ -415,6 +420,7 @@ impl Source for AllSource {
 struct AllView {
     store: Arc<dyn ReadView>,
     tenants: Arc<Tenants>,
+    reads: Arc<MemoryBudget>,
 }
 
 impl Queryable for AllView {
@@ -450,6 +456,7 @@ impl Queryable for AllView {
             maxt,
             HeadRead::Samples,
             &hints.cancel,
+            &self.reads,
         )?;
         // Without received series the bucket's own stream serves, with the hints as given;
         // with them the two are merged a batch at a time, by whole label sets.

@@ -12,7 +12,7 @@ use futures::future::join_all;
 
 use super::{Head, HeadRuntime, canceled};
 use crate::block::histogram_cut::CutHistogramChunk;
-use crate::budget::Reservation;
+use crate::budget::{MemoryBudget, Reservation};
 use crate::chunk::{HistogramBatch, SampleBatch};
 use crate::error::Result;
 use crate::labels::{Labels, Matcher};
@@ -141,9 +141,23 @@ impl Head {
         maxt: i64,
         read: HeadRead,
     ) -> Result<HeadStream> {
+        self.stream_in(matchers, mint, maxt, read, &self.opts.budget)
+    }
+
+    /// [`Self::stream`], with what the stream holds reserved from `budget` rather than from
+    /// the head's own: a reader that is not the head's writer (`all`'s PromQL) reads within
+    /// its own part of the process's memory.
+    pub fn stream_in(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        read: HeadRead,
+        budget: &Arc<MemoryBudget>,
+    ) -> Result<HeadStream> {
         let slot = self.slot;
         let ms = Arc::new(matchers.to_vec());
-        let mut reservation = self.opts.budget.empty("head selection");
+        let mut reservation = budget.empty("head selection");
         let calls: Vec<_> = (0..self.rt.cores())
             .map(|core| {
                 let ms = ms.clone();

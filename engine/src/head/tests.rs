@@ -708,6 +708,43 @@ fn a_stream_hands_out_what_a_select_does_a_batch_at_a_time() {
 }
 
 #[test]
+fn a_stream_in_another_budget_holds_its_reads_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let (head, _) = Head::open(runtime(2), dir.path(), opts()).unwrap();
+    block_on(head.append(batches(&head, 2 * FETCH_SERIES, &[1_000_000]))).unwrap();
+    let own = head.opts.budget.reserved();
+    let reader = Arc::new(crate::budget::MemoryBudget::new(64 << 20));
+    let mut s = head
+        .stream_in(
+            &[eq("__name__", "m")],
+            0,
+            i64::MAX,
+            HeadRead::Samples,
+            &reader,
+        )
+        .unwrap();
+    let first = crate::query::SeriesStream::next_batch(&mut s).unwrap();
+    assert!(first.is_some_and(|b| !b.is_empty()));
+    assert!(reader.reserved() > 0, "the reader's budget holds the batch");
+    assert_eq!(head.opts.budget.reserved(), own, "the head's does not");
+    drop(s);
+    assert_eq!(reader.reserved(), 0, "given back when the stream ends");
+
+    // A reader's budget too small for the selection's ids refuses it.
+    let tiny = Arc::new(crate::budget::MemoryBudget::new(1024));
+    assert!(
+        head.stream_in(
+            &[eq("__name__", "m")],
+            0,
+            i64::MAX,
+            HeadRead::Samples,
+            &tiny
+        )
+        .is_err()
+    );
+}
+
+#[test]
 fn a_stream_skips_series_removed_after_it_started() {
     let dir = tempfile::tempdir().unwrap();
     let (head, _) = Head::open(runtime(2), dir.path(), opts()).unwrap();

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use gauntlet_engine::block::cut::DEFAULT_CHUNK_RANGE_MS;
 use gauntlet_engine::block::histogram_cut::cut_float_histogram_chunks;
+use gauntlet_engine::budget::MemoryBudget;
 use gauntlet_engine::chunk::{HistogramBatch, SampleBatch};
 use gauntlet_engine::head::HeadRead;
 use gauntlet_engine::histogram::FloatHistogram;
@@ -79,7 +80,8 @@ pub fn select(
 /// Every tenant's series matching `matchers` with data in `[mint, maxt]`, read as `read`
 /// asks, each with its tenant's external labels, in label order, a batch at a time: each
 /// tenant's local blocks and head merged, the tenants merged. Blocking. Once `cancel` ends,
-/// the heads read no more (reads already queued on their cores are skipped).
+/// the heads read no more (reads already queued on their cores are skipped). What the heads'
+/// streams hold is reserved from `reads`.
 pub fn stream(
     tenants: &Tenants,
     matchers: &[Matcher],
@@ -87,10 +89,11 @@ pub fn stream(
     maxt: i64,
     read: HeadRead,
     cancel: &gauntlet_engine::query::Cancel,
+    reads: &Arc<MemoryBudget>,
 ) -> gauntlet_engine::Result<Box<dyn SeriesStream + 'static>> {
     let mut parts = Vec::new();
     for (t, ms) in targets(tenants, matchers) {
-        parts.push(tenant_stream(&t, &ms, mint, maxt, read, cancel)?);
+        parts.push(tenant_stream(&t, &ms, mint, maxt, read, cancel, reads)?);
     }
     Ok(merge_streams(parts, mint, maxt))
 }
@@ -103,6 +106,7 @@ fn tenant_stream(
     maxt: i64,
     read: HeadRead,
     cancel: &gauntlet_engine::query::Cancel,
+    reads: &Arc<MemoryBudget>,
 ) -> gauntlet_engine::Result<Box<dyn SeriesStream + 'static>> {
     let blocks = t.local_blocks();
     let own = merge_streams(
@@ -110,7 +114,7 @@ fn tenant_stream(
             blocks.stream(matchers, mint, maxt)?,
             Box::new(
                 t.head
-                    .stream(matchers, mint, maxt, read)?
+                    .stream_in(matchers, mint, maxt, read, reads)?
                     .cancel_with(cancel.clone()),
             ),
         ],
@@ -330,7 +334,8 @@ impl thanos::store_server::Store for ReceiveStore {
                 HeadRead::Stored
             };
             let sent = (|| -> Result<(), Status> {
-                let mut series = stream(&tenants, &matchers, mint, maxt, read, &cancel)
+                let reads = tenants.budget().clone();
+                let mut series = stream(&tenants, &matchers, mint, maxt, read, &cancel, &reads)
                     .map_err(convert::engine_status)?;
                 loop {
                     if cancel.check().is_err() {
