@@ -6,8 +6,8 @@
 //! histograms. Each group times the iterator reusing one histogram (a query's loop), the
 //! timestamps alone, the whole-chunk decoder that allocates every sample, the integer chunks
 //! decoded as float histograms into a batch whose histograms are reused (what a PromQL worker
-//! does), and, for comparison, appending each chunk's samples to a fresh appender (validation
-//! included).
+//! does), whole and for the count and sum only, and, for comparison, appending each chunk's
+//! samples to a fresh appender (validation included).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use gauntlet_engine::block::{CutHistogramChunk, HistogramChunkCutter};
 use gauntlet_engine::chunk::{
     Encoding, FloatHistogramAppender, FloatHistogramIterator, HistogramAppender, HistogramBatch,
     HistogramIterator, decode_float_histogram_chunk, decode_histogram_chunk,
-    decode_histogram_chunks_reusing,
+    decode_histogram_chunks_reusing, decode_histogram_stats_reusing,
 };
 use gauntlet_engine::histogram::{
     CUSTOM_BUCKETS_SCHEMA, CounterResetHint, FloatHistogram, Histogram, Span,
@@ -233,6 +233,19 @@ fn histogram_int(c: &mut Criterion) {
             for c in &chunks {
                 let one = [(c.encoding as u8, black_box(&c.data[..]))];
                 decode_histogram_chunks_reusing(one, (i64::MIN, i64::MAX), &mut batch).unwrap();
+                n += batch.len();
+            }
+            n
+        })
+    });
+    // The same for a reader of the count and sum only: buckets kept for the last sample of
+    // each chunk alone.
+    g.bench_function("decode_stats_into_reused_batch", |b| {
+        b.iter(|| {
+            let mut n = 0;
+            for c in &chunks {
+                let one = [(c.encoding as u8, black_box(&c.data[..]))];
+                decode_histogram_stats_reusing(one, (i64::MIN, i64::MAX), &mut batch).unwrap();
                 n += batch.len();
             }
             n

@@ -510,6 +510,38 @@ impl<'a> FloatHistogramIterator<'a> {
         counter_reset_hint(self.header, self.num_read.saturating_sub(1))
     }
 
+    /// Whether the current sample is a stale marker.
+    pub fn is_stale(&self) -> bool {
+        super::is_stale_nan(self.sum.value)
+    }
+
+    /// Whether the current sample is the chunk's last.
+    pub fn is_last(&self) -> bool {
+        self.num_read == self.num_total
+    }
+
+    /// Writes the current sample into `out` without its buckets: count, sum, zero bucket,
+    /// schema, custom bounds and hint as [`float_histogram_into`](Self::float_histogram_into)
+    /// writes them, spans and buckets left empty (their allocations kept). For readers that
+    /// need the count and sum only.
+    pub fn float_stats_into(&self, out: &mut FloatHistogram) {
+        if super::is_stale_nan(self.sum.value) {
+            out.clone_from(&FloatHistogram::stale_marker());
+            return;
+        }
+        out.positive_spans.clear();
+        out.negative_spans.clear();
+        out.positive_buckets.clear();
+        out.negative_buckets.clear();
+        out.counter_reset_hint = self.hint();
+        out.schema = self.layout.schema;
+        out.zero_threshold = self.layout.zero_threshold;
+        out.zero_count = self.z_cnt.value;
+        out.count = self.cnt.value;
+        out.sum = self.sum.value;
+        out.custom_values = Arc::clone(&self.layout.custom_values);
+    }
+
     /// Writes the current sample into `out`, reusing its buffers. A stale marker comes out as
     /// [`FloatHistogram::stale_marker`].
     pub fn float_histogram_into(&self, out: &mut FloatHistogram) {

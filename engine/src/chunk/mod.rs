@@ -34,7 +34,9 @@ pub use float_histogram::{
 pub use histogram::{
     HistogramAppend, HistogramAppender, HistogramIterator, decode_histogram_chunk,
 };
-pub use histogram_batch::{ReusedDecode, decode_histogram_chunks_reusing};
+pub use histogram_batch::{
+    ReusedDecode, decode_histogram_chunks_reusing, decode_histogram_stats_reusing,
+};
 pub use histogram_layout::{CounterResetHeader, MAX_HISTOGRAM_SAMPLES, counter_reset_hint};
 pub use xor::{XorAppender, XorIterator, decode_xor_into, encode_xor};
 pub(crate) use xor_many::decode_xor_many_at;

@@ -906,6 +906,37 @@ fn encode_side(buckets: &[(i64, f64)]) -> (Vec<Span>, Vec<f64>) {
     (spans, counts)
 }
 
+thread_local! {
+    /// The merged side [`FloatHistogram::combine_merging_layouts`] builds before copying it
+    /// back: spans and counts.
+    static MERGED: std::cell::RefCell<(Vec<Span>, Vec<f64>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// The first and last bucket index of one side (`None` inside when it has no buckets),
+/// checked as [`decode_side`] checks it; `None` when that check fails.
+fn side_extent(spans: &[Span], counts: &[f64]) -> Option<Option<(i64, i64)>> {
+    if count_buckets(spans) != counts.len() as u64 {
+        return None;
+    }
+    let mut next: i64 = 0;
+    let mut extent: Option<(i64, i64)> = None;
+    for (i, span) in spans.iter().enumerate() {
+        if i > 0 && span.offset < 0 {
+            return None;
+        }
+        let start = next + i64::from(span.offset);
+        let end = start + i64::from(span.length);
+        if span.length > 0 {
+            i32::try_from(start).ok()?;
+            i32::try_from(end - 1).ok()?;
+            extent = Some((extent.map_or(start, |e| e.0), end - 1));
+        }
+        next = end;
+    }
+    Some(extent)
+}
+
 /// The bucket indices `spans` describe, in order.
 fn span_indices(spans: &[Span]) -> impl Iterator<Item = i64> + '_ {
     let mut next = 0i64;
@@ -1083,6 +1114,20 @@ impl FloatHistogram {
         if !custom && let Some(outcome) = self.combine_within_layout(other, negate) {
             return Ok(outcome);
         }
+        if !custom && let Some(outcome) = self.combine_merging_layouts(other, negate) {
+            return Ok(outcome);
+        }
+        self.combine_general(other, negate)
+    }
+
+    /// [`FloatHistogram::combine`] in every case, by decoding both histograms' buckets to
+    /// indices, reducing, merging and encoding them afresh; the shortcuts are held to it.
+    fn combine_general(
+        &mut self,
+        other: &FloatHistogram,
+        negate: bool,
+    ) -> Result<AddOutcome, HistogramOpError> {
+        let custom = self.uses_custom_buckets();
         let (self_pos, self_neg) = decode(self)?;
         let (other_pos, other_neg) = decode(other)?;
         if !custom {
@@ -1239,6 +1284,140 @@ impl FloatHistogram {
                 }
             }
         }
+        Some(AddOutcome {
+            counter_reset_collision: collision,
+        })
+    }
+
+    /// [`FloatHistogram::combine`] of two exponential histograms of one schema and zero bucket
+    /// whose layouts differ: each side's buckets are merged in one pass into scratch vectors
+    /// kept by the thread, then copied into this histogram's own, so an accumulator that meets
+    /// series of many layouts allocates only while its vectors grow. The result is the general
+    /// path's (its checks made first; anything they would refuse goes to the general path).
+    /// `None`, this histogram unchanged, when the histograms do not fit the case.
+    fn combine_merging_layouts(
+        &mut self,
+        other: &FloatHistogram,
+        negate: bool,
+    ) -> Option<AddOutcome> {
+        let threshold = self.zero_threshold;
+        let schema = self.schema;
+        if schema != other.schema
+            || !is_exponential_schema(schema)
+            || threshold != other.zero_threshold
+            || threshold.is_nan()
+        {
+            return None;
+        }
+        for (mine, counts, theirs, their_counts) in [
+            (
+                &self.positive_spans,
+                &self.positive_buckets,
+                &other.positive_spans,
+                &other.positive_buckets,
+            ),
+            (
+                &self.negative_spans,
+                &self.negative_buckets,
+                &other.negative_spans,
+                &other.negative_buckets,
+            ),
+        ] {
+            let a = side_extent(mine, counts)?;
+            let b = side_extent(theirs, their_counts)?;
+            let ends = [
+                a.map(|e| e.0),
+                a.map(|e| e.1),
+                b.map(|e| e.0),
+                b.map(|e| e.1),
+            ];
+            let (Some(lo), Some(hi)) = (ends.iter().flatten().min(), ends.iter().flatten().max())
+            else {
+                continue;
+            };
+            if i32::try_from(hi - lo).is_err() {
+                return None;
+            }
+        }
+        let collision = !negate && self.adjust_counter_reset(other.counter_reset_hint);
+        let sign = if negate { -1.0 } else { 1.0 };
+        self.zero_count += sign * other.zero_count;
+        self.count += sign * other.count;
+        self.sum += sign * other.sum;
+        MERGED.with_borrow_mut(|(spans, counts)| {
+            for (my_spans, my_counts, their_spans, their_counts) in [
+                (
+                    &mut self.positive_spans,
+                    &mut self.positive_buckets,
+                    &other.positive_spans,
+                    &other.positive_buckets,
+                ),
+                (
+                    &mut self.negative_spans,
+                    &mut self.negative_buckets,
+                    &other.negative_spans,
+                    &other.negative_buckets,
+                ),
+            ] {
+                spans.clear();
+                counts.clear();
+                let mut next: Option<i64> = None;
+                let mut push = |index: i64, count: f64| {
+                    match next {
+                        Some(n) if n == index => {
+                            if let Some(last) = spans.last_mut() {
+                                last.length += 1;
+                            }
+                        }
+                        _ => spans.push(Span::new(clamp_i32(index - next.unwrap_or(0)), 1)),
+                    }
+                    counts.push(count);
+                    next = Some(index + 1);
+                };
+                let mut mine = span_indices(my_spans)
+                    .zip(my_counts.iter().copied())
+                    .peekable();
+                // The general path drops the buckets of `other` inside the zero bucket.
+                let mut theirs = span_indices(their_spans)
+                    .zip(their_counts.iter().copied())
+                    .skip_while(|&(i, _)| exponential_bound(i, schema) <= threshold)
+                    .peekable();
+                loop {
+                    match (mine.peek(), theirs.peek()) {
+                        (Some(&(i, c)), Some(&(j, d))) => match i.cmp(&j) {
+                            Ordering::Less => {
+                                push(i, c);
+                                mine.next();
+                            }
+                            Ordering::Greater => {
+                                push(j, sign * d);
+                                theirs.next();
+                            }
+                            Ordering::Equal => {
+                                push(i, c + sign * d);
+                                mine.next();
+                                theirs.next();
+                            }
+                        },
+                        (Some(&(i, c)), None) => {
+                            push(i, c);
+                            mine.next();
+                        }
+                        (None, Some(&(j, d))) => {
+                            push(j, sign * d);
+                            theirs.next();
+                        }
+                        (None, None) => break,
+                    }
+                }
+                // The iterators borrow this histogram's spans until they are dropped.
+                drop((mine, theirs));
+                my_spans.clear();
+                my_spans.extend_from_slice(spans);
+                my_counts.clear();
+                my_counts.extend_from_slice(counts);
+            }
+        });
         Some(AddOutcome {
             counter_reset_collision: collision,
         })

@@ -1255,7 +1255,7 @@ proptest! {
             None => op(&mut fast),
         };
         let mut slow = relaid(&a, true);
-        let slow_out = op(&mut slow);
+        let slow_out = slow.combine_general(&b, negate);
         prop_assert_eq!(fast_out.is_ok(), slow_out.is_ok());
         if let (Ok(f), Ok(s)) = (fast_out, slow_out) {
             prop_assert_eq!(f.counter_reset_collision, s.counter_reset_collision);
@@ -1270,4 +1270,60 @@ fn sums_of_one_layout_take_the_shortcut() {
     let b = a.clone();
     assert!(a.combine_within_layout(&b, false).is_some());
     assert_eq!(a.count, 2.0 * b.count);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// Adding or subtracting a histogram of the same schema and zero bucket but another
+    /// layout (the shortcut that merges into scratch vectors) gives the general path's answer
+    /// bit for bit, whatever either layout (split spans, empty spans and buckets inside the zero
+    /// bucket included), hints and collisions included.
+    #[test]
+    fn adding_across_layouts_agrees_with_the_general_path(
+        (a, b) in (-4i32..=8, prop::sample::select(aligned_thresholds()))
+            .prop_flat_map(|(s, zt)| (histogram_strategy(s, zt), histogram_strategy(s, zt))),
+        split_a in any::<bool>(),
+        split_b in any::<bool>(),
+        hints in (0u8..4, 0u8..4),
+        negate in any::<bool>(),
+    ) {
+        let mut a = relaid(&a, split_a);
+        let mut b = relaid(&b, split_b);
+        a.counter_reset_hint = CounterResetHint::from_u8(hints.0).unwrap();
+        b.counter_reset_hint = CounterResetHint::from_u8(hints.1).unwrap();
+        let mut merged = a.clone();
+        let merged_out = merged.combine_merging_layouts(&b, negate);
+        prop_assert!(merged_out.is_some());
+        let mut general = a.clone();
+        let general_out = general.combine_general(&b, negate).unwrap();
+        prop_assert_eq!(
+            merged_out.unwrap().counter_reset_collision,
+            general_out.counter_reset_collision
+        );
+        prop_assert_eq!(format!("{merged:?}"), format!("{general:?}"));
+        // Adding through the public path agrees too.
+        let mut public = a.clone();
+        let _ = if negate { public.sub(&b) } else { public.add(&b) };
+        prop_assert_eq!(format!("{public:?}"), format!("{general:?}"));
+    }
+}
+
+#[test]
+fn sums_across_layouts_merge_without_the_general_path() {
+    let mut a = parse("{{schema:0 count:3 sum:1 buckets:[1 2]}}");
+    let b = parse("{{schema:0 count:4 sum:2 offset:3 buckets:[4]}}");
+    let mut want = a.clone();
+    want.combine_general(&b, false).unwrap();
+    assert!(a.combine_merging_layouts(&b, false).is_some());
+    assert_eq!(format!("{a:?}"), format!("{want:?}"));
+    assert_eq!(a.positive_spans, vec![Span::new(0, 2), Span::new(1, 1)]);
+    assert_eq!(a.positive_buckets, vec![1.0, 2.0, 4.0]);
+    // Another schema, zero bucket or custom bounds take the general path.
+    let other_schema = parse("{{schema:1 count:4 sum:2 buckets:[4]}}");
+    assert!(
+        a.clone()
+            .combine_merging_layouts(&other_schema, false)
+            .is_none()
+    );
 }

@@ -4,6 +4,8 @@
 mod aggregate;
 mod annotation_at;
 mod binary;
+#[cfg(test)]
+mod bucket_free_tests;
 mod hints;
 #[cfg(test)]
 mod hist_stream_tests;
@@ -403,6 +405,8 @@ pub(crate) struct Evaluator<'a> {
     pub select_funcs: hints::SelectorFuncs,
     /// The selectors whose histograms Prometheus 3.14 reads for count and sum only.
     pub stats_selectors: histogram_stats::StatsSelectors,
+    /// The selectors whose histograms are decoded without buckets.
+    pub bucket_free: histogram_stats::BucketFreeSelectors,
     /// Whether selections are materialized whole rather than streamed: the plain evaluation
     /// the streamed one is held to in tests.
     pub materialize: bool,
@@ -660,6 +664,7 @@ fn run_mode(args: RunArgs<'_>, materialize: bool) -> Result<QueryResult, PromqlE
         } else {
             histogram_stats::StatsSelectors::default()
         },
+        bucket_free: histogram_stats::BucketFreeSelectors::find(expr),
         materialize,
         loaded: Loaded::new(steps.n, opts.per_step_stats),
     };

@@ -27,6 +27,7 @@ impl Evaluator<'_> {
         hints: &SelectHints,
     ) -> Result<Vec<Series>, PromqlError> {
         let stats_hints = self.stats_selectors.contains(vs);
+        let bucket_free = self.bucket_free.contains(vs);
         let mut stream = self.open_stream(vs, mint, maxt, hints)?;
         let mut out = Vec::new();
         let mut scratch = DecodeScratch::default();
@@ -37,9 +38,21 @@ impl Evaluator<'_> {
                 decode_series(&s, mint, maxt, &mut scratch, &mut samples)?;
                 let mut histograms = HistogramBatch::new();
                 if s.data.has_histograms() {
-                    decode_histograms(&s, mint, maxt, &mut histograms)?;
-                    if stats_hints {
-                        super::histogram_stats::assign_reset_hints(&mut histograms);
+                    let whole = !bucket_free
+                        || !super::histogram_stats::decode_bucket_free(
+                            &s,
+                            (mint, maxt),
+                            self.opts.compat,
+                            &mut histograms,
+                        );
+                    if whole {
+                        decode_histograms(&s, mint, maxt, &mut histograms)?;
+                        if stats_hints {
+                            super::histogram_stats::assign_reset_hints(
+                                &mut histograms,
+                                self.opts.compat,
+                            );
+                        }
                     }
                 }
                 let s = Series {

@@ -169,6 +169,9 @@ pub(crate) struct SeriesKernel {
     /// Whether the selector's histograms get the counter-reset hints of a count-and-sum read
     /// ([`super::histogram_stats`]).
     stats_hints: bool,
+    /// Whether the selector's histograms are decoded without buckets
+    /// ([`super::histogram_stats::BucketFreeSelectors`]).
+    bucket_free: bool,
 }
 
 /// The labels a streamed column keeps.
@@ -859,6 +862,7 @@ impl<'a> Evaluator<'a> {
             keep: KeepLabels::All,
             drop_name_now: false,
             stats_hints: self.stats_selectors.contains(vs),
+            bucket_free: self.bucket_free.contains(vs),
             mint,
             maxt,
             steps: *steps,
@@ -893,6 +897,7 @@ impl<'a> Evaluator<'a> {
             keep: KeepLabels::All,
             drop_name_now: false,
             stats_hints: self.stats_selectors.contains(&ms.selector),
+            bucket_free: self.bucket_free.contains(&ms.selector),
             mint,
             maxt,
             steps: *steps,
@@ -919,6 +924,7 @@ impl<'a> Evaluator<'a> {
         let mut stream = self.open_stream(vs, kernel.mint, kernel.maxt, &kernel.hints)?;
         let no_loads = self.loaded.fresh();
         let cancel = self.opts.cancel.clone();
+        let compat = self.opts.compat;
         let task = |sc: &mut Scratch, series: Vec<StreamSeries>| {
             let mut out = TaskOut {
                 acc: new(),
@@ -947,10 +953,7 @@ impl<'a> Evaluator<'a> {
                 )?;
                 for (s, span) in group.into_iter().zip(&sc.spans) {
                     if s.data.has_histograms() {
-                        decode_histograms_reusing(&s, kernel.mint, kernel.maxt, &mut sc.hist)?;
-                        if kernel.stats_hints {
-                            super::histogram_stats::assign_reset_hints(&mut sc.hist);
-                        }
+                        decode_kernel_histograms(&s, kernel, compat, &mut sc.hist)?;
                     } else {
                         sc.hist.clear();
                     }
@@ -1203,6 +1206,28 @@ impl<'a> Evaluator<'a> {
         let ms = super::selector::selector_matchers(vs, Some(&self.opts.budget))?;
         Ok(storage.select_stream(&ms, mint, maxt, hints)?)
     }
+}
+
+/// The native histograms of `s` in the span of `kernel` into `out`, without buckets where the
+/// kernel's selector needs none, and with the hints of a count-and-sum read where it gets
+/// them.
+fn decode_kernel_histograms(
+    s: &StreamSeries,
+    kernel: &SeriesKernel,
+    compat: crate::Compat,
+    out: &mut HistogramBatch,
+) -> Result<(), PromqlError> {
+    let (mint, maxt) = (kernel.mint, kernel.maxt);
+    if kernel.bucket_free
+        && super::histogram_stats::decode_bucket_free(s, (mint, maxt), compat, out)
+    {
+        return Ok(());
+    }
+    decode_histograms_reusing(s, mint, maxt, out)?;
+    if kernel.stats_hints {
+        super::histogram_stats::assign_reset_hints(out, compat);
+    }
+    Ok(())
 }
 
 /// The native histograms of `s` in `[mint, maxt]` (ms) into `out`, as [`decode_histograms`]

@@ -451,3 +451,89 @@ fn every_chunk_resumes_into_an_appender() {
         }
     }
 }
+
+/// The count-and-sum decoder gives, for every sample of every fixture series (each series'
+/// chunks read in order, over the whole range and a part of it), the timestamp, count, sum,
+/// zero bucket, schema, custom bounds and hint of the whole decoder; the samples it writes
+/// whole (each chunk's last, and every sample whose unknown hint is decided against the one
+/// before) are the whole decoder's; and it hands a series back only for a gauge or an unknown
+/// hint after a sample it did not write whole.
+#[test]
+fn count_and_sum_decode_matches_whole_decode_on_every_fixture_chunk() {
+    use crate::chunk::{
+        HistogramBatch, ReusedDecode, decode_histogram_chunks_reusing,
+        decode_histogram_stats_reusing,
+    };
+    let mut checked = 0usize;
+    let mut stats = HistogramBatch::new();
+    let mut whole = HistogramBatch::new();
+    for s in fixture() {
+        let chunks: Vec<(u8, &[u8])> = s
+            .chunks
+            .iter()
+            .map(|c| (c.encoding as u8, &c.data[..]))
+            .collect();
+        let (Some(first), Some(last)) = (s.chunks.first(), s.chunks.last()) else {
+            continue;
+        };
+        let middle = (
+            first.min_time + (last.max_time - first.min_time) / 3,
+            last.max_time - 1,
+        );
+        for range in [(i64::MIN, i64::MAX), middle] {
+            let got_whole =
+                decode_histogram_chunks_reusing(chunks.iter().copied(), range, &mut whole).unwrap();
+            let got =
+                decode_histogram_stats_reusing(chunks.iter().copied(), range, &mut stats).unwrap();
+            if got_whole != ReusedDecode::Done {
+                continue;
+            }
+            let at = format!("{} {range:?}", s.name);
+            if got == ReusedDecode::NeedsBuckets {
+                let gauge = whole
+                    .h
+                    .iter()
+                    .any(|h| h.counter_reset_hint == CounterResetHint::Gauge);
+                let after_stale = whole
+                    .h
+                    .windows(2)
+                    .any(|w| w[0].is_stale() && !w[1].is_stale());
+                assert!(gauge || after_stale, "{at}: handed back without cause");
+                continue;
+            }
+            assert_eq!(got, ReusedDecode::Done, "{at}");
+            assert_eq!(stats.ts, whole.ts, "{at}");
+            let mut prev_kept: Option<usize> = None;
+            for (k, (a, b)) in stats.h.iter().zip(&whole.h).enumerate() {
+                let at = format!("{at} sample {k}");
+                assert_eq!(a.sum.to_bits(), b.sum.to_bits(), "{at}");
+                assert_eq!(a.count.to_bits(), b.count.to_bits(), "{at}");
+                assert_eq!(a.zero_count.to_bits(), b.zero_count.to_bits(), "{at}");
+                assert_eq!(
+                    a.zero_threshold.to_bits(),
+                    b.zero_threshold.to_bits(),
+                    "{at}"
+                );
+                assert_eq!(a.schema, b.schema, "{at}");
+                assert_eq!(a.custom_values, b.custom_values, "{at}");
+                assert_eq!(a.counter_reset_hint, b.counter_reset_hint, "{at}");
+                if let Some(p) = prev_kept
+                    && b.counter_reset_hint == CounterResetHint::Unknown
+                {
+                    assert_eq!(a, b, "{at}: a sample compared for resets is whole");
+                    assert_eq!(stats.h[p], whole.h[p], "{at}: and so is the one before");
+                }
+                if a.positive_spans.is_empty() && a.negative_spans.is_empty() {
+                    assert!(a.positive_buckets.is_empty() && a.negative_buckets.is_empty());
+                } else {
+                    assert_eq!(a, b, "{at}");
+                }
+                if !b.is_stale() {
+                    prev_kept = Some(k);
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 30, "{checked} samples checked");
+}
