@@ -525,21 +525,13 @@ impl<'a> FloatHistogramIterator<'a> {
     /// writes them, spans and buckets left empty (their allocations kept). For readers that
     /// need the count and sum only.
     pub fn float_stats_into(&self, out: &mut FloatHistogram) {
-        if super::is_stale_nan(self.sum.value) {
-            out.clone_from(&FloatHistogram::stale_marker());
-            return;
-        }
-        out.positive_spans.clear();
-        out.negative_spans.clear();
-        out.positive_buckets.clear();
-        out.negative_buckets.clear();
-        out.counter_reset_hint = self.hint();
-        out.schema = self.layout.schema;
-        out.zero_threshold = self.layout.zero_threshold;
-        out.zero_count = self.z_cnt.value;
-        out.count = self.cnt.value;
-        out.sum = self.sum.value;
-        out.custom_values = Arc::clone(&self.layout.custom_values);
+        self.layout.stats_into(
+            out,
+            self.hint(),
+            self.z_cnt.value,
+            self.cnt.value,
+            self.sum.value,
+        );
     }
 
     /// Writes the current sample into `out`, reusing its buffers. A stale marker comes out as

@@ -8,7 +8,8 @@ use super::ChunkError;
 use super::bstream::{BitReader, BitWriter};
 use super::varbit::{put_varbit_int, put_varbit_uint, read_varbit_int, read_varbit_uint};
 use crate::histogram::{
-    CounterResetHint, HistogramError, Side, Span, is_custom_buckets_schema, is_known_schema,
+    CounterResetHint, FloatHistogram, HistogramError, Side, Span, is_custom_buckets_schema,
+    is_known_schema,
 };
 
 /// Bytes before the bit stream: the big-endian u16 sample count and the flags byte.
@@ -127,6 +128,37 @@ pub(crate) struct Layout {
     pub positive_spans: Vec<Span>,
     pub negative_spans: Vec<Span>,
     pub custom_values: Arc<[f64]>,
+}
+
+impl Layout {
+    /// Writes a sample of this layout into `out` without its buckets: count, sum, zero bucket,
+    /// schema, custom bounds and `hint`, spans and buckets left empty (their allocations
+    /// kept); a stale marker (`sum` the stale NaN) as [`FloatHistogram::stale_marker`]. For
+    /// readers that need the count and sum only.
+    pub(crate) fn stats_into(
+        &self,
+        out: &mut FloatHistogram,
+        hint: CounterResetHint,
+        zero_count: f64,
+        count: f64,
+        sum: f64,
+    ) {
+        if super::is_stale_nan(sum) {
+            out.clone_from(&FloatHistogram::stale_marker());
+            return;
+        }
+        out.positive_spans.clear();
+        out.negative_spans.clear();
+        out.positive_buckets.clear();
+        out.negative_buckets.clear();
+        out.counter_reset_hint = hint;
+        out.schema = self.schema;
+        out.zero_threshold = self.zero_threshold;
+        out.zero_count = zero_count;
+        out.count = count;
+        out.sum = sum;
+        out.custom_values = Arc::clone(&self.custom_values);
+    }
 }
 
 /// Writes the layout: zero threshold, varbit schema, positive spans, negative spans, and the
