@@ -47,9 +47,9 @@ pub fn tune() {
         // keeps the kernel from backing with huge pages what it asked for before.
         // SAFETY: as above.
         unsafe { mi_option_set(MI_OPTION_ALLOW_THP, 0) };
-        if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
-            tracing::debug!(error = %e, "could not turn transparent huge pages off");
-        }
+        // Logging has not started yet; a kernel without the prctl (before 3.15) leaves
+        // mimalloc's option alone in force, which covers what it maps from now on.
+        let _ = nix::sys::prctl::set_thp_disable(true);
     }
 }
 

@@ -334,8 +334,8 @@ impl thanos::store_server::Store for ReceiveStore {
                 HeadRead::Stored
             };
             let sent = (|| -> Result<(), Status> {
-                let reads = tenants.budget().clone();
-                let mut series = stream(&tenants, &matchers, mint, maxt, read, &cancel, &reads)
+                let reads = tenants.budget();
+                let mut series = stream(&tenants, &matchers, mint, maxt, read, &cancel, reads)
                     .map_err(convert::engine_status)?;
                 loop {
                     if cancel.check().is_err() {
