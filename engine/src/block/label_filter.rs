@@ -114,7 +114,9 @@ impl LabelFilter {
         )
     }
 
-    fn from_keys(mut keys: Vec<u64>, index_size: u64) -> Result<Self, LabelFilterError> {
+    /// Builds the filter of the given pair keys ([`pair_key`]; duplicates allowed), as a reader
+    /// that hashes the pairs while it walks them builds it without holding the pairs.
+    pub fn from_keys(mut keys: Vec<u64>, index_size: u64) -> Result<Self, LabelFilterError> {
         // The construction needs distinct keys.
         keys.sort_unstable();
         keys.dedup();

@@ -10,6 +10,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use super::StoreError;
+use crate::block::label_filter::pair_key;
 use crate::bucket::Bucket;
 use crate::encoding::{Decbuf, DecodeError, Encbuf, crc32c};
 use crate::index::reader::{HEADER_LEN, MAGIC as INDEX_MAGIC, sized_section};
@@ -82,27 +83,29 @@ pub(super) type WindowEntry<'a> = (&'a [u8], u64, u64);
 
 impl IndexHeader {
     /// Opens the header at `path`, building it from the block's index in the bucket first when
-    /// it is missing, of another version or unreadable.
+    /// it is missing, of another version or unreadable. A header built here comes with the
+    /// [`pair_key`]s of every label pair of the index, hashed while its postings offset table
+    /// was walked, so that the block's label filter needs no second read of that table.
     pub async fn open_or_build(
         bucket: &Bucket,
         block: &str,
         path: &Path,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<(Self, Option<Vec<u64>>), StoreError> {
         if path.exists() {
             match Self::open(path) {
-                Ok(h) => return Ok(h),
+                Ok(h) => return Ok((h, None)),
                 Err(e) => {
                     tracing::info!(path = %path.display(), error = %e, "rebuilding index-header")
                 }
             }
         }
-        let bytes = build(bucket, &format!("{block}/index"), path).await?;
+        let (bytes, keys) = build(bucket, &format!("{block}/index"), path).await?;
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, &bytes).map_err(|e| StoreError::io(&tmp, e))?;
         std::fs::rename(&tmp, path).map_err(|e| StoreError::io(path, e))?;
-        Self::open(path)
+        Ok((Self::open(path)?, Some(keys)))
     }
 
     /// Calls `f` with every label pair of the index, read from `bucket` (object `index`)
@@ -166,7 +169,7 @@ impl IndexHeader {
         };
         let sym = section(toc.symbols, "symbol table")?;
         let pot = section(toc.postings_offset_table, "postings offset table")?;
-        encode(index.len() as u64, &toc, sym, pot, path)
+        encode(index.len() as u64, &toc, sym, pot, path, &mut Vec::new())
     }
 
     /// Reads and validates a header file.
@@ -612,8 +615,13 @@ impl IndexHeader {
 }
 
 /// Builds the header bytes of the index object at `index_path` with ranged reads of its TOC,
-/// symbol table and postings offset table, checking each (CRCs, order, UTF-8).
-pub async fn build(bucket: &Bucket, index_path: &str, local: &Path) -> Result<Vec<u8>, StoreError> {
+/// symbol table and postings offset table, checking each (CRCs, order, UTF-8), and the
+/// [`pair_key`] of each of its label pairs.
+pub async fn build(
+    bucket: &Bucket,
+    index_path: &str,
+    local: &Path,
+) -> Result<(Vec<u8>, Vec<u64>), StoreError> {
     let size = bucket.size(index_path).await?;
     let ipath = PathBuf::from(index_path);
     if size < (HEADER_LEN + TOC_LEN) as u64 {
@@ -679,20 +687,24 @@ pub async fn build(bucket: &Bucket, index_path: &str, local: &Path) -> Result<Ve
             &[toc.symbols..sym_end, toc.postings_offset_table..pot_end],
         )
         .await?;
-    let out = encode(size, &toc, &parts[0], &parts[1], &ipath)?;
+    let mut keys = Vec::new();
+    let out = encode(size, &toc, &parts[0], &parts[1], &ipath, &mut keys)?;
     // Validate before anyone persists it.
     IndexHeader::parse(&out, local)?;
-    Ok(out)
+    Ok((out, keys))
 }
 
 /// Encodes the header of an index of `size` bytes with `toc` from its symbol table section
-/// `sym` and postings offset table section `pot` (each framed: length, body, CRC).
+/// `sym` and postings offset table section `pot` (each framed: length, body, CRC), and pushes
+/// the [`pair_key`] of every label pair of the table (not the all-postings key) onto
+/// `pair_keys`.
 fn encode(
     size: u64,
     toc: &Toc,
     sym: &[u8],
     pot: &[u8],
     ipath: &Path,
+    pair_keys: &mut Vec<u64>,
 ) -> Result<Vec<u8>, IndexError> {
     let de = |section, source| IndexError::Decode {
         path: ipath.to_path_buf(),
@@ -831,8 +843,12 @@ fn encode(
                 ),
             ));
         }
-        if std::str::from_utf8(name).is_err() || std::str::from_utf8(value).is_err() {
+        let (Ok(name_str), Ok(value_str)) = (std::str::from_utf8(name), std::str::from_utf8(value))
+        else {
             return Err(de(POT, DecodeError::Utf8 { offset: at }));
+        };
+        if !name.is_empty() {
+            pair_keys.push(pair_key(name_str, value_str));
         }
         prev = Some((name, value));
         if off < last_off || off >= postings_limit {
@@ -938,7 +954,15 @@ mod tests {
         let sym = &bytes[toc.symbols as usize..toc.symbols as usize + sym_len + 8];
         let pot = &bytes
             [toc.postings_offset_table as usize..toc.postings_offset_table as usize + pot_len + 8];
-        let enc = encode(bytes.len() as u64, &toc, sym, pot, Path::new("index")).unwrap();
+        let enc = encode(
+            bytes.len() as u64,
+            &toc,
+            sym,
+            pot,
+            Path::new("index"),
+            &mut Vec::new(),
+        )
+        .unwrap();
         let h = IndexHeader::parse(&enc, Path::new("h")).unwrap();
         assert!(h.memory_bytes() < 10_000, "{}", h.memory_bytes());
         // Every symbol from its page.
@@ -1060,5 +1084,60 @@ mod tests {
         bad[mid] ^= 0x40;
         let _ = h.verify_against(&bad, Path::new("index"));
         assert!(IndexHeader::bytes_from_index(&index[..100], Path::new("index")).is_err());
+    }
+
+    #[test]
+    fn pair_keys_hashed_while_building_are_the_index_pairs() {
+        let mut w = crate::index::IndexWriter::in_memory();
+        let pods: Vec<String> = (0..300).map(|i| format!("pod-{i:04}")).collect();
+        let mut syms: Vec<&str> = vec!["__name__", "a", "b", "m", "n", "pod", "zone"];
+        syms.extend(pods.iter().map(String::as_str));
+        syms.sort();
+        w.add_symbols(syms.iter().copied()).unwrap();
+        let mut all = Vec::new();
+        for (i, p) in pods.iter().enumerate() {
+            let name = if i % 2 == 0 { "m" } else { "n" };
+            let zone = if i % 3 == 0 { "a" } else { "b" };
+            all.push(crate::labels::Labels::from_pairs([
+                ("__name__", name),
+                ("pod", p.as_str()),
+                ("zone", zone),
+            ]));
+        }
+        all.sort();
+        for l in &all {
+            w.add_series(l, &[]).unwrap();
+        }
+        let index = w.finish_to_vec().unwrap();
+        let reader = IndexReader::from_bytes(index.clone(), "index".into()).unwrap();
+        let toc = *reader.toc();
+        let section = |start: u64| {
+            let at = start as usize;
+            let len = u32::from_be_bytes(index[at..at + 4].try_into().unwrap()) as usize;
+            &index[at..at + len + 8]
+        };
+        let mut keys = Vec::new();
+        encode(
+            index.len() as u64,
+            &toc,
+            section(toc.symbols),
+            section(toc.postings_offset_table),
+            Path::new("index"),
+            &mut keys,
+        )
+        .unwrap();
+        let mut want = Vec::new();
+        for name in reader.label_names() {
+            for value in reader.label_values(&name).unwrap() {
+                want.push(pair_key(&name, &value));
+            }
+        }
+        // Two names, 300 pods, two zones; the all-postings key is not a pair.
+        assert_eq!(keys.len(), 2 + 300 + 2);
+        assert_eq!(keys, want);
+        // The filter built from them is the one built from the index itself.
+        let a = crate::block::LabelFilter::from_keys(keys, index.len() as u64).unwrap();
+        let b = crate::block::LabelFilter::build(&reader, index.len() as u64).unwrap();
+        assert_eq!(a.encode(), b.encode());
     }
 }

@@ -11,6 +11,7 @@ use super::BucketStore;
 use super::block::{BucketBlock, RawChunk};
 use super::series::SeriesQuery;
 use crate::block::LabelFilter;
+use crate::block::label_filter::pair_key;
 use crate::chunk::{AggrError, AggrType, Encoding, retain_aggregates};
 use crate::downsample::{BlockSpan, blocks_for_range};
 use crate::labels::Matcher;
@@ -98,31 +99,36 @@ pub(super) fn served_chunk(c: RawChunk, aggregates: &[AggrType]) -> Result<RawCh
 
 impl BucketStore {
     /// The label filter of a block being loaded: read from `path` beside the index-header, or
-    /// built from the index's postings offset table (and written there) when missing, damaged
-    /// or stale. A block whose filter cannot be built is served without one.
+    /// built (and written there) when missing, damaged or stale: from `keys` when the header
+    /// was just built and hashed the pairs on its way, else from the index's postings offset
+    /// table. A block whose filter cannot be built is served without one.
     pub(super) async fn label_filter(
         &self,
         path: &std::path::Path,
         header: &super::header::IndexHeader,
         block: &str,
+        keys: Option<Vec<u64>>,
     ) -> Option<LabelFilter> {
         if let Some(f) = LabelFilter::open_valid(path, header.index_size()) {
             return Some(f);
         }
-        let mut pairs: Vec<(String, String)> = Vec::new();
-        let built = header
-            .for_each_pair(&self.bucket, &format!("{block}/index"), |n, v| {
-                pairs.push((n.to_string(), String::from_utf8_lossy(v).into_owned()));
-            })
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|()| {
-                LabelFilter::from_pairs(
-                    pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())),
-                    header.index_size(),
-                )
-                .map_err(|e| e.to_string())
-            })
+        let keys = match keys {
+            Some(k) => Ok(k),
+            None => {
+                let mut keys = Vec::new();
+                header
+                    .for_each_pair(&self.bucket, &format!("{block}/index"), |n, v| {
+                        if !n.is_empty() {
+                            keys.push(pair_key(n, &String::from_utf8_lossy(v)));
+                        }
+                    })
+                    .await
+                    .map(|()| keys)
+                    .map_err(|e| e.to_string())
+            }
+        };
+        let built = keys
+            .and_then(|k| LabelFilter::from_keys(k, header.index_size()).map_err(|e| e.to_string()))
             .and_then(|f| f.write(path).map(|()| f).map_err(|e| e.to_string()));
         match built {
             Ok(f) => {

@@ -229,13 +229,14 @@ impl BucketStore {
             }
         }
         let header_path = self.data_dir.join(id.to_string()).join(HEADER_FILENAME);
-        let header =
+        let (header, keys) =
             IndexHeader::open_or_build(&self.bucket, &id.to_string(), &header_path).await?;
         let filter = self
             .label_filter(
                 &header_path.with_file_name(LABEL_FILTER_FILENAME),
                 &header,
                 &id.to_string(),
+                keys,
             )
             .await;
         Ok(BucketBlock::new(
