@@ -44,6 +44,10 @@ pub struct StoreArgs {
     /// Blocks whose deletion mark is older than this are no longer served.
     #[arg(long = "ignore-deletion-marks-delay", default_value = "24h", value_parser = humantime::parse_duration)]
     ignore_deletion_marks_delay: Duration,
+    /// Blocks a bucket sync reads and loads at once (each new one holds its index's symbol
+    /// and postings offset tables while its index-header is built).
+    #[arg(long = "block-sync-concurrency", default_value_t = gauntlet_engine::store::DEFAULT_BLOCK_SYNC_CONCURRENCY as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    block_sync_concurrency: u64,
     /// Byte budget of the postings and series cache (e.g. 250MB; units are powers of 1024).
     #[arg(long = "index-cache-size", default_value = "250MB", value_parser = parse_bytes)]
     index_cache_size: u64,
@@ -272,6 +276,7 @@ async fn serve(
         index_cache_bytes: args.index_cache_size,
         chunk_cache_bytes: args.chunk_cache_size,
         ignore_deletion_marks_delay: args.ignore_deletion_marks_delay,
+        block_sync_concurrency: args.block_sync_concurrency as usize,
         limits: Limits {
             series: args.limit_series,
             samples: args.limit_samples,

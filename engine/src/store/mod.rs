@@ -124,6 +124,10 @@ pub struct StoreOptions {
     /// Which of the bucket's blocks this store serves (a shard's time window and relabel
     /// rules); every block by default.
     pub selection: BlockSelection,
+    /// Blocks a sync reads and loads at once (`--block-sync-concurrency`). Each new block
+    /// being loaded holds its index's symbol and postings offset tables while its
+    /// index-header is built.
+    pub block_sync_concurrency: usize,
 }
 
 impl Default for StoreOptions {
@@ -139,9 +143,13 @@ impl Default for StoreOptions {
                 ..RuntimeConfig::default()
             },
             selection: BlockSelection::default(),
+            block_sync_concurrency: DEFAULT_BLOCK_SYNC_CONCURRENCY,
         }
     }
 }
+
+/// Thanos's default for its store gateway's `--block-sync-concurrency`.
+pub const DEFAULT_BLOCK_SYNC_CONCURRENCY: usize = 20;
 
 /// A cache's counters over all cores, summed (the index cache or the chunk page cache).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

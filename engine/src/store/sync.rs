@@ -8,6 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
+use futures::StreamExt;
+
 use ulid::Ulid;
 
 use super::block::BucketBlock;
@@ -38,6 +40,36 @@ pub struct SyncReport {
     pub label_excluded: usize,
 }
 
+/// What a sync's visits share.
+struct VisitCtx<'a> {
+    current: &'a HashMap<Ulid, Arc<BucketBlock>>,
+    now_ms: i64,
+    now_s: i64,
+    delay: i64,
+}
+
+/// The outcome of one listed block in a sync.
+enum Visit {
+    /// No meta.json yet: an upload in progress or abandoned.
+    Partial,
+    /// Outside this store's time window.
+    TimeExcluded,
+    /// Dropped by this store's relabel rules.
+    LabelExcluded,
+    /// Marked for deletion longer ago than the delay.
+    Deleted,
+    /// Already loaded and still served.
+    Kept(Arc<BucketBlock>),
+    /// Newly loaded.
+    Added(Arc<BucketBlock>),
+    /// Could not be read or loaded; `keep` is the loaded block kept serving through a
+    /// transient error.
+    Failed {
+        reason: String,
+        keep: Option<Arc<BucketBlock>>,
+    },
+}
+
 impl BucketStore {
     /// Brings the served blocks in line with the bucket. An error means the bucket could not
     /// be listed; the previously loaded blocks keep being served.
@@ -59,65 +91,43 @@ impl BucketStore {
         let now_ms = now_ms();
         let now_s = now_ms.div_euclid(1000);
         let delay = self.opts.ignore_deletion_marks_delay.as_secs() as i64;
+        // Blocks are visited concurrently (`--block-sync-concurrency`): over object storage
+        // each takes several sequential requests (meta.json, deletion mark, chunk listing,
+        // the index's TOC and tables), and one at a time a cold start on thousands of blocks
+        // would wait out every request's latency in turn.
+        let ctx = VisitCtx {
+            current: &current,
+            now_ms,
+            now_s,
+            delay,
+        };
+        let visits: Vec<(Ulid, Visit)> = futures::stream::iter(listed.into_iter().map(|id| {
+            let ctx = &ctx;
+            async move { (id, self.visit(id, ctx).await) }
+        }))
+        .buffer_unordered(self.opts.block_sync_concurrency.max(1))
+        .collect()
+        .await;
         let mut next = Vec::new();
-        for id in listed {
-            let meta_path = format!("{id}/{META_FILENAME}");
-            let meta_bytes = match self.bucket.get(&meta_path).await {
-                Ok(b) => b,
-                Err(BucketError::NotFound { .. }) => {
-                    report.partial += 1;
-                    continue;
-                }
-                Err(e) => {
-                    self.fail(&mut report, &id.to_string(), &e.to_string());
-                    if let Some(b) = current.get(&id) {
-                        // A transient read error should not stop serving a loaded block.
-                        next.push(b.clone());
-                    }
-                    continue;
-                }
-            };
-            let meta = match BlockMeta::parse(&meta_bytes, Path::new(&meta_path)) {
-                Ok(m) => m,
-                Err(e) => {
-                    self.fail(&mut report, &id.to_string(), &e.to_string());
-                    continue;
-                }
-            };
-            // Blocks another shard serves are not loaded (and dropped if they were, as a
-            // relative time window moves on).
-            match self.opts.selection.check(&meta, now_ms) {
-                Ok(()) => {}
-                Err(Excluded::Time) => {
-                    report.time_excluded += 1;
-                    continue;
-                }
-                Err(Excluded::Labels) => {
-                    report.label_excluded += 1;
-                    continue;
-                }
-            }
-            match self.deletion_mark(id).await {
-                Ok(Some(mark)) if now_s - mark.deletion_time >= delay => continue,
-                Ok(_) => {}
-                Err(e) => {
-                    self.fail(&mut report, &id.to_string(), &e.to_string());
-                    continue;
-                }
-            }
-            if let Some(b) = current.get(&id) {
-                next.push(b.clone());
-                continue;
-            }
-            match self.load_block(id, meta, &meta_path).await {
-                Ok(b) => {
+        for (id, v) in visits {
+            match v {
+                Visit::Partial => report.partial += 1,
+                Visit::TimeExcluded => report.time_excluded += 1,
+                Visit::LabelExcluded => report.label_excluded += 1,
+                Visit::Deleted => {}
+                Visit::Kept(b) => next.push(b),
+                Visit::Added(b) => {
                     self.metrics.block_loads.fetch_add(1, Relaxed);
                     report.added += 1;
-                    next.push(Arc::new(b));
+                    next.push(b);
                 }
-                Err(e) => self.fail(&mut report, &id.to_string(), &e.to_string()),
+                Visit::Failed { reason, keep } => {
+                    self.fail(&mut report, &id.to_string(), &reason);
+                    next.extend(keep);
+                }
             }
         }
+        report.failed.sort();
         // A block whose samples another block holds whole (its compaction was stopped before
         // the sources were marked) is not served: its samples would be served twice.
         let copies = crate::compact::redundant(next.iter().map(|b| &b.meta));
@@ -166,6 +176,49 @@ impl BucketStore {
             "bucket sync done"
         );
         Ok(report)
+    }
+
+    /// What one listed block comes to: its meta.json read and checked against the store's
+    /// selection and the deletion marks, and the block loaded when it is new.
+    async fn visit(&self, id: Ulid, ctx: &VisitCtx<'_>) -> Visit {
+        let failed = |e: String, keep: bool| Visit::Failed {
+            reason: e,
+            keep: if keep {
+                ctx.current.get(&id).cloned()
+            } else {
+                None
+            },
+        };
+        let meta_path = format!("{id}/{META_FILENAME}");
+        let meta_bytes = match self.bucket.get(&meta_path).await {
+            Ok(b) => b,
+            Err(BucketError::NotFound { .. }) => return Visit::Partial,
+            // A transient read error should not stop serving a loaded block.
+            Err(e) => return failed(e.to_string(), true),
+        };
+        let meta = match BlockMeta::parse(&meta_bytes, Path::new(&meta_path)) {
+            Ok(m) => m,
+            Err(e) => return failed(e.to_string(), false),
+        };
+        // Blocks another shard serves are not loaded (and dropped if they were, as a relative
+        // time window moves on).
+        match self.opts.selection.check(&meta, ctx.now_ms) {
+            Ok(()) => {}
+            Err(Excluded::Time) => return Visit::TimeExcluded,
+            Err(Excluded::Labels) => return Visit::LabelExcluded,
+        }
+        match self.deletion_mark(id).await {
+            Ok(Some(mark)) if ctx.now_s - mark.deletion_time >= ctx.delay => return Visit::Deleted,
+            Ok(_) => {}
+            Err(e) => return failed(e.to_string(), false),
+        }
+        if let Some(b) = ctx.current.get(&id) {
+            return Visit::Kept(b.clone());
+        }
+        match self.load_block(id, meta, &meta_path).await {
+            Ok(b) => Visit::Added(Arc::new(b)),
+            Err(e) => failed(e.to_string(), false),
+        }
     }
 
     fn fail(&self, report: &mut SyncReport, id: &str, reason: &str) {

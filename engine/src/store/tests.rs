@@ -693,3 +693,161 @@ async fn blocks_another_block_holds_whole_are_not_served() {
     let served: Vec<Ulid> = store.blocks().iter().map(|b| b.meta.ulid).collect();
     assert_eq!(served, vec![merged]);
 }
+
+/// An object store that answers like the directory it wraps, each request after `delay`, and
+/// counts the most requests it had in flight at once: object storage's latency, on loopback.
+#[derive(Debug)]
+struct Slow {
+    inner: object_store::local::LocalFileSystem,
+    delay: std::time::Duration,
+    in_flight: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+impl std::fmt::Display for Slow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Slow({})", self.inner)
+    }
+}
+
+impl Slow {
+    async fn wait(&self) -> impl Drop + '_ {
+        use std::sync::atomic::Ordering::SeqCst;
+        struct Leave<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, SeqCst);
+            }
+        }
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        tokio::time::sleep(self.delay).await;
+        Leave(&self.in_flight)
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::ObjectStore for Slow {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        let _g = self.wait().await;
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<
+            'static,
+            object_store::Result<object_store::path::Path>,
+        >,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        let _g = self.wait().await;
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_loads_blocks_concurrently_and_as_one_at_a_time_does() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    let h = 3_600_000;
+    for k in 0..12 {
+        write_block(&bucket, k * 2 * h, (k * 2 + 2) * h, 120);
+    }
+    // One partial upload and one block marked for deletion long ago, as a sync meets them.
+    std::fs::create_dir_all(bucket.join("01J00000000000000000000000")).unwrap();
+    let marked = write_block(&bucket, 30 * h, 32 * h, 120);
+    DeletionMark::new(marked, 1_000, "")
+        .write(&bucket.join(marked.to_string()))
+        .unwrap();
+    let q = SeriesQuery {
+        min_time: 0,
+        max_time: i64::MAX,
+        matchers: vec![Matcher::new(MatchType::Equal, "__name__", "m").unwrap()],
+        ..SeriesQuery::default()
+    };
+    let mut answers = Vec::new();
+    for concurrency in [1, 8] {
+        let slow = Arc::new(Slow {
+            inner: object_store::local::LocalFileSystem::new_with_prefix(&bucket).unwrap(),
+            delay: std::time::Duration::from_millis(5),
+            in_flight: Default::default(),
+            most: Default::default(),
+        });
+        let opts = StoreOptions {
+            block_sync_concurrency: concurrency,
+            ..StoreOptions::default()
+        };
+        let data = tmp.path().join(format!("data-{concurrency}"));
+        let store = Arc::new(
+            BucketStore::open(Bucket::from_store(slow.clone(), "slow".into()), &data, opts)
+                .unwrap(),
+        );
+        let rep = store.sync().await.unwrap();
+        assert_eq!((rep.loaded, rep.added, rep.partial), (12, 12, 1), "{rep:?}");
+        assert!(rep.failed.is_empty(), "{rep:?}");
+        let most = slow.most.load(SeqCst);
+        if concurrency == 1 {
+            // One block at a time: only a block's own ranged reads overlap.
+            assert!(most <= 2, "{most} requests at once");
+        } else {
+            assert!(most >= 4, "{most} requests at once");
+        }
+        // A second sync keeps what it has.
+        let rep = store.sync().await.unwrap();
+        assert_eq!((rep.loaded, rep.added, rep.dropped), (12, 0, 0), "{rep:?}");
+        let r = store.series(&q).await.unwrap();
+        answers.push(
+            r.series
+                .iter()
+                .map(|s| (s.labels.clone(), s.chunks.len()))
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(answers[0].len(), 20);
+    assert_eq!(answers[0], answers[1]);
+}
