@@ -544,6 +544,20 @@ impl IndexHeader {
                 actual,
             });
         }
+        self.parse_checked_window(s, raw, index, out)
+    }
+
+    /// [`Self::parse_window`] for bytes whose CRC was already checked against this header (a
+    /// window kept in a core's cache after it was read): the entries are still checked
+    /// against their name and decoded with bounds checks.
+    pub(super) fn parse_checked_window<'a>(
+        &self,
+        s: usize,
+        raw: &'a [u8],
+        index: &Path,
+        out: &mut Vec<WindowEntry<'a>>,
+    ) -> Result<(), IndexError> {
+        let range = self.window_range(s);
         let n = self.name_of_sample(s);
         let name = &self.names[n];
         let k = s - name.samples.start as usize;

@@ -13,6 +13,7 @@ use bytes::Bytes;
 
 use super::block::BucketBlock;
 use super::core::{StoreCore, read_range, read_ranges};
+use super::header::SAMPLE_EVERY;
 use super::postings::{PackedBuilder, PackedRefs, pack};
 use super::{CacheKey, StoreError};
 use crate::encoding::crc32c_append;
@@ -28,16 +29,33 @@ const ALL_POSTINGS_WINDOW: u64 = 1 << 20;
 const POSTINGS_GUESS: u64 = 64 * 1024;
 
 /// The part of a block's postings offset table a request reads: for each label name it needs,
-/// the entries of the windows it needs, sorted by value.
+/// the entries of the windows it needs, sorted by value. Values stay in the window bytes they
+/// were read in (shared with the cache), not copied.
 #[derive(Debug, Default)]
 pub(super) struct PotView {
     names: Vec<(Box<str>, Range<usize>)>,
-    /// Value (in `arena`), postings offset, postings end (0 when unknown).
-    entries: Vec<(Range<u32>, u64, u64)>,
-    arena: Vec<u8>,
+    entries: Vec<ViewEntry>,
+    windows: Vec<Bytes>,
     all: Option<u64>,
     /// (postings offset, postings end) of every entry, sorted.
     ends: Vec<(u64, u64)>,
+}
+
+/// One entry of a [`PotView`].
+#[derive(Debug)]
+struct ViewEntry {
+    /// The window (in `PotView::windows`) that holds the value, and where in it.
+    window: u32,
+    value: Range<u32>,
+    /// Postings offset, and postings end (0 when unknown).
+    off: u64,
+    end: u64,
+}
+
+impl PotView {
+    fn value(&self, e: &ViewEntry) -> &[u8] {
+        &self.windows[e.window as usize][e.value.start as usize..e.value.end as usize]
+    }
 }
 
 impl PostingsTable for PotView {
@@ -49,8 +67,8 @@ impl PostingsTable for PotView {
     }
 
     fn entry(&self, i: usize) -> Result<(&[u8], u64), IndexError> {
-        let (v, off, _) = &self.entries[i];
-        Ok((&self.arena[v.start as usize..v.end as usize], *off))
+        let e = &self.entries[i];
+        Ok((self.value(e), e.off))
     }
 
     fn value_str<'a>(&self, v: &'a [u8], _i: usize) -> Result<&'a str, IndexError> {
@@ -76,9 +94,7 @@ impl PotView {
 
     /// Every value of the view's only name, in order.
     pub(super) fn values(&self) -> impl Iterator<Item = &[u8]> {
-        self.entries
-            .iter()
-            .map(|(v, _, _)| &self.arena[v.start as usize..v.end as usize])
+        self.entries.iter().map(|e| self.value(e))
     }
 }
 
@@ -113,6 +129,8 @@ async fn load_view(
         .iter()
         .map(|&(_, w)| st.cache_get(&CacheKey::PotWindow(b.meta.ulid, w as u32)))
         .collect();
+    // Windows from the cache were checked against the header's CRCs when they were read.
+    let cached: Vec<bool> = raw.iter().map(Option::is_some).collect();
     let missing: Vec<usize> = (0..wanted.len()).filter(|&i| raw[i].is_none()).collect();
     if !missing.is_empty() {
         let ranges: Vec<_> = missing
@@ -121,35 +139,55 @@ async fn load_view(
             .collect();
         let got = read_ranges(core, &b.index_path(), &ranges).await?;
         for (&i, bytes) in missing.iter().zip(got) {
-            st.cache_put(CacheKey::PotWindow(b.meta.ulid, wanted[i].1 as u32), &bytes);
-            raw[i] = Some(bytes);
+            // A window of its own (a read may be a slice of a larger coalesced one), for the
+            // cache and this view to keep once its CRC is checked.
+            raw[i] = Some(Bytes::copy_from_slice(&bytes));
         }
     }
+    // A window holds up to 32 entries; sized once, the entries of a selection over a large
+    // name (a regex over 10M series' pod names reads 200k of them) are not moved as they grow.
     let mut view = PotView {
         all: h.all_postings().map(|a| a.0),
+        entries: Vec::with_capacity(wanted.len() * SAMPLE_EVERY),
+        windows: Vec::with_capacity(wanted.len()),
         ..PotView::default()
     };
     let path = b.index_path();
-    let mut parsed = Vec::new();
+    let mut parsed = Vec::with_capacity(SAMPLE_EVERY);
     for (i, &(n, w)) in wanted.iter().enumerate() {
         parsed.clear();
         let bytes = raw[i].as_ref().map_or(&[][..], |b| &b[..]);
-        h.parse_window(w, bytes, path.as_ref(), &mut parsed)?;
+        if cached[i] {
+            h.parse_checked_window(w, bytes, path.as_ref(), &mut parsed)?;
+        } else {
+            h.parse_window(w, bytes, path.as_ref(), &mut parsed)?;
+            if let Some(owned) = &raw[i] {
+                st.cache_put_owned(CacheKey::PotWindow(b.meta.ulid, w as u32), owned.clone());
+            }
+        }
         let name = h.name(n);
         if view.names.last().is_none_or(|l| &*l.0 != name) {
             let at = view.entries.len();
             view.names.push((name.into(), at..at));
         }
+        let window = view.windows.len() as u32;
+        let base = bytes.as_ptr() as usize;
         for &(v, off, end) in &parsed {
-            let a = view.arena.len() as u32;
-            view.arena.extend_from_slice(v);
-            view.entries.push((a..view.arena.len() as u32, off, end));
+            // `v` lies inside `bytes`: its place there, from the two addresses.
+            let start = (v.as_ptr() as usize - base) as u32;
+            view.entries.push(ViewEntry {
+                window,
+                value: start..start + v.len() as u32,
+                off,
+                end,
+            });
         }
+        view.windows.push(raw[i].clone().unwrap_or_default());
         if let Some(l) = view.names.last_mut() {
             l.1.end = view.entries.len();
         }
     }
-    view.ends = view.entries.iter().map(|e| (e.1, e.2)).collect();
+    view.ends = view.entries.iter().map(|e| (e.off, e.end)).collect();
     view.ends.sort_unstable();
     Ok(view)
 }
