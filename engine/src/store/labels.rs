@@ -80,9 +80,16 @@ impl BucketStore {
                 names.extend(b.ext_labels.iter().map(|l| l.name.to_string()));
             }
         } else {
-            for s in self.series(&Self::series_query(q)).await?.series {
-                names.extend(s.labels.iter().map(|l| l.name.to_string()));
+            let mut seen = Distinct::default();
+            let mut stream = self.series_stream(&Self::series_query(q)).await?;
+            while let Some(b) = stream.next_batch().await? {
+                for i in 0..b.len() {
+                    for (n, _) in b.labels(i) {
+                        seen.add(n);
+                    }
+                }
             }
+            names = seen.into_strings().collect();
         }
         Ok(finish(names, &q.without_replica_labels, q.limit))
     }
@@ -135,14 +142,42 @@ impl BucketStore {
                 .iter()
                 .any(|b| block_matchers(b, &q.matchers).is_some());
             if any {
-                for s in self.series(&Self::series_query(q)).await?.series {
-                    if let Some(v) = s.labels.get(name) {
-                        values.insert(v.to_string());
+                // Streamed batch by batch, each value kept once: a selection of millions of
+                // series is never held whole, and a value repeated across them costs a lookup.
+                let mut seen = Distinct::default();
+                let mut stream = self.series_stream(&Self::series_query(q)).await?;
+                while let Some(b) = stream.next_batch().await? {
+                    for i in 0..b.len() {
+                        if let Some((_, v)) = b.labels(i).find(|(n, _)| *n == name.as_bytes()) {
+                            seen.add(v);
+                        }
                     }
                 }
+                // Collected whole, the set is built from the sorted values at once.
+                values = seen.into_strings().collect();
             }
         }
         Ok(finish(values, &[], q.limit))
+    }
+}
+
+/// Distinct byte strings, each stored once however often it is added.
+#[derive(Default)]
+struct Distinct(hashbrown::HashTable<Box<[u8]>>);
+
+impl Distinct {
+    fn add(&mut self, v: &[u8]) {
+        let hash = |b: &[u8]| xxhash_rust::xxh64::xxh64(b, 0);
+        let h = hash(v);
+        if self.0.find(h, |e| **e == *v).is_none() {
+            self.0.insert_unique(h, v.into(), |e| hash(e));
+        }
+    }
+
+    fn into_strings(self) -> impl Iterator<Item = String> {
+        self.0
+            .into_iter()
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
     }
 }
 

@@ -899,3 +899,55 @@ async fn windows_are_checked_when_read_and_served_from_the_cache_after() {
     // The store that read it before the change keeps answering from what it checked.
     assert_eq!(store.series(&q).await.unwrap().series.len(), first);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_values_and_names_with_matchers_count_each_value_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    let h = 3_600_000;
+    // Two overlapping blocks of the same 20 series: every value comes twice.
+    write_block(&bucket, 0, 2 * h, 120);
+    write_block(&bucket, h, 3 * h, 120);
+    let store = open(&bucket, &tmp.path().join("data"), StoreOptions::default());
+    store.sync().await.unwrap();
+    let q = |m: Matcher| LabelsQuery {
+        min_time: 0,
+        max_time: 3 * h,
+        matchers: vec![m],
+        ..LabelsQuery::default()
+    };
+    let mut want: Vec<String> = (0..20).map(|i| i.to_string()).collect();
+    want.sort();
+    let all = Matcher::new(MatchType::Equal, "__name__", "m").unwrap();
+    assert_eq!(
+        store.label_values("i", &q(all.clone())).await.unwrap(),
+        want
+    );
+    let some = Matcher::new(MatchType::Regexp, "i", "1.?").unwrap();
+    let ones: Vec<String> = want
+        .iter()
+        .filter(|v| v.starts_with('1'))
+        .cloned()
+        .collect();
+    assert_eq!(
+        store.label_values("i", &q(some.clone())).await.unwrap(),
+        ones
+    );
+    assert_eq!(
+        store.label_values("__name__", &q(some)).await.unwrap(),
+        vec!["m".to_string()]
+    );
+    assert!(
+        store
+            .label_values("absent", &q(all.clone()))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.label_names(&q(all.clone())).await.unwrap(),
+        vec!["__name__".to_string(), "i".to_string()]
+    );
+    let limited = LabelsQuery { limit: 3, ..q(all) };
+    assert_eq!(store.label_values("i", &limited).await.unwrap(), want[..3]);
+}
