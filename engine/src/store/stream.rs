@@ -147,6 +147,24 @@ impl BucketStore {
         let resolved = self
             .resolve_all(&blocks, Arc::new(q.matchers.clone()))
             .await;
+        // The series limit is known to be passed before any series is read when one block's
+        // postings alone hold more: a selection of every series of a large block is refused
+        // at once, not after streaming up to the limit. (Several blocks may hold the same
+        // series, so their sum is no bound; the count as series are served stays the check.)
+        let max = self.opts.limits.series;
+        let most = resolved
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|r| r.len() as u64)
+            .max()
+            .unwrap_or(0);
+        if max > 0 && most > max {
+            return Err(StoreError::LimitExceeded {
+                limit: "series",
+                value: most,
+                max,
+            });
+        }
         let mut stream = SeriesStream {
             warnings: Vec::new(),
             queried_blocks: Vec::with_capacity(blocks.len()),

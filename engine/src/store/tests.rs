@@ -951,3 +951,62 @@ async fn label_values_and_names_with_matchers_count_each_value_once() {
     let limited = LabelsQuery { limit: 3, ..q(all) };
     assert_eq!(store.label_values("i", &limited).await.unwrap(), want[..3]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_over_the_series_limit_is_refused_before_any_series_is_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    let h = 3_600_000;
+    // Two overlapping blocks of the same 20 series.
+    write_block(&bucket, 0, 2 * h, 120);
+    write_block(&bucket, h, 3 * h, 120);
+    let q = SeriesQuery {
+        min_time: 0,
+        max_time: 3 * h,
+        matchers: vec![Matcher::new(MatchType::Equal, "__name__", "m").unwrap()],
+        ..SeriesQuery::default()
+    };
+    let with_limit = |series: u64, name: &str| {
+        let opts = StoreOptions {
+            limits: Limits {
+                series,
+                ..Limits::default()
+            },
+            ..StoreOptions::default()
+        };
+        open(&bucket, &tmp.path().join(name), opts)
+    };
+    // One block alone holds 20 > 19: refused when the stream is opened, no batch read.
+    let store = with_limit(19, "tight");
+    store.sync().await.unwrap();
+    match store.series_stream(&q).await {
+        Err(StoreError::LimitExceeded { limit, value, max }) => {
+            assert_eq!((limit, value, max), ("series", 20, 19));
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a stream over the limit was opened"),
+    }
+    // The limit counts each block's series as it serves them, 40 here, as Thanos's store
+    // counts each block's postings: at 40 the request passes (20 series after the merge), at
+    // 39 it is refused while streaming, as no block alone is over it.
+    let store = with_limit(40, "exact");
+    store.sync().await.unwrap();
+    assert_eq!(store.series(&q).await.unwrap().series.len(), 20);
+    let store = with_limit(39, "streamed");
+    store.sync().await.unwrap();
+    let mut stream = store.series_stream(&q).await.unwrap();
+    let mut refused = false;
+    loop {
+        match stream.next_batch().await {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(StoreError::LimitExceeded { limit, .. }) => {
+                assert_eq!(limit, "series");
+                refused = true;
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(refused);
+}
