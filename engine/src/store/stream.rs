@@ -159,6 +159,7 @@ impl BucketStore {
             .max()
             .unwrap_or(0);
         if max > 0 && most > max {
+            self.metrics.limit_refusals.fetch_add(1, Relaxed);
             return Err(StoreError::LimitExceeded {
                 limit: "series",
                 value: most,

@@ -982,6 +982,8 @@ async fn a_block_over_the_series_limit_is_refused_before_any_series_is_read() {
     match store.series_stream(&q).await {
         Err(StoreError::LimitExceeded { limit, value, max }) => {
             assert_eq!((limit, value, max), ("series", 20, 19));
+            let refusals = &store.metrics().limit_refusals;
+            assert_eq!(refusals.load(std::sync::atomic::Ordering::Relaxed), 1);
         }
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("a stream over the limit was opened"),
