@@ -36,6 +36,14 @@ fn write_block(dir: &Path, from: i64, to: i64, samples_per_chunk: usize) -> Ulid
     id
 }
 
+/// Two blocks of the same 20 series overlapping by an hour, `[0, 2 h)` and `[1 h, 3 h)`: each
+/// series and each value is in both.
+fn write_overlapping_pair(dir: &Path) {
+    let h = 3_600_000;
+    write_block(dir, 0, 2 * h, 120);
+    write_block(dir, h, 3 * h, 120);
+}
+
 fn open(dir: &Path, data: &Path, opts: StoreOptions) -> Arc<BucketStore> {
     let cfg = BucketConfig::parse(&format!(
         "type: FILESYSTEM\nconfig:\n  directory: {}\n",
@@ -905,9 +913,8 @@ async fn label_values_and_names_with_matchers_count_each_value_once() {
     let tmp = tempfile::tempdir().unwrap();
     let bucket = tmp.path().join("bucket");
     let h = 3_600_000;
-    // Two overlapping blocks of the same 20 series: every value comes twice.
-    write_block(&bucket, 0, 2 * h, 120);
-    write_block(&bucket, h, 3 * h, 120);
+    // Every value comes twice.
+    write_overlapping_pair(&bucket);
     let store = open(&bucket, &tmp.path().join("data"), StoreOptions::default());
     store.sync().await.unwrap();
     let q = |m: Matcher| LabelsQuery {
@@ -957,9 +964,7 @@ async fn a_block_over_the_series_limit_is_refused_before_any_series_is_read() {
     let tmp = tempfile::tempdir().unwrap();
     let bucket = tmp.path().join("bucket");
     let h = 3_600_000;
-    // Two overlapping blocks of the same 20 series.
-    write_block(&bucket, 0, 2 * h, 120);
-    write_block(&bucket, h, 3 * h, 120);
+    write_overlapping_pair(&bucket);
     let q = SeriesQuery {
         min_time: 0,
         max_time: 3 * h,
