@@ -20,6 +20,7 @@ pub mod head;
 pub mod histogram;
 pub mod index;
 pub mod labels;
+pub mod parquet;
 pub mod query;
 pub mod relabel;
 pub mod remote_write;

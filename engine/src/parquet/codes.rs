@@ -1,0 +1,310 @@
+//! Label columns as dictionary codes: a column chunk's pages decoded into one code per row
+//! (or [`NULL`]) and the dictionary the codes index, so that a matcher is evaluated once per
+//! distinct value and rows are selected by comparing integers.
+//!
+//! Dictionary-encoded pages keep their codes; a page a writer fell back to plain encoding for
+//! (its dictionary grew too large) appends its values to the dictionary, so every row still
+//! has a code.
+
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes};
+use parquet::basic::Encoding;
+use parquet::column::page::{Page, PageReader};
+use parquet::file::metadata::ColumnChunkMetaData;
+use parquet::file::reader::{ChunkReader, Length};
+use parquet::file::serialized_reader::SerializedPageReader;
+
+use super::ParquetError;
+
+/// The code of a row without a value in the column.
+pub const NULL: u32 = u32::MAX;
+
+/// A label column chunk decoded into codes.
+#[derive(Debug, Default, Clone)]
+pub struct CodedColumn {
+    /// The distinct values (more than one entry may hold the same value after a plain page).
+    pub dict: Vec<Bytes>,
+    /// Per row of the row group: an index into `dict`, or [`NULL`].
+    pub codes: Vec<u32>,
+}
+
+/// Byte ranges of one file held in memory, read by absolute file offset: what a page reader
+/// needs of a column chunk, fetched from the bucket beforehand.
+#[derive(Debug, Clone)]
+pub struct Ranges {
+    parts: Vec<(u64, Bytes)>,
+    file_len: u64,
+}
+
+impl Ranges {
+    /// Ranges `parts` (start offset, bytes) of a file of `file_len` bytes.
+    pub fn new(mut parts: Vec<(u64, Bytes)>, file_len: u64) -> Self {
+        parts.sort_by_key(|p| p.0);
+        Ranges { parts, file_len }
+    }
+
+    fn find(&self, start: u64, len: u64) -> parquet::errors::Result<Bytes> {
+        let i = self.parts.partition_point(|p| p.0 <= start);
+        let miss = || {
+            parquet::errors::ParquetError::General(format!(
+                "bytes {start}..{} were not read",
+                start.saturating_add(len)
+            ))
+        };
+        let (off, b) = self
+            .parts
+            .get(i.checked_sub(1).ok_or_else(miss)?)
+            .ok_or_else(miss)?;
+        let from = (start - off) as usize;
+        let to = from.checked_add(len as usize).ok_or_else(miss)?;
+        if to > b.len() {
+            return Err(miss());
+        }
+        Ok(b.slice(from..to))
+    }
+}
+
+impl Length for Ranges {
+    fn len(&self) -> u64 {
+        self.file_len
+    }
+}
+
+impl ChunkReader for Ranges {
+    type T = bytes::buf::Reader<Bytes>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        let i = self.parts.partition_point(|p| p.0 <= start);
+        let (off, b) = i
+            .checked_sub(1)
+            .and_then(|i| self.parts.get(i))
+            .filter(|(off, b)| start - off <= b.len() as u64)
+            .ok_or_else(|| {
+                parquet::errors::ParquetError::General(format!("offset {start} was not read"))
+            })?;
+        Ok(b.slice((start - off) as usize..).reader())
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        self.find(start, length as u64)
+    }
+}
+
+/// The byte range of a column chunk in its file (dictionary page included).
+pub fn chunk_range(c: &ColumnChunkMetaData) -> std::ops::Range<u64> {
+    let (start, len) = c.byte_range();
+    start..start + len
+}
+
+/// Decodes a label column chunk (an optional byte array column, at most one level) of
+/// `rows` rows into codes.
+pub fn decode_label_column(
+    path: &str,
+    file: Arc<Ranges>,
+    meta: &ColumnChunkMetaData,
+    rows: usize,
+) -> Result<CodedColumn, ParquetError> {
+    let fmt = |e| ParquetError::format(path, e);
+    let bad = |what: String| ParquetError::layout(path, format!("{}: {what}", meta.column_path()));
+    let max_def = meta.column_descr().max_def_level();
+    if max_def > 1 || meta.column_descr().max_rep_level() > 0 {
+        return Err(bad(
+            "a label column must be a flat optional or required value".into(),
+        ));
+    }
+    let mut pages = SerializedPageReader::new(file, meta, rows, None).map_err(fmt)?;
+    let mut out = CodedColumn {
+        dict: Vec::new(),
+        codes: Vec::with_capacity(rows),
+    };
+    // Codes of the current dictionary start here in `out.dict`.
+    let mut dict_base: u32 = 0;
+    let mut dict_len: u32 = 0;
+    let mut levels = Vec::new();
+    let mut values = Vec::new();
+    while let Some(page) = pages.get_next_page().map_err(fmt)? {
+        let (buf, num_values, encoding, def_len) = match page {
+            Page::DictionaryPage {
+                buf, num_values, ..
+            } => {
+                dict_base = out.dict.len() as u32;
+                let before = out.dict.len();
+                plain_byte_arrays(&buf, num_values as usize, &mut out.dict).map_err(bad)?;
+                dict_len = (out.dict.len() - before) as u32;
+                continue;
+            }
+            Page::DataPage {
+                buf,
+                num_values,
+                encoding,
+                ..
+            } => {
+                if max_def == 0 {
+                    (buf, num_values, encoding, 0usize)
+                } else {
+                    let n = buf
+                        .get(..4)
+                        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+                        .ok_or_else(|| bad("truncated definition levels".into()))?;
+                    let levels_end = 4usize
+                        .checked_add(n)
+                        .filter(|&e| e <= buf.len())
+                        .ok_or_else(|| bad("definition levels run past the page".into()))?;
+                    decode_levels(&buf[4..levels_end], num_values as usize, &mut levels)
+                        .map_err(bad)?;
+                    (buf.slice(levels_end..), num_values, encoding, usize::MAX)
+                }
+            }
+            Page::DataPageV2 {
+                buf,
+                num_values,
+                encoding,
+                def_levels_byte_len,
+                rep_levels_byte_len,
+                ..
+            } => {
+                let rep = rep_levels_byte_len as usize;
+                let end = rep
+                    .checked_add(def_levels_byte_len as usize)
+                    .filter(|&e| e <= buf.len())
+                    .ok_or_else(|| bad("levels run past the page".into()))?;
+                if max_def > 0 {
+                    decode_levels(&buf[rep..end], num_values as usize, &mut levels).map_err(bad)?;
+                    (buf.slice(end..), num_values, encoding, usize::MAX)
+                } else {
+                    (buf.slice(end..), num_values, encoding, 0)
+                }
+            }
+        };
+        let n = num_values as usize;
+        let present = if def_len == usize::MAX {
+            levels.iter().filter(|&&l| l > 0).count()
+        } else {
+            n
+        };
+        values.clear();
+        match encoding {
+            Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY => {
+                let (&width, rest) = buf
+                    .split_first()
+                    .ok_or_else(|| bad("empty dictionary-coded page".into()))?;
+                if width > 32 {
+                    return Err(bad(format!("code width {width}")));
+                }
+                decode_hybrid(rest, u32::from(width), present, &mut values).map_err(bad)?;
+                for v in values.iter_mut() {
+                    if *v >= dict_len {
+                        return Err(bad(format!(
+                            "code {v} past the dictionary of {dict_len} values"
+                        )));
+                    }
+                    *v += dict_base;
+                }
+            }
+            Encoding::PLAIN => {
+                let base = out.dict.len() as u32;
+                plain_byte_arrays(&buf, present, &mut out.dict).map_err(bad)?;
+                values.extend(base..base + present as u32);
+            }
+            other => {
+                return Err(bad(format!(
+                    "label values encoded as {other} are not read (dictionary or plain only)"
+                )));
+            }
+        }
+        if def_len == usize::MAX {
+            let mut vi = values.iter();
+            for &l in &levels {
+                out.codes.push(if l > 0 {
+                    *vi.next().unwrap_or(&NULL)
+                } else {
+                    NULL
+                });
+            }
+        } else {
+            out.codes.extend_from_slice(&values);
+        }
+    }
+    if out.codes.len() != rows {
+        return Err(bad(format!(
+            "{} values for a row group of {rows} rows",
+            out.codes.len()
+        )));
+    }
+    Ok(out)
+}
+
+/// Plain-encoded byte arrays (a 4-byte little-endian length before each), `n` of them.
+fn plain_byte_arrays(buf: &Bytes, n: usize, out: &mut Vec<Bytes>) -> Result<(), String> {
+    let mut at = 0usize;
+    out.reserve(n.min(buf.len() / 4));
+    for _ in 0..n {
+        let len = buf
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or("truncated plain value")?;
+        at += 4;
+        let end = at
+            .checked_add(len)
+            .filter(|&e| e <= buf.len())
+            .ok_or("plain value runs past the page")?;
+        out.push(buf.slice(at..end));
+        at = end;
+    }
+    Ok(())
+}
+
+/// Definition levels of a flat optional column (bit width 1), `n` of them.
+fn decode_levels(buf: &[u8], n: usize, out: &mut Vec<u32>) -> Result<(), String> {
+    out.clear();
+    decode_hybrid(buf, 1, n, out)
+}
+
+/// Decodes `n` values of the RLE / bit-packing hybrid encoding at bit width `width`.
+pub fn decode_hybrid(buf: &[u8], width: u32, n: usize, out: &mut Vec<u32>) -> Result<(), String> {
+    let start = out.len();
+    let target = start + n;
+    let mut at = 0usize;
+    let value_bytes = width.div_ceil(8) as usize;
+    let mask: u64 = if width == 32 {
+        u64::from(u32::MAX)
+    } else {
+        (1u64 << width) - 1
+    };
+    while out.len() < target {
+        let (header, k) =
+            super::uvarint(buf.get(at..).unwrap_or(&[])).ok_or("truncated run header")?;
+        at += k;
+        if header & 1 == 0 {
+            let count = (header >> 1) as usize;
+            let raw = buf.get(at..at + value_bytes).ok_or("truncated run value")?;
+            at += value_bytes;
+            let mut v = 0u32;
+            for (i, &b) in raw.iter().enumerate() {
+                v |= u32::from(b) << (8 * i);
+            }
+            let take = count.min(target - out.len());
+            out.extend(std::iter::repeat_n(v, take));
+        } else {
+            let groups = (header >> 1) as usize;
+            let bytes = groups
+                .checked_mul(width as usize)
+                .ok_or("bit-packed run too long")?;
+            let packed = buf.get(at..at + bytes).ok_or("truncated bit-packed run")?;
+            at += bytes;
+            let count = (groups * 8).min(target - out.len());
+            let mut bit = 0usize;
+            for _ in 0..count {
+                let byte = bit / 8;
+                let mut word = [0u8; 8];
+                let avail = (packed.len() - byte).min(8);
+                word[..avail].copy_from_slice(&packed[byte..byte + avail]);
+                let v = (u64::from_le_bytes(word) >> (bit % 8)) & mask;
+                out.push(v as u32);
+                bit += width as usize;
+            }
+        }
+    }
+    Ok(())
+}

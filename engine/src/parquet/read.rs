@@ -1,0 +1,635 @@
+//! Serving a Parquet shard from a bucket.
+//!
+//! Opening reads each file's footer (metadata and page indexes) by a suffix read. A select then
+//! works a row group at a time:
+//! - row groups are pruned by the label columns' statistics and the metric name's bloom
+//!   filter, for the equality matchers;
+//! - the label columns the matchers name are read whole and decoded into dictionary codes;
+//!   each matcher is evaluated once per dictionary value, and rows are kept by their codes;
+//! - of the kept rows, the column lists, the other label columns they use and the chunk
+//!   columns overlapping the asked time are read, and of the row-indexed columns only the
+//!   pages holding kept rows are fetched (the offset index says where they are), in
+//!   coalesced ranged reads.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parquet::bloom_filter::Sbbf;
+use parquet::column::reader::ColumnReaderImpl;
+use parquet::data_type::{ByteArray, ByteArrayType};
+use parquet::file::metadata::{
+    ColumnChunkMetaData, PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader,
+};
+use parquet::file::page_index::offset_index::PageLocation;
+use parquet::file::serialized_reader::SerializedPageReader;
+
+use super::codes::{CodedColumn, NULL, Ranges, chunk_range, decode_label_column};
+use super::{
+    COL_INDEXES_COLUMN, DATA_COL_DURATION_KEY, DATA_COLUMN_PREFIX, LABEL_COLUMN_PREFIX, MAX_T_KEY,
+    MIN_T_KEY, ParquetError, chunks_file, decode_chunks, decode_col_indexes, labels_file,
+};
+use crate::bucket::Bucket;
+use crate::labels::{Label, Labels, MatchType, Matcher};
+use crate::store::RawChunk;
+
+/// First suffix read of a file's footer, bytes.
+const FOOTER_GUESS: u64 = 256 << 10;
+
+/// One file of a shard: its bucket path, size and metadata.
+#[derive(Debug)]
+struct PFile {
+    path: String,
+    len: u64,
+    meta: ParquetMetaData,
+}
+
+/// One shard of a Parquet block: its labels and chunks files, opened.
+#[derive(Debug)]
+pub struct ParquetShard {
+    labels: PFile,
+    chunks: PFile,
+    /// Label name to its column in the labels file.
+    label_cols: BTreeMap<String, usize>,
+    /// Per column of the labels file: its label name, for label columns.
+    col_label: Vec<Option<String>>,
+    col_indexes: usize,
+    /// Per chunk column number: its column in the chunks file.
+    data_cols: Vec<usize>,
+    /// Start of the converted range, ms.
+    pub min_time: i64,
+    /// End of the converted range, ms.
+    pub max_time: i64,
+    /// The time each chunk column spans, ms.
+    pub col_duration_ms: i64,
+}
+
+/// A series a select found: its labels (as stored, sorted by name) and chunks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParquetSeries {
+    /// The labels, sorted by name.
+    pub labels: Labels,
+    /// The chunks overlapping the asked range, in time order.
+    pub chunks: Vec<RawChunk>,
+}
+
+async fn open_file(bucket: &Bucket, path: String) -> Result<PFile, ParquetError> {
+    let len = bucket.size(&path).await?;
+    let mut want = FOOTER_GUESS.min(len);
+    loop {
+        let tail = bucket.get_range(&path, len - want..len).await?;
+        let mut r = ParquetMetaDataReader::new().with_page_index_policy(PageIndexPolicy::Optional);
+        match r.try_parse_sized(&tail, len) {
+            Ok(()) => {
+                let meta = r.finish().map_err(|e| ParquetError::format(&path, e))?;
+                return Ok(PFile { path, len, meta });
+            }
+            Err(parquet::errors::ParquetError::NeedMoreData(n))
+                if (n as u64) > want && (n as u64) <= len =>
+            {
+                want = n as u64;
+            }
+            Err(e) => return Err(ParquetError::format(&path, e)),
+        }
+    }
+}
+
+impl PFile {
+    fn leaf(&self, i: usize) -> String {
+        self.meta
+            .file_metadata()
+            .schema_descr()
+            .column(i)
+            .name()
+            .to_string()
+    }
+
+    fn num_columns(&self) -> usize {
+        self.meta.file_metadata().schema_descr().num_columns()
+    }
+
+    fn kv(&self, key: &str) -> Option<&str> {
+        self.meta
+            .file_metadata()
+            .key_value_metadata()?
+            .iter()
+            .find(|kv| kv.key == key)?
+            .value
+            .as_deref()
+    }
+
+    fn column(&self, rg: usize, col: usize) -> &ColumnChunkMetaData {
+        self.meta.row_group(rg).column(col)
+    }
+
+    fn page_locations(&self, rg: usize, col: usize) -> Option<Vec<PageLocation>> {
+        self.meta
+            .page_index_for_row_group(rg)
+            .page_locations(col)
+            .cloned()
+    }
+}
+
+impl ParquetShard {
+    /// Opens shard `shard` of the block whose files lie under `dir` (no trailing slash).
+    pub async fn open(bucket: &Bucket, dir: &str, shard: usize) -> Result<Self, ParquetError> {
+        let (labels, chunks) = futures::try_join!(
+            open_file(bucket, format!("{dir}/{}", labels_file(shard))),
+            open_file(bucket, format!("{dir}/{}", chunks_file(shard))),
+        )?;
+        Self::from_files(labels, chunks)
+    }
+
+    fn from_files(labels: PFile, chunks: PFile) -> Result<Self, ParquetError> {
+        let mut label_cols = BTreeMap::new();
+        let mut col_label = vec![None; labels.num_columns()];
+        let mut col_indexes = None;
+        for (i, slot) in col_label.iter_mut().enumerate() {
+            let name = labels.leaf(i);
+            if let Some(l) = name.strip_prefix(LABEL_COLUMN_PREFIX) {
+                label_cols.insert(l.to_string(), i);
+                *slot = Some(l.to_string());
+            } else if name == COL_INDEXES_COLUMN {
+                col_indexes = Some(i);
+            }
+        }
+        let col_indexes = col_indexes.ok_or_else(|| {
+            ParquetError::layout(&labels.path, format!("no {COL_INDEXES_COLUMN} column"))
+        })?;
+        let num = |f: &PFile, key: &str| -> Result<i64, ParquetError> {
+            f.kv(key)
+                .ok_or_else(|| ParquetError::layout(&f.path, format!("no {key} in the metadata")))?
+                .parse()
+                .map_err(|_| ParquetError::layout(&f.path, format!("{key} is not a number")))
+        };
+        let (min_time, max_time) = (num(&labels, MIN_T_KEY)?, num(&labels, MAX_T_KEY)?);
+        let col_duration_ms = num(&labels, DATA_COL_DURATION_KEY)?;
+        if col_duration_ms <= 0 || min_time > max_time {
+            return Err(ParquetError::layout(
+                &labels.path,
+                "bad time range in the metadata",
+            ));
+        }
+        let mut numbered = Vec::new();
+        for i in 0..chunks.num_columns() {
+            if let Some(n) = chunks.leaf(i).strip_prefix(DATA_COLUMN_PREFIX) {
+                let n: usize = n.parse().map_err(|_| {
+                    ParquetError::layout(&chunks.path, format!("chunk column {}", chunks.leaf(i)))
+                })?;
+                numbered.push((n, i));
+            }
+        }
+        numbered.sort_unstable();
+        if numbered.iter().enumerate().any(|(k, &(n, _))| k != n) {
+            return Err(ParquetError::layout(
+                &chunks.path,
+                "chunk columns are not numbered 0..n",
+            ));
+        }
+        let data_cols = numbered.into_iter().map(|(_, i)| i).collect();
+        let (lr, cr) = (labels.meta.row_groups(), chunks.meta.row_groups());
+        if lr.len() != cr.len() || lr.iter().zip(cr).any(|(a, b)| a.num_rows() != b.num_rows()) {
+            return Err(ParquetError::layout(
+                &chunks.path,
+                "row groups differ from the labels file's",
+            ));
+        }
+        Ok(ParquetShard {
+            labels,
+            chunks,
+            label_cols,
+            col_label,
+            col_indexes,
+            data_cols,
+            min_time,
+            max_time,
+            col_duration_ms,
+        })
+    }
+
+    /// Rows in the shard.
+    pub fn num_rows(&self) -> u64 {
+        self.labels.meta.file_metadata().num_rows().max(0) as u64
+    }
+
+    /// The label names any row has a value for.
+    pub fn label_names(&self) -> impl Iterator<Item = &str> {
+        self.label_cols.keys().map(String::as_str)
+    }
+
+    /// Series matching every matcher with samples in `[mint, maxt]` (with `skip_chunks`: their
+    /// labels only), in the file's order.
+    pub async fn select(
+        &self,
+        bucket: &Bucket,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        skip_chunks: bool,
+    ) -> Result<Vec<ParquetSeries>, ParquetError> {
+        let mut out = Vec::new();
+        if maxt < self.min_time || mint > self.max_time {
+            return Ok(out);
+        }
+        for rg in 0..self.labels.meta.num_row_groups() {
+            self.select_row_group(bucket, rg, matchers, mint, maxt, skip_chunks, &mut out)
+                .await?;
+        }
+        Ok(out)
+    }
+
+    /// The values of label `name` over the series matching `matchers`, sorted, distinct.
+    pub async fn label_values(
+        &self,
+        bucket: &Bucket,
+        name: &str,
+        matchers: &[Matcher],
+    ) -> Result<Vec<String>, ParquetError> {
+        let Some(&col) = self.label_cols.get(name) else {
+            return Ok(Vec::new());
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for rg in 0..self.labels.meta.num_row_groups() {
+            let Some((rows, mut coded)) = self.matching_rows(bucket, rg, matchers, &[col]).await?
+            else {
+                continue;
+            };
+            let Some(c) = coded.remove(&col) else {
+                continue;
+            };
+            let mut used = vec![false; c.dict.len()];
+            for r in rows {
+                let code = c.codes[r as usize];
+                if code != NULL {
+                    used[code as usize] = true;
+                }
+            }
+            for (v, _) in c.dict.iter().zip(used).filter(|(_, u)| *u) {
+                seen.insert(String::from_utf8_lossy(v).into_owned());
+            }
+        }
+        Ok(seen.into_iter().collect())
+    }
+
+    /// The rows of row group `rg` every matcher keeps, with the coded label columns read for
+    /// them and for `also`; `None` when the row group is pruned.
+    async fn matching_rows(
+        &self,
+        bucket: &Bucket,
+        rg: usize,
+        matchers: &[Matcher],
+        also: &[usize],
+    ) -> Result<Option<(Vec<u32>, HashMap<usize, CodedColumn>)>, ParquetError> {
+        let rows = self.labels.meta.row_group(rg).num_rows().max(0) as usize;
+        // Matchers on labels no row has see the empty value on every row.
+        let mut cols = Vec::new();
+        for m in matchers {
+            match self.label_cols.get(&m.name) {
+                Some(&c) => cols.push(c),
+                None if m.matches("") => {}
+                None => return Ok(None),
+            }
+        }
+        if self.pruned(bucket, rg, matchers).await? {
+            return Ok(None);
+        }
+        cols.extend_from_slice(also);
+        cols.sort_unstable();
+        cols.dedup();
+        let coded = self.read_coded(bucket, rg, &cols, rows).await?;
+        let mut keep: Option<Vec<bool>> = None;
+        for m in matchers {
+            let Some(c) = self.label_cols.get(&m.name).and_then(|c| coded.get(c)) else {
+                continue;
+            };
+            let hits: Vec<bool> = c.dict.iter().map(|v| matches_bytes(m, v)).collect();
+            let null_hit = m.matches("");
+            let k = keep.get_or_insert_with(|| vec![true; rows]);
+            for (keep_row, &code) in k.iter_mut().zip(&c.codes) {
+                if *keep_row {
+                    *keep_row = if code == NULL {
+                        null_hit
+                    } else {
+                        hits[code as usize]
+                    };
+                }
+            }
+        }
+        let rows: Vec<u32> = match keep {
+            Some(k) => k
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| **k)
+                .map(|(i, _)| i as u32)
+                .collect(),
+            None => (0..rows as u32).collect(),
+        };
+        Ok(Some((rows, coded)))
+    }
+
+    /// Whether row group `rg` holds no row an equality matcher accepts, by the column's
+    /// statistics and bloom filter.
+    async fn pruned(
+        &self,
+        bucket: &Bucket,
+        rg: usize,
+        matchers: &[Matcher],
+    ) -> Result<bool, ParquetError> {
+        for m in matchers
+            .iter()
+            .filter(|m| m.typ == MatchType::Equal && !m.value.is_empty())
+        {
+            let Some(&col) = self.label_cols.get(&m.name) else {
+                continue;
+            };
+            let c = self.labels.column(rg, col);
+            if let Some(s) = c.statistics() {
+                let v = m.value.as_bytes();
+                if s.min_bytes_opt().is_some_and(|lo| v < lo)
+                    || s.max_bytes_opt().is_some_and(|hi| v > hi)
+                {
+                    return Ok(true);
+                }
+            }
+            if let (Some(off), Some(len)) = (c.bloom_filter_offset(), c.bloom_filter_length()) {
+                let (Ok(off), Ok(len)) = (u64::try_from(off), u64::try_from(len)) else {
+                    continue;
+                };
+                if off.checked_add(len).is_none_or(|e| e > self.labels.len) {
+                    return Err(ParquetError::layout(
+                        &self.labels.path,
+                        "bloom filter past the file's end",
+                    ));
+                }
+                let raw = bucket.get_range(&self.labels.path, off..off + len).await?;
+                let ranges = Ranges::new(vec![(off, raw)], self.labels.len);
+                let sbbf = Sbbf::read_from_column_chunk(c, &ranges)
+                    .map_err(|e| ParquetError::format(&self.labels.path, e))?;
+                if sbbf.is_some_and(|f| !f.check(&ByteArray::from(m.value.as_str()))) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Label columns `cols` of row group `rg`, read whole (coalesced) and decoded into codes.
+    async fn read_coded(
+        &self,
+        bucket: &Bucket,
+        rg: usize,
+        cols: &[usize],
+        rows: usize,
+    ) -> Result<HashMap<usize, CodedColumn>, ParquetError> {
+        let ranges: Vec<Range<u64>> = cols
+            .iter()
+            .map(|&c| chunk_range(self.labels.column(rg, c)))
+            .collect();
+        let file = Arc::new(self.fetch(bucket, &self.labels, &ranges).await?);
+        let mut out = HashMap::with_capacity(cols.len());
+        for &c in cols {
+            let coded = decode_label_column(
+                &self.labels.path,
+                file.clone(),
+                self.labels.column(rg, c),
+                rows,
+            )?;
+            out.insert(c, coded);
+        }
+        Ok(out)
+    }
+
+    /// Reads `ranges` of `f` (after checking they lie in it), coalesced.
+    async fn fetch(
+        &self,
+        bucket: &Bucket,
+        f: &PFile,
+        ranges: &[Range<u64>],
+    ) -> Result<Ranges, ParquetError> {
+        if ranges.iter().any(|r| r.start > r.end || r.end > f.len) {
+            return Err(ParquetError::layout(
+                &f.path,
+                "a column chunk lies past the file's end",
+            ));
+        }
+        let merged = crate::bucket::coalesce(ranges, bucket.coalesce_gap());
+        let parts = bucket.get_ranges(&f.path, &merged).await?;
+        Ok(Ranges::new(
+            merged.iter().map(|r| r.start).zip(parts).collect(),
+            f.len,
+        ))
+    }
+
+    /// Values of byte-array column `col` of row group `rg` of `f` at `rows` (ascending),
+    /// fetching only the pages that hold them when the offset index says where pages are.
+    async fn read_rows(
+        &self,
+        bucket: &Bucket,
+        f: &PFile,
+        rg: usize,
+        col: usize,
+        rows: &[u32],
+    ) -> Result<Vec<Bytes>, ParquetError> {
+        let meta = f.column(rg, col);
+        let total = f.meta.row_group(rg).num_rows().max(0) as usize;
+        let locations = f.page_locations(rg, col);
+        let ranges = match &locations {
+            Some(locs) => pages_for_rows(locs, rows, total),
+            None => vec![chunk_range(meta)],
+        };
+        let file = Arc::new(self.fetch(bucket, f, &ranges).await?);
+        let fmt = |e| ParquetError::format(&f.path, e);
+        let pages = SerializedPageReader::new(file, meta, total, locations).map_err(fmt)?;
+        let mut r =
+            ColumnReaderImpl::<ByteArrayType>::new(meta.column_descr_ptr(), Box::new(pages));
+        let mut out = Vec::with_capacity(rows.len());
+        let mut pos = 0usize;
+        let mut vals: Vec<ByteArray> = Vec::new();
+        let mut i = 0;
+        while i < rows.len() {
+            let start = rows[i] as usize;
+            let mut end = start + 1;
+            while i + (end - start) < rows.len() && rows[i + (end - start)] as usize == end {
+                end += 1;
+            }
+            if start > pos {
+                let skipped = r.skip_records(start - pos).map_err(fmt)?;
+                if skipped != start - pos {
+                    return Err(ParquetError::layout(
+                        &f.path,
+                        "column ends before its row group",
+                    ));
+                }
+            }
+            let want = end - start;
+            vals.clear();
+            let mut got = 0;
+            while got < want {
+                let (n, _, _) = r
+                    .read_records(want - got, None, None, &mut vals)
+                    .map_err(fmt)?;
+                if n == 0 {
+                    return Err(ParquetError::layout(
+                        &f.path,
+                        "column ends before its row group",
+                    ));
+                }
+                got += n;
+            }
+            out.extend(vals.drain(..).map(|v| Bytes::from(v.data().to_vec())));
+            pos = end;
+            i += want;
+        }
+        Ok(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn select_row_group(
+        &self,
+        bucket: &Bucket,
+        rg: usize,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        skip_chunks: bool,
+        out: &mut Vec<ParquetSeries>,
+    ) -> Result<(), ParquetError> {
+        let Some((rows, mut coded)) = self.matching_rows(bucket, rg, matchers, &[]).await? else {
+            return Ok(());
+        };
+        if rows.is_empty() {
+            return Ok(());
+        }
+        // Which label columns each kept row uses.
+        let lists = self
+            .read_rows(bucket, &self.labels, rg, self.col_indexes, &rows)
+            .await?;
+        let mut per_row: Vec<Vec<u32>> = Vec::with_capacity(rows.len());
+        let mut needed = Vec::new();
+        for (k, l) in lists.iter().enumerate() {
+            let mut cols = Vec::new();
+            decode_col_indexes(l, &mut cols).map_err(|what| ParquetError::Chunks {
+                path: self.labels.path.clone(),
+                row: u64::from(rows[k]),
+                what,
+            })?;
+            for &c in &cols {
+                if self.col_label.get(c as usize).is_none_or(Option::is_none) {
+                    return Err(ParquetError::Chunks {
+                        path: self.labels.path.clone(),
+                        row: u64::from(rows[k]),
+                        what: format!("column {c} is not a label column"),
+                    });
+                }
+                needed.push(c as usize);
+            }
+            per_row.push(cols);
+        }
+        needed.sort_unstable();
+        needed.dedup();
+        needed.retain(|c| !coded.contains_key(c));
+        let total = self.labels.meta.row_group(rg).num_rows().max(0) as usize;
+        coded.extend(self.read_coded(bucket, rg, &needed, total).await?);
+
+        // Chunk columns overlapping the range, read for the kept rows.
+        let mut chunk_vals: Vec<Vec<Bytes>> = Vec::new();
+        if !skip_chunks {
+            for (n, &col) in self.data_cols.iter().enumerate() {
+                let lo = self
+                    .min_time
+                    .saturating_add((n as i64).saturating_mul(self.col_duration_ms));
+                let hi = lo.saturating_add(self.col_duration_ms);
+                if hi <= mint || lo > maxt {
+                    continue;
+                }
+                chunk_vals.push(self.read_rows(bucket, &self.chunks, rg, col, &rows).await?);
+            }
+        }
+        for (k, cols) in per_row.iter().enumerate() {
+            let mut labels = Vec::with_capacity(cols.len());
+            for &c in cols {
+                let Some(name) = &self.col_label[c as usize] else {
+                    continue;
+                };
+                let coded = &coded[&(c as usize)];
+                let code = coded.codes[rows[k] as usize];
+                if code == NULL {
+                    continue;
+                }
+                labels.push(Label::from_bytes(
+                    name.as_bytes(),
+                    &coded.dict[code as usize],
+                ));
+            }
+            labels.sort_by(|a, b| a.name.cmp(&b.name));
+            let mut chunks = Vec::new();
+            for vals in &chunk_vals {
+                let found =
+                    decode_chunks(&vals[k], mint, maxt).map_err(|what| ParquetError::Chunks {
+                        path: self.chunks.path.clone(),
+                        row: u64::from(rows[k]),
+                        what,
+                    })?;
+                chunks.extend(found);
+            }
+            if !skip_chunks && chunks.is_empty() {
+                continue;
+            }
+            out.push(ParquetSeries {
+                labels: Labels::from_sorted(labels),
+                chunks,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Whether matcher `m` accepts a value given as bytes (invalid UTF-8 is compared lossily).
+fn matches_bytes(m: &Matcher, v: &[u8]) -> bool {
+    match std::str::from_utf8(v) {
+        Ok(s) => m.matches(s),
+        Err(_) => m.matches(&String::from_utf8_lossy(v)),
+    }
+}
+
+/// The byte ranges of the pages of a column chunk that hold any of `rows` (ascending).
+fn pages_for_rows(locs: &[PageLocation], rows: &[u32], total: usize) -> Vec<Range<u64>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    for (p, loc) in locs.iter().enumerate() {
+        let first = loc.first_row_index.max(0) as usize;
+        let end = locs
+            .get(p + 1)
+            .map_or(total, |n| n.first_row_index.max(0) as usize);
+        while i < rows.len() && (rows[i] as usize) < first {
+            i += 1;
+        }
+        if i < rows.len() && (rows[i] as usize) < end {
+            let start = loc.offset.max(0) as u64;
+            out.push(start..start + loc.compressed_page_size.max(0) as u64);
+        }
+    }
+    out
+}
+
+/// Sorted, distinct label names over the series matching `matchers` in a shard.
+pub async fn label_names_matching(
+    shard: &ParquetShard,
+    bucket: &Bucket,
+    matchers: &[Matcher],
+) -> Result<Vec<String>, ParquetError> {
+    if matchers.is_empty() {
+        return Ok(shard.label_names().map(str::to_string).collect());
+    }
+    let series = shard
+        .select(bucket, matchers, shard.min_time, shard.max_time, true)
+        .await?;
+    let mut names: Vec<String> = series
+        .iter()
+        .flat_map(|s| s.labels.iter().map(|l| l.name.to_string()))
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
