@@ -48,6 +48,11 @@ pub struct StoreArgs {
     /// and postings offset tables while its index-header is built).
     #[arg(long = "block-sync-concurrency", default_value_t = gauntlet_engine::store::DEFAULT_BLOCK_SYNC_CONCURRENCY as u64, value_parser = clap::value_parser!(u64).range(1..))]
     block_sync_concurrency: u64,
+    /// Which blocks are served from their Parquet shards (`N.labels.parquet` and
+    /// `N.chunks.parquet` in the block's directory): auto (blocks without a TSDB index),
+    /// prefer (every block that has shards), off.
+    #[arg(long = "store.parquet", default_value = "auto")]
+    parquet: gauntlet_engine::store::ParquetMode,
     /// Byte budget of the postings and series cache (e.g. 250MB; units are powers of 1024).
     #[arg(long = "index-cache-size", default_value = "250MB", value_parser = parse_bytes)]
     index_cache_size: u64,
@@ -277,6 +282,7 @@ async fn serve(
         chunk_cache_bytes: args.chunk_cache_size,
         ignore_deletion_marks_delay: args.ignore_deletion_marks_delay,
         block_sync_concurrency: args.block_sync_concurrency as usize,
+        parquet: args.parquet,
         limits: Limits {
             series: args.limit_series,
             samples: args.limit_samples,
@@ -396,7 +402,13 @@ impl Collector for StoreCollector {
             e,
             "thanos_bucket_store_blocks_loaded",
             "Number of currently loaded blocks.",
-            blocks.len() as u64,
+            (blocks.len() + s.parquet_blocks().len()) as u64,
+        )?;
+        metrics::gauge(
+            e,
+            "gauntlet_store_parquet_blocks_loaded",
+            "Number of currently loaded blocks served from their Parquet shards.",
+            s.parquet_blocks().len() as u64,
         )?;
         for (name, help, v) in [
             (

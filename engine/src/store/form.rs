@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use super::StoreError;
 use super::batch::SeriesBatch;
+use super::block::RawChunk;
 use super::series::merge_chunks;
 use super::symbols::SymbolPages;
 use super::wire::{WireBatch, WireBuf, WireChunk, WireForm, put_label_field};
@@ -207,6 +208,8 @@ pub trait StreamBatch: Sized + Send + std::fmt::Debug + 'static {
     /// order), or adds them to the last series when that is the same one: chunks in time
     /// order, overlapping ones merged.
     fn push_merged(&mut self, parts: &[(&Self, usize)]) -> Result<(), StoreError>;
+    /// Appends a series given whole: its labels (sorted by name) and chunks (in time order).
+    fn push_owned(&mut self, labels: &[(&[u8], &[u8])], chunks: &[RawChunk]);
 
     /// Starts writing a batch a producer read (see [`ReadBatch`]).
     #[doc(hidden)]
@@ -281,6 +284,16 @@ impl StreamBatch for SeriesBatch {
 
     fn is_sorted(&self) -> bool {
         SeriesBatch::is_sorted(self)
+    }
+
+    fn push_owned(&mut self, labels: &[(&[u8], &[u8])], chunks: &[RawChunk]) {
+        self.start_series();
+        for (n, v) in labels {
+            self.push_label(n, v);
+        }
+        for c in chunks {
+            self.push_chunk(c.clone());
+        }
     }
 
     fn push_merged(&mut self, parts: &[(&Self, usize)]) -> Result<(), StoreError> {
@@ -519,6 +532,10 @@ impl StreamBatch for WireBatch {
                 .unwrap_or_default(),
             source,
         })
+    }
+
+    fn push_owned(&mut self, labels: &[(&[u8], &[u8])], chunks: &[RawChunk]) {
+        self.push_series(labels, chunks);
     }
 
     fn start_read(&mut self, w: &mut WireWriter, read: &ReadBatch<'_>, bytes_hint: usize) {

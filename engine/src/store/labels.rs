@@ -79,6 +79,15 @@ impl BucketStore {
                 names.extend(b.header.label_names());
                 names.extend(b.ext_labels.iter().map(|l| l.name.to_string()));
             }
+            for b in self.parquet_blocks() {
+                if b.meta.min_time > q.max_time || b.meta.max_time <= q.min_time {
+                    continue;
+                }
+                for s in &b.shards {
+                    names.extend(s.label_names().map(str::to_string));
+                }
+                names.extend(b.ext_labels.iter().map(|l| l.name.to_string()));
+            }
         } else {
             let mut seen = Distinct::default();
             let mut stream = self.series_stream(&Self::series_query(q)).await?;
@@ -135,12 +144,30 @@ impl BucketStore {
                     }
                 }
             }
+            for b in self.parquet_blocks() {
+                if b.meta.min_time > q.max_time || b.meta.max_time <= q.min_time {
+                    continue;
+                }
+                match b.ext_labels.get(name) {
+                    Some(v) => {
+                        values.insert(v.to_string());
+                    }
+                    None => {
+                        for s in &b.shards {
+                            values.extend(s.label_values(&self.bucket, name, &[]).await?);
+                        }
+                    }
+                }
+            }
         } else {
             // The cheap check first: skip the series read when no block can match.
             let any = self
                 .blocks()
                 .iter()
-                .any(|b| block_matchers(b, &q.matchers).is_some());
+                .any(|b| block_matchers(b, &q.matchers).is_some())
+                || self.parquet_blocks().iter().any(|b| {
+                    crate::labels::external_matchers(&b.ext_labels, &q.matchers).is_some()
+                });
             if any {
                 // Streamed batch by batch, each value kept once: a selection of millions of
                 // series is never held whole, and a value repeated across them costs a lookup.

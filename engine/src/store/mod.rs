@@ -19,6 +19,7 @@ pub mod entry;
 mod form;
 pub mod header;
 mod labels;
+pub mod parquet;
 pub mod postings;
 mod queryable;
 mod read;
@@ -35,6 +36,7 @@ pub use batch::{ChunkView, SeriesBatch};
 pub use block::{BucketBlock, RawChunk};
 pub use form::StreamBatch;
 pub use labels::LabelsQuery;
+pub use parquet::{ParquetBlock, ParquetMode};
 pub use selection::{BlockSelection, TimeBound};
 pub use series::{
     SeriesQuery, SeriesResult, ShardInfo, StoreSeries, encode_batch, merge_chunks, recut_chunks,
@@ -128,6 +130,8 @@ pub struct StoreOptions {
     /// being loaded holds its index's symbol and postings offset tables while its
     /// index-header is built.
     pub block_sync_concurrency: usize,
+    /// Which blocks are read from their Parquet shards (`--store.parquet`).
+    pub parquet: ParquetMode,
 }
 
 impl Default for StoreOptions {
@@ -144,6 +148,7 @@ impl Default for StoreOptions {
             },
             selection: BlockSelection::default(),
             block_sync_concurrency: DEFAULT_BLOCK_SYNC_CONCURRENCY,
+            parquet: ParquetMode::default(),
         }
     }
 }
@@ -241,6 +246,9 @@ pub enum StoreError {
     /// The engine cores stopped while answering (the store is shutting down).
     #[error("engine cores stopped while answering")]
     Stopped,
+    /// A Parquet block's files are corrupt or not a Prometheus block; the block is skipped.
+    #[error(transparent)]
+    Parquet(Box<crate::parquet::ParquetError>),
 }
 
 /// The command-line flag that sets a request limit, for error messages.
@@ -355,6 +363,8 @@ pub struct BucketStore {
     cache_stats: Vec<Arc<CacheStats>>,
     chunk_cache_stats: Vec<Arc<CacheStats>>,
     blocks: RwLock<Vec<Arc<BucketBlock>>>,
+    /// Blocks served from their Parquet shards.
+    parquet: RwLock<Vec<Arc<ParquetBlock>>>,
     synced: AtomicBool,
     metrics: Arc<StoreMetrics>,
     runtime: tokio::runtime::Handle,
@@ -405,6 +415,7 @@ impl BucketStore {
             chunk_cache_stats,
             opts,
             blocks: RwLock::new(Vec::new()),
+            parquet: RwLock::new(Vec::new()),
             synced: AtomicBool::new(false),
             metrics: Arc::default(),
             runtime,
@@ -510,16 +521,26 @@ impl BucketStore {
         let mut out: Vec<LabelSetInfo> = Vec::new();
         // A block's range as its meta.json has it, the exclusive end included, as Thanos's
         // store advertises it (`BucketStore.TimeRange`): queriers show and log these numbers.
-        for b in self.blocks() {
-            match out.iter_mut().find(|i| i.labels == b.ext_labels) {
+        let tsdb = self.blocks();
+        let parquet = self.parquet_blocks();
+        let spans = tsdb
+            .iter()
+            .map(|b| (&b.ext_labels, b.meta.min_time, b.meta.max_time))
+            .chain(
+                parquet
+                    .iter()
+                    .map(|b| (&b.ext_labels, b.meta.min_time, b.meta.max_time)),
+            );
+        for (ext, lo, hi) in spans {
+            match out.iter_mut().find(|i| i.labels == *ext) {
                 Some(i) => {
-                    i.min_time = i.min_time.min(b.meta.min_time);
-                    i.max_time = i.max_time.max(b.meta.max_time);
+                    i.min_time = i.min_time.min(lo);
+                    i.max_time = i.max_time.max(hi);
                 }
                 None => out.push(LabelSetInfo {
-                    labels: b.ext_labels.clone(),
-                    min_time: b.meta.min_time,
-                    max_time: b.meta.max_time,
+                    labels: ext.clone(),
+                    min_time: lo,
+                    max_time: hi,
                 }),
             }
         }

@@ -243,6 +243,31 @@ impl BucketStore {
                 pending: None,
             });
         }
+        // Parquet blocks: one producer each, sending its selection sorted by label set.
+        for b in self.select_parquet(q) {
+            stream.queried_blocks.push(b.id().to_string());
+            let (tx, rx) = flume::bounded(CHANNEL_BATCHES);
+            self.runtime.spawn(super::parquet::produce_parquet(
+                self.bucket.clone(),
+                b.clone(),
+                q.clone(),
+                self.opts.limits.series,
+                batch_bytes,
+                stream.form.clone(),
+                tx,
+            ));
+            stream.sources.push(Source {
+                rxs: vec![rx],
+                stripes: 1,
+                stripe: 0,
+                batch: B::empty(&stream.form),
+                pos: 0,
+                block: b.id().to_string(),
+                reorder: false,
+                held: B::empty(&stream.form),
+                pending: None,
+            });
+        }
         Ok(stream)
     }
 

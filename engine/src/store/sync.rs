@@ -14,6 +14,7 @@ use ulid::Ulid;
 
 use super::block::BucketBlock;
 use super::header::{HEADER_FILENAME, IndexHeader};
+use super::parquet::{ParquetBlock, ParquetMode};
 use super::selection::{Excluded, now_ms};
 use super::{BucketStore, StoreError};
 use crate::block::label_filter::LABEL_FILTER_FILENAME;
@@ -43,6 +44,7 @@ pub struct SyncReport {
 /// What a sync's visits share.
 struct VisitCtx<'a> {
     current: &'a HashMap<Ulid, Arc<BucketBlock>>,
+    current_parquet: &'a HashMap<Ulid, Arc<ParquetBlock>>,
     now_ms: i64,
     now_s: i64,
     delay: i64,
@@ -62,6 +64,8 @@ enum Visit {
     Kept(Arc<BucketBlock>),
     /// Newly loaded.
     Added(Arc<BucketBlock>),
+    /// Served from its Parquet shards: newly loaded (true) or kept.
+    Parquet(Arc<ParquetBlock>, bool),
     /// Could not be read or loaded; `keep` is the loaded block kept serving through a
     /// transient error.
     Failed {
@@ -88,6 +92,11 @@ impl BucketStore {
             .into_iter()
             .map(|b| (b.meta.ulid, b))
             .collect();
+        let current_parquet: HashMap<Ulid, Arc<ParquetBlock>> = self
+            .parquet_blocks()
+            .into_iter()
+            .map(|b| (b.meta.ulid, b))
+            .collect();
         let now_ms = now_ms();
         let now_s = now_ms.div_euclid(1000);
         let delay = self.opts.ignore_deletion_marks_delay.as_secs() as i64;
@@ -97,6 +106,7 @@ impl BucketStore {
         // would wait out every request's latency in turn.
         let ctx = VisitCtx {
             current: &current,
+            current_parquet: &current_parquet,
             now_ms,
             now_s,
             delay,
@@ -109,6 +119,7 @@ impl BucketStore {
         .collect()
         .await;
         let mut next = Vec::new();
+        let mut next_parquet = Vec::new();
         for (id, v) in visits {
             match v {
                 Visit::Partial => report.partial += 1,
@@ -120,6 +131,13 @@ impl BucketStore {
                     self.metrics.block_loads.fetch_add(1, Relaxed);
                     report.added += 1;
                     next.push(b);
+                }
+                Visit::Parquet(b, added) => {
+                    if added {
+                        self.metrics.block_loads.fetch_add(1, Relaxed);
+                        report.added += 1;
+                    }
+                    next_parquet.push(b);
                 }
                 Visit::Failed { reason, keep } => {
                     self.fail(&mut report, &id.to_string(), &reason);
@@ -156,7 +174,14 @@ impl BucketStore {
                 }
             }
         }
-        report.loaded = next.len();
+        for id in current_parquet.keys() {
+            if !next_parquet.iter().any(|b| b.meta.ulid == *id) {
+                report.dropped += 1;
+                self.metrics.block_drops.fetch_add(1, Relaxed);
+            }
+        }
+        next_parquet.sort_by_key(|b| (b.meta.min_time, b.meta.ulid));
+        report.loaded = next.len() + next_parquet.len();
         self.metrics
             .time_excluded
             .store(report.time_excluded as u64, Relaxed);
@@ -164,6 +189,7 @@ impl BucketStore {
             .label_excluded
             .store(report.label_excluded as u64, Relaxed);
         *self.blocks.write().unwrap_or_else(|p| p.into_inner()) = next;
+        *self.parquet.write().unwrap_or_else(|p| p.into_inner()) = next_parquet;
         self.synced.store(true, Relaxed);
         tracing::info!(
             loaded = report.loaded,
@@ -215,8 +241,30 @@ impl BucketStore {
         if let Some(b) = ctx.current.get(&id) {
             return Visit::Kept(b.clone());
         }
-        match self.load_block(id, meta, &meta_path).await {
+        if let Some(b) = ctx.current_parquet.get(&id) {
+            return Visit::Parquet(b.clone(), false);
+        }
+        let parquet = |meta| async move {
+            match self.load_parquet(id, meta).await {
+                Ok(b) => Visit::Parquet(Arc::new(b), true),
+                Err(e) => failed(e.to_string(), false),
+            }
+        };
+        match self.opts.parquet {
+            ParquetMode::Prefer => match self.has_parquet(id).await {
+                Ok(true) => return parquet(meta).await,
+                Ok(false) => {}
+                Err(e) => return failed(e.to_string(), false),
+            },
+            ParquetMode::Auto | ParquetMode::Off => {}
+        }
+        match self.load_block(id, meta.clone(), &meta_path).await {
             Ok(b) => Visit::Added(Arc::new(b)),
+            // A block converted to Parquet may have had its TSDB files removed.
+            Err(e) if self.opts.parquet == ParquetMode::Auto => match self.has_parquet(id).await {
+                Ok(true) => parquet(meta).await,
+                _ => failed(e.to_string(), false),
+            },
             Err(e) => failed(e.to_string(), false),
         }
     }

@@ -14,6 +14,8 @@ use crate::query::{LocalBlocks, Queryable, SelectHints};
 
 const STEP: i64 = 15_000;
 
+mod parquet;
+
 /// A block of 20 series `m{i="0".."19"}` with samples at `[from, to)` every 15 s; values
 /// depend on time only, so overlapping blocks agree.
 fn write_block(dir: &Path, from: i64, to: i64, samples_per_chunk: usize) -> Ulid {

@@ -89,12 +89,20 @@ impl StoreService {
             return Ok(None);
         };
         let tenant = t.tenant_of(headers).map_err(Status::invalid_argument)?;
+        let mine =
+            |ext: &gauntlet_engine::labels::Labels| ext.get(&t.label) == Some(tenant.as_str());
+        let tsdb = self.store.blocks();
+        let parquet = self.store.parquet_blocks();
         Ok(Some(
-            self.store
-                .blocks()
-                .iter()
-                .filter(|b| b.ext_labels.get(&t.label) == Some(tenant.as_str()))
+            tsdb.iter()
+                .filter(|b| mine(&b.ext_labels))
                 .map(|b| b.id().to_string())
+                .chain(
+                    parquet
+                        .iter()
+                        .filter(|b| mine(&b.ext_labels))
+                        .map(|b| b.id().to_string()),
+                )
                 .collect(),
         ))
     }
