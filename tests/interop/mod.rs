@@ -10,4 +10,5 @@ mod fixture;
 mod frontend_rule;
 mod gauntlet_query;
 mod hashring;
+mod parquet;
 mod querier_front;

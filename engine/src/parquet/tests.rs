@@ -340,3 +340,46 @@ fn corrupt_and_foreign_files_give_typed_errors() {
     let err = attempt(&b).unwrap_err();
     assert!(matches!(err, ParquetError::Layout { .. }), "{err}");
 }
+
+#[test]
+fn column_indexes_say_false_as_zero() {
+    let dir = &fixture("promtool-200series-2h")[0];
+    let block = Block::open(dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let report = convert_block(
+        &block,
+        tmp.path(),
+        &ConvertOptions {
+            row_group_rows: 30,
+            ..ConvertOptions::default()
+        },
+    )
+    .unwrap();
+    let mut seen = 0;
+    for f in &report.files {
+        let raw = std::fs::read(f).unwrap();
+        let n = raw.len();
+        let meta_len = u32::from_le_bytes(raw[n - 8..n - 4].try_into().unwrap()) as usize;
+        let meta = parquet::file::metadata::ParquetMetaDataReader::decode_metadata(
+            &raw[n - 8 - meta_len..n - 8],
+        )
+        .unwrap();
+        for rg in meta.row_groups() {
+            for c in rg.columns() {
+                let r = c
+                    .column_index_range()
+                    .expect("every column has a column index");
+                let mut idx = raw[r.start as usize..r.end as usize].to_vec();
+                assert!(!super::write::patch_null_pages(&mut idx).unwrap(), "{f:?}");
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen > 10);
+    // The rewrite itself, on a list of three booleans: true, false as 2, false as 0.
+    let mut idx = vec![0x19, 0x31, 1, 2, 0, 0x00];
+    assert!(super::write::patch_null_pages(&mut idx).unwrap());
+    assert_eq!(idx, [0x19, 0x31, 1, 0, 0, 0]);
+    assert!(super::write::patch_null_pages(&mut [0x15, 0x00]).is_err());
+    assert!(super::write::patch_null_pages(&mut [0x19, 0x51, 1]).is_err());
+}

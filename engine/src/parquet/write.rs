@@ -76,6 +76,10 @@ pub struct ConvertReport {
     pub bytes: u64,
 }
 
+/// Bytes of a page's bounds kept in the column index (longer values are truncated, still
+/// bounding the page).
+const COLUMN_INDEX_BOUND_BYTES: usize = 64;
+
 /// One buffered row.
 struct Row {
     /// (label column number, value) in column order.
@@ -103,7 +107,11 @@ pub fn convert_block(
         source,
     })?;
     let meta = block.meta();
-    let (mint, maxt) = (meta.min_time, meta.max_time);
+    // The files' range is closed: the block's end is exclusive.
+    let (mint, maxt) = (
+        meta.min_time,
+        meta.max_time.saturating_sub(1).max(meta.min_time),
+    );
     let n_cols = ((maxt.saturating_sub(mint)) / opts.col_duration_ms + 1) as usize;
     let index = block.index();
     let mut names = index.label_names();
@@ -379,7 +387,10 @@ impl ShardWriter {
                 .set_writer_version(WriterVersion::PARQUET_2_0)
                 .set_compression(Compression::ZSTD(zstd))
                 .set_dictionary_enabled(false)
-                .set_statistics_enabled(EnabledStatistics::None)
+                // Every column gets a column index, which readers page through; the chunk
+                // and series columns' bounds are cut short (they bound nothing useful).
+                .set_statistics_enabled(EnabledStatistics::Page)
+                .set_column_index_truncate_length(Some(COLUMN_INDEX_BOUND_BYTES))
                 .set_max_row_group_row_count(None)
                 .set_key_value_metadata(Some(kv.clone()))
         };
@@ -555,6 +566,13 @@ impl ShardWriter {
                 path: path.clone(),
                 source: e.into_error(),
             })?;
+            drop(file);
+            let mut file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(p)
+                .map_err(io_err(p))?;
+            zero_false_null_pages(&mut file, &path)?;
             file.sync_all().map_err(io_err(p))?;
             report.bytes += file.metadata().map_err(io_err(p))?.len();
             report.files.push(p.clone());
@@ -562,4 +580,87 @@ impl ShardWriter {
         report.shards += 1;
         Ok(())
     }
+}
+
+/// Rewrites, in every column index of a finished file, the `false` entries of `null_pages`
+/// from 2 to 0.
+///
+/// Thrift's compact protocol writes a boolean inside a list as one byte, and writers differ on
+/// `false`: the Parquet writer used here writes 2 (as Thrift's Java library does), while the Go
+/// Parquet library that Prometheus-on-Parquet readers are built on reads any byte but 0 as
+/// `true`, so to it every page would be all nulls and every selection empty. 0 is what the Go
+/// writer itself writes and what every reader reads as `false`. The bytes keep their length,
+/// so no offset moves.
+fn zero_false_null_pages(file: &mut File, path: &str) -> Result<(), ParquetError> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let io = |source| ParquetError::Io {
+        path: path.to_string(),
+        source,
+    };
+    let len = file.seek(SeekFrom::End(0)).map_err(io)?;
+    let mut tail = [0u8; 8];
+    file.seek(SeekFrom::Start(len.saturating_sub(8)))
+        .map_err(io)?;
+    file.read_exact(&mut tail).map_err(io)?;
+    let meta_len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    let start = len
+        .checked_sub(8 + meta_len)
+        .ok_or_else(|| ParquetError::layout(path, "footer longer than the file"))?;
+    let mut footer = vec![0u8; meta_len as usize];
+    file.seek(SeekFrom::Start(start)).map_err(io)?;
+    file.read_exact(&mut footer).map_err(io)?;
+    let meta = parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&footer)
+        .map_err(|e| ParquetError::format(path, e))?;
+    for rg in meta.row_groups() {
+        for c in rg.columns() {
+            let Some(r) = c.column_index_range() else {
+                continue;
+            };
+            let mut buf = vec![0u8; (r.end - r.start) as usize];
+            file.seek(SeekFrom::Start(r.start)).map_err(io)?;
+            file.read_exact(&mut buf).map_err(io)?;
+            if patch_null_pages(&mut buf).map_err(|what| ParquetError::layout(path, what))? {
+                file.seek(SeekFrom::Start(r.start)).map_err(io)?;
+                file.write_all(&buf).map_err(io)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sets the `false` entries (2) of `null_pages`, field 1 of a compact-protocol column index,
+/// to 0; whether anything changed.
+pub(super) fn patch_null_pages(buf: &mut [u8]) -> Result<bool, String> {
+    // Field 1, a list: the field header's delta is 1 and its type 9.
+    if buf.first() != Some(&0x19) {
+        return Err("column index does not start with its null_pages list".into());
+    }
+    let header = *buf.get(1).ok_or("truncated column index")?;
+    let elem = header & 0x0F;
+    if elem != 1 && elem != 2 {
+        return Err(format!("null_pages holds thrift type {elem}, not booleans"));
+    }
+    let (count, mut at) = if header >> 4 == 0x0F {
+        let (n, k) = super::uvarint(&buf[2..]).ok_or("truncated null_pages size")?;
+        (n as usize, 2 + k)
+    } else {
+        (usize::from(header >> 4), 2)
+    };
+    let end = at
+        .checked_add(count)
+        .filter(|&e| e <= buf.len())
+        .ok_or("null_pages runs past the column index")?;
+    let mut changed = false;
+    while at < end {
+        match buf[at] {
+            0 | 1 => {}
+            2 => {
+                buf[at] = 0;
+                changed = true;
+            }
+            b => return Err(format!("null_pages entry {b} is not a boolean")),
+        }
+        at += 1;
+    }
+    Ok(changed)
 }

@@ -123,6 +123,41 @@ pub enum BucketCmd {
         #[arg(long = "dry-run")]
         dry_run: bool,
     },
+    /// Converts blocks to Parquet shards (`N.labels.parquet`, `N.chunks.parquet`) in each
+    /// block's directory, streaming, one row group in memory at a time. Chunk files go up
+    /// before labels files, and shard 0's labels file last: a store sees a block's shards
+    /// once they are all there.
+    Convert {
+        #[command(flatten)]
+        objstore: ObjstoreArgs,
+        /// Target format.
+        #[arg(long = "to", value_enum)]
+        to: ConvertTo,
+        /// Blocks to convert (repeatable); when absent, every raw block not marked for
+        /// deletion and not converted yet.
+        #[arg(long = "id", value_parser = parse_ulid)]
+        ids: Vec<Ulid>,
+        /// Most rows (series) in a row group.
+        #[arg(long = "parquet.row-group-size", default_value_t = gauntlet_engine::parquet::DEFAULT_ROW_GROUP_ROWS as u64, value_parser = clap::value_parser!(u64).range(1..))]
+        row_group_rows: u64,
+        /// Most rows in a shard; past it a new shard starts (0 = one shard).
+        #[arg(long = "parquet.shard-size", default_value_t = 0)]
+        shard_rows: usize,
+        /// Time one chunk column spans.
+        #[arg(long = "parquet.column-duration", default_value = "8h", value_parser = humantime::parse_duration)]
+        col_duration: Duration,
+        /// Delete the block's TSDB index and chunks once its shards are uploaded (stores then
+        /// serve it from Parquet in their default mode).
+        #[arg(long = "delete-tsdb")]
+        delete_tsdb: bool,
+    },
+}
+
+/// Formats `bucket convert` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConvertTo {
+    /// Prometheus-on-Parquet shards.
+    Parquet,
 }
 
 /// How `ls` prints.
@@ -170,7 +205,8 @@ pub fn run(cmd: BucketCmd) -> anyhow::Result<()> {
         | BucketCmd::Verify { objstore, .. }
         | BucketCmd::Mark { objstore, .. }
         | BucketCmd::Cleanup { objstore, .. }
-        | BucketCmd::Rewrite { objstore, .. } => objstore.clone(),
+        | BucketCmd::Rewrite { objstore, .. }
+        | BucketCmd::Convert { objstore, .. } => objstore.clone(),
     };
     let cfg = objstore.bucket_config()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -204,6 +240,30 @@ pub fn run(cmd: BucketCmd) -> anyhow::Result<()> {
                 dry_run,
                 ..
             } => rewrite(&bucket, &ids, &delete_series, dry_run).await,
+            BucketCmd::Convert {
+                to: ConvertTo::Parquet,
+                ids,
+                row_group_rows,
+                shard_rows,
+                col_duration,
+                delete_tsdb,
+                ..
+            } => {
+                let opts = gauntlet_engine::parquet::write::ConvertOptions {
+                    row_group_rows: row_group_rows as usize,
+                    shard_rows: if shard_rows == 0 {
+                        usize::MAX
+                    } else {
+                        shard_rows
+                    },
+                    col_duration_ms: i64::try_from(col_duration.as_millis())
+                        .ok()
+                        .filter(|&ms| ms > 0)
+                        .context("--parquet.column-duration must be positive")?,
+                    ..Default::default()
+                };
+                convert_parquet(&bucket, &ids, &opts, delete_tsdb).await
+            }
         }
     })
 }
@@ -824,6 +884,105 @@ fn rewrite_local(
 }
 
 /// A scratch directory under the system's temporary directory, removed when dropped.
+/// `bucket convert --to=parquet`: each block downloaded, converted locally and its shards
+/// uploaded into its directory.
+async fn convert_parquet(
+    bucket: &Bucket,
+    ids: &[Ulid],
+    opts: &gauntlet_engine::parquet::write::ConvertOptions,
+    delete_tsdb: bool,
+) -> anyhow::Result<()> {
+    use gauntlet_engine::parquet::{chunks_file, labels_file};
+    let found = sync_blocks(bucket).await?;
+    let mut todo = Vec::new();
+    if ids.is_empty() {
+        for (id, b) in &found.blocks {
+            let done = bucket
+                .exists(&format!("{id}/{}", labels_file(0)))
+                .await
+                .with_context(|| format!("looking for {id}/{}", labels_file(0)))?;
+            if b.deletion.is_none() && b.resolution() == 0 && !done {
+                todo.push(*id);
+            }
+        }
+    } else {
+        for id in ids {
+            match found.blocks.get(id) {
+                None => bail!("--id={id}: no such block in the bucket (no usable {id}/meta.json)"),
+                Some(b) if b.resolution() != 0 => bail!(
+                    "--id={id}: a downsampled block (resolution {} ms) has aggregate chunks, which Parquet shards do not hold",
+                    b.resolution()
+                ),
+                Some(_) => todo.push(*id),
+            }
+        }
+    }
+    todo.sort();
+    let scratch = scratch_dir("convert")?;
+    let bar = progress_bar(todo.len() as u64, "convert");
+    for id in todo {
+        let work = scratch.path().join(id.to_string());
+        let src = work.join("src");
+        bar.set_message(format!("{id}: downloading"));
+        download_block(bucket, &id.to_string(), &src).await?;
+        bar.set_message(format!("{id}: converting"));
+        let (out, o) = (work.join("out"), opts.clone());
+        let report = tokio::task::spawn_blocking(move || {
+            let block = Block::open(&src)?;
+            let r = gauntlet_engine::parquet::write::convert_block(&block, &out, &o)?;
+            anyhow::Ok((r, out))
+        })
+        .await
+        .context("convert task")?
+        .with_context(|| format!("converting {id}"))?;
+        let (report, out) = report;
+        bar.set_message(format!("{id}: uploading"));
+        // Chunks files first, then labels files from the last shard to shard 0.
+        let mut order: Vec<String> = (0..report.shards).map(chunks_file).collect();
+        order.extend((0..report.shards).rev().map(labels_file));
+        for name in order {
+            bucket
+                .upload_file(&out.join(&name), &format!("{id}/{name}"))
+                .await
+                .with_context(|| format!("uploading {id}/{name}"))?;
+        }
+        if delete_tsdb {
+            let mut gone: Vec<String> = bucket
+                .list(&format!("{id}/chunks/"))
+                .await
+                .with_context(|| format!("listing {id}/chunks/"))?
+                .into_iter()
+                .map(|o| o.path)
+                .collect();
+            gone.push(format!("{id}/index"));
+            for key in gone {
+                bucket
+                    .delete(&key)
+                    .await
+                    .with_context(|| format!("deleting {key}"))?;
+            }
+        }
+        bar.suspend(|| {
+            println!(
+                "{id}: {} series in {} shard(s), {} row groups, {} bytes{}",
+                report.series,
+                report.shards,
+                report.row_groups,
+                report.bytes,
+                if delete_tsdb {
+                    "; TSDB index and chunks deleted"
+                } else {
+                    ""
+                }
+            )
+        });
+        bar.inc(1);
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
 fn scratch_dir(what: &str) -> anyhow::Result<tempfile::TempDir> {
     tempfile::Builder::new()
         .prefix(&format!("gauntlet-{what}-"))
