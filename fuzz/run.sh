@@ -183,6 +183,28 @@ put(4, 0, "start=-1e300&end=abc")
 put(7, 0, "limit=-1&metric=up")
 put(2, 0, "query=" + u.quote("sum by (job) (rate(x[5m]))", safe=""))
 ' "$dir" ;;
+  parquet_shard)
+    # Four bytes giving the labels file's length, the labels file, then the chunks file: the
+    # shards Gauntlet's converter writes for a fixture block, in one and in small row groups.
+    tools
+    local tmp
+    tmp=$(mktemp -d)
+    mkdir -p "$tmp/b"
+    cp -r "$block" "$tmp/b/"
+    printf 'type: FILESYSTEM\nconfig:\n  directory: %s\n' "$tmp/b" >"$tmp/o.yml"
+    local n=0
+    for rows in 1000000 37; do
+      rm -f "$tmp"/b/*/*.parquet
+      "$tdir/debug/gauntlet" tools bucket convert --to=parquet --parquet.row-group-size=$rows \
+        --objstore.config-file="$tmp/o.yml" >/dev/null
+      local l c
+      l=$(ls "$tmp"/b/*/0.labels.parquet)
+      c=$(ls "$tmp"/b/*/0.chunks.parquet)
+      python3 -c 'import struct,sys; l=open(sys.argv[1],"rb").read(); c=open(sys.argv[2],"rb").read(); open(sys.argv[3],"wb").write(struct.pack("<I",len(l))+l+c)' \
+        "$l" "$c" "$dir/seed$n"
+      n=$((n + 1))
+    done
+    rm -rf "$tmp" ;;
   selector_parse)
     { grep -hv '^#' "$root"/perf/queries/series.txt | sed -E 's/^series +[^ ]+ +[^ ]+ +//'
       queries | grep '[{]'; } | seed_lines "$dir" ;;
