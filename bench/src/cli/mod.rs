@@ -168,6 +168,24 @@ pub(crate) enum RunCmd {
         #[command(flatten)]
         common: RunArgs,
     },
+    /// Prometheus-on-Parquet reads: `gauntlet store` over Parquet files against
+    /// prometheus-community/parquet-common's reader (through `parquet-peer`) on the same files,
+    /// parquet-common's own `BenchmarkSelect` data and cases, with the TSDB form beside them.
+    Parquet {
+        #[command(flatten)]
+        common: RunArgs,
+        /// Instances of the data set: 5 metrics × instances × 3,000 series (parquet-common's
+        /// benchmark: 100, 1.5M series).
+        #[arg(long, default_value_t = 100)]
+        instances: usize,
+        /// Measured passes per case (after one warm-up pass); the best is reported.
+        #[arg(long, default_value_t = 5)]
+        passes: usize,
+        /// The `parquet-peer` binary; default: `.tools/peers/bin/parquet-peer` (or under
+        /// `$GAUNTLET_PEERS_BIN`).
+        #[arg(long)]
+        parquet_peer_bin: Option<PathBuf>,
+    },
     /// The store gateway: `gauntlet store` against `thanos store` over the same bucket, each
     /// from an empty data directory and behind its own `thanos query`.
     Store {
@@ -501,6 +519,28 @@ pub(crate) fn run(cmd: RunCmd) -> anyhow::Result<()> {
             };
             let o = common.options(100, hours, Duration::from_secs(30))?;
             (runner::compact(&o)?, o)
+        }
+        RunCmd::Parquet {
+            common,
+            instances,
+            passes,
+            parquet_peer_bin,
+        } => {
+            anyhow::ensure!(instances > 0, "--instances must be positive");
+            let o = common.options(1, 1.0, Duration::from_secs(60))?;
+            let peer_bin = parquet_peer_bin
+                .or_else(|| runner::peers::default_bin("parquet-peer"))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "no parquet-peer binary: build it with `bash tests/peers/build.sh parquet-peer` or give --parquet-peer-bin"
+                    )
+                })?;
+            let po = runner::ParquetOptions {
+                instances,
+                passes,
+                peer_bin,
+            };
+            (runner::parquet(&o, &po)?, o)
         }
         RunCmd::Store {
             common,

@@ -9,6 +9,7 @@ mod compact;
 pub mod current;
 pub mod engine_stream;
 mod ingest;
+mod parquet;
 pub mod peers;
 mod querier;
 pub mod readme_figures;
@@ -25,6 +26,7 @@ use crate::datagen::GenConfig;
 
 pub use compact::compact;
 pub use ingest::ingest;
+pub use parquet::{ParquetOptions, parquet};
 pub use report::{Figures, history_file, machine_description, record, record_as};
 pub use scenarios::{count_samples, histogram, query};
 pub use store::{StoreOptions, store};

@@ -116,7 +116,8 @@ pub fn decode_label_column(
     let mut pages = SerializedPageReader::new(file, meta, rows, None).map_err(fmt)?;
     let mut out = CodedColumn {
         dict: Vec::new(),
-        codes: Vec::with_capacity(rows),
+        // The row count is the file's word: room grows with what the pages really hold.
+        codes: Vec::with_capacity(rows.min(1 << 16)),
     };
     // Codes of the current dictionary start here in `out.dict`.
     let mut dict_base: u32 = 0;
@@ -124,6 +125,17 @@ pub fn decode_label_column(
     let mut levels = Vec::new();
     let mut values = Vec::new();
     while let Some(page) = pages.get_next_page().map_err(fmt)? {
+        // A page's value count is checked against the rows left before anything is decoded.
+        let left = rows - out.codes.len();
+        let room = |n: u32| {
+            if n as usize > left {
+                Err(bad(format!(
+                    "pages hold more than the row group's {rows} values"
+                )))
+            } else {
+                Ok(())
+            }
+        };
         let (buf, num_values, encoding, def_len) = match page {
             Page::DictionaryPage {
                 buf, num_values, ..
@@ -140,6 +152,7 @@ pub fn decode_label_column(
                 encoding,
                 ..
             } => {
+                room(num_values)?;
                 if max_def == 0 {
                     (buf, num_values, encoding, 0usize)
                 } else {
@@ -164,6 +177,7 @@ pub fn decode_label_column(
                 rep_levels_byte_len,
                 ..
             } => {
+                room(num_values)?;
                 let rep = rep_levels_byte_len as usize;
                 let end = rep
                     .checked_add(def_levels_byte_len as usize)

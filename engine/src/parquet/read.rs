@@ -34,6 +34,10 @@ use crate::bucket::Bucket;
 use crate::labels::{Label, Labels, MatchType, Matcher};
 use crate::store::RawChunk;
 
+/// Most rows a row group may claim: 64 times the usual million, and a bound on what a file
+/// whose metadata lies can make a reader allocate per row group.
+const MAX_ROW_GROUP_ROWS: i64 = 1 << 26;
+
 /// First suffix read of a file's footer, bytes.
 const FOOTER_GUESS: u64 = 256 << 10;
 
@@ -189,6 +193,18 @@ impl ParquetShard {
         }
         let data_cols = numbered.into_iter().map(|(_, i)| i).collect();
         let (lr, cr) = (labels.meta.row_groups(), chunks.meta.row_groups());
+        if let Some(rg) = lr
+            .iter()
+            .find(|rg| !(0..=MAX_ROW_GROUP_ROWS).contains(&rg.num_rows()))
+        {
+            return Err(ParquetError::layout(
+                &labels.path,
+                format!(
+                    "a row group of {} rows (at most {MAX_ROW_GROUP_ROWS} are read)",
+                    rg.num_rows()
+                ),
+            ));
+        }
         if lr.len() != cr.len() || lr.iter().zip(cr).any(|(a, b)| a.num_rows() != b.num_rows()) {
             return Err(ParquetError::layout(
                 &chunks.path,
@@ -443,7 +459,9 @@ impl ParquetShard {
         let pages = SerializedPageReader::new(file, meta, total, locations).map_err(fmt)?;
         let mut r =
             ColumnReaderImpl::<ByteArrayType>::new(meta.column_descr_ptr(), Box::new(pages));
-        let mut out = Vec::with_capacity(rows.len());
+        // Every value is copied once into one buffer, which the answers then share.
+        let mut buf: Vec<u8> = Vec::new();
+        let mut ends: Vec<usize> = Vec::with_capacity(rows.len());
         let mut pos = 0usize;
         let mut vals: Vec<ByteArray> = Vec::new();
         let mut i = 0;
@@ -477,11 +495,23 @@ impl ParquetShard {
                 }
                 got += n;
             }
-            out.extend(vals.drain(..).map(|v| Bytes::from(v.data().to_vec())));
+            for v in vals.drain(..) {
+                buf.extend_from_slice(v.data());
+                ends.push(buf.len());
+            }
             pos = end;
             i += want;
         }
-        Ok(out)
+        let buf = Bytes::from(buf);
+        let mut start = 0;
+        Ok(ends
+            .into_iter()
+            .map(|end| {
+                let v = buf.slice(start..end);
+                start = end;
+                v
+            })
+            .collect())
     }
 
     #[allow(clippy::too_many_arguments)]
