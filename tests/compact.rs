@@ -646,3 +646,92 @@ fn a_bucket_that_vanishes_is_reported_and_the_waiting_compactor_carries_on_when_
         &live_dump(&bucket, &[("g", "b")]),
     );
 }
+
+/// `--parquet`: a pass converts the compacted blocks long enough (here the 8 h one, not the
+/// newest 2 h one) into Parquet shards, once; with `--parquet.delete-tsdb` their TSDB files go
+/// and a store serves them from the shards with every sample.
+#[test]
+fn the_parquet_step_converts_long_blocks_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = promtool_blocks(tmp.path(), 10, 10);
+    for (k, delete) in [false, true].into_iter().enumerate() {
+        let bucket = tmp.path().join(format!("bucket{k}"));
+        std::fs::create_dir_all(&bucket).unwrap();
+        upload(&src, &bucket, &[("cluster", "eu1")]);
+        let objstore = filesystem_objstore(tmp.path().join(format!("objstore{k}.yml")), &bucket);
+        let mut flags = vec![
+            "--parquet",
+            "--parquet.min-block-duration=8h",
+            "--downsampling.disable",
+        ];
+        if delete {
+            flags.push("--parquet.delete-tsdb");
+        }
+        let data = tmp.path().join(format!("data{k}"));
+        let out = compact(&objstore, &data, &flags);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let blocks = live(&bucket);
+        assert_eq!(blocks.len(), 2, "{blocks:?}");
+        let mut converted = None;
+        for (dir, meta) in &blocks {
+            let long = meta.max_time - meta.min_time >= 8 * 3_600_000;
+            assert_eq!(dir.join("0.labels.parquet").is_file(), long, "{dir:?}");
+            assert_eq!(dir.join("0.chunks.parquet").is_file(), long, "{dir:?}");
+            assert_eq!(dir.join("index").is_file(), !(long && delete), "{dir:?}");
+            if long {
+                converted = Some((dir.clone(), meta.clone()));
+            }
+        }
+        let (dir, meta) = converted.expect("the 8 h block was converted");
+        let written = std::fs::metadata(dir.join("0.labels.parquet"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        // A second pass has nothing left to convert.
+        let out = compact(&objstore, &data, &flags);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let again = std::fs::metadata(dir.join("0.labels.parquet"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert_eq!(written, again, "converted twice");
+        if delete {
+            // Served from the shards: every sample of the block.
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            let served = rt.block_on(async {
+                use gauntlet_engine::labels::{MatchType, Matcher};
+                use gauntlet_engine::store::{BucketStore, SeriesQuery, StoreOptions};
+                let cfg = gauntlet_engine::bucket::BucketConfig::filesystem(&bucket).unwrap();
+                let store = BucketStore::open(
+                    gauntlet_engine::bucket::Bucket::open(&cfg).unwrap(),
+                    &tmp.path().join("store-data"),
+                    StoreOptions::default(),
+                )
+                .unwrap();
+                let rep = store.sync().await.unwrap();
+                assert_eq!((rep.loaded, rep.failed.len()), (2, 0), "{rep:?}");
+                assert_eq!(store.parquet_blocks().len(), 1);
+                let q = SeriesQuery {
+                    min_time: meta.min_time,
+                    max_time: meta.max_time - 1,
+                    matchers: vec![Matcher::new(MatchType::Regexp, "__name__", ".+").unwrap()],
+                    ..SeriesQuery::default()
+                };
+                let res = store.series(&q).await.unwrap();
+                let mut n = 0u64;
+                for s in &res.series {
+                    for c in &s.chunks {
+                        let mut it = gauntlet_engine::chunk::XorIterator::new(&c.data).unwrap();
+                        while let Some((t, _)) = it.next().unwrap() {
+                            if t >= q.min_time && t <= q.max_time {
+                                n += 1;
+                            }
+                        }
+                    }
+                }
+                n
+            });
+            assert_eq!(served, meta.stats.num_samples);
+        }
+    }
+}

@@ -349,6 +349,7 @@ fn spawn_compaction(
         cpu_share: (share < 1.0).then_some(share),
         concurrency: 1,
         max_index_bytes: gauntlet_engine::index::writer::MAX_INDEX_SIZE,
+        parquet: None,
     };
     let bucket = Bucket::open(bucket_config)?;
     let every = args.compact_every;

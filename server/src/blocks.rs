@@ -285,3 +285,65 @@ mod tests {
         assert_eq!(files.len(), 4);
     }
 }
+
+/// Converts block `id` of `bucket` to Parquet shards in its directory: downloaded under
+/// `scratch`, converted there (one row group in memory at a time), chunks files uploaded
+/// first and shard 0's labels file last, so a reader sees the shards once they are all there.
+/// With `delete_tsdb` the block's index and chunk segments are deleted afterwards.
+pub async fn convert_to_parquet(
+    bucket: &Bucket,
+    id: Ulid,
+    scratch: &Path,
+    opts: &gauntlet_engine::parquet::write::ConvertOptions,
+    delete_tsdb: bool,
+) -> anyhow::Result<gauntlet_engine::parquet::write::ConvertReport> {
+    use gauntlet_engine::parquet::{chunks_file, labels_file};
+    let work = scratch.join(id.to_string());
+    let src = work.join("src");
+    download_block(bucket, &id.to_string(), &src).await?;
+    let (out, o) = (work.join("out"), opts.clone());
+    let report = tokio::task::spawn_blocking(move || {
+        let block = gauntlet_engine::block::Block::open(&src)?;
+        let r = gauntlet_engine::parquet::write::convert_block(&block, &out, &o)?;
+        anyhow::Ok(r)
+    })
+    .await
+    .context("convert task")?
+    .with_context(|| format!("converting {id}"))?;
+    let out = work.join("out");
+    let mut order: Vec<String> = (0..report.shards).map(chunks_file).collect();
+    order.extend((0..report.shards).rev().map(labels_file));
+    for name in order {
+        bucket
+            .upload_file(&out.join(&name), &format!("{id}/{name}"))
+            .await
+            .with_context(|| format!("uploading {id}/{name}"))?;
+    }
+    if delete_tsdb {
+        let mut gone: Vec<String> = bucket
+            .list(&format!("{id}/chunks/"))
+            .await
+            .with_context(|| format!("listing {id}/chunks/"))?
+            .into_iter()
+            .map(|o| o.path)
+            .collect();
+        gone.push(format!("{id}/index"));
+        for key in gone {
+            bucket
+                .delete(&key)
+                .await
+                .with_context(|| format!("deleting {key}"))?;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(report)
+}
+
+/// Whether block `id` has Parquet shards already.
+pub async fn has_parquet(bucket: &Bucket, id: Ulid) -> anyhow::Result<bool> {
+    let key = format!("{id}/{}", gauntlet_engine::parquet::labels_file(0));
+    bucket
+        .exists(&key)
+        .await
+        .with_context(|| format!("looking for {key}"))
+}

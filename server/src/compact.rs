@@ -96,6 +96,19 @@ pub struct CompactArgs {
     /// may still be settling. Blocks the compactor made are exempt.
     #[arg(long = "consistency-delay", default_value = "30m", value_parser = humantime::parse_duration)]
     pub consistency_delay: Duration,
+    /// After compaction and downsampling, convert raw blocks (not marked for deletion, not
+    /// converted yet, spanning at least `--parquet.min-block-duration`) to Parquet shards in
+    /// their directories (docs/formats/parquet.md).
+    #[arg(long = "parquet")]
+    pub parquet: bool,
+    /// Shortest block the Parquet step converts: with 2 days, only blocks compacted that far
+    /// (the 2 h blocks they replace would only be deleted).
+    #[arg(long = "parquet.min-block-duration", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub parquet_min_duration: Duration,
+    /// Delete a converted block's TSDB index and chunks once its shards are uploaded
+    /// (stores then serve it from Parquet); without it both forms are kept.
+    #[arg(long = "parquet.delete-tsdb")]
+    pub parquet_delete_tsdb: bool,
     /// Highest compaction level (4: blocks of up to 14 days).
     #[arg(long = "debug.max-compaction-level", default_value_t = 4)]
     pub max_level: usize,
@@ -116,6 +129,8 @@ pub struct CompactMetrics {
     pub halted_groups: AtomicU64,
     /// Blocks downsampled.
     pub downsamples: AtomicU64,
+    /// Blocks converted to Parquet shards.
+    pub parquet_conversions: AtomicU64,
     /// Downsamplings that failed.
     pub downsample_failures: AtomicU64,
     /// Deletion marks written.
@@ -182,6 +197,17 @@ pub struct CompactConfig {
     pub concurrency: usize,
     /// Largest sum of input index sizes a compaction takes on (Thanos's 64 GiB).
     pub max_index_bytes: u64,
+    /// The Parquet step, when it runs (`--parquet`).
+    pub parquet: Option<ParquetStep>,
+}
+
+/// What the compactor's Parquet step converts, and how.
+#[derive(Debug, Clone)]
+pub struct ParquetStep {
+    /// Shortest block converted, ms.
+    pub min_duration_ms: i64,
+    /// Delete a converted block's TSDB files.
+    pub delete_tsdb: bool,
 }
 
 impl CompactConfig {
@@ -212,6 +238,10 @@ impl CompactConfig {
             cpu_share: None,
             concurrency: a.concurrency.max(1),
             max_index_bytes: MAX_INDEX_SIZE,
+            parquet: a.parquet.then(|| ParquetStep {
+                min_duration_ms: a.parquet_min_duration.as_millis() as i64,
+                delete_tsdb: a.parquet_delete_tsdb,
+            }),
         })
     }
 }
@@ -227,6 +257,8 @@ pub struct PassReport {
     pub marked: Vec<Ulid>,
     /// Blocks deleted.
     pub deleted: Vec<Ulid>,
+    /// Blocks converted to Parquet shards.
+    pub converted: Vec<Ulid>,
     /// Groups halted, with why.
     pub halted: Vec<(String, String)>,
     /// Steps that failed and will be retried next pass.
@@ -240,6 +272,7 @@ impl PassReport {
         self.downsampled.extend(other.downsampled);
         self.marked.extend(other.marked);
         self.deleted.extend(other.deleted);
+        self.converted.extend(other.converted);
         self.halted.extend(other.halted);
         self.failures.extend(other.failures);
     }
@@ -422,6 +455,9 @@ async fn pass(
         plan_todo(&blocks, cfg, m, Phase::Downsampling);
         downsample(bucket, cfg, m, stop, &mut blocks, &mut rep).await;
     }
+    if let Some(step) = cfg.parquet.as_ref().filter(|_| !stop.load(Relaxed)) {
+        to_parquet(bucket, cfg, step, m, stop, &blocks, &mut rep).await;
+    }
     if !stop.load(Relaxed) {
         plan_todo(&blocks, cfg, m, Phase::Cleaning);
         retention(bucket, cfg, m, &mut blocks, &mut rep).await?;
@@ -429,6 +465,57 @@ async fn pass(
     }
     plan_todo(&blocks, cfg, m, Phase::Cleaning);
     Ok(rep)
+}
+
+/// The Parquet step: every raw block not marked for deletion, not converted yet and at least
+/// `step.min_duration_ms` long, converted one at a time. A block that fails is reported and
+/// retried next pass.
+async fn to_parquet(
+    bucket: &Bucket,
+    cfg: &CompactConfig,
+    step: &ParquetStep,
+    m: &CompactMetrics,
+    stop: &AtomicBool,
+    blocks: &BTreeMap<Ulid, SyncedBlock>,
+    rep: &mut PassReport,
+) {
+    let scratch = cfg.data_dir.join("parquet");
+    let opts = gauntlet_engine::parquet::write::ConvertOptions::default();
+    for (id, b) in blocks {
+        if stop.load(Relaxed) {
+            return;
+        }
+        if b.deletion.is_some()
+            || b.resolution() != 0
+            || b.meta.max_time - b.meta.min_time < step.min_duration_ms
+        {
+            continue;
+        }
+        match crate::blocks::has_parquet(bucket, *id).await {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(e) => {
+                rep.failures.push(format!("{e:#}"));
+                continue;
+            }
+        }
+        tracing::info!(block = %id, "converting to Parquet");
+        match crate::blocks::convert_to_parquet(bucket, *id, &scratch, &opts, step.delete_tsdb)
+            .await
+        {
+            Ok(r) => {
+                tracing::info!(block = %id, series = r.series, shards = r.shards, bytes = r.bytes, "converted to Parquet");
+                m.parquet_conversions.fetch_add(1, Relaxed);
+                rep.converted.push(*id);
+            }
+            Err(e) => {
+                tracing::warn!(block = %id, error = %format!("{e:#}"), "Parquet conversion failed");
+                rep.failures
+                    .push(format!("converting {id} to Parquet: {e:#}"));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
 }
 
 /// Reads every block's meta.json and markers. Directories without meta.json are partial
@@ -991,6 +1078,11 @@ impl prometheus_client::collector::Collector for CompactCollector {
                 "thanos_compact_downsample_total",
                 "Total number of downsamplings.",
                 f(&m.downsamples),
+            ),
+            (
+                "gauntlet_compact_parquet_conversions_total",
+                "Blocks converted to Parquet shards.",
+                f(&m.parquet_conversions),
             ),
             (
                 "thanos_compact_downsample_failures_total",

@@ -106,6 +106,7 @@ impl Progress {
                 "downsampled": ids(&r.downsampled),
                 "markedForDeletion": ids(&r.marked),
                 "deleted": ids(&r.deleted),
+                "convertedToParquet": ids(&r.converted),
                 "halted": r.halted.iter().map(|(g, why)| json!({"group": g, "reason": why})).collect::<Vec<_>>(),
                 "failures": r.failures,
             })
@@ -378,6 +379,7 @@ mod tests {
             cpu_share: None,
             concurrency: 1,
             max_index_bytes: u64::MAX,
+            parquet: None,
         }
     }
 

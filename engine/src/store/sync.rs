@@ -148,13 +148,19 @@ impl BucketStore {
         report.failed.sort();
         // A block whose samples another block holds whole (its compaction was stopped before
         // the sources were marked) is not served: its samples would be served twice.
-        let copies = crate::compact::redundant(next.iter().map(|b| &b.meta));
+        // Either form counts: a compacted block served from Parquet holds its sources whole.
+        let copies = crate::compact::redundant(
+            next.iter()
+                .map(|b| &b.meta)
+                .chain(next_parquet.iter().map(|b| &b.meta)),
+        );
         if !copies.is_empty() {
             tracing::info!(
                 blocks = copies.len(),
                 "skipping blocks another block holds whole"
             );
             next.retain(|b| !copies.contains(&b.meta.ulid));
+            next_parquet.retain(|b| !copies.contains(&b.meta.ulid));
         }
         next.sort_by_key(|b| (b.meta.min_time, b.meta.ulid));
         for id in current.keys() {

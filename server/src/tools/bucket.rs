@@ -25,8 +25,8 @@ use super::progress_bar;
 use ulid::Ulid;
 
 use crate::blocks::{
-    BucketBlocks, SyncedBlock, abandoned_uploads, delete_block, deletion_due, download_block,
-    read_object, sync_blocks, upload_block,
+    BucketBlocks, SyncedBlock, abandoned_uploads, convert_to_parquet, delete_block, deletion_due,
+    download_block, has_parquet, read_object, sync_blocks, upload_block,
 };
 use crate::now_ms;
 use crate::store::ObjstoreArgs;
@@ -892,15 +892,11 @@ async fn convert_parquet(
     opts: &gauntlet_engine::parquet::write::ConvertOptions,
     delete_tsdb: bool,
 ) -> anyhow::Result<()> {
-    use gauntlet_engine::parquet::{chunks_file, labels_file};
     let found = sync_blocks(bucket).await?;
     let mut todo = Vec::new();
     if ids.is_empty() {
         for (id, b) in &found.blocks {
-            let done = bucket
-                .exists(&format!("{id}/{}", labels_file(0)))
-                .await
-                .with_context(|| format!("looking for {id}/{}", labels_file(0)))?;
+            let done = has_parquet(bucket, *id).await?;
             if b.deletion.is_none() && b.resolution() == 0 && !done {
                 todo.push(*id);
             }
@@ -921,47 +917,8 @@ async fn convert_parquet(
     let scratch = scratch_dir("convert")?;
     let bar = progress_bar(todo.len() as u64, "convert");
     for id in todo {
-        let work = scratch.path().join(id.to_string());
-        let src = work.join("src");
-        bar.set_message(format!("{id}: downloading"));
-        download_block(bucket, &id.to_string(), &src).await?;
         bar.set_message(format!("{id}: converting"));
-        let (out, o) = (work.join("out"), opts.clone());
-        let report = tokio::task::spawn_blocking(move || {
-            let block = Block::open(&src)?;
-            let r = gauntlet_engine::parquet::write::convert_block(&block, &out, &o)?;
-            anyhow::Ok((r, out))
-        })
-        .await
-        .context("convert task")?
-        .with_context(|| format!("converting {id}"))?;
-        let (report, out) = report;
-        bar.set_message(format!("{id}: uploading"));
-        // Chunks files first, then labels files from the last shard to shard 0.
-        let mut order: Vec<String> = (0..report.shards).map(chunks_file).collect();
-        order.extend((0..report.shards).rev().map(labels_file));
-        for name in order {
-            bucket
-                .upload_file(&out.join(&name), &format!("{id}/{name}"))
-                .await
-                .with_context(|| format!("uploading {id}/{name}"))?;
-        }
-        if delete_tsdb {
-            let mut gone: Vec<String> = bucket
-                .list(&format!("{id}/chunks/"))
-                .await
-                .with_context(|| format!("listing {id}/chunks/"))?
-                .into_iter()
-                .map(|o| o.path)
-                .collect();
-            gone.push(format!("{id}/index"));
-            for key in gone {
-                bucket
-                    .delete(&key)
-                    .await
-                    .with_context(|| format!("deleting {key}"))?;
-            }
-        }
+        let report = convert_to_parquet(bucket, id, scratch.path(), opts, delete_tsdb).await?;
         bar.suspend(|| {
             println!(
                 "{id}: {} series in {} shard(s), {} row groups, {} bytes{}",
@@ -977,7 +934,6 @@ async fn convert_parquet(
             )
         });
         bar.inc(1);
-        let _ = std::fs::remove_dir_all(&work);
     }
     bar.finish_and_clear();
     Ok(())
