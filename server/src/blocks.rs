@@ -269,23 +269,6 @@ pub async fn delete_block(bucket: &Bucket, id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn meta_json_is_uploaded_last() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(d.path().join("chunks")).unwrap();
-        for f in ["meta.json", "index", "tombstones", "chunks/000001"] {
-            std::fs::write(d.path().join(f), b"x").unwrap();
-        }
-        let files = block_files(d.path()).unwrap();
-        assert_eq!(files.last().unwrap(), Path::new("meta.json"));
-        assert_eq!(files.len(), 4);
-    }
-}
-
 /// Converts block `id` of `bucket` to Parquet shards in its directory: downloaded under
 /// `scratch`, converted there (one row group in memory at a time), chunks files uploaded
 /// first and shard 0's labels file last, so a reader sees the shards once they are all there.
@@ -346,4 +329,21 @@ pub async fn has_parquet(bucket: &Bucket, id: Ulid) -> anyhow::Result<bool> {
         .exists(&key)
         .await
         .with_context(|| format!("looking for {key}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_json_is_uploaded_last() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("chunks")).unwrap();
+        for f in ["meta.json", "index", "tombstones", "chunks/000001"] {
+            std::fs::write(d.path().join(f), b"x").unwrap();
+        }
+        let files = block_files(d.path()).unwrap();
+        assert_eq!(files.last().unwrap(), Path::new("meta.json"));
+        assert_eq!(files.len(), 4);
+    }
 }

@@ -238,7 +238,7 @@ impl CompactConfig {
             cpu_share: None,
             concurrency: a.concurrency.max(1),
             max_index_bytes: MAX_INDEX_SIZE,
-            parquet: a.parquet.then(|| ParquetStep {
+            parquet: a.parquet.then_some(ParquetStep {
                 min_duration_ms: a.parquet_min_duration.as_millis() as i64,
                 delete_tsdb: a.parquet_delete_tsdb,
             }),
