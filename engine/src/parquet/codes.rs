@@ -12,6 +12,7 @@ use bytes::{Buf, Bytes};
 use parquet::basic::Encoding;
 use parquet::column::page::{Page, PageReader};
 use parquet::file::metadata::ColumnChunkMetaData;
+use parquet::file::page_index::offset_index::PageLocation;
 use parquet::file::reader::{ChunkReader, Length};
 use parquet::file::serialized_reader::SerializedPageReader;
 
@@ -19,6 +20,8 @@ use super::ParquetError;
 
 /// The code of a row without a value in the column.
 pub const NULL: u32 = u32::MAX;
+/// The code of a row whose page was not read (no wanted row in it).
+pub const SKIPPED: u32 = u32::MAX - 1;
 
 /// A label column chunk decoded into codes.
 #[derive(Debug, Default, Clone)]
@@ -98,12 +101,15 @@ pub fn chunk_range(c: &ColumnChunkMetaData) -> std::ops::Range<u64> {
 }
 
 /// Decodes a label column chunk (an optional byte array column, at most one level) of
-/// `rows` rows into codes.
+/// `rows` rows into codes. With `pages` (the chunk's page locations and the wanted rows, as
+/// ascending ranges), pages holding no wanted row are skipped unread, their rows
+/// [`SKIPPED`].
 pub fn decode_label_column(
     path: &str,
     file: Arc<Ranges>,
     meta: &ColumnChunkMetaData,
     rows: usize,
+    pages: Option<(Vec<PageLocation>, &[std::ops::Range<usize>])>,
 ) -> Result<CodedColumn, ParquetError> {
     let fmt = |e| ParquetError::format(path, e);
     let bad = |what: String| ParquetError::layout(path, format!("{}: {what}", meta.column_path()));
@@ -113,7 +119,12 @@ pub fn decode_label_column(
             "a label column must be a flat optional or required value".into(),
         ));
     }
-    let mut pages = SerializedPageReader::new(file, meta, rows, None).map_err(fmt)?;
+    let (locations, wanted) = match pages {
+        Some((l, w)) => (Some(l), w),
+        None => (None, &[][..]),
+    };
+    let skipping = locations.is_some();
+    let mut pages = SerializedPageReader::new(file, meta, rows, locations).map_err(fmt)?;
     let mut out = CodedColumn {
         dict: Vec::new(),
         // The row count is the file's word: room grows with what the pages really hold.
@@ -124,7 +135,24 @@ pub fn decode_label_column(
     let mut dict_len: u32 = 0;
     let mut levels = Vec::new();
     let mut values = Vec::new();
-    while let Some(page) = pages.get_next_page().map_err(fmt)? {
+    loop {
+        if skipping {
+            let Some(pm) = pages.peek_next_page().map_err(fmt)? else {
+                break;
+            };
+            if !pm.is_dict {
+                let at = out.codes.len();
+                let n = pm.num_rows.unwrap_or(0).min(rows - at);
+                if n > 0 && !wanted.iter().any(|w| w.start < at + n && at < w.end) {
+                    pages.skip_next_page().map_err(fmt)?;
+                    out.codes.extend(std::iter::repeat_n(SKIPPED, n));
+                    continue;
+                }
+            }
+        }
+        let Some(page) = pages.get_next_page().map_err(fmt)? else {
+            break;
+        };
         // A page's value count is checked against the rows left before anything is decoded.
         let left = rows - out.codes.len();
         let room = |n: u32| {

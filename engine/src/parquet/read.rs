@@ -22,10 +22,11 @@ use parquet::data_type::{ByteArray, ByteArrayType};
 use parquet::file::metadata::{
     ColumnChunkMetaData, PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader,
 };
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::page_index::offset_index::PageLocation;
 use parquet::file::serialized_reader::SerializedPageReader;
 
-use super::codes::{CodedColumn, NULL, Ranges, chunk_range, decode_label_column};
+use super::codes::{CodedColumn, NULL, Ranges, SKIPPED, chunk_range, decode_label_column};
 use super::{
     COL_INDEXES_COLUMN, DATA_COL_DURATION_KEY, DATA_COLUMN_PREFIX, LABEL_COLUMN_PREFIX, MAX_T_KEY,
     MIN_T_KEY, ParquetError, chunks_file, decode_chunks, decode_col_indexes, labels_file,
@@ -313,8 +314,20 @@ impl ParquetShard {
         cols.extend_from_slice(also);
         cols.sort_unstable();
         cols.dedup();
-        let coded = self.read_coded(bucket, rg, &cols, rows).await?;
-        let mut keep: Option<Vec<bool>> = None;
+        // Only the pages whose bounds admit every equality matcher's value are decoded.
+        let cand = self.candidate_rows(rg, matchers, rows);
+        if cand.is_empty() {
+            return Ok(Some((Vec::new(), HashMap::new())));
+        }
+        let narrowed = !covers_all(&cand, rows);
+        let coded = self.read_coded(bucket, rg, &cols, rows, &cand).await?;
+        let mut keep: Option<Vec<bool>> = narrowed.then(|| {
+            let mut k = vec![false; rows];
+            for r in &cand {
+                k[r.clone()].fill(true);
+            }
+            k
+        });
         for m in matchers {
             let Some(c) = self.label_cols.get(&m.name).and_then(|c| coded.get(c)) else {
                 continue;
@@ -324,10 +337,10 @@ impl ParquetShard {
             let k = keep.get_or_insert_with(|| vec![true; rows]);
             for (keep_row, &code) in k.iter_mut().zip(&c.codes) {
                 if *keep_row {
-                    *keep_row = if code == NULL {
-                        null_hit
-                    } else {
-                        hits[code as usize]
+                    *keep_row = match code {
+                        NULL => null_hit,
+                        SKIPPED => false,
+                        c => hits[c as usize],
                     };
                 }
             }
@@ -342,6 +355,56 @@ impl ParquetShard {
             None => (0..rows as u32).collect(),
         };
         Ok(Some((rows, coded)))
+    }
+
+    /// The rows of row group `rg` (as ascending, disjoint ranges) that can hold a row every
+    /// equality matcher accepts, by the page bounds of the matchers' columns (their column
+    /// and offset indexes); every row when nothing narrows them.
+    fn candidate_rows(&self, rg: usize, matchers: &[Matcher], rows: usize) -> Vec<Range<usize>> {
+        let mut cand = std::iter::once(0..rows).collect::<Vec<_>>();
+        let pi = self.labels.meta.page_index_for_row_group(rg);
+        for m in matchers
+            .iter()
+            .filter(|m| m.typ == MatchType::Equal && !m.value.is_empty())
+        {
+            let Some(&col) = self.label_cols.get(&m.name) else {
+                continue;
+            };
+            let (Some(ColumnIndexMetaData::BYTE_ARRAY(ci)), Some(locs)) =
+                (pi.column_index(col), pi.page_locations(col))
+            else {
+                continue;
+            };
+            if ci.num_pages() as usize != locs.len() {
+                continue;
+            }
+            let v = m.value.as_bytes();
+            let mut keep: Vec<Range<usize>> = Vec::new();
+            for (i, loc) in locs.iter().enumerate() {
+                let lo = (loc.first_row_index.max(0) as usize).min(rows);
+                let hi = locs
+                    .get(i + 1)
+                    .map_or(rows, |n| (n.first_row_index.max(0) as usize).min(rows));
+                if ci.is_null_page(i) || lo >= hi {
+                    continue;
+                }
+                let inside = match (ci.min_value(i), ci.max_value(i)) {
+                    (Some(lo_v), Some(hi_v)) => lo_v <= v && v <= hi_v,
+                    _ => true,
+                };
+                if inside {
+                    match keep.last_mut() {
+                        Some(last) if last.end == lo => last.end = hi,
+                        _ => keep.push(lo..hi),
+                    }
+                }
+            }
+            cand = intersect(&cand, &keep);
+            if cand.is_empty() {
+                break;
+            }
+        }
+        cand
     }
 
     /// Whether row group `rg` holds no row an equality matcher accepts, by the column's
@@ -397,19 +460,43 @@ impl ParquetShard {
         rg: usize,
         cols: &[usize],
         rows: usize,
+        wanted: &[Range<usize>],
     ) -> Result<HashMap<usize, CodedColumn>, ParquetError> {
-        let ranges: Vec<Range<u64>> = cols
-            .iter()
-            .map(|&c| chunk_range(self.labels.column(rg, c)))
-            .collect();
+        let whole = covers_all(wanted, rows);
+        let mut ranges: Vec<Range<u64>> = Vec::new();
+        let mut locations = Vec::with_capacity(cols.len());
+        for &c in cols {
+            let meta = self.labels.column(rg, c);
+            let locs = if whole {
+                None
+            } else {
+                self.labels.page_locations(rg, c)
+            };
+            match &locs {
+                // The dictionary page (from the chunk's start to its first data page) and
+                // the data pages holding wanted rows.
+                Some(l) if !l.is_empty() => {
+                    let start = chunk_range(meta).start;
+                    let first = l[0].offset.max(0) as u64;
+                    if first > start {
+                        ranges.push(start..first);
+                    }
+                    ranges.extend(pages_for_ranges(l, wanted, rows));
+                }
+                _ => ranges.push(chunk_range(meta)),
+            }
+            locations.push(locs);
+        }
+        ranges.sort_by_key(|r| r.start);
         let file = Arc::new(self.fetch(bucket, &self.labels, &ranges).await?);
         let mut out = HashMap::with_capacity(cols.len());
-        for &c in cols {
+        for (&c, locs) in cols.iter().zip(locations) {
             let coded = decode_label_column(
                 &self.labels.path,
                 file.clone(),
                 self.labels.column(rg, c),
                 rows,
+                locs.filter(|l| !l.is_empty()).map(|l| (l, wanted)),
             )?;
             out.insert(c, coded);
         }
@@ -560,7 +647,8 @@ impl ParquetShard {
         needed.dedup();
         needed.retain(|c| !coded.contains_key(c));
         let total = self.labels.meta.row_group(rg).num_rows().max(0) as usize;
-        coded.extend(self.read_coded(bucket, rg, &needed, total).await?);
+        let spans = row_spans(&rows);
+        coded.extend(self.read_coded(bucket, rg, &needed, total, &spans).await?);
 
         // Chunk columns overlapping the range, read for the kept rows.
         let mut chunk_vals: Vec<Vec<Bytes>> = Vec::new();
@@ -584,7 +672,7 @@ impl ParquetShard {
                 };
                 let coded = &coded[&(c as usize)];
                 let code = coded.codes[rows[k] as usize];
-                if code == NULL {
+                if code == NULL || code == SKIPPED {
                     continue;
                 }
                 labels.push(Label::from_bytes(
@@ -621,6 +709,64 @@ fn matches_bytes(m: &Matcher, v: &[u8]) -> bool {
         Ok(s) => m.matches(s),
         Err(_) => m.matches(&String::from_utf8_lossy(v)),
     }
+}
+
+/// Whether `ranges` is the one range of every row.
+fn covers_all(ranges: &[Range<usize>], rows: usize) -> bool {
+    matches!(ranges, [r] if r.start == 0 && r.end == rows)
+}
+
+/// Ascending rows as ranges of consecutive rows.
+fn row_spans(rows: &[u32]) -> Vec<Range<usize>> {
+    let mut out: Vec<Range<usize>> = Vec::new();
+    for &r in rows {
+        let r = r as usize;
+        match out.last_mut() {
+            Some(last) if last.end == r => last.end = r + 1,
+            _ => out.push(r..r + 1),
+        }
+    }
+    out
+}
+
+/// The intersection of two sets of ascending, disjoint ranges.
+fn intersect(a: &[Range<usize>], b: &[Range<usize>]) -> Vec<Range<usize>> {
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::new();
+    while i < a.len() && j < b.len() {
+        let lo = a[i].start.max(b[j].start);
+        let hi = a[i].end.min(b[j].end);
+        if lo < hi {
+            out.push(lo..hi);
+        }
+        if a[i].end < b[j].end {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    out
+}
+
+/// The byte ranges of the pages of a column chunk that hold rows of `wanted` (ascending,
+/// disjoint ranges).
+fn pages_for_ranges(
+    locs: &[PageLocation],
+    wanted: &[Range<usize>],
+    total: usize,
+) -> Vec<Range<u64>> {
+    let mut out = Vec::new();
+    for (p, loc) in locs.iter().enumerate() {
+        let first = loc.first_row_index.max(0) as usize;
+        let end = locs
+            .get(p + 1)
+            .map_or(total, |n| n.first_row_index.max(0) as usize);
+        if wanted.iter().any(|w| w.start < end && first < w.end) {
+            let start = loc.offset.max(0) as u64;
+            out.push(start..start + loc.compressed_page_size.max(0) as u64);
+        }
+    }
+    out
 }
 
 /// The byte ranges of the pages of a column chunk that hold any of `rows` (ascending).

@@ -175,6 +175,12 @@ fn converted_blocks_answer_as_the_tsdb_blocks() {
                     col_duration_ms: 3_600_000,
                     ..ConvertOptions::default()
                 },
+                // Pages of a few rows: selections read only some pages of each column.
+                ConvertOptions {
+                    row_group_rows: 100,
+                    page_rows: Some(4),
+                    ..ConvertOptions::default()
+                },
             ] {
                 let (_dir, b, shards) = convert(&block, &opts);
                 for sel in selections() {

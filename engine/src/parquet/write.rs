@@ -47,6 +47,8 @@ pub struct ConvertOptions {
     pub col_duration_ms: i64,
     /// zstd level of every column.
     pub zstd_level: i32,
+    /// Most rows in a data page (`None`: the Parquet writer's default, 20,000).
+    pub page_rows: Option<usize>,
 }
 
 impl Default for ConvertOptions {
@@ -57,6 +59,7 @@ impl Default for ConvertOptions {
             shard_rows: usize::MAX,
             col_duration_ms: DEFAULT_COL_DURATION_MS,
             zstd_level: 3,
+            page_rows: None,
         }
     }
 }
@@ -383,8 +386,14 @@ impl ShardWriter {
             KeyValue::new(MIN_T_KEY.into(), mint.to_string()),
         ];
         let base = || {
-            WriterProperties::builder()
-                .set_writer_version(WriterVersion::PARQUET_2_0)
+            let b = WriterProperties::builder();
+            let b = match opts.page_rows {
+                Some(n) => b
+                    .set_data_page_row_count_limit(n.max(1))
+                    .set_write_batch_size(n.max(1)),
+                None => b,
+            };
+            b.set_writer_version(WriterVersion::PARQUET_2_0)
                 .set_compression(Compression::ZSTD(zstd))
                 .set_dictionary_enabled(false)
                 // Every column gets a column index, which readers page through; the chunk
