@@ -10,7 +10,6 @@ use gauntlet_engine::labels::{MatchType, Matcher};
 use gauntlet_engine::parquet::read::ParquetShard;
 use gauntlet_engine::parquet::{chunks_file, decode_chunks, decode_col_indexes, labels_file};
 use libfuzzer_sys::fuzz_target;
-use object_store::ObjectStore;
 use object_store::memory::InMemory;
 
 fuzz_target!(|data: &[u8]| {
@@ -24,16 +23,12 @@ fuzz_target!(|data: &[u8]| {
     let _ = decode_col_indexes(labels, &mut Vec::new());
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     rt.block_on(async {
-        let mem = InMemory::new();
-        let put = |name: String, b: &[u8]| {
-            let payload = object_store::PutPayload::from(bytes::Bytes::copy_from_slice(b));
-            let path = object_store::path::Path::from(format!("blk/{name}"));
-            let mem = &mem;
-            async move { mem.put(&path, payload).await.unwrap() }
-        };
-        put(labels_file(0), labels).await;
-        put(chunks_file(0), chunks).await;
-        let bucket = Bucket::from_store(Arc::new(mem), "fuzz".into());
+        let bucket = Bucket::from_store(Arc::new(InMemory::new()), "fuzz".into());
+        for (name, b) in [(labels_file(0), labels), (chunks_file(0), chunks)] {
+            let _ = bucket
+                .put(&format!("blk/{name}"), bytes::Bytes::copy_from_slice(b))
+                .await;
+        }
         let Ok(shard) = ParquetShard::open(&bucket, "blk", 0).await else {
             return;
         };
