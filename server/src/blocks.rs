@@ -11,7 +11,6 @@ use std::time::Duration;
 use anyhow::Context;
 use gauntlet_engine::block::{BlockMeta, DeletionMark};
 use gauntlet_engine::bucket::{Bucket, BucketError};
-use gauntlet_engine::downsample::RES_RAW;
 use ulid::Ulid;
 
 /// A partial upload (a block directory without meta.json) whose newest object and ULID are
@@ -34,10 +33,7 @@ pub struct SyncedBlock {
 impl SyncedBlock {
     /// Its resolution, ms (0 for raw blocks).
     pub fn resolution(&self) -> i64 {
-        self.meta
-            .thanos
-            .as_ref()
-            .map_or(RES_RAW, |t| t.downsample.resolution)
+        self.meta.resolution()
     }
 
     /// Its external labels.

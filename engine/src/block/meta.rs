@@ -279,6 +279,21 @@ pub struct IndexStats {
 }
 
 impl BlockMeta {
+    /// Downsampling resolution from the Thanos section, ms (0 = raw, also without one).
+    pub fn resolution(&self) -> i64 {
+        self.thanos.as_ref().map_or(0, |t| t.downsample.resolution)
+    }
+
+    /// External labels from the Thanos section, sorted (none without one).
+    pub fn external_labels(&self) -> crate::labels::Labels {
+        crate::labels::Labels::from_pairs(
+            self.thanos
+                .as_ref()
+                .map(|t| t.labels.clone())
+                .unwrap_or_default(),
+        )
+    }
+
     /// A level-1 meta for a new block covering `[min_time, max_time)` ms, its own only source.
     pub fn new(ulid: Ulid, min_time: i64, max_time: i64) -> Self {
         BlockMeta {

@@ -28,7 +28,7 @@ use super::{
     MAX_T_KEY, MIN_T_KEY, ParquetError, SAMPLES_PER_CHUNK, SERIES_HASH_COLUMN, chunks_file,
     data_column, encode_col_indexes, label_column, labels_file, put_chunk,
 };
-use crate::block::histogram_cut::{cut_float_histogram_chunks, cut_histogram_chunks};
+use crate::block::histogram_cut::HistogramChunkCutter;
 use crate::block::reader::{Block, BlockSample};
 use crate::chunk::XorAppender;
 use crate::index::ChunkMeta;
@@ -314,27 +314,18 @@ fn encode_samples(samples: &[(i64, BlockSample)], out: &mut Vec<u8>) -> Result<(
                     );
                 }
             }
-            1 => {
-                let hs: Vec<_> = run
-                    .iter()
-                    .filter_map(|(t, s)| match s {
-                        BlockSample::Histogram(h) => Some((*t, h.clone())),
-                        _ => None,
-                    })
-                    .collect();
-                for c in cut_histogram_chunks(&hs, i64::MAX / 4).map_err(|e| e.to_string())? {
-                    put_chunk(out, c.encoding.as_u8(), c.min_time, c.max_time, &c.data);
-                }
-            }
             _ => {
-                let hs: Vec<_> = run
-                    .iter()
-                    .filter_map(|(t, s)| match s {
-                        BlockSample::FloatHistogram(h) => Some((*t, h.clone())),
-                        _ => None,
-                    })
-                    .collect();
-                for c in cut_float_histogram_chunks(&hs, i64::MAX / 4).map_err(|e| e.to_string())? {
+                // A run is of one kind: integer or float histograms, cut as the head cuts.
+                let mut cut = HistogramChunkCutter::new(i64::MAX / 4);
+                for (t, s) in run {
+                    match s {
+                        BlockSample::Histogram(h) => cut.append_histogram(*t, h),
+                        BlockSample::FloatHistogram(h) => cut.append_float_histogram(*t, h),
+                        BlockSample::Float(_) => Ok(()),
+                    }
+                    .map_err(|e| e.to_string())?;
+                }
+                for c in cut.finish() {
                     put_chunk(out, c.encoding.as_u8(), c.min_time, c.max_time, &c.data);
                 }
             }

@@ -57,12 +57,7 @@ impl BucketBlock {
         segments: Vec<u64>,
         cores: usize,
     ) -> Self {
-        let ext_labels = Labels::from_pairs(
-            meta.thanos
-                .as_ref()
-                .map(|t| t.labels.clone())
-                .unwrap_or_default(),
-        );
+        let ext_labels = meta.external_labels();
         BucketBlock {
             id: meta.ulid.to_string(),
             owner: owner_of(meta.ulid, cores),
@@ -97,10 +92,7 @@ impl BucketBlock {
 
     /// Downsampling resolution, ms (0 = raw).
     pub fn resolution(&self) -> i64 {
-        self.meta
-            .thanos
-            .as_ref()
-            .map_or(0, |t| t.downsample.resolution)
+        self.meta.resolution()
     }
 
     pub(super) fn index_path(&self) -> String {

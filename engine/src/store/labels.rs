@@ -73,14 +73,14 @@ impl BucketStore {
         let mut names = BTreeSet::new();
         if q.matchers.is_empty() {
             for b in self.blocks() {
-                if b.meta.min_time > q.max_time || b.meta.max_time <= q.min_time {
+                if !in_range(&b.meta, q) {
                     continue;
                 }
                 names.extend(b.header.label_names());
                 names.extend(b.ext_labels.iter().map(|l| l.name.to_string()));
             }
             for b in self.parquet_blocks() {
-                if b.meta.min_time > q.max_time || b.meta.max_time <= q.min_time {
+                if !in_range(&b.meta, q) {
                     continue;
                 }
                 for s in &b.shards {
@@ -124,7 +124,7 @@ impl BucketStore {
         let mut values = BTreeSet::new();
         if q.matchers.is_empty() {
             for b in self.blocks() {
-                if b.meta.min_time > q.max_time || b.meta.max_time <= q.min_time {
+                if !in_range(&b.meta, q) {
                     continue;
                 }
                 match b.ext_labels.get(name) {
@@ -145,7 +145,7 @@ impl BucketStore {
                 }
             }
             for b in self.parquet_blocks() {
-                if b.meta.min_time > q.max_time || b.meta.max_time <= q.min_time {
+                if !in_range(&b.meta, q) {
                     continue;
                 }
                 match b.ext_labels.get(name) {
@@ -206,6 +206,11 @@ impl Distinct {
             .into_iter()
             .map(|v| String::from_utf8_lossy(&v).into_owned())
     }
+}
+
+/// Whether a block's range meets the query's (the block's end is exclusive).
+fn in_range(meta: &crate::block::BlockMeta, q: &LabelsQuery) -> bool {
+    meta.min_time <= q.max_time && meta.max_time > q.min_time
 }
 
 fn finish(set: BTreeSet<String>, without: &[String], limit: u64) -> Vec<String> {

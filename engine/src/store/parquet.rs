@@ -65,10 +65,7 @@ impl ParquetBlock {
 
     /// Downsampling resolution, ms (0 = raw).
     pub fn resolution(&self) -> i64 {
-        self.meta
-            .thanos
-            .as_ref()
-            .map_or(0, |t| t.downsample.resolution)
+        self.meta.resolution()
     }
 
     /// Rows over all shards.
@@ -173,12 +170,7 @@ impl BucketStore {
                 .map(|&n| ParquetShard::open(&self.bucket, &dir, n)),
         )
         .await?;
-        let ext_labels = Labels::from_pairs(
-            meta.thanos
-                .as_ref()
-                .map(|t| t.labels.clone())
-                .unwrap_or_default(),
-        );
+        let ext_labels = meta.external_labels();
         Ok(ParquetBlock {
             id: dir,
             meta,

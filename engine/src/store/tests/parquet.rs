@@ -83,24 +83,7 @@ async fn wire(store: &BucketStore, q: &SeriesQuery) -> Decoded {
 }
 
 async fn decoded(store: &BucketStore, q: &SeriesQuery) -> Decoded {
-    let res = store.series(q).await.unwrap();
-    decode(
-        res.series
-            .iter()
-            .map(|s| {
-                (
-                    s.labels
-                        .iter()
-                        .map(|l| (l.name.to_string(), l.value.to_string()))
-                        .collect(),
-                    s.chunks
-                        .iter()
-                        .map(|c| (c.min_time, c.max_time, c.data.to_vec()))
-                        .collect(),
-                )
-            })
-            .collect(),
-    )
+    decode(flat_decoded(&store.series(q).await.unwrap().series))
 }
 
 fn queries() -> Vec<SeriesQuery> {
