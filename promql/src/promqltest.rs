@@ -932,3 +932,25 @@ fn hist_sub(a: &FloatHistogram, b: &FloatHistogram) -> Result<FloatHistogram, St
         .map(|(h, _)| h)
         .map_err(|e| format!("{e:?}"))
 }
+
+/// A series written in the test language's notation (`name{l="v"}` and `1+2x3 _ stale`),
+/// with its samples `step_ms` apart from 0: what rule unit tests load as input.
+pub(crate) fn notation_series(series: &str, values: &str, step_ms: i64) -> Result<Series, String> {
+    let d = parse_line(&format!("{series} {values}"))?;
+    load_series(d.labels, &d.slots, step_ms)
+}
+
+/// Labels written as the test language writes a series (`name{l="v"}`).
+pub(crate) fn notation_labels(series: &str) -> Result<Labels, String> {
+    Ok(parse_series_desc(series)?.0)
+}
+
+/// Whether `got` is the histogram written as `want` in the test language's notation
+/// (`{{schema:1 sum:2 …}}`), compared as the test language compares them.
+pub(crate) fn histogram_is(want: &str, got: &FloatHistogram) -> Result<bool, String> {
+    let d = parse_line(&format!("{{}} {want}"))?;
+    match d.slots.as_slice() {
+        [Slot::Hist(w)] => Ok(histogram_matches(w, got)),
+        _ => Err(format!("expected one histogram, got {want:?}")),
+    }
+}

@@ -1,0 +1,333 @@
+//! A rule group at run time: its rules in order, evaluated at times aligned as Prometheus
+//! aligns them, recording what they give and marking stale what they stopped giving.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use gauntlet_engine::chunk::STALE_NAN_BITS;
+use gauntlet_engine::labels::{Labels, hash_pairs};
+
+use super::alerting::{Alert, AlertTemplates, AlertingRule, set};
+use super::file::RuleGroup;
+use crate::InstantSample;
+
+/// Runs a rule's expression: an instant query at `t_ms`, its answer as a vector (a scalar
+/// becomes one sample without labels); `Err` is the query's message.
+pub trait RuleQuerier {
+    /// The expression's value at `t_ms` (ms).
+    fn query(&self, expr: &str, t_ms: i64) -> Result<Vec<InstantSample>, String>;
+}
+
+/// How a rule fared at its last evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Not evaluated yet.
+    Unknown,
+    /// Evaluated without error.
+    Ok,
+    /// The last evaluation failed.
+    Err,
+}
+
+impl Health {
+    /// The name the APIs use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Unknown => "unknown",
+            Health::Ok => "ok",
+            Health::Err => "err",
+        }
+    }
+}
+
+/// A recording rule.
+#[derive(Debug, Clone)]
+pub struct RecordingRule {
+    /// The recorded metric's name.
+    pub name: String,
+    /// The expression as Prometheus prints it.
+    pub expr: String,
+    /// The group's labels with the rule's over them.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl RecordingRule {
+    /// The series recorded from `res`: renamed, relabelled, checked as Prometheus checks them.
+    fn eval(&self, res: Vec<InstantSample>, limit: u64) -> Result<Vec<InstantSample>, String> {
+        let mut out = Vec::with_capacity(res.len());
+        let mut seen = HashSet::with_capacity(res.len());
+        for mut s in res {
+            let mut lb: BTreeMap<String, String> = s
+                .labels
+                .iter()
+                .map(|l| (l.name.to_string(), l.value.to_string()))
+                .collect();
+            lb.insert("__name__".into(), self.name.clone());
+            for (k, v) in &self.labels {
+                set(&mut lb, k, v.clone());
+            }
+            s.labels = Labels::from_pairs(lb);
+            if !seen.insert(s.labels.clone()) {
+                return Err(
+                    "vector contains metrics with the same labelset after applying rule labels"
+                        .into(),
+                );
+            }
+            out.push(s);
+        }
+        if limit > 0 && out.len() as u64 > limit {
+            return Err(format!(
+                "exceeded limit of {limit} with {} series",
+                out.len()
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// A rule of either kind.
+#[derive(Debug, Clone)]
+pub enum RuleKind {
+    /// Records a series.
+    Recording(RecordingRule),
+    /// Raises alerts.
+    Alerting(AlertingRule),
+}
+
+/// A rule with how its last evaluation went.
+#[derive(Debug, Clone)]
+pub struct RuleState {
+    /// The rule.
+    pub kind: RuleKind,
+    /// How the last evaluation went.
+    pub health: Health,
+    /// The last evaluation's error.
+    pub last_error: Option<String>,
+    /// When it was last evaluated, ms (0 before).
+    pub last_eval_ms: i64,
+    /// How long the last evaluation took.
+    pub eval_duration: Duration,
+    /// The series it recorded at its last evaluation: those missing next time get a stale
+    /// marker.
+    previous: HashSet<Labels>,
+}
+
+impl RuleState {
+    /// The rule's name.
+    pub fn name(&self) -> &str {
+        match &self.kind {
+            RuleKind::Recording(r) => &r.name,
+            RuleKind::Alerting(r) => &r.name,
+        }
+    }
+
+    /// The rule's expression as printed.
+    pub fn expr(&self) -> &str {
+        match &self.kind {
+            RuleKind::Recording(r) => &r.expr,
+            RuleKind::Alerting(r) => &r.expr,
+        }
+    }
+}
+
+/// What one evaluation of a group gave.
+#[derive(Debug, Default)]
+pub struct EvalOutput {
+    /// Samples to record: the recording rules' series, `ALERTS` and `ALERTS_FOR_STATE`, and
+    /// stale markers for the series a rule no longer gives.
+    pub samples: Vec<InstantSample>,
+    /// Alerts due to Alertmanager, with the expression of the rule that raised them.
+    pub alerts: Vec<(String, Alert)>,
+}
+
+/// A group ready to run.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// The file it came from.
+    pub file: String,
+    /// Its name.
+    pub name: String,
+    /// How often it runs, ms.
+    pub interval_ms: i64,
+    /// How far behind evaluation time its queries look, ms.
+    pub query_offset_ms: i64,
+    /// The most series or alerts a rule may give; 0 is no limit.
+    pub limit: u64,
+    /// Thanos's `partial_response_strategy`, as written.
+    pub partial_response_strategy: Option<String>,
+    /// Its rules, in order.
+    pub rules: Vec<RuleState>,
+    /// When it last ran, ms (0 before).
+    pub last_eval_ms: i64,
+    /// How long its last run took.
+    pub eval_duration: Duration,
+}
+
+impl Group {
+    /// The group `g` of `file`, with the ruler's defaults for its interval and offset. `Err`
+    /// when an expression does not parse (files are checked before this).
+    pub fn new(
+        file: &str,
+        g: &RuleGroup,
+        default_interval_ms: i64,
+        default_query_offset_ms: i64,
+    ) -> Result<Group, String> {
+        let mut rules = Vec::with_capacity(g.rules.len());
+        for r in &g.rules {
+            let expr = crate::parse(&r.expr)
+                .map_err(|e| format!("group {:?}, rule {:?}: {e}", g.name, r.name()))?
+                .to_string();
+            let mut labels = g.labels.clone();
+            labels.extend(r.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+            let kind = if r.alert.is_empty() {
+                RuleKind::Recording(RecordingRule {
+                    name: r.record.clone(),
+                    expr,
+                    labels,
+                })
+            } else {
+                RuleKind::Alerting(AlertingRule {
+                    name: r.alert.clone(),
+                    expr,
+                    for_ms: r.for_ms,
+                    keep_firing_for_ms: r.keep_firing_for_ms,
+                    labels,
+                    annotations: r.annotations.clone(),
+                    active: HashMap::new(),
+                    restored: false,
+                })
+            };
+            rules.push(RuleState {
+                kind,
+                health: Health::Unknown,
+                last_error: None,
+                last_eval_ms: 0,
+                eval_duration: Duration::ZERO,
+                previous: HashSet::new(),
+            });
+        }
+        Ok(Group {
+            file: file.to_string(),
+            name: g.name.clone(),
+            interval_ms: g.interval_ms.unwrap_or(default_interval_ms).max(1),
+            query_offset_ms: g.query_offset_ms.unwrap_or(default_query_offset_ms),
+            limit: g.limit,
+            partial_response_strategy: g.partial_response_strategy.clone(),
+            rules,
+            last_eval_ms: 0,
+            eval_duration: Duration::ZERO,
+        })
+    }
+
+    /// The group's latest evaluation time at or before `now_ms`: Prometheus spreads groups
+    /// over their interval by a hash of their name and file, so groups of one interval do not
+    /// all run at once, and every ruler runs a group at the same moments.
+    pub fn eval_timestamp(&self, now_ms: i64) -> i64 {
+        let interval_ns = i128::from(self.interval_ms) * 1_000_000;
+        let hash = hash_pairs([("file", self.file.as_str()), ("name", self.name.as_str())]);
+        let offset = i128::from(hash) % interval_ns;
+        let adj = i128::from(now_ms) * 1_000_000 - offset;
+        let next = adj - adj.rem_euclid(interval_ns) + offset;
+        (next.div_euclid(1_000_000)) as i64
+    }
+
+    /// Marks every alerting rule as restored: its `ALERTS` samples are recorded from now on.
+    pub fn set_restored(&mut self) {
+        for r in &mut self.rules {
+            if let RuleKind::Alerting(a) = &mut r.kind {
+                a.restored = true;
+            }
+        }
+    }
+
+    /// Evaluates every rule in order at `ts_ms`. A rule that fails is marked `err` with its
+    /// message and the others go on; `resend_delay_ms` paces alerts to Alertmanager.
+    /// `record` takes each rule's samples before the next rule runs, so a rule reads what
+    /// the rules before it recorded in this round.
+    pub fn eval(
+        &mut self,
+        ts_ms: i64,
+        querier: &dyn RuleQuerier,
+        templates: &dyn AlertTemplates,
+        resend_delay_ms: i64,
+        record: &mut dyn FnMut(Vec<InstantSample>),
+    ) -> Vec<(String, Alert)> {
+        let began = Instant::now();
+        let mut alerts = Vec::new();
+        let q_ts = ts_ms - self.query_offset_ms;
+        for rule in &mut self.rules {
+            let rule_began = Instant::now();
+            let res = querier.query(rule.expr(), q_ts);
+            let result = res.and_then(|res| match &mut rule.kind {
+                RuleKind::Recording(r) => r.eval(res, self.limit),
+                RuleKind::Alerting(a) => {
+                    a.eval(res, ts_ms, self.query_offset_ms, self.limit, templates)
+                }
+            });
+            rule.last_eval_ms = ts_ms;
+            match result {
+                Ok(mut samples) => {
+                    rule.health = Health::Ok;
+                    rule.last_error = None;
+                    if let RuleKind::Alerting(a) = &mut rule.kind {
+                        let expr = a.expr.clone();
+                        alerts.extend(
+                            a.alerts_to_send(ts_ms, resend_delay_ms, self.interval_ms)
+                                .into_iter()
+                                .map(|al| (expr.clone(), al)),
+                        );
+                    }
+                    let now: HashSet<Labels> = samples.iter().map(|s| s.labels.clone()).collect();
+                    for gone in rule.previous.difference(&now) {
+                        samples.push(InstantSample {
+                            labels: gone.clone(),
+                            t_ms: q_ts,
+                            v: f64::from_bits(STALE_NAN_BITS),
+                            h: None,
+                        });
+                    }
+                    rule.previous = now;
+                    record(samples);
+                }
+                Err(e) => {
+                    rule.health = Health::Err;
+                    rule.last_error = Some(e);
+                }
+            }
+            rule.eval_duration = rule_began.elapsed();
+        }
+        self.last_eval_ms = ts_ms;
+        self.eval_duration = began.elapsed();
+        alerts
+    }
+
+    /// Stale markers at `ts_ms` for every series the group's rules recorded last: for a
+    /// group that is removed or whose rules changed.
+    pub fn stale_markers(&self, ts_ms: i64) -> Vec<InstantSample> {
+        self.rules
+            .iter()
+            .flat_map(|r| r.previous.iter())
+            .map(|l| InstantSample {
+                labels: l.clone(),
+                t_ms: ts_ms - self.query_offset_ms,
+                v: f64::from_bits(STALE_NAN_BITS),
+                h: None,
+            })
+            .collect()
+    }
+}
+
+/// A vector query answer for rules: a scalar is one sample without labels; strings and
+/// matrices are refused with Prometheus's message.
+pub fn rule_vector(v: crate::Value) -> Result<Vec<InstantSample>, String> {
+    match v {
+        crate::Value::Vector(v) => Ok(v),
+        crate::Value::Scalar { t_ms, v } => Ok(vec![InstantSample {
+            labels: Labels::empty(),
+            t_ms,
+            v,
+            h: None,
+        }]),
+        _ => Err("rule result is not a vector or scalar".into()),
+    }
+}
