@@ -31,6 +31,7 @@ pub mod parser;
     reason = "the test-script runner fails a script by panicking, as a test does"
 )]
 pub mod promqltest;
+pub mod rules;
 mod value;
 
 pub use duration::parse_duration_ms;
