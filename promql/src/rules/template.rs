@@ -210,9 +210,13 @@ fn expand_value(
         )));
     }
     check_structure(name, full).map_err(parse_err)?;
+    let user_text = full
+        .get(full.len().saturating_sub(text_len)..)
+        .unwrap_or(full);
     let env = Env {
         ts_ms,
         external_url: external_url.to_string(),
+        padded: field_names(user_text),
         query: None,
     };
     let Some(querier) = querier else {
@@ -341,6 +345,8 @@ fn too_long() -> String {
 struct Env {
     ts_ms: i64,
     external_url: String,
+    /// The field names the template's text names, which query samples' labels are padded with.
+    padded: BTreeSet<String>,
     #[allow(
         clippy::type_complexity,
         reason = "a request channel and its answers, used in one place"

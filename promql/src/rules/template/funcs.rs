@@ -135,13 +135,13 @@ pub(super) fn f_query(args: &[Value]) -> Result<Value, FuncError> {
         None => Err("no querier for template queries".to_string()),
     })?;
     let samples = answer.map_err(|e| calling("query", e))?;
-    let none = BTreeSet::new();
+    let padded = env_get(|env| env.padded.clone())?;
     Ok(Value::Array(
         samples
             .iter()
             .map(|s| {
                 let mut o = HashMap::new();
-                o.insert("Labels".to_string(), label_map(&s.labels, &none));
+                o.insert("Labels".to_string(), label_map(&s.labels, &padded));
                 o.insert("Value".to_string(), template_value(&s.value));
                 Value::Object(o)
             })

@@ -128,13 +128,11 @@ fn prometheus_template_cases() {
             vec![sample(METRIC_A, 11.0)],
             O(""),
         ),
-        // A missing label prints "" (Prometheus's missingkey=zero): query samples' labels are
-        // not padded, so gtmpl's `<no value>` shows; alert labels are (see `alert_forms`).
         (
             "{{ $x := query \"metric\" | first }}{{ $x.Labels.foo }}",
             Value::Nil,
             vec![sample(METRIC_A, 11.0)],
-            O("<no value>"),
+            O(""),
         ),
         (
             "{{ range query \"metric\" | sortByLabel \"instance\" }}{{.Labels.instance}}:{{.Value}}: {{end}}",
