@@ -89,6 +89,78 @@ pub fn format_fixed(v: f64, prec: usize) -> String {
     s
 }
 
+/// Appends `v` as `fmt`'s `%.{prec}g` (and `strconv.FormatFloat(v, 'g', prec, 64)`) writes
+/// it, as Prometheus's `humanize` template functions print with `%.4g`: `prec` significant
+/// digits (at least one), the exact binary value rounded half to even, trailing zeros dropped;
+/// exponent form when the decimal exponent is below -4 or at least the number of digits
+/// asked for (the digits kept, when fewer and the value is whole).
+pub fn push_general(out: &mut String, v: f64, prec: usize) {
+    if !v.is_finite() {
+        push_not_finite(out, v);
+        return;
+    }
+    if v.is_sign_negative() {
+        out.push('-');
+    }
+    if v == 0.0 {
+        out.push('0');
+        return;
+    }
+    // A float64 has at most 767 significant decimal digits; the zeros past them are trimmed
+    // anyway (and Rust's formatter takes at most 65535).
+    let prec = prec.clamp(1, 800);
+    // Rust's exact `{:.Ne}` rounds the binary value half to even, as Go's decimal rounding does.
+    let sci = format!("{:.*e}", prec - 1, v.abs());
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+    let mut digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
+    while digits.len() > 1 && digits.last() == Some(&b'0') {
+        digits.pop();
+    }
+    let exp: i64 = exp.parse().unwrap_or(0);
+    let nd = digits.len() as i64;
+    let dp = exp + 1;
+    let mut eprec = prec as i64;
+    if eprec > nd && nd >= dp {
+        eprec = nd;
+    }
+    if exp < -4 || exp >= eprec {
+        out.push(char::from(digits[0]));
+        if digits.len() > 1 {
+            out.push('.');
+            digits[1..].iter().for_each(|&d| out.push(char::from(d)));
+        }
+        out.push('e');
+        out.push(if exp < 0 { '-' } else { '+' });
+        let a = exp.unsigned_abs();
+        if a < 10 {
+            out.push('0');
+        }
+        out.push_str(itoa::Buffer::new().format(a));
+        return;
+    }
+    if dp <= 0 {
+        out.push_str("0.");
+        (0..-dp).for_each(|_| out.push('0'));
+        digits.iter().for_each(|&d| out.push(char::from(d)));
+        return;
+    }
+    let dp = dp as usize;
+    for i in 0..dp {
+        out.push(char::from(*digits.get(i).unwrap_or(&b'0')));
+    }
+    if digits.len() > dp {
+        out.push('.');
+        digits[dp..].iter().for_each(|&d| out.push(char::from(d)));
+    }
+}
+
+/// `v` as `fmt`'s `%.{prec}g` prints it; see [`push_general`].
+pub fn format_general(v: f64, prec: usize) -> String {
+    let mut s = String::new();
+    push_general(&mut s, v, prec);
+    s
+}
+
 /// Go's spelling of a NaN or an infinity, in every float format.
 fn push_not_finite(out: &mut String, v: f64) {
     out.push_str(if v.is_nan() {

@@ -13,7 +13,10 @@ mod quote;
 #[cfg(test)]
 mod tests;
 
-pub use float::{FloatFormat, format_fixed, format_float, push_fixed, push_float, push_json_float};
+pub use float::{
+    FloatFormat, format_fixed, format_float, format_general, push_fixed, push_float, push_general,
+    push_json_float,
+};
 pub use quote::{
     as_raw_byte, is_print, push_quoted, quoted, quoted_rune, raw_byte_char, unicode_format,
 };

@@ -3,7 +3,7 @@
 pub(crate) mod go_sort;
 mod histogram;
 mod info;
-mod instant;
+pub(crate) mod instant;
 mod labels;
 pub(crate) mod range;
 

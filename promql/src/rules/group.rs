@@ -161,6 +161,8 @@ pub struct Group {
     pub last_eval_ms: i64,
     /// How long its last run took.
     pub eval_duration: Duration,
+    /// Series that rules dropped by a reload recorded: marked stale at the next round.
+    pending_stale: Vec<Labels>,
 }
 
 impl Group {
@@ -216,6 +218,7 @@ impl Group {
             rules,
             last_eval_ms: 0,
             eval_duration: Duration::ZERO,
+            pending_stale: Vec::new(),
         })
     }
 
@@ -255,6 +258,13 @@ impl Group {
         let began = Instant::now();
         let mut alerts = Vec::new();
         let q_ts = ts_ms - self.query_offset_ms;
+        if !self.pending_stale.is_empty() {
+            let markers = std::mem::take(&mut self.pending_stale)
+                .into_iter()
+                .map(|labels| stale_marker(labels, q_ts))
+                .collect();
+            record(markers);
+        }
         for rule in &mut self.rules {
             let rule_began = Instant::now();
             let res = querier.query(rule.expr(), q_ts);
@@ -279,12 +289,7 @@ impl Group {
                     }
                     let now: HashSet<Labels> = samples.iter().map(|s| s.labels.clone()).collect();
                     for gone in rule.previous.difference(&now) {
-                        samples.push(InstantSample {
-                            labels: gone.clone(),
-                            t_ms: q_ts,
-                            v: f64::from_bits(STALE_NAN_BITS),
-                            h: None,
-                        });
+                        samples.push(stale_marker(gone.clone(), q_ts));
                     }
                     rule.previous = now;
                     record(samples);
@@ -301,19 +306,70 @@ impl Group {
         alerts
     }
 
+    /// Takes over the state of `old`, the same group before a reload: each rule of the same
+    /// name and labels keeps the series it recorded, its health and its alerts, and the
+    /// series of old rules that are gone get stale markers at the next round.
+    pub fn copy_state_from(&mut self, old: &Group) {
+        let key = |r: &RuleState| -> (String, Vec<(String, String)>) {
+            let labels = match &r.kind {
+                RuleKind::Recording(x) => &x.labels,
+                RuleKind::Alerting(x) => &x.labels,
+            };
+            (
+                r.name().to_string(),
+                labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            )
+        };
+        let mut olds: HashMap<_, Vec<&RuleState>> = HashMap::new();
+        for r in &old.rules {
+            olds.entry(key(r)).or_default().push(r);
+        }
+        for r in &mut self.rules {
+            let Some(list) = olds.get_mut(&key(r)) else {
+                continue;
+            };
+            if list.is_empty() {
+                continue;
+            }
+            let o = list.remove(0);
+            r.previous = o.previous.clone();
+            r.health = o.health;
+            r.last_error = o.last_error.clone();
+            r.last_eval_ms = o.last_eval_ms;
+            r.eval_duration = o.eval_duration;
+            if let (RuleKind::Alerting(new), RuleKind::Alerting(prev)) = (&mut r.kind, &o.kind) {
+                new.active = prev.active.clone();
+                new.restored = prev.restored;
+            }
+        }
+        self.pending_stale = olds
+            .into_values()
+            .flatten()
+            .flat_map(|r| r.previous.iter().cloned())
+            .collect();
+        self.last_eval_ms = old.last_eval_ms;
+        self.eval_duration = old.eval_duration;
+    }
+
     /// Stale markers at `ts_ms` for every series the group's rules recorded last: for a
     /// group that is removed or whose rules changed.
     pub fn stale_markers(&self, ts_ms: i64) -> Vec<InstantSample> {
         self.rules
             .iter()
             .flat_map(|r| r.previous.iter())
-            .map(|l| InstantSample {
-                labels: l.clone(),
-                t_ms: ts_ms - self.query_offset_ms,
-                v: f64::from_bits(STALE_NAN_BITS),
-                h: None,
-            })
+            .chain(&self.pending_stale)
+            .map(|l| stale_marker(l.clone(), ts_ms - self.query_offset_ms))
             .collect()
+    }
+}
+
+/// A stale marker for `labels` at `t_ms`: the series ends there.
+fn stale_marker(labels: Labels, t_ms: i64) -> InstantSample {
+    InstantSample {
+        labels,
+        t_ms,
+        v: f64::from_bits(STALE_NAN_BITS),
+        h: None,
     }
 }
 
