@@ -94,12 +94,12 @@ impl ClientCertVerifier for AnyClientCert {
 
 /// Takes any server certificate (`--grpc-client-tls-skip-verify`).
 #[derive(Debug)]
-pub(super) struct AnyServerCert {
+pub(crate) struct AnyServerCert {
     provider: Arc<CryptoProvider>,
 }
 
 impl AnyServerCert {
-    pub(super) fn new(provider: Arc<CryptoProvider>) -> Self {
+    pub(crate) fn new(provider: Arc<CryptoProvider>) -> Self {
         AnyServerCert { provider }
     }
 }
