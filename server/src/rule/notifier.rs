@@ -460,19 +460,18 @@ impl Sender {
         self.inner.queue.closing.store(true, Ordering::Release);
         self.inner.queue.more.notify_one();
         let worker = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(mut worker) = worker {
-            if tokio::time::timeout(self.flush_timeout, &mut worker)
+        if let Some(mut worker) = worker
+            && tokio::time::timeout(self.flush_timeout, &mut worker)
                 .await
                 .is_err()
-            {
-                worker.abort();
-                let left = self.inner.queue.len();
-                tracing::warn!(
-                    alerts = left,
-                    timeout = ?self.flush_timeout,
-                    "alert queue not flushed in time at shutdown; queued alerts were not sent"
-                );
-            }
+        {
+            worker.abort();
+            let left = self.inner.queue.len();
+            tracing::warn!(
+                alerts = left,
+                timeout = ?self.flush_timeout,
+                "alert queue not flushed in time at shutdown; queued alerts were not sent"
+            );
         }
         if let Some(r) = &self.refresher {
             r.abort();
@@ -1111,5 +1110,199 @@ mod tests {
         let started = Instant::now();
         s.close().await;
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    /// A real Alertmanager (Debian's `prometheus-alertmanager`, which `tests/run.sh` installs)
+    /// on loopback, clustering off, grouping at once and notifying `webhook` with resolved
+    /// alerts too. Killed when dropped.
+    struct RealAlertmanager {
+        child: std::process::Child,
+        addr: SocketAddr,
+        dir: tempfile::TempDir,
+    }
+
+    impl RealAlertmanager {
+        fn start(webhook: SocketAddr) -> RealAlertmanager {
+            let bin = ["prometheus-alertmanager", "alertmanager"]
+                .into_iter()
+                .find(|b| {
+                    std::process::Command::new(b)
+                        .arg("--version")
+                        .output()
+                        .is_ok_and(|o| o.status.success())
+                })
+                .expect(
+                    "no Alertmanager on PATH: install Debian's prometheus-alertmanager \
+                     (tests/run.sh does)",
+                );
+            let dir = tempfile::tempdir().unwrap();
+            let cfg = dir.path().join("alertmanager.yml");
+            std::fs::write(
+                &cfg,
+                format!(
+                    "route:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 0s\n  \
+                     group_interval: 1s\n  repeat_interval: 1h\n\
+                     receivers:\n- name: hook\n  webhook_configs:\n  \
+                     - url: http://{webhook}/hook\n    send_resolved: true\n"
+                ),
+            )
+            .unwrap();
+            let addr = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap();
+            let log = std::fs::File::create(dir.path().join("log")).unwrap();
+            let child = std::process::Command::new(bin)
+                .arg(format!("--config.file={}", cfg.display()))
+                .arg(format!("--web.listen-address={addr}"))
+                .arg("--cluster.listen-address=")
+                .arg(format!(
+                    "--storage.path={}",
+                    dir.path().join("data").display()
+                ))
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            let am = RealAlertmanager { child, addr, dir };
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while !am.ready() {
+                assert!(
+                    Instant::now() < deadline,
+                    "Alertmanager not ready in 15 s; its log:\n{}",
+                    am.log()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            am
+        }
+
+        fn ready(&self) -> bool {
+            use std::io::{Read as _, Write as _};
+            let Ok(mut c) =
+                std::net::TcpStream::connect_timeout(&self.addr, Duration::from_millis(500))
+            else {
+                return false;
+            };
+            let _ = c.set_read_timeout(Some(Duration::from_secs(1)));
+            let mut answer = String::new();
+            c.write_all(b"GET /-/ready HTTP/1.0\r\n\r\n").is_ok()
+                && c.read_to_string(&mut answer).is_ok()
+                && answer.starts_with("HTTP/1.0 200")
+        }
+
+        fn log(&self) -> String {
+            std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+        }
+
+        fn kill(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Drop for RealAlertmanager {
+        fn drop(&mut self) {
+            self.kill();
+        }
+    }
+
+    /// Waits (at most 20 s) for a webhook notification with `status`, and returns it.
+    async fn notification(
+        got: &Arc<Mutex<Vec<Value>>>,
+        status: &str,
+        am: &RealAlertmanager,
+    ) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(n) = got.lock().unwrap().iter().find(|n| n["status"] == status) {
+                return n.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {status} notification in 20 s; got {:?}; Alertmanager's log:\n{}",
+                got.lock().unwrap(),
+                am.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_real_alertmanager_notifies_firing_then_resolved_while_its_peer_is_down() {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let seen = got.clone();
+        let hook = Router::new().route(
+            "/hook",
+            route_post(move |body: Bytes| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock()
+                        .unwrap()
+                        .push(serde_json::from_slice::<Value>(&body).unwrap());
+                    http::StatusCode::OK
+                }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let webhook = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, hook).await });
+
+        let live = RealAlertmanager::start(webhook);
+        let mut down = RealAlertmanager::start(webhook);
+        down.kill();
+        let args = AlertmanagerArgs {
+            urls: vec![
+                format!("http://{}", live.addr),
+                format!("http://{}", down.addr),
+            ],
+            send_timeout: Duration::from_secs(5),
+            label_drop: vec!["replica".into()],
+            ..AlertmanagerArgs::default()
+        };
+        let s = Sender::from_args(&args, &mut Registry::default())
+            .await
+            .unwrap();
+        let now = crate::now_ms();
+        let mut a = alert(
+            "GauntletRealAlertmanager",
+            &[("replica", "a"), ("severity", "page")],
+        );
+        a.starts_at_ms = now - 1_000;
+        a.ends_at_ms = Some(now + 180_000);
+        s.send(vec![a.clone()]);
+        let firing = notification(&got, "firing", &live).await;
+        let n = &firing["alerts"][0];
+        assert_eq!(n["status"], "firing");
+        assert_eq!(n["labels"]["alertname"], "GauntletRealAlertmanager");
+        assert_eq!(n["labels"]["severity"], "page");
+        assert!(n["labels"].get("replica").is_none(), "{n}");
+        assert_eq!(
+            n["annotations"]["summary"],
+            "GauntletRealAlertmanager fires"
+        );
+        assert_eq!(n["generatorURL"], "http://query/graph?g0.expr=up");
+
+        a.ends_at_ms = Some(crate::now_ms() - 1);
+        s.send(vec![a]);
+        let resolved = notification(&got, "resolved", &live).await;
+        let n = &resolved["alerts"][0];
+        assert_eq!(n["status"], "resolved");
+        assert_eq!(
+            n["annotations"]["summary"],
+            "GauntletRealAlertmanager fires"
+        );
+        s.close().await;
+
+        let m = &s.inner.metrics;
+        let live_label = AmLabel {
+            alertmanager: live.addr.to_string(),
+        };
+        let down_label = AmLabel {
+            alertmanager: down.addr.to_string(),
+        };
+        assert_eq!(m.sent.get_or_create(&live_label).get(), 2);
+        assert_eq!(m.errors.get_or_create(&down_label).get(), 2);
+        assert_eq!(m.dropped.get(), 0);
     }
 }
