@@ -1112,6 +1112,41 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(2));
     }
 
+    #[tokio::test]
+    async fn alertmanagers_are_found_in_dns_and_discovery_files() {
+        let (by_dns, dns_got) = fake_alertmanager(Behaviour::Accept).await;
+        let (by_file, file_got) = fake_alertmanager(Behaviour::Accept).await;
+        let dir = tempfile::tempdir().unwrap();
+        let targets = dir.path().join("targets.json");
+        std::fs::write(&targets, format!(r#"[{{"targets": ["{by_file}"]}}]"#)).unwrap();
+        let yaml = format!(
+            "alertmanagers:\n\
+             - static_configs: ['dns+localhost:{}']\n  path_prefix: /prefix\n\
+             - file_sd_configs: [{{files: ['{}']}}]\n  path_prefix: /prefix\n",
+            by_dns.port(),
+            targets.display()
+        );
+        let args = AlertmanagerArgs {
+            config: Some(yaml),
+            ..AlertmanagerArgs::default()
+        };
+        let s = Sender::from_args(&args, &mut Registry::default())
+            .await
+            .unwrap();
+        s.send(vec![alert("A", &[])]);
+        until("both Alertmanagers", || {
+            !dns_got.lock().unwrap().is_empty() && !file_got.lock().unwrap().is_empty()
+        })
+        .await;
+        let m = &s.inner.metrics;
+        until("the counts", || {
+            m.sent.get_or_create(&label(by_file)).get() == 1
+                && m.sent.get_or_create(&label(by_dns)).get() == 1
+        })
+        .await;
+        s.close().await;
+    }
+
     /// A real Alertmanager (Debian's `prometheus-alertmanager`, which `tests/run.sh` installs)
     /// on loopback, clustering off, grouping at once and notifying `webhook` with resolved
     /// alerts too. Killed when dropped.

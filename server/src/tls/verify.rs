@@ -92,7 +92,8 @@ impl ClientCertVerifier for AnyClientCert {
     handshake_signatures!();
 }
 
-/// Takes any server certificate (`--grpc-client-tls-skip-verify`).
+/// Takes any server certificate (`--grpc-client-tls-skip-verify`, an Alertmanager's
+/// `tls_config.insecure_skip_verify`).
 #[derive(Debug)]
 pub(crate) struct AnyServerCert {
     provider: Arc<CryptoProvider>,
