@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Gauntlet's whole test suite, as CI runs it: installs the real peers the tests start
-# (Prometheus and promtool, Chromium for the web UI, S3, GCS and Azure storage servers), then
-# format check, clippy with warnings as errors, every test with cargo-nextest, and every fuzz
-# target built and run for a short time (FUZZ_SECONDS each, 15 by default). Exits non-zero on
-# any failure.
+# (Prometheus, promtool and Alertmanager, Chromium for the web UI, S3, GCS and Azure storage
+# servers), then format check, clippy with warnings as errors, every test with cargo-nextest,
+# and every fuzz target built and run for a short time (FUZZ_SECONDS each, 15 by default).
+# Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,10 +33,17 @@ if command -v rustup >/dev/null && ! rustup toolchain list | grep -q "^$pinned-"
 fi
 rustc --version
 
-step "peers: prometheus and promtool"
+step "peers: prometheus, promtool and alertmanager"
 # Debian's prometheus package (which brings promtool), installed with apt when either is missing.
 bash tests/tools/prometheus.sh stable >/dev/null
 promtool --version 2>&1 | head -1
+# Debian's Alertmanager, for the ruler's alert sender test (server/src/rule/notifier.rs), which
+# starts it on loopback; a missing one fails that test, so a failed install stops the run here.
+if ! command -v prometheus-alertmanager >/dev/null; then
+  { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus-alertmanager; } >/dev/null \
+    || { echo "prometheus-alertmanager is missing and could not be installed with apt" >&2; exit 1; }
+fi
+prometheus-alertmanager --version 2>&1 | head -1
 command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
 python3 -c 'import grpc, grpc_tools' 2>/dev/null || python3 -m pip install -q grpcio grpcio-tools
 # A DNS server for the querier's dns+/dnssrv+ discovery test (tests/tools/dns_server.py).

@@ -14,6 +14,7 @@ pub mod memory;
 pub mod metrics;
 pub mod query;
 pub mod receive;
+pub mod rule;
 pub mod store;
 pub mod tls;
 pub mod tools;

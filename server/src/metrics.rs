@@ -239,7 +239,7 @@ impl<M: EncodeMetric> EncodeMetric for Declared<M> {
 
 /// Registers `metric` as the family `name`, spelled as its samples are (a counter's with its
 /// `_total`, which the registry adds itself) and `help` as it is shown.
-fn declare<M>(registry: &mut Registry, name: &str, help: &str, metric: M)
+pub(crate) fn declare<M>(registry: &mut Registry, name: &str, help: &str, metric: M)
 where
     M: EncodeMetric + Send + Sync + std::fmt::Debug + 'static,
 {

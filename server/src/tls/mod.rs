@@ -9,7 +9,7 @@
 
 pub mod client;
 pub mod listener;
-mod verify;
+pub(crate) mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -92,14 +92,15 @@ impl ClientCertVerifier for AnyClientCert {
     handshake_signatures!();
 }
 
-/// Takes any server certificate (`--grpc-client-tls-skip-verify`).
+/// Takes any server certificate (`--grpc-client-tls-skip-verify`, an Alertmanager's
+/// `tls_config.insecure_skip_verify`).
 #[derive(Debug)]
-pub(super) struct AnyServerCert {
+pub(crate) struct AnyServerCert {
     provider: Arc<CryptoProvider>,
 }
 
 impl AnyServerCert {
-    pub(super) fn new(provider: Arc<CryptoProvider>) -> Self {
+    pub(crate) fn new(provider: Arc<CryptoProvider>) -> Self {
         AnyServerCert { provider }
     }
 }
