@@ -164,7 +164,7 @@ fn manifests_and_image_use_only_flags_gauntlet_has_and_fit_together() {
     }
     let missing: Vec<_> = mounted.difference(&defined).collect();
     assert!(missing.is_empty(), "mounted and not defined: {missing:?}");
-    for role in ["store", "receive", "compact", "query"] {
+    for role in ["store", "receive", "compact", "query", "rule"] {
         assert!(roles.contains_key(role), "no {role} in the manifests");
     }
 
@@ -287,6 +287,30 @@ fn manifests_and_image_use_only_flags_gauntlet_has_and_fit_together() {
             .iter()
             .any(|p| p["name"].as_str() == Some("grpc") && p["port"].as_u64() == Some(10901)),
         "the receivers' Service has no grpc port"
+    );
+    // The rulers, through their headless Service, their pair deduplicated by their label, and
+    // that label dropped from the alerts they send.
+    let srv = "dnssrvnoa+_grpc._tcp.gauntlet-rule.monitoring.svc.cluster.local";
+    assert!(endpoints.contains(srv), "the querier does not read {srv}");
+    let rule = &roles["rule"];
+    assert_eq!(rule.len(), 1);
+    let rule_label = rule[0].1["--label"][0]
+        .split('=')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        query[0].1["--query.replica-label"].contains(&rule_label),
+        "the querier does not deduplicate the rulers' {rule_label}"
+    );
+    assert_eq!(
+        rule[0].1["--alert.label-drop"],
+        std::slice::from_ref(&rule_label)
+    );
+    let rule_query = &rule[0].1["--query"][0];
+    assert!(
+        rule_query.starts_with("gauntlet-query.monitoring.svc.cluster.local:"),
+        "the ruler queries {rule_query}"
     );
     let replica_label = &query[0].1["--query.replica-label"][0];
     assert!(

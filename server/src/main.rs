@@ -2,7 +2,7 @@
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use gauntlet::logging::{self, LogFormat, LogLevel};
-use gauntlet::{all, compact, query, receive, store, tools};
+use gauntlet::{all, compact, query, receive, rule, store, tools};
 use mimalloc::MiMalloc;
 
 #[global_allocator]
@@ -57,8 +57,13 @@ enum Command {
     /// Compactor: compacts, deduplicates, downsamples and applies retention to the blocks of
     /// a bucket, as Thanos's compactor does (one pass, or one every interval with `--wait`).
     Compact(Box<compact::CompactArgs>),
-    /// Offline tools over local blocks (as `promtool tsdb`) and over a bucket's blocks (as
-    /// `thanos tools bucket`); they serve nothing.
+    /// Ruler: evaluates recording and alerting rules through query APIs, keeps their results
+    /// in its own head served over the StoreAPI, and sends alerts to Alertmanager, as Thanos
+    /// Rule does.
+    Rule(Box<rule::cmd::RuleArgs>),
+    /// Offline tools over local blocks (as `promtool tsdb`), over a bucket's blocks (as
+    /// `thanos tools bucket`) and over rule files (as `promtool check rules` and `test
+    /// rules`); they serve nothing.
     Tools {
         #[command(subcommand)]
         tool: tools::Tool,
@@ -90,6 +95,7 @@ fn main() -> std::process::ExitCode {
         Command::Receive(args) => receive::run(*args, budget),
         Command::Store(args) => store::run(args, budget),
         Command::Compact(args) => compact::run(*args, budget),
+        Command::Rule(args) => rule::cmd::run(*args, budget),
         Command::Tools { tool } => tools::run(tool),
     };
     match res {

@@ -105,7 +105,7 @@ fn query_frontend_over_gauntlet_query_answers_as_the_querier() {
 }
 
 /// The rule file both rulers evaluate: two recording rules and an alert that fires at once.
-const RULES: &str = r#"groups:
+pub(super) const RULES: &str = r#"groups:
   - name: interop
     interval: 1s
     rules:
@@ -124,7 +124,7 @@ const RULES: &str = r#"groups:
 
 /// Gauges whose values stay put, so what a rule records does not depend on when it runs:
 /// two jobs, three instances each; two of them (7 and 10) above the alert's 5.
-fn gauges(from_ms: i64, to_ms: i64) -> Vec<u8> {
+pub(super) fn gauges(from_ms: i64, to_ms: i64) -> Vec<u8> {
     let mut ts = Vec::new();
     for (i, (job, inst)) in [
         ("api", "a1"),
@@ -150,9 +150,19 @@ fn gauges(from_ms: i64, to_ms: i64) -> Vec<u8> {
 /// Waits (at most 60 s) until the ruler's `/api/v1/alerts` lists `GaugeHigh` firing for `n`
 /// series and every rule evaluated without error; returns the alerts.
 fn firing(ruler: &PeerProcess, n: usize) -> Vec<Value> {
+    firing_on(ruler.http, n)
+}
+
+/// [`firing`] for the ruler whose HTTP API is on `port`.
+pub(super) fn firing_on(port: u16, n: usize) -> Vec<Value> {
+    let get_json = |path: &str| -> Value {
+        let (status, body) = crate::common::http_get(port, path).expect("ruler API");
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).expect("ruler API JSON")
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let rules = ruler.get_json("/api/v1/rules");
+        let rules = get_json("/api/v1/rules");
         let errors: Vec<&Value> = rules["data"]["groups"]
             .as_array()
             .into_iter()
@@ -160,7 +170,7 @@ fn firing(ruler: &PeerProcess, n: usize) -> Vec<Value> {
             .flat_map(|g| g["rules"].as_array().into_iter().flatten())
             .filter(|r| r["health"] != "ok")
             .collect();
-        let alerts = ruler.get_json("/api/v1/alerts");
+        let alerts = get_json("/api/v1/alerts");
         // Thanos's ruler names the list `Alerts` (its API struct has no JSON tag there).
         let list: Vec<Value> = alerts["data"]["alerts"]
             .as_array()
@@ -187,7 +197,7 @@ fn firing(ruler: &PeerProcess, n: usize) -> Vec<Value> {
 
 /// An alert as compared: labels, annotations, state and value (the time it became active is
 /// the ruler's own).
-fn alert_key(a: &Value) -> String {
+pub(super) fn alert_key(a: &Value) -> String {
     serde_json::json!([a["labels"], a["annotations"], a["state"], a["value"]]).to_string()
 }
 

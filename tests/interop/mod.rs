@@ -12,3 +12,4 @@ mod gauntlet_query;
 mod hashring;
 mod parquet;
 mod querier_front;
+mod rule;

@@ -13,6 +13,7 @@ use super::alerting::{AlertState, AlertTemplates};
 use super::file::{self, ParseOptions, TemplateCheck};
 use super::group::{Group, RuleKind, RuleQuerier, rule_vector};
 use super::yaml::{self, Kind, Node};
+use crate::parser::format_duration_ms;
 use crate::promqltest::{histogram_is, notation_labels, notation_series};
 use crate::{Engine, InstantSample};
 
@@ -139,7 +140,8 @@ fn run_group(ctx: &Ctx<'_>, t: &TestGroup, name: &str) -> Vec<String> {
     for (series, values) in &t.input {
         match notation_series(series, values, interval) {
             Ok(s) => input.push(s),
-            Err(e) => return vec![e],
+            // promtool loads the series as line 2 of a `load` script: its positions say so.
+            Err(e) => return vec![e.strip_prefix("1:").map_or(e.clone(), |r| format!("2:{r}"))],
         }
     }
     let mut groups = Vec::new();
@@ -268,7 +270,7 @@ fn run_group(ctx: &Ctx<'_>, t: &TestGroup, name: &str) -> Vec<String> {
                     errs.push(format!(
                         "{test_name}    alertname: {}, time: {}, \n        exp:{}, \n        got:{}",
                         case.alertname,
-                        go_duration(at),
+                        format_duration_ms(at),
                         indent(&alerts_text(&exp), "            "),
                         indent(&alerts_text(&got), "            ")
                     ));
@@ -292,7 +294,7 @@ fn run_group(ctx: &Ctx<'_>, t: &TestGroup, name: &str) -> Vec<String> {
                 errs.push(format!(
                     "    expr: {}, time: {}, err: {e}",
                     gauntlet_engine::go_format::quoted(&case.expr),
-                    go_duration(case.eval_time_ms)
+                    format_duration_ms(case.eval_time_ms)
                 ));
                 continue;
             }
@@ -303,7 +305,7 @@ fn run_group(ctx: &Ctx<'_>, t: &TestGroup, name: &str) -> Vec<String> {
             Err(e) => errs.push(format!(
                 "    expr: {}, time: {}, err: {e}",
                 gauntlet_engine::go_format::quoted(&case.expr),
-                go_duration(case.eval_time_ms)
+                format_duration_ms(case.eval_time_ms)
             )),
         }
     }
@@ -371,7 +373,7 @@ fn expr_matches(
     Ok(Some(format!(
         "    expr: {}, time: {},\n        exp: {}\n        got: {}",
         gauntlet_engine::go_format::quoted(&case.expr),
-        go_duration(case.eval_time_ms),
+        format_duration_ms(case.eval_time_ms),
         list(exp_text),
         list(got_text)
     )))

@@ -47,6 +47,10 @@ use crate::store::parse_bytes;
 /// Flags of `gauntlet receive`, named as Thanos Receive names them.
 #[derive(Debug, Args, Clone)]
 pub struct ReceiveArgs {
+    /// Set when another role keeps its results in this receiver's head (the ruler): the
+    /// `source` its blocks name. Not a flag.
+    #[arg(skip)]
+    pub role_source: Option<&'static str>,
     /// Directory of the tenants' TSDBs (`<path>/<tenant>/`).
     #[arg(long = "tsdb.path", default_value = "./data/receive")]
     pub tsdb_path: PathBuf,
@@ -367,13 +371,17 @@ impl Receiver {
         let mut labels = args.labels.clone();
         labels.sort();
         labels.dedup_by(|a, b| a.name == b.name);
-        let tenants = Arc::new(Tenants::new(
+        let tenants = Tenants::new(
             &args.tsdb_path,
             rt,
             opts,
             Labels::from_sorted(labels),
             args.tenant_label.clone(),
-        ));
+        );
+        let tenants = Arc::new(match args.role_source {
+            Some(source) => tenants.for_role(source),
+            None => tenants,
+        });
         let opener = tenants.clone();
         let opened = tokio::task::spawn_blocking(move || opener.open_existing()).await??;
         tracing::info!(path = %args.tsdb_path.display(), tenants = opened.len(), "receiver's tenants opened");
@@ -612,7 +620,7 @@ impl Receiver {
 
     /// Runs [`Receiver::maintain`] every `--receive.cut-check-interval` until `stop` turns
     /// true.
-    fn spawn_maintenance(
+    pub(crate) fn spawn_maintenance(
         self: &Arc<Self>,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
@@ -630,7 +638,7 @@ impl Receiver {
     }
 
     /// fsyncs every tenant's WAL (at shutdown).
-    async fn sync_wals(&self) {
+    pub(crate) async fn sync_wals(&self) {
         for t in self.tenants.all() {
             let head = t.head.clone();
             match tokio::task::spawn_blocking(move || head.sync_wal()).await {
@@ -677,6 +685,21 @@ impl Receiver {
         let _ = background.await;
         self.sync_wals().await;
         r.context("remote-write server")
+    }
+
+    /// Appends `series` to `tenant`'s head, as a write that came over the network would be:
+    /// for roles that keep their own results here (the ruler).
+    pub async fn append(
+        &self,
+        tenant: &str,
+        series: Vec<gauntlet_proto::prometheus::TimeSeries>,
+    ) -> write::Answer {
+        write::write(&self.write, tenant, 0, write::Input::Forwarded(series)).await
+    }
+
+    /// The listeners' TLS and authentication, read from the files the flags name.
+    pub fn security(&self) -> &crate::tls::ServerSecurity {
+        &self.security
     }
 
     /// The receive role's memory budget, which its heads, writes and reads reserve from.

@@ -183,6 +183,8 @@ pub struct Tenant {
     pub shipped: Mutex<Vec<String>>,
     /// Requests refused for the tenant's series limit.
     pub series_limited_requests: AtomicU64,
+    /// The `source` its blocks' Thanos section names (`receive`, or `ruler`).
+    source: &'static str,
     /// Samples appended (in order and out of order) as seen at recent moments, oldest first:
     /// what the ingest rate is measured over.
     ingested: Mutex<VecDeque<(Instant, u64)>>,
@@ -266,7 +268,7 @@ impl Tenant {
                 .iter()
                 .map(|l| (l.name.to_string(), l.value.to_string()))
                 .collect(),
-            source: "receive".to_string(),
+            source: self.source.to_string(),
             ..ThanosMeta::default()
         }
     }
@@ -291,6 +293,7 @@ pub struct Tenants {
     opts: HeadOptions,
     labels: Labels,
     tenant_label: String,
+    source: &'static str,
     map: RwLock<BTreeMap<String, Arc<Tenant>>>,
     /// Serialises opening tenants, so two first writes do not both replay one WAL or claim
     /// one directory.
@@ -313,9 +316,18 @@ impl Tenants {
             opts,
             labels,
             tenant_label,
+            source: "receive",
             map: RwLock::new(BTreeMap::new()),
             opening: Mutex::new(()),
         }
+    }
+
+    /// These tenants for another role that keeps its results in a head (the ruler): their
+    /// blocks name `source`, and with an empty tenant label their series carry only the
+    /// role's own external labels.
+    pub fn for_role(mut self, source: &'static str) -> Self {
+        self.source = source;
+        self
     }
 
     /// The receive role's memory budget, which the tenants' heads and the reads and writes of
@@ -434,8 +446,10 @@ impl Tenants {
     fn open_in(&self, name: &str, dir: PathBuf) -> anyhow::Result<(Arc<Tenant>, ReplayReport)> {
         let (head, rep) = Head::open(self.rt.clone(), &dir, self.opts.clone())?;
         let mut ext: Vec<Label> = self.labels.iter().cloned().collect();
-        ext.retain(|l| l.name != self.tenant_label.as_str());
-        ext.push(Label::new(self.tenant_label.as_str(), name));
+        if !self.tenant_label.is_empty() {
+            ext.retain(|l| l.name != self.tenant_label.as_str());
+            ext.push(Label::new(self.tenant_label.as_str(), name));
+        }
         ext.sort();
         let shipped = super::ship::read_shipper_file(&dir);
         let t = Arc::new(Tenant {
@@ -445,6 +459,7 @@ impl Tenants {
             external: Labels::from_sorted(ext),
             shipped: Mutex::new(shipped),
             series_limited_requests: AtomicU64::new(0),
+            source: self.source,
             ingested: Mutex::new(VecDeque::new()),
         });
         tracing::info!(

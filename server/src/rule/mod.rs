@@ -1,5 +1,10 @@
-//! The ruler (`gauntlet rule`, in place of `thanos rule`): evaluates recording and alerting
-//! rules against a querier and sends the alerts that fire to Alertmanagers.
+//! `gauntlet rule`: recording and alerting rules evaluated as Thanos Rule evaluates them
+//! ([`cmd`], [`manager`]), their queries ([`query`]), their API ([`api`]) and the alerts
+//! they raise sent to Alertmanager ([`notifier`]).
 
 pub mod alertmanager_config;
+pub mod api;
+pub mod cmd;
+pub mod manager;
 pub mod notifier;
+pub mod query;

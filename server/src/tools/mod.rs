@@ -1,10 +1,12 @@
 //! `gauntlet tools …`: offline commands over local blocks, the counterparts of `promtool tsdb`,
-//! and over the blocks of a bucket, the counterparts of `thanos tools bucket`.
+//! over the blocks of a bucket, the counterparts of `thanos tools bucket`, and over rule files,
+//! the counterparts of `promtool check rules` and `test rules`.
 
 mod block;
 mod bucket;
 mod downsample;
 mod label_filter;
+mod rules;
 mod sample;
 
 use clap::Subcommand;
@@ -24,6 +26,13 @@ pub enum Tool {
         #[command(subcommand)]
         cmd: bucket::BucketCmd,
     },
+    /// Rule files checked and rule unit tests run, as promtool's `check rules` and
+    /// `test rules`.
+    Rules {
+        /// The rules command to run.
+        #[command(subcommand)]
+        cmd: rules::RulesCmd,
+    },
 }
 
 /// Runs one tool command.
@@ -31,6 +40,7 @@ pub fn run(tool: Tool) -> anyhow::Result<()> {
     match tool {
         Tool::Block { cmd } => block::run(cmd),
         Tool::Bucket { cmd } => bucket::run(cmd),
+        Tool::Rules { cmd } => rules::run(cmd),
     }
 }
 

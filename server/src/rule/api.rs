@@ -1,0 +1,267 @@
+//! The ruler's HTTP API: `/api/v1/rules` and `/api/v1/alerts` in Prometheus's JSON (with
+//! Thanos's `partialResponseStrategy` on groups), and `POST /-/reload`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use gauntlet_engine::go_format::{FloatFormat, format_float};
+use gauntlet_engine::labels::Labels;
+use gauntlet_promql::rules::alerting::{Alert, AlertState};
+use gauntlet_promql::rules::group::{RuleKind, RuleState};
+use serde_json::{Map, Value, json};
+
+use super::manager::Manager;
+use crate::http::params::Form;
+
+/// The routes, over `manager`.
+pub fn router(manager: Arc<Manager>) -> Router {
+    Router::new()
+        .route("/api/v1/rules", get(rules).post(rules))
+        .route("/api/v1/alerts", get(alerts).post(alerts))
+        .route("/-/reload", post(reload))
+        .with_state(manager)
+}
+
+fn answer(code: StatusCode, body: Value) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn bad_data(msg: String) -> Response {
+    answer(
+        StatusCode::BAD_REQUEST,
+        json!({"status": "error", "errorType": "bad_data", "error": msg}),
+    )
+}
+
+async fn reload(State(m): State<Arc<Manager>>) -> Response {
+    let m2 = m.clone();
+    let res = tokio::task::spawn_blocking(move || m2.reload()).await;
+    match res {
+        Ok(Ok(_)) => (StatusCode::OK, "").into_response(),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to reload config: {e}\n"),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn rules(State(m): State<Arc<Manager>>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+    let form = match Form::parse(q.as_deref(), (!body.is_empty()).then_some(&body[..])) {
+        Ok(f) => f,
+        Err(e) => return bad_data(e.message),
+    };
+    let typ = form.value("type").to_ascii_lowercase();
+    if !matches!(typ.as_str(), "" | "alert" | "record") {
+        return bad_data(format!(
+            "invalid parameter \"type\": not supported value {typ:?}"
+        ));
+    }
+    let exclude_alerts = match form.value("exclude_alerts") {
+        "" | "false" => false,
+        "true" => true,
+        other => {
+            return bad_data(format!(
+                "invalid parameter \"exclude_alerts\": strconv.ParseBool: parsing {other:?}: invalid syntax"
+            ));
+        }
+    };
+    let names = form.all("rule_name[]");
+    let mut group_names = form.all("rule_group[]");
+    group_names.extend(form.all("group_name[]"));
+    let files = form.all("file[]");
+    let mut out = Vec::new();
+    for view in m.groups() {
+        let g = &view.group;
+        if !group_names.is_empty() && !group_names.contains(&g.name.as_str()) {
+            continue;
+        }
+        if !files.is_empty() && !files.contains(&g.file.as_str()) {
+            continue;
+        }
+        let mut rules = Vec::new();
+        for r in &g.rules {
+            if !names.is_empty() && !names.contains(&r.name()) {
+                continue;
+            }
+            let v = match &r.kind {
+                RuleKind::Alerting(_) if typ == "record" => continue,
+                RuleKind::Recording(_) if typ == "alert" => continue,
+                _ => rule_json(r, exclude_alerts),
+            };
+            rules.push(v);
+        }
+        if rules.is_empty() {
+            continue;
+        }
+        let strategy = g
+            .partial_response_strategy
+            .as_deref()
+            .unwrap_or("abort")
+            .to_ascii_uppercase();
+        out.push(json!({
+            "name": g.name,
+            "file": g.file,
+            "rules": rules,
+            "interval": g.interval_ms as f64 / 1000.0,
+            "limit": g.limit,
+            "evaluationTime": g.eval_duration.as_secs_f64(),
+            "lastEvaluation": go_time(g.last_eval_ms),
+            "partialResponseStrategy": strategy,
+        }));
+    }
+    answer(
+        StatusCode::OK,
+        json!({"status": "success", "data": {"groups": out}}),
+    )
+}
+
+async fn alerts(State(m): State<Arc<Manager>>) -> Response {
+    let mut list = Vec::new();
+    for view in m.groups() {
+        for r in &view.group.rules {
+            if let RuleKind::Alerting(a) = &r.kind {
+                list.extend(a.active_alerts().into_iter().map(alert_json));
+            }
+        }
+    }
+    answer(
+        StatusCode::OK,
+        json!({"status": "success", "data": {"alerts": list}}),
+    )
+}
+
+fn rule_json(r: &RuleState, exclude_alerts: bool) -> Value {
+    let mut o = Map::new();
+    match &r.kind {
+        RuleKind::Alerting(a) => {
+            o.insert("state".into(), a.state().as_str().into());
+            o.insert("name".into(), a.name.clone().into());
+            o.insert("query".into(), a.expr.clone().into());
+            o.insert("duration".into(), (a.for_ms as f64 / 1000.0).into());
+            o.insert(
+                "keepFiringFor".into(),
+                (a.keep_firing_for_ms as f64 / 1000.0).into(),
+            );
+            o.insert("labels".into(), map_json(a.labels.iter()));
+            o.insert("annotations".into(), map_json(a.annotations.iter()));
+            let alerts: Vec<Value> = if exclude_alerts {
+                Vec::new()
+            } else {
+                a.active_alerts().into_iter().map(alert_json).collect()
+            };
+            o.insert(
+                "alerts".into(),
+                if exclude_alerts {
+                    Value::Null
+                } else {
+                    alerts.into()
+                },
+            );
+        }
+        RuleKind::Recording(rec) => {
+            o.insert("name".into(), rec.name.clone().into());
+            o.insert("query".into(), rec.expr.clone().into());
+            if !rec.labels.is_empty() {
+                o.insert("labels".into(), map_json(rec.labels.iter()));
+            }
+        }
+    }
+    o.insert("health".into(), r.health.as_str().into());
+    if let Some(e) = &r.last_error {
+        o.insert("lastError".into(), e.clone().into());
+    }
+    o.insert(
+        "evaluationTime".into(),
+        r.eval_duration.as_secs_f64().into(),
+    );
+    o.insert("lastEvaluation".into(), go_time(r.last_eval_ms).into());
+    o.insert(
+        "type".into(),
+        match r.kind {
+            RuleKind::Alerting(_) => "alerting",
+            RuleKind::Recording(_) => "recording",
+        }
+        .into(),
+    );
+    Value::Object(o)
+}
+
+fn alert_json(a: &Alert) -> Value {
+    let mut o = Map::new();
+    o.insert("labels".into(), labels_json(&a.labels));
+    o.insert("annotations".into(), map_json(a.annotations.iter()));
+    o.insert(
+        "state".into(),
+        match a.state {
+            AlertState::Firing => "firing",
+            AlertState::Pending => "pending",
+            AlertState::Inactive => "inactive",
+        }
+        .into(),
+    );
+    o.insert("activeAt".into(), go_time(a.active_at_ms).into());
+    if let Some(k) = a.keep_firing_since_ms {
+        o.insert("keepFiringSince".into(), go_time(k).into());
+    }
+    o.insert("value".into(), format_float(a.value, FloatFormat::E).into());
+    Value::Object(o)
+}
+
+fn labels_json(l: &Labels) -> Value {
+    Value::Object(
+        l.iter()
+            .map(|x| (x.name.to_string(), Value::from(x.value.as_str())))
+            .collect(),
+    )
+}
+
+fn map_json<'a>(it: impl Iterator<Item = (&'a String, &'a String)>) -> Value {
+    Value::Object(
+        it.map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+            .collect(),
+    )
+}
+
+/// A time in ms as Go's `time.Time` marshals to JSON in UTC: RFC 3339 with the fraction's
+/// trailing zeros trimmed; ms 0 is Go's zero time (never evaluated).
+pub fn go_time(ms: i64) -> String {
+    if ms == 0 {
+        return "0001-01-01T00:00:00Z".into();
+    }
+    let secs = ms.div_euclid(1000);
+    let frac = ms.rem_euclid(1000);
+    let t =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(secs).unwrap_or(0));
+    let base = humantime::format_rfc3339_seconds(t).to_string();
+    if frac == 0 {
+        return base;
+    }
+    let digits = format!("{frac:03}");
+    let digits = digits.trim_end_matches('0');
+    format!("{}.{digits}Z", base.trim_end_matches('Z'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::go_time;
+
+    #[test]
+    fn times_print_as_go_prints_them() {
+        assert_eq!(go_time(0), "0001-01-01T00:00:00Z");
+        assert_eq!(go_time(1_700_000_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(go_time(1_700_000_000_500), "2023-11-14T22:13:20.5Z");
+        assert_eq!(go_time(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+}

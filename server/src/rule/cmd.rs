@@ -1,0 +1,385 @@
+//! `gauntlet rule`: Thanos Rule's counterpart. Rules are evaluated through the `--query`
+//! endpoints; recorded series and alert series go into the ruler's own head and WAL (a
+//! receiver's, under `--data-dir`), served over the StoreAPI with the ruler's `--label`s and
+//! cut into blocks shipped with `source: ruler`; alerts go to Alertmanager.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use clap::Args;
+use gauntlet_engine::budget::MemoryBudget;
+use gauntlet_engine::labels::{Label, Labels, MatchType, Matcher};
+use gauntlet_engine::query::{Queryable, SelectHints};
+use gauntlet_promql::InstantSample;
+use gauntlet_promql::rules::alerting::Alert;
+use gauntlet_promql::rules::group::RuleQuerier;
+use gauntlet_proto::prometheus as pb;
+use gauntlet_proto::thanos;
+
+use super::alertmanager_config::AlertmanagerArgs;
+use super::manager::{Backend, Manager, ManagerOptions};
+use super::notifier::{self, Sender};
+use super::query::{HttpQuerier, StrategyQuerier};
+use crate::query::cmd::duration;
+use crate::receive::{ReceiveArgs, Receiver};
+
+/// The tenant the ruler's results are kept under (its head's directory name).
+const TENANT: &str = "ruler";
+
+/// Flags of `gauntlet rule`, named as Thanos Rule names them.
+#[derive(Debug, Args, Clone)]
+pub struct RuleArgs {
+    /// Rule files to read (repeatable; glob patterns).
+    #[arg(long = "rule-file", default_value = "rules/*.yml")]
+    pub rule_files: Vec<String>,
+    /// Interval of rule groups that name none of their own.
+    #[arg(long = "eval-interval", default_value = "1m", value_parser = duration)]
+    pub eval_interval: Duration,
+    /// How far behind the evaluation time rule queries look, for groups that name none.
+    #[arg(long = "rule-query-offset", default_value = "0s", value_parser = duration)]
+    pub query_offset: Duration,
+    /// How long to wait before sending a firing alert again.
+    #[arg(long = "resend-delay", default_value = "1m", value_parser = duration)]
+    pub resend_delay: Duration,
+    /// The least time an alert with `for` stays pending after a restart.
+    #[arg(long = "for-grace-period", default_value = "10m", value_parser = duration)]
+    pub for_grace_period: Duration,
+    /// How long the ruler may be down and still restore its alerts' `for` state.
+    #[arg(long = "for-outage-tolerance", default_value = "1h", value_parser = duration)]
+    pub for_outage_tolerance: Duration,
+    /// Query API addresses rules are evaluated through (repeatable): `host:port`, a URL, or
+    /// `dns+`/`dnssrv+` names; tried round robin, the next one when one fails.
+    #[arg(long = "query", required = true)]
+    pub query: Vec<String>,
+    /// How often `dns+`/`dnssrv+` query addresses are looked up again.
+    #[arg(long = "query.sd-dns-interval", default_value = "30s", value_parser = duration)]
+    pub query_sd_dns_interval: Duration,
+    /// How long one rule query may take.
+    #[arg(long = "query.timeout", default_value = "2m", value_parser = duration)]
+    pub query_timeout: Duration,
+    /// The URL alerts link back to (their generator URL) and templates see as
+    /// `$externalURL`.
+    #[arg(long = "alert.query-url", default_value = "")]
+    pub alert_query_url: String,
+    /// Alertmanagers and what is done to alerts before they are sent.
+    #[command(flatten)]
+    pub alertmanagers: AlertmanagerArgs,
+    /// Directory of the ruler's TSDB (head, WAL and blocks).
+    #[arg(long = "data-dir", default_value = "./data/rule")]
+    pub data_dir: PathBuf,
+    /// External label of every series served, block shipped and alert sent, `name="value"`
+    /// (repeatable); a replica label tells an HA pair apart.
+    #[arg(long = "label", value_parser = crate::receive::parse_label)]
+    pub labels: Vec<Label>,
+    /// Address of the StoreAPI.
+    #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
+    pub grpc_address: SocketAddr,
+    /// Address of the rules and alerts API, /metrics, /-/reload, /-/ready and /-/healthy.
+    #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
+    pub http_address: SocketAddr,
+    /// Block duration of the ruler's TSDB: its head is cut into blocks this long.
+    #[arg(long = "tsdb.block-duration", default_value = "2h", value_parser = duration)]
+    pub block_duration: Duration,
+    /// How long local blocks are kept.
+    #[arg(long = "tsdb.retention", default_value = "48h", value_parser = duration)]
+    pub retention: Duration,
+    /// Objstore configuration file; without one, blocks stay local.
+    #[arg(long = "objstore.config-file")]
+    pub objstore_config_file: Option<PathBuf>,
+    /// Objstore configuration as YAML text, instead of a file.
+    #[arg(long = "objstore.config")]
+    pub objstore_config: Option<String>,
+    /// TLS and authentication of the listeners.
+    #[command(flatten)]
+    pub security: crate::tls::ServerSecurityArgs,
+}
+
+impl RuleArgs {
+    /// The receiver that keeps the ruler's results: one head under `--data-dir`, the
+    /// ruler's labels, no tenant label.
+    fn receive_args(&self) -> anyhow::Result<ReceiveArgs> {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            receive: ReceiveArgs,
+        }
+        let mut r = <Defaults as clap::Parser>::try_parse_from(["receive"])?.receive;
+        r.role_source = Some("ruler");
+        r.tsdb_path = self.data_dir.clone();
+        r.labels = self.labels.clone();
+        r.tenant_label = String::new();
+        r.default_tenant = TENANT.into();
+        r.min_block_duration = self.block_duration;
+        r.max_block_duration = self.block_duration;
+        r.retention = self.retention;
+        r.objstore_config = self.objstore_config.clone();
+        r.objstore_config_file = self.objstore_config_file.clone();
+        r.security = self.security.clone();
+        r.grpc_address = self.grpc_address;
+        r.http_address = self.http_address;
+        // Rule results come at most a group's interval apart; one core is plenty.
+        r.engine_cores = 1;
+        Ok(r)
+    }
+
+    fn manager_options(&self) -> ManagerOptions {
+        let ms = |d: Duration| d.as_millis() as i64;
+        ManagerOptions {
+            rule_files: self.rule_files.clone(),
+            eval_interval_ms: ms(self.eval_interval),
+            query_offset_ms: ms(self.query_offset),
+            resend_delay_ms: ms(self.resend_delay),
+            for_grace_ms: ms(self.for_grace_period),
+            outage_tolerance_ms: ms(self.for_outage_tolerance),
+            external_labels: self
+                .labels
+                .iter()
+                .map(|l| (l.name.to_string(), l.value.to_string()))
+                .collect(),
+            external_url: self.alert_query_url.trim_end_matches('/').to_string(),
+        }
+    }
+}
+
+/// Where the ruler's rules read and its results go.
+struct RulerBackend {
+    receiver: Arc<Receiver>,
+    querier: Arc<HttpQuerier>,
+    sender: Arc<Sender>,
+    runtime: tokio::runtime::Handle,
+    external: Labels,
+    external_url: String,
+}
+
+impl Backend for RulerBackend {
+    fn querier(&self, partial_response: bool) -> Box<dyn RuleQuerier + '_> {
+        Box::new(StrategyQuerier {
+            inner: &self.querier,
+            partial_response,
+        })
+    }
+
+    fn record(&self, samples: Vec<InstantSample>) -> Result<(), String> {
+        let series = samples.into_iter().map(to_series).collect();
+        let answer = self.runtime.block_on(self.receiver.append(TENANT, series));
+        if answer.code.is_success() {
+            Ok(())
+        } else {
+            Err(format!("{}: {}", answer.code, answer.message))
+        }
+    }
+
+    fn send(&self, alerts: Vec<(String, Alert)>) {
+        let out = alerts
+            .into_iter()
+            .map(|(expr, a)| notifier::Alert {
+                labels: a.labels.with_external(&self.external),
+                annotations: a.annotations,
+                starts_at_ms: a.fired_at_ms.unwrap_or(a.active_at_ms),
+                ends_at_ms: Some(a.resolved_at_ms.unwrap_or(a.valid_until_ms)),
+                generator_url: generator_url(&self.external_url, &expr),
+            })
+            .collect();
+        self.sender.send(out);
+    }
+
+    fn last_for_state(&self, labels: &Labels, t_ms: i64, lookback_ms: i64) -> Option<(i64, f64)> {
+        let tenant = self.receiver.tenants.get(TENANT)?;
+        let matchers: Vec<Matcher> = labels
+            .iter()
+            .filter_map(|l| Matcher::new(MatchType::Equal, l.name.as_str(), l.value.as_str()).ok())
+            .collect();
+        let source = tenant.source();
+        let series = source
+            .select(&matchers, t_ms - lookback_ms, t_ms, &SelectHints::default())
+            .ok()?;
+        series
+            .iter()
+            .filter(|s| s.labels == *labels)
+            .filter_map(|s| {
+                let n = s.samples.ts.len();
+                (n > 0).then(|| (s.samples.ts[n - 1], s.samples.val[n - 1]))
+            })
+            .filter(|(_, v)| !gauntlet_engine::chunk::is_stale_nan(*v))
+            .max_by_key(|(t, _)| *t)
+    }
+}
+
+/// A rule's sample as a remote-write series.
+fn to_series(s: InstantSample) -> pb::TimeSeries {
+    let labels = s
+        .labels
+        .iter()
+        .map(|l| pb::Label {
+            name: l.name.to_string(),
+            value: l.value.to_string(),
+        })
+        .collect();
+    match s.h {
+        Some(h) => pb::TimeSeries {
+            labels,
+            histograms: vec![crate::receive::histogram::to_proto(
+                &gauntlet_engine::remote_write::HistogramSample {
+                    t: s.t_ms,
+                    h: gauntlet_engine::remote_write::HistogramValue::Float(*h),
+                },
+            )],
+            ..Default::default()
+        },
+        None => pb::TimeSeries {
+            labels,
+            samples: vec![pb::Sample {
+                value: s.v,
+                timestamp: s.t_ms,
+            }],
+            ..Default::default()
+        },
+    }
+}
+
+/// The link an alert carries back to its expression: Prometheus's table view of it.
+pub fn generator_url(external_url: &str, expr: &str) -> String {
+    let q: String = percent_encoding::utf8_percent_encode(expr, QUERY_ESCAPE).to_string();
+    format!("{external_url}/graph?g0.expr={q}&g0.tab=1")
+}
+
+/// What Go's `url.QueryEscape` escapes: everything but letters, digits and `-_.~` (a space
+/// becomes `%20` here, where Go writes `+`; both read back the same).
+const QUERY_ESCAPE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Runs the ruler until SIGINT or SIGTERM.
+pub fn run(args: RuleArgs, budget: Arc<MemoryBudget>) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("gauntlet-net")
+        .thread_keep_alive(crate::memory::IDLE_THREAD_KEEP_ALIVE)
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(serve(args, budget, crate::http::shutdown_signal()))
+}
+
+/// Serves the ruler until `shutdown` resolves.
+pub async fn serve(
+    args: RuleArgs,
+    budget: Arc<MemoryBudget>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let rargs = args.receive_args()?;
+    let bucket = rargs.bucket_config()?;
+    let receiver = Arc::new(Receiver::start(&rargs, bucket, budget).await?);
+    // The head is opened at once, so the StoreAPI serves it before the first round.
+    let opener = receiver.tenants.clone();
+    tokio::task::spawn_blocking(move || opener.get_or_open(TENANT)).await??;
+    let mut registry = crate::metrics::Registry::default();
+    let server_metrics = crate::metrics::register_common(&mut registry, receiver.budget().clone());
+    receiver.register_metrics(&mut registry);
+    let sender = Arc::new(
+        Sender::from_args(&args.alertmanagers, &mut registry)
+            .await
+            .context("configuring the Alertmanagers")?,
+    );
+    let runtime = tokio::runtime::Handle::current();
+    let querier = HttpQuerier::new(&args.query, args.query_timeout, runtime.clone())
+        .map_err(anyhow::Error::msg)?;
+    querier.spawn_refresh(args.query_sd_dns_interval);
+    let opts = args.manager_options();
+    let backend = Arc::new(RulerBackend {
+        receiver: receiver.clone(),
+        querier,
+        sender: sender.clone(),
+        runtime,
+        external: Labels::from_pairs(opts.external_labels.clone()),
+        external_url: opts.external_url.clone(),
+    });
+    let manager = Manager::new(opts, backend);
+    manager
+        .reload()
+        .map_err(|e| anyhow::anyhow!("loading the rule files: {e}"))?;
+    manager.register_metrics(&mut registry);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    spawn_sighup_reload(manager.clone(), stop_rx.clone());
+    let http_listener = tokio::net::TcpListener::bind(args.http_address)
+        .await
+        .with_context(|| format!("binding --http-address {}", args.http_address))?;
+    let grpc_listener = tokio::net::TcpListener::bind(args.grpc_address)
+        .await
+        .with_context(|| format!("binding --grpc-address {}", args.grpc_address))?;
+    tracing::info!(
+        http = %http_listener.local_addr()?,
+        grpc = %grpc_listener.local_addr()?,
+        groups = manager.groups().len(),
+        "rule listening"
+    );
+    let background = receiver.spawn_maintenance(stop_rx.clone());
+    let svc = receiver.store();
+    let security = receiver.security().clone();
+    let grpc = tonic::transport::Server::builder()
+        .layer(crate::metrics::GrpcMetricsLayer::new(&server_metrics))
+        .layer(crate::memory::GrpcGuardLayer::new(receiver.budget()))
+        .layer(crate::grpc::RequestLimitsLayer)
+        .add_service(
+            thanos::store_server::StoreServer::new(svc.clone())
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(thanos::info::info_server::InfoServer::new(svc))
+        .serve_with_incoming_shutdown(
+            crate::tls::Incoming::new(grpc_listener, security.grpc.clone())?,
+            stopped(stop_rx.clone()),
+        );
+    let ops = crate::http::ops::router(Arc::new(|| true), Arc::new(registry));
+    let app: Router = super::api::router(manager.clone()).merge(ops);
+    let doors = crate::memory::HttpBudgets::one(receiver.budget());
+    let http = crate::http::serve_on(
+        http_listener,
+        crate::memory::guard_http(app, doors),
+        &security.http,
+        &server_metrics,
+        stopped(stop_rx.clone()),
+    );
+    let (g, h) = tokio::join!(grpc, http);
+    manager.stop();
+    sender.close().await;
+    let _ = background.await;
+    receiver.sync_wals().await;
+    g.context("gRPC server")?;
+    h.context("HTTP server")?;
+    tracing::info!("rule stopped");
+    Ok(())
+}
+
+/// Reloads the rule files on SIGHUP, as Prometheus and Thanos do.
+fn spawn_sighup_reload(manager: Arc<Manager>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("SIGHUP cannot be watched; reload with POST /-/reload");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading the rule files");
+                    let _ = manager.reload();
+                }
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    });
+}

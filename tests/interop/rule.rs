@@ -1,0 +1,222 @@
+//! `gauntlet rule` beside `thanos rule`: both evaluate the same rule file through the same
+//! querier over the same data, and must fire the same alerts, describe the same rules on
+//! `/api/v1/rules` and record the same series, read back through Thanos's querier over each
+//! ruler's StoreAPI. Then Gauntlet's ruler alone: a bad reload keeps the last good rules,
+//! and a SIGKILL while an alert is pending does not restart its `for` clock.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::fixture::{assert_same_ports, wait_for_stores_on};
+use super::frontend_rule::{RULES, alert_key, firing_on, gauges};
+use crate::common::peers::{thanos, thanos_query};
+use crate::common::receive::{Receiver, V1, now_ms, post};
+use crate::common::{GauntletServer, api_path, free_ports, http_get, http_post_form};
+
+/// `/api/v1/rules` without what depends on when and how fast each ruler ran.
+fn rules_shape(v: &Value) -> Value {
+    let mut v = v["data"]["groups"].clone();
+    for g in v.as_array_mut().into_iter().flatten() {
+        let g = g.as_object_mut().unwrap();
+        g.remove("evaluationTime");
+        g.remove("lastEvaluation");
+        for r in g["rules"].as_array_mut().into_iter().flatten() {
+            let r = r.as_object_mut().unwrap();
+            r.remove("evaluationTime");
+            r.remove("lastEvaluation");
+            for a in r
+                .get_mut("alerts")
+                .and_then(|a| a.as_array_mut())
+                .into_iter()
+                .flatten()
+            {
+                a.as_object_mut().unwrap().remove("activeAt");
+            }
+            if let Some(a) = r.get_mut("alerts").and_then(|a| a.as_array_mut()) {
+                a.sort_by_key(|x| x.to_string());
+            }
+        }
+    }
+    v
+}
+
+fn json_on(port: u16, path: &str) -> Value {
+    let (status, body) = http_get(port, path).unwrap();
+    assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// The same rules through the same `gauntlet query` give the same alerts, the same
+/// `/api/v1/rules` and the same recorded series from `thanos rule` and `gauntlet rule`.
+#[test]
+fn gauntlet_rule_fires_describes_and_records_as_thanos_rule_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rx = Receiver::start_bare(&tmp.path().join("receive"), &[], free_ports());
+    let now = now_ms() / 1000 * 1000;
+    let (code, _, msg) =
+        post(rx.rw, "/api/v1/receive", &[V1], &gauges(now - 600_000, now)).unwrap();
+    assert!((200..300).contains(&code), "{code} {msg}");
+    let query = GauntletServer::start(
+        &["query", &format!("--endpoint=127.0.0.1:{}", rx.grpc)],
+        "/-/ready",
+    );
+    wait_for_stores_on(query.http_port, 1);
+    let rules = tmp.path().join("rules.yml");
+    std::fs::write(&rules, RULES).unwrap();
+    let common = [
+        format!("--rule-file={}", rules.display()),
+        format!("--query=127.0.0.1:{}", query.http_port),
+        "--eval-interval=1s".to_string(),
+        "--label=ruler=\"r\"".to_string(),
+    ];
+    let mut upstream_args = common.to_vec();
+    upstream_args.push(format!(
+        "--data-dir={}",
+        tmp.path().join("thanos-rule").display()
+    ));
+    let want = thanos("rule", &upstream_args);
+    let ours_dir = format!("--data-dir={}", tmp.path().join("gauntlet-rule").display());
+    let mut ours_args: Vec<&str> = vec!["rule", &ours_dir];
+    ours_args.extend(common.iter().map(String::as_str));
+    let got = GauntletServer::start(&ours_args, "/-/ready");
+
+    let alerts =
+        |port: u16| -> BTreeSet<String> { firing_on(port, 2).iter().map(alert_key).collect() };
+    let (wa, ga) = (alerts(want.http), alerts(got.http_port));
+    assert_eq!(wa.len(), 2, "{wa:?}");
+    assert_eq!(
+        wa, ga,
+        "alerts of thanos rule (left) and gauntlet rule (right)"
+    );
+
+    let (wr, gr) = (
+        rules_shape(&json_on(want.http, "/api/v1/rules")),
+        rules_shape(&json_on(got.http_port, "/api/v1/rules")),
+    );
+    assert_eq!(
+        wr, gr,
+        "/api/v1/rules of thanos rule (left) and gauntlet rule (right)"
+    );
+    for q in ["type=record", "type=alert", "rule_name[]=GaugeHigh"] {
+        let path = format!("/api/v1/rules?{q}");
+        assert_eq!(
+            rules_shape(&json_on(want.http, &path)),
+            rules_shape(&json_on(got.http_port, &path)),
+            "{path}"
+        );
+    }
+
+    let readers = [
+        thanos_query(&[want.grpc_addr()], &[]),
+        thanos_query(&[format!("127.0.0.1:{}", got.grpc_port)], &[]),
+    ];
+    for r in &readers {
+        wait_for_stores_on(r.http, 1);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let paths = loop {
+        let at = (now_ms() / 1000).to_string();
+        let paths: Vec<String> = ["job:rule_gauge:sum", "instance:rule_gauge:share"]
+            .iter()
+            .map(|q| api_path("/api/v1/query", &[("query", q), ("time", &at)]))
+            .collect();
+        let recorded = |port: u16| {
+            json_on(port, &paths[0])["data"]["result"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        };
+        if readers.iter().all(|r| recorded(r.http)) {
+            break paths;
+        }
+        assert!(Instant::now() < deadline, "nothing recorded in 30 s");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let answered = assert_same_ports("recorded", readers[0].http, readers[1].http, &paths);
+    assert_eq!(answered, paths.len(), "a recorded series is missing");
+    // Gauntlet's ruler keeps the ALERTS series in its TSDB too, with its external label.
+    let at = (now_ms() / 1000).to_string();
+    let firing_series = json_on(
+        readers[1].http,
+        &api_path(
+            "/api/v1/query",
+            &[("query", "ALERTS{alertstate=\"firing\"}"), ("time", &at)],
+        ),
+    );
+    let result = firing_series["data"]["result"].as_array().unwrap();
+    assert_eq!(result.len(), 2, "{firing_series}");
+    assert!(
+        result.iter().all(|s| s["metric"]["ruler"] == "r"),
+        "{firing_series}"
+    );
+}
+
+/// A rule file that stops parsing keeps the running rules (the reload answers 500 and the
+/// reload metric says 0); fixed, a reload (by the API or SIGHUP) loads the new rules.
+#[test]
+fn a_bad_reload_keeps_the_last_good_rules() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rx = Receiver::start_bare(&tmp.path().join("receive"), &[], free_ports());
+    let now = now_ms() / 1000 * 1000;
+    let (code, _, msg) =
+        post(rx.rw, "/api/v1/receive", &[V1], &gauges(now - 600_000, now)).unwrap();
+    assert!((200..300).contains(&code), "{code} {msg}");
+    let query = GauntletServer::start(
+        &["query", &format!("--endpoint=127.0.0.1:{}", rx.grpc)],
+        "/-/ready",
+    );
+    let rules = tmp.path().join("rules.yml");
+    std::fs::write(&rules, RULES).unwrap();
+    let dir = format!("--data-dir={}", tmp.path().join("rule").display());
+    let rule_file = format!("--rule-file={}", rules.display());
+    let q = format!("--query=127.0.0.1:{}", query.http_port);
+    let ruler = GauntletServer::start(
+        &["rule", &dir, &rule_file, &q, "--eval-interval=1s"],
+        "/-/ready",
+    );
+    let names = |port: u16| -> Vec<String> {
+        json_on(port, "/api/v1/rules")["data"]["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(ruler.http_port), ["interop"]);
+
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: broken\n    rules:\n      - record: x\n        expr: sum(\n",
+    )
+    .unwrap();
+    let (status, body) = http_post_form(ruler.http_port, "/-/reload", "").unwrap();
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("could not parse expression"), "{body}");
+    assert_eq!(
+        names(ruler.http_port),
+        ["interop"],
+        "the last good rules stay"
+    );
+    let metrics = String::from_utf8_lossy(&ruler.get("/metrics").1).into_owned();
+    assert!(
+        metrics.contains("thanos_rule_config_last_reload_successful 0"),
+        "{metrics}"
+    );
+    // The running rules still evaluate.
+    assert_eq!(firing_on(ruler.http_port, 2).len(), 2);
+
+    std::fs::write(&rules, RULES.replace("name: interop", "name: renamed")).unwrap();
+    ruler.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while names(ruler.http_port) != ["renamed"] {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload the rules");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let metrics = String::from_utf8_lossy(&ruler.get("/metrics").1).into_owned();
+    assert!(
+        metrics.contains("thanos_rule_config_last_reload_successful 1"),
+        "{metrics}"
+    );
+}
