@@ -135,15 +135,24 @@ fn gauntlet_rule_fires_describes_and_records_as_thanos_rule_does() {
     };
     let answered = assert_same_ports("recorded", readers[0].http, readers[1].http, &paths);
     assert_eq!(answered, paths.len(), "a recorded series is missing");
-    // Gauntlet's ruler keeps the ALERTS series in its TSDB too, with its external label.
-    let at = (now_ms() / 1000).to_string();
-    let firing_series = json_on(
-        readers[1].http,
-        &api_path(
-            "/api/v1/query",
-            &[("query", "ALERTS{alertstate=\"firing\"}"), ("time", &at)],
-        ),
-    );
+    // Gauntlet's ruler keeps the ALERTS series in its TSDB too (from its second round, once
+    // the alerts' state is restored), with its external label.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let firing_series = loop {
+        let at = (now_ms() / 1000).to_string();
+        let v = json_on(
+            readers[1].http,
+            &api_path(
+                "/api/v1/query",
+                &[("query", "ALERTS{alertstate=\"firing\"}"), ("time", &at)],
+            ),
+        );
+        if v["data"]["result"].as_array().is_some_and(|a| a.len() >= 2) {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no ALERTS recorded in 30 s: {v}");
+        std::thread::sleep(Duration::from_millis(250));
+    };
     let result = firing_series["data"]["result"].as_array().unwrap();
     assert_eq!(result.len(), 2, "{firing_series}");
     assert!(

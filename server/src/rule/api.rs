@@ -90,33 +90,32 @@ async fn rules(State(m): State<Arc<Manager>>, RawQuery(q): RawQuery, body: Bytes
         if !files.is_empty() && !files.contains(&g.file.as_str()) {
             continue;
         }
+        let mut ordered: Vec<&RuleState> = g.rules.iter().collect();
+        ordered.sort_by(|a, b| thanos_order(a, b));
+        let strategy = strategy_of(g);
+        let ext = m.external_labels();
         let mut rules = Vec::new();
-        for r in &g.rules {
+        for r in ordered {
             if !names.is_empty() && !names.contains(&r.name()) {
                 continue;
             }
             let v = match &r.kind {
                 RuleKind::Alerting(_) if typ == "record" => continue,
                 RuleKind::Recording(_) if typ == "alert" => continue,
-                _ => rule_json(r, exclude_alerts),
+                _ => rule_json(r, exclude_alerts, ext, &strategy),
             };
             rules.push(v);
         }
         if rules.is_empty() {
             continue;
         }
-        let strategy = g
-            .partial_response_strategy
-            .as_deref()
-            .unwrap_or("abort")
-            .to_ascii_uppercase();
         out.push(json!({
             "name": g.name,
             "file": g.file,
             "rules": rules,
-            "interval": g.interval_ms as f64 / 1000.0,
+            "interval": go_number(g.interval_ms as f64 / 1000.0),
             "limit": g.limit,
-            "evaluationTime": g.eval_duration.as_secs_f64(),
+            "evaluationTime": go_number(g.eval_duration.as_secs_f64()),
             "lastEvaluation": go_time(g.last_eval_ms),
             "partialResponseStrategy": strategy,
         }));
@@ -130,9 +129,14 @@ async fn rules(State(m): State<Arc<Manager>>, RawQuery(q): RawQuery, body: Bytes
 async fn alerts(State(m): State<Arc<Manager>>) -> Response {
     let mut list = Vec::new();
     for view in m.groups() {
+        let strategy = strategy_of(&view.group);
         for r in &view.group.rules {
             if let RuleKind::Alerting(a) = &r.kind {
-                list.extend(a.active_alerts().into_iter().map(alert_json));
+                list.extend(
+                    a.active_alerts()
+                        .into_iter()
+                        .map(|al| alert_json(al, &strategy)),
+                );
             }
         }
     }
@@ -142,24 +146,75 @@ async fn alerts(State(m): State<Arc<Manager>>) -> Response {
     )
 }
 
-fn rule_json(r: &RuleState, exclude_alerts: bool) -> Value {
+/// A group's partial-response strategy as Thanos's API spells it.
+fn strategy_of(g: &gauntlet_promql::rules::group::Group) -> String {
+    g.partial_response_strategy
+        .as_deref()
+        .unwrap_or("abort")
+        .to_ascii_uppercase()
+}
+
+/// The order Thanos's ruler lists a group's rules in: alerting rules first, then by name,
+/// labels, expression and `for`.
+fn thanos_order(a: &RuleState, b: &RuleState) -> std::cmp::Ordering {
+    let kind = |r: &RuleState| matches!(r.kind, RuleKind::Recording(_));
+    let labels = |r: &RuleState| match &r.kind {
+        RuleKind::Alerting(x) => x.labels.clone(),
+        RuleKind::Recording(x) => x.labels.clone(),
+    };
+    let hold = |r: &RuleState| match &r.kind {
+        RuleKind::Alerting(x) => x.for_ms,
+        RuleKind::Recording(_) => 0,
+    };
+    kind(a)
+        .cmp(&kind(b))
+        .then_with(|| a.name().cmp(b.name()))
+        .then_with(|| labels(a).into_iter().cmp(labels(b)))
+        .then_with(|| a.expr().cmp(b.expr()))
+        .then_with(|| hold(a).cmp(&hold(b)))
+}
+
+/// A number as Go's JSON encoder writes a float64: whole numbers without a fraction.
+fn go_number(v: f64) -> Value {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        Value::from(v as i64)
+    } else {
+        Value::from(v)
+    }
+}
+
+fn rule_json(
+    r: &RuleState,
+    exclude_alerts: bool,
+    ext: &std::collections::BTreeMap<String, String>,
+    strategy: &str,
+) -> Value {
+    // Thanos's ruler shows each rule's labels with its external labels added.
+    let with_ext = |l: &std::collections::BTreeMap<String, String>| {
+        let mut all = l.clone();
+        all.extend(ext.iter().map(|(k, v)| (k.clone(), v.clone())));
+        all
+    };
     let mut o = Map::new();
     match &r.kind {
         RuleKind::Alerting(a) => {
             o.insert("state".into(), a.state().as_str().into());
             o.insert("name".into(), a.name.clone().into());
             o.insert("query".into(), a.expr.clone().into());
-            o.insert("duration".into(), (a.for_ms as f64 / 1000.0).into());
+            o.insert("duration".into(), go_number(a.for_ms as f64 / 1000.0));
             o.insert(
                 "keepFiringFor".into(),
-                (a.keep_firing_for_ms as f64 / 1000.0).into(),
+                go_number(a.keep_firing_for_ms as f64 / 1000.0),
             );
-            o.insert("labels".into(), map_json(a.labels.iter()));
+            o.insert("labels".into(), map_json(with_ext(&a.labels).iter()));
             o.insert("annotations".into(), map_json(a.annotations.iter()));
             let alerts: Vec<Value> = if exclude_alerts {
                 Vec::new()
             } else {
-                a.active_alerts().into_iter().map(alert_json).collect()
+                a.active_alerts()
+                    .into_iter()
+                    .map(|al| alert_json(al, strategy))
+                    .collect()
             };
             o.insert(
                 "alerts".into(),
@@ -173,8 +228,9 @@ fn rule_json(r: &RuleState, exclude_alerts: bool) -> Value {
         RuleKind::Recording(rec) => {
             o.insert("name".into(), rec.name.clone().into());
             o.insert("query".into(), rec.expr.clone().into());
-            if !rec.labels.is_empty() {
-                o.insert("labels".into(), map_json(rec.labels.iter()));
+            let labels = with_ext(&rec.labels);
+            if !labels.is_empty() {
+                o.insert("labels".into(), map_json(labels.iter()));
             }
         }
     }
@@ -198,8 +254,9 @@ fn rule_json(r: &RuleState, exclude_alerts: bool) -> Value {
     Value::Object(o)
 }
 
-fn alert_json(a: &Alert) -> Value {
+fn alert_json(a: &Alert, strategy: &str) -> Value {
     let mut o = Map::new();
+    o.insert("partialResponseStrategy".into(), strategy.into());
     o.insert("labels".into(), labels_json(&a.labels));
     o.insert("annotations".into(), map_json(a.annotations.iter()));
     o.insert(

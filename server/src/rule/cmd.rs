@@ -300,8 +300,10 @@ pub async fn serve(
         external_url: opts.external_url.clone(),
     });
     let manager = Manager::new(opts, backend);
-    manager
-        .reload()
+    // Reloads run on a blocking thread: a removed group's stale markers wait for the head.
+    let m = manager.clone();
+    tokio::task::spawn_blocking(move || m.reload())
+        .await?
         .map_err(|e| anyhow::anyhow!("loading the rule files: {e}"))?;
     manager.register_metrics(&mut registry);
 
@@ -373,13 +375,16 @@ fn spawn_sighup_reload(manager: Arc<Manager>, mut stop: tokio::sync::watch::Rece
             return;
         };
         loop {
-            tokio::select! {
-                _ = hup.recv() => {
-                    tracing::info!("SIGHUP: reloading the rule files");
-                    let _ = manager.reload();
-                }
-                _ = stop.wait_for(|s| *s) => return,
+            let hup_came = tokio::select! {
+                _ = hup.recv() => true,
+                _ = stop.wait_for(|s| *s) => false,
+            };
+            if !hup_came {
+                return;
             }
+            tracing::info!("SIGHUP: reloading the rule files");
+            let m = manager.clone();
+            let _ = tokio::task::spawn_blocking(move || m.reload()).await;
         }
     });
 }

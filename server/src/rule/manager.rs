@@ -402,6 +402,11 @@ impl Manager {
             .collect()
     }
 
+    /// The ruler's external labels.
+    pub fn external_labels(&self) -> &BTreeMap<String, String> {
+        &self.opts.external_labels
+    }
+
     /// The last reload's outcome.
     pub fn reload_state(&self) -> ReloadState {
         lock(&self.reload).clone()

@@ -531,6 +531,11 @@ impl Inner {
 
     /// POSTs `batch` to every Alertmanager at once; counts it dropped when none accepts it.
     async fn send_batch(&self, batch: &[Alert]) {
+        if self.groups.is_empty() {
+            // No Alertmanager is configured (said once at start): nothing to send to.
+            self.metrics.dropped.inc_by(batch.len() as u64);
+            return;
+        }
         let body = Bytes::from(encode_v2(batch));
         let mut posts = Vec::new();
         for g in &self.groups {
