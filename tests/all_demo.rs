@@ -209,3 +209,79 @@ fn demo_feed_flows_and_the_store_api_serves_the_heads() {
         started.elapsed()
     );
 }
+
+/// `gauntlet all --rule-file` evaluates rules in-process over what it was written: the
+/// recorded series and ALERTS are read back through its own query API, and
+/// `/api/v1/rules` and `/api/v1/alerts` list the rules and the firing alerts.
+#[test]
+fn all_evaluates_rules_in_process() {
+    use crate::interop::frontend_rule::{RULES, firing_on, gauges};
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = tmp.path().join("rules.yml");
+    std::fs::write(&rules, RULES).unwrap();
+    let [rw] = free_ports();
+    let all = GauntletServer::start(
+        &[
+            "all",
+            &format!("--data-dir={}", tmp.path().join("data").display()),
+            &format!("--remote-write.address=127.0.0.1:{rw}"),
+            &format!("--rule-file={}", rules.display()),
+            "--eval-interval=1s",
+            "--engine.cores=1",
+            "--compact.interval=0s",
+        ],
+        "/-/ready",
+    );
+    let now = now_ms() / 1000 * 1000;
+    let (code, _, msg) = post(rw, "/api/v1/receive", &[V1], &gauges(now - 600_000, now)).unwrap();
+    assert!((200..300).contains(&code), "{code} {msg}");
+    assert_eq!(firing_on(all.http_port, 2).len(), 2);
+    let sums = wait_for("recorded sums", Duration::from_secs(30), || {
+        let v = (now_ms() / 1000).to_string();
+        let (status, body) = http_get(
+            all.http_port,
+            &api_path(
+                "/api/v1/query",
+                &[("query", "sort(job:rule_gauge:sum)"), ("time", &v)],
+            ),
+        )
+        .ok()?;
+        let j: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        let r = j["data"]["result"].as_array()?.clone();
+        (status == 200 && r.len() == 2).then_some(r)
+    });
+    let values: Vec<(String, String)> = sums
+        .iter()
+        .map(|s| {
+            (
+                s["metric"]["job"].as_str().unwrap().to_string(),
+                s["value"][1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        values,
+        [
+            ("api".to_string(), "6".to_string()),
+            ("db".to_string(), "21".to_string())
+        ]
+    );
+    wait_for("ALERTS series", Duration::from_secs(30), || {
+        let v = (now_ms() / 1000).to_string();
+        let (_, body) = http_get(
+            all.http_port,
+            &api_path(
+                "/api/v1/query",
+                &[
+                    ("query", "count(ALERTS{alertstate=\"firing\"})"),
+                    ("time", &v),
+                ],
+            ),
+        )
+        .ok()?;
+        let j: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        (j["data"]["result"][0]["value"][1] == "2").then_some(())
+    });
+    let (status, _) = http_post_form(all.http_port, "/-/reload", "").unwrap();
+    assert_eq!(status, 200);
+}

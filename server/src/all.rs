@@ -109,6 +109,14 @@ pub struct AllArgs {
     /// TLS of the remote-write listener, when it differs from `--http.config`'s.
     #[command(flatten)]
     pub remote_write_tls: crate::tls::RemoteWriteServerTlsArgs,
+    /// Rule files evaluated in-process (repeatable; glob patterns), as `gauntlet rule`
+    /// evaluates them: recorded series and ALERTS go into the receiver's head, alerts to the
+    /// Alertmanagers; `/api/v1/rules` and `/api/v1/alerts` list them.
+    #[arg(long = "rule-file")]
+    pub rule_files: Vec<String>,
+    /// How rules are evaluated and their alerts sent.
+    #[command(flatten)]
+    pub rules: crate::rule::cmd::RuleEvalArgs,
 }
 
 /// The parts of the process's memory budget (`--memory.limit`), in sixteenths, each role
@@ -220,6 +228,26 @@ async fn serve(
     let server_metrics = crate::metrics::register_common(&mut registry, budget.clone());
     crate::store::register_metrics(&mut registry, store.clone());
     receiver.register_metrics(&mut registry);
+    let ruler = if args.rule_files.is_empty() {
+        None
+    } else {
+        // Rules read this process's PromQL and record under the default tenant, whose
+        // series every read sees.
+        let (manager, sender) = crate::rule::cmd::start_manager(
+            &args.rules,
+            &args.rule_files,
+            &[],
+            receiver.clone(),
+            &args.promql.tenancy.default_tenant,
+            crate::rule::cmd::Queries::Local(state.clone()),
+            &mut registry,
+        )
+        .await?;
+        let _ = state.config.rules.set(manager.clone());
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        crate::rule::cmd::spawn_sighup_reload(manager.clone(), stop_rx);
+        Some((manager, sender, stop_tx))
+    };
     crate::compact::register_metrics(&mut registry, compact_metrics.clone(), false);
     registry.register_collector(Box::new(admission));
     let feed_metrics = FeedMetrics::default();
@@ -249,6 +277,10 @@ async fn serve(
         ))
         .merge(receiver.status_router())
         .merge(receiver.write_router())
+        .merge(match &ruler {
+            Some((manager, _, _)) => crate::rule::api::reload_router(manager.clone()),
+            None => axum::Router::new(),
+        })
         .merge(ops::router(
             Arc::new(move || ready.is_ready()),
             Arc::new(registry),
@@ -316,6 +348,11 @@ async fn serve(
         crate::http::shutdown_signal(),
     );
     let (g, h) = tokio::join!(grpc, http);
+    if let Some((manager, sender, stop)) = ruler {
+        manager.stop();
+        let _ = stop.send(true);
+        sender.close().await;
+    }
     match embedded.await {
         Ok(r) => r.context("receiver")?,
         Err(e) => anyhow::bail!("receiver: {e}"),

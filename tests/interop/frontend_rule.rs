@@ -105,7 +105,7 @@ fn query_frontend_over_gauntlet_query_answers_as_the_querier() {
 }
 
 /// The rule file both rulers evaluate: two recording rules and an alert that fires at once.
-pub(super) const RULES: &str = r#"groups:
+pub(crate) const RULES: &str = r#"groups:
   - name: interop
     interval: 1s
     rules:
@@ -124,7 +124,7 @@ pub(super) const RULES: &str = r#"groups:
 
 /// Gauges whose values stay put, so what a rule records does not depend on when it runs:
 /// two jobs, three instances each; two of them (7 and 10) above the alert's 5.
-pub(super) fn gauges(from_ms: i64, to_ms: i64) -> Vec<u8> {
+pub(crate) fn gauges(from_ms: i64, to_ms: i64) -> Vec<u8> {
     let mut ts = Vec::new();
     for (i, (job, inst)) in [
         ("api", "a1"),
@@ -154,7 +154,7 @@ fn firing(ruler: &PeerProcess, n: usize) -> Vec<Value> {
 }
 
 /// [`firing`] for the ruler whose HTTP API is on `port`.
-pub(super) fn firing_on(port: u16, n: usize) -> Vec<Value> {
+pub(crate) fn firing_on(port: u16, n: usize) -> Vec<Value> {
     let get_json = |path: &str| -> Value {
         let (status, body) = crate::common::http_get(port, path).expect("ruler API");
         assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));

@@ -7,7 +7,7 @@
 
 mod blocks;
 mod fixture;
-mod frontend_rule;
+pub(crate) mod frontend_rule;
 mod gauntlet_query;
 mod hashring;
 mod parquet;

@@ -68,6 +68,9 @@ pub struct ApiConfig {
     pub budget: Arc<gauntlet_engine::budget::MemoryBudget>,
     /// The queries parsed lately, shared by the engine each request builds.
     pub parse_cache: gauntlet_promql::ParseCache,
+    /// The rules this process evaluates (`gauntlet all --rule-file`), set once they are
+    /// loaded; `/api/v1/rules` and `/api/v1/alerts` list theirs, or none.
+    pub rules: Arc<std::sync::OnceLock<Arc<crate::rule::manager::Manager>>>,
 }
 
 /// PromQL feature flags named as Prometheus names them (`--enable-feature`, repeatable and
@@ -105,6 +108,7 @@ impl Default for ApiConfig {
             pool: gauntlet_engine::query::WorkPool::default(),
             budget: gauntlet_engine::budget::MemoryBudget::unlimited(),
             parse_cache: gauntlet_promql::ParseCache::default(),
+            rules: Arc::default(),
         }
     }
 }
@@ -691,17 +695,27 @@ fn buildinfo(_st: &ApiState, _form: &Form) -> Result<Reply, ApiError> {
 }
 
 /// Gauntlet evaluates no recording or alerting rules; Grafana's rule views read this.
-fn rules(_st: &ApiState, _form: &Form) -> Result<Reply, ApiError> {
+fn rules(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
+    let data = match st.config.rules.get() {
+        Some(m) => crate::rule::api::rules_data(m, form)
+            .map_err(ApiError::bad_data)?
+            .to_string(),
+        None => "{\"groups\":[]}".to_string(),
+    };
     Ok(Reply {
-        data: "{\"groups\":[]}".to_string(),
+        data,
         ..Reply::default()
     })
 }
 
 /// No alerts fire: there are no alerting rules.
-fn alerts(_st: &ApiState, _form: &Form) -> Result<Reply, ApiError> {
+fn alerts(st: &ApiState, _form: &Form) -> Result<Reply, ApiError> {
+    let data = match st.config.rules.get() {
+        Some(m) => crate::rule::api::alerts_data(m).to_string(),
+        None => "{\"alerts\":[]}".to_string(),
+    };
     Ok(Reply {
-        data: "{\"alerts\":[]}".to_string(),
+        data,
         ..Reply::default()
     })
 }

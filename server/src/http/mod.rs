@@ -7,7 +7,7 @@ pub mod connection;
 pub(crate) mod json;
 pub mod ops;
 pub(crate) mod params;
-mod promql;
+pub(crate) mod promql;
 pub mod status;
 pub mod ui;
 pub mod webconfig;

@@ -158,6 +158,7 @@ impl PromqlFlags {
             // The role sets its own.
             budget: MemoryBudget::unlimited(),
             parse_cache: gauntlet_promql::ParseCache::default(),
+            rules: Default::default(),
         };
         apply_features(&mut config, &self.features)
             .map_err(|e| anyhow::anyhow!("--enable-feature: {e}"))?;

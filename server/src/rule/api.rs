@@ -23,6 +23,13 @@ pub fn router(manager: Arc<Manager>) -> Router {
     Router::new()
         .route("/api/v1/rules", get(rules).post(rules))
         .route("/api/v1/alerts", get(alerts).post(alerts))
+        .merge(reload_router(manager.clone()))
+        .with_state(manager)
+}
+
+/// `POST /-/reload` alone, for a process whose query API lists the rules (`gauntlet all`).
+pub fn reload_router<S>(manager: Arc<Manager>) -> Router<S> {
+    Router::new()
         .route("/-/reload", post(reload))
         .with_state(manager)
 }
@@ -62,9 +69,18 @@ async fn rules(State(m): State<Arc<Manager>>, RawQuery(q): RawQuery, body: Bytes
         Ok(f) => f,
         Err(e) => return bad_data(e.message),
     };
+    match rules_data(&m, &form) {
+        Ok(data) => answer(StatusCode::OK, json!({"status": "success", "data": data})),
+        Err(e) => bad_data(e),
+    }
+}
+
+/// `/api/v1/rules`'s `data` for the request `form` (`type`, `rule_name[]`, `rule_group[]` or
+/// `group_name[]`, `file[]`, `exclude_alerts`); `Err` is a bad parameter's message.
+pub fn rules_data(m: &Manager, form: &Form) -> Result<Value, String> {
     let typ = form.value("type").to_ascii_lowercase();
     if !matches!(typ.as_str(), "" | "alert" | "record") {
-        return bad_data(format!(
+        return Err(format!(
             "invalid parameter \"type\": not supported value {typ:?}"
         ));
     }
@@ -72,7 +88,7 @@ async fn rules(State(m): State<Arc<Manager>>, RawQuery(q): RawQuery, body: Bytes
         "" | "false" => false,
         "true" => true,
         other => {
-            return bad_data(format!(
+            return Err(format!(
                 "invalid parameter \"exclude_alerts\": strconv.ParseBool: parsing {other:?}: invalid syntax"
             ));
         }
@@ -120,13 +136,18 @@ async fn rules(State(m): State<Arc<Manager>>, RawQuery(q): RawQuery, body: Bytes
             "partialResponseStrategy": strategy,
         }));
     }
-    answer(
-        StatusCode::OK,
-        json!({"status": "success", "data": {"groups": out}}),
-    )
+    Ok(json!({"groups": out}))
 }
 
 async fn alerts(State(m): State<Arc<Manager>>) -> Response {
+    answer(
+        StatusCode::OK,
+        json!({"status": "success", "data": alerts_data(&m)}),
+    )
+}
+
+/// `/api/v1/alerts`'s `data`: every pending and firing alert.
+pub fn alerts_data(m: &Manager) -> Value {
     let mut list = Vec::new();
     for view in m.groups() {
         let strategy = strategy_of(&view.group);
@@ -140,10 +161,7 @@ async fn alerts(State(m): State<Arc<Manager>>) -> Response {
             }
         }
     }
-    answer(
-        StatusCode::OK,
-        json!({"status": "success", "data": {"alerts": list}}),
-    )
+    json!({ "alerts": list })
 }
 
 /// A group's partial-response strategy as Thanos's API spells it.

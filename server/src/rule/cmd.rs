@@ -30,12 +30,10 @@ use crate::receive::{ReceiveArgs, Receiver};
 /// The tenant the ruler's results are kept under (its head's directory name).
 const TENANT: &str = "ruler";
 
-/// Flags of `gauntlet rule`, named as Thanos Rule names them.
+/// How rules are evaluated and their alerts sent: the flags `gauntlet rule` and `gauntlet all`
+/// share, named as Thanos Rule names them.
 #[derive(Debug, Args, Clone)]
-pub struct RuleArgs {
-    /// Rule files to read (repeatable; glob patterns).
-    #[arg(long = "rule-file", default_value = "rules/*.yml")]
-    pub rule_files: Vec<String>,
+pub struct RuleEvalArgs {
     /// Interval of rule groups that name none of their own.
     #[arg(long = "eval-interval", default_value = "1m", value_parser = duration)]
     pub eval_interval: Duration,
@@ -51,6 +49,44 @@ pub struct RuleArgs {
     /// How long the ruler may be down and still restore its alerts' `for` state.
     #[arg(long = "for-outage-tolerance", default_value = "1h", value_parser = duration)]
     pub for_outage_tolerance: Duration,
+    /// The URL alerts link back to (their generator URL) and templates see as
+    /// `$externalURL`.
+    #[arg(long = "alert.query-url", default_value = "")]
+    pub alert_query_url: String,
+    /// Alertmanagers and what is done to alerts before they are sent.
+    #[command(flatten)]
+    pub alertmanagers: AlertmanagerArgs,
+}
+
+impl RuleEvalArgs {
+    /// The manager's settings for `rule_files`, with the external labels `labels`.
+    pub fn manager_options(&self, rule_files: &[String], labels: &[Label]) -> ManagerOptions {
+        let ms = |d: Duration| d.as_millis() as i64;
+        ManagerOptions {
+            rule_files: rule_files.to_vec(),
+            eval_interval_ms: ms(self.eval_interval),
+            query_offset_ms: ms(self.query_offset),
+            resend_delay_ms: ms(self.resend_delay),
+            for_grace_ms: ms(self.for_grace_period),
+            outage_tolerance_ms: ms(self.for_outage_tolerance),
+            external_labels: labels
+                .iter()
+                .map(|l| (l.name.to_string(), l.value.to_string()))
+                .collect(),
+            external_url: self.alert_query_url.trim_end_matches('/').to_string(),
+        }
+    }
+}
+
+/// Flags of `gauntlet rule`, named as Thanos Rule names them.
+#[derive(Debug, Args, Clone)]
+pub struct RuleArgs {
+    /// Rule files to read (repeatable; glob patterns).
+    #[arg(long = "rule-file", default_value = "rules/*.yml")]
+    pub rule_files: Vec<String>,
+    /// How rules are evaluated and their alerts sent.
+    #[command(flatten)]
+    pub eval: RuleEvalArgs,
     /// Query API addresses rules are evaluated through (repeatable): `host:port`, a URL, or
     /// `dns+`/`dnssrv+` names; tried round robin, the next one when one fails.
     #[arg(long = "query", required = true)]
@@ -61,13 +97,6 @@ pub struct RuleArgs {
     /// How long one rule query may take.
     #[arg(long = "query.timeout", default_value = "2m", value_parser = duration)]
     pub query_timeout: Duration,
-    /// The URL alerts link back to (their generator URL) and templates see as
-    /// `$externalURL`.
-    #[arg(long = "alert.query-url", default_value = "")]
-    pub alert_query_url: String,
-    /// Alertmanagers and what is done to alerts before they are sent.
-    #[command(flatten)]
-    pub alertmanagers: AlertmanagerArgs,
     /// Directory of the ruler's TSDB (head, WAL and blocks).
     #[arg(long = "data-dir", default_value = "./data/rule")]
     pub data_dir: PathBuf,
@@ -125,47 +154,62 @@ impl RuleArgs {
         r.engine_cores = 1;
         Ok(r)
     }
+}
 
-    fn manager_options(&self) -> ManagerOptions {
-        let ms = |d: Duration| d.as_millis() as i64;
-        ManagerOptions {
-            rule_files: self.rule_files.clone(),
-            eval_interval_ms: ms(self.eval_interval),
-            query_offset_ms: ms(self.query_offset),
-            resend_delay_ms: ms(self.resend_delay),
-            for_grace_ms: ms(self.for_grace_period),
-            outage_tolerance_ms: ms(self.for_outage_tolerance),
-            external_labels: self
-                .labels
-                .iter()
-                .map(|l| (l.name.to_string(), l.value.to_string()))
-                .collect(),
-            external_url: self.alert_query_url.trim_end_matches('/').to_string(),
-        }
+/// What the rules query.
+#[derive(Debug)]
+pub enum Queries {
+    /// Query APIs over HTTP (`gauntlet rule`'s `--query`).
+    Http(Arc<HttpQuerier>),
+    /// The process's own PromQL (`gauntlet all`).
+    Local(Arc<crate::http::api::ApiState>),
+}
+
+/// The in-process querier of `gauntlet all`.
+struct LocalQuerier<'a>(&'a crate::http::api::ApiState);
+
+impl RuleQuerier for LocalQuerier<'_> {
+    fn query(&self, expr: &str, t_ms: i64) -> Result<Vec<InstantSample>, String> {
+        crate::http::promql::rule_query(self.0, expr, t_ms)
     }
 }
 
-/// Where the ruler's rules read and its results go.
-struct RulerBackend {
-    receiver: Arc<Receiver>,
-    querier: Arc<HttpQuerier>,
-    sender: Arc<Sender>,
-    runtime: tokio::runtime::Handle,
-    external: Labels,
-    external_url: String,
+/// Where the ruler's rules read and its results go: a receiver's head (the ruler's own, or
+/// `gauntlet all`'s, under `tenant`).
+#[derive(Debug)]
+pub struct RulerBackend {
+    /// The receiver whose head keeps the results.
+    pub receiver: Arc<Receiver>,
+    /// The tenant the results are kept under.
+    pub tenant: String,
+    /// What the rules query.
+    pub queries: Queries,
+    /// Where alerts go.
+    pub sender: Arc<Sender>,
+    /// The runtime appends and HTTP queries run on (rules run on blocking threads).
+    pub runtime: tokio::runtime::Handle,
+    /// Labels added to every alert sent.
+    pub external: Labels,
+    /// Where alerts link back to.
+    pub external_url: String,
 }
 
 impl Backend for RulerBackend {
     fn querier(&self, partial_response: bool) -> Box<dyn RuleQuerier + '_> {
-        Box::new(StrategyQuerier {
-            inner: &self.querier,
-            partial_response,
-        })
+        match &self.queries {
+            Queries::Http(q) => Box::new(StrategyQuerier {
+                inner: q,
+                partial_response,
+            }),
+            Queries::Local(st) => Box::new(LocalQuerier(st)),
+        }
     }
 
     fn record(&self, samples: Vec<InstantSample>) -> Result<(), String> {
         let series = samples.into_iter().map(to_series).collect();
-        let answer = self.runtime.block_on(self.receiver.append(TENANT, series));
+        let answer = self
+            .runtime
+            .block_on(self.receiver.append(&self.tenant, series));
         if answer.code.is_success() {
             Ok(())
         } else {
@@ -188,7 +232,7 @@ impl Backend for RulerBackend {
     }
 
     fn last_for_state(&self, labels: &Labels, t_ms: i64, lookback_ms: i64) -> Option<(i64, f64)> {
-        let tenant = self.receiver.tenants.get(TENANT)?;
+        let tenant = self.receiver.tenants.get(&self.tenant)?;
         let matchers: Vec<Matcher> = labels
             .iter()
             .filter_map(|l| Matcher::new(MatchType::Equal, l.name.as_str(), l.value.as_str()).ok())
@@ -255,6 +299,43 @@ const QUERY_ESCAPE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANU
     .remove(b'.')
     .remove(b'~');
 
+/// Starts the rules of `rule_files` with `eval`'s settings, their results kept in `tenant`'s
+/// head of `receiver`, their queries going to `queries`, their metrics and the Alertmanager
+/// sender's in `registry`; reloads on SIGHUP are the caller's ([`spawn_sighup_reload`]).
+pub async fn start_manager(
+    eval: &RuleEvalArgs,
+    rule_files: &[String],
+    labels: &[Label],
+    receiver: Arc<Receiver>,
+    tenant: &str,
+    queries: Queries,
+    registry: &mut crate::metrics::Registry,
+) -> anyhow::Result<(Arc<Manager>, Arc<Sender>)> {
+    let sender = Arc::new(
+        Sender::from_args(&eval.alertmanagers, registry)
+            .await
+            .context("configuring the Alertmanagers")?,
+    );
+    let opts = eval.manager_options(rule_files, labels);
+    let backend = Arc::new(RulerBackend {
+        receiver,
+        tenant: tenant.to_string(),
+        queries,
+        sender: sender.clone(),
+        runtime: tokio::runtime::Handle::current(),
+        external: Labels::from_pairs(opts.external_labels.clone()),
+        external_url: opts.external_url.clone(),
+    });
+    let manager = Manager::new(opts, backend);
+    // Reloads run on a blocking thread: a removed group's stale markers wait for the head.
+    let m = manager.clone();
+    tokio::task::spawn_blocking(move || m.reload())
+        .await?
+        .map_err(|e| anyhow::anyhow!("loading the rule files: {e}"))?;
+    manager.register_metrics(registry);
+    Ok((manager, sender))
+}
+
 /// Runs the ruler until SIGINT or SIGTERM.
 pub fn run(args: RuleArgs, budget: Arc<MemoryBudget>) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -281,31 +362,20 @@ pub async fn serve(
     let mut registry = crate::metrics::Registry::default();
     let server_metrics = crate::metrics::register_common(&mut registry, receiver.budget().clone());
     receiver.register_metrics(&mut registry);
-    let sender = Arc::new(
-        Sender::from_args(&args.alertmanagers, &mut registry)
-            .await
-            .context("configuring the Alertmanagers")?,
-    );
     let runtime = tokio::runtime::Handle::current();
     let querier = HttpQuerier::new(&args.query, args.query_timeout, runtime.clone())
         .map_err(anyhow::Error::msg)?;
     querier.spawn_refresh(args.query_sd_dns_interval);
-    let opts = args.manager_options();
-    let backend = Arc::new(RulerBackend {
-        receiver: receiver.clone(),
-        querier,
-        sender: sender.clone(),
-        runtime,
-        external: Labels::from_pairs(opts.external_labels.clone()),
-        external_url: opts.external_url.clone(),
-    });
-    let manager = Manager::new(opts, backend);
-    // Reloads run on a blocking thread: a removed group's stale markers wait for the head.
-    let m = manager.clone();
-    tokio::task::spawn_blocking(move || m.reload())
-        .await?
-        .map_err(|e| anyhow::anyhow!("loading the rule files: {e}"))?;
-    manager.register_metrics(&mut registry);
+    let (manager, sender) = start_manager(
+        &args.eval,
+        &args.rule_files,
+        &args.labels,
+        receiver.clone(),
+        TENANT,
+        Queries::Http(querier),
+        &mut registry,
+    )
+    .await?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -366,7 +436,7 @@ pub async fn serve(
 }
 
 /// Reloads the rule files on SIGHUP, as Prometheus and Thanos do.
-fn spawn_sighup_reload(manager: Arc<Manager>, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub fn spawn_sighup_reload(manager: Arc<Manager>, mut stop: tokio::sync::watch::Receiver<bool>) {
     #[cfg(unix)]
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
