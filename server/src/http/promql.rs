@@ -466,6 +466,23 @@ fn matrix_size(s: &gauntlet_engine::query::Series) -> usize {
             .sum::<usize>()
 }
 
+/// Evaluates a rule's expression at `t_ms` in-process, as `/api/v1/query` would with no
+/// parameters but `query` and `time` (the default tenant's view under enforced tenancy): for
+/// the rules `gauntlet all` runs. The answer is a vector (a scalar as one sample).
+pub fn rule_query(
+    st: &ApiState,
+    expr: &str,
+    t_ms: i64,
+) -> Result<Vec<gauntlet_promql::InstantSample>, String> {
+    let form = Form::default();
+    let engine = engine(st, &form).map_err(|e| e.message)?;
+    let view = open_view(st, &form).map_err(|e| e.message)?;
+    let res = engine
+        .instant_query(view.as_ref(), expr, t_ms)
+        .map_err(|e| e.to_string())?;
+    gauntlet_promql::rules::group::rule_vector(res.value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -632,21 +649,4 @@ mod tests {
             "{\"resultType\":\"scalar\",\"result\":[1.500,\"2\"]}"
         );
     }
-}
-
-/// Evaluates a rule's expression at `t_ms` in-process, as `/api/v1/query` would with no
-/// parameters but `query` and `time` (the default tenant's view under enforced tenancy): for
-/// the rules `gauntlet all` runs. The answer is a vector (a scalar as one sample).
-pub fn rule_query(
-    st: &ApiState,
-    expr: &str,
-    t_ms: i64,
-) -> Result<Vec<gauntlet_promql::InstantSample>, String> {
-    let form = Form::default();
-    let engine = engine(st, &form).map_err(|e| e.message)?;
-    let view = open_view(st, &form).map_err(|e| e.message)?;
-    let res = engine
-        .instant_query(view.as_ref(), expr, t_ms)
-        .map_err(|e| e.to_string())?;
-    gauntlet_promql::rules::group::rule_vector(res.value)
 }
