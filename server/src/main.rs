@@ -45,7 +45,7 @@ enum Command {
     /// Every role in one process over a filesystem bucket (`./data`): receive (remote write
     /// with a WAL), store and query (the StoreAPI, Prometheus's HTTP API and the web UI) and
     /// compact (background compaction and downsampling).
-    All(all::AllArgs),
+    All(Box<all::AllArgs>),
     /// Querier: evaluates PromQL over StoreAPI endpoints, deduplicating replicas, and serves
     /// Prometheus's HTTP API, the web UI and the StoreAPI, as Thanos Query does.
     Query(query::cmd::QueryArgs),
@@ -90,7 +90,7 @@ fn main() -> std::process::ExitCode {
         gauntlet::http::status::record_flags(cmd, sub);
     }
     let res = match cli.command {
-        Command::All(args) => all::run(args, budget),
+        Command::All(args) => all::run(*args, budget),
         Command::Query(args) => query::cmd::run(args, budget),
         Command::Receive(args) => receive::run(*args, budget),
         Command::Store(args) => store::run(args, budget),
