@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use gauntlet_engine::chunk::STALE_NAN_BITS;
-use gauntlet_engine::labels::{Labels, hash_pairs};
+use gauntlet_engine::labels::Labels;
 
 use super::alerting::{Alert, AlertTemplates, AlertingRule, set};
 use super::file::RuleGroup;
@@ -227,7 +227,7 @@ impl Group {
     /// all run at once, and every ruler runs a group at the same moments.
     pub fn eval_timestamp(&self, now_ms: i64) -> i64 {
         let interval_ns = i128::from(self.interval_ms) * 1_000_000;
-        let hash = hash_pairs([("file", self.file.as_str()), ("name", self.name.as_str())]);
+        let hash = label_set_hash(&[("file", &self.file), ("name", &self.name)]);
         let offset = i128::from(hash) % interval_ns;
         let adj = i128::from(now_ms) * 1_000_000 - offset;
         let next = adj - adj.rem_euclid(interval_ns) + offset;
@@ -361,6 +361,23 @@ impl Group {
             .map(|l| stale_marker(l.clone(), ts_ms - self.query_offset_ms))
             .collect()
     }
+}
+
+/// Prometheus 3's hash of a label set (sorted pairs), as its default label representation
+/// computes it: xxhash64 of every name and value, each preceded by its length (one byte below
+/// 255, else 255 and three bytes little-endian). The hash groups are aligned by.
+fn label_set_hash(pairs: &[(&str, &str)]) -> u64 {
+    let mut buf = Vec::new();
+    for s in pairs.iter().flat_map(|(n, v)| [*n, *v]) {
+        let n = s.len();
+        if n < 255 {
+            buf.push(n as u8);
+        } else {
+            buf.extend_from_slice(&[255, n as u8, (n >> 8) as u8, (n >> 16) as u8]);
+        }
+        buf.extend_from_slice(s.as_bytes());
+    }
+    xxhash_rust::xxh64::xxh64(&buf, 0)
 }
 
 /// A stale marker for `labels` at `t_ms`: the series ends there.
