@@ -217,4 +217,54 @@ fn recorded_and_alert_series_equal_prometheus_3() {
         got.keys().collect::<Vec<_>>(),
         "series"
     );
+
+    // Once every alert has settled, the APIs describe the same rules and alerts, but for the
+    // timings (and `activeAt`, which Prometheus prints to the nanosecond of its round).
+    while now_ms() / 1000 < live_to_s + 8 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for path in [
+        "/api/v1/rules",
+        "/api/v1/alerts",
+        "/api/v1/rules?type=alert",
+    ] {
+        let want = untimed(&json_of(prom.port, path));
+        let got = untimed(&json_of(ours.http_port, path));
+        assert_eq!(want, got, "{path}: Prometheus (left), Gauntlet (right)");
+    }
+}
+
+fn json_of(port: u16, path: &str) -> Value {
+    let (status, body) = http_get(port, path).unwrap();
+    assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// `v` without what depends on when and how fast each ran, and with alerts' `tenant_id` (the
+/// label Gauntlet's reads add) removed.
+fn untimed(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| {
+                    !matches!(
+                        k.as_str(),
+                        "evaluationTime" | "lastEvaluation" | "activeAt" | "tenant_id"
+                    )
+                })
+                .map(|(k, x)| (k.clone(), untimed(x)))
+                .collect(),
+        ),
+        Value::Array(a) => {
+            let mut items: Vec<Value> = a.iter().map(untimed).collect();
+            // Alerts come in the order of a Go map in Prometheus.
+            if items.iter().all(|i| {
+                i.get("state").is_some() && i.get("labels").is_some() && i.get("type").is_none()
+            }) {
+                items.sort_by_key(|i| i.to_string());
+            }
+            Value::Array(items)
+        }
+        other => other.clone(),
+    }
 }

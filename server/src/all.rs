@@ -234,9 +234,8 @@ async fn serve(
         // Rules read this process's PromQL and record under the default tenant, whose
         // series every read sees.
         let (manager, sender) = crate::rule::cmd::start_manager(
-            &args.rules,
-            &args.rule_files,
-            &[],
+            args.rules.manager_options(&args.rule_files, &[]),
+            &args.rules.alertmanagers,
             receiver.clone(),
             &args.promql.tenancy.default_tenant,
             crate::rule::cmd::Queries::Local(state.clone()),

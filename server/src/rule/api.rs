@@ -107,8 +107,11 @@ pub fn rules_data(m: &Manager, form: &Form) -> Result<Value, String> {
             continue;
         }
         let mut ordered: Vec<&RuleState> = g.rules.iter().collect();
-        ordered.sort_by(|a, b| thanos_order(a, b));
-        let strategy = strategy_of(g);
+        let thanos = m.thanos_api();
+        if thanos {
+            ordered.sort_by(|a, b| thanos_order(a, b));
+        }
+        let strategy = thanos.then(|| strategy_of(g));
         let ext = m.external_labels();
         let mut rules = Vec::new();
         for r in ordered {
@@ -118,14 +121,14 @@ pub fn rules_data(m: &Manager, form: &Form) -> Result<Value, String> {
             let v = match &r.kind {
                 RuleKind::Alerting(_) if typ == "record" => continue,
                 RuleKind::Recording(_) if typ == "alert" => continue,
-                _ => rule_json(r, exclude_alerts, ext, &strategy),
+                _ => rule_json(r, exclude_alerts, ext, strategy.as_deref()),
             };
             rules.push(v);
         }
         if rules.is_empty() {
             continue;
         }
-        out.push(json!({
+        let mut group = json!({
             "name": g.name,
             "file": g.file,
             "rules": rules,
@@ -133,8 +136,11 @@ pub fn rules_data(m: &Manager, form: &Form) -> Result<Value, String> {
             "limit": g.limit,
             "evaluationTime": go_number(g.eval_duration.as_secs_f64()),
             "lastEvaluation": go_time(g.last_eval_ms),
-            "partialResponseStrategy": strategy,
-        }));
+        });
+        if let Some(s) = strategy {
+            group["partialResponseStrategy"] = s.into();
+        }
+        out.push(group);
     }
     Ok(json!({"groups": out}))
 }
@@ -150,13 +156,13 @@ async fn alerts(State(m): State<Arc<Manager>>) -> Response {
 pub fn alerts_data(m: &Manager) -> Value {
     let mut list = Vec::new();
     for view in m.groups() {
-        let strategy = strategy_of(&view.group);
+        let strategy = m.thanos_api().then(|| strategy_of(&view.group));
         for r in &view.group.rules {
             if let RuleKind::Alerting(a) = &r.kind {
                 list.extend(
                     a.active_alerts()
                         .into_iter()
-                        .map(|al| alert_json(al, &strategy)),
+                        .map(|al| alert_json(al, strategy.as_deref())),
                 );
             }
         }
@@ -205,7 +211,7 @@ fn rule_json(
     r: &RuleState,
     exclude_alerts: bool,
     ext: &std::collections::BTreeMap<String, String>,
-    strategy: &str,
+    strategy: Option<&str>,
 ) -> Value {
     // Thanos's ruler shows each rule's labels with its external labels added.
     let with_ext = |l: &std::collections::BTreeMap<String, String>| {
@@ -272,9 +278,11 @@ fn rule_json(
     Value::Object(o)
 }
 
-fn alert_json(a: &Alert, strategy: &str) -> Value {
+fn alert_json(a: &Alert, strategy: Option<&str>) -> Value {
     let mut o = Map::new();
-    o.insert("partialResponseStrategy".into(), strategy.into());
+    if let Some(s) = strategy {
+        o.insert("partialResponseStrategy".into(), s.into());
+    }
     o.insert("labels".into(), labels_json(&a.labels));
     o.insert("annotations".into(), map_json(a.annotations.iter()));
     o.insert(

@@ -74,6 +74,7 @@ impl RuleEvalArgs {
                 .map(|l| (l.name.to_string(), l.value.to_string()))
                 .collect(),
             external_url: self.alert_query_url.trim_end_matches('/').to_string(),
+            thanos_api: false,
         }
     }
 }
@@ -299,24 +300,22 @@ const QUERY_ESCAPE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANU
     .remove(b'.')
     .remove(b'~');
 
-/// Starts the rules of `rule_files` with `eval`'s settings, their results kept in `tenant`'s
-/// head of `receiver`, their queries going to `queries`, their metrics and the Alertmanager
-/// sender's in `registry`; reloads on SIGHUP are the caller's ([`spawn_sighup_reload`]).
+/// Starts the rules `opts` names, their alerts sent as `alertmanagers` says, their results
+/// kept in `tenant`'s head of `receiver`, their queries going to `queries`, their metrics and
+/// the Alertmanager sender's in `registry`; reloads on SIGHUP are the caller's ([`spawn_sighup_reload`]).
 pub async fn start_manager(
-    eval: &RuleEvalArgs,
-    rule_files: &[String],
-    labels: &[Label],
+    opts: ManagerOptions,
+    alertmanagers: &AlertmanagerArgs,
     receiver: Arc<Receiver>,
     tenant: &str,
     queries: Queries,
     registry: &mut crate::metrics::Registry,
 ) -> anyhow::Result<(Arc<Manager>, Arc<Sender>)> {
     let sender = Arc::new(
-        Sender::from_args(&eval.alertmanagers, registry)
+        Sender::from_args(alertmanagers, registry)
             .await
             .context("configuring the Alertmanagers")?,
     );
-    let opts = eval.manager_options(rule_files, labels);
     let backend = Arc::new(RulerBackend {
         receiver,
         tenant: tenant.to_string(),
@@ -366,10 +365,11 @@ pub async fn serve(
     let querier = HttpQuerier::new(&args.query, args.query_timeout, runtime.clone())
         .map_err(anyhow::Error::msg)?;
     querier.spawn_refresh(args.query_sd_dns_interval);
+    let mut opts = args.eval.manager_options(&args.rule_files, &args.labels);
+    opts.thanos_api = true;
     let (manager, sender) = start_manager(
-        &args.eval,
-        &args.rule_files,
-        &args.labels,
+        opts,
+        &args.eval.alertmanagers,
         receiver.clone(),
         TENANT,
         Queries::Http(querier),

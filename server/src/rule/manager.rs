@@ -54,6 +54,10 @@ pub struct ManagerOptions {
     pub external_labels: BTreeMap<String, String>,
     /// `--alert.query-url` (or the web address): templates' `$externalURL`, alerts' links.
     pub external_url: String,
+    /// Whether `/api/v1/rules` and `/api/v1/alerts` answer as Thanos's ruler does (its rule
+    /// order, external labels on rules, each alert's `partialResponseStrategy`) rather than as
+    /// Prometheus does (file order, no strategy).
+    pub thanos_api: bool,
 }
 
 /// One loaded group and the task running it.
@@ -405,6 +409,11 @@ impl Manager {
     /// The ruler's external labels.
     pub fn external_labels(&self) -> &BTreeMap<String, String> {
         &self.opts.external_labels
+    }
+
+    /// Whether the APIs answer as Thanos's ruler does ([`ManagerOptions::thanos_api`]).
+    pub fn thanos_api(&self) -> bool {
+        self.opts.thanos_api
     }
 
     /// The last reload's outcome.
