@@ -40,6 +40,7 @@ mod receive_histogram;
 mod receive_histogram_head;
 mod receive_histogram_ring;
 mod role_budgets;
+mod rule_alerts;
 mod rules_prometheus3;
 mod s3;
 mod security;

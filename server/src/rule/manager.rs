@@ -303,7 +303,10 @@ impl Manager {
 
     /// One round of `group` at `ts_ms`.
     fn eval_once(&self, group: &Mutex<Group>, stats: &GroupStats, ts_ms: i64) {
-        let mut g = lock(group);
+        // The round runs on a copy, put back when it is done: the APIs and /metrics read the
+        // group on the network threads, and waiting there for a round's queries (which need
+        // those threads to finish) would hang the ruler.
+        let mut g = lock(group).clone();
         // Thanos's ruler asks for whole answers unless the group accepts partial ones.
         let partial = g
             .partial_response_strategy
@@ -346,6 +349,7 @@ impl Manager {
         if first {
             self.restore_for_state(&mut g, ts_ms);
         }
+        *lock(group) = g;
     }
 
     /// After a group's first round, brings its pending alerts' `for` time back from the
@@ -378,7 +382,10 @@ impl Manager {
                 else {
                     continue;
                 };
+                // Both in whole seconds, as Prometheus reads them: `activeAt` is recorded in
+                // seconds, and the sample's time is cut to its second.
                 let mut active_at = (active_s as i64) * 1000;
+                let down_at = down_at.div_euclid(1000) * 1000;
                 let spent = down_at - active_at;
                 let remaining = a.for_ms - spent;
                 if remaining <= 0 {
@@ -560,5 +567,124 @@ impl prometheus_client::collector::Collector for RuleCollector {
             }),
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gauntlet_engine::labels::Labels;
+
+    /// A backend whose only `ALERTS_FOR_STATE` sample is `last` (time ms, activeAt s).
+    struct LastSample {
+        last: Option<(i64, f64)>,
+        asked: Mutex<Vec<Labels>>,
+    }
+
+    struct NoQueries;
+
+    impl RuleQuerier for NoQueries {
+        fn query(&self, _: &str, _: i64) -> Result<Vec<InstantSample>, String> {
+            Err("no queries here".into())
+        }
+    }
+
+    impl Backend for LastSample {
+        fn querier(&self, _: bool) -> Box<dyn RuleQuerier + '_> {
+            Box::new(NoQueries)
+        }
+        fn record(&self, _: Vec<InstantSample>) -> Result<(), String> {
+            Ok(())
+        }
+        fn send(&self, _: Vec<(String, Alert)>) {}
+        fn last_for_state(&self, labels: &Labels, _: i64, _: i64) -> Option<(i64, f64)> {
+            lock(&self.asked).push(labels.clone());
+            self.last
+        }
+    }
+
+    /// The `activeAt` (ms) a 20 s `for` alert, pending since `ts_ms` in the first round after
+    /// a restart at `ts_ms`, is given back with a 2 s grace period when the last
+    /// `ALERTS_FOR_STATE` sample before the outage is `last`.
+    fn restored(last: Option<(i64, f64)>, ts_ms: i64) -> (i64, Vec<Labels>) {
+        let backend = Arc::new(LastSample {
+            last,
+            asked: Mutex::new(Vec::new()),
+        });
+        let opts = ManagerOptions {
+            rule_files: Vec::new(),
+            eval_interval_ms: 1_000,
+            query_offset_ms: 0,
+            resend_delay_ms: 60_000,
+            for_grace_ms: 2_000,
+            outage_tolerance_ms: 3_600_000,
+            external_labels: BTreeMap::new(),
+            external_url: String::new(),
+        };
+        let m = Manager::new(opts, backend.clone());
+        let text = "groups:\n  - name: g\n    rules:\n      - alert: Held\n        expr: up > 0\n        for: 20s\n";
+        let parsed = file::parse(
+            text,
+            ParseOptions {
+                ignore_unknown_fields: false,
+                check_template: None,
+            },
+        )
+        .unwrap();
+        let mut g = Group::new("rules.yml", &parsed[0], 1_000, 0).unwrap();
+        let labels = Labels::from_pairs([("alertname", "Held"), ("instance", "a")]);
+        let RuleKind::Alerting(a) = &mut g.rules[0].kind else {
+            panic!("an alerting rule");
+        };
+        a.active.insert(
+            labels.clone(),
+            Alert {
+                labels,
+                annotations: BTreeMap::new(),
+                state: AlertState::Pending,
+                value: 1.0,
+                active_at_ms: ts_ms,
+                fired_at_ms: None,
+                resolved_at_ms: None,
+                last_sent_at_ms: None,
+                valid_until_ms: 0,
+                keep_firing_since_ms: None,
+            },
+        );
+        m.restore_for_state(&mut g, ts_ms);
+        let RuleKind::Alerting(a) = &g.rules[0].kind else {
+            unreachable!()
+        };
+        assert!(a.restored);
+        let at = a.active.values().next().unwrap().active_at_ms;
+        let asked = lock(&backend.asked).clone();
+        (at, asked)
+    }
+
+    #[test]
+    fn restoring_for_state_follows_prometheus() {
+        // Pending since 1000 s, last recorded at 1005.7 s, back at 1009.5 s: the 5 s pending
+        // count (the sample's time cut to its second, as Prometheus reads it), the 4.5 s
+        // outage does not.
+        let (at, asked) = restored(Some((1_005_700, 1_000.0)), 1_009_500);
+        assert_eq!(at, 1_000_000 + (1_009_500 - 1_005_000));
+        assert_eq!(
+            asked,
+            [Labels::from_pairs([
+                ("__name__", "ALERTS_FOR_STATE"),
+                ("alertname", "Held"),
+                ("instance", "a"),
+            ])]
+        );
+        // 19 s of 20 pending: less than the grace period left, so it fires 2 s after the
+        // restart.
+        let (at, _) = restored(Some((1_019_000, 1_000.0)), 1_030_000);
+        assert_eq!(at, 1_030_000 + 2_000 - 20_000);
+        // It was firing: its activeAt comes back as it was, and it fires at once.
+        let (at, _) = restored(Some((1_025_000, 1_000.0)), 1_030_000);
+        assert_eq!(at, 1_000_000);
+        // Nothing recorded: pending from the restart.
+        let (at, _) = restored(None, 1_030_000);
+        assert_eq!(at, 1_030_000);
     }
 }
