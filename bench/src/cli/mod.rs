@@ -212,6 +212,23 @@ pub(crate) enum RunCmd {
         #[arg(long, default_value = "10m", value_parser = duration)]
         pass_timeout: Duration,
     },
+    /// Recording rules: Prometheus 3.x (`rule_files`) and `gauntlet all` (`--rule-file`) evaluate
+    /// the same rule file every 15 s over the same remote-written series (a history ending now,
+    /// kept current for a warm-up); CPU and evaluation time per round are measured over a window
+    /// with no ingest.
+    Rules {
+        #[command(flatten)]
+        common: RunArgs,
+        /// Recording rules (15 templates per host, host by host).
+        #[arg(long, default_value_t = 10_000)]
+        rules: usize,
+        /// Rules per group.
+        #[arg(long, default_value_t = 100)]
+        group_size: usize,
+        /// Evaluation rounds measured (15 s each).
+        #[arg(long, default_value_t = 8)]
+        rounds: u32,
+    },
 }
 
 /// Flags every scenario shares. Data knobs default per scenario (see perf/README.md) unless
@@ -571,6 +588,23 @@ pub(crate) fn run(cmd: RunCmd) -> anyhow::Result<()> {
                 pass_timeout,
             };
             (runner::store(&o, &so)?, o)
+        }
+        RunCmd::Rules {
+            common,
+            rules,
+            group_size,
+            rounds,
+        } => {
+            // 680 targets × 147 series ≈ 100k series; a 10-minute history at 15 s, no churn, so
+            // every series the rules select stays live.
+            let mut o = common.options(680, 10.0 / 60.0, Duration::from_secs(60))?;
+            o.data.churn_fraction = 0.0;
+            let ro = runner::RulesOptions {
+                rules,
+                group_size,
+                rounds,
+            };
+            (runner::rules(&o, &ro)?, o)
         }
     };
     runner::record(&rec, &o.recorded, o.results.is_some())?;

@@ -14,6 +14,7 @@ pub mod peers;
 mod querier;
 pub mod readme_figures;
 mod report;
+mod rules;
 mod scenarios;
 pub mod series;
 pub mod server;
@@ -28,6 +29,7 @@ pub use compact::compact;
 pub use ingest::ingest;
 pub use parquet::{ParquetOptions, parquet};
 pub use report::{Figures, history_file, machine_description, record, record_as};
+pub use rules::{RulesOptions, rules};
 pub use scenarios::{count_samples, histogram, query};
 pub use store::{StoreOptions, store};
 

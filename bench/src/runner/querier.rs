@@ -271,7 +271,7 @@ pub(super) fn victoria_side(
 /// Sends the data of `g` once to the remote-write endpoint `url`, generated and encoded as it
 /// goes (the whole data set need not fit in memory) over [`IMPORT_CONNECTIONS`] connections;
 /// a request not answered 2xx is an error. Returns the samples and series sent.
-fn import(g: &GenConfig, url: &str) -> Result<(u64, usize), RunError> {
+pub(super) fn import(g: &GenConfig, url: &str) -> Result<(u64, usize), RunError> {
     let ep = Endpoint::parse(url)?;
     let batch = BatchConfig {
         shards: IMPORT_CONNECTIONS,

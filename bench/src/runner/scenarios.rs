@@ -41,7 +41,7 @@ pub(super) fn prometheus_bin(o: &RunOptions) -> Result<PathBuf, RunError> {
     Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
-fn prometheus_name(bin: &Path) -> String {
+pub(super) fn prometheus_name(bin: &Path) -> String {
     let v = version_of(bin);
     // "prometheus, version 3.5.3+ds1 (branch: …)" → "prometheus 3.5.3+ds1"
     v.split_whitespace()
