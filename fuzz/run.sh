@@ -205,6 +205,23 @@ put(2, 0, "query=" + u.quote("sum by (job) (rate(x[5m]))", safe=""))
       n=$((n + 1))
     done
     rm -rf "$tmp" ;;
+  rule_file)
+    # Prometheus's rule files and rule unit-test files, as they are.
+    local n=0
+    for f in "$root"/testdata/rules/rulefmt/* "$root"/testdata/rules/promtool/*; do
+      cp "$f" "$dir/seed$n"
+      n=$((n + 1))
+    done ;;
+  rule_template)
+    # Every label and annotation of the rule fixtures, one per seed, and the template forms
+    # alerting rules use.
+    { grep -hoE '(summary|description|severity|message): .*' "$root"/testdata/rules/*/* \
+        | sed -E 's/^[a-z]+: //; s/^"//; s/"$//'
+      printf '%s\n' '{{ $labels.instance }} is at {{ $value | humanize }}' \
+        '{{ range query "up" }}{{ .Labels.job }}={{ .Value }} {{ end }}' \
+        '{{ printf "%.2f" $value }} {{ $externalLabels.cluster }} {{ humanizeDuration 3600 }}' \
+        '{{ if gt $value 80.0 }}high{{ else }}ok{{ end }} {{ reReplaceAll "(.*):.*" "$1" $labels.instance }}'
+    } | seed_lines "$dir" ;;
   selector_parse)
     { grep -hv '^#' "$root"/perf/queries/series.txt | sed -E 's/^series +[^ ]+ +[^ ]+ +//'
       queries | grep '[{]'; } | seed_lines "$dir" ;;

@@ -620,6 +620,7 @@ mod tests {
             outage_tolerance_ms: 3_600_000,
             external_labels: BTreeMap::new(),
             external_url: String::new(),
+            thanos_api: true,
         };
         let m = Manager::new(opts, backend.clone());
         let text = "groups:\n  - name: g\n    rules:\n      - alert: Held\n        expr: up > 0\n        for: 20s\n";
