@@ -499,6 +499,13 @@ fn check_structure(name: &str, text: &str) -> Result<(), String> {
     while let Some(open) = rest.find("{{") {
         let action = &rest[open + 2..];
         let (body, after) = action_body(action);
+        if body.len() == action.len() {
+            // No `}}` closes it: refused here, in the library's words, because its lexer does
+            // not always return on such text.
+            return Err(format!(
+                "template: {name}: unexpected unclosed action in command"
+            ));
+        }
         rest = after;
         let body = body.trim_start_matches('-').trim();
         if body.starts_with("/*") {

@@ -842,3 +842,26 @@ fn go_time_and_duration_text() {
     assert_eq!(url_path("http://h:9090"), "");
     assert_eq!(url_path("https://h/a/b?x=1"), "/a/b");
 }
+
+/// An action that nothing closes is refused at once (the template library's lexer loops
+/// forever on one): inputs the fuzzer found.
+#[test]
+fn unclosed_actions_are_refused_not_hung() {
+    for text in [
+        "*sInstaevence {{ $label.",
+        "{{ $labels.instanwn for more than 5 minutes.",
+        "{{",
+        "a {{ \"}}",
+        "{{ /* }}",
+    ] {
+        let t = text.to_string();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(crate::rules::expand::parse_check("__alert_x", &t));
+        });
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("{text:?} hung"));
+        assert!(got.is_err(), "{text:?}: {got:?}");
+    }
+}
