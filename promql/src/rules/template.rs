@@ -508,6 +508,14 @@ fn check_structure(name: &str, text: &str) -> Result<(), String> {
         }
         rest = after;
         let body = body.trim_start_matches('-').trim();
+        if let Some(c) = stray_char(body) {
+            // Go's lexer refuses a character no token starts with; the template library's
+            // panics on some of them (inside a thread of its own), so they are refused here.
+            return Err(format!(
+                "template: {name}: unrecognized character in action: U+{:04X} '{c}'",
+                c as u32
+            ));
+        }
         if body.starts_with("/*") {
             continue;
         }
@@ -595,6 +603,34 @@ fn action_body(s: &str) -> (&str, &str) {
         }
     }
     (s, "")
+}
+
+/// The first character outside an action's strings and comments that is not ASCII, if any:
+/// no token of the template language starts with one.
+fn stray_char(body: &str) -> Option<char> {
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' && q != '`' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '"' | '`' | '\'' => quote = Some(c),
+                '/' if chars.peek() == Some(&'*') => return None,
+                c if !c.is_ascii() => return Some(c),
+                _ => {}
+            },
+        }
+    }
+    None
 }
 
 /// How deeply parentheses nest in an action (outside its strings).

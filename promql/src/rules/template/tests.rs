@@ -865,3 +865,17 @@ fn unclosed_actions_are_refused_not_hung() {
         assert!(got.is_err(), "{text:?}: {got:?}");
     }
 }
+
+/// A character no token starts with, inside an action, is refused as Go refuses it (the
+/// template library panics on some): an input the fuzzer found.
+#[test]
+fn stray_characters_in_actions_are_refused() {
+    let text = "{ {if gt $al{ end }} {{\u{256} reReplaceAll \"(.*)G.*\" \"$1\" $labels.instance }}";
+    let err = crate::rules::expand::parse_check("__alert_x", text).unwrap_err();
+    assert!(
+        err.contains("unrecognized character in action: U+0256"),
+        "{err}"
+    );
+    // Inside a string it is text.
+    assert!(crate::rules::expand::parse_check("__alert_x", "{{ \"\u{256}\" }}").is_ok());
+}
