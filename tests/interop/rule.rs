@@ -42,6 +42,22 @@ fn rules_shape(v: &Value) -> Value {
     v
 }
 
+/// A `gauntlet receive` written ten minutes of the rule gauges up to now, and a `gauntlet
+/// query` over it that has found it: what the rulers evaluate through.
+fn gauges_behind_query(tmp: &std::path::Path) -> (Receiver, GauntletServer) {
+    let rx = Receiver::start_bare(&tmp.join("receive"), &[], free_ports());
+    let now = now_ms() / 1000 * 1000;
+    let (code, _, msg) =
+        post(rx.rw, "/api/v1/receive", &[V1], &gauges(now - 600_000, now)).unwrap();
+    assert!((200..300).contains(&code), "{code} {msg}");
+    let query = GauntletServer::start(
+        &["query", &format!("--endpoint=127.0.0.1:{}", rx.grpc)],
+        "/-/ready",
+    );
+    wait_for_stores_on(query.http_port, 1);
+    (rx, query)
+}
+
 fn json_on(port: u16, path: &str) -> Value {
     let (status, body) = http_get(port, path).unwrap();
     assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
@@ -53,16 +69,7 @@ fn json_on(port: u16, path: &str) -> Value {
 #[test]
 fn gauntlet_rule_fires_describes_and_records_as_thanos_rule_does() {
     let tmp = tempfile::tempdir().unwrap();
-    let rx = Receiver::start_bare(&tmp.path().join("receive"), &[], free_ports());
-    let now = now_ms() / 1000 * 1000;
-    let (code, _, msg) =
-        post(rx.rw, "/api/v1/receive", &[V1], &gauges(now - 600_000, now)).unwrap();
-    assert!((200..300).contains(&code), "{code} {msg}");
-    let query = GauntletServer::start(
-        &["query", &format!("--endpoint=127.0.0.1:{}", rx.grpc)],
-        "/-/ready",
-    );
-    wait_for_stores_on(query.http_port, 1);
+    let (_rx, query) = gauges_behind_query(tmp.path());
     let rules = tmp.path().join("rules.yml");
     std::fs::write(&rules, RULES).unwrap();
     let common = [
@@ -166,15 +173,7 @@ fn gauntlet_rule_fires_describes_and_records_as_thanos_rule_does() {
 #[test]
 fn a_bad_reload_keeps_the_last_good_rules() {
     let tmp = tempfile::tempdir().unwrap();
-    let rx = Receiver::start_bare(&tmp.path().join("receive"), &[], free_ports());
-    let now = now_ms() / 1000 * 1000;
-    let (code, _, msg) =
-        post(rx.rw, "/api/v1/receive", &[V1], &gauges(now - 600_000, now)).unwrap();
-    assert!((200..300).contains(&code), "{code} {msg}");
-    let query = GauntletServer::start(
-        &["query", &format!("--endpoint=127.0.0.1:{}", rx.grpc)],
-        "/-/ready",
-    );
+    let (_rx, query) = gauges_behind_query(tmp.path());
     let rules = tmp.path().join("rules.yml");
     std::fs::write(&rules, RULES).unwrap();
     let dir = format!("--data-dir={}", tmp.path().join("rule").display());

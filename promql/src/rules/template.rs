@@ -48,6 +48,8 @@ use gtmpl_value::FuncError;
 use crate::functions::instant::civil_from_days;
 
 mod funcs;
+
+pub(crate) use funcs::go_duration_string;
 mod go_fmt;
 
 use funcs::*;

@@ -442,32 +442,7 @@ fn indent(text: &str, pad: &str) -> String {
 
 /// A duration in ms as Go's `time.Duration` prints it (`0s`, `5m0s`, `1h2m3.5s`).
 pub(crate) fn go_duration(ms: i64) -> String {
-    if ms == 0 {
-        return "0s".into();
-    }
-    let neg = ms < 0;
-    let ms = ms.unsigned_abs();
-    let (h, m, s, frac) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
-    let mut out = String::new();
-    if neg {
-        out.push('-');
-    }
-    if ms < 1000 {
-        return format!("{out}{ms}ms");
-    }
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if h > 0 || m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if frac == 0 {
-        out.push_str(&format!("{s}s"));
-    } else {
-        let f = format!("{frac:03}");
-        out.push_str(&format!("{s}.{}s", f.trim_end_matches('0')));
-    }
-    out
+    super::template::go_duration_string(ms.saturating_mul(1_000_000))
 }
 
 /// The input series and what the rules recorded so far.

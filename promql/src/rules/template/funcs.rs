@@ -498,7 +498,7 @@ pub(super) fn f_to_time(args: &[Value]) -> Result<Value, FuncError> {
 }
 
 /// Go's `time.Duration.String()`: `1h2m3.5s`, `30m0s`, `1.5ms`, `0s`.
-pub(super) fn go_duration_string(ns: i64) -> String {
+pub(crate) fn go_duration_string(ns: i64) -> String {
     if ns == 0 {
         return "0s".into();
     }
