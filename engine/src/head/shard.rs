@@ -575,34 +575,55 @@ impl HeadShard {
     }
 
     /// Ids of the series matching every matcher, ascending.
+    ///
+    /// The postings only narrow the candidates; every candidate is then checked against
+    /// every matcher on its own labels. So the narrowest equality list is the start, and
+    /// another list is read only while it can still cut the candidates down cheaply: a
+    /// rule's `metric{instance="…"}` reads the instance's few ids, not the metric's tens of
+    /// thousands.
     fn select_ids(&self, matchers: &[Matcher]) -> Vec<u32> {
-        // The narrowest matcher that cannot match an empty value gives the candidates.
-        let mut candidates: Option<Vec<u32>> = None;
         let held = &self.series;
-        for m in matchers.iter().filter(|m| !m.matches("")) {
-            if !self.postings.has_name(&m.name) {
-                return Vec::new();
+        let narrowing: Vec<&Matcher> = matchers.iter().filter(|m| !m.matches("")).collect();
+        if narrowing.iter().any(|m| !self.postings.has_name(&m.name)) {
+            return Vec::new();
+        }
+        // Equality lists, narrowest first; the other matchers' lists cost a pass over every
+        // value of their label, so they come after.
+        let mut equal: Vec<&[u32]> = Vec::new();
+        for m in narrowing.iter().filter(|m| m.typ == MatchType::Equal) {
+            match self.postings.get(&m.name, &m.value, held) {
+                Some(list) => equal.push(list),
+                None => return Vec::new(),
+            }
+        }
+        equal.sort_by_key(|l| l.len());
+        let mut candidates: Option<Vec<u32>> = None;
+        for list in equal {
+            candidates = Some(match candidates {
+                None => sorted_ids(list.to_vec()),
+                Some(c) if worth_intersecting(c.len(), list.len()) => {
+                    intersect(c, sorted_ids(list.to_vec()))
+                }
+                Some(c) => c,
+            });
+        }
+        for m in narrowing.iter().filter(|m| m.typ != MatchType::Equal) {
+            if candidates
+                .as_ref()
+                .is_some_and(|c| c.len() <= CHECK_LABELS_UNDER)
+            {
+                break;
             }
             let mut ids: Vec<u32> = Vec::new();
-            if m.typ == MatchType::Equal {
-                if let Some(list) = self.postings.get(&m.name, &m.value, held) {
+            for (v, list) in self.postings.values(&m.name, held) {
+                if m.matches(v) {
                     ids.extend_from_slice(list);
                 }
-            } else {
-                for (v, list) in self.postings.values(&m.name, held) {
-                    if m.matches(v) {
-                        ids.extend_from_slice(list);
-                    }
-                }
             }
-            ids.sort_unstable();
-            ids.dedup();
+            let ids = sorted_ids(ids);
             candidates = Some(match candidates {
                 None => ids,
-                Some(c) => {
-                    let keep: HashSet<u32> = ids.into_iter().collect();
-                    c.into_iter().filter(|i| keep.contains(i)).collect()
-                }
+                Some(c) => intersect(c, ids),
             });
         }
         let ids: Vec<u32> = match candidates {
@@ -933,4 +954,39 @@ pub(crate) fn sort_by_id(keys: &mut Vec<u64>, scratch: &mut Vec<u64>, max_id: u3
         }
         std::mem::swap(keys, scratch);
     }
+}
+
+/// Below this many candidates a series' own labels are checked rather than another
+/// matcher's postings expanded (a pass over every value of its label).
+const CHECK_LABELS_UNDER: usize = 1024;
+
+/// Whether intersecting `candidates` ids with another equality list of `list` ids is
+/// cheaper than checking each candidate's labels: not for a handful of candidates, nor when
+/// the list dwarfs them.
+fn worth_intersecting(candidates: usize, list: usize) -> bool {
+    candidates > 64 && list <= candidates.saturating_mul(8)
+}
+
+/// `ids` ascending, each once (a postings list is in no order: ids are reused).
+fn sorted_ids(mut ids: Vec<u32>) -> Vec<u32> {
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// The ids in both ascending lists, ascending.
+fn intersect(a: Vec<u32>, b: Vec<u32>) -> Vec<u32> {
+    let mut out = Vec::with_capacity(a.len().min(b.len()));
+    let mut j = 0;
+    for x in a {
+        while j < b.len() && b[j] < x {
+            j += 1;
+        }
+        match b.get(j) {
+            None => break,
+            Some(&y) if y == x => out.push(x),
+            Some(_) => {}
+        }
+    }
+    out
 }

@@ -797,3 +797,70 @@ fn label_apis_read_the_whole_head_while_it_overlaps_the_range() {
     );
     assert!(head.label_names(&[], 0, 999_999).unwrap().is_empty());
 }
+
+/// Equality, inequality and regex matchers in combinations that take each way through the
+/// postings (one narrow list, lists worth intersecting, lists left to the label check,
+/// regexes expanded or not) select exactly the series a check of every label selects.
+#[test]
+fn any_mix_of_matchers_selects_what_a_label_by_label_check_selects() {
+    use crate::labels::MatchType::{Equal, NotEqual, NotRegexp, Regexp};
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(2);
+    let (head, _) = Head::open(rt, dir.path(), opts()).unwrap();
+    let mut out = vec![AppendBatch::new(); head.cores()];
+    for i in 0..3000usize {
+        let (a, b, c, d) = (
+            (i % 3).to_string(),
+            (i % 50).to_string(),
+            i.to_string(),
+            (i % 1500).to_string(),
+        );
+        let pairs = [
+            ("__name__", "m"),
+            ("a", a.as_str()),
+            ("b", b.as_str()),
+            ("c", c.as_str()),
+            ("d", d.as_str()),
+        ];
+        let hash = hash_pairs(pairs);
+        out[head.route(hash)].push_series(hash, pairs, [(1_000, i as f64)].into_iter());
+    }
+    block_on(head.append(out)).unwrap();
+    let all = head
+        .select(&[eq("__name__", "m")], 0, i64::MAX, &SelectHints::default())
+        .unwrap();
+    assert_eq!(all.len(), 3000);
+    let m = |t, n: &str, v: &str| Matcher::new(t, n, v).unwrap();
+    let cases: Vec<Vec<Matcher>> = vec![
+        vec![m(Equal, "a", "1")],
+        vec![m(Equal, "a", "1"), m(Equal, "b", "7")],
+        vec![m(Equal, "b", "7"), m(Equal, "a", "1"), m(Regexp, "d", "1.*")],
+        vec![m(Regexp, "a", "1|2"), m(NotEqual, "b", "3")],
+        vec![m(Equal, "d", "5"), m(Equal, "a", "2")],
+        vec![m(Equal, "a", "1"), m(Regexp, "c", "1..")],
+        vec![m(Regexp, "b", "1."), m(Equal, "a", "0"), m(Regexp, "d", ".*5")],
+        vec![m(Equal, "a", "0"), m(Equal, "d", "3"), m(NotRegexp, "c", "3")],
+        vec![m(Equal, "a", "0"), m(Equal, "nope", "x")],
+        vec![m(Equal, "a", "0"), m(Equal, "b", "none")],
+        vec![m(Regexp, "c", "2.*"), m(Regexp, "b", ".*2")],
+        vec![m(Equal, "a", "2"), m(Regexp, "nope", "")],
+    ];
+    for matchers in cases {
+        let got: Vec<String> = head
+            .select(&matchers, 0, i64::MAX, &SelectHints::default())
+            .unwrap()
+            .iter()
+            .map(|s| s.labels.get("c").unwrap().to_string())
+            .collect();
+        let want: Vec<String> = all
+            .iter()
+            .filter(|s| {
+                matchers
+                    .iter()
+                    .all(|m| m.matches(s.labels.get(&m.name).unwrap_or("")))
+            })
+            .map(|s| s.labels.get("c").unwrap().to_string())
+            .collect();
+        assert_eq!(got, want, "{matchers:?}");
+    }
+}
