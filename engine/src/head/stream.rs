@@ -167,36 +167,51 @@ impl Head {
                         // Sorting thousands of series takes milliseconds: small selections
                         // queued behind this one go first.
                         back_lane().await;
+                        return CoreRun {
+                            picked: c.state().with(slot, |s| s.sort_by_labels(picked)),
+                            next: 0,
+                            buf: VecDeque::new(),
+                        };
                     }
-                    c.state().with(slot, |s| s.sort_by_labels(picked))
+                    // A selection that fits one read is read in the same visit to the core:
+                    // a rule's or a dashboard's few series cost one hand-off, not two.
+                    c.state().with(slot, |s| {
+                        let picked = s.sort_by_labels(picked);
+                        CoreRun {
+                            buf: s.read(&picked, mint, maxt, read).into(),
+                            next: picked.len(),
+                            picked,
+                        }
+                    })
                 })
             })
             .collect();
-        let picked = futures::executor::block_on(join_all(calls))
+        let cores = futures::executor::block_on(join_all(calls))
             .into_iter()
             .map(|r| r.map_err(canceled))
             .collect::<Result<Vec<_>>>()?;
-        let ids: usize = picked.iter().map(Vec::len).sum();
-        reservation.cover(ids as u64 * 16)?;
-        Ok(HeadStream {
+        let mut stream = HeadStream {
             rt: self.rt.clone(),
             slot,
             mint,
             maxt,
             read,
-            cores: picked
-                .into_iter()
-                .map(|picked| CoreRun {
-                    picked,
-                    next: 0,
-                    buf: VecDeque::new(),
-                })
-                .collect(),
+            cores,
             buffered: 0,
             handed: 0,
             reservation,
             cancel: Cancel::never(),
-        })
+        };
+        stream.buffered = stream
+            .cores
+            .iter()
+            .flat_map(|c| c.buf.iter())
+            .map(ReadSeries::bytes)
+            .sum();
+        stream
+            .reservation
+            .cover(stream.ids_bytes() + stream.buffered)?;
+        Ok(stream)
     }
 }
 

@@ -748,7 +748,9 @@ fn a_stream_in_another_budget_holds_its_reads_there() {
 fn a_stream_skips_series_removed_after_it_started() {
     let dir = tempfile::tempdir().unwrap();
     let (head, _) = Head::open(runtime(2), dir.path(), opts()).unwrap();
-    block_on(head.append(batches(&head, 10, &[1_000_000]))).unwrap();
+    // More series on each core than one read takes: a smaller selection is read whole
+    // when it starts.
+    block_on(head.append(batches(&head, 4 * FETCH_SERIES, &[1_000_000]))).unwrap();
     let mut s = head
         .stream(&[eq("__name__", "m")], 0, i64::MAX, HeadRead::Samples)
         .unwrap();
@@ -834,12 +836,24 @@ fn any_mix_of_matchers_selects_what_a_label_by_label_check_selects() {
     let cases: Vec<Vec<Matcher>> = vec![
         vec![m(Equal, "a", "1")],
         vec![m(Equal, "a", "1"), m(Equal, "b", "7")],
-        vec![m(Equal, "b", "7"), m(Equal, "a", "1"), m(Regexp, "d", "1.*")],
+        vec![
+            m(Equal, "b", "7"),
+            m(Equal, "a", "1"),
+            m(Regexp, "d", "1.*"),
+        ],
         vec![m(Regexp, "a", "1|2"), m(NotEqual, "b", "3")],
         vec![m(Equal, "d", "5"), m(Equal, "a", "2")],
         vec![m(Equal, "a", "1"), m(Regexp, "c", "1..")],
-        vec![m(Regexp, "b", "1."), m(Equal, "a", "0"), m(Regexp, "d", ".*5")],
-        vec![m(Equal, "a", "0"), m(Equal, "d", "3"), m(NotRegexp, "c", "3")],
+        vec![
+            m(Regexp, "b", "1."),
+            m(Equal, "a", "0"),
+            m(Regexp, "d", ".*5"),
+        ],
+        vec![
+            m(Equal, "a", "0"),
+            m(Equal, "d", "3"),
+            m(NotRegexp, "c", "3"),
+        ],
         vec![m(Equal, "a", "0"), m(Equal, "nope", "x")],
         vec![m(Equal, "a", "0"), m(Equal, "b", "none")],
         vec![m(Regexp, "c", "2.*"), m(Regexp, "b", ".*2")],
@@ -862,5 +876,35 @@ fn any_mix_of_matchers_selects_what_a_label_by_label_check_selects() {
             .map(|s| s.labels.get("c").unwrap().to_string())
             .collect();
         assert_eq!(got, want, "{matchers:?}");
+    }
+}
+
+#[test]
+fn a_small_selection_is_read_when_it_starts_and_streams_as_a_large_one_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (head, _) = Head::open(runtime(2), dir.path(), opts()).unwrap();
+    let n = 3 * FETCH_SERIES;
+    block_on(head.append(batches(&head, n, &[1_000_000, 1_015_000]))).unwrap();
+    let want = head
+        .select(&[eq("__name__", "m")], 0, i64::MAX, &SelectHints::default())
+        .unwrap();
+    for (matchers, len) in [
+        (vec![eq("__name__", "m")], n),
+        (vec![eq("__name__", "m"), eq("i", "0007")], 1),
+    ] {
+        let mut s = head
+            .stream(&matchers, 0, i64::MAX, HeadRead::Samples)
+            .unwrap();
+        let mut got = Vec::new();
+        while let Some(b) = crate::query::SeriesStream::next_batch(&mut s).unwrap() {
+            got.extend(b.into_iter().map(|x| x.labels));
+        }
+        assert_eq!(got.len(), len);
+        let expected: Vec<_> = want
+            .iter()
+            .filter(|w| got.contains(&w.labels))
+            .map(|w| w.labels.clone())
+            .collect();
+        assert_eq!(got, expected);
     }
 }

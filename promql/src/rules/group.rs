@@ -110,6 +110,74 @@ pub struct RuleState {
     /// The series it recorded at its last evaluation: those missing next time get a stale
     /// marker.
     previous: HashSet<Labels>,
+    /// The metric names its expression can read.
+    reads: Reads,
+}
+
+/// The metric names an expression can read: each of its selectors names one, or one
+/// selects by other labels only and could read any series.
+#[derive(Debug, Clone, PartialEq)]
+enum Reads {
+    Names(Vec<String>),
+    Any,
+}
+
+impl Reads {
+    /// What `expr`'s selectors can read.
+    fn of(expr: &crate::parser::ast::Expr) -> Reads {
+        use crate::parser::ast::Expr;
+        let mut names = Vec::new();
+        let mut stack = vec![expr];
+        while let Some(e) = stack.pop() {
+            let vs = match e {
+                Expr::Number(_) | Expr::String(_) => continue,
+                Expr::Vector(v) => v,
+                Expr::Matrix(m) => &m.selector,
+                Expr::Subquery(q) => {
+                    stack.push(&q.expr);
+                    continue;
+                }
+                Expr::Paren(p) => {
+                    stack.push(&p.expr);
+                    continue;
+                }
+                Expr::Unary(u) => {
+                    stack.push(&u.expr);
+                    continue;
+                }
+                Expr::Binary(b) => {
+                    stack.extend([&*b.lhs, &*b.rhs]);
+                    continue;
+                }
+                Expr::Call(c) => {
+                    stack.extend(c.args.iter());
+                    continue;
+                }
+                Expr::Aggregate(a) => {
+                    stack.push(&a.expr);
+                    stack.extend(a.param.as_deref());
+                    continue;
+                }
+            };
+            let name = vs
+                .matchers
+                .iter()
+                .find(|m| m.name == "__name__" && m.op == crate::parser::ast::MatchOp::Equal);
+            match name {
+                Some(m) => names.push(m.value.clone()),
+                None => return Reads::Any,
+            }
+        }
+        Reads::Names(names)
+    }
+
+    /// Whether a series named one of `written` can be among what is read.
+    fn any_of(&self, written: &HashSet<String>) -> bool {
+        match self {
+            Reads::Any => !written.is_empty(),
+            Reads::Names(n) => n.iter().any(|n| written.contains(n)),
+        }
+    }
 }
 
 impl RuleState {
@@ -165,6 +233,33 @@ pub struct Group {
     pending_stale: Vec<Labels>,
 }
 
+/// A round's samples not handed to `record` yet, with their metric names.
+#[derive(Default)]
+struct Unrecorded {
+    samples: Vec<InstantSample>,
+    names: HashSet<String>,
+}
+
+impl Unrecorded {
+    fn add(&mut self, samples: Vec<InstantSample>) {
+        for s in &samples {
+            if let Some(n) = s.labels.get("__name__")
+                && !self.names.contains(n)
+            {
+                self.names.insert(n.to_string());
+            }
+        }
+        self.samples.extend(samples);
+    }
+
+    fn hand_to(&mut self, record: &mut dyn FnMut(Vec<InstantSample>)) {
+        self.names.clear();
+        if !self.samples.is_empty() {
+            record(std::mem::take(&mut self.samples));
+        }
+    }
+}
+
 impl Group {
     /// The group `g` of `file`, with the ruler's defaults for its interval and offset. `Err`
     /// when an expression does not parse (files are checked before this).
@@ -176,9 +271,10 @@ impl Group {
     ) -> Result<Group, String> {
         let mut rules = Vec::with_capacity(g.rules.len());
         for r in &g.rules {
-            let expr = crate::parse(&r.expr)
-                .map_err(|e| format!("group {:?}, rule {:?}: {e}", g.name, r.name()))?
-                .to_string();
+            let parsed = crate::parse(&r.expr)
+                .map_err(|e| format!("group {:?}, rule {:?}: {e}", g.name, r.name()))?;
+            let reads = Reads::of(&parsed);
+            let expr = parsed.to_string();
             let mut labels = g.labels.clone();
             labels.extend(r.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
             let kind = if r.alert.is_empty() {
@@ -206,6 +302,7 @@ impl Group {
                 last_eval_ms: 0,
                 eval_duration: Duration::ZERO,
                 previous: HashSet::new(),
+                reads,
             });
         }
         Ok(Group {
@@ -245,8 +342,9 @@ impl Group {
 
     /// Evaluates every rule in order at `ts_ms`. A rule that fails is marked `err` with its
     /// message and the others go on; `resend_delay_ms` paces alerts to Alertmanager.
-    /// `record` takes each rule's samples before the next rule runs, so a rule reads what
-    /// the rules before it recorded in this round.
+    /// `record` takes the rules' samples, a group's worth at a time: before a rule whose
+    /// expression can read a series not yet handed over, so a rule reads what the rules
+    /// before it recorded in this round, and at the end.
     pub fn eval(
         &mut self,
         ts_ms: i64,
@@ -258,15 +356,19 @@ impl Group {
         let began = Instant::now();
         let mut alerts = Vec::new();
         let q_ts = ts_ms - self.query_offset_ms;
-        if !self.pending_stale.is_empty() {
-            let markers = std::mem::take(&mut self.pending_stale)
+        // Samples not handed to `record` yet, and their metric names.
+        let mut unrecorded = Unrecorded::default();
+        unrecorded.add(
+            std::mem::take(&mut self.pending_stale)
                 .into_iter()
                 .map(|labels| stale_marker(labels, q_ts))
-                .collect();
-            record(markers);
-        }
+                .collect(),
+        );
         for rule in &mut self.rules {
             let rule_began = Instant::now();
+            if rule.reads.any_of(&unrecorded.names) {
+                unrecorded.hand_to(record);
+            }
             let res = querier.query(rule.expr(), q_ts);
             let result = res.and_then(|res| match &mut rule.kind {
                 RuleKind::Recording(r) => r.eval(res, self.limit),
@@ -292,7 +394,7 @@ impl Group {
                         samples.push(stale_marker(gone.clone(), q_ts));
                     }
                     rule.previous = now;
-                    record(samples);
+                    unrecorded.add(samples);
                 }
                 Err(e) => {
                     rule.health = Health::Err;
@@ -301,6 +403,7 @@ impl Group {
             }
             rule.eval_duration = rule_began.elapsed();
         }
+        unrecorded.hand_to(record);
         self.last_eval_ms = ts_ms;
         self.eval_duration = began.elapsed();
         alerts
@@ -402,5 +505,82 @@ pub fn rule_vector(v: crate::Value) -> Result<Vec<InstantSample>, String> {
             h: None,
         }]),
         _ => Err("rule result is not a vector or scalar".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers every query with one sample and remembers, per query, how many samples had
+    /// been recorded when it ran.
+    struct Counting<'a> {
+        recorded: &'a std::cell::Cell<usize>,
+        seen: std::cell::RefCell<Vec<(String, usize)>>,
+    }
+
+    impl RuleQuerier for Counting<'_> {
+        fn query(&self, expr: &str, t_ms: i64) -> Result<Vec<InstantSample>, String> {
+            self.seen
+                .borrow_mut()
+                .push((expr.to_string(), self.recorded.get()));
+            Ok(vec![InstantSample {
+                labels: Labels::from_pairs([("__name__", "in"), ("expr", expr)]),
+                t_ms,
+                v: 1.0,
+                h: None,
+            }])
+        }
+    }
+
+    struct Plain;
+
+    impl AlertTemplates for Plain {
+        fn expand(&self, _: &str, text: &str, _: &InstantSample, _: i64) -> String {
+            text.to_string()
+        }
+    }
+
+    #[test]
+    fn a_rule_reads_what_rules_before_it_recorded_and_results_go_out_a_round_at_a_time() {
+        let text = r#"
+groups:
+  - name: g
+    rules:
+      - record: a:x
+        expr: x
+      - record: b:y
+        expr: rate(y[5m])
+      - record: c:ax
+        expr: sum(a:x)
+      - record: d:z
+        expr: z
+      - record: e:any
+        expr: 'count({job="j"})'
+      - record: f:w
+        expr: w
+"#;
+        let groups = super::super::file::parse(text, Default::default()).unwrap();
+        let mut g = Group::new("f.yml", &groups[0], 15_000, 0).unwrap();
+        let kinds: Vec<Reads> = g.rules.iter().map(|r| r.reads.clone()).collect();
+        assert_eq!(kinds[1], Reads::Names(vec!["y".into()]));
+        assert_eq!(kinds[4], Reads::Any);
+        let recorded = std::cell::Cell::new(0);
+        let q = Counting {
+            recorded: &recorded,
+            seen: Default::default(),
+        };
+        let mut calls = Vec::new();
+        let mut record = |s: Vec<InstantSample>| {
+            recorded.set(recorded.get() + s.len());
+            calls.push(s.len());
+        };
+        g.eval(60_000, &q, &Plain, 0, &mut record);
+        // `sum(a:x)` runs after a:x and b:y are recorded; `count({job="j"})` could read
+        // anything, so c:ax and d:z go out before it; e:any and f:w go out at the end.
+        let seen: Vec<usize> = q.seen.borrow().iter().map(|(_, n)| *n).collect();
+        assert_eq!(seen, vec![0, 0, 2, 2, 4, 4]);
+        assert_eq!(calls, vec![2, 2, 2]);
+        assert!(g.rules.iter().all(|r| r.health == Health::Ok));
     }
 }
