@@ -710,8 +710,9 @@ fn rules(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
             )));
         }
         let selection = RuleSelection::from_form(form).map_err(ApiError::bad_data)?;
+        let sets = match_sets(st, &form.all("match[]"), false)?;
         let (groups, warnings) = remote
-            .groups(&selection)
+            .groups(&selection, &sets)
             .map_err(|e| ApiError::internal(format!("error retrieving rules: {e}")))?;
         return Ok(Reply {
             data: crate::rule::groups::groups_json(&groups, false).to_string(),
@@ -739,7 +740,7 @@ fn alerts(st: &ApiState, _form: &Form) -> Result<Reply, ApiError> {
             ..RuleSelection::default()
         };
         let (groups, warnings) = remote
-            .groups(&selection)
+            .groups(&selection, &[])
             .map_err(|e| ApiError::internal(format!("error retrieving rules: {e}")))?;
         return Ok(Reply {
             data: crate::rule::groups::alerts_json(&groups).to_string(),

@@ -12,7 +12,7 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gauntlet_engine::labels::Labels;
+use gauntlet_engine::labels::{Labels, Matcher};
 use gauntlet_proto::thanos::{PartialResponseStrategy, Rule, RuleGroup, rule, rules_response};
 use tokio::runtime::Handle;
 
@@ -53,13 +53,23 @@ impl RuleEndpoints {
         }
     }
 
-    /// The groups `selection` asks for, merged and deduplicated; `Err` is an endpoint's
-    /// failure when partial responses are off. Blocks: call it off the runtime's threads.
-    pub fn groups(&self, selection: &RuleSelection) -> Result<Gathered, String> {
-        self.runtime.block_on(self.gather(selection))
+    /// The groups `selection` asks for whose rules' labels match every matcher of
+    /// `match_sets` (the selection's `match[]`, parsed), merged and deduplicated; `Err` is an
+    /// endpoint's failure when partial responses are off. Blocks: call it off the runtime's
+    /// threads.
+    pub fn groups(
+        &self,
+        selection: &RuleSelection,
+        match_sets: &[Vec<Matcher>],
+    ) -> Result<Gathered, String> {
+        self.runtime.block_on(self.gather(selection, match_sets))
     }
 
-    async fn gather(&self, selection: &RuleSelection) -> Result<Gathered, String> {
+    async fn gather(
+        &self,
+        selection: &RuleSelection,
+        match_sets: &[Vec<Matcher>],
+    ) -> Result<Gathered, String> {
         let strategy = if self.partial_response {
             PartialResponseStrategy::Warn
         } else {
@@ -97,11 +107,29 @@ impl RuleEndpoints {
                 }
             }
         }
-        Ok((
-            merge(selection.apply(groups), &self.replica_labels),
-            warnings,
-        ))
+        let groups = selection.apply(keep_matching(groups, match_sets));
+        Ok((merge(groups, &self.replica_labels), warnings))
     }
+}
+
+/// `groups` with only the rules whose labels match every matcher of every set, as Thanos's
+/// querier filters them: a label whose value is a template (holds `{{`) counts as absent.
+/// Groups left without rules are dropped.
+pub fn keep_matching(mut groups: Vec<RuleGroup>, sets: &[Vec<Matcher>]) -> Vec<RuleGroup> {
+    if sets.is_empty() {
+        return groups;
+    }
+    for g in &mut groups {
+        g.rules.retain(|r| {
+            let labels = rule_labels(r);
+            sets.iter().flatten().all(|m| {
+                let v = labels.get(&m.name).filter(|v| !v.contains("{{"));
+                m.matches(v.unwrap_or(""))
+            })
+        });
+    }
+    groups.retain(|g| !g.rules.is_empty());
+    groups
 }
 
 /// One endpoint's groups and warnings, or why the call failed.
@@ -379,5 +407,39 @@ mod tests {
             vec![alert("Down", "a", AlertState::Firing, 1), other],
         );
         assert_eq!(merge(vec![g], &replica())[0].rules.len(), 2);
+    }
+
+    #[test]
+    fn matchers_see_only_labels_that_are_not_templates() {
+        use gauntlet_engine::labels::MatchType;
+        let mut templated = recording("templated", "a", 1);
+        if let Some(rule::Result::Recording(x)) = &mut templated.result {
+            x.labels = labels(&[("replica", "{{ $labels.replica }}")]);
+        }
+        let g = group(
+            "r.yaml",
+            "g",
+            vec![
+                recording("plain", "a", 1),
+                templated,
+                recording("other", "b", 1),
+            ],
+        );
+        let only_a = vec![vec![
+            Matcher::new(MatchType::Equal, "replica", "a").unwrap(),
+        ]];
+        let kept = keep_matching(vec![g.clone()], &only_a);
+        let names: Vec<&str> = kept[0].rules.iter().map(rule_name).collect();
+        assert_eq!(names, ["plain"]);
+        // Every set must match, not any one of them.
+        let both = vec![
+            only_a[0].clone(),
+            vec![Matcher::new(MatchType::Equal, "replica", "b").unwrap()],
+        ];
+        assert!(keep_matching(vec![g.clone()], &both).is_empty());
+        let absent = vec![vec![Matcher::new(MatchType::Equal, "replica", "").unwrap()]];
+        let kept = keep_matching(vec![g], &absent);
+        let names: Vec<&str> = kept[0].rules.iter().map(rule_name).collect();
+        assert_eq!(names, ["templated"]);
     }
 }

@@ -36,6 +36,9 @@ pub struct RuleSelection {
     pub groups: Vec<String>,
     /// Rule files to keep; empty keeps all.
     pub files: Vec<String>,
+    /// `match[]` selectors, passed on to endpoints as they were given (a querier applies them
+    /// itself, on the rules' labels).
+    pub matchers: Vec<String>,
 }
 
 impl RuleSelection {
@@ -62,6 +65,7 @@ impl RuleSelection {
             names: owned(form.all("rule_name[]")),
             groups,
             files: owned(form.all("file[]")),
+            matchers: owned(form.all("match[]")),
         })
     }
 
@@ -72,6 +76,7 @@ impl RuleSelection {
             names: r.rule_name.clone(),
             groups: r.rule_group.clone(),
             files: r.file.clone(),
+            matchers: r.matcher_string.clone(),
         }
     }
 
@@ -81,6 +86,7 @@ impl RuleSelection {
             rule_name: self.names.clone(),
             rule_group: self.groups.clone(),
             file: self.files.clone(),
+            matcher_string: self.matchers.clone(),
             ..RulesRequest::default()
         };
         r.set_type(self.kind);
@@ -551,6 +557,7 @@ mod tests {
             names: owned(&["a"]),
             groups: owned(&["b"]),
             files: owned(&["c"]),
+            matchers: owned(&["{job=\"x\"}"]),
         };
         let req = sel.request(PartialResponseStrategy::Warn);
         assert_eq!(RuleSelection::from_request(&req), sel);
