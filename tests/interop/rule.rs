@@ -168,9 +168,13 @@ fn gauntlet_rule_fires_describes_and_records_as_thanos_rule_does() {
         );
     }
 
+    // (Each reader drops its ruler's replica label, so the two read back alike.)
     let readers = [
-        thanos_query(&[want.grpc_addr()], &[]),
-        thanos_query(&[format!("127.0.0.1:{}", got.grpc_port)], &[]),
+        thanos_query(&[want.grpc_addr()], &["--query.replica-label=replica"]),
+        thanos_query(
+            &[format!("127.0.0.1:{}", got.grpc_port)],
+            &["--query.replica-label=replica"],
+        ),
     ];
     for r in &readers {
         wait_for_stores_on(r.http, 1);
