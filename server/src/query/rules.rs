@@ -442,4 +442,73 @@ mod tests {
         let names: Vec<&str> = kept[0].rules.iter().map(rule_name).collect();
         assert_eq!(names, ["templated"]);
     }
+
+    /// An endpoint that advertises rules and fails every Rules call.
+    #[derive(Debug, Clone, Copy)]
+    struct Broken;
+
+    #[tonic::async_trait]
+    impl gauntlet_proto::thanos::info::info_server::Info for Broken {
+        async fn info(
+            &self,
+            _req: tonic::Request<thanos::info::InfoRequest>,
+        ) -> Result<tonic::Response<thanos::info::InfoResponse>, tonic::Status> {
+            Ok(tonic::Response::new(thanos::info::InfoResponse {
+                component_type: "rule".into(),
+                store: Some(thanos::info::StoreInfo::default()),
+                rules: Some(thanos::info::RulesInfo {}),
+                ..Default::default()
+            }))
+        }
+    }
+
+    #[tonic::async_trait]
+    impl gauntlet_proto::thanos::rules_server::Rules for Broken {
+        type RulesStream = tokio_stream::Empty<Result<thanos::RulesResponse, tonic::Status>>;
+
+        async fn rules(
+            &self,
+            _req: tonic::Request<thanos::RulesRequest>,
+        ) -> Result<tonic::Response<Self::RulesStream>, tonic::Status> {
+            Err(tonic::Status::unavailable("ruler down"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_endpoint_is_a_warning_or_an_error_as_configured() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(thanos::info::info_server::InfoServer::new(Broken))
+                .add_service(thanos::rules_server::RulesServer::new(Broken))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let endpoints = Arc::new(EndpointSet::new(
+            vec![addr.clone()],
+            Vec::new(),
+            Duration::from_secs(5),
+        ));
+        endpoints.refresh().await;
+        assert!(endpoints.all()[0].info().is_some_and(|i| i.rules));
+        let fanout = |partial| {
+            RuleEndpoints::new(
+                endpoints.clone(),
+                Handle::current(),
+                replica(),
+                partial,
+                Duration::from_secs(5),
+            )
+        };
+        let selection = RuleSelection::default();
+        let (groups, warnings) = fanout(true).gather(&selection, &[]).await.unwrap();
+        assert!(groups.is_empty());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains(&addr) && warnings[0].contains("ruler down"),
+            "{warnings:?}"
+        );
+        let err = fanout(false).gather(&selection, &[]).await.unwrap_err();
+        assert!(err.contains("ruler down"), "{err}");
+    }
 }
