@@ -212,7 +212,8 @@ fn demo_feed_flows_and_the_store_api_serves_the_heads() {
 
 /// `gauntlet all --rule-file` evaluates rules in-process over what it was written: the
 /// recorded series and ALERTS are read back through its own query API, and
-/// `/api/v1/rules` and `/api/v1/alerts` list the rules and the firing alerts.
+/// `/api/v1/rules` and `/api/v1/alerts` list the rules and the firing alerts, on its own API
+/// and through a `gauntlet query` calling its `thanos.Rules`.
 #[test]
 fn all_evaluates_rules_in_process() {
     use crate::interop::frontend_rule::{RULES, firing_on, gauges};
@@ -282,6 +283,21 @@ fn all_evaluates_rules_in_process() {
         let j: serde_json::Value = serde_json::from_slice(&body).ok()?;
         (j["data"]["result"][0]["value"][1] == "2").then_some(())
     });
+    // Its gRPC port serves the rules as thanos.Rules: a querier over it lists them.
+    let query = GauntletServer::start(
+        &["query", &format!("--endpoint=127.0.0.1:{}", all.grpc_port)],
+        "/-/ready",
+    );
+    let rules = wait_for("rules through the querier", Duration::from_secs(30), || {
+        let (_, body) = http_get(query.http_port, "/api/v1/rules").ok()?;
+        let j: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        let groups = j["data"]["groups"].as_array()?.clone();
+        (!groups.is_empty()).then_some(groups)
+    });
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert_eq!(rules[0]["name"], "interop");
+    assert_eq!(rules[0]["rules"].as_array().unwrap().len(), 3, "{rules:?}");
+    assert_eq!(firing_on(query.http_port, 2).len(), 2);
     let (status, _) = http_post_form(all.http_port, "/-/reload", "").unwrap();
     assert_eq!(status, 200);
 }

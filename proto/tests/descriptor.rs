@@ -298,6 +298,98 @@ const MESSAGES: &[MessageSpec] = &[
             (22, "merge_duration", ".google.protobuf.Duration"),
         ],
     ),
+    // thanos, rulespb (upstream pkg/rules/rulespb/rpc.proto, Thanos v0.42)
+    (
+        "thanos.RulesRequest",
+        &[
+            (1, "type", ".thanos.RulesRequest.Type"),
+            (
+                2,
+                "partial_response_strategy",
+                ".thanos.PartialResponseStrategy",
+            ),
+            (3, "matcher_string", "repeated string"),
+            (4, "rule_name", "repeated string"),
+            (5, "rule_group", "repeated string"),
+            (6, "file", "repeated string"),
+        ],
+    ),
+    (
+        "thanos.RulesResponse",
+        &[(1, "group", ".thanos.RuleGroup"), (2, "warning", "string")],
+    ),
+    (
+        "thanos.RuleGroups",
+        &[(1, "groups", "repeated .thanos.RuleGroup")],
+    ),
+    (
+        "thanos.RuleGroup",
+        &[
+            (1, "name", "string"),
+            (2, "file", "string"),
+            (3, "rules", "repeated .thanos.Rule"),
+            (4, "interval", "double"),
+            (5, "evaluation_duration_seconds", "double"),
+            (6, "last_evaluation", ".google.protobuf.Timestamp"),
+            (
+                8,
+                "PartialResponseStrategy",
+                ".thanos.PartialResponseStrategy",
+            ),
+            (9, "limit", "int64"),
+        ],
+    ),
+    (
+        "thanos.Rule",
+        &[
+            (1, "recording", ".thanos.RecordingRule"),
+            (2, "alert", ".thanos.Alert"),
+        ],
+    ),
+    (
+        "thanos.AlertInstance",
+        &[
+            (1, "labels", ".thanos.ZLabelSet"),
+            (2, "annotations", ".thanos.ZLabelSet"),
+            (3, "state", ".thanos.AlertState"),
+            (4, "active_at", ".google.protobuf.Timestamp"),
+            (5, "value", "string"),
+            (
+                6,
+                "PartialResponseStrategy",
+                ".thanos.PartialResponseStrategy",
+            ),
+        ],
+    ),
+    (
+        "thanos.Alert",
+        &[
+            (1, "state", ".thanos.AlertState"),
+            (2, "name", "string"),
+            (3, "query", "string"),
+            (4, "duration_seconds", "double"),
+            (5, "labels", ".thanos.ZLabelSet"),
+            (6, "annotations", ".thanos.ZLabelSet"),
+            (7, "alerts", "repeated .thanos.AlertInstance"),
+            (8, "health", "string"),
+            (9, "last_error", "string"),
+            (10, "evaluation_duration_seconds", "double"),
+            (11, "last_evaluation", ".google.protobuf.Timestamp"),
+            (12, "keep_firing_for_seconds", "double"),
+        ],
+    ),
+    (
+        "thanos.RecordingRule",
+        &[
+            (1, "name", "string"),
+            (2, "query", "string"),
+            (3, "labels", ".thanos.ZLabelSet"),
+            (4, "health", "string"),
+            (5, "last_error", "string"),
+            (6, "evaluation_duration_seconds", "double"),
+            (7, "last_evaluation", ".google.protobuf.Timestamp"),
+        ],
+    ),
     // thanos.info (storeapi.md, The thanos.info.Info service)
     ("thanos.info.InfoRequest", &[]),
     (
@@ -592,6 +684,19 @@ const ENUMS: &[EnumSpec] = &[
         &[(0, "WARN"), (1, "ABORT")],
     ),
     (
+        "thanos.RulesRequest.Type",
+        &[(0, "ALL"), (1, "ALERT"), (2, "RECORD")],
+    ),
+    (
+        "thanos.AlertState",
+        &[
+            (0, "UNKNOWN"),
+            (1, "INACTIVE"),
+            (2, "PENDING"),
+            (3, "FIRING"),
+        ],
+    ),
+    (
         "thanos.Aggr",
         &[
             (0, "RAW"),
@@ -762,6 +867,7 @@ fn grpc_method_paths_exist_with_their_streaming_kind() {
         ("/thanos.Store/LabelValues".to_owned(), false),
         ("/thanos.Store/Info".to_owned(), false),
         ("/thanos.info.Info/Info".to_owned(), false),
+        ("/thanos.Rules/Rules".to_owned(), true),
         ("/thanos.WriteableStore/RemoteWrite".to_owned(), false),
     ]);
     assert_eq!(methods, want);
@@ -807,6 +913,11 @@ fn grpc_method_message_types_match_contract() {
             "thanos.info.Info/Info",
             ".thanos.info.InfoRequest",
             ".thanos.info.InfoResponse",
+        ),
+        (
+            "thanos.Rules/Rules",
+            ".thanos.RulesRequest",
+            ".thanos.RulesResponse",
         ),
         (
             "thanos.WriteableStore/RemoteWrite",

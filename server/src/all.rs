@@ -255,6 +255,7 @@ async fn serve(
     }
     let ready = store.clone();
     let heads = receiver.store();
+    let rules_cell = state.config.rules.clone();
     let app = router(state)
         .merge(crate::http::ui::router())
         .merge(crate::http::status::router(
@@ -326,7 +327,14 @@ async fn serve(
                 .max_decoding_message_size(crate::grpc::MAX_STORE_REQUEST_BYTES)
                 .max_encoding_message_size(i32::MAX as usize),
         )
-        .add_service(thanos::info::info_server::InfoServer::new(svc))
+        .add_service(thanos::info::info_server::InfoServer::new(
+            crate::rule::service::WithRulesInfo::new(svc, None, ruler.is_some()),
+        ))
+        .add_optional_service(
+            ruler
+                .is_some()
+                .then(|| crate::rule::service::RulesService::server(rules_cell)),
+        )
         .serve_with_incoming_shutdown(
             crate::tls::Incoming::new(grpc_listener, security.grpc)?,
             crate::http::shutdown_signal(),

@@ -1,8 +1,10 @@
 //! `gauntlet rule` beside `thanos rule`: both evaluate the same rule file through the same
 //! querier over the same data, and must fire the same alerts, describe the same rules on
 //! `/api/v1/rules` and record the same series, read back through Thanos's querier over each
-//! ruler's StoreAPI. Then Gauntlet's ruler alone: a bad reload keeps the last good rules,
-//! and a SIGKILL while an alert is pending does not restart its `for` clock.
+//! ruler's StoreAPI. Their `thanos.Rules` services answer Thanos's querier alike, and as an
+//! HA pair `gauntlet query` lists their rules and alerts deduplicated as `thanos query` does.
+//! Then Gauntlet's ruler alone: a bad reload keeps the last good rules, and a SIGKILL while
+//! an alert is pending does not restart its `for` clock.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -15,7 +17,8 @@ use crate::common::peers::{thanos, thanos_query};
 use crate::common::receive::{Receiver, V1, now_ms, post};
 use crate::common::{GauntletServer, api_path, free_ports, http_get, http_post_form};
 
-/// `/api/v1/rules` without what depends on when and how fast each ruler ran.
+/// `/api/v1/rules` without what depends on when and how fast each ruler ran, and without the
+/// `replica` external label that tells the rulers apart.
 fn rules_shape(v: &Value) -> Value {
     let mut v = v["data"]["groups"].clone();
     for g in v.as_array_mut().into_iter().flatten() {
@@ -26,6 +29,9 @@ fn rules_shape(v: &Value) -> Value {
             let r = r.as_object_mut().unwrap();
             r.remove("evaluationTime");
             r.remove("lastEvaluation");
+            if let Some(l) = r.get_mut("labels").and_then(|l| l.as_object_mut()) {
+                l.remove("replica");
+            }
             for a in r
                 .get_mut("alerts")
                 .and_then(|a| a.as_array_mut())
@@ -58,6 +64,50 @@ fn gauges_behind_query(tmp: &std::path::Path) -> (Receiver, GauntletServer) {
     (rx, query)
 }
 
+/// `/api/v1/alerts`'s alerts without when each became active, in a fixed order.
+fn alerts_shape(v: &Value) -> Vec<String> {
+    let mut list: Vec<String> = v["data"]["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            let mut a = a.clone();
+            a.as_object_mut().unwrap().remove("activeAt");
+            a.to_string()
+        })
+        .collect();
+    list.sort();
+    list
+}
+
+/// The rules requests the queriers are compared on.
+const RULES_PATHS: &[&str] = &[
+    "/api/v1/rules",
+    "/api/v1/rules?type=alert",
+    "/api/v1/rules?type=record",
+    "/api/v1/rules?rule_name[]=GaugeHigh&rule_name[]=job:rule_gauge:sum",
+    "/api/v1/rules?rule_group[]=interop",
+    "/api/v1/rules?rule_group[]=elsewhere",
+    // match[]={severity="page"}
+    "/api/v1/rules?match[]=%7Bseverity%3D%22page%22%7D",
+];
+
+/// The querier on `want` and the one on `got` list the same rules and alerts.
+fn assert_same_rules(what: &str, want: u16, got: u16) {
+    for path in RULES_PATHS {
+        assert_eq!(
+            rules_shape(&json_on(want, path)),
+            rules_shape(&json_on(got, path)),
+            "{what}: {path}"
+        );
+    }
+    assert_eq!(
+        alerts_shape(&json_on(want, "/api/v1/alerts")),
+        alerts_shape(&json_on(got, "/api/v1/alerts")),
+        "{what}: /api/v1/alerts"
+    );
+}
+
 fn json_on(port: u16, path: &str) -> Value {
     let (status, body) = http_get(port, path).unwrap();
     assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
@@ -65,7 +115,9 @@ fn json_on(port: u16, path: &str) -> Value {
 }
 
 /// The same rules through the same `gauntlet query` give the same alerts, the same
-/// `/api/v1/rules` and the same recorded series from `thanos rule` and `gauntlet rule`.
+/// `/api/v1/rules` and the same recorded series from `thanos rule` and `gauntlet rule`;
+/// Thanos's querier lists the same rules and alerts from each, and with the two rulers as
+/// replicas `gauntlet query` lists them deduplicated as `thanos query` does.
 #[test]
 fn gauntlet_rule_fires_describes_and_records_as_thanos_rule_does() {
     let tmp = tempfile::tempdir().unwrap();
@@ -83,9 +135,10 @@ fn gauntlet_rule_fires_describes_and_records_as_thanos_rule_does() {
         "--data-dir={}",
         tmp.path().join("thanos-rule").display()
     ));
+    upstream_args.push("--label=replica=\"t\"".to_string());
     let want = thanos("rule", &upstream_args);
     let ours_dir = format!("--data-dir={}", tmp.path().join("gauntlet-rule").display());
-    let mut ours_args: Vec<&str> = vec!["rule", &ours_dir];
+    let mut ours_args: Vec<&str> = vec!["rule", &ours_dir, "--label=replica=\"g\""];
     ours_args.extend(common.iter().map(String::as_str));
     let got = GauntletServer::start(&ours_args, "/-/ready");
 
@@ -115,13 +168,60 @@ fn gauntlet_rule_fires_describes_and_records_as_thanos_rule_does() {
         );
     }
 
+    // (Each reader drops its ruler's replica label, so the two read back alike.)
     let readers = [
-        thanos_query(&[want.grpc_addr()], &[]),
-        thanos_query(&[format!("127.0.0.1:{}", got.grpc_port)], &[]),
+        thanos_query(&[want.grpc_addr()], &["--query.replica-label=replica"]),
+        thanos_query(
+            &[format!("127.0.0.1:{}", got.grpc_port)],
+            &["--query.replica-label=replica"],
+        ),
     ];
     for r in &readers {
         wait_for_stores_on(r.http, 1);
     }
+    // Thanos's querier finds each ruler's Rules service through Info and lists the same.
+    assert_same_rules(
+        "thanos query over thanos rule (left) and over gauntlet rule (right)",
+        readers[0].http,
+        readers[1].http,
+    );
+    let ours_grpc = format!("127.0.0.1:{}", got.grpc_port);
+    let ha_upstream = thanos_query(
+        &[want.grpc_addr(), ours_grpc.clone()],
+        &["--query.replica-label=replica"],
+    );
+    let ha_ours = GauntletServer::start(
+        &[
+            "query",
+            &format!("--endpoint={}", want.grpc_addr()),
+            &format!("--endpoint={ours_grpc}"),
+            "--query.replica-label=replica",
+        ],
+        "/-/ready",
+    );
+    wait_for_stores_on(ha_upstream.http, 2);
+    wait_for_stores_on(ha_ours.http_port, 2);
+    assert_same_rules(
+        "the HA pair through thanos query (left) and gauntlet query (right)",
+        ha_upstream.http,
+        ha_ours.http_port,
+    );
+    // Deduplicated: one group of three rules, each alert once.
+    let listed = json_on(ha_ours.http_port, "/api/v1/rules");
+    let groups = listed["data"]["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{listed}");
+    assert_eq!(groups[0]["rules"].as_array().unwrap().len(), 3, "{listed}");
+    assert!(
+        groups[0]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["labels"].get("replica").is_none()),
+        "{listed}"
+    );
+    let alerts = alerts_shape(&json_on(ha_ours.http_port, "/api/v1/alerts"));
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+
     let deadline = Instant::now() + Duration::from_secs(30);
     let paths = loop {
         let at = (now_ms() / 1000).to_string();

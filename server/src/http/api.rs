@@ -28,6 +28,7 @@ use super::params::{
 use super::promql;
 use crate::query::tenancy::{Tenancy, TenantView};
 use crate::query::{ReadOptions, ReadView, Source};
+use crate::rule::groups::RuleSelection;
 
 /// Settings of the query API that do not change per request.
 #[derive(Debug, Clone)]
@@ -71,6 +72,9 @@ pub struct ApiConfig {
     /// The rules this process evaluates (`gauntlet all --rule-file`), set once they are
     /// loaded; `/api/v1/rules` and `/api/v1/alerts` list theirs, or none.
     pub rules: Arc<std::sync::OnceLock<Arc<crate::rule::manager::Manager>>>,
+    /// The endpoints whose rules `/api/v1/rules` and `/api/v1/alerts` list instead
+    /// (`gauntlet query`).
+    pub remote_rules: Option<Arc<crate::query::rules::RuleEndpoints>>,
 }
 
 /// PromQL feature flags named as Prometheus names them (`--enable-feature`, repeatable and
@@ -109,6 +113,7 @@ impl Default for ApiConfig {
             budget: gauntlet_engine::budget::MemoryBudget::unlimited(),
             parse_cache: gauntlet_promql::ParseCache::default(),
             rules: Arc::default(),
+            remote_rules: None,
         }
     }
 }
@@ -694,8 +699,27 @@ fn buildinfo(_st: &ApiState, _form: &Form) -> Result<Reply, ApiError> {
     })
 }
 
-/// Gauntlet evaluates no recording or alerting rules; Grafana's rule views read this.
+/// The rules this process evaluates (`gauntlet all`) or its endpoints send (`gauntlet
+/// query`), narrowed by the request; none without rules.
 fn rules(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
+    if let Some(remote) = &st.config.remote_rules {
+        let typ = form.value("type");
+        if !matches!(typ.to_ascii_lowercase().as_str(), "" | "alert" | "record") {
+            return Err(ApiError::bad_data(format!(
+                "invalid rules parameter type='{typ}'"
+            )));
+        }
+        let selection = RuleSelection::from_form(form).map_err(ApiError::bad_data)?;
+        let sets = match_sets(st, &form.all("match[]"), false)?;
+        let (groups, warnings) = remote
+            .groups(&selection, &sets)
+            .map_err(|e| ApiError::internal(format!("error retrieving rules: {e}")))?;
+        return Ok(Reply {
+            data: crate::rule::groups::groups_json(&groups, false).to_string(),
+            warnings,
+            ..Reply::default()
+        });
+    }
     let data = match st.config.rules.get() {
         Some(m) => crate::rule::api::rules_data(m, form)
             .map_err(ApiError::bad_data)?
@@ -708,8 +732,22 @@ fn rules(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     })
 }
 
-/// No alerts fire: there are no alerting rules.
+/// The alerts of the rules this process evaluates or its endpoints send; none without rules.
 fn alerts(st: &ApiState, _form: &Form) -> Result<Reply, ApiError> {
+    if let Some(remote) = &st.config.remote_rules {
+        let selection = RuleSelection {
+            kind: gauntlet_proto::thanos::rules_request::Type::Alert,
+            ..RuleSelection::default()
+        };
+        let (groups, warnings) = remote
+            .groups(&selection, &[])
+            .map_err(|e| ApiError::internal(format!("error retrieving rules: {e}")))?;
+        return Ok(Reply {
+            data: crate::rule::groups::alerts_json(&groups).to_string(),
+            warnings,
+            ..Reply::default()
+        });
+    }
     let data = match st.config.rules.get() {
         Some(m) => crate::rule::api::alerts_data(m).to_string(),
         None => "{\"alerts\":[]}".to_string(),

@@ -11,6 +11,7 @@ use gauntlet_promql::QueryLimits;
 
 use super::endpoints::EndpointSet;
 use super::fanout::Querier;
+use super::rules::RuleEndpoints;
 use crate::http::api::{ApiConfig, ApiState, apply_features, router};
 use crate::http::ops;
 use crate::http::params::parse_duration;
@@ -43,6 +44,10 @@ pub struct QueryArgs {
     /// the request's `partial_response` says otherwise.
     #[arg(long = "query.partial-response", default_value_t = true, action = clap::ArgAction::Set)]
     pub partial_response: bool,
+    /// Whether an endpoint failing a rules or alerts request gives a warning (true) or fails
+    /// the request (false).
+    #[arg(long = "rule.partial-response", default_value_t = true, action = clap::ArgAction::Set)]
+    pub rule_partial_response: bool,
     /// Longest one endpoint may take to answer a label call, or to send each message of a
     /// Series answer.
     #[arg(long = "store.response-timeout", default_value = "2m", value_parser = duration)]
@@ -159,6 +164,7 @@ impl PromqlFlags {
             budget: MemoryBudget::unlimited(),
             parse_cache: gauntlet_promql::ParseCache::default(),
             rules: Default::default(),
+            remote_rules: None,
         };
         apply_features(&mut config, &self.features)
             .map_err(|e| anyhow::anyhow!("--enable-feature: {e}"))?;
@@ -235,6 +241,13 @@ pub fn run(args: QueryArgs, budget: Arc<MemoryBudget>) -> anyhow::Result<()> {
             )
             .with_budget(&budget),
         );
+        config.remote_rules = Some(Arc::new(RuleEndpoints::new(
+            endpoints.clone(),
+            tokio::runtime::Handle::current(),
+            args.replica_labels.clone(),
+            args.rule_partial_response,
+            args.response_timeout,
+        )));
         let state = Arc::new(ApiState {
             source: Arc::new(querier.clone()),
             config,

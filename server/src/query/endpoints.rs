@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use gauntlet_engine::labels::{Labels, Matcher};
 use gauntlet_proto::thanos::info::InfoRequest;
 use gauntlet_proto::thanos::info::info_client::InfoClient;
+use gauntlet_proto::thanos::rules_client::RulesClient;
 use gauntlet_proto::thanos::store_client::StoreClient;
 use tonic::transport::{Channel, Endpoint as TonicEndpoint};
 
@@ -29,6 +30,8 @@ pub struct EndpointInfo {
     pub supports_without_replica_labels: bool,
     /// The component kind it reported (`store`, `sidecar`, `query`, …).
     pub component: String,
+    /// Whether it serves `thanos.Rules` (its Info advertises `rules`).
+    pub rules: bool,
 }
 
 /// One StoreAPI endpoint and its health.
@@ -72,6 +75,11 @@ impl Endpoint {
             .max_encoding_message_size(usize::MAX)
     }
 
+    /// A `thanos.Rules` client on this endpoint's connection.
+    pub fn rules(&self) -> RulesClient<Channel> {
+        RulesClient::new(self.channel.clone()).max_decoding_message_size(usize::MAX)
+    }
+
     /// The endpoint's metadata if it is currently usable for queries.
     pub fn info(&self) -> Option<EndpointInfo> {
         let st = self.state.read().unwrap_or_else(|e| e.into_inner());
@@ -108,6 +116,7 @@ impl Endpoint {
                     max_time: store.max_time,
                     supports_without_replica_labels: store.supports_without_replica_labels,
                     component: r.component_type,
+                    rules: r.rules.is_some(),
                 });
                 st.healthy = true;
                 st.last_error = None;

@@ -6,6 +6,7 @@ pub mod dns;
 pub mod endpoints;
 pub mod fanout;
 pub mod proxy;
+pub mod rules;
 mod series_merge;
 pub mod store;
 pub mod tenancy;

@@ -13,8 +13,10 @@ use gauntlet_engine::go_format::{FloatFormat, format_float};
 use gauntlet_engine::labels::Labels;
 use gauntlet_promql::rules::alerting::{Alert, AlertState};
 use gauntlet_promql::rules::group::{RuleKind, RuleState};
+use gauntlet_proto::thanos::rules_request;
 use serde_json::{Map, Value, json};
 
+use super::groups::{self, RuleSelection, go_number};
 use super::manager::Manager;
 use crate::http::params::Form;
 
@@ -76,14 +78,11 @@ async fn rules(State(m): State<Arc<Manager>>, RawQuery(q): RawQuery, body: Bytes
 }
 
 /// `/api/v1/rules`'s `data` for the request `form` (`type`, `rule_name[]`, `rule_group[]` or
-/// `group_name[]`, `file[]`, `exclude_alerts`); `Err` is a bad parameter's message.
+/// `group_name[]`, `file[]`, `exclude_alerts`); `Err` is a bad parameter's message. A Thanos
+/// ruler's answer is its `thanos.Rules` groups ([`groups`]); a Prometheus one lists groups in
+/// file order, without strategies and without the groups a filter empties.
 pub fn rules_data(m: &Manager, form: &Form) -> Result<Value, String> {
-    let typ = form.value("type").to_ascii_lowercase();
-    if !matches!(typ.as_str(), "" | "alert" | "record") {
-        return Err(format!(
-            "invalid parameter \"type\": not supported value {typ:?}"
-        ));
-    }
+    let selection = RuleSelection::from_form(form)?;
     let exclude_alerts = match form.value("exclude_alerts") {
         "" | "false" => false,
         "true" => true,
@@ -93,42 +92,33 @@ pub fn rules_data(m: &Manager, form: &Form) -> Result<Value, String> {
             ));
         }
     };
-    let names = form.all("rule_name[]");
-    let mut group_names = form.all("rule_group[]");
-    group_names.extend(form.all("group_name[]"));
-    let files = form.all("file[]");
+    if m.thanos_api() {
+        let groups = selection.apply(groups::manager_groups(m));
+        return Ok(groups::groups_json(&groups, exclude_alerts));
+    }
+    let listed = |set: &[String], v: &str| set.is_empty() || set.iter().any(|s| s == v);
     let mut out = Vec::new();
     for view in m.groups() {
         let g = &view.group;
-        if !group_names.is_empty() && !group_names.contains(&g.name.as_str()) {
+        if !listed(&selection.groups, &g.name) || !listed(&selection.files, &g.file) {
             continue;
         }
-        if !files.is_empty() && !files.contains(&g.file.as_str()) {
-            continue;
-        }
-        let mut ordered: Vec<&RuleState> = g.rules.iter().collect();
-        let thanos = m.thanos_api();
-        if thanos {
-            ordered.sort_by(|a, b| thanos_order(a, b));
-        }
-        let strategy = thanos.then(|| strategy_of(g));
-        let ext = m.external_labels();
         let mut rules = Vec::new();
-        for r in ordered {
-            if !names.is_empty() && !names.contains(&r.name()) {
+        for r in &g.rules {
+            if !listed(&selection.names, r.name()) {
                 continue;
             }
-            let v = match &r.kind {
-                RuleKind::Alerting(_) if typ == "record" => continue,
-                RuleKind::Recording(_) if typ == "alert" => continue,
-                _ => rule_json(r, exclude_alerts, ext, strategy.as_deref()),
+            let v = match (&r.kind, selection.kind) {
+                (RuleKind::Alerting(_), rules_request::Type::Record) => continue,
+                (RuleKind::Recording(_), rules_request::Type::Alert) => continue,
+                _ => rule_json(r, exclude_alerts),
             };
             rules.push(v);
         }
         if rules.is_empty() {
             continue;
         }
-        let mut group = json!({
+        out.push(json!({
             "name": g.name,
             "file": g.file,
             "rules": rules,
@@ -136,11 +126,7 @@ pub fn rules_data(m: &Manager, form: &Form) -> Result<Value, String> {
             "limit": g.limit,
             "evaluationTime": go_number(g.eval_duration.as_secs_f64()),
             "lastEvaluation": go_time(g.last_eval_ms),
-        });
-        if let Some(s) = strategy {
-            group["partialResponseStrategy"] = s.into();
-        }
-        out.push(group);
+        }));
     }
     Ok(json!({"groups": out}))
 }
@@ -152,7 +138,8 @@ async fn alerts(State(m): State<Arc<Manager>>) -> Response {
     )
 }
 
-/// `/api/v1/alerts`'s `data`: every pending and firing alert.
+/// `/api/v1/alerts`'s `data`: every pending and firing alert (with its group's
+/// `partialResponseStrategy` on a Thanos ruler).
 pub fn alerts_data(m: &Manager) -> Value {
     let mut list = Vec::new();
     for view in m.groups() {
@@ -178,47 +165,8 @@ fn strategy_of(g: &gauntlet_promql::rules::group::Group) -> String {
         .to_ascii_uppercase()
 }
 
-/// The order Thanos's ruler lists a group's rules in: alerting rules first, then by name,
-/// labels, expression and `for`.
-fn thanos_order(a: &RuleState, b: &RuleState) -> std::cmp::Ordering {
-    let kind = |r: &RuleState| matches!(r.kind, RuleKind::Recording(_));
-    let labels = |r: &RuleState| match &r.kind {
-        RuleKind::Alerting(x) => x.labels.clone(),
-        RuleKind::Recording(x) => x.labels.clone(),
-    };
-    let hold = |r: &RuleState| match &r.kind {
-        RuleKind::Alerting(x) => x.for_ms,
-        RuleKind::Recording(_) => 0,
-    };
-    kind(a)
-        .cmp(&kind(b))
-        .then_with(|| a.name().cmp(b.name()))
-        .then_with(|| labels(a).into_iter().cmp(labels(b)))
-        .then_with(|| a.expr().cmp(b.expr()))
-        .then_with(|| hold(a).cmp(&hold(b)))
-}
-
-/// A number as Go's JSON encoder writes a float64: whole numbers without a fraction.
-fn go_number(v: f64) -> Value {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        Value::from(v as i64)
-    } else {
-        Value::from(v)
-    }
-}
-
-fn rule_json(
-    r: &RuleState,
-    exclude_alerts: bool,
-    ext: &std::collections::BTreeMap<String, String>,
-    strategy: Option<&str>,
-) -> Value {
-    // Thanos's ruler shows each rule's labels with its external labels added.
-    let with_ext = |l: &std::collections::BTreeMap<String, String>| {
-        let mut all = l.clone();
-        all.extend(ext.iter().map(|(k, v)| (k.clone(), v.clone())));
-        all
-    };
+/// A rule as Prometheus's `/api/v1/rules` shows it.
+fn rule_json(r: &RuleState, exclude_alerts: bool) -> Value {
     let mut o = Map::new();
     match &r.kind {
         RuleKind::Alerting(a) => {
@@ -230,31 +178,24 @@ fn rule_json(
                 "keepFiringFor".into(),
                 go_number(a.keep_firing_for_ms as f64 / 1000.0),
             );
-            o.insert("labels".into(), map_json(with_ext(&a.labels).iter()));
+            o.insert("labels".into(), map_json(a.labels.iter()));
             o.insert("annotations".into(), map_json(a.annotations.iter()));
-            let alerts: Vec<Value> = if exclude_alerts {
-                Vec::new()
+            let alerts = if exclude_alerts {
+                Value::Null
             } else {
                 a.active_alerts()
                     .into_iter()
-                    .map(|al| alert_json(al, strategy))
-                    .collect()
+                    .map(|al| alert_json(al, None))
+                    .collect::<Vec<_>>()
+                    .into()
             };
-            o.insert(
-                "alerts".into(),
-                if exclude_alerts {
-                    Value::Null
-                } else {
-                    alerts.into()
-                },
-            );
+            o.insert("alerts".into(), alerts);
         }
         RuleKind::Recording(rec) => {
             o.insert("name".into(), rec.name.clone().into());
             o.insert("query".into(), rec.expr.clone().into());
-            let labels = with_ext(&rec.labels);
-            if !labels.is_empty() {
-                o.insert("labels".into(), map_json(labels.iter()));
+            if !rec.labels.is_empty() {
+                o.insert("labels".into(), map_json(rec.labels.iter()));
             }
         }
     }
@@ -320,20 +261,8 @@ fn map_json<'a>(it: impl Iterator<Item = (&'a String, &'a String)>) -> Value {
 /// A time in ms as Go's `time.Time` marshals to JSON in UTC: RFC 3339 with the fraction's
 /// trailing zeros trimmed; ms 0 is Go's zero time (never evaluated).
 pub fn go_time(ms: i64) -> String {
-    if ms == 0 {
-        return "0001-01-01T00:00:00Z".into();
-    }
-    let secs = ms.div_euclid(1000);
-    let frac = ms.rem_euclid(1000);
-    let t =
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(secs).unwrap_or(0));
-    let base = humantime::format_rfc3339_seconds(t).to_string();
-    if frac == 0 {
-        return base;
-    }
-    let digits = format!("{frac:03}");
-    let digits = digits.trim_end_matches('0');
-    format!("{}.{digits}Z", base.trim_end_matches('Z'))
+    let t = groups::timestamp(ms);
+    groups::format_go_time(t.seconds, t.nanos)
 }
 
 #[cfg(test)]

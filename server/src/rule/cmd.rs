@@ -409,7 +409,12 @@ pub async fn serve(
             thanos::store_server::StoreServer::new(svc.clone())
                 .max_encoding_message_size(usize::MAX),
         )
-        .add_service(thanos::info::info_server::InfoServer::new(svc))
+        .add_service(thanos::info::info_server::InfoServer::new(
+            super::service::WithRulesInfo::new(svc, Some("rule"), true),
+        ))
+        .add_service(super::service::RulesService::server(Arc::new(
+            manager.clone().into(),
+        )))
         .serve_with_incoming_shutdown(
             crate::tls::Incoming::new(grpc_listener, security.grpc.clone())?,
             stopped(stop_rx.clone()),

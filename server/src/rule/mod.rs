@@ -1,10 +1,13 @@
 //! `gauntlet rule`: recording and alerting rules evaluated as Thanos Rule evaluates them
 //! ([`cmd`], [`manager`]), their queries ([`query`]), their API ([`api`]) and the alerts
-//! they raise sent to Alertmanager ([`notifier`]).
+//! they raise sent to Alertmanager ([`notifier`]), and the groups as the `thanos.Rules`
+//! service sends them ([`groups`], [`service`]).
 
 pub mod alertmanager_config;
 pub mod api;
 pub mod cmd;
+pub mod groups;
 pub mod manager;
 pub mod notifier;
 pub mod query;
+pub mod service;
