@@ -8,3 +8,4 @@ pub mod cmd;
 pub mod manager;
 pub mod notifier;
 pub mod query;
+pub mod query_config;
