@@ -328,3 +328,66 @@ fn a_bad_reload_keeps_the_last_good_rules() {
         "{metrics}"
     );
 }
+
+/// A subquery without a step (`max_over_time(rate(x[1m])[5m:])`) records the same value from
+/// `thanos rule` (`--query`, `--query.default-step` at its default) and from `gauntlet rule`
+/// (the same querier named in `--query.config`): neither sends a step, so both get the
+/// querier's default subquery resolution. Read back through Thanos's querier over each
+/// ruler's StoreAPI.
+#[test]
+fn a_subquery_without_a_step_records_what_thanos_rule_records() {
+    use crate::rule_query_config::{SUBQUERY_RULES, counter_behind_query, one_value, wait_for};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (_rx, query) = counter_behind_query(tmp.path());
+    let rules = tmp.path().join("rules.yml");
+    std::fs::write(&rules, SUBQUERY_RULES).unwrap();
+    let want = thanos(
+        "rule",
+        &[
+            format!("--rule-file={}", rules.display()),
+            format!("--query=127.0.0.1:{}", query.http_port),
+            "--eval-interval=1s".to_string(),
+            "--label=ruler=\"thanos\"".to_string(),
+            format!("--data-dir={}", tmp.path().join("thanos-rule").display()),
+        ],
+    );
+    let config = format!(
+        "--query.config=- static_configs: [\"127.0.0.1:{}\"]",
+        query.http_port
+    );
+    let data = format!("--data-dir={}", tmp.path().join("gauntlet-rule").display());
+    let rule_file = format!("--rule-file={}", rules.display());
+    let got = GauntletServer::start(
+        &[
+            "rule",
+            &data,
+            &rule_file,
+            &config,
+            "--eval-interval=1s",
+            "--label=ruler=\"gauntlet\"",
+        ],
+        "/-/ready",
+    );
+    let readers = [
+        thanos_query(&[want.grpc_addr()], &[]),
+        thanos_query(&[format!("127.0.0.1:{}", got.grpc_port)], &[]),
+    ];
+    for r in &readers {
+        wait_for_stores_on(r.http, 1);
+    }
+    for expr in ["qcfg:rate:max{job=\"j\"}", "qcfg:points{job=\"j\"}"] {
+        let values: Vec<String> = readers
+            .iter()
+            .map(|r| wait_for(60, expr, || one_value(r.http, expr)))
+            .collect();
+        assert_eq!(
+            values[0], values[1],
+            "{expr} of thanos rule (left) and gauntlet rule (right)"
+        );
+    }
+    assert_eq!(
+        one_value(readers[1].http, "qcfg:points{job=\"j\"}").as_deref(),
+        Some("5")
+    );
+}

@@ -19,6 +19,9 @@
 //!   timeout: 10s
 //!   api_version: v2
 //! ```
+//!
+//! Its `http_config`, `tls_config` and `file_sd_configs` pieces are Thanos's shared HTTP
+//! client configuration; the query endpoint configuration (`query_config`) reads them too.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -364,7 +367,7 @@ pub fn parse_url(url: &str, timeout: Duration) -> Result<AlertmanagerConfig, Con
 }
 
 /// A path prefix as `/a/b` (no trailing slash), or empty.
-fn clean_prefix(path: &str) -> String {
+pub(super) fn clean_prefix(path: &str) -> String {
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     if parts.is_empty() {
         String::new()
@@ -401,7 +404,7 @@ struct RawAlertmanager {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawHttpConfig {
+pub(super) struct RawHttpConfig {
     #[serde(default)]
     basic_auth: RawBasicAuth,
     #[serde(default)]
@@ -409,9 +412,9 @@ struct RawHttpConfig {
     #[serde(default)]
     bearer_token_file: String,
     #[serde(default)]
-    proxy_url: String,
+    pub(super) proxy_url: String,
     #[serde(default)]
-    tls_config: RawTls,
+    pub(super) tls_config: RawTls,
     /// Connection pool tuning of Go's transport; accepted and not used.
     #[serde(default)]
     #[allow(dead_code)]
@@ -420,7 +423,7 @@ struct RawHttpConfig {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawBasicAuth {
+pub(super) struct RawBasicAuth {
     #[serde(default)]
     username: String,
     #[serde(default)]
@@ -431,7 +434,7 @@ struct RawBasicAuth {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawTls {
+pub(super) struct RawTls {
     #[serde(default)]
     ca_file: String,
     #[serde(default)]
@@ -446,12 +449,12 @@ struct RawTls {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawFileSd {
-    files: Vec<String>,
-    /// Files are read again every --alertmanagers.sd-dns-interval instead.
+pub(super) struct RawFileSd {
+    pub(super) files: Vec<String>,
+    /// Files are read again at every address refresh instead (the `sd-dns-interval`
+    /// flag of the configuration's role); checked as a duration where it is used.
     #[serde(default)]
-    #[allow(dead_code)]
-    refresh_interval: Option<String>,
+    pub(super) refresh_interval: Option<String>,
 }
 
 /// The alerting configuration's Alertmanager groups; `what` is the flag it came from.
@@ -523,30 +526,7 @@ pub fn parse_alerting_config(
                 sd_files.push(PathBuf::from(f));
             }
         }
-        let h = &am.http_config;
-        let basic = &h.basic_auth;
-        let has_basic = !basic.username.is_empty()
-            || !basic.password.is_empty()
-            || !basic.password_file.is_empty();
-        let has_bearer = !h.bearer_token.is_empty() || !h.bearer_token_file.is_empty();
-        let auth = match (has_basic, has_bearer) {
-            (true, true) => {
-                return Err(field(
-                    "http_config",
-                    "basic_auth and bearer_token cannot be given together".into(),
-                ));
-            }
-            (true, false) => Some(Auth::Basic {
-                username: basic.username.clone(),
-                password: secret(&basic.password, &basic.password_file, "basic_auth.password")
-                    .map_err(|m| field("http_config", m))?,
-            }),
-            (false, true) => Some(Auth::Bearer(
-                secret(&h.bearer_token, &h.bearer_token_file, "bearer_token")
-                    .map_err(|m| field("http_config", m))?,
-            )),
-            (false, false) => None,
-        };
+        let auth = http_auth(&am.http_config).map_err(|m| field("http_config", m))?;
         out.push(AlertmanagerConfig {
             tls,
             path_prefix: clean_prefix(&am.path_prefix),
@@ -557,6 +537,29 @@ pub fn parse_alerting_config(
         });
     }
     Ok(out)
+}
+
+/// The `Authorization` an `http_config` asks for: basic auth or a bearer token, not both.
+pub(super) fn http_auth(h: &RawHttpConfig) -> Result<Option<Auth>, String> {
+    let basic = &h.basic_auth;
+    let has_basic =
+        !basic.username.is_empty() || !basic.password.is_empty() || !basic.password_file.is_empty();
+    let has_bearer = !h.bearer_token.is_empty() || !h.bearer_token_file.is_empty();
+    Ok(match (has_basic, has_bearer) {
+        (true, true) => {
+            return Err("basic_auth and bearer_token cannot be given together".into());
+        }
+        (true, false) => Some(Auth::Basic {
+            username: basic.username.clone(),
+            password: secret(&basic.password, &basic.password_file, "basic_auth.password")?,
+        }),
+        (false, true) => Some(Auth::Bearer(secret(
+            &h.bearer_token,
+            &h.bearer_token_file,
+            "bearer_token",
+        )?)),
+        (false, false) => None,
+    })
 }
 
 /// A secret from its inline and file fields (one of them); the file must be readable now.
@@ -586,8 +589,8 @@ pub fn check_address(addr: &str) -> Result<(), String> {
     dns::host_port(addr).map(|_| ())
 }
 
-/// The client TLS of `https` Alertmanagers, from a `tls_config`.
-fn build_tls(raw: &RawTls) -> Result<HttpTls, TlsError> {
+/// The client TLS of `https` endpoints (Alertmanagers, query APIs), from a `tls_config`.
+pub(super) fn build_tls(raw: &RawTls) -> Result<HttpTls, TlsError> {
     let provider = tls::provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -596,6 +599,13 @@ fn build_tls(raw: &RawTls) -> Result<HttpTls, TlsError> {
             source,
         })?;
     let given = |s: &str| (!s.is_empty()).then(|| PathBuf::from(s));
+    let server_name = match raw.server_name.as_str() {
+        "" => None,
+        n => Some(
+            ServerName::try_from(n.to_string())
+                .map_err(|e| TlsError::Settings(format!("server_name {n:?}: {e}")))?,
+        ),
+    };
     let builder = if raw.insecure_skip_verify {
         builder
             .dangerous()
@@ -615,7 +625,24 @@ fn build_tls(raw: &RawTls) -> Result<HttpTls, TlsError> {
                 roots
             }
         };
-        builder.with_root_certificates(roots)
+        match &server_name {
+            None => builder.with_root_certificates(roots),
+            Some(name) => {
+                // Certificates are checked against server_name whatever host was dialled.
+                let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .map_err(|e| TlsError::Settings(format!("ca_file: {e}")))?;
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(tls::verify::NamedServerCert::new(
+                        webpki,
+                        name.clone(),
+                    )))
+            }
+        }
     };
     let mut config = match (given(&raw.cert_file), given(&raw.key_file)) {
         (Some(cert), Some(key)) => builder
@@ -636,13 +663,6 @@ fn build_tls(raw: &RawTls) -> Result<HttpTls, TlsError> {
         (None, Some(_)) => return Err(TlsError::Settings("key_file needs cert_file".into())),
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let server_name = match raw.server_name.as_str() {
-        "" => None,
-        n => Some(
-            ServerName::try_from(n.to_string())
-                .map_err(|e| TlsError::Settings(format!("server_name {n:?}: {e}")))?,
-        ),
-    };
     Ok(HttpTls {
         config: Arc::new(config),
         server_name,

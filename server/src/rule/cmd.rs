@@ -24,6 +24,7 @@ use super::alertmanager_config::AlertmanagerArgs;
 use super::manager::{Backend, Manager, ManagerOptions};
 use super::notifier::{self, Sender};
 use super::query::{HttpQuerier, StrategyQuerier};
+use super::query_config::query_endpoints;
 use crate::query::cmd::duration;
 use crate::receive::{ReceiveArgs, Receiver};
 
@@ -88,13 +89,29 @@ pub struct RuleArgs {
     /// How rules are evaluated and their alerts sent.
     #[command(flatten)]
     pub eval: RuleEvalArgs,
-    /// Query API addresses rules are evaluated through (repeatable): `host:port`, a URL, or
-    /// `dns+`/`dnssrv+` names; tried round robin, the next one when one fails.
-    #[arg(long = "query", required = true)]
+    /// Query API addresses rules are evaluated through (repeatable): `host:port`, a URL
+    /// (`http(s)://host:port/prefix`), or `dns+`/`dnssrv+` names; tried round robin, the next
+    /// one when one fails. Not together with --query.config(-file).
+    #[arg(long = "query")]
     pub query: Vec<String>,
-    /// How often `dns+`/`dnssrv+` query addresses are looked up again.
+    /// Query endpoint configuration (Thanos's YAML: a list of entries with `static_configs`,
+    /// `file_sd_configs`, `http_config`, `scheme`, `path_prefix`), instead of --query;
+    /// `$(NAME)` is replaced by the environment variable NAME.
+    #[arg(long = "query.config", value_name = "YAML")]
+    pub query_config: Option<String>,
+    /// As --query.config, from a file.
+    #[arg(long = "query.config-file", value_name = "FILE")]
+    pub query_config_file: Option<PathBuf>,
+    /// How often `dns+`/`dnssrv+` query addresses are looked up again and `file_sd_configs`
+    /// files read again.
     #[arg(long = "query.sd-dns-interval", default_value = "30s", value_parser = duration)]
     pub query_sd_dns_interval: Duration,
+    /// Step of the range queries Thanos Rule makes to restore alerts' `for` state when it
+    /// keeps no TSDB of its own (stateless mode). `gauntlet rule` always keeps its TSDB and
+    /// restores from it, and rule queries are instant queries that carry no step, so this is
+    /// accepted and checked but changes nothing.
+    #[arg(long = "query.default-step", default_value = "1s", value_parser = duration)]
+    pub query_default_step: Duration,
     /// How long one rule query may take.
     #[arg(long = "query.timeout", default_value = "2m", value_parser = duration)]
     pub query_timeout: Duration,
@@ -352,6 +369,12 @@ pub async fn serve(
     budget: Arc<MemoryBudget>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Checked before anything starts: a bad query configuration stops the ruler at once.
+    let endpoints = query_endpoints(
+        &args.query,
+        args.query_config.as_deref(),
+        args.query_config_file.as_deref(),
+    )?;
     let rargs = args.receive_args()?;
     let bucket = rargs.bucket_config()?;
     let receiver = Arc::new(Receiver::start(&rargs, bucket, budget).await?);
@@ -362,8 +385,10 @@ pub async fn serve(
     let server_metrics = crate::metrics::register_common(&mut registry, receiver.budget().clone());
     receiver.register_metrics(&mut registry);
     let runtime = tokio::runtime::Handle::current();
-    let querier = HttpQuerier::new(&args.query, args.query_timeout, runtime.clone())
+    let querier = HttpQuerier::new(endpoints, args.query_timeout, runtime.clone())
         .map_err(anyhow::Error::msg)?;
+    // Discovery files and DNS names are read before the first rules run.
+    querier.refresh().await;
     querier.spawn_refresh(args.query_sd_dns_interval);
     let mut opts = args.eval.manager_options(&args.rule_files, &args.labels);
     opts.thanos_api = true;

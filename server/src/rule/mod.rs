@@ -10,4 +10,5 @@ pub mod groups;
 pub mod manager;
 pub mod notifier;
 pub mod query;
+pub mod query_config;
 pub mod service;

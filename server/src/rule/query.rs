@@ -1,10 +1,17 @@
-//! The ruler's queries over HTTP: Prometheus's `/api/v1/query` on the `--query` endpoints
-//! (any Thanos or Gauntlet querier, or Prometheus), round robin, the next endpoint tried when
-//! one fails to answer, and `dns+`/`dnssrv+` addresses resolved again every
-//! `--query.sd-dns-interval`.
+//! The ruler's queries over HTTP: Prometheus's `/api/v1/query` on the query endpoints (any
+//! Thanos or Gauntlet querier, or Prometheus) of `--query` or `--query.config[-file]`, each
+//! group of endpoints with its own client (TLS, credentials, proxy, path prefix), round robin
+//! over all of them, the next endpoint tried when one fails to answer; `dns+`/`dnssrv+`
+//! addresses looked up and `file_sd_configs` files read again every `--query.sd-dns-interval`.
+//!
+//! A query carries what Thanos Rule's carries: the expression, the evaluation time, `dedup`,
+//! `partial_response` and the `explain`/`analyze`/`engine` defaults, and no step: a subquery
+//! without one is evaluated at the querier's own default resolution, as under Thanos Rule.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use gauntlet_engine::labels::Labels;
@@ -12,79 +19,123 @@ use gauntlet_promql::InstantSample;
 use gauntlet_promql::rules::group::RuleQuerier;
 use serde_json::Value;
 
+use super::alertmanager_config::Auth;
+use super::query_config::QueryEndpointGroup;
 use crate::query::dns::{self, Dns};
 
-/// Queries the `--query` endpoints.
+/// One group of query endpoints, its client and the base URLs it resolves to now.
+#[derive(Debug)]
+struct Endpoints {
+    config: QueryEndpointGroup,
+    client: reqwest::Client,
+    /// `scheme://host:port/prefix` of each endpoint, after DNS and file discovery.
+    resolved: RwLock<Vec<String>>,
+    /// What each discovery file listed when last read: kept while it cannot be read.
+    sd_last: Mutex<HashMap<PathBuf, Vec<String>>>,
+}
+
+/// Queries the configured query endpoints.
 #[derive(Debug)]
 pub struct HttpQuerier {
-    /// The addresses as given (`host:port`, `http(s)://host:port/prefix`, `dns+…`).
-    given: Vec<String>,
-    /// What they resolve to now: base URLs.
-    resolved: RwLock<Vec<String>>,
+    groups: Vec<Endpoints>,
     next: AtomicUsize,
-    client: reqwest::Client,
     runtime: tokio::runtime::Handle,
-    dns: Option<Dns>,
+    dns: OnceLock<Result<Dns, String>>,
 }
 
 impl HttpQuerier {
-    /// A querier over `endpoints` (each a query API's address), each request bounded by
-    /// `timeout`; requests are made on `runtime`.
+    /// A querier over `groups` (see [`super::query_config::query_endpoints`]), each request
+    /// bounded by `timeout`; requests are made on `runtime`. Addresses that need no lookup
+    /// are usable at once; [`HttpQuerier::refresh`] finds the others.
     pub fn new(
-        endpoints: &[String],
+        groups: Vec<QueryEndpointGroup>,
         timeout: Duration,
         runtime: tokio::runtime::Handle,
     ) -> Result<Arc<HttpQuerier>, String> {
-        if endpoints.is_empty() {
-            return Err("no --query endpoint given".into());
+        if groups.is_empty() {
+            return Err("no query endpoint given".into());
         }
-        for e in endpoints {
-            if let Some((lookup, rest)) = dns::split(e) {
-                dns::check(lookup, rest).map_err(|why| format!("--query {e:?}: {why}"))?;
+        let mut out = Vec::with_capacity(groups.len());
+        for config in groups {
+            let mut b = reqwest::Client::builder()
+                .timeout(timeout)
+                .user_agent(concat!("Gauntlet/", env!("CARGO_PKG_VERSION")))
+                .no_proxy();
+            if let Some(tls) = &config.tls {
+                b = b.tls_backend_preconfigured((*tls.config).clone());
+            }
+            if let Some(p) = &config.proxy_url {
+                b = b.proxy(reqwest::Proxy::all(p).map_err(|e| format!("proxy_url {p:?}: {e}"))?);
+            }
+            let client = b
+                .build()
+                .map_err(|e| format!("building the query client: {e}"))?;
+            let now: Vec<String> = config
+                .static_addresses
+                .iter()
+                .filter(|a| dns::split(a).is_none())
+                .map(|a| base_url(&config, a))
+                .collect();
+            out.push(Endpoints {
+                config,
+                client,
+                resolved: RwLock::new(now),
+                sd_last: Mutex::new(HashMap::new()),
+            });
+        }
+        Ok(Arc::new(HttpQuerier {
+            groups: out,
+            next: AtomicUsize::new(0),
+            runtime,
+            dns: OnceLock::new(),
+        }))
+    }
+
+    /// Finds every group's endpoints again: discovery files read, DNS names looked up.
+    pub async fn refresh(&self) {
+        for g in &self.groups {
+            if !g.config.is_dynamic() {
+                continue;
+            }
+            let mut wanted = g.config.static_addresses.clone();
+            wanted.extend(g.read_sd_files());
+            if wanted.iter().any(|a| dns::split(a).is_some()) {
+                match self.dns.get_or_init(Dns::new) {
+                    Ok(dns) => wanted = dns.resolve(&wanted).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no DNS resolver; dns+ and dnssrv+ query endpoints are not looked up");
+                        wanted.retain(|a| dns::split(a).is_none());
+                    }
+                }
+            }
+            let mut urls: Vec<String> = Vec::with_capacity(wanted.len());
+            for a in &wanted {
+                let u = base_url(&g.config, a);
+                if urls.contains(&u) {
+                    tracing::warn!(addr = %u, "a query endpoint is listed twice; it is queried once");
+                } else {
+                    urls.push(u);
+                }
+            }
+            let mut now = g.resolved.write().unwrap_or_else(|p| p.into_inner());
+            if *now != urls {
+                tracing::info!(endpoints = ?urls, "query endpoints");
+                *now = urls;
             }
         }
-        let needs_dns = endpoints.iter().any(|e| dns::split(e).is_some());
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| format!("building the query client: {e}"))?;
-        let q = HttpQuerier {
-            given: endpoints.to_vec(),
-            resolved: RwLock::new(
-                endpoints
-                    .iter()
-                    .filter(|e| dns::split(e).is_none())
-                    .map(|e| base_url(e))
-                    .collect(),
-            ),
-            next: AtomicUsize::new(0),
-            client,
-            runtime,
-            dns: if needs_dns { Some(Dns::new()?) } else { None },
-        };
-        Ok(Arc::new(q))
     }
 
-    /// Resolves the `dns+` addresses again.
-    pub async fn refresh(&self) {
-        let Some(dns) = &self.dns else {
-            return;
-        };
-        let found = dns.resolve(&self.given).await;
-        let urls: Vec<String> = found.iter().map(|a| base_url(a)).collect();
-        *self.resolved.write().unwrap_or_else(|p| p.into_inner()) = urls;
-    }
-
-    /// Keeps the `dns+` addresses fresh every `every` until the runtime ends.
+    /// Keeps the `dns+` addresses and discovery files fresh every `every` until the runtime
+    /// ends (the first refresh is the caller's).
     pub fn spawn_refresh(self: &Arc<Self>, every: Duration) {
-        if self.dns.is_none() {
+        if !self.groups.iter().any(|g| g.config.is_dynamic()) {
             return;
         }
         let me = self.clone();
         self.runtime.spawn(async move {
             loop {
-                me.refresh().await;
                 tokio::time::sleep(every).await;
+                me.refresh().await;
             }
         });
     }
@@ -93,43 +144,43 @@ impl HttpQuerier {
     /// (no other endpoint is tried), `Err` an endpoint that did not answer.
     async fn query_on(
         &self,
+        g: &Endpoints,
         base: &str,
         expr: &str,
         t_ms: i64,
         partial_response: bool,
     ) -> Result<Result<Vec<InstantSample>, String>, String> {
-        let time = format!("{}.{:03}", t_ms.div_euclid(1000), t_ms.rem_euclid(1000));
-        let form = [
-            ("query", expr),
-            ("time", time.as_str()),
-            ("dedup", "true"),
-            (
-                "partial_response",
-                if partial_response { "true" } else { "false" },
-            ),
-        ];
-        let body: Vec<String> = form
-            .iter()
-            .map(|(k, v)| {
-                format!(
-                    "{k}={}",
-                    percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
-                )
-            })
-            .collect();
-        let resp = self
+        let mut req = g
             .client
             .post(format!("{base}/api/v1/query"))
             .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(body.join("&"))
-            .send()
-            .await
-            .map_err(|e| format!("{base}: {e}"))?;
+            .body(instant_query_form(expr, t_ms, partial_response));
+        match &g.config.auth {
+            None => {}
+            Some(Auth::Basic { username, password }) => {
+                let password = password
+                    .read()
+                    .map_err(|e| format!("{base}: basic_auth.password_file: {e}"))?;
+                req = req.basic_auth(username, Some(password));
+            }
+            Some(Auth::Bearer(token)) => {
+                let token = token
+                    .read()
+                    .map_err(|e| format!("{base}: bearer_token_file: {e}"))?;
+                req = req.bearer_auth(token);
+            }
+        }
+        let resp = req.send().await.map_err(|e| format!("{base}: {e}"))?;
         let status = resp.status();
         let body = resp.bytes().await.map_err(|e| format!("{base}: {e}"))?;
         let json: Value = match serde_json::from_slice(&body) {
             Ok(v) => v,
             Err(_) if status.is_server_error() => {
+                return Err(format!("{base}: {status}"));
+            }
+            // A proxy or gateway in front of the querier refusing the ruler (credentials,
+            // path): another endpoint may take it.
+            Err(_) if status.is_client_error() && status != reqwest::StatusCode::BAD_REQUEST => {
                 return Err(format!("{base}: {status}"));
             }
             Err(e) => return Ok(Err(format!("{base}: {status}: reading the answer: {e}"))),
@@ -144,6 +195,72 @@ impl HttpQuerier {
         }
         Ok(parse_result(&json["data"]))
     }
+}
+
+impl Endpoints {
+    /// The addresses the discovery files list now; a file that cannot be read keeps what it
+    /// listed last, one that is gone lists nothing.
+    fn read_sd_files(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut last = self.sd_last.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = Vec::new();
+        for pattern in &self.config.sd_files {
+            let files = match glob::glob(pattern) {
+                Ok(paths) => paths.filter_map(Result::ok).collect::<Vec<_>>(),
+                Err(e) => {
+                    tracing::warn!(pattern, error = %e, "query discovery pattern not read");
+                    continue;
+                }
+            };
+            for f in files {
+                let read = std::fs::read_to_string(&f)
+                    .map_err(|e| e.to_string())
+                    .and_then(|text| crate::query::endpoints::parse_endpoint_file(&f, &text));
+                match read {
+                    Ok(a) => {
+                        out.extend(a.iter().cloned());
+                        last.insert(f.clone(), a);
+                    }
+                    Err(e) => {
+                        tracing::warn!(file = %f.display(), error = %e, "query discovery file not read; its last addresses are kept");
+                        out.extend(last.get(&f).into_iter().flatten().cloned());
+                    }
+                }
+                seen.push(f);
+            }
+        }
+        last.retain(|f, _| seen.contains(f));
+        out
+    }
+}
+
+/// The form of an instant query, as Thanos Rule sends it: no `step` (a subquery without one
+/// runs at the querier's default resolution), Thanos's `dedup`, `partial_response`, and
+/// `explain`/`analyze`/`engine` at their defaults.
+fn instant_query_form(expr: &str, t_ms: i64, partial_response: bool) -> String {
+    let time = format!("{}.{:03}", t_ms.div_euclid(1000), t_ms.rem_euclid(1000));
+    let form = [
+        ("query", expr),
+        ("time", time.as_str()),
+        ("dedup", "true"),
+        ("explain", "false"),
+        ("analyze", "false"),
+        ("engine", ""),
+        (
+            "partial_response",
+            if partial_response { "true" } else { "false" },
+        ),
+    ];
+    let pairs: Vec<String> = form
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+            )
+        })
+        .collect();
+    pairs.join("&")
 }
 
 impl RuleQuerier for HttpQuerier {
@@ -173,15 +290,22 @@ fn query_with(
     t_ms: i64,
     partial: bool,
 ) -> Result<Vec<InstantSample>, String> {
-    let urls = q.resolved.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let urls: Vec<(&Endpoints, String)> = q
+        .groups
+        .iter()
+        .flat_map(|g| {
+            let now = g.resolved.read().unwrap_or_else(|p| p.into_inner()).clone();
+            now.into_iter().map(move |u| (g, u))
+        })
+        .collect();
     if urls.is_empty() {
         return Err("no query endpoint resolved".into());
     }
     let start = q.next.fetch_add(1, Relaxed);
     let mut failures = Vec::new();
     for i in 0..urls.len() {
-        let base = &urls[(start + i) % urls.len()];
-        match q.runtime.block_on(q.query_on(base, expr, t_ms, partial)) {
+        let (g, base) = &urls[(start + i) % urls.len()];
+        match q.runtime.block_on(q.query_on(g, base, expr, t_ms, partial)) {
             Ok(answer) => return answer,
             Err(e) => {
                 tracing::warn!(error = %e, "query endpoint failed; trying the next");
@@ -195,14 +319,14 @@ fn query_with(
     ))
 }
 
-/// `http://host:port` for a bare address; URLs as given, without a trailing slash.
-fn base_url(addr: &str) -> String {
-    let a = addr.trim_end_matches('/');
-    if a.starts_with("http://") || a.starts_with("https://") {
-        a.to_string()
+/// `scheme://addr/prefix` of an endpoint of group `g` (a bare IPv6 address in brackets).
+fn base_url(g: &QueryEndpointGroup, addr: &str) -> String {
+    let host = if addr.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("[{addr}]")
     } else {
-        format!("http://{a}")
-    }
+        addr.to_string()
+    };
+    format!("{}://{host}{}", g.scheme(), g.path_prefix)
 }
 
 /// The samples of a query answer's `data`: a vector, or a scalar as one sample without
@@ -265,7 +389,8 @@ fn parse_point(p: &Value) -> Result<(i64, f64), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{base_url, parse_result};
+    use super::super::query_config::{parse_addresses, parse_query_config};
+    use super::{base_url, instant_query_form, parse_result};
     use serde_json::json;
 
     #[test]
@@ -282,7 +407,51 @@ mod tests {
         let s = parse_result(&json!({"resultType": "scalar", "result": [10, "+Inf"]})).unwrap();
         assert_eq!((s[0].t_ms, s[0].v), (10_000, f64::INFINITY));
         assert!(parse_result(&json!({"resultType": "matrix", "result": []})).is_err());
-        assert_eq!(base_url("q:9090"), "http://q:9090");
-        assert_eq!(base_url("https://q/prefix/"), "https://q/prefix");
+    }
+
+    #[test]
+    fn endpoints_are_addressed_with_their_groups_scheme_and_prefix() {
+        let g = parse_addresses(&["q:9090".into(), "http://q2/prefix/".into()]).unwrap();
+        assert_eq!(base_url(&g[0], "q:9090"), "http://q:9090");
+        assert_eq!(base_url(&g[1], "q2"), "http://q2/prefix");
+        let c = parse_query_config(
+            "--query.config",
+            "- static_configs: [q:1]\n  path_prefix: /a/b/\n  scheme: https\n  \
+             http_config: {tls_config: {insecure_skip_verify: true}}\n",
+        )
+        .unwrap();
+        assert_eq!(base_url(&c[0], "10.0.0.1:443"), "https://10.0.0.1:443/a/b");
+        assert_eq!(base_url(&c[0], "::1"), "https://[::1]/a/b");
+    }
+
+    #[test]
+    fn an_instant_query_carries_what_thanos_rule_sends_and_no_step() {
+        let form = instant_query_form("max_over_time(rate(x[1m])[5m:])", 1_700_000_000_250, false);
+        let pairs: Vec<(String, String)> = form
+            .split('&')
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap();
+                let v = percent_encoding::percent_decode_str(v)
+                    .decode_utf8()
+                    .unwrap();
+                (k.to_string(), v.into_owned())
+            })
+            .collect();
+        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("query"), Some("max_over_time(rate(x[1m])[5m:])"));
+        assert_eq!(get("time"), Some("1700000000.250"));
+        assert_eq!(get("dedup"), Some("true"));
+        assert_eq!(get("partial_response"), Some("false"));
+        assert_eq!(get("explain"), Some("false"));
+        assert_eq!(get("analyze"), Some("false"));
+        assert_eq!(get("engine"), Some(""));
+        assert_eq!(
+            get("step"),
+            None,
+            "Thanos Rule sends no step with instant queries"
+        );
+        assert_eq!(pairs.len(), 7, "{form}");
+        let t = instant_query_form("up", -1, true);
+        assert!(t.contains("partial_response=true"), "{t}");
     }
 }

@@ -119,3 +119,54 @@ impl ServerCertVerifier for AnyServerCert {
 
     handshake_signatures!();
 }
+
+/// Checks a server's certificate against a configured name instead of the host dialled (an
+/// `http_config.tls_config.server_name`), so a client that cannot choose the name it verifies
+/// (the ruler's query client dials URLs) still honours it.
+#[derive(Debug)]
+pub(crate) struct NamedServerCert {
+    inner: Arc<dyn ServerCertVerifier>,
+    name: ServerName<'static>,
+}
+
+impl NamedServerCert {
+    pub(crate) fn new(inner: Arc<dyn ServerCertVerifier>, name: ServerName<'static>) -> Self {
+        NamedServerCert { inner, name }
+    }
+}
+
+impl ServerCertVerifier for NamedServerCert {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
