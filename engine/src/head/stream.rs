@@ -157,7 +157,7 @@ impl Head {
     ) -> Result<HeadStream> {
         let slot = self.slot;
         let ms = Arc::new(matchers.to_vec());
-        let mut reservation = budget.empty("head selection");
+        let reservation = budget.empty("head selection");
         let calls: Vec<_> = (0..self.rt.cores())
             .map(|core| {
                 let ms = ms.clone();
