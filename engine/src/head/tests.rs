@@ -825,7 +825,7 @@ fn any_mix_of_matchers_selects_what_a_label_by_label_check_selects() {
             ("d", d.as_str()),
         ];
         let hash = hash_pairs(pairs);
-        out[head.route(hash)].push_series(hash, pairs, [(1_000, i as f64)].into_iter());
+        out[head.route(hash)].push_series(hash, pairs, [(1_000, i as f64)]);
     }
     block_on(head.append(out)).unwrap();
     let all = head
