@@ -182,6 +182,8 @@ struct Shared {
     refused: AtomicU64,
     wal_bytes: AtomicU64,
     wbl_bytes: AtomicU64,
+    /// The label names the cores' series hold, kept by the cores.
+    names: Arc<postings::SharedNames>,
 }
 
 impl Shared {
@@ -555,8 +557,11 @@ impl Head {
                 refused: AtomicU64::new(0),
                 wal_bytes: AtomicU64::new(0),
                 wbl_bytes: AtomicU64::new(0),
+                names: Arc::default(),
             }),
         };
+        let names = head.shared.names.clone();
+        head.on_cores(move |c| c.with(slot, |s| s.share_names(names.clone())))?;
         let mut report = ReplayReport::default();
         let newest = if wal_dir.is_dir() || wbl_dir.is_dir() {
             head.replay(&wal_dir, &wbl_dir, &mut report)?
@@ -1007,12 +1012,10 @@ impl Head {
             .collect()
     }
 
-    /// Whether any series of the head carries a label named `name`. Blocking.
+    /// Whether any series of the head carries a label named `name`, from the names the cores
+    /// keep up to date as series come and go: no call to the cores.
     pub fn has_label_name(&self, name: &str) -> Result<bool> {
-        let slot = self.slot;
-        let name = name.to_string();
-        let parts = self.on_cores(move |c| c.with(slot, |s| s.has_label_name(&name)))?;
-        Ok(parts.into_iter().any(|b| b))
+        Ok(self.shared.names.contains(name))
     }
 
     /// Series matching `matchers` with native histograms in `[mint, maxt]`, sorted by labels,

@@ -7,8 +7,41 @@
 //! nearly never).
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use hashbrown::HashTable;
+
+/// The label names a tenant's series hold, over all of its cores: for each name, how many
+/// cores hold a series with it. The cores keep it as their postings gain and lose names, so a
+/// reader asks it in place of a call to every core (each read of a tenant with external labels
+/// asks whether a series carries one of their names).
+#[derive(Debug, Default)]
+pub(crate) struct SharedNames(RwLock<HashMap<Box<[u8]>, u32>>);
+
+impl SharedNames {
+    /// Whether any core holds a series with label `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(name.as_bytes())
+    }
+
+    fn gained(&self, name: &[u8]) {
+        let mut names = self.0.write().unwrap_or_else(|p| p.into_inner());
+        *names.entry(name.into()).or_default() += 1;
+    }
+
+    fn lost(&self, name: &[u8]) {
+        let mut names = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = names.get_mut(name) {
+            *n -= 1;
+            if *n == 0 {
+                names.remove(name);
+            }
+        }
+    }
+}
 
 /// Series ids holding one label pair, in no particular order (ids are reused). Nearly every
 /// list of a high-cardinality label has one id, kept inline.
@@ -131,9 +164,23 @@ pub(crate) struct Postings {
     /// Names and values as bytes: the series hold them as UTF-8 checked when they arrived, and
     /// building postings need not check them again.
     names: HashMap<Box<[u8]>, HashTable<Ids>>,
+    /// Told of every name these postings gain or lose, when set.
+    shared: Option<Arc<SharedNames>>,
 }
 
 impl Postings {
+    /// Has these postings tell `shared` of the names they hold, now and as they change.
+    pub fn share_names(&mut self, shared: Arc<SharedNames>) {
+        for name in self.names.keys() {
+            shared.gained(name);
+        }
+        if let Some(old) = self.shared.replace(shared) {
+            for name in self.names.keys() {
+                old.lost(name);
+            }
+        }
+    }
+
     /// Indexes series `id` (not indexed yet) under each of its `pairs`.
     /// `src` must already answer for `id`.
     pub fn add<'a>(
@@ -145,7 +192,12 @@ impl Postings {
         for (name, value) in pairs {
             let table = match self.names.get_mut(name) {
                 Some(t) => t,
-                None => self.names.entry(name.into()).or_default(),
+                None => {
+                    if let Some(shared) = &self.shared {
+                        shared.gained(name);
+                    }
+                    self.names.entry(name.into()).or_default()
+                }
             };
             let fp = fingerprint(value);
             match table.find_mut(table_hash(fp), same_value(fp, name, value, src)) {
@@ -182,6 +234,9 @@ impl Postings {
             }
             if table.is_empty() {
                 self.names.remove(name);
+                if let Some(shared) = &self.shared {
+                    shared.lost(name);
+                }
             }
         }
     }

@@ -672,9 +672,9 @@ impl HeadShard {
         out
     }
 
-    /// Whether a series held carries a label named `name`.
-    pub fn has_label_name(&self, name: &str) -> bool {
-        self.postings.has_name(name)
+    /// Has the postings tell `shared` of the label names they hold, now and as they change.
+    pub fn share_names(&mut self, shared: std::sync::Arc<super::postings::SharedNames>) {
+        self.postings.share_names(shared);
     }
 
     /// Ids of the series matching `matchers` with data in `[mint, maxt]` (by chunk bounds),

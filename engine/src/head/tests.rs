@@ -908,3 +908,50 @@ fn a_small_selection_is_read_when_it_starts_and_streams_as_a_large_one_does() {
         assert_eq!(got, expected);
     }
 }
+
+#[test]
+fn label_names_are_known_without_asking_the_cores_and_go_with_their_last_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(2);
+    let hour = 3_600_000;
+    // Series with label `early` have samples in the first hour alone; the `m` series go on.
+    let early = |head: &Head, ts: i64| {
+        let mut out = vec![AppendBatch::new(); head.cores()];
+        for i in 0..20 {
+            let v = format!("{i}");
+            let pairs = [("__name__", "e"), ("early", v.as_str())];
+            let hash = hash_pairs(pairs);
+            out[head.route(hash)].push_series(hash, pairs, [(ts, 1.0)]);
+        }
+        out
+    };
+    let (head, _) = Head::open(rt.clone(), dir.path(), opts()).unwrap();
+    assert!(!head.has_label_name("early").unwrap());
+    for t in (0..120).map(|i| hour + i * 30_000) {
+        block_on(head.append(early(&head, t))).unwrap();
+        block_on(head.append(batches(&head, 10, &[t]))).unwrap();
+    }
+    for t in (0..120).map(|i| 2 * hour + i * 30_000) {
+        block_on(head.append(batches(&head, 10, &[t]))).unwrap();
+    }
+    block_on(head.append(batches(&head, 10, &[3 * hour + 1_800_000]))).unwrap();
+    for name in ["__name__", "i", "early"] {
+        assert!(head.has_label_name(name).unwrap(), "{name}");
+    }
+    // Replayed from the WAL, the names are known again.
+    drop(head);
+    let (head, _) = Head::open(rt.clone(), dir.path(), opts()).unwrap();
+    assert!(head.has_label_name("early").unwrap());
+    // Cutting the first hour removes the `early` series, and their name with them.
+    let (start, end) = head.due_block().unwrap();
+    head.cut_block(start, end, None, |_| {}).unwrap().unwrap();
+    assert!(!head.has_label_name("early").unwrap());
+    assert!(head.has_label_name("i").unwrap());
+    // Another tenant's head on the same cores keeps its own names.
+    let other = tempfile::tempdir().unwrap();
+    let (second, _) = Head::open(rt, other.path(), opts()).unwrap();
+    block_on(second.append(early(&second, hour))).unwrap();
+    assert!(second.has_label_name("early").unwrap());
+    assert!(!second.has_label_name("i").unwrap());
+    assert!(!head.has_label_name("early").unwrap());
+}
