@@ -62,15 +62,20 @@ impl RuleEndpoints {
         selection: &RuleSelection,
         match_sets: &[Vec<Matcher>],
     ) -> Result<Gathered, String> {
-        self.runtime.block_on(self.gather(selection, match_sets))
+        self.runtime
+            .block_on(self.gather(selection, match_sets, self.partial_response))
     }
 
-    async fn gather(
+    /// As [`groups`](Self::groups), from async code, with `partial` (an endpoint's failure is a
+    /// warning) given by the caller: the `thanos.Rules` request's own strategy when the
+    /// querier serves rules itself.
+    pub async fn gather(
         &self,
         selection: &RuleSelection,
         match_sets: &[Vec<Matcher>],
+        partial: bool,
     ) -> Result<Gathered, String> {
-        let strategy = if self.partial_response {
+        let strategy = if partial {
             PartialResponseStrategy::Warn
         } else {
             PartialResponseStrategy::Abort
@@ -100,7 +105,7 @@ impl RuleEndpoints {
                 }
                 Err(why) => {
                     let msg = format!("fetching rules from rules client {}: {why}", e.addr);
-                    if !self.partial_response {
+                    if !partial {
                         return Err(msg);
                     }
                     warnings.push(msg);
@@ -501,14 +506,17 @@ mod tests {
             )
         };
         let selection = RuleSelection::default();
-        let (groups, warnings) = fanout(true).gather(&selection, &[]).await.unwrap();
+        let (groups, warnings) = fanout(true).gather(&selection, &[], true).await.unwrap();
         assert!(groups.is_empty());
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(
             warnings[0].contains(&addr) && warnings[0].contains("ruler down"),
             "{warnings:?}"
         );
-        let err = fanout(false).gather(&selection, &[]).await.unwrap_err();
+        let err = fanout(false)
+            .gather(&selection, &[], false)
+            .await
+            .unwrap_err();
         assert!(err.contains("ruler down"), "{err}");
     }
 }
