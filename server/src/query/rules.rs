@@ -518,5 +518,37 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.contains("ruler down"), "{err}");
+
+        // The querier's own thanos.Rules: the request's strategy decides, whatever the flag.
+        use gauntlet_proto::thanos::rules_server::Rules;
+        use tokio_stream::StreamExt;
+        let served = crate::query::rules_proxy::RulesProxy::new(
+            Arc::new(fanout(false)),
+            gauntlet_engine::budget::MemoryBudget::unlimited(),
+        );
+        let call = |strategy: PartialResponseStrategy, matchers: Vec<String>| {
+            let mut req = selection.request(strategy);
+            req.matcher_string = matchers;
+            served.rules(tonic::Request::new(req))
+        };
+        let frames: Vec<_> = call(PartialResponseStrategy::Warn, Vec::new())
+            .await
+            .unwrap()
+            .into_inner()
+            .collect()
+            .await;
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        match &frames[0].as_ref().unwrap().result {
+            Some(rules_response::Result::Warning(w)) => assert!(w.contains("ruler down"), "{w}"),
+            other => panic!("a warning frame, not {other:?}"),
+        }
+        let err = call(PartialResponseStrategy::Abort, Vec::new())
+            .await
+            .unwrap_err();
+        assert!(err.message().contains("ruler down"), "{err:?}");
+        let err = call(PartialResponseStrategy::Warn, vec!["{".into()])
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
     }
 }

@@ -26,9 +26,14 @@ pub struct RulesProxy {
 }
 
 impl RulesProxy {
+    /// The service over `rules`; selectors are parsed within `budget`.
+    pub fn new(rules: Arc<RuleEndpoints>, budget: Arc<MemoryBudget>) -> Self {
+        RulesProxy { rules, budget }
+    }
+
     /// The service over `rules`, as a tonic server; selectors are parsed within `budget`.
     pub fn server(rules: Arc<RuleEndpoints>, budget: Arc<MemoryBudget>) -> RulesServer<Self> {
-        RulesServer::new(RulesProxy { rules, budget })
+        RulesServer::new(Self::new(rules, budget))
     }
 }
 
