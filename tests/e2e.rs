@@ -53,3 +53,4 @@ mod tenancy;
 mod tls;
 mod tools_bucket;
 mod web_ui;
+mod web_ui_rules;

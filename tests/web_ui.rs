@@ -23,7 +23,7 @@ use prost::Message;
 use serde_json::{Value, json};
 
 /// The browser, or `None` when it is missing and the test may be skipped.
-fn chromium() -> Option<PathBuf> {
+pub(crate) fn chromium() -> Option<PathBuf> {
     let path = std::env::var_os("CHROMIUM")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
@@ -56,7 +56,11 @@ fn artifacts() -> PathBuf {
 }
 
 /// Runs the driver over `steps`; returns its report, one object per step, by name.
-fn drive(browser: &Path, port: u16, steps: &Value) -> std::collections::BTreeMap<String, Value> {
+pub(crate) fn drive(
+    browser: &Path,
+    port: u16,
+    steps: &Value,
+) -> std::collections::BTreeMap<String, Value> {
     let root = repo_root();
     let modules = root.join("web/node_modules/playwright-core");
     assert!(
@@ -120,7 +124,7 @@ fn series_text(metric: &Value) -> String {
     }
 }
 
-fn api(server: &GauntletServer, path: &str) -> Value {
+pub(crate) fn api(server: &GauntletServer, path: &str) -> Value {
     let (_, body) = server.get(path);
     serde_json::from_slice(&body).expect("API answers JSON")
 }
@@ -135,7 +139,7 @@ fn strings(v: &Value) -> Vec<String> {
 
 /// Writes three counters, a gauge and a native histogram over the last 30 minutes (15 s apart,
 /// ending at `end`) into the server by remote write.
-fn write_data(port: u16, end: i64) {
+pub(crate) fn write_data(port: u16, end: i64) {
     let times: Vec<i64> = (0..120).map(|i| end - (119 - i) * 15_000).collect();
     let mut ts = Vec::new();
     for (k, instance) in ["a", "b", "c"].iter().enumerate() {

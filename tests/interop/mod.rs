@@ -13,3 +13,4 @@ mod hashring;
 mod parquet;
 mod querier_front;
 mod rule;
+mod rule_stack;

@@ -19,7 +19,7 @@ use crate::common::{GauntletServer, api_path, free_ports, http_get, http_post_fo
 
 /// `/api/v1/rules` without what depends on when and how fast each ruler ran, and without the
 /// `replica` external label that tells the rulers apart.
-fn rules_shape(v: &Value) -> Value {
+pub(super) fn rules_shape(v: &Value) -> Value {
     let mut v = v["data"]["groups"].clone();
     for g in v.as_array_mut().into_iter().flatten() {
         let g = g.as_object_mut().unwrap();
@@ -50,7 +50,7 @@ fn rules_shape(v: &Value) -> Value {
 
 /// A `gauntlet receive` written ten minutes of the rule gauges up to now, and a `gauntlet
 /// query` over it that has found it: what the rulers evaluate through.
-fn gauges_behind_query(tmp: &std::path::Path) -> (Receiver, GauntletServer) {
+pub(super) fn gauges_behind_query(tmp: &std::path::Path) -> (Receiver, GauntletServer) {
     let rx = Receiver::start_bare(&tmp.join("receive"), &[], free_ports());
     let now = now_ms() / 1000 * 1000;
     let (code, _, msg) =
@@ -65,7 +65,7 @@ fn gauges_behind_query(tmp: &std::path::Path) -> (Receiver, GauntletServer) {
 }
 
 /// `/api/v1/alerts`'s alerts without when each became active, in a fixed order.
-fn alerts_shape(v: &Value) -> Vec<String> {
+pub(super) fn alerts_shape(v: &Value) -> Vec<String> {
     let mut list: Vec<String> = v["data"]["alerts"]
         .as_array()
         .into_iter()
@@ -81,7 +81,7 @@ fn alerts_shape(v: &Value) -> Vec<String> {
 }
 
 /// The rules requests the queriers are compared on.
-const RULES_PATHS: &[&str] = &[
+pub(super) const RULES_PATHS: &[&str] = &[
     "/api/v1/rules",
     "/api/v1/rules?type=alert",
     "/api/v1/rules?type=record",
@@ -108,7 +108,7 @@ fn assert_same_rules(what: &str, want: u16, got: u16) {
     );
 }
 
-fn json_on(port: u16, path: &str) -> Value {
+pub(super) fn json_on(port: u16, path: &str) -> Value {
     let (status, body) = http_get(port, path).unwrap();
     assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
     serde_json::from_slice(&body).unwrap()

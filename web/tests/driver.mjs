@@ -74,6 +74,47 @@ function readPage() {
     ...(panels[0] ?? {}),
     completions: text(document, '.cm-tooltip-autocomplete li .cm-completionLabel'),
     timeline: [...document.querySelectorAll('svg.timeline rect.block')].map((r) => r.getAttribute('data-ulid')),
+    // The navigation's links, and the rules and alerts pages' contents.
+    nav: text(document, 'header.nav a[data-page]'),
+    ruleGroups: [...document.querySelectorAll('section.rule-group')].map((s) => ({
+      name: s.dataset.group,
+      facts: Object.fromEntries(
+        [...s.querySelectorAll('table.group-facts tr')].map((tr) => [
+          tr.querySelector('th')?.textContent ?? '',
+          tr.querySelector('td')?.textContent ?? '',
+        ]),
+      ),
+      rules: [...s.querySelectorAll('table.rules > tbody > tr')].map((tr) => ({
+        name: tr.dataset.rule,
+        expr: tr.querySelector('.rule-expr')?.textContent ?? '',
+        labels: text(tr, '.label'),
+        annotations: [...tr.querySelectorAll('table.annotations tr')].map((r) =>
+          [...r.querySelectorAll('th, td')].map((c) => c.textContent ?? ''),
+        ),
+        health: tr.cells[1].textContent ?? '',
+        lastError: tr.cells[2].textContent ?? '',
+        lastEvaluation: tr.cells[3].textContent ?? '',
+        evaluationTime: tr.cells[4].textContent ?? '',
+      })),
+    })),
+    alertFilters: text(document, '.alert-filters label'),
+    alertRules: [...document.querySelectorAll('details.alert-rule')].map((d) => ({
+      name: d.dataset.rule,
+      state: d.dataset.state,
+      open: d.open,
+      facts: text(d, '.rule-definition .rule-facts'),
+      alerts: [...d.querySelectorAll('table.alerts > tbody > tr')].map((tr) => ({
+        state: tr.cells[0].textContent ?? '',
+        labels: text(tr.cells[1], '.label'),
+        annotations: [...tr.cells[2].querySelectorAll('tr')].map((r) =>
+          [...r.querySelectorAll('th, td')].map((c) => c.textContent ?? ''),
+        ),
+        activeSince: tr.cells[3].textContent ?? '',
+        value: tr.cells[4].textContent ?? '',
+      })),
+    })),
+    // Elements that user data would have made had it been taken as markup.
+    injected: document.querySelectorAll('.injected').length,
     status: [...document.querySelectorAll('section.status')].map((s) => ({
       id: s.id,
       rows: [...s.querySelectorAll('tr')].map((tr) =>

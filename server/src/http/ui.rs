@@ -1,5 +1,6 @@
 //! The web UI: the files `web/` builds to, embedded in the binary by `build.rs`, served at `/`,
-//! the pages' paths (`/graph`, `/query`, `/status`, `/flags`, `/stores`, `/blocks`, `/tenants`, `/compactor`) and
+//! the pages' paths (`/graph`, `/query`, `/status`, `/flags`, `/stores`, `/blocks`, `/tenants`,
+//! `/compactor`, `/rules`, `/alerts`) and
 //! `/assets/…`.
 
 use axum::Router;
@@ -24,7 +25,7 @@ mod built {
 }
 
 /// Paths the single page answers with its own `index.html`; the page shows the one named.
-const PAGES: [&str; 9] = [
+const PAGES: [&str; 11] = [
     "/",
     "/graph",
     "/query",
@@ -34,6 +35,8 @@ const PAGES: [&str; 9] = [
     "/blocks",
     "/tenants",
     "/compactor",
+    "/rules",
+    "/alerts",
 ];
 
 /// The UI's routes, to merge beside the API's.

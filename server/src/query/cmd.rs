@@ -241,13 +241,14 @@ pub fn run(args: QueryArgs, budget: Arc<MemoryBudget>) -> anyhow::Result<()> {
             )
             .with_budget(&budget),
         );
-        config.remote_rules = Some(Arc::new(RuleEndpoints::new(
+        let rules = Arc::new(RuleEndpoints::new(
             endpoints.clone(),
             tokio::runtime::Handle::current(),
             args.replica_labels.clone(),
             args.rule_partial_response,
             args.response_timeout,
-        )));
+        ));
+        config.remote_rules = Some(rules.clone());
         let state = Arc::new(ApiState {
             source: Arc::new(querier.clone()),
             config,
@@ -267,6 +268,7 @@ pub fn run(args: QueryArgs, budget: Arc<MemoryBudget>) -> anyhow::Result<()> {
         let app = crate::memory::guard_http(app, crate::memory::HttpBudgets::one(&budget));
         let grpc = super::proxy::serve(
             querier,
+            rules,
             &args.grpc_address,
             security.grpc,
             config_tenancy,

@@ -7,6 +7,7 @@ pub mod endpoints;
 pub mod fanout;
 pub mod proxy;
 pub mod rules;
+pub mod rules_proxy;
 mod series_merge;
 pub mod store;
 pub mod tenancy;

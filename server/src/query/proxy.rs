@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use gauntlet_engine::labels::{Labels, Matcher};
 use gauntlet_proto::thanos::info::info_server::{Info, InfoServer};
-use gauntlet_proto::thanos::info::{InfoRequest as InfoReq, InfoResponse as InfoResp, StoreInfo};
+use gauntlet_proto::thanos::info::{
+    InfoRequest as InfoReq, InfoResponse as InfoResp, RulesInfo, StoreInfo,
+};
 use gauntlet_proto::thanos::store_server::{Store, StoreServer};
 use gauntlet_proto::thanos::{
     self, AggrChunk, InfoRequest, InfoResponse, LabelNamesRequest, LabelNamesResponse,
@@ -21,10 +23,12 @@ use super::series_merge::{Call, MergeError, SeriesMerge};
 use super::tenancy::Tenancy;
 use crate::grpc::convert;
 
-/// Serves the proxy StoreAPI and Info service on `addr` (over TLS with `tls`) until the
-/// process ends, its calls counted in `metrics`.
+/// Serves the proxy StoreAPI, the `thanos.Rules` service over `rules` and the Info service
+/// (advertising both) on `addr` (over TLS with `tls`) until the process ends, its calls
+/// counted in `metrics`.
 pub async fn serve(
     querier: Arc<Querier>,
+    rules: Arc<super::rules::RuleEndpoints>,
     addr: &str,
     tls: Option<Arc<rustls::ServerConfig>>,
     tenancy: Option<Tenancy>,
@@ -37,6 +41,7 @@ pub async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("binding --grpc-address {sock}: {e}"))?;
     let guard = crate::memory::GrpcGuardLayer::new(querier.budget());
+    let rules = super::rules_proxy::RulesProxy::server(rules, querier.budget().clone());
     let proxy = Proxy { querier, tenancy };
     tracing::info!(address = %sock, tls = tls.is_some(), "StoreAPI listening");
     tonic::transport::Server::builder()
@@ -48,6 +53,7 @@ pub async fn serve(
                 .max_decoding_message_size(crate::grpc::MAX_STORE_REQUEST_BYTES)
                 .max_encoding_message_size(usize::MAX),
         )
+        .add_service(rules)
         .add_service(InfoServer::new(proxy))
         .serve_with_incoming_shutdown(
             crate::tls::Incoming::new(listener, tls)?,
@@ -381,6 +387,9 @@ impl Info for Proxy {
                 tsdb_infos: Vec::new(),
                 supports_projections: false,
             }),
+            // As Thanos's querier: its rules fan-out is always there, whether or not an
+            // endpoint has rules yet.
+            rules: Some(RulesInfo {}),
             ..InfoResp::default()
         }))
     }

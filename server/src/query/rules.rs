@@ -62,15 +62,20 @@ impl RuleEndpoints {
         selection: &RuleSelection,
         match_sets: &[Vec<Matcher>],
     ) -> Result<Gathered, String> {
-        self.runtime.block_on(self.gather(selection, match_sets))
+        self.runtime
+            .block_on(self.gather(selection, match_sets, self.partial_response))
     }
 
-    async fn gather(
+    /// As [`groups`](Self::groups), from async code, with `partial` (an endpoint's failure is a
+    /// warning) given by the caller: the `thanos.Rules` request's own strategy when the
+    /// querier serves rules itself.
+    pub async fn gather(
         &self,
         selection: &RuleSelection,
         match_sets: &[Vec<Matcher>],
+        partial: bool,
     ) -> Result<Gathered, String> {
-        let strategy = if self.partial_response {
+        let strategy = if partial {
             PartialResponseStrategy::Warn
         } else {
             PartialResponseStrategy::Abort
@@ -100,7 +105,7 @@ impl RuleEndpoints {
                 }
                 Err(why) => {
                     let msg = format!("fetching rules from rules client {}: {why}", e.addr);
-                    if !self.partial_response {
+                    if !partial {
                         return Err(msg);
                     }
                     warnings.push(msg);
@@ -501,14 +506,49 @@ mod tests {
             )
         };
         let selection = RuleSelection::default();
-        let (groups, warnings) = fanout(true).gather(&selection, &[]).await.unwrap();
+        let (groups, warnings) = fanout(true).gather(&selection, &[], true).await.unwrap();
         assert!(groups.is_empty());
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(
             warnings[0].contains(&addr) && warnings[0].contains("ruler down"),
             "{warnings:?}"
         );
-        let err = fanout(false).gather(&selection, &[]).await.unwrap_err();
+        let err = fanout(false)
+            .gather(&selection, &[], false)
+            .await
+            .unwrap_err();
         assert!(err.contains("ruler down"), "{err}");
+
+        // The querier's own thanos.Rules: the request's strategy decides, whatever the flag.
+        use gauntlet_proto::thanos::rules_server::Rules;
+        use tokio_stream::StreamExt;
+        let served = crate::query::rules_proxy::RulesProxy::new(
+            Arc::new(fanout(false)),
+            gauntlet_engine::budget::MemoryBudget::unlimited(),
+        );
+        let call = |strategy: PartialResponseStrategy, matchers: Vec<String>| {
+            let mut req = selection.request(strategy);
+            req.matcher_string = matchers;
+            served.rules(tonic::Request::new(req))
+        };
+        let frames: Vec<_> = call(PartialResponseStrategy::Warn, Vec::new())
+            .await
+            .unwrap()
+            .into_inner()
+            .collect()
+            .await;
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        match &frames[0].as_ref().unwrap().result {
+            Some(rules_response::Result::Warning(w)) => assert!(w.contains("ruler down"), "{w}"),
+            other => panic!("a warning frame, not {other:?}"),
+        }
+        let err = call(PartialResponseStrategy::Abort, Vec::new())
+            .await
+            .unwrap_err();
+        assert!(err.message().contains("ruler down"), "{err:?}");
+        let err = call(PartialResponseStrategy::Warn, vec!["{".into()])
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
     }
 }

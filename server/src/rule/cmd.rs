@@ -445,7 +445,10 @@ pub async fn serve(
             stopped(stop_rx.clone()),
         );
     let ops = crate::http::ops::router(Arc::new(|| true), Arc::new(registry));
-    let app: Router = super::api::router(manager.clone()).merge(ops);
+    // The web UI's rules and alerts pages, as Thanos's ruler has them.
+    let app: Router = super::api::router(manager.clone())
+        .merge(crate::http::ui::router())
+        .merge(ops);
     let doors = crate::memory::HttpBudgets::one(receiver.budget());
     let http = crate::http::serve_on(
         http_listener,
