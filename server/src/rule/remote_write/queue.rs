@@ -399,7 +399,7 @@ impl EndpointQueue {
         }
         let resp = match req.send().await {
             Ok(r) => r,
-            Err(e) => return Outcome::Retry(e.to_string()),
+            Err(e) => return Outcome::Retry(with_causes(&e)),
         };
         let status = resp.status();
         if status.is_success() {
@@ -428,6 +428,19 @@ fn classify(status: reqwest::StatusCode, retry_429: bool, body: String) -> Outco
     } else {
         Outcome::Refused(why)
     }
+}
+
+/// An error and its causes, `: `-joined (reqwest's own message leaves out why, such as a
+/// refused connection).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        msg.push_str(": ");
+        msg.push_str(&c.to_string());
+        cause = c.source();
+    }
+    msg
 }
 
 /// `labels` with each external label it lacks added (a series' own label wins, as in
