@@ -42,6 +42,7 @@ mod receive_histogram_ring;
 mod role_budgets;
 mod rule_alerts;
 mod rule_query_config;
+mod rule_stateless;
 mod rules_prometheus3;
 mod s3;
 mod security;

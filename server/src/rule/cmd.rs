@@ -106,10 +106,10 @@ pub struct RuleArgs {
     /// files read again.
     #[arg(long = "query.sd-dns-interval", default_value = "30s", value_parser = duration)]
     pub query_sd_dns_interval: Duration,
-    /// Step of the range queries Thanos Rule makes to restore alerts' `for` state when it
-    /// keeps no TSDB of its own (stateless mode). `gauntlet rule` always keeps its TSDB and
-    /// restores from it, and rule queries are instant queries that carry no step, so this is
-    /// accepted and checked but changes nothing.
+    /// Step of the range queries that restore alerts' `for` state from `ALERTS_FOR_STATE`
+    /// through the query endpoints in stateless mode (--remote-write.config), in whole
+    /// seconds. The stateful ruler restores from its own TSDB, and rule queries are instant
+    /// queries that carry no step, so there it changes nothing.
     #[arg(long = "query.default-step", default_value = "1s", value_parser = duration)]
     pub query_default_step: Duration,
     /// How long one rule query may take.
@@ -143,6 +143,21 @@ pub struct RuleArgs {
     /// TLS and authentication of the listeners.
     #[command(flatten)]
     pub security: crate::tls::ServerSecurityArgs,
+    /// Remote-write configuration (the `remote_write:` section of a Prometheus configuration)
+    /// naming where recorded series and alert series are sent. Turns on stateless mode: the
+    /// ruler keeps no TSDB and serves no StoreAPI; samples go through a WAL under --data-dir
+    /// and are retried while an endpoint is down. An empty configuration is ignored;
+    /// `$(NAME)` is replaced by the environment variable NAME.
+    #[arg(long = "remote-write.config", value_name = "YAML")]
+    pub remote_write_config: Option<String>,
+    /// As --remote-write.config, from a file.
+    #[arg(long = "remote-write.config-file", value_name = "FILE")]
+    pub remote_write_config_file: Option<PathBuf>,
+    /// Label name left out when the `ALERTS_FOR_STATE` series read back in stateless mode are
+    /// matched to alerts (repeatable): labels the receiver or querier adds, such as a tenant
+    /// or replica label, and the ruler's own --label names.
+    #[arg(long = "restore-ignored-label", value_name = "NAME")]
+    pub restore_ignored_labels: Vec<String>,
 }
 
 impl RuleArgs {
@@ -236,17 +251,7 @@ impl Backend for RulerBackend {
     }
 
     fn send(&self, alerts: Vec<(String, Alert)>) {
-        let out = alerts
-            .into_iter()
-            .map(|(expr, a)| notifier::Alert {
-                labels: a.labels.with_external(&self.external),
-                annotations: a.annotations,
-                starts_at_ms: a.fired_at_ms.unwrap_or(a.active_at_ms),
-                ends_at_ms: Some(a.resolved_at_ms.unwrap_or(a.valid_until_ms)),
-                generator_url: generator_url(&self.external_url, &expr),
-            })
-            .collect();
-        self.sender.send(out);
+        send_alerts(&self.sender, &self.external, &self.external_url, alerts);
     }
 
     fn last_for_state(&self, labels: &Labels, t_ms: i64, lookback_ms: i64) -> Option<(i64, f64)> {
@@ -269,6 +274,27 @@ impl Backend for RulerBackend {
             .filter(|(_, v)| !gauntlet_engine::chunk::is_stale_nan(*v))
             .max_by_key(|(t, _)| *t)
     }
+}
+
+/// Hands `alerts` (each with the expression that raised it) to `sender`, with the
+/// `external` labels and links back to `external_url`.
+pub fn send_alerts(
+    sender: &Sender,
+    external: &Labels,
+    external_url: &str,
+    alerts: Vec<(String, Alert)>,
+) {
+    let out = alerts
+        .into_iter()
+        .map(|(expr, a)| notifier::Alert {
+            labels: a.labels.with_external(external),
+            annotations: a.annotations,
+            starts_at_ms: a.fired_at_ms.unwrap_or(a.active_at_ms),
+            ends_at_ms: Some(a.resolved_at_ms.unwrap_or(a.valid_until_ms)),
+            generator_url: generator_url(external_url, &expr),
+        })
+        .collect();
+    sender.send(out);
 }
 
 /// A rule's sample as a remote-write series.
@@ -375,6 +401,13 @@ pub async fn serve(
         args.query_config.as_deref(),
         args.query_config_file.as_deref(),
     )?;
+    // A remote-write configuration makes the ruler stateless, as in Thanos Rule.
+    if let Some(remote) = super::remote_write::config::remote_write_endpoints(
+        args.remote_write_config.as_deref(),
+        args.remote_write_config_file.as_deref(),
+    )? {
+        return super::stateless::serve(args, endpoints, remote, budget, shutdown).await;
+    }
     let rargs = args.receive_args()?;
     let bucket = rargs.bucket_config()?;
     let receiver = Arc::new(Receiver::start(&rargs, bucket, budget).await?);

@@ -197,6 +197,147 @@ impl HttpQuerier {
     }
 }
 
+/// A range query's series: labels and `(ms, value)` points.
+pub type RangeSeries = Vec<(Labels, Vec<(i64, f64)>)>;
+
+impl HttpQuerier {
+    /// A range query (`/api/v1/query_range`) from `start_ms` to `end_ms` every `step_s`
+    /// seconds, as Thanos's stateless ruler asks its query endpoints for `ALERTS_FOR_STATE`:
+    /// deduplicated, no partial answers, the endpoints tried in turn until one answers.
+    pub fn range_query(
+        &self,
+        expr: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_s: i64,
+    ) -> Result<RangeSeries, String> {
+        let urls: Vec<(&Endpoints, String)> = self
+            .groups
+            .iter()
+            .flat_map(|g| {
+                let now = g.resolved.read().unwrap_or_else(|p| p.into_inner()).clone();
+                now.into_iter().map(move |u| (g, u))
+            })
+            .collect();
+        if urls.is_empty() {
+            return Err("no query endpoint resolved".into());
+        }
+        let form = range_query_form(expr, start_ms, end_ms, step_s);
+        let start = self.next.fetch_add(1, Relaxed);
+        let mut failures = Vec::new();
+        for i in 0..urls.len() {
+            let (g, base) = &urls[(start + i) % urls.len()];
+            match self.runtime.block_on(self.range_on(g, base, &form)) {
+                Ok(answer) => return answer,
+                Err(e) => {
+                    tracing::warn!(error = %e, "query endpoint failed; trying the next");
+                    failures.push(e);
+                }
+            }
+        }
+        Err(format!(
+            "no query endpoint answered: {}",
+            failures.join("; ")
+        ))
+    }
+
+    /// One range query on one endpoint: `Ok(Err)` is an answer refusing it, `Err` an
+    /// endpoint that did not answer.
+    async fn range_on(
+        &self,
+        g: &Endpoints,
+        base: &str,
+        form: &str,
+    ) -> Result<Result<RangeSeries, String>, String> {
+        let mut req = g
+            .client
+            .post(format!("{base}/api/v1/query_range"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(form.to_string());
+        match &g.config.auth {
+            None => {}
+            Some(Auth::Basic { username, password }) => {
+                let password = password
+                    .read()
+                    .map_err(|e| format!("{base}: basic_auth.password_file: {e}"))?;
+                req = req.basic_auth(username, Some(password));
+            }
+            Some(Auth::Bearer(token)) => {
+                let token = token
+                    .read()
+                    .map_err(|e| format!("{base}: bearer_token_file: {e}"))?;
+                req = req.bearer_auth(token);
+            }
+        }
+        let resp = req.send().await.map_err(|e| format!("{base}: {e}"))?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| format!("{base}: {e}"))?;
+        let json: Value = serde_json::from_slice(&body)
+            .map_err(|e| format!("{base}: {status}: reading the answer: {e}"))?;
+        if json["status"] != "success" {
+            let msg = json["error"].as_str().unwrap_or("query failed").to_string();
+            if status.is_server_error() {
+                return Err(format!("{base}: {status}: {msg}"));
+            }
+            return Ok(Err(msg));
+        }
+        Ok(parse_matrix(&json["data"]))
+    }
+}
+
+/// The form of a range query as Thanos's ruler sends it to restore alerts: whole-second
+/// step, `dedup`, no partial response.
+fn range_query_form(expr: &str, start_ms: i64, end_ms: i64, step_s: i64) -> String {
+    let secs = |t: i64| format!("{}.{:03}", t.div_euclid(1000), t.rem_euclid(1000));
+    let (start, end, step) = (secs(start_ms), secs(end_ms), step_s.to_string());
+    let form = [
+        ("query", expr),
+        ("start", start.as_str()),
+        ("end", end.as_str()),
+        ("step", step.as_str()),
+        ("dedup", "true"),
+        ("partial_response", "false"),
+    ];
+    form.iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The series of a range query answer's `data` (a matrix).
+fn parse_matrix(data: &Value) -> Result<RangeSeries, String> {
+    if data["resultType"].as_str() != Some("matrix") {
+        return Err("range query result is not a matrix".into());
+    }
+    let Some(result) = data["result"].as_array() else {
+        return Ok(Vec::new());
+    };
+    result
+        .iter()
+        .map(|s| {
+            let labels = s["metric"]
+                .as_object()
+                .map(|m| {
+                    Labels::from_pairs(
+                        m.iter()
+                            .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_default())),
+                    )
+                })
+                .unwrap_or_default();
+            let points = s["values"]
+                .as_array()
+                .map(|ps| ps.iter().map(parse_point).collect::<Result<Vec<_>, _>>())
+                .unwrap_or_else(|| Ok(Vec::new()))?;
+            Ok((labels, points))
+        })
+        .collect()
+}
+
 impl Endpoints {
     /// The addresses the discovery files list now; a file that cannot be read keeps what it
     /// listed last, one that is gone lists nothing.
@@ -390,7 +531,7 @@ fn parse_point(p: &Value) -> Result<(i64, f64), String> {
 #[cfg(test)]
 mod tests {
     use super::super::query_config::{parse_addresses, parse_query_config};
-    use super::{base_url, instant_query_form, parse_result};
+    use super::{base_url, instant_query_form, parse_matrix, parse_result, range_query_form};
     use serde_json::json;
 
     #[test]
@@ -453,5 +594,22 @@ mod tests {
         assert_eq!(pairs.len(), 7, "{form}");
         let t = instant_query_form("up", -1, true);
         assert!(t.contains("partial_response=true"), "{t}");
+    }
+
+    #[test]
+    fn range_queries_carry_a_whole_second_step_and_read_matrices() {
+        let f = range_query_form("ALERTS_FOR_STATE{a=\"b\"}", 1_000_500, 4_600_500, 1);
+        assert!(f.contains("start=1000%2E500"), "{f}");
+        assert!(f.contains("end=4600%2E500"), "{f}");
+        assert!(f.contains("step=1&"), "{f}");
+        assert!(f.contains("dedup=true"), "{f}");
+        let m = parse_matrix(&json!({"resultType": "matrix", "result": [
+            {"metric": {"__name__": "ALERTS_FOR_STATE", "alertname": "A"},
+             "values": [[1000.5, "1700000000"], [1001.5, "1700000000"]]},
+        ]}))
+        .unwrap();
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].1, [(1_000_500, 1.7e9), (1_001_500, 1.7e9)]);
+        assert!(parse_matrix(&json!({"resultType": "vector", "result": []})).is_err());
     }
 }

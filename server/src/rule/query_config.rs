@@ -344,7 +344,7 @@ fn check_sd_path(name: &str) -> Result<(), String> {
 
 /// `$(NAME)` replaced by the environment variable `NAME` (letters, digits, `_`), as Thanos
 /// substitutes its configuration flags.
-fn expand_env(what: &'static str, text: &str) -> Result<String, QueryConfigError> {
+pub(super) fn expand_env(what: &'static str, text: &str) -> Result<String, QueryConfigError> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find("$(") {
