@@ -43,6 +43,7 @@ mod role_budgets;
 mod rule_alerts;
 mod rule_query_config;
 mod rules_prometheus3;
+mod rules_unittest;
 mod s3;
 mod security;
 mod standalone;
