@@ -213,3 +213,159 @@ fn a_bad_file_aborts_its_suite_as_in_promtool() {
     assert_eq!(suites[1].cases[0].0, "unknown");
 }
 
+/// Alerting rules whose templates fail to parse, most on line 2 or 3 of a multi-line text.
+const BAD_TEMPLATES: &str = r#"groups:
+  - name: g
+    rules:
+      - alert: HighLatency
+        expr: vector(1)
+        annotations:
+          summary: "line one
+            {{ foo }}"
+          description: |
+            first line
+            second {{ .Labels.x }}
+            third {{ if }}
+      - alert: Other
+        expr: vector(1)
+        labels:
+          sev: "{{ range .Labels }}"
+        annotations:
+          a: |
+            x
+            y
+            {{ printf "%d" | bogus }}
+          b: |
+            x
+            y {{ $nope }}
+          c: |
+            {{ if true }}
+            {{ else }}
+            a
+            {{ else }}
+            {{ end }}
+          d: |
+            x
+            {{ end }}
+          e: |
+            x
+            {{ humanize 1 2 ( }}
+          f: |
+            one
+            {{ template "x" }}
+            {{ define "x" }}{{ baz }}{{ end }}
+"#;
+
+/// Alerting rules whose templates fail when they run, on line 1, 2 or 3.
+const FAILING_TEMPLATES: &str = r#"groups:
+  - name: g
+    rules:
+      - alert: A
+        expr: vector(1)
+        annotations:
+          first: |
+            line one
+            v={{ query "nothing" | first | value }}
+          second: |
+            a
+            b
+            {{ "x" | humanizeDuration }}
+          third: "{{ humanize \"abc\" }}"
+          fourth: |
+            x {{ $value }}
+              {{ printf "%s" (query "nothing" | first | label "foo") }}
+          fifth: |
+            {{ template "nope" }}
+          sixth: |
+            {{ $labels.alertname }}
+            {{ humanize }}
+"#;
+
+const FAILING_TEMPLATES_TEST: &str = "rule_files: [rules.yml]
+tests:
+  - name: templates
+    input_series: []
+    alert_rule_test:
+      - eval_time: 0
+        alertname: A
+        exp_alerts: []
+";
+
+/// Lines of `out`, sorted: promtool reports a rule's annotations in Go's map order.
+fn sorted_lines(out: &[u8]) -> Vec<String> {
+    let mut v: Vec<String> = String::from_utf8_lossy(out)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn template_parse_errors_name_their_line_as_promtool_check_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("bad.yml"), BAD_TEMPLATES).unwrap();
+    let check = |mut cmd: Command| {
+        let out = cmd.current_dir(tmp.path()).arg("bad.yml").output().unwrap();
+        (
+            out.status.code(),
+            sorted_lines(&out.stdout),
+            sorted_lines(&out.stderr),
+        )
+    };
+    let mut promtool = Command::new(prometheus3().with_file_name("promtool"));
+    promtool.args(["check", "rules"]);
+    let mut ours = gauntlet();
+    ours.args(["tools", "rules", "check"]);
+    let want = check(promtool);
+    let got = check(ours);
+    assert_eq!(got, want, "gauntlet (left), promtool (right)");
+    assert_eq!(want.0, Some(1));
+    // Every template error names a line, and some a line past the first.
+    let errors: Vec<&String> = want
+        .2
+        .iter()
+        .filter(|l| l.contains("template: __alert_"))
+        .collect();
+    assert_eq!(errors.len(), 9, "{errors:#?}");
+    assert!(
+        errors
+            .iter()
+            .any(|l| l.contains("__alert_HighLatency:3: missing value for if"))
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|l| l.contains("__alert_Other:3: function \"bogus\" not defined"))
+    );
+}
+
+#[test]
+fn template_execution_errors_name_their_place_as_promtool_test_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("rules.yml"), FAILING_TEMPLATES).unwrap();
+    std::fs::write(tmp.path().join("t.yml"), FAILING_TEMPLATES_TEST).unwrap();
+    let run = |mut cmd: Command| {
+        let out = cmd.current_dir(tmp.path()).arg("t.yml").output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let mut promtool = Command::new(prometheus3().with_file_name("promtool"));
+    promtool.args(["test", "rules"]);
+    let mut ours = gauntlet();
+    ours.args(["tools", "rules", "test"]);
+    let want = run(promtool);
+    let got = run(ours);
+    assert_eq!(want.0, Some(1));
+    assert_eq!(got, want, "gauntlet (left), promtool (right)");
+    assert!(
+        want.1
+            .contains(r#"__alert_A:2:23: executing \"__alert_A\" at <first>"#)
+    );
+    assert!(
+        want.1
+            .contains(r#"__alert_A:3:9: executing \"__alert_A\" at <humanizeDuration>"#)
+    );
+}
