@@ -41,6 +41,7 @@ mod receive_histogram_head;
 mod receive_histogram_ring;
 mod role_budgets;
 mod rule_alerts;
+mod rule_histograms;
 mod rule_query_config;
 mod rules_prometheus3;
 mod rules_unittest;

@@ -11,4 +11,5 @@ pub mod manager;
 pub mod notifier;
 pub mod query;
 pub mod query_config;
+pub mod query_histogram;
 pub mod service;
