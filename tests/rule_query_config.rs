@@ -343,3 +343,172 @@ fn a_bad_query_config_stops_the_ruler_at_start_naming_the_field() {
         assert!(err.contains(want), "{extra:?}: {err}");
     }
 }
+
+/// One request a [`Recorder`] passed on: its method and its path with the query string.
+#[derive(Debug, Clone)]
+struct Request {
+    method: String,
+    target: String,
+    body: String,
+}
+
+/// A loopback HTTP proxy in front of a querier that records each request's method, target
+/// and body, and passes it on as it came (GET with its query string, POST with its form).
+struct Recorder {
+    port: u16,
+    seen: Arc<Mutex<Vec<Request>>>,
+}
+
+impl Recorder {
+    fn start(query_port: u16) -> Recorder {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let log = log.clone();
+                std::thread::spawn(move || record_one(conn, query_port, &log));
+            }
+        });
+        Recorder { port, seen }
+    }
+
+    fn seen(&self) -> Vec<Request> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn record_one(conn: TcpStream, query_port: u16, log: &Mutex<Vec<Request>>) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut words = line.split_whitespace();
+    let method = words.next().unwrap_or("").to_string();
+    let target = words.next().unwrap_or("").to_string();
+    let mut length = 0usize;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = h.split_once(':')
+            && name.trim().eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let body = String::from_utf8_lossy(&body).into_owned();
+    log.lock().unwrap().push(Request {
+        method: method.clone(),
+        target: target.clone(),
+        body: body.clone(),
+    });
+    let answer = if method == "GET" {
+        http_get(query_port, &target)
+    } else {
+        http_post_form(query_port, &target, &body)
+    };
+    let (status, answer) = answer.unwrap_or((502, b"querier down".to_vec()));
+    let mut conn = conn;
+    let _ = write!(
+        conn,
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        answer.len()
+    );
+    let _ = conn.write_all(&answer);
+}
+
+#[test]
+fn query_sd_files_name_the_querier_and_get_is_used_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_rx, query) = counter_behind_query(tmp.path());
+    let (first, second) = (
+        Recorder::start(query.http_port),
+        Recorder::start(query.http_port),
+    );
+    // A YAML discovery file, named by a glob: the ruler is given no --query at all.
+    let sd = tmp.path().join("queriers-a.yml");
+    std::fs::write(&sd, format!("- targets: ['127.0.0.1:{}']\n", first.port)).unwrap();
+    let pattern = tmp.path().join("queriers-*.yml");
+    let rules = tmp.path().join("rules.yml");
+    std::fs::write(&rules, SUBQUERY_RULES).unwrap();
+    let data = format!("--data-dir={}", tmp.path().join("rule").display());
+    let ruler = GauntletServer::start(
+        &[
+            "rule",
+            &data,
+            &format!("--rule-file={}", rules.display()),
+            &format!("--query.sd-files={}", pattern.display()),
+            "--query.sd-interval=1s",
+            "--query.http-method=GET",
+        ],
+        "/-/ready",
+    );
+    let reader = GauntletServer::start(
+        &[
+            "query",
+            &format!("--endpoint=127.0.0.1:{}", ruler.grpc_port),
+        ],
+        "/-/ready",
+    );
+    let max = wait_for(60, "the recorded series", || {
+        one_value(reader.http_port, "qcfg:rate:max{job=\"j\"}")
+    });
+    let max: f64 = max.parse().unwrap();
+    assert!((max - 10.0).abs() < 1e-9, "max rate {max}");
+    let seen = first.seen();
+    assert!(!seen.is_empty());
+    for r in &seen {
+        assert_eq!(r.method, "GET", "{r:?}");
+        let (path, query) = r.target.split_once('?').unwrap_or((&r.target, ""));
+        assert_eq!(path, "/api/v1/query", "{r:?}");
+        assert!(r.body.is_empty(), "{r:?}");
+        assert_eq!(form_value(query, "dedup"), Some("true"), "{r:?}");
+        assert!(form_value(query, "query").is_some(), "{r:?}");
+        assert!(form_value(query, "time").is_some(), "{r:?}");
+    }
+
+    // The file now names the second querier: within a few --query.sd-interval the ruler
+    // queries it and no longer the first.
+    std::fs::write(&sd, format!("- targets: ['127.0.0.1:{}']\n", second.port)).unwrap();
+    wait_for(30, "queries through the second querier", || {
+        (!second.seen().is_empty()).then_some(())
+    });
+    let after = first.seen().len();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        first.seen().len() <= after + 2,
+        "the first querier is still queried after the file changed"
+    );
+    assert!(second.seen().iter().all(|r| r.method == "GET"));
+    let health = json(ruler.http_port, "/api/v1/rules");
+    for r in health["data"]["groups"][0]["rules"].as_array().unwrap() {
+        assert_eq!(r["health"], "ok", "{r}");
+    }
+}
+
+#[test]
+fn a_bad_http_method_or_sd_files_beside_a_config_stop_the_ruler() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = format!("--data-dir={}", tmp.path().join("rule").display());
+    let err = refused(&[&data, "--query=127.0.0.1:1", "--query.http-method=PUT"]);
+    assert!(err.contains("want GET or POST"), "{err}");
+    let err = refused(&[
+        &data,
+        "--query.sd-files=/nonexistent/*.json",
+        "--query.config=- static_configs: [q:1]",
+    ]);
+    assert!(
+        err.contains("--query.sd-files and --query.config cannot be given together"),
+        "{err}"
+    );
+}

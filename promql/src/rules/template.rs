@@ -23,9 +23,11 @@
 //!   Go prints for a `time.Time` and a `time.Duration` (`(x | toTime).Format "2006"` fails).
 //! - gtmpl iterates a map in no fixed order (Go: sorted keys) and prints a map or a list in
 //!   Rust's debug notation (Go: `map[k:v]`, `[a b]`).
-//! - gtmpl's errors carry no line and column: `error executing template t: error calling
-//!   first: …` where Prometheus writes `error executing template t: template: t:1:21:
-//!   executing "t" at <first>: error calling first: …`. Parse errors are gtmpl's words.
+//! - gtmpl's errors carry no usable line and column, so they are found again in the text
+//!   ([`location`]): a parse error gets the line Go's parser names (and Go's words where gtmpl's
+//!   differ), an execution error the place and text of the failing command or field chain
+//!   (`template: t:1:21: executing "t" at <first>: error calling first: …`), the first one
+//!   naming the failing function or field when several do.
 //! - gtmpl's functions are plain function pointers, so the expansion's time, external URL and
 //!   querier reach them through a thread-local set for the expansion; with a querier the
 //!   template runs on a scoped thread that asks the caller's thread for each query.
@@ -48,6 +50,7 @@ use gtmpl_value::FuncError;
 use crate::functions::instant::civil_from_days;
 
 mod funcs;
+mod location;
 
 pub(crate) use funcs::go_duration_string;
 mod go_fmt;
@@ -211,7 +214,7 @@ fn expand_value(
             "template is {text_len} bytes long, more than the {MAX_TEXT_BYTES} allowed"
         )));
     }
-    check_structure(name, full).map_err(parse_err)?;
+    check_structure(name, full).map_err(|e| parse_err(location::parse_error(name, full, &e)))?;
     let user_text = full
         .get(full.len().saturating_sub(text_len)..)
         .unwrap_or(full);
@@ -278,7 +281,7 @@ fn run_unguarded(name: &str, full: &str, dot: Value) -> Result<String, TemplateE
     tmpl.add_funcs(FUNCS);
     tmpl.parse(full).map_err(|e| TemplateError::Parse {
         name: name.to_string(),
-        message: parse_message(name, e),
+        message: location::parse_error(name, full, &e.to_string()),
     })?;
     let mut out = BoundedOutput::default();
     let exec_err = |message: String| TemplateError::Execute {
@@ -286,21 +289,39 @@ fn run_unguarded(name: &str, full: &str, dot: Value) -> Result<String, TemplateE
         message,
     };
     tmpl.execute(&mut out, &Context::from(dot))
-        .map_err(|e| exec_err(exec_message(e)))?;
+        .map_err(|e| exec_err(located(name, full, exec_message(e))))?;
     String::from_utf8(out.0).map_err(|e| exec_err(e.to_string()))
 }
 
-/// gtmpl's parse error as `template: NAME: what`: its line numbers count from a different
-/// place than Go's (and the prelude shifts them), so they are left out.
-fn parse_message(name: &str, e: gtmpl::error::ParseError) -> String {
-    let text = e.to_string();
-    let prefix = format!("template: {name}:");
-    match text.strip_prefix(&prefix) {
-        Some(rest) => {
-            let what = rest.trim_start_matches(|c: char| c.is_ascii_digit());
-            format!("{prefix} {}", what.trim_start_matches(':').trim_start())
+/// An execution error `message` as Go's `text/template` words it, with the place and text of
+/// the failing node (`template: NAME:2:23: executing "NAME" at <first>: …`) where it can be
+/// found in `full` (see [`location`]); else the message alone.
+fn located(name: &str, full: &str, message: String) -> String {
+    // gtmpl's words for a missing template; Go quotes the name.
+    let message = match message
+        .strip_prefix("template ")
+        .and_then(|r| r.strip_suffix(" not defined"))
+    {
+        Some(called) if !called.starts_with('"') => {
+            let go = format!("template {} not defined", quoted(called));
+            return match location::locate(full, &message) {
+                Some((pos, node)) => format!(
+                    "template: {}: executing {} at <{node}>: {go}",
+                    location::position(name, full, pos),
+                    quoted(name)
+                ),
+                None => go,
+            };
         }
-        None => text,
+        _ => message,
+    };
+    match location::locate(full, &message) {
+        Some((pos, node)) => format!(
+            "template: {}: executing {} at <{node}>: {message}",
+            location::position(name, full, pos),
+            quoted(name)
+        ),
+        None => message,
     }
 }
 

@@ -17,6 +17,8 @@ use crate::parser::format_duration_ms;
 use crate::promqltest::{histogram_is, notation_labels, notation_series};
 use crate::{Engine, InstantSample};
 
+pub mod junit;
+
 /// Makes the template expander for one test group: its external labels and URL, and the
 /// querier its `query` function reads.
 pub trait TemplatesFactory {
@@ -29,21 +31,61 @@ pub trait TemplatesFactory {
     ) -> Box<dyn AlertTemplates + 'q>;
 }
 
-/// Runs the unit-test file at `path`; the problems found, each worded as promtool words
-/// them (empty: the file passed).
+/// What running one unit-test file found, laid out as promtool's JUnit report is: an error
+/// that stopped the file before its groups ran, or each group that ran with its failures.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FileReport {
+    /// The error that stopped the file (unreadable, bad YAML, a repeated group in
+    /// `group_eval_order`): promtool's aborted suite.
+    pub aborted: Option<String>,
+    /// Whether the file got as far as its test groups (promtool stamps the suite's time then).
+    pub started: bool,
+    /// The test groups run, in file order.
+    pub groups: Vec<GroupReport>,
+}
+
+/// One test group that ran.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct GroupReport {
+    /// Its name, `unnamed#N` (N its index in the file) when it has none.
+    pub name: String,
+    /// Its failures, each worded as promtool words it; empty when it passed.
+    pub errors: Vec<String>,
+}
+
+impl FileReport {
+    fn aborted(e: String) -> Self {
+        FileReport {
+            aborted: Some(e),
+            ..FileReport::default()
+        }
+    }
+
+    /// Every problem found, in the order promtool prints them (empty: the file passed).
+    pub fn errors(&self) -> Vec<String> {
+        match &self.aborted {
+            Some(e) => vec![e.clone()],
+            None => self.groups.iter().flat_map(|g| g.errors.clone()).collect(),
+        }
+    }
+}
+
+/// Runs the unit-test file at `path`: every test group whose name (as written, empty when
+/// it has none) `selected` accepts, as `promtool test rules --run` picks them.
 pub fn run_file(
     path: &Path,
     engine: &Engine,
     templates: &dyn TemplatesFactory,
     check_template: Option<&TemplateCheck>,
-) -> Vec<String> {
+    selected: &dyn Fn(&str) -> bool,
+) -> FileReport {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) => return vec![format!("open {}: {e}", path.display())],
+        Err(e) => return FileReport::aborted(format!("open {}: {e}", path.display())),
     };
     let spec = match parse_spec(&text) {
         Ok(s) => s,
-        Err(e) => return vec![e],
+        Err(e) => return FileReport::aborted(e),
     };
     let base = path.parent().unwrap_or(Path::new("."));
     let mut rule_files = Vec::new();
@@ -55,17 +97,24 @@ pub fn run_file(
         };
         match glob::glob(&full.to_string_lossy()) {
             Ok(paths) => rule_files.extend(paths.flatten()),
-            Err(e) => return vec![e.to_string()],
+            Err(e) => return FileReport::aborted(e.to_string()),
         }
     }
+    let mut report = FileReport {
+        started: true,
+        ..FileReport::default()
+    };
     let mut order = HashMap::new();
     for (i, g) in spec.group_eval_order.iter().enumerate() {
         if order.insert(g.as_str(), i).is_some() {
-            return vec![format!("group name repeated in evaluation order: {g}")];
+            report.aborted = Some(format!("group name repeated in evaluation order: {g}"));
+            return report;
         }
     }
-    let mut errs = Vec::new();
     for (i, t) in spec.tests.iter().enumerate() {
+        if !selected(&t.name) {
+            continue;
+        }
         let name = if t.name.is_empty() {
             format!("unnamed#{i}")
         } else {
@@ -80,9 +129,10 @@ pub fn run_file(
             rule_files: &rule_files,
             fuzzy: spec.fuzzy_compare,
         };
-        errs.extend(run_group(&ctx, t, &name));
+        let errors = run_group(&ctx, t, &name);
+        report.groups.push(GroupReport { name, errors });
     }
-    errs
+    report
 }
 
 /// What every test group of a file shares.

@@ -23,7 +23,7 @@ use gauntlet_proto::thanos;
 use super::alertmanager_config::AlertmanagerArgs;
 use super::manager::{Backend, Manager, ManagerOptions};
 use super::notifier::{self, Sender};
-use super::query::{HttpQuerier, StrategyQuerier};
+use super::query::{HttpQuerier, QueryMethod, StrategyQuerier};
 use super::query_config::query_endpoints;
 use crate::query::cmd::duration;
 use crate::receive::{ReceiveArgs, Receiver};
@@ -106,6 +106,17 @@ pub struct RuleArgs {
     /// files read again.
     #[arg(long = "query.sd-dns-interval", default_value = "30s", value_parser = duration)]
     pub query_sd_dns_interval: Duration,
+    /// Files listing more query API addresses (repeatable; glob patterns), Prometheus's file
+    /// SD format (JSON or YAML `targets`); one group of plain-HTTP endpoints beside --query.
+    #[arg(long = "query.sd-files", value_name = "PATH")]
+    pub query_sd_files: Vec<String>,
+    /// How often the --query.sd-files are read again (also every --query.sd-dns-interval,
+    /// whichever is shorter).
+    #[arg(long = "query.sd-interval", default_value = "5m", value_parser = duration)]
+    pub query_sd_interval: Duration,
+    /// HTTP method of rule queries: `GET` (the query in the URL) or `POST` (in a form body).
+    #[arg(long = "query.http-method", default_value = "POST", value_parser = QueryMethod::parse)]
+    pub query_http_method: QueryMethod,
     /// Step of the range queries that restore alerts' `for` state from `ALERTS_FOR_STATE`
     /// through the query endpoints in stateless mode (--remote-write.config), in whole
     /// seconds. The stateful ruler restores from its own TSDB, and rule queries are instant
@@ -398,6 +409,7 @@ pub async fn serve(
     // Checked before anything starts: a bad query configuration stops the ruler at once.
     let endpoints = query_endpoints(
         &args.query,
+        &args.query_sd_files,
         args.query_config.as_deref(),
         args.query_config_file.as_deref(),
     )?;
@@ -418,11 +430,16 @@ pub async fn serve(
     let server_metrics = crate::metrics::register_common(&mut registry, receiver.budget().clone());
     receiver.register_metrics(&mut registry);
     let runtime = tokio::runtime::Handle::current();
-    let querier = HttpQuerier::new(endpoints, args.query_timeout, runtime.clone())
-        .map_err(anyhow::Error::msg)?;
+    let querier = HttpQuerier::new(
+        endpoints,
+        args.query_timeout,
+        args.query_http_method,
+        runtime.clone(),
+    )
+    .map_err(anyhow::Error::msg)?;
     // Discovery files and DNS names are read before the first rules run.
     querier.refresh().await;
-    querier.spawn_refresh(args.query_sd_dns_interval);
+    querier.spawn_refresh(args.query_sd_dns_interval.min(args.query_sd_interval));
     let mut opts = args.eval.manager_options(&args.rule_files, &args.labels);
     opts.thanos_api = true;
     let (manager, sender) = start_manager(

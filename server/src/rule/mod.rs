@@ -13,6 +13,7 @@ pub mod manager;
 pub mod notifier;
 pub mod query;
 pub mod query_config;
+pub mod query_histogram;
 pub mod remote_write;
 pub mod service;
 pub mod stateless;

@@ -2,7 +2,9 @@
 //! Thanos or Gauntlet querier, or Prometheus) of `--query` or `--query.config[-file]`, each
 //! group of endpoints with its own client (TLS, credentials, proxy, path prefix), round robin
 //! over all of them, the next endpoint tried when one fails to answer; `dns+`/`dnssrv+`
-//! addresses looked up and `file_sd_configs` files read again every `--query.sd-dns-interval`.
+//! addresses looked up and `file_sd_configs` and `--query.sd-files` files read again every
+//! `--query.sd-dns-interval` (or `--query.sd-interval`, if shorter). Queries are POSTed forms,
+//! or GETs with `--query.http-method GET`.
 //!
 //! A query carries what Thanos Rule's carries: the expression, the evaluation time, `dedup`,
 //! `partial_response` and the `explain`/`analyze`/`engine` defaults, and no step: a subquery
@@ -21,6 +23,7 @@ use serde_json::Value;
 
 use super::alertmanager_config::Auth;
 use super::query_config::QueryEndpointGroup;
+use super::query_histogram::parse_histogram;
 use crate::query::dns::{self, Dns};
 
 /// One group of query endpoints, its client and the base URLs it resolves to now.
@@ -34,10 +37,31 @@ struct Endpoints {
     sd_last: Mutex<HashMap<PathBuf, Vec<String>>>,
 }
 
+/// The HTTP method of rule queries (`--query.http-method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryMethod {
+    /// The query's parameters in the URL.
+    Get,
+    /// The query's parameters in a form body (Thanos's default: long expressions fit).
+    Post,
+}
+
+impl QueryMethod {
+    /// `GET` or `POST`, spelled as Thanos accepts them.
+    pub fn parse(s: &str) -> Result<QueryMethod, String> {
+        match s {
+            "GET" => Ok(QueryMethod::Get),
+            "POST" => Ok(QueryMethod::Post),
+            other => Err(format!("{other:?}: want GET or POST")),
+        }
+    }
+}
+
 /// Queries the configured query endpoints.
 #[derive(Debug)]
 pub struct HttpQuerier {
     groups: Vec<Endpoints>,
+    method: QueryMethod,
     next: AtomicUsize,
     runtime: tokio::runtime::Handle,
     dns: OnceLock<Result<Dns, String>>,
@@ -45,11 +69,12 @@ pub struct HttpQuerier {
 
 impl HttpQuerier {
     /// A querier over `groups` (see [`super::query_config::query_endpoints`]), each request
-    /// bounded by `timeout`; requests are made on `runtime`. Addresses that need no lookup
-    /// are usable at once; [`HttpQuerier::refresh`] finds the others.
+    /// sent with `method` and bounded by `timeout`; requests are made on `runtime`. Addresses
+    /// that need no lookup are usable at once; [`HttpQuerier::refresh`] finds the others.
     pub fn new(
         groups: Vec<QueryEndpointGroup>,
         timeout: Duration,
+        method: QueryMethod,
         runtime: tokio::runtime::Handle,
     ) -> Result<Arc<HttpQuerier>, String> {
         if groups.is_empty() {
@@ -85,6 +110,7 @@ impl HttpQuerier {
         }
         Ok(Arc::new(HttpQuerier {
             groups: out,
+            method,
             next: AtomicUsize::new(0),
             runtime,
             dns: OnceLock::new(),
@@ -150,11 +176,15 @@ impl HttpQuerier {
         t_ms: i64,
         partial_response: bool,
     ) -> Result<Result<Vec<InstantSample>, String>, String> {
-        let mut req = g
-            .client
-            .post(format!("{base}/api/v1/query"))
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(instant_query_form(expr, t_ms, partial_response));
+        let form = instant_query_form(expr, t_ms, partial_response);
+        let mut req = match self.method {
+            QueryMethod::Get => g.client.get(format!("{base}/api/v1/query?{form}")),
+            QueryMethod::Post => g
+                .client
+                .post(format!("{base}/api/v1/query"))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(form),
+        };
         match &g.config.auth {
             None => {}
             Some(Auth::Basic { username, password }) => {
@@ -470,8 +500,8 @@ fn base_url(g: &QueryEndpointGroup, addr: &str) -> String {
     format!("{}://{host}{}", g.scheme(), g.path_prefix)
 }
 
-/// The samples of a query answer's `data`: a vector, or a scalar as one sample without
-/// labels.
+/// The samples of a query answer's `data`: a vector (its native histograms read back as
+/// histograms), or a scalar as one sample without labels.
 fn parse_result(data: &Value) -> Result<Vec<InstantSample>, String> {
     match data["resultType"].as_str() {
         Some("vector") => data["result"]
@@ -502,9 +532,15 @@ fn parse_sample(s: &Value) -> Result<InstantSample, String> {
         })
         .unwrap_or_default();
     if !s["histogram"].is_null() {
-        return Err(format!(
-            "{labels}: native histogram results of --query endpoints are not read by the ruler yet"
-        ));
+        let p = &s["histogram"];
+        let t = p[0].as_f64().ok_or("a sample without a time")?;
+        let h = parse_histogram(&p[1]).map_err(|e| format!("{labels}: {e}"))?;
+        return Ok(InstantSample {
+            labels,
+            t_ms: (t * 1000.0).round() as i64,
+            v: 0.0,
+            h: Some(Box::new(h)),
+        });
     }
     let (t_ms, v) = parse_point(&s["value"])?;
     Ok(InstantSample {
@@ -531,7 +567,9 @@ fn parse_point(p: &Value) -> Result<(i64, f64), String> {
 #[cfg(test)]
 mod tests {
     use super::super::query_config::{parse_addresses, parse_query_config};
-    use super::{base_url, instant_query_form, parse_matrix, parse_result, range_query_form};
+    use super::{
+        QueryMethod, base_url, instant_query_form, parse_matrix, parse_result, range_query_form,
+    };
     use serde_json::json;
 
     #[test]
@@ -545,9 +583,35 @@ mod tests {
         assert_eq!(v[0].labels.get("job"), Some("a"));
         assert_eq!(v[0].t_ms, 1_700_000_000_500);
         assert!(v[1].v.is_nan());
+        let h = parse_result(&json!({"resultType": "vector", "result": [
+            {"metric": {"le": "x"}, "histogram": [1700000000.5, {"count": "3", "sum": "2.5",
+                "buckets": [[0, "1", "2", "1"], [0, "2", "4", "2"]]}]},
+        ]}))
+        .unwrap();
+        let hist = h[0].h.as_ref().expect("a histogram sample");
+        assert_eq!(
+            (h[0].t_ms, hist.count, hist.sum),
+            (1_700_000_000_500, 3.0, 2.5)
+        );
+        assert_eq!(
+            (hist.schema, hist.positive_buckets.as_slice()),
+            (0, &[1.0, 2.0][..])
+        );
         let s = parse_result(&json!({"resultType": "scalar", "result": [10, "+Inf"]})).unwrap();
         assert_eq!((s[0].t_ms, s[0].v), (10_000, f64::INFINITY));
         assert!(parse_result(&json!({"resultType": "matrix", "result": []})).is_err());
+    }
+
+    #[test]
+    fn the_method_is_spelled_as_thanos_spells_it() {
+        assert_eq!(QueryMethod::parse("GET"), Ok(QueryMethod::Get));
+        assert_eq!(QueryMethod::parse("POST"), Ok(QueryMethod::Post));
+        assert!(QueryMethod::parse("get").is_err());
+        assert!(
+            QueryMethod::parse("PUT")
+                .unwrap_err()
+                .contains("want GET or POST")
+        );
     }
 
     #[test]

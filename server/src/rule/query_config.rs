@@ -42,7 +42,9 @@ pub enum QueryConfigError {
     #[error("{0} and {1} cannot be given together; use one")]
     Exclusive(&'static str, &'static str),
     /// Neither `--query` nor a configuration was given: the rules would have nothing to query.
-    #[error("no query endpoint given: give --query, --query.config or --query.config-file")]
+    #[error(
+        "no query endpoint given: give --query, --query.sd-files, --query.config or --query.config-file"
+    )]
     Missing,
     /// The configuration file could not be read.
     #[error("--query.config-file {path}: {source}")]
@@ -122,11 +124,13 @@ impl QueryEndpointGroup {
     }
 }
 
-/// The endpoint groups the flags give: `addrs` (`--query`) or the configuration given as text
-/// (`--query.config`) or in a file (`--query.config-file`). An empty configuration counts as
-/// not given, as in Thanos.
+/// The endpoint groups the flags give: `addrs` (`--query`) and `sd_files` (`--query.sd-files`,
+/// one group of plain-HTTP endpoints whose addresses the files list), or the configuration
+/// given as text (`--query.config`) or in a file (`--query.config-file`). An empty
+/// configuration counts as not given, as in Thanos.
 pub fn query_endpoints(
     addrs: &[String],
+    sd_files: &[String],
     config: Option<&str>,
     config_file: Option<&Path>,
 ) -> Result<Vec<QueryEndpointGroup>, QueryConfigError> {
@@ -154,9 +158,31 @@ pub fn query_endpoints(
     .filter(|(_, text)| !text.is_empty());
     match yaml {
         Some((what, _)) if !addrs.is_empty() => Err(QueryConfigError::Exclusive("--query", what)),
+        Some((what, _)) if !sd_files.is_empty() => {
+            Err(QueryConfigError::Exclusive("--query.sd-files", what))
+        }
         Some((what, text)) => parse_query_config(what, &text),
-        None if addrs.is_empty() => Err(QueryConfigError::Missing),
-        None => parse_addresses(addrs),
+        None if addrs.is_empty() && sd_files.is_empty() => Err(QueryConfigError::Missing),
+        None => {
+            let mut groups = parse_addresses(addrs)?;
+            if !sd_files.is_empty() {
+                groups.push(sd_files_group(sd_files));
+            }
+            Ok(groups)
+        }
+    }
+}
+
+/// The group `--query.sd-files` makes, as Thanos makes it: plain HTTP, no prefix, its
+/// addresses what the files (glob patterns) list.
+fn sd_files_group(sd_files: &[String]) -> QueryEndpointGroup {
+    QueryEndpointGroup {
+        tls: None,
+        auth: None,
+        proxy_url: None,
+        path_prefix: String::new(),
+        static_addresses: Vec::new(),
+        sd_files: sd_files.to_vec(),
     }
 }
 
@@ -494,26 +520,39 @@ mod tests {
         let yaml = "- static_configs: [q:1]\n";
         let err = |r: Result<Vec<QueryEndpointGroup>, QueryConfigError>| r.unwrap_err().to_string();
         assert_eq!(
-            err(query_endpoints(&q, Some(yaml), None)),
+            err(query_endpoints(&q, &[], Some(yaml), None)),
             "--query and --query.config cannot be given together; use one"
         );
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("q.yml");
         std::fs::write(&f, yaml).unwrap();
-        assert!(err(query_endpoints(&[], Some(yaml), Some(&f))).contains("cannot be given"));
-        assert!(err(query_endpoints(&q, None, Some(&f))).contains("--query.config-file"));
-        assert_eq!(query_endpoints(&[], None, Some(&f)).unwrap().len(), 1);
+        assert!(err(query_endpoints(&[], &[], Some(yaml), Some(&f))).contains("cannot be given"));
+        assert!(err(query_endpoints(&q, &[], None, Some(&f))).contains("--query.config-file"));
+        assert_eq!(query_endpoints(&[], &[], None, Some(&f)).unwrap().len(), 1);
         assert!(
             err(query_endpoints(
+                &[],
                 &[],
                 None,
                 Some(&dir.path().join("none.yml"))
             ))
             .starts_with("--query.config-file ")
         );
-        assert!(err(query_endpoints(&[], None, None)).contains("no query endpoint given"));
+        assert!(err(query_endpoints(&[], &[], None, None)).contains("no query endpoint given"));
         // An empty configuration is no configuration: --query is used.
-        assert_eq!(query_endpoints(&q, Some(""), None).unwrap().len(), 1);
+        assert_eq!(query_endpoints(&q, &[], Some(""), None).unwrap().len(), 1);
+        // --query.sd-files: one more group, of plain-HTTP endpoints the files list; alone it
+        // is enough, and it excludes a configuration as --query does.
+        let sd = vec!["/etc/q/*.json".to_string()];
+        let g = query_endpoints(&q, &sd, None, None).unwrap();
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[1].sd_files, sd);
+        assert!(g[1].static_addresses.is_empty() && g[1].tls.is_none() && g[1].is_dynamic());
+        assert_eq!(query_endpoints(&[], &sd, None, None).unwrap().len(), 1);
+        assert_eq!(
+            err(query_endpoints(&[], &sd, Some(yaml), None)),
+            "--query.sd-files and --query.config cannot be given together; use one"
+        );
     }
 
     #[test]

@@ -2,13 +2,17 @@
 //! `promtool check rules` and `promtool test rules` do, with their output and exit codes.
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::Context as _;
 
 use clap::{Subcommand, ValueEnum};
 use gauntlet_promql::Engine;
 use gauntlet_promql::rules::check::{self, Report, Stream};
 use gauntlet_promql::rules::file::ParseOptions;
 use gauntlet_promql::rules::unittest;
+use regex::Regex;
 
 use gauntlet_promql::rules::expand::{PrometheusTemplates, parse_check};
 
@@ -38,6 +42,13 @@ pub enum RulesCmd {
         /// Unit-test files to run.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Run only the test groups whose name matches this regular expression (unanchored;
+        /// repeatable, the expressions joined with `|`).
+        #[arg(long = "run")]
+        run: Vec<String>,
+        /// Write the results as JUnit XML to this file.
+        #[arg(long = "junit")]
+        junit: Option<PathBuf>,
     },
 }
 
@@ -87,36 +98,57 @@ pub fn run(cmd: RulesCmd) -> anyhow::Result<()> {
                 0
             }
         }
-        RulesCmd::Test { files } => {
-            let engine = Engine::default();
-            let mut failed = false;
-            for f in &files {
-                let errs = unittest::run_file(
-                    f,
-                    &engine,
-                    &PrometheusTemplates::default(),
-                    Some(&parse_check),
-                );
-                if errs.is_empty() {
-                    println!("  SUCCESS");
-                } else {
-                    eprintln!("  FAILED:");
-                    for e in errs {
-                        eprintln!("{e}");
-                        println!();
-                    }
-                    failed = true;
-                }
-                println!();
-            }
-            i32::from(failed)
-        }
+        RulesCmd::Test { files, run, junit } => test(&files, &run, junit.as_deref())?,
     };
     if code != 0 {
         let _ = std::io::stdout().flush();
         std::process::exit(code);
     }
     Ok(())
+}
+
+/// Runs the unit-test `files` (only the groups `run` selects) and prints promtool's report;
+/// the exit code: 1 when any failed.
+fn test(files: &[PathBuf], run: &[String], junit: Option<&Path>) -> anyhow::Result<i32> {
+    let selected = if run.is_empty() {
+        None
+    } else {
+        let joined = run.join("|");
+        Some(Regex::new(&joined).with_context(|| format!("--run {joined:?}"))?)
+    };
+    let pick = |name: &str| selected.as_ref().is_none_or(|r| r.is_match(name));
+    let engine = Engine::default();
+    let mut reports = Vec::with_capacity(files.len());
+    let mut failed = false;
+    for f in files {
+        let report = unittest::run_file(
+            f,
+            &engine,
+            &PrometheusTemplates::default(),
+            Some(&parse_check),
+            &pick,
+        );
+        let errs = report.errors();
+        if errs.is_empty() {
+            println!("  SUCCESS");
+        } else {
+            eprintln!("  FAILED:");
+            for e in errs {
+                eprintln!("{e}");
+                println!();
+            }
+            failed = true;
+        }
+        println!();
+        reports.push((f.display().to_string(), report));
+    }
+    if let Some(path) = junit {
+        let stamp = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        let stamp = stamp.trim_end_matches('Z');
+        std::fs::write(path, unittest::junit::report(&reports, stamp))
+            .with_context(|| format!("write JUnit XML to {}", path.display()))?;
+    }
+    Ok(i32::from(failed))
 }
 
 fn print(report: &Report) {

@@ -193,14 +193,14 @@ fn prometheus_template_cases() {
             "{{",
             Value::Nil,
             vec![],
-            E("error parsing template test: template: test: unexpected unclosed action in command"),
+            E("error parsing template test: template: test:1: unclosed action"),
         ),
         (
             "{{ query \"missing\" | first }}",
             Value::Nil,
             vec![],
             E(
-                "error executing template test: error calling first: first() called on vector with no elements",
+                "error executing template test: template: test:1:21: executing \"test\" at <first>: error calling first: first() called on vector with no elements",
             ),
         ),
         // Go: "can't evaluate field banana in type template.queryResult".
@@ -233,7 +233,7 @@ fn prometheus_template_cases() {
             Value::Nil,
             vec![],
             E(
-                "error executing template test: error calling humanize: strconv.ParseFloat: parsing \"one\": invalid syntax",
+                "error executing template test: template: test:1:3: executing \"test\" at <humanize \"one\">: error calling humanize: strconv.ParseFloat: parsing \"one\": invalid syntax",
             ),
         ),
         (
@@ -265,7 +265,7 @@ fn prometheus_template_cases() {
             Value::Nil,
             vec![],
             E(
-                "error executing template test: error calling humanize1024: strconv.ParseFloat: parsing \"one\": invalid syntax",
+                "error executing template test: template: test:1:3: executing \"test\" at <humanize1024 \"one\">: error calling humanize1024: strconv.ParseFloat: parsing \"one\": invalid syntax",
             ),
         ),
         (
@@ -318,7 +318,7 @@ fn prometheus_template_cases() {
             Value::Nil,
             vec![],
             E(
-                "error executing template test: error calling humanizeDuration: strconv.ParseFloat: parsing \"one\": invalid syntax",
+                "error executing template test: template: test:1:3: executing \"test\" at <humanizeDuration \"one\">: error calling humanizeDuration: strconv.ParseFloat: parsing \"one\": invalid syntax",
             ),
         ),
         (
@@ -375,7 +375,7 @@ fn prometheus_template_cases() {
             Value::Nil,
             vec![],
             E(
-                "error executing template test: error calling humanizePercentage: strconv.ParseFloat: parsing \"one\": invalid syntax",
+                "error executing template test: template: test:1:11: executing \"test\" at <humanizePercentage>: error calling humanizePercentage: strconv.ParseFloat: parsing \"one\": invalid syntax",
             ),
         ),
         (
@@ -399,7 +399,7 @@ fn prometheus_template_cases() {
             ints(&[i64::MIN, i64::MAX]),
             vec![],
             E(
-                "error executing template test: error calling humanizeTimestamp: -9.223372036854776e+18 cannot be represented as a nanoseconds timestamp since it overflows int64",
+                "error executing template test: template: test:1:16: executing \"test\" at <humanizeTimestamp .>: error calling humanizeTimestamp: -9.223372036854776e+18 cannot be represented as a nanoseconds timestamp since it overflows int64",
             ),
         ),
         (
@@ -407,7 +407,7 @@ fn prometheus_template_cases() {
             uints(&[u64::MAX]),
             vec![],
             E(
-                "error executing template test: error calling humanizeTimestamp: 1.8446744073709552e+19 cannot be represented as a nanoseconds timestamp since it overflows int64",
+                "error executing template test: template: test:1:16: executing \"test\" at <humanizeTimestamp .>: error calling humanizeTimestamp: 1.8446744073709552e+19 cannot be represented as a nanoseconds timestamp since it overflows int64",
             ),
         ),
         (
@@ -685,7 +685,7 @@ fn histogram_value_prints_as_prometheus_prints_it() {
     });
     assert_eq!(
         got,
-        "<error expanding template: error executing template h: error calling humanize: can't convert *histogram.FloatHistogram to float>"
+        "<error expanding template: error executing template h: template: h:1:124: executing \"h\" at <humanize>: error calling humanize: can't convert *histogram.FloatHistogram to float>"
     );
 }
 
@@ -706,7 +706,7 @@ fn query_ranges_and_failures() {
     let failing = Fixed(Err("query timed out in expression evaluation".into()));
     assert_eq!(
         alert_text("{{ query \"up\" }}", 1.0, Some(&failing)),
-        "<error expanding template: error executing template __alert_HighLoad: error calling query: query timed out in expression evaluation>"
+        "<error expanding template: error executing template __alert_HighLoad: template: __alert_HighLoad:1:115: executing \"__alert_HighLoad\" at <query \"up\">: error calling query: query timed out in expression evaluation>"
     );
     // Without a querier a query fails rather than the process.
     assert!(alert_text("{{ query \"up\" }}", 1.0, None).starts_with("<error expanding template:"));
@@ -717,7 +717,7 @@ fn refusals_use_prometheus_wording() {
     let cases: &[(&str, &str)] = &[
         (
             "{{ nosuch 1 }}",
-            "error parsing template __alert_HighLoad: template: __alert_HighLoad: function nosuch not defined",
+            "error parsing template __alert_HighLoad: template: __alert_HighLoad:1: function \"nosuch\" not defined",
         ),
         (
             "{{ toUpper 1 }}",
@@ -725,11 +725,11 @@ fn refusals_use_prometheus_wording() {
         ),
         (
             "{{ humanize }}",
-            "error executing template __alert_HighLoad: wrong number of args for humanize: want 1 got 0",
+            "error executing template __alert_HighLoad: template: __alert_HighLoad:1:115: executing \"__alert_HighLoad\" at <humanize>: wrong number of args for humanize: want 1 got 0",
         ),
         (
             "{{ humanize true }}",
-            "error executing template __alert_HighLoad: error calling humanize: can't convert bool to float",
+            "error executing template __alert_HighLoad: template: __alert_HighLoad:1:115: executing \"__alert_HighLoad\" at <humanize true>: error calling humanize: can't convert bool to float",
         ),
         (
             "{{ first \"x\" }}",
@@ -741,19 +741,19 @@ fn refusals_use_prometheus_wording() {
         ),
         (
             "{{ parseDuration \"1x\" }}",
-            "error executing template __alert_HighLoad: error calling parseDuration: not a valid duration string: \"1x\"",
+            "error executing template __alert_HighLoad: template: __alert_HighLoad:1:115: executing \"__alert_HighLoad\" at <parseDuration \"1x\">: error calling parseDuration: not a valid duration string: \"1x\"",
         ),
         (
             "{{ toTime \"NaN\" }}",
-            "error executing template __alert_HighLoad: error calling toTime: value is NaN or Inf",
+            "error executing template __alert_HighLoad: template: __alert_HighLoad:1:115: executing \"__alert_HighLoad\" at <toTime \"NaN\">: error calling toTime: value is NaN or Inf",
         ),
         (
             "{{ gt \"a\" 1 }}",
-            "error executing template __alert_HighLoad: error calling gt: incompatible types for comparison",
+            "error executing template __alert_HighLoad: template: __alert_HighLoad:1:115: executing \"__alert_HighLoad\" at <gt \"a\" 1>: error calling gt: incompatible types for comparison",
         ),
         (
             "{{ template \"nope\" }}",
-            "error executing template __alert_HighLoad: template nope not defined",
+            "error executing template __alert_HighLoad: template: __alert_HighLoad:1:124: executing \"__alert_HighLoad\" at <{{template \"nope\"}}>: template \"nope\" not defined",
         ),
     ];
     let mut failed = Vec::new();
@@ -768,7 +768,7 @@ fn refusals_use_prometheus_wording() {
     assert!(failed.is_empty(), "{}", failed.join("\n"));
     assert_eq!(
         alert_text("{{", 1.0, None),
-        "<error expanding template: error parsing template __alert_HighLoad: template: __alert_HighLoad: unexpected unclosed action in command>"
+        "<error expanding template: error parsing template __alert_HighLoad: template: __alert_HighLoad:1: unclosed action>"
     );
 }
 

@@ -18,7 +18,9 @@ fn run(name: &str) -> Vec<String> {
         &Engine::default(),
         &PrometheusTemplates::default(),
         Some(&parse_check),
+        &|_| true,
     )
+    .errors()
 }
 
 /// Every unit-test file of `testdata/rules/expected-test.txt` passes or fails as promtool
@@ -72,6 +74,32 @@ fn unordered_pairs(text: &str) -> String {
     let mut sorted = trimmed;
     sorted.sort();
     format!("{head}operation: [{{{}}}];{tail}", sorted.join("}, {"))
+}
+
+/// `--run` picks groups by their name as written: the failing file's named groups alone, and
+/// no group at all (an empty suite, a pass) when nothing matches.
+#[test]
+fn selected_groups_only() {
+    let path = rules_dir().join("promtool/failing.yml");
+    let run = |pick: &dyn Fn(&str) -> bool| {
+        run_file(
+            &path,
+            &Engine::default(),
+            &PrometheusTemplates::default(),
+            Some(&parse_check),
+            pick,
+        )
+    };
+    let all = run(&|_| true);
+    let names: Vec<&str> = all.groups.iter().map(|g| g.name.as_str()).collect();
+    assert_eq!(names, ["Failing test", "Failing alert test"]);
+    assert!(all.groups.iter().all(|g| !g.errors.is_empty()));
+    let one = run(&|n| n.contains("alert"));
+    assert_eq!(one.groups.len(), 1);
+    assert_eq!(one.groups[0].name, "Failing alert test");
+    assert_eq!(one.errors().len(), 2);
+    let none = run(&|_| false);
+    assert!(none.started && none.groups.is_empty() && none.errors().is_empty());
 }
 
 #[test]
