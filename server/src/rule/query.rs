@@ -166,22 +166,21 @@ impl HttpQuerier {
         });
     }
 
-    /// One instant query on one endpoint: `Ok(Err)` is an answer that refuses the query
-    /// (no other endpoint is tried), `Err` an endpoint that did not answer.
-    async fn query_on(
+    /// A request for `/api/v1/{path}` on endpoint `base` with `form`, sent with the ruler's
+    /// `--query.http-method` (a GET carries the form in the URL) and the endpoint's
+    /// credentials.
+    fn request(
         &self,
         g: &Endpoints,
         base: &str,
-        expr: &str,
-        t_ms: i64,
-        partial_response: bool,
-    ) -> Result<Result<Vec<InstantSample>, String>, String> {
-        let form = instant_query_form(expr, t_ms, partial_response);
+        path: &str,
+        form: String,
+    ) -> Result<reqwest::RequestBuilder, String> {
         let mut req = match self.method {
-            QueryMethod::Get => g.client.get(format!("{base}/api/v1/query?{form}")),
+            QueryMethod::Get => g.client.get(format!("{base}/api/v1/{path}?{form}")),
             QueryMethod::Post => g
                 .client
-                .post(format!("{base}/api/v1/query"))
+                .post(format!("{base}/api/v1/{path}"))
                 .header("Content-Type", "application/x-www-form-urlencoded")
                 .body(form),
         };
@@ -200,6 +199,21 @@ impl HttpQuerier {
                 req = req.bearer_auth(token);
             }
         }
+        Ok(req)
+    }
+
+    /// One instant query on one endpoint: `Ok(Err)` is an answer that refuses the query
+    /// (no other endpoint is tried), `Err` an endpoint that did not answer.
+    async fn query_on(
+        &self,
+        g: &Endpoints,
+        base: &str,
+        expr: &str,
+        t_ms: i64,
+        partial_response: bool,
+    ) -> Result<Result<Vec<InstantSample>, String>, String> {
+        let form = instant_query_form(expr, t_ms, partial_response);
+        let req = self.request(g, base, "query", form)?;
         let resp = req.send().await.map_err(|e| format!("{base}: {e}"))?;
         let status = resp.status();
         let body = resp.bytes().await.map_err(|e| format!("{base}: {e}"))?;
@@ -279,26 +293,7 @@ impl HttpQuerier {
         base: &str,
         form: &str,
     ) -> Result<Result<RangeSeries, String>, String> {
-        let mut req = g
-            .client
-            .post(format!("{base}/api/v1/query_range"))
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(form.to_string());
-        match &g.config.auth {
-            None => {}
-            Some(Auth::Basic { username, password }) => {
-                let password = password
-                    .read()
-                    .map_err(|e| format!("{base}: basic_auth.password_file: {e}"))?;
-                req = req.basic_auth(username, Some(password));
-            }
-            Some(Auth::Bearer(token)) => {
-                let token = token
-                    .read()
-                    .map_err(|e| format!("{base}: bearer_token_file: {e}"))?;
-                req = req.bearer_auth(token);
-            }
-        }
+        let req = self.request(g, base, "query_range", form.to_string())?;
         let resp = req.send().await.map_err(|e| format!("{base}: {e}"))?;
         let status = resp.status();
         let body = resp.bytes().await.map_err(|e| format!("{base}: {e}"))?;

@@ -168,10 +168,15 @@ pub async fn serve(
     let server_metrics = crate::metrics::register_common(&mut registry, budget.clone());
     writer.register_metrics(&mut registry);
     let runtime = tokio::runtime::Handle::current();
-    let querier = HttpQuerier::new(endpoints, args.query_timeout, runtime.clone())
-        .map_err(anyhow::Error::msg)?;
+    let querier = HttpQuerier::new(
+        endpoints,
+        args.query_timeout,
+        args.query_http_method,
+        runtime.clone(),
+    )
+    .map_err(anyhow::Error::msg)?;
     querier.refresh().await;
-    querier.spawn_refresh(args.query_sd_dns_interval);
+    querier.spawn_refresh(args.query_sd_dns_interval.min(args.query_sd_interval));
     let sender = Arc::new(
         Sender::from_args(&args.eval.alertmanagers, &mut registry)
             .await
