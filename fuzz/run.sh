@@ -222,6 +222,15 @@ put(2, 0, "query=" + u.quote("sum by (job) (rate(x[5m]))", safe=""))
         '{{ printf "%.2f" $value }} {{ $externalLabels.cluster }} {{ humanizeDuration 3600 }}' \
         '{{ if gt $value 80.0 }}high{{ else }}ok{{ end }} {{ reReplaceAll "(.*):.*" "$1" $labels.instance }}'
     } | seed_lines "$dir" ;;
+  rule_inputs)
+    # A byte picking the input (0: instant answer, 1: range answer, 2: remote-write
+    # configuration), then the input: answers with floats, a scalar and native histograms
+    # (exponential and custom bounds), and configurations with most of their fields.
+    printf '\0{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"a"},"value":[1700000000.123,"1"]},{"metric":{"le":"x"},"histogram":[1700000000,{"count":"12","sum":"3.5","buckets":[[0,"-0.001","0.001","2"],[0,"1","1.4142135623730951","4"],[3,"-2","-1.4142135623730951","6"]]}]}]}}' >"$dir/seed0"
+    printf '\0{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"histogram":[1,{"count":"3","sum":"NaN","buckets":[[0,"0.1","0.25","1"],[0,"0.25","0.5","2"]]}]}]}}' >"$dir/seed1"
+    printf '\0{"status":"success","data":{"resultType":"scalar","result":[1700000000,"+Inf"]}}' >"$dir/seed2"
+    printf '\1{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"alertname":"A"},"values":[[1,"1700000000"],[2,"1700000000"]]}]}}' >"$dir/seed3"
+    printf '\2remote_write:\n- url: http://127.0.0.1:10908/api/v1/receive\n  name: r\n  remote_timeout: 5s\n  headers: {X-Scope-OrgID: t}\n  basic_auth: {username: u, password: p}\n  write_relabel_configs:\n  - source_labels: [__name__]\n    regex: x.*\n    action: drop\n  queue_config: {max_samples_per_send: 500, batch_send_deadline: 5s, min_backoff: 30ms, max_backoff: 5s, retry_on_http_429: true}\n' >"$dir/seed4" ;;
   selector_parse)
     { grep -hv '^#' "$root"/perf/queries/series.txt | sed -E 's/^series +[^ ]+ +[^ ]+ +//'
       queries | grep '[{]'; } | seed_lines "$dir" ;;

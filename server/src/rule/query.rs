@@ -335,7 +335,7 @@ fn range_query_form(expr: &str, start_ms: i64, end_ms: i64, step_s: i64) -> Stri
 }
 
 /// The series of a range query answer's `data` (a matrix).
-fn parse_matrix(data: &Value) -> Result<RangeSeries, String> {
+pub fn parse_matrix(data: &Value) -> Result<RangeSeries, String> {
     if data["resultType"].as_str() != Some("matrix") {
         return Err("range query result is not a matrix".into());
     }
@@ -497,7 +497,7 @@ fn base_url(g: &QueryEndpointGroup, addr: &str) -> String {
 
 /// The samples of a query answer's `data`: a vector (its native histograms read back as
 /// histograms), or a scalar as one sample without labels.
-fn parse_result(data: &Value) -> Result<Vec<InstantSample>, String> {
+pub fn parse_result(data: &Value) -> Result<Vec<InstantSample>, String> {
     match data["resultType"].as_str() {
         Some("vector") => data["result"]
             .as_array()
