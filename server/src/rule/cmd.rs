@@ -171,7 +171,32 @@ pub struct RuleArgs {
     pub restore_ignored_labels: Vec<String>,
 }
 
+/// A stop signal that turns true once `shutdown` resolves.
+pub(super) fn stop_on(
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::sync::watch::Receiver<bool> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    stop_rx
+}
+
 impl RuleArgs {
+    /// The HTTP and gRPC listeners, bound to `--http-address` and `--grpc-address`.
+    pub(super) async fn bind(
+        &self,
+    ) -> anyhow::Result<(tokio::net::TcpListener, tokio::net::TcpListener)> {
+        let http = tokio::net::TcpListener::bind(self.http_address)
+            .await
+            .with_context(|| format!("binding --http-address {}", self.http_address))?;
+        let grpc = tokio::net::TcpListener::bind(self.grpc_address)
+            .await
+            .with_context(|| format!("binding --grpc-address {}", self.grpc_address))?;
+        Ok((http, grpc))
+    }
+
     /// The receiver that keeps the ruler's results: one head under `--data-dir`, the
     /// ruler's labels, no tenant label.
     fn receive_args(&self) -> anyhow::Result<ReceiveArgs> {
@@ -452,21 +477,12 @@ pub async fn serve(
     )
     .await?;
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
+    let stop_rx = stop_on(shutdown);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
     spawn_sighup_reload(manager.clone(), stop_rx.clone());
-    let http_listener = tokio::net::TcpListener::bind(args.http_address)
-        .await
-        .with_context(|| format!("binding --http-address {}", args.http_address))?;
-    let grpc_listener = tokio::net::TcpListener::bind(args.grpc_address)
-        .await
-        .with_context(|| format!("binding --grpc-address {}", args.grpc_address))?;
+    let (http_listener, grpc_listener) = args.bind().await?;
     tracing::info!(
         http = %http_listener.local_addr()?,
         grpc = %grpc_listener.local_addr()?,

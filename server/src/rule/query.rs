@@ -245,16 +245,8 @@ impl HttpQuerier {
 pub type RangeSeries = Vec<(Labels, Vec<(i64, f64)>)>;
 
 impl HttpQuerier {
-    /// A range query (`/api/v1/query_range`) from `start_ms` to `end_ms` every `step_s`
-    /// seconds, as Thanos's stateless ruler asks its query endpoints for `ALERTS_FOR_STATE`:
-    /// deduplicated, no partial answers, the endpoints tried in turn until one answers.
-    pub fn range_query(
-        &self,
-        expr: &str,
-        start_ms: i64,
-        end_ms: i64,
-        step_s: i64,
-    ) -> Result<RangeSeries, String> {
+    /// Every endpoint address resolved now, with its group; an error when there is none.
+    fn resolved_urls(&self) -> Result<Vec<(&Endpoints, String)>, String> {
         let urls: Vec<(&Endpoints, String)> = self
             .groups
             .iter()
@@ -266,6 +258,20 @@ impl HttpQuerier {
         if urls.is_empty() {
             return Err("no query endpoint resolved".into());
         }
+        Ok(urls)
+    }
+
+    /// A range query (`/api/v1/query_range`) from `start_ms` to `end_ms` every `step_s`
+    /// seconds, as Thanos's stateless ruler asks its query endpoints for `ALERTS_FOR_STATE`:
+    /// deduplicated, no partial answers, the endpoints tried in turn until one answers.
+    pub fn range_query(
+        &self,
+        expr: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_s: i64,
+    ) -> Result<RangeSeries, String> {
+        let urls = self.resolved_urls()?;
         let form = range_query_form(expr, start_ms, end_ms, step_s);
         let start = self.next.fetch_add(1, Relaxed);
         let mut failures = Vec::new();
@@ -456,17 +462,7 @@ fn query_with(
     t_ms: i64,
     partial: bool,
 ) -> Result<Vec<InstantSample>, String> {
-    let urls: Vec<(&Endpoints, String)> = q
-        .groups
-        .iter()
-        .flat_map(|g| {
-            let now = g.resolved.read().unwrap_or_else(|p| p.into_inner()).clone();
-            now.into_iter().map(move |u| (g, u))
-        })
-        .collect();
-    if urls.is_empty() {
-        return Err("no query endpoint resolved".into());
-    }
+    let urls = q.resolved_urls()?;
     let start = q.next.fetch_add(1, Relaxed);
     let mut failures = Vec::new();
     for i in 0..urls.len() {

@@ -18,7 +18,7 @@ use gauntlet_promql::rules::group::RuleQuerier;
 use gauntlet_proto::thanos;
 use tonic::{Request, Response, Status};
 
-use super::cmd::{RuleArgs, send_alerts, spawn_sighup_reload};
+use super::cmd::{RuleArgs, send_alerts, spawn_sighup_reload, stop_on};
 use super::manager::{Backend, Manager};
 use super::notifier::Sender;
 use super::query::{HttpQuerier, StrategyQuerier};
@@ -200,21 +200,12 @@ pub async fn serve(
         .map_err(|e| anyhow::anyhow!("loading the rule files: {e}"))?;
     manager.register_metrics(&mut registry);
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
+    let stop_rx = stop_on(shutdown);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
     spawn_sighup_reload(manager.clone(), stop_rx.clone());
-    let http_listener = tokio::net::TcpListener::bind(args.http_address)
-        .await
-        .with_context(|| format!("binding --http-address {}", args.http_address))?;
-    let grpc_listener = tokio::net::TcpListener::bind(args.grpc_address)
-        .await
-        .with_context(|| format!("binding --grpc-address {}", args.grpc_address))?;
+    let (http_listener, grpc_listener) = args.bind().await?;
     tracing::info!(
         http = %http_listener.local_addr()?,
         grpc = %grpc_listener.local_addr()?,
