@@ -227,6 +227,10 @@ fn recorded_and_alert_series_equal_prometheus_3() {
         "/api/v1/rules",
         "/api/v1/alerts",
         "/api/v1/rules?type=alert",
+        // Rules whose labels satisfy a `match[]` selector (any one of them).
+        "/api/v1/rules?match[]=%7Bseverity%3D%22page%22%7D",
+        "/api/v1/rules?match[]=%7Bseverity%3D%22none%22%7D&match[]=%7Bseverity%3D~%22pa.*%22%7D",
+        "/api/v1/rules?match[]=%7Bseverity%3D%22none%22%7D",
     ] {
         let want = untimed(&json_of(prom.port, path));
         let got = untimed(&json_of(ours.http_port, path));

@@ -50,7 +50,8 @@ use std::time::{Duration, Instant};
 use crate::parser::{self as ast, Expr};
 
 use gauntlet_engine::budget::MemoryBudget;
-use gauntlet_engine::query::Queryable;
+use gauntlet_engine::labels::Matcher;
+use gauntlet_engine::query::{Queryable, SelectHints, Selection, Series};
 
 /// Limits and defaults of an [`Engine`].
 #[derive(Debug, Clone)]
@@ -214,6 +215,17 @@ impl Engine {
         })
     }
 
+    /// The selections an instant query of `query` at `t_ms` makes, in the order it makes
+    /// them, found by evaluating it over no series at all (cheap: nothing is read or
+    /// computed). A query that fails, or one whose evaluation over data would select more
+    /// (an `or` whose left side is empty here), gives what it gave over nothing: the list is
+    /// a hint for [`Queryable::prefetch`], not a promise.
+    pub fn instant_selections(&self, query: &str, t_ms: i64) -> Vec<Selection> {
+        let seen = SelectionLog::default();
+        let _ = self.instant_query(&seen, query, t_ms);
+        seen.into_inner()
+    }
+
     /// Evaluates `query` at every step from `start_ms` to `end_ms` (inclusive, ms), `step_ms`
     /// apart; the answer is a matrix sorted by labels (or a scalar/string promoted to one).
     pub fn range_query(
@@ -364,6 +376,32 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
+    fn a_querys_selections_are_found_by_evaluating_it_over_nothing() {
+        let engine = Engine::default();
+        let t = 1_700_000_000_000;
+        let q = r#"sum by (job) (rate(a{job="x"}[5m])) / on() group_left count(b offset 1m)"#;
+        let sels = engine.instant_selections(q, t);
+        assert_eq!(sels.len(), 2, "{sels:?}");
+        let names: Vec<String> = sels
+            .iter()
+            .map(|s| {
+                s.matchers
+                    .iter()
+                    .map(|m| m.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect();
+        assert!(names[0].contains("__name__=\"a\"") && names[0].contains("job=\"x\""));
+        assert!(names[1].contains("__name__=\"b\""), "{names:?}");
+        assert_eq!(sels[0].maxt, t);
+        assert!((299_999..=300_000).contains(&(sels[0].maxt - sels[0].mint)));
+        assert_eq!(sels[1].maxt, t - 60_000);
+        // A query that does not parse selects nothing.
+        assert!(engine.instant_selections("sum(", t).is_empty());
+    }
+
+    #[test]
     fn parsed_queries_come_back_the_same_from_the_cache() {
         let engine = Engine::default();
         for q in [
@@ -394,5 +432,61 @@ mod tests {
         assert!(!Arc::ptr_eq(&a, &alone.parse_cached(q, 4).unwrap()));
         assert_eq!(cache.lock().order.len(), 1);
         assert_eq!(alone.cache.lock().order.len(), 1);
+    }
+}
+
+/// A source with no series that notes every selection asked of it
+/// ([`Engine::instant_selections`]).
+#[derive(Default)]
+struct SelectionLog {
+    seen: std::sync::Mutex<Vec<Selection>>,
+}
+
+impl SelectionLog {
+    fn note(&self, matchers: &[Matcher], mint: i64, maxt: i64) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Selection {
+                matchers: matchers.to_vec(),
+                mint,
+                maxt,
+            });
+    }
+
+    fn into_inner(self) -> Vec<Selection> {
+        self.seen.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Queryable for SelectionLog {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        _hints: &SelectHints,
+    ) -> gauntlet_engine::Result<Vec<Series>> {
+        self.note(matchers, mint, maxt);
+        Ok(Vec::new())
+    }
+
+    fn label_names(
+        &self,
+        _matchers: &[Matcher],
+        _mint: i64,
+        _maxt: i64,
+    ) -> gauntlet_engine::Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    fn label_values(
+        &self,
+        _name: &str,
+        _matchers: &[Matcher],
+        _mint: i64,
+        _maxt: i64,
+    ) -> gauntlet_engine::Result<Vec<String>> {
+        Ok(Vec::new())
     }
 }

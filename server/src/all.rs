@@ -39,7 +39,7 @@ use crate::receive::{ReceiveArgs, Receiver};
 use gauntlet_engine::head::HeadRead;
 use gauntlet_engine::labels::Matcher;
 use gauntlet_engine::query::{
-    Queryable, Resumed, SelectHints, Series, SeriesStream, merge_series, merge_streams,
+    Queryable, Resumed, SelectHints, Selection, Series, SeriesStream, merge_series, merge_streams,
 };
 
 /// Flags of `gauntlet all`.
@@ -458,6 +458,7 @@ impl Source for AllSource {
             store: self.store.view(opts)?,
             tenants: self.tenants.clone(),
             reads: self.reads.clone(),
+            prefetched: receive_store::Prefetched::default(),
         }))
     }
 }
@@ -466,6 +467,8 @@ struct AllView {
     store: Arc<dyn ReadView>,
     tenants: Arc<Tenants>,
     reads: Arc<MemoryBudget>,
+    /// The heads' parts of selections announced ahead ([`Queryable::prefetch`]).
+    prefetched: receive_store::Prefetched,
 }
 
 impl Queryable for AllView {
@@ -502,6 +505,7 @@ impl Queryable for AllView {
             HeadRead::Samples,
             &hints.cancel,
             &self.reads,
+            &self.prefetched,
         )?;
         // Without received series the bucket's own stream serves, with the hints as given;
         // with them the two are merged a batch at a time, by whole label sets.
@@ -516,6 +520,13 @@ impl Queryable for AllView {
             mint,
             maxt,
         ))
+    }
+
+    /// The heads' parts are opened now, each head's in one visit to its cores; the bucket's
+    /// are read when asked for.
+    fn prefetch(&self, selections: &[Selection]) {
+        self.prefetched
+            .open(&self.tenants, selections, HeadRead::Samples, &self.reads);
     }
 
     fn label_names(

@@ -16,7 +16,10 @@ use crate::budget::{MemoryBudget, Reservation};
 use crate::chunk::{HistogramBatch, SampleBatch};
 use crate::error::Result;
 use crate::labels::{Labels, Matcher};
-use crate::query::{BATCH_SERIES, Cancel, SeriesChunk, SeriesData, SeriesStream, StreamSeries};
+use crate::query::{
+    BATCH_SERIES, Cancel, Selection, SeriesChunk, SeriesData, SeriesStream, StreamSeries,
+};
+use crate::shard::Canceled;
 use crate::shard::back_lane;
 use crate::store::encode_batch;
 
@@ -155,67 +158,116 @@ impl Head {
         read: HeadRead,
         budget: &Arc<MemoryBudget>,
     ) -> Result<HeadStream> {
+        let one = Selection {
+            matchers: matchers.to_vec(),
+            mint,
+            maxt,
+        };
+        let mut streams = self.stream_many_in(vec![one], read, budget)?;
+        streams.pop().ok_or_else(|| canceled(Canceled))
+    }
+
+    /// A stream for each of `selections`, in their order, opened in one visit to each core:
+    /// what [`Self::stream_in`] does for one, for a caller that knows its next selections (a
+    /// ruler's group). A visit costs thread hand-offs that take longer than reading a
+    /// rule's few series.
+    pub fn stream_many_in(
+        &self,
+        selections: Vec<Selection>,
+        read: HeadRead,
+        budget: &Arc<MemoryBudget>,
+    ) -> Result<Vec<HeadStream>> {
         let slot = self.slot;
-        let ms = Arc::new(matchers.to_vec());
-        let reservation = budget.empty("head selection");
+        let sels = Arc::new(selections);
         let calls: Vec<_> = (0..self.rt.cores())
             .map(|core| {
-                let ms = ms.clone();
+                let sels = sels.clone();
                 self.rt.cores.call(core, move |c| async move {
-                    let picked = c.state().with(slot, |s| s.matching_refs(&ms, mint, maxt));
-                    if picked.len() > FETCH_SERIES {
-                        // Sorting thousands of series takes milliseconds: small selections
-                        // queued behind this one go first.
-                        back_lane().await;
-                        return CoreRun {
-                            picked: c.state().with(slot, |s| s.sort_by_labels(picked)),
-                            next: 0,
-                            buf: VecDeque::new(),
-                        };
+                    let mut runs = Vec::with_capacity(sels.len());
+                    for sel in sels.iter() {
+                        runs.push(core_run(&c, slot, sel, read).await);
                     }
-                    // A selection that fits one read is read in the same visit to the core:
-                    // a rule's or a dashboard's few series cost one hand-off, not two.
-                    c.state().with(slot, |s| {
-                        let picked = s.sort_by_labels(picked);
-                        CoreRun {
-                            buf: s.read(&picked, mint, maxt, read).into(),
-                            next: picked.len(),
-                            picked,
-                        }
-                    })
+                    runs
                 })
             })
             .collect();
-        let cores = futures::executor::block_on(join_all(calls))
+        let mut per_core = futures::executor::block_on(join_all(calls))
             .into_iter()
-            .map(|r| r.map_err(canceled))
+            .map(|r| r.map(Vec::into_iter).map_err(canceled))
             .collect::<Result<Vec<_>>>()?;
-        let mut stream = HeadStream {
-            rt: self.rt.clone(),
-            slot,
-            mint,
-            maxt,
-            read,
-            cores,
-            buffered: 0,
-            handed: 0,
-            reservation,
-            cancel: Cancel::never(),
-        };
-        stream.buffered = stream
-            .cores
-            .iter()
-            .flat_map(|c| c.buf.iter())
-            .map(ReadSeries::bytes)
-            .sum();
-        stream
-            .reservation
-            .cover(stream.ids_bytes() + stream.buffered)?;
-        Ok(stream)
+        let mut out = Vec::with_capacity(sels.len());
+        for sel in sels.iter() {
+            let cores = per_core
+                .iter_mut()
+                .map(|runs| runs.next().ok_or_else(|| canceled(Canceled)))
+                .collect::<Result<Vec<_>>>()?;
+            let mut stream = HeadStream {
+                rt: self.rt.clone(),
+                slot,
+                mint: sel.mint,
+                maxt: sel.maxt,
+                read,
+                cores,
+                buffered: 0,
+                handed: 0,
+                reservation: budget.empty("head selection"),
+                cancel: Cancel::never(),
+            };
+            stream.buffered = stream
+                .cores
+                .iter()
+                .flat_map(|c| c.buf.iter())
+                .map(ReadSeries::bytes)
+                .sum();
+            stream
+                .reservation
+                .cover(stream.ids_bytes() + stream.buffered)?;
+            out.push(stream);
+        }
+        Ok(out)
     }
 }
 
+/// One core's part of selection `sel`: its matching series in label order, read at once when
+/// they fit one read.
+async fn core_run(
+    c: &crate::shard::Core<super::HeadCore>,
+    slot: usize,
+    sel: &Selection,
+    read: HeadRead,
+) -> CoreRun {
+    let (mint, maxt) = (sel.mint, sel.maxt);
+    let picked = c
+        .state()
+        .with(slot, |s| s.matching_refs(&sel.matchers, mint, maxt));
+    if picked.len() > FETCH_SERIES {
+        // Sorting thousands of series takes milliseconds: small selections queued behind this
+        // one go first.
+        back_lane().await;
+        return CoreRun {
+            picked: c.state().with(slot, |s| s.sort_by_labels(picked)),
+            next: 0,
+            buf: VecDeque::new(),
+        };
+    }
+    // A selection that fits one read is read in the same visit to the core: a rule's or a
+    // dashboard's few series cost one hand-off, not two.
+    c.state().with(slot, |s| {
+        let picked = s.sort_by_labels(picked);
+        CoreRun {
+            buf: s.read(&picked, mint, maxt, read).into(),
+            next: picked.len(),
+            picked,
+        }
+    })
+}
+
 impl HeadStream {
+    /// How much of each series it hands over.
+    pub fn read(&self) -> HeadRead {
+        self.read
+    }
+
     /// Ends the stream with the query whose token `cancel` is: reads not yet made are not
     /// made, and [`SeriesStream::next_batch`] answers the interruption.
     pub fn cancel_with(mut self, cancel: Cancel) -> Self {

@@ -708,6 +708,64 @@ fn a_stream_hands_out_what_a_select_does_a_batch_at_a_time() {
 }
 
 #[test]
+fn many_selections_opened_in_one_visit_hand_out_what_each_opened_alone_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (head, _) = Head::open(runtime(3), dir.path(), opts()).unwrap();
+    let n = 2 * FETCH_SERIES + 11;
+    let ts: Vec<i64> = (0..20).map(|i| 1_000_000 + i * 15_000).collect();
+    block_on(head.append(batches(&head, n, &ts))).unwrap();
+    let re = |v: &str| Matcher::new(crate::labels::MatchType::Regexp, "i", v).unwrap();
+    let sel = |matchers: Vec<Matcher>, mint: i64, maxt: i64| crate::query::Selection {
+        matchers,
+        mint,
+        maxt,
+    };
+    // Small ones read in the visit, a big one (more than a read per core) read later, one
+    // matching nothing, and the same one twice.
+    let sels = vec![
+        sel(
+            vec![eq("__name__", "m"), eq("i", "0003")],
+            1_000_000,
+            1_100_000,
+        ),
+        sel(vec![eq("__name__", "m")], 1_000_000, 1_100_000),
+        sel(
+            vec![eq("__name__", "m"), re("00[1-2].")],
+            1_200_000,
+            1_285_000,
+        ),
+        sel(vec![eq("__name__", "none")], 0, i64::MAX),
+        sel(
+            vec![eq("__name__", "m"), eq("i", "0003")],
+            1_000_000,
+            1_100_000,
+        ),
+    ];
+    let budget = Arc::new(crate::budget::MemoryBudget::new(64 << 20));
+    let many = head
+        .stream_many_in(sels.clone(), HeadRead::Samples, &budget)
+        .unwrap();
+    assert!(
+        budget.reserved() > 0,
+        "what they read is held until handed out"
+    );
+    assert_eq!(many.len(), sels.len());
+    for (s, stream) in sels.iter().zip(many) {
+        let alone = drain(
+            head.stream(&s.matchers, s.mint, s.maxt, HeadRead::Samples)
+                .unwrap(),
+        );
+        let got = drain(stream);
+        assert_eq!(got.len(), alone.len(), "{s:?}");
+        for (a, b) in got.iter().zip(&alone) {
+            assert_eq!(a.labels, b.labels);
+            assert_eq!(format!("{:?}", a.data), format!("{:?}", b.data), "{s:?}");
+        }
+    }
+    assert_eq!(budget.reserved(), 0, "every stream gave back what it held");
+}
+
+#[test]
 fn a_stream_in_another_budget_holds_its_reads_there() {
     let dir = tempfile::tempdir().unwrap();
     let (head, _) = Head::open(runtime(2), dir.path(), opts()).unwrap();

@@ -104,6 +104,17 @@ impl Grouping {
     }
 }
 
+/// One selection as a caller will ask for it: matchers and time range (ms, inclusive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    /// Series matching every one are selected.
+    pub matchers: Vec<Matcher>,
+    /// Start of the range.
+    pub mint: i64,
+    /// End of the range.
+    pub maxt: i64,
+}
+
 /// A source of series. Implementations are synchronous: callers on an async runtime run them
 /// on a blocking thread.
 pub trait Queryable: Send + Sync {
@@ -131,6 +142,15 @@ pub trait Queryable: Send + Sync {
         Ok(Box::new(VecStream::new(
             self.select(matchers, mint, maxt, hints)?,
         )))
+    }
+
+    /// Says that `selections` will each be asked for once, soon, by
+    /// [`Queryable::select_stream`] (a ruler's group about to evaluate its rules): a source
+    /// whose reads each cost a trip to other threads may make them all in one trip now and
+    /// hand the answers out when asked. A selection asked for and not announced, or announced
+    /// and never asked for, is still right. The default does nothing.
+    fn prefetch(&self, selections: &[Selection]) {
+        let _ = selections;
     }
 
     /// Label names, sorted and distinct, of the series matching `matchers` (all series when

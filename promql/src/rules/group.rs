@@ -16,6 +16,14 @@ use crate::InstantSample;
 pub trait RuleQuerier {
     /// The expression's value at `t_ms` (ms).
     fn query(&self, expr: &str, t_ms: i64) -> Result<Vec<InstantSample>, String>;
+
+    /// Says that `exprs` are queried next, in this order, each at `t_ms`, and that none of
+    /// them reads what the others' results add: a querier may read all they select at once.
+    /// What it read for the expressions announced before is no longer to be used (results
+    /// have been recorded since). The default does nothing.
+    fn prepare(&self, exprs: &[&str], t_ms: i64) {
+        let _ = (exprs, t_ms);
+    }
 }
 
 /// How a rule fared at its last evaluation.
@@ -181,6 +189,23 @@ impl Reads {
 }
 
 impl RuleState {
+    /// The metric names of the series it records: its own name (or the one its labels set),
+    /// or an alerting rule's `ALERTS` and `ALERTS_FOR_STATE`.
+    fn writes(&self) -> Vec<String> {
+        match &self.kind {
+            RuleKind::Recording(r) => {
+                let mut names = vec![r.name.clone()];
+                names.extend(r.labels.get("__name__").cloned());
+                names
+            }
+            RuleKind::Alerting(a) => {
+                let mut names = vec!["ALERTS".to_string(), "ALERTS_FOR_STATE".to_string()];
+                names.extend(a.labels.get("__name__").cloned());
+                names
+            }
+        }
+    }
+
     /// The rule's name.
     pub fn name(&self) -> &str {
         match &self.kind {
@@ -364,11 +389,24 @@ impl Group {
                 .map(|labels| stale_marker(labels, q_ts))
                 .collect(),
         );
-        for rule in &mut self.rules {
+        // Rules up to here were announced to the querier.
+        let mut prepared_until = 0;
+        for i in 0..self.rules.len() {
             let rule_began = Instant::now();
-            if rule.reads.any_of(&unrecorded.names) {
+            if self.rules[i].reads.any_of(&unrecorded.names) {
                 unrecorded.hand_to(record);
             }
+            if i >= prepared_until {
+                // A run of one has nothing to gain; it is announced empty, which ends what the
+                // querier read for the run before.
+                prepared_until = self.independent_run(i, &unrecorded.names);
+                let exprs: Vec<&str> = match &self.rules[i..prepared_until] {
+                    [_] => Vec::new(),
+                    run => run.iter().map(RuleState::expr).collect(),
+                };
+                querier.prepare(&exprs, q_ts);
+            }
+            let rule = &mut self.rules[i];
             let res = querier.query(rule.expr(), q_ts);
             let result = res.and_then(|res| match &mut rule.kind {
                 RuleKind::Recording(r) => r.eval(res, self.limit),
@@ -407,6 +445,20 @@ impl Group {
         self.last_eval_ms = ts_ms;
         self.eval_duration = began.elapsed();
         alerts
+    }
+
+    /// The end of the run of rules from `from` on whose expressions read nothing that the
+    /// run's earlier rules write, nor what is `unrecorded`: what they read is in the head
+    /// before the first of them is evaluated, so it can be read at once.
+    fn independent_run(&self, from: usize, unrecorded: &HashSet<String>) -> usize {
+        let mut written = unrecorded.clone();
+        for (i, r) in self.rules.iter().enumerate().skip(from) {
+            if i > from && r.reads.any_of(&written) {
+                return i;
+            }
+            written.extend(r.writes());
+        }
+        self.rules.len()
     }
 
     /// Takes over the state of `old`, the same group before a reload: each rule of the same
@@ -517,6 +569,8 @@ mod tests {
     struct Counting<'a> {
         recorded: &'a std::cell::Cell<usize>,
         seen: std::cell::RefCell<Vec<(String, usize)>>,
+        /// The runs announced by `prepare`, with how many samples had been recorded then.
+        prepared: std::cell::RefCell<Vec<(Vec<String>, usize)>>,
     }
 
     impl RuleQuerier for Counting<'_> {
@@ -530,6 +584,13 @@ mod tests {
                 v: 1.0,
                 h: None,
             }])
+        }
+
+        fn prepare(&self, exprs: &[&str], _t_ms: i64) {
+            self.prepared.borrow_mut().push((
+                exprs.iter().map(|e| e.to_string()).collect(),
+                self.recorded.get(),
+            ));
         }
     }
 
@@ -569,6 +630,7 @@ groups:
         let q = Counting {
             recorded: &recorded,
             seen: Default::default(),
+            prepared: Default::default(),
         };
         let mut calls = Vec::new();
         let mut record = |s: Vec<InstantSample>| {
@@ -582,5 +644,45 @@ groups:
         assert_eq!(seen, vec![0, 0, 2, 2, 4, 4]);
         assert_eq!(calls, vec![2, 2, 2]);
         assert!(g.rules.iter().all(|r| r.health == Health::Ok));
+        // The same runs are announced before their first rule, each after what it reads was
+        // recorded: every rule once, in order.
+        let prepared = q.prepared.borrow();
+        let runs: Vec<(usize, usize)> = prepared.iter().map(|(e, n)| (e.len(), *n)).collect();
+        assert_eq!(runs, vec![(2, 0), (2, 2), (2, 4)]);
+        let announced: Vec<String> = prepared.iter().flat_map(|(e, _)| e.clone()).collect();
+        let queried: Vec<String> = q.seen.borrow().iter().map(|(e, _)| e.clone()).collect();
+        assert_eq!(announced, queried);
+    }
+
+    #[test]
+    fn a_run_of_one_rule_is_announced_empty_and_a_rule_reading_its_own_run_starts_a_new_one() {
+        let text = r#"
+groups:
+  - name: g
+    rules:
+      - record: a:x
+        expr: x
+      - record: b:ax
+        expr: a:x * 2
+      - alert: High
+        expr: b:ax > 1
+      - record: c:alerts
+        expr: count(ALERTS)
+"#;
+        let groups = super::super::file::parse(text, Default::default()).unwrap();
+        let mut g = Group::new("f.yml", &groups[0], 15_000, 0).unwrap();
+        let recorded = std::cell::Cell::new(0);
+        let q = Counting {
+            recorded: &recorded,
+            seen: Default::default(),
+            prepared: Default::default(),
+        };
+        let mut record = |s: Vec<InstantSample>| recorded.set(recorded.get() + s.len());
+        g.eval(60_000, &q, &Plain, 0, &mut record);
+        // Each rule reads what the one before it writes: four runs of one, none worth
+        // announcing.
+        let prepared = q.prepared.borrow();
+        assert_eq!(prepared.len(), 4, "{prepared:?}");
+        assert!(prepared.iter().all(|(e, _)| e.is_empty()), "{prepared:?}");
     }
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use gauntlet_engine::labels::Matcher;
-use gauntlet_engine::query::{Queryable, SelectHints, Series, SeriesStream};
+use gauntlet_engine::query::{Queryable, SelectHints, Selection, Series, SeriesStream};
 use gauntlet_proto::thanos;
 
 use super::ReadView;
@@ -246,6 +246,17 @@ impl Queryable for TenantView {
     ) -> gauntlet_engine::Result<Box<dyn SeriesStream + 'a>> {
         self.inner
             .select_stream(&self.with(matchers), mint, maxt, hints)
+    }
+
+    fn prefetch(&self, selections: &[Selection]) {
+        let held: Vec<Selection> = selections
+            .iter()
+            .map(|s| Selection {
+                matchers: self.with(&s.matchers),
+                ..s.clone()
+            })
+            .collect();
+        self.inner.prefetch(&held);
     }
 
     fn label_names(

@@ -11,11 +11,11 @@ use gauntlet_engine::block::cut::DEFAULT_CHUNK_RANGE_MS;
 use gauntlet_engine::block::histogram_cut::cut_float_histogram_chunks;
 use gauntlet_engine::budget::MemoryBudget;
 use gauntlet_engine::chunk::{HistogramBatch, SampleBatch};
-use gauntlet_engine::head::HeadRead;
+use gauntlet_engine::head::{HeadRead, HeadStream};
 use gauntlet_engine::histogram::FloatHistogram;
 use gauntlet_engine::labels::{Labels, Matcher, external_matchers};
 use gauntlet_engine::query::{
-    Queryable, SelectHints, Series, SeriesData, SeriesStream, StreamSeries, VecStream,
+    Queryable, SelectHints, Selection, Series, SeriesData, SeriesStream, StreamSeries, VecStream,
     collect_labels, collect_stream, external_names_clash, merge_streams, with_external_labels,
     without_labels,
 };
@@ -82,6 +82,9 @@ pub fn select(
 /// tenant's local blocks and head merged, the tenants merged. Blocking. Once `cancel` ends,
 /// the heads read no more (reads already queued on their cores are skipped). What the heads'
 /// streams hold is reserved from `reads`.
+/// A head stream already opened by [`Prefetched::open`] for the same selection is taken
+/// instead of opening one.
+#[allow(clippy::too_many_arguments)]
 pub fn stream(
     tenants: &Tenants,
     matchers: &[Matcher],
@@ -90,34 +93,109 @@ pub fn stream(
     read: HeadRead,
     cancel: &gauntlet_engine::query::Cancel,
     reads: &Arc<MemoryBudget>,
+    prefetched: &Prefetched,
 ) -> gauntlet_engine::Result<Box<dyn SeriesStream + 'static>> {
     let mut parts = Vec::new();
     for (t, ms) in targets(tenants, matchers) {
-        parts.push(tenant_stream(&t, &ms, mint, maxt, read, cancel, reads)?);
+        let sel = Selection {
+            matchers: ms,
+            mint,
+            maxt,
+        };
+        let head = match prefetched.take(&t.name, &sel, read) {
+            Some(h) => h,
+            None => t.head.stream_in(&sel.matchers, mint, maxt, read, reads)?,
+        };
+        parts.push(tenant_stream(
+            &t,
+            &sel,
+            head.cancel_with(cancel.clone()),
+            read,
+        )?);
     }
     Ok(merge_streams(parts, mint, maxt))
+}
+
+/// Head streams opened ahead of their selections, per tenant, in the order they were
+/// announced ([`Queryable::prefetch`]): a ruler's group opens its rules' selections of each
+/// head in one visit to its cores, then its rules take them one by one.
+#[derive(Default)]
+pub struct Prefetched {
+    open: std::sync::Mutex<std::collections::VecDeque<(String, Selection, HeadStream)>>,
+}
+
+impl std::fmt::Debug for Prefetched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.open.lock().map_or(0, |o| o.len());
+        f.debug_struct("Prefetched").field("open", &n).finish()
+    }
+}
+
+impl Prefetched {
+    /// Opens every tenant's part of `selections`, read as `read` asks, each head's in one
+    /// visit to its cores, replacing what was opened before and not taken. A head that fails
+    /// to open them leaves its selections to be opened when asked for.
+    pub fn open(
+        &self,
+        tenants: &Tenants,
+        selections: &[Selection],
+        read: HeadRead,
+        reads: &Arc<MemoryBudget>,
+    ) {
+        let mut by_tenant: Vec<(Arc<Tenant>, Vec<Selection>)> = Vec::new();
+        for sel in selections {
+            for (t, ms) in targets(tenants, &sel.matchers) {
+                let part = Selection {
+                    matchers: ms,
+                    mint: sel.mint,
+                    maxt: sel.maxt,
+                };
+                match by_tenant.iter_mut().find(|(o, _)| Arc::ptr_eq(o, &t)) {
+                    Some((_, list)) => list.push(part),
+                    None => by_tenant.push((t, vec![part])),
+                }
+            }
+        }
+        let mut open = std::collections::VecDeque::new();
+        for (t, sels) in by_tenant {
+            match t.head.stream_many_in(sels.clone(), read, reads) {
+                Ok(streams) => open.extend(
+                    sels.into_iter()
+                        .zip(streams)
+                        .map(|(sel, h)| (t.name.clone(), sel, h)),
+                ),
+                Err(e) => {
+                    tracing::debug!(tenant = %t.name, error = %e, "selections not read ahead")
+                }
+            }
+        }
+        *self.open.lock().unwrap_or_else(|p| p.into_inner()) = open;
+    }
+
+    /// The stream opened for tenant `tenant`'s selection `sel` read as `read` asks, if one
+    /// was and is not taken.
+    fn take(&self, tenant: &str, sel: &Selection, read: HeadRead) -> Option<HeadStream> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        // Selections are asked for in the order they were announced: the match is near the
+        // front.
+        let i = open
+            .iter()
+            .position(|(t, s, h)| t == tenant && s == sel && h.read() == read)?;
+        open.remove(i).map(|(_, _, h)| h)
+    }
 }
 
 /// One tenant's part of [`stream`].
 fn tenant_stream(
     t: &Tenant,
-    matchers: &[Matcher],
-    mint: i64,
-    maxt: i64,
-    read: HeadRead,
-    cancel: &gauntlet_engine::query::Cancel,
-    reads: &Arc<MemoryBudget>,
+    sel: &Selection,
+    head: HeadStream,
+    head_read: HeadRead,
 ) -> gauntlet_engine::Result<Box<dyn SeriesStream + 'static>> {
+    let (mint, maxt) = (sel.mint, sel.maxt);
     let blocks = t.local_blocks();
     let own = merge_streams(
-        vec![
-            blocks.stream(matchers, mint, maxt)?,
-            Box::new(
-                t.head
-                    .stream_in(matchers, mint, maxt, read, reads)?
-                    .cancel_with(cancel.clone()),
-            ),
-        ],
+        vec![blocks.stream(&sel.matchers, mint, maxt)?, Box::new(head)],
         mint,
         maxt,
     );
@@ -129,7 +207,7 @@ fn tenant_stream(
     }
     // Series that carry an external label's name have it replaced, which can reorder them
     // anywhere: the selection is sorted whole, as the external labels leave it.
-    let mut all = if read == HeadRead::Labels {
+    let mut all = if head_read == HeadRead::Labels {
         collect_labels(own)?
     } else {
         collect_stream(own, mint, maxt)?
@@ -335,8 +413,17 @@ impl thanos::store_server::Store for ReceiveStore {
             };
             let sent = (|| -> Result<(), Status> {
                 let reads = tenants.budget();
-                let mut series = stream(&tenants, &matchers, mint, maxt, read, &cancel, reads)
-                    .map_err(convert::engine_status)?;
+                let mut series = stream(
+                    &tenants,
+                    &matchers,
+                    mint,
+                    maxt,
+                    read,
+                    &cancel,
+                    reads,
+                    &Prefetched::default(),
+                )
+                .map_err(convert::engine_status)?;
                 loop {
                     if cancel.check().is_err() {
                         return Ok(());

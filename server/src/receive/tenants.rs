@@ -442,21 +442,27 @@ impl Tenants {
         )
     }
 
-    /// Opens the tenant `name` in `dir`. Called with `opening` held.
-    fn open_in(&self, name: &str, dir: PathBuf) -> anyhow::Result<(Arc<Tenant>, ReplayReport)> {
-        let (head, rep) = Head::open(self.rt.clone(), &dir, self.opts.clone())?;
+    /// The external labels tenant `name` serves its series with: the receiver's `--label`s
+    /// plus the tenant label.
+    pub fn external_labels(&self, name: &str) -> Labels {
         let mut ext: Vec<Label> = self.labels.iter().cloned().collect();
         if !self.tenant_label.is_empty() {
             ext.retain(|l| l.name != self.tenant_label.as_str());
             ext.push(Label::new(self.tenant_label.as_str(), name));
         }
         ext.sort();
+        Labels::from_sorted(ext)
+    }
+
+    /// Opens the tenant `name` in `dir`. Called with `opening` held.
+    fn open_in(&self, name: &str, dir: PathBuf) -> anyhow::Result<(Arc<Tenant>, ReplayReport)> {
+        let (head, rep) = Head::open(self.rt.clone(), &dir, self.opts.clone())?;
         let shipped = super::ship::read_shipper_file(&dir);
         let t = Arc::new(Tenant {
             name: name.to_string(),
             head: Arc::new(head),
             blocks: RwLock::new(Arc::new(LocalBlocks::open(&dir)?)),
-            external: Labels::from_sorted(ext),
+            external: self.external_labels(name),
             shipped: Mutex::new(shipped),
             series_limited_requests: AtomicU64::new(0),
             source: self.source,

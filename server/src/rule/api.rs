@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 
 use super::groups::{self, RuleSelection, go_number};
 use super::manager::Manager;
-use crate::http::params::Form;
+use crate::http::params::{Form, parse_match_sets};
 
 /// The routes, over `manager`.
 pub fn router(manager: Arc<Manager>) -> Router {
@@ -77,12 +77,37 @@ async fn rules(State(m): State<Arc<Manager>>, RawQuery(q): RawQuery, body: Bytes
     }
 }
 
+/// A rule's labels as its file gives them (its group's included).
+fn configured_labels(r: &RuleState) -> Labels {
+    let labels = match &r.kind {
+        RuleKind::Recording(x) => &x.labels,
+        RuleKind::Alerting(x) => &x.labels,
+    };
+    Labels::from_pairs(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
 /// `/api/v1/rules`'s `data` for the request `form` (`type`, `rule_name[]`, `rule_group[]` or
-/// `group_name[]`, `file[]`, `exclude_alerts`); `Err` is a bad parameter's message. A Thanos
-/// ruler's answer is its `thanos.Rules` groups ([`groups`]); a Prometheus one lists groups in
-/// file order, without strategies and without the groups a filter empties.
+/// `group_name[]`, `file[]`, `match[]`, `exclude_alerts`); `Err` is a bad parameter's
+/// message. A Thanos ruler's answer is its `thanos.Rules` groups ([`groups`]); a Prometheus
+/// one lists groups in file order, without strategies and without the groups a filter
+/// empties.
 pub fn rules_data(m: &Manager, form: &Form) -> Result<Value, String> {
     let selection = RuleSelection::from_form(form)?;
+    let sets = parse_match_sets(
+        &form.all("match[]"),
+        false,
+        &gauntlet_engine::budget::MemoryBudget::unlimited(),
+    )
+    .map_err(|e| e.message)?;
+    // Prometheus keeps a rule whose labels (as configured, templates unexpanded) satisfy any
+    // one of the selectors; a label it lacks is empty.
+    let wanted = |labels: &Labels| {
+        sets.is_empty()
+            || sets.iter().any(|set| {
+                set.iter()
+                    .all(|m| m.matches(labels.get(&m.name).unwrap_or("")))
+            })
+    };
     let exclude_alerts = match form.value("exclude_alerts") {
         "" | "false" => false,
         "true" => true,
@@ -93,7 +118,13 @@ pub fn rules_data(m: &Manager, form: &Form) -> Result<Value, String> {
         }
     };
     if m.thanos_api() {
-        let groups = selection.apply(groups::manager_groups(m));
+        let mut groups = selection.apply(groups::manager_groups(m));
+        if !sets.is_empty() {
+            for g in &mut groups {
+                g.rules.retain(|r| wanted(&groups::rule_labels(r)));
+            }
+            groups.retain(|g| !g.rules.is_empty());
+        }
         return Ok(groups::groups_json(&groups, exclude_alerts));
     }
     let listed = |set: &[String], v: &str| set.is_empty() || set.iter().any(|s| s == v);
@@ -105,7 +136,7 @@ pub fn rules_data(m: &Manager, form: &Form) -> Result<Value, String> {
         }
         let mut rules = Vec::new();
         for r in &g.rules {
-            if !listed(&selection.names, r.name()) {
+            if !listed(&selection.names, r.name()) || !wanted(&configured_labels(r)) {
                 continue;
             }
             let v = match (&r.kind, selection.kind) {

@@ -235,11 +235,41 @@ pub enum Queries {
 }
 
 /// The in-process querier of `gauntlet all`.
-struct LocalQuerier<'a>(&'a crate::http::api::ApiState);
+struct LocalQuerier<'a> {
+    st: &'a crate::http::api::ApiState,
+    /// The view the last [`RuleQuerier::prepare`] opened, and its time: what the announced
+    /// rules select of the heads is read in it already.
+    prepared: std::sync::Mutex<Option<(i64, Arc<dyn crate::query::ReadView>)>>,
+}
+
+impl LocalQuerier<'_> {
+    fn new(st: &crate::http::api::ApiState) -> LocalQuerier<'_> {
+        LocalQuerier {
+            st,
+            prepared: std::sync::Mutex::new(None),
+        }
+    }
+}
 
 impl RuleQuerier for LocalQuerier<'_> {
     fn query(&self, expr: &str, t_ms: i64) -> Result<Vec<InstantSample>, String> {
-        crate::http::promql::rule_query(self.0, expr, t_ms)
+        let view = self
+            .prepared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|(t, _)| *t == t_ms)
+            .map(|(_, v)| v.clone());
+        crate::http::promql::rule_query(self.st, view, expr, t_ms)
+    }
+
+    fn prepare(&self, exprs: &[&str], t_ms: i64) {
+        let view = if exprs.is_empty() {
+            None
+        } else {
+            crate::http::promql::rule_prepare(self.st, exprs, t_ms)
+        };
+        *self.prepared.lock().unwrap_or_else(|p| p.into_inner()) = view.map(|v| (t_ms, v));
     }
 }
 
@@ -270,12 +300,13 @@ impl Backend for RulerBackend {
                 inner: q,
                 partial_response,
             }),
-            Queries::Local(st) => Box::new(LocalQuerier(st)),
+            Queries::Local(st) => Box::new(LocalQuerier::new(st)),
         }
     }
 
     fn record(&self, samples: Vec<InstantSample>) -> Result<(), String> {
-        let series = samples.into_iter().map(to_series).collect();
+        let own = self.receiver.tenants.external_labels(&self.tenant);
+        let series = samples.into_iter().map(|s| to_series(s, &own)).collect();
         let answer = self
             .runtime
             .block_on(self.receiver.append(&self.tenant, series));
@@ -292,6 +323,8 @@ impl Backend for RulerBackend {
 
     fn last_for_state(&self, labels: &Labels, t_ms: i64, lookback_ms: i64) -> Option<(i64, f64)> {
         let tenant = self.receiver.tenants.get(&self.tenant)?;
+        // The head holds the series as `record` wrote them: without the tenant's own labels.
+        let labels = &without_own(labels, &tenant.external);
         let matchers: Vec<Matcher> = labels
             .iter()
             .filter_map(|l| Matcher::new(MatchType::Equal, l.name.as_str(), l.value.as_str()).ok())
@@ -333,10 +366,29 @@ pub fn send_alerts(
     sender.send(out);
 }
 
-/// A rule's sample as a remote-write series.
-fn to_series(s: InstantSample) -> pb::TimeSeries {
-    let labels = s
-        .labels
+/// `labels` without those `own` holds with the same value. The tenant's external labels are
+/// added to every series it serves, so a result that carries them (an expression that keeps
+/// the labels of what it read) is kept without them and served the same. Series holding an
+/// external label's name would make every read of the tenant sort its whole selection.
+fn without_own(labels: &Labels, own: &Labels) -> Labels {
+    if !labels
+        .iter()
+        .any(|l| own.get(&l.name) == Some(l.value.as_str()))
+    {
+        return labels.clone();
+    }
+    Labels::from_sorted(
+        labels
+            .iter()
+            .filter(|l| own.get(&l.name) != Some(l.value.as_str()))
+            .cloned()
+            .collect(),
+    )
+}
+
+/// A rule's sample as a remote-write series, without the labels the tenant `own`s.
+fn to_series(s: InstantSample, own: &Labels) -> pb::TimeSeries {
+    let labels = without_own(&s.labels, own)
         .iter()
         .map(|l| pb::Label {
             name: l.name.to_string(),
@@ -556,4 +608,40 @@ pub fn spawn_sighup_reload(manager: Arc<Manager>, mut stop: tokio::sync::watch::
             let _ = tokio::task::spawn_blocking(move || m.reload()).await;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_are_kept_without_the_labels_the_tenant_adds_with_the_same_value() {
+        let own = Labels::from_pairs([("replica", "r0"), ("tenant_id", "default-tenant")]);
+        let kept = without_own(
+            &Labels::from_pairs([
+                ("__name__", "x:avg"),
+                ("instance", "a"),
+                ("tenant_id", "default-tenant"),
+            ]),
+            &own,
+        );
+        assert_eq!(
+            kept,
+            Labels::from_pairs([("__name__", "x:avg"), ("instance", "a")])
+        );
+        // Another value is the result's own: reads replace it, but it is not dropped here.
+        let other = Labels::from_pairs([("replica", "r1"), ("tenant_id", "team-b")]);
+        assert_eq!(without_own(&other, &own), other);
+        let s = to_series(
+            InstantSample {
+                labels: Labels::from_pairs([("__name__", "up"), ("replica", "r0")]),
+                t_ms: 1,
+                v: 2.0,
+                h: None,
+            },
+            &own,
+        );
+        assert_eq!(s.labels.len(), 1);
+        assert_eq!(s.labels[0].value, "up");
+    }
 }
