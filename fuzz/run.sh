@@ -36,6 +36,18 @@ fi
 echo "fuzz toolchain: $(rustc "${tc[@]}" --version)${RUSTC_BOOTSTRAP:+, with RUSTC_BOOTSTRAP=1}"
 fuzz() { cargo "${tc[@]}" fuzz "$@"; }
 
+# A short run (a minute or less per target, as in CI) is bound by the build: the targets are
+# then built with `--dev` (fuzz/Cargo.toml's dev profile: a little optimization, debug
+# assertions on), which builds in far less time than the release profile; longer runs are
+# worth the release profile's faster code. FUZZ_BUILD=dev|release chooses.
+build_profile=${FUZZ_BUILD:-$([ "$secs" -le 60 ] && echo dev || echo release)}
+case "$build_profile" in
+dev) profile_flag=--dev; bin_dir=target/x86_64-unknown-linux-gnu/debug ;;
+release) profile_flag=--release; bin_dir=target/x86_64-unknown-linux-gnu/release ;;
+*) echo "FUZZ_BUILD must be dev or release, not $build_profile" >&2; exit 1 ;;
+esac
+echo "fuzz build profile: $build_profile"
+
 if [ $# -gt 0 ]; then
   targets=("$@")
 else
@@ -53,8 +65,14 @@ fi
 # deleted once it has run, so the targets never need room for all binaries at once.
 min_free_kb=$(( ${FUZZ_MIN_FREE_GB:-20} * 1024 * 1024 ))
 free_kb() { mkdir -p target && df -Pk target | awk 'NR == 2 { print $4 }'; }
-bin_dir=target/x86_64-unknown-linux-gnu/release
 echo "==> ${#targets[@]} targets: ${targets[*]}"
+
+# With room for every binary at once, they are built in one cargo call, which links them two
+# at a time; the per-target builds below then find them built.
+if [ $# -eq 0 ] && [ "$(free_kb)" -gt $((min_free_kb + ${#targets[@]} * 400 * 1024)) ]; then
+  mkdir -p artifacts
+  fuzz build "$profile_flag" >artifacts/build-all.log 2>&1 || echo "note: building every target at once failed; each is built alone below"
+fi
 
 # Seeds that need Gauntlet itself: the server binary (to downsample a fixture block) and the
 # index-header seed writer, from the main workspace built with the test profile, as
@@ -250,14 +268,14 @@ for t in "${targets[@]}"; do
     cp regressions/"$t"/* "corpus/$t/"
   fi
   log=artifacts/$t.log
-  if ! fuzz build "$t" >"$log" 2>&1; then
+  if ! fuzz build "$profile_flag" "$t" >"$log" 2>&1; then
     echo "==> $t: FAILED to build; the end of $PWD/$log:"
     tail -n 60 "$log"
     failed+=("$t")
     continue
   fi
   start=$(date +%s)
-  if fuzz run "$t" -- -max_total_time="$secs" -timeout=60 -rss_limit_mb=2048 >"$log" 2>&1; then
+  if fuzz run "$profile_flag" "$t" -- -max_total_time="$secs" -timeout=60 -rss_limit_mb=2048 >"$log" 2>&1; then
     runs=$(grep -o 'Done [0-9]* runs' "$log" | tail -1 || true)
     echo "==> $t: ok, ${runs:-no run count} in $(($(date +%s) - start)) s, corpus $(ls "corpus/$t" | wc -l) inputs"
   else

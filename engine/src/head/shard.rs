@@ -696,7 +696,8 @@ impl HeadShard {
             .into_iter()
             .filter_map(|(id, r)| Some((id, self.series.get(id).filter(|s| s.r == r)?)))
             .collect();
-        held.sort_unstable_by(|a, b| a.1.labels.iter().cmp(b.1.labels.iter()));
+        // Bytes order as strings do: no UTF-8 check per comparison.
+        held.sort_unstable_by(|a, b| a.1.labels.raw_pairs().cmp(b.1.labels.raw_pairs()));
         held.into_iter().map(|(id, s)| (id, s.r)).collect()
     }
 
