@@ -170,6 +170,13 @@ mod tests {
         (format!("http://{addr}"), seen)
     }
 
+    /// The querier's client, as the binary's main makes it possible: reqwest's rustls needs
+    /// a crypto provider.
+    fn downstream(url: &str) -> Downstream {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Downstream::new(url).unwrap()
+    }
+
     fn ask() -> Ask {
         Ask {
             method: Method::GET,
@@ -183,7 +190,7 @@ mod tests {
     #[tokio::test]
     async fn a_5xx_is_tried_again_until_it_passes() {
         let (url, seen) = flaky(500, 2).await;
-        let d = Downstream::new(&url).unwrap();
+        let d = downstream(&url);
         let a = d.send(&ask(), 5).await.unwrap();
         assert_eq!(a.status, StatusCode::OK);
         assert_eq!(&a.body[..], b"ok");
@@ -194,7 +201,7 @@ mod tests {
     #[tokio::test]
     async fn the_last_5xx_is_returned_when_tries_run_out() {
         let (url, seen) = flaky(503, 10).await;
-        let d = Downstream::new(&url).unwrap();
+        let d = downstream(&url);
         let a = d.send(&ask(), 3).await.unwrap();
         assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(seen.load(Relaxed), 3);
@@ -203,7 +210,7 @@ mod tests {
     #[tokio::test]
     async fn a_4xx_is_not_tried_again() {
         let (url, seen) = flaky(400, 10).await;
-        let d = Downstream::new(&url).unwrap();
+        let d = downstream(&url);
         let a = d.send(&ask(), 5).await.unwrap();
         assert_eq!(a.status, StatusCode::BAD_REQUEST);
         assert_eq!(seen.load(Relaxed), 1);
@@ -215,7 +222,7 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         drop(l);
-        let d = Downstream::new(&format!("http://{addr}")).unwrap();
+        let d = downstream(&format!("http://{addr}"));
         assert!(d.send(&ask(), 2).await.is_err());
         assert_eq!(d.retries.load(Relaxed), 1);
     }
