@@ -169,6 +169,7 @@ fn without_a_cache_unaligned_windows_keep_their_step_grid() {
             "--query-range.split-interval=20m",
             "--query-range.align-range-with-step=false",
             "--query-range.max-query-parallelism=2",
+            "--query-frontend.compress-responses",
         ],
     );
     for query in QUERIES {
@@ -188,6 +189,39 @@ fn without_a_cache_unaligned_windows_keep_their_step_grid() {
         0.0,
         "a cache was used though none is configured"
     );
+    // --query-frontend.compress-responses: gzip for a client that takes it, the same answer.
+    let path = range(QUERIES[1], T0, T0 + 7200, "60");
+    let (head, zipped) = get_gzip(fe.http, &path);
+    assert!(
+        head.to_ascii_lowercase().contains("content-encoding: gzip"),
+        "not compressed: {head}"
+    );
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&zipped[..]), &mut text).unwrap();
+    let want: serde_json::Value = serde_json::from_slice(&q.get(&path).1).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&text).unwrap(),
+        want
+    );
+}
+
+/// A GET asking for gzip: the response's head and its body as sent.
+fn get_gzip(port: u16, path: &str) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept-Encoding: gzip\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    (
+        String::from_utf8_lossy(&buf[..end]).into_owned(),
+        buf[end + 4..].to_vec(),
+    )
 }
 
 #[test]

@@ -70,6 +70,9 @@ pub struct FrontendArgs {
         default_missing_value = "true"
     )]
     pub align_range_with_step: bool,
+    /// Thanos's spelling of --query-range.align-range-with-step=false.
+    #[arg(long = "no-query-range.align-range-with-step", hide = true)]
+    pub no_align_range_with_step: bool,
     /// Ask again for downsampled data when an answer is empty or incomplete (accepted for
     /// Thanos's command lines; not built yet: answers are the querier's as it gives them).
     #[arg(
@@ -80,6 +83,9 @@ pub struct FrontendArgs {
         default_missing_value = "true"
     )]
     pub request_downsampled: bool,
+    /// Thanos's spelling of --query-range.request-downsampled=false.
+    #[arg(long = "no-query-range.request-downsampled", hide = true)]
+    pub no_request_downsampled: bool,
     /// Split range queries at multiples of this interval and run the parts in parallel; 0
     /// does not split. Must be above 0 with a response cache.
     #[arg(long = "query-range.split-interval", default_value = "24h", value_parser = duration)]
@@ -114,6 +120,9 @@ pub struct FrontendArgs {
         default_missing_value = "true"
     )]
     pub partial_response: bool,
+    /// Thanos's spelling of --query-range.partial-response=false.
+    #[arg(long = "no-query-range.partial-response", hide = true)]
+    pub no_partial_response: bool,
     /// Response cache of range queries (Thanos's YAML: `type: IN-MEMORY` with `config:`
     /// `max_size`, `max_size_items`, `validity`). Without one nothing is cached.
     #[arg(long = "query-range.response-cache-config", value_name = "YAML")]
@@ -137,6 +146,19 @@ pub struct FrontendArgs {
     /// As --labels.response-cache-config, from a file.
     #[arg(long = "labels.response-cache-config-file", value_name = "FILE")]
     pub labels_response_cache_config_file: Option<PathBuf>,
+}
+
+impl FrontendArgs {
+    /// Whether range queries are aligned to their step (`--[no-]query-range.align-range-with-step`).
+    pub fn align(&self) -> bool {
+        self.align_range_with_step && !self.no_align_range_with_step
+    }
+
+    /// The `partial_response` of range queries that do not give it
+    /// (`--[no-]query-range.partial-response`).
+    pub fn partial_response(&self) -> bool {
+        self.partial_response && !self.no_partial_response
+    }
 }
 
 /// A duration that may be negative, ms.
@@ -272,6 +294,35 @@ mod tests {
         assert!(e.contains("not built"), "{e}");
         assert!(parse_cache_config("type: FOO\n").is_err());
         assert!(parse_cache_config("tpye: IN-MEMORY\n").is_err());
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        fe: FrontendArgs,
+    }
+
+    fn args(flags: &[&str]) -> FrontendArgs {
+        let argv = std::iter::once("query-frontend").chain(flags.iter().copied());
+        <Cli as clap::Parser>::try_parse_from(argv).unwrap().fe
+    }
+
+    #[test]
+    fn defaults_and_bool_spellings_are_thanos_s() {
+        let d = args(&[]);
+        assert!(d.align() && d.partial_response() && d.request_downsampled);
+        assert_eq!(d.split_interval, Duration::from_secs(24 * 3600));
+        assert_eq!((d.max_retries, d.max_query_parallelism), (5, 14));
+        assert_eq!(d.max_freshness, Duration::from_secs(60));
+        assert_eq!(d.downstream_url, "http://localhost:9090");
+        assert!(!args(&["--no-query-range.align-range-with-step"]).align());
+        assert!(!args(&["--query-range.align-range-with-step=false"]).align());
+        assert!(!args(&["--no-query-range.partial-response"]).partial_response());
+        let fwd = args(&[
+            "--query-frontend.forward-header=Authorization",
+            "--query-frontend.forward-header=X-Org",
+        ]);
+        assert_eq!(fwd.forward_headers, vec!["Authorization", "X-Org"]);
     }
 
     #[test]
