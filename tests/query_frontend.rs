@@ -157,6 +157,23 @@ fn split_and_cached_answers_equal_the_querier_s() {
     let path = range(QUERIES[0], T0, T0 + 7200, "60") + "&dedup=false";
     assert_same(fe.http, q.http_port, &path);
     assert_eq!(keys(&fe), before, "dedup=false went through the cache");
+    // Nor is a request with `Cache-Control: no-store`.
+    let path = range(QUERIES[2], T0, T0 + 7200, "60");
+    let (head, body) = get_with(fe.http, &path, "Cache-Control: no-store");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    let want: serde_json::Value = serde_json::from_slice(&q.get(&path).1).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+        want
+    );
+    assert_eq!(
+        keys(&fe),
+        before,
+        "Cache-Control: no-store went through the cache"
+    );
 }
 
 #[test]
@@ -191,7 +208,7 @@ fn without_a_cache_unaligned_windows_keep_their_step_grid() {
     );
     // --query-frontend.compress-responses: gzip for a client that takes it, the same answer.
     let path = range(QUERIES[1], T0, T0 + 7200, "60");
-    let (head, zipped) = get_gzip(fe.http, &path);
+    let (head, zipped) = get_with(fe.http, &path, "Accept-Encoding: gzip");
     assert!(
         head.to_ascii_lowercase().contains("content-encoding: gzip"),
         "not compressed: {head}"
@@ -205,14 +222,14 @@ fn without_a_cache_unaligned_windows_keep_their_step_grid() {
     );
 }
 
-/// A GET asking for gzip: the response's head and its body as sent.
-fn get_gzip(port: u16, path: &str) -> (String, Vec<u8>) {
+/// A GET with the header line `header`: the response's head and its body as sent.
+fn get_with(port: u16, path: &str, header: &str) -> (String, Vec<u8>) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept-Encoding: gzip\r\n\r\n"
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{header}\r\n\r\n"
     )
     .unwrap();
     let mut buf = Vec::new();
