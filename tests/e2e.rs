@@ -31,6 +31,7 @@ mod metrics_format;
 mod promql_prometheus3;
 mod querier;
 mod querier_stream;
+mod query_frontend;
 mod query_pool;
 mod query_stats;
 mod receive;

@@ -7,6 +7,7 @@ pub mod all;
 pub mod blocks;
 pub mod compact;
 pub mod compact_progress;
+pub mod frontend;
 pub mod grpc;
 pub mod http;
 pub mod logging;

@@ -2,7 +2,7 @@
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use gauntlet::logging::{self, LogFormat, LogLevel};
-use gauntlet::{all, compact, query, receive, rule, store, tools};
+use gauntlet::{all, compact, frontend, query, receive, rule, store, tools};
 use mimalloc::MiMalloc;
 
 #[global_allocator]
@@ -49,6 +49,10 @@ enum Command {
     /// Querier: evaluates PromQL over StoreAPI endpoints, deduplicating replicas, and serves
     /// Prometheus's HTTP API, the web UI and the StoreAPI, as Thanos Query does.
     Query(query::cmd::QueryArgs),
+    /// Query frontend: in front of a querier's HTTP API, splits range queries by interval,
+    /// runs the parts in parallel, caches their results and retries failures, as Thanos
+    /// Query Frontend does.
+    QueryFrontend(Box<frontend::FrontendArgs>),
     /// Receiver: takes remote write into per-tenant heads with a WAL, serves them over the
     /// StoreAPI and ships the blocks it cuts to a bucket, as Thanos Receive does.
     Receive(Box<receive::ReceiveArgs>),
@@ -92,6 +96,7 @@ fn main() -> std::process::ExitCode {
     let res = match cli.command {
         Command::All(args) => all::run(*args, budget),
         Command::Query(args) => query::cmd::run(args, budget),
+        Command::QueryFrontend(args) => frontend::run(*args, budget),
         Command::Receive(args) => receive::run(*args, budget),
         Command::Store(args) => store::run(args, budget),
         Command::Compact(args) => compact::run(*args, budget),
@@ -153,6 +158,7 @@ mod tests {
             ],
         );
         assert_names(&["query"], &["storeapi", "promql", "http api", "dedup"]);
+        assert_names(&["query-frontend"], &["split", "cache", "retr", "querier"]);
         assert_names(&["receive"], &["remote write", "wal", "storeapi", "bucket"]);
         assert_names(&["store"], &["bucket", "storeapi"]);
         assert_names(&["compact"], &["compact", "downsample", "retention"]);

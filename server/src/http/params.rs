@@ -168,6 +168,11 @@ impl Form {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every pair, in precedence order (body first, then the URL's query).
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+
     /// Every value of `key`, in order.
     pub fn all(&self, key: &str) -> Vec<&str> {
         self.pairs

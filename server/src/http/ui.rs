@@ -82,7 +82,7 @@ fn find(path: &str) -> Option<&'static File> {
 }
 
 /// Whether the request's `Accept-Encoding` takes gzip (and does not refuse it with `q=0`).
-fn takes_gzip(headers: &HeaderMap) -> bool {
+pub(crate) fn takes_gzip(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()

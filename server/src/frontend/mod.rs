@@ -1,0 +1,353 @@
+//! `gauntlet query-frontend`: `thanos query-frontend`'s counterpart, in front of any
+//! Prometheus-compatible querier (`--query-frontend.downstream-url`). Range queries are split
+//! by interval ([`split`]), their parts run in parallel and answered from a results cache
+//! where it can ([`cache`]), failing parts tried again ([`retry`]), and the parts merged
+//! ([`merge`]); everything else (instant queries, labels, series, the rest of the API) is
+//! passed through, instant queries and label and series calls tried again on a 5xx.
+
+pub mod args;
+pub mod cache;
+pub mod merge;
+mod range;
+pub mod retry;
+pub mod split;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use gauntlet_engine::budget::MemoryBudget;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
+
+pub use self::args::FrontendArgs;
+use self::args::{CacheConfig, cache_config};
+use self::cache::MemoryCache;
+use self::retry::{Ask, Downstream};
+
+/// The most bytes of a request body the frontend reads (a long query in a form).
+const MAX_BODY_BYTES: usize = 16 << 20;
+
+/// The operations counted in `thanos_query_frontend_queries_total`, as Thanos names them.
+const OPS: &[&str] = &[
+    "query",
+    "query_range",
+    "label_names",
+    "label_values",
+    "series",
+];
+
+/// The frontend's state, shared by its handlers.
+#[derive(Debug)]
+pub struct Frontend {
+    downstream: Downstream,
+    cache: Option<MemoryCache>,
+    split_interval_ms: i64,
+    max_parallelism: usize,
+    max_retries: usize,
+    instant_max_retries: usize,
+    labels_max_retries: usize,
+    max_query_length_ms: i64,
+    max_freshness_ms: i64,
+    align: bool,
+    partial_response: bool,
+    forward_headers: Vec<String>,
+    tenant_header: String,
+    default_tenant: String,
+    log_slower_than_ms: i64,
+    metrics: Metrics,
+}
+
+/// The frontend's counters.
+#[derive(Debug, Default)]
+struct Metrics {
+    /// Requests by operation, in the order of [`OPS`].
+    queries: [AtomicU64; 5],
+    /// Range-query parts sent on.
+    split_queries: AtomicU64,
+}
+
+impl Metrics {
+    fn count(&self, op: &str) {
+        if let Some(i) = OPS.iter().position(|o| *o == op) {
+            self.queries[i].fetch_add(1, Relaxed);
+        }
+    }
+}
+
+impl Frontend {
+    /// The frontend `args` configure.
+    pub fn new(args: &FrontendArgs) -> anyhow::Result<Frontend> {
+        let cache = cache_config(
+            "--query-range.response-cache-config",
+            args.response_cache_config.as_deref(),
+            args.response_cache_config_file.as_deref(),
+        )?;
+        // Checked so that a broken or unbuilt configuration stops the frontend at start.
+        let _labels_cache = cache_config(
+            "--labels.response-cache-config",
+            args.labels_response_cache_config.as_deref(),
+            args.labels_response_cache_config_file.as_deref(),
+        )?;
+        if cache.is_some() && args.split_interval.is_zero() {
+            anyhow::bail!(
+                "--query-range.split-interval must be greater than 0 when --query-range.response-cache-config is given"
+            );
+        }
+        let ms = |d: std::time::Duration| d.as_millis() as i64;
+        Ok(Frontend {
+            downstream: Downstream::new(&args.downstream_url)?,
+            cache: cache.map(
+                |CacheConfig::InMemory {
+                     max_bytes,
+                     max_items,
+                     validity,
+                 }| MemoryCache::new(max_bytes, max_items, validity),
+            ),
+            split_interval_ms: ms(args.split_interval),
+            max_parallelism: args.max_query_parallelism,
+            max_retries: args.max_retries,
+            instant_max_retries: args.instant_max_retries,
+            labels_max_retries: args.labels_max_retries,
+            max_query_length_ms: ms(args.max_query_length),
+            max_freshness_ms: ms(args.max_freshness),
+            align: args.align(),
+            partial_response: args.partial_response(),
+            forward_headers: args.forward_headers.clone(),
+            tenant_header: args.tenant_header.to_ascii_lowercase(),
+            default_tenant: args.default_tenant.clone(),
+            log_slower_than_ms: args.log_queries_longer_than_ms,
+            metrics: Metrics::default(),
+        })
+    }
+
+    /// Logs a query that took longer than `--query-frontend.log-queries-longer-than`.
+    fn log_if_slow(&self, began: Instant, query: &str, start: i64, end: i64, step: i64) {
+        let took = began.elapsed();
+        let ms = took.as_millis() as i64;
+        if self.log_slower_than_ms < 0
+            || (self.log_slower_than_ms > 0 && ms > self.log_slower_than_ms)
+        {
+            tracing::info!(query, start, end, step, time_taken = ?took, "slow query detected");
+        }
+    }
+}
+
+/// The frontend's HTTP routes: range queries, the operational endpoints, everything else
+/// passed through.
+pub fn router(fe: Arc<Frontend>, registry: Arc<crate::metrics::Registry>) -> Router {
+    let ops = crate::http::ops::router(Arc::new(|| true), registry);
+    Router::new().fallback(forward).with_state(fe).merge(ops)
+}
+
+/// Any request but the operational ones: range queries through the frontend, the rest
+/// passed through to the querier.
+async fn forward(State(fe): State<Arc<Frontend>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(e) => {
+            return range::error_body(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "bad_data",
+                &format!("reading the request body: {e}"),
+            );
+        }
+    };
+    let path = parts.uri.path().to_string();
+    let query = parts.uri.query().map(str::to_string);
+    if path == "/api/v1/query_range" && matches!(parts.method, Method::GET | Method::POST) {
+        return range::serve(fe, parts.method, query, parts.headers, body).await;
+    }
+    let (op, tries) = match path.as_str() {
+        "/api/v1/query" => ("query", fe.instant_max_retries),
+        "/api/v1/labels" => ("label_names", fe.labels_max_retries),
+        "/api/v1/series" => ("series", fe.labels_max_retries),
+        p if p.starts_with("/api/v1/label/") && p.ends_with("/values") => {
+            ("label_values", fe.labels_max_retries)
+        }
+        _ => ("", 1),
+    };
+    fe.metrics.count(op);
+    let began = Instant::now();
+    let ask = Ask {
+        method: parts.method,
+        path,
+        query: query.unwrap_or_default(),
+        headers: parts.headers,
+        body,
+    };
+    match fe.downstream.send(&ask, tries).await {
+        Ok(a) => {
+            if op == "query" {
+                fe.log_if_slow(began, &ask.query, 0, 0, 0);
+            }
+            range::pass_back(a)
+        }
+        Err(e) => range::error_body(
+            StatusCode::BAD_GATEWAY,
+            "internal",
+            &format!("the querier did not answer: {e}"),
+        ),
+    }
+}
+
+/// Answers compressed with gzip for clients that take it
+/// (`--query-frontend.compress-responses`).
+async fn compress(req: Request, next: axum::middleware::Next) -> Response {
+    let gzip = crate::http::ui::takes_gzip(req.headers());
+    let resp = next.run(req).await;
+    if !gzip || resp.headers().contains_key(header::CONTENT_ENCODING) {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let zipped = std::io::Write::write_all(&mut enc, &bytes).and_then(|()| enc.finish());
+    match zipped {
+        Ok(z) => {
+            parts
+                .headers
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, axum::body::Body::from(z))
+        }
+        Err(_) => Response::from_parts(parts, axum::body::Body::from(bytes)),
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabels {
+    op: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NameLabels {
+    name: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    cache: &'static str,
+}
+
+/// The frontend's metrics, with Thanos's and Cortex's names.
+#[derive(Debug)]
+struct FrontendCollector(Arc<Frontend>);
+
+impl Collector for FrontendCollector {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> std::fmt::Result {
+        use crate::metrics::{counter, counters, gauges};
+        let fe = &self.0;
+        counters(
+            &mut enc,
+            "thanos_query_frontend_queries_total",
+            "Total queries passing through query frontend",
+            OPS.iter()
+                .zip(&fe.metrics.queries)
+                .map(|(op, n)| (OpLabels { op }, n.load(Relaxed))),
+        )?;
+        counter(
+            &mut enc,
+            "thanos_frontend_split_queries_total",
+            "Total number of underlying query requests after the split by interval is applied",
+            fe.metrics.split_queries.load(Relaxed),
+        )?;
+        counter(
+            &mut enc,
+            "cortex_query_frontend_retries_total",
+            "Requests to the downstream querier tried again after a failure",
+            fe.downstream.retries.load(Relaxed),
+        )?;
+        let name = NameLabels {
+            name: "frontend.query-range",
+        };
+        let cache = CacheLabels {
+            cache: "frontend.query-range",
+        };
+        let c = fe.cache.as_ref();
+        let load = |f: fn(&MemoryCache) -> &AtomicU64| c.map_or(0, |c| f(c).load(Relaxed));
+        counters(
+            &mut enc,
+            "cortex_cache_fetched_keys_total",
+            "Total count of keys requested from cache.",
+            [(name.clone(), load(|c| &c.gets))],
+        )?;
+        counters(
+            &mut enc,
+            "cortex_cache_hits_total",
+            "Total count of keys found in cache.",
+            [(name, load(|c| &c.hits))],
+        )?;
+        counters(
+            &mut enc,
+            "querier_cache_added_total",
+            "The total number of Put calls on the cache",
+            [(cache.clone(), load(|c| &c.added))],
+        )?;
+        counters(
+            &mut enc,
+            "querier_cache_evicted_total",
+            "The total number of evicted entries",
+            [(cache.clone(), load(|c| &c.evicted))],
+        )?;
+        let (entries, bytes) = c.map_or((0, 0), MemoryCache::usage);
+        gauges(
+            &mut enc,
+            "querier_cache_entries",
+            "The total number of entries",
+            [(cache.clone(), entries as i64)],
+        )?;
+        gauges(
+            &mut enc,
+            "querier_cache_memory_bytes",
+            "The current cache size in bytes",
+            [(cache, bytes as i64)],
+        )?;
+        Ok(())
+    }
+}
+
+/// Runs the frontend until SIGINT or SIGTERM.
+pub fn run(args: FrontendArgs, budget: Arc<MemoryBudget>) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("gauntlet-net")
+        .thread_keep_alive(crate::memory::IDLE_THREAD_KEEP_ALIVE)
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(serve(args, budget, crate::http::shutdown_signal()))
+}
+
+/// Serves the frontend until `shutdown` resolves.
+pub async fn serve(
+    args: FrontendArgs,
+    budget: Arc<MemoryBudget>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let fe = Arc::new(Frontend::new(&args)?);
+    let web = args.http.load()?;
+    let mut registry = crate::metrics::Registry::default();
+    let server_metrics = crate::metrics::register_common(&mut registry, budget);
+    registry.register_collector(Box::new(FrontendCollector(fe.clone())));
+    let mut app = router(fe.clone(), Arc::new(registry));
+    if args.compress_responses {
+        app = app.layer(axum::middleware::from_fn(compress));
+    }
+    tracing::info!(
+        downstream = %args.downstream_url,
+        split_interval = ?args.split_interval,
+        cache = fe.cache.is_some(),
+        "query frontend starting"
+    );
+    crate::http::serve(&args.http_address, app, &web, &server_metrics, shutdown).await?;
+    tracing::info!("query frontend stopped");
+    Ok(())
+}

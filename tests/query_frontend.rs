@@ -1,0 +1,410 @@
+//! `gauntlet query-frontend` in front of a querier: range queries split by interval (15 min
+//! over a 2 h block, so each crosses several boundaries), answered again from the results
+//! cache, and over windows shifted across what the cache holds, all equal the querier's own
+//! answers byte for byte; with the cache off and unaligned windows too. A query the querier
+//! refuses comes back as it refused it; instant, label and series calls pass through; SIGTERM
+//! stops it cleanly. Interop: `thanos query-frontend` in front of `gauntlet all`, and
+//! `gauntlet query-frontend` in front of `thanos query` over a `gauntlet store`, both agree
+//! with the direct answers.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::common::peers::{PeerProcess, thanos, thanos_query};
+use crate::common::*;
+
+const BLOCK: &str = "promtool-200series-2h";
+const T0: i64 = 1_735_689_600;
+const IN_MEMORY: &str = "type: IN-MEMORY\nconfig:\n  max_size: 64MB\n  max_size_items: 1000\n";
+
+const QUERIES: &[&str] = &[
+    r#"http_requests_total{code="500",handler="/api/a"}"#,
+    "sum by (code) (rate(http_requests_total[5m]))",
+    "max_over_time(temperature_celsius[10m])",
+    "histogram_quantile(0.9, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))",
+];
+
+/// `gauntlet query-frontend` in front of `downstream_port` with `extra` flags.
+fn frontend(downstream_port: u16, extra: &[&str]) -> PeerProcess {
+    let http = free_port();
+    let mut cmd = gauntlet();
+    cmd.arg("query-frontend")
+        .arg(format!("--http-address=127.0.0.1:{http}"))
+        .arg(format!(
+            "--query-frontend.downstream-url=http://127.0.0.1:{downstream_port}"
+        ))
+        .args(extra);
+    PeerProcess::spawn(
+        cmd,
+        "gauntlet query-frontend",
+        http,
+        0,
+        "/-/ready",
+        Duration::from_secs(60),
+    )
+}
+
+/// `gauntlet all` over a copy of the fixture block.
+fn querier(root: &Path) -> GauntletServer {
+    let data = root.join("data");
+    copy_dir(&fixtures().join(BLOCK), &data);
+    GauntletServer::start(
+        &["all", &format!("--data-dir={}", data.display())],
+        "/-/ready",
+    )
+}
+
+fn range(query: &str, start: i64, end: i64, step: &str) -> String {
+    api_path(
+        "/api/v1/query_range",
+        &[
+            ("query", query),
+            ("start", &start.to_string()),
+            ("end", &end.to_string()),
+            ("step", step),
+        ],
+    )
+}
+
+/// The value of the sample of `name` with `labels` in `/metrics` of port `port`, 0 if absent.
+fn metric(port: u16, name_and_labels: &str) -> f64 {
+    let (_, body) = http_get(port, "/metrics").unwrap();
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Asks `fe` and `direct` `path`: both 200 with the same body (as JSON), and some data.
+#[track_caller]
+fn assert_same(fe: u16, direct: u16, path: &str) {
+    let (ws, want) = http_get(direct, path).unwrap();
+    let (gs, got) = http_get(fe, path).unwrap();
+    let want: serde_json::Value = serde_json::from_slice(&want).unwrap();
+    let got: serde_json::Value = serde_json::from_slice(&got)
+        .unwrap_or_else(|e| panic!("{path}: {e}: {}", String::from_utf8_lossy(&got)));
+    assert_eq!(ws, 200, "{path}: querier {want}");
+    assert_eq!((gs, &got), (200, &want), "{path}");
+}
+
+#[test]
+fn split_and_cached_answers_equal_the_querier_s() {
+    let root = tempfile::tempdir().unwrap();
+    let q = querier(root.path());
+    let fe = frontend(
+        q.http_port,
+        &[
+            "--query-range.split-interval=15m",
+            &format!("--query-range.response-cache-config={IN_MEMORY}"),
+        ],
+    );
+    let hits = |fe: &PeerProcess| {
+        metric(
+            fe.http,
+            r#"cortex_cache_hits_total{name="frontend.query-range"}"#,
+        )
+    };
+    for query in QUERIES {
+        // Across eight 15 min boundaries; then again, answered from the cache.
+        let whole = range(query, T0, T0 + 7200, "60");
+        assert_same(fe.http, q.http_port, &whole);
+        let before = hits(&fe);
+        assert_same(fe.http, q.http_port, &whole);
+        assert!(
+            hits(&fe) > before,
+            "{query}: the second ask was not a cache hit"
+        );
+        // Windows shifted across what the cache holds: parts of them come from it.
+        for (s, e, step) in [
+            (T0 + 1800, T0 + 5400, "60"),
+            (T0 - 1800, T0 + 3600, "60"),
+            (T0 + 3000, T0 + 9000, "60"),
+            (T0 + 600, T0 + 7200, "30"),
+        ] {
+            assert_same(fe.http, q.http_port, &range(query, s, e, step));
+        }
+    }
+    let data = serde_json::from_slice::<serde_json::Value>(
+        &http_get(fe.http, &range(QUERIES[1], T0, T0 + 7200, "60"))
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    assert!(
+        !data["data"]["result"].as_array().unwrap().is_empty(),
+        "no data: {data}"
+    );
+    assert!(
+        metric(fe.http, "thanos_frontend_split_queries_total") >= 8.0,
+        "the queries were not split"
+    );
+    assert!(
+        metric(
+            fe.http,
+            r#"thanos_query_frontend_queries_total{op="query_range"}"#
+        ) > 0.0
+    );
+
+    // dedup=false is not looked up in the cache.
+    let keys = |fe: &PeerProcess| {
+        metric(
+            fe.http,
+            r#"cortex_cache_fetched_keys_total{name="frontend.query-range"}"#,
+        )
+    };
+    let before = keys(&fe);
+    let path = range(QUERIES[0], T0, T0 + 7200, "60") + "&dedup=false";
+    assert_same(fe.http, q.http_port, &path);
+    assert_eq!(keys(&fe), before, "dedup=false went through the cache");
+    // Nor is a request with `Cache-Control: no-store`.
+    let path = range(QUERIES[2], T0, T0 + 7200, "60");
+    let (head, body) = get_with(fe.http, &path, "Cache-Control: no-store");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    let want: serde_json::Value = serde_json::from_slice(&q.get(&path).1).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+        want
+    );
+    assert_eq!(
+        keys(&fe),
+        before,
+        "Cache-Control: no-store went through the cache"
+    );
+}
+
+#[test]
+fn without_a_cache_unaligned_windows_keep_their_step_grid() {
+    let root = tempfile::tempdir().unwrap();
+    let q = querier(root.path());
+    let fe = frontend(
+        q.http_port,
+        &[
+            "--query-range.split-interval=20m",
+            "--query-range.align-range-with-step=false",
+            "--query-range.max-query-parallelism=2",
+            "--query-frontend.compress-responses",
+        ],
+    );
+    for query in QUERIES {
+        for (s, e, step) in [
+            (T0 + 7, T0 + 7200, "60"),
+            (T0 + 601, T0 + 5000, "45"),
+            (T0 + 100, T0 + 7300, "7m"),
+        ] {
+            assert_same(fe.http, q.http_port, &range(query, s, e, step));
+        }
+    }
+    assert_eq!(
+        metric(
+            fe.http,
+            r#"cortex_cache_fetched_keys_total{name="frontend.query-range"}"#
+        ),
+        0.0,
+        "a cache was used though none is configured"
+    );
+    // --query-frontend.compress-responses: gzip for a client that takes it, the same answer.
+    let path = range(QUERIES[1], T0, T0 + 7200, "60");
+    let (head, zipped) = get_with(fe.http, &path, "Accept-Encoding: gzip");
+    assert!(
+        head.to_ascii_lowercase().contains("content-encoding: gzip"),
+        "not compressed: {head}"
+    );
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&zipped[..]), &mut text).unwrap();
+    let want: serde_json::Value = serde_json::from_slice(&q.get(&path).1).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&text).unwrap(),
+        want
+    );
+}
+
+/// A GET with the header line `header`: the response's head and its body as sent.
+fn get_with(port: u16, path: &str, header: &str) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{header}\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    (
+        String::from_utf8_lossy(&buf[..end]).into_owned(),
+        buf[end + 4..].to_vec(),
+    )
+}
+
+#[test]
+fn refusals_and_other_calls_pass_through() {
+    let root = tempfile::tempdir().unwrap();
+    let q = querier(root.path());
+    let mut fe = frontend(
+        q.http_port,
+        &[
+            "--query-range.split-interval=30m",
+            "--query-range.max-query-length=3h",
+        ],
+    );
+    // The querier's refusal of a bad expression comes back as it is.
+    let bad = range("sum(", T0, T0 + 7200, "60");
+    let (ws, want) = http_get(q.http_port, &bad).unwrap();
+    let (gs, got) = http_get(fe.http, &bad).unwrap();
+    assert_eq!(ws, 400);
+    assert_eq!((gs, got), (ws, want), "a 4xx was not passed through");
+    // The frontend's own checks answer as Prometheus does.
+    for (path, needle) in [
+        (
+            range("up", T0, T0 - 60, "60"),
+            "end timestamp must not be before start time",
+        ),
+        (
+            range("up", T0, T0 + 60, "0"),
+            "zero or negative query resolution",
+        ),
+        (range("up", T0, T0 + 4 * 3600, "60"), "exceeds the limit"),
+    ] {
+        let (status, body) = http_get(fe.http, &path).unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body.contains(needle), "{path}: {body}");
+    }
+    // Instant queries, labels and series are the querier's answers.
+    let at = (T0 + 3600).to_string();
+    let (start, end) = (T0.to_string(), (T0 + 7200).to_string());
+    for path in [
+        api_path("/api/v1/query", &[("query", QUERIES[1]), ("time", &at)]),
+        api_path("/api/v1/labels", &[("start", &start), ("end", &end)]),
+        api_path(
+            "/api/v1/label/code/values",
+            &[("start", &start), ("end", &end)],
+        ),
+        api_path(
+            "/api/v1/series",
+            &[
+                ("match[]", r#"{__name__=~"temp.*"}"#),
+                ("start", &start),
+                ("end", &end),
+            ],
+        ),
+    ] {
+        assert_same(fe.http, q.http_port, &path);
+    }
+    assert!(
+        metric(
+            fe.http,
+            r#"thanos_query_frontend_queries_total{op="series"}"#
+        ) >= 1.0
+    );
+    assert_eq!(http_get(fe.http, "/-/healthy").unwrap().0, 200);
+    // SIGTERM: a clean stop.
+    let status = fe.terminate();
+    assert!(status.success(), "stopped with {status}");
+}
+
+/// A matrix answer as labels → points (ms, value text), for comparing answers written by
+/// different programs (whose number formatting may differ).
+fn points(body: &serde_json::Value) -> BTreeMap<String, Vec<(i64, String)>> {
+    assert_eq!(body["status"], "success", "{body}");
+    body["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let pts = s["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    (
+                        (p[0].as_f64().unwrap() * 1000.0).round() as i64,
+                        p[1].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            (s["metric"].to_string(), pts)
+        })
+        .collect()
+}
+
+#[test]
+fn thanos_query_frontend_in_front_of_gauntlet_agrees() {
+    let root = tempfile::tempdir().unwrap();
+    let q = querier(root.path());
+    let fe = thanos(
+        "query-frontend",
+        &[
+            format!(
+                "--query-frontend.downstream-url=http://127.0.0.1:{}",
+                q.http_port
+            ),
+            "--query-range.split-interval=15m".into(),
+            format!("--query-range.response-cache-config={IN_MEMORY}"),
+        ],
+    );
+    for query in QUERIES {
+        for (s, e) in [(T0, T0 + 7200), (T0 + 1800, T0 + 5400)] {
+            let path = range(query, s, e, "60");
+            let want = points(&serde_json::from_slice(&q.get(&path).1).unwrap());
+            assert!(!want.is_empty(), "{path}: no data");
+            for round in 0..2 {
+                let got = points(&fe.get_json(&path));
+                assert_eq!(got, want, "{path} (round {round})");
+            }
+        }
+    }
+}
+
+#[test]
+fn gauntlet_query_frontend_in_front_of_thanos_query_agrees() {
+    let root = tempfile::tempdir().unwrap();
+    let bucket = root.path().join("bucket");
+    copy_dir(&fixtures().join(BLOCK), &bucket);
+    let cfg = filesystem_objstore(root.path().join("bucket.yml"), &bucket);
+    let store = GauntletServer::start(
+        &[
+            "store",
+            &format!("--objstore.config-file={}", cfg.display()),
+            &format!("--data-dir={}", root.path().join("cache").display()),
+        ],
+        "/-/ready",
+    );
+    let tq = thanos_query(&[format!("127.0.0.1:{}", store.grpc_port)], &[]);
+    // Thanos's querier is ready before it has asked the store what it holds.
+    let probe = range(QUERIES[1], T0, T0 + 7200, "60");
+    let mut tries = 0;
+    while points(&tq.get_json(&probe)).is_empty() {
+        tries += 1;
+        assert!(tries < 100, "thanos query never saw the store's data");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let fe = frontend(
+        tq.http,
+        &[
+            "--query-range.split-interval=15m",
+            &format!("--query-range.response-cache-config={IN_MEMORY}"),
+        ],
+    );
+    for query in QUERIES {
+        for (s, e) in [
+            (T0, T0 + 7200),
+            (T0 + 1800, T0 + 5400),
+            (T0 - 600, T0 + 3000),
+        ] {
+            let path = range(query, s, e, "60");
+            let want = points(&tq.get_json(&path));
+            for round in 0..2 {
+                let (status, body) = http_get(fe.http, &path).unwrap();
+                assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+                let got = points(&serde_json::from_slice(&body).unwrap());
+                assert_eq!(got, want, "{path} (round {round})");
+            }
+        }
+    }
+}
