@@ -289,6 +289,10 @@ impl Shared {
     /// Encodes and writes the records for what one core stored: its new series and in-order
     /// samples to the WAL, its out-of-order samples and histograms to the WBL (after the WAL,
     /// whose series records they refer to), in the record types Prometheus 3 writes there.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one list per record kind, as the core's append fills them"
+    )]
     fn log(
         &self,
         created: &[shard::Created],
