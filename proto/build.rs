@@ -15,6 +15,7 @@ const PROTO_FILES: &[&str] = &[
     "thanos/store/storepb/rpc.proto",
     "thanos/store/hintspb/hints.proto",
     "thanos/info/infopb/rpc.proto",
+    "thanos/exemplars/exemplarspb/rpc.proto",
     "prometheus/prompb/types.proto",
     "prometheus/prompb/remote.proto",
     "prometheus/write/v2/types.proto",

@@ -19,6 +19,7 @@ mod config_errors;
 mod dashboard;
 mod deploy;
 mod downsample;
+mod exemplars;
 mod gcs_azure;
 mod histograms;
 mod hostile_requests;

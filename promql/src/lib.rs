@@ -370,6 +370,23 @@ const PARSE_CACHE_QUERIES: usize = 256;
 /// Longest query [`ParseCache`] keeps, bytes.
 const PARSE_CACHE_QUERY_BYTES: usize = 4096;
 
+/// The matchers of every selector `query` names, one set per selector in the order written
+/// (Prometheus's `parser.ExtractSelectors`): for the APIs that read only the series a query
+/// names, such as `/api/v1/query_exemplars`. A query that does not parse is a
+/// [`PromqlError::Parse`].
+pub fn query_selectors(
+    query: &str,
+) -> Result<Vec<Vec<gauntlet_engine::labels::Matcher>>, PromqlError> {
+    let expr = parser::parse(query, &parser::Options::default())
+        .map_err(|e| PromqlError::Parse(e.to_string()))?;
+    let mut selectors = Vec::new();
+    parser::collect_selectors(&expr, &mut selectors);
+    selectors
+        .into_iter()
+        .map(|vs| eval::selector::selector_matchers(vs, None))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Engine, EngineOptions, ParseCache, parse};

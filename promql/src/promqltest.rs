@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use crate::parser::{Expr, VectorSelector};
 use regex::Regex;
 
 use super::hist_notation::{self, HistToken};
@@ -554,7 +553,7 @@ fn touches(query: &str, series: &[Labels]) -> bool {
         return true;
     };
     let mut selectors = Vec::new();
-    collect_selectors(&expr, &mut selectors);
+    crate::parser::collect_selectors(&expr, &mut selectors);
     selectors.iter().any(|vs| {
         let Ok(ms) = crate::eval::selector_matchers(vs, None) else {
             return true;
@@ -563,28 +562,6 @@ fn touches(query: &str, series: &[Labels]) -> bool {
             .iter()
             .any(|l| ms.iter().all(|m| m.matches(l.get(&m.name).unwrap_or(""))))
     })
-}
-
-fn collect_selectors<'a>(e: &'a Expr, out: &mut Vec<&'a VectorSelector>) {
-    match e {
-        Expr::Vector(vs) => out.push(vs),
-        Expr::Matrix(ms) => out.push(&ms.selector),
-        Expr::Aggregate(a) => {
-            collect_selectors(&a.expr, out);
-            if let Some(p) = &a.param {
-                collect_selectors(p, out);
-            }
-        }
-        Expr::Unary(u) => collect_selectors(&u.expr, out),
-        Expr::Binary(b) => {
-            collect_selectors(&b.lhs, out);
-            collect_selectors(&b.rhs, out);
-        }
-        Expr::Paren(p) => collect_selectors(&p.expr, out),
-        Expr::Subquery(s) => collect_selectors(&s.expr, out),
-        Expr::Call(c) => c.args.iter().for_each(|a| collect_selectors(a, out)),
-        _ => {}
-    }
 }
 
 /// Whether a line starts a new command (a `clear` has no body, so one may follow at once).

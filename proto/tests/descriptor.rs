@@ -315,6 +315,41 @@ const MESSAGES: &[MessageSpec] = &[
         ],
     ),
     (
+        "thanos.ExemplarsRequest",
+        &[
+            (1, "query", "string"),
+            (2, "start", "int64"),
+            (3, "end", "int64"),
+            (
+                4,
+                "partial_response_strategy",
+                ".thanos.PartialResponseStrategy",
+            ),
+        ],
+    ),
+    (
+        "thanos.ExemplarsResponse",
+        &[
+            (1, "data", ".thanos.ExemplarData"),
+            (2, "warning", "string"),
+        ],
+    ),
+    (
+        "thanos.ExemplarData",
+        &[
+            (1, "seriesLabels", ".thanos.ZLabelSet"),
+            (2, "exemplars", "repeated .thanos.Exemplar"),
+        ],
+    ),
+    (
+        "thanos.Exemplar",
+        &[
+            (1, "labels", ".thanos.ZLabelSet"),
+            (2, "value", "double"),
+            (3, "ts", "int64"),
+        ],
+    ),
+    (
         "thanos.RulesResponse",
         &[(1, "group", ".thanos.RuleGroup"), (2, "warning", "string")],
     ),
@@ -868,6 +903,7 @@ fn grpc_method_paths_exist_with_their_streaming_kind() {
         ("/thanos.Store/Info".to_owned(), false),
         ("/thanos.info.Info/Info".to_owned(), false),
         ("/thanos.Rules/Rules".to_owned(), true),
+        ("/thanos.Exemplars/Exemplars".to_owned(), true),
         ("/thanos.WriteableStore/RemoteWrite".to_owned(), false),
     ]);
     assert_eq!(methods, want);
@@ -918,6 +954,11 @@ fn grpc_method_message_types_match_contract() {
             "thanos.Rules/Rules",
             ".thanos.RulesRequest",
             ".thanos.RulesResponse",
+        ),
+        (
+            "thanos.Exemplars/Exemplars",
+            ".thanos.ExemplarsRequest",
+            ".thanos.ExemplarsResponse",
         ),
         (
             "thanos.WriteableStore/RemoteWrite",

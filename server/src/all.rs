@@ -92,6 +92,9 @@ pub struct AllArgs {
     /// Out-of-order samples this far behind a tenant's newest are kept (0s: none).
     #[arg(long = "tsdb.out-of-order.time-window", default_value = "0s", value_parser = crate::query::cmd::duration)]
     pub ooo_window: Duration,
+    /// Exemplars each tenant's head keeps (0: exemplar storage off), as `receive`'s flag.
+    #[arg(long = "tsdb.max-exemplars", default_value_t = 0)]
+    pub max_exemplars: u64,
     /// How often the bucket is compacted, downsampled and cleaned in the background, as
     /// `gauntlet compact` does it (0s: never).
     #[arg(long = "compact.interval", default_value = "5m", value_parser = crate::query::cmd::duration)]
@@ -210,6 +213,11 @@ async fn serve(
     config.budget = query_budget.clone();
     let tenancy = config.tenancy.clone();
     let admission = config.admission.clone();
+    if args.max_exemplars > 0 {
+        config.exemplars = Some(Arc::new(crate::receive::exemplars::LocalExemplars::new(
+            receiver.tenants.clone(),
+        )));
+    }
     let state = Arc::new(ApiState {
         source: Arc::new(AllSource {
             store: StoreSource(store.clone()),
@@ -255,6 +263,7 @@ async fn serve(
     }
     let ready = store.clone();
     let heads = receiver.store();
+    let exemplars = receiver.exemplars();
     let rules_cell = state.config.rules.clone();
     let app = router(state)
         .merge(crate::http::ui::router())
@@ -335,6 +344,7 @@ async fn serve(
                 .is_some()
                 .then(|| crate::rule::service::RulesService::server(rules_cell)),
         )
+        .add_optional_service(exemplars.map(thanos::exemplars_server::ExemplarsServer::new))
         .serve_with_incoming_shutdown(
             crate::tls::Incoming::new(grpc_listener, security.grpc)?,
             crate::http::shutdown_signal(),
@@ -431,6 +441,7 @@ fn receive_args(args: &AllArgs, dir: &Path) -> anyhow::Result<ReceiveArgs> {
     r.engine_cores = args.engine_cores;
     r.wal_fsync = args.wal_fsync.clone();
     r.ooo_window = args.ooo_window;
+    r.max_exemplars = args.max_exemplars;
     // One process, one notion of tenant: writes are labelled with the label, named by the
     // header and defaulted to the tenant that reads are held to.
     let t = &args.promql.tenancy;
@@ -1143,6 +1154,7 @@ impl thanos::info::info_server::Info for AllStore {
             .await?
             .into_inner();
         info.label_sets.extend(heads.label_sets);
+        info.exemplars = heads.exemplars;
         if let (Some(s), Some(h)) = (info.store.as_mut(), heads.store) {
             s.min_time = s.min_time.min(h.min_time);
             s.max_time = s.max_time.max(h.max_time);

@@ -18,6 +18,7 @@
 //! series' newest sample): replay reads the WAL, dropping samples older than their series'
 //! newest, then the WBL into the out-of-order samples ([`wbl`]).
 
+mod exemplars;
 mod histograms;
 mod labels;
 mod postings;
@@ -28,6 +29,10 @@ mod slab;
 mod stream;
 mod wbl;
 
+pub use exemplars::{
+    EXEMPLAR_MAX_LABEL_SET_LENGTH, Exemplar, ExemplarError, ExemplarStats, ExemplarStore,
+    SeriesExemplars,
+};
 pub use histograms::HistogramValue;
 pub use series::Appended;
 pub use shard::{AppendBatch, AppendReport, HeadMemory};
@@ -55,7 +60,7 @@ use crate::error::{Error, Result};
 use crate::labels::{Labels, Matcher};
 use crate::query::{Queryable, SelectHints, Series};
 use crate::shard::{Canceled, RuntimeConfig, RuntimeError, ShardSet};
-use crate::wal::record::{RecordType, RefSample};
+use crate::wal::record::{RecordType, RefExemplar, RefSample};
 use crate::wal::{self, WalError, WalOptions, WalReader, WalWriter};
 
 /// Prometheus's block range and head chunk range: 2h in ms.
@@ -75,6 +80,9 @@ pub struct HeadOptions {
     pub too_far_in_future_ms: i64,
     /// Active series the tenant may hold (`--receive.limits.max-series`); 0 = no limit.
     pub max_series: u64,
+    /// Exemplars the head keeps, newest first out of a circular buffer
+    /// (`--tsdb.max-exemplars`); 0 = exemplar storage off.
+    pub max_exemplars: u64,
     /// Segment size and compression of the WAL.
     pub wal: WalOptions,
     /// The memory budget selections from the head reserve their id lists and batches from:
@@ -89,6 +97,7 @@ impl Default for HeadOptions {
             ooo_window_ms: 0,
             too_far_in_future_ms: 0,
             max_series: 0,
+            max_exemplars: 0,
             wal: WalOptions::default(),
             budget: MemoryBudget::unlimited(),
         }
@@ -184,6 +193,8 @@ struct Shared {
     wbl_bytes: AtomicU64,
     /// The label names the cores' series hold, kept by the cores.
     names: Arc<postings::SharedNames>,
+    /// The head's exemplars, shared by the cores (see [`exemplars`]).
+    exemplars: Mutex<ExemplarStore>,
 }
 
 impl Shared {
@@ -234,9 +245,54 @@ impl Shared {
         }
     }
 
+    /// Stores the exemplars of the series of `batch` the core found or created
+    /// (`(series index, ref)` in `found`); returns those stored, for the WAL.
+    fn store_exemplars(
+        &self,
+        batch: &AppendBatch,
+        found: &[(usize, u64)],
+        rep: &mut AppendReport,
+    ) -> Vec<RefExemplar> {
+        let mut out = Vec::new();
+        if found.is_empty() {
+            return out;
+        }
+        let mut store = self.exemplars.lock().unwrap_or_else(|p| p.into_inner());
+        if !store.enabled() {
+            return out;
+        }
+        for &(i, r) in found {
+            let Some((series, exemplars)) = batch.series_exemplars(i) else {
+                continue;
+            };
+            let series = series.to_labels();
+            for e in exemplars {
+                match store.add(&series, e.clone()) {
+                    Ok(true) => {
+                        rep.exemplars_appended += 1;
+                        out.push(RefExemplar {
+                            r,
+                            t: e.ts,
+                            v: e.value,
+                            labels: e.labels.clone(),
+                        });
+                    }
+                    Ok(false) | Err(ExemplarError::Disabled) => {}
+                    Err(ExemplarError::OutOfOrder) => rep.exemplars_out_of_order += 1,
+                    Err(ExemplarError::LabelLength) => rep.exemplars_invalid += 1,
+                }
+            }
+        }
+        out
+    }
+
     /// Encodes and writes the records for what one core stored: its new series and in-order
     /// samples to the WAL, its out-of-order samples and histograms to the WBL (after the WAL,
     /// whose series records they refer to), in the record types Prometheus 3 writes there.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one list per record kind, as the core's append fills them"
+    )]
     fn log(
         &self,
         created: &[shard::Created],
@@ -244,9 +300,11 @@ impl Shared {
         stored_ooo: &[RefSample],
         stored_hist: Vec<shard::StoredHistogram>,
         stored_ooo_hist: Vec<shard::StoredHistogram>,
+        exemplars: &[RefExemplar],
         buf: &mut Vec<u8>,
     ) -> Result<(), WalError> {
         if created.is_empty()
+            && exemplars.is_empty()
             && stored.is_empty()
             && stored_ooo.is_empty()
             && stored_hist.is_empty()
@@ -268,6 +326,11 @@ impl Shared {
             bounds.push(buf.len());
         }
         encode_histogram_records(buf, &stored_hist, &mut bounds);
+        // After the samples, as Prometheus's head logs them.
+        if !exemplars.is_empty() {
+            wal::record::encode_exemplars(buf, exemplars);
+            bounds.push(buf.len());
+        }
         let wal_end = buf.len();
         // WBL records, each with its newest sample (the log tracks each segment's newest).
         let mut ooo_bounds = Vec::new();
@@ -416,7 +479,11 @@ pub struct ReplayReport {
     /// than their series' newest sample (the out-of-order samples Prometheus logs to both
     /// logs; the WBL's copy is the one kept).
     pub dropped: u64,
-    /// Records of types the head does not keep (exemplars, metadata).
+    /// Exemplars stored from the WAL.
+    pub exemplars: u64,
+    /// Exemplars in the WAL not stored: of unknown series, refused, or storage off.
+    pub dropped_exemplars: u64,
+    /// Records of types the head does not keep (metadata, exemplars when storage is off).
     pub skipped_records: u64,
     /// Where the WAL was torn or corrupt and cut, if it was.
     pub repaired: Option<String>,
@@ -453,6 +520,9 @@ struct Replay {
     pending: usize,
     /// The batches the cores are appending while the next is read and decoded, oldest first.
     in_flight: std::collections::VecDeque<Vec<ReplayCall>>,
+    /// The WAL's newest exemplars, at most as many as the store holds (older ones would be
+    /// overwritten anyway); stored once every series is in.
+    exemplars: std::collections::VecDeque<RefExemplar>,
 }
 
 /// Notes the (ref, timestamp) pairs of a WBL record read from segment `segment`: the largest
@@ -539,6 +609,7 @@ impl Head {
         let slot = rt.next_slot.fetch_add(1, Relaxed);
         let wal_dir = dir.join("wal");
         let wbl_dir = dir.join("wbl");
+        let exemplars = Mutex::new(ExemplarStore::new(opts.max_exemplars));
         let mut head = Head {
             rt,
             slot,
@@ -558,6 +629,7 @@ impl Head {
                 wal_bytes: AtomicU64::new(0),
                 wbl_bytes: AtomicU64::new(0),
                 names: Arc::default(),
+                exemplars,
             }),
         };
         let names = head.shared.names.clone();
@@ -602,6 +674,7 @@ impl Head {
             max_ref: 0,
             pending: 0,
             in_flight: Default::default(),
+            exemplars: Default::default(),
         };
         if wal_dir.is_dir() {
             self.replay_log(wal_dir, Log::Wal, &mut st, report)?;
@@ -612,6 +685,7 @@ impl Head {
         if wbl_dir.is_dir() {
             newest = self.replay_log(wbl_dir, Log::Wbl, &mut st, report)?;
         }
+        self.replay_exemplars(std::mem::take(&mut st.exemplars), report)?;
         let slot = self.slot;
         let counts = self.on_cores(move |c| {
             c.with(slot, |s| {
@@ -627,6 +701,47 @@ impl Head {
             self.shared.min_time.store(min, Relaxed);
         }
         Ok(newest)
+    }
+
+    /// Stores the exemplars the WAL held, in log order, once their series are in: each
+    /// core names the labels of the refs it replayed. Exemplars of series the WAL does not
+    /// declare are dropped.
+    fn replay_exemplars(
+        &self,
+        exemplars: std::collections::VecDeque<RefExemplar>,
+        report: &mut ReplayReport,
+    ) -> Result<()> {
+        if exemplars.is_empty() {
+            return Ok(());
+        }
+        let mut refs: Vec<u64> = exemplars.iter().map(|e| e.r).collect();
+        refs.sort_unstable();
+        refs.dedup();
+        let refs = Arc::new(refs);
+        let slot = self.slot;
+        let found = self.on_cores(move |c| c.with(slot, |s| s.labels_by_ref(&refs)))?;
+        let labels: std::collections::HashMap<u64, Labels> = found.into_iter().flatten().collect();
+        let mut store = self
+            .shared
+            .exemplars
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for e in exemplars {
+            let Some(series) = labels.get(&e.r) else {
+                report.dropped_exemplars += 1;
+                continue;
+            };
+            let ex = Exemplar {
+                labels: e.labels,
+                value: e.v,
+                ts: e.t,
+            };
+            match store.add(series, ex) {
+                Ok(true) => report.exemplars += 1,
+                Ok(false) | Err(_) => report.dropped_exemplars += 1,
+            }
+        }
+        Ok(())
     }
 
     /// Reads one log to its end (cutting a torn or corrupt tail off, as Prometheus does) and
@@ -757,6 +872,21 @@ impl Head {
                         }
                     })
                 }
+                (Some(RecordType::Exemplars), Log::Wal) => {
+                    let max = self.opts.max_exemplars as usize;
+                    let mut got = Vec::new();
+                    wal::record::decode_exemplars_into(rec, &mut got).map(|()| {
+                        if max == 0 {
+                            return;
+                        }
+                        for e in got {
+                            if st.exemplars.len() == max {
+                                st.exemplars.pop_front();
+                            }
+                            st.exemplars.push_back(e);
+                        }
+                    })
+                }
                 (Some(RecordType::Tombstones), Log::Wal)
                 | (Some(RecordType::MmapMarkers), Log::Wbl) => Ok(()),
                 _ => {
@@ -862,6 +992,32 @@ impl Head {
         self.rt.cores()
     }
 
+    /// The exemplars from `start` to `end` (ms, inclusive) of the series matching every
+    /// matcher of at least one of `matcher_sets`, sorted by series labels.
+    pub fn select_exemplars(
+        &self,
+        start: i64,
+        end: i64,
+        matcher_sets: &[Vec<Matcher>],
+    ) -> Vec<SeriesExemplars> {
+        let store = self
+            .shared
+            .exemplars
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        store.select(start, end, matcher_sets)
+    }
+
+    /// The exemplar store's figures.
+    pub fn exemplar_stats(&self) -> ExemplarStats {
+        let store = self
+            .shared
+            .exemplars
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        store.stats()
+    }
+
     /// The tenant directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -892,8 +1048,9 @@ impl Head {
                 let mut stored_ooo = Vec::new();
                 let mut stored_hist = Vec::new();
                 let mut stored_ooo_hist = Vec::new();
+                let mut exemplar_series = Vec::new();
                 let check = shared.check(&opts);
-                let rep = c.state().with(slot, |s| {
+                let mut rep = c.state().with(slot, |s| {
                     s.append(
                         &batch,
                         check,
@@ -905,8 +1062,10 @@ impl Head {
                         &mut stored_ooo,
                         &mut stored_hist,
                         &mut stored_ooo_hist,
+                        &mut exemplar_series,
                     )
                 });
+                let exemplars = shared.store_exemplars(&batch, &exemplar_series, &mut rep);
                 shared.stored(&rep);
                 let mut buf = Vec::new();
                 shared
@@ -916,6 +1075,7 @@ impl Head {
                         &stored_ooo,
                         stored_hist,
                         stored_ooo_hist,
+                        &exemplars,
                         &mut buf,
                     )
                     .map(|()| rep)
@@ -1430,5 +1590,7 @@ struct CutRun {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_exemplars;
 #[cfg(test)]
 mod tests_histogram;

@@ -6,6 +6,7 @@ use std::ops::Range;
 
 use hashbrown::HashTable;
 
+use super::exemplars::Exemplar;
 use super::histograms::HistogramValue;
 use super::labels::SeriesLabels;
 use super::postings::{Postings, ValueSource};
@@ -29,6 +30,7 @@ pub struct AppendBatch {
     series: Vec<BatchSeries>,
     samples: Vec<(i64, f64)>,
     histograms: Vec<(i64, HistogramValue)>,
+    exemplars: Vec<Exemplar>,
 }
 
 #[derive(Debug, Clone)]
@@ -37,6 +39,7 @@ struct BatchSeries {
     labels: Range<u32>,
     samples: Range<u32>,
     histograms: Range<u32>,
+    exemplars: Range<u32>,
 }
 
 /// A histogram sample the head stored, for the WAL: series ref, timestamp (ms), histogram.
@@ -80,7 +83,29 @@ impl AppendBatch {
             labels: l0..self.packed.len() as u32,
             samples: s0..self.samples.len() as u32,
             histograms: h0..self.histograms.len() as u32,
+            exemplars: self.exemplars.len() as u32..self.exemplars.len() as u32,
         });
+    }
+
+    /// Adds exemplars to the series pushed last (none pushed: they are dropped). They are
+    /// stored after the series' samples, when the series exists by then.
+    pub fn push_exemplars(&mut self, exemplars: impl IntoIterator<Item = Exemplar>) {
+        if let Some(s) = self.series.last_mut() {
+            self.exemplars.extend(exemplars);
+            s.exemplars.end = self.exemplars.len() as u32;
+        }
+    }
+
+    /// Number of exemplars added.
+    pub fn exemplars_len(&self) -> usize {
+        self.exemplars.len()
+    }
+
+    /// The labels and exemplars of the batch's series `i` (an index into the series pushed).
+    pub(crate) fn series_exemplars(&self, i: usize) -> Option<(SeriesLabels, &[Exemplar])> {
+        let s = self.series.get(i)?;
+        let ex = &self.exemplars[s.exemplars.start as usize..s.exemplars.end as usize];
+        Some((SeriesLabels::from_packed(self.series_labels(s)), ex))
     }
 
     /// Number of histogram samples added.
@@ -134,6 +159,12 @@ pub struct AppendReport {
     pub series_limited: u64,
     /// Series created.
     pub new_series: u64,
+    /// Exemplars stored.
+    pub exemplars_appended: u64,
+    /// Exemplars refused as out of order for their series.
+    pub exemplars_out_of_order: u64,
+    /// Exemplars refused for their labels' length.
+    pub exemplars_invalid: u64,
     /// Newest timestamp stored, ms (`i64::MIN` when none).
     pub max_time: i64,
     /// Oldest timestamp stored, ms (`i64::MAX` when none).
@@ -162,6 +193,9 @@ impl AppendReport {
         self.too_new += o.too_new;
         self.series_limited += o.series_limited;
         self.new_series += o.new_series;
+        self.exemplars_appended += o.exemplars_appended;
+        self.exemplars_out_of_order += o.exemplars_out_of_order;
+        self.exemplars_invalid += o.exemplars_invalid;
         self.max_time = self.max_time.max(o.max_time);
         self.min_time = self.min_time.min(o.min_time);
     }
@@ -356,13 +390,14 @@ impl HeadShard {
         stored_ooo: &mut Vec<RefSample>,
         stored_hist: &mut Vec<StoredHistogram>,
         stored_ooo_hist: &mut Vec<StoredHistogram>,
+        exemplar_series: &mut Vec<(usize, u64)>,
     ) -> AppendReport {
         let mut rep = AppendReport::empty();
         let bounds = AppendBounds {
             ooo_min: check.ooo_min,
         };
         self.warm(batch);
-        for s in &batch.series {
+        for (i, s) in batch.series.iter().enumerate() {
             let samples = &batch.samples[s.samples.start as usize..s.samples.end as usize];
             let hists = &batch.histograms[s.histograms.start as usize..s.histograms.end as usize];
             let id = match self.find(s.hash, batch.series_labels(s)) {
@@ -385,6 +420,9 @@ impl HeadShard {
                 reason = "the id was just looked up or created in this map"
             )]
             let series = self.series.get_mut(id).expect("found series are live");
+            if !s.exemplars.is_empty() {
+                exemplar_series.push((i, series.r));
+            }
             for &(t, v) in samples {
                 if is_stale_nan(v)
                     && t >= check.min_valid
@@ -566,6 +604,17 @@ impl HeadShard {
         }
         self.replay_order = (order, scratch);
         rep
+    }
+
+    /// Replay: the labels of the series among `refs` this core holds (by the replay's ref
+    /// map, so before [`HeadShard::end_replay`]).
+    pub fn labels_by_ref(&self, refs: &[u64]) -> Vec<(u64, Labels)> {
+        refs.iter()
+            .filter_map(|&r| {
+                let s = self.by_ref.get(r).and_then(|id| self.series.get(id))?;
+                Some((r, s.labels.to_labels()))
+            })
+            .collect()
     }
 
     /// Ends replay: the ref map and the batch order are no longer needed.

@@ -17,6 +17,18 @@ pub struct Sample {
     pub v: f64,
 }
 
+/// One exemplar of a series: where its labels sit in [`WriteBatch::exemplar_labels`], its
+/// value and timestamp.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExemplarSample {
+    /// Indexes of its labels in [`WriteBatch::exemplar_labels`].
+    pub labels: Range<u32>,
+    /// The exemplar's value.
+    pub value: f64,
+    /// Timestamp, ms since the Unix epoch.
+    pub t: i64,
+}
+
 /// A metric family's type, as both protocol versions number it (1.0's `MetricType`, 2.0's
 /// `Metadata.MetricType` without its prefix).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -70,8 +82,10 @@ pub struct SeriesEntry {
     pub histograms: u32,
     /// Indexes of its histogram samples in [`WriteBatch::histogram_samples`].
     pub histogram_samples: Range<u32>,
-    /// Exemplars it carried (not stored yet).
+    /// Exemplars it carried.
     pub exemplars: u32,
+    /// Indexes of its exemplars in [`WriteBatch::exemplar_samples`].
+    pub exemplar_samples: Range<u32>,
     /// 2.0 only: the series' created timestamp, ms, from senders that still fill the former
     /// `TimeSeries` field 6 (Prometheus 3.0 to 3.7); 0 when not given.
     pub created_timestamp: i64,
@@ -117,8 +131,13 @@ pub struct WriteBatch<'a> {
     /// Every series' native histogram samples, in series order; series `i`'s are
     /// `histogram_samples[series[i].histogram_samples]`.
     pub histogram_samples: Vec<HistogramSample>,
-    /// Exemplars the request carried, which the receiver does not store yet.
+    /// Exemplars the request carried.
     pub exemplars: usize,
+    /// Every series' exemplars, in series order; series `i`'s are
+    /// `exemplar_samples[series[i].exemplar_samples]`.
+    pub exemplar_samples: Vec<ExemplarSample>,
+    /// Every exemplar's labels as (name, value) pairs, in request order.
+    pub exemplar_labels: Vec<(&'a str, &'a str)>,
     /// 2.0 only: the request's symbol table.
     pub symbols: Vec<&'a str>,
     /// 1.0 only: the request's `metadata` entries.
@@ -293,6 +312,21 @@ impl<'a> WriteBatch<'a> {
         WriteBatch::default()
     }
 
+    /// Series `i`'s exemplars.
+    pub fn series_exemplars(&self, i: usize) -> &[ExemplarSample] {
+        self.series.get(i).map_or(&[], |s| {
+            &self.exemplar_samples
+                [s.exemplar_samples.start as usize..s.exemplar_samples.end as usize]
+        })
+    }
+
+    /// The labels of exemplar `e` (one of this batch's).
+    pub fn exemplar_pairs(&self, e: &ExemplarSample) -> &[(&'a str, &'a str)] {
+        self.exemplar_labels
+            .get(e.labels.start as usize..e.labels.end as usize)
+            .unwrap_or(&[])
+    }
+
     /// Forgets the contents, keeping the allocations.
     pub fn clear(&mut self) {
         self.labels.clear();
@@ -302,6 +336,8 @@ impl<'a> WriteBatch<'a> {
         self.histograms = 0;
         self.histogram_samples.clear();
         self.exemplars = 0;
+        self.exemplar_samples.clear();
+        self.exemplar_labels.clear();
         self.symbols.clear();
         self.metadata.clear();
         self.spans.clear();
@@ -322,6 +358,8 @@ impl<'a> WriteBatch<'a> {
             histograms: 0,
             histogram_samples: self.histogram_samples,
             exemplars: 0,
+            exemplar_samples: self.exemplar_samples,
+            exemplar_labels: self.exemplar_labels.into_iter().map(|_| ("", "")).collect(),
             symbols: self.symbols.into_iter().map(|_| "").collect(),
             metadata: self
                 .metadata

@@ -73,8 +73,8 @@ mod wire;
 mod tests;
 
 pub use batch::{
-    DecodeLimits, ENTRY_BYTES_PER_BODY_BYTE, ENTRY_BYTES_PER_BODY_BYTE_V2, FamilyMetadata,
-    MAX_ENTRY_BYTES, MetricType, Sample, SeriesEntry, WriteBatch,
+    DecodeLimits, ENTRY_BYTES_PER_BODY_BYTE, ENTRY_BYTES_PER_BODY_BYTE_V2, ExemplarSample,
+    FamilyMetadata, MAX_ENTRY_BYTES, MetricType, Sample, SeriesEntry, WriteBatch,
 };
 pub use histogram::{HistogramSample, HistogramValue};
 pub use snappy::{declared_len, decompress};

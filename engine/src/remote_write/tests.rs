@@ -434,6 +434,28 @@ fn v2_round_trip() {
     assert_eq!(agree(Version::V2, &v1).unwrap().series.len(), 0);
 }
 
+/// Exemplars are decoded with their labels (2.0's references resolved), value and timestamp,
+/// each series pointing at its own.
+#[test]
+fn exemplars_are_decoded_in_both_versions() {
+    let v1 = v1_request().encode_to_vec();
+    let mut wb = WriteBatch::new();
+    decode(Version::V1, &v1, &mut wb).unwrap();
+    let e = wb.series_exemplars(0);
+    assert_eq!(e.len(), 1);
+    assert_eq!((e[0].value, e[0].t), (0.25, 1_700_000_000_001));
+    assert_eq!(wb.exemplar_pairs(&e[0]), [("trace_id", "abc")]);
+    assert!(wb.series_exemplars(1).is_empty());
+    let v2 = v2_request().encode_to_vec();
+    let mut wb = WriteBatch::new();
+    decode(Version::V2, &v2, &mut wb).unwrap();
+    let e = wb.series_exemplars(0);
+    assert_eq!(e.len(), 1);
+    assert_eq!((e[0].value, e[0].t), (1.5, 11));
+    assert_eq!(wb.exemplar_pairs(&e[0]), [("job", "node")]);
+    assert!(wb.series_exemplars(1).is_empty());
+}
+
 /// Appends a length-delimited field.
 fn put_len(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
     put_uvarint(out, u64::from(field << 3 | 2));

@@ -3,7 +3,8 @@
 use crate::encoding::read_uvarint;
 
 use super::batch::{
-    DecodeLimits, FamilyMetadata, MetricType, Sample, SeriesEntry, WriteBatch, make_room,
+    DecodeLimits, ExemplarSample, FamilyMetadata, MetricType, Sample, SeriesEntry, WriteBatch,
+    make_room,
 };
 use super::histogram::histogram;
 use super::wire::{Cursor, FIXED64, Fault, FaultKind, Field, Kind, LEN, VARINT, check, key, strs};
@@ -128,6 +129,7 @@ fn series<'a>(mut c: Cursor<'a>, out: &mut WriteBatch<'a>) -> Result<(), Fault> 
     let first_label = out.labels.len() as u32;
     let first_sample = out.samples.len() as u32;
     let first_histogram = out.histogram_samples.len() as u32;
+    let first_exemplar = out.exemplar_samples.len() as u32;
     match label_run(
         c.buf,
         c.pos,
@@ -174,7 +176,7 @@ fn series<'a>(mut c: Cursor<'a>, out: &mut WriteBatch<'a>) -> Result<(), Fault> 
             k if k == key(3, LEN) => {
                 let i = exemplars as usize;
                 let m = c.len_delim().map_err(|e| e.at("exemplars", Some(i)))?;
-                check(m, EXEMPLAR).map_err(|e| e.at("exemplars", Some(i)))?;
+                exemplar(m, out, at).map_err(|e| e.at("exemplars", Some(i)))?;
                 exemplars += 1;
             }
             k if k == key(4, LEN) => {
@@ -211,6 +213,7 @@ fn series<'a>(mut c: Cursor<'a>, out: &mut WriteBatch<'a>) -> Result<(), Fault> 
         histograms,
         histogram_samples: first_histogram..out.histogram_samples.len() as u32,
         exemplars,
+        exemplar_samples: first_exemplar..out.exemplar_samples.len() as u32,
         ..SeriesEntry::default()
     });
     out.histograms += histograms as usize;
@@ -344,6 +347,51 @@ fn label(mut c: Cursor<'_>, spans: &mut Vec<(u32, u32)>) -> Result<(), Fault> {
 
 /// One `Sample`; missing fields are 0, as protobuf defaults them.
 #[inline]
+/// One `Exemplar`, its labels and value pushed to `out`'s exemplar vectors.
+fn exemplar<'a>(mut c: Cursor<'a>, out: &mut WriteBatch<'a>, at0: usize) -> Result<(), Fault> {
+    // Every field checked as a full decoder checks it, the unknown ones included.
+    check(c, EXEMPLAR)?;
+    let first = out.exemplar_labels.len() as u32;
+    let mut e = ExemplarSample {
+        labels: first..first,
+        value: 0.0,
+        t: 0,
+    };
+    let mut spans = Vec::with_capacity(2);
+    while c.more() {
+        let at = c.pos;
+        match c.varint()? {
+            k if k == key(1, LEN) => {
+                let m = c.len_delim().map_err(|e| e.at("labels", None))?;
+                spans.clear();
+                label(m, &mut spans).map_err(|e| e.at("labels", None))?;
+                let text = |(a, b): (u32, u32), field| {
+                    std::str::from_utf8(&c.buf[a as usize..b as usize]).map_err(|_| {
+                        Fault::new(a as usize, FaultKind::Utf8)
+                            .at(field, None)
+                            .at("labels", None)
+                    })
+                };
+                let name = text(spans[0], "name")?;
+                let value = text(spans[1], "value")?;
+                make_room(&mut out.exemplar_labels, 1, &mut out.room, at)?;
+                out.exemplar_labels.push((name, value));
+            }
+            k if k == key(2, FIXED64) => {
+                e.value = f64::from_bits(c.fixed64().map_err(|e| e.at("value", None))?)
+            }
+            k if k == key(3, VARINT) => {
+                e.t = c.varint().map_err(|e| e.at("timestamp", None))? as i64
+            }
+            k => c.other(k, at, EXEMPLAR)?,
+        }
+    }
+    e.labels.end = out.exemplar_labels.len() as u32;
+    make_room(&mut out.exemplar_samples, 1, &mut out.room, at0)?;
+    out.exemplar_samples.push(e);
+    Ok(())
+}
+
 fn sample(mut c: Cursor<'_>) -> Result<Sample, Fault> {
     let mut s = Sample { t: 0, v: 0.0 };
     while c.more() {

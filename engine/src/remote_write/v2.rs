@@ -1,7 +1,9 @@
 //! Remote write 2.0: `io.prometheus.write.v2.Request` (`proto/proto/prometheus/write/v2/`),
 //! whose strings live once in the request's symbol table and are referenced by index.
 
-use super::batch::{DecodeLimits, MetricType, Sample, SeriesEntry, WriteBatch, make_room, take};
+use super::batch::{
+    DecodeLimits, ExemplarSample, MetricType, Sample, SeriesEntry, WriteBatch, make_room, take,
+};
 use super::histogram::histogram;
 use super::wire::{Cursor, FIXED64, Fault, FaultKind, Field, Kind, LEN, VARINT, key, strs};
 
@@ -113,10 +115,13 @@ fn series<'a>(mut c: Cursor<'a>, out: &mut WriteBatch<'a>) -> Result<(), Fault> 
         start_timestamps,
         symbols,
         histogram_samples,
+        exemplar_samples,
+        exemplar_labels,
         room,
         ..
     } = out;
     let first_histogram = histogram_samples.len();
+    let first_exemplar = exemplar_samples.len();
     let first_label = labels.len();
     let first_sample = samples.len();
     let mut entry = SeriesEntry::default();
@@ -173,7 +178,10 @@ fn series<'a>(mut c: Cursor<'a>, out: &mut WriteBatch<'a>) -> Result<(), Fault> 
             k if k == key(4, LEN) => {
                 let i = entry.exemplars as usize;
                 let m = c.len_delim().map_err(|e| e.at("exemplars", Some(i)))?;
-                exemplar(m, symbols).map_err(|e| e.at("exemplars", Some(i)))?;
+                let e = exemplar(m, symbols, exemplar_labels, room)
+                    .map_err(|e| e.at("exemplars", Some(i)))?;
+                make_room(exemplar_samples, 1, room, at)?;
+                exemplar_samples.push(e);
                 entry.exemplars += 1;
             }
             k if k == key(5, LEN) => {
@@ -201,6 +209,7 @@ fn series<'a>(mut c: Cursor<'a>, out: &mut WriteBatch<'a>) -> Result<(), Fault> 
     entry.labels = first_label as u32..labels.len() as u32;
     entry.samples = first_sample as u32..samples.len() as u32;
     entry.histogram_samples = first_histogram as u32..out.histogram_samples.len() as u32;
+    entry.exemplar_samples = first_exemplar as u32..out.exemplar_samples.len() as u32;
     out.histograms += entry.histograms as usize;
     out.exemplars += entry.exemplars as usize;
     make_room(&mut out.series, 1, &mut out.room, c.end)?;
@@ -241,8 +250,31 @@ fn sample(mut c: Cursor<'_>) -> Result<(Sample, i64), Fault> {
     Ok((s, st))
 }
 
-/// Checks one `Exemplar`, including that its label references resolve and pair up.
-fn exemplar(mut c: Cursor<'_>, symbols: &[&str]) -> Result<(), Fault> {
+/// One `Exemplar`, checking that its label references resolve and pair up; its labels are
+/// pushed to `labels`.
+fn exemplar<'a>(
+    mut c: Cursor<'_>,
+    symbols: &[&'a str],
+    labels: &mut Vec<(&'a str, &'a str)>,
+    room: &mut usize,
+) -> Result<ExemplarSample, Fault> {
+    let first = labels.len() as u32;
+    let mut e = ExemplarSample {
+        labels: first..first,
+        value: 0.0,
+        t: 0,
+    };
+    let mut name: Option<&'a str> = None;
+    let mut push = |s: &'a str, at: usize, room: &mut usize| -> Result<(), Fault> {
+        match name.take() {
+            None => name = Some(s),
+            Some(n) => {
+                make_room(labels, 1, room, at)?;
+                labels.push((n, s));
+            }
+        }
+        Ok(())
+    };
     let mut refs = 0usize;
     while c.more() {
         let at = c.pos;
@@ -252,20 +284,22 @@ fn exemplar(mut c: Cursor<'_>, symbols: &[&str]) -> Result<(), Fault> {
                 while m.more() {
                     let at = m.pos;
                     let r = m.varint().map_err(|e| e.at("labels_refs", None))?;
-                    symbol(symbols, r, at).map_err(|e| e.at("labels_refs", Some(refs)))?;
+                    let s = symbol(symbols, r, at).map_err(|e| e.at("labels_refs", Some(refs)))?;
+                    push(s, at, room)?;
                     refs += 1;
                 }
             }
             k if k == key(1, VARINT) => {
                 let r = c.varint().map_err(|e| e.at("labels_refs", None))?;
-                symbol(symbols, r, at).map_err(|e| e.at("labels_refs", Some(refs)))?;
+                let s = symbol(symbols, r, at).map_err(|e| e.at("labels_refs", Some(refs)))?;
+                push(s, at, room)?;
                 refs += 1;
             }
             k if k == key(2, FIXED64) => {
-                c.fixed64().map_err(|e| e.at("value", None))?;
+                e.value = f64::from_bits(c.fixed64().map_err(|e| e.at("value", None))?);
             }
             k if k == key(3, VARINT) => {
-                c.varint().map_err(|e| e.at("timestamp", None))?;
+                e.t = c.varint().map_err(|e| e.at("timestamp", None))? as i64;
             }
             k => c.other(k, at, EXEMPLAR)?,
         }
@@ -273,7 +307,8 @@ fn exemplar(mut c: Cursor<'_>, symbols: &[&str]) -> Result<(), Fault> {
     if !refs.is_multiple_of(2) {
         return Err(Fault::new(c.end, FaultKind::OddRefs(refs)).at("labels_refs", None));
     }
-    Ok(())
+    e.labels.end = labels.len() as u32;
+    Ok(e)
 }
 
 /// One `Metadata`, merged into the series' entry: a message given twice merges field by

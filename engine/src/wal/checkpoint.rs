@@ -111,6 +111,7 @@ fn write_checkpoint(
     let mut r = WalReader::from_segments(sources);
     let mut samples: Vec<RefSample> = Vec::new();
     let mut stones: Vec<Tombstone> = Vec::new();
+    let mut exemplars = Vec::new();
     let mut hists = Vec::new();
     let mut fhists = Vec::new();
     let mut extra_ends = Vec::new();
@@ -175,6 +176,16 @@ fn write_checkpoint(
                     let ends = record::encode_float_histogram_samples(&mut buf, &fhists);
                     if let Some((_, rest)) = ends.split_last() {
                         extra_ends.extend_from_slice(rest);
+                    }
+                })
+            }
+            Some(RecordType::Exemplars) => {
+                exemplars.clear();
+                record::decode_exemplars_into(rec, &mut exemplars).map(|()| {
+                    // As Prometheus's checkpoint: exemplars of kept series from `mint` on.
+                    exemplars.retain(|e| e.t >= mint && keep(e.r));
+                    if !exemplars.is_empty() {
+                        record::encode_exemplars(&mut buf, &exemplars);
                     }
                 })
             }

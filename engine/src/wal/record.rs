@@ -1,5 +1,5 @@
-//! The records inside the log (`tsdb/record`): series, samples, native histogram samples
-//! (types 7 to 10) and tombstones encoded and decoded as Prometheus does; the other types are
+//! The records inside the log (`tsdb/record`): series, samples, exemplars, native histogram
+//! samples (types 7 to 10) and tombstones encoded and decoded as Prometheus does; the other types are
 //! recognised by their type byte and left alone.
 //!
 //! Every encoder appends to the caller's buffer (clear it first to start a record), so one
@@ -113,7 +113,9 @@ pub enum Record<'a> {
     Samples(Vec<RefSample>),
     /// Deleted ranges.
     Tombstones(Vec<Tombstone>),
-    /// Any other record, by its type byte: exemplars, metadata, histograms and types newer
+    /// Exemplars of series.
+    Exemplars(Vec<RefExemplar>),
+    /// Any other record, by its type byte: metadata, histograms and types newer
     /// than this code. Replay skips them for now.
     Other(u8),
 }
@@ -228,6 +230,79 @@ pub fn encode_tombstones(out: &mut Vec<u8>, tombstones: &[Tombstone]) {
     }
 }
 
+/// One exemplar of a series: its ref, timestamp (ms), value and its own labels (the trace id
+/// and the like), as an exemplars record holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefExemplar {
+    /// The series ref, as given in an earlier series record.
+    pub r: u64,
+    /// Timestamp, ms since the epoch.
+    pub t: i64,
+    /// The exemplar's value.
+    pub v: f64,
+    /// The exemplar's labels, in record order (sorted by name when Prometheus or Gauntlet
+    /// wrote them).
+    pub labels: Labels,
+}
+
+/// Appends an exemplars record: laid out as a samples record (first ref and timestamp, then
+/// deltas), each entry followed by its label count and pairs. An empty slice gives the type
+/// byte alone, as Prometheus writes it.
+pub fn encode_exemplars(out: &mut Vec<u8>, exemplars: &[RefExemplar]) {
+    out.push(RecordType::Exemplars as u8);
+    let Some(first) = exemplars.first() else {
+        return;
+    };
+    out.extend_from_slice(&first.r.to_be_bytes());
+    out.extend_from_slice(&first.t.to_be_bytes());
+    for e in exemplars {
+        put_uvarint(
+            out,
+            zigzag_encode((e.r as i64).wrapping_sub(first.r as i64)),
+        );
+        put_uvarint(out, zigzag_encode(e.t.wrapping_sub(first.t)));
+        out.extend_from_slice(&e.v.to_bits().to_be_bytes());
+        put_uvarint(out, e.labels.len() as u64);
+        for l in &e.labels {
+            put_uvarint(out, l.name.len() as u64);
+            out.extend_from_slice(l.name.as_bytes());
+            put_uvarint(out, l.value.len() as u64);
+            out.extend_from_slice(l.value.as_bytes());
+        }
+    }
+}
+
+/// Appends the exemplars of an exemplars record to `out`.
+pub fn decode_exemplars_into(rec: &[u8], out: &mut Vec<RefExemplar>) -> Result<(), RecordError> {
+    let (t, mut d) = body(rec, &[RecordType::Exemplars])?;
+    let malformed = |source| RecordError::Malformed { record: t, source };
+    if d.remaining() == 0 {
+        return Ok(());
+    }
+    let first_r = d.be64().map_err(malformed)?;
+    let first_t = d.be64().map_err(malformed)? as i64;
+    let mut pairs = Vec::new();
+    while d.remaining() > 0 {
+        let dr = d.varint().map_err(malformed)?;
+        let dt = d.varint().map_err(malformed)?;
+        let v = f64::from_bits(d.be64().map_err(malformed)?);
+        let n = d.uvarint().map_err(malformed)?;
+        pairs.clear();
+        for _ in 0..n {
+            let name = d.uvarint_str().map_err(malformed)?;
+            let value = d.uvarint_str().map_err(malformed)?;
+            pairs.push((name, value));
+        }
+        out.push(RefExemplar {
+            r: (first_r as i64).wrapping_add(dr) as u64,
+            t: first_t.wrapping_add(dt),
+            v,
+            labels: Labels::from_pairs(pairs.iter().copied()),
+        });
+    }
+    Ok(())
+}
+
 /// Decodes any record. Series labels borrow from `rec`.
 pub fn decode(rec: &[u8]) -> Result<Record<'_>, RecordError> {
     let &first = rec.first().ok_or(RecordError::Empty)?;
@@ -246,6 +321,11 @@ pub fn decode(rec: &[u8]) -> Result<Record<'_>, RecordError> {
             let mut out = Vec::new();
             decode_tombstones_into(rec, &mut out)?;
             Ok(Record::Tombstones(out))
+        }
+        Some(RecordType::Exemplars) => {
+            let mut out = Vec::new();
+            decode_exemplars_into(rec, &mut out)?;
+            Ok(Record::Exemplars(out))
         }
         _ => Ok(Record::Other(first)),
     }
@@ -397,6 +477,47 @@ pub fn decode_tombstones_into(rec: &[u8], out: &mut Vec<Tombstone>) -> Result<()
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// An exemplars record as Prometheus's encoder writes it, byte by byte, and back.
+    #[test]
+    fn exemplars_layout_is_prometheus() {
+        let mut out = Vec::new();
+        let ex = vec![
+            RefExemplar {
+                r: 5,
+                t: 1000,
+                v: 1.5,
+                labels: Labels::from_pairs([("trace_id", "ab")]),
+            },
+            RefExemplar {
+                r: 3,
+                t: 1015,
+                v: 2.0,
+                labels: Labels::empty(),
+            },
+        ];
+        encode_exemplars(&mut out, &ex);
+        let mut want = vec![4u8];
+        want.extend_from_slice(&5u64.to_be_bytes());
+        want.extend_from_slice(&1000u64.to_be_bytes());
+        want.extend_from_slice(&[0, 0]);
+        want.extend_from_slice(&1.5f64.to_bits().to_be_bytes());
+        want.extend_from_slice(&[1, 8]);
+        want.extend_from_slice(b"trace_id");
+        want.extend_from_slice(&[2]);
+        want.extend_from_slice(b"ab");
+        // ref delta -2, time delta 15 (zig-zag), no labels.
+        want.extend_from_slice(&[3, 30]);
+        want.extend_from_slice(&2.0f64.to_bits().to_be_bytes());
+        want.push(0);
+        assert_eq!(out, want);
+        assert_eq!(decode(&out).unwrap(), Record::Exemplars(ex));
+        let mut empty = Vec::new();
+        encode_exemplars(&mut empty, &[]);
+        assert_eq!(empty, vec![4]);
+        assert_eq!(decode(&empty).unwrap(), Record::Exemplars(vec![]));
+        assert!(decode(&out[..out.len() - 3]).is_err());
+    }
 
     /// A samples record as Prometheus's encoder writes it, byte by byte.
     #[test]

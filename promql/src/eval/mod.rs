@@ -14,7 +14,7 @@ mod modifiers;
 mod reach;
 #[cfg(test)]
 mod reach_tests;
-mod selector;
+pub(crate) mod selector;
 mod smoothed;
 #[cfg(test)]
 mod stats_tests;

@@ -138,3 +138,28 @@ pub fn parse(query: &str, opts: &Options) -> Result<Expr, ParseError> {
     check::drop_scalar_matching(&mut expr);
     Ok(expr)
 }
+
+/// Pushes every vector selector of `e` (those of range selectors included) to `out`, in the
+/// order they are written: what Prometheus's `ExtractSelectors` walks, for the APIs that read
+/// only the series a query names (`/api/v1/query_exemplars`).
+pub fn collect_selectors<'a>(e: &'a Expr, out: &mut Vec<&'a VectorSelector>) {
+    match e {
+        Expr::Vector(vs) => out.push(vs),
+        Expr::Matrix(ms) => out.push(&ms.selector),
+        Expr::Aggregate(a) => {
+            collect_selectors(&a.expr, out);
+            if let Some(p) = &a.param {
+                collect_selectors(p, out);
+            }
+        }
+        Expr::Unary(u) => collect_selectors(&u.expr, out),
+        Expr::Binary(b) => {
+            collect_selectors(&b.lhs, out);
+            collect_selectors(&b.rhs, out);
+        }
+        Expr::Paren(p) => collect_selectors(&p.expr, out),
+        Expr::Subquery(s) => collect_selectors(&s.expr, out),
+        Expr::Call(c) => c.args.iter().for_each(|a| collect_selectors(a, out)),
+        _ => {}
+    }
+}

@@ -75,6 +75,9 @@ pub struct ApiConfig {
     /// The endpoints whose rules `/api/v1/rules` and `/api/v1/alerts` list instead
     /// (`gauntlet query`).
     pub remote_rules: Option<Arc<crate::query::rules::RuleEndpoints>>,
+    /// Where `/api/v1/query_exemplars` reads exemplars: the endpoints (`gauntlet query`) or
+    /// the process's own heads (`gauntlet all`); none answers empty.
+    pub exemplars: Option<Arc<dyn crate::query::exemplars::ExemplarSource>>,
 }
 
 /// PromQL feature flags named as Prometheus names them (`--enable-feature`, repeatable and
@@ -114,6 +117,7 @@ impl Default for ApiConfig {
             parse_cache: gauntlet_promql::ParseCache::default(),
             rules: Arc::default(),
             remote_rules: None,
+            exemplars: None,
         }
     }
 }
@@ -655,7 +659,9 @@ fn metadata(_st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     })
 }
 
-/// Gauntlet stores no exemplars; the query is still checked so bad input is reported.
+/// The exemplars of the series the query's selectors pick, from the exemplar source (none
+/// answers empty; the query is still checked so bad input is reported). With tenancy
+/// enforced, only the request's tenant's series are shown.
 fn query_exemplars(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     let (start, end) = time_range(form)?;
     if end < start {
@@ -663,11 +669,61 @@ fn query_exemplars(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
             "end timestamp must not be before start timestamp",
         ));
     }
-    promql::check_query(st, form.value("query"))?;
+    let query = form.value("query");
+    promql::check_query(st, query)?;
+    let Some(source) = &st.config.exemplars else {
+        return Ok(Reply {
+            data: "[]".to_string(),
+            ..Reply::default()
+        });
+    };
+    let tenant = st
+        .config
+        .tenancy
+        .as_ref()
+        .map(|t| t.tenant(form.tenant_header()).map(|name| t.matcher(&name)))
+        .transpose()
+        .map_err(ApiError::bad_data)?;
+    let (mut series, warnings) = source
+        .exemplars(query, start, end)
+        .map_err(|e| ApiError::internal(format!("error retrieving exemplars: {e}")))?;
+    if let Some(m) = &tenant {
+        series.retain(|s| m.matches(s.series.get(&m.name).unwrap_or("")));
+    }
     Ok(Reply {
-        data: "[]".to_string(),
+        data: exemplars_json(&series),
+        warnings,
         ..Reply::default()
     })
+}
+
+/// Exemplars as Prometheus's API writes them: per series its labels and its exemplars, each
+/// with its labels, its value as a string and its timestamp in seconds.
+fn exemplars_json(series: &[gauntlet_engine::head::SeriesExemplars]) -> String {
+    let mut out = String::from("[");
+    for (i, s) in series.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"seriesLabels\":");
+        json::push_labels(&mut out, &s.series);
+        out.push_str(",\"exemplars\":[");
+        for (j, e) in s.exemplars.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"labels\":");
+            json::push_labels(&mut out, &e.labels);
+            out.push_str(",\"value\":");
+            json::push_value(&mut out, e.value);
+            out.push_str(",\"timestamp\":");
+            json::push_ts(&mut out, e.ts);
+            out.push('}');
+        }
+        out.push_str("]}");
+    }
+    out.push(']');
+    out
 }
 
 fn buildinfo(_st: &ApiState, _form: &Form) -> Result<Reply, ApiError> {

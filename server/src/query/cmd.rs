@@ -165,6 +165,7 @@ impl PromqlFlags {
             parse_cache: gauntlet_promql::ParseCache::default(),
             rules: Default::default(),
             remote_rules: None,
+            exemplars: None,
         };
         apply_features(&mut config, &self.features)
             .map_err(|e| anyhow::anyhow!("--enable-feature: {e}"))?;
@@ -249,6 +250,13 @@ pub fn run(args: QueryArgs, budget: Arc<MemoryBudget>) -> anyhow::Result<()> {
             args.response_timeout,
         ));
         config.remote_rules = Some(rules.clone());
+        config.exemplars = Some(Arc::new(crate::query::exemplars::ExemplarEndpoints::new(
+            endpoints.clone(),
+            tokio::runtime::Handle::current(),
+            args.replica_labels.clone(),
+            args.partial_response,
+            args.response_timeout,
+        )));
         let state = Arc::new(ApiState {
             source: Arc::new(querier.clone()),
             config,

@@ -32,6 +32,8 @@ pub struct EndpointInfo {
     pub component: String,
     /// Whether it serves `thanos.Rules` (its Info advertises `rules`).
     pub rules: bool,
+    /// Whether it serves `thanos.Exemplars` (its Info advertises `exemplars`).
+    pub exemplars: bool,
 }
 
 /// One StoreAPI endpoint and its health.
@@ -80,6 +82,11 @@ impl Endpoint {
         RulesClient::new(self.channel.clone()).max_decoding_message_size(usize::MAX)
     }
 
+    /// The endpoint's connection, for the clients of services other than the StoreAPI's.
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
     /// The endpoint's metadata if it is currently usable for queries.
     pub fn info(&self) -> Option<EndpointInfo> {
         let st = self.state.read().unwrap_or_else(|e| e.into_inner());
@@ -117,6 +124,7 @@ impl Endpoint {
                     supports_without_replica_labels: store.supports_without_replica_labels,
                     component: r.component_type,
                     rules: r.rules.is_some(),
+                    exemplars: r.exemplars.is_some(),
                 });
                 st.healthy = true;
                 st.last_error = None;

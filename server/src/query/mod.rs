@@ -4,6 +4,7 @@
 pub mod cmd;
 pub mod dns;
 pub mod endpoints;
+pub mod exemplars;
 pub mod fanout;
 pub mod proxy;
 pub mod rules;

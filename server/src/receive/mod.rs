@@ -5,6 +5,7 @@
 //! With a hashring (`--receive.hashrings-file`), receivers share and replicate series as
 //! Thanos receivers do ([`forward`], [`replicate`]).
 
+pub mod exemplars;
 pub mod forward;
 pub mod hashring;
 pub mod histogram;
@@ -109,6 +110,11 @@ pub struct ReceiveArgs {
     /// limit).
     #[arg(long = "receive.limits.max-series", default_value_t = 0)]
     pub max_series: u64,
+    /// Exemplars each tenant's head keeps in its circular buffer, the oldest overwritten
+    /// first; 0 turns exemplar storage off (exemplars written are dropped, and the Exemplars
+    /// gRPC service is not advertised).
+    #[arg(long = "tsdb.max-exemplars", default_value_t = 0)]
+    pub max_exemplars: u64,
     /// Series one request may carry; more is refused with 413 (0 = no limit).
     #[arg(long = "receive.limits.request-series", default_value_t = 0)]
     pub request_series: usize,
@@ -240,6 +246,7 @@ impl ReceiveArgs {
             ooo_window_ms: self.ooo_window.as_millis() as i64,
             too_far_in_future_ms: self.too_far_in_future.as_millis() as i64,
             max_series: self.max_series,
+            max_exemplars: self.max_exemplars,
             wal: WalOptions {
                 compress: self.wal_compression,
                 ..WalOptions::default()
@@ -462,6 +469,13 @@ impl Receiver {
     /// `--query.enforce-tenancy`.
     pub fn store(&self) -> ReceiveStore {
         ReceiveStore::new(self.tenants.clone(), self.tenancy.clone())
+            .with_exemplars(self.args.max_exemplars > 0)
+    }
+
+    /// The Exemplars service over the tenants, when exemplar storage is on.
+    pub fn exemplars(&self) -> Option<exemplars::ReceiveExemplars> {
+        (self.args.max_exemplars > 0)
+            .then(|| exemplars::ReceiveExemplars::new(self.tenants.clone(), self.tenancy.clone()))
     }
 
     /// The tenancy reads are held to (`--query.enforce-tenancy`), if enforced.
@@ -570,6 +584,10 @@ impl Receiver {
                     .max_encoding_message_size(usize::MAX),
             )
             .add_service(thanos::info::info_server::InfoServer::new(svc))
+            .add_optional_service(
+                me.exemplars()
+                    .map(thanos::exemplars_server::ExemplarsServer::new),
+            )
             .add_service(
                 thanos::writeable_store_server::WriteableStoreServer::new(
                     WriteableStoreService::new(me.write.clone()),
@@ -759,9 +777,9 @@ impl prometheus_client::collector::Collector for ReceiveCollector {
                 ws.histograms.load(Relaxed),
             ),
             (
-                "gauntlet_receive_exemplars_dropped_total",
-                "Exemplars received and not stored.",
-                ws.exemplars_dropped.load(Relaxed),
+                "gauntlet_receive_write_exemplars_total",
+                "Exemplars received in remote-write requests and forwarded writes.",
+                ws.exemplars.load(Relaxed),
             ),
             (
                 "thanos_receive_head_series_limited_requests_total",
@@ -804,12 +822,33 @@ impl prometheus_client::collector::Collector for ReceiveCollector {
             .map(|t| TenantHead {
                 name: t.name.clone(),
                 stats: t.head.stats(),
+                exemplars: t.head.exemplar_stats(),
                 memory: t.head.last_memory(),
                 blocks: t.block_metas().len() as u64,
             })
             .collect();
         let by_tenant = |h: &TenantHead| [("tenant", h.name.clone())];
-        let tenant_gauges: [TenantGauge; 7] = [
+        let tenant_gauges: [TenantGauge; 11] = [
+            (
+                "prometheus_tsdb_exemplar_max_exemplars",
+                "Exemplars the head's circular buffer holds at most (--tsdb.max-exemplars).",
+                |h| h.exemplars.max_exemplars as i64,
+            ),
+            (
+                "prometheus_tsdb_exemplar_exemplars_in_storage",
+                "Exemplars in the head's circular buffer.",
+                |h| h.exemplars.exemplars as i64,
+            ),
+            (
+                "prometheus_tsdb_exemplar_series_with_exemplars_in_storage",
+                "Series with exemplars in the head's circular buffer.",
+                |h| h.exemplars.series as i64,
+            ),
+            (
+                "prometheus_tsdb_exemplar_last_exemplars_timestamp_seconds",
+                "Timestamp of the newest exemplar stored, seconds.",
+                |h| h.exemplars.last_ts / 1000,
+            ),
             ("prometheus_tsdb_head_series", "Series in the head.", |h| {
                 h.stats.series as i64
             }),
@@ -850,7 +889,17 @@ impl prometheus_client::collector::Collector for ReceiveCollector {
                 |h| h.blocks as i64,
             ),
         ];
-        let tenant_counters: [TenantCounter; 3] = [
+        let tenant_counters: [TenantCounter; 5] = [
+            (
+                "prometheus_tsdb_exemplar_exemplars_appended_total",
+                "Exemplars stored in the head's circular buffer.",
+                |h| h.exemplars.appended,
+            ),
+            (
+                "prometheus_tsdb_exemplar_out_of_order_exemplars_total",
+                "Exemplars refused as out of order for their series.",
+                |h| h.exemplars.out_of_order,
+            ),
             (
                 "prometheus_tsdb_head_samples_appended_total",
                 "Samples appended to the head in order.",
@@ -884,6 +933,7 @@ impl prometheus_client::collector::Collector for ReceiveCollector {
 struct TenantHead {
     name: String,
     stats: gauntlet_engine::head::HeadStats,
+    exemplars: gauntlet_engine::head::ExemplarStats,
     memory: gauntlet_engine::head::HeadMemory,
     blocks: u64,
 }

@@ -161,6 +161,7 @@ impl Route {
             .map(|&i| Counts {
                 floats: wb.series_samples(i as usize).len() as u64,
                 histograms: valid_histograms(wb, i as usize).count() as u64,
+                exemplars: wb.series_exemplars(i as usize).len() as u64,
             })
             .collect();
         let local_write = |tenant: Option<Arc<Tenant>>, which: &[u32]| match tenant {
@@ -255,8 +256,8 @@ fn valid_histograms<'b>(
         .filter(|h| h.validate().is_ok())
 }
 
-/// A series of `wb` as a message to forward: its float samples and valid native histograms
-/// (exemplars are not kept by the decoder, so they are not forwarded).
+/// A series of `wb` as a message to forward: its float samples, valid native histograms and
+/// exemplars.
 fn to_proto(wb: &WriteBatch<'_>, i: usize) -> pb::TimeSeries {
     pb::TimeSeries {
         labels: wb
@@ -278,7 +279,22 @@ fn to_proto(wb: &WriteBatch<'_>, i: usize) -> pb::TimeSeries {
         histograms: valid_histograms(wb, i)
             .map(super::histogram::to_proto)
             .collect(),
-        ..Default::default()
+        exemplars: wb
+            .series_exemplars(i)
+            .iter()
+            .map(|e| pb::Exemplar {
+                labels: wb
+                    .exemplar_pairs(e)
+                    .iter()
+                    .map(|(name, value)| pb::Label {
+                        name: name.to_string(),
+                        value: value.to_string(),
+                    })
+                    .collect(),
+                value: e.value,
+                timestamp: e.t,
+            })
+            .collect(),
     }
 }
 
@@ -287,6 +303,9 @@ fn to_proto(wb: &WriteBatch<'_>, i: usize) -> pb::TimeSeries {
 struct Counts {
     floats: u64,
     histograms: u64,
+    /// Exemplars sent (counted as written with the series, as the head's answer does not
+    /// cross receivers).
+    exemplars: u64,
 }
 
 /// A write split by destination, owning everything it sends.
@@ -452,10 +471,12 @@ impl Plan {
         let mut not_written = 0;
         let mut written_samples = 0;
         let mut written_histograms = 0;
+        let mut written_exemplars = 0;
         for (t, s) in tally.iter().zip(&samples) {
             if t.ok >= quorum {
                 written_samples += s.floats;
                 written_histograms += s.histograms;
+                written_exemplars += s.exemplars;
             } else {
                 not_written += 1;
                 worst = worst.max(Some(t.cause(quorum)));
@@ -499,12 +520,14 @@ impl Plan {
             written_samples =
                 (r.appended + r.appended_ooo + r.duplicates).saturating_sub(r.appended_histograms);
             written_histograms = r.appended_histograms;
+            written_exemplars = r.exemplars_appended;
         }
         Answer {
             code: worst.map_or(StatusCode::OK, Failure::status),
             message,
             written_samples,
             written_histograms,
+            written_exemplars,
         }
     }
 }

@@ -38,12 +38,43 @@ pub struct ReceiveStore {
     tenants: Arc<Tenants>,
     /// The tenancy every Series, LabelNames and LabelValues call is held to.
     tenancy: Option<Tenancy>,
+    /// Whether Info advertises the Exemplars service (exemplar storage is on).
+    exemplars: bool,
 }
 
 impl ReceiveStore {
     /// Serves `tenants`, every call held to its tenant when `tenancy` is given.
     pub fn new(tenants: Arc<Tenants>, tenancy: Option<Tenancy>) -> Self {
-        ReceiveStore { tenants, tenancy }
+        ReceiveStore {
+            tenants,
+            tenancy,
+            exemplars: false,
+        }
+    }
+
+    /// Has Info advertise the Exemplars service, which the caller serves beside.
+    pub fn with_exemplars(mut self, on: bool) -> Self {
+        self.exemplars = on;
+        self
+    }
+
+    /// What Info says of the exemplars, when they are served: from the oldest exemplar held
+    /// (the earliest time when none is), unbounded after.
+    pub fn exemplars_info(&self) -> Option<thanos::info::ExemplarsInfo> {
+        self.exemplars.then(|| {
+            let oldest = self
+                .tenants
+                .all()
+                .iter()
+                .map(|t| t.head.exemplar_stats().min_ts)
+                .min()
+                .filter(|&t| t != i64::MAX)
+                .unwrap_or(i64::MIN);
+            thanos::info::ExemplarsInfo {
+                min_time: oldest,
+                max_time: i64::MAX,
+            }
+        })
     }
 
     /// Label sets and time ranges: one per tenant. The newest time is unbounded, as Thanos
@@ -520,8 +551,8 @@ impl thanos::info::info_server::Info for ReceiveStore {
                 max_time: i64::MAX,
             })
             .collect();
-        Ok(Response::new(convert::info_response(
-            "receive", &sets, false,
-        )))
+        let mut info = convert::info_response("receive", &sets, false);
+        info.exemplars = self.exemplars_info();
+        Ok(Response::new(info))
     }
 }

@@ -16,7 +16,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gauntlet_engine::budget::{Decoding, DecodingRefused};
-use gauntlet_engine::head::{AppendBatch, AppendReport};
+use gauntlet_engine::head::{AppendBatch, AppendReport, Exemplar};
+use gauntlet_engine::labels::Labels;
 use gauntlet_engine::labels::hash_pairs;
 use gauntlet_engine::remote_write::{self, LabelLimits, SeriesEntry, Version, WriteBatch};
 use gauntlet_proto::prometheus as pb;
@@ -49,8 +50,8 @@ pub struct WriteStats {
     pub samples: AtomicU64,
     /// Native histogram samples received.
     pub histograms: AtomicU64,
-    /// Exemplars received and not stored.
-    pub exemplars_dropped: AtomicU64,
+    /// Exemplars received.
+    pub exemplars: AtomicU64,
     /// Series refused for invalid labels.
     pub invalid_series: AtomicU64,
     /// Requests taken as remote write 2.0 (`io.prometheus.write.v2.Request`).
@@ -241,7 +242,7 @@ pub async fn receive(
         let written = remote_write::Written {
             samples: done.written_samples,
             histograms: done.written_histograms,
-            exemplars: 0,
+            exemplars: done.written_exemplars,
         };
         let h = resp.headers_mut();
         for (name, v) in written.headers() {
@@ -300,6 +301,17 @@ impl Input {
                     let labels = wb.labels.len() as u32;
                     let samples = wb.samples.len() as u32;
                     let histograms = wb.histogram_samples.len() as u32;
+                    let exemplars = wb.exemplar_samples.len() as u32;
+                    for e in &ts.exemplars {
+                        let first = wb.exemplar_labels.len() as u32;
+                        wb.exemplar_labels
+                            .extend(e.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+                        wb.exemplar_samples.push(remote_write::ExemplarSample {
+                            labels: first..wb.exemplar_labels.len() as u32,
+                            value: e.value,
+                            t: e.timestamp,
+                        });
+                    }
                     wb.labels.extend(
                         ts.labels
                             .iter()
@@ -320,6 +332,7 @@ impl Input {
                         histograms: ts.histograms.len() as u32,
                         histogram_samples: histograms..wb.histogram_samples.len() as u32,
                         exemplars: ts.exemplars.len() as u32,
+                        exemplar_samples: exemplars..wb.exemplar_samples.len() as u32,
                         ..SeriesEntry::default()
                     });
                 }
@@ -340,6 +353,8 @@ pub struct Answer {
     pub written_samples: u64,
     /// Native histogram samples written (for remote write 2.0's answer headers).
     pub written_histograms: u64,
+    /// Exemplars stored (for remote write 2.0's answer headers).
+    pub written_exemplars: u64,
 }
 
 impl Answer {
@@ -350,6 +365,7 @@ impl Answer {
             message,
             written_samples: 0,
             written_histograms: 0,
+            written_exemplars: 0,
         }
     }
 }
@@ -457,8 +473,8 @@ impl Refusals {
 /// A request's series that passed the checks.
 #[derive(Debug)]
 pub struct Checked {
-    /// Indexes in the batch of the series with valid labels and at least one float sample or
-    /// valid native histogram.
+    /// Indexes in the batch of the series with valid labels and at least one float sample,
+    /// valid native histogram or exemplar.
     pub series: Vec<u32>,
     /// The series refused.
     pub refusals: Refusals,
@@ -470,9 +486,7 @@ fn check(st: &WriteState, wb: &WriteBatch<'_>) -> Result<Checked, (StatusCode, S
     let n_samples = wb.samples.len();
     st.stats.series.fetch_add(n_series as u64, Relaxed);
     st.stats.samples.fetch_add(n_samples as u64, Relaxed);
-    st.stats
-        .exemplars_dropped
-        .fetch_add(wb.exemplars as u64, Relaxed);
+    st.stats.exemplars.fetch_add(wb.exemplars as u64, Relaxed);
     st.stats
         .histograms
         .fetch_add(wb.histogram_samples.len() as u64, Relaxed);
@@ -528,7 +542,9 @@ fn check(st: &WriteState, wb: &WriteBatch<'_>) -> Result<Checked, (StatusCode, S
                 valid_hists += 1;
             }
         }
-        if !samples.is_empty() || valid_hists > 0 {
+        // Prometheus sends a series' exemplars in entries of their own, without samples: they
+        // go to the series its earlier samples made.
+        if !samples.is_empty() || valid_hists > 0 || !wb.series_exemplars(i).is_empty() {
             series.push(i as u32);
         }
     }
@@ -573,6 +589,13 @@ impl LocalWrite {
                     .filter(|h| h.validate().is_ok())
                     .map(|h| (h.t, h.h.clone())),
             );
+            batches[head.route(hash)].push_exemplars(wb.series_exemplars(i as usize).iter().map(
+                |e| Exemplar {
+                    labels: Labels::from_pairs(wb.exemplar_pairs(e).iter().copied()),
+                    value: e.value,
+                    ts: e.t,
+                },
+            ));
         }
         LocalWrite { tenant, batches }
     }
