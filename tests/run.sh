@@ -109,6 +109,7 @@ if ! wait "$peers_pid"; then
   echo "the Go peers (tests/peers/build.sh) could not be built; the tests need them" >&2
   exit 1
 fi
+trap - EXIT
 cat "$peers_log"
 
 step "cargo nextest"

@@ -44,6 +44,19 @@ fn check_record(rec: &[u8]) {
             record::encode_tombstones(&mut again, t);
             assert_eq!(record::decode(&again).expect("own tombstones"), decoded);
         }
+        Record::Exemplars(exemplars) => {
+            record::encode_exemplars(&mut again, exemplars);
+            let Ok(Record::Exemplars(back)) = record::decode(&again) else {
+                panic!("own exemplars do not decode");
+            };
+            // Values compared as bits: a NaN exemplar comes back as the same NaN.
+            let key = |e: &[record::RefExemplar]| -> Vec<(u64, i64, u64, String)> {
+                e.iter()
+                    .map(|e| (e.r, e.t, e.v.to_bits(), e.labels.to_string()))
+                    .collect()
+            };
+            assert_eq!(key(&back), key(exemplars));
+        }
         _ => {}
     }
 }
