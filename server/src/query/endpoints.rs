@@ -387,6 +387,54 @@ pub fn check_address(addr: &str) -> Result<(), String> {
     }
 }
 
+/// Calls `fetch` on every endpoint of `endpoints` whose Info `serves` the API, all at once and
+/// each for at most `timeout`, and gathers their items and warnings, as Thanos's querier fans
+/// its rules and exemplars APIs out. An endpoint's failure fails the whole, or with `partial`
+/// becomes a warning naming `what` (`rules`, `exemplars`) and the endpoint.
+pub async fn fan_out<T, Fut>(
+    endpoints: &EndpointSet,
+    serves: impl Fn(&EndpointInfo) -> bool,
+    timeout: Duration,
+    partial: bool,
+    what: &str,
+    fetch: impl Fn(Arc<Endpoint>) -> Fut,
+) -> Result<(Vec<T>, Vec<String>), String>
+where
+    Fut: std::future::Future<Output = Result<(Vec<T>, Vec<String>), String>>,
+{
+    let calls = endpoints
+        .all()
+        .into_iter()
+        .filter(|e| e.info().is_some_and(|i| serves(&i)))
+        .map(|e| {
+            let call = fetch(e.clone());
+            async move {
+                let res = tokio::time::timeout(timeout, call)
+                    .await
+                    .unwrap_or_else(|_| Err(format!("no answer in {timeout:?}")));
+                (e, res)
+            }
+        });
+    let mut items = Vec::new();
+    let mut warnings = Vec::new();
+    for (e, res) in futures::future::join_all(calls).await {
+        match res {
+            Ok((got, w)) => {
+                items.extend(got);
+                warnings.extend(w);
+            }
+            Err(why) => {
+                let msg = format!("fetching {what} from {what} client {}: {why}", e.addr);
+                if !partial {
+                    return Err(msg);
+                }
+                warnings.push(msg);
+            }
+        }
+    }
+    Ok((items, warnings))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

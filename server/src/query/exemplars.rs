@@ -12,7 +12,7 @@ use gauntlet_engine::labels::Labels;
 use gauntlet_proto::thanos::exemplars_client::ExemplarsClient;
 use gauntlet_proto::thanos::{self, PartialResponseStrategy, exemplars_response};
 
-use super::endpoints::{Endpoint, EndpointSet};
+use super::endpoints::{Endpoint, EndpointSet, fan_out};
 
 /// Where `/api/v1/query_exemplars` reads exemplars from.
 pub trait ExemplarSource: Send + Sync + std::fmt::Debug {
@@ -73,37 +73,18 @@ impl ExemplarEndpoints {
             end,
             partial_response_strategy: strategy as i32,
         };
-        let calls = self
-            .endpoints
-            .all()
-            .into_iter()
-            .filter(|e| e.info().is_some_and(|i| i.exemplars))
-            .map(|e| {
+        let (series, warnings) = fan_out(
+            &self.endpoints,
+            |i| i.exemplars,
+            self.timeout,
+            self.partial_response,
+            "exemplars",
+            |e| {
                 let req = req.clone();
-                async move {
-                    let res = tokio::time::timeout(self.timeout, fetch(&e, req))
-                        .await
-                        .unwrap_or_else(|_| Err(format!("no answer in {:?}", self.timeout)));
-                    (e, res)
-                }
-            });
-        let mut series = Vec::new();
-        let mut warnings = Vec::new();
-        for (e, res) in futures::future::join_all(calls).await {
-            match res {
-                Ok((s, w)) => {
-                    series.extend(s);
-                    warnings.extend(w);
-                }
-                Err(why) => {
-                    let msg = format!("fetching exemplars from exemplars client {}: {why}", e.addr);
-                    if !self.partial_response {
-                        return Err(msg);
-                    }
-                    warnings.push(msg);
-                }
-            }
-        }
+                async move { fetch(&e, req).await }
+            },
+        )
+        .await?;
         Ok((merge(series, &self.replica_labels), warnings))
     }
 }

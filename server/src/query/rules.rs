@@ -16,7 +16,7 @@ use gauntlet_engine::labels::{Labels, Matcher};
 use gauntlet_proto::thanos::{PartialResponseStrategy, Rule, RuleGroup, rule, rules_response};
 use tokio::runtime::Handle;
 
-use super::endpoints::{Endpoint, EndpointSet};
+use super::endpoints::{Endpoint, EndpointSet, fan_out};
 use crate::rule::groups::{RuleSelection, rule_labels, rule_name};
 
 /// The rule endpoints of a querier and how their answers are combined.
@@ -81,37 +81,18 @@ impl RuleEndpoints {
             PartialResponseStrategy::Abort
         };
         let req = selection.request(strategy);
-        let calls = self
-            .endpoints
-            .all()
-            .into_iter()
-            .filter(|e| e.info().is_some_and(|i| i.rules))
-            .map(|e| {
+        let (groups, warnings) = fan_out(
+            &self.endpoints,
+            |i| i.rules,
+            self.timeout,
+            partial,
+            "rules",
+            |e| {
                 let req = req.clone();
-                async move {
-                    let res = tokio::time::timeout(self.timeout, fetch(&e, req))
-                        .await
-                        .unwrap_or_else(|_| Err(format!("no answer in {:?}", self.timeout)));
-                    (e, res)
-                }
-            });
-        let mut groups = Vec::new();
-        let mut warnings = Vec::new();
-        for (e, res) in futures::future::join_all(calls).await {
-            match res {
-                Ok((g, w)) => {
-                    groups.extend(g);
-                    warnings.extend(w);
-                }
-                Err(why) => {
-                    let msg = format!("fetching rules from rules client {}: {why}", e.addr);
-                    if !partial {
-                        return Err(msg);
-                    }
-                    warnings.push(msg);
-                }
-            }
-        }
+                async move { fetch(&e, req).await }
+            },
+        )
+        .await?;
         let groups = selection.apply(keep_matching(groups, match_sets));
         Ok((merge(groups, &self.replica_labels), warnings))
     }
