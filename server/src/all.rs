@@ -246,7 +246,7 @@ async fn serve(
             &args.rules.alertmanagers,
             receiver.clone(),
             &args.promql.tenancy.default_tenant,
-            crate::rule::cmd::Queries::Local(state.clone()),
+            crate::rule::cmd::Queries::Local(state.clone(), Default::default()),
             &mut registry,
         )
         .await?;
@@ -523,11 +523,17 @@ impl Queryable for AllView {
         let Some(first) = received.next_batch()? else {
             return self.store.select_stream(matchers, mint, maxt, hints);
         };
-        let stored = self
+        let received = Box::new(Resumed::new(first, received));
+        let mut stored = self
             .store
             .select_stream(matchers, mint, maxt, &whole_labels(hints))?;
+        // Nothing stored in the range (the usual case for recent data): the heads' stream is
+        // the answer as it is, without comparing every series to an empty side.
+        let Some(first_stored) = stored.next_batch()? else {
+            return Ok(received);
+        };
         Ok(merge_streams(
-            vec![stored, Box::new(Resumed::new(first, received))],
+            vec![Box::new(Resumed::new(first_stored, stored)), received],
             mint,
             maxt,
         ))

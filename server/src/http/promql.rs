@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use gauntlet_engine::budget::{MemoryBudget, Need};
 use gauntlet_engine::query::PoolQuery;
-use gauntlet_promql::{Engine, EngineOptions, QueryResult, QueryStats, Value};
+use gauntlet_promql::{
+    Engine, EngineOptions, ParseCache, QueryResult, QueryStats, SelectionCache, Value,
+};
 
 use super::api::{ApiState, Reply, open_view};
 use super::json;
@@ -119,8 +121,9 @@ fn parser(st: &ApiState) -> Engine {
     )
 }
 
-/// An engine for this request: the configured limits, the timeout shortened by `timeout`.
-fn engine(st: &ApiState, form: &Form) -> Result<Engine, ApiError> {
+/// The engine options of this request: the configured limits, the timeout shortened by
+/// `timeout`, the lookback delta `lookback_delta`.
+fn engine_options(st: &ApiState, form: &Form) -> Result<EngineOptions, ApiError> {
     let mut timeout = st.config.timeout;
     if let Some(v) = form.get("timeout").filter(|v| !v.is_empty()) {
         let ms = parse_duration(v).map_err(|e| ApiError::invalid_param("timeout", e))?;
@@ -135,20 +138,25 @@ fn engine(st: &ApiState, form: &Form) -> Result<Engine, ApiError> {
             lookback = st.config.lookback_delta_ms;
         }
     }
+    Ok(EngineOptions {
+        lookback_delta_ms: lookback,
+        max_samples: st.config.max_samples,
+        timeout,
+        delayed_name_removal: st.config.delayed_name_removal,
+        limits: st.config.limits,
+        per_step_stats: stats_param(form) == StatsParam::All,
+        features: st.config.features,
+        compat: st.config.compat,
+        cancel: form.cancel().clone(),
+        pool: st.config.pool.clone(),
+        budget: st.config.budget.clone(),
+    })
+}
+
+/// An engine for this request ([`engine_options`]) parsing through the server's cache.
+fn engine(st: &ApiState, form: &Form) -> Result<Engine, ApiError> {
     Ok(Engine::with_cache(
-        EngineOptions {
-            lookback_delta_ms: lookback,
-            max_samples: st.config.max_samples,
-            timeout,
-            delayed_name_removal: st.config.delayed_name_removal,
-            limits: st.config.limits,
-            per_step_stats: stats_param(form) == StatsParam::All,
-            features: st.config.features,
-            compat: st.config.compat,
-            cancel: form.cancel().clone(),
-            pool: st.config.pool.clone(),
-            budget: st.config.budget.clone(),
-        },
+        engine_options(st, form)?,
         st.config.parse_cache.clone(),
     ))
 }
@@ -467,17 +475,43 @@ fn matrix_size(s: &gauntlet_engine::query::Series) -> usize {
             .sum::<usize>()
 }
 
+/// What the in-process rules keep from round to round: every rule's parsed expression and
+/// what it selects, sized to the rules loaded ([`RuleCaches::size_for`]).
+#[derive(Debug, Default)]
+pub struct RuleCaches {
+    parsed: ParseCache,
+    selections: SelectionCache,
+}
+
+impl RuleCaches {
+    /// Makes room for `rules` rules' expressions, and for what templates' `query` calls ask,
+    /// forgetting the selections of the rules loaded before.
+    pub fn size_for(&self, rules: usize) {
+        let queries = rules.saturating_mul(2);
+        self.parsed.keep(queries);
+        self.selections.reset(queries);
+    }
+}
+
+/// The engine of [`rule_query`]: `/api/v1/query`'s with no parameters, parsing through the
+/// rules' own cache.
+fn rule_engine(st: &ApiState, caches: &RuleCaches) -> Result<Engine, String> {
+    let opts = engine_options(st, &Form::default()).map_err(|e| e.message)?;
+    Ok(Engine::with_cache(opts, caches.parsed.clone()))
+}
+
 /// Evaluates a rule's expression at `t_ms` in-process, as `/api/v1/query` would with no
 /// parameters but `query` and `time` (the default tenant's view under enforced tenancy): for
 /// the rules `gauntlet all` runs. The answer is a vector (a scalar as one sample).
 pub fn rule_query(
     st: &ApiState,
+    caches: &RuleCaches,
     view: Option<Arc<dyn ReadView>>,
     expr: &str,
     t_ms: i64,
 ) -> Result<Vec<gauntlet_promql::InstantSample>, String> {
     let form = Form::default();
-    let engine = engine(st, &form).map_err(|e| e.message)?;
+    let engine = rule_engine(st, caches)?;
     let view = match view {
         Some(v) => v,
         None => open_view(st, &form).map_err(|e| e.message)?,
@@ -491,13 +525,18 @@ pub fn rule_query(
 /// A view for [`rule_query`] of `exprs` at `t_ms`, with what they select announced to it
 /// ([`Queryable::prefetch`]): a group's rules then read the heads in one visit to their cores
 /// rather than one each. `None` when no view opens (the queries then say why).
-pub fn rule_prepare(st: &ApiState, exprs: &[&str], t_ms: i64) -> Option<Arc<dyn ReadView>> {
+pub fn rule_prepare(
+    st: &ApiState,
+    caches: &RuleCaches,
+    exprs: &[&str],
+    t_ms: i64,
+) -> Option<Arc<dyn ReadView>> {
     let form = Form::default();
-    let engine = engine(st, &form).ok()?;
+    let engine = rule_engine(st, caches).ok()?;
     let view = open_view(st, &form).ok()?;
     let selections: Vec<_> = exprs
         .iter()
-        .flat_map(|e| engine.instant_selections(e, t_ms))
+        .flat_map(|e| engine.instant_selections_known(&caches.selections, e, t_ms))
         .collect();
     view.prefetch(&selections);
     Some(view)

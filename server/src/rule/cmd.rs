@@ -230,22 +230,31 @@ impl RuleArgs {
 pub enum Queries {
     /// Query APIs over HTTP (`gauntlet rule`'s `--query`).
     Http(Arc<HttpQuerier>),
-    /// The process's own PromQL (`gauntlet all`).
-    Local(Arc<crate::http::api::ApiState>),
+    /// The process's own PromQL (`gauntlet all`), with what the rules keep from round to
+    /// round, sized to them ([`Backend::rules_loaded`]).
+    Local(
+        Arc<crate::http::api::ApiState>,
+        crate::http::promql::RuleCaches,
+    ),
 }
 
 /// The in-process querier of `gauntlet all`.
 struct LocalQuerier<'a> {
     st: &'a crate::http::api::ApiState,
+    caches: &'a crate::http::promql::RuleCaches,
     /// The view the last [`RuleQuerier::prepare`] opened, and its time: what the announced
     /// rules select of the heads is read in it already.
     prepared: std::sync::Mutex<Option<(i64, Arc<dyn crate::query::ReadView>)>>,
 }
 
 impl LocalQuerier<'_> {
-    fn new(st: &crate::http::api::ApiState) -> LocalQuerier<'_> {
+    fn new<'a>(
+        st: &'a crate::http::api::ApiState,
+        caches: &'a crate::http::promql::RuleCaches,
+    ) -> LocalQuerier<'a> {
         LocalQuerier {
             st,
+            caches,
             prepared: std::sync::Mutex::new(None),
         }
     }
@@ -260,14 +269,14 @@ impl RuleQuerier for LocalQuerier<'_> {
             .as_ref()
             .filter(|(t, _)| *t == t_ms)
             .map(|(_, v)| v.clone());
-        crate::http::promql::rule_query(self.st, view, expr, t_ms)
+        crate::http::promql::rule_query(self.st, self.caches, view, expr, t_ms)
     }
 
     fn prepare(&self, exprs: &[&str], t_ms: i64) {
         let view = if exprs.is_empty() {
             None
         } else {
-            crate::http::promql::rule_prepare(self.st, exprs, t_ms)
+            crate::http::promql::rule_prepare(self.st, self.caches, exprs, t_ms)
         };
         *self.prepared.lock().unwrap_or_else(|p| p.into_inner()) = view.map(|v| (t_ms, v));
     }
@@ -300,7 +309,7 @@ impl Backend for RulerBackend {
                 inner: q,
                 partial_response,
             }),
-            Queries::Local(st) => Box::new(LocalQuerier::new(st)),
+            Queries::Local(st, caches) => Box::new(LocalQuerier::new(st, caches)),
         }
     }
 
@@ -319,6 +328,12 @@ impl Backend for RulerBackend {
 
     fn send(&self, alerts: Vec<(String, Alert)>) {
         send_alerts(&self.sender, &self.external, &self.external_url, alerts);
+    }
+
+    fn rules_loaded(&self, rules: usize) {
+        if let Queries::Local(_, caches) = &self.queries {
+            caches.size_for(rules);
+        }
     }
 
     fn last_for_state(&self, labels: &Labels, t_ms: i64, lookback_ms: i64) -> Option<(i64, f64)> {

@@ -23,6 +23,11 @@ pub trait Backend: Send + Sync + 'static {
     fn record(&self, samples: Vec<InstantSample>) -> Result<(), String>;
     /// Hands alerts to Alertmanager, each with the expression that raised it.
     fn send(&self, alerts: Vec<(String, Alert)>);
+    /// Says how many rules are loaded now (after each load that took): a querier that keeps
+    /// what it parsed sizes itself to hold them all. The default does nothing.
+    fn rules_loaded(&self, rules: usize) {
+        let _ = rules;
+    }
     /// The last `ALERTS_FOR_STATE` sample at or before `t_ms` (its time and value) of the
     /// series `labels`, looking back `lookback_ms`: what a restart restores the `for` state
     /// from. `None` when nothing was recorded.
@@ -213,6 +218,8 @@ impl Manager {
             return Err(errors.join("; "));
         }
         let n = new_groups.len();
+        self.backend
+            .rules_loaded(new_groups.iter().map(|g| g.rules.len()).sum());
         let mut running = lock(&self.groups);
         let mut old: HashMap<(String, String), Running> = running
             .drain(..)
