@@ -4,7 +4,9 @@
 //! external labels; `gauntlet query` and `thanos query` over it answer as Prometheus does;
 //! its shipper uploads each block once, byte for byte, across a restart, and uploads
 //! nothing after Thanos's own sidecar shipped the blocks; with Prometheus stopped Info and
-//! Series fail with UNAVAILABLE, and they recover when it is back.
+//! Series fail with UNAVAILABLE, and they recover when it is back. With 2-minute blocks, the
+//! blocks Prometheus cuts while the sidecar runs are shipped and served. A Prometheus it
+//! cannot ship from (compaction on) or serve (no external labels) stops it with an error.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,17 +34,25 @@ struct Prom {
 }
 
 impl Prom {
+    /// Starts it with 2h blocks (min = max block duration).
     fn start(&mut self) {
+        self.start_with(&[
+            "--storage.tsdb.min-block-duration=2h",
+            "--storage.tsdb.max-block-duration=2h",
+        ]);
+    }
+
+    /// Starts it with `blocks`, its block duration flags.
+    fn start_with(&mut self, blocks: &[&str]) {
         let child = Command::new(&self.binary)
             .arg(format!("--config.file={}", self.config.display()))
             .arg(format!("--storage.tsdb.path={}", self.data.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
             .args([
                 "--storage.tsdb.retention.time=100y",
-                "--storage.tsdb.min-block-duration=2h",
-                "--storage.tsdb.max-block-duration=2h",
                 "--web.enable-remote-write-receiver",
             ])
+            .args(blocks)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -553,4 +563,66 @@ fn sidecar_refuses_a_prometheus_it_cannot_serve_or_ship_from() {
     let (ok, err) = sidecar_exit(&unlabelled, &[]);
     assert!(!ok, "started over a Prometheus without external labels");
     assert!(err.contains("has no external labels"), "{err}");
+}
+
+#[test]
+fn sidecar_ships_and_serves_blocks_prometheus_cuts_while_it_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let config = tmp.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        "global:\n  scrape_interval: 1h\n  external_labels:\n    cluster: eu2\n",
+    )
+    .unwrap();
+    let mut prom = Prom {
+        binary: prometheus3(),
+        config,
+        data: data.clone(),
+        port: free_port(),
+        child: None,
+    };
+    // Blocks of 2 minutes: the head is cut while the test writes, and the sidecar runs.
+    prom.start_with(&[
+        "--storage.tsdb.min-block-duration=2m",
+        "--storage.tsdb.max-block-duration=2m",
+    ]);
+    let bucket = tmp.path().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let objstore = filesystem_objstore(tmp.path().join("b.yml"), &bucket);
+    let side = sidecar(
+        &prom,
+        &[format!("--objstore.config-file={}", objstore.display())],
+    );
+    let now_s = now_ms() / 1000;
+    let from = (now_s - 15 * 60) / STEP_S * STEP_S;
+    write_head(prom.port, from, now_s - 30);
+    wait_until("Prometheus cuts blocks", Duration::from_secs(30), || {
+        blocks_in(&data).len() >= 2
+    });
+    wait_until("the sidecar ships them", Duration::from_secs(30), || {
+        let on_disk = blocks_in(&data);
+        blocks_in(&bucket) == on_disk && shipper_file(&data) == on_disk
+    });
+    let at = now_ms();
+    let range_s = at / 1000 - from + 60;
+    let want = prometheus_raw(
+        prom.port,
+        "{job=\"sc\"}",
+        range_s,
+        at,
+        &[("cluster", "eu2")],
+    );
+    assert_eq!(want.len(), INSTANCES.len() + 1);
+    let mint = at - range_s * 1000 + 1;
+    let got = python_calls(
+        side.grpc,
+        &json!([series_call(&json!([[0, "job", "sc"]]), mint, at)]),
+    );
+    assert_same_series(
+        "Series over the blocks cut while running and the head",
+        &decoded(&got[0], mint, at),
+        &want,
+    );
 }
