@@ -246,7 +246,7 @@ async fn wait_for_prometheus(
         tracing::info!(block_duration = %flags.min_block_duration, "Prometheus's flags checked");
     }
     while let Err(e) = state.refresh().await {
-        tracing::warn!(error = %e, "could not read Prometheus's external labels; is it running? retrying");
+        tracing::warn!(error = %e, "could not read Prometheus's external labels and lowest timestamp; is it running? retrying");
         tokio::time::sleep(every).await;
     }
     if state.external().is_empty() {

@@ -83,10 +83,19 @@ impl PromClient {
         &self.base
     }
 
-    fn unreachable(&self, path: &str, e: impl std::fmt::Display) -> PromError {
+    fn unreachable(&self, path: &str, e: reqwest::Error) -> PromError {
+        // reqwest's own message is generic ("error sending request"); the cause (connection
+        // refused, timed out) is in its sources.
+        let mut reason = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            reason.push_str(": ");
+            reason.push_str(&s.to_string());
+            source = s.source();
+        }
         PromError::Unreachable {
             url: format!("{}{path}", self.base),
-            reason: e.to_string(),
+            reason,
         }
     }
 
