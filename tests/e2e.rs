@@ -50,6 +50,7 @@ mod rules_prometheus3;
 mod rules_unittest;
 mod s3;
 mod security;
+mod sidecar;
 mod standalone;
 mod store;
 mod store_limits;

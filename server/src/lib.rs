@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod query;
 pub mod receive;
 pub mod rule;
+pub mod sidecar;
 pub mod store;
 pub mod tls;
 pub mod tools;

@@ -2,7 +2,7 @@
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use gauntlet::logging::{self, LogFormat, LogLevel};
-use gauntlet::{all, compact, frontend, query, receive, rule, store, tools};
+use gauntlet::{all, compact, frontend, query, receive, rule, sidecar, store, tools};
 use mimalloc::MiMalloc;
 
 #[global_allocator]
@@ -65,6 +65,9 @@ enum Command {
     /// in its own head served over the StoreAPI, and sends alerts to Alertmanager, as Thanos
     /// Rule does.
     Rule(Box<rule::cmd::RuleArgs>),
+    /// Sidecar: beside a running Prometheus, serves its blocks and head over the StoreAPI
+    /// and uploads the blocks it cuts to a bucket, as Thanos Sidecar does.
+    Sidecar(Box<sidecar::SidecarArgs>),
     /// Offline tools over local blocks (as `promtool tsdb`), over a bucket's blocks (as
     /// `thanos tools bucket`) and over rule files (as `promtool check rules` and `test
     /// rules`); they serve nothing.
@@ -101,6 +104,7 @@ fn main() -> std::process::ExitCode {
         Command::Store(args) => store::run(args, budget),
         Command::Compact(args) => compact::run(*args, budget),
         Command::Rule(args) => rule::cmd::run(*args, budget),
+        Command::Sidecar(args) => sidecar::run(*args, budget),
         Command::Tools { tool } => tools::run(tool),
     };
     match res {
@@ -161,6 +165,7 @@ mod tests {
         assert_names(&["query-frontend"], &["split", "cache", "retr", "querier"]);
         assert_names(&["receive"], &["remote write", "wal", "storeapi", "bucket"]);
         assert_names(&["store"], &["bucket", "storeapi"]);
+        assert_names(&["sidecar"], &["prometheus", "storeapi", "bucket"]);
         assert_names(&["compact"], &["compact", "downsample", "retention"]);
         assert_names(&["tools"], &["block", "bucket"]);
         assert_names(&["tools", "block"], &["block"]);

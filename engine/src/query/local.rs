@@ -35,6 +35,11 @@ impl LocalBlocks {
         Ok(LocalBlocks { blocks })
     }
 
+    /// The blocks given, already open (a caller choosing which directories are blocks).
+    pub fn from_blocks(blocks: Vec<Block>) -> Self {
+        LocalBlocks { blocks }
+    }
+
     /// The open blocks, in directory-name order.
     pub fn blocks(&self) -> &[Block] {
         &self.blocks

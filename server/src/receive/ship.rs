@@ -11,7 +11,8 @@ use gauntlet_engine::bucket::Bucket;
 
 use super::tenants::Tenant;
 
-const SHIPPER_FILE: &str = "thanos.shipper.json";
+/// The file, in the TSDB directory, listing the blocks uploaded (Thanos's shipper's format).
+pub const SHIPPER_FILE: &str = "thanos.shipper.json";
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ShipperFile {
@@ -29,7 +30,9 @@ pub fn read_shipper_file(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn write_shipper_file(dir: &Path, uploaded: &[String]) -> anyhow::Result<()> {
+/// Records `uploaded` in `<dir>/thanos.shipper.json` (version 1, as Thanos writes it),
+/// through a temporary file renamed into place.
+pub fn write_shipper_file(dir: &Path, uploaded: &[String]) -> anyhow::Result<()> {
     let body = serde_json::to_vec_pretty(&ShipperFile {
         version: 1,
         uploaded: uploaded.to_vec(),

@@ -295,7 +295,7 @@ fn wire_chunk(min_time: i64, max_time: i64, encoding: u8, data: &[u8]) -> thanos
 /// A streamed series as the StoreAPI sends it: labels without `strip`; its chunks sorted by
 /// time, cut to at most 120 samples and those that overlap merged ([`merge_chunks`]), or its
 /// decoded samples encoded ([`wire_chunks`]); none when the request skips chunks.
-fn wire_series(
+pub(crate) fn wire_series(
     s: StreamSeries,
     strip: &[String],
     skip_chunks: bool,

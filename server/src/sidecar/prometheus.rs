@@ -1,0 +1,547 @@
+//! The sidecar's client of its Prometheus: the external labels (`/api/v1/status/config`),
+//! the TSDB flags (`/api/v1/status/flags`), the lowest timestamp held (`/metrics`), label
+//! names and values (`/api/v1/labels`, `/api/v1/label/<name>/values`) and the head's series
+//! through remote read with streamed XOR chunks (`/api/v1/read`).
+
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use gauntlet_engine::labels::{Labels, MatchType, Matcher};
+use gauntlet_engine::query::{SeriesChunk, SeriesData, StreamSeries};
+use gauntlet_proto::prometheus;
+use prost::Message;
+
+/// Why a call to Prometheus failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PromError {
+    /// Prometheus did not answer (refused, reset, timed out): it is down or unreachable; the
+    /// caller reports it unavailable and tries again later.
+    #[error("Prometheus at {url} is unreachable: {reason}")]
+    Unreachable {
+        /// The URL asked.
+        url: String,
+        /// The transport's explanation.
+        reason: String,
+    },
+    /// Prometheus answered with something other than what was asked for (an error status,
+    /// a body that does not parse): the caller reports it and does not retry at once.
+    #[error("Prometheus at {url} answered badly: {reason}")]
+    BadAnswer {
+        /// The URL asked.
+        url: String,
+        /// What was wrong with the answer.
+        reason: String,
+    },
+}
+
+/// The TSDB flags the sidecar checks, as `/api/v1/status/flags` gives them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TsdbFlags {
+    /// `storage.tsdb.min-block-duration`, as written (`2h`).
+    pub min_block_duration: String,
+    /// `storage.tsdb.max-block-duration`, as written.
+    pub max_block_duration: String,
+}
+
+/// A client of one Prometheus server.
+#[derive(Debug, Clone)]
+pub struct PromClient {
+    http: reqwest::Client,
+    /// The server's base URL, without a trailing slash.
+    base: String,
+}
+
+/// The `data` of a Prometheus API answer, or the error it carries.
+#[derive(serde::Deserialize)]
+struct ApiAnswer<T> {
+    status: String,
+    #[serde(default = "Option::default")]
+    data: Option<T>,
+    #[serde(default)]
+    error: String,
+}
+
+impl PromClient {
+    /// A client of the Prometheus at `base` (`http://host:9090`), each call bounded by
+    /// `timeout` except remote read, bounded by `read_timeout`.
+    pub fn new(base: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .user_agent(concat!("Gauntlet-sidecar/", env!("CARGO_PKG_VERSION")))
+            .no_proxy()
+            .build()
+            .map_err(|e| anyhow::anyhow!("building the Prometheus client: {e}"))?;
+        Ok(PromClient {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// The base URL.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    fn unreachable(&self, path: &str, e: reqwest::Error) -> PromError {
+        // reqwest's own message is generic ("error sending request"); the cause (connection
+        // refused, timed out) is in its sources.
+        let mut reason = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            reason.push_str(": ");
+            reason.push_str(&s.to_string());
+            source = s.source();
+        }
+        PromError::Unreachable {
+            url: format!("{}{path}", self.base),
+            reason,
+        }
+    }
+
+    fn bad(&self, path: &str, e: impl std::fmt::Display) -> PromError {
+        PromError::BadAnswer {
+            url: format!("{}{path}", self.base),
+            reason: e.to_string(),
+        }
+    }
+
+    /// GETs `path` with `query` and returns the `data` of the API answer.
+    async fn api<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        timeout: Duration,
+    ) -> Result<T, PromError> {
+        let resp = self
+            .http
+            .get(format!("{}{path}{}", self.base, query_string(query)))
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(path, e))?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| self.unreachable(path, e))?;
+        let answer: ApiAnswer<T> = serde_json::from_slice(&body).map_err(|e| {
+            self.bad(
+                path,
+                format!(
+                    "status {status}, body {:?}: {e}",
+                    String::from_utf8_lossy(&body[..body.len().min(200)])
+                ),
+            )
+        })?;
+        if answer.status != "success" {
+            return Err(self.bad(path, format!("status {status}: {}", answer.error)));
+        }
+        answer
+            .data
+            .ok_or_else(|| self.bad(path, "the answer has no data"))
+    }
+
+    /// The external labels of Prometheus's loaded configuration (`global.external_labels`).
+    pub async fn external_labels(&self, timeout: Duration) -> Result<Labels, PromError> {
+        #[derive(serde::Deserialize)]
+        struct Config {
+            yaml: String,
+        }
+        #[derive(serde::Deserialize, Default)]
+        struct Global {
+            #[serde(default)]
+            external_labels: std::collections::BTreeMap<String, String>,
+        }
+        #[derive(serde::Deserialize, Default)]
+        struct Yaml {
+            #[serde(default)]
+            global: Option<Global>,
+        }
+        let path = "/api/v1/status/config";
+        let c: Config = self.api(path, &[], timeout).await?;
+        let y: Yaml = serde_yaml::from_str(&c.yaml)
+            .map_err(|e| self.bad(path, format!("parsing the configuration YAML: {e}")))?;
+        let ext = y.global.unwrap_or_default().external_labels;
+        Ok(Labels::from_pairs(ext))
+    }
+
+    /// The block duration flags (`/api/v1/status/flags`).
+    pub async fn tsdb_flags(&self, timeout: Duration) -> Result<TsdbFlags, PromError> {
+        let path = "/api/v1/status/flags";
+        let flags: std::collections::BTreeMap<String, String> =
+            self.api(path, &[], timeout).await?;
+        let get = |name: &str| {
+            flags
+                .get(name)
+                .cloned()
+                .ok_or_else(|| self.bad(path, format!("flag {name} is not listed")))
+        };
+        Ok(TsdbFlags {
+            min_block_duration: get("storage.tsdb.min-block-duration")?,
+            max_block_duration: get("storage.tsdb.max-block-duration")?,
+        })
+    }
+
+    /// The lowest timestamp Prometheus holds, ms (`prometheus_tsdb_lowest_timestamp_seconds`
+    /// on its `/metrics`, as Thanos's sidecar reads it); `i64::MIN` while it holds nothing,
+    /// so that a querier does not rule it out.
+    pub async fn lowest_timestamp(&self, timeout: Duration) -> Result<i64, PromError> {
+        let path = "/metrics";
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(path, e))?;
+        if !resp.status().is_success() {
+            return Err(self.bad(path, format!("status {}", resp.status())));
+        }
+        let text = resp.text().await.map_err(|e| self.unreachable(path, e))?;
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix("prometheus_tsdb_lowest_timestamp_seconds "))
+            .ok_or_else(|| self.bad(path, "no prometheus_tsdb_lowest_timestamp_seconds"))?;
+        let secs: f64 = value
+            .trim()
+            .parse()
+            .map_err(|e| self.bad(path, format!("lowest timestamp {value:?}: {e}")))?;
+        // An empty TSDB says MaxInt64 (as a float, rounded).
+        if secs * 1000.0 >= i64::MAX as f64 {
+            return Ok(i64::MIN);
+        }
+        Ok((secs * 1000.0) as i64)
+    }
+
+    /// Label names of the series matching `matchers` in `[start, end]` ms.
+    pub async fn label_names(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+        timeout: Duration,
+    ) -> Result<Vec<String>, PromError> {
+        let q = range_query(matchers, start, end);
+        self.api("/api/v1/labels", &q, timeout).await
+    }
+
+    /// Values of label `name` over the series matching `matchers` in `[start, end]` ms.
+    pub async fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+        timeout: Duration,
+    ) -> Result<Vec<String>, PromError> {
+        let q = range_query(matchers, start, end);
+        let path = format!(
+            "/api/v1/label/{}/values",
+            percent_encoding::utf8_percent_encode(name, PATH_SEGMENT)
+        );
+        self.api(&path, &q, timeout).await
+    }
+
+    /// The series matching `matchers` with samples in `[start, end]` ms, read by remote read
+    /// as streamed XOR chunks, in label order, each with its chunks (labels as Prometheus
+    /// sends them, its external labels included).
+    pub async fn remote_read(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+        timeout: Duration,
+    ) -> Result<Vec<StreamSeries>, PromError> {
+        let path = "/api/v1/read";
+        let req = prometheus::ReadRequest {
+            queries: vec![prometheus::Query {
+                start_timestamp_ms: start,
+                end_timestamp_ms: end,
+                matchers: matchers.iter().map(wire_matcher).collect(),
+                hints: None,
+            }],
+            accepted_response_types: vec![
+                prometheus::read_request::ResponseType::StreamedXorChunks as i32,
+            ],
+        };
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&req.encode_to_vec())
+            .map_err(|e| self.bad(path, format!("compressing the request: {e}")))?;
+        let mut resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", "application/x-protobuf")
+            .header("Content-Encoding", "snappy")
+            .header("X-Prometheus-Remote-Read-Version", "0.1.0")
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(path, e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            return Err(self.bad(path, format!("status {status}: {}", text.trim())));
+        }
+        let mut frames = FrameReader::default();
+        let mut out: Vec<StreamSeries> = Vec::new();
+        while let Some(part) = resp.chunk().await.map_err(|e| self.unreachable(path, e))? {
+            frames.push(&part);
+            while let Some(msg) = frames.next_frame().map_err(|e| self.bad(path, e))? {
+                let r = prometheus::ChunkedReadResponse::decode(msg)
+                    .map_err(|e| self.bad(path, format!("decoding ChunkedReadResponse: {e}")))?;
+                for s in r.chunked_series {
+                    add_series(&mut out, s);
+                }
+            }
+        }
+        if !frames.is_empty() {
+            return Err(self.bad(path, "the stream ends inside a frame"));
+        }
+        Ok(out)
+    }
+}
+
+/// Bytes escaped in a label name put in a URL path.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'_')
+    .remove(b'-')
+    .remove(b'.');
+
+/// `?k=v&…` with the values escaped (empty without parameters).
+fn query_string(query: &[(&str, String)]) -> String {
+    let pairs: Vec<String> = query
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                percent_encoding::utf8_percent_encode(k, percent_encoding::NON_ALPHANUMERIC),
+                percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+            )
+        })
+        .collect();
+    if pairs.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", pairs.join("&"))
+    }
+}
+
+/// `match[]`, `start` and `end` query parameters (seconds, as Prometheus's API takes them).
+fn range_query(matchers: &[Matcher], start: i64, end: i64) -> Vec<(&'static str, String)> {
+    let mut q = Vec::new();
+    if !matchers.is_empty() {
+        q.push(("match[]", selector(matchers)));
+    }
+    if start > i64::MIN / 2 {
+        q.push(("start", seconds(start)));
+    }
+    if end < i64::MAX / 2 {
+        q.push(("end", seconds(end)));
+    }
+    q
+}
+
+/// A time in ms as the decimal seconds Prometheus's API takes.
+fn seconds(ms: i64) -> String {
+    format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
+}
+
+/// `{a="x",b=~"y"}`: the matchers as one PromQL selector.
+fn selector(matchers: &[Matcher]) -> String {
+    let parts: Vec<String> = matchers
+        .iter()
+        .map(|m| {
+            let op = match m.typ {
+                MatchType::Equal => "=",
+                MatchType::NotEqual => "!=",
+                MatchType::Regexp => "=~",
+                MatchType::NotRegexp => "!~",
+            };
+            // Prometheus 3 reads quoted label names, which carry any UTF-8 name.
+            format!(
+                "{}{op}{}",
+                serde_json::Value::String(m.name.clone()),
+                serde_json::Value::String(m.value.clone())
+            )
+        })
+        .collect();
+    format!("{{{}}}", parts.join(","))
+}
+
+/// A matcher as remote read takes it.
+fn wire_matcher(m: &Matcher) -> prometheus::LabelMatcher {
+    use prometheus::label_matcher::Type;
+    let typ = match m.typ {
+        MatchType::Equal => Type::Eq,
+        MatchType::NotEqual => Type::Neq,
+        MatchType::Regexp => Type::Re,
+        MatchType::NotRegexp => Type::Nre,
+    };
+    prometheus::LabelMatcher {
+        r#type: typ as i32,
+        name: m.name.clone(),
+        value: m.value.clone(),
+    }
+}
+
+/// Appends a streamed series to `out`: its chunks join the last series when it has the same
+/// labels (Prometheus splits a long series over frames).
+fn add_series(out: &mut Vec<StreamSeries>, s: prometheus::ChunkedSeries) {
+    let labels = Labels::from_pairs(s.labels.into_iter().map(|l| (l.name, l.value)));
+    let chunks = s.chunks.into_iter().map(|c| SeriesChunk {
+        min_time: c.min_time_ms,
+        max_time: c.max_time_ms,
+        encoding: u8::try_from(c.r#type).unwrap_or(0),
+        data: c.data,
+    });
+    if let Some(last) = out.last_mut()
+        && last.labels == labels
+        && let SeriesData::Chunks(cs) = &mut last.data
+    {
+        cs.extend(chunks);
+        return;
+    }
+    out.push(StreamSeries {
+        labels,
+        data: SeriesData::Chunks(chunks.collect()),
+    });
+}
+
+/// Splits a streamed remote-read body into its frames: uvarint length of the message, its
+/// big-endian CRC-32C, the message.
+#[derive(Default)]
+struct FrameReader {
+    buf: BytesMut,
+}
+
+impl FrameReader {
+    fn push(&mut self, part: &[u8]) {
+        self.buf.extend_from_slice(part);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The next whole frame's message, checked against its CRC; `None` until one is whole.
+    fn next_frame(&mut self) -> Result<Option<Bytes>, String> {
+        let Some((len, head)) = uvarint(&self.buf) else {
+            if self.buf.len() >= 10 {
+                return Err("bad frame length".into());
+            }
+            return Ok(None);
+        };
+        let len = usize::try_from(len).map_err(|_| "frame length overflows".to_string())?;
+        if self.buf.len() < head + 4 + len {
+            return Ok(None);
+        }
+        self.buf.advance(head);
+        let crc = self.buf.get_u32();
+        let msg = self.buf.split_to(len).freeze();
+        if gauntlet_engine::encoding::crc32c(&msg) != crc {
+            return Err("frame checksum mismatch".into());
+        }
+        Ok(Some(msg))
+    }
+}
+
+/// A uvarint at the start of `b` and its length in bytes.
+fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, &byte) in b.iter().enumerate().take(10) {
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(msg: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut n = msg.len() as u64;
+        loop {
+            let b = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(b);
+                break;
+            }
+            out.push(b | 0x80);
+        }
+        out.extend_from_slice(&gauntlet_engine::encoding::crc32c(msg).to_be_bytes());
+        out.extend_from_slice(msg);
+        out
+    }
+
+    #[test]
+    fn frames_split_anywhere_come_out_whole_and_checked() {
+        let a = vec![7u8; 300];
+        let b = b"hello".to_vec();
+        let mut wire = frame(&a);
+        wire.extend(frame(&b));
+        for cut in 0..wire.len() {
+            let mut r = FrameReader::default();
+            let mut got = Vec::new();
+            for part in [&wire[..cut], &wire[cut..]] {
+                r.push(part);
+                while let Some(m) = r.next_frame().unwrap() {
+                    got.push(m.to_vec());
+                }
+            }
+            assert_eq!(got, vec![a.clone(), b.clone()], "cut at {cut}");
+            assert!(r.is_empty());
+        }
+        let mut bad = frame(&b);
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let mut r = FrameReader::default();
+        r.push(&bad);
+        assert!(r.next_frame().is_err());
+    }
+
+    #[test]
+    fn a_series_split_over_frames_is_one_series() {
+        let s = |v: &str| prometheus::ChunkedSeries {
+            labels: vec![
+                prometheus::Label {
+                    name: "__name__".into(),
+                    value: v.into(),
+                },
+                prometheus::Label {
+                    name: "a".into(),
+                    value: "1".into(),
+                },
+            ],
+            chunks: vec![prometheus::Chunk {
+                min_time_ms: 1,
+                max_time_ms: 2,
+                r#type: 1,
+                data: vec![0, 0].into(),
+            }],
+        };
+        let mut out = Vec::new();
+        add_series(&mut out, s("x"));
+        add_series(&mut out, s("x"));
+        add_series(&mut out, s("y"));
+        assert_eq!(out.len(), 2);
+        match &out[0].data {
+            SeriesData::Chunks(cs) => assert_eq!(cs.len(), 2),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn selectors_quote_names_and_values() {
+        let m = vec![
+            Matcher::new(MatchType::Equal, "__name__", "up").unwrap(),
+            Matcher::new(MatchType::Regexp, "job", "a\"b.*").unwrap(),
+        ];
+        assert_eq!(selector(&m), r#"{"__name__"="up","job"=~"a\"b.*"}"#);
+        assert_eq!(seconds(-1500), "-2.500");
+        assert_eq!(seconds(1234), "1.234");
+    }
+}

@@ -1,0 +1,441 @@
+//! The sidecar's StoreAPI and Info: the persisted blocks of Prometheus's TSDB directory read
+//! directly, the head through Prometheus's remote read from the end of the newest block on,
+//! the two merged by labels with the chunks at the boundary taken once, every series with
+//! Prometheus's external labels. Label names and values come from Prometheus's HTTP API.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use gauntlet_engine::block::Block;
+use gauntlet_engine::labels::{Labels, external_matchers};
+use gauntlet_engine::query::{
+    BATCH_SERIES, LocalBlocks, SeriesStream, StreamSeries, merge_streams, with_external_labels,
+};
+use gauntlet_proto::thanos;
+use prost::Message as _;
+use tonic::{Request, Response, Status};
+
+use super::prometheus::{PromClient, PromError};
+use crate::grpc::convert;
+use crate::memory::SendError;
+use crate::receive::store::wire_series;
+
+/// Frames of a Series answer made and waiting to be sent, at most.
+const SERIES_FRAMES_QUEUED: usize = 4;
+
+/// What the sidecar knows of its Prometheus, kept fresh by the heartbeat.
+#[derive(Debug)]
+pub struct PromState {
+    /// The client of Prometheus.
+    pub client: PromClient,
+    /// Prometheus's TSDB directory (`--tsdb.path`).
+    pub tsdb_path: PathBuf,
+    /// Bound on each HTTP call but remote read.
+    pub timeout: Duration,
+    /// Bound on a remote read.
+    pub read_timeout: Duration,
+    /// Prometheus's external labels, as last read.
+    external: RwLock<Labels>,
+    /// Whether the last heartbeat reached Prometheus.
+    up: AtomicBool,
+    /// The lowest timestamp Prometheus holds, ms, as last read.
+    min_time: AtomicI64,
+    /// The blocks last opened, with the directory names they were opened from.
+    blocks: Mutex<(Vec<String>, Arc<LocalBlocks>)>,
+    /// Series calls answered, and those that failed because Prometheus did not answer.
+    pub series_requests: AtomicU64,
+    /// Series calls refused or failed because Prometheus was unreachable.
+    pub series_unavailable: AtomicU64,
+}
+
+impl PromState {
+    /// State for the Prometheus `client` talks to, over the TSDB in `tsdb_path`; down until
+    /// [`PromState::refresh`] reaches it.
+    pub fn new(
+        client: PromClient,
+        tsdb_path: PathBuf,
+        timeout: Duration,
+        read_timeout: Duration,
+    ) -> Self {
+        PromState {
+            client,
+            tsdb_path,
+            timeout,
+            read_timeout,
+            external: RwLock::new(Labels::empty()),
+            up: AtomicBool::new(false),
+            min_time: AtomicI64::new(i64::MIN),
+            blocks: Mutex::new((Vec::new(), Arc::new(LocalBlocks::from_blocks(Vec::new())))),
+            series_requests: AtomicU64::new(0),
+            series_unavailable: AtomicU64::new(0),
+        }
+    }
+
+    /// Reads the lowest timestamp and the external labels; on failure Prometheus is marked
+    /// down (Info and Series refuse until a refresh succeeds).
+    pub async fn refresh(&self) -> Result<(), PromError> {
+        let res = async {
+            let min = self.client.lowest_timestamp(self.timeout).await?;
+            let ext = self.client.external_labels(self.timeout).await?;
+            Ok::<_, PromError>((min, ext))
+        }
+        .await;
+        match res {
+            Ok((min, ext)) => {
+                self.min_time.store(min, Relaxed);
+                *self.external.write().unwrap_or_else(|p| p.into_inner()) = ext;
+                if !self.up.swap(true, Relaxed) {
+                    tracing::info!(prometheus = %self.client.url(), external_labels = %self.external(), "Prometheus is up");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if self.up.swap(false, Relaxed) {
+                    tracing::warn!(error = %e, "Prometheus is down; Info and Series refuse until it answers");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether the last heartbeat reached Prometheus.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Relaxed)
+    }
+
+    /// Prometheus's external labels, as last read.
+    pub fn external(&self) -> Labels {
+        self.external
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// `Unavailable` unless the last heartbeat reached Prometheus.
+    fn require_up(&self) -> Result<(), Status> {
+        if self.is_up() {
+            return Ok(());
+        }
+        Err(Status::unavailable(format!(
+            "Prometheus at {} is not reachable (sidecar not ready)",
+            self.client.url()
+        )))
+    }
+
+    /// The persisted blocks of the TSDB directory, reopened when the set of block
+    /// directories changed since the last call. A block that cannot be opened (Prometheus
+    /// deleting it at that moment) is left out and logged.
+    pub fn blocks(&self) -> Arc<LocalBlocks> {
+        let names = block_names(&self.tsdb_path);
+        let mut cached = self.blocks.lock().unwrap_or_else(|p| p.into_inner());
+        if cached.0 == names {
+            return cached.1.clone();
+        }
+        let mut open = Vec::with_capacity(names.len());
+        for n in &names {
+            match Block::open(&self.tsdb_path.join(n)) {
+                Ok(b) => open.push(b),
+                Err(e) => tracing::warn!(block = %n, error = %e, "block not served"),
+            }
+        }
+        tracing::debug!(blocks = open.len(), "persisted blocks reopened");
+        *cached = (names, Arc::new(LocalBlocks::from_blocks(open)));
+        cached.1.clone()
+    }
+}
+
+/// Names of the block directories in `dir`: ULIDs with a `meta.json` (Prometheus writes a
+/// block under `<ulid>.tmp-for-creation` and renames it when whole), sorted.
+pub fn block_names(dir: &Path) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| ulid::Ulid::from_string(n).is_ok() && dir.join(n).join("meta.json").is_file())
+        .collect();
+    out.sort();
+    out
+}
+
+/// A gRPC status for a failed call to Prometheus.
+fn prom_status(e: PromError) -> Status {
+    match e {
+        PromError::Unreachable { .. } => Status::unavailable(e.to_string()),
+        PromError::BadAnswer { .. } => Status::internal(e.to_string()),
+    }
+}
+
+/// Series already in memory, handed out [`BATCH_SERIES`] at a time.
+struct Listed(std::vec::IntoIter<StreamSeries>);
+
+impl SeriesStream for Listed {
+    fn next_batch(&mut self) -> gauntlet_engine::Result<Option<Vec<StreamSeries>>> {
+        let batch: Vec<StreamSeries> = self.0.by_ref().take(BATCH_SERIES).collect();
+        Ok((!batch.is_empty()).then_some(batch))
+    }
+}
+
+/// The StoreAPI and Info service of the sidecar.
+#[derive(Debug, Clone)]
+pub struct SidecarStore {
+    state: Arc<PromState>,
+    budget: Arc<gauntlet_engine::budget::MemoryBudget>,
+}
+
+impl SidecarStore {
+    /// Serves what `state` knows, frames waiting to be sent reserved from `budget`.
+    pub fn new(state: Arc<PromState>, budget: Arc<gauntlet_engine::budget::MemoryBudget>) -> Self {
+        SidecarStore { state, budget }
+    }
+}
+
+type WireStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<thanos::SeriesResponse, Status>> + Send>,
+>;
+
+#[tonic::async_trait]
+impl thanos::store_server::Store for SidecarStore {
+    async fn info(
+        &self,
+        _req: Request<thanos::InfoRequest>,
+    ) -> Result<Response<thanos::InfoResponse>, Status> {
+        self.state.require_up()?;
+        let ext = self.state.external();
+        Ok(Response::new(thanos::InfoResponse {
+            labels: convert::labels(&ext),
+            min_time: self.state.min_time.load(Relaxed),
+            max_time: i64::MAX,
+            store_type: thanos::StoreType::Sidecar as i32,
+            label_sets: vec![thanos::LabelSet {
+                labels: convert::labels(&ext),
+            }],
+        }))
+    }
+
+    type SeriesStream = WireStream;
+
+    async fn series(
+        &self,
+        req: Request<thanos::SeriesRequest>,
+    ) -> Result<Response<Self::SeriesStream>, Status> {
+        let state = &self.state;
+        state.series_requests.fetch_add(1, Relaxed);
+        if let Err(s) = state.require_up() {
+            state.series_unavailable.fetch_add(1, Relaxed);
+            return Err(s);
+        }
+        let req = req.into_inner();
+        if req.matchers.is_empty() {
+            return Err(Status::invalid_argument("no matchers specified"));
+        }
+        let matchers = convert::matchers(req.matchers.clone(), &self.budget).await?;
+        let ext = state.external();
+        let (mint, maxt) = (req.min_time, req.max_time);
+        let strip = req.without_replica_labels.clone();
+        let skip_chunks = req.skip_chunks;
+        let batch_size = req.response_batch_size;
+        let (tx, frames) =
+            crate::memory::frame_channel(&self.budget, "Series", SERIES_FRAMES_QUEUED);
+        // An external label that rules Prometheus out: an empty answer.
+        let Some(own) = external_matchers(&ext, &matchers) else {
+            drop(tx);
+            return Ok(Response::new(Box::pin(frames)));
+        };
+        let blocks = state.blocks();
+        // The head is asked only for what no persisted block holds: from the end of the
+        // newest block (exclusive there, so its chunks are not read twice).
+        let persisted_end = blocks
+            .blocks()
+            .iter()
+            .map(|b| b.meta().max_time)
+            .max()
+            .unwrap_or(i64::MIN);
+        let head_start = mint.max(persisted_end);
+        let mut head = if head_start <= maxt {
+            match state
+                .client
+                .remote_read(&own, head_start, maxt, state.read_timeout)
+                .await
+            {
+                Ok(h) => h,
+                Err(e) => {
+                    if matches!(e, PromError::Unreachable { .. }) {
+                        state.series_unavailable.fetch_add(1, Relaxed);
+                    }
+                    return Err(prom_status(e));
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        // Prometheus adds its external labels to what it streams; they are set again here so
+        // both parts carry the labels this sidecar advertises.
+        for s in &mut head {
+            s.labels = s.labels.with_external(&ext);
+        }
+        head.sort_by(|a, b| a.labels.cmp(&b.labels));
+        tokio::task::spawn_blocking(move || {
+            let sent = (|| -> Result<(), Status> {
+                let persisted = blocks
+                    .stream(&own, mint, maxt)
+                    .map_err(convert::engine_status)?;
+                let mut series = merge_streams(
+                    vec![
+                        with_external_labels(persisted, ext),
+                        Box::new(Listed(head.into_iter())),
+                    ],
+                    mint,
+                    maxt,
+                );
+                while let Some(batch) = series.next_batch().map_err(convert::engine_status)? {
+                    let wire = batch
+                        .into_iter()
+                        .map(|s| wire_series(s, &strip, skip_chunks))
+                        .collect::<Result<Vec<_>, Status>>()?;
+                    for frame in convert::series_responses(wire, batch_size) {
+                        let bytes = frame.encoded_len() as u64;
+                        match tx.blocking_send(Ok(frame), bytes) {
+                            Ok(()) => {}
+                            Err(SendError::Closed) => return Ok(()),
+                            Err(SendError::OverBudget(why)) => {
+                                return Err(crate::memory::refusal(&why));
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            })();
+            if let Err(status) = sent {
+                tx.blocking_finish(Err(status));
+            }
+        });
+        Ok(Response::new(Box::pin(frames)))
+    }
+
+    async fn label_names(
+        &self,
+        req: Request<thanos::LabelNamesRequest>,
+    ) -> Result<Response<thanos::LabelNamesResponse>, Status> {
+        let state = &self.state;
+        state.require_up()?;
+        let r = req.into_inner();
+        let matchers = convert::matchers(r.matchers.clone(), &self.budget).await?;
+        let ext = state.external();
+        let Some(own) = external_matchers(&ext, &matchers) else {
+            return Ok(Response::new(thanos::LabelNamesResponse::default()));
+        };
+        let own = if matchers.is_empty() { Vec::new() } else { own };
+        let mut names = state
+            .client
+            .label_names(&own, r.start, r.end, state.timeout)
+            .await
+            .map_err(prom_status)?;
+        if !names.is_empty() {
+            names.extend(ext.iter().map(|l| l.name.to_string()));
+        }
+        names.sort();
+        names.dedup();
+        names.retain(|n| !r.without_replica_labels.contains(n));
+        if r.limit > 0 {
+            names.truncate(r.limit as usize);
+        }
+        Ok(Response::new(thanos::LabelNamesResponse {
+            names,
+            warnings: Vec::new(),
+            hints: None,
+        }))
+    }
+
+    async fn label_values(
+        &self,
+        req: Request<thanos::LabelValuesRequest>,
+    ) -> Result<Response<thanos::LabelValuesResponse>, Status> {
+        let state = &self.state;
+        state.require_up()?;
+        let r = req.into_inner();
+        let matchers = convert::matchers(r.matchers.clone(), &self.budget).await?;
+        let ext = state.external();
+        let Some(own) = external_matchers(&ext, &matchers) else {
+            return Ok(Response::new(thanos::LabelValuesResponse::default()));
+        };
+        let own = if matchers.is_empty() { Vec::new() } else { own };
+        let mut values = match ext.get(&r.label) {
+            // An external label has one value on every series.
+            Some(v) => {
+                let names = state
+                    .client
+                    .label_names(&own, r.start, r.end, state.timeout)
+                    .await
+                    .map_err(prom_status)?;
+                if names.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![v.to_string()]
+                }
+            }
+            None => state
+                .client
+                .label_values(&r.label, &own, r.start, r.end, state.timeout)
+                .await
+                .map_err(prom_status)?,
+        };
+        values.sort();
+        values.dedup();
+        if r.limit > 0 {
+            values.truncate(r.limit as usize);
+        }
+        Ok(Response::new(thanos::LabelValuesResponse {
+            values,
+            warnings: Vec::new(),
+            hints: None,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl thanos::info::info_server::Info for SidecarStore {
+    async fn info(
+        &self,
+        _req: Request<thanos::info::InfoRequest>,
+    ) -> Result<Response<thanos::info::InfoResponse>, Status> {
+        self.state.require_up()?;
+        let set = convert::InfoSet {
+            labels: self.state.external(),
+            min_time: self.state.min_time.load(Relaxed),
+            max_time: i64::MAX,
+        };
+        Ok(Response::new(convert::info_response(
+            "sidecar",
+            &[set],
+            false,
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_whole_block_directories_are_blocks() {
+        let d = tempfile::tempdir().unwrap();
+        let id = ulid::Ulid::new().to_string();
+        for name in [
+            id.clone(),
+            format!("{id}.tmp-for-creation"),
+            "wal".to_string(),
+            "chunks_head".to_string(),
+        ] {
+            std::fs::create_dir(d.path().join(&name)).unwrap();
+            std::fs::write(d.path().join(&name).join("meta.json"), "{}").unwrap();
+        }
+        let other = ulid::Ulid::new().to_string();
+        std::fs::create_dir(d.path().join(&other)).unwrap();
+        assert_eq!(block_names(d.path()), vec![id]);
+    }
+}

@@ -1,0 +1,628 @@
+//! `gauntlet sidecar` beside a real Prometheus 3.5: its TSDB holds blocks made by promtool
+//! and a head fed by remote write, the same series in both. The sidecar's Series (the blocks
+//! read from disk, the head through remote read) equals Prometheus's raw samples with the
+//! external labels; `gauntlet query` and `thanos query` over it answer as Prometheus does;
+//! its shipper uploads each block once, byte for byte, across a restart, and uploads
+//! nothing after Thanos's own sidecar shipped the blocks; with Prometheus stopped Info and
+//! Series fail with UNAVAILABLE, and they recover when it is back. With 2-minute blocks, the
+//! blocks Prometheus cuts while the sidecar runs are shipped and served. A Prometheus it
+//! cannot ship from (compaction on) or serve (no external labels) stops it with an error.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::peers::{PeerProcess, run_bounded, thanos, thanos_query};
+use crate::common::receive::{now_ms, post, series, write_body};
+use crate::common::storeapi::{Dump, assert_same_series, decoded, python_calls, series_call};
+use crate::common::*;
+
+const INSTANCES: [&str; 3] = ["i1", "i2", "i3"];
+const STEP_S: i64 = 15;
+
+/// A Prometheus on a fixed port and data directory, so it can be stopped and started again
+/// where the sidecar expects it.
+struct Prom {
+    binary: PathBuf,
+    config: PathBuf,
+    data: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Prom {
+    /// Starts it with 2h blocks (min = max block duration).
+    fn start(&mut self) {
+        self.start_with(&[
+            "--storage.tsdb.min-block-duration=2h",
+            "--storage.tsdb.max-block-duration=2h",
+        ]);
+    }
+
+    /// Starts it with `blocks`, its block duration flags.
+    fn start_with(&mut self, blocks: &[&str]) {
+        let child = Command::new(&self.binary)
+            .arg(format!("--config.file={}", self.config.display()))
+            .arg(format!("--storage.tsdb.path={}", self.data.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
+            .args([
+                "--storage.tsdb.retention.time=100y",
+                "--web.enable-remote-write-receiver",
+            ])
+            .args(blocks)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting prometheus");
+        self.child = Some(child);
+        wait_until("prometheus ready", Duration::from_secs(60), || {
+            matches!(http_get(self.port, "/-/ready"), Ok((200, _)))
+        });
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Prom {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Polls `ok` every 100 ms until it holds; fails after `within`.
+fn wait_until(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The value of series `id` at `t_s`.
+fn value(id: usize, t_s: i64) -> f64 {
+    ((t_s / STEP_S) % 1000) as f64 * (id as f64 + 1.0) + 0.25
+}
+
+/// An OpenMetrics file of `sc_gauge` for each instance every 15 s over `[from_s, to_s)`.
+fn openmetrics(path: &Path, from_s: i64, to_s: i64) {
+    let mut out = String::from("# TYPE sc_gauge gauge\n");
+    for (i, inst) in INSTANCES.iter().enumerate() {
+        let mut t = from_s;
+        while t < to_s {
+            out.push_str(&format!(
+                "sc_gauge{{job=\"sc\",instance=\"{inst}\"}} {} {t}\n",
+                value(i, t)
+            ));
+            t += STEP_S;
+        }
+    }
+    out.push_str("# EOF\n");
+    std::fs::write(path, out).unwrap();
+}
+
+/// Remote-writes `sc_gauge` (and a head-only `sc_head`) every 15 s over `[from_s, to_s)`.
+fn write_head(port: u16, from_s: i64, to_s: i64) {
+    let mut t = from_s;
+    while t < to_s {
+        let mut ts = Vec::new();
+        for (i, inst) in INSTANCES.iter().enumerate() {
+            ts.push(series(
+                &[("__name__", "sc_gauge"), ("instance", inst), ("job", "sc")],
+                &[(t * 1000, value(i, t))],
+            ));
+        }
+        ts.push(series(
+            &[("__name__", "sc_head"), ("job", "sc")],
+            &[(t * 1000, t as f64)],
+        ));
+        let headers = [
+            ("Content-Type", "application/x-protobuf"),
+            ("Content-Encoding", "snappy"),
+            ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+        ];
+        let (status, _, text) = post(port, "/api/v1/write", &headers, &write_body(ts)).unwrap();
+        assert!(
+            (200..300).contains(&status),
+            "remote write: {status} {text}"
+        );
+        t += STEP_S;
+    }
+}
+
+/// Prometheus's raw samples of `selector` in `(at - range, at]`, as a dump with `ext` added.
+fn prometheus_raw(
+    port: u16,
+    selector: &str,
+    range_s: i64,
+    at_ms: i64,
+    ext: &[(&str, &str)],
+) -> Dump {
+    let path = api_path(
+        "/api/v1/query",
+        &[
+            ("query", &format!("{selector}[{range_s}s]")),
+            ("time", &format!("{}.{:03}", at_ms / 1000, at_ms % 1000)),
+        ],
+    );
+    let (status, body) = http_get(port, &path).unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    let mut out = Dump::new();
+    for r in v["data"]["result"].as_array().unwrap() {
+        let mut labels: BTreeMap<String, String> = r["metric"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+            .collect();
+        for (n, v) in ext {
+            labels.insert(n.to_string(), v.to_string());
+        }
+        let samples = r["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let t = (p[0].as_f64().unwrap() * 1000.0).round() as i64;
+                (t, p[1].as_str().unwrap().parse::<f64>().unwrap())
+            })
+            .collect();
+        out.insert(labels, samples);
+    }
+    out
+}
+
+/// `gauntlet sidecar` over `prom` with `extra` flags, ready once Prometheus answered.
+fn sidecar(prom: &Prom, extra: &[String]) -> PeerProcess {
+    let [http, grpc] = free_ports();
+    let mut cmd = gauntlet();
+    cmd.arg("sidecar")
+        .arg(format!("--prometheus.url=http://127.0.0.1:{}", prom.port))
+        .arg(format!("--tsdb.path={}", prom.data.display()))
+        .arg("--prometheus.get_config_interval=500ms")
+        .arg("--shipper.sync-interval=500ms")
+        .arg(format!("--http-address=127.0.0.1:{http}"))
+        .arg(format!("--grpc-address=127.0.0.1:{grpc}"))
+        .args(extra);
+    PeerProcess::spawn(
+        cmd,
+        "gauntlet sidecar",
+        http,
+        grpc,
+        "/-/ready",
+        Duration::from_secs(30),
+    )
+}
+
+/// The value of an unlabelled metric on a process's `/metrics` (0 when absent).
+fn metric(p: &PeerProcess, name: &str) -> f64 {
+    let (_, text) = p.get("/metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+/// Block directories (ULID names) in `dir`, sorted.
+fn blocks_in(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.len() == 26 && Path::new(dir).join(n).join("meta.json").is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+fn shipper_file(dir: &Path) -> Vec<String> {
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("thanos.shipper.json")).unwrap()).unwrap();
+    assert_eq!(v["version"], 1);
+    let mut ids: Vec<String> = v["uploaded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn sidecar_serves_prometheus_and_ships_its_blocks_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let binary = prometheus3();
+    let promtool = binary.parent().unwrap().join("promtool");
+    let now_s = now_ms() / 1000;
+    // Blocks: two 2h-aligned windows ending 3 hours ago; the head: the last 20 minutes.
+    let blocks_end = (now_s - 3 * 3600) / 7200 * 7200;
+    let blocks_start = blocks_end - 4 * 3600;
+    let data = tmp.path().join("data");
+    let om = tmp.path().join("in.om");
+    openmetrics(&om, blocks_start, blocks_end);
+    run_ok(
+        Command::new(&promtool)
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&om)
+            .arg(&data),
+    );
+    let made = blocks_in(&data);
+    assert!(made.len() >= 2, "promtool made {made:?}");
+
+    let config = tmp.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        "global:\n  scrape_interval: 1h\n  external_labels:\n    cluster: eu1\n    replica: a\n",
+    )
+    .unwrap();
+    let mut prom = Prom {
+        binary,
+        config,
+        data: data.clone(),
+        port: free_port(),
+        child: None,
+    };
+    prom.start();
+    let head_from = (now_s - 20 * 60) / STEP_S * STEP_S;
+    write_head(prom.port, head_from, now_s - 30);
+    let ext = [("cluster", "eu1"), ("replica", "a")];
+
+    // Uploads on: the first sidecar ships every block, byte for byte, with Thanos's meta.
+    let bucket_a = tmp.path().join("bucket-a");
+    std::fs::create_dir_all(&bucket_a).unwrap();
+    let objstore_a = filesystem_objstore(tmp.path().join("a.yml"), &bucket_a);
+    let objstore_flag = format!("--objstore.config-file={}", objstore_a.display());
+    let mut side = sidecar(&prom, std::slice::from_ref(&objstore_flag));
+    wait_until("blocks uploaded", Duration::from_secs(20), || {
+        metric(&side, "thanos_shipper_uploads_total") >= made.len() as f64
+    });
+    assert_eq!(blocks_in(&bucket_a), made);
+    for id in &made {
+        for rel in ["index", "chunks/000001"] {
+            assert_eq!(
+                std::fs::read(data.join(id).join(rel)).unwrap(),
+                std::fs::read(bucket_a.join(id).join(rel)).unwrap(),
+                "{id}/{rel} uploaded as it is on disk"
+            );
+        }
+        let meta: Value =
+            serde_json::from_slice(&std::fs::read(bucket_a.join(id).join("meta.json")).unwrap())
+                .unwrap();
+        assert_eq!(meta["thanos"]["source"], "sidecar");
+        assert_eq!(
+            meta["thanos"]["labels"],
+            json!({"cluster": "eu1", "replica": "a"})
+        );
+        assert_eq!(meta["thanos"]["downsample"]["resolution"], 0);
+        assert_eq!(meta["ulid"], id.as_str());
+    }
+    assert_eq!(shipper_file(&data), made);
+    assert_eq!(metric(&side, "thanos_sidecar_prometheus_up"), 1.0);
+
+    // Series over blocks and head equals Prometheus's raw samples, external labels added.
+    let at = now_ms();
+    let range_s = at / 1000 - blocks_start + 60;
+    let want = prometheus_raw(prom.port, "{job=\"sc\"}", range_s, at, &ext);
+    assert_eq!(want.len(), INSTANCES.len() + 1);
+    let mint = at - range_s * 1000 + 1;
+    let calls = json!([
+        series_call(&json!([[0, "job", "sc"]]), mint, at),
+        // Across the boundary only: the newest block's last hour and the head.
+        series_call(&json!([[0, "__name__", "sc_gauge"], [0, "cluster", "eu1"]]), (blocks_end - 3600) * 1000, at),
+        series_call(&json!([[0, "cluster", "us1"]]), mint, at),
+        {"method": "Info"},
+        {"method": "LabelValues", "label": "instance", "start": mint, "end": at, "matchers": []},
+        {"method": "LabelNames", "start": mint, "end": at, "matchers": []},
+    ]);
+    let got = python_calls(side.grpc, &calls);
+    assert_same_series(
+        "Series, blocks and head",
+        &decoded(&got[0], mint, at),
+        &want,
+    );
+    let boundary = (blocks_end - 3600) * 1000;
+    let want_boundary: Dump = want
+        .iter()
+        .filter(|(l, _)| l["__name__"] == "sc_gauge")
+        .map(|(l, s)| {
+            (
+                l.clone(),
+                s.iter().copied().filter(|(t, _)| *t >= boundary).collect(),
+            )
+        })
+        .collect();
+    assert_same_series(
+        "Series across the boundary",
+        &decoded(&got[1], boundary, at),
+        &want_boundary,
+    );
+    assert_eq!(
+        got[2]["series"],
+        json!([]),
+        "an external label ruling Prometheus out: {}",
+        got[2]
+    );
+    assert_eq!(got[3]["ok"], true, "{}", got[3]);
+    let info = got[3].to_string();
+    assert!(info.contains("eu1") && info.contains("sidecar"), "{info}");
+    assert_eq!(got[4]["values"], json!(["i1", "i2", "i3"]), "{}", got[4]);
+    for n in ["__name__", "cluster", "instance", "job", "replica"] {
+        assert!(got[5].to_string().contains(n), "label names {}", got[5]);
+    }
+
+    // Queriers over the sidecar answer as Prometheus itself.
+    let q = GauntletServer::start(
+        &["query", &format!("--endpoint=127.0.0.1:{}", side.grpc)],
+        "/-/ready",
+    );
+    let tq = thanos_query(&[format!("127.0.0.1:{}", side.grpc)], &[]);
+    let raw_path = api_path(
+        "/api/v1/query",
+        &[
+            ("query", &format!("{{job=\"sc\"}}[{range_s}s]")),
+            ("time", &format!("{}.{:03}", at / 1000, at % 1000)),
+        ],
+    );
+    let dump_of = |body: &[u8]| -> Dump {
+        let v: Value = serde_json::from_slice(body).unwrap();
+        let mut out = Dump::new();
+        for r in v["data"]["result"].as_array().unwrap() {
+            let labels = r["metric"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                .collect();
+            let s = r["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    let t = (p[0].as_f64().unwrap() * 1000.0).round() as i64;
+                    (t, p[1].as_str().unwrap().parse::<f64>().unwrap())
+                })
+                .collect();
+            out.insert(labels, s);
+        }
+        out
+    };
+    wait_until(
+        "gauntlet query sees the sidecar",
+        Duration::from_secs(20),
+        || dump_of(&q.get(&raw_path).1).len() == want.len(),
+    );
+    assert_same_series("gauntlet query", &dump_of(&q.get(&raw_path).1), &want);
+    wait_until(
+        "thanos query sees the sidecar",
+        Duration::from_secs(20),
+        || dump_of(tq.get(&raw_path).1.as_bytes()).len() == want.len(),
+    );
+    assert_same_series(
+        "thanos query",
+        &dump_of(tq.get(&raw_path).1.as_bytes()),
+        &want,
+    );
+    let sum = api_path(
+        "/api/v1/query_range",
+        &[
+            ("query", "sum by (instance) (avg_over_time(sc_gauge[5m]))"),
+            ("start", &(blocks_start + 1800).to_string()),
+            ("end", &(at / 1000).to_string()),
+            ("step", "600"),
+        ],
+    );
+    let (ps, pb) = http_get(prom.port, &sum).unwrap();
+    let (gs, gb) = q.get(&sum);
+    assert_eq!((ps, gs), (200, 200));
+    let strip = |b: &[u8]| -> Value {
+        let v: Value = serde_json::from_slice(b).unwrap();
+        v["data"]["result"].clone()
+    };
+    assert_eq!(strip(&gb), strip(&pb), "query_range through gauntlet query");
+
+    // Restarted, the sidecar uploads nothing again.
+    assert!(
+        side.terminate().success(),
+        "SIGTERM ends the sidecar cleanly"
+    );
+    let mut side = sidecar(&prom, std::slice::from_ref(&objstore_flag));
+    wait_until("two shipper passes", Duration::from_secs(20), || {
+        metric(&side, "thanos_shipper_dir_syncs_total") >= 2.0
+    });
+    assert_eq!(metric(&side, "thanos_shipper_uploads_total"), 0.0);
+    assert_eq!(blocks_in(&bucket_a), made);
+
+    // Prometheus stopped: Info and Series fail with UNAVAILABLE; back, they recover.
+    prom.stop();
+    wait_until(
+        "sidecar sees Prometheus down",
+        Duration::from_secs(20),
+        || metric(&side, "thanos_sidecar_prometheus_up") == 0.0,
+    );
+    let down = python_calls(
+        side.grpc,
+        &json!([series_call(&json!([[0, "job", "sc"]]), mint, at), {"method": "Info"}]),
+    );
+    for r in &down {
+        assert_eq!(r["ok"], false, "{r}");
+        assert_eq!(r["code"], "UNAVAILABLE", "{r}");
+    }
+    prom.start();
+    wait_until(
+        "sidecar sees Prometheus back",
+        Duration::from_secs(20),
+        || metric(&side, "thanos_sidecar_prometheus_up") == 1.0,
+    );
+    let back = python_calls(
+        side.grpc,
+        &json!([series_call(&json!([[0, "job", "sc"]]), mint, at)]),
+    );
+    assert_same_series(
+        "Series after Prometheus came back",
+        &decoded(&back[0], mint, at),
+        &want,
+    );
+    assert!(side.terminate().success());
+
+    // Thanos's sidecar ships the blocks first; Gauntlet's, on the same directory with its
+    // shipper file and an empty bucket, uploads nothing.
+    std::fs::remove_file(data.join("thanos.shipper.json")).unwrap();
+    let bucket_b = tmp.path().join("bucket-b");
+    std::fs::create_dir_all(&bucket_b).unwrap();
+    let objstore_b = filesystem_objstore(tmp.path().join("b.yml"), &bucket_b);
+    let mut theirs = thanos(
+        "sidecar",
+        &[
+            format!("--prometheus.url=http://127.0.0.1:{}", prom.port),
+            format!("--tsdb.path={}", data.display()),
+            format!("--objstore.config-file={}", objstore_b.display()),
+        ],
+    );
+    wait_until("thanos sidecar uploads", Duration::from_secs(30), || {
+        blocks_in(&bucket_b) == made
+            && data.join("thanos.shipper.json").is_file()
+            && shipper_file(&data) == made
+    });
+    theirs.terminate();
+    let bucket_c = tmp.path().join("bucket-c");
+    std::fs::create_dir_all(&bucket_c).unwrap();
+    let objstore_c = filesystem_objstore(tmp.path().join("c.yml"), &bucket_c);
+    let side = sidecar(
+        &prom,
+        &[format!("--objstore.config-file={}", objstore_c.display())],
+    );
+    wait_until("two shipper passes", Duration::from_secs(20), || {
+        metric(&side, "thanos_shipper_dir_syncs_total") >= 2.0
+    });
+    assert_eq!(metric(&side, "thanos_shipper_uploads_total"), 0.0);
+    assert!(blocks_in(&bucket_c).is_empty(), "nothing uploaded twice");
+    assert_eq!(shipper_file(&data), made);
+}
+
+/// `gauntlet sidecar` over `prom`'s port and data directory with `extra` flags, run to its
+/// exit (at most 30 s): its exit status and standard error.
+fn sidecar_exit(prom: &Prometheus, extra: &[String]) -> (bool, String) {
+    let mut cmd = gauntlet();
+    cmd.arg("sidecar")
+        .arg(format!("--prometheus.url=http://127.0.0.1:{}", prom.port))
+        .arg(format!("--tsdb.path={}", prom.data_dir().display()))
+        .arg("--prometheus.get_config_interval=200ms")
+        .arg("--http-address=127.0.0.1:0")
+        .arg("--grpc-address=127.0.0.1:0")
+        .args(extra);
+    let out = run_bounded(cmd, Duration::from_secs(30));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn sidecar_refuses_a_prometheus_it_cannot_serve_or_ship_from() {
+    let binary = prometheus3();
+    let tmp = tempfile::tempdir().unwrap();
+    let objstore = filesystem_objstore(tmp.path().join("b.yml"), &tmp.path().join("bucket"));
+    let bucket_flag = format!("--objstore.config-file={}", objstore.display());
+
+    // Compaction on (min ≠ max block duration) with uploads on: a block could be compacted
+    // away before it is shipped.
+    let compacting = Prometheus::start_with_config(
+        &binary,
+        |_| "global:\n  external_labels:\n    cluster: eu1\n".into(),
+        &[
+            "--storage.tsdb.min-block-duration=2h",
+            "--storage.tsdb.max-block-duration=1d",
+        ],
+    );
+    let (ok, err) = sidecar_exit(&compacting, std::slice::from_ref(&bucket_flag));
+    assert!(!ok, "started over a compacting Prometheus with uploads on");
+    assert!(
+        err.contains("min-block-duration is 2h") && err.contains("max-block-duration is 1d"),
+        "{err}"
+    );
+
+    // No external labels: nothing tells this Prometheus's series apart.
+    let unlabelled =
+        Prometheus::start_with_config(&binary, |_| "global:\n  scrape_interval: 1h\n".into(), &[]);
+    let (ok, err) = sidecar_exit(&unlabelled, &[]);
+    assert!(!ok, "started over a Prometheus without external labels");
+    assert!(err.contains("has no external labels"), "{err}");
+}
+
+#[test]
+fn sidecar_ships_and_serves_blocks_prometheus_cuts_while_it_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let config = tmp.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        "global:\n  scrape_interval: 1h\n  external_labels:\n    cluster: eu2\n",
+    )
+    .unwrap();
+    let mut prom = Prom {
+        binary: prometheus3(),
+        config,
+        data: data.clone(),
+        port: free_port(),
+        child: None,
+    };
+    // Blocks of 2 minutes: the head is cut while the test writes, and the sidecar runs.
+    prom.start_with(&[
+        "--storage.tsdb.min-block-duration=2m",
+        "--storage.tsdb.max-block-duration=2m",
+    ]);
+    let bucket = tmp.path().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let objstore = filesystem_objstore(tmp.path().join("b.yml"), &bucket);
+    let side = sidecar(
+        &prom,
+        &[format!("--objstore.config-file={}", objstore.display())],
+    );
+    let now_s = now_ms() / 1000;
+    let from = (now_s - 15 * 60) / STEP_S * STEP_S;
+    write_head(prom.port, from, now_s - 30);
+    wait_until("Prometheus cuts blocks", Duration::from_secs(30), || {
+        blocks_in(&data).len() >= 2
+    });
+    wait_until("the sidecar ships them", Duration::from_secs(30), || {
+        let on_disk = blocks_in(&data);
+        blocks_in(&bucket) == on_disk && shipper_file(&data) == on_disk
+    });
+    let at = now_ms();
+    let range_s = at / 1000 - from + 60;
+    let want = prometheus_raw(
+        prom.port,
+        "{job=\"sc\"}",
+        range_s,
+        at,
+        &[("cluster", "eu2")],
+    );
+    assert_eq!(want.len(), INSTANCES.len() + 1);
+    let mint = at - range_s * 1000 + 1;
+    let got = python_calls(
+        side.grpc,
+        &json!([series_call(&json!([[0, "job", "sc"]]), mint, at)]),
+    );
+    assert_same_series(
+        "Series over the blocks cut while running and the head",
+        &decoded(&got[0], mint, at),
+        &want,
+    );
+}
