@@ -2,8 +2,8 @@
 //! `gauntlet rule --grpc-query-endpoint` at a real `thanos query` records what it records
 //! through the same querier's HTTP API with `--query`, and a real `thanos rule
 //! --grpc-query-endpoint` at `gauntlet query` records what it records with `--query`. A
-//! gRPC endpoint that does not answer turns the rules' health to `err` with a message, and the
-//! ruler keeps running.
+//! gRPC endpoint that does not answer passes the query to the next one; when none answers,
+//! the rules' health turns to `err` with a message, and the ruler keeps running.
 
 use std::time::Duration;
 
@@ -81,34 +81,38 @@ fn gauntlet_rule_over_grpc_at_thanos_query_records_as_over_http() {
     wait_for_counter(tq.http);
     let rules = tmp.path().join("rules.yml");
     std::fs::write(&rules, RULES).unwrap();
-    let ruler = |name: &str, query_flag: String| {
-        GauntletServer::start(
-            &[
-                "rule",
-                &format!("--data-dir={}", tmp.path().join(name).display()),
-                &format!("--rule-file={}", rules.display()),
-                &query_flag,
-                &format!("--label=ruler=\"{name}\""),
-            ],
-            "/-/ready",
-        )
+    let ruler = |name: &str, query_flags: &[String]| {
+        let mut args = vec![
+            "rule".to_string(),
+            format!("--data-dir={}", tmp.path().join(name).display()),
+            format!("--rule-file={}", rules.display()),
+            format!("--label=ruler=\"{name}\""),
+            "--query.timeout=5s".into(),
+        ];
+        args.extend(query_flags.iter().cloned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        GauntletServer::start(&args, "/-/ready")
     };
-    let over_grpc = ruler(
-        "grpc",
-        format!("--grpc-query-endpoint=127.0.0.1:{}", tq.grpc),
-    );
-    let over_http = ruler("http", format!("--query=127.0.0.1:{}", tq.http));
+    let grpc = format!("--grpc-query-endpoint=127.0.0.1:{}", tq.grpc);
+    let over_grpc = ruler("grpc", std::slice::from_ref(&grpc));
+    let over_http = ruler("http", &[format!("--query=127.0.0.1:{}", tq.http)]);
+    // A first gRPC endpoint where nothing listens: the queries sent to it first pass to the
+    // next, and the rules stay `ok`.
+    let dead = format!("--grpc-query-endpoint=127.0.0.1:{}", free_port());
+    let failover = ruler("failover", &[dead, grpc]);
     let reader = GauntletServer::start(
         &[
             "query",
             &format!("--endpoint=127.0.0.1:{}", over_grpc.grpc_port),
             &format!("--endpoint=127.0.0.1:{}", over_http.grpc_port),
+            &format!("--endpoint=127.0.0.1:{}", failover.grpc_port),
         ],
         "/-/ready",
     );
     assert_recorded(reader.http_port, "http");
     assert_recorded(reader.http_port, "grpc");
-    for port in [over_grpc.http_port, over_http.http_port] {
+    assert_recorded(reader.http_port, "failover");
+    for port in [over_grpc.http_port, over_http.http_port, failover.http_port] {
         for (h, e) in health(port) {
             assert_eq!((h.as_str(), e.as_str()), ("ok", ""), "ruler on :{port}");
         }
