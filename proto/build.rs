@@ -16,6 +16,7 @@ const PROTO_FILES: &[&str] = &[
     "thanos/store/hintspb/hints.proto",
     "thanos/info/infopb/rpc.proto",
     "thanos/exemplars/exemplarspb/rpc.proto",
+    "thanos/api/query/querypb/query.proto",
     "prometheus/prompb/types.proto",
     "prometheus/prompb/remote.proto",
     "prometheus/write/v2/types.proto",

@@ -43,6 +43,7 @@ mod receive_histogram_head;
 mod receive_histogram_ring;
 mod role_budgets;
 mod rule_alerts;
+mod rule_grpc_query;
 mod rule_histograms;
 mod rule_query_config;
 mod rule_stateless;

@@ -507,6 +507,20 @@ fn time_ms(v: &Value) -> i64 {
 
 #[test]
 fn stateless_rule_restores_the_for_state_through_the_query_endpoint() {
+    restores_the_for_state(false);
+}
+
+/// As [`stateless_rule_restores_the_for_state_through_the_query_endpoint`], the state read
+/// back with `thanos.Query/QueryRange` on the querier's `--grpc-address` (the ruler's
+/// `--grpc-query-endpoint`, no `--query`).
+#[test]
+fn stateless_rule_restores_the_for_state_through_a_grpc_query_endpoint() {
+    restores_the_for_state(true);
+}
+
+/// A pending alert's `for` clock survives a SIGKILL of the stateless ruler: read back from
+/// `ALERTS_FOR_STATE` through the querier, over its gRPC Query API (`over_grpc`) or HTTP.
+fn restores_the_for_state(over_grpc: bool) {
     let tmp = tempfile::tempdir().unwrap();
     // One receiver: the ruler writes its alert series there and reads them back through
     // the querier over it.
@@ -526,7 +540,11 @@ fn stateless_rule_restores_the_for_state_through_the_query_endpoint() {
 ";
     let rule_file = format!("--rule-file={}", write_file(tmp.path(), "rules.yml", rules));
     let rw = remote_write_config(tmp.path(), &[("target", target.rw)]);
-    let query = format!("--query=127.0.0.1:{}", q.http_port);
+    let query = if over_grpc {
+        format!("--grpc-query-endpoint=127.0.0.1:{}", q.grpc_port)
+    } else {
+        format!("--query=127.0.0.1:{}", q.http_port)
+    };
     let data = format!("--data-dir={}", tmp.path().join("ruler").display());
     let args = [
         "rule",

@@ -425,6 +425,63 @@ const MESSAGES: &[MessageSpec] = &[
             (7, "last_evaluation", ".google.protobuf.Timestamp"),
         ],
     ),
+    // thanos, querypb (upstream pkg/api/query/querypb/query.proto, Thanos v0.42)
+    (
+        "thanos.QueryStats",
+        &[(1, "samples_total", "int64"), (2, "peak_samples", "int64")],
+    ),
+    (
+        "thanos.TimeSeriesBatch",
+        &[(1, "series", "repeated .prometheus.TimeSeries")],
+    ),
+    (
+        "thanos.QueryRequest",
+        &[
+            (1, "query", "string"),
+            (2, "time_seconds", "int64"),
+            (3, "timeout_seconds", "int64"),
+            (4, "max_resolution_seconds", "int64"),
+            (5, "replica_labels", "repeated string"),
+            (7, "enableDedup", "bool"),
+            (8, "enablePartialResponse", "bool"),
+            (12, "lookback_delta_seconds", "int64"),
+            (15, "response_batch_size", "int64"),
+        ],
+    ),
+    (
+        "thanos.QueryResponse",
+        &[
+            (1, "warnings", "string"),
+            (2, "timeseries", ".prometheus.TimeSeries"),
+            (3, "stats", ".thanos.QueryStats"),
+            (4, "timeseries_batch", ".thanos.TimeSeriesBatch"),
+        ],
+    ),
+    (
+        "thanos.QueryRangeRequest",
+        &[
+            (1, "query", "string"),
+            (2, "start_time_seconds", "int64"),
+            (3, "end_time_seconds", "int64"),
+            (4, "interval_seconds", "int64"),
+            (5, "timeout_seconds", "int64"),
+            (6, "max_resolution_seconds", "int64"),
+            (7, "replica_labels", "repeated string"),
+            (9, "enableDedup", "bool"),
+            (10, "enablePartialResponse", "bool"),
+            (14, "lookback_delta_seconds", "int64"),
+            (17, "response_batch_size", "int64"),
+        ],
+    ),
+    (
+        "thanos.QueryRangeResponse",
+        &[
+            (1, "warnings", "string"),
+            (2, "timeseries", ".prometheus.TimeSeries"),
+            (3, "stats", ".thanos.QueryStats"),
+            (4, "timeseries_batch", ".thanos.TimeSeriesBatch"),
+        ],
+    ),
     // thanos.info (storeapi.md, The thanos.info.Info service)
     ("thanos.info.InfoRequest", &[]),
     (
@@ -904,6 +961,8 @@ fn grpc_method_paths_exist_with_their_streaming_kind() {
         ("/thanos.info.Info/Info".to_owned(), false),
         ("/thanos.Rules/Rules".to_owned(), true),
         ("/thanos.Exemplars/Exemplars".to_owned(), true),
+        ("/thanos.Query/Query".to_owned(), true),
+        ("/thanos.Query/QueryRange".to_owned(), true),
         ("/thanos.WriteableStore/RemoteWrite".to_owned(), false),
     ]);
     assert_eq!(methods, want);
@@ -959,6 +1018,16 @@ fn grpc_method_message_types_match_contract() {
             "thanos.Exemplars/Exemplars",
             ".thanos.ExemplarsRequest",
             ".thanos.ExemplarsResponse",
+        ),
+        (
+            "thanos.Query/Query",
+            ".thanos.QueryRequest",
+            ".thanos.QueryResponse",
+        ),
+        (
+            "thanos.Query/QueryRange",
+            ".thanos.QueryRangeRequest",
+            ".thanos.QueryRangeResponse",
         ),
         (
             "thanos.WriteableStore/RemoteWrite",
@@ -1032,6 +1101,8 @@ fn reserved_numbers_match_contract() {
     // (message, [start, end)) as stored in the descriptor.
     let want: &[(&str, &[(i32, i32)])] = &[
         ("thanos.info.StoreInfo", &[(4, 5)]),
+        ("thanos.QueryRequest", &[(9, 10)]),
+        ("thanos.QueryRangeRequest", &[(11, 12)]),
         ("prometheus.WriteRequest", &[(2, 3)]),
         ("io.prometheus.write.v2.Request", &[(1, 4)]),
         ("io.prometheus.write.v2.TimeSeries", &[(6, 7)]),
@@ -1052,6 +1123,8 @@ fn oneof_groups_match_contract() {
     let schema = Schema::load();
     let want: &[(&str, &str, &[i32])] = &[
         ("thanos.SeriesResponse", "result", &[1, 2, 3, 4]),
+        ("thanos.QueryResponse", "result", &[1, 2, 3, 4]),
+        ("thanos.QueryRangeResponse", "result", &[1, 2, 3, 4]),
         ("prometheus.Histogram", "count", &[1, 2]),
         ("prometheus.Histogram", "zero_count", &[6, 7]),
         ("io.prometheus.write.v2.Histogram", "count", &[1, 2]),

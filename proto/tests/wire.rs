@@ -471,3 +471,65 @@ fn hostile_input_is_an_error_not_a_panic() {
     }
     assert!(prost_types::DescriptorProto::decode(nested.as_slice()).is_err());
 }
+
+#[test]
+fn query_request_keeps_upstreams_numbers_for_time_dedup_and_partial_response() {
+    // 1 query "up"; 2 time 100; 7 enableDedup; 8 enablePartialResponse; 15 batch size 64.
+    let req = thanos::QueryRequest {
+        query: "up".into(),
+        time_seconds: 100,
+        enable_dedup: true,
+        enable_partial_response: true,
+        response_batch_size: 64,
+        ..Default::default()
+    };
+    assert_wire(
+        &req,
+        &[0x0a, 2, b'u', b'p', 0x10, 100, 0x38, 1, 0x40, 1, 0x78, 64],
+    );
+    // 2 start 1; 3 end 2; 4 interval 1; 9 enableDedup; 17 batch size 1 (two-byte tag).
+    let range = thanos::QueryRangeRequest {
+        start_time_seconds: 1,
+        end_time_seconds: 2,
+        interval_seconds: 1,
+        enable_dedup: true,
+        response_batch_size: 1,
+        ..Default::default()
+    };
+    assert_wire(&range, &[0x10, 1, 0x18, 2, 0x20, 1, 0x48, 1, 0x88, 0x01, 1]);
+}
+
+#[test]
+fn query_response_arms_are_warnings_1_series_2_stats_3_batch_4() {
+    use thanos::query_response::Result as R;
+    let warn = thanos::QueryResponse {
+        result: Some(R::Warnings("w".into())),
+    };
+    assert_wire(&warn, &[0x0a, 1, b'w']);
+    let series = thanos::QueryResponse {
+        result: Some(R::Timeseries(prometheus::TimeSeries {
+            labels: vec![prometheus::Label {
+                name: "a".into(),
+                value: "b".into(),
+            }],
+            ..Default::default()
+        })),
+    };
+    // Series (2) holding labels (1) holding name (1) "a" and value (2) "b".
+    assert_wire(&series, &[0x12, 8, 0x0a, 6, 0x0a, 1, b'a', 0x12, 1, b'b']);
+    let stats = thanos::QueryResponse {
+        result: Some(R::Stats(thanos::QueryStats {
+            samples_total: 3,
+            peak_samples: 2,
+        })),
+    };
+    assert_wire(&stats, &[0x1a, 4, 0x08, 3, 0x10, 2]);
+    let batch = thanos::QueryRangeResponse {
+        result: Some(thanos::query_range_response::Result::TimeseriesBatch(
+            thanos::TimeSeriesBatch {
+                series: vec![prometheus::TimeSeries::default()],
+            },
+        )),
+    };
+    assert_wire(&batch, &[0x22, 2, 0x0a, 0]);
+}

@@ -273,39 +273,12 @@ async fn run<F>(
 where
     F: FnOnce(&ApiState, &Form) -> Result<Reply, ApiError> + Send + 'static,
 {
-    let admission = st.config.admission.clone();
-    let _slot = match gate {
-        Gate::Open => None,
-        Gate::Admit => match admission.enter().await {
-            Ok(slot) => Some(slot),
-            Err(full) => {
-                return respond(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    json::error("unavailable", &full.to_string(), &[]),
-                );
-            }
-        },
-    };
-    let cancel = Cancel::new(None);
-    let on_drop = cancel.on_drop();
-    let res = tokio::task::spawn_blocking(move || {
+    let form = move || {
         let mut form = Form::parse(query.as_deref(), body.as_deref())?;
         form.set_tenant_header(tenant);
-        form.set_cancel(cancel);
-        let _active = match (&st.config.active, gate) {
-            (Some(log), Gate::Admit) => {
-                Some(log.enter(&active_text(&form), crate::now_ms() / 1000))
-            }
-            _ => None,
-        };
-        let res = f(&st, &form);
-        crate::memory::return_thread_memory();
-        res
-    })
-    .await
-    .unwrap_or_else(|e| Err(ApiError::internal(format!("handler failed: {e}"))));
-    on_drop.disarm();
-    match res {
+        Ok(form)
+    };
+    match admitted(st, gate, form, f).await {
         // The answer goes out as the pieces it was built in: a large one is not copied into
         // an envelope first.
         Ok(reply) => {
@@ -321,6 +294,59 @@ where
             json::error(e.error_type(), &e.message, &[]),
         ),
     }
+}
+
+/// Runs a query that came from outside the HTTP API (the gRPC Query API) as the API runs
+/// its own: `f` over `form`, through the admission gate, recorded in the active query log,
+/// on a blocking thread, cancelled when this future is dropped.
+pub async fn run_query<T, F>(st: Arc<ApiState>, form: Form, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&ApiState, &Form) -> Result<T, ApiError> + Send + 'static,
+{
+    admitted(st, Gate::Admit, move || Ok(form), f).await
+}
+
+/// Makes the request's form and runs `f` over it on a blocking thread, a gated request first
+/// waiting for its slot (refused with `unavailable` when the queue is full).
+async fn admitted<T, M, F>(st: Arc<ApiState>, gate: Gate, make_form: M, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    M: FnOnce() -> Result<Form, ApiError> + Send + 'static,
+    F: FnOnce(&ApiState, &Form) -> Result<T, ApiError> + Send + 'static,
+{
+    let admission = st.config.admission.clone();
+    let _slot = match gate {
+        Gate::Open => None,
+        Gate::Admit => match admission.enter().await {
+            Ok(slot) => Some(slot),
+            Err(full) => {
+                return Err(ApiError {
+                    class: gauntlet_engine::ErrorClass::Unavailable,
+                    message: full.to_string(),
+                });
+            }
+        },
+    };
+    let cancel = Cancel::new(None);
+    let on_drop = cancel.on_drop();
+    let res = tokio::task::spawn_blocking(move || {
+        let mut form = make_form()?;
+        form.set_cancel(cancel);
+        let _active = match (&st.config.active, gate) {
+            (Some(log), Gate::Admit) => {
+                Some(log.enter(&active_text(&form), crate::now_ms() / 1000))
+            }
+            _ => None,
+        };
+        let res = f(&st, &form);
+        crate::memory::return_thread_memory();
+        res
+    })
+    .await
+    .unwrap_or_else(|e| Err(ApiError::internal(format!("handler failed: {e}"))));
+    on_drop.disarm();
+    res
 }
 
 fn respond_parts(

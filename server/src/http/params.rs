@@ -155,6 +155,16 @@ impl Form {
         })
     }
 
+    /// A form of the given `(key, value)` pairs, for a request that did not come as a URL or
+    /// body (the gRPC Query API's), in precedence order.
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Form {
+        Form {
+            pairs,
+            tenant: None,
+            cancel: gauntlet_engine::query::Cancel::never(),
+        }
+    }
+
     /// The first value of `key`, or "" (Go's `FormValue`).
     pub fn value(&self, key: &str) -> &str {
         self.get(key).unwrap_or("")

@@ -25,18 +25,36 @@ const MAX_POINTS_PER_SERIES: i64 = 11_000;
 pub fn instant_query(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     let began = Instant::now();
     let limit = limit_param(form)?;
+    let (res, warnings) = instant_result(st, form)?;
+    answer(st, form, truncate(res, limit), warnings, began)
+}
+
+/// A query's result and the warnings of the read it made.
+pub type Evaluated = (QueryResult, Vec<String>);
+
+/// Evaluates the instant query of `form` as `/api/v1/query` does (its `query`, `time`,
+/// `timeout`, `lookback_delta` and Thanos's read parameters): the result and the warnings
+/// of the read. The HTTP API encodes it as JSON, the gRPC Query API as series.
+pub fn instant_result(st: &ApiState, form: &Form) -> Result<Evaluated, ApiError> {
     let t = time_param(form, "time", now_ms())?;
     let engine = engine(st, form)?;
     let query = form.value("query");
     let view = open_view(st, form)?;
     let res = engine.instant_query(view.as_ref(), query, t)?;
-    answer(st, form, truncate(res, limit), view.warnings(), began)
+    Ok((res, view.warnings()))
 }
 
 /// `/api/v1/query_range`: `query`, `start`, `end`, `step`, `timeout`, `stats`.
 pub fn range_query(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     let began = Instant::now();
     let limit = limit_param(form)?;
+    let (res, warnings) = range_result(st, form)?;
+    answer(st, form, truncate(res, limit), warnings, began)
+}
+
+/// Evaluates the range query of `form` as `/api/v1/query_range` does (its `start`, `end`,
+/// `step` and the parameters [`instant_result`] reads): the result and the read's warnings.
+pub fn range_result(st: &ApiState, form: &Form) -> Result<Evaluated, ApiError> {
     let start = parse_time(form.value("start")).map_err(|e| ApiError::invalid_param("start", e))?;
     let end = parse_time(form.value("end")).map_err(|e| ApiError::invalid_param("end", e))?;
     if end < start {
@@ -62,7 +80,7 @@ pub fn range_query(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
     let engine = engine(st, form)?;
     let view = open_view(st, form)?;
     let res = engine.range_query(view.as_ref(), form.value("query"), start, end, step)?;
-    answer(st, form, truncate(res, limit), view.warnings(), began)
+    Ok((res, view.warnings()))
 }
 
 /// The answer to a query request: `res` encoded on the request's share of the worker pool,

@@ -31,7 +31,8 @@ pub struct QueryArgs {
     /// Address of the HTTP API.
     #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
     pub http_address: String,
-    /// Address of the StoreAPI this querier serves (for stacking queriers).
+    /// Address of the gRPC services this querier serves: the StoreAPI (for stacking
+    /// queriers), `thanos.Rules` and the `thanos.Query` API (for rulers).
     #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
     pub grpc_address: String,
     /// External label naming the replica of an HA pair; repeatable. Dedup drops these.
@@ -265,7 +266,7 @@ pub fn run(args: QueryArgs, budget: Arc<MemoryBudget>) -> anyhow::Result<()> {
         let server_metrics = crate::metrics::register_common(&mut registry, budget.clone());
         registry.register_collector(Box::new(QuerierCollector(querier.clone())));
         registry.register_collector(Box::new(admission));
-        let app = router(state)
+        let app = router(state.clone())
             .merge(crate::http::ui::router())
             .merge(crate::http::status::router(
                 Some(crate::http::status::endpoint_stores(endpoints.clone())),
@@ -277,6 +278,7 @@ pub fn run(args: QueryArgs, budget: Arc<MemoryBudget>) -> anyhow::Result<()> {
         let grpc = super::proxy::serve(
             querier,
             rules,
+            state,
             &args.grpc_address,
             security.grpc,
             config_tenancy,

@@ -7,6 +7,7 @@ pub mod endpoints;
 pub mod exemplars;
 pub mod fanout;
 pub mod proxy;
+pub mod query_api;
 pub mod rules;
 pub mod rules_proxy;
 mod series_merge;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use gauntlet_engine::labels::{Labels, Matcher};
 use gauntlet_proto::thanos::info::info_server::{Info, InfoServer};
 use gauntlet_proto::thanos::info::{
-    InfoRequest as InfoReq, InfoResponse as InfoResp, RulesInfo, StoreInfo,
+    InfoRequest as InfoReq, InfoResponse as InfoResp, QueryApiInfo, RulesInfo, StoreInfo,
 };
 use gauntlet_proto::thanos::store_server::{Store, StoreServer};
 use gauntlet_proto::thanos::{
@@ -23,12 +23,13 @@ use super::series_merge::{Call, MergeError, SeriesMerge};
 use super::tenancy::Tenancy;
 use crate::grpc::convert;
 
-/// Serves the proxy StoreAPI, the `thanos.Rules` service over `rules` and the Info service
-/// (advertising both) on `addr` (over TLS with `tls`) until the process ends, its calls
-/// counted in `metrics`.
+/// Serves the proxy StoreAPI, the `thanos.Rules` service over `rules`, the `thanos.Query`
+/// service over the HTTP API's `api` and the Info service (advertising all three) on `addr`
+/// (over TLS with `tls`) until the process ends, its calls counted in `metrics`.
 pub async fn serve(
     querier: Arc<Querier>,
     rules: Arc<super::rules::RuleEndpoints>,
+    api: Arc<crate::http::api::ApiState>,
     addr: &str,
     tls: Option<Arc<rustls::ServerConfig>>,
     tenancy: Option<Tenancy>,
@@ -54,6 +55,7 @@ pub async fn serve(
                 .max_encoding_message_size(usize::MAX),
         )
         .add_service(rules)
+        .add_service(super::query_api::QueryApi::server(api))
         .add_service(InfoServer::new(proxy))
         .serve_with_incoming_shutdown(
             crate::tls::Incoming::new(listener, tls)?,
@@ -390,6 +392,8 @@ impl Info for Proxy {
             // As Thanos's querier: its rules fan-out is always there, whether or not an
             // endpoint has rules yet.
             rules: Some(RulesInfo {}),
+            // The Query API: a ruler's --grpc-query-endpoint uses only endpoints saying so.
+            query: Some(QueryApiInfo {}),
             ..InfoResp::default()
         }))
     }

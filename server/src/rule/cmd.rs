@@ -23,7 +23,7 @@ use gauntlet_proto::thanos;
 use super::alertmanager_config::AlertmanagerArgs;
 use super::manager::{Backend, Manager, ManagerOptions};
 use super::notifier::{self, Sender};
-use super::query::{HttpQuerier, QueryMethod, StrategyQuerier};
+use super::query::{QueryMethod, RemoteQuerier, StrategyQuerier};
 use super::query_config::query_endpoints;
 use crate::query::cmd::duration;
 use crate::receive::{ReceiveArgs, Receiver};
@@ -94,8 +94,15 @@ pub struct RuleArgs {
     /// one when one fails. Not together with --query.config(-file).
     #[arg(long = "query")]
     pub query: Vec<String>,
+    /// Thanos gRPC Query API addresses rules are evaluated through (repeatable): `host:port`
+    /// or `dns+`/`dnssrv+` names of queriers serving `thanos.Query` (Thanos's or Gauntlet's
+    /// `--grpc-address`), dialled in plaintext; in the same rotation as --query. Not together
+    /// with --query.config(-file).
+    #[arg(long = "grpc-query-endpoint", value_name = "ENDPOINT")]
+    pub grpc_query_endpoints: Vec<String>,
     /// Query endpoint configuration (Thanos's YAML: a list of entries with `static_configs`,
-    /// `file_sd_configs`, `http_config`, `scheme`, `path_prefix`), instead of --query;
+    /// `file_sd_configs`, `http_config`, `scheme`, `path_prefix`, `grpc_config`), instead of
+    /// --query and --grpc-query-endpoint;
     /// `$(NAME)` is replaced by the environment variable NAME.
     #[arg(long = "query.config", value_name = "YAML")]
     pub query_config: Option<String>,
@@ -228,8 +235,9 @@ impl RuleArgs {
 /// What the rules query.
 #[derive(Debug)]
 pub enum Queries {
-    /// Query APIs over HTTP (`gauntlet rule`'s `--query`).
-    Http(Arc<HttpQuerier>),
+    /// Remote query APIs, over HTTP and gRPC (`gauntlet rule`'s `--query`,
+    /// `--grpc-query-endpoint`).
+    Remote(Arc<RemoteQuerier>),
     /// The process's own PromQL (`gauntlet all`), with what the rules keep from round to
     /// round, sized to them ([`Backend::rules_loaded`]).
     Local(
@@ -305,7 +313,7 @@ pub struct RulerBackend {
 impl Backend for RulerBackend {
     fn querier(&self, partial_response: bool) -> Box<dyn RuleQuerier + '_> {
         match &self.queries {
-            Queries::Http(q) => Box::new(StrategyQuerier {
+            Queries::Remote(q) => Box::new(StrategyQuerier {
                 inner: q,
                 partial_response,
             }),
@@ -502,6 +510,7 @@ pub async fn serve(
     let endpoints = query_endpoints(
         &args.query,
         &args.query_sd_files,
+        &args.grpc_query_endpoints,
         args.query_config.as_deref(),
         args.query_config_file.as_deref(),
     )?;
@@ -522,7 +531,7 @@ pub async fn serve(
     let server_metrics = crate::metrics::register_common(&mut registry, receiver.budget().clone());
     receiver.register_metrics(&mut registry);
     let runtime = tokio::runtime::Handle::current();
-    let querier = HttpQuerier::new(
+    let querier = RemoteQuerier::new(
         endpoints,
         args.query_timeout,
         args.query_http_method,
@@ -539,7 +548,7 @@ pub async fn serve(
         &args.eval.alertmanagers,
         receiver.clone(),
         TENANT,
-        Queries::Http(querier),
+        Queries::Remote(querier),
         &mut registry,
     )
     .await?;

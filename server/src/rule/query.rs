@@ -1,12 +1,15 @@
-//! The ruler's queries over HTTP: Prometheus's `/api/v1/query` on the query endpoints (any
+//! The ruler's queries: over HTTP, Prometheus's `/api/v1/query` on the query endpoints (any
 //! Thanos or Gauntlet querier, or Prometheus) of `--query` or `--query.config[-file]`, each
-//! group of endpoints with its own client (TLS, credentials, proxy, path prefix), round robin
-//! over all of them, the next endpoint tried when one fails to answer; `dns+`/`dnssrv+`
-//! addresses looked up and `file_sd_configs` and `--query.sd-files` files read again every
-//! `--query.sd-dns-interval` (or `--query.sd-interval`, if shorter). Queries are POSTed forms,
-//! or GETs with `--query.http-method GET`.
+//! group of endpoints with its own client (TLS, credentials, proxy, path prefix); over gRPC,
+//! Thanos's Query API on the endpoints of `--grpc-query-endpoint` or `grpc_config`
+//! ([`super::query_grpc`]). Round robin over all of them, HTTP and gRPC in one rotation, the
+//! next endpoint tried when one fails to answer; `dns+`/`dnssrv+` addresses looked up and
+//! `file_sd_configs` and `--query.sd-files` files read again every `--query.sd-dns-interval`
+//! (or `--query.sd-interval`, if shorter). HTTP queries are POSTed forms, or GETs with
+//! `--query.http-method GET`. An answer's warnings are logged and the answer used, as Thanos
+//! Rule does.
 //!
-//! A query carries what Thanos Rule's carries: the expression, the evaluation time, `dedup`,
+//! An HTTP query carries what Thanos Rule's carries: the expression, the evaluation time, `dedup`,
 //! `partial_response` and the `explain`/`analyze`/`engine` defaults, and no step: a subquery
 //! without one is evaluated at the querier's own default resolution, as under Thanos Rule.
 
@@ -22,7 +25,8 @@ use gauntlet_promql::rules::group::RuleQuerier;
 use serde_json::Value;
 
 use super::alertmanager_config::Auth;
-use super::query_config::QueryEndpointGroup;
+use super::query_config::{QueryEndpointGroup, QueryEndpoints};
+use super::query_grpc::GrpcEndpoints;
 use super::query_histogram::parse_histogram;
 use crate::query::dns::{self, Dns};
 
@@ -57,31 +61,36 @@ impl QueryMethod {
     }
 }
 
-/// Queries the configured query endpoints.
+/// Queries the configured query endpoints, over HTTP and gRPC.
 #[derive(Debug)]
-pub struct HttpQuerier {
+pub struct RemoteQuerier {
     groups: Vec<Endpoints>,
+    grpc: GrpcEndpoints,
+    /// Whether a gRPC address is a DNS name, looked up on every refresh.
+    grpc_dynamic: bool,
     method: QueryMethod,
     next: AtomicUsize,
     runtime: tokio::runtime::Handle,
     dns: OnceLock<Result<Dns, String>>,
 }
 
-impl HttpQuerier {
-    /// A querier over `groups` (see [`super::query_config::query_endpoints`]), each request
-    /// sent with `method` and bounded by `timeout`; requests are made on `runtime`. Addresses
-    /// that need no lookup are usable at once; [`HttpQuerier::refresh`] finds the others.
+impl RemoteQuerier {
+    /// A querier over `endpoints` (see [`super::query_config::query_endpoints`]), each HTTP
+    /// request sent with `method`, every request bounded by `timeout`; requests are made on
+    /// `runtime`. Addresses that need no lookup are usable at once;
+    /// [`RemoteQuerier::refresh`] finds the others.
     pub fn new(
-        groups: Vec<QueryEndpointGroup>,
+        endpoints: QueryEndpoints,
         timeout: Duration,
         method: QueryMethod,
         runtime: tokio::runtime::Handle,
-    ) -> Result<Arc<HttpQuerier>, String> {
-        if groups.is_empty() {
+    ) -> Result<Arc<RemoteQuerier>, String> {
+        if endpoints.http.is_empty() && endpoints.grpc.is_empty() {
             return Err("no query endpoint given".into());
         }
-        let mut out = Vec::with_capacity(groups.len());
-        for config in groups {
+        let grpc_dynamic = endpoints.grpc_is_dynamic();
+        let mut out = Vec::with_capacity(endpoints.http.len());
+        for config in endpoints.http {
             let mut b = reqwest::Client::builder()
                 .timeout(timeout)
                 .user_agent(concat!("Gauntlet/", env!("CARGO_PKG_VERSION")))
@@ -108,8 +117,10 @@ impl HttpQuerier {
                 sd_last: Mutex::new(HashMap::new()),
             });
         }
-        Ok(Arc::new(HttpQuerier {
+        Ok(Arc::new(RemoteQuerier {
             groups: out,
+            grpc: GrpcEndpoints::new(endpoints.grpc, timeout),
+            grpc_dynamic,
             method,
             next: AtomicUsize::new(0),
             runtime,
@@ -117,8 +128,27 @@ impl HttpQuerier {
         }))
     }
 
+    /// The DNS resolver, made on first use; `None` (logged) when the system has none.
+    fn dns(&self) -> Option<&Dns> {
+        match self.dns.get_or_init(Dns::new) {
+            Ok(dns) => Some(dns),
+            Err(e) => {
+                tracing::warn!(error = %e, "no DNS resolver; dns+ and dnssrv+ query endpoints are not looked up");
+                None
+            }
+        }
+    }
+
     /// Finds every group's endpoints again: discovery files read, DNS names looked up.
     pub async fn refresh(&self) {
+        if self.grpc_dynamic {
+            let mut wanted = self.grpc.addresses.clone();
+            match self.dns() {
+                Some(dns) => wanted = dns.resolve(&wanted).await,
+                None => wanted.retain(|a| dns::split(a).is_none()),
+            }
+            self.grpc.set_resolved(wanted);
+        }
         for g in &self.groups {
             if !g.config.is_dynamic() {
                 continue;
@@ -126,12 +156,9 @@ impl HttpQuerier {
             let mut wanted = g.config.static_addresses.clone();
             wanted.extend(g.read_sd_files());
             if wanted.iter().any(|a| dns::split(a).is_some()) {
-                match self.dns.get_or_init(Dns::new) {
-                    Ok(dns) => wanted = dns.resolve(&wanted).await,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "no DNS resolver; dns+ and dnssrv+ query endpoints are not looked up");
-                        wanted.retain(|a| dns::split(a).is_none());
-                    }
+                match self.dns() {
+                    Some(dns) => wanted = dns.resolve(&wanted).await,
+                    None => wanted.retain(|a| dns::split(a).is_none()),
                 }
             }
             let mut urls: Vec<String> = Vec::with_capacity(wanted.len());
@@ -154,7 +181,7 @@ impl HttpQuerier {
     /// Keeps the `dns+` addresses and discovery files fresh every `every` until the runtime
     /// ends (the first refresh is the caller's).
     pub fn spawn_refresh(self: &Arc<Self>, every: Duration) {
-        if !self.groups.iter().any(|g| g.config.is_dynamic()) {
+        if !self.grpc_dynamic && !self.groups.iter().any(|g| g.config.is_dynamic()) {
             return;
         }
         let me = self.clone();
@@ -237,28 +264,48 @@ impl HttpQuerier {
             }
             return Ok(Err(msg));
         }
+        let warnings: Vec<String> = json["warnings"]
+            .as_array()
+            .map(|w| {
+                w.iter()
+                    .filter_map(|w| w.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        super::query_grpc::log_warnings(base, expr, &warnings);
         Ok(parse_result(&json["data"]))
     }
+}
+
+/// One endpoint a query may go to.
+#[derive(Debug)]
+enum Target<'a> {
+    /// An HTTP query API: its group and base URL.
+    Http(&'a Endpoints, String),
+    /// A gRPC Query API's `host:port`.
+    Grpc(String),
 }
 
 /// A range query's series: labels and `(ms, value)` points.
 pub type RangeSeries = Vec<(Labels, Vec<(i64, f64)>)>;
 
-impl HttpQuerier {
-    /// Every endpoint address resolved now, with its group; an error when there is none.
-    fn resolved_urls(&self) -> Result<Vec<(&Endpoints, String)>, String> {
-        let urls: Vec<(&Endpoints, String)> = self
+impl RemoteQuerier {
+    /// Every endpoint resolved now, the HTTP ones (with their groups) first; an error when
+    /// there is none.
+    fn targets(&self) -> Result<Vec<Target<'_>>, String> {
+        let mut targets: Vec<Target<'_>> = self
             .groups
             .iter()
             .flat_map(|g| {
                 let now = g.resolved.read().unwrap_or_else(|p| p.into_inner()).clone();
-                now.into_iter().map(move |u| (g, u))
+                now.into_iter().map(move |u| Target::Http(g, u))
             })
             .collect();
-        if urls.is_empty() {
+        targets.extend(self.grpc.resolved().into_iter().map(Target::Grpc));
+        if targets.is_empty() {
             return Err("no query endpoint resolved".into());
         }
-        Ok(urls)
+        Ok(targets)
     }
 
     /// A range query (`/api/v1/query_range`) from `start_ms` to `end_ms` every `step_s`
@@ -271,13 +318,18 @@ impl HttpQuerier {
         end_ms: i64,
         step_s: i64,
     ) -> Result<RangeSeries, String> {
-        let urls = self.resolved_urls()?;
+        let targets = self.targets()?;
         let form = range_query_form(expr, start_ms, end_ms, step_s);
         let start = self.next.fetch_add(1, Relaxed);
         let mut failures = Vec::new();
-        for i in 0..urls.len() {
-            let (g, base) = &urls[(start + i) % urls.len()];
-            match self.runtime.block_on(self.range_on(g, base, &form)) {
+        for i in 0..targets.len() {
+            let outcome = match &targets[(start + i) % targets.len()] {
+                Target::Http(g, base) => self.runtime.block_on(self.range_on(g, base, &form)),
+                Target::Grpc(addr) => self
+                    .runtime
+                    .block_on(self.grpc.query_range(addr, expr, start_ms, end_ms, step_s)),
+            };
+            match outcome {
                 Ok(answer) => return answer,
                 Err(e) => {
                     tracing::warn!(error = %e, "query endpoint failed; trying the next");
@@ -435,17 +487,17 @@ fn instant_query_form(expr: &str, t_ms: i64, partial_response: bool) -> String {
     pairs.join("&")
 }
 
-impl RuleQuerier for HttpQuerier {
+impl RuleQuerier for RemoteQuerier {
     fn query(&self, expr: &str, t_ms: i64) -> Result<Vec<InstantSample>, String> {
         query_with(self, expr, t_ms, true)
     }
 }
 
-/// [`HttpQuerier`] with a group's partial-response strategy (`abort` asks for none).
+/// [`RemoteQuerier`] with a group's partial-response strategy (`abort` asks for none).
 #[derive(Debug)]
 pub struct StrategyQuerier<'a> {
     /// The shared querier.
-    pub inner: &'a HttpQuerier,
+    pub inner: &'a RemoteQuerier,
     /// Whether a partial answer is accepted.
     pub partial_response: bool,
 }
@@ -457,17 +509,20 @@ impl RuleQuerier for StrategyQuerier<'_> {
 }
 
 fn query_with(
-    q: &HttpQuerier,
+    q: &RemoteQuerier,
     expr: &str,
     t_ms: i64,
     partial: bool,
 ) -> Result<Vec<InstantSample>, String> {
-    let urls = q.resolved_urls()?;
+    let targets = q.targets()?;
     let start = q.next.fetch_add(1, Relaxed);
     let mut failures = Vec::new();
-    for i in 0..urls.len() {
-        let (g, base) = &urls[(start + i) % urls.len()];
-        match q.runtime.block_on(q.query_on(g, base, expr, t_ms, partial)) {
+    for i in 0..targets.len() {
+        let outcome = match &targets[(start + i) % targets.len()] {
+            Target::Http(g, base) => q.runtime.block_on(q.query_on(g, base, expr, t_ms, partial)),
+            Target::Grpc(addr) => q.runtime.block_on(q.grpc.query(addr, expr, t_ms, partial)),
+        };
+        match outcome {
             Ok(answer) => return answer,
             Err(e) => {
                 tracing::warn!(error = %e, "query endpoint failed; trying the next");
@@ -615,7 +670,8 @@ mod tests {
             "- static_configs: [q:1]\n  path_prefix: /a/b/\n  scheme: https\n  \
              http_config: {tls_config: {insecure_skip_verify: true}}\n",
         )
-        .unwrap();
+        .unwrap()
+        .http;
         assert_eq!(base_url(&c[0], "10.0.0.1:443"), "https://10.0.0.1:443/a/b");
         assert_eq!(base_url(&c[0], "::1"), "https://[::1]/a/b");
     }

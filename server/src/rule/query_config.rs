@@ -1,7 +1,8 @@
-//! Where the ruler's queries go, from Thanos Rule's flags: `--query` (repeatable) or the query
-//! endpoint configuration (`--query.config[-file]`, Thanos's YAML), one or the other. Both
-//! give groups of endpoints, each group with its own HTTP client settings; a `--query` address
-//! is a group of its own. Everything is checked here, before the ruler starts, so a typo stops
+//! Where the ruler's queries go, from Thanos Rule's flags: `--query` (repeatable) with
+//! `--query.sd-files` and `--grpc-query-endpoint`, or the query endpoint configuration
+//! (`--query.config[-file]`, Thanos's YAML), one or the other. Both give groups of HTTP
+//! endpoints, each group with its own HTTP client settings (a `--query` address is a group of
+//! its own), and the addresses of Thanos gRPC Query APIs. Everything is checked here, before the ruler starts, so a typo stops
 //! it with a message naming the flag or field.
 //!
 //! The configuration, as Thanos reads it (unknown fields are refused; `$(NAME)` is replaced by
@@ -17,11 +18,12 @@
 //!   file_sd_configs: [{files: [queriers/*.json], refresh_interval: 5m}]
 //!   scheme: http            # or https
 //!   path_prefix: /thanos    # in front of /api/v1/query
+//!   grpc_config:            # Thanos gRPC Query APIs (plaintext, as Thanos Rule dials them)
+//!     endpoint_addresses: ["q-0:10901", "dns+q.example:10901"]
 //! ```
 //!
-//! An entry with neither `static_configs` nor `file_sd_configs` names no endpoint and is
-//! skipped, as Thanos skips it; `grpc_config` endpoints (Thanos's gRPC query API) are refused,
-//! as `gauntlet rule` queries over HTTP only.
+//! An entry's HTTP part with neither `static_configs` nor `file_sd_configs` names no HTTP
+//! endpoint and is skipped, as Thanos skips it; its `grpc_config` addresses still count.
 
 use std::path::{Path, PathBuf};
 
@@ -43,7 +45,7 @@ pub enum QueryConfigError {
     Exclusive(&'static str, &'static str),
     /// Neither `--query` nor a configuration was given: the rules would have nothing to query.
     #[error(
-        "no query endpoint given: give --query, --query.sd-files, --query.config or --query.config-file"
+        "no query endpoint given: give --query, --query.sd-files, --grpc-query-endpoint, --query.config or --query.config-file"
     )]
     Missing,
     /// The configuration file could not be read.
@@ -72,9 +74,12 @@ pub enum QueryConfigError {
         /// The variable.
         name: String,
     },
-    /// A `--query` address cannot be read as a query API's address.
-    #[error("--query {addr:?}: {reason}")]
+    /// A `--query` or `--grpc-query-endpoint` address cannot be read as a query API's
+    /// address; `flag` names which.
+    #[error("{flag} {addr:?}: {reason}")]
     Address {
+        /// The flag the address came from.
+        flag: &'static str,
         /// The address as given.
         addr: String,
         /// What is wrong with it.
@@ -124,16 +129,35 @@ impl QueryEndpointGroup {
     }
 }
 
-/// The endpoint groups the flags give: `addrs` (`--query`) and `sd_files` (`--query.sd-files`,
-/// one group of plain-HTTP endpoints whose addresses the files list), or the configuration
-/// given as text (`--query.config`) or in a file (`--query.config-file`). An empty
-/// configuration counts as not given, as in Thanos.
+/// Every query endpoint the flags name: groups of HTTP endpoints and gRPC Query API addresses.
+#[derive(Debug, Clone, Default)]
+pub struct QueryEndpoints {
+    /// The query APIs reached over HTTP (`/api/v1/query`), by group.
+    pub http: Vec<QueryEndpointGroup>,
+    /// `host:port` addresses of Thanos gRPC Query APIs (`thanos.Query`), possibly with
+    /// `dns+`/`dnssrv+`/`dnssrvnoa+` prefixes; reached in plaintext, as Thanos Rule reaches
+    /// them.
+    pub grpc: Vec<String>,
+}
+
+impl QueryEndpoints {
+    /// Whether the gRPC addresses can change while the ruler runs (DNS names).
+    pub fn grpc_is_dynamic(&self) -> bool {
+        self.grpc.iter().any(|a| dns::split(a).is_some())
+    }
+}
+
+/// The endpoints the flags give: `addrs` (`--query`), `sd_files` (`--query.sd-files`, one
+/// group of plain-HTTP endpoints whose addresses the files list) and `grpc` (the addresses of
+/// `--grpc-query-endpoint`), or the configuration given as text (`--query.config`) or in a
+/// file (`--query.config-file`). An empty configuration counts as not given, as in Thanos.
 pub fn query_endpoints(
     addrs: &[String],
     sd_files: &[String],
+    grpc: &[String],
     config: Option<&str>,
     config_file: Option<&Path>,
-) -> Result<Vec<QueryEndpointGroup>, QueryConfigError> {
+) -> Result<QueryEndpoints, QueryConfigError> {
     let yaml = match (config, config_file) {
         (Some(_), Some(_)) => {
             return Err(QueryConfigError::Exclusive(
@@ -161,16 +185,45 @@ pub fn query_endpoints(
         Some((what, _)) if !sd_files.is_empty() => {
             Err(QueryConfigError::Exclusive("--query.sd-files", what))
         }
+        Some((what, _)) if !grpc.is_empty() => {
+            Err(QueryConfigError::Exclusive("--grpc-query-endpoint", what))
+        }
         Some((what, text)) => parse_query_config(what, &text),
-        None if addrs.is_empty() && sd_files.is_empty() => Err(QueryConfigError::Missing),
+        None if addrs.is_empty() && sd_files.is_empty() && grpc.is_empty() => {
+            Err(QueryConfigError::Missing)
+        }
         None => {
-            let mut groups = parse_addresses(addrs)?;
+            let mut http = parse_addresses(addrs)?;
             if !sd_files.is_empty() {
-                groups.push(sd_files_group(sd_files));
+                http.push(sd_files_group(sd_files));
             }
-            Ok(groups)
+            Ok(QueryEndpoints {
+                http,
+                grpc: parse_grpc_addresses(grpc)?,
+            })
         }
     }
+}
+
+/// `--grpc-query-endpoint` addresses as Thanos reads them: `host:port` or a `dns+`/`dnssrv+`
+/// name, none empty; one given twice is queried once.
+pub fn parse_grpc_addresses(addrs: &[String]) -> Result<Vec<String>, QueryConfigError> {
+    let mut out: Vec<String> = Vec::with_capacity(addrs.len());
+    for given in addrs {
+        let bad = |reason: String| QueryConfigError::Address {
+            flag: "--grpc-query-endpoint",
+            addr: given.clone(),
+            reason,
+        };
+        if given.contains("://") {
+            return Err(bad("want host:port, without a scheme".into()));
+        }
+        check_query_address(given).map_err(bad)?;
+        if !out.contains(given) {
+            out.push(given.clone());
+        }
+    }
+    Ok(out)
 }
 
 /// The group `--query.sd-files` makes, as Thanos makes it: plain HTTP, no prefix, its
@@ -193,6 +246,7 @@ pub fn parse_addresses(addrs: &[String]) -> Result<Vec<QueryEndpointGroup>, Quer
     let mut out: Vec<QueryEndpointGroup> = Vec::new();
     for (i, given) in addrs.iter().enumerate() {
         let bad = |reason: &str| QueryConfigError::Address {
+            flag: "--query",
             addr: given.clone(),
             reason: reason.to_string(),
         };
@@ -229,6 +283,15 @@ pub fn parse_addresses(addrs: &[String]) -> Result<Vec<QueryEndpointGroup>, Quer
     Ok(out)
 }
 
+/// `message` about address `addr`, starting with the address (once).
+fn named(addr: &str, message: String) -> String {
+    if message.starts_with(&format!("{addr:?}")) {
+        message
+    } else {
+        format!("{addr:?}: {message}")
+    }
+}
+
 /// A query API address: `host[:port]` or a name to look up in DNS.
 fn check_query_address(addr: &str) -> Result<(), String> {
     if addr.is_empty() {
@@ -261,26 +324,30 @@ struct RawGrpcConfig {
     endpoint_addresses: Vec<String>,
 }
 
-/// The query endpoint configuration's groups; `what` is the flag it came from.
+/// The query endpoint configuration's endpoints; `what` is the flag it came from.
 pub fn parse_query_config(
     what: &'static str,
     yaml: &str,
-) -> Result<Vec<QueryEndpointGroup>, QueryConfigError> {
+) -> Result<QueryEndpoints, QueryConfigError> {
     let yerr = |message: String| QueryConfigError::Yaml { what, message };
     let raw: Option<Vec<RawQueryEndpoint>> =
         serde_yaml::from_str(yaml).map_err(|e| yerr(e.to_string()))?;
     let mut out = Vec::new();
+    let mut grpc: Vec<String> = Vec::new();
     for (i, e) in raw.unwrap_or_default().into_iter().enumerate() {
         let field = |f: &str, m: String| yerr(format!("entry {i}: {f}: {m}"));
-        if let Some(g) = &e.grpc_config
-            && !g.endpoint_addresses.is_empty()
-        {
-            return Err(field(
-                "grpc_config.endpoint_addresses",
-                "gRPC query endpoints are not supported by gauntlet rule; \
-                 give the queriers' HTTP addresses in static_configs"
-                    .into(),
-            ));
+        for a in e.grpc_config.iter().flat_map(|g| &g.endpoint_addresses) {
+            if a.contains("://") {
+                return Err(field(
+                    "grpc_config.endpoint_addresses",
+                    format!("{a:?}: want host:port, without a scheme"),
+                ));
+            }
+            check_query_address(a)
+                .map_err(|m| field("grpc_config.endpoint_addresses", named(a, m)))?;
+            if !grpc.contains(a) {
+                grpc.push(a.clone());
+            }
         }
         if e.static_configs.is_empty() && e.file_sd_configs.is_empty() {
             continue;
@@ -296,14 +363,7 @@ pub fn parse_query_config(
             other => return Err(field("scheme", format!("{other:?}: want http or https"))),
         };
         for a in &e.static_configs {
-            check_query_address(a).map_err(|m| {
-                let m = if m.starts_with(&format!("{a:?}")) {
-                    m
-                } else {
-                    format!("{a:?}: {m}")
-                };
-                field("static_configs", m)
-            })?;
+            check_query_address(a).map_err(|m| field("static_configs", named(a, m)))?;
         }
         let mut sd_files = Vec::new();
         for sd in &e.file_sd_configs {
@@ -344,12 +404,14 @@ pub fn parse_query_config(
             sd_files,
         });
     }
-    if out.is_empty() {
+    if out.is_empty() && grpc.is_empty() {
         return Err(yerr(
-            "no query endpoint: no entry has static_configs or file_sd_configs".into(),
+            "no query endpoint: no entry has static_configs, file_sd_configs or \
+             grpc_config.endpoint_addresses"
+                .into(),
         ));
     }
-    Ok(out)
+    Ok(QueryEndpoints { http: out, grpc })
 }
 
 /// Refuses what Prometheus's file discovery refuses: a name not ending in `.json`, `.yml` or
@@ -401,7 +463,9 @@ mod tests {
     use super::*;
 
     fn groups(yaml: &str) -> Result<Vec<QueryEndpointGroup>, String> {
-        parse_query_config("--query.config", yaml).map_err(|e| e.to_string())
+        parse_query_config("--query.config", yaml)
+            .map(|e| e.http)
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -501,8 +565,16 @@ mod tests {
                 "proxy_url",
             ),
             (
-                "- grpc_config: {endpoint_addresses: [\"q:10901\"]}\n",
-                "gRPC query endpoints are not supported",
+                "- grpc_config: {endpoint_addresses: [\"http://q:10901\"]}\n",
+                "entry 0: grpc_config.endpoint_addresses: \"http://q:10901\": want host:port",
+            ),
+            (
+                "- grpc_config: {endpoint_addresses: [\"dns+q\"]}\n",
+                "entry 0: grpc_config.endpoint_addresses: \"dns+q\"",
+            ),
+            (
+                "- grpc_config: {endpoint_addresses: [q:1], tls_config: {}}\n",
+                "unknown field `tls_config`",
             ),
             ("[]\n", "no query endpoint"),
             ("- scheme: http\n", "no query endpoint"),
@@ -518,19 +590,28 @@ mod tests {
     fn flags_exclude_each_other_as_in_thanos() {
         let q = vec!["q:9090".to_string()];
         let yaml = "- static_configs: [q:1]\n";
-        let err = |r: Result<Vec<QueryEndpointGroup>, QueryConfigError>| r.unwrap_err().to_string();
+        let err = |r: Result<QueryEndpoints, QueryConfigError>| r.unwrap_err().to_string();
         assert_eq!(
-            err(query_endpoints(&q, &[], Some(yaml), None)),
+            err(query_endpoints(&q, &[], &[], Some(yaml), None)),
             "--query and --query.config cannot be given together; use one"
         );
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("q.yml");
         std::fs::write(&f, yaml).unwrap();
-        assert!(err(query_endpoints(&[], &[], Some(yaml), Some(&f))).contains("cannot be given"));
-        assert!(err(query_endpoints(&q, &[], None, Some(&f))).contains("--query.config-file"));
-        assert_eq!(query_endpoints(&[], &[], None, Some(&f)).unwrap().len(), 1);
+        assert!(
+            err(query_endpoints(&[], &[], &[], Some(yaml), Some(&f))).contains("cannot be given")
+        );
+        assert!(err(query_endpoints(&q, &[], &[], None, Some(&f))).contains("--query.config-file"));
+        assert_eq!(
+            query_endpoints(&[], &[], &[], None, Some(&f))
+                .unwrap()
+                .http
+                .len(),
+            1
+        );
         assert!(
             err(query_endpoints(
+                &[],
                 &[],
                 &[],
                 None,
@@ -538,21 +619,88 @@ mod tests {
             ))
             .starts_with("--query.config-file ")
         );
-        assert!(err(query_endpoints(&[], &[], None, None)).contains("no query endpoint given"));
+        assert!(
+            err(query_endpoints(&[], &[], &[], None, None)).contains("no query endpoint given")
+        );
         // An empty configuration is no configuration: --query is used.
-        assert_eq!(query_endpoints(&q, &[], Some(""), None).unwrap().len(), 1);
+        assert_eq!(
+            query_endpoints(&q, &[], &[], Some(""), None)
+                .unwrap()
+                .http
+                .len(),
+            1
+        );
         // --query.sd-files: one more group, of plain-HTTP endpoints the files list; alone it
         // is enough, and it excludes a configuration as --query does.
         let sd = vec!["/etc/q/*.json".to_string()];
-        let g = query_endpoints(&q, &sd, None, None).unwrap();
+        let g = query_endpoints(&q, &sd, &[], None, None).unwrap().http;
         assert_eq!(g.len(), 2);
         assert_eq!(g[1].sd_files, sd);
         assert!(g[1].static_addresses.is_empty() && g[1].tls.is_none() && g[1].is_dynamic());
-        assert_eq!(query_endpoints(&[], &sd, None, None).unwrap().len(), 1);
         assert_eq!(
-            err(query_endpoints(&[], &sd, Some(yaml), None)),
+            query_endpoints(&[], &sd, &[], None, None)
+                .unwrap()
+                .http
+                .len(),
+            1
+        );
+        assert_eq!(
+            err(query_endpoints(&[], &sd, &[], Some(yaml), None)),
             "--query.sd-files and --query.config cannot be given together; use one"
         );
+    }
+
+    #[test]
+    fn grpc_query_endpoints_come_from_the_flag_or_the_configuration() {
+        let grpc = vec![
+            "q:10901".to_string(),
+            "dns+q2:10901".into(),
+            "q:10901".into(),
+        ];
+        let e = query_endpoints(&[], &[], &grpc, None, None).unwrap();
+        assert!(e.http.is_empty());
+        assert_eq!(
+            e.grpc,
+            ["q:10901", "dns+q2:10901"],
+            "a repeat is dialled once"
+        );
+        assert!(e.grpc_is_dynamic());
+        // Beside --query, as Thanos allows.
+        let both = query_endpoints(&["h:9090".into()], &[], &grpc[..1], None, None).unwrap();
+        assert_eq!((both.http.len(), both.grpc.len()), (1, 1));
+        assert!(!both.grpc_is_dynamic());
+        let yaml = "- grpc_config: {endpoint_addresses: [q:1]}\n";
+        assert_eq!(
+            query_endpoints(&[], &[], &grpc, Some(yaml), None)
+                .unwrap_err()
+                .to_string(),
+            "--grpc-query-endpoint and --query.config cannot be given together; use one"
+        );
+        for (bad, want) in [
+            ("", "no host"),
+            ("grpc://q:1", "without a scheme"),
+            ("dns+q", "--grpc-query-endpoint \"dns+q\""),
+        ] {
+            let e = query_endpoints(&[], &[], &[bad.to_string()], None, None)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{bad:?}: {e}");
+        }
+        // An entry may hold both parts; one with only grpc_config is enough.
+        let c = parse_query_config(
+            "--query.config",
+            "- static_configs: [h:1]\n  grpc_config: {endpoint_addresses: [g:1, g:2]}\n\
+             - grpc_config: {endpoint_addresses: [g:2, \"dns+g3:1\"]}\n",
+        )
+        .unwrap();
+        assert_eq!(c.http.len(), 1);
+        assert_eq!(c.grpc, ["g:1", "g:2", "dns+g3:1"]);
+        let only = parse_query_config(
+            "--query.config",
+            "- grpc_config: {endpoint_addresses: [g:1]}\n",
+        )
+        .unwrap();
+        assert!(only.http.is_empty() && only.grpc == ["g:1"]);
     }
 
     #[test]

@@ -21,15 +21,15 @@ use tonic::{Request, Response, Status};
 use super::cmd::{RuleArgs, send_alerts, spawn_sighup_reload, stop_on};
 use super::manager::{Backend, Manager};
 use super::notifier::Sender;
-use super::query::{HttpQuerier, StrategyQuerier};
-use super::query_config::QueryEndpointGroup;
+use super::query::{RemoteQuerier, StrategyQuerier};
+use super::query_config::QueryEndpoints;
 use super::remote_write::RemoteWriter;
 use super::remote_write::config::RemoteWriteConfig;
 
 /// Where a stateless ruler's rules read and its results go.
 #[derive(Debug)]
 pub struct StatelessBackend {
-    querier: Arc<HttpQuerier>,
+    querier: Arc<RemoteQuerier>,
     writer: Arc<RemoteWriter>,
     sender: Arc<Sender>,
     external: Labels,
@@ -148,7 +148,7 @@ impl thanos::info::info_server::Info for RulesOnlyInfo {
 /// endpoints, `remote` the checked remote-write endpoints.
 pub async fn serve(
     args: RuleArgs,
-    endpoints: Vec<QueryEndpointGroup>,
+    endpoints: QueryEndpoints,
     remote: Vec<RemoteWriteConfig>,
     budget: Arc<MemoryBudget>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -168,7 +168,7 @@ pub async fn serve(
     let server_metrics = crate::metrics::register_common(&mut registry, budget.clone());
     writer.register_metrics(&mut registry);
     let runtime = tokio::runtime::Handle::current();
-    let querier = HttpQuerier::new(
+    let querier = RemoteQuerier::new(
         endpoints,
         args.query_timeout,
         args.query_http_method,
