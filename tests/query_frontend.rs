@@ -5,7 +5,8 @@
 //! refuses comes back as it refused it; instant, label and series calls pass through; SIGTERM
 //! stops it cleanly. Interop: `thanos query-frontend` in front of `gauntlet all`, and
 //! `gauntlet query-frontend` in front of `thanos query` over a `gauntlet store`, both agree
-//! with the direct answers.
+//! with the direct answers. A real memcached and a real Redis hold the cache: two frontends
+//! share it, and with the cache killed answers still come, uncached.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -174,6 +175,114 @@ fn split_and_cached_answers_equal_the_querier_s() {
         before,
         "Cache-Control: no-store went through the cache"
     );
+}
+
+/// A memcached or a Redis on a free loopback port, and the frontend's cache YAML for it.
+fn cache_server(kind: &str) -> (PeerProcess, String) {
+    let port = free_port();
+    let (cmd, yaml) = match kind {
+        "MEMCACHED" => {
+            let mut cmd = std::process::Command::new(require("memcached"));
+            // `-u` names the user to run as when started as root (ignored otherwise).
+            cmd.args(["-l", "127.0.0.1", "-U", "0", "-m", "64", "-u", "root"])
+                .arg(format!("-p{port}"));
+            let yaml = format!(
+                "type: MEMCACHED\nconfig:\n  addresses: [\"127.0.0.1:{port}\"]\n  timeout: 500ms\n  expiration: 1h\n"
+            );
+            (cmd, yaml)
+        }
+        _ => {
+            let mut cmd = std::process::Command::new(require("redis-server"));
+            cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .args(["--port", &port.to_string()]);
+            let yaml = format!(
+                "type: REDIS\nconfig:\n  addr: 127.0.0.1:{port}\n  prefix: gauntlet-\n  db: 1\n  read_timeout: 500ms\n  write_timeout: 500ms\n"
+            );
+            (cmd, yaml)
+        }
+    };
+    let server = PeerProcess::spawn_tcp(cmd, kind, port, Duration::from_secs(20));
+    (server, yaml)
+}
+
+#[test]
+fn memcached_and_redis_hold_the_cache_for_every_frontend_and_going_down_costs_no_answer() {
+    let root = tempfile::tempdir().unwrap();
+    let q = querier(root.path());
+    for kind in ["MEMCACHED", "REDIS"] {
+        let (mut server, yaml) = cache_server(kind);
+        let flags = [
+            "--query-range.split-interval=15m".to_string(),
+            format!("--query-range.response-cache-config={yaml}"),
+        ];
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let fe = frontend(q.http_port, &flags);
+        let hits = |fe: &PeerProcess| {
+            metric(
+                fe.http,
+                r#"cortex_cache_hits_total{name="frontend.query-range"}"#,
+            )
+        };
+        let stored = |fe: &PeerProcess| {
+            metric(
+                fe.http,
+                r#"querier_cache_added_total{cache="frontend.query-range"}"#,
+            )
+        };
+        for query in &QUERIES[..2] {
+            let whole = range(query, T0, T0 + 7200, "60");
+            let before = stored(&fe);
+            assert_same(fe.http, q.http_port, &whole);
+            // Stores go on in the background: wait (boundedly) for the eight parts.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while stored(&fe) < before + 8.0 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{kind}: {query}: the parts were not stored\n{}",
+                    fe.log_tail(20)
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let before = hits(&fe);
+            assert_same(fe.http, q.http_port, &whole);
+            assert!(
+                hits(&fe) >= before + 8.0,
+                "{kind}: {query}: the second ask was not answered from the cache"
+            );
+            for (s, e, step) in [(T0 + 1800, T0 + 5400, "60"), (T0 - 1800, T0 + 3600, "60")] {
+                assert_same(fe.http, q.http_port, &range(query, s, e, step));
+            }
+        }
+        // A second frontend finds what the first stored.
+        let other = frontend(q.http_port, &flags);
+        assert_same(
+            other.http,
+            q.http_port,
+            &range(QUERIES[0], T0, T0 + 7200, "60"),
+        );
+        assert!(
+            hits(&other) >= 8.0,
+            "{kind}: a second frontend did not share the cache"
+        );
+        // The cache goes down: answers still come, each lookup a counted failure.
+        server.kill();
+        let failures = |fe: &PeerProcess| {
+            metric(
+                fe.http,
+                r#"gauntlet_frontend_cache_failures_total{name="frontend.query-range"}"#,
+            )
+        };
+        let began = std::time::Instant::now();
+        for query in QUERIES {
+            assert_same(fe.http, q.http_port, &range(query, T0, T0 + 7200, "60"));
+        }
+        assert!(failures(&fe) >= 8.0, "{kind}: no lookup failed");
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "{kind}: a cache that is down slowed the answers to {:?}",
+            began.elapsed()
+        );
+    }
 }
 
 #[test]

@@ -44,6 +44,13 @@ if ! command -v prometheus-alertmanager >/dev/null; then
     || { echo "prometheus-alertmanager is missing and could not be installed with apt" >&2; exit 1; }
 fi
 prometheus-alertmanager --version 2>&1 | head -1
+# Debian's memcached and Redis, the query frontend's shared results caches (tests/query_frontend.rs).
+if ! command -v memcached >/dev/null || ! command -v redis-server >/dev/null; then
+  { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends memcached redis-server; } >/dev/null \
+    || { echo "memcached or redis-server is missing and could not be installed with apt" >&2; exit 1; }
+fi
+memcached --version | head -1
+redis-server --version | head -1
 command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
 python3 -c 'import grpc, grpc_tools' 2>/dev/null || python3 -m pip install -q grpcio grpcio-tools
 # A DNS server for the querier's dns+/dnssrv+ discovery test (tests/tools/dns_server.py).

@@ -64,12 +64,33 @@ impl PeerProcess {
     /// Starts `cmd` (its own flags given), logging into a file, and waits at most `within`
     /// until `ready_path` on `http` answers 200.
     pub fn spawn(
-        mut cmd: Command,
+        cmd: Command,
         what: &str,
         http: u16,
         grpc: u16,
         ready_path: &str,
         within: Duration,
+    ) -> PeerProcess {
+        PeerProcess::spawn_until(cmd, what, http, grpc, within, || {
+            matches!(http_get(http, ready_path), Ok((200, _)))
+        })
+    }
+
+    /// Starts `cmd`, a server that speaks no HTTP (memcached, Redis), and waits at most
+    /// `within` until `port` on loopback takes a connection; `http` holds that port.
+    pub fn spawn_tcp(cmd: Command, what: &str, port: u16, within: Duration) -> PeerProcess {
+        PeerProcess::spawn_until(cmd, what, port, 0, within, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+    }
+
+    fn spawn_until(
+        mut cmd: Command,
+        what: &str,
+        http: u16,
+        grpc: u16,
+        within: Duration,
+        ready: impl Fn() -> bool,
     ) -> PeerProcess {
         let log = tempfile::NamedTempFile::new().unwrap();
         let child = cmd
@@ -87,7 +108,7 @@ impl PeerProcess {
         };
         let deadline = Instant::now() + within;
         loop {
-            if let Ok((200, _)) = http_get(http, ready_path) {
+            if ready() {
                 return p;
             }
             if let Ok(Some(status)) = p.child.try_wait() {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 
+use super::remote_cache::{MemcachedConfig, RedisConfig};
 use crate::query::cmd::duration;
 
 /// Flags of `gauntlet query-frontend`.
@@ -181,11 +182,14 @@ pub enum CacheConfig {
         /// `validity` (`None`: entries do not expire).
         validity: Option<Duration>,
     },
+    /// `type: MEMCACHED`.
+    Memcached(MemcachedConfig),
+    /// `type: REDIS`.
+    Redis(RedisConfig),
 }
 
 /// The response cache `yaml` (or the file `file`) configures, if either is given; `flag`
-/// names them in errors. `MEMCACHED` and `REDIS` are read but not built yet: they stop the
-/// frontend with an error saying so.
+/// names them in errors.
 pub fn cache_config(
     flag: &str,
     yaml: Option<&str>,
@@ -247,13 +251,223 @@ fn parse_cache_config(text: &str) -> Result<Option<CacheConfig>, String> {
                 validity,
             }))
         }
-        "MEMCACHED" | "REDIS" => Err(format!(
-            "type {kind} is not built into gauntlet query-frontend yet; use type IN-MEMORY"
-        )),
+        "MEMCACHED" => memcached_config(config).map(|c| Some(CacheConfig::Memcached(c))),
+        "REDIS" => redis_config(config).map(|c| Some(CacheConfig::Redis(c))),
         "" => Err("no type: want IN-MEMORY, MEMCACHED or REDIS".into()),
         other => Err(format!(
             "unknown type {other:?}: want IN-MEMORY, MEMCACHED or REDIS"
         )),
+    }
+}
+
+/// The fields of `config` checked against `known` (Thanos reads its cache YAML strictly).
+fn only_fields(config: &serde_yaml::Value, known: &[&str]) -> Result<(), String> {
+    let Some(map) = config.as_mapping() else {
+        return if config.is_null() {
+            Ok(())
+        } else {
+            Err("config: want a mapping".into())
+        };
+    };
+    for k in map.keys() {
+        match k.as_str() {
+            Some(name) if known.contains(&name) => {}
+            other => return Err(format!("config: unknown field {other:?}")),
+        }
+    }
+    Ok(())
+}
+
+/// `config.<name>` as a duration, `default` when absent (Go's `0s` is zero).
+fn yaml_duration(
+    config: &serde_yaml::Value,
+    name: &str,
+    default: Duration,
+) -> Result<Duration, String> {
+    match &config[name] {
+        serde_yaml::Value::Null => Ok(default),
+        serde_yaml::Value::String(s) => duration(s).map_err(|e| format!("{name}: {e}")),
+        serde_yaml::Value::Number(n) if n.as_u64() == Some(0) => Ok(Duration::ZERO),
+        _ => Err(format!("{name}: not a duration")),
+    }
+}
+
+/// `config.<name>` as a count, `default` when absent or 0.
+fn yaml_count(config: &serde_yaml::Value, name: &str, default: usize) -> Result<usize, String> {
+    match &config[name] {
+        serde_yaml::Value::Null => Ok(default),
+        v => match v.as_u64() {
+            Some(0) => Ok(default),
+            Some(n) => Ok(n as usize),
+            None => Err(format!("{name}: not a number")),
+        },
+    }
+}
+
+/// `config.<name>` as a size in bytes (`1MiB` or a number), `default` when absent or 0.
+fn yaml_bytes(config: &serde_yaml::Value, name: &str, default: usize) -> Result<usize, String> {
+    let n = match &config[name] {
+        serde_yaml::Value::Null => 0,
+        serde_yaml::Value::Number(n) => n.as_u64().ok_or(format!("{name}: not a size"))?,
+        serde_yaml::Value::String(s) => {
+            crate::store::parse_bytes(s).map_err(|e| format!("{name}: {e}"))?
+        }
+        _ => return Err(format!("{name}: not a size")),
+    };
+    Ok(if n == 0 { default } else { n as usize })
+}
+
+/// `config.<name>` as text, empty when absent.
+fn yaml_text(config: &serde_yaml::Value, name: &str) -> Result<String, String> {
+    match &config[name] {
+        serde_yaml::Value::Null => Ok(String::new()),
+        serde_yaml::Value::String(s) => Ok(s.clone()),
+        serde_yaml::Value::Number(n) => Ok(n.to_string()),
+        _ => Err(format!("{name}: not text")),
+    }
+}
+
+/// Fails when `config.<name>` turns on something not built: `what` says what.
+fn refuse_if_set(config: &serde_yaml::Value, name: &str, what: &str) -> Result<(), String> {
+    let on = match &config[name] {
+        serde_yaml::Value::Null => false,
+        serde_yaml::Value::Bool(b) => *b,
+        serde_yaml::Value::String(s) => !s.is_empty(),
+        serde_yaml::Value::Mapping(m) => m
+            .get("enabled")
+            .is_some_and(|v| v.as_bool().unwrap_or(false)),
+        _ => true,
+    };
+    if on {
+        Err(format!(
+            "{name}: {what} is not built into gauntlet query-frontend"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Thanos's memcached client configuration, with its defaults.
+fn memcached_config(config: &serde_yaml::Value) -> Result<MemcachedConfig, String> {
+    only_fields(
+        config,
+        &[
+            "addresses",
+            "timeout",
+            "max_idle_connections",
+            "max_async_concurrency",
+            "max_async_buffer_size",
+            "max_get_multi_concurrency",
+            "max_item_size",
+            "max_get_multi_batch_size",
+            "dns_provider_update_interval",
+            "auto_discovery",
+            "set_async_circuit_breaker_config",
+            "expiration",
+        ],
+    )?;
+    refuse_if_set(config, "auto_discovery", "memcached auto discovery")?;
+    let addresses = match &config["addresses"] {
+        serde_yaml::Value::Null => Vec::new(),
+        serde_yaml::Value::Sequence(s) => s
+            .iter()
+            .map(|a| a.as_str().map(str::to_string).ok_or("addresses: not text"))
+            .collect::<Result<_, _>>()?,
+        serde_yaml::Value::String(s) => s.split(',').map(|a| a.trim().to_string()).collect(),
+        _ => return Err("addresses: want a list".into()),
+    };
+    if addresses.is_empty() {
+        return Err("addresses: no memcached address given".into());
+    }
+    for a in &addresses {
+        if let Some((lookup, rest)) = crate::query::dns::split(a) {
+            crate::query::dns::check(lookup, rest).map_err(|e| format!("addresses: {e}"))?;
+        }
+    }
+    Ok(MemcachedConfig {
+        addresses,
+        timeout: nonzero(yaml_duration(config, "timeout", Duration::ZERO)?, 500),
+        max_idle_connections: yaml_count(config, "max_idle_connections", 100)?,
+        max_item_size: yaml_bytes(config, "max_item_size", 1 << 20)?,
+        max_async_concurrency: yaml_count(config, "max_async_concurrency", 10)?,
+        dns_update_interval: nonzero(
+            yaml_duration(config, "dns_provider_update_interval", Duration::ZERO)?,
+            10_000,
+        ),
+        expiration: yaml_duration(config, "expiration", Duration::ZERO)?,
+    })
+}
+
+/// Thanos's Redis client configuration, with its defaults.
+fn redis_config(config: &serde_yaml::Value) -> Result<RedisConfig, String> {
+    only_fields(
+        config,
+        &[
+            "addr",
+            "prefix",
+            "username",
+            "password",
+            "db",
+            "dial_timeout",
+            "read_timeout",
+            "write_timeout",
+            "max_get_multi_concurrency",
+            "get_multi_batch_size",
+            "max_set_multi_concurrency",
+            "set_multi_batch_size",
+            "tls_enabled",
+            "tls_config",
+            "cache_size",
+            "master_name",
+            "max_async_buffer_size",
+            "max_async_concurrency",
+            "set_async_circuit_breaker_config",
+            "expiration",
+        ],
+    )?;
+    refuse_if_set(config, "tls_enabled", "TLS to Redis")?;
+    refuse_if_set(config, "master_name", "Redis Sentinel")?;
+    refuse_if_set(config, "cache_size", "Redis client-side caching")?;
+    let addr = yaml_text(config, "addr")?;
+    if addr.is_empty() {
+        return Err("addr: no Redis address given".into());
+    }
+    if addr.contains(',') {
+        return Err(
+            "addr: several addresses (Redis Cluster) are not built into gauntlet query-frontend"
+                .into(),
+        );
+    }
+    let db = match &config["db"] {
+        serde_yaml::Value::Null => 0,
+        v => v
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or("db: not a number")?,
+    };
+    Ok(RedisConfig {
+        addr,
+        prefix: yaml_text(config, "prefix")?,
+        username: yaml_text(config, "username")?,
+        password: yaml_text(config, "password")?,
+        db,
+        dial_timeout: nonzero(yaml_duration(config, "dial_timeout", Duration::ZERO)?, 5000),
+        read_timeout: nonzero(yaml_duration(config, "read_timeout", Duration::ZERO)?, 3000),
+        write_timeout: nonzero(
+            yaml_duration(config, "write_timeout", Duration::ZERO)?,
+            3000,
+        ),
+        max_async_concurrency: yaml_count(config, "max_async_concurrency", 20)?,
+        expiration: yaml_duration(config, "expiration", Duration::ZERO)?,
+    })
+}
+
+/// `d`, or `default_ms` when it is zero (Thanos's defaults for unset client timeouts).
+fn nonzero(d: Duration, default_ms: u64) -> Duration {
+    if d.is_zero() {
+        Duration::from_millis(default_ms)
+    } else {
+        d
     }
 }
 
@@ -287,13 +501,66 @@ mod tests {
     }
 
     #[test]
-    fn memcached_and_redis_fail_clearly() {
-        let e = parse_cache_config("type: MEMCACHED\nconfig:\n  addresses: [a:1]\n").unwrap_err();
-        assert!(e.contains("not built"), "{e}");
-        let e = parse_cache_config("type: REDIS\n").unwrap_err();
-        assert!(e.contains("not built"), "{e}");
-        assert!(parse_cache_config("type: FOO\n").is_err());
-        assert!(parse_cache_config("tpye: IN-MEMORY\n").is_err());
+    fn memcached_and_redis_configs_read_thanos_fields_and_defaults() {
+        let m = parse_cache_config(
+            "type: MEMCACHED\nconfig:\n  addresses: [\"127.0.0.1:11211\", \"dns+mc:11211\"]\n  timeout: 1s\n  max_item_size: 2MiB\n  expiration: 1h\n  max_get_multi_batch_size: 0\n",
+        )
+        .unwrap();
+        let Some(CacheConfig::Memcached(m)) = m else {
+            panic!("{m:?}")
+        };
+        assert_eq!(m.addresses, vec!["127.0.0.1:11211", "dns+mc:11211"]);
+        assert_eq!(m.timeout, Duration::from_secs(1));
+        assert_eq!(m.max_item_size, 2 << 20);
+        assert_eq!(m.expiration, Duration::from_secs(3600));
+        assert_eq!((m.max_idle_connections, m.max_async_concurrency), (100, 10));
+        let r = parse_cache_config(
+            "type: REDIS\nconfig:\n  addr: 127.0.0.1:6379\n  prefix: fe-\n  db: 2\n  password: s\n  tls_enabled: false\n",
+        )
+        .unwrap();
+        let Some(CacheConfig::Redis(r)) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            (r.addr.as_str(), r.prefix.as_str(), r.db),
+            ("127.0.0.1:6379", "fe-", 2)
+        );
+        assert_eq!(r.dial_timeout, Duration::from_secs(5));
+        assert_eq!(r.expiration, Duration::ZERO);
+    }
+
+    #[test]
+    fn cache_configs_that_cannot_work_fail_clearly() {
+        for (yaml, want) in [
+            ("type: MEMCACHED\n", "addresses"),
+            (
+                "type: MEMCACHED\nconfig:\n  addresses: [a:1]\n  adresses: [b:1]\n",
+                "unknown field",
+            ),
+            (
+                "type: MEMCACHED\nconfig:\n  addresses: [a:1]\n  auto_discovery: true\n",
+                "not built",
+            ),
+            (
+                "type: MEMCACHED\nconfig:\n  addresses: [a:1]\n  timeout: soon\n",
+                "timeout",
+            ),
+            ("type: REDIS\n", "addr"),
+            (
+                "type: REDIS\nconfig:\n  addr: a:1\n  tls_enabled: true\n",
+                "TLS",
+            ),
+            (
+                "type: REDIS\nconfig:\n  addr: a:1\n  master_name: m\n",
+                "Sentinel",
+            ),
+            ("type: REDIS\nconfig:\n  addr: a:1,b:2\n", "Cluster"),
+            ("type: FOO\n", "unknown type"),
+            ("tpye: IN-MEMORY\n", "unknown field"),
+        ] {
+            let e = parse_cache_config(yaml).unwrap_err();
+            assert!(e.contains(want), "{yaml}: {e}");
+        }
     }
 
     #[derive(clap::Parser)]

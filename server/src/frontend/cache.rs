@@ -6,7 +6,7 @@
 //!
 //! The store is in memory (`type: IN-MEMORY`): least recently used entries go first when
 //! `max_size` bytes or `max_size_items` entries are passed; an entry older than `validity`
-//! (when not 0) is not used.
+//! (when not 0) is not used. Or it is memcached or Redis ([`super::remote_cache`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -132,6 +132,80 @@ pub fn drop_recent(extents: Vec<Extent>, max_time: i64, step: i64) -> Vec<Extent
             Some(e)
         })
         .collect()
+}
+
+/// Where a frontend keeps its extents.
+#[derive(Debug)]
+pub enum ResultsCache {
+    /// In the process.
+    Memory(MemoryCache),
+    /// In memcached or Redis.
+    Remote(std::sync::Arc<super::remote_cache::RemoteCache>),
+}
+
+/// A cache's counters and size, for `/metrics` (a remote cache's size is its own to say).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CacheCounts {
+    /// Lookups.
+    pub gets: u64,
+    /// Lookups that found an entry.
+    pub hits: u64,
+    /// Entries stored.
+    pub added: u64,
+    /// Entries pushed out for room.
+    pub evicted: u64,
+    /// Entries held.
+    pub entries: usize,
+    /// Bytes held.
+    pub bytes: u64,
+    /// Lookups and stores that failed.
+    pub failures: u64,
+    /// Stores skipped.
+    pub skipped: u64,
+}
+
+impl ResultsCache {
+    /// The extents stored under `key`, if any.
+    pub async fn get(&self, key: &str) -> Option<Vec<Extent>> {
+        match self {
+            ResultsCache::Memory(m) => m.get(key),
+            ResultsCache::Remote(r) => r.get(key).await,
+        }
+    }
+
+    /// Stores `extents` under `key` (a remote cache in the background).
+    pub fn put(&self, key: &str, extents: Vec<Extent>) {
+        match self {
+            ResultsCache::Memory(m) => m.put(key, extents),
+            ResultsCache::Remote(r) => r.put(key, &extents),
+        }
+    }
+
+    /// The counters now.
+    pub fn counts(&self) -> CacheCounts {
+        match self {
+            ResultsCache::Memory(m) => {
+                let (entries, bytes) = m.usage();
+                CacheCounts {
+                    gets: m.gets.load(Relaxed),
+                    hits: m.hits.load(Relaxed),
+                    added: m.added.load(Relaxed),
+                    evicted: m.evicted.load(Relaxed),
+                    entries,
+                    bytes,
+                    ..CacheCounts::default()
+                }
+            }
+            ResultsCache::Remote(r) => CacheCounts {
+                gets: r.gets.load(Relaxed),
+                hits: r.hits.load(Relaxed),
+                added: r.added.load(Relaxed),
+                failures: r.failures.load(Relaxed),
+                skipped: r.skipped.load(Relaxed),
+                ..CacheCounts::default()
+            },
+        }
+    }
 }
 
 /// The in-memory store of extents, bounded in bytes and entries.

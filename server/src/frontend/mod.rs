@@ -9,6 +9,7 @@ pub mod args;
 pub mod cache;
 pub mod merge;
 mod range;
+pub mod remote_cache;
 pub mod retry;
 pub mod split;
 
@@ -27,7 +28,8 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 
 pub use self::args::FrontendArgs;
 use self::args::{CacheConfig, cache_config};
-use self::cache::MemoryCache;
+use self::cache::{MemoryCache, ResultsCache};
+use self::remote_cache::RemoteCache;
 use self::retry::{Ask, Downstream};
 
 /// The most bytes of a request body the frontend reads (a long query in a form).
@@ -46,7 +48,7 @@ const OPS: &[&str] = &[
 #[derive(Debug)]
 pub struct Frontend {
     downstream: Downstream,
-    cache: Option<MemoryCache>,
+    cache: Option<ResultsCache>,
     split_interval_ms: i64,
     max_parallelism: usize,
     max_retries: usize,
@@ -102,13 +104,24 @@ impl Frontend {
         let ms = |d: std::time::Duration| d.as_millis() as i64;
         Ok(Frontend {
             downstream: Downstream::new(&args.downstream_url)?,
-            cache: cache.map(
-                |CacheConfig::InMemory {
-                     max_bytes,
-                     max_items,
-                     validity,
-                 }| MemoryCache::new(max_bytes, max_items, validity),
-            ),
+            cache: cache
+                .map(|c| match c {
+                    CacheConfig::InMemory {
+                        max_bytes,
+                        max_items,
+                        validity,
+                    } => Ok(ResultsCache::Memory(MemoryCache::new(
+                        max_bytes, max_items, validity,
+                    ))),
+                    CacheConfig::Memcached(m) => {
+                        RemoteCache::memcached(m).map(|r| ResultsCache::Remote(Arc::new(r)))
+                    }
+                    CacheConfig::Redis(r) => {
+                        RemoteCache::redis(r).map(|r| ResultsCache::Remote(Arc::new(r)))
+                    }
+                })
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--query-range.response-cache-config: {e}"))?,
             split_interval_ms: ms(args.split_interval),
             max_parallelism: args.max_query_parallelism,
             max_retries: args.max_retries,
@@ -272,44 +285,58 @@ impl Collector for FrontendCollector {
         let cache = CacheLabels {
             cache: "frontend.query-range",
         };
-        let c = fe.cache.as_ref();
-        let load = |f: fn(&MemoryCache) -> &AtomicU64| c.map_or(0, |c| f(c).load(Relaxed));
+        let c = fe
+            .cache
+            .as_ref()
+            .map(ResultsCache::counts)
+            .unwrap_or_default();
         counters(
             &mut enc,
             "cortex_cache_fetched_keys_total",
             "Total count of keys requested from cache.",
-            [(name.clone(), load(|c| &c.gets))],
+            [(name.clone(), c.gets)],
         )?;
         counters(
             &mut enc,
             "cortex_cache_hits_total",
             "Total count of keys found in cache.",
-            [(name, load(|c| &c.hits))],
+            [(name.clone(), c.hits)],
+        )?;
+        counters(
+            &mut enc,
+            "gauntlet_frontend_cache_failures_total",
+            "Lookups and stores the results cache failed (down, slow or answering nonsense).",
+            [(name.clone(), c.failures)],
+        )?;
+        counters(
+            &mut enc,
+            "gauntlet_frontend_cache_skipped_stores_total",
+            "Stores skipped: larger than max_item_size, or max_async_concurrency reached.",
+            [(name, c.skipped)],
         )?;
         counters(
             &mut enc,
             "querier_cache_added_total",
             "The total number of Put calls on the cache",
-            [(cache.clone(), load(|c| &c.added))],
+            [(cache.clone(), c.added)],
         )?;
         counters(
             &mut enc,
             "querier_cache_evicted_total",
             "The total number of evicted entries",
-            [(cache.clone(), load(|c| &c.evicted))],
+            [(cache.clone(), c.evicted)],
         )?;
-        let (entries, bytes) = c.map_or((0, 0), MemoryCache::usage);
         gauges(
             &mut enc,
             "querier_cache_entries",
             "The total number of entries",
-            [(cache.clone(), entries as i64)],
+            [(cache.clone(), c.entries as i64)],
         )?;
         gauges(
             &mut enc,
             "querier_cache_memory_bytes",
             "The current cache size in bytes",
-            [(cache, bytes as i64)],
+            [(cache, c.bytes as i64)],
         )?;
         Ok(())
     }

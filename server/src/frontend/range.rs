@@ -206,7 +206,7 @@ async fn part(fe: &Frontend, rq: &RangeQuery, start: i64, end: i64) -> Result<Ma
         start,
         options: &rq.options,
     });
-    let (answer, extents) = match cache.get(&key) {
+    let (answer, extents) = match cache.get(&key).await {
         None => {
             let (m, keep) = fetch(fe, rq, start, end).await?;
             let extents = if keep {

@@ -1,0 +1,750 @@
+//! Results caches outside the process, as Thanos's query frontend uses them: memcached
+//! (`type: MEMCACHED`, its text protocol) and Redis (`type: REDIS`, RESP). Several frontends
+//! share one cache this way, and it outlives their restarts.
+//!
+//! An entry holds a part's extents under its full key ([`super::cache::key`]); the cache
+//! itself is addressed by the key's SHA-256 (memcached takes keys of at most 250 bytes, with no
+//! spaces), and an entry whose stored key differs from the one asked is a miss. A cache that
+//! is down or slow costs a request at most `timeout` per lookup: the lookup counts as a miss,
+//! and stores go on in the background, a bounded number at a time (a store with no room is
+//! skipped, as Thanos skips it), so answers keep coming, uncached.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
+use tokio::net::TcpStream;
+
+use super::cache::Extent;
+use super::merge;
+
+/// How long an entry lives when the configuration says 0 (Thanos's default).
+pub const DEFAULT_EXPIRATION: Duration = Duration::from_secs(24 * 3600);
+
+/// A memcached cluster's settings (`type: MEMCACHED`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemcachedConfig {
+    /// `addresses`: `host:port`, or `dns+`/`dnssrv+` names resolved every
+    /// `dns_provider_update_interval`.
+    pub addresses: Vec<String>,
+    /// `timeout` of one operation.
+    pub timeout: Duration,
+    /// `max_idle_connections` kept per server.
+    pub max_idle_connections: usize,
+    /// `max_item_size`: larger entries are not stored.
+    pub max_item_size: usize,
+    /// `max_async_concurrency`: stores running at once.
+    pub max_async_concurrency: usize,
+    /// `dns_provider_update_interval`.
+    pub dns_update_interval: Duration,
+    /// `expiration` of an entry.
+    pub expiration: Duration,
+}
+
+/// A Redis server's settings (`type: REDIS`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisConfig {
+    /// `addr`: `host:port`.
+    pub addr: String,
+    /// `prefix` put before every key.
+    pub prefix: String,
+    /// `username` (ACL), with `password`.
+    pub username: String,
+    /// `password` (`AUTH`).
+    pub password: String,
+    /// `db` selected on each connection.
+    pub db: u32,
+    /// `dial_timeout`.
+    pub dial_timeout: Duration,
+    /// `read_timeout`.
+    pub read_timeout: Duration,
+    /// `write_timeout`.
+    pub write_timeout: Duration,
+    /// `max_async_concurrency`: stores running at once.
+    pub max_async_concurrency: usize,
+    /// `expiration` of an entry.
+    pub expiration: Duration,
+}
+
+/// What an entry holds: the full key and the extents, each answer as the querier's JSON.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    key: String,
+    extents: Vec<StoredExtent>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredExtent {
+    start: i64,
+    end: i64,
+    answer: String,
+}
+
+/// The bytes stored for `extents` under `key`.
+pub fn encode_entry(key: &str, extents: &[Extent]) -> Vec<u8> {
+    let stored = Stored {
+        key: key.to_string(),
+        extents: extents
+            .iter()
+            .map(|e| StoredExtent {
+                start: e.start,
+                end: e.end,
+                answer: String::from_utf8_lossy(&merge::encode(&e.answer)).into_owned(),
+            })
+            .collect(),
+    };
+    serde_json::to_vec(&stored).unwrap_or_default()
+}
+
+/// The extents an entry holds for `key`: `None` when it is another key's (a hash collision)
+/// or does not read.
+pub fn decode_entry(key: &str, bytes: &[u8]) -> Option<Vec<Extent>> {
+    let stored: Stored = serde_json::from_slice(bytes).ok()?;
+    if stored.key != key {
+        return None;
+    }
+    stored
+        .extents
+        .into_iter()
+        .map(|e| {
+            Some(Extent {
+                start: e.start,
+                end: e.end,
+                answer: merge::parse(e.answer.as_bytes()).ok()?,
+            })
+        })
+        .collect()
+}
+
+/// The name an entry of `key` has in the cache: the SHA-256 of the key, in hex.
+pub fn hashed_key(key: &str) -> String {
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// A results cache in memcached or Redis, with its counters.
+#[derive(Debug)]
+pub struct RemoteCache {
+    backend: Backend,
+    stores: Arc<tokio::sync::Semaphore>,
+    /// Lookups.
+    pub gets: AtomicU64,
+    /// Lookups that found the entry.
+    pub hits: AtomicU64,
+    /// Entries stored.
+    pub added: AtomicU64,
+    /// Lookups and stores that failed (the cache down, slow or answering nonsense).
+    pub failures: AtomicU64,
+    /// Stores skipped: too large, or too many running.
+    pub skipped: AtomicU64,
+}
+
+#[derive(Debug)]
+enum Backend {
+    Memcached(Box<Memcached>),
+    Redis(Redis),
+}
+
+impl RemoteCache {
+    /// A memcached-backed cache.
+    pub fn memcached(cfg: MemcachedConfig) -> Result<RemoteCache, String> {
+        if cfg.addresses.is_empty() {
+            return Err("addresses: no memcached address given".into());
+        }
+        let stores = cfg.max_async_concurrency.max(1);
+        Ok(RemoteCache::with(
+            Backend::Memcached(Box::new(Memcached::new(cfg)?)),
+            stores,
+        ))
+    }
+
+    /// A Redis-backed cache.
+    pub fn redis(cfg: RedisConfig) -> Result<RemoteCache, String> {
+        if cfg.addr.is_empty() {
+            return Err("addr: no Redis address given".into());
+        }
+        let stores = cfg.max_async_concurrency.max(1);
+        Ok(RemoteCache::with(
+            Backend::Redis(Redis {
+                cfg,
+                idle: Mutex::new(Vec::new()),
+            }),
+            stores,
+        ))
+    }
+
+    fn with(backend: Backend, stores: usize) -> RemoteCache {
+        RemoteCache {
+            backend,
+            stores: Arc::new(tokio::sync::Semaphore::new(stores)),
+            gets: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            added: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+        }
+    }
+
+    /// The extents stored under `key`, if the cache has them and answers in time.
+    pub async fn get(&self, key: &str) -> Option<Vec<Extent>> {
+        self.gets.fetch_add(1, Relaxed);
+        let name = hashed_key(key);
+        let got = match &self.backend {
+            Backend::Memcached(m) => m.get(&name).await,
+            Backend::Redis(r) => r.get(&name).await,
+        };
+        match got {
+            Ok(Some(bytes)) => {
+                let extents = decode_entry(key, &bytes)?;
+                self.hits.fetch_add(1, Relaxed);
+                Some(extents)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                self.failures.fetch_add(1, Relaxed);
+                tracing::debug!(error = %e, "results cache lookup failed");
+                None
+            }
+        }
+    }
+
+    /// Stores `extents` under `key` in the background; skipped when the entry is too large
+    /// or too many stores are running.
+    pub fn put(self: &Arc<Self>, key: &str, extents: &[Extent]) {
+        let bytes = encode_entry(key, extents);
+        let too_large = match &self.backend {
+            Backend::Memcached(m) => m.cfg.max_item_size > 0 && bytes.len() > m.cfg.max_item_size,
+            Backend::Redis(_) => false,
+        };
+        let Some(permit) = (!too_large)
+            .then(|| self.stores.clone().try_acquire_owned().ok())
+            .flatten()
+        else {
+            self.skipped.fetch_add(1, Relaxed);
+            return;
+        };
+        let name = hashed_key(key);
+        let me = self.clone();
+        tokio::spawn(async move {
+            let res = match &me.backend {
+                Backend::Memcached(m) => m.set(&name, &bytes).await,
+                Backend::Redis(r) => r.set(&name, &bytes).await,
+            };
+            drop(permit);
+            match res {
+                Ok(()) => {
+                    me.added.fetch_add(1, Relaxed);
+                }
+                Err(e) => {
+                    me.failures.fetch_add(1, Relaxed);
+                    tracing::debug!(error = %e, "results cache store failed");
+                }
+            }
+        });
+    }
+}
+
+/// Seconds an entry lives (0 in the configuration: a day).
+fn expiration_s(d: Duration) -> u64 {
+    if d.is_zero() {
+        DEFAULT_EXPIRATION.as_secs()
+    } else {
+        d.as_secs().max(1)
+    }
+}
+
+/// Runs `f` within `limit`, a timeout turned into an error naming `what`.
+async fn within<T>(
+    limit: Duration,
+    what: &str,
+    f: impl std::future::Future<Output = std::io::Result<T>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("{what}: {e}")),
+        Err(_) => Err(format!("{what}: no answer within {limit:?}")),
+    }
+}
+
+type Conn = BufStream<TcpStream>;
+
+/// A memcached cluster: each key on one server, chosen by a jump consistent hash of the key
+/// over the servers in address order (adding a server moves few keys).
+#[derive(Debug)]
+struct Memcached {
+    cfg: MemcachedConfig,
+    dns: Option<crate::query::dns::Dns>,
+    /// The servers as last resolved, and when.
+    servers: tokio::sync::Mutex<(Option<Instant>, Vec<String>)>,
+    idle: Mutex<HashMap<String, Vec<Conn>>>,
+}
+
+impl Memcached {
+    fn new(cfg: MemcachedConfig) -> Result<Memcached, String> {
+        let prefixed = cfg
+            .addresses
+            .iter()
+            .any(|a| crate::query::dns::split(a).is_some());
+        let dns = if prefixed {
+            Some(crate::query::dns::Dns::new()?)
+        } else {
+            None
+        };
+        Ok(Memcached {
+            cfg,
+            dns,
+            servers: tokio::sync::Mutex::new((None, Vec::new())),
+            idle: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The server holding `name`.
+    async fn server_for(&self, name: &str) -> Result<String, String> {
+        let mut s = self.servers.lock().await;
+        let stale =
+            s.0.is_none_or(|at| at.elapsed() >= self.cfg.dns_update_interval);
+        if stale {
+            let mut list = match &self.dns {
+                Some(d) => d.resolve(&self.cfg.addresses).await,
+                None => self.cfg.addresses.clone(),
+            };
+            list.sort();
+            list.dedup();
+            *s = (Some(Instant::now()), list);
+        }
+        if s.1.is_empty() {
+            return Err("no memcached server resolved".into());
+        }
+        let h = xxhash_rust::xxh64::xxh64(name.as_bytes(), 0);
+        Ok(s.1[jump_hash(h, s.1.len())].clone())
+    }
+
+    async fn conn(&self, server: &str) -> Result<Conn, String> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(server)
+            .and_then(Vec::pop);
+        match idle {
+            Some(c) => Ok(c),
+            None => within(
+                self.cfg.timeout,
+                &format!("connecting to memcached {server}"),
+                TcpStream::connect(server),
+            )
+            .await
+            .map(BufStream::new),
+        }
+    }
+
+    fn give_back(&self, server: String, c: Conn) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.entry(server).or_default();
+        if list.len() < self.cfg.max_idle_connections.max(1) {
+            list.push(c);
+        }
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, String> {
+        let server = self.server_for(name).await?;
+        let mut c = self.conn(&server).await?;
+        let what = format!("memcached {server}: get");
+        let got = within(self.cfg.timeout, &what, async {
+            c.write_all(format!("get {name}\r\n").as_bytes()).await?;
+            c.flush().await?;
+            memcached_get_reply(&mut c).await
+        })
+        .await?;
+        self.give_back(server, c);
+        Ok(got)
+    }
+
+    async fn set(&self, name: &str, value: &[u8]) -> Result<(), String> {
+        let server = self.server_for(name).await?;
+        let mut c = self.conn(&server).await?;
+        let what = format!("memcached {server}: set");
+        let exp = expiration_s(self.cfg.expiration);
+        within(self.cfg.timeout, &what, async {
+            let head = format!("set {name} 0 {exp} {}\r\n", value.len());
+            c.write_all(head.as_bytes()).await?;
+            c.write_all(value).await?;
+            c.write_all(b"\r\n").await?;
+            c.flush().await?;
+            let line = read_line(&mut c).await?;
+            if line == "STORED" {
+                Ok(())
+            } else {
+                Err(protocol(format!("set answered {line:?}")))
+            }
+        })
+        .await?;
+        self.give_back(server, c);
+        Ok(())
+    }
+}
+
+/// Google's jump consistent hash: the bucket of `key` among `n`.
+fn jump_hash(mut key: u64, n: usize) -> usize {
+    let (mut b, mut j) = (-1i64, 0i64);
+    while j < n as i64 {
+        b = j;
+        key = key.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(1);
+        j = ((b + 1) as f64 * ((1u64 << 31) as f64 / ((key >> 33) + 1) as f64)) as i64;
+    }
+    b.max(0) as usize
+}
+
+fn protocol(msg: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, msg)
+}
+
+/// Most bytes of a reply line read (a memcached `VALUE` header, a Redis status or length).
+const MAX_LINE: usize = 1024;
+
+/// One `\r\n`-ended line, without its end.
+async fn read_line(c: &mut Conn) -> std::io::Result<String> {
+    let mut line = Vec::new();
+    let n = (&mut *c)
+        .take(MAX_LINE as u64)
+        .read_until(b'\n', &mut line)
+        .await?;
+    if n == 0 {
+        return Err(protocol("the connection closed".into()));
+    }
+    if !line.ends_with(b"\r\n") {
+        return Err(protocol("a reply line too long or cut".into()));
+    }
+    line.truncate(line.len() - 2);
+    String::from_utf8(line).map_err(|_| protocol("a reply line that is not text".into()))
+}
+
+/// Reads `n` bytes and the `\r\n` after them.
+async fn read_block(c: &mut Conn, n: usize) -> std::io::Result<Vec<u8>> {
+    let mut data = vec![0u8; n + 2];
+    c.read_exact(&mut data).await?;
+    if !data.ends_with(b"\r\n") {
+        return Err(protocol("a data block not ended by CRLF".into()));
+    }
+    data.truncate(n);
+    Ok(data)
+}
+
+/// Most bytes of one entry read back (memcached's largest item size; Redis entries are ours).
+const MAX_ENTRY: usize = 1 << 30;
+
+/// The answer to one `get`: `VALUE <key> <flags> <bytes>`, the data, `END`; or `END` alone.
+async fn memcached_get_reply(c: &mut Conn) -> std::io::Result<Option<Vec<u8>>> {
+    let line = read_line(c).await?;
+    if line == "END" {
+        return Ok(None);
+    }
+    let mut parts = line.split(' ');
+    if parts.next() != Some("VALUE") {
+        return Err(protocol(format!("get answered {line:?}")));
+    }
+    let len: usize = parts
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .filter(|&n| n <= MAX_ENTRY)
+        .ok_or_else(|| protocol(format!("a VALUE line without a length: {line:?}")))?;
+    let data = read_block(c, len).await?;
+    let end = read_line(c).await?;
+    if end != "END" {
+        return Err(protocol(format!("get did not end with END: {end:?}")));
+    }
+    Ok(Some(data))
+}
+
+/// A Redis server, over RESP.
+#[derive(Debug)]
+struct Redis {
+    cfg: RedisConfig,
+    idle: Mutex<Vec<Conn>>,
+}
+
+/// A RESP reply, as far as this client reads them.
+#[derive(Debug, PartialEq)]
+enum Reply {
+    Status(String),
+    Error(String),
+    Integer(i64),
+    Bulk(Option<Vec<u8>>),
+}
+
+/// A command as RESP writes it: an array of bulk strings.
+fn resp_command(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+async fn read_reply(c: &mut Conn) -> std::io::Result<Reply> {
+    let line = read_line(c).await?;
+    let (kind, rest) = line.split_at(line.len().min(1));
+    match kind {
+        "+" => Ok(Reply::Status(rest.to_string())),
+        "-" => Ok(Reply::Error(rest.to_string())),
+        ":" => rest
+            .parse()
+            .map(Reply::Integer)
+            .map_err(|_| protocol(format!("a bad integer reply {line:?}"))),
+        "$" => {
+            let n: i64 = rest
+                .parse()
+                .map_err(|_| protocol(format!("a bad bulk length {line:?}")))?;
+            if n < 0 {
+                return Ok(Reply::Bulk(None));
+            }
+            let n = usize::try_from(n)
+                .ok()
+                .filter(|&n| n <= MAX_ENTRY)
+                .ok_or_else(|| protocol(format!("a bulk reply too large: {n} bytes")))?;
+            Ok(Reply::Bulk(Some(read_block(c, n).await?)))
+        }
+        _ => Err(protocol(format!("an unexpected reply {line:?}"))),
+    }
+}
+
+impl Redis {
+    async fn conn(&self) -> Result<Conn, String> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        if let Some(c) = idle {
+            return Ok(c);
+        }
+        let addr = &self.cfg.addr;
+        let mut c = within(
+            self.cfg.dial_timeout,
+            &format!("connecting to Redis {addr}"),
+            TcpStream::connect(addr.as_str()),
+        )
+        .await
+        .map(BufStream::new)?;
+        if !self.cfg.password.is_empty() {
+            let mut args: Vec<&[u8]> = vec![b"AUTH"];
+            if !self.cfg.username.is_empty() {
+                args.push(self.cfg.username.as_bytes());
+            }
+            args.push(self.cfg.password.as_bytes());
+            self.call(&mut c, &args, "AUTH").await?;
+        }
+        if self.cfg.db != 0 {
+            let db = self.cfg.db.to_string();
+            self.call(&mut c, &[b"SELECT", db.as_bytes()], "SELECT")
+                .await?;
+        }
+        Ok(c)
+    }
+
+    /// Sends one command and reads its reply; a Redis error reply is an error.
+    async fn call(&self, c: &mut Conn, args: &[&[u8]], what: &str) -> Result<Reply, String> {
+        let what = format!("Redis {}: {what}", self.cfg.addr);
+        within(self.cfg.write_timeout, &what, async {
+            c.write_all(&resp_command(args)).await?;
+            c.flush().await
+        })
+        .await?;
+        match within(self.cfg.read_timeout, &what, read_reply(c)).await? {
+            Reply::Error(e) => Err(format!("{what}: {e}")),
+            r => Ok(r),
+        }
+    }
+
+    fn give_back(&self, c: Conn) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < 16 {
+            idle.push(c);
+        }
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, String> {
+        let mut c = self.conn().await?;
+        let key = format!("{}{name}", self.cfg.prefix);
+        match self.call(&mut c, &[b"GET", key.as_bytes()], "GET").await? {
+            Reply::Bulk(v) => {
+                self.give_back(c);
+                Ok(v)
+            }
+            r => Err(format!("Redis {}: GET answered {r:?}", self.cfg.addr)),
+        }
+    }
+
+    async fn set(&self, name: &str, value: &[u8]) -> Result<(), String> {
+        let mut c = self.conn().await?;
+        let key = format!("{}{name}", self.cfg.prefix);
+        let exp = expiration_s(self.cfg.expiration).to_string();
+        let args: [&[u8]; 5] = [b"SET", key.as_bytes(), value, b"EX", exp.as_bytes()];
+        match self.call(&mut c, &args, "SET").await? {
+            Reply::Status(s) if s == "OK" => {
+                self.give_back(c);
+                Ok(())
+            }
+            r => Err(format!("Redis {}: SET answered {r:?}", self.cfg.addr)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn extent(start: i64, end: i64) -> Extent {
+        let body = serde_json::json!({"status": "success", "data": {"resultType": "matrix",
+            "result": [{"metric": {"job": "a"}, "values": [[start as f64 / 1000.0, "1"],
+            [end as f64 / 1000.0, "2"]]}]}});
+        Extent {
+            start,
+            end,
+            answer: merge::parse(&serde_json::to_vec(&body).unwrap()).unwrap(),
+        }
+    }
+
+    #[test]
+    fn an_entry_reads_back_only_under_its_own_key() {
+        let extents = vec![extent(0, 60_000), extent(120_000, 180_000)];
+        let bytes = encode_entry("fe:t:up:15000", &extents);
+        assert_eq!(decode_entry("fe:t:up:15000", &bytes), Some(extents));
+        assert_eq!(decode_entry("fe:t:up:30000", &bytes), None);
+        assert_eq!(decode_entry("fe:t:up:15000", b"{not json"), None);
+        assert_eq!(
+            decode_entry("fe:t:up:15000", &bytes[..bytes.len() / 2]),
+            None
+        );
+    }
+
+    #[test]
+    fn hashed_keys_fit_memcached() {
+        let long = format!("fe:t:{}:15000", "sum(rate(x[5m])) ".repeat(100));
+        let h = hashed_key(&long);
+        assert_eq!(h.len(), 64);
+        assert!(h.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(h, hashed_key("fe:t:up:15000"));
+    }
+
+    #[test]
+    fn jump_hash_spreads_keys_and_moves_few_when_a_server_is_added() {
+        let keys: Vec<u64> = (0..10_000u64)
+            .map(|i| xxhash_rust::xxh64::xxh64(&i.to_le_bytes(), 0))
+            .collect();
+        let mut counts = [0usize; 4];
+        for &k in &keys {
+            counts[jump_hash(k, 4)] += 1;
+        }
+        assert!(
+            counts.iter().all(|&c| (2000..3000).contains(&c)),
+            "{counts:?}"
+        );
+        let moved = keys
+            .iter()
+            .filter(|&&k| jump_hash(k, 4) != jump_hash(k, 5))
+            .count();
+        // About a fifth move to the new server, and only to it.
+        assert!((1500..2500).contains(&moved), "{moved}");
+        assert!(
+            keys.iter()
+                .all(|&k| jump_hash(k, 4) == jump_hash(k, 5) || jump_hash(k, 5) == 4)
+        );
+        assert_eq!(jump_hash(123, 1), 0);
+    }
+
+    #[test]
+    fn resp_commands_are_arrays_of_bulk_strings() {
+        assert_eq!(
+            resp_command(&[b"GET", b"k"]),
+            b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n".to_vec()
+        );
+    }
+
+    /// A connection to a one-shot server that writes `reply`.
+    async fn reading(reply: &'static [u8]) -> Conn {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            s.write_all(reply).await.unwrap();
+        });
+        BufStream::new(TcpStream::connect(addr).await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn replies_are_read_and_hostile_ones_refused() {
+        let mut c = reading(b"VALUE k 0 3\r\nabc\r\nEND\r\n").await;
+        assert_eq!(
+            memcached_get_reply(&mut c).await.unwrap(),
+            Some(b"abc".to_vec())
+        );
+        let mut c = reading(b"END\r\n").await;
+        assert_eq!(memcached_get_reply(&mut c).await.unwrap(), None);
+        // A length past what is sent, a huge length, a missing END, a line with no end.
+        for bad in [
+            &b"VALUE k 0 10\r\nabc\r\nEND\r\n"[..],
+            b"VALUE k 0 99999999999\r\n",
+            b"VALUE k 0 3\r\nabc\r\nNOPE\r\n",
+            b"SERVER_ERROR out of memory\r\n",
+        ] {
+            let leaked: &'static [u8] = Box::leak(bad.to_vec().into_boxed_slice());
+            let mut c = reading(leaked).await;
+            assert!(memcached_get_reply(&mut c).await.is_err(), "{bad:?}");
+        }
+        let long: &'static [u8] = Box::leak(vec![b'x'; 4096].into_boxed_slice());
+        let mut c = reading(long).await;
+        assert!(read_line(&mut c).await.is_err());
+
+        let mut c = reading(b"$3\r\nabc\r\n$-1\r\n+OK\r\n-ERR wrong\r\n:5\r\n").await;
+        assert_eq!(
+            read_reply(&mut c).await.unwrap(),
+            Reply::Bulk(Some(b"abc".to_vec()))
+        );
+        assert_eq!(read_reply(&mut c).await.unwrap(), Reply::Bulk(None));
+        assert_eq!(
+            read_reply(&mut c).await.unwrap(),
+            Reply::Status("OK".into())
+        );
+        assert_eq!(
+            read_reply(&mut c).await.unwrap(),
+            Reply::Error("ERR wrong".into())
+        );
+        assert_eq!(read_reply(&mut c).await.unwrap(), Reply::Integer(5));
+        let mut c = reading(b"$99999999999\r\n").await;
+        assert!(read_reply(&mut c).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_cache_that_is_not_there_is_a_quick_miss() {
+        // A port nobody listens on: the lookup fails at once and counts as a failure.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let cache = Arc::new(
+            RemoteCache::memcached(MemcachedConfig {
+                addresses: vec![format!("127.0.0.1:{port}")],
+                timeout: Duration::from_millis(500),
+                max_idle_connections: 4,
+                max_item_size: 1 << 20,
+                max_async_concurrency: 2,
+                dns_update_interval: Duration::from_secs(10),
+                expiration: Duration::ZERO,
+            })
+            .unwrap(),
+        );
+        let began = Instant::now();
+        assert!(cache.get("fe:k").await.is_none());
+        assert!(began.elapsed() < Duration::from_secs(2));
+        assert_eq!(cache.failures.load(Relaxed), 1);
+        assert_eq!(cache.hits.load(Relaxed), 0);
+    }
+}
