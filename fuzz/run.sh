@@ -249,6 +249,14 @@ put(2, 0, "query=" + u.quote("sum by (job) (rate(x[5m]))", safe=""))
     printf '\0{"status":"success","data":{"resultType":"scalar","result":[1700000000,"+Inf"]}}' >"$dir/seed2"
     printf '\1{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"alertname":"A"},"values":[[1,"1700000000"],[2,"1700000000"]]}]}}' >"$dir/seed3"
     printf '\2remote_write:\n- url: http://127.0.0.1:10908/api/v1/receive\n  name: r\n  remote_timeout: 5s\n  headers: {X-Scope-OrgID: t}\n  basic_auth: {username: u, password: p}\n  write_relabel_configs:\n  - source_labels: [__name__]\n    regex: x.*\n    action: drop\n  queue_config: {max_samples_per_send: 500, batch_send_deadline: 5s, min_backoff: 30ms, max_backoff: 5s, retry_on_http_429: true}\n' >"$dir/seed4" ;;
+  peer_answers)
+    # A byte picking the input (0: a streamed remote-read body, 1: memcached and Redis
+    # replies, 2: a cache entry), then the input: a frame holding one series of one chunk;
+    # a memcached hit and miss, RESP bulk, nil, status, error and integer replies; an entry.
+    printf '\0\x38\xbb\x6f\x0a\xdd\x0a\x36\x0a\x0e\x0a\x08\x5f\x5f\x6e\x61\x6d\x65\x5f\x5f\x12\x02\x75\x70\x0a\x08\x0a\x03\x6a\x6f\x62\x12\x01\x61\x12\x1a\x08\xe8\x07\x10\xd0\x0f\x18\x01\x22\x10\x00\x01\x80\x90\xf4\xe0\xa3\x62\x3f\xf0\x00\x00\x00\x00\x00\x00' >"$dir/seed0"
+    printf '\1VALUE k 0 3\r\nabc\r\nEND\r\n' >"$dir/seed1"
+    printf '\1END\r\n$3\r\nabc\r\n$-1\r\n+OK\r\n-ERR wrong\r\n:5\r\n' >"$dir/seed2"
+    printf '\2{"key":"fe:t:up:15000:86400000:0:","extents":[{"start":0,"end":60000,"answer":"{\\"status\\":\\"success\\",\\"data\\":{\\"resultType\\":\\"matrix\\",\\"result\\":[{\\"metric\\":{\\"job\\":\\"a\\"},\\"values\\":[[0,\\"1\\"],[60,\\"2\\"]]}]}}"}]}' >"$dir/seed3" ;;
   selector_parse)
     { grep -hv '^#' "$root"/perf/queries/series.txt | sed -E 's/^series +[^ ]+ +[^ ]+ +//'
       queries | grep '[{]'; } | seed_lines "$dir" ;;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
 use tokio::net::TcpStream;
 
 use super::cache::Extent;
@@ -412,7 +412,7 @@ fn protocol(msg: String) -> std::io::Error {
 const MAX_LINE: usize = 1024;
 
 /// One `\r\n`-ended line, without its end.
-async fn read_line(c: &mut Conn) -> std::io::Result<String> {
+async fn read_line<R: AsyncBufRead + Unpin>(c: &mut R) -> std::io::Result<String> {
     let mut line = Vec::new();
     let n = (&mut *c)
         .take(MAX_LINE as u64)
@@ -429,9 +429,13 @@ async fn read_line(c: &mut Conn) -> std::io::Result<String> {
 }
 
 /// Reads `n` bytes and the `\r\n` after them.
-async fn read_block(c: &mut Conn, n: usize) -> std::io::Result<Vec<u8>> {
-    let mut data = vec![0u8; n + 2];
-    c.read_exact(&mut data).await?;
+/// The buffer grows with what arrives: a length the data never reaches costs no memory.
+async fn read_block<R: AsyncBufRead + Unpin>(c: &mut R, n: usize) -> std::io::Result<Vec<u8>> {
+    let mut data = Vec::with_capacity(n.min(64 << 10) + 2);
+    (&mut *c).take(n as u64 + 2).read_to_end(&mut data).await?;
+    if data.len() != n + 2 {
+        return Err(protocol("the connection closed inside a data block".into()));
+    }
     if !data.ends_with(b"\r\n") {
         return Err(protocol("a data block not ended by CRLF".into()));
     }
@@ -439,11 +443,14 @@ async fn read_block(c: &mut Conn, n: usize) -> std::io::Result<Vec<u8>> {
     Ok(data)
 }
 
-/// Most bytes of one entry read back (memcached's largest item size; Redis entries are ours).
+/// Most bytes of one entry read back (memcached's largest item size, 1 GiB; Redis's largest
+/// string is 512 MiB).
 const MAX_ENTRY: usize = 1 << 30;
 
 /// The answer to one `get`: `VALUE <key> <flags> <bytes>`, the data, `END`; or `END` alone.
-async fn memcached_get_reply(c: &mut Conn) -> std::io::Result<Option<Vec<u8>>> {
+async fn memcached_get_reply<R: AsyncBufRead + Unpin>(
+    c: &mut R,
+) -> std::io::Result<Option<Vec<u8>>> {
     let line = read_line(c).await?;
     if line == "END" {
         return Ok(None);
@@ -463,6 +470,28 @@ async fn memcached_get_reply(c: &mut Conn) -> std::io::Result<Option<Vec<u8>>> {
         return Err(protocol(format!("get did not end with END: {end:?}")));
     }
     Ok(Some(data))
+}
+
+/// Reads `bytes` as a cache server's answers would come: a memcached `get` answer, then every
+/// RESP reply in them. What the readers make of any input, for the fuzz target
+/// `cache_replies`: an answer or an error, never a panic or an unbounded allocation.
+pub fn read_cache_replies(bytes: &[u8]) -> (Result<Option<Vec<u8>>, String>, Vec<String>) {
+    futures::executor::block_on(async {
+        let mut r = bytes;
+        let get = memcached_get_reply(&mut r).await.map_err(|e| e.to_string());
+        let mut r = bytes;
+        let mut replies = Vec::new();
+        while !r.is_empty() && replies.len() < 1024 {
+            match read_reply(&mut r).await {
+                Ok(reply) => replies.push(format!("{reply:?}")),
+                Err(e) => {
+                    replies.push(e.to_string());
+                    break;
+                }
+            }
+        }
+        (get, replies)
+    })
 }
 
 /// A Redis server, over RESP.
@@ -492,7 +521,7 @@ fn resp_command(args: &[&[u8]]) -> Vec<u8> {
     out
 }
 
-async fn read_reply(c: &mut Conn) -> std::io::Result<Reply> {
+async fn read_reply<R: AsyncBufRead + Unpin>(c: &mut R) -> std::io::Result<Reply> {
     let line = read_line(c).await?;
     let (kind, rest) = line.split_at(line.len().min(1));
     match kind {

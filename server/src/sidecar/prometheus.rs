@@ -406,6 +406,29 @@ fn add_series(out: &mut Vec<StreamSeries>, s: prometheus::ChunkedSeries) {
     });
 }
 
+/// The series of a whole streamed remote-read body, as [`PromClient::remote_read`] reads it a
+/// piece at a time: for the fuzz target `remote_read_stream` and the tests.
+pub fn decode_streamed_read(body: &[u8]) -> Result<Vec<StreamSeries>, String> {
+    let mut frames = FrameReader::default();
+    frames.push(body);
+    let mut out = Vec::new();
+    while let Some(msg) = frames.next_frame()? {
+        let r = prometheus::ChunkedReadResponse::decode(msg)
+            .map_err(|e| format!("decoding ChunkedReadResponse: {e}"))?;
+        for s in r.chunked_series {
+            add_series(&mut out, s);
+        }
+    }
+    if !frames.is_empty() {
+        return Err("the stream ends inside a frame".into());
+    }
+    Ok(out)
+}
+
+/// Most bytes of one frame's message: Prometheus writes frames of about 1 MiB, and a length
+/// past this is a broken stream, not one to buffer for.
+const MAX_FRAME: u64 = 256 << 20;
+
 /// Splits a streamed remote-read body into its frames: uvarint length of the message, its
 /// big-endian CRC-32C, the message.
 #[derive(Default)]
@@ -430,6 +453,11 @@ impl FrameReader {
             }
             return Ok(None);
         };
+        if len > MAX_FRAME {
+            return Err(format!(
+                "a frame of {len} bytes, over the {MAX_FRAME} a frame may hold"
+            ));
+        }
         let len = usize::try_from(len).map_err(|_| "frame length overflows".to_string())?;
         if self.buf.len() < head + 4 + len {
             return Ok(None);
@@ -501,6 +529,35 @@ mod tests {
         let mut r = FrameReader::default();
         r.push(&bad);
         assert!(r.next_frame().is_err());
+    }
+
+    #[test]
+    fn a_whole_body_decodes_and_broken_ones_fail_with_a_reason() {
+        let msg = prometheus::ChunkedReadResponse {
+            chunked_series: vec![prometheus::ChunkedSeries {
+                labels: vec![prometheus::Label {
+                    name: "__name__".into(),
+                    value: "up".into(),
+                }],
+                chunks: vec![prometheus::Chunk {
+                    min_time_ms: 1,
+                    max_time_ms: 2,
+                    r#type: 1,
+                    data: vec![0, 0].into(),
+                }],
+            }],
+            query_index: 0,
+        }
+        .encode_to_vec();
+        let wire = frame(&msg);
+        assert_eq!(decode_streamed_read(&wire).unwrap().len(), 1);
+        assert!(decode_streamed_read(&[]).unwrap().is_empty());
+        // Cut inside the frame; a length claiming more than a frame may hold; not protobuf.
+        assert!(decode_streamed_read(&wire[..wire.len() - 1]).is_err());
+        let huge = [0xff, 0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0];
+        let e = decode_streamed_read(&huge).unwrap_err();
+        assert!(e.contains("over the"), "{e}");
+        assert!(decode_streamed_read(&frame(&[0xff, 0xff, 0xff])).is_err());
     }
 
     #[test]
