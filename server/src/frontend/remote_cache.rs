@@ -523,15 +523,17 @@ fn resp_command(args: &[&[u8]]) -> Vec<u8> {
 
 async fn read_reply<R: AsyncBufRead + Unpin>(c: &mut R) -> std::io::Result<Reply> {
     let line = read_line(c).await?;
-    let (kind, rest) = line.split_at(line.len().min(1));
+    // The kinds are ASCII; after any other first character the rest is never looked at.
+    let kind = line.bytes().next();
+    let rest = line.get(1..).unwrap_or_default();
     match kind {
-        "+" => Ok(Reply::Status(rest.to_string())),
-        "-" => Ok(Reply::Error(rest.to_string())),
-        ":" => rest
+        Some(b'+') => Ok(Reply::Status(rest.to_string())),
+        Some(b'-') => Ok(Reply::Error(rest.to_string())),
+        Some(b':') => rest
             .parse()
             .map(Reply::Integer)
             .map_err(|_| protocol(format!("a bad integer reply {line:?}"))),
-        "$" => {
+        Some(b'$') => {
             let n: i64 = rest
                 .parse()
                 .map_err(|_| protocol(format!("a bad bulk length {line:?}")))?;
@@ -748,6 +750,9 @@ mod tests {
         );
         assert_eq!(read_reply(&mut c).await.unwrap(), Reply::Integer(5));
         let mut c = reading(b"$99999999999\r\n").await;
+        assert!(read_reply(&mut c).await.is_err());
+        // A reply starting with a character of more than one byte (found by fuzzing).
+        let mut c = reading("\u{43e}\r\n".as_bytes()).await;
         assert!(read_reply(&mut c).await.is_err());
     }
 

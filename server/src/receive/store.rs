@@ -292,6 +292,31 @@ fn wire_chunk(min_time: i64, max_time: i64, encoding: u8, data: &[u8]) -> thanos
     })
 }
 
+/// Sends `batch` as Series frames ([`wire_series`], [`convert::series_responses`]), each held
+/// in the memory budget until sent: `Ok(false)` when the client went away, a refusal when
+/// the budget has no room.
+pub(crate) fn send_series(
+    tx: &crate::memory::FrameSender<Result<thanos::SeriesResponse, Status>>,
+    batch: Vec<StreamSeries>,
+    strip: &[String],
+    skip_chunks: bool,
+    batch_size: i64,
+) -> Result<bool, Status> {
+    let wire = batch
+        .into_iter()
+        .map(|s| wire_series(s, strip, skip_chunks))
+        .collect::<Result<Vec<_>, Status>>()?;
+    for frame in convert::series_responses(wire, batch_size) {
+        let bytes = frame.encoded_len() as u64;
+        match tx.blocking_send(Ok(frame), bytes) {
+            Ok(()) => {}
+            Err(SendError::Closed) => return Ok(false),
+            Err(SendError::OverBudget(why)) => return Err(crate::memory::refusal(&why)),
+        }
+    }
+    Ok(true)
+}
+
 /// A streamed series as the StoreAPI sends it: labels without `strip`; its chunks sorted by
 /// time, cut to at most 120 samples and those that overlap merged ([`merge_chunks`]), or its
 /// decoded samples encoded ([`wire_chunks`]); none when the request skips chunks.
@@ -462,19 +487,8 @@ impl thanos::store_server::Store for ReceiveStore {
                     let Some(batch) = series.next_batch().map_err(convert::engine_status)? else {
                         break;
                     };
-                    let wire = batch
-                        .into_iter()
-                        .map(|s| wire_series(s, &strip, skip_chunks))
-                        .collect::<Result<Vec<_>, Status>>()?;
-                    for frame in convert::series_responses(wire, batch_size) {
-                        let bytes = frame.encoded_len() as u64;
-                        match tx.blocking_send(Ok(frame), bytes) {
-                            Ok(()) => {}
-                            Err(SendError::Closed) => return Ok(()),
-                            Err(SendError::OverBudget(why)) => {
-                                return Err(crate::memory::refusal(&why));
-                            }
-                        }
+                    if !send_series(&tx, batch, &strip, skip_chunks, batch_size)? {
+                        return Ok(());
                     }
                 }
                 Ok(())

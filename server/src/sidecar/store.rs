@@ -15,13 +15,11 @@ use gauntlet_engine::query::{
     BATCH_SERIES, LocalBlocks, SeriesStream, StreamSeries, merge_streams, with_external_labels,
 };
 use gauntlet_proto::thanos;
-use prost::Message as _;
 use tonic::{Request, Response, Status};
 
 use super::prometheus::{PromClient, PromError};
 use crate::grpc::convert;
-use crate::memory::SendError;
-use crate::receive::store::wire_series;
+use crate::receive::store::send_series;
 
 /// Frames of a Series answer made and waiting to be sent, at most.
 const SERIES_FRAMES_QUEUED: usize = 4;
@@ -293,19 +291,8 @@ impl thanos::store_server::Store for SidecarStore {
                     maxt,
                 );
                 while let Some(batch) = series.next_batch().map_err(convert::engine_status)? {
-                    let wire = batch
-                        .into_iter()
-                        .map(|s| wire_series(s, &strip, skip_chunks))
-                        .collect::<Result<Vec<_>, Status>>()?;
-                    for frame in convert::series_responses(wire, batch_size) {
-                        let bytes = frame.encoded_len() as u64;
-                        match tx.blocking_send(Ok(frame), bytes) {
-                            Ok(()) => {}
-                            Err(SendError::Closed) => return Ok(()),
-                            Err(SendError::OverBudget(why)) => {
-                                return Err(crate::memory::refusal(&why));
-                            }
-                        }
+                    if !send_series(&tx, batch, &strip, skip_chunks, batch_size)? {
+                        return Ok(());
                     }
                 }
                 Ok(())
