@@ -8,7 +8,6 @@
 //! blocks Prometheus cuts while the sidecar runs are shipped and served. A Prometheus it
 //! cannot ship from (compaction on) or serve (no external labels) stops it with an error.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,7 +16,9 @@ use serde_json::{Value, json};
 
 use crate::common::peers::{PeerProcess, run_bounded, thanos, thanos_query};
 use crate::common::receive::{now_ms, post, series, write_body};
-use crate::common::storeapi::{Dump, assert_same_series, decoded, python_calls, series_call};
+use crate::common::storeapi::{
+    Dump, assert_same_series, decoded, matrix, python_calls, series_call,
+};
 use crate::common::*;
 
 const INSTANCES: [&str; 3] = ["i1", "i2", "i3"];
@@ -160,30 +161,16 @@ fn prometheus_raw(
     );
     let (status, body) = http_get(port, &path).unwrap();
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let v: Value = serde_json::from_slice(&body).unwrap();
-    let mut out = Dump::new();
-    for r in v["data"]["result"].as_array().unwrap() {
-        let mut labels: BTreeMap<String, String> = r["metric"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-            .collect();
-        for (n, v) in ext {
-            labels.insert(n.to_string(), v.to_string());
-        }
-        let samples = r["values"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                let t = (p[0].as_f64().unwrap() * 1000.0).round() as i64;
-                (t, p[1].as_str().unwrap().parse::<f64>().unwrap())
-            })
-            .collect();
-        out.insert(labels, samples);
-    }
-    out
+    // A range selector's answer reads as a matrix.
+    matrix(&body)
+        .into_iter()
+        .map(|(mut labels, samples)| {
+            for (n, v) in ext {
+                labels.insert(n.to_string(), v.to_string());
+            }
+            (labels, samples)
+        })
+        .collect()
 }
 
 /// `gauntlet sidecar` over `prom` with `extra` flags, ready once Prometheus answered.
@@ -379,29 +366,7 @@ fn sidecar_serves_prometheus_and_ships_its_blocks_once() {
             ("time", &format!("{}.{:03}", at / 1000, at % 1000)),
         ],
     );
-    let dump_of = |body: &[u8]| -> Dump {
-        let v: Value = serde_json::from_slice(body).unwrap();
-        let mut out = Dump::new();
-        for r in v["data"]["result"].as_array().unwrap() {
-            let labels = r["metric"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-                .collect();
-            let s = r["values"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| {
-                    let t = (p[0].as_f64().unwrap() * 1000.0).round() as i64;
-                    (t, p[1].as_str().unwrap().parse::<f64>().unwrap())
-                })
-                .collect();
-            out.insert(labels, s);
-        }
-        out
-    };
+    let dump_of = matrix;
     wait_until(
         "gauntlet query sees the sidecar",
         Duration::from_secs(20),
