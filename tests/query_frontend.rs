@@ -2,8 +2,8 @@
 //! over a 2 h block, so each crosses several boundaries), answered again from the results
 //! cache, and over windows shifted across what the cache holds, all equal the querier's own
 //! answers byte for byte; with the cache off and unaligned windows too. A query the querier
-//! refuses comes back as it refused it; instant, label and series calls pass through; SIGTERM
-//! stops it cleanly. Interop: `thanos query-frontend` in front of `gauntlet all`, and
+//! refuses comes back as it refused it; instant queries pass through; label and series calls
+//! are split, cached and equal the querier's own; SIGTERM stops it cleanly. Interop: `thanos query-frontend` in front of `gauntlet all`, and
 //! `gauntlet query-frontend` in front of `thanos query` over a `gauntlet store`, both agree
 //! with the direct answers. A real memcached and a real Redis hold the cache: two frontends
 //! share it, and with the cache killed answers still come, uncached.
@@ -414,6 +414,176 @@ fn refusals_and_other_calls_pass_through() {
     assert_eq!(http_get(fe.http, "/-/healthy").unwrap().0, 200);
     // SIGTERM: a clean stop.
     let status = fe.terminate();
+    assert!(status.success(), "stopped with {status}");
+}
+
+/// Label names, label values and series calls over `[start, end]` (s).
+fn label_paths(start: i64, end: i64) -> Vec<String> {
+    let (s, e) = (start.to_string(), end.to_string());
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut p: Vec<(&str, &str)> = vec![("start", &s), ("end", &e)];
+        p.extend_from_slice(extra);
+        p
+    };
+    vec![
+        api_path("/api/v1/labels", &with(&[])),
+        api_path(
+            "/api/v1/labels",
+            &with(&[("match[]", r#"{__name__=~"temp.*"}"#)]),
+        ),
+        api_path("/api/v1/label/code/values", &with(&[])),
+        api_path(
+            "/api/v1/label/__name__/values",
+            &with(&[("match[]", r#"{code="500"}"#)]),
+        ),
+        api_path(
+            "/api/v1/series",
+            &with(&[
+                ("match[]", r#"{__name__=~"temp.*"}"#),
+                ("match[]", r#"http_requests_total{code="500"}"#),
+            ]),
+        ),
+    ]
+}
+
+#[test]
+fn label_and_series_calls_are_split_cached_and_equal_the_querier_s() {
+    let root = tempfile::tempdir().unwrap();
+    let q = querier(root.path());
+    let labels_cache = format!("--labels.response-cache-config={IN_MEMORY}");
+    let fe = frontend(
+        q.http_port,
+        &[
+            "--labels.split-interval=15m",
+            "--labels.max-query-parallelism=3",
+            &labels_cache,
+        ],
+    );
+    let windows = [
+        (T0, T0 + 7200),
+        (T0 + 601, T0 + 5000),
+        (T0 - 3600, T0 + 900),
+    ];
+    let split = r#"thanos_frontend_split_queries_total"#;
+    let hits = r#"cortex_cache_hits_total{name="frontend.labels"}"#;
+    let before = metric(fe.http, split);
+    // The first window, 2 h from a multiple of 15 min: 8 parts for each of the 5 calls.
+    for path in label_paths(windows[0].0, windows[0].1) {
+        assert_same(fe.http, q.http_port, &path);
+    }
+    assert_eq!(metric(fe.http, split) - before, 40.0, "not split as asked");
+    assert_eq!(metric(fe.http, hits), 0.0);
+    // Every window twice: the second time whole parts come from the cache, the same answers.
+    for _ in 0..2 {
+        for (s, e) in windows {
+            for path in label_paths(s, e) {
+                assert_same(fe.http, q.http_port, &path);
+            }
+        }
+    }
+    assert!(
+        metric(fe.http, hits) >= 40.0,
+        "parts were not answered from the labels cache"
+    );
+    assert_eq!(
+        metric(
+            fe.http,
+            r#"cortex_cache_fetched_keys_total{name="frontend.query-range"}"#
+        ),
+        0.0,
+        "label calls went to the range-query cache"
+    );
+    // A POSTed form is read as the querier reads it.
+    let body = format!(
+        "match[]={}&start={T0}&end={}",
+        urlencode(r#"{__name__=~"temp.*"}"#),
+        T0 + 7200
+    );
+    let (ws, want) = http_post_form(q.http_port, "/api/v1/series", &body).unwrap();
+    let (gs, got) = http_post_form(fe.http, "/api/v1/series", &body).unwrap();
+    assert_eq!((ws, gs), (200, 200));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&got).unwrap(),
+        serde_json::from_slice::<serde_json::Value>(&want).unwrap()
+    );
+    // Without start and end, the last --labels.default-time-range (24 h): the fixture's data is
+    // older, so nothing, where the querier itself answers for all time.
+    let (status, all_time) = http_get(q.http_port, "/api/v1/labels").unwrap();
+    assert_eq!(status, 200);
+    assert_ne!(
+        serde_json::from_slice::<serde_json::Value>(&all_time).unwrap()["data"],
+        serde_json::json!([])
+    );
+    let (status, recent) = http_get(fe.http, "/api/v1/labels").unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&recent).unwrap()["data"],
+        serde_json::json!([])
+    );
+    // A bad window is refused as Thanos's frontend refuses it.
+    let (status, body) = http_get(
+        fe.http,
+        &api_path(
+            "/api/v1/labels",
+            &[("start", &(T0 + 60).to_string()), ("end", &T0.to_string())],
+        ),
+    )
+    .unwrap();
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("end timestamp must not be before start"));
+}
+
+#[test]
+fn all_runs_the_frontend_in_front_of_its_own_query_api() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    copy_dir(&fixtures().join(BLOCK), &data);
+    let [http, grpc, fe_port] = free_ports();
+    let mut cmd = gauntlet();
+    cmd.arg("all")
+        .arg(format!("--data-dir={}", data.display()))
+        .arg(format!("--http-address=127.0.0.1:{http}"))
+        .arg(format!("--grpc-address=127.0.0.1:{grpc}"))
+        .arg("--remote-write.address=127.0.0.1:0")
+        .arg(format!("--query-frontend.http-address=127.0.0.1:{fe_port}"))
+        .arg("--query-range.split-interval=15m")
+        .arg(format!("--query-range.response-cache-config={IN_MEMORY}"))
+        .arg("--labels.split-interval=30m");
+    let mut all = PeerProcess::spawn(
+        cmd,
+        "gauntlet all with its query frontend",
+        http,
+        grpc,
+        "/-/ready",
+        Duration::from_secs(60),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !matches!(http_get(fe_port, "/-/ready"), Ok((200, _))) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the frontend did not come up:\n{}",
+            all.log_tail(40)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for _ in 0..2 {
+        for query in QUERIES {
+            assert_same(fe_port, http, &range(query, T0, T0 + 7200, "60"));
+        }
+    }
+    assert!(
+        metric(
+            fe_port,
+            r#"cortex_cache_hits_total{name="frontend.query-range"}"#
+        ) >= QUERIES.len() as f64,
+        "the second round was not answered from the cache"
+    );
+    for path in label_paths(T0, T0 + 7200) {
+        assert_same(fe_port, http, &path);
+    }
+    assert!(metric(fe_port, "thanos_frontend_split_queries_total") > 0.0);
+    // SIGTERM stops the frontend with the rest of the process.
+    let status = all.terminate();
     assert!(status.success(), "stopped with {status}");
 }
 

@@ -120,6 +120,14 @@ pub struct AllArgs {
     /// How rules are evaluated and their alerts sent.
     #[command(flatten)]
     pub rules: crate::rule::cmd::RuleEvalArgs,
+    /// Run the query frontend on this address, in front of this process's own query API
+    /// (not run when not given). The `--query-range.*`, `--labels.*` and `--query-frontend.*`
+    /// flags of `gauntlet query-frontend` configure it.
+    #[arg(long = "query-frontend.http-address")]
+    pub frontend_address: Option<String>,
+    /// The query frontend's splitting, caches and retries.
+    #[command(flatten)]
+    pub frontend: crate::frontend::FrontendSettings,
 }
 
 /// The parts of the process's memory budget (`--memory.limit`), in sixteenths, each role
@@ -168,6 +176,11 @@ async fn serve(
     let security = args.security.load()?;
     let remote_write_web =
         crate::receive::remote_write_web(&security.http, &args.remote_write_tls)?;
+    let frontend_downstream = args
+        .frontend_address
+        .as_ref()
+        .map(|_| own_api_url(&args.http_address, &security.http))
+        .transpose()?;
     let dir = std::fs::canonicalize(&args.data_dir)?;
     let bucket_config = BucketConfig::filesystem(&dir)?;
     let bucket = Bucket::open(&bucket_config)?;
@@ -350,6 +363,7 @@ async fn serve(
             crate::http::shutdown_signal(),
         );
     // Queries are admitted from the query role's part, writes from the receiver's.
+    let frontend_budget = query_budget.clone();
     let app = crate::memory::guard_http(
         app,
         crate::memory::HttpBudgets {
@@ -364,7 +378,23 @@ async fn serve(
         &server_metrics,
         crate::http::shutdown_signal(),
     );
-    let (g, h) = tokio::join!(grpc, http);
+    let frontend = async {
+        match (&args.frontend_address, &frontend_downstream) {
+            (Some(address), Some(downstream)) => {
+                crate::frontend::serve_settings(
+                    &args.frontend,
+                    downstream,
+                    address,
+                    &security.http,
+                    frontend_budget,
+                    crate::http::shutdown_signal(),
+                )
+                .await
+            }
+            _ => Ok(()),
+        }
+    };
+    let (g, h, f) = tokio::join!(grpc, http, frontend);
     if let Some((manager, sender, stop)) = ruler {
         manager.stop();
         let _ = stop.send(true);
@@ -375,7 +405,31 @@ async fn serve(
         Err(e) => anyhow::bail!("receiver: {e}"),
     }
     g.context("gRPC server")?;
+    f.context("query frontend")?;
     h
+}
+
+/// The URL the in-process query frontend asks this process's own query API at: its HTTP
+/// address, on loopback when it listens on every interface. Refused with TLS or basic auth on
+/// that API, which the frontend's requests to it would not pass.
+fn own_api_url(
+    http_address: &str,
+    web: &crate::http::webconfig::WebConfig,
+) -> anyhow::Result<String> {
+    if web.tls().is_some() || web.has_basic_auth() {
+        anyhow::bail!(
+            "--query-frontend.http-address: the frontend inside `all` asks the query API over plain loopback HTTP; with TLS or basic auth in --http.config run `gauntlet query-frontend` in front of it instead"
+        );
+    }
+    let (host, port) = http_address
+        .rsplit_once(':')
+        .with_context(|| format!("--http-address {http_address:?}: want host:port"))?;
+    let host = match host {
+        "" | "0.0.0.0" => "127.0.0.1",
+        "[::]" => "[::1]",
+        h => h,
+    };
+    Ok(format!("http://{host}:{port}"))
 }
 
 /// Runs compaction passes over the local bucket every `--compact.interval` in the

@@ -29,6 +29,15 @@ pub struct FrontendArgs {
         default_value = "http://localhost:9090"
     )]
     pub downstream_url: String,
+    /// How requests are split, cached, tried again and logged.
+    #[command(flatten)]
+    pub settings: FrontendSettings,
+}
+
+/// The frontend's flags but its own HTTP server and downstream URL: what `gauntlet all` takes
+/// too for the frontend it can run in front of its own query API.
+#[derive(Debug, Args, Clone)]
+pub struct FrontendSettings {
     /// Headers forwarded to the downstream querier (repeatable); others are not sent on
     /// split range queries.
     #[arg(
@@ -131,17 +140,42 @@ pub struct FrontendArgs {
     /// As --query-range.response-cache-config, from a file.
     #[arg(long = "query-range.response-cache-config-file", value_name = "FILE")]
     pub response_cache_config_file: Option<PathBuf>,
-    /// Split label and series requests by this interval (accepted; label and series
-    /// requests are passed through whole for now).
+    /// Split label and series requests at multiples of this interval and ask the parts in
+    /// parallel; 0 does not split. Must be above 0 with a labels response cache.
     #[arg(long = "labels.split-interval", default_value = "24h", value_parser = duration)]
     pub labels_split_interval: Duration,
     /// Most tries of one label or series request when the querier fails.
     #[arg(long = "labels.max-retries-per-request", default_value_t = 5)]
     pub labels_max_retries: usize,
-    /// Most label requests asked at a time (accepted; see --labels.split-interval).
+    /// Most parts of one label or series request asked of the querier at a time.
     #[arg(long = "labels.max-query-parallelism", default_value_t = 14)]
     pub labels_max_query_parallelism: usize,
-    /// Response cache of label and series requests (Thanos's YAML; checked, not used yet).
+    /// Label and series parts ending within this much of now are not cached: their data may
+    /// still change.
+    #[arg(
+        long = "labels.response-cache-max-freshness",
+        default_value = "1m",
+        value_parser = duration
+    )]
+    pub labels_max_freshness: Duration,
+    /// `partial_response` of label and series requests that do not give it.
+    #[arg(
+        long = "labels.partial-response",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub labels_partial_response: bool,
+    /// Thanos's spelling of --labels.partial-response=false.
+    #[arg(long = "no-labels.partial-response", hide = true)]
+    pub no_labels_partial_response: bool,
+    /// Time range of label and series requests that give no `start` and `end`: the last this
+    /// much (0: all time, asked whole).
+    #[arg(long = "labels.default-time-range", default_value = "24h", value_parser = duration)]
+    pub labels_default_time_range: Duration,
+    /// Response cache of label and series requests (Thanos's YAML, as
+    /// --query-range.response-cache-config). Without one nothing is cached.
     #[arg(long = "labels.response-cache-config", value_name = "YAML")]
     pub labels_response_cache_config: Option<String>,
     /// As --labels.response-cache-config, from a file.
@@ -149,7 +183,7 @@ pub struct FrontendArgs {
     pub labels_response_cache_config_file: Option<PathBuf>,
 }
 
-impl FrontendArgs {
+impl FrontendSettings {
     /// Whether range queries are aligned to their step (`--[no-]query-range.align-range-with-step`).
     pub fn align(&self) -> bool {
         self.align_range_with_step && !self.no_align_range_with_step
@@ -159,6 +193,12 @@ impl FrontendArgs {
     /// (`--[no-]query-range.partial-response`).
     pub fn partial_response(&self) -> bool {
         self.partial_response && !self.no_partial_response
+    }
+
+    /// The `partial_response` of label and series requests that do not give it
+    /// (`--[no-]labels.partial-response`).
+    pub fn labels_partial_response(&self) -> bool {
+        self.labels_partial_response && !self.no_labels_partial_response
     }
 }
 
@@ -569,9 +609,12 @@ mod tests {
         fe: FrontendArgs,
     }
 
-    fn args(flags: &[&str]) -> FrontendArgs {
+    fn args(flags: &[&str]) -> FrontendSettings {
         let argv = std::iter::once("query-frontend").chain(flags.iter().copied());
-        <Cli as clap::Parser>::try_parse_from(argv).unwrap().fe
+        <Cli as clap::Parser>::try_parse_from(argv)
+            .unwrap()
+            .fe
+            .settings
     }
 
     #[test]
@@ -581,7 +624,6 @@ mod tests {
         assert_eq!(d.split_interval, Duration::from_secs(24 * 3600));
         assert_eq!((d.max_retries, d.max_query_parallelism), (5, 14));
         assert_eq!(d.max_freshness, Duration::from_secs(60));
-        assert_eq!(d.downstream_url, "http://localhost:9090");
         assert!(!args(&["--no-query-range.align-range-with-step"]).align());
         assert!(!args(&["--query-range.align-range-with-step=false"]).align());
         assert!(!args(&["--no-query-range.partial-response"]).partial_response());

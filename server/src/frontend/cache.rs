@@ -4,6 +4,9 @@
 //! cover and asks the querier only for the rest; the newest `max_freshness` is never kept,
 //! since the data of the last minutes may still change.
 //!
+//! The same stores keep whole answers of label and series calls ([`Cached::Body`]) for the
+//! labels cache (`--labels.response-cache-config`), under keys of their own.
+//!
 //! The store is in memory (`type: IN-MEMORY`): least recently used entries go first when
 //! `max_size` bytes or `max_size_items` entries are passed; an entry older than `validity`
 //! (when not 0) is not used. Or it is memcached or Redis ([`super::remote_cache`]).
@@ -12,6 +15,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use super::merge::{self, Matrix};
 
@@ -28,6 +33,27 @@ pub struct Extent {
     pub end: i64,
     /// The answer over `[start, end]`.
     pub answer: Matrix,
+}
+
+/// What an entry holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cached {
+    /// A range-query part's extents.
+    Extents(Vec<Extent>),
+    /// A label or series answer, as the querier wrote it.
+    Body(Bytes),
+}
+
+impl Cached {
+    /// Bytes the entry takes in memory, about.
+    fn size(&self) -> usize {
+        match self {
+            Cached::Extents(extents) => {
+                extents.iter().map(|e| merge::size_of(&e.answer) + 16).sum()
+            }
+            Cached::Body(b) => b.len(),
+        }
+    }
 }
 
 /// What identifies one part's cache entry: everything that changes a range query's answer.
@@ -167,17 +193,41 @@ pub struct CacheCounts {
 impl ResultsCache {
     /// The extents stored under `key`, if any.
     pub async fn get(&self, key: &str) -> Option<Vec<Extent>> {
-        match self {
-            ResultsCache::Memory(m) => m.get(key),
-            ResultsCache::Remote(r) => r.get(key).await,
+        match self.get_value(key).await? {
+            Cached::Extents(e) => Some(e),
+            Cached::Body(_) => None,
         }
     }
 
     /// Stores `extents` under `key` (a remote cache in the background).
     pub fn put(&self, key: &str, extents: Vec<Extent>) {
+        self.put_value(key, Cached::Extents(extents));
+    }
+
+    /// The answer stored under `key`, if any.
+    pub async fn get_body(&self, key: &str) -> Option<Bytes> {
+        match self.get_value(key).await? {
+            Cached::Body(b) => Some(b),
+            Cached::Extents(_) => None,
+        }
+    }
+
+    /// Stores the answer `body` under `key` (a remote cache in the background).
+    pub fn put_body(&self, key: &str, body: Bytes) {
+        self.put_value(key, Cached::Body(body));
+    }
+
+    async fn get_value(&self, key: &str) -> Option<Cached> {
         match self {
-            ResultsCache::Memory(m) => m.put(key, extents),
-            ResultsCache::Remote(r) => r.put(key, &extents),
+            ResultsCache::Memory(m) => m.get_value(key),
+            ResultsCache::Remote(r) => r.get(key).await,
+        }
+    }
+
+    fn put_value(&self, key: &str, value: Cached) {
+        match self {
+            ResultsCache::Memory(m) => m.put_value(key, value),
+            ResultsCache::Remote(r) => r.put(key, &value),
         }
     }
 
@@ -236,7 +286,7 @@ struct Lru {
 
 #[derive(Debug)]
 struct Entry {
-    extents: Vec<Extent>,
+    value: Cached,
     bytes: u64,
     stored: Instant,
     used: u64,
@@ -260,6 +310,19 @@ impl MemoryCache {
 
     /// The extents stored under `key`, if any and still valid.
     pub fn get(&self, key: &str) -> Option<Vec<Extent>> {
+        match self.get_value(key)? {
+            Cached::Extents(e) => Some(e),
+            Cached::Body(_) => None,
+        }
+    }
+
+    /// Stores `extents` under `key`, pushing out the least recently used entries for room.
+    pub fn put(&self, key: &str, extents: Vec<Extent>) {
+        self.put_value(key, Cached::Extents(extents));
+    }
+
+    /// The entry under `key`, if any and still valid.
+    fn get_value(&self, key: &str) -> Option<Cached> {
         self.gets.fetch_add(1, Relaxed);
         let mut lru = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let expired = match lru.entries.get(key) {
@@ -274,20 +337,16 @@ impl MemoryCache {
         let tick = lru.tick;
         let e = lru.entries.get_mut(key)?;
         let old = std::mem::replace(&mut e.used, tick);
-        let extents = e.extents.clone();
+        let value = e.value.clone();
         lru.order.remove(&old);
         lru.order.insert(tick, key.to_string());
         self.hits.fetch_add(1, Relaxed);
-        Some(extents)
+        Some(value)
     }
 
-    /// Stores `extents` under `key`, pushing out the least recently used entries for room.
-    pub fn put(&self, key: &str, extents: Vec<Extent>) {
-        let bytes = (key.len()
-            + extents
-                .iter()
-                .map(|e| merge::size_of(&e.answer) + 16)
-                .sum::<usize>()) as u64;
+    /// Stores `value` under `key`, pushing out the least recently used entries for room.
+    fn put_value(&self, key: &str, value: Cached) {
+        let bytes = (key.len() + value.size()) as u64;
         if self.max_bytes > 0 && bytes > self.max_bytes {
             return;
         }
@@ -312,7 +371,7 @@ impl MemoryCache {
         lru.entries.insert(
             key.to_string(),
             Entry {
-                extents,
+                value,
                 bytes,
                 stored: Instant::now(),
                 used: tick,

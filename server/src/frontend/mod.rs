@@ -2,11 +2,13 @@
 //! Prometheus-compatible querier (`--query-frontend.downstream-url`). Range queries are split
 //! by interval ([`split`]), their parts run in parallel and answered from a results cache
 //! where it can ([`cache`]), failing parts tried again ([`retry`]), and the parts merged
-//! ([`merge`]); everything else (instant queries, labels, series, the rest of the API) is
-//! passed through, instant queries and label and series calls tried again on a 5xx.
+//! ([`merge`]); label and series calls are split and cached alike ([`labels`]); everything
+//! else (instant queries, the rest of the API) is passed through, instant queries tried again
+//! on a 5xx.
 
 pub mod args;
 pub mod cache;
+mod labels;
 pub mod merge;
 mod range;
 pub mod remote_cache;
@@ -26,9 +28,9 @@ use gauntlet_engine::budget::MemoryBudget;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 
-pub use self::args::FrontendArgs;
 use self::args::{CacheConfig, cache_config};
-use self::cache::{MemoryCache, ResultsCache};
+pub use self::args::{FrontendArgs, FrontendSettings};
+use self::cache::{CacheCounts, MemoryCache, ResultsCache};
 use self::remote_cache::RemoteCache;
 use self::retry::{Ask, Downstream};
 
@@ -62,7 +64,20 @@ pub struct Frontend {
     tenant_header: String,
     default_tenant: String,
     log_slower_than_ms: i64,
+    labels: LabelsSettings,
     metrics: Metrics,
+}
+
+/// How label and series calls are split and cached (`--labels.*`).
+#[derive(Debug)]
+struct LabelsSettings {
+    cache: Option<ResultsCache>,
+    split_interval_ms: i64,
+    max_parallelism: usize,
+    max_freshness_ms: i64,
+    partial_response: bool,
+    /// `--labels.default-time-range`, ms (0: all time).
+    default_range_ms: i64,
 }
 
 /// The frontend's counters.
@@ -83,15 +98,14 @@ impl Metrics {
 }
 
 impl Frontend {
-    /// The frontend `args` configure.
-    pub fn new(args: &FrontendArgs) -> anyhow::Result<Frontend> {
+    /// The frontend `args` configure, in front of the querier at `downstream_url`.
+    pub fn new(args: &FrontendSettings, downstream_url: &str) -> anyhow::Result<Frontend> {
         let cache = cache_config(
             "--query-range.response-cache-config",
             args.response_cache_config.as_deref(),
             args.response_cache_config_file.as_deref(),
         )?;
-        // Checked so that a broken or unbuilt configuration stops the frontend at start.
-        let _labels_cache = cache_config(
+        let labels_cache = cache_config(
             "--labels.response-cache-config",
             args.labels_response_cache_config.as_deref(),
             args.labels_response_cache_config_file.as_deref(),
@@ -101,27 +115,29 @@ impl Frontend {
                 "--query-range.split-interval must be greater than 0 when --query-range.response-cache-config is given"
             );
         }
+        if labels_cache.is_some() && args.labels_split_interval.is_zero() {
+            anyhow::bail!(
+                "--labels.split-interval must be greater than 0 when --labels.response-cache-config is given"
+            );
+        }
         let ms = |d: std::time::Duration| d.as_millis() as i64;
         Ok(Frontend {
-            downstream: Downstream::new(&args.downstream_url)?,
+            downstream: Downstream::new(downstream_url)?,
             cache: cache
-                .map(|c| match c {
-                    CacheConfig::InMemory {
-                        max_bytes,
-                        max_items,
-                        validity,
-                    } => Ok(ResultsCache::Memory(MemoryCache::new(
-                        max_bytes, max_items, validity,
-                    ))),
-                    CacheConfig::Memcached(m) => {
-                        RemoteCache::memcached(m).map(|r| ResultsCache::Remote(Arc::new(r)))
-                    }
-                    CacheConfig::Redis(r) => {
-                        RemoteCache::redis(r).map(|r| ResultsCache::Remote(Arc::new(r)))
-                    }
-                })
+                .map(open_cache)
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--query-range.response-cache-config: {e}"))?,
+            labels: LabelsSettings {
+                cache: labels_cache
+                    .map(open_cache)
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("--labels.response-cache-config: {e}"))?,
+                split_interval_ms: ms(args.labels_split_interval),
+                max_parallelism: args.labels_max_query_parallelism,
+                max_freshness_ms: ms(args.labels_max_freshness),
+                partial_response: args.labels_partial_response(),
+                default_range_ms: ms(args.labels_default_time_range),
+            },
             split_interval_ms: ms(args.split_interval),
             max_parallelism: args.max_query_parallelism,
             max_retries: args.max_retries,
@@ -148,6 +164,23 @@ impl Frontend {
         {
             tracing::info!(query, start, end, step, time_taken = ?took, "slow query detected");
         }
+    }
+}
+
+/// The cache `config` describes, opened.
+fn open_cache(config: CacheConfig) -> Result<ResultsCache, String> {
+    match config {
+        CacheConfig::InMemory {
+            max_bytes,
+            max_items,
+            validity,
+        } => Ok(ResultsCache::Memory(MemoryCache::new(
+            max_bytes, max_items, validity,
+        ))),
+        CacheConfig::Memcached(m) => {
+            RemoteCache::memcached(m).map(|r| ResultsCache::Remote(Arc::new(r)))
+        }
+        CacheConfig::Redis(r) => RemoteCache::redis(r).map(|r| ResultsCache::Remote(Arc::new(r))),
     }
 }
 
@@ -187,6 +220,22 @@ async fn forward(State(fe): State<Arc<Frontend>>, req: Request) -> Response {
         _ => ("", 1),
     };
     fe.metrics.count(op);
+    let label_call = matches!(op, "label_names" | "label_values" | "series");
+    if label_call
+        && matches!(parts.method, Method::GET | Method::POST)
+        && labels::splits(&fe)
+        && let Some(resp) = labels::serve(
+            fe.clone(),
+            parts.method.clone(),
+            path.clone(),
+            query.clone(),
+            parts.headers.clone(),
+            body.clone(),
+        )
+        .await
+    {
+        return resp;
+    }
     let began = Instant::now();
     let ask = Ask {
         method: parts.method,
@@ -279,64 +328,63 @@ impl Collector for FrontendCollector {
             "Requests to the downstream querier tried again after a failure",
             fe.downstream.retries.load(Relaxed),
         )?;
-        let name = NameLabels {
-            name: "frontend.query-range",
-        };
-        let cache = CacheLabels {
-            cache: "frontend.query-range",
-        };
-        let c = fe
-            .cache
-            .as_ref()
-            .map(ResultsCache::counts)
-            .unwrap_or_default();
+        let counts =
+            |c: &Option<ResultsCache>| c.as_ref().map(ResultsCache::counts).unwrap_or_default();
+        let caches = [
+            ("frontend.query-range", counts(&fe.cache)),
+            ("frontend.labels", counts(&fe.labels.cache)),
+        ];
+        let by_name =
+            |f: fn(&CacheCounts) -> u64| caches.map(|(name, c)| (NameLabels { name }, f(&c)));
+        let by_cache =
+            |f: fn(&CacheCounts) -> u64| caches.map(|(cache, c)| (CacheLabels { cache }, f(&c)));
         counters(
             &mut enc,
             "cortex_cache_fetched_keys_total",
             "Total count of keys requested from cache.",
-            [(name.clone(), c.gets)],
+            by_name(|c| c.gets),
         )?;
         counters(
             &mut enc,
             "cortex_cache_hits_total",
             "Total count of keys found in cache.",
-            [(name.clone(), c.hits)],
+            by_name(|c| c.hits),
         )?;
         counters(
             &mut enc,
             "gauntlet_frontend_cache_failures_total",
             "Lookups and stores the results cache failed (down, slow or answering nonsense).",
-            [(name.clone(), c.failures)],
+            by_name(|c| c.failures),
         )?;
         counters(
             &mut enc,
             "gauntlet_frontend_cache_skipped_stores_total",
             "Stores skipped: larger than max_item_size, or max_async_concurrency reached.",
-            [(name, c.skipped)],
+            by_name(|c| c.skipped),
         )?;
         counters(
             &mut enc,
             "querier_cache_added_total",
             "The total number of Put calls on the cache",
-            [(cache.clone(), c.added)],
+            by_cache(|c| c.added),
         )?;
         counters(
             &mut enc,
             "querier_cache_evicted_total",
             "The total number of evicted entries",
-            [(cache.clone(), c.evicted)],
+            by_cache(|c| c.evicted),
         )?;
         gauges(
             &mut enc,
             "querier_cache_entries",
             "The total number of entries",
-            [(cache.clone(), c.entries as i64)],
+            by_cache(|c| c.entries as u64).map(|(l, v)| (l, v as i64)),
         )?;
         gauges(
             &mut enc,
             "querier_cache_memory_bytes",
             "The current cache size in bytes",
-            [(cache, c.bytes as i64)],
+            by_cache(|c| c.bytes).map(|(l, v)| (l, v as i64)),
         )?;
         Ok(())
     }
@@ -359,22 +407,45 @@ pub async fn serve(
     budget: Arc<MemoryBudget>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let fe = Arc::new(Frontend::new(&args)?);
     let web = args.http.load()?;
+    serve_settings(
+        &args.settings,
+        &args.downstream_url,
+        &args.http_address,
+        &web,
+        budget,
+        shutdown,
+    )
+    .await
+}
+
+/// Serves the frontend `settings` describe on `address`, in front of the querier at
+/// `downstream_url`, until `shutdown` resolves (`gauntlet all` runs one in front of its own
+/// query API this way).
+pub async fn serve_settings(
+    settings: &FrontendSettings,
+    downstream_url: &str,
+    address: &str,
+    web: &crate::http::webconfig::WebConfig,
+    budget: Arc<MemoryBudget>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let fe = Arc::new(Frontend::new(settings, downstream_url)?);
     let mut registry = crate::metrics::Registry::default();
     let server_metrics = crate::metrics::register_common(&mut registry, budget);
     registry.register_collector(Box::new(FrontendCollector(fe.clone())));
     let mut app = router(fe.clone(), Arc::new(registry));
-    if args.compress_responses {
+    if settings.compress_responses {
         app = app.layer(axum::middleware::from_fn(compress));
     }
     tracing::info!(
-        downstream = %args.downstream_url,
-        split_interval = ?args.split_interval,
+        downstream = %downstream_url,
+        split_interval = ?settings.split_interval,
         cache = fe.cache.is_some(),
+        labels_cache = fe.labels.cache.is_some(),
         "query frontend starting"
     );
-    crate::http::serve(&args.http_address, app, &web, &server_metrics, shutdown).await?;
+    crate::http::serve(address, app, web, &server_metrics, shutdown).await?;
     tracing::info!("query frontend stopped");
     Ok(())
 }

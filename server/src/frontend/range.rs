@@ -298,7 +298,7 @@ async fn fetch(
 }
 
 /// Unix seconds with ms, as the querier reads them.
-fn format_time(ms: i64) -> String {
+pub(super) fn format_time(ms: i64) -> String {
     format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
 }
 
@@ -310,7 +310,7 @@ const FORM_ESCAPE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUM
     .remove(b'~');
 
 /// `k=v&…`, form-encoded.
-fn encode_form(pairs: &[(&str, String)]) -> String {
+pub(super) fn encode_form(pairs: &[(&str, String)]) -> String {
     let esc = |s: &str| percent_encoding::utf8_percent_encode(s, FORM_ESCAPE).to_string();
     pairs
         .iter()
@@ -351,7 +351,7 @@ pub(super) fn pass_back(a: Answer) -> Response {
 }
 
 /// Prometheus's error body for `e`.
-fn api_error(e: &ApiError) -> Response {
+pub(super) fn api_error(e: &ApiError) -> Response {
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
     error_body(status, e.error_type(), &e.message)
 }

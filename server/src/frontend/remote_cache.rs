@@ -15,12 +15,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
 use tokio::net::TcpStream;
 
-use super::cache::Extent;
+use super::cache::{Cached, Extent};
 use super::merge;
 
 /// How long an entry lives when the configuration says 0 (Thanos's default).
@@ -71,11 +72,15 @@ pub struct RedisConfig {
     pub expiration: Duration,
 }
 
-/// What an entry holds: the full key and the extents, each answer as the querier's JSON.
+/// What an entry holds: the full key and the extents, each answer as the querier's JSON, or
+/// a label or series answer whole (`body`).
 #[derive(Serialize, Deserialize)]
 struct Stored {
     key: String,
+    #[serde(default)]
     extents: Vec<StoredExtent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    body: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -85,28 +90,39 @@ struct StoredExtent {
     answer: String,
 }
 
-/// The bytes stored for `extents` under `key`.
-pub fn encode_entry(key: &str, extents: &[Extent]) -> Vec<u8> {
-    let stored = Stored {
-        key: key.to_string(),
-        extents: extents
-            .iter()
-            .map(|e| StoredExtent {
-                start: e.start,
-                end: e.end,
-                answer: String::from_utf8_lossy(&merge::encode(&e.answer)).into_owned(),
-            })
-            .collect(),
+/// The bytes stored for `value` under `key`.
+pub fn encode_entry(key: &str, value: &Cached) -> Vec<u8> {
+    let stored = match value {
+        Cached::Extents(extents) => Stored {
+            key: key.to_string(),
+            extents: extents
+                .iter()
+                .map(|e| StoredExtent {
+                    start: e.start,
+                    end: e.end,
+                    answer: String::from_utf8_lossy(&merge::encode(&e.answer)).into_owned(),
+                })
+                .collect(),
+            body: None,
+        },
+        Cached::Body(b) => Stored {
+            key: key.to_string(),
+            extents: Vec::new(),
+            body: Some(String::from_utf8_lossy(b).into_owned()),
+        },
     };
     serde_json::to_vec(&stored).unwrap_or_default()
 }
 
-/// The extents an entry holds for `key`: `None` when it is another key's (a hash collision)
-/// or does not read.
-pub fn decode_entry(key: &str, bytes: &[u8]) -> Option<Vec<Extent>> {
+/// What an entry holds for `key`: `None` when it is another key's (a hash collision) or
+/// does not read.
+pub fn decode_entry(key: &str, bytes: &[u8]) -> Option<Cached> {
     let stored: Stored = serde_json::from_slice(bytes).ok()?;
     if stored.key != key {
         return None;
+    }
+    if let Some(body) = stored.body {
+        return Some(Cached::Body(Bytes::from(body)));
     }
     stored
         .extents
@@ -118,7 +134,8 @@ pub fn decode_entry(key: &str, bytes: &[u8]) -> Option<Vec<Extent>> {
                 answer: merge::parse(e.answer.as_bytes()).ok()?,
             })
         })
-        .collect()
+        .collect::<Option<Vec<_>>>()
+        .map(Cached::Extents)
 }
 
 /// The name an entry of `key` has in the cache: the SHA-256 of the key, in hex.
@@ -194,8 +211,8 @@ impl RemoteCache {
         }
     }
 
-    /// The extents stored under `key`, if the cache has them and answers in time.
-    pub async fn get(&self, key: &str) -> Option<Vec<Extent>> {
+    /// The entry stored under `key`, if the cache has it and answers in time.
+    pub async fn get(&self, key: &str) -> Option<Cached> {
         self.gets.fetch_add(1, Relaxed);
         let name = hashed_key(key);
         let got = match &self.backend {
@@ -204,9 +221,9 @@ impl RemoteCache {
         };
         match got {
             Ok(Some(bytes)) => {
-                let extents = decode_entry(key, &bytes)?;
+                let value = decode_entry(key, &bytes)?;
                 self.hits.fetch_add(1, Relaxed);
-                Some(extents)
+                Some(value)
             }
             Ok(None) => None,
             Err(e) => {
@@ -217,10 +234,10 @@ impl RemoteCache {
         }
     }
 
-    /// Stores `extents` under `key` in the background; skipped when the entry is too large
+    /// Stores `value` under `key` in the background; skipped when the entry is too large
     /// or too many stores are running.
-    pub fn put(self: &Arc<Self>, key: &str, extents: &[Extent]) {
-        let bytes = encode_entry(key, extents);
+    pub fn put(self: &Arc<Self>, key: &str, value: &Cached) {
+        let bytes = encode_entry(key, value);
         let too_large = match &self.backend {
             Backend::Memcached(m) => m.cfg.max_item_size > 0 && bytes.len() > m.cfg.max_item_size,
             Backend::Redis(_) => false,
@@ -645,9 +662,13 @@ mod tests {
 
     #[test]
     fn an_entry_reads_back_only_under_its_own_key() {
-        let extents = vec![extent(0, 60_000), extent(120_000, 180_000)];
+        let extents = Cached::Extents(vec![extent(0, 60_000), extent(120_000, 180_000)]);
         let bytes = encode_entry("fe:t:up:15000", &extents);
         assert_eq!(decode_entry("fe:t:up:15000", &bytes), Some(extents));
+        let body = Cached::Body(Bytes::from_static(br#"{"status":"success","data":["a"]}"#));
+        let bytes = encode_entry("fe:labels:t", &body);
+        assert_eq!(decode_entry("fe:labels:t", &bytes), Some(body));
+        assert_eq!(decode_entry("fe:labels:u", &bytes), None);
         assert_eq!(decode_entry("fe:t:up:30000", &bytes), None);
         assert_eq!(decode_entry("fe:t:up:15000", b"{not json"), None);
         assert_eq!(
