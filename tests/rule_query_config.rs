@@ -288,6 +288,15 @@ fn a_query_config_with_file_discovery_auth_and_prefix_reaches_the_querier() {
     for r in health["data"]["groups"][0]["rules"].as_array().unwrap() {
         assert_eq!(r["health"], "ok", "{r}");
     }
+    // Answers were whole: Thanos Rule's count of answers with store warnings stays 0 for both
+    // strategies.
+    let (_, metrics) = http_get(ruler.http_port, "/metrics").unwrap();
+    let metrics = String::from_utf8_lossy(&metrics);
+    for strategy in ["abort", "warn"] {
+        let line =
+            format!("thanos_rule_evaluation_with_warnings_total{{strategy=\"{strategy}\"}} 0");
+        assert!(metrics.lines().any(|l| l == line), "no {line:?}");
+    }
 }
 
 /// `gauntlet rule ARGS…` is refused at start; its stderr.

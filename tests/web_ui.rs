@@ -4,7 +4,8 @@
 //! rows and values, the graph's canvas and legend, errors with their position marked in the
 //! editor, annotations, completion of metric names, label names and values, the editor's own
 //! lint, several panels, Prometheus-style `/graph?g0.expr=…` links, and the status page's
-//! build information, flags, runtime facts and stores (of `all` and of a querier). In windows
+//! build information, flags, runtime facts and stores (of `all` and of a querier), and the
+//! graph's exemplars (each one the API answers drawn inside the plot and listed). In windows
 //! 1400 and 800 px wide: the graph's time labels on a round step and apart, the legend's last
 //! values, section pages (`/blocks`, `/stores`) opening at the top with their section alone,
 //! wide tables scrolling inside their section, and Chromium's own `--screenshot` of a section
@@ -148,14 +149,32 @@ pub(crate) fn write_data(port: u16, end: i64) {
             .enumerate()
             .map(|(i, &t)| (t, (i as f64) * (k as f64 + 1.0) * 3.0))
             .collect();
-        ts.push(series(
+        let mut s = series(
             &[
                 ("__name__", "web_ui_requests_total"),
                 ("instance", instance),
                 ("job", "web"),
             ],
             &samples,
-        ));
+        );
+        // Instance a's requests carry a trace ID every 2 min (kept where exemplar storage
+        // is on).
+        if k == 0 {
+            s.exemplars = times
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 8 == 7)
+                .map(|(i, &t)| pb::Exemplar {
+                    labels: vec![pb::Label {
+                        name: "trace_id".into(),
+                        value: format!("trace-{i}"),
+                    }],
+                    value: 0.05 * (i as f64 % 10.0 + 1.0),
+                    timestamp: t,
+                })
+                .collect();
+        }
+        ts.push(s);
     }
     let gauge: Vec<(i64, f64)> = times.iter().map(|&t| (t, 42.5)).collect();
     ts.push(series(&[("__name__", "web_ui_temperature")], &gauge));
@@ -231,7 +250,15 @@ fn query_and_status_pages_in_chromium_show_what_the_api_answers() {
     );
     assert_eq!(uploaded.len(), 2);
     let data = format!("--data-dir={}", bucket.display());
-    let server = GauntletServer::start(&["all", &data, "--compact.interval=0s"], "/-/ready");
+    let server = GauntletServer::start(
+        &[
+            "all",
+            &data,
+            "--compact.interval=0s",
+            "--tsdb.max-exemplars=1000",
+        ],
+        "/-/ready",
+    );
     let port = server.http_port;
 
     // The page itself, its assets and an unknown asset.
@@ -336,6 +363,8 @@ fn query_and_status_pages_in_chromium_show_what_the_api_answers() {
          "wait": ".graph canvas"},
         {"name": "range_graph_stacked", "path": q(rate, &format!("g0.tab=0&g0.range_input=30m&g0.end_input={at}&g0.stacked=1")),
          "wait": ".graph canvas"},
+        {"name": "range_graph_exemplars", "path": q(rate, &format!("g0.tab=0&g0.range_input=30m&g0.end_input={at}&g0.show_exemplars=1")),
+         "wait": "details.exemplars"},
         {"name": "range_buttons", "path": q(rate, &format!("g0.tab=0&g0.range_input=30m&g0.end_input={at}")),
          "wait": ".graph canvas", "click": [".shorter", ".earlier"], "waitAfter": ".graph canvas"},
         {"name": "histogram_graph", "path": q("web_ui_latency_seconds", &format!("g0.tab=0&g0.range_input=30m&g0.end_input={at}")),
@@ -471,6 +500,52 @@ fn query_and_status_pages_in_chromium_show_what_the_api_answers() {
     }
     let stats = got["range_graph"]["stats"].as_str().unwrap();
     assert!(stats.contains("Resolution: 7s"), "{stats}");
+    // Exemplars (g0.show_exemplars=1, Prometheus's switch): every one the API answers for the
+    // graph's window is drawn inside the plot and listed with its trace ID; none without it.
+    let want = api(
+        &server,
+        &format!(
+            "/api/v1/query_exemplars?query={}&start={}&end={at}",
+            urlencode(rate),
+            at - 1800
+        ),
+    );
+    let mut want_ids: Vec<String> = want["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["exemplars"].as_array().unwrap().clone())
+        .map(|e| {
+            format!(
+                "{{trace_id=\"{}\"}}",
+                e["labels"]["trace_id"].as_str().unwrap()
+            )
+        })
+        .collect();
+    want_ids.sort();
+    assert!(want_ids.len() >= 10, "{want}");
+    let step = &got["range_graph_exemplars"];
+    let drawn = step["exemplars"].as_array().unwrap();
+    assert_eq!(drawn.len(), want_ids.len(), "{step}");
+    let plot = &step["plot"];
+    for e in drawn {
+        let (x, y) = (e["x"].as_f64().unwrap(), e["y"].as_f64().unwrap());
+        // The plot's size is read in whole pixels; a point on its edge may stand a fraction past.
+        assert!(
+            (-1.0..=plot["width"].as_f64().unwrap() + 1.0).contains(&x)
+                && (-1.0..=plot["height"].as_f64().unwrap() + 1.0).contains(&y),
+            "exemplar drawn outside the plot: {e} in {plot}"
+        );
+    }
+    let mut listed: Vec<String> = step["exemplarRows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[3].as_str().unwrap().to_string())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, want_ids);
+    assert_eq!(got["range_graph"]["exemplars"], json!([]));
 
     // − shortens the range to the next round one, « moves the end back by it.
     let buttons = &got["range_buttons"];

@@ -23,6 +23,19 @@ export interface RangeSeries {
   histograms?: HistogramPair[];
 }
 
+/** One exemplar: its own labels (a trace ID, say), value and time (Unix seconds). */
+export interface Exemplar {
+  labels: Labels;
+  value: string;
+  timestamp: number;
+}
+
+/** The exemplars of one series, as `/api/v1/query_exemplars` answers them. */
+export interface ExemplarSeries {
+  seriesLabels: Labels;
+  exemplars: Exemplar[];
+}
+
 export type QueryData =
   | { resultType: 'vector'; result: InstantSeries[]; stats?: QueryStats }
   | { resultType: 'matrix'; result: RangeSeries[]; stats?: QueryStats }

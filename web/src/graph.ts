@@ -3,7 +3,7 @@
 
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
-import { type RangeSeries, formatSeries } from './api';
+import { type ExemplarSeries, type RangeSeries, formatSeries } from './api';
 import { type DrawnTick, timeAxis, valueAxis } from './axis';
 import { formatTime } from './time';
 
@@ -36,12 +36,22 @@ function alignedValues(s: RangeSeries, r: GraphRange, points: number): (number |
   return ys;
 }
 
-/** Draws `series` into `parent`, replacing what was there; returns the plot to destroy later. */
+/** An exemplar where the graph draws it: time (s), value, and its labels with its series'. */
+interface DrawnExemplar {
+  t: number;
+  v: number;
+  labels: string;
+  series: string;
+}
+
+/** Draws `series` into `parent`, replacing what was there, with each of `exemplars` as a
+ * diamond at its time and value; returns the plot to destroy later. */
 export function drawGraph(
   parent: HTMLElement,
   series: RangeSeries[],
   r: GraphRange,
   stacked: boolean,
+  exemplars: ExemplarSeries[] = [],
 ): uPlot {
   parent.replaceChildren();
   const points = Math.floor((r.endMs - r.startMs) / r.stepMs) + 1;
@@ -67,6 +77,16 @@ export function drawGraph(
     }
     return null;
   });
+  const marks: DrawnExemplar[] = exemplars.flatMap((s) =>
+    s.exemplars
+      .map((e) => ({
+        t: e.timestamp,
+        v: parseFloat(e.value),
+        labels: formatSeries(e.labels),
+        series: formatSeries(s.seriesLabels),
+      }))
+      .filter((e) => Number.isFinite(e.v) && e.t * 1000 >= r.startMs && e.t * 1000 <= r.endMs),
+  );
   const width = Math.max(parent.clientWidth, 400);
   const { axis: xAxis, draw: drawnAxis } = timeAxis((u: uPlot, ticks: DrawnTick[]) => {
     // The time axis is drawn on the canvas; its labels and where they stand are kept on the
@@ -81,7 +101,7 @@ export function drawGraph(
     // The page reads and writes times in UTC; the axis and the legend say them the same way.
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'),
     axes: [xAxis, valueAxis()],
-    hooks: { draw: [drawnAxis] },
+    hooks: { draw: [drawnAxis, (u: uPlot) => drawExemplars(u, marks)] },
     legend: { show: true, live: true },
     series: [
       {
@@ -107,9 +127,48 @@ export function drawGraph(
       }),
     ],
   };
+  if (marks.length > 0) {
+    // The value scale takes in the exemplars too, so none is drawn outside the plot.
+    const lo = Math.min(...marks.map((m) => m.v));
+    const hi = Math.max(...marks.map((m) => m.v));
+    opts.scales = {
+      ...opts.scales,
+      y: {
+        range: (_u: uPlot, min: number | null, max: number | null) =>
+          uPlot.rangeNum(Math.min(min ?? lo, lo), Math.max(max ?? hi, hi), 0.1, true),
+      },
+    };
+  }
   if (stacked && series.length > 1) {
     // Each stacked area fills down to the one below it, not to zero.
     opts.bands = series.slice(1).map((_, i) => ({ series: [i + 2, i + 1] as [number, number] }));
   }
   return new uPlot(opts, [xs, ...shown] as uPlot.AlignedData, parent);
+}
+
+/** Draws each exemplar as a small diamond over the lines, and keeps where each stands (CSS px
+ * within the plot area) on the plot's element for whoever reads the page without the picture. */
+function drawExemplars(u: uPlot, marks: DrawnExemplar[]) {
+  const ctx = u.ctx;
+  const ratio = window.devicePixelRatio || 1;
+  const drawn = marks.map((m) => {
+    const x = u.valToPos(m.t, 'x', true);
+    const y = u.valToPos(m.v, 'y', true);
+    ctx.save();
+    ctx.fillStyle = '#d6336c';
+    ctx.strokeStyle = '#fff';
+    ctx.lineWidth = ratio;
+    const d = 5 * ratio;
+    ctx.beginPath();
+    ctx.moveTo(x, y - d);
+    ctx.lineTo(x + d, y);
+    ctx.lineTo(x, y + d);
+    ctx.lineTo(x - d, y);
+    ctx.closePath();
+    ctx.fill();
+    ctx.stroke();
+    ctx.restore();
+    return { ...m, x: u.valToPos(m.t, 'x'), y: u.valToPos(m.v, 'y') };
+  });
+  u.root.dataset.exemplars = JSON.stringify(drawn);
 }

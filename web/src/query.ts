@@ -6,6 +6,7 @@
 import type uPlot from 'uplot';
 import {
   type Answer,
+  type ExemplarSeries,
   type Histogram,
   type InstantSeries,
   type Outcome,
@@ -15,7 +16,7 @@ import {
   formatSeries,
 } from './api';
 import { createEditor, type Editor } from './editor';
-import { drawGraph } from './graph';
+import { type GraphRange, drawGraph } from './graph';
 import { formatDuration, formatTime, parseDuration, parseTime } from './time';
 
 type Tab = 'table' | 'graph';
@@ -29,6 +30,7 @@ interface PanelState {
   moment: string;
   step: string;
   stacked: boolean;
+  exemplars: boolean;
 }
 
 function readPanel(params: URLSearchParams, i: number): PanelState {
@@ -43,6 +45,8 @@ function readPanel(params: URLSearchParams, i: number): PanelState {
     moment: get('moment_input') ?? '',
     step: get('step_input') ?? '',
     stacked: get('stacked') === '1',
+    // Prometheus's name for the graph's exemplars switch.
+    exemplars: get('show_exemplars') === '1',
   };
 }
 
@@ -68,6 +72,7 @@ function writePanels(panels: PanelState[]) {
     if (s.moment !== '') set('moment_input', s.moment);
     if (s.step !== '') set('step_input', s.step);
     if (s.stacked) set('stacked', '1');
+    if (s.exemplars) set('show_exemplars', '1');
   });
   const path = window.location.pathname === '/graph' ? '/graph' : '/query';
   history.replaceState(null, '', `${path}?${p.toString()}`);
@@ -136,6 +141,8 @@ function queryPanel(
   step.value = state.step;
   const stacked = el('input', { class: 'stacked', type: 'checkbox' });
   stacked.checked = state.stacked;
+  const showExemplars = el('input', { class: 'show-exemplars', type: 'checkbox' });
+  showExemplars.checked = state.exemplars;
   const tableControls = el('div', { class: 'controls table-controls' }, 'Evaluation time ', moment);
   const shorter = el('button', { class: 'shorter', title: 'Shorter range' }, '−');
   const longer = el('button', { class: 'longer', title: 'Longer range' }, '+');
@@ -146,6 +153,8 @@ function queryPanel(
     { class: 'controls graph-controls' },
     'Range ', shorter, range, longer, ' End ', earlier, end, later, ' Resolution ', step, ' ',
     el('label', {}, stacked, ' stacked'),
+    ' ',
+    el('label', {}, showExemplars, ' exemplars'),
   );
   const messages = el('div', { class: 'messages' });
   const stats = el('div', { class: 'stats' });
@@ -174,6 +183,7 @@ function queryPanel(
   runButton.onclick = () => void execute();
   formatButton.onclick = () => void format();
   stacked.onchange = () => void execute();
+  showExemplars.onchange = () => void execute();
   // The range steps through round durations; the end moves by one range, and past now it
   // follows now again.
   const stepRange = (dir: 1 | -1) => {
@@ -260,6 +270,7 @@ function queryPanel(
     state.end = end.value.trim();
     state.step = step.value.trim();
     state.stacked = stacked.checked;
+    state.exemplars = showExemplars.checked;
     save();
     plot?.destroy();
     plot = null;
@@ -318,7 +329,11 @@ function queryPanel(
             output.prepend(el('div', { class: 'message warning' },
               `Drawing the first ${MAX_GRAPHED} of ${data.result.length} series; narrow the query to see the rest.`));
           }
-          plot = drawGraph(box, data.result.slice(0, MAX_GRAPHED), { startMs, endMs, stepMs }, state.stacked);
+          const window = { startMs, endMs, stepMs };
+          const exemplars = state.exemplars ? await fetchExemplars(state.expr, window) : [];
+          if (run !== runs) return;
+          plot = drawGraph(box, data.result.slice(0, MAX_GRAPHED), window, state.stacked, exemplars);
+          if (state.exemplars) output.append(exemplarList(exemplars));
         }
       } else {
         output.replaceChildren();
@@ -341,6 +356,39 @@ const RANGE_STEPS = [
 /** Most rows a table shows and series a graph draws: more would stall the browser. */
 const MAX_ROWS = 10000;
 const MAX_GRAPHED = 1000;
+
+/** The exemplars of the series `expr` selects over the graph's window; none when the call fails
+ * (the graph is still drawn; the list says why). */
+async function fetchExemplars(expr: string, r: GraphRange): Promise<ExemplarSeries[]> {
+  const o = await call<ExemplarSeries[]>('/api/v1/query_exemplars', {
+    query: expr,
+    start: (r.startMs / 1000).toString(),
+    end: (r.endMs / 1000).toString(),
+  });
+  return o.answer.status === 'success' ? (o.answer.data ?? []) : [];
+}
+
+/** The exemplars drawn on the graph as a list: time, value, their series and own labels. */
+function exemplarList(series: ExemplarSeries[]): HTMLElement {
+  const rows = series.flatMap((s) =>
+    s.exemplars.map((e) =>
+      el('tr', {},
+        el('td', {}, `${formatTime(e.timestamp * 1000)} UTC`),
+        el('td', {}, e.value),
+        el('td', {}, formatSeries(s.seriesLabels)),
+        el('td', { class: 'exemplar-labels' }, formatSeries(e.labels)),
+      ),
+    ),
+  );
+  const summary = el('summary', {}, `${rows.length} exemplar${rows.length === 1 ? '' : 's'}`);
+  if (rows.length === 0) return el('details', { class: 'exemplars' }, summary);
+  return el('details', { class: 'exemplars' }, summary,
+    el('table', { class: 'exemplars' },
+      el('thead', {}, el('tr', {}, el('th', {}, 'time'), el('th', {}, 'value'), el('th', {}, 'series'), el('th', {}, 'exemplar'))),
+      el('tbody', {}, ...rows),
+    ),
+  );
+}
 
 /** An instant query's answer as rows of series labels and value. */
 function table(data: QueryData): HTMLElement {

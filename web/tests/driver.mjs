@@ -59,6 +59,15 @@ function readPage() {
       legendValues: text(panel, '.graph .u-legend .u-series .u-value').slice(1),
       // The time axis's labels as drawn: text, centre and width in CSS px.
       ticks: JSON.parse(panel.querySelector('.graph .uplot')?.getAttribute('data-x-ticks') ?? '[]'),
+      // The exemplars drawn (CSS px within the plot area) and the plot area's size; the list.
+      exemplars: JSON.parse(panel.querySelector('.graph .uplot')?.getAttribute('data-exemplars') ?? '[]'),
+      plot: (() => {
+        const over = panel.querySelector('.graph .u-over');
+        return over ? { width: over.clientWidth, height: over.clientHeight } : null;
+      })(),
+      exemplarRows: [...panel.querySelectorAll('table.exemplars tbody tr')].map((tr) =>
+        [...tr.querySelectorAll('td')].map((td) => td.textContent ?? ''),
+      ),
       empty: text(panel, '.empty'),
       window: panel.querySelector('.range-note')?.textContent ?? '',
       inputs: Object.fromEntries(

@@ -538,6 +538,7 @@ pub async fn serve(
         runtime.clone(),
     )
     .map_err(anyhow::Error::msg)?;
+    querier.register_metrics(&mut registry);
     // Discovery files and DNS names are read before the first rules run.
     querier.refresh().await;
     querier.spawn_refresh(args.query_sd_dns_interval.min(args.query_sd_interval));

@@ -128,6 +128,11 @@ impl RemoteQuerier {
         }))
     }
 
+    /// Registers the querier's metrics (`thanos_rule_evaluation_with_warnings_total`).
+    pub fn register_metrics(&self, registry: &mut crate::metrics::Registry) {
+        self.grpc.warned.register(registry);
+    }
+
     /// The DNS resolver, made on first use; `None` (logged) when the system has none.
     fn dns(&self) -> Option<&Dns> {
         match self.dns.get_or_init(Dns::new) {
@@ -272,7 +277,9 @@ impl RemoteQuerier {
                     .collect()
             })
             .unwrap_or_default();
-        super::query_grpc::log_warnings(base, expr, &warnings);
+        if super::query_grpc::log_warnings(base, expr, &warnings) {
+            self.grpc.warned.count(partial_response);
+        }
         Ok(parse_result(&json["data"]))
     }
 }

@@ -8,7 +8,8 @@
 //! strategy. Connections are plaintext, as Thanos Rule dials them, and made on first use.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use gauntlet_engine::histogram::FloatHistogram;
@@ -38,6 +39,8 @@ pub struct GrpcEndpoints {
     channels: Mutex<HashMap<String, Channel>>,
     /// How long one query may take (`--query.timeout`).
     timeout: Duration,
+    /// Answers with warnings, shared with the HTTP endpoints' querier.
+    pub warned: Arc<WarnedAnswers>,
 }
 
 /// What one endpoint did with a query: `Ok(Ok)` answered, `Ok(Err)` refused the query (another
@@ -57,6 +60,7 @@ impl GrpcEndpoints {
             resolved: RwLock::new(now),
             channels: Mutex::new(HashMap::new()),
             timeout,
+            warned: Arc::new(WarnedAnswers::default()),
         }
     }
 
@@ -133,7 +137,9 @@ impl GrpcEndpoints {
         };
         let answer = self.bounded(addr, call).await?;
         Ok(answer.map(|a| {
-            log_warnings(addr, expr, &a.warnings);
+            if log_warnings(addr, expr, &a.warnings) {
+                self.warned.count(partial);
+            }
             a.series
                 .into_iter()
                 .map(|s| instant_sample(s, t_ms))
@@ -236,10 +242,64 @@ fn classify<T>(addr: &str, status: &tonic::Status) -> Outcome<T> {
     }
 }
 
-/// Logs the warnings of a query's answer, as Thanos Rule does: the answer is still used.
-pub fn log_warnings(endpoint: &str, expr: &str, warnings: &[String]) {
+/// Answers that came with warnings from the stores (a partial answer), by the partial-response
+/// strategy of the query: Thanos Rule's `thanos_rule_evaluation_with_warnings_total`.
+#[derive(Debug, Default)]
+pub struct WarnedAnswers {
+    /// Queries of groups with the `abort` strategy.
+    pub abort: AtomicU64,
+    /// Queries of groups with the `warn` strategy.
+    pub warn: AtomicU64,
+}
+
+impl WarnedAnswers {
+    /// Counts an answer that came with warnings from the stores.
+    pub fn count(&self, partial_response: bool) {
+        let counter = if partial_response {
+            &self.warn
+        } else {
+            &self.abort
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// Registers `thanos_rule_evaluation_with_warnings_total{strategy}`.
+    pub fn register(self: &Arc<Self>, registry: &mut crate::metrics::Registry) {
+        registry.register_collector(Box::new(WarnedCollector(self.clone())));
+    }
+}
+
+/// Logs the warnings of a query's answer, as Thanos Rule does (the answer is still used);
+/// whether any is not PromQL's own (an info or warning about the query itself, which says
+/// nothing of missing data), so the answer may be partial.
+pub fn log_warnings(endpoint: &str, expr: &str, warnings: &[String]) -> bool {
+    let mut from_stores = false;
     for w in warnings {
         tracing::warn!(endpoint, query = expr, warning = %w, "rule query answered with a warning");
+        from_stores |= !is_promql_annotation(w);
+    }
+    from_stores
+}
+
+/// Whether a warning is one of PromQL's annotations rather than a store's.
+fn is_promql_annotation(w: &str) -> bool {
+    w.starts_with("PromQL info") || w.starts_with("PromQL warning")
+}
+
+#[derive(Debug)]
+struct WarnedCollector(Arc<WarnedAnswers>);
+
+impl prometheus_client::collector::Collector for WarnedCollector {
+    fn encode(&self, mut enc: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+        crate::metrics::counters(
+            &mut enc,
+            "thanos_rule_evaluation_with_warnings_total",
+            "The total number of rule evaluation that were successful but had non PromQL warnings which can indicate partial error.",
+            [
+                ([("strategy", "abort")], self.0.abort.load(Relaxed)),
+                ([("strategy", "warn")], self.0.warn.load(Relaxed)),
+            ],
+        )
     }
 }
 
@@ -302,6 +362,25 @@ mod tests {
                 .collect(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn only_warnings_from_the_stores_count_by_strategy() {
+        let promql = [
+            "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"x\"".to_string(),
+            "PromQL warning: encountered a mix of histograms and floats for aggregation".to_string(),
+        ];
+        assert!(!log_warnings("q:1", "x", &promql));
+        assert!(!log_warnings("q:1", "x", &[]));
+        let store = ["receive 127.0.0.1:10901: rpc error: code = Unavailable".to_string()];
+        assert!(log_warnings("q:1", "x", &store));
+        let mixed: Vec<String> = promql.iter().chain(&store).cloned().collect();
+        assert!(log_warnings("q:1", "x", &mixed));
+        let w = WarnedAnswers::default();
+        w.count(true);
+        w.count(true);
+        w.count(false);
+        assert_eq!((w.abort.load(Relaxed), w.warn.load(Relaxed)), (1, 2));
     }
 
     #[test]

@@ -175,6 +175,7 @@ pub async fn serve(
         runtime.clone(),
     )
     .map_err(anyhow::Error::msg)?;
+    querier.register_metrics(&mut registry);
     querier.refresh().await;
     querier.spawn_refresh(args.query_sd_dns_interval.min(args.query_sd_interval));
     let sender = Arc::new(
