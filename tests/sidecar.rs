@@ -651,7 +651,7 @@ fn sidecar_ships_and_serves_blocks_prometheus_cuts_while_it_runs() {
     let bucket = tmp.path().join("bucket");
     std::fs::create_dir_all(&bucket).unwrap();
     let objstore = filesystem_objstore(tmp.path().join("b.yml"), &bucket);
-    let side = sidecar(
+    let mut side = sidecar(
         &prom,
         &[
             format!("--objstore.config-file={}", objstore.display()),
@@ -792,5 +792,15 @@ fn sidecar_ships_and_serves_blocks_prometheus_cuts_while_it_runs() {
     assert_eq!(
         metric(&side, "thanos_sidecar_reloader_last_reload_successful"),
         1.0
+    );
+    let stopping = Instant::now();
+    assert!(
+        side.terminate().success(),
+        "SIGTERM ends the sidecar and its reloader cleanly"
+    );
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        stopping.elapsed()
     );
 }

@@ -210,6 +210,12 @@ impl Reloader {
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut last: Option<Vec<u8>> = None;
         loop {
+            // Checked before each pass and wait: a stop seen while retrying a reload is
+            // not seen again by `changed`.
+            if *stop.borrow() {
+                tracing::debug!("reloader stopped");
+                return;
+            }
             match self.apply() {
                 Ok(hash) if last.as_ref() != Some(&hash) => {
                     if self.reload(&mut stop).await {
@@ -221,13 +227,12 @@ impl Reloader {
                     tracing::warn!(error = %format!("{e:#}"), "reloader: reading the watched files failed")
                 }
             }
+            if *stop.borrow() {
+                continue;
+            }
             tokio::select! {
                 () = tokio::time::sleep(self.config.watch_interval) => {}
                 _ = stop.changed() => {}
-            }
-            if *stop.borrow() {
-                tracing::debug!("reloader stopped");
-                return;
             }
         }
     }
