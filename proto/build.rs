@@ -16,6 +16,7 @@ const PROTO_FILES: &[&str] = &[
     "thanos/store/hintspb/hints.proto",
     "thanos/info/infopb/rpc.proto",
     "thanos/exemplars/exemplarspb/rpc.proto",
+    "thanos/metadata/metadatapb/rpc.proto",
     "thanos/api/query/querypb/query.proto",
     "prometheus/prompb/types.proto",
     "prometheus/prompb/remote.proto",
@@ -24,9 +25,13 @@ const PROTO_FILES: &[&str] = &[
 
 /// Files compiled on their own: they define names that clash with names in
 /// [`PROTO_FILES`] in the same package (`thanos.UNKNOWN` is both a store type
-/// and an alert state, as upstream, whose files are never compiled together).
+/// and an alert state and a target health, as upstream, whose files are never
+/// compiled together).
 /// Their code is generated alone and included beside the package's other code.
-const SEPARATE_FILES: &[(&str, &str)] = &[("thanos/rules/rulespb/rpc.proto", "rulespb")];
+const SEPARATE_FILES: &[(&str, &str)] = &[
+    ("thanos/rules/rulespb/rpc.proto", "rulespb"),
+    ("thanos/targets/targetspb/rpc.proto", "targetspb"),
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={PROTO_ROOT}");

@@ -24,14 +24,14 @@ use gauntlet_engine::shard::{IoChoice, RuntimeConfig};
 use serde_json::Value;
 
 /// The selector every answer is asked for.
-const QUERY: &str = "{__name__=~\"demo_.+\"}";
+pub(crate) const QUERY: &str = "{__name__=~\"demo_.+\"}";
 
 /// Labels as sorted (name, value) pairs.
-type LabelPairs = Vec<(String, String)>;
+pub(crate) type LabelPairs = Vec<(String, String)>;
 
 /// An answer reduced to what both sides must agree on: series labels (without the labels the
 /// receiver adds) → (exemplar labels, value text, timestamp ms).
-type Exemplars = BTreeMap<LabelPairs, Vec<(LabelPairs, String, i64)>>;
+pub(crate) type Exemplars = BTreeMap<LabelPairs, Vec<(LabelPairs, String, i64)>>;
 
 /// Labels the receiver adds as external labels, not part of what Prometheus scraped.
 const ADDED: [&str; 2] = ["replica", "tenant_id"];
@@ -51,7 +51,7 @@ fn pairs(v: &Value) -> LabelPairs {
 }
 
 /// A `/api/v1/query_exemplars` answer's data as [`Exemplars`]; panics on anything but success.
-fn reduce(v: &Value) -> Exemplars {
+pub(crate) fn reduce(v: &Value) -> Exemplars {
     assert_eq!(v["status"], "success", "{v}");
     let mut out = Exemplars::new();
     for s in v["data"].as_array().expect("data is an array") {
@@ -74,7 +74,7 @@ fn reduce(v: &Value) -> Exemplars {
 }
 
 /// The path asking for [`QUERY`]'s exemplars up to `end` (ms).
-fn exemplars_path(end: i64) -> String {
+pub(crate) fn exemplars_path(end: i64) -> String {
     api_path(
         "/api/v1/query_exemplars",
         &[
@@ -104,14 +104,14 @@ fn wait_for_same(what: &str, want: &Exemplars, get: impl Fn() -> Value) {
 
 /// A scrape target on loopback serving OpenMetrics text with exemplars, the values and trace
 /// ids moving on at each scrape; it stops answering once `stop` is set.
-struct Target {
-    port: u16,
+pub(crate) struct Target {
+    pub(crate) port: u16,
     stop: Arc<AtomicBool>,
-    scrapes: Arc<AtomicU64>,
+    pub(crate) scrapes: Arc<AtomicU64>,
 }
 
 impl Target {
-    fn start() -> Target {
+    pub(crate) fn start() -> Target {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding the target");
         let port = listener.local_addr().expect("target address").port();
         let stop = Arc::new(AtomicBool::new(false));
@@ -161,7 +161,7 @@ impl Target {
     }
 
     /// Stops answering: the next connection ends the thread.
-    fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
         let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
     }

@@ -530,15 +530,108 @@ fn sidecar_refuses_a_prometheus_it_cannot_serve_or_ship_from() {
     assert!(err.contains("has no external labels"), "{err}");
 }
 
+/// A `/api/v1/targets` answer reduced to what Prometheus and a querier over the sidecar must
+/// agree on (the fields Thanos's Targets API carries, without the scrape's time and duration,
+/// which move on), `ext` added to Prometheus's label sets, sorted.
+fn reduce_targets(v: &Value, ext: &[(&str, &str)]) -> Value {
+    assert_eq!(v["status"], "success", "{v}");
+    let with_ext = |l: &Value| {
+        let mut m = l.as_object().cloned().unwrap_or_default();
+        for (n, val) in ext {
+            m.insert(n.to_string(), json!(val));
+        }
+        Value::Object(m)
+    };
+    let mut active: Vec<Value> = v["data"]["activeTargets"]
+        .as_array()
+        .expect("activeTargets")
+        .iter()
+        .map(|t| {
+            assert!(t["lastScrape"].is_string(), "{t}");
+            assert!(t["lastScrapeDuration"].is_number(), "{t}");
+            json!({
+                "discoveredLabels": with_ext(&t["discoveredLabels"]),
+                "labels": with_ext(&t["labels"]),
+                "scrapePool": t["scrapePool"],
+                "scrapeUrl": t["scrapeUrl"],
+                "globalUrl": t["globalUrl"],
+                "lastError": t["lastError"],
+                "health": t["health"],
+            })
+        })
+        .collect();
+    active.sort_by_key(|t| t.to_string());
+    let mut dropped: Vec<Value> = v["data"]["droppedTargets"]
+        .as_array()
+        .expect("droppedTargets")
+        .iter()
+        .map(|t| json!({"discoveredLabels": with_ext(&t["discoveredLabels"])}))
+        .collect();
+    dropped.sort_by_key(|t| t.to_string());
+    json!({"active": active, "dropped": dropped})
+}
+
+/// Polls until `got()` equals `want()` (both read again each time), at most 30 s.
+fn wait_same(what: &str, want: impl Fn() -> Value, got: impl Fn() -> Value) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (w, g) = (want(), got());
+        if w == g {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: differs after 30 s\n  got  {g}\n  want {w}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// A JSON answer of `port`'s `path`.
+fn get_json(port: u16, path: &str) -> Value {
+    let (status, body) = http_get(port, path).unwrap();
+    assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// The names of the rule groups Prometheus has loaded.
+fn rule_groups(port: u16) -> Vec<String> {
+    get_json(port, "/api/v1/rules")["data"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A rule file of one group `name` with one recording rule.
+fn rule_file(name: &str) -> String {
+    format!(
+        "groups:\n- name: {name}\n  interval: 1s\n  rules:\n  - record: {name}:sc_gauge\n    expr: sum(sc_gauge)\n"
+    )
+}
+
 #[test]
 fn sidecar_ships_and_serves_blocks_prometheus_cuts_while_it_runs() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
+    let rules = tmp.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(rules.join("a.yml"), rule_file("first")).unwrap();
+    // A target serving OpenMetrics exemplars, scraped every second.
+    let target = crate::exemplars::Target::start();
     let config = tmp.path().join("prometheus.yml");
     std::fs::write(
         &config,
-        "global:\n  scrape_interval: 1h\n  external_labels:\n    cluster: eu2\n",
+        format!(
+            "global:\n  scrape_interval: 1h\n  external_labels:\n    cluster: eu2\n\
+             rule_files:\n- {}/*.yml\n\
+             scrape_configs:\n- job_name: demo\n  scrape_interval: 1s\n  static_configs:\n  - targets: ['127.0.0.1:{}', '127.0.0.1:1']\n\
+             \x20 relabel_configs:\n  - source_labels: [__address__]\n    regex: '127.0.0.1:1'\n    action: drop\n",
+            rules.display(),
+            target.port
+        ),
     )
     .unwrap();
     let mut prom = Prom {
@@ -552,13 +645,20 @@ fn sidecar_ships_and_serves_blocks_prometheus_cuts_while_it_runs() {
     prom.start_with(&[
         "--storage.tsdb.min-block-duration=2m",
         "--storage.tsdb.max-block-duration=2m",
+        "--enable-feature=exemplar-storage",
+        "--web.enable-lifecycle",
     ]);
     let bucket = tmp.path().join("bucket");
     std::fs::create_dir_all(&bucket).unwrap();
     let objstore = filesystem_objstore(tmp.path().join("b.yml"), &bucket);
-    let side = sidecar(
+    let mut side = sidecar(
         &prom,
-        &[format!("--objstore.config-file={}", objstore.display())],
+        &[
+            format!("--objstore.config-file={}", objstore.display()),
+            format!("--reloader.rule-dir={}", rules.display()),
+            "--reloader.watch-interval=300ms".into(),
+            "--reloader.retry-interval=300ms".into(),
+        ],
     );
     let now_s = now_ms() / 1000;
     let from = (now_s - 15 * 60) / STEP_S * STEP_S;
@@ -589,5 +689,118 @@ fn sidecar_ships_and_serves_blocks_prometheus_cuts_while_it_runs() {
         "Series over the blocks cut while running and the head",
         &decoded(&got[0], mint, at),
         &want,
+    );
+
+    // The status page: Prometheus up, its external labels, the last block shipped.
+    let (status, page) = side.get("/");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("id=\"prometheus-health\">up<"), "{page}");
+    assert!(page.contains("cluster=\"eu2\""), "{page}");
+    let shipped = blocks_in(&bucket);
+    assert!(
+        shipped
+            .iter()
+            .any(|b| page.contains(&format!("id=\"last-upload-block\">{b}<"))),
+        "the last upload is one of {shipped:?}: {page}"
+    );
+
+    // Exemplars, metadata and targets through `gauntlet query` and `thanos query` over the
+    // sidecar equal Prometheus's own answers, with the external label Thanos adds.
+    let q = GauntletServer::start(
+        &["query", &format!("--endpoint=127.0.0.1:{}", side.grpc)],
+        "/-/ready",
+    );
+    let tq = thanos_query(&[format!("127.0.0.1:{}", side.grpc)], &[]);
+    wait_until("three scrapes", Duration::from_secs(30), || {
+        target.scrapes.load(std::sync::atomic::Ordering::SeqCst) >= 3
+    });
+    // The target stops, so the exemplars stop moving; it is down from the next scrape on.
+    target.stop();
+    let end = now_ms() + 60_000;
+    let ex_path = crate::exemplars::exemplars_path(end);
+    let prom_exemplars = || {
+        let mut want = crate::exemplars::reduce(&get_json(prom.port, &ex_path));
+        want = want
+            .into_iter()
+            .map(|(mut k, v)| {
+                k.push(("cluster".into(), "eu2".into()));
+                k.sort();
+                (k, v)
+            })
+            .collect();
+        serde_json::to_value(want.into_iter().collect::<Vec<_>>()).unwrap()
+    };
+    let querier_exemplars = |port: u16| {
+        let got = crate::exemplars::reduce(&get_json(port, &ex_path));
+        serde_json::to_value(got.into_iter().collect::<Vec<_>>()).unwrap()
+    };
+    assert!(
+        prom_exemplars().as_array().unwrap().len() >= 3,
+        "Prometheus holds exemplars: {}",
+        prom_exemplars()
+    );
+    let prom_metadata = || get_json(prom.port, "/api/v1/metadata")["data"].clone();
+    assert!(
+        prom_metadata()["demo_requests"].is_array(),
+        "{}",
+        prom_metadata()
+    );
+    let prom_targets = || {
+        reduce_targets(
+            &get_json(prom.port, "/api/v1/targets"),
+            &[("cluster", "eu2")],
+        )
+    };
+    assert_eq!(prom_targets()["active"].as_array().unwrap().len(), 1);
+    for (who, port) in [("gauntlet query", q.http_port), ("thanos query", tq.http)] {
+        wait_same(&format!("exemplars through {who}"), prom_exemplars, || {
+            querier_exemplars(port)
+        });
+        wait_same(&format!("metadata through {who}"), prom_metadata, || {
+            get_json(port, "/api/v1/metadata")["data"].clone()
+        });
+        wait_same(&format!("targets through {who}"), prom_targets, || {
+            reduce_targets(&get_json(port, "/api/v1/targets"), &[])
+        });
+    }
+    let one = get_json(q.http_port, "/api/v1/metadata?metric=demo_requests");
+    assert_eq!(
+        one["data"],
+        json!({"demo_requests": prom_metadata()["demo_requests"]})
+    );
+    let limited = get_json(q.http_port, "/api/v1/metadata?limit=1");
+    assert_eq!(limited["data"].as_object().unwrap().len(), 1, "{limited}");
+    let dropped = get_json(q.http_port, "/api/v1/targets?state=dropped");
+    assert_eq!(dropped["data"]["activeTargets"], json!([]), "{dropped}");
+    assert_eq!(
+        dropped["data"]["droppedTargets"].as_array().unwrap().len(),
+        1,
+        "{dropped}"
+    );
+    let (status, _) = q.get("/api/v1/targets?state=some");
+    assert_eq!(status, 400);
+
+    // The reloader: a rule file changed under --reloader.rule-dir reaches Prometheus.
+    assert_eq!(rule_groups(prom.port), vec!["first".to_string()]);
+    std::fs::write(rules.join("a.yml"), rule_file("second")).unwrap();
+    wait_until(
+        "Prometheus reloads the rules",
+        Duration::from_secs(20),
+        || rule_groups(prom.port) == vec!["second".to_string()],
+    );
+    assert!(metric(&side, "thanos_sidecar_reloader_reloads_total") >= 2.0);
+    assert_eq!(
+        metric(&side, "thanos_sidecar_reloader_last_reload_successful"),
+        1.0
+    );
+    let stopping = Instant::now();
+    assert!(
+        side.terminate().success(),
+        "SIGTERM ends the sidecar and its reloader cleanly"
+    );
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        stopping.elapsed()
     );
 }

@@ -1,6 +1,7 @@
 //! Protobuf messages and gRPC services Gauntlet speaks on the wire: the Thanos
 //! StoreAPI (`thanos.Store`, `thanos.WriteableStore`), the Thanos Rules service
-//! (`thanos.Rules`), the Thanos Exemplars service (`thanos.Exemplars`), the Thanos Query API
+//! (`thanos.Rules`), the Thanos Exemplars service (`thanos.Exemplars`), the Thanos Metadata
+//! and Targets services (`thanos.Metadata`, `thanos.Targets`), the Thanos Query API
 //! (`thanos.Query`), the Thanos Info service (`thanos.info.Info`), the store hints carried in `google.protobuf.Any`
 //! (`hintspb`), and Prometheus remote write 1.0 / remote read (`prometheus`)
 //! and 2.0 (`io.prometheus.write.v2`).
@@ -16,12 +17,13 @@
 // which document only some messages and fields.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 /// Package `thanos`: StoreAPI messages and the `Store` and `WriteableStore`
-/// services; rule groups and the `Rules` service; the `Exemplars` service;
-/// PromQL over gRPC, the `Query` service.
+/// services; rule groups and the `Rules` service; the `Exemplars`, `Metadata` and
+/// `Targets` services; PromQL over gRPC, the `Query` service.
 pub mod thanos {
     include!(concat!(env!("OUT_DIR"), "/thanos.rs"));
     // Generated on its own (see build.rs), into the same package.
     include!(concat!(env!("OUT_DIR"), "/rulespb/thanos.rs"));
+    include!(concat!(env!("OUT_DIR"), "/targetspb/thanos.rs"));
 
     /// Package `thanos.info`: the `Info` service through which a querier
     /// discovers what a component serves.

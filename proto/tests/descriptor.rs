@@ -597,6 +597,97 @@ const MESSAGES: &[MessageSpec] = &[
         "prometheus.BucketSpan",
         &[(1, "offset", "sint32"), (2, "length", "uint32")],
     ),
+    // thanos, metadatapb (upstream pkg/metadata/metadatapb/rpc.proto, Thanos v0.42)
+    (
+        "thanos.MetricMetadataRequest",
+        &[
+            (1, "metric", "string"),
+            (2, "limit", "int32"),
+            (
+                3,
+                "partial_response_strategy",
+                ".thanos.PartialResponseStrategy",
+            ),
+        ],
+    ),
+    (
+        "thanos.MetricMetadataResponse",
+        &[
+            (1, "metadata", ".thanos.MetricMetadata"),
+            (2, "warning", "string"),
+        ],
+    ),
+    (
+        "thanos.MetricMetadata",
+        &[(
+            1,
+            "metadata",
+            "repeated .thanos.MetricMetadata.MetadataEntry",
+        )],
+    ),
+    (
+        "thanos.MetricMetadata.MetadataEntry",
+        &[
+            (1, "key", "string"),
+            (2, "value", ".thanos.MetricMetadataEntry"),
+        ],
+    ),
+    (
+        "thanos.MetricMetadataEntry",
+        &[(2, "metas", "repeated .thanos.Meta")],
+    ),
+    (
+        "thanos.Meta",
+        &[
+            (1, "type", "string"),
+            (2, "help", "string"),
+            (3, "unit", "string"),
+        ],
+    ),
+    // thanos, targetspb (upstream pkg/targets/targetspb/rpc.proto, Thanos v0.42)
+    (
+        "thanos.TargetsRequest",
+        &[
+            (1, "state", ".thanos.TargetsRequest.State"),
+            (
+                2,
+                "partial_response_strategy",
+                ".thanos.PartialResponseStrategy",
+            ),
+        ],
+    ),
+    (
+        "thanos.TargetsResponse",
+        &[
+            (1, "targets", ".thanos.TargetDiscovery"),
+            (2, "warning", "string"),
+        ],
+    ),
+    (
+        "thanos.TargetDiscovery",
+        &[
+            (1, "activeTargets", "repeated .thanos.ActiveTarget"),
+            (2, "droppedTargets", "repeated .thanos.DroppedTarget"),
+        ],
+    ),
+    (
+        "thanos.ActiveTarget",
+        &[
+            (1, "discoveredLabels", ".thanos.ZLabelSet"),
+            (2, "labels", ".thanos.ZLabelSet"),
+            (3, "scrapePool", "string"),
+            (4, "scrapeUrl", "string"),
+            (5, "globalUrl", "string"),
+            (6, "lastError", "string"),
+            (7, "lastScrape", ".google.protobuf.Timestamp"),
+            (8, "lastScrapeDuration", "double"),
+            (9, "health", ".thanos.TargetHealth"),
+        ],
+    ),
+    (
+        "thanos.DroppedTarget",
+        &[(1, "discoveredLabels", ".thanos.ZLabelSet")],
+    ),
     // prometheus, remote read (remote-write.md, after the 1.0 messages; rest from upstream prompb)
     (
         "prometheus.LabelMatcher",
@@ -789,6 +880,14 @@ const ENUMS: &[EnumSpec] = &[
         ],
     ),
     (
+        "thanos.TargetsRequest.State",
+        &[(0, "ANY"), (1, "ACTIVE"), (2, "DROPPED")],
+    ),
+    (
+        "thanos.TargetHealth",
+        &[(0, "DOWN"), (1, "UP"), (2, "UNKNOWN")],
+    ),
+    (
         "thanos.Aggr",
         &[
             (0, "RAW"),
@@ -961,6 +1060,8 @@ fn grpc_method_paths_exist_with_their_streaming_kind() {
         ("/thanos.info.Info/Info".to_owned(), false),
         ("/thanos.Rules/Rules".to_owned(), true),
         ("/thanos.Exemplars/Exemplars".to_owned(), true),
+        ("/thanos.Metadata/MetricMetadata".to_owned(), true),
+        ("/thanos.Targets/Targets".to_owned(), true),
         ("/thanos.Query/Query".to_owned(), true),
         ("/thanos.Query/QueryRange".to_owned(), true),
         ("/thanos.WriteableStore/RemoteWrite".to_owned(), false),
@@ -1018,6 +1119,16 @@ fn grpc_method_message_types_match_contract() {
             "thanos.Exemplars/Exemplars",
             ".thanos.ExemplarsRequest",
             ".thanos.ExemplarsResponse",
+        ),
+        (
+            "thanos.Metadata/MetricMetadata",
+            ".thanos.MetricMetadataRequest",
+            ".thanos.MetricMetadataResponse",
+        ),
+        (
+            "thanos.Targets/Targets",
+            ".thanos.TargetsRequest",
+            ".thanos.TargetsResponse",
         ),
         (
             "thanos.Query/Query",
@@ -1123,6 +1234,8 @@ fn oneof_groups_match_contract() {
     let schema = Schema::load();
     let want: &[(&str, &str, &[i32])] = &[
         ("thanos.SeriesResponse", "result", &[1, 2, 3, 4]),
+        ("thanos.MetricMetadataResponse", "result", &[1, 2]),
+        ("thanos.TargetsResponse", "result", &[1, 2]),
         ("thanos.QueryResponse", "result", &[1, 2, 3, 4]),
         ("thanos.QueryRangeResponse", "result", &[1, 2, 3, 4]),
         ("prometheus.Histogram", "count", &[1, 2]),

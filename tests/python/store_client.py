@@ -21,10 +21,10 @@ from grpc_tools import protoc
 proto_dir, addr = sys.argv[1], sys.argv[2]
 out_dir = tempfile.mkdtemp(prefix="gauntlet-pb-")
 atexit.register(shutil.rmtree, out_dir, ignore_errors=True)
-# The rules service is left out: it is not called here, and its enum values share names with
+# The rules and targets services are left out: they are not called here, and their enum values share names with
 # the StoreAPI's in package `thanos`, which protoc refuses in one run.
 files = sorted(f for f in glob.glob(os.path.join(proto_dir, "**", "*.proto"), recursive=True)
-               if os.sep + "rules" + os.sep not in f)
+               if os.sep + "rules" + os.sep not in f and os.sep + "targets" + os.sep not in f)
 inc = os.path.join(os.path.dirname(protoc.__file__), "_proto")
 rc = protoc.main(["protoc", f"-I{proto_dir}", f"-I{inc}", f"--python_out={out_dir}",
                   f"--grpc_python_out={out_dir}"] + [os.path.relpath(f, proto_dir) for f in files])

@@ -78,6 +78,12 @@ pub struct ApiConfig {
     /// Where `/api/v1/query_exemplars` reads exemplars: the endpoints (`gauntlet query`) or
     /// the process's own heads (`gauntlet all`); none answers empty.
     pub exemplars: Option<Arc<dyn crate::query::exemplars::ExemplarSource>>,
+    /// The endpoints whose metric metadata `/api/v1/metadata` merges (`gauntlet query`);
+    /// none answers empty.
+    pub remote_metadata: Option<Arc<crate::query::metadata::MetadataEndpoints>>,
+    /// The endpoints whose scrape targets `/api/v1/targets` merges (`gauntlet query`); none
+    /// answers empty.
+    pub remote_targets: Option<Arc<crate::query::targets::TargetEndpoints>>,
 }
 
 /// PromQL feature flags named as Prometheus names them (`--enable-feature`, repeatable and
@@ -118,6 +124,8 @@ impl Default for ApiConfig {
             rules: Arc::default(),
             remote_rules: None,
             exemplars: None,
+            remote_metadata: None,
+            remote_targets: None,
         }
     }
 }
@@ -675,9 +683,27 @@ fn unescape_label_name(name: &str) -> String {
     out
 }
 
-/// Gauntlet keeps no metric metadata yet (blocks carry none), so this is always empty, as a
-/// Prometheus without scrape targets answers.
-fn metadata(_st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
+/// The metric metadata of the querier's endpoints (`gauntlet query`), merged by metric name;
+/// elsewhere empty, as a Prometheus without scrape targets answers: Gauntlet's own blocks carry
+/// no metadata.
+fn metadata(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
+    if let Some(remote) = &st.config.remote_metadata {
+        // As Thanos's querier: no limit by default, a negative one is none either.
+        let limit = match form.value("limit") {
+            "" => -1,
+            v => v
+                .parse::<i32>()
+                .map_err(|_| ApiError::bad_data(format!("invalid metric metadata limit='{v}'")))?,
+        };
+        let (map, warnings) = remote
+            .metadata(form.value("metric"), limit)
+            .map_err(|e| ApiError::internal(format!("retrieving metadata: {e}")))?;
+        return Ok(Reply {
+            data: crate::query::metadata::metadata_json(&map),
+            warnings,
+            ..Reply::default()
+        });
+    }
     limit_param(form)?;
     Ok(Reply {
         data: "{}".to_string(),
@@ -840,8 +866,24 @@ fn alerts(st: &ApiState, _form: &Form) -> Result<Reply, ApiError> {
     })
 }
 
-/// Gauntlet scrapes no targets: data arrives as blocks (and remote write).
-fn targets(_st: &ApiState, _form: &Form) -> Result<Reply, ApiError> {
+/// The scrape targets of the querier's endpoints (`gauntlet query`: the Prometheus servers
+/// behind sidecars), deduplicated; elsewhere none: Gauntlet itself scrapes nothing, its data
+/// arrives as blocks and remote write.
+fn targets(st: &ApiState, form: &Form) -> Result<Reply, ApiError> {
+    if let Some(remote) = &st.config.remote_targets {
+        let state = form.value("state");
+        let state = crate::query::targets::parse_state(state).ok_or_else(|| {
+            ApiError::bad_data(format!("invalid targets parameter state='{state}'"))
+        })?;
+        let (t, warnings) = remote
+            .targets(state)
+            .map_err(|e| ApiError::internal(format!("retrieving targets: {e}")))?;
+        return Ok(Reply {
+            data: crate::query::targets::targets_json(&t),
+            warnings,
+            ..Reply::default()
+        });
+    }
     Ok(Reply {
         data: "{\"activeTargets\":[],\"droppedTargets\":[],\"droppedTargetCounts\":{}}".to_string(),
         ..Reply::default()

@@ -49,6 +49,14 @@ pub struct QueryArgs {
     /// the request (false).
     #[arg(long = "rule.partial-response", default_value_t = true, action = clap::ArgAction::Set)]
     pub rule_partial_response: bool,
+    /// Whether an endpoint failing a `/api/v1/targets` request gives a warning (true) or
+    /// fails the request (false).
+    #[arg(long = "target.partial-response", default_value_t = true, action = clap::ArgAction::Set)]
+    pub target_partial_response: bool,
+    /// Whether an endpoint failing a `/api/v1/metadata` request gives a warning (true) or
+    /// fails the request (false).
+    #[arg(long = "metric-metadata.partial-response", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metadata_partial_response: bool,
     /// Longest one endpoint may take to answer a label call, or to send each message of a
     /// Series answer.
     #[arg(long = "store.response-timeout", default_value = "2m", value_parser = duration)]
@@ -167,6 +175,8 @@ impl PromqlFlags {
             rules: Default::default(),
             remote_rules: None,
             exemplars: None,
+            remote_metadata: None,
+            remote_targets: None,
         };
         apply_features(&mut config, &self.features)
             .map_err(|e| anyhow::anyhow!("--enable-feature: {e}"))?;
@@ -256,6 +266,19 @@ pub fn run(args: QueryArgs, budget: Arc<MemoryBudget>) -> anyhow::Result<()> {
             tokio::runtime::Handle::current(),
             args.replica_labels.clone(),
             args.partial_response,
+            args.response_timeout,
+        )));
+        config.remote_metadata = Some(Arc::new(crate::query::metadata::MetadataEndpoints::new(
+            endpoints.clone(),
+            tokio::runtime::Handle::current(),
+            args.metadata_partial_response,
+            args.response_timeout,
+        )));
+        config.remote_targets = Some(Arc::new(crate::query::targets::TargetEndpoints::new(
+            endpoints.clone(),
+            tokio::runtime::Handle::current(),
+            args.replica_labels.clone(),
+            args.target_partial_response,
             args.response_timeout,
         )));
         let state = Arc::new(ApiState {

@@ -34,6 +34,10 @@ pub struct EndpointInfo {
     pub rules: bool,
     /// Whether it serves `thanos.Exemplars` (its Info advertises `exemplars`).
     pub exemplars: bool,
+    /// Whether it serves `thanos.Metadata` (its Info advertises `metric_metadata`).
+    pub metric_metadata: bool,
+    /// Whether it serves `thanos.Targets` (its Info advertises `targets`).
+    pub targets: bool,
 }
 
 /// One StoreAPI endpoint and its health.
@@ -125,6 +129,8 @@ impl Endpoint {
                     component: r.component_type,
                     rules: r.rules.is_some(),
                     exemplars: r.exemplars.is_some(),
+                    metric_metadata: r.metric_metadata.is_some(),
+                    targets: r.targets.is_some(),
                 });
                 st.healthy = true;
                 st.last_error = None;
@@ -389,7 +395,7 @@ pub fn check_address(addr: &str) -> Result<(), String> {
 
 /// Calls `fetch` on every endpoint of `endpoints` whose Info `serves` the API, all at once and
 /// each for at most `timeout`, and gathers their items and warnings, as Thanos's querier fans
-/// its rules and exemplars APIs out. An endpoint's failure fails the whole, or with `partial`
+/// its rules, exemplars, metadata and targets APIs out. An endpoint's failure fails the whole, or with `partial`
 /// becomes a warning naming `what` (`rules`, `exemplars`) and the endpoint.
 pub async fn fan_out<T, Fut>(
     endpoints: &EndpointSet,

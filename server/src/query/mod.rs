@@ -6,12 +6,14 @@ pub mod dns;
 pub mod endpoints;
 pub mod exemplars;
 pub mod fanout;
+pub mod metadata;
 pub mod proxy;
 pub mod query_api;
 pub mod rules;
 pub mod rules_proxy;
 mod series_merge;
 pub mod store;
+pub mod targets;
 pub mod tenancy;
 
 use std::sync::Arc;

@@ -3,8 +3,11 @@
 //! its data over the StoreAPI and Info (the persisted blocks read from `--tsdb.path`, the head
 //! through remote read), and with a bucket uploads the blocks Prometheus cuts.
 
+pub mod apis;
 pub mod prometheus;
+pub mod reloader;
 pub mod shipper;
+pub mod status;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -57,12 +60,30 @@ pub struct SidecarArgs {
     /// not configurable).
     #[arg(long = "shipper.sync-interval", default_value = "30s", value_parser = humantime::parse_duration)]
     ship_interval: Duration,
-    /// Address the gRPC StoreAPI and Info listen on.
+    /// Address the gRPC StoreAPI, Info, Exemplars, Metadata and Targets listen on.
     #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
     grpc_address: SocketAddr,
-    /// Address /metrics, /-/ready and /-/healthy listen on.
+    /// Address the status page, /metrics, /-/ready and /-/healthy listen on.
     #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
     http_address: SocketAddr,
+    /// Prometheus's configuration file, watched: a change makes Prometheus reload (`POST
+    /// /-/reload`, which needs its `--web.enable-lifecycle`).
+    #[arg(long = "reloader.config-file")]
+    reloader_config_file: Option<PathBuf>,
+    /// Where the configuration file is written with every `$(VAR)` replaced by the
+    /// environment variable's value (Prometheus then reads this file).
+    #[arg(long = "reloader.config-envsubst-file")]
+    reloader_envsubst_file: Option<PathBuf>,
+    /// A rule directory whose files are watched (repeatable): a change makes Prometheus
+    /// reload.
+    #[arg(long = "reloader.rule-dir")]
+    reloader_rule_dirs: Vec<PathBuf>,
+    /// How often the watched files are read for changes.
+    #[arg(long = "reloader.watch-interval", default_value = "3m", value_parser = humantime::parse_duration)]
+    reloader_watch_interval: Duration,
+    /// How long apart a failed reload is tried again.
+    #[arg(long = "reloader.retry-interval", default_value = "5s", value_parser = humantime::parse_duration)]
+    reloader_retry_interval: Duration,
     /// TLS of the gRPC server, and the HTTP server's web configuration file.
     #[command(flatten)]
     security: crate::tls::ServerSecurityArgs,
@@ -74,6 +95,9 @@ pub fn run(args: SidecarArgs, budget: Arc<MemoryBudget>) -> anyhow::Result<()> {
         args.objstore_config.as_deref(),
         args.objstore_config_file.as_deref(),
     )?;
+    if args.reloader_envsubst_file.is_some() && args.reloader_config_file.is_none() {
+        anyhow::bail!("--reloader.config-envsubst-file needs --reloader.config-file");
+    }
     if !args.tsdb_path.is_dir() {
         anyhow::bail!(
             "--tsdb.path {} is not a directory (it must be Prometheus's --storage.tsdb.path)",
@@ -136,6 +160,21 @@ async fn serve(
         }
     };
 
+    let reloader_config = reloader::ReloaderConfig {
+        config_file: args.reloader_config_file.clone(),
+        envsubst_file: args.reloader_envsubst_file.clone(),
+        rule_dirs: args.reloader_rule_dirs.clone(),
+        watch_interval: args.reloader_watch_interval,
+        retry_interval: args.reloader_retry_interval,
+    };
+    let reloader = reloader_config.is_on().then(|| {
+        Arc::new(reloader::Reloader::new(
+            reloader_config,
+            state.client.clone(),
+            args.get_config_timeout,
+        ))
+    });
+
     // The HTTP server answers from the start (healthy, not ready) while Prometheus is waited
     // for.
     let http_listener = tokio::net::TcpListener::bind(args.http_address)
@@ -146,9 +185,16 @@ async fn serve(
     registry.register_collector(Box::new(SidecarCollector {
         state: state.clone(),
         shipper: shipper.clone(),
+        reloader: reloader.as_ref().map(|r| r.stats.clone()),
     }));
     let ready = state.clone();
-    let app = ops::router(Arc::new(move || ready.is_up()), Arc::new(registry));
+    let app = ops::router(Arc::new(move || ready.is_up()), Arc::new(registry)).merge(
+        status::router(status::StatusSources {
+            state: state.clone(),
+            shipper: shipper.clone(),
+            reloader: reloader.as_ref().map(|r| r.stats.clone()),
+        }),
+    );
     // The HTTP server stops on SIGTERM, or when the rest stops first (an error at start).
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let http = crate::http::serve_on(
@@ -163,12 +209,22 @@ async fn serve(
             }
         },
     );
+    // The reloader runs from the start, as Thanos's: Prometheus may be waiting for a
+    // configuration the sidecar writes (--reloader.config-envsubst-file).
+    let reloading = reloader.map(|r| {
+        let stop = stop_tx.subscribe();
+        tokio::spawn(r.run(stop))
+    });
     let rest = async {
         let res = serve_store(&args, &state, shipper, &budget, &server_metrics, &security).await;
         let _ = stop_tx.send(true);
         res
     };
     let (h, r) = tokio::join!(http, rest);
+    if let Some(task) = reloading {
+        // Stopped by the same signal as the HTTP server.
+        let _ = task.await;
+    }
     r?;
     h.context("HTTP server")?;
     tracing::info!("sidecar stopped");
@@ -200,6 +256,7 @@ async fn serve_store(
         .with_context(|| format!("binding --grpc-address {}", args.grpc_address))?;
     tracing::info!(grpc = %grpc_listener.local_addr()?, "serving the StoreAPI");
     let svc = SidecarStore::new(state.clone(), budget.clone());
+    let apis = apis::SidecarApis::new(state.clone());
     let grpc = tonic::transport::Server::builder()
         .layer(crate::metrics::GrpcMetricsLayer::new(server_metrics))
         .layer(crate::memory::GrpcGuardLayer::new(budget))
@@ -209,6 +266,9 @@ async fn serve_store(
                 .max_encoding_message_size(usize::MAX),
         )
         .add_service(thanos::info::info_server::InfoServer::new(svc))
+        .add_service(thanos::exemplars_server::ExemplarsServer::new(apis.clone()))
+        .add_service(thanos::metadata_server::MetadataServer::new(apis.clone()))
+        .add_service(thanos::targets_server::TargetsServer::new(apis))
         .serve_with_incoming_shutdown(
             crate::tls::Incoming::new(grpc_listener, security.grpc.clone())?,
             shutdown(),
@@ -305,6 +365,7 @@ async fn shutdown() {
 struct SidecarCollector {
     state: Arc<PromState>,
     shipper: Option<Arc<Shipper>>,
+    reloader: Option<Arc<reloader::ReloaderStats>>,
 }
 
 impl Collector for SidecarCollector {
@@ -328,6 +389,9 @@ impl Collector for SidecarCollector {
             "Series calls failed because Prometheus was not reachable.",
             self.state.series_unavailable.load(Relaxed),
         )?;
+        if let Some(r) = &self.reloader {
+            reloader_metrics(e, r)?;
+        }
         let Some(s) = &self.shipper else {
             return Ok(());
         };
@@ -363,6 +427,53 @@ impl Collector for SidecarCollector {
             st.last_upload_ms.load(Relaxed) as f64 / 1000.0,
         )
     }
+}
+
+/// The reloader's metrics, named as Thanos's sidecar names them (its reloader's under the
+/// `thanos_sidecar_` prefix).
+fn reloader_metrics(e: &mut DescriptorEncoder, r: &reloader::ReloaderStats) -> std::fmt::Result {
+    for (name, help, v) in [
+        (
+            "thanos_sidecar_reloader_reloads_total",
+            "Total number of reload requests.",
+            r.reloads.load(Relaxed),
+        ),
+        (
+            "thanos_sidecar_reloader_reloads_failed_total",
+            "Total number of reload requests that failed.",
+            r.reloads_failed.load(Relaxed),
+        ),
+        (
+            "thanos_sidecar_reloader_config_apply_operations_total",
+            "Total number of config apply operations.",
+            r.config_applies.load(Relaxed),
+        ),
+        (
+            "thanos_sidecar_reloader_config_apply_operations_failed_total",
+            "Total number of config apply operations that failed.",
+            r.config_applies_failed.load(Relaxed),
+        ),
+    ] {
+        metrics::counter(e, name, help, v)?;
+    }
+    metrics::gauge(
+        e,
+        "thanos_sidecar_reloader_last_reload_successful",
+        "Whether the last reload attempt was successful",
+        r.last_reload_successful.load(Relaxed),
+    )?;
+    metrics::gauge(
+        e,
+        "thanos_sidecar_reloader_last_reload_success_timestamp_seconds",
+        "Timestamp of the last successful reload",
+        r.last_reload_success_ms.load(Relaxed) as f64 / 1000.0,
+    )?;
+    metrics::gauge(
+        e,
+        "thanos_sidecar_reloader_config_environment_variable_expansion_errors",
+        "Number of environment variable expansions that failed during the last operation.",
+        r.envsubst_errors.load(Relaxed),
+    )
 }
 
 #[cfg(test)]

@@ -300,6 +300,160 @@ impl PromClient {
     }
 }
 
+/// One series' exemplars as `/api/v1/query_exemplars` gives them.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PromSeriesExemplars {
+    /// The series' labels (without external labels: Prometheus does not add them here).
+    #[serde(rename = "seriesLabels", default)]
+    pub series_labels: std::collections::BTreeMap<String, String>,
+    /// Its exemplars.
+    #[serde(default)]
+    pub exemplars: Vec<PromExemplar>,
+}
+
+/// One exemplar as `/api/v1/query_exemplars` gives it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PromExemplar {
+    /// The exemplar's own labels (a trace ID).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The value, as the decimal text Prometheus writes.
+    pub value: String,
+    /// Seconds since the epoch, with ms in the fraction.
+    pub timestamp: f64,
+}
+
+/// One metric's metadata as `/api/v1/metadata` gives it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct PromMeta {
+    /// `counter`, `gauge`, …
+    #[serde(rename = "type", default)]
+    pub typ: String,
+    /// The HELP text.
+    #[serde(default)]
+    pub help: String,
+    /// The UNIT.
+    #[serde(default)]
+    pub unit: String,
+}
+
+/// Scrape targets as `/api/v1/targets` gives them (the fields Thanos's Targets API carries).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct PromTargets {
+    /// Targets scraped.
+    #[serde(rename = "activeTargets", default)]
+    pub active: Vec<PromActiveTarget>,
+    /// Targets relabelling dropped.
+    #[serde(rename = "droppedTargets", default)]
+    pub dropped: Vec<PromDroppedTarget>,
+}
+
+/// An active target as `/api/v1/targets` gives it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PromActiveTarget {
+    /// Labels before relabelling.
+    #[serde(rename = "discoveredLabels", default)]
+    pub discovered_labels: std::collections::BTreeMap<String, String>,
+    /// Labels after relabelling.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The scrape configuration's job.
+    #[serde(rename = "scrapePool", default)]
+    pub scrape_pool: String,
+    /// The URL scraped.
+    #[serde(rename = "scrapeUrl", default)]
+    pub scrape_url: String,
+    /// The URL as seen from outside.
+    #[serde(rename = "globalUrl", default)]
+    pub global_url: String,
+    /// The last scrape's error, empty when it succeeded.
+    #[serde(rename = "lastError", default)]
+    pub last_error: String,
+    /// When it was last scraped, RFC 3339.
+    #[serde(rename = "lastScrape", default)]
+    pub last_scrape: String,
+    /// How long the last scrape took, seconds.
+    #[serde(rename = "lastScrapeDuration", default)]
+    pub last_scrape_duration: f64,
+    /// `up`, `down` or `unknown`.
+    #[serde(default)]
+    pub health: String,
+}
+
+/// A dropped target as `/api/v1/targets` gives it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PromDroppedTarget {
+    /// Labels before relabelling.
+    #[serde(rename = "discoveredLabels", default)]
+    pub discovered_labels: std::collections::BTreeMap<String, String>,
+}
+
+impl PromClient {
+    /// The exemplars of the series `query`'s selectors pick in `[start, end]` ms
+    /// (`/api/v1/query_exemplars`).
+    pub async fn exemplars(
+        &self,
+        query: &str,
+        start: i64,
+        end: i64,
+        timeout: Duration,
+    ) -> Result<Vec<PromSeriesExemplars>, PromError> {
+        let q = [
+            ("query", query.to_string()),
+            ("start", seconds(start)),
+            ("end", seconds(end)),
+        ];
+        self.api("/api/v1/query_exemplars", &q, timeout).await
+    }
+
+    /// Metric metadata by metric name (`/api/v1/metadata`): only `metric`'s when not empty, at
+    /// most `limit` metrics when it is not negative.
+    pub async fn metadata(
+        &self,
+        metric: &str,
+        limit: i32,
+        timeout: Duration,
+    ) -> Result<std::collections::BTreeMap<String, Vec<PromMeta>>, PromError> {
+        let mut q = Vec::new();
+        if !metric.is_empty() {
+            q.push(("metric", metric.to_string()));
+        }
+        if limit >= 0 {
+            q.push(("limit", limit.to_string()));
+        }
+        self.api("/api/v1/metadata", &q, timeout).await
+    }
+
+    /// The scrape targets (`/api/v1/targets`), only the active or dropped ones when `state`
+    /// is `active` or `dropped` (empty: both).
+    pub async fn targets(&self, state: &str, timeout: Duration) -> Result<PromTargets, PromError> {
+        let mut q = Vec::new();
+        if !state.is_empty() {
+            q.push(("state", state.to_string()));
+        }
+        self.api("/api/v1/targets", &q, timeout).await
+    }
+
+    /// Asks Prometheus to reload its configuration and rule files (`POST /-/reload`, which
+    /// needs its `--web.enable-lifecycle`).
+    pub async fn reload(&self, timeout: Duration) -> Result<(), PromError> {
+        let path = "/-/reload";
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(path, e))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = resp.text().await.unwrap_or_default();
+        Err(self.bad(path, format!("status {status}: {}", text.trim())))
+    }
+}
+
 /// Bytes escaped in a label name put in a URL path.
 const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'_')

@@ -30,6 +30,8 @@ pub struct ShipperStats {
     pub dir_sync_failures: AtomicU64,
     /// When the last block was uploaded, ms since the epoch (0: none yet).
     pub last_upload_ms: AtomicI64,
+    /// The ULID of the block last uploaded (empty: none yet), for the status page.
+    pub last_upload_block: std::sync::Mutex<String>,
 }
 
 /// What one pass decided for a block.
@@ -119,6 +121,11 @@ impl Shipper {
                             tracing::info!(block = %id, bytes, level = m.compaction.level, "block uploaded");
                             self.stats.uploads.fetch_add(1, Relaxed);
                             self.stats.last_upload_ms.store(crate::now_ms(), Relaxed);
+                            *self
+                                .stats
+                                .last_upload_block
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner()) = id.to_string();
                             shipped.push(id);
                             uploaded += 1;
                         }

@@ -39,6 +39,8 @@ pub struct PromState {
     external: RwLock<Labels>,
     /// Whether the last heartbeat reached Prometheus.
     up: AtomicBool,
+    /// When Prometheus was last asked, ms since the epoch (0: not yet).
+    last_check_ms: AtomicI64,
     /// The lowest timestamp Prometheus holds, ms, as last read.
     min_time: AtomicI64,
     /// The blocks last opened, with the directory names they were opened from.
@@ -65,6 +67,7 @@ impl PromState {
             read_timeout,
             external: RwLock::new(Labels::empty()),
             up: AtomicBool::new(false),
+            last_check_ms: AtomicI64::new(0),
             min_time: AtomicI64::new(i64::MIN),
             blocks: Mutex::new((Vec::new(), Arc::new(LocalBlocks::from_blocks(Vec::new())))),
             series_requests: AtomicU64::new(0),
@@ -81,6 +84,7 @@ impl PromState {
             Ok::<_, PromError>((min, ext))
         }
         .await;
+        self.last_check_ms.store(crate::now_ms(), Relaxed);
         match res {
             Ok((min, ext)) => {
                 self.min_time.store(min, Relaxed);
@@ -97,6 +101,11 @@ impl PromState {
                 Err(e)
             }
         }
+    }
+
+    /// When Prometheus was last asked, ms since the epoch (0: not yet).
+    pub fn last_check_ms(&self) -> i64 {
+        self.last_check_ms.load(Relaxed)
     }
 
     /// Whether the last heartbeat reached Prometheus.
@@ -161,7 +170,7 @@ pub fn block_names(dir: &Path) -> Vec<String> {
 }
 
 /// A gRPC status for a failed call to Prometheus.
-fn prom_status(e: PromError) -> Status {
+pub(super) fn prom_status(e: PromError) -> Status {
     match e {
         PromError::Unreachable { .. } => Status::unavailable(e.to_string()),
         PromError::BadAnswer { .. } => Status::internal(e.to_string()),
@@ -396,11 +405,13 @@ impl thanos::info::info_server::Info for SidecarStore {
             min_time: self.state.min_time.load(Relaxed),
             max_time: i64::MAX,
         };
-        Ok(Response::new(convert::info_response(
-            "sidecar",
-            &[set],
-            false,
-        )))
+        // Exemplars, metadata and targets come from Prometheus's API; advertised as Thanos's
+        // sidecar advertises them (its exemplars info carries no time range).
+        let mut info = convert::info_response("sidecar", &[set], false);
+        info.exemplars = Some(thanos::info::ExemplarsInfo::default());
+        info.metric_metadata = Some(thanos::info::MetricMetadataInfo {});
+        info.targets = Some(thanos::info::TargetsInfo {});
+        Ok(Response::new(info))
     }
 }
 

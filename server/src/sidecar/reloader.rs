@@ -1,0 +1,304 @@
+//! The sidecar's reloader, as Thanos's: every `--reloader.watch-interval` it hashes the
+//! configuration file (`--reloader.config-file`) and every file under the rule directories
+//! (`--reloader.rule-dir`); when a hash changed since the last successful reload (and once at
+//! start) it asks Prometheus to reload (`POST /-/reload`), retrying every
+//! `--reloader.retry-interval` until it succeeds or the sidecar stops. With
+//! `--reloader.config-envsubst-file`, the configuration file is first written there with
+//! every `$(VAR)` replaced by the environment variable's value (an unset variable is an
+//! error, and the file is left as it was).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+
+use super::prometheus::PromClient;
+
+/// What the reloader watches and how often.
+#[derive(Debug, Clone)]
+pub struct ReloaderConfig {
+    /// The Prometheus configuration file; `None` watches none.
+    pub config_file: Option<PathBuf>,
+    /// Where the configuration with environment variables substituted is written.
+    pub envsubst_file: Option<PathBuf>,
+    /// Directories whose files (at any depth) are watched.
+    pub rule_dirs: Vec<PathBuf>,
+    /// How often the files are hashed.
+    pub watch_interval: Duration,
+    /// How long apart failed reloads are retried.
+    pub retry_interval: Duration,
+}
+
+impl ReloaderConfig {
+    /// Whether there is anything to watch.
+    pub fn is_on(&self) -> bool {
+        self.config_file.is_some() || !self.rule_dirs.is_empty()
+    }
+}
+
+/// The reloader's counters, exported as `thanos_sidecar_reloader_*`.
+#[derive(Debug, Default)]
+pub struct ReloaderStats {
+    /// Reload requests sent.
+    pub reloads: AtomicU64,
+    /// Reload requests that failed.
+    pub reloads_failed: AtomicU64,
+    /// Whether the last reload succeeded (1) or not (0).
+    pub last_reload_successful: AtomicU64,
+    /// When the last reload succeeded, ms since the epoch (0: never).
+    pub last_reload_success_ms: AtomicI64,
+    /// Passes over the files (hashing, substituting).
+    pub config_applies: AtomicU64,
+    /// Passes that failed (a file unreadable, a variable unset).
+    pub config_applies_failed: AtomicU64,
+    /// Unset variables met in the last substitution.
+    pub envsubst_errors: AtomicU64,
+}
+
+/// `text` with every `$(NAME)` (NAME of ASCII letters, digits and `_`) replaced by `env(NAME)`;
+/// the names that `env` does not know are an error, listed.
+pub fn expand_env(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, Vec<String>> {
+    let mut out = String::with_capacity(text.len());
+    let mut unset = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("$(") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let name_len = after
+            .bytes()
+            .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            .count();
+        if name_len == 0 || after.as_bytes().get(name_len) != Some(&b')') {
+            // Not a reference: kept as written.
+            out.push_str("$(");
+            rest = after;
+            continue;
+        }
+        let name = &after[..name_len];
+        match env(name) {
+            Some(v) => out.push_str(&v),
+            None => unset.push(name.to_string()),
+        }
+        rest = &after[name_len + 1..];
+    }
+    out.push_str(rest);
+    if unset.is_empty() {
+        Ok(out)
+    } else {
+        Err(unset)
+    }
+}
+
+/// Feeds `path` into `h`: a file's bytes, a directory's files in name order at any depth.
+fn hash_path(h: &mut Sha256, path: &Path) -> std::io::Result<()> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_dir() {
+        h.update(std::fs::read(path)?);
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    entries.sort();
+    for e in entries {
+        hash_path(h, &e)?;
+    }
+    Ok(())
+}
+
+/// The reloader of one Prometheus.
+#[derive(Debug)]
+pub struct Reloader {
+    config: ReloaderConfig,
+    client: PromClient,
+    /// Bound on each reload request.
+    timeout: Duration,
+    /// Its counters.
+    pub stats: Arc<ReloaderStats>,
+}
+
+impl Reloader {
+    /// A reloader of the Prometheus `client` talks to, each request bounded by `timeout`.
+    pub fn new(config: ReloaderConfig, client: PromClient, timeout: Duration) -> Self {
+        Reloader {
+            config,
+            client,
+            timeout,
+            stats: Arc::default(),
+        }
+    }
+
+    /// Writes the configuration with its variables substituted, when asked to and when it
+    /// differs from what the output file holds.
+    fn substitute(&self) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        let (Some(input), Some(output)) = (&self.config.config_file, &self.config.envsubst_file)
+        else {
+            return Ok(());
+        };
+        let text = std::fs::read_to_string(input)
+            .with_context(|| format!("reading --reloader.config-file {}", input.display()))?;
+        let expanded = expand_env(&text, |n| std::env::var(n).ok());
+        let unset = expanded.as_ref().err().map_or(0, Vec::len);
+        self.stats.envsubst_errors.store(unset as u64, Relaxed);
+        let expanded = expanded.map_err(|names| {
+            anyhow::anyhow!(
+                "{}: unset environment variables referenced: {}",
+                input.display(),
+                names.join(", ")
+            )
+        })?;
+        if std::fs::read_to_string(output).ok().as_deref() == Some(expanded.as_str()) {
+            return Ok(());
+        }
+        let tmp = output.with_extension("tmp");
+        std::fs::write(&tmp, &expanded).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, output)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), output.display()))
+    }
+
+    /// One pass: substitutes, then hashes everything watched.
+    fn apply(&self) -> anyhow::Result<Vec<u8>> {
+        use anyhow::Context as _;
+        self.stats.config_applies.fetch_add(1, Relaxed);
+        let res = (|| {
+            self.substitute()?;
+            let mut h = Sha256::new();
+            for p in self.config.config_file.iter().chain(&self.config.rule_dirs) {
+                hash_path(&mut h, p).with_context(|| format!("reading {}", p.display()))?;
+                // A separator so that moving bytes between files changes the hash.
+                h.update([0xff]);
+            }
+            Ok(h.finalize().to_vec())
+        })();
+        if res.is_err() {
+            self.stats.config_applies_failed.fetch_add(1, Relaxed);
+        }
+        res
+    }
+
+    /// Asks Prometheus to reload until it does or `stop` fires; whether it did.
+    async fn reload(&self, stop: &mut tokio::sync::watch::Receiver<bool>) -> bool {
+        loop {
+            self.stats.reloads.fetch_add(1, Relaxed);
+            match self.client.reload(self.timeout).await {
+                Ok(()) => {
+                    self.stats.last_reload_successful.store(1, Relaxed);
+                    self.stats
+                        .last_reload_success_ms
+                        .store(crate::now_ms(), Relaxed);
+                    tracing::info!("Prometheus reloaded its configuration and rules");
+                    return true;
+                }
+                Err(e) => {
+                    self.stats.reloads_failed.fetch_add(1, Relaxed);
+                    self.stats.last_reload_successful.store(0, Relaxed);
+                    tracing::warn!(error = %e, retry_in = ?self.config.retry_interval, "reloading Prometheus failed; retrying");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.config.retry_interval) => {}
+                _ = stop.changed() => return false,
+            }
+        }
+    }
+
+    /// Watches until `stop` fires: a reload at start, then one after every change.
+    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut last: Option<Vec<u8>> = None;
+        loop {
+            // Checked before each pass and wait: a stop seen while retrying a reload is
+            // not seen again by `changed`.
+            if *stop.borrow() {
+                tracing::debug!("reloader stopped");
+                return;
+            }
+            match self.apply() {
+                Ok(hash) if last.as_ref() != Some(&hash) => {
+                    if self.reload(&mut stop).await {
+                        last = Some(hash);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "reloader: reading the watched files failed")
+                }
+            }
+            if *stop.borrow() {
+                continue;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.config.watch_interval) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(n: &str) -> Option<String> {
+        match n {
+            "CLUSTER" => Some("eu1".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn variables_in_parentheses_are_substituted() {
+        assert_eq!(
+            expand_env("cluster: $(CLUSTER)-$(EMPTY)x", env).unwrap(),
+            "cluster: eu1-x"
+        );
+        // Not references: `$VAR`, `${VAR}`, `$(` without a name or a closing parenthesis.
+        let kept = "a: $CLUSTER ${CLUSTER} $( $(CLUSTER $(a-b) $";
+        assert_eq!(expand_env(kept, env).unwrap(), kept);
+        assert_eq!(
+            expand_env("$(NOPE) $(CLUSTER) $(ALSO_NOPE)", env).unwrap_err(),
+            vec!["NOPE".to_string(), "ALSO_NOPE".to_string()]
+        );
+    }
+
+    #[test]
+    fn a_change_in_a_watched_file_changes_the_hash_and_substitution_writes_the_output() {
+        // The binary installs it at start; a test builds the client without main.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path().join("prometheus.yml.in");
+        let out = d.path().join("prometheus.yml");
+        let rules = d.path().join("rules");
+        std::fs::create_dir_all(rules.join("nested")).unwrap();
+        std::fs::write(&cfg, "global:\n  external_labels:\n    home: $(HOME)\n").unwrap();
+        std::fs::write(rules.join("nested/a.yml"), "groups: []\n").unwrap();
+        let r = Reloader::new(
+            ReloaderConfig {
+                config_file: Some(cfg.clone()),
+                envsubst_file: Some(out.clone()),
+                rule_dirs: vec![rules.clone()],
+                watch_interval: Duration::from_secs(1),
+                retry_interval: Duration::from_secs(1),
+            },
+            PromClient::new("http://127.0.0.1:1", Duration::from_secs(1)).unwrap(),
+            Duration::from_secs(1),
+        );
+        let first = r.apply().unwrap();
+        assert_eq!(r.apply().unwrap(), first, "nothing changed");
+        let home = std::env::var("HOME").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            format!("global:\n  external_labels:\n    home: {home}\n")
+        );
+        std::fs::write(rules.join("nested/a.yml"), "groups: [] # changed\n").unwrap();
+        assert_ne!(r.apply().unwrap(), first, "a rule file changed");
+        std::fs::write(&cfg, "x: $(GAUNTLET_SURELY_UNSET_VARIABLE)\n").unwrap();
+        assert!(r.apply().is_err());
+        assert_eq!(r.stats.envsubst_errors.load(Relaxed), 1);
+        assert_eq!(r.stats.config_applies_failed.load(Relaxed), 1);
+    }
+}
