@@ -410,6 +410,15 @@ fn check_sidecars(
             .expect("Prometheus's TSDB on a volume");
         assert_eq!(mount(sidecar, volume), Some(tsdb), "{name}: TSDB volume");
         assert!(flags.contains_key("--objstore.config-file"), "{name}");
+        // The reloader watches the configuration Prometheus reads, mounted in its own container.
+        let config = arg(prometheus, "--config.file").expect("Prometheus's --config.file");
+        assert_eq!(
+            flags["--reloader.config-file"],
+            vec![config.to_string()],
+            "{name}"
+        );
+        let dir = config.rsplit_once('/').map_or("", |(d, _)| d);
+        assert_eq!(mount(sidecar, "config"), Some(dir), "{name}: config volume");
         assert_eq!(
             arg(prometheus, "--storage.tsdb.min-block-duration"),
             arg(prometheus, "--storage.tsdb.max-block-duration"),
