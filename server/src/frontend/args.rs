@@ -104,6 +104,10 @@ pub struct FrontendArgs {
     /// Most parts of one range query asked of the querier at a time.
     #[arg(long = "query-range.max-query-parallelism", default_value_t = 14)]
     pub max_query_parallelism: usize,
+    /// Shards each shardable query (`sum by`, `without`, ...) is run as, each over the series
+    /// of one hash bucket (`shard_info` downstream); 0 or 1 turns vertical sharding off.
+    #[arg(long = "query-frontend.vertical-shards", default_value_t = 0)]
+    pub vertical_shards: usize,
     /// The newest part of a range query's answer that is never cached: its data may still
     /// change.
     #[arg(
