@@ -6,7 +6,10 @@
 //! are split, cached and equal the querier's own; SIGTERM stops it cleanly. Interop: `thanos query-frontend` in front of `gauntlet all`, and
 //! `gauntlet query-frontend` in front of `thanos query` over a `gauntlet store`, both agree
 //! with the direct answers. A real memcached and a real Redis hold the cache: two frontends
-//! share it, and with the cache killed answers still come, uncached.
+//! share it, and with the cache killed answers still come, uncached. Vertical sharding at 2
+//! and 4 shards, Gauntlet's frontend and Thanos's, in front of `gauntlet query` over a store
+//! and a receiver (whose own `shard_info` answers partition the series), and Gauntlet's in
+//! front of `thanos query`, equal the direct answers.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -582,6 +585,27 @@ fn all_runs_the_frontend_in_front_of_its_own_query_api() {
         assert_same(fe_port, http, &path);
     }
     assert!(metric(fe_port, "thanos_frontend_split_queries_total") > 0.0);
+    // --query-range.request-downsampled (on by default): an `auto` answer that starts after
+    // its window's start is asked again for the front at 5m, then 1h (the bucket has no
+    // downsampled blocks, so the answer stays the raw one); one that starts at its start is
+    // not.
+    let extra = "thanos_frontend_downsampled_extra_queries_total";
+    let auto = |start: i64| {
+        api_path(
+            "/api/v1/query_range",
+            &[
+                ("query", QUERIES[1]),
+                ("start", &start.to_string()),
+                ("end", &(T0 + 7200).to_string()),
+                ("step", "60"),
+                ("max_source_resolution", "auto"),
+            ],
+        )
+    };
+    assert_same(fe_port, http, &auto(T0 + 600));
+    assert_eq!(metric(fe_port, extra), 0.0);
+    assert_same(fe_port, http, &auto(T0 - 3600));
+    assert_eq!(metric(fe_port, extra), 2.0);
     // SIGTERM stops the frontend with the rest of the process.
     let status = all.terminate();
     assert!(status.success(), "stopped with {status}");
@@ -651,6 +675,8 @@ fn gauntlet_query_frontend_in_front_of_thanos_query_agrees() {
             "store",
             &format!("--objstore.config-file={}", cfg.display()),
             &format!("--data-dir={}", root.path().join("cache").display()),
+            // Sharded and split, one query is many Series calls at once.
+            "--store.grpc.series-max-concurrency=100",
         ],
         "/-/ready",
     );
@@ -685,5 +711,207 @@ fn gauntlet_query_frontend_in_front_of_thanos_query_agrees() {
                 assert_eq!(got, want, "{path} (round {round})");
             }
         }
+    }
+    // Sharded: Thanos's querier reads the frontend's `shard_info` and passes it to the store.
+    let sharded = frontend(
+        tq.http,
+        &[
+            "--query-frontend.vertical-shards=2",
+            "--query-range.split-interval=15m",
+            &format!("--query-range.response-cache-config={IN_MEMORY}"),
+        ],
+    );
+    for query in SHARD_QUERIES {
+        let path = range(query, T0, T0 + 7200, "60");
+        let want = points(&tq.get_json(&path));
+        assert!(!want.is_empty(), "{path}: no data");
+        for round in 0..2 {
+            let (status, body) = http_get(sharded.http, &path).unwrap();
+            assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert!(body.get("warnings").is_none(), "{path}: {body}");
+            let got = points(&body);
+            assert_eq!(got, want, "{path} (sharded, round {round})");
+        }
+    }
+    assert!(
+        metric(
+            sharded.http,
+            r#"thanos_frontend_sharding_middleware_queries_total{shardable="true",tripperware="query_range"}"#
+        ) >= SHARDABLE as f64 * 2.0,
+        "the queries were not sharded"
+    );
+}
+
+/// Range queries for vertical sharding: `sum by` over `rate`, `count without`, `avg by`, a
+/// histogram quantile, a binary operation of two aggregations by the same labels, and one
+/// that cannot be sharded (`sum` without grouping).
+const SHARD_QUERIES: &[&str] = &[
+    "sum by (code) (rate(http_requests_total[5m]))",
+    "count without (instance) (node_cpu_seconds_total)",
+    "avg by (mode) (rate(node_cpu_seconds_total[5m]))",
+    "histogram_quantile(0.9, sum by (le, handler) (rate(http_request_duration_seconds_bucket[5m])))",
+    "sum by (handler) (rate(http_requests_total[5m])) / on (handler) count by (handler) (http_requests_total)",
+    "sum(rate(http_requests_total[5m]))",
+];
+
+/// Shardable queries among [`SHARD_QUERIES`].
+const SHARDABLE: usize = 5;
+
+/// `query` at `time` asked of `port` as shard `index` of `total` (hashing every label but
+/// `x`): the answer's label sets.
+fn shard_answer(port: u16, query: &str, time: i64, index: usize, total: usize) -> Vec<String> {
+    let shard = format!(r#"{{"shard_index":{index},"total_shards":{total},"labels":["x"]}}"#);
+    let path = api_path(
+        "/api/v1/query",
+        &[
+            ("query", query),
+            ("time", &time.to_string()),
+            ("shard_info", &shard),
+        ],
+    );
+    let (status, body) = http_get(port, &path).unwrap();
+    assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let mut out: Vec<String> = v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["metric"].to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Asks `port` for `query` at `time` whole and as each of 2 shards: every series is in
+/// exactly one shard, and each shard holds some (so the querier did filter).
+#[track_caller]
+fn assert_partitioned(port: u16, query: &str, time: i64) {
+    let whole = shard_answer(port, query, time, 0, 0);
+    assert!(whole.len() >= 10, "{query}: too few series: {whole:?}");
+    let parts: Vec<Vec<String>> = (0..2)
+        .map(|i| shard_answer(port, query, time, i, 2))
+        .collect();
+    for p in &parts {
+        assert!(
+            !p.is_empty() && p.len() < whole.len(),
+            "{query}: a shard holds {} of {} series",
+            p.len(),
+            whole.len()
+        );
+    }
+    let mut joined: Vec<String> = parts.concat();
+    joined.sort();
+    assert_eq!(joined, whole, "{query}: the shards are not a partition");
+}
+
+#[test]
+fn vertical_shards_answer_as_gauntlet_query_and_thanos_s_frontend_agrees() {
+    let root = tempfile::tempdir().unwrap();
+    let bucket = root.path().join("bucket");
+    copy_dir(&fixtures().join(BLOCK), &bucket);
+    let cfg = filesystem_objstore(root.path().join("bucket.yml"), &bucket);
+    let store = GauntletServer::start(
+        &[
+            "store",
+            &format!("--objstore.config-file={}", cfg.display()),
+            &format!("--data-dir={}", root.path().join("cache").display()),
+            // Sharded and split, one query is many Series calls at once.
+            "--store.grpc.series-max-concurrency=100",
+        ],
+        "/-/ready",
+    );
+    let recv = crate::common::receive::Receiver::start(&root.path().join("receive"), &[]);
+    let now = crate::common::receive::now_ms();
+    // Instant queries at the first whole second after the samples.
+    let at = now / 1000 + 1;
+    let written: Vec<_> = (0..20)
+        .map(|i| {
+            crate::common::receive::series(
+                &[("__name__", "vshard_probe"), ("i", &i.to_string())],
+                &[(now, i as f64)],
+            )
+        })
+        .collect();
+    let (code, _, msg) = crate::common::receive::post(
+        recv.rw,
+        "/api/v1/receive",
+        &[crate::common::receive::V1],
+        &crate::common::receive::write_body(written),
+    )
+    .unwrap();
+    assert_eq!(code, 200, "remote write: {msg}");
+    let q = GauntletServer::start(
+        &[
+            "query",
+            &format!("--endpoint=127.0.0.1:{}", store.grpc_port),
+            &format!("--endpoint=127.0.0.1:{}", recv.grpc),
+        ],
+        "/-/ready",
+    );
+    // The querier is ready before it has asked its endpoints what they hold.
+    let mut tries = 0;
+    while shard_answer(q.http_port, "vshard_probe", at, 0, 0).len() < 20
+        || shard_answer(q.http_port, "http_requests_total", T0 + 3600, 0, 0).is_empty()
+    {
+        tries += 1;
+        assert!(
+            tries < 100,
+            "gauntlet query never saw its endpoints' data: {:?}",
+            shard_answer(q.http_port, "vshard_probe", at, 0, 0)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The querier honours `shard_info` itself, over the store's blocks and the receiver's
+    // head alike (both say in Info that they shard).
+    assert_partitioned(q.http_port, "http_requests_total", T0 + 3600);
+    assert_partitioned(q.http_port, "vshard_probe", at);
+
+    let plain = frontend(q.http_port, &["--query-frontend.vertical-shards=2"]);
+    let cached = frontend(
+        q.http_port,
+        &[
+            "--query-frontend.vertical-shards=4",
+            "--query-range.split-interval=15m",
+            &format!("--query-range.response-cache-config={IN_MEMORY}"),
+        ],
+    );
+    let thanos_fe = thanos(
+        "query-frontend",
+        &[
+            format!(
+                "--query-frontend.downstream-url=http://127.0.0.1:{}",
+                q.http_port
+            ),
+            "--query-frontend.vertical-shards=2".into(),
+            "--query-range.split-interval=15m".into(),
+        ],
+    );
+    for query in SHARD_QUERIES {
+        for (s, e) in [(T0, T0 + 7200), (T0 + 1800, T0 + 5400)] {
+            let path = range(query, s, e, "60");
+            let want = points(&serde_json::from_slice(&q.get(&path).1).unwrap());
+            assert!(!want.is_empty(), "{path}: no data");
+            for fe in [&plain, &cached, &cached] {
+                assert_same(fe.http, q.http_port, &path);
+            }
+            assert_eq!(points(&thanos_fe.get_json(&path)), want, "{path} (thanos)");
+        }
+    }
+    let shardable = |port: u16, yes: &str| {
+        metric(
+            port,
+            &format!(
+                r#"thanos_frontend_sharding_middleware_queries_total{{shardable="{yes}",tripperware="query_range"}}"#
+            ),
+        )
+    };
+    let rounds = 2.0;
+    for (what, fe) in [("gauntlet", &plain), ("thanos", &thanos_fe)] {
+        assert!(
+            shardable(fe.http, "true") >= SHARDABLE as f64 * rounds,
+            "{what}: the queries were not sharded"
+        );
+        assert!(shardable(fe.http, "false") >= rounds, "{what}");
     }
 }

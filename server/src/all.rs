@@ -519,12 +519,21 @@ struct AllSource {
 
 impl Source for AllSource {
     fn view(&self, opts: &ReadOptions) -> gauntlet_engine::Result<Arc<dyn ReadView>> {
-        Ok(Arc::new(AllView {
-            store: self.store.view(opts)?,
+        // The shard is kept once the bucket's and the heads' series are merged.
+        let whole = ReadOptions {
+            shard: None,
+            ..opts.clone()
+        };
+        let view: Arc<dyn ReadView> = Arc::new(AllView {
+            store: self.store.view(&whole)?,
             tenants: self.tenants.clone(),
             reads: self.reads.clone(),
             prefetched: receive_store::Prefetched::default(),
-        }))
+        });
+        Ok(crate::query::shard::ShardView::wrap(
+            view,
+            opts.shard.as_ref(),
+        ))
     }
 }
 
@@ -1219,7 +1228,7 @@ impl thanos::info::info_server::Info for AllStore {
             s.min_time = s.min_time.min(h.min_time);
             s.max_time = s.max_time.max(h.max_time);
             s.tsdb_infos.extend(h.tsdb_infos);
-            // Sharded requests are answered by the bucket only; say so only when both can.
+            // A sharded request reaches the bucket and the heads; say so only when both shard.
             s.supports_sharding &= h.supports_sharding;
         }
         Ok(Response::new(info))

@@ -31,11 +31,20 @@ impl ShardInfo {
     /// Whether a series with `labels` belongs to this shard: xxhash64 of `name 0xFF value 0xFF`
     /// over the selected labels, modulo `total`.
     pub fn matches(&self, labels: &Labels) -> bool {
+        self.matches_except(labels, &[])
+    }
+
+    /// [`ShardInfo::matches`] for `labels` without the labels named in `except` (the replica
+    /// labels a store takes off before it hashes, as it sends the series without them).
+    pub fn matches_except(&self, labels: &Labels, except: &[String]) -> bool {
         if self.total < 1 {
             return true;
         }
         let mut buf = Vec::with_capacity(256);
         for l in labels.iter() {
+            if except.iter().any(|n| *n == l.name) {
+                continue;
+            }
             let named = self.labels.iter().any(|n| *n == l.name);
             if named != self.by {
                 continue;
@@ -267,6 +276,25 @@ mod tests {
             labels: vec!["job".into()],
         };
         assert!(without.matches(&l));
+    }
+
+    /// Labels left out (replica labels a store takes off) do not count in the hash.
+    #[test]
+    fn shard_rule_skips_excepted_labels() {
+        let with_replica = Labels::from_pairs([("__name__", "up"), ("i", "1"), ("replica", "a")]);
+        let without_replica = Labels::from_pairs([("__name__", "up"), ("i", "1")]);
+        for index in 0..4 {
+            let s = ShardInfo {
+                index,
+                total: 4,
+                by: false,
+                labels: vec!["job".into()],
+            };
+            assert_eq!(
+                s.matches_except(&with_replica, &["replica".into()]),
+                s.matches(&without_replica)
+            );
+        }
     }
 
     /// The shard of a series is Thanos's (`storepb.ShardMatcher`): the hashes below are what

@@ -83,8 +83,8 @@ pub struct FrontendSettings {
     /// Thanos's spelling of --query-range.align-range-with-step=false.
     #[arg(long = "no-query-range.align-range-with-step", hide = true)]
     pub no_align_range_with_step: bool,
-    /// Ask again for downsampled data when an answer is empty or incomplete (accepted for
-    /// Thanos's command lines; not built yet: answers are the querier's as it gives them).
+    /// Ask again for downsampled data when a `max_source_resolution=auto` answer is empty or
+    /// misses the front of its range: at 5m, then at 1h, for what is missing.
     #[arg(
         long = "query-range.request-downsampled",
         default_value_t = true,
@@ -113,6 +113,10 @@ pub struct FrontendSettings {
     /// Most parts of one range query asked of the querier at a time.
     #[arg(long = "query-range.max-query-parallelism", default_value_t = 14)]
     pub max_query_parallelism: usize,
+    /// Shards each shardable query (`sum by`, `without`, ...) is run as, each over the series
+    /// of one hash bucket (`shard_info` downstream); 0 or 1 turns vertical sharding off.
+    #[arg(long = "query-frontend.vertical-shards", default_value_t = 0)]
+    pub vertical_shards: usize,
     /// The newest part of a range query's answer that is never cached: its data may still
     /// change.
     #[arg(
@@ -193,6 +197,12 @@ impl FrontendSettings {
     /// (`--[no-]query-range.partial-response`).
     pub fn partial_response(&self) -> bool {
         self.partial_response && !self.no_partial_response
+    }
+
+    /// Whether `auto` answers missing their front are asked again coarser
+    /// (`--[no-]query-range.request-downsampled`).
+    pub fn request_downsampled(&self) -> bool {
+        self.request_downsampled && !self.no_request_downsampled
     }
 
     /// The `partial_response` of label and series requests that do not give it
@@ -620,7 +630,8 @@ mod tests {
     #[test]
     fn defaults_and_bool_spellings_are_thanos_s() {
         let d = args(&[]);
-        assert!(d.align() && d.partial_response() && d.request_downsampled);
+        assert!(d.align() && d.partial_response() && d.request_downsampled());
+        assert!(!args(&["--no-query-range.request-downsampled"]).request_downsampled());
         assert_eq!(d.split_interval, Duration::from_secs(24 * 3600));
         assert_eq!((d.max_retries, d.max_query_parallelism), (5, 14));
         assert_eq!(d.max_freshness, Duration::from_secs(60));

@@ -69,13 +69,17 @@ pub struct KeyParts<'a> {
     pub split_interval: i64,
     /// The part's start, ms: the entry is the one of its split interval.
     pub start: i64,
+    /// The part's shard as Thanos keys it (`total:index`), empty when not sharded: a shard's
+    /// answer holds only its own series, so it is cached apart from the whole and from the
+    /// other shards.
+    pub shard: &'a str,
     /// `max_source_resolution`, `lookback_delta`, `engine`, `partial_response`,
     /// `replicaLabels[]` and `analyze` as the request gave them.
     pub options: &'a str,
 }
 
 /// The cache key of a part, as Thanos's key generator lays it out (`fe:` tenant, query, step,
-/// split interval, the interval's number, then the options).
+/// split interval, the interval's number, the shard, then the options).
 pub fn key(k: &KeyParts<'_>) -> String {
     let current = if k.split_interval > 0 {
         k.start.div_euclid(k.split_interval)
@@ -83,8 +87,8 @@ pub fn key(k: &KeyParts<'_>) -> String {
         0
     };
     format!(
-        "fe:{}:{}:{}:{}:{}:{}",
-        k.tenant, k.query, k.step, k.split_interval, current, k.options
+        "fe:{}:{}:{}:{}:{}:{}:{}",
+        k.tenant, k.query, k.step, k.split_interval, current, k.shard, k.options
     )
 }
 
@@ -501,9 +505,17 @@ mod tests {
             step: 15_000,
             split_interval: 3_600_000,
             start: 7_200_000 + 5,
+            shard: "",
             options: "",
         };
-        assert_eq!(key(&k), "fe:t:up:15000:3600000:2:");
+        assert_eq!(key(&k), "fe:t:up:15000:3600000:2::");
+        let whole = key(&k);
+        k.shard = "4:1";
+        assert_eq!(key(&k), "fe:t:up:15000:3600000:2:4:1:");
+        k.shard = "4:2";
+        assert_ne!(key(&k), "fe:t:up:15000:3600000:2:4:1:");
+        k.shard = "";
+        assert_eq!(key(&k), whole);
         let same_interval = key(&k);
         k.start = 7_200_000 + 3_000_000;
         assert_eq!(key(&k), same_interval);

@@ -8,11 +8,13 @@
 
 pub mod args;
 pub mod cache;
+mod downsampled;
 mod labels;
 pub mod merge;
 mod range;
 pub mod remote_cache;
 pub mod retry;
+mod shard;
 pub mod split;
 
 use std::sync::Arc;
@@ -53,6 +55,9 @@ pub struct Frontend {
     cache: Option<ResultsCache>,
     split_interval_ms: i64,
     max_parallelism: usize,
+    /// `--query-frontend.vertical-shards`; below 2, no sharding.
+    vertical_shards: usize,
+    request_downsampled: bool,
     max_retries: usize,
     instant_max_retries: usize,
     labels_max_retries: usize,
@@ -87,6 +92,10 @@ struct Metrics {
     queries: [AtomicU64; 5],
     /// Range-query parts sent on.
     split_queries: AtomicU64,
+    /// Queries the sharding step looked at: shardable (0) and not (1).
+    sharding: [AtomicU64; 2],
+    /// Range queries asked again at a coarser resolution (`--query-range.request-downsampled`).
+    downsampled_extra: AtomicU64,
 }
 
 impl Metrics {
@@ -140,6 +149,8 @@ impl Frontend {
             },
             split_interval_ms: ms(args.split_interval),
             max_parallelism: args.max_query_parallelism,
+            vertical_shards: args.vertical_shards,
+            request_downsampled: args.request_downsampled(),
             max_retries: args.max_retries,
             instant_max_retries: args.instant_max_retries,
             labels_max_retries: args.labels_max_retries,
@@ -296,6 +307,13 @@ struct NameLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShardableLabels {
+    shardable: &'static str,
+    /// Thanos labels the metrics of its range-query path so.
+    tripperware: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CacheLabels {
     cache: &'static str,
 }
@@ -322,6 +340,29 @@ impl Collector for FrontendCollector {
             "Total number of underlying query requests after the split by interval is applied",
             fe.metrics.split_queries.load(Relaxed),
         )?;
+        counter(
+            &mut enc,
+            "thanos_frontend_downsampled_extra_queries_total",
+            "Total number of additional queries for downsampled data",
+            fe.metrics.downsampled_extra.load(Relaxed),
+        )?;
+        if fe.vertical_shards > 1 {
+            counters(
+                &mut enc,
+                "thanos_frontend_sharding_middleware_queries_total",
+                "Total number of queries analyzed by the sharding middleware",
+                ["true", "false"]
+                    .into_iter()
+                    .zip(&fe.metrics.sharding)
+                    .map(|(shardable, n)| {
+                        let labels = ShardableLabels {
+                            shardable,
+                            tripperware: "query_range",
+                        };
+                        (labels, n.load(Relaxed))
+                    }),
+            )?;
+        }
         counter(
             &mut enc,
             "cortex_query_frontend_retries_total",

@@ -16,13 +16,14 @@ use super::Frontend;
 use super::cache::{self, Extent, KeyParts};
 use super::merge::{self, Matrix};
 use super::retry::{Answer, Ask};
+use super::shard::Analysis;
 use crate::http::params::{ApiError, Form, parse_duration, parse_time};
 
 /// Thanos's bound on the points of one series of a range query.
 const MAX_POINTS: i64 = 11_000;
 
 /// A range query as the frontend reads it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct RangeQuery {
     start: i64,
     end: i64,
@@ -37,6 +38,16 @@ struct RangeQuery {
     tenant: String,
     /// Headers passed on to the querier (`--query-frontend.forward-header`).
     headers: HeaderMap,
+    /// The request's own `shard_info` as the cache keys it (`total:index`), empty without;
+    /// such a request is passed on as one shard already and not sharded again.
+    given_shard: String,
+}
+
+/// One shard of a query sent on: the `shard_info` parameter and the shard's cache key part.
+#[derive(Debug)]
+struct Shard {
+    param: String,
+    key: String,
 }
 
 /// What goes back instead of a merged answer.
@@ -66,30 +77,120 @@ pub(super) async fn serve(
         Ok(rq) => rq,
         Err(e) => return api_error(&e),
     };
+    let auto = fe.request_downsampled
+        && rq
+            .rest
+            .iter()
+            .any(|(k, v)| k == "max_source_resolution" && v == "auto");
+    let answered = if auto {
+        let mut asked = 0u64;
+        let got = super::downsampled::answers(rq.start, rq.end, rq.step, |end, resolution| {
+            asked += 1;
+            let q = rq.at_resolution(end, resolution);
+            let fe = fe.clone();
+            async move { answer(&fe, &q).await }
+        })
+        .await;
+        fe.metrics.downsampled_extra.fetch_add(
+            asked.saturating_sub(1),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        got.map(merge::merge)
+    } else {
+        answer(&fe, &rq).await
+    };
+    let merged = match answered {
+        Ok(m) => m,
+        Err(Failure::Answer(a)) => return pass_back(a),
+        Err(Failure::Unreachable(e)) => {
+            let msg = format!("the querier did not answer: {e}");
+            tracing::warn!(error = %msg, "range query failed");
+            return error_body(StatusCode::BAD_GATEWAY, "internal", &msg);
+        }
+    };
+    let out = merge::encode(&merged);
+    fe.log_if_slow(began, &rq.query, rq.start, rq.end, rq.step);
+    ([(header::CONTENT_TYPE, "application/json")], out).into_response()
+}
+
+/// `rq`'s answer: split by interval and into shards, each part from the cache or the querier,
+/// the parts merged. The first part that fails is the failure.
+async fn answer(fe: &Frontend, rq: &RangeQuery) -> Result<Matrix, Failure> {
     let parts = super::split::split(rq.start, rq.end, rq.step, fe.split_interval_ms);
     fe.metrics
         .split_queries
         .fetch_add(parts.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    let answers: Vec<Result<Matrix, Failure>> = futures::stream::iter(parts)
-        .map(|(s, e)| part(&fe, &rq, s, e))
+    let shards = shards_of(fe, rq);
+    // Every part of every shard is one request downstream, at most
+    // `--query-range.max-query-parallelism` of them at a time.
+    let asks: Vec<(i64, i64, usize)> = parts
+        .iter()
+        .flat_map(|&(s, e)| (0..shards.len()).map(move |i| (s, e, i)))
+        .collect();
+    let answers: Vec<Result<Matrix, Failure>> = futures::stream::iter(asks)
+        .map(|(s, e, i)| part(fe, rq, s, e, shards[i].as_ref()))
         .buffered(fe.max_parallelism.max(1))
         .collect()
         .await;
-    let mut matrices = Vec::with_capacity(answers.len());
-    for a in answers {
-        match a {
-            Ok(m) => matrices.push(m),
-            Err(Failure::Answer(a)) => return pass_back(a),
-            Err(Failure::Unreachable(e)) => {
-                let msg = format!("the querier did not answer: {e}");
-                tracing::warn!(error = %msg, "range query failed");
-                return error_body(StatusCode::BAD_GATEWAY, "internal", &msg);
+    let matrices = answers.into_iter().collect::<Result<Vec<_>, _>>()?;
+    Ok(merge::merge(matrices))
+}
+
+impl RangeQuery {
+    /// This query up to `end` with `max_source_resolution` at `resolution` (ms; `None`: as
+    /// asked), for [`super::downsampled`].
+    fn at_resolution(&self, end: i64, resolution: Option<i64>) -> RangeQuery {
+        let mut q = self.clone();
+        q.end = end;
+        if let Some(r) = resolution {
+            // Seconds, as Thanos's frontend writes it.
+            let value = format!("{}", r as f64 / 1000.0);
+            for (k, v) in &mut q.rest {
+                if k == "max_source_resolution" {
+                    v.clone_from(&value);
+                }
+            }
+            // The resolution leads the options of the cache key.
+            if let Some(rest) = q.options.strip_prefix("auto") {
+                q.options = format!("{value}{rest}");
             }
         }
+        q
     }
-    let out = merge::encode(&merge::merge(matrices));
-    fe.log_if_slow(began, &rq.query, rq.start, rq.end, rq.step);
-    ([(header::CONTENT_TYPE, "application/json")], out).into_response()
+}
+
+/// The shards `rq` is run as: `--query-frontend.vertical-shards` of them when the query is
+/// shardable ([`Analysis`]), else the one whole query (`None`).
+fn shards_of(fe: &Frontend, rq: &RangeQuery) -> Vec<Option<Shard>> {
+    if fe.vertical_shards < 2 || !rq.given_shard.is_empty() {
+        return vec![None];
+    }
+    let a = Analysis::of(&rq.query);
+    let counted = if a.shardable() { 0 } else { 1 };
+    fe.metrics.sharding[counted].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if !a.shardable() {
+        return vec![None];
+    }
+    let total = fe.vertical_shards;
+    (0..total)
+        .map(|i| {
+            Some(Shard {
+                param: a.shard_param(i, total),
+                key: format!("{total}:{i}"),
+            })
+        })
+        .collect()
+}
+
+/// The cache key part of a request's own `shard_info` (`total:index`, as Thanos keys it);
+/// empty without one.
+fn given_shard_key(form: &Form) -> Result<String, ApiError> {
+    Ok(
+        match crate::http::api::shard_param(form.value("shard_info"))? {
+            Some(s) => format!("{}:{}", s.total, s.index),
+            None => String::new(),
+        },
+    )
 }
 
 /// Reads and checks the request's parameters.
@@ -176,7 +277,9 @@ fn read(fe: &Frontend, form: &Form, headers: &HeaderMap) -> Result<RangeQuery, A
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-www-form-urlencoded"),
     );
+    let given_shard = given_shard_key(form)?;
     Ok(RangeQuery {
+        given_shard,
         start,
         end,
         step,
@@ -190,13 +293,19 @@ fn read(fe: &Frontend, form: &Form, headers: &HeaderMap) -> Result<RangeQuery, A
 }
 
 /// One part's answer: from the cache where it has it, from the querier for the rest.
-async fn part(fe: &Frontend, rq: &RangeQuery, start: i64, end: i64) -> Result<Matrix, Failure> {
+async fn part(
+    fe: &Frontend,
+    rq: &RangeQuery,
+    start: i64,
+    end: i64,
+    shard: Option<&Shard>,
+) -> Result<Matrix, Failure> {
     let Some(cache) = fe.cache.as_ref().filter(|_| rq.cacheable) else {
-        return fetch(fe, rq, start, end).await.map(|(m, _)| m);
+        return fetch(fe, rq, start, end, shard).await.map(|(m, _)| m);
     };
     let max_time = crate::now_ms() - fe.max_freshness_ms;
     if start > max_time {
-        return fetch(fe, rq, start, end).await.map(|(m, _)| m);
+        return fetch(fe, rq, start, end, shard).await.map(|(m, _)| m);
     }
     let key = cache::key(&KeyParts {
         tenant: &rq.tenant,
@@ -204,11 +313,12 @@ async fn part(fe: &Frontend, rq: &RangeQuery, start: i64, end: i64) -> Result<Ma
         step: rq.step,
         split_interval: fe.split_interval_ms,
         start,
+        shard: shard.map_or(rq.given_shard.as_str(), |s| s.key.as_str()),
         options: &rq.options,
     });
     let (answer, extents) = match cache.get(&key).await {
         None => {
-            let (m, keep) = fetch(fe, rq, start, end).await?;
+            let (m, keep) = fetch(fe, rq, start, end, shard).await?;
             let extents = if keep {
                 vec![Extent {
                     start,
@@ -223,7 +333,8 @@ async fn part(fe: &Frontend, rq: &RangeQuery, start: i64, end: i64) -> Result<Ma
         Some(mut extents) => {
             let (asks, mut parts) = cache::partition(start, end, &extents);
             let got =
-                futures::future::join_all(asks.iter().map(|&(s, e)| fetch(fe, rq, s, e))).await;
+                futures::future::join_all(asks.iter().map(|&(s, e)| fetch(fe, rq, s, e, shard)))
+                    .await;
             let mut grew = false;
             for ((s, e), g) in asks.into_iter().zip(got) {
                 let (m, keep) = g?;
@@ -254,13 +365,14 @@ async fn part(fe: &Frontend, rq: &RangeQuery, start: i64, end: i64) -> Result<Ma
     Ok(answer)
 }
 
-/// `[start, end]` of the query asked of the querier: its answer, and whether it may be
-/// cached (no `Cache-Control: no-store`, no warnings).
+/// `[start, end]` of the query (of its `shard` when given) asked of the querier: its answer,
+/// and whether it may be cached (no `Cache-Control: no-store`, no warnings).
 async fn fetch(
     fe: &Frontend,
     rq: &RangeQuery,
     start: i64,
     end: i64,
+    shard: Option<&Shard>,
 ) -> Result<(Matrix, bool), Failure> {
     let mut pairs: Vec<(&str, String)> = vec![
         ("query", rq.query.clone()),
@@ -269,6 +381,9 @@ async fn fetch(
         ("step", format_time(rq.step)),
     ];
     pairs.extend(rq.rest.iter().map(|(k, v)| (k.as_str(), v.clone())));
+    if let Some(sh) = shard {
+        pairs.push(("shard_info", sh.param.clone()));
+    }
     let ask = Ask {
         method: Method::POST,
         path: "/api/v1/query_range".into(),

@@ -8,7 +8,7 @@ use gauntlet_engine::budget::MemoryBudget;
 use gauntlet_engine::chunk::{AggrChunk, AggrType, Encoding};
 use gauntlet_engine::error::{ECHO_BYTES, MESSAGE_BYTES, clip};
 use gauntlet_engine::labels::{Labels, MatchType, Matcher};
-use gauntlet_engine::store::{ChunkView, SeriesBatch, StoreError};
+use gauntlet_engine::store::{ChunkView, SeriesBatch, ShardInfo, StoreError};
 use gauntlet_proto::thanos::{self, label_matcher};
 use tonic::Status;
 
@@ -158,6 +158,17 @@ pub fn clipped(code: tonic::Code, message: &str) -> Status {
 /// An `InvalidArgument` status, its message clipped.
 pub fn invalid_argument(message: String) -> Status {
     clipped(tonic::Code::InvalidArgument, &message)
+}
+
+/// A request's `shard_info` in engine terms; `None` (no sharding) when absent or when it asks
+/// for fewer than one shard, as Thanos's shard matcher reads it.
+pub fn shard_info(info: Option<thanos::ShardInfo>) -> Option<ShardInfo> {
+    info.filter(|s| s.total_shards >= 1).map(|s| ShardInfo {
+        index: s.shard_index.max(0) as u64,
+        total: s.total_shards as u64,
+        by: s.by,
+        labels: s.labels,
+    })
 }
 
 /// The aggregates a Series request asks for; `RAW` is ignored (raw chunks are always served

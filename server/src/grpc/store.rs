@@ -12,8 +12,8 @@ use bytes::Bytes;
 use futures::Stream;
 use gauntlet_engine::budget::MemoryBudget;
 use gauntlet_engine::store::{
-    BucketStore, FRAME_HEADER, LabelsQuery, SeriesQuery, SeriesStream as EngineStream, ShardInfo,
-    StreamBatch, WireFraming, put_frame,
+    BucketStore, FRAME_HEADER, LabelsQuery, SeriesQuery, SeriesStream as EngineStream, StreamBatch,
+    WireFraming, put_frame,
 };
 use gauntlet_proto::hintspb;
 use gauntlet_proto::thanos::{self, series_response};
@@ -155,15 +155,7 @@ async fn series_query(
         matchers: convert::matchers(std::mem::take(&mut r.matchers), budget).await?,
         skip_chunks: r.skip_chunks,
         without_replica_labels: r.without_replica_labels,
-        shard: r
-            .shard_info
-            .filter(|s| s.total_shards >= 1)
-            .map(|s| ShardInfo {
-                index: s.shard_index.max(0) as u64,
-                total: s.total_shards as u64,
-                by: s.by,
-                labels: s.labels,
-            }),
+        shard: convert::shard_info(r.shard_info.take()),
         limit: r.limit.max(0) as u64,
         abort_on_error: convert::abort(r.partial_response_strategy, r.partial_response_disabled),
         max_resolution_window: r.max_resolution_window,

@@ -425,7 +425,51 @@ pub fn read_options(st: &ApiState, form: &Form) -> Result<ReadOptions, ApiError>
             .then(|| replica_labels.iter().map(|s| s.to_string()).collect()),
         partial_response: bool_param(form, "partial_response", st.config.partial_response)?,
         max_resolution_ms,
+        shard: shard_param(form.value("shard_info"))?,
     })
+}
+
+/// The `shard_info` parameter: a `thanos.ShardInfo` in JSON, as Thanos's query frontend sends
+/// it (`{"shard_index":1,"total_shards":4,"by":true,"labels":["job"]}`); absent or empty
+/// means no sharding, and so does a total below 1.
+pub fn shard_param(value: &str) -> Result<Option<gauntlet_engine::store::ShardInfo>, ApiError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let wire: ShardParam = serde_json::from_str(value).map_err(|e| {
+        ApiError::bad_data(format!("could not unmarshal parameter shard_info: {e}"))
+    })?;
+    if wire.total_shards < 1 {
+        return Ok(None);
+    }
+    // An index outside `0..total` takes no series, as in Thanos's shard matcher.
+    Ok(Some(gauntlet_engine::store::ShardInfo {
+        index: u64::try_from(wire.shard_index).unwrap_or(u64::MAX),
+        total: wire.total_shards as u64,
+        by: wire.by,
+        labels: wire.labels,
+    }))
+}
+
+/// `thanos.ShardInfo` as Go's `encoding/json` writes it (fields left out when zero).
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+pub struct ShardParam {
+    /// This shard, `0..total_shards`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shard_index: i64,
+    /// How many shards.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub total_shards: i64,
+    /// Hash the `labels` (true) or every label but them (false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub by: bool,
+    /// The sharding labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 /// Opens the source for one request.
@@ -900,5 +944,26 @@ mod tests {
         assert_eq!(unescape_label_name("U__my_2e_label"), "my.label");
         assert_eq!(unescape_label_name("U__a__b"), "a_b");
         assert_eq!(unescape_label_name("U__bad_zz_"), "U__bad_zz_");
+    }
+
+    /// `shard_info` as Thanos's frontend writes it (Go's JSON, zero fields left out).
+    #[test]
+    fn shard_info_parameter_reads_thanos_json() {
+        let s = shard_param(r#"{"shard_index":1,"total_shards":4,"by":true,"labels":["job"]}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (s.index, s.total, s.by, s.labels),
+            (1, 4, true, vec!["job".to_string()])
+        );
+        let s = shard_param(r#"{"total_shards":2,"labels":["instance"]}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!((s.index, s.total, s.by), (0, 2, false));
+        // No sharding: absent, empty, or fewer than one shard.
+        assert!(shard_param("").unwrap().is_none());
+        assert!(shard_param("{}").unwrap().is_none());
+        assert!(shard_param(r#"{"total_shards":0}"#).unwrap().is_none());
+        assert!(shard_param("{not json").is_err());
     }
 }

@@ -28,6 +28,9 @@ pub struct EndpointInfo {
     pub max_time: i64,
     /// Whether the store drops replica labels itself when asked (`without_replica_labels`).
     pub supports_without_replica_labels: bool,
+    /// Whether it keeps only the series of a request's `shard_info` itself; when not, the
+    /// querier drops the others as they arrive.
+    pub supports_sharding: bool,
     /// The component kind it reported (`store`, `sidecar`, `query`, …).
     pub component: String,
     /// Whether it serves `thanos.Rules` (its Info advertises `rules`).
@@ -126,6 +129,7 @@ impl Endpoint {
                     min_time: store.min_time,
                     max_time: store.max_time,
                     supports_without_replica_labels: store.supports_without_replica_labels,
+                    supports_sharding: store.supports_sharding,
                     component: r.component_type,
                     rules: r.rules.is_some(),
                     exemplars: r.exemplars.is_some(),

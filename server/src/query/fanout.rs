@@ -15,6 +15,7 @@ use gauntlet_engine::query::{
     StreamSeries, VecStream, decode_histogram_chunk_into, dedup_replicas_with_histograms,
     merge_samples,
 };
+use gauntlet_engine::store::ShardInfo;
 use gauntlet_engine::{Error, Result};
 use gauntlet_proto::thanos::{
     self, AggrChunk, LabelMatcher, LabelNamesRequest, LabelValuesRequest, PartialResponseStrategy,
@@ -109,6 +110,16 @@ pub struct QuerierView {
     /// Labels to deduplicate along; empty when dedup is off.
     replica_labels: Vec<String>,
     warnings: Mutex<Vec<String>>,
+}
+
+/// A request's shard as the StoreAPI carries it.
+fn to_proto_shard(s: &ShardInfo) -> thanos::ShardInfo {
+    thanos::ShardInfo {
+        shard_index: s.index as i64,
+        total_shards: s.total as i64,
+        by: s.by,
+        labels: s.labels.clone(),
+    }
 }
 
 fn remote_error(endpoint: &str, kind: RemoteErrorKind, msg: impl std::fmt::Display) -> Error {
@@ -257,9 +268,11 @@ impl QuerierView {
                         Vec::new()
                     },
                     response_batch_size: SERIES_RESPONSE_BATCH,
+                    shard_info: self.opts.shard.as_ref().map(to_proto_shard),
                     ..SeriesRequest::default()
                 },
                 resort: !info.supports_without_replica_labels,
+                shard: self.opts.shard.clone().filter(|_| !info.supports_sharding),
                 ep,
             })
             .collect();

@@ -12,6 +12,7 @@ pub mod query_api;
 pub mod rules;
 pub mod rules_proxy;
 mod series_merge;
+pub mod shard;
 pub mod store;
 pub mod targets;
 pub mod tenancy;
@@ -19,6 +20,7 @@ pub mod tenancy;
 use std::sync::Arc;
 
 use gauntlet_engine::query::Queryable;
+use gauntlet_engine::store::ShardInfo;
 
 /// Per-request read options: Thanos Query's extra HTTP parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +33,8 @@ pub struct ReadOptions {
     pub partial_response: bool,
     /// Coarsest downsampling resolution accepted, ms (`max_source_resolution`); 0 = raw.
     pub max_resolution_ms: i64,
+    /// Vertical sharding (`shard_info`): only the series of this shard are read.
+    pub shard: Option<ShardInfo>,
 }
 
 impl Default for ReadOptions {
@@ -40,6 +44,7 @@ impl Default for ReadOptions {
             replica_labels: None,
             partial_response: true,
             max_resolution_ms: 0,
+            shard: None,
         }
     }
 }

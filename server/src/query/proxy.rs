@@ -154,6 +154,7 @@ impl Store for Proxy {
         let matchers = convert::matchers(req.matchers.clone(), self.querier.budget()).await?;
         let abort = req.partial_response_disabled
             || req.partial_response_strategy == PartialResponseStrategy::Abort as i32;
+        let shard = convert::shard_info(req.shard_info.clone());
         let calls = self
             .targets(req.min_time, req.max_time, &matchers)
             .into_iter()
@@ -166,6 +167,7 @@ impl Store for Proxy {
                     ep,
                     req: r,
                     resort: !info.supports_without_replica_labels,
+                    shard: shard.clone().filter(|_| !info.supports_sharding),
                 }
             })
             .collect();
@@ -384,7 +386,8 @@ impl Info for Proxy {
             store: Some(StoreInfo {
                 min_time: min,
                 max_time: max,
-                supports_sharding: false,
+                // Endpoints that do not shard have their series filtered here.
+                supports_sharding: true,
                 supports_without_replica_labels: true,
                 tsdb_infos: Vec::new(),
                 supports_projections: false,

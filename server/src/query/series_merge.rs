@@ -15,6 +15,7 @@ use gauntlet_engine::budget::{MemoryBudget, OverBudget, Reservation};
 use gauntlet_engine::error::RemoteErrorKind;
 use gauntlet_engine::labels::Labels;
 use gauntlet_engine::query::without_labels;
+use gauntlet_engine::store::ShardInfo;
 use gauntlet_proto::thanos::{AggrChunk, SeriesRequest, series_response};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
@@ -37,6 +38,10 @@ pub(super) struct Call {
     /// `without_replica_labels`): the merge takes them off, which may break the answer's
     /// order, so that answer is read whole and sorted again before it joins the merge.
     pub resort: bool,
+    /// The shard to keep when the endpoint does not shard itself (its Info says it does not
+    /// support sharding): its series outside the shard are dropped as they arrive, hashed
+    /// without the replica labels, as a store that shards hashes them.
+    pub shard: Option<ShardInfo>,
 }
 
 /// An endpoint that failed its call, or whose answer broke the StoreAPI's rules.
@@ -80,6 +85,7 @@ enum Frame {
 async fn receive(
     ep: Arc<Endpoint>,
     req: SeriesRequest,
+    shard: Option<(ShardInfo, Vec<String>)>,
     timeout: Duration,
     budget: Arc<MemoryBudget>,
     tx: mpsc::Sender<Frame>,
@@ -139,12 +145,27 @@ async fn receive(
             Ok(Err(s)) => failed(status_kind(&s), s.message().to_string()),
             Err(_) => silent(),
         };
+        let Some(frame) = in_shard(frame, shard.as_ref()) else {
+            continue;
+        };
         let last = matches!(frame, Frame::Failed(_) | Frame::OverBudget(_));
         // A closed channel means the merge was dropped (the request ended): returning drops
         // the stream, which cancels the call.
         if tx.send(frame).await.is_err() || last {
             return;
         }
+    }
+}
+
+/// `frame` with only the series of `shard` (hashed without its replica labels), when the
+/// endpoint is one that does not shard itself; `None` when no series is left.
+fn in_shard(frame: Frame, shard: Option<&(ShardInfo, Vec<String>)>) -> Option<Frame> {
+    match (frame, shard) {
+        (Frame::Series(mut series, held), Some((shard, strip))) => {
+            series.retain(|(labels, _)| shard.matches_except(labels, strip));
+            (!series.is_empty()).then_some(Frame::Series(series, held))
+        }
+        (frame, _) => Some(frame),
     }
 }
 
@@ -357,7 +378,15 @@ impl SeriesMerge {
                 resort: call.resort && !strip.is_empty(),
                 sorted: false,
             });
-            tasks.push(runtime.spawn(receive(call.ep, call.req, timeout, Arc::clone(budget), tx)));
+            let shard = call.shard.map(|sh| (sh, strip.clone()));
+            tasks.push(runtime.spawn(receive(
+                call.ep,
+                call.req,
+                shard,
+                timeout,
+                Arc::clone(budget),
+                tx,
+            )));
         }
         SeriesMerge {
             inboxes,
@@ -546,6 +575,47 @@ mod tests {
             }
             Ok(out)
         })
+    }
+
+    #[test]
+    fn an_endpoint_that_does_not_shard_is_filtered_to_the_shard() {
+        let series = || {
+            ["a", "b", "c", "d", "e", "f"]
+                .iter()
+                .map(|i| {
+                    (
+                        labels(&format!("__name__=up,i={i},replica=r1")),
+                        vec![chunk(0)],
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let strip = vec!["replica".to_string()];
+        let mut kept = Vec::new();
+        for index in 0..3 {
+            let shard = ShardInfo {
+                index,
+                total: 3,
+                by: true,
+                labels: vec!["i".into(), "replica".into()],
+            };
+            let held = gauntlet_engine::budget::MemoryBudget::unlimited().empty("query");
+            match in_shard(
+                Frame::Series(series(), held),
+                Some(&(shard.clone(), strip.clone())),
+            ) {
+                Some(Frame::Series(s, _)) => {
+                    assert!(s.iter().all(|(l, _)| shard.matches_except(l, &strip)));
+                    kept.extend(s.into_iter().map(|(l, _)| l));
+                }
+                None => {}
+                Some(_) => panic!("not a series frame"),
+            }
+        }
+        // Each series is in exactly one shard; the replica label does not count.
+        kept.sort();
+        let all: Vec<Labels> = series().into_iter().map(|(l, _)| l).collect();
+        assert_eq!(kept, all);
     }
 
     #[test]

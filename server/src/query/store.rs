@@ -16,10 +16,11 @@ pub struct StoreSource(pub Arc<BucketStore>);
 
 impl Source for StoreSource {
     fn view(&self, opts: &ReadOptions) -> Result<Arc<dyn ReadView>> {
-        Ok(Arc::new(StoreView {
+        let view: Arc<dyn ReadView> = Arc::new(StoreView {
             store: self.0.clone(),
             max_resolution_ms: opts.max_resolution_ms,
-        }))
+        });
+        Ok(super::shard::ShardView::wrap(view, opts.shard.as_ref()))
     }
 }
 

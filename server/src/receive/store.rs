@@ -453,6 +453,7 @@ impl thanos::store_server::Store for ReceiveStore {
         let strip = req.without_replica_labels.clone();
         let skip_chunks = req.skip_chunks;
         let batch_size = req.response_batch_size;
+        let shard = convert::shard_info(req.shard_info.take());
         // The series are read a batch at a time on a blocking thread and sent as they are
         // encoded; each frame waiting to be sent holds its bytes in the memory budget.
         let (tx, frames) =
@@ -484,9 +485,15 @@ impl thanos::store_server::Store for ReceiveStore {
                     if cancel.check().is_err() {
                         return Ok(());
                     }
-                    let Some(batch) = series.next_batch().map_err(convert::engine_status)? else {
+                    let Some(mut batch) = series.next_batch().map_err(convert::engine_status)?
+                    else {
                         break;
                     };
+                    // A sharded request gets the series of its shard, hashed as they are sent:
+                    // with the external labels, without the replica labels taken off.
+                    if let Some(shard) = &shard {
+                        batch.retain(|s| shard.matches_except(&s.labels, &strip));
+                    }
                     if !send_series(&tx, batch, &strip, skip_chunks, batch_size)? {
                         return Ok(());
                     }
@@ -565,7 +572,7 @@ impl thanos::info::info_server::Info for ReceiveStore {
                 max_time: i64::MAX,
             })
             .collect();
-        let mut info = convert::info_response("receive", &sets, false);
+        let mut info = convert::info_response("receive", &sets, true);
         info.exemplars = self.exemplars_info();
         Ok(Response::new(info))
     }
