@@ -59,6 +59,23 @@ fn querier(root: &Path) -> GauntletServer {
     )
 }
 
+/// `gauntlet store` over a bucket holding the fixture block, under `root`.
+fn fixture_store(root: &Path) -> GauntletServer {
+    let bucket = root.join("bucket");
+    copy_dir(&fixtures().join(BLOCK), &bucket);
+    let cfg = filesystem_objstore(root.join("bucket.yml"), &bucket);
+    GauntletServer::start(
+        &[
+            "store",
+            &format!("--objstore.config-file={}", cfg.display()),
+            &format!("--data-dir={}", root.join("cache").display()),
+            // Sharded and split, one query is many Series calls at once.
+            "--store.grpc.series-max-concurrency=100",
+        ],
+        "/-/ready",
+    )
+}
+
 fn range(query: &str, start: i64, end: i64, step: &str) -> String {
     api_path(
         "/api/v1/query_range",
@@ -667,19 +684,7 @@ fn thanos_query_frontend_in_front_of_gauntlet_agrees() {
 #[test]
 fn gauntlet_query_frontend_in_front_of_thanos_query_agrees() {
     let root = tempfile::tempdir().unwrap();
-    let bucket = root.path().join("bucket");
-    copy_dir(&fixtures().join(BLOCK), &bucket);
-    let cfg = filesystem_objstore(root.path().join("bucket.yml"), &bucket);
-    let store = GauntletServer::start(
-        &[
-            "store",
-            &format!("--objstore.config-file={}", cfg.display()),
-            &format!("--data-dir={}", root.path().join("cache").display()),
-            // Sharded and split, one query is many Series calls at once.
-            "--store.grpc.series-max-concurrency=100",
-        ],
-        "/-/ready",
-    );
+    let store = fixture_store(root.path());
     let tq = thanos_query(&[format!("127.0.0.1:{}", store.grpc_port)], &[]);
     // Thanos's querier is ready before it has asked the store what it holds.
     let probe = range(QUERIES[1], T0, T0 + 7200, "60");
@@ -808,19 +813,7 @@ fn assert_partitioned(port: u16, query: &str, time: i64) {
 #[test]
 fn vertical_shards_answer_as_gauntlet_query_and_thanos_s_frontend_agrees() {
     let root = tempfile::tempdir().unwrap();
-    let bucket = root.path().join("bucket");
-    copy_dir(&fixtures().join(BLOCK), &bucket);
-    let cfg = filesystem_objstore(root.path().join("bucket.yml"), &bucket);
-    let store = GauntletServer::start(
-        &[
-            "store",
-            &format!("--objstore.config-file={}", cfg.display()),
-            &format!("--data-dir={}", root.path().join("cache").display()),
-            // Sharded and split, one query is many Series calls at once.
-            "--store.grpc.series-max-concurrency=100",
-        ],
-        "/-/ready",
-    );
+    let store = fixture_store(root.path());
     let recv = crate::common::receive::Receiver::start(&root.path().join("receive"), &[]);
     let now = crate::common::receive::now_ms();
     // Instant queries at the first whole second after the samples.

@@ -147,11 +147,7 @@ fn read(
         ));
     }
     let dedup = !matches!(form.get("dedup"), Some("false" | "0"));
-    let no_store = headers
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("no-store"));
+    let no_store = super::no_store(headers);
     let mut rest: Vec<(String, String)> = form
         .pairs()
         .iter()
@@ -164,22 +160,11 @@ fn read(
             fe.labels.partial_response.to_string(),
         ));
     }
-    let tenant = headers
-        .get(fe.tenant_header.as_str())
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .unwrap_or(&fe.default_tenant);
+    let tenant = fe.tenant_of(headers);
     let mut options: Vec<String> = rest.iter().map(|(k, v)| format!("{k}={v}")).collect();
     options.sort_unstable();
     let key = format!("fe:labels:{tenant}:{path}:{}", options.join("&"));
-    let mut passed = HeaderMap::new();
-    for name in &fe.forward_headers {
-        for v in headers.get_all(name.as_str()) {
-            if let Ok(n) = axum::http::HeaderName::from_bytes(name.as_bytes()) {
-                passed.append(n, v.clone());
-            }
-        }
-    }
+    let passed = fe.forwarded(headers);
     let cacheable = dedup && !no_store && form.all("storeMatch[]").is_empty();
     let parts = (end - start) / fe.labels.split_interval_ms.max(1);
     if parts >= MAX_PARTS as i64 {
@@ -234,12 +219,7 @@ async fn part(fe: &Frontend, lq: &LabelsQuery, start: i64, end: i64) -> Result<P
     let Some(p) = parse(&a.body) else {
         return Err(Failure::Answer(a));
     };
-    let no_store = a
-        .headers
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("no-store"));
+    let no_store = super::no_store(&a.headers);
     if let Some(c) = cache
         && p.warnings.is_empty()
         && !no_store

@@ -166,6 +166,29 @@ impl Frontend {
         })
     }
 
+    /// The tenant a request is for: its tenant header, else the default tenant.
+    fn tenant_of<'a>(&'a self, headers: &'a axum::http::HeaderMap) -> &'a str {
+        headers
+            .get(self.tenant_header.as_str())
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .unwrap_or(&self.default_tenant)
+    }
+
+    /// The headers `--query-frontend.forward-header` names, as the request carries them: what
+    /// the parts of a split request carry to the querier.
+    fn forwarded(&self, headers: &axum::http::HeaderMap) -> axum::http::HeaderMap {
+        let mut passed = axum::http::HeaderMap::new();
+        for name in &self.forward_headers {
+            for v in headers.get_all(name.as_str()) {
+                if let Ok(n) = axum::http::HeaderName::from_bytes(name.as_bytes()) {
+                    passed.append(n, v.clone());
+                }
+            }
+        }
+        passed
+    }
+
     /// Logs a query that took longer than `--query-frontend.log-queries-longer-than`.
     fn log_if_slow(&self, began: Instant, query: &str, start: i64, end: i64, step: i64) {
         let took = began.elapsed();
@@ -176,6 +199,15 @@ impl Frontend {
             tracing::info!(query, start, end, step, time_taken = ?took, "slow query detected");
         }
     }
+}
+
+/// Whether `headers` say `Cache-Control: no-store`.
+fn no_store(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("no-store"))
 }
 
 /// The cache `config` describes, opened.

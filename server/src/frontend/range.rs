@@ -233,11 +233,7 @@ fn read(fe: &Frontend, form: &Form, headers: &HeaderMap) -> Result<RangeQuery, A
             .map_err(|_| ApiError::invalid_param("dedup", format!("{v:?} is not a boolean")))?,
     };
     let store_matchers = !form.all("storeMatch[]").is_empty();
-    let no_store = headers
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("no-store"));
+    let no_store = super::no_store(headers);
     let mut rest: Vec<(String, String)> = form
         .pairs()
         .iter()
@@ -259,20 +255,8 @@ fn read(fe: &Frontend, form: &Form, headers: &HeaderMap) -> Result<RangeQuery, A
         replicas.join(","),
         form.value("analyze"),
     );
-    let tenant = headers
-        .get(fe.tenant_header.as_str())
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .unwrap_or(&fe.default_tenant)
-        .to_string();
-    let mut passed = HeaderMap::new();
-    for name in &fe.forward_headers {
-        for v in headers.get_all(name.as_str()) {
-            if let Ok(n) = axum::http::HeaderName::from_bytes(name.as_bytes()) {
-                passed.append(n, v.clone());
-            }
-        }
-    }
+    let tenant = fe.tenant_of(headers).to_string();
+    let mut passed = fe.forwarded(headers);
     passed.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-www-form-urlencoded"),
@@ -402,12 +386,7 @@ async fn fetch(
     let Ok(m) = merge::parse(&a.body) else {
         return Err(Failure::Answer(a));
     };
-    let no_store = a
-        .headers
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("no-store"));
+    let no_store = super::no_store(&a.headers);
     let keep = !no_store && m.warnings.is_empty();
     Ok((m, keep))
 }

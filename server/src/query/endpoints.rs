@@ -445,6 +445,41 @@ where
     Ok((items, warnings))
 }
 
+/// A frame of a streamed rules, exemplars, metadata or targets answer: a piece of it, or a
+/// warning.
+#[derive(Debug)]
+pub enum Frame<T> {
+    /// A piece of the answer.
+    Item(T),
+    /// A warning.
+    Warning(String),
+}
+
+/// Reads a streamed answer (`call`, the call's result) to its end: the pieces `frame` finds
+/// in each message and the warnings, or why the call failed; a message with neither fails it,
+/// as `empty` says.
+pub async fn read_frames<M, T>(
+    call: Result<tonic::Response<tonic::Streaming<M>>, tonic::Status>,
+    frame: impl Fn(M) -> Option<Frame<T>>,
+    empty: &str,
+) -> Result<(Vec<T>, Vec<String>), String> {
+    let mut stream = call.map_err(|s| s.message().to_string())?.into_inner();
+    let mut items = Vec::new();
+    let mut warnings = Vec::new();
+    while let Some(msg) = stream
+        .message()
+        .await
+        .map_err(|s| s.message().to_string())?
+    {
+        match frame(msg) {
+            Some(Frame::Item(t)) => items.push(t),
+            Some(Frame::Warning(w)) => warnings.push(w),
+            None => return Err(empty.to_string()),
+        }
+    }
+    Ok((items, warnings))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

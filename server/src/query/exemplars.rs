@@ -12,7 +12,7 @@ use gauntlet_engine::labels::Labels;
 use gauntlet_proto::thanos::exemplars_client::ExemplarsClient;
 use gauntlet_proto::thanos::{self, PartialResponseStrategy, exemplars_response};
 
-use super::endpoints::{Endpoint, EndpointSet, fan_out};
+use super::endpoints::{Endpoint, EndpointSet, Frame, fan_out, read_frames};
 
 /// Where `/api/v1/query_exemplars` reads exemplars from.
 pub trait ExemplarSource: Send + Sync + std::fmt::Debug {
@@ -106,25 +106,16 @@ async fn fetch(
     req: thanos::ExemplarsRequest,
 ) -> Result<(Vec<SeriesExemplars>, Vec<String>), String> {
     let mut client = ExemplarsClient::new(e.channel()).max_decoding_message_size(usize::MAX);
-    let mut stream = client
-        .exemplars(req)
-        .await
-        .map_err(|s| s.message().to_string())?
-        .into_inner();
-    let mut series = Vec::new();
-    let mut warnings = Vec::new();
-    while let Some(frame) = stream
-        .message()
-        .await
-        .map_err(|s| s.message().to_string())?
-    {
-        match frame.result {
-            Some(exemplars_response::Result::Data(d)) => series.push(from_proto(d)),
-            Some(exemplars_response::Result::Warning(w)) => warnings.push(w),
-            None => return Err("empty exemplars frame".into()),
-        }
-    }
-    Ok((series, warnings))
+    let call = client.exemplars(req).await;
+    read_frames(
+        call,
+        |m: thanos::ExemplarsResponse| match m.result? {
+            exemplars_response::Result::Data(d) => Some(Frame::Item(from_proto(d))),
+            exemplars_response::Result::Warning(w) => Some(Frame::Warning(w)),
+        },
+        "empty exemplars frame",
+    )
+    .await
 }
 
 /// A wire series' exemplars as the engine's.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use gauntlet_proto::thanos::metadata_client::MetadataClient;
 use gauntlet_proto::thanos::{self, PartialResponseStrategy, metric_metadata_response};
 
-use super::endpoints::{Endpoint, EndpointSet, fan_out};
+use super::endpoints::{Endpoint, EndpointSet, Frame, fan_out, read_frames};
 use crate::http::json;
 
 /// One metric's metadata: type, help and unit.
@@ -93,25 +93,16 @@ async fn fetch(
     req: thanos::MetricMetadataRequest,
 ) -> Result<(Vec<MetadataMap>, Vec<String>), String> {
     let mut client = MetadataClient::new(e.channel()).max_decoding_message_size(usize::MAX);
-    let mut stream = client
-        .metric_metadata(req)
-        .await
-        .map_err(|s| s.message().to_string())?
-        .into_inner();
-    let mut maps = Vec::new();
-    let mut warnings = Vec::new();
-    while let Some(frame) = stream
-        .message()
-        .await
-        .map_err(|s| s.message().to_string())?
-    {
-        match frame.result {
-            Some(metric_metadata_response::Result::Metadata(m)) => maps.push(from_proto(m)),
-            Some(metric_metadata_response::Result::Warning(w)) => warnings.push(w),
-            None => return Err("no metadata".into()),
-        }
-    }
-    Ok((maps, warnings))
+    let call = client.metric_metadata(req).await;
+    read_frames(
+        call,
+        |m: thanos::MetricMetadataResponse| match m.result? {
+            metric_metadata_response::Result::Metadata(m) => Some(Frame::Item(from_proto(m))),
+            metric_metadata_response::Result::Warning(w) => Some(Frame::Warning(w)),
+        },
+        "no metadata",
+    )
+    .await
 }
 
 /// A wire metadata frame as a map (sorted by name).

@@ -13,10 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gauntlet_engine::labels::{Labels, Matcher};
-use gauntlet_proto::thanos::{PartialResponseStrategy, Rule, RuleGroup, rule, rules_response};
+use gauntlet_proto::thanos::{
+    PartialResponseStrategy, Rule, RuleGroup, RulesResponse, rule, rules_response,
+};
 use tokio::runtime::Handle;
 
-use super::endpoints::{Endpoint, EndpointSet, fan_out};
+use super::endpoints::{Endpoint, EndpointSet, Frame, fan_out, read_frames};
 use crate::rule::groups::{RuleSelection, rule_labels, rule_name};
 
 /// The rule endpoints of a querier and how their answers are combined.
@@ -123,26 +125,16 @@ async fn fetch(
     e: &Endpoint,
     req: gauntlet_proto::thanos::RulesRequest,
 ) -> Result<Gathered, String> {
-    let mut stream = e
-        .rules()
-        .rules(req)
-        .await
-        .map_err(|s| s.message().to_string())?
-        .into_inner();
-    let mut groups = Vec::new();
-    let mut warnings = Vec::new();
-    while let Some(frame) = stream
-        .message()
-        .await
-        .map_err(|s| s.message().to_string())?
-    {
-        match frame.result {
-            Some(rules_response::Result::Group(g)) => groups.push(g),
-            Some(rules_response::Result::Warning(w)) => warnings.push(w),
-            None => return Err("no group".into()),
-        }
-    }
-    Ok((groups, warnings))
+    let call = e.rules().rules(req).await;
+    read_frames(
+        call,
+        |m: RulesResponse| match m.result? {
+            rules_response::Result::Group(g) => Some(Frame::Item(g)),
+            rules_response::Result::Warning(w) => Some(Frame::Warning(w)),
+        },
+        "no group",
+    )
+    .await
 }
 
 /// `groups` from every endpoint as one list: ordered by file and name, groups of the same file

@@ -13,7 +13,7 @@ use gauntlet_engine::labels::Labels;
 use gauntlet_proto::thanos::targets_client::TargetsClient;
 use gauntlet_proto::thanos::{self, PartialResponseStrategy, targets_request, targets_response};
 
-use super::endpoints::{Endpoint, EndpointSet, fan_out};
+use super::endpoints::{Endpoint, EndpointSet, Frame, fan_out, read_frames};
 use crate::http::json;
 
 /// A scrape target being scraped.
@@ -127,25 +127,16 @@ async fn fetch(
     req: thanos::TargetsRequest,
 ) -> Result<(Vec<TargetDiscovery>, Vec<String>), String> {
     let mut client = TargetsClient::new(e.channel()).max_decoding_message_size(usize::MAX);
-    let mut stream = client
-        .targets(req)
-        .await
-        .map_err(|s| s.message().to_string())?
-        .into_inner();
-    let mut parts = Vec::new();
-    let mut warnings = Vec::new();
-    while let Some(frame) = stream
-        .message()
-        .await
-        .map_err(|s| s.message().to_string())?
-    {
-        match frame.result {
-            Some(targets_response::Result::Targets(t)) => parts.push(from_proto(t)),
-            Some(targets_response::Result::Warning(w)) => warnings.push(w),
-            None => return Err("no targets".into()),
-        }
-    }
-    Ok((parts, warnings))
+    let call = client.targets(req).await;
+    read_frames(
+        call,
+        |m: thanos::TargetsResponse| match m.result? {
+            targets_response::Result::Targets(t) => Some(Frame::Item(from_proto(t))),
+            targets_response::Result::Warning(w) => Some(Frame::Warning(w)),
+        },
+        "no targets",
+    )
+    .await
 }
 
 fn labels(z: Option<thanos::ZLabelSet>) -> Labels {
