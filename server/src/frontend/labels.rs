@@ -24,7 +24,7 @@ use futures::StreamExt as _;
 use serde_json::Value;
 
 use super::Frontend;
-use super::range::{api_error, encode_form, error_body, format_time, pass_back};
+use super::range::{Failure, api_error, encode_form, format_time};
 use super::retry::{Answer, Ask};
 use crate::http::params::{ApiError, Form, parse_time};
 
@@ -50,14 +50,6 @@ struct LabelsQuery {
 struct Part {
     data: Vec<Value>,
     warnings: Vec<String>,
-}
-
-/// What goes back instead of a merged answer.
-enum Failure {
-    /// The querier's own answer (a 4xx, the last 5xx, or one that does not read).
-    Answer(Answer),
-    /// The querier never answered.
-    Unreachable(String),
 }
 
 /// Whether a request is split (or cached) rather than passed through whole.
@@ -97,22 +89,10 @@ pub(super) async fn serve(
         .buffered(fe.labels.max_parallelism.max(1))
         .collect()
         .await;
-    let mut got = Vec::with_capacity(answers.len());
-    for a in answers {
-        match a {
-            Ok(p) => got.push(p),
-            Err(Failure::Answer(a)) => return Some(pass_back(a)),
-            Err(Failure::Unreachable(e)) => {
-                let msg = format!("the querier did not answer: {e}");
-                tracing::warn!(error = %msg, path = %lq.path, "label request failed");
-                return Some(error_body(
-                    axum::http::StatusCode::BAD_GATEWAY,
-                    "internal",
-                    &msg,
-                ));
-            }
-        }
-    }
+    let got = match answers.into_iter().collect::<Result<Vec<_>, _>>() {
+        Ok(got) => got,
+        Err(f) => return Some(f.into_response("label or series request")),
+    };
     let out = encode(&merge(got));
     Some(([(header::CONTENT_TYPE, "application/json")], out).into_response())
 }

@@ -51,11 +51,26 @@ struct Shard {
 }
 
 /// What goes back instead of a merged answer.
-enum Failure {
-    /// The querier's own answer (a 4xx, or the last 5xx).
+pub(super) enum Failure {
+    /// The querier's own answer (a 4xx, the last 5xx, or one that does not read).
     Answer(Answer),
     /// The querier never answered.
     Unreachable(String),
+}
+
+impl Failure {
+    /// The response to the client: the querier's own answer, or 502 when it never answered
+    /// (logged, with `what` failed).
+    pub(super) fn into_response(self, what: &str) -> Response {
+        match self {
+            Failure::Answer(a) => pass_back(a),
+            Failure::Unreachable(e) => {
+                let msg = format!("the querier did not answer: {e}");
+                tracing::warn!(error = %msg, "{what} failed");
+                error_body(StatusCode::BAD_GATEWAY, "internal", &msg)
+            }
+        }
+    }
 }
 
 /// Serves one range query.
@@ -101,12 +116,7 @@ pub(super) async fn serve(
     };
     let merged = match answered {
         Ok(m) => m,
-        Err(Failure::Answer(a)) => return pass_back(a),
-        Err(Failure::Unreachable(e)) => {
-            let msg = format!("the querier did not answer: {e}");
-            tracing::warn!(error = %msg, "range query failed");
-            return error_body(StatusCode::BAD_GATEWAY, "internal", &msg);
-        }
+        Err(f) => return f.into_response("range query"),
     };
     let out = merge::encode(&merged);
     fe.log_if_slow(began, &rq.query, rq.start, rq.end, rq.step);
