@@ -1,14 +1,16 @@
 """The query frontend side by side with Thanos's, by hand until the runner has a scenario.
 
-`gauntlet all --demo` writes 7 days of demo data (10 hosts) and runs Gauntlet's frontend in
+`gauntlet all --demo` writes SPLIT_DAYS days (30 by default) of demo data (10 hosts) and runs
+Gauntlet's frontend in
 front of its own API (`--query-frontend.http-address`); `thanos query-frontend` sits in front of
 the same API. Both split by 24h and cache in memory. A dashboard of 20 range queries over
 7 days (10 min step) is asked once cold, then refreshed every 30 s three times (60 queries, the
 window moving with now); each refresh's latencies are what the figures are. Then a 7-day query
 at a 60 s step is asked of the API whole and through Gauntlet's frontend split (24h parts in
-parallel, `Cache-Control: no-store` so nothing comes from the cache), five times each.
+parallel, `Cache-Control: no-store` so nothing comes from the cache), five times each, and
+the same over SPLIT_DAYS days.
 
-    GAUNTLET_BIN=target/release/gauntlet THANOS_BIN=.tools/peers/bin/thanos \
+    GAUNTLET_BIN=target/release/gauntlet THANOS_BIN=.tools/peers/bin/thanos [SPLIT_DAYS=30] \
         python3 perf/frontend_dashboard.py [WORK_DIR]
 
 Loopback ports 19090-19096 must be free. Prints one JSON line per figure.
@@ -19,6 +21,7 @@ import json, os, subprocess, sys, time, urllib.parse, urllib.request, statistics
 GA = os.environ.get("GAUNTLET_BIN", "target/release/gauntlet")
 TH = os.environ.get("THANOS_BIN", ".tools/peers/bin/thanos")
 D = sys.argv[1] if len(sys.argv) > 1 else "/tmp/frontend-dashboard"
+SPLIT_DAYS = max(7, int(os.environ.get("SPLIT_DAYS", "30")))
 CACHE = "type: IN-MEMORY\nconfig:\n  max_size: 1GB\n  max_size_items: 100000\n"
 
 def get(port, path, headers=None, timeout=300):
@@ -42,7 +45,7 @@ shutil.rmtree(f"{D}/data", ignore_errors=True)
 os.makedirs(f"{D}/data")
 log = open(f"{D}/all.log", "w")
 t0 = time.time()
-allp = subprocess.Popen([GA, "all", f"--data-dir={D}/data", "--demo", "--demo.history=7d",
+allp = subprocess.Popen([GA, "all", f"--data-dir={D}/data", "--demo", f"--demo.history={SPLIT_DAYS}d",
     "--http-address=127.0.0.1:19090", "--grpc-address=127.0.0.1:19091",
     "--remote-write.address=127.0.0.1:19292", "--compact.interval=0s",
     "--query-frontend.http-address=127.0.0.1:19095",
@@ -94,14 +97,17 @@ try:
         print(name, json.dumps(res[name]), flush=True)
     # Split (24h parts, in parallel, uncached) against the querier asked whole.
     heavy = f"sum by (instance) (rate({counters[0]}[5m]))"
-    s, e = window()
-    p = "/api/v1/query_range?" + urllib.parse.urlencode({"query": heavy, "start": s - s % 60, "end": e - e % 60, "step": 60})
-    whole, split = [], []
-    for _ in range(5):
-        whole.append(get(19090, p)[0] * 1000)
-        split.append(get(19095, p, {"Cache-Control": "no-store"})[0] * 1000)
-    print("split7d", json.dumps(dict(whole_median_ms=statistics.median(whole), split_median_ms=statistics.median(split),
-        whole=whole, split=split)), flush=True)
+    for days in sorted({7, SPLIT_DAYS}):
+        e = int(time.time())
+        e -= e % 60
+        s = e - days * 86400
+        p = "/api/v1/query_range?" + urllib.parse.urlencode({"query": heavy, "start": s, "end": e, "step": 60})
+        whole, split = [], []
+        for _ in range(5):
+            whole.append(get(19090, p)[0] * 1000)
+            split.append(get(19095, p, {"Cache-Control": "no-store"})[0] * 1000)
+        print(f"split{days}d", json.dumps(dict(whole_median_ms=statistics.median(whole),
+            split_median_ms=statistics.median(split), whole=whole, split=split)), flush=True)
 finally:
     thp.terminate(); allp.terminate()
     thp.wait(30); allp.wait(60)

@@ -192,12 +192,17 @@ pub(super) fn baseline_over_blocks(
         copy_tree(src, &pdata)?;
         let _ = std::fs::remove_file(pdata.join("done"));
     }
-    let extra = [
+    baseline(o, scenario, &pdata, &over_blocks_flags())
+}
+
+/// Prometheus's flags over copied blocks: no compaction (min = max block duration, as beside a
+/// sidecar) and no retention deleting old generated data.
+pub(super) fn over_blocks_flags() -> [String; 3] {
+    [
         "--storage.tsdb.min-block-duration=2h".to_string(),
         "--storage.tsdb.max-block-duration=2h".to_string(),
         "--storage.tsdb.retention.time=100y".to_string(),
-    ];
-    baseline(o, scenario, &pdata, &extra)
+    ]
 }
 
 /// Copies the blocks under `src` into `dst` (created).

@@ -23,8 +23,11 @@ use super::current::{Figure, Recorded};
 use super::report::{machine_description, ratio, utc_now};
 use super::scenarios::{
     READY_WAIT, baseline_over_blocks, block_count, block_series, blocks, input_name, input_text,
+    over_blocks_flags, prometheus_bin, prometheus_name,
 };
-use super::server::{Server, free_port, gauntlet_cmd, gauntlet_has, version_of};
+use super::server::{
+    Server, free_port, gauntlet_cmd, gauntlet_has, prometheus_cmd_labelled, version_of,
+};
 use super::{RunError, RunOptions};
 
 /// A selection: matchers and a time range, ms inclusive.
@@ -734,6 +737,13 @@ pub fn series(o: &RunOptions, selectors: &[String], passes: usize) -> Result<Rec
     let url = b.url.clone();
     let base = rt.block_on(measure_side(&b, Api::RemoteRead(&url), &sels, passes))?;
     b.stop();
+    let sidecar = match (&o.gauntlet_bin, &o.target_url, &o.baseline_url) {
+        (Some(bin), None, None) if gauntlet_has(bin, "sidecar") => {
+            let pdata = o.work_dir.join("series-prometheus-data");
+            Some(sidecar_sides(o, bin, &pdata, &sels, passes, &rt)?)
+        }
+        _ => None,
+    };
     drop(rt);
     // What the store itself does, without the socket and the client sharing the cores: the
     // bucket store in this process writing the frames it would send (64 series per message).
@@ -765,7 +775,7 @@ pub fn series(o: &RunOptions, selectors: &[String], passes: usize) -> Result<Rec
         Some(r) => Some(loopback_floor(r.best.wire_bytes)?),
         None => None,
     };
-    let section = render(
+    let mut section = render(
         o,
         &src,
         passes,
@@ -775,12 +785,149 @@ pub fn series(o: &RunOptions, selectors: &[String], passes: usize) -> Result<Rec
         &inner,
         floor,
     );
+    let mut figs = figures(&base, target.as_ref(), &inner);
+    if let Some((prom, side)) = &sidecar {
+        render_sidecar(&mut section, prom, side);
+        figs.extend(sidecar_figures(prom, side));
+    }
     Ok(Recorded {
         scenario: "series",
         input: input_name(o, &block_series(&src)),
         section,
-        figures: figures(&base, target.as_ref(), &inner),
+        figures: figs,
     })
+}
+
+/// The external label Prometheus gets for the sidecar's run (a sidecar needs one).
+const SIDECAR_EXTERNAL: (&str, &str) = ("replica", "bench");
+
+/// The sidecar beside Prometheus: Prometheus started again over the same TSDB directory (the
+/// copied blocks, not compacted) with an external label, its remote read measured again, then
+/// `gauntlet sidecar` beside it, which reads the persisted blocks of that directory itself and
+/// asks Prometheus's remote read for the head only. Returns (Prometheus, the sidecar).
+fn sidecar_sides(
+    o: &RunOptions,
+    bin: &Path,
+    tsdb: &Path,
+    sels: &[Selection],
+    passes: usize,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(Side, Side), RunError> {
+    let pbin = prometheus_bin(o)?;
+    let port = free_port()?;
+    let pdir = o.work_dir.join("series-sidecar-prometheus");
+    std::fs::create_dir_all(&pdir)?;
+    let cmd = prometheus_cmd_labelled(
+        &pbin,
+        &pdir,
+        tsdb,
+        port,
+        &over_blocks_flags(),
+        &[SIDECAR_EXTERNAL],
+    )?;
+    let mut prom = Server::start(
+        &prometheus_name(&pbin),
+        cmd,
+        format!("http://127.0.0.1:{port}"),
+        &pdir.join("log.txt"),
+        READY_WAIT,
+    )?;
+    let measured = (|| {
+        let (http, grpc) = (free_port()?, free_port()?);
+        let dir = o.work_dir.join("series-sidecar");
+        std::fs::create_dir_all(&dir)?;
+        let cmd = gauntlet_cmd(
+            bin,
+            "sidecar --prometheus.url={prom} --tsdb.path={tsdb} \
+             --http-address=127.0.0.1:{http} --grpc-address=127.0.0.1:{grpc}",
+            &[],
+            &[
+                ("prom", prom.url.clone()),
+                ("tsdb", tsdb.display().to_string()),
+                ("http", http.to_string()),
+                ("grpc", grpc.to_string()),
+            ],
+        );
+        let version = version_of(bin);
+        let mut sidecar = Server::start(
+            &format!(
+                "gauntlet sidecar {}",
+                version.split_whitespace().last().unwrap_or("")
+            ),
+            cmd,
+            format!("http://127.0.0.1:{http}"),
+            &dir.join("log.txt"),
+            READY_WAIT,
+        )?;
+        let url = prom.url.clone();
+        let got = rt
+            .block_on(measure_side(&prom, Api::RemoteRead(&url), sels, passes))
+            .and_then(|p| {
+                let grpc = format!("http://127.0.0.1:{grpc}");
+                let s = rt.block_on(measure_side(&sidecar, Api::Store(&grpc), sels, passes))?;
+                Ok((p, s))
+            });
+        sidecar.stop();
+        got
+    })();
+    prom.stop();
+    measured
+}
+
+/// The sidecar's section: each selection through Prometheus's remote read and through the
+/// sidecar, both with the external label, and whether they agree.
+fn render_sidecar(s: &mut String, prom: &Side, side: &Side) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        s,
+        "
+The sidecar beside Prometheus: Prometheus started again over the same TSDB directory \
+         with the external label `{}=\"{}\"`, then `gauntlet sidecar --tsdb.path` beside it \
+         (persisted blocks read from the directory, the head through remote read); the same \
+         passes over remote read and over the sidecar's StoreAPI. The sidecar's peak RSS is its \
+         own; Prometheus's is the restarted server's.\n",
+        SIDECAR_EXTERNAL.0, SIDECAR_EXTERNAL.1
+    );
+    let agree = side_table(s, prom, Some(side));
+    let _ = writeln!(
+        s,
+        "\n{}.",
+        if agree {
+            "Prometheus and the sidecar returned the same number of series, chunks and chunk bytes for every selection"
+        } else {
+            "**Prometheus and the sidecar disagree on series, chunks or chunk bytes for some selection** (see the rows)"
+        }
+    );
+}
+
+/// The sidecar's figures for the current table: per selection the series/s and server CPU
+/// against Prometheus's remote read, and the sidecar's peak RSS.
+fn sidecar_figures(prom: &Side, side: &Side) -> Vec<Figure> {
+    let mut out = Vec::new();
+    for (pr, sr) in prom.rows.iter().zip(&side.rows) {
+        out.push(Figure::new(
+            &format!("sidecar beside Prometheus: series/s, `{}`", pr.selector),
+            Some(sr.best.series as f64 / sr.best.best_seconds()),
+            Some(pr.best.series as f64 / pr.best.best_seconds()),
+            0,
+        ));
+        out.push(Figure::new(
+            &format!(
+                "sidecar beside Prometheus: server CPU s per pass, `{}`",
+                pr.selector
+            ),
+            sr.cpu_s,
+            pr.cpu_s,
+            2,
+        ));
+    }
+    out.push(Figure::new(
+        "sidecar beside Prometheus: peak RSS of the sidecar, MiB",
+        side.peak_rss.map(|b| b as f64 / 1048576.0),
+        None,
+        0,
+    ));
+    out
 }
 
 /// The figures for the current table: per selection the series/s over the wire and the
@@ -898,60 +1045,7 @@ fn render(
         block_count(src)
     );
     let _ = writeln!(s, "Command: `{}`\n", o.command_line);
-    let _ = writeln!(
-        s,
-        "| selector | system | series | series/s | chunks | bytes received | server CPU s per pass | peak RSS MiB |"
-    );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
-    let mib = |b: Option<u64>| {
-        b.map_or("n/a".to_string(), |b| {
-            format!("{:.0}", b as f64 / 1048576.0)
-        })
-    };
-    let rate = |r: &Streamed| r.series as f64 / r.best_seconds();
-    let mut agree = true;
-    for (i, br) in base.rows.iter().enumerate() {
-        let mut row = |side: &Side, r: &Row| {
-            let _ = writeln!(
-                s,
-                "| `{}` | {} | {} | {:.0} | {} | {} | {} | {} |",
-                r.selector,
-                side.system,
-                r.best.series,
-                rate(&r.best),
-                r.best.chunks,
-                r.best.wire_bytes,
-                r.cpu_s.map_or("n/a".to_string(), |c| format!("{c:.2}")),
-                mib(side.peak_rss)
-            );
-        };
-        row(base, br);
-        if let Some(t) = target
-            && let Some(tr) = t.rows.get(i)
-        {
-            row(t, tr);
-            let _ = writeln!(
-                s,
-                "| `{}` | ratio Gauntlet / Prometheus | | {} | | {} | {} | {} |",
-                br.selector,
-                ratio(rate(&tr.best), rate(&br.best)),
-                ratio(tr.best.wire_bytes as f64, br.best.wire_bytes as f64),
-                match (tr.cpu_s, br.cpu_s) {
-                    (Some(a), Some(b)) => ratio(a, b),
-                    _ => "n/a".into(),
-                },
-                match (t.peak_rss, base.peak_rss) {
-                    (Some(a), Some(b)) => ratio(a as f64, b as f64),
-                    _ => "n/a".into(),
-                },
-            );
-            if (tr.best.series, tr.best.chunks, tr.best.chunk_bytes)
-                != (br.best.series, br.best.chunks, br.best.chunk_bytes)
-            {
-                agree = false;
-            }
-        }
-    }
+    let agree = side_table(&mut s, base, target);
     match target {
         Some(_) => {
             let _ = writeln!(
@@ -1009,6 +1103,67 @@ fn render(
         );
     }
     s
+}
+
+/// The rows of `base` and, after each, `target`'s and their ratio; whether both returned the
+/// same series, chunks and chunk bytes for every selection.
+fn side_table(s: &mut String, base: &Side, target: Option<&Side>) -> bool {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        s,
+        "| selector | system | series | series/s | chunks | bytes received | server CPU s per pass | peak RSS MiB |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    let mib = |b: Option<u64>| {
+        b.map_or("n/a".to_string(), |b| {
+            format!("{:.0}", b as f64 / 1048576.0)
+        })
+    };
+    let rate = |r: &Streamed| r.series as f64 / r.best_seconds();
+    let mut agree = true;
+    for (i, br) in base.rows.iter().enumerate() {
+        let mut row = |side: &Side, r: &Row| {
+            let _ = writeln!(
+                s,
+                "| `{}` | {} | {} | {:.0} | {} | {} | {} | {} |",
+                r.selector,
+                side.system,
+                r.best.series,
+                rate(&r.best),
+                r.best.chunks,
+                r.best.wire_bytes,
+                r.cpu_s.map_or("n/a".to_string(), |c| format!("{c:.2}")),
+                mib(side.peak_rss)
+            );
+        };
+        row(base, br);
+        if let Some(t) = target
+            && let Some(tr) = t.rows.get(i)
+        {
+            row(t, tr);
+            let _ = writeln!(
+                s,
+                "| `{}` | ratio Gauntlet / Prometheus | | {} | | {} | {} | {} |",
+                br.selector,
+                ratio(rate(&tr.best), rate(&br.best)),
+                ratio(tr.best.wire_bytes as f64, br.best.wire_bytes as f64),
+                match (tr.cpu_s, br.cpu_s) {
+                    (Some(a), Some(b)) => ratio(a, b),
+                    _ => "n/a".into(),
+                },
+                match (t.peak_rss, base.peak_rss) {
+                    (Some(a), Some(b)) => ratio(a as f64, b as f64),
+                    _ => "n/a".into(),
+                },
+            );
+            if (tr.best.series, tr.best.chunks, tr.best.chunk_bytes)
+                != (br.best.series, br.best.chunks, br.best.chunk_bytes)
+            {
+                agree = false;
+            }
+        }
+    }
+    agree
 }
 
 impl Streamed {

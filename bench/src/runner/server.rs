@@ -247,8 +247,27 @@ pub fn prometheus_cmd(
     port: u16,
     extra: &[String],
 ) -> Result<Command, RunError> {
+    prometheus_cmd_labelled(bin, dir, data, port, extra, &[])
+}
+
+/// [`prometheus_cmd`] with these external labels in the configuration's `global` section.
+pub fn prometheus_cmd_labelled(
+    bin: &Path,
+    dir: &Path,
+    data: &Path,
+    port: u16,
+    extra: &[String],
+    external: &[(&str, &str)],
+) -> Result<Command, RunError> {
     let cfg = dir.join("prometheus.yml");
-    std::fs::write(&cfg, "global:\n  scrape_interval: 1h\n")?;
+    let mut text = String::from("global:\n  scrape_interval: 1h\n");
+    if !external.is_empty() {
+        text.push_str("  external_labels:\n");
+        for (name, value) in external {
+            text.push_str(&format!("    {name}: {value:?}\n"));
+        }
+    }
+    std::fs::write(&cfg, text)?;
     let mut c = Command::new(bin);
     c.arg(format!("--config.file={}", cfg.display()))
         .arg(format!("--storage.tsdb.path={}", data.display()))

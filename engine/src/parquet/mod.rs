@@ -107,6 +107,49 @@ pub enum ParquetError {
     Block(#[from] crate::error::Error),
 }
 
+thread_local! {
+    /// Whether this thread is inside [`guarded`].
+    static GUARDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, which drives the Parquet library's page and value decoders over bytes read from
+/// a bucket, and turns a panic inside it into an error naming `path`: some of the library's
+/// decoders slice by lengths read from the file without checking them (a negative
+/// DELTA_LENGTH_BYTE_ARRAY length, say), and a corrupt file must fail its request, not take
+/// a thread down. The panic's message still reaches the panic hook (the log).
+pub(crate) fn guarded<T>(
+    path: &str,
+    f: impl FnOnce() -> Result<T, ParquetError>,
+) -> Result<T, ParquetError> {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            GUARDED.with(|g| g.set(self.0));
+        }
+    }
+    let _restore = Restore(GUARDED.with(|g| g.replace(true)));
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) => {
+            let why = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            Err(ParquetError::layout(
+                path,
+                format!("the Parquet decoder failed on corrupt data: {why}"),
+            ))
+        }
+    }
+}
+
+/// Whether the current thread is decoding inside [`guarded`], where a panic becomes an error:
+/// a panic hook that treats every panic as fatal (a fuzzer's) can let these through.
+pub fn in_guarded_decode() -> bool {
+    GUARDED.with(|g| g.get())
+}
+
 impl ParquetError {
     pub(crate) fn layout(path: &str, what: impl Into<String>) -> Self {
         ParquetError::Layout {

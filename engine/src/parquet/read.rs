@@ -29,7 +29,7 @@ use parquet::file::serialized_reader::SerializedPageReader;
 use super::codes::{CodedColumn, NULL, Ranges, SKIPPED, chunk_range, decode_label_column};
 use super::{
     COL_INDEXES_COLUMN, DATA_COL_DURATION_KEY, DATA_COLUMN_PREFIX, LABEL_COLUMN_PREFIX, MAX_T_KEY,
-    MIN_T_KEY, ParquetError, chunks_file, decode_chunks, decode_col_indexes, labels_file,
+    MIN_T_KEY, ParquetError, chunks_file, decode_chunks, decode_col_indexes, guarded, labels_file,
 };
 use crate::bucket::Bucket;
 use crate::labels::{Label, Labels, MatchType, Matcher};
@@ -84,12 +84,18 @@ async fn open_file(bucket: &Bucket, path: String) -> Result<PFile, ParquetError>
     let mut want = FOOTER_GUESS.min(len);
     loop {
         let tail = bucket.get_range(&path, len - want..len).await?;
-        let mut r = ParquetMetaDataReader::new().with_page_index_policy(PageIndexPolicy::Optional);
-        match r.try_parse_sized(&tail, len) {
-            Ok(()) => {
-                let meta = r.finish().map_err(|e| ParquetError::format(&path, e))?;
-                return Ok(PFile { path, len, meta });
+        let parsed = guarded(&path, || {
+            let mut r =
+                ParquetMetaDataReader::new().with_page_index_policy(PageIndexPolicy::Optional);
+            match r.try_parse_sized(&tail, len) {
+                Ok(()) => Ok(Ok(r
+                    .finish()
+                    .map_err(|e| ParquetError::format(&path, e))?)),
+                Err(e) => Ok(Err(e)),
             }
+        })?;
+        match parsed {
+            Ok(meta) => return Ok(PFile { path, len, meta }),
             Err(parquet::errors::ParquetError::NeedMoreData(n))
                 if (n as u64) > want && (n as u64) <= len =>
             {
@@ -491,13 +497,15 @@ impl ParquetShard {
         let file = Arc::new(self.fetch(bucket, &self.labels, &ranges).await?);
         let mut out = HashMap::with_capacity(cols.len());
         for (&c, locs) in cols.iter().zip(locations) {
-            let coded = decode_label_column(
-                &self.labels.path,
-                file.clone(),
-                self.labels.column(rg, c),
-                rows,
-                locs.filter(|l| !l.is_empty()).map(|l| (l, wanted)),
-            )?;
+            let coded = guarded(&self.labels.path, || {
+                decode_label_column(
+                    &self.labels.path,
+                    file.clone(),
+                    self.labels.column(rg, c),
+                    rows,
+                    locs.filter(|l| !l.is_empty()).map(|l| (l, wanted)),
+                )
+            })?;
             out.insert(c, coded);
         }
         Ok(out)
@@ -542,63 +550,9 @@ impl ParquetShard {
             None => vec![chunk_range(meta)],
         };
         let file = Arc::new(self.fetch(bucket, f, &ranges).await?);
-        let fmt = |e| ParquetError::format(&f.path, e);
-        let pages = SerializedPageReader::new(file, meta, total, locations).map_err(fmt)?;
-        let mut r =
-            ColumnReaderImpl::<ByteArrayType>::new(meta.column_descr_ptr(), Box::new(pages));
-        // Every value is copied once into one buffer, which the answers then share.
-        let mut buf: Vec<u8> = Vec::new();
-        let mut ends: Vec<usize> = Vec::with_capacity(rows.len());
-        let mut pos = 0usize;
-        let mut vals: Vec<ByteArray> = Vec::new();
-        let mut i = 0;
-        while i < rows.len() {
-            let start = rows[i] as usize;
-            let mut end = start + 1;
-            while i + (end - start) < rows.len() && rows[i + (end - start)] as usize == end {
-                end += 1;
-            }
-            if start > pos {
-                let skipped = r.skip_records(start - pos).map_err(fmt)?;
-                if skipped != start - pos {
-                    return Err(ParquetError::layout(
-                        &f.path,
-                        "column ends before its row group",
-                    ));
-                }
-            }
-            let want = end - start;
-            vals.clear();
-            let mut got = 0;
-            while got < want {
-                let (n, _, _) = r
-                    .read_records(want - got, None, None, &mut vals)
-                    .map_err(fmt)?;
-                if n == 0 {
-                    return Err(ParquetError::layout(
-                        &f.path,
-                        "column ends before its row group",
-                    ));
-                }
-                got += n;
-            }
-            for v in vals.drain(..) {
-                buf.extend_from_slice(v.data());
-                ends.push(buf.len());
-            }
-            pos = end;
-            i += want;
-        }
-        let buf = Bytes::from(buf);
-        let mut start = 0;
-        Ok(ends
-            .into_iter()
-            .map(|end| {
-                let v = buf.slice(start..end);
-                start = end;
-                v
-            })
-            .collect())
+        guarded(&f.path, || {
+            decode_rows(f, meta, file, total, locations, rows)
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -701,6 +655,74 @@ impl ParquetShard {
         }
         Ok(())
     }
+}
+
+/// Values of byte-array column chunk `meta` of `f` at `rows` (ascending), from `file` (the
+/// fetched pages; `locations` says where they are when only some were fetched).
+fn decode_rows(
+    f: &PFile,
+    meta: &ColumnChunkMetaData,
+    file: Arc<Ranges>,
+    total: usize,
+    locations: Option<Vec<PageLocation>>,
+    rows: &[u32],
+) -> Result<Vec<Bytes>, ParquetError> {
+    let fmt = |e| ParquetError::format(&f.path, e);
+    let pages = SerializedPageReader::new(file, meta, total, locations).map_err(fmt)?;
+    let mut r = ColumnReaderImpl::<ByteArrayType>::new(meta.column_descr_ptr(), Box::new(pages));
+    // Every value is copied once into one buffer, which the answers then share.
+    let mut buf: Vec<u8> = Vec::new();
+    let mut ends: Vec<usize> = Vec::with_capacity(rows.len());
+    let mut pos = 0usize;
+    let mut vals: Vec<ByteArray> = Vec::new();
+    let mut i = 0;
+    while i < rows.len() {
+        let start = rows[i] as usize;
+        let mut end = start + 1;
+        while i + (end - start) < rows.len() && rows[i + (end - start)] as usize == end {
+            end += 1;
+        }
+        if start > pos {
+            let skipped = r.skip_records(start - pos).map_err(fmt)?;
+            if skipped != start - pos {
+                return Err(ParquetError::layout(
+                    &f.path,
+                    "column ends before its row group",
+                ));
+            }
+        }
+        let want = end - start;
+        vals.clear();
+        let mut got = 0;
+        while got < want {
+            let (n, _, _) = r
+                .read_records(want - got, None, None, &mut vals)
+                .map_err(fmt)?;
+            if n == 0 {
+                return Err(ParquetError::layout(
+                    &f.path,
+                    "column ends before its row group",
+                ));
+            }
+            got += n;
+        }
+        for v in vals.drain(..) {
+            buf.extend_from_slice(v.data());
+            ends.push(buf.len());
+        }
+        pos = end;
+        i += want;
+    }
+    let buf = Bytes::from(buf);
+    let mut start = 0;
+    Ok(ends
+        .into_iter()
+        .map(|end| {
+            let v = buf.slice(start..end);
+            start = end;
+            v
+        })
+        .collect())
 }
 
 /// Whether matcher `m` accepts a value given as bytes (invalid UTF-8 is compared lossily).

@@ -389,3 +389,29 @@ fn column_indexes_say_false_as_zero() {
     assert!(super::write::patch_null_pages(&mut [0x15, 0x00]).is_err());
     assert!(super::write::patch_null_pages(&mut [0x19, 0x51, 1]).is_err());
 }
+
+#[test]
+fn a_panic_inside_the_parquet_decoders_is_an_error_naming_the_file() {
+    assert!(!in_guarded_decode());
+    let r: Result<(), ParquetError> = guarded("blk/0.chunks.parquet", || {
+        assert!(in_guarded_decode());
+        // What the library's DELTA_LENGTH_BYTE_ARRAY decoder does with a negative length.
+        let data = Bytes::from_static(b"abc");
+        let len = -300i32 as usize;
+        let _ = data.slice(0..len);
+        Ok(())
+    });
+    let e = r.expect_err("the panic is an error").to_string();
+    assert!(e.contains("blk/0.chunks.parquet"), "{e}");
+    assert!(e.contains("range end out of bounds"), "{e}");
+    // Outside the guard again, also after a nested guard and an ordinary error.
+    assert!(!in_guarded_decode());
+    let nested: Result<u8, ParquetError> = guarded("a", || {
+        let inner = guarded("b", || Err::<u8, _>(ParquetError::layout("b", "bad")));
+        assert!(in_guarded_decode());
+        inner
+    });
+    assert!(nested.unwrap_err().to_string().contains("bad"));
+    assert!(!in_guarded_decode());
+    assert_eq!(guarded("c", || Ok(7)).unwrap(), 7);
+}
