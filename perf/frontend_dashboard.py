@@ -1,14 +1,14 @@
 """The query frontend side by side with Thanos's, by hand until the runner has a scenario.
 
 `gauntlet all --demo` writes SPLIT_DAYS days (30 by default) of demo data (10 hosts) and runs
-Gauntlet's frontend in
-front of its own API (`--query-frontend.http-address`); `thanos query-frontend` sits in front of
-the same API. Both split by 24h and cache in memory. A dashboard of 20 range queries over
-7 days (10 min step) is asked once cold, then refreshed every 30 s three times (60 queries, the
-window moving with now); each refresh's latencies are what the figures are. Then a 7-day query
-at a 60 s step is asked of the API whole and through Gauntlet's frontend split (24h parts in
-parallel, `Cache-Control: no-store` so nothing comes from the cache), five times each, and
-the same over SPLIT_DAYS days.
+Gauntlet's frontend in front of its own API (`--query-frontend.http-address`); `thanos
+query-frontend` sits in front of the same API. Both split by 24h and cache in memory. A
+dashboard of 20 range queries over 7 days (10 min step) is asked once cold, then refreshed
+every 30 s three times (60 queries, the window moving with now); each refresh's latencies are
+what the figures are. Then a 7-day query and a SPLIT_DAYS-day query, each at the finest step
+a whole query may take (11,000 points: 60 s for 7 days, 240 s for 30), are asked of the API
+whole and through Gauntlet's frontend split (24h parts in parallel, `Cache-Control:
+no-store` so nothing comes from the cache), five times each.
 
     GAUNTLET_BIN=target/release/gauntlet THANOS_BIN=.tools/peers/bin/thanos [SPLIT_DAYS=30] \
         python3 perf/frontend_dashboard.py [WORK_DIR]
@@ -101,12 +101,14 @@ try:
         e = int(time.time())
         e -= e % 60
         s = e - days * 86400
-        p = "/api/v1/query_range?" + urllib.parse.urlencode({"query": heavy, "start": s, "end": e, "step": 60})
+        # The finest step a whole query may take (11,000 points a series), in whole minutes.
+        step = 60 * -(-days * 86400 // (11000 * 60))
+        p = "/api/v1/query_range?" + urllib.parse.urlencode({"query": heavy, "start": s, "end": e, "step": step})
         whole, split = [], []
         for _ in range(5):
             whole.append(get(19090, p)[0] * 1000)
             split.append(get(19095, p, {"Cache-Control": "no-store"})[0] * 1000)
-        print(f"split{days}d", json.dumps(dict(whole_median_ms=statistics.median(whole),
+        print(f"split{days}d", json.dumps(dict(step_s=step, whole_median_ms=statistics.median(whole),
             split_median_ms=statistics.median(split), whole=whole, split=split)), flush=True)
 finally:
     thp.terminate(); allp.terminate()

@@ -395,6 +395,16 @@ fn answers_as_a_store_dies(
         }
     } else {
         victim.kill();
+        // Dead before the query: once its port refuses connections, the querier is given a
+        // moment to see its connection closed, so its first call dials (as it does when
+        // Thanos's store is the one killed) rather than racing the closed connection.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(victim.addr()).is_ok()
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(500));
     }
     for p in &paths[in_flight..] {
         let (s, b) = http_get(port, p).unwrap();

@@ -330,7 +330,8 @@ impl<B: std::ops::Deref<Target = LocalBlocks> + Send> SeriesStream for LocalStre
                     .get(u64::from(p.series_ref))
                     .is_empty()
             });
-            let labels = parts[0].labels.clone();
+            // Nothing below reads the parts' labels again.
+            let labels = std::mem::take(&mut parts[0].labels);
             if deleted {
                 let mut decoded = Vec::with_capacity(parts.len());
                 let mut hists = Vec::with_capacity(parts.len());

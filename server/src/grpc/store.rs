@@ -196,6 +196,60 @@ fn trailing_messages<B: StreamBatch>(
     out
 }
 
+/// The `SeriesRequest` a raw gRPC call's body holds: one uncompressed frame. A Series request
+/// is a few matchers and hints; a body past [`MAX_SERIES_REQUEST_BYTES`] is refused before it
+/// is held in memory (tonic's default decoding limit is the same).
+pub(crate) async fn read_series_request(body: Body) -> Result<thanos::SeriesRequest, Status> {
+    let body = http_body_util::Limited::new(body, MAX_SERIES_REQUEST_BYTES)
+        .collect()
+        .await
+        .map_err(|e| {
+            Status::invalid_argument(format!(
+                "reading the request (at most {MAX_SERIES_REQUEST_BYTES} bytes): {e}"
+            ))
+        })?
+        .to_bytes();
+    let msg = match body.get(..FRAME_HEADER) {
+        Some([0, a, b, c, d]) => {
+            let n = u32::from_be_bytes([*a, *b, *c, *d]) as usize;
+            body.get(FRAME_HEADER..FRAME_HEADER + n).ok_or_else(|| {
+                Status::invalid_argument("request frame is shorter than its length")
+            })?
+        }
+        Some(_) => {
+            return Err(Status::unimplemented(
+                "compressed requests are not supported; send Series requests uncompressed",
+            ));
+        }
+        None => return Err(Status::invalid_argument("empty request")),
+    };
+    thanos::SeriesRequest::decode(msg)
+        .map_err(|e| Status::invalid_argument(format!("decoding SeriesRequest: {e}")))
+}
+
+/// A gRPC answer whose body is `frames` (data frames, then the trailers).
+pub(crate) fn grpc_response<S>(frames: S) -> http::Response<Body>
+where
+    S: Stream<Item = Result<Frame<Bytes>, Status>> + Send + 'static,
+{
+    let mut resp = http::Response::new(Body::new(http_body_util::StreamBody::new(frames)));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    resp
+}
+
+/// A StoreAPI whose `Series` is answered at the HTTP level, as raw gRPC frames.
+pub trait RawSeries: thanos::store_server::Store + Clone {
+    /// Answers `/thanos.Store/Series`: the status of a call refused before its first frame
+    /// as an HTTP answer, otherwise data frames and the status in the trailers.
+    fn series_http(
+        &self,
+        req: http::Request<Body>,
+    ) -> impl std::future::Future<Output = http::Response<Body>> + Send;
+}
+
 impl StoreService {
     fn permit(&self) -> Result<OwnedSemaphorePermit, Status> {
         self.series_gate.clone().try_acquire_owned().map_err(|_| {
@@ -206,46 +260,10 @@ impl StoreService {
         })
     }
 
-    /// Answers `/thanos.Store/Series` at the HTTP level: the request decoded with prost, the
-    /// answer written as gRPC frames straight from the engine's batches, a batch per HTTP/2
-    /// data frame, the status in the trailers.
-    async fn series_http(&self, req: http::Request<Body>) -> http::Response<Body> {
-        match self.start_series(req).await {
-            Ok(r) => r,
-            Err(status) => status.into_http(),
-        }
-    }
-
     async fn start_series(&self, req: http::Request<Body>) -> Result<http::Response<Body>, Status> {
         let permit = self.permit()?;
         let (parts, body) = req.into_parts();
-        // A Series request is a few matchers and hints; a body past the limit is refused
-        // before it is held in memory (tonic's default decoding limit is the same).
-        let body = http_body_util::Limited::new(body, MAX_SERIES_REQUEST_BYTES)
-            .collect()
-            .await
-            .map_err(|e| {
-                Status::invalid_argument(format!(
-                    "reading the request (at most {MAX_SERIES_REQUEST_BYTES} bytes): {e}"
-                ))
-            })?
-            .to_bytes();
-        let msg = match body.get(..FRAME_HEADER) {
-            Some([0, a, b, c, d]) => {
-                let n = u32::from_be_bytes([*a, *b, *c, *d]) as usize;
-                body.get(FRAME_HEADER..FRAME_HEADER + n).ok_or_else(|| {
-                    Status::invalid_argument("request frame is shorter than its length")
-                })?
-            }
-            Some(_) => {
-                return Err(Status::unimplemented(
-                    "compressed requests are not supported; send Series requests uncompressed",
-                ));
-            }
-            None => return Err(Status::invalid_argument("empty request")),
-        };
-        let mut r = thanos::SeriesRequest::decode(msg)
-            .map_err(|e| Status::invalid_argument(format!("decoding SeriesRequest: {e}")))?;
+        let mut r = read_series_request(body).await?;
         // The call's gRPC metadata are its HTTP/2 headers.
         scope_call(self.tenancy.as_ref(), &parts.headers, &mut r.matchers)?;
         let visible = self.visible_blocks(&parts.headers)?;
@@ -304,30 +322,35 @@ impl StoreService {
                 tx.finish(Ok(Frame::trailers(trailers))).await;
             }
         });
-        let body = http_body_util::StreamBody::new(Permitted {
+        Ok(grpc_response(Permitted {
             frames: Box::pin(frames),
             _permit: permit,
-        });
-        let mut resp = http::Response::new(Body::new(body));
-        resp.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/grpc"),
-        );
-        Ok(resp)
+        }))
     }
 }
 
-/// `thanos.Store` as mounted on the gRPC server: `Series` answered by frames written from the
-/// engine's batches ([`StoreService::series_http`]), everything else by the generated server.
-#[derive(Debug, Clone)]
-pub struct StoreApi {
-    svc: StoreService,
-    inner: thanos::store_server::StoreServer<StoreService>,
+impl RawSeries for StoreService {
+    /// The request decoded with prost, the answer written as gRPC frames straight from the
+    /// engine's batches, a batch per HTTP/2 data frame, the status in the trailers.
+    async fn series_http(&self, req: http::Request<Body>) -> http::Response<Body> {
+        match self.start_series(req).await {
+            Ok(r) => r,
+            Err(status) => status.into_http(),
+        }
+    }
 }
 
-impl StoreApi {
+/// `thanos.Store` as mounted on the gRPC server: `Series` answered by raw frames
+/// ([`RawSeries::series_http`]), everything else by the generated server.
+#[derive(Debug, Clone)]
+pub struct StoreApi<S = StoreService> {
+    svc: S,
+    inner: thanos::store_server::StoreServer<S>,
+}
+
+impl<S: RawSeries> StoreApi<S> {
     /// The StoreAPI over `svc`.
-    pub fn new(svc: StoreService) -> Self {
+    pub fn new(svc: S) -> Self {
         StoreApi {
             inner: thanos::store_server::StoreServer::new(svc.clone())
                 .max_decoding_message_size(i32::MAX as usize)
@@ -337,11 +360,11 @@ impl StoreApi {
     }
 }
 
-impl tonic::server::NamedService for StoreApi {
+impl<S> tonic::server::NamedService for StoreApi<S> {
     const NAME: &'static str = "thanos.Store";
 }
 
-impl tonic::codegen::Service<http::Request<Body>> for StoreApi {
+impl<S: RawSeries> tonic::codegen::Service<http::Request<Body>> for StoreApi<S> {
     type Response = http::Response<Body>;
     type Error = Infallible;
     type Future =

@@ -19,7 +19,7 @@ use gauntlet_engine::query::{
     collect_labels, collect_stream, external_names_clash, merge_streams, with_external_labels,
     without_labels,
 };
-use gauntlet_engine::store::{ChunkView, RawChunk, encode_batch, merge_chunks};
+use gauntlet_engine::store::{ChunkView, RawChunk, WireBatch, encode_batch, merge_chunks};
 use gauntlet_proto::thanos;
 use prost::Message as _;
 use tonic::{Request, Response, Status};
@@ -250,46 +250,55 @@ fn tenant_stream(
     Ok(Box::new(VecStream::new(all)))
 }
 
-/// Decoded samples as wire chunks, in time order: floats in XOR chunks of at most 120
-/// samples, as the bucket store serves them; native histograms in float histogram chunks cut
-/// by the head's rule.
-fn wire_chunks(samples: &SampleBatch, histograms: &HistogramBatch) -> Vec<thanos::AggrChunk> {
-    let mut out: Vec<thanos::AggrChunk> = encode_batch(samples)
-        .iter()
-        .map(|c| wire_chunk(c.min_time, c.max_time, c.encoding, &c.data))
-        .collect();
-    if histograms.is_empty() {
-        out.sort_by_key(|c| c.min_time);
-        return out;
-    }
-    let hs: Vec<(i64, FloatHistogram)> = histograms
-        .ts
-        .iter()
-        .copied()
-        .zip(histograms.h.iter().cloned())
-        .collect();
-    // The head validated every histogram it holds, so cutting cannot fail; a failure would
-    // leave the series without its histograms rather than fail the request.
-    match cut_float_histogram_chunks(&hs, DEFAULT_CHUNK_RANGE_MS) {
-        Ok(chunks) => out.extend(
-            chunks
-                .iter()
-                .map(|c| wire_chunk(c.min_time, c.max_time, c.encoding as u8, &c.data)),
-        ),
-        Err(e) => tracing::warn!(error = %e, "encoding head histograms for the StoreAPI failed"),
+/// Decoded samples as chunks, in time order: floats in XOR chunks of at most 120 samples, as
+/// the bucket store serves them; native histograms in float histogram chunks cut by the
+/// head's rule.
+fn decoded_chunks(samples: &SampleBatch, histograms: &HistogramBatch) -> Vec<RawChunk> {
+    let mut out = encode_batch(samples);
+    if !histograms.is_empty() {
+        let hs: Vec<(i64, FloatHistogram)> = histograms
+            .ts
+            .iter()
+            .copied()
+            .zip(histograms.h.iter().cloned())
+            .collect();
+        // The head validated every histogram it holds, so cutting cannot fail; a failure
+        // would leave the series without its histograms rather than fail the request.
+        match cut_float_histogram_chunks(&hs, DEFAULT_CHUNK_RANGE_MS) {
+            Ok(chunks) => out.extend(chunks.into_iter().map(|c| RawChunk {
+                min_time: c.min_time,
+                max_time: c.max_time,
+                encoding: c.encoding as u8,
+                data: c.data.into(),
+            })),
+            Err(e) => {
+                tracing::warn!(error = %e, "encoding head histograms for the StoreAPI failed")
+            }
+        }
     }
     out.sort_by_key(|c| c.min_time);
     out
 }
 
-/// One encoded chunk as the StoreAPI sends it.
-fn wire_chunk(min_time: i64, max_time: i64, encoding: u8, data: &[u8]) -> thanos::AggrChunk {
-    convert::chunk(&ChunkView {
-        min_time,
-        max_time,
-        encoding,
-        data,
-    })
+/// A streamed series' chunks as the StoreAPI sends them: stored chunks sorted by time, cut
+/// to at most 120 samples and those that overlap merged ([`merge_chunks`]), or decoded
+/// samples encoded ([`decoded_chunks`]).
+fn series_chunks(labels: &Labels, data: SeriesData) -> Result<Vec<RawChunk>, Status> {
+    match data {
+        SeriesData::Chunks(cs) => merge_chunks(
+            cs.into_iter()
+                .map(|c| RawChunk {
+                    min_time: c.min_time,
+                    max_time: c.max_time,
+                    encoding: c.encoding,
+                    data: c.data,
+                })
+                .collect(),
+        )
+        .map_err(|e| Status::internal(format!("series {labels}: {e}"))),
+        SeriesData::Decoded(b) => Ok(decoded_chunks(&b, &HistogramBatch::new())),
+        SeriesData::DecodedWithHistograms(b, h) => Ok(decoded_chunks(&b, &h)),
+    }
 }
 
 /// Sends `batch` as Series frames ([`wire_series`], [`convert::series_responses`]), each held
@@ -317,9 +326,8 @@ pub(crate) fn send_series(
     Ok(true)
 }
 
-/// A streamed series as the StoreAPI sends it: labels without `strip`; its chunks sorted by
-/// time, cut to at most 120 samples and those that overlap merged ([`merge_chunks`]), or its
-/// decoded samples encoded ([`wire_chunks`]); none when the request skips chunks.
+/// A streamed series as the StoreAPI sends it: labels without `strip`, its chunks as
+/// [`series_chunks`] makes them; none when the request skips chunks.
 pub(crate) fn wire_series(
     s: StreamSeries,
     strip: &[String],
@@ -332,27 +340,42 @@ pub(crate) fn wire_series(
             chunks: Vec::new(),
         });
     }
-    let chunks = match s.data {
-        SeriesData::Chunks(cs) => {
-            let raw = cs
-                .into_iter()
-                .map(|c| RawChunk {
-                    min_time: c.min_time,
-                    max_time: c.max_time,
-                    encoding: c.encoding,
-                    data: c.data,
-                })
-                .collect();
-            merge_chunks(raw)
-                .map_err(|e| Status::internal(format!("series {}: {e}", s.labels)))?
-                .iter()
-                .map(|c| wire_chunk(c.min_time, c.max_time, c.encoding, &c.data))
-                .collect()
-        }
-        SeriesData::Decoded(b) => wire_chunks(&b, &HistogramBatch::new()),
-        SeriesData::DecodedWithHistograms(b, h) => wire_chunks(&b, &h),
-    };
+    let chunks = series_chunks(&s.labels, s.data)?
+        .iter()
+        .map(|c| {
+            convert::chunk(&ChunkView {
+                min_time: c.min_time,
+                max_time: c.max_time,
+                encoding: c.encoding,
+                data: &c.data,
+            })
+        })
+        .collect();
     Ok(thanos::Series { labels, chunks })
+}
+
+/// [`wire_series`] written straight into `out`'s frames, without building the message.
+pub(crate) fn push_wire_series(
+    out: &mut WireBatch,
+    s: StreamSeries,
+    strip: &[String],
+    skip_chunks: bool,
+) -> Result<(), Status> {
+    // The labels written as they are but for `strip` (as `without_labels` keeps them),
+    // without copying the set.
+    let fields: Vec<(&[u8], &[u8])> = s
+        .labels
+        .iter()
+        .filter(|l| !strip.iter().any(|n| *n == l.name))
+        .map(|l| (l.name.as_bytes(), l.value.as_bytes()))
+        .collect();
+    let chunks = if skip_chunks {
+        Vec::new()
+    } else {
+        series_chunks(&s.labels, s.data)?
+    };
+    out.push_series(&fields, &chunks);
+    Ok(())
 }
 
 /// Label names of every tenant's series matching `matchers` in `[mint, maxt]`, external
@@ -575,5 +598,84 @@ impl thanos::info::info_server::Info for ReceiveStore {
         let mut info = convert::info_response("receive", &sets, true);
         info.exemplars = self.exemplars_info();
         Ok(Response::new(info))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gauntlet_engine::chunk::SampleBatch;
+    use gauntlet_engine::labels::Labels;
+    use gauntlet_engine::query::{SeriesChunk, SeriesData, StreamSeries};
+    use gauntlet_engine::store::{WireBatch, WireFraming, encode_batch, put_frame};
+    use gauntlet_proto::thanos;
+    use prost::Message as _;
+
+    use super::{push_wire_series, wire_series};
+
+    fn samples(from: i64, n: i64) -> SampleBatch {
+        let mut b = SampleBatch::new();
+        for i in 0..n {
+            b.push(from + i * 15_000, i as f64 * 0.5);
+        }
+        b
+    }
+
+    fn stored(b: &SampleBatch) -> SeriesData {
+        SeriesData::Chunks(
+            encode_batch(b)
+                .into_iter()
+                .map(|c| SeriesChunk {
+                    min_time: c.min_time,
+                    max_time: c.max_time,
+                    encoding: c.encoding,
+                    data: c.data,
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn series_written_into_frames_are_the_messages_byte_for_byte() {
+        let labels = Labels::from_pairs([("__name__", "up"), ("job", "a"), ("replica", "0")]);
+        // Stored chunks (one cut past 120 samples), two overlapping parts merged, and
+        // decoded samples.
+        let mut overlapping = match stored(&samples(0, 50)) {
+            SeriesData::Chunks(c) => c,
+            _ => unreachable!(),
+        };
+        if let SeriesData::Chunks(more) = stored(&samples(300_000, 80)) {
+            overlapping.extend(more);
+        }
+        let datas = [
+            stored(&samples(0, 300)),
+            SeriesData::Chunks(overlapping),
+            SeriesData::Decoded(samples(1_000, 130)),
+        ];
+        for strip in [vec![], vec!["replica".to_string()]] {
+            for skip_chunks in [false, true] {
+                for data in &datas {
+                    let s = StreamSeries {
+                        labels: labels.clone(),
+                        data: data.clone(),
+                    };
+                    let message = wire_series(s.clone(), &strip, skip_chunks).unwrap();
+                    let mut want = Vec::new();
+                    put_frame(
+                        &thanos::SeriesResponse {
+                            result: Some(thanos::series_response::Result::Series(message)),
+                        }
+                        .encode_to_vec(),
+                        &mut want,
+                    );
+                    let mut got = WireBatch::new(WireFraming::for_request(0));
+                    push_wire_series(&mut got, s, &strip, skip_chunks).unwrap();
+                    assert_eq!(
+                        got.into_frames().as_ref(),
+                        want.as_slice(),
+                        "strip {strip:?}, skip_chunks {skip_chunks}, {data:?}"
+                    );
+                }
+            }
+        }
     }
 }

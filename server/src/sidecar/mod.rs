@@ -261,10 +261,7 @@ async fn serve_store(
         .layer(crate::metrics::GrpcMetricsLayer::new(server_metrics))
         .layer(crate::memory::GrpcGuardLayer::new(budget))
         .layer(crate::grpc::RequestLimitsLayer)
-        .add_service(
-            thanos::store_server::StoreServer::new(svc.clone())
-                .max_encoding_message_size(usize::MAX),
-        )
+        .add_service(crate::grpc::StoreApi::new(svc.clone()))
         .add_service(thanos::info::info_server::InfoServer::new(svc))
         .add_service(thanos::exemplars_server::ExemplarsServer::new(apis.clone()))
         .add_service(thanos::metadata_server::MetadataServer::new(apis.clone()))

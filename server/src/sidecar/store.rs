@@ -9,17 +9,23 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use gauntlet_engine::block::Block;
 use gauntlet_engine::labels::{Labels, external_matchers};
 use gauntlet_engine::query::{
     BATCH_SERIES, LocalBlocks, SeriesStream, StreamSeries, merge_streams, with_external_labels,
 };
+use gauntlet_engine::store::{WireBatch, WireFraming};
 use gauntlet_proto::thanos;
+use http_body::Frame;
+use tonic::body::Body;
 use tonic::{Request, Response, Status};
 
 use super::prometheus::{PromClient, PromError};
 use crate::grpc::convert;
-use crate::receive::store::send_series;
+use crate::grpc::store::{RawSeries, grpc_response, read_series_request};
+use crate::memory::SendError;
+use crate::receive::store::{push_wire_series, send_series};
 
 /// Frames of a Series answer made and waiting to be sent, at most.
 const SERIES_FRAMES_QUEUED: usize = 4;
@@ -201,6 +207,155 @@ impl SidecarStore {
     }
 }
 
+/// What a Series call reads once Prometheus has answered for the head.
+struct SeriesPlan {
+    blocks: Arc<LocalBlocks>,
+    /// The call's matchers without those the external labels answer.
+    own: Vec<gauntlet_engine::labels::Matcher>,
+    external: Labels,
+    /// The head's series from remote read, external labels set, sorted.
+    head: Vec<StreamSeries>,
+    mint: i64,
+    maxt: i64,
+}
+
+impl SeriesPlan {
+    /// The persisted blocks' series and the head's, merged by labels, every one with the
+    /// external labels. Blocking: it reads the blocks.
+    fn stream(self) -> gauntlet_engine::Result<Box<dyn SeriesStream>> {
+        let persisted = self.blocks.stream(&self.own, self.mint, self.maxt)?;
+        Ok(merge_streams(
+            vec![
+                with_external_labels(persisted, self.external),
+                Box::new(Listed(self.head.into_iter())),
+            ],
+            self.mint,
+            self.maxt,
+        ))
+    }
+}
+
+impl SidecarStore {
+    /// Checks a Series call and asks Prometheus for the head's part: the head is asked only
+    /// for what no persisted block holds, from the end of the newest block (exclusive there,
+    /// so its chunks are not read twice). `None` when an external label rules Prometheus out
+    /// (an empty answer).
+    async fn plan(&self, req: &thanos::SeriesRequest) -> Result<Option<SeriesPlan>, Status> {
+        let state = &self.state;
+        state.series_requests.fetch_add(1, Relaxed);
+        if let Err(s) = state.require_up() {
+            state.series_unavailable.fetch_add(1, Relaxed);
+            return Err(s);
+        }
+        if req.matchers.is_empty() {
+            return Err(Status::invalid_argument("no matchers specified"));
+        }
+        let matchers = convert::matchers(req.matchers.clone(), &self.budget).await?;
+        let external = state.external();
+        let (mint, maxt) = (req.min_time, req.max_time);
+        let Some(own) = external_matchers(&external, &matchers) else {
+            return Ok(None);
+        };
+        let blocks = state.blocks();
+        let persisted_end = blocks
+            .blocks()
+            .iter()
+            .map(|b| b.meta().max_time)
+            .max()
+            .unwrap_or(i64::MIN);
+        let head_start = mint.max(persisted_end);
+        let mut head = if head_start <= maxt {
+            match state
+                .client
+                .remote_read(&own, head_start, maxt, state.read_timeout)
+                .await
+            {
+                Ok(h) => h,
+                Err(e) => {
+                    if matches!(e, PromError::Unreachable { .. }) {
+                        state.series_unavailable.fetch_add(1, Relaxed);
+                    }
+                    return Err(prom_status(e));
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        // Prometheus adds its external labels to what it streams; they are set again here so
+        // both parts carry the labels this sidecar advertises.
+        for s in &mut head {
+            s.labels = s.labels.with_external(&external);
+        }
+        head.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(Some(SeriesPlan {
+            blocks,
+            own,
+            external,
+            head,
+            mint,
+            maxt,
+        }))
+    }
+
+    /// The raw-frame Series: each merged batch written straight into gRPC frames (as the
+    /// store gateway writes its own), one HTTP/2 data frame per batch, the status in the
+    /// trailers.
+    async fn start_series(&self, req: http::Request<Body>) -> Result<http::Response<Body>, Status> {
+        let req = read_series_request(req.into_body()).await?;
+        let plan = self.plan(&req).await?;
+        let (tx, frames) = crate::memory::frame_channel::<Result<Frame<Bytes>, Status>>(
+            &self.budget,
+            "Series",
+            SERIES_FRAMES_QUEUED,
+        );
+        let framing = WireFraming::for_request(req.response_batch_size);
+        let (strip, skip_chunks) = (req.without_replica_labels, req.skip_chunks);
+        tokio::task::spawn_blocking(move || {
+            let sent = (|| -> Result<bool, Status> {
+                let Some(plan) = plan else {
+                    return Ok(true);
+                };
+                let mut series = plan.stream().map_err(convert::engine_status)?;
+                while let Some(batch) = series.next_batch().map_err(convert::engine_status)? {
+                    let mut wire = WireBatch::new(framing);
+                    for s in batch {
+                        push_wire_series(&mut wire, s, &strip, skip_chunks)?;
+                    }
+                    let frames = wire.into_frames();
+                    let bytes = frames.len() as u64;
+                    match tx.blocking_send(Ok(Frame::data(frames)), bytes) {
+                        Ok(()) => {}
+                        Err(SendError::Closed) => return Ok(false),
+                        Err(SendError::OverBudget(why)) => {
+                            return Err(crate::memory::refusal(&why));
+                        }
+                    }
+                }
+                Ok(true)
+            })();
+            let status = match sent {
+                Ok(true) => Status::ok(""),
+                Ok(false) => return,
+                Err(status) => status,
+            };
+            let mut trailers = http::HeaderMap::new();
+            if status.add_header(&mut trailers).is_ok() {
+                tx.blocking_finish(Ok(Frame::trailers(trailers)));
+            }
+        });
+        Ok(grpc_response(frames))
+    }
+}
+
+impl RawSeries for SidecarStore {
+    async fn series_http(&self, req: http::Request<Body>) -> http::Response<Body> {
+        match self.start_series(req).await {
+            Ok(r) => r,
+            Err(status) => status.into_http(),
+        }
+    }
+}
+
 type WireStream = std::pin::Pin<
     Box<dyn tokio_stream::Stream<Item = Result<thanos::SeriesResponse, Status>> + Send>,
 >;
@@ -230,75 +385,21 @@ impl thanos::store_server::Store for SidecarStore {
         &self,
         req: Request<thanos::SeriesRequest>,
     ) -> Result<Response<Self::SeriesStream>, Status> {
-        let state = &self.state;
-        state.series_requests.fetch_add(1, Relaxed);
-        if let Err(s) = state.require_up() {
-            state.series_unavailable.fetch_add(1, Relaxed);
-            return Err(s);
-        }
+        // Mounted through `StoreApi`, Series is answered by `series_http`; this path serves
+        // the generated server used alone, with the same answer as prost messages.
         let req = req.into_inner();
-        if req.matchers.is_empty() {
-            return Err(Status::invalid_argument("no matchers specified"));
-        }
-        let matchers = convert::matchers(req.matchers.clone(), &self.budget).await?;
-        let ext = state.external();
-        let (mint, maxt) = (req.min_time, req.max_time);
-        let strip = req.without_replica_labels.clone();
-        let skip_chunks = req.skip_chunks;
-        let batch_size = req.response_batch_size;
+        let plan = self.plan(&req).await?;
         let (tx, frames) =
             crate::memory::frame_channel(&self.budget, "Series", SERIES_FRAMES_QUEUED);
-        // An external label that rules Prometheus out: an empty answer.
-        let Some(own) = external_matchers(&ext, &matchers) else {
+        let Some(plan) = plan else {
             drop(tx);
             return Ok(Response::new(Box::pin(frames)));
         };
-        let blocks = state.blocks();
-        // The head is asked only for what no persisted block holds: from the end of the
-        // newest block (exclusive there, so its chunks are not read twice).
-        let persisted_end = blocks
-            .blocks()
-            .iter()
-            .map(|b| b.meta().max_time)
-            .max()
-            .unwrap_or(i64::MIN);
-        let head_start = mint.max(persisted_end);
-        let mut head = if head_start <= maxt {
-            match state
-                .client
-                .remote_read(&own, head_start, maxt, state.read_timeout)
-                .await
-            {
-                Ok(h) => h,
-                Err(e) => {
-                    if matches!(e, PromError::Unreachable { .. }) {
-                        state.series_unavailable.fetch_add(1, Relaxed);
-                    }
-                    return Err(prom_status(e));
-                }
-            }
-        } else {
-            Vec::new()
-        };
-        // Prometheus adds its external labels to what it streams; they are set again here so
-        // both parts carry the labels this sidecar advertises.
-        for s in &mut head {
-            s.labels = s.labels.with_external(&ext);
-        }
-        head.sort_by(|a, b| a.labels.cmp(&b.labels));
+        let (strip, skip_chunks) = (req.without_replica_labels, req.skip_chunks);
+        let batch_size = req.response_batch_size;
         tokio::task::spawn_blocking(move || {
             let sent = (|| -> Result<(), Status> {
-                let persisted = blocks
-                    .stream(&own, mint, maxt)
-                    .map_err(convert::engine_status)?;
-                let mut series = merge_streams(
-                    vec![
-                        with_external_labels(persisted, ext),
-                        Box::new(Listed(head.into_iter())),
-                    ],
-                    mint,
-                    maxt,
-                );
+                let mut series = plan.stream().map_err(convert::engine_status)?;
                 while let Some(batch) = series.next_batch().map_err(convert::engine_status)? {
                     if !send_series(&tx, batch, &strip, skip_chunks, batch_size)? {
                         return Ok(());
