@@ -682,18 +682,27 @@ fn start_store(
             ("bucket", cfg.display().to_string()),
         ],
     );
+    let s = start_gauntlet(bin, "gauntlet", cmd, http, &dir)?;
+    Ok((s, format!("http://127.0.0.1:{grpc}")))
+}
+
+/// Starts `cmd` (a Gauntlet role from `bin`, its HTTP server on `http`), named `name` and the
+/// binary's version, logging under `dir`; returns once it is ready.
+fn start_gauntlet(
+    bin: &Path,
+    name: &str,
+    cmd: std::process::Command,
+    http: u16,
+    dir: &Path,
+) -> Result<Server, RunError> {
     let version = version_of(bin);
-    let s = Server::start(
-        &format!(
-            "gauntlet {}",
-            version.split_whitespace().last().unwrap_or("")
-        ),
+    Server::start(
+        &format!("{name} {}", version.split_whitespace().last().unwrap_or("")),
         cmd,
         format!("http://127.0.0.1:{http}"),
         &dir.join("log.txt"),
         READY_WAIT,
-    )?;
-    Ok((s, format!("http://127.0.0.1:{grpc}")))
+    )
 }
 
 /// `series`: for each selector, the time to stream every matching series with its chunks over
@@ -848,17 +857,7 @@ fn sidecar_sides(
                 ("grpc", grpc.to_string()),
             ],
         );
-        let version = version_of(bin);
-        let mut sidecar = Server::start(
-            &format!(
-                "gauntlet sidecar {}",
-                version.split_whitespace().last().unwrap_or("")
-            ),
-            cmd,
-            format!("http://127.0.0.1:{http}"),
-            &dir.join("log.txt"),
-            READY_WAIT,
-        )?;
+        let mut sidecar = start_gauntlet(bin, "gauntlet sidecar", cmd, http, &dir)?;
         let url = prom.url.clone();
         let got = rt
             .block_on(measure_side(&prom, Api::RemoteRead(&url), sels, passes))
