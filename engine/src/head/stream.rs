@@ -73,12 +73,7 @@ impl ReadSeries {
             HeadRead::Stored => {
                 let mut chunks: Vec<SeriesChunk> = encode_batch(&self.samples)
                     .into_iter()
-                    .map(|c| SeriesChunk {
-                        min_time: c.min_time,
-                        max_time: c.max_time,
-                        encoding: c.encoding,
-                        data: c.data,
-                    })
+                    .map(SeriesChunk::from)
                     .collect();
                 chunks.extend(self.histogram_chunks.into_iter().map(|c| SeriesChunk {
                     min_time: c.min_time,

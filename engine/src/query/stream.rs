@@ -34,6 +34,28 @@ pub struct SeriesChunk {
     pub data: Bytes,
 }
 
+impl From<crate::store::RawChunk> for SeriesChunk {
+    fn from(c: crate::store::RawChunk) -> Self {
+        SeriesChunk {
+            min_time: c.min_time,
+            max_time: c.max_time,
+            encoding: c.encoding,
+            data: c.data,
+        }
+    }
+}
+
+impl From<SeriesChunk> for crate::store::RawChunk {
+    fn from(c: SeriesChunk) -> Self {
+        crate::store::RawChunk {
+            min_time: c.min_time,
+            max_time: c.max_time,
+            encoding: c.encoding,
+            data: c.data,
+        }
+    }
+}
+
 /// The samples of a streamed series.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SeriesData {

@@ -137,17 +137,7 @@ impl query::SeriesStream for ResolutionStream<'_> {
                 .iter()
                 .all(|c| c.encoding == xor || query::is_histogram_encoding(c.encoding))
             {
-                SeriesData::Chunks(
-                    chunks
-                        .into_iter()
-                        .map(|c| SeriesChunk {
-                            min_time: c.min_time,
-                            max_time: c.max_time,
-                            encoding: c.encoding,
-                            data: c.data,
-                        })
-                        .collect(),
-                )
+                SeriesData::Chunks(chunks.into_iter().map(SeriesChunk::from).collect())
             } else {
                 let mut samples = SampleBatch::new();
                 decode_series(&chunks, self.read, &mut samples)

@@ -242,12 +242,13 @@ where
 
 /// A StoreAPI whose `Series` is answered at the HTTP level, as raw gRPC frames.
 pub trait RawSeries: thanos::store_server::Store + Clone {
-    /// Answers `/thanos.Store/Series`: the status of a call refused before its first frame
-    /// as an HTTP answer, otherwise data frames and the status in the trailers.
-    fn series_http(
+    /// Answers `/thanos.Store/Series`: data frames and the status in the trailers, or the
+    /// status of a call refused before its first frame (which [`StoreApi`] sends as the whole
+    /// answer).
+    fn start_series(
         &self,
         req: http::Request<Body>,
-    ) -> impl std::future::Future<Output = http::Response<Body>> + Send;
+    ) -> impl std::future::Future<Output = Result<http::Response<Body>, Status>> + Send;
 }
 
 impl StoreService {
@@ -259,7 +260,11 @@ impl StoreService {
             ))
         })
     }
+}
 
+impl RawSeries for StoreService {
+    /// The request decoded with prost, the answer written as gRPC frames straight from the
+    /// engine's batches, a batch per HTTP/2 data frame, the status in the trailers.
     async fn start_series(&self, req: http::Request<Body>) -> Result<http::Response<Body>, Status> {
         let permit = self.permit()?;
         let (parts, body) = req.into_parts();
@@ -329,19 +334,8 @@ impl StoreService {
     }
 }
 
-impl RawSeries for StoreService {
-    /// The request decoded with prost, the answer written as gRPC frames straight from the
-    /// engine's batches, a batch per HTTP/2 data frame, the status in the trailers.
-    async fn series_http(&self, req: http::Request<Body>) -> http::Response<Body> {
-        match self.start_series(req).await {
-            Ok(r) => r,
-            Err(status) => status.into_http(),
-        }
-    }
-}
-
 /// `thanos.Store` as mounted on the gRPC server: `Series` answered by raw frames
-/// ([`RawSeries::series_http`]), everything else by the generated server.
+/// ([`RawSeries::start_series`]), everything else by the generated server.
 #[derive(Debug, Clone)]
 pub struct StoreApi<S = StoreService> {
     svc: S,
@@ -377,7 +371,12 @@ impl<S: RawSeries> tonic::codegen::Service<http::Request<Body>> for StoreApi<S> 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
         if req.uri().path() == "/thanos.Store/Series" {
             let svc = self.svc.clone();
-            return Box::pin(async move { Ok(svc.series_http(req).await) });
+            return Box::pin(async move {
+                Ok(svc
+                    .start_series(req)
+                    .await
+                    .unwrap_or_else(|status| status.into_http()))
+            });
         }
         Box::pin(self.inner.call(req))
     }
@@ -411,7 +410,7 @@ impl thanos::store_server::Store for StoreService {
         &self,
         req: Request<thanos::SeriesRequest>,
     ) -> Result<Response<Self::SeriesStream>, Status> {
-        // Mounted through [`StoreApi`], Series is answered by `series_http`; this path serves
+        // Mounted through [`StoreApi`], Series is answered by `start_series`; this path serves
         // the generated server used alone, with the same answer as prost messages.
         let permit = self.permit()?;
         let (metadata, _, mut req) = req.into_parts();

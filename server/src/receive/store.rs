@@ -285,17 +285,8 @@ fn decoded_chunks(samples: &SampleBatch, histograms: &HistogramBatch) -> Vec<Raw
 /// samples encoded ([`decoded_chunks`]).
 fn series_chunks(labels: &Labels, data: SeriesData) -> Result<Vec<RawChunk>, Status> {
     match data {
-        SeriesData::Chunks(cs) => merge_chunks(
-            cs.into_iter()
-                .map(|c| RawChunk {
-                    min_time: c.min_time,
-                    max_time: c.max_time,
-                    encoding: c.encoding,
-                    data: c.data,
-                })
-                .collect(),
-        )
-        .map_err(|e| Status::internal(format!("series {labels}: {e}"))),
+        SeriesData::Chunks(cs) => merge_chunks(cs.into_iter().map(RawChunk::from).collect())
+            .map_err(|e| Status::internal(format!("series {labels}: {e}"))),
         SeriesData::Decoded(b) => Ok(decoded_chunks(&b, &HistogramBatch::new())),
         SeriesData::DecodedWithHistograms(b, h) => Ok(decoded_chunks(&b, &h)),
     }
@@ -621,17 +612,7 @@ mod tests {
     }
 
     fn stored(b: &SampleBatch) -> SeriesData {
-        SeriesData::Chunks(
-            encode_batch(b)
-                .into_iter()
-                .map(|c| SeriesChunk {
-                    min_time: c.min_time,
-                    max_time: c.max_time,
-                    encoding: c.encoding,
-                    data: c.data,
-                })
-                .collect(),
-        )
+        SeriesData::Chunks(encode_batch(b).into_iter().map(SeriesChunk::from).collect())
     }
 
     #[test]

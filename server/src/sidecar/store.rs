@@ -296,7 +296,9 @@ impl SidecarStore {
             maxt,
         }))
     }
+}
 
+impl RawSeries for SidecarStore {
     /// The raw-frame Series: each merged batch written straight into gRPC frames (as the
     /// store gateway writes its own), one HTTP/2 data frame per batch, the status in the
     /// trailers.
@@ -347,15 +349,6 @@ impl SidecarStore {
     }
 }
 
-impl RawSeries for SidecarStore {
-    async fn series_http(&self, req: http::Request<Body>) -> http::Response<Body> {
-        match self.start_series(req).await {
-            Ok(r) => r,
-            Err(status) => status.into_http(),
-        }
-    }
-}
-
 type WireStream = std::pin::Pin<
     Box<dyn tokio_stream::Stream<Item = Result<thanos::SeriesResponse, Status>> + Send>,
 >;
@@ -385,7 +378,7 @@ impl thanos::store_server::Store for SidecarStore {
         &self,
         req: Request<thanos::SeriesRequest>,
     ) -> Result<Response<Self::SeriesStream>, Status> {
-        // Mounted through `StoreApi`, Series is answered by `series_http`; this path serves
+        // Mounted through `StoreApi`, Series is answered by `start_series`; this path serves
         // the generated server used alone, with the same answer as prost messages.
         let req = req.into_inner();
         let plan = self.plan(&req).await?;
