@@ -93,7 +93,7 @@ try:
         res[name] = dict(first_sum_ms=sum(first), first_p99_ms=max(first),
                          # 60 samples: the 99th percentile is the largest.
                          refresh_p50_ms=statistics.median(later), refresh_p99_ms=later[-1],
-                         n=len(later))
+                         refresh_largest_ms=[round(x, 1) for x in later[-5:]], n=len(later))
         print(name, json.dumps(res[name]), flush=True)
     # Split (24h parts, in parallel, uncached) against the querier asked whole.
     heavy = f"sum by (instance) (rate({counters[0]}[5m]))"

@@ -175,8 +175,14 @@ fn prometheus_raw(
 
 /// `gauntlet sidecar` over `prom` with `extra` flags, ready once Prometheus answered.
 fn sidecar(prom: &Prom, extra: &[String]) -> PeerProcess {
+    sidecar_with_env(prom, extra, &[])
+}
+
+/// [`sidecar`] with `env` added to its environment.
+fn sidecar_with_env(prom: &Prom, extra: &[String], env: &[(&str, &str)]) -> PeerProcess {
     let [http, grpc] = free_ports();
     let mut cmd = gauntlet();
+    cmd.envs(env.iter().copied());
     cmd.arg("sidecar")
         .arg(format!("--prometheus.url=http://127.0.0.1:{}", prom.port))
         .arg(format!("--tsdb.path={}", prom.data.display()))
@@ -621,22 +627,30 @@ fn sidecar_ships_and_serves_blocks_prometheus_cuts_while_it_runs() {
     std::fs::write(rules.join("a.yml"), rule_file("first")).unwrap();
     // A target serving OpenMetrics exemplars, scraped every second.
     let target = crate::exemplars::Target::start();
+    // Prometheus reads the file the reloader writes from a template with `$(VAR)` references
+    // (--reloader.config-envsubst-file), first written here as a deployment's init step would.
+    let template = tmp.path().join("prometheus.yml.tmpl");
     let config = tmp.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
+    let target_port = target.port;
+    let config_text = |extra_job: &str| {
         format!(
-            "global:\n  scrape_interval: 1h\n  external_labels:\n    cluster: eu2\n\
+            "global:\n  scrape_interval: 1h\n  external_labels:\n    cluster: $(SIDECAR_TEST_CLUSTER)\n\
              rule_files:\n- {}/*.yml\n\
              scrape_configs:\n- job_name: demo\n  scrape_interval: 1s\n  static_configs:\n  - targets: ['127.0.0.1:{}', '127.0.0.1:1']\n\
-             \x20 relabel_configs:\n  - source_labels: [__address__]\n    regex: '127.0.0.1:1'\n    action: drop\n",
+             \x20 relabel_configs:\n  - source_labels: [__address__]\n    regex: '127.0.0.1:1'\n    action: drop\n{extra_job}",
             rules.display(),
-            target.port
-        ),
+            target_port
+        )
+    };
+    std::fs::write(&template, config_text("")).unwrap();
+    std::fs::write(
+        &config,
+        config_text("").replace("$(SIDECAR_TEST_CLUSTER)", "eu2"),
     )
     .unwrap();
     let mut prom = Prom {
         binary: prometheus3(),
-        config,
+        config: config.clone(),
         data: data.clone(),
         port: free_port(),
         child: None,
@@ -651,14 +665,17 @@ fn sidecar_ships_and_serves_blocks_prometheus_cuts_while_it_runs() {
     let bucket = tmp.path().join("bucket");
     std::fs::create_dir_all(&bucket).unwrap();
     let objstore = filesystem_objstore(tmp.path().join("b.yml"), &bucket);
-    let mut side = sidecar(
+    let mut side = sidecar_with_env(
         &prom,
         &[
             format!("--objstore.config-file={}", objstore.display()),
             format!("--reloader.rule-dir={}", rules.display()),
+            format!("--reloader.config-file={}", template.display()),
+            format!("--reloader.config-envsubst-file={}", config.display()),
             "--reloader.watch-interval=300ms".into(),
             "--reloader.retry-interval=300ms".into(),
         ],
+        &[("SIDECAR_TEST_CLUSTER", "eu2")],
     );
     let now_s = now_ms() / 1000;
     let from = (now_s - 15 * 60) / STEP_S * STEP_S;
@@ -788,7 +805,34 @@ fn sidecar_ships_and_serves_blocks_prometheus_cuts_while_it_runs() {
         Duration::from_secs(20),
         || rule_groups(prom.port) == vec!["second".to_string()],
     );
-    assert!(metric(&side, "thanos_sidecar_reloader_reloads_total") >= 2.0);
+    // And a change to the config template: substituted from the sidecar's environment into
+    // the file Prometheus reads, which it then loads.
+    let loaded = || {
+        get_json(prom.port, "/api/v1/status/config")["data"]["yaml"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(!loaded().contains("added-eu2"), "{}", loaded());
+    std::fs::write(
+        &template,
+        config_text(
+            "- job_name: added-$(SIDECAR_TEST_CLUSTER)\n  static_configs:\n  - targets: ['127.0.0.1:1']\n",
+        ),
+    )
+    .unwrap();
+    wait_until(
+        "Prometheus loads the substituted config",
+        Duration::from_secs(20),
+        || loaded().contains("job_name: added-eu2"),
+    );
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        written.contains("cluster: eu2") && written.contains("job_name: added-eu2"),
+        "{written}"
+    );
+    assert!(!written.contains("$("), "{written}");
+    assert!(metric(&side, "thanos_sidecar_reloader_reloads_total") >= 3.0);
     assert_eq!(
         metric(&side, "thanos_sidecar_reloader_last_reload_successful"),
         1.0

@@ -815,10 +815,17 @@ fn loopback(addr: SocketAddr) -> SocketAddr {
 /// Samples the feed keeps for a retry at most; older ones are dropped first.
 const MAX_UNSENT: usize = 200_000;
 
-/// The live demo feed: every scrape interval, the scrapes of `plan`'s generator that are due
-/// by now are posted as one remote-write 1.0 request to `target`, until SIGINT/SIGTERM. A
-/// failed request is logged, counted and retried with the next interval's samples; a request
-/// the receiver refuses as bad (4xx other than 429) is dropped.
+/// How often the feed sends what is due: the generated targets are scraped at offsets spread
+/// over the scrape interval, and like Prometheus's remote write (which sends a shard's batch
+/// within `batch_send_deadline`) the feed writes them as they come, not as one burst an
+/// interval that would stall everything else the process serves at that moment.
+const FEED_TICK_MS: i64 = 1_000;
+
+/// The live demo feed: every second (or scrape interval, when shorter), the scrapes of
+/// `plan`'s generator that are due by now are posted as one remote-write 1.0 request to
+/// `target`, until SIGINT/SIGTERM. A failed request is logged, counted and retried with the
+/// next tick's samples; a request the receiver refuses as bad (4xx other than 429) is
+/// dropped.
 async fn demo_feed(plan: DemoPlan, target: SocketAddr, metrics: FeedMetrics) {
     let step = plan.cfg.scrape_interval_ms;
     let from = plan.send_from_ms;
@@ -858,7 +865,8 @@ async fn demo_feed(plan: DemoPlan, target: SocketAddr, metrics: FeedMetrics) {
     );
     let stop = crate::http::shutdown_signal();
     tokio::pin!(stop);
-    let mut ticker = tokio::time::interval(Duration::from_millis(step as u64));
+    let tick = step.clamp(1, FEED_TICK_MS);
+    let mut ticker = tokio::time::interval(Duration::from_millis(tick as u64));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut unsent: Vec<Sample> = Vec::new();
     loop {
@@ -866,15 +874,19 @@ async fn demo_feed(plan: DemoPlan, target: SocketAddr, metrics: FeedMetrics) {
             () = &mut stop => break,
             _ = ticker.tick() => {}
         }
-        feed.due(now_ms(), &mut unsent);
-        if unsent.len() > MAX_UNSENT {
-            let drop = unsent.len() - MAX_UNSENT;
-            unsent.drain(..drop);
-        }
-        if unsent.is_empty() {
+        // Generating and encoding is CPU work: off the threads that answer requests.
+        let (back, pending, body) =
+            match tokio::task::spawn_blocking(move || feed.next_request(unsent)).await {
+                Ok(done) => done,
+                Err(e) => {
+                    tracing::error!(error = %e, "demo feed stopped: encoding failed");
+                    break;
+                }
+            };
+        (feed, unsent) = (back, pending);
+        let Some(body) = body else {
             continue;
-        }
-        let body = encode_write_request(feed.generator.series(), &unsent);
+        };
         let sent = tokio::select! {
             () = &mut stop => break,
             r = tokio::time::timeout(Duration::from_secs(10), post_remote_write(target, body)) => {
@@ -895,7 +907,7 @@ async fn demo_feed(plan: DemoPlan, target: SocketAddr, metrics: FeedMetrics) {
             }
             Err(PostError::Retry(why)) => {
                 metrics.errors.inc();
-                tracing::warn!(samples = unsent.len(), error = %why, "demo feed request failed; retrying next interval");
+                tracing::warn!(samples = unsent.len(), error = %why, "demo feed request failed; its samples go with the next request");
             }
         }
     }
@@ -909,6 +921,19 @@ struct Feed {
 }
 
 impl Feed {
+    /// `unsent` with the scrapes due by now added (the oldest dropped beyond
+    /// [`MAX_UNSENT`]) and, when there is any, their remote-write request body.
+    fn next_request(mut self, mut unsent: Vec<Sample>) -> (Self, Vec<Sample>, Option<Vec<u8>>) {
+        self.due(now_ms(), &mut unsent);
+        if unsent.len() > MAX_UNSENT {
+            let drop = unsent.len() - MAX_UNSENT;
+            unsent.drain(..drop);
+        }
+        let body =
+            (!unsent.is_empty()).then(|| encode_write_request(self.generator.series(), &unsent));
+        (self, unsent, body)
+    }
+
     /// Moves every scrape with samples at or before `now` into `out`.
     fn due(&mut self, now: i64, out: &mut Vec<Sample>) {
         while self.pending.first().is_some_and(|s| s.ts_ms <= now) {

@@ -350,6 +350,20 @@ impl MemoryCache {
 
     /// Stores `value` under `key`, pushing out the least recently used entries for room.
     fn put_value(&self, key: &str, value: Cached) {
+        // Kept answers get buffers of their own: a window cut from a larger answer does not
+        // hold the rest of it in memory, uncounted.
+        let value = match value {
+            Cached::Extents(extents) => Cached::Extents(
+                extents
+                    .into_iter()
+                    .map(|e| Extent {
+                        answer: merge::compacted(&e.answer),
+                        ..e
+                    })
+                    .collect(),
+            ),
+            body => body,
+        };
         let bytes = (key.len() + value.size()) as u64;
         if self.max_bytes > 0 && bytes > self.max_bytes {
             return;
@@ -413,7 +427,7 @@ mod tests {
             .collect();
         let body = serde_json::json!({"status": "success", "data": {"resultType": "matrix",
             "result": [{"metric": {"job": "a"}, "values": values}]}});
-        merge::parse(&serde_json::to_vec(&body).unwrap()).unwrap()
+        merge::parse(serde_json::to_vec(&body).unwrap()).unwrap()
     }
 
     fn extent(start: i64, end: i64) -> Extent {
@@ -444,8 +458,8 @@ mod tests {
             .next()
             .unwrap()
             .values
-            .keys()
-            .copied()
+            .iter()
+            .map(|p| p.t)
             .collect();
         assert_eq!(pts.first(), Some(&(10 * M)));
         assert_eq!(pts.last(), Some(&(20 * M)));

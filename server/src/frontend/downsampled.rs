@@ -14,14 +14,7 @@ const RESOLUTIONS_MS: [i64; 2] = [300_000, 3_600_000];
 fn earliest(m: &Matrix) -> Option<i64> {
     m.series
         .values()
-        .filter_map(|s| {
-            let f = s.values.keys().next().copied();
-            let h = s.histograms.keys().next().copied();
-            match (f, h) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
-        })
+        .filter_map(super::merge::Series::first_t)
         .min()
 }
 
@@ -85,7 +78,7 @@ mod tests {
         let body = serde_json::json!({"status": "success", "data": {"resultType": "matrix",
             "result": if points.is_empty() { serde_json::json!([]) } else {
                 serde_json::json!([{"metric": {"job": "a"}, "values": values}]) }}});
-        merge::parse(&serde_json::to_vec(&body).unwrap()).unwrap()
+        merge::parse(serde_json::to_vec(&body).unwrap()).unwrap()
     }
 
     /// Runs the loop over answers that hold points from `from(resolution)` on (None: none).

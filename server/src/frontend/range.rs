@@ -393,7 +393,7 @@ async fn fetch(
     if !a.status.is_success() {
         return Err(Failure::Answer(a));
     }
-    let Ok(m) = merge::parse(&a.body) else {
+    let Ok(m) = merge::parse(a.body.clone()) else {
         return Err(Failure::Answer(a));
     };
     let no_store = super::no_store(&a.headers);

@@ -131,7 +131,7 @@ pub fn decode_entry(key: &str, bytes: &[u8]) -> Option<Cached> {
             Some(Extent {
                 start: e.start,
                 end: e.end,
-                answer: merge::parse(e.answer.as_bytes()).ok()?,
+                answer: merge::parse(e.answer).ok()?,
             })
         })
         .collect::<Option<Vec<_>>>()
@@ -656,7 +656,7 @@ mod tests {
         Extent {
             start,
             end,
-            answer: merge::parse(&serde_json::to_vec(&body).unwrap()).unwrap(),
+            answer: merge::parse(serde_json::to_vec(&body).unwrap()).unwrap(),
         }
     }
 
