@@ -891,20 +891,80 @@ fn vertical_shards_answer_as_gauntlet_query_and_thanos_s_frontend_agrees() {
             assert_eq!(points(&thanos_fe.get_json(&path)), want, "{path} (thanos)");
         }
     }
-    let shardable = |port: u16, yes: &str| {
+    // Instant queries are sharded too (over the store's blocks, and the receiver's head),
+    // their series put back together; `sort` and `topk` at the top keep their order by going
+    // through whole.
+    let instant_queries = SHARD_QUERIES
+        .iter()
+        .map(|q| (q.to_string(), T0 + 3600))
+        .chain([
+            ("sum by (i) (vshard_probe)".to_string(), at),
+            (
+                "sort_desc(sum by (code) (http_requests_total))".to_string(),
+                T0 + 3600,
+            ),
+            (
+                "topk(2, sum by (code) (http_requests_total))".to_string(),
+                T0 + 3600,
+            ),
+        ]);
+    for (query, time) in instant_queries {
+        let path = api_path(
+            "/api/v1/query",
+            &[("query", &query), ("time", &time.to_string())],
+        );
+        let want = instant_series(http_get(q.http_port, &path).unwrap(), &path);
+        assert!(!want.is_empty(), "{path}: no data");
+        for fe in [plain.http, cached.http, thanos_fe.http] {
+            let got = instant_series(http_get(fe, &path).unwrap(), &path);
+            if query.starts_with("sort") || query.starts_with("topk") {
+                assert_eq!(got, want, "{path}: order kept");
+            } else {
+                assert_eq!(sorted(got), sorted(want.clone()), "{path}");
+            }
+        }
+    }
+    let shardable = |port: u16, yes: &str, tripperware: &str| {
         metric(
             port,
             &format!(
-                r#"thanos_frontend_sharding_middleware_queries_total{{shardable="{yes}",tripperware="query_range"}}"#
+                r#"thanos_frontend_sharding_middleware_queries_total{{shardable="{yes}",tripperware="{tripperware}"}}"#
             ),
         )
     };
     let rounds = 2.0;
     for (what, fe) in [("gauntlet", &plain), ("thanos", &thanos_fe)] {
         assert!(
-            shardable(fe.http, "true") >= SHARDABLE as f64 * rounds,
+            shardable(fe.http, "true", "query_range") >= SHARDABLE as f64 * rounds,
             "{what}: the queries were not sharded"
         );
-        assert!(shardable(fe.http, "false") >= rounds, "{what}");
+        assert!(
+            shardable(fe.http, "false", "query_range") >= rounds,
+            "{what}"
+        );
+        assert!(
+            shardable(fe.http, "true", "query_instant") >= SHARDABLE as f64 + 1.0,
+            "{what}: the instant queries were not sharded"
+        );
     }
+    assert!(shardable(plain.http, "false", "query_instant") >= 3.0);
+}
+
+/// An instant query's answer (status 200): each series' labels and value, in answer order.
+#[track_caller]
+fn instant_series((status, body): (u16, Vec<u8>), path: &str) -> Vec<(String, String)> {
+    assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["data"]["resultType"], "vector", "{path}: {v}");
+    v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["metric"].to_string(), s["value"][1].to_string()))
+        .collect()
+}
+
+fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v
 }

@@ -2,13 +2,15 @@
 //! Prometheus-compatible querier (`--query-frontend.downstream-url`). Range queries are split
 //! by interval ([`split`]), their parts run in parallel and answered from a results cache
 //! where it can ([`cache`]), failing parts tried again ([`retry`]), and the parts merged
-//! ([`merge`]); label and series calls are split and cached alike ([`labels`]); everything
-//! else (instant queries, the rest of the API) is passed through, instant queries tried again
-//! on a 5xx.
+//! ([`merge`]); label and series calls are split and cached alike ([`labels`]); with vertical
+//! shards, shardable instant queries run as shards too ([`instant`]); everything else (other
+//! instant queries, the rest of the API) is passed through, instant queries tried again on a
+//! 5xx.
 
 pub mod args;
 pub mod cache;
 mod downsampled;
+mod instant;
 mod labels;
 pub mod merge;
 mod range;
@@ -92,8 +94,10 @@ struct Metrics {
     queries: [AtomicU64; 5],
     /// Range-query parts sent on.
     split_queries: AtomicU64,
-    /// Queries the sharding step looked at: shardable (0) and not (1).
+    /// Range queries the sharding step looked at: shardable (0) and not (1).
     sharding: [AtomicU64; 2],
+    /// Instant queries the sharding step looked at: shardable (0) and not (1).
+    sharding_instant: [AtomicU64; 2],
     /// Range queries asked again at a coarser resolution (`--query-range.request-downsampled`).
     downsampled_extra: AtomicU64,
 }
@@ -263,6 +267,12 @@ async fn forward(State(fe): State<Arc<Frontend>>, req: Request) -> Response {
         _ => ("", 1),
     };
     fe.metrics.count(op);
+    if op == "query"
+        && let Some(resp) =
+            instant::serve(&fe, &parts.method, query.as_deref(), &parts.headers, &body).await
+    {
+        return resp;
+    }
     let label_call = matches!(op, "label_names" | "label_values" | "series");
     if label_call
         && matches!(parts.method, Method::GET | Method::POST)
@@ -383,16 +393,23 @@ impl Collector for FrontendCollector {
                 &mut enc,
                 "thanos_frontend_sharding_middleware_queries_total",
                 "Total number of queries analyzed by the sharding middleware",
-                ["true", "false"]
-                    .into_iter()
-                    .zip(&fe.metrics.sharding)
-                    .map(|(shardable, n)| {
-                        let labels = ShardableLabels {
-                            shardable,
-                            tripperware: "query_range",
-                        };
-                        (labels, n.load(Relaxed))
-                    }),
+                [
+                    ("query_range", &fe.metrics.sharding),
+                    ("query_instant", &fe.metrics.sharding_instant),
+                ]
+                .into_iter()
+                .flat_map(|(tripperware, counts)| {
+                    ["true", "false"]
+                        .into_iter()
+                        .zip(counts)
+                        .map(move |(shardable, n)| {
+                            let labels = ShardableLabels {
+                                shardable,
+                                tripperware,
+                            };
+                            (labels, n.load(Relaxed))
+                        })
+                }),
             )?;
         }
         counter(
