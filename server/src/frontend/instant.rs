@@ -217,13 +217,7 @@ fn merge(answers: &[Answer]) -> Result<Vec<u8>, NotMerged> {
         out.extend_from_slice(raw.get().as_bytes());
     }
     out.extend_from_slice(b"]}");
-    for (name, list) in [("warnings", &warnings), ("infos", &infos)] {
-        if !list.is_empty() {
-            out.extend_from_slice(format!(r#","{name}":"#).as_bytes());
-            serde_json::to_writer(&mut out, list).map_err(|_| NotMerged)?;
-        }
-    }
-    out.push(b'}');
+    super::merge::end_answer(&mut out, &warnings, &infos);
     Ok(out)
 }
 

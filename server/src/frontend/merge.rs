@@ -283,12 +283,6 @@ pub fn merge(parts: impl IntoIterator<Item = Matrix>) -> Matrix {
     out
 }
 
-/// `items` as a JSON array of strings.
-fn string_array(out: &mut Vec<u8>, items: &[String]) {
-    // Writing strings into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, items);
-}
-
 /// `points` as a JSON array of their texts.
 fn point_array(out: &mut Vec<u8>, points: &[Point]) {
     out.push(b'[');
@@ -306,15 +300,7 @@ pub fn encode(m: &Matrix) -> Vec<u8> {
     let texts: usize = m
         .series
         .values()
-        .map(|s| {
-            s.metric.len()
-                + s.values
-                    .iter()
-                    .chain(&s.histograms)
-                    .map(|p| p.text.len() + 1)
-                    .sum::<usize>()
-                + 40
-        })
+        .map(|s| text_len(s) + s.values.len() + s.histograms.len() + 40)
         .sum();
     let mut out = Vec::with_capacity(texts + 128);
     out.extend_from_slice(br#"{"status":"success","data":{"resultType":"matrix","result":["#);
@@ -335,33 +321,37 @@ pub fn encode(m: &Matrix) -> Vec<u8> {
         out.push(b'}');
     }
     out.extend_from_slice(b"]}");
-    if !m.warnings.is_empty() {
-        out.extend_from_slice(br#","warnings":"#);
-        string_array(&mut out, &m.warnings);
-    }
-    if !m.infos.is_empty() {
-        out.extend_from_slice(br#","infos":"#);
-        string_array(&mut out, &m.infos);
+    end_answer(&mut out, &m.warnings, &m.infos);
+    out
+}
+
+/// The rest of an answer after its `data`: `warnings` and `infos` when there are any, and
+/// the closing brace.
+pub(super) fn end_answer(out: &mut Vec<u8>, warnings: &[String], infos: &[String]) {
+    for (name, list) in [("warnings", warnings), ("infos", infos)] {
+        if !list.is_empty() {
+            out.extend_from_slice(format!(r#","{name}":"#).as_bytes());
+            // Writing strings into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, list);
+        }
     }
     out.push(b'}');
-    out
+}
+
+/// The bytes of a series' metric and point texts.
+fn text_len(s: &Series) -> usize {
+    s.metric.len()
+        + s.values
+            .iter()
+            .chain(&s.histograms)
+            .map(|p| p.text.len())
+            .sum::<usize>()
 }
 
 /// `m` with its texts copied into one buffer of their own: what a cache keeps, so that a
 /// kept window does not hold on to the whole answer it was cut from.
 pub fn compacted(m: &Matrix) -> Matrix {
-    let texts: usize = m
-        .series
-        .values()
-        .map(|s| {
-            s.metric.len()
-                + s.values
-                    .iter()
-                    .chain(&s.histograms)
-                    .map(|p| p.text.len())
-                    .sum::<usize>()
-        })
-        .sum();
+    let texts: usize = m.series.values().map(text_len).sum();
     let mut buf = BytesMut::with_capacity(texts);
     for s in m.series.values() {
         buf.extend_from_slice(&s.metric);
