@@ -30,7 +30,7 @@ impl Cluster {
     /// `n` receivers with replication factor `rf`, all in one default hashmod ring.
     fn start(n: usize, rf: u64) -> Cluster {
         let tmp = tempfile::tempdir().unwrap();
-        let ports: Vec<[u16; 3]> = (0..n).map(|_| free_ports()).collect();
+        let ports: Vec<[u16; 3]> = free_port_sets(n);
         let addresses: Vec<String> = ports
             .iter()
             .map(|p| format!("127.0.0.1:{}", p[1]))

@@ -49,7 +49,7 @@ struct Ring {
 impl Ring {
     fn start(n: usize, rf: u64) -> Ring {
         let tmp = tempfile::tempdir().unwrap();
-        let ports: Vec<[u16; 3]> = (0..n).map(|_| free_ports()).collect();
+        let ports: Vec<[u16; 3]> = free_port_sets(n);
         let addresses: Vec<String> = ports
             .iter()
             .map(|p| format!("127.0.0.1:{}", p[1]))

@@ -198,6 +198,17 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `n` sets of `N` free loopback ports, all distinct: held open together while chosen, so
+/// no two sets share a port (separate [`free_ports`] calls may be handed the same one).
+pub fn free_port_sets<const N: usize>(n: usize) -> Vec<[u16; N]> {
+    let held: Vec<TcpListener> = (0..n * N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.chunks(N)
+        .map(|set| std::array::from_fn(|i| set[i].local_addr().unwrap().port()))
+        .collect()
+}
+
 /// `N` distinct free loopback ports: each listener is held until all are picked, so two picks
 /// cannot hand back the same port.
 pub fn free_ports<const N: usize>() -> [u16; N] {

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::fixture::{assert_same_ports, wait_for_stores_on};
 use crate::common::peers::{PeerProcess, objstore_file, thanos_query, thanos_receive_on};
 use crate::common::receive::{Receiver, V1, now_ms, post, series, write_body};
-use crate::common::{GauntletServer, api_path, free_ports, http_get};
+use crate::common::{GauntletServer, api_path, free_port_sets, free_ports, http_get};
 
 /// Copies of each series.
 const RF: u64 = 3;
@@ -129,7 +129,7 @@ impl Ring {
     /// all over the same members.
     fn start(kinds: &[Kind], layout: Layout, tenants: &[(&'static str, &'static str)]) -> Ring {
         let tmp = tempfile::tempdir().unwrap();
-        let ports: Vec<[u16; 3]> = kinds.iter().map(|_| free_ports()).collect();
+        let ports: Vec<[u16; 3]> = free_port_sets(kinds.len());
         let addresses: Vec<String> = ports
             .iter()
             .map(|p| format!("127.0.0.1:{}", p[1]))
