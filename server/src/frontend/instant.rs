@@ -15,10 +15,9 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::Frontend;
-use super::range::{encode_form, error_body, pass_back};
+use super::range::{encode_form, error_body, pass_back, request_form};
 use super::retry::{Answer, Ask};
 use super::shard::Analysis;
-use crate::http::params::Form;
 
 /// The answer to an instant query when the frontend shards it; `None` when it is passed
 /// through as it came (not shardable, sharding off, already a shard, or its order matters).
@@ -32,13 +31,8 @@ pub(super) async fn serve(
     if fe.vertical_shards < 2 || !matches!(*method, Method::GET | Method::POST) {
         return None;
     }
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    let body = (*method == Method::POST && is_form).then_some(&body[..]);
     // A request that does not read is the querier's to refuse, with its own words.
-    let form = Form::parse(query, body).ok()?;
+    let form = request_form(method, query, headers, body).ok()?;
     if !form.value("shard_info").is_empty() {
         return None;
     }
@@ -164,7 +158,7 @@ struct NotMerged;
 /// infos once each.
 fn merge(answers: &[Answer]) -> Result<Vec<u8>, NotMerged> {
     let mut result_type: Option<String> = None;
-    let mut series: Vec<(Vec<(String, String)>, &RawValue)> = Vec::new();
+    let mut series: Vec<(super::merge::SeriesKey, &RawValue)> = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
     let mut infos: Vec<String> = Vec::new();
     let shards: Vec<Shard<'_>> = answers
@@ -186,13 +180,7 @@ fn merge(answers: &[Answer]) -> Result<Vec<u8>, NotMerged> {
         }
         for item in data.result.iter().flatten() {
             let l: Labelled = serde_json::from_str(item.get()).map_err(|_| NotMerged)?;
-            let mut key: Vec<(String, String)> = l
-                .metric
-                .into_iter()
-                .map(|(n, v)| (n, v.as_str().unwrap_or_default().to_string()))
-                .collect();
-            key.sort();
-            series.push((key, item));
+            series.push((super::merge::key(&l.metric), item));
         }
         for (from, into) in [(&s.warnings, &mut warnings), (&s.infos, &mut infos)] {
             for w in from.iter().flatten().filter_map(Value::as_str) {

@@ -24,7 +24,7 @@ use futures::StreamExt as _;
 use serde_json::Value;
 
 use super::Frontend;
-use super::range::{Failure, api_error, encode_form, format_time};
+use super::range::{Failure, api_error, encode_form, format_time, request_form};
 use super::retry::{Answer, Ask};
 use crate::http::params::{ApiError, Form, parse_time};
 
@@ -66,12 +66,7 @@ pub(super) async fn serve(
     headers: HeaderMap,
     body: Bytes,
 ) -> Option<Response> {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    let body = (method == Method::POST && is_form).then_some(&body[..]);
-    let form = match Form::parse(query.as_deref(), body) {
+    let form = match request_form(&method, query.as_deref(), &headers, &body) {
         Ok(f) => f,
         Err(e) => return Some(api_error(&e)),
     };

@@ -182,7 +182,7 @@ fn timestamp(text: &str) -> Option<i64> {
 }
 
 /// The label set of `metric`, sorted by name.
-fn key(metric: &Map<String, Value>) -> SeriesKey {
+pub(super) fn key(metric: &Map<String, Value>) -> SeriesKey {
     let mut k: Vec<(String, String)> = metric
         .iter()
         .map(|(n, v)| (n.clone(), v.as_str().unwrap_or_default().to_string()))

@@ -83,12 +83,9 @@ pub(super) async fn serve(
 ) -> Response {
     fe.metrics.count("query_range");
     let began = Instant::now();
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    let body = (method == Method::POST && is_form).then_some(&body[..]);
-    let rq = match Form::parse(query.as_deref(), body).and_then(|f| read(&fe, &f, &headers)) {
+    let rq = match request_form(&method, query.as_deref(), &headers, &body)
+        .and_then(|f| read(&fe, &f, &headers))
+    {
         Ok(rq) => rq,
         Err(e) => return api_error(&e),
     };
@@ -399,6 +396,21 @@ async fn fetch(
     let no_store = super::no_store(&a.headers);
     let keep = !no_store && m.warnings.is_empty();
     Ok((m, keep))
+}
+
+/// A query's parameters: the URL's, and a POSTed form's when the body is one.
+pub(super) fn request_form(
+    method: &Method,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Form, ApiError> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let body = (*method == Method::POST && is_form).then_some(&body[..]);
+    Form::parse(query, body)
 }
 
 /// Unix seconds with ms, as the querier reads them.
