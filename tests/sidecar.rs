@@ -470,7 +470,6 @@ fn sidecar_serves_prometheus_and_ships_its_blocks_once() {
             && data.join("thanos.shipper.json").is_file()
             && shipper_file(&data) == made
     });
-    theirs.terminate();
     let bucket_c = tmp.path().join("bucket-c");
     std::fs::create_dir_all(&bucket_c).unwrap();
     let objstore_c = filesystem_objstore(tmp.path().join("c.yml"), &bucket_c);
@@ -484,6 +483,57 @@ fn sidecar_serves_prometheus_and_ships_its_blocks_once() {
     assert_eq!(metric(&side, "thanos_shipper_uploads_total"), 0.0);
     assert!(blocks_in(&bucket_c).is_empty(), "nothing uploaded twice");
     assert_eq!(shipper_file(&data), made);
+
+    // Vertical sharding: both sidecars say they shard, and each shard of a Series call holds
+    // the series Thanos's sidecar puts in it (hashed with the external labels, without the
+    // replica labels taken off), blocks and head alike.
+    let mut calls = Vec::new();
+    for total in 2..=5 {
+        for index in 0..total {
+            let shard = |by: bool, labels: &[&str]| {
+                let mut c = series_call(&json!([[0, "job", "sc"]]), mint, at);
+                c["shard"] = json!([index, total, by, labels]);
+                c
+            };
+            calls.push(shard(false, &[]));
+            calls.push(shard(true, &["instance"]));
+            let mut strip = shard(false, &["instance"]);
+            strip["without_replica_labels"] = json!(["replica"]);
+            calls.push(strip);
+        }
+    }
+    calls.push(json!({"method": "Info"}));
+    let calls = Value::Array(calls);
+    let ours = python_calls(side.grpc, &calls);
+    let upstream = python_calls(theirs.grpc, &calls);
+    let label_sets = |r: &Value| -> Vec<Value> {
+        assert_eq!(r["ok"], true, "{r}");
+        let mut sets: Vec<Value> = r["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["labels"].clone())
+            .collect();
+        sets.sort_by_key(|l| l.to_string());
+        sets
+    };
+    let (info, shards) = ours.split_last().unwrap();
+    assert_eq!(info["supports_sharding"], true, "{info}");
+    let mut seen = std::collections::BTreeMap::new();
+    for ((call, o), t) in calls.as_array().unwrap().iter().zip(shards).zip(&upstream) {
+        let got = label_sets(o);
+        assert_eq!(got, label_sets(t), "shard {}", call["shard"]);
+        let key = (
+            call["shard"][1].as_i64().unwrap(),
+            call["shard"][2].clone().to_string(),
+            call["without_replica_labels"].to_string(),
+        );
+        *seen.entry(key).or_insert(0) += got.len();
+    }
+    for (key, n) in seen {
+        assert_eq!(n, want.len(), "the shards of {key:?} partition the series");
+    }
+    theirs.terminate();
 }
 
 /// `gauntlet sidecar` over `prom`'s port and data directory with `extra` flags, run to its

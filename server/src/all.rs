@@ -278,6 +278,7 @@ async fn serve(
     let heads = receiver.store();
     let exemplars = receiver.exemplars();
     let rules_cell = state.config.rules.clone();
+    let query_api = crate::query::query_api::QueryApi::server(state.clone());
     let app = router(state)
         .merge(crate::http::ui::router())
         .merge(crate::http::status::router(
@@ -339,7 +340,7 @@ async fn serve(
     let grpc_listener = tokio::net::TcpListener::bind(args.grpc_address)
         .await
         .with_context(|| format!("binding --grpc-address {}", args.grpc_address))?;
-    tracing::info!(address = %args.grpc_address, tls = security.grpc.is_some(), "StoreAPI listening (the bucket and the receiver's heads)");
+    tracing::info!(address = %args.grpc_address, tls = security.grpc.is_some(), "StoreAPI (the bucket and the receiver's heads) and Query API listening");
     let grpc = tonic::transport::Server::builder()
         .layer(crate::metrics::GrpcMetricsLayer::new(&server_metrics))
         .layer(crate::memory::GrpcGuardLayer::new(&store_budget))
@@ -350,8 +351,9 @@ async fn serve(
                 .max_encoding_message_size(i32::MAX as usize),
         )
         .add_service(thanos::info::info_server::InfoServer::new(
-            crate::rule::service::WithRulesInfo::new(svc, None, ruler.is_some()),
+            crate::rule::service::WithRulesInfo::new(svc, None, ruler.is_some()).with_query_api(),
         ))
+        .add_service(query_api)
         .add_optional_service(
             ruler
                 .is_some()

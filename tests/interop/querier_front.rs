@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use gauntlet_bench::datagen::{self, GenConfig, Generator};
-use gauntlet_proto::prometheus as pb;
+use gauntlet_proto::{prometheus as pb, thanos};
 use prost::Message;
 use serde_json::{Value, json};
 
@@ -219,6 +219,41 @@ fn thanos_query_over_gauntlet_receive_and_all_answers_as_over_thanos_receive() {
         }
         assert_eq!(w, got.get_json(p), "all: {p}");
     }
+
+    // `all` serves the gRPC Query API (a ruler's `--grpc-query-endpoint`, a distributed
+    // querier's remote engine) and says so in Info; it answers as Thanos's querier does over
+    // its receiver, whole and shard by shard.
+    let range = (cfg.start_ms / 1000, (cfg.start_ms + cfg.duration_ms) / 1000);
+    for q in [
+        "sum by (job) (rate(node_cpu_seconds_total[5m]))",
+        "node_memory_MemAvailable_bytes",
+        "sum by (handler) (rate(http_request_duration_seconds[5m]))",
+    ] {
+        let theirs = grpc_range_series(want.grpc, q, range, &[], None);
+        assert!(!theirs.is_empty(), "{q}: no series");
+        assert_eq!(grpc_range_series(all.grpc_port, q, range, &[], None), theirs, "{q}");
+    }
+    let selector = "node_cpu_seconds_total";
+    let whole = grpc_range_series(all.grpc_port, selector, range, &[], None);
+    let mut union = Vec::new();
+    for index in 0..3 {
+        let shard = thanos::ShardInfo {
+            shard_index: index,
+            total_shards: 3,
+            ..Default::default()
+        };
+        let part = grpc_range_series(all.grpc_port, selector, range, &[], Some(shard.clone()));
+        assert_eq!(
+            part,
+            grpc_range_series(want.grpc, selector, range, &[], Some(shard)),
+            "all, shard {index} of 3"
+        );
+        union.extend(part);
+    }
+    union.sort();
+    assert_eq!(union, whole, "the shards of `all` partition the series");
+    let info = crate::common::storeapi::python_calls(all.grpc_port, &json!([{"method": "Info"}]));
+    assert_eq!(info[0]["has_query"], true, "{}", info[0]);
 }
 
 /// `gauntlet query` over a Gauntlet store, itself an endpoint of Thanos's querier, answers as
@@ -255,6 +290,115 @@ fn thanos_query_over_gauntlet_query_answers_as_over_thanos_store() {
     );
     let raw: Vec<String> = paths.iter().map(|p| format!("{p}&dedup=false")).collect();
     assert_same("no dedup", &want, &got, &raw);
+
+    // The gRPC Query API (`thanos.Query`) with `shard_info`: each shard of a range query holds
+    // the series Thanos's querier puts in it over the same data, and the shards partition them.
+    let selector = "{__name__=~\"node_cpu_seconds_total|kube_pod_status_phase\"}";
+    let range = (b.start_ms / 1000, b.end_ms / 1000);
+    let replica = ["replica"];
+    let whole = grpc_range_series(query.grpc_port, selector, range, &replica, None);
+    assert!(whole.len() > 50, "too few series: {}", whole.len());
+    assert_eq!(
+        whole,
+        grpc_range_series(want.grpc, selector, range, &replica, None),
+        "unsharded"
+    );
+    for (by, labels) in [(false, &[][..]), (true, &["job"][..])] {
+        for total in [2, 3] {
+            let mut union = Vec::new();
+            for index in 0..total {
+                let shard = thanos::ShardInfo {
+                    shard_index: index,
+                    total_shards: total,
+                    by,
+                    labels: labels.iter().map(|l| l.to_string()).collect(),
+                };
+                let ours = grpc_range_series(
+                    query.grpc_port,
+                    selector,
+                    range,
+                    &replica,
+                    Some(shard.clone()),
+                );
+                let theirs = grpc_range_series(want.grpc, selector, range, &replica, Some(shard));
+                assert_eq!(ours, theirs, "shard {index} of {total}, by={by} {labels:?}");
+                union.extend(ours);
+            }
+            union.sort();
+            assert_eq!(union, whole, "the {total} shards partition the series");
+        }
+    }
+}
+
+/// A range query (step 300 s) over the gRPC Query API of the querier at `port`, deduplicated
+/// by `replica_labels` (empty: the querier's own), asked with `shard`: each series as text,
+/// its sorted labels then its points (float values exact, histograms by count and sum), the
+/// series sorted.
+fn grpc_range_series(
+    port: u16,
+    query: &str,
+    (start_s, end_s): (i64, i64),
+    replica_labels: &[&str],
+    shard: Option<thanos::ShardInfo>,
+) -> Vec<String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let mut client =
+            thanos::query_client::QueryClient::connect(format!("http://127.0.0.1:{port}"))
+                .await
+                .unwrap()
+                .max_decoding_message_size(usize::MAX);
+        let req = thanos::QueryRangeRequest {
+            query: query.to_string(),
+            start_time_seconds: start_s,
+            end_time_seconds: end_s,
+            interval_seconds: 300,
+            timeout_seconds: 60,
+            replica_labels: replica_labels.iter().map(|l| l.to_string()).collect(),
+            enable_dedup: true,
+            shard_info: shard,
+            ..Default::default()
+        };
+        let call = async {
+            let mut stream = client.query_range(req).await?.into_inner();
+            let mut out = Vec::new();
+            while let Some(msg) = stream.message().await? {
+                use thanos::query_range_response::Result as R;
+                let series = match msg.result {
+                    Some(R::Timeseries(s)) => vec![s],
+                    Some(R::TimeseriesBatch(b)) => b.series,
+                    Some(R::Warnings(w)) => panic!("warning from port {port}: {w}"),
+                    Some(R::Stats(_)) | None => Vec::new(),
+                };
+                for s in series {
+                    let mut labels: Vec<String> = s
+                        .labels
+                        .iter()
+                        .map(|l| format!("{}={:?}", l.name, l.value))
+                        .collect();
+                    labels.sort();
+                    let mut text = labels.join(",");
+                    for p in &s.samples {
+                        text.push_str(&format!(" {}:{:?}", p.timestamp, p.value));
+                    }
+                    for h in &s.histograms {
+                        text.push_str(&format!(" {}:h{:?}/{:?}", h.timestamp, h.count, h.sum));
+                    }
+                    out.push(text);
+                }
+            }
+            Ok::<_, tonic::Status>(out)
+        };
+        let mut out = tokio::time::timeout(Duration::from_secs(90), call)
+            .await
+            .expect("QueryRange answered in 90 s")
+            .unwrap_or_else(|e| panic!("QueryRange at port {port}: {e}"));
+        out.sort();
+        out
+    })
 }
 
 /// Which project's store a scenario runs over.

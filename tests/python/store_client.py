@@ -73,7 +73,7 @@ def call(c):
     if m == "Info":
         r = info.Info(info_pb2.InfoRequest(), timeout=30, metadata=metadata(c))
         return {"component_type": r.ComponentType, "label_sets": [labels(s.labels) for s in r.label_sets],
-                "has_store": r.HasField("store"), "min_time": r.store.min_time, "max_time": r.store.max_time,
+                "has_store": r.HasField("store"), "has_query": r.HasField("query"), "min_time": r.store.min_time, "max_time": r.store.max_time,
                 "supports_sharding": r.store.supports_sharding,
                 "supports_without_replica_labels": r.store.supports_without_replica_labels,
                 "tsdb_infos": [[labels(t.labels.labels), t.min_time, t.max_time] for t in r.store.tsdb_infos]}

@@ -19,12 +19,12 @@ use gauntlet_promql::Value;
 use gauntlet_proto::prometheus::{Label, Sample, TimeSeries};
 use gauntlet_proto::thanos::query_server::{Query, QueryServer};
 use gauntlet_proto::thanos::{
-    QueryRangeRequest, QueryRangeResponse, QueryRequest, QueryResponse, QueryStats,
+    QueryRangeRequest, QueryRangeResponse, QueryRequest, QueryResponse, QueryStats, ShardInfo,
     TimeSeriesBatch, query_range_response, query_response,
 };
 use tonic::{Request, Response, Status};
 
-use crate::http::api::{ApiState, run_query};
+use crate::http::api::{ApiState, ShardParam, run_query};
 use crate::http::params::{ApiError, Form};
 use crate::http::promql::Evaluated;
 
@@ -104,6 +104,20 @@ fn common_pairs(
     pairs
 }
 
+/// A request's shard as the `shard_info` parameter the HTTP API reads (Thanos's querier hands
+/// the shard to its stores the same way); none without a total.
+fn shard_pair(shard: Option<&ShardInfo>) -> Option<(String, String)> {
+    let s = shard.filter(|s| s.total_shards > 0)?;
+    let param = ShardParam {
+        shard_index: s.shard_index,
+        total_shards: s.total_shards,
+        by: s.by,
+        labels: s.labels.clone(),
+    };
+    let json = serde_json::to_string(&param).ok()?;
+    Some(("shard_info".into(), json))
+}
+
 /// The form of an instant query request.
 fn instant_form(r: &QueryRequest) -> Form {
     let mut pairs = common_pairs(
@@ -115,6 +129,7 @@ fn instant_form(r: &QueryRequest) -> Form {
         r.enable_partial_response,
         r.lookback_delta_seconds,
     );
+    pairs.extend(shard_pair(r.shard_info.as_ref()));
     // Zero is "now", as in Thanos.
     if r.time_seconds != 0 {
         pairs.push(("time".into(), r.time_seconds.to_string()));
@@ -133,6 +148,7 @@ fn range_form(r: &QueryRangeRequest) -> Form {
         r.enable_partial_response,
         r.lookback_delta_seconds,
     );
+    pairs.extend(shard_pair(r.shard_info.as_ref()));
     pairs.push(("start".into(), r.start_time_seconds.to_string()));
     pairs.push(("end".into(), r.end_time_seconds.to_string()));
     pairs.push(("step".into(), r.interval_seconds.to_string()));
@@ -374,6 +390,34 @@ mod tests {
             ("10", "70", "15")
         );
         assert_eq!(r.value("max_source_resolution"), "300s");
+        assert_eq!(r.get("shard_info"), None, "no shard: every series");
+        let shard = ShardInfo {
+            shard_index: 1,
+            total_shards: 3,
+            by: true,
+            labels: vec!["job".into()],
+        };
+        let sharded = range_form(&QueryRangeRequest {
+            shard_info: Some(shard.clone()),
+            ..Default::default()
+        });
+        let read = crate::http::api::shard_param(sharded.value("shard_info"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (read.index, read.total, read.by, read.labels),
+            (1, 3, true, vec!["job".to_string()])
+        );
+        let instant = instant_form(&QueryRequest {
+            shard_info: Some(shard),
+            ..Default::default()
+        });
+        assert_eq!(instant.value("shard_info"), sharded.value("shard_info"));
+        let unsharded = instant_form(&QueryRequest {
+            shard_info: Some(ShardInfo::default()),
+            ..Default::default()
+        });
+        assert_eq!(unsharded.get("shard_info"), None, "total 0 is no sharding");
     }
 
     #[test]

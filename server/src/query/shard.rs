@@ -47,16 +47,36 @@ fn whole(hints: &SelectHints) -> SelectHints {
     }
 }
 
-/// A stream with only the series of a shard; batches left empty are skipped.
-struct ShardStream<'a> {
+/// A stream with only the series of a shard, hashed without the labels in `except` (the
+/// replica labels a StoreAPI server takes off what it sends); batches left empty are skipped.
+pub(crate) struct ShardStream<'a> {
     inner: Box<dyn SeriesStream + 'a>,
     shard: ShardInfo,
+    except: Vec<String>,
+}
+
+impl<'a> ShardStream<'a> {
+    /// `inner` with only the series of `shard`, or `inner` itself when there is no shard.
+    pub(crate) fn wrap(
+        inner: Box<dyn SeriesStream + 'a>,
+        shard: Option<ShardInfo>,
+        except: Vec<String>,
+    ) -> Box<dyn SeriesStream + 'a> {
+        match shard {
+            Some(shard) => Box::new(ShardStream {
+                inner,
+                shard,
+                except,
+            }),
+            None => inner,
+        }
+    }
 }
 
 impl SeriesStream for ShardStream<'_> {
     fn next_batch(&mut self) -> gauntlet_engine::Result<Option<Vec<StreamSeries>>> {
         while let Some(mut batch) = self.inner.next_batch()? {
-            batch.retain(|s| self.shard.matches(&s.labels));
+            batch.retain(|s| self.shard.matches_except(&s.labels, &self.except));
             if !batch.is_empty() {
                 return Ok(Some(batch));
             }
@@ -85,12 +105,12 @@ impl Queryable for ShardView {
         maxt: i64,
         hints: &SelectHints,
     ) -> gauntlet_engine::Result<Box<dyn SeriesStream + 'a>> {
-        Ok(Box::new(ShardStream {
-            inner: self
-                .inner
+        Ok(ShardStream::wrap(
+            self.inner
                 .select_stream(matchers, mint, maxt, &whole(hints))?,
-            shard: self.shard.clone(),
-        }))
+            Some(self.shard.clone()),
+            Vec::new(),
+        ))
     }
 
     fn label_names(

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use gauntlet_proto::thanos::info::info_server::Info;
-use gauntlet_proto::thanos::info::{InfoRequest, InfoResponse, RulesInfo};
+use gauntlet_proto::thanos::info::{InfoRequest, InfoResponse, QueryApiInfo, RulesInfo};
 use gauntlet_proto::thanos::rules_server::{Rules, RulesServer};
 use gauntlet_proto::thanos::{RulesRequest, RulesResponse, rules_response};
 use tonic::{Request, Response, Status};
@@ -60,6 +60,7 @@ pub struct WithRulesInfo<I> {
     inner: I,
     component: Option<&'static str>,
     advertise: bool,
+    query_api: bool,
 }
 
 impl<I> WithRulesInfo<I> {
@@ -70,7 +71,14 @@ impl<I> WithRulesInfo<I> {
             inner,
             component,
             advertise,
+            query_api: false,
         }
+    }
+
+    /// Also advertises the gRPC Query API (`thanos.Query`) served beside it.
+    pub fn with_query_api(mut self) -> Self {
+        self.query_api = true;
+        self
     }
 }
 
@@ -80,6 +88,9 @@ impl<I: Info> Info for WithRulesInfo<I> {
         let mut info = self.inner.info(req).await?.into_inner();
         if self.advertise {
             info.rules = Some(RulesInfo {});
+        }
+        if self.query_api {
+            info.query = Some(QueryApiInfo {});
         }
         if let Some(c) = self.component {
             info.component_type = c.to_string();

@@ -15,7 +15,7 @@ use gauntlet_engine::labels::{Labels, external_matchers};
 use gauntlet_engine::query::{
     BATCH_SERIES, LocalBlocks, SeriesStream, StreamSeries, merge_streams, with_external_labels,
 };
-use gauntlet_engine::store::{WireBatch, WireFraming};
+use gauntlet_engine::store::{ShardInfo, WireBatch, WireFraming};
 use gauntlet_proto::thanos;
 use http_body::Frame;
 use tonic::body::Body;
@@ -25,6 +25,7 @@ use super::prometheus::{PromClient, PromError};
 use crate::grpc::convert;
 use crate::grpc::store::{RawSeries, grpc_response, read_series_request};
 use crate::memory::SendError;
+use crate::query::shard::ShardStream;
 use crate::receive::store::{push_wire_series, send_series};
 
 /// Frames of a Series answer made and waiting to be sent, at most.
@@ -217,6 +218,10 @@ struct SeriesPlan {
     head: Vec<StreamSeries>,
     mint: i64,
     maxt: i64,
+    /// The request's shard: only its series are sent, hashed as they are sent (external
+    /// labels set, the request's replica labels taken off), as Thanos's sidecar hashes them.
+    shard: Option<ShardInfo>,
+    without_replica_labels: Vec<String>,
 }
 
 impl SeriesPlan {
@@ -224,13 +229,18 @@ impl SeriesPlan {
     /// external labels. Blocking: it reads the blocks.
     fn stream(self) -> gauntlet_engine::Result<Box<dyn SeriesStream>> {
         let persisted = self.blocks.stream(&self.own, self.mint, self.maxt)?;
-        Ok(merge_streams(
+        let merged = merge_streams(
             vec![
                 with_external_labels(persisted, self.external),
                 Box::new(Listed(self.head.into_iter())),
             ],
             self.mint,
             self.maxt,
+        );
+        Ok(ShardStream::wrap(
+            merged,
+            self.shard,
+            self.without_replica_labels,
         ))
     }
 }
@@ -294,6 +304,8 @@ impl SidecarStore {
             head,
             mint,
             maxt,
+            shard: convert::shard_info(req.shard_info.clone()),
+            without_replica_labels: req.without_replica_labels.clone(),
         }))
     }
 }
@@ -501,7 +513,7 @@ impl thanos::info::info_server::Info for SidecarStore {
         };
         // Exemplars, metadata and targets come from Prometheus's API; advertised as Thanos's
         // sidecar advertises them (its exemplars info carries no time range).
-        let mut info = convert::info_response("sidecar", &[set], false);
+        let mut info = convert::info_response("sidecar", &[set], true);
         info.exemplars = Some(thanos::info::ExemplarsInfo::default());
         info.metric_metadata = Some(thanos::info::MetricMetadataInfo {});
         info.targets = Some(thanos::info::TargetsInfo {});
