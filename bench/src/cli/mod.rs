@@ -229,6 +229,26 @@ pub(crate) enum RunCmd {
         #[arg(long, default_value_t = 8)]
         rounds: u32,
     },
+    /// The query frontend: `gauntlet all --demo` with its frontend, and `thanos
+    /// query-frontend` (with --thanos-bin) in front of the same API, both splitting by 24h
+    /// and caching in memory; a 20-query dashboard over 7 days is loaded cold and refreshed,
+    /// and one long query is asked whole and split. Needs loopback ports only.
+    Frontend {
+        #[command(flatten)]
+        common: RunArgs,
+        /// Days of demo history loaded (at least 7); also the long query's span.
+        #[arg(long, default_value_t = 30)]
+        history_days: u32,
+        /// Dashboard refreshes measured after the cold load.
+        #[arg(long, default_value_t = 3)]
+        refreshes: u32,
+        /// Time between refreshes.
+        #[arg(long, default_value = "30s", value_parser = duration)]
+        refresh_every: Duration,
+        /// Times each long query is asked whole and through each frontend.
+        #[arg(long, default_value_t = 5)]
+        split_passes: usize,
+    },
 }
 
 /// Flags every scenario shares. Data knobs default per scenario (see perf/README.md) unless
@@ -605,6 +625,23 @@ pub(crate) fn run(cmd: RunCmd) -> anyhow::Result<()> {
                 rounds,
             };
             (runner::rules(&o, &ro)?, o)
+        }
+        RunCmd::Frontend {
+            common,
+            history_days,
+            refreshes,
+            refresh_every,
+            split_passes,
+        } => {
+            // The data is `all`'s demo, not the generator's; the data knobs are unused.
+            let o = common.options(10, 1.0, Duration::from_secs(30))?;
+            let fo = runner::FrontendOptions {
+                history_days,
+                refreshes,
+                refresh_every,
+                split_passes,
+            };
+            (runner::frontend(&o, &fo)?, o)
         }
     };
     runner::record(&rec, &o.recorded, o.results.is_some())?;

@@ -8,6 +8,7 @@
 mod compact;
 pub mod current;
 pub mod engine_stream;
+mod frontend;
 mod ingest;
 mod parquet;
 pub mod peers;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use crate::datagen::GenConfig;
 
 pub use compact::compact;
+pub use frontend::{FrontendOptions, frontend};
 pub use ingest::ingest;
 pub use parquet::{ParquetOptions, parquet};
 pub use report::{Figures, history_file, machine_description, record, record_as};
