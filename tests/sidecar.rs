@@ -830,6 +830,37 @@ fn sidecar_ships_and_serves_blocks_prometheus_cuts_while_it_runs() {
             reduce_targets(&get_json(port, "/api/v1/targets"), &[])
         });
     }
+    // A selector on the external label is decided by the querier against the sidecar's label
+    // set and not sent on (Prometheus's own series do not carry it), as Thanos's querier does.
+    let ext_path = |cluster: &str| {
+        api_path(
+            "/api/v1/query_exemplars",
+            &[
+                (
+                    "query",
+                    &format!("{{__name__=~\"demo_.+\", cluster=\"{cluster}\"}}"),
+                ),
+                ("start", &format!("{}", (end - 3_600_000) as f64 / 1000.0)),
+                ("end", &format!("{}", end as f64 / 1000.0)),
+            ],
+        )
+    };
+    for (who, port) in [("gauntlet query", q.http_port), ("thanos query", tq.http)] {
+        let reduced = |path: &str| {
+            let got = crate::exemplars::reduce(&get_json(port, path));
+            serde_json::to_value(got.into_iter().collect::<Vec<_>>()).unwrap()
+        };
+        assert_eq!(
+            reduced(&ext_path("eu2")),
+            prom_exemplars(),
+            "exemplars of cluster=\"eu2\" through {who}"
+        );
+        assert_eq!(
+            reduced(&ext_path("other")),
+            json!([]),
+            "exemplars of another cluster through {who}"
+        );
+    }
     let one = get_json(q.http_port, "/api/v1/metadata?metric=demo_requests");
     assert_eq!(
         one["data"],

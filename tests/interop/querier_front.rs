@@ -231,7 +231,11 @@ fn thanos_query_over_gauntlet_receive_and_all_answers_as_over_thanos_receive() {
     ] {
         let theirs = grpc_range_series(want.grpc, q, range, &[], None);
         assert!(!theirs.is_empty(), "{q}: no series");
-        assert_eq!(grpc_range_series(all.grpc_port, q, range, &[], None), theirs, "{q}");
+        assert_eq!(
+            grpc_range_series(all.grpc_port, q, range, &[], None),
+            theirs,
+            "{q}"
+        );
     }
     let selector = "node_cpu_seconds_total";
     let whole = grpc_range_series(all.grpc_port, selector, range, &[], None);

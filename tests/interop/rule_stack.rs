@@ -1,12 +1,20 @@
-//! Queriers stacked over a ruler: `gauntlet query` serves `thanos.Rules` itself (and says so in
-//! its Info), so a querier above it, `gauntlet query` or `thanos query`, lists the same rules
-//! and alerts as the querier below, filters and replica-label dedup included.
+//! Queriers stacked: `gauntlet query` serves `thanos.Rules`, `thanos.Metadata`,
+//! `thanos.Targets` and `thanos.Exemplars` itself (and says so in its Info), so a querier above
+//! it, `gauntlet query` or `thanos query`, lists the same rules and alerts as the querier below
+//! (filters and replica-label dedup included) and answers metadata, targets and exemplars as
+//! it does.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
 
 use super::fixture::wait_for_stores_on;
 use super::frontend_rule::{RULES, firing_on};
 use super::rule::{RULES_PATHS, alerts_shape, gauges_behind_query, json_on, rules_shape};
-use crate::common::GauntletServer;
 use crate::common::peers::thanos_query;
+use crate::common::receive::now_ms;
+use crate::common::{GauntletServer, Prometheus, prometheus3};
+use crate::exemplars::{Target, exemplars_path, reduce};
 
 /// `gauntlet query` (top) over `gauntlet query` (middle, deduplicating the ruler's replica
 /// label) over `gauntlet rule`, and `thanos query` over the same middle: each top lists what
@@ -97,4 +105,171 @@ fn a_querier_above_a_querier_lists_the_rules_below() {
         top_rules["data"]["groups"][0]["rules"][0]["name"], "GaugeHigh",
         "{top_rules}"
     );
+}
+
+/// A `/api/v1/targets` answer reduced to what two queriers over the same Prometheus must agree
+/// on: the fields Thanos's Targets API carries but the scrape's time and duration, which move
+/// on between two reads; sorted.
+fn targets_shape(v: &Value) -> Value {
+    assert_eq!(v["status"], "success", "{v}");
+    let mut active: Vec<Value> = v["data"]["activeTargets"]
+        .as_array()
+        .unwrap_or_else(|| panic!("activeTargets: {v}"))
+        .iter()
+        .map(|t| {
+            json!({
+                "discoveredLabels": t["discoveredLabels"],
+                "labels": t["labels"],
+                "scrapePool": t["scrapePool"],
+                "scrapeUrl": t["scrapeUrl"],
+                "globalUrl": t["globalUrl"],
+                "lastError": t["lastError"],
+                "health": t["health"],
+            })
+        })
+        .collect();
+    active.sort_by_key(|t| t.to_string());
+    let mut dropped: Vec<Value> = v["data"]["droppedTargets"]
+        .as_array()
+        .unwrap_or_else(|| panic!("droppedTargets: {v}"))
+        .iter()
+        .map(|t| json!({"discoveredLabels": t["discoveredLabels"]}))
+        .collect();
+    dropped.sort_by_key(|t| t.to_string());
+    json!({"active": active, "dropped": dropped})
+}
+
+/// Polls for at most 30 s until `get` answers alike on the ports `want` and `got` (both read
+/// again each time); fails showing the last answers.
+fn wait_alike(what: &str, want: u16, got: u16, get: impl Fn(u16) -> Value) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (w, g) = (get(want), get(got));
+        if w == g {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: differs after 30 s\n  got  {g}\n  want {w}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// `thanos query` over `gauntlet query` over `gauntlet sidecar` beside a Prometheus 3 that
+/// scrapes a target serving exemplars (and drops one by relabelling): Thanos's querier
+/// answers `/api/v1/metadata` (whole, `metric=`, `limit=`), `/api/v1/targets` (every state)
+/// and `/api/v1/query_exemplars` as the `gauntlet query` below answers them, without
+/// warnings, through that querier's own `thanos.Metadata`, `thanos.Targets` and
+/// `thanos.Exemplars`.
+#[test]
+fn a_querier_above_a_querier_reads_metadata_targets_and_exemplars_below() {
+    let target = Target::start();
+    let tport = target.port;
+    let prom = Prometheus::start_with_config(
+        &prometheus3(),
+        |_| {
+            format!(
+                "global:\n  scrape_interval: 1s\n  external_labels:\n    cluster: eu1\n    replica: a\n\
+                 scrape_configs:\n- job_name: demo\n  static_configs:\n  - targets: ['127.0.0.1:{tport}', '127.0.0.1:1']\n\
+                 \x20 relabel_configs:\n  - source_labels: [__address__]\n    regex: '127.0.0.1:1'\n    action: drop\n"
+            )
+        },
+        &["--enable-feature=exemplar-storage"],
+    );
+    let sidecar = GauntletServer::start(
+        &[
+            "sidecar",
+            &format!("--prometheus.url=http://127.0.0.1:{}", prom.port),
+            &format!("--tsdb.path={}", prom.data_dir().display()),
+            "--prometheus.get_config_interval=500ms",
+        ],
+        "/-/ready",
+    );
+    let middle = GauntletServer::start(
+        &[
+            "query",
+            &format!("--endpoint=127.0.0.1:{}", sidecar.grpc_port),
+            "--query.replica-label=replica",
+        ],
+        "/-/ready",
+    );
+    wait_for_stores_on(middle.http_port, 1);
+    let top = thanos_query(
+        &[format!("127.0.0.1:{}", middle.grpc_port)],
+        &["--query.replica-label=replica"],
+    );
+    wait_for_stores_on(top.http, 1);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while target.scrapes.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+        assert!(Instant::now() < deadline, "three scrapes in 60 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The exemplars stop moving; the target is down from the next scrape on.
+    target.stop();
+
+    // What the middle answers is worth comparing: the target's exemplars and metadata, one
+    // active and one dropped target with the sidecar's external label, no replica label.
+    let ex_path = exemplars_path(now_ms() + 60_000);
+    let exemplars = |port: u16| {
+        let v = json_on(port, &ex_path);
+        assert!(
+            v["warnings"].as_array().is_none_or(|w| w.is_empty()),
+            ":{port}: {v}"
+        );
+        serde_json::to_value(reduce(&v).into_iter().collect::<Vec<_>>()).unwrap()
+    };
+    assert!(
+        exemplars(middle.http_port).as_array().unwrap().len() >= 3,
+        "the middle's exemplars: {}",
+        exemplars(middle.http_port)
+    );
+    let targets = |state: &'static str| {
+        move |port: u16| {
+            let v = json_on(port, &format!("/api/v1/targets?state={state}"));
+            assert!(
+                v["warnings"].as_array().is_none_or(|w| w.is_empty()),
+                ":{port}: {v}"
+            );
+            targets_shape(&v)
+        }
+    };
+    let all = targets("")(middle.http_port);
+    assert_eq!(all["active"].as_array().unwrap().len(), 1, "{all}");
+    assert_eq!(all["dropped"].as_array().unwrap().len(), 1, "{all}");
+    assert_eq!(all["active"][0]["labels"]["cluster"], "eu1", "{all}");
+    assert!(all["active"][0]["labels"].get("replica").is_none(), "{all}");
+    let metadata = |path: &'static str| {
+        move |port: u16| {
+            let v = json_on(port, path);
+            assert!(
+                v["warnings"].as_array().is_none_or(|w| w.is_empty()),
+                ":{port}: {v}"
+            );
+            v["data"].clone()
+        }
+    };
+    let whole = metadata("/api/v1/metadata")(middle.http_port);
+    assert!(whole["demo_requests"].is_array(), "{whole}");
+
+    wait_alike("exemplars", middle.http_port, top.http, exemplars);
+    for path in [
+        "/api/v1/metadata",
+        "/api/v1/metadata?metric=demo_requests",
+        "/api/v1/metadata?metric=absent",
+    ] {
+        wait_alike(path, middle.http_port, top.http, metadata(path));
+    }
+    // Which metric a limit keeps is the endpoints' choice: only the count is held.
+    let limited = metadata("/api/v1/metadata?limit=1")(top.http);
+    assert_eq!(limited.as_object().unwrap().len(), 1, "{limited}");
+    for state in ["", "active", "dropped"] {
+        wait_alike(
+            &format!("targets?state={state}"),
+            middle.http_port,
+            top.http,
+            targets(state),
+        );
+    }
 }

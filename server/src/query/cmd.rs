@@ -31,8 +31,9 @@ pub struct QueryArgs {
     /// Address of the HTTP API.
     #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
     pub http_address: String,
-    /// Address of the gRPC services this querier serves: the StoreAPI (for stacking
-    /// queriers), `thanos.Rules` and the `thanos.Query` API (for rulers).
+    /// Address of the gRPC services this querier serves: the StoreAPI, `thanos.Rules`,
+    /// `thanos.Metadata`, `thanos.Targets` and `thanos.Exemplars` (for stacking queriers) and
+    /// the `thanos.Query` API (for rulers).
     #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
     pub grpc_address: String,
     /// External label naming the replica of an HA pair; repeatable. Dedup drops these.
@@ -260,27 +261,34 @@ pub fn run(args: QueryArgs, budget: Arc<MemoryBudget>) -> anyhow::Result<()> {
             args.rule_partial_response,
             args.response_timeout,
         ));
-        config.remote_rules = Some(rules.clone());
-        config.exemplars = Some(Arc::new(crate::query::exemplars::ExemplarEndpoints::new(
-            endpoints.clone(),
-            tokio::runtime::Handle::current(),
-            args.replica_labels.clone(),
-            args.partial_response,
-            args.response_timeout,
-        )));
-        config.remote_metadata = Some(Arc::new(crate::query::metadata::MetadataEndpoints::new(
-            endpoints.clone(),
-            tokio::runtime::Handle::current(),
-            args.metadata_partial_response,
-            args.response_timeout,
-        )));
-        config.remote_targets = Some(Arc::new(crate::query::targets::TargetEndpoints::new(
-            endpoints.clone(),
-            tokio::runtime::Handle::current(),
-            args.replica_labels.clone(),
-            args.target_partial_response,
-            args.response_timeout,
-        )));
+        let fanouts = super::proxy::Fanouts {
+            rules,
+            exemplars: Arc::new(crate::query::exemplars::ExemplarEndpoints::new(
+                endpoints.clone(),
+                tokio::runtime::Handle::current(),
+                args.replica_labels.clone(),
+                args.partial_response,
+                args.response_timeout,
+            )),
+            metadata: Arc::new(crate::query::metadata::MetadataEndpoints::new(
+                endpoints.clone(),
+                tokio::runtime::Handle::current(),
+                args.metadata_partial_response,
+                args.response_timeout,
+            )),
+            targets: Arc::new(crate::query::targets::TargetEndpoints::new(
+                endpoints.clone(),
+                tokio::runtime::Handle::current(),
+                args.replica_labels.clone(),
+                args.target_partial_response,
+                args.response_timeout,
+            )),
+        };
+        // The HTTP API and the gRPC services share each fan-out.
+        config.remote_rules = Some(fanouts.rules.clone());
+        config.exemplars = Some(fanouts.exemplars.clone());
+        config.remote_metadata = Some(fanouts.metadata.clone());
+        config.remote_targets = Some(fanouts.targets.clone());
         let state = Arc::new(ApiState {
             source: Arc::new(querier.clone()),
             config,
@@ -300,7 +308,7 @@ pub fn run(args: QueryArgs, budget: Arc<MemoryBudget>) -> anyhow::Result<()> {
         let app = crate::memory::guard_http(app, crate::memory::HttpBudgets::one(&budget));
         let grpc = super::proxy::serve(
             querier,
-            rules,
+            fanouts,
             state,
             &args.grpc_address,
             security.grpc,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gauntlet_engine::head::{Exemplar, SeriesExemplars};
-use gauntlet_engine::labels::Labels;
+use gauntlet_engine::labels::{Labels, Matcher};
 use gauntlet_proto::thanos::exemplars_client::ExemplarsClient;
 use gauntlet_proto::thanos::{self, PartialResponseStrategy, exemplars_response};
 
@@ -56,32 +56,45 @@ impl ExemplarEndpoints {
         }
     }
 
-    async fn gather(
+    /// The merged exemplars from `start` to `end` (ms) of the series `query`'s selectors pick,
+    /// with the warnings met; `partial` (an endpoint's failure is a warning) is given by the
+    /// caller: `--query.partial-response` for the HTTP API, the `thanos.Exemplars`
+    /// request's own strategy when the querier serves exemplars itself.
+    pub async fn gather(
         &self,
         query: &str,
         start: i64,
         end: i64,
+        partial: bool,
     ) -> Result<(Vec<SeriesExemplars>, Vec<String>), String> {
-        let strategy = if self.partial_response {
+        let strategy = if partial {
             PartialResponseStrategy::Warn
         } else {
             PartialResponseStrategy::Abort
         };
-        let req = thanos::ExemplarsRequest {
-            query: query.to_string(),
-            start,
-            end,
-            partial_response_strategy: strategy as i32,
-        };
+        let selectors = gauntlet_promql::query_selectors(query).map_err(|e| e.to_string())?;
         let (series, warnings) = fan_out(
             &self.endpoints,
             |i| i.exemplars,
             self.timeout,
-            self.partial_response,
+            partial,
             "exemplars",
             |e| {
-                let req = req.clone();
-                async move { fetch(&e, req).await }
+                let query = e
+                    .info()
+                    .and_then(|info| endpoint_query(&selectors, &info.label_sets, &info.component));
+                async move {
+                    let Some(query) = query else {
+                        return Ok((Vec::new(), Vec::new()));
+                    };
+                    let req = thanos::ExemplarsRequest {
+                        query,
+                        start,
+                        end,
+                        partial_response_strategy: strategy as i32,
+                    };
+                    fetch(&e, req).await
+                }
             },
         )
         .await?;
@@ -96,8 +109,40 @@ impl ExemplarSource for ExemplarEndpoints {
         start: i64,
         end: i64,
     ) -> Result<(Vec<SeriesExemplars>, Vec<String>), String> {
-        self.runtime.block_on(self.gather(query, start, end))
+        self.runtime
+            .block_on(self.gather(query, start, end, self.partial_response))
     }
+}
+
+/// The query an endpoint serving the external label sets `label_sets` is asked, as Thanos's
+/// querier writes it: the query's selectors the label sets do not rule out, each without its
+/// matchers on an external label (the endpoint's exemplars API reads its own series, which do
+/// not carry them) unless the endpoint is itself a querier (`component` `query`), joined with
+/// `+`; `None` when every selector is ruled out, and the endpoint is not asked.
+fn endpoint_query(
+    selectors: &[Vec<Matcher>],
+    label_sets: &[Labels],
+    component: &str,
+) -> Option<String> {
+    let set_matches = |set: &Labels, ms: &[Matcher]| {
+        ms.iter()
+            .all(|m| set.get(&m.name).is_none_or(|v| m.matches(v)))
+    };
+    let parts: Vec<String> = selectors
+        .iter()
+        .filter(|ms| label_sets.is_empty() || label_sets.iter().any(|set| set_matches(set, ms)))
+        .map(|ms| {
+            let kept: Vec<String> = ms
+                .iter()
+                .filter(|m| {
+                    component == "query" || !label_sets.iter().any(|set| set.get(&m.name).is_some())
+                })
+                .map(Matcher::to_string)
+                .collect();
+            format!("{{{}}}", kept.join(", "))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" + "))
 }
 
 /// One endpoint's series and warnings, or why the call failed.
@@ -185,6 +230,43 @@ mod tests {
             value: 1.0,
             ts,
         }
+    }
+
+    #[test]
+    fn each_endpoint_is_asked_for_what_its_external_labels_leave() {
+        let selectors = gauntlet_promql::query_selectors(
+            r#"rate(a{cluster="eu1", job="x"}[5m]) + b{cluster=~"us.*"} + c{job!=""}"#,
+        )
+        .unwrap();
+        let eu = [Labels::from_pairs([("cluster", "eu1"), ("replica", "0")])];
+        assert_eq!(
+            endpoint_query(&selectors, &eu, "sidecar").as_deref(),
+            Some(r#"{__name__="a", job="x"} + {__name__="c", job!=""}"#),
+            "the external label's matchers are decided here, and the us selector is not sent"
+        );
+        assert_eq!(
+            endpoint_query(&selectors, &eu, "query").as_deref(),
+            Some(r#"{__name__="a", cluster="eu1", job="x"} + {__name__="c", job!=""}"#),
+            "a querier below routes on them itself"
+        );
+        let us = [Labels::from_pairs([("cluster", "us2")])];
+        assert_eq!(
+            endpoint_query(&selectors, &us, "sidecar").as_deref(),
+            Some(r#"{__name__="b"} + {__name__="c", job!=""}"#)
+        );
+        assert_eq!(
+            endpoint_query(&selectors, &[], "receive").as_deref(),
+            Some(
+                r#"{__name__="a", cluster="eu1", job="x"} + {__name__="b", cluster=~"us.*"} + {__name__="c", job!=""}"#
+            ),
+            "no label sets: any data, every selector as written"
+        );
+        let only_eu = gauntlet_promql::query_selectors(r#"a{cluster="eu1"}"#).unwrap();
+        assert_eq!(
+            endpoint_query(&only_eu, &us, "sidecar"),
+            None,
+            "not asked at all"
+        );
     }
 
     #[test]

@@ -57,11 +57,20 @@ impl MetadataEndpoints {
     /// The merged metadata of `metric` (empty: every metric), at most `limit` metrics
     /// (negative: no limit), with the warnings met. Blocking.
     pub fn metadata(&self, metric: &str, limit: i32) -> Result<(MetadataMap, Vec<String>), String> {
-        self.runtime.block_on(self.gather(metric, limit))
+        self.runtime
+            .block_on(self.gather(metric, limit, self.partial_response))
     }
 
-    async fn gather(&self, metric: &str, limit: i32) -> Result<(MetadataMap, Vec<String>), String> {
-        let strategy = if self.partial_response {
+    /// As [`metadata`](Self::metadata), from async code, with `partial` (an endpoint's failure
+    /// is a warning) given by the caller: the `thanos.Metadata` request's own strategy when the
+    /// querier serves metadata itself.
+    pub async fn gather(
+        &self,
+        metric: &str,
+        limit: i32,
+        partial: bool,
+    ) -> Result<(MetadataMap, Vec<String>), String> {
+        let strategy = if partial {
             PartialResponseStrategy::Warn
         } else {
             PartialResponseStrategy::Abort
@@ -75,7 +84,7 @@ impl MetadataEndpoints {
             &self.endpoints,
             |i| i.metric_metadata,
             self.timeout,
-            self.partial_response,
+            partial,
             "metadata",
             |e| {
                 let req = req.clone();
@@ -122,6 +131,26 @@ fn from_proto(m: thanos::MetricMetadata) -> MetadataMap {
             (name, metas)
         })
         .collect()
+}
+
+/// A map as the wire's metadata frame: the inverse of [`from_proto`].
+pub fn to_proto(m: &MetadataMap) -> thanos::MetricMetadata {
+    thanos::MetricMetadata {
+        metadata: m
+            .iter()
+            .map(|(name, metas)| {
+                let metas = metas
+                    .iter()
+                    .map(|m| thanos::Meta {
+                        r#type: m.typ.clone(),
+                        help: m.help.clone(),
+                        unit: m.unit.clone(),
+                    })
+                    .collect();
+                (name.clone(), thanos::MetricMetadataEntry { metas })
+            })
+            .collect(),
+    }
 }
 
 /// The endpoints' maps as one, as Thanos's querier merges them: a metric not yet seen is
@@ -217,6 +246,27 @@ mod tests {
             metadata_json(&map(&[("x", meta("counter", "X<"))])),
             r#"{"x":[{"type":"counter","help":"X\u003c","unit":""}]}"#
         );
+    }
+
+    #[test]
+    fn a_map_comes_back_from_the_wire_as_it_went() {
+        let m = map(&[
+            ("up", meta("gauge", "Up.")),
+            ("up", meta("gauge", "Other help.")),
+            (
+                "bytes",
+                Meta {
+                    typ: "counter".into(),
+                    help: "Bytes.".into(),
+                    unit: "bytes".into(),
+                },
+            ),
+        ]);
+        let wire = to_proto(&m);
+        assert_eq!(wire.metadata["up"].metas.len(), 2);
+        assert_eq!(wire.metadata["bytes"].metas[0].unit, "bytes");
+        assert_eq!(from_proto(wire), m);
+        assert!(to_proto(&MetadataMap::new()).metadata.is_empty());
     }
 
     #[test]

@@ -5,8 +5,10 @@ pub mod cmd;
 pub mod dns;
 pub mod endpoints;
 pub mod exemplars;
+pub mod exemplars_proxy;
 pub mod fanout;
 pub mod metadata;
+pub mod metadata_proxy;
 pub mod proxy;
 pub mod query_api;
 pub mod rules;
@@ -15,6 +17,7 @@ mod series_merge;
 pub mod shard;
 pub mod store;
 pub mod targets;
+pub mod targets_proxy;
 pub mod tenancy;
 
 use std::sync::Arc;

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use gauntlet_engine::labels::{Labels, Matcher};
 use gauntlet_proto::thanos::info::info_server::{Info, InfoServer};
 use gauntlet_proto::thanos::info::{
-    InfoRequest as InfoReq, InfoResponse as InfoResp, QueryApiInfo, RulesInfo, StoreInfo,
+    ExemplarsInfo, InfoRequest as InfoReq, InfoResponse as InfoResp, MetricMetadataInfo,
+    QueryApiInfo, RulesInfo, StoreInfo, TargetsInfo,
 };
 use gauntlet_proto::thanos::store_server::{Store, StoreServer};
 use gauntlet_proto::thanos::{
@@ -23,12 +24,27 @@ use super::series_merge::{Call, MergeError, SeriesMerge};
 use super::tenancy::Tenancy;
 use crate::grpc::convert;
 
-/// Serves the proxy StoreAPI, the `thanos.Rules` service over `rules`, the `thanos.Query`
-/// service over the HTTP API's `api` and the Info service (advertising all three) on `addr`
-/// (over TLS with `tls`) until the process ends, its calls counted in `metrics`.
+/// The fan-outs of a querier's APIs other than the StoreAPI, each served again on its gRPC
+/// port so a querier stacked above reads through it.
+#[derive(Debug, Clone)]
+pub struct Fanouts {
+    /// `thanos.Rules`.
+    pub rules: Arc<super::rules::RuleEndpoints>,
+    /// `thanos.Metadata`.
+    pub metadata: Arc<super::metadata::MetadataEndpoints>,
+    /// `thanos.Targets`.
+    pub targets: Arc<super::targets::TargetEndpoints>,
+    /// `thanos.Exemplars`.
+    pub exemplars: Arc<super::exemplars::ExemplarEndpoints>,
+}
+
+/// Serves the proxy StoreAPI, the `thanos.Rules`, `thanos.Metadata`, `thanos.Targets` and
+/// `thanos.Exemplars` services over `fanouts`, the `thanos.Query` service over the HTTP API's
+/// `api` and the Info service (advertising them all) on `addr` (over TLS with `tls`) until the
+/// process ends, its calls counted in `metrics`.
 pub async fn serve(
     querier: Arc<Querier>,
-    rules: Arc<super::rules::RuleEndpoints>,
+    fanouts: Fanouts,
     api: Arc<crate::http::api::ApiState>,
     addr: &str,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -42,7 +58,13 @@ pub async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("binding --grpc-address {sock}: {e}"))?;
     let guard = crate::memory::GrpcGuardLayer::new(querier.budget());
-    let rules = super::rules_proxy::RulesProxy::server(rules, querier.budget().clone());
+    let rules = super::rules_proxy::RulesProxy::server(fanouts.rules, querier.budget().clone());
+    let metadata = super::metadata_proxy::MetadataProxy::server(fanouts.metadata)
+        .max_encoding_message_size(usize::MAX);
+    let targets = super::targets_proxy::TargetsProxy::server(fanouts.targets)
+        .max_encoding_message_size(usize::MAX);
+    let exemplars = super::exemplars_proxy::ExemplarsProxy::server(fanouts.exemplars, api.clone())
+        .max_encoding_message_size(usize::MAX);
     let proxy = Proxy { querier, tenancy };
     tracing::info!(address = %sock, tls = tls.is_some(), "StoreAPI listening");
     tonic::transport::Server::builder()
@@ -55,6 +77,9 @@ pub async fn serve(
                 .max_encoding_message_size(usize::MAX),
         )
         .add_service(rules)
+        .add_service(metadata)
+        .add_service(targets)
+        .add_service(exemplars)
         .add_service(super::query_api::QueryApi::server(api))
         .add_service(InfoServer::new(proxy))
         .serve_with_incoming_shutdown(
@@ -395,9 +420,233 @@ impl Info for Proxy {
             // As Thanos's querier: its rules fan-out is always there, whether or not an
             // endpoint has rules yet.
             rules: Some(RulesInfo {}),
+            // Likewise its metadata, targets and exemplars fan-outs. The exemplars' time range
+            // is left at zero, as Thanos's querier leaves it: queriers above do not read it.
+            metric_metadata: Some(MetricMetadataInfo {}),
+            targets: Some(TargetsInfo {}),
+            exemplars: Some(ExemplarsInfo::default()),
             // The Query API: a ruler's --grpc-query-endpoint uses only endpoints saying so.
             query: Some(QueryApiInfo {}),
             ..InfoResp::default()
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use gauntlet_proto::thanos::exemplars_server::{Exemplars, ExemplarsServer};
+    use gauntlet_proto::thanos::metadata_server::{Metadata, MetadataServer};
+    use gauntlet_proto::thanos::targets_server::{Targets, TargetsServer};
+    use gauntlet_proto::thanos::{
+        ExemplarsRequest, ExemplarsResponse, MetricMetadataRequest, MetricMetadataResponse,
+        TargetsRequest, TargetsResponse, exemplars_response, metric_metadata_response,
+        targets_response,
+    };
+    use tokio::runtime::Handle;
+    use tokio_stream::StreamExt;
+
+    use super::*;
+    use crate::query::endpoints::EndpointSet;
+
+    /// An endpoint that advertises metadata, targets and exemplars and fails every call.
+    #[derive(Debug, Clone, Copy)]
+    struct Broken;
+
+    type Nothing<T> = tokio_stream::Empty<Result<T, Status>>;
+
+    #[tonic::async_trait]
+    impl Info for Broken {
+        async fn info(&self, _req: Request<InfoReq>) -> Result<Response<InfoResp>, Status> {
+            Ok(Response::new(InfoResp {
+                component_type: "sidecar".into(),
+                store: Some(StoreInfo::default()),
+                metric_metadata: Some(MetricMetadataInfo {}),
+                targets: Some(TargetsInfo {}),
+                exemplars: Some(ExemplarsInfo::default()),
+                ..InfoResp::default()
+            }))
+        }
+    }
+
+    #[tonic::async_trait]
+    impl Metadata for Broken {
+        type MetricMetadataStream = Nothing<MetricMetadataResponse>;
+
+        async fn metric_metadata(
+            &self,
+            _req: Request<MetricMetadataRequest>,
+        ) -> Result<Response<Self::MetricMetadataStream>, Status> {
+            Err(Status::unavailable("prometheus down"))
+        }
+    }
+
+    #[tonic::async_trait]
+    impl Targets for Broken {
+        type TargetsStream = Nothing<TargetsResponse>;
+
+        async fn targets(
+            &self,
+            _req: Request<TargetsRequest>,
+        ) -> Result<Response<Self::TargetsStream>, Status> {
+            Err(Status::unavailable("prometheus down"))
+        }
+    }
+
+    #[tonic::async_trait]
+    impl Exemplars for Broken {
+        type ExemplarsStream = Nothing<ExemplarsResponse>;
+
+        async fn exemplars(
+            &self,
+            _req: Request<ExemplarsRequest>,
+        ) -> Result<Response<Self::ExemplarsStream>, Status> {
+            Err(Status::unavailable("prometheus down"))
+        }
+    }
+
+    /// The one warning frame a WARN call must give, as text.
+    fn only_warning<T: std::fmt::Debug>(
+        frames: Vec<Result<T, Status>>,
+        warning: impl Fn(&T) -> Option<String>,
+    ) -> String {
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        let frame = frames[0].as_ref().unwrap();
+        warning(frame).unwrap_or_else(|| panic!("a warning, not {frame:?}"))
+    }
+
+    /// The querier's own metadata, targets and exemplars services over an endpoint that fails:
+    /// a WARN call (whatever the querier's flags say) answers a warning naming the endpoint, an
+    /// ABORT call fails with `Aborted`; its Info advertises all three.
+    #[tokio::test]
+    async fn a_failing_endpoint_warns_or_aborts_as_the_call_asks() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(InfoServer::new(Broken))
+                .add_service(MetadataServer::new(Broken))
+                .add_service(TargetsServer::new(Broken))
+                .add_service(ExemplarsServer::new(Broken))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let endpoints = Arc::new(EndpointSet::new(
+            vec![addr.clone()],
+            Vec::new(),
+            Duration::from_secs(5),
+        ));
+        endpoints.refresh().await;
+        let timeout = Duration::from_secs(5);
+        // Partial responses off in the flags: the requests' strategies decide.
+        let metadata = super::super::metadata_proxy::MetadataProxy::new(Arc::new(
+            super::super::metadata::MetadataEndpoints::new(
+                endpoints.clone(),
+                Handle::current(),
+                false,
+                timeout,
+            ),
+        ));
+        let targets = super::super::targets_proxy::TargetsProxy::new(Arc::new(
+            super::super::targets::TargetEndpoints::new(
+                endpoints.clone(),
+                Handle::current(),
+                Vec::new(),
+                false,
+                timeout,
+            ),
+        ));
+        let querier = Arc::new(Querier::new(
+            endpoints.clone(),
+            Handle::current(),
+            Vec::new(),
+            timeout,
+        ));
+        let api = Arc::new(crate::http::api::ApiState {
+            source: Arc::new(querier.clone()),
+            config: crate::http::api::ApiConfig::default(),
+        });
+        let exemplars = super::super::exemplars_proxy::ExemplarsProxy::new(
+            Arc::new(super::super::exemplars::ExemplarEndpoints::new(
+                endpoints.clone(),
+                Handle::current(),
+                Vec::new(),
+                false,
+                timeout,
+            )),
+            api,
+        );
+        let (warn, abort) = (
+            PartialResponseStrategy::Warn as i32,
+            PartialResponseStrategy::Abort as i32,
+        );
+
+        let call = |strategy| {
+            metadata.metric_metadata(Request::new(MetricMetadataRequest {
+                metric: String::new(),
+                limit: -1,
+                partial_response_strategy: strategy,
+            }))
+        };
+        let frames: Vec<_> = call(warn).await.unwrap().into_inner().collect().await;
+        // The (empty) metadata frame goes first, then the warning.
+        assert_eq!(frames.len(), 2, "{frames:?}");
+        let w = only_warning(frames.into_iter().skip(1).collect(), |f| match &f.result {
+            Some(metric_metadata_response::Result::Warning(w)) => Some(w.clone()),
+            _ => None,
+        });
+        assert!(w.contains(&addr) && w.contains("prometheus down"), "{w}");
+        let err = call(abort).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Aborted, "{err:?}");
+
+        let call = |strategy| {
+            targets.targets(Request::new(TargetsRequest {
+                state: 0,
+                partial_response_strategy: strategy,
+            }))
+        };
+        let frames: Vec<_> = call(warn).await.unwrap().into_inner().collect().await;
+        // The (empty) targets frame goes first, then the warning.
+        assert_eq!(frames.len(), 2, "{frames:?}");
+        let w = only_warning(frames.into_iter().skip(1).collect(), |f| match &f.result {
+            Some(targets_response::Result::Warning(w)) => Some(w.clone()),
+            _ => None,
+        });
+        assert!(w.contains("prometheus down"), "{w}");
+        let err = call(abort).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Aborted, "{err:?}");
+
+        let call = |strategy, query: &str| {
+            exemplars.exemplars(Request::new(ExemplarsRequest {
+                query: query.into(),
+                start: 0,
+                end: 1_000,
+                partial_response_strategy: strategy,
+            }))
+        };
+        let frames: Vec<_> = call(warn, "up").await.unwrap().into_inner().collect().await;
+        let w = only_warning(frames, |f| match &f.result {
+            Some(exemplars_response::Result::Warning(w)) => Some(w.clone()),
+            _ => None,
+        });
+        assert!(w.contains("prometheus down"), "{w}");
+        let err = call(abort, "up").await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Aborted, "{err:?}");
+        let err = call(warn, "up{").await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+
+        let proxy = Proxy {
+            querier,
+            tenancy: None,
+        };
+        let info = Info::info(&proxy, Request::new(InfoReq::default()))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            info.metric_metadata.is_some() && info.targets.is_some(),
+            "{info:?}"
+        );
+        assert_eq!(info.exemplars, Some(ExemplarsInfo::default()));
     }
 }

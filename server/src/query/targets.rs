@@ -92,14 +92,19 @@ impl TargetEndpoints {
         &self,
         state: targets_request::State,
     ) -> Result<(TargetDiscovery, Vec<String>), String> {
-        self.runtime.block_on(self.gather(state))
+        self.runtime
+            .block_on(self.gather(state, self.partial_response))
     }
 
-    async fn gather(
+    /// As [`targets`](Self::targets), from async code, with `partial` (an endpoint's failure
+    /// is a warning) given by the caller: the `thanos.Targets` request's own strategy when the
+    /// querier serves targets itself.
+    pub async fn gather(
         &self,
         state: targets_request::State,
+        partial: bool,
     ) -> Result<(TargetDiscovery, Vec<String>), String> {
-        let strategy = if self.partial_response {
+        let strategy = if partial {
             PartialResponseStrategy::Warn
         } else {
             PartialResponseStrategy::Abort
@@ -112,7 +117,7 @@ impl TargetEndpoints {
             &self.endpoints,
             |i| i.targets,
             self.timeout,
-            self.partial_response,
+            partial,
             "targets",
             |e| async move { fetch(&e, req).await },
         )
@@ -172,6 +177,45 @@ fn from_proto(t: thanos::TargetDiscovery) -> TargetDiscovery {
             .dropped_targets
             .into_iter()
             .map(|d| labels(d.discovered_labels))
+            .collect(),
+    }
+}
+
+/// Labels as the wire's label set.
+fn zlabels(l: &Labels) -> thanos::ZLabelSet {
+    thanos::ZLabelSet {
+        labels: crate::grpc::convert::labels(l),
+    }
+}
+
+/// Targets as the wire's frame: the inverse of [`from_proto`]. A target never scraped (no
+/// scrape time) goes without one.
+pub fn to_proto(t: &TargetDiscovery) -> thanos::TargetDiscovery {
+    thanos::TargetDiscovery {
+        active_targets: t
+            .active
+            .iter()
+            .map(|a| thanos::ActiveTarget {
+                discovered_labels: Some(zlabels(&a.discovered_labels)),
+                labels: Some(zlabels(&a.labels)),
+                scrape_pool: a.scrape_pool.clone(),
+                scrape_url: a.scrape_url.clone(),
+                global_url: a.global_url.clone(),
+                last_error: a.last_error.clone(),
+                last_scrape: (a.last_scrape.0 != i64::MIN).then_some(prost_types::Timestamp {
+                    seconds: a.last_scrape.0,
+                    nanos: a.last_scrape.1,
+                }),
+                last_scrape_duration: a.last_scrape_duration,
+                health: a.health,
+            })
+            .collect(),
+        dropped_targets: t
+            .dropped
+            .iter()
+            .map(|d| thanos::DroppedTarget {
+                discovered_labels: Some(zlabels(d)),
+            })
             .collect(),
     }
 }
@@ -333,6 +377,20 @@ mod tests {
         );
         assert_eq!(got.active.len(), 2);
         assert_eq!(got.dropped.len(), 1);
+    }
+
+    #[test]
+    fn targets_come_back_from_the_wire_as_they_went() {
+        let mut never = target("b", 2, 0);
+        never.last_scrape = (i64::MIN, 0);
+        let t = TargetDiscovery {
+            active: vec![target("a", 0, 1_700_000_000), never],
+            dropped: vec![Labels::from_pairs([("__address__", "b:2")])],
+        };
+        let wire = to_proto(&t);
+        assert_eq!(wire.active_targets[0].health, 0);
+        assert!(wire.active_targets[1].last_scrape.is_none());
+        assert_eq!(from_proto(wire), t);
     }
 
     #[test]
