@@ -230,7 +230,9 @@ fn a_query_config_with_file_discovery_auth_and_prefix_reaches_the_querier() {
             &data,
             &format!("--rule-file={}", rules.display()),
             &format!("--query.config-file={}", config.display()),
-            "--query.sd-dns-interval=1s",
+            // The discovery file is watched: its change below is seen long before the 30 s
+            // refresh interval.
+            "--query.sd-dns-interval=30s",
             "--query.default-step=30s",
         ],
         "/-/ready",
@@ -269,13 +271,14 @@ fn a_query_config_with_file_discovery_auth_and_prefix_reaches_the_querier() {
         assert!(form_value(&s.body, "time").is_some(), "{s:?}");
     }
 
-    // The discovery file now names the second gateway: the ruler moves to it.
+    // The discovery file now names the second gateway: the ruler moves to it within seconds,
+    // not at the next 30 s refresh.
     std::fs::write(
         &sd,
         format!(r#"[{{"targets": ["127.0.0.1:{}"]}}]"#, second.port),
     )
     .unwrap();
-    wait_for(30, "queries through the second gateway", || {
+    wait_for(12, "queries through the second gateway", || {
         (!second.seen().is_empty()).then_some(())
     });
     let after = first.seen().len();

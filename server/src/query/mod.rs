@@ -7,6 +7,7 @@ pub mod endpoints;
 pub mod exemplars;
 pub mod exemplars_proxy;
 pub mod fanout;
+pub mod file_watch;
 pub mod metadata;
 pub mod metadata_proxy;
 pub mod proxy;

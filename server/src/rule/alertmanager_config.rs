@@ -52,7 +52,7 @@ pub struct AlertmanagerArgs {
     #[arg(long = "alertmanagers.send-timeout", default_value = "10s", value_parser = crate::query::cmd::duration)]
     pub send_timeout: Duration,
     /// How often `dns+`/`dnssrv+` addresses are looked up again (and `file_sd_configs` files
-    /// read again).
+    /// read again; a file that changes is read again within a second).
     #[arg(long = "alertmanagers.sd-dns-interval", default_value = "30s", value_parser = crate::query::cmd::duration)]
     pub sd_dns_interval: Duration,
     /// Alerting configuration (Thanos's YAML: `alertmanagers:` with `static_configs`,

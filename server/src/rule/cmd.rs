@@ -110,7 +110,7 @@ pub struct RuleArgs {
     #[arg(long = "query.config-file", value_name = "FILE")]
     pub query_config_file: Option<PathBuf>,
     /// How often `dns+`/`dnssrv+` query addresses are looked up again and `file_sd_configs`
-    /// files read again.
+    /// files read again (a file that changes is read again within a second).
     #[arg(long = "query.sd-dns-interval", default_value = "30s", value_parser = duration)]
     pub query_sd_dns_interval: Duration,
     /// Files listing more query API addresses (repeatable; glob patterns), Prometheus's file

@@ -412,15 +412,21 @@ impl Sender {
         let refresher = needs_refresh.then(|| {
             let inner = inner.clone();
             let every = config.refresh_interval.max(Duration::from_millis(100));
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    inner.refresh().await;
-                }
-            })
+            let files: Vec<std::path::PathBuf> = inner
+                .groups
+                .iter()
+                .flat_map(|g| g.config.sd_files.iter().cloned())
+                .collect();
+            // A discovery file that changes is read again within a second, not at the next
+            // interval.
+            tokio::spawn(crate::query::file_watch::refresh_loop(
+                every,
+                move || files.clone(),
+                move || {
+                    let inner = inner.clone();
+                    async move { inner.refresh().await }
+                },
+            ))
         });
         let worker = {
             let inner = inner.clone();

@@ -5,7 +5,7 @@
 //! ([`super::query_grpc`]). Round robin over all of them, HTTP and gRPC in one rotation, the
 //! next endpoint tried when one fails to answer; `dns+`/`dnssrv+` addresses looked up and
 //! `file_sd_configs` and `--query.sd-files` files read again every `--query.sd-dns-interval`
-//! (or `--query.sd-interval`, if shorter). HTTP queries are POSTed forms, or GETs with
+//! (or `--query.sd-interval`, if shorter), and within a second of a change to one of them. HTTP queries are POSTed forms, or GETs with
 //! `--query.http-method GET`. An answer's warnings are logged and the answer used, as Thanos
 //! Rule does.
 //!
@@ -183,19 +183,27 @@ impl RemoteQuerier {
         }
     }
 
-    /// Keeps the `dns+` addresses and discovery files fresh every `every` until the runtime
-    /// ends (the first refresh is the caller's).
+    /// Keeps the `dns+` addresses and discovery files fresh every `every`, and within a second
+    /// of a discovery file changing, until the runtime ends (the first refresh is the
+    /// caller's).
     pub fn spawn_refresh(self: &Arc<Self>, every: Duration) {
         if !self.grpc_dynamic && !self.groups.iter().any(|g| g.config.is_dynamic()) {
             return;
         }
         let me = self.clone();
-        self.runtime.spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                me.refresh().await;
-            }
-        });
+        let patterns: Vec<String> = self
+            .groups
+            .iter()
+            .flat_map(|g| g.config.sd_files.iter().cloned())
+            .collect();
+        self.runtime.spawn(crate::query::file_watch::refresh_loop(
+            every,
+            move || crate::query::file_watch::glob_files(&patterns),
+            move || {
+                let me = me.clone();
+                async move { me.refresh().await }
+            },
+        ));
     }
 
     /// A request for `/api/v1/{path}` on endpoint `base` with `form`, sent with the ruler's
