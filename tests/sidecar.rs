@@ -5,8 +5,10 @@
 //! its shipper uploads each block once, byte for byte, across a restart, and uploads
 //! nothing after Thanos's own sidecar shipped the blocks; with Prometheus stopped Info and
 //! Series fail with UNAVAILABLE, and they recover when it is back. With 2-minute blocks, the
-//! blocks Prometheus cuts while the sidecar runs are shipped and served. A Prometheus it
-//! cannot ship from (compaction on) or serve (no external labels) stops it with an error.
+//! blocks Prometheus cuts while the sidecar runs are shipped and served; its exemplars,
+//! metadata and targets read through the queriers as Prometheus's own, and its rules and
+//! alerts as through Thanos's sidecar. A Prometheus it cannot ship from (compaction on) or
+//! serve (no external labels) stops it with an error.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -20,6 +22,7 @@ use crate::common::storeapi::{
     Dump, assert_same_series, decoded, matrix, python_calls, series_call,
 };
 use crate::common::*;
+use crate::interop::rule::rules_shape;
 
 const INSTANCES: [&str; 3] = ["i1", "i2", "i3"];
 const STEP_S: i64 = 15;
@@ -588,8 +591,8 @@ fn sidecar_refuses_a_prometheus_it_cannot_serve_or_ship_from() {
 
 /// A `/api/v1/targets` answer reduced to what Prometheus and a querier over the sidecar must
 /// agree on (the fields Thanos's Targets API carries, without the scrape's time and duration,
-/// which move on), `ext` added to Prometheus's label sets, sorted.
-fn reduce_targets(v: &Value, ext: &[(&str, &str)]) -> Value {
+/// which move on), `ext` added to Prometheus's label sets (none: two queriers compared), sorted.
+pub(crate) fn reduce_targets(v: &Value, ext: &[(&str, &str)]) -> Value {
     assert_eq!(v["status"], "success", "{v}");
     let with_ext = |l: &Value| {
         let mut m = l.as_object().cloned().unwrap_or_default();
@@ -660,11 +663,38 @@ fn rule_groups(port: u16) -> Vec<String> {
         .collect()
 }
 
-/// A rule file of one group `name` with one recording rule.
+/// A rule file of one group `name`, evaluated every second: a recording rule, one whose
+/// evaluation fails (its right side holds two series for one match), an alert that fires at
+/// once, one pending for an hour and one that never fires.
 fn rule_file(name: &str) -> String {
     format!(
-        "groups:\n- name: {name}\n  interval: 1s\n  rules:\n  - record: {name}:sc_gauge\n    expr: sum(sc_gauge)\n"
+        "groups:\n- name: {name}\n  interval: 1s\n  rules:\n\
+         \x20 - record: {name}:sc_gauge\n    expr: sum(sc_gauge)\n\
+         \x20 - record: {name}:broken\n    expr: 'vector(1) + on() group_left() \
+         (label_replace(vector(1), \"a\", \"1\", \"\", \"\") or label_replace(vector(1), \"a\", \"2\", \"\", \"\"))'\n\
+         \x20 - alert: {name}Always\n    expr: vector(1) > 0\n    for: 0s\n\
+         \x20   labels:\n      severity: page\n\
+         \x20   annotations:\n      summary: 'value {{{{ $value }}}}'\n\
+         \x20 - alert: {name}Pending\n    expr: vector(2) > 0\n    for: 1h\n\
+         \x20 - alert: {name}Never\n    expr: vector(0) > 1\n"
     )
+}
+
+/// `/api/v1/alerts`'s alerts without when each became active, in a fixed order.
+fn alerts_shape(v: &Value) -> Value {
+    assert_eq!(v["status"], "success", "{v}");
+    let mut alerts: Vec<Value> = v["data"]["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            let mut a = a.clone();
+            a.as_object_mut().unwrap().remove("activeAt");
+            a
+        })
+        .collect();
+    alerts.sort_by_key(|a| a.to_string());
+    Value::Array(alerts)
 }
 
 #[test]
@@ -877,6 +907,74 @@ fn sidecar_ships_and_serves_blocks_prometheus_cuts_while_it_runs() {
     );
     let (status, _) = q.get("/api/v1/targets?state=some");
     assert_eq!(status, 400);
+
+    // Rules and alerts through both queriers over the sidecar equal what `thanos query` over
+    // Thanos's own sidecar beside the same Prometheus answers: the external label on each
+    // rule, none on the alerts, the failing rule's error, the alerts in their states.
+    let theirs = thanos(
+        "sidecar",
+        &[
+            format!("--prometheus.url=http://127.0.0.1:{}", prom.port),
+            format!("--tsdb.path={}", data.display()),
+        ],
+    );
+    let ttq = thanos_query(&[format!("127.0.0.1:{}", theirs.grpc)], &[]);
+    let rules_paths = [
+        "/api/v1/rules",
+        "/api/v1/rules?type=alert",
+        "/api/v1/rules?type=record",
+        "/api/v1/rules?rule_name[]=firstAlways&rule_name[]=first:broken",
+        // match[]={severity="page"}, then {cluster="eu2"} (the external label).
+        "/api/v1/rules?match[]=%7Bseverity%3D%22page%22%7D",
+        "/api/v1/rules?match[]=%7Bcluster%3D%22eu2%22%7D",
+    ];
+    let upstream_alerts = || alerts_shape(&get_json(ttq.http, "/api/v1/alerts"));
+    wait_until(
+        "Thanos's sidecar shows the alerts",
+        Duration::from_secs(30),
+        || upstream_alerts().as_array().unwrap().len() == 2,
+    );
+    let upstream = rules_shape(&get_json(ttq.http, "/api/v1/rules"));
+    let listed = &upstream[0]["rules"];
+    assert_eq!(listed.as_array().unwrap().len(), 5, "{upstream}");
+    let kept = |name: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no rule {name}: {upstream}"))
+    };
+    assert_eq!(kept("firstAlways")["state"], "firing", "{upstream}");
+    assert_eq!(
+        kept("firstAlways")["labels"]["cluster"],
+        "eu2",
+        "{upstream}"
+    );
+    assert_eq!(kept("firstPending")["state"], "pending", "{upstream}");
+    assert_eq!(kept("firstNever")["state"], "inactive", "{upstream}");
+    assert_eq!(kept("first:broken")["health"], "err", "{upstream}");
+    assert!(kept("first:broken")["lastError"].is_string(), "{upstream}");
+    assert_eq!(
+        kept("firstAlways")["alerts"][0]["labels"],
+        json!({"alertname": "firstAlways", "severity": "page"}),
+        "{upstream}"
+    );
+    for (who, port) in [("gauntlet query", q.http_port), ("thanos query", tq.http)] {
+        for path in rules_paths {
+            wait_same(
+                &format!("{path} through {who}"),
+                || rules_shape(&get_json(ttq.http, path)),
+                || rules_shape(&get_json(port, path)),
+            );
+        }
+        wait_same(&format!("alerts through {who}"), upstream_alerts, || {
+            alerts_shape(&get_json(port, "/api/v1/alerts"))
+        });
+    }
+    drop(ttq);
+    drop(theirs);
 
     // The reloader: a rule file changed under --reloader.rule-dir reaches Prometheus.
     assert_eq!(rule_groups(prom.port), vec!["first".to_string()]);

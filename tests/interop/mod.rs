@@ -12,5 +12,5 @@ mod gauntlet_query;
 mod hashring;
 mod parquet;
 mod querier_front;
-mod rule;
+pub(crate) mod rule;
 mod rule_stack;

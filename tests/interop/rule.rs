@@ -19,7 +19,7 @@ use crate::common::{GauntletServer, api_path, free_ports, http_get, http_post_fo
 
 /// `/api/v1/rules` without what depends on when and how fast each ruler ran, and without the
 /// `replica` external label that tells the rulers apart.
-pub(super) fn rules_shape(v: &Value) -> Value {
+pub(crate) fn rules_shape(v: &Value) -> Value {
     let mut v = v["data"]["groups"].clone();
     for g in v.as_array_mut().into_iter().flatten() {
         let g = g.as_object_mut().unwrap();

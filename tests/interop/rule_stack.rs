@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::fixture::wait_for_stores_on;
 use super::frontend_rule::{RULES, firing_on};
@@ -107,38 +107,6 @@ fn a_querier_above_a_querier_lists_the_rules_below() {
     );
 }
 
-/// A `/api/v1/targets` answer reduced to what two queriers over the same Prometheus must agree
-/// on: the fields Thanos's Targets API carries but the scrape's time and duration, which move
-/// on between two reads; sorted.
-fn targets_shape(v: &Value) -> Value {
-    assert_eq!(v["status"], "success", "{v}");
-    let mut active: Vec<Value> = v["data"]["activeTargets"]
-        .as_array()
-        .unwrap_or_else(|| panic!("activeTargets: {v}"))
-        .iter()
-        .map(|t| {
-            json!({
-                "discoveredLabels": t["discoveredLabels"],
-                "labels": t["labels"],
-                "scrapePool": t["scrapePool"],
-                "scrapeUrl": t["scrapeUrl"],
-                "globalUrl": t["globalUrl"],
-                "lastError": t["lastError"],
-                "health": t["health"],
-            })
-        })
-        .collect();
-    active.sort_by_key(|t| t.to_string());
-    let mut dropped: Vec<Value> = v["data"]["droppedTargets"]
-        .as_array()
-        .unwrap_or_else(|| panic!("droppedTargets: {v}"))
-        .iter()
-        .map(|t| json!({"discoveredLabels": t["discoveredLabels"]}))
-        .collect();
-    dropped.sort_by_key(|t| t.to_string());
-    json!({"active": active, "dropped": dropped})
-}
-
 /// Polls for at most 30 s until `get` answers alike on the ports `want` and `got` (both read
 /// again each time); fails showing the last answers.
 fn wait_alike(what: &str, want: u16, got: u16, get: impl Fn(u16) -> Value) {
@@ -232,7 +200,7 @@ fn a_querier_above_a_querier_reads_metadata_targets_and_exemplars_below() {
                 v["warnings"].as_array().is_none_or(|w| w.is_empty()),
                 ":{port}: {v}"
             );
-            targets_shape(&v)
+            crate::sidecar::reduce_targets(&v, &[])
         }
     };
     let all = targets("")(middle.http_port);

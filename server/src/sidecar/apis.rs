@@ -32,7 +32,7 @@ impl SidecarApis {
 type Frames<T> = tokio_stream::Iter<std::vec::IntoIter<Result<T, Status>>>;
 
 /// A label map as the wire's label set, with `ext` attached.
-fn zlabels(m: BTreeMap<String, String>, ext: &Labels) -> thanos::ZLabelSet {
+pub(super) fn zlabels(m: BTreeMap<String, String>, ext: &Labels) -> thanos::ZLabelSet {
     thanos::ZLabelSet {
         labels: convert::labels(&Labels::from_pairs(m).with_external(ext)),
     }

@@ -1,11 +1,13 @@
 //! `gauntlet sidecar`: beside a running Prometheus, as `thanos sidecar`. It waits for
 //! Prometheus (its external labels, and with uploads on its block duration flags), serves
 //! its data over the StoreAPI and Info (the persisted blocks read from `--tsdb.path`, the head
-//! through remote read), and with a bucket uploads the blocks Prometheus cuts.
+//! through remote read), proxies Prometheus's exemplars, metadata, targets and rules over
+//! gRPC, and with a bucket uploads the blocks Prometheus cuts.
 
 pub mod apis;
 pub mod prometheus;
 pub mod reloader;
+pub mod rules;
 pub mod shipper;
 pub mod status;
 pub mod store;
@@ -60,7 +62,7 @@ pub struct SidecarArgs {
     /// not configurable).
     #[arg(long = "shipper.sync-interval", default_value = "30s", value_parser = humantime::parse_duration)]
     ship_interval: Duration,
-    /// Address the gRPC StoreAPI, Info, Exemplars, Metadata and Targets listen on.
+    /// Address the gRPC StoreAPI, Info, Exemplars, Metadata, Targets and Rules listen on.
     #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
     grpc_address: SocketAddr,
     /// Address the status page, /metrics, /-/ready and /-/healthy listen on.
@@ -266,6 +268,7 @@ async fn serve_store(
         .add_service(thanos::exemplars_server::ExemplarsServer::new(apis.clone()))
         .add_service(thanos::metadata_server::MetadataServer::new(apis.clone()))
         .add_service(thanos::targets_server::TargetsServer::new(apis))
+        .add_service(rules::SidecarRules::server(state.clone(), budget.clone()))
         .serve_with_incoming_shutdown(
             crate::tls::Incoming::new(grpc_listener, security.grpc.clone())?,
             shutdown(),

@@ -1,7 +1,8 @@
 //! The sidecar's client of its Prometheus: the external labels (`/api/v1/status/config`),
 //! the TSDB flags (`/api/v1/status/flags`), the lowest timestamp held (`/metrics`), label
-//! names and values (`/api/v1/labels`, `/api/v1/label/<name>/values`) and the head's series
-//! through remote read with streamed XOR chunks (`/api/v1/read`).
+//! names and values (`/api/v1/labels`, `/api/v1/label/<name>/values`), the head's series
+//! through remote read with streamed XOR chunks (`/api/v1/read`), and what the sidecar's
+//! proxies pass on: exemplars, metadata, targets and rules (`/api/v1/rules`).
 
 use std::time::Duration;
 
@@ -388,6 +389,117 @@ pub struct PromDroppedTarget {
     pub discovered_labels: std::collections::BTreeMap<String, String>,
 }
 
+/// One rule group as `/api/v1/rules` gives it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PromRuleGroup {
+    /// The group's name.
+    pub name: String,
+    /// The rule file it was read from.
+    #[serde(default)]
+    pub file: String,
+    /// Its rules, in the file's order.
+    #[serde(default)]
+    pub rules: Vec<PromRule>,
+    /// How often it is evaluated, seconds.
+    #[serde(default)]
+    pub interval: f64,
+    /// The most alerts or series a rule may produce (0: no limit).
+    #[serde(default)]
+    pub limit: i64,
+    /// How long its last evaluation took, seconds.
+    #[serde(rename = "evaluationTime", default)]
+    pub evaluation_time: f64,
+    /// When it was last evaluated, RFC 3339 (Go's zero time: never).
+    #[serde(rename = "lastEvaluation", default)]
+    pub last_evaluation: String,
+}
+
+/// One rule as `/api/v1/rules` gives it, told apart by its `type`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum PromRule {
+    /// An alerting rule.
+    Alerting(PromAlertingRule),
+    /// A recording rule.
+    Recording(PromRecordingRule),
+}
+
+/// What alerting and recording rules both carry on `/api/v1/rules`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PromRuleCommon {
+    /// The alert's or the recorded series' name.
+    pub name: String,
+    /// The PromQL expression.
+    #[serde(default)]
+    pub query: String,
+    /// The labels the rule adds (Prometheus leaves its external labels out).
+    #[serde(default)]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+    /// `ok`, `err` or `unknown`.
+    #[serde(default)]
+    pub health: String,
+    /// The last evaluation's error; absent when it succeeded.
+    #[serde(rename = "lastError", default)]
+    pub last_error: String,
+    /// How long the last evaluation took, seconds.
+    #[serde(rename = "evaluationTime", default)]
+    pub evaluation_time: f64,
+    /// When it was last evaluated, RFC 3339 (Go's zero time: never).
+    #[serde(rename = "lastEvaluation", default)]
+    pub last_evaluation: String,
+}
+
+/// An alerting rule as `/api/v1/rules` gives it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PromAlertingRule {
+    /// Name, expression, labels, health and evaluation.
+    #[serde(flatten)]
+    pub common: PromRuleCommon,
+    /// `inactive`, `pending` or `firing`: the most severe of its alerts.
+    #[serde(default)]
+    pub state: String,
+    /// How long the condition must hold before the alert fires (`for`), seconds.
+    #[serde(default)]
+    pub duration: f64,
+    /// How long an alert keeps firing once the condition is gone, seconds.
+    #[serde(rename = "keepFiringFor", default)]
+    pub keep_firing_for: f64,
+    /// The annotations, as written in the rule (templates not expanded).
+    #[serde(default)]
+    pub annotations: Option<std::collections::BTreeMap<String, String>>,
+    /// The rule's active alerts.
+    #[serde(default)]
+    pub alerts: Option<Vec<PromAlert>>,
+}
+
+/// A recording rule as `/api/v1/rules` gives it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PromRecordingRule {
+    /// Name, expression, labels, health and evaluation.
+    #[serde(flatten)]
+    pub common: PromRuleCommon,
+}
+
+/// An active alert as `/api/v1/rules` gives it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PromAlert {
+    /// The alert's labels (the rule's and the series', without external labels).
+    #[serde(default)]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+    /// Its annotations, templates expanded.
+    #[serde(default)]
+    pub annotations: Option<std::collections::BTreeMap<String, String>>,
+    /// `pending` or `firing`.
+    #[serde(default)]
+    pub state: String,
+    /// When it became active, RFC 3339.
+    #[serde(rename = "activeAt", default)]
+    pub active_at: Option<String>,
+    /// The expression's value, as the text Prometheus writes (`1e+00`).
+    #[serde(default)]
+    pub value: String,
+}
+
 impl PromClient {
     /// The exemplars of the series `query`'s selectors pick in `[start, end]` ms
     /// (`/api/v1/query_exemplars`).
@@ -432,6 +544,26 @@ impl PromClient {
             q.push(("state", state.to_string()));
         }
         self.api("/api/v1/targets", &q, timeout).await
+    }
+
+    /// The rule groups Prometheus evaluates (`/api/v1/rules`), only the alerting or recording
+    /// rules when `kind` is `alert` or `record` (empty: both).
+    pub async fn rules(
+        &self,
+        kind: &str,
+        timeout: Duration,
+    ) -> Result<Vec<PromRuleGroup>, PromError> {
+        #[derive(serde::Deserialize)]
+        struct Groups {
+            #[serde(default)]
+            groups: Vec<PromRuleGroup>,
+        }
+        let mut q = Vec::new();
+        if !kind.is_empty() {
+            q.push(("type", kind.to_string()));
+        }
+        let g: Groups = self.api("/api/v1/rules", &q, timeout).await?;
+        Ok(g.groups)
     }
 
     /// Asks Prometheus to reload its configuration and rule files (`POST /-/reload`, which

@@ -511,12 +511,13 @@ impl thanos::info::info_server::Info for SidecarStore {
             min_time: self.state.min_time.load(Relaxed),
             max_time: i64::MAX,
         };
-        // Exemplars, metadata and targets come from Prometheus's API; advertised as Thanos's
-        // sidecar advertises them (its exemplars info carries no time range).
+        // Exemplars, metadata, targets and rules come from Prometheus's API; advertised as
+        // Thanos's sidecar advertises them (its exemplars info carries no time range).
         let mut info = convert::info_response("sidecar", &[set], true);
         info.exemplars = Some(thanos::info::ExemplarsInfo::default());
         info.metric_metadata = Some(thanos::info::MetricMetadataInfo {});
         info.targets = Some(thanos::info::TargetsInfo {});
+        info.rules = Some(thanos::info::RulesInfo {});
         Ok(Response::new(info))
     }
 }
