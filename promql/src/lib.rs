@@ -469,14 +469,22 @@ const PARSE_CACHE_QUERY_BYTES: usize = 4096;
 pub fn query_selectors(
     query: &str,
 ) -> Result<Vec<Vec<gauntlet_engine::labels::Matcher>>, PromqlError> {
-    let expr = parser::parse(query, &parser::Options::default())
-        .map_err(|e| PromqlError::Parse(e.to_string()))?;
-    let mut selectors = Vec::new();
-    parser::collect_selectors(&expr, &mut selectors);
-    selectors
-        .into_iter()
-        .map(|vs| eval::selector::selector_matchers(vs, None))
-        .collect()
+    // A deeply nested query is parsed, walked and dropped on a stack deep enough for it, as
+    // the engine runs its queries: whichever thread asks, however deep the text nests.
+    let depth = limits::nesting_bound(query);
+    limits::with_stack_for(depth, || {
+        let opts = parser::Options {
+            max_depth: depth.saturating_mul(2).saturating_add(16),
+            ..parser::Options::default()
+        };
+        let expr = parser::parse(query, &opts).map_err(|e| PromqlError::Parse(e.to_string()))?;
+        let mut selectors = Vec::new();
+        parser::collect_selectors(&expr, &mut selectors);
+        selectors
+            .into_iter()
+            .map(|vs| eval::selector::selector_matchers(vs, None))
+            .collect()
+    })
 }
 
 #[cfg(test)]
