@@ -1,9 +1,7 @@
 //! Parsing speed: the query sets of `perf/queries/` (every query of `default.txt`,
 //! `histogram.txt` and the selectors of `series.txt`) parsed by gauntlet-promql, by the
 //! engine's path (`Engine::format_query`: the query limits, gauntlet-promql, then the printer;
-//! each query made unique by a trailing comment so the engine's parse cache does not answer),
-//! and by the `promql-parser` crate the engine parsed with before, alone (without the text
-//! rewrites and error re-derivation Gauntlet wrapped around it, which are gone).
+//! each query made unique by a trailing comment so the engine's parse cache does not answer).
 
 #![allow(
     clippy::unwrap_used,
@@ -67,13 +65,6 @@ fn bench(c: &mut Criterion) {
                     n += 1;
                     let unique = format!("{q} # {n}");
                     std::hint::black_box(engine.format_query(&unique).unwrap());
-                }
-            })
-        });
-        g.bench_function("promql-parser crate alone", |b| {
-            b.iter(|| {
-                for q in &qs {
-                    std::hint::black_box(promql_parser::parser::parse(q).unwrap());
                 }
             })
         });
