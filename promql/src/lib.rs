@@ -492,6 +492,20 @@ mod tests {
     use super::{Engine, EngineOptions, ParseCache, parse};
     use std::sync::Arc;
 
+    /// A query nested far deeper than a small thread's stack allows is read on a stack of its
+    /// own: the selectors come back, and neither parsing nor dropping it overflows.
+    #[test]
+    fn a_deep_querys_selectors_are_read_on_any_thread() {
+        let deep = format!("{}up{{job=\"a\"}}{}", "(".repeat(900), ")".repeat(900));
+        let got = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || super::query_selectors(&deep).map(|s| s.len()))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(got.unwrap(), 1);
+    }
+
     #[test]
     fn a_querys_selections_are_found_by_evaluating_it_over_nothing() {
         let engine = Engine::default();
