@@ -37,8 +37,9 @@ impl RulesProxy {
     }
 }
 
-/// The frames of one answer: every group, then every warning.
-fn frames(
+/// The frames of one `thanos.Rules` answer: every group, then every warning (the querier's,
+/// the ruler's and the sidecar's answers alike).
+pub(crate) fn frames(
     groups: Vec<gauntlet_proto::thanos::RuleGroup>,
     warnings: Vec<String>,
 ) -> Vec<Result<RulesResponse, Status>> {

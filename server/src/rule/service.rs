@@ -6,7 +6,7 @@ use std::sync::Arc;
 use gauntlet_proto::thanos::info::info_server::Info;
 use gauntlet_proto::thanos::info::{InfoRequest, InfoResponse, QueryApiInfo, RulesInfo};
 use gauntlet_proto::thanos::rules_server::{Rules, RulesServer};
-use gauntlet_proto::thanos::{RulesRequest, RulesResponse, rules_response};
+use gauntlet_proto::thanos::{RulesRequest, RulesResponse};
 use tonic::{Request, Response, Status};
 
 use super::groups::{RuleSelection, manager_groups};
@@ -41,15 +41,9 @@ impl Rules for RulesService {
             Some(m) => RuleSelection::from_request(req.get_ref()).apply(manager_groups(m)),
             None => Vec::new(),
         };
-        let frames: Vec<Result<RulesResponse, Status>> = groups
-            .into_iter()
-            .map(|g| {
-                Ok(RulesResponse {
-                    result: Some(rules_response::Result::Group(g)),
-                })
-            })
-            .collect();
-        Ok(Response::new(tokio_stream::iter(frames)))
+        Ok(Response::new(tokio_stream::iter(
+            crate::query::rules_proxy::frames(groups, Vec::new()),
+        )))
     }
 }
 

@@ -13,7 +13,7 @@ use gauntlet_engine::labels::Labels;
 use gauntlet_proto::thanos::rules_server::{Rules, RulesServer};
 use gauntlet_proto::thanos::{
     self, AlertInstance, PartialResponseStrategy, RecordingRule, Rule, RuleGroup, RulesRequest,
-    RulesResponse, rule, rules_request, rules_response,
+    RulesResponse, rule, rules_request,
 };
 use prost_types::Timestamp;
 use tonic::{Request, Response, Status};
@@ -185,15 +185,9 @@ impl Rules for SidecarRules {
                 ))
             })?;
         let groups = RuleSelection::from_request(&req).apply(keep_matching(groups, &sets));
-        let frames: Vec<Result<RulesResponse, Status>> = groups
-            .into_iter()
-            .map(|g| {
-                Ok(RulesResponse {
-                    result: Some(rules_response::Result::Group(g)),
-                })
-            })
-            .collect();
-        Ok(Response::new(tokio_stream::iter(frames)))
+        Ok(Response::new(tokio_stream::iter(
+            crate::query::rules_proxy::frames(groups, Vec::new()),
+        )))
     }
 }
 
