@@ -185,6 +185,11 @@ fn sidecar(prom: &Prom, extra: &[String]) -> PeerProcess {
 fn sidecar_with_env(prom: &Prom, extra: &[String], env: &[(&str, &str)]) -> PeerProcess {
     let [http, grpc] = free_ports();
     let mut cmd = gauntlet();
+    // The index-headers of the blocks it serves go to the test's directory, which goes with
+    // the test (a killed sidecar does not remove them).
+    if let Some(dir) = prom.data.parent() {
+        cmd.env("TMPDIR", dir);
+    }
     cmd.envs(env.iter().copied());
     cmd.arg("sidecar")
         .arg(format!("--prometheus.url=http://127.0.0.1:{}", prom.port))

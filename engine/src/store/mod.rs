@@ -132,6 +132,10 @@ pub struct StoreOptions {
     pub block_sync_concurrency: usize,
     /// Which blocks are read from their Parquet shards (`--store.parquet`).
     pub parquet: ParquetMode,
+    /// External labels every block is served with in place of its meta's Thanos section: a
+    /// sidecar reading Prometheus's own TSDB, whose blocks carry none, serves them with
+    /// Prometheus's. `None`: each block's own.
+    pub external_labels: Option<crate::labels::Labels>,
 }
 
 impl Default for StoreOptions {
@@ -149,6 +153,7 @@ impl Default for StoreOptions {
             selection: BlockSelection::default(),
             block_sync_concurrency: DEFAULT_BLOCK_SYNC_CONCURRENCY,
             parquet: ParquetMode::default(),
+            external_labels: None,
         }
     }
 }

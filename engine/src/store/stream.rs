@@ -27,7 +27,7 @@ use super::form::StreamBatch;
 use super::postings::PackedRefs;
 use super::read::{BATCH_SERIES, Part, PartResult, Prepared, Usage, produce};
 use super::resolve::resolve;
-use super::series::{SeriesQuery, block_matchers};
+use super::series::{SeriesQuery, StoreSeries, block_matchers};
 use super::wire::{WireBatch, WireForm, WireFraming};
 use super::{BucketStore, StoreError};
 
@@ -354,6 +354,45 @@ fn stripe_len(b: &BucketBlock, batch_bytes: usize) -> usize {
 }
 
 impl<B: StreamBatch> SeriesStream<B> {
+    /// Adds series held in memory to what the stream merges, as one more source after the
+    /// blocks (so the blocks' chunks come first where a series is in both): each with its
+    /// labels as served (external labels set, replica labels taken off) and its chunks in
+    /// time order, the series sorted by labels. A sidecar merges the head Prometheus
+    /// streams into its blocks' answer this way. Call before the first batch is taken.
+    pub fn add_sorted(&mut self, series: Vec<StoreSeries>) {
+        debug_assert!(!self.started, "a source added after the stream started");
+        if series.is_empty() {
+            return;
+        }
+        let (tx, rx) = flume::unbounded();
+        let mut stripes = 0;
+        for part in series.chunks(BATCH_SERIES) {
+            let mut batch = B::empty(&self.form);
+            for s in part {
+                let labels: Vec<(&[u8], &[u8])> = s
+                    .labels
+                    .iter()
+                    .map(|l| (l.name.as_bytes(), l.value.as_bytes()))
+                    .collect();
+                batch.push_owned(&labels, &s.chunks);
+            }
+            // The receiver is held below: the send cannot fail.
+            let _ = tx.send(Ok((batch, true)));
+            stripes += 1;
+        }
+        self.sources.push(Source {
+            rxs: vec![rx],
+            stripes,
+            stripe: 0,
+            batch: B::empty(&self.form),
+            pos: 0,
+            block: "head".to_string(),
+            reorder: false,
+            held: B::empty(&self.form),
+            pending: None,
+        });
+    }
+
     fn block_failed(&mut self, block: &str, e: StoreError) -> Result<(), StoreError> {
         match e {
             e @ StoreError::LimitExceeded { .. } => {

@@ -346,12 +346,16 @@ impl BucketStore {
                 keys,
             )
             .await;
-        Ok(BucketBlock::new(
+        let mut block = BucketBlock::new(
             meta,
             header,
             segments.into_iter().map(|s| s.1).collect(),
             self.cores.cores(),
         )
-        .with_label_filter(filter))
+        .with_label_filter(filter);
+        if let Some(ext) = &self.opts.external_labels {
+            block.ext_labels = ext.clone();
+        }
+        Ok(block)
     }
 }

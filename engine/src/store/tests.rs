@@ -1019,3 +1019,107 @@ async fn a_block_over_the_series_limit_is_refused_before_any_series_is_read() {
     }
     assert!(refused);
 }
+
+/// A sidecar's view: blocks without a Thanos section served with the external labels given,
+/// and series held in memory (Prometheus's head) merged into the answer by labels, decoded
+/// and as frames alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_external_labels_and_series_in_memory_join_the_blocks_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    let h = 3_600_000;
+    write_block(&bucket, 0, 2 * h, 120);
+    let ext = Labels::from_pairs([("replica", "r")]);
+    let opts = StoreOptions {
+        external_labels: Some(ext.clone()),
+        stream_buffer_bytes: 1 << 20,
+        ..StoreOptions::default()
+    };
+    let store = open(&bucket, &tmp.path().join("data"), opts);
+    store.sync().await.unwrap();
+
+    // The head: series "1" (also in the block) and "100" (only here), after the block.
+    let head_chunk = |from: i64| {
+        let ts: Vec<i64> = (0..10).map(|k| from + k * STEP).collect();
+        let val: Vec<f64> = ts.iter().map(|t| (*t / STEP) as f64 * 0.5).collect();
+        RawChunk {
+            min_time: ts[0],
+            max_time: ts[9],
+            encoding: crate::chunk::Encoding::Xor as u8,
+            data: crate::chunk::encode_xor(&ts, &val).into(),
+        }
+    };
+    let head = |skip_chunks: bool| -> Vec<StoreSeries> {
+        ["1", "100"]
+            .iter()
+            .map(|i| StoreSeries {
+                labels: Labels::from_pairs([("__name__", "m"), ("i", i), ("replica", "r")]),
+                chunks: if skip_chunks {
+                    Vec::new()
+                } else {
+                    vec![head_chunk(2 * h)]
+                },
+            })
+            .collect()
+    };
+    let q = SeriesQuery {
+        min_time: 0,
+        max_time: 3 * h,
+        matchers: vec![Matcher::equal("__name__", "m")],
+        ..SeriesQuery::default()
+    };
+    for skip_chunks in [false, true] {
+        let q = SeriesQuery {
+            skip_chunks,
+            ..q.clone()
+        };
+        let mut decoded = store.series_stream(&q).await.unwrap();
+        decoded.add_sorted(head(skip_chunks));
+        let mut series = Vec::new();
+        while let Some(b) = decoded.next_batch().await.unwrap() {
+            series.extend((0..b.len()).map(|i| b.series(i)));
+        }
+        // 20 series of the block, one more from the head, in label order.
+        assert_eq!(series.len(), 21);
+        assert!(series.windows(2).all(|w| w[0].labels < w[1].labels));
+        assert!(series.iter().all(|s| s.labels.get("replica") == Some("r")));
+        let one = series
+            .iter()
+            .find(|s| s.labels.get("i") == Some("1"))
+            .unwrap();
+        let hundred = series
+            .iter()
+            .find(|s| s.labels.get("i") == Some("100"))
+            .unwrap();
+        if skip_chunks {
+            assert!(one.chunks.is_empty() && hundred.chunks.is_empty());
+        } else {
+            // The block's chunks, then the head's.
+            assert_eq!(one.chunks.len(), 2 * h as usize / STEP as usize / 120 + 1);
+            assert_eq!(one.chunks.last().unwrap(), &head_chunk(2 * h));
+            assert!(one.chunks.windows(2).all(|w| w[0].max_time < w[1].min_time));
+            assert_eq!(hundred.chunks, vec![head_chunk(2 * h)]);
+        }
+
+        let mut wire = store
+            .series_wire(&q, WireFraming::for_request(7))
+            .await
+            .unwrap();
+        wire.add_sorted(head(skip_chunks));
+        let mut frames = Vec::new();
+        while let Some(b) = wire.next_batch().await.unwrap() {
+            frames.extend(b.into_frames());
+        }
+        assert_eq!(flat_frames(&frames), flat_decoded(&series));
+    }
+
+    // A matcher on the given external label is decided against it.
+    let other = SeriesQuery {
+        matchers: vec![
+            Matcher::equal("__name__", "m"),
+            Matcher::equal("replica", "other"),
+        ],
+        ..q.clone()
+    };
+    assert!(store.series(&other).await.unwrap().series.is_empty());
+}

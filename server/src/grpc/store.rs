@@ -12,8 +12,8 @@ use bytes::Bytes;
 use futures::Stream;
 use gauntlet_engine::budget::MemoryBudget;
 use gauntlet_engine::store::{
-    BucketStore, FRAME_HEADER, LabelsQuery, SeriesQuery, SeriesStream as EngineStream, StreamBatch,
-    WireFraming, put_frame,
+    BucketStore, FRAME_HEADER, LabelsQuery, SeriesBatch, SeriesQuery, SeriesStream as EngineStream,
+    StreamBatch, WireBatch, WireFraming, put_frame,
 };
 use gauntlet_proto::hintspb;
 use gauntlet_proto::thanos::{self, series_response};
@@ -128,11 +128,24 @@ fn time_range(sets: &[gauntlet_engine::store::LabelSetInfo]) -> (i64, i64) {
 
 type SeriesStream = Pin<Box<dyn Stream<Item = Result<thanos::SeriesResponse, Status>> + Send>>;
 
-/// A Series response stream holding the call's concurrency permit: it is released when tonic
-/// drops the stream (after the last frame, or when the client goes away).
+/// What a streamed Series answer keeps until its producer is done and its body is dropped:
+/// the call's concurrency permit, or the store whose cores write it.
+pub(crate) type Held = Arc<dyn std::any::Any + Send + Sync>;
+
+/// Which hints end a Series answer.
+#[derive(Debug)]
+pub(crate) enum Hints {
+    /// The blocks queried, of those only the visible ones when given.
+    Blocks(Option<HashSet<String>>),
+    /// None (a sidecar, as Thanos's, sends none).
+    Off,
+}
+
+/// A Series response stream holding what the answer needs kept (see [`Held`]): released when
+/// tonic drops the stream (after the last frame, or when the client goes away).
 struct Permitted<S> {
     frames: S,
-    _permit: Arc<OwnedSemaphorePermit>,
+    _held: Held,
 }
 
 impl<S: Stream + Unpin> Stream for Permitted<S> {
@@ -144,7 +157,7 @@ impl<S: Stream + Unpin> Stream for Permitted<S> {
 }
 
 /// The engine query a Series request asks for; a bad matcher is `InvalidArgument`.
-async fn series_query(
+pub(crate) async fn series_query(
     mut r: thanos::SeriesRequest,
     budget: &Arc<MemoryBudget>,
 ) -> Result<SeriesQuery, Status> {
@@ -166,20 +179,23 @@ async fn series_query(
 }
 
 /// The frames that end a Series answer: one warning per block that failed, then the hints
-/// naming the blocks queried (of those, only the `visible` ones when given).
+/// `hints` asks for.
 fn trailing_messages<B: StreamBatch>(
     stream: &mut EngineStream<B>,
-    visible: Option<&HashSet<String>>,
+    hints: &Hints,
 ) -> Vec<thanos::SeriesResponse> {
-    if let Some(v) = visible {
-        stream.queried_blocks.retain(|id| v.contains(id));
-    }
     let mut out: Vec<thanos::SeriesResponse> = std::mem::take(&mut stream.warnings)
         .into_iter()
         .map(|w| thanos::SeriesResponse {
             result: Some(series_response::Result::Warning(w)),
         })
         .collect();
+    let Hints::Blocks(visible) = hints else {
+        return out;
+    };
+    if let Some(v) = visible {
+        stream.queried_blocks.retain(|id| v.contains(id));
+    }
     let hints = hintspb::SeriesResponseHints {
         queried_blocks: std::mem::take(&mut stream.queried_blocks)
             .into_iter()
@@ -194,6 +210,118 @@ fn trailing_messages<B: StreamBatch>(
         ))),
     });
     out
+}
+
+/// Sends `stream` as a raw Series answer: each batch the engine cores wrote as one HTTP/2 data
+/// frame, held in `budget` while queued; then the warnings and `hints`; then the status in the
+/// trailers. A client that cancels drops the body and with it the frames' receiver: the
+/// producer stops then, not after the batch it is waiting for, and dropping the stream ends
+/// the cores' work on it.
+pub(crate) fn wire_answer(
+    mut stream: EngineStream<WireBatch>,
+    budget: &Arc<MemoryBudget>,
+    hints: Hints,
+    held: Held,
+) -> http::Response<Body> {
+    let (tx, frames) =
+        crate::memory::frame_channel::<Result<Frame<Bytes>, Status>>(budget, "Series", 4);
+    let producer_held = held.clone();
+    tokio::spawn(async move {
+        let _held = producer_held;
+        let status = loop {
+            let next = tokio::select! {
+                biased;
+                () = tx.closed() => return,
+                next = stream.next_batch() => next,
+            };
+            match next {
+                Ok(Some(batch)) => {
+                    let frames = batch.into_frames();
+                    let bytes = frames.len() as u64;
+                    match tx.send(Ok(Frame::data(frames)), bytes).await {
+                        Ok(()) => {}
+                        Err(SendError::Closed) => return,
+                        Err(SendError::OverBudget(why)) => break crate::memory::refusal(&why),
+                    }
+                }
+                Ok(None) => break Status::ok(""),
+                Err(e) => break convert::status(e),
+            }
+        };
+        if status.code() == tonic::Code::Ok {
+            let mut out = Vec::new();
+            for m in trailing_messages(&mut stream, &hints) {
+                put_frame(&m.encode_to_vec(), &mut out);
+            }
+            if !out.is_empty() && tx.send(Ok(Frame::data(Bytes::from(out))), 0).await.is_err() {
+                return;
+            }
+        }
+        let mut trailers = http::HeaderMap::new();
+        if status.add_header(&mut trailers).is_ok() {
+            tx.finish(Ok(Frame::trailers(trailers))).await;
+        }
+    });
+    grpc_response(Permitted {
+        frames: Box::pin(frames),
+        _held: held,
+    })
+}
+
+/// Sends `stream` as a Series answer of prost messages, `batch_size` series per message (as
+/// the request's `response_batch_size` asks), each held in `budget` while queued; then the
+/// warnings and `hints`. Cancellation as in [`wire_answer`].
+pub(crate) fn message_answer(
+    mut stream: EngineStream<SeriesBatch>,
+    budget: &Arc<MemoryBudget>,
+    batch_size: i64,
+    hints: Hints,
+    held: Held,
+) -> SeriesStream {
+    let (tx, frames) = crate::memory::frame_channel(budget, "Series", 16);
+    let producer_held = held.clone();
+    tokio::spawn(async move {
+        let _held = producer_held;
+        loop {
+            let next = tokio::select! {
+                biased;
+                () = tx.closed() => return,
+                next = stream.next_batch() => next,
+            };
+            match next {
+                Ok(Some(batch)) => {
+                    let series = (0..batch.len())
+                        .map(|i| convert::batch_series(&batch, i))
+                        .collect();
+                    for frame in convert::series_responses(series, batch_size) {
+                        let bytes = frame.encoded_len() as u64;
+                        match tx.send(Ok(frame), bytes).await {
+                            Ok(()) => {}
+                            Err(SendError::Closed) => return,
+                            Err(SendError::OverBudget(why)) => {
+                                tx.finish(Err(crate::memory::refusal(&why))).await;
+                                return;
+                            }
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tx.finish(Err(convert::status(e))).await;
+                    return;
+                }
+            }
+        }
+        for frame in trailing_messages(&mut stream, &hints) {
+            if tx.send(Ok(frame), 0).await.is_err() {
+                return;
+            }
+        }
+    });
+    Box::pin(Permitted {
+        frames: Box::pin(frames),
+        _held: held,
+    })
 }
 
 /// The `SeriesRequest` a raw gRPC call's body holds: one uncompressed frame. A Series request
@@ -276,61 +404,19 @@ impl RawSeries for StoreService {
         let q = series_query(r, &self.budget).await?;
         // The engine cores write the series as frames; only batches merging several blocks
         // are written by the stream here.
-        let mut stream = self
+        let stream = self
             .store
             .series_wire(&q, framing)
             .await
             .map_err(convert::status)?;
-        // Each frame waiting to be sent holds its bytes in the memory budget.
-        let (tx, frames) =
-            crate::memory::frame_channel::<Result<Frame<Bytes>, Status>>(&self.budget, "Series", 4);
         // As in `series`: the permit is held until the producer is done and the body stream
         // holding its queued frames is dropped.
-        let permit = Arc::new(permit);
-        let producer_permit = permit.clone();
-        tokio::spawn(async move {
-            let _permit = producer_permit;
-            let status = loop {
-                // A client that cancels drops the body and with it the frames' receiver: the
-                // producer stops then, not after the batch it is waiting for, and dropping
-                // the stream ends the cores' work on it.
-                let next = tokio::select! {
-                    biased;
-                    () = tx.closed() => return,
-                    next = stream.next_batch() => next,
-                };
-                match next {
-                    Ok(Some(batch)) => {
-                        let frames = batch.into_frames();
-                        let bytes = frames.len() as u64;
-                        match tx.send(Ok(Frame::data(frames)), bytes).await {
-                            Ok(()) => {}
-                            Err(SendError::Closed) => return,
-                            Err(SendError::OverBudget(why)) => break crate::memory::refusal(&why),
-                        }
-                    }
-                    Ok(None) => break Status::ok(""),
-                    Err(e) => break convert::status(e),
-                }
-            };
-            if status.code() == tonic::Code::Ok {
-                let mut out = Vec::new();
-                for m in trailing_messages(&mut stream, visible.as_ref()) {
-                    put_frame(&m.encode_to_vec(), &mut out);
-                }
-                if tx.send(Ok(Frame::data(Bytes::from(out))), 0).await.is_err() {
-                    return;
-                }
-            }
-            let mut trailers = http::HeaderMap::new();
-            if status.add_header(&mut trailers).is_ok() {
-                tx.finish(Ok(Frame::trailers(trailers))).await;
-            }
-        });
-        Ok(grpc_response(Permitted {
-            frames: Box::pin(frames),
-            _permit: permit,
-        }))
+        Ok(wire_answer(
+            stream,
+            &self.budget,
+            Hints::Blocks(visible),
+            Arc::new(permit),
+        ))
     }
 }
 
@@ -418,60 +504,20 @@ impl thanos::store_server::Store for StoreService {
         let visible = self.visible_blocks(metadata.as_ref())?;
         let batch_size = req.response_batch_size;
         let q = series_query(req, &self.budget).await?;
-        let mut stream = self
+        let stream = self
             .store
             .series_stream(&q)
             .await
             .map_err(convert::status)?;
-        // Each frame waiting to be sent holds its bytes in the memory budget.
-        let (tx, frames) = crate::memory::frame_channel(&self.budget, "Series", 16);
         // The call counts against the concurrency limit until both the producer has finished
         // and the frames it queued have been handed to the transport (or the call is dropped).
-        let permit = Arc::new(permit);
-        let producer_permit = permit.clone();
-        tokio::spawn(async move {
-            let _permit = producer_permit;
-            loop {
-                // As in `start_series`: a cancelled call stops the producer at once.
-                let next = tokio::select! {
-                    biased;
-                    () = tx.closed() => return,
-                    next = stream.next_batch() => next,
-                };
-                match next {
-                    Ok(Some(batch)) => {
-                        let series = (0..batch.len())
-                            .map(|i| convert::batch_series(&batch, i))
-                            .collect();
-                        for frame in convert::series_responses(series, batch_size) {
-                            let bytes = frame.encoded_len() as u64;
-                            match tx.send(Ok(frame), bytes).await {
-                                Ok(()) => {}
-                                Err(SendError::Closed) => return,
-                                Err(SendError::OverBudget(why)) => {
-                                    tx.finish(Err(crate::memory::refusal(&why))).await;
-                                    return;
-                                }
-                            }
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        tx.finish(Err(convert::status(e))).await;
-                        return;
-                    }
-                }
-            }
-            for frame in trailing_messages(&mut stream, visible.as_ref()) {
-                if tx.send(Ok(frame), 0).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(Permitted {
-            frames: Box::pin(frames),
-            _permit: permit,
-        })))
+        Ok(Response::new(message_answer(
+            stream,
+            &self.budget,
+            batch_size,
+            Hints::Blocks(visible),
+            Arc::new(permit),
+        )))
     }
 
     async fn label_names(

@@ -19,7 +19,7 @@ use gauntlet_engine::query::{
     collect_labels, collect_stream, external_names_clash, merge_streams, with_external_labels,
     without_labels,
 };
-use gauntlet_engine::store::{ChunkView, RawChunk, WireBatch, encode_batch, merge_chunks};
+use gauntlet_engine::store::{ChunkView, RawChunk, encode_batch, merge_chunks};
 use gauntlet_proto::thanos;
 use prost::Message as _;
 use tonic::{Request, Response, Status};
@@ -283,7 +283,7 @@ fn decoded_chunks(samples: &SampleBatch, histograms: &HistogramBatch) -> Vec<Raw
 /// A streamed series' chunks as the StoreAPI sends them: stored chunks sorted by time, cut
 /// to at most 120 samples and those that overlap merged ([`merge_chunks`]), or decoded
 /// samples encoded ([`decoded_chunks`]).
-fn series_chunks(labels: &Labels, data: SeriesData) -> Result<Vec<RawChunk>, Status> {
+pub(crate) fn series_chunks(labels: &Labels, data: SeriesData) -> Result<Vec<RawChunk>, Status> {
     match data {
         SeriesData::Chunks(cs) => merge_chunks(cs.into_iter().map(RawChunk::from).collect())
             .map_err(|e| Status::internal(format!("series {labels}: {e}"))),
@@ -343,30 +343,6 @@ pub(crate) fn wire_series(
         })
         .collect();
     Ok(thanos::Series { labels, chunks })
-}
-
-/// [`wire_series`] written straight into `out`'s frames, without building the message.
-pub(crate) fn push_wire_series(
-    out: &mut WireBatch,
-    s: StreamSeries,
-    strip: &[String],
-    skip_chunks: bool,
-) -> Result<(), Status> {
-    // The labels written as they are but for `strip` (as `without_labels` keeps them),
-    // without copying the set.
-    let fields: Vec<(&[u8], &[u8])> = s
-        .labels
-        .iter()
-        .filter(|l| !strip.iter().any(|n| *n == l.name))
-        .map(|l| (l.name.as_bytes(), l.value.as_bytes()))
-        .collect();
-    let chunks = if skip_chunks {
-        Vec::new()
-    } else {
-        series_chunks(&s.labels, s.data)?
-    };
-    out.push_series(&fields, &chunks);
-    Ok(())
 }
 
 /// Label names of every tenant's series matching `matchers` in `[mint, maxt]`, external
@@ -601,7 +577,7 @@ mod tests {
     use gauntlet_proto::thanos;
     use prost::Message as _;
 
-    use super::{push_wire_series, wire_series};
+    use super::{series_chunks, wire_series};
 
     fn samples(from: i64, n: i64) -> SampleBatch {
         let mut b = SampleBatch::new();
@@ -648,8 +624,20 @@ mod tests {
                         .encode_to_vec(),
                         &mut want,
                     );
+                    // As a sidecar writes the head's series into its answer's frames.
+                    let fields: Vec<(&[u8], &[u8])> = s
+                        .labels
+                        .iter()
+                        .filter(|l| !strip.iter().any(|n| *n == l.name))
+                        .map(|l| (l.name.as_bytes(), l.value.as_bytes()))
+                        .collect();
+                    let chunks = if skip_chunks {
+                        Vec::new()
+                    } else {
+                        series_chunks(&s.labels, s.data.clone()).unwrap()
+                    };
                     let mut got = WireBatch::new(WireFraming::for_request(0));
-                    push_wire_series(&mut got, s, &strip, skip_chunks).unwrap();
+                    got.push_series(&fields, &chunks);
                     assert_eq!(
                         got.into_frames().as_ref(),
                         want.as_slice(),

@@ -229,6 +229,14 @@ async fn serve(
     }
     r?;
     h.context("HTTP server")?;
+    // The index-headers are rebuilt at the next start: nothing is left in the temporary
+    // directory.
+    let dir = state.index_dir();
+    if let Err(e) = std::fs::remove_dir_all(dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %dir.display(), error = %e, "removing the index-headers");
+    }
     tracing::info!("sidecar stopped");
     Ok(())
 }
@@ -317,6 +325,9 @@ async fn wait_for_prometheus(
         );
     }
     tracing::info!(external_labels = %state.external(), "Prometheus is ready");
+    if let Err(e) = state.block_store().await {
+        tracing::warn!(error = %e, "opening the persisted blocks");
+    }
     Ok(())
 }
 
@@ -326,7 +337,12 @@ async fn heartbeat(state: Arc<PromState>, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
         // A failure is logged by `refresh` when the state changes.
-        let _ = state.refresh().await;
+        if state.refresh().await.is_ok() {
+            // New blocks are loaded here rather than by the next Series call.
+            if let Err(e) = state.block_store().await {
+                tracing::warn!(error = %e, "opening the persisted blocks");
+            }
+        }
     }
 }
 

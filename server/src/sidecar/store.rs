@@ -1,35 +1,37 @@
 //! The sidecar's StoreAPI and Info: the persisted blocks of Prometheus's TSDB directory read
-//! directly, the head through Prometheus's remote read from the end of the newest block on,
-//! the two merged by labels with the chunks at the boundary taken once, every series with
-//! Prometheus's external labels. Label names and values come from Prometheus's HTTP API.
+//! directly, by the engine's bucket store over the directory as a FILESYSTEM bucket (every
+//! core reads, and writes the answer's frames), the head through Prometheus's remote read from
+//! the end of the newest block on; the head's series are merged into the blocks' stream by
+//! labels, the chunks at the boundary taken once, every series with Prometheus's external
+//! labels. Label names and values come from Prometheus's HTTP API.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use bytes::Bytes;
-use gauntlet_engine::block::Block;
+use gauntlet_engine::bucket::{Bucket, BucketConfig};
 use gauntlet_engine::labels::{Labels, external_matchers};
-use gauntlet_engine::query::{
-    BATCH_SERIES, LocalBlocks, SeriesStream, StreamSeries, merge_streams, with_external_labels,
-};
-use gauntlet_engine::store::{ShardInfo, WireBatch, WireFraming};
+use gauntlet_engine::query::{StreamSeries, without_labels};
+use gauntlet_engine::shard::RuntimeConfig;
+use gauntlet_engine::store::{BucketStore, SeriesQuery, StoreOptions, StoreSeries, WireFraming};
 use gauntlet_proto::thanos;
-use http_body::Frame;
 use tonic::body::Body;
 use tonic::{Request, Response, Status};
 
 use super::prometheus::{PromClient, PromError};
 use crate::grpc::convert;
-use crate::grpc::store::{RawSeries, grpc_response, read_series_request};
-use crate::memory::SendError;
-use crate::query::shard::ShardStream;
-use crate::receive::store::{push_wire_series, send_series};
+use crate::grpc::store::{
+    Hints, RawSeries, message_answer, read_series_request, series_query, wire_answer,
+};
+use crate::receive::store::series_chunks;
 
-/// Frames of a Series answer made and waiting to be sent, at most.
-const SERIES_FRAMES_QUEUED: usize = 4;
+/// Bytes of postings and symbol pages the sidecar's block store caches over all cores.
+const INDEX_CACHE_BYTES: u64 = 32 << 20;
+/// Bytes of chunk pages the sidecar's block store caches over all cores (small selections
+/// only; large ones read through the page cache).
+const CHUNK_CACHE_BYTES: u64 = 32 << 20;
 
 /// What the sidecar knows of its Prometheus, kept fresh by the heartbeat.
 #[derive(Debug)]
@@ -50,8 +52,11 @@ pub struct PromState {
     last_check_ms: AtomicI64,
     /// The lowest timestamp Prometheus holds, ms, as last read.
     min_time: AtomicI64,
-    /// The blocks last opened, with the directory names they were opened from.
-    blocks: Mutex<(Vec<String>, Arc<LocalBlocks>)>,
+    /// The persisted blocks as served, once a Series call or the heartbeat opened them.
+    served: tokio::sync::Mutex<Option<ServedBlocks>>,
+    /// Where the block store keeps its index-headers: a directory of the system's temporary
+    /// directory named after the TSDB path, so a restarted sidecar finds them again.
+    index_dir: PathBuf,
     /// Series calls answered, and those that failed because Prometheus did not answer.
     pub series_requests: AtomicU64,
     /// Series calls refused or failed because Prometheus was unreachable.
@@ -69,6 +74,7 @@ impl PromState {
     ) -> Self {
         PromState {
             client,
+            index_dir: index_dir(&tsdb_path),
             tsdb_path,
             timeout,
             read_timeout,
@@ -76,7 +82,7 @@ impl PromState {
             up: AtomicBool::new(false),
             last_check_ms: AtomicI64::new(0),
             min_time: AtomicI64::new(i64::MIN),
-            blocks: Mutex::new((Vec::new(), Arc::new(LocalBlocks::from_blocks(Vec::new())))),
+            served: tokio::sync::Mutex::new(None),
             series_requests: AtomicU64::new(0),
             series_unavailable: AtomicU64::new(0),
         }
@@ -110,6 +116,11 @@ impl PromState {
         }
     }
 
+    /// Where the block store keeps its index-headers.
+    pub fn index_dir(&self) -> &Path {
+        &self.index_dir
+    }
+
     /// When Prometheus was last asked, ms since the epoch (0: not yet).
     pub fn last_check_ms(&self) -> i64 {
         self.last_check_ms.load(Relaxed)
@@ -139,26 +150,82 @@ impl PromState {
         )))
     }
 
-    /// The persisted blocks of the TSDB directory, reopened when the set of block
-    /// directories changed since the last call. A block that cannot be opened (Prometheus
-    /// deleting it at that moment) is left out and logged.
-    pub fn blocks(&self) -> Arc<LocalBlocks> {
+    /// The bucket store over the persisted blocks of the TSDB directory: synced when the set
+    /// of block directories changed since the last call, opened anew when Prometheus's
+    /// external labels changed (every block is served with them). A block that cannot be
+    /// loaded (Prometheus deleting it at that moment) is left out and logged by the sync; a
+    /// block another holds whole (compacted, its sources not yet deleted) is not served.
+    pub async fn block_store(&self) -> Result<Arc<BucketStore>, Status> {
+        let external = self.external();
         let names = block_names(&self.tsdb_path);
-        let mut cached = self.blocks.lock().unwrap_or_else(|p| p.into_inner());
-        if cached.0 == names {
-            return cached.1.clone();
-        }
-        let mut open = Vec::with_capacity(names.len());
-        for n in &names {
-            match Block::open(&self.tsdb_path.join(n)) {
-                Ok(b) => open.push(b),
-                Err(e) => tracing::warn!(block = %n, error = %e, "block not served"),
+        let mut served = self.served.lock().await;
+        if let Some(s) = served.as_mut().filter(|s| s.external == external) {
+            if s.names != names {
+                sync_blocks(&s.store).await;
+                s.names = names;
             }
+            return Ok(s.store.clone());
         }
-        tracing::debug!(blocks = open.len(), "persisted blocks reopened");
-        *cached = (names, Arc::new(LocalBlocks::from_blocks(open)));
-        cached.1.clone()
+        let cfg = BucketConfig::filesystem(&self.tsdb_path)
+            .map_err(|e| Status::internal(format!("the TSDB directory as a bucket: {e}")))?;
+        let bucket =
+            Bucket::open(&cfg).map_err(|e| Status::internal(format!("opening {cfg:?}: {e}")))?;
+        let opts = StoreOptions {
+            index_cache_bytes: INDEX_CACHE_BYTES,
+            chunk_cache_bytes: CHUNK_CACHE_BYTES,
+            external_labels: Some(external.clone()),
+            // Prometheus runs on the same machine: the cores are not pinned.
+            runtime: RuntimeConfig {
+                pin: false,
+                ..RuntimeConfig::default()
+            },
+            ..StoreOptions::default()
+        };
+        let store = BucketStore::open(bucket, &self.index_dir, opts)
+            .map(Arc::new)
+            .map_err(|e| Status::internal(format!("opening the persisted blocks: {e}")))?;
+        sync_blocks(&store).await;
+        tracing::info!(blocks = store.blocks().len(), index_dir = %self.index_dir.display(), external_labels = %external, "serving the persisted blocks");
+        *served = Some(ServedBlocks {
+            external,
+            names,
+            store: store.clone(),
+        });
+        Ok(store)
     }
+}
+
+/// The persisted blocks as the sidecar serves them.
+#[derive(Debug)]
+struct ServedBlocks {
+    /// The external labels every block is served with.
+    external: Labels,
+    /// The block directories when the store last synced.
+    names: Vec<String>,
+    store: Arc<BucketStore>,
+}
+
+/// Brings `store` in line with the TSDB directory; on a failure to list it, the blocks loaded
+/// before keep being served.
+async fn sync_blocks(store: &BucketStore) {
+    match store.sync().await {
+        Ok(r) => tracing::debug!(
+            loaded = r.loaded,
+            added = r.added,
+            dropped = r.dropped,
+            "persisted blocks synced"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "listing the TSDB directory failed; serving the blocks loaded before")
+        }
+    }
+}
+
+/// The index-header directory of the sidecar over `tsdb_path`.
+fn index_dir(tsdb_path: &Path) -> PathBuf {
+    let path = std::fs::canonicalize(tsdb_path).unwrap_or_else(|_| tsdb_path.to_path_buf());
+    let hash = xxhash_rust::xxh64::xxh64(path.as_os_str().as_encoded_bytes(), 0);
+    std::env::temp_dir().join(format!("gauntlet-sidecar-{hash:016x}"))
 }
 
 /// Names of the block directories in `dir`: ULIDs with a `meta.json` (Prometheus writes a
@@ -184,16 +251,6 @@ pub(super) fn prom_status(e: PromError) -> Status {
     }
 }
 
-/// Series already in memory, handed out [`BATCH_SERIES`] at a time.
-struct Listed(std::vec::IntoIter<StreamSeries>);
-
-impl SeriesStream for Listed {
-    fn next_batch(&mut self) -> gauntlet_engine::Result<Option<Vec<StreamSeries>>> {
-        let batch: Vec<StreamSeries> = self.0.by_ref().take(BATCH_SERIES).collect();
-        Ok((!batch.is_empty()).then_some(batch))
-    }
-}
-
 /// The StoreAPI and Info service of the sidecar.
 #[derive(Debug, Clone)]
 pub struct SidecarStore {
@@ -210,39 +267,12 @@ impl SidecarStore {
 
 /// What a Series call reads once Prometheus has answered for the head.
 struct SeriesPlan {
-    blocks: Arc<LocalBlocks>,
-    /// The call's matchers without those the external labels answer.
-    own: Vec<gauntlet_engine::labels::Matcher>,
-    external: Labels,
-    /// The head's series from remote read, external labels set, sorted.
-    head: Vec<StreamSeries>,
-    mint: i64,
-    maxt: i64,
-    /// The request's shard: only its series are sent, hashed as they are sent (external
-    /// labels set, the request's replica labels taken off), as Thanos's sidecar hashes them.
-    shard: Option<ShardInfo>,
-    without_replica_labels: Vec<String>,
-}
-
-impl SeriesPlan {
-    /// The persisted blocks' series and the head's, merged by labels, every one with the
-    /// external labels. Blocking: it reads the blocks.
-    fn stream(self) -> gauntlet_engine::Result<Box<dyn SeriesStream>> {
-        let persisted = self.blocks.stream(&self.own, self.mint, self.maxt)?;
-        let merged = merge_streams(
-            vec![
-                with_external_labels(persisted, self.external),
-                Box::new(Listed(self.head.into_iter())),
-            ],
-            self.mint,
-            self.maxt,
-        );
-        Ok(ShardStream::wrap(
-            merged,
-            self.shard,
-            self.without_replica_labels,
-        ))
-    }
+    /// The store over the persisted blocks, held until the answer is sent.
+    store: Arc<BucketStore>,
+    query: SeriesQuery,
+    /// The head's series from remote read, as served (external labels set, the request's
+    /// replica labels taken off, in the request's shard), sorted.
+    head: Vec<StoreSeries>,
 }
 
 impl SidecarStore {
@@ -250,7 +280,7 @@ impl SidecarStore {
     /// for what no persisted block holds, from the end of the newest block (exclusive there,
     /// so its chunks are not read twice). `None` when an external label rules Prometheus out
     /// (an empty answer).
-    async fn plan(&self, req: &thanos::SeriesRequest) -> Result<Option<SeriesPlan>, Status> {
+    async fn plan(&self, req: thanos::SeriesRequest) -> Result<Option<SeriesPlan>, Status> {
         let state = &self.state;
         state.series_requests.fetch_add(1, Relaxed);
         if let Err(s) = state.require_up() {
@@ -260,24 +290,23 @@ impl SidecarStore {
         if req.matchers.is_empty() {
             return Err(Status::invalid_argument("no matchers specified"));
         }
-        let matchers = convert::matchers(req.matchers.clone(), &self.budget).await?;
+        let query = series_query(req, &self.budget).await?;
         let external = state.external();
-        let (mint, maxt) = (req.min_time, req.max_time);
-        let Some(own) = external_matchers(&external, &matchers) else {
+        let Some(own) = external_matchers(&external, &query.matchers) else {
             return Ok(None);
         };
-        let blocks = state.blocks();
-        let persisted_end = blocks
+        let store = state.block_store().await?;
+        let persisted_end = store
             .blocks()
             .iter()
-            .map(|b| b.meta().max_time)
+            .map(|b| b.meta.max_time)
             .max()
             .unwrap_or(i64::MIN);
-        let head_start = mint.max(persisted_end);
-        let mut head = if head_start <= maxt {
+        let head_start = query.min_time.max(persisted_end);
+        let head = if head_start <= query.max_time {
             match state
                 .client
-                .remote_read(&own, head_start, maxt, state.read_timeout)
+                .remote_read(&own, head_start, query.max_time, state.read_timeout)
                 .await
             {
                 Ok(h) => h,
@@ -291,74 +320,80 @@ impl SidecarStore {
         } else {
             Vec::new()
         };
-        // Prometheus adds its external labels to what it streams; they are set again here so
-        // both parts carry the labels this sidecar advertises.
-        for s in &mut head {
-            s.labels = s.labels.with_external(&external);
-        }
-        head.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(Some(SeriesPlan {
-            blocks,
-            own,
-            external,
-            head,
-            mint,
-            maxt,
-            shard: convert::shard_info(req.shard_info.clone()),
-            without_replica_labels: req.without_replica_labels.clone(),
-        }))
+        let head = served_head(head, &external, &query)?;
+        Ok(Some(SeriesPlan { store, query, head }))
     }
 }
 
+/// The head's series as the blocks' are served: Prometheus's external labels set again (it
+/// adds its own to what it streams; these are the ones this sidecar advertises), the
+/// request's replica labels taken off, only those of the request's shard (hashed as sent, as
+/// Thanos's sidecar hashes them), chunks in time order, sorted by labels.
+fn served_head(
+    head: Vec<StreamSeries>,
+    external: &Labels,
+    q: &SeriesQuery,
+) -> Result<Vec<StoreSeries>, Status> {
+    let mut out = Vec::with_capacity(head.len());
+    for s in head {
+        let labels = without_labels(&s.labels.with_external(external), &q.without_replica_labels);
+        if q.shard.as_ref().is_some_and(|sh| !sh.matches(&labels)) {
+            continue;
+        }
+        let chunks = if q.skip_chunks {
+            Vec::new()
+        } else {
+            series_chunks(&labels, s.data)?
+        };
+        out.push(StoreSeries { labels, chunks });
+    }
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    // Taking replica labels off may leave two series with one label set: one is kept, with
+    // the chunks of both.
+    out.dedup_by(|b, a| {
+        let same = a.labels == b.labels;
+        if same {
+            a.chunks.append(&mut b.chunks);
+        }
+        same
+    });
+    for s in &mut out {
+        if s.chunks.len() > 1 && s.chunks.windows(2).any(|w| w[1].min_time <= w[0].max_time) {
+            s.chunks = gauntlet_engine::store::merge_chunks(std::mem::take(&mut s.chunks))
+                .map_err(|e| Status::internal(format!("series {}: {e}", s.labels)))?;
+        }
+    }
+    Ok(out)
+}
+
 impl RawSeries for SidecarStore {
-    /// The raw-frame Series: each merged batch written straight into gRPC frames (as the
-    /// store gateway writes its own), one HTTP/2 data frame per batch, the status in the
-    /// trailers.
+    /// The raw-frame Series: the blocks' series written as gRPC frames on the engine cores,
+    /// as the store gateway writes its own, the head's merged in; one HTTP/2 data frame per
+    /// batch, the status in the trailers.
     async fn start_series(&self, req: http::Request<Body>) -> Result<http::Response<Body>, Status> {
         let req = read_series_request(req.into_body()).await?;
-        let plan = self.plan(&req).await?;
-        let (tx, frames) = crate::memory::frame_channel::<Result<Frame<Bytes>, Status>>(
-            &self.budget,
-            "Series",
-            SERIES_FRAMES_QUEUED,
-        );
         let framing = WireFraming::for_request(req.response_batch_size);
-        let (strip, skip_chunks) = (req.without_replica_labels, req.skip_chunks);
-        tokio::task::spawn_blocking(move || {
-            let sent = (|| -> Result<bool, Status> {
-                let Some(plan) = plan else {
-                    return Ok(true);
-                };
-                let mut series = plan.stream().map_err(convert::engine_status)?;
-                while let Some(batch) = series.next_batch().map_err(convert::engine_status)? {
-                    let mut wire = WireBatch::new(framing);
-                    for s in batch {
-                        push_wire_series(&mut wire, s, &strip, skip_chunks)?;
-                    }
-                    let frames = wire.into_frames();
-                    let bytes = frames.len() as u64;
-                    match tx.blocking_send(Ok(Frame::data(frames)), bytes) {
-                        Ok(()) => {}
-                        Err(SendError::Closed) => return Ok(false),
-                        Err(SendError::OverBudget(why)) => {
-                            return Err(crate::memory::refusal(&why));
-                        }
-                    }
-                }
-                Ok(true)
-            })();
-            let status = match sent {
-                Ok(true) => Status::ok(""),
-                Ok(false) => return,
-                Err(status) => status,
-            };
-            let mut trailers = http::HeaderMap::new();
-            if status.add_header(&mut trailers).is_ok() {
-                tx.blocking_finish(Ok(Frame::trailers(trailers)));
-            }
-        });
-        Ok(grpc_response(frames))
+        let Some(plan) = self.plan(req).await? else {
+            return Ok(empty_answer());
+        };
+        let mut stream = plan
+            .store
+            .series_wire(&plan.query, framing)
+            .await
+            .map_err(convert::status)?;
+        stream.add_sorted(plan.head);
+        Ok(wire_answer(stream, &self.budget, Hints::Off, plan.store))
     }
+}
+
+/// A Series answer without a series: the status alone.
+fn empty_answer() -> http::Response<Body> {
+    let mut resp = Status::ok("").into_http();
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    resp
 }
 
 type WireStream = std::pin::Pin<
@@ -393,30 +428,23 @@ impl thanos::store_server::Store for SidecarStore {
         // Mounted through `StoreApi`, Series is answered by `start_series`; this path serves
         // the generated server used alone, with the same answer as prost messages.
         let req = req.into_inner();
-        let plan = self.plan(&req).await?;
-        let (tx, frames) =
-            crate::memory::frame_channel(&self.budget, "Series", SERIES_FRAMES_QUEUED);
-        let Some(plan) = plan else {
-            drop(tx);
-            return Ok(Response::new(Box::pin(frames)));
-        };
-        let (strip, skip_chunks) = (req.without_replica_labels, req.skip_chunks);
         let batch_size = req.response_batch_size;
-        tokio::task::spawn_blocking(move || {
-            let sent = (|| -> Result<(), Status> {
-                let mut series = plan.stream().map_err(convert::engine_status)?;
-                while let Some(batch) = series.next_batch().map_err(convert::engine_status)? {
-                    if !send_series(&tx, batch, &strip, skip_chunks, batch_size)? {
-                        return Ok(());
-                    }
-                }
-                Ok(())
-            })();
-            if let Err(status) = sent {
-                tx.blocking_finish(Err(status));
-            }
-        });
-        Ok(Response::new(Box::pin(frames)))
+        let Some(plan) = self.plan(req).await? else {
+            return Ok(Response::new(Box::pin(tokio_stream::empty())));
+        };
+        let mut stream = plan
+            .store
+            .series_stream(&plan.query)
+            .await
+            .map_err(convert::status)?;
+        stream.add_sorted(plan.head);
+        Ok(Response::new(message_answer(
+            stream,
+            &self.budget,
+            batch_size,
+            Hints::Off,
+            plan.store,
+        )))
     }
 
     async fn label_names(
