@@ -1032,3 +1032,75 @@ fn sidecar_ships_and_serves_blocks_prometheus_cuts_while_it_runs() {
         stopping.elapsed()
     );
 }
+
+/// `--reloader.method=signal`: a Prometheus without `--web.enable-lifecycle` (its
+/// `/-/reload` refused) reloads a changed rule file on the SIGHUP the sidecar sends to the
+/// process of that name, the sidecar following the reload through its runtime info.
+#[test]
+fn the_signal_method_reloads_prometheus_by_sighup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let rules = tmp.path().join("rules");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(rules.join("a.yml"), rule_file("first")).unwrap();
+    // A name no other test's Prometheus has: only this one gets the signal.
+    let binary = tmp.path().join("prom-sighup");
+    std::fs::copy(prometheus3(), &binary).unwrap();
+    let config = tmp.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  external_labels:\n    cluster: sig\nrule_files:\n- {}/*.yml\n",
+            rules.display()
+        ),
+    )
+    .unwrap();
+    let mut prom = Prom {
+        binary,
+        config,
+        data,
+        port: free_port(),
+        child: None,
+    };
+    prom.start();
+    assert_eq!(rule_groups(prom.port), vec!["first".to_string()]);
+    let reload = post(prom.port, "/-/reload", &[], &[]).unwrap();
+    assert_ne!(
+        reload.0, 200,
+        "Prometheus takes HTTP reloads: the test shows nothing"
+    );
+
+    let side = sidecar(
+        &prom,
+        &[
+            format!("--reloader.rule-dir={}", rules.display()),
+            "--reloader.method=signal".into(),
+            "--reloader.process-name=prom-sighup".into(),
+            "--reloader.watch-interval=300ms".into(),
+            "--reloader.retry-interval=300ms".into(),
+        ],
+    );
+    // The reload at start, then one for the change.
+    wait_until("the first reload", Duration::from_secs(20), || {
+        metric(&side, "thanos_sidecar_reloader_last_reload_successful") == 1.0
+    });
+    std::fs::write(rules.join("a.yml"), rule_file("second")).unwrap();
+    wait_until(
+        "Prometheus reloads the rules on SIGHUP",
+        Duration::from_secs(20),
+        || rule_groups(prom.port) == vec!["second".to_string()],
+    );
+    wait_until(
+        "the sidecar sees the reload done",
+        Duration::from_secs(20),
+        || {
+            metric(&side, "thanos_sidecar_reloader_reloads_total") >= 2.0
+                && metric(&side, "thanos_sidecar_reloader_last_reload_successful") == 1.0
+        },
+    );
+    assert_eq!(
+        metric(&side, "thanos_sidecar_reloader_reloads_failed_total"),
+        0.0
+    );
+}

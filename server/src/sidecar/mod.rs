@@ -86,6 +86,14 @@ pub struct SidecarArgs {
     /// How long apart a failed reload is tried again.
     #[arg(long = "reloader.retry-interval", default_value = "5s", value_parser = humantime::parse_duration)]
     reloader_retry_interval: Duration,
+    /// How Prometheus is told to reload: `http` (`POST /-/reload`, which needs its
+    /// `--web.enable-lifecycle`) or `signal` (SIGHUP to the process named
+    /// --reloader.process-name, which must share the sidecar's process namespace).
+    #[arg(long = "reloader.method", default_value = "http", value_parser = ["http", "signal"])]
+    reloader_method: String,
+    /// The executable name of the process the signal method reloads.
+    #[arg(long = "reloader.process-name", default_value = "prometheus")]
+    reloader_process_name: String,
     /// TLS of the gRPC server, and the HTTP server's web configuration file.
     #[command(flatten)]
     security: crate::tls::ServerSecurityArgs,
@@ -168,6 +176,13 @@ async fn serve(
         rule_dirs: args.reloader_rule_dirs.clone(),
         watch_interval: args.reloader_watch_interval,
         retry_interval: args.reloader_retry_interval,
+        method: if args.reloader_method == "signal" {
+            reloader::ReloadMethod::Signal {
+                process_name: args.reloader_process_name.clone(),
+            }
+        } else {
+            reloader::ReloadMethod::Http
+        },
     };
     let reloader = reloader_config.is_on().then(|| {
         Arc::new(reloader::Reloader::new(

@@ -566,6 +566,12 @@ impl PromClient {
         Ok(g.groups)
     }
 
+    /// Whether Prometheus's last configuration load succeeded, and when
+    /// (`/api/v1/status/runtimeinfo`): how a reload by signal is followed.
+    pub async fn reload_status(&self, timeout: Duration) -> Result<ReloadStatus, PromError> {
+        self.api("/api/v1/status/runtimeinfo", &[], timeout).await
+    }
+
     /// Asks Prometheus to reload its configuration and rule files (`POST /-/reload`, which
     /// needs its `--web.enable-lifecycle`).
     pub async fn reload(&self, timeout: Duration) -> Result<(), PromError> {
@@ -584,6 +590,17 @@ impl PromClient {
         let text = resp.text().await.unwrap_or_default();
         Err(self.bad(path, format!("status {status}: {}", text.trim())))
     }
+}
+
+/// Where Prometheus's configuration stands (`/api/v1/status/runtimeinfo`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReloadStatus {
+    /// Whether the last (re)load of the configuration succeeded.
+    pub reload_config_success: bool,
+    /// When the configuration was last loaded successfully, as Prometheus writes it (a
+    /// successful reload changes it).
+    pub last_config_time: String,
 }
 
 /// Bytes escaped in a label name put in a URL path.

@@ -1,8 +1,10 @@
 //! The sidecar's reloader, as Thanos's: every `--reloader.watch-interval` it hashes the
 //! configuration file (`--reloader.config-file`) and every file under the rule directories
 //! (`--reloader.rule-dir`); when a hash changed since the last successful reload (and once at
-//! start) it asks Prometheus to reload (`POST /-/reload`), retrying every
-//! `--reloader.retry-interval` until it succeeds or the sidecar stops. With
+//! start) it asks Prometheus to reload, retrying every `--reloader.retry-interval` until it
+//! succeeds or the sidecar stops. It asks by `POST /-/reload`, or (`--reloader.method=signal`)
+//! by SIGHUP to the process named `--reloader.process-name`, followed through
+//! `/api/v1/status/runtimeinfo` until Prometheus says the new configuration loaded. With
 //! `--reloader.config-envsubst-file`, the configuration file is first written there with
 //! every `$(VAR)` replaced by the environment variable's value (an unset variable is an
 //! error, and the file is left as it was).
@@ -30,6 +32,49 @@ pub struct ReloaderConfig {
     pub watch_interval: Duration,
     /// How long apart failed reloads are retried.
     pub retry_interval: Duration,
+    /// How Prometheus is told to reload.
+    pub method: ReloadMethod,
+}
+
+/// How Prometheus is told to reload (`--reloader.method`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadMethod {
+    /// `POST /-/reload` (needs Prometheus's `--web.enable-lifecycle`).
+    Http,
+    /// SIGHUP to the process whose executable is named `process_name` (the lowest PID of
+    /// those), in the sidecar's process namespace (a pod sharing it).
+    Signal {
+        /// The executable's name (`--reloader.process-name`).
+        process_name: String,
+    },
+}
+
+/// Longest process name the kernel keeps (`/proc/<pid>/stat`'s name), bytes.
+const COMM_LEN: usize = 15;
+
+/// The lowest PID whose executable name is `name` (as the kernel keeps it, cut to
+/// [`COMM_LEN`] bytes), as Thanos's reloader finds the process to signal.
+fn find_process(name: &str) -> anyhow::Result<i32> {
+    let want = &name.as_bytes()[..name.len().min(COMM_LEN)];
+    let mut pids: Vec<i32> = std::fs::read_dir("/proc")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    for pid in pids {
+        // A process may end while the list is read.
+        let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let open = stat.iter().position(|&b| b == b'(');
+        let close = stat.iter().rposition(|&b| b == b')');
+        if let (Some(a), Some(b)) = (open, close)
+            && a < b
+            && &stat[a + 1..b] == want
+        {
+            return Ok(pid);
+        }
+    }
+    anyhow::bail!("no process named {name:?} (--reloader.process-name) in this process namespace")
 }
 
 impl ReloaderConfig {
@@ -180,11 +225,57 @@ impl Reloader {
         res
     }
 
+    /// Tells Prometheus to reload, by the configured method, and waits until it has.
+    async fn trigger(&self) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        let ReloadMethod::Signal { process_name } = &self.config.method else {
+            return Ok(self.client.reload(self.timeout).await?);
+        };
+        let before = self
+            .client
+            .reload_status(self.timeout)
+            .await
+            .context("reading Prometheus's configuration status before the reload")?;
+        // Prometheus keeps its last load time to the second: a second later, the reload's
+        // time differs from any load before this point.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let pid = find_process(process_name)?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .with_context(|| format!("sending SIGHUP to {process_name} (pid {pid})"))?;
+        tracing::debug!(process = %process_name, pid, "SIGHUP sent");
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let now = self
+                .client
+                .reload_status(self.timeout)
+                .await
+                .context("reading Prometheus's configuration status after the reload")?;
+            if now.reload_config_success && now.last_config_time != before.last_config_time {
+                return Ok(());
+            }
+            if before.reload_config_success && !now.reload_config_success {
+                anyhow::bail!(
+                    "Prometheus (pid {pid}) could not load the new configuration (see its log)"
+                );
+            }
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!(
+                    "Prometheus (pid {pid}) did not say it reloaded within {:?} of SIGHUP",
+                    self.timeout
+                );
+            }
+        }
+    }
+
     /// Asks Prometheus to reload until it does or `stop` fires; whether it did.
     async fn reload(&self, stop: &mut tokio::sync::watch::Receiver<bool>) -> bool {
         loop {
             self.stats.reloads.fetch_add(1, Relaxed);
-            match self.client.reload(self.timeout).await {
+            match self.trigger().await {
                 Ok(()) => {
                     self.stats.last_reload_successful.store(1, Relaxed);
                     self.stats
@@ -196,7 +287,7 @@ impl Reloader {
                 Err(e) => {
                     self.stats.reloads_failed.fetch_add(1, Relaxed);
                     self.stats.last_reload_successful.store(0, Relaxed);
-                    tracing::warn!(error = %e, retry_in = ?self.config.retry_interval, "reloading Prometheus failed; retrying");
+                    tracing::warn!(error = %format!("{e:#}"), retry_in = ?self.config.retry_interval, "reloading Prometheus failed; retrying");
                 }
             }
             tokio::select! {
@@ -283,6 +374,7 @@ mod tests {
                 rule_dirs: vec![rules.clone()],
                 watch_interval: Duration::from_secs(1),
                 retry_interval: Duration::from_secs(1),
+                method: ReloadMethod::Http,
             },
             PromClient::new("http://127.0.0.1:1", Duration::from_secs(1)).unwrap(),
             Duration::from_secs(1),
@@ -300,5 +392,19 @@ mod tests {
         assert!(r.apply().is_err());
         assert_eq!(r.stats.envsubst_errors.load(Relaxed), 1);
         assert_eq!(r.stats.config_applies_failed.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn a_process_is_found_by_its_executable_name() {
+        // This test's own process, under the name the kernel keeps for it.
+        let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
+        let comm = comm.trim_end();
+        let me = std::process::id() as i32;
+        let found = find_process(comm).unwrap();
+        assert!(
+            found <= me,
+            "{found} is not the lowest of the processes named {comm:?}"
+        );
+        assert!(find_process("gauntlet-surely-no-such-process").is_err());
     }
 }
