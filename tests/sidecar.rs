@@ -542,6 +542,24 @@ fn sidecar_serves_prometheus_and_ships_its_blocks_once() {
         assert_eq!(n, want.len(), "the shards of {key:?} partition the series");
     }
     theirs.terminate();
+
+    // A sidecar whose memory budget has no room for an answer refuses it, naming the limit,
+    // and keeps serving what needs no room.
+    let tight = sidecar(&prom, &["--memory.limit=1MiB".to_string()]);
+    let r = python_calls(
+        tight.grpc,
+        &json!([series_call(&json!([[0, "job", "sc"]]), mint, at), {"method": "Info"}]),
+    );
+    assert_eq!(r[0]["code"], "RESOURCE_EXHAUSTED", "{}", r[0]);
+    assert!(
+        r[0]["details"]
+            .as_str()
+            .unwrap()
+            .contains("--memory.limit of 1 MiB"),
+        "{}",
+        r[0]
+    );
+    assert_eq!(r[1]["ok"], true, "{}", r[1]);
 }
 
 /// `gauntlet sidecar` over `prom`'s port and data directory with `extra` flags, run to its

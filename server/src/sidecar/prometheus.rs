@@ -34,6 +34,10 @@ pub enum PromError {
         /// What was wrong with the answer.
         reason: String,
     },
+    /// What Prometheus sent would not fit in the memory budget: the call is refused, and
+    /// Prometheus is not to blame.
+    #[error(transparent)]
+    OverBudget(#[from] gauntlet_engine::budget::OverBudget),
 }
 
 /// The TSDB flags the sidecar checks, as `/api/v1/status/flags` gives them.
@@ -243,13 +247,15 @@ impl PromClient {
 
     /// The series matching `matchers` with samples in `[start, end]` ms, read by remote read
     /// as streamed XOR chunks, in label order, each with its chunks (labels as Prometheus
-    /// sends them, its external labels included).
+    /// sends them, its external labels included). What is read is held in `hold`, grown frame
+    /// by frame (twice each frame's bytes: the series built from it and their labels); a
+    /// frame the budget has no room for ends the read with [`PromError::OverBudget`].
     pub async fn remote_read(
         &self,
         matchers: &[Matcher],
-        start: i64,
-        end: i64,
+        (start, end): (i64, i64),
         timeout: Duration,
+        hold: &mut gauntlet_engine::budget::Reservation,
     ) -> Result<Vec<StreamSeries>, PromError> {
         let path = "/api/v1/read";
         let req = prometheus::ReadRequest {
@@ -287,6 +293,7 @@ impl PromClient {
         while let Some(part) = resp.chunk().await.map_err(|e| self.unreachable(path, e))? {
             frames.push(&part);
             while let Some(msg) = frames.next_frame().map_err(|e| self.bad(path, e))? {
+                hold.grow(2 * msg.len() as u64)?;
                 let r = prometheus::ChunkedReadResponse::decode(msg)
                     .map_err(|e| self.bad(path, format!("decoding ChunkedReadResponse: {e}")))?;
                 for s in r.chunked_series {

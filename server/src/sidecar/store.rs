@@ -23,7 +23,7 @@ use tonic::{Request, Response, Status};
 use super::prometheus::{PromClient, PromError};
 use crate::grpc::convert;
 use crate::grpc::store::{
-    Hints, RawSeries, message_answer, read_series_request, series_query, wire_answer,
+    Held, Hints, RawSeries, message_answer, read_series_request, series_query, wire_answer,
 };
 use crate::receive::store::series_chunks;
 
@@ -248,6 +248,7 @@ pub(super) fn prom_status(e: PromError) -> Status {
     match e {
         PromError::Unreachable { .. } => Status::unavailable(e.to_string()),
         PromError::BadAnswer { .. } => Status::internal(e.to_string()),
+        PromError::OverBudget(why) => crate::memory::refusal(&why),
     }
 }
 
@@ -267,8 +268,11 @@ impl SidecarStore {
 
 /// What a Series call reads once Prometheus has answered for the head.
 struct SeriesPlan {
-    /// The store over the persisted blocks, held until the answer is sent.
+    /// The store over the persisted blocks.
     store: Arc<BucketStore>,
+    /// What the answer holds until it is sent: the store (its cores write the answer) and
+    /// the head's memory reservation.
+    held: Held,
     query: SeriesQuery,
     /// The head's series from remote read, as served (external labels set, the request's
     /// replica labels taken off, in the request's shard), sorted.
@@ -303,10 +307,20 @@ impl SidecarStore {
             .max()
             .unwrap_or(i64::MIN);
         let head_start = query.min_time.max(persisted_end);
+        // The head is read whole before it is merged: Prometheus streams it sorted by its
+        // own labels, and the external labels set and the replica labels taken off here can
+        // move a series anywhere in that order. It is held in the memory budget until the
+        // answer is sent.
+        let mut hold = self.budget.empty("Series");
         let head = if head_start <= query.max_time {
             match state
                 .client
-                .remote_read(&own, head_start, query.max_time, state.read_timeout)
+                .remote_read(
+                    &own,
+                    (head_start, query.max_time),
+                    state.read_timeout,
+                    &mut hold,
+                )
                 .await
             {
                 Ok(h) => h,
@@ -321,7 +335,12 @@ impl SidecarStore {
             Vec::new()
         };
         let head = served_head(head, &external, &query)?;
-        Ok(Some(SeriesPlan { store, query, head }))
+        Ok(Some(SeriesPlan {
+            held: Arc::new((store.clone(), hold)),
+            store,
+            query,
+            head,
+        }))
     }
 }
 
@@ -382,7 +401,7 @@ impl RawSeries for SidecarStore {
             .await
             .map_err(convert::status)?;
         stream.add_sorted(plan.head);
-        Ok(wire_answer(stream, &self.budget, Hints::Off, plan.store))
+        Ok(wire_answer(stream, &self.budget, Hints::Off, plan.held))
     }
 }
 
@@ -443,7 +462,7 @@ impl thanos::store_server::Store for SidecarStore {
             &self.budget,
             batch_size,
             Hints::Off,
-            plan.store,
+            plan.held,
         )))
     }
 
