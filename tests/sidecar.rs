@@ -1053,9 +1053,10 @@ fn sidecar_ships_and_serves_blocks_prometheus_cuts_while_it_runs() {
 
 /// `--reloader.method=signal`: a Prometheus without `--web.enable-lifecycle` (its
 /// `/-/reload` refused) reloads a changed rule file on the SIGHUP the sidecar sends to the
-/// process of that name, the sidecar following the reload through its runtime info.
+/// process of that name, the sidecar following the reload through its runtime info. The
+/// watch interval is an hour: the change is seen by inotify.
 #[test]
-fn the_signal_method_reloads_prometheus_by_sighup() {
+fn the_signal_method_reloads_prometheus_by_sighup_on_a_change_inotify_reports() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let rules = tmp.path().join("rules");
@@ -1095,7 +1096,7 @@ fn the_signal_method_reloads_prometheus_by_sighup() {
             format!("--reloader.rule-dir={}", rules.display()),
             "--reloader.method=signal".into(),
             "--reloader.process-name=prom-sighup".into(),
-            "--reloader.watch-interval=300ms".into(),
+            "--reloader.watch-interval=1h".into(),
             "--reloader.retry-interval=300ms".into(),
         ],
     );
@@ -1121,4 +1122,6 @@ fn the_signal_method_reloads_prometheus_by_sighup() {
         metric(&side, "thanos_sidecar_reloader_reloads_failed_total"),
         0.0
     );
+    assert_eq!(metric(&side, "thanos_sidecar_reloader_watches"), 1.0);
+    assert!(metric(&side, "thanos_sidecar_reloader_watch_events_total") >= 1.0);
 }

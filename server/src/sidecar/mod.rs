@@ -484,9 +484,25 @@ fn reloader_metrics(e: &mut DescriptorEncoder, r: &reloader::ReloaderStats) -> s
             "Total number of config apply operations that failed.",
             r.config_applies_failed.load(Relaxed),
         ),
+        (
+            "thanos_sidecar_reloader_watch_events_total",
+            "Total number of events received by the reloader from the watcher.",
+            r.watch_events.load(Relaxed),
+        ),
+        (
+            "thanos_sidecar_reloader_watch_errors_total",
+            "Total number of errors received by the reloader from the watcher.",
+            r.watch_errors.load(Relaxed),
+        ),
     ] {
         metrics::counter(e, name, help, v)?;
     }
+    metrics::gauge(
+        e,
+        "thanos_sidecar_reloader_watches",
+        "Number of resources watched by the reloader.",
+        r.watches.load(Relaxed),
+    )?;
     metrics::gauge(
         e,
         "thanos_sidecar_reloader_last_reload_successful",

@@ -1,7 +1,8 @@
-//! The sidecar's reloader, as Thanos's: every `--reloader.watch-interval` it hashes the
-//! configuration file (`--reloader.config-file`) and every file under the rule directories
-//! (`--reloader.rule-dir`); when a hash changed since the last successful reload (and once at
-//! start) it asks Prometheus to reload, retrying every `--reloader.retry-interval` until it
+//! The sidecar's reloader, as Thanos's: every `--reloader.watch-interval`, and at once when
+//! inotify reports a change in the configuration file's directory or a rule directory, it
+//! hashes the configuration file (`--reloader.config-file`) and every file under the rule
+//! directories (`--reloader.rule-dir`); when a hash changed since the last successful reload
+//! (and once at start) it asks Prometheus to reload, retrying every `--reloader.retry-interval` until it
 //! succeeds or the sidecar stops. It asks by `POST /-/reload`, or (`--reloader.method=signal`)
 //! by SIGHUP to the process named `--reloader.process-name`, followed through
 //! `/api/v1/status/runtimeinfo` until Prometheus says the new configuration loaded. With
@@ -101,6 +102,80 @@ pub struct ReloaderStats {
     pub config_applies_failed: AtomicU64,
     /// Unset variables met in the last substitution.
     pub envsubst_errors: AtomicU64,
+    /// Directories watched by inotify.
+    pub watches: AtomicU64,
+    /// Events inotify reported.
+    pub watch_events: AtomicU64,
+    /// Errors reading inotify's events.
+    pub watch_errors: AtomicU64,
+}
+
+/// An inotify instance as tokio waits on it.
+struct InotifyFd(nix::sys::inotify::Inotify);
+
+impl std::os::fd::AsRawFd for InotifyFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsFd as _;
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+/// Watches `dirs` (each directory itself, not below it, as Thanos's watcher) and wakes
+/// `wake` after every batch of events, until the task is dropped.
+fn start_watch(
+    dirs: &[PathBuf],
+    stats: Arc<ReloaderStats>,
+    wake: Arc<tokio::sync::Notify>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use anyhow::Context as _;
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+        .context("starting inotify")?;
+    let mask = AddWatchFlags::IN_CREATE
+        | AddWatchFlags::IN_DELETE
+        | AddWatchFlags::IN_MODIFY
+        | AddWatchFlags::IN_CLOSE_WRITE
+        | AddWatchFlags::IN_MOVED_FROM
+        | AddWatchFlags::IN_MOVED_TO
+        | AddWatchFlags::IN_ATTRIB;
+    for d in dirs {
+        ino.add_watch(d.as_path(), mask)
+            .with_context(|| format!("watching {}", d.display()))?;
+    }
+    stats.watches.store(dirs.len() as u64, Relaxed);
+    // SAFETY: the `Inotify` owns its descriptor, which nothing else holds, replaces or closes:
+    // it is closed when the `AsyncFd` drops it, after taking it out of the runtime.
+    let fd = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(
+            InotifyFd(ino),
+            tokio::io::Interest::READABLE,
+        )
+    }
+    .context("registering inotify with the runtime")?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let mut ready = match fd.readable().await {
+                Ok(r) => r,
+                Err(e) => {
+                    stats.watch_errors.fetch_add(1, Relaxed);
+                    tracing::warn!(error = %e, "reloader: inotify failed; polling only");
+                    return;
+                }
+            };
+            match ready.try_io(|f| f.get_ref().0.read_events().map_err(std::io::Error::from)) {
+                Ok(Ok(events)) => {
+                    stats.watch_events.fetch_add(events.len() as u64, Relaxed);
+                    wake.notify_one();
+                }
+                Ok(Err(e)) => {
+                    stats.watch_errors.fetch_add(1, Relaxed);
+                    tracing::warn!(error = %e, "reloader: reading inotify's events");
+                }
+                // Not readable after all: wait again.
+                Err(_) => {}
+            }
+        }
+    }))
 }
 
 /// `text` with every `$(NAME)` (NAME of ASCII letters, digits and `_`) replaced by `env(NAME)`;
@@ -297,8 +372,46 @@ impl Reloader {
         }
     }
 
-    /// Watches until `stop` fires: a reload at start, then one after every change.
+    /// The directories inotify watches: the configuration file's and the rule directories.
+    fn watched_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self
+            .config
+            .config_file
+            .iter()
+            .map(|f| match f.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            })
+            .chain(self.config.rule_dirs.iter().cloned())
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        dirs
+    }
+
+    /// Watches until `stop` fires: a reload at start, then one after every change, seen by
+    /// inotify at once or by the pass every `--reloader.watch-interval`.
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let watch = match start_watch(&self.watched_dirs(), self.stats.clone(), wake.clone()) {
+            Ok(task) => Some(task),
+            Err(e) => {
+                // A directory missing at start, say: the passes still see changes.
+                tracing::warn!(error = %format!("{e:#}"), every = ?self.config.watch_interval, "reloader: no inotify watch; reading the files on each pass only");
+                None
+            }
+        };
+        self.watch_loop(&mut stop, &wake).await;
+        if let Some(task) = watch {
+            task.abort();
+        }
+    }
+
+    async fn watch_loop(
+        &self,
+        stop: &mut tokio::sync::watch::Receiver<bool>,
+        wake: &tokio::sync::Notify,
+    ) {
         let mut last: Option<Vec<u8>> = None;
         loop {
             // Checked before each pass and wait: a stop seen while retrying a reload is
@@ -309,7 +422,7 @@ impl Reloader {
             }
             match self.apply() {
                 Ok(hash) if last.as_ref() != Some(&hash) => {
-                    if self.reload(&mut stop).await {
+                    if self.reload(stop).await {
                         last = Some(hash);
                     }
                 }
@@ -323,6 +436,7 @@ impl Reloader {
             }
             tokio::select! {
                 () = tokio::time::sleep(self.config.watch_interval) => {}
+                () = wake.notified() => {}
                 _ = stop.changed() => {}
             }
         }
