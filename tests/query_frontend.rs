@@ -5,8 +5,9 @@
 //! refuses comes back as it refused it; instant queries pass through; label and series calls
 //! are split, cached and equal the querier's own; SIGTERM stops it cleanly. Interop: `thanos query-frontend` in front of `gauntlet all`, and
 //! `gauntlet query-frontend` in front of `thanos query` over a `gauntlet store`, both agree
-//! with the direct answers. A real memcached and a real Redis hold the cache: two frontends
-//! share it, and with the cache killed answers still come, uncached. Vertical sharding at 2
+//! with the direct answers. A real memcached and a real Redis (plain, over mutual TLS, and
+//! behind a Redis Sentinel) hold the cache: two frontends share it, and with the cache killed
+//! answers still come, uncached. Vertical sharding at 2
 //! and 4 shards, Gauntlet's frontend and Thanos's, in front of `gauntlet query` over a store
 //! and a receiver (whose own `shard_info` answers partition the series), and Gauntlet's in
 //! front of `thanos query`, equal the direct answers.
@@ -197,9 +198,22 @@ fn split_and_cached_answers_equal_the_querier_s() {
     );
 }
 
-/// A memcached or a Redis on a free loopback port, and the frontend's cache YAML for it.
-fn cache_server(kind: &str) -> (PeerProcess, String) {
+/// A cache server on a free loopback port (memcached; Redis; Redis over TLS with
+/// certificates made here; Redis behind a Sentinel), the frontend's cache YAML for it, and
+/// what must live as long as it (certificates, the sentinel).
+fn cache_server(kind: &str) -> (PeerProcess, String, Vec<Box<dyn std::any::Any>>) {
     let port = free_port();
+    let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();
+    let redis = || {
+        let mut cmd = std::process::Command::new(require("redis-server"));
+        cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+        cmd
+    };
+    let redis_yaml = |addr: &str, extra: &str| {
+        format!(
+            "type: REDIS\nconfig:\n  addr: {addr}\n  prefix: gauntlet-\n  db: 1\n  read_timeout: 500ms\n  write_timeout: 500ms\n{extra}"
+        )
+    };
     let (cmd, yaml) = match kind {
         "MEMCACHED" => {
             let mut cmd = std::process::Command::new(require("memcached"));
@@ -211,26 +225,78 @@ fn cache_server(kind: &str) -> (PeerProcess, String) {
             );
             (cmd, yaml)
         }
-        _ => {
-            let mut cmd = std::process::Command::new(require("redis-server"));
-            cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-                .args(["--port", &port.to_string()]);
-            let yaml = format!(
-                "type: REDIS\nconfig:\n  addr: 127.0.0.1:{port}\n  prefix: gauntlet-\n  db: 1\n  read_timeout: 500ms\n  write_timeout: 500ms\n"
+        "REDIS" => {
+            let mut cmd = redis();
+            cmd.args(["--port", &port.to_string()]);
+            (cmd, redis_yaml(&format!("127.0.0.1:{port}"), ""))
+        }
+        "REDIS over TLS" => {
+            // TLS only (no plain port), client certificates asked for.
+            let pki = crate::tls::Pki::new();
+            let mut cmd = redis();
+            cmd.args(["--port", "0", "--tls-port", &port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(pki.path("server.pem"))
+                .arg("--tls-key-file")
+                .arg(pki.path("server-key.pem"))
+                .arg("--tls-ca-cert-file")
+                .arg(pki.path("ca.pem"))
+                .args(["--tls-auth-clients", "yes"]);
+            let tls = format!(
+                "  tls_enabled: true\n  tls_config:\n    ca_file: {}\n    cert_file: {}\n    key_file: {}\n",
+                pki.path("ca.pem").display(),
+                pki.path("client.pem").display(),
+                pki.path("client-key.pem").display()
             );
-            (cmd, yaml)
+            keep.push(Box::new(pki));
+            (cmd, redis_yaml(&format!("127.0.0.1:{port}"), &tls))
+        }
+        _ => {
+            // The master, and a sentinel that monitors it; the frontend is given a sentinel
+            // that is down first, then the live one.
+            let mut cmd = redis();
+            cmd.args(["--port", &port.to_string()]);
+            let dir = tempfile::tempdir().unwrap();
+            let sentinel_port = free_port();
+            let conf = dir.path().join("sentinel.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {sentinel_port}\nbind 127.0.0.1\nsentinel monitor gauntlet-main 127.0.0.1 {port} 1\n"
+                ),
+            )
+            .unwrap();
+            let mut sentinel = std::process::Command::new(require("redis-server"));
+            sentinel.arg(&conf).arg("--sentinel");
+            keep.push(Box::new(PeerProcess::spawn_tcp(
+                sentinel,
+                "redis sentinel",
+                sentinel_port,
+                Duration::from_secs(20),
+            )));
+            keep.push(Box::new(dir));
+            let sentinels = format!("127.0.0.1:{},127.0.0.1:{sentinel_port}", free_port());
+            (
+                cmd,
+                redis_yaml(&sentinels, "  master_name: gauntlet-main\n"),
+            )
         }
     };
     let server = PeerProcess::spawn_tcp(cmd, kind, port, Duration::from_secs(20));
-    (server, yaml)
+    (server, yaml, keep)
 }
 
 #[test]
 fn memcached_and_redis_hold_the_cache_for_every_frontend_and_going_down_costs_no_answer() {
     let root = tempfile::tempdir().unwrap();
     let q = querier(root.path());
-    for kind in ["MEMCACHED", "REDIS"] {
-        let (mut server, yaml) = cache_server(kind);
+    for kind in [
+        "MEMCACHED",
+        "REDIS",
+        "REDIS over TLS",
+        "REDIS behind a Sentinel",
+    ] {
+        let (mut server, yaml, _keep) = cache_server(kind);
         let flags = [
             "--query-range.split-interval=15m".to_string(),
             format!("--query-range.response-cache-config={yaml}"),

@@ -26,12 +26,12 @@ use serde_json::{Value, json};
 /// Two CAs, each with a server certificate (`localhost`, `127.0.0.1`) and a client certificate,
 /// as PEM files in a temporary directory: `ca.pem`, `server.pem`, `server-key.pem`,
 /// `client.pem`, `client-key.pem`, and the same prefixed `other-` for the second CA.
-struct Pki {
+pub(crate) struct Pki {
     dir: tempfile::TempDir,
 }
 
 impl Pki {
-    fn new() -> Pki {
+    pub(crate) fn new() -> Pki {
         let dir = tempfile::tempdir().unwrap();
         for prefix in ["", "other-"] {
             let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -77,7 +77,7 @@ impl Pki {
         Pki { dir }
     }
 
-    fn path(&self, file: &str) -> PathBuf {
+    pub(crate) fn path(&self, file: &str) -> PathBuf {
         self.dir.path().join(file)
     }
 

@@ -235,7 +235,7 @@ pub enum CacheConfig {
     /// `type: MEMCACHED`.
     Memcached(MemcachedConfig),
     /// `type: REDIS`.
-    Redis(RedisConfig),
+    Redis(Box<RedisConfig>),
 }
 
 /// The response cache `yaml` (or the file `file`) configures, if either is given; `flag`
@@ -302,7 +302,7 @@ fn parse_cache_config(text: &str) -> Result<Option<CacheConfig>, String> {
             }))
         }
         "MEMCACHED" => memcached_config(config).map(|c| Some(CacheConfig::Memcached(c))),
-        "REDIS" => redis_config(config).map(|c| Some(CacheConfig::Redis(c))),
+        "REDIS" => redis_config(config).map(|c| Some(CacheConfig::Redis(Box::new(c)))),
         "" => Err("no type: want IN-MEMORY, MEMCACHED or REDIS".into()),
         other => Err(format!(
             "unknown type {other:?}: want IN-MEMORY, MEMCACHED or REDIS"
@@ -475,19 +475,32 @@ fn redis_config(config: &serde_yaml::Value) -> Result<RedisConfig, String> {
             "expiration",
         ],
     )?;
-    refuse_if_set(config, "tls_enabled", "TLS to Redis")?;
-    refuse_if_set(config, "master_name", "Redis Sentinel")?;
     refuse_if_set(config, "cache_size", "Redis client-side caching")?;
     let addr = yaml_text(config, "addr")?;
     if addr.is_empty() {
         return Err("addr: no Redis address given".into());
     }
-    if addr.contains(',') {
+    let master_name = yaml_text(config, "master_name")?;
+    if addr.contains(',') && master_name.is_empty() {
         return Err(
-            "addr: several addresses (Redis Cluster) are not built into gauntlet query-frontend"
+            "addr: several addresses without master_name (Redis Cluster) are not built into \
+             gauntlet query-frontend; with master_name they are Redis Sentinels"
                 .into(),
         );
     }
+    let tls_enabled = match &config["tls_enabled"] {
+        serde_yaml::Value::Null => false,
+        v => v.as_bool().ok_or("tls_enabled: not true or false")?,
+    };
+    let tls = if tls_enabled {
+        let raw = match &config["tls_config"] {
+            serde_yaml::Value::Null => Default::default(),
+            v => serde_yaml::from_value(v.clone()).map_err(|e| format!("tls_config: {e}"))?,
+        };
+        Some(raw)
+    } else {
+        None
+    };
     let db = match &config["db"] {
         serde_yaml::Value::Null => 0,
         v => v
@@ -509,6 +522,8 @@ fn redis_config(config: &serde_yaml::Value) -> Result<RedisConfig, String> {
         ),
         max_async_concurrency: yaml_count(config, "max_async_concurrency", 20)?,
         expiration: yaml_duration(config, "expiration", Duration::ZERO)?,
+        tls,
+        master_name,
     })
 }
 
@@ -577,6 +592,21 @@ mod tests {
         );
         assert_eq!(r.dial_timeout, Duration::from_secs(5));
         assert_eq!(r.expiration, Duration::ZERO);
+        assert_eq!((r.tls.clone(), r.master_name.as_str()), (None, ""));
+        // TLS and Sentinel.
+        let r = parse_cache_config(
+            "type: REDIS\nconfig:\n  addr: s1:26379,s2:26379\n  master_name: main\n  tls_enabled: true\n  tls_config:\n    ca_file: /ca.pem\n    server_name: redis.example\n",
+        )
+        .unwrap();
+        let Some(CacheConfig::Redis(r)) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(r.master_name, "main");
+        let tls = r.tls.unwrap();
+        assert_eq!(
+            (tls.ca_file.as_str(), tls.server_name.as_str()),
+            ("/ca.pem", "redis.example")
+        );
     }
 
     #[test]
@@ -597,12 +627,12 @@ mod tests {
             ),
             ("type: REDIS\n", "addr"),
             (
-                "type: REDIS\nconfig:\n  addr: a:1\n  tls_enabled: true\n",
-                "TLS",
+                "type: REDIS\nconfig:\n  addr: a:1\n  tls_enabled: true\n  tls_config:\n    ca_fil: x\n",
+                "unknown field",
             ),
             (
-                "type: REDIS\nconfig:\n  addr: a:1\n  master_name: m\n",
-                "Sentinel",
+                "type: REDIS\nconfig:\n  addr: a:1\n  tls_enabled: sure\n",
+                "tls_enabled",
             ),
             ("type: REDIS\nconfig:\n  addr: a:1,b:2\n", "Cluster"),
             ("type: FOO\n", "unknown type"),

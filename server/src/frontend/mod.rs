@@ -227,7 +227,7 @@ fn open_cache(config: CacheConfig) -> Result<ResultsCache, String> {
         CacheConfig::Memcached(m) => {
             RemoteCache::memcached(m).map(|r| ResultsCache::Remote(Arc::new(r)))
         }
-        CacheConfig::Redis(r) => RemoteCache::redis(r).map(|r| ResultsCache::Remote(Arc::new(r))),
+        CacheConfig::Redis(r) => RemoteCache::redis(*r).map(|r| ResultsCache::Remote(Arc::new(r))),
     }
 }
 

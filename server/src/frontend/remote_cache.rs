@@ -70,6 +70,12 @@ pub struct RedisConfig {
     pub max_async_concurrency: usize,
     /// `expiration` of an entry.
     pub expiration: Duration,
+    /// `tls_config`, when `tls_enabled`: connections to the Redis server (not to the
+    /// sentinels) over TLS.
+    pub tls: Option<crate::rule::alertmanager_config::RawTls>,
+    /// `master_name`: with it, `addr` lists Redis Sentinels (comma-separated), asked for the
+    /// address of the master of that name on each new connection.
+    pub master_name: String,
 }
 
 /// What an entry holds: the full key and the extents, each answer as the querier's JSON, or
@@ -168,7 +174,7 @@ pub struct RemoteCache {
 #[derive(Debug)]
 enum Backend {
     Memcached(Box<Memcached>),
-    Redis(Redis),
+    Redis(Box<Redis>),
 }
 
 impl RemoteCache {
@@ -189,12 +195,27 @@ impl RemoteCache {
         if cfg.addr.is_empty() {
             return Err("addr: no Redis address given".into());
         }
+        let tls = match &cfg.tls {
+            None => None,
+            Some(raw) => {
+                let t = crate::rule::alertmanager_config::build_tls(raw)
+                    .map_err(|e| format!("tls_config: {e}"))?;
+                // RESP has no ALPN name.
+                let mut config = Arc::unwrap_or_clone(t.config);
+                config.alpn_protocols.clear();
+                Some(RedisTls {
+                    connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+                    server_name: t.server_name,
+                })
+            }
+        };
         let stores = cfg.max_async_concurrency.max(1);
         Ok(RemoteCache::with(
-            Backend::Redis(Redis {
+            Backend::Redis(Box::new(Redis {
                 cfg,
+                tls,
                 idle: Mutex::new(Vec::new()),
-            }),
+            })),
             stores,
         ))
     }
@@ -515,8 +536,40 @@ pub fn read_cache_replies(bytes: &[u8]) -> (Result<Option<Vec<u8>>, String>, Vec
 #[derive(Debug)]
 struct Redis {
     cfg: RedisConfig,
-    idle: Mutex<Vec<Conn>>,
+    tls: Option<RedisTls>,
+    idle: Mutex<Vec<RedisConn>>,
 }
+
+/// How connections to the Redis server are made secure.
+struct RedisTls {
+    connector: tokio_rustls::TlsConnector,
+    /// The name the certificate is checked against instead of the address's host.
+    server_name: Option<rustls::pki_types::ServerName<'static>>,
+}
+
+impl std::fmt::Debug for RedisTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTls")
+            .field("server_name", &self.server_name)
+            .finish()
+    }
+}
+
+/// A byte stream to Redis: plain TCP or TLS over it.
+trait RedisStream:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + std::fmt::Debug
+{
+}
+
+impl<T> RedisStream for T where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + std::fmt::Debug
+{
+}
+
+type RedisConn = BufStream<Box<dyn RedisStream>>;
+
+/// Most elements of an array reply read (a sentinel's answer has two).
+const MAX_ARRAY: usize = 64;
 
 /// A RESP reply, as far as this client reads them.
 #[derive(Debug, PartialEq)]
@@ -525,6 +578,8 @@ enum Reply {
     Error(String),
     Integer(i64),
     Bulk(Option<Vec<u8>>),
+    /// An array of bulk strings (`None`: the null array).
+    Array(Option<Vec<Option<Vec<u8>>>>),
 }
 
 /// A command as RESP writes it: an array of bulk strings.
@@ -563,24 +618,127 @@ async fn read_reply<R: AsyncBufRead + Unpin>(c: &mut R) -> std::io::Result<Reply
                 .ok_or_else(|| protocol(format!("a bulk reply too large: {n} bytes")))?;
             Ok(Reply::Bulk(Some(read_block(c, n).await?)))
         }
+        Some(b'*') => {
+            let n: i64 = rest
+                .parse()
+                .map_err(|_| protocol(format!("a bad array length {line:?}")))?;
+            if n < 0 {
+                return Ok(Reply::Array(None));
+            }
+            let n = usize::try_from(n)
+                .ok()
+                .filter(|&n| n <= MAX_ARRAY)
+                .ok_or_else(|| protocol(format!("an array reply too long: {n} elements")))?;
+            let mut items = Vec::with_capacity(n);
+            for _ in 0..n {
+                // Element by element, without recursion: only bulk strings are taken.
+                let line = read_line(c).await?;
+                let len: i64 = line
+                    .strip_prefix('$')
+                    .and_then(|l| l.parse().ok())
+                    .ok_or_else(|| protocol(format!("an array element {line:?}")))?;
+                if len < 0 {
+                    items.push(None);
+                    continue;
+                }
+                let len = usize::try_from(len)
+                    .ok()
+                    .filter(|&l| l <= MAX_LINE)
+                    .ok_or_else(|| protocol(format!("an array element too large: {len} bytes")))?;
+                items.push(Some(read_block(c, len).await?));
+            }
+            Ok(Reply::Array(Some(items)))
+        }
         _ => Err(protocol(format!("an unexpected reply {line:?}"))),
     }
 }
 
 impl Redis {
-    async fn conn(&self) -> Result<Conn, String> {
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        if let Some(c) = idle {
-            return Ok(c);
+    /// The master's address as the first sentinel that knows it says
+    /// (`SENTINEL get-master-addr-by-name`).
+    async fn master_addr(&self) -> Result<String, String> {
+        let name = &self.cfg.master_name;
+        let mut errors = Vec::new();
+        for sentinel in self.cfg.addr.split(',').map(str::trim) {
+            let what = format!("Redis Sentinel {sentinel}");
+            let asked = async {
+                let tcp = within(
+                    self.cfg.dial_timeout,
+                    &format!("connecting to {what}"),
+                    TcpStream::connect(sentinel),
+                )
+                .await?;
+                let mut c: RedisConn = BufStream::new(Box::new(tcp));
+                let args: [&[u8]; 3] = [b"SENTINEL", b"get-master-addr-by-name", name.as_bytes()];
+                self.send(&mut c, &args, &what).await
+            };
+            match asked.await {
+                Ok(Reply::Array(Some(v))) => match v.as_slice() {
+                    [Some(host), Some(port)] => {
+                        let (host, port) =
+                            (String::from_utf8_lossy(host), String::from_utf8_lossy(port));
+                        return Ok(if host.contains(':') {
+                            format!("[{host}]:{port}")
+                        } else {
+                            format!("{host}:{port}")
+                        });
+                    }
+                    other => errors.push(format!("{what}: master {name:?} answered {other:?}")),
+                },
+                Ok(Reply::Array(None)) => {
+                    errors.push(format!("{what}: no master named {name:?}"));
+                }
+                Ok(r) => errors.push(format!("{what}: answered {r:?}")),
+                Err(e) => errors.push(e),
+            }
         }
-        let addr = &self.cfg.addr;
-        let mut c = within(
+        Err(errors.join("; "))
+    }
+
+    /// A connection to the Redis server: `addr`, or the master the sentinels name; over TLS
+    /// when configured; authenticated and on the configured database.
+    async fn connect(&self) -> Result<RedisConn, String> {
+        let addr = if self.cfg.master_name.is_empty() {
+            self.cfg.addr.clone()
+        } else {
+            self.master_addr().await?
+        };
+        let tcp = within(
             self.cfg.dial_timeout,
             &format!("connecting to Redis {addr}"),
             TcpStream::connect(addr.as_str()),
         )
-        .await
-        .map(BufStream::new)?;
+        .await?;
+        let Some(tls) = &self.tls else {
+            return Ok(BufStream::new(Box::new(tcp)));
+        };
+        let name = match &tls.server_name {
+            Some(n) => n.clone(),
+            None => {
+                let host = addr
+                    .rsplit_once(':')
+                    .map_or(addr.as_str(), |(h, _)| h)
+                    .trim_start_matches('[')
+                    .trim_end_matches(']');
+                rustls::pki_types::ServerName::try_from(host.to_string())
+                    .map_err(|e| format!("Redis {addr}: {host:?} as a TLS server name: {e}"))?
+            }
+        };
+        let stream = within(
+            self.cfg.dial_timeout,
+            &format!("TLS handshake with Redis {addr}"),
+            tls.connector.connect(name, tcp),
+        )
+        .await?;
+        Ok(BufStream::new(Box::new(stream)))
+    }
+
+    async fn conn(&self) -> Result<RedisConn, String> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        if let Some(c) = idle {
+            return Ok(c);
+        }
+        let mut c = self.connect().await?;
         if !self.cfg.password.is_empty() {
             let mut args: Vec<&[u8]> = vec![b"AUTH"];
             if !self.cfg.username.is_empty() {
@@ -598,8 +756,14 @@ impl Redis {
     }
 
     /// Sends one command and reads its reply; a Redis error reply is an error.
-    async fn call(&self, c: &mut Conn, args: &[&[u8]], what: &str) -> Result<Reply, String> {
-        let what = format!("Redis {}: {what}", self.cfg.addr);
+    async fn call(&self, c: &mut RedisConn, args: &[&[u8]], what: &str) -> Result<Reply, String> {
+        self.send(c, args, &format!("Redis {}: {what}", self.cfg.addr))
+            .await
+    }
+
+    /// [`Redis::call`] with `what` naming the command and the server in errors.
+    async fn send(&self, c: &mut RedisConn, args: &[&[u8]], what: &str) -> Result<Reply, String> {
+        let what = what.to_string();
         within(self.cfg.write_timeout, &what, async {
             c.write_all(&resp_command(args)).await?;
             c.flush().await
@@ -611,7 +775,7 @@ impl Redis {
         }
     }
 
-    fn give_back(&self, c: Conn) {
+    fn give_back(&self, c: RedisConn) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < 16 {
             idle.push(c);

@@ -432,19 +432,26 @@ pub(super) struct RawBasicAuth {
     password_file: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Thanos's and Prometheus's `tls_config` (`ca_file`, `cert_file`, `key_file`,
+/// `server_name`, `insecure_skip_verify`), as written.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawTls {
+pub struct RawTls {
+    /// CA certificates the server's certificate is checked against (PEM); none: the system's.
     #[serde(default)]
-    ca_file: String,
+    pub ca_file: String,
+    /// The client certificate (PEM), with `key_file`.
     #[serde(default)]
-    cert_file: String,
+    pub cert_file: String,
+    /// The client certificate's key (PEM).
     #[serde(default)]
-    key_file: String,
+    pub key_file: String,
+    /// The name the server's certificate must be valid for instead of the host dialled.
     #[serde(default)]
-    server_name: String,
+    pub server_name: String,
+    /// No check of the server's certificate.
     #[serde(default)]
-    insecure_skip_verify: bool,
+    pub insecure_skip_verify: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -590,7 +597,7 @@ pub fn check_address(addr: &str) -> Result<(), String> {
 }
 
 /// The client TLS of `https` endpoints (Alertmanagers, query APIs), from a `tls_config`.
-pub(super) fn build_tls(raw: &RawTls) -> Result<HttpTls, TlsError> {
+pub(crate) fn build_tls(raw: &RawTls) -> Result<HttpTls, TlsError> {
     let provider = tls::provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
