@@ -5,8 +5,8 @@
 //! refuses comes back as it refused it; instant queries pass through; label and series calls
 //! are split, cached and equal the querier's own; SIGTERM stops it cleanly. Interop: `thanos query-frontend` in front of `gauntlet all`, and
 //! `gauntlet query-frontend` in front of `thanos query` over a `gauntlet store`, both agree
-//! with the direct answers. A real memcached and a real Redis (plain, over mutual TLS, and
-//! behind a Redis Sentinel) hold the cache: two frontends share it, and with the cache killed
+//! with the direct answers. A real memcached and a real Redis (plain, over mutual TLS,
+//! behind a Redis Sentinel, and a Redis Cluster of three) hold the cache: two frontends share it, and with the cache killed
 //! answers still come, uncached. Vertical sharding at 2
 //! and 4 shards, Gauntlet's frontend and Thanos's, in front of `gauntlet query` over a store
 //! and a receiver (whose own `shard_info` answers partition the series), and Gauntlet's in
@@ -199,8 +199,9 @@ fn split_and_cached_answers_equal_the_querier_s() {
 }
 
 /// A cache server on a free loopback port (memcached; Redis; Redis over TLS with
-/// certificates made here; Redis behind a Sentinel), the frontend's cache YAML for it, and
-/// what must live as long as it (certificates, the sentinel).
+/// certificates made here; Redis behind a Sentinel; a Redis Cluster of three masters), the
+/// frontend's cache YAML for it, and what must live as long as it (certificates, the
+/// sentinel, the other nodes).
 fn cache_server(kind: &str) -> (PeerProcess, String, Vec<Box<dyn std::any::Any>>) {
     let port = free_port();
     let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();
@@ -251,6 +252,65 @@ fn cache_server(kind: &str) -> (PeerProcess, String, Vec<Box<dyn std::any::Any>>
             keep.push(Box::new(pki));
             (cmd, redis_yaml(&format!("127.0.0.1:{port}"), &tls))
         }
+        "REDIS Cluster" => {
+            // Three masters sharing the slots; the frontend is given all three.
+            let dir = tempfile::tempdir().unwrap();
+            let node = |port: u16| {
+                let mut cmd = redis();
+                cmd.args(["--port", &port.to_string()])
+                    .args(["--cluster-enabled", "yes"])
+                    .args(["--cluster-port", &free_port().to_string()])
+                    .arg("--cluster-config-file")
+                    .arg(dir.path().join(format!("nodes-{port}.conf")))
+                    .arg("--dir")
+                    .arg(dir.path());
+                cmd
+            };
+            let others = [free_port(), free_port()];
+            for p in others {
+                keep.push(Box::new(PeerProcess::spawn_tcp(
+                    node(p),
+                    "redis cluster node",
+                    p,
+                    Duration::from_secs(20),
+                )));
+            }
+            let first = node(port);
+            let nodes: Vec<String> = std::iter::once(port)
+                .chain(others)
+                .map(|p| format!("127.0.0.1:{p}"))
+                .collect();
+            keep.push(Box::new(dir));
+            let yaml = format!(
+                "type: REDIS\nconfig:\n  addr: {}\n  prefix: gauntlet-\n  read_timeout: 500ms\n  write_timeout: 500ms\n",
+                nodes.join(",")
+            );
+            let server = PeerProcess::spawn_tcp(first, kind, port, Duration::from_secs(20));
+            let cli = require("redis-cli");
+            let made = std::process::Command::new(&cli)
+                .args(["--cluster", "create"])
+                .args(&nodes)
+                .args(["--cluster-replicas", "0", "--cluster-yes"])
+                .output()
+                .unwrap();
+            assert!(made.status.success(), "{made:?}");
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let info = std::process::Command::new(&cli)
+                    .args(["-p", &port.to_string(), "cluster", "info"])
+                    .output()
+                    .unwrap();
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the cluster is not up"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            return (server, yaml, keep);
+        }
         _ => {
             // The master, and a sentinel that monitors it; the frontend is given a sentinel
             // that is down first, then the live one.
@@ -295,8 +355,9 @@ fn memcached_and_redis_hold_the_cache_for_every_frontend_and_going_down_costs_no
         "REDIS",
         "REDIS over TLS",
         "REDIS behind a Sentinel",
+        "REDIS Cluster",
     ] {
-        let (mut server, yaml, _keep) = cache_server(kind);
+        let (mut server, yaml, keep) = cache_server(kind);
         let flags = [
             "--query-range.split-interval=15m".to_string(),
             format!("--query-range.response-cache-config={yaml}"),
@@ -350,8 +411,10 @@ fn memcached_and_redis_hold_the_cache_for_every_frontend_and_going_down_costs_no
             hits(&other) >= 8.0,
             "{kind}: a second frontend did not share the cache"
         );
-        // The cache goes down: answers still come, each lookup a counted failure.
+        // The cache goes down (with the sentinel or the other cluster nodes): answers still
+        // come, each lookup a counted failure.
         server.kill();
+        drop(keep);
         let failures = |fe: &PeerProcess| {
             metric(
                 fe.http,

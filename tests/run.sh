@@ -44,10 +44,11 @@ if ! command -v prometheus-alertmanager >/dev/null; then
     || { echo "prometheus-alertmanager is missing and could not be installed with apt" >&2; exit 1; }
 fi
 prometheus-alertmanager --version 2>&1 | head -1
-# Debian's memcached and Redis, the query frontend's shared results caches (tests/query_frontend.rs).
-if ! command -v memcached >/dev/null || ! command -v redis-server >/dev/null; then
-  { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends memcached redis-server; } >/dev/null \
-    || { echo "memcached or redis-server is missing and could not be installed with apt" >&2; exit 1; }
+# Debian's memcached and Redis (redis-cli makes the test's Redis Cluster), the query frontend's
+# shared results caches (tests/query_frontend.rs).
+if ! command -v memcached >/dev/null || ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+  { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends memcached redis-server redis-tools; } >/dev/null \
+    || { echo "memcached, redis-server or redis-cli is missing and could not be installed with apt" >&2; exit 1; }
 fi
 memcached --version | head -1
 redis-server --version | head -1

@@ -481,13 +481,7 @@ fn redis_config(config: &serde_yaml::Value) -> Result<RedisConfig, String> {
         return Err("addr: no Redis address given".into());
     }
     let master_name = yaml_text(config, "master_name")?;
-    if addr.contains(',') && master_name.is_empty() {
-        return Err(
-            "addr: several addresses without master_name (Redis Cluster) are not built into \
-             gauntlet query-frontend; with master_name they are Redis Sentinels"
-                .into(),
-        );
-    }
+    let cluster = addr.contains(',') && master_name.is_empty();
     let tls_enabled = match &config["tls_enabled"] {
         serde_yaml::Value::Null => false,
         v => v.as_bool().ok_or("tls_enabled: not true or false")?,
@@ -508,6 +502,11 @@ fn redis_config(config: &serde_yaml::Value) -> Result<RedisConfig, String> {
             .and_then(|n| u32::try_from(n).ok())
             .ok_or("db: not a number")?,
     };
+    if cluster && db != 0 {
+        return Err(format!(
+            "db: {db} with several addresses (a Redis Cluster, which has only db 0)"
+        ));
+    }
     Ok(RedisConfig {
         addr,
         prefix: yaml_text(config, "prefix")?,
@@ -634,7 +633,10 @@ mod tests {
                 "type: REDIS\nconfig:\n  addr: a:1\n  tls_enabled: sure\n",
                 "tls_enabled",
             ),
-            ("type: REDIS\nconfig:\n  addr: a:1,b:2\n", "Cluster"),
+            (
+                "type: REDIS\nconfig:\n  addr: a:1,b:2\n  db: 3\n",
+                "Cluster",
+            ),
             ("type: FOO\n", "unknown type"),
             ("tpye: IN-MEMORY\n", "unknown field"),
         ] {

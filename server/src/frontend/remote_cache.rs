@@ -74,7 +74,8 @@ pub struct RedisConfig {
     /// sentinels) over TLS.
     pub tls: Option<crate::rule::alertmanager_config::RawTls>,
     /// `master_name`: with it, `addr` lists Redis Sentinels (comma-separated), asked for the
-    /// address of the master of that name on each new connection.
+    /// address of the master of that name on each new connection. Without it, several
+    /// `addr`s are nodes of a Redis Cluster.
     pub master_name: String,
 }
 
@@ -212,9 +213,11 @@ impl RemoteCache {
         let stores = cfg.max_async_concurrency.max(1);
         Ok(RemoteCache::with(
             Backend::Redis(Box::new(Redis {
+                cluster: (cfg.addr.contains(',') && cfg.master_name.is_empty())
+                    .then(|| Mutex::new(Vec::new())),
                 cfg,
                 tls,
-                idle: Mutex::new(Vec::new()),
+                idle: Mutex::new(HashMap::new()),
             })),
             stores,
         ))
@@ -537,7 +540,90 @@ pub fn read_cache_replies(bytes: &[u8]) -> (Result<Option<Vec<u8>>, String>, Vec
 struct Redis {
     cfg: RedisConfig,
     tls: Option<RedisTls>,
-    idle: Mutex<Vec<RedisConn>>,
+    /// Idle connections by server address ("" for the one server, or the master the
+    /// sentinels name).
+    idle: Mutex<HashMap<String, Vec<RedisConn>>>,
+    /// With several `addr`s and no `master_name`: a Redis Cluster, each key on the master
+    /// that holds its hash slot. `None` otherwise.
+    cluster: Option<Mutex<Vec<SlotRange>>>,
+}
+
+/// Hash slots of a Redis Cluster.
+const CLUSTER_SLOTS: u16 = 16384;
+
+/// A range of hash slots and the master serving it (`CLUSTER NODES`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SlotRange {
+    first: u16,
+    last: u16,
+    addr: String,
+}
+
+/// The hash slot of `key` in a Redis Cluster: CRC-16/XMODEM of the key, or of its hash tag
+/// (what lies between the first `{` and the next `}`, when not empty), modulo 16384.
+fn key_slot(key: &[u8]) -> u16 {
+    let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
+        let rest = &key[open + 1..];
+        let close = rest.iter().position(|&b| b == b'}')?;
+        (close > 0).then(|| &rest[..close])
+    });
+    let mut crc: u16 = 0;
+    for &b in tagged.unwrap_or(key) {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % CLUSTER_SLOTS
+}
+
+/// The masters' slot ranges in a `CLUSTER NODES` answer: per line, the node's `ip:port`
+/// (before any `@cport` or `,hostname`), its flags, and its slots (`a-b` or `a`; slots being
+/// moved, in brackets, are left to the MOVED and ASK redirections).
+fn parse_cluster_nodes(text: &str) -> Vec<SlotRange> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 8 {
+            continue;
+        }
+        let flags: Vec<&str> = f[2].split(',').collect();
+        if !flags.contains(&"master") || flags.iter().any(|x| *x == "fail" || *x == "noaddr") {
+            continue;
+        }
+        let addr = f[1].split(['@', ',']).next().unwrap_or_default();
+        if addr.is_empty() || addr.starts_with(':') {
+            continue;
+        }
+        for slots in &f[8..] {
+            if slots.starts_with('[') {
+                continue;
+            }
+            let (a, b) = slots.split_once('-').unwrap_or((slots, slots));
+            if let (Ok(first), Ok(last)) = (a.parse::<u16>(), b.parse::<u16>())
+                && first <= last
+                && last < CLUSTER_SLOTS
+            {
+                out.push(SlotRange {
+                    first,
+                    last,
+                    addr: addr.to_string(),
+                });
+            }
+        }
+    }
+    out.sort_by_key(|r| r.first);
+    out
+}
+
+/// Where a MOVED or ASK error sends a command: `MOVED <slot> <ip:port>`.
+fn redirection<'a>(error: &'a str, kind: &str) -> Option<&'a str> {
+    let rest = error.strip_prefix(kind)?.strip_prefix(' ')?;
+    rest.split_whitespace().nth(1)
 }
 
 /// How connections to the Redis server are made secure.
@@ -695,10 +781,12 @@ impl Redis {
         Err(errors.join("; "))
     }
 
-    /// A connection to the Redis server: `addr`, or the master the sentinels name; over TLS
-    /// when configured; authenticated and on the configured database.
-    async fn connect(&self) -> Result<RedisConn, String> {
-        let addr = if self.cfg.master_name.is_empty() {
+    /// A connection to `server` (a cluster node), or to the Redis server (`addr`, or the
+    /// master the sentinels name) when it is empty; over TLS when configured.
+    async fn connect(&self, server: &str) -> Result<RedisConn, String> {
+        let addr = if !server.is_empty() {
+            server.to_string()
+        } else if self.cfg.master_name.is_empty() {
             self.cfg.addr.clone()
         } else {
             self.master_addr().await?
@@ -733,12 +821,19 @@ impl Redis {
         Ok(BufStream::new(Box::new(stream)))
     }
 
-    async fn conn(&self) -> Result<RedisConn, String> {
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+    /// An idle connection to `server` ("": the Redis server), or a new one, authenticated
+    /// and on the configured database.
+    async fn conn(&self, server: &str) -> Result<RedisConn, String> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(server)
+            .and_then(Vec::pop);
         if let Some(c) = idle {
             return Ok(c);
         }
-        let mut c = self.connect().await?;
+        let mut c = self.connect(server).await?;
         if !self.cfg.password.is_empty() {
             let mut args: Vec<&[u8]> = vec![b"AUTH"];
             if !self.cfg.username.is_empty() {
@@ -757,53 +852,149 @@ impl Redis {
 
     /// Sends one command and reads its reply; a Redis error reply is an error.
     async fn call(&self, c: &mut RedisConn, args: &[&[u8]], what: &str) -> Result<Reply, String> {
-        self.send(c, args, &format!("Redis {}: {what}", self.cfg.addr))
-            .await
-    }
-
-    /// [`Redis::call`] with `what` naming the command and the server in errors.
-    async fn send(&self, c: &mut RedisConn, args: &[&[u8]], what: &str) -> Result<Reply, String> {
-        let what = what.to_string();
-        within(self.cfg.write_timeout, &what, async {
-            c.write_all(&resp_command(args)).await?;
-            c.flush().await
-        })
-        .await?;
-        match within(self.cfg.read_timeout, &what, read_reply(c)).await? {
+        let what = format!("Redis {}: {what}", self.cfg.addr);
+        match self.send(c, args, &what).await? {
             Reply::Error(e) => Err(format!("{what}: {e}")),
             r => Ok(r),
         }
     }
 
-    fn give_back(&self, c: RedisConn) {
+    /// Sends one command and reads its reply, an error reply included; `what` names the
+    /// command and the server in errors.
+    async fn send(&self, c: &mut RedisConn, args: &[&[u8]], what: &str) -> Result<Reply, String> {
+        within(self.cfg.write_timeout, what, async {
+            c.write_all(&resp_command(args)).await?;
+            c.flush().await
+        })
+        .await?;
+        within(self.cfg.read_timeout, what, read_reply(c)).await
+    }
+
+    fn give_back(&self, server: &str, c: RedisConn) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < 16 {
-            idle.push(c);
+        let list = idle.entry(server.to_string()).or_default();
+        if list.len() < 16 {
+            list.push(c);
         }
     }
 
-    async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, String> {
-        let mut c = self.conn().await?;
-        let key = format!("{}{name}", self.cfg.prefix);
-        match self.call(&mut c, &[b"GET", key.as_bytes()], "GET").await? {
-            Reply::Bulk(v) => {
-                self.give_back(c);
-                Ok(v)
+    /// The cluster's slot map, read from the first node of `addr` that answers
+    /// `CLUSTER NODES`.
+    async fn read_slots(&self) -> Result<Vec<SlotRange>, String> {
+        let mut errors = Vec::new();
+        for node in self.cfg.addr.split(',').map(str::trim) {
+            let asked = async {
+                let mut c = self.conn(node).await?;
+                match self
+                    .call(&mut c, &[b"CLUSTER", b"NODES"], "CLUSTER NODES")
+                    .await?
+                {
+                    Reply::Bulk(Some(text)) => {
+                        self.give_back(node, c);
+                        Ok(parse_cluster_nodes(&String::from_utf8_lossy(&text)))
+                    }
+                    r => Err(format!("Redis {node}: CLUSTER NODES answered {r:?}")),
+                }
+            };
+            match asked.await {
+                Ok(slots) if !slots.is_empty() => return Ok(slots),
+                Ok(_) => errors.push(format!("Redis {node}: no slot is served")),
+                Err(e) => errors.push(e),
             }
+        }
+        Err(errors.join("; "))
+    }
+
+    /// The server a command on `key` goes to: "" (the Redis server) outside a cluster, else
+    /// the master holding the key's slot (the slot map read first when not known).
+    async fn server_of(&self, key: &[u8]) -> Result<String, String> {
+        let Some(map) = &self.cluster else {
+            return Ok(String::new());
+        };
+        let slot = key_slot(key);
+        let find = |m: &[SlotRange]| {
+            m.iter()
+                .find(|r| r.first <= slot && slot <= r.last)
+                .map(|r| r.addr.clone())
+        };
+        if let Some(a) = find(&map.lock().unwrap_or_else(|p| p.into_inner())) {
+            return Ok(a);
+        }
+        let slots = self.read_slots().await?;
+        let found = find(&slots);
+        *map.lock().unwrap_or_else(|p| p.into_inner()) = slots;
+        found.ok_or_else(|| {
+            format!(
+                "Redis Cluster {}: no node serves slot {slot}",
+                self.cfg.addr
+            )
+        })
+    }
+
+    /// Runs a command on `key` where the key lives: in a cluster, a MOVED answer (the slot
+    /// has another master) is followed after the slot map is dropped, and an ASK answer
+    /// (the slot is being moved) by `ASKING` on the node named, at most a few times.
+    async fn run(&self, key: &[u8], args: &[&[u8]], what: &str) -> Result<Reply, String> {
+        let mut server = self.server_of(key).await?;
+        let mut asking = false;
+        for _ in 0..4 {
+            let mut c = self.conn(&server).await?;
+            if asking {
+                self.call(&mut c, &[b"ASKING"], "ASKING").await?;
+            }
+            let label = format!(
+                "Redis {}: {what}",
+                if server.is_empty() {
+                    &self.cfg.addr
+                } else {
+                    &server
+                }
+            );
+            match self.send(&mut c, args, &label).await? {
+                Reply::Error(e) if self.cluster.is_some() => {
+                    if let Some(to) = redirection(&e, "MOVED") {
+                        if let Some(map) = &self.cluster {
+                            map.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                        }
+                        self.give_back(&server, c);
+                        (server, asking) = (to.to_string(), false);
+                    } else if let Some(to) = redirection(&e, "ASK") {
+                        self.give_back(&server, c);
+                        (server, asking) = (to.to_string(), true);
+                    } else {
+                        return Err(format!("{label}: {e}"));
+                    }
+                }
+                Reply::Error(e) => return Err(format!("{label}: {e}")),
+                r => {
+                    self.give_back(&server, c);
+                    return Ok(r);
+                }
+            }
+        }
+        Err(format!(
+            "Redis Cluster {}: {what}: redirected too many times",
+            self.cfg.addr
+        ))
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, String> {
+        let key = format!("{}{name}", self.cfg.prefix);
+        match self
+            .run(key.as_bytes(), &[b"GET", key.as_bytes()], "GET")
+            .await?
+        {
+            Reply::Bulk(v) => Ok(v),
             r => Err(format!("Redis {}: GET answered {r:?}", self.cfg.addr)),
         }
     }
 
     async fn set(&self, name: &str, value: &[u8]) -> Result<(), String> {
-        let mut c = self.conn().await?;
         let key = format!("{}{name}", self.cfg.prefix);
         let exp = expiration_s(self.cfg.expiration).to_string();
         let args: [&[u8]; 5] = [b"SET", key.as_bytes(), value, b"EX", exp.as_bytes()];
-        match self.call(&mut c, &args, "SET").await? {
-            Reply::Status(s) if s == "OK" => {
-                self.give_back(c);
-                Ok(())
-            }
+        match self.run(key.as_bytes(), &args, "SET").await? {
+            Reply::Status(s) if s == "OK" => Ok(()),
             r => Err(format!("Redis {}: SET answered {r:?}", self.cfg.addr)),
         }
     }
@@ -965,5 +1156,50 @@ mod tests {
         assert!(began.elapsed() < Duration::from_secs(2));
         assert_eq!(cache.failures.load(Relaxed), 1);
         assert_eq!(cache.hits.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn cluster_slots_are_redis_s() {
+        // Slots Redis's `CLUSTER KEYSLOT` gives.
+        assert_eq!(key_slot(b"foo"), 12182);
+        assert_eq!(key_slot(b"123456789"), 12739);
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        // An empty tag is no tag (the whole key is hashed); only the first `{` counts.
+        assert_ne!(key_slot(b"foo{}{bar}"), key_slot(b"bar"));
+        assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
+    }
+
+    #[test]
+    fn cluster_nodes_give_the_masters_slot_ranges() {
+        let text = "\
+07c3 127.0.0.1:30004@31004 slave e7d1 0 1426238317239 4 connected
+67ed 127.0.0.1:30002@31002,host-b master - 0 1426238316232 2 connected 5461-10922
+292f 127.0.0.1:30003@31003 master - 0 1426238318243 3 connected 10923-16383 [93->-292f]
+e7d1 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460
+dead 127.0.0.1:30009@31009 master,fail - 0 0 1 disconnected 7
+";
+        let want = [
+            (0, 5460, "127.0.0.1:30001"),
+            (5461, 10922, "127.0.0.1:30002"),
+            (10923, 16383, "127.0.0.1:30003"),
+        ];
+        let got = parse_cluster_nodes(text);
+        assert_eq!(
+            got,
+            want.map(|(first, last, a)| SlotRange {
+                first,
+                last,
+                addr: a.into()
+            })
+        );
+        assert_eq!(
+            redirection("MOVED 3999 127.0.0.1:6381", "MOVED"),
+            Some("127.0.0.1:6381")
+        );
+        assert_eq!(
+            redirection("ASK 3999 10.0.0.1:7000", "ASK"),
+            Some("10.0.0.1:7000")
+        );
+        assert_eq!(redirection("ERR wrong", "MOVED"), None);
     }
 }
