@@ -521,7 +521,9 @@ pub fn read_cache_replies(bytes: &[u8]) -> (Result<Option<Vec<u8>>, String>, Vec
         let mut r = bytes;
         let get = memcached_get_reply(&mut r).await.map_err(|e| e.to_string());
         let mut r = bytes;
-        let mut replies = Vec::new();
+        // The same bytes as a Redis Cluster's `CLUSTER NODES` answer.
+        let slots = parse_cluster_nodes(&String::from_utf8_lossy(bytes));
+        let mut replies = vec![format!("{} slot ranges", slots.len())];
         while !r.is_empty() && replies.len() < 1024 {
             match read_reply(&mut r).await {
                 Ok(reply) => replies.push(format!("{reply:?}")),
@@ -1127,6 +1129,31 @@ mod tests {
         assert_eq!(read_reply(&mut c).await.unwrap(), Reply::Integer(5));
         let mut c = reading(b"$99999999999\r\n").await;
         assert!(read_reply(&mut c).await.is_err());
+        // Arrays of bulk strings (a sentinel's answer), the null array; hostile ones refused.
+        let mut c = reading(b"*2\r\n$9\r\n127.0.0.1\r\n$4\r\n6379\r\n*-1\r\n*1\r\n$-1\r\n").await;
+        assert_eq!(
+            read_reply(&mut c).await.unwrap(),
+            Reply::Array(Some(vec![
+                Some(b"127.0.0.1".to_vec()),
+                Some(b"6379".to_vec())
+            ]))
+        );
+        assert_eq!(read_reply(&mut c).await.unwrap(), Reply::Array(None));
+        assert_eq!(
+            read_reply(&mut c).await.unwrap(),
+            Reply::Array(Some(vec![None]))
+        );
+        for bad in [
+            &b"*99999999\r\n"[..],
+            b"*1\r\n*1\r\n$1\r\na\r\n",
+            b"*1\r\n:5\r\n",
+            b"*2\r\n$1\r\na\r\n",
+            b"*1\r\n$999999\r\nabc\r\n",
+        ] {
+            let leaked: &'static [u8] = Box::leak(bad.to_vec().into_boxed_slice());
+            let mut c = reading(leaked).await;
+            assert!(read_reply(&mut c).await.is_err(), "{bad:?}");
+        }
         // A reply starting with a character of more than one byte (found by fuzzing).
         let mut c = reading("\u{43e}\r\n".as_bytes()).await;
         assert!(read_reply(&mut c).await.is_err());
