@@ -681,6 +681,22 @@ fn resp_command(args: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// The length a bulk or array header gives (`rest`, after its kind), `None` for -1 (null);
+/// more than `max` is refused.
+fn resp_length(rest: &str, line: &str, what: &str, max: usize) -> std::io::Result<Option<usize>> {
+    let n: i64 = rest
+        .parse()
+        .map_err(|_| protocol(format!("a bad {what} length {line:?}")))?;
+    if n < 0 {
+        return Ok(None);
+    }
+    usize::try_from(n)
+        .ok()
+        .filter(|&n| n <= max)
+        .map(Some)
+        .ok_or_else(|| protocol(format!("a {what} too large: {n}")))
+}
+
 async fn read_reply<R: AsyncBufRead + Unpin>(c: &mut R) -> std::io::Result<Reply> {
     let line = read_line(c).await?;
     // The kinds are ASCII; after any other first character the rest is never looked at.
@@ -693,47 +709,25 @@ async fn read_reply<R: AsyncBufRead + Unpin>(c: &mut R) -> std::io::Result<Reply
             .parse()
             .map(Reply::Integer)
             .map_err(|_| protocol(format!("a bad integer reply {line:?}"))),
-        Some(b'$') => {
-            let n: i64 = rest
-                .parse()
-                .map_err(|_| protocol(format!("a bad bulk length {line:?}")))?;
-            if n < 0 {
-                return Ok(Reply::Bulk(None));
-            }
-            let n = usize::try_from(n)
-                .ok()
-                .filter(|&n| n <= MAX_ENTRY)
-                .ok_or_else(|| protocol(format!("a bulk reply too large: {n} bytes")))?;
-            Ok(Reply::Bulk(Some(read_block(c, n).await?)))
-        }
+        Some(b'$') => match resp_length(rest, &line, "bulk reply", MAX_ENTRY)? {
+            None => Ok(Reply::Bulk(None)),
+            Some(n) => Ok(Reply::Bulk(Some(read_block(c, n).await?))),
+        },
         Some(b'*') => {
-            let n: i64 = rest
-                .parse()
-                .map_err(|_| protocol(format!("a bad array length {line:?}")))?;
-            if n < 0 {
+            let Some(n) = resp_length(rest, &line, "array reply", MAX_ARRAY)? else {
                 return Ok(Reply::Array(None));
-            }
-            let n = usize::try_from(n)
-                .ok()
-                .filter(|&n| n <= MAX_ARRAY)
-                .ok_or_else(|| protocol(format!("an array reply too long: {n} elements")))?;
+            };
             let mut items = Vec::with_capacity(n);
             for _ in 0..n {
                 // Element by element, without recursion: only bulk strings are taken.
                 let line = read_line(c).await?;
-                let len: i64 = line
+                let len = line
                     .strip_prefix('$')
-                    .and_then(|l| l.parse().ok())
                     .ok_or_else(|| protocol(format!("an array element {line:?}")))?;
-                if len < 0 {
-                    items.push(None);
-                    continue;
-                }
-                let len = usize::try_from(len)
-                    .ok()
-                    .filter(|&l| l <= MAX_LINE)
-                    .ok_or_else(|| protocol(format!("an array element too large: {len} bytes")))?;
-                items.push(Some(read_block(c, len).await?));
+                items.push(match resp_length(len, &line, "array element", MAX_LINE)? {
+                    None => None,
+                    Some(n) => Some(read_block(c, n).await?),
+                });
             }
             Ok(Reply::Array(Some(items)))
         }
