@@ -337,6 +337,11 @@ fn sidecar_serves_prometheus_and_ships_its_blocks_once() {
         &decoded(&got[0], mint, at),
         &want,
     );
+    assert_eq!(
+        metric(&side, "gauntlet_sidecar_blocks_served"),
+        blocks_in(&data).len() as f64,
+        "every persisted block served"
+    );
     let boundary = (blocks_end - 3600) * 1000;
     let want_boundary: Dump = want
         .iter()

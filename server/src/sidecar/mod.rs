@@ -420,6 +420,12 @@ impl Collector for SidecarCollector {
             "Series calls failed because Prometheus was not reachable.",
             self.state.series_unavailable.load(Relaxed),
         )?;
+        metrics::gauge(
+            e,
+            "gauntlet_sidecar_blocks_served",
+            "Persisted blocks of Prometheus's TSDB directory served, as of the last sync.",
+            self.state.blocks_served.load(Relaxed),
+        )?;
         if let Some(r) = &self.reloader {
             reloader_metrics(e, r)?;
         }

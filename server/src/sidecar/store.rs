@@ -61,6 +61,8 @@ pub struct PromState {
     pub series_requests: AtomicU64,
     /// Series calls refused or failed because Prometheus was unreachable.
     pub series_unavailable: AtomicU64,
+    /// Persisted blocks served, as of the last sync.
+    pub blocks_served: AtomicU64,
 }
 
 impl PromState {
@@ -85,6 +87,7 @@ impl PromState {
             served: tokio::sync::Mutex::new(None),
             series_requests: AtomicU64::new(0),
             series_unavailable: AtomicU64::new(0),
+            blocks_served: AtomicU64::new(0),
         }
     }
 
@@ -162,6 +165,8 @@ impl PromState {
         if let Some(s) = served.as_mut().filter(|s| s.external == external) {
             if s.names != names {
                 sync_blocks(&s.store).await;
+                self.blocks_served
+                    .store(s.store.blocks().len() as u64, Relaxed);
                 s.names = names;
             }
             return Ok(s.store.clone());
@@ -185,6 +190,8 @@ impl PromState {
             .map(Arc::new)
             .map_err(|e| Status::internal(format!("opening the persisted blocks: {e}")))?;
         sync_blocks(&store).await;
+        self.blocks_served
+            .store(store.blocks().len() as u64, Relaxed);
         tracing::info!(blocks = store.blocks().len(), index_dir = %self.index_dir.display(), external_labels = %external, "serving the persisted blocks");
         *served = Some(ServedBlocks {
             external,
@@ -209,12 +216,13 @@ struct ServedBlocks {
 /// before keep being served.
 async fn sync_blocks(store: &BucketStore) {
     match store.sync().await {
-        Ok(r) => tracing::debug!(
+        Ok(r) if r.added + r.dropped > 0 => tracing::info!(
             loaded = r.loaded,
             added = r.added,
             dropped = r.dropped,
             "persisted blocks synced"
         ),
+        Ok(r) => tracing::debug!(loaded = r.loaded, "persisted blocks synced; no change"),
         Err(e) => {
             tracing::warn!(error = %e, "listing the TSDB directory failed; serving the blocks loaded before")
         }
