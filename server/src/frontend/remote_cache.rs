@@ -217,7 +217,7 @@ impl RemoteCache {
                     .then(|| Mutex::new(Vec::new())),
                 cfg,
                 tls,
-                idle: Mutex::new(HashMap::new()),
+                idle: IdlePool::new(16),
             })),
             stores,
         ))
@@ -318,6 +318,40 @@ async fn within<T>(
 
 type Conn = BufStream<TcpStream>;
 
+/// Idle connections by server address, at most `max` kept per server.
+#[derive(Debug)]
+struct IdlePool<C> {
+    by_server: Mutex<HashMap<String, Vec<C>>>,
+    max: usize,
+}
+
+impl<C> IdlePool<C> {
+    fn new(max: usize) -> Self {
+        IdlePool {
+            by_server: Mutex::new(HashMap::new()),
+            max: max.max(1),
+        }
+    }
+
+    /// An idle connection to `server`, if one is kept.
+    fn take(&self, server: &str) -> Option<C> {
+        self.by_server
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(server)
+            .and_then(Vec::pop)
+    }
+
+    /// Keeps `c` for the next call to `server`, unless `max` are kept already.
+    fn give_back(&self, server: &str, c: C) {
+        let mut idle = self.by_server.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.entry(server.to_string()).or_default();
+        if list.len() < self.max {
+            list.push(c);
+        }
+    }
+}
+
 /// A memcached cluster: each key on one server, chosen by a jump consistent hash of the key
 /// over the servers in address order (adding a server moves few keys).
 #[derive(Debug)]
@@ -326,7 +360,7 @@ struct Memcached {
     dns: Option<crate::query::dns::Dns>,
     /// The servers as last resolved, and when.
     servers: tokio::sync::Mutex<(Option<Instant>, Vec<String>)>,
-    idle: Mutex<HashMap<String, Vec<Conn>>>,
+    idle: IdlePool<Conn>,
 }
 
 impl Memcached {
@@ -341,10 +375,10 @@ impl Memcached {
             None
         };
         Ok(Memcached {
+            idle: IdlePool::new(cfg.max_idle_connections),
             cfg,
             dns,
             servers: tokio::sync::Mutex::new((None, Vec::new())),
-            idle: Mutex::new(HashMap::new()),
         })
     }
 
@@ -370,13 +404,7 @@ impl Memcached {
     }
 
     async fn conn(&self, server: &str) -> Result<Conn, String> {
-        let idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(server)
-            .and_then(Vec::pop);
-        match idle {
+        match self.idle.take(server) {
             Some(c) => Ok(c),
             None => within(
                 self.cfg.timeout,
@@ -385,14 +413,6 @@ impl Memcached {
             )
             .await
             .map(BufStream::new),
-        }
-    }
-
-    fn give_back(&self, server: String, c: Conn) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.entry(server).or_default();
-        if list.len() < self.cfg.max_idle_connections.max(1) {
-            list.push(c);
         }
     }
 
@@ -406,7 +426,7 @@ impl Memcached {
             memcached_get_reply(&mut c).await
         })
         .await?;
-        self.give_back(server, c);
+        self.idle.give_back(&server, c);
         Ok(got)
     }
 
@@ -429,7 +449,7 @@ impl Memcached {
             }
         })
         .await?;
-        self.give_back(server, c);
+        self.idle.give_back(&server, c);
         Ok(())
     }
 }
@@ -544,7 +564,7 @@ struct Redis {
     tls: Option<RedisTls>,
     /// Idle connections by server address ("" for the one server, or the master the
     /// sentinels name).
-    idle: Mutex<HashMap<String, Vec<RedisConn>>>,
+    idle: IdlePool<RedisConn>,
     /// With several `addr`s and no `master_name`: a Redis Cluster, each key on the master
     /// that holds its hash slot. `None` otherwise.
     cluster: Option<Mutex<Vec<SlotRange>>>,
@@ -820,13 +840,7 @@ impl Redis {
     /// An idle connection to `server` ("": the Redis server), or a new one, authenticated
     /// and on the configured database.
     async fn conn(&self, server: &str) -> Result<RedisConn, String> {
-        let idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(server)
-            .and_then(Vec::pop);
-        if let Some(c) = idle {
+        if let Some(c) = self.idle.take(server) {
             return Ok(c);
         }
         let mut c = self.connect(server).await?;
@@ -866,14 +880,6 @@ impl Redis {
         within(self.cfg.read_timeout, what, read_reply(c)).await
     }
 
-    fn give_back(&self, server: &str, c: RedisConn) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.entry(server.to_string()).or_default();
-        if list.len() < 16 {
-            list.push(c);
-        }
-    }
-
     /// The cluster's slot map, read from the first node of `addr` that answers
     /// `CLUSTER NODES`.
     async fn read_slots(&self) -> Result<Vec<SlotRange>, String> {
@@ -886,7 +892,7 @@ impl Redis {
                     .await?
                 {
                     Reply::Bulk(Some(text)) => {
-                        self.give_back(node, c);
+                        self.idle.give_back(node, c);
                         Ok(parse_cluster_nodes(&String::from_utf8_lossy(&text)))
                     }
                     r => Err(format!("Redis {node}: CLUSTER NODES answered {r:?}")),
@@ -952,10 +958,10 @@ impl Redis {
                         if let Some(map) = &self.cluster {
                             map.lock().unwrap_or_else(|p| p.into_inner()).clear();
                         }
-                        self.give_back(&server, c);
+                        self.idle.give_back(&server, c);
                         (server, asking) = (to.to_string(), false);
                     } else if let Some(to) = redirection(&e, "ASK") {
-                        self.give_back(&server, c);
+                        self.idle.give_back(&server, c);
                         (server, asking) = (to.to_string(), true);
                     } else {
                         return Err(format!("{label}: {e}"));
@@ -963,7 +969,7 @@ impl Redis {
                 }
                 Reply::Error(e) => return Err(format!("{label}: {e}")),
                 r => {
-                    self.give_back(&server, c);
+                    self.idle.give_back(&server, c);
                     return Ok(r);
                 }
             }

@@ -401,7 +401,8 @@ impl RawSeries for SidecarStore {
         let req = read_series_request(req.into_body()).await?;
         let framing = WireFraming::for_request(req.response_batch_size);
         let Some(plan) = self.plan(req).await? else {
-            return Ok(empty_answer());
+            // No series: the status alone (a trailers-only answer).
+            return Ok(Status::ok("").into_http());
         };
         let mut stream = plan
             .store
@@ -411,16 +412,6 @@ impl RawSeries for SidecarStore {
         stream.add_sorted(plan.head);
         Ok(wire_answer(stream, &self.budget, Hints::Off, plan.held))
     }
-}
-
-/// A Series answer without a series: the status alone.
-fn empty_answer() -> http::Response<Body> {
-    let mut resp = Status::ok("").into_http();
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/grpc"),
-    );
-    resp
 }
 
 type WireStream = std::pin::Pin<
