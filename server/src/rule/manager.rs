@@ -149,8 +149,10 @@ impl Manager {
     /// it recorded, a group that goes gets stale markers. When any file is bad the running
     /// rules stay and `Err` says why.
     pub fn reload(self: &Arc<Self>) -> Result<usize, String> {
-        let res = self.load();
+        // The outcome is held while the groups are swapped: whoever sees the new groups
+        // and then asks for the outcome (the metrics, the status page) sees this reload's.
         let mut st = lock(&self.reload);
+        let res = self.load();
         match &res {
             Ok(n) => {
                 st.ok = true;
