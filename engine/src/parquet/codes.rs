@@ -350,3 +350,194 @@ pub fn decode_hybrid(buf: &[u8], width: u32, n: usize, out: &mut Vec<u32>) -> Re
     }
     Ok(())
 }
+
+/// Values of a flat required byte-array column chunk (a chunk or column-list column) at `rows`
+/// (ascending) of its `total` rows, each a slice of its decompressed page: no value is copied.
+/// Pages holding none of `rows` are skipped unread when `locations` (the offset index) says
+/// where pages are. `None` when the chunk is not one this reads (levels, a dictionary, an
+/// encoding other than plain or delta-length): the caller reads it with the library's
+/// column reader instead.
+pub fn byte_array_rows(
+    path: &str,
+    file: Arc<Ranges>,
+    meta: &ColumnChunkMetaData,
+    total: usize,
+    locations: Option<Vec<PageLocation>>,
+    rows: &[u32],
+) -> Result<Option<Vec<Bytes>>, ParquetError> {
+    let descr = meta.column_descr();
+    if descr.max_def_level() > 0 || descr.max_rep_level() > 0 {
+        return Ok(None);
+    }
+    let fmt = |e| ParquetError::format(path, e);
+    let bad = |what: String| ParquetError::layout(path, format!("{}: {what}", meta.column_path()));
+    let skipping = locations.is_some();
+    let mut pages = SerializedPageReader::new(file, meta, total, locations).map_err(fmt)?;
+    let mut out = Vec::with_capacity(rows.len());
+    let mut vals: Vec<Bytes> = Vec::new();
+    // First row of the next page, and the next wanted row's index in `rows`.
+    let (mut at, mut i) = (0usize, 0usize);
+    while i < rows.len() {
+        let want = rows[i] as usize;
+        if skipping {
+            let Some(pm) = pages.peek_next_page().map_err(fmt)? else {
+                break;
+            };
+            if pm.is_dict {
+                return Ok(None);
+            }
+            let n = pm.num_rows.unwrap_or(0);
+            if n > 0 && at + n <= want {
+                pages.skip_next_page().map_err(fmt)?;
+                at += n;
+                continue;
+            }
+        }
+        let Some(page) = pages.get_next_page().map_err(fmt)? else {
+            break;
+        };
+        let (buf, n, encoding) = match page {
+            Page::DictionaryPage { .. } => return Ok(None),
+            Page::DataPage {
+                buf,
+                num_values,
+                encoding,
+                ..
+            } => (buf, num_values as usize, encoding),
+            Page::DataPageV2 {
+                buf,
+                num_values,
+                encoding,
+                def_levels_byte_len,
+                rep_levels_byte_len,
+                ..
+            } => {
+                let levels = (def_levels_byte_len as usize)
+                    .checked_add(rep_levels_byte_len as usize)
+                    .filter(|&e| e <= buf.len())
+                    .ok_or_else(|| bad("levels run past the page".into()))?;
+                (buf.slice(levels..), num_values as usize, encoding)
+            }
+        };
+        if n > total - at {
+            return Err(bad(format!(
+                "pages hold more than the row group's {total} values"
+            )));
+        }
+        let end = at + n;
+        if want >= end {
+            at = end;
+            continue;
+        }
+        vals.clear();
+        match encoding {
+            Encoding::PLAIN => plain_byte_arrays(&buf, n, &mut vals).map_err(bad)?,
+            Encoding::DELTA_LENGTH_BYTE_ARRAY => {
+                delta_length_byte_arrays(&buf, n, &mut vals).map_err(bad)?;
+            }
+            _ => return Ok(None),
+        }
+        while i < rows.len() && (rows[i] as usize) < end {
+            out.push(vals[rows[i] as usize - at].clone());
+            i += 1;
+        }
+        at = end;
+    }
+    if out.len() != rows.len() {
+        return Err(ParquetError::layout(
+            path,
+            "column ends before its row group",
+        ));
+    }
+    Ok(Some(out))
+}
+
+/// `DELTA_LENGTH_BYTE_ARRAY` values, `n` of them: their lengths delta-coded, then their bytes
+/// one after another.
+fn delta_length_byte_arrays(buf: &Bytes, n: usize, out: &mut Vec<Bytes>) -> Result<(), String> {
+    let mut lengths = Vec::new();
+    let mut at = delta_binary_packed(buf, n, &mut lengths)?;
+    out.reserve(n);
+    for &len in &lengths {
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| at.checked_add(l))
+            .filter(|&e| e <= buf.len())
+            .ok_or("a value runs past the page")?;
+        out.push(buf.slice(at..end));
+        at = end;
+    }
+    Ok(())
+}
+
+/// Decodes a `DELTA_BINARY_PACKED` run of `n` values into `out`; the bytes it took.
+fn delta_binary_packed(buf: &[u8], n: usize, out: &mut Vec<i64>) -> Result<usize, String> {
+    let mut at = 0usize;
+    let mut next = || -> Result<u64, String> {
+        let (v, k) =
+            super::uvarint(buf.get(at..).unwrap_or(&[])).ok_or("truncated delta header")?;
+        at += k;
+        Ok(v)
+    };
+    let block = next()?;
+    let minis = next()?;
+    let total = next()?;
+    let first = super::unzigzag(next()?);
+    if block == 0
+        || block > 1 << 20
+        || block % 128 != 0
+        || minis == 0
+        || block % minis != 0
+        || (block / minis) % 32 != 0
+    {
+        return Err(format!(
+            "delta blocks of {block} values in {minis} miniblocks"
+        ));
+    }
+    if total != n as u64 {
+        return Err(format!("{total} delta-coded values in a page of {n}"));
+    }
+    let (minis, per_mini) = (minis as usize, (block / minis) as usize);
+    let total = n;
+    out.clear();
+    // Room for what the page's bytes can hold at a bit a value; runs of width 0 grow it.
+    out.reserve(total.min(buf.len().saturating_mul(8) + 1));
+    if total == 0 {
+        return Ok(at);
+    }
+    out.push(first);
+    let mut last = first;
+    while out.len() < total {
+        let (min_delta, k) =
+            super::uvarint(buf.get(at..).unwrap_or(&[])).ok_or("truncated delta block")?;
+        at += k;
+        let min_delta = super::unzigzag(min_delta);
+        let widths = buf.get(at..at + minis).ok_or("truncated delta widths")?;
+        at += minis;
+        for &w in widths {
+            if out.len() >= total {
+                break;
+            }
+            let w = usize::from(w);
+            if w > 64 {
+                return Err(format!("delta width {w}"));
+            }
+            let bytes = per_mini * w / 8;
+            let packed = buf.get(at..at + bytes).ok_or("truncated miniblock")?;
+            at += bytes;
+            let take = per_mini.min(total - out.len());
+            for k in 0..take {
+                let bit = k * w;
+                let mut word = [0u8; 16];
+                let from = bit / 8;
+                let avail = (packed.len() - from.min(packed.len())).min(16);
+                word[..avail].copy_from_slice(&packed[from..from + avail]);
+                let v = (u128::from_le_bytes(word) >> (bit % 8)) as u64;
+                let v = if w == 64 { v } else { v & ((1u64 << w) - 1) };
+                last = last.wrapping_add(min_delta).wrapping_add(v as i64);
+                out.push(last);
+            }
+        }
+    }
+    Ok(at)
+}

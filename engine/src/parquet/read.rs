@@ -26,13 +26,15 @@ use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::page_index::offset_index::PageLocation;
 use parquet::file::serialized_reader::SerializedPageReader;
 
-use super::codes::{CodedColumn, NULL, Ranges, SKIPPED, chunk_range, decode_label_column};
+use super::codes::{
+    CodedColumn, NULL, Ranges, SKIPPED, byte_array_rows, chunk_range, decode_label_column,
+};
 use super::{
     COL_INDEXES_COLUMN, DATA_COL_DURATION_KEY, DATA_COLUMN_PREFIX, LABEL_COLUMN_PREFIX, MAX_T_KEY,
     MIN_T_KEY, ParquetError, chunks_file, decode_chunks, decode_col_indexes, guarded, labels_file,
 };
 use crate::bucket::Bucket;
-use crate::labels::{Label, Labels, MatchType, Matcher};
+use crate::labels::{Label, Labels, METRIC_NAME, MatchType, Matcher};
 use crate::store::RawChunk;
 
 /// Most rows a row group may claim: 64 times the usual million, and a bound on what a file
@@ -256,7 +258,7 @@ impl ParquetShard {
             return Ok(out);
         }
         for rg in 0..self.labels.meta.num_row_groups() {
-            self.select_row_group(bucket, rg, matchers, mint, maxt, skip_chunks, &mut out)
+            self.select_row_group(bucket, rg, matchers, (mint, maxt), skip_chunks, &mut out)
                 .await?;
         }
         Ok(out)
@@ -555,37 +557,35 @@ impl ParquetShard {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn select_row_group(
+    /// The rows of row group `rg` every matcher keeps, with what their labels are read from
+    /// (their column lists and the label columns those name); `None` when none is kept.
+    pub async fn kept_rows(
         &self,
         bucket: &Bucket,
         rg: usize,
         matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-        skip_chunks: bool,
-        out: &mut Vec<ParquetSeries>,
-    ) -> Result<(), ParquetError> {
+    ) -> Result<Option<KeptRows>, ParquetError> {
         let Some((rows, mut coded)) = self.matching_rows(bucket, rg, matchers, &[]).await? else {
-            return Ok(());
+            return Ok(None);
         };
         if rows.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         // Which label columns each kept row uses.
         let lists = self
             .read_rows(bucket, &self.labels, rg, self.col_indexes, &rows)
             .await?;
-        let mut per_row: Vec<Vec<u32>> = Vec::with_capacity(rows.len());
+        let mut cols = Vec::with_capacity(rows.len() * 4);
+        let mut col_ends = Vec::with_capacity(rows.len());
+        let mut one = Vec::new();
         let mut needed = Vec::new();
         for (k, l) in lists.iter().enumerate() {
-            let mut cols = Vec::new();
-            decode_col_indexes(l, &mut cols).map_err(|what| ParquetError::Chunks {
+            decode_col_indexes(l, &mut one).map_err(|what| ParquetError::Chunks {
                 path: self.labels.path.clone(),
                 row: u64::from(rows[k]),
                 what,
             })?;
-            for &c in &cols {
+            for &c in &one {
                 if self.col_label.get(c as usize).is_none_or(Option::is_none) {
                     return Err(ParquetError::Chunks {
                         path: self.labels.path.clone(),
@@ -595,7 +595,8 @@ impl ParquetShard {
                 }
                 needed.push(c as usize);
             }
-            per_row.push(cols);
+            cols.extend_from_slice(&one);
+            col_ends.push(cols.len() as u32);
         }
         needed.sort_unstable();
         needed.dedup();
@@ -603,57 +604,328 @@ impl ParquetShard {
         let total = self.labels.meta.row_group(rg).num_rows().max(0) as usize;
         let spans = row_spans(&rows);
         coded.extend(self.read_coded(bucket, rg, &needed, total, &spans).await?);
+        let mut kept = KeptRows {
+            rg,
+            rows,
+            cols,
+            col_ends,
+            coded,
+        };
+        kept.make_utf8();
+        Ok(Some(kept))
+    }
 
+    /// Whether series served with external labels `ext` attached and labels `removed` taken
+    /// off keep the order of the rows. The rows sort by metric name, then by label set, which
+    /// is label-set order unless a label name sorts before `__name__`. Taking a label off, or
+    /// setting one a row may already have, can move a series anywhere. Adding a label keeps
+    /// the order when it lands at the same place in every row: when every label column
+    /// sorting before it has a value in every row (by the row groups' null counts).
+    pub fn serves_in_row_order(&self, ext: &Labels, removed: &[String]) -> bool {
+        if self.label_cols.keys().any(|n| n.as_str() < METRIC_NAME) {
+            return false;
+        }
+        if removed.iter().any(|r| self.label_cols.contains_key(r)) {
+            return false;
+        }
+        let always_set =
+            |col: usize| {
+                self.labels.meta.row_groups().iter().all(|rg| {
+                    rg.column(col).statistics().and_then(|s| s.null_count_opt()) == Some(0)
+                })
+            };
+        ext.iter()
+            .filter(|l| !removed.iter().any(|r| *r == l.name))
+            .all(|l| {
+                !self.label_cols.contains_key(l.name.as_str())
+                    && self
+                        .label_cols
+                        .iter()
+                        .take_while(|(n, _)| n.as_str() < l.name.as_str())
+                        .all(|(_, &c)| always_set(c))
+            })
+    }
+
+    /// Row groups in the shard.
+    pub fn num_row_groups(&self) -> usize {
+        self.labels.meta.num_row_groups()
+    }
+
+    /// Rows in row group `rg`.
+    pub fn row_group_rows(&self, rg: usize) -> usize {
+        self.labels.meta.row_group(rg).num_rows().max(0) as usize
+    }
+
+    /// The chunks file's columns whose stretch of time overlaps `[mint, maxt]`, in time order.
+    pub fn chunk_columns(&self, mint: i64, maxt: i64) -> Vec<usize> {
+        let mut out = Vec::new();
+        for (n, &col) in self.data_cols.iter().enumerate() {
+            let lo = self
+                .min_time
+                .saturating_add((n as i64).saturating_mul(self.col_duration_ms));
+            let hi = lo.saturating_add(self.col_duration_ms);
+            if hi > mint && lo <= maxt {
+                out.push(col);
+            }
+        }
+        out
+    }
+
+    /// Compressed bytes a row of row group `rg` takes in chunk columns `cols`, on average.
+    pub fn chunk_bytes_per_row(&self, rg: usize, cols: &[usize]) -> u64 {
+        let rows = self.chunks.meta.row_group(rg).num_rows().max(1) as u64;
+        cols.iter()
+            .map(|&c| self.chunks.column(rg, c).compressed_size().max(0) as u64)
+            .sum::<u64>()
+            / rows
+    }
+
+    /// The first row of each page of chunk column `col` in row group `rg`, when the offset
+    /// index says.
+    pub fn chunk_page_starts(&self, rg: usize, col: usize) -> Option<Vec<usize>> {
+        let locs = self.chunks.page_locations(rg, col)?;
+        Some(
+            locs.iter()
+                .map(|l| l.first_row_index.max(0) as usize)
+                .collect(),
+        )
+    }
+
+    /// Reads the pages of chunk column `col` of row group `rg` holding `rows` (ascending), in
+    /// coalesced ranged reads.
+    pub async fn fetch_chunk_pages(
+        &self,
+        bucket: &Bucket,
+        rg: usize,
+        col: usize,
+        rows: &[u32],
+    ) -> Result<ChunkPages, ParquetError> {
+        let total = self.chunks.meta.row_group(rg).num_rows().max(0) as usize;
+        let locations = self.chunks.page_locations(rg, col);
+        let ranges = match &locations {
+            Some(locs) => pages_for_rows(locs, rows, total),
+            None => vec![chunk_range(self.chunks.column(rg, col))],
+        };
+        let file = Arc::new(self.fetch(bucket, &self.chunks, &ranges).await?);
+        Ok(ChunkPages { file, locations })
+    }
+
+    /// The values of chunk column `col` of row group `rg` at `rows` (ascending), from `pages`
+    /// (fetched for rows including these): slices of the decompressed pages where the
+    /// column is plain or delta-length coded, copies otherwise.
+    pub fn chunk_values(
+        &self,
+        rg: usize,
+        col: usize,
+        pages: &ChunkPages,
+        rows: &[u32],
+    ) -> Result<Vec<Bytes>, ParquetError> {
+        let f = &self.chunks;
+        let meta = f.column(rg, col);
+        let total = f.meta.row_group(rg).num_rows().max(0) as usize;
+        guarded(&f.path, || {
+            match byte_array_rows(
+                &f.path,
+                pages.file.clone(),
+                meta,
+                total,
+                pages.locations.clone(),
+                rows,
+            )? {
+                Some(v) => Ok(v),
+                None => decode_rows(
+                    f,
+                    meta,
+                    pages.file.clone(),
+                    total,
+                    pages.locations.clone(),
+                    rows,
+                ),
+            }
+        })
+    }
+
+    /// [`ParquetShard::chunk_values`] through the library's column reader only (values
+    /// copied), for comparing the two readers.
+    #[cfg(test)]
+    pub(crate) fn chunk_values_copied(
+        &self,
+        rg: usize,
+        col: usize,
+        pages: &ChunkPages,
+        rows: &[u32],
+    ) -> Result<Vec<Bytes>, ParquetError> {
+        let f = &self.chunks;
+        let total = f.meta.row_group(rg).num_rows().max(0) as usize;
+        decode_rows(
+            f,
+            f.column(rg, col),
+            pages.file.clone(),
+            total,
+            pages.locations.clone(),
+            rows,
+        )
+    }
+
+    /// Whether chunk column `col` of row group `rg` is one the zero-copy reader reads.
+    #[cfg(test)]
+    pub(crate) fn chunk_values_direct(
+        &self,
+        rg: usize,
+        col: usize,
+        pages: &ChunkPages,
+        rows: &[u32],
+    ) -> Result<Option<Vec<Bytes>>, ParquetError> {
+        let f = &self.chunks;
+        let total = f.meta.row_group(rg).num_rows().max(0) as usize;
+        byte_array_rows(
+            &f.path,
+            pages.file.clone(),
+            f.column(rg, col),
+            total,
+            pages.locations.clone(),
+            rows,
+        )
+    }
+
+    /// The chunks file's path in the bucket.
+    pub fn chunks_path(&self) -> &str {
+        &self.chunks.path
+    }
+
+    async fn select_row_group(
+        &self,
+        bucket: &Bucket,
+        rg: usize,
+        matchers: &[Matcher],
+        (mint, maxt): (i64, i64),
+        skip_chunks: bool,
+        out: &mut Vec<ParquetSeries>,
+    ) -> Result<(), ParquetError> {
+        let Some(kept) = self.kept_rows(bucket, rg, matchers).await? else {
+            return Ok(());
+        };
         // Chunk columns overlapping the range, read for the kept rows.
         let mut chunk_vals: Vec<Vec<Bytes>> = Vec::new();
         if !skip_chunks {
-            for (n, &col) in self.data_cols.iter().enumerate() {
-                let lo = self
-                    .min_time
-                    .saturating_add((n as i64).saturating_mul(self.col_duration_ms));
-                let hi = lo.saturating_add(self.col_duration_ms);
-                if hi <= mint || lo > maxt {
-                    continue;
-                }
-                chunk_vals.push(self.read_rows(bucket, &self.chunks, rg, col, &rows).await?);
+            for col in self.chunk_columns(mint, maxt) {
+                let pages = self.fetch_chunk_pages(bucket, rg, col, &kept.rows).await?;
+                chunk_vals.push(self.chunk_values(rg, col, &pages, &kept.rows)?);
             }
         }
-        for (k, cols) in per_row.iter().enumerate() {
-            let mut labels = Vec::with_capacity(cols.len());
-            for &c in cols {
-                let Some(name) = &self.col_label[c as usize] else {
-                    continue;
-                };
-                let coded = &coded[&(c as usize)];
-                let code = coded.codes[rows[k] as usize];
-                if code == NULL || code == SKIPPED {
-                    continue;
-                }
-                labels.push(Label::from_bytes(
-                    name.as_bytes(),
-                    &coded.dict[code as usize],
-                ));
-            }
-            labels.sort_by(|a, b| a.name.cmp(&b.name));
-            let mut chunks = Vec::new();
+        let mut chunks = Vec::new();
+        for k in 0..kept.rows.len() {
+            chunks.clear();
             for vals in &chunk_vals {
-                let found =
-                    decode_chunks(&vals[k], mint, maxt).map_err(|what| ParquetError::Chunks {
-                        path: self.chunks.path.clone(),
-                        row: u64::from(rows[k]),
-                        what,
-                    })?;
-                chunks.extend(found);
+                self.row_chunks(&vals[k], kept.rows[k], mint, maxt, &mut chunks)?;
             }
             if !skip_chunks && chunks.is_empty() {
                 continue;
             }
             out.push(ParquetSeries {
-                labels: Labels::from_sorted(labels),
-                chunks,
+                labels: kept.labels(self, k),
+                chunks: chunks.clone(),
             });
         }
         Ok(())
+    }
+
+    /// Appends the chunks of chunk column value `value` (of row `row`) overlapping
+    /// `[mint, maxt]` to `out`.
+    pub fn row_chunks(
+        &self,
+        value: &Bytes,
+        row: u32,
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<RawChunk>,
+    ) -> Result<(), ParquetError> {
+        let found = decode_chunks(value, mint, maxt).map_err(|what| ParquetError::Chunks {
+            path: self.chunks.path.clone(),
+            row: u64::from(row),
+            what,
+        })?;
+        out.extend(found);
+        Ok(())
+    }
+}
+
+/// The pages of a chunk column fetched for some rows, and where its pages lie.
+#[derive(Debug, Clone)]
+pub struct ChunkPages {
+    file: Arc<Ranges>,
+    locations: Option<Vec<PageLocation>>,
+}
+
+/// The rows of one row group a select keeps, and what their labels are read from. Their
+/// chunks are read apart ([`ParquetShard::fetch_chunk_pages`], [`ParquetShard::chunk_values`]),
+/// so that a large selection can be cut into stripes read in parallel.
+#[derive(Debug)]
+pub struct KeptRows {
+    /// The row group.
+    pub rg: usize,
+    /// The kept rows, ascending.
+    pub rows: Vec<u32>,
+    /// The label columns of every kept row, one after another.
+    cols: Vec<u32>,
+    /// Where each kept row's label columns end in `cols`.
+    col_ends: Vec<u32>,
+    coded: HashMap<usize, CodedColumn>,
+}
+
+impl KeptRows {
+    /// The stored labels of kept row `k` (the `k`th of `rows`) as name and value bytes,
+    /// sorted by name, into `out` (cleared first). Values are valid UTF-8: a select replaces
+    /// what is not, as the labels of [`KeptRows::labels`] would.
+    pub fn label_pairs<'a>(
+        &'a self,
+        shard: &'a ParquetShard,
+        k: usize,
+        out: &mut Vec<(&'a [u8], &'a [u8])>,
+    ) {
+        out.clear();
+        let from = k.checked_sub(1).map_or(0, |p| self.col_ends[p] as usize);
+        let row = self.rows[k] as usize;
+        for &c in &self.cols[from..self.col_ends[k] as usize] {
+            let (Some(Some(name)), Some(coded)) = (
+                shard.col_label.get(c as usize),
+                self.coded.get(&(c as usize)),
+            ) else {
+                continue;
+            };
+            let code = coded.codes[row];
+            if code == NULL || code == SKIPPED {
+                continue;
+            }
+            out.push((name.as_bytes(), &coded.dict[code as usize]));
+        }
+        if !out.is_sorted_by(|a, b| a.0 <= b.0) {
+            out.sort_by(|a, b| a.0.cmp(b.0));
+        }
+    }
+
+    /// The stored labels of kept row `k` (the `k`th of `rows`), sorted by name.
+    pub fn labels(&self, shard: &ParquetShard, k: usize) -> Labels {
+        let mut pairs = Vec::new();
+        self.label_pairs(shard, k, &mut pairs);
+        Labels::from_sorted(
+            pairs
+                .into_iter()
+                .map(|(n, v)| Label::from_bytes(n, v))
+                .collect(),
+        )
+    }
+
+    /// Replaces dictionary values that are not UTF-8 with their lossy reading, once per
+    /// distinct value rather than once per row.
+    fn make_utf8(&mut self) {
+        for c in self.coded.values_mut() {
+            for v in &mut c.dict {
+                if std::str::from_utf8(v).is_err() {
+                    *v = Bytes::from(String::from_utf8_lossy(v).into_owned());
+                }
+            }
+        }
     }
 }
 

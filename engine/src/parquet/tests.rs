@@ -157,6 +157,47 @@ fn selections() -> Vec<Vec<Matcher>> {
 }
 
 #[test]
+fn chunk_values_are_read_without_copies_as_the_column_reader_reads_them() {
+    let dir = &fixture("prometheus-compacted-200series-10h")[0];
+    let block = Block::open(dir).unwrap();
+    let (lo, hi) = (block.meta().min_time, block.meta().max_time);
+    for opts in [
+        ConvertOptions::default(),
+        ConvertOptions {
+            row_group_rows: 37,
+            page_rows: Some(3),
+            col_duration_ms: 3_600_000,
+            ..ConvertOptions::default()
+        },
+    ] {
+        let (_dir, b, shards) = convert(&block, &opts);
+        rt().block_on(async {
+            for s in &shards {
+                for rg in 0..s.num_row_groups() {
+                    let n = s.row_group_rows(rg) as u32;
+                    // Every row, every third row, and a few rows far apart.
+                    let every: Vec<u32> = (0..n).collect();
+                    let third: Vec<u32> = every.iter().copied().step_by(3).collect();
+                    let few: Vec<u32> = every.iter().copied().filter(|r| r % 11 == 5).collect();
+                    for rows in [every, third, few] {
+                        for col in s.chunk_columns(lo, hi) {
+                            let pages = s.fetch_chunk_pages(&b, rg, col, &rows).await.unwrap();
+                            let direct = s.chunk_values_direct(rg, col, &pages, &rows).unwrap();
+                            let copied = s.chunk_values_copied(rg, col, &pages, &rows).unwrap();
+                            assert_eq!(
+                                direct.as_ref(),
+                                Some(&copied),
+                                "{opts:?} rg {rg} col {col}"
+                            );
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+#[test]
 fn converted_blocks_answer_as_the_tsdb_blocks() {
     for name in [
         "promtool-200series-2h",

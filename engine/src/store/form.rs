@@ -210,6 +210,11 @@ pub trait StreamBatch: Sized + Send + std::fmt::Debug + 'static {
     fn push_merged(&mut self, parts: &[(&Self, usize)]) -> Result<(), StoreError>;
     /// Appends a series given whole: its labels (sorted by name) and chunks (in time order).
     fn push_owned(&mut self, labels: &[(&[u8], &[u8])], chunks: &[RawChunk]);
+    /// Makes room for about `bytes` more of series given whole, so that a batch filled with
+    /// [`StreamBatch::push_owned`] is not grown step by step.
+    fn reserve_owned(&mut self, bytes: usize) {
+        let _ = bytes;
+    }
 
     /// Starts writing a batch a producer read (see [`ReadBatch`]).
     #[doc(hidden)]
@@ -536,6 +541,10 @@ impl StreamBatch for WireBatch {
 
     fn push_owned(&mut self, labels: &[(&[u8], &[u8])], chunks: &[RawChunk]) {
         self.push_series(labels, chunks);
+    }
+
+    fn reserve_owned(&mut self, bytes: usize) {
+        self.reserve(bytes);
     }
 
     fn start_read(&mut self, w: &mut WireWriter, read: &ReadBatch<'_>, bytes_hint: usize) {

@@ -364,7 +364,7 @@ pub struct BucketStore {
     bucket: Bucket,
     data_dir: PathBuf,
     opts: StoreOptions,
-    cores: ShardSet<StoreCore>,
+    cores: Arc<ShardSet<StoreCore>>,
     cache_stats: Vec<Arc<CacheStats>>,
     chunk_cache_stats: Vec<Arc<CacheStats>>,
     blocks: RwLock<Vec<Arc<BucketBlock>>>,
@@ -415,7 +415,7 @@ impl BucketStore {
         Ok(BucketStore {
             bucket,
             data_dir: data_dir.to_path_buf(),
-            cores,
+            cores: Arc::new(cores),
             cache_stats,
             chunk_cache_stats,
             opts,

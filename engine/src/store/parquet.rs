@@ -7,16 +7,22 @@
 //! replica labels, and are sorted by label set before they join the stream (the files sort
 //! by metric name first); it is held whole, bounded by the series limit.
 
+use std::ops::Range;
 use std::sync::Arc;
 
+use bytes::Bytes;
+use futures::StreamExt;
+
+use super::core::StoreCore;
 use super::form::StreamBatch;
 use super::read::PartResult;
 use super::series::SeriesQuery;
 use super::{BucketStore, StoreError};
 use crate::block::BlockMeta;
 use crate::labels::{Labels, external_matchers};
-use crate::parquet::read::{ParquetSeries, ParquetShard};
+use crate::parquet::read::{ChunkPages, KeptRows, ParquetShard};
 use crate::parquet::{ParquetError, labels_file};
+use crate::shard::ShardSet;
 
 /// Which blocks the store reads from their Parquet shards (`--store.parquet`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -73,54 +79,25 @@ impl ParquetBlock {
         self.shards.iter().map(ParquetShard::num_rows).sum()
     }
 
-    /// The series of `q` this block serves, as served (external labels attached, replica
-    /// labels removed, the shard's part only), sorted by label set; refused past `limit`
-    /// series (0 = none).
-    pub(super) async fn select(
-        &self,
-        bucket: &crate::bucket::Bucket,
-        q: &SeriesQuery,
-        limit: u64,
-    ) -> Result<Vec<ParquetSeries>, StoreError> {
-        let Some(matchers) = external_matchers(&self.ext_labels, &q.matchers) else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::new();
-        for s in &self.shards {
-            let found = s
-                .select(bucket, &matchers, q.min_time, q.max_time, q.skip_chunks)
-                .await?;
-            for mut series in found {
-                if !self.ext_labels.is_empty() {
-                    series.labels = series.labels.with_external(&self.ext_labels);
-                }
-                if !q.without_replica_labels.is_empty() {
-                    let kept = series
-                        .labels
-                        .iter()
-                        .filter(|l| !q.without_replica_labels.iter().any(|w| *w == l.name))
-                        .cloned()
-                        .collect();
-                    series.labels = Labels::from_sorted(kept);
-                }
-                if q.shard
-                    .as_ref()
-                    .is_some_and(|sh| !sh.matches(&series.labels))
-                {
-                    continue;
-                }
-                out.push(series);
-                if limit > 0 && out.len() as u64 > limit {
-                    return Err(StoreError::LimitExceeded {
-                        limit: "series",
-                        value: out.len() as u64,
-                        max: limit,
-                    });
-                }
-            }
+    /// `labels` as served for `q` (external labels attached, replica labels removed), or
+    /// `None` when they are outside the request's shard.
+    fn served(&self, labels: Labels, q: &SeriesQuery) -> Option<Labels> {
+        let mut labels = labels;
+        if !self.ext_labels.is_empty() {
+            labels = labels.with_external(&self.ext_labels);
         }
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(out)
+        if !q.without_replica_labels.is_empty() {
+            let kept = labels
+                .iter()
+                .filter(|l| !q.without_replica_labels.iter().any(|w| *w == l.name))
+                .cloned()
+                .collect();
+            labels = Labels::from_sorted(kept);
+        }
+        if q.shard.as_ref().is_some_and(|sh| !sh.matches(&labels)) {
+            return None;
+        }
+        Some(labels)
     }
 }
 
@@ -194,42 +171,292 @@ impl BucketStore {
     }
 }
 
-/// Reads a Parquet block's part of a Series answer and sends it in batches of about
-/// `batch_bytes`, the last one marked; stops when the reader goes away.
-pub(super) async fn produce_parquet<B: StreamBatch>(
-    store_bucket: crate::bucket::Bucket,
+/// Compressed chunk bytes a shard's producer holds fetched at once, at most (one page more
+/// where a page is larger). Tests use a small window, so that several are read.
+const WINDOW_BYTES: u64 = if cfg!(test) { 4 << 10 } else { 64 << 20 };
+/// Rows a stripe holds at least, however large its series.
+const MIN_STRIPE_ROWS: usize = 256;
+/// Rows a stripe holds at most in tests, so that small blocks are cut into several.
+const TEST_STRIPE_ROWS: usize = 7;
+/// Bytes of answer a stripe makes, about: a few MiB, so that its buffer comes from and goes
+/// back to the store's pool of frame buffers, and the cores take turns often.
+const STRIPE_BYTES: usize = 4 << 20;
+/// Bytes a series takes in an answer beside its chunks' bytes and labels, about.
+const SERIES_OVERHEAD: usize = 48;
+
+/// What a shard's producer hands each stripe's decoding.
+struct ShardRead<B: StreamBatch> {
     block: Arc<ParquetBlock>,
+    shard: usize,
+    q: SeriesQuery,
+    form: B::Form,
+}
+
+/// Reads shard `shard` of a Parquet block's part of a Series answer and sends it in batches of
+/// about `batch_bytes`, the last one marked; stops when the reader goes away.
+///
+/// A row group's kept rows are cut into stripes of about a batch each, along the pages of
+/// its chunk column; their pages are fetched a window of stripes at a time, and the stripes
+/// are decoded into batches on the store's cores, as many at once as there are cores, and
+/// sent in row order. Rows whose served labels keep the files' order are sent as read (see
+/// [`ParquetShard::serves_in_row_order`]); otherwise the shard's selection is read whole and
+/// sorted first.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn produce_parquet<B: StreamBatch>(
+    bucket: crate::bucket::Bucket,
+    cores: Arc<ShardSet<StoreCore>>,
+    block: Arc<ParquetBlock>,
+    shard: usize,
     q: SeriesQuery,
     limit: u64,
     batch_bytes: usize,
     form: B::Form,
     tx: flume::Sender<PartResult<B>>,
 ) {
-    let series = match block.select(&store_bucket, &q, limit).await {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = tx.send_async(Err(e)).await;
-            return;
-        }
+    let read = Arc::new(ShardRead::<B> {
+        block,
+        shard,
+        q,
+        form,
+    });
+    if let Err(e) = produce_shard(&bucket, &cores, &read, limit, batch_bytes, &tx).await {
+        let _ = tx.send_async(Err(e)).await;
+    }
+}
+
+async fn produce_shard<B: StreamBatch>(
+    bucket: &crate::bucket::Bucket,
+    cores: &Arc<ShardSet<StoreCore>>,
+    read: &Arc<ShardRead<B>>,
+    limit: u64,
+    batch_bytes: usize,
+    tx: &flume::Sender<PartResult<B>>,
+) -> Result<(), StoreError> {
+    let (block, q) = (&read.block, &read.q);
+    let shard = &block.shards[read.shard];
+    let Some(matchers) = external_matchers(&block.ext_labels, &q.matchers) else {
+        let _ = tx.send_async(Ok((B::empty(&read.form), true))).await;
+        return Ok(());
     };
-    let mut batch = B::empty(&form);
-    let mut pairs: Vec<(&[u8], &[u8])> = Vec::new();
-    for s in &series {
-        pairs.clear();
-        pairs.extend(
-            s.labels
-                .iter()
-                .map(|l| (l.name.as_bytes(), l.value.as_bytes())),
-        );
-        batch.push_owned(&pairs, &s.chunks);
-        if batch.bytes() >= batch_bytes {
-            let full = std::mem::replace(&mut batch, B::empty(&form));
-            if tx.send_async(Ok((full, false))).await.is_err() {
-                return;
+    let whole = !shard.serves_in_row_order(&block.ext_labels, &q.without_replica_labels);
+    let mut held: Vec<B> = Vec::new();
+    let mut series = 0u64;
+    let in_range = q.max_time >= shard.min_time && q.min_time <= shard.max_time;
+    let row_groups = if in_range { shard.num_row_groups() } else { 0 };
+    for rg in 0..row_groups {
+        let Some(kept) = shard.kept_rows(bucket, rg, &matchers).await? else {
+            continue;
+        };
+        let kept = Arc::new(kept);
+        let cols: Arc<Vec<usize>> = Arc::new(if q.skip_chunks {
+            Vec::new()
+        } else {
+            shard.chunk_columns(q.min_time, q.max_time)
+        });
+        let per_row = shard.chunk_bytes_per_row(rg, &cols) + 128;
+        let target = if cfg!(test) {
+            TEST_STRIPE_ROWS
+        } else {
+            ((STRIPE_BYTES.min(batch_bytes) as u64 / per_row) as usize).max(MIN_STRIPE_ROWS)
+        };
+        let starts = cols.first().and_then(|&c| shard.chunk_page_starts(rg, c));
+        let stripes = cut_stripes(&kept.rows, starts.as_deref(), target);
+        let mut w = 0;
+        while w < stripes.len() {
+            // A window of stripes whose pages are fetched together.
+            let mut end = w + 1;
+            let mut bytes = stripes[w].len() as u64 * per_row;
+            while end < stripes.len() && bytes + stripes[end].len() as u64 * per_row <= WINDOW_BYTES
+            {
+                bytes += stripes[end].len() as u64 * per_row;
+                end += 1;
             }
+            let rows = &kept.rows[stripes[w].start..stripes[end - 1].end];
+            let pages = Arc::new(
+                futures::future::try_join_all(
+                    cols.iter()
+                        .map(|&c| shard.fetch_chunk_pages(bucket, rg, c, rows)),
+                )
+                .await?,
+            );
+            let jobs = stripes[w..end]
+                .iter()
+                .cloned()
+                .enumerate()
+                .map(|(j, range)| {
+                    let (read, kept, cols, pages) =
+                        (read.clone(), kept.clone(), cols.clone(), pages.clone());
+                    cores.call(read.shard + j, move |_| async move {
+                        stripe_batch(&read, &kept, range, &cols, &pages)
+                    })
+                });
+            let mut done = futures::stream::iter(jobs).buffered(cores.cores());
+            while let Some(r) = done.next().await {
+                let batch = r.map_err(|_| StoreError::Stopped)??;
+                series += batch.len() as u64;
+                if limit > 0 && series > limit {
+                    return Err(StoreError::LimitExceeded {
+                        limit: "series",
+                        value: series,
+                        max: limit,
+                    });
+                }
+                if whole {
+                    held.push(batch);
+                } else if !batch.is_empty() && tx.send_async(Ok((batch, false))).await.is_err() {
+                    return Ok(());
+                }
+            }
+            w = end;
         }
     }
-    let _ = tx.send_async(Ok((batch, true))).await;
+    if whole {
+        let mut all = B::empty(&read.form);
+        for b in &held {
+            for i in 0..b.len() {
+                all.copy_series(b, i);
+            }
+        }
+        drop(held);
+        let all = all.sorted();
+        let mut batch = B::empty(&read.form);
+        for i in 0..all.len() {
+            batch.copy_series(&all, i);
+            if batch.bytes() >= batch_bytes {
+                let full = std::mem::replace(&mut batch, B::empty(&read.form));
+                if tx.send_async(Ok((full, false))).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        let _ = tx.send_async(Ok((batch, true))).await;
+    } else {
+        let _ = tx.send_async(Ok((B::empty(&read.form), true))).await;
+    }
+    Ok(())
+}
+
+/// Decodes one stripe (`range` of the kept rows) into a batch: its chunk values from `pages`,
+/// the chunks of each row overlapping the request, its labels as served.
+fn stripe_batch<B: StreamBatch>(
+    read: &ShardRead<B>,
+    kept: &KeptRows,
+    range: Range<usize>,
+    cols: &[usize],
+    pages: &[ChunkPages],
+) -> Result<B, StoreError> {
+    let (block, q) = (&read.block, &read.q);
+    let shard = &block.shards[read.shard];
+    let rows = &kept.rows[range.clone()];
+    let vals = cols
+        .iter()
+        .zip(pages)
+        .map(|(&c, p)| shard.chunk_values(kept.rg, c, p, rows))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut batch = B::empty(&read.form);
+    let ext: Vec<(&[u8], &[u8])> = block
+        .ext_labels
+        .iter()
+        .map(|l| (l.name.as_bytes(), l.value.as_bytes()))
+        .collect();
+    let (mut stored, mut pairs) = (Vec::new(), Vec::new());
+    // Room for the batch at once: the values' bytes, and every series' labels as long as the
+    // first one's.
+    if !rows.is_empty() {
+        kept.label_pairs(shard, range.start, &mut stored);
+        served_pairs(&stored, &ext, &q.without_replica_labels, &mut pairs);
+        let label_bytes: usize = pairs.iter().map(|(n, v)| n.len() + v.len() + 6).sum();
+        let value_bytes: usize = vals.iter().flatten().map(Bytes::len).sum();
+        batch.reserve_owned(value_bytes + rows.len() * (label_bytes + SERIES_OVERHEAD));
+    }
+    let mut chunks = Vec::new();
+    for (k, &row) in rows.iter().enumerate() {
+        chunks.clear();
+        for v in &vals {
+            shard.row_chunks(&v[k], row, q.min_time, q.max_time, &mut chunks)?;
+        }
+        if !q.skip_chunks && chunks.is_empty() {
+            continue;
+        }
+        if q.shard.is_some() {
+            // The shard's hash is of the served label set.
+            let Some(labels) = block.served(kept.labels(shard, range.start + k), q) else {
+                continue;
+            };
+            let served: Vec<(&[u8], &[u8])> = labels
+                .iter()
+                .map(|l| (l.name.as_bytes(), l.value.as_bytes()))
+                .collect();
+            batch.push_owned(&served, &chunks);
+            continue;
+        }
+        kept.label_pairs(shard, range.start + k, &mut stored);
+        served_pairs(&stored, &ext, &q.without_replica_labels, &mut pairs);
+        batch.push_owned(&pairs, &chunks);
+    }
+    Ok(batch)
+}
+
+/// The served labels of a series whose stored labels are `stored` (sorted by name): the
+/// external labels `ext` (sorted) set, over a stored label of the same name, and the labels
+/// named in `removed` taken off, into `out`.
+fn served_pairs<'a>(
+    stored: &[(&'a [u8], &'a [u8])],
+    ext: &[(&'a [u8], &'a [u8])],
+    removed: &[String],
+    out: &mut Vec<(&'a [u8], &'a [u8])>,
+) {
+    out.clear();
+    let (mut i, mut j) = (0, 0);
+    while i < stored.len() || j < ext.len() {
+        let next = match (stored.get(i), ext.get(j)) {
+            (Some(s), Some(e)) => match s.0.cmp(e.0) {
+                std::cmp::Ordering::Less => {
+                    i += 1;
+                    *s
+                }
+                std::cmp::Ordering::Equal => {
+                    i += 1;
+                    j += 1;
+                    *e
+                }
+                std::cmp::Ordering::Greater => {
+                    j += 1;
+                    *e
+                }
+            },
+            (Some(s), None) => {
+                i += 1;
+                *s
+            }
+            (None, Some(e)) => {
+                j += 1;
+                *e
+            }
+            (None, None) => break,
+        };
+        if !removed.iter().any(|r| r.as_bytes() == next.0) {
+            out.push(next);
+        }
+    }
+}
+
+/// Cuts the kept rows into stripes of about `target` rows, each ending where a page of the
+/// chunk column starts (`starts`: each page's first row), so that no page is decoded twice.
+fn cut_stripes(rows: &[u32], starts: Option<&[usize]>, target: usize) -> Vec<Range<usize>> {
+    let page = |r: u32| starts.map_or(0, |s| s.partition_point(|&f| f <= r as usize));
+    let mut out = Vec::new();
+    let mut begin = 0;
+    for k in 1..rows.len() {
+        if k - begin >= target && (starts.is_none() || page(rows[k]) != page(rows[k - 1])) {
+            out.push(begin..k);
+            begin = k;
+        }
+    }
+    if begin < rows.len() {
+        out.push(begin..rows.len());
+    }
+    out
 }
 
 impl From<ParquetError> for StoreError {
@@ -238,5 +465,53 @@ impl From<ParquetError> for StoreError {
             ParquetError::Bucket(b) => StoreError::Bucket(b),
             other => StoreError::Parquet(Box::new(other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{cut_stripes, served_pairs};
+
+    #[test]
+    fn served_labels_take_external_labels_over_stored_and_lose_removed_ones() {
+        let stored: Vec<(&[u8], &[u8])> = vec![
+            (b"__name__", b"m"),
+            (b"cluster", b"mine"),
+            (b"i", b"1"),
+            (b"replica", b"a"),
+        ];
+        let ext: Vec<(&[u8], &[u8])> = vec![(b"cluster", b"eu"), (b"zone", b"z")];
+        let mut out = Vec::new();
+        served_pairs(&stored, &ext, &["replica".to_string()], &mut out);
+        let want: Vec<(&[u8], &[u8])> = vec![
+            (b"__name__", b"m"),
+            (b"cluster", b"eu"),
+            (b"i", b"1"),
+            (b"zone", b"z"),
+        ];
+        assert_eq!(out, want);
+        served_pairs(&stored, &[], &[], &mut out);
+        assert_eq!(out, stored);
+    }
+
+    #[test]
+    fn stripes_end_where_pages_start() {
+        let rows: Vec<u32> = (0..20).collect();
+        // Without page bounds: every `target` rows.
+        assert_eq!(cut_stripes(&rows, None, 8), vec![0..8, 8..16, 16..20]);
+        // Pages of 5 rows: a stripe runs on to the end of the page it fills in.
+        let starts = [0, 5, 10, 15];
+        assert_eq!(cut_stripes(&rows, Some(&starts), 6), vec![0..10, 10..20]);
+        assert_eq!(
+            cut_stripes(&rows, Some(&starts), 1),
+            vec![0..5, 5..10, 10..15, 15..20]
+        );
+        // Kept rows with gaps: pages without kept rows are passed over.
+        let kept = [1, 2, 11, 12, 13, 19];
+        assert_eq!(cut_stripes(&kept, Some(&starts), 2), vec![0..2, 2..5, 5..6]);
+        assert_eq!(
+            cut_stripes(&[], Some(&starts), 2),
+            Vec::<std::ops::Range<usize>>::new()
+        );
     }
 }

@@ -243,30 +243,34 @@ impl BucketStore {
                 pending: None,
             });
         }
-        // Parquet blocks: one producer each, sending its selection sorted by label set.
+        // Parquet blocks: one producer per shard, sending its rows in label-set order.
         for b in self.select_parquet(q) {
             stream.queried_blocks.push(b.id().to_string());
-            let (tx, rx) = flume::bounded(CHANNEL_BATCHES);
-            self.runtime.spawn(super::parquet::produce_parquet(
-                self.bucket.clone(),
-                b.clone(),
-                q.clone(),
-                self.opts.limits.series,
-                batch_bytes,
-                stream.form.clone(),
-                tx,
-            ));
-            stream.sources.push(Source {
-                rxs: vec![rx],
-                stripes: 1,
-                stripe: 0,
-                batch: B::empty(&stream.form),
-                pos: 0,
-                block: b.id().to_string(),
-                reorder: false,
-                held: B::empty(&stream.form),
-                pending: None,
-            });
+            for shard in 0..b.shards.len() {
+                let (tx, rx) = flume::bounded(CHANNEL_BATCHES);
+                self.runtime.spawn(super::parquet::produce_parquet(
+                    self.bucket.clone(),
+                    self.cores.clone(),
+                    b.clone(),
+                    shard,
+                    q.clone(),
+                    self.opts.limits.series,
+                    batch_bytes,
+                    stream.form.clone(),
+                    tx,
+                ));
+                stream.sources.push(Source {
+                    rxs: vec![rx],
+                    stripes: 1,
+                    stripe: 0,
+                    batch: B::empty(&stream.form),
+                    pos: 0,
+                    block: b.id().to_string(),
+                    reorder: false,
+                    held: B::empty(&stream.form),
+                    pending: None,
+                });
+            }
         }
         Ok(stream)
     }
