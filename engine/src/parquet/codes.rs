@@ -28,8 +28,22 @@ pub const SKIPPED: u32 = u32::MAX - 1;
 pub struct CodedColumn {
     /// The distinct values (more than one entry may hold the same value after a plain page).
     pub dict: Vec<Bytes>,
-    /// Per row of the row group: an index into `dict`, or [`NULL`].
-    pub codes: Vec<u32>,
+    /// Per row from `base` on: an index into `dict`, [`NULL`] or [`SKIPPED`]; rows before
+    /// `base` or past the end were not read (pages holding no wanted row).
+    codes: Vec<u32>,
+    base: usize,
+}
+
+impl CodedColumn {
+    /// The code of row `row` of the row group: an index into `dict`, [`NULL`], or
+    /// [`SKIPPED`] when its page was not read.
+    #[inline]
+    pub fn code(&self, row: usize) -> u32 {
+        row.checked_sub(self.base)
+            .and_then(|i| self.codes.get(i))
+            .copied()
+            .unwrap_or(SKIPPED)
+    }
 }
 
 /// Byte ranges of one file held in memory, read by absolute file offset: what a page reader
@@ -129,7 +143,11 @@ pub fn decode_label_column(
         dict: Vec::new(),
         // The row count is the file's word: room grows with what the pages really hold.
         codes: Vec::with_capacity(rows.min(1 << 16)),
+        base: 0,
     };
+    // Rows passed so far, decoded or skipped; past the last wanted row, reading stops.
+    let mut at = 0usize;
+    let last_wanted = wanted.last().map(|w| w.end);
     // Codes of the current dictionary start here in `out.dict`.
     let mut dict_base: u32 = 0;
     let mut dict_len: u32 = 0;
@@ -141,11 +159,18 @@ pub fn decode_label_column(
                 break;
             };
             if !pm.is_dict {
-                let at = out.codes.len();
+                if last_wanted.is_some_and(|end| at >= end) {
+                    return Ok(out);
+                }
                 let n = pm.num_rows.unwrap_or(0).min(rows - at);
                 if n > 0 && !wanted.iter().any(|w| w.start < at + n && at < w.end) {
                     pages.skip_next_page().map_err(fmt)?;
-                    out.codes.extend(std::iter::repeat_n(SKIPPED, n));
+                    if out.codes.is_empty() {
+                        out.base = at + n;
+                    } else {
+                        out.codes.extend(std::iter::repeat_n(SKIPPED, n));
+                    }
+                    at += n;
                     continue;
                 }
             }
@@ -154,7 +179,7 @@ pub fn decode_label_column(
             break;
         };
         // A page's value count is checked against the rows left before anything is decoded.
-        let left = rows - out.codes.len();
+        let left = rows - at;
         let room = |n: u32| {
             if n as usize > left {
                 Err(bad(format!(
@@ -267,12 +292,10 @@ pub fn decode_label_column(
         } else {
             out.codes.extend_from_slice(&values);
         }
+        at = out.base + out.codes.len();
     }
-    if out.codes.len() != rows {
-        return Err(bad(format!(
-            "{} values for a row group of {rows} rows",
-            out.codes.len()
-        )));
+    if at != rows {
+        return Err(bad(format!("{at} values for a row group of {rows} rows")));
     }
     Ok(out)
 }

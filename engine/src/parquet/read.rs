@@ -285,8 +285,8 @@ impl ParquetShard {
             };
             let mut used = vec![false; c.dict.len()];
             for r in rows {
-                let code = c.codes[r as usize];
-                if code != NULL {
+                let code = c.code(r as usize);
+                if code != NULL && code != SKIPPED {
                     used[code as usize] = true;
                 }
             }
@@ -327,41 +327,27 @@ impl ParquetShard {
         if cand.is_empty() {
             return Ok(Some((Vec::new(), HashMap::new())));
         }
-        let narrowed = !covers_all(&cand, rows);
         let coded = self.read_coded(bucket, rg, &cols, rows, &cand).await?;
-        let mut keep: Option<Vec<bool>> = narrowed.then(|| {
-            let mut k = vec![false; rows];
-            for r in &cand {
-                k[r.clone()].fill(true);
-            }
-            k
-        });
+        // The candidate rows, kept while every matcher accepts their code.
+        let mut rows: Vec<u32> = cand
+            .iter()
+            .flat_map(|r| r.start as u32..r.end as u32)
+            .collect();
         for m in matchers {
             let Some(c) = self.label_cols.get(&m.name).and_then(|c| coded.get(c)) else {
                 continue;
             };
             let hits: Vec<bool> = c.dict.iter().map(|v| matches_bytes(m, v)).collect();
             let null_hit = m.matches("");
-            let k = keep.get_or_insert_with(|| vec![true; rows]);
-            for (keep_row, &code) in k.iter_mut().zip(&c.codes) {
-                if *keep_row {
-                    *keep_row = match code {
-                        NULL => null_hit,
-                        SKIPPED => false,
-                        c => hits[c as usize],
-                    };
-                }
+            rows.retain(|&r| match c.code(r as usize) {
+                NULL => null_hit,
+                SKIPPED => false,
+                code => hits[code as usize],
+            });
+            if rows.is_empty() {
+                break;
             }
         }
-        let rows: Vec<u32> = match keep {
-            Some(k) => k
-                .iter()
-                .enumerate()
-                .filter(|(_, k)| **k)
-                .map(|(i, _)| i as u32)
-                .collect(),
-            None => (0..rows as u32).collect(),
-        };
         Ok(Some((rows, coded)))
     }
 
@@ -893,7 +879,7 @@ impl KeptRows {
             ) else {
                 continue;
             };
-            let code = coded.codes[row];
+            let code = coded.code(row);
             if code == NULL || code == SKIPPED {
                 continue;
             }

@@ -173,7 +173,7 @@ impl BucketStore {
 
 /// Compressed chunk bytes a shard's producer holds fetched at once, at most (one page more
 /// where a page is larger). Tests use a small window, so that several are read.
-const WINDOW_BYTES: u64 = if cfg!(test) { 4 << 10 } else { 64 << 20 };
+const WINDOW_BYTES: u64 = if cfg!(test) { 4 << 10 } else { 16 << 20 };
 /// Rows a stripe holds at least, however large its series.
 const MIN_STRIPE_ROWS: usize = 256;
 /// Rows a stripe holds at most in tests, so that small blocks are cut into several.
@@ -261,25 +261,29 @@ async fn produce_shard<B: StreamBatch>(
         };
         let starts = cols.first().and_then(|&c| shard.chunk_page_starts(rg, c));
         let stripes = cut_stripes(&kept.rows, starts.as_deref(), target);
-        let mut w = 0;
-        while w < stripes.len() {
-            // A window of stripes whose pages are fetched together.
-            let mut end = w + 1;
-            let mut bytes = stripes[w].len() as u64 * per_row;
-            while end < stripes.len() && bytes + stripes[end].len() as u64 * per_row <= WINDOW_BYTES
-            {
-                bytes += stripes[end].len() as u64 * per_row;
-                end += 1;
-            }
-            let rows = &kept.rows[stripes[w].start..stripes[end - 1].end];
-            let pages = Arc::new(
+        let windows = windows_of(&stripes, per_row);
+        let fetch = |win: &Range<usize>| {
+            let rows = kept.rows[stripes[win.start].start..stripes[win.end - 1].end].to_vec();
+            let (bucket, block, cols, si) =
+                (bucket.clone(), read.block.clone(), cols.clone(), read.shard);
+            Prefetch(tokio::spawn(async move {
+                let shard = &block.shards[si];
                 futures::future::try_join_all(
                     cols.iter()
-                        .map(|&c| shard.fetch_chunk_pages(bucket, rg, c, rows)),
+                        .map(|&c| shard.fetch_chunk_pages(&bucket, rg, c, &rows)),
                 )
-                .await?,
-            );
-            let jobs = stripes[w..end]
+                .await
+            }))
+        };
+        // The next window's pages are read while this one's stripes are decoded.
+        let mut next = windows.first().map(fetch);
+        for (wi, win) in windows.iter().enumerate() {
+            let Some(mut this) = next.take() else {
+                break;
+            };
+            let pages = Arc::new((&mut this.0).await.map_err(|_| StoreError::Stopped)??);
+            next = windows.get(wi + 1).map(fetch);
+            let jobs = stripes[win.clone()]
                 .iter()
                 .cloned()
                 .enumerate()
@@ -307,7 +311,6 @@ async fn produce_shard<B: StreamBatch>(
                     return Ok(());
                 }
             }
-            w = end;
         }
     }
     if whole {
@@ -334,6 +337,34 @@ async fn produce_shard<B: StreamBatch>(
         let _ = tx.send_async(Ok((B::empty(&read.form), true))).await;
     }
     Ok(())
+}
+
+/// A window's page reads, running on the runtime; stopped when dropped unfinished (the
+/// producer returned early).
+struct Prefetch(tokio::task::JoinHandle<Result<Vec<ChunkPages>, crate::parquet::ParquetError>>);
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Groups stripes into windows (ranges of stripe indexes) of at most [`WINDOW_BYTES`] of
+/// chunk pages each (estimated at `per_row` bytes a row; a stripe larger than that alone).
+fn windows_of(stripes: &[Range<usize>], per_row: u64) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut w = 0;
+    while w < stripes.len() {
+        let mut end = w + 1;
+        let mut bytes = stripes[w].len() as u64 * per_row;
+        while end < stripes.len() && bytes + stripes[end].len() as u64 * per_row <= WINDOW_BYTES {
+            bytes += stripes[end].len() as u64 * per_row;
+            end += 1;
+        }
+        out.push(w..end);
+        w = end;
+    }
+    out
 }
 
 /// Decodes one stripe (`range` of the kept rows) into a batch: its chunk values from `pages`,
