@@ -171,9 +171,11 @@ impl BucketStore {
     }
 }
 
-/// Compressed chunk bytes a shard's producer holds fetched at once, at most (one page more
-/// where a page is larger). Tests use a small window, so that several are read.
-const WINDOW_BYTES: u64 = if cfg!(test) { 4 << 10 } else { 16 << 20 };
+/// Compressed chunk bytes a window of stripes fetches at once, at most (one page more where a
+/// page is larger); a producer holds two windows, the one decoded and the next. Large, so that
+/// a scan makes few requests to object storage. Tests use a small window, so that several are
+/// read.
+const WINDOW_BYTES: u64 = if cfg!(test) { 4 << 10 } else { 64 << 20 };
 /// Rows a stripe holds at least, however large its series.
 const MIN_STRIPE_ROWS: usize = 256;
 /// Rows a stripe holds at most in tests, so that small blocks are cut into several.
