@@ -240,16 +240,28 @@ async fn produce_shard<B: StreamBatch>(
         let _ = tx.send_async(Ok((B::empty(&read.form), true))).await;
         return Ok(());
     };
-    let whole = !shard.serves_in_row_order(&block.ext_labels, &q.without_replica_labels);
-    let mut held: Vec<B> = Vec::new();
-    let mut series = 0u64;
     let in_range = q.max_time >= shard.min_time && q.min_time <= shard.max_time;
     let row_groups = if in_range { shard.num_row_groups() } else { 0 };
+    // When the files' columns cannot promise the served order, every row group's kept rows
+    // are read first and their served labels checked, before any chunk is read.
+    let mut first_read: Vec<Option<Arc<KeptRows>>> = Vec::new();
+    let mut whole = false;
+    if !shard.serves_in_row_order(&block.ext_labels, &q.without_replica_labels) {
+        for rg in 0..row_groups {
+            first_read.push(shard.kept_rows(bucket, rg, &matchers).await?.map(Arc::new));
+        }
+        whole = !served_in_order(block, shard, first_read.iter().flatten(), q);
+    }
+    let mut held: Vec<B> = Vec::new();
+    let mut series = 0u64;
     for rg in 0..row_groups {
-        let Some(kept) = shard.kept_rows(bucket, rg, &matchers).await? else {
+        let kept = match first_read.get_mut(rg) {
+            Some(k) => k.take(),
+            None => shard.kept_rows(bucket, rg, &matchers).await?.map(Arc::new),
+        };
+        let Some(kept) = kept else {
             continue;
         };
-        let kept = Arc::new(kept);
         let cols: Arc<Vec<usize>> = Arc::new(if q.skip_chunks {
             Vec::new()
         } else {
@@ -428,6 +440,34 @@ fn stripe_batch<B: StreamBatch>(
         batch.push_owned(&pairs, &chunks);
     }
     Ok(batch)
+}
+
+/// Whether the served labels of the kept rows `kepts` (in row order) are in label-set order.
+fn served_in_order<'a>(
+    block: &ParquetBlock,
+    shard: &ParquetShard,
+    kepts: impl Iterator<Item = &'a Arc<KeptRows>>,
+    q: &SeriesQuery,
+) -> bool {
+    let ext: Vec<(&[u8], &[u8])> = block
+        .ext_labels
+        .iter()
+        .map(|l| (l.name.as_bytes(), l.value.as_bytes()))
+        .collect();
+    let (mut stored, mut prev, mut cur) = (Vec::new(), Vec::new(), Vec::new());
+    let mut first = true;
+    for kept in kepts {
+        for k in 0..kept.rows.len() {
+            kept.label_pairs(shard, k, &mut stored);
+            served_pairs(&stored, &ext, &q.without_replica_labels, &mut cur);
+            if !first && cur < prev {
+                return false;
+            }
+            first = false;
+            std::mem::swap(&mut prev, &mut cur);
+        }
+    }
+    true
 }
 
 /// The served labels of a series whose stored labels are `stored` (sorted by name): the
