@@ -706,34 +706,15 @@ impl ParquetShard {
         pages: &ChunkPages,
         rows: &[u32],
     ) -> Result<Vec<Bytes>, ParquetError> {
-        let f = &self.chunks;
-        let meta = f.column(rg, col);
-        let total = f.meta.row_group(rg).num_rows().max(0) as usize;
-        guarded(&f.path, || {
-            match byte_array_rows(
-                &f.path,
-                pages.file.clone(),
-                meta,
-                total,
-                pages.locations.clone(),
-                rows,
-            )? {
+        guarded(&self.chunks.path, || {
+            match self.chunk_values_direct(rg, col, pages, rows)? {
                 Some(v) => Ok(v),
-                None => decode_rows(
-                    f,
-                    meta,
-                    pages.file.clone(),
-                    total,
-                    pages.locations.clone(),
-                    rows,
-                ),
+                None => self.chunk_values_copied(rg, col, pages, rows),
             }
         })
     }
 
-    /// [`ParquetShard::chunk_values`] through the library's column reader only (values
-    /// copied), for comparing the two readers.
-    #[cfg(test)]
+    /// [`ParquetShard::chunk_values`] through the library's column reader (values copied).
     pub(crate) fn chunk_values_copied(
         &self,
         rg: usize,
@@ -753,8 +734,8 @@ impl ParquetShard {
         )
     }
 
-    /// Whether chunk column `col` of row group `rg` is one the zero-copy reader reads.
-    #[cfg(test)]
+    /// [`ParquetShard::chunk_values`] sliced out of the pages; `None` where the column is
+    /// not one this reads (see [`byte_array_rows`]).
     pub(crate) fn chunk_values_direct(
         &self,
         rg: usize,
