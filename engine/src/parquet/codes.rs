@@ -564,3 +564,91 @@ fn delta_binary_packed(buf: &[u8], n: usize, out: &mut Vec<i64>) -> Result<usize
     }
     Ok(at)
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::{delta_binary_packed, delta_length_byte_arrays};
+
+    fn uvarint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    /// A `DELTA_BINARY_PACKED` run: one block of 128 values in 4 miniblocks, deltas of
+    /// `width` bits.
+    fn packed(first: i64, min_delta: i64, width: u8, deltas: &[u64]) -> Vec<u8> {
+        let mut b = Vec::new();
+        uvarint(&mut b, 128);
+        uvarint(&mut b, 4);
+        uvarint(&mut b, deltas.len() as u64 + 1);
+        uvarint(&mut b, ((first << 1) ^ (first >> 63)) as u64);
+        if !deltas.is_empty() {
+            uvarint(&mut b, ((min_delta << 1) ^ (min_delta >> 63)) as u64);
+            b.extend_from_slice(&[width; 4]);
+            let used = deltas.len().div_ceil(32);
+            let mut bits = vec![0u8; used * 32 * usize::from(width) / 8];
+            for (k, &d) in deltas.iter().enumerate() {
+                for i in 0..usize::from(width) {
+                    if i < 64 && d >> i & 1 == 1 {
+                        let bit = k * usize::from(width) + i;
+                        bits[bit / 8] |= 1 << (bit % 8);
+                    }
+                }
+            }
+            b.extend_from_slice(&bits);
+        }
+        b
+    }
+
+    #[test]
+    fn delta_coded_values_decode_and_lying_headers_are_refused() {
+        // 1 + 40 values: lengths 5, then 5 + (2 + d) for d = k % 7, over two miniblocks.
+        let deltas: Vec<u64> = (0..40).map(|k| k % 7).collect();
+        let run = packed(5, 2, 3, &deltas);
+        let mut want = vec![5i64];
+        for d in &deltas {
+            want.push(want.last().unwrap() + 2 + *d as i64);
+        }
+        let mut out = Vec::new();
+        assert_eq!(delta_binary_packed(&run, 41, &mut out), Ok(run.len()));
+        assert_eq!(out, want);
+        // One value: the header alone.
+        let one = packed(-3, 0, 0, &[]);
+        assert_eq!(delta_binary_packed(&one, 1, &mut out), Ok(one.len()));
+        assert_eq!(out, vec![-3]);
+
+        // A count other than the page's, a truncated miniblock, widths past 64, a block size
+        // not a multiple of 128, and a header cut short are each an error.
+        assert!(delta_binary_packed(&run, 40, &mut out).is_err());
+        assert!(delta_binary_packed(&run[..run.len() - 1], 41, &mut out).is_err());
+        let wide = packed(0, 0, 65, &[1]);
+        assert!(delta_binary_packed(&wide, 2, &mut out).is_err());
+        let mut odd = Vec::new();
+        for v in [100, 4, 2, 0] {
+            uvarint(&mut odd, v);
+        }
+        assert!(delta_binary_packed(&odd, 2, &mut out).is_err());
+        assert!(delta_binary_packed(&run[..2], 41, &mut out).is_err());
+
+        // Delta-length values: the lengths, then the bytes; a negative length or one past
+        // the page is refused.
+        let mut page = packed(2, 1, 1, &[0]);
+        page.extend_from_slice(b"abxyz");
+        let mut vals = Vec::new();
+        delta_length_byte_arrays(&Bytes::from(page.clone()), 2, &mut vals).unwrap();
+        assert_eq!(
+            vals,
+            vec![Bytes::from_static(b"ab"), Bytes::from_static(b"xyz")]
+        );
+        page.pop();
+        assert!(delta_length_byte_arrays(&Bytes::from(page), 2, &mut vals).is_err());
+        let mut negative = packed(-1, 0, 0, &[]);
+        negative.extend_from_slice(b"a");
+        assert!(delta_length_byte_arrays(&Bytes::from(negative), 1, &mut vals).is_err());
+    }
+}
