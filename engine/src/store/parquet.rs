@@ -19,7 +19,7 @@ use super::read::PartResult;
 use super::series::SeriesQuery;
 use super::{BucketStore, StoreError};
 use crate::block::BlockMeta;
-use crate::labels::{Labels, external_matchers};
+use crate::labels::{Label, Labels, external_matchers};
 use crate::parquet::read::{ChunkPages, KeptRows, ParquetShard};
 use crate::parquet::{ParquetError, labels_file};
 use crate::shard::ShardSet;
@@ -77,27 +77,6 @@ impl ParquetBlock {
     /// Rows over all shards.
     pub fn num_series(&self) -> u64 {
         self.shards.iter().map(ParquetShard::num_rows).sum()
-    }
-
-    /// `labels` as served for `q` (external labels attached, replica labels removed), or
-    /// `None` when they are outside the request's shard.
-    fn served(&self, labels: Labels, q: &SeriesQuery) -> Option<Labels> {
-        let mut labels = labels;
-        if !self.ext_labels.is_empty() {
-            labels = labels.with_external(&self.ext_labels);
-        }
-        if !q.without_replica_labels.is_empty() {
-            let kept = labels
-                .iter()
-                .filter(|l| !q.without_replica_labels.iter().any(|w| *w == l.name))
-                .cloned()
-                .collect();
-            labels = Labels::from_sorted(kept);
-        }
-        if q.shard.as_ref().is_some_and(|sh| !sh.matches(&labels)) {
-            return None;
-        }
-        Some(labels)
     }
 }
 
@@ -423,20 +402,16 @@ fn stripe_batch<B: StreamBatch>(
         if !q.skip_chunks && chunks.is_empty() {
             continue;
         }
-        if q.shard.is_some() {
-            // The shard's hash is of the served label set.
-            let Some(labels) = block.served(kept.labels(shard, range.start + k), q) else {
-                continue;
-            };
-            let served: Vec<(&[u8], &[u8])> = labels
-                .iter()
-                .map(|l| (l.name.as_bytes(), l.value.as_bytes()))
-                .collect();
-            batch.push_owned(&served, &chunks);
-            continue;
-        }
         kept.label_pairs(shard, range.start + k, &mut stored);
         served_pairs(&stored, &ext, &q.without_replica_labels, &mut pairs);
+        if let Some(sh) = &q.shard {
+            // The shard's hash is of the served label set.
+            let labels =
+                Labels::from_sorted(pairs.iter().map(|(n, v)| Label::from_bytes(n, v)).collect());
+            if !sh.matches(&labels) {
+                continue;
+            }
+        }
         batch.push_owned(&pairs, &chunks);
     }
     Ok(batch)

@@ -201,7 +201,19 @@ async fn external_labels_landing_apart_keep_answers_equal_to_the_tsdb_form() {
     reference.sync().await.unwrap();
     store.sync().await.unwrap();
     assert_eq!(store.parquet_blocks().len(), 2);
-    for q in queries() {
+    // Vertical shards hash the served label set, external labels included.
+    let sharded = (0..3).flat_map(|index| {
+        [true, false].map(|by| SeriesQuery {
+            shard: Some(ShardInfo {
+                index,
+                total: 3,
+                by,
+                labels: vec!["i".into(), "tenant".into()],
+            }),
+            ..queries()[0].clone()
+        })
+    });
+    for q in queries().into_iter().chain(sharded) {
         let want = decoded(&reference, &q).await;
         assert_eq!(decoded(&store, &q).await, want, "{q:?}");
         assert_eq!(wire(&store, &q).await, want, "wire {q:?}");
