@@ -6,6 +6,7 @@
 //! (its dictionary grew too large) appends its values to the dictionary, so every row still
 //! has a code.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
@@ -23,26 +24,112 @@ pub const NULL: u32 = u32::MAX;
 /// The code of a row whose page was not read (no wanted row in it).
 pub const SKIPPED: u32 = u32::MAX - 1;
 
-/// A label column chunk decoded into codes.
+/// A label column chunk decoded into codes, for the rows a read asked for.
 #[derive(Debug, Default, Clone)]
 pub struct CodedColumn {
     /// The distinct values (more than one entry may hold the same value after a plain page).
     pub dict: Vec<Bytes>,
-    /// Per row from `base` on: an index into `dict`, [`NULL`] or [`SKIPPED`]; rows before
-    /// `base` or past the end were not read (pages holding no wanted row).
+    /// Runs of decoded rows, ascending: the first row of each and where its codes start in
+    /// `codes`; a run ends where the next one's codes start.
+    spans: Vec<(usize, usize)>,
+    /// Per decoded row: an index into `dict` or [`NULL`].
     codes: Vec<u32>,
-    base: usize,
 }
 
 impl CodedColumn {
     /// The code of row `row` of the row group: an index into `dict`, [`NULL`], or
-    /// [`SKIPPED`] when its page was not read.
+    /// [`SKIPPED`] when the row was not decoded.
     #[inline]
     pub fn code(&self, row: usize) -> u32 {
-        row.checked_sub(self.base)
-            .and_then(|i| self.codes.get(i))
-            .copied()
-            .unwrap_or(SKIPPED)
+        let i = self.spans.partition_point(|s| s.0 <= row);
+        let Some(&(first, at)) = i.checked_sub(1).and_then(|i| self.spans.get(i)) else {
+            return SKIPPED;
+        };
+        let end = self.spans.get(i).map_or(self.codes.len(), |s| s.1);
+        let k = at + (row - first);
+        if k < end { self.codes[k] } else { SKIPPED }
+    }
+
+    /// Appends codes for rows from `row` on (past every row decoded so far).
+    fn push(&mut self, row: usize, codes: impl ExactSizeIterator<Item = u32>) {
+        let joins = self
+            .spans
+            .last()
+            .is_some_and(|&(first, at)| first + (self.codes.len() - at) == row);
+        if !joins {
+            self.spans.push((row, self.codes.len()));
+        }
+        self.codes.extend(codes);
+    }
+}
+
+/// What a walk over a label column's codes hands its rows to.
+trait CodeSink {
+    /// The dictionary grew: `dict` is all of it so far.
+    fn grew(&mut self, dict: &[Bytes]);
+    /// Rows `row..row + len` all hold `code` (an index into the dictionary or [`NULL`]).
+    fn repeat(&mut self, row: usize, len: usize, code: u32);
+    /// Rows from `row` on hold `codes`, one each.
+    fn values(&mut self, row: usize, codes: &[u32]);
+}
+
+impl CodeSink for CodedColumn {
+    fn grew(&mut self, _: &[Bytes]) {}
+
+    fn repeat(&mut self, row: usize, len: usize, code: u32) {
+        self.push(row, std::iter::repeat_n(code, len));
+    }
+
+    fn values(&mut self, row: usize, codes: &[u32]) {
+        self.push(row, codes.iter().copied());
+    }
+}
+
+/// A matcher's verdict per dictionary value, turned into the rows it keeps.
+struct MatchSink<'a> {
+    accepts: &'a dyn Fn(&[u8]) -> bool,
+    hits: Vec<bool>,
+    null_hit: bool,
+    kept: Vec<Range<usize>>,
+}
+
+impl MatchSink<'_> {
+    fn keep(&mut self, row: usize, len: usize) {
+        match self.kept.last_mut() {
+            Some(last) if last.end == row => last.end = row + len,
+            _ => self.kept.push(row..row + len),
+        }
+    }
+
+    #[inline]
+    fn hit(&self, code: u32) -> bool {
+        if code == NULL {
+            self.null_hit
+        } else {
+            self.hits[code as usize]
+        }
+    }
+}
+
+impl CodeSink for MatchSink<'_> {
+    fn grew(&mut self, dict: &[Bytes]) {
+        let accepts = self.accepts;
+        let from = self.hits.len();
+        self.hits.extend(dict[from..].iter().map(|v| accepts(v)));
+    }
+
+    fn repeat(&mut self, row: usize, len: usize, code: u32) {
+        if self.hit(code) {
+            self.keep(row, len);
+        }
+    }
+
+    fn values(&mut self, row: usize, codes: &[u32]) {
+        for (i, &c) in codes.iter().enumerate() {
+            if self.hit(c) {
+                self.keep(row + i, 1);
+            }
+        }
     }
 }
 
@@ -114,17 +201,65 @@ pub fn chunk_range(c: &ColumnChunkMetaData) -> std::ops::Range<u64> {
     start..start + len
 }
 
-/// Decodes a label column chunk (an optional byte array column, at most one level) of
-/// `rows` rows into codes. With `pages` (the chunk's page locations and the wanted rows, as
-/// ascending ranges), pages holding no wanted row are skipped unread, their rows
-/// [`SKIPPED`].
-pub fn decode_label_column(
-    path: &str,
-    file: Arc<Ranges>,
-    meta: &ColumnChunkMetaData,
-    rows: usize,
-    pages: Option<(Vec<PageLocation>, &[std::ops::Range<usize>])>,
-) -> Result<CodedColumn, ParquetError> {
+/// Where a label column chunk's pages are and which of its rows a read wants.
+#[derive(Debug)]
+pub struct ColumnRead<'a> {
+    /// The file's bucket path, for errors.
+    pub path: &'a str,
+    /// The fetched bytes of the chunk (dictionary page and the data pages holding wanted
+    /// rows, or all of it).
+    pub file: Arc<Ranges>,
+    /// The chunk.
+    pub meta: &'a ColumnChunkMetaData,
+    /// Rows in the row group.
+    pub rows: usize,
+    /// The chunk's page locations (its offset index): pages holding no wanted row are then
+    /// skipped unread. Without them every page up to the last wanted row is read.
+    pub locations: Option<Vec<PageLocation>>,
+    /// The wanted rows, as ascending, disjoint ranges.
+    pub wanted: &'a [Range<usize>],
+}
+
+/// Decodes the codes of the wanted rows of a label column chunk (an optional byte array
+/// column, at most one level); other rows read as [`SKIPPED`].
+pub fn decode_label_column(read: ColumnRead<'_>) -> Result<CodedColumn, ParquetError> {
+    let mut out = CodedColumn::default();
+    out.dict = walk_label_column(read, &mut out)?;
+    Ok(out)
+}
+
+/// The wanted rows of a label column chunk whose value `accepts` takes (a row without a value
+/// is taken when `null_hit`), as ascending, disjoint ranges. `accepts` is asked once per
+/// dictionary value, and runs of one code are kept or dropped whole.
+pub fn match_label_column(
+    read: ColumnRead<'_>,
+    accepts: &dyn Fn(&[u8]) -> bool,
+    null_hit: bool,
+) -> Result<Vec<Range<usize>>, ParquetError> {
+    let mut sink = MatchSink {
+        accepts,
+        hits: Vec::new(),
+        null_hit,
+        kept: Vec::new(),
+    };
+    walk_label_column(read, &mut sink)?;
+    Ok(sink.kept)
+}
+
+/// Walks the pages of a label column chunk holding wanted rows, handing the codes of the
+/// wanted rows to `sink` in row order; the dictionary it read.
+fn walk_label_column(
+    read: ColumnRead<'_>,
+    sink: &mut dyn CodeSink,
+) -> Result<Vec<Bytes>, ParquetError> {
+    let ColumnRead {
+        path,
+        file,
+        meta,
+        rows,
+        locations,
+        wanted,
+    } = read;
     let fmt = |e| ParquetError::format(path, e);
     let bad = |what: String| ParquetError::layout(path, format!("{}: {what}", meta.column_path()));
     let max_def = meta.column_descr().max_def_level();
@@ -133,47 +268,41 @@ pub fn decode_label_column(
             "a label column must be a flat optional or required value".into(),
         ));
     }
-    let (locations, wanted) = match pages {
-        Some((l, w)) => (Some(l), w),
-        None => (None, &[][..]),
+    let mut dict: Vec<Bytes> = Vec::new();
+    let Some(last_wanted) = wanted.last().map(|w| w.end) else {
+        return Ok(dict);
     };
     let skipping = locations.is_some();
     let mut pages = SerializedPageReader::new(file, meta, rows, locations).map_err(fmt)?;
-    let mut out = CodedColumn {
-        dict: Vec::new(),
-        // The row count is the file's word: room grows with what the pages really hold.
-        codes: Vec::with_capacity(rows.min(1 << 16)),
-        base: 0,
-    };
-    // Rows passed so far, decoded or skipped; past the last wanted row, reading stops.
+    // First row of the next page; the first wanted range not yet passed.
     let mut at = 0usize;
-    let last_wanted = wanted.last().map(|w| w.end);
-    // Codes of the current dictionary start here in `out.dict`.
+    let mut wi = 0usize;
+    // Codes of the current dictionary start here in `dict`.
     let mut dict_base: u32 = 0;
     let mut dict_len: u32 = 0;
     let mut levels = Vec::new();
-    let mut values = Vec::new();
+    let mut scratch = Vec::new();
     loop {
         if skipping {
             let Some(pm) = pages.peek_next_page().map_err(fmt)? else {
                 break;
             };
             if !pm.is_dict {
-                if last_wanted.is_some_and(|end| at >= end) {
-                    return Ok(out);
+                if at >= last_wanted {
+                    return Ok(dict);
                 }
                 let n = pm.num_rows.unwrap_or(0).min(rows - at);
-                if n > 0 && !wanted.iter().any(|w| w.start < at + n && at < w.end) {
+                while wi < wanted.len() && wanted[wi].end <= at {
+                    wi += 1;
+                }
+                if n > 0 && wanted.get(wi).is_none_or(|w| w.start >= at + n) {
                     pages.skip_next_page().map_err(fmt)?;
-                    if out.codes.is_empty() {
-                        out.base = at + n;
-                    } else {
-                        out.codes.extend(std::iter::repeat_n(SKIPPED, n));
-                    }
                     at += n;
                     continue;
                 }
             }
+        } else if at >= last_wanted {
+            return Ok(dict);
         }
         let Some(page) = pages.get_next_page().map_err(fmt)? else {
             break;
@@ -189,14 +318,16 @@ pub fn decode_label_column(
                 Ok(())
             }
         };
-        let (buf, num_values, encoding, def_len) = match page {
+        // The page's values, its value count, encoding, and its definition levels when some
+        // row may have no value.
+        let (buf, n, encoding, has_levels) = match page {
             Page::DictionaryPage {
                 buf, num_values, ..
             } => {
-                dict_base = out.dict.len() as u32;
-                let before = out.dict.len();
-                plain_byte_arrays(&buf, num_values as usize, &mut out.dict).map_err(bad)?;
-                dict_len = (out.dict.len() - before) as u32;
+                dict_base = dict.len() as u32;
+                plain_byte_arrays(&buf, num_values as usize, &mut dict).map_err(bad)?;
+                dict_len = dict.len() as u32 - dict_base;
+                sink.grew(&dict);
                 continue;
             }
             Page::DataPage {
@@ -207,19 +338,28 @@ pub fn decode_label_column(
             } => {
                 room(num_values)?;
                 if max_def == 0 {
-                    (buf, num_values, encoding, 0usize)
+                    (buf, num_values as usize, encoding, false)
                 } else {
-                    let n = buf
+                    let len = buf
                         .get(..4)
                         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
                         .ok_or_else(|| bad("truncated definition levels".into()))?;
                     let levels_end = 4usize
-                        .checked_add(n)
+                        .checked_add(len)
                         .filter(|&e| e <= buf.len())
                         .ok_or_else(|| bad("definition levels run past the page".into()))?;
-                    decode_levels(&buf[4..levels_end], num_values as usize, &mut levels)
-                        .map_err(bad)?;
-                    (buf.slice(levels_end..), num_values, encoding, usize::MAX)
+                    let lv = &buf[4..levels_end];
+                    let nulls = !all_set(lv, num_values as usize).map_err(bad)?;
+                    if nulls {
+                        levels.clear();
+                        decode_hybrid(lv, 1, num_values as usize, &mut levels).map_err(bad)?;
+                    }
+                    (
+                        buf.slice(levels_end..),
+                        num_values as usize,
+                        encoding,
+                        nulls,
+                    )
                 }
             }
             Page::DataPageV2 {
@@ -236,21 +376,29 @@ pub fn decode_label_column(
                     .checked_add(def_levels_byte_len as usize)
                     .filter(|&e| e <= buf.len())
                     .ok_or_else(|| bad("levels run past the page".into()))?;
-                if max_def > 0 {
-                    decode_levels(&buf[rep..end], num_values as usize, &mut levels).map_err(bad)?;
-                    (buf.slice(end..), num_values, encoding, usize::MAX)
-                } else {
-                    (buf.slice(end..), num_values, encoding, 0)
+                let lv = &buf[rep..end];
+                let nulls = max_def > 0 && !all_set(lv, num_values as usize).map_err(bad)?;
+                if nulls {
+                    levels.clear();
+                    decode_hybrid(lv, 1, num_values as usize, &mut levels).map_err(bad)?;
                 }
+                (buf.slice(end..), num_values as usize, encoding, nulls)
             }
         };
-        let n = num_values as usize;
-        let present = if def_len == usize::MAX {
+        while wi < wanted.len() && wanted[wi].end <= at {
+            wi += 1;
+        }
+        // The wanted rows of this page, page-relative.
+        let local: Vec<Range<usize>> = wanted[wi..]
+            .iter()
+            .take_while(|w| w.start < at + n)
+            .map(|w| w.start.max(at) - at..w.end.min(at + n) - at)
+            .collect();
+        let present = if has_levels {
             levels.iter().filter(|&&l| l > 0).count()
         } else {
             n
         };
-        values.clear();
         match encoding {
             Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY => {
                 let (&width, rest) = buf
@@ -259,20 +407,74 @@ pub fn decode_label_column(
                 if width > 32 {
                     return Err(bad(format!("code width {width}")));
                 }
-                decode_hybrid(rest, u32::from(width), present, &mut values).map_err(bad)?;
-                for v in values.iter_mut() {
-                    if *v >= dict_len {
-                        return Err(bad(format!(
+                let check = |v: u32| {
+                    if v >= dict_len {
+                        Err(bad(format!(
                             "code {v} past the dictionary of {dict_len} values"
-                        )));
+                        )))
+                    } else {
+                        Ok(v + dict_base)
                     }
-                    *v += dict_base;
+                };
+                if has_levels {
+                    scratch.clear();
+                    decode_hybrid(rest, u32::from(width), present, &mut scratch).map_err(bad)?;
+                    let codes = with_nulls(&levels, &scratch, check)?;
+                    for r in &local {
+                        sink.values(at + r.start, &codes[r.clone()]);
+                    }
+                } else {
+                    let mut err = None;
+                    walk_hybrid(
+                        rest,
+                        u32::from(width),
+                        n,
+                        &local,
+                        &mut scratch,
+                        |row, piece| {
+                            if err.is_some() {
+                                return;
+                            }
+                            match piece {
+                                Piece::Repeat(v, len) => match check(v) {
+                                    Ok(c) => sink.repeat(at + row, len, c),
+                                    Err(e) => err = Some(e),
+                                },
+                                Piece::Values(vs) => {
+                                    for v in vs.iter_mut() {
+                                        match check(*v) {
+                                            Ok(c) => *v = c,
+                                            Err(e) => {
+                                                err = Some(e);
+                                                return;
+                                            }
+                                        }
+                                    }
+                                    sink.values(at + row, vs);
+                                }
+                            }
+                        },
+                    )
+                    .map_err(bad)?;
+                    if let Some(e) = err {
+                        return Err(e);
+                    }
                 }
             }
             Encoding::PLAIN => {
-                let base = out.dict.len() as u32;
-                plain_byte_arrays(&buf, present, &mut out.dict).map_err(bad)?;
-                values.extend(base..base + present as u32);
+                let base = dict.len() as u32;
+                plain_byte_arrays(&buf, present, &mut dict).map_err(bad)?;
+                sink.grew(&dict);
+                scratch.clear();
+                scratch.extend(base..base + present as u32);
+                let codes = if has_levels {
+                    with_nulls(&levels, &scratch, Ok)?
+                } else {
+                    std::mem::take(&mut scratch)
+                };
+                for r in &local {
+                    sink.values(at + r.start, &codes[r.clone()]);
+                }
             }
             other => {
                 return Err(bad(format!(
@@ -280,24 +482,32 @@ pub fn decode_label_column(
                 )));
             }
         }
-        if def_len == usize::MAX {
-            let mut vi = values.iter();
-            for &l in &levels {
-                out.codes.push(if l > 0 {
-                    *vi.next().unwrap_or(&NULL)
-                } else {
-                    NULL
-                });
-            }
-        } else {
-            out.codes.extend_from_slice(&values);
-        }
-        at = out.base + out.codes.len();
+        at += n;
     }
     if at != rows {
         return Err(bad(format!("{at} values for a row group of {rows} rows")));
     }
-    Ok(out)
+    Ok(dict)
+}
+
+/// One code per row of a page from its definition levels and the codes of its present
+/// values, [`NULL`] where a row has none; each present code passed through `check`.
+fn with_nulls(
+    levels: &[u32],
+    present: &[u32],
+    check: impl Fn(u32) -> Result<u32, ParquetError>,
+) -> Result<Vec<u32>, ParquetError> {
+    let mut vi = present.iter();
+    levels
+        .iter()
+        .map(|&l| {
+            if l > 0 {
+                vi.next().map_or(Ok(NULL), |&v| check(v))
+            } else {
+                Ok(NULL)
+            }
+        })
+        .collect()
 }
 
 /// Plain-encoded byte arrays (a 4-byte little-endian length before each), `n` of them.
@@ -320,66 +530,150 @@ fn plain_byte_arrays(buf: &Bytes, n: usize, out: &mut Vec<Bytes>) -> Result<(), 
     Ok(())
 }
 
-/// Definition levels of a flat optional column (bit width 1), `n` of them.
-fn decode_levels(buf: &[u8], n: usize, out: &mut Vec<u32>) -> Result<(), String> {
-    out.clear();
-    decode_hybrid(buf, 1, n, out)
+/// The header of the next run of the RLE / bit-packing hybrid encoding at `buf[at..]`:
+/// `(true, groups of 8 values)` for a bit-packed run, `(false, count)` for a repeated one;
+/// and where the run's body starts.
+fn run_header(buf: &[u8], at: usize) -> Result<(bool, usize, usize), String> {
+    let (header, k) = super::uvarint(buf.get(at..).unwrap_or(&[])).ok_or("truncated run header")?;
+    let count = usize::try_from(header >> 1).map_err(|_| "run too long")?;
+    Ok((header & 1 == 1, count, at + k))
 }
 
-/// Decodes `n` values of the RLE / bit-packing hybrid encoding at bit width `width`.
-pub fn decode_hybrid(buf: &[u8], width: u32, n: usize, out: &mut Vec<u32>) -> Result<(), String> {
-    let start = out.len();
-    let target = start + n;
+/// Whether the first `n` definition levels (bit width 1) in `buf` are all 1, walking runs
+/// rather than expanding them.
+fn all_set(buf: &[u8], n: usize) -> Result<bool, String> {
+    let mut pos = 0usize;
     let mut at = 0usize;
+    while pos < n {
+        let (packed, count, body) = run_header(buf, at)?;
+        if packed {
+            let bytes = buf
+                .get(body..body + count)
+                .ok_or("truncated bit-packed run")?;
+            let vals = count.saturating_mul(8).min(n - pos);
+            let full = vals / 8;
+            if bytes[..full].iter().any(|&b| b != 0xFF) {
+                return Ok(false);
+            }
+            if vals % 8 != 0 && bytes[full] | (0xFF << (vals % 8)) != 0xFF {
+                return Ok(false);
+            }
+            pos += vals;
+            at = body + count;
+        } else {
+            let v = *buf.get(body).ok_or("truncated run value")?;
+            if v & 1 == 0 && count > 0 {
+                return Ok(false);
+            }
+            pos = pos.saturating_add(count).min(n);
+            at = body + 1;
+        }
+    }
+    Ok(true)
+}
+
+/// Part of a run of the hybrid encoding handed out by [`walk_hybrid`].
+enum Piece<'a> {
+    /// One value for this many rows.
+    Repeat(u32, usize),
+    /// One value per row.
+    Values(&'a mut [u32]),
+}
+
+/// Walks the first `n` values of the RLE / bit-packing hybrid encoding at bit width `width`,
+/// handing `f` the values at positions `wanted` (ascending, disjoint ranges) with their first
+/// position; runs lying outside every wanted range are stepped over undecoded.
+fn walk_hybrid(
+    buf: &[u8],
+    width: u32,
+    n: usize,
+    wanted: &[Range<usize>],
+    scratch: &mut Vec<u32>,
+    mut f: impl FnMut(usize, Piece<'_>),
+) -> Result<(), String> {
     let value_bytes = width.div_ceil(8) as usize;
     let mask: u64 = if width == 32 {
         u64::from(u32::MAX)
     } else {
         (1u64 << width) - 1
     };
-    while out.len() < target {
-        let (header, k) =
-            super::uvarint(buf.get(at..).unwrap_or(&[])).ok_or("truncated run header")?;
-        at += k;
-        if header & 1 == 0 {
-            let count = (header >> 1) as usize;
-            let raw = buf.get(at..at + value_bytes).ok_or("truncated run value")?;
-            at += value_bytes;
-            let mut v = 0u32;
-            for (i, &b) in raw.iter().enumerate() {
-                v |= u32::from(b) << (8 * i);
-            }
-            let take = count.min(target - out.len());
-            out.extend(std::iter::repeat_n(v, take));
-        } else {
-            let groups = (header >> 1) as usize;
-            let bytes = groups
+    let (mut pos, mut at, mut wi) = (0usize, 0usize, 0usize);
+    while pos < n && wi < wanted.len() {
+        let (packed, count, body) = run_header(buf, at)?;
+        let (len, next) = if packed {
+            let bytes = count
                 .checked_mul(width as usize)
                 .ok_or("bit-packed run too long")?;
-            let packed = buf.get(at..at + bytes).ok_or("truncated bit-packed run")?;
-            at += bytes;
-            let count = (groups * 8).min(target - out.len());
-            let mut bit = 0usize;
-            for _ in 0..count {
-                let byte = bit / 8;
-                let mut word = [0u8; 8];
-                let avail = (packed.len() - byte).min(8);
-                word[..avail].copy_from_slice(&packed[byte..byte + avail]);
-                let v = (u64::from_le_bytes(word) >> (bit % 8)) & mask;
-                out.push(v as u32);
-                bit += width as usize;
+            let end = body.checked_add(bytes).filter(|&e| e <= buf.len());
+            let end = end.ok_or("truncated bit-packed run")?;
+            (count.saturating_mul(8).min(n - pos), end)
+        } else {
+            if body + value_bytes > buf.len() {
+                return Err("truncated run value".into());
+            }
+            (count.min(n - pos), body + value_bytes)
+        };
+        let run_end = pos + len;
+        while wi < wanted.len() && wanted[wi].start < run_end {
+            let lo = wanted[wi].start.max(pos);
+            let hi = wanted[wi].end.min(run_end);
+            if lo < hi {
+                if packed {
+                    scratch.clear();
+                    let packed_bytes = &buf[body..next];
+                    let mut bit = (lo - pos) * width as usize;
+                    for _ in lo..hi {
+                        let byte = bit / 8;
+                        let mut word = [0u8; 8];
+                        let avail = (packed_bytes.len() - byte).min(8);
+                        word[..avail].copy_from_slice(&packed_bytes[byte..byte + avail]);
+                        scratch.push(((u64::from_le_bytes(word) >> (bit % 8)) & mask) as u32);
+                        bit += width as usize;
+                    }
+                    f(lo, Piece::Values(scratch));
+                } else {
+                    let mut v = 0u32;
+                    for (i, &b) in buf[body..next].iter().enumerate() {
+                        v |= u32::from(b) << (8 * i);
+                    }
+                    f(lo, Piece::Repeat(v, hi - lo));
+                }
+            }
+            if wanted[wi].end <= run_end {
+                wi += 1;
+            } else {
+                break;
             }
         }
+        pos = run_end;
+        at = next;
+    }
+    Ok(())
+}
+
+/// Decodes `n` values of the RLE / bit-packing hybrid encoding at bit width `width`.
+fn decode_hybrid(buf: &[u8], width: u32, n: usize, out: &mut Vec<u32>) -> Result<(), String> {
+    let mut scratch = Vec::new();
+    out.reserve(n.min(buf.len().saturating_mul(8)));
+    let every = 0..n;
+    let every = std::slice::from_ref(&every);
+    walk_hybrid(buf, width, n, every, &mut scratch, |_, piece| match piece {
+        Piece::Repeat(v, len) => out.extend(std::iter::repeat_n(v, len)),
+        Piece::Values(vs) => out.extend_from_slice(vs),
+    })?;
+    if out.len() < n {
+        return Err("runs end before the page's values".into());
     }
     Ok(())
 }
 
 /// Values of a flat required byte-array column chunk (a chunk or column-list column) at `rows`
-/// (ascending) of its `total` rows, each a slice of its decompressed page: no value is copied.
+/// (ascending) of its `total` rows, each a slice of its decompressed page (only a
+/// `DELTA_BYTE_ARRAY` value, built from the one before it, is copied).
 /// Pages holding none of `rows` are skipped unread when `locations` (the offset index) says
-/// where pages are. `None` when the chunk is not one this reads (levels, a dictionary, an
-/// encoding other than plain or delta-length): the caller reads it with the library's
-/// column reader instead.
+/// where pages are. `None` when the chunk is not one this reads (a row without a value,
+/// repetition, a dictionary, an encoding other than plain or delta): the caller reads it
+/// with the library's column reader instead.
 pub fn byte_array_rows(
     path: &str,
     file: Arc<Ranges>,
@@ -389,7 +683,8 @@ pub fn byte_array_rows(
     rows: &[u32],
 ) -> Result<Option<Vec<Bytes>>, ParquetError> {
     let descr = meta.column_descr();
-    if descr.max_def_level() > 0 || descr.max_rep_level() > 0 {
+    let optional = descr.max_def_level() > 0;
+    if descr.max_def_level() > 1 || descr.max_rep_level() > 0 {
         return Ok(None);
     }
     let fmt = |e| ParquetError::format(path, e);
@@ -426,6 +721,26 @@ pub fn byte_array_rows(
                 num_values,
                 encoding,
                 ..
+            } if optional => {
+                let len = buf
+                    .get(..4)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+                    .ok_or_else(|| bad("truncated definition levels".into()))?;
+                let end = 4usize
+                    .checked_add(len)
+                    .filter(|&e| e <= buf.len())
+                    .ok_or_else(|| bad("definition levels run past the page".into()))?;
+                // An optional column is read here only while every row has a value.
+                if !all_set(&buf[4..end], num_values as usize).map_err(bad)? {
+                    return Ok(None);
+                }
+                (buf.slice(end..), num_values as usize, encoding)
+            }
+            Page::DataPage {
+                buf,
+                num_values,
+                encoding,
+                ..
             } => (buf, num_values as usize, encoding),
             Page::DataPageV2 {
                 buf,
@@ -435,10 +750,14 @@ pub fn byte_array_rows(
                 rep_levels_byte_len,
                 ..
             } => {
-                let levels = (def_levels_byte_len as usize)
-                    .checked_add(rep_levels_byte_len as usize)
+                let rep = rep_levels_byte_len as usize;
+                let levels = rep
+                    .checked_add(def_levels_byte_len as usize)
                     .filter(|&e| e <= buf.len())
                     .ok_or_else(|| bad("levels run past the page".into()))?;
+                if optional && !all_set(&buf[rep..levels], num_values as usize).map_err(bad)? {
+                    return Ok(None);
+                }
                 (buf.slice(levels..), num_values as usize, encoding)
             }
         };
@@ -457,6 +776,18 @@ pub fn byte_array_rows(
             Encoding::PLAIN => plain_byte_arrays(&buf, n, &mut vals).map_err(bad)?,
             Encoding::DELTA_LENGTH_BYTE_ARRAY => {
                 delta_length_byte_arrays(&buf, n, &mut vals).map_err(bad)?;
+            }
+            Encoding::DELTA_BYTE_ARRAY => {
+                // Each value builds on the one before: the page is read up to its last
+                // wanted row, and only the wanted values are kept (copied).
+                let from = i;
+                while i < rows.len() && (rows[i] as usize) < end {
+                    i += 1;
+                }
+                let local = rows[from..i].iter().map(|&r| r as usize - at);
+                delta_byte_arrays(&buf, n, local, &mut out).map_err(bad)?;
+                at = end;
+                continue;
             }
             _ => return Ok(None),
         }
@@ -490,6 +821,66 @@ fn delta_length_byte_arrays(buf: &Bytes, n: usize, out: &mut Vec<Bytes>) -> Resu
         out.push(buf.slice(at..end));
         at = end;
     }
+    Ok(())
+}
+
+/// Most bytes the wanted values of one `DELTA_BYTE_ARRAY` page may come to: a value repeats
+/// the one before it for free, so a hostile page could otherwise ask for any amount.
+const DELTA_BYTE_ARRAY_OUT: usize = 64 << 20;
+
+/// The values at positions `wanted` (ascending) of a `DELTA_BYTE_ARRAY` page of `n` values:
+/// prefix lengths and suffixes, each value the start of the one before followed by its
+/// suffix. Appended to `out` as slices of one buffer.
+fn delta_byte_arrays(
+    buf: &Bytes,
+    n: usize,
+    wanted: impl Iterator<Item = usize>,
+    out: &mut Vec<Bytes>,
+) -> Result<(), String> {
+    let mut prefixes = Vec::new();
+    let at = delta_binary_packed(buf, n, &mut prefixes)?;
+    let mut lengths = Vec::new();
+    let mut data = at + delta_binary_packed(&buf[at..], n, &mut lengths)?;
+    let limit = DELTA_BYTE_ARRAY_OUT.max(buf.len().saturating_mul(16));
+    let mut cur: Vec<u8> = Vec::new();
+    let mut kept: Vec<u8> = Vec::new();
+    let mut ends = Vec::new();
+    let mut wanted = wanted.peekable();
+    for (i, (&prefix, &len)) in prefixes.iter().zip(&lengths).enumerate() {
+        let Some(&next) = wanted.peek() else {
+            break;
+        };
+        let prefix = usize::try_from(prefix)
+            .ok()
+            .filter(|&p| p <= cur.len())
+            .ok_or("a prefix longer than the value before it")?;
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| data.checked_add(l))
+            .filter(|&e| e <= buf.len())
+            .ok_or("a suffix runs past the page")?;
+        cur.truncate(prefix);
+        cur.extend_from_slice(&buf[data..end]);
+        data = end;
+        if i == next {
+            if kept.len() + cur.len() > limit {
+                return Err(format!("values past {limit} bytes in one page"));
+            }
+            kept.extend_from_slice(&cur);
+            ends.push(kept.len());
+            wanted.next();
+        }
+    }
+    if wanted.peek().is_some() {
+        return Err("a wanted value past the page's values".into());
+    }
+    let kept = Bytes::from(kept);
+    let mut start = 0;
+    out.extend(ends.into_iter().map(|end| {
+        let v = kept.slice(start..end);
+        start = end;
+        v
+    }));
     Ok(())
 }
 
@@ -569,7 +960,10 @@ fn delta_binary_packed(buf: &[u8], n: usize, out: &mut Vec<i64>) -> Result<usize
 mod tests {
     use bytes::Bytes;
 
-    use super::{delta_binary_packed, delta_length_byte_arrays};
+    use super::{
+        Piece, all_set, decode_hybrid, delta_binary_packed, delta_byte_arrays,
+        delta_length_byte_arrays, walk_hybrid,
+    };
 
     fn uvarint(out: &mut Vec<u8>, mut v: u64) {
         while v >= 0x80 {
@@ -650,5 +1044,161 @@ mod tests {
         let mut negative = packed(-1, 0, 0, &[]);
         negative.extend_from_slice(b"a");
         assert!(delta_length_byte_arrays(&Bytes::from(negative), 1, &mut vals).is_err());
+    }
+
+    /// `values` in the RLE / bit-packing hybrid encoding at bit width `width`: runs of one
+    /// value as repeated runs, the rest bit-packed in groups of 8 (the last group padded).
+    fn hybrid(values: &[u32], width: u32) -> Vec<u8> {
+        let mut b = Vec::new();
+        let mut i = 0;
+        while i < values.len() {
+            let mut j = i;
+            while j < values.len() && values[j] == values[i] {
+                j += 1;
+            }
+            if j - i >= 8 {
+                uvarint(&mut b, ((j - i) as u64) << 1);
+                b.extend_from_slice(&values[i].to_le_bytes()[..width.div_ceil(8) as usize]);
+                i = j;
+                continue;
+            }
+            let groups = (values.len() - i).min(16).div_ceil(8);
+            uvarint(&mut b, (groups as u64) << 1 | 1);
+            let mut bits = vec![0u8; groups * width as usize];
+            for k in 0..groups * 8 {
+                let v = values.get(i + k).copied().unwrap_or(0);
+                for bit in 0..width as usize {
+                    if v >> bit & 1 == 1 {
+                        let at = k * width as usize + bit;
+                        bits[at / 8] |= 1 << (at % 8);
+                    }
+                }
+            }
+            b.extend_from_slice(&bits);
+            i += groups * 8;
+        }
+        b
+    }
+
+    #[test]
+    fn hybrid_runs_hand_out_only_the_wanted_values() {
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for width in [1u32, 3, 8, 13, 32] {
+            for _ in 0..50 {
+                let n = (next() % 300) as usize + 1;
+                let mut values = Vec::with_capacity(n);
+                while values.len() < n {
+                    let v = (next() as u32)
+                        & if width == 32 {
+                            u32::MAX
+                        } else {
+                            (1 << width) - 1
+                        };
+                    let run = if next() % 3 == 0 {
+                        (next() % 40) as usize
+                    } else {
+                        1
+                    };
+                    values.extend(std::iter::repeat_n(v, run.min(n - values.len()).max(1)));
+                }
+                let buf = hybrid(&values, width);
+                let mut all = Vec::new();
+                decode_hybrid(&buf, width, n, &mut all).unwrap();
+                assert_eq!(all, values, "width {width}");
+                // Random ascending, disjoint ranges.
+                let mut wanted = Vec::new();
+                let mut at = (next() % 20) as usize;
+                while at < n {
+                    let end = (at + (next() % 30) as usize + 1).min(n);
+                    wanted.push(at..end);
+                    at = end + (next() % 50) as usize;
+                }
+                let mut got = Vec::new();
+                let mut scratch = Vec::new();
+                walk_hybrid(
+                    &buf,
+                    width,
+                    n,
+                    &wanted,
+                    &mut scratch,
+                    |row, piece| match piece {
+                        Piece::Repeat(v, len) => got.extend((row..row + len).map(|r| (r, v))),
+                        Piece::Values(vs) => {
+                            got.extend(vs.iter().enumerate().map(|(i, &v)| (row + i, v)));
+                        }
+                    },
+                )
+                .unwrap();
+                let expected: Vec<(usize, u32)> = wanted
+                    .iter()
+                    .flat_map(|w| w.clone())
+                    .map(|r| (r, values[r]))
+                    .collect();
+                assert_eq!(got, expected, "width {width} wanted {wanted:?}");
+            }
+        }
+        // Runs ending before the values do, and a bit-packed run past the buffer, are errors.
+        let buf = hybrid(&[5; 10], 3);
+        assert!(decode_hybrid(&buf, 3, 11, &mut Vec::new()).is_err());
+        assert!(decode_hybrid(&[0x03, 0xFF], 8, 8, &mut Vec::new()).is_err());
+        assert!(decode_hybrid(&[0x10], 8, 8, &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn definition_levels_say_whether_every_row_has_a_value() {
+        let ones = |n: usize| hybrid(&vec![1; n], 1);
+        assert!(all_set(&ones(100), 100).unwrap());
+        assert!(all_set(&ones(5), 5).unwrap());
+        let mut some = vec![1; 50];
+        some[17] = 0;
+        assert!(!all_set(&hybrid(&some, 1), 50).unwrap());
+        let mut last = vec![1; 12];
+        last[11] = 0;
+        assert!(!all_set(&hybrid(&last, 1), 12).unwrap());
+        // Padding past the page's values is not a value.
+        assert!(all_set(&hybrid(&[1, 1, 1], 1), 3).unwrap());
+        assert!(all_set(&[], 1).is_err());
+        assert!(all_set(&[0x03], 8).is_err());
+    }
+
+    #[test]
+    fn prefix_coded_values_decode_up_to_the_wanted_ones_and_lies_are_refused() {
+        // Prefix lengths 0, 3, 3 and suffix lengths 5, 2, 1 over "abcde" "XY" "Z".
+        let page = |prefixes: Vec<u8>, data: &[u8]| {
+            let mut b = prefixes;
+            b.extend(packed(5, -3, 2, &[0, 2]));
+            b.extend_from_slice(data);
+            Bytes::from(b)
+        };
+        let good = page(packed(0, 0, 2, &[3, 0]), b"abcdeXYZ");
+        let read = |buf: &Bytes, wanted: &[usize]| {
+            let mut out = Vec::new();
+            delta_byte_arrays(buf, 3, wanted.iter().copied(), &mut out).map(|()| out)
+        };
+        assert_eq!(
+            read(&good, &[0, 1, 2]).unwrap(),
+            vec![
+                Bytes::from_static(b"abcde"),
+                Bytes::from_static(b"abcXY"),
+                Bytes::from_static(b"abcZ")
+            ]
+        );
+        assert_eq!(
+            read(&good, &[2]).unwrap(),
+            vec![Bytes::from_static(b"abcZ")]
+        );
+        assert!(read(&good, &[]).unwrap().is_empty());
+        // A wanted value past the page, a prefix longer than the value before, a suffix
+        // past the page's end.
+        assert!(read(&good, &[3]).is_err());
+        assert!(read(&page(packed(0, 0, 4, &[9, 0]), b"abcdeXYZ"), &[1]).is_err());
+        assert!(read(&page(packed(0, 0, 2, &[3, 0]), b"abcdeX"), &[2]).is_err());
+        assert!(read(&page(packed(-1, 0, 2, &[0, 0]), b"abcdeXYZ"), &[0]).is_err());
     }
 }

@@ -27,7 +27,8 @@ use parquet::file::page_index::offset_index::PageLocation;
 use parquet::file::serialized_reader::SerializedPageReader;
 
 use super::codes::{
-    CodedColumn, NULL, Ranges, SKIPPED, byte_array_rows, chunk_range, decode_label_column,
+    CodedColumn, ColumnRead, NULL, Ranges, SKIPPED, byte_array_rows, chunk_range,
+    decode_label_column, match_label_column,
 };
 use super::{
     COL_INDEXES_COLUMN, DATA_COL_DURATION_KEY, DATA_COLUMN_PREFIX, LABEL_COLUMN_PREFIX, MAX_T_KEY,
@@ -322,32 +323,40 @@ impl ParquetShard {
         cols.extend_from_slice(also);
         cols.sort_unstable();
         cols.dedup();
-        // Only the pages whose bounds admit every equality matcher's value are decoded.
+        // Only the pages whose bounds admit every equality matcher's value are read.
         let cand = self.candidate_rows(rg, matchers, rows);
         if cand.is_empty() {
             return Ok(Some((Vec::new(), HashMap::new())));
         }
-        let coded = self.read_coded(bucket, rg, &cols, rows, &cand).await?;
-        // The candidate rows, kept while every matcher accepts their code.
-        let mut rows: Vec<u32> = cand
+        let file = self.fetch_coded(bucket, rg, &cols, rows, &cand).await?;
+        // Each matcher narrows the rows the next one reads, equality matchers first: a
+        // column's pages and runs holding none of the rows left are stepped over.
+        let mut order: Vec<&Matcher> = matchers
+            .iter()
+            .filter(|m| self.label_cols.contains_key(&m.name))
+            .collect();
+        order.sort_by_key(|m| m.typ != MatchType::Equal);
+        let mut sel = cand;
+        for m in order {
+            let col = self.label_cols[&m.name];
+            let accepts = |v: &[u8]| matches_bytes(m, v);
+            sel = guarded(&self.labels.path, || {
+                match_label_column(
+                    self.column_read(rg, col, &file, rows, &sel),
+                    &accepts,
+                    m.matches(""),
+                )
+            })?;
+            if sel.is_empty() {
+                return Ok(Some((Vec::new(), HashMap::new())));
+            }
+        }
+        // The columns read, decoded for the kept rows alone.
+        let coded = self.decode_coded(rg, &cols, &file, rows, &sel)?;
+        let rows = sel
             .iter()
             .flat_map(|r| r.start as u32..r.end as u32)
             .collect();
-        for m in matchers {
-            let Some(c) = self.label_cols.get(&m.name).and_then(|c| coded.get(c)) else {
-                continue;
-            };
-            let hits: Vec<bool> = c.dict.iter().map(|v| matches_bytes(m, v)).collect();
-            let null_hit = m.matches("");
-            rows.retain(|&r| match c.code(r as usize) {
-                NULL => null_hit,
-                SKIPPED => false,
-                code => hits[code as usize],
-            });
-            if rows.is_empty() {
-                break;
-            }
-        }
         Ok(Some((rows, coded)))
     }
 
@@ -447,18 +456,19 @@ impl ParquetShard {
         Ok(false)
     }
 
-    /// Label columns `cols` of row group `rg`, read whole (coalesced) and decoded into codes.
-    async fn read_coded(
+    /// The pages of label columns `cols` of row group `rg` holding `wanted` rows (with their
+    /// dictionaries), fetched in coalesced reads; whole chunks when every row is wanted or
+    /// no offset index says where pages are.
+    async fn fetch_coded(
         &self,
         bucket: &Bucket,
         rg: usize,
         cols: &[usize],
         rows: usize,
         wanted: &[Range<usize>],
-    ) -> Result<HashMap<usize, CodedColumn>, ParquetError> {
+    ) -> Result<Arc<Ranges>, ParquetError> {
         let whole = covers_all(wanted, rows);
         let mut ranges: Vec<Range<u64>> = Vec::new();
-        let mut locations = Vec::with_capacity(cols.len());
         for &c in cols {
             let meta = self.labels.column(rg, c);
             let locs = if whole {
@@ -479,20 +489,47 @@ impl ParquetShard {
                 }
                 _ => ranges.push(chunk_range(meta)),
             }
-            locations.push(locs);
         }
         ranges.sort_by_key(|r| r.start);
-        let file = Arc::new(self.fetch(bucket, &self.labels, &ranges).await?);
+        Ok(Arc::new(self.fetch(bucket, &self.labels, &ranges).await?))
+    }
+
+    /// How label column `col` of row group `rg` is read from `file` for `wanted` rows.
+    fn column_read<'a>(
+        &'a self,
+        rg: usize,
+        col: usize,
+        file: &Arc<Ranges>,
+        rows: usize,
+        wanted: &'a [Range<usize>],
+    ) -> ColumnRead<'a> {
+        ColumnRead {
+            path: &self.labels.path,
+            file: file.clone(),
+            meta: self.labels.column(rg, col),
+            rows,
+            locations: self
+                .labels
+                .page_locations(rg, col)
+                .filter(|l| !l.is_empty()),
+            wanted,
+        }
+    }
+
+    /// Label columns `cols` of row group `rg`, fetched in `file`, decoded into codes for the
+    /// `wanted` rows.
+    fn decode_coded(
+        &self,
+        rg: usize,
+        cols: &[usize],
+        file: &Arc<Ranges>,
+        rows: usize,
+        wanted: &[Range<usize>],
+    ) -> Result<HashMap<usize, CodedColumn>, ParquetError> {
         let mut out = HashMap::with_capacity(cols.len());
-        for (&c, locs) in cols.iter().zip(locations) {
+        for &c in cols {
             let coded = guarded(&self.labels.path, || {
-                decode_label_column(
-                    &self.labels.path,
-                    file.clone(),
-                    self.labels.column(rg, c),
-                    rows,
-                    locs.filter(|l| !l.is_empty()).map(|l| (l, wanted)),
-                )
+                decode_label_column(self.column_read(rg, c, file, rows, wanted))
             })?;
             out.insert(c, coded);
         }
@@ -539,7 +576,10 @@ impl ParquetShard {
         };
         let file = Arc::new(self.fetch(bucket, f, &ranges).await?);
         guarded(&f.path, || {
-            decode_rows(f, meta, file, total, locations, rows)
+            match byte_array_rows(&f.path, file.clone(), meta, total, locations.clone(), rows)? {
+                Some(v) => Ok(v),
+                None => decode_rows(f, meta, file, total, locations, rows),
+            }
         })
     }
 
@@ -589,7 +629,8 @@ impl ParquetShard {
         needed.retain(|c| !coded.contains_key(c));
         let total = self.labels.meta.row_group(rg).num_rows().max(0) as usize;
         let spans = row_spans(&rows);
-        coded.extend(self.read_coded(bucket, rg, &needed, total, &spans).await?);
+        let file = self.fetch_coded(bucket, rg, &needed, total, &spans).await?;
+        coded.extend(self.decode_coded(rg, &needed, &file, total, &spans)?);
         let mut kept = KeptRows {
             rg,
             rows,

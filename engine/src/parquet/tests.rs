@@ -153,6 +153,18 @@ fn selections() -> Vec<Vec<Matcher>> {
             m(MatchType::Equal, "no_such_label", ""),
             m(MatchType::Regexp, "__name__", "p.*"),
         ],
+        // Matchers taking rows without the label (null codes), and an equality matcher on a
+        // label after a regex on the name.
+        vec![
+            m(MatchType::Regexp, "__name__", ".+"),
+            m(MatchType::NotEqual, "le", "+Inf"),
+        ],
+        vec![m(MatchType::Equal, "le", "")],
+        vec![
+            m(MatchType::NotRegexp, "__name__", "go_.*"),
+            m(MatchType::Equal, "job", "prometheus"),
+            m(MatchType::NotRegexp, "instance", "nope.*"),
+        ],
     ]
 }
 
