@@ -50,6 +50,18 @@ impl CodedColumn {
         if k < end { self.codes[k] } else { SKIPPED }
     }
 
+    /// Rows decoded.
+    pub fn decoded(&self) -> usize {
+        self.codes.len()
+    }
+
+    /// The code of the `k`th decoded row (in row order): for a reader holding exactly the
+    /// rows the column was decoded for, a lookup without a search.
+    #[inline]
+    pub fn code_at(&self, k: usize) -> u32 {
+        self.codes.get(k).copied().unwrap_or(SKIPPED)
+    }
+
     /// Appends codes for rows from `row` on (past every row decoded so far).
     fn push(&mut self, row: usize, codes: impl ExactSizeIterator<Item = u32>) {
         let joins = self
@@ -692,7 +704,7 @@ pub fn byte_array_rows(
     let skipping = locations.is_some();
     let mut pages = SerializedPageReader::new(file, meta, total, locations).map_err(fmt)?;
     let mut out = Vec::with_capacity(rows.len());
-    let mut vals: Vec<Bytes> = Vec::new();
+    let mut local = Vec::new();
     // First row of the next page, and the next wanted row's index in `rows`.
     let (mut at, mut i) = (0usize, 0usize);
     while i < rows.len() {
@@ -771,29 +783,22 @@ pub fn byte_array_rows(
             at = end;
             continue;
         }
-        vals.clear();
+        // The page's wanted rows, page-relative; only their values are sliced out (or, for
+        // prefix-coded values, built).
+        local.clear();
+        while i < rows.len() && (rows[i] as usize) < end {
+            local.push(rows[i] as usize - at);
+            i += 1;
+        }
         match encoding {
-            Encoding::PLAIN => plain_byte_arrays(&buf, n, &mut vals).map_err(bad)?,
+            Encoding::PLAIN => plain_wanted(&buf, &local, &mut out).map_err(bad)?,
             Encoding::DELTA_LENGTH_BYTE_ARRAY => {
-                delta_length_byte_arrays(&buf, n, &mut vals).map_err(bad)?;
+                delta_length_byte_arrays(&buf, n, &local, &mut out).map_err(bad)?;
             }
             Encoding::DELTA_BYTE_ARRAY => {
-                // Each value builds on the one before: the page is read up to its last
-                // wanted row, and only the wanted values are kept (copied).
-                let from = i;
-                while i < rows.len() && (rows[i] as usize) < end {
-                    i += 1;
-                }
-                let local = rows[from..i].iter().map(|&r| r as usize - at);
-                delta_byte_arrays(&buf, n, local, &mut out).map_err(bad)?;
-                at = end;
-                continue;
+                delta_byte_arrays(&buf, n, &local, &mut out).map_err(bad)?;
             }
             _ => return Ok(None),
-        }
-        while i < rows.len() && (rows[i] as usize) < end {
-            out.push(vals[rows[i] as usize - at].clone());
-            i += 1;
         }
         at = end;
     }
@@ -806,19 +811,59 @@ pub fn byte_array_rows(
     Ok(Some(out))
 }
 
-/// `DELTA_LENGTH_BYTE_ARRAY` values, `n` of them: their lengths delta-coded, then their bytes
-/// one after another.
-fn delta_length_byte_arrays(buf: &Bytes, n: usize, out: &mut Vec<Bytes>) -> Result<(), String> {
+/// The plain-encoded byte arrays at positions `wanted` (ascending) of a page, appended to
+/// `out` as slices of it; the page is walked up to the last wanted value.
+fn plain_wanted(buf: &Bytes, wanted: &[usize], out: &mut Vec<Bytes>) -> Result<(), String> {
+    let Some(&last) = wanted.last() else {
+        return Ok(());
+    };
+    let mut at = 0usize;
+    let mut w = wanted.iter().peekable();
+    for i in 0..=last {
+        let len = buf
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or("truncated plain value")?;
+        at += 4;
+        let end = at
+            .checked_add(len)
+            .filter(|&e| e <= buf.len())
+            .ok_or("plain value runs past the page")?;
+        if w.next_if_eq(&&i).is_some() {
+            out.push(buf.slice(at..end));
+        }
+        at = end;
+    }
+    Ok(())
+}
+
+/// The `DELTA_LENGTH_BYTE_ARRAY` values at positions `wanted` (ascending) of a page of `n`:
+/// their lengths delta-coded, then their bytes one after another. Appended to `out` as
+/// slices of the page.
+fn delta_length_byte_arrays(
+    buf: &Bytes,
+    n: usize,
+    wanted: &[usize],
+    out: &mut Vec<Bytes>,
+) -> Result<(), String> {
+    let Some(&last) = wanted.last() else {
+        return Ok(());
+    };
+    if last >= n {
+        return Err("a wanted value past the page's values".into());
+    }
     let mut lengths = Vec::new();
-    let mut at = delta_binary_packed(buf, n, &mut lengths)?;
-    out.reserve(n);
-    for &len in &lengths {
+    let mut at = delta_binary_packed(buf, n, last + 1, &mut lengths)?;
+    let mut w = wanted.iter().peekable();
+    for (i, &len) in lengths.iter().enumerate() {
         let end = usize::try_from(len)
             .ok()
             .and_then(|l| at.checked_add(l))
             .filter(|&e| e <= buf.len())
             .ok_or("a value runs past the page")?;
-        out.push(buf.slice(at..end));
+        if w.next_if_eq(&&i).is_some() {
+            out.push(buf.slice(at..end));
+        }
         at = end;
     }
     Ok(())
@@ -834,18 +879,24 @@ const DELTA_BYTE_ARRAY_OUT: usize = 64 << 20;
 fn delta_byte_arrays(
     buf: &Bytes,
     n: usize,
-    wanted: impl Iterator<Item = usize>,
+    wanted: &[usize],
     out: &mut Vec<Bytes>,
 ) -> Result<(), String> {
+    let Some(&last) = wanted.last() else {
+        return Ok(());
+    };
+    if last >= n {
+        return Err("a wanted value past the page's values".into());
+    }
     let mut prefixes = Vec::new();
-    let at = delta_binary_packed(buf, n, &mut prefixes)?;
+    let at = delta_binary_packed(buf, n, last + 1, &mut prefixes)?;
     let mut lengths = Vec::new();
-    let mut data = at + delta_binary_packed(&buf[at..], n, &mut lengths)?;
+    let mut data = at + delta_binary_packed(&buf[at..], n, last + 1, &mut lengths)?;
     let limit = DELTA_BYTE_ARRAY_OUT.max(buf.len().saturating_mul(16));
     let mut cur: Vec<u8> = Vec::new();
     let mut kept: Vec<u8> = Vec::new();
     let mut ends = Vec::new();
-    let mut wanted = wanted.peekable();
+    let mut wanted = wanted.iter().copied().peekable();
     for (i, (&prefix, &len)) in prefixes.iter().zip(&lengths).enumerate() {
         let Some(&next) = wanted.peek() else {
             break;
@@ -884,8 +935,14 @@ fn delta_byte_arrays(
     Ok(())
 }
 
-/// Decodes a `DELTA_BINARY_PACKED` run of `n` values into `out`; the bytes it took.
-fn delta_binary_packed(buf: &[u8], n: usize, out: &mut Vec<i64>) -> Result<usize, String> {
+/// Decodes the first `upto` of the `n` values of a `DELTA_BINARY_PACKED` run into `out`; the
+/// bytes the whole run takes (the miniblocks past `upto` are stepped over, not decoded).
+fn delta_binary_packed(
+    buf: &[u8],
+    n: usize,
+    upto: usize,
+    out: &mut Vec<i64>,
+) -> Result<usize, String> {
     let mut at = 0usize;
     let mut next = || -> Result<u64, String> {
         let (v, k) =
@@ -912,16 +969,20 @@ fn delta_binary_packed(buf: &[u8], n: usize, out: &mut Vec<i64>) -> Result<usize
         return Err(format!("{total} delta-coded values in a page of {n}"));
     }
     let (minis, per_mini) = (minis as usize, (block / minis) as usize);
-    let total = n;
+    let upto = upto.min(n);
     out.clear();
     // Room for what the page's bytes can hold at a bit a value; runs of width 0 grow it.
-    out.reserve(total.min(buf.len().saturating_mul(8) + 1));
-    if total == 0 {
+    out.reserve(upto.min(buf.len().saturating_mul(8) + 1));
+    if n == 0 {
         return Ok(at);
     }
-    out.push(first);
+    if upto > 0 {
+        out.push(first);
+    }
     let mut last = first;
-    while out.len() < total {
+    // Values accounted for, decoded or stepped over.
+    let mut seen = 1usize;
+    while seen < n {
         let (min_delta, k) =
             super::uvarint(buf.get(at..).unwrap_or(&[])).ok_or("truncated delta block")?;
         at += k;
@@ -929,7 +990,7 @@ fn delta_binary_packed(buf: &[u8], n: usize, out: &mut Vec<i64>) -> Result<usize
         let widths = buf.get(at..at + minis).ok_or("truncated delta widths")?;
         at += minis;
         for &w in widths {
-            if out.len() >= total {
+            if seen >= n {
                 break;
             }
             let w = usize::from(w);
@@ -939,21 +1000,40 @@ fn delta_binary_packed(buf: &[u8], n: usize, out: &mut Vec<i64>) -> Result<usize
             let bytes = per_mini * w / 8;
             let packed = buf.get(at..at + bytes).ok_or("truncated miniblock")?;
             at += bytes;
-            let take = per_mini.min(total - out.len());
-            for k in 0..take {
-                let bit = k * w;
-                let mut word = [0u8; 16];
-                let from = bit / 8;
-                let avail = (packed.len() - from.min(packed.len())).min(16);
-                word[..avail].copy_from_slice(&packed[from..from + avail]);
-                let v = (u128::from_le_bytes(word) >> (bit % 8)) as u64;
-                let v = if w == 64 { v } else { v & ((1u64 << w) - 1) };
+            let take = per_mini.min(n - seen);
+            let decode = take.min(upto.saturating_sub(seen));
+            for k in 0..decode {
+                let v = unpack(packed, k * w, w);
                 last = last.wrapping_add(min_delta).wrapping_add(v as i64);
                 out.push(last);
             }
+            seen += take;
         }
     }
     Ok(at)
+}
+
+/// The `w`-bit value (`w` ≤ 64) starting at bit `bit` of `packed`, least significant bit
+/// first; bits past the end read as zero.
+#[inline]
+fn unpack(packed: &[u8], bit: usize, w: usize) -> u64 {
+    if w == 0 {
+        return 0;
+    }
+    let from = bit / 8;
+    let shift = bit % 8;
+    let v = if shift + w <= 64 {
+        let mut word = [0u8; 8];
+        let avail = packed.len().saturating_sub(from).min(8);
+        word[..avail].copy_from_slice(&packed[from..from + avail]);
+        u64::from_le_bytes(word) >> shift
+    } else {
+        let mut word = [0u8; 16];
+        let avail = packed.len().saturating_sub(from).min(16);
+        word[..avail].copy_from_slice(&packed[from..from + avail]);
+        (u128::from_le_bytes(word) >> shift) as u64
+    };
+    if w == 64 { v } else { v & ((1u64 << w) - 1) }
 }
 
 #[cfg(test)]
@@ -1009,41 +1089,50 @@ mod tests {
             want.push(want.last().unwrap() + 2 + *d as i64);
         }
         let mut out = Vec::new();
-        assert_eq!(delta_binary_packed(&run, 41, &mut out), Ok(run.len()));
+        assert_eq!(delta_binary_packed(&run, 41, 41, &mut out), Ok(run.len()));
         assert_eq!(out, want);
+        // The first values alone, the run's length still all of it.
+        for upto in [0, 1, 7, 33] {
+            assert_eq!(delta_binary_packed(&run, 41, upto, &mut out), Ok(run.len()));
+            assert_eq!(out, want[..upto]);
+        }
         // One value: the header alone.
         let one = packed(-3, 0, 0, &[]);
-        assert_eq!(delta_binary_packed(&one, 1, &mut out), Ok(one.len()));
+        assert_eq!(delta_binary_packed(&one, 1, 1, &mut out), Ok(one.len()));
         assert_eq!(out, vec![-3]);
 
         // A count other than the page's, a truncated miniblock, widths past 64, a block size
         // not a multiple of 128, and a header cut short are each an error.
-        assert!(delta_binary_packed(&run, 40, &mut out).is_err());
-        assert!(delta_binary_packed(&run[..run.len() - 1], 41, &mut out).is_err());
+        assert!(delta_binary_packed(&run, 40, 40, &mut out).is_err());
+        assert!(delta_binary_packed(&run[..run.len() - 1], 41, 1, &mut out).is_err());
         let wide = packed(0, 0, 65, &[1]);
-        assert!(delta_binary_packed(&wide, 2, &mut out).is_err());
+        assert!(delta_binary_packed(&wide, 2, 2, &mut out).is_err());
         let mut odd = Vec::new();
         for v in [100, 4, 2, 0] {
             uvarint(&mut odd, v);
         }
-        assert!(delta_binary_packed(&odd, 2, &mut out).is_err());
-        assert!(delta_binary_packed(&run[..2], 41, &mut out).is_err());
+        assert!(delta_binary_packed(&odd, 2, 2, &mut out).is_err());
+        assert!(delta_binary_packed(&run[..2], 41, 41, &mut out).is_err());
 
         // Delta-length values: the lengths, then the bytes; a negative length or one past
         // the page is refused.
         let mut page = packed(2, 1, 1, &[0]);
         page.extend_from_slice(b"abxyz");
         let mut vals = Vec::new();
-        delta_length_byte_arrays(&Bytes::from(page.clone()), 2, &mut vals).unwrap();
+        delta_length_byte_arrays(&Bytes::from(page.clone()), 2, &[0, 1], &mut vals).unwrap();
         assert_eq!(
             vals,
             vec![Bytes::from_static(b"ab"), Bytes::from_static(b"xyz")]
         );
+        vals.clear();
+        delta_length_byte_arrays(&Bytes::from(page.clone()), 2, &[1], &mut vals).unwrap();
+        assert_eq!(vals, vec![Bytes::from_static(b"xyz")]);
+        assert!(delta_length_byte_arrays(&Bytes::from(page.clone()), 2, &[2], &mut vals).is_err());
         page.pop();
-        assert!(delta_length_byte_arrays(&Bytes::from(page), 2, &mut vals).is_err());
+        assert!(delta_length_byte_arrays(&Bytes::from(page), 2, &[0, 1], &mut vals).is_err());
         let mut negative = packed(-1, 0, 0, &[]);
         negative.extend_from_slice(b"a");
-        assert!(delta_length_byte_arrays(&Bytes::from(negative), 1, &mut vals).is_err());
+        assert!(delta_length_byte_arrays(&Bytes::from(negative), 1, &[0], &mut vals).is_err());
     }
 
     /// `values` in the RLE / bit-packing hybrid encoding at bit width `width`: runs of one
@@ -1179,7 +1268,7 @@ mod tests {
         let good = page(packed(0, 0, 2, &[3, 0]), b"abcdeXYZ");
         let read = |buf: &Bytes, wanted: &[usize]| {
             let mut out = Vec::new();
-            delta_byte_arrays(buf, 3, wanted.iter().copied(), &mut out).map(|()| out)
+            delta_byte_arrays(buf, 3, wanted, &mut out).map(|()| out)
         };
         assert_eq!(
             read(&good, &[0, 1, 2]).unwrap(),

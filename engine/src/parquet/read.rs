@@ -631,12 +631,19 @@ impl ParquetShard {
         let spans = row_spans(&rows);
         let file = self.fetch_coded(bucket, rg, &needed, total, &spans).await?;
         coded.extend(self.decode_coded(rg, &needed, &file, total, &spans)?);
+        let mut by_col: Vec<Option<CodedColumn>> = Vec::new();
+        by_col.resize_with(self.col_label.len(), || None);
+        for (c, col) in coded {
+            if let Some(slot) = by_col.get_mut(c) {
+                *slot = Some(col);
+            }
+        }
         let mut kept = KeptRows {
             rg,
             rows,
             cols,
             col_ends,
-            coded,
+            coded: by_col,
         };
         kept.make_utf8();
         Ok(Some(kept))
@@ -878,7 +885,8 @@ pub struct KeptRows {
     cols: Vec<u32>,
     /// Where each kept row's label columns end in `cols`.
     col_ends: Vec<u32>,
-    coded: HashMap<usize, CodedColumn>,
+    /// Per column of the labels file: its codes, for the label columns read.
+    coded: Vec<Option<CodedColumn>>,
 }
 
 impl KeptRows {
@@ -895,13 +903,19 @@ impl KeptRows {
         let from = k.checked_sub(1).map_or(0, |p| self.col_ends[p] as usize);
         let row = self.rows[k] as usize;
         for &c in &self.cols[from..self.col_ends[k] as usize] {
-            let (Some(Some(name)), Some(coded)) = (
+            let (Some(Some(name)), Some(Some(coded))) = (
                 shard.col_label.get(c as usize),
-                self.coded.get(&(c as usize)),
+                self.coded.get(c as usize),
             ) else {
                 continue;
             };
-            let code = coded.code(row);
+            // Columns are decoded for the kept rows alone, so the kth kept row is the kth
+            // decoded one.
+            let code = if coded.decoded() == self.rows.len() {
+                coded.code_at(k)
+            } else {
+                coded.code(row)
+            };
             if code == NULL || code == SKIPPED {
                 continue;
             }
@@ -927,7 +941,7 @@ impl KeptRows {
     /// Replaces dictionary values that are not UTF-8 with their lossy reading, once per
     /// distinct value rather than once per row.
     fn make_utf8(&mut self) {
-        for c in self.coded.values_mut() {
+        for c in self.coded.iter_mut().flatten() {
             for v in &mut c.dict {
                 if std::str::from_utf8(v).is_err() {
                     *v = Bytes::from(String::from_utf8_lossy(v).into_owned());
