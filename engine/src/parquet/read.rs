@@ -903,10 +903,9 @@ impl KeptRows {
         let from = k.checked_sub(1).map_or(0, |p| self.col_ends[p] as usize);
         let row = self.rows[k] as usize;
         for &c in &self.cols[from..self.col_ends[k] as usize] {
-            let (Some(Some(name)), Some(Some(coded))) = (
-                shard.col_label.get(c as usize),
-                self.coded.get(c as usize),
-            ) else {
+            let (Some(Some(name)), Some(Some(coded))) =
+                (shard.col_label.get(c as usize), self.coded.get(c as usize))
+            else {
                 continue;
             };
             // Columns are decoded for the kept rows alone, so the kth kept row is the kth
