@@ -591,12 +591,37 @@ impl ParquetShard {
         rg: usize,
         matchers: &[Matcher],
     ) -> Result<Option<KeptRows>, ParquetError> {
-        let Some((rows, mut coded)) = self.matching_rows(bucket, rg, matchers, &[]).await? else {
+        match self.matched(bucket, rg, matchers).await? {
+            Some(m) => self.with_labels(bucket, m).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The rows of row group `rg` every matcher keeps, before their labels are read (so that
+    /// their chunks can be fetched meanwhile); `None` when none is kept.
+    pub async fn matched(
+        &self,
+        bucket: &Bucket,
+        rg: usize,
+        matchers: &[Matcher],
+    ) -> Result<Option<Matched>, ParquetError> {
+        let Some((rows, coded)) = self.matching_rows(bucket, rg, matchers, &[]).await? else {
             return Ok(None);
         };
         if rows.is_empty() {
             return Ok(None);
         }
+        Ok(Some(Matched { rg, rows, coded }))
+    }
+
+    /// Matched rows with what their labels are read from: their column lists and the label
+    /// columns those name.
+    pub async fn with_labels(&self, bucket: &Bucket, m: Matched) -> Result<KeptRows, ParquetError> {
+        let Matched {
+            rg,
+            rows,
+            mut coded,
+        } = m;
         // Which label columns each kept row uses.
         let lists = self
             .read_rows(bucket, &self.labels, rg, self.col_indexes, &rows)
@@ -629,8 +654,10 @@ impl ParquetShard {
         needed.retain(|c| !coded.contains_key(c));
         let total = self.labels.meta.row_group(rg).num_rows().max(0) as usize;
         let spans = row_spans(&rows);
-        let file = self.fetch_coded(bucket, rg, &needed, total, &spans).await?;
-        coded.extend(self.decode_coded(rg, &needed, &file, total, &spans)?);
+        if !needed.is_empty() {
+            let file = self.fetch_coded(bucket, rg, &needed, total, &spans).await?;
+            coded.extend(self.decode_coded(rg, &needed, &file, total, &spans)?);
+        }
         let mut by_col: Vec<Option<CodedColumn>> = Vec::new();
         by_col.resize_with(self.col_label.len(), || None);
         for (c, col) in coded {
@@ -646,7 +673,7 @@ impl ParquetShard {
             coded: by_col,
         };
         kept.make_utf8();
-        Ok(Some(kept))
+        Ok(kept)
     }
 
     /// Whether series served with external labels `ext` attached and labels `removed` taken
@@ -870,6 +897,16 @@ impl ParquetShard {
 pub struct ChunkPages {
     file: Arc<Ranges>,
     locations: Option<Vec<PageLocation>>,
+}
+
+/// The rows of one row group every matcher keeps, their labels not yet read.
+#[derive(Debug)]
+pub struct Matched {
+    /// The row group.
+    pub rg: usize,
+    /// The kept rows, ascending.
+    pub rows: Vec<u32>,
+    coded: HashMap<usize, CodedColumn>,
 }
 
 /// The rows of one row group a select keeps, and what their labels are read from. Their

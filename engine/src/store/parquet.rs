@@ -20,7 +20,7 @@ use super::series::SeriesQuery;
 use super::{BucketStore, StoreError};
 use crate::block::BlockMeta;
 use crate::labels::{Label, Labels, external_matchers};
-use crate::parquet::read::{ChunkPages, KeptRows, ParquetShard};
+use crate::parquet::read::{ChunkPages, KeptRows, Matched, ParquetShard};
 use crate::parquet::{ParquetError, labels_file};
 use crate::shard::ShardSet;
 
@@ -234,12 +234,16 @@ async fn produce_shard<B: StreamBatch>(
     let mut held: Vec<B> = Vec::new();
     let mut series = 0u64;
     for rg in 0..row_groups {
-        let kept = match first_read.get_mut(rg) {
-            Some(k) => k.take(),
-            None => shard.kept_rows(bucket, rg, &matchers).await?.map(Arc::new),
-        };
-        let Some(kept) = kept else {
-            continue;
+        // Rows read in order have their labels read while the first chunk pages are fetched.
+        let (rows, pending) = match first_read.get_mut(rg) {
+            Some(k) => match k.take() {
+                Some(k) => (k.rows.clone(), RowLabels::Read(k)),
+                None => continue,
+            },
+            None => match shard.matched(bucket, rg, &matchers).await? {
+                Some(m) => (m.rows.clone(), RowLabels::ToRead(m)),
+                None => continue,
+            },
         };
         let cols: Arc<Vec<usize>> = Arc::new(if q.skip_chunks {
             Vec::new()
@@ -253,10 +257,10 @@ async fn produce_shard<B: StreamBatch>(
             ((STRIPE_BYTES.min(batch_bytes) as u64 / per_row) as usize).max(MIN_STRIPE_ROWS)
         };
         let starts = cols.first().and_then(|&c| shard.chunk_page_starts(rg, c));
-        let stripes = cut_stripes(&kept.rows, starts.as_deref(), target);
+        let stripes = cut_stripes(&rows, starts.as_deref(), target);
         let windows = windows_of(&stripes, per_row);
         let fetch = |win: &Range<usize>| {
-            let rows = kept.rows[stripes[win.start].start..stripes[win.end - 1].end].to_vec();
+            let rows = rows[stripes[win.start].start..stripes[win.end - 1].end].to_vec();
             let (bucket, block, cols, si) =
                 (bucket.clone(), read.block.clone(), cols.clone(), read.shard);
             Prefetch(tokio::spawn(async move {
@@ -270,6 +274,10 @@ async fn produce_shard<B: StreamBatch>(
         };
         // The next window's pages are read while this one's stripes are decoded.
         let mut next = windows.first().map(fetch);
+        let kept = match pending {
+            RowLabels::Read(k) => k,
+            RowLabels::ToRead(m) => Arc::new(shard.with_labels(bucket, m).await?),
+        };
         for (wi, win) in windows.iter().enumerate() {
             let Some(mut this) = next.take() else {
                 break;
@@ -330,6 +338,12 @@ async fn produce_shard<B: StreamBatch>(
         let _ = tx.send_async(Ok((B::empty(&read.form), true))).await;
     }
     Ok(())
+}
+
+/// A row group's kept rows, with their labels read or still to read.
+enum RowLabels {
+    Read(Arc<KeptRows>),
+    ToRead(Matched),
 }
 
 /// A window's page reads, running on the runtime; stopped when dropped unfinished (the
