@@ -1,10 +1,11 @@
-//! Label columns as dictionary codes: a column chunk's pages decoded into one code per row
-//! (or [`NULL`]) and the dictionary the codes index, so that a matcher is evaluated once per
-//! distinct value and rows are selected by comparing integers.
+//! Label columns as dictionary codes: a column chunk's pages walked run by run for the rows
+//! a read wants, so that a matcher is evaluated once per distinct value and keeps or drops
+//! whole runs of rows, and labels are read as codes into the dictionary.
 //!
 //! Dictionary-encoded pages keep their codes; a page a writer fell back to plain encoding for
 //! (its dictionary grew too large) appends its values to the dictionary, so every row still
-//! has a code.
+//! has a code. The byte-array columns (column lists and chunks) are read here too, by row:
+//! values are sliced out of their decompressed pages.
 
 use std::ops::Range;
 use std::sync::Arc;

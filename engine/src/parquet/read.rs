@@ -4,8 +4,9 @@
 //! works a row group at a time:
 //! - row groups are pruned by the label columns' statistics and the metric name's bloom
 //!   filter, for the equality matchers;
-//! - the label columns the matchers name are read whole and decoded into dictionary codes;
-//!   each matcher is evaluated once per dictionary value, and rows are kept by their codes;
+//! - the pages of the label columns the matchers name that the page bounds admit are read;
+//!   the matchers run a column at a time over the rows still kept, each evaluated once per
+//!   dictionary value, keeping or dropping runs of codes;
 //! - of the kept rows, the column lists, the other label columns they use and the chunk
 //!   columns overlapping the asked time are read, and of the row-indexed columns only the
 //!   pages holding kept rows are fetched (the offset index says where they are), in
