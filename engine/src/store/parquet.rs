@@ -155,6 +155,9 @@ impl BucketStore {
 /// a scan makes few requests to object storage. Tests use a small window, so that several are
 /// read.
 const WINDOW_BYTES: u64 = if cfg!(test) { 4 << 10 } else { 64 << 20 };
+/// Stripes per store core a small selection is cut into at least (down to
+/// [`MIN_STRIPE_ROWS`] rows a stripe).
+const STRIPES_PER_CORE: usize = 2;
 /// Rows a stripe holds at least, however large its series.
 const MIN_STRIPE_ROWS: usize = 256;
 /// Rows a stripe holds at most in tests, so that small blocks are cut into several.
@@ -251,10 +254,14 @@ async fn produce_shard<B: StreamBatch>(
             shard.chunk_columns(q.min_time, q.max_time)
         });
         let per_row = shard.chunk_bytes_per_row(rg, &cols) + 128;
+        // A selection of fewer rows than the cores would fill with stripes of the usual size
+        // is cut finer, so that every core decodes a part and the first part is sent sooner.
         let target = if cfg!(test) {
             TEST_STRIPE_ROWS
         } else {
-            ((STRIPE_BYTES.min(batch_bytes) as u64 / per_row) as usize).max(MIN_STRIPE_ROWS)
+            let by_bytes = (STRIPE_BYTES.min(batch_bytes) as u64 / per_row) as usize;
+            let spread = rows.len().div_ceil(STRIPES_PER_CORE * cores.cores());
+            by_bytes.min(spread).max(MIN_STRIPE_ROWS)
         };
         let starts = cols.first().and_then(|&c| shard.chunk_page_starts(rg, c));
         let stripes = cut_stripes(&rows, starts.as_deref(), target);
