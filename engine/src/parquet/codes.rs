@@ -838,6 +838,15 @@ fn plain_wanted(buf: &Bytes, wanted: &[usize], out: &mut Vec<Bytes>) -> Result<(
     Ok(())
 }
 
+/// The last of `wanted` (ascending positions in a page of `n` values), refused past the
+/// page; `None` when nothing is wanted.
+fn last_wanted(wanted: &[usize], n: usize) -> Result<Option<usize>, String> {
+    match wanted.last() {
+        Some(&last) if last >= n => Err("a wanted value past the page's values".into()),
+        last => Ok(last.copied()),
+    }
+}
+
 /// The `DELTA_LENGTH_BYTE_ARRAY` values at positions `wanted` (ascending) of a page of `n`:
 /// their lengths delta-coded, then their bytes one after another. Appended to `out` as
 /// slices of the page.
@@ -847,12 +856,9 @@ fn delta_length_byte_arrays(
     wanted: &[usize],
     out: &mut Vec<Bytes>,
 ) -> Result<(), String> {
-    let Some(&last) = wanted.last() else {
+    let Some(last) = last_wanted(wanted, n)? else {
         return Ok(());
     };
-    if last >= n {
-        return Err("a wanted value past the page's values".into());
-    }
     let mut lengths = Vec::new();
     let mut at = delta_binary_packed(buf, n, last + 1, &mut lengths)?;
     let mut w = wanted.iter().peekable();
@@ -883,12 +889,9 @@ fn delta_byte_arrays(
     wanted: &[usize],
     out: &mut Vec<Bytes>,
 ) -> Result<(), String> {
-    let Some(&last) = wanted.last() else {
+    let Some(last) = last_wanted(wanted, n)? else {
         return Ok(());
     };
-    if last >= n {
-        return Err("a wanted value past the page's values".into());
-    }
     let mut prefixes = Vec::new();
     let at = delta_binary_packed(buf, n, last + 1, &mut prefixes)?;
     let mut lengths = Vec::new();
