@@ -353,15 +353,11 @@ fn walk_label_column(
                 if max_def == 0 {
                     (buf, num_values as usize, encoding, false)
                 } else {
-                    let len = buf
-                        .get(..4)
-                        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-                        .ok_or_else(|| bad("truncated definition levels".into()))?;
-                    let levels_end = 4usize
-                        .checked_add(len)
-                        .filter(|&e| e <= buf.len())
-                        .ok_or_else(|| bad("definition levels run past the page".into()))?;
-                    let lv = &buf[4..levels_end];
+                    // Version 1 pages hold their levels as one length-prefixed run.
+                    let lv =
+                        plain_value(&buf, 0).map_err(|e| bad(format!("definition levels: {e}")))?;
+                    let levels_end = lv.end;
+                    let lv = &buf[lv];
                     let nulls = !all_set(lv, num_values as usize).map_err(bad)?;
                     if nulls {
                         levels.clear();
@@ -528,19 +524,26 @@ fn plain_byte_arrays(buf: &Bytes, n: usize, out: &mut Vec<Bytes>) -> Result<(), 
     let mut at = 0usize;
     out.reserve(n.min(buf.len() / 4));
     for _ in 0..n {
-        let len = buf
-            .get(at..at + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-            .ok_or("truncated plain value")?;
-        at += 4;
-        let end = at
-            .checked_add(len)
-            .filter(|&e| e <= buf.len())
-            .ok_or("plain value runs past the page")?;
-        out.push(buf.slice(at..end));
-        at = end;
+        let value = plain_value(buf, at)?;
+        at = value.end;
+        out.push(buf.slice(value));
     }
     Ok(())
+}
+
+/// Where the plain-encoded byte array starting at `at` of `buf` lies (after its 4-byte
+/// little-endian length); it ends where the next one starts.
+fn plain_value(buf: &[u8], at: usize) -> Result<Range<usize>, String> {
+    let len = buf
+        .get(at..at.saturating_add(4))
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .ok_or("truncated plain value")?;
+    let start = at + 4;
+    let end = start
+        .checked_add(len)
+        .filter(|&e| e <= buf.len())
+        .ok_or("plain value runs past the page")?;
+    Ok(start..end)
 }
 
 /// The header of the next run of the RLE / bit-packing hybrid encoding at `buf[at..]`:
@@ -735,16 +738,11 @@ pub fn byte_array_rows(
                 encoding,
                 ..
             } if optional => {
-                let len = buf
-                    .get(..4)
-                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-                    .ok_or_else(|| bad("truncated definition levels".into()))?;
-                let end = 4usize
-                    .checked_add(len)
-                    .filter(|&e| e <= buf.len())
-                    .ok_or_else(|| bad("definition levels run past the page".into()))?;
+                let levels =
+                    plain_value(&buf, 0).map_err(|e| bad(format!("definition levels: {e}")))?;
+                let end = levels.end;
                 // An optional column is read here only while every row has a value.
-                if !all_set(&buf[4..end], num_values as usize).map_err(bad)? {
+                if !all_set(&buf[levels], num_values as usize).map_err(bad)? {
                     return Ok(None);
                 }
                 (buf.slice(end..), num_values as usize, encoding)
@@ -821,19 +819,11 @@ fn plain_wanted(buf: &Bytes, wanted: &[usize], out: &mut Vec<Bytes>) -> Result<(
     let mut at = 0usize;
     let mut w = wanted.iter().peekable();
     for i in 0..=last {
-        let len = buf
-            .get(at..at + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-            .ok_or("truncated plain value")?;
-        at += 4;
-        let end = at
-            .checked_add(len)
-            .filter(|&e| e <= buf.len())
-            .ok_or("plain value runs past the page")?;
+        let value = plain_value(buf, at)?;
+        at = value.end;
         if w.next_if_eq(&&i).is_some() {
-            out.push(buf.slice(at..end));
+            out.push(buf.slice(value));
         }
-        at = end;
     }
     Ok(())
 }
