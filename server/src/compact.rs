@@ -22,9 +22,9 @@ use gauntlet_engine::bucket::{Bucket, BucketConfig};
 use gauntlet_engine::budget::MemoryBudget;
 use gauntlet_engine::compact::plan::THANOS_RANGES_MS;
 use gauntlet_engine::compact::{
-    Dedup, MergeOptions, PlanBlock, Planned, group_key, merge_blocks, plan, redundant,
+    Dedup, MergeOptions, PlanBlock, Planned, group_key, merge_blocks, plan_batch, redundant,
 };
-use gauntlet_engine::downsample::{RES_1H, RES_5M, RES_RAW, downsample_block};
+use gauntlet_engine::downsample::{RES_1H, RES_5M, RES_RAW, downsample_block_with};
 use gauntlet_engine::index::writer::MAX_INDEX_SIZE;
 use ulid::Ulid;
 
@@ -88,8 +88,9 @@ pub struct CompactArgs {
     /// Do not downsample.
     #[arg(long = "downsampling.disable")]
     pub downsampling_disable: bool,
-    /// Accepted for Thanos compatibility, so that its command lines run unchanged; blocks are
-    /// downsampled one at a time whatever the value.
+    /// Accepted for Thanos compatibility, so that its command lines run unchanged: blocks are
+    /// downsampled one at a time, each block's series on every core (one core when a share
+    /// of a CPU is set, as in `gauntlet all`).
     #[arg(long = "downsample.concurrency", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub downsample_concurrency: u64,
     /// Blocks younger than this (by upload time, else ULID time) are left alone: their upload
@@ -606,7 +607,9 @@ async fn compact_groups(
     }
 }
 
-/// Compacts one group (`blocks` holds its blocks) until its planner has nothing left.
+/// Compacts one group (`blocks` holds its blocks) until its planner has nothing left. Plans
+/// that do not read one another's outputs (the replicas of each 2h window, say) are merged
+/// at once, one per core; the blocks made are the ones a merge at a time would make.
 async fn compact_group(
     bucket: &Bucket,
     cfg: &CompactConfig,
@@ -618,6 +621,7 @@ async fn compact_group(
 ) {
     let key = key.to_string();
     let mut ids: Vec<Ulid> = blocks.keys().copied().collect();
+    let at_once = merges_at_once(cfg);
     loop {
         if stop.load(Relaxed) {
             return;
@@ -627,11 +631,11 @@ async fn compact_group(
             .filter_map(|id| blocks.get(id))
             .map(|b| PlanBlock::from_meta(&b.meta, b.no_compact))
             .collect();
-        let planned = plan(&plan_blocks, &cfg.ranges);
-        let inputs = planned.blocks();
-        if inputs.is_empty() {
+        let mut batch = plan_batch(&plan_blocks, &cfg.ranges, at_once);
+        let Some(planned) = batch.first() else {
             break;
-        }
+        };
+        let inputs = planned.blocks();
         let resolution = blocks
             .get(&inputs[0])
             .map_or(RES_RAW, SyncedBlock::resolution);
@@ -688,74 +692,99 @@ async fn compact_group(
             Planned::Overlapping(_) => cfg.dedup,
             _ => Dedup::Chain,
         };
-        m.progress(|p| p.merging.push((key.clone(), inputs.clone())));
-        let merged = compact_one(bucket, cfg, &key, blocks, &inputs, dedup, m).await;
+        // Later plans of the batch wait for the next round when their indexes are too large:
+        // the checks above run on them then.
+        if let Some(cut) = batch
+            .iter()
+            .position(|p| index_too_large(blocks, &p.blocks(), cfg.max_index_bytes).is_some())
+        {
+            batch.truncate(cut.max(1));
+        }
+        let plans: Vec<Vec<Ulid>> = batch.iter().map(Planned::blocks).collect();
+        m.progress(|p| {
+            p.merging
+                .extend(plans.iter().map(|inputs| (key.clone(), inputs.clone())))
+        });
+        let merged = futures::future::join_all(
+            plans
+                .iter()
+                .map(|inputs| compact_one(bucket, cfg, &key, blocks, inputs, dedup, m)),
+        )
+        .await;
         m.progress(|p| p.merging.retain(|(k, _)| *k != key));
-        match merged {
-            Ok(Some(meta)) => {
-                m.compactions.fetch_add(1, Relaxed);
-                m.samples.fetch_add(meta.stats.num_samples, Relaxed);
-                let new = meta.ulid;
-                tracing::info!(group = %key, block = %new, sources = inputs.len(), level = meta.compaction.level, min_time = meta.min_time, max_time = meta.max_time, samples = meta.stats.num_samples, "compacted");
-                rep.compacted.push(new);
-                blocks.insert(
-                    new,
-                    SyncedBlock {
-                        meta,
-                        deletion: None,
-                        no_compact: false,
-                        no_downsample: false,
-                    },
-                );
-                ids.retain(|id| !inputs.contains(id));
-                ids.push(new);
-                for id in &inputs {
-                    if let Err(e) = mark_deleted(
-                        bucket,
-                        blocks,
-                        *id,
-                        &format!("compacted into {new}"),
-                        m,
-                        rep,
-                    )
-                    .await
-                    {
-                        rep.failures.push(format!("{e:#}"));
-                    }
-                }
-            }
-            Ok(None) => {
-                // Every series was deleted: the sources go without a successor.
-                ids.retain(|id| !inputs.contains(id));
-                for id in &inputs {
-                    if let Err(e) = mark_deleted(
-                        bucket,
-                        blocks,
-                        *id,
-                        "all of its series were deleted",
-                        m,
-                        rep,
-                    )
-                    .await
-                    {
-                        rep.failures.push(format!("{e:#}"));
-                    }
-                }
-            }
-            Err(e) => {
-                m.compaction_failures.fetch_add(1, Relaxed);
-                let why = format!("{e:#}");
-                if is_data_error(&e) {
-                    tracing::error!(group = %key, error = %why, "group halted: a block cannot be read");
-                    rep.halted.push((key.clone(), why));
-                } else {
-                    tracing::warn!(group = %key, error = %why, "compaction failed; retrying next pass");
-                    rep.failures.push(why);
-                }
-                break;
-            }
+        let mut failed = false;
+        for (inputs, merged) in plans.iter().zip(merged) {
+            failed |= !settle_merge(bucket, m, &key, blocks, &mut ids, inputs, merged, rep).await;
+        }
+        if failed {
+            break;
         }
     }
+}
+
+/// Merges of one group run at once: one per core, or one when the compactor has a share of a
+/// CPU (`gauntlet all`).
+fn merges_at_once(cfg: &CompactConfig) -> usize {
+    match cfg.cpu_share {
+        Some(_) => 1,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }
+}
+
+/// Records what a merge of `inputs` came to: its block added and its inputs marked for
+/// deletion, or the failure. Returns false when the group must stop for this pass.
+#[allow(clippy::too_many_arguments)]
+async fn settle_merge(
+    bucket: &Bucket,
+    m: &CompactMetrics,
+    key: &str,
+    blocks: &mut BTreeMap<Ulid, SyncedBlock>,
+    ids: &mut Vec<Ulid>,
+    inputs: &[Ulid],
+    merged: anyhow::Result<Option<BlockMeta>>,
+    rep: &mut PassReport,
+) -> bool {
+    let (new, reason) = match merged {
+        Ok(Some(meta)) => {
+            m.compactions.fetch_add(1, Relaxed);
+            m.samples.fetch_add(meta.stats.num_samples, Relaxed);
+            let new = meta.ulid;
+            tracing::info!(group = %key, block = %new, sources = inputs.len(), level = meta.compaction.level, min_time = meta.min_time, max_time = meta.max_time, samples = meta.stats.num_samples, "compacted");
+            rep.compacted.push(new);
+            blocks.insert(
+                new,
+                SyncedBlock {
+                    meta,
+                    deletion: None,
+                    no_compact: false,
+                    no_downsample: false,
+                },
+            );
+            (Some(new), format!("compacted into {new}"))
+        }
+        // Every series was deleted: the sources go without a successor.
+        Ok(None) => (None, "all of its series were deleted".to_string()),
+        Err(e) => {
+            m.compaction_failures.fetch_add(1, Relaxed);
+            let why = format!("{e:#}");
+            if is_data_error(&e) {
+                tracing::error!(group = %key, error = %why, "group halted: a block cannot be read");
+                rep.halted.push((key.to_string(), why));
+            } else {
+                tracing::warn!(group = %key, error = %why, "compaction failed; retrying next pass");
+                rep.failures.push(why);
+            }
+            return false;
+        }
+    };
+    ids.retain(|id| !inputs.contains(id));
+    ids.extend(new);
+    for id in inputs {
+        if let Err(e) = mark_deleted(bucket, blocks, *id, &reason, m, rep).await {
+            rep.failures.push(format!("{e:#}"));
+        }
+    }
+    true
 }
 
 /// Whether a block's upload has settled: older than the consistency delay (by upload time,
@@ -850,10 +879,13 @@ async fn compact_one(
     dedup: Dedup,
     m: &CompactMetrics,
 ) -> anyhow::Result<Option<BlockMeta>> {
-    let work = cfg
-        .data_dir
-        .join("compact")
-        .join(key.replace(['@', '/'], "-"));
+    // Merges of one group may run at once: each works in a directory named by its first
+    // input too.
+    let work = cfg.data_dir.join("compact").join(format!(
+        "{}-{}",
+        key.replace(['@', '/'], "-"),
+        inputs[0]
+    ));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     let result = async {
@@ -964,9 +996,17 @@ async fn downsample_one(
         let out = work.join("out");
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
         let out2 = out.clone();
-        let stats = tokio::task::spawn_blocking(move || downsample_block(&src, &out2, to))
-            .await
-            .context("downsample task")??;
+        // Flat out, a block's series are downsampled on every core; with a share of a CPU
+        // (`gauntlet all`), on one thread.
+        let threads = match cfg.cpu_share {
+            Some(_) => 1,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let stats = tokio::task::spawn_blocking(move || {
+            downsample_block_with(&src, &out2, to, threads, &|_, _| {})
+        })
+        .await
+        .context("downsample task")??;
         let new = stats.meta.ulid.to_string();
         upload_block(bucket, &stats.dir, &new).await?;
         anyhow::Ok(stats.meta)

@@ -64,6 +64,13 @@ impl Block {
         &self.chunks
     }
 
+    /// Drops the index's and the chunks' mapped pages from this process (see
+    /// [`IndexReader::release_pages`]).
+    pub fn release_pages(&self) {
+        self.index.release_pages();
+        self.chunks.release_pages();
+    }
+
     /// The block's deletions.
     pub fn tombstones(&self) -> &Tombstones {
         &self.tombstones

@@ -157,6 +157,19 @@ impl SegmentReader {
         }
     }
 
+    /// Drops the mapped pages from this process: they stay in the page cache and fault back
+    /// in when read again. A walk over every chunk of a large block calls it now and then, so
+    /// the pages it has passed do not pile up in its resident set.
+    pub fn release_pages(&self) {
+        for s in &self.segments {
+            if let SegmentBytes::Mapped(m) = &s.bytes {
+                // SAFETY: the mapping is read-only over an immutable file, so a dropped page
+                // reads back the same bytes; no reference into the mapping is invalidated.
+                let _ = unsafe { m.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+            }
+        }
+    }
+
     /// Number of segment files.
     pub fn num_segments(&self) -> usize {
         self.segments.len()

@@ -11,4 +11,4 @@ pub mod plan;
 pub mod rewrite;
 
 pub use merge::{Dedup, MergeOptions, MergeStats, merge_blocks};
-pub use plan::{PlanBlock, Planned, group_key, plan, redundant};
+pub use plan::{PlanBlock, Planned, group_key, plan, plan_batch, redundant};

@@ -108,6 +108,47 @@ pub fn plan(blocks: &[PlanBlock], ranges: &[i64]) -> Planned {
     Planned::Nothing
 }
 
+/// Up to `max` plans that can run at once, in the order a planner run one merge at a time
+/// would make them: the first is [`plan`]'s; each next one is what [`plan`] picks once the
+/// merges before it are done, their outputs standing in for their inputs. The batch ends
+/// before a plan of another kind, or one that would read an output of the batch.
+pub fn plan_batch(blocks: &[PlanBlock], ranges: &[i64], max: usize) -> Vec<Planned> {
+    let first = plan(blocks, ranges);
+    if first == Planned::Nothing {
+        return Vec::new();
+    }
+    let mut view = blocks.to_vec();
+    let mut outputs: Vec<Ulid> = Vec::new();
+    let mut batch = vec![first];
+    while batch.len() < max {
+        let inputs = batch[batch.len() - 1].blocks();
+        let merged = view.iter().filter(|b| inputs.contains(&b.ulid));
+        let (min_time, max_time) = merged.fold((i64::MAX, i64::MIN), |(lo, hi), b| {
+            (lo.min(b.min_time), hi.max(b.max_time))
+        });
+        // The output's ULID only has to differ from every block's: real ones carry a time.
+        let ulid = Ulid::from_parts(0, (1u128 << 80) - 1 - outputs.len() as u128);
+        view.retain(|b| !inputs.contains(&b.ulid));
+        view.push(PlanBlock {
+            ulid,
+            min_time,
+            max_time,
+            failed: false,
+            no_compact: false,
+            num_series: 0,
+            num_tombstones: 0,
+        });
+        outputs.push(ulid);
+        let next = plan(&view, ranges);
+        let same_kind = std::mem::discriminant(&next) == std::mem::discriminant(&batch[0]);
+        if !same_kind || next.blocks().iter().any(|id| outputs.contains(id)) {
+            break;
+        }
+        batch.push(next);
+    }
+    batch
+}
+
 /// The first run of blocks (by min time) that overlap one another.
 fn select_overlapping(by_min: &[&PlanBlock]) -> Vec<Ulid> {
     let mut out = Vec::new();
@@ -266,6 +307,89 @@ mod tests {
         ns.iter()
             .map(|&n| Ulid::from_parts(0, u128::from(n)))
             .collect()
+    }
+
+    /// The plans a planner run one merge at a time makes, each merge's output (its inputs'
+    /// range, a fresh ULID) replacing its inputs.
+    fn one_at_a_time(blocks: &[PlanBlock], ranges: &[i64]) -> Vec<Planned> {
+        let mut view = blocks.to_vec();
+        let mut out = Vec::new();
+        for n in 200u8.. {
+            let p = plan(&view, ranges);
+            if p == Planned::Nothing {
+                break;
+            }
+            let inputs = p.blocks();
+            let lo = view
+                .iter()
+                .filter(|b| inputs.contains(&b.ulid))
+                .map(|b| b.min_time)
+                .min();
+            let hi = view
+                .iter()
+                .filter(|b| inputs.contains(&b.ulid))
+                .map(|b| b.max_time)
+                .max();
+            view.retain(|b| !inputs.contains(&b.ulid));
+            view.push(b(n, lo.unwrap() / H, hi.unwrap() / H));
+            out.push(p);
+        }
+        out
+    }
+
+    #[test]
+    fn batches_hold_the_plans_made_one_at_a_time_and_never_read_their_own_outputs() {
+        let r = &THANOS_RANGES_MS;
+        // Two replicas of 2h blocks over 24h, then one lone newest block.
+        let mut blocks = Vec::new();
+        for i in 0..12u8 {
+            let at = i64::from(i) * 2;
+            blocks.push(b(2 * i + 1, at, at + 2));
+            blocks.push(b(2 * i + 2, at, at + 2));
+        }
+        blocks.push(b(100, 24, 26));
+        let serial = one_at_a_time(&blocks, r);
+        let overlapping = serial
+            .iter()
+            .filter(|p| matches!(p, Planned::Overlapping(_)))
+            .count();
+        assert_eq!(overlapping, 12);
+
+        // Batches of up to 3, each merge's output standing in as the serial run's did.
+        let mut view = blocks.clone();
+        let mut batched = Vec::new();
+        let mut n = 200u8;
+        loop {
+            let batch = plan_batch(&view, r, 3);
+            if batch.is_empty() {
+                break;
+            }
+            assert!(batch.len() <= 3);
+            let kinds: Vec<_> = batch.iter().map(std::mem::discriminant).collect();
+            assert!(kinds.windows(2).all(|k| k[0] == k[1]));
+            for p in batch {
+                let inputs = p.blocks();
+                let lo = view
+                    .iter()
+                    .filter(|b| inputs.contains(&b.ulid))
+                    .map(|b| b.min_time)
+                    .min();
+                let hi = view
+                    .iter()
+                    .filter(|b| inputs.contains(&b.ulid))
+                    .map(|b| b.max_time)
+                    .max();
+                view.retain(|b| !inputs.contains(&b.ulid));
+                view.push(b(n, lo.unwrap() / H, hi.unwrap() / H));
+                n += 1;
+                batched.push(p);
+            }
+        }
+        assert_eq!(batched, serial);
+        // The replicas merge three at a time.
+        assert_eq!(plan_batch(&blocks, r, 3).len(), 3);
+        assert_eq!(plan_batch(&blocks, r, 1).len(), 1);
+        assert!(plan_batch(&[], r, 3).is_empty());
     }
 
     #[test]

@@ -18,7 +18,9 @@ use super::histogram::{
 use super::{DownsampleError, RES_1H, RES_5M, RES_RAW};
 use crate::block::meta::ThanosFile;
 use crate::block::{Block, BlockMeta, SegmentWriter, ThanosMeta, Tombstones};
-use crate::chunk::{AggrChunk, Encoding, FloatHistogramIterator, HistogramIterator, XorIterator};
+use crate::chunk::{
+    AggrChunk, Encoding, FloatHistogramIterator, HistogramIterator, SampleBatch, decode_xor_into,
+};
 use crate::histogram::FloatHistogram;
 use crate::index::{ChunkMeta, IndexWriter};
 use crate::labels::{Label, Labels};
@@ -41,21 +43,24 @@ pub struct DownsampleStats {
 }
 
 /// Downsamples the block in `src` to `resolution` ms (5m from raw, 1h from raw or 5m) into a
-/// new block under `dst_parent`, built in a temporary directory and renamed into place.
+/// new block under `dst_parent`, built in a temporary directory and renamed into place. One
+/// thread does the work; [`downsample_block_with`] spreads it.
 pub fn downsample_block(
     src: &Path,
     dst_parent: &Path,
     resolution: i64,
 ) -> Result<DownsampleStats, DownsampleError> {
-    downsample_block_with_progress(src, dst_parent, resolution, &|_, _| {})
+    downsample_block_with(src, dst_parent, resolution, 1, &|_, _| {})
 }
 
-/// [`downsample_block`], calling `progress(series done, series in all)` as it goes (every
-/// 1024 series and at the end).
-pub fn downsample_block_with_progress(
+/// [`downsample_block`] with the series downsampled on `threads` workers (the block is
+/// written in the same order whatever the count), calling `progress(series done, series in
+/// all)` as it goes (every 1024 series or so, and at the end).
+pub fn downsample_block_with(
     src: &Path,
     dst_parent: &Path,
     resolution: i64,
+    threads: usize,
     progress: &dyn Fn(u64, u64),
 ) -> Result<DownsampleStats, DownsampleError> {
     let start = Instant::now();
@@ -80,7 +85,7 @@ pub fn downsample_block_with_progress(
         move |source| DownsampleError::Io { path, source }
     };
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    let result = write_block(&block, &tmp, from, resolution, progress);
+    let result = write_block(&block, &tmp, (from, resolution), threads, progress);
     let (stats, files) = match result {
         Ok(r) => r,
         Err(e) => {
@@ -132,13 +137,43 @@ struct WriteStats {
     samples_out: u64,
 }
 
+/// Series downsampled together: a worker takes one batch at a time.
+const SERIES_PER_BATCH: usize = 256;
+/// Batches the workers may run ahead of the writer, per worker: what the writer holds waiting
+/// for an earlier batch stays bounded.
+const BATCHES_AHEAD_PER_WORKER: usize = 4;
+/// Series written between two releases of the source block's mapped pages.
+const RELEASE_EVERY: u64 = 8 * 1024;
+
+/// One series of the output: its labels and aggregate chunks.
+struct SeriesOut {
+    labels: Vec<Label>,
+    chunks: Vec<AggrChunkOut>,
+}
+
+/// What a worker made of one batch of series.
+struct BatchOut {
+    series: Vec<SeriesOut>,
+    samples_in: u64,
+}
+
+/// A worker's buffers, reused from series to series.
+#[derive(Default)]
+struct Scratch {
+    labels: Vec<Label>,
+    metas: Vec<ChunkMeta>,
+    samples: ChunkSamples,
+    decoded: SampleBatch,
+}
+
 /// Writes chunks, index and tombstones of the downsampled block into `dir`; returns the
-/// counts and the chunk files with their sizes.
+/// counts and the chunk files with their sizes. Series are downsampled in batches on
+/// `threads` workers and written in index order by the calling thread.
 fn write_block(
     block: &Block,
     dir: &Path,
-    from: i64,
-    to: i64,
+    (from, to): (i64, i64),
+    threads: usize,
     progress: &dyn Fn(u64, u64),
 ) -> Result<(WriteStats, Vec<(String, u64)>), DownsampleError> {
     let index = block.index();
@@ -146,22 +181,152 @@ fn write_block(
     let mut iw = IndexWriter::create(&dir.join("index"))?;
     let symbols: Vec<&str> = index.symbols().collect::<Result<_, _>>()?;
     iw.add_symbols(symbols.iter().copied())?;
+    drop(symbols);
 
     let mut refs = Vec::new();
     index.all_postings(&mut refs)?;
-    let mut stats = WriteStats::default();
-    let (mut labels, mut metas) = (Vec::<Label>::new(), Vec::<ChunkMeta>::new());
-    let mut samples = ChunkSamples::new();
-    let mut out_metas = Vec::new();
     let total = refs.len() as u64;
-    for r in refs {
-        block.series(r, &mut labels, &mut metas)?;
-        stats.series_in += 1;
-        if stats.series_in % 1024 == 0 {
+    let mut stats = WriteStats::default();
+    let mut out_metas = Vec::new();
+    let mut write = |batch: BatchOut| -> Result<(), DownsampleError> {
+        let before = stats.series_in;
+        stats.samples_in += batch.samples_in;
+        stats.series_in += batch.series.len() as u64;
+        for s in batch.series {
+            out_metas.clear();
+            for c in &s.chunks {
+                let chunk_ref = segments.write_chunk(Encoding::Aggr as u8, &c.data)?;
+                out_metas.push(ChunkMeta {
+                    min_time: c.min_time,
+                    max_time: c.max_time,
+                    chunk_ref,
+                });
+                stats.samples_out += AggrChunk::new(&c.data).num_samples() as u64;
+            }
+            stats.chunks_out += s.chunks.len() as u64;
+            stats.series_out += u64::from(!s.chunks.is_empty());
+            if !s.chunks.is_empty() {
+                iw.add_series(&Labels::from_sorted(s.labels), &out_metas)?;
+            }
+        }
+        // The pages of the source walked so far are let go now and then, so what stays
+        // resident is about the last stretch whatever the block's size.
+        if stats.series_in / RELEASE_EVERY != before / RELEASE_EVERY {
+            block.release_pages();
+        }
+        if stats.series_in / 1024 != before / 1024 {
             progress(stats.series_in, total);
         }
-        let lset = Labels::from_sorted(std::mem::take(&mut labels));
-        for w in metas.windows(2) {
+        Ok(())
+    };
+    let batches: Vec<&[u32]> = refs.chunks(SERIES_PER_BATCH).collect();
+    if threads <= 1 || batches.len() <= 1 {
+        let mut scratch = Scratch::default();
+        for b in &batches {
+            write(downsample_batch(block, b, from, to, &mut scratch)?)?;
+        }
+    } else {
+        in_parallel(&batches, threads, &mut write, |b, scratch| {
+            downsample_batch(block, b, from, to, scratch)
+        })?;
+    }
+    let files = segments.finish()?;
+    iw.finish()?;
+    Tombstones::default().write(&dir.join("tombstones"))?;
+    progress(total, total);
+    Ok((stats, files))
+}
+
+/// Runs `work` over `batches` on `threads` workers and hands the results to `write` in batch
+/// order on the calling thread. Workers stay at most a few batches each ahead of the writer;
+/// the first error (from a worker or from `write`) stops every worker and is returned.
+fn in_parallel<'b>(
+    batches: &[&'b [u32]],
+    threads: usize,
+    write: &mut dyn FnMut(BatchOut) -> Result<(), DownsampleError>,
+    work: impl Fn(&'b [u32], &mut Scratch) -> Result<BatchOut, DownsampleError> + Sync,
+) -> Result<(), DownsampleError> {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+    use std::sync::{Condvar, Mutex};
+
+    let ahead = threads * BATCHES_AHEAD_PER_WORKER;
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    // Batches written so far; workers wait on it before taking a batch too far ahead.
+    let written = (Mutex::new(0usize), Condvar::new());
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<BatchOut, DownsampleError>)>();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let tx = tx.clone();
+            let (next, stop, written, work) = (&next, &stop, &written, &work);
+            scope.spawn(move || {
+                let mut scratch = Scratch::default();
+                loop {
+                    let i = next.fetch_add(1, Relaxed);
+                    if i >= batches.len() {
+                        return;
+                    }
+                    {
+                        let mut done = written.0.lock().unwrap_or_else(|e| e.into_inner());
+                        while i >= *done + ahead && !stop.load(Relaxed) {
+                            done = written.1.wait(done).unwrap_or_else(|e| e.into_inner());
+                        }
+                    }
+                    if stop.load(Relaxed) {
+                        return;
+                    }
+                    let r = work(batches[i], &mut scratch);
+                    let failed = r.is_err();
+                    if tx.send((i, r)).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut pending = BTreeMap::new();
+        let mut done = 0usize;
+        let mut result = Ok(());
+        for (i, r) in rx.iter() {
+            pending.insert(i, r);
+            while let Some(r) = pending.remove(&done) {
+                if let Err(e) = r.and_then(&mut *write) {
+                    result = Err(e);
+                    break;
+                }
+                done += 1;
+            }
+            *written.0.lock().unwrap_or_else(|e| e.into_inner()) = done;
+            written.1.notify_all();
+            if result.is_err() {
+                break;
+            }
+        }
+        if result.is_err() {
+            stop.store(true, Relaxed);
+            written.1.notify_all();
+        }
+        result
+    })
+}
+
+/// Downsamples the series `refs` of `block` from resolution `from` to `to`.
+fn downsample_batch(
+    block: &Block,
+    refs: &[u32],
+    from: i64,
+    to: i64,
+    scratch: &mut Scratch,
+) -> Result<BatchOut, DownsampleError> {
+    let mut out = BatchOut {
+        series: Vec::with_capacity(refs.len()),
+        samples_in: 0,
+    };
+    for &r in refs {
+        block.series(r, &mut scratch.labels, &mut scratch.metas)?;
+        let lset = Labels::from_sorted(std::mem::take(&mut scratch.labels));
+        for w in scratch.metas.windows(2) {
             if w[0].max_time >= w[1].min_time {
                 return Err(DownsampleError::OverlappingChunks {
                     series: lset.to_string(),
@@ -173,34 +338,19 @@ fn write_block(
             }
         }
         let chunks = if from == RES_RAW {
-            downsample_series_raw(block, &lset, &metas, to, &mut samples, &mut stats)?
+            downsample_series_raw(block, &lset, to, scratch, &mut out.samples_in)?
         } else {
-            downsample_series_aggr(block, &lset, &metas, from, to, &mut stats)?
+            downsample_series_aggr(block, &lset, &scratch.metas, from, to, &mut out.samples_in)?
         };
-        labels = lset.into_vec();
         if chunks.is_empty() {
-            tracing::warn!(series = %Labels::from_sorted(labels.clone()), "downsampling left no chunks; series skipped");
-            continue;
+            tracing::warn!(series = %lset, "downsampling left no chunks; series skipped");
         }
-        out_metas.clear();
-        for c in &chunks {
-            let chunk_ref = segments.write_chunk(Encoding::Aggr as u8, &c.data)?;
-            out_metas.push(ChunkMeta {
-                min_time: c.min_time,
-                max_time: c.max_time,
-                chunk_ref,
-            });
-            stats.samples_out += AggrChunk::new(&c.data).num_samples() as u64;
-        }
-        stats.chunks_out += chunks.len() as u64;
-        stats.series_out += 1;
-        iw.add_series(&Labels::from_sorted(labels.clone()), &out_metas)?;
+        out.series.push(SeriesOut {
+            labels: lset.into_vec(),
+            chunks,
+        });
     }
-    let files = segments.finish()?;
-    iw.finish()?;
-    Tombstones::default().write(&dir.join("tombstones"))?;
-    progress(total, total);
-    Ok((stats, files))
+    Ok(out)
 }
 
 /// Downsamples one raw series: its chunks in runs of float chunks and runs of histogram
@@ -209,49 +359,54 @@ fn write_block(
 fn downsample_series_raw(
     block: &Block,
     lset: &Labels,
-    metas: &[ChunkMeta],
     to: i64,
-    samples: &mut ChunkSamples,
-    stats: &mut WriteStats,
+    scratch: &mut Scratch,
+    samples_in: &mut u64,
 ) -> Result<Vec<AggrChunkOut>, DownsampleError> {
     let mut out = Vec::new();
     let mut hists: Vec<(i64, FloatHistogram)> = Vec::new();
     let mut run_is_hist = None;
+    let Scratch {
+        metas,
+        samples,
+        decoded,
+        ..
+    } = scratch;
     samples.clear();
     let flush = |hist: bool,
                  samples: &mut ChunkSamples,
                  hists: &mut Vec<(i64, FloatHistogram)>,
                  out: &mut Vec<AggrChunkOut>,
-                 stats: &mut WriteStats|
+                 samples_in: &mut u64|
      -> Result<(), DownsampleError> {
         if hist {
-            stats.samples_in += hists.len() as u64;
+            *samples_in += hists.len() as u64;
             out.extend(downsample_raw_histograms(hists, to)?);
             hists.clear();
         } else {
-            stats.samples_in += samples.len() as u64;
+            *samples_in += samples.len() as u64;
             out.extend(downsample_raw(samples, to)?);
             samples.clear();
         }
         Ok(())
     };
-    for m in metas {
+    for m in metas.iter() {
         let (enc, data) = block.chunks().chunk(m.chunk_ref)?;
         let hist = enc == Encoding::Histogram as u8 || enc == Encoding::FloatHistogram as u8;
         if let Some(prev) = run_is_hist
             && prev != hist
         {
-            flush(prev, samples, &mut hists, &mut out, stats)?;
+            flush(prev, samples, &mut hists, &mut out, samples_in)?;
         }
         run_is_hist = Some(hist);
         if hist {
             expand_histograms(lset, enc, data, &mut hists)?;
         } else {
-            expand_xor(lset, enc, data, samples)?;
+            expand_xor(lset, enc, data, decoded, samples)?;
         }
     }
     if let Some(hist) = run_is_hist {
-        flush(hist, samples, &mut hists, &mut out, stats)?;
+        flush(hist, samples, &mut hists, &mut out, samples_in)?;
     }
     Ok(out)
 }
@@ -289,11 +444,12 @@ fn expand_histograms(
     Ok(())
 }
 
-/// Appends a raw chunk's samples, expanded as Thanos expands them.
+/// Appends a raw chunk's samples, expanded as Thanos expands them; `decoded` is scratch.
 fn expand_xor(
     lset: &Labels,
     enc: u8,
     data: &[u8],
+    decoded: &mut SampleBatch,
     out: &mut ChunkSamples,
 ) -> Result<(), DownsampleError> {
     if enc != Encoding::Xor as u8 {
@@ -302,16 +458,16 @@ fn expand_xor(
             encoding: enc,
         });
     }
-    let err = |source| DownsampleError::Chunk {
+    decoded.ts.clear();
+    decoded.val.clear();
+    decode_xor_into(data, decoded).map_err(|source| DownsampleError::Chunk {
         series: lset.to_string(),
         source,
-    };
-    let mut it = XorIterator::new(data).map_err(err)?;
-    let mut decoded = Vec::with_capacity(it.num_samples().min(data.len() * 8));
-    while let Some(s) = it.next().map_err(err)? {
-        decoded.push(s);
-    }
-    expand_into(decoded.into_iter(), out);
+    })?;
+    expand_into(
+        decoded.ts.iter().copied().zip(decoded.val.iter().copied()),
+        out,
+    );
     Ok(())
 }
 
@@ -323,7 +479,7 @@ fn downsample_series_aggr(
     metas: &[ChunkMeta],
     from: i64,
     to: i64,
-    stats: &mut WriteStats,
+    samples_in: &mut u64,
 ) -> Result<Vec<AggrChunkOut>, DownsampleError> {
     if metas.is_empty() {
         return Ok(Vec::new());
@@ -340,7 +496,7 @@ fn downsample_series_aggr(
             continue;
         }
         let mut raw = ChunkSamples::new();
-        expand_xor(lset, enc, data, &mut raw)?;
+        expand_xor(lset, enc, data, &mut SampleBatch::new(), &mut raw)?;
         if raw.is_empty() {
             tracing::warn!(series = %lset, "empty raw chunk in a downsampled block skipped");
             continue;
@@ -358,7 +514,7 @@ fn downsample_series_aggr(
             Err(i) => AggrChunk::new(&converted[*i]),
         })
         .collect();
-    stats.samples_in += views.iter().map(|v| v.num_samples() as u64).sum::<u64>();
+    *samples_in += views.iter().map(|v| v.num_samples() as u64).sum::<u64>();
     // Runs of float aggregates and runs of histogram aggregates are downsampled apart, each
     // over its own time span, as Thanos does.
     let mut out = Vec::new();
@@ -385,6 +541,106 @@ mod tests {
     use crate::block::{BlockWriter, CutOptions};
     use crate::chunk::AggrType;
     use crate::downsample::aggregate::xor_samples;
+
+    #[test]
+    fn every_thread_count_writes_the_same_block() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut w = BlockWriter::create(tmp.path(), CutOptions::default()).unwrap();
+        let src_id = w.ulid();
+        // Enough series for many batches; some all NaN (dropped), steps and lengths vary.
+        for i in 0..1500i64 {
+            let step = 15_000 * (1 + i % 4);
+            let n = 40 + (i * 7) % 900;
+            let ts: Vec<i64> = (0..n).map(|k| k * step + i).collect();
+            let val: Vec<f64> = ts
+                .iter()
+                .map(|&t| {
+                    if i % 97 == 0 {
+                        f64::NAN
+                    } else {
+                        (t % 7_000) as f64
+                    }
+                })
+                .collect();
+            let name = format!("m{:02}", i / 100);
+            let id = format!("{i:05}");
+            let lset = Labels::from_pairs([("__name__", name.as_str()), ("id", id.as_str())]);
+            w.add_series(&lset, &ts, &val).unwrap();
+        }
+        w.finish(None).unwrap();
+        let src = tmp.path().join(src_id.to_string());
+        let mut made = Vec::new();
+        for threads in [1, 2, 5] {
+            let out = tmp.path().join(format!("out{threads}"));
+            std::fs::create_dir_all(&out).unwrap();
+            let calls = std::cell::Cell::new(0);
+            let s = downsample_block_with(&src, &out, RES_5M, threads, &|_, _| {
+                calls.set(calls.get() + 1)
+            })
+            .unwrap();
+            assert!(calls.get() > 1);
+            assert_eq!(s.series_in, 1500);
+            assert_eq!(s.series_out, 1500 - 16);
+            let read = |f: &str| std::fs::read(s.dir.join(f)).unwrap();
+            made.push((s.meta.stats.clone(), read("index"), read("chunks/000001")));
+        }
+        assert!(made.windows(2).all(|w| w[0] == w[1]));
+    }
+
+    #[test]
+    fn a_failed_batch_stops_the_workers_and_its_error_is_returned() {
+        let refs: Vec<u32> = (0..4000).collect();
+        let batches: Vec<&[u32]> = refs.chunks(10).collect();
+        let mut seen = Vec::new();
+        let r = in_parallel(
+            &batches,
+            3,
+            &mut |b| {
+                seen.push(b.samples_in);
+                Ok(())
+            },
+            |b, _| {
+                if b[0] == 1230 {
+                    return Err(DownsampleError::InvalidResolution { from: 1, to: 2 });
+                }
+                Ok(BatchOut {
+                    series: Vec::new(),
+                    samples_in: u64::from(b[0]),
+                })
+            },
+        );
+        assert!(matches!(
+            r,
+            Err(DownsampleError::InvalidResolution { from: 1, to: 2 })
+        ));
+        // Everything before the failed batch was written, in order, and nothing after it.
+        assert_eq!(seen, (0..123).map(|i| i * 10).collect::<Vec<u64>>());
+
+        // An error from the writer stops the workers as well.
+        let mut n = 0;
+        let r = in_parallel(
+            &batches,
+            2,
+            &mut |_| {
+                n += 1;
+                if n == 7 {
+                    return Err(DownsampleError::InvalidResolution { from: 3, to: 4 });
+                }
+                Ok(())
+            },
+            |_, _| {
+                Ok(BatchOut {
+                    series: Vec::new(),
+                    samples_in: 0,
+                })
+            },
+        );
+        assert!(matches!(
+            r,
+            Err(DownsampleError::InvalidResolution { from: 3, to: 4 })
+        ));
+        assert_eq!(n, 7);
+    }
 
     #[test]
     fn a_raw_block_becomes_a_5m_then_a_1h_block_with_thanos_meta() {

@@ -19,7 +19,7 @@ pub mod read;
 pub mod select;
 
 pub use aggregate::{AggrChunkOut, downsample_aggr, downsample_raw, window_end};
-pub use block::{DownsampleStats, downsample_block, downsample_block_with_progress};
+pub use block::{DownsampleStats, downsample_block, downsample_block_with};
 pub use read::{AggrRead, ServedChunk, decode_chunks, resolution_for};
 pub use select::{BlockSpan, blocks_for_range};
 

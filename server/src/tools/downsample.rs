@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use gauntlet_engine::downsample::{RES_RAW, downsample_block_with_progress, parse_resolution};
+use gauntlet_engine::downsample::{RES_RAW, downsample_block_with, parse_resolution};
 
 /// Downsamples the block in `src` to `resolution` into a new block under `dst`, printing its
 /// directory and what it took.
@@ -16,7 +16,8 @@ pub fn run(src: &Path, dst: &Path, resolution: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(dst).with_context(|| format!("creating {}", dst.display()))?;
     let bar = super::progress_bar(1, "downsample");
     bar.set_message("series");
-    let s = downsample_block_with_progress(src, dst, res, &|done, total| {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let s = downsample_block_with(src, dst, res, threads, &|done, total| {
         bar.set_length(total);
         bar.set_position(done);
     })
