@@ -109,7 +109,7 @@ pub fn compact(o: &RunOptions) -> Result<Recorded, RunError> {
     let mut figures = side_figures(UNIT, &base, tgt.as_ref());
     if let Some((thanos, gauntlet, samples, blocks)) = &ha {
         section.push_str(&ha_table(thanos, gauntlet, *samples, *blocks));
-        figures.extend(ha_figures(thanos, gauntlet));
+        figures.extend(ha_figures(thanos, gauntlet, *samples));
     }
     Ok(Recorded {
         scenario: "compact",
@@ -466,8 +466,15 @@ fn ha_table(thanos: &HaSide, gauntlet: &HaSide, samples: u64, blocks: usize) -> 
 }
 
 /// The HA part's figures for the current table (Gauntlet and Thanos).
-fn ha_figures(thanos: &HaSide, gauntlet: &HaSide) -> Vec<Figure> {
+fn ha_figures(thanos: &HaSide, gauntlet: &HaSide, samples: u64) -> Vec<Figure> {
     const WHAT: &str = "HA pair, dedup by `replica`, downsampling, one pass";
+    let per_second = |e: &Exited| {
+        if e.wall_s > 0.0 {
+            samples as f64 / e.wall_s
+        } else {
+            0.0
+        }
+    };
     let f = |name: &str, v: fn(&Exited) -> f64, decimals| {
         Figure::new(
             &format!("{WHAT}: {name}"),
@@ -477,7 +484,15 @@ fn ha_figures(thanos: &HaSide, gauntlet: &HaSide) -> Vec<Figure> {
         )
         .with_peers(Some(v(&thanos.run)), None)
     };
+    let throughput = Figure::new(
+        &format!("{WHAT}: input samples per wall second"),
+        Some(per_second(&gauntlet.run)),
+        None,
+        0,
+    )
+    .with_peers(Some(per_second(&thanos.run)), None);
     vec![
+        throughput,
         f("wall time, s", |e| e.wall_s, 2),
         f("CPU s", |e| e.cpu_s, 2),
         f("peak RSS, MiB", |e| e.peak_rss_bytes as f64 / 1048576.0, 0),

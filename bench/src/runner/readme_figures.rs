@@ -38,7 +38,7 @@ struct Headline {
 }
 
 /// The README's rows, in order: each scenario's throughput.
-const HEADLINES: [Headline; 6] = [
+const HEADLINES: [Headline; 7] = [
     Headline {
         scenario: "query",
         label: "PromQL range and instant queries",
@@ -58,6 +58,11 @@ const HEADLINES: [Headline; 6] = [
         scenario: "compact",
         label: "compaction",
         figure: "samples merged per compaction second",
+    },
+    Headline {
+        scenario: "compact",
+        label: "compaction, deduplication and downsampling, as `thanos compact`",
+        figure: "HA pair, dedup by `replica`, downsampling, one pass: input samples",
     },
     Headline {
         scenario: "histogram",
