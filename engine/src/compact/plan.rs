@@ -309,8 +309,19 @@ mod tests {
             .collect()
     }
 
-    /// The plans a planner run one merge at a time makes, each merge's output (its inputs'
-    /// range, a fresh ULID) replacing its inputs.
+    /// Puts the output of the merge `p` in `view` in place of its inputs: a block over their
+    /// range named `n`.
+    fn merge_into(view: &mut Vec<PlanBlock>, p: &Planned, n: u8) {
+        let inputs = p.blocks();
+        let merged = view.iter().filter(|b| inputs.contains(&b.ulid));
+        let (lo, hi) = merged.fold((i64::MAX, i64::MIN), |(lo, hi), b| {
+            (lo.min(b.min_time), hi.max(b.max_time))
+        });
+        view.retain(|b| !inputs.contains(&b.ulid));
+        view.push(b(n, lo / H, hi / H));
+    }
+
+    /// The plans a planner run one merge at a time makes.
     fn one_at_a_time(blocks: &[PlanBlock], ranges: &[i64]) -> Vec<Planned> {
         let mut view = blocks.to_vec();
         let mut out = Vec::new();
@@ -319,19 +330,7 @@ mod tests {
             if p == Planned::Nothing {
                 break;
             }
-            let inputs = p.blocks();
-            let lo = view
-                .iter()
-                .filter(|b| inputs.contains(&b.ulid))
-                .map(|b| b.min_time)
-                .min();
-            let hi = view
-                .iter()
-                .filter(|b| inputs.contains(&b.ulid))
-                .map(|b| b.max_time)
-                .max();
-            view.retain(|b| !inputs.contains(&b.ulid));
-            view.push(b(n, lo.unwrap() / H, hi.unwrap() / H));
+            merge_into(&mut view, &p, n);
             out.push(p);
         }
         out
@@ -368,19 +367,7 @@ mod tests {
             let kinds: Vec<_> = batch.iter().map(std::mem::discriminant).collect();
             assert!(kinds.windows(2).all(|k| k[0] == k[1]));
             for p in batch {
-                let inputs = p.blocks();
-                let lo = view
-                    .iter()
-                    .filter(|b| inputs.contains(&b.ulid))
-                    .map(|b| b.min_time)
-                    .min();
-                let hi = view
-                    .iter()
-                    .filter(|b| inputs.contains(&b.ulid))
-                    .map(|b| b.max_time)
-                    .max();
-                view.retain(|b| !inputs.contains(&b.ulid));
-                view.push(b(n, lo.unwrap() / H, hi.unwrap() / H));
+                merge_into(&mut view, &p, n);
                 n += 1;
                 batched.push(p);
             }
