@@ -621,7 +621,7 @@ async fn compact_group(
 ) {
     let key = key.to_string();
     let mut ids: Vec<Ulid> = blocks.keys().copied().collect();
-    let at_once = merges_at_once(cfg);
+    let at_once = threads(cfg);
     loop {
         if stop.load(Relaxed) {
             return;
@@ -722,9 +722,10 @@ async fn compact_group(
     }
 }
 
-/// Merges of one group run at once: one per core, or one when the compactor has a share of a
-/// CPU (`gauntlet all`).
-fn merges_at_once(cfg: &CompactConfig) -> usize {
+/// Threads a compaction step spreads over (merges of one group at once, a block's series
+/// downsampled): one per core, or one when the compactor has a share of a CPU
+/// (`gauntlet all`).
+fn threads(cfg: &CompactConfig) -> usize {
     match cfg.cpu_share {
         Some(_) => 1,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -996,12 +997,7 @@ async fn downsample_one(
         let out = work.join("out");
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
         let out2 = out.clone();
-        // Flat out, a block's series are downsampled on every core; with a share of a CPU
-        // (`gauntlet all`), on one thread.
-        let threads = match cfg.cpu_share {
-            Some(_) => 1,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        };
+        let threads = threads(cfg);
         let stats = tokio::task::spawn_blocking(move || {
             downsample_block_with(&src, &out2, to, threads, &|_, _| {})
         })

@@ -433,7 +433,7 @@ fn ha_table(thanos: &HaSide, gauntlet: &HaSide, samples: u64, blocks: usize) -> 
             side.run.wall_s,
             side.run.cpu_s,
             side.run.peak_rss_bytes as f64 / 1048576.0,
-            samples as f64 / side.run.wall_s.max(1e-9),
+            per_wall_second(samples, &side.run),
             by_resolution(&side.after)
         );
     }
@@ -465,16 +465,14 @@ fn ha_table(thanos: &HaSide, gauntlet: &HaSide, samples: u64, blocks: usize) -> 
     s
 }
 
+/// `samples` over a run's wall time.
+fn per_wall_second(samples: u64, run: &Exited) -> f64 {
+    samples as f64 / run.wall_s.max(1e-9)
+}
+
 /// The HA part's figures for the current table (Gauntlet and Thanos).
 fn ha_figures(thanos: &HaSide, gauntlet: &HaSide, samples: u64) -> Vec<Figure> {
     const WHAT: &str = "HA pair, dedup by `replica`, downsampling, one pass";
-    let per_second = |e: &Exited| {
-        if e.wall_s > 0.0 {
-            samples as f64 / e.wall_s
-        } else {
-            0.0
-        }
-    };
     let f = |name: &str, v: fn(&Exited) -> f64, decimals| {
         Figure::new(
             &format!("{WHAT}: {name}"),
@@ -486,11 +484,11 @@ fn ha_figures(thanos: &HaSide, gauntlet: &HaSide, samples: u64) -> Vec<Figure> {
     };
     let throughput = Figure::new(
         &format!("{WHAT}: input samples per wall second"),
-        Some(per_second(&gauntlet.run)),
+        Some(per_wall_second(samples, &gauntlet.run)),
         None,
         0,
     )
-    .with_peers(Some(per_second(&thanos.run)), None);
+    .with_peers(Some(per_wall_second(samples, &thanos.run)), None);
     vec![
         throughput,
         f("wall time, s", |e| e.wall_s, 2),

@@ -163,9 +163,7 @@ impl SegmentReader {
     pub fn release_pages(&self) {
         for s in &self.segments {
             if let SegmentBytes::Mapped(m) = &s.bytes {
-                // SAFETY: the mapping is read-only over an immutable file, so a dropped page
-                // reads back the same bytes; no reference into the mapping is invalidated.
-                let _ = unsafe { m.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+                crate::index::reader::release_mapped_pages(m);
             }
         }
     }

@@ -91,13 +91,16 @@ impl IndexReader<memmap2::Mmap> {
     /// fault back in when read again. A merge walking indexes larger than its memory budget
     /// calls it as it goes, so the pages it has passed do not pile up in its resident set.
     pub fn release_pages(&self) {
-        // SAFETY: the mapping is read-only over an immutable file, so a dropped page reads
-        // back the same bytes; no reference into the mapping is invalidated.
-        let _ = unsafe {
-            self.buf
-                .unchecked_advise(memmap2::UncheckedAdvice::DontNeed)
-        };
+        release_mapped_pages(&self.buf);
     }
+}
+
+/// Drops the pages of a read-only mapping of an immutable block file from this process: they
+/// stay in the page cache and fault back in when read again.
+pub(crate) fn release_mapped_pages(map: &memmap2::Mmap) {
+    // SAFETY: the mapping is read-only over an immutable file, so a dropped page reads back
+    // the same bytes; no reference into the mapping is invalidated.
+    let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
 }
 
 impl<B: AsRef<[u8]>> IndexReader<B> {
