@@ -133,15 +133,26 @@ impl Labels {
     pub fn from_pairs<N: Into<CompactString>, V: Into<CompactString>>(
         pairs: impl IntoIterator<Item = (N, V)>,
     ) -> Self {
-        let mut v: Vec<Label> = pairs.into_iter().map(|(n, v)| Label::new(n, v)).collect();
+        Self::from_vec(pairs.into_iter().map(|(n, v)| Label::new(n, v)).collect())
+    }
+
+    /// A label set of labels in any order, as [`Labels::from_pairs`] takes them: later
+    /// duplicates of a name replace earlier ones. Labels already sorted with unique names (the
+    /// norm on the wire) are kept as they are.
+    pub fn from_vec(mut v: Vec<Label>) -> Self {
+        if v.windows(2).all(|w| w[0].name < w[1].name) {
+            return Labels(v);
+        }
+        // Stable: equal names stay in their given order, and the last of each run is kept.
         v.sort_by(|a, b| a.name.cmp(&b.name));
-        // Keep the last of equal names: reverse, dedup keeps first, reverse back.
-        v.reverse();
-        v.dedup_by(|a, b| a.name == b.name);
-        v.reverse();
-        // `dedup_by` after reverse keeps the last occurrence; restore sort stability.
-        v.sort_by(|a, b| a.name.cmp(&b.name));
-        Labels(v)
+        let mut out: Vec<Label> = Vec::with_capacity(v.len());
+        for l in v {
+            match out.last_mut() {
+                Some(last) if last.name == l.name => *last = l,
+                _ => out.push(l),
+            }
+        }
+        Labels(out)
     }
 
     /// Wraps labels that are already sorted by name with unique names.

@@ -9,11 +9,21 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use gauntlet_engine::labels::{Labels, Matcher};
+use gauntlet_proto::thanos::SeriesRequest;
 use gauntlet_proto::thanos::info::InfoRequest;
 use gauntlet_proto::thanos::info::info_client::InfoClient;
 use gauntlet_proto::thanos::rules_client::RulesClient;
 use gauntlet_proto::thanos::store_client::StoreClient;
 use tonic::transport::{Channel, Endpoint as TonicEndpoint};
+
+use super::series_wire::{SeriesCodec, SeriesMessage};
+
+/// How many bytes of one answer an endpoint may send before the querier has read them
+/// (HTTP/2 flow control). At the protocol's default of 64 KiB, an answer of tens of
+/// megabytes would wait on hundreds of window updates.
+const STREAM_WINDOW: u32 = 4 << 20;
+/// The same over all of one endpoint's answers at once.
+const CONNECTION_WINDOW: u32 = 16 << 20;
 
 use crate::tls::ClientTls;
 
@@ -67,6 +77,8 @@ impl Endpoint {
             TonicEndpoint::from_shared(format!("http://{addr}"))?
                 .connect_timeout(Duration::from_secs(5))
                 .tcp_nodelay(true)
+                .initial_stream_window_size(STREAM_WINDOW)
+                .initial_connection_window_size(CONNECTION_WINDOW)
                 .http2_keep_alive_interval(Duration::from_secs(10))
                 .keep_alive_timeout(Duration::from_secs(5)),
         );
@@ -82,6 +94,29 @@ impl Endpoint {
         StoreClient::new(self.channel.clone())
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX)
+    }
+
+    /// A StoreAPI Series call on this endpoint's connection, its answer messages read by
+    /// [`SeriesCodec`] (label sets and chunks straight from the frames) with each one's size on
+    /// the wire.
+    pub async fn series(
+        &self,
+        req: SeriesRequest,
+    ) -> Result<tonic::codec::Streaming<(SeriesMessage, usize)>, tonic::Status> {
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone())
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        grpc.ready()
+            .await
+            .map_err(|e| tonic::Status::unavailable(format!("endpoint not ready: {e}")))?;
+        let mut req = tonic::Request::new(req);
+        req.extensions_mut()
+            .insert(tonic::GrpcMethod::new("thanos.Store", "Series"));
+        let path = http::uri::PathAndQuery::from_static("/thanos.Store/Series");
+        Ok(grpc
+            .server_streaming(req, path, SeriesCodec)
+            .await?
+            .into_inner())
     }
 
     /// A `thanos.Rules` client on this endpoint's connection.

@@ -168,11 +168,6 @@ pub fn to_proto_matchers(matchers: &[Matcher]) -> Vec<LabelMatcher> {
         .collect()
 }
 
-/// Labels from the StoreAPI form.
-pub fn from_proto_labels(labels: Vec<thanos::Label>) -> Labels {
-    Labels::from_pairs(labels.into_iter().map(|l| (l.name, l.value)))
-}
-
 impl QuerierView {
     fn strategy(&self) -> i32 {
         if self.opts.partial_response {

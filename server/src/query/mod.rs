@@ -15,6 +15,7 @@ pub mod query_api;
 pub mod rules;
 pub mod rules_proxy;
 mod series_merge;
+pub mod series_wire;
 pub mod shard;
 pub mod store;
 pub mod targets;

@@ -16,13 +16,14 @@ use gauntlet_engine::error::RemoteErrorKind;
 use gauntlet_engine::labels::Labels;
 use gauntlet_engine::query::without_labels;
 use gauntlet_engine::store::ShardInfo;
-use gauntlet_proto::thanos::{AggrChunk, SeriesRequest, series_response};
+use gauntlet_proto::thanos::{AggrChunk, SeriesRequest};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::endpoints::Endpoint;
-use super::fanout::{from_proto_labels, status_kind};
+use super::fanout::status_kind;
+use super::series_wire::SeriesMessage;
 
 /// Answer messages (up to 64 series each) an endpoint's task may read ahead of the merge.
 const INBOX_MESSAGES: usize = 4;
@@ -103,8 +104,8 @@ async fn receive(
             format!("no answer within {timeout:?}"),
         )
     };
-    let mut stream = match tokio::time::timeout(timeout, ep.store().series(req)).await {
-        Ok(Ok(r)) => r.into_inner(),
+    let mut stream = match tokio::time::timeout(timeout, ep.series(req)).await {
+        Ok(Ok(s)) => s,
         Ok(Err(s)) => {
             let _ = tx
                 .send(failed(status_kind(&s), s.message().to_string()))
@@ -119,26 +120,15 @@ async fn receive(
     loop {
         let frame = match tokio::time::timeout(timeout, stream.message()).await {
             Ok(Ok(None)) => return,
-            Ok(Ok(Some(msg))) => {
+            Ok(Ok(Some((msg, wire_len)))) => {
                 let mut held = budget.empty("query");
-                // The message decoded, its labels and chunks kept: about twice its wire size.
-                match held.grow(2 * prost::Message::encoded_len(&msg) as u64) {
+                // The message read, its labels and chunks kept: about twice its wire size.
+                match held.grow(2 * wire_len as u64) {
                     Err(why) => Frame::OverBudget(why),
-                    Ok(()) => match msg.result {
-                        Some(series_response::Result::Series(s)) => {
-                            Frame::Series(vec![(from_proto_labels(s.labels), s.chunks)], held)
-                        }
-                        Some(series_response::Result::Batch(b)) => Frame::Series(
-                            b.series
-                                .into_iter()
-                                .map(|s| (from_proto_labels(s.labels), s.chunks))
-                                .collect(),
-                            held,
-                        ),
-                        Some(series_response::Result::Warning(w)) => {
-                            Frame::Warning(format!("{}: {w}", ep.addr))
-                        }
-                        Some(series_response::Result::Hints(_)) | None => continue,
+                    Ok(()) => match msg {
+                        SeriesMessage::Series(series) => Frame::Series(series, held),
+                        SeriesMessage::Warning(w) => Frame::Warning(format!("{}: {w}", ep.addr)),
+                        SeriesMessage::Other => continue,
                     },
                 }
             }
