@@ -123,17 +123,21 @@ impl Fetched {
     /// together hold them (a record cut by a page boundary); `None` when they do not.
     pub(super) fn join(&self, pos: u64, len: u64) -> Option<Bytes> {
         let (mut i, off) = self.locate(pos)?;
-        let mut out = Vec::with_capacity(len as usize);
-        out.extend_from_slice(&self.bufs[i][off..]);
-        while (out.len() as u64) < len {
+        let len = usize::try_from(len).ok()?;
+        let mut out = Vec::with_capacity(len);
+        // Only the bytes asked for: the reads are whole cache pages, and a record cut by a
+        // page boundary needs a few hundred bytes of the next one.
+        let first = &self.bufs[i][off..];
+        out.extend_from_slice(&first[..first.len().min(len)]);
+        while out.len() < len {
             let end = self.starts[i] + self.bufs[i].len() as u64;
             i += 1;
             if self.starts.get(i) != Some(&end) {
                 return None;
             }
-            out.extend_from_slice(&self.bufs[i]);
+            let next = &self.bufs[i];
+            out.extend_from_slice(&next[..next.len().min(len - out.len())]);
         }
-        out.truncate(len as usize);
         Some(out.into())
     }
 
@@ -329,4 +333,38 @@ pub(super) async fn read_range(
 ) -> Result<Bytes, BucketError> {
     let mut got = read_ranges(core, path, std::slice::from_ref(&range)).await?;
     Ok(got.swap_remove(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_cut_by_page_boundaries_is_joined_from_exactly_its_bytes() {
+        let page = |b: u8| Bytes::from(vec![b; CHUNK_PAGE as usize]);
+        let f = Fetched {
+            bufs: vec![page(1), page(2), page(3), page(9)],
+            starts: vec![0, CHUNK_PAGE, 2 * CHUNK_PAGE, 5 * CHUNK_PAGE],
+        };
+        // Three bytes before the first boundary and two after it.
+        let j = f.join(CHUNK_PAGE - 3, 5).unwrap();
+        assert_eq!(&j[..], &[1, 1, 1, 2, 2]);
+        assert_eq!(j.len(), 5);
+        // Across a whole page into the third.
+        let j = f.join(CHUNK_PAGE - 1, CHUNK_PAGE + 2).unwrap();
+        assert_eq!(j.len() as u64, CHUNK_PAGE + 2);
+        assert_eq!(
+            (
+                j[0],
+                j[1],
+                j[CHUNK_PAGE as usize],
+                j[CHUNK_PAGE as usize + 1]
+            ),
+            (1, 2, 2, 3)
+        );
+        // Inside one page, and past a gap between reads.
+        assert_eq!(&f.join(10, 2).unwrap()[..], &[1, 1]);
+        assert!(f.join(3 * CHUNK_PAGE - 1, 2).is_none());
+        assert!(f.join(4 * CHUNK_PAGE, 1).is_none());
+    }
 }
