@@ -24,6 +24,9 @@ use super::series_wire::{SeriesCodec, SeriesMessage};
 const STREAM_WINDOW: u32 = 4 << 20;
 /// The same over all of one endpoint's answers at once.
 const CONNECTION_WINDOW: u32 = 16 << 20;
+/// The largest HTTP/2 frame an endpoint may send. At the protocol's default of 16 KiB, each
+/// of the thousands of frames of a large answer wakes the task reading it.
+const MAX_FRAME: u32 = 1 << 20;
 
 use crate::tls::ClientTls;
 
@@ -79,6 +82,7 @@ impl Endpoint {
                 .tcp_nodelay(true)
                 .initial_stream_window_size(STREAM_WINDOW)
                 .initial_connection_window_size(CONNECTION_WINDOW)
+                .max_frame_size(MAX_FRAME)
                 .http2_keep_alive_interval(Duration::from_secs(10))
                 .keep_alive_timeout(Duration::from_secs(5)),
         );
