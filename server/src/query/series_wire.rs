@@ -93,6 +93,17 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// The next field's number, wire type and offset; `None` at the message's end.
+    #[inline]
+    fn field(&mut self) -> Result<Option<(u64, u8, usize)>, WireError> {
+        if !self.more() {
+            return Ok(None);
+        }
+        let at = self.pos;
+        let (field, wire) = self.key()?;
+        Ok(Some((field, wire, at)))
+    }
+
     /// The next field's number and wire type.
     #[inline]
     fn key(&mut self) -> Result<(u64, u8), WireError> {
@@ -179,9 +190,7 @@ pub fn decode_series_response(buf: &Bytes) -> Result<SeriesMessage, WireError> {
     // The `result` field last set: one of a oneof's fields seen again merges into what it set
     // before, another replaces it.
     let mut last = 0;
-    while c.more() {
-        let at = c.pos;
-        let (field, wire) = c.key()?;
+    while let Some((field, wire, at)) = c.field()? {
         match field {
             1 | 4 => {
                 c.expect(wire, LEN, at)?;
@@ -193,9 +202,7 @@ pub fn decode_series_response(buf: &Bytes) -> Result<SeriesMessage, WireError> {
                 if field == 1 {
                     series_into(&mut m, &mut series, false, &mut sizes)?;
                 } else {
-                    while m.more() {
-                        let at = m.pos;
-                        let (field, wire) = m.key()?;
+                    while let Some((field, wire, at)) = m.field()? {
                         if field == 1 {
                             m.expect(wire, LEN, at)?;
                             let mut s = m.nested()?;
@@ -252,17 +259,13 @@ fn series_into(
             )
         }
     };
-    while c.more() {
-        let at = c.pos;
-        let (field, wire) = c.key()?;
+    while let Some((field, wire, at)) = c.field()? {
         match field {
             1 => {
                 c.expect(wire, LEN, at)?;
                 let mut l = c.nested()?;
                 let (mut name, mut value) = ("", "");
-                while l.more() {
-                    let at = l.pos;
-                    let (field, wire) = l.key()?;
+                while let Some((field, wire, at)) = l.field()? {
                     match field {
                         1 => {
                             l.expect(wire, LEN, at)?;
@@ -297,9 +300,7 @@ fn series_into(
 }
 
 fn aggr_chunk(c: &mut Cursor<'_>, out: &mut AggrChunk) -> Result<(), WireError> {
-    while c.more() {
-        let at = c.pos;
-        let (field, wire) = c.key()?;
+    while let Some((field, wire, at)) = c.field()? {
         let slot = match field {
             1 => {
                 c.expect(wire, VARINT, at)?;
@@ -330,9 +331,7 @@ fn aggr_chunk(c: &mut Cursor<'_>, out: &mut AggrChunk) -> Result<(), WireError> 
 }
 
 fn chunk(c: &mut Cursor<'_>, out: &mut Chunk) -> Result<(), WireError> {
-    while c.more() {
-        let at = c.pos;
-        let (field, wire) = c.key()?;
+    while let Some((field, wire, at)) = c.field()? {
         match field {
             1 => {
                 c.expect(wire, VARINT, at)?;
