@@ -143,16 +143,17 @@ impl Labels {
         if v.windows(2).all(|w| w[0].name < w[1].name) {
             return Labels(v);
         }
-        // Stable: equal names stay in their given order, and the last of each run is kept.
+        // Stable: equal names stay in their given order, and the last of each run is kept
+        // (moved into the place of the first, which `dedup_by` retains).
         v.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut out: Vec<Label> = Vec::with_capacity(v.len());
-        for l in v {
-            match out.last_mut() {
-                Some(last) if last.name == l.name => *last = l,
-                _ => out.push(l),
+        v.dedup_by(|later, kept| {
+            let same = later.name == kept.name;
+            if same {
+                std::mem::swap(later, kept);
             }
-        }
-        Labels(out)
+            same
+        });
+        Labels(v)
     }
 
     /// Wraps labels that are already sorted by name with unique names.

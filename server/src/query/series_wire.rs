@@ -7,7 +7,9 @@
 //! Field numbers are those of `docs/formats/storeapi.md` (Series answers). Unknown fields of
 //! every wire type are skipped, a field seen twice follows protobuf's rules (the last scalar
 //! wins, messages merge, repeated fields append), and invalid UTF-8 in a label or warning is
-//! an error, as it is for a generated decoder.
+//! an error, as it is for a generated decoder. It lives beside the querier rather than with
+//! the engine's writer of the same messages (`store::wire`) because its chunks are the
+//! generated `AggrChunk`s the fan-out merges, and the engine does not depend on them.
 
 use std::fmt;
 
