@@ -114,20 +114,31 @@ pub(crate) fn sub(
     b: &FloatHistogram,
     compat: Compat,
 ) -> Result<(FloatHistogram, bool), MathError> {
-    let (mut r, reconciled) = match reconcilable(a, b, compat) {
+    let mut r = a.clone();
+    let reconciled = sub_in_place(&mut r, b, compat)?;
+    Ok((r, reconciled))
+}
+
+/// [`sub`] into `a` itself, without a copy of it; true when custom bounds were reconciled. On
+/// an error `a` is left as far as it got.
+pub(crate) fn sub_in_place(
+    a: &mut FloatHistogram,
+    b: &FloatHistogram,
+    compat: Compat,
+) -> Result<bool, MathError> {
+    let reconciled = match reconcilable(a, b, compat) {
         Some((ra, rb)) => {
-            let mut ra = ra;
-            ra.sub(&rb)?;
-            (ra, true)
+            *a = ra;
+            a.sub(&rb)?;
+            true
         }
         None => {
-            let mut r = a.clone();
-            r.sub(b)?;
-            (r, false)
+            a.sub(b)?;
+            false
         }
     };
-    r.compact(0)?;
-    Ok((r, reconciled))
+    a.compact(0)?;
+    Ok(reconciled)
 }
 
 /// Every count and the sum multiplied by `f`; under Prometheus 3.14 a negative factor makes

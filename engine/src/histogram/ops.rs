@@ -859,6 +859,75 @@ fn decode_side(
     Ok(out)
 }
 
+/// Whether [`decode_side`] accepts one side: the spans describe as many buckets as there are
+/// counts, no span after the first has a negative offset, and every index fits an `i32`.
+fn side_is_valid(spans: &[Span], counts: &[f64]) -> bool {
+    if count_buckets(spans) != counts.len() as u64 {
+        return false;
+    }
+    let mut next: i64 = 0;
+    for (i, span) in spans.iter().enumerate() {
+        if i > 0 && span.offset < 0 {
+            return false;
+        }
+        let start = next + i64::from(span.offset);
+        let end = start + i64::from(span.length);
+        if span.length > 0 && (i32::try_from(start).is_err() || i32::try_from(end - 1).is_err()) {
+            return false;
+        }
+        next = end;
+    }
+    true
+}
+
+thread_local! {
+    /// The spans [`drop_empty_buckets`] writes before swapping them in, kept between calls.
+    static COMPACTED_SPANS: std::cell::RefCell<Vec<Span>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One side (checked by [`side_is_valid`]) with every empty bucket removed and minimal spans,
+/// as `encode_side(&compact_buckets(&decode_side(..), 0))` gives it: the counts are moved
+/// down in place, the spans written afresh into a reused vector.
+fn drop_empty_buckets(spans: &mut Vec<Span>, counts: &mut Vec<f64>) {
+    if counts.iter().all(|&c| c != 0.0)
+        && spans
+            .iter()
+            .enumerate()
+            .all(|(i, s)| s.length > 0 && (i == 0 || s.offset > 0))
+    {
+        return;
+    }
+    COMPACTED_SPANS.with(|scratch| {
+        let mut out = scratch.borrow_mut();
+        out.clear();
+        let (mut read, mut write) = (0usize, 0usize);
+        let mut next: i64 = 0;
+        // The index after the last bucket kept.
+        let mut after_kept: Option<i64> = None;
+        for span in spans.iter() {
+            let start = next + i64::from(span.offset);
+            for index in start..start + i64::from(span.length) {
+                let count = counts[read];
+                read += 1;
+                if count == 0.0 {
+                    continue;
+                }
+                match (after_kept, out.last_mut()) {
+                    (Some(n), Some(last)) if n == index => last.length += 1,
+                    _ => out.push(Span::new(clamp_i32(index - after_kept.unwrap_or(0)), 1)),
+                }
+                counts[write] = count;
+                write += 1;
+                after_kept = Some(index + 1);
+            }
+            next = start + i64::from(span.length);
+        }
+        counts.truncate(write);
+        std::mem::swap(spans, &mut *out);
+    });
+}
+
 /// Both sides of `h` checked; the negative side of a custom-bucket histogram is ignored.
 fn decode(h: &FloatHistogram) -> Result<(IndexedBuckets, IndexedBuckets), HistogramOpError> {
     check_schema(h.schema)?;
@@ -1587,6 +1656,16 @@ impl FloatHistogram {
             && compact_side(&self.positive_spans, &self.positive_buckets)
             && compact_side(&self.negative_spans, &self.negative_buckets)
         {
+            return Ok(());
+        }
+        // Every empty bucket dropped, which is what PromQL asks for: done in place, without
+        // the bucket lists the general path below builds, once both sides pass its checks.
+        if max_empty_buckets == 0
+            && side_is_valid(&self.positive_spans, &self.positive_buckets)
+            && side_is_valid(&self.negative_spans, &self.negative_buckets)
+        {
+            drop_empty_buckets(&mut self.positive_spans, &mut self.positive_buckets);
+            drop_empty_buckets(&mut self.negative_spans, &mut self.negative_buckets);
             return Ok(());
         }
         let pos = decode_side(Side::Positive, &self.positive_spans, &self.positive_buckets)?;

@@ -1156,6 +1156,55 @@ proptest! {
     }
 
     #[test]
+    fn compact_in_place_matches_the_bucket_list_path(
+        pos_spans in prop::collection::vec((prop_oneof![-3i32..4, any::<i32>()], 0u32..4), 0..5),
+        pos in prop::collection::vec(prop_oneof![Just(0.0), Just(-0.0), Just(f64::NAN), -3.0f64..3.0], 0..12),
+        neg_spans in prop::collection::vec((-3i32..4, 0u32..4), 0..4),
+        neg in prop::collection::vec(prop_oneof![Just(0.0), -3.0f64..3.0], 0..10),
+    ) {
+        let spans = |v: &[(i32, u32)]| v.iter().map(|&(o, l)| Span::new(o, l)).collect::<Vec<_>>();
+        // Counts cut or padded to what the spans describe, mostly; sometimes left to disagree.
+        let fit = |spans: &[Span], mut counts: Vec<f64>| {
+            let n = count_buckets(spans) as usize;
+            if counts.len() % 5 != 1 {
+                counts.resize(n, 1.5);
+            }
+            counts
+        };
+        let (ps, ns) = (spans(&pos_spans), spans(&neg_spans));
+        let mut h = FloatHistogram {
+            schema: 1,
+            positive_buckets: fit(&ps, pos),
+            positive_spans: ps,
+            negative_buckets: fit(&ns, neg),
+            negative_spans: ns,
+            ..FloatHistogram::default()
+        };
+        // What the general path gives: each side decoded to indices, compacted, encoded.
+        let general = |spans: &[Span], counts: &[f64], side: Side| {
+            decode_side(side, spans, counts).map(|b| encode_side(&compact_buckets(&b, 0)))
+        };
+        let want_pos = general(&h.positive_spans, &h.positive_buckets, Side::Positive);
+        let want_neg = general(&h.negative_spans, &h.negative_buckets, Side::Negative);
+        let before = h.clone();
+        let got = h.compact(0);
+        match (want_pos, want_neg) {
+            (Ok((psp, pb)), Ok((nsp, nb))) => {
+                prop_assert!(got.is_ok());
+                prop_assert_eq!(&h.positive_spans, &psp);
+                prop_assert_eq!(&h.negative_spans, &nsp);
+                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                prop_assert_eq!(bits(&h.positive_buckets), bits(&pb));
+                prop_assert_eq!(bits(&h.negative_buckets), bits(&nb));
+            }
+            _ => {
+                prop_assert!(got.is_err());
+                prop_assert!(h.identical(&before));
+            }
+        }
+    }
+
+    #[test]
     fn hostile_layouts_never_panic(
         schema in prop_oneof![-6i32..=10, Just(-53)],
         pos_spans in prop::collection::vec((any::<i32>(), 0u32..4), 0..4),

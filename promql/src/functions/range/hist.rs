@@ -75,6 +75,21 @@ impl RangeCall {
             "PromQL info: ignored histograms in a range containing both floats and histograms for metric name {name:?}{}",
             self.first_at
         );
+        // Whether the counters reset at each histogram against the one before it, decided
+        // once per series: the windows of a range query overlap (a 10m range at a 1m step sees
+        // each pair ten times), and a chunk's first sample, whose hint is unknown, is decided
+        // on its buckets.
+        let resets: Vec<bool> = if matches!(self.f, F::Rate | F::Increase) {
+            std::iter::once(false)
+                .chain(
+                    hs_all
+                        .windows(2)
+                        .map(|w| hist_math::detect_reset(&w[1], &w[0], self.compat)),
+                )
+                .collect()
+        } else {
+            Vec::new()
+        };
         for_each_window(hts_all, ends, range, |i, hlo, hhi| {
             if hhi <= hlo {
                 return;
@@ -101,7 +116,8 @@ impl RangeCall {
                         notes.warn(mixed.clone());
                         return;
                     }
-                    out[i] = self.hist_rate(hts, hs, ends[i], range, name, notes);
+                    let resets = resets.get(hlo..hhi).unwrap_or(&[]);
+                    out[i] = self.hist_rate(hts, hs, resets, ends[i], range, name, notes);
                 }
                 F::Irate | F::Idelta => {
                     v[i] = absent();
@@ -297,10 +313,14 @@ impl RangeCall {
 
     /// `rate`, `increase` or `delta` over a window of histograms, extrapolated as for floats
     /// (the count standing in for the value where the start is pulled towards zero).
+    /// `resets[k]` (counters only) says whether the counters reset at `hs[k]` against
+    /// `hs[k - 1]`, as [`hist_math::detect_reset`] decides it.
+    #[allow(clippy::too_many_arguments)]
     fn hist_rate(
         &self,
         ts: &[i64],
         hs: &[FloatHistogram],
+        resets: &[bool],
         end: i64,
         range: i64,
         name: &str,
@@ -318,12 +338,11 @@ impl RangeCall {
         // As Prometheus computes it: the last sample less the first, plus the sample before
         // each counter reset. A reset between the first two samples leaves the first out (an
         // empty histogram of the second's layout stands in for it).
-        let nulled = (counter && hist_math::detect_reset(&hs[1], first, self.compat)).then(|| {
-            FloatHistogram {
-                schema: hs[1].schema,
-                custom_values: hs[1].custom_values.clone(),
-                ..FloatHistogram::default()
-            }
+        let reset_at = |k: usize| resets.get(k).copied().unwrap_or(false);
+        let nulled = (counter && reset_at(1)).then(|| FloatHistogram {
+            schema: hs[1].schema,
+            custom_values: hs[1].custom_values.clone(),
+            ..FloatHistogram::default()
         });
         let start = nulled.as_ref().unwrap_or(first);
         let custom = start.uses_custom_buckets();
@@ -350,12 +369,11 @@ impl RangeCall {
         } else {
             last.clone()
         };
-        match hist_math::sub(&h, start, self.compat) {
-            Ok((d, reconciled)) => {
+        match hist_math::sub_in_place(&mut h, start, self.compat) {
+            Ok(reconciled) => {
                 if reconciled {
                     notes.info(hist_math::reconciled_info("subtraction", &self.first_at));
                 }
-                h = d;
             }
             Err(e) => {
                 fail(notes, e);
@@ -364,8 +382,14 @@ impl RangeCall {
         }
         if counter {
             let mut prev = start;
-            for cur in &hs[1..] {
-                if hist_math::detect_reset(cur, prev, self.compat) {
+            for (k, cur) in hs.iter().enumerate().skip(1) {
+                // The empty stand-in for a first sample left out is compared afresh.
+                let reset = if k == 1 && nulled.is_some() {
+                    hist_math::detect_reset(cur, prev, self.compat)
+                } else {
+                    reset_at(k)
+                };
+                if reset {
                     match hist_math::add_to(&mut h, prev, self.compat) {
                         Ok(true) => {
                             notes.info(hist_math::reconciled_info("addition", &self.first_at))
