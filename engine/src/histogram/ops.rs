@@ -815,13 +815,19 @@ impl FloatHistogram {
 /// One side's buckets as (index, count), indices strictly increasing.
 type IndexedBuckets = Vec<(i64, f64)>;
 
-/// The buckets `spans` and `counts` describe, after checking that they agree, that no span
-/// after the first goes back, and that every index fits a span offset.
+/// The buckets `spans` and `counts` describe, after [`check_side`].
 fn decode_side(
     side: Side,
     spans: &[Span],
     counts: &[f64],
 ) -> Result<IndexedBuckets, HistogramOpError> {
+    check_side(side, spans, counts)?;
+    Ok(span_indices(spans).zip(counts.iter().copied()).collect())
+}
+
+/// Checks that `spans` and `counts` agree, that no span after the first goes back, and that
+/// every index fits a span offset.
+fn check_side(side: Side, spans: &[Span], counts: &[f64]) -> Result<(), HistogramOpError> {
     let described = count_buckets(spans);
     if described != counts.len() as u64 {
         return Err(HistogramOpError::SpansBucketsMismatch {
@@ -830,9 +836,7 @@ fn decode_side(
             buckets: counts.len(),
         });
     }
-    let mut out = Vec::with_capacity(counts.len());
     let mut next: i64 = 0;
-    let mut k = 0;
     for (i, span) in spans.iter().enumerate() {
         if i > 0 && span.offset < 0 {
             return Err(HistogramOpError::SpanNegativeOffset {
@@ -850,34 +854,9 @@ fn decode_side(
                 }
             }
         }
-        for index in start..end {
-            out.push((index, counts[k]));
-            k += 1;
-        }
         next = end;
     }
-    Ok(out)
-}
-
-/// Whether [`decode_side`] accepts one side: the spans describe as many buckets as there are
-/// counts, no span after the first has a negative offset, and every index fits an `i32`.
-fn side_is_valid(spans: &[Span], counts: &[f64]) -> bool {
-    if count_buckets(spans) != counts.len() as u64 {
-        return false;
-    }
-    let mut next: i64 = 0;
-    for (i, span) in spans.iter().enumerate() {
-        if i > 0 && span.offset < 0 {
-            return false;
-        }
-        let start = next + i64::from(span.offset);
-        let end = start + i64::from(span.length);
-        if span.length > 0 && (i32::try_from(start).is_err() || i32::try_from(end - 1).is_err()) {
-            return false;
-        }
-        next = end;
-    }
-    true
+    Ok(())
 }
 
 thread_local! {
@@ -886,18 +865,10 @@ thread_local! {
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// One side (checked by [`side_is_valid`]) with every empty bucket removed and minimal spans,
-/// as `encode_side(&compact_buckets(&decode_side(..), 0))` gives it: the counts are moved
-/// down in place, the spans written afresh into a reused vector.
+/// One side (passed by [`check_side`]) with every empty bucket removed and minimal spans, as
+/// `encode_side(&compact_buckets(&decode_side(..), 0))` gives it: the counts are moved down in
+/// place, the spans written afresh into a reused vector.
 fn drop_empty_buckets(spans: &mut Vec<Span>, counts: &mut Vec<f64>) {
-    if counts.iter().all(|&c| c != 0.0)
-        && spans
-            .iter()
-            .enumerate()
-            .all(|(i, s)| s.length > 0 && (i == 0 || s.offset > 0))
-    {
-        return;
-    }
     COMPACTED_SPANS.with(|scratch| {
         let mut out = scratch.borrow_mut();
         out.clear();
@@ -1661,8 +1632,8 @@ impl FloatHistogram {
         // Every empty bucket dropped, which is what PromQL asks for: done in place, without
         // the bucket lists the general path below builds, once both sides pass its checks.
         if max_empty_buckets == 0
-            && side_is_valid(&self.positive_spans, &self.positive_buckets)
-            && side_is_valid(&self.negative_spans, &self.negative_buckets)
+            && check_side(Side::Positive, &self.positive_spans, &self.positive_buckets).is_ok()
+            && check_side(Side::Negative, &self.negative_spans, &self.negative_buckets).is_ok()
         {
             drop_empty_buckets(&mut self.positive_spans, &mut self.positive_buckets);
             drop_empty_buckets(&mut self.negative_spans, &mut self.negative_buckets);
