@@ -389,7 +389,7 @@ fn to_float(h: &pb::Histogram) -> FloatHistogram {
         } else {
             h.negative_counts.clone()
         },
-        custom_values: Arc::from(h.custom_values.clone()),
+        custom_values: h.custom_values.clone().into(),
         ..FloatHistogram::default()
     }
 }

@@ -94,7 +94,7 @@ impl Counter {
             sum: self.sum,
             positive_spans: spans,
             positive_buckets: deltas,
-            custom_values: self.bounds.clone(),
+            custom_values: self.bounds.clone().into(),
             ..Histogram::default()
         }
     }

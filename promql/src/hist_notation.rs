@@ -3,8 +3,6 @@
 //! n_buckets:[…] n_offset:… counter_reset_hint:gauge custom_values:[…]}}`, and the
 //! series-value forms built from it (`{{…}}xN`, `{{…}}+{{…}}xN`, `{{…}}-{{…}}xN`).
 
-use std::sync::Arc;
-
 use gauntlet_engine::histogram::{CounterResetHint, FloatHistogram, Span};
 
 /// Parses the inside of `{{…}}` (without the braces).
@@ -48,7 +46,7 @@ pub(crate) fn parse_histogram(body: &str) -> Result<FloatHistogram, String> {
             "n_buckets" => h.negative_buckets = list(value)?,
             "offset" => offset = int(value)?,
             "n_offset" => n_offset = int(value)?,
-            "custom_values" => h.custom_values = Arc::from(list(value)?),
+            "custom_values" => h.custom_values = list(value)?.into(),
             "counter_reset_hint" => {
                 h.counter_reset_hint = match value {
                     "unknown" => CounterResetHint::Unknown,

@@ -516,7 +516,7 @@ fn nhcb_series(parts: &[(Labels, Vec<Slot>)]) -> Vec<(Labels, Vec<Slot>)> {
                     counts.len() as u32,
                 )],
                 positive_buckets: counts,
-                custom_values: std::sync::Arc::from(bounds.clone()),
+                custom_values: bounds.clone().into(),
                 ..FloatHistogram::default()
             };
             slots.push(Slot::Hist(Box::new(h)));

@@ -60,7 +60,7 @@ pub fn int_hist(n: u64, custom: bool) -> Histogram {
         custom_values: if custom {
             vec![0.1, 0.5, 1.0, 5.0].into()
         } else {
-            Arc::from([])
+            Default::default()
         },
     }
 }

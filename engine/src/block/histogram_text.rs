@@ -154,7 +154,6 @@ pub fn bound(idx: i32, schema: i32, custom: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[test]
     fn bounds_at_the_edges() {
@@ -206,7 +205,7 @@ mod tests {
             sum: 10.0,
             positive_spans: vec![Span::new(0, 3)],
             positive_buckets: vec![1.5, 0.0, 5.0],
-            custom_values: Arc::from(vec![1.0, 2.0]),
+            custom_values: vec![1.0, 2.0].into(),
             ..Default::default()
         };
         let mut s = String::new();

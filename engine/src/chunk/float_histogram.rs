@@ -8,7 +8,6 @@
 //! leading/trailing state.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use super::ChunkError;
 use super::bstream::{BitReader, BitWriter};
@@ -555,7 +554,7 @@ impl<'a> FloatHistogramIterator<'a> {
         out.negative_buckets.clear();
         out.negative_buckets
             .extend(self.n_buckets.iter().map(|b| b.value));
-        out.custom_values = Arc::clone(&self.layout.custom_values);
+        out.custom_values = self.layout.custom_values.clone();
     }
 
     fn truncated(&self) -> ChunkError {

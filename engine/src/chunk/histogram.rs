@@ -11,7 +11,6 @@
 //! chunk, needs the chunk rewritten with more buckets, or starts a new chunk.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use super::ChunkError;
 use super::bstream::{BitReader, BitWriter};
@@ -632,7 +631,7 @@ impl<'a> HistogramIterator<'a> {
         out.negative_spans.clone_from(&self.layout.negative_spans);
         out.positive_buckets.clone_from(&self.p_buckets);
         out.negative_buckets.clone_from(&self.n_buckets);
-        out.custom_values = Arc::clone(&self.layout.custom_values);
+        out.custom_values = self.layout.custom_values.clone();
     }
 
     /// Whether the current sample is a stale marker.
@@ -678,7 +677,7 @@ impl<'a> HistogramIterator<'a> {
         // hands it to PromQL.
         deltas_to_exact_float_counts_into(&self.p_buckets, &mut out.positive_buckets);
         deltas_to_exact_float_counts_into(&self.n_buckets, &mut out.negative_buckets);
-        out.custom_values = Arc::clone(&self.layout.custom_values);
+        out.custom_values = self.layout.custom_values.clone();
     }
 
     fn truncated(&self) -> ChunkError {

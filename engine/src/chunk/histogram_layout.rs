@@ -2,14 +2,12 @@
 //! payload): the 3-byte header with its counter-reset bits, and the layout the first sample
 //! writes (zero threshold, schema, spans, custom bounds).
 
-use std::sync::Arc;
-
 use super::ChunkError;
 use super::bstream::{BitReader, BitWriter};
 use super::varbit::{put_varbit_int, put_varbit_uint, read_varbit_int, read_varbit_uint};
 use crate::histogram::{
-    CounterResetHint, FloatHistogram, HistogramError, Side, Span, is_custom_buckets_schema,
-    is_known_schema,
+    CounterResetHint, CustomBounds, FloatHistogram, HistogramError, Side, Span,
+    is_custom_buckets_schema, is_known_schema,
 };
 
 /// Bytes before the bit stream: the big-endian u16 sample count and the flags byte.
@@ -127,7 +125,7 @@ pub(crate) struct Layout {
     pub zero_threshold: f64,
     pub positive_spans: Vec<Span>,
     pub negative_spans: Vec<Span>,
-    pub custom_values: Arc<[f64]>,
+    pub custom_values: CustomBounds,
 }
 
 impl Layout {
@@ -157,7 +155,7 @@ impl Layout {
         out.zero_count = zero_count;
         out.count = count;
         out.sum = sum;
-        out.custom_values = Arc::clone(&self.custom_values);
+        out.custom_values = self.custom_values.clone();
     }
 }
 
@@ -204,7 +202,7 @@ pub(crate) fn read_layout(r: &mut BitReader<'_>) -> Result<Layout, ChunkError> {
         .ok_or(ChunkError::UnknownHistogramSchema { schema: schema_raw })?;
     let positive_spans = read_spans(r, "positive spans")?;
     let negative_spans = read_spans(r, "negative spans")?;
-    let mut custom_values: Arc<[f64]> = Arc::default();
+    let mut custom_values = CustomBounds::default();
     if is_custom_buckets_schema(schema) {
         let n = read_varbit_uint(r);
         check_overrun(r)?;

@@ -112,7 +112,13 @@ fn varbit_int_at(data: &[u8], pos: &mut usize) -> i64 {
     // A prefix ends with its `0`: `ones + 1` bits.
     let bits = (w << (ones + 1)) >> (64 - width);
     *pos += (ones + 1 + width) as usize;
-    // Two's complement of `width` bits, except that 2^(width-1) itself is positive.
+    signed_payload(bits, width)
+}
+
+/// A varbit payload of `width` bits (less than 64) as the integer it stands for: two's
+/// complement, except that 2^(width-1) itself is positive.
+#[inline(always)]
+fn signed_payload(bits: u64, width: u32) -> i64 {
     if bits > 1u64 << (width - 1) {
         bits.wrapping_sub(1u64 << width) as i64
     } else {
@@ -139,13 +145,21 @@ pub(crate) fn read_bucket_dods(
     let (buckets, deltas) = (&mut buckets[..n], &mut deltas[..n]);
     let mut current = 0i64;
     let mut negative = false;
+    // `w` holds the next `avail` bits of the stream from `pos`, left-aligned: values are taken
+    // from the register and it is loaded again only when it runs low, so the loop carries a
+    // shift rather than a load from one value to the next.
+    let mut w = 0u64;
+    let mut avail = 0u32;
     let mut i = 0;
     while i < n {
-        let w = peek64(data, pos);
+        if avail < 16 {
+            w = peek64(data, pos);
+            avail = 64;
+        }
         if w >> 63 == 0 {
             // Zero bits, one per bucket: the delta stays. A word of zeros past the end of
             // the data reads the same way, as one bit at a time would.
-            let run = (w.leading_zeros() as usize).min(n - i);
+            let run = (w.leading_zeros().min(avail) as usize).min(n - i);
             for (b, d) in buckets[i..i + run].iter_mut().zip(&deltas[i..i + run]) {
                 *b = b.wrapping_add(*d);
                 current = current.wrapping_add(*b);
@@ -153,9 +167,28 @@ pub(crate) fn read_bucket_dods(
             }
             i += run;
             pos += run;
+            w = w.checked_shl(run as u32).unwrap_or(0);
+            avail -= run as u32;
             continue;
         }
-        let dod = varbit_int_at(data, &mut pos);
+        let ones = (!w).leading_zeros().min(8);
+        let dod = if ones == 8 {
+            // The longest form (72 bits) does not fit the register.
+            avail = 0;
+            varbit_int_at(data, &mut pos)
+        } else {
+            let width = VARBIT_WIDTHS[ones as usize];
+            let len = ones + 1 + width;
+            if len > avail {
+                w = peek64(data, pos);
+                avail = 64;
+            }
+            let bits = (w << (ones + 1)) >> (64 - width);
+            w = w.checked_shl(len).unwrap_or(0);
+            avail -= len;
+            pos += len as usize;
+            signed_payload(bits, width)
+        };
         deltas[i] = deltas[i].wrapping_add(dod);
         buckets[i] = buckets[i].wrapping_add(deltas[i]);
         current = current.wrapping_add(buckets[i]);
@@ -361,17 +394,20 @@ mod tests {
             start_d in proptest::collection::vec(-5i64..5, 200),
             cut in 0usize..64,
             n in 0usize..210,
+            lead in 0u32..13,
         ) {
             let mut w = BitWriter::new();
+            // Bits before the first value, so that it starts anywhere in a byte.
+            w.write_bits(0x155, lead);
             for &v in &dods { put_varbit_int(&mut w, v); }
             let mut bytes = w.into_bytes();
             bytes.truncate(bytes.len().saturating_sub(cut / 8));
             let n = n.min(start.len());
             let (mut b1, mut d1) = (start[..n].to_vec(), start_d[..n].to_vec());
             let (mut b2, mut d2) = (b1.clone(), d1.clone());
-            let mut r1 = BitReader::new(&bytes, 0);
+            let mut r1 = BitReader::new(&bytes, lead as usize);
             let neg = read_bucket_dods(&mut r1, &mut b1, &mut d1);
-            let mut r2 = BitReader::new(&bytes, 0);
+            let mut r2 = BitReader::new(&bytes, lead as usize);
             let mut current = 0i64;
             let mut want_neg = false;
             for (b, d) in b2.iter_mut().zip(d2.iter_mut()) {

@@ -50,7 +50,7 @@ pub(super) fn hist(n: u64, custom: bool) -> Histogram {
         custom_values: if custom {
             vec![0.1, 0.5, 1.0, 5.0].into()
         } else {
-            std::sync::Arc::from([])
+            Default::default()
         },
     }
 }

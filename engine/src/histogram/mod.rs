@@ -14,6 +14,7 @@
 pub mod ops;
 pub(crate) mod validate;
 
+use std::fmt;
 use std::sync::Arc;
 
 pub use ops::{
@@ -104,6 +105,71 @@ impl CounterResetHint {
     }
 }
 
+/// The upper bounds of a custom-bucket histogram's buckets (schema -53), shared between the
+/// samples that use them. Exponential histograms have none, and then hold no reference at all:
+/// creating, copying and dropping their histograms touches no count shared between threads
+/// (an empty `Arc<[f64]>` is one static whose count every thread would update).
+#[derive(Clone, Default)]
+pub struct CustomBounds(Option<Arc<[f64]>>);
+
+impl CustomBounds {
+    /// The bounds as one shared slice (a new empty one when there are none).
+    pub fn to_arc(&self) -> Arc<[f64]> {
+        self.0.clone().unwrap_or_else(|| Arc::from(Vec::new()))
+    }
+}
+
+impl std::ops::Deref for CustomBounds {
+    type Target = [f64];
+
+    #[inline]
+    fn deref(&self) -> &[f64] {
+        self.0.as_deref().unwrap_or(&[])
+    }
+}
+
+impl fmt::Debug for CustomBounds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl PartialEq for CustomBounds {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl From<Arc<[f64]>> for CustomBounds {
+    fn from(bounds: Arc<[f64]>) -> Self {
+        CustomBounds((!bounds.is_empty()).then_some(bounds))
+    }
+}
+
+impl From<Vec<f64>> for CustomBounds {
+    fn from(bounds: Vec<f64>) -> Self {
+        CustomBounds((!bounds.is_empty()).then(|| bounds.into()))
+    }
+}
+
+impl From<&[f64]> for CustomBounds {
+    fn from(bounds: &[f64]) -> Self {
+        CustomBounds((!bounds.is_empty()).then(|| bounds.into()))
+    }
+}
+
+impl FromIterator<f64> for CustomBounds {
+    fn from_iter<I: IntoIterator<Item = f64>>(bounds: I) -> Self {
+        bounds.into_iter().collect::<Vec<f64>>().into()
+    }
+}
+
+impl<const N: usize> From<[f64; N]> for CustomBounds {
+    fn from(bounds: [f64; N]) -> Self {
+        CustomBounds::from(&bounds[..])
+    }
+}
+
 /// An integer native histogram, as Prometheus's `histogram.Histogram`.
 ///
 /// Bucket counts are deltas: `positive_buckets[0]` is the count of the first positive bucket,
@@ -134,7 +200,7 @@ pub struct Histogram {
     pub negative_buckets: Vec<i64>,
     /// Upper bounds of the custom buckets (schema -53 only), strictly increasing, without the
     /// implicit +Inf; shared between samples that use the same bounds.
-    pub custom_values: Arc<[f64]>,
+    pub custom_values: CustomBounds,
 }
 
 /// A float native histogram, as Prometheus's `histogram.FloatHistogram`: the same layout as
@@ -162,7 +228,7 @@ pub struct FloatHistogram {
     /// Absolute negative bucket counts.
     pub negative_buckets: Vec<f64>,
     /// Upper bounds of the custom buckets (schema -53 only).
-    pub custom_values: Arc<[f64]>,
+    pub custom_values: CustomBounds,
 }
 
 /// Whether `sum` is Prometheus's stale marker.

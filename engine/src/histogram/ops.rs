@@ -22,10 +22,9 @@
 
 use std::cmp::Ordering;
 use std::fmt;
-use std::sync::Arc;
 
 use super::{
-    CounterResetHint, EXPONENTIAL_SCHEMA_MAX, FloatHistogram, FloatValue, Side, Span,
+    CounterResetHint, CustomBounds, EXPONENTIAL_SCHEMA_MAX, FloatHistogram, FloatValue, Side, Span,
     count_buckets, custom_bounds_match, is_custom_buckets_schema, is_exponential_schema,
     is_known_schema,
 };
@@ -878,21 +877,37 @@ fn drop_empty_buckets(spans: &mut Vec<Span>, counts: &mut Vec<f64>) {
         let mut after_kept: Option<i64> = None;
         for span in spans.iter() {
             let start = next + i64::from(span.offset);
-            for index in start..start + i64::from(span.length) {
-                let count = counts[read];
-                read += 1;
-                if count == 0.0 {
-                    continue;
-                }
-                match (after_kept, out.last_mut()) {
-                    (Some(n), Some(last)) if n == index => last.length += 1,
-                    _ => out.push(Span::new(clamp_i32(index - after_kept.unwrap_or(0)), 1)),
-                }
-                counts[write] = count;
-                write += 1;
-                after_kept = Some(index + 1);
-            }
+            let len = span.length as usize;
+            let base = read;
+            read += len;
             next = start + i64::from(span.length);
+            // Each run of populated buckets is moved down at once.
+            let mut i = 0;
+            while i < len {
+                while i < len && counts[base + i] == 0.0 {
+                    i += 1;
+                }
+                let run_start = i;
+                while i < len && counts[base + i] != 0.0 {
+                    i += 1;
+                }
+                let run = i - run_start;
+                if run == 0 {
+                    break;
+                }
+                let index = start + run_start as i64;
+                match (after_kept, out.last_mut()) {
+                    (Some(n), Some(last)) if n == index => last.length += run as u32,
+                    _ => out.push(Span::new(
+                        clamp_i32(index - after_kept.unwrap_or(0)),
+                        run as u32,
+                    )),
+                }
+                let from = base + run_start;
+                counts.copy_within(from..from + run, write);
+                write += run;
+                after_kept = Some(index + run as i64);
+            }
         }
         counts.truncate(write);
         std::mem::swap(spans, &mut *out);
@@ -975,6 +990,57 @@ fn side_extent(spans: &[Span], counts: &[f64]) -> Option<Option<(i64, i64)>> {
         next = end;
     }
     Some(extent)
+}
+
+/// Walks the spans of `theirs` against the spans of `mine` (canonical: no empty span, a gap
+/// between any two) and calls `each(position in mine's counts, position in theirs' counts,
+/// first index, length)` for every non-empty span of `theirs`, in order. False as soon as
+/// `each` returns false, or when a span of `theirs` goes back, holds an index beyond `i32`, or
+/// holds a bucket `mine` lacks. A run of consecutive indices that `mine` holds lies in one of
+/// its spans, so each span of `theirs` is one slice of `mine`'s counts.
+fn runs_within(
+    mine: &[Span],
+    theirs: &[Span],
+    mut each: impl FnMut(usize, usize, i64, usize) -> bool,
+) -> bool {
+    let mut mine_spans = mine.iter();
+    // The current span of `mine` as [start, end) and the position of its first count.
+    let (mut m_start, mut m_end, mut m_at) = (i64::MIN, i64::MIN, 0usize);
+    let (mut m_next, mut m_next_at) = (0i64, 0usize);
+    let (mut next, mut from) = (0i64, 0usize);
+    for (k, span) in theirs.iter().enumerate() {
+        if k > 0 && span.offset < 0 {
+            return false;
+        }
+        let start = next + i64::from(span.offset);
+        let end = start + i64::from(span.length);
+        next = end;
+        if span.length == 0 {
+            continue;
+        }
+        if i32::try_from(start).is_err() || i32::try_from(end - 1).is_err() {
+            return false;
+        }
+        while m_end <= start {
+            let Some(m) = mine_spans.next() else {
+                return false;
+            };
+            m_start = m_next + i64::from(m.offset);
+            m_end = m_start + i64::from(m.length);
+            m_at = m_next_at;
+            m_next = m_end;
+            m_next_at += m.length as usize;
+        }
+        if start < m_start || end > m_end {
+            return false;
+        }
+        let len = span.length as usize;
+        if !each(m_at + (start - m_start) as usize, from, start, len) {
+            return false;
+        }
+        from += len;
+    }
+    true
 }
 
 /// The bucket indices `spans` describe, in order.
@@ -1279,21 +1345,18 @@ impl FloatHistogram {
             if !canonical(mine)
                 || count_buckets(mine) != counts.len() as u64
                 || count_buckets(theirs) != their_counts.len() as u64
-                || theirs.iter().skip(1).any(|s| s.offset < 0)
             {
                 return None;
             }
-            let mut at = span_indices(mine).peekable();
-            for (k, index) in span_indices(theirs).enumerate() {
+            let mut first = true;
+            let fits = runs_within(mine, theirs, |_, _, index, _| {
                 // The general path drops buckets inside the zero bucket; this one cannot.
-                if k == 0 && exponential_bound(index, self.schema) <= threshold {
-                    return None;
-                }
-                if i32::try_from(index).is_err() {
-                    return None;
-                }
-                while at.next_if(|&i| i < index).is_some() {}
-                at.next_if_eq(&index)?;
+                let inside = first && exponential_bound(index, self.schema) <= threshold;
+                first = false;
+                !inside
+            });
+            if !fits {
+                return None;
             }
         }
         let collision = !negate && self.adjust_counter_reset(other.counter_reset_hint);
@@ -1316,13 +1379,13 @@ impl FloatHistogram {
             ),
         ];
         for (mine, counts, theirs, their_counts) in sides {
-            let mut at = span_indices(mine).enumerate().peekable();
-            for (index, &c) in span_indices(theirs).zip(their_counts.iter()) {
-                while at.next_if(|&(_, i)| i < index).is_some() {}
-                if let Some((pos, _)) = at.next() {
-                    counts[pos] += sign * c;
+            runs_within(mine, theirs, |at, from, _, len| {
+                let (to, from) = (&mut counts[at..at + len], &their_counts[from..from + len]);
+                for (c, d) in to.iter_mut().zip(from) {
+                    *c += sign * d;
                 }
-            }
+                true
+            });
         }
         Some(AddOutcome {
             counter_reset_collision: collision,
@@ -1698,7 +1761,7 @@ impl FloatHistogram {
             negative_spans: self.negative_spans.clone(),
             positive_buckets: self.positive_buckets.clone(),
             negative_buckets: self.negative_buckets.clone(),
-            custom_values: Arc::from(Vec::new()),
+            custom_values: CustomBounds::default(),
         };
         if self.uses_custom_buckets() {
             return Err(HistogramOpError::SchemaChange {

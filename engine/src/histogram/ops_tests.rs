@@ -3,8 +3,6 @@
 //! `testdata/promql/v3.5.3/native_histograms.test`. (The PromQL statistics are tested where
 //! they are, in gauntlet-promql.)
 
-use std::sync::Arc;
-
 use proptest::prelude::*;
 
 use super::*;
@@ -48,7 +46,7 @@ fn parse(notation: &str) -> FloatHistogram {
             "n_offset" => n_offset = value.parse().unwrap(),
             "buckets" => h.positive_buckets = list(),
             "n_buckets" => h.negative_buckets = list(),
-            "custom_values" => h.custom_values = Arc::from(list()),
+            "custom_values" => h.custom_values = list().into(),
             "counter_reset_hint" => {
                 h.counter_reset_hint = match value {
                     "unknown" => CounterResetHint::Unknown,
@@ -1225,7 +1223,7 @@ proptest! {
             positive_buckets: pos,
             negative_spans: neg_spans.iter().map(|&(o, l)| Span::new(o, l)).collect(),
             negative_buckets: neg,
-            custom_values: Arc::from(custom),
+            custom_values: custom.into(),
             ..FloatHistogram::default()
         };
         let mut x = h.clone();
@@ -1271,12 +1269,13 @@ proptest! {
     /// works in place) gives the general path's answer bit for bit.
     #[test]
     fn adding_within_one_layout_agrees_with_the_general_path(
-        (a, keep, counts, negate) in any_histogram().prop_flat_map(|a| {
+        (a, keep, counts, negate, odd_b) in any_histogram().prop_flat_map(|a| {
             let n = a.positive_buckets.len() + a.negative_buckets.len();
             (
                 Just(a),
                 prop::collection::vec(any::<bool>(), n),
                 prop::collection::vec(-5.0f64..100.0, n),
+                any::<bool>(),
                 any::<bool>(),
             )
         })
@@ -1297,6 +1296,12 @@ proptest! {
         b.count = 7.5;
         b.sum = -2.25;
         b.zero_count = 1.5;
+        if odd_b {
+            // Spans as no writer lays them out, which the shortcut walks all the same: the
+            // first cut in two with a zero gap, an empty span after it.
+            b = relaid(&b, true);
+            b.positive_spans.insert(1.min(b.positive_spans.len()), Span::new(0, 0));
+        }
         let op = |h: &mut FloatHistogram| if negate { h.sub(&b) } else { h.add(&b) };
         let mut fast = a.clone();
         let fast_out = match fast.combine_within_layout(&b, negate) {

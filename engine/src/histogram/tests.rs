@@ -1,7 +1,5 @@
 //! Validation and conversions of the histogram model.
 
-use std::sync::Arc;
-
 use super::*;
 
 fn sp(offset: i32, length: u32) -> Span {
@@ -31,7 +29,7 @@ fn nhcb() -> Histogram {
         sum: 3.0,
         positive_spans: vec![sp(0, 2), sp(1, 1)],
         positive_buckets: vec![1, 1, 1],
-        custom_values: Arc::from([0.1, 0.5, 1.0]),
+        custom_values: [0.1, 0.5, 1.0].into(),
         ..Histogram::default()
     }
 }
@@ -123,7 +121,7 @@ fn each_rule_has_its_error() {
     assert!(h.validate().is_err());
 
     let mut h = valid();
-    h.custom_values = Arc::from([1.0]);
+    h.custom_values = [1.0].into();
     assert!(matches!(
         h.validate(),
         Err(HistogramError::ExponentialWithCustomBounds { .. })
@@ -133,20 +131,20 @@ fn each_rule_has_its_error() {
 #[test]
 fn custom_bucket_rules() {
     let mut h = nhcb();
-    h.custom_values = Arc::from([0.5, 0.1, 1.0]);
+    h.custom_values = [0.5, 0.1, 1.0].into();
     assert!(matches!(
         h.validate(),
         Err(HistogramError::CustomBoundsNotIncreasing { index: 1, .. })
     ));
-    h.custom_values = Arc::from([0.1, f64::NAN, 1.0]);
+    h.custom_values = [0.1, f64::NAN, 1.0].into();
     assert!(matches!(
         h.validate(),
         Err(HistogramError::CustomBoundsNotIncreasing { index: 1, .. })
     ));
-    h.custom_values = Arc::from([0.1, 0.5, f64::INFINITY]);
+    h.custom_values = [0.1, 0.5, f64::INFINITY].into();
     assert_eq!(h.validate(), Err(HistogramError::CustomBoundsInfinite));
     // Spans reach bucket 4 (of 0..=3 with 3 bounds).
-    h.custom_values = Arc::from([0.1, 0.5]);
+    h.custom_values = [0.1, 0.5].into();
     assert_eq!(
         h.validate(),
         Err(HistogramError::CustomBoundsTooFew {

@@ -5,11 +5,10 @@
 //! kind, as a generated decoder's `GetZeroCountInt`/`GetZeroCountFloat` read it, so a
 //! mismatched one is 0. Validation is the caller's ([`HistogramSample::validate`]).
 
-use std::sync::Arc;
-
 use crate::encoding::zigzag_decode;
 use crate::histogram::{
-    CounterResetHint, FloatHistogram, Histogram, HistogramError, Span, is_custom_buckets_schema,
+    CounterResetHint, CustomBounds, FloatHistogram, Histogram, HistogramError, Span,
+    is_custom_buckets_schema,
 };
 
 pub use crate::head::HistogramValue;
@@ -140,12 +139,12 @@ pub(super) fn histogram(
         .and_then(CounterResetHint::from_u8)
         .unwrap_or_default();
     // Custom bounds are kept only for the custom-buckets schema, as Prometheus keeps them.
-    let custom_values: Arc<[f64]> = if is_custom_buckets_schema(schema) {
+    let custom_values: CustomBounds = if is_custom_buckets_schema(schema) {
         // The shared copy is a new allocation beside the vector it is made from.
         take(room, custom.len() * size_of::<f64>(), c.end)?;
         custom.into()
     } else {
-        Arc::from([])
+        CustomBounds::default()
     };
     let h = match count {
         Count::Float(count) => HistogramValue::Float(FloatHistogram {

@@ -65,7 +65,7 @@ macro_rules! pb_histogram {
                 negative_spans: spans(&h.negative_spans),
                 positive_buckets: h.positive_counts.clone(),
                 negative_buckets: h.negative_counts.clone(),
-                custom_values: custom,
+                custom_values: custom.into(),
             }),
             c => HistogramValue::Int(Histogram {
                 counter_reset_hint: hint,
@@ -84,7 +84,7 @@ macro_rules! pb_histogram {
                 negative_spans: spans(&h.negative_spans),
                 positive_buckets: h.positive_deltas.clone(),
                 negative_buckets: h.negative_deltas.clone(),
-                custom_values: custom,
+                custom_values: custom.into(),
             }),
         };
         (h.timestamp, format!("{v:?}"))

@@ -17,12 +17,11 @@
 //!
 //! Samples of a schema Prometheus does not know are skipped by its reader, and by this one.
 
-use std::sync::Arc;
-
 use super::record::{RecordError, RecordType};
 use crate::encoding::{Decbuf, DecodeError, put_uvarint, zigzag_encode};
 use crate::histogram::{
-    CounterResetHint, FloatHistogram, Histogram, Span, is_custom_buckets_schema, is_known_schema,
+    CounterResetHint, CustomBounds, FloatHistogram, Histogram, Span, is_custom_buckets_schema,
+    is_known_schema,
 };
 
 /// One integer histogram sample of a series.
@@ -205,12 +204,13 @@ fn spans(d: &mut Decbuf<'_>) -> Result<Vec<Span>, DecodeError> {
     Ok(out)
 }
 
-fn custom_values(d: &mut Decbuf<'_>, schema: i32) -> Result<Arc<[f64]>, DecodeError> {
+fn custom_values(d: &mut Decbuf<'_>, schema: i32) -> Result<CustomBounds, DecodeError> {
     if !is_custom_buckets_schema(schema) {
-        return Ok(Arc::from([]));
+        return Ok(CustomBounds::default());
     }
     let n = len(d)?;
-    (0..n).map(|_| f64_be(d)).collect()
+    let bounds: Vec<f64> = (0..n).map(|_| f64_be(d)).collect::<Result<_, _>>()?;
+    Ok(bounds.into())
 }
 
 /// The common head of every sample: ref and time deltas, hint and schema.

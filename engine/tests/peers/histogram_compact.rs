@@ -23,7 +23,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::Prometheus;
@@ -95,9 +94,9 @@ fn int_hist(
         positive_buckets: deltas(counts),
         negative_buckets: Vec::new(),
         custom_values: if schema == -53 {
-            Arc::from(vec![0.1, 0.5, 1.0, 5.0])
+            vec![0.1, 0.5, 1.0, 5.0].into()
         } else {
-            Arc::default()
+            Default::default()
         },
     }
 }
@@ -135,7 +134,7 @@ fn sample(name: &str, start: i64, t: i64) -> S {
                 negative_spans: Vec::new(),
                 positive_buckets: counts,
                 negative_buckets: Vec::new(),
-                custom_values: Arc::default(),
+                custom_values: Default::default(),
             })
         }
         "int_gauge" => {

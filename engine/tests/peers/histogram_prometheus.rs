@@ -141,7 +141,7 @@ fn int_hist(s: IntSpec<'_>) -> Histogram {
         negative_spans: ns,
         positive_buckets: deltas(&pc),
         negative_buckets: deltas(&nc),
-        custom_values: s.custom.clone(),
+        custom_values: s.custom.clone().into(),
     }
 }
 
@@ -172,7 +172,7 @@ fn float_hist(s: FloatSpec<'_>) -> FloatHistogram {
         negative_spans: ns,
         positive_buckets: pc,
         negative_buckets: nc,
-        custom_values: s.custom.clone(),
+        custom_values: s.custom.clone().into(),
     }
 }
 

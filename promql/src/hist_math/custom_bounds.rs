@@ -78,7 +78,7 @@ pub(crate) fn onto_bounds(h: &FloatHistogram, bounds: &Arc<[f64]>) -> FloatHisto
     FloatHistogram {
         positive_spans: spans,
         positive_buckets: buckets,
-        custom_values: bounds.clone(),
+        custom_values: bounds.clone().into(),
         ..h.clone()
     }
 }

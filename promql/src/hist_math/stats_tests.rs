@@ -2,8 +2,6 @@
 //! hand from the rules in `stats.rs`, or taken from the Prometheus 3.5.3 promqltest file
 //! `testdata/promql/v3.5.3/native_histograms.test`, which [`promqltest_file_cases`] reads.
 
-use std::sync::Arc;
-
 use gauntlet_engine::histogram::{Span, exponential_bound};
 use proptest::prelude::*;
 
@@ -487,7 +485,7 @@ proptest! {
             positive_buckets: pos,
             negative_spans: neg_spans.iter().map(|&(o, l)| Span::new(o, l)).collect(),
             negative_buckets: neg,
-            custom_values: Arc::from(custom),
+            custom_values: custom.into(),
             ..FloatHistogram::default()
         };
         let _ = quantile(q, &h);

@@ -451,7 +451,7 @@ mod tests {
             schema: -53,
             count: 4.0,
             sum: 5.0,
-            custom_values: std::sync::Arc::from(vec![5.0, 10.0]),
+            custom_values: vec![5.0, 10.0].into(),
             positive_spans: vec![Span::new(0, 3)],
             positive_buckets: vec![1.0, 2.0, 1.0],
             ..FloatHistogram::default()

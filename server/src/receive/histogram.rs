@@ -6,10 +6,8 @@
 //! custom-buckets schema; an unknown reset hint is "unknown". Writing gives a Thanos receiver
 //! the same message Prometheus would have sent.
 
-use std::sync::Arc;
-
 use gauntlet_engine::histogram::{
-    CounterResetHint, FloatHistogram, Histogram, Span, is_custom_buckets_schema,
+    CounterResetHint, CustomBounds, FloatHistogram, Histogram, Span, is_custom_buckets_schema,
 };
 use gauntlet_engine::remote_write::{HistogramSample, HistogramValue};
 use gauntlet_proto::prometheus as pb;
@@ -21,10 +19,10 @@ pub fn from_proto(h: &pb::Histogram) -> HistogramSample {
         .ok()
         .and_then(CounterResetHint::from_u8)
         .unwrap_or_default();
-    let custom_values: Arc<[f64]> = if is_custom_buckets_schema(h.schema) {
+    let custom_values: CustomBounds = if is_custom_buckets_schema(h.schema) {
         h.custom_values.as_slice().into()
     } else {
-        Arc::from([])
+        CustomBounds::default()
     };
     let spans = |s: &[pb::BucketSpan]| -> Vec<Span> {
         s.iter()
@@ -154,7 +152,7 @@ mod tests {
                 }],
                 positive_buckets: vec![1, 4, -2],
                 negative_buckets: vec![3, -2],
-                custom_values: Arc::from([]),
+                custom_values: Default::default(),
             }),
         }
     }
@@ -176,7 +174,7 @@ mod tests {
                 negative_spans: Vec::new(),
                 positive_buckets: vec![1.5, 0.0, 3.0],
                 negative_buckets: Vec::new(),
-                custom_values: Arc::from([0.1, 1.0]),
+                custom_values: [0.1, 1.0].into(),
             }),
         }
     }

@@ -2,8 +2,6 @@
 //! rewritten, when a new one starts and with which header; and that whatever is appended reads
 //! back.
 
-use std::sync::Arc;
-
 use proptest::prelude::*;
 
 use super::histogram_fixtures::{H, canon, decode};
@@ -179,7 +177,7 @@ fn custom_bucket_histograms_reset_on_new_bounds() {
     let nhcb = |bounds: &[f64], counts: &[u64]| Histogram {
         schema: CUSTOM_BUCKETS_SCHEMA,
         zero_threshold: 0.0,
-        custom_values: Arc::from(bounds),
+        custom_values: bounds.into(),
         ..hist(0, counts)
     };
     let mut a = HistogramAppender::new();

@@ -89,7 +89,7 @@ fn sample(v: &Value) -> (i64, H) {
             negative_spans: spans(&v["negative_spans"]),
             positive_buckets: list(&v["positive"], f),
             negative_buckets: list(&v["negative"], f),
-            custom_values: custom,
+            custom_values: custom.into(),
         })
     } else {
         H::Int(Histogram {
@@ -103,7 +103,7 @@ fn sample(v: &Value) -> (i64, H) {
             negative_spans: spans(&v["negative_spans"]),
             positive_buckets: list(&v["positive"], i),
             negative_buckets: list(&v["negative"], i),
-            custom_values: custom,
+            custom_values: custom.into(),
         })
     };
     (i(&v["t"]), h)
