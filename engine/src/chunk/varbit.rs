@@ -156,9 +156,9 @@ pub(crate) fn read_bucket_dods(
             w = peek64(data, pos);
             avail = 64;
         }
-        if w >> 63 == 0 {
-            // Zero bits, one per bucket: the delta stays. A word of zeros past the end of
-            // the data reads the same way, as one bit at a time would.
+        if w >> 56 == 0 {
+            // Eight zero bits or more, one per bucket: the deltas stay. A word of zeros past
+            // the end of the data reads the same way, as one bit at a time would.
             let run = (w.leading_zeros().min(avail) as usize).min(n - i);
             for (b, d) in buckets[i..i + run].iter_mut().zip(&deltas[i..i + run]) {
                 *b = b.wrapping_add(*d);
@@ -171,6 +171,8 @@ pub(crate) fn read_bucket_dods(
             avail -= run as u32;
             continue;
         }
+        // A lone zero is read as a value of width 0 on the same path as the others, so that
+        // whether a bucket's delta changed is not a branch to guess.
         let ones = (!w).leading_zeros().min(8);
         let dod = if ones == 8 {
             // The longest form (72 bits) does not fit the register.
@@ -183,11 +185,13 @@ pub(crate) fn read_bucket_dods(
                 w = peek64(data, pos);
                 avail = 64;
             }
-            let bits = (w << (ones + 1)) >> (64 - width);
+            // The payload after the prefix's `ones + 1` bits; 0 for width 0.
+            let bits = ((w << (ones + 1)) >> 1) >> (63 - width);
             w = w.checked_shl(len).unwrap_or(0);
             avail -= len;
             pos += len as usize;
-            signed_payload(bits, width)
+            let full = 1u64 << width;
+            (bits as i64).wrapping_sub(if bits > full >> 1 { full as i64 } else { 0 })
         };
         deltas[i] = deltas[i].wrapping_add(dod);
         buckets[i] = buckets[i].wrapping_add(deltas[i]);
