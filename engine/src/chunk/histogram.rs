@@ -515,6 +515,9 @@ pub struct HistogramIterator<'a> {
     n_buckets: Vec<i64>,
     p_deltas: Vec<i64>,
     n_deltas: Vec<i64>,
+    /// The current sample's absolute bucket counts as floats, written as the buckets are read.
+    p_floats: Vec<f64>,
+    n_floats: Vec<f64>,
     sum: XorState,
     err: Option<ChunkError>,
 }
@@ -540,6 +543,8 @@ impl<'a> HistogramIterator<'a> {
             n_buckets: Vec::new(),
             p_deltas: Vec::new(),
             n_deltas: Vec::new(),
+            p_floats: Vec::new(),
+            n_floats: Vec::new(),
             sum: XorState::READER,
             err: None,
         })
@@ -674,9 +679,9 @@ impl<'a> HistogramIterator<'a> {
         out.positive_spans.clone_from(&self.layout.positive_spans);
         out.negative_spans.clone_from(&self.layout.negative_spans);
         // Each bucket the float nearest its absolute count, as Prometheus's chunk iterator
-        // hands it to PromQL.
-        deltas_to_exact_float_counts_into(&self.p_buckets, &mut out.positive_buckets);
-        deltas_to_exact_float_counts_into(&self.n_buckets, &mut out.negative_buckets);
+        // hands it to PromQL (worked out as the buckets were read).
+        out.positive_buckets.clone_from(&self.p_floats);
+        out.negative_buckets.clone_from(&self.n_floats);
         out.custom_values = self.layout.custom_values.clone();
     }
 
@@ -723,7 +728,10 @@ impl<'a> HistogramIterator<'a> {
             *b = read_varbit_int(&mut self.r);
         }
         self.check()?;
-        self.check_counts()
+        self.check_counts()?;
+        deltas_to_exact_float_counts_into(&self.p_buckets, &mut self.p_floats);
+        deltas_to_exact_float_counts_into(&self.n_buckets, &mut self.n_floats);
+        Ok(())
     }
 
     /// Samples after the first: delta of delta of each field, the sum XOR-encoded.
@@ -751,8 +759,17 @@ impl<'a> HistogramIterator<'a> {
         if super::is_stale_nan(self.sum.value) {
             return Ok(());
         }
-        let negative = read_bucket_dods(&mut self.r, &mut self.p_buckets, &mut self.p_deltas)
-            | read_bucket_dods(&mut self.r, &mut self.n_buckets, &mut self.n_deltas);
+        let negative = read_bucket_dods(
+            &mut self.r,
+            &mut self.p_buckets,
+            &mut self.p_deltas,
+            &mut self.p_floats,
+        ) | read_bucket_dods(
+            &mut self.r,
+            &mut self.n_buckets,
+            &mut self.n_deltas,
+            &mut self.n_floats,
+        );
         self.check()?;
         if negative {
             // Only to name the bucket: the pass above found one.

@@ -128,8 +128,9 @@ fn signed_payload(bits: u64, width: u32) -> i64 {
 
 /// Reads one sample's bucket delta-of-deltas (a varbit integer each, `deltas.len()` of them)
 /// and moves each bucket on: `deltas[i] += dod`, then `buckets[i] += deltas[i]`, wrapping.
-/// Returns whether any bucket's running sum (the absolute count it stands for when
-/// `buckets` holds the spatial deltas of a histogram) went negative.
+/// `floats[i]` becomes the running sum of `buckets` up to `i` (the absolute count bucket `i`
+/// stands for when `buckets` holds the spatial deltas of a histogram) as a float. Returns
+/// whether any running sum went negative.
 ///
 /// The same bits as calling [`read_varbit_int`] per bucket, but a run of zero
 /// delta-of-deltas (a bucket growing at the rate it grew before, common in slow series)
@@ -138,11 +139,12 @@ pub(crate) fn read_bucket_dods(
     r: &mut BitReader<'_>,
     buckets: &mut [i64],
     deltas: &mut [i64],
+    floats: &mut [f64],
 ) -> bool {
     let data = r.data();
     let mut pos = r.bit_pos();
-    let n = buckets.len().min(deltas.len());
-    let (buckets, deltas) = (&mut buckets[..n], &mut deltas[..n]);
+    let n = buckets.len().min(deltas.len()).min(floats.len());
+    let (buckets, deltas, floats) = (&mut buckets[..n], &mut deltas[..n], &mut floats[..n]);
     let mut current = 0i64;
     let mut negative = false;
     // `w` holds the next `avail` bits of the stream from `pos`, left-aligned: values are taken
@@ -160,9 +162,15 @@ pub(crate) fn read_bucket_dods(
             // Eight zero bits or more, one per bucket: the deltas stay. A word of zeros past
             // the end of the data reads the same way, as one bit at a time would.
             let run = (w.leading_zeros().min(avail) as usize).min(n - i);
-            for (b, d) in buckets[i..i + run].iter_mut().zip(&deltas[i..i + run]) {
+            let run_floats = &mut floats[i..i + run];
+            for ((b, d), f) in buckets[i..i + run]
+                .iter_mut()
+                .zip(&deltas[i..i + run])
+                .zip(run_floats)
+            {
                 *b = b.wrapping_add(*d);
                 current = current.wrapping_add(*b);
+                *f = current as f64;
                 negative |= current < 0;
             }
             i += run;
@@ -196,6 +204,7 @@ pub(crate) fn read_bucket_dods(
         deltas[i] = deltas[i].wrapping_add(dod);
         buckets[i] = buckets[i].wrapping_add(deltas[i]);
         current = current.wrapping_add(buckets[i]);
+        floats[i] = current as f64;
         negative |= current < 0;
         i += 1;
     }
@@ -409,17 +418,21 @@ mod tests {
             let n = n.min(start.len());
             let (mut b1, mut d1) = (start[..n].to_vec(), start_d[..n].to_vec());
             let (mut b2, mut d2) = (b1.clone(), d1.clone());
+            let mut f1 = vec![f64::NAN; n];
             let mut r1 = BitReader::new(&bytes, lead as usize);
-            let neg = read_bucket_dods(&mut r1, &mut b1, &mut d1);
+            let neg = read_bucket_dods(&mut r1, &mut b1, &mut d1, &mut f1);
             let mut r2 = BitReader::new(&bytes, lead as usize);
             let mut current = 0i64;
             let mut want_neg = false;
+            let mut want_f = Vec::new();
             for (b, d) in b2.iter_mut().zip(d2.iter_mut()) {
                 *d = d.wrapping_add(read_varbit_int(&mut r2));
                 *b = b.wrapping_add(*d);
                 current = current.wrapping_add(*b);
                 want_neg |= current < 0;
+                want_f.push(current as f64);
             }
+            prop_assert_eq!(&f1, &want_f);
             prop_assert_eq!(&b1, &b2);
             prop_assert_eq!(&d1, &d2);
             prop_assert_eq!(r1.bit_pos(), r2.bit_pos());

@@ -1681,10 +1681,19 @@ impl FloatHistogram {
                 .iter()
                 .enumerate()
                 .all(|(i, s)| s.length > 0 && (i == 0 || s.offset > 0));
+            // Indices grow along canonical spans from the first, an `i32`: the last one bounds
+            // them all.
+            let last_fits = || {
+                let end: i64 = spans
+                    .iter()
+                    .map(|s| i64::from(s.offset) + i64::from(s.length))
+                    .sum();
+                i32::try_from(end - 1).is_ok()
+            };
             canonical
                 && count_buckets(spans) == counts.len() as u64
                 && counts.iter().all(|&c| c != 0.0)
-                && span_indices(spans).all(|i| i32::try_from(i).is_ok())
+                && last_fits()
         };
         if max_empty_buckets == 0
             && compact_side(&self.positive_spans, &self.positive_buckets)
