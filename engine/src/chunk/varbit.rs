@@ -115,15 +115,12 @@ fn varbit_int_at(data: &[u8], pos: &mut usize) -> i64 {
     signed_payload(bits, width)
 }
 
-/// A varbit payload of `width` bits (less than 64) as the integer it stands for: two's
-/// complement, except that 2^(width-1) itself is positive.
+/// A varbit payload of `width` bits (less than 64; 0 for a zero) as the integer it stands for:
+/// two's complement, except that 2^(width-1) itself is positive.
 #[inline(always)]
 fn signed_payload(bits: u64, width: u32) -> i64 {
-    if bits > 1u64 << (width - 1) {
-        bits.wrapping_sub(1u64 << width) as i64
-    } else {
-        bits as i64
-    }
+    let full = 1u64 << width;
+    (bits as i64).wrapping_sub(if bits > full >> 1 { full as i64 } else { 0 })
 }
 
 /// Reads one sample's bucket delta-of-deltas (a varbit integer each, `deltas.len()` of them)
@@ -198,8 +195,7 @@ pub(crate) fn read_bucket_dods(
             w = w.checked_shl(len).unwrap_or(0);
             avail -= len;
             pos += len as usize;
-            let full = 1u64 << width;
-            (bits as i64).wrapping_sub(if bits > full >> 1 { full as i64 } else { 0 })
+            signed_payload(bits, width)
         };
         deltas[i] = deltas[i].wrapping_add(dod);
         buckets[i] = buckets[i].wrapping_add(deltas[i]);

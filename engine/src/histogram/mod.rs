@@ -112,13 +112,6 @@ impl CounterResetHint {
 #[derive(Clone, Default)]
 pub struct CustomBounds(Option<Arc<[f64]>>);
 
-impl CustomBounds {
-    /// The bounds as one shared slice (a new empty one when there are none).
-    pub fn to_arc(&self) -> Arc<[f64]> {
-        self.0.clone().unwrap_or_else(|| Arc::from(Vec::new()))
-    }
-}
-
 impl std::ops::Deref for CustomBounds {
     type Target = [f64];
 
