@@ -992,9 +992,18 @@ fn side_extent(spans: &[Span], counts: &[f64]) -> Option<Option<(i64, i64)>> {
     Some(extent)
 }
 
-/// Walks the spans of `theirs` against the spans of `mine` (canonical: no empty span, a gap
-/// between any two) and calls `each(position in mine's counts, position in theirs' counts,
-/// first index, length)` for every non-empty span of `theirs`, in order. False as soon as
+/// Whether `spans` are laid out as the general path writes them: no empty span, and a gap
+/// before every span after the first.
+fn canonical_spans(spans: &[Span]) -> bool {
+    spans
+        .iter()
+        .enumerate()
+        .all(|(i, s)| s.length > 0 && (i == 0 || s.offset > 0))
+}
+
+/// Walks the spans of `theirs` against the spans of `mine` ([`canonical_spans`]) and calls
+/// `each(position in mine's counts, position in theirs' counts, first index, length)` for
+/// every non-empty span of `theirs`, in order. False as soon as
 /// `each` returns false, or when a span of `theirs` goes back, holds an index beyond `i32`, or
 /// holds a bucket `mine` lacks. A run of consecutive indices that `mine` holds lies in one of
 /// its spans, so each span of `theirs` is one slice of `mine`'s counts.
@@ -1321,12 +1330,6 @@ impl FloatHistogram {
         if self.schema != other.schema || threshold != other.zero_threshold || threshold.is_nan() {
             return None;
         }
-        let canonical = |spans: &[Span]| {
-            spans
-                .iter()
-                .enumerate()
-                .all(|(i, s)| s.length > 0 && (i == 0 || s.offset > 0))
-        };
         let sides = [
             (
                 &self.positive_spans,
@@ -1342,7 +1345,7 @@ impl FloatHistogram {
             ),
         ];
         for (mine, counts, theirs, their_counts) in sides {
-            if !canonical(mine)
+            if !canonical_spans(mine)
                 || count_buckets(mine) != counts.len() as u64
                 || count_buckets(theirs) != their_counts.len() as u64
             {
@@ -1677,10 +1680,6 @@ impl FloatHistogram {
         // Already so (every bucket populated, spans as they are written): nothing to do. Sums
         // compact after every addition, and mostly find this.
         let compact_side = |spans: &[Span], counts: &[f64]| {
-            let canonical = spans
-                .iter()
-                .enumerate()
-                .all(|(i, s)| s.length > 0 && (i == 0 || s.offset > 0));
             // Indices grow along canonical spans from the first, an `i32`: the last one bounds
             // them all.
             let last_fits = || {
@@ -1690,7 +1689,7 @@ impl FloatHistogram {
                     .sum();
                 i32::try_from(end - 1).is_ok()
             };
-            canonical
+            canonical_spans(spans)
                 && count_buckets(spans) == counts.len() as u64
                 && counts.iter().all(|&c| c != 0.0)
                 && last_fits()
