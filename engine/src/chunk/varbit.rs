@@ -118,7 +118,7 @@ fn varbit_int_at(data: &[u8], pos: &mut usize) -> i64 {
 /// A varbit payload of `width` bits (less than 64; 0 for a zero) as the integer it stands for:
 /// two's complement, except that 2^(width-1) itself is positive.
 #[inline(always)]
-fn signed_payload(bits: u64, width: u32) -> i64 {
+const fn signed_payload(bits: u64, width: u32) -> i64 {
     let full = 1u64 << width;
     (bits as i64).wrapping_sub(if bits > full >> 1 { full as i64 } else { 0 })
 }
@@ -141,7 +141,9 @@ pub(crate) fn read_bucket_dods(
     let data = r.data();
     let mut pos = r.bit_pos();
     let n = buckets.len().min(deltas.len()).min(floats.len());
-    let (buckets, deltas, floats) = (&mut buckets[..n], &mut deltas[..n], &mut floats[..n]);
+    if n == 0 {
+        return false;
+    }
     let mut current = 0i64;
     let mut negative = false;
     // `w` holds the next `avail` bits of the stream from `pos`, left-aligned: values are taken
@@ -149,63 +151,146 @@ pub(crate) fn read_bucket_dods(
     // shift rather than a load from one value to the next.
     let mut w = 0u64;
     let mut avail = 0u32;
-    let mut i = 0;
-    while i < n {
-        if avail < 16 {
-            w = peek64(data, pos);
-            avail = 64;
-        }
-        if w >> 56 == 0 {
-            // Eight zero bits or more, one per bucket: the deltas stay. A word of zeros past
-            // the end of the data reads the same way, as one bit at a time would.
-            let run = (w.leading_zeros().min(avail) as usize).min(n - i);
-            let run_floats = &mut floats[i..i + run];
-            for ((b, d), f) in buckets[i..i + run]
-                .iter_mut()
-                .zip(&deltas[i..i + run])
-                .zip(run_floats)
-            {
-                *b = b.wrapping_add(*d);
-                current = current.wrapping_add(*b);
-                *f = current as f64;
-                negative |= current < 0;
-            }
-            i += run;
-            pos += run;
-            w = w.checked_shl(run as u32).unwrap_or(0);
-            avail -= run as u32;
-            continue;
-        }
-        // A lone zero is read as a value of width 0 on the same path as the others, so that
-        // whether a bucket's delta changed is not a branch to guess.
-        let ones = (!w).leading_zeros().min(8);
-        let dod = if ones == 8 {
-            // The longest form (72 bits) does not fit the register.
-            avail = 0;
-            varbit_int_at(data, &mut pos)
-        } else {
-            let width = VARBIT_WIDTHS[ones as usize];
-            let len = ones + 1 + width;
-            if len > avail {
+    // Each block's delta-of-deltas are read first, then applied to its buckets in one loop
+    // without a branch: the reading (a chain of shifts) and the sums (a chain of additions)
+    // do not wait on each other.
+    let mut dods = [0i64; DOD_BLOCK + ZERO_STORE];
+    let mut done = 0;
+    while done < n {
+        let block = (n - done).min(DOD_BLOCK);
+        let mut i = 0;
+        while i < block {
+            if avail < 16 {
                 w = peek64(data, pos);
                 avail = 64;
             }
-            // The payload after the prefix's `ones + 1` bits; 0 for width 0.
-            let bits = ((w << (ones + 1)) >> 1) >> (63 - width);
-            w = w.checked_shl(len).unwrap_or(0);
-            avail -= len;
-            pos += len as usize;
-            signed_payload(bits, width)
-        };
-        deltas[i] = deltas[i].wrapping_add(dod);
-        buckets[i] = buckets[i].wrapping_add(deltas[i]);
-        current = current.wrapping_add(buckets[i]);
-        floats[i] = current as f64;
-        negative |= current < 0;
-        i += 1;
+            if w >> 56 == 0 {
+                // Eight zero bits or more, one per bucket. A word of zeros past the end of
+                // the data reads the same way, as one bit at a time would.
+                let run = (w.leading_zeros().min(avail) as usize).min(block - i);
+                // Zeros eight at a time, past the run too: the values after it overwrite
+                // them, and a call to `memset` would cost more than the stores.
+                for at in (i..i + run).step_by(ZERO_STORE) {
+                    dods[at..at + ZERO_STORE].copy_from_slice(&[0; ZERO_STORE]);
+                }
+                i += run;
+                pos += run;
+                w = w.checked_shl(run as u32).unwrap_or(0);
+                avail -= run as u32;
+                continue;
+            }
+            if block - i >= TABLE_SYMBOLS {
+                // Up to four short values (the widths of 0, 3 and 6 bits) from one lookup.
+                let entry = DOD_TABLE[(w >> (64 - TABLE_BITS)) as usize];
+                let count = (entry >> 24) & 7;
+                if count > 0 {
+                    for (k, dod) in dods[i..i + TABLE_SYMBOLS].iter_mut().enumerate() {
+                        *dod = i64::from((entry >> (6 * k)) & 63) - TABLE_BIAS;
+                    }
+                    let used = entry >> 27;
+                    i += count as usize;
+                    pos += used as usize;
+                    w <<= used;
+                    avail -= used;
+                    continue;
+                }
+            }
+            // One value; a lone zero is read as a value of width 0 on the same path.
+            let ones = (!w).leading_zeros().min(8);
+            dods[i] = if ones == 8 {
+                // The longest form (72 bits) does not fit the register.
+                avail = 0;
+                varbit_int_at(data, &mut pos)
+            } else {
+                let width = VARBIT_WIDTHS[ones as usize];
+                let len = ones + 1 + width;
+                if len > avail {
+                    w = peek64(data, pos);
+                    avail = 64;
+                }
+                // The payload after the prefix's `ones + 1` bits; 0 for width 0.
+                let bits = ((w << (ones + 1)) >> 1) >> (63 - width);
+                w = w.checked_shl(len).unwrap_or(0);
+                avail -= len;
+                pos += len as usize;
+                signed_payload(bits, width)
+            };
+            i += 1;
+        }
+        let range = done..done + block;
+        for (((b, d), f), &dod) in buckets[range.clone()]
+            .iter_mut()
+            .zip(&mut deltas[range.clone()])
+            .zip(&mut floats[range])
+            .zip(&dods[..block])
+        {
+            *d = d.wrapping_add(dod);
+            *b = b.wrapping_add(*d);
+            current = current.wrapping_add(*b);
+            *f = current as f64;
+            negative |= current < 0;
+        }
+        done += block;
     }
     r.set_bit_pos(pos);
     negative
+}
+
+/// Buckets whose delta-of-deltas [`read_bucket_dods`] reads before applying them.
+const DOD_BLOCK: usize = 32;
+
+/// Zero delta-of-deltas [`read_bucket_dods`] stores at once.
+const ZERO_STORE: usize = 8;
+
+/// Bits of the stream one [`DOD_TABLE`] lookup looks at.
+const TABLE_BITS: u32 = 12;
+
+/// Values one [`DOD_TABLE`] entry holds at most.
+const TABLE_SYMBOLS: usize = 4;
+
+/// Added to a value (-31 to 32) to store it in six bits of a [`DOD_TABLE`] entry.
+const TABLE_BIAS: i64 = 31;
+
+/// The varbit values at the start of every [`TABLE_BITS`]-bit pattern, as far as they are
+/// whole and of width 0, 3 or 6: per entry up to [`TABLE_SYMBOLS`] values of six bits each
+/// (value + [`TABLE_BIAS`], from bit 0), their count at bit 24 and the bits they take at bit
+/// 27. A count of 0 means the pattern starts with a longer value.
+static DOD_TABLE: [u32; 1 << TABLE_BITS] = dod_table();
+
+const fn dod_table() -> [u32; 1 << TABLE_BITS] {
+    let mut table = [0u32; 1 << TABLE_BITS];
+    let mut pattern = 0usize;
+    while pattern < table.len() {
+        let (mut used, mut count, mut entry) = (0u32, 0u32, 0u32);
+        while (count as usize) < TABLE_SYMBOLS && used < TABLE_BITS {
+            // Leading ones of the prefix, up to 2, and the `0` that ends it.
+            let mut ones = 0;
+            while ones < 3 && used + ones < TABLE_BITS && pattern_bit(pattern, used + ones) {
+                ones += 1;
+            }
+            if ones == 3 || used + ones >= TABLE_BITS {
+                break;
+            }
+            let width = VARBIT_WIDTHS[ones as usize];
+            let len = ones + 1 + width;
+            if used + len > TABLE_BITS {
+                break;
+            }
+            let bits = ((pattern >> (TABLE_BITS - used - len)) & ((1 << width) - 1)) as u64;
+            let value = signed_payload(bits, width);
+            entry |= ((value + TABLE_BIAS) as u32) << (6 * count);
+            count += 1;
+            used += len;
+        }
+        table[pattern] = entry | (count << 24) | (used << 27);
+        pattern += 1;
+    }
+    table
+}
+
+/// Bit `at` (0 is the first) of a [`TABLE_BITS`]-bit pattern.
+const fn pattern_bit(pattern: usize, at: u32) -> bool {
+    (pattern >> (TABLE_BITS - 1 - at)) & 1 == 1
 }
 
 /// Reads an unsigned varbit written by [`put_varbit_uint`].
@@ -381,12 +466,13 @@ mod tests {
         }
     }
 
-    /// Delta-of-deltas as a slow series has them: mostly zero, some small, a few of every
-    /// width.
+    /// Delta-of-deltas as a slow series has them: mostly zero, some small (the widths one
+    /// table lookup reads several of, and just past them), a few of every width.
     fn dod() -> impl Strategy<Value = i64> {
         prop_oneof![
             6 => Just(0i64),
             3 => -4i64..=4,
+            2 => -32i64..=33,
             1 => any::<i64>(),
             1 => (0u32..63).prop_flat_map(|b| -(1i64 << b)..=(1i64 << b)),
         ]

@@ -964,8 +964,100 @@ fn encode_side(buckets: &[(i64, f64)]) -> (Vec<Span>, Vec<f64>) {
 thread_local! {
     /// The merged side [`FloatHistogram::combine_merging_layouts`] builds before copying it
     /// back: spans and counts.
-    static MERGED: std::cell::RefCell<(Vec<Span>, Vec<f64>)> =
-        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    static MERGED: std::cell::RefCell<(Vec<Span>, Vec<f64>, Vec<bool>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+}
+
+/// How much wider than the buckets of both histograms together (plus a constant) one side's
+/// index range may be for [`DenseSide`] to merge it: past that the sorted merge walks less.
+const DENSE_MERGE_SLACK: usize = 4;
+
+/// One side of two histograms merged through an array indexed by bucket from `lo`: each
+/// span's counts are copied or added as a slice, and the spans of the result are read off the
+/// populated runs. Takes as many steps as the index range is wide, with no branch per bucket.
+struct DenseSide<'a> {
+    /// The lowest index of either histogram on this side.
+    lo: i64,
+    /// How many indices lie from `lo` to the highest.
+    width: usize,
+    values: &'a mut Vec<f64>,
+    present: &'a mut Vec<bool>,
+}
+
+impl DenseSide<'_> {
+    /// Replaces `my_spans`/`my_counts` by their union with `their_*` (each count of theirs
+    /// times `sign`, the first `dropped` of them left out), as the sorted merge writes it: a
+    /// bucket either side holds is kept even when its count is zero.
+    fn merge(
+        self,
+        my_spans: &mut Vec<Span>,
+        my_counts: &mut Vec<f64>,
+        their_spans: &[Span],
+        their_counts: &[f64],
+        dropped: usize,
+        sign: f64,
+    ) {
+        let DenseSide {
+            lo,
+            width,
+            values,
+            present,
+        } = self;
+        // -0.0 is the identity of addition: a bucket only `other` holds becomes exactly
+        // `sign * d`, as the sorted merge writes it.
+        values.clear();
+        values.resize(width, -0.0);
+        present.clear();
+        present.resize(width, false);
+        let mut next = 0i64;
+        let mut at = 0usize;
+        for span in my_spans.iter() {
+            let start = next + i64::from(span.offset);
+            next = start + i64::from(span.length);
+            let len = span.length as usize;
+            if len == 0 {
+                continue;
+            }
+            let from = (start - lo) as usize;
+            values[from..from + len].copy_from_slice(&my_counts[at..at + len]);
+            present[from..from + len].fill(true);
+            at += len;
+        }
+        let (mut next, mut at) = (0i64, 0usize);
+        for span in their_spans {
+            let start = next + i64::from(span.offset);
+            next = start + i64::from(span.length);
+            let len = span.length as usize;
+            // The part of this span past the dropped buckets.
+            let skip = dropped.saturating_sub(at).min(len);
+            let counts = &their_counts[at + skip..at + len];
+            at += len;
+            if counts.is_empty() {
+                continue;
+            }
+            let from = (start - lo) as usize + skip;
+            for (v, d) in values[from..from + counts.len()].iter_mut().zip(counts) {
+                *v += sign * d;
+            }
+            present[from..from + counts.len()].fill(true);
+        }
+        my_spans.clear();
+        my_counts.clear();
+        let mut after: Option<i64> = None;
+        let mut k = 0usize;
+        while let Some(gap) = present[k..].iter().position(|&p| p) {
+            let run_start = k + gap;
+            let run = present[run_start..]
+                .iter()
+                .position(|&p| !p)
+                .unwrap_or(width - run_start);
+            let index = lo + run_start as i64;
+            my_spans.push(Span::new(clamp_i32(index - after.unwrap_or(0)), run as u32));
+            my_counts.extend_from_slice(&values[run_start..run_start + run]);
+            after = Some(index + run as i64);
+            k = run_start + run;
+        }
+    }
 }
 
 /// The first and last bucket index of one side (`None` inside when it has no buckets),
@@ -1415,7 +1507,9 @@ impl FloatHistogram {
         {
             return None;
         }
-        for (mine, counts, theirs, their_counts) in [
+        // Each side's lowest and highest index over both histograms.
+        let mut extents = [None; 2];
+        for (extent, (mine, counts, theirs, their_counts)) in extents.iter_mut().zip([
             (
                 &self.positive_spans,
                 &self.positive_buckets,
@@ -1428,7 +1522,7 @@ impl FloatHistogram {
                 &other.negative_spans,
                 &other.negative_buckets,
             ),
-        ] {
+        ]) {
             let a = side_extent(mine, counts)?;
             let b = side_extent(theirs, their_counts)?;
             let ends = [
@@ -1437,34 +1531,62 @@ impl FloatHistogram {
                 b.map(|e| e.0),
                 b.map(|e| e.1),
             ];
-            let (Some(lo), Some(hi)) = (ends.iter().flatten().min(), ends.iter().flatten().max())
+            let (Some(&lo), Some(&hi)) = (ends.iter().flatten().min(), ends.iter().flatten().max())
             else {
                 continue;
             };
             if i32::try_from(hi - lo).is_err() {
                 return None;
             }
+            *extent = Some((lo, hi));
         }
         let collision = !negate && self.adjust_counter_reset(other.counter_reset_hint);
         let sign = if negate { -1.0 } else { 1.0 };
         self.zero_count += sign * other.zero_count;
         self.count += sign * other.count;
         self.sum += sign * other.sum;
-        MERGED.with_borrow_mut(|(spans, counts)| {
-            for (my_spans, my_counts, their_spans, their_counts) in [
-                (
-                    &mut self.positive_spans,
-                    &mut self.positive_buckets,
-                    &other.positive_spans,
-                    &other.positive_buckets,
-                ),
-                (
-                    &mut self.negative_spans,
-                    &mut self.negative_buckets,
-                    &other.negative_spans,
-                    &other.negative_buckets,
-                ),
-            ] {
+        MERGED.with_borrow_mut(|(spans, counts, present)| {
+            for (extent, (my_spans, my_counts, their_spans, their_counts)) in
+                extents.into_iter().zip([
+                    (
+                        &mut self.positive_spans,
+                        &mut self.positive_buckets,
+                        &other.positive_spans,
+                        &other.positive_buckets,
+                    ),
+                    (
+                        &mut self.negative_spans,
+                        &mut self.negative_buckets,
+                        &other.negative_spans,
+                        &other.negative_buckets,
+                    ),
+                ])
+            {
+                let Some((lo, hi)) = extent else {
+                    continue;
+                };
+                // The general path drops the buckets of `other` inside the zero bucket.
+                let dropped = span_indices(their_spans)
+                    .take_while(|&i| exponential_bound(i, schema) <= threshold)
+                    .count();
+                let width = (hi - lo + 1) as usize;
+                if width <= DENSE_MERGE_SLACK * (my_counts.len() + their_counts.len()) + 64 {
+                    let dense = DenseSide {
+                        lo,
+                        width,
+                        values: counts,
+                        present,
+                    };
+                    dense.merge(
+                        my_spans,
+                        my_counts,
+                        their_spans,
+                        their_counts,
+                        dropped,
+                        sign,
+                    );
+                    continue;
+                }
                 spans.clear();
                 counts.clear();
                 let mut next: Option<i64> = None;
@@ -1483,10 +1605,9 @@ impl FloatHistogram {
                 let mut mine = span_indices(my_spans)
                     .zip(my_counts.iter().copied())
                     .peekable();
-                // The general path drops the buckets of `other` inside the zero bucket.
                 let mut theirs = span_indices(their_spans)
                     .zip(their_counts.iter().copied())
-                    .skip_while(|&(i, _)| exponential_bound(i, schema) <= threshold)
+                    .skip(dropped)
                     .peekable();
                 loop {
                     match (mine.peek(), theirs.peek()) {

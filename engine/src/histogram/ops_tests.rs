@@ -1373,6 +1373,19 @@ fn sums_across_layouts_merge_without_the_general_path() {
     assert_eq!(format!("{a:?}"), format!("{want:?}"));
     assert_eq!(a.positive_spans, vec![Span::new(0, 2), Span::new(1, 1)]);
     assert_eq!(a.positive_buckets, vec![1.0, 2.0, 4.0]);
+    // Buckets far apart on the index scale merge by walking both lists, not an array as
+    // wide as the gap: the same answer.
+    let mut far = parse("{{schema:0 count:3 sum:1 buckets:[1 2]}}");
+    let distant = parse("{{schema:0 count:4 sum:2 offset:100000 buckets:[4 -1]}}");
+    let mut want = far.clone();
+    want.combine_general(&distant, true).unwrap();
+    assert!(far.combine_merging_layouts(&distant, true).is_some());
+    assert_eq!(format!("{far:?}"), format!("{want:?}"));
+    assert_eq!(
+        far.positive_spans,
+        vec![Span::new(0, 2), Span::new(99998, 2)]
+    );
+    assert_eq!(far.positive_buckets, vec![1.0, 2.0, -4.0, 1.0]);
     // Another schema, zero bucket or custom bounds take the general path.
     let other_schema = parse("{{schema:1 count:4 sum:2 buckets:[4]}}");
     assert!(
