@@ -28,8 +28,7 @@ use super::varbit::{
 };
 use crate::histogram::{
     CounterResetHint, FloatHistogram, FloatValue, Histogram, HistogramError, Side, Span,
-    count_buckets, custom_bounds_match, deltas_to_exact_float_counts_into,
-    is_custom_buckets_schema,
+    count_buckets, custom_bounds_match, is_custom_buckets_schema,
 };
 
 /// What appending a sample did to a histogram chunk.
@@ -716,21 +715,44 @@ impl<'a> HistogramIterator<'a> {
             });
         }
         let (np, nn) = (np as usize, nn as usize);
-        self.p_buckets = vec![0; np];
-        self.p_deltas = vec![0; np];
-        self.n_buckets = vec![0; nn];
-        self.n_deltas = vec![0; nn];
+        // The vectors of the chunk before are reused.
+        for (v, n) in [
+            (&mut self.p_buckets, np),
+            (&mut self.p_deltas, np),
+            (&mut self.n_buckets, nn),
+            (&mut self.n_deltas, nn),
+        ] {
+            v.clear();
+            v.resize(n, 0);
+        }
+        for (v, n) in [(&mut self.p_floats, np), (&mut self.n_floats, nn)] {
+            v.clear();
+            v.resize(n, 0.0);
+        }
         self.t = read_varbit_int(&mut self.r);
         self.cnt = read_varbit_uint(&mut self.r);
         self.z_cnt = read_varbit_uint(&mut self.r);
         self.sum.value = f64::from_bits(self.r.read_bits(64));
-        for b in self.p_buckets.iter_mut().chain(self.n_buckets.iter_mut()) {
-            *b = read_varbit_int(&mut self.r);
-        }
+        // Each bucket of the first sample is one varbit (its spatial delta): read in bulk as
+        // delta-of-deltas from zero, it leaves the buckets and the floats as they should be,
+        // and deltas that start the next sample from zero once cleared.
+        let negative = read_bucket_dods(
+            &mut self.r,
+            &mut self.p_buckets,
+            &mut self.p_deltas,
+            &mut self.p_floats,
+        ) | read_bucket_dods(
+            &mut self.r,
+            &mut self.n_buckets,
+            &mut self.n_deltas,
+            &mut self.n_floats,
+        );
+        self.p_deltas.fill(0);
+        self.n_deltas.fill(0);
         self.check()?;
-        self.check_counts()?;
-        deltas_to_exact_float_counts_into(&self.p_buckets, &mut self.p_floats);
-        deltas_to_exact_float_counts_into(&self.n_buckets, &mut self.n_floats);
+        if negative {
+            self.check_counts()?;
+        }
         Ok(())
     }
 

@@ -422,17 +422,6 @@ pub(crate) fn deltas_to_exact_float_counts(deltas: &[i64]) -> Vec<f64> {
         .collect()
 }
 
-/// [`deltas_to_exact_float_counts`] into `out`, reusing its allocation.
-pub(crate) fn deltas_to_exact_float_counts_into(deltas: &[i64], out: &mut Vec<f64>) {
-    out.clear();
-    out.reserve(deltas.len());
-    let mut current = 0i64;
-    out.extend(deltas.iter().map(|&d| {
-        current = current.wrapping_add(d);
-        current as f64
-    }));
-}
-
 /// Absolute counts from deltas, wrapping on overflow.
 pub(crate) fn deltas_to_counts(deltas: &[i64]) -> Vec<i64> {
     let mut current = 0i64;

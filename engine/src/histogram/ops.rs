@@ -1955,6 +1955,19 @@ impl FloatHistogram {
         if self.zero_threshold < previous.zero_threshold {
             return Ok(true);
         }
+        match self.decreased_within_layout(previous) {
+            Some(decreased) => Ok(decreased),
+            None => self.decreased_by_bucket_lists(previous),
+        }
+    }
+
+    /// The rest of [`FloatHistogram::detect_reset`] in general: both histograms' buckets
+    /// listed, `previous`'s reduced to this one's schema, the zero bucket's compared at this
+    /// one's threshold.
+    fn decreased_by_bucket_lists(
+        &self,
+        previous: &FloatHistogram,
+    ) -> Result<bool, HistogramOpError> {
         let (cur_pos, cur_neg) = decode(self)?;
         let (prev_pos, prev_neg) = decode(previous)?;
         let (previous_zero, threshold) =
@@ -1981,6 +1994,65 @@ impl FloatHistogram {
             }
         }
         Ok(false)
+    }
+
+    /// The rest of [`FloatHistogram::detect_reset`] (after its checks of count, schema and
+    /// zero threshold) when both histograms are exponential, of one schema and zero threshold,
+    /// with valid spans, and every bucket of `previous` lies in this one's spans above the
+    /// zero bucket: the zero counts, then each run of `previous`'s buckets against the slice of
+    /// this one's that holds it, with no bucket list built. `None` when the case does not fit.
+    fn decreased_within_layout(&self, previous: &FloatHistogram) -> Option<bool> {
+        let schema = self.schema;
+        let threshold = self.zero_threshold;
+        if previous.schema != schema
+            || !is_exponential_schema(schema)
+            || previous.zero_threshold != threshold
+        {
+            return None;
+        }
+        let sides = [
+            (
+                &self.positive_spans,
+                &self.positive_buckets,
+                &previous.positive_spans,
+                &previous.positive_buckets,
+            ),
+            (
+                &self.negative_spans,
+                &self.negative_buckets,
+                &previous.negative_spans,
+                &previous.negative_buckets,
+            ),
+        ];
+        for (mine, counts, theirs, their_counts) in sides {
+            side_extent(mine, counts)?;
+            side_extent(theirs, their_counts)?;
+        }
+        if self.zero_count < previous.zero_count {
+            return Some(true);
+        }
+        for (mine, counts, theirs, their_counts) in sides {
+            let mut decreased = false;
+            let walked = runs_within(mine, theirs, |at, from, start, len| {
+                // A run reaching into the zero bucket is left to the general path, which
+                // skips those buckets.
+                if threshold != 0.0 && exponential_bound(start, schema) <= threshold {
+                    return false;
+                }
+                decreased = counts[at..at + len]
+                    .iter()
+                    .zip(&their_counts[from..from + len])
+                    .any(|(c, p)| c < p);
+                !decreased
+            });
+            if decreased {
+                return Some(true);
+            }
+            if !walked {
+                return None;
+            }
+        }
+        Some(false)
     }
 }
 

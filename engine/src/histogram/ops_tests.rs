@@ -1318,6 +1318,54 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// Deciding a reset run by run over the current layout (when every bucket of the previous
+    /// histogram lies in it) gives the answer of comparing bucket lists, and otherwise leaves
+    /// the case to them.
+    #[test]
+    fn resets_within_one_layout_agree_with_bucket_lists(
+        (a, keep, counts, zero) in any_histogram().prop_flat_map(|a| {
+            let n = a.positive_buckets.len() + a.negative_buckets.len();
+            (
+                Just(a),
+                prop::collection::vec(any::<bool>(), n),
+                prop::collection::vec(prop_oneof![Just(-1.0), 0.0f64..10.0, Just(f64::NAN)], n),
+                prop_oneof![Just(0.0), 0.0f64..4.0],
+            )
+        }),
+        other in any_histogram(),
+    ) {
+        let a = relaid(&a, false);
+        // `b`: some of `a`'s buckets, each moved by a little (-1 makes it smaller).
+        let mut b = a.clone();
+        let np = a.positive_buckets.len();
+        let side = |spans: &[Span], buckets: &[f64], offset: usize| -> Vec<(i64, f64)> {
+            span_indices(spans)
+                .zip(buckets)
+                .enumerate()
+                .filter(|(k, _)| keep[offset + k])
+                .map(|(k, (i, c))| (i, c + counts[offset + k]))
+                .collect()
+        };
+        (b.positive_spans, b.positive_buckets) =
+            encode_side(&side(&a.positive_spans, &a.positive_buckets, 0));
+        (b.negative_spans, b.negative_buckets) =
+            encode_side(&side(&a.negative_spans, &a.negative_buckets, np));
+        b.zero_count = zero;
+        for (cur, prev) in [(&a, &b), (&b, &a), (&a, &other), (&other, &a)] {
+            if let Some(fast) = cur.decreased_within_layout(prev) {
+                prop_assert_eq!(fast, cur.decreased_by_bucket_lists(prev).unwrap());
+            }
+        }
+        // Buckets above a zero threshold of 0 always fit the case.
+        if a.zero_threshold == 0.0 {
+            prop_assert!(a.decreased_within_layout(&b).is_some());
+        }
+    }
+}
+
 #[test]
 fn sums_of_one_layout_take_the_shortcut() {
     let mut a = relaid(&two_sided(), false);
