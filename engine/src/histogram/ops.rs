@@ -859,7 +859,7 @@ fn check_side(side: Side, spans: &[Span], counts: &[f64]) -> Result<(), Histogra
 }
 
 thread_local! {
-    /// The spans [`drop_empty_buckets`] writes before swapping them in, kept between calls.
+    /// The spans [`drop_empty_buckets`] writes before copying them in, kept between calls.
     static COMPACTED_SPANS: std::cell::RefCell<Vec<Span>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -904,13 +904,18 @@ fn drop_empty_buckets(spans: &mut Vec<Span>, counts: &mut Vec<f64>) {
                     )),
                 }
                 let from = base + run_start;
-                counts.copy_within(from..from + run, write);
+                if from != write {
+                    counts.copy_within(from..from + run, write);
+                }
                 write += run;
                 after_kept = Some(index + run as i64);
             }
         }
         counts.truncate(write);
-        std::mem::swap(spans, &mut *out);
+        // Copied rather than swapped: the scratch keeps its capacity, where a swap would
+        // hand it the spans of a histogram that may be on its way out.
+        spans.clear();
+        spans.extend_from_slice(&out);
     });
 }
 

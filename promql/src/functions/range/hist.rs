@@ -380,6 +380,8 @@ impl RangeCall {
                 return None;
             }
         }
+        // `sub_in_place` leaves `h` compacted; only adding to it undoes that.
+        let mut added = false;
         if counter {
             let mut prev = start;
             for (k, cur) in hs.iter().enumerate().skip(1) {
@@ -390,6 +392,7 @@ impl RangeCall {
                     reset_at(k)
                 };
                 if reset {
+                    added = true;
                     match hist_math::add_to(&mut h, prev, self.compat) {
                         Ok(true) => {
                             notes.info(hist_math::reconciled_info("addition", &self.first_at))
@@ -407,7 +410,9 @@ impl RangeCall {
         if !counter && (!gauge(first) || !gauge(last)) {
             notes.warn(not_gauge(name, &self.first_at));
         }
-        let _ = h.compact(0);
+        if added {
+            let _ = h.compact(0);
+        }
         h.counter_reset_hint = CounterResetHint::Gauge;
         let (first_t, last_t) = (ts[0], ts[ts.len() - 1]);
         let sampled = (last_t - first_t) as f64 / 1000.0;
