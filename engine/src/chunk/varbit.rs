@@ -131,7 +131,8 @@ const fn signed_payload(bits: u64, width: u32) -> i64 {
 ///
 /// The same bits as calling [`read_varbit_int`] per bucket, but a run of zero
 /// delta-of-deltas (a bucket growing at the rate it grew before, common in slow series)
-/// is taken from one load, and the absolute counts are checked in the same pass.
+/// is taken from one load, up to four short values from one lookup in [`DOD_TABLE`], and the
+/// absolute counts are checked in the same pass.
 pub(crate) fn read_bucket_dods(
     r: &mut BitReader<'_>,
     buckets: &mut [i64],

@@ -967,8 +967,8 @@ fn encode_side(buckets: &[(i64, f64)]) -> (Vec<Span>, Vec<f64>) {
 }
 
 thread_local! {
-    /// The merged side [`FloatHistogram::combine_merging_layouts`] builds before copying it
-    /// back: spans and counts.
+    /// The scratch of [`FloatHistogram::combine_merging_layouts`]: the spans and counts of a
+    /// sorted merge, or the values and populated flags of a [`DenseSide`] (counts and flags).
     static MERGED: std::cell::RefCell<(Vec<Span>, Vec<f64>, Vec<bool>)> =
         const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
@@ -1493,9 +1493,10 @@ impl FloatHistogram {
     }
 
     /// [`FloatHistogram::combine`] of two exponential histograms of one schema and zero bucket
-    /// whose layouts differ: each side's buckets are merged in one pass into scratch vectors
-    /// kept by the thread, then copied into this histogram's own, so an accumulator that meets
-    /// series of many layouts allocates only while its vectors grow. The result is the general
+    /// whose layouts differ: each side's buckets are merged in one pass through scratch
+    /// vectors kept by the thread ([`DenseSide`]'s array when the side's index range is
+    /// narrow, a sorted merge otherwise) into this histogram's own, so an accumulator that
+    /// meets series of many layouts allocates only while its vectors grow. The result is the general
     /// path's (its checks made first; anything they would refuse goes to the general path).
     /// `None`, this histogram unchanged, when the histograms do not fit the case.
     fn combine_merging_layouts(
