@@ -736,17 +736,7 @@ impl<'a> HistogramIterator<'a> {
         // Each bucket of the first sample is one varbit (its spatial delta): read in bulk as
         // delta-of-deltas from zero, it leaves the buckets and the floats as they should be,
         // and deltas that start the next sample from zero once cleared.
-        let negative = read_bucket_dods(
-            &mut self.r,
-            &mut self.p_buckets,
-            &mut self.p_deltas,
-            &mut self.p_floats,
-        ) | read_bucket_dods(
-            &mut self.r,
-            &mut self.n_buckets,
-            &mut self.n_deltas,
-            &mut self.n_floats,
-        );
+        let negative = self.read_buckets();
         self.p_deltas.fill(0);
         self.n_deltas.fill(0);
         self.check()?;
@@ -754,6 +744,24 @@ impl<'a> HistogramIterator<'a> {
             self.check_counts()?;
         }
         Ok(())
+    }
+
+    /// One sample's bucket delta-of-deltas, positive side then negative, applied to the
+    /// buckets ([`read_bucket_dods`]); whether an absolute count went negative.
+    fn read_buckets(&mut self) -> bool {
+        let positive = read_bucket_dods(
+            &mut self.r,
+            &mut self.p_buckets,
+            &mut self.p_deltas,
+            &mut self.p_floats,
+        );
+        positive
+            | read_bucket_dods(
+                &mut self.r,
+                &mut self.n_buckets,
+                &mut self.n_deltas,
+                &mut self.n_floats,
+            )
     }
 
     /// Samples after the first: delta of delta of each field, the sum XOR-encoded.
@@ -781,17 +789,7 @@ impl<'a> HistogramIterator<'a> {
         if super::is_stale_nan(self.sum.value) {
             return Ok(());
         }
-        let negative = read_bucket_dods(
-            &mut self.r,
-            &mut self.p_buckets,
-            &mut self.p_deltas,
-            &mut self.p_floats,
-        ) | read_bucket_dods(
-            &mut self.r,
-            &mut self.n_buckets,
-            &mut self.n_deltas,
-            &mut self.n_floats,
-        );
+        let negative = self.read_buckets();
         self.check()?;
         if negative {
             // Only to name the bucket: the pass above found one.

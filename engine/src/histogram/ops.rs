@@ -718,7 +718,28 @@ fn clip_to_zero_bucket(mut b: Bucket, zero_threshold: f64) -> Bucket {
     b
 }
 
+/// One side of two histograms: this one's spans and counts, then the other's.
+type SidePair<'a> = (&'a [Span], &'a [f64], &'a [Span], &'a [f64]);
+
 impl FloatHistogram {
+    /// The positive sides of this histogram and `other`, then their negative sides.
+    fn side_pairs<'a>(&'a self, other: &'a FloatHistogram) -> [SidePair<'a>; 2] {
+        [
+            (
+                &self.positive_spans,
+                &self.positive_buckets,
+                &other.positive_spans,
+                &other.positive_buckets,
+            ),
+            (
+                &self.negative_spans,
+                &self.negative_buckets,
+                &other.negative_spans,
+                &other.negative_buckets,
+            ),
+        ]
+    }
+
     /// The positive buckets, from the lowest bound up.
     pub fn positive_buckets_iter(&self) -> BucketIter<'_> {
         BucketIter::new(
@@ -1427,20 +1448,7 @@ impl FloatHistogram {
         if self.schema != other.schema || threshold != other.zero_threshold || threshold.is_nan() {
             return None;
         }
-        let sides = [
-            (
-                &self.positive_spans,
-                &self.positive_buckets,
-                &other.positive_spans,
-                &other.positive_buckets,
-            ),
-            (
-                &self.negative_spans,
-                &self.negative_buckets,
-                &other.negative_spans,
-                &other.negative_buckets,
-            ),
-        ];
+        let sides = self.side_pairs(other);
         for (mine, counts, theirs, their_counts) in sides {
             if !canonical_spans(mine)
                 || count_buckets(mine) != counts.len() as u64
@@ -1515,20 +1523,9 @@ impl FloatHistogram {
         }
         // Each side's lowest and highest index over both histograms.
         let mut extents = [None; 2];
-        for (extent, (mine, counts, theirs, their_counts)) in extents.iter_mut().zip([
-            (
-                &self.positive_spans,
-                &self.positive_buckets,
-                &other.positive_spans,
-                &other.positive_buckets,
-            ),
-            (
-                &self.negative_spans,
-                &self.negative_buckets,
-                &other.negative_spans,
-                &other.negative_buckets,
-            ),
-        ]) {
+        for (extent, (mine, counts, theirs, their_counts)) in
+            extents.iter_mut().zip(self.side_pairs(other))
+        {
             let a = side_extent(mine, counts)?;
             let b = side_extent(theirs, their_counts)?;
             let ends = [
@@ -2016,20 +2013,7 @@ impl FloatHistogram {
         {
             return None;
         }
-        let sides = [
-            (
-                &self.positive_spans,
-                &self.positive_buckets,
-                &previous.positive_spans,
-                &previous.positive_buckets,
-            ),
-            (
-                &self.negative_spans,
-                &self.negative_buckets,
-                &previous.negative_spans,
-                &previous.negative_buckets,
-            ),
-        ];
+        let sides = self.side_pairs(previous);
         for (mine, counts, theirs, their_counts) in sides {
             side_extent(mine, counts)?;
             side_extent(theirs, their_counts)?;
