@@ -1566,6 +1566,10 @@ impl FloatHistogram {
                 ])
             {
                 let Some((lo, hi)) = extent else {
+                    // No bucket on this side of either: the merge of nothing, and spans that
+                    // held no bucket go, as the general path leaves them.
+                    my_spans.clear();
+                    my_counts.clear();
                     continue;
                 };
                 // The general path drops the buckets of `other` inside the zero bucket.

@@ -1434,6 +1434,15 @@ fn sums_across_layouts_merge_without_the_general_path() {
         vec![Span::new(0, 2), Span::new(99998, 2)]
     );
     assert_eq!(far.positive_buckets, vec![1.0, 2.0, -4.0, 1.0]);
+    // A side with only an empty span and no bucket in either comes out with no span.
+    let mut empty_span = parse("{{schema:0 count:3 sum:1 buckets:[1 2]}}");
+    empty_span.negative_spans = vec![Span::new(3, 0)];
+    let b = parse("{{schema:0 count:4 sum:2 offset:3 buckets:[4]}}");
+    let mut want = empty_span.clone();
+    want.combine_general(&b, false).unwrap();
+    assert!(empty_span.combine_merging_layouts(&b, false).is_some());
+    assert_eq!(format!("{empty_span:?}"), format!("{want:?}"));
+    assert!(empty_span.negative_spans.is_empty());
     // Another schema, zero bucket or custom bounds take the general path.
     let other_schema = parse("{{schema:1 count:4 sum:2 buckets:[4]}}");
     assert!(
