@@ -7,9 +7,10 @@
 //! and 2.0 (`io.prometheus.write.v2`).
 //!
 //! The `.proto` sources live in `proto/proto/`, laid out like upstream so that
-//! fully-qualified names match on the wire. `build.rs` compiles them with
-//! protox (no `protoc`) and generates prost messages and tonic clients and
-//! servers. Modules mirror the protobuf packages; each service `Foo` gets
+//! fully-qualified names match on the wire. The prost messages and tonic clients
+//! and servers they compile to are checked in under `src/generated/`;
+//! `tests/generated.rs` regenerates them with protox (no `protoc`) and fails when
+//! they are stale. Modules mirror the protobuf packages; each service `Foo` gets
 //! `foo_client` and `foo_server` submodules next to its messages.
 
 // Clippy and missing_docs are silenced on the generated modules: their shape is
@@ -20,15 +21,15 @@
 /// services; rule groups and the `Rules` service; the `Exemplars`, `Metadata` and
 /// `Targets` services; PromQL over gRPC, the `Query` service.
 pub mod thanos {
-    include!(concat!(env!("OUT_DIR"), "/thanos.rs"));
-    // Generated on its own (see build.rs), into the same package.
-    include!(concat!(env!("OUT_DIR"), "/rulespb/thanos.rs"));
-    include!(concat!(env!("OUT_DIR"), "/targetspb/thanos.rs"));
+    include!("generated/thanos.rs");
+    // Generated on its own (see tests/generated.rs), into the same package.
+    include!("generated/rulespb/thanos.rs");
+    include!("generated/targetspb/thanos.rs");
 
     /// Package `thanos.info`: the `Info` service through which a querier
     /// discovers what a component serves.
     pub mod info {
-        include!(concat!(env!("OUT_DIR"), "/thanos.info.rs"));
+        include!("generated/thanos.info.rs");
     }
 }
 
@@ -36,13 +37,13 @@ pub mod thanos {
 /// Package `hintspb`: store hints and query statistics sent inside the `hints`
 /// fields (`google.protobuf.Any`) of StoreAPI requests and responses.
 pub mod hintspb {
-    include!(concat!(env!("OUT_DIR"), "/hintspb.rs"));
+    include!("generated/hintspb.rs");
 }
 
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 /// Package `prometheus`: remote write 1.0 and remote read messages.
 pub mod prometheus {
-    include!(concat!(env!("OUT_DIR"), "/prometheus.rs"));
+    include!("generated/prometheus.rs");
 }
 
 /// Namespace of package `io.prometheus.write.v2`.
@@ -55,7 +56,7 @@ pub mod io {
             /// Package `io.prometheus.write.v2`: remote write 2.0 messages,
             /// with strings interned in `Request::symbols`.
             pub mod v2 {
-                include!(concat!(env!("OUT_DIR"), "/io.prometheus.write.v2.rs"));
+                include!("generated/io.prometheus.write.v2.rs");
             }
         }
     }
@@ -64,5 +65,4 @@ pub mod io {
 /// Encoded `google.protobuf.FileDescriptorSet` of every file above plus the
 /// well-known types they import, without source info; for gRPC reflection and
 /// for tests that check names on the wire.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/file_descriptor_set.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("generated/file_descriptor_set.bin");
