@@ -257,6 +257,20 @@ put(2, 0, "query=" + u.quote("sum by (job) (rate(x[5m]))", safe=""))
     printf '\1VALUE k 0 3\r\nabc\r\nEND\r\n' >"$dir/seed1"
     printf '\1END\r\n$3\r\nabc\r\n$-1\r\n+OK\r\n-ERR wrong\r\n:5\r\n' >"$dir/seed2"
     printf '\2{"key":"fe:t:up:15000:86400000:0:","extents":[{"start":0,"end":60000,"answer":"{\\"status\\":\\"success\\",\\"data\\":{\\"resultType\\":\\"matrix\\",\\"result\\":[{\\"metric\\":{\\"job\\":\\"a\\"},\\"values\\":[[0,\\"1\\"],[60,\\"2\\"]]}]}}"}]}' >"$dir/seed3" ;;
+  packed_refs)
+    # Packed lists of 300 refs (one block of 256, then 44 plain): 0 to 299 (deltas of 0
+    # bits), and with the block's deltas in 1 bit after a previous ref; then raw refs.
+    python3 - "$dir" <<'PY'
+import struct, sys
+d = sys.argv[1]
+def packed(prev, bits, data, tail):
+    meta = struct.pack('<IIBB', 0, prev or 0, prev is not None, bits)
+    return struct.pack('<II', 256 + len(tail), 1) + meta + data + b''.join(struct.pack('<I', t) for t in tail)
+open(d + '/seed0', 'wb').write(packed(None, 0, b'', range(256, 300)))
+open(d + '/seed1', 'wb').write(packed(7, 1, bytes([0x55] * 32), range(1000, 1044)))
+open(d + '/seed2', 'wb').write(b''.join(struct.pack('<I', i * 3 + (i % 5)) for i in range(700)))
+PY
+    ;;
   selector_parse)
     { grep -hv '^#' "$root"/perf/queries/series.txt | sed -E 's/^series +[^ ]+ +[^ ]+ +//'
       queries | grep '[{]'; } | seed_lines "$dir" ;;

@@ -1,5 +1,5 @@
 //! Postings kernels: every implementation the CPU runs, on pairs with half their entries shared
-//! and on 1:100 skewed pairs, plus k-way unions. Throughput counts the entries of all inputs.
+//! and on 1:100 skewed pairs, plus k-way unions, and decoding the store's bitpacked refs. Throughput counts the entries of all inputs.
 //!
 //! `cargo bench -p gauntlet-bench --bench postings -- intersect/` runs one family; each benchmark
 //! warms up for 1 s and measures for 3 s unless the command line says otherwise.
@@ -243,11 +243,38 @@ fn union_many(c: &mut Criterion) {
     }
 }
 
+/// Decoding the store's bitpacked refs (256-ref blocks of deltas in eight lanes): a whole
+/// 1M-ref list, as a selection that takes every series of a block does.
+fn packed_decode(c: &mut Criterion) {
+    use gauntlet_engine::store::postings::pack;
+    let mut group = c.benchmark_group("packed_decode");
+    for (gap, label) in [(4u64, "gap_1_to_4"), (64, "gap_1_to_64")] {
+        let mut rng = SplitMix(17);
+        let mut v = 0u32;
+        let refs: Vec<u32> = (0..1_000_000)
+            .map(|_| {
+                v += 1 + (rng.next() % gap) as u32;
+                v
+            })
+            .collect();
+        let packed = pack(&refs);
+        let mut out = Vec::with_capacity(refs.len());
+        group.throughput(Throughput::Elements(refs.len() as u64));
+        group.bench_function(BenchmarkId::new("decode_all", label), |bench| {
+            bench.iter(|| {
+                out.clear();
+                black_box(&packed).decode_all(&mut out);
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = intersect, union, subtract, union_many
+    targets = intersect, union, subtract, union_many, packed_decode
 }
 criterion_main!(benches);

@@ -12,6 +12,7 @@
 //! [`crate::query::Queryable`]); [`BucketStore::sync`] is called periodically.
 
 mod batch;
+mod bitpack;
 mod block;
 mod core;
 mod downsampled;

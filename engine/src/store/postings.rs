@@ -1,6 +1,6 @@
 //! Series refs as the store keeps them in its caches and between resolving a selection and
-//! streaming it: ascending refs delta-encoded and bitpacked in blocks of 256 (`bitpacking`'s
-//! `BitPacker8x`, AVX2 where the CPU has it), the last partial block kept as plain `u32`s.
+//! streaming it: ascending refs delta-encoded and bitpacked in blocks of 256 (eight interleaved
+//! lanes, laid out in `bitpack.rs`), the last partial block kept as plain `u32`s.
 //! Series entries are 16-byte aligned and sorted, so the refs of a block's postings differ by
 //! a few units: the 1.78M-series all-postings list takes well under a byte per ref instead of
 //! four.
@@ -11,11 +11,9 @@
 
 use std::ops::Range;
 
-use bitpacking::{BitPacker, BitPacker8x};
 use bytes::Bytes;
 
-/// Refs per packed block.
-const BLOCK: usize = BitPacker8x::BLOCK_LEN;
+use super::bitpack::{self, BLOCK};
 /// Bytes of a block's description.
 const META: usize = 10;
 
@@ -64,7 +62,7 @@ impl PackedRefs {
             if bits > 32 || off != end - data_at {
                 return Err(PackedError("bad block"));
             }
-            end += BitPacker8x::compressed_block_size(bits);
+            end += bitpack::packed_size(bits);
         }
         let tail_at = end;
         if bytes.len() != tail_at + (len - blocks * BLOCK) * 4 {
@@ -176,8 +174,9 @@ impl PackedRefs {
             u32::from_le_bytes([m[0], m[1], m[2], m[3]])
         } else {
             let t = &self.bytes[self.tail_at..self.tail_at + 4];
-            // The tail's refs are above every packed ref, so its first is not 0.
-            u32::from_le_bytes([t[0], t[1], t[2], t[3]]) - 1
+            // The tail's refs are above every packed ref, so its first is not 0 (unless the
+            // bytes are damaged, when any bound is as good).
+            u32::from_le_bytes([t[0], t[1], t[2], t[3]]).saturating_sub(1)
         }
     }
 
@@ -185,7 +184,6 @@ impl PackedRefs {
     pub fn decode_range(&self, range: Range<usize>, out: &mut Vec<u32>) {
         let end = range.end.min(self.len);
         let mut at = range.start.min(end);
-        let packer = BitPacker8x::new();
         let mut block = [0u32; BLOCK];
         while at < end {
             let k = at / BLOCK;
@@ -206,9 +204,9 @@ impl PackedRefs {
             let prev = u32::from_le_bytes([m[4], m[5], m[6], m[7]]);
             let initial = (m[8] != 0).then_some(prev);
             let bits = m[9];
-            let size = BitPacker8x::compressed_block_size(bits);
+            let size = bitpack::packed_size(bits);
             let data = &self.bytes[self.data_at + off..self.data_at + off + size];
-            packer.decompress_strictly_sorted(initial, data, &mut block, bits);
+            bitpack::unpack(initial, data, bits, &mut block);
             let from = at - k * BLOCK;
             let to = (end - k * BLOCK).min(BLOCK);
             out.extend_from_slice(&block[from..to]);
@@ -262,14 +260,16 @@ impl PackedBuilder {
     }
 
     fn flush_block(&mut self) {
-        // Cheap: the SIMD level is detected once per process.
-        let packer = BitPacker8x::new();
-        let bits = packer.num_bits_strictly_sorted(self.prev, &self.pending);
+        // Called only when a whole block is pending.
+        let Ok(block) = <&[u32; BLOCK]>::try_from(&self.pending[..]) else {
+            return;
+        };
+        let bits = bitpack::bits_needed(self.prev, block);
         let off = self.data.len() as u32;
-        let size = BitPacker8x::compressed_block_size(bits);
+        let size = bitpack::packed_size(bits);
         self.data.resize(self.data.len() + size, 0);
         let at = self.data.len() - size;
-        packer.compress_strictly_sorted(self.prev, &self.pending, &mut self.data[at..], bits);
+        bitpack::pack(self.prev, block, bits, &mut self.data[at..]);
         self.meta.extend_from_slice(&off.to_le_bytes());
         self.meta
             .extend_from_slice(&self.prev.unwrap_or(0).to_le_bytes());
