@@ -12,7 +12,7 @@
     reason = "a test that cannot go on fails by panicking, at the line it stopped"
 )]
 
-use std::{fs, path::Path};
+use std::{collections::BTreeMap, fs, path::Path};
 
 use prost::Message;
 
@@ -62,8 +62,7 @@ fn checked_in_code_is_what_the_proto_files_generate() {
         return;
     }
     let checked_in = files_under(Path::new(GENERATED));
-    let names =
-        |m: &std::collections::BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
+    let names = |m: &BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
     assert_eq!(
         names(&checked_in),
         names(&fresh),
@@ -79,8 +78,8 @@ fn checked_in_code_is_what_the_proto_files_generate() {
 }
 
 /// Every file under `dir`, by its path relative to `dir`.
-fn files_under(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let mut out = std::collections::BTreeMap::new();
+fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in fs::read_dir(&d).unwrap() {

@@ -15,8 +15,6 @@
 pub const BLOCK: usize = 256;
 /// Lanes a row is packed in.
 const LANES: usize = 8;
-/// Rows per block.
-const ROWS: usize = BLOCK / LANES;
 
 /// Unpacks one block's deltas from its words.
 type Unpacker = fn(&[u32; BLOCK], &mut [u32; BLOCK]);
@@ -37,24 +35,30 @@ fn deltas(initial: Option<u32>, refs: &[u32; BLOCK]) -> [u32; BLOCK] {
     out
 }
 
-/// Bits per delta needed to pack `refs` after `initial`.
-pub fn bits_needed(initial: Option<u32>, refs: &[u32; BLOCK]) -> u8 {
-    let any = deltas(initial, refs).iter().fold(0, |a, &d| a | d);
+/// Bits per delta that hold every one of `deltas`.
+fn width(deltas: &[u32; BLOCK]) -> u8 {
+    let any = deltas.iter().fold(0, |a, &d| a | d);
     (32 - any.leading_zeros()) as u8
 }
 
-/// Packs `refs` (ascending, each above `initial`) into `out`, which holds
-/// [`packed_size`]`(bits)` bytes; `bits` is at least [`bits_needed`].
-pub fn pack(initial: Option<u32>, refs: &[u32; BLOCK], bits: u8, out: &mut [u8]) {
+/// Packs `refs` (ascending, each above `initial`) in the fewest bits per delta, appending
+/// [`packed_size`]`(bits)` bytes to `out`; returns `bits`.
+pub fn pack(initial: Option<u32>, refs: &[u32; BLOCK], out: &mut Vec<u8>) -> u8 {
+    let d = deltas(initial, refs);
+    let bits = width(&d);
+    pack_deltas(&d, bits, out);
+    bits
+}
+
+/// Appends `deltas` packed in `bits` bits each (at least [`width`]) to `out`.
+fn pack_deltas(deltas: &[u32; BLOCK], bits: u8, out: &mut Vec<u8>) {
     let bits = usize::from(bits);
     let mut words = [[0u32; LANES]; 32];
     if bits > 0 {
-        let d = deltas(initial, refs);
-        for row in 0..ROWS {
+        for (row, d) in deltas.chunks_exact(LANES).enumerate() {
             let at = row * bits;
             let (w, shift) = (at / 32, at % 32);
-            for lane in 0..LANES {
-                let v = d[row * LANES + lane];
+            for (lane, &v) in d.iter().enumerate() {
                 words[w][lane] |= v << shift;
                 if shift + bits > 32 {
                     words[w + 1][lane] |= v >> (32 - shift);
@@ -62,10 +66,7 @@ pub fn pack(initial: Option<u32>, refs: &[u32; BLOCK], bits: u8, out: &mut [u8])
             }
         }
     }
-    let bytes = words[..bits].iter().flatten().flat_map(|w| w.to_le_bytes());
-    for (o, b) in out[..packed_size(bits as u8)].iter_mut().zip(bytes) {
-        *o = b;
-    }
+    out.extend(words[..bits].iter().flatten().flat_map(|w| w.to_le_bytes()));
 }
 
 /// Unpacks a block written by [`pack`] with `bits` bits per delta: `data` holds
@@ -170,11 +171,11 @@ mod tests {
                 r += (s & ((1u32 << gap_bits) - 1)) + 1;
             }
             let initial = (has_initial && start > 0).then_some(start / 2);
-            let bits = bits_needed(initial, &refs);
+            let mut ours = Vec::new();
+            let bits = pack(initial, &refs, &mut ours);
             let packer = BitPacker8x::new();
             prop_assert_eq!(bits, packer.num_bits_strictly_sorted(initial, &refs));
-            let mut ours = vec![0u8; packed_size(bits)];
-            pack(initial, &refs, bits, &mut ours);
+            prop_assert_eq!(ours.len(), packed_size(bits));
             let mut theirs = vec![0u8; BitPacker8x::compressed_block_size(bits)];
             packer.compress_strictly_sorted(initial, &refs, &mut theirs, bits);
             prop_assert_eq!(&ours, &theirs);
@@ -200,15 +201,17 @@ mod tests {
             for i in 1..BLOCK {
                 refs[i] = refs[i - 1] + 1;
             }
-            assert_eq!(bits_needed(None, &refs), bits);
+            let mut packed = Vec::new();
+            assert_eq!(pack(None, &refs, &mut packed), bits);
             round_trip(bits, None, &refs);
         }
     }
 
     /// Packs with `bits` per delta and checks that the refs come back.
     fn round_trip(bits: u8, initial: Option<u32>, refs: &[u32; BLOCK]) {
-        let mut buf = vec![0u8; packed_size(bits)];
-        pack(initial, refs, bits, &mut buf);
+        let mut buf = Vec::new();
+        pack_deltas(&deltas(initial, refs), bits, &mut buf);
+        assert_eq!(buf.len(), packed_size(bits));
         let mut back = [0u32; BLOCK];
         unpack(initial, &buf, bits, &mut back);
         assert_eq!(&back[..], &refs[..], "width {bits}");

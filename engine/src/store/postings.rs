@@ -260,16 +260,13 @@ impl PackedBuilder {
     }
 
     fn flush_block(&mut self) {
-        // Called only when a whole block is pending.
+        // Called only with a whole block pending; were it not, the refs would stay pending
+        // and end in the plain tail.
         let Ok(block) = <&[u32; BLOCK]>::try_from(&self.pending[..]) else {
             return;
         };
-        let bits = bitpack::bits_needed(self.prev, block);
         let off = self.data.len() as u32;
-        let size = bitpack::packed_size(bits);
-        self.data.resize(self.data.len() + size, 0);
-        let at = self.data.len() - size;
-        bitpack::pack(self.prev, block, bits, &mut self.data[at..]);
+        let bits = bitpack::pack(self.prev, block, &mut self.data);
         self.meta.extend_from_slice(&off.to_le_bytes());
         self.meta
             .extend_from_slice(&self.prev.unwrap_or(0).to_le_bytes());
